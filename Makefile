@@ -1,0 +1,174 @@
+# mrec: one Makefile for the library, the command line, tests, fuzzers and benches.
+#
+#   make              CPU build: build/cpu/libmrec.a and bin/mrec
+#   make CUDA=1       adds kernels/cuda/*.cu (nvcc), links cuBLAS and cuDNN;
+#                     compiles and links without a GPU, runs on the CPU there
+#   make test         builds and runs every test program; last line "N passed, N failed"
+#   make bench        GEMM benchmark against OpenBLAS (needs libopenblas-dev)
+#   make fuzz         libFuzzer targets (clang), FUZZ_SECONDS each (default 60)
+#   SAN=1             AddressSanitizer + UndefinedBehaviorSanitizer
+#   DEBUG=1           -O0 -g3
+# Knobs combine: make test CUDA=1 SAN=1. Each combination builds in its own
+# folder under build/, so switching never mixes objects.
+
+CC       ?= cc
+NVCC     ?= nvcc
+CUDA_HOME ?= /usr/local/cuda
+
+VARIANT := cpu
+ifeq ($(CUDA),1)
+VARIANT := cuda
+endif
+ifeq ($(SAN),1)
+VARIANT := $(VARIANT)-san
+endif
+ifeq ($(DEBUG),1)
+VARIANT := $(VARIANT)-debug
+endif
+BUILD := build/$(VARIANT)
+
+OPT      := -O2
+ifeq ($(DEBUG),1)
+OPT      := -O0 -g3
+endif
+CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -pthread -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -MMD -MP
+KFLAGS   := -O3
+ifeq ($(DEBUG),1)
+KFLAGS   :=
+endif
+LDLIBS   := -lcjson -lm -pthread
+SANFLAGS :=
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+CFLAGS  += $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+
+# ---- what we found --------------------------------------------------------
+HOST_SIMD := $(shell grep -q avx512f /proc/cpuinfo 2>/dev/null && echo avx512 || (grep -q avx2 /proc/cpuinfo 2>/dev/null && echo avx2 || echo scalar))
+$(info mrec build: $(VARIANT) -> $(BUILD))
+$(info   SIMD paths: scalar, avx2+fma, avx512f, chosen at run time (this CPU: $(HOST_SIMD)))
+HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
+HAVE_GPU  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+ifeq ($(CUDA),1)
+ifneq ($(HAVE_NVCC),1)
+$(error CUDA=1 but nvcc was not found (set NVCC= or PATH))
+endif
+$(info   ✓ nvcc $(shell $(NVCC) --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))
+ifeq ($(HAVE_GPU),1)
+$(info   ✓ GPU)
+else
+$(info   ✗ GPU (CUDA code compiles and links; runs on the CPU here))
+endif
+else
+ifeq ($(HAVE_NVCC),1)
+$(info   nvcc available: make CUDA=1 adds the GPU backend)
+endif
+endif
+
+# ---- sources --------------------------------------------------------------
+KERNEL_SRC := $(filter-out kernels/cpu/cuda_stub.c,$(wildcard kernels/cpu/*.c))
+LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c)
+CUDA_SRC   :=
+ifeq ($(CUDA),1)
+CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
+CFLAGS     += -DMREC_CUDA=1
+LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++ -ldl -lrt
+else
+LIB_SRC    += kernels/cpu/cuda_stub.c
+endif
+TOOL_SRC   := $(wildcard tools/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+TEST_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRC))
+TOOL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_SRC))
+LIB      := $(BUILD)/libmrec.a
+
+NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC,-Wall \
+             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+
+.PHONY: all test bench fuzz clean format
+all: bin/mrec
+
+bin/mrec: $(BUILD)/mrec
+	@mkdir -p bin
+	cp $< $@
+
+$(BUILD)/mrec: $(TOOL_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# Kernels: -O3 for vectorization; the SIMD micro-kernels get their ISA flags
+# (only these files; dispatch at run time keeps the rest baseline x86-64).
+$(BUILD)/kernels/cpu/%.o: kernels/cpu/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(KFLAGS) -c $< -o $@
+$(BUILD)/kernels/cpu/gemm_avx2.o: kernels/cpu/gemm_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(KFLAGS) -mavx2 -mfma -c $< -o $@
+$(BUILD)/kernels/cpu/gemm_avx512.o: kernels/cpu/gemm_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mfma -c $< -o $@
+
+$(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# ---- tests ----------------------------------------------------------------
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/tests/harness.o $(LIB) $(LDLIBS)
+
+test: bin/mrec $(TEST_BINS)
+	@sh tests/run.sh $(BUILD) $(TEST_BINS)
+
+# ---- bench ----------------------------------------------------------------
+BENCH_SRC  := $(wildcard bench/bench_*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+OPENBLAS_CFLAGS := -I/usr/include/x86_64-linux-gnu/openblas-pthread
+OPENBLAS_LIBS   := -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(OPENBLAS_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(OPENBLAS_LIBS) $(LDLIBS)
+
+bench: $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do $$b || exit 1; done
+
+# ---- fuzzing (clang + libFuzzer) ------------------------------------------
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -std=c11 -g -O1 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -pthread \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_SRC := kernels/cpu/status.c nn/io.c nn/tensor.c kernels/cpu/cuda_stub.c nn/safetensors.c nn/npy.c
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lm
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+	  name=$$(basename $$f); mkdir -p build/fuzz/corpus-$$name; \
+	  echo "== $$name ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      build/fuzz/corpus-$$name tests/fuzz/corpus/$$name 2>&1 | grep -E "stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY" ; \
+	  test $${PIPESTATUS:-0} -eq 0 || exit 1; \
+	done
+
+format:
+	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h */*/*.h)
+
+clean:
+	rm -rf build bin
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

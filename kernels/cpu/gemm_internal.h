@@ -1,0 +1,36 @@
+/* gemm_internal.h: what the GEMM driver shares with its micro-kernels.
+ *
+ * The driver (gemm.c) packs blocks of op(A) into row panels of MR rows and
+ * blocks of op(B) into column panels of NR columns, zero-padded at the
+ * edges, so a micro-kernel always sees the same layout:
+ *   a: (kc, MR) — for each k, MR consecutive values of one column of A
+ *   b: (kc, NR) — for each k, NR consecutive values of one row of B
+ * and adds alpha * a^T b into the (m, n) corner of C (m <= MR, n <= NR).
+ */
+#ifndef MREC_GEMM_INTERNAL_H
+#define MREC_GEMM_INTERNAL_H
+
+/* Cache blocking: an A block (MC x KC) stays in L2, a B panel (KC x NR) in
+ * L1, a B block (KC x NC) in L2/L3. MC is a multiple of every MR below. */
+#define MREC_GEMM_MC 144
+#define MREC_GEMM_KC 256
+#define MREC_GEMM_NC 384
+#define MREC_GEMM_SCRATCH_FLOATS \
+    ((size_t)MREC_GEMM_MC * MREC_GEMM_KC + (size_t)MREC_GEMM_KC * (MREC_GEMM_NC + 32))
+
+typedef void (*mrec_ukernel_fn)(int kc, const float *a, const float *b, float *c, int ldc,
+                                float alpha, int m, int n);
+
+/* avx2 + fma: 6 rows x 16 columns (12 ymm accumulators). */
+#define MREC_UK_AVX2_MR 6
+#define MREC_UK_AVX2_NR 16
+void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
+                       float alpha, int m, int n);
+
+/* avx512f: 12 rows x 32 columns (24 zmm accumulators). */
+#define MREC_UK_AVX512_MR 12
+#define MREC_UK_AVX512_NR 32
+void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc,
+                         float alpha, int m, int n);
+
+#endif

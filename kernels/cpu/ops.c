@@ -1,0 +1,288 @@
+/* ops.c: the fast CPU versions of the element-wise and row ops.
+ *
+ * Each op is a loop body over a range of elements or rows, run in chunks on
+ * the pool. The loops are written so the compiler vectorizes them (-O3);
+ * accumulations are in float, in a fixed order per row, so results are
+ * reproducible and within a few ulps of the double-precision reference.
+ */
+#include "../mrec_kernels.h"
+#include "parallel.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Below this many elements a chunk is not worth a thread wake-up. */
+#define ELEMS_PER_CHUNK 16384
+
+typedef struct {
+    float *out;
+    const float *a, *b;
+    float s, slope;
+    mrec_act act;
+} ew_args;
+
+static void add_range(void *arg, int64_t lo, int64_t hi) {
+    ew_args *e = arg;
+    for (int64_t i = lo; i < hi; i++) e->out[i] = e->a[i] + e->b[i];
+}
+static void mul_range(void *arg, int64_t lo, int64_t hi) {
+    ew_args *e = arg;
+    for (int64_t i = lo; i < hi; i++) e->out[i] = e->a[i] * e->b[i];
+}
+static void scale_range(void *arg, int64_t lo, int64_t hi) {
+    ew_args *e = arg;
+    for (int64_t i = lo; i < hi; i++) e->out[i] = e->a[i] * e->s;
+}
+
+void mrec_add_cpu(float *out, const float *a, const float *b, int64_t n, mrec_pool *pool) {
+    ew_args e = {.out = out, .a = a, .b = b};
+    mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, add_range, &e);
+}
+void mrec_mul_cpu(float *out, const float *a, const float *b, int64_t n, mrec_pool *pool) {
+    ew_args e = {.out = out, .a = a, .b = b};
+    mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, mul_range, &e);
+}
+void mrec_scale_cpu(float *out, const float *a, float s, int64_t n, mrec_pool *pool) {
+    ew_args e = {.out = out, .a = a, .s = s};
+    mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, scale_range, &e);
+}
+
+static void act_range(void *arg, int64_t lo, int64_t hi) {
+    ew_args *e = arg;
+    const float *x = e->a;
+    float *y = e->out;
+    switch (e->act) {
+    case MREC_ACT_GELU_ERF:
+        for (int64_t i = lo; i < hi; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        break;
+    case MREC_ACT_GELU_TANH: {
+        const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+        for (int64_t i = lo; i < hi; i++)
+            y[i] = 0.5f * x[i] * (1.0f + tanhf(k * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+        break;
+    }
+    case MREC_ACT_QUICK_GELU:
+        for (int64_t i = lo; i < hi; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+        break;
+    case MREC_ACT_RELU:
+        for (int64_t i = lo; i < hi; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case MREC_ACT_LEAKY_RELU:
+        for (int64_t i = lo; i < hi; i++) y[i] = x[i] >= 0.0f ? x[i] : e->slope * x[i];
+        break;
+    case MREC_ACT_SILU:
+        for (int64_t i = lo; i < hi; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
+    }
+}
+
+void mrec_activation_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n,
+                         mrec_pool *pool) {
+    ew_args e = {.out = out, .a = in, .act = act, .slope = slope};
+    mrec_parallel_range(pool, n, ELEMS_PER_CHUNK / 4, act_range, &e);
+}
+
+/* ---- row ops ------------------------------------------------------------ */
+
+typedef struct {
+    float *out;
+    const float *in, *mask, *weight, *bias;
+    float eps;
+    int C, rows_per_mask;
+} row_args;
+
+static int64_t rows_per_chunk(int C) {
+    int64_t r = ELEMS_PER_CHUNK / (C > 0 ? C : 1);
+    return r > 0 ? r : 1;
+}
+
+static void softmax_range(void *arg, int64_t lo, int64_t hi) {
+    row_args *a = arg;
+    int C = a->C;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = a->in + r * C;
+        const float *m = a->mask ? a->mask + (r / a->rows_per_mask) * C : NULL;
+        float *y = a->out + r * C;
+        float max = -INFINITY;
+        for (int c = 0; c < C; c++) {
+            y[c] = m ? x[c] + m[c] : x[c];
+            max = y[c] > max ? y[c] : max;
+        }
+        float sum = 0.0f;
+        for (int c = 0; c < C; c++) {
+            y[c] = expf(y[c] - max);
+            sum += y[c];
+        }
+        float inv = 1.0f / sum;
+        for (int c = 0; c < C; c++) y[c] *= inv;
+    }
+}
+
+void mrec_softmax_rows_cpu(float *out, const float *in, const float *mask,
+                           int R, int C, int rows_per_mask, mrec_pool *pool) {
+    row_args a = {.out = out, .in = in, .mask = mask, .C = C, .rows_per_mask = rows_per_mask};
+    mrec_parallel_range(pool, R, rows_per_chunk(C), softmax_range, &a);
+}
+
+static void layernorm_range(void *arg, int64_t lo, int64_t hi) {
+    row_args *a = arg;
+    int C = a->C;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = a->in + r * C;
+        float *y = a->out + r * C;
+        float sum = 0.0f;
+        for (int c = 0; c < C; c++) sum += x[c];
+        float mean = sum / C;
+        float var = 0.0f;
+        for (int c = 0; c < C; c++) var += (x[c] - mean) * (x[c] - mean);
+        float rstd = 1.0f / sqrtf(var / C + a->eps);
+        for (int c = 0; c < C; c++) {
+            float v = (x[c] - mean) * rstd;
+            if (a->weight) v *= a->weight[c];
+            if (a->bias) v += a->bias[c];
+            y[c] = v;
+        }
+    }
+}
+
+void mrec_layernorm_cpu(float *out, const float *in, const float *weight, const float *bias,
+                        float eps, int R, int C, mrec_pool *pool) {
+    row_args a = {.out = out, .in = in, .weight = weight, .bias = bias, .eps = eps, .C = C};
+    mrec_parallel_range(pool, R, rows_per_chunk(C), layernorm_range, &a);
+}
+
+static void l2norm_range(void *arg, int64_t lo, int64_t hi) {
+    row_args *a = arg;
+    int C = a->C;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = a->in + r * C;
+        float *y = a->out + r * C;
+        float ss = 0.0f;
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float norm = sqrtf(ss);
+        if (norm < a->eps) norm = a->eps;
+        for (int c = 0; c < C; c++) y[c] = x[c] / norm;
+    }
+}
+
+void mrec_l2_normalize_rows_cpu(float *out, const float *in, float eps, int R, int C,
+                                mrec_pool *pool) {
+    row_args a = {.out = out, .in = in, .eps = eps, .C = C};
+    mrec_parallel_range(pool, R, rows_per_chunk(C), l2norm_range, &a);
+}
+
+typedef struct {
+    float *out;
+    const float *table;
+    const int32_t *ids;
+    int D;
+} gather_args;
+
+static void gather_range(void *arg, int64_t lo, int64_t hi) {
+    gather_args *g = arg;
+    for (int64_t i = lo; i < hi; i++)
+        memcpy(g->out + i * g->D, g->table + (int64_t)g->ids[i] * g->D, (size_t)g->D * sizeof(float));
+}
+
+mrec_status mrec_embedding_cpu(float *out, const float *table, const int32_t *ids,
+                               int N, int V, int D, mrec_pool *pool) {
+    for (int i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return mrec_fail(MREC_ERR_ARG, "embedding: id %d at position %d is outside [0, %d)",
+                             ids[i], i, V);
+    gather_args g = {out, table, ids, D};
+    mrec_parallel_range(pool, N, rows_per_chunk(D), gather_range, &g);
+    return MREC_OK;
+}
+
+typedef struct {
+    float *out;
+    const float *in;
+    const int32_t *mask;
+    int T, D;
+} pool_args;
+
+static void mean_pool_range(void *arg, int64_t lo, int64_t hi) {
+    pool_args *p = arg;
+    int T = p->T, D = p->D;
+    for (int64_t b = lo; b < hi; b++) {
+        float *y = p->out + b * D;
+        float count = 0.0f;
+        for (int d = 0; d < D; d++) y[d] = 0.0f;
+        for (int t = 0; t < T; t++) {
+            if (p->mask && !p->mask[b * T + t]) continue;
+            const float *x = p->in + (b * T + t) * D;
+            for (int d = 0; d < D; d++) y[d] += x[d];
+            count += 1.0f;
+        }
+        if (count < 1e-9f) count = 1e-9f;
+        for (int d = 0; d < D; d++) y[d] /= count;
+    }
+}
+
+void mrec_mean_pool_cpu(float *out, const float *in, const int32_t *mask, int B, int T, int D,
+                        mrec_pool *pool) {
+    pool_args p = {out, in, mask, T, D};
+    mrec_parallel_range(pool, B, 1, mean_pool_range, &p);
+}
+
+/* ---- top-k: a bounded min-heap per row ---------------------------------- */
+
+typedef struct {
+    int32_t *idx;
+    float *val;
+    const float *scores;
+    int C, k;
+} topk_args;
+
+/* a ranks before b: larger value first, NaN last, ties to the lower index. */
+static int ranks_before(float va, int ia, float vb, int ib) {
+    if (isnan(va)) return isnan(vb) && ia < ib;
+    if (isnan(vb)) return 1;
+    return va > vb || (va == vb && ia < ib);
+}
+
+/* The heap's root is its worst entry, so a candidate only has to beat it. */
+static void sift_down(float *hv, int32_t *hi, int n, int at) {
+    for (;;) {
+        int l = 2 * at + 1, r = l + 1, worst = at;
+        if (l < n && ranks_before(hv[worst], hi[worst], hv[l], hi[l])) worst = l;
+        if (r < n && ranks_before(hv[worst], hi[worst], hv[r], hi[r])) worst = r;
+        if (worst == at) return;
+        float tv = hv[at]; hv[at] = hv[worst]; hv[worst] = tv;
+        int32_t ti = hi[at]; hi[at] = hi[worst]; hi[worst] = ti;
+        at = worst;
+    }
+}
+
+static void topk_range(void *arg, int64_t lo, int64_t hi) {
+    topk_args *t = arg;
+    int k = t->k;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *s = t->scores + r * t->C;
+        float *hv = t->val + r * k;
+        int32_t *hidx = t->idx + r * k;
+        for (int c = 0; c < k; c++) hv[c] = s[c], hidx[c] = c;
+        for (int at = k / 2 - 1; at >= 0; at--) sift_down(hv, hidx, k, at);
+        for (int c = k; c < t->C; c++) {
+            if (ranks_before(s[c], c, hv[0], hidx[0])) {
+                hv[0] = s[c], hidx[0] = c;
+                sift_down(hv, hidx, k, 0);
+            }
+        }
+        /* Heap sort in place: move the worst to the back until sorted. */
+        for (int n = k - 1; n > 0; n--) {
+            float tv = hv[0]; hv[0] = hv[n]; hv[n] = tv;
+            int32_t ti = hidx[0]; hidx[0] = hidx[n]; hidx[n] = ti;
+            sift_down(hv, hidx, n, 0);
+        }
+    }
+}
+
+void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, int C, int k,
+                        mrec_pool *pool) {
+    if (k <= 0) return;
+    topk_args t = {idx, val, scores, C, k};
+    mrec_parallel_range(pool, R, 1, topk_range, &t);
+}

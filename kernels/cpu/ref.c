@@ -1,0 +1,286 @@
+/* ref.c: the naive reference of every op — plain loops, double accumulation.
+ *
+ * These are the oracles: each fast version (CPU or CUDA) is tested against
+ * the function here, never against another fast version. They favour being
+ * obviously right over being fast; read them to learn what an op computes.
+ */
+#include "../mrec_kernels.h"
+
+#include <math.h>
+
+void mrec_gemm_ref(float *C, const float *A, const float *B, const float *bias,
+                   float alpha, float beta, int trans_a, int trans_b,
+                   int M, int N, int K, int lda, int ldb, int ldc) {
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double sum = 0.0;
+            for (int k = 0; k < K; k++) {
+                double a = trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                double b = trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                sum += a * b;
+            }
+            double c = beta == 0.0f ? 0.0 : (double)beta * C[(size_t)i * ldc + j];
+            double out = (double)alpha * sum + c + (bias ? bias[j] : 0.0);
+            C[(size_t)i * ldc + j] = (float)out;
+        }
+    }
+}
+
+void mrec_gemm_batched_ref(float *C, const float *A, const float *B,
+                           float alpha, float beta, int trans_a, int trans_b,
+                           int batch, int M, int N, int K, int lda, int ldb, int ldc,
+                           int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+    for (int b = 0; b < batch; b++)
+        mrec_gemm_ref(C + b * stride_c, A + b * stride_a, B + b * stride_b, NULL, alpha, beta,
+                      trans_a, trans_b, M, N, K, lda, ldb, ldc);
+}
+
+void mrec_add_ref(float *out, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void mrec_mul_ref(float *out, const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+
+void mrec_scale_ref(float *out, const float *a, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] * s;
+}
+
+static double activation(double x, mrec_act act, double slope) {
+    switch (act) {
+    case MREC_ACT_GELU_ERF:   return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    case MREC_ACT_GELU_TANH:
+        return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case MREC_ACT_QUICK_GELU: return x / (1.0 + exp(-1.702 * x));
+    case MREC_ACT_RELU:       return x > 0.0 ? x : 0.0;
+    case MREC_ACT_LEAKY_RELU: return x >= 0.0 ? x : slope * x;
+    case MREC_ACT_SILU:       return x / (1.0 + exp(-x));
+    }
+    return NAN;
+}
+
+void mrec_activation_ref(float *out, const float *in, mrec_act act, float slope, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = (float)activation(in[i], act, slope);
+}
+
+void mrec_softmax_rows_ref(float *out, const float *in, const float *mask,
+                           int R, int C, int rows_per_mask) {
+    for (int r = 0; r < R; r++) {
+        const float *x = in + (size_t)r * C;
+        const float *m = mask ? mask + (size_t)(r / rows_per_mask) * C : NULL;
+        float *y = out + (size_t)r * C;
+        double max = -INFINITY;
+        for (int c = 0; c < C; c++) {
+            double v = (double)x[c] + (m ? m[c] : 0.0);
+            if (v > max) max = v;
+        }
+        double sum = 0.0;
+        for (int c = 0; c < C; c++) sum += exp((double)x[c] + (m ? m[c] : 0.0) - max);
+        for (int c = 0; c < C; c++) y[c] = (float)(exp((double)x[c] + (m ? m[c] : 0.0) - max) / sum);
+    }
+}
+
+void mrec_layernorm_ref(float *out, const float *in, const float *weight, const float *bias,
+                        float eps, int R, int C) {
+    for (int r = 0; r < R; r++) {
+        const float *x = in + (size_t)r * C;
+        float *y = out + (size_t)r * C;
+        double mean = 0.0, var = 0.0;
+        for (int c = 0; c < C; c++) mean += x[c];
+        mean /= C;
+        for (int c = 0; c < C; c++) var += (x[c] - mean) * (x[c] - mean);
+        var /= C;
+        double rstd = 1.0 / sqrt(var + eps);
+        for (int c = 0; c < C; c++) {
+            double v = (x[c] - mean) * rstd;
+            if (weight) v *= weight[c];
+            if (bias) v += bias[c];
+            y[c] = (float)v;
+        }
+    }
+}
+
+void mrec_l2_normalize_rows_ref(float *out, const float *in, float eps, int R, int C) {
+    for (int r = 0; r < R; r++) {
+        double ss = 0.0;
+        for (int c = 0; c < C; c++) ss += (double)in[(size_t)r * C + c] * in[(size_t)r * C + c];
+        double norm = fmax(sqrt(ss), eps);
+        for (int c = 0; c < C; c++) out[(size_t)r * C + c] = (float)(in[(size_t)r * C + c] / norm);
+    }
+}
+
+mrec_status mrec_embedding_ref(float *out, const float *table, const int32_t *ids,
+                               int N, int V, int D) {
+    for (int i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return mrec_fail(MREC_ERR_ARG, "embedding: id %d at position %d is outside [0, %d)",
+                             ids[i], i, V);
+    for (int i = 0; i < N; i++)
+        for (int d = 0; d < D; d++) out[(size_t)i * D + d] = table[(size_t)ids[i] * D + d];
+    return MREC_OK;
+}
+
+void mrec_mean_pool_ref(float *out, const float *in, const int32_t *mask, int B, int T, int D) {
+    for (int b = 0; b < B; b++) {
+        double count = 0.0;
+        for (int t = 0; t < T; t++) count += mask ? (mask[(size_t)b * T + t] != 0) : 1;
+        if (count < 1e-9) count = 1e-9;
+        for (int d = 0; d < D; d++) {
+            double sum = 0.0;
+            for (int t = 0; t < T; t++)
+                if (!mask || mask[(size_t)b * T + t]) sum += in[((size_t)b * T + t) * D + d];
+            out[(size_t)b * D + d] = (float)(sum / count);
+        }
+    }
+}
+
+/* a ranks before b: larger value first, NaN last, ties to the lower index. */
+static int ranks_before(float va, int ia, float vb, int ib) {
+    if (isnan(va)) return isnan(vb) && ia < ib;
+    if (isnan(vb)) return 1;
+    return va > vb || (va == vb && ia < ib);
+}
+
+void mrec_topk_rows_ref(int32_t *idx, float *val, const float *scores, int R, int C, int k) {
+    for (int r = 0; r < R; r++) {
+        const float *s = scores + (size_t)r * C;
+        int32_t *oi = idx + (size_t)r * k;
+        float *ov = val + (size_t)r * k;
+        /* Selection: the j-th pick is the best column not picked before. */
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int c = 0; c < C; c++) {
+                int taken = 0;
+                for (int q = 0; q < j; q++) taken |= oi[q] == c;
+                if (!taken && (best < 0 || ranks_before(s[c], c, s[best], best))) best = c;
+            }
+            oi[j] = best;
+            ov[j] = s[best];
+        }
+    }
+}
+
+int mrec_conv2d_out_h(const mrec_conv2d_shape *s) {
+    if (s->stride_h <= 0 || s->KH <= 0 || s->H + 2 * s->pad_h < s->KH) return 0;
+    return (s->H + 2 * s->pad_h - s->KH) / s->stride_h + 1;
+}
+
+int mrec_conv2d_out_w(const mrec_conv2d_shape *s) {
+    if (s->stride_w <= 0 || s->KW <= 0 || s->W + 2 * s->pad_w < s->KW) return 0;
+    return (s->W + 2 * s->pad_w - s->KW) / s->stride_w + 1;
+}
+
+void mrec_conv2d_ref(float *out, const float *in, const float *weight, const float *bias,
+                     const mrec_conv2d_shape *s) {
+    int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
+    int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
+    for (int n = 0; n < s->N; n++)
+        for (int co = 0; co < s->C_out; co++) {
+            int g = co / cog;
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    double sum = bias ? bias[co] : 0.0;
+                    for (int ci = 0; ci < cig; ci++)
+                        for (int kh = 0; kh < s->KH; kh++)
+                            for (int kw = 0; kw < s->KW; kw++) {
+                                int ih = oh * s->stride_h - s->pad_h + kh;
+                                int iw = ow * s->stride_w - s->pad_w + kw;
+                                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                                double x = in[(((size_t)n * s->C_in + g * cig + ci) * s->H + ih) * s->W + iw];
+                                double w = weight[(((size_t)co * cig + ci) * s->KH + kh) * s->KW + kw];
+                                sum += x * w;
+                            }
+                    out[(((size_t)n * s->C_out + co) * Ho + oh) * Wo + ow] = (float)sum;
+                }
+        }
+}
+
+void mrec_batchnorm_ref(float *out, const float *in, const float *gamma, const float *beta,
+                        const float *mean, const float *var, float eps, int N, int C, int HW) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double rstd = 1.0 / sqrt((double)var[c] + eps);
+            for (int i = 0; i < HW; i++) {
+                size_t at = ((size_t)n * C + c) * HW + i;
+                out[at] = (float)((in[at] - (double)mean[c]) * rstd * gamma[c] + beta[c]);
+            }
+        }
+}
+
+void mrec_batchnorm_fold(float *weight, float *bias_out, const float *conv_bias,
+                         const float *gamma, const float *beta, const float *mean,
+                         const float *var, float eps, int C_out, int64_t per_out) {
+    for (int c = 0; c < C_out; c++) {
+        double scale = gamma[c] / sqrt((double)var[c] + eps);
+        for (int64_t i = 0; i < per_out; i++)
+            weight[c * per_out + i] = (float)(weight[c * per_out + i] * scale);
+        double b = conv_bias ? conv_bias[c] : 0.0;
+        bias_out[c] = (float)((b - mean[c]) * scale + beta[c]);
+    }
+}
+
+int mrec_pool2d_out_h(const mrec_pool2d_shape *s) {
+    if (s->stride_h <= 0 || s->KH <= 0 || s->H + 2 * s->pad_h < s->KH) return 0;
+    return (s->H + 2 * s->pad_h - s->KH) / s->stride_h + 1;
+}
+
+int mrec_pool2d_out_w(const mrec_pool2d_shape *s) {
+    if (s->stride_w <= 0 || s->KW <= 0 || s->W + 2 * s->pad_w < s->KW) return 0;
+    return (s->W + 2 * s->pad_w - s->KW) / s->stride_w + 1;
+}
+
+static void pool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s, int is_max) {
+    int Ho = mrec_pool2d_out_h(s), Wo = mrec_pool2d_out_w(s);
+    for (int nc = 0; nc < s->N * s->C; nc++)
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++) {
+                double acc = is_max ? -INFINITY : 0.0;
+                int count = 0;
+                for (int kh = 0; kh < s->KH; kh++)
+                    for (int kw = 0; kw < s->KW; kw++) {
+                        int ih = oh * s->stride_h - s->pad_h + kh;
+                        int iw = ow * s->stride_w - s->pad_w + kw;
+                        if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) {
+                            count += s->count_include_pad;
+                            continue;
+                        }
+                        double x = in[((size_t)nc * s->H + ih) * s->W + iw];
+                        if (is_max) acc = (x > acc || isnan(x)) ? x : acc;
+                        else acc += x, count++;
+                    }
+                out[((size_t)nc * Ho + oh) * Wo + ow] = (float)(is_max ? acc : acc / count);
+            }
+}
+
+void mrec_maxpool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s) {
+    pool2d_ref(out, in, s, 1);
+}
+
+void mrec_avgpool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s) {
+    pool2d_ref(out, in, s, 0);
+}
+
+void mrec_spmm_ref(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                   const float *X, int R, int Cc, int D) {
+    (void)Cc;
+    for (int r = 0; r < R; r++)
+        for (int d = 0; d < D; d++) {
+            double sum = 0.0;
+            for (int64_t e = row_ptr[r]; e < row_ptr[r + 1]; e++)
+                sum += (val ? val[e] : 1.0) * X[(size_t)col[e] * D + d];
+            out[(size_t)r * D + d] = (float)sum;
+        }
+}
+
+void mrec_spmm_t_ref(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                     const float *X, int R, int Cc, int D) {
+    for (int c = 0; c < Cc; c++)
+        for (int d = 0; d < D; d++) {
+            double sum = 0.0;
+            for (int r = 0; r < R; r++)
+                for (int64_t e = row_ptr[r]; e < row_ptr[r + 1]; e++)
+                    if (col[e] == c) sum += (val ? val[e] : 1.0) * X[(size_t)r * D + d];
+            out[(size_t)c * D + d] = (float)sum;
+        }
+}

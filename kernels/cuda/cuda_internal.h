@@ -1,0 +1,26 @@
+/* cuda_internal.h: what the .cu files share. Not a public header: only
+ * kernels/cuda/ includes it. */
+#ifndef MREC_CUDA_INTERNAL_H
+#define MREC_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "../mrec_kernels.h"
+}
+
+struct mrec_cuda {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+};
+
+mrec_status mrec_cuda_check(cudaError_t err, const char *what);
+mrec_status mrec_cublas_check(cublasStatus_t st, const char *what);
+
+/* After every launch: a bad configuration shows up here, not later. */
+#define MREC_CUDA_LAUNCHED(what) mrec_cuda_check(cudaGetLastError(), what)
+
+#endif

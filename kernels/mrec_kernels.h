@@ -1,0 +1,220 @@
+/* mrec_kernels.h: the op set. One C function per op, three variants each:
+ *
+ *   mrec_<op>_ref   naive loops, double accumulation: the oracle the tests
+ *                   trust. Slow on purpose; read these to learn what an op is.
+ *   mrec_<op>_cpu   the fast CPU version (blocked, SIMD, threaded on a pool).
+ *   mrec_<op>_cuda  the GPU version, in the CUDA build (kernels/cuda/).
+ *
+ * Signature convention: outputs first, then inputs, then parameters, then
+ * dimensions, then the execution handle (a pool on the CPU, a device context
+ * on the GPU). Every array argument carries its shape in a comment.
+ * All tensors are contiguous, row-major float32 unless a stride is given.
+ * Outputs may alias inputs only where an op says so ("in place allowed").
+ *
+ * This header includes no CUDA header: device handles are opaque.
+ */
+#ifndef MREC_KERNELS_H
+#define MREC_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mrec_status.h"
+
+/* ---- CPU execution: SIMD level and thread pool ------------------------- */
+
+typedef enum { MREC_SIMD_SCALAR = 0, MREC_SIMD_AVX2 = 1, MREC_SIMD_AVX512 = 2 } mrec_simd;
+
+/* The best level this CPU and OS support (cpuid), so one binary runs on any
+ * x86-64. */
+mrec_simd mrec_simd_detect(void);
+const char *mrec_simd_name(mrec_simd simd);
+
+/* A fixed set of worker threads plus one scratch buffer per thread (GEMM
+ * packing), created once; ops split their work into tasks on it. The level
+ * of SIMD is a property of the pool so tests and benches can pin one. Each
+ * task writes a disjoint part of the output in a fixed order, so results do
+ * not depend on scheduling. Pools are not re-entrant: a task must not call
+ * mrec_pool_run on the same pool. */
+typedef struct mrec_pool mrec_pool;
+typedef void (*mrec_task_fn)(void *arg, int task, int thread);
+
+/* n_threads <= 0 means one per online core. simd is clamped to what the CPU
+ * supports. */
+mrec_status mrec_pool_create(mrec_pool **out, int n_threads, mrec_simd simd);
+void mrec_pool_destroy(mrec_pool *pool);
+int mrec_pool_threads(const mrec_pool *pool);
+mrec_simd mrec_pool_simd(const mrec_pool *pool);
+void *mrec_pool_scratch(mrec_pool *pool, int thread);
+void mrec_pool_run(mrec_pool *pool, mrec_task_fn fn, void *arg, int n_tasks);
+
+/* ---- GEMM ----------------------------------------------------------------
+ * C = alpha * op(A) @ op(B) + beta * C + bias, with op(X) = X or X^T.
+ *   op(A): (M, K), stored (M, K) with row stride lda, or (K, M) if trans_a
+ *   op(B): (K, N), stored (K, N) with row stride ldb, or (N, K) if trans_b
+ *          (trans_b = 1 is nn.Linear: y = x W^T + b with W of shape (N, K))
+ *   C:     (M, N) with row stride ldc; bias: (N) or NULL.
+ * beta = 0 ignores C's previous contents (NaN included), as BLAS does. */
+void mrec_gemm_ref(float *C, const float *A, const float *B, const float *bias,
+                   float alpha, float beta, int trans_a, int trans_b,
+                   int M, int N, int K, int lda, int ldb, int ldc);
+void mrec_gemm_cpu(float *C, const float *A, const float *B, const float *bias,
+                   float alpha, float beta, int trans_a, int trans_b,
+                   int M, int N, int K, int lda, int ldb, int ldc, mrec_pool *pool);
+
+/* Batched GEMM: for b < batch, the GEMM above on A + b*stride_a, B + b*stride_b,
+ * C + b*stride_c (strides in elements; 0 broadcasts an operand). No bias. */
+void mrec_gemm_batched_ref(float *C, const float *A, const float *B,
+                           float alpha, float beta, int trans_a, int trans_b,
+                           int batch, int M, int N, int K, int lda, int ldb, int ldc,
+                           int64_t stride_a, int64_t stride_b, int64_t stride_c);
+void mrec_gemm_batched_cpu(float *C, const float *A, const float *B,
+                           float alpha, float beta, int trans_a, int trans_b,
+                           int batch, int M, int N, int K, int lda, int ldb, int ldc,
+                           int64_t stride_a, int64_t stride_b, int64_t stride_c,
+                           mrec_pool *pool);
+
+/* ---- element-wise (n elements; in place allowed) ------------------------ */
+
+void mrec_add_ref(float *out, const float *a, const float *b, int64_t n);
+void mrec_add_cpu(float *out, const float *a, const float *b, int64_t n, mrec_pool *pool);
+void mrec_mul_ref(float *out, const float *a, const float *b, int64_t n);
+void mrec_mul_cpu(float *out, const float *a, const float *b, int64_t n, mrec_pool *pool);
+void mrec_scale_ref(float *out, const float *a, float s, int64_t n);
+void mrec_scale_cpu(float *out, const float *a, float s, int64_t n, mrec_pool *pool);
+
+/* Activations as PyTorch defines them:
+ *   gelu_erf   x/2 (1 + erf(x/sqrt 2))                     nn.GELU()
+ *   gelu_tanh  x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))  nn.GELU('tanh')
+ *   quick_gelu x sigmoid(1.702 x)                          CLIP
+ *   relu, leaky_relu (slope for x < 0), silu x sigmoid(x) */
+typedef enum {
+    MREC_ACT_GELU_ERF, MREC_ACT_GELU_TANH, MREC_ACT_QUICK_GELU,
+    MREC_ACT_RELU, MREC_ACT_LEAKY_RELU, MREC_ACT_SILU
+} mrec_act;
+void mrec_activation_ref(float *out, const float *in, mrec_act act, float slope, int64_t n);
+void mrec_activation_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n,
+                         mrec_pool *pool);
+
+/* ---- rows ----------------------------------------------------------------- */
+
+/* Softmax over each row of in (R, C). mask, if not NULL, is additive with
+ * shape (R / rows_per_mask, C): row r adds mask row r / rows_per_mask, so one
+ * (B, T) attention mask serves scores of shape (B, H, T, T) with
+ * rows_per_mask = H*T. A row that is all -inf gives NaN, as PyTorch does. */
+void mrec_softmax_rows_ref(float *out, const float *in, const float *mask,
+                           int R, int C, int rows_per_mask);
+void mrec_softmax_rows_cpu(float *out, const float *in, const float *mask,
+                           int R, int C, int rows_per_mask, mrec_pool *pool);
+
+/* LayerNorm over the last dim: out = (x - mean) / sqrt(var + eps) * w + b,
+ * biased variance as nn.LayerNorm. weight, bias: (C) or NULL. */
+void mrec_layernorm_ref(float *out, const float *in, const float *weight, const float *bias,
+                        float eps, int R, int C);
+void mrec_layernorm_cpu(float *out, const float *in, const float *weight, const float *bias,
+                        float eps, int R, int C, mrec_pool *pool);
+
+/* out (R, C) = in / max(||in||_2, eps) per row, as F.normalize. */
+void mrec_l2_normalize_rows_ref(float *out, const float *in, float eps, int R, int C);
+void mrec_l2_normalize_rows_cpu(float *out, const float *in, float eps, int R, int C,
+                                mrec_pool *pool);
+
+/* out (N, D) = table (V, D)[ids (N)]. An id outside [0, V) is an error
+ * naming the position; nothing is zero-filled. */
+mrec_status mrec_embedding_ref(float *out, const float *table, const int32_t *ids,
+                               int N, int V, int D);
+mrec_status mrec_embedding_cpu(float *out, const float *table, const int32_t *ids,
+                               int N, int V, int D, mrec_pool *pool);
+
+/* Mean over tokens where mask != 0: out (B, D) from in (B, T, D), mask (B, T)
+ * or NULL (all tokens). The count is clamped to 1e-9 as sentence-transformers
+ * does, so an all-padding row gives zeros. */
+void mrec_mean_pool_ref(float *out, const float *in, const int32_t *mask, int B, int T, int D);
+void mrec_mean_pool_cpu(float *out, const float *in, const int32_t *mask, int B, int T, int D,
+                        mrec_pool *pool);
+
+/* Top-k of each row of scores (R, C), k <= C: idx and val (R, k), in
+ * descending order, ties to the lower column; NaN ranks below every number. */
+void mrec_topk_rows_ref(int32_t *idx, float *val, const float *scores, int R, int C, int k);
+void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, int C, int k,
+                        mrec_pool *pool);
+
+/* ---- convolution and pooling (NCHW) ------------------------------------- */
+
+typedef struct {
+    int N, C_in, H, W;       /* input (N, C_in, H, W) */
+    int C_out, KH, KW;       /* weight (C_out, C_in / groups, KH, KW) */
+    int stride_h, stride_w, pad_h, pad_w, groups;
+} mrec_conv2d_shape;
+
+/* Output height/width; 0 if the shape is invalid. */
+int mrec_conv2d_out_h(const mrec_conv2d_shape *s);
+int mrec_conv2d_out_w(const mrec_conv2d_shape *s);
+
+/* out (N, C_out, Ho, Wo) = conv(in, weight) + bias (C_out, or NULL). */
+void mrec_conv2d_ref(float *out, const float *in, const float *weight, const float *bias,
+                     const mrec_conv2d_shape *s);
+/* The fast path lowers to im2col + GEMM; work must hold
+ * mrec_conv2d_workspace_floats(s) floats (0 for a 1x1 stride-1 conv). */
+size_t mrec_conv2d_workspace_floats(const mrec_conv2d_shape *s);
+void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
+                     float *work, const mrec_conv2d_shape *s, mrec_pool *pool);
+
+/* BatchNorm2d in eval mode on x (N, C, HW): (x - mean)/sqrt(var + eps)*gamma + beta. */
+void mrec_batchnorm_ref(float *out, const float *in, const float *gamma, const float *beta,
+                        const float *mean, const float *var, float eps, int N, int C, int HW);
+void mrec_batchnorm_cpu(float *out, const float *in, const float *gamma, const float *beta,
+                        const float *mean, const float *var, float eps, int N, int C, int HW,
+                        mrec_pool *pool);
+/* Folds an eval-mode BatchNorm into the conv before it, once at load time:
+ * weight (C_out, per_out) is scaled in place, bias_out (C_out) receives the
+ * folded bias (conv_bias (C_out) or NULL for a bias-free conv). */
+void mrec_batchnorm_fold(float *weight, float *bias_out, const float *conv_bias,
+                         const float *gamma, const float *beta, const float *mean,
+                         const float *var, float eps, int C_out, int64_t per_out);
+
+typedef struct {
+    int N, C, H, W;
+    int KH, KW, stride_h, stride_w, pad_h, pad_w;
+    int count_include_pad; /* avg pool only, PyTorch's default is 1 */
+} mrec_pool2d_shape;
+int mrec_pool2d_out_h(const mrec_pool2d_shape *s);
+int mrec_pool2d_out_w(const mrec_pool2d_shape *s);
+/* out (N, C, Ho, Wo); padding counts as -inf for max. */
+void mrec_maxpool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s);
+void mrec_maxpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s, mrec_pool *pool);
+void mrec_avgpool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s);
+void mrec_avgpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s, mrec_pool *pool);
+
+/* ---- sparse ----------------------------------------------------------------
+ * A is CSR (R, Cc): row_ptr (R + 1), col (nnz), val (nnz, or NULL for ones).
+ *   spmm:   out (R, D)  = A   @ X (Cc, D)
+ *   spmm_t: out (Cc, D) = A^T @ X (R, D)
+ * Column indices must lie in [0, Cc); the caller validates a graph once. */
+void mrec_spmm_ref(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                   const float *X, int R, int Cc, int D);
+void mrec_spmm_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                   const float *X, int R, int Cc, int D, mrec_pool *pool);
+void mrec_spmm_t_ref(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                     const float *X, int R, int Cc, int D);
+void mrec_spmm_t_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                     const float *X, int R, int Cc, int D, mrec_pool *pool);
+
+/* ---- CUDA (CUDA build only; kernels/cuda/) -------------------------------
+ * mrec_cuda owns the device's stream and cuBLAS handle. In a CPU-only build
+ * mrec_cuda_create reports MREC_ERR_DEVICE and nothing else is called. */
+typedef struct mrec_cuda mrec_cuda;
+int mrec_cuda_compiled(void); /* 1 in the CUDA build */
+mrec_status mrec_cuda_create(mrec_cuda **out, int device);
+void mrec_cuda_destroy(mrec_cuda *cu);
+mrec_status mrec_cuda_malloc(mrec_cuda *cu, void **ptr, size_t bytes);
+void mrec_cuda_free(mrec_cuda *cu, void *ptr);
+mrec_status mrec_cuda_copy_h2d(mrec_cuda *cu, void *dst, const void *src, size_t bytes);
+mrec_status mrec_cuda_copy_d2h(mrec_cuda *cu, void *dst, const void *src, size_t bytes);
+mrec_status mrec_cuda_sync(mrec_cuda *cu);
+/* fp32 GEMM through cuBLAS (TF32 off), same contract as mrec_gemm_cpu. */
+mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias,
+                           float alpha, float beta, int trans_a, int trans_b,
+                           int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu);
+
+#endif

@@ -1,0 +1,94 @@
+/* io.c: atomic writes and read-only file mapping. */
+#include "mrec_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+mrec_status mrec_atomic_begin(mrec_atomic_file *af, const char *path) {
+    memset(af, 0, sizeof *af);
+    size_t n = strlen(path) + 32;
+    af->path = strdup(path);
+    af->tmp_path = malloc(n);
+    if (!af->path || !af->tmp_path) {
+        mrec_atomic_abort(af);
+        return mrec_fail(MREC_ERR_NOMEM, "%s: allocating a path", path);
+    }
+    snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp_path, "wb");
+    if (!af->f) {
+        int e = errno;
+        mrec_atomic_abort(af);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(e));
+    }
+    return MREC_OK;
+}
+
+mrec_status mrec_atomic_write(mrec_atomic_file *af, const void *buf, size_t n) {
+    if (af->failed) return MREC_ERR_IO;
+    if (n && fwrite(buf, 1, n, af->f) != n) {
+        af->failed = 1;
+        return mrec_fail(MREC_ERR_IO, "%s: write failed (%s)", af->path, strerror(errno));
+    }
+    return MREC_OK;
+}
+
+mrec_status mrec_atomic_commit(mrec_atomic_file *af) {
+    if (af->failed) {
+        mrec_atomic_abort(af);
+        return MREC_ERR_IO;
+    }
+    int bad = fflush(af->f) != 0;
+    bad |= fclose(af->f) != 0;
+    af->f = NULL;
+    if (bad || rename(af->tmp_path, af->path) != 0) {
+        mrec_status st = mrec_fail(MREC_ERR_IO, "%s: cannot finish writing (%s)", af->path,
+                                   strerror(errno));
+        mrec_atomic_abort(af);
+        return st;
+    }
+    free(af->path);
+    free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+    return MREC_OK;
+}
+
+void mrec_atomic_abort(mrec_atomic_file *af) {
+    if (af->f) fclose(af->f);
+    if (af->tmp_path) unlink(af->tmp_path);
+    free(af->path);
+    free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+}
+
+mrec_status mrec_map_file(const char *path, void **map, size_t *size) {
+    *map = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return mrec_fail(MREC_ERR_IO, "%s: not a regular file", path);
+    }
+    if (sb.st_size > 0) {
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            return mrec_fail(MREC_ERR_IO, "%s: cannot map (%s)", path, strerror(e));
+        }
+        *map = p;
+        *size = (size_t)sb.st_size;
+    }
+    close(fd);
+    return MREC_OK;
+}
+
+void mrec_unmap_file(void *map, size_t size) {
+    if (map) munmap(map, size);
+}

@@ -1,0 +1,30 @@
+/* mrec_io.h: file helpers shared by the readers and writers.
+ *
+ * Writes go to "<path>.tmp.<pid>" and are renamed into place on commit, so a
+ * killed run never leaves a half-written output under the real name.
+ */
+#ifndef MREC_IO_H
+#define MREC_IO_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "../kernels/mrec_status.h"
+
+typedef struct {
+    FILE *f;
+    char *path, *tmp_path;
+    int failed;
+} mrec_atomic_file;
+
+mrec_status mrec_atomic_begin(mrec_atomic_file *af, const char *path);
+mrec_status mrec_atomic_write(mrec_atomic_file *af, const void *buf, size_t n);
+/* Flushes, closes and renames; on any failure removes the temporary file. */
+mrec_status mrec_atomic_commit(mrec_atomic_file *af);
+void mrec_atomic_abort(mrec_atomic_file *af);
+
+/* Maps a whole file read-only. An empty file maps to (NULL, 0). */
+mrec_status mrec_map_file(const char *path, void **map, size_t *size);
+void mrec_unmap_file(void *map, size_t size);
+
+#endif
