@@ -89,6 +89,7 @@ NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC,-Wall \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
 
 .PHONY: all test bench fuzz clean format
+.SECONDARY:
 all: bin/mrec
 
 bin/mrec: $(BUILD)/mrec

@@ -1,0 +1,108 @@
+/* harness.c: counters, float comparison and the seeded generator. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+static const char *suite = "tests";
+static int n_pass, n_fail, n_skip;
+
+void t_suite(const char *name) { suite = name; }
+
+int t_check(int ok, const char *fmt, ...) {
+    if (ok) {
+        n_pass++;
+        return 1;
+    }
+    n_fail++;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "FAIL [%s] ", suite);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 0;
+}
+
+static int compare(const char *what, const float *ref, const float *out, const double *tol,
+                   double atol, double rtol, int64_t n) {
+    int64_t bad = 0, worst = -1;
+    double worst_err = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double r = ref[i], o = out[i], err = fabs(r - o);
+        double limit = tol ? tol[i] : atol + rtol * fabs(r);
+        int ok = (isnan(r) && isnan(o)) || (r == o) || err <= limit;
+        if (!isnan(err) && err > worst_err) worst_err = err, worst = i;
+        if (!ok) {
+            if (bad < 5)
+                fprintf(stderr, "  %s[%lld]: ref %.9g, got %.9g, err %.3g > %.3g\n", what, (long long)i, r,
+                        o, err, limit);
+            bad++;
+        }
+    }
+    if (bad) {
+        n_fail++;
+        fprintf(stderr, "FAIL [%s] %s: %lld of %lld differ; max err %.3g at %lld\n", suite, what,
+                (long long)bad, (long long)n, worst_err, (long long)worst);
+        return 0;
+    }
+    n_pass++;
+    return 1;
+}
+
+int t_allclose(const char *what, const float *ref, const float *out, int64_t n, double atol, double rtol) {
+    return compare(what, ref, out, NULL, atol, rtol, n);
+}
+
+int t_within(const char *what, const float *ref, const float *out, const double *tol, int64_t n) {
+    return compare(what, ref, out, tol, 0, 0, n);
+}
+
+int t_status(mrec_status st, mrec_status want, const char *fmt, ...) {
+    if (st == want) {
+        n_pass++;
+        return 1;
+    }
+    n_fail++;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "FAIL [%s] ", suite);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, ": got '%s' (%s), expected '%s'\n", mrec_strerror(st), mrec_error_detail(),
+            mrec_strerror(want));
+    va_end(ap);
+    return 0;
+}
+
+void t_skip(const char *fmt, ...) {
+    n_skip++;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("skipped [%s] ", suite);
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+}
+
+int t_finish(void) {
+    printf("%s: %d passed, %d failed, %d skipped\n", suite, n_pass, n_fail, n_skip);
+    fflush(stdout);
+    return n_fail ? 1 : 0;
+}
+
+uint64_t t_rand_u64(uint64_t *s) {
+    /* splitmix64 */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+float t_rand_uniform(uint64_t *s, float lo, float hi) {
+    return lo + (hi - lo) * (float)((t_rand_u64(s) >> 40) * (1.0 / 16777216.0));
+}
+
+void t_fill_uniform(float *x, int64_t n, uint64_t *s, float lo, float hi) {
+    for (int64_t i = 0; i < n; i++) x[i] = t_rand_uniform(s, lo, hi);
+}

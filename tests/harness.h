@@ -1,0 +1,48 @@
+/* harness.h: the tiny test harness every test program uses.
+ *
+ * A test program calls t_suite() once, records cases with t_check /
+ * t_allclose / t_skip, and returns t_finish(), which prints
+ * "<suite>: N passed, N failed, N skipped" and returns non-zero on any
+ * failure. tests/run.sh adds up those lines. Failures print the case, the
+ * first mismatches and the largest error; nothing fails quietly.
+ *
+ * Float comparison: |ref - out| <= atol + rtol * |ref|, elementwise; each
+ * call site says why its tolerance is what it is.
+ */
+#ifndef MREC_HARNESS_H
+#define MREC_HARNESS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../kernels/mrec_status.h"
+
+void t_suite(const char *name);
+/* Records a case; on failure prints the printf-style message. Returns ok. */
+int t_check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records a case that compares n floats. Returns 1 if all are close. */
+int t_allclose(const char *what, const float *ref, const float *out, int64_t n, double atol,
+               double rtol);
+/* As t_allclose with a per-element bound (tol[i]) instead of atol/rtol. */
+int t_within(const char *what, const float *ref, const float *out, const double *tol, int64_t n);
+/* Records a status: ok if st == want; prints the detail otherwise. */
+int t_status(mrec_status st, mrec_status want, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int t_finish(void);
+
+/* A fixed-seed generator so every run sees the same inputs. */
+uint64_t t_rand_u64(uint64_t *state);
+float t_rand_uniform(uint64_t *state, float lo, float hi);
+void t_fill_uniform(float *x, int64_t n, uint64_t *state, float lo, float hi);
+
+/* Tools and tests abort on setup failures they cannot recover from (a
+ * malloc in a test); they print where. Library code never does this. */
+#define T_REQUIRE(cond)                                                              \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: requirement failed: %s\n", __FILE__, __LINE__, #cond); \
+            return 1;                                                                \
+        }                                                                            \
+    } while (0)
+
+#endif

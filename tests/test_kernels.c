@@ -1,0 +1,413 @@
+/* test_kernels.c: every fast CPU op against its naive reference, on odd
+ * shapes (1, primes, non-multiples of the SIMD width, large K), on every
+ * SIMD level this CPU has and on 1, 2 and 3 threads.
+ *
+ * Tolerances. GEMM-like ops (gemm, conv) use the standard forward error
+ * bound of a K-term float dot product, |err| <= K u sum|a||b| (u = 2^-24),
+ * per element, plus a few ulps for alpha, beta and bias: rigorous, so never
+ * flaky, and still ~1e4 times smaller than any indexing bug. Element-wise
+ * ops with libm functions allow a few ulps (rtol 1e-5) and an absolute 1e-6
+ * for outputs near zero, where the formulas cancel. Row reductions allow
+ * rtol 1e-5 (float sums of up to 1000 terms). Selection and copies are exact.
+ */
+#include "harness.h"
+
+#include "../kernels/mrec_kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define U 5.9604644775390625e-08 /* 2^-24 */
+
+static mrec_pool *pools[9];
+static int n_pools;
+static uint64_t rng = 42;
+
+static float *randv(int64_t n, float lo, float hi) {
+    float *x = malloc((size_t)(n ? n : 1) * sizeof(float));
+    t_fill_uniform(x, n, &rng, lo, hi);
+    return x;
+}
+
+static float *copyv(const float *x, int64_t n) {
+    float *y = malloc((size_t)(n ? n : 1) * sizeof(float));
+    memcpy(y, x, (size_t)n * sizeof(float));
+    return y;
+}
+
+static const char *pool_name(mrec_pool *p) {
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%s/%dt", mrec_simd_name(mrec_pool_simd(p)), mrec_pool_threads(p));
+    return buf;
+}
+
+/* ---- GEMM ---------------------------------------------------------------- */
+
+static void gemm_case(int M, int N, int K, int ta, int tb, int with_bias, float alpha, float beta, int pad) {
+    int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    int64_t a_n = (int64_t)(ta ? K : M) * lda, b_n = (int64_t)(tb ? N : K) * ldb, c_n = (int64_t)M * ldc;
+    float *A = randv(a_n, -1, 1), *B = randv(b_n, -1, 1), *C0 = randv(c_n, -1, 1);
+    float *bias = with_bias ? randv(N, -1, 1) : NULL;
+    if (beta == 0.0f) C0[0] = NAN; /* beta = 0 must ignore C, NaN included */
+    float *ref = copyv(C0, c_n);
+    mrec_gemm_ref(ref, A, B, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc);
+
+    /* Per-element bound from |A| |B|, |C| and |bias|. */
+    float *Aa = copyv(A, a_n), *Ba = copyv(B, b_n), *Ca = copyv(C0, c_n), *ba = bias ? copyv(bias, N) : NULL;
+    for (int64_t i = 0; i < a_n; i++) Aa[i] = fabsf(Aa[i]);
+    for (int64_t i = 0; i < b_n; i++) Ba[i] = fabsf(Ba[i]);
+    for (int64_t i = 0; i < c_n; i++) Ca[i] = isnan(Ca[i]) ? 0 : fabsf(Ca[i]);
+    for (int i = 0; ba && i < N; i++) ba[i] = fabsf(ba[i]);
+    mrec_gemm_ref(Ca, Aa, Ba, ba, fabsf(alpha), fabsf(beta), ta, tb, M, N, K, lda, ldb, ldc);
+    double *tol = malloc((size_t)c_n * sizeof(double));
+    for (int64_t i = 0; i < c_n; i++) tol[i] = (K + 8) * U * Ca[i] + 1e-30;
+
+    for (int p = 0; p < n_pools; p++) {
+        float *out = copyv(C0, c_n);
+        mrec_gemm_cpu(out, A, B, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc, pools[p]);
+        /* The padding columns of C must be untouched. */
+        int pad_ok = 1;
+        for (int i = 0; i < M && pad; i++)
+            for (int j = N; j < ldc; j++) pad_ok &= memcmp(&out[(int64_t)i * ldc + j], &C0[(int64_t)i * ldc + j], 4) == 0;
+        char what[160];
+        snprintf(what, sizeof what, "gemm %s M=%d N=%d K=%d ta=%d tb=%d bias=%d a=%g b=%g pad=%d", pool_name(pools[p]),
+                 M, N, K, ta, tb, with_bias, alpha, beta, pad);
+        for (int i = 0; i < M; i++) /* compare only the real columns */
+            for (int j = N; j < ldc; j++) out[(int64_t)i * ldc + j] = ref[(int64_t)i * ldc + j];
+        t_within(what, ref, out, tol, c_n);
+        t_check(pad_ok, "%s: wrote outside the matrix", what);
+        free(out);
+    }
+    free(A), free(B), free(C0), free(bias), free(ref), free(Aa), free(Ba), free(Ca), free(ba), free(tol);
+}
+
+static void test_gemm(void) {
+    static const int shapes[][3] = {
+        {1, 1, 1}, {1, 7, 3}, {7, 1, 5}, {2, 2, 0}, {13, 17, 19}, {6, 16, 256}, {12, 32, 512},
+        {31, 33, 257}, {97, 1, 1000}, {1, 385, 300}, {145, 385, 300}, {150, 70, 3001},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) gemm_case(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, (ta + tb + (int)s) % 2, 1.0f, 0.0f, 0);
+    gemm_case(37, 41, 43, 0, 1, 1, 0.5f, 1.0f, 3);
+    gemm_case(37, 41, 43, 1, 0, 0, -2.0f, 0.25f, 5);
+    gemm_case(64, 768, 768, 0, 1, 1, 1.0f, 0.0f, 0);
+
+    /* The result does not depend on the thread count (same SIMD level). */
+    int M = 300, N = 500, K = 200;
+    float *A = randv((int64_t)M * K, -1, 1), *B = randv((int64_t)N * K, -1, 1);
+    float *c1 = calloc((size_t)M * N, 4), *c2 = calloc((size_t)M * N, 4);
+    for (int p = 0; p < n_pools; p++)
+        for (int q = p + 1; q < n_pools; q++) {
+            if (mrec_pool_simd(pools[p]) != mrec_pool_simd(pools[q])) continue;
+            mrec_gemm_cpu(c1, A, B, NULL, 1, 0, 0, 1, M, N, K, K, K, N, pools[p]);
+            mrec_gemm_cpu(c2, A, B, NULL, 1, 0, 0, 1, M, N, K, K, K, N, pools[q]);
+            t_check(memcmp(c1, c2, (size_t)M * N * 4) == 0, "gemm bits differ between %d and %d threads (%s)",
+                    mrec_pool_threads(pools[p]), mrec_pool_threads(pools[q]), mrec_simd_name(mrec_pool_simd(pools[p])));
+        }
+    free(A), free(B), free(c1), free(c2);
+}
+
+static void test_gemm_batched(void) {
+    int batch = 3, M = 17, N = 29, K = 31;
+    float *A = randv((int64_t)batch * M * K, -1, 1), *B = randv((int64_t)batch * N * K, -1, 1);
+    for (int bcast = 0; bcast < 2; bcast++) {
+        int64_t sb = bcast ? 0 : (int64_t)N * K;
+        float *ref = calloc((size_t)batch * M * N, 4);
+        mrec_gemm_batched_ref(ref, A, B, 1, 0, 0, 1, batch, M, N, K, K, K, N, (int64_t)M * K, sb, (int64_t)M * N);
+        for (int p = 0; p < n_pools; p++) {
+            float *out = calloc((size_t)batch * M * N, 4);
+            mrec_gemm_batched_cpu(out, A, B, 1, 0, 0, 1, batch, M, N, K, K, K, N, (int64_t)M * K, sb, (int64_t)M * N, pools[p]);
+            char what[96];
+            snprintf(what, sizeof what, "gemm_batched %s broadcast_b=%d", pool_name(pools[p]), bcast);
+            t_allclose(what, ref, out, (int64_t)batch * M * N, K * U * K, 0); /* |a||b| <= 1 per term */
+            free(out);
+        }
+        free(ref);
+    }
+    free(A), free(B);
+}
+
+/* ---- element-wise and rows ----------------------------------------------- */
+
+static void test_elementwise(void) {
+    static const int64_t sizes[] = {1, 7, 1000, 100003};
+    static const char *act_names[] = {"gelu_erf", "gelu_tanh", "quick_gelu", "relu", "leaky_relu", "silu"};
+    for (size_t s = 0; s < 4; s++) {
+        int64_t n = sizes[s];
+        float *a = randv(n, -6, 6), *b = randv(n, -6, 6), *ref = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+        for (int p = 0; p < n_pools; p++) {
+            char what[96];
+            mrec_add_ref(ref, a, b, n), mrec_add_cpu(out, a, b, n, pools[p]);
+            snprintf(what, sizeof what, "add %s n=%lld", pool_name(pools[p]), (long long)n);
+            t_allclose(what, ref, out, n, 0, 0);
+            mrec_mul_ref(ref, a, b, n), mrec_mul_cpu(out, a, b, n, pools[p]);
+            snprintf(what, sizeof what, "mul %s n=%lld", pool_name(pools[p]), (long long)n);
+            t_allclose(what, ref, out, n, 0, 0);
+            mrec_scale_ref(ref, a, 0.37f, n), mrec_scale_cpu(out, a, 0.37f, n, pools[p]);
+            snprintf(what, sizeof what, "scale %s n=%lld", pool_name(pools[p]), (long long)n);
+            t_allclose(what, ref, out, n, 0, 0);
+            for (int act = 0; act <= MREC_ACT_SILU; act++) {
+                mrec_activation_ref(ref, a, (mrec_act)act, 0.01f, n);
+                mrec_activation_cpu(out, a, (mrec_act)act, 0.01f, n, pools[p]);
+                snprintf(what, sizeof what, "%s %s n=%lld", act_names[act], pool_name(pools[p]), (long long)n);
+                t_allclose(what, ref, out, n, 1e-6, 1e-5);
+            }
+        }
+        /* In place gives the same answer. */
+        float *inplace = copyv(a, n);
+        mrec_activation_cpu(inplace, inplace, MREC_ACT_GELU_ERF, 0, n, pools[0]);
+        mrec_activation_cpu(out, a, MREC_ACT_GELU_ERF, 0, n, pools[0]);
+        t_allclose("gelu in place", out, inplace, n, 0, 0);
+        free(a), free(b), free(ref), free(out), free(inplace);
+    }
+    /* Known values from PyTorch (torch.nn.functional on float64, rounded to float). */
+    float x[3] = {-1.0f, 0.5f, 2.0f}, y[3];
+    float gelu_erf[3] = {-0.15865525f, 0.34573123f, 1.9544997f};
+    float gelu_tanh[3] = {-0.15880801f, 0.34571401f, 1.9545977f};
+    float quick[3] = {-0.15420423f, 0.35038844f, 1.9356586f};
+    float silu[3] = {-0.26894143f, 0.31122968f, 1.7615942f};
+    mrec_activation_cpu(y, x, MREC_ACT_GELU_ERF, 0, 3, pools[0]);
+    t_allclose("gelu_erf known values", gelu_erf, y, 3, 0, 1e-6);
+    mrec_activation_cpu(y, x, MREC_ACT_GELU_TANH, 0, 3, pools[0]);
+    t_allclose("gelu_tanh known values", gelu_tanh, y, 3, 0, 1e-6);
+    mrec_activation_cpu(y, x, MREC_ACT_QUICK_GELU, 0, 3, pools[0]);
+    t_allclose("quick_gelu known values", quick, y, 3, 0, 1e-6);
+    mrec_activation_cpu(y, x, MREC_ACT_SILU, 0, 3, pools[0]);
+    t_allclose("silu known values", silu, y, 3, 0, 1e-6);
+}
+
+static void test_rows(void) {
+    static const int shapes[][2] = {{1, 1}, {3, 7}, {17, 513}, {64, 1000}, {5, 768}};
+    for (size_t s = 0; s < 5; s++) {
+        int R = shapes[s][0], C = shapes[s][1];
+        int64_t n = (int64_t)R * C;
+        float *x = randv(n, -8, 8), *ref = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+        float *w = randv(C, 0.5f, 1.5f), *b = randv(C, -1, 1);
+        float *shifted = copyv(x, n);
+        for (int64_t i = 0; i < n; i++) shifted[i] += 3.0f; /* a mean far from 0 */
+        int rows_per_mask = R > 1 ? (R % 2 ? R : R / 2) : 1;
+        float *mask = randv((int64_t)(R / rows_per_mask) * C, -3, 0);
+        for (int c = 0; c < C; c += 3) mask[c] = -INFINITY; /* masked keys */
+        if (C > 1) mask[1] = 0.0f;
+        int32_t *ids = malloc((size_t)R * 4);
+        for (int i = 0; i < R; i++) ids[i] = (int32_t)(t_rand_u64(&rng) % (uint64_t)R);
+        for (int p = 0; p < n_pools; p++) {
+            char what[96];
+            const char *pn = pool_name(pools[p]);
+            mrec_softmax_rows_ref(ref, x, NULL, R, C, 1), mrec_softmax_rows_cpu(out, x, NULL, R, C, 1, pools[p]);
+            snprintf(what, sizeof what, "softmax %s %dx%d", pn, R, C);
+            t_allclose(what, ref, out, n, 1e-7, 1e-5);
+            mrec_softmax_rows_ref(ref, x, mask, R, C, rows_per_mask);
+            mrec_softmax_rows_cpu(out, x, mask, R, C, rows_per_mask, pools[p]);
+            snprintf(what, sizeof what, "softmax+mask %s %dx%d", pn, R, C);
+            t_allclose(what, ref, out, n, 1e-7, 1e-5);
+            mrec_layernorm_ref(ref, shifted, w, b, 1e-12f, R, C), mrec_layernorm_cpu(out, shifted, w, b, 1e-12f, R, C, pools[p]);
+            snprintf(what, sizeof what, "layernorm %s %dx%d", pn, R, C);
+            t_allclose(what, ref, out, n, 1e-5, 1e-5);
+            mrec_layernorm_ref(ref, x, NULL, NULL, 1e-5f, R, C), mrec_layernorm_cpu(out, x, NULL, NULL, 1e-5f, R, C, pools[p]);
+            snprintf(what, sizeof what, "layernorm no affine %s %dx%d", pn, R, C);
+            t_allclose(what, ref, out, n, 1e-5, 1e-5);
+            mrec_l2_normalize_rows_ref(ref, x, 1e-12f, R, C), mrec_l2_normalize_rows_cpu(out, x, 1e-12f, R, C, pools[p]);
+            snprintf(what, sizeof what, "l2_normalize %s %dx%d", pn, R, C);
+            t_allclose(what, ref, out, n, 1e-7, 1e-5);
+            float *eref = malloc((size_t)R * C * 4), *eout = malloc((size_t)R * C * 4);
+            t_status(mrec_embedding_ref(eref, x, ids, R, R, C), MREC_OK, "embedding_ref");
+            t_status(mrec_embedding_cpu(eout, x, ids, R, R, C, pools[p]), MREC_OK, "embedding %s", pn);
+            snprintf(what, sizeof what, "embedding %s %dx%d", pn, R, C);
+            t_allclose(what, eref, eout, (int64_t)R * C, 0, 0);
+            free(eref), free(eout);
+        }
+        free(x), free(ref), free(out), free(w), free(b), free(shifted), free(mask), free(ids);
+    }
+    /* A zero row stays zero under F.normalize; a bad id is an error. */
+    float zero[4] = {0}, zout[4] = {1, 1, 1, 1};
+    mrec_l2_normalize_rows_cpu(zout, zero, 1e-12f, 1, 4, pools[0]);
+    t_allclose("l2_normalize zero row", zero, zout, 4, 0, 0);
+    int32_t bad_ids[3] = {0, 5, 1};
+    float table[8] = {0}, eout[6];
+    t_status(mrec_embedding_cpu(eout, table, bad_ids, 3, 4, 2, pools[0]), MREC_ERR_ARG, "embedding id 5 of 4");
+    t_check(strstr(mrec_error_detail(), "position 1") != NULL, "embedding error names the position: %s", mrec_error_detail());
+}
+
+static void test_mean_pool(void) {
+    int B = 4, T = 9, D = 37;
+    float *x = randv((int64_t)B * T * D, -2, 2), ref[4 * 37], out[4 * 37];
+    int32_t mask[4 * 9];
+    for (int i = 0; i < B * T; i++) mask[i] = (i % T) < (i / T) * 3; /* row 0 all padding */
+    for (int p = 0; p < n_pools; p++) {
+        mrec_mean_pool_ref(ref, x, mask, B, T, D), mrec_mean_pool_cpu(out, x, mask, B, T, D, pools[p]);
+        t_allclose("mean_pool mask", ref, out, B * D, 1e-7, 1e-5);
+        mrec_mean_pool_ref(ref, x, NULL, B, T, D), mrec_mean_pool_cpu(out, x, NULL, B, T, D, pools[p]);
+        t_allclose("mean_pool no mask", ref, out, B * D, 1e-7, 1e-5);
+    }
+    float zeros[37] = {0};
+    mrec_mean_pool_cpu(out, x, mask, B, T, D, pools[0]);
+    t_allclose("mean_pool all-padding row is zero", zeros, out, D, 0, 0);
+    free(x);
+}
+
+static void test_topk(void) {
+    static const int cases[][3] = {{1, 1, 1}, {3, 10, 10}, {5, 100, 1}, {7, 1000, 20}, {2, 50, 49}};
+    for (size_t s = 0; s < 5; s++) {
+        int R = cases[s][0], C = cases[s][1], k = cases[s][2];
+        float *x = randv((int64_t)R * C, -1, 1);
+        for (int i = 0; i < R * C; i += 7) x[i] = 0.25f; /* ties */
+        if (R * C > 5) x[3] = NAN, x[4] = INFINITY;
+        int32_t *ri = malloc((size_t)R * k * 4), *oi = malloc((size_t)R * k * 4);
+        float *rv = malloc((size_t)R * k * 4), *ov = malloc((size_t)R * k * 4);
+        mrec_topk_rows_ref(ri, rv, x, R, C, k);
+        for (int p = 0; p < n_pools; p++) {
+            mrec_topk_rows_cpu(oi, ov, x, R, C, k, pools[p]);
+            t_check(memcmp(ri, oi, (size_t)R * k * 4) == 0, "topk indices %s R=%d C=%d k=%d", pool_name(pools[p]), R, C, k);
+            t_allclose("topk values", rv, ov, (int64_t)R * k, 0, 0);
+        }
+        free(x), free(ri), free(oi), free(rv), free(ov);
+    }
+    float s[6] = {1, 3, 3, NAN, 2, 3};
+    int32_t idx[6];
+    float val[6];
+    mrec_topk_rows_cpu(idx, val, s, 1, 6, 6, pools[0]);
+    int32_t want[6] = {1, 2, 5, 4, 0, 3};
+    t_check(memcmp(idx, want, sizeof want) == 0, "topk order: ties to the lower index, NaN last (%d %d %d %d %d %d)",
+            idx[0], idx[1], idx[2], idx[3], idx[4], idx[5]);
+}
+
+/* ---- convolution, batchnorm, pooling ------------------------------------- */
+
+static void conv_case(mrec_conv2d_shape s, int with_bias) {
+    int Ho = mrec_conv2d_out_h(&s), Wo = mrec_conv2d_out_w(&s);
+    int64_t in_n = (int64_t)s.N * s.C_in * s.H * s.W, k = (int64_t)(s.C_in / s.groups) * s.KH * s.KW;
+    int64_t w_n = s.C_out * k, out_n = (int64_t)s.N * s.C_out * Ho * Wo;
+    float *x = randv(in_n, -1, 1), *w = randv(w_n, -1, 1), *b = with_bias ? randv(s.C_out, -1, 1) : NULL;
+    float *ref = malloc((size_t)out_n * 4), *out = malloc((size_t)out_n * 4);
+    float *work = malloc((mrec_conv2d_workspace_floats(&s) + 1) * 4);
+    mrec_conv2d_ref(ref, x, w, b, &s);
+    for (int p = 0; p < n_pools; p++) {
+        mrec_conv2d_cpu(out, x, w, b, work, &s, pools[p]);
+        char what[160];
+        snprintf(what, sizeof what, "conv2d %s N=%d Ci=%d %dx%d Co=%d k=%dx%d s=%d p=%d g=%d", pool_name(pools[p]), s.N,
+                 s.C_in, s.H, s.W, s.C_out, s.KH, s.KW, s.stride_h, s.pad_h, s.groups);
+        t_allclose(what, ref, out, out_n, (k + 2) * U * (k + 1), 0); /* |x||w| <= 1 per term, |b| <= 1 */
+    }
+    free(x), free(w), free(b), free(ref), free(out), free(work);
+}
+
+static void test_conv(void) {
+    conv_case((mrec_conv2d_shape){1, 3, 17, 19, 8, 7, 7, 2, 2, 3, 3, 1}, 0);   /* ResNet stem */
+    conv_case((mrec_conv2d_shape){2, 5, 9, 8, 7, 3, 3, 1, 1, 1, 1, 1}, 1);     /* 3x3 same */
+    conv_case((mrec_conv2d_shape){2, 6, 7, 7, 9, 1, 1, 1, 1, 0, 0, 1}, 1);     /* 1x1 */
+    conv_case((mrec_conv2d_shape){1, 6, 9, 9, 4, 1, 1, 2, 2, 0, 0, 1}, 0);     /* downsample 1x1 s2 */
+    conv_case((mrec_conv2d_shape){1, 4, 8, 8, 6, 3, 3, 2, 2, 1, 1, 2}, 1);     /* groups 2 */
+    conv_case((mrec_conv2d_shape){1, 5, 6, 7, 5, 3, 3, 1, 1, 1, 1, 5}, 1);     /* depthwise */
+    conv_case((mrec_conv2d_shape){1, 3, 32, 32, 16, 16, 16, 16, 16, 0, 0, 1}, 1); /* ViT patches */
+}
+
+static void test_batchnorm(void) {
+    int N = 2, C = 5, H = 6, W = 7;
+    float *x = randv(N * C * H * W, -2, 2), *g = randv(C, 0.5f, 2), *be = randv(C, -1, 1);
+    float *mean = randv(C, -1, 1), *var = randv(C, 0.1f, 3);
+    float ref[2 * 5 * 42], out[2 * 5 * 42];
+    mrec_batchnorm_ref(ref, x, g, be, mean, var, 1e-5f, N, C, H * W);
+    for (int p = 0; p < n_pools; p++) {
+        mrec_batchnorm_cpu(out, x, g, be, mean, var, 1e-5f, N, C, H * W, pools[p]);
+        t_allclose("batchnorm", ref, out, N * C * H * W, 1e-6, 1e-5);
+    }
+    /* conv then batchnorm equals the folded conv. */
+    mrec_conv2d_shape s = {N, C, H, W, 4, 3, 3, 1, 1, 1, 1, 1};
+    float *w = randv(4 * C * 9, -1, 1), *cb = randv(4, -1, 1), conv[2 * 4 * 42], bn[2 * 4 * 42], folded[2 * 4 * 42];
+    mrec_conv2d_ref(conv, x, w, cb, &s);
+    mrec_batchnorm_ref(bn, conv, g, be, mean, var, 1e-5f, N, 4, H * W);
+    float fb[4];
+    mrec_batchnorm_fold(w, fb, cb, g, be, mean, var, 1e-5f, 4, C * 9);
+    mrec_conv2d_ref(folded, x, w, fb, &s);
+    t_allclose("batchnorm fold", bn, folded, 2 * 4 * 42, 1e-5, 1e-5);
+    free(x), free(g), free(be), free(mean), free(var), free(w), free(cb);
+}
+
+static void test_pool2d(void) {
+    mrec_pool2d_shape shapes[] = {
+        {2, 3, 11, 12, 3, 3, 2, 2, 1, 1, 1}, /* ResNet max pool */
+        {1, 4, 7, 7, 7, 7, 1, 1, 0, 0, 1},   /* global average */
+        {1, 2, 9, 8, 3, 3, 2, 2, 1, 1, 0},   /* padding not counted */
+        {1, 1, 5, 5, 2, 2, 2, 2, 0, 0, 1},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        mrec_pool2d_shape s = shapes[i];
+        int64_t in_n = (int64_t)s.N * s.C * s.H * s.W, out_n = (int64_t)s.N * s.C * mrec_pool2d_out_h(&s) * mrec_pool2d_out_w(&s);
+        float *x = randv(in_n, -3, 3), *ref = malloc((size_t)out_n * 4), *out = malloc((size_t)out_n * 4);
+        for (int p = 0; p < n_pools; p++) {
+            mrec_maxpool2d_ref(ref, x, &s), mrec_maxpool2d_cpu(out, x, &s, pools[p]);
+            t_allclose("maxpool2d", ref, out, out_n, 0, 0);
+            mrec_avgpool2d_ref(ref, x, &s), mrec_avgpool2d_cpu(out, x, &s, pools[p]);
+            t_allclose("avgpool2d", ref, out, out_n, 1e-6, 1e-5);
+        }
+        free(x), free(ref), free(out);
+    }
+}
+
+/* ---- sparse --------------------------------------------------------------- */
+
+static void test_spmm(void) {
+    int R = 37, Cc = 23;
+    int64_t row_ptr[38];
+    int32_t col[37 * 23];
+    float val[37 * 23];
+    int64_t nnz = 0;
+    for (int r = 0; r < R; r++) {
+        row_ptr[r] = nnz;
+        if (r % 5 == 0) continue; /* empty rows */
+        for (int c = 0; c < Cc; c++)
+            if (t_rand_u64(&rng) % 4 == 0) col[nnz] = c, val[nnz] = t_rand_uniform(&rng, -1, 1), nnz++;
+    }
+    row_ptr[R] = nnz;
+    static const int dims[] = {1, 17, 64};
+    for (int di = 0; di < 3; di++) {
+        int D = dims[di];
+        float *X = randv((int64_t)Cc * D, -1, 1), *Xt = randv((int64_t)R * D, -1, 1);
+        float *ref = malloc((size_t)R * D * 4), *out = malloc((size_t)R * D * 4);
+        float *reft = malloc((size_t)Cc * D * 4), *outt = malloc((size_t)Cc * D * 4);
+        for (int weighted = 0; weighted < 2; weighted++) {
+            const float *v = weighted ? val : NULL;
+            mrec_spmm_ref(ref, row_ptr, col, v, X, R, Cc, D);
+            mrec_spmm_t_ref(reft, row_ptr, col, v, Xt, R, Cc, D);
+            for (int p = 0; p < n_pools; p++) {
+                char what[96];
+                mrec_spmm_cpu(out, row_ptr, col, v, X, R, Cc, D, pools[p]);
+                snprintf(what, sizeof what, "spmm %s D=%d weighted=%d", pool_name(pools[p]), D, weighted);
+                t_allclose(what, ref, out, (int64_t)R * D, Cc * U * Cc, 0);
+                mrec_spmm_t_cpu(outt, row_ptr, col, v, Xt, R, Cc, D, pools[p]);
+                snprintf(what, sizeof what, "spmm_t %s D=%d weighted=%d", pool_name(pools[p]), D, weighted);
+                t_allclose(what, reft, outt, (int64_t)Cc * D, R * U * R, 0);
+            }
+        }
+        free(X), free(Xt), free(ref), free(out), free(reft), free(outt);
+    }
+}
+
+int main(void) {
+    t_suite("kernels");
+    mrec_simd best = mrec_simd_detect();
+    static const int threads[] = {1, 2, 3};
+    for (int simd = 0; simd <= (int)best; simd++)
+        for (int t = 0; t < 3; t++) {
+            mrec_status st = mrec_pool_create(&pools[n_pools], threads[t], (mrec_simd)simd);
+            T_REQUIRE(st == MREC_OK);
+            n_pools++;
+        }
+    for (int simd = (int)best + 1; simd <= MREC_SIMD_AVX512; simd++)
+        t_skip("%s kernels: this CPU does not support them", mrec_simd_name((mrec_simd)simd));
+    test_gemm();
+    test_gemm_batched();
+    test_elementwise();
+    test_rows();
+    test_mean_pool();
+    test_topk();
+    test_conv();
+    test_batchnorm();
+    test_pool2d();
+    test_spmm();
+    for (int p = 0; p < n_pools; p++) mrec_pool_destroy(pools[p]);
+    return t_finish();
+}
