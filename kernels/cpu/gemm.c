@@ -1,10 +1,12 @@
 /* gemm.c: the fast CPU GEMM (and batched GEMM), BLIS-style.
  *
- * C is cut into tiles of MC x NC; each tile is one task on the pool, so
- * threads never share an output element and the result does not depend on
- * scheduling or thread count. Inside a task, for each KC slice of K, the
- * task packs its A block and B block into its own scratch (transposes are
- * resolved here, once) and sweeps the micro-kernel over MR x NR sub-tiles.
+ * Blocks of op(B) (KC x NC) are packed once into a buffer all threads share;
+ * tasks then take row blocks of C (MC rows, split by columns too when there
+ * are few), pack their A block (transposes are resolved in packing, once) and
+ * sweep the micro-kernel over MR x NR sub-tiles. Every output element is
+ * computed by one task in a fixed order, so the result does not depend on
+ * scheduling or thread count. A batch of GEMMs instead gives each task one
+ * (item, row block) with its own packing: one pool round for all items.
  * The micro-kernel is picked from the pool's SIMD level.
  *
  * It does not: handle strided rows inside a row (elements of a row are
@@ -38,73 +40,64 @@ typedef struct {
     float alpha, beta;
     int trans_a, trans_b, M, N, K, lda, ldb, ldc;
     int64_t stride_a, stride_b, stride_c;
-    int m_blocks, n_blocks;
     mrec_pool *pool;
     mrec_ukernel_fn ukernel;
     int MR, NR;
+    /* shared-B path: the current (jc, pc) block and how tasks split it */
+    float *bpack;
+    int j0, nc, p0, kc, m_blocks, j_chunks, j_chunk;
 } gemm_job;
 
-/* Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) panels of (kc, MR). */
+/* Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) panels of (kc, MR).
+ * Writes are sequential; reads walk MR rows (or one row) of A in step. */
 static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int mc, int p0,
                    int kc, int MR) {
     for (int ir = 0; ir < mc; ir += MR) {
         int rows = mc - ir < MR ? mc - ir : MR;
         if (!trans_a) {
-            /* A is (M, K): read each row contiguously, write with stride MR. */
-            for (int i = 0; i < rows; i++) {
-                const float *src = A + (size_t)(i0 + ir + i) * lda + p0;
-                for (int k = 0; k < kc; k++) dst[k * MR + i] = src[k];
+            const float *src = A + (size_t)(i0 + ir) * lda + p0;
+            for (int k = 0; k < kc; k++) {
+                float *d = dst + (size_t)k * MR;
+                for (int i = 0; i < rows; i++) d[i] = src[(size_t)i * lda + k];
+                for (int i = rows; i < MR; i++) d[i] = 0.0f;
             }
         } else {
-            /* A is (K, M): each k gives MR contiguous values. */
             for (int k = 0; k < kc; k++) {
                 const float *src = A + (size_t)(p0 + k) * lda + i0 + ir;
-                for (int i = 0; i < rows; i++) dst[k * MR + i] = src[i];
+                float *d = dst + (size_t)k * MR;
+                for (int i = 0; i < rows; i++) d[i] = src[i];
+                for (int i = rows; i < MR; i++) d[i] = 0.0f;
             }
         }
-        for (int i = rows; i < MR; i++)
-            for (int k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
         dst += (size_t)kc * MR;
     }
 }
 
-/* Packs op(B)[p0 : p0+kc, j0 : j0+nc] as ceil(nc/NR) panels of (kc, NR). */
+/* Packs NR-column panels [jr_lo, jr_hi) (in panels) of op(B)[p0 : p0+kc,
+ * j0 : j0+nc], each as (kc, NR), at dst + panel * kc * NR. */
 static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int kc, int j0,
-                   int nc, int NR) {
-    for (int jr = 0; jr < nc; jr += NR) {
-        int cols = nc - jr < NR ? nc - jr : NR;
+                   int nc, int NR, int panel_lo, int panel_hi) {
+    for (int panel = panel_lo; panel < panel_hi; panel++) {
+        int jr = panel * NR, cols = nc - jr < NR ? nc - jr : NR;
+        float *d = dst + (size_t)panel * kc * NR;
         if (!trans_b) {
-            for (int k = 0; k < kc; k++) {
-                const float *src = B + (size_t)(p0 + k) * ldb + j0 + jr;
-                float *d = dst + (size_t)k * NR;
-                memcpy(d, src, (size_t)cols * sizeof(float));
+            for (int k = 0; k < kc; k++, d += NR) {
+                memcpy(d, B + (size_t)(p0 + k) * ldb + j0 + jr, (size_t)cols * sizeof(float));
                 for (int j = cols; j < NR; j++) d[j] = 0.0f;
             }
         } else {
-            /* B is (N, K): read each row of B contiguously. */
-            for (int j = 0; j < cols; j++) {
-                const float *src = B + (size_t)(j0 + jr + j) * ldb + p0;
-                for (int k = 0; k < kc; k++) dst[k * NR + j] = src[k];
+            /* B is (N, K): NR rows of B are read in step, one k at a time. */
+            const float *src = B + (size_t)(j0 + jr) * ldb + p0;
+            for (int k = 0; k < kc; k++, d += NR) {
+                for (int j = 0; j < cols; j++) d[j] = src[(size_t)j * ldb + k];
+                for (int j = cols; j < NR; j++) d[j] = 0.0f;
             }
-            for (int j = cols; j < NR; j++)
-                for (int k = 0; k < kc; k++) dst[k * NR + j] = 0.0f;
         }
-        dst += (size_t)kc * NR;
     }
 }
 
-static void gemm_task(void *arg, int task, int thread) {
-    const gemm_job *g = arg;
-    int per_batch = g->m_blocks * g->n_blocks;
-    int b = task / per_batch, t = task % per_batch;
-    int i0 = (t / g->n_blocks) * MREC_GEMM_MC, j0 = (t % g->n_blocks) * MREC_GEMM_NC;
-    int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
-    int nc = g->N - j0 < MREC_GEMM_NC ? g->N - j0 : MREC_GEMM_NC;
-    const float *A = g->A + b * g->stride_a;
-    const float *B = g->B + b * g->stride_b;
-    float *C = g->C + b * g->stride_c;
-
-    /* Prologue: C = beta * C + bias on this tile. */
+/* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc). */
+static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
     for (int i = 0; i < mc; i++) {
         float *c = C + (size_t)(i0 + i) * g->ldc + j0;
         for (int j = 0; j < nc; j++) {
@@ -112,21 +105,123 @@ static void gemm_task(void *arg, int task, int thread) {
             c[j] = g->bias ? v + g->bias[j0 + j] : v;
         }
     }
+}
 
+/* The micro-kernel sweep over one packed A block and packed B panels
+ * [jr_lo, jr_hi) (columns relative to j0). The A micro-panel (kc x MR)
+ * stays in L1 while B panels stream from L2. */
+static void macro_kernel(const gemm_job *g, float *C, const float *apack, const float *bpack,
+                         int i0, int mc, int j0, int jr_lo, int jr_hi, int kc) {
+    for (int ir = 0; ir < mc; ir += g->MR) {
+        int m = mc - ir < g->MR ? mc - ir : g->MR;
+        const float *ap = apack + (size_t)(ir / g->MR) * kc * g->MR;
+        for (int jr = jr_lo; jr < jr_hi; jr += g->NR) {
+            int n = jr_hi - jr < g->NR ? jr_hi - jr : g->NR;
+            const float *bp = bpack + (size_t)(jr / g->NR) * kc * g->NR;
+            g->ukernel(kc, ap, bp, C + (size_t)(i0 + ir) * g->ldc + j0 + jr, g->ldc, g->alpha, m, n);
+        }
+    }
+}
+
+/* ---- one large GEMM: B packed once per (jc, pc) block, shared by all ---- */
+
+static void pack_b_task(void *arg, int task, int thread) {
+    (void)thread;
+    const gemm_job *g = arg;
+    pack_b(g->bpack, g->B, g->ldb, g->trans_b, g->p0, g->kc, g->j0, g->nc, g->NR, task, task + 1);
+}
+
+static void shared_b_task(void *arg, int task, int thread) {
+    const gemm_job *g = arg;
+    int ib = task / g->j_chunks, jb = task % g->j_chunks;
+    int i0 = ib * MREC_GEMM_MC, mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
+    int jr_lo = jb * g->j_chunk, jr_hi = jr_lo + g->j_chunk < g->nc ? jr_lo + g->j_chunk : g->nc;
+    if (jr_lo >= jr_hi) return;
+    if (g->p0 == 0) prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
+    float *apack = mrec_pool_scratch(g->pool, thread);
+    pack_a(apack, g->A, g->lda, g->trans_a, i0, mc, g->p0, g->kc, g->MR);
+    macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc);
+}
+
+static void gemm_shared_b(gemm_job *g) {
+    g->bpack = (float *)mrec_pool_scratch(g->pool, 0) + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
+    for (g->j0 = 0; g->j0 < g->N; g->j0 += MREC_GEMM_NC) {
+        g->nc = g->N - g->j0 < MREC_GEMM_NC ? g->N - g->j0 : MREC_GEMM_NC;
+        int panels = (g->nc + g->NR - 1) / g->NR;
+        g->j_chunk = panels * g->NR;
+        g->j_chunks = 1;
+        for (g->p0 = 0; g->p0 < g->K || g->p0 == 0; g->p0 += MREC_GEMM_KC) {
+            g->kc = g->K - g->p0 < MREC_GEMM_KC ? g->K - g->p0 : MREC_GEMM_KC;
+            if (g->kc > 0) mrec_pool_run(g->pool, pack_b_task, g, panels);
+            mrec_pool_run(g->pool, shared_b_task, g, g->m_blocks * g->j_chunks);
+            if (g->K == 0) break;
+        }
+    }
+}
+
+/* ---- tiles with private packing ---------------------------------------
+ * One task per (batch item, MC x NC tile of C), packing its own A and B.
+ * Used for batches (attention has many small GEMMs, and one pool round for
+ * all of them beats rounds per item) and when C has too few row blocks to
+ * share a packed B (then each column tile's B is packed by one task only). */
+
+static void private_task(void *arg, int task, int thread) {
+    const gemm_job *g = arg;
+    int per_item = g->m_blocks * g->j_chunks;
+    int b = task / per_item, t = task % per_item;
+    int i0 = (t / g->j_chunks) * MREC_GEMM_MC, j0 = (t % g->j_chunks) * MREC_GEMM_NC;
+    int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
+    int nc = g->N - j0 < MREC_GEMM_NC ? g->N - j0 : MREC_GEMM_NC;
+    const float *A = g->A + b * g->stride_a, *B = g->B + b * g->stride_b;
+    float *C = g->C + b * g->stride_c;
     float *apack = mrec_pool_scratch(g->pool, thread);
     float *bpack = apack + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
+    prologue(g, C, i0, mc, j0, nc);
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
-        pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR);
+        pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR);
         pack_a(apack, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR);
-        for (int jr = 0; jr < nc; jr += g->NR) {
-            int n = nc - jr < g->NR ? nc - jr : g->NR;
-            const float *bp = bpack + (size_t)(jr / g->NR) * kc * g->NR;
-            for (int ir = 0; ir < mc; ir += g->MR) {
-                int m = mc - ir < g->MR ? mc - ir : g->MR;
-                const float *ap = apack + (size_t)(ir / g->MR) * kc * g->MR;
-                g->ukernel(kc, ap, bp, C + (size_t)(i0 + ir) * g->ldc + j0 + jr, g->ldc,
-                           g->alpha, m, n);
+        macro_kernel(g, C, apack, bpack, i0, mc, j0, 0, nc, kc);
+    }
+}
+
+/* ---- a few rows: dot products or row updates, no packing ----------------
+ * With M below a micro-kernel's height, packing costs more than it saves
+ * and the micro-kernel would compute mostly padding. 16 partial sums keep
+ * the loops vectorizable without reassociating (no -ffast-math). */
+
+#define FEW_ROWS 4
+
+static void few_rows_task(void *arg, int task, int thread) {
+    (void)thread;
+    const gemm_job *g = arg;
+    int j_lo = task * g->j_chunk, j_hi = j_lo + g->j_chunk < g->N ? j_lo + g->j_chunk : g->N;
+    for (int i = 0; i < g->M; i++) {
+        float *c = g->C + (size_t)i * g->ldc;
+        prologue(g, g->C, i, 1, j_lo, j_hi - j_lo);
+        if (g->trans_b && !g->trans_a) {
+            const float *a = g->A + (size_t)i * g->lda;
+            for (int j = j_lo; j < j_hi; j++) {
+                const float *b = g->B + (size_t)j * g->ldb;
+                float part[16] = {0};
+                int k = 0;
+                for (; k + 16 <= g->K; k += 16)
+                    for (int t = 0; t < 16; t++) part[t] += a[k + t] * b[k + t];
+                float sum = 0.0f;
+                for (int t = 0; t < 16; t++) sum += part[t];
+                for (; k < g->K; k++) sum += a[k] * b[k];
+                c[j] += g->alpha * sum;
+            }
+        } else {
+            /* c[j_lo:j_hi] += alpha * sum_k a[i][k] * op(B)[k][j_lo:j_hi] */
+            for (int k = 0; k < g->K; k++) {
+                float a = g->alpha * (g->trans_a ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k]);
+                if (!g->trans_b) {
+                    const float *b = g->B + (size_t)k * g->ldb;
+                    for (int j = j_lo; j < j_hi; j++) c[j] += a * b[j];
+                } else {
+                    for (int j = j_lo; j < j_hi; j++) c[j] += a * g->B[(size_t)j * g->ldb + k];
+                }
             }
         }
     }
@@ -145,9 +240,19 @@ static void gemm_run(gemm_job *g, int batch) {
         g->ukernel = ukernel_scalar, g->MR = UK_SCALAR_MR, g->NR = UK_SCALAR_NR;
         break;
     }
+    int threads = mrec_pool_threads(g->pool);
     g->m_blocks = (g->M + MREC_GEMM_MC - 1) / MREC_GEMM_MC;
-    g->n_blocks = (g->N + MREC_GEMM_NC - 1) / MREC_GEMM_NC;
-    mrec_pool_run(g->pool, gemm_task, g, batch * g->m_blocks * g->n_blocks);
+    if (batch == 1 && g->M <= FEW_ROWS) {
+        int chunks = 4 * threads;
+        g->j_chunk = (g->N + chunks - 1) / chunks;
+        if (g->j_chunk < 64) g->j_chunk = 64;
+        mrec_pool_run(g->pool, few_rows_task, g, (g->N + g->j_chunk - 1) / g->j_chunk);
+    } else if (batch == 1 && g->m_blocks >= 2 * threads) {
+        gemm_shared_b(g);
+    } else {
+        g->j_chunks = (g->N + MREC_GEMM_NC - 1) / MREC_GEMM_NC;
+        mrec_pool_run(g->pool, private_task, g, batch * g->m_blocks * g->j_chunks);
+    }
 }
 
 void mrec_gemm_cpu(float *C, const float *A, const float *B, const float *bias,

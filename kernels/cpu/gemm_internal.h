@@ -28,8 +28,12 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
                        float alpha, int m, int n);
 
 /* avx512f: 12 rows x 32 columns (24 zmm accumulators). */
+#ifndef MREC_UK_AVX512_MR
 #define MREC_UK_AVX512_MR 12
+#endif
+#ifndef MREC_UK_AVX512_NR
 #define MREC_UK_AVX512_NR 32
+#endif
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc,
                          float alpha, int m, int n);
 

@@ -2,9 +2,11 @@
  *
  * The pool is a parallel-for: mrec_pool_run hands out task indices from an
  * atomic counter to the workers and the calling thread, and returns when all
- * are done. Threads are created once; an idle worker sleeps on a condition
- * variable. Each thread also owns a scratch buffer for GEMM packing, so no op
- * allocates while it runs.
+ * are done. Threads are created once. Between jobs a worker spins for a
+ * short while before it sleeps on a condition variable, because a model
+ * issues op after op and a futex wake-up per op would cost more than small
+ * ops themselves. Each thread also owns a scratch buffer for GEMM packing,
+ * so no op allocates while it runs.
  */
 #include "../mrec_kernels.h"
 #include "gemm_internal.h"
@@ -14,6 +16,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* About a millisecond of spinning before a thread blocks. */
+#define SPIN_ROUNDS 20000
 
 mrec_simd mrec_simd_detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -41,9 +52,9 @@ struct mrec_pool {
 
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    uint64_t generation;  /* bumped once per job */
-    int shutdown;
-    int busy_workers;     /* workers still inside the current job */
+    _Atomic uint64_t generation; /* bumped once per job */
+    atomic_int shutdown;
+    atomic_int busy_workers;     /* workers still inside the current job */
     int n_started;        /* workers actually running, for destroy */
 
     mrec_task_fn fn;
@@ -67,17 +78,26 @@ static void *worker_main(void *varg) {
     free(varg);
     mrec_pool *p = wa.pool;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->generation == seen && !p->shutdown) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->shutdown) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        for (int spin = 0; spin < SPIN_ROUNDS && atomic_load_explicit(&p->generation, memory_order_acquire) == seen &&
+                           !atomic_load(&p->shutdown);
+             spin++)
+            cpu_relax();
+        if (atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->generation) == seen && !atomic_load(&p->shutdown))
+                pthread_cond_wait(&p->wake, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->shutdown)) break;
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
         run_tasks(p, wa.thread);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy_workers == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub_explicit(&p->busy_workers, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -132,7 +152,7 @@ nomem:
 void mrec_pool_destroy(mrec_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->shutdown = 1;
+    atomic_store(&p->shutdown, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int t = 1; t <= p->n_started; t++) pthread_join(p->threads[t], NULL);
@@ -155,19 +175,23 @@ void mrec_pool_run(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
     p->n_tasks = n_tasks;
     atomic_store(&p->next_task, 0);
-    p->busy_workers = p->n_threads - 1;
-    p->generation++;
+    atomic_store(&p->busy_workers, p->n_threads - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
     run_tasks(p, 0);
 
-    pthread_mutex_lock(&p->mu);
-    while (p->busy_workers > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int spin = 0; spin < SPIN_ROUNDS && atomic_load_explicit(&p->busy_workers, memory_order_acquire) > 0; spin++)
+        cpu_relax();
+    if (atomic_load_explicit(&p->busy_workers, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->busy_workers) > 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
