@@ -161,9 +161,11 @@ fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
 	  name=$$(basename $$f); mkdir -p build/fuzz/corpus-$$name; \
 	  echo "== $$name ($(FUZZ_SECONDS) s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	      build/fuzz/corpus-$$name tests/fuzz/corpus/$$name 2>&1 | grep -E "stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY" ; \
-	  test $${PIPESTATUS:-0} -eq 0 || exit 1; \
+	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/$$name- \
+	      -dict=tests/fuzz/$$name.dict \
+	      build/fuzz/corpus-$$name tests/fuzz/corpus/$$name > build/fuzz/$$name.log 2>&1; then \
+	    tail -n 40 build/fuzz/$$name.log; echo "FAIL $$name: see build/fuzz/$$name.log"; exit 1; fi; \
+	  grep -E "stat::number_of_executed_units|stat::new_units_added|stat::peak_rss" build/fuzz/$$name.log; \
 	done
 
 format:

@@ -220,6 +220,13 @@ mrec_status mrec_npy_write(const char *path, mrec_npy_dtype dtype, int ndim, con
     if (ndim > 1) n -= 2; /* numpy writes (3, 4) but (3,) */
     else if (ndim == 1) n -= 1;
     n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
+    /* numpy leaves room for the first dimension to grow to 21 digits, so a
+     * file can be appended to in place; do the same to write identical bytes. */
+    if (ndim > 0) {
+        int digits = snprintf(NULL, 0, "%lld", (long long)shape[0]);
+        for (int i = digits; i < 21; i++) dict[n++] = ' ';
+        dict[n] = '\0';
+    }
     /* magic + version + length + dict + padding + '\n' is a multiple of 64. */
     size_t total = 10 + (size_t)n + 1;
     size_t padded = (total + 63) / 64 * 64;

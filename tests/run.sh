@@ -5,6 +5,8 @@
 # total, and the exit status is non-zero if anything failed.
 build=$1
 shift
+MREC_BIN=$build/mrec
+export MREC_BIN
 passed=0 failed=0 skipped=0
 for t in "$@"; do
     out=$("$t" 2>&1)

@@ -1,0 +1,62 @@
+/* test_cli.c: the mrec command line as a user meets it: help, version,
+ * inspect on a real checkpoint layout, and bad input (exit status 2 and a
+ * message naming the file, never a crash). Runs the binary in $MREC_BIN. */
+#include "harness.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static const char *bin;
+
+/* Runs `bin args`, capturing stdout (and stderr) into out. Returns the exit status. */
+static int run(const char *args, char *out, size_t cap, int with_stderr) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s %s", bin, args, with_stderr ? "2>&1" : "2>/dev/null");
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int main(void) {
+    t_suite("cli");
+    bin = getenv("MREC_BIN");
+    if (!bin) bin = "bin/mrec";
+    static char out[65536], want[65536];
+
+    t_check(run("--version", out, sizeof out, 0) == 0 && strncmp(out, "mrec ", 5) == 0, "--version: %s", out);
+    t_check(run("--help", out, sizeof out, 0) == 0 && strstr(out, "inspect") != NULL, "--help lists inspect");
+    t_check(run("", out, sizeof out, 1) == 1, "no command is a usage error");
+    t_check(run("frobnicate", out, sizeof out, 1) == 1 && strstr(out, "frobnicate"), "unknown command named: %s", out);
+
+    int rc = run("inspect tests/fixtures/tiny_bert/model.safetensors", out, sizeof out, 0);
+    FILE *f = fopen("tests/fixtures/tiny_bert/inspect.txt", "r");
+    size_t n = f ? fread(want, 1, sizeof want - 1, f) : 0;
+    want[n] = '\0';
+    if (f) fclose(f);
+    t_check(rc == 0 && strcmp(out, want) == 0, "inspect tiny_bert matches the listing made from the safetensors library:\n%s", out);
+
+    /* A truncated copy of a real checkpoint. */
+    char tmp[] = "/tmp/mrec_cli_XXXXXX";
+    T_REQUIRE(mkdtemp(tmp));
+    char cmd[512], path[300];
+    snprintf(path, sizeof path, "%s/cut.safetensors", tmp);
+    snprintf(cmd, sizeof cmd, "head -c 20000 tests/fixtures/tiny_bert/model.safetensors > %s", path);
+    T_REQUIRE(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "inspect %s", path);
+    rc = run(cmd, out, sizeof out, 1);
+    t_check(rc == 2 && strstr(out, "cut.safetensors") != NULL, "truncated checkpoint: exit %d, %s", rc, out);
+    snprintf(cmd, sizeof cmd, "inspect %s/none.safetensors", tmp);
+    rc = run(cmd, out, sizeof out, 1);
+    t_check(rc == 2 && strstr(out, "none.safetensors") != NULL, "missing file: exit %d, %s", rc, out);
+    rc = run("inspect tests/fixtures/npy/f32_2d.npy", out, sizeof out, 1);
+    t_check(rc == 2 && strstr(out, "f32_2d.npy") != NULL, "not a safetensors file: exit %d, %s", rc, out);
+    rc = run("inspect", out, sizeof out, 1);
+    t_check(rc == 1, "inspect without a file is a usage error");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    return t_finish();
+}

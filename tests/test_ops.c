@@ -1,0 +1,168 @@
+/* test_ops.c: the device dispatch layer (nn/mrec_ops.h), the context and
+ * arenas, and the CUDA kernels when a GPU is present ("skipped" otherwise).
+ *
+ * The ops are checked against the kernels' naive references; tolerances as
+ * in test_kernels.c (K u sum|a||b| for products). CUDA fp32 GEMM (no TF32)
+ * is held to the same bound.
+ */
+#include "harness.h"
+
+#include "../nn/mrec_ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define U 5.9604644775390625e-08
+
+static uint64_t rng = 7;
+
+static void test_context(void) {
+    mrec_context_options o = mrec_context_defaults();
+    mrec_context *ctx;
+    o.device = MREC_WANT_CPU;
+    t_status(mrec_context_create(&ctx, &o), MREC_OK, "cpu context");
+    t_check(ctx->device == MREC_DEVICE_CPU && ctx->notice[0] == '\0', "cpu context runs on the cpu, no notice");
+    mrec_context_destroy(ctx);
+    o.device = MREC_WANT_AUTO;
+    t_status(mrec_context_create(&ctx, &o), MREC_OK, "auto context");
+    if (ctx->device == MREC_DEVICE_CPU)
+        t_check(strstr(ctx->notice, "CPU") != NULL, "auto fell back with a notice: '%s'", ctx->notice);
+    mrec_context_destroy(ctx);
+    o.device = MREC_WANT_CUDA;
+    mrec_status st = mrec_context_create(&ctx, &o);
+    if (st == MREC_OK) mrec_context_destroy(ctx);
+    else t_status(st, MREC_ERR_DEVICE, "cuda context without a GPU is a device error");
+}
+
+static void test_arena(void) {
+    /* Measure, reserve, carve: the same carving fits exactly. */
+    mrec_arena a = mrec_arena_measure();
+    mrec_tensor t1, t2;
+    int64_t s1[2] = {3, 5}, s2[3] = {2, 7, 9};
+    t_status(mrec_arena_tensor(&a, &t1, MREC_F32, 2, s1), MREC_OK, "measure t1");
+    t_status(mrec_arena_tensor(&a, &t2, MREC_I64, 3, s2), MREC_OK, "measure t2");
+    size_t need = a.peak;
+    t_check(need >= 3 * 5 * 4 + 2 * 7 * 9 * 8, "measured %zu bytes", need);
+    mrec_arena r;
+    t_status(mrec_arena_reserve(&r, need, MREC_DEVICE_CPU, NULL), MREC_OK, "reserve");
+    t_status(mrec_arena_tensor(&r, &t1, MREC_F32, 2, s1), MREC_OK, "carve t1");
+    t_status(mrec_arena_tensor(&r, &t2, MREC_I64, 3, s2), MREC_OK, "carve t2");
+    t_check(t1.data && t2.data && (uintptr_t)t2.data % MREC_ARENA_ALIGN == 0, "carved and aligned");
+    t_status(mrec_arena_tensor(&r, &t1, MREC_F32, 2, s1), MREC_ERR_NOMEM, "a third tensor does not fit");
+    mrec_arena_reset(&r);
+    t_status(mrec_arena_tensor(&r, &t1, MREC_F32, 2, s1), MREC_OK, "after reset");
+    int64_t neg[1] = {-1};
+    t_status(mrec_arena_tensor(&r, &t1, MREC_F32, 1, neg), MREC_ERR_SHAPE, "negative dimension");
+    mrec_arena_release(&r, NULL);
+}
+
+static void test_linear(mrec_context *ctx) {
+    int M = 6, K = 19, N = 11;
+    float *x = malloc(M * K * 4), *w = malloc(N * K * 4), *b = malloc(N * 4), *y = malloc(M * N * 4), *ref = malloc(M * N * 4);
+    t_fill_uniform(x, M * K, &rng, -1, 1), t_fill_uniform(w, N * K, &rng, -1, 1), t_fill_uniform(b, N, &rng, -1, 1);
+    int64_t xs[3] = {2, 3, K}, ws[2] = {N, K}, bs[1] = {N}, ys[3] = {2, 3, N};
+    mrec_tensor tx = mrec_tensor_view(x, MREC_F32, 3, xs), tw = mrec_tensor_view(w, MREC_F32, 2, ws);
+    mrec_tensor tb = mrec_tensor_view(b, MREC_F32, 1, bs), ty = mrec_tensor_view(y, MREC_F32, 3, ys);
+    t_status(mrec_op_linear(ctx, &ty, &tx, &tw, &tb), MREC_OK, "linear");
+    mrec_gemm_ref(ref, x, w, b, 1, 0, 0, 1, M, N, K, K, K, N);
+    t_allclose("linear vs gemm_ref", ref, y, M * N, (K + 4) * U * (K + 1), 0);
+    int64_t bad[2] = {N, K + 1};
+    mrec_tensor tbad = mrec_tensor_view(w, MREC_F32, 2, bad);
+    t_status(mrec_op_linear(ctx, &ty, &tx, &tbad, &tb), MREC_ERR_SHAPE, "linear with a mismatched weight");
+    t_check(strstr(mrec_error_detail(), "linear") != NULL, "message names the op: %s", mrec_error_detail());
+    mrec_tensor ti = tx;
+    ti.dtype = MREC_I32;
+    t_status(mrec_op_linear(ctx, &ty, &ti, &tw, &tb), MREC_ERR_DTYPE, "linear on I32");
+    free(x), free(w), free(b), free(y), free(ref);
+}
+
+static void test_tensor_ops(mrec_context *ctx) {
+    int B = 3, T = 5, C = 8;
+    int64_t n = B * T * C, s3[3] = {B, T, C}, sm[2] = {B, C}, sc[1] = {C};
+    float *a = malloc(n * 4), *b = malloc(n * 4), *out = malloc(n * 4), *ref = malloc(n * 4);
+    float *mask = malloc(B * C * 4), *w = malloc(C * 4), *bias = malloc(C * 4);
+    t_fill_uniform(a, n, &rng, -3, 3), t_fill_uniform(b, n, &rng, -3, 3), t_fill_uniform(mask, B * C, &rng, -5, 0);
+    t_fill_uniform(w, C, &rng, 0, 2), t_fill_uniform(bias, C, &rng, -1, 1);
+    mrec_tensor ta = mrec_tensor_view(a, MREC_F32, 3, s3), tb = mrec_tensor_view(b, MREC_F32, 3, s3);
+    mrec_tensor to = mrec_tensor_view(out, MREC_F32, 3, s3), tm = mrec_tensor_view(mask, MREC_F32, 2, sm);
+    mrec_tensor tw = mrec_tensor_view(w, MREC_F32, 1, sc), tbias = mrec_tensor_view(bias, MREC_F32, 1, sc);
+
+    t_status(mrec_op_add(ctx, &to, &ta, &tb), MREC_OK, "add");
+    mrec_add_ref(ref, a, b, n);
+    t_allclose("op add", ref, out, n, 0, 0);
+    t_status(mrec_op_activation(ctx, &to, &ta, MREC_ACT_GELU_ERF, 0), MREC_OK, "gelu");
+    mrec_activation_ref(ref, a, MREC_ACT_GELU_ERF, 0, n);
+    t_allclose("op gelu", ref, out, n, 1e-6, 1e-5);
+    t_status(mrec_op_softmax(ctx, &to, &ta, &tm), MREC_OK, "softmax with a (B, C) mask over (B, T, C)");
+    mrec_softmax_rows_ref(ref, a, mask, B * T, C, T);
+    t_allclose("op softmax", ref, out, n, 1e-7, 1e-5);
+    t_status(mrec_op_layernorm(ctx, &to, &ta, &tw, &tbias, 1e-12f), MREC_OK, "layernorm");
+    mrec_layernorm_ref(ref, a, w, bias, 1e-12f, B * T, C);
+    t_allclose("op layernorm", ref, out, n, 1e-5, 1e-5);
+    t_status(mrec_op_l2_normalize(ctx, &to, &ta, 1e-12f), MREC_OK, "l2_normalize");
+    mrec_l2_normalize_rows_ref(ref, a, 1e-12f, B * T, C);
+    t_allclose("op l2_normalize", ref, out, n, 1e-7, 1e-5);
+
+    /* matmul: (B, T, C) @ (B, T, C)^T = (B, T, T), the attention score shape. */
+    int64_t ss[3] = {B, T, T};
+    float *sc_out = malloc(B * T * T * 4), *sc_ref = malloc(B * T * T * 4);
+    mrec_tensor ts = mrec_tensor_view(sc_out, MREC_F32, 3, ss);
+    t_status(mrec_op_matmul(ctx, &ts, &ta, &tb, 1, 0.5f), MREC_OK, "matmul");
+    mrec_gemm_batched_ref(sc_ref, a, b, 0.5f, 0, 0, 1, B, T, T, C, C, C, T, T * C, T * C, T * T);
+    t_allclose("op matmul", sc_ref, sc_out, B * T * T, C * U * 9 * 9 * C, 0);
+    t_status(mrec_op_matmul(ctx, &ts, &ta, &tb, 0, 1), MREC_ERR_SHAPE, "matmul with inner dims that differ");
+    int64_t bad[3] = {B, T, C + 1};
+    mrec_tensor tbad = mrec_tensor_view(b, MREC_F32, 3, bad);
+    t_status(mrec_op_add(ctx, &to, &ta, &tbad), MREC_ERR_SHAPE, "add of different shapes");
+    free(a), free(b), free(out), free(ref), free(mask), free(w), free(bias), free(sc_out), free(sc_ref);
+}
+
+static void test_cuda_gemm(void) {
+    mrec_cuda *cu;
+    if (mrec_cuda_create(&cu, 0) != MREC_OK) {
+        t_skip("CUDA gemm: %s", mrec_error_detail());
+        mrec_clear_error();
+        return;
+    }
+    static const int shapes[][3] = {{1, 1, 1}, {13, 17, 19}, {128, 768, 768}, {97, 3, 1000}};
+    for (size_t s = 0; s < 4; s++)
+        for (int tb = 0; tb < 2; tb++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            size_t an = (size_t)M * K, bn = (size_t)N * K, cn = (size_t)M * N;
+            float *A = malloc(an * 4), *B = malloc(bn * 4), *bias = malloc(N * 4), *C = malloc(cn * 4), *ref = malloc(cn * 4);
+            t_fill_uniform(A, an, &rng, -1, 1), t_fill_uniform(B, bn, &rng, -1, 1), t_fill_uniform(bias, N, &rng, -1, 1);
+            mrec_gemm_ref(ref, A, B, bias, 1, 0, 0, tb, M, N, K, K, tb ? K : N, N);
+            void *dA, *dB, *dbias, *dC;
+            int ok = !mrec_cuda_malloc(cu, &dA, an * 4) && !mrec_cuda_malloc(cu, &dB, bn * 4) &&
+                     !mrec_cuda_malloc(cu, &dbias, N * 4) && !mrec_cuda_malloc(cu, &dC, cn * 4);
+            ok = ok && !mrec_cuda_copy_h2d(cu, dA, A, an * 4) && !mrec_cuda_copy_h2d(cu, dB, B, bn * 4) &&
+                 !mrec_cuda_copy_h2d(cu, dbias, bias, N * 4);
+            ok = ok && !mrec_gemm_cuda(dC, dA, dB, dbias, 1, 0, 0, tb, M, N, K, K, tb ? K : N, N, cu);
+            ok = ok && !mrec_cuda_copy_d2h(cu, C, dC, cn * 4);
+            if (t_check(ok, "cuda gemm %dx%dx%d ran: %s", M, N, K, mrec_error_detail())) {
+                char what[64];
+                snprintf(what, sizeof what, "cuda gemm %dx%dx%d tb=%d", M, N, K, tb);
+                t_allclose(what, ref, C, cn, (K + 4) * U * (K + 1), 0);
+            }
+            mrec_cuda_free(cu, dA), mrec_cuda_free(cu, dB), mrec_cuda_free(cu, dbias), mrec_cuda_free(cu, dC);
+            free(A), free(B), free(bias), free(C), free(ref);
+        }
+    mrec_cuda_destroy(cu);
+}
+
+int main(void) {
+    t_suite("ops");
+    test_context();
+    test_arena();
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU;
+    o.n_threads = 2;
+    mrec_context *ctx;
+    T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
+    test_linear(ctx);
+    test_tensor_ops(ctx);
+    mrec_context_destroy(ctx);
+    test_cuda_gemm();
+    return t_finish();
+}
