@@ -88,13 +88,13 @@ LIB      := $(BUILD)/libmrec.a
 NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC,-Wall \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
 
-.PHONY: all test bench fuzz clean format
-.SECONDARY:
+.PHONY: all test bench fuzz clean format bin/mrec
 all: bin/mrec
 
+# bin/mrec is whichever variant was built last, so it is always refreshed.
 bin/mrec: $(BUILD)/mrec
 	@mkdir -p bin
-	cp $< $@
+	@cp $< $@
 
 $(BUILD)/mrec: $(TOOL_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
@@ -124,6 +124,10 @@ $(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu kernels/cuda/cuda_internal.h kernel
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 # ---- tests ----------------------------------------------------------------
+$(BUILD)/tests/harness.o: tests/harness.c tests/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/tests/harness.o $(LIB) $(LDLIBS)

@@ -231,7 +231,10 @@ static void gemm_run(gemm_job *g, int batch) {
     if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
     switch (mrec_pool_simd(g->pool)) {
     case MREC_SIMD_AVX512:
-        g->ukernel = mrec_ukernel_avx512, g->MR = MREC_UK_AVX512_MR, g->NR = MREC_UK_AVX512_NR;
+        if (g->M % MREC_UK_AVX512_MR != 0 && g->M % MREC_UK_AVX512_8_MR == 0)
+            g->ukernel = mrec_ukernel_avx512_8x48, g->MR = MREC_UK_AVX512_8_MR, g->NR = MREC_UK_AVX512_8_NR;
+        else
+            g->ukernel = mrec_ukernel_avx512, g->MR = MREC_UK_AVX512_MR, g->NR = MREC_UK_AVX512_NR;
         break;
     case MREC_SIMD_AVX2:
         g->ukernel = mrec_ukernel_avx2, g->MR = MREC_UK_AVX2_MR, g->NR = MREC_UK_AVX2_NR;

@@ -1,21 +1,25 @@
-/* gemm_avx512.c: the AVX-512F GEMM micro-kernel, MREC_UK_AVX512_MR rows x
- * MREC_UK_AVX512_NR columns (NR / 16 zmm registers per row). Built with
- * -mavx512f -mfma and only called when cpuid says the CPU has AVX-512F. */
+/* gemm_avx512.c: AVX-512F GEMM micro-kernels, built with -mavx512f -mfma and
+ * only called when cpuid says the CPU has AVX-512F.
+ *
+ * Two shapes from one body: 12 x 32 (24 zmm accumulators) for general M,
+ * and 8 x 48 for M a multiple of 8 but not of 12 (every conv layer of
+ * ResNet has 64k output channels), where 12-row panels would waste rows.
+ */
 #include "gemm_internal.h"
 
 #include <immintrin.h>
 
-void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc,
-                         float alpha, int m, int n) {
-    enum { MR = MREC_UK_AVX512_MR, NR = MREC_UK_AVX512_NR, NV = NR / 16 };
-    __m512 acc[MR][NV];
+static inline __attribute__((always_inline)) void ukernel(const int MR, const int NV, int kc, const float *a,
+                                                         const float *b, float *c, int ldc, float alpha,
+                                                         int m, int n) {
+    const int NR = 16 * NV;
+    __m512 acc[12][3];
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
     /* Touch C now so its lines arrive while the loop runs. */
     for (int i = 0; i < m; i++) _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
     for (int k = 0; k < kc; k++) {
-        __m512 bv[NV];
-        _mm_prefetch((const char *)(b + (k + 8) * NR), _MM_HINT_T0);
+        __m512 bv[3];
         for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + k * NR + 16 * v);
         for (int i = 0; i < MR; i++) {
             __m512 ai = _mm512_set1_ps(a[k * MR + i]);
@@ -33,4 +37,12 @@ void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int l
             _mm512_mask_storeu_ps(ci, mask, _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci)));
         }
     }
+}
+
+void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n) {
+    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, b, c, ldc, alpha, m, n);
+}
+
+void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n) {
+    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, b, c, ldc, alpha, m, n);
 }

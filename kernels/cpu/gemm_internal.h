@@ -27,14 +27,15 @@ typedef void (*mrec_ukernel_fn)(int kc, const float *a, const float *b, float *c
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
                        float alpha, int m, int n);
 
-/* avx512f: 12 rows x 32 columns (24 zmm accumulators). */
-#ifndef MREC_UK_AVX512_MR
+/* avx512f: 12 rows x 32 columns (24 zmm accumulators), and 8 x 48 for M a
+ * multiple of 8 but not of 12. */
 #define MREC_UK_AVX512_MR 12
-#endif
-#ifndef MREC_UK_AVX512_NR
 #define MREC_UK_AVX512_NR 32
-#endif
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc,
                          float alpha, int m, int n);
+#define MREC_UK_AVX512_8_MR 8
+#define MREC_UK_AVX512_8_NR 48
+void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc,
+                              float alpha, int m, int n);
 
 #endif
