@@ -41,8 +41,18 @@ mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *
     return MREC_OK;
 }
 
+mrec_status mrec_context_reserve(mrec_context *ctx, size_t bytes) {
+    if (ctx->workspace.base && ctx->workspace.capacity >= bytes) {
+        mrec_arena_reset(&ctx->workspace);
+        return MREC_OK;
+    }
+    mrec_arena_release(&ctx->workspace, ctx->cuda);
+    return mrec_arena_reserve(&ctx->workspace, bytes, ctx->device, ctx->cuda);
+}
+
 void mrec_context_destroy(mrec_context *ctx) {
     if (!ctx) return;
+    mrec_arena_release(&ctx->workspace, ctx->cuda);
     if (ctx->cuda) mrec_cuda_destroy(ctx->cuda);
     mrec_pool_destroy(ctx->pool);
     free(ctx);

@@ -94,6 +94,7 @@ typedef struct {
     mrec_device device;
     mrec_pool *pool;       /* always present: the CPU does I/O and small ops */
     mrec_cuda *cuda;       /* NULL unless device is MREC_DEVICE_CUDA */
+    mrec_arena workspace;  /* activations, on ctx->device; sized by mrec_context_reserve */
     char notice[160];      /* e.g. why "auto" fell back to the CPU, for the tool to print */
 } mrec_context;
 
@@ -102,6 +103,10 @@ mrec_context_options mrec_context_defaults(void);
  * MREC_WANT_AUTO falls back to the CPU and says so in ctx->notice. */
 mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *opt);
 void mrec_context_destroy(mrec_context *ctx);
+/* Makes the workspace at least `bytes` large (on the context's device),
+ * releasing the old one; contents are not kept. Call it once, with the
+ * size a measuring arena reported for the largest batch. */
+mrec_status mrec_context_reserve(mrec_context *ctx, size_t bytes);
 const char *mrec_device_name(mrec_device device);
 
 #endif

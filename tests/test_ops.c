@@ -160,6 +160,10 @@ int main(void) {
     o.n_threads = 2;
     mrec_context *ctx;
     T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
+    t_status(mrec_context_reserve(ctx, 1000), MREC_OK, "reserve a workspace");
+    t_check(ctx->workspace.capacity >= 1000 && ctx->workspace.device == MREC_DEVICE_CPU, "workspace on the cpu");
+    t_status(mrec_context_reserve(ctx, 500), MREC_OK, "a smaller reserve keeps the workspace");
+    t_check(ctx->workspace.capacity >= 1000, "kept");
     test_linear(ctx);
     test_tensor_ops(ctx);
     mrec_context_destroy(ctx);
