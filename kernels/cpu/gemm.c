@@ -22,7 +22,7 @@
 #define UK_SCALAR_MR 4
 #define UK_SCALAR_NR 16
 static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int ldc,
-                           float alpha, int m, int n) {
+                           float alpha, int m, int n, int overwrite) {
     float acc[UK_SCALAR_MR][UK_SCALAR_NR] = {{0}};
     for (int k = 0; k < kc; k++) {
         for (int i = 0; i < UK_SCALAR_MR; i++) {
@@ -31,7 +31,8 @@ static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int
         }
     }
     for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] += alpha * acc[i][j];
+        for (int j = 0; j < n; j++)
+            c[(size_t)i * ldc + j] = alpha * acc[i][j] + (overwrite ? 0.0f : c[(size_t)i * ldc + j]);
 }
 
 typedef struct {
@@ -73,28 +74,37 @@ static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int
     }
 }
 
-/* Packs NR-column panels [jr_lo, jr_hi) (in panels) of op(B)[p0 : p0+kc,
- * j0 : j0+nc], each as (kc, NR), at dst + panel * kc * NR. */
+/* Packs NR-column panels [panel_lo, panel_hi) of op(B)[p0 : p0+kc, j0 : j0+nc],
+ * each as (kc, NR), at dst + panel * kc * NR. Reads follow B's rows: one
+ * long contiguous run per k (or NR rows in step when B is transposed). */
 static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int kc, int j0,
                    int nc, int NR, int panel_lo, int panel_hi) {
-    for (int panel = panel_lo; panel < panel_hi; panel++) {
-        int jr = panel * NR, cols = nc - jr < NR ? nc - jr : NR;
-        float *d = dst + (size_t)panel * kc * NR;
-        if (!trans_b) {
-            for (int k = 0; k < kc; k++, d += NR) {
-                memcpy(d, B + (size_t)(p0 + k) * ldb + j0 + jr, (size_t)cols * sizeof(float));
-                for (int j = cols; j < NR; j++) d[j] = 0.0f;
-            }
-        } else {
-            /* B is (N, K): NR rows of B are read in step, one k at a time. */
-            const float *src = B + (size_t)(j0 + jr) * ldb + p0;
-            for (int k = 0; k < kc; k++, d += NR) {
-                for (int j = 0; j < cols; j++) d[j] = src[(size_t)j * ldb + k];
+    if (!trans_b) {
+        for (int k = 0; k < kc; k++) {
+            const float *src = B + (size_t)(p0 + k) * ldb + j0;
+            for (int panel = panel_lo; panel < panel_hi; panel++) {
+                int jr = panel * NR, cols = nc - jr < NR ? nc - jr : NR;
+                float *d = dst + ((size_t)panel * kc + k) * NR;
+                for (int j = 0; j < cols; j++) d[j] = src[jr + j];
                 for (int j = cols; j < NR; j++) d[j] = 0.0f;
             }
         }
+        return;
+    }
+    for (int panel = panel_lo; panel < panel_hi; panel++) {
+        int jr = panel * NR, cols = nc - jr < NR ? nc - jr : NR;
+        const float *src = B + (size_t)(j0 + jr) * ldb + p0;
+        float *d = dst + (size_t)panel * kc * NR;
+        for (int k = 0; k < kc; k++, d += NR) {
+            for (int j = 0; j < cols; j++) d[j] = src[(size_t)j * ldb + k];
+            for (int j = cols; j < NR; j++) d[j] = 0.0f;
+        }
     }
 }
+
+/* With beta = 0 and no bias, the first K slice overwrites C and no
+ * prologue pass is needed (nor any read of C's old contents). */
+static int needs_prologue(const gemm_job *g) { return g->beta != 0.0f || g->bias != NULL || g->K == 0; }
 
 /* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc). */
 static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
@@ -111,14 +121,14 @@ static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc
  * [jr_lo, jr_hi) (columns relative to j0). The A micro-panel (kc x MR)
  * stays in L1 while B panels stream from L2. */
 static void macro_kernel(const gemm_job *g, float *C, const float *apack, const float *bpack,
-                         int i0, int mc, int j0, int jr_lo, int jr_hi, int kc) {
+                         int i0, int mc, int j0, int jr_lo, int jr_hi, int kc, int overwrite) {
     for (int ir = 0; ir < mc; ir += g->MR) {
         int m = mc - ir < g->MR ? mc - ir : g->MR;
         const float *ap = apack + (size_t)(ir / g->MR) * kc * g->MR;
         for (int jr = jr_lo; jr < jr_hi; jr += g->NR) {
             int n = jr_hi - jr < g->NR ? jr_hi - jr : g->NR;
             const float *bp = bpack + (size_t)(jr / g->NR) * kc * g->NR;
-            g->ukernel(kc, ap, bp, C + (size_t)(i0 + ir) * g->ldc + j0 + jr, g->ldc, g->alpha, m, n);
+            g->ukernel(kc, ap, bp, C + (size_t)(i0 + ir) * g->ldc + j0 + jr, g->ldc, g->alpha, m, n, overwrite);
         }
     }
 }
@@ -137,10 +147,12 @@ static void shared_b_task(void *arg, int task, int thread) {
     int i0 = ib * MREC_GEMM_MC, mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
     int jr_lo = jb * g->j_chunk, jr_hi = jr_lo + g->j_chunk < g->nc ? jr_lo + g->j_chunk : g->nc;
     if (jr_lo >= jr_hi) return;
-    if (g->p0 == 0) prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
+    int pro = needs_prologue(g);
+    if (g->p0 == 0 && pro) prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
+    if (g->kc == 0) return;
     float *apack = mrec_pool_scratch(g->pool, thread);
     pack_a(apack, g->A, g->lda, g->trans_a, i0, mc, g->p0, g->kc, g->MR);
-    macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc);
+    macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc, g->p0 == 0 && !pro);
 }
 
 static void gemm_shared_b(gemm_job *g) {
@@ -176,12 +188,13 @@ static void private_task(void *arg, int task, int thread) {
     float *C = g->C + b * g->stride_c;
     float *apack = mrec_pool_scratch(g->pool, thread);
     float *bpack = apack + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
-    prologue(g, C, i0, mc, j0, nc);
+    int pro = needs_prologue(g);
+    if (pro) prologue(g, C, i0, mc, j0, nc);
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
         pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR);
         pack_a(apack, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR);
-        macro_kernel(g, C, apack, bpack, i0, mc, j0, 0, nc, kc);
+        macro_kernel(g, C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0 && !pro);
     }
 }
 
@@ -227,11 +240,18 @@ static void few_rows_task(void *arg, int task, int thread) {
     }
 }
 
+/* The area of C rounded up to whole MR x NR tiles. */
+static int64_t padded_area(int M, int N, int MR, int NR) {
+    return (int64_t)((M + MR - 1) / MR * MR) * ((N + NR - 1) / NR * NR);
+}
+
 static void gemm_run(gemm_job *g, int batch) {
     if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
     switch (mrec_pool_simd(g->pool)) {
     case MREC_SIMD_AVX512:
-        if (g->M % MREC_UK_AVX512_MR != 0 && g->M % MREC_UK_AVX512_8_MR == 0)
+        /* The shape that computes the least zero padding. */
+        if (padded_area(g->M, g->N, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR) <
+            padded_area(g->M, g->N, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR))
             g->ukernel = mrec_ukernel_avx512_8x48, g->MR = MREC_UK_AVX512_8_MR, g->NR = MREC_UK_AVX512_8_NR;
         else
             g->ukernel = mrec_ukernel_avx512, g->MR = MREC_UK_AVX512_MR, g->NR = MREC_UK_AVX512_NR;

@@ -5,7 +5,7 @@
 #include <immintrin.h>
 
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
-                       float alpha, int m, int n) {
+                       float alpha, int m, int n, int overwrite) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
     __m256 acc[MR][2];
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -21,8 +21,13 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
     if (m == MR && n == NR) {
         for (int i = 0; i < MR; i++) {
             float *ci = c + (size_t)i * ldc;
-            _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], _mm256_loadu_ps(ci)));
-            _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, acc[i][1], _mm256_loadu_ps(ci + 8)));
+            if (overwrite) {
+                _mm256_storeu_ps(ci, _mm256_mul_ps(va, acc[i][0]));
+                _mm256_storeu_ps(ci + 8, _mm256_mul_ps(va, acc[i][1]));
+            } else {
+                _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], _mm256_loadu_ps(ci)));
+                _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, acc[i][1], _mm256_loadu_ps(ci + 8)));
+            }
         }
         return;
     }
@@ -32,5 +37,6 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
         _mm256_storeu_ps(tile[i] + 8, acc[i][1]);
     }
     for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] += alpha * tile[i][j];
+        for (int j = 0; j < n; j++)
+            c[(size_t)i * ldc + j] = alpha * tile[i][j] + (overwrite ? 0.0f : c[(size_t)i * ldc + j]);
 }

@@ -11,7 +11,7 @@
 
 static inline __attribute__((always_inline)) void ukernel(const int MR, const int NV, int kc, const float *a,
                                                          const float *b, float *c, int ldc, float alpha,
-                                                         int m, int n) {
+                                                         int m, int n, int overwrite) {
     const int NR = 16 * NV;
     __m512 acc[12][3];
     for (int i = 0; i < MR; i++)
@@ -34,15 +34,19 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
         if (!mask) break;
         for (int i = 0; i < m; i++) {
             float *ci = c + (size_t)i * ldc + 16 * v;
-            _mm512_mask_storeu_ps(ci, mask, _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci)));
+            __m512 out = overwrite ? _mm512_mul_ps(va, acc[i][v])
+                                   : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci));
+            _mm512_mask_storeu_ps(ci, mask, out);
         }
     }
 }
 
-void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n) {
-    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, b, c, ldc, alpha, m, n);
+void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
+                         int overwrite) {
+    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite);
 }
 
-void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n) {
-    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, b, c, ldc, alpha, m, n);
+void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
+                              int overwrite) {
+    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite);
 }

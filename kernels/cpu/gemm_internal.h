@@ -5,7 +5,8 @@
  * edges, so a micro-kernel always sees the same layout:
  *   a: (kc, MR) — for each k, MR consecutive values of one column of A
  *   b: (kc, NR) — for each k, NR consecutive values of one row of B
- * and adds alpha * a^T b into the (m, n) corner of C (m <= MR, n <= NR).
+ * and adds alpha * a^T b into the (m, n) corner of C (m <= MR, n <= NR), or,
+ * when overwrite is set, stores it there without reading C.
  */
 #ifndef MREC_GEMM_INTERNAL_H
 #define MREC_GEMM_INTERNAL_H
@@ -19,23 +20,23 @@
     ((size_t)MREC_GEMM_MC * MREC_GEMM_KC + (size_t)MREC_GEMM_KC * (MREC_GEMM_NC + 32))
 
 typedef void (*mrec_ukernel_fn)(int kc, const float *a, const float *b, float *c, int ldc,
-                                float alpha, int m, int n);
+                                float alpha, int m, int n, int overwrite);
 
 /* avx2 + fma: 6 rows x 16 columns (12 ymm accumulators). */
 #define MREC_UK_AVX2_MR 6
 #define MREC_UK_AVX2_NR 16
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
-                       float alpha, int m, int n);
+                       float alpha, int m, int n, int overwrite);
 
 /* avx512f: 12 rows x 32 columns (24 zmm accumulators), and 8 x 48 for M a
  * multiple of 8 but not of 12. */
 #define MREC_UK_AVX512_MR 12
 #define MREC_UK_AVX512_NR 32
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc,
-                         float alpha, int m, int n);
+                         float alpha, int m, int n, int overwrite);
 #define MREC_UK_AVX512_8_MR 8
 #define MREC_UK_AVX512_8_NR 48
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc,
-                              float alpha, int m, int n);
+                              float alpha, int m, int n, int overwrite);
 
 #endif
