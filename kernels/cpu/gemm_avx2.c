@@ -1,5 +1,6 @@
-/* gemm_avx2.c: the 6 x 16 AVX2 + FMA GEMM micro-kernel. Built with -mavx2
- * -mfma and only called when cpuid says the CPU has both. */
+/* gemm_avx2.c: the 6 x 16 AVX2 + FMA GEMM micro-kernel (12 ymm accumulators,
+ * two B vectors and one broadcast: 15 of the 16 registers). Built with
+ * -mavx2 -mfma and only called when cpuid says the CPU has both. */
 #include "gemm_internal.h"
 
 #include <immintrin.h>
@@ -7,36 +8,31 @@
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
                        float alpha, int m, int n, int overwrite) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
-    __m256 acc[MR][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_loadu_ps(b + k * NR), b1 = _mm256_loadu_ps(b + k * NR + 8);
-        for (int i = 0; i < MR; i++) {
-            __m256 ai = _mm256_broadcast_ss(a + k * MR + i);
-            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
-        }
+    /* Named accumulators: with an indexed array GCC spills them to the
+     * stack on every iteration. */
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
+        ai = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
+        ai = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
+        ai = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
+        ai = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
+        ai = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
+        ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
-    __m256 va = _mm256_set1_ps(alpha);
-    if (m == MR && n == NR) {
-        for (int i = 0; i < MR; i++) {
-            float *ci = c + (size_t)i * ldc;
-            if (overwrite) {
-                _mm256_storeu_ps(ci, _mm256_mul_ps(va, acc[i][0]));
-                _mm256_storeu_ps(ci + 8, _mm256_mul_ps(va, acc[i][1]));
-            } else {
-                _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], _mm256_loadu_ps(ci)));
-                _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, acc[i][1], _mm256_loadu_ps(ci + 8)));
-            }
-        }
-        return;
-    }
-    float tile[MR][NR];
+    __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    /* Partial width: masked loads and stores touch only the n valid columns. */
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
+    __m256 va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
     for (int i = 0; i < MR; i++) {
-        _mm256_storeu_ps(tile[i], acc[i][0]);
-        _mm256_storeu_ps(tile[i] + 8, acc[i][1]);
+        if (i >= m) break;
+        float *ci = c + (size_t)i * ldc;
+        __m256 c0 = overwrite ? zero : _mm256_maskload_ps(ci, mask0);
+        __m256 c1 = overwrite ? zero : _mm256_maskload_ps(ci + 8, mask1);
+        _mm256_maskstore_ps(ci, mask0, _mm256_fmadd_ps(va, acc[i][0], c0));
+        _mm256_maskstore_ps(ci + 8, mask1, _mm256_fmadd_ps(va, acc[i][1], c1));
     }
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++)
-            c[(size_t)i * ldc + j] = alpha * tile[i][j] + (overwrite ? 0.0f : c[(size_t)i * ldc + j]);
 }
