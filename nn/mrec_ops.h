@@ -38,4 +38,51 @@ mrec_status mrec_op_softmax(mrec_context *ctx, mrec_tensor *out, const mrec_tens
 mrec_status mrec_op_l2_normalize(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
                                  float eps);
 
+/* out = a * b (same shapes), out = a * s. In place allowed. */
+mrec_status mrec_op_mul(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *a,
+                        const mrec_tensor *b);
+mrec_status mrec_op_scale(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *a, float s);
+
+/* out (N, D) = table (V, D)[ids (N)], ids I32; an id out of range is an error. */
+mrec_status mrec_op_embedding(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *table,
+                              const mrec_tensor *ids);
+
+/* out (B, D) = mean over T of in (B, T, D) where mask (B, T) (I32) is set;
+ * mask NULL means every token. */
+mrec_status mrec_op_mean_pool(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
+                              const mrec_tensor *mask);
+
+/* out (N, C_out, Ho, Wo) = conv2d(in (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW))
+ * + bias (C_out) or NULL. The im2col buffer is carved from ctx->workspace
+ * (mrec_conv2d_workspace_floats floats) and given back before returning. */
+mrec_status mrec_op_conv2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
+                           const mrec_tensor *weight, const mrec_tensor *bias, int stride, int pad,
+                           int groups);
+
+/* 2-D max / average pooling of in (N, C, H, W), square window. */
+mrec_status mrec_op_maxpool2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
+                              int kernel, int stride, int pad);
+mrec_status mrec_op_avgpool2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
+                              int kernel, int stride, int pad, int count_include_pad);
+
+/* Top-k of each row of scores (R, C): idx (R, k) I32 and val (R, k). */
+mrec_status mrec_op_topk(mrec_context *ctx, mrec_tensor *idx, mrec_tensor *val,
+                         const mrec_tensor *scores);
+
+/* A sparse matrix in CSR form, with its shape; the caller checks it once
+ * with mrec_csr_validate before handing it to ops. */
+typedef struct {
+    int n_rows, n_cols;
+    const int64_t *row_ptr; /* (n_rows + 1) */
+    const int32_t *col;     /* (nnz) */
+    const float *val;       /* (nnz) or NULL for ones */
+    mrec_device device;
+} mrec_csr;
+
+/* Row pointers non-decreasing from 0, columns inside [0, n_cols). */
+mrec_status mrec_csr_validate(const mrec_csr *a);
+/* out (R, D) = A (R, Cc) @ X (Cc, D), or with transpose, out (Cc, D) = A^T @ X (R, D). */
+mrec_status mrec_op_spmm(mrec_context *ctx, mrec_tensor *out, const mrec_csr *a, const mrec_tensor *x,
+                         int transpose);
+
 #endif

@@ -151,3 +151,170 @@ mrec_status mrec_op_l2_normalize(mrec_context *ctx, mrec_tensor *out, const mrec
     mrec_l2_normalize_rows_cpu(out->data, in->data, eps, (int)leading_rows(in), (int)last_dim(in), ctx->pool);
     return MREC_OK;
 }
+
+mrec_status mrec_op_mul(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *a,
+                        const mrec_tensor *b) {
+    mrec_status st;
+    if ((st = check_f32(ctx, "mul", "a", a)) || (st = check_f32(ctx, "mul", "b", b)) ||
+        (st = check_f32(ctx, "mul", "out", out)))
+        return st;
+    if (!same_shape(a, b) || !same_shape(a, out)) return shape_error("mul", "operands must have one shape", b);
+    if (ctx->device == MREC_DEVICE_CUDA) return no_cuda_kernel("mul");
+    mrec_mul_cpu(out->data, a->data, b->data, mrec_tensor_numel(a), ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_op_scale(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *a, float s) {
+    mrec_status st;
+    if ((st = check_f32(ctx, "scale", "a", a)) || (st = check_f32(ctx, "scale", "out", out))) return st;
+    if (!same_shape(a, out)) return shape_error("scale", "output must have the input's shape", out);
+    if (ctx->device == MREC_DEVICE_CUDA) return no_cuda_kernel("scale");
+    mrec_scale_cpu(out->data, a->data, s, mrec_tensor_numel(a), ctx->pool);
+    return MREC_OK;
+}
+
+static mrec_status check_i32(const mrec_context *ctx, const char *op, const char *what, const mrec_tensor *t) {
+    if (t->dtype != MREC_I32)
+        return mrec_fail(MREC_ERR_DTYPE, "%s: %s is %s, expected I32", op, what, mrec_dtype_name(t->dtype));
+    if (t->device != ctx->device)
+        return mrec_fail(MREC_ERR_DEVICE, "%s: %s is on %s, the context runs on %s", op, what,
+                         mrec_device_name(t->device), mrec_device_name(ctx->device));
+    return MREC_OK;
+}
+
+mrec_status mrec_op_embedding(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *table,
+                              const mrec_tensor *ids) {
+    mrec_status st;
+    if ((st = check_f32(ctx, "embedding", "table", table)) || (st = check_f32(ctx, "embedding", "output", out)) ||
+        (st = check_i32(ctx, "embedding", "ids", ids)))
+        return st;
+    if (table->ndim != 2) return shape_error("embedding", "table must be (V, D)", table);
+    int64_t N = mrec_tensor_numel(ids), D = table->shape[1];
+    if (mrec_tensor_numel(out) != N * D || last_dim(out) != D)
+        return shape_error("embedding", "output must be (..., D) with one row per id", out);
+    if (ctx->device == MREC_DEVICE_CUDA) return no_cuda_kernel("embedding");
+    return mrec_embedding_cpu(out->data, table->data, ids->data, (int)N, (int)table->shape[0], (int)D, ctx->pool);
+}
+
+mrec_status mrec_op_mean_pool(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
+                              const mrec_tensor *mask) {
+    mrec_status st;
+    if ((st = check_f32(ctx, "mean_pool", "input", in)) || (st = check_f32(ctx, "mean_pool", "output", out)) ||
+        (mask && (st = check_i32(ctx, "mean_pool", "mask", mask))))
+        return st;
+    if (in->ndim != 3) return shape_error("mean_pool", "input must be (B, T, D)", in);
+    int64_t B = in->shape[0], T = in->shape[1], D = in->shape[2];
+    if (out->ndim != 2 || out->shape[0] != B || out->shape[1] != D) return shape_error("mean_pool", "output must be (B, D)", out);
+    if (mask && (mask->ndim != 2 || mask->shape[0] != B || mask->shape[1] != T))
+        return shape_error("mean_pool", "mask must be (B, T)", mask);
+    if (ctx->device == MREC_DEVICE_CUDA) return no_cuda_kernel("mean_pool");
+    mrec_mean_pool_cpu(out->data, in->data, mask ? mask->data : NULL, (int)B, (int)T, (int)D, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_op_conv2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
+                           const mrec_tensor *weight, const mrec_tensor *bias, int stride, int pad,
+                           int groups) {
+    const char *op = "conv2d";
+    mrec_status st;
+    if ((st = check_f32(ctx, op, "input", in)) || (st = check_f32(ctx, op, "weight", weight)) ||
+        (st = check_f32(ctx, op, "output", out)) || (bias && (st = check_f32(ctx, op, "bias", bias))))
+        return st;
+    if (in->ndim != 4) return shape_error(op, "input must be (N, C, H, W)", in);
+    if (weight->ndim != 4) return shape_error(op, "weight must be (C_out, C_in / groups, KH, KW)", weight);
+    if (groups <= 0 || stride <= 0 || pad < 0 || in->shape[1] % groups || weight->shape[0] % groups ||
+        weight->shape[1] * groups != in->shape[1])
+        return shape_error(op, "weight's input channels times groups must equal the input's channels", weight);
+    mrec_conv2d_shape s = {(int)in->shape[0], (int)in->shape[1], (int)in->shape[2], (int)in->shape[3],
+                           (int)weight->shape[0], (int)weight->shape[2], (int)weight->shape[3],
+                           stride, stride, pad, pad, groups};
+    int Ho = mrec_conv2d_out_h(&s), Wo = mrec_conv2d_out_w(&s);
+    if (Ho <= 0 || Wo <= 0) return shape_error(op, "kernel larger than the padded input", in);
+    if (out->ndim != 4 || out->shape[0] != s.N || out->shape[1] != s.C_out || out->shape[2] != Ho || out->shape[3] != Wo)
+        return shape_error(op, "output must be (N, C_out, Ho, Wo)", out);
+    if (bias && mrec_tensor_numel(bias) != s.C_out) return shape_error(op, "bias must be (C_out)", bias);
+    if (ctx->device == MREC_DEVICE_CUDA) return no_cuda_kernel("conv2d");
+    size_t mark = ctx->workspace.used, need = mrec_conv2d_workspace_floats(&s) * sizeof(float);
+    float *work = need ? mrec_arena_alloc(&ctx->workspace, need) : NULL;
+    if (need && !work)
+        return mrec_fail(MREC_ERR_NOMEM, "conv2d: needs %zu bytes of workspace, %zu of %zu are free", need,
+                         ctx->workspace.capacity - ctx->workspace.used, ctx->workspace.capacity);
+    mrec_conv2d_cpu(out->data, in->data, weight->data, bias ? bias->data : NULL, work, &s, ctx->pool);
+    ctx->workspace.used = mark;
+    return MREC_OK;
+}
+
+static mrec_status pool2d(mrec_context *ctx, const char *op, mrec_tensor *out, const mrec_tensor *in, int kernel,
+                          int stride, int pad, int count_include_pad, int is_max) {
+    mrec_status st;
+    if ((st = check_f32(ctx, op, "input", in)) || (st = check_f32(ctx, op, "output", out))) return st;
+    if (in->ndim != 4) return shape_error(op, "input must be (N, C, H, W)", in);
+    mrec_pool2d_shape s = {(int)in->shape[0], (int)in->shape[1], (int)in->shape[2], (int)in->shape[3],
+                           kernel, kernel, stride, stride, pad, pad, count_include_pad};
+    int Ho = mrec_pool2d_out_h(&s), Wo = mrec_pool2d_out_w(&s);
+    if (Ho <= 0 || Wo <= 0 || pad < 0 || 2 * pad > kernel)
+        return shape_error(op, "window, stride or padding does not fit the input", in);
+    if (out->ndim != 4 || out->shape[0] != s.N || out->shape[1] != s.C || out->shape[2] != Ho || out->shape[3] != Wo)
+        return shape_error(op, "output must be (N, C, Ho, Wo)", out);
+    if (ctx->device == MREC_DEVICE_CUDA) return no_cuda_kernel(op);
+    if (is_max) mrec_maxpool2d_cpu(out->data, in->data, &s, ctx->pool);
+    else mrec_avgpool2d_cpu(out->data, in->data, &s, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_op_maxpool2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
+                              int kernel, int stride, int pad) {
+    return pool2d(ctx, "maxpool2d", out, in, kernel, stride, pad, 1, 1);
+}
+
+mrec_status mrec_op_avgpool2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
+                              int kernel, int stride, int pad, int count_include_pad) {
+    return pool2d(ctx, "avgpool2d", out, in, kernel, stride, pad, count_include_pad, 0);
+}
+
+mrec_status mrec_op_topk(mrec_context *ctx, mrec_tensor *idx, mrec_tensor *val,
+                         const mrec_tensor *scores) {
+    mrec_status st;
+    if ((st = check_f32(ctx, "topk", "scores", scores)) || (st = check_f32(ctx, "topk", "values", val)) ||
+        (st = check_i32(ctx, "topk", "indices", idx)))
+        return st;
+    if (scores->ndim != 2) return shape_error("topk", "scores must be (R, C)", scores);
+    int64_t R = scores->shape[0], C = scores->shape[1], k = last_dim(idx);
+    if (idx->ndim != 2 || idx->shape[0] != R || k > C || k < 1)
+        return shape_error("topk", "indices must be (R, k) with 1 <= k <= C", idx);
+    if (!same_shape(idx, val)) return shape_error("topk", "values must have the indices' shape", val);
+    if (ctx->device == MREC_DEVICE_CUDA) return no_cuda_kernel("topk");
+    mrec_topk_rows_cpu(idx->data, val->data, scores->data, (int)R, (int)C, (int)k, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_csr_validate(const mrec_csr *a) {
+    if (a->n_rows < 0 || a->n_cols < 0 || !a->row_ptr)
+        return mrec_fail(MREC_ERR_ARG, "csr: negative shape or no row pointers");
+    if (a->row_ptr[0] != 0) return mrec_fail(MREC_ERR_FORMAT, "csr: row_ptr[0] is %lld, not 0", (long long)a->row_ptr[0]);
+    for (int r = 0; r < a->n_rows; r++) {
+        if (a->row_ptr[r + 1] < a->row_ptr[r])
+            return mrec_fail(MREC_ERR_FORMAT, "csr: row_ptr decreases at row %d", r);
+        for (int64_t e = a->row_ptr[r]; e < a->row_ptr[r + 1]; e++)
+            if (a->col[e] < 0 || a->col[e] >= a->n_cols)
+                return mrec_fail(MREC_ERR_FORMAT, "csr: row %d has column %d outside [0, %d)", r, a->col[e], a->n_cols);
+    }
+    return MREC_OK;
+}
+
+mrec_status mrec_op_spmm(mrec_context *ctx, mrec_tensor *out, const mrec_csr *a, const mrec_tensor *x,
+                         int transpose) {
+    mrec_status st;
+    if ((st = check_f32(ctx, "spmm", "x", x)) || (st = check_f32(ctx, "spmm", "output", out))) return st;
+    if (a->device != ctx->device) return mrec_fail(MREC_ERR_DEVICE, "spmm: the sparse matrix is on another device");
+    int64_t in_rows = transpose ? a->n_rows : a->n_cols, out_rows = transpose ? a->n_cols : a->n_rows;
+    if (x->ndim != 2 || x->shape[0] != in_rows) return shape_error("spmm", "x's rows must match the sparse matrix", x);
+    if (out->ndim != 2 || out->shape[0] != out_rows || out->shape[1] != x->shape[1])
+        return shape_error("spmm", "output must be (rows of the product, D)", out);
+    if (ctx->device == MREC_DEVICE_CUDA) return no_cuda_kernel("spmm");
+    if (transpose)
+        mrec_spmm_t_cpu(out->data, a->row_ptr, a->col, a->val, x->data, a->n_rows, a->n_cols, (int)x->shape[1], ctx->pool);
+    else
+        mrec_spmm_cpu(out->data, a->row_ptr, a->col, a->val, x->data, a->n_rows, a->n_cols, (int)x->shape[1], ctx->pool);
+    return MREC_OK;
+}

@@ -118,6 +118,92 @@ static void test_tensor_ops(mrec_context *ctx) {
     free(a), free(b), free(out), free(ref), free(mask), free(w), free(bias), free(sc_out), free(sc_ref);
 }
 
+/* The remaining ops through the dispatch layer, each against its reference. */
+static void test_more_ops(mrec_context *ctx) {
+    /* conv2d + pools on a small image batch, workspace from the context. */
+    int64_t xs[4] = {2, 4, 9, 10}, ws[4] = {6, 2, 3, 3}, bs[1] = {6}, ys[4] = {2, 6, 5, 5};
+    float *x = malloc(2 * 4 * 90 * 4), *w = malloc(6 * 2 * 9 * 4), *b = malloc(6 * 4);
+    float *y = malloc(2 * 6 * 25 * 4), *ref = malloc(2 * 6 * 25 * 4);
+    t_fill_uniform(x, 2 * 4 * 90, &rng, -1, 1), t_fill_uniform(w, 6 * 18, &rng, -1, 1), t_fill_uniform(b, 6, &rng, -1, 1);
+    mrec_tensor tx = mrec_tensor_view(x, MREC_F32, 4, xs), tw = mrec_tensor_view(w, MREC_F32, 4, ws);
+    mrec_tensor tb = mrec_tensor_view(b, MREC_F32, 1, bs), ty = mrec_tensor_view(y, MREC_F32, 4, ys);
+    mrec_conv2d_shape cs = {2, 4, 9, 10, 6, 3, 3, 2, 2, 1, 1, 2};
+    t_status(mrec_context_reserve(ctx, mrec_conv2d_workspace_floats(&cs) * 4), MREC_OK, "workspace for conv");
+    t_status(mrec_op_conv2d(ctx, &ty, &tx, &tw, &tb, 2, 1, 2), MREC_OK, "conv2d");
+    mrec_conv2d_ref(ref, x, w, b, &cs);
+    t_allclose("op conv2d", ref, y, 2 * 6 * 25, 20 * U * 19, 0);
+    t_check(ctx->workspace.used == 0, "conv2d gave its workspace back");
+    t_status(mrec_op_conv2d(ctx, &ty, &tx, &tw, &tb, 1, 1, 2), MREC_ERR_SHAPE, "conv2d output of the wrong size");
+    mrec_context_reserve(ctx, 64);
+    mrec_arena_release(&ctx->workspace, NULL);
+    t_status(mrec_op_conv2d(ctx, &ty, &tx, &tw, &tb, 2, 1, 2), MREC_ERR_NOMEM, "conv2d without workspace");
+    int64_t ps[4] = {2, 4, 5, 5};
+    float *p = malloc(2 * 4 * 25 * 4), *pref = malloc(2 * 4 * 25 * 4);
+    mrec_tensor tp = mrec_tensor_view(p, MREC_F32, 4, ps);
+    mrec_pool2d_shape pshape = {2, 4, 9, 10, 3, 3, 2, 2, 1, 1, 1};
+    t_status(mrec_op_maxpool2d(ctx, &tp, &tx, 3, 2, 1), MREC_OK, "maxpool2d");
+    mrec_maxpool2d_ref(pref, x, &pshape);
+    t_allclose("op maxpool2d", pref, p, 2 * 4 * 25, 0, 0);
+    t_status(mrec_op_avgpool2d(ctx, &tp, &tx, 3, 2, 1, 1), MREC_OK, "avgpool2d");
+    mrec_avgpool2d_ref(pref, x, &pshape);
+    t_allclose("op avgpool2d", pref, p, 2 * 4 * 25, 1e-6, 1e-5);
+    t_status(mrec_op_maxpool2d(ctx, &tp, &tx, 3, 2, 2), MREC_ERR_SHAPE, "padding over half the window");
+
+    /* embedding, mean_pool, mul, scale, topk */
+    int32_t ids[6] = {3, 0, 2, 2, 1, 3}, mask[6] = {1, 1, 0, 1, 1, 1};
+    int64_t tabs[2] = {4, 5}, is[2] = {2, 3}, es[3] = {2, 3, 5}, ms[2] = {2, 5};
+    float table[20], e[30], eref[30], m[10], mref[10];
+    t_fill_uniform(table, 20, &rng, -1, 1);
+    mrec_tensor ttab = mrec_tensor_view(table, MREC_F32, 2, tabs), tids = mrec_tensor_view(ids, MREC_I32, 2, is);
+    mrec_tensor te = mrec_tensor_view(e, MREC_F32, 3, es), tmask = mrec_tensor_view(mask, MREC_I32, 2, is);
+    mrec_tensor tm = mrec_tensor_view(m, MREC_F32, 2, ms);
+    t_status(mrec_op_embedding(ctx, &te, &ttab, &tids), MREC_OK, "embedding");
+    mrec_embedding_ref(eref, table, ids, 6, 4, 5);
+    t_allclose("op embedding", eref, e, 30, 0, 0);
+    ids[4] = 4;
+    t_status(mrec_op_embedding(ctx, &te, &ttab, &tids), MREC_ERR_ARG, "embedding id past the vocabulary");
+    t_status(mrec_op_mean_pool(ctx, &tm, &te, &tmask), MREC_OK, "mean_pool");
+    mrec_mean_pool_ref(mref, e, mask, 2, 3, 5);
+    t_allclose("op mean_pool", mref, m, 10, 1e-7, 1e-5);
+    t_status(mrec_op_mean_pool(ctx, &tm, &te, &tids), MREC_OK, "mean_pool with ids as a mask (I32)");
+    t_status(mrec_op_mean_pool(ctx, &tm, &te, &ttab), MREC_ERR_DTYPE, "mean_pool with an F32 mask");
+    t_status(mrec_op_mul(ctx, &te, &te, &te), MREC_OK, "mul in place");
+    for (int i = 0; i < 30; i++) eref[i] *= eref[i];
+    t_allclose("op mul", eref, e, 30, 0, 0);
+    t_status(mrec_op_scale(ctx, &te, &te, -2.0f), MREC_OK, "scale");
+    for (int i = 0; i < 30; i++) eref[i] *= -2.0f;
+    t_allclose("op scale", eref, e, 30, 0, 0);
+    int64_t ks[2] = {6, 2}, ss[2] = {6, 5};
+    int32_t ki[12], kref[12];
+    float kv[12], kvref[12];
+    mrec_tensor tscores = mrec_tensor_view(e, MREC_F32, 2, ss), tki = mrec_tensor_view(ki, MREC_I32, 2, ks);
+    mrec_tensor tkv = mrec_tensor_view(kv, MREC_F32, 2, ks);
+    t_status(mrec_op_topk(ctx, &tki, &tkv, &tscores), MREC_OK, "topk");
+    mrec_topk_rows_ref(kref, kvref, e, 6, 5, 2);
+    t_check(memcmp(ki, kref, sizeof ki) == 0, "op topk indices");
+
+    /* spmm both ways, and a malformed CSR */
+    int64_t rp[4] = {0, 2, 2, 5};
+    int32_t col[5] = {0, 3, 1, 2, 3};
+    float val[5] = {1, -2, 0.5f, 3, 1}, X[4 * 3], XT[3 * 3], o[4 * 3], oref[4 * 3];
+    t_fill_uniform(X, 12, &rng, -1, 1), t_fill_uniform(XT, 9, &rng, -1, 1);
+    mrec_csr A = {3, 4, rp, col, val, MREC_DEVICE_CPU};
+    t_status(mrec_csr_validate(&A), MREC_OK, "valid csr");
+    int64_t xs4[2] = {4, 3}, xs3[2] = {3, 3};
+    mrec_tensor tX = mrec_tensor_view(X, MREC_F32, 2, xs4), tXT = mrec_tensor_view(XT, MREC_F32, 2, xs3);
+    mrec_tensor to3 = mrec_tensor_view(o, MREC_F32, 2, xs3), to4 = mrec_tensor_view(o, MREC_F32, 2, xs4);
+    t_status(mrec_op_spmm(ctx, &to3, &A, &tX, 0), MREC_OK, "spmm");
+    mrec_spmm_ref(oref, rp, col, val, X, 3, 4, 3);
+    t_allclose("op spmm", oref, o, 9, 1e-6, 1e-6);
+    t_status(mrec_op_spmm(ctx, &to4, &A, &tXT, 1), MREC_OK, "spmm transposed");
+    mrec_spmm_t_ref(oref, rp, col, val, XT, 3, 4, 3);
+    t_allclose("op spmm_t", oref, o, 12, 1e-6, 1e-6);
+    t_status(mrec_op_spmm(ctx, &to4, &A, &tX, 0), MREC_ERR_SHAPE, "spmm with x of the wrong height");
+    col[3] = 4;
+    t_status(mrec_csr_validate(&A), MREC_ERR_FORMAT, "csr column out of range");
+    free(x), free(w), free(b), free(y), free(ref), free(p), free(pref);
+}
+
 static void test_cuda_gemm(void) {
     mrec_cuda *cu;
     if (mrec_cuda_create(&cu, 0) != MREC_OK) {
@@ -166,6 +252,7 @@ int main(void) {
     t_check(ctx->workspace.capacity >= 1000, "kept");
     test_linear(ctx);
     test_tensor_ops(ctx);
+    test_more_ops(ctx);
     mrec_context_destroy(ctx);
     test_cuda_gemm();
     return t_finish();
