@@ -1,0 +1,545 @@
+/* load.c: reading vocabularies into a tokenizer.
+ *
+ *   vocab.txt (+ tokenizer_config.json beside it)  WordPiece, line n = id n
+ *   tokenizer.json                                  WordPiece or BPE, Hugging Face's format
+ *   vocab.json + merges.txt                         BPE
+ *   bpe_simple_vocab_16e6.txt.gz                    CLIP's original merges (the vocabulary is
+ *                                                   built from them, as OpenAI's code does)
+ *   a folder                                        the first of tokenizer.json, vocab.txt,
+ *                                                   vocab.json, bpe_simple_vocab_16e6.txt.gz
+ * Files are read whole with size caps; every JSON value is type-checked and
+ * every id range-checked before use. Errors name the file and the key or line.
+ */
+#include "tok_internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#define MAX_FILE (512u << 20)   /* no tokenizer file is near this */
+#define MAX_VOCAB (1 << 22)
+#define CLIP_MERGES (49152 - 256 - 2)
+
+static mrec_tok_status read_file(const char *path, char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return tok_fail(MREC_TOK_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    tok_str buf = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf.n + n > MAX_FILE || !tok_str_append(&buf, chunk, n)) {
+            fclose(f);
+            tok_str_free(&buf);
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: larger than %u bytes", path, MAX_FILE);
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        tok_str_free(&buf);
+        return tok_fail(MREC_TOK_ERR_IO, "%s: read error", path);
+    }
+    if (!buf.s && !tok_str_append(&buf, "", 0)) return tok_fail(MREC_TOK_ERR_NOMEM, "%s", path);
+    *data = buf.s;
+    *size = buf.n;
+    return MREC_TOK_OK;
+}
+
+static mrec_tok_status read_gz(const char *path, char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    gzFile f = gzopen(path, "rb");
+    if (!f) return tok_fail(MREC_TOK_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    tok_str buf = {0};
+    char chunk[65536];
+    int n;
+    while ((n = gzread(f, chunk, sizeof chunk)) > 0) {
+        if (buf.n + (size_t)n > MAX_FILE || !tok_str_append(&buf, chunk, (size_t)n)) {
+            gzclose(f);
+            tok_str_free(&buf);
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: larger than %u bytes uncompressed", path, MAX_FILE);
+        }
+    }
+    int err;
+    const char *msg = gzerror(f, &err);
+    mrec_tok_status st = MREC_TOK_OK;
+    if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) st = tok_fail(MREC_TOK_ERR_FORMAT, "%s: bad gzip data (%s)", path, msg);
+    gzclose(f);
+    if (!st && !buf.s && !tok_str_append(&buf, "", 0)) st = tok_fail(MREC_TOK_ERR_NOMEM, "%s", path);
+    if (st) {
+        tok_str_free(&buf);
+        return st;
+    }
+    *data = buf.s;
+    *size = buf.n;
+    return MREC_TOK_OK;
+}
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* ---- vocabulary ----------------------------------------------------------- */
+
+static mrec_tok_status set_vocab_size(mrec_tokenizer *t, int n, const char *src) {
+    if (n <= 0 || n > MAX_VOCAB) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: vocabulary of %d tokens", src, n);
+    t->vocab = calloc((size_t)n, sizeof *t->vocab);
+    if (!t->vocab) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: vocabulary", src);
+    t->n_vocab = n;
+    return MREC_TOK_OK;
+}
+
+static mrec_tok_status add_token(mrec_tokenizer *t, const char *s, size_t len, int32_t id, const char *src) {
+    if (id < 0 || id >= t->n_vocab)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: token id %d outside the vocabulary of %d", src, id, t->n_vocab);
+    if (memchr(s, 0, len)) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: token %d contains a NUL byte", src, id);
+    char *copy = malloc(len + 1);
+    if (!copy || !tok_map_put(&t->ids, s, len, id)) {
+        free(copy);
+        return tok_fail(MREC_TOK_ERR_NOMEM, "%s: vocabulary", src);
+    }
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    free(t->vocab[id]);
+    t->vocab[id] = copy;
+    return MREC_TOK_OK;
+}
+
+static mrec_tok_status add_special(mrec_tokenizer *t, const char *text, int32_t id, const char *src) {
+    for (int i = 0; i < t->n_specials; i++)
+        if (strcmp(t->specials[i].text, text) == 0) {
+            t->specials[i].id = id;
+            return MREC_TOK_OK;
+        }
+    tok_special *s = realloc(t->specials, (size_t)(t->n_specials + 1) * sizeof *s);
+    if (!s) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: special tokens", src);
+    t->specials = s;
+    s[t->n_specials].text = strdup(text);
+    s[t->n_specials].id = id;
+    if (!s[t->n_specials].text) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: special tokens", src);
+    t->n_specials++;
+    return MREC_TOK_OK;
+}
+
+/* Every id has a token: the vocabulary has no holes. */
+static mrec_tok_status check_complete(const mrec_tokenizer *t, const char *src) {
+    for (int i = 0; i < t->n_vocab; i++)
+        if (!t->vocab[i]) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: no token has id %d", src, i);
+    return MREC_TOK_OK;
+}
+
+/* ---- WordPiece --------------------------------------------------------------- */
+
+static mrec_tok_status wordpiece_specials(mrec_tokenizer *t, const char *src) {
+    static const char *names[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    t->unk_id = tok_map_get(&t->ids, "[UNK]", 5);
+    t->bos_id = tok_map_get(&t->ids, "[CLS]", 5);
+    t->eos_id = tok_map_get(&t->ids, "[SEP]", 5);
+    t->pad_id = tok_map_get(&t->ids, "[PAD]", 5);
+    if (t->unk_id < 0 || t->bos_id < 0 || t->eos_id < 0)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: the vocabulary lacks [UNK], [CLS] or [SEP]", src);
+    if (t->pad_id < 0) t->pad_id = 0;
+    if (t->n_specials == 0)
+        for (int i = 0; i < 5; i++) {
+            int32_t id = tok_map_get(&t->ids, names[i], strlen(names[i]));
+            mrec_tok_status st = id >= 0 ? add_special(t, names[i], id, src) : MREC_TOK_OK;
+            if (st) return st;
+        }
+    return MREC_TOK_OK;
+}
+
+static void wordpiece_defaults(mrec_tokenizer *t) {
+    t->kind = MREC_TOK_WORDPIECE;
+    t->lowercase = 1;
+    t->strip_accents = -1; /* follows lowercase */
+    t->chinese_chars = 1;
+    t->clean_text = 1;
+    t->max_chars = 100;
+    t->max_length = 512;
+    strcpy(t->prefix, "##");
+}
+
+static int json_bool(const cJSON *obj, const char *key, int fallback) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    return fallback; /* absent or null: the default */
+}
+
+/* tokenizer_config.json beside a vocab.txt: casing and context length. */
+static mrec_tok_status read_tokenizer_config(mrec_tokenizer *t, const char *path) {
+    char *data;
+    size_t size;
+    mrec_tok_status st = read_file(path, &data, &size);
+    if (st) return st;
+    cJSON *root = cJSON_ParseWithLength(data, size);
+    free(data);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    t->lowercase = json_bool(root, "do_lower_case", t->lowercase);
+    t->strip_accents = json_bool(root, "strip_accents", t->strip_accents);
+    t->chinese_chars = json_bool(root, "tokenize_chinese_chars", t->chinese_chars);
+    const cJSON *len = cJSON_GetObjectItemCaseSensitive(root, "model_max_length");
+    if (cJSON_IsNumber(len) && len->valuedouble >= 1 && len->valuedouble <= 1e6) t->max_length = (int)len->valuedouble;
+    cJSON_Delete(root);
+    return MREC_TOK_OK;
+}
+
+static mrec_tok_status load_vocab_txt(mrec_tokenizer *t, const char *path) {
+    wordpiece_defaults(t);
+    char *data;
+    size_t size;
+    mrec_tok_status st = read_file(path, &data, &size);
+    if (st) return st;
+    int lines = 0;
+    for (size_t i = 0; i < size; i++) lines += data[i] == '\n';
+    if (size && data[size - 1] != '\n') lines++;
+    st = set_vocab_size(t, lines, path);
+    size_t at = 0;
+    for (int id = 0; id < lines && !st; id++) {
+        size_t end = at;
+        while (end < size && data[end] != '\n') end++;
+        size_t len = end - at;
+        if (len && data[at + len - 1] == '\r') len--;
+        st = add_token(t, data + at, len, id, path);
+        if (st == MREC_TOK_ERR_FORMAT) st = tok_fail(st, "%s: line %d: %s", path, id + 1, "token contains a NUL byte");
+        at = end + 1;
+    }
+    free(data);
+    if (st) return st;
+    /* tokenizer_config.json in the same folder decides casing when present. */
+    char cfg[4096];
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path) : 1;
+    snprintf(cfg, sizeof cfg, "%.*s/tokenizer_config.json", dir_len, slash ? path : ".");
+    if (file_exists(cfg) && (st = read_tokenizer_config(t, cfg))) return st;
+    if (t->strip_accents < 0) t->strip_accents = t->lowercase;
+    return wordpiece_specials(t, path);
+}
+
+/* ---- BPE --------------------------------------------------------------------- */
+
+/* One merge "left right" (a line of merges.txt, or a tokenizer.json entry). */
+static mrec_tok_status add_merge_pair(mrec_tokenizer *t, const char *left, size_t ll, const char *right, size_t rl,
+                                      int rank, const char *src) {
+    int32_t a = tok_map_get(&t->ids, left, ll), b = tok_map_get(&t->ids, right, rl);
+    tok_str both = {0};
+    if (!tok_str_append(&both, left, ll) || !tok_str_append(&both, right, rl)) {
+        tok_str_free(&both);
+        return tok_fail(MREC_TOK_ERR_NOMEM, "%s: merges", src);
+    }
+    int32_t m = tok_map_get(&t->ids, both.s, both.n);
+    tok_str_free(&both);
+    if (a < 0 || b < 0 || m < 0)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: merge %d (\"%.*s %.*s\") uses a token not in the vocabulary", src,
+                        rank + 1, (int)ll, left, (int)rl, right);
+    if (!tok_bpe_add_merge(t, a, b, rank, m)) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: merges", src);
+    return MREC_TOK_OK;
+}
+
+/* Merge lines "a b" from text; skips a "#version" header and blank lines. */
+static mrec_tok_status add_merge_lines(mrec_tokenizer *t, const char *data, size_t size, int limit, const char *src) {
+    size_t at = 0;
+    int rank = 0, line = 0;
+    while (at < size && (limit < 0 || rank < limit)) {
+        size_t end = at;
+        while (end < size && data[end] != '\n') end++;
+        size_t len = end - at;
+        line++;
+        if (len && data[at + len - 1] == '\r') len--;
+        const char *s = data + at;
+        at = end + 1;
+        if (len == 0 || (line == 1 && len >= 8 && memcmp(s, "#version", 8) == 0)) continue;
+        const char *sp = memchr(s, ' ', len);
+        if (!sp || sp == s || sp == s + len - 1 || memchr(sp + 1, ' ', (size_t)(s + len - sp - 1)))
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: line %d is not \"left right\"", src, line);
+        mrec_tok_status st = add_merge_pair(t, s, (size_t)(sp - s), sp + 1, (size_t)(s + len - sp - 1), rank, src);
+        if (st) return st;
+        rank++;
+    }
+    if (limit >= 0 && rank < limit)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %d merges, CLIP's vocabulary needs %d", src, rank, limit);
+    return MREC_TOK_OK;
+}
+
+static void bpe_defaults(mrec_tokenizer *t) {
+    t->kind = MREC_TOK_BPE;
+    t->max_length = 77;
+}
+
+static mrec_tok_status bpe_specials(mrec_tokenizer *t, const char *src) {
+    t->bos_id = tok_map_get(&t->ids, "<|startoftext|>", 15);
+    t->eos_id = tok_map_get(&t->ids, "<|endoftext|>", 13);
+    if (t->bos_id < 0 || t->eos_id < 0)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: the vocabulary lacks <|startoftext|> or <|endoftext|>", src);
+    t->pad_id = t->unk_id = t->eos_id; /* CLIP pads with <|endoftext|> */
+    mrec_tok_status st = MREC_TOK_OK;
+    if (t->n_specials == 0) {
+        st = add_special(t, "<|startoftext|>", t->bos_id, src);
+        if (!st) st = add_special(t, "<|endoftext|>", t->eos_id, src);
+    }
+    return st ? st : tok_bpe_finish(t, src);
+}
+
+/* CLIP's own file: the vocabulary is the 256 byte characters, the same with
+ * "</w>", one token per merge (in merge order), then the two specials. */
+static mrec_tok_status load_clip_gz(mrec_tokenizer *t, const char *path) {
+    bpe_defaults(t);
+    char *data;
+    size_t size;
+    mrec_tok_status st = read_gz(path, &data, &size);
+    if (st) return st;
+    size_t at = 0; /* skip the header line */
+    while (at < size && data[at] != '\n') at++;
+    at = at < size ? at + 1 : size;
+    st = set_vocab_size(t, 256 * 2 + CLIP_MERGES + 2, path);
+    int32_t cps[256];
+    tok_bytes_to_unicode(cps);
+    int id = 0;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        /* OpenAI lists the byte characters in the order of its table: the
+         * printable bytes first, then the rest. */
+        int order[256], k = 0;
+        for (int b = 0; b < 256; b++)
+            if (cps[b] == b) order[k++] = b;
+        for (int b = 0; b < 256; b++)
+            if (cps[b] != b) order[k++] = b;
+        for (int i = 0; i < 256 && !st; i++) {
+            tok_str s = {0};
+            if (!tok_str_put_cp(&s, cps[order[i]]) || (pass && !tok_str_append(&s, "</w>", 4))) st = MREC_TOK_ERR_NOMEM;
+            else st = add_token(t, s.s, s.n, id++, path);
+            tok_str_free(&s);
+        }
+    }
+    /* merge tokens */
+    size_t p = at;
+    for (int r = 0; r < CLIP_MERGES && !st; r++) {
+        size_t end = p;
+        while (end < size && data[end] != '\n') end++;
+        const char *sp = memchr(data + p, ' ', end - p);
+        if (p >= size || !sp) {
+            st = tok_fail(MREC_TOK_ERR_FORMAT, "%s: line %d is not \"left right\" (CLIP needs %d merges)", path, r + 2,
+                          CLIP_MERGES);
+            break;
+        }
+        tok_str s = {0};
+        if (!tok_str_append(&s, data + p, (size_t)(sp - (data + p))) || !tok_str_append(&s, sp + 1, (size_t)(data + end - sp - 1)))
+            st = MREC_TOK_ERR_NOMEM;
+        else st = add_token(t, s.s, s.n, id++, path);
+        tok_str_free(&s);
+        p = end + 1;
+    }
+    if (!st) st = add_token(t, "<|startoftext|>", 15, id++, path);
+    if (!st) st = add_token(t, "<|endoftext|>", 13, id++, path);
+    if (!st) st = add_merge_lines(t, data + at, size - at, CLIP_MERGES, path);
+    free(data);
+    return st ? st : bpe_specials(t, path);
+}
+
+/* vocab.json {token: id} into the tokenizer. */
+static mrec_tok_status vocab_from_json(mrec_tokenizer *t, const cJSON *vocab, const char *src) {
+    if (!cJSON_IsObject(vocab)) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: vocab is not an object", src);
+    int n = cJSON_GetArraySize(vocab);
+    mrec_tok_status st = set_vocab_size(t, n, src);
+    for (const cJSON *e = vocab->child; e && !st; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int32_t)e->valuedouble)
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: vocab entry \"%s\" is not an integer id", src, e->string);
+        st = add_token(t, e->string, strlen(e->string), (int32_t)e->valuedouble, src);
+    }
+    return st ? st : check_complete(t, src);
+}
+
+static mrec_tok_status load_vocab_json(mrec_tokenizer *t, const char *path) {
+    bpe_defaults(t);
+    char *data;
+    size_t size;
+    mrec_tok_status st = read_file(path, &data, &size);
+    if (st) return st;
+    cJSON *root = cJSON_ParseWithLength(data, size);
+    free(data);
+    st = root ? vocab_from_json(t, root, path) : tok_fail(MREC_TOK_ERR_FORMAT, "%s: not valid JSON", path);
+    cJSON_Delete(root);
+    if (st) return st;
+    char merges[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(merges, sizeof merges, "%.*s/merges.txt", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if ((st = read_file(merges, &data, &size))) return st;
+    st = add_merge_lines(t, data, size, -1, merges);
+    free(data);
+    return st ? st : bpe_specials(t, path);
+}
+
+/* ---- tokenizer.json ----------------------------------------------------------- */
+
+static const char *json_type(const cJSON *obj) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(obj, "type");
+    return cJSON_IsString(ty) ? ty->valuestring : NULL;
+}
+
+static mrec_tok_status json_wordpiece(mrec_tokenizer *t, const cJSON *root, const cJSON *model, const char *path) {
+    wordpiece_defaults(t);
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    const char *nt = json_type(norm);
+    if (!nt || strcmp(nt, "BertNormalizer") != 0)
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: normalizer \"%s\" (mrec's WordPiece implements BertNormalizer)",
+                        path, nt ? nt : "none");
+    t->clean_text = json_bool(norm, "clean_text", 1);
+    t->chinese_chars = json_bool(norm, "handle_chinese_chars", 1);
+    t->lowercase = json_bool(norm, "lowercase", 1);
+    t->strip_accents = json_bool(norm, "strip_accents", t->lowercase);
+    const char *pt = json_type(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
+    if (!pt || strcmp(pt, "BertPreTokenizer") != 0)
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: pre_tokenizer \"%s\" (mrec's WordPiece implements BertPreTokenizer)",
+                        path, pt ? pt : "none");
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix");
+    if (cJSON_IsString(prefix)) {
+        if (strlen(prefix->valuestring) >= sizeof t->prefix)
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: continuing_subword_prefix is too long", path);
+        strcpy(t->prefix, prefix->valuestring);
+    }
+    const cJSON *mc = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
+    if (cJSON_IsNumber(mc)) {
+        if (mc->valuedouble < 1 || mc->valuedouble > 256)
+            return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: max_input_chars_per_word %g (mrec allows 1..256)", path,
+                            mc->valuedouble);
+        t->max_chars = (int)mc->valuedouble;
+    }
+    const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(root, "truncation");
+    const cJSON *ml = cJSON_GetObjectItemCaseSensitive(trunc, "max_length");
+    if (cJSON_IsNumber(ml) && ml->valuedouble >= 1 && ml->valuedouble <= 1e6) t->max_length = (int)ml->valuedouble;
+    return vocab_from_json(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), path);
+}
+
+static mrec_tok_status json_bpe(mrec_tokenizer *t, const cJSON *root, const cJSON *model, const char *path) {
+    bpe_defaults(t);
+    const cJSON *suffix = cJSON_GetObjectItemCaseSensitive(model, "end_of_word_suffix");
+    if (!cJSON_IsString(suffix) || strcmp(suffix->valuestring, "</w>") != 0)
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: BPE without end_of_word_suffix \"</w>\" (mrec implements CLIP's BPE)",
+                        path);
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers");
+    const cJSON *split = cJSON_GetArrayItem(seq, 0);
+    const cJSON *pattern = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(split, "pattern"), "Regex");
+    static const char clip_regex[] =
+        "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
+    if (!cJSON_IsString(pattern) || strcmp(pattern->valuestring, clip_regex) != 0)
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: the pre-tokenizer is not CLIP's split pattern", path);
+    mrec_tok_status st = vocab_from_json(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), path);
+    if (st) return st;
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (!cJSON_IsArray(merges)) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: model.merges is not an array", path);
+    int rank = 0;
+    for (const cJSON *m = merges->child; m && !st; m = m->next, rank++) {
+        if (cJSON_IsString(m)) { /* "left right" */
+            const char *s = m->valuestring, *sp = strchr(s, ' ');
+            if (!sp || strchr(sp + 1, ' '))
+                return tok_fail(MREC_TOK_ERR_FORMAT, "%s: merge %d is not \"left right\"", path, rank + 1);
+            st = add_merge_pair(t, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), rank, path);
+        } else if (cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
+            const char *l = m->child->valuestring, *r = m->child->next->valuestring; /* ["left", "right"] */
+            st = add_merge_pair(t, l, strlen(l), r, strlen(r), rank, path);
+        } else {
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: merge %d is neither a string nor a pair", path, rank + 1);
+        }
+    }
+    return st ? st : bpe_specials(t, path);
+}
+
+/* added_tokens: the literals matched in raw text before anything else. */
+static mrec_tok_status json_added_tokens(mrec_tokenizer *t, const cJSON *root, const char *path) {
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
+        if (!cJSON_IsString(content) || !cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= t->n_vocab ||
+            content->valuestring[0] == '\0')
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: an added_tokens entry lacks content or a valid id", path);
+        mrec_tok_status st = add_special(t, content->valuestring, (int32_t)id->valuedouble, path);
+        if (st) return st;
+    }
+    return MREC_TOK_OK;
+}
+
+static mrec_tok_status load_tokenizer_json(mrec_tokenizer *t, const char *path) {
+    char *data;
+    size_t size;
+    mrec_tok_status st = read_file(path, &data, &size);
+    if (st) return st;
+    cJSON *root = cJSON_ParseWithLength(data, size);
+    free(data);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const char *type = json_type(model);
+    if (type && strcmp(type, "WordPiece") == 0) st = json_wordpiece(t, root, model, path);
+    else if (type && strcmp(type, "BPE") == 0) st = json_bpe(t, root, model, path);
+    else st = tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: model type \"%s\" (mrec reads WordPiece and BPE)", path, type ? type : "none");
+    if (!st) st = json_added_tokens(t, root, path);
+    if (!st && t->kind == MREC_TOK_WORDPIECE) st = wordpiece_specials(t, path);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* ---- entry point ----------------------------------------------------------------- */
+
+mrec_tok_status mrec_tokenizer_load(mrec_tokenizer **out, const char *path) {
+    *out = NULL;
+    mrec_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: tokenizer", path);
+    struct stat sb;
+    mrec_tok_status st;
+    char file[4096];
+    if (stat(path, &sb) != 0) {
+        st = tok_fail(MREC_TOK_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    } else if (S_ISDIR(sb.st_mode)) {
+        static const char *names[] = {"tokenizer.json", "vocab.txt", "vocab.json", "bpe_simple_vocab_16e6.txt.gz"};
+        st = tok_fail(MREC_TOK_ERR_IO, "%s: holds none of tokenizer.json, vocab.txt, vocab.json, bpe_simple_vocab_16e6.txt.gz", path);
+        for (int i = 0; i < 4; i++) {
+            snprintf(file, sizeof file, "%s/%s", path, names[i]);
+            if (!file_exists(file)) continue;
+            mrec_tokenizer_free(t);
+            return mrec_tokenizer_load(out, file);
+        }
+    } else if (ends_with(path, ".json") && !ends_with(path, "vocab.json")) {
+        st = load_tokenizer_json(t, path);
+    } else if (ends_with(path, "vocab.json")) {
+        st = load_vocab_json(t, path);
+    } else if (ends_with(path, ".gz")) {
+        st = load_clip_gz(t, path);
+    } else {
+        st = load_vocab_txt(t, path);
+    }
+    if (st) {
+        mrec_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return MREC_TOK_OK;
+}
+
+void mrec_tokenizer_free(mrec_tokenizer *t) {
+    if (!t) return;
+    for (int i = 0; i < t->n_vocab; i++) free(t->vocab[i]);
+    free(t->vocab);
+    tok_map_free(&t->ids);
+    for (int i = 0; i < t->n_specials; i++) free(t->specials[i].text);
+    free(t->specials);
+    free(t->merges);
+    for (size_t i = 0; i < t->cache_cap; i++) free(t->cache[i].word), free(t->cache[i].ids);
+    free(t->cache);
+    free(t);
+}
