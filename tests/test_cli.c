@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static const char *bin;
 
@@ -56,6 +57,26 @@ int main(void) {
     t_check(rc == 2 && strstr(out, "f32_2d.npy") != NULL, "not a safetensors file: exit %d, %s", rc, out);
     rc = run("inspect", out, sizeof out, 1);
     t_check(rc == 1, "inspect without a file is a usage error");
+    /* tokenize: ids per line of standard input, with special tokens, as Hugging Face's tokenizer(text). */
+    if (access("../shared/data/tokenizers/bert-base-uncased/vocab.txt", R_OK) == 0) {
+        rc = run("tokenize --tokenizer ../shared/data/tokenizers/bert-base-uncased < tests/fixtures/tokenizers/cli_input.txt",
+                 out, sizeof out, 0);
+        t_check(rc == 0 && strcmp(out, "101 7592 1010 2088 999 102\n101 102\n101 1037 6302 1997 1037 4937 102\n") == 0,
+                "tokenize with bert: %s", out);
+        rc = run("tokenize --tokenizer ../shared/data/tokenizers/clip/bpe_simple_vocab_16e6.txt.gz --max-length 4 "
+                 "< tests/fixtures/tokenizers/cli_input.txt", out, sizeof out, 0);
+        t_check(rc == 0 && strcmp(out, "49406 3306 267 49407\n49406 49407\n49406 320 1125 49407\n") == 0,
+                "tokenize with clip, truncated to 4: %s", out);
+        rc = run("tokenize --tokenizer tests/fixtures/npy/f32_2d.npy < /dev/null", out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "f32_2d.npy") != NULL, "tokenize with a bad vocabulary: exit %d, %s", rc, out);
+        rc = run("tokenize --tokenizer ../shared/data/tokenizers/bert-base-uncased --pair < tests/fixtures/tokenizers/cli_input.txt",
+                 out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "line 1") != NULL, "--pair without a tab names the line: %s", out);
+        rc = run("tokenize --tokenizer ../shared/data/tokenizers/bert-base-uncased --max-length zero < /dev/null", out, sizeof out, 1);
+        t_check(rc == 1, "--max-length must be a number");
+    } else {
+        t_skip("tokenize: ../shared/data/tokenizers not found");
+    }
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     return t_finish();

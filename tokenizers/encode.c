@@ -3,9 +3,9 @@
  * Special tokens written in the text itself ("[CLS]", "<|endoftext|>") are
  * found first, in the raw text, and become their ids, as Hugging Face's
  * added tokens do; the text between them goes through the tokenizer family's
- * pipeline. Then special tokens are added around the sequence(s), the result
- * truncated (pairs: one token at a time from the longer side, the second on
- * a tie) and padded.
+ * pipeline. Then the sequence(s) are truncated to leave room for the special
+ * tokens (pairs as Hugging Face's "longest_first"), the special tokens added,
+ * and the result padded.
  */
 #include "tok_internal.h"
 
@@ -98,12 +98,24 @@ mrec_tok_status mrec_tokenizer_encode(mrec_tokenizer *t, const char *a, const ch
             tok_ints_free(&x), tok_ints_free(&y);
             return tok_fail(MREC_TOK_ERR_ARG, "encode: max_length %d leaves no room for %zu special tokens", max_len, extra);
         }
-        size_t keep = (size_t)max_len - extra, nx = x.n, ny = y.n;
-        while (nx + ny > keep) {
-            if (nx > ny) nx--;
-            else ny--;
+        size_t budget = (size_t)max_len - extra;
+        if (!b) {
+            x.n = budget;
+        } else {
+            /* Hugging Face's longest-first: the shorter side keeps what it
+             * can up to half the budget, the longer side takes the rest. */
+            size_t n1 = x.n, n2 = y.n;
+            int swap = n1 > n2;
+            if (swap) n1 = y.n, n2 = x.n;
+            n2 = n1 > budget ? n1 : (n1 > budget - n1 ? n1 : budget - n1);
+            if (n1 + n2 > budget) n1 = budget / 2, n2 = n1 + budget % 2;
+            if (swap) {
+                size_t tmp = n1;
+                n1 = n2, n2 = tmp;
+            }
+            if (n1 < x.n) x.n = n1;
+            if (n2 < y.n) y.n = n2;
         }
-        x.n = nx, y.n = ny;
     }
     size_t n = 0, total = x.n + y.n + extra;
     size_t padded = o.padding && total < (size_t)max_len ? (size_t)max_len : total;

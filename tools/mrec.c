@@ -5,8 +5,10 @@
  */
 #include "../nn/mrec_safetensors.h"
 #include "../nn/mrec_tensor.h"
+#include "../tokenizers/mrec_tokenizer.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MREC_VERSION "0.1.0"
@@ -19,6 +21,7 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  inspect FILE.safetensors   list tensors (name dtype shape) and the parameter count\n"
+            "  tokenize --tokenizer PATH  token ids of each line of standard input\n"
             "  info                       what this build and machine offer (SIMD, threads, GPU)\n"
             "\n"
             "options:\n"
@@ -51,6 +54,99 @@ static int cmd_inspect(int argc, char **argv) {
     printf("%d tensors, %lld parameters\n", st.n_tensors, (long long)params);
     mrec_safetensors_close(&st);
     return 0;
+}
+
+static int tokenize_usage(FILE *f) {
+    fprintf(f,
+            "usage: mrec tokenize --tokenizer PATH [--max-length N] [--pair] [--no-special]\n"
+            "\n"
+            "Reads UTF-8 lines on standard input and prints, for each, its token ids\n"
+            "separated by spaces, with the model's special tokens, without padding.\n"
+            "  --tokenizer PATH  vocab.txt, tokenizer.json, vocab.json (+ merges.txt),\n"
+            "                    CLIP's bpe_simple_vocab_16e6.txt.gz, or a folder holding one\n"
+            "  --max-length N    truncate to N tokens (special tokens included)\n"
+            "  --pair            each line is two texts separated by a tab\n"
+            "  --no-special      no [CLS]/[SEP] or <|startoftext|>/<|endoftext|>\n");
+    return f == stdout ? 0 : 1;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *path = NULL;
+    int pair = 0;
+    mrec_tok_options opt = mrec_tok_defaults();
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) path = argv[++i];
+        else if (strcmp(argv[i], "--max-length") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1000000) {
+                fprintf(stderr, "mrec tokenize: --max-length wants a positive integer, got '%s'\n", argv[i]);
+                return 1;
+            }
+            opt.max_length = (int)v;
+        } else if (strcmp(argv[i], "--pair") == 0) pair = 1;
+        else if (strcmp(argv[i], "--no-special") == 0) opt.add_special = 0;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return tokenize_usage(stdout);
+        else {
+            fprintf(stderr, "mrec tokenize: unknown option '%s'\n", argv[i]);
+            return tokenize_usage(stderr);
+        }
+    }
+    if (!path) return tokenize_usage(stderr);
+    opt.truncation = opt.max_length > 0;
+    mrec_tokenizer *tok;
+    mrec_tok_status st = mrec_tokenizer_load(&tok, path);
+    if (st) {
+        fprintf(stderr, "mrec tokenize: %s: %s\n", mrec_tok_strerror(st), mrec_tok_error_detail());
+        return 2;
+    }
+    char *line = NULL;
+    size_t line_cap = 0, cap = 0;
+    ssize_t n;
+    int32_t *ids = NULL;
+    long line_no = 0;
+    int rc = 0;
+    while ((n = getline(&line, &line_cap, stdin)) >= 0) {
+        line_no++;
+        if (n > 0 && line[n - 1] == '\n') line[--n] = '\0';
+        if (n > 0 && line[n - 1] == '\r') line[--n] = '\0';
+        if (strlen(line) != (size_t)n) {
+            fprintf(stderr, "mrec tokenize: line %ld contains a NUL byte\n", line_no);
+            rc = 2;
+            break;
+        }
+        char *second = NULL;
+        if (pair) {
+            second = strchr(line, '\t');
+            if (!second) {
+                fprintf(stderr, "mrec tokenize: line %ld has no tab to separate the pair\n", line_no);
+                rc = 2;
+                break;
+            }
+            *second++ = '\0';
+        }
+        size_t len = 0;
+        for (;;) {
+            st = mrec_tokenizer_encode(tok, line, second, &opt, ids, NULL, NULL, cap, &len);
+            if (st != MREC_TOK_ERR_SPACE) break;
+            int32_t *grown = realloc(ids, (len + 16) * sizeof *ids);
+            if (!grown) break;
+            ids = grown;
+            cap = len + 16;
+        }
+        if (st) {
+            fprintf(stderr, "mrec tokenize: line %ld: %s: %s\n", line_no, mrec_tok_strerror(st), mrec_tok_error_detail());
+            rc = st == MREC_TOK_ERR_ARG ? 1 : 3;
+            break;
+        }
+        for (size_t i = 0; i < len; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
+    }
+    free(line);
+    free(ids);
+    mrec_tokenizer_free(tok);
+    if (fflush(stdout) != 0) return 3;
+    return rc;
 }
 
 static int cmd_info(void) {
@@ -87,6 +183,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info();
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     fprintf(stderr, "mrec: unknown command '%s' (see mrec --help)\n", cmd);
     return 1;
 }

@@ -18,6 +18,7 @@ Writes into tests/fixtures/tokenizers/ (gzip, one line per corpus text):
 """
 import csv
 import gzip
+import io
 import json
 import os
 import sys
@@ -86,8 +87,13 @@ def corpus():
     return texts + EDGE_CASES
 
 
+def gz_text(path):
+    """A gzip text file with no timestamp, so reruns give the same bytes."""
+    return io.TextIOWrapper(gzip.GzipFile(path, "wb", compresslevel=9, mtime=0), encoding="utf-8", newline="\n")
+
+
 def write_ids(path, rows):
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as f:
+    with gz_text(path) as f:
         for ids in rows:
             f.write(" ".join(map(str, ids)) + "\n")
 
@@ -97,7 +103,7 @@ def main():
     texts = corpus()
     for t in texts:
         assert not any(0xD800 <= ord(c) <= 0xDFFF for c in t)
-    with gzip.open(f"{OUT}/corpus.txt.gz", "wt", encoding="utf-8", compresslevel=9) as f:
+    with gz_text(f"{OUT}/corpus.txt.gz") as f:
         for t in texts:
             f.write(escape(t) + "\n")
 
@@ -120,7 +126,15 @@ def main():
         ("bert", bert, long_text, "a short second segment", 24),
         ("bert", bert, "short", "pair", 12),
         ("bert", bert, "short", None, 12),
+        ("bert", bert, "q one", "answer two", 6),
+        ("bert", bert, long_text, "short pair", 10),
+        ("bert", bert, "short first", long_text, 10),
+        ("bert", bert, long_text, long_text[::-1], 9),
+        ("bert", bert, long_text, long_text, 12),
+        ("bert", bert, "one two three four five", None, 3),
         ("clip", clip, "a photo of a cat", None, 77),
+        ("clip", clip, "a photo of a cat", "a drawing of a dog", 0),
+        ("clip", clip, long_text, "a drawing of a dog", 20),
         ("clip", clip, long_text, None, 77),
         ("clip", clip, "", None, 77),
     ]:
