@@ -153,20 +153,21 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -std=c11 -g -O1 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -pthread \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIB_SRC := kernels/cpu/status.c nn/io.c nn/tensor.c kernels/cpu/cuda_stub.c nn/safetensors.c nn/npy.c
+FUZZ_LIB_SRC := kernels/cpu/status.c nn/io.c nn/tensor.c kernels/cpu/cuda_stub.c nn/safetensors.c nn/npy.c \
+                $(wildcard tokenizers/*.c)
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lutf8proc -lz -lm
 
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
 	  name=$$(basename $$f); mkdir -p build/fuzz/corpus-$$name; \
 	  echo "== $$name ($(FUZZ_SECONDS) s)"; \
 	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/$$name- \
-	      -dict=tests/fuzz/$$name.dict \
+	      $$(test -f tests/fuzz/$$name.dict && echo -dict=tests/fuzz/$$name.dict) \
 	      build/fuzz/corpus-$$name tests/fuzz/corpus/$$name > build/fuzz/$$name.log 2>&1; then \
 	    tail -n 40 build/fuzz/$$name.log; echo "FAIL $$name: see build/fuzz/$$name.log"; exit 1; fi; \
 	  grep -E "stat::number_of_executed_units|stat::new_units_added|stat::peak_rss" build/fuzz/$$name.log; \

@@ -354,7 +354,8 @@ static mrec_tok_status vocab_from_json(mrec_tokenizer *t, const cJSON *vocab, co
     int n = cJSON_GetArraySize(vocab);
     mrec_tok_status st = set_vocab_size(t, n, src);
     for (const cJSON *e = vocab->child; e && !st; e = e->next) {
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int32_t)e->valuedouble)
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble < MAX_VOCAB) ||
+            e->valuedouble != (double)(int32_t)e->valuedouble)
             return tok_fail(MREC_TOK_ERR_FORMAT, "%s: vocab entry \"%s\" is not an integer id", src, e->string);
         st = add_token(t, e->string, strlen(e->string), (int32_t)e->valuedouble, src);
     }
