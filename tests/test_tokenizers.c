@@ -15,6 +15,7 @@
 #include "harness.h"
 
 #include "../tokenizers/mrec_tokenizer.h"
+#include "../tokenizers/tok_internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -225,6 +226,105 @@ static void roundtrip_and_api(mrec_tokenizer *bert, mrec_tokenizer *clip) {
     t_check(mrec_tokenizer_max_length(clip) == 77 && mrec_tokenizer_pad_id(clip) == 49407, "clip context 77, pad 49407");
 }
 
+/* The steps one by one. */
+static void unit_steps(mrec_tokenizer *bert, mrec_tokenizer *clip) {
+    /* UTF-8 decoding as Python's bytes.decode("utf-8", "replace"), cases checked with CPython. */
+    static const struct { const char *bytes; int n; int32_t want[5]; int nw; } utf8[] = {
+        {"\xe2\x82", 2, {0xFFFD}, 1},
+        {"\xf0\x80", 2, {0xFFFD, 0xFFFD}, 2},
+        {"\xed\xa0\x80", 3, {0xFFFD, 0xFFFD, 0xFFFD}, 3},
+        {"\xc0\xaf", 2, {0xFFFD, 0xFFFD}, 2},
+        {"a\xe2\x82\xac" "b", 5, {'a', 0x20AC, 'b'}, 3},
+        {"\xf4\x90\x80\x80", 4, {0xFFFD, 0xFFFD, 0xFFFD, 0xFFFD}, 4},
+        {"\xf0\x9f\x98", 3, {0xFFFD}, 1},
+    };
+    for (size_t i = 0; i < sizeof utf8 / sizeof utf8[0]; i++) {
+        tok_ints cps = {0};
+        tok_utf8_decode(utf8[i].bytes, (size_t)utf8[i].n, &cps);
+        t_check((int)cps.n == utf8[i].nw && memcmp(cps.v, utf8[i].want, cps.n * 4) == 0, "utf8 case %zu: %zu code points",
+                i, cps.n);
+        tok_ints_free(&cps);
+    }
+    /* Character classes. */
+    t_check(tok_is_bert_punct('$') && tok_is_bert_punct('`') && tok_is_bert_punct(0x2014) && !tok_is_bert_punct('a'),
+            "punctuation: ASCII symbols and Unicode P*");
+    t_check(tok_is_bert_control(0x200B) && tok_is_bert_control(0x0B) && !tok_is_bert_control('\n'), "controls");
+    t_check(tok_is_bert_whitespace(0x3000) && tok_is_bert_whitespace(0xA0) && !tok_is_bert_whitespace(0x200B), "whitespace");
+    t_check(tok_is_cjk(0x4E2D) && !tok_is_cjk(0x3042), "CJK ideographs, not kana");
+    tok_ints lower = {0};
+    tok_lowercase(0x130, &lower);
+    t_check(lower.n == 2 && lower.v[0] == 'i' && lower.v[1] == 0x307, "U+0130 lowercases to i + U+0307");
+    tok_ints_free(&lower);
+    tok_ints nfd = {0};
+    tok_ints_push(&nfd, 0xE9);
+    tok_normalize(&nfd, 0);
+    t_check(nfd.n == 2 && nfd.v[0] == 'e' && nfd.v[1] == 0x301, "NFD of U+00E9");
+    tok_normalize(&nfd, 1);
+    t_check(nfd.n == 1 && nfd.v[0] == 0xE9, "NFC back");
+    tok_ints_free(&nfd);
+    int32_t table[256];
+    tok_bytes_to_unicode(table);
+    t_check(table['A'] == 'A' && table[0] == 256 && table[' '] == 288 && table[0xAD] == 323, "byte table");
+    /* WordPiece: greedy longest match, ## pieces, [UNK] for over-long words. */
+    int32_t ids[8];
+    size_t n;
+    mrec_tokenize(bert, "unaffable", 9, ids, 8, &n);
+    t_check(n == 3 && strcmp(mrec_tokenizer_token(bert, ids[0]), "una") == 0 &&
+                strcmp(mrec_tokenizer_token(bert, ids[1]), "##ffa") == 0 && strcmp(mrec_tokenizer_token(bert, ids[2]), "##ble") == 0,
+            "unaffable -> una ##ffa ##ble (as Hugging Face)");
+    char longword[102];
+    memset(longword, 'a', 101), longword[101] = '\0';
+    mrec_tokenize(bert, longword, 101, ids, 8, &n);
+    t_check(n == 1 && ids[0] == 100, "101 characters -> [UNK]");
+    mrec_tokenize(bert, "\xe4\xb8\xad\xe6\x96\x87", 6, ids, 8, &n);
+    t_check(n == 2, "each CJK character is a word");
+    /* BPE: a word ends in </w>, merges by rank. */
+    mrec_tokenize(clip, "hello", 5, ids, 8, &n);
+    t_check(n == 1 && strcmp(mrec_tokenizer_token(clip, ids[0]), "hello</w>") == 0, "hello -> hello</w>");
+    mrec_tokenize(clip, "don't", 5, ids, 8, &n);
+    t_check(n == 2 && strcmp(mrec_tokenizer_token(clip, ids[1]), "'t</w>") == 0, "contractions are their own piece");
+}
+
+/* vocab.json + merges.txt, written here from the CLIP tokenizer.json, load
+ * to the same tokenizer. */
+static void vocab_json_merges(const char *dir) {
+    FILE *f = fopen(TOK "clip/clip-vit-base-patch32.tokenizer.json", "rb");
+    if (!f) return;
+    static char data[3 << 20];
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    cJSON *root = cJSON_ParseWithLength(data, n);
+    cJSON *model = cJSON_GetObjectItem(root, "model");
+    char path[256];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    char *vocab = cJSON_PrintUnformatted(cJSON_GetObjectItem(model, "vocab"));
+    f = fopen(path, "wb");
+    fputs(vocab, f);
+    fclose(f);
+    free(vocab);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    f = fopen(path, "wb");
+    fputs("#version: 0.2\n", f);
+    for (const cJSON *m = cJSON_GetObjectItem(model, "merges")->child; m; m = m->next) fprintf(f, "%s\n", m->valuestring);
+    fclose(f);
+    cJSON_Delete(root);
+    mrec_tokenizer *a, *b;
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    if (t_check(mrec_tokenizer_load(&a, path) == MREC_TOK_OK, "load vocab.json + merges.txt: %s", mrec_tok_error_detail())) {
+        mrec_tokenizer_load(&b, TOK "clip/clip-vit-base-patch32.tokenizer.json");
+        const char *s = "Sunglasses with plastic frames and UV-protective, tinted mirrored lenses.";
+        int32_t x[64], y[64];
+        size_t nx, ny;
+        mrec_tokenize(a, s, strlen(s), x, 64, &nx);
+        mrec_tokenize(b, s, strlen(s), y, 64, &ny);
+        t_check(nx == ny && memcmp(x, y, nx * 4) == 0, "vocab.json + merges.txt tokenize as tokenizer.json");
+        mrec_tokenizer_free(a), mrec_tokenizer_free(b);
+    }
+    unlink(path);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    unlink(path);
+}
+
 static void loaders(void) {
     mrec_tokenizer *t;
     /* The same BERT vocabulary three ways gives the same ids. */
@@ -259,6 +359,7 @@ static void loaders(void) {
     /* Malformed files: each rejected with a message naming the file. */
     char dir[] = "/tmp/mrec_tok_XXXXXX";
     if (!t_check(mkdtemp(dir) != NULL, "temporary folder")) return;
+    vocab_json_merges(dir);
     static const struct { const char *name, *content; mrec_tok_status want; } bad[] = {
         {"vocab.txt", "hello\nworld\n", MREC_TOK_ERR_FORMAT},                       /* no [UNK] [CLS] [SEP] */
         {"a.json", "{\"model\": {\"type\": \"Unigram\"}}", MREC_TOK_ERR_UNSUPPORTED},
@@ -313,6 +414,7 @@ int main(void) {
     squad_reference(bert);
     encode_cases(bert, clip);
     roundtrip_and_api(bert, clip);
+    unit_steps(bert, clip);
     loaders();
     mrec_tokenizer_free(bert);
     mrec_tokenizer_free(clip);
