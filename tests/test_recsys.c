@@ -1,0 +1,219 @@
+/* test_recsys.c: interaction loading and full-ranking evaluation.
+ *
+ * Metrics against tools/golden/metrics.py, which computes MMRec's and
+ * Elliot's definitions on the same scores and masks: equal to 1e-9 (both
+ * sides sum a few dozen doubles; the bound leaves room for summation order
+ * only). Loaders against the real MMRec Baby split and the NGCF/LightGCN
+ * Gowalla files in ../shared/data (counts from their PROVENANCE), plus
+ * malformed lines.
+ */
+#include "harness.h"
+
+#include "../recsys/mrec_recsys.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DATA "../shared/data/"
+
+/* ---- metrics ---------------------------------------------------------------- */
+
+typedef struct {
+    const float *scores;
+    int n_items;
+} matrix_model;
+
+static mrec_status score_rows(void *model, int u0, int n, float *out) {
+    matrix_model *m = model;
+    memcpy(out, m->scores + (size_t)u0 * m->n_items, (size_t)n * m->n_items * sizeof *out);
+    return MREC_OK;
+}
+
+/* CSR from a JSON array of per-user lists: item ids, or [item, rating] pairs. */
+static void csr_from_json(mrec_user_items *m, const cJSON *rows, int n_users, int n_items) {
+    m->n_rows = n_users, m->n_cols = n_items;
+    m->row_ptr = calloc((size_t)n_users + 1, sizeof *m->row_ptr);
+    m->col = malloc(sizeof *m->col * (size_t)n_users * n_items);
+    m->val = malloc(sizeof *m->val * (size_t)n_users * n_items);
+    int u = 0;
+    for (const cJSON *row = rows->child; row; row = row->next, u++) {
+        m->row_ptr[u + 1] = m->row_ptr[u];
+        for (const cJSON *e = row->child; e; e = e->next) {
+            int64_t at = m->row_ptr[u + 1]++;
+            m->col[at] = cJSON_IsArray(e) ? e->child->valueint : e->valueint;
+            m->val[at] = cJSON_IsArray(e) ? (float)e->child->next->valuedouble : 1.0f;
+        }
+    }
+}
+
+static void test_metrics(mrec_pool *pool) {
+    FILE *f = fopen("tests/fixtures/metrics/cases.json", "rb");
+    if (!t_check(f != NULL, "open tests/fixtures/metrics/cases.json")) return;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cJSON *c = cJSON_ParseWithLength(buf, n);
+    int n_users = cJSON_GetObjectItem(c, "n_users")->valueint, n_items = cJSON_GetObjectItem(c, "n_items")->valueint;
+    float *scores = malloc(sizeof *scores * (size_t)n_users * n_items);
+    int u = 0;
+    for (const cJSON *row = cJSON_GetObjectItem(c, "scores")->child; row; row = row->next, u++) {
+        int i = 0;
+        for (const cJSON *v = row->child; v; v = v->next, i++) scores[(size_t)u * n_items + i] = (float)v->valuedouble;
+    }
+    mrec_user_items train, valid, test;
+    csr_from_json(&train, cJSON_GetObjectItem(c, "train"), n_users, n_items);
+    csr_from_json(&valid, cJSON_GetObjectItem(c, "valid"), n_users, n_items);
+    csr_from_json(&test, cJSON_GetObjectItem(c, "test"), n_users, n_items);
+    matrix_model model = {scores, n_items};
+    static const char *settings[2] = {"mmrec", "elliot"};
+    for (int s = 0; s < 2; s++) {
+        const cJSON *set = cJSON_GetObjectItem(c, settings[s]);
+        mrec_eval_spec spec = {.relevant = &test, .masked = {&train, cJSON_IsTrue(cJSON_GetObjectItem(set, "mask_valid")) ? &valid : NULL},
+                               .rel_threshold = (float)cJSON_GetObjectItem(set, "threshold")->valuedouble,
+                               .block_users = 7};
+        for (const cJSON *k = cJSON_GetObjectItem(c, "k")->child; k; k = k->next) spec.k[spec.n_k++] = k->valueint;
+        mrec_eval_result r;
+        if (!t_status(mrec_evaluate(&r, &spec, score_rows, &model, pool), MREC_OK, "evaluate %s", settings[s])) continue;
+        t_check(r.n_users == cJSON_GetObjectItem(set, "n_users")->valueint, "%s: %d users evaluated", settings[s], r.n_users);
+        int checked = 0, bad = 0;
+        for (const cJSON *e = cJSON_GetObjectItem(set, "expected")->child; e; e = e->next) {
+            char name[32];
+            int K;
+            sscanf(e->string, "%31[^@]@%d", name, &K);
+            mrec_metric m;
+            if (mrec_metric_parse(name, &m) != MREC_OK) continue;
+            int ki = 0;
+            while (spec.k[ki] != K) ki++;
+            double got = r.value[m][ki], want = e->valuedouble;
+            if (fabs(got - want) > 1e-9 && bad++ < 5)
+                fprintf(stderr, "  %s %s: got %.12f want %.12f\n", settings[s], e->string, got, want);
+            checked++;
+        }
+        t_check(bad == 0 && checked >= 20, "%s: %d of %d metrics differ from the reference", settings[s], bad, checked);
+    }
+    /* Bad cut-offs are refused. */
+    mrec_eval_spec bad = {.relevant = &test, .n_k = 2, .k = {10, 5}};
+    mrec_eval_result r;
+    t_status(mrec_evaluate(&r, &bad, score_rows, &model, pool), MREC_ERR_ARG, "descending cut-offs");
+    mrec_metric m;
+    t_status(mrec_metric_parse("auc", &m), MREC_ERR_ARG, "unknown metric");
+    mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
+    free(scores);
+    cJSON_Delete(c);
+}
+
+/* ---- loaders ------------------------------------------------------------------ */
+
+static char tmpdir[] = "/tmp/mrec_test_recsys_XXXXXX";
+
+static const char *write_tmp(const char *name, const char *content) {
+    static char path[4][256];
+    static int slot;
+    slot = (slot + 1) % 4;
+    snprintf(path[slot], sizeof path[slot], "%s/%s", tmpdir, name);
+    FILE *f = fopen(path[slot], "w");
+    fputs(content, f);
+    fclose(f);
+    return path[slot];
+}
+
+static void test_loaders(void) {
+    mrec_interactions x;
+    /* Elliot TSV with string ids: numbered in order of appearance. */
+    const char *p = write_tmp("a.tsv", "alice\tbook\t5\t100\nbob\tpen\t3\t200\nalice\tpen\t4\t300\n");
+    if (t_status(mrec_load_tsv(&x, p), MREC_OK, "load tsv")) {
+        t_check(x.n == 3 && x.n_users == 2 && x.n_items == 2 && strcmp(x.user_names[1], "bob") == 0 &&
+                    x.item[2] == 1 && x.rating[0] == 5 && x.timestamp[2] == 300,
+                "tsv contents");
+        mrec_interactions_free(&x);
+    }
+    /* Integer ids keep their numeric order. */
+    p = write_tmp("b.tsv", "10\t7\n2\t30\n10\t2\n");
+    if (t_status(mrec_load_tsv(&x, p), MREC_OK, "load numeric tsv")) {
+        t_check(strcmp(x.user_names[0], "2") == 0 && strcmp(x.item_names[0], "2") == 0 && x.user[0] == 1 && x.item[1] == 2,
+                "numeric ids sorted");
+        mrec_interactions_free(&x);
+    }
+    /* .inter with a header and extra columns. */
+    p = write_tmp("c.inter", "user_id:token\titem_id:token\trating:float\tx_label\tjunk\nu1\ti1\t4\t0\tz\nu1\ti2\t5\t2\tz\n");
+    if (t_status(mrec_load_inter(&x, p), MREC_OK, "load inter")) {
+        t_check(x.has_split && x.split[1] == MREC_SPLIT_TEST && x.rating[1] == 5, "inter split and rating");
+        mrec_interactions_free(&x);
+    }
+    static const struct { const char *name, *content, *mention; } bad[] = {
+        {"bad1.tsv", "a\tb\t5\nc\n", "line 2"},
+        {"bad2.tsv", "a\tb\tfive\n", "rating"},
+        {"bad3.inter", "userID\titemID\tx_label\n1\t2\t7\n", "x_label"},
+        {"bad4.inter", "uid\tiid\n1\t2\n", "header"},
+        {"bad5.inter", "userID\titemID\n1\t2\t3\n", "line 2"},
+        {"bad6.tsv", "", "no interactions"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = write_tmp(bad[i].name, bad[i].content);
+        mrec_status st = strstr(bad[i].name, ".inter") ? mrec_load_inter(&x, p) : mrec_load_tsv(&x, p);
+        t_check(st == MREC_ERR_FORMAT && strstr(mrec_error_detail(), bad[i].name) && strstr(mrec_error_detail(), bad[i].mention),
+                "%s rejected: %s", bad[i].name, mrec_error_detail());
+        if (st == MREC_OK) mrec_interactions_free(&x);
+    }
+    t_status(mrec_load_tsv(&x, "/nonexistent.tsv"), MREC_ERR_IO, "missing file");
+    /* Per-user lists: sorted, duplicates merged. */
+    p = write_tmp("d.tsv", "1\t3\t1\n1\t1\t2\n1\t3\t4\n0\t2\t5\n");
+    if (t_status(mrec_load_tsv(&x, p), MREC_OK, "load d.tsv")) {
+        mrec_user_items m;
+        mrec_user_items_build(&m, &x, MREC_SPLIT_TRAIN);
+        /* items 1, 2, 3 -> dense 0, 1, 2; user 1 has items 0 and 2, the duplicate's last rating 4 kept */
+        t_check(m.row_ptr[2] - m.row_ptr[1] == 2 && m.col[m.row_ptr[1]] == 0 && m.col[m.row_ptr[1] + 1] == 2 &&
+                    m.val[m.row_ptr[1] + 1] == 4,
+                "user lists sorted and merged");
+        mrec_user_items_free(&m);
+        mrec_interactions_free(&x);
+    }
+}
+
+static void test_real_data(void) {
+    mrec_interactions x;
+    if (access(DATA "amazon-baby-mmrec/baby_split.tsv", R_OK) == 0) {
+        if (t_status(mrec_load_inter(&x, DATA "amazon-baby-mmrec/baby_split.tsv"), MREC_OK, "load Baby")) {
+            int64_t count[3] = {0, 0, 0};
+            for (int64_t i = 0; i < x.n; i++) count[x.split[i]]++;
+            t_check(x.n_users == 19445 && x.n_items == 7050 && x.n == 160792, "Baby: %d users, %d items, %lld pairs",
+                    x.n_users, x.n_items, (long long)x.n);
+            t_check(count[0] == 118551 && count[1] == 20559 && count[2] == 21682, "Baby split sizes %lld / %lld / %lld",
+                    (long long)count[0], (long long)count[1], (long long)count[2]);
+            t_check(strcmp(x.item_names[510], "510") == 0, "MMRec's dense ids kept");
+            mrec_interactions_free(&x);
+        }
+    } else {
+        t_skip("Baby split not found");
+    }
+    if (access(DATA "gowalla-lightgcn/test.txt", R_OK) == 0) {
+        if (t_status(mrec_load_lightgcn(&x, DATA "gowalla-lightgcn/train_reconstructed.txt"), MREC_OK, "load Gowalla")) {
+            int64_t test = 0;
+            for (int64_t i = 0; i < x.n; i++) test += x.split[i] == MREC_SPLIT_TEST;
+            t_check(x.n_users == 29858 && x.n_items == 40981 && x.n - test == 810128 && test == 217242,
+                    "Gowalla: %d users, %d items, %lld train, %lld test", x.n_users, x.n_items, (long long)(x.n - test),
+                    (long long)test);
+            mrec_interactions_free(&x);
+        }
+    } else {
+        t_skip("Gowalla not found");
+    }
+}
+
+int main(void) {
+    t_suite("recsys");
+    T_REQUIRE(mkdtemp(tmpdir) != NULL);
+    mrec_pool *pool;
+    T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
+    test_metrics(pool);
+    test_loaders();
+    test_real_data();
+    mrec_pool_destroy(pool);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return t_finish();
+}
