@@ -111,3 +111,123 @@ void mrec_user_metrics(double out[MREC_METRIC_COUNT][MREC_EVAL_MAX_K], const int
                        const double *sorted_gains, int n_rel, const int *k, int n_k);
 
 #endif
+
+/* ---- graphs ---------------------------------------------------------------------- */
+
+/* The symmetric normalized bipartite adjacency of the training pairs, as
+ * LightGCN and NGCF (MMRec's get_norm_adj_mat) build it: nodes are users
+ * 0..U-1 then items U..U+I-1, A[u][U+i] = A[U+i][u] = 1 for each pair, and
+ * Â = D^-1/2 A D^-1/2 with D the degrees plus 1e-7. Rows sorted by column. */
+typedef struct {
+    int n_nodes;
+    int64_t *row_ptr; /* (n_nodes + 1) */
+    int32_t *col;
+    float *val;
+} mrec_graph;
+
+mrec_status mrec_graph_normalized(mrec_graph *out, const mrec_user_items *train);
+void mrec_graph_free(mrec_graph *g);
+
+/* ---- training ---------------------------------------------------------------------- */
+
+/* A seeded generator (splitmix64): the same seed gives the same run. */
+typedef struct { uint64_t state; } mrec_rng;
+uint64_t mrec_rng_next(mrec_rng *r);
+double mrec_rng_uniform(mrec_rng *r);        /* [0, 1) */
+double mrec_rng_normal(mrec_rng *r);         /* N(0, 1), Box-Muller */
+uint32_t mrec_rng_below(mrec_rng *r, uint32_t n);
+
+/* BPR triples for one epoch, as MMRec's TrainDataLoader makes them: every
+ * training pair once, in a shuffled order, each with one negative drawn
+ * uniformly from the items seen in training and not in the user's history. */
+typedef struct {
+    int64_t n;                   /* training pairs */
+    int32_t *user, *pos, *neg;   /* (n) this epoch's triples */
+    const mrec_user_items *train;
+    int32_t *train_items;        /* the distinct items of the training pairs */
+    int n_train_items;
+} mrec_bpr_sampler;
+
+mrec_status mrec_bpr_sampler_init(mrec_bpr_sampler *s, const mrec_user_items *train);
+void mrec_bpr_sampler_epoch(mrec_bpr_sampler *s, mrec_rng *rng);
+void mrec_bpr_sampler_free(mrec_bpr_sampler *s);
+
+/* Adam as torch.optim.Adam (L2 weight decay added to the gradient, not AdamW):
+ * every element of every parameter is updated at each step, rows a batch did
+ * not touch included (their moments decay), as PyTorch's dense Adam does. */
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t step;
+    int n_params;
+    float *param[4], *grad[4], *m[4], *v[4];
+    int64_t size[4];
+} mrec_adam;
+
+mrec_status mrec_adam_init(mrec_adam *a, float lr, float weight_decay);
+mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n);
+void mrec_adam_step(mrec_adam *a, mrec_pool *pool);
+void mrec_adam_free(mrec_adam *a);
+
+/* BPR loss of MMRec (common/loss.py): -mean log(1e-10 + sigmoid(pos - neg)).
+ * dx (n) receives d loss / d (pos - neg). Returns the loss. */
+double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n);
+
+/* ---- models ------------------------------------------------------------------------- */
+
+/* A recommender as the trainer sees it: parameters with gradients, a BPR
+ * loss-and-gradient step, and scoring. Gradients are overwritten (not
+ * accumulated) by loss_grad. */
+typedef struct {
+    const char *name;
+    void *self;
+    int n_params;
+    float *param[2], *grad[2];
+    int64_t size[2];
+    /* loss of a batch of triples, gradients into grad[]; NULL for models without training */
+    double (*loss_grad)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
+    /* called once before a round of scoring (LightGCN propagates here) */
+    mrec_status (*prepare)(void *self);
+    mrec_score_fn score;
+    void (*destroy)(void *self);
+} mrec_model;
+
+/* MostPop: every user gets the items by training popularity. */
+mrec_status mrec_mostpop_create(mrec_model *m, const mrec_user_items *train);
+/* BPRMF as MMRec's BPR: xavier-normal embeddings, loss = BPR + reg * (|U_b| + |I_b+| + |I_b-|) / n
+ * with |.| the Frobenius norm of the batch's rows (MMRec's EmbLoss). */
+mrec_status mrec_bprmf_create(mrec_model *m, int n_users, int n_items, int dim, float reg, mrec_rng *rng,
+                              mrec_pool *pool);
+/* LightGCN as MMRec's: xavier-uniform ego embeddings, `layers` propagations
+ * over the normalized graph, the mean of all layers as the final embedding,
+ * BPR on final embeddings plus reg * EmbLoss on the batch's ego embeddings. */
+mrec_status mrec_lightgcn_create(mrec_model *m, const mrec_graph *graph, int n_users, int n_items, int dim, int layers,
+                                 float reg, mrec_rng *rng, mrec_pool *pool);
+void mrec_model_destroy(mrec_model *m);
+
+/* ---- fitting -------------------------------------------------------------------------- */
+
+typedef struct {
+    int epochs, batch_size, patience, eval_every;
+    float lr, weight_decay;
+    uint64_t seed;
+    mrec_metric select_metric; /* model selection on the validation split (MMRec: recall@20) */
+    int select_k;
+    int mask_valid_in_test;    /* MMRec masks only training items when testing */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
+} mrec_fit_options;
+
+mrec_fit_options mrec_fit_defaults(void);
+
+typedef struct {
+    int best_epoch, epochs_run;
+    mrec_eval_result valid, test; /* at the best epoch */
+    double train_seconds, eval_seconds;
+    int selected_on_test;          /* no validation split: selection on test, as LightGCN's code does */
+} mrec_fit_result;
+
+/* Trains (if the model trains) with early stopping on validation, and
+ * evaluates test at each new best epoch. eval_k / n_k are the cut-offs. */
+mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
+                     const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
+                     const mrec_fit_options *opt, mrec_pool *pool);

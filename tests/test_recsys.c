@@ -203,12 +203,71 @@ static void test_real_data(void) {
     }
 }
 
+/* ---- gradients by finite differences ------------------------------------------------- */
+
+static void check_gradients(mrec_model *m, const char *name) {
+    static const int32_t u[6] = {0, 1, 2, 3, 4, 1}, pos[6] = {0, 2, 1, 5, 3, 4}, neg[6] = {3, 5, 4, 0, 1, 1};
+    int64_t total = 0;
+    for (int p = 0; p < m->n_params; p++) total += m->size[p];
+    float *grad = malloc((size_t)total * sizeof *grad);
+    m->loss_grad(m->self, u, pos, neg, 6);
+    int64_t at = 0;
+    for (int p = 0; p < m->n_params; p++) memcpy(grad + at, m->grad[p], (size_t)m->size[p] * 4), at += m->size[p];
+    int bad = 0;
+    at = 0;
+    for (int p = 0; p < m->n_params; p++)
+        for (int64_t e = 0; e < m->size[p]; e++, at++) {
+            float keep = m->param[p][e], h = 1e-3f;
+            m->param[p][e] = keep + h;
+            double up = m->loss_grad(m->self, u, pos, neg, 6);
+            m->param[p][e] = keep - h;
+            double down = m->loss_grad(m->self, u, pos, neg, 6);
+            m->param[p][e] = keep;
+            double num = (up - down) / (2.0 * ((double)(keep + h) - keep));
+            if (fabs(num - grad[at]) > 2e-4 + 1e-2 * fabs(num) && bad++ < 5)
+                fprintf(stderr, "  %s param %d[%lld]: analytic %.6g, numeric %.6g\n", name, p, (long long)e, grad[at], num);
+        }
+    /* The check can fail: a gradient with a wrong sign or factor is caught. */
+    t_check(bad == 0 && total > 20, "%s: %d of %lld gradients differ from finite differences", name, bad, (long long)total);
+    free(grad);
+}
+
+static void test_gradients(mrec_pool *pool) {
+    /* 5 users, 6 items */
+    mrec_user_items train = {5, 6, NULL, NULL, NULL};
+    int64_t row_ptr[6] = {0, 2, 4, 5, 7, 9};
+    int32_t col[9] = {0, 1, 2, 4, 1, 5, 0, 3, 4};
+    float val[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    train.row_ptr = row_ptr, train.col = col, train.val = val;
+    mrec_rng rng = {3};
+    mrec_model m;
+    if (t_status(mrec_bprmf_create(&m, 5, 6, 4, 0.3f, &rng, pool), MREC_OK, "bprmf")) {
+        for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 20; /* away from the flat start */
+        for (int64_t e = 0; e < m.size[1]; e++) m.param[1][e] *= 20;
+        check_gradients(&m, "bprmf");
+        mrec_model_destroy(&m);
+    }
+    mrec_graph g;
+    if (t_status(mrec_graph_normalized(&g, &train), MREC_OK, "graph")) {
+        /* the degree normalization: user 0 (2 items) and item 0 (users 0, 3) */
+        t_check(g.n_nodes == 11 && g.row_ptr[1] == 2 && g.col[0] == 5 && fabsf(g.val[0] - 0.5f) < 1e-6f, "normalized adjacency");
+        for (int layers = 0; layers <= 3; layers += 3)
+            if (t_status(mrec_lightgcn_create(&m, &g, 5, 6, 4, layers, 0.3f, &rng, pool), MREC_OK, "lightgcn")) {
+                for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
+                check_gradients(&m, layers ? "lightgcn (3 layers)" : "lightgcn (0 layers)");
+                mrec_model_destroy(&m);
+            }
+        mrec_graph_free(&g);
+    }
+}
+
 int main(void) {
     t_suite("recsys");
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
     mrec_pool *pool;
     T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
     test_metrics(pool);
+    test_gradients(pool);
     test_loaders();
     test_real_data();
     mrec_pool_destroy(pool);

@@ -1,0 +1,125 @@
+/* fit.c: the training loop shared by every model, as MMRec runs it:
+ * per epoch, BPR triples from the sampler in batches, Adam on all
+ * parameters; then evaluation on validation, early stopping after
+ * `patience` evaluations without improvement of the selection metric, and
+ * the test split evaluated at each new best epoch. Models without training
+ * (MostPop) are evaluated once.
+ */
+#include "mrec_recsys.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+mrec_fit_options mrec_fit_defaults(void) {
+    mrec_fit_options o = {.epochs = 1000, .batch_size = 2048, .patience = 20, .eval_every = 1, .lr = 0.001f,
+                          .seed = 999, .select_metric = MREC_METRIC_RECALL, .select_k = 20};
+    return o;
+}
+
+static void logf_(const mrec_fit_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(const mrec_fit_options *o, const char *fmt, ...) {
+    if (!o->log) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    o->log(o->log_ctx, line);
+}
+
+static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,
+                            const mrec_user_items *also_masked, const int *k, int n_k, float threshold, mrec_pool *pool) {
+    mrec_eval_spec spec = {.relevant = rel, .masked = {train, also_masked}, .n_k = n_k, .rel_threshold = threshold};
+    memcpy(spec.k, k, (size_t)n_k * sizeof *k);
+    return mrec_evaluate(r, &spec, m->score, m->self, pool);
+}
+
+mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
+                     const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
+                     const mrec_fit_options *opt, mrec_pool *pool) {
+    memset(out, 0, sizeof *out);
+    int sel_k = -1;
+    for (int i = 0; i < n_k; i++)
+        if (k[i] == opt->select_k) sel_k = i;
+    if (sel_k < 0) return mrec_fail(MREC_ERR_ARG, "fit: the selection cut-off %d is not among the cut-offs", opt->select_k);
+    int has_valid = valid && valid->row_ptr[valid->n_rows] > 0;
+    const mrec_user_items *select = has_valid ? valid : test;
+    out->selected_on_test = !has_valid;
+    const mrec_user_items *test_mask = opt->mask_valid_in_test && has_valid ? valid : NULL;
+    mrec_status st;
+
+    if (!m->loss_grad) { /* nothing to train */
+        double t0 = now();
+        if (m->prepare && (st = m->prepare(m->self))) return st;
+        if (has_valid && (st = evaluate(&out->valid, m, valid, train, NULL, k, n_k, rel_threshold, pool))) return st;
+        st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, pool);
+        out->eval_seconds = now() - t0;
+        return st;
+    }
+
+    mrec_bpr_sampler sampler;
+    mrec_adam adam;
+    if ((st = mrec_bpr_sampler_init(&sampler, train))) return st;
+    mrec_adam_init(&adam, opt->lr, opt->weight_decay);
+    for (int p = 0; p < m->n_params && !st; p++) st = mrec_adam_add(&adam, m->param[p], m->grad[p], m->size[p]);
+    mrec_rng rng = {opt->seed};
+    double best = -1;
+    int bad_evals = 0;
+    for (int epoch = 1; epoch <= opt->epochs && !st; epoch++) {
+        double t0 = now(), loss = 0;
+        mrec_bpr_sampler_epoch(&sampler, &rng);
+        int batches = 0;
+        for (int64_t at = 0; at < sampler.n; at += opt->batch_size, batches++) {
+            int n = (int)(sampler.n - at < opt->batch_size ? sampler.n - at : opt->batch_size);
+            double l = m->loss_grad(m->self, sampler.user + at, sampler.pos + at, sampler.neg + at, n);
+            if (!isfinite(l)) {
+                st = mrec_fail(MREC_ERR_ARG, "fit: loss is %g at epoch %d, batch %d (learning rate too high?)", l, epoch,
+                               batches);
+                break;
+            }
+            loss += l;
+            mrec_adam_step(&adam, pool);
+        }
+        double t1 = now();
+        out->train_seconds += t1 - t0;
+        out->epochs_run = epoch;
+        if (st || epoch % opt->eval_every != 0) continue;
+        mrec_eval_result r;
+        if (m->prepare && (st = m->prepare(m->self))) break;
+        if ((st = evaluate(&r, m, select, train, select == test ? test_mask : NULL, k, n_k, rel_threshold, pool))) break;
+        double score = r.value[opt->select_metric][sel_k];
+        int improved = score > best;
+        if (improved) {
+            best = score, bad_evals = 0, out->best_epoch = epoch;
+            if (has_valid) {
+                out->valid = r;
+                st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, pool);
+            } else {
+                out->test = r;
+            }
+        } else {
+            bad_evals++;
+        }
+        double t2 = now();
+        out->eval_seconds += t2 - t1;
+        logf_(opt, "epoch %4d  loss %.6f  %s %s@%d %.4f%s  train %.2fs  eval %.2fs", epoch, loss / batches,
+              has_valid ? "valid" : "test", mrec_metric_name(opt->select_metric), opt->select_k, score,
+              improved ? " *" : "", t1 - t0, t2 - t1);
+        if (bad_evals >= opt->patience) {
+            logf_(opt, "no improvement in %d evaluations: stopping; best epoch %d", opt->patience, out->best_epoch);
+            break;
+        }
+    }
+    mrec_bpr_sampler_free(&sampler);
+    mrec_adam_free(&adam);
+    return st;
+}

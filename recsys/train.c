@@ -1,0 +1,179 @@
+/* train.c: what every BPR-trained model shares: the seeded generator, the
+ * negative sampler, the BPR loss and Adam. */
+#include "mrec_recsys.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t mrec_rng_next(mrec_rng *r) {
+    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double mrec_rng_uniform(mrec_rng *r) { return (mrec_rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+double mrec_rng_normal(mrec_rng *r) {
+    double u1 = mrec_rng_uniform(r), u2 = mrec_rng_uniform(r);
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+}
+
+uint32_t mrec_rng_below(mrec_rng *r, uint32_t n) {
+    /* Lemire's multiply-shift with rejection: no modulo bias. */
+    uint64_t m = (uint64_t)(uint32_t)mrec_rng_next(r) * n;
+    uint32_t low = (uint32_t)m;
+    if (low < n) {
+        uint32_t t = -n % n;
+        while (low < t) {
+            m = (uint64_t)(uint32_t)mrec_rng_next(r) * n;
+            low = (uint32_t)m;
+        }
+    }
+    return (uint32_t)(m >> 32);
+}
+
+/* ---- sampler ---- */
+
+mrec_status mrec_bpr_sampler_init(mrec_bpr_sampler *s, const mrec_user_items *train) {
+    memset(s, 0, sizeof *s);
+    s->train = train;
+    s->n = train->row_ptr[train->n_rows];
+    size_t n = (size_t)(s->n ? s->n : 1);
+    s->user = malloc(n * sizeof *s->user), s->pos = malloc(n * sizeof *s->pos), s->neg = malloc(n * sizeof *s->neg);
+    uint8_t *seen = calloc((size_t)train->n_cols + 1, 1);
+    s->train_items = malloc(sizeof *s->train_items * ((size_t)train->n_cols + 1));
+    if (!s->user || !s->pos || !s->neg || !seen || !s->train_items) {
+        free(seen), mrec_bpr_sampler_free(s);
+        return mrec_fail(MREC_ERR_NOMEM, "sampler for %lld pairs", (long long)s->n);
+    }
+    for (int64_t e = 0; e < s->n; e++) seen[train->col[e]] = 1;
+    for (int i = 0; i < train->n_cols; i++)
+        if (seen[i]) s->train_items[s->n_train_items++] = i;
+    free(seen);
+    /* A user who has every training item cannot get a negative. */
+    for (int u = 0; u < train->n_rows; u++)
+        if (train->row_ptr[u + 1] - train->row_ptr[u] >= s->n_train_items && train->row_ptr[u + 1] > train->row_ptr[u]) {
+            mrec_bpr_sampler_free(s);
+            return mrec_fail(MREC_ERR_ARG, "user %d interacted with every item: no negative to sample", u);
+        }
+    int64_t k = 0;
+    for (int u = 0; u < train->n_rows; u++)
+        for (int64_t e = train->row_ptr[u]; e < train->row_ptr[u + 1]; e++) s->user[k] = u, s->pos[k] = train->col[e], k++;
+    return MREC_OK;
+}
+
+static int in_row(const mrec_user_items *m, int u, int32_t item) {
+    int64_t lo = m->row_ptr[u], hi = m->row_ptr[u + 1];
+    while (lo < hi) {
+        int64_t mid = (lo + hi) / 2;
+        if (m->col[mid] < item) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < m->row_ptr[u + 1] && m->col[lo] == item;
+}
+
+void mrec_bpr_sampler_epoch(mrec_bpr_sampler *s, mrec_rng *rng) {
+    /* Fisher-Yates over the pairs, then one negative each. */
+    for (int64_t i = s->n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(mrec_rng_uniform(rng) * (double)(i + 1));
+        int32_t tu = s->user[i], tp = s->pos[i];
+        s->user[i] = s->user[j], s->pos[i] = s->pos[j];
+        s->user[j] = tu, s->pos[j] = tp;
+    }
+    for (int64_t k = 0; k < s->n; k++) {
+        int32_t j;
+        do j = s->train_items[mrec_rng_below(rng, (uint32_t)s->n_train_items)];
+        while (in_row(s->train, s->user[k], j));
+        s->neg[k] = j;
+    }
+}
+
+void mrec_bpr_sampler_free(mrec_bpr_sampler *s) {
+    free(s->user), free(s->pos), free(s->neg), free(s->train_items);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- loss ---- */
+
+double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int k = 0; k < n; k++) {
+        double x = (double)pos[k] - neg[k], sig = 1.0 / (1.0 + exp(-x));
+        loss += -log(1e-10 + sig);
+        dx[k] = (float)(-(sig * (1.0 - sig)) / (1e-10 + sig) / n);
+    }
+    return loss / n;
+}
+
+/* ---- Adam ---- */
+
+mrec_status mrec_adam_init(mrec_adam *a, float lr, float weight_decay) {
+    memset(a, 0, sizeof *a);
+    a->lr = lr, a->beta1 = 0.9f, a->beta2 = 0.999f, a->eps = 1e-8f, a->weight_decay = weight_decay;
+    return MREC_OK;
+}
+
+mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n) {
+    if (a->n_params == 4) return mrec_fail(MREC_ERR_ARG, "adam: at most 4 parameter tensors");
+    int p = a->n_params;
+    a->m[p] = calloc((size_t)n, sizeof(float));
+    a->v[p] = calloc((size_t)n, sizeof(float));
+    if (!a->m[p] || !a->v[p]) {
+        free(a->m[p]), free(a->v[p]);
+        return mrec_fail(MREC_ERR_NOMEM, "adam: moments for %lld values", (long long)n);
+    }
+    a->param[p] = param, a->grad[p] = grad, a->size[p] = n;
+    a->n_params++;
+    return MREC_OK;
+}
+
+typedef struct {
+    mrec_adam *a;
+    int p;
+    float step_size, bias2_sqrt;
+} adam_args;
+
+static void adam_range(void *arg, int64_t lo, int64_t hi) {
+    adam_args *x = arg;
+    mrec_adam *a = x->a;
+    float *w = a->param[x->p], *g = a->grad[x->p], *m = a->m[x->p], *v = a->v[x->p];
+    for (int64_t i = lo; i < hi; i++) {
+        float gi = g[i] + a->weight_decay * w[i];
+        m[i] = a->beta1 * m[i] + (1 - a->beta1) * gi;
+        v[i] = a->beta2 * v[i] + (1 - a->beta2) * gi * gi;
+        /* torch: param -= lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps) */
+        w[i] -= x->step_size * m[i] / (sqrtf(v[i]) / x->bias2_sqrt + a->eps);
+    }
+}
+
+typedef void (*range_fn)(void *, int64_t, int64_t);
+typedef struct {
+    range_fn fn;
+    void *arg;
+    int64_t n, chunk;
+} range_job;
+
+static void range_task(void *arg, int task, int thread) {
+    (void)thread;
+    range_job *j = arg;
+    int64_t lo = task * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
+    if (lo < hi) j->fn(j->arg, lo, hi);
+}
+
+void mrec_adam_step(mrec_adam *a, mrec_pool *pool) {
+    a->step++;
+    float bias1 = 1 - powf(a->beta1, (float)a->step), bias2 = 1 - powf(a->beta2, (float)a->step);
+    for (int p = 0; p < a->n_params; p++) {
+        adam_args x = {a, p, a->lr / bias1, sqrtf(bias2)};
+        int tasks = 4 * mrec_pool_threads(pool);
+        range_job j = {adam_range, &x, a->size[p], (a->size[p] + tasks - 1) / tasks};
+        mrec_pool_run(pool, range_task, &j, tasks);
+    }
+}
+
+void mrec_adam_free(mrec_adam *a) {
+    for (int p = 0; p < a->n_params; p++) free(a->m[p]), free(a->v[p]);
+    memset(a, 0, sizeof *a);
+}
