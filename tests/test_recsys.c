@@ -261,6 +261,85 @@ static void test_gradients(mrec_pool *pool) {
     }
 }
 
+/* ---- training parity with PyTorch -------------------------------------------------------- */
+
+static void fill_floats(float *dst, const cJSON *arr) {
+    int i = 0;
+    for (const cJSON *v = arr->child; v; v = v->next) dst[i++] = (float)v->valuedouble;
+}
+
+/* Same initial weights and batches as tools/golden/recsys.py: the loss at
+ * every Adam step and the final embeddings agree to 1e-4 (float32 on both
+ * sides, summed in different orders: differences are ~1e-6). */
+static void test_trajectory(mrec_pool *pool) {
+    FILE *f = fopen("tests/fixtures/recsys/trajectory.json", "rb");
+    if (!t_check(f != NULL, "open trajectory.json")) return;
+    static char buf[1 << 17];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cJSON *c = cJSON_ParseWithLength(buf, n);
+    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
+    int d = cJSON_GetObjectItem(c, "dim")->valueint;
+    float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble, reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
+    /* the training pairs -> user lists -> graph */
+    mrec_interactions x = {0};
+    const cJSON *pairs = cJSON_GetObjectItem(c, "pairs");
+    x.n = cJSON_GetArraySize(pairs), x.n_users = U, x.n_items = I;
+    x.user = malloc(sizeof *x.user * (size_t)x.n), x.item = malloc(sizeof *x.item * (size_t)x.n);
+    x.rating = malloc(sizeof *x.rating * (size_t)x.n), x.split = calloc((size_t)x.n, 1);
+    int64_t k = 0;
+    for (const cJSON *p = pairs->child; p; p = p->next, k++)
+        x.user[k] = p->child->valueint, x.item[k] = p->child->next->valueint, x.rating[k] = 1;
+    mrec_user_items train;
+    mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN);
+    mrec_graph g;
+    mrec_graph_normalized(&g, &train);
+    static const char *names[2] = {"bprmf", "lightgcn"};
+    for (int which = 0; which < 2; which++) {
+        const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), names[which]);
+        mrec_rng rng = {1};
+        mrec_model m;
+        mrec_status st = which ? mrec_lightgcn_create(&m, &g, U, I, d, cJSON_GetObjectItem(ref, "layers")->valueint, reg, &rng, pool)
+                               : mrec_bprmf_create(&m, U, I, d, reg, &rng, pool);
+        if (!t_status(st, MREC_OK, "create %s", names[which])) continue;
+        /* PyTorch's initial weights; LightGCN keeps users then items in one table */
+        fill_floats(m.param[0], cJSON_GetObjectItem(c, "user0"));
+        fill_floats(which ? m.param[0] + (size_t)U * d : m.param[1], cJSON_GetObjectItem(c, "item0"));
+        mrec_adam adam;
+        mrec_adam_init(&adam, lr, 0);
+        for (int p = 0; p < m.n_params; p++) mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
+        const cJSON *want = cJSON_GetObjectItem(ref, "losses")->child;
+        int step = 0, bad = 0;
+        for (const cJSON *b = cJSON_GetObjectItem(c, "batches")->child; b; b = b->next, want = want->next, step++) {
+            int32_t us[64], ps[64], ns[64];
+            int nb = 0;
+            for (const cJSON *v = b->child->child; v; v = v->next) us[nb++] = v->valueint;
+            nb = 0;
+            for (const cJSON *v = b->child->next->child; v; v = v->next) ps[nb++] = v->valueint;
+            nb = 0;
+            for (const cJSON *v = b->child->next->next->child; v; v = v->next) ns[nb++] = v->valueint;
+            double loss = m.loss_grad(m.self, us, ps, ns, nb);
+            if (fabs(loss - want->valuedouble) > 1e-4 && bad++ < 3)
+                fprintf(stderr, "  %s step %d: loss %.7f, PyTorch %.7f\n", names[which], step, loss, want->valuedouble);
+            mrec_adam_step(&adam, pool);
+        }
+        t_check(bad == 0 && step == 6, "%s: loss trajectory matches PyTorch (%d of %d steps differ)", names[which], bad, step);
+        float *wu = malloc(sizeof *wu * (size_t)U * d), *wi = malloc(sizeof *wi * (size_t)I * d);
+        fill_floats(wu, cJSON_GetObjectItem(ref, "user"));
+        fill_floats(wi, cJSON_GetObjectItem(ref, "item"));
+        t_allclose(which ? "lightgcn users after 6 steps" : "bprmf users after 6 steps", wu, m.param[0], (int64_t)U * d, 1e-4, 0);
+        t_allclose(which ? "lightgcn items after 6 steps" : "bprmf items after 6 steps", wi,
+                   which ? m.param[0] + (size_t)U * d : m.param[1], (int64_t)I * d, 1e-4, 0);
+        free(wu), free(wi);
+        mrec_adam_free(&adam);
+        mrec_model_destroy(&m);
+    }
+    mrec_graph_free(&g);
+    mrec_user_items_free(&train);
+    free(x.user), free(x.item), free(x.rating), free(x.split);
+    cJSON_Delete(c);
+}
+
 int main(void) {
     t_suite("recsys");
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
@@ -268,6 +347,7 @@ int main(void) {
     T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
     test_metrics(pool);
     test_gradients(pool);
+    test_trajectory(pool);
     test_loaders();
     test_real_data();
     mrec_pool_destroy(pool);
