@@ -94,7 +94,7 @@ all: bin/mrec
 # bin/mrec is whichever variant was built last, so it is always refreshed.
 bin/mrec: $(BUILD)/mrec
 	@mkdir -p bin
-	@cp $< $@
+	@cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/mrec: $(TOOL_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
