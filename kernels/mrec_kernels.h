@@ -200,6 +200,16 @@ void mrec_spmm_t_ref(float *out, const int64_t *row_ptr, const int32_t *col, con
 void mrec_spmm_t_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                      const float *X, int R, int Cc, int D, mrec_pool *pool);
 
+/* ---- optimizer ----------------------------------------------------------------
+ * One Adam step as torch.optim.Adam (L2 weight decay added to the gradient;
+ * bias corrections for step >= 1) on param (n), moments m and v (n), grad (n):
+ *   g = grad + wd * param; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2
+ *   param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps) */
+void mrec_adam_ref(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
+                   float weight_decay, int64_t step, int64_t n);
+void mrec_adam_cpu(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
+                   float weight_decay, int64_t step, int64_t n, mrec_pool *pool);
+
 /* ---- CUDA (CUDA build only; kernels/cuda/) -------------------------------
  * mrec_cuda owns the device's stream and cuBLAS handle. In a CPU-only build
  * mrec_cuda_create reports MREC_ERR_DEVICE and nothing else is called. */

@@ -129,48 +129,11 @@ mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n) {
     return MREC_OK;
 }
 
-typedef struct {
-    mrec_adam *a;
-    int p;
-    float step_size, bias2_sqrt;
-} adam_args;
-
-static void adam_range(void *arg, int64_t lo, int64_t hi) {
-    adam_args *x = arg;
-    mrec_adam *a = x->a;
-    float *w = a->param[x->p], *g = a->grad[x->p], *m = a->m[x->p], *v = a->v[x->p];
-    for (int64_t i = lo; i < hi; i++) {
-        float gi = g[i] + a->weight_decay * w[i];
-        m[i] = a->beta1 * m[i] + (1 - a->beta1) * gi;
-        v[i] = a->beta2 * v[i] + (1 - a->beta2) * gi * gi;
-        /* torch: param -= lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps) */
-        w[i] -= x->step_size * m[i] / (sqrtf(v[i]) / x->bias2_sqrt + a->eps);
-    }
-}
-
-typedef void (*range_fn)(void *, int64_t, int64_t);
-typedef struct {
-    range_fn fn;
-    void *arg;
-    int64_t n, chunk;
-} range_job;
-
-static void range_task(void *arg, int task, int thread) {
-    (void)thread;
-    range_job *j = arg;
-    int64_t lo = task * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
-    if (lo < hi) j->fn(j->arg, lo, hi);
-}
-
 void mrec_adam_step(mrec_adam *a, mrec_pool *pool) {
     a->step++;
-    float bias1 = 1 - powf(a->beta1, (float)a->step), bias2 = 1 - powf(a->beta2, (float)a->step);
-    for (int p = 0; p < a->n_params; p++) {
-        adam_args x = {a, p, a->lr / bias1, sqrtf(bias2)};
-        int tasks = 4 * mrec_pool_threads(pool);
-        range_job j = {adam_range, &x, a->size[p], (a->size[p] + tasks - 1) / tasks};
-        mrec_pool_run(pool, range_task, &j, tasks);
-    }
+    for (int p = 0; p < a->n_params; p++)
+        mrec_adam_cpu(a->param[p], a->m[p], a->v[p], a->grad[p], a->lr, a->beta1, a->beta2, a->eps, a->weight_decay,
+                      a->step, a->size[p], pool);
 }
 
 void mrec_adam_free(mrec_adam *a) {

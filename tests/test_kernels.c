@@ -386,6 +386,23 @@ static void test_spmm(void) {
     }
 }
 
+static void test_adam(void) {
+    int64_t n = 10007;
+    float *g = randv(n, -1, 1), *p0 = randv(n, -1, 1);
+    for (int p = 0; p < n_pools; p++) {
+        float *pr = copyv(p0, n), *pc = copyv(p0, n), *mr = calloc(n, 4), *vr = calloc(n, 4), *mc = calloc(n, 4), *vc = calloc(n, 4);
+        for (int step = 1; step <= 5; step++) {
+            mrec_adam_ref(pr, mr, vr, g, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, n);
+            mrec_adam_cpu(pc, mc, vc, g, 1e-2f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, n, pools[p]);
+        }
+        /* float vs double moments: a few ulps of the parameter after 5 steps */
+        t_allclose("adam parameters", pr, pc, n, 1e-6, 1e-5);
+        t_allclose("adam second moments", vr, vc, n, 1e-9, 1e-5);
+        free(pr), free(pc), free(mr), free(vr), free(mc), free(vc);
+    }
+    free(g), free(p0);
+}
+
 int main(void) {
     t_suite("kernels");
     mrec_simd best = mrec_simd_detect();
@@ -408,6 +425,7 @@ int main(void) {
     test_batchnorm();
     test_pool2d();
     test_spmm();
+    test_adam();
     for (int p = 0; p < n_pools; p++) mrec_pool_destroy(pools[p]);
     return t_finish();
 }

@@ -87,7 +87,7 @@ typedef struct {
     int C, HW;
 } bn_args;
 
-static void batchnorm_range(void *arg, int64_t lo, int64_t hi) {
+MREC_VECTOR_CLONES static void batchnorm_range(void *arg, int64_t lo, int64_t hi) {
     bn_args *a = arg;
     for (int64_t plane = lo; plane < hi; plane++) {
         int c = (int)(plane % a->C);

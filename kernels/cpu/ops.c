@@ -22,15 +22,15 @@ typedef struct {
     mrec_act act;
 } ew_args;
 
-static void add_range(void *arg, int64_t lo, int64_t hi) {
+MREC_VECTOR_CLONES static void add_range(void *arg, int64_t lo, int64_t hi) {
     ew_args *e = arg;
     for (int64_t i = lo; i < hi; i++) e->out[i] = e->a[i] + e->b[i];
 }
-static void mul_range(void *arg, int64_t lo, int64_t hi) {
+MREC_VECTOR_CLONES static void mul_range(void *arg, int64_t lo, int64_t hi) {
     ew_args *e = arg;
     for (int64_t i = lo; i < hi; i++) e->out[i] = e->a[i] * e->b[i];
 }
-static void scale_range(void *arg, int64_t lo, int64_t hi) {
+MREC_VECTOR_CLONES static void scale_range(void *arg, int64_t lo, int64_t hi) {
     ew_args *e = arg;
     for (int64_t i = lo; i < hi; i++) e->out[i] = e->a[i] * e->s;
 }
@@ -285,4 +285,30 @@ void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, in
     if (k <= 0) return;
     topk_args t = {idx, val, scores, C, k};
     mrec_parallel_range(pool, R, 1, topk_range, &t);
+}
+
+/* ---- Adam ------------------------------------------------------------------ */
+
+typedef struct {
+    float *param, *m, *v;
+    const float *grad;
+    float beta1, beta2, eps, wd, step_size, bias2_sqrt;
+} adam_args;
+
+MREC_VECTOR_CLONES static void adam_range(void *arg, int64_t lo, int64_t hi) {
+    adam_args *a = arg;
+    for (int64_t i = lo; i < hi; i++) {
+        float g = a->grad[i] + a->wd * a->param[i];
+        a->m[i] = a->beta1 * a->m[i] + (1 - a->beta1) * g;
+        a->v[i] = a->beta2 * a->v[i] + (1 - a->beta2) * g * g;
+        a->param[i] -= a->step_size * a->m[i] / (sqrtf(a->v[i]) / a->bias2_sqrt + a->eps);
+    }
+}
+
+void mrec_adam_cpu(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
+                   float weight_decay, int64_t step, int64_t n, mrec_pool *pool) {
+    /* bias corrections in double, as PyTorch computes them in Python floats */
+    double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
+    adam_args a = {param, m, v, grad, beta1, beta2, eps, weight_decay, (float)(lr / bias1), (float)sqrt(bias2)};
+    mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, adam_range, &a);
 }

@@ -6,6 +6,16 @@
 
 #include "../mrec_kernels.h"
 
+/* Loop bodies that gain from wide vectors are compiled for AVX-512, AVX2
+ * and baseline x86-64, the loader picking one for this CPU. Each element is
+ * still computed in the same order (vectors run across elements, never
+ * across a sum), so every version gives the same bits. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MREC_NO_CLONES)
+#define MREC_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MREC_VECTOR_CLONES
+#endif
+
 typedef void (*mrec_range_fn)(void *arg, int64_t begin, int64_t end);
 
 typedef struct {

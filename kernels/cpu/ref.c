@@ -284,3 +284,14 @@ void mrec_spmm_t_ref(float *out, const int64_t *row_ptr, const int32_t *col, con
             out[(size_t)c * D + d] = (float)sum;
         }
 }
+
+void mrec_adam_ref(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
+                   float weight_decay, int64_t step, int64_t n) {
+    double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
+    for (int64_t i = 0; i < n; i++) {
+        double g = (double)grad[i] + (double)weight_decay * param[i];
+        m[i] = (float)(beta1 * (double)m[i] + (1.0 - beta1) * g);
+        v[i] = (float)(beta2 * (double)v[i] + (1.0 - beta2) * g * g);
+        param[i] = (float)(param[i] - lr / bias1 * m[i] / (sqrt((double)v[i]) / sqrt(bias2) + eps));
+    }
+}
