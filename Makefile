@@ -132,7 +132,7 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/tests/harness.o $(LIB) $(LDLIBS)
 
-test: bin/mrec $(TEST_BINS)
+test: $(BUILD)/mrec $(TEST_BINS)
 	@sh tests/run.sh $(BUILD) $(TEST_BINS)
 
 # ---- bench ----------------------------------------------------------------
