@@ -59,6 +59,29 @@ void mrec_interactions_free(mrec_interactions *x);
 /* Writes "<dense id>\t<original id>" per line, for users or items. */
 mrec_status mrec_write_id_map(const mrec_interactions *x, int items, const char *path);
 
+/* ---- filters and splits ----------------------------------------------------------- */
+
+/* Keeps interactions with rating >= min_rating, then removes users with
+ * fewer than user_k and items with fewer than item_k interactions, repeated
+ * until nothing changes when iterative (Elliot's iterative k-core), once
+ * otherwise. 0 disables a part. Ids are renumbered over what is left (same
+ * rule as loading). */
+mrec_status mrec_filter(mrec_interactions *x, float min_rating, int user_k, int item_k, int iterative);
+
+/* Per-user splits into train / valid / test (x->split), seeded:
+ *   MREC_SPLITTER_MMREC     MMRec's preprocessing: each user's interactions in random
+ *                           order; n < 10: n-2 train, 1 valid, 1 test; otherwise
+ *                           int(0.2 n) held out, half (rounded down) valid, the rest test
+ *   MREC_SPLITTER_RANDOM    random hold-out: floor(n (1 - test_ratio)) train, the rest
+ *                           test; then the same rule with valid_ratio on the train part
+ *   MREC_SPLITTER_TEMPORAL  the same counts, the latest interactions held out
+ *   MREC_SPLITTER_LEAVE_N   the last n_out interactions by time to test (and n_out to
+ *                           valid when valid_ratio > 0), for users with enough left */
+typedef enum { MREC_SPLITTER_MMREC, MREC_SPLITTER_RANDOM, MREC_SPLITTER_TEMPORAL, MREC_SPLITTER_LEAVE_N } mrec_splitter;
+
+mrec_status mrec_split_users(mrec_interactions *x, mrec_splitter how, double test_ratio, double valid_ratio, int n_out,
+                       uint64_t seed);
+
 /* ---- per-user lists (CSR) ------------------------------------------------------ */
 
 typedef struct {

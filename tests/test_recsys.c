@@ -203,6 +203,70 @@ static void test_real_data(void) {
     }
 }
 
+/* ---- filters and splits ------------------------------------------------------------------ */
+
+static void test_splits(void) {
+    /* users with 5, 9, 10 and 23 interactions, timestamps = item order */
+    static const int sizes[4] = {5, 9, 10, 23};
+    char content[8192];
+    int at = 0;
+    for (int u = 0; u < 4; u++)
+        for (int i = 0; i < sizes[u]; i++) at += snprintf(content + at, sizeof content - (size_t)at, "u%d\ti%d\t5\t%d\n", u, i, 1000 + i);
+    const char *p = write_tmp("s.tsv", content);
+    mrec_interactions x;
+    if (!t_status(mrec_load_tsv(&x, p), MREC_OK, "load s.tsv")) return;
+    static const int want[4][3] = {{3, 1, 1}, {7, 1, 1}, {8, 1, 1}, {19, 2, 2}}; /* MMRec's rule */
+    t_status(mrec_split_users(&x, MREC_SPLITTER_MMREC, 0, 0, 0, 42), MREC_OK, "mmrec split");
+    int ok = 1;
+    int8_t first[64];
+    for (int u = 0; u < 4; u++) {
+        int c[3] = {0, 0, 0};
+        for (int64_t k = 0; k < x.n; k++)
+            if (x.user[k] == u) c[x.split[k]]++;
+        ok &= c[0] == want[u][0] && c[1] == want[u][1] && c[2] == want[u][2];
+    }
+    t_check(ok, "MMRec 8:1:1 rule: n < 10 -> n-2/1/1, else int(0.2 n) held out, half valid");
+    memcpy(first, x.split, sizeof first);
+    mrec_split_users(&x, MREC_SPLITTER_MMREC, 0, 0, 0, 42);
+    t_check(memcmp(first, x.split, sizeof first) == 0, "same seed, same split");
+    mrec_split_users(&x, MREC_SPLITTER_MMREC, 0, 0, 0, 43);
+    t_check(memcmp(first, x.split, sizeof first) != 0, "another seed, another split");
+    /* random hold-out 0.2, validation 0.1 of the rest, user with 10: floor(8) kept, floor(7.2) train */
+    mrec_split_users(&x, MREC_SPLITTER_RANDOM, 0.2, 0.1, 0, 1);
+    int c[3] = {0, 0, 0};
+    for (int64_t k = 0; k < x.n; k++)
+        if (x.user[k] == 2) c[x.split[k]]++;
+    t_check(c[0] == 7 && c[1] == 1 && c[2] == 2, "random hold-out: %d/%d/%d for 10 interactions", c[0], c[1], c[2]);
+    /* temporal: the latest go to test */
+    mrec_split_users(&x, MREC_SPLITTER_TEMPORAL, 0.2, 0, 0, 1);
+    int latest_ok = 1;
+    for (int64_t k = 0; k < x.n; k++)
+        if (x.user[k] == 3) latest_ok &= (x.split[k] == MREC_SPLIT_TEST) == (x.timestamp[k] >= 1000 + 18); /* floor(23 * 0.8) = 18 kept */
+    t_check(latest_ok, "temporal hold-out takes the latest 20%%");
+    mrec_split_users(&x, MREC_SPLITTER_LEAVE_N, 0, 1, 1, 1);
+    int loo = 0;
+    for (int64_t k = 0; k < x.n; k++) loo += x.user[k] == 0 && x.split[k] == MREC_SPLIT_TEST && x.timestamp[k] == 1004;
+    t_check(loo == 1, "leave-one-out: the last interaction is the test item");
+    t_status(mrec_split_users(&x, MREC_SPLITTER_RANDOM, 1.5, 0, 0, 1), MREC_ERR_ARG, "ratio outside (0, 1)");
+    mrec_interactions_free(&x);
+
+    /* Filters on MovieLens-100K: ratings >= 4, 10-core, against counts computed in Python. */
+    if (access(DATA "ml-100k/raw/u.data", R_OK) != 0) {
+        t_skip("ml-100k not found");
+        return;
+    }
+    for (int iterative = 0; iterative < 2; iterative++) {
+        if (!t_status(mrec_load_tsv(&x, DATA "ml-100k/raw/u.data"), MREC_OK, "load u.data")) return;
+        t_status(mrec_filter(&x, 4.0f, 10, 10, iterative), MREC_OK, "filter");
+        long want_n = iterative ? 52764 : 52866;
+        int want_u = iterative ? 887 : 897, want_i = iterative ? 822 : 824;
+        t_check(x.n == want_n && x.n_users == want_u && x.n_items == want_i,
+                "ml-100k rating >= 4, %s10-core: %lld pairs, %d users, %d items (want %ld, %d, %d)",
+                iterative ? "iterative " : "", (long long)x.n, x.n_users, x.n_items, want_n, want_u, want_i);
+        mrec_interactions_free(&x);
+    }
+}
+
 /* ---- gradients by finite differences ------------------------------------------------- */
 
 static void check_gradients(mrec_model *m, const char *name) {
@@ -349,6 +413,7 @@ int main(void) {
     test_gradients(pool);
     test_trajectory(pool);
     test_loaders();
+    test_splits();
     test_real_data();
     mrec_pool_destroy(pool);
     char cmd[300];

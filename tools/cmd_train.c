@@ -3,6 +3,7 @@
  *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|bprmf|lightgcn
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
+ *              [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--min-rating X --kcore K]
  *              [--threads N] --out DIR
  * Writes DIR/results.tsv (one row per evaluated split, Elliot-style: model,
  * hyper-parameters, best epoch, metric@k columns) and DIR/users.tsv,
@@ -11,6 +12,7 @@
 #include "../recsys/mrec_recsys.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +24,15 @@ static int usage(FILE *f) {
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
             "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
             "                  [--select recall@20] [--threshold 0] [--mask-valid] [--threads N]\n"
+            "                  [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--seed-split S]\n"
+            "                  [--min-rating X] [--kcore K] [--kcore-once]\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
             "Defaults are MMRec's: dim 64, lr 0.001, batch 2048, patience 20; reg 1e-5 (bprmf),\n"
-            "1e-4 (lightgcn); 3 layers.\n");
+            "1e-4 (lightgcn); 3 layers. --split makes train/valid/test from a file without one (or\n"
+            "replaces its split); --kcore filters users and items with fewer than K interactions,\n"
+            "iteratively unless --kcore-once.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -58,13 +64,16 @@ int mrec_cmd_train(int argc, char **argv) {
     const char *data = NULL, *format = "inter", *model = NULL, *out = NULL, *metrics = "recall,ndcg,precision,map",
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
-    float reg = -1, threshold = 0;
-    int dim = 64, layers = 3, threads = 0;
+    float reg = -1, threshold = 0, min_rating = -INFINITY;
+    int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0;
+    const char *split = NULL;
+    uint64_t split_seed = 999;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int used = 1;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         else if (!strcmp(a, "--mask-valid")) opt.mask_valid_in_test = 1, used = 0;
+        else if (!strcmp(a, "--kcore-once")) kcore_once = 1, used = 0;
         else if (!v) {
             fprintf(stderr, "mrec train: %s needs a value\n", a);
             return 1;
@@ -85,6 +94,10 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--patience")) opt.patience = atoi(v);
         else if (!strcmp(a, "--threshold")) threshold = strtof(v, NULL);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--split")) split = v;
+        else if (!strcmp(a, "--seed-split")) split_seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--min-rating")) min_rating = strtof(v, NULL);
+        else if (!strcmp(a, "--kcore")) kcore = atoi(v);
         else {
             fprintf(stderr, "mrec train: unknown option '%s'\n", a);
             return usage(stderr);
@@ -130,10 +143,29 @@ int mrec_cmd_train(int argc, char **argv) {
                      : !strcmp(format, "lightgcn") ? mrec_load_lightgcn(&x, data)
                      : mrec_fail(MREC_ERR_ARG, "--format '%s' is not inter, tsv or lightgcn", format);
     if (st) return fail("loading data", st);
+    if (kcore > 0 || min_rating > -INFINITY) {
+        if ((st = mrec_filter(&x, min_rating, kcore, kcore, !kcore_once))) {
+            mrec_interactions_free(&x);
+            return fail("filtering", st);
+        }
+    }
+    if (split) {
+        double a = 0, b = 0;
+        int n = 0;
+        if (!strcmp(split, "mmrec")) st = mrec_split_users(&x, MREC_SPLITTER_MMREC, 0, 0, 0, split_seed);
+        else if (sscanf(split, "random:%lf:%lf", &a, &b) >= 1) st = mrec_split_users(&x, MREC_SPLITTER_RANDOM, a, b, 0, split_seed);
+        else if (sscanf(split, "temporal:%lf:%lf", &a, &b) >= 1) st = mrec_split_users(&x, MREC_SPLITTER_TEMPORAL, a, b, 0, split_seed);
+        else if (sscanf(split, "leave:%d:%lf", &n, &b) >= 1) st = mrec_split_users(&x, MREC_SPLITTER_LEAVE_N, 0, b, n, split_seed);
+        else st = mrec_fail(MREC_ERR_ARG, "--split '%s' is not mmrec, random:T[:V], temporal:T[:V] or leave:N[:valid]", split);
+        if (st) {
+            mrec_interactions_free(&x);
+            return fail("splitting", st);
+        }
+    }
     if (!x.has_split) {
         mrec_interactions_free(&x);
-        fprintf(stderr, "mrec train: %s has no split (an x_label column, or train.txt/test.txt); splitting a single file "
-                        "is not implemented yet\n", data);
+        fprintf(stderr, "mrec train: %s has no split (an x_label column, or train.txt/test.txt); give one with --split\n",
+                data);
         return 2;
     }
     mrec_user_items train, valid, test;
