@@ -225,6 +225,11 @@ mrec_status mrec_bprmf_create(mrec_model *m, int n_users, int n_items, int dim, 
  * BPR on final embeddings plus reg * EmbLoss on the batch's ego embeddings. */
 mrec_status mrec_lightgcn_create(mrec_model *m, const mrec_graph *graph, int n_users, int n_items, int dim, int layers,
                                  float reg, mrec_rng *rng, mrec_pool *pool);
+/* ItemKNN: cosine similarity of items over their training users,
+ * |U_i & U_j| / sqrt(|U_i| |U_j|), the k most similar kept per item (ties to
+ * the lower id), and score(u, i) = sum of sim(i, j) over the user's items j
+ * among i's neighbours (Elliot's ItemKNN, "classical" implementation). */
+mrec_status mrec_itemknn_create(mrec_model *m, const mrec_user_items *train, int k, mrec_pool *pool);
 void mrec_model_destroy(mrec_model *m);
 
 /* ---- fitting -------------------------------------------------------------------------- */

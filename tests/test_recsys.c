@@ -267,6 +267,26 @@ static void test_splits(void) {
     }
 }
 
+/* ---- ItemKNN on a hand-computed case ------------------------------------------------------ */
+
+static void test_itemknn(mrec_pool *pool) {
+    /* u0 {0,1}, u1 {0,1,2}, u2 {2,3}: cos(0,1) = 1, cos(0,2) = cos(1,2) = 0.5, cos(2,3) = 1/sqrt 2 */
+    int64_t row_ptr[4] = {0, 2, 5, 7};
+    int32_t col[7] = {0, 1, 0, 1, 2, 2, 3};
+    float val[7] = {1, 1, 1, 1, 1, 1, 1};
+    mrec_user_items train = {3, 4, row_ptr, col, val};
+    mrec_model m;
+    if (!t_status(mrec_itemknn_create(&m, &train, 2, pool), MREC_OK, "itemknn")) return;
+    float scores[3 * 4];
+    m.score(m.self, 0, 3, scores);
+    /* k = 2: item 2 keeps 3 (0.707) and 0 (0.5, the lower of two ties) */
+    float want_u2[4] = {0.5f, 0.5f, 0.70710678f, 0.70710678f}, want_u0[4] = {1.0f, 1.0f, 0.5f, 0.0f};
+    t_allclose("itemknn scores of u2", want_u2, scores + 8, 4, 1e-6, 0);
+    t_allclose("itemknn scores of u0", want_u0, scores, 4, 1e-6, 0);
+    mrec_model_destroy(&m);
+    t_status(mrec_itemknn_create(&m, &train, 9, pool), MREC_ERR_ARG, "k larger than the item count");
+}
+
 /* ---- gradients by finite differences ------------------------------------------------- */
 
 static void check_gradients(mrec_model *m, const char *name) {
@@ -411,6 +431,7 @@ int main(void) {
     T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
     test_metrics(pool);
     test_gradients(pool);
+    test_itemknn(pool);
     test_trajectory(pool);
     test_loaders();
     test_splits();

@@ -1,6 +1,6 @@
 /* cmd_train.c: `mrec train`: load interactions, train one model, report.
  *
- *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|bprmf|lightgcn
+ *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
  *              [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--min-rating X --kcore K]
@@ -20,12 +20,12 @@
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|bprmf|lightgcn --out DIR\n"
+            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn --out DIR\n"
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
             "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
             "                  [--select recall@20] [--threshold 0] [--mask-valid] [--threads N]\n"
             "                  [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--seed-split S]\n"
-            "                  [--min-rating X] [--kcore K] [--kcore-once]\n"
+            "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -65,7 +65,7 @@ int mrec_cmd_train(int argc, char **argv) {
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
     float reg = -1, threshold = 0, min_rating = -INFINITY;
-    int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0;
+    int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50;
     const char *split = NULL;
     uint64_t split_seed = 999;
     for (int i = 1; i < argc; i++) {
@@ -98,6 +98,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--seed-split")) split_seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--min-rating")) min_rating = strtof(v, NULL);
         else if (!strcmp(a, "--kcore")) kcore = atoi(v);
+        else if (!strcmp(a, "--neighbours")) neighbours = atoi(v);
         else {
             fprintf(stderr, "mrec train: unknown option '%s'\n", a);
             return usage(stderr);
@@ -185,6 +186,9 @@ int mrec_cmd_train(int argc, char **argv) {
     if (!strcmp(model, "mostpop")) {
         st = mrec_mostpop_create(&m, &train);
         snprintf(params, sizeof params, "-");
+    } else if (!strcmp(model, "itemknn")) {
+        st = mrec_itemknn_create(&m, &train, neighbours, pool);
+        snprintf(params, sizeof params, "k=%d", neighbours);
     } else if (!strcmp(model, "bprmf")) {
         if (reg < 0) reg = 1e-5f;
         st = mrec_bprmf_create(&m, x.n_users, x.n_items, dim, reg, &rng, pool);
@@ -197,7 +201,7 @@ int mrec_cmd_train(int argc, char **argv) {
         snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,batch=%d,seed=%llu", dim, layers, opt.lr, reg,
                  opt.batch_size, (unsigned long long)opt.seed);
     } else {
-        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, bprmf or lightgcn", model);
+        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf or lightgcn", model);
     }
     int rc = 0;
     if (st) rc = fail("model", st);
