@@ -42,3 +42,37 @@ void mrec_graph_free(mrec_graph *g) {
     free(g->row_ptr), free(g->col), free(g->val);
     memset(g, 0, sizeof *g);
 }
+
+mrec_status mrec_graph_mean_self(mrec_graph *g, const mrec_user_items *train) {
+    /* Start from the bipartite pattern, add the diagonal, divide rows by their sums. */
+    mrec_graph a;
+    mrec_status st = mrec_graph_normalized(&a, train);
+    if (st) return st;
+    int N = a.n_nodes;
+    memset(g, 0, sizeof *g);
+    g->n_nodes = N;
+    g->row_ptr = calloc((size_t)N + 1, sizeof *g->row_ptr);
+    g->col = malloc(sizeof *g->col * (size_t)(a.row_ptr[N] + N));
+    g->val = malloc(sizeof *g->val * (size_t)(a.row_ptr[N] + N));
+    if (!g->row_ptr || !g->col || !g->val) {
+        mrec_graph_free(&a), mrec_graph_free(g);
+        return mrec_fail(MREC_ERR_NOMEM, "graph with self-loops");
+    }
+    int64_t w = 0;
+    for (int n = 0; n < N; n++) {
+        int64_t lo = a.row_ptr[n], hi = a.row_ptr[n + 1];
+        double inv = 1.0 / (double)(hi - lo + 1); /* neighbours plus the node itself */
+        int self_done = 0;
+        for (int64_t e = lo; e <= hi; e++) {
+            /* the diagonal entry goes in column order */
+            if (!self_done && (e == hi || a.col[e] > n)) {
+                g->col[w] = n, g->val[w] = (float)inv, w++;
+                self_done = 1;
+            }
+            if (e < hi) g->col[w] = a.col[e], g->val[w] = (float)inv, w++;
+        }
+        g->row_ptr[n + 1] = w;
+    }
+    mrec_graph_free(&a);
+    return MREC_OK;
+}

@@ -175,6 +175,8 @@ mrec_status mrec_bpr_sampler_init(mrec_bpr_sampler *s, const mrec_user_items *tr
 void mrec_bpr_sampler_epoch(mrec_bpr_sampler *s, mrec_rng *rng);
 void mrec_bpr_sampler_free(mrec_bpr_sampler *s);
 
+#define MREC_MAX_PARAMS 32
+
 /* Adam as torch.optim.Adam (L2 weight decay added to the gradient, not AdamW):
  * every element of every parameter is updated at each step, rows a batch did
  * not touch included (their moments decay), as PyTorch's dense Adam does. */
@@ -182,8 +184,8 @@ typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
     int64_t step;
     int n_params;
-    float *param[4], *grad[4], *m[4], *v[4];
-    int64_t size[4];
+    float *param[MREC_MAX_PARAMS], *grad[MREC_MAX_PARAMS], *m[MREC_MAX_PARAMS], *v[MREC_MAX_PARAMS];
+    int64_t size[MREC_MAX_PARAMS];
 } mrec_adam;
 
 mrec_status mrec_adam_init(mrec_adam *a, float lr, float weight_decay);
@@ -204,8 +206,8 @@ typedef struct {
     const char *name;
     void *self;
     int n_params;
-    float *param[2], *grad[2];
-    int64_t size[2];
+    float *param[MREC_MAX_PARAMS], *grad[MREC_MAX_PARAMS];
+    int64_t size[MREC_MAX_PARAMS];
     /* loss of a batch of triples, gradients into grad[]; NULL for models without training */
     double (*loss_grad)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
     /* called once before a round of scoring (LightGCN propagates here) */
@@ -230,6 +232,21 @@ mrec_status mrec_lightgcn_create(mrec_model *m, const mrec_graph *graph, int n_u
  * the lower id), and score(u, i) = sum of sim(i, j) over the user's items j
  * among i's neighbours (Elliot's ItemKNN, "classical" implementation). */
 mrec_status mrec_itemknn_create(mrec_model *m, const mrec_user_items *train, int k, mrec_pool *pool);
+
+/* The mean-normalized adjacency with self-loops NGCF uses, D^-1 (A + I)
+ * (row sums of A + I); nodes as in mrec_graph_normalized. */
+mrec_status mrec_graph_mean_self(mrec_graph *out, const mrec_user_items *train);
+
+/* NGCF as its authors' code: ego embeddings E0 (xavier-uniform), then per
+ * layer k with Â = D^-1 (A + I) (entries dropped with node_dropout, scaled):
+ *   S = Â E,  E' = lrelu(S W1 + b1) + lrelu((E * S) W2 + b2)   (slope 0.2)
+ *   E' dropped with mess_dropout, next E = E', and normalize(E') kept;
+ * the final embedding concatenates E0 and the normalized layers. Loss:
+ * -mean log sigmoid(pos - neg) + decay * (|u|^2 + |i+|^2 + |i-|^2) / 2 / n
+ * on final embeddings. Dropout uses its own seeded generator. */
+mrec_status mrec_ngcf_create(mrec_model *m, const mrec_graph *mean_self_adj, int n_users, int n_items, int dim,
+                             int layers, float decay, float node_dropout, float mess_dropout, mrec_rng *rng,
+                             mrec_pool *pool);
 void mrec_model_destroy(mrec_model *m);
 
 /* ---- fitting -------------------------------------------------------------------------- */

@@ -116,7 +116,7 @@ mrec_status mrec_adam_init(mrec_adam *a, float lr, float weight_decay) {
 }
 
 mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n) {
-    if (a->n_params == 4) return mrec_fail(MREC_ERR_ARG, "adam: at most 4 parameter tensors");
+    if (a->n_params == MREC_MAX_PARAMS) return mrec_fail(MREC_ERR_ARG, "adam: at most %d parameter tensors", MREC_MAX_PARAMS);
     int p = a->n_params;
     a->m[p] = calloc((size_t)n, sizeof(float));
     a->v[p] = calloc((size_t)n, sizeof(float));

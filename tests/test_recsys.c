@@ -343,6 +343,16 @@ static void test_gradients(mrec_pool *pool) {
             }
         mrec_graph_free(&g);
     }
+    if (t_status(mrec_graph_mean_self(&g, &train), MREC_OK, "mean graph with self-loops")) {
+        /* user 0: itself and items 0, 1 -> 1/3 each, diagonal first */
+        t_check(g.row_ptr[1] == 3 && g.col[0] == 0 && g.col[1] == 5 && fabsf(g.val[0] - 1.0f / 3) < 1e-7f, "D^-1 (A + I)");
+        if (t_status(mrec_ngcf_create(&m, &g, 5, 6, 4, 2, 0.1f, 0, 0, &rng, pool), MREC_OK, "ngcf")) {
+            for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
+            check_gradients(&m, "ngcf (2 layers, no dropout)");
+            mrec_model_destroy(&m);
+        }
+        mrec_graph_free(&g);
+    }
 }
 
 /* ---- training parity with PyTorch -------------------------------------------------------- */
@@ -358,7 +368,7 @@ static void fill_floats(float *dst, const cJSON *arr) {
 static void test_trajectory(mrec_pool *pool) {
     FILE *f = fopen("tests/fixtures/recsys/trajectory.json", "rb");
     if (!t_check(f != NULL, "open trajectory.json")) return;
-    static char buf[1 << 17];
+    static char buf[1 << 20];
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
     cJSON *c = cJSON_ParseWithLength(buf, n);
@@ -376,19 +386,26 @@ static void test_trajectory(mrec_pool *pool) {
         x.user[k] = p->child->valueint, x.item[k] = p->child->next->valueint, x.rating[k] = 1;
     mrec_user_items train;
     mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN);
-    mrec_graph g;
+    mrec_graph g, gm;
     mrec_graph_normalized(&g, &train);
-    static const char *names[2] = {"bprmf", "lightgcn"};
-    for (int which = 0; which < 2; which++) {
+    mrec_graph_mean_self(&gm, &train);
+    static const char *names[3] = {"bprmf", "lightgcn", "ngcf"};
+    for (int which = 0; which < 3; which++) {
         const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), names[which]);
         mrec_rng rng = {1};
         mrec_model m;
-        mrec_status st = which ? mrec_lightgcn_create(&m, &g, U, I, d, cJSON_GetObjectItem(ref, "layers")->valueint, reg, &rng, pool)
-                               : mrec_bprmf_create(&m, U, I, d, reg, &rng, pool);
+        int layers = cJSON_GetObjectItem(ref, "layers")->valueint;
+        mrec_status st = which == 2 ? mrec_ngcf_create(&m, &gm, U, I, d, layers, reg, 0, 0, &rng, pool)
+                         : which   ? mrec_lightgcn_create(&m, &g, U, I, d, layers, reg, &rng, pool)
+                                   : mrec_bprmf_create(&m, U, I, d, reg, &rng, pool);
         if (!t_status(st, MREC_OK, "create %s", names[which])) continue;
-        /* PyTorch's initial weights; LightGCN keeps users then items in one table */
+        /* PyTorch's initial weights; LightGCN and NGCF keep users then items in one table */
         fill_floats(m.param[0], cJSON_GetObjectItem(c, "user0"));
         fill_floats(which ? m.param[0] + (size_t)U * d : m.param[1], cJSON_GetObjectItem(c, "item0"));
+        if (which == 2) {
+            int t = 1;
+            for (const cJSON *w = cJSON_GetObjectItem(c, "ngcf_weights0")->child; w; w = w->next) fill_floats(m.param[t++], w);
+        }
         mrec_adam adam;
         mrec_adam_init(&adam, lr, 0);
         for (int p = 0; p < m.n_params; p++) mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
@@ -411,14 +428,26 @@ static void test_trajectory(mrec_pool *pool) {
         float *wu = malloc(sizeof *wu * (size_t)U * d), *wi = malloc(sizeof *wi * (size_t)I * d);
         fill_floats(wu, cJSON_GetObjectItem(ref, "user"));
         fill_floats(wi, cJSON_GetObjectItem(ref, "item"));
-        t_allclose(which ? "lightgcn users after 6 steps" : "bprmf users after 6 steps", wu, m.param[0], (int64_t)U * d, 1e-4, 0);
-        t_allclose(which ? "lightgcn items after 6 steps" : "bprmf items after 6 steps", wi,
-                   which ? m.param[0] + (size_t)U * d : m.param[1], (int64_t)I * d, 1e-4, 0);
+        char what[64];
+        snprintf(what, sizeof what, "%s users after 6 steps", names[which]);
+        t_allclose(what, wu, m.param[0], (int64_t)U * d, 1e-4, 0);
+        snprintf(what, sizeof what, "%s items after 6 steps", names[which]);
+        t_allclose(what, wi, which ? m.param[0] + (size_t)U * d : m.param[1], (int64_t)I * d, 1e-4, 0);
+        if (which == 2) {
+            int t = 1;
+            for (const cJSON *w = cJSON_GetObjectItem(ref, "weights")->child; w; w = w->next, t++) {
+                float want[64 * 64];
+                fill_floats(want, w);
+                snprintf(what, sizeof what, "ngcf weight %d after 6 steps", t);
+                t_allclose(what, want, m.param[t], m.size[t], 1e-4, 0);
+            }
+        }
         free(wu), free(wi);
         mrec_adam_free(&adam);
         mrec_model_destroy(&m);
     }
     mrec_graph_free(&g);
+    mrec_graph_free(&gm);
     mrec_user_items_free(&train);
     free(x.user), free(x.item), free(x.rating), free(x.split);
     cJSON_Delete(c);

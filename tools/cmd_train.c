@@ -1,6 +1,6 @@
 /* cmd_train.c: `mrec train`: load interactions, train one model, report.
  *
- *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn
+ *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
  *              [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--min-rating X --kcore K]
@@ -20,17 +20,19 @@
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn --out DIR\n"
+            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf --out DIR\n"
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
             "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
             "                  [--select recall@20] [--threshold 0] [--mask-valid] [--threads N]\n"
             "                  [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--seed-split S]\n"
             "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
+            "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf)\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
             "Defaults are MMRec's: dim 64, lr 0.001, batch 2048, patience 20; reg 1e-5 (bprmf),\n"
-            "1e-4 (lightgcn); 3 layers. --split makes train/valid/test from a file without one (or\n"
+            "1e-4 (lightgcn), 1e-5 (ngcf, its paper's decay; the paper trains with lr 1e-4, batch 1024);\n"
+            "3 layers. --split makes train/valid/test from a file without one (or\n"
             "replaces its split); --kcore filters users and items with fewer than K interactions,\n"
             "iteratively unless --kcore-once.\n");
     return f == stdout ? 0 : 1;
@@ -64,7 +66,7 @@ int mrec_cmd_train(int argc, char **argv) {
     const char *data = NULL, *format = "inter", *model = NULL, *out = NULL, *metrics = "recall,ndcg,precision,map",
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
-    float reg = -1, threshold = 0, min_rating = -INFINITY;
+    float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f;
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50;
     const char *split = NULL;
     uint64_t split_seed = 999;
@@ -99,6 +101,8 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--min-rating")) min_rating = strtof(v, NULL);
         else if (!strcmp(a, "--kcore")) kcore = atoi(v);
         else if (!strcmp(a, "--neighbours")) neighbours = atoi(v);
+        else if (!strcmp(a, "--node-dropout")) node_dropout = strtof(v, NULL);
+        else if (!strcmp(a, "--mess-dropout")) mess_dropout = strtof(v, NULL);
         else {
             fprintf(stderr, "mrec train: unknown option '%s'\n", a);
             return usage(stderr);
@@ -186,6 +190,13 @@ int mrec_cmd_train(int argc, char **argv) {
     if (!strcmp(model, "mostpop")) {
         st = mrec_mostpop_create(&m, &train);
         snprintf(params, sizeof params, "-");
+    } else if (!strcmp(model, "ngcf")) {
+        if (reg < 0) reg = 1e-5f;
+        st = mrec_graph_mean_self(&graph, &train);
+        if (!st)
+            st = mrec_ngcf_create(&m, &graph, x.n_users, x.n_items, dim, layers, reg, node_dropout, mess_dropout, &rng, pool);
+        snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,decay=%g,node_dropout=%g,mess_dropout=%g,batch=%d,seed=%llu",
+                 dim, layers, opt.lr, reg, node_dropout, mess_dropout, opt.batch_size, (unsigned long long)opt.seed);
     } else if (!strcmp(model, "itemknn")) {
         st = mrec_itemknn_create(&m, &train, neighbours, pool);
         snprintf(params, sizeof params, "k=%d", neighbours);
@@ -201,7 +212,7 @@ int mrec_cmd_train(int argc, char **argv) {
         snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,batch=%d,seed=%llu", dim, layers, opt.lr, reg,
                  opt.batch_size, (unsigned long long)opt.seed);
     } else {
-        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf or lightgcn", model);
+        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn or ngcf", model);
     }
     int rc = 0;
     if (st) rc = fail("model", st);
