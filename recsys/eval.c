@@ -162,3 +162,22 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     free(e.scores), free(e.topk), free(e.topv), free(e.gain), free(e.sorted), free(e.sums), free(e.counted);
     return st;
 }
+
+mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const mrec_user_items *masked[2],
+                           mrec_score_fn score, void *model, mrec_pool *pool) {
+    enum { B = 1024 };
+    if (k < 1 || k > n_items) return mrec_fail(MREC_ERR_ARG, "recommend: k = %d with %d items", k, n_items);
+    float *scores = malloc((size_t)B * n_items * sizeof *scores), *val = malloc((size_t)B * k * sizeof *val);
+    mrec_status st = scores && val ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "recommend: %d x %d scores", B, n_items);
+    for (int u0 = 0; u0 < n_users && !st; u0 += B) {
+        int n = n_users - u0 < B ? n_users - u0 : B;
+        if ((st = score(model, u0, n, scores))) break;
+        for (int m = 0; m < 2; m++)
+            for (int b = 0; masked[m] && b < n && u0 + b < masked[m]->n_rows; b++)
+                for (int64_t p = masked[m]->row_ptr[u0 + b]; p < masked[m]->row_ptr[u0 + b + 1]; p++)
+                    scores[(size_t)b * n_items + masked[m]->col[p]] = -INFINITY;
+        mrec_topk_rows_cpu(top + (size_t)u0 * k, val, scores, n, n_items, k, pool);
+    }
+    free(scores), free(val);
+    return st;
+}

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -34,6 +35,15 @@ static void logf_(const mrec_fit_options *o, const char *fmt, ...) {
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     o->log(o->log_ctx, line);
+}
+
+/* Every user's top items, with test-time masking, into out->topk. */
+static mrec_status keep_topk(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train,
+                             const mrec_user_items *test_mask, int k, mrec_pool *pool) {
+    if (!out->topk) out->topk = malloc(sizeof *out->topk * (size_t)train->n_rows * k);
+    if (!out->topk) return mrec_fail(MREC_ERR_NOMEM, "top-%d lists for %d users", k, train->n_rows);
+    const mrec_user_items *masked[2] = {train, test_mask};
+    return mrec_recommend(out->topk, train->n_rows, train->n_cols, k, masked, m->score, m->self, pool);
 }
 
 static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,
@@ -62,6 +72,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         if (m->prepare && (st = m->prepare(m->self))) return st;
         if (has_valid && (st = evaluate(&out->valid, m, valid, train, NULL, k, n_k, rel_threshold, pool))) return st;
         st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, pool);
+        if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, pool);
         out->eval_seconds = now() - t0;
         return st;
     }
@@ -106,6 +117,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
             } else {
                 out->test = r;
             }
+            if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, pool);
         } else {
             bad_evals++;
         }

@@ -127,6 +127,11 @@ typedef struct {
 mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec, mrec_score_fn score, void *model,
                           mrec_pool *pool);
 
+/* The top k items of every user (n_users, k), best first, masked items
+ * excluded, users in blocks of 1024. */
+mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const mrec_user_items *masked[2],
+                           mrec_score_fn score, void *model, mrec_pool *pool);
+
 /* The metrics of one user from a ranked list. ranked (>= the largest K) holds
  * item ids best first; gain (n_items) is the user's gain per item, 0 if not
  * relevant; sorted_gains (n_rel) the non-zero gains, largest first. */
@@ -260,6 +265,7 @@ typedef struct {
     int mask_valid_in_test;    /* MMRec masks only training items when testing */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    int save_topk;             /* > 0: keep every user's top items at the best epoch */
 } mrec_fit_options;
 
 mrec_fit_options mrec_fit_defaults(void);
@@ -269,6 +275,7 @@ typedef struct {
     mrec_eval_result valid, test; /* at the best epoch */
     double train_seconds, eval_seconds;
     int selected_on_test;          /* no validation split: selection on test, as LightGCN's code does */
+    int32_t *topk;                 /* (n_users, save_topk) when asked; free() it */
 } mrec_fit_result;
 
 /* Trains (if the model trains) with early stopping on validation, and

@@ -77,6 +77,41 @@ int main(void) {
     } else {
         t_skip("tokenize: ../shared/data/tokenizers not found");
     }
+    /* train: a split, a model, results and recommendations written, bad input refused */
+    if (access("../shared/data/ml-100k/raw/u.data", R_OK) == 0) {
+        snprintf(cmd, sizeof cmd, "train --data ../shared/data/ml-100k/raw/u.data --format tsv --split mmrec --model bprmf "
+                 "--epochs 3 --k 10,20 --metrics recall,ndcg --save-topk 10 --out %s/run", tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 0 && strstr(out, "test (best epoch"), "train bprmf on ml-100k: exit %d\n%s", rc, out);
+        snprintf(path, sizeof path, "%s/run/recommendations.tsv", tmp);
+        FILE *r = fopen(path, "r");
+        int lines = 0, fields = 0;
+        char line[4096];
+        while (r && fgets(line, sizeof line, r)) {
+            lines++;
+            if (lines == 1)
+                for (char *p = line; *p; p++) fields += *p == '\t';
+        }
+        if (r) fclose(r);
+        t_check(lines == 943 && fields == 10, "recommendations.tsv: %d users x %d items", lines, fields);
+        snprintf(path, sizeof path, "%s/run/results.tsv", tmp);
+        r = fopen(path, "r");
+        t_check(r && fgets(line, sizeof line, r) && strstr(line, "recall@20") && fgets(line, sizeof line, r) &&
+                    strncmp(line, "BPRMF\tdim=64", 12) == 0,
+                "results.tsv has a header and a BPRMF row");
+        if (r) fclose(r);
+    } else {
+        t_skip("train: ../shared/data/ml-100k not found");
+    }
+    snprintf(path, sizeof path, "%s/bad.tsv", tmp);
+    FILE *bad = fopen(path, "w");
+    fputs("1\t2\t5\n3\n", bad);
+    fclose(bad);
+    snprintf(cmd, sizeof cmd, "train --data %s --format tsv --split mmrec --model mostpop --out %s/run2", path, tmp);
+    rc = run(cmd, out, sizeof out, 1);
+    t_check(rc == 2 && strstr(out, "bad.tsv") && strstr(out, "line 2"), "train on a malformed file: exit %d, %s", rc, out);
+    rc = run("train --data x --model nope --out /tmp/x", out, sizeof out, 1);
+    t_check(rc != 0, "train with an unknown model fails");
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     return t_finish();

@@ -4,7 +4,7 @@
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
  *              [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--min-rating X --kcore K]
- *              [--threads N] --out DIR
+ *              [--save-topk N] [--threads N] --out DIR
  * Writes DIR/results.tsv (one row per evaluated split, Elliot-style: model,
  * hyper-parameters, best epoch, metric@k columns) and DIR/users.tsv,
  * DIR/items.tsv (dense id -> original id).
@@ -26,7 +26,7 @@ static int usage(FILE *f) {
             "                  [--select recall@20] [--threshold 0] [--mask-valid] [--threads N]\n"
             "                  [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--seed-split S]\n"
             "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
-            "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf)\n"
+            "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--save-topk N]\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -34,7 +34,8 @@ static int usage(FILE *f) {
             "1e-4 (lightgcn), 1e-5 (ngcf, its paper's decay; the paper trains with lr 1e-4, batch 1024);\n"
             "3 layers. --split makes train/valid/test from a file without one (or\n"
             "replaces its split); --kcore filters users and items with fewer than K interactions,\n"
-            "iteratively unless --kcore-once.\n");
+            "iteratively unless --kcore-once. --save-topk N writes DIR/recommendations.tsv: each user's\n"
+            "N best items (original ids) at the best epoch, training items excluded.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -102,6 +103,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--kcore")) kcore = atoi(v);
         else if (!strcmp(a, "--neighbours")) neighbours = atoi(v);
         else if (!strcmp(a, "--node-dropout")) node_dropout = strtof(v, NULL);
+        else if (!strcmp(a, "--save-topk")) opt.save_topk = atoi(v);
         else if (!strcmp(a, "--mess-dropout")) mess_dropout = strtof(v, NULL);
         else {
             fprintf(stderr, "mrec train: unknown option '%s'\n", a);
@@ -216,7 +218,7 @@ int mrec_cmd_train(int argc, char **argv) {
     }
     int rc = 0;
     if (st) rc = fail("model", st);
-    mrec_fit_result r;
+    mrec_fit_result r = {0};
     if (!rc) {
         printf("model: %s %s\n", m.name, params);
         opt.log = log_line;
@@ -253,7 +255,7 @@ int mrec_cmd_train(int argc, char **argv) {
                     for (int j = 0; j < n_k; j++) printf(" %s@%d=%.4f", mrec_metric_name(chosen[i]), k[j], e->value[chosen[i]][j]);
                 printf("\n");
             }
-            if (r.selected_on_test) printf("note: no validation split; the best epoch was chosen on test, as LightGCN's code does\n");
+            if (r.selected_on_test && m.loss_grad) printf("note: no validation split; the best epoch was chosen on test, as LightGCN's code does\n");
             printf("time: %.1f s training (%d epochs), %.1f s evaluating\n", r.train_seconds, r.epochs_run, r.eval_seconds);
             int bad = ferror(f);
             bad |= fclose(f) != 0;
@@ -262,11 +264,29 @@ int mrec_cmd_train(int argc, char **argv) {
                 rc = 2;
             }
         }
+        if (!rc && opt.save_topk > 0 && r.topk) {
+            snprintf(path, sizeof path, "%s/recommendations.tsv", out);
+            snprintf(tmp, sizeof tmp, "%s.tmp", path);
+            FILE *t = fopen(tmp, "w");
+            int bad = !t;
+            for (int u = 0; t && u < x.n_users; u++) {
+                fprintf(t, "%s", x.user_names[u]);
+                for (int j = 0; j < opt.save_topk; j++) fprintf(t, "\t%s", x.item_names[r.topk[(size_t)u * opt.save_topk + j]]);
+                fputc('\n', t);
+            }
+            if (t) bad |= ferror(t), bad |= fclose(t) != 0;
+            if (bad || rename(tmp, path) != 0) {
+                fprintf(stderr, "mrec train: %s: write failed\n", path);
+                remove(tmp);
+                rc = 2;
+            }
+        }
         snprintf(path, sizeof path, "%s/users.tsv", out);
         if (!rc && (st = mrec_write_id_map(&x, 0, path))) rc = fail("writing users.tsv", st);
         snprintf(path, sizeof path, "%s/items.tsv", out);
         if (!rc && (st = mrec_write_id_map(&x, 1, path))) rc = fail("writing items.tsv", st);
     }
+    if (!rc || r.topk) free(r.topk);
     if (m.destroy) mrec_model_destroy(&m);
     mrec_graph_free(&graph);
     mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
