@@ -20,8 +20,13 @@ import json
 import os
 import struct
 
-import numpy as np
-import torch
+import sys
+
+# tools/golden/tokenizers.py would shadow the `tokenizers` package that transformers imports.
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import BertConfig, BertModel

@@ -1,0 +1,246 @@
+/* bert.c: Hugging Face BertModel, forward only, on the CPU op set.
+ *
+ *   x = LayerNorm(word[ids] + position[0..T) + token_type[type_ids])
+ *   per layer:
+ *     q, k, v = x Wq^T + bq, ...                     (B, T, H), heads of size H / nh
+ *     p = softmax(q k^T / sqrt(dh) + mask_bias)       per (batch, head), mask_bias =
+ *                                                     float32 min on padding keys (as HF)
+ *     x = LayerNorm(x + (p v) Wo^T + bo)
+ *     x = LayerNorm(x + act(x Wi^T + bi) Wout^T + bout)
+ *   pooled = tanh(x[:, 0] Wp^T + bp)
+ * Dropout is off (inference). Reference: transformers' modeling_bert.py.
+ */
+#include "mrec_bert.h"
+#include "mrec_ops.h"
+#include "mrec_safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- config ---- */
+
+static mrec_status read_config(mrec_bert_config *c, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot open", path);
+    char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    cJSON *j = cJSON_ParseWithLength(buf, n);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    static const struct { const char *key; size_t off; int required; double lo, hi; } ints[] = {
+        {"vocab_size", offsetof(mrec_bert_config, vocab_size), 1, 1, 1e7},
+        {"hidden_size", offsetof(mrec_bert_config, hidden), 1, 1, 65536},
+        {"num_hidden_layers", offsetof(mrec_bert_config, layers), 1, 1, 512},
+        {"num_attention_heads", offsetof(mrec_bert_config, heads), 1, 1, 1024},
+        {"intermediate_size", offsetof(mrec_bert_config, intermediate), 1, 1, 1 << 20},
+        {"max_position_embeddings", offsetof(mrec_bert_config, max_positions), 1, 1, 1 << 20},
+        {"type_vocab_size", offsetof(mrec_bert_config, type_vocab), 0, 1, 1024},
+    };
+    mrec_status st = MREC_OK;
+    c->type_vocab = 2;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
+        if (!v && !ints[i].required) continue;
+        if (!cJSON_IsNumber(v) || v->valuedouble < ints[i].lo || v->valuedouble > ints[i].hi || v->valuedouble != floor(v->valuedouble))
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\" is missing or not an integer in range", path, ints[i].key);
+        else *(int *)((char *)c + ints[i].off) = (int)v->valuedouble;
+    }
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_eps");
+    c->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-12f;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
+    const char *a = cJSON_IsString(act) ? act->valuestring : "gelu";
+    if (!st) {
+        if (!strcmp(a, "gelu")) c->act = MREC_ACT_GELU_ERF;
+        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = MREC_ACT_GELU_TANH;
+        else if (!strcmp(a, "relu")) c->act = MREC_ACT_RELU;
+        else if (!strcmp(a, "silu") || !strcmp(a, "swish")) c->act = MREC_ACT_SILU;
+        else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, a);
+    }
+    const cJSON *pos = cJSON_GetObjectItemCaseSensitive(j, "position_embedding_type");
+    if (!st && cJSON_IsString(pos) && strcmp(pos->valuestring, "absolute") != 0)
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: position_embedding_type \"%s\" (mrec implements absolute)", path, pos->valuestring);
+    if (!st && c->hidden % c->heads)
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->hidden, c->heads);
+    cJSON_Delete(j);
+    return st;
+}
+
+/* ---- weights ---- */
+
+typedef struct {
+    const mrec_safetensors *st;
+    const char *prefix; /* "" or "bert." */
+    float *next;        /* where the next tensor goes */
+} loader;
+
+/* Copies tensor `name` of the given shape into the storage; NULL and an
+ * error if absent (unless optional) or of another shape. */
+static mrec_status take(loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1, int optional) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", l->prefix, name);
+    *dst = NULL;
+    if (optional && !mrec_safetensors_find(l->st, full)) return MREC_OK;
+    int64_t shape[2] = {d0, d1};
+    mrec_status s = mrec_safetensors_read_f32(l->st, full, ndim, shape, l->next);
+    if (s) return s;
+    *dst = l->next;
+    l->next += ndim == 1 ? d0 : d0 * d1;
+    return MREC_OK;
+}
+
+mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    mrec_status st = read_config(&m->cfg, dir);
+    if (st) return st;
+    const mrec_bert_config *c = &m->cfg;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mrec_safetensors sf;
+    if ((st = mrec_safetensors_open(&sf, path))) return st;
+    int64_t H = c->hidden, I = c->intermediate;
+    int64_t per_layer = 4 * H * H + 4 * H + 4 * H + 2 * I * H + I + H;
+    int64_t total = (int64_t)c->vocab_size * H + (int64_t)c->max_positions * H + (int64_t)c->type_vocab * H + 2 * H +
+                    c->layers * per_layer + H * H + H;
+    m->storage = malloc((size_t)total * sizeof(float));
+    m->layer = calloc((size_t)c->layers, sizeof *m->layer);
+    if (!m->storage || !m->layer) {
+        mrec_safetensors_close(&sf);
+        mrec_bert_free(m);
+        return mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)total);
+    }
+    loader l = {&sf, mrec_safetensors_find(&sf, "bert.embeddings.word_embeddings.weight") ? "bert." : "", m->storage};
+    st = take(&l, &m->word, "embeddings.word_embeddings.weight", 2, c->vocab_size, H, 0);
+    if (!st) st = take(&l, &m->position, "embeddings.position_embeddings.weight", 2, c->max_positions, H, 0);
+    if (!st) st = take(&l, &m->token_type, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0);
+    if (!st) st = take(&l, &m->emb_ln_w, "embeddings.LayerNorm.weight", 1, H, 0, 0);
+    if (!st) st = take(&l, &m->emb_ln_b, "embeddings.LayerNorm.bias", 1, H, 0, 0);
+    for (int i = 0; i < c->layers && !st; i++) {
+        mrec_bert_layer *L = &m->layer[i];
+        struct { float **dst; const char *name; int nd; int64_t a, b; } w[] = {
+            {&L->q_w, "attention.self.query.weight", 2, H, H},   {&L->q_b, "attention.self.query.bias", 1, H, 0},
+            {&L->k_w, "attention.self.key.weight", 2, H, H},     {&L->k_b, "attention.self.key.bias", 1, H, 0},
+            {&L->v_w, "attention.self.value.weight", 2, H, H},   {&L->v_b, "attention.self.value.bias", 1, H, 0},
+            {&L->attn_out_w, "attention.output.dense.weight", 2, H, H},
+            {&L->attn_out_b, "attention.output.dense.bias", 1, H, 0},
+            {&L->attn_ln_w, "attention.output.LayerNorm.weight", 1, H, 0},
+            {&L->attn_ln_b, "attention.output.LayerNorm.bias", 1, H, 0},
+            {&L->inter_w, "intermediate.dense.weight", 2, I, H}, {&L->inter_b, "intermediate.dense.bias", 1, I, 0},
+            {&L->out_w, "output.dense.weight", 2, H, I},         {&L->out_b, "output.dense.bias", 1, H, 0},
+            {&L->out_ln_w, "output.LayerNorm.weight", 1, H, 0},  {&L->out_ln_b, "output.LayerNorm.bias", 1, H, 0},
+        };
+        for (size_t k = 0; k < sizeof w / sizeof w[0] && !st; k++) {
+            char n[128];
+            snprintf(n, sizeof n, "encoder.layer.%d.%s", i, w[k].name);
+            st = take(&l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0);
+        }
+    }
+    if (!st) st = take(&l, &m->pooler_w, "pooler.dense.weight", 2, H, H, 1);
+    if (!st && m->pooler_w) st = take(&l, &m->pooler_b, "pooler.dense.bias", 1, H, 0, 0);
+    mrec_safetensors_close(&sf);
+    if (st) mrec_bert_free(m);
+    return st;
+}
+
+void mrec_bert_free(mrec_bert *m) {
+    free(m->storage);
+    free(m->layer);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- forward ---- */
+
+typedef struct {
+    float *x, *q, *k, *v, *scores, *ctx, *tmp, *inter, *mask_bias;
+} activations;
+
+/* Carves the activations; with a measuring arena this only counts. */
+static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert_config *c, int B, int T) {
+    size_t BT = (size_t)B * T, H = (size_t)c->hidden;
+    struct { float **p; size_t n; } parts[] = {
+        {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H}, {&t->scores, (size_t)c->heads * T * T},
+        {&t->ctx, BT * H}, {&t->tmp, BT * H}, {&t->inter, BT * (size_t)c->intermediate}, {&t->mask_bias, BT},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
+        if (!*parts[i].p && a->base)
+            return mrec_fail(MREC_ERR_NOMEM, "bert: workspace of %zu bytes is too small for batch %d x %d", a->capacity, B, T);
+    }
+    return MREC_OK;
+}
+
+size_t mrec_bert_workspace_bytes(const mrec_bert_config *c, int B, int T) {
+    mrec_arena a = mrec_arena_measure();
+    activations t;
+    carve(&a, &t, c, B, T);
+    return a.peak;
+}
+
+mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids,
+                              const int32_t *mask, int B, int T, float *hidden, float *pooled) {
+    const mrec_bert_config *c = &m->cfg;
+    if (ctx->device != MREC_DEVICE_CPU) return mrec_fail(MREC_ERR_UNSUPPORTED, "bert: the GPU forward is not written yet");
+    if (T < 1 || T > c->max_positions || B < 1)
+        return mrec_fail(MREC_ERR_ARG, "bert: batch %d x %d tokens (at most %d positions)", B, T, c->max_positions);
+    if (pooled && !m->pooler_w) return mrec_fail(MREC_ERR_NOT_FOUND, "bert: this checkpoint has no pooler");
+    int H = c->hidden, I = c->intermediate, nh = c->heads, dh = H / nh, BT = B * T;
+    mrec_pool *pool = ctx->pool;
+    size_t mark = ctx->workspace.used;
+    activations t;
+    mrec_status st = carve(&ctx->workspace, &t, c, B, T);
+    if (st) return st;
+    /* embeddings */
+    for (int i = 0; i < BT; i++) {
+        int32_t id = ids[i], tt = type_ids ? type_ids[i] : 0;
+        if (id < 0 || id >= c->vocab_size || tt < 0 || tt >= c->type_vocab) {
+            ctx->workspace.used = mark;
+            return mrec_fail(MREC_ERR_ARG, "bert: token %d (type %d) at position %d is outside the vocabulary of %d", id, tt, i,
+                             c->vocab_size);
+        }
+        const float *w = m->word + (size_t)id * H, *p = m->position + (size_t)(i % T) * H, *y = m->token_type + (size_t)tt * H;
+        float *x = t.x + (size_t)i * H;
+        for (int h = 0; h < H; h++) x[h] = w[h] + y[h] + p[h];
+        t.mask_bias[i] = mask && !mask[i] ? -FLT_MAX : 0.0f;
+    }
+    mrec_layernorm_cpu(t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, BT, H, pool);
+    float scale = 1.0f / sqrtf((float)dh);
+    for (int l = 0; l < c->layers; l++) {
+        const mrec_bert_layer *L = &m->layer[l];
+        mrec_gemm_cpu(t.q, t.x, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+        mrec_gemm_cpu(t.k, t.x, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+        mrec_gemm_cpu(t.v, t.x, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+        for (int b = 0; b < B; b++) {
+            size_t off = (size_t)b * T * H;
+            /* scores (nh, T, T) = q_h k_h^T / sqrt(dh): heads are column slices of q and k */
+            mrec_gemm_batched_cpu(t.scores, t.q + off, t.k + off, scale, 0, 0, 1, nh, T, T, dh, H, H, T, dh, dh,
+                                  (int64_t)T * T, pool);
+            mrec_softmax_rows_cpu(t.scores, t.scores, t.mask_bias + (size_t)b * T, nh * T, T, nh * T, pool);
+            /* ctx_h (T, dh) = p_h v_h, written into its column slice */
+            mrec_gemm_batched_cpu(t.ctx + off, t.scores, t.v + off, 1, 0, 0, 0, nh, T, dh, T, T, H, H, (int64_t)T * T, dh,
+                                  dh, pool);
+        }
+        mrec_gemm_cpu(t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+        mrec_add_cpu(t.tmp, t.tmp, t.x, (int64_t)BT * H, pool);
+        mrec_layernorm_cpu(t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, BT, H, pool);
+        mrec_gemm_cpu(t.inter, t.x, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I, pool);
+        mrec_activation_cpu(t.inter, t.inter, c->act, 0, (int64_t)BT * I, pool);
+        mrec_gemm_cpu(t.tmp, t.inter, L->out_w, L->out_b, 1, 0, 0, 1, BT, H, I, I, I, H, pool);
+        mrec_add_cpu(t.tmp, t.tmp, t.x, (int64_t)BT * H, pool);
+        mrec_layernorm_cpu(l + 1 == c->layers ? hidden : t.x, t.tmp, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, BT, H, pool);
+    }
+    if (pooled) {
+        /* [CLS] rows: stride T * H in hidden */
+        mrec_gemm_cpu(pooled, hidden, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, H, H, T * H, H, H, pool);
+        for (int i = 0; i < B * H; i++) pooled[i] = tanhf(pooled[i]);
+    }
+    ctx->workspace.used = mark;
+    return MREC_OK;
+}

@@ -1,0 +1,54 @@
+/* mrec_bert.h: the BERT encoder (Hugging Face BertModel): BERT, MiniLM,
+ * sentence-transformers checkpoints.
+ *
+ * Reads config.json and model.safetensors from a folder. Tensor names as
+ * Hugging Face writes them, with or without the "bert." prefix. Weights are
+ * widened to float32 once at load. The forward pass carves its activations
+ * from the context's workspace (sized by mrec_bert_workspace_bytes) and
+ * allocates nothing.
+ */
+#ifndef MREC_BERT_H
+#define MREC_BERT_H
+
+#include "mrec_tensor.h"
+
+typedef struct {
+    int vocab_size, hidden, layers, heads, intermediate, max_positions, type_vocab;
+    float layer_norm_eps;
+    mrec_act act;     /* from hidden_act: gelu (erf), gelu_new / gelu_pytorch_tanh (tanh), relu, silu */
+} mrec_bert_config;
+
+typedef struct {
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  /* (H, H), (H) each */
+    float *attn_out_w, *attn_out_b;            /* (H, H), (H) */
+    float *attn_ln_w, *attn_ln_b;              /* (H) */
+    float *inter_w, *inter_b;                  /* (I, H), (I) */
+    float *out_w, *out_b;                      /* (H, I), (H) */
+    float *out_ln_w, *out_ln_b;                /* (H) */
+} mrec_bert_layer;
+
+typedef struct {
+    mrec_bert_config cfg;
+    float *word, *position, *token_type;       /* (V, H), (P, H), (T, H) */
+    float *emb_ln_w, *emb_ln_b;                /* (H) */
+    mrec_bert_layer *layer;                    /* (layers) */
+    float *pooler_w, *pooler_b;                /* (H, H), (H); NULL if the checkpoint has no pooler */
+    float *storage;                            /* all of the above, one allocation */
+} mrec_bert;
+
+/* Loads dir/config.json and dir/model.safetensors. Errors name the file and
+ * the key or tensor (a missing tensor, a shape that disagrees with the
+ * config, an unknown hidden_act). */
+mrec_status mrec_bert_load(mrec_bert *model, const char *dir);
+void mrec_bert_free(mrec_bert *model);
+
+/* Workspace bytes a forward pass of (B, T) needs. */
+size_t mrec_bert_workspace_bytes(const mrec_bert_config *cfg, int B, int T);
+
+/* hidden (B, T, H) = last_hidden_state; pooled (B, H) = pooler_output (may be
+ * NULL; an error if asked for and the checkpoint has none). ids, type_ids
+ * (or NULL for zeros) and mask are (B, T); mask 1 = real token, 0 = padding. */
+mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *model, const int32_t *ids, const int32_t *type_ids,
+                              const int32_t *mask, int B, int T, float *hidden, float *pooled);
+
+#endif
