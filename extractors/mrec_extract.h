@@ -1,0 +1,58 @@
+/* mrec_extract.h: what Ducho does: item tables in, one feature vector per
+ * item out.
+ *
+ * Text: a sentence-transformers or Hugging Face BERT-family folder
+ * (config.json, model.safetensors, tokenizer.json or vocab.txt, and when
+ * present modules.json, 1_Pooling/config.json, 2_Normalize,
+ * sentence_bert_config.json, which decide the pooling, the normalization
+ * and the maximum length as sentence-transformers would). Texts are sorted
+ * by length and padded per batch, so short product titles are cheap;
+ * results come back in the input order.
+ */
+#ifndef MREC_EXTRACT_H
+#define MREC_EXTRACT_H
+
+#include "../nn/mrec_bert.h"
+#include "../tokenizers/mrec_tokenizer.h"
+
+/* ---- item tables (CSV / TSV with a header) ---- */
+
+typedef struct {
+    int n_rows, n_cols;
+    char **header;   /* (n_cols) */
+    char **cells;    /* (n_rows, n_cols), NUL-terminated */
+} mrec_table;
+
+/* Reads a table; sep is ',' or '\t' (0: by extension, .tsv / .tab -> tab).
+ * CSV quoting as RFC 4180 (quoted fields, "" inside quotes, line breaks in
+ * quotes). A row with the wrong number of fields or an unterminated quote
+ * is an error naming the file and line. */
+mrec_status mrec_table_read(mrec_table *t, const char *path, char sep);
+/* The index of a column, or an error naming it and the file. */
+mrec_status mrec_table_column(const mrec_table *t, const char *name, const char *path, int *col);
+void mrec_table_free(mrec_table *t);
+
+/* ---- text encoder ---- */
+
+typedef enum { MREC_POOL_MEAN, MREC_POOL_CLS, MREC_POOL_POOLER } mrec_pooling;
+
+typedef struct {
+    mrec_bert bert;
+    mrec_tokenizer *tok;
+    mrec_pooling pooling;
+    int normalize;
+    int max_length;
+    int batch_size;
+} mrec_text_encoder;
+
+/* Loads the folder; pooling / normalize / max length from the
+ * sentence-transformers files when present (mean pooling, no normalization,
+ * 512 otherwise). */
+mrec_status mrec_text_encoder_load(mrec_text_encoder *enc, const char *dir);
+void mrec_text_encoder_free(mrec_text_encoder *enc);
+int mrec_text_encoder_dim(const mrec_text_encoder *enc);
+
+/* out (n, dim): one embedding per text, in the input order. */
+mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *enc, const char *const *texts, int n, float *out);
+
+#endif

@@ -1,0 +1,177 @@
+/* cmd_extract.c: `mrec extract-text`: an item table in, one embedding per
+ * item out, Ducho- or MMRec-style.
+ *
+ *   mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR
+ *                     [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]
+ *                     [--batch-size 32] [--empty embed|skip] [--threads N]
+ * matrix:   DIR/text_feat.npy (items, dim), rows in the table's order, and DIR/text_feat_ids.txt
+ * per-item: DIR/<id>.npy of shape (1, dim) for each item (Ducho's layout)
+ */
+#include "../extractors/mrec_extract.h"
+#include "../nn/mrec_npy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR\n"
+            "                         [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]\n"
+            "                         [--batch-size 32] [--empty embed|skip] [--threads N]\n"
+            "\n"
+            "Embeds the text column of a CSV / TSV item table with a BERT-family model folder\n"
+            "(sentence-transformers or Hugging Face). Pooling, normalization and the maximum length\n"
+            "default to the folder's sentence-transformers settings. matrix writes DIR/text_feat.npy\n"
+            "(one row per item, in table order) and DIR/text_feat_ids.txt; per-item writes DIR/<id>.npy.\n"
+            "Empty texts are embedded as the empty string (--empty embed) or left out (--empty skip);\n"
+            "either way they are counted on standard error.\n");
+    return f == stdout ? 0 : 1;
+}
+
+static int fail(const char *what, mrec_status st) {
+    fprintf(stderr, "mrec extract-text: %s: %s: %s\n", what, mrec_strerror(st), mrec_error_detail());
+    return st == MREC_ERR_NOMEM ? 3 : 2;
+}
+
+int mrec_cmd_extract_text(int argc, char **argv) {
+    const char *model = NULL, *input = NULL, *id_col = NULL, *text_col = NULL, *out = NULL, *format = "matrix",
+               *pooling = NULL, *empty = "embed";
+    int normalize = -1, batch = 32, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        if (!strcmp(a, "--normalize")) {
+            normalize = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "mrec extract-text: %s needs a value\n", a);
+            return 1;
+        }
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--input")) input = v;
+        else if (!strcmp(a, "--id-column")) id_col = v;
+        else if (!strcmp(a, "--text-column")) text_col = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--format")) format = v;
+        else if (!strcmp(a, "--pooling")) pooling = v;
+        else if (!strcmp(a, "--empty")) empty = v;
+        else if (!strcmp(a, "--batch-size")) batch = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else {
+            fprintf(stderr, "mrec extract-text: unknown option '%s'\n", a);
+            return usage(stderr);
+        }
+        i++;
+    }
+    if (!model || !input || !id_col || !text_col || !out) return usage(stderr);
+    if (strcmp(format, "matrix") && strcmp(format, "per-item")) {
+        fprintf(stderr, "mrec extract-text: --format is matrix or per-item, not '%s'\n", format);
+        return 1;
+    }
+    if (strcmp(empty, "embed") && strcmp(empty, "skip")) {
+        fprintf(stderr, "mrec extract-text: --empty is embed or skip, not '%s'\n", empty);
+        return 1;
+    }
+    if (batch < 1 || batch > 4096) {
+        fprintf(stderr, "mrec extract-text: --batch-size must be 1..4096\n");
+        return 1;
+    }
+    mrec_table table;
+    mrec_status st = mrec_table_read(&table, input, 0);
+    if (st) return fail("reading the table", st);
+    int ci, ct;
+    if ((st = mrec_table_column(&table, id_col, input, &ci)) || (st = mrec_table_column(&table, text_col, input, &ct))) {
+        mrec_table_free(&table);
+        return fail("columns", st);
+    }
+    mrec_text_encoder enc;
+    if ((st = mrec_text_encoder_load(&enc, model))) {
+        mrec_table_free(&table);
+        return fail("loading the model", st);
+    }
+    if (pooling) {
+        if (!strcmp(pooling, "mean")) enc.pooling = MREC_POOL_MEAN;
+        else if (!strcmp(pooling, "cls")) enc.pooling = MREC_POOL_CLS;
+        else if (!strcmp(pooling, "pooler") && enc.bert.pooler_w) enc.pooling = MREC_POOL_POOLER;
+        else {
+            fprintf(stderr, "mrec extract-text: --pooling %s: %s\n", pooling,
+                    strcmp(pooling, "pooler") ? "not mean, cls or pooler" : "this checkpoint has no pooler");
+            mrec_text_encoder_free(&enc), mrec_table_free(&table);
+            return 2;
+        }
+    }
+    if (normalize >= 0) enc.normalize = normalize;
+    enc.batch_size = batch;
+    /* the rows to embed */
+    const char **texts = malloc(sizeof *texts * (size_t)(table.n_rows ? table.n_rows : 1));
+    int *rows = malloc(sizeof *rows * (size_t)(table.n_rows ? table.n_rows : 1)), n = 0, n_empty = 0;
+    for (int r = 0; texts && rows && r < table.n_rows; r++) {
+        const char *t = table.cells[(size_t)r * table.n_cols + ct];
+        if (!*t) {
+            n_empty++;
+            if (!strcmp(empty, "skip")) continue;
+        }
+        texts[n] = t, rows[n] = r, n++;
+    }
+    int D = mrec_text_encoder_dim(&enc), rc = 0;
+    float *emb = malloc(sizeof *emb * (size_t)(n ? n : 1) * D);
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    mrec_context *ctx = NULL;
+    if (!texts || !rows || !emb) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d texts", table.n_rows));
+    else if ((st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!rc && (st = mrec_text_encoder_embed(ctx, &enc, texts, n, emb))) rc = fail("embedding", st);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mrec extract-text: %s: cannot create (%s)\n", out, strerror(errno));
+        rc = 2;
+    }
+    char path[4096];
+    if (!rc && !strcmp(format, "matrix")) {
+        int64_t shape[2] = {n, D};
+        snprintf(path, sizeof path, "%s/text_feat.npy", out);
+        if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, emb))) rc = fail("writing", st);
+        snprintf(path, sizeof path, "%s/text_feat_ids.txt", out);
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = rc ? NULL : fopen(tmp, "w");
+        for (int i = 0; f && i < n; i++) fprintf(f, "%s\n", table.cells[(size_t)rows[i] * table.n_cols + ci]);
+        if (!rc && (!f || ferror(f) | (fclose(f) != 0) || rename(tmp, path) != 0)) {
+            fprintf(stderr, "mrec extract-text: %s: write failed\n", path);
+            rc = 2;
+        }
+    } else if (!rc) {
+        int64_t shape[2] = {1, D};
+        for (int i = 0; i < n && !rc; i++) {
+            const char *id = table.cells[(size_t)rows[i] * table.n_cols + ci];
+            if (!*id || strchr(id, '/') || !strcmp(id, ".") || !strcmp(id, "..")) {
+                fprintf(stderr, "mrec extract-text: %s: row %d: id '%s' cannot be a file name\n", input, rows[i] + 2, id);
+                rc = 2;
+                break;
+            }
+            snprintf(path, sizeof path, "%s/%s.npy", out, id);
+            if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, emb + (size_t)i * D))) rc = fail("writing", st);
+        }
+    }
+    if (!rc) {
+        double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s pooling%s) in %.2f s, %.1f items/s\n", n, D,
+                enc.pooling == MREC_POOL_MEAN ? "mean" : enc.pooling == MREC_POOL_CLS ? "cls" : "pooler",
+                enc.normalize ? ", normalized" : "", secs, secs > 0 ? n / secs : 0);
+        if (n_empty)
+            fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,
+                    strcmp(empty, "skip") ? "embedded the empty string" : "left out (not in the output)");
+    }
+    mrec_context_destroy(ctx);
+    free(texts), free(rows), free(emb);
+    mrec_text_encoder_free(&enc);
+    mrec_table_free(&table);
+    return rc;
+}
