@@ -3,7 +3,7 @@
  *   x = LayerNorm(word[ids] + position[0..T) + token_type[type_ids])
  *   per layer:
  *     q, k, v = x Wq^T + bq, ...                     (B, T, H), heads of size H / nh
- *     p = softmax(q k^T / sqrt(dh) + mask_bias)       per (batch, head), mask_bias =
+ *     p = softmax(q k^T / sqrt(dh) + mask_bias)       per (sequence, head), mask_bias =
  *                                                     float32 min on padding keys (as HF)
  *     x = LayerNorm(x + (p v) Wo^T + bo)
  *     x = LayerNorm(x + act(x Wi^T + bi) Wout^T + bout)
@@ -166,7 +166,7 @@ typedef struct {
 static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert_config *c, int B, int T) {
     size_t BT = (size_t)B * T, H = (size_t)c->hidden;
     struct { float **p; size_t n; } parts[] = {
-        {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H}, {&t->scores, (size_t)c->heads * T * T},
+        {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H}, {&t->scores, (size_t)B * c->heads * T * T},
         {&t->ctx, BT * H}, {&t->tmp, BT * H}, {&t->inter, BT * (size_t)c->intermediate}, {&t->mask_bias, BT},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -182,6 +182,21 @@ size_t mrec_bert_workspace_bytes(const mrec_bert_config *c, int B, int T) {
     activations t;
     carve(&a, &t, c, B, T);
     return a.peak;
+}
+
+/* (B, T, nh, dh) <-> (B, nh, T, dh) */
+static void to_heads(float *dst, const float *src, int B, int T, int nh, int dh) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < nh; h++)
+                memcpy(dst + (((size_t)b * nh + h) * T + t) * dh, src + (((size_t)b * T + t) * nh + h) * dh, sizeof(float) * (size_t)dh);
+}
+
+static void from_heads(float *dst, const float *src, int B, int T, int nh, int dh) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < nh; h++)
+                memcpy(dst + (((size_t)b * T + t) * nh + h) * dh, src + (((size_t)b * nh + h) * T + t) * dh, sizeof(float) * (size_t)dh);
 }
 
 mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids,
@@ -217,16 +232,17 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
         mrec_gemm_cpu(t.q, t.x, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
         mrec_gemm_cpu(t.k, t.x, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
         mrec_gemm_cpu(t.v, t.x, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        for (int b = 0; b < B; b++) {
-            size_t off = (size_t)b * T * H;
-            /* scores (nh, T, T) = q_h k_h^T / sqrt(dh): heads are column slices of q and k */
-            mrec_gemm_batched_cpu(t.scores, t.q + off, t.k + off, scale, 0, 0, 1, nh, T, T, dh, H, H, T, dh, dh,
-                                  (int64_t)T * T, pool);
-            mrec_softmax_rows_cpu(t.scores, t.scores, t.mask_bias + (size_t)b * T, nh * T, T, nh * T, pool);
-            /* ctx_h (T, dh) = p_h v_h, written into its column slice */
-            mrec_gemm_batched_cpu(t.ctx + off, t.scores, t.v + off, 1, 0, 0, 0, nh, T, dh, T, T, H, H, (int64_t)T * T, dh,
-                                  dh, pool);
-        }
+        /* heads first: (B, T, nh, dh) -> (B, nh, T, dh), so one batched GEMM covers
+         * every (sequence, head) pair with a single stride */
+        to_heads(t.tmp, t.q, B, T, nh, dh);
+        to_heads(t.q, t.k, B, T, nh, dh); /* q is free once copied: reuse it for k's heads */
+        mrec_gemm_batched_cpu(t.scores, t.tmp, t.q, scale, 0, 0, 1, B * nh, T, T, dh, dh, dh, T, (int64_t)T * dh,
+                              (int64_t)T * dh, (int64_t)T * T, pool);
+        mrec_softmax_rows_cpu(t.scores, t.scores, t.mask_bias, B * nh * T, T, nh * T, pool);
+        to_heads(t.tmp, t.v, B, T, nh, dh);
+        mrec_gemm_batched_cpu(t.q, t.scores, t.tmp, 1, 0, 0, 0, B * nh, T, dh, T, T, dh, dh, (int64_t)T * T,
+                              (int64_t)T * dh, (int64_t)T * dh, pool);
+        from_heads(t.ctx, t.q, B, T, nh, dh);
         mrec_gemm_cpu(t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
         mrec_add_cpu(t.tmp, t.tmp, t.x, (int64_t)BT * H, pool);
         mrec_layernorm_cpu(t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, BT, H, pool);

@@ -181,9 +181,9 @@ static void private_task(void *arg, int task, int thread) {
     const gemm_job *g = arg;
     int per_item = g->m_blocks * g->j_chunks;
     int b = task / per_item, t = task % per_item;
-    int i0 = (t / g->j_chunks) * MREC_GEMM_MC, j0 = (t % g->j_chunks) * MREC_GEMM_NC;
+    int i0 = (t / g->j_chunks) * MREC_GEMM_MC, j0 = (t % g->j_chunks) * g->j_chunk;
     int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
-    int nc = g->N - j0 < MREC_GEMM_NC ? g->N - j0 : MREC_GEMM_NC;
+    int nc = g->N - j0 < g->j_chunk ? g->N - j0 : g->j_chunk;
     const float *A = g->A + b * g->stride_a, *B = g->B + b * g->stride_b;
     float *C = g->C + b * g->stride_c;
     float *apack = mrec_pool_scratch(g->pool, thread);
@@ -273,7 +273,16 @@ static void gemm_run(gemm_job *g, int batch) {
     } else if (batch == 1 && g->m_blocks >= 2 * threads) {
         gemm_shared_b(g);
     } else {
-        g->j_chunks = (g->N + MREC_GEMM_NC - 1) / MREC_GEMM_NC;
+        /* Column tiles of NC, or narrower (whole NR panels) when there would
+         * be fewer tiles than threads: a single short GEMM still uses them all. */
+        g->j_chunk = MREC_GEMM_NC;
+        int tiles = batch * g->m_blocks * ((g->N + MREC_GEMM_NC - 1) / MREC_GEMM_NC);
+        if (tiles < threads) {
+            int want = (threads + batch * g->m_blocks - 1) / (batch * g->m_blocks);
+            int panels = (g->N + g->NR - 1) / g->NR, per = (panels + want - 1) / want;
+            g->j_chunk = per * g->NR;
+        }
+        g->j_chunks = (g->N + g->j_chunk - 1) / g->j_chunk;
         mrec_pool_run(g->pool, private_task, g, batch * g->m_blocks * g->j_chunks);
     }
 }

