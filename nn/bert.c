@@ -1,14 +1,16 @@
-/* bert.c: Hugging Face BertModel, forward only, on the CPU op set.
+/* bert.c: Hugging Face BertModel and MPNetModel, forward only, on the CPU op set.
  *
  *   x = LayerNorm(word[ids] + position[0..T) + token_type[type_ids])
  *   per layer:
  *     q, k, v = x Wq^T + bq, ...                     (B, T, H), heads of size H / nh
- *     p = softmax(q k^T / sqrt(dh) + mask_bias)       per (sequence, head), mask_bias =
+ *     p = softmax(q k^T / sqrt(dh) [+ MPNet's relative position bias] + mask_bias)
+ *                                                     per (sequence, head), mask_bias =
  *                                                     float32 min on padding keys (as HF)
  *     x = LayerNorm(x + (p v) Wo^T + bo)
  *     x = LayerNorm(x + act(x Wi^T + bi) Wout^T + bout)
  *   pooled = tanh(x[:, 0] Wp^T + bp)
- * Dropout is off (inference). Reference: transformers' modeling_bert.py.
+ * Dropout is off (inference). Reference: transformers' modeling_bert.py and
+ * modeling_mpnet.py.
  */
 #include "mrec_bert.h"
 #include "mrec_ops.h"
@@ -65,6 +67,14 @@ static mrec_status read_config(mrec_bert_config *c, const char *dir) {
         else if (!strcmp(a, "silu") || !strcmp(a, "swish")) c->act = MREC_ACT_SILU;
         else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, a);
     }
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    c->mpnet = cJSON_IsString(type) && !strcmp(type->valuestring, "mpnet");
+    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");
+    c->pad_token_id = cJSON_IsNumber(pad) ? (int)pad->valuedouble : (c->mpnet ? 1 : 0);
+    const cJSON *nb = cJSON_GetObjectItemCaseSensitive(j, "relative_attention_num_buckets");
+    c->rel_buckets = cJSON_IsNumber(nb) ? (int)nb->valuedouble : 32;
+    if (!st && c->mpnet && (c->rel_buckets < 2 || c->rel_buckets > 1024))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: relative_attention_num_buckets %d", path, c->rel_buckets);
     const cJSON *pos = cJSON_GetObjectItemCaseSensitive(j, "position_embedding_type");
     if (!st && cJSON_IsString(pos) && strcmp(pos->valuestring, "absolute") != 0)
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: position_embedding_type \"%s\" (mrec implements absolute)", path, pos->valuestring);
@@ -109,7 +119,7 @@ mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
     int64_t H = c->hidden, I = c->intermediate;
     int64_t per_layer = 4 * H * H + 4 * H + 4 * H + 2 * I * H + I + H;
     int64_t total = (int64_t)c->vocab_size * H + (int64_t)c->max_positions * H + (int64_t)c->type_vocab * H + 2 * H +
-                    c->layers * per_layer + H * H + H;
+                    c->layers * per_layer + H * H + H + (int64_t)c->rel_buckets * c->heads;
     m->storage = malloc((size_t)total * sizeof(float));
     m->layer = calloc((size_t)c->layers, sizeof *m->layer);
     if (!m->storage || !m->layer) {
@@ -117,22 +127,30 @@ mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
         mrec_bert_free(m);
         return mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)total);
     }
-    loader l = {&sf, mrec_safetensors_find(&sf, "bert.embeddings.word_embeddings.weight") ? "bert." : "", m->storage};
+    const char *prefix = c->mpnet ? "mpnet." : "bert.";
+    char probe[64];
+    snprintf(probe, sizeof probe, "%sembeddings.word_embeddings.weight", prefix);
+    loader l = {&sf, mrec_safetensors_find(&sf, probe) ? prefix : "", m->storage};
     st = take(&l, &m->word, "embeddings.word_embeddings.weight", 2, c->vocab_size, H, 0);
     if (!st) st = take(&l, &m->position, "embeddings.position_embeddings.weight", 2, c->max_positions, H, 0);
-    if (!st) st = take(&l, &m->token_type, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0);
+    if (!st && !c->mpnet) st = take(&l, &m->token_type, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0);
+    if (!st && c->mpnet) st = take(&l, &m->rel_bias, "encoder.relative_attention_bias.weight", 2, c->rel_buckets, c->heads, 0);
     if (!st) st = take(&l, &m->emb_ln_w, "embeddings.LayerNorm.weight", 1, H, 0, 0);
     if (!st) st = take(&l, &m->emb_ln_b, "embeddings.LayerNorm.bias", 1, H, 0, 0);
     for (int i = 0; i < c->layers && !st; i++) {
         mrec_bert_layer *L = &m->layer[i];
+        int mp = c->mpnet;
         struct { float **dst; const char *name; int nd; int64_t a, b; } w[] = {
-            {&L->q_w, "attention.self.query.weight", 2, H, H},   {&L->q_b, "attention.self.query.bias", 1, H, 0},
-            {&L->k_w, "attention.self.key.weight", 2, H, H},     {&L->k_b, "attention.self.key.bias", 1, H, 0},
-            {&L->v_w, "attention.self.value.weight", 2, H, H},   {&L->v_b, "attention.self.value.bias", 1, H, 0},
-            {&L->attn_out_w, "attention.output.dense.weight", 2, H, H},
-            {&L->attn_out_b, "attention.output.dense.bias", 1, H, 0},
-            {&L->attn_ln_w, "attention.output.LayerNorm.weight", 1, H, 0},
-            {&L->attn_ln_b, "attention.output.LayerNorm.bias", 1, H, 0},
+            {&L->q_w, mp ? "attention.attn.q.weight" : "attention.self.query.weight", 2, H, H},
+            {&L->q_b, mp ? "attention.attn.q.bias" : "attention.self.query.bias", 1, H, 0},
+            {&L->k_w, mp ? "attention.attn.k.weight" : "attention.self.key.weight", 2, H, H},
+            {&L->k_b, mp ? "attention.attn.k.bias" : "attention.self.key.bias", 1, H, 0},
+            {&L->v_w, mp ? "attention.attn.v.weight" : "attention.self.value.weight", 2, H, H},
+            {&L->v_b, mp ? "attention.attn.v.bias" : "attention.self.value.bias", 1, H, 0},
+            {&L->attn_out_w, mp ? "attention.attn.o.weight" : "attention.output.dense.weight", 2, H, H},
+            {&L->attn_out_b, mp ? "attention.attn.o.bias" : "attention.output.dense.bias", 1, H, 0},
+            {&L->attn_ln_w, mp ? "attention.LayerNorm.weight" : "attention.output.LayerNorm.weight", 1, H, 0},
+            {&L->attn_ln_b, mp ? "attention.LayerNorm.bias" : "attention.output.LayerNorm.bias", 1, H, 0},
             {&L->inter_w, "intermediate.dense.weight", 2, I, H}, {&L->inter_b, "intermediate.dense.bias", 1, I, 0},
             {&L->out_w, "output.dense.weight", 2, H, I},         {&L->out_b, "output.dense.bias", 1, H, 0},
             {&L->out_ln_w, "output.LayerNorm.weight", 1, H, 0},  {&L->out_ln_b, "output.LayerNorm.bias", 1, H, 0},
@@ -159,7 +177,7 @@ void mrec_bert_free(mrec_bert *m) {
 /* ---- forward ---- */
 
 typedef struct {
-    float *x, *q, *k, *v, *scores, *ctx, *tmp, *inter, *mask_bias;
+    float *x, *q, *k, *v, *scores, *ctx, *tmp, *inter, *mask_bias, *pos_bias;
 } activations;
 
 /* Carves the activations; with a measuring arena this only counts. */
@@ -168,6 +186,7 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert_config *
     struct { float **p; size_t n; } parts[] = {
         {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H}, {&t->scores, (size_t)B * c->heads * T * T},
         {&t->ctx, BT * H}, {&t->tmp, BT * H}, {&t->inter, BT * (size_t)c->intermediate}, {&t->mask_bias, BT},
+        {&t->pos_bias, c->mpnet ? (size_t)c->heads * T * T : 1},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
@@ -182,6 +201,20 @@ size_t mrec_bert_workspace_bytes(const mrec_bert_config *c, int B, int T) {
     activations t;
     carve(&a, &t, c, B, T);
     return a.peak;
+}
+
+/* MPNet's bucket of a relative position (memory - context), computed in
+ * float32 in the same order as transformers' relative_position_bucket. */
+static int rel_bucket(int relative, int buckets, int max_distance) {
+    int ret = 0, n = -relative;
+    buckets /= 2;
+    if (n < 0) ret += buckets;
+    n = n < 0 ? -n : n;
+    int max_exact = buckets / 2;
+    if (n < max_exact) return ret + n;
+    float v = logf((float)n / (float)max_exact) / (float)log((double)max_distance / max_exact) * (float)(buckets - max_exact);
+    int large = max_exact + (int)v;
+    return ret + (large < buckets - 1 ? large : buckets - 1);
 }
 
 /* (B, T, nh, dh) <-> (B, nh, T, dh) */
@@ -213,6 +246,7 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
     mrec_status st = carve(&ctx->workspace, &t, c, B, T);
     if (st) return st;
     /* embeddings */
+    int real = 0; /* MPNet: real tokens so far in this sequence */
     for (int i = 0; i < BT; i++) {
         int32_t id = ids[i], tt = type_ids ? type_ids[i] : 0;
         if (id < 0 || id >= c->vocab_size || tt < 0 || tt >= c->type_vocab) {
@@ -220,11 +254,32 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
             return mrec_fail(MREC_ERR_ARG, "bert: token %d (type %d) at position %d is outside the vocabulary of %d", id, tt, i,
                              c->vocab_size);
         }
-        const float *w = m->word + (size_t)id * H, *p = m->position + (size_t)(i % T) * H, *y = m->token_type + (size_t)tt * H;
+        int pos = i % T;
+        if (c->mpnet) {
+            if (pos == 0) real = 0;
+            pos = id != c->pad_token_id ? c->pad_token_id + ++real : c->pad_token_id;
+            if (pos >= c->max_positions) {
+                ctx->workspace.used = mark;
+                return mrec_fail(MREC_ERR_ARG, "mpnet: position %d at token %d is past max_position_embeddings %d", pos, i,
+                                 c->max_positions);
+            }
+        }
+        const float *w = m->word + (size_t)id * H, *p = m->position + (size_t)pos * H;
         float *x = t.x + (size_t)i * H;
-        for (int h = 0; h < H; h++) x[h] = w[h] + y[h] + p[h];
+        if (m->token_type) {
+            const float *y = m->token_type + (size_t)tt * H;
+            for (int h = 0; h < H; h++) x[h] = w[h] + y[h] + p[h];
+        } else {
+            for (int h = 0; h < H; h++) x[h] = w[h] + p[h];
+        }
         t.mask_bias[i] = mask && !mask[i] ? -FLT_MAX : 0.0f;
     }
+    if (c->mpnet) /* bias (nh, T, T), shared by all layers and sequences */
+        for (int q = 0; q < T; q++)
+            for (int k = 0; k < T; k++) {
+                int bucket = rel_bucket(k - q, c->rel_buckets, 128);
+                for (int h = 0; h < nh; h++) t.pos_bias[((size_t)h * T + q) * T + k] = m->rel_bias[(size_t)bucket * nh + h];
+            }
     mrec_layernorm_cpu(t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, BT, H, pool);
     float scale = 1.0f / sqrtf((float)dh);
     for (int l = 0; l < c->layers; l++) {
@@ -238,6 +293,10 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
         to_heads(t.q, t.k, B, T, nh, dh); /* q is free once copied: reuse it for k's heads */
         mrec_gemm_batched_cpu(t.scores, t.tmp, t.q, scale, 0, 0, 1, B * nh, T, T, dh, dh, dh, T, (int64_t)T * dh,
                               (int64_t)T * dh, (int64_t)T * T, pool);
+        if (c->mpnet)
+            for (int b = 0; b < B; b++)
+                mrec_add_cpu(t.scores + (size_t)b * nh * T * T, t.scores + (size_t)b * nh * T * T, t.pos_bias,
+                             (int64_t)nh * T * T, pool);
         mrec_softmax_rows_cpu(t.scores, t.scores, t.mask_bias, B * nh * T, T, nh * T, pool);
         to_heads(t.tmp, t.v, B, T, nh, dh);
         mrec_gemm_batched_cpu(t.q, t.scores, t.tmp, 1, 0, 0, 0, B * nh, T, dh, T, T, dh, dh, (int64_t)T * T,

@@ -1,5 +1,12 @@
-/* mrec_bert.h: the BERT encoder (Hugging Face BertModel): BERT, MiniLM,
- * sentence-transformers checkpoints.
+/* mrec_bert.h: the BERT encoder family: Hugging Face BertModel (BERT, MiniLM,
+ * sentence-transformers checkpoints) and MPNetModel (all-mpnet-base-v2),
+ * told apart by config.json's model_type.
+ *
+ * MPNet differs from BERT in three places: no token-type embeddings;
+ * position ids count real tokens from pad_token_id + 1 (padding keeps
+ * pad_token_id); and a relative position bias, looked up by bucketed
+ * distance in a (32 buckets, heads) table shared by all layers, is added to
+ * the attention scores.
  *
  * Reads config.json and model.safetensors from a folder. Tensor names as
  * Hugging Face writes them, with or without the "bert." prefix. Weights are
@@ -16,10 +23,14 @@ typedef struct {
     int vocab_size, hidden, layers, heads, intermediate, max_positions, type_vocab;
     float layer_norm_eps;
     mrec_act act;     /* from hidden_act: gelu (erf), gelu_new / gelu_pytorch_tanh (tanh), relu, silu */
+    int mpnet;        /* model_type "mpnet" */
+    int pad_token_id; /* MPNet's position ids start after it */
+    int rel_buckets;  /* MPNet: relative_attention_num_buckets (32) */
 } mrec_bert_config;
 
 typedef struct {
     float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  /* (H, H), (H) each */
+    /* attn_out_* is BERT's attention.output.dense, MPNet's attention.attn.o */
     float *attn_out_w, *attn_out_b;            /* (H, H), (H) */
     float *attn_ln_w, *attn_ln_b;              /* (H) */
     float *inter_w, *inter_b;                  /* (I, H), (I) */
@@ -29,7 +40,8 @@ typedef struct {
 
 typedef struct {
     mrec_bert_config cfg;
-    float *word, *position, *token_type;       /* (V, H), (P, H), (T, H) */
+    float *word, *position, *token_type;       /* (V, H), (P, H), (T, H); token_type NULL for MPNet */
+    float *rel_bias;                           /* MPNet: (buckets, heads) */
     float *emb_ln_w, *emb_ln_b;                /* (H) */
     mrec_bert_layer *layer;                    /* (layers) */
     float *pooler_w, *pooler_b;                /* (H, H), (H); NULL if the checkpoint has no pooler */

@@ -177,6 +177,32 @@ static void real_minilm(mrec_context *ctx) {
     mrec_bert_free(&m);
 }
 
+/* MPNet: a tiny MPNetModel on a padded batch of up to 40 tokens (relative
+ * distances reach the logarithmic buckets); same 1e-4 bound as BERT. */
+static void mpnet(mrec_context *ctx) {
+    mrec_bert m;
+    if (!t_status(mrec_bert_load(&m, FIX "tiny_mpnet"), MREC_OK, "load tiny_mpnet")) return;
+    t_check(m.cfg.mpnet && m.rel_bias && !m.token_type, "read as MPNet");
+    int64_t shape[8], s2[8];
+    int32_t *ids = read_i32(FIX "tiny_mpnet/mpnet_ids.npy", shape), *mask = read_i32(FIX "tiny_mpnet/mpnet_mask.npy", s2);
+    float *hidden_ref = NULL, *pooled_ref = NULL;
+    int ndim;
+    if (t_check(ids && mask && !mrec_npy_read_f32(FIX "tiny_mpnet/mpnet_hidden.npy", &hidden_ref, &ndim, s2) &&
+                    !mrec_npy_read_f32(FIX "tiny_mpnet/mpnet_pooled.npy", &pooled_ref, &ndim, s2),
+                "read the MPNet reference")) {
+        int B = (int)shape[0], T = (int)shape[1], H = m.cfg.hidden;
+        mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m.cfg, B, T));
+        float *hidden = malloc(sizeof *hidden * (size_t)B * T * H), *pooled = malloc(sizeof *pooled * (size_t)B * H);
+        if (t_status(mrec_bert_forward(ctx, &m, ids, NULL, mask, B, T, hidden, pooled), MREC_OK, "mpnet forward")) {
+            t_allclose("mpnet last_hidden_state", hidden_ref, hidden, (int64_t)B * T * H, 1e-4, 0);
+            t_allclose("mpnet pooler_output", pooled_ref, pooled, (int64_t)B * H, 1e-4, 0);
+        }
+        free(hidden), free(pooled);
+    }
+    free(ids), free(mask), free(hidden_ref), free(pooled_ref);
+    mrec_bert_free(&m);
+}
+
 int main(void) {
     t_suite("bert");
     mrec_context_options o = mrec_context_defaults();
@@ -188,6 +214,7 @@ int main(void) {
     mrec_bert m;
     t_status(mrec_bert_load(&m, FIX "npy"), MREC_ERR_IO, "a folder without config.json");
     bad_configs();
+    mpnet(ctx);
     real_minilm(ctx);
     mrec_context_destroy(ctx);
     return t_finish();

