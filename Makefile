@@ -36,7 +36,7 @@ KFLAGS   := -O3
 ifeq ($(DEBUG),1)
 KFLAGS   :=
 endif
-LDLIBS   := -lcjson -lutf8proc -lz -lm -pthread
+LDLIBS   := -lcjson -lutf8proc -lz -lmvec -lm -pthread
 SANFLAGS :=
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
