@@ -48,6 +48,7 @@ static int compare(const char *what, const float *ref, const float *out, const d
         return 0;
     }
     n_pass++;
+    if (getenv("MREC_TEST_VERBOSE")) printf("  %s: max err %.3g over %lld values\n", what, worst_err, (long long)n);
     return 1;
 }
 

@@ -7,7 +7,8 @@
  * first mismatches and the largest error; nothing fails quietly.
  *
  * Float comparison: |ref - out| <= atol + rtol * |ref|, elementwise; each
- * call site says why its tolerance is what it is.
+ * call site says why its tolerance is what it is. MREC_TEST_VERBOSE=1 prints
+ * the largest error of every comparison that passed, for reports.
  */
 #ifndef MREC_HARNESS_H
 #define MREC_HARNESS_H

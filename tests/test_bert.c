@@ -203,6 +203,43 @@ static void mpnet(mrec_context *ctx) {
     mrec_bert_free(&m);
 }
 
+/* Full-size architectures with random weights (bert-base, MiniLM-L6,
+ * mpnet-base), made locally by `tools/golden/text_encoders.py --full DIR`
+ * and checked when MREC_FULL_DIR=DIR: 12 layers of 768 accumulate more
+ * rounding, so the bound is 5e-4 here (observed well below). */
+static void full_size(mrec_context *ctx) {
+    const char *dir = getenv("MREC_FULL_DIR");
+    if (!dir) {
+        t_skip("full-size checkpoints: set MREC_FULL_DIR (tools/golden/text_encoders.py --full DIR)");
+        return;
+    }
+    static const char *names[3] = {"bert-base", "minilm-l6", "mpnet-base"};
+    for (int i = 0; i < 3; i++) {
+        char d[512], p[600];
+        snprintf(d, sizeof d, "%s/%s", dir, names[i]);
+        mrec_bert m;
+        if (!t_status(mrec_bert_load(&m, d), MREC_OK, "load %s", d)) continue;
+        int64_t shape[8], s2[8];
+        snprintf(p, sizeof p, "%s/ref_ids.npy", d);
+        int32_t *ids = read_i32(p, shape);
+        snprintf(p, sizeof p, "%s/ref_mask.npy", d);
+        int32_t *mask = read_i32(p, s2);
+        float *want = NULL;
+        int nd;
+        snprintf(p, sizeof p, "%s/ref_hidden.npy", d);
+        if (t_check(ids && mask && !mrec_npy_read_f32(p, &want, &nd, s2), "%s references", names[i])) {
+            int B = (int)shape[0], T = (int)shape[1], H = m.cfg.hidden;
+            float *got = malloc(sizeof *got * (size_t)B * T * H);
+            mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m.cfg, B, T));
+            if (t_status(mrec_bert_forward(ctx, &m, ids, NULL, mask, B, T, got, NULL), MREC_OK, "%s forward", names[i]))
+                t_allclose(names[i], want, got, (int64_t)B * T * H, 5e-4, 0);
+            free(got);
+        }
+        free(ids), free(mask), free(want);
+        mrec_bert_free(&m);
+    }
+}
+
 int main(void) {
     t_suite("bert");
     mrec_context_options o = mrec_context_defaults();
@@ -216,6 +253,7 @@ int main(void) {
     bad_configs();
     mpnet(ctx);
     real_minilm(ctx);
+    full_size(ctx);
     mrec_context_destroy(ctx);
     return t_finish();
 }

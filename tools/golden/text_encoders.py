@@ -2,6 +2,7 @@
 """text_encoders.py: reference outputs of Hugging Face BertModel for mrec's BERT forward.
 
     python tools/golden/text_encoders.py     (after core_fixtures.py, which made tests/fixtures/tiny_bert)
+    python tools/golden/text_encoders.py --full DIR    (full-size random checkpoints, local only)
 
 Writes into tests/fixtures/tiny_bert/: a batch of 4 sequences with mixed lengths, padding and
 token types (bert_ids.npy, bert_types.npy, bert_mask.npy, int32) and BertModel's outputs in
@@ -112,5 +113,41 @@ def minilm():
     print("wrote", out, emb.shape)
 
 
+def full_size(out):
+    """Full-size checkpoints with the real architectures and random weights (seed 0), for local
+    runs only (hundreds of MB, never committed): OUT/{bert-base,minilm-l6,mpnet-base}/ each with
+    config.json, model.safetensors, a tokenizer, and ref_{ids,mask,hidden}.npy for a padded batch
+    of 4 x 64 tokens. tests/test_bert.c checks them when MREC_FULL_DIR=OUT is set."""
+    from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
+    configs = {
+        "bert-base": (BertModel, BertConfig()),
+        "minilm-l6": (BertModel, BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                            intermediate_size=1536)),
+        "mpnet-base": (MPNetModel, MPNetConfig()),
+    }
+    rng = np.random.default_rng(3)
+    for name, (cls, cfg) in configs.items():
+        torch.manual_seed(0)
+        model = cls(cfg).eval()
+        d = os.path.join(out, name)
+        model.save_pretrained(d, safe_serialization=True)
+        shutil.copy("../shared/data/tokenizers/bert-base-uncased/vocab.txt", d)
+        pad = cfg.pad_token_id
+        ids = np.full((4, 64), pad, dtype=np.int32)
+        mask = np.zeros((4, 64), dtype=np.int32)
+        for b, n in enumerate([64, 33, 7, 2]):
+            ids[b, :n] = rng.integers(pad + 1, 30000, n)
+            mask[b, :n] = 1
+        with torch.no_grad():
+            h = model(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask, dtype=torch.long))
+        np.save(f"{d}/ref_ids.npy", ids)
+        np.save(f"{d}/ref_mask.npy", mask)
+        np.save(f"{d}/ref_hidden.npy", h.last_hidden_state.numpy())
+        print("wrote", d)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--full":
+        full_size(sys.argv[2])
+    else:
+        main()
