@@ -23,6 +23,7 @@ typedef struct {
     float *dfinal;          /* (N, d) */
     float *pos, *neg, *dx;
     int cap;
+    int authors_loss;       /* LightGCN-PyTorch's loss instead of MMRec's */
     mrec_pool *pool;
 } lightgcn;
 
@@ -69,7 +70,18 @@ static double lightgcn_loss_grad(void *self, const int32_t *u, const int32_t *i,
         for (int k = 0; k < d; k++) sp += fu[k] * fi[k], sn += fu[k] * fj[k];
         m->pos[b] = sp, m->neg[b] = sn;
     }
-    double loss = mrec_bpr_loss(m->dx, m->pos, m->neg, n);
+    double loss = 0;
+    if (m->authors_loss) {
+        /* softplus(neg - pos) = -log sigmoid(x), computed stably */
+        for (int b = 0; b < n; b++) {
+            double x = (double)m->pos[b] - m->neg[b];
+            loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+            m->dx[b] = (float)(-1.0 / (1.0 + exp(x)) / n);
+        }
+        loss /= n;
+    } else {
+        loss = mrec_bpr_loss(m->dx, m->pos, m->neg, n);
+    }
     /* dF, on the batch's rows only */
     memset(m->dfinal, 0, total * sizeof(float));
     for (int b = 0; b < n; b++) {
@@ -89,11 +101,17 @@ static double lightgcn_loss_grad(void *self, const int32_t *u, const int32_t *i,
         prev = next;
     }
     mrec_scale_cpu(m->ego_grad, m->ego_grad, 1.0f / (m->layers + 1), (int64_t)total, m->pool);
-    /* the regularizer on the batch's ego rows */
+    /* the regularizer on the batch's ego rows: MMRec's norms, or the authors' squared norms / 2 */
     double nu = frob(m->ego, u, 0, n, d), ni = frob(m->ego, i, U, n, d), nj = frob(m->ego, j, U, n, d);
-    loss += m->reg * (nu + ni + nj) / n;
-    float cu = nu > 0 ? (float)(m->reg / n / nu) : 0, ci = ni > 0 ? (float)(m->reg / n / ni) : 0;
-    float cj = nj > 0 ? (float)(m->reg / n / nj) : 0;
+    float cu, ci, cj;
+    if (m->authors_loss) {
+        loss += m->reg * (nu * nu + ni * ni + nj * nj) / 2 / n;
+        cu = ci = cj = m->reg / n;
+    } else {
+        loss += m->reg * (nu + ni + nj) / n;
+        cu = nu > 0 ? (float)(m->reg / n / nu) : 0, ci = ni > 0 ? (float)(m->reg / n / ni) : 0;
+        cj = nj > 0 ? (float)(m->reg / n / nj) : 0;
+    }
     for (int b = 0; b < n; b++) {
         size_t ru = (size_t)u[b] * d, ri = (size_t)(U + i[b]) * d, rj = (size_t)(U + j[b]) * d;
         for (int k = 0; k < d; k++) {
@@ -104,6 +122,8 @@ static double lightgcn_loss_grad(void *self, const int32_t *u, const int32_t *i,
     }
     return loss;
 }
+
+void mrec_lightgcn_use_authors_loss(mrec_model *model) { ((lightgcn *)model->self)->authors_loss = 1; }
 
 static mrec_status lightgcn_prepare(void *self) {
     propagate(self);

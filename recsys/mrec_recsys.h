@@ -232,6 +232,10 @@ mrec_status mrec_bprmf_create(mrec_model *m, int n_users, int n_items, int dim, 
  * BPR on final embeddings plus reg * EmbLoss on the batch's ego embeddings. */
 mrec_status mrec_lightgcn_create(mrec_model *m, const mrec_graph *graph, int n_users, int n_items, int dim, int layers,
                                  float reg, mrec_rng *rng, mrec_pool *pool);
+/* Switches a LightGCN model to its authors' loss (LightGCN-PyTorch, behind the
+ * published Gowalla numbers): mean softplus(neg - pos) + reg * (|u|^2 + |i+|^2
+ * + |i-|^2) / 2 / n on the batch's ego embeddings (squared norms). */
+void mrec_lightgcn_use_authors_loss(mrec_model *m);
 /* ItemKNN: cosine similarity of items over their training users,
  * |U_i & U_j| / sqrt(|U_i| |U_j|), the k most similar kept per item (ties to
  * the lower id), and score(u, i) = sum of sim(i, j) over the user's items j

@@ -339,6 +339,8 @@ static void test_gradients(mrec_pool *pool) {
             if (t_status(mrec_lightgcn_create(&m, &g, 5, 6, 4, layers, 0.3f, &rng, pool), MREC_OK, "lightgcn")) {
                 for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
                 check_gradients(&m, layers ? "lightgcn (3 layers)" : "lightgcn (0 layers)");
+                mrec_lightgcn_use_authors_loss(&m);
+                check_gradients(&m, layers ? "lightgcn, authors' loss (3 layers)" : "lightgcn, authors' loss (0 layers)");
                 mrec_model_destroy(&m);
             }
         mrec_graph_free(&g);

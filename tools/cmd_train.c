@@ -26,7 +26,8 @@ static int usage(FILE *f) {
             "                  [--select recall@20] [--threshold 0] [--mask-valid] [--threads N]\n"
             "                  [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--seed-split S]\n"
             "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
-            "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--save-topk N]\n"
+            "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--authors-loss] (lightgcn)\n"
+            "                  [--save-topk N]\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -35,7 +36,8 @@ static int usage(FILE *f) {
             "3 layers. --split makes train/valid/test from a file without one (or\n"
             "replaces its split); --kcore filters users and items with fewer than K interactions,\n"
             "iteratively unless --kcore-once. --save-topk N writes DIR/recommendations.tsv: each user's\n"
-            "N best items (original ids) at the best epoch, training items excluded.\n");
+            "N best items (original ids) at the best epoch, training items excluded. --authors-loss\n"
+            "trains LightGCN with its authors' loss (squared-norm L2), as behind the Gowalla numbers.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -68,7 +70,7 @@ int mrec_cmd_train(int argc, char **argv) {
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
     float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f;
-    int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50;
+    int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
     const char *split = NULL;
     uint64_t split_seed = 999;
     for (int i = 1; i < argc; i++) {
@@ -77,6 +79,7 @@ int mrec_cmd_train(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         else if (!strcmp(a, "--mask-valid")) opt.mask_valid_in_test = 1, used = 0;
         else if (!strcmp(a, "--kcore-once")) kcore_once = 1, used = 0;
+        else if (!strcmp(a, "--authors-loss")) authors_loss = 1, used = 0;
         else if (!v) {
             fprintf(stderr, "mrec train: %s needs a value\n", a);
             return 1;
@@ -211,8 +214,9 @@ int mrec_cmd_train(int argc, char **argv) {
         if (reg < 0) reg = 1e-4f;
         st = mrec_graph_normalized(&graph, &train);
         if (!st) st = mrec_lightgcn_create(&m, &graph, x.n_users, x.n_items, dim, layers, reg, &rng, pool);
-        snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,batch=%d,seed=%llu", dim, layers, opt.lr, reg,
-                 opt.batch_size, (unsigned long long)opt.seed);
+        if (!st && authors_loss) mrec_lightgcn_use_authors_loss(&m);
+        snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,batch=%d,seed=%llu%s", dim, layers, opt.lr, reg,
+                 opt.batch_size, (unsigned long long)opt.seed, authors_loss ? ",loss=authors" : "");
     } else {
         st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn or ngcf", model);
     }
