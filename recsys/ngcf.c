@@ -20,11 +20,24 @@
 #define SLOPE 0.2f
 #define MAX_LAYERS 8
 
+/* Dropout draws from a counter-based generator: element e of stream s in
+ * step t gets hash(seed, t, s, e), so rows can be processed in parallel and
+ * the masks still do not depend on the thread count. */
+static float drop_uniform(uint64_t key, uint64_t e) {
+    uint64_t z = key ^ (e * 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((z >> 40) * (1.0 / 16777216.0));
+}
+
+#define ROW_TASKS 16 /* fixed, so per-task partial sums are summed the same way on any pool */
+
 typedef struct {
     const mrec_graph *adj;
     int n_users, n_items, n_nodes, dim, layers, width; /* width = d (L + 1) */
     float decay, node_p, mess_p;
-    mrec_rng drop_rng;
+    uint64_t drop_seed, step;
     mrec_pool *pool;
     /* parameters and gradients */
     float *ego, *g_ego;                                   /* (N, d) */
@@ -40,17 +53,112 @@ typedef struct {
     int cap;
 } ngcf;
 
+/* ---- row-parallel pieces ---- */
+
+typedef enum { PH_NODE_DROP, PH_ACTIVATE, PH_FINAL, PH_NORM_BACK, PH_DZ, PH_DS, PH_EGO } phase;
+
+typedef struct {
+    ngcf *m;
+    phase ph;
+    int k, training;
+    uint64_t key;
+    float *partial1, *partial2; /* (ROW_TASKS, d) column sums, PH_DZ */
+} row_job;
+
+static void row_task(void *arg, int task, int thread) {
+    (void)thread;
+    row_job *j = arg;
+    ngcf *m = j->m;
+    int d = m->dim, W = m->width, N = m->n_nodes, k = j->k;
+    int per = (N + ROW_TASKS - 1) / ROW_TASKS, lo = task * per, hi = lo + per < N ? lo + per : N;
+    if (j->ph == PH_DZ) /* its partial sums must exist even when the task has no rows */
+        for (int c = 0; c < d; c++) j->partial1[(size_t)task * d + c] = j->partial2[(size_t)task * d + c] = 0;
+    if (lo >= hi) return;
+    switch (j->ph) {
+    case PH_NODE_DROP: { /* Â entries of rows [lo, hi) */
+        const mrec_graph *g = m->adj;
+        for (int64_t e = g->row_ptr[lo]; e < g->row_ptr[hi]; e++)
+            m->adj_val[e] = j->training && m->node_p > 0
+                                ? (drop_uniform(j->key, (uint64_t)e) < m->node_p ? 0.0f : g->val[e] / (1.0f - m->node_p))
+                                : g->val[e];
+        break;
+    }
+    case PH_ACTIVATE: /* E_{k+1} = (lrelu(Z1) + lrelu(Z2)) * mask */
+        for (size_t i = (size_t)lo * d; i < (size_t)hi * d; i++) {
+            float a = m->Z1[k][i] > 0 ? m->Z1[k][i] : SLOPE * m->Z1[k][i];
+            float b = m->Z2[k][i] > 0 ? m->Z2[k][i] : SLOPE * m->Z2[k][i];
+            float mk = 1.0f;
+            if (j->training && m->mess_p > 0) mk = drop_uniform(j->key, (uint64_t)i) < m->mess_p ? 0.0f : 1.0f / (1.0f - m->mess_p);
+            m->mask[k][i] = mk;
+            m->E[k + 1][i] = (a + b) * mk;
+        }
+        break;
+    case PH_FINAL: /* final = [E0 | normalize(E1) | ...] */
+        for (int r = lo; r < hi; r++) {
+            float *f = m->final + (size_t)r * W;
+            memcpy(f, m->E[0] + (size_t)r * d, (size_t)d * sizeof(float));
+            for (int l = 1; l <= m->layers; l++) {
+                const float *x = m->E[l] + (size_t)r * d;
+                double ss = 0;
+                for (int c = 0; c < d; c++) ss += (double)x[c] * x[c];
+                float norm = (float)sqrt(ss);
+                if (norm < 1e-12f) norm = 1e-12f;
+                for (int c = 0; c < d; c++) f[l * d + c] = x[c] / norm;
+            }
+        }
+        break;
+    case PH_NORM_BACK: /* dE += (dy - y (y . dy)) / |x| for layer k's normalized copy */
+        for (int r = lo; r < hi; r++) {
+            const float *x = m->E[k] + (size_t)r * d, *y = m->final + (size_t)r * W + (size_t)k * d;
+            const float *dy = m->dfinal_rows + (size_t)r * W + (size_t)k * d;
+            float *dx = m->dE + (size_t)r * d;
+            double ss = 0, ydy = 0;
+            for (int c = 0; c < d; c++) ss += (double)x[c] * x[c], ydy += (double)y[c] * dy[c];
+            double norm = sqrt(ss);
+            if (norm > 1e-12)
+                for (int c = 0; c < d; c++) dx[c] += (float)((dy[c] - y[c] * ydy) / norm);
+            else
+                for (int c = 0; c < d; c++) dx[c] += (float)(dy[c] / 1e-12);
+        }
+        break;
+    case PH_DZ: { /* dZ1, dZ2 through the mask and LeakyReLU; per-task column sums for the biases */
+        float *p1 = j->partial1 + (size_t)task * d, *p2 = j->partial2 + (size_t)task * d;
+        for (int c = 0; c < d; c++) p1[c] = p2[c] = 0;
+        for (int r = lo; r < hi; r++)
+            for (int c = 0; c < d; c++) {
+                size_t t = (size_t)r * d + c;
+                float dh = m->dE[t] * m->mask[k][t];
+                m->dZ1[t] = m->Z1[k][t] > 0 ? dh : SLOPE * dh;
+                m->dZ2[t] = m->Z2[k][t] > 0 ? dh : SLOPE * dh;
+                p1[c] += m->dZ1[t], p2[c] += m->dZ2[t];
+            }
+        break;
+    }
+    case PH_DS: /* dS += (dZ2 W2^T) * E;  tmp = (dZ2 W2^T) * S */
+        for (size_t t = (size_t)lo * d; t < (size_t)hi * d; t++) {
+            m->dS[t] += m->tmp[t] * m->E[k][t];
+            m->tmp[t] *= m->S[k][t];
+        }
+        break;
+    case PH_EGO: /* E0's gradient: what flowed back plus its own slice of final */
+        for (int r = lo; r < hi; r++)
+            for (int c = 0; c < d; c++) m->g_ego[(size_t)r * d + c] = m->dE[(size_t)r * d + c] + m->dfinal_rows[(size_t)r * W + c];
+        break;
+    }
+}
+
+static void rows(ngcf *m, phase ph, int k, int training, float *p1, float *p2) {
+    row_job j = {m, ph, k, training, m->drop_seed ^ (m->step * 0xD1B54A32D192ED03ull) ^ ((uint64_t)(k + 1) << 56) ^ ph, p1, p2};
+    mrec_pool_run(m->pool, row_task, &j, ROW_TASKS);
+}
+
 /* One forward pass; with dropout when training. */
 static void forward(ngcf *m, int training) {
     size_t n = (size_t)m->n_nodes * m->dim;
     int d = m->dim, N = m->n_nodes;
     const mrec_graph *g = m->adj;
-    int64_t nnz = g->row_ptr[N];
-    for (int64_t e = 0; e < nnz; e++) {
-        float v = g->val[e];
-        if (training && m->node_p > 0) v = mrec_rng_uniform(&m->drop_rng) < m->node_p ? 0.0f : v / (1.0f - m->node_p);
-        m->adj_val[e] = v;
-    }
+    if (training) m->step++;
+    rows(m, PH_NODE_DROP, 0, training, NULL, NULL);
     memcpy(m->E[0], m->ego, n * sizeof(float));
     for (int k = 0; k < m->layers; k++) {
         float *E = m->E[k], *S = m->S[k];
@@ -58,34 +166,9 @@ static void forward(ngcf *m, int training) {
         mrec_gemm_cpu(m->Z1[k], S, m->w1[k], m->b1[k], 1, 0, 0, 0, N, d, d, d, d, d, m->pool);
         mrec_mul_cpu(m->tmp, E, S, (int64_t)n, m->pool);
         mrec_gemm_cpu(m->Z2[k], m->tmp, m->w2[k], m->b2[k], 1, 0, 0, 0, N, d, d, d, d, d, m->pool);
-        float *H = m->E[k + 1];
-        for (size_t i = 0; i < n; i++) {
-            float a = m->Z1[k][i] > 0 ? m->Z1[k][i] : SLOPE * m->Z1[k][i];
-            float b = m->Z2[k][i] > 0 ? m->Z2[k][i] : SLOPE * m->Z2[k][i];
-            H[i] = a + b;
-        }
-        if (training && m->mess_p > 0) {
-            for (size_t i = 0; i < n; i++) {
-                m->mask[k][i] = mrec_rng_uniform(&m->drop_rng) < m->mess_p ? 0.0f : 1.0f / (1.0f - m->mess_p);
-                H[i] *= m->mask[k][i];
-            }
-        } else {
-            for (size_t i = 0; i < n; i++) m->mask[k][i] = 1.0f;
-        }
+        rows(m, PH_ACTIVATE, k, training, NULL, NULL);
     }
-    /* final = [E0 | normalize(E1) | ...] */
-    for (int r = 0; r < N; r++) {
-        float *f = m->final + (size_t)r * m->width;
-        memcpy(f, m->E[0] + (size_t)r * d, (size_t)d * sizeof(float));
-        for (int k = 1; k <= m->layers; k++) {
-            const float *x = m->E[k] + (size_t)r * d;
-            double ss = 0;
-            for (int c = 0; c < d; c++) ss += (double)x[c] * x[c];
-            float norm = (float)sqrt(ss);
-            if (norm < 1e-12f) norm = 1e-12f;
-            for (int c = 0; c < d; c++) f[k * d + c] = x[c] / norm;
-        }
-    }
+    rows(m, PH_FINAL, 0, training, NULL, NULL);
 }
 
 static int ensure_batch(ngcf *m, int n) {
@@ -128,47 +211,27 @@ static double ngcf_loss_grad(void *self, const int32_t *u, const int32_t *i, con
 
     /* backward through the layers; dE holds d loss / d E_k (the unnormalized output) */
     memset(m->dE, 0, nd * sizeof(float));
+    float p1[ROW_TASKS * 1024], p2[ROW_TASKS * 1024]; /* d <= 1024, checked at creation */
     for (int k = m->layers; k >= 1; k--) {
-        /* add the normalized copy's gradient: dx = (dy - y (y . dy)) / |x| */
-        for (int r = 0; r < N; r++) {
-            const float *x = m->E[k] + (size_t)r * d, *y = m->final + (size_t)r * W + (size_t)k * d;
-            const float *dy = m->dfinal_rows + (size_t)r * W + (size_t)k * d;
-            float *dx = m->dE + (size_t)r * d;
-            double ss = 0, ydy = 0;
-            for (int c = 0; c < d; c++) ss += (double)x[c] * x[c], ydy += (double)y[c] * dy[c];
-            double norm = sqrt(ss);
-            if (norm > 1e-12)
-                for (int c = 0; c < d; c++) dx[c] += (float)((dy[c] - y[c] * ydy) / norm);
-            else
-                for (int c = 0; c < d; c++) dx[c] += (float)(dy[c] / 1e-12);
-        }
+        rows(m, PH_NORM_BACK, k, 1, NULL, NULL);
         int l = k - 1; /* the layer that made E_k */
-        for (size_t t = 0; t < nd; t++) {
-            float dh = m->dE[t] * m->mask[l][t];
-            m->dZ1[t] = m->Z1[l][t] > 0 ? dh : SLOPE * dh;
-            m->dZ2[t] = m->Z2[l][t] > 0 ? dh : SLOPE * dh;
-        }
+        rows(m, PH_DZ, l, 1, p1, p2);
         /* weights: dW1 = S^T dZ1, dW2 = (E*S)^T dZ2, biases: column sums */
         mrec_gemm_cpu(m->gw1[l], m->S[l], m->dZ1, NULL, 1, 0, 1, 0, d, d, N, d, d, d, m->pool);
         mrec_mul_cpu(m->tmp, m->E[l], m->S[l], (int64_t)nd, m->pool);
         mrec_gemm_cpu(m->gw2[l], m->tmp, m->dZ2, NULL, 1, 0, 1, 0, d, d, N, d, d, d, m->pool);
-        for (int c = 0; c < d; c++) m->gb1[l][c] = m->gb2[l][c] = 0;
-        for (int r = 0; r < N; r++)
-            for (int c = 0; c < d; c++) m->gb1[l][c] += m->dZ1[(size_t)r * d + c], m->gb2[l][c] += m->dZ2[(size_t)r * d + c];
+        for (int c = 0; c < d; c++) {
+            m->gb1[l][c] = m->gb2[l][c] = 0;
+            for (int t = 0; t < ROW_TASKS; t++) m->gb1[l][c] += p1[t * d + c], m->gb2[l][c] += p2[t * d + c];
+        }
         /* dS = dZ1 W1^T + (dZ2 W2^T) * E;  dE_prev = (dZ2 W2^T) * S + Â^T dS */
         mrec_gemm_cpu(m->dS, m->dZ1, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d, m->pool);
         mrec_gemm_cpu(m->tmp, m->dZ2, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d, m->pool);
-        for (size_t t = 0; t < nd; t++) {
-            m->dS[t] += m->tmp[t] * m->E[l][t];
-            m->tmp[t] *= m->S[l][t];
-        }
+        rows(m, PH_DS, l, 1, NULL, NULL);
         mrec_spmm_t_cpu(m->dE, m->adj->row_ptr, m->adj->col, m->adj_val, m->dS, N, N, d, m->pool);
         mrec_add_cpu(m->dE, m->dE, m->tmp, (int64_t)nd, m->pool);
     }
-    /* E0: its own slice of final, plus what flowed back */
-    for (int r = 0; r < N; r++)
-        for (int c = 0; c < d; c++)
-            m->g_ego[(size_t)r * d + c] = m->dE[(size_t)r * d + c] + m->dfinal_rows[(size_t)r * W + c];
+    rows(m, PH_EGO, 0, 1, NULL, NULL);
     return loss;
 }
 
@@ -207,7 +270,8 @@ static void xavier_uniform(float *w, size_t rows, size_t cols, mrec_rng *rng) {
 mrec_status mrec_ngcf_create(mrec_model *out, const mrec_graph *adj, int n_users, int n_items, int dim, int layers,
                              float decay, float node_dropout, float mess_dropout, mrec_rng *rng, mrec_pool *pool) {
     memset(out, 0, sizeof *out);
-    if (adj->n_nodes != n_users + n_items || layers < 1 || layers > MAX_LAYERS || !(node_dropout >= 0 && node_dropout < 1) ||
+    if (adj->n_nodes != n_users + n_items || layers < 1 || layers > MAX_LAYERS || dim < 1 || dim > 1024 ||
+        !(node_dropout >= 0 && node_dropout < 1) ||
         !(mess_dropout >= 0 && mess_dropout < 1))
         return mrec_fail(MREC_ERR_ARG, "ngcf: %d layers (1..%d), dropouts %g, %g (in [0, 1)), graph of %d nodes", layers,
                          MAX_LAYERS, node_dropout, mess_dropout, adj->n_nodes);
@@ -217,7 +281,7 @@ mrec_status mrec_ngcf_create(mrec_model *out, const mrec_graph *adj, int n_users
     size_t nd = (size_t)N * dim;
     m->adj = adj, m->n_users = n_users, m->n_items = n_items, m->n_nodes = N, m->dim = dim, m->layers = layers;
     m->width = dim * (layers + 1), m->decay = decay, m->node_p = node_dropout, m->mess_p = mess_dropout, m->pool = pool;
-    m->drop_rng.state = mrec_rng_next(rng);
+    m->drop_seed = mrec_rng_next(rng);
     int ok = (m->ego = malloc(nd * 4)) && (m->g_ego = calloc(nd, 4)) && (m->adj_val = malloc(sizeof(float) * (size_t)(adj->row_ptr[N] + 1))) &&
              (m->final = malloc(sizeof(float) * (size_t)N * m->width)) && (m->dfinal_rows = malloc(sizeof(float) * (size_t)N * m->width));
     for (int k = 0; ok && k <= layers; k++) ok = (m->E[k] = malloc(nd * 4)) != NULL;

@@ -353,6 +353,22 @@ static void test_gradients(mrec_pool *pool) {
             check_gradients(&m, "ngcf (2 layers, no dropout)");
             mrec_model_destroy(&m);
         }
+        /* with dropout: masks change from step to step, not with the thread count */
+        static const int32_t u[3] = {0, 1, 2}, pos[3] = {0, 2, 1}, neg[3] = {3, 5, 4};
+        double loss[2][2];
+        for (int t = 0; t < 2; t++) {
+            mrec_pool *p1;
+            mrec_pool_create(&p1, t + 1, MREC_SIMD_AVX512);
+            mrec_rng r = {11};
+            if (mrec_ngcf_create(&m, &g, 5, 6, 4, 2, 0.1f, 0.3f, 0.3f, &r, p1) == MREC_OK) {
+                loss[t][0] = m.loss_grad(m.self, u, pos, neg, 3);
+                loss[t][1] = m.loss_grad(m.self, u, pos, neg, 3);
+                mrec_model_destroy(&m);
+            }
+            mrec_pool_destroy(p1);
+        }
+        t_check(loss[0][0] == loss[1][0] && loss[0][1] == loss[1][1], "ngcf dropout: same losses on 1 and 2 threads");
+        t_check(loss[0][0] != loss[0][1], "ngcf dropout: a new mask each step");
         mrec_graph_free(&g);
     }
 }
