@@ -33,7 +33,9 @@ mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
     mrec_tok_status ts = mrec_tokenizer_load(&e->tok, path);
     if (ts) {
         mrec_bert_free(&e->bert);
-        return mrec_fail(MREC_ERR_FORMAT, "tokenizer: %s", mrec_tok_error_detail());
+        mrec_status mapped = ts == MREC_TOK_ERR_IO ? MREC_ERR_IO : ts == MREC_TOK_ERR_NOMEM ? MREC_ERR_NOMEM
+                             : ts == MREC_TOK_ERR_UNSUPPORTED ? MREC_ERR_UNSUPPORTED : MREC_ERR_FORMAT;
+        return mrec_fail(mapped, "tokenizer: %s", mrec_tok_error_detail());
     }
     if (mrec_tokenizer_vocab_size(e->tok) > e->bert.cfg.vocab_size) {
         st = mrec_fail(MREC_ERR_SHAPE, "%s: the tokenizer has %d tokens, the model's vocab_size is %d", path,

@@ -175,6 +175,16 @@ static int split_fields(char *line, char sep, char **f, size_t *len) {
     }
 }
 
+/* Opens a data file; a folder or a missing file is an error naming it. */
+static mrec_status open_data(FILE **fp, const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return mrec_fail(MREC_ERR_IO, "%s: is a folder, expected a file", path);
+    *fp = fopen(path, "r");
+    if (!*fp) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    return MREC_OK;
+}
+
 static void chomp(char *line, ssize_t *n) {
     while (*n > 0 && (line[*n - 1] == '\n' || line[*n - 1] == '\r')) line[--*n] = '\0';
 }
@@ -207,14 +217,14 @@ static int find_column(char **f, int n, const char *const *names) {
 
 mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "r");
-    if (!fp) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    FILE *fp;
+    mrec_status st = open_data(&fp, path);
+    if (st) return st;
     builder b = {0};
     char *line = NULL, *f[MAX_FIELDS + 1];
     size_t cap = 0, len[MAX_FIELDS + 1];
     ssize_t n;
     long line_no = 0;
-    mrec_status st = MREC_OK;
     int cu = -1, ci = -1, cr = -1, ct = -1, cs = -1, n_cols = 0;
     static const char *const user_names[] = {"userID", "user_id", "user", NULL};
     static const char *const item_names[] = {"itemID", "item_id", "item", NULL};
@@ -263,15 +273,15 @@ mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
 
 mrec_status mrec_load_tsv(mrec_interactions *out, const char *path) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "r");
-    if (!fp) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    FILE *fp;
+    mrec_status st = open_data(&fp, path);
+    if (st) return st;
     builder b = {0};
     char *line = NULL, *f[MAX_FIELDS + 1];
     size_t cap = 0, len[MAX_FIELDS + 1];
     ssize_t n;
     long line_no = 0;
     int n_cols = 0;
-    mrec_status st = MREC_OK;
     while (!st && (n = getline(&line, &cap, fp)) >= 0) {
         line_no++;
         chomp(line, &n);
@@ -305,13 +315,13 @@ mrec_status mrec_load_tsv(mrec_interactions *out, const char *path) {
 
 /* Lines "user item item ..." (spaces) into builder with the given split. */
 static mrec_status read_adjacency(builder *b, const char *path, int split) {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    FILE *fp;
+    mrec_status st = open_data(&fp, path);
+    if (st) return st;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     long line_no = 0;
-    mrec_status st = MREC_OK;
     while (!st && (n = getline(&line, &cap, fp)) >= 0) {
         line_no++;
         chomp(line, &n);

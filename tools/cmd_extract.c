@@ -125,14 +125,15 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     mrec_context *ctx = NULL;
     if (!texts || !rows || !emb) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d texts", table.n_rows));
     else if ((st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!rc && (st = mrec_text_encoder_embed(ctx, &enc, texts, n, emb))) rc = fail("embedding", st);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* the output folder first: a bad path should not cost the whole embedding run */
     if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "mrec extract-text: %s: cannot create (%s)\n", out, strerror(errno));
         rc = 2;
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!rc && (st = mrec_text_encoder_embed(ctx, &enc, texts, n, emb))) rc = fail("embedding", st);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     char path[4096];
     if (!rc && !strcmp(format, "matrix")) {
         int64_t shape[2] = {n, D};
