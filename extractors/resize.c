@@ -1,0 +1,125 @@
+/* resize.c: PIL's resampling (libImaging/Resample.c's algorithm, restated). */
+#include "mrec_image.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PRECISION_BITS (32 - 8 - 2)
+
+static double bilinear(double x) {
+    x = fabs(x);
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+static double bicubic(double x) {
+    const double a = -0.5; /* PIL's choice */
+    x = fabs(x);
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+/* For each output position: the first source index, the count, and the
+ * fixed-point weights (ksize per position). */
+static int coefficients(int in_size, double in0, double in1, int out_size, mrec_resample f, int **bounds_out,
+                        int32_t **kk_out) {
+    double support_base = f == MREC_RESAMPLE_BICUBIC ? 2.0 : 1.0;
+    double scale = (in1 - in0) / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = support_base * filterscale;
+    int ksize = (int)ceil(support) * 2 + 1;
+    int *bounds = malloc(sizeof *bounds * (size_t)out_size * 2);
+    double *k = malloc(sizeof *k * (size_t)ksize);
+    int32_t *kk = malloc(sizeof *kk * (size_t)out_size * ksize);
+    if (!bounds || !k || !kk) {
+        free(bounds), free(k), free(kk);
+        return 0;
+    }
+    for (int xx = 0; xx < out_size; xx++) {
+        double center = in0 + (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
+        if (xmin < 0) xmin = 0;
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        for (int x = 0; x < xmax; x++) {
+            double w = (f == MREC_RESAMPLE_BICUBIC ? bicubic : bilinear)((x + xmin - center + 0.5) * ss);
+            k[x] = w;
+            ww += w;
+        }
+        for (int x = 0; x < ksize; x++) {
+            double v = x < xmax ? (ww != 0.0 ? k[x] / ww : k[x]) : 0.0;
+            /* to fixed point, rounding half away from zero as PIL */
+            kk[(size_t)xx * ksize + x] = (int32_t)(v < 0 ? -0.5 + v * (1 << PRECISION_BITS) : 0.5 + v * (1 << PRECISION_BITS));
+        }
+        bounds[xx * 2] = xmin, bounds[xx * 2 + 1] = xmax;
+    }
+    free(k);
+    *bounds_out = bounds, *kk_out = kk;
+    return ksize;
+}
+
+static uint8_t clip8(int32_t v) {
+    v >>= PRECISION_BITS;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c, int oh, int ow, mrec_resample filter,
+                           const double *box_in) {
+    if (h < 1 || w < 1 || c < 1 || c > 4 || oh < 1 || ow < 1 || oh > 65536 || ow > 65536)
+        return mrec_fail(MREC_ERR_ARG, "resize: %dx%dx%d to %dx%d", h, w, c, oh, ow);
+    double box[4] = {0, 0, w, h};
+    if (box_in) memcpy(box, box_in, sizeof box);
+    if (box[0] < 0 || box[1] < 0 || box[2] > w || box[3] > h || box[2] <= box[0] || box[3] <= box[1])
+        return mrec_fail(MREC_ERR_ARG, "resize: box (%g, %g, %g, %g) outside a %dx%d image", box[0], box[1], box[2], box[3], w, h);
+    int *bh, *bv;
+    int32_t *kh, *kv;
+    int ksh = coefficients(w, box[0], box[2], ow, filter, &bh, &kh);
+    int ksv = ksh ? coefficients(h, box[1], box[3], oh, filter, &bv, &kv) : 0;
+    if (!ksh || !ksv) {
+        if (ksh) free(bh), free(kh);
+        return mrec_fail(MREC_ERR_NOMEM, "resize: coefficients");
+    }
+    int need_h = ow != w || box[0] != 0 || box[2] != ow, need_v = oh != h || box[1] != 0 || box[3] != oh;
+    int y_first = bv[0], y_last = bv[oh * 2 - 2] + bv[oh * 2 - 1];
+    const uint8_t *src = in;
+    int src_w = w, rows = h;
+    uint8_t *tmp = NULL;
+    if (need_h) {
+        /* only the rows the vertical pass will read */
+        for (int i = 0; i < oh; i++) bv[i * 2] -= y_first;
+        rows = y_last - y_first;
+        tmp = malloc((size_t)rows * ow * c);
+        if (!tmp) {
+            free(bh), free(kh), free(bv), free(kv);
+            return mrec_fail(MREC_ERR_NOMEM, "resize: %d x %d intermediate", rows, ow);
+        }
+        for (int y = 0; y < rows; y++)
+            for (int xx = 0; xx < ow; xx++) {
+                const int32_t *k = kh + (size_t)xx * ksh;
+                const uint8_t *p = in + ((size_t)(y + y_first) * w + bh[xx * 2]) * c;
+                for (int ch = 0; ch < c; ch++) {
+                    int32_t ss = 1 << (PRECISION_BITS - 1);
+                    for (int x = 0; x < bh[xx * 2 + 1]; x++) ss += p[(size_t)x * c + ch] * k[x];
+                    tmp[((size_t)y * ow + xx) * c + ch] = clip8(ss);
+                }
+            }
+        src = tmp, src_w = ow;
+    }
+    if (need_v) {
+        for (int yy = 0; yy < oh; yy++) {
+            const int32_t *k = kv + (size_t)yy * ksv;
+            int ymin = bv[yy * 2], ymax = bv[yy * 2 + 1];
+            for (int x = 0; x < src_w; x++)
+                for (int ch = 0; ch < c; ch++) {
+                    int32_t ss = 1 << (PRECISION_BITS - 1);
+                    for (int y = 0; y < ymax; y++) ss += src[((size_t)(y + ymin) * src_w + x) * c + ch] * k[y];
+                    out[((size_t)yy * src_w + x) * c + ch] = clip8(ss);
+                }
+        }
+    } else {
+        memcpy(out, src, (size_t)oh * ow * c);
+    }
+    (void)rows;
+    free(tmp), free(bh), free(kh), free(bv), free(kv);
+    return MREC_OK;
+}

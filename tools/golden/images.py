@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""images.py: PIL's resampling outputs for mrec's resize test.
+
+    python tools/golden/images.py
+
+Writes tests/fixtures/images/: a 120x90 RGB crop of a real photo from
+../shared/data/images/imagenet-sample (decoded and converted by PIL), and PIL's Image.resize of it
+for a few sizes, filters and boxes, as int32 .npy arrays of shape (h, w, 3); cases.txt lists them
+("name width height filter box").
+"""
+import os
+
+import numpy as np
+from PIL import Image
+
+OUT = "tests/fixtures/images"
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    src = Image.open("../shared/data/images/imagenet-sample/images/n01440764_tench.JPEG").convert("RGB")
+    crop = src.crop((100, 80, 220, 170))  # 120 x 90
+    np.save(f"{OUT}/input.npy", np.asarray(crop, dtype=np.int32))
+    cases = [
+        ("up_bicubic", 224, 224, Image.BICUBIC, None),     # Ducho: straight to 224x224, bicubic
+        ("down_bicubic", 37, 29, Image.BICUBIC, None),     # strong downscale: wide support
+        ("down_bilinear", 64, 48, Image.BILINEAR, None),
+        ("short_side_bilinear", 133, 100, Image.BILINEAR, None),
+        ("box_bicubic", 50, 40, Image.BICUBIC, (10.5, 7.25, 100.0, 80.5)),
+        ("width_only", 77, 90, Image.BICUBIC, None),       # vertical pass skipped
+    ]
+    lines = []
+    for name, w, h, f, box in cases:
+        out = crop.resize((w, h), f, box=box)
+        np.save(f"{OUT}/{name}.npy", np.asarray(out, dtype=np.int32))
+        fname = "bicubic" if f == Image.BICUBIC else "bilinear"
+        b = "-" if box is None else ",".join(repr(float(v)) for v in box)
+        lines.append(f"{name} {w} {h} {fname} {b}")
+    open(f"{OUT}/cases.txt", "w").write("\n".join(lines) + "\n")
+    print("wrote", OUT)
+
+
+if __name__ == "__main__":
+    main()
