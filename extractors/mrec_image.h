@@ -22,4 +22,17 @@ typedef enum { MREC_RESAMPLE_BILINEAR, MREC_RESAMPLE_BICUBIC } mrec_resample;
 mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c, int oh, int ow, mrec_resample filter,
                            const double *box);
 
+/* torchvision's CenterCrop / HF's center crop offset for cropping `size`
+ * out of `full`: int(round((full - size) / 2.0)), Python rounding (half to even). */
+int mrec_center_crop_offset(int full, int size);
+
+/* The shorter side scaled to `shorter` (torchvision Resize(int), HF's
+ * shortest_edge): the longer side is int(shorter * long / short), truncated,
+ * as torchvision computes it. */
+void mrec_shorter_side_size(int h, int w, int shorter, int *oh, int *ow);
+
+/* out (c, h, w) float = (in (h, w, c) / 255 - mean[c]) / std[c]: ToTensor +
+ * Normalize, channels first. */
+void mrec_to_float_chw(float *out, const uint8_t *in, int h, int w, int c, const float *mean, const float *std);
+
 #endif

@@ -123,3 +123,27 @@ mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c,
     free(tmp), free(bh), free(kh), free(bv), free(kv);
     return MREC_OK;
 }
+
+int mrec_center_crop_offset(int full, int size) {
+    /* Python's round(): ties to even, so (full - size) odd gives .5 cases */
+    double x = (full - size) / 2.0;
+    return (int)nearbyint(x);
+}
+
+void mrec_shorter_side_size(int h, int w, int shorter, int *oh, int *ow) {
+    if (h <= w) {
+        *oh = shorter;
+        *ow = (int)((long long)shorter * w / h);
+    } else {
+        *ow = shorter;
+        *oh = (int)((long long)shorter * h / w);
+    }
+}
+
+void mrec_to_float_chw(float *out, const uint8_t *in, int h, int w, int c, const float *mean, const float *std) {
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < h * w; i++) {
+            float x = (float)in[(size_t)i * c + ch] / 255.0f; /* ToTensor: divide in float */
+            out[(size_t)ch * h * w + i] = (x - mean[ch]) / std[ch];
+        }
+}

@@ -54,6 +54,35 @@ int main(void) {
         free(want), free(got);
     }
     fclose(f);
+    /* torchvision: Resize(64) (shorter side, bilinear) + CenterCrop(56) + ToTensor + Normalize */
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
+    int oh, ow;
+    mrec_shorter_side_size((int)ish[0], (int)ish[1], 64, &oh, &ow);
+    uint8_t *r = malloc((size_t)oh * ow * 3), *c = malloc(56 * 56 * 3);
+    mrec_resize_u8(r, in, (int)ish[0], (int)ish[1], 3, oh, ow, MREC_RESAMPLE_BILINEAR, NULL);
+    int top = mrec_center_crop_offset(oh, 56), left = mrec_center_crop_offset(ow, 56);
+    for (int y = 0; y < 56; y++) memcpy(c + (size_t)y * 56 * 3, r + ((size_t)(y + top) * ow + left) * 3, 56 * 3);
+    float got[3 * 56 * 56], *want;
+    int nd;
+    int64_t sh[8];
+    mrec_to_float_chw(got, c, 56, 56, 3, mean, stdv);
+    if (t_check(!mrec_npy_read_f32(FIX "torchvision_64_56.npy", &want, &nd, sh) && sh[1] == 56, "torchvision reference")) {
+        /* float32 divide and normalize on both sides: identical up to one rounding */
+        t_allclose("torchvision Resize(64) + CenterCrop(56) + Normalize", want, got, 3 * 56 * 56, 1e-6, 0);
+        free(want);
+    }
+    /* Ducho: straight to 48x48 bicubic, then ToTensor + Normalize */
+    uint8_t d[48 * 48 * 3];
+    float dg[3 * 48 * 48];
+    mrec_resize_u8(d, in, (int)ish[0], (int)ish[1], 3, 48, 48, MREC_RESAMPLE_BICUBIC, NULL);
+    mrec_to_float_chw(dg, d, 48, 48, 3, mean, stdv);
+    if (t_check(!mrec_npy_read_f32(FIX "ducho_48.npy", &want, &nd, sh) && sh[1] == 48, "Ducho reference")) {
+        t_allclose("Ducho Resize((48, 48), bicubic) + Normalize", want, dg, 3 * 48 * 48, 1e-6, 0);
+        free(want);
+    }
+    free(r), free(c);
+    t_check(mrec_center_crop_offset(85, 56) == 14 && mrec_center_crop_offset(7, 2) == 2 && mrec_center_crop_offset(9, 2) == 4,
+            "center crop offsets round half to even, as Python's round");
     uint8_t out[12];
     double bad_box[4] = {0, 0, 500, 10};
     t_status(mrec_resize_u8(out, in, (int)ish[0], (int)ish[1], 3, 2, 2, MREC_RESAMPLE_BICUBIC, bad_box), MREC_ERR_ARG, "box outside the image");

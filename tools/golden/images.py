@@ -6,7 +6,8 @@
 Writes tests/fixtures/images/: a 120x90 RGB crop of a real photo from
 ../shared/data/images/imagenet-sample (decoded and converted by PIL), and PIL's Image.resize of it
 for a few sizes, filters and boxes, as int32 .npy arrays of shape (h, w, 3); cases.txt lists them
-("name width height filter box").
+("name width height filter box"). Also torchvision's Resize + CenterCrop + ToTensor + Normalize
+on the same crop (torchvision_64_56.npy, ducho_48.npy), float32 (3, h, w).
 """
 import os
 
@@ -37,7 +38,20 @@ def main():
         b = "-" if box is None else ",".join(repr(float(v)) for v in box)
         lines.append(f"{name} {w} {h} {fname} {b}")
     open(f"{OUT}/cases.txt", "w").write("\n".join(lines) + "\n")
+    presets(crop)
     print("wrote", OUT)
+
+
+def presets(crop):
+    """torchvision's own transforms on the same crop: Resize(64) + CenterCrop(56) (bilinear, the
+    torchvision preset scaled down) and Ducho's Resize((48, 48), bicubic), each with ToTensor and
+    ImageNet Normalize: (3, h, w) float32."""
+    import torchvision.transforms as T
+    norm = [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    tv = T.Compose([T.Resize(64), T.CenterCrop(56)] + norm)(crop)
+    ducho = T.Compose([T.Resize((48, 48), interpolation=T.InterpolationMode.BICUBIC)] + norm)(crop)
+    np.save(f"{OUT}/torchvision_64_56.npy", tv.numpy().astype(np.float32))
+    np.save(f"{OUT}/ducho_48.npy", ducho.numpy().astype(np.float32))
 
 
 if __name__ == "__main__":
