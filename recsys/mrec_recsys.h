@@ -158,6 +158,10 @@ void mrec_graph_free(mrec_graph *g);
 
 /* ---- training ---------------------------------------------------------------------- */
 
+/* SplitMix64's finalizer: a bijective 64-bit mix, the one hash behind the
+ * generator, the per-user split shuffles and NGCF's dropout masks. */
+uint64_t mrec_mix64(uint64_t z);
+
 /* A seeded generator (splitmix64): the same seed gives the same run. */
 typedef struct { uint64_t state; } mrec_rng;
 uint64_t mrec_rng_next(mrec_rng *r);

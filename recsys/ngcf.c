@@ -24,11 +24,7 @@
  * step t gets hash(seed, t, s, e), so rows can be processed in parallel and
  * the masks still do not depend on the thread count. */
 static float drop_uniform(uint64_t key, uint64_t e) {
-    uint64_t z = key ^ (e * 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (float)((z >> 40) * (1.0 / 16777216.0));
+    return (float)((mrec_mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
 }
 
 #define ROW_TASKS 16 /* fixed, so per-task partial sums are summed the same way on any pool */

@@ -6,13 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* splitmix64 over (seed, user) so each user's shuffle is independent of the others */
-static uint64_t mix(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* one splitmix64 step: each user's shuffle is seeded from (seed, user) alone */
+static uint64_t mix(uint64_t z) { return mrec_mix64(z + 0x9E3779B97F4A7C15ull); }
 
 /* ---- filters ---- */
 
