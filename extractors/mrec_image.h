@@ -11,9 +11,32 @@
 #ifndef MREC_IMAGE_H
 #define MREC_IMAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../kernels/mrec_status.h"
+
+/* ---- decode (decode.c) ---- */
+
+/* PIL refuses images over 2 x 89,478,485 pixels (DecompressionBombError). */
+#define MREC_IMAGE_MAX_PIXELS ((int64_t)2 * 89478485)
+#define MREC_IMAGE_MAX_SIDE 65500
+
+typedef struct {
+    uint8_t *rgb; /* (h, w, 3), malloc'd */
+    int h, w;
+} mrec_rgb_image;
+
+/* A JPEG or PNG file's bytes to 8-bit RGB as PIL's
+ * Image.open(f).convert('RGB') gives them (decode.c says what that means
+ * for gray, alpha, palettes, CMYK and 16-bit). name is used in errors.
+ * Anything else, a corrupt or truncated file, or one over the size limits
+ * is an error naming the file and what is wrong; nothing is allocated then. */
+mrec_status mrec_image_decode(const uint8_t *data, size_t size, const char *name, mrec_rgb_image *img);
+mrec_status mrec_image_load(const char *path, mrec_rgb_image *img);
+void mrec_image_free(mrec_rgb_image *img);
+
+/* ---- resize and normalize (resize.c) ---- */
 
 typedef enum { MREC_RESAMPLE_BILINEAR, MREC_RESAMPLE_BICUBIC } mrec_resample;
 
