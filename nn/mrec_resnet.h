@@ -1,0 +1,55 @@
+/* mrec_resnet.h: torchvision's ResNet (resnet18/34/50/101/152), forward only.
+ *
+ * Weights: a safetensors file with torchvision's tensor names (conv1,
+ * bn1, layer1.0.conv1, ..., layer2.0.downsample.0 / .1, fc). The depth, the
+ * block type (Bottleneck when layerN.0.conv3 exists, else BasicBlock) and
+ * every width come from the tensors themselves, so one loader reads all five
+ * depths. Each BatchNorm (eval mode, eps 1e-5) is folded into the conv
+ * before it at load time. Bottlenecks stride on the 3x3 conv (v1.5, as
+ * torchvision). To make the file from torchvision:
+ *
+ *   from safetensors.torch import save_file
+ *   m = torchvision.models.resnet50(weights="IMAGENET1K_V1")
+ *   save_file({k: v for k, v in m.state_dict().items()
+ *              if not k.endswith("num_batches_tracked")}, "model.safetensors")
+ */
+#ifndef MREC_RESNET_H
+#define MREC_RESNET_H
+
+#include "mrec_tensor.h"
+
+typedef struct {
+    float *w, *b;            /* (c_out, c_in, k, k) with the BatchNorm folded in, (c_out) */
+    int c_out, c_in, k, stride, pad;
+} mrec_conv_bn;
+
+typedef struct {
+    mrec_conv_bn conv1, conv2, conv3, down; /* conv3: Bottleneck only; down.w NULL if none */
+} mrec_resnet_block;
+
+typedef struct {
+    int bottleneck;          /* 1: Bottleneck blocks (50/101/152), 0: BasicBlock (18/34) */
+    int n_blocks[4];
+    int features;            /* channels out of layer4: the avgpool feature size (2048 for resnet50) */
+    int n_classes;           /* rows of fc.weight; 0 if the file has no fc */
+    mrec_conv_bn stem;
+    mrec_resnet_block *block; /* n_blocks[0] + ... + n_blocks[3] */
+    float *fc_w, *fc_b;      /* (n_classes, features), (n_classes) */
+} mrec_resnet;
+
+/* Reads path (a .safetensors file, or a folder holding model.safetensors).
+ * A missing tensor or a shape that does not chain is an error naming the
+ * file and the tensor. */
+mrec_status mrec_resnet_load(mrec_resnet *m, const char *path);
+void mrec_resnet_free(mrec_resnet *m);
+
+/* Workspace bytes for one forward pass on (h, w) images (images run one at
+ * a time through the network, so the batch does not change it). */
+size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w);
+
+/* images (B, 3, h, w), normalized; pooled (B, features) = avgpool output
+ * (flattened), logits (B, n_classes) = fc; either may be NULL. */
+mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const float *images, int B, int h, int w,
+                                float *pooled, float *logits);
+
+#endif

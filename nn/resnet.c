@@ -1,0 +1,258 @@
+/* resnet.c: torchvision's ResNet, forward only, on the CPU op set.
+ *
+ *   x = maxpool3x3/2(relu(bn1(conv7x7/2(image))))
+ *   per block (Bottleneck):  y = relu(bn1(conv1x1(x)))
+ *                            y = relu(bn2(conv3x3/s(y)))        stride s on the 3x3 (v1.5)
+ *                            x = relu(bn3(conv1x1(y)) + (downsample(x) or x))
+ *   per block (BasicBlock):  y = relu(bn1(conv3x3/s(x))); x = relu(bn2(conv3x3(y)) + shortcut)
+ *   pooled = mean over H, W of x (AdaptiveAvgPool2d(1) + flatten); logits = fc(pooled)
+ * Each bn is folded into its conv at load. Images go through one at a time:
+ * the convolutions are GEMMs over the pixels of one image, which keeps the
+ * workspace small (about 20 MB at 224x224) for any batch.
+ * Reference: torchvision/models/resnet.py.
+ */
+#include "mrec_resnet.h"
+#include "mrec_safetensors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define BN_EPS 1e-5f /* nn.BatchNorm2d's default, which torchvision keeps */
+
+/* ---- loading ---- */
+
+/* conv `name`.weight + bn `bn`.{weight,bias,running_mean,running_var} -> folded conv */
+static mrec_status load_conv_bn(const mrec_safetensors *sf, mrec_conv_bn *cv, const char *conv, const char *bn, int c_in,
+                                int stride) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.weight", conv);
+    const mrec_st_entry *e = mrec_safetensors_find(sf, name);
+    if (!e) return mrec_fail(MREC_ERR_NOT_FOUND, "%s: no tensor \"%s\"", sf->path, name);
+    if (e->ndim != 4 || e->shape[1] != c_in || e->shape[2] != e->shape[3] || e->shape[2] % 2 == 0)
+        return mrec_fail(MREC_ERR_SHAPE, "%s: \"%s\" should be (C_out, %d, k, k) with k odd", sf->path, name, c_in);
+    int64_t shape[4] = {e->shape[0], e->shape[1], e->shape[2], e->shape[3]}, per_out = shape[1] * shape[2] * shape[3];
+    cv->c_out = (int)shape[0], cv->c_in = c_in, cv->k = (int)shape[2], cv->stride = stride, cv->pad = cv->k / 2;
+    cv->w = malloc(sizeof(float) * (size_t)(shape[0] * per_out));
+    cv->b = malloc(sizeof(float) * (size_t)shape[0]);
+    float *bnp = malloc(sizeof(float) * 4 * (size_t)shape[0]);
+    mrec_status st = cv->w && cv->b && bnp ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "%s: %s", sf->path, name);
+    if (!st) st = mrec_safetensors_read_f32(sf, name, 4, shape, cv->w);
+    static const char *const parts[4] = {"weight", "bias", "running_mean", "running_var"};
+    for (int i = 0; i < 4 && !st; i++) {
+        snprintf(name, sizeof name, "%s.%s", bn, parts[i]);
+        st = mrec_safetensors_read_f32(sf, name, 1, shape, bnp + (size_t)i * shape[0]);
+    }
+    if (!st) {
+        const float *var = bnp + 3 * shape[0];
+        for (int64_t c = 0; c < shape[0] && !st; c++)
+            if (!(var[c] >= 0.0f)) st = mrec_fail(MREC_ERR_FORMAT, "%s: %s.running_var[%lld] is %g", sf->path, bn, (long long)c, var[c]);
+    }
+    if (!st)
+        mrec_batchnorm_fold(cv->w, cv->b, NULL, bnp, bnp + shape[0], bnp + 2 * shape[0], bnp + 3 * shape[0], BN_EPS,
+                            cv->c_out, per_out);
+    free(bnp);
+    return st;
+}
+
+static void free_conv(mrec_conv_bn *cv) {
+    free(cv->w), free(cv->b);
+    cv->w = cv->b = NULL;
+}
+
+void mrec_resnet_free(mrec_resnet *m) {
+    int n = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3];
+    free_conv(&m->stem);
+    for (int i = 0; m->block && i < n; i++) {
+        free_conv(&m->block[i].conv1), free_conv(&m->block[i].conv2);
+        free_conv(&m->block[i].conv3), free_conv(&m->block[i].down);
+    }
+    free(m->block), free(m->fc_w), free(m->fc_b);
+    memset(m, 0, sizeof *m);
+}
+
+mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    char file[4096];
+    struct stat sb;
+    snprintf(file, sizeof file, stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? "%s/model.safetensors" : "%s", path);
+    mrec_safetensors sf;
+    mrec_status st = mrec_safetensors_open(&sf, file);
+    if (st) return st;
+    char name[160];
+    int total = 0;
+    for (int s = 0; s < 4; s++) {
+        for (;; m->n_blocks[s]++) {
+            snprintf(name, sizeof name, "layer%d.%d.conv1.weight", s + 1, m->n_blocks[s]);
+            if (!mrec_safetensors_find(&sf, name)) break;
+        }
+        if (m->n_blocks[s] == 0) {
+            mrec_safetensors_close(&sf);
+            return mrec_fail(MREC_ERR_NOT_FOUND, "%s: no tensor \"layer%d.0.conv1.weight\" (is this a torchvision ResNet?)", file, s + 1);
+        }
+        total += m->n_blocks[s];
+    }
+    m->bottleneck = mrec_safetensors_find(&sf, "layer1.0.conv3.weight") != NULL;
+    m->block = calloc((size_t)total, sizeof *m->block);
+    st = m->block ? load_conv_bn(&sf, &m->stem, "conv1", "bn1", 3, 2) : mrec_fail(MREC_ERR_NOMEM, "%s", file);
+    int c = m->stem.c_out, b = 0;
+    for (int s = 0; s < 4 && !st; s++)
+        for (int i = 0; i < m->n_blocks[s] && !st; i++, b++) {
+            mrec_resnet_block *B = &m->block[b];
+            int stride = s > 0 && i == 0 ? 2 : 1;
+            char conv[64], bn[64];
+            const char *names[3] = {"1", "2", "3"};
+            int n_convs = m->bottleneck ? 3 : 2, c_in = c;
+            mrec_conv_bn *convs[3] = {&B->conv1, &B->conv2, &B->conv3};
+            for (int k = 0; k < n_convs && !st; k++) {
+                /* the stride sits on the 3x3: conv2 of a Bottleneck, conv1 of a BasicBlock */
+                int sk = (m->bottleneck ? k == 1 : k == 0) ? stride : 1;
+                snprintf(conv, sizeof conv, "layer%d.%d.conv%s", s + 1, i, names[k]);
+                snprintf(bn, sizeof bn, "layer%d.%d.bn%s", s + 1, i, names[k]);
+                st = load_conv_bn(&sf, convs[k], conv, bn, c_in, sk);
+                if (!st) c_in = convs[k]->c_out;
+            }
+            snprintf(name, sizeof name, "layer%d.%d.downsample.0.weight", s + 1, i);
+            if (!st && mrec_safetensors_find(&sf, name)) {
+                snprintf(conv, sizeof conv, "layer%d.%d.downsample.0", s + 1, i);
+                snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", s + 1, i);
+                st = load_conv_bn(&sf, &B->down, conv, bn, c, stride);
+                if (!st && (B->down.c_out != c_in || B->down.k != 1))
+                    st = mrec_fail(MREC_ERR_SHAPE, "%s: %s is not a 1x1 conv to %d channels", file, conv, c_in);
+            } else if (!st && (stride != 1 || c != c_in)) {
+                st = mrec_fail(MREC_ERR_NOT_FOUND, "%s: block layer%d.%d changes shape but has no downsample", file, s + 1, i);
+            }
+            c = c_in;
+        }
+    m->features = c;
+    const mrec_st_entry *fc = mrec_safetensors_find(&sf, "fc.weight");
+    if (!st && fc) {
+        if (fc->ndim != 2 || fc->shape[1] != c) {
+            st = mrec_fail(MREC_ERR_SHAPE, "%s: \"fc.weight\" should be (classes, %d)", file, c);
+        } else {
+            int64_t shape[2] = {fc->shape[0], c};
+            m->n_classes = (int)shape[0];
+            m->fc_w = malloc(sizeof(float) * (size_t)(shape[0] * c));
+            m->fc_b = malloc(sizeof(float) * (size_t)shape[0]);
+            st = m->fc_w && m->fc_b ? mrec_safetensors_read_f32(&sf, "fc.weight", 2, shape, m->fc_w) : mrec_fail(MREC_ERR_NOMEM, "fc");
+            if (!st) st = mrec_safetensors_read_f32(&sf, "fc.bias", 1, shape, m->fc_b);
+        }
+    }
+    mrec_safetensors_close(&sf);
+    if (st) mrec_resnet_free(m);
+    return st;
+}
+
+/* ---- forward ---- */
+
+static int conv_out(int n, const mrec_conv_bn *cv) {
+    return (n + 2 * cv->pad - cv->k) / cv->stride + 1;
+}
+
+static mrec_conv2d_shape conv_shape(const mrec_conv_bn *cv, int h, int w) {
+    return (mrec_conv2d_shape){1, cv->c_in, h, w, cv->c_out, cv->k, cv->k, cv->stride, cv->stride, cv->pad, cv->pad, 1};
+}
+
+/* Walks the shapes: the largest activation and im2col buffer, in floats. */
+static void plan(const mrec_resnet *m, int h, int w, size_t *act, size_t *col) {
+    *act = 0, *col = 0;
+#define SEE(cv, hh, ww)                                                                            \
+    do {                                                                                           \
+        mrec_conv2d_shape s_ = conv_shape(cv, hh, ww);                                            \
+        size_t c_ = mrec_conv2d_workspace_floats(&s_), a_ = (size_t)(cv)->c_out * conv_out(hh, cv) * conv_out(ww, cv); \
+        *col = c_ > *col ? c_ : *col, *act = a_ > *act ? a_ : *act;                                \
+    } while (0)
+    SEE(&m->stem, h, w);
+    h = conv_out(h, &m->stem), w = conv_out(w, &m->stem);
+    h = (h + 2 - 3) / 2 + 1, w = (w + 2 - 3) / 2 + 1; /* maxpool 3x3/2, pad 1 */
+    int n = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3];
+    for (int b = 0; b < n; b++) {
+        const mrec_resnet_block *B = &m->block[b];
+        const mrec_conv_bn *convs[3] = {&B->conv1, &B->conv2, m->bottleneck ? &B->conv3 : NULL};
+        int hh = h, ww = w;
+        for (int k = 0; k < 3 && convs[k]; k++) {
+            SEE(convs[k], hh, ww);
+            hh = conv_out(hh, convs[k]), ww = conv_out(ww, convs[k]);
+        }
+        if (B->down.w) SEE(&B->down, h, w);
+        h = hh, w = ww;
+    }
+#undef SEE
+}
+
+size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w) {
+    size_t act, col;
+    plan(m, h, w, &act, &col);
+    return (5 * act + col) * sizeof(float) + 6 * MREC_ARENA_ALIGN;
+}
+
+/* out = conv(in) + folded bias, then ReLU if relu; *h, *w become the output size */
+static void conv(mrec_context *ctx, float *out, const float *in, const mrec_conv_bn *cv, int *h, int *w, float *col, int relu) {
+    mrec_conv2d_shape s = conv_shape(cv, *h, *w);
+    mrec_conv2d_cpu(out, in, cv->w, cv->b, col, &s, ctx->pool);
+    *h = conv_out(*h, cv), *w = conv_out(*w, cv);
+    if (relu) mrec_activation_cpu(out, out, MREC_ACT_RELU, 0, (int64_t)cv->c_out * *h * *w, ctx->pool);
+}
+
+mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const float *images, int B, int H, int W,
+                                float *pooled, float *logits) {
+    if (ctx->device != MREC_DEVICE_CPU) return mrec_fail(MREC_ERR_UNSUPPORTED, "resnet: the GPU forward is not written yet");
+    if (B < 1 || H < 32 || W < 32 || H > 8192 || W > 8192)
+        return mrec_fail(MREC_ERR_ARG, "resnet: batch of %d images of %dx%d (at least 32x32)", B, H, W);
+    if (logits && !m->fc_w) return mrec_fail(MREC_ERR_NOT_FOUND, "resnet: this checkpoint has no fc layer");
+    size_t act, colf, mark = ctx->workspace.used;
+    plan(m, H, W, &act, &colf);
+    float *buf[5], *col = colf ? mrec_arena_alloc(&ctx->workspace, colf * sizeof(float)) : NULL;
+    int ok = !colf || col;
+    for (int i = 0; i < 5; i++) ok &= (buf[i] = mrec_arena_alloc(&ctx->workspace, act * sizeof(float))) != NULL;
+    if (!ok) {
+        ctx->workspace.used = mark;
+        return mrec_fail(MREC_ERR_NOMEM, "resnet: workspace of %zu bytes is too small for %dx%d images", ctx->workspace.capacity, H, W);
+    }
+    int n_blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3], C = m->features;
+    for (int img = 0; img < B; img++) {
+        float *x = buf[0], *t1 = buf[1], *t2 = buf[2], *t3 = buf[3], *down = buf[4];
+        int h = H, w = W;
+        conv(ctx, t1, images + (size_t)img * 3 * H * W, &m->stem, &h, &w, col, 1);
+        mrec_pool2d_shape ps = {1, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
+        mrec_maxpool2d_cpu(x, t1, &ps, ctx->pool);
+        h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
+        for (int b = 0; b < n_blocks; b++) {
+            const mrec_resnet_block *Bk = &m->block[b];
+            int hh = h, ww = w, hd = h, wd = w;
+            conv(ctx, t1, x, &Bk->conv1, &hh, &ww, col, 1);
+            if (m->bottleneck) {
+                conv(ctx, t2, t1, &Bk->conv2, &hh, &ww, col, 1);
+                conv(ctx, t3, t2, &Bk->conv3, &hh, &ww, col, 0);
+            } else {
+                conv(ctx, t3, t1, &Bk->conv2, &hh, &ww, col, 0);
+            }
+            const float *shortcut = x;
+            if (Bk->down.w) {
+                conv(ctx, down, x, &Bk->down, &hd, &wd, col, 0);
+                shortcut = down;
+            }
+            int64_t n = (int64_t)(m->bottleneck ? Bk->conv3.c_out : Bk->conv2.c_out) * hh * ww;
+            mrec_add_cpu(t3, t3, shortcut, n, ctx->pool);
+            mrec_activation_cpu(t3, t3, MREC_ACT_RELU, 0, n, ctx->pool);
+            float *swap = x; /* the block's output becomes the next input */
+            x = t3, t3 = swap;
+            buf[0] = x, buf[3] = t3;
+            h = hh, w = ww;
+        }
+        /* AdaptiveAvgPool2d(1): the mean of each channel plane */
+        float *f = pooled ? pooled + (size_t)img * C : buf[4]; /* buf[4] (down) is free by now */
+        for (int c = 0; c < C; c++) {
+            const float *p = x + (size_t)c * h * w;
+            float s = 0.0f;
+            for (int i = 0; i < h * w; i++) s += p[i];
+            f[c] = s / (float)(h * w);
+        }
+        if (logits)
+            mrec_gemm_cpu(logits + (size_t)img * m->n_classes, f, m->fc_w, m->fc_b, 1, 0, 0, 1, 1, m->n_classes, C, C, C,
+                          m->n_classes, ctx->pool);
+    }
+    ctx->workspace.used = mark;
+    return MREC_OK;
+}

@@ -1,0 +1,93 @@
+/* test_vision.c: ResNet against torchvision, ViT against Hugging Face.
+ *
+ * tools/golden/vision.py ran torchvision's ResNet (narrow stages, real
+ * blocks and names, random weights and BatchNorm statistics) and HF's
+ * ViTModel (tiny config) on real photos preprocessed by torchvision. The
+ * bound is max abs error <= 1e-4 x the largest |value| of the reference:
+ * both sides are float32; folding BatchNorm into the convs and a different
+ * summation order move results by ~1e-6 relative, a wrong stride, padding,
+ * fold or shortcut by 1e-2 or more. MREC_FULL_DIR (vision.py --full DIR)
+ * adds full-size resnet50 and ViT-B/16 at 224x224.
+ */
+#include "harness.h"
+
+#include "../nn/mrec_npy.h"
+#include "../nn/mrec_resnet.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIX "tests/fixtures/vision/"
+
+static float *load(const char *dir, const char *file, int64_t *shape) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    float *data = NULL;
+    int ndim;
+    int64_t s[8];
+    if (mrec_npy_read_f32(path, &data, &ndim, s)) return NULL;
+    if (shape) memcpy(shape, s, sizeof(int64_t) * (size_t)ndim);
+    return data;
+}
+
+static void compare(const char *what, const float *ref, const float *out, int64_t n) {
+    double scale = 0;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    t_allclose(what, ref, out, n, 1e-4 * scale, 0);
+}
+
+static void resnet_case(mrec_context *ctx, const char *dir, const char *images) {
+    mrec_resnet m;
+    if (!t_status(mrec_resnet_load(&m, dir), MREC_OK, "load %s", dir)) return;
+    int64_t s[4];
+    float *x = load(dir, images, s), *pooled_ref = load(dir, "pooled.npy", NULL), *logits_ref = load(dir, "logits.npy", NULL);
+    if (t_check(x && pooled_ref, "%s: fixtures", dir)) {
+        int B = (int)s[0], H = (int)s[2], W = (int)s[3];
+        float *pooled = malloc(sizeof(float) * (size_t)B * m.features);
+        float *logits = m.n_classes ? malloc(sizeof(float) * (size_t)B * m.n_classes) : NULL;
+        if (t_status(mrec_context_reserve(ctx, mrec_resnet_workspace_bytes(&m, H, W)), MREC_OK, "workspace") &&
+            t_status(mrec_resnet_forward(ctx, &m, x, B, H, W, pooled, logits), MREC_OK, "%s forward", dir)) {
+            char what[256];
+            snprintf(what, sizeof what, "%s: avgpool features (%d x %d)", dir, B, m.features);
+            compare(what, pooled_ref, pooled, (int64_t)B * m.features);
+            if (logits_ref && logits) {
+                snprintf(what, sizeof what, "%s: fc logits", dir);
+                compare(what, logits_ref, logits, (int64_t)B * m.n_classes);
+            }
+            t_check(ctx->workspace.used == 0, "%s: the workspace is given back", dir);
+        }
+        free(pooled), free(logits);
+    }
+    free(x), free(pooled_ref), free(logits_ref);
+    mrec_resnet_free(&m);
+}
+
+static void resnet_errors(void) {
+    mrec_resnet m;
+    t_status(mrec_resnet_load(&m, FIX "vit_tiny"), MREC_ERR_NOT_FOUND, "a ViT file is not a ResNet");
+    t_check(strstr(mrec_error_detail(), "layer1.0.conv1.weight") != NULL, "the message names the tensor: %s", mrec_error_detail());
+    t_status(mrec_resnet_load(&m, FIX "no_such_dir"), MREC_ERR_IO, "a missing file");
+}
+
+int main(void) {
+    t_suite("vision");
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU;
+    mrec_context *ctx;
+    T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
+    resnet_case(ctx, FIX "resnet_tiny", "../images_64x72.npy");
+    resnet_case(ctx, FIX "resnet_basic", "../images_64x72.npy");
+    resnet_errors();
+    const char *full = getenv("MREC_FULL_DIR");
+    if (full) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/resnet50", full);
+        resnet_case(ctx, dir, "../images_224.npy");
+    } else {
+        t_skip("full-size resnet50 and ViT-B/16: set MREC_FULL_DIR (tools/golden/vision.py --full DIR)");
+    }
+    mrec_context_destroy(ctx);
+    return t_finish();
+}

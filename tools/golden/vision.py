@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""vision.py: reference outputs of torchvision's ResNet and Hugging Face's ViTModel for mrec's vision encoders.
+
+    python tools/golden/vision.py             tiny checkpoints for the tests
+    python tools/golden/vision.py --full DIR  full-size resnet50 and ViT-B/16 with random weights (local only)
+
+Tiny checkpoints keep the real architectures and tensor names: a ResNet built from torchvision's own
+Bottleneck (and BasicBlock) classes and _make_layer with stage widths divided by 8, and a ViTConfig with
+small sizes. Weights are random (seed 0), BatchNorm running statistics too, so folding is exercised.
+Inputs are real photos from ../shared/data/images/imagenet-sample, preprocessed by torchvision
+(Resize + CenterCrop + ToTensor + Normalize), as float32 (B, 3, h, w).
+
+Writes tests/fixtures/vision/: resnet_tiny/model.safetensors (Bottleneck [1, 2, 1, 1]),
+resnet_basic/model.safetensors (BasicBlock [2, 1, 1, 1], no fc), images_64x72.npy and each model's
+pooled features and logits; vit_tiny/{config.json, model.safetensors} and its last_hidden_state CLS
+and pooler_output on images_32.npy; vit_prefixed/ the same weights under "vit." names.
+"""
+import json
+import os
+import sys
+
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torchvision.transforms as T  # noqa: E402
+from PIL import Image  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet  # noqa: E402
+
+OUT = "tests/fixtures/vision"
+PHOTOS = ["n01440764_tench.JPEG", "n02104029_kuvasz.JPEG", "n03538406_horse_cart.JPEG"]
+
+
+class NarrowResNet(ResNet):
+    """torchvision's ResNet with every stage width divided by `div` (same blocks, same names)."""
+
+    def __init__(self, block, layers, div=8, num_classes=10):
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes, self.dilation, self.groups, self.base_width = 64 // div, 1, 1, 64
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64 // div, layers[0])
+        self.layer2 = self._make_layer(block, 128 // div, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256 // div, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512 // div, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 // div * block.expansion, num_classes)
+
+
+def randomize_bn(model, gen):
+    """Non-trivial eval-mode statistics, so a wrong fold shows."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.weight.data = torch.rand(c, generator=gen) * 1.5 + 0.25
+            m.bias.data = torch.randn(c, generator=gen) * 0.2
+            m.running_mean.data = torch.randn(c, generator=gen) * 0.2
+            m.running_var.data = torch.rand(c, generator=gen) * 1.5 + 0.3
+
+
+def state(model):
+    return {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def photos(h, w):
+    tf = T.Compose([T.Resize(min(h, w)), T.CenterCrop((h, w)), T.ToTensor(),
+                    T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    ims = [Image.open(f"../shared/data/images/imagenet-sample/images/{p}").convert("RGB") for p in PHOTOS]
+    return torch.stack([tf(im) for im in ims])
+
+
+def resnet_features(model, x):
+    with torch.no_grad():
+        f = model.layer4(model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))))
+        pooled = torch.flatten(model.avgpool(f), 1)
+        return pooled, model.fc(pooled)
+
+
+def resnets(out, full):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x = photos(224, 224) if full else photos(64, 72)
+    np.save(f"{out}/images_{'224' if full else '64x72'}.npy", x.numpy())
+    cases = [("resnet50", __import__("torchvision").models.resnet50(), True)] if full else [
+        ("resnet_tiny", NarrowResNet(Bottleneck, [1, 2, 1, 1]), True),
+        ("resnet_basic", NarrowResNet(BasicBlock, [2, 1, 1, 1]), False)]
+    for name, model, keep_fc in cases:
+        randomize_bn(model, gen)
+        model.eval()
+        pooled, logits = resnet_features(model, x)
+        os.makedirs(f"{out}/{name}", exist_ok=True)
+        sd = state(model)
+        if not keep_fc:
+            sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+        save_file(sd, f"{out}/{name}/model.safetensors")
+        np.save(f"{out}/{name}/pooled.npy", pooled.numpy())
+        if keep_fc:
+            np.save(f"{out}/{name}/logits.npy", logits.numpy())
+
+
+def vits(out, full):
+    from transformers import ViTConfig, ViTModel
+    torch.manual_seed(0)
+    if full:
+        cfg = ViTConfig()  # ViT-B/16 at 224: hidden 768, 12 layers, 12 heads
+        size = 224
+    else:
+        cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, layer_norm_eps=1e-12)
+        size = 32
+    model = ViTModel(cfg).eval()
+    with torch.no_grad():  # default init leaves the LayerNorms at 1/0 and tiny position embeddings: perturb
+        for n, p in model.named_parameters():
+            if "layernorm" in n or "position_embeddings" in n or "cls_token" in n:
+                p.add_(torch.randn_like(p) * 0.3)
+    x = photos(size, size)
+    np.save(f"{out}/images_{size}.npy", x.numpy())
+    with torch.no_grad():
+        o = model(pixel_values=x)
+    name = "vit_b16" if full else "vit_tiny"
+    model.save_pretrained(f"{out}/{name}", safe_serialization=True)
+    np.save(f"{out}/{name}/cls.npy", o.last_hidden_state[:, 0].numpy())
+    np.save(f"{out}/{name}/pooled.npy", o.pooler_output.numpy())
+    if not full:
+        from safetensors.torch import load_file
+        os.makedirs(f"{out}/vit_prefixed", exist_ok=True)
+        w = load_file(f"{out}/{name}/model.safetensors")
+        save_file({"vit." + k: v for k, v in w.items() if not k.startswith("pooler.")}, f"{out}/vit_prefixed/model.safetensors")
+        json.dump(json.load(open(f"{out}/{name}/config.json")), open(f"{out}/vit_prefixed/config.json", "w"), indent=2)
+
+
+def main():
+    full = len(sys.argv) == 3 and sys.argv[1] == "--full"
+    out = sys.argv[2] if full else OUT
+    os.makedirs(out, exist_ok=True)
+    resnets(out, full)
+    vits(out, full)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
