@@ -12,6 +12,7 @@
  * Dropout is off (inference). Reference: transformers' modeling_bert.py and
  * modeling_mpnet.py.
  */
+#include "mrec_attention.h"
 #include "mrec_bert.h"
 #include "mrec_ops.h"
 #include "mrec_safetensors.h"
@@ -177,14 +178,15 @@ void mrec_bert_free(mrec_bert *m) {
 /* ---- forward ---- */
 
 typedef struct {
-    float *x, *q, *k, *v, *scores, *ctx, *tmp, *inter, *mask_bias, *pos_bias;
+    float *x, *q, *k, *v, *attn, *ctx, *tmp, *inter, *mask_bias, *pos_bias;
 } activations;
 
 /* Carves the activations; with a measuring arena this only counts. */
 static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert_config *c, int B, int T) {
     size_t BT = (size_t)B * T, H = (size_t)c->hidden;
     struct { float **p; size_t n; } parts[] = {
-        {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H}, {&t->scores, (size_t)B * c->heads * T * T},
+        {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H},
+        {&t->attn, mrec_attention_scratch_floats(B, T, c->heads, c->hidden / c->heads)},
         {&t->ctx, BT * H}, {&t->tmp, BT * H}, {&t->inter, BT * (size_t)c->intermediate}, {&t->mask_bias, BT},
         {&t->pos_bias, c->mpnet ? (size_t)c->heads * T * T : 1},
     };
@@ -215,21 +217,6 @@ static int rel_bucket(int relative, int buckets, int max_distance) {
     float v = logf((float)n / (float)max_exact) / (float)log((double)max_distance / max_exact) * (float)(buckets - max_exact);
     int large = max_exact + (int)v;
     return ret + (large < buckets - 1 ? large : buckets - 1);
-}
-
-/* (B, T, nh, dh) <-> (B, nh, T, dh) */
-static void to_heads(float *dst, const float *src, int B, int T, int nh, int dh) {
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < nh; h++)
-                memcpy(dst + (((size_t)b * nh + h) * T + t) * dh, src + (((size_t)b * T + t) * nh + h) * dh, sizeof(float) * (size_t)dh);
-}
-
-static void from_heads(float *dst, const float *src, int B, int T, int nh, int dh) {
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < nh; h++)
-                memcpy(dst + (((size_t)b * T + t) * nh + h) * dh, src + (((size_t)b * nh + h) * T + t) * dh, sizeof(float) * (size_t)dh);
 }
 
 mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids,
@@ -287,21 +274,7 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
         mrec_gemm_cpu(t.q, t.x, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
         mrec_gemm_cpu(t.k, t.x, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
         mrec_gemm_cpu(t.v, t.x, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        /* heads first: (B, T, nh, dh) -> (B, nh, T, dh), so one batched GEMM covers
-         * every (sequence, head) pair with a single stride */
-        to_heads(t.tmp, t.q, B, T, nh, dh);
-        to_heads(t.q, t.k, B, T, nh, dh); /* q is free once copied: reuse it for k's heads */
-        mrec_gemm_batched_cpu(t.scores, t.tmp, t.q, scale, 0, 0, 1, B * nh, T, T, dh, dh, dh, T, (int64_t)T * dh,
-                              (int64_t)T * dh, (int64_t)T * T, pool);
-        if (c->mpnet)
-            for (int b = 0; b < B; b++)
-                mrec_add_cpu(t.scores + (size_t)b * nh * T * T, t.scores + (size_t)b * nh * T * T, t.pos_bias,
-                             (int64_t)nh * T * T, pool);
-        mrec_softmax_rows_cpu(t.scores, t.scores, t.mask_bias, B * nh * T, T, nh * T, pool);
-        to_heads(t.tmp, t.v, B, T, nh, dh);
-        mrec_gemm_batched_cpu(t.q, t.scores, t.tmp, 1, 0, 0, 0, B * nh, T, dh, T, T, dh, dh, (int64_t)T * T,
-                              (int64_t)T * dh, (int64_t)T * dh, pool);
-        from_heads(t.ctx, t.q, B, T, nh, dh);
+        mrec_attention_cpu(t.ctx, t.q, t.k, t.v, t.mask_bias, c->mpnet ? t.pos_bias : NULL, scale, B, T, nh, dh, t.attn, pool);
         mrec_gemm_cpu(t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
         mrec_add_cpu(t.tmp, t.tmp, t.x, (int64_t)BT * H, pool);
         mrec_layernorm_cpu(t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, BT, H, pool);

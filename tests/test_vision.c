@@ -13,6 +13,7 @@
 
 #include "../nn/mrec_npy.h"
 #include "../nn/mrec_resnet.h"
+#include "../nn/mrec_vit.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -71,6 +72,33 @@ static void resnet_errors(void) {
     t_status(mrec_resnet_load(&m, FIX "no_such_dir"), MREC_ERR_IO, "a missing file");
 }
 
+static void vit_case(mrec_context *ctx, const char *dir, const char *images, const char *ref_dir) {
+    mrec_vit m;
+    if (!t_status(mrec_vit_load(&m, dir), MREC_OK, "load %s", dir)) return;
+    int64_t s[4];
+    float *x = load(dir, images, s), *cls_ref = load(ref_dir, "cls.npy", NULL), *pooled_ref = load(ref_dir, "pooled.npy", NULL);
+    if (t_check(x && cls_ref && pooled_ref, "%s: fixtures", dir)) {
+        int B = (int)s[0], H = m.cfg.hidden;
+        float *cls = malloc(sizeof(float) * (size_t)B * H), *pooled = malloc(sizeof(float) * (size_t)B * m.cfg.pooler_size);
+        if (t_status(mrec_context_reserve(ctx, mrec_vit_workspace_bytes(&m.cfg, B)), MREC_OK, "workspace") &&
+            t_status(mrec_vit_forward(ctx, &m, x, B, cls, m.pooler_w ? pooled : NULL), MREC_OK, "%s forward", dir)) {
+            char what[256];
+            snprintf(what, sizeof what, "%s: last_hidden_state[:, 0] (%d x %d)", dir, B, H);
+            compare(what, cls_ref, cls, (int64_t)B * H);
+            if (m.pooler_w) {
+                snprintf(what, sizeof what, "%s: pooler_output", dir);
+                compare(what, pooled_ref, pooled, (int64_t)B * m.cfg.pooler_size);
+            } else {
+                t_status(mrec_vit_forward(ctx, &m, x, B, NULL, pooled), MREC_ERR_NOT_FOUND, "%s: no pooler, asked for one", dir);
+            }
+            t_check(ctx->workspace.used == 0, "%s: the workspace is given back", dir);
+        }
+        free(cls), free(pooled);
+    }
+    free(x), free(cls_ref), free(pooled_ref);
+    mrec_vit_free(&m);
+}
+
 int main(void) {
     t_suite("vision");
     mrec_context_options o = mrec_context_defaults();
@@ -80,11 +108,17 @@ int main(void) {
     resnet_case(ctx, FIX "resnet_tiny", "../images_64x72.npy");
     resnet_case(ctx, FIX "resnet_basic", "../images_64x72.npy");
     resnet_errors();
+    vit_case(ctx, FIX "vit_tiny", "../images_32.npy", FIX "vit_tiny");
+    vit_case(ctx, FIX "vit_prefixed", "../images_32.npy", FIX "vit_tiny");
+    mrec_vit v;
+    t_status(mrec_vit_load(&v, FIX "resnet_tiny"), MREC_ERR_IO, "a folder without config.json");
     const char *full = getenv("MREC_FULL_DIR");
     if (full) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/resnet50", full);
         resnet_case(ctx, dir, "../images_224.npy");
+        snprintf(dir, sizeof dir, "%s/vit_b16", full);
+        vit_case(ctx, dir, "../images_224.npy", dir);
     } else {
         t_skip("full-size resnet50 and ViT-B/16: set MREC_FULL_DIR (tools/golden/vision.py --full DIR)");
     }

@@ -1,0 +1,53 @@
+/* mrec_vit.h: Hugging Face ViTModel, forward only.
+ *
+ * Reads config.json (image_size, patch_size, num_channels, hidden_size,
+ * num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
+ * layer_norm_eps, qkv_bias, pooler_output_size, pooler_act) and
+ * model.safetensors with HF's names, bare (ViTModel) or under "vit."
+ * (ViTForImageClassification). Weights are widened to float32 at load.
+ * Position embeddings are used as stored: images must be image_size square
+ * (HF's interpolate_pos_encoding is not implemented).
+ */
+#ifndef MREC_VIT_H
+#define MREC_VIT_H
+
+#include "mrec_tensor.h"
+
+typedef struct {
+    int image_size, patch_size, channels, hidden, layers, heads, intermediate, pooler_size;
+    float layer_norm_eps;
+    mrec_act act;
+    int qkv_bias;
+} mrec_vit_config;
+
+typedef struct {
+    float *ln1_w, *ln1_b;                     /* layernorm_before (H) */
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (H, H), (H) or NULL without qkv_bias */
+    float *o_w, *o_b;                         /* attention.output.dense */
+    float *ln2_w, *ln2_b;                     /* layernorm_after (H) */
+    float *inter_w, *inter_b, *out_w, *out_b; /* (I, H), (I), (H, I), (H) */
+} mrec_vit_layer;
+
+typedef struct {
+    mrec_vit_config cfg;
+    float *patch_w, *patch_b;  /* (H, C * P * P) (the conv weight flattened), (H) */
+    float *cls, *pos;          /* (H), (1 + patches, H) */
+    mrec_vit_layer *layer;
+    float *ln_w, *ln_b;        /* final layernorm */
+    float *pooler_w, *pooler_b; /* (pooler_size, H), NULL if the file has no pooler */
+    float *storage;
+} mrec_vit;
+
+mrec_status mrec_vit_load(mrec_vit *m, const char *dir);
+void mrec_vit_free(mrec_vit *m);
+
+/* Images go through in chunks of at most this many, which bounds the workspace. */
+#define MREC_VIT_CHUNK 16
+size_t mrec_vit_workspace_bytes(const mrec_vit_config *cfg, int B);
+
+/* images (B, channels, image_size, image_size), normalized. cls (B, H) =
+ * last_hidden_state[:, 0]; pooled (B, pooler_size) = pooler_output (an
+ * error if asked for and the file has no pooler); either may be NULL. */
+mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *images, int B, float *cls, float *pooled);
+
+#endif

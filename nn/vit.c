@@ -1,0 +1,263 @@
+/* vit.c: Hugging Face ViTModel, forward only, on the CPU kernels.
+ *
+ *   x = [cls; patches (B, N, C*P*P) Wp^T + bp] + pos        the P x P, stride P conv as one GEMM
+ *   per layer (pre-LayerNorm):
+ *     x = x + attention(LN_before(x)) Wo^T + bo
+ *     x = x + act(LN_after(x) Wi^T + bi) Wout^T + bout
+ *   x = LN(x); cls = x[:, 0]; pooled = tanh(cls Wpool^T + bpool)
+ * Dropout is off (inference). Reference: transformers' models/vit/modeling_vit.py.
+ */
+#include "mrec_attention.h"
+#include "mrec_safetensors.h"
+#include "mrec_vit.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- config ---- */
+
+static mrec_status read_config(mrec_vit_config *c, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot open", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    cJSON *j = cJSON_ParseWithLength(buf, n);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    /* HF's ViTConfig defaults (ViT-B/16) for keys the file leaves out */
+    static const struct { const char *key; size_t off; int def, lo, hi; } ints[] = {
+        {"image_size", offsetof(mrec_vit_config, image_size), 224, 1, 8192},
+        {"patch_size", offsetof(mrec_vit_config, patch_size), 16, 1, 1024},
+        {"num_channels", offsetof(mrec_vit_config, channels), 3, 1, 16},
+        {"hidden_size", offsetof(mrec_vit_config, hidden), 768, 1, 65536},
+        {"num_hidden_layers", offsetof(mrec_vit_config, layers), 12, 1, 512},
+        {"num_attention_heads", offsetof(mrec_vit_config, heads), 12, 1, 1024},
+        {"intermediate_size", offsetof(mrec_vit_config, intermediate), 3072, 1, 1 << 20},
+        {"pooler_output_size", offsetof(mrec_vit_config, pooler_size), 0, 1, 1 << 20},
+    };
+    mrec_status st = MREC_OK;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
+        int *dst = (int *)((char *)c + ints[i].off);
+        if (!v || cJSON_IsNull(v)) *dst = ints[i].def;
+        else if (!cJSON_IsNumber(v) || v->valuedouble < ints[i].lo || v->valuedouble > ints[i].hi || v->valuedouble != floor(v->valuedouble))
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\" is not an integer in [%d, %d]", path, ints[i].key, ints[i].lo, ints[i].hi);
+        else *dst = (int)v->valuedouble;
+    }
+    if (!c->pooler_size) c->pooler_size = c->hidden;
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_eps");
+    c->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-12f;
+    const cJSON *qkv = cJSON_GetObjectItemCaseSensitive(j, "qkv_bias");
+    c->qkv_bias = qkv ? cJSON_IsTrue(qkv) : 1;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
+    const char *a = cJSON_IsString(act) ? act->valuestring : "gelu";
+    if (!st) {
+        if (!strcmp(a, "gelu")) c->act = MREC_ACT_GELU_ERF;
+        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = MREC_ACT_GELU_TANH;
+        else if (!strcmp(a, "quick_gelu")) c->act = MREC_ACT_QUICK_GELU;
+        else if (!strcmp(a, "relu")) c->act = MREC_ACT_RELU;
+        else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu)", path, a);
+    }
+    const cJSON *pact = cJSON_GetObjectItemCaseSensitive(j, "pooler_act");
+    if (!st && cJSON_IsString(pact) && strcmp(pact->valuestring, "tanh"))
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: pooler_act \"%s\" (mrec implements tanh)", path, pact->valuestring);
+    if (!st && c->hidden % c->heads)
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->hidden, c->heads);
+    if (!st && c->image_size % c->patch_size)
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: image_size %d is not a multiple of patch_size %d", path, c->image_size, c->patch_size);
+    cJSON_Delete(j);
+    return st;
+}
+
+/* ---- weights ---- */
+
+typedef struct {
+    const mrec_safetensors *sf;
+    const char *prefix; /* "" or "vit." */
+    float *next;
+} loader;
+
+/* Reads `name` (of numel d0 * d1 * d2 * d3, in the shape given by ndim) into the storage. */
+static mrec_status take(loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", l->prefix, name);
+    int64_t shape[4] = {d0, d1, d2, d3};
+    mrec_status st = mrec_safetensors_read_f32(l->sf, full, ndim, shape, l->next);
+    if (st) return st;
+    *dst = l->next;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    l->next += n;
+    return MREC_OK;
+}
+
+mrec_status mrec_vit_load(mrec_vit *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    mrec_status st = read_config(&m->cfg, dir);
+    if (st) return st;
+    const mrec_vit_config *c = &m->cfg;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mrec_safetensors sf;
+    if ((st = mrec_safetensors_open(&sf, path))) return st;
+    int64_t H = c->hidden, I = c->intermediate, P = c->patch_size, C = c->channels, G = c->image_size / P;
+    int64_t per_layer = 4 * H + 4 * H * H + 4 * H + 2 * I * H + I + H;
+    int64_t total = H * C * P * P + H + H + (1 + G * G) * H + c->layers * per_layer + 2 * H + (int64_t)c->pooler_size * (H + 1);
+    m->storage = malloc(sizeof(float) * (size_t)total);
+    m->layer = calloc((size_t)c->layers, sizeof *m->layer);
+    if (!m->storage || !m->layer) {
+        mrec_safetensors_close(&sf);
+        mrec_vit_free(m);
+        return mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)total);
+    }
+    loader l = {&sf, mrec_safetensors_find(&sf, "vit.embeddings.cls_token") ? "vit." : "", m->storage};
+    st = take(&l, &m->patch_w, "embeddings.patch_embeddings.projection.weight", 4, H, C, P, P);
+    if (!st) st = take(&l, &m->patch_b, "embeddings.patch_embeddings.projection.bias", 1, H, 0, 0, 0);
+    if (!st) st = take(&l, &m->cls, "embeddings.cls_token", 3, 1, 1, H, 0);
+    if (!st) st = take(&l, &m->pos, "embeddings.position_embeddings", 3, 1, 1 + G * G, H, 0);
+    for (int i = 0; i < c->layers && !st; i++) {
+        mrec_vit_layer *L = &m->layer[i];
+        struct { float **dst; const char *name; int nd; int64_t a, b; int bias_of_qkv; } w[] = {
+            {&L->ln1_w, "layernorm_before.weight", 1, H, 0, 0}, {&L->ln1_b, "layernorm_before.bias", 1, H, 0, 0},
+            {&L->q_w, "attention.attention.query.weight", 2, H, H, 0}, {&L->q_b, "attention.attention.query.bias", 1, H, 0, 1},
+            {&L->k_w, "attention.attention.key.weight", 2, H, H, 0}, {&L->k_b, "attention.attention.key.bias", 1, H, 0, 1},
+            {&L->v_w, "attention.attention.value.weight", 2, H, H, 0}, {&L->v_b, "attention.attention.value.bias", 1, H, 0, 1},
+            {&L->o_w, "attention.output.dense.weight", 2, H, H, 0}, {&L->o_b, "attention.output.dense.bias", 1, H, 0, 0},
+            {&L->ln2_w, "layernorm_after.weight", 1, H, 0, 0}, {&L->ln2_b, "layernorm_after.bias", 1, H, 0, 0},
+            {&L->inter_w, "intermediate.dense.weight", 2, I, H, 0}, {&L->inter_b, "intermediate.dense.bias", 1, I, 0, 0},
+            {&L->out_w, "output.dense.weight", 2, H, I, 0}, {&L->out_b, "output.dense.bias", 1, H, 0, 0},
+        };
+        for (size_t k = 0; k < sizeof w / sizeof w[0] && !st; k++) {
+            if (w[k].bias_of_qkv && !c->qkv_bias) continue;
+            char n[160];
+            snprintf(n, sizeof n, "encoder.layer.%d.%s", i, w[k].name);
+            st = take(&l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
+        }
+    }
+    if (!st) st = take(&l, &m->ln_w, "layernorm.weight", 1, H, 0, 0, 0);
+    if (!st) st = take(&l, &m->ln_b, "layernorm.bias", 1, H, 0, 0, 0);
+    char pooler[64];
+    snprintf(pooler, sizeof pooler, "%spooler.dense.weight", l.prefix);
+    if (!st && mrec_safetensors_find(&sf, pooler)) {
+        st = take(&l, &m->pooler_w, "pooler.dense.weight", 2, c->pooler_size, H, 0, 0);
+        if (!st) st = take(&l, &m->pooler_b, "pooler.dense.bias", 1, c->pooler_size, 0, 0, 0);
+    }
+    mrec_safetensors_close(&sf);
+    if (st) mrec_vit_free(m);
+    return st;
+}
+
+void mrec_vit_free(mrec_vit *m) {
+    free(m->storage);
+    free(m->layer);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- forward ---- */
+
+typedef struct {
+    float *patches, *x, *h, *q, *k, *v, *ctx, *inter, *attn;
+} activations;
+
+static mrec_status carve(mrec_arena *a, activations *t, const mrec_vit_config *c, int B) {
+    int G = c->image_size / c->patch_size, T = 1 + G * G;
+    size_t BT = (size_t)B * T, H = (size_t)c->hidden;
+    struct { float **p; size_t n; } parts[] = {
+        {&t->patches, (size_t)B * G * G * c->channels * c->patch_size * c->patch_size},
+        {&t->x, BT * H}, {&t->h, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H}, {&t->ctx, BT * H},
+        {&t->inter, BT * (size_t)c->intermediate}, {&t->attn, mrec_attention_scratch_floats(B, T, c->heads, c->hidden / c->heads)},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
+        if (!*parts[i].p && a->base)
+            return mrec_fail(MREC_ERR_NOMEM, "vit: workspace of %zu bytes is too small for a batch of %d", a->capacity, B);
+    }
+    return MREC_OK;
+}
+
+size_t mrec_vit_workspace_bytes(const mrec_vit_config *c, int B) {
+    mrec_arena a = mrec_arena_measure();
+    activations t;
+    carve(&a, &t, c, B < MREC_VIT_CHUNK ? B : MREC_VIT_CHUNK);
+    return a.peak;
+}
+
+/* (B, C, S, S) images -> (B, G*G, C*P*P) rows ordered as the conv weight (c, ky, kx) */
+static void unfold_patches(float *out, const float *img, int B, int C, int S, int P) {
+    int G = S / P;
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < G; gy++)
+            for (int gx = 0; gx < G; gx++) {
+                float *row = out + (((size_t)b * G + gy) * G + gx) * C * P * P;
+                for (int ch = 0; ch < C; ch++)
+                    for (int ky = 0; ky < P; ky++)
+                        memcpy(row + ((size_t)ch * P + ky) * P,
+                               img + (((size_t)b * C + ch) * S + (size_t)gy * P + ky) * S + (size_t)gx * P, sizeof(float) * (size_t)P);
+            }
+}
+
+static void forward_chunk(mrec_context *ctx, const mrec_vit *m, const activations *t, const float *images, int B, float *cls,
+                          float *pooled) {
+    const mrec_vit_config *c = &m->cfg;
+    mrec_pool *pool = ctx->pool;
+    int H = c->hidden, I = c->intermediate, P = c->patch_size, G = c->image_size / P, N = G * G, T = 1 + N, BT = B * T;
+    int K = c->channels * P * P, nh = c->heads, dh = H / nh;
+    unfold_patches(t->patches, images, B, c->channels, c->image_size, P);
+    /* patch embeddings into rows 1..N of each sequence (ldc skips the cls row) */
+    for (int b = 0; b < B; b++) {
+        mrec_gemm_cpu(t->x + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, m->patch_w, m->patch_b, 1, 0, 0, 1, N, H, K,
+                      K, K, H, pool);
+        memcpy(t->x + (size_t)b * T * H, m->cls, sizeof(float) * (size_t)H);
+        mrec_add_cpu(t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, m->pos, (int64_t)T * H, pool);
+    }
+    float eps = c->layer_norm_eps, scale = 1.0f / sqrtf((float)dh);
+    for (int l = 0; l < c->layers; l++) {
+        const mrec_vit_layer *L = &m->layer[l];
+        mrec_layernorm_cpu(t->h, t->x, L->ln1_w, L->ln1_b, eps, BT, H, pool);
+        mrec_gemm_cpu(t->q, t->h, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+        mrec_gemm_cpu(t->k, t->h, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+        mrec_gemm_cpu(t->v, t->h, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+        mrec_attention_cpu(t->ctx, t->q, t->k, t->v, NULL, NULL, scale, B, T, nh, dh, t->attn, pool);
+        /* x += ctx Wo^T + bo: beta 1 accumulates into the residual */
+        mrec_gemm_cpu(t->x, t->ctx, L->o_w, L->o_b, 1, 1, 0, 1, BT, H, H, H, H, H, pool);
+        mrec_layernorm_cpu(t->h, t->x, L->ln2_w, L->ln2_b, eps, BT, H, pool);
+        mrec_gemm_cpu(t->inter, t->h, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I, pool);
+        mrec_activation_cpu(t->inter, t->inter, c->act, 0, (int64_t)BT * I, pool);
+        mrec_gemm_cpu(t->x, t->inter, L->out_w, L->out_b, 1, 1, 0, 1, BT, H, I, I, I, H, pool);
+    }
+    /* the final LayerNorm is needed only on the cls rows (stride T * H) */
+    for (int b = 0; b < B; b++) mrec_layernorm_cpu(t->h + (size_t)b * H, t->x + (size_t)b * T * H, m->ln_w, m->ln_b, eps, 1, H, pool);
+    if (cls) memcpy(cls, t->h, sizeof(float) * (size_t)B * H);
+    if (pooled) {
+        mrec_gemm_cpu(pooled, t->h, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, c->pooler_size, H, H, H, c->pooler_size, pool);
+        for (int64_t i = 0; i < (int64_t)B * c->pooler_size; i++) pooled[i] = tanhf(pooled[i]);
+    }
+}
+
+mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *images, int B, float *cls, float *pooled) {
+    const mrec_vit_config *c = &m->cfg;
+    if (ctx->device != MREC_DEVICE_CPU) return mrec_fail(MREC_ERR_UNSUPPORTED, "vit: the GPU forward is not written yet");
+    if (B < 1) return mrec_fail(MREC_ERR_ARG, "vit: batch of %d images", B);
+    if (pooled && !m->pooler_w) return mrec_fail(MREC_ERR_NOT_FOUND, "vit: this checkpoint has no pooler");
+    size_t mark = ctx->workspace.used;
+    activations t;
+    mrec_status st = carve(&ctx->workspace, &t, c, B < MREC_VIT_CHUNK ? B : MREC_VIT_CHUNK);
+    if (st) return st;
+    size_t img = (size_t)c->channels * c->image_size * c->image_size;
+    for (int b0 = 0; b0 < B; b0 += MREC_VIT_CHUNK) {
+        int n = B - b0 < MREC_VIT_CHUNK ? B - b0 : MREC_VIT_CHUNK;
+        forward_chunk(ctx, m, &t, images + b0 * img, n, cls ? cls + (size_t)b0 * c->hidden : NULL,
+                      pooled ? pooled + (size_t)b0 * c->pooler_size : NULL);
+    }
+    ctx->workspace.used = mark;
+    return MREC_OK;
+}
