@@ -63,6 +63,35 @@ static uint8_t clip8(int32_t v) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+/* out (rows, out_w, c): each row of in (from row `offset`), resampled. */
+static void horizontal(uint8_t *out, const uint8_t *in, int rows, int in_w, int out_w, int c, int offset, const int *bounds,
+                       const int32_t *kk, int ksize) {
+    for (int y = 0; y < rows; y++)
+        for (int xx = 0; xx < out_w; xx++) {
+            const int32_t *k = kk + (size_t)xx * ksize;
+            const uint8_t *p = in + ((size_t)(y + offset) * in_w + bounds[xx * 2]) * c;
+            for (int ch = 0; ch < c; ch++) {
+                int32_t ss = 1 << (PRECISION_BITS - 1);
+                for (int x = 0; x < bounds[xx * 2 + 1]; x++) ss += p[(size_t)x * c + ch] * k[x];
+                out[((size_t)y * out_w + xx) * c + ch] = clip8(ss);
+            }
+        }
+}
+
+/* out (out_h, w, c): each column of in resampled. */
+static void vertical(uint8_t *out, const uint8_t *in, int out_h, int w, int c, const int *bounds, const int32_t *kk, int ksize) {
+    for (int yy = 0; yy < out_h; yy++) {
+        const int32_t *k = kk + (size_t)yy * ksize;
+        int ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1];
+        for (int x = 0; x < w; x++)
+            for (int ch = 0; ch < c; ch++) {
+                int32_t ss = 1 << (PRECISION_BITS - 1);
+                for (int y = 0; y < ymax; y++) ss += in[((size_t)(y + ymin) * w + x) * c + ch] * k[y];
+                out[((size_t)yy * w + x) * c + ch] = clip8(ss);
+            }
+    }
+}
+
 mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c, int oh, int ow, mrec_resample filter,
                            const double *box_in) {
     if (h < 1 || w < 1 || c < 1 || c > 4 || oh < 1 || ow < 1 || oh > 65536 || ow > 65536)
@@ -80,48 +109,36 @@ mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c,
         return mrec_fail(MREC_ERR_NOMEM, "resize: coefficients");
     }
     int need_h = ow != w || box[0] != 0 || box[2] != ow, need_v = oh != h || box[1] != 0 || box[3] != oh;
-    int y_first = bv[0], y_last = bv[oh * 2 - 2] + bv[oh * 2 - 1];
-    const uint8_t *src = in;
-    int src_w = w, rows = h;
+    /* Pillow (since 11) runs the vertical pass first when the height shrinks
+     * by more than twice as many pixels as the width; the order changes the
+     * 8-bit intermediate, so it is kept */
+    int h_first = !(h - oh > 0 && h - oh > (w - ow) * 2);
     uint8_t *tmp = NULL;
-    if (need_h) {
+    mrec_status st = MREC_OK;
+    if (need_h && need_v) {
+        size_t rows = h_first ? (size_t)(bv[oh * 2 - 2] + bv[oh * 2 - 1] - bv[0]) : (size_t)oh;
+        tmp = malloc(rows * (size_t)(h_first ? ow : w) * c);
+        if (!tmp) st = mrec_fail(MREC_ERR_NOMEM, "resize: intermediate of %zu rows", rows);
+    }
+    if (st) {
+    } else if (need_h && need_v && h_first) {
         /* only the rows the vertical pass will read */
+        int y_first = bv[0], rows = bv[oh * 2 - 2] + bv[oh * 2 - 1] - y_first;
         for (int i = 0; i < oh; i++) bv[i * 2] -= y_first;
-        rows = y_last - y_first;
-        tmp = malloc((size_t)rows * ow * c);
-        if (!tmp) {
-            free(bh), free(kh), free(bv), free(kv);
-            return mrec_fail(MREC_ERR_NOMEM, "resize: %d x %d intermediate", rows, ow);
-        }
-        for (int y = 0; y < rows; y++)
-            for (int xx = 0; xx < ow; xx++) {
-                const int32_t *k = kh + (size_t)xx * ksh;
-                const uint8_t *p = in + ((size_t)(y + y_first) * w + bh[xx * 2]) * c;
-                for (int ch = 0; ch < c; ch++) {
-                    int32_t ss = 1 << (PRECISION_BITS - 1);
-                    for (int x = 0; x < bh[xx * 2 + 1]; x++) ss += p[(size_t)x * c + ch] * k[x];
-                    tmp[((size_t)y * ow + xx) * c + ch] = clip8(ss);
-                }
-            }
-        src = tmp, src_w = ow;
-    }
-    if (need_v) {
-        for (int yy = 0; yy < oh; yy++) {
-            const int32_t *k = kv + (size_t)yy * ksv;
-            int ymin = bv[yy * 2], ymax = bv[yy * 2 + 1];
-            for (int x = 0; x < src_w; x++)
-                for (int ch = 0; ch < c; ch++) {
-                    int32_t ss = 1 << (PRECISION_BITS - 1);
-                    for (int y = 0; y < ymax; y++) ss += src[((size_t)(y + ymin) * src_w + x) * c + ch] * k[y];
-                    out[((size_t)yy * src_w + x) * c + ch] = clip8(ss);
-                }
-        }
+        horizontal(tmp, in, rows, w, ow, c, y_first, bh, kh, ksh);
+        vertical(out, tmp, oh, ow, c, bv, kv, ksv);
+    } else if (need_h && need_v) {
+        vertical(tmp, in, oh, w, c, bv, kv, ksv);
+        horizontal(out, tmp, oh, w, ow, c, 0, bh, kh, ksh);
+    } else if (need_h) {
+        horizontal(out, in, oh, w, ow, c, 0, bh, kh, ksh);
+    } else if (need_v) {
+        vertical(out, in, oh, w, c, bv, kv, ksv);
     } else {
-        memcpy(out, src, (size_t)oh * ow * c);
+        memcpy(out, in, (size_t)oh * ow * c);
     }
-    (void)rows;
     free(tmp), free(bh), free(kh), free(bv), free(kv);
-    return MREC_OK;
+    return st;
 }
 
 int mrec_center_crop_offset(int full, int size) {

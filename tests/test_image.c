@@ -5,10 +5,14 @@
 #include "harness.h"
 
 #include "../extractors/mrec_image.h"
+#include "../extractors/mrec_preprocess.h"
 #include "../nn/mrec_npy.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #define FIX "tests/fixtures/images/"
 
@@ -21,6 +25,93 @@ static uint8_t *read_u8(const char *path, int64_t *shape) {
     memcpy(shape, a.header.shape, 3 * sizeof *shape);
     mrec_npy_free(&a);
     return out;
+}
+
+#define SHARED "../shared/data/"
+#define VFIX "tests/fixtures/vision/"
+
+/* Whole pipeline (decode, preset resize / crop / normalize) on real
+ * photos: the torchvision presets must give torchvision's float bytes
+ * exactly (crc32 of the float32 output), since torchvision resizes PIL
+ * images with PIL. */
+static void torchvision_presets(void) {
+    FILE *f = fopen(VFIX "preprocess.tsv", "r");
+    if (!t_check(f != NULL, "preprocess.tsv")) return;
+    char preset[32], rel[512];
+    int oh, ow;
+    unsigned want;
+    while (fscanf(f, "%31s %511s %d %d %x", preset, rel, &oh, &ow, &want) == 5) {
+        char path[600];
+        snprintf(path, sizeof path, SHARED "%s", rel);
+        mrec_preprocess p;
+        mrec_rgb_image img;
+        if (!t_status(mrec_preprocess_preset(&p, preset, NULL), MREC_OK, "preset %s", preset) ||
+            !t_status(mrec_image_load(path, &img), MREC_OK, "decode %s", rel))
+            continue;
+        int h, w;
+        mrec_preprocess_out_size(&p, img.h, img.w, &h, &w);
+        float *x = malloc(sizeof(float) * 3 * (size_t)h * w);
+        mrec_status st = mrec_preprocess_image(&p, &img, x, NULL);
+        unsigned got = st ? 0 : (unsigned)crc32(crc32(0, NULL, 0), (const Bytef *)x, (uInt)(sizeof(float) * 3 * h * w));
+        t_check(!st && h == oh && w == ow && got == want, "%s on %s: %dx%d crc %08x, torchvision %dx%d crc %08x", preset, rel, w, h, got,
+                ow, oh, want);
+        free(x);
+        mrec_image_free(&img);
+    }
+    fclose(f);
+}
+
+/* Hugging Face's default processors, configured from their saved
+ * preprocessor_config.json (32-pixel sizes). Their uint8 resize differs
+ * from PIL's on a few pixels by one level, which after normalization is
+ * 1 / (255 std); the bound: at most 1.5 % of values off (0.8-0.9 % at these
+ * 32-pixel sizes, where HF also always resizes horizontally first), none by more than
+ * one level, the rest equal to 1e-6 (float32 rounding of the fused
+ * normalization). */
+static void hf_presets(const char *dir, const char *preset) {
+    FILE *f = fopen(VFIX "preprocess_images.txt", "r");
+    float *want;
+    int nd;
+    int64_t sh[8];
+    char cfg[256];
+    snprintf(cfg, sizeof cfg, VFIX "%s/pixel_values.npy", dir);
+    if (!t_check(f && !mrec_npy_read_f32(cfg, &want, &nd, sh), "%s fixtures", dir)) {
+        if (f) fclose(f);
+        return;
+    }
+    snprintf(cfg, sizeof cfg, VFIX "%s", dir);
+    mrec_preprocess p;
+    t_status(mrec_preprocess_preset(&p, preset, cfg), MREC_OK, "%s from %s", preset, cfg);
+    char rel[512];
+    int64_t n_img = 0, per = sh[1] * sh[2] * sh[3], off = 0, total = 0;
+    double worst = 0;
+    while (fscanf(f, "%511s", rel) == 1 && n_img < sh[0]) {
+        char path[600];
+        snprintf(path, sizeof path, SHARED "%s", rel);
+        mrec_rgb_image img;
+        if (!t_status(mrec_image_load(path, &img), MREC_OK, "decode %s", rel)) continue;
+        int h, w;
+        mrec_preprocess_out_size(&p, img.h, img.w, &h, &w);
+        float *x = malloc(sizeof(float) * (size_t)per);
+        if (t_check(h == sh[2] && w == sh[3] && !mrec_preprocess_image(&p, &img, x, NULL), "%s on %s: %dx%d", preset, rel, w, h)) {
+            const float *r = want + n_img * per;
+            for (int64_t i = 0; i < per; i++) {
+                double d = fabs((double)x[i] - r[i]), level = 1.0 / (255.0 * p.std[i / (per / 3)]);
+                worst = fmax(worst, d / level);
+                off += d > 1e-6;
+                total++;
+            }
+        }
+        free(x);
+        mrec_image_free(&img);
+        n_img++;
+    }
+    fclose(f);
+    free(want);
+    t_check(n_img == sh[0] && off <= total * 3 / 200 && worst <= 1.0 + 1e-3,
+            "%s: %lld of %lld values differ from Hugging Face's processor, worst by %.3f levels", preset, (long long)off, (long long)total, worst);
+    if (getenv("MREC_TEST_VERBOSE"))
+        printf("  %s: %lld of %lld values differ from HF, worst %.3f levels\n", preset, (long long)off, (long long)total, worst);
 }
 
 int main(void) {
@@ -88,5 +179,15 @@ int main(void) {
     t_status(mrec_resize_u8(out, in, (int)ish[0], (int)ish[1], 3, 2, 2, MREC_RESAMPLE_BICUBIC, bad_box), MREC_ERR_ARG, "box outside the image");
     t_status(mrec_resize_u8(out, in, (int)ish[0], (int)ish[1], 3, 0, 2, MREC_RESAMPLE_BICUBIC, NULL), MREC_ERR_ARG, "zero height");
     free(in);
+    mrec_preprocess p;
+    t_status(mrec_preprocess_preset(&p, "imagenet", NULL), MREC_ERR_ARG, "an unknown preset");
+    t_check(strstr(mrec_error_detail(), "hf-clip") != NULL, "the message lists the presets: %s", mrec_error_detail());
+    if (access(SHARED "images/products-clayrs", R_OK) == 0) {
+        torchvision_presets();
+        hf_presets("hf_vit_32", "hf-vit");
+        hf_presets("hf_clip_32", "hf-clip");
+    } else {
+        t_skip("presets on real photos: ../shared/data is not beside the repository");
+    }
     return t_finish();
 }

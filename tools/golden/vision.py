@@ -13,7 +13,9 @@ Inputs are real photos from ../shared/data/images/imagenet-sample, preprocessed 
 Writes tests/fixtures/vision/: resnet_tiny/model.safetensors (Bottleneck [1, 2, 1, 1]),
 resnet_basic/model.safetensors (BasicBlock [2, 1, 1, 1], no fc), images_64x72.npy and each model's
 pooled features and logits; vit_tiny/{config.json, model.safetensors} and its last_hidden_state CLS
-and pooler_output on images_32.npy; vit_prefixed/ the same weights under "vit." names.
+and pooler_output on images_32.npy; vit_prefixed/ the same weights under "vit." names. Preprocessing:
+preprocess.tsv (torchvision presets, crc32 of the float output) and hf_vit_32/, hf_clip_32/
+(HF processor configs and their pixel_values) on the images listed in preprocess_images.txt.
 """
 import json
 import os
@@ -133,10 +135,44 @@ def vits(out, full):
         json.dump(json.load(open(f"{out}/{name}/config.json")), open(f"{out}/vit_prefixed/config.json", "w"), indent=2)
 
 
+PREPROCESS_IMAGES = ["images/products-clayrs/" + n for n in sorted(os.listdir("../shared/data/images/products-clayrs"))
+                     if n.endswith(".jpg")] + [
+    "images/imagenet-sample/images/n02104029_kuvasz.JPEG", "images/imagenet-sample/images/n01440764_tench.JPEG",
+    "images/odd/pillow/pil_sample_cmyk.jpg", "images/odd/pillow/transparent.png", "images/odd/pillow/hopper_gray.jpg",
+    "images/odd/libpng/pngsuite/basn3p08.png"]
+
+
+def preprocess(out):
+    """torchvision presets at full size: crc32 of the float32 (3, 224, 224) bytes (torchvision resizes
+    PIL images with PIL, so the result is exact). Hugging Face's default processors (ViT, CLIP) with
+    32-pixel sizes, saved with save_pretrained, and their pixel_values on the same images."""
+    import zlib
+    from transformers import CLIPImageProcessor, ViTImageProcessor
+    B = Image.BICUBIC
+    norm = [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    presets = {"ducho-resnet": T.Compose([T.Resize((224, 224), interpolation=B)] + norm),
+               "torchvision": T.Compose([T.Resize(256), T.CenterCrop(224)] + norm)}
+    rows = []
+    ims = [Image.open("../shared/data/" + p).convert("RGB") for p in PREPROCESS_IMAGES]
+    for name, tf in presets.items():
+        for p, im in zip(PREPROCESS_IMAGES, ims):
+            x = tf(im).numpy()
+            rows.append(f"{name}\t{p}\t{x.shape[1]}\t{x.shape[2]}\t{zlib.crc32(x.tobytes()):08x}")
+    open(f"{out}/preprocess.tsv", "w").write("\n".join(rows) + "\n")
+    for name, proc in (("hf_vit_32", ViTImageProcessor(size={"height": 32, "width": 32})),
+                       ("hf_clip_32", CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}))):
+        proc.save_pretrained(f"{out}/{name}")
+        x = np.stack([proc(images=im, return_tensors="np")["pixel_values"][0] for im in ims])
+        np.save(f"{out}/{name}/pixel_values.npy", x.astype(np.float32))
+    open(f"{out}/preprocess_images.txt", "w").write("\n".join(PREPROCESS_IMAGES) + "\n")
+
+
 def main():
     full = len(sys.argv) == 3 and sys.argv[1] == "--full"
     out = sys.argv[2] if full else OUT
     os.makedirs(out, exist_ok=True)
+    if not full:
+        preprocess(out)
     resnets(out, full)
     vits(out, full)
     print("wrote", out)

@@ -1,0 +1,173 @@
+/* preprocess.c: presets and the resize -> crop -> normalize chain. */
+#include "mrec_preprocess.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const float IMAGENET_MEAN[3] = {0.485f, 0.456f, 0.406f}, IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
+static const float CLIP_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f}, CLIP_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+static const float HALF[3] = {0.5f, 0.5f, 0.5f};
+
+static mrec_status json_int(const cJSON *obj, const char *key, int *out, const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return MREC_OK;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 65536 || v->valuedouble != floor(v->valuedouble))
+        return mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\" is not a size", path, key);
+    *out = (int)v->valuedouble;
+    return MREC_OK;
+}
+
+static mrec_status json_triple(const cJSON *j, const char *key, float *out, const char *path) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!v) return MREC_OK;
+    if (cJSON_IsNumber(v)) { /* HF accepts one value for all channels */
+        out[0] = out[1] = out[2] = (float)v->valuedouble;
+        return MREC_OK;
+    }
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\" is not a list of 3 numbers", path, key);
+    for (int i = 0; i < 3; i++) {
+        const cJSON *x = cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsNumber(x)) return mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\"[%d] is not a number", path, key, i);
+        out[i] = (float)x->valuedouble;
+    }
+    return MREC_OK;
+}
+
+static int json_flag(const cJSON *j, const char *key, int def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    return v ? cJSON_IsTrue(v) : def;
+}
+
+/* Overrides p from preprocessor_config.json, as the HF processor reads it. */
+static mrec_status read_hf_config(mrec_preprocess *p, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return MREC_OK; /* none: the preset's defaults */
+    static _Thread_local char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    cJSON *j = cJSON_ParseWithLength(buf, n);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    mrec_status st = MREC_OK;
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(j, "size");
+    if (!json_flag(j, "do_resize", 1)) {
+        p->resize_h = p->resize_w = p->shortest_edge = 0;
+    } else if (cJSON_IsNumber(size)) { /* old configs: one int, square */
+        st = json_int(j, "size", &p->resize_h, path);
+        p->resize_w = p->resize_h, p->shortest_edge = 0;
+    } else if (cJSON_IsObject(size)) {
+        int h = 0, w = 0, s = 0;
+        if (!st) st = json_int(size, "height", &h, path);
+        if (!st) st = json_int(size, "width", &w, path);
+        if (!st) st = json_int(size, "shortest_edge", &s, path);
+        if (!st && cJSON_GetObjectItemCaseSensitive(size, "longest_edge"))
+            st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: size.longest_edge (mrec implements height/width and shortest_edge)", path);
+        if (!st && s) p->shortest_edge = s, p->resize_h = p->resize_w = 0;
+        else if (!st && h && w) p->resize_h = h, p->resize_w = w, p->shortest_edge = 0;
+        else if (!st) st = mrec_fail(MREC_ERR_FORMAT, "%s: \"size\" has neither height/width nor shortest_edge", path);
+    }
+    const cJSON *crop = cJSON_GetObjectItemCaseSensitive(j, "crop_size");
+    if (!st && !json_flag(j, "do_center_crop", p->crop_h > 0)) {
+        p->crop_h = p->crop_w = 0;
+    } else if (!st && cJSON_IsNumber(crop)) {
+        st = json_int(j, "crop_size", &p->crop_h, path);
+        p->crop_w = p->crop_h;
+    } else if (!st && cJSON_IsObject(crop)) {
+        st = json_int(crop, "height", &p->crop_h, path);
+        if (!st) st = json_int(crop, "width", &p->crop_w, path);
+    }
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "resample");
+    if (!st && rs) {
+        if (cJSON_IsNumber(rs) && rs->valueint == 2) p->filter = MREC_RESAMPLE_BILINEAR;
+        else if (cJSON_IsNumber(rs) && rs->valueint == 3) p->filter = MREC_RESAMPLE_BICUBIC;
+        else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: resample %d (mrec implements 2 = bilinear and 3 = bicubic)", path, rs->valueint);
+    }
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(j, "rescale_factor");
+    if (!json_flag(j, "do_rescale", 1)) p->rescale = 1.0;
+    else if (cJSON_IsNumber(rf)) p->rescale = rf->valuedouble;
+    p->do_normalize = json_flag(j, "do_normalize", 1);
+    if (!st) st = json_triple(j, "image_mean", p->mean, path);
+    if (!st) st = json_triple(j, "image_std", p->std, path);
+    for (int c = 0; c < 3 && !st; c++)
+        if (!(p->std[c] > 0)) st = mrec_fail(MREC_ERR_FORMAT, "%s: image_std[%d] is %g", path, c, p->std[c]);
+    cJSON_Delete(j);
+    return st;
+}
+
+mrec_status mrec_preprocess_preset(mrec_preprocess *p, const char *name, const char *model_dir) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->do_normalize = 1, p->rescale = 1.0 / 255.0;
+    if (!strcmp(name, "ducho-resnet")) {
+        p->filter = MREC_RESAMPLE_BICUBIC, p->resize_h = p->resize_w = 224;
+        memcpy(p->mean, IMAGENET_MEAN, sizeof p->mean), memcpy(p->std, IMAGENET_STD, sizeof p->std);
+    } else if (!strcmp(name, "torchvision")) {
+        p->filter = MREC_RESAMPLE_BILINEAR, p->shortest_edge = 256, p->crop_h = p->crop_w = 224;
+        memcpy(p->mean, IMAGENET_MEAN, sizeof p->mean), memcpy(p->std, IMAGENET_STD, sizeof p->std);
+    } else if (!strcmp(name, "hf-vit")) {
+        p->hf = 1, p->filter = MREC_RESAMPLE_BILINEAR, p->resize_h = p->resize_w = 224;
+        memcpy(p->mean, HALF, sizeof p->mean), memcpy(p->std, HALF, sizeof p->std);
+    } else if (!strcmp(name, "hf-clip")) {
+        p->hf = 1, p->filter = MREC_RESAMPLE_BICUBIC, p->shortest_edge = 224, p->crop_h = p->crop_w = 224;
+        memcpy(p->mean, CLIP_MEAN, sizeof p->mean), memcpy(p->std, CLIP_STD, sizeof p->std);
+    } else {
+        return mrec_fail(MREC_ERR_ARG, "unknown preprocessing preset \"%s\" (ducho-resnet, torchvision, hf-vit, hf-clip)", name);
+    }
+    if (p->hf && model_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/preprocessor_config.json", model_dir);
+        return read_hf_config(p, path);
+    }
+    return MREC_OK;
+}
+
+static void resized_size(const mrec_preprocess *p, int h, int w, int *rh, int *rw) {
+    if (p->resize_h) *rh = p->resize_h, *rw = p->resize_w;
+    else if (p->shortest_edge) mrec_shorter_side_size(h, w, p->shortest_edge, rh, rw);
+    else *rh = h, *rw = w;
+}
+
+void mrec_preprocess_out_size(const mrec_preprocess *p, int h, int w, int *oh, int *ow) {
+    resized_size(p, h, w, oh, ow);
+    if (p->crop_h) *oh = p->crop_h, *ow = p->crop_w;
+}
+
+mrec_status mrec_preprocess_image(const mrec_preprocess *p, const mrec_rgb_image *img, float *out, uint8_t *u8_out) {
+    int rh, rw, oh, ow;
+    resized_size(p, img->h, img->w, &rh, &rw);
+    mrec_preprocess_out_size(p, img->h, img->w, &oh, &ow);
+    if (p->crop_h && (p->crop_h > rh || p->crop_w > rw))
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: a %dx%d crop of a %dx%d image would need padding", p->name, p->crop_w, p->crop_h, rw, rh);
+    uint8_t *resized = (rh == img->h && rw == img->w) ? img->rgb : malloc((size_t)rh * rw * 3);
+    if (!resized) return mrec_fail(MREC_ERR_NOMEM, "%s: %dx%d image", p->name, rw, rh);
+    mrec_status st = resized == img->rgb ? MREC_OK : mrec_resize_u8(resized, img->rgb, img->h, img->w, 3, rh, rw, p->filter, NULL);
+    if (!st) {
+        /* torchvision: int(round((full - size) / 2)); Hugging Face: (full - size) // 2 */
+        int top = p->hf ? (rh - oh) / 2 : mrec_center_crop_offset(rh, oh), left = p->hf ? (rw - ow) / 2 : mrec_center_crop_offset(rw, ow);
+        size_t plane = (size_t)oh * ow;
+        for (int y = 0; y < oh; y++) {
+            const uint8_t *row = resized + ((size_t)(y + top) * rw + left) * 3;
+            if (u8_out) memcpy(u8_out + (size_t)y * ow * 3, row, (size_t)ow * 3);
+            for (int c = 0; c < 3; c++) {
+                float *dst = out + c * plane + (size_t)y * ow;
+                if (!p->do_normalize) {
+                    for (int x = 0; x < ow; x++) dst[x] = (float)(row[3 * x + c] * p->rescale);
+                } else if (p->hf) {
+                    /* HF folds the rescale into the statistics: float32 mean * (1 / factor) */
+                    float f = (float)(1.0 / p->rescale), m = p->mean[c] * f, s = p->std[c] * f;
+                    for (int x = 0; x < ow; x++) dst[x] = ((float)row[3 * x + c] - m) / s;
+                } else {
+                    for (int x = 0; x < ow; x++) dst[x] = ((float)row[3 * x + c] / 255.0f - p->mean[c]) / p->std[c];
+                }
+            }
+        }
+    }
+    if (resized != img->rgb) free(resized);
+    return st;
+}
