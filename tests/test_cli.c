@@ -150,5 +150,48 @@ int main(void) {
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    /* extract-image: a folder of real product photos, then a table with a
+     * truncated file and a missing one (skipped and listed; --strict writes nothing) */
+    if (access("../shared/data/images/products-clayrs", R_OK) == 0) {
+        char dir[] = "/tmp/mrec-cli-XXXXXX", cmd[4096], path[4096];
+        T_REQUIRE(mkdtemp(dir) != NULL);
+        snprintf(cmd, sizeof cmd,
+                 "extract-image --model tests/fixtures/vision/resnet_tiny --images ../shared/data/images/products-clayrs "
+                 "--preset torchvision --batch-size 2 --out %s/a",
+                 dir);
+        rc = run(cmd, out, sizeof out, 1);
+        snprintf(path, sizeof path, "%s/a/image_feat.npy", dir);
+        float *feat = NULL;
+        int nd = 0;
+        int64_t sh[8] = {0};
+        t_check(rc == 0 && !mrec_npy_read_f32(path, &feat, &nd, sh) && nd == 2 && sh[0] == 5 && sh[1] == 256,
+                "extract-image on 5 photos writes a (5, 256) matrix: rc %d, %s", rc, out);
+        free(feat);
+        char table[512], good[4096], trunc[4096];
+        T_REQUIRE(realpath("../shared/data/images/products-clayrs/wildfox-floral-print-leggings-357-1.jpg", good) != NULL);
+        T_REQUIRE(realpath("../shared/data/images/odd/pillow/truncated_jpeg.jpg", trunc) != NULL);
+        snprintf(table, sizeof table, "%s/items.tsv", dir);
+        FILE *f = fopen(table, "w");
+        T_REQUIRE(f != NULL);
+        fprintf(f, "item\timage\nA\t%s\nB\t%s\nC\tno-such.jpg\n", good, trunc);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "extract-image --model tests/fixtures/vision/resnet_tiny --images %s --format per-item --out %s/b", table, dir);
+        rc = run(cmd, out, sizeof out, 1);
+        snprintf(path, sizeof path, "%s/b/A.npy", dir);
+        t_check(rc == 0 && access(path, R_OK) == 0 && strstr(out, "2 of 3 images could not be used") && strstr(out, "truncated") &&
+                    strstr(out, "no-such.jpg"),
+                "bad images are listed and skipped: rc %d, %s", rc, out);
+        snprintf(cmd, sizeof cmd, "extract-image --model tests/fixtures/vision/resnet_tiny --images %s --strict --out %s/c", table, dir);
+        rc = run(cmd, out, sizeof out, 1);
+        snprintf(path, sizeof path, "%s/c/image_feat.npy", dir);
+        t_check(rc == 2 && access(path, F_OK) != 0 && strstr(out, "nothing written"), "--strict fails and writes nothing: rc %d, %s", rc, out);
+        rc = run("extract-image --model tests/fixtures/vision/resnet_tiny --images ../shared/data/images/products-clayrs --preset nope --out /tmp",
+                 out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "nope"), "an unknown preset is named: %s", out);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        T_REQUIRE(system(cmd) == 0);
+    } else {
+        t_skip("extract-image: ../shared/data is not beside the repository");
+    }
     return t_finish();
 }

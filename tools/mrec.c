@@ -15,6 +15,7 @@
 
 int mrec_cmd_train(int argc, char **argv);        /* cmd_train.c */
 int mrec_cmd_extract_text(int argc, char **argv); /* cmd_extract.c */
+int mrec_cmd_extract_image(int argc, char **argv); /* cmd_extract_image.c */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -27,6 +28,7 @@ static void usage(FILE *f) {
             "  tokenize --tokenizer PATH  token ids of each line of standard input\n"
             "  train --data PATH ...      train and evaluate a recommender (mrec train --help)\n"
             "  extract-text --model DIR ...  embed the text of an item table (mrec extract-text --help)\n"
+            "  extract-image --model PATH ... visual features of item images (mrec extract-image --help)\n"
             "  info                       what this build and machine offer (SIMD, threads, GPU)\n"
             "\n"
             "options:\n"
@@ -191,6 +193,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "train") == 0) return mrec_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-text") == 0) return mrec_cmd_extract_text(argc - 1, argv + 1);
+    if (strcmp(cmd, "extract-image") == 0) return mrec_cmd_extract_image(argc - 1, argv + 1);
     fprintf(stderr, "mrec: unknown command '%s' (see mrec --help)\n", cmd);
     return 1;
 }

@@ -1,0 +1,46 @@
+/* mrec_image_encoder.h: image files in, one feature vector per image out,
+ * as Ducho's visual extraction: decode (PIL-exact), a preprocessing preset,
+ * a ResNet or ViT forward.
+ *
+ * The model path is a torchvision ResNet safetensors file (or a folder with
+ * model.safetensors and no config.json), or a Hugging Face ViT folder
+ * (config.json with model_type "vit"). Layers: ResNet avgpool (default) or
+ * logits; ViT cls (last_hidden_state[:, 0], default) or pooler.
+ *
+ * Decoding and preprocessing run on their own threads, one batch ahead of
+ * the forward pass, so they overlap it. An image that fails to decode is
+ * reported (its error kept per item) and skipped, never zero-filled.
+ */
+#ifndef MREC_IMAGE_ENCODER_H
+#define MREC_IMAGE_ENCODER_H
+
+#include "../nn/mrec_resnet.h"
+#include "../nn/mrec_vit.h"
+#include "mrec_preprocess.h"
+
+typedef enum { MREC_LAYER_AVGPOOL, MREC_LAYER_LOGITS, MREC_LAYER_CLS, MREC_LAYER_POOLER } mrec_image_layer;
+
+typedef struct {
+    int is_vit;
+    mrec_resnet resnet;
+    mrec_vit vit;
+    mrec_preprocess pre;
+    mrec_image_layer layer;
+    int batch_size, decode_threads;
+} mrec_image_encoder;
+
+/* layer NULL: the model's default. preset NULL: ducho-resnet for a ResNet,
+ * hf-vit for a ViT. */
+mrec_status mrec_image_encoder_load(mrec_image_encoder *enc, const char *model, const char *preset, const char *layer);
+void mrec_image_encoder_free(mrec_image_encoder *enc);
+int mrec_image_encoder_dim(const mrec_image_encoder *enc);
+const char *mrec_image_layer_name(mrec_image_layer layer);
+
+/* out (n, dim): row i is image i's features when ok[i]; a failed image
+ * leaves its row untouched, ok[i] = 0 and errors[i] a malloc'd message
+ * (the caller frees it). Returns an error only for what stops the run
+ * (memory, the model). */
+mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder *enc, const char *const *paths, int n,
+                                     float *out, int *ok, char **errors);
+
+#endif
