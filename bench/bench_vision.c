@@ -1,0 +1,131 @@
+/* bench_vision.c: images per second for decode + preprocess (ducho-resnet
+ * preset, 128 H&M photos) and for the ResNet50 and ViT-B/16 forward passes
+ * at batch 1, 32 and 128, side by side with PIL + torchvision and PyTorch
+ * CPU (bench/peers/vision_peer.py) at the same thread count, in one run.
+ *
+ *   build/cpu/bench/bench_vision [threads [full_dir]]
+ *   MREC_FULL_DIR=DIR   full-size random checkpoints (tools/golden/vision.py --full DIR)
+ *   MREC_PYTHON=...     a Python with torch, torchvision, transformers
+ *   MREC_BENCH_BATCHES="1 32 128"
+ * Each figure is the best of 3 passes.
+ */
+#include "../extractors/mrec_preprocess.h"
+#include "../nn/mrec_resnet.h"
+#include "../nn/mrec_vit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define N_IMAGES 128
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    const char *full = argc > 2 ? argv[2] : getenv("MREC_FULL_DIR");
+    if (!full) {
+        fprintf(stderr, "bench_vision: set MREC_FULL_DIR (tools/golden/vision.py --full DIR)\n");
+        return 1;
+    }
+    /* the image list: every 13th H&M photo */
+    const char *list = "build/bench_vision_images.txt";
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "find ../shared/data/hm-fashion-sample/images -name '*.jpg' | sort | awk 'NR %% 13 == 1' | head -%d > %s",
+             N_IMAGES, list);
+    if (system(cmd) != 0) return 1;
+    char *paths[N_IMAGES];
+    int n = 0;
+    FILE *f = fopen(list, "r");
+    char line[4096];
+    while (f && n < N_IMAGES && fgets(line, sizeof line, f)) line[strcspn(line, "\n")] = 0, paths[n++] = strdup(line);
+    if (f) fclose(f);
+    mrec_preprocess pre;
+    mrec_preprocess_preset(&pre, "ducho-resnet", NULL);
+    float *x = malloc(sizeof(float) * 3 * 224 * 224 * N_IMAGES);
+    double dec = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        for (int i = 0; i < n; i++) {
+            mrec_rgb_image img;
+            if (mrec_image_load(paths[i], &img)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+            mrec_preprocess_image(&pre, &img, x + (size_t)i * 3 * 224 * 224, NULL);
+            mrec_image_free(&img);
+        }
+        double t = now() - t0;
+        dec = t < dec ? t : dec;
+    }
+    char dir[4096];
+    mrec_resnet r;
+    mrec_vit v;
+    snprintf(dir, sizeof dir, "%s/resnet50", full);
+    if (mrec_resnet_load(&r, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    snprintf(dir, sizeof dir, "%s/vit_b16", full);
+    if (mrec_vit_load(&v, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    mrec_context *ctx;
+    if (mrec_context_create(&ctx, &o)) return 1;
+    size_t ws = mrec_resnet_workspace_bytes(&r, 224, 224), wv = mrec_vit_workspace_bytes(&v.cfg, N_IMAGES);
+    mrec_context_reserve(ctx, ws > wv ? ws : wv);
+    const char *batches_s = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 32 128";
+    int batches[8], nb = 0;
+    for (const char *p = batches_s; nb < 8 && *p;) {
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p) break;
+        if (b >= 1 && b <= N_IMAGES) batches[nb++] = (int)b;
+        p = end;
+    }
+    double ours[8][2];
+    float *feat = malloc(sizeof(float) * 2048 * N_IMAGES);
+    for (int k = 0; k < nb; k++) {
+        int b = batches[k];
+        for (int m = 0; m < 2; m++) {
+            double best = 1e30;
+            for (int rep = 0; rep < 3; rep++) {
+                double t0 = now();
+                if (m == 0) mrec_resnet_forward(ctx, &r, x, b, 224, 224, feat, NULL);
+                else mrec_vit_forward(ctx, &v, x, b, feat, NULL);
+                double t = (now() - t0) / b;
+                best = t < best ? t : best;
+            }
+            ours[k][m] = best;
+        }
+    }
+    /* the peer, same thread count */
+    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+    snprintf(cmd, sizeof cmd, "%s bench/peers/vision_peer.py %s %s %d %s 2>/dev/null", py, full, list, threads, batches_s);
+    FILE *p = popen(cmd, "r");
+    double peer_dec = 0, peer[8][2] = {{0}};
+    char what[32];
+    int pb;
+    double secs;
+    while (p && fscanf(p, "%31s", what) == 1) {
+        if (!strcmp(what, "decode") && fscanf(p, "%lf", &peer_dec) == 1) continue;
+        if (fscanf(p, "%d %lf", &pb, &secs) != 2) break;
+        for (int k = 0; k < nb; k++)
+            if (batches[k] == pb) peer[k][strcmp(what, "resnet50") ? 1 : 0] = secs;
+    }
+    if (p) pclose(p);
+    printf("bench_vision: %d threads, %d H&M photos\n", threads, n);
+    printf("%-28s %12s %12s %8s\n", "", "mrec img/s", "peer img/s", "ratio");
+    printf("%-28s %12.1f %12.1f %7.2fx\n", "decode+preprocess (ducho)", n / dec, peer_dec > 0 ? n / peer_dec : 0, peer_dec > 0 ? peer_dec / dec : 0);
+    for (int k = 0; k < nb; k++)
+        for (int m = 0; m < 2; m++) {
+            char label[64];
+            snprintf(label, sizeof label, "%s batch %d", m ? "ViT-B/16" : "ResNet50", batches[k]);
+            printf("%-28s %12.2f %12.2f %7.2fx\n", label, 1 / ours[k][m], peer[k][m] > 0 ? 1 / peer[k][m] : 0,
+                   peer[k][m] > 0 ? peer[k][m] / ours[k][m] : 0);
+        }
+    mrec_context_destroy(ctx);
+    mrec_resnet_free(&r), mrec_vit_free(&v);
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(x), free(feat);
+    return 0;
+}

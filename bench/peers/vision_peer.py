@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""vision_peer.py: PyTorch CPU doing what bench_vision does, for the ratio.
+
+    python bench/peers/vision_peer.py FULL_DIR IMAGES.txt THREADS BATCH...
+
+FULL_DIR is tools/golden/vision.py --full's folder (resnet50/, vit_b16/). Prints
+"decode <seconds>" for PIL open + convert + Resize((224, 224), bicubic) + ToTensor + Normalize of every
+image in IMAGES.txt, then "resnet50 <batch> <seconds per image>" and "vit_b16 <batch> <seconds per image>":
+the best of 3 forward passes (torch.no_grad, float32) on THREADS threads.
+"""
+import sys
+import time
+
+import torch
+import torchvision
+import torchvision.transforms as T
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import ViTModel
+
+
+def best(f, reps=3):
+    b = 1e30
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f()
+        b = min(b, time.perf_counter() - t0)
+    return b
+
+
+def main():
+    full, images, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    torch.set_num_threads(threads)
+    paths = [l.strip() for l in open(images)]
+    tf = T.Compose([T.Resize((224, 224), interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(),
+                    T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    print(f"decode {best(lambda: [tf(Image.open(p).convert('RGB')) for p in paths]):.4f}", flush=True)
+    r = torchvision.models.resnet50()
+    r.load_state_dict(load_file(f"{full}/resnet50/model.safetensors"), strict=False)
+    r.fc = torch.nn.Identity()
+    r.eval()
+    v = ViTModel.from_pretrained(f"{full}/vit_b16").eval()
+    for b in map(int, sys.argv[4:]):
+        x = torch.randn(b, 3, 224, 224)
+        with torch.no_grad():
+            r(x), v(pixel_values=x)  # warm up
+            print(f"resnet50 {b} {best(lambda: r(x)) / b:.5f}", flush=True)
+            print(f"vit_b16 {b} {best(lambda: v(pixel_values=x)) / b:.5f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
