@@ -1,6 +1,8 @@
 /* preprocess.c: presets and the resize -> crop -> normalize chain. */
 #include "mrec_preprocess.h"
 
+#include "../nn/mrec_io.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -44,17 +46,9 @@ static int json_flag(const cJSON *j, const char *key, int def) {
 
 /* Overrides p from preprocessor_config.json, as the HF processor reads it. */
 static mrec_status read_hf_config(mrec_preprocess *p, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return MREC_OK; /* none: the preset's defaults */
-    static _Thread_local char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    cJSON *j = cJSON_ParseWithLength(buf, n);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
-    }
-    mrec_status st = MREC_OK;
+    cJSON *j;
+    mrec_status st = mrec_read_json_object(path, 1, &j);
+    if (st || !j) return st; /* none: the preset's defaults */
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(j, "size");
     if (!json_flag(j, "do_resize", 1)) {
         p->resize_h = p->resize_w = p->shortest_edge = 0;

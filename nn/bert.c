@@ -14,6 +14,7 @@
  */
 #include "mrec_attention.h"
 #include "mrec_bert.h"
+#include "mrec_io.h"
 #include "mrec_ops.h"
 #include "mrec_safetensors.h"
 
@@ -29,16 +30,9 @@
 static mrec_status read_config(mrec_bert_config *c, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot open", path);
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    cJSON *j = cJSON_ParseWithLength(buf, n);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
-    }
+    cJSON *j;
+    mrec_status st = mrec_read_json_object(path, 0, &j);
+    if (st) return st;
     static const struct { const char *key; size_t off; int required; double lo, hi; } ints[] = {
         {"vocab_size", offsetof(mrec_bert_config, vocab_size), 1, 1, 1e7},
         {"hidden_size", offsetof(mrec_bert_config, hidden), 1, 1, 65536},
@@ -48,7 +42,6 @@ static mrec_status read_config(mrec_bert_config *c, const char *dir) {
         {"max_position_embeddings", offsetof(mrec_bert_config, max_positions), 1, 1, 1 << 20},
         {"type_vocab_size", offsetof(mrec_bert_config, type_vocab), 0, 1, 1024},
     };
-    mrec_status st = MREC_OK;
     c->type_vocab = 2;
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);

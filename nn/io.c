@@ -1,6 +1,7 @@
-/* io.c: atomic writes and read-only file mapping. */
+/* io.c: atomic writes, read-only file mapping, JSON files. */
 #include "mrec_io.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -91,4 +92,21 @@ mrec_status mrec_map_file(const char *path, void **map, size_t *size) {
 
 void mrec_unmap_file(void *map, size_t size) {
     if (map) munmap(map, size);
+}
+
+mrec_status mrec_read_json_object(const char *path, int optional, cJSON **out) {
+    *out = NULL;
+    if (optional && access(path, F_OK) != 0 && errno == ENOENT) return MREC_OK;
+    void *map;
+    size_t size;
+    mrec_status st = mrec_map_file(path, &map, &size);
+    if (st) return st;
+    cJSON *j = size ? cJSON_ParseWithLength(map, size) : NULL;
+    mrec_unmap_file(map, size);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    *out = j;
+    return MREC_OK;
 }

@@ -8,6 +8,7 @@
  * Dropout is off (inference). Reference: transformers' models/vit/modeling_vit.py.
  */
 #include "mrec_attention.h"
+#include "mrec_io.h"
 #include "mrec_safetensors.h"
 #include "mrec_vit.h"
 
@@ -23,16 +24,9 @@
 static mrec_status read_config(mrec_vit_config *c, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot open", path);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    cJSON *j = cJSON_ParseWithLength(buf, n);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
-    }
+    cJSON *j;
+    mrec_status st = mrec_read_json_object(path, 0, &j);
+    if (st) return st;
     /* HF's ViTConfig defaults (ViT-B/16) for keys the file leaves out */
     static const struct { const char *key; size_t off; int def, lo, hi; } ints[] = {
         {"image_size", offsetof(mrec_vit_config, image_size), 224, 1, 8192},
@@ -44,7 +38,6 @@ static mrec_status read_config(mrec_vit_config *c, const char *dir) {
         {"intermediate_size", offsetof(mrec_vit_config, intermediate), 3072, 1, 1 << 20},
         {"pooler_output_size", offsetof(mrec_vit_config, pooler_size), 0, 1, 1 << 20},
     };
-    mrec_status st = MREC_OK;
     for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
         int *dst = (int *)((char *)c + ints[i].off);
