@@ -50,4 +50,15 @@ size_t mrec_vit_workspace_bytes(const mrec_vit_config *cfg, int B);
  * error if asked for and the file has no pooler); either may be NULL. */
 mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *images, int B, float *cls, float *pooled);
 
+/* Shared with CLIP's towers, which are the same pre-LayerNorm layers. */
+
+/* (B, C, S, S) images -> (B, (S/P)^2, C*P*P) patch rows, ordered as the patch conv weight (c, ky, kx). */
+void mrec_vit_unfold_patches(float *out, const float *images, int B, int C, int S, int P);
+
+/* One layer, in place on x (B*T, H): x += Wo attn(LN1(x)); x += W2 act(W1 LN2(x)). mask_bias (B, T)
+ * and head_bias (heads, T, T) as in mrec_attention_cpu (either may be NULL). q/k/v biases may be NULL. */
+size_t mrec_vit_layer_scratch_floats(int B, int T, int H, int I, int heads);
+void mrec_vit_layer_forward(const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int heads, mrec_act act, float eps,
+                            const float *mask_bias, const float *head_bias, float *scratch, mrec_pool *pool);
+
 #endif

@@ -158,16 +158,21 @@ void mrec_vit_free(mrec_vit *m) {
 /* ---- forward ---- */
 
 typedef struct {
-    float *patches, *x, *h, *q, *k, *v, *ctx, *inter, *attn;
+    float *patches, *x, *layer;
 } activations;
+
+size_t mrec_vit_layer_scratch_floats(int B, int T, int H, int I, int heads) {
+    size_t BT = (size_t)B * T;
+    return 5 * BT * H + BT * I + mrec_attention_scratch_floats(B, T, heads, H / heads);
+}
 
 static mrec_status carve(mrec_arena *a, activations *t, const mrec_vit_config *c, int B) {
     int G = c->image_size / c->patch_size, T = 1 + G * G;
     size_t BT = (size_t)B * T, H = (size_t)c->hidden;
     struct { float **p; size_t n; } parts[] = {
         {&t->patches, (size_t)B * G * G * c->channels * c->patch_size * c->patch_size},
-        {&t->x, BT * H}, {&t->h, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H}, {&t->ctx, BT * H},
-        {&t->inter, BT * (size_t)c->intermediate}, {&t->attn, mrec_attention_scratch_floats(B, T, c->heads, c->hidden / c->heads)},
+        {&t->x, BT * H},
+        {&t->layer, mrec_vit_layer_scratch_floats(B, T, c->hidden, c->intermediate, c->heads)},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
@@ -184,8 +189,7 @@ size_t mrec_vit_workspace_bytes(const mrec_vit_config *c, int B) {
     return a.peak;
 }
 
-/* (B, C, S, S) images -> (B, G*G, C*P*P) rows ordered as the conv weight (c, ky, kx) */
-static void unfold_patches(float *out, const float *img, int B, int C, int S, int P) {
+void mrec_vit_unfold_patches(float *out, const float *img, int B, int C, int S, int P) {
     int G = S / P;
     for (int b = 0; b < B; b++)
         for (int gy = 0; gy < G; gy++)
@@ -198,13 +202,30 @@ static void unfold_patches(float *out, const float *img, int B, int C, int S, in
             }
 }
 
+void mrec_vit_layer_forward(const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int nh, mrec_act act, float eps,
+                            const float *mask_bias, const float *head_bias, float *scratch, mrec_pool *pool) {
+    int BT = B * T, dh = H / nh;
+    float *h = scratch, *q = h + (size_t)BT * H, *k = q + (size_t)BT * H, *v = k + (size_t)BT * H, *ctx = v + (size_t)BT * H,
+          *inter = ctx + (size_t)BT * H, *attn = inter + (size_t)BT * I;
+    mrec_layernorm_cpu(h, x, L->ln1_w, L->ln1_b, eps, BT, H, pool);
+    mrec_gemm_cpu(q, h, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+    mrec_gemm_cpu(k, h, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+    mrec_gemm_cpu(v, h, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
+    mrec_attention_cpu(ctx, q, k, v, mask_bias, head_bias, 1.0f / sqrtf((float)dh), B, T, nh, dh, attn, pool);
+    /* x += ctx Wo^T + bo: beta 1 accumulates into the residual */
+    mrec_gemm_cpu(x, ctx, L->o_w, L->o_b, 1, 1, 0, 1, BT, H, H, H, H, H, pool);
+    mrec_layernorm_cpu(h, x, L->ln2_w, L->ln2_b, eps, BT, H, pool);
+    mrec_gemm_cpu(inter, h, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I, pool);
+    mrec_activation_cpu(inter, inter, act, 0, (int64_t)BT * I, pool);
+    mrec_gemm_cpu(x, inter, L->out_w, L->out_b, 1, 1, 0, 1, BT, H, I, I, I, H, pool);
+}
+
 static void forward_chunk(mrec_context *ctx, const mrec_vit *m, const activations *t, const float *images, int B, float *cls,
                           float *pooled) {
     const mrec_vit_config *c = &m->cfg;
     mrec_pool *pool = ctx->pool;
-    int H = c->hidden, I = c->intermediate, P = c->patch_size, G = c->image_size / P, N = G * G, T = 1 + N, BT = B * T;
-    int K = c->channels * P * P, nh = c->heads, dh = H / nh;
-    unfold_patches(t->patches, images, B, c->channels, c->image_size, P);
+    int H = c->hidden, P = c->patch_size, G = c->image_size / P, N = G * G, T = 1 + N, K = c->channels * P * P;
+    mrec_vit_unfold_patches(t->patches, images, B, c->channels, c->image_size, P);
     /* patch embeddings into rows 1..N of each sequence (ldc skips the cls row) */
     for (int b = 0; b < B; b++) {
         mrec_gemm_cpu(t->x + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, m->patch_w, m->patch_b, 1, 0, 0, 1, N, H, K,
@@ -212,26 +233,16 @@ static void forward_chunk(mrec_context *ctx, const mrec_vit *m, const activation
         memcpy(t->x + (size_t)b * T * H, m->cls, sizeof(float) * (size_t)H);
         mrec_add_cpu(t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, m->pos, (int64_t)T * H, pool);
     }
-    float eps = c->layer_norm_eps, scale = 1.0f / sqrtf((float)dh);
-    for (int l = 0; l < c->layers; l++) {
-        const mrec_vit_layer *L = &m->layer[l];
-        mrec_layernorm_cpu(t->h, t->x, L->ln1_w, L->ln1_b, eps, BT, H, pool);
-        mrec_gemm_cpu(t->q, t->h, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        mrec_gemm_cpu(t->k, t->h, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        mrec_gemm_cpu(t->v, t->h, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        mrec_attention_cpu(t->ctx, t->q, t->k, t->v, NULL, NULL, scale, B, T, nh, dh, t->attn, pool);
-        /* x += ctx Wo^T + bo: beta 1 accumulates into the residual */
-        mrec_gemm_cpu(t->x, t->ctx, L->o_w, L->o_b, 1, 1, 0, 1, BT, H, H, H, H, H, pool);
-        mrec_layernorm_cpu(t->h, t->x, L->ln2_w, L->ln2_b, eps, BT, H, pool);
-        mrec_gemm_cpu(t->inter, t->h, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I, pool);
-        mrec_activation_cpu(t->inter, t->inter, c->act, 0, (int64_t)BT * I, pool);
-        mrec_gemm_cpu(t->x, t->inter, L->out_w, L->out_b, 1, 1, 0, 1, BT, H, I, I, I, H, pool);
-    }
+    for (int l = 0; l < c->layers; l++)
+        mrec_vit_layer_forward(&m->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL, NULL,
+                               t->layer, pool);
     /* the final LayerNorm is needed only on the cls rows (stride T * H) */
-    for (int b = 0; b < B; b++) mrec_layernorm_cpu(t->h + (size_t)b * H, t->x + (size_t)b * T * H, m->ln_w, m->ln_b, eps, 1, H, pool);
-    if (cls) memcpy(cls, t->h, sizeof(float) * (size_t)B * H);
+    float *h = t->layer;
+    for (int b = 0; b < B; b++)
+        mrec_layernorm_cpu(h + (size_t)b * H, t->x + (size_t)b * T * H, m->ln_w, m->ln_b, c->layer_norm_eps, 1, H, pool);
+    if (cls) memcpy(cls, h, sizeof(float) * (size_t)B * H);
     if (pooled) {
-        mrec_gemm_cpu(pooled, t->h, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, c->pooler_size, H, H, H, c->pooler_size, pool);
+        mrec_gemm_cpu(pooled, h, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, c->pooler_size, H, H, H, c->pooler_size, pool);
         for (int64_t i = 0; i < (int64_t)B * c->pooler_size; i++) pooled[i] = tanhf(pooled[i]);
     }
 }
