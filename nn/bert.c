@@ -54,13 +54,8 @@ static mrec_status read_config(mrec_bert_config *c, const char *dir) {
     c->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-12f;
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
     const char *a = cJSON_IsString(act) ? act->valuestring : "gelu";
-    if (!st) {
-        if (!strcmp(a, "gelu")) c->act = MREC_ACT_GELU_ERF;
-        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = MREC_ACT_GELU_TANH;
-        else if (!strcmp(a, "relu")) c->act = MREC_ACT_RELU;
-        else if (!strcmp(a, "silu") || !strcmp(a, "swish")) c->act = MREC_ACT_SILU;
-        else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows gelu, gelu_new, gelu_pytorch_tanh, relu, silu)", path, a);
-    }
+    if (!st && !mrec_act_from_hf(a, &c->act))
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows " MREC_HF_ACT_NAMES ")", path, a);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
     c->mpnet = cJSON_IsString(type) && !strcmp(type->valuestring, "mpnet");
     const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");

@@ -9,6 +9,7 @@
  */
 #include "mrec_attention.h"
 #include "mrec_io.h"
+#include "mrec_ops.h"
 #include "mrec_safetensors.h"
 #include "mrec_vit.h"
 
@@ -53,13 +54,8 @@ static mrec_status read_config(mrec_vit_config *c, const char *dir) {
     c->qkv_bias = qkv ? cJSON_IsTrue(qkv) : 1;
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
     const char *a = cJSON_IsString(act) ? act->valuestring : "gelu";
-    if (!st) {
-        if (!strcmp(a, "gelu")) c->act = MREC_ACT_GELU_ERF;
-        else if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh")) c->act = MREC_ACT_GELU_TANH;
-        else if (!strcmp(a, "quick_gelu")) c->act = MREC_ACT_QUICK_GELU;
-        else if (!strcmp(a, "relu")) c->act = MREC_ACT_RELU;
-        else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu)", path, a);
-    }
+    if (!st && !mrec_act_from_hf(a, &c->act))
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows " MREC_HF_ACT_NAMES ")", path, a);
     const cJSON *pact = cJSON_GetObjectItemCaseSensitive(j, "pooler_act");
     if (!st && cJSON_IsString(pact) && strcmp(pact->valuestring, "tanh"))
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: pooler_act \"%s\" (mrec implements tanh)", path, pact->valuestring);
