@@ -1,0 +1,390 @@
+/* clip.c: CLIP's two towers on the CPU, as transformers' CLIPModel computes
+ * them. Both towers are stacks of ViT's pre-LayerNorm layer; what differs is
+ * around it:
+ *
+ *   vision: x = [class; patches W_patch^T] + pos; x = pre_layrnorm(x); layers;
+ *           pooler = post_layernorm(x[:, 0])
+ *   text:   x = tok[ids] + pos; layers (causal mask + padding mask);
+ *           pooler = final_layer_norm(x)[:, eos position]
+ *   projected = pooler W_proj^T; embeds = projected / ||projected||
+ *
+ * Dropout is off (inference). Reference: transformers' models/clip/modeling_clip.py.
+ */
+#include "mrec_clip.h"
+#include "mrec_io.h"
+#include "mrec_ops.h"
+#include "mrec_safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <float.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- config ---- */
+
+typedef struct {
+    const char *key;
+    size_t off;
+    int def, lo, hi;
+} int_key;
+
+static mrec_status read_ints(mrec_clip_tower_config *c, const cJSON *j, const char *path, const char *section,
+                             const int_key *keys, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i].key);
+        int *dst = (int *)((char *)c + keys[i].off);
+        if (!v || cJSON_IsNull(v)) *dst = keys[i].def;
+        else if (!cJSON_IsNumber(v) || v->valuedouble < keys[i].lo || v->valuedouble > keys[i].hi ||
+                 v->valuedouble != floor(v->valuedouble))
+            return mrec_fail(MREC_ERR_FORMAT, "%s: %s.%s is not an integer in [%d, %d]", path, section, keys[i].key, keys[i].lo,
+                             keys[i].hi);
+        else *dst = (int)v->valuedouble;
+    }
+    return MREC_OK;
+}
+
+/* One tower's section; defaults are CLIPTextConfig's / CLIPVisionConfig's. */
+static mrec_status read_tower(mrec_clip_tower_config *c, const cJSON *root, const char *path, int vision) {
+    const char *section = vision ? "vision_config" : "text_config";
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, section);
+    if (j && !cJSON_IsObject(j)) return mrec_fail(MREC_ERR_FORMAT, "%s: %s is not an object", path, section);
+    static const int_key common_text[] = {
+        {"hidden_size", offsetof(mrec_clip_tower_config, hidden), 512, 1, 65536},
+        {"num_hidden_layers", offsetof(mrec_clip_tower_config, layers), 12, 1, 512},
+        {"num_attention_heads", offsetof(mrec_clip_tower_config, heads), 8, 1, 1024},
+        {"intermediate_size", offsetof(mrec_clip_tower_config, intermediate), 2048, 1, 1 << 20},
+        {"vocab_size", offsetof(mrec_clip_tower_config, vocab_size), 49408, 1, 10000000},
+        {"max_position_embeddings", offsetof(mrec_clip_tower_config, max_positions), 77, 1, 1 << 16},
+        {"eos_token_id", offsetof(mrec_clip_tower_config, eos_token_id), 49407, 0, 10000000},
+    };
+    static const int_key common_vision[] = {
+        {"hidden_size", offsetof(mrec_clip_tower_config, hidden), 768, 1, 65536},
+        {"num_hidden_layers", offsetof(mrec_clip_tower_config, layers), 12, 1, 512},
+        {"num_attention_heads", offsetof(mrec_clip_tower_config, heads), 12, 1, 1024},
+        {"intermediate_size", offsetof(mrec_clip_tower_config, intermediate), 3072, 1, 1 << 20},
+        {"image_size", offsetof(mrec_clip_tower_config, image_size), 224, 1, 8192},
+        {"patch_size", offsetof(mrec_clip_tower_config, patch_size), 32, 1, 1024},
+        {"num_channels", offsetof(mrec_clip_tower_config, channels), 3, 1, 16},
+    };
+    mrec_status st = vision ? read_ints(c, j, path, section, common_vision, sizeof common_vision / sizeof common_vision[0])
+                            : read_ints(c, j, path, section, common_text, sizeof common_text / sizeof common_text[0]);
+    if (st) return st;
+    if (c->hidden % c->heads)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: %s.hidden_size %d is not a multiple of num_attention_heads %d", path, section, c->hidden,
+                         c->heads);
+    if (vision && c->patch_size > c->image_size)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: vision_config.patch_size %d exceeds image_size %d", path, c->patch_size, c->image_size);
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_eps");
+    c->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-5f;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
+    const char *a = cJSON_IsString(act) ? act->valuestring : "quick_gelu";
+    if (!mrec_act_from_hf(a, &c->act))
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: %s.hidden_act \"%s\" (mrec knows " MREC_HF_ACT_NAMES ")", path, section, a);
+    return MREC_OK;
+}
+
+static mrec_status read_config(mrec_clip *m, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *j;
+    mrec_status st = mrec_read_json_object(path, 0, &j);
+    if (st) return st;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "clip"))
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: model_type \"%s\" is not clip", path, type->valuestring);
+    const cJSON *pd = cJSON_GetObjectItemCaseSensitive(j, "projection_dim");
+    m->projection_dim = 512;
+    if (!st && pd && (!cJSON_IsNumber(pd) || pd->valuedouble < 1 || pd->valuedouble > 65536 || pd->valuedouble != floor(pd->valuedouble)))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: projection_dim is not an integer in [1, 65536]", path);
+    else if (pd) m->projection_dim = (int)pd->valuedouble;
+    if (!st) st = read_tower(&m->vision.cfg, j, path, 1);
+    if (!st) st = read_tower(&m->text.cfg, j, path, 0);
+    cJSON_Delete(j);
+    return st;
+}
+
+/* ---- weights ---- */
+
+typedef struct {
+    const mrec_safetensors *sf;
+    float *next;
+} loader;
+
+static mrec_status take(loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    int64_t shape[4] = {d0, d1, d2, d3};
+    mrec_status st = mrec_safetensors_read_f32(l->sf, name, ndim, shape, l->next);
+    if (st) return st;
+    *dst = l->next;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    l->next += n;
+    return MREC_OK;
+}
+
+static int64_t tower_floats(const mrec_clip_tower_config *c, int vision, int D) {
+    int64_t H = c->hidden, I = c->intermediate, per_layer = 4 * H + 4 * H * H + 4 * H + 2 * I * H + I + H;
+    int64_t G = vision ? c->image_size / c->patch_size : 0;
+    int64_t embed = vision ? H * c->channels * c->patch_size * c->patch_size + H + (1 + G * G) * H + 2 * H
+                           : (int64_t)c->vocab_size * H + (int64_t)c->max_positions * H;
+    return embed + c->layers * per_layer + 2 * H + D * H;
+}
+
+static mrec_status load_tower(mrec_clip_tower *t, const mrec_safetensors *sf, int vision, int D) {
+    const mrec_clip_tower_config *c = &t->cfg;
+    int64_t H = c->hidden, I = c->intermediate, P = c->patch_size, C = c->channels, G = vision ? c->image_size / P : 0;
+    int64_t total = tower_floats(c, vision, D);
+    t->storage = malloc(sizeof(float) * (size_t)total);
+    t->layer = calloc((size_t)c->layers, sizeof *t->layer);
+    if (!t->storage || !t->layer) return mrec_fail(MREC_ERR_NOMEM, "clip: %lld parameters", (long long)total);
+    loader l = {sf, t->storage};
+    const char *tw = vision ? "vision_model" : "text_model";
+    char n[192];
+    mrec_status st;
+    if (vision) {
+        st = take(&l, &t->embed, "vision_model.embeddings.patch_embedding.weight", 4, H, C, P, P);
+        if (!st) st = take(&l, &t->cls, "vision_model.embeddings.class_embedding", 1, H, 0, 0, 0);
+        if (!st) st = take(&l, &t->pos, "vision_model.embeddings.position_embedding.weight", 2, 1 + G * G, H, 0, 0);
+        if (!st) st = take(&l, &t->pre_w, "vision_model.pre_layrnorm.weight", 1, H, 0, 0, 0);
+        if (!st) st = take(&l, &t->pre_b, "vision_model.pre_layrnorm.bias", 1, H, 0, 0, 0);
+    } else {
+        st = take(&l, &t->embed, "text_model.embeddings.token_embedding.weight", 2, c->vocab_size, H, 0, 0);
+        if (!st) st = take(&l, &t->pos, "text_model.embeddings.position_embedding.weight", 2, c->max_positions, H, 0, 0);
+    }
+    for (int i = 0; i < c->layers && !st; i++) {
+        mrec_vit_layer *L = &t->layer[i];
+        struct { float **dst; const char *name; int nd; int64_t a, b; } w[] = {
+            {&L->ln1_w, "layer_norm1.weight", 1, H, 0}, {&L->ln1_b, "layer_norm1.bias", 1, H, 0},
+            {&L->q_w, "self_attn.q_proj.weight", 2, H, H}, {&L->q_b, "self_attn.q_proj.bias", 1, H, 0},
+            {&L->k_w, "self_attn.k_proj.weight", 2, H, H}, {&L->k_b, "self_attn.k_proj.bias", 1, H, 0},
+            {&L->v_w, "self_attn.v_proj.weight", 2, H, H}, {&L->v_b, "self_attn.v_proj.bias", 1, H, 0},
+            {&L->o_w, "self_attn.out_proj.weight", 2, H, H}, {&L->o_b, "self_attn.out_proj.bias", 1, H, 0},
+            {&L->ln2_w, "layer_norm2.weight", 1, H, 0}, {&L->ln2_b, "layer_norm2.bias", 1, H, 0},
+            {&L->inter_w, "mlp.fc1.weight", 2, I, H}, {&L->inter_b, "mlp.fc1.bias", 1, I, 0},
+            {&L->out_w, "mlp.fc2.weight", 2, H, I}, {&L->out_b, "mlp.fc2.bias", 1, H, 0},
+        };
+        for (size_t k = 0; k < sizeof w / sizeof w[0] && !st; k++) {
+            snprintf(n, sizeof n, "%s.encoder.layers.%d.%s", tw, i, w[k].name);
+            st = take(&l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
+        }
+    }
+    const char *post = vision ? "post_layernorm" : "final_layer_norm";
+    snprintf(n, sizeof n, "%s.%s.weight", tw, post);
+    if (!st) st = take(&l, &t->post_w, n, 1, H, 0, 0, 0);
+    snprintf(n, sizeof n, "%s.%s.bias", tw, post);
+    if (!st) st = take(&l, &t->post_b, n, 1, H, 0, 0, 0);
+    if (!st) st = take(&l, &t->proj, vision ? "visual_projection.weight" : "text_projection.weight", 2, D, H, 0, 0);
+    return st;
+}
+
+mrec_status mrec_clip_load(mrec_clip *m, const char *dir, mrec_clip_towers towers) {
+    memset(m, 0, sizeof *m);
+    mrec_status st = read_config(m, dir);
+    if (st) return st;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mrec_safetensors sf;
+    if ((st = mrec_safetensors_open(&sf, path))) return st;
+    m->towers = towers;
+    if (towers & MREC_CLIP_VISION) st = load_tower(&m->vision, &sf, 1, m->projection_dim);
+    if (!st && (towers & MREC_CLIP_TEXT)) st = load_tower(&m->text, &sf, 0, m->projection_dim);
+    float scale = 0;
+    if (!st && (st = mrec_safetensors_read_f32(&sf, "logit_scale", 0, NULL, &scale)) == MREC_OK) m->logit_scale = scale;
+    mrec_safetensors_close(&sf);
+    if (st) mrec_clip_free(m);
+    return st;
+}
+
+void mrec_clip_free(mrec_clip *m) {
+    free(m->vision.storage), free(m->vision.layer);
+    free(m->text.storage), free(m->text.layer);
+    memset(m, 0, sizeof *m);
+}
+
+int mrec_clip_dim(const mrec_clip *m, mrec_clip_towers tower, mrec_clip_output what) {
+    if (what != MREC_CLIP_POOLER) return m->projection_dim;
+    return tower == MREC_CLIP_VISION ? m->vision.cfg.hidden : m->text.cfg.hidden;
+}
+
+const char *mrec_clip_output_name(mrec_clip_output what) {
+    static const char *const names[] = {"embeds", "projected", "pooler"};
+    return names[what];
+}
+
+/* ---- forward ---- */
+
+typedef struct {
+    float *x, *layer, *patches, *mask_bias, *causal, *pooled;
+} activations;
+
+static mrec_status carve(mrec_arena *a, activations *t, const mrec_clip_tower_config *c, int vision, int B, int T) {
+    int G = vision ? c->image_size / c->patch_size : 0;
+    size_t BT = (size_t)B * T, H = (size_t)c->hidden;
+    memset(t, 0, sizeof *t);
+    struct { float **p; size_t n; } parts[] = {
+        {&t->x, BT * H},
+        {&t->layer, mrec_vit_layer_scratch_floats(B, T, c->hidden, c->intermediate, c->heads)},
+        {&t->pooled, 2 * (size_t)B * H},
+        {&t->patches, vision ? (size_t)B * G * G * c->channels * c->patch_size * c->patch_size : 0},
+        {&t->mask_bias, vision ? 0 : BT},
+        {&t->causal, vision ? 0 : (size_t)c->heads * T * T},
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (!parts[i].n) continue;
+        *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
+        if (!*parts[i].p && a->base)
+            return mrec_fail(MREC_ERR_NOMEM, "clip: workspace of %zu bytes is too small for a batch of %d", a->capacity, B);
+    }
+    return MREC_OK;
+}
+
+size_t mrec_clip_workspace_bytes(const mrec_clip *m, mrec_clip_towers tower, int B, int T) {
+    int vision = tower == MREC_CLIP_VISION;
+    const mrec_clip_tower_config *c = vision ? &m->vision.cfg : &m->text.cfg;
+    if (vision) T = 1 + (c->image_size / c->patch_size) * (c->image_size / c->patch_size);
+    mrec_arena a = mrec_arena_measure();
+    activations t;
+    carve(&a, &t, c, vision, B < MREC_CLIP_CHUNK ? B : MREC_CLIP_CHUNK, T);
+    return a.peak;
+}
+
+/* pooled (B, H) -> out (B, dim): the projection, then the norm, as asked */
+static void head(const mrec_clip_tower *tw, int D, const float *pooled, int B, mrec_clip_output what, float *out, mrec_pool *pool) {
+    int H = tw->cfg.hidden;
+    if (what == MREC_CLIP_POOLER) {
+        memcpy(out, pooled, sizeof(float) * (size_t)B * H);
+        return;
+    }
+    mrec_gemm_cpu(out, pooled, tw->proj, NULL, 1, 0, 0, 1, B, D, H, H, H, D, pool);
+    if (what == MREC_CLIP_EMBEDS) mrec_l2_normalize_rows_cpu(out, out, 0, B, D, pool);
+}
+
+static void image_chunk(mrec_context *ctx, const mrec_clip *m, const activations *t, const float *images, int B,
+                        mrec_clip_output what, float *out) {
+    const mrec_clip_tower *tw = &m->vision;
+    const mrec_clip_tower_config *c = &tw->cfg;
+    mrec_pool *pool = ctx->pool;
+    int H = c->hidden, P = c->patch_size, G = c->image_size / P, N = G * G, T = 1 + N, K = c->channels * P * P;
+    float *h = t->pooled + (size_t)B * H;
+    mrec_vit_unfold_patches(t->patches, images, B, c->channels, c->image_size, P);
+    for (int b = 0; b < B; b++) {
+        float *xb = t->x + (size_t)b * T * H;
+        mrec_gemm_cpu(xb + H, t->patches + (size_t)b * N * K, tw->embed, NULL, 1, 0, 0, 1, N, H, K, K, K, H, pool);
+        memcpy(xb, tw->cls, sizeof(float) * (size_t)H);
+        mrec_add_cpu(xb, xb, tw->pos, (int64_t)T * H, pool);
+    }
+    /* pre_layrnorm through the layer scratch, then back into x */
+    mrec_layernorm_cpu(t->layer, t->x, tw->pre_w, tw->pre_b, c->layer_norm_eps, B * T, H, pool);
+    memcpy(t->x, t->layer, sizeof(float) * (size_t)B * T * H);
+    for (int l = 0; l < c->layers; l++)
+        mrec_vit_layer_forward(&tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL, NULL,
+                               t->layer, pool);
+    for (int b = 0; b < B; b++) memcpy(h + (size_t)b * H, t->x + (size_t)b * T * H, sizeof(float) * (size_t)H);
+    mrec_layernorm_cpu(t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H, pool);
+    head(tw, m->projection_dim, t->pooled, B, what, out, pool);
+}
+
+/* HF's pooling position: the largest id (eos_token_id 2, legacy configs) or
+ * the first eos_token_id; argmax's first-maximum rule either way, so a row
+ * without eos pools position 0. */
+static int eos_position(const int32_t *ids, int T, int eos_token_id) {
+    int best = 0;
+    for (int t = 1; t < T; t++)
+        if (eos_token_id == 2 ? ids[t] > ids[best] : ids[t] == eos_token_id && ids[best] != eos_token_id) best = t;
+    return best;
+}
+
+static mrec_status text_chunk(mrec_context *ctx, const mrec_clip *m, const activations *t, const int32_t *ids, const int32_t *mask,
+                              int B, int T, mrec_clip_output what, float *out) {
+    const mrec_clip_tower *tw = &m->text;
+    const mrec_clip_tower_config *c = &tw->cfg;
+    mrec_pool *pool = ctx->pool;
+    int H = c->hidden;
+    mrec_status st = mrec_embedding_cpu(t->x, tw->embed, ids, B * T, c->vocab_size, H, pool);
+    if (st) return st;
+    for (int b = 0; b < B; b++) mrec_add_cpu(t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, tw->pos, (int64_t)T * H, pool);
+    for (int i = 0; i < B * T; i++) t->mask_bias[i] = !mask || mask[i] ? 0.0f : -FLT_MAX;
+    for (int h = 0; h < c->heads; h++) /* query i sees keys j <= i */
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++) t->causal[((size_t)h * T + i) * T + j] = j > i ? -FLT_MAX : 0.0f;
+    for (int l = 0; l < c->layers; l++)
+        mrec_vit_layer_forward(&tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, t->mask_bias,
+                               t->causal, t->layer, pool);
+    /* final_layer_norm acts per row, so only the pooled rows need it */
+    float *h = t->pooled + (size_t)B * H;
+    for (int b = 0; b < B; b++)
+        memcpy(h + (size_t)b * H, t->x + ((size_t)b * T + eos_position(ids + (size_t)b * T, T, c->eos_token_id)) * H,
+               sizeof(float) * (size_t)H);
+    mrec_layernorm_cpu(t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H, pool);
+    head(tw, m->projection_dim, t->pooled, B, what, out, pool);
+    return MREC_OK;
+}
+
+/* Grows the workspace when nothing else holds part of it. */
+static mrec_status ensure(mrec_context *ctx, size_t need) {
+    mrec_arena *a = &ctx->workspace;
+    if (a->base && a->capacity - a->used >= need) return MREC_OK;
+    if (a->used) return mrec_fail(MREC_ERR_NOMEM, "clip: %zu workspace bytes needed, %zu free", need, a->capacity - a->used);
+    return mrec_context_reserve(ctx, need);
+}
+
+static mrec_status check(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B) {
+    if (ctx->device != MREC_DEVICE_CPU) return mrec_fail(MREC_ERR_UNSUPPORTED, "clip: the GPU forward is not written yet");
+    if (!(m->towers & tower))
+        return mrec_fail(MREC_ERR_ARG, "clip: the %s tower was not loaded", tower == MREC_CLIP_VISION ? "vision" : "text");
+    if (B < 1) return mrec_fail(MREC_ERR_ARG, "clip: batch of %d", B);
+    return MREC_OK;
+}
+
+mrec_status mrec_clip_image_forward(mrec_context *ctx, const mrec_clip *m, const float *images, int B, mrec_clip_output what,
+                                    float *out) {
+    mrec_status st = check(ctx, m, MREC_CLIP_VISION, B);
+    if (st) return st;
+    const mrec_clip_tower_config *c = &m->vision.cfg;
+    size_t mark = ctx->workspace.used, img = (size_t)c->channels * c->image_size * c->image_size;
+    int G = c->image_size / c->patch_size, D = mrec_clip_dim(m, MREC_CLIP_VISION, what);
+    activations t;
+    if ((st = ensure(ctx, mrec_clip_workspace_bytes(m, MREC_CLIP_VISION, B, 0)))) return st;
+    mark = ctx->workspace.used;
+    if ((st = carve(&ctx->workspace, &t, c, 1, B < MREC_CLIP_CHUNK ? B : MREC_CLIP_CHUNK, 1 + G * G))) return st;
+    for (int b0 = 0; b0 < B; b0 += MREC_CLIP_CHUNK) {
+        int n = B - b0 < MREC_CLIP_CHUNK ? B - b0 : MREC_CLIP_CHUNK;
+        image_chunk(ctx, m, &t, images + b0 * img, n, what, out + (size_t)b0 * D);
+    }
+    ctx->workspace.used = mark;
+    return MREC_OK;
+}
+
+mrec_status mrec_clip_text_forward(mrec_context *ctx, const mrec_clip *m, const int32_t *ids, const int32_t *mask, int B, int T,
+                                   mrec_clip_output what, float *out) {
+    mrec_status st = check(ctx, m, MREC_CLIP_TEXT, B);
+    if (st) return st;
+    if (T < 1 || T > m->text.cfg.max_positions)
+        return mrec_fail(MREC_ERR_SHAPE, "clip: %d tokens; the text tower takes 1 to %d", T, m->text.cfg.max_positions);
+    size_t mark = ctx->workspace.used;
+    int D = mrec_clip_dim(m, MREC_CLIP_TEXT, what);
+    activations t;
+    if ((st = ensure(ctx, mrec_clip_workspace_bytes(m, MREC_CLIP_TEXT, B, T)))) return st;
+    mark = ctx->workspace.used;
+    if ((st = carve(&ctx->workspace, &t, &m->text.cfg, 0, B < MREC_CLIP_CHUNK ? B : MREC_CLIP_CHUNK, T))) return st;
+    for (int b0 = 0; b0 < B && !st; b0 += MREC_CLIP_CHUNK) {
+        int n = B - b0 < MREC_CLIP_CHUNK ? B - b0 : MREC_CLIP_CHUNK;
+        st = text_chunk(ctx, m, &t, ids + (size_t)b0 * T, mask ? mask + (size_t)b0 * T : NULL, n, T, what, out + (size_t)b0 * D);
+    }
+    ctx->workspace.used = mark;
+    return st;
+}
+
+void mrec_clip_logits(const mrec_clip *m, const float *image_embeds, int n_images, const float *text_embeds, int n_texts,
+                      float *logits) {
+    float scale = expf(m->logit_scale);
+    int D = m->projection_dim;
+    for (int i = 0; i < n_images; i++)
+        for (int j = 0; j < n_texts; j++) {
+            float dot = 0;
+            for (int d = 0; d < D; d++) dot += image_embeds[(size_t)i * D + d] * text_embeds[(size_t)j * D + d];
+            logits[(size_t)i * n_texts + j] = dot * scale;
+        }
+}
