@@ -43,4 +43,20 @@ const char *mrec_image_layer_name(mrec_image_layer layer);
 mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder *enc, const char *const *paths, int n,
                                      float *out, int *ok, char **errors);
 
+/* ---- which image belongs to which item ---- */
+
+typedef struct {
+    char **ids, **paths; /* (n) */
+    int n;
+} mrec_image_list;
+
+/* source: a folder, searched recursively for .jpg / .jpeg / .png, an item's
+ * id being the file name up to its first dot (Ducho's rule), items in id
+ * order; or a CSV / TSV table whose id_col and path_col (NULL: the first two
+ * columns) give id and path, relative paths taken from the table's folder,
+ * items in table order. An id given twice, an id that cannot be a file name
+ * and an empty source are errors naming them. */
+mrec_status mrec_image_list_read(mrec_image_list *l, const char *source, const char *id_col, const char *path_col);
+void mrec_image_list_free(mrec_image_list *l);
+
 #endif

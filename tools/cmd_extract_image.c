@@ -14,12 +14,10 @@
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_npy.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -42,79 +40,6 @@ static int usage(FILE *f) {
 static int fail(const char *what, mrec_status st) {
     fprintf(stderr, "mrec extract-image: %s: %s: %s\n", what, mrec_strerror(st), mrec_error_detail());
     return st == MREC_ERR_NOMEM ? 3 : 2;
-}
-
-typedef struct {
-    char **ids, **paths;
-    int n, cap;
-} item_list;
-
-static int add_item(item_list *l, const char *id, size_t id_len, const char *path) {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 256;
-        char **a = realloc(l->ids, sizeof *a * (size_t)l->cap), **b = a ? realloc(l->paths, sizeof *b * (size_t)l->cap) : NULL;
-        if (a) l->ids = a;
-        if (!a || !b) return 0;
-        l->paths = b;
-    }
-    l->ids[l->n] = strndup(id, id_len);
-    l->paths[l->n] = strdup(path);
-    return l->ids[l->n] && l->paths[l->n++];
-}
-
-static int has_image_ext(const char *name) {
-    const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
-}
-
-static int scan(item_list *l, const char *dir, int depth) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "mrec extract-image: %s: cannot open (%s)\n", dir, strerror(errno));
-        return 0;
-    }
-    int ok = 1;
-    for (struct dirent *e; ok && (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (stat(path, &sb) != 0) continue;
-        if (S_ISDIR(sb.st_mode) && depth < 8) ok = scan(l, path, depth + 1);
-        else if (S_ISREG(sb.st_mode) && has_image_ext(e->d_name)) ok = add_item(l, e->d_name, strcspn(e->d_name, "."), path);
-    }
-    closedir(d);
-    return ok;
-}
-
-static const item_list *sort_list;
-static int by_id(const void *a, const void *b) {
-    int i = *(const int *)a, j = *(const int *)b, c = strcmp(sort_list->ids[i], sort_list->ids[j]);
-    return c ? c : strcmp(sort_list->paths[i], sort_list->paths[j]);
-}
-
-static int read_table(item_list *l, const char *file, const char *id_col, const char *path_col) {
-    mrec_table t;
-    mrec_status st = mrec_table_read(&t, file, 0);
-    if (st) return !fail("reading the table", st);
-    int ci = 0, cp = 1;
-    if (id_col && (st = mrec_table_column(&t, id_col, file, &ci))) return mrec_table_free(&t), !fail("columns", st);
-    if (path_col && (st = mrec_table_column(&t, path_col, file, &cp))) return mrec_table_free(&t), !fail("columns", st);
-    if (t.n_cols < 2) {
-        fprintf(stderr, "mrec extract-image: %s: needs an id and a path column\n", file);
-        return mrec_table_free(&t), 0;
-    }
-    const char *slash = strrchr(file, '/');
-    int base = slash ? (int)(slash - file) : 0, ok = 1;
-    for (int r = 0; ok && r < t.n_rows; r++) {
-        const char *id = t.cells[(size_t)r * t.n_cols + ci], *p = t.cells[(size_t)r * t.n_cols + cp];
-        char path[4096];
-        if (p[0] == '/' || !slash) snprintf(path, sizeof path, "%s", p);
-        else snprintf(path, sizeof path, "%.*s/%s", base, file, p);
-        ok = add_item(l, id, strlen(id), path);
-    }
-    mrec_table_free(&t);
-    return ok;
 }
 
 int mrec_cmd_extract_image(int argc, char **argv) {
@@ -158,66 +83,38 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         fprintf(stderr, "mrec extract-image: --batch-size must be 1..4096 and --decode-threads 1..16\n");
         return 1;
     }
-    item_list items = {0};
-    struct stat sb;
-    int ok = stat(images, &sb) == 0;
-    if (!ok) fprintf(stderr, "mrec extract-image: %s: no such file or folder\n", images);
-    else ok = S_ISDIR(sb.st_mode) ? scan(&items, images, 0) : read_table(&items, images, id_col, path_col);
-    int *order = ok ? malloc(sizeof *order * (size_t)(items.n + 1)) : NULL;
-    int rc = ok && order ? 0 : 2;
-    for (int i = 0; !rc && i < items.n; i++) order[i] = i;
-    if (!rc && S_ISDIR(sb.st_mode)) {
-        sort_list = &items;
-        qsort(order, (size_t)items.n, sizeof *order, by_id);
-    }
-    for (int i = 1; !rc && i < items.n; i++)
-        if (!strcmp(items.ids[order[i]], items.ids[order[i - 1]])) {
-            fprintf(stderr, "mrec extract-image: id '%s' is given by both %s and %s\n", items.ids[order[i]], items.paths[order[i - 1]],
-                    items.paths[order[i]]);
-            rc = 2;
-        }
-    for (int i = 0; !rc && i < items.n; i++) {
-        const char *id = items.ids[i];
-        if (!*id || strchr(id, '/') || !strcmp(id, "..")) {
-            fprintf(stderr, "mrec extract-image: id '%s' (%s) cannot be a file name\n", id, items.paths[i]);
-            rc = 2;
-        }
-    }
-    if (!rc && items.n == 0) {
-        fprintf(stderr, "mrec extract-image: %s: no .jpg, .jpeg or .png images\n", images);
-        rc = 2;
-    }
+    mrec_image_list items;
+    mrec_status st = mrec_image_list_read(&items, images, id_col, path_col);
+    if (st) return fail("listing the images", st);
+    int rc = 0;
     mrec_image_encoder enc;
-    mrec_status st = MREC_OK;
     int loaded = 0;
     if (!rc && (st = mrec_image_encoder_load(&enc, model, preset, layer))) rc = fail("loading the model", st);
     loaded = !rc;
     if (!rc) enc.batch_size = batch, enc.decode_threads = decode_threads;
     int n = items.n, D = loaded ? mrec_image_encoder_dim(&enc) : 0;
-    const char **paths = malloc(sizeof *paths * (size_t)(n + 1));
     float *feat = malloc(sizeof *feat * (size_t)(n + 1) * (D + 1));
     int *good = malloc(sizeof *good * (size_t)(n + 1));
     char **errors = calloc((size_t)n + 1, sizeof *errors);
     mrec_context *ctx = NULL;
     mrec_context_options o = mrec_context_defaults();
     o.device = MREC_WANT_CPU, o.n_threads = threads;
-    if (!rc && (!paths || !feat || !good || !errors)) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d items", n));
+    if (!rc && (!feat || !good || !errors)) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d items", n));
     if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
     if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "mrec extract-image: %s: cannot create (%s)\n", out, strerror(errno));
         rc = 2;
     }
-    for (int i = 0; !rc && i < n; i++) paths[i] = items.paths[order[i]];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!rc && (st = mrec_image_encoder_embed(ctx, &enc, paths, n, feat, good, errors))) rc = fail("extracting", st);
+    if (!rc && (st = mrec_image_encoder_embed(ctx, &enc, (const char *const *)items.paths, n, feat, good, errors))) rc = fail("extracting", st);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     int n_ok = 0;
     for (int i = 0; !rc && i < n; i++) n_ok += good[i];
     if (!rc && n_ok < n) {
         fprintf(stderr, "mrec extract-image: %d of %d images could not be used%s:\n", n - n_ok, n, strict ? "" : " (skipped)");
         for (int i = 0; i < n; i++)
-            if (!good[i]) fprintf(stderr, "  %s: %s\n", items.ids[order[i]], errors[i] ? errors[i] : "error");
+            if (!good[i]) fprintf(stderr, "  %s: %s\n", items.ids[i], errors[i] ? errors[i] : "error");
         if (strict) {
             fprintf(stderr, "mrec extract-image: --strict: nothing written\n");
             rc = 2;
@@ -236,7 +133,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
         FILE *f = rc ? NULL : fopen(tmp, "w");
         for (int i = 0; f && i < n; i++)
-            if (good[i]) fprintf(f, "%s\n", items.ids[order[i]]);
+            if (good[i]) fprintf(f, "%s\n", items.ids[i]);
         if (!rc && (!f || ferror(f) | (fclose(f) != 0) || rename(tmp, path) != 0)) {
             fprintf(stderr, "mrec extract-image: %s: write failed\n", path);
             rc = 2;
@@ -245,7 +142,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         int64_t shape[2] = {1, D};
         for (int i = 0; i < n && !rc; i++) {
             if (!good[i]) continue;
-            snprintf(path, sizeof path, "%s/%s.npy", out, items.ids[order[i]]);
+            snprintf(path, sizeof path, "%s/%s.npy", out, items.ids[i]);
             if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, feat + (size_t)i * D))) rc = fail("writing", st);
         }
     }
@@ -255,8 +152,8 @@ int mrec_cmd_extract_image(int argc, char **argv) {
                 mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? n / secs : 0);
     }
     for (int i = 0; errors && i < n; i++) free(errors[i]);
-    for (int i = 0; i < items.n; i++) free(items.ids[i]), free(items.paths[i]);
-    free(items.ids), free(items.paths), free(order), free(paths), free(feat), free(good), free(errors);
+    mrec_image_list_free(&items);
+    free(feat), free(good), free(errors);
     mrec_context_destroy(ctx);
     if (loaded) mrec_image_encoder_free(&enc);
     return rc;
