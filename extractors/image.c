@@ -2,6 +2,10 @@
  * the forward pass. */
 #include "mrec_image_encoder.h"
 
+#include "../nn/mrec_io.h"
+
+#include <cjson/cJSON.h>
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,60 +14,86 @@
 #include <sys/stat.h>
 
 const char *mrec_image_layer_name(mrec_image_layer l) {
-    static const char *const names[] = {"avgpool", "logits", "cls", "pooler"};
+    static const char *const names[] = {"avgpool", "logits", "cls", "pooler", "embeds", "projected"};
     return names[l];
 }
 
-static int is_vit_folder(const char *model) {
+/* A folder's config.json model_type; a file or a folder without one is a ResNet. */
+static mrec_status model_kind(const char *model, int is_dir, mrec_image_model *kind) {
+    *kind = MREC_IMAGE_RESNET;
+    if (!is_dir) return MREC_OK;
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", model);
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return strstr(buf, "\"vit\"") != NULL;
+    cJSON *j;
+    mrec_status st = mrec_read_json_object(path, 1, &j);
+    if (st || !j) return st;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    const char *t = cJSON_IsString(type) ? type->valuestring : "";
+    if (!strcmp(t, "vit")) *kind = MREC_IMAGE_VIT;
+    else if (!strcmp(t, "clip")) *kind = MREC_IMAGE_CLIP;
+    else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: model_type \"%s\" (mrec extracts images with vit, clip or a ResNet)", path, t);
+    cJSON_Delete(j);
+    return st;
 }
+
+/* The layers each kind has, its default first. */
+static const mrec_image_layer LAYERS[3][3] = {
+    {MREC_LAYER_AVGPOOL, MREC_LAYER_LOGITS, MREC_LAYER_AVGPOOL},
+    {MREC_LAYER_CLS, MREC_LAYER_POOLER, MREC_LAYER_CLS},
+    {MREC_LAYER_EMBEDS, MREC_LAYER_PROJECTED, MREC_LAYER_POOLER},
+};
 
 mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, const char *preset, const char *layer) {
     memset(e, 0, sizeof *e);
     e->batch_size = 32, e->decode_threads = 2;
     struct stat sb;
     if (stat(model, &sb) != 0) return mrec_fail(MREC_ERR_IO, "%s: no such file or folder", model);
-    e->is_vit = S_ISDIR(sb.st_mode) && is_vit_folder(model);
-    mrec_status st = e->is_vit ? mrec_vit_load(&e->vit, model) : mrec_resnet_load(&e->resnet, model);
+    mrec_status st = model_kind(model, S_ISDIR(sb.st_mode), &e->kind);
     if (st) return st;
-    st = mrec_preprocess_preset(&e->pre, preset ? preset : e->is_vit ? "hf-vit" : "ducho-resnet", S_ISDIR(sb.st_mode) ? model : NULL);
+    static const char *const names[] = {"ResNet", "ViT", "CLIP"}, *const presets[] = {"ducho-resnet", "hf-vit", "hf-clip"};
+    st = e->kind == MREC_IMAGE_VIT    ? mrec_vit_load(&e->vit, model)
+         : e->kind == MREC_IMAGE_CLIP ? mrec_clip_load(&e->clip, model, MREC_CLIP_VISION)
+                                      : mrec_resnet_load(&e->resnet, model);
+    if (st) return st;
+    st = mrec_preprocess_preset(&e->pre, preset ? preset : presets[e->kind], S_ISDIR(sb.st_mode) ? model : NULL);
     if (!st && !e->pre.resize_h && !e->pre.crop_h)
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "preset %s gives images of varying sizes; a batch needs one size", e->pre.name);
     int size = e->pre.crop_h ? e->pre.crop_h : e->pre.resize_h, size_w = e->pre.crop_h ? e->pre.crop_w : e->pre.resize_w;
-    if (!st && e->is_vit && (size != e->vit.cfg.image_size || size_w != e->vit.cfg.image_size))
-        st = mrec_fail(MREC_ERR_SHAPE, "%s: the model takes %dx%d images, preset %s makes %dx%d", model, e->vit.cfg.image_size,
-                       e->vit.cfg.image_size, e->pre.name, size_w, size);
-    e->layer = e->is_vit ? MREC_LAYER_CLS : MREC_LAYER_AVGPOOL;
+    int want = e->kind == MREC_IMAGE_VIT ? e->vit.cfg.image_size : e->kind == MREC_IMAGE_CLIP ? e->clip.vision.cfg.image_size : 0;
+    if (!st && want && (size != want || size_w != want))
+        st = mrec_fail(MREC_ERR_SHAPE, "%s: the model takes %dx%d images, preset %s makes %dx%d", model, want, want, e->pre.name, size_w,
+                       size);
+    e->layer = LAYERS[e->kind][0];
     if (!st && layer) {
         int found = 0;
-        for (int l = 0; l < 4; l++)
-            if (!strcmp(layer, mrec_image_layer_name(l))) e->layer = l, found = 1;
-        int fits = e->is_vit ? e->layer >= MREC_LAYER_CLS : e->layer <= MREC_LAYER_LOGITS;
-        if (!found || !fits)
-            st = mrec_fail(MREC_ERR_ARG, "layer \"%s\": a %s has %s", layer, e->is_vit ? "ViT" : "ResNet",
-                           e->is_vit ? "cls and pooler" : "avgpool and logits");
+        for (int l = 0; l < 3; l++)
+            if (!strcmp(layer, mrec_image_layer_name(LAYERS[e->kind][l]))) e->layer = LAYERS[e->kind][l], found = 1;
+        if (!found)
+            st = mrec_fail(MREC_ERR_ARG, "layer \"%s\": a %s has %s", layer, names[e->kind],
+                           e->kind == MREC_IMAGE_RESNET ? "avgpool and logits"
+                           : e->kind == MREC_IMAGE_VIT  ? "cls and pooler"
+                                                        : "embeds, projected and pooler");
     }
     if (!st && e->layer == MREC_LAYER_LOGITS && !e->resnet.fc_w) st = mrec_fail(MREC_ERR_NOT_FOUND, "%s: no fc layer for logits", model);
-    if (!st && e->layer == MREC_LAYER_POOLER && !e->vit.pooler_w) st = mrec_fail(MREC_ERR_NOT_FOUND, "%s: no pooler", model);
+    if (!st && e->kind == MREC_IMAGE_VIT && e->layer == MREC_LAYER_POOLER && !e->vit.pooler_w)
+        st = mrec_fail(MREC_ERR_NOT_FOUND, "%s: no pooler", model);
     if (st) mrec_image_encoder_free(e);
     return st;
 }
 
 void mrec_image_encoder_free(mrec_image_encoder *e) {
-    if (e->is_vit) mrec_vit_free(&e->vit);
+    if (e->kind == MREC_IMAGE_VIT) mrec_vit_free(&e->vit);
+    else if (e->kind == MREC_IMAGE_CLIP) mrec_clip_free(&e->clip);
     else mrec_resnet_free(&e->resnet);
     memset(e, 0, sizeof *e);
 }
 
+static mrec_clip_output clip_output(mrec_image_layer l) {
+    return l == MREC_LAYER_EMBEDS ? MREC_CLIP_EMBEDS : l == MREC_LAYER_PROJECTED ? MREC_CLIP_PROJECTED : MREC_CLIP_POOLER;
+}
+
 int mrec_image_encoder_dim(const mrec_image_encoder *e) {
+    if (e->kind == MREC_IMAGE_CLIP) return mrec_clip_dim(&e->clip, MREC_CLIP_VISION, clip_output(e->layer));
     switch (e->layer) {
     case MREC_LAYER_AVGPOOL: return e->resnet.features;
     case MREC_LAYER_LOGITS: return e->resnet.n_classes;
@@ -129,7 +159,9 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
     int B = e->batch_size < 1 ? 1 : e->batch_size, h = e->pre.crop_h ? e->pre.crop_h : e->pre.resize_h,
         w = e->pre.crop_h ? e->pre.crop_w : e->pre.resize_w, D = mrec_image_encoder_dim(e);
     size_t plane = (size_t)3 * h * w;
-    size_t need = e->is_vit ? mrec_vit_workspace_bytes(&e->vit.cfg, B) : mrec_resnet_workspace_bytes(&e->resnet, h, w);
+    size_t need = e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit.cfg, B)
+                  : e->kind == MREC_IMAGE_CLIP ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
+                                               : mrec_resnet_workspace_bytes(&e->resnet, h, w);
     mrec_status st = ctx->workspace.capacity - ctx->workspace.used >= need ? MREC_OK : mrec_context_reserve(ctx, need);
     if (st) return st;
     decode_job jobs[2];
@@ -160,7 +192,9 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
                 m++;
             }
         if (m) {
-            if (e->is_vit)
+            if (e->kind == MREC_IMAGE_CLIP)
+                st = mrec_clip_image_forward(ctx, &e->clip, j->pixels, m, clip_output(e->layer), feats);
+            else if (e->kind == MREC_IMAGE_VIT)
                 st = mrec_vit_forward(ctx, &e->vit, j->pixels, m, e->layer == MREC_LAYER_CLS ? feats : NULL,
                                       e->layer == MREC_LAYER_POOLER ? feats : NULL);
             else

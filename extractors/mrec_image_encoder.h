@@ -1,11 +1,13 @@
 /* mrec_image_encoder.h: image files in, one feature vector per image out,
  * as Ducho's visual extraction: decode (PIL-exact), a preprocessing preset,
- * a ResNet or ViT forward.
+ * a ResNet, ViT or CLIP vision forward.
  *
  * The model path is a torchvision ResNet safetensors file (or a folder with
- * model.safetensors and no config.json), or a Hugging Face ViT folder
- * (config.json with model_type "vit"). Layers: ResNet avgpool (default) or
- * logits; ViT cls (last_hidden_state[:, 0], default) or pooler.
+ * model.safetensors and no config.json), or a Hugging Face folder whose
+ * config.json says model_type "vit" or "clip". Layers: ResNet avgpool
+ * (default) or logits; ViT cls (last_hidden_state[:, 0], default) or pooler;
+ * CLIP embeds (image_embeds: projected and L2-normalized, default),
+ * projected (get_image_features) or pooler (post_layernorm class token).
  *
  * Decoding and preprocessing run on their own threads, one batch ahead of
  * the forward pass, so they overlap it. An image that fails to decode is
@@ -14,23 +16,31 @@
 #ifndef MREC_IMAGE_ENCODER_H
 #define MREC_IMAGE_ENCODER_H
 
+#include "../nn/mrec_clip.h"
 #include "../nn/mrec_resnet.h"
 #include "../nn/mrec_vit.h"
 #include "mrec_preprocess.h"
 
-typedef enum { MREC_LAYER_AVGPOOL, MREC_LAYER_LOGITS, MREC_LAYER_CLS, MREC_LAYER_POOLER } mrec_image_layer;
+typedef enum {
+    MREC_LAYER_AVGPOOL, MREC_LAYER_LOGITS,  /* ResNet */
+    MREC_LAYER_CLS, MREC_LAYER_POOLER,      /* ViT; CLIP has pooler too */
+    MREC_LAYER_EMBEDS, MREC_LAYER_PROJECTED /* CLIP */
+} mrec_image_layer;
+
+typedef enum { MREC_IMAGE_RESNET, MREC_IMAGE_VIT, MREC_IMAGE_CLIP } mrec_image_model;
 
 typedef struct {
-    int is_vit;
+    mrec_image_model kind;
     mrec_resnet resnet;
     mrec_vit vit;
+    mrec_clip clip;     /* the vision tower only */
     mrec_preprocess pre;
     mrec_image_layer layer;
     int batch_size, decode_threads;
 } mrec_image_encoder;
 
 /* layer NULL: the model's default. preset NULL: ducho-resnet for a ResNet,
- * hf-vit for a ViT. */
+ * hf-vit for a ViT, hf-clip for CLIP. */
 mrec_status mrec_image_encoder_load(mrec_image_encoder *enc, const char *model, const char *preset, const char *layer);
 void mrec_image_encoder_free(mrec_image_encoder *enc);
 int mrec_image_encoder_dim(const mrec_image_encoder *enc);

@@ -108,7 +108,8 @@ static void hf_presets(const char *dir, const char *preset) {
     }
     fclose(f);
     free(want);
-    t_check(n_img == sh[0] && off <= total * 3 / 200 && worst <= 1.0 + 1e-3,
+    /* the reference is HF's PIL backend (what transformers 4, and so Ducho, ran): equal up to float rounding */
+    t_check(n_img == sh[0] && off == 0 && worst <= 1e-3,
             "%s: %lld of %lld values differ from Hugging Face's processor, worst by %.3f levels", preset, (long long)off, (long long)total, worst);
     if (getenv("MREC_TEST_VERBOSE"))
         printf("  %s: %lld of %lld values differ from HF, worst %.3f levels\n", preset, (long long)off, (long long)total, worst);

@@ -11,7 +11,8 @@ tokenizer (../shared/data/tokenizers/clip); its token embedding is stored as flo
 reference runs on the float16-rounded values) to keep the fixture small.
 
 Inputs are real: product photos and ImageNet samples from ../shared/data/images through
-CLIPImageProcessor, H&M article descriptions and captions through CLIPTokenizerFast (padding to the
+CLIPImageProcessorPil (the PIL path that transformers 4, and so Ducho, took; transformers 5's default
+torchvision backend resizes differently by up to one level), H&M article descriptions and captions through CLIPTokenizerFast (padding to the
 longest, truncation at 77).
 
 Writes tests/fixtures/clip/: config.json, model.safetensors, preprocessor_config.json (32-pixel
@@ -33,6 +34,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast  # noqa: E402
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: E402
 
 OUT = "tests/fixtures/clip"
 DATA = "../shared/data"
@@ -115,8 +117,9 @@ def main():
     randomize(model, gen)
     save(model, out)
     size = cfg.vision_config.image_size
-    proc = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-    proc.save_pretrained(out)
+    sizes = dict(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    CLIPImageProcessor(**sizes).save_pretrained(out)
+    proc = CLIPImageProcessorPil(**sizes)  # the PIL path, as transformers 4 (and so Ducho) took
     tok = CLIPTokenizerFast(tokenizer_file=TOKENIZER)
     if full:
         shutil.copy(TOKENIZER, f"{out}/tokenizer.json")

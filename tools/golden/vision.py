@@ -145,9 +145,13 @@ PREPROCESS_IMAGES = ["images/products-clayrs/" + n for n in sorted(os.listdir(".
 def preprocess(out):
     """torchvision presets at full size: crc32 of the float32 (3, 224, 224) bytes (torchvision resizes
     PIL images with PIL, so the result is exact). Hugging Face's default processors (ViT, CLIP) with
-    32-pixel sizes, saved with save_pretrained, and their pixel_values on the same images."""
+    32-pixel sizes, saved with save_pretrained, and their pixel_values on the same images from the PIL
+    backend (transformers 5's *ImageProcessorPil, the path transformers 4 and so Ducho took; the
+    default torchvision backend resizes differently, by up to one level on ~1% of values)."""
     import zlib
     from transformers import CLIPImageProcessor, ViTImageProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
     B = Image.BICUBIC
     norm = [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
     presets = {"ducho-resnet": T.Compose([T.Resize((224, 224), interpolation=B)] + norm),
@@ -159,10 +163,12 @@ def preprocess(out):
             x = tf(im).numpy()
             rows.append(f"{name}\t{p}\t{x.shape[1]}\t{x.shape[2]}\t{zlib.crc32(x.tobytes()):08x}")
     open(f"{out}/preprocess.tsv", "w").write("\n".join(rows) + "\n")
-    for name, proc in (("hf_vit_32", ViTImageProcessor(size={"height": 32, "width": 32})),
-                       ("hf_clip_32", CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}))):
+    vit = dict(size={"height": 32, "width": 32})
+    clip = dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    for name, proc, pil in (("hf_vit_32", ViTImageProcessor(**vit), ViTImageProcessorPil(**vit)),
+                            ("hf_clip_32", CLIPImageProcessor(**clip), CLIPImageProcessorPil(**clip))):
         proc.save_pretrained(f"{out}/{name}")
-        x = np.stack([proc(images=im, return_tensors="np")["pixel_values"][0] for im in ims])
+        x = np.stack([pil(images=im, return_tensors="np")["pixel_values"][0] for im in ims])
         np.save(f"{out}/{name}/pixel_values.npy", x.astype(np.float32))
     open(f"{out}/preprocess_images.txt", "w").write("\n".join(PREPROCESS_IMAGES) + "\n")
 
