@@ -5,14 +5,18 @@
  * (config.json, model.safetensors, tokenizer.json or vocab.txt, and when
  * present modules.json, 1_Pooling/config.json, 2_Normalize,
  * sentence_bert_config.json, which decide the pooling, the normalization
- * and the maximum length as sentence-transformers would). Texts are sorted
- * by length and padded per batch, so short product titles are cheap;
+ * and the maximum length as sentence-transformers would), or a Hugging Face
+ * CLIP folder (config.json with model_type "clip", model.safetensors,
+ * tokenizer.json or vocab.json + merges.txt), whose text tower gives
+ * text_embeds (or the projection or the pooler: clip_output). Texts are
+ * sorted by length and padded per batch, so short product titles are cheap;
  * results come back in the input order.
  */
 #ifndef MREC_EXTRACT_H
 #define MREC_EXTRACT_H
 
 #include "../nn/mrec_bert.h"
+#include "../nn/mrec_clip.h"
 #include "../tokenizers/mrec_tokenizer.h"
 
 /* ---- item tables (CSV / TSV with a header) ---- */
@@ -37,7 +41,10 @@ void mrec_table_free(mrec_table *t);
 typedef enum { MREC_POOL_MEAN, MREC_POOL_CLS, MREC_POOL_POOLER } mrec_pooling;
 
 typedef struct {
+    int is_clip;
     mrec_bert bert;
+    mrec_clip clip;              /* the text tower only */
+    mrec_clip_output clip_output; /* MREC_CLIP_EMBEDS unless changed */
     mrec_tokenizer *tok;
     mrec_pooling pooling;
     int normalize;

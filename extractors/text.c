@@ -1,9 +1,12 @@
 /* text.c: sentence embeddings from a BERT-family folder, as
  * sentence-transformers computes them: tokenize (special tokens, truncation
  * at max_seq_length), encode, pool (mean over real tokens, [CLS], or the
- * pooler), optionally L2-normalize.
+ * pooler), optionally L2-normalize. A CLIP folder goes through its text
+ * tower instead (truncation at 77, pooling at the end-of-text token).
  */
 #include "mrec_extract.h"
+
+#include "../nn/mrec_io.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -11,69 +14,94 @@
 #include <string.h>
 #include <unistd.h>
 
-static cJSON *read_json(const char *dir, const char *name) {
+/* An optional JSON file of the folder; NULL when absent, an error when malformed. */
+static mrec_status read_json(const char *dir, const char *name, cJSON **out) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    return cJSON_ParseWithLength(buf, n);
+    return mrec_read_json(path, 1, out);
+}
+
+static mrec_status tok_error(mrec_tok_status ts) {
+    mrec_status mapped = ts == MREC_TOK_ERR_IO            ? MREC_ERR_IO
+                         : ts == MREC_TOK_ERR_NOMEM       ? MREC_ERR_NOMEM
+                         : ts == MREC_TOK_ERR_UNSUPPORTED ? MREC_ERR_UNSUPPORTED
+                                                          : MREC_ERR_FORMAT;
+    return mrec_fail(mapped, "tokenizer: %s", mrec_tok_error_detail());
+}
+
+/* The folder's tokenizer, checked against the model's vocabulary size. */
+static mrec_status load_tokenizer(mrec_text_encoder *e, const char *path, int vocab_size) {
+    mrec_tok_status ts = mrec_tokenizer_load(&e->tok, path);
+    if (ts) return tok_error(ts);
+    if (mrec_tokenizer_vocab_size(e->tok) > vocab_size)
+        return mrec_fail(MREC_ERR_SHAPE, "%s: the tokenizer has %d tokens, the model's vocab_size is %d", path,
+                         mrec_tokenizer_vocab_size(e->tok), vocab_size);
+    return MREC_OK;
+}
+
+static int is_clip_folder(const char *dir) {
+    cJSON *j = NULL;
+    if (read_json(dir, "config.json", &j) || !j) return 0;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    int clip = cJSON_IsString(type) && !strcmp(type->valuestring, "clip");
+    cJSON_Delete(j);
+    return clip;
 }
 
 mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
     memset(e, 0, sizeof *e);
-    e->pooling = MREC_POOL_MEAN, e->batch_size = 32;
-    mrec_status st = mrec_bert_load(&e->bert, dir);
-    if (st) return st;
+    e->pooling = MREC_POOL_MEAN, e->batch_size = 32, e->clip_output = MREC_CLIP_EMBEDS;
+    mrec_status st;
+    if ((e->is_clip = is_clip_folder(dir))) {
+        if ((st = mrec_clip_load(&e->clip, dir, MREC_CLIP_TEXT))) return st;
+        if (!(st = load_tokenizer(e, dir, e->clip.text.cfg.vocab_size))) {
+            e->max_length = mrec_tokenizer_max_length(e->tok);
+            if (e->max_length > e->clip.text.cfg.max_positions) e->max_length = e->clip.text.cfg.max_positions;
+        }
+        if (st) mrec_text_encoder_free(e);
+        return st;
+    }
+    if ((st = mrec_bert_load(&e->bert, dir))) return st;
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    mrec_tok_status ts = mrec_tokenizer_load(&e->tok, path);
-    if (ts) {
-        mrec_bert_free(&e->bert);
-        mrec_status mapped = ts == MREC_TOK_ERR_IO ? MREC_ERR_IO : ts == MREC_TOK_ERR_NOMEM ? MREC_ERR_NOMEM
-                             : ts == MREC_TOK_ERR_UNSUPPORTED ? MREC_ERR_UNSUPPORTED : MREC_ERR_FORMAT;
-        return mrec_fail(mapped, "tokenizer: %s", mrec_tok_error_detail());
-    }
-    if (mrec_tokenizer_vocab_size(e->tok) > e->bert.cfg.vocab_size) {
-        st = mrec_fail(MREC_ERR_SHAPE, "%s: the tokenizer has %d tokens, the model's vocab_size is %d", path,
-                       mrec_tokenizer_vocab_size(e->tok), e->bert.cfg.vocab_size);
+    if ((st = load_tokenizer(e, path, e->bert.cfg.vocab_size))) {
         mrec_text_encoder_free(e);
         return st;
     }
     e->max_length = mrec_tokenizer_max_length(e->tok);
     if (e->max_length > e->bert.cfg.max_positions) e->max_length = e->bert.cfg.max_positions;
     /* sentence-transformers: length, pooling, normalization */
-    cJSON *sb = read_json(dir, "sentence_bert_config.json");
+    cJSON *sb = NULL, *pool = NULL, *modules = NULL;
+    st = read_json(dir, "sentence_bert_config.json", &sb);
+    if (!st) st = read_json(dir, "1_Pooling/config.json", &pool);
+    if (!st) st = read_json(dir, "modules.json", &modules);
     const cJSON *ml = cJSON_GetObjectItemCaseSensitive(sb, "max_seq_length");
     if (cJSON_IsNumber(ml) && ml->valuedouble >= 1 && ml->valuedouble <= e->bert.cfg.max_positions) e->max_length = (int)ml->valuedouble;
-    cJSON_Delete(sb);
-    cJSON *pool = read_json(dir, "1_Pooling/config.json");
     if (pool) {
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pool, "pooling_mode_cls_token"))) e->pooling = MREC_POOL_CLS;
         else if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pool, "pooling_mode_mean_tokens")))
             st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s/1_Pooling/config.json: only mean and cls pooling are implemented", dir);
     }
-    cJSON_Delete(pool);
-    cJSON *modules = read_json(dir, "modules.json");
     for (const cJSON *m = cJSON_IsArray(modules) ? modules->child : NULL; m; m = m->next) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(m, "type");
         if (cJSON_IsString(type) && strstr(type->valuestring, "Normalize")) e->normalize = 1;
     }
-    cJSON_Delete(modules);
+    cJSON_Delete(sb), cJSON_Delete(pool), cJSON_Delete(modules);
     if (st) mrec_text_encoder_free(e);
     return st;
 }
 
 void mrec_text_encoder_free(mrec_text_encoder *e) {
-    mrec_bert_free(&e->bert);
+    if (e->is_clip) mrec_clip_free(&e->clip);
+    else mrec_bert_free(&e->bert);
     mrec_tokenizer_free(e->tok);
     memset(e, 0, sizeof *e);
 }
 
-int mrec_text_encoder_dim(const mrec_text_encoder *e) { return e->bert.cfg.hidden; }
+int mrec_text_encoder_dim(const mrec_text_encoder *e) {
+    return e->is_clip ? mrec_clip_dim(&e->clip, MREC_CLIP_TEXT, e->clip_output) : e->bert.cfg.hidden;
+}
 
 typedef struct {
     int index, len;
@@ -84,8 +112,17 @@ static int cmp_len(const void *a, const void *b) {
     return x->len != y->len ? (x->len < y->len ? -1 : 1) : x->index - y->index;
 }
 
+/* BERT's hidden states (b, T, H) -> pooled (b, H); the pooler output is already there */
+static void pool_bert(const mrec_text_encoder *e, const float *hidden, const int32_t *mask, int b, int T, float *pooled, mrec_pool *pool) {
+    int H = e->bert.cfg.hidden;
+    if (e->pooling == MREC_POOL_MEAN) mrec_mean_pool_cpu(pooled, hidden, mask, b, T, H, pool);
+    else if (e->pooling == MREC_POOL_CLS)
+        for (int r = 0; r < b; r++) memcpy(pooled + (size_t)r * H, hidden + (size_t)r * T * H, sizeof *pooled * (size_t)H);
+}
+
 mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, const char *const *texts, int n, float *out) {
-    int L = e->max_length, H = e->bert.cfg.hidden, B = e->batch_size > 0 ? e->batch_size : 32;
+    int L = e->max_length, D = mrec_text_encoder_dim(e), B = e->batch_size > 0 ? e->batch_size : 32;
+    int H = e->is_clip ? 0 : e->bert.cfg.hidden; /* BERT's hidden states, before pooling */
     mrec_tok_options opt = mrec_tok_defaults();
     opt.max_length = L;
     /* tokenize everything once: ids (n, L), lengths, then sort by length */
@@ -93,12 +130,14 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     int32_t *lens = malloc(sizeof *lens * (size_t)(n ? n : 1));
     by_len *order = malloc(sizeof *order * (size_t)(n ? n : 1));
     int32_t *bids = malloc(sizeof *bids * (size_t)B * L), *bmask = malloc(sizeof *bmask * (size_t)B * L);
-    float *hidden = malloc(sizeof *hidden * (size_t)B * L * H), *pooled = malloc(sizeof *pooled * (size_t)B * H);
+    float *hidden = malloc(sizeof *hidden * ((size_t)B * L * H + 1)), *pooled = malloc(sizeof *pooled * (size_t)B * D);
     mrec_status st = MREC_OK;
     if (!ids || !mask || !lens || !order || !bids || !bmask || !hidden || !pooled) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
     if (!st && mrec_tokenizer_encode_batch(e->tok, texts, NULL, n, &opt, L, ids, NULL, mask, lens))
         st = mrec_fail(MREC_ERR_ARG, "tokenizing: %s", mrec_tok_error_detail());
-    if (!st) st = mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&e->bert.cfg, B, L));
+    if (!st)
+        st = mrec_context_reserve(ctx, e->is_clip ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_TEXT, B, L)
+                                                  : mrec_bert_workspace_bytes(&e->bert.cfg, B, L));
     for (int i = 0; i < n && !st; i++) order[i] = (by_len){i, lens[i]};
     if (!st) qsort(order, (size_t)n, sizeof *order, cmp_len);
     for (int at = 0; at < n && !st; at += B) {
@@ -108,13 +147,12 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
             memcpy(bids + (size_t)r * T, ids + (size_t)src * L, sizeof *bids * (size_t)T);
             memcpy(bmask + (size_t)r * T, mask + (size_t)src * L, sizeof *bmask * (size_t)T);
         }
-        st = mrec_bert_forward(ctx, &e->bert, bids, NULL, bmask, b, T, hidden, e->pooling == MREC_POOL_POOLER ? pooled : NULL);
+        if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, pooled);
+        else st = mrec_bert_forward(ctx, &e->bert, bids, NULL, bmask, b, T, hidden, e->pooling == MREC_POOL_POOLER ? pooled : NULL);
         if (st) break;
-        if (e->pooling == MREC_POOL_MEAN) mrec_mean_pool_cpu(pooled, hidden, bmask, b, T, H, ctx->pool);
-        else if (e->pooling == MREC_POOL_CLS)
-            for (int r = 0; r < b; r++) memcpy(pooled + (size_t)r * H, hidden + (size_t)r * T * H, sizeof *pooled * (size_t)H);
-        if (e->normalize) mrec_l2_normalize_rows_cpu(pooled, pooled, 1e-12f, b, H, ctx->pool);
-        for (int r = 0; r < b; r++) memcpy(out + (size_t)order[at + r].index * H, pooled + (size_t)r * H, sizeof *out * (size_t)H);
+        if (!e->is_clip) pool_bert(e, hidden, bmask, b, T, pooled, ctx->pool); /* CLIP's tower pools itself */
+        if (e->normalize) mrec_l2_normalize_rows_cpu(pooled, pooled, 1e-12f, b, D, ctx->pool);
+        for (int r = 0; r < b; r++) memcpy(out + (size_t)order[at + r].index * D, pooled + (size_t)r * D, sizeof *out * (size_t)D);
     }
     free(ids), free(mask), free(lens), free(order), free(bids), free(bmask), free(hidden), free(pooled);
     return st;

@@ -94,7 +94,7 @@ void mrec_unmap_file(void *map, size_t size) {
     if (map) munmap(map, size);
 }
 
-mrec_status mrec_read_json_object(const char *path, int optional, cJSON **out) {
+mrec_status mrec_read_json(const char *path, int optional, cJSON **out) {
     *out = NULL;
     if (optional && access(path, F_OK) != 0 && errno == ENOENT) return MREC_OK;
     void *map;
@@ -103,10 +103,15 @@ mrec_status mrec_read_json_object(const char *path, int optional, cJSON **out) {
     if (st) return st;
     cJSON *j = size ? cJSON_ParseWithLength(map, size) : NULL;
     mrec_unmap_file(map, size);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
-    }
+    if (!j) return mrec_fail(MREC_ERR_FORMAT, "%s: not valid JSON", path);
     *out = j;
     return MREC_OK;
+}
+
+mrec_status mrec_read_json_object(const char *path, int optional, cJSON **out) {
+    mrec_status st = mrec_read_json(path, optional, out);
+    if (st || !*out || cJSON_IsObject(*out)) return st;
+    cJSON_Delete(*out);
+    *out = NULL;
+    return mrec_fail(MREC_ERR_FORMAT, "%s: not a JSON object", path);
 }

@@ -27,10 +27,11 @@ void mrec_atomic_abort(mrec_atomic_file *af);
 mrec_status mrec_map_file(const char *path, void **map, size_t *size);
 void mrec_unmap_file(void *map, size_t size);
 
-/* Parses a whole JSON file that must hold an object (config.json and kin);
- * free *out with cJSON_Delete. With optional set, a missing file gives
- * *out = NULL and MREC_OK. */
+/* Parses a whole JSON file; free *out with cJSON_Delete. With optional set,
+ * a missing file gives *out = NULL and MREC_OK; a malformed one is always an
+ * error naming it. The _object form also requires an object (config.json). */
 struct cJSON;
+mrec_status mrec_read_json(const char *path, int optional, struct cJSON **out);
 mrec_status mrec_read_json_object(const char *path, int optional, struct cJSON **out);
 
 #endif

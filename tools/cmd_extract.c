@@ -3,6 +3,7 @@
  *
  *   mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR
  *                     [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]
+ *                     [--layer embeds|projected|pooler (CLIP)]
  *                     [--batch-size 32] [--empty embed|skip] [--threads N]
  * matrix:   DIR/text_feat.npy (items, dim), rows in the table's order, and DIR/text_feat_ids.txt
  * per-item: DIR/<id>.npy of shape (1, dim) for each item (Ducho's layout)
@@ -22,10 +23,12 @@ static int usage(FILE *f) {
             "usage: mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR\n"
             "                         [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]\n"
             "                         [--batch-size 32] [--empty embed|skip] [--threads N]\n"
+            "                         [--layer embeds|projected|pooler]\n"
             "\n"
             "Embeds the text column of a CSV / TSV item table with a BERT-family model folder\n"
-            "(sentence-transformers or Hugging Face). Pooling, normalization and the maximum length\n"
-            "default to the folder's sentence-transformers settings. matrix writes DIR/text_feat.npy\n"
+            "(sentence-transformers or Hugging Face) or a CLIP folder. Pooling, normalization and the\n"
+            "maximum length default to the folder's sentence-transformers settings; CLIP gives text_embeds\n"
+            "(--layer embeds: projected and L2-normalized, as Ducho saves them), projected or pooler. matrix writes DIR/text_feat.npy\n"
             "(one row per item, in table order) and DIR/text_feat_ids.txt; per-item writes DIR/<id>.npy.\n"
             "Empty texts are embedded as the empty string (--empty embed) or left out (--empty skip);\n"
             "either way they are counted on standard error.\n");
@@ -39,7 +42,7 @@ static int fail(const char *what, mrec_status st) {
 
 int mrec_cmd_extract_text(int argc, char **argv) {
     const char *model = NULL, *input = NULL, *id_col = NULL, *text_col = NULL, *out = NULL, *format = "matrix",
-               *pooling = NULL, *empty = "embed";
+               *pooling = NULL, *empty = "embed", *layer = NULL;
     int normalize = -1, batch = 32, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -59,6 +62,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--format")) format = v;
         else if (!strcmp(a, "--pooling")) pooling = v;
+        else if (!strcmp(a, "--layer")) layer = v;
         else if (!strcmp(a, "--empty")) empty = v;
         else if (!strcmp(a, "--batch-size")) batch = atoi(v);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
@@ -93,6 +97,20 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     if ((st = mrec_text_encoder_load(&enc, model))) {
         mrec_table_free(&table);
         return fail("loading the model", st);
+    }
+    const char *bad = enc.is_clip && pooling ? "--pooling is for BERT-family models; CLIP takes --layer"
+                      : !enc.is_clip && layer ? "--layer is for CLIP models; BERT-family ones take --pooling"
+                                              : NULL;
+    if (enc.is_clip && layer) {
+        mrec_clip_output o = MREC_CLIP_EMBEDS;
+        while (o <= MREC_CLIP_POOLER && strcmp(layer, mrec_clip_output_name(o))) o++;
+        if (o > MREC_CLIP_POOLER) bad = "--layer is embeds, projected or pooler";
+        else enc.clip_output = o;
+    }
+    if (bad) {
+        fprintf(stderr, "mrec extract-text: %s\n", bad);
+        mrec_text_encoder_free(&enc), mrec_table_free(&table);
+        return 2;
     }
     if (pooling) {
         if (!strcmp(pooling, "mean")) enc.pooling = MREC_POOL_MEAN;
@@ -163,8 +181,12 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     }
     if (!rc) {
         double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s pooling%s) in %.2f s, %.1f items/s\n", n, D,
-                enc.pooling == MREC_POOL_MEAN ? "mean" : enc.pooling == MREC_POOL_CLS ? "cls" : "pooler",
+        char how[64];
+        snprintf(how, sizeof how, "%s%s", enc.is_clip ? "CLIP " : "", enc.is_clip ? mrec_clip_output_name(enc.clip_output)
+                                                         : enc.pooling == MREC_POOL_MEAN ? "mean pooling"
+                                                         : enc.pooling == MREC_POOL_CLS  ? "cls pooling"
+                                                                                         : "pooler");
+        fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n, D, how,
                 enc.normalize ? ", normalized" : "", secs, secs > 0 ? n / secs : 0);
         if (n_empty)
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,
