@@ -18,10 +18,11 @@ const char *mrec_image_layer_name(mrec_image_layer l) {
     return names[l];
 }
 
-/* A folder's config.json model_type; a file or a folder without one is a ResNet. */
-static mrec_status model_kind(const char *model, int is_dir, mrec_image_model *kind) {
+mrec_status mrec_image_model_kind(const char *model, mrec_image_model *kind) {
     *kind = MREC_IMAGE_RESNET;
-    if (!is_dir) return MREC_OK;
+    struct stat sb;
+    if (stat(model, &sb) != 0) return mrec_fail(MREC_ERR_IO, "%s: no such file or folder", model);
+    if (!S_ISDIR(sb.st_mode)) return MREC_OK;
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", model);
     cJSON *j;
@@ -48,7 +49,7 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
     e->batch_size = 32, e->decode_threads = 2;
     struct stat sb;
     if (stat(model, &sb) != 0) return mrec_fail(MREC_ERR_IO, "%s: no such file or folder", model);
-    mrec_status st = model_kind(model, S_ISDIR(sb.st_mode), &e->kind);
+    mrec_status st = mrec_image_model_kind(model, &e->kind);
     if (st) return st;
     static const char *const names[] = {"ResNet", "ViT", "CLIP"}, *const presets[] = {"ducho-resnet", "hf-vit", "hf-clip"};
     st = e->kind == MREC_IMAGE_VIT    ? mrec_vit_load(&e->vit, model)

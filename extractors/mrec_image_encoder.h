@@ -39,6 +39,10 @@ typedef struct {
     int batch_size, decode_threads;
 } mrec_image_encoder;
 
+/* What the model path holds: a folder's config.json model_type (vit, clip;
+ * another is an error), else a ResNet. */
+mrec_status mrec_image_model_kind(const char *model, mrec_image_model *kind);
+
 /* layer NULL: the model's default. preset NULL: ducho-resnet for a ResNet,
  * hf-vit for a ViT, hf-clip for CLIP. */
 mrec_status mrec_image_encoder_load(mrec_image_encoder *enc, const char *model, const char *preset, const char *layer);

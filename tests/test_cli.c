@@ -5,6 +5,7 @@
 
 #include "../nn/mrec_npy.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -14,7 +15,7 @@ static const char *bin;
 
 /* Runs `bin args`, capturing stdout (and stderr) into out. Returns the exit status. */
 static int run(const char *args, char *out, size_t cap, int with_stderr) {
-    char cmd[1024];
+    char cmd[8192];
     snprintf(cmd, sizeof cmd, "%s %s %s", bin, args, with_stderr ? "2>&1" : "2>/dev/null");
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
@@ -22,6 +23,97 @@ static int run(const char *args, char *out, size_t cap, int with_stderr) {
     out[n] = '\0';
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* extract-clip on the CLIP fixture: the table lists the items in reverse
+ * order of their images and one item has none, so a positional pairing
+ * would put every row against the wrong image. */
+static void clip_cli(char *out, size_t cap) {
+    const char *tok = "../shared/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json";
+    if (access(tok, R_OK) != 0) {
+        t_skip("extract-clip: ../shared/data is not beside the repository");
+        return;
+    }
+    char dir[] = "/tmp/mrec-clip-XXXXXX", cmd[8192], path[4096], cwd[1024], line[8192];
+    if (!t_check(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL, "a temporary folder")) return;
+    snprintf(cmd, sizeof cmd, "mkdir %s/model && for f in config.json model.safetensors preprocessor_config.json; do "
+             "ln -s %s/tests/fixtures/clip/$f %s/model/$f; done && ln -s %s/%s %s/model/tokenizer.json", dir, cwd, dir, cwd, tok, dir);
+    if (!t_check(system(cmd) == 0, "a model folder with the real CLIP tokenizer")) return;
+    /* images.tsv: i0..i4 -> the fixture's photos; items.tsv: i4..i0 with texts 4..0, then zz without an image */
+    FILE *im = fopen("tests/fixtures/clip/images.txt", "r"), *tx = fopen("tests/fixtures/clip/texts.txt", "r");
+    char rel[5][512], text[5][2048];
+    int n = 0;
+    while (im && tx && n < 5 && fscanf(im, "%511s", rel[n]) == 1 && fgets(text[n], sizeof text[n], tx)) text[n][strcspn(text[n], "\n")] = 0, n++;
+    if (im) fclose(im);
+    if (tx) fclose(tx);
+    snprintf(path, sizeof path, "%s/images.tsv", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "item\timage\n");
+    for (int i = 0; i < n; i++) fprintf(f, "i%d\t%s/../shared/data/%s\n", i, cwd, rel[i]);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/items.tsv", dir);
+    f = fopen(path, "w");
+    fprintf(f, "id\tdesc\n");
+    for (int i = n - 1; i >= 0; i--) fprintf(f, "i%d\t%s\n", i, text[i]);
+    fprintf(f, "zz\ta photo of nothing\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "extract-clip --model %s/model --images %s/images.tsv --input %s/items.tsv --id-column id "
+             "--text-column desc --fusion mean --batch-size 2 --out %s/a", dir, dir, dir, dir);
+    int rc = run(cmd, out, cap, 1);
+    t_check(rc == 0 && strstr(out, "1 of 6 items have no image") && strstr(out, "'zz'"), "extract-clip pairs 5 of 6 items: rc %d, %s", rc, out);
+    float *want_v = NULL, *want_t = NULL, *v = NULL, *t = NULL, *fu = NULL;
+    int nd;
+    int64_t s[8], sv[8], st[8];
+    int ok = !mrec_npy_read_f32("tests/fixtures/clip/image_embeds.npy", &want_v, &nd, s) &&
+             !mrec_npy_read_f32("tests/fixtures/clip/text_embeds.npy", &want_t, &nd, s);
+    snprintf(path, sizeof path, "%s/a/image_feat.npy", dir);
+    ok = ok && !mrec_npy_read_f32(path, &v, &nd, sv) && sv[0] == n;
+    snprintf(path, sizeof path, "%s/a/text_feat.npy", dir);
+    ok = ok && !mrec_npy_read_f32(path, &t, &nd, st) && st[0] == n && st[1] == sv[1];
+    snprintf(path, sizeof path, "%s/a/mean_feat.npy", dir);
+    ok = ok && !mrec_npy_read_f32(path, &fu, &nd, s) && s[0] == n && s[1] == sv[1];
+    if (t_check(ok, "image_feat, text_feat and mean_feat are (%d, dim)", n)) {
+        int D = (int)sv[1];
+        double worst = 0;
+        for (int r = 0; r < n; r++) /* row r is item i(n-1-r) */
+            for (int d = 0; d < D; d++) {
+                int k = n - 1 - r;
+                worst = fmax(worst, fabs(v[r * D + d] - want_v[k * D + d]));
+                worst = fmax(worst, fabs(t[r * D + d] - want_t[k * D + d]));
+                worst = fmax(worst, fabs(fu[r * D + d] - (v[r * D + d] + t[r * D + d]) / 2));
+            }
+        /* decode + preprocess equal HF's PIL path, so only summation order differs */
+        t_check(worst < 1e-5, "each row holds its own item's image and text embeds (max err %.2g vs transformers)", worst);
+    }
+    snprintf(path, sizeof path, "%s/a/item_ids.txt", dir);
+    f = fopen(path, "r");
+    t_check(f && fgets(line, sizeof line, f) && !strcmp(line, "i4\n"), "item_ids.txt follows the table");
+    if (f) fclose(f);
+    free(want_v), free(want_t), free(v), free(t), free(fu);
+    snprintf(cmd, sizeof cmd, "extract-clip --model %s/model --images %s/images.tsv --input %s/items.tsv --id-column id "
+             "--text-column desc --strict --out %s/b", dir, dir, dir, dir);
+    rc = run(cmd, out, cap, 1);
+    snprintf(path, sizeof path, "%s/b/image_feat.npy", dir);
+    t_check(rc == 2 && access(path, F_OK) != 0 && strstr(out, "nothing written"), "--strict with a missing image writes nothing: %s", out);
+    snprintf(cmd, sizeof cmd, "extract-clip --model %s/model --images %s/images.tsv --input %s/items.tsv --id-column id "
+             "--text-column desc --format per-item --layer pooler --fusion sum --out %s/c", dir, dir, dir, dir);
+    rc = run(cmd, out, cap, 1);
+    t_check(rc == 2 && strstr(out, "equal sizes"), "sum of 24-d and 16-d poolers is refused: %s", out);
+    snprintf(cmd, sizeof cmd, "extract-clip --model %s/model --images %s/images.tsv --input %s/items.tsv --id-column id "
+             "--text-column desc --format per-item --layer projected --out %s/c", dir, dir, dir, dir);
+    rc = run(cmd, out, cap, 1);
+    snprintf(path, sizeof path, "%s/c/visual/i3.npy", dir);
+    snprintf(line, sizeof line, "%s/c/textual/i3.npy", dir);
+    t_check(rc == 0 && access(path, R_OK) == 0 && access(line, R_OK) == 0, "per-item visual/ and textual/ files: %s", out);
+    snprintf(cmd, sizeof cmd, "extract-clip --model tests/fixtures/vision/vit_tiny --images %s/images.tsv --input %s/items.tsv "
+             "--id-column id --text-column desc --out %s/d", dir, dir, dir);
+    rc = run(cmd, out, cap, 1);
+    t_check(rc == 2 && strstr(out, "not a CLIP folder"), "a ViT folder is refused: %s", out);
+    snprintf(cmd, sizeof cmd, "clip-scores --model %s/model --image %s/../shared/data/%s --text 'a skirt' --text 'a dog'", dir, cwd, rel[0]);
+    rc = run(cmd, out, cap, 1);
+    t_check(rc == 0 && strstr(out, "logit scale 2.6592") && strstr(out, "a skirt") && strstr(out, "a dog"), "clip-scores: %s", out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 int main(void) {
@@ -193,5 +285,6 @@ int main(void) {
     } else {
         t_skip("extract-image: ../shared/data is not beside the repository");
     }
+    clip_cli(out, sizeof out);
     return t_finish();
 }

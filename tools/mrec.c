@@ -16,6 +16,8 @@
 int mrec_cmd_train(int argc, char **argv);        /* cmd_train.c */
 int mrec_cmd_extract_text(int argc, char **argv); /* cmd_extract.c */
 int mrec_cmd_extract_image(int argc, char **argv); /* cmd_extract_image.c */
+int mrec_cmd_extract_clip(int argc, char **argv);  /* cmd_clip.c */
+int mrec_cmd_clip_scores(int argc, char **argv);   /* cmd_clip.c */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -29,6 +31,8 @@ static void usage(FILE *f) {
             "  train --data PATH ...      train and evaluate a recommender (mrec train --help)\n"
             "  extract-text --model DIR ...  embed the text of an item table (mrec extract-text --help)\n"
             "  extract-image --model PATH ... visual features of item images (mrec extract-image --help)\n"
+            "  extract-clip --model DIR ...  CLIP image and text features per item, paired by id\n"
+            "  clip-scores --model DIR ...   CLIP's image x caption similarity, to check a checkpoint\n"
             "  info                       what this build and machine offer (SIMD, threads, GPU)\n"
             "\n"
             "options:\n"
@@ -194,6 +198,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return mrec_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-text") == 0) return mrec_cmd_extract_text(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-image") == 0) return mrec_cmd_extract_image(argc - 1, argv + 1);
+    if (strcmp(cmd, "extract-clip") == 0) return mrec_cmd_extract_clip(argc - 1, argv + 1);
+    if (strcmp(cmd, "clip-scores") == 0) return mrec_cmd_clip_scores(argc - 1, argv + 1);
     fprintf(stderr, "mrec: unknown command '%s' (see mrec --help)\n", cmd);
     return 1;
 }
