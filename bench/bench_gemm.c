@@ -93,6 +93,8 @@ static const shape shapes[] = {
     {"ResNet 1x1 l2  W col", 512, 784, 128, 0},
     {"ResNet 3x3 l3  W col", 256, 196, 2304, 0},
     {"ResNet 1x1 l4  W col", 2048, 49, 512, 0},
+    {"CLIP text 1    x W^T", 32, 2048, 512, 1},
+    {"ViT-B/16 1     x W^T", 197, 768, 768, 1},
     {"batch-1 gemv   x W^T", 1, 3072, 768, 1},
 };
 

@@ -44,6 +44,7 @@ typedef struct {
     mrec_pool *pool;
     mrec_ukernel_fn ukernel;
     int MR, NR;
+    int avx512; /* pack with the avx512f transposing packers */
     /* shared-B path: the current (jc, pc) block and how tasks split it */
     float *bpack;
     int j0, nc, p0, kc, m_blocks, j_chunks, j_chunk;
@@ -52,10 +53,12 @@ typedef struct {
 /* Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) panels of (kc, MR).
  * Writes are sequential; reads walk MR rows (or one row) of A in step. */
 static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int mc, int p0,
-                   int kc, int MR) {
+                   int kc, int MR, int avx512) {
     for (int ir = 0; ir < mc; ir += MR) {
         int rows = mc - ir < MR ? mc - ir : MR;
-        if (!trans_a) {
+        if (!trans_a && avx512) {
+            mrec_pack_a_avx512(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows, MR);
+        } else if (!trans_a) {
             const float *src = A + (size_t)(i0 + ir) * lda + p0;
             for (int k = 0; k < kc; k++) {
                 float *d = dst + (size_t)k * MR;
@@ -78,7 +81,7 @@ static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int
  * each as (kc, NR), at dst + panel * kc * NR. Reads follow B's rows: one
  * long contiguous run per k (or NR rows in step when B is transposed). */
 static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int kc, int j0,
-                   int nc, int NR, int panel_lo, int panel_hi) {
+                   int nc, int NR, int panel_lo, int panel_hi, int avx512) {
     if (!trans_b) {
         for (int k = 0; k < kc; k++) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
@@ -95,6 +98,10 @@ static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int
         int jr = panel * NR, cols = nc - jr < NR ? nc - jr : NR;
         const float *src = B + (size_t)(j0 + jr) * ldb + p0;
         float *d = dst + (size_t)panel * kc * NR;
+        if (avx512) {
+            mrec_pack_bt_avx512(d, src, ldb, kc, cols, NR);
+            continue;
+        }
         for (int k = 0; k < kc; k++, d += NR) {
             for (int j = 0; j < cols; j++) d[j] = src[(size_t)j * ldb + k];
             for (int j = cols; j < NR; j++) d[j] = 0.0f;
@@ -138,7 +145,7 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
 static void pack_b_task(void *arg, int task, int thread) {
     (void)thread;
     const gemm_job *g = arg;
-    pack_b(g->bpack, g->B, g->ldb, g->trans_b, g->p0, g->kc, g->j0, g->nc, g->NR, task, task + 1);
+    pack_b(g->bpack, g->B, g->ldb, g->trans_b, g->p0, g->kc, g->j0, g->nc, g->NR, task, task + 1, g->avx512);
 }
 
 static void shared_b_task(void *arg, int task, int thread) {
@@ -151,7 +158,7 @@ static void shared_b_task(void *arg, int task, int thread) {
     if (g->p0 == 0 && pro) prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
     if (g->kc == 0) return;
     float *apack = mrec_pool_scratch(g->pool, thread);
-    pack_a(apack, g->A, g->lda, g->trans_a, i0, mc, g->p0, g->kc, g->MR);
+    pack_a(apack, g->A, g->lda, g->trans_a, i0, mc, g->p0, g->kc, g->MR, g->avx512);
     macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc, g->p0 == 0 && !pro);
 }
 
@@ -192,8 +199,8 @@ static void private_task(void *arg, int task, int thread) {
     if (pro) prologue(g, C, i0, mc, j0, nc);
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
-        pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR);
-        pack_a(apack, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR);
+        pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR, g->avx512);
+        pack_a(apack, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->avx512);
         macro_kernel(g, C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0 && !pro);
     }
 }
@@ -249,6 +256,7 @@ static void gemm_run(gemm_job *g, int batch) {
     if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
     switch (mrec_pool_simd(g->pool)) {
     case MREC_SIMD_AVX512:
+        g->avx512 = 1;
         /* The shape that computes the least zero padding. */
         if (padded_area(g->M, g->N, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR) <
             padded_area(g->M, g->N, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR))

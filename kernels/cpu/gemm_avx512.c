@@ -4,6 +4,8 @@
  * Two shapes from one body: 12 x 32 (24 zmm accumulators) for general M,
  * and 8 x 48 for M a multiple of 8 but not of 12 (every conv layer of
  * ResNet has 64k output channels), where 12-row panels would waste rows.
+ * Also the packings that transpose (A row-major into k-major panels, B
+ * given transposed as nn.Linear weights are), 16 x 16 blocks in registers.
  */
 #include "gemm_internal.h"
 
@@ -49,4 +51,58 @@ void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int l
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                               int overwrite) {
     ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite);
+}
+
+/* r[0..15] (16 rows of 16) -> r[c] = column c. Pairs interleave, then
+ * quads within each 128-bit lane, then lanes across the four quads. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+        u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+        u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    /* u[4g + c], lane L: rows 4g..4g+3 at column 4L + c */
+    for (int c = 0; c < 4; c++) {
+        __m512 p0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(2, 0, 2, 0));
+        __m512 p1 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
+        __m512 q0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(2, 0, 2, 0));
+        __m512 q1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 1, 3, 1));
+        r[c] = _mm512_shuffle_f32x4(p0, q0, _MM_SHUFFLE(2, 0, 2, 0));
+        r[8 + c] = _mm512_shuffle_f32x4(p0, q0, _MM_SHUFFLE(3, 1, 3, 1));
+        r[4 + c] = _mm512_shuffle_f32x4(p1, q1, _MM_SHUFFLE(2, 0, 2, 0));
+        r[12 + c] = _mm512_shuffle_f32x4(p1, q1, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols, int NR) {
+    int j = 0;
+    for (; j + 16 <= cols; j += 16) {
+        int k = 0;
+        for (; k + 16 <= kc; k += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (size_t)(j + i) * ldb + k);
+            transpose16(r);
+            for (int c = 0; c < 16; c++) _mm512_storeu_ps(dst + (size_t)(k + c) * NR + j, r[c]);
+        }
+        for (; k < kc; k++)
+            for (int i = 0; i < 16; i++) dst[(size_t)k * NR + j + i] = src[(size_t)(j + i) * ldb + k];
+    }
+    for (int k = 0; j < NR && k < kc; k++)
+        for (int i = j; i < NR; i++) dst[(size_t)k * NR + i] = i < cols ? src[(size_t)i * ldb + k] : 0.0f;
+}
+
+void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR) {
+    __mmask16 keep = (__mmask16)((1u << MR) - 1);
+    int k = 0;
+    for (; k + 16 <= kc; k += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_loadu_ps(src + (size_t)i * lda + k) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int c = 0; c < 16; c++) _mm512_mask_storeu_ps(dst + (size_t)(k + c) * MR, keep, r[c]);
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? src[(size_t)i * lda + k] : 0.0f;
 }
