@@ -1,0 +1,116 @@
+/* bench_clip.c: CLIP ViT-B/16 image and text embeddings per second on the
+ * CPU, side by side with Hugging Face's CLIPModel on PyTorch CPU
+ * (bench/peers/clip_peer.py) at the same thread count, in one run.
+ *
+ *   build/cpu/bench/bench_clip [threads [clip_dir]]
+ *   MREC_FULL_DIR=DIR   DIR/clip_b16 from tools/golden/clip.py --full DIR/clip_b16
+ *   MREC_PYTHON=...     a Python with torch and transformers
+ *   MREC_BENCH_BATCHES="1 32"
+ * Images: the vision tower and the normalization on preprocessed (B, 3, 224,
+ * 224) input. Texts: 256 H&M descriptions, tokenized, sorted by length,
+ * batched and padded to the longest in each batch, on both sides. Each
+ * figure is the best of 3 passes.
+ */
+#include "../extractors/mrec_extract.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define N_TEXTS 256
+#define MAX_BATCH 32
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    char dir[4096];
+    if (argc > 2) snprintf(dir, sizeof dir, "%s", argv[2]);
+    else if (getenv("MREC_FULL_DIR")) snprintf(dir, sizeof dir, "%s/clip_b16", getenv("MREC_FULL_DIR"));
+    else return fprintf(stderr, "bench_clip: set MREC_FULL_DIR (tools/golden/clip.py --full DIR/clip_b16)\n"), 1;
+    /* the texts: the first 256 non-empty H&M descriptions */
+    const char *list = "build/bench_clip_texts.txt";
+    mrec_table t;
+    if (mrec_table_read(&t, "../shared/data/hm-fashion-sample/original/articles_train_sample.csv", 0))
+        return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    int col;
+    if (mrec_table_column(&t, "detail_desc", "articles", &col)) return 1;
+    const char *texts[N_TEXTS];
+    int n = 0;
+    FILE *f = fopen(list, "w");
+    for (int r = 0; f && r < t.n_rows && n < N_TEXTS; r++) {
+        const char *s = t.cells[(size_t)r * t.n_cols + col];
+        if (!*s || strchr(s, '\n')) continue;
+        texts[n++] = s;
+        fprintf(f, "%s\n", s);
+    }
+    if (f) fclose(f);
+
+    mrec_text_encoder enc;
+    if (mrec_text_encoder_load(&enc, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    mrec_clip vis;
+    if (mrec_clip_load(&vis, dir, MREC_CLIP_VISION)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    mrec_context *ctx;
+    if (mrec_context_create(&ctx, &o)) return 1;
+    int S = vis.vision.cfg.image_size, D = vis.projection_dim;
+    float *x = malloc(sizeof(float) * 3 * S * S * MAX_BATCH), *out = malloc(sizeof(float) * D * N_TEXTS);
+    for (size_t i = 0; i < (size_t)3 * S * S * MAX_BATCH; i++) x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+    const char *batches_s = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 32";
+    int batches[8], nb = 0;
+    for (const char *p = batches_s; nb < 8 && *p;) {
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p) break;
+        if (b >= 1 && b <= MAX_BATCH) batches[nb++] = (int)b;
+        p = end;
+    }
+    double ours[8][2];
+    for (int k = 0; k < nb; k++) {
+        int b = batches[k];
+        double bi = 1e30, bt = 1e30;
+        enc.batch_size = b;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now();
+            if (mrec_clip_image_forward(ctx, &vis, x, b, MREC_CLIP_EMBEDS, out)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+            double t1 = now();
+            if (mrec_text_encoder_embed(ctx, &enc, texts, n, out)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+            double t2 = now();
+            bi = (t1 - t0) / b < bi ? (t1 - t0) / b : bi;
+            bt = (t2 - t1) / n < bt ? (t2 - t1) / n : bt;
+        }
+        ours[k][0] = bi, ours[k][1] = bt;
+    }
+    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s bench/peers/clip_peer.py %s %s %d %s 2>/dev/null", py, dir, list, threads, batches_s);
+    FILE *p = popen(cmd, "r");
+    double peer[8][2] = {{0}}, secs;
+    char what[16];
+    int pb;
+    while (p && fscanf(p, "%15s %d %lf", what, &pb, &secs) == 3)
+        for (int k = 0; k < nb; k++)
+            if (batches[k] == pb) peer[k][strcmp(what, "image") ? 1 : 0] = secs;
+    if (p) pclose(p);
+    printf("bench_clip: %d threads, CLIP %dx%d patch %d, %d H&M texts\n", threads, S, S, vis.vision.cfg.patch_size, n);
+    printf("%-24s %12s %12s %8s\n", "", "mrec /s", "peer /s", "ratio");
+    for (int k = 0; k < nb; k++)
+        for (int m = 0; m < 2; m++) {
+            char label[64];
+            snprintf(label, sizeof label, "%s batch %d", m ? "text embeds" : "image embeds", batches[k]);
+            printf("%-24s %12.2f %12.2f %7.2fx\n", label, 1 / ours[k][m], peer[k][m] > 0 ? 1 / peer[k][m] : 0,
+                   peer[k][m] > 0 ? peer[k][m] / ours[k][m] : 0);
+        }
+    mrec_context_destroy(ctx);
+    mrec_clip_free(&vis);
+    mrec_text_encoder_free(&enc);
+    mrec_table_free(&t);
+    free(x), free(out);
+    return 0;
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""clip_peer.py: Hugging Face CLIPModel on the CPU doing what bench_clip does, for the ratio.
+
+    python bench/peers/clip_peer.py CLIP_DIR TEXTS.txt THREADS BATCH...
+
+CLIP_DIR is tools/golden/clip.py --full's folder. Prints "image <batch> <seconds per image>" (the best
+of 3 calls of get_image_features on a (batch, 3, S, S) tensor, then the normalization) and
+"text <batch> <seconds per text>" (tokenizing with the fast tokenizer, padding to the longest of each
+batch, texts sorted by length as sentence-transformers does, get_text_features and the normalization,
+over every text in TEXTS.txt), torch.no_grad, float32, on THREADS threads.
+"""
+import sys
+import time
+
+import torch
+from transformers import CLIPModel, CLIPTokenizerFast
+
+
+def best(f, reps=3):
+    b = 1e30
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f()
+        b = min(b, time.perf_counter() - t0)
+    return b
+
+
+def main():
+    path, texts_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    torch.set_num_threads(threads)
+    model = CLIPModel.from_pretrained(path).eval()
+    tok = CLIPTokenizerFast.from_pretrained(path)
+    texts = [l.rstrip("\n") for l in open(texts_path, encoding="utf-8")]
+    size = model.config.vision_config.image_size
+
+    def embed_texts(b):
+        order = sorted(range(len(texts)), key=lambda i: len(tok(texts[i], truncation=True)["input_ids"]))
+        out = [None] * len(texts)
+        for s in range(0, len(texts), b):
+            idx = order[s:s + b]
+            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=77, return_tensors="pt")
+            e = model.get_text_features(**enc).pooler_output
+            e = e / e.norm(dim=-1, keepdim=True)
+            for k, i in enumerate(idx):
+                out[i] = e[k]
+        return out
+
+    with torch.no_grad():
+        for b in map(int, sys.argv[4:]):
+            x = torch.randn(b, 3, size, size)
+
+            def images():
+                e = model.get_image_features(pixel_values=x).pooler_output
+                return e / e.norm(dim=-1, keepdim=True)
+            images()  # warm up
+            print(f"image {b} {best(images) / b:.5f}", flush=True)
+            embed_texts(b)
+            print(f"text {b} {best(lambda: embed_texts(b)) / len(texts):.6f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
