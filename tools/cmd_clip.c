@@ -174,9 +174,17 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
         return 1;
     }
 
+    mrec_image_model kind;
+    mrec_status st = mrec_image_model_kind(model, &kind);
+    if (st) return fail("extract-clip", "the model", st);
+    if (kind != MREC_IMAGE_CLIP) {
+        fprintf(stderr, "mrec extract-clip: %s: not a CLIP folder (config.json model_type \"clip\")\n", model);
+        return 2;
+    }
+
     /* the items (table rows) and their images */
     mrec_table table;
-    mrec_status st = mrec_table_read(&table, input, 0);
+    st = mrec_table_read(&table, input, 0);
     if (st) return fail("extract-clip", "reading the table", st);
     int ci, ct, rc = 0;
     if ((st = mrec_table_column(&table, id_col, input, &ci)) || (st = mrec_table_column(&table, text_col, input, &ct))) {
@@ -226,13 +234,7 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     /* the two towers */
     mrec_image_encoder venc;
     mrec_text_encoder tenc;
-    mrec_image_model kind;
     int v_loaded = 0, t_loaded = 0;
-    if (!rc && (st = mrec_image_model_kind(model, &kind))) rc = fail("extract-clip", "the model", st);
-    if (!rc && kind != MREC_IMAGE_CLIP) {
-        fprintf(stderr, "mrec extract-clip: %s: not a CLIP folder (config.json model_type \"clip\")\n", model);
-        rc = 2;
-    }
     if (!rc && (st = mrec_image_encoder_load(&venc, model, preset, layer))) rc = fail("extract-clip", "loading the vision tower", st);
     v_loaded = !rc;
     if (!rc && (st = mrec_text_encoder_load(&tenc, model))) rc = fail("extract-clip", "loading the text tower", st);
