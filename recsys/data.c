@@ -230,7 +230,7 @@ mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
     static const char *const item_names[] = {"itemID", "item_id", "item", NULL};
     static const char *const rating_names[] = {"rating", NULL};
     static const char *const time_names[] = {"timestamp", NULL};
-    static const char *const split_names[] = {"x_label", NULL};
+    static const char *const split_names[] = {"x_label", "split", NULL};
     while (!st && (n = getline(&line, &cap, fp)) >= 0) {
         line_no++;
         chomp(line, &n);
@@ -257,7 +257,7 @@ mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
         else if (ct >= 0 && !parse_int64(f[ct], &ts))
             st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: timestamp '%s' is not a number", path, line_no, f[ct]);
         else if (cs >= 0 && (!parse_int64(f[cs], &label) || label < 0 || label > 2))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: x_label '%s' is not 0, 1 or 2", path, line_no, f[cs]);
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: split label '%s' is not 0, 1 or 2", path, line_no, f[cs]);
         else st = push(&b, f[cu], len[cu], f[ci], len[ci], rating, ts, (int)label, path, line_no);
     }
     free(line);

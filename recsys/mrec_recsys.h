@@ -46,7 +46,7 @@ typedef struct {
 
 /* MMRec-style .inter: tab-separated with a header naming the columns; the
  * user column is userID / user_id / user (with or without ":token"), the
- * item column likewise, optional rating, timestamp and x_label (0 train,
+ * item column likewise, optional rating, timestamp and x_label or split (0 train,
  * 1 valid, 2 test). Other columns are ignored. */
 mrec_status mrec_load_inter(mrec_interactions *out, const char *path);
 /* Elliot-style TSV: user item [rating [timestamp]], no header. */
