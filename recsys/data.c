@@ -226,6 +226,7 @@ mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
     ssize_t n;
     long line_no = 0;
     int cu = -1, ci = -1, cr = -1, ct = -1, cs = -1, n_cols = 0;
+    char split_col[16] = "x_label"; /* as the header names it */
     static const char *const user_names[] = {"userID", "user_id", "user", NULL};
     static const char *const item_names[] = {"itemID", "item_id", "item", NULL};
     static const char *const rating_names[] = {"rating", NULL};
@@ -240,6 +241,7 @@ mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
             n_cols = k;
             cu = find_column(f, k, user_names), ci = find_column(f, k, item_names);
             cr = find_column(f, k, rating_names), ct = find_column(f, k, time_names), cs = find_column(f, k, split_names);
+            if (cs >= 0) snprintf(split_col, sizeof split_col, "%s", f[cs]);
             if (cu < 0 || ci < 0)
                 st = mrec_fail(MREC_ERR_FORMAT, "%s: line 1: the header names no user column (userID, user_id) or no "
                                "item column (itemID, item_id)", path);
@@ -257,7 +259,7 @@ mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
         else if (ct >= 0 && !parse_int64(f[ct], &ts))
             st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: timestamp '%s' is not a number", path, line_no, f[ct]);
         else if (cs >= 0 && (!parse_int64(f[cs], &label) || label < 0 || label > 2))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: split label '%s' is not 0, 1 or 2", path, line_no, f[cs]);
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: %s '%s' is not 0, 1 or 2", path, line_no, split_col, f[cs]);
         else st = push(&b, f[cu], len[cu], f[ci], len[ci], rating, ts, (int)label, path, line_no);
     }
     free(line);
