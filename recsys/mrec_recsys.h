@@ -138,7 +138,6 @@ mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const 
 void mrec_user_metrics(double out[MREC_METRIC_COUNT][MREC_EVAL_MAX_K], const int32_t *ranked, const double *gain,
                        const double *sorted_gains, int n_rel, const int *k, int n_k);
 
-#endif
 
 /* ---- graphs ---------------------------------------------------------------------- */
 
@@ -206,6 +205,31 @@ void mrec_adam_free(mrec_adam *a);
  * dx (n) receives d loss / d (pos - neg). Returns the loss. */
 double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n);
 
+/* ---- item features ------------------------------------------------------------------ */
+
+/* One modality's features, row i for dense item i. */
+typedef struct {
+    char name[32];     /* visual, textual, acoustic, ... */
+    int n_items, dim;
+    float *x;          /* (n_items, dim) */
+    uint8_t *present;  /* (n_items) 1 where the source has the item */
+    int n_missing;     /* items filled with the mean of the others */
+} mrec_features;
+
+/* source: a .npy matrix joined by id when an ids file sits beside it
+ * (FILE_ids.txt or item_ids.txt, as mrec's extractors write), else row r is
+ * the item whose id is the integer r (MMRec); or a folder of <id>.npy of
+ * shape (d) or (1, d) (Ducho). float16/32/64 read as float32. Items the
+ * source lacks get the mean of the present rows (MMRec) and are counted. */
+mrec_status mrec_features_load(mrec_features *f, const char *name, const char *source, const mrec_interactions *x);
+void mrec_features_free(mrec_features *f);
+/* Modality knockout: every row becomes the per-dimension mean (noise = 0),
+ * or a draw of N(mean, std) per dimension (noise = 1), so the modality no
+ * longer tells items apart. */
+mrec_status mrec_features_knockout(mrec_features *f, int noise, mrec_rng *rng);
+/* Drops the interactions of items with keep_item[i] == 0 and renumbers. */
+mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
+
 /* ---- models ------------------------------------------------------------------------- */
 
 /* A recommender as the trainer sees it: parameters with gradients, a BPR
@@ -260,6 +284,11 @@ mrec_status mrec_graph_mean_self(mrec_graph *out, const mrec_user_items *train);
 mrec_status mrec_ngcf_create(mrec_model *m, const mrec_graph *mean_self_adj, int n_users, int n_items, int dim,
                              int layers, float decay, float node_dropout, float mess_dropout, mrec_rng *rng,
                              mrec_pool *pool);
+/* VBPR as MMRec's: U (n_users x 2d) against [I_i ; W f_i + b], f_i the item's
+ * concatenated features (n_feat wide, kept by the caller for the model's life),
+ * BPR + reg * EmbLoss on the batch's user and full item vectors. */
+mrec_status mrec_vbpr_create(mrec_model *m, int n_users, int n_items, int dim, float reg, const float *feat, int n_feat,
+                             mrec_rng *rng, mrec_pool *pool);
 void mrec_model_destroy(mrec_model *m);
 
 /* ---- fitting -------------------------------------------------------------------------- */
@@ -291,3 +320,5 @@ typedef struct {
 mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
                      const mrec_fit_options *opt, mrec_pool *pool);
+
+#endif

@@ -76,6 +76,15 @@ mrec_status mrec_filter(mrec_interactions *x, float min_rating, int user_k, int 
     return st;
 }
 
+mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item) {
+    uint8_t *keep = malloc((size_t)(x->n ? x->n : 1));
+    if (!keep) return mrec_fail(MREC_ERR_NOMEM, "dropping items");
+    for (int64_t k = 0; k < x->n; k++) keep[k] = keep_item[x->item[k]];
+    mrec_status st = compact(x, keep);
+    free(keep);
+    return st;
+}
+
 /* ---- splits ---- */
 
 static const int64_t *ts_of;

@@ -1,0 +1,42 @@
+/* model_checks.h: checks every recommender's test runs: the analytic
+ * gradients of a model's loss against central finite differences. */
+#ifndef MREC_MODEL_CHECKS_H
+#define MREC_MODEL_CHECKS_H
+
+#include "harness.h"
+
+#include "../recsys/mrec_recsys.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline void check_gradients(mrec_model *m, const char *name) {
+    static const int32_t u[6] = {0, 1, 2, 3, 4, 1}, pos[6] = {0, 2, 1, 5, 3, 4}, neg[6] = {3, 5, 4, 0, 1, 1};
+    int64_t total = 0;
+    for (int p = 0; p < m->n_params; p++) total += m->size[p];
+    float *grad = malloc((size_t)total * sizeof *grad);
+    m->loss_grad(m->self, u, pos, neg, 6);
+    int64_t at = 0;
+    for (int p = 0; p < m->n_params; p++) memcpy(grad + at, m->grad[p], (size_t)m->size[p] * 4), at += m->size[p];
+    int bad = 0;
+    at = 0;
+    for (int p = 0; p < m->n_params; p++)
+        for (int64_t e = 0; e < m->size[p]; e++, at++) {
+            float keep = m->param[p][e], h = 1e-3f;
+            m->param[p][e] = keep + h;
+            double up = m->loss_grad(m->self, u, pos, neg, 6);
+            m->param[p][e] = keep - h;
+            double down = m->loss_grad(m->self, u, pos, neg, 6);
+            m->param[p][e] = keep;
+            double num = (up - down) / (2.0 * ((double)(keep + h) - keep));
+            if (fabs(num - grad[at]) > 2e-4 + 1e-2 * fabs(num) && bad++ < 5)
+                fprintf(stderr, "  %s param %d[%lld]: analytic %.6g, numeric %.6g\n", name, p, (long long)e, grad[at], num);
+        }
+    /* The check can fail: a gradient with a wrong sign or factor is caught. */
+    t_check(bad == 0 && total > 20, "%s: %d of %lld gradients differ from finite differences", name, bad, (long long)total);
+    free(grad);
+}
+
+#endif

@@ -1,0 +1,206 @@
+/* test_multimodal.c: item features (every layout, missing items, knockout)
+ * and the multimodal recommenders: gradients by finite differences and the
+ * loss trajectories of tools/golden/multimodal.py's PyTorch runs (1e-4: both
+ * sides float32, summed in different orders, ~1e-6 apart).
+ */
+#include "harness.h"
+#include "model_checks.h"
+
+#include "../nn/mrec_npy.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char tmp[] = "/tmp/mrec_test_mm_XXXXXX";
+
+/* Four items named "0", "2", "5", "7" (numeric: dense 0..3 keep that order). */
+static void four_items(mrec_interactions *x, char **names) {
+    memset(x, 0, sizeof *x);
+    static const char *const n[4] = {"0", "2", "5", "7"};
+    x->n_items = 4;
+    x->item_names = names;
+    for (int i = 0; i < 4; i++) names[i] = (char *)n[i];
+}
+
+static void write_matrix(const char *path, int rows, int dim, float base) {
+    float v[64];
+    for (int r = 0; r < rows; r++)
+        for (int d = 0; d < dim; d++) v[r * dim + d] = base + 10 * r + d;
+    int64_t shape[2] = {rows, dim};
+    mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
+}
+
+static void test_features(void) {
+    mrec_interactions x;
+    char *names[4];
+    four_items(&x, names);
+    char path[1100], dir[512];
+    mrec_features f;
+
+    /* MMRec: row r is item r; item 7 is past the 6 rows: filled with the mean of rows 0, 2, 5 */
+    snprintf(path, sizeof path, "%s/mmrec.npy", tmp);
+    write_matrix(path, 6, 2, 0);
+    if (t_status(mrec_features_load(&f, "visual", path, &x), MREC_OK, "bare matrix")) {
+        float want[8] = {0, 1, 20, 21, 50, 51, 70.0f / 3, 73.0f / 3};
+        t_allclose("rows by item id, the missing item gets the mean", want, f.x, 8, 1e-6, 0);
+        t_check(f.n_missing == 1 && f.dim == 2 && !f.present[3], "one item missing (%d)", f.n_missing);
+        mrec_features_free(&f);
+    }
+    /* with ids beside it: rows in any order, unknown ids ignored */
+    snprintf(path, sizeof path, "%s/image_feat.npy", tmp);
+    write_matrix(path, 3, 2, 100);
+    snprintf(dir, sizeof dir, "%s/image_feat_ids.txt", tmp);
+    FILE *ids = fopen(dir, "w");
+    fputs("7\nnot-an-item\n0\n", ids);
+    fclose(ids);
+    if (t_status(mrec_features_load(&f, "visual", path, &x), MREC_OK, "matrix with ids")) {
+        float want[8] = {120, 121, 110, 111, 110, 111, 100, 101};
+        t_allclose("rows joined by id; items 2 and 5 get the mean", want, f.x, 8, 1e-6, 0);
+        t_check(f.n_missing == 2, "two items missing (%d)", f.n_missing);
+        mrec_features_free(&f);
+    }
+    ids = fopen(dir, "w");
+    fputs("7\n0\n7\n", ids);
+    fclose(ids);
+    t_status(mrec_features_load(&f, "visual", path, &x), MREC_ERR_FORMAT, "an id twice");
+    t_check(strstr(mrec_error_detail(), "line 3") != NULL, "the message names the line: %s", mrec_error_detail());
+    ids = fopen(dir, "w");
+    fputs("7\n0\n", ids);
+    fclose(ids);
+    t_status(mrec_features_load(&f, "visual", path, &x), MREC_ERR_SHAPE, "fewer ids than rows");
+    /* Ducho: a folder of <id>.npy */
+    snprintf(dir, sizeof dir, "%s/per_item", tmp);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/5.npy", dir);
+    write_matrix(path, 1, 3, 1);
+    snprintf(path, sizeof path, "%s/2.npy", dir);
+    write_matrix(path, 1, 3, 4);
+    if (t_status(mrec_features_load(&f, "textual", dir, &x), MREC_OK, "per-item folder")) {
+        float want[12] = {2.5f, 3.5f, 4.5f, 4, 5, 6, 1, 2, 3, 2.5f, 3.5f, 4.5f};
+        t_allclose("per-item files by id", want, f.x, 12, 1e-6, 0);
+        mrec_rng rng = {5};
+        mrec_features_knockout(&f, 0, &rng);
+        float mean[3] = {2.5f, 3.5f, 4.5f};
+        int same = 1;
+        for (int i = 0; i < 4; i++) same &= fabsf(f.x[i * 3] - mean[0]) < 1e-6f && fabsf(f.x[i * 3 + 2] - mean[2]) < 1e-6f;
+        t_check(same, "knockout (constant): every item gets the per-dimension mean");
+        mrec_features_free(&f);
+    }
+    snprintf(path, sizeof path, "%s/7.npy", dir);
+    write_matrix(path, 1, 4, 0);
+    t_status(mrec_features_load(&f, "textual", dir, &x), MREC_ERR_SHAPE, "a per-item file of another size");
+    /* names that are not row numbers need an ids file */
+    char *words[4] = {"a", "b", "c", "d"};
+    mrec_interactions y = x;
+    y.item_names = words;
+    snprintf(path, sizeof path, "%s/mmrec.npy", tmp);
+    t_status(mrec_features_load(&f, "visual", path, &y), MREC_ERR_FORMAT, "string ids without an ids file");
+    t_check(strstr(mrec_error_detail(), "'a'") != NULL, "the message names the item: %s", mrec_error_detail());
+    t_status(mrec_features_load(&f, "visual", "no/such.npy", &x), MREC_ERR_IO, "a missing file");
+    /* knockout with noise keeps each dimension's mean and spread */
+    mrec_features big = {.n_items = 4000, .dim = 2};
+    big.x = malloc(sizeof(float) * 8000);
+    for (int i = 0; i < 4000; i++) big.x[2 * i] = (float)(i % 10), big.x[2 * i + 1] = 5;
+    mrec_rng rng = {9};
+    mrec_features_knockout(&big, 1, &rng);
+    double m0 = 0, v0 = 0, m1 = 0;
+    for (int i = 0; i < 4000; i++) m0 += big.x[2 * i] / 4000.0, m1 += big.x[2 * i + 1] / 4000.0;
+    for (int i = 0; i < 4000; i++) v0 += (big.x[2 * i] - m0) * (big.x[2 * i] - m0) / 4000.0;
+    t_check(fabs(m0 - 4.5) < 0.2 && fabs(sqrt(v0) - sqrt(8.25)) < 0.2 && fabs(m1 - 5) < 1e-6,
+            "knockout (noise): mean %.3f std %.3f (want 4.5, 2.872), a constant dimension stays %.3f", m0, sqrt(v0), m1);
+    free(big.x);
+}
+
+/* ---- models against PyTorch ---- */
+
+static void fill_floats(float *dst, const cJSON *arr) {
+    int i = 0;
+    for (const cJSON *v = arr->child; v; v = v->next) dst[i++] = (float)v->valuedouble;
+}
+
+static void test_vbpr(mrec_pool *pool) {
+    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
+    if (!t_check(f != NULL, "open trajectory.json")) return;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cJSON *c = cJSON_ParseWithLength(buf, n);
+    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
+    int d = cJSON_GetObjectItem(c, "dim")->valueint;
+    float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble, reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
+    float *vis = malloc(sizeof(float) * (size_t)I * 6), *txt = malloc(sizeof(float) * (size_t)I * 5);
+    float *feat = malloc(sizeof(float) * (size_t)I * 11);
+    fill_floats(vis, cJSON_GetObjectItem(c, "visual"));
+    fill_floats(txt, cJSON_GetObjectItem(c, "textual"));
+    for (int i = 0; i < I; i++) { /* MMRec's order: textual, then visual */
+        memcpy(feat + (size_t)i * 11, txt + (size_t)i * 5, sizeof(float) * 5);
+        memcpy(feat + (size_t)i * 11 + 5, vis + (size_t)i * 6, sizeof(float) * 6);
+    }
+    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "vbpr");
+    mrec_rng rng = {1};
+    mrec_model m;
+    if (t_status(mrec_vbpr_create(&m, U, I, d, reg, feat, 11, &rng, pool), MREC_OK, "create vbpr")) {
+        int p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+        mrec_adam adam;
+        mrec_adam_init(&adam, lr, 0);
+        for (int k = 0; k < m.n_params; k++) mrec_adam_add(&adam, m.param[k], m.grad[k], m.size[k]);
+        const cJSON *want = cJSON_GetObjectItem(ref, "losses")->child;
+        int step = 0, bad = 0;
+        for (const cJSON *b = cJSON_GetObjectItem(c, "batches")->child; b; b = b->next, want = want->next, step++) {
+            int32_t t[3][64];
+            int nb = 0;
+            for (int k = 0; k < 3; k++) {
+                nb = 0;
+                const cJSON *col = b->child;
+                for (int s = 0; s < k; s++) col = col->next;
+                for (const cJSON *v = col->child; v; v = v->next) t[k][nb++] = v->valueint;
+            }
+            double loss = m.loss_grad(m.self, t[0], t[1], t[2], nb);
+            if (fabs(loss - want->valuedouble) > 1e-4 && bad++ < 3)
+                fprintf(stderr, "  vbpr step %d: loss %.7f, PyTorch %.7f\n", step, loss, want->valuedouble);
+            mrec_adam_step(&adam, pool);
+        }
+        t_check(bad == 0 && step == 6, "vbpr: loss trajectory matches PyTorch (%d of %d steps differ)", bad, step);
+        p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "weights")->child; w; w = w->next, p++) {
+            float *wv = malloc(sizeof(float) * (size_t)m.size[p]);
+            fill_floats(wv, w);
+            char what[64];
+            snprintf(what, sizeof what, "vbpr parameter %d after 6 steps", p);
+            t_allclose(what, wv, m.param[p], m.size[p], 1e-4, 0);
+            free(wv);
+        }
+        mrec_adam_free(&adam);
+        mrec_model_destroy(&m);
+    }
+    /* gradients on a 5-user, 6-item problem, weights scaled away from the flat start */
+    mrec_rng r2 = {3};
+    if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, pool), MREC_OK, "small vbpr")) {
+        for (int k = 0; k < 2; k++)
+            for (int64_t e = 0; e < m.size[k]; e++) m.param[k][e] *= 10;
+        for (int64_t e = 0; e < m.size[3]; e++) m.param[3][e] = 0.1f * (float)(e + 1);
+        check_gradients(&m, "vbpr");
+        mrec_model_destroy(&m);
+    }
+    free(vis), free(txt), free(feat);
+    cJSON_Delete(c);
+}
+
+int main(void) {
+    t_suite("multimodal");
+    T_REQUIRE(mkdtemp(tmp) != NULL);
+    mrec_pool *pool;
+    T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
+    test_features();
+    test_vbpr(pool);
+    mrec_pool_destroy(pool);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    return t_finish();
+}

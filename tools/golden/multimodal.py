@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""multimodal.py: PyTorch training trajectories for mrec's multimodal recommenders.
+
+    python tools/golden/multimodal.py
+
+Writes tests/fixtures/multimodal/trajectory.json: a small random interaction graph, two random
+feature matrices (visual 6-d, textual 5-d), initial weights (PyTorch's initializers, seed 0),
+fixed batches of (user, positive, negative) triples, and for each model the loss at every Adam
+step and the weights after the last step. The models are MMRec's (src/models/*.py) restated in
+plain PyTorch with dropout off:
+  VBPR: u (users x 2d) . [i ; Linear(cat(textual, visual))], BPRLoss -mean log(1e-10 + sigmoid),
+        EmbLoss (Frobenius norms of the batch's user and item rows over the batch size).
+"""
+import json
+import os
+
+import numpy as np
+import torch
+
+OUT = "tests/fixtures/multimodal"
+
+
+def bpr_loss(pos, neg):
+    return -torch.log(1e-10 + torch.sigmoid(pos - neg)).mean()
+
+
+def emb_loss(*embs):
+    return sum(torch.norm(e, p=2) for e in embs) / embs[-1].shape[0]
+
+
+def flat(t):
+    return t.detach().numpy().ravel().tolist()
+
+
+def run_vbpr(feat, user0, item0, w0, b0, reg, lr, batches):
+    user = torch.nn.Parameter(torch.tensor(user0))
+    item = torch.nn.Parameter(torch.tensor(item0))
+    lin = torch.nn.Linear(feat.shape[1], item0.shape[1])
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(w0))
+        lin.bias.copy_(torch.tensor(b0))
+    f = torch.tensor(feat)
+    opt = torch.optim.Adam([user, item, lin.weight, lin.bias], lr=lr)
+    losses = []
+    for u, i, j in batches:
+        u, i, j = torch.tensor(u), torch.tensor(i), torch.tensor(j)
+        opt.zero_grad()
+        items = torch.cat((item, lin(f)), -1)
+        ue, pe, ne = user[u], items[i], items[j]
+        loss = bpr_loss((ue * pe).sum(1), (ue * ne).sum(1)) + reg * emb_loss(ue, pe, ne)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return {"losses": losses, "weights": [flat(user), flat(item), flat(lin.weight), flat(lin.bias)]}
+
+
+def main():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n_users, n_items, dim = 30, 25, 8
+    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(0, n_users, 160), rng.integers(0, n_items, 160))})
+    hist = {}
+    for u, i in pairs:
+        hist.setdefault(u, set()).add(i)
+    batches = []
+    for _ in range(6):
+        picks = rng.choice(len(pairs), 32)
+        us = [pairs[p][0] for p in picks]
+        ps = [pairs[p][1] for p in picks]
+        ns = []
+        for u in us:
+            j = int(rng.integers(0, n_items))
+            while j in hist[u]:
+                j = int(rng.integers(0, n_items))
+            ns.append(j)
+        batches.append((us, ps, ns))
+    visual = rng.normal(size=(n_items, 6)).astype(np.float32)
+    textual = rng.normal(size=(n_items, 5)).astype(np.float32)
+    out = {"n_users": n_users, "n_items": n_items, "dim": dim, "pairs": pairs, "batches": batches,
+           "visual": visual.ravel().tolist(), "textual": textual.ravel().tolist(), "lr": 0.01, "reg": 0.05, "models": {}}
+
+    feat = np.concatenate([textual, visual], 1)  # MMRec: cat(t_feat, v_feat)
+    u0 = torch.nn.init.xavier_uniform_(torch.empty(n_users, 2 * dim)).numpy()
+    i0 = torch.nn.init.xavier_uniform_(torch.empty(n_items, dim)).numpy()
+    w0 = torch.nn.init.xavier_normal_(torch.empty(dim, feat.shape[1])).numpy()
+    b0 = np.zeros(dim, dtype=np.float32)
+    init = [u0, i0, w0, b0]
+    out["models"]["vbpr"] = dict(run_vbpr(feat, u0, i0, w0, b0, 0.05, 0.01, batches), init=[w.ravel().tolist() for w in init])
+
+    os.makedirs(OUT, exist_ok=True)
+    with open(f"{OUT}/trajectory.json", "w") as f:
+        json.dump(out, f)
+    print("wrote", f"{OUT}/trajectory.json", {m: v["losses"][:3] for m, v in out["models"].items()})
+
+
+if __name__ == "__main__":
+    main()
