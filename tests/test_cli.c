@@ -197,6 +197,34 @@ int main(void) {
     } else {
         t_skip("train: ../shared/data/ml-100k not found");
     }
+    /* vbpr on TikTok's real features: one epoch, a knockout, and bad feature arguments */
+    const char *tk = "../shared/data/tiktok-mmssl";
+    snprintf(path, sizeof path, "%s/tiktok_split.tsv", tk);
+    if (access(path, R_OK) == 0) {
+        snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model vbpr --epochs 1 --k 20 --metrics recall "
+                 "--features visual=%s/original_diffmm/image_feat.npy,acoustic=%s/original_diffmm/audio_feat.npy "
+                 "--knockout acoustic:noise --out %s/vbpr", tk, tk, tk, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 0 && strstr(out, "visual: 128-d, 6710 of 6710 items") && strstr(out, "acoustic knocked out") &&
+                    strstr(out, "test (best epoch 1): recall@20="),
+                "train vbpr with two modalities, one knocked out: rc %d, %s", rc, out);
+        snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model vbpr --epochs 1 --features visual --out %s/x", tk, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "NAME=PATH"), "--features without NAME=: %s", out);
+        snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model vbpr --epochs 1 --features visual=%s/none.npy --out %s/x",
+                 tk, tmp, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "none.npy"), "a missing feature file is named: %s", out);
+        snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model vbpr --epochs 1 --out %s/x", tk, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "needs item features"), "vbpr without features: %s", out);
+        snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model vbpr --epochs 1 --features visual=%s/original_diffmm/image_feat.npy "
+                 "--knockout textual --out %s/x", tk, tk, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "'textual'"), "knocking out a modality not given: %s", out);
+    } else {
+        t_skip("train vbpr: ../shared/data/tiktok-mmssl not found");
+    }
     snprintf(path, sizeof path, "%s/bad.tsv", tmp);
     FILE *bad = fopen(path, "w");
     fputs("1\t2\t5\n3\n", bad);

@@ -1,6 +1,7 @@
 /* cmd_train.c: `mrec train`: load interactions, train one model, report.
  *
- *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf
+ *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr
+ *              [--features NAME=PATH,... --missing mean|drop --knockout NAME[:noise]]
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
  *              [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--min-rating X --kcore K]
@@ -20,14 +21,14 @@
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf --out DIR\n"
+            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr --out DIR\n"
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
             "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
             "                  [--select recall@20] [--threshold 0] [--mask-valid] [--threads N]\n"
             "                  [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--seed-split S]\n"
             "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
             "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--authors-loss] (lightgcn)\n"
-            "                  [--save-topk N]\n"
+            "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -37,7 +38,15 @@ static int usage(FILE *f) {
             "replaces its split); --kcore filters users and items with fewer than K interactions,\n"
             "iteratively unless --kcore-once. --save-topk N writes DIR/recommendations.tsv: each user's\n"
             "N best items (original ids) at the best epoch, training items excluded. --authors-loss\n"
-            "trains LightGCN with its authors' loss (squared-norm L2), as behind the Gowalla numbers.\n");
+            "trains LightGCN with its authors' loss (squared-norm L2), as behind the Gowalla numbers.\n"
+            "\n"
+            "Multimodal models (vbpr) read item features: --features visual=image_feat.npy,textual=text_feat.npy\n"
+            "(a .npy matrix: joined by id when NAME_ids.txt or item_ids.txt sits beside it, else row r is item\n"
+            "id r as in MMRec; or a folder of <id>.npy as Ducho writes). Modalities are concatenated in the\n"
+            "order given (MMRec's VBPR: textual, then visual). Items without features get the modality's mean\n"
+            "(--missing mean, MMRec) or are dropped with their interactions (--missing drop); either way\n"
+            "they are counted. --knockout NAME replaces a modality by its mean (or, with :noise, Gaussian\n"
+            "noise of its per-dimension mean and std) to measure what it brings. VBPR's reg defaults to 1e-3.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -65,13 +74,54 @@ static int fail(const char *what, mrec_status st) {
     return st == MREC_ERR_NOMEM ? 3 : 2;
 }
 
+#define MAX_MODALITIES 8
+
+/* --features NAME=PATH,...: each modality in dense item order; with
+ * --missing drop, items any modality lacks leave the data first. */
+static mrec_status load_modalities(mrec_features *f, int *n, const char *spec, const char *missing, mrec_interactions *x) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", spec);
+    const char *names[MAX_MODALITIES], *paths[MAX_MODALITIES];
+    *n = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok || !eq[1] || *n == MAX_MODALITIES)
+            return mrec_fail(MREC_ERR_ARG, "--features wants NAME=PATH[,NAME=PATH...] (up to %d), got '%s'", MAX_MODALITIES, tok);
+        *eq = 0, names[*n] = tok, paths[*n] = eq + 1, ++*n;
+    }
+    mrec_status st = MREC_OK;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        for (int m = 0; m < *n && !st; m++) st = mrec_features_load(&f[m], names[m], paths[m], x);
+        int lacking = 0;
+        for (int m = 0; m < *n && !st; m++) lacking |= f[m].n_missing > 0;
+        if (st || !lacking || pass == 1 || strcmp(missing, "drop")) break;
+        uint8_t *keep = malloc((size_t)x->n_items + 1);
+        if (!keep) return mrec_fail(MREC_ERR_NOMEM, "dropping items");
+        for (int i = 0; i < x->n_items; i++) {
+            keep[i] = 1;
+            for (int m = 0; m < *n; m++) keep[i] &= f[m].present[i];
+        }
+        int before = x->n_items;
+        for (int m = 0; m < *n; m++) mrec_features_free(&f[m]);
+        st = mrec_drop_items(x, keep);
+        free(keep);
+        if (!st) printf("features: dropped %d of %d items without features, and their interactions\n", before - x->n_items, before);
+    }
+    for (int m = 0; m < *n && !st; m++)
+        printf("features: %s: %d-d, %d of %d items%s\n", f[m].name, f[m].dim, f[m].n_items - f[m].n_missing, f[m].n_items,
+               f[m].n_missing ? " (the others get the mean)" : "");
+    if (st)
+        for (int m = 0; m < *n; m++) mrec_features_free(&f[m]);
+    return st;
+}
+
 int mrec_cmd_train(int argc, char **argv) {
     const char *data = NULL, *format = "inter", *model = NULL, *out = NULL, *metrics = "recall,ndcg,precision,map",
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
     float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f;
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
-    const char *split = NULL;
+    const char *split = NULL, *features = NULL, *missing = "mean", *knockout = NULL;
     uint64_t split_seed = 999;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -108,6 +158,9 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--node-dropout")) node_dropout = strtof(v, NULL);
         else if (!strcmp(a, "--save-topk")) opt.save_topk = atoi(v);
         else if (!strcmp(a, "--mess-dropout")) mess_dropout = strtof(v, NULL);
+        else if (!strcmp(a, "--features")) features = v;
+        else if (!strcmp(a, "--missing")) missing = v;
+        else if (!strcmp(a, "--knockout")) knockout = v;
         else {
             fprintf(stderr, "mrec train: unknown option '%s'\n", a);
             return usage(stderr);
@@ -178,6 +231,42 @@ int mrec_cmd_train(int argc, char **argv) {
                 data);
         return 2;
     }
+    if (strcmp(missing, "mean") && strcmp(missing, "drop")) {
+        mrec_interactions_free(&x);
+        fprintf(stderr, "mrec train: --missing is mean or drop, not '%s'\n", missing);
+        return 1;
+    }
+    mrec_features feat[MAX_MODALITIES];
+    int n_feat = 0;
+    if (features && (st = load_modalities(feat, &n_feat, features, missing, &x))) {
+        mrec_interactions_free(&x);
+        return fail("features", st);
+    }
+    if (knockout) {
+        char name[64];
+        int noise = 0, which = -1;
+        snprintf(name, sizeof name, "%s", knockout);
+        char *colon = strchr(name, ':');
+        if (colon) noise = !strcmp(colon + 1, "noise"), *colon = 0;
+        for (int m = 0; m < n_feat; m++)
+            if (!strcmp(feat[m].name, name)) which = m;
+        mrec_rng krng = {opt.seed ^ 0x6b6e6f636b6f7574ull};
+        if (which < 0 || (colon && !noise)) st = mrec_fail(MREC_ERR_ARG, "--knockout '%s': no such modality (or not NAME[:noise])", knockout);
+        else st = mrec_features_knockout(&feat[which], noise, &krng);
+        if (!st) printf("features: %s knocked out (%s)\n", name, noise ? "Gaussian noise of its mean and std" : "its mean");
+        if (st) {
+            for (int m = 0; m < n_feat; m++) mrec_features_free(&feat[m]);
+            mrec_interactions_free(&x);
+            return fail("knockout", st);
+        }
+    }
+    /* the modalities side by side, for models that take one feature vector per item */
+    int feat_dim = 0;
+    for (int m = 0; m < n_feat; m++) feat_dim += feat[m].dim;
+    float *item_feat = n_feat ? malloc(sizeof(float) * (size_t)x.n_items * feat_dim) : NULL;
+    for (int i = 0, at = 0; item_feat && i < x.n_items; i++, at = 0)
+        for (int m = 0; m < n_feat; at += feat[m].dim, m++)
+            memcpy(item_feat + (size_t)i * feat_dim + at, feat[m].x + (size_t)i * feat[m].dim, sizeof(float) * (size_t)feat[m].dim);
     mrec_user_items train, valid, test;
     mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN);
     mrec_user_items_build(&valid, &x, MREC_SPLIT_VALID);
@@ -217,8 +306,17 @@ int mrec_cmd_train(int argc, char **argv) {
         if (!st && authors_loss) mrec_lightgcn_use_authors_loss(&m);
         snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,batch=%d,seed=%llu%s", dim, layers, opt.lr, reg,
                  opt.batch_size, (unsigned long long)opt.seed, authors_loss ? ",loss=authors" : "");
+    } else if (!strcmp(model, "vbpr")) {
+        if (reg < 0) reg = 1e-3f;
+        st = n_feat ? mrec_vbpr_create(&m, x.n_users, x.n_items, dim, reg, item_feat, feat_dim, &rng, pool)
+                    : mrec_fail(MREC_ERR_ARG, "vbpr needs item features: --features visual=PATH,textual=PATH");
+        int at = snprintf(params, sizeof params, "dim=%d,lr=%g,reg=%g,batch=%d,seed=%llu,features=", dim, opt.lr, reg,
+                          opt.batch_size, (unsigned long long)opt.seed);
+        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
+            at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
+                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
     } else {
-        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn or ngcf", model);
+        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf or vbpr", model);
     }
     int rc = 0;
     if (st) rc = fail("model", st);
@@ -294,6 +392,8 @@ int mrec_cmd_train(int argc, char **argv) {
     if (m.destroy) mrec_model_destroy(&m);
     mrec_graph_free(&graph);
     mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
+    for (int f = 0; f < n_feat; f++) mrec_features_free(&feat[f]);
+    free(item_feat);
     mrec_interactions_free(&x);
     mrec_pool_destroy(pool);
     return rc;
