@@ -88,6 +88,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     for (int epoch = 1; epoch <= opt->epochs && !st; epoch++) {
         double t0 = now(), loss = 0;
         mrec_bpr_sampler_epoch(&sampler, &rng);
+        if (m->epoch_start && (st = m->epoch_start(m->self))) break;
         int batches = 0;
         for (int64_t at = 0; at < sampler.n; at += opt->batch_size, batches++) {
             int n = (int)(sampler.n - at < opt->batch_size ? sampler.n - at : opt->batch_size);

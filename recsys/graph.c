@@ -5,10 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-mrec_status mrec_graph_normalized(mrec_graph *g, const mrec_user_items *train) {
+mrec_status mrec_graph_from_pairs(mrec_graph *g, int U, int I, const int32_t *pu, const int32_t *pi, int64_t nnz) {
     memset(g, 0, sizeof *g);
-    int U = train->n_rows, I = train->n_cols, N = U + I;
-    int64_t nnz = train->row_ptr[U];
+    int N = U + I;
     g->n_nodes = N;
     g->row_ptr = calloc((size_t)N + 1, sizeof *g->row_ptr);
     g->col = malloc(sizeof *g->col * (size_t)(2 * nnz + 1));
@@ -19,23 +18,33 @@ mrec_status mrec_graph_normalized(mrec_graph *g, const mrec_user_items *train) {
         free(inv_sqrt), free(fill), mrec_graph_free(g);
         return mrec_fail(MREC_ERR_NOMEM, "graph of %d nodes and %lld edges", N, (long long)(2 * nnz));
     }
-    /* degrees: users from their rows, items from the columns */
-    for (int u = 0; u < U; u++) g->row_ptr[u + 1] = train->row_ptr[u + 1] - train->row_ptr[u];
-    for (int64_t e = 0; e < nnz; e++) g->row_ptr[U + train->col[e] + 1]++;
+    /* degrees of users and items over the given pairs */
+    for (int64_t e = 0; e < nnz; e++) g->row_ptr[pu[e] + 1]++, g->row_ptr[U + pi[e] + 1]++;
     for (int n = 0; n < N; n++) inv_sqrt[n] = pow((double)g->row_ptr[n + 1] + 1e-7, -0.5);
     for (int n = 0; n < N; n++) g->row_ptr[n + 1] += g->row_ptr[n];
-    /* user rows: items in order; item rows: users in order (users are visited in order) */
-    for (int u = 0; u < U; u++)
-        for (int64_t e = train->row_ptr[u]; e < train->row_ptr[u + 1]; e++) {
-            int i = U + train->col[e];
-            int64_t a = g->row_ptr[u] + fill[u]++, b = g->row_ptr[i] + fill[i]++;
-            /* scipy computes D * A * D in double; torch then stores float */
-            float w = (float)(inv_sqrt[u] * inv_sqrt[i]);
-            g->col[a] = i, g->val[a] = w;
-            g->col[b] = u, g->val[b] = w;
-        }
+    /* pairs in user order give sorted item rows; user rows keep the pairs' order */
+    for (int64_t e = 0; e < nnz; e++) {
+        int u = pu[e], i = U + pi[e];
+        int64_t a = g->row_ptr[u] + fill[u]++, b = g->row_ptr[i] + fill[i]++;
+        /* scipy computes D * A * D in double; torch then stores float */
+        float w = (float)(inv_sqrt[u] * inv_sqrt[i]);
+        g->col[a] = i, g->val[a] = w;
+        g->col[b] = u, g->val[b] = w;
+    }
     free(inv_sqrt), free(fill);
     return MREC_OK;
+}
+
+mrec_status mrec_graph_normalized(mrec_graph *g, const mrec_user_items *train) {
+    int U = train->n_rows;
+    int64_t nnz = train->row_ptr[U];
+    int32_t *pu = malloc(sizeof *pu * (size_t)(nnz + 1));
+    if (!pu) return mrec_fail(MREC_ERR_NOMEM, "graph of %lld edges", (long long)nnz);
+    for (int u = 0; u < U; u++)
+        for (int64_t e = train->row_ptr[u]; e < train->row_ptr[u + 1]; e++) pu[e] = u;
+    mrec_status st = mrec_graph_from_pairs(g, U, train->n_cols, pu, train->col, nnz);
+    free(pu);
+    return st;
 }
 
 void mrec_graph_free(mrec_graph *g) {

@@ -153,6 +153,18 @@ typedef struct {
 } mrec_graph;
 
 mrec_status mrec_graph_normalized(mrec_graph *out, const mrec_user_items *train);
+/* The same over a list of (user, item) pairs, degrees counted over them
+ * (FREEDOM's pruned graphs). */
+mrec_status mrec_graph_from_pairs(mrec_graph *out, int n_users, int n_items, const int32_t *user, const int32_t *item,
+                                  int64_t n);
+/* FREEDOM's frozen item graph: for each modality, every item's k nearest
+ * items by cosine similarity (itself included; ties to the lower id; a zero
+ * vector is similar to nothing), weight 1, normalized D^-1/2 A D^-1/2 with D
+ * the row sums + 1e-7; then the modalities' graphs summed with the given
+ * weights. Similarities are computed in blocks of rows: memory O(n k), never
+ * n x n. */
+mrec_status mrec_graph_knn(mrec_graph *out, const float *const *x, const int *dim, const float *weight, int n_modalities,
+                           int n_items, int k, mrec_pool *pool);
 void mrec_graph_free(mrec_graph *g);
 
 /* ---- training ---------------------------------------------------------------------- */
@@ -245,6 +257,8 @@ typedef struct {
     double (*loss_grad)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
     /* called once before a round of scoring (LightGCN propagates here) */
     mrec_status (*prepare)(void *self);
+    /* called before each training epoch, or NULL (FREEDOM prunes its graph here) */
+    mrec_status (*epoch_start)(void *self);
     mrec_score_fn score;
     void (*destroy)(void *self);
 } mrec_model;
@@ -289,6 +303,15 @@ mrec_status mrec_ngcf_create(mrec_model *m, const mrec_graph *mean_self_adj, int
  * BPR + reg * EmbLoss on the batch's user and full item vectors. */
 mrec_status mrec_vbpr_create(mrec_model *m, int n_users, int n_items, int dim, float reg, const float *feat, int n_feat,
                              mrec_rng *rng, mrec_pool *pool);
+/* FREEDOM as MMRec's: LightGCN over the user-item graph (each epoch a
+ * degree-sensitive sample keeping 1 - dropout of the edges; the full graph
+ * for scoring) plus the frozen item graph (mrec_graph_knn) on the item ids'
+ * embeddings, and per modality a trainable linear projection of trainable
+ * features scored against the users (BPR, weighted by reg). The features
+ * are copied. */
+mrec_status mrec_freedom_create(mrec_model *m, const mrec_graph *full, const mrec_graph *item_graph,
+                                const mrec_user_items *train, const mrec_features *feat, int n_modalities, int dim,
+                                int layers, float reg, float dropout, mrec_rng *rng, mrec_pool *pool);
 void mrec_model_destroy(mrec_model *m);
 
 /* ---- fitting -------------------------------------------------------------------------- */

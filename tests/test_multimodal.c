@@ -191,6 +191,120 @@ static void test_vbpr(mrec_pool *pool) {
     cJSON_Delete(c);
 }
 
+/* pairs -> train lists, as the trajectory's graph */
+static void build_train(mrec_user_items *train, const cJSON *pairs, int U, int I) {
+    mrec_interactions x = {0};
+    x.n = cJSON_GetArraySize(pairs), x.n_users = U, x.n_items = I;
+    x.user = malloc(sizeof *x.user * (size_t)x.n), x.item = malloc(sizeof *x.item * (size_t)x.n);
+    x.rating = malloc(sizeof *x.rating * (size_t)x.n), x.split = calloc((size_t)x.n, 1);
+    int64_t k = 0;
+    for (const cJSON *p = pairs->child; p; p = p->next, k++)
+        x.user[k] = p->child->valueint, x.item[k] = p->child->next->valueint, x.rating[k] = 1;
+    mrec_user_items_build(train, &x, MREC_SPLIT_TRAIN);
+    free(x.user), free(x.item), free(x.rating), free(x.split);
+}
+
+/* skip: parameters not compared after the steps (see test_freedom) */
+static void run_steps(mrec_model *m, const cJSON *c, const cJSON *ref, const char *name, unsigned skip, mrec_pool *pool) {
+    float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble;
+    mrec_adam adam;
+    mrec_adam_init(&adam, lr, 0);
+    for (int k = 0; k < m->n_params; k++) mrec_adam_add(&adam, m->param[k], m->grad[k], m->size[k]);
+    const cJSON *want = cJSON_GetObjectItem(ref, "losses")->child;
+    int step = 0, bad = 0;
+    for (const cJSON *b = cJSON_GetObjectItem(c, "batches")->child; b; b = b->next, want = want->next, step++) {
+        int32_t t[3][64];
+        int nb = 0;
+        const cJSON *col = b->child;
+        for (int k = 0; k < 3; k++, col = col->next) {
+            nb = 0;
+            for (const cJSON *v = col->child; v; v = v->next) t[k][nb++] = v->valueint;
+        }
+        double loss = m->loss_grad(m->self, t[0], t[1], t[2], nb);
+        if (fabs(loss - want->valuedouble) > 1e-4 && bad++ < 3)
+            fprintf(stderr, "  %s step %d: loss %.7f, PyTorch %.7f\n", name, step, loss, want->valuedouble);
+        mrec_adam_step(&adam, pool);
+    }
+    t_check(bad == 0 && step == 6, "%s: loss trajectory matches PyTorch (%d of %d steps differ)", name, bad, step);
+    int p = 0;
+    for (const cJSON *w = cJSON_GetObjectItem(ref, "weights")->child; w; w = w->next, p++) {
+        if (skip >> p & 1) continue;
+        float *wv = malloc(sizeof(float) * (size_t)m->size[p]);
+        fill_floats(wv, w);
+        char what[64];
+        snprintf(what, sizeof what, "%s parameter %d after 6 steps", name, p);
+        t_allclose(what, wv, m->param[p], m->size[p], 1e-4, 0);
+        free(wv);
+    }
+    mrec_adam_free(&adam);
+}
+
+static void test_freedom(mrec_pool *pool) {
+    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
+    if (!t_check(f != NULL, "open trajectory.json")) return;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cJSON *c = cJSON_ParseWithLength(buf, n);
+    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
+    int d = cJSON_GetObjectItem(c, "dim")->valueint;
+    float reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
+    mrec_features feat[2] = {{.name = "visual", .n_items = I, .dim = 6}, {.name = "textual", .n_items = I, .dim = 5}};
+    feat[0].x = malloc(sizeof(float) * (size_t)I * 6), feat[1].x = malloc(sizeof(float) * (size_t)I * 5);
+    fill_floats(feat[0].x, cJSON_GetObjectItem(c, "visual"));
+    fill_floats(feat[1].x, cJSON_GetObjectItem(c, "textual"));
+    /* the kNN item graph, built a block at a time, equals MMRec's dense construction */
+    mrec_graph s;
+    const float *xs[2] = {feat[0].x, feat[1].x};
+    int dims[2] = {6, 5};
+    float weights[2] = {0.1f, 0.9f};
+    if (t_status(mrec_graph_knn(&s, xs, dims, weights, 2, I, 3, pool), MREC_OK, "knn graph")) {
+        float *dense = calloc((size_t)I * I, sizeof *dense), *want = malloc(sizeof(float) * (size_t)I * I);
+        for (int r = 0; r < I; r++)
+            for (int64_t e = s.row_ptr[r]; e < s.row_ptr[r + 1]; e++) dense[(size_t)r * I + s.col[e]] = s.val[e];
+        fill_floats(want, cJSON_GetObjectItem(c, "freedom_item_graph"));
+        t_allclose("kNN item graph (k 3, visual 0.1 + textual 0.9) vs MMRec's dense construction", want, dense, (int64_t)I * I, 1e-7, 0);
+        free(dense), free(want);
+    }
+    mrec_user_items train;
+    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
+    mrec_graph full;
+    mrec_graph_normalized(&full, &train);
+    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "freedom");
+    mrec_rng rng = {1};
+    mrec_model m;
+    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0, &rng, pool), MREC_OK, "create freedom")) {
+        int p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+        /* The projections' biases (parameters 2 and 5) have a gradient that is zero in exact
+         * arithmetic (a bias adds the same to a positive's and a negative's score), so Adam moves
+         * them by rounding noise, in PyTorch as here: they are not compared. */
+        run_steps(&m, c, ref, "freedom", 1u << 2 | 1u << 5, pool);
+        mrec_model_destroy(&m);
+    }
+    /* edge pruning: each epoch a different sample, the loss stays finite */
+    mrec_rng r3 = {7};
+    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0.5f, &r3, pool), MREC_OK, "freedom, dropout 0.5")) {
+        static const int32_t u[4] = {0, 1, 2, 3}, pi[4] = {1, 2, 3, 4}, ni[4] = {5, 6, 7, 8};
+        double l1 = NAN, l2 = NAN;
+        if (t_status(m.epoch_start(m.self), MREC_OK, "prune")) l1 = m.loss_grad(m.self, u, pi, ni, 4);
+        if (t_status(m.epoch_start(m.self), MREC_OK, "prune again")) l2 = m.loss_grad(m.self, u, pi, ni, 4);
+        t_check(isfinite(l1) && isfinite(l2) && l1 != l2, "two pruned graphs give two losses (%.6f, %.6f)", l1, l2);
+        mrec_model_destroy(&m);
+    }
+    /* gradients on the first 5 users and 6 items' worth of the same graph */
+    mrec_rng r2 = {3};
+    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, 4, 2, 0.7f, 0, &r2, pool), MREC_OK, "freedom d=4")) {
+        for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
+        check_gradients(&m, "freedom");
+        mrec_model_destroy(&m);
+    }
+    mrec_graph_free(&full), mrec_graph_free(&s);
+    mrec_user_items_free(&train);
+    free(feat[0].x), free(feat[1].x);
+    cJSON_Delete(c);
+}
+
 int main(void) {
     t_suite("multimodal");
     T_REQUIRE(mkdtemp(tmp) != NULL);
@@ -198,6 +312,7 @@ int main(void) {
     T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
     test_features();
     test_vbpr(pool);
+    test_freedom(pool);
     mrec_pool_destroy(pool);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

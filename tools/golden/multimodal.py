@@ -10,6 +10,9 @@ step and the weights after the last step. The models are MMRec's (src/models/*.p
 plain PyTorch with dropout off:
   VBPR: u (users x 2d) . [i ; Linear(cat(textual, visual))], BPRLoss -mean log(1e-10 + sigmoid),
         EmbLoss (Frobenius norms of the batch's user and item rows over the batch size).
+  FREEDOM: the frozen kNN item graph (k = 3, visual weight 0.1, textual 0.9; also written out dense,
+        for the graph test), LightGCN (2 layers) on the full normalized graph (edge pruning off),
+        trainable features and Linear projections, BPR + reg * the modality BPR losses.
 """
 import json
 import os
@@ -54,6 +57,61 @@ def run_vbpr(feat, user0, item0, w0, b0, reg, lr, batches):
     return {"losses": losses, "weights": [flat(user), flat(item), flat(lin.weight), flat(lin.bias)]}
 
 
+def knn_adj(x, k):
+    """MMRec's FREEDOM.get_knn_adj_mat + compute_normalized_laplacian, dense at the end."""
+    n = x.shape[0]
+    xn = x.div(torch.norm(x, p=2, dim=-1, keepdim=True))
+    _, ind = torch.topk(xn @ xn.t(), k, dim=-1)
+    rows = torch.arange(n).unsqueeze(1).expand(-1, k).flatten()
+    idx = torch.stack((rows, ind.flatten()), 0)
+    adj = torch.sparse_coo_tensor(idx, torch.ones_like(idx[0]), (n, n))
+    r = torch.pow(1e-7 + torch.sparse.sum(adj, -1).to_dense(), -0.5)
+    return torch.sparse_coo_tensor(idx, r[idx[0]] * r[idx[1]], (n, n))
+
+
+def norm_adj(n_users, n_items, pairs):
+    n = n_users + n_items
+    a = np.zeros((n, n), dtype=np.float64)
+    for u, i in pairs:
+        a[u, n_users + i] = a[n_users + i, u] = 1.0
+    d = np.power((a > 0).sum(axis=1) + 1e-7, -0.5)
+    l = (d[:, None] * a * d[None, :]).astype(np.float32)
+    idx = np.nonzero(l)
+    return torch.sparse_coo_tensor(np.array(idx), l[idx], (n, n)).coalesce()
+
+
+def logsig_bpr(users, pos, neg):
+    return -torch.mean(torch.nn.functional.logsigmoid((users * pos).sum(1) - (users * neg).sum(1)))
+
+
+def run_freedom(n_users, adj, mm_adj, ego0, feats, lins, reg, lr, batches):
+    ego = torch.nn.Parameter(torch.tensor(ego0))
+    xs = [torch.nn.Parameter(torch.tensor(f)) for f in feats]
+    params = [ego]
+    for lin, x in zip(lins, xs):
+        params += [lin.weight, lin.bias, x]
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for u, i, j in batches:
+        u, i, j = torch.tensor(u), torch.tensor(i), torch.tensor(j)
+        opt.zero_grad()
+        h = torch.sparse.mm(mm_adj, ego[n_users:])
+        layer, acc = ego, [ego]
+        for _ in range(2):
+            layer = torch.sparse.mm(adj, layer)
+            acc.append(layer)
+        final = torch.stack(acc, 1).mean(1)
+        fu, fi = final[:n_users], final[n_users:] + h
+        loss = logsig_bpr(fu[u], fi[i], fi[j])
+        for lin, x in zip(lins, xs):
+            z = lin(x)
+            loss = loss + reg * logsig_bpr(fu[u], z[i], z[j])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return {"losses": losses, "weights": [flat(p) for p in params]}
+
+
 def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -86,6 +144,18 @@ def main():
     b0 = np.zeros(dim, dtype=np.float32)
     init = [u0, i0, w0, b0]
     out["models"]["vbpr"] = dict(run_vbpr(feat, u0, i0, w0, b0, 0.05, 0.01, batches), init=[w.ravel().tolist() for w in init])
+
+    # FREEDOM: modalities in the order visual, textual
+    mm = (0.1 * knn_adj(torch.tensor(visual), 3) + 0.9 * knn_adj(torch.tensor(textual), 3)).coalesce()
+    out["freedom_item_graph"] = flat(mm.to_dense())
+    ego0 = np.concatenate([torch.nn.init.xavier_uniform_(torch.empty(n_users, dim)).numpy(),
+                           torch.nn.init.xavier_uniform_(torch.empty(n_items, dim)).numpy()])
+    lins = [torch.nn.Linear(6, dim), torch.nn.Linear(5, dim)]
+    init = [ego0]
+    for lin, f in zip(lins, (visual, textual)):
+        init += [lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy(), f]
+    out["models"]["freedom"] = dict(run_freedom(n_users, norm_adj(n_users, n_items, pairs), mm, ego0, [visual, textual], lins,
+                                                0.05, 0.01, batches), init=[w.ravel().tolist() for w in init])
 
     os.makedirs(OUT, exist_ok=True)
     with open(f"{OUT}/trajectory.json", "w") as f:

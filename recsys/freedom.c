@@ -1,0 +1,293 @@
+/* freedom.c: FREEDOM as MMRec defines it (src/models/freedom.py).
+ *
+ *   S       = the frozen item-item kNN graph (mrec_graph_knn), built once
+ *   Â_t     = the user-item graph of epoch t: a sample of int(E (1 - p))
+ *             training edges, without replacement, with probability
+ *             proportional to 1 / sqrt(d_u d_i) (degree-sensitive pruning),
+ *             renormalized over what is kept; p = 0 keeps the full graph
+ *   E_k     = Â_t E_{k-1}, F = mean(E_0 .. E_L)   (LightGCN, E_0 = [U; I])
+ *   item(i) = F_i + (S I)_i,  user(u) = F_u
+ *   z_m     = X_m W_m^T + b_m     for each modality m (X_m trainable, as
+ *             MMRec's nn.Embedding.from_pretrained(freeze=False))
+ *   loss    = bpr(user, item) + reg * sum_m bpr(user, z_m)
+ *   bpr(a, b) = -mean log sigmoid(<a_u, b_i+> - <a_u, b_i->)
+ * Scoring uses the full normalized graph. U and I start xavier-uniform;
+ * W_m and b_m as torch.nn.Linear (uniform in +-1/sqrt(F_m)).
+ */
+#include "mrec_recsys.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_MOD 4
+
+typedef struct {
+    int n_users, n_items, n_nodes, dim, layers, n_mod;
+    float reg, dropout;
+    const mrec_graph *full, *item_graph;  /* the full Â and S */
+    mrec_graph pruned;                    /* this epoch's Â */
+    const mrec_user_items *train;
+    int32_t *pair_user, *pair_item;       /* (E) the training edges */
+    double *edge_weight;                  /* (E) 1 / sqrt(d_u d_i) */
+    int64_t n_edges;
+    mrec_rng rng;                         /* the pruning's own stream */
+    float *ego, *ego_grad;                /* (N, d) */
+    float *feat[MAX_MOD], *feat_grad[MAX_MOD]; /* (n_items, F_m) */
+    float *w[MAX_MOD], *w_grad[MAX_MOD], *b[MAX_MOD], *b_grad[MAX_MOD];
+    int fdim[MAX_MOD];
+    float *final, *a, *c, *dfinal, *h;    /* (N, d) and (n_items, d) */
+    float *fb, *z, *dz;                   /* batch: (2n, F_max), (2n, d) */
+    float *pos, *neg, *dx;
+    int cap, f_max;
+    mrec_pool *pool;
+} freedom;
+
+static const mrec_graph *train_graph(const freedom *m) { return m->dropout > 0 ? &m->pruned : m->full; }
+
+/* final = mean of E0..EL over g; h = S I */
+static void propagate(freedom *m, const mrec_graph *g) {
+    size_t n = (size_t)m->n_nodes * m->dim;
+    memcpy(m->final, m->ego, n * sizeof(float));
+    const float *prev = m->ego;
+    for (int k = 1; k <= m->layers; k++) {
+        float *next = (k % 2) ? m->a : m->c;
+        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, m->dim, m->pool);
+        mrec_add_cpu(m->final, m->final, next, (int64_t)n, m->pool);
+        prev = next;
+    }
+    mrec_scale_cpu(m->final, m->final, 1.0f / (m->layers + 1), (int64_t)n, m->pool);
+    const mrec_graph *s = m->item_graph;
+    mrec_spmm_cpu(m->h, s->row_ptr, s->col, s->val, m->ego + (size_t)m->n_users * m->dim, s->n_nodes, s->n_nodes, m->dim,
+                  m->pool);
+}
+
+/* -mean log sigmoid(pos - neg); dx = d loss / d (pos - neg) */
+static double bpr_logsig(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        double x = (double)pos[b] - neg[b];
+        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+        dx[b] = (float)(-1.0 / (1.0 + exp(x)) / n);
+    }
+    return loss / n;
+}
+
+static int ensure_batch(freedom *m, int n) {
+    if (n <= m->cap) return 1;
+    free(m->fb), free(m->z), free(m->dz), free(m->pos), free(m->neg), free(m->dx);
+    m->fb = malloc(sizeof(float) * 2 * (size_t)n * m->f_max);
+    m->z = malloc(sizeof(float) * 2 * (size_t)n * m->dim), m->dz = malloc(sizeof(float) * 2 * (size_t)n * m->dim);
+    m->pos = malloc(sizeof(float) * (size_t)n), m->neg = malloc(sizeof(float) * (size_t)n), m->dx = malloc(sizeof(float) * (size_t)n);
+    m->cap = m->fb && m->z && m->dz && m->pos && m->neg && m->dx ? n : 0;
+    return m->cap > 0;
+}
+
+static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    freedom *m = self;
+    int d = m->dim, U = m->n_users;
+    size_t total = (size_t)m->n_nodes * d;
+    if (!ensure_batch(m, n)) return NAN;
+    propagate(m, train_graph(m));
+    /* item vectors of the batch: F_i + h_i */
+    for (int b = 0; b < n; b++) {
+        const float *fu = m->final + (size_t)u[b] * d, *fi = m->final + (size_t)(U + i[b]) * d, *fj = m->final + (size_t)(U + j[b]) * d;
+        const float *hi = m->h + (size_t)i[b] * d, *hj = m->h + (size_t)j[b] * d;
+        float sp = 0, sn = 0;
+        for (int k = 0; k < d; k++) sp += fu[k] * (fi[k] + hi[k]), sn += fu[k] * (fj[k] + hj[k]);
+        m->pos[b] = sp, m->neg[b] = sn;
+    }
+    double loss = bpr_logsig(m->dx, m->pos, m->neg, n);
+    memset(m->dfinal, 0, total * sizeof(float));
+    float *dh = m->c; /* (n_items, d): d loss / d h, free until the backward propagation */
+    memset(dh, 0, sizeof(float) * (size_t)m->n_items * d);
+    for (int b = 0; b < n; b++) {
+        const float *fu = m->final + (size_t)u[b] * d, *fi = m->final + (size_t)(U + i[b]) * d, *fj = m->final + (size_t)(U + j[b]) * d;
+        const float *hi = m->h + (size_t)i[b] * d, *hj = m->h + (size_t)j[b] * d;
+        float *gu = m->dfinal + (size_t)u[b] * d, *gi = m->dfinal + (size_t)(U + i[b]) * d, *gj = m->dfinal + (size_t)(U + j[b]) * d;
+        float *dhi = dh + (size_t)i[b] * d, *dhj = dh + (size_t)j[b] * d, g = m->dx[b];
+        for (int k = 0; k < d; k++) {
+            gu[k] += g * (fi[k] + hi[k] - fj[k] - hj[k]);
+            gi[k] += g * fu[k], dhi[k] += g * fu[k];
+            gj[k] -= g * fu[k], dhj[k] -= g * fu[k];
+        }
+    }
+    /* the modality losses: z_m rows for the positives (0..n-1) and negatives (n..2n-1) */
+    for (int mo = 0; mo < m->n_mod; mo++) {
+        int F = m->fdim[mo];
+        for (int r = 0; r < 2 * n; r++)
+            memcpy(m->fb + (size_t)r * F, m->feat[mo] + (size_t)(r < n ? i[r] : j[r - n]) * F, sizeof(float) * (size_t)F);
+        mrec_gemm_cpu(m->z, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d, m->pool);
+        for (int b = 0; b < n; b++) {
+            const float *fu = m->final + (size_t)u[b] * d, *zi = m->z + (size_t)b * d, *zj = m->z + (size_t)(n + b) * d;
+            float sp = 0, sn = 0;
+            for (int k = 0; k < d; k++) sp += fu[k] * zi[k], sn += fu[k] * zj[k];
+            m->pos[b] = sp, m->neg[b] = sn;
+        }
+        loss += m->reg * bpr_logsig(m->dx, m->pos, m->neg, n);
+        for (int b = 0; b < n; b++) {
+            const float *fu = m->final + (size_t)u[b] * d, *zi = m->z + (size_t)b * d, *zj = m->z + (size_t)(n + b) * d;
+            float *gu = m->dfinal + (size_t)u[b] * d, *dzi = m->dz + (size_t)b * d, *dzj = m->dz + (size_t)(n + b) * d;
+            float g = m->reg * m->dx[b];
+            for (int k = 0; k < d; k++) gu[k] += g * (zi[k] - zj[k]), dzi[k] = g * fu[k], dzj[k] = -g * fu[k];
+        }
+        /* dW = dz^T fb, db = column sums of dz, dX rows += dz W */
+        mrec_gemm_cpu(m->w_grad[mo], m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F, m->pool);
+        memset(m->b_grad[mo], 0, sizeof(float) * (size_t)d);
+        for (int r = 0; r < 2 * n; r++)
+            for (int k = 0; k < d; k++) m->b_grad[mo][k] += m->dz[(size_t)r * d + k];
+        mrec_gemm_cpu(m->fb, m->dz, m->w[mo], NULL, 1, 0, 0, 0, 2 * n, F, d, d, F, F, m->pool);
+        memset(m->feat_grad[mo], 0, sizeof(float) * (size_t)m->n_items * F);
+        for (int r = 0; r < 2 * n; r++) {
+            float *gx = m->feat_grad[mo] + (size_t)(r < n ? i[r] : j[r - n]) * F;
+            for (int f = 0; f < F; f++) gx[f] += m->fb[(size_t)r * F + f];
+        }
+    }
+    /* dE0 = sum_k Â^k dF / (L + 1), then the item rows get S^T dh */
+    const mrec_graph *g = train_graph(m);
+    const mrec_graph *s = m->item_graph;
+    mrec_spmm_t_cpu(m->h, s->row_ptr, s->col, s->val, dh, s->n_nodes, s->n_nodes, d, m->pool); /* h is free now */
+    memcpy(m->ego_grad, m->dfinal, total * sizeof(float));
+    const float *prev = m->dfinal;
+    for (int k = 1; k <= m->layers; k++) {
+        float *next = (k % 2) ? m->a : m->c;
+        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, m->n_nodes, m->n_nodes, d, m->pool);
+        mrec_add_cpu(m->ego_grad, m->ego_grad, next, (int64_t)total, m->pool);
+        prev = next;
+    }
+    mrec_scale_cpu(m->ego_grad, m->ego_grad, 1.0f / (m->layers + 1), (int64_t)total, m->pool);
+    mrec_add_cpu(m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->h, (int64_t)m->n_items * d, m->pool);
+    return loss;
+}
+
+/* Degree-sensitive pruning: keys log(u) / w, the largest int(E (1 - p)) kept
+ * (Efraimidis-Spirakis: a weighted sample without replacement). */
+static const double *prune_keys;
+static int by_key_desc(const void *a, const void *b) {
+    double x = prune_keys[*(const int64_t *)a], y = prune_keys[*(const int64_t *)b];
+    return (x < y) - (x > y);
+}
+static int by_index(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static mrec_status freedom_epoch_start(void *self) {
+    freedom *m = self;
+    if (m->dropout <= 0) return MREC_OK;
+    int64_t E = m->n_edges, keep = (int64_t)(E * (1.0 - m->dropout));
+    double *key = malloc(sizeof *key * (size_t)(E + 1));
+    int64_t *order = malloc(sizeof *order * (size_t)(E + 1));
+    int32_t *ku = malloc(sizeof *ku * (size_t)(keep + 1)), *ki = malloc(sizeof *ki * (size_t)(keep + 1));
+    mrec_status st = key && order && ku && ki ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "freedom: pruning %lld edges", (long long)E);
+    for (int64_t e = 0; !st && e < E; e++) {
+        double r = mrec_rng_uniform(&m->rng);
+        key[e] = log(r > 0 ? r : 1e-300) / m->edge_weight[e], order[e] = e;
+    }
+    if (!st) {
+        prune_keys = key;
+        qsort(order, (size_t)E, sizeof *order, by_key_desc);
+        qsort(order, (size_t)keep, sizeof *order, by_index); /* edge order keeps the user rows sorted */
+        for (int64_t e = 0; e < keep; e++) ku[e] = m->pair_user[order[e]], ki[e] = m->pair_item[order[e]];
+        mrec_graph_free(&m->pruned);
+        st = mrec_graph_from_pairs(&m->pruned, m->n_users, m->n_items, ku, ki, keep);
+    }
+    free(key), free(order), free(ku), free(ki);
+    return st;
+}
+
+static mrec_status freedom_prepare(void *self) {
+    freedom *m = self;
+    propagate(m, m->full);
+    /* the item vectors F_i + h_i, in place in final */
+    mrec_add_cpu(m->final + (size_t)m->n_users * m->dim, m->final + (size_t)m->n_users * m->dim, m->h,
+                 (int64_t)m->n_items * m->dim, m->pool);
+    return MREC_OK;
+}
+
+static mrec_status freedom_score(void *self, int u0, int n, float *scores) {
+    freedom *m = self;
+    int d = m->dim;
+    mrec_gemm_cpu(scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n, m->n_items, d, d, d,
+                  m->n_items, m->pool);
+    return MREC_OK;
+}
+
+static void freedom_destroy(void *self) {
+    freedom *m = self;
+    mrec_graph_free(&m->pruned);
+    free(m->pair_user), free(m->pair_item), free(m->edge_weight);
+    free(m->ego), free(m->ego_grad), free(m->final), free(m->a), free(m->c), free(m->dfinal), free(m->h);
+    for (int k = 0; k < m->n_mod; k++) free(m->feat[k]), free(m->feat_grad[k]), free(m->w[k]), free(m->w_grad[k]), free(m->b[k]), free(m->b_grad[k]);
+    free(m->fb), free(m->z), free(m->dz), free(m->pos), free(m->neg), free(m->dx);
+    free(m);
+}
+
+mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const mrec_graph *item_graph,
+                                const mrec_user_items *train, const mrec_features *feat, int n_mod, int dim, int layers,
+                                float reg, float dropout, mrec_rng *rng, mrec_pool *pool) {
+    memset(out, 0, sizeof *out);
+    int U = train->n_rows, I = train->n_cols;
+    if (full->n_nodes != U + I || item_graph->n_nodes != I || n_mod < 1 || n_mod > MAX_MOD || layers < 0 || layers > 16 ||
+        !(dropout >= 0 && dropout < 1))
+        return mrec_fail(MREC_ERR_ARG, "freedom: %d modalities (1..%d), %d layers, dropout %g (0 <= p < 1)", n_mod, MAX_MOD, layers,
+                         dropout);
+    freedom *m = calloc(1, sizeof *m);
+    if (!m) return mrec_fail(MREC_ERR_NOMEM, "freedom");
+    m->n_users = U, m->n_items = I, m->n_nodes = U + I, m->dim = dim, m->layers = layers, m->n_mod = n_mod;
+    m->reg = reg, m->dropout = dropout, m->full = full, m->item_graph = item_graph, m->train = train, m->pool = pool;
+    m->rng.state = mrec_rng_next(rng);
+    size_t total = (size_t)m->n_nodes * dim;
+    m->ego = malloc(total * 4), m->ego_grad = calloc(total, 4), m->final = malloc(total * 4), m->a = malloc(total * 4);
+    m->c = malloc(total * 4), m->dfinal = malloc(total * 4), m->h = malloc(sizeof(float) * (size_t)I * dim);
+    int ok = m->ego && m->ego_grad && m->final && m->a && m->c && m->dfinal && m->h;
+    for (int k = 0; ok && k < n_mod; k++) {
+        int F = m->fdim[k] = feat[k].dim;
+        m->f_max = F > m->f_max ? F : m->f_max;
+        m->feat[k] = malloc(sizeof(float) * (size_t)I * F), m->feat_grad[k] = calloc((size_t)I * F, 4);
+        m->w[k] = malloc(sizeof(float) * (size_t)dim * F), m->w_grad[k] = calloc((size_t)dim * F, 4);
+        m->b[k] = malloc(sizeof(float) * (size_t)dim), m->b_grad[k] = calloc((size_t)dim, 4);
+        ok = m->feat[k] && m->feat_grad[k] && m->w[k] && m->w_grad[k] && m->b[k] && m->b_grad[k];
+        if (ok) memcpy(m->feat[k], feat[k].x, sizeof(float) * (size_t)I * F);
+    }
+    /* the training edges and their pruning weights 1 / sqrt(d_u d_i) */
+    int64_t E = train->row_ptr[U];
+    m->n_edges = E;
+    m->pair_user = malloc(sizeof(int32_t) * (size_t)(E + 1)), m->pair_item = malloc(sizeof(int32_t) * (size_t)(E + 1));
+    m->edge_weight = malloc(sizeof(double) * (size_t)(E + 1));
+    int64_t *item_deg = calloc((size_t)I + 1, sizeof *item_deg);
+    ok = ok && m->pair_user && m->pair_item && m->edge_weight && item_deg;
+    if (!ok) {
+        free(item_deg);
+        freedom_destroy(m);
+        return mrec_fail(MREC_ERR_NOMEM, "freedom: %d users, %d items, %d modalities", U, I, n_mod);
+    }
+    for (int64_t e = 0; e < E; e++) item_deg[train->col[e]]++;
+    for (int u = 0; u < U; u++)
+        for (int64_t e = train->row_ptr[u]; e < train->row_ptr[u + 1]; e++) {
+            int64_t du = train->row_ptr[u + 1] - train->row_ptr[u];
+            m->pair_user[e] = u, m->pair_item[e] = train->col[e];
+            /* as MMRec's _normalize_adj_m, in float */
+            m->edge_weight[e] = powf((float)du + 1e-7f, -0.5f) * powf((float)item_deg[train->col[e]] + 1e-7f, -0.5f);
+        }
+    free(item_deg);
+    double bu = sqrt(6.0 / (U + dim)), bi = sqrt(6.0 / (I + dim));
+    for (size_t k = 0; k < total; k++) m->ego[k] = (float)((k < (size_t)U * dim ? bu : bi) * (2.0 * mrec_rng_uniform(rng) - 1.0));
+    for (int k = 0; k < n_mod; k++) {
+        double bound = 1.0 / sqrt((double)m->fdim[k]);
+        for (size_t e = 0; e < (size_t)dim * m->fdim[k]; e++) m->w[k][e] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
+        for (int e = 0; e < dim; e++) m->b[k][e] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
+    }
+    out->name = "FREEDOM", out->self = m;
+    int p = 0;
+    out->param[p] = m->ego, out->grad[p] = m->ego_grad, out->size[p++] = (int64_t)total;
+    for (int k = 0; k < n_mod; k++) {
+        out->param[p] = m->w[k], out->grad[p] = m->w_grad[k], out->size[p++] = (int64_t)dim * m->fdim[k];
+        out->param[p] = m->b[k], out->grad[p] = m->b_grad[k], out->size[p++] = dim;
+        out->param[p] = m->feat[k], out->grad[p] = m->feat_grad[k], out->size[p++] = (int64_t)I * m->fdim[k];
+    }
+    out->n_params = p;
+    out->loss_grad = freedom_loss_grad, out->epoch_start = freedom_epoch_start, out->prepare = freedom_prepare;
+    out->score = freedom_score, out->destroy = freedom_destroy;
+    return MREC_OK;
+}
