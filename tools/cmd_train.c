@@ -1,6 +1,6 @@
 /* cmd_train.c: `mrec train`: load interactions, train one model, report.
  *
- *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr
+ *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom
  *              [--features NAME=PATH,... --missing mean|drop --knockout NAME[:noise]]
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
@@ -21,7 +21,8 @@
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr --out DIR\n"
+            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom\n"
+            "                  --out DIR\n"
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
             "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
             "                  [--select recall@20] [--threshold 0] [--mask-valid] [--threads N]\n"
@@ -29,6 +30,7 @@ static int usage(FILE *f) {
             "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
             "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--authors-loss] (lightgcn)\n"
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
+            "                  [--knn-k 10] [--edge-dropout 0.8] (freedom)\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -46,7 +48,9 @@ static int usage(FILE *f) {
             "order given (MMRec's VBPR: textual, then visual). Items without features get the modality's mean\n"
             "(--missing mean, MMRec) or are dropped with their interactions (--missing drop); either way\n"
             "they are counted. --knockout NAME replaces a modality by its mean (or, with :noise, Gaussian\n"
-            "noise of its per-dimension mean and std) to measure what it brings. VBPR's reg defaults to 1e-3.\n");
+            "noise of its per-dimension mean and std) to measure what it brings. VBPR's reg defaults to 1e-3.\n"
+            "FREEDOM (MMRec's defaults): 2 layers, reg 1e-3 on the modality losses, a kNN item graph of k 10\n"
+            "mixing visual 0.1 with the other modalities sharing 0.9 (one modality: 1), edge dropout 0.8.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -119,7 +123,8 @@ int mrec_cmd_train(int argc, char **argv) {
     const char *data = NULL, *format = "inter", *model = NULL, *out = NULL, *metrics = "recall,ndcg,precision,map",
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
-    float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f;
+    float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f, edge_dropout = 0.8f;
+    int knn_k = 10, layers_given = 0;
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
     const char *split = NULL, *features = NULL, *missing = "mean", *knockout = NULL;
     uint64_t split_seed = 999;
@@ -144,7 +149,9 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--lr")) opt.lr = strtof(v, NULL);
         else if (!strcmp(a, "--reg")) reg = strtof(v, NULL);
         else if (!strcmp(a, "--dim")) dim = atoi(v);
-        else if (!strcmp(a, "--layers")) layers = atoi(v);
+        else if (!strcmp(a, "--layers")) layers = atoi(v), layers_given = 1;
+        else if (!strcmp(a, "--knn-k")) knn_k = atoi(v);
+        else if (!strcmp(a, "--edge-dropout")) edge_dropout = strtof(v, NULL);
         else if (!strcmp(a, "--batch-size")) opt.batch_size = atoi(v);
         else if (!strcmp(a, "--seed")) opt.seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--patience")) opt.patience = atoi(v);
@@ -279,7 +286,7 @@ int mrec_cmd_train(int argc, char **argv) {
     if ((st = mrec_pool_create(&pool, threads, MREC_SIMD_AVX512))) return fail("threads", st);
     mrec_rng rng = {opt.seed};
     mrec_model m = {0};
-    mrec_graph graph = {0};
+    mrec_graph graph = {0}, item_graph = {0};
     char params[256];
     if (!strcmp(model, "mostpop")) {
         st = mrec_mostpop_create(&m, &train);
@@ -315,8 +322,30 @@ int mrec_cmd_train(int argc, char **argv) {
         for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
             at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
                            knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+    } else if (!strcmp(model, "freedom")) {
+        if (reg < 0) reg = 1e-3f;
+        if (!layers_given) layers = 2;
+        const float *xs[MAX_MODALITIES];
+        int dims[MAX_MODALITIES];
+        float w[MAX_MODALITIES];
+        int has_visual = 0;
+        for (int f = 0; f < n_feat; f++) has_visual |= !strcmp(feat[f].name, "visual");
+        for (int f = 0; f < n_feat; f++) {
+            xs[f] = feat[f].x, dims[f] = feat[f].dim;
+            w[f] = n_feat == 1 ? 1.0f : !has_visual ? 1.0f / n_feat : !strcmp(feat[f].name, "visual") ? 0.1f : 0.9f / (n_feat - 1);
+        }
+        st = n_feat ? MREC_OK : mrec_fail(MREC_ERR_ARG, "freedom needs item features: --features visual=PATH,textual=PATH");
+        if (!st) st = mrec_graph_normalized(&graph, &train);
+        if (!st) st = mrec_graph_knn(&item_graph, xs, dims, w, n_feat, x.n_items, knn_k, pool);
+        if (!st)
+            st = mrec_freedom_create(&m, &graph, &item_graph, &train, feat, n_feat, dim, layers, reg, edge_dropout, &rng, pool);
+        int at = snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,knn_k=%d,edge_dropout=%g,batch=%d,seed=%llu,features=",
+                          dim, layers, opt.lr, reg, knn_k, edge_dropout, opt.batch_size, (unsigned long long)opt.seed);
+        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
+            at += snprintf(params + at, sizeof params - at, "%s%s:%g%s", f ? "+" : "", feat[f].name, w[f],
+                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
     } else {
-        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf or vbpr", model);
+        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf, vbpr or freedom", model);
     }
     int rc = 0;
     if (st) rc = fail("model", st);
@@ -390,7 +419,7 @@ int mrec_cmd_train(int argc, char **argv) {
     }
     if (!rc || r.topk) free(r.topk);
     if (m.destroy) mrec_model_destroy(&m);
-    mrec_graph_free(&graph);
+    mrec_graph_free(&graph), mrec_graph_free(&item_graph);
     mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
     for (int f = 0; f < n_feat; f++) mrec_features_free(&feat[f]);
     free(item_feat);
