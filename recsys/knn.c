@@ -7,7 +7,10 @@
  */
 #include "mrec_recsys.h"
 
+#include "../nn/mrec_io.h"
+
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,4 +83,91 @@ mrec_status mrec_graph_knn(mrec_graph *g, const float *const *x, const int *dim,
     free(cols), free(idx);
     if (st) mrec_graph_free(g);
     return st;
+}
+
+/* ---- the cache ----------------------------------------------------------------
+ * A graph depends on every feature value, k and the weights, so the file name
+ * is a hash of all of them (MMRec names its cache by k alone, and reuses a
+ * stale graph after the features change). File: magic, the 64-bit key, n,
+ * nnz, a hash of the arrays, then row_ptr, col, val. */
+
+#define CACHE_MAGIC 0x326e6e6b6365726dull /* "mreckn2" */
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = mrec_mix64(h ^ w);
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, b + i, n - i);
+    return mrec_mix64(h ^ tail ^ ((uint64_t)(n - i) << 56));
+}
+
+static uint64_t cache_key(const float *const *x, const int *dim, const float *weight, int M, int n, int k) {
+    int64_t head[3] = {M, n, k};
+    uint64_t h = hash_bytes(0x6d726563ull, head, sizeof head);
+    for (int m = 0; m < M; m++) {
+        h = hash_bytes(h, &dim[m], sizeof dim[m]);
+        h = hash_bytes(h, &weight[m], sizeof weight[m]);
+        h = hash_bytes(h, x[m], sizeof(float) * (size_t)n * dim[m]);
+    }
+    return h;
+}
+
+static uint64_t payload_hash(const mrec_graph *g) {
+    int n = g->n_nodes;
+    int64_t nnz = g->row_ptr[n];
+    uint64_t h = hash_bytes(1, g->row_ptr, sizeof *g->row_ptr * ((size_t)n + 1));
+    h = hash_bytes(h, g->col, sizeof *g->col * (size_t)nnz);
+    return hash_bytes(h, g->val, sizeof *g->val * (size_t)nnz);
+}
+
+static int cache_read(mrec_graph *g, const char *path, uint64_t key, int n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint64_t head[5];
+    int ok = fread(head, sizeof head, 1, f) == 1 && head[0] == CACHE_MAGIC && head[1] == key && head[2] == (uint64_t)n &&
+             head[3] <= (uint64_t)n * n;
+    if (ok) {
+        memset(g, 0, sizeof *g);
+        g->n_nodes = n;
+        g->row_ptr = malloc(sizeof *g->row_ptr * ((size_t)n + 1));
+        g->col = malloc(sizeof *g->col * (size_t)(head[3] + 1)), g->val = malloc(sizeof *g->val * (size_t)(head[3] + 1));
+        ok = g->row_ptr && g->col && g->val && fread(g->row_ptr, sizeof *g->row_ptr, (size_t)n + 1, f) == (size_t)n + 1 &&
+             fread(g->col, sizeof *g->col, head[3], f) == head[3] && fread(g->val, sizeof *g->val, head[3], f) == head[3] &&
+             g->row_ptr[0] == 0 && g->row_ptr[n] == (int64_t)head[3];
+        for (int i = 0; ok && i < n; i++) ok = g->row_ptr[i] <= g->row_ptr[i + 1];
+        for (uint64_t e = 0; ok && e < head[3]; e++) ok = g->col[e] >= 0 && g->col[e] < n;
+        ok = ok && payload_hash(g) == head[4];
+        if (!ok) mrec_graph_free(g);
+    }
+    fclose(f);
+    return ok;
+}
+
+mrec_status mrec_graph_knn_cached(mrec_graph *g, const float *const *x, const int *dim, const float *weight, int M, int n, int k,
+                                  const char *cache_dir, int *from_cache, mrec_pool *pool) {
+    *from_cache = 0;
+    if (!cache_dir) return mrec_graph_knn(g, x, dim, weight, M, n, k, pool);
+    uint64_t key = cache_key(x, dim, weight, M, n, k);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/knn-%016llx.bin", cache_dir, (unsigned long long)key);
+    if (cache_read(g, path, key, n)) return *from_cache = 1, MREC_OK;
+    mrec_status st = mrec_graph_knn(g, x, dim, weight, M, n, k, pool);
+    if (st) return st;
+    /* written through a temporary name, so a crash never leaves half a graph; a failure only costs the reuse */
+    mrec_atomic_file af;
+    uint64_t head[5] = {CACHE_MAGIC, key, (uint64_t)n, (uint64_t)g->row_ptr[n], payload_hash(g)};
+    if (mrec_atomic_begin(&af, path) == MREC_OK) {
+        mrec_status w = mrec_atomic_write(&af, head, sizeof head);
+        if (!w) w = mrec_atomic_write(&af, g->row_ptr, sizeof *g->row_ptr * ((size_t)n + 1));
+        if (!w) w = mrec_atomic_write(&af, g->col, sizeof *g->col * (size_t)head[3]);
+        if (!w) w = mrec_atomic_write(&af, g->val, sizeof *g->val * (size_t)head[3]);
+        if (!w) mrec_atomic_commit(&af);
+        else mrec_atomic_abort(&af);
+    }
+    return MREC_OK;
 }

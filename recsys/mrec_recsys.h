@@ -165,6 +165,13 @@ mrec_status mrec_graph_from_pairs(mrec_graph *out, int n_users, int n_items, con
  * n x n. */
 mrec_status mrec_graph_knn(mrec_graph *out, const float *const *x, const int *dim, const float *weight, int n_modalities,
                            int n_items, int k, mrec_pool *pool);
+/* The same through a cache folder (NULL: none): the file is named by a hash
+ * of every feature value, the sizes, k and the weights, so other features
+ * never reuse a stale graph. A file that does not check out is rebuilt; a
+ * cache that cannot be written costs only the reuse. */
+mrec_status mrec_graph_knn_cached(mrec_graph *out, const float *const *x, const int *dim, const float *weight,
+                                  int n_modalities, int n_items, int k, const char *cache_dir, int *from_cache,
+                                  mrec_pool *pool);
 void mrec_graph_free(mrec_graph *g);
 
 /* ---- training ---------------------------------------------------------------------- */

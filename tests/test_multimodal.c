@@ -266,6 +266,26 @@ static void test_freedom(mrec_pool *pool) {
         t_allclose("kNN item graph (k 3, visual 0.1 + textual 0.9) vs MMRec's dense construction", want, dense, (int64_t)I * I, 1e-7, 0);
         free(dense), free(want);
     }
+    /* the cache: a second build reads the file; changed features or a damaged file build anew */
+    int from = -1;
+    mrec_graph g1, g2;
+    if (t_status(mrec_graph_knn_cached(&g1, xs, dims, weights, 2, I, 3, tmp, &from, pool), MREC_OK, "cached build") && !from &&
+        t_status(mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, pool), MREC_OK, "cached read")) {
+        t_check(from == 1 && g1.row_ptr[I] == g2.row_ptr[I] && !memcmp(g1.col, g2.col, sizeof *g1.col * (size_t)g1.row_ptr[I]) &&
+                    !memcmp(g1.val, g2.val, sizeof *g1.val * (size_t)g1.row_ptr[I]),
+                "the cached graph is read back the same");
+        mrec_graph_free(&g2);
+        feat[1].x[7] += 1e-3f;
+        mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, pool);
+        t_check(from == 0, "changed features do not reuse the cached graph");
+        feat[1].x[7] -= 1e-3f;
+        mrec_graph_free(&g2);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "for f in %s/knn-*.bin; do printf 'garbage' | dd of=$f bs=1 seek=200 conv=notrunc 2>/dev/null; done", tmp);
+        if (system(cmd) == 0 && t_status(mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, pool), MREC_OK, "damaged"))
+            t_check(!memcmp(g1.col, g2.col, sizeof *g1.col * (size_t)g1.row_ptr[I]), "a damaged file is rebuilt (from cache: %d)", from);
+        mrec_graph_free(&g1), mrec_graph_free(&g2);
+    }
     mrec_user_items train;
     build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
     mrec_graph full;

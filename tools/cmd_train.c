@@ -30,7 +30,7 @@ static int usage(FILE *f) {
             "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
             "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--authors-loss] (lightgcn)\n"
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
-            "                  [--knn-k 10] [--edge-dropout 0.8] (freedom)\n"
+            "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none]\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -50,7 +50,9 @@ static int usage(FILE *f) {
             "they are counted. --knockout NAME replaces a modality by its mean (or, with :noise, Gaussian\n"
             "noise of its per-dimension mean and std) to measure what it brings. VBPR's reg defaults to 1e-3.\n"
             "FREEDOM (MMRec's defaults): 2 layers, reg 1e-3 on the modality losses, a kNN item graph of k 10\n"
-            "mixing visual 0.1 with the other modalities sharing 0.9 (one modality: 1), edge dropout 0.8.\n");
+            "mixing visual 0.1 with the other modalities sharing 0.9 (one modality: 1), edge dropout 0.8.\n"
+            "kNN item graphs are cached in --cache DIR ($MREC_CACHE, else ~/.cache/mrec), under a hash of the\n"
+            "features, k and the weights.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -125,6 +127,8 @@ int mrec_cmd_train(int argc, char **argv) {
     mrec_fit_options opt = mrec_fit_defaults();
     float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f, edge_dropout = 0.8f;
     int knn_k = 10, layers_given = 0;
+    const char *cache = getenv("MREC_CACHE");
+    char home_cache[4096];
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
     const char *split = NULL, *features = NULL, *missing = "mean", *knockout = NULL;
     uint64_t split_seed = 999;
@@ -151,6 +155,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--dim")) dim = atoi(v);
         else if (!strcmp(a, "--layers")) layers = atoi(v), layers_given = 1;
         else if (!strcmp(a, "--knn-k")) knn_k = atoi(v);
+        else if (!strcmp(a, "--cache")) cache = v;
         else if (!strcmp(a, "--edge-dropout")) edge_dropout = strtof(v, NULL);
         else if (!strcmp(a, "--batch-size")) opt.batch_size = atoi(v);
         else if (!strcmp(a, "--seed")) opt.seed = strtoull(v, NULL, 10);
@@ -336,7 +341,21 @@ int mrec_cmd_train(int argc, char **argv) {
         }
         st = n_feat ? MREC_OK : mrec_fail(MREC_ERR_ARG, "freedom needs item features: --features visual=PATH,textual=PATH");
         if (!st) st = mrec_graph_normalized(&graph, &train);
-        if (!st) st = mrec_graph_knn(&item_graph, xs, dims, w, n_feat, x.n_items, knn_k, pool);
+        if (!cache && getenv("HOME")) {
+            snprintf(home_cache, sizeof home_cache, "%s/.cache", getenv("HOME"));
+            mkdir(home_cache, 0755);
+            snprintf(home_cache, sizeof home_cache, "%s/.cache/mrec", getenv("HOME"));
+            cache = home_cache;
+        }
+        if (cache && !strcmp(cache, "none")) cache = NULL;
+        if (cache && mkdir(cache, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "mrec train: %s: cannot create (%s); the item graph is not cached\n", cache, strerror(errno));
+            cache = NULL;
+        }
+        int cached = 0;
+        if (!st) st = mrec_graph_knn_cached(&item_graph, xs, dims, w, n_feat, x.n_items, knn_k, cache, &cached, pool);
+        if (!st) printf("item graph: k=%d, %lld edges, %s%s\n", knn_k, (long long)item_graph.row_ptr[x.n_items],
+                        cached ? "read from " : cache ? "built and saved in " : "built", cache ? cache : "");
         if (!st)
             st = mrec_freedom_create(&m, &graph, &item_graph, &train, feat, n_feat, dim, layers, reg, edge_dropout, &rng, pool);
         int at = snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,knn_k=%d,edge_dropout=%g,batch=%d,seed=%llu,features=",
