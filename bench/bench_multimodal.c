@@ -1,0 +1,116 @@
+/* bench_multimodal.c: seconds per training epoch of the multimodal models on
+ * Baby-sized data (MMRec's Amazon Baby split: 19,445 users, 7,050 items,
+ * 118,551 training pairs; random features of Baby's sizes, 4096-d visual
+ * and 384-d textual, since the real ones are not available), side by side
+ * with MMRec's models restated in PyTorch (bench/peers/multimodal_peer.py),
+ * same threads, same run. An epoch is ceil(pairs / 2048) steps of loss,
+ * backward and Adam; the figure is the mean over the timed steps, times the
+ * steps per epoch. Sampling is left out on both sides.
+ *
+ *   build/cpu/bench/bench_multimodal [threads [steps]]
+ *   MREC_PYTHON=...   a Python with torch
+ */
+#include "../nn/mrec_npy.h"
+#include "../recsys/mrec_recsys.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* mean seconds per step over `steps` batches, after one warm-up */
+static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_adam *adam, int steps, mrec_pool *pool) {
+    double t = 0;
+    for (int k = 0; k <= steps; k++) {
+        int64_t at = (int64_t)k * 2048 % (s->n - 2048);
+        double t0 = now();
+        if (m->epoch_start && k == 0) m->epoch_start(m->self);
+        m->loss_grad(m->self, s->user + at, s->pos + at, s->neg + at, 2048);
+        mrec_adam_step(adam, pool);
+        if (k) t += now() - t0;
+    }
+    return t / steps;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 10;
+    const char *data = "../shared/data/amazon-baby-mmrec/baby_split.tsv";
+    mrec_interactions x;
+    if (mrec_load_inter(&x, data)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    mrec_user_items train;
+    mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN);
+    int U = x.n_users, I = x.n_items;
+    int64_t pairs = train.row_ptr[U];
+    int per_epoch = (int)((pairs + 2047) / 2048);
+    /* random features, written out so the peer trains on the same numbers */
+    mkdir("build/bench_mm", 0755);
+    mrec_rng rng = {42};
+    mrec_features feat[2] = {{.name = "visual", .n_items = I, .dim = 4096}, {.name = "textual", .n_items = I, .dim = 384}};
+    const char *files[2] = {"build/bench_mm/image_feat.npy", "build/bench_mm/text_feat.npy"};
+    for (int m = 0; m < 2; m++) {
+        feat[m].x = malloc(sizeof(float) * (size_t)I * feat[m].dim);
+        for (size_t k = 0; k < (size_t)I * feat[m].dim; k++) feat[m].x[k] = (float)mrec_rng_uniform(&rng);
+        int64_t shape[2] = {I, feat[m].dim};
+        if (mrec_npy_write(files[m], MREC_NPY_F32, 2, shape, feat[m].x)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    }
+    mrec_pool *pool;
+    if (mrec_pool_create(&pool, threads, MREC_SIMD_AVX512)) return 1;
+    mrec_bpr_sampler s;
+    mrec_bpr_sampler_init(&s, &train);
+    mrec_bpr_sampler_epoch(&s, &rng);
+    mrec_graph full, item_graph;
+    mrec_graph_normalized(&full, &train);
+    const float *xs[2] = {feat[0].x, feat[1].x};
+    int dims[2] = {4096, 384};
+    float w[2] = {0.1f, 0.9f};
+    double t0 = now();
+    mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, pool);
+    double knn_s = now() - t0;
+    float *cat = malloc(sizeof(float) * (size_t)I * (4096 + 384));
+    for (int i = 0; i < I; i++) { /* MMRec's VBPR: textual, then visual */
+        memcpy(cat + (size_t)i * 4480, feat[1].x + (size_t)i * 384, sizeof(float) * 384);
+        memcpy(cat + (size_t)i * 4480 + 384, feat[0].x + (size_t)i * 4096, sizeof(float) * 4096);
+    }
+    const char *names[3] = {"LightGCN", "VBPR", "FREEDOM"};
+    double ours[3];
+    for (int which = 0; which < 3; which++) {
+        mrec_model m;
+        mrec_status st = which == 0   ? mrec_lightgcn_create(&m, &full, U, I, 64, 2, 1e-4f, &rng, pool)
+                         : which == 1 ? mrec_vbpr_create(&m, U, I, 64, 1e-3f, cat, 4480, &rng, pool)
+                                      : mrec_freedom_create(&m, &full, &item_graph, &train, feat, 2, 64, 2, 1e-3f, 0.8f, &rng, pool);
+        if (st) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+        mrec_adam adam;
+        mrec_adam_init(&adam, 1e-3f, 0);
+        for (int p = 0; p < m.n_params; p++) mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
+        ours[which] = time_steps(&m, &s, &adam, steps, pool) * per_epoch;
+        mrec_adam_free(&adam);
+        mrec_model_destroy(&m);
+    }
+    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s bench/peers/multimodal_peer.py %s %d %d 2>/dev/null", py, data, threads, steps);
+    FILE *p = popen(cmd, "r");
+    double peer[3] = {0}, secs, peer_knn = 0;
+    char what[32];
+    while (p && fscanf(p, "%31s %lf", what, &secs) == 2) {
+        if (!strcmp(what, "knn")) peer_knn = secs;
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(what, names[k])) peer[k] = secs * per_epoch;
+    }
+    if (p) pclose(p);
+    printf("bench_multimodal: %d threads, Baby (%d users, %d items, %lld pairs: %d steps of 2048 per epoch)\n", threads, U, I,
+           (long long)pairs, per_epoch);
+    printf("%-28s %12s %12s %8s\n", "", "mrec s", "peer s", "ratio");
+    printf("%-28s %12.2f %12.2f %7.2fx\n", "kNN item graph (k 10)", knn_s, peer_knn, knn_s > 0 && peer_knn > 0 ? peer_knn / knn_s : 0);
+    for (int k = 0; k < 3; k++)
+        printf("%-28s %12.2f %12.2f %7.2fx\n", names[k], ours[k], peer[k], peer[k] > 0 ? peer[k] / ours[k] : 0);
+    return 0;
+}

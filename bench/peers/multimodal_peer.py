@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""multimodal_peer.py: MMRec's LightGCN, VBPR and FREEDOM restated in PyTorch, timed as bench_multimodal times mrec.
+
+    python bench/peers/multimodal_peer.py BABY_SPLIT.tsv THREADS STEPS
+
+Reads the split (training pairs, x_label 0) and build/bench_mm/{image,text}_feat.npy (written by
+bench_multimodal). Prints "knn <seconds>" for FREEDOM's item graph (MMRec's dense similarity and
+torch.topk) and "<model> <seconds per step>": the mean of STEPS steps of 2048 triples (forward over
+the whole graph as MMRec does, BPR loss, backward, Adam), after one warm-up step, on THREADS threads.
+"""
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def sym_norm(rows, cols, n_rows, n_cols, shape, offset):
+    """D^-1/2 A D^-1/2 of the bipartite pairs (degrees + 1e-7), users then items."""
+    du = np.bincount(rows, minlength=n_rows) + 1e-7
+    di = np.bincount(cols, minlength=n_cols) + 1e-7
+    v = (du[rows] ** -0.5 * di[cols] ** -0.5).astype(np.float32)
+    idx = np.concatenate([np.stack([rows, cols + offset]), np.stack([cols + offset, rows])], 1)
+    return torch.sparse_coo_tensor(torch.from_numpy(idx), torch.from_numpy(np.concatenate([v, v])), shape).coalesce()
+
+
+def bpr(u, p, n):
+    return -F.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
+
+
+def main():
+    path, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    torch.set_num_threads(threads)
+    d = np.loadtxt(path, dtype=np.int64, skiprows=1)
+    tr = d[d[:, 2] == 0]
+    U, I = int(d[:, 0].max()) + 1, int(d[:, 1].max()) + 1
+    N = U + I
+    v_feat = torch.from_numpy(np.load("build/bench_mm/image_feat.npy"))
+    t_feat = torch.from_numpy(np.load("build/bench_mm/text_feat.npy"))
+    adj = sym_norm(tr[:, 0], tr[:, 1], U, I, (N, N), U)
+    rng = np.random.default_rng(0)
+
+    def batches():
+        while True:
+            yield (torch.from_numpy(rng.integers(0, U, 2048)), torch.from_numpy(rng.integers(0, I, 2048)),
+                   torch.from_numpy(rng.integers(0, I, 2048)))
+
+    def timed(step_fn, params, pre_epoch=None):
+        opt = torch.optim.Adam(params, lr=1e-3)
+        it = batches()
+        total = 0.0
+        for k in range(steps + 1):
+            u, i, j = next(it)
+            t0 = time.perf_counter()
+            if pre_epoch and k == 0:
+                pre_epoch()
+            opt.zero_grad()
+            step_fn(u, i, j).backward()
+            opt.step()
+            if k:
+                total += time.perf_counter() - t0
+        return total / steps
+
+    # LightGCN (MMRec): 2 layers, mean, EmbLoss
+    ego = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
+
+    def lightgcn(u, i, j):
+        acc, layer = [ego], ego
+        for _ in range(2):
+            layer = torch.sparse.mm(adj, layer)
+            acc.append(layer)
+        f = torch.stack(acc, 1).mean(1)
+        fu, fi = f[:U], f[U:]
+        reg = (ego[u].norm() + ego[U + i].norm() + ego[U + j].norm()) / 2048
+        return bpr(fu[u], fi[i], fi[j]) + 1e-4 * reg
+    print(f"LightGCN {timed(lightgcn, [ego]):.5f}", flush=True)
+
+    # VBPR (MMRec): every item's features projected at each step
+    ue = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(U, 128)))
+    ie = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(I, 64)))
+    lin = torch.nn.Linear(4480, 64)
+    raw = torch.cat((t_feat, v_feat), -1)
+
+    def vbpr(u, i, j):
+        items = torch.cat((ie, lin(raw)), -1)
+        a, p, n = ue[u], items[i], items[j]
+        return bpr(a, p, n) + 1e-3 * (a.norm() + p.norm() + n.norm()) / 2048
+    print(f"VBPR {timed(vbpr, [ue, ie, lin.weight, lin.bias]):.5f}", flush=True)
+
+    # FREEDOM (MMRec): the dense-similarity kNN graph, edge pruning per epoch, trainable features
+    t0 = time.perf_counter()
+
+    def knn_adj(x, k=10):
+        xn = x.div(torch.norm(x, p=2, dim=-1, keepdim=True))
+        _, ind = torch.topk(xn @ xn.t(), k, dim=-1)
+        rows = torch.arange(I).unsqueeze(1).expand(-1, k).flatten()
+        idx = torch.stack((rows, ind.flatten()), 0)
+        a = torch.sparse_coo_tensor(idx, torch.ones_like(idx[0]), (I, I))
+        r = torch.pow(1e-7 + torch.sparse.sum(a, -1).to_dense(), -0.5)
+        return torch.sparse_coo_tensor(idx, r[idx[0]] * r[idx[1]], (I, I))
+    mm = (0.1 * knn_adj(v_feat) + 0.9 * knn_adj(t_feat)).coalesce()
+    print(f"knn {time.perf_counter() - t0:.4f}", flush=True)
+    ego2 = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
+    vx, tx = torch.nn.Parameter(v_feat.clone()), torch.nn.Parameter(t_feat.clone())
+    vl, tl = torch.nn.Linear(4096, 64), torch.nn.Linear(384, 64)
+    rows, cols = torch.from_numpy(tr[:, 0]), torch.from_numpy(tr[:, 1])
+    du = torch.bincount(rows, minlength=U).float() + 1e-7
+    di = torch.bincount(cols, minlength=I).float() + 1e-7
+    edge_w = du[rows] ** -0.5 * di[cols] ** -0.5
+    state = {}
+
+    def prune():
+        keep = torch.multinomial(edge_w, int(len(edge_w) * 0.2))
+        r, c = rows[keep], cols[keep]
+        ku = torch.bincount(r, minlength=U).float() + 1e-7
+        ki = torch.bincount(c, minlength=I).float() + 1e-7
+        v = ku[r] ** -0.5 * ki[c] ** -0.5
+        idx = torch.cat((torch.stack((r, c + U)), torch.stack((c + U, r))), 1)
+        state["adj"] = torch.sparse_coo_tensor(idx, torch.cat((v, v)), (N, N))
+
+    def freedom(u, i, j):
+        h = torch.sparse.mm(mm, ego2[U:])
+        acc, layer = [ego2], ego2
+        for _ in range(2):
+            layer = torch.sparse.mm(state["adj"], layer)
+            acc.append(layer)
+        f = torch.stack(acc, 1).mean(1)
+        fu, fi = f[:U], f[U:] + h
+        loss = bpr(fu[u], fi[i], fi[j])
+        zt, zv = tl(tx), vl(vx)
+        return loss + 1e-3 * (bpr(fu[u], zt[i], zt[j]) + bpr(fu[u], zv[i], zv[j]))
+    print(f"FREEDOM {timed(freedom, [ego2, vx, tx, vl.weight, vl.bias, tl.weight, tl.bias], prune):.5f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
