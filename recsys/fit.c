@@ -22,7 +22,8 @@ static double now(void) {
 
 mrec_fit_options mrec_fit_defaults(void) {
     mrec_fit_options o = {.epochs = 1000, .batch_size = 2048, .patience = 20, .eval_every = 1, .lr = 0.001f,
-                          .seed = 999, .select_metric = MREC_METRIC_RECALL, .select_k = 20};
+                          .seed = 999, .select_metric = MREC_METRIC_RECALL, .select_k = 20, .lr_decay = 1,
+                          .lr_decay_every = 50};
     return o;
 }
 
@@ -89,6 +90,9 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         double t0 = now(), loss = 0;
         mrec_bpr_sampler_epoch(&sampler, &rng);
         if (m->epoch_start && (st = m->epoch_start(m->self))) break;
+        float decay = opt->lr_decay > 0 ? opt->lr_decay : 1.0f;
+        int every = opt->lr_decay_every > 0 ? opt->lr_decay_every : 50;
+        adam.lr = opt->lr * (decay == 1.0f ? 1.0f : powf(decay, (float)(epoch - 1) / every));
         int batches = 0;
         for (int64_t at = 0; at < sampler.n; at += opt->batch_size, batches++) {
             int n = (int)(sampler.n - at < opt->batch_size ? sampler.n - at : opt->batch_size);
@@ -99,7 +103,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
                 break;
             }
             loss += l;
-            mrec_adam_step(&adam, pool);
+            mrec_adam_step_active(&adam, m->active, pool);
         }
         double t1 = now();
         out->train_seconds += t1 - t0;

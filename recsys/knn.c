@@ -16,11 +16,10 @@
 
 #define BLOCK 256
 
-/* idx (n, k): each item's k most similar items, best first. */
-static mrec_status knn(int32_t *idx, const float *x, int n, int dim, int k, mrec_pool *pool) {
+mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, int dim, int k, mrec_pool *pool) {
     float *xn = malloc(sizeof(float) * (size_t)n * dim), *sim = malloc(sizeof(float) * (size_t)BLOCK * n);
-    float *val = malloc(sizeof(float) * (size_t)BLOCK * k);
-    if (!xn || !sim || !val) {
+    float *val = out_val ? NULL : malloc(sizeof(float) * (size_t)BLOCK * k);
+    if (!xn || !sim || (!out_val && !val)) {
         free(xn), free(sim), free(val);
         return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items", n);
     }
@@ -34,7 +33,7 @@ static mrec_status knn(int32_t *idx, const float *x, int n, int dim, int k, mrec
     for (int r0 = 0; r0 < n; r0 += BLOCK) {
         int rows = n - r0 < BLOCK ? n - r0 : BLOCK;
         mrec_gemm_cpu(sim, xn + (size_t)r0 * dim, xn, NULL, 1, 0, 0, 1, rows, n, dim, dim, dim, n, pool);
-        mrec_topk_rows_cpu(idx + (size_t)r0 * k, val, sim, rows, n, k, pool);
+        mrec_topk_rows_cpu(idx + (size_t)r0 * k, out_val ? out_val + (size_t)r0 * k : val, sim, rows, n, k, pool);
     }
     free(xn), free(sim), free(val);
     return MREC_OK;
@@ -59,7 +58,7 @@ mrec_status mrec_graph_knn(mrec_graph *g, const float *const *x, const int *dim,
         return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items x %d neighbours", n, k);
     }
     mrec_status st = MREC_OK;
-    for (int m = 0; m < M && !st; m++) st = knn(idx + (size_t)m * n * k, x[m], n, dim[m], k, pool);
+    for (int m = 0; m < M && !st; m++) st = mrec_knn_rows(idx + (size_t)m * n * k, NULL, x[m], n, dim[m], k, pool);
     /* every row has k ones, so each normalized entry is 1 / (k + 1e-7), computed as torch does in float */
     float inv = powf((float)k + 1e-7f, -0.5f), unit = inv * inv;
     int32_t *cols = malloc(sizeof *cols * (size_t)M * k);

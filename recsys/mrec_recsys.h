@@ -157,6 +157,10 @@ mrec_status mrec_graph_normalized(mrec_graph *out, const mrec_user_items *train)
  * (FREEDOM's pruned graphs). */
 mrec_status mrec_graph_from_pairs(mrec_graph *out, int n_users, int n_items, const int32_t *user, const int32_t *item,
                                   int64_t n);
+/* idx, val (n, k): each row's k most cosine-similar rows of x (n, dim), best
+ * first, ties to the lower index, a zero row similar to nothing; val may be
+ * NULL. Computed a block of rows at a time. */
+mrec_status mrec_knn_rows(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_pool *pool);
 /* FREEDOM's frozen item graph: for each modality, every item's k nearest
  * items by cosine similarity (itself included; ties to the lower id; a zero
  * vector is similar to nothing), weight 1, normalized D^-1/2 A D^-1/2 with D
@@ -213,11 +217,16 @@ typedef struct {
     int n_params;
     float *param[MREC_MAX_PARAMS], *grad[MREC_MAX_PARAMS], *m[MREC_MAX_PARAMS], *v[MREC_MAX_PARAMS];
     int64_t size[MREC_MAX_PARAMS];
+    int64_t steps[MREC_MAX_PARAMS]; /* per parameter: one skipped by a step keeps its count, as in PyTorch */
 } mrec_adam;
 
 mrec_status mrec_adam_init(mrec_adam *a, float lr, float weight_decay);
 mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n);
 void mrec_adam_step(mrec_adam *a, mrec_pool *pool);
+/* A step over the parameters with active[p] set (NULL: all): the others are
+ * left alone, moments and count included, as torch.optim.Adam skips a
+ * parameter whose .grad is None (one the batch's loss did not reach). */
+void mrec_adam_step_active(mrec_adam *a, const uint8_t *active, mrec_pool *pool);
 void mrec_adam_free(mrec_adam *a);
 
 /* BPR loss of MMRec (common/loss.py): -mean log(1e-10 + sigmoid(pos - neg)).
@@ -266,6 +275,8 @@ typedef struct {
     mrec_status (*prepare)(void *self);
     /* called before each training epoch, or NULL (FREEDOM prunes its graph here) */
     mrec_status (*epoch_start)(void *self);
+    /* after loss_grad: which parameters the batch's loss reached (NULL: all) */
+    const uint8_t *active;
     mrec_score_fn score;
     void (*destroy)(void *self);
 } mrec_model;
@@ -333,6 +344,8 @@ typedef struct {
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     int save_topk;             /* > 0: keep every user's top items at the best epoch */
+    float lr_decay;            /* MMRec's learning_rate_scheduler [decay, every]: epoch e (from 0) */
+    int lr_decay_every;        /* trains with lr * decay^(e / every); 1 and 50 by default */
 } mrec_fit_options;
 
 mrec_fit_options mrec_fit_defaults(void);

@@ -130,12 +130,15 @@ mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n) {
     return MREC_OK;
 }
 
-void mrec_adam_step(mrec_adam *a, mrec_pool *pool) {
+void mrec_adam_step_active(mrec_adam *a, const uint8_t *active, mrec_pool *pool) {
     a->step++;
     for (int p = 0; p < a->n_params; p++)
-        mrec_adam_cpu(a->param[p], a->m[p], a->v[p], a->grad[p], a->lr, a->beta1, a->beta2, a->eps, a->weight_decay,
-                      a->step, a->size[p], pool);
+        if (!active || active[p])
+            mrec_adam_cpu(a->param[p], a->m[p], a->v[p], a->grad[p], a->lr, a->beta1, a->beta2, a->eps, a->weight_decay,
+                          ++a->steps[p], a->size[p], pool);
 }
+
+void mrec_adam_step(mrec_adam *a, mrec_pool *pool) { mrec_adam_step_active(a, NULL, pool); }
 
 void mrec_adam_free(mrec_adam *a) {
     for (int p = 0; p < a->n_params; p++) free(a->m[p]), free(a->v[p]);
