@@ -330,6 +330,19 @@ mrec_status mrec_vbpr_create(mrec_model *m, int n_users, int n_items, int dim, f
 mrec_status mrec_freedom_create(mrec_model *m, const mrec_graph *full, const mrec_graph *item_graph,
                                 const mrec_user_items *train, const mrec_features *feat, int n_modalities, int dim,
                                 int layers, float reg, float dropout, mrec_rng *rng, mrec_pool *pool);
+/* LATTICE as MMRec's (cf_model lightgcn, one item-graph layer): per modality
+ * a frozen kNN graph of the features and a learned one of their trainable
+ * projections, mixed by softmax weights and with lambda, on the item ids'
+ * embeddings; LightGCN over D^-1 (A + I) (mrec_graph_mean_self) for two
+ * layers. Graphs are sparse (k per row and modality); the learned one is
+ * rebuilt at each epoch's first batch, the only batch whose loss reaches
+ * the graph's parameters (model->active says which). reg divides by the
+ * configured batch_size, as MMRec's does. */
+mrec_status mrec_lattice_create(mrec_model *m, const mrec_graph *mean_self_adj, const mrec_features *feat, int n_modalities,
+                                int n_users, int dim, int k, float lambda, float reg, int batch_size, mrec_rng *rng,
+                                mrec_pool *pool);
+/* For tests: rebuild the learned graph at every batch, so every loss reaches it. */
+void mrec_lattice_rebuild_every_batch(mrec_model *m);
 void mrec_model_destroy(mrec_model *m);
 
 /* ---- fitting -------------------------------------------------------------------------- */

@@ -223,7 +223,7 @@ static void run_steps(mrec_model *m, const cJSON *c, const cJSON *ref, const cha
         double loss = m->loss_grad(m->self, t[0], t[1], t[2], nb);
         if (fabs(loss - want->valuedouble) > 1e-4 && bad++ < 3)
             fprintf(stderr, "  %s step %d: loss %.7f, PyTorch %.7f\n", name, step, loss, want->valuedouble);
-        mrec_adam_step(&adam, pool);
+        mrec_adam_step_active(&adam, m->active, pool);
     }
     t_check(bad == 0 && step == 6, "%s: loss trajectory matches PyTorch (%d of %d steps differ)", name, bad, step);
     int p = 0;
@@ -325,6 +325,49 @@ static void test_freedom(mrec_pool *pool) {
     cJSON_Delete(c);
 }
 
+static void test_lattice(mrec_pool *pool) {
+    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
+    if (!t_check(f != NULL, "open trajectory.json")) return;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cJSON *c = cJSON_ParseWithLength(buf, n);
+    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
+    int d = cJSON_GetObjectItem(c, "dim")->valueint;
+    float reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
+    mrec_features feat[2] = {{.name = "visual", .n_items = I, .dim = 6}, {.name = "textual", .n_items = I, .dim = 5}};
+    feat[0].x = malloc(sizeof(float) * (size_t)I * 6), feat[1].x = malloc(sizeof(float) * (size_t)I * 5);
+    fill_floats(feat[0].x, cJSON_GetObjectItem(c, "visual"));
+    fill_floats(feat[1].x, cJSON_GetObjectItem(c, "textual"));
+    mrec_user_items train;
+    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
+    mrec_graph g;
+    mrec_graph_mean_self(&g, &train);
+    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "lattice");
+    mrec_rng rng = {1};
+    mrec_model m;
+    if (t_status(mrec_lattice_create(&m, &g, feat, 2, U, d, 3, 0.9f, reg, 32, &rng, pool), MREC_OK, "create lattice")) {
+        int p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+        m.epoch_start(m.self); /* one epoch: the graph is learned at the first batch, detached after */
+        run_steps(&m, c, ref, "lattice", 0, pool);
+        mrec_model_destroy(&m);
+    }
+    mrec_rng r2 = {3};
+    /* k = every item: no selection boundary for a finite difference to cross */
+    if (t_status(mrec_lattice_create(&m, &g, feat, 2, U, 4, I, 0.9f, 0.7f, 6, &r2, pool), MREC_OK, "lattice d=4")) {
+        mrec_lattice_rebuild_every_batch(&m);
+        for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
+        m.param[m.n_params - 1][0] = 0.9f; /* unequal modality weights */
+        check_gradients(&m, "lattice (graph rebuilt at each batch)");
+        mrec_model_destroy(&m);
+    }
+    mrec_graph_free(&g);
+    mrec_user_items_free(&train);
+    free(feat[0].x), free(feat[1].x);
+    cJSON_Delete(c);
+}
+
 int main(void) {
     t_suite("multimodal");
     T_REQUIRE(mkdtemp(tmp) != NULL);
@@ -333,6 +376,7 @@ int main(void) {
     test_features();
     test_vbpr(pool);
     test_freedom(pool);
+    test_lattice(pool);
     mrec_pool_destroy(pool);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

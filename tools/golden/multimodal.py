@@ -10,6 +10,9 @@ step and the weights after the last step. The models are MMRec's (src/models/*.p
 plain PyTorch with dropout off:
   VBPR: u (users x 2d) . [i ; Linear(cat(textual, visual))], BPRLoss -mean log(1e-10 + sigmoid),
         EmbLoss (Frobenius norms of the batch's user and item rows over the batch size).
+  LATTICE: cf_model lightgcn (2 layers over D^-1 (A + I)), one item-graph layer, k 3, lambda 0.9,
+        modal weights [0.5, 0.5] (visual, textual), the learned graph built at the first batch and
+        detached for the others, as MMRec's build_item_graph flag does; reg over batch_size 32.
   FREEDOM: the frozen kNN item graph (k = 3, visual weight 0.1, textual 0.9; also written out dense,
         for the graph test), LightGCN (2 layers) on the full normalized graph (edge pruning off),
         trainable features and Linear projections, BPR + reg * the modality BPR losses.
@@ -112,6 +115,68 @@ def run_freedom(n_users, adj, mm_adj, ego0, feats, lins, reg, lr, batches):
     return {"losses": losses, "weights": [flat(p) for p in params]}
 
 
+def dense_knn(adj, k):
+    """MMRec's build_knn_neighbourhood: the top k of each row, with their values."""
+    val, ind = torch.topk(adj, k, dim=-1)
+    return torch.zeros_like(adj).scatter_(-1, ind, val)
+
+
+def dense_laplacian(adj):
+    """MMRec's compute_normalized_laplacian (row sums, inf -> 0)."""
+    d = torch.pow(torch.sum(adj, -1), -0.5)
+    d[torch.isinf(d)] = 0.0
+    return torch.diagflat(d) @ adj @ torch.diagflat(d)
+
+
+def cos_sim(x):
+    xn = x.div(torch.norm(x, p=2, dim=-1, keepdim=True))
+    return xn @ xn.t()
+
+
+def mean_self_adj(n_users, n_items, pairs):
+    n = n_users + n_items
+    a = np.eye(n, dtype=np.float64)
+    for u, i in pairs:
+        a[u, n_users + i] = a[n_users + i, u] = 1.0
+    return torch.tensor((a / a.sum(axis=1, keepdims=True)).astype(np.float32)).to_sparse()
+
+
+def run_lattice(n_users, adj, ego0, feats, lins, reg, lr, batches, k=3, lam=0.9):
+    ego = torch.nn.Parameter(torch.tensor(ego0))
+    xs = [torch.nn.Parameter(torch.tensor(f)) for f in feats]
+    mw = torch.nn.Parameter(torch.tensor([0.5, 0.5]))
+    originals = [dense_laplacian(dense_knn(cos_sim(torch.tensor(f)), k)) for f in feats]
+    params = [ego]
+    for lin, x in zip(lins, xs):
+        params += [x, lin.weight, lin.bias]
+    params.append(mw)
+    opt = torch.optim.Adam(params, lr=lr)
+    losses, item_adj = [], None
+    for step, (u, i, j) in enumerate(batches):
+        u, i, j = torch.tensor(u), torch.tensor(i), torch.tensor(j)
+        opt.zero_grad()
+        if step == 0:
+            w = torch.softmax(mw, 0)
+            learned = sum(w[m] * dense_knn(cos_sim(lin(x)), k) for m, (lin, x) in enumerate(zip(lins, xs)))
+            original = sum(w[m] * originals[m] for m in range(len(xs)))
+            item_adj = (1 - lam) * dense_laplacian(learned) + lam * original
+        else:
+            item_adj = item_adj.detach()
+        h = item_adj @ ego[n_users:]
+        layer, acc = ego, [ego]
+        for _ in range(2):
+            layer = torch.sparse.mm(adj, layer)
+            acc.append(layer)
+        f = torch.stack(acc, 1).mean(1)
+        fu, fi = f[:n_users], f[n_users:] + torch.nn.functional.normalize(h, p=2, dim=1)
+        a, p_, n_ = fu[u], fi[i], fi[j]
+        loss = logsig_bpr(a, p_, n_) + reg * (0.5 * (a ** 2).sum() + 0.5 * (p_ ** 2).sum() + 0.5 * (n_ ** 2).sum()) / 32
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return {"losses": losses, "weights": [flat(p) for p in params]}
+
+
 def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -155,6 +220,17 @@ def main():
     for lin, f in zip(lins, (visual, textual)):
         init += [lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy(), f]
     out["models"]["freedom"] = dict(run_freedom(n_users, norm_adj(n_users, n_items, pairs), mm, ego0, [visual, textual], lins,
+                                                0.05, 0.01, batches), init=[w.ravel().tolist() for w in init])
+
+    # LATTICE: modalities visual, textual
+    ego1 = np.concatenate([torch.nn.init.xavier_uniform_(torch.empty(n_users, dim)).numpy(),
+                           torch.nn.init.xavier_uniform_(torch.empty(n_items, dim)).numpy()])
+    lins = [torch.nn.Linear(6, dim), torch.nn.Linear(5, dim)]
+    init = [ego1]
+    for lin, f in zip(lins, (visual, textual)):
+        init += [f, lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()]
+    init.append(np.array([0.5, 0.5], dtype=np.float32))
+    out["models"]["lattice"] = dict(run_lattice(n_users, mean_self_adj(n_users, n_items, pairs), ego1, [visual, textual], lins,
                                                 0.05, 0.01, batches), init=[w.ravel().tolist() for w in init])
 
     os.makedirs(OUT, exist_ok=True)
