@@ -5,7 +5,9 @@
  * with MMRec's models restated in PyTorch (bench/peers/multimodal_peer.py),
  * same threads, same run. An epoch is ceil(pairs / 2048) steps of loss,
  * backward and Adam; the figure is the mean over the timed steps, times the
- * steps per epoch. Sampling is left out on both sides.
+ * steps per epoch (LATTICE: plus its first step, which rebuilds the learned
+ * graph). Sampling is left out on both sides. LATTICE's memory is the peak
+ * resident size it adds (getrusage), ours sparse, MMRec's dense items x items.
  *
  *   build/cpu/bench/bench_multimodal [threads [steps]]
  *   MREC_PYTHON=...   a Python with torch
@@ -14,6 +16,7 @@
 #include "../recsys/mrec_recsys.h"
 
 #include <math.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,18 +82,37 @@ int main(int argc, char **argv) {
         memcpy(cat + (size_t)i * 4480, feat[1].x + (size_t)i * 384, sizeof(float) * 384);
         memcpy(cat + (size_t)i * 4480 + 384, feat[0].x + (size_t)i * 4096, sizeof(float) * 4096);
     }
-    const char *names[3] = {"LightGCN", "VBPR", "FREEDOM"};
-    double ours[3];
-    for (int which = 0; which < 3; which++) {
+    const char *names[4] = {"LightGCN", "VBPR", "FREEDOM", "LATTICE"};
+    double ours[4], lattice_mb = 0;
+    mrec_graph mean_self;
+    mrec_graph_mean_self(&mean_self, &train);
+    /* LATTICE first, so its peak memory is its own */
+    for (int w4 = 0; w4 < 4; w4++) {
+        int which = (w4 + 3) % 4;
         mrec_model m;
+        struct rusage r0, r1;
+        getrusage(RUSAGE_SELF, &r0);
         mrec_status st = which == 0   ? mrec_lightgcn_create(&m, &full, U, I, 64, 2, 1e-4f, &rng, pool)
                          : which == 1 ? mrec_vbpr_create(&m, U, I, 64, 1e-3f, cat, 4480, &rng, pool)
-                                      : mrec_freedom_create(&m, &full, &item_graph, &train, feat, 2, 64, 2, 1e-3f, 0.8f, &rng, pool);
+                         : which == 2 ? mrec_freedom_create(&m, &full, &item_graph, &train, feat, 2, 64, 2, 1e-3f, 0.8f, &rng, pool)
+                                      : mrec_lattice_create(&m, &mean_self, feat, 2, U, 64, 10, 0.9f, 1e-4f, 2048, &rng, pool);
         if (st) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
         mrec_adam adam;
         mrec_adam_init(&adam, 1e-3f, 0);
         for (int p = 0; p < m.n_params; p++) mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
-        ours[which] = time_steps(&m, &s, &adam, steps, pool) * per_epoch;
+        /* LATTICE rebuilds its learned graph once per epoch: time that step apart */
+        if (which == 3) {
+            double t1 = now();
+            m.epoch_start(m.self);
+            m.loss_grad(m.self, s.user, s.pos, s.neg, 2048);
+            mrec_adam_step_active(&adam, m.active, pool);
+            double build = now() - t1;
+            ours[which] = time_steps(&m, &s, &adam, steps, pool) * (per_epoch - 1) + build;
+            getrusage(RUSAGE_SELF, &r1);
+            lattice_mb = (r1.ru_maxrss - r0.ru_maxrss) / 1024.0;
+        } else {
+            ours[which] = time_steps(&m, &s, &adam, steps, pool) * per_epoch;
+        }
         mrec_adam_free(&adam);
         mrec_model_destroy(&m);
     }
@@ -98,19 +120,23 @@ int main(int argc, char **argv) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s bench/peers/multimodal_peer.py %s %d %d 2>/dev/null", py, data, threads, steps);
     FILE *p = popen(cmd, "r");
-    double peer[3] = {0}, secs, peer_knn = 0;
+    double peer[4] = {0}, secs, peer_knn = 0, peer_lattice_mb = 0, peer_build = 0;
     char what[32];
     while (p && fscanf(p, "%31s %lf", what, &secs) == 2) {
         if (!strcmp(what, "knn")) peer_knn = secs;
-        for (int k = 0; k < 3; k++)
-            if (!strcmp(what, names[k])) peer[k] = secs * per_epoch;
+        if (!strcmp(what, "lattice_mb")) peer_lattice_mb = secs;
+        if (!strcmp(what, "lattice_build")) peer_build = secs;
+        for (int k = 0; k < 4; k++)
+            if (!strcmp(what, names[k])) peer[k] = k == 3 ? secs * (per_epoch - 1) + peer_build : secs * per_epoch;
     }
     if (p) pclose(p);
     printf("bench_multimodal: %d threads, Baby (%d users, %d items, %lld pairs: %d steps of 2048 per epoch)\n", threads, U, I,
            (long long)pairs, per_epoch);
     printf("%-28s %12s %12s %8s\n", "", "mrec s", "peer s", "ratio");
     printf("%-28s %12.2f %12.2f %7.2fx\n", "kNN item graph (k 10)", knn_s, peer_knn, knn_s > 0 && peer_knn > 0 ? peer_knn / knn_s : 0);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         printf("%-28s %12.2f %12.2f %7.2fx\n", names[k], ours[k], peer[k], peer[k] > 0 ? peer[k] / ours[k] : 0);
+    printf("%-28s %12.0f %12.0f   (MB of peak memory added by building and training it)\n", "LATTICE memory", lattice_mb,
+           peer_lattice_mb);
     return 0;
 }

@@ -214,6 +214,11 @@ int main(void) {
         rc = run(cmd, out, sizeof out, 1);
         t_check(rc == 0 && strstr(out, "visual:0.1+acoustic:0.9") && strstr(out, "test (best epoch 1): recall@20="),
                 "train freedom (visual 0.1, acoustic 0.9): rc %d, %s", rc, out);
+        snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model lattice --epochs 1 --k 20 --metrics recall --cache none "
+                 "--features visual=%s/original_diffmm/image_feat.npy --out %s/lattice", tk, tk, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 0 && strstr(out, "lr_decay=0.96:50") && strstr(out, "test (best epoch 1): recall@20="),
+                "train lattice on one modality: rc %d, %s", rc, out);
         snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model vbpr --epochs 1 --features visual --out %s/x", tk, tmp);
         rc = run(cmd, out, sizeof out, 1);
         t_check(rc == 2 && strstr(out, "NAME=PATH"), "--features without NAME=: %s", out);

@@ -1,6 +1,6 @@
 /* cmd_train.c: `mrec train`: load interactions, train one model, report.
  *
- *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom
+ *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice
  *              [--features NAME=PATH,... --missing mean|drop --knockout NAME[:noise]]
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
@@ -21,7 +21,8 @@
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom\n"
+            "usage: mrec train --data PATH --format inter|tsv|lightgcn\n"
+            "                  --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice\n"
             "                  --out DIR\n"
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
             "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
@@ -30,7 +31,8 @@ static int usage(FILE *f) {
             "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
             "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--authors-loss] (lightgcn)\n"
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
-            "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none]\n"
+            "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none] [--lambda 0.9] (lattice)\n"
+            "                  [--lr-decay F:EVERY]\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -51,6 +53,8 @@ static int usage(FILE *f) {
             "noise of its per-dimension mean and std) to measure what it brings. VBPR's reg defaults to 1e-3.\n"
             "FREEDOM (MMRec's defaults): 2 layers, reg 1e-3 on the modality losses, a kNN item graph of k 10\n"
             "mixing visual 0.1 with the other modalities sharing 0.9 (one modality: 1), edge dropout 0.8.\n"
+            "LATTICE (MMRec's defaults): LightGCN backbone of 2 layers over D^-1 (A + I), one item-graph layer, k 10,\n"
+            "lambda 0.9, reg 1e-4, learning rate decayed 0.96 every 50 epochs (--lr-decay 0.96:50).\n"
             "kNN item graphs are cached in --cache DIR ($MREC_CACHE, else ~/.cache/mrec), under a hash of the\n"
             "features, k and the weights.\n");
     return f == stdout ? 0 : 1;
@@ -126,7 +130,8 @@ int mrec_cmd_train(int argc, char **argv) {
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
     float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f, edge_dropout = 0.8f;
-    int knn_k = 10, layers_given = 0;
+    int knn_k = 10, layers_given = 0, decay_given = 0;
+    float lambda = 0.9f;
     const char *cache = getenv("MREC_CACHE");
     char home_cache[4096];
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
@@ -156,6 +161,14 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--layers")) layers = atoi(v), layers_given = 1;
         else if (!strcmp(a, "--knn-k")) knn_k = atoi(v);
         else if (!strcmp(a, "--cache")) cache = v;
+        else if (!strcmp(a, "--lambda")) lambda = strtof(v, NULL);
+        else if (!strcmp(a, "--lr-decay")) {
+            if (sscanf(v, "%f:%d", &opt.lr_decay, &opt.lr_decay_every) != 2 || !(opt.lr_decay > 0) || opt.lr_decay_every < 1) {
+                fprintf(stderr, "mrec train: --lr-decay wants FACTOR:EVERY, like 0.96:50, got '%s'\n", v);
+                return 1;
+            }
+            decay_given = 1;
+        }
         else if (!strcmp(a, "--edge-dropout")) edge_dropout = strtof(v, NULL);
         else if (!strcmp(a, "--batch-size")) opt.batch_size = atoi(v);
         else if (!strcmp(a, "--seed")) opt.seed = strtoull(v, NULL, 10);
@@ -363,8 +376,21 @@ int mrec_cmd_train(int argc, char **argv) {
         for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
             at += snprintf(params + at, sizeof params - at, "%s%s:%g%s", f ? "+" : "", feat[f].name, w[f],
                            knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+    } else if (!strcmp(model, "lattice")) {
+        if (reg < 0) reg = 1e-4f;
+        if (!decay_given) opt.lr_decay = 0.96f, opt.lr_decay_every = 50;
+        st = n_feat ? mrec_graph_mean_self(&graph, &train)
+                    : mrec_fail(MREC_ERR_ARG, "lattice needs item features: --features visual=PATH,textual=PATH");
+        if (!st)
+            st = mrec_lattice_create(&m, &graph, feat, n_feat, x.n_users, dim, knn_k, lambda, reg, opt.batch_size, &rng, pool);
+        int at = snprintf(params, sizeof params, "dim=%d,lr=%g,lr_decay=%g:%d,reg=%g,knn_k=%d,lambda=%g,batch=%d,seed=%llu,features=",
+                          dim, opt.lr, opt.lr_decay, opt.lr_decay_every, reg, knn_k, lambda, opt.batch_size,
+                          (unsigned long long)opt.seed);
+        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
+            at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
+                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
     } else {
-        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf, vbpr or freedom", model);
+        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf, vbpr, freedom or lattice", model);
     }
     int rc = 0;
     if (st) rc = fail("model", st);

@@ -8,6 +8,7 @@ bench_multimodal). Prints "knn <seconds>" for FREEDOM's item graph (MMRec's dens
 torch.topk) and "<model> <seconds per step>": the mean of STEPS steps of 2048 triples (forward over
 the whole graph as MMRec does, BPR loss, backward, Adam), after one warm-up step, on THREADS threads.
 """
+import resource
 import sys
 import time
 
@@ -61,6 +62,60 @@ def main():
             if k:
                 total += time.perf_counter() - t0
         return total / steps
+
+    # LATTICE (MMRec, cf_model lightgcn): dense items x items graphs, rebuilt at an epoch's first step
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    deg = np.concatenate([np.bincount(tr[:, 0], minlength=U), np.bincount(tr[:, 1], minlength=I)]) + 1.0
+    idx = np.concatenate([np.stack([tr[:, 0], tr[:, 1] + U]), np.stack([tr[:, 1] + U, tr[:, 0]]), np.stack([np.arange(N)] * 2)], 1)
+    mean_adj = torch.sparse_coo_tensor(torch.from_numpy(idx), torch.from_numpy((1.0 / deg[idx[0]]).astype(np.float32)), (N, N))
+
+    def knn_dense(a, k=10):
+        val, ind = torch.topk(a, k, dim=-1)
+        return torch.zeros_like(a).scatter_(-1, ind, val)
+
+    def lap(a):
+        d = torch.pow(torch.sum(a, -1), -0.5)
+        d[torch.isinf(d)] = 0.0
+        return torch.diagflat(d) @ a @ torch.diagflat(d)
+
+    def sim(x):
+        xn = x.div(torch.norm(x, p=2, dim=-1, keepdim=True))
+        return xn @ xn.t()
+    lvx, ltx = torch.nn.Parameter(v_feat.clone()), torch.nn.Parameter(t_feat.clone())
+    lvl, ltl = torch.nn.Linear(4096, 64), torch.nn.Linear(384, 64)
+    with torch.no_grad():
+        orig = [lap(knn_dense(sim(v_feat))), lap(knn_dense(sim(t_feat)))]
+    ego3 = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
+    mw = torch.nn.Parameter(torch.tensor([0.5, 0.5]))
+    st = {"build": True}
+
+    def lattice(u, i, j):
+        if st["build"]:
+            w = torch.softmax(mw, 0)
+            learned = w[0] * knn_dense(sim(lvl(lvx))) + w[1] * knn_dense(sim(ltl(ltx)))
+            st["adj"] = 0.1 * lap(learned) + 0.9 * (w[0] * orig[0] + w[1] * orig[1])
+            st["build"] = False
+        else:
+            st["adj"] = st["adj"].detach()
+        h = st["adj"] @ ego3[U:]
+        acc, layer = [ego3], ego3
+        for _ in range(2):
+            layer = torch.sparse.mm(mean_adj, layer)
+            acc.append(layer)
+        f = torch.stack(acc, 1).mean(1)
+        fu, fi = f[:U], f[U:] + F.normalize(h, p=2, dim=1)
+        a, p_, n_ = fu[u], fi[i], fi[j]
+        return bpr(a, p_, n_) + 1e-4 * (0.5 * (a ** 2).sum() + 0.5 * (p_ ** 2).sum() + 0.5 * (n_ ** 2).sum()) / 2048
+    params = [ego3, lvx, lvl.weight, lvl.bias, ltx, ltl.weight, ltl.bias, mw]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    t0 = time.perf_counter()
+    u, i, j = (torch.from_numpy(rng.integers(0, n, 2048)) for n in (U, I, I))
+    opt.zero_grad()
+    lattice(u, i, j).backward()
+    opt.step()
+    print(f"lattice_build {time.perf_counter() - t0:.4f}", flush=True)
+    print(f"LATTICE {timed(lattice, params):.5f}", flush=True)
+    print(f"lattice_mb {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024:.1f}", flush=True)
 
     # LightGCN (MMRec): 2 layers, mean, EmbLoss
     ego = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
@@ -131,6 +186,7 @@ def main():
         zt, zv = tl(tx), vl(vx)
         return loss + 1e-3 * (bpr(fu[u], zt[i], zt[j]) + bpr(fu[u], zv[i], zv[j]))
     print(f"FREEDOM {timed(freedom, [ego2, vx, tx, vl.weight, vl.bias, tl.weight, tl.bias], prune):.5f}", flush=True)
+
 
 
 if __name__ == "__main__":
