@@ -341,6 +341,17 @@ mrec_status mrec_freedom_create(mrec_model *m, const mrec_graph *full, const mre
 mrec_status mrec_lattice_create(mrec_model *m, const mrec_graph *mean_self_adj, const mrec_features *feat, int n_modalities,
                                 int n_users, int dim, int k, float lambda, float reg, int batch_size, mrec_rng *rng,
                                 mrec_pool *pool);
+/* BM3 as MMRec's: LightGCN over the normalized graph, the item view adding
+ * the item id embedding, a shared predictor, and cosine losses between each
+ * view and a dropped-out copy of another (dropout p, the model's own
+ * generator); no negatives (loss_grad ignores them); reg on every row
+ * (MMRec's EmbLoss over n_items), cl weights the modality terms. */
+mrec_status mrec_bm3_create(mrec_model *m, const mrec_graph *graph, const mrec_features *feat, int n_modalities, int n_users,
+                            int dim, int layers, float reg, float cl, float dropout, mrec_rng *rng, mrec_pool *pool);
+/* For tests: the targets keep the values they have at the next call (without
+ * dropout), so the loss is a function of the weights a finite difference can
+ * check (the targets carry no gradient). */
+void mrec_bm3_freeze_targets(mrec_model *m);
 /* For tests: rebuild the learned graph at every batch, so every loss reaches it. */
 void mrec_lattice_rebuild_every_batch(mrec_model *m);
 void mrec_model_destroy(mrec_model *m);

@@ -368,6 +368,54 @@ static void test_lattice(mrec_pool *pool) {
     cJSON_Delete(c);
 }
 
+static void test_bm3(mrec_pool *pool) {
+    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
+    if (!t_check(f != NULL, "open trajectory.json")) return;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cJSON *c = cJSON_ParseWithLength(buf, n);
+    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
+    int d = cJSON_GetObjectItem(c, "dim")->valueint;
+    float reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
+    mrec_features feat[2] = {{.name = "visual", .n_items = I, .dim = 6}, {.name = "textual", .n_items = I, .dim = 5}};
+    feat[0].x = malloc(sizeof(float) * (size_t)I * 6), feat[1].x = malloc(sizeof(float) * (size_t)I * 5);
+    fill_floats(feat[0].x, cJSON_GetObjectItem(c, "visual"));
+    fill_floats(feat[1].x, cJSON_GetObjectItem(c, "textual"));
+    mrec_user_items train;
+    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
+    mrec_graph g;
+    mrec_graph_normalized(&g, &train);
+    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "bm3");
+    mrec_rng rng = {1};
+    mrec_model m;
+    if (t_status(mrec_bm3_create(&m, &g, feat, 2, U, d, 2, reg, 2.0f, 0, &rng, pool), MREC_OK, "create bm3")) {
+        int p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+        run_steps(&m, c, ref, "bm3", 0, pool);
+        mrec_model_destroy(&m);
+    }
+    mrec_rng r2 = {3};
+    if (t_status(mrec_bm3_create(&m, &g, feat, 2, U, 4, 2, 0.7f, 2.0f, 0, &r2, pool), MREC_OK, "bm3 d=4")) {
+        for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
+        mrec_bm3_freeze_targets(&m); /* the targets carry no gradient: hold them for the finite differences */
+        check_gradients(&m, "bm3 (targets held)");
+        mrec_model_destroy(&m);
+    }
+    /* dropout draws new targets at each call: the loss changes, stays finite */
+    mrec_rng r3 = {5};
+    if (t_status(mrec_bm3_create(&m, &g, feat, 2, U, d, 2, reg, 2.0f, 0.5f, &r3, pool), MREC_OK, "bm3 with dropout")) {
+        static const int32_t u[4] = {0, 1, 2, 3}, it[4] = {1, 2, 3, 4};
+        double l1 = m.loss_grad(m.self, u, it, it, 4), l2 = m.loss_grad(m.self, u, it, it, 4);
+        t_check(isfinite(l1) && isfinite(l2) && l1 != l2, "dropped-out targets differ between calls (%.6f, %.6f)", l1, l2);
+        mrec_model_destroy(&m);
+    }
+    mrec_graph_free(&g);
+    mrec_user_items_free(&train);
+    free(feat[0].x), free(feat[1].x);
+    cJSON_Delete(c);
+}
+
 int main(void) {
     t_suite("multimodal");
     T_REQUIRE(mkdtemp(tmp) != NULL);
@@ -377,6 +425,7 @@ int main(void) {
     test_vbpr(pool);
     test_freedom(pool);
     test_lattice(pool);
+    test_bm3(pool);
     mrec_pool_destroy(pool);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

@@ -13,6 +13,8 @@ plain PyTorch with dropout off:
   LATTICE: cf_model lightgcn (2 layers over D^-1 (A + I)), one item-graph layer, k 3, lambda 0.9,
         modal weights [0.5, 0.5] (visual, textual), the learned graph built at the first batch and
         detached for the others, as MMRec's build_item_graph flag does; reg over batch_size 32.
+  BM3: LightGCN (2 layers) + the item id embedding, a shared predictor, cosine losses against detached
+        targets (dropout off, so the targets are the views themselves), EmbLoss over every row, cl 2.
   FREEDOM: the frozen kNN item graph (k = 3, visual weight 0.1, textual 0.9; also written out dense,
         for the graph test), LightGCN (2 layers) on the full normalized graph (edge pruning off),
         trainable features and Linear projections, BPR + reg * the modality BPR losses.
@@ -177,6 +179,41 @@ def run_lattice(n_users, adj, ego0, feats, lins, reg, lr, batches, k=3, lam=0.9)
     return {"losses": losses, "weights": [flat(p) for p in params]}
 
 
+def run_bm3(n_users, adj, ego0, pred0, feats, lins, reg, cl, lr, batches):
+    ego = torch.nn.Parameter(torch.tensor(ego0))
+    pred = torch.nn.Linear(ego0.shape[1], ego0.shape[1])
+    with torch.no_grad():
+        pred.weight.copy_(torch.tensor(pred0[0]))
+        pred.bias.copy_(torch.tensor(pred0[1]))
+    xs = [torch.nn.Parameter(torch.tensor(f)) for f in feats]
+    params = [ego, pred.weight, pred.bias]
+    for lin, x in zip(lins, xs):
+        params += [x, lin.weight, lin.bias]
+    opt = torch.optim.Adam(params, lr=lr)
+    cos = torch.nn.functional.cosine_similarity
+    losses = []
+    for u, i, _ in batches:
+        u, i = torch.tensor(u), torch.tensor(i)
+        opt.zero_grad()
+        layer, acc = ego, [ego]
+        for _ in range(2):
+            layer = torch.sparse.mm(adj, layer)
+            acc.append(layer)
+        f = torch.stack(acc, 1).mean(1)
+        uo, io = f[:n_users], f[n_users:] + ego[n_users:]
+        ut, it = uo.detach(), io.detach()
+        loss = (1 - cos(pred(uo)[u], it[i], dim=-1).mean()) + (1 - cos(pred(io)[i], ut[u], dim=-1).mean())
+        loss = loss + reg * (torch.norm(uo, p=2) + torch.norm(io, p=2)) / io.shape[0]
+        for lin, x in zip(lins, xs):
+            z = lin(x)
+            zo = pred(z)[i]
+            loss = loss + cl * ((1 - cos(zo, it[i], dim=-1).mean()) + (1 - cos(zo, z.detach()[i], dim=-1).mean()))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return {"losses": losses, "weights": [flat(p) for p in params]}
+
+
 def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -232,6 +269,18 @@ def main():
     init.append(np.array([0.5, 0.5], dtype=np.float32))
     out["models"]["lattice"] = dict(run_lattice(n_users, mean_self_adj(n_users, n_items, pairs), ego1, [visual, textual], lins,
                                                 0.05, 0.01, batches), init=[w.ravel().tolist() for w in init])
+
+    # BM3: modalities visual, textual
+    ego2 = np.concatenate([torch.nn.init.xavier_uniform_(torch.empty(n_users, dim)).numpy(),
+                           torch.nn.init.xavier_uniform_(torch.empty(n_items, dim)).numpy()])
+    pw = torch.nn.init.xavier_normal_(torch.empty(dim, dim)).numpy()
+    pb = (torch.rand(dim) * 0.2 - 0.1).numpy()
+    lins = [torch.nn.Linear(6, dim), torch.nn.Linear(5, dim)]
+    init = [ego2, pw, pb]
+    for lin, f in zip(lins, (visual, textual)):
+        init += [f, lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()]
+    out["models"]["bm3"] = dict(run_bm3(n_users, norm_adj(n_users, n_items, pairs), ego2, (pw, pb), [visual, textual], lins,
+                                        0.05, 2.0, 0.01, batches), init=[w.ravel().tolist() for w in init])
 
     os.makedirs(OUT, exist_ok=True)
     with open(f"{OUT}/trajectory.json", "w") as f:
