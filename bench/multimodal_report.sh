@@ -3,9 +3,9 @@
 #
 #   bench/multimodal_report.sh [tiktok|hm|all] [THREADS]
 #
-# TikTok (MMSSL/DiffMM split, its 128-d visual and acoustic features): BPRMF, LightGCN, VBPR and
-# FREEDOM with both modalities, and each multimodal model with one modality knocked out (replaced by
-# its mean). H&M (the 2-core sample; split 70/10/20 by time): text features extracted by mrec with
+# TikTok (MMSSL/DiffMM split, its 128-d visual and acoustic features): BPRMF, LightGCN, VBPR,
+# FREEDOM, LATTICE and BM3 with both modalities, and each multimodal model with one modality knocked
+# out (replaced by its mean). H&M (the 2-core sample; split 70/10/20 by time): text features extracted by mrec with
 # all-MiniLM-L6-v2 (build/weights, as .ci/run fetches it) and image features with a ResNet50 whose
 # weights are given by MREC_RESNET50 (a safetensors file; the README says how to make one).
 # Each run writes runs/report/<data>/<name>/results.tsv and a log; the grid points are MMRec's.
@@ -35,9 +35,13 @@ grid() { # dataset, data arguments (a string), features
     for r in 1e-3 1e-4; do for p in 0.8 0.9; do
         run "$d" "freedom_${r}_$p" $args --model freedom --reg "$r" --edge-dropout "$p" --features "$f"
     done; done
+    for r in 1e-3 1e-4; do run "$d" "lattice_$r" $args --model lattice --reg "$r" --features "$f"; done
+    for l in 1 2; do for r in 0.1 0.01; do run "$d" "bm3_${l}_$r" $args --model bm3 --layers "$l" --reg "$r" --features "$f"; done; done
     for m in $(echo "$f" | tr ',' '\n' | cut -d= -f1); do
         run "$d" "vbpr_0.01-ko_$m" $args --model vbpr --reg 0.01 --features "$f" --knockout "$m"
         run "$d" "freedom_1e-3_0.8-ko_$m" $args --model freedom --reg 1e-3 --edge-dropout 0.8 --features "$f" --knockout "$m"
+        run "$d" "lattice_1e-4-ko_$m" $args --model lattice --reg 1e-4 --features "$f" --knockout "$m"
+        run "$d" "bm3_1_0.1-ko_$m" $args --model bm3 --layers 1 --reg 0.1 --features "$f" --knockout "$m"
     done
 }
 

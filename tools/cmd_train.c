@@ -1,6 +1,6 @@
 /* cmd_train.c: `mrec train`: load interactions, train one model, report.
  *
- *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice
+ *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice|bm3
  *              [--features NAME=PATH,... --missing mean|drop --knockout NAME[:noise]]
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
@@ -22,7 +22,7 @@
 static int usage(FILE *f) {
     fprintf(f,
             "usage: mrec train --data PATH --format inter|tsv|lightgcn\n"
-            "                  --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice\n"
+            "                  --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice|bm3\n"
             "                  --out DIR\n"
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
             "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
@@ -32,7 +32,7 @@ static int usage(FILE *f) {
             "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--authors-loss] (lightgcn)\n"
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
             "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none] [--lambda 0.9] (lattice)\n"
-            "                  [--lr-decay F:EVERY]\n"
+            "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3)\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -55,6 +55,7 @@ static int usage(FILE *f) {
             "mixing visual 0.1 with the other modalities sharing 0.9 (one modality: 1), edge dropout 0.8.\n"
             "LATTICE (MMRec's defaults): LightGCN backbone of 2 layers over D^-1 (A + I), one item-graph layer, k 10,\n"
             "lambda 0.9, reg 1e-4, learning rate decayed 0.96 every 50 epochs (--lr-decay 0.96:50).\n"
+            "BM3 (MMRec's first grid point): 1 layer, reg 0.1, cl weight 2, target dropout 0.3; it samples no negatives.\n"
             "kNN item graphs are cached in --cache DIR ($MREC_CACHE, else ~/.cache/mrec), under a hash of the\n"
             "features, k and the weights.\n");
     return f == stdout ? 0 : 1;
@@ -131,7 +132,7 @@ int mrec_cmd_train(int argc, char **argv) {
     mrec_fit_options opt = mrec_fit_defaults();
     float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f, edge_dropout = 0.8f;
     int knn_k = 10, layers_given = 0, decay_given = 0;
-    float lambda = 0.9f;
+    float lambda = 0.9f, cl_weight = 2.0f, target_dropout = 0.3f;
     const char *cache = getenv("MREC_CACHE");
     char home_cache[4096];
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
@@ -162,6 +163,8 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--knn-k")) knn_k = atoi(v);
         else if (!strcmp(a, "--cache")) cache = v;
         else if (!strcmp(a, "--lambda")) lambda = strtof(v, NULL);
+        else if (!strcmp(a, "--cl-weight")) cl_weight = strtof(v, NULL);
+        else if (!strcmp(a, "--target-dropout")) target_dropout = strtof(v, NULL);
         else if (!strcmp(a, "--lr-decay")) {
             if (sscanf(v, "%f:%d", &opt.lr_decay, &opt.lr_decay_every) != 2 || !(opt.lr_decay > 0) || opt.lr_decay_every < 1) {
                 fprintf(stderr, "mrec train: --lr-decay wants FACTOR:EVERY, like 0.96:50, got '%s'\n", v);
@@ -389,8 +392,21 @@ int mrec_cmd_train(int argc, char **argv) {
         for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
             at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
                            knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+    } else if (!strcmp(model, "bm3")) {
+        if (reg < 0) reg = 0.1f;
+        if (!layers_given) layers = 1;
+        st = n_feat ? mrec_graph_normalized(&graph, &train)
+                    : mrec_fail(MREC_ERR_ARG, "bm3 needs item features: --features visual=PATH,textual=PATH");
+        if (!st)
+            st = mrec_bm3_create(&m, &graph, feat, n_feat, x.n_users, dim, layers, reg, cl_weight, target_dropout, &rng, pool);
+        int at = snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,cl=%g,dropout=%g,batch=%d,seed=%llu,features=", dim,
+                          layers, opt.lr, reg, cl_weight, target_dropout, opt.batch_size, (unsigned long long)opt.seed);
+        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
+            at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
+                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
     } else {
-        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf, vbpr, freedom or lattice", model);
+        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf, vbpr, freedom, lattice or bm3",
+                       model);
     }
     int rc = 0;
     if (st) rc = fail("model", st);
