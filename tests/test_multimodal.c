@@ -416,6 +416,47 @@ static void test_bm3(mrec_pool *pool) {
     cJSON_Delete(c);
 }
 
+static void test_ngcfm(mrec_pool *pool) {
+    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
+    if (!t_check(f != NULL, "open trajectory.json")) return;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cJSON *c = cJSON_ParseWithLength(buf, n);
+    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
+    int d = cJSON_GetObjectItem(c, "dim")->valueint;
+    float reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
+    float *vis = malloc(sizeof(float) * (size_t)I * 6), *txt = malloc(sizeof(float) * (size_t)I * 5), *feat = malloc(sizeof(float) * (size_t)I * 11);
+    fill_floats(vis, cJSON_GetObjectItem(c, "visual"));
+    fill_floats(txt, cJSON_GetObjectItem(c, "textual"));
+    for (int i = 0; i < I; i++) { /* the fork's concat: visual, then textual */
+        memcpy(feat + (size_t)i * 11, vis + (size_t)i * 6, sizeof(float) * 6);
+        memcpy(feat + (size_t)i * 11 + 6, txt + (size_t)i * 5, sizeof(float) * 5);
+    }
+    mrec_user_items train;
+    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
+    mrec_graph g;
+    mrec_graph_mean_self(&g, &train);
+    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "ngcfm");
+    mrec_rng rng = {1};
+    mrec_model m;
+    if (t_status(mrec_ngcfm_create(&m, &g, U, I, feat, 11, d, 2, reg, 0, &rng, pool), MREC_OK, "create ngcfm")) {
+        int p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+        run_steps(&m, c, ref, "ngcfm", 0, pool);
+        mrec_model_destroy(&m);
+    }
+    mrec_rng r2 = {3};
+    if (t_status(mrec_ngcfm_create(&m, &g, U, I, feat, 11, 4, 2, 0.7f, 0, &r2, pool), MREC_OK, "ngcfm d=4")) {
+        check_gradients(&m, "ngcfm");
+        mrec_model_destroy(&m);
+    }
+    mrec_graph_free(&g);
+    mrec_user_items_free(&train);
+    free(vis), free(txt), free(feat);
+    cJSON_Delete(c);
+}
+
 int main(void) {
     t_suite("multimodal");
     T_REQUIRE(mkdtemp(tmp) != NULL);
@@ -426,6 +467,7 @@ int main(void) {
     test_freedom(pool);
     test_lattice(pool);
     test_bm3(pool);
+    test_ngcfm(pool);
     mrec_pool_destroy(pool);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

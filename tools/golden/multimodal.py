@@ -15,6 +15,9 @@ plain PyTorch with dropout off:
         detached for the others, as MMRec's build_item_graph flag does; reg over batch_size 32.
   BM3: LightGCN (2 layers) + the item id embedding, a shared predictor, cosine losses against detached
         targets (dropout off, so the targets are the views themselves), EmbLoss over every row, cl 2.
+  NGCF-M (the Ducho-meets-Elliot fork): layers lrelu(S W1 + b1 + (S * x) W2 + b2) over D^-1 (A + I),
+        each fed the previous normalized output, the mean of the layers, + <T_u, normalize(Linear(f_i))>
+        with f = cat(visual, textual); softplus loss on clamped differences, l_w / 2 squared norms.
   FREEDOM: the frozen kNN item graph (k = 3, visual weight 0.1, textual 0.9; also written out dense,
         for the graph test), LightGCN (2 layers) on the full normalized graph (edge pruning off),
         trainable features and Linear projections, BPR + reg * the modality BPR losses.
@@ -214,6 +217,42 @@ def run_bm3(n_users, adj, ego0, pred0, feats, lins, reg, cl, lr, batches):
     return {"losses": losses, "weights": [flat(p) for p in params]}
 
 
+def run_ngcfm(n_users, adj, ego0, layer0, tu0, proj0, feat, l_w, lr, batches):
+    ego = torch.nn.Parameter(torch.tensor(ego0))
+    ws = [torch.nn.Parameter(torch.tensor(w)) for w in layer0]
+    tu = torch.nn.Parameter(torch.tensor(tu0))
+    proj = torch.nn.Linear(feat.shape[1], ego0.shape[1])
+    with torch.no_grad():
+        proj.weight.copy_(torch.tensor(proj0[0]))
+        proj.bias.copy_(torch.tensor(proj0[1]))
+    f = torch.tensor(feat)
+    params = [ego] + ws + [tu, proj.weight, proj.bias]
+    opt = torch.optim.Adam(params, lr=lr)
+    lrelu = torch.nn.LeakyReLU(negative_slope=0.2)
+    losses = []
+    for u, i, j in batches:
+        u, i, j = torch.tensor(u), torch.tensor(i), torch.tensor(j)
+        opt.zero_grad()
+        acc = [ego]
+        for l in range(len(ws) // 4):
+            w1, b1, w2, b2 = ws[4 * l:4 * l + 4]
+            x = acc[l]
+            side = torch.sparse.mm(adj, x)
+            acc.append(torch.nn.functional.normalize(lrelu(side @ w1 + b1 + (side * x) @ w2 + b2), p=2, dim=1))
+        g = torch.stack(acc, 1).mean(1)
+        gu, gi = g[:n_users], g[n_users:]
+        p_ = torch.nn.functional.normalize(proj(f), p=2, dim=1)
+        xp = (gu[u] * gi[i]).sum(1) + (tu[u] * p_[i]).sum(1)
+        xn = (gu[u] * gi[j]).sum(1) + (tu[u] * p_[j]).sum(1)
+        loss = torch.mean(torch.nn.functional.softplus(-torch.clamp(xp - xn, -80.0, 1e8)))
+        loss = loss + l_w * 0.5 * (gu[u].norm(2).pow(2) + gi[i].norm(2).pow(2) + gi[j].norm(2).pow(2) + tu[u].norm(2).pow(2)
+                                   + p_[i].norm(2).pow(2) + p_[j].norm(2).pow(2)) / len(u)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return {"losses": losses, "weights": [flat(p) for p in params]}
+
+
 def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -281,6 +320,21 @@ def main():
         init += [f, lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()]
     out["models"]["bm3"] = dict(run_bm3(n_users, norm_adj(n_users, n_items, pairs), ego2, (pw, pb), [visual, textual], lins,
                                         0.05, 2.0, 0.01, batches), init=[w.ravel().tolist() for w in init])
+
+    # NGCF-M: 2 layers, features cat(visual, textual)
+    ego3 = np.concatenate([torch.nn.init.xavier_uniform_(torch.empty(n_users, dim)).numpy(),
+                           torch.nn.init.xavier_uniform_(torch.empty(n_items, dim)).numpy()])
+    layer0 = []
+    for _ in range(2):
+        layer0 += [torch.nn.init.xavier_uniform_(torch.empty(dim, dim)).numpy(), torch.nn.init.xavier_uniform_(torch.empty(1, dim)).numpy(),
+                   torch.nn.init.xavier_uniform_(torch.empty(dim, dim)).numpy(), torch.nn.init.xavier_uniform_(torch.empty(1, dim)).numpy()]
+    tu0 = torch.nn.init.xavier_uniform_(torch.empty(n_users, dim)).numpy()
+    lin = torch.nn.Linear(11, dim)
+    proj0 = (lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy())
+    init = [ego3] + layer0 + [tu0, proj0[0], proj0[1]]
+    out["models"]["ngcfm"] = dict(run_ngcfm(n_users, mean_self_adj(n_users, n_items, pairs), ego3, layer0, tu0, proj0,
+                                            np.concatenate([visual, textual], 1), 0.05, 0.01, batches),
+                                  init=[w.ravel().tolist() for w in init])
 
     os.makedirs(OUT, exist_ok=True)
     with open(f"{OUT}/trajectory.json", "w") as f:
