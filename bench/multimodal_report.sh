@@ -4,7 +4,7 @@
 #   bench/multimodal_report.sh [tiktok|hm|all] [THREADS]
 #
 # TikTok (MMSSL/DiffMM split, its 128-d visual and acoustic features): BPRMF, LightGCN, VBPR,
-# FREEDOM, LATTICE and BM3 with both modalities, and each multimodal model with one modality knocked
+# FREEDOM, LATTICE, BM3 and NGCF-M with both modalities, and each multimodal model with one modality knocked
 # out (replaced by its mean). H&M (the 2-core sample; split 70/10/20 by time): text features extracted by mrec with
 # all-MiniLM-L6-v2 (build/weights, as .ci/run fetches it) and image features with a ResNet50 whose
 # weights are given by MREC_RESNET50 (a safetensors file; the README says how to make one).
@@ -37,6 +37,7 @@ grid() { # dataset, data arguments (a string), features
     done; done
     for r in 1e-3 1e-4; do run "$d" "lattice_$r" $args --model lattice --reg "$r" --features "$f"; done
     for l in 1 2; do for r in 0.1 0.01; do run "$d" "bm3_${l}_$r" $args --model bm3 --layers "$l" --reg "$r" --features "$f"; done; done
+    run "$d" ngcfm $args --model ngcfm --features "$f"
     for m in $(echo "$f" | tr ',' '\n' | cut -d= -f1); do
         run "$d" "vbpr_0.01-ko_$m" $args --model vbpr --reg 0.01 --features "$f" --knockout "$m"
         run "$d" "freedom_1e-3_0.8-ko_$m" $args --model freedom --reg 1e-3 --edge-dropout 0.8 --features "$f" --knockout "$m"

@@ -88,7 +88,8 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     int bad_evals = 0;
     for (int epoch = 1; epoch <= opt->epochs && !st; epoch++) {
         double t0 = now(), loss = 0;
-        mrec_bpr_sampler_epoch(&sampler, &rng);
+        if (opt->sample_users) mrec_bpr_sampler_epoch_users(&sampler, &rng, opt->batch_size);
+        else mrec_bpr_sampler_epoch(&sampler, &rng);
         if (m->epoch_start && (st = m->epoch_start(m->self))) break;
         float decay = opt->lr_decay > 0 ? opt->lr_decay : 1.0f;
         int every = opt->lr_decay_every > 0 ? opt->lr_decay_every : 50;

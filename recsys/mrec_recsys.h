@@ -200,10 +200,17 @@ typedef struct {
     const mrec_user_items *train;
     int32_t *train_items;        /* the distinct items of the training pairs */
     int n_train_items;
+    int32_t *users;              /* the users with training pairs */
+    int n_users;
 } mrec_bpr_sampler;
 
 mrec_status mrec_bpr_sampler_init(mrec_bpr_sampler *s, const mrec_user_items *train);
 void mrec_bpr_sampler_epoch(mrec_bpr_sampler *s, mrec_rng *rng);
+/* The same count of triples as Elliot's samplers make them: each batch of
+ * batch_size takes distinct users uniformly (all of them, in turn, when the
+ * batch is larger), one positive uniformly from the user's items and one
+ * negative as above. */
+void mrec_bpr_sampler_epoch_users(mrec_bpr_sampler *s, mrec_rng *rng, int batch_size);
 void mrec_bpr_sampler_free(mrec_bpr_sampler *s);
 
 #define MREC_MAX_PARAMS 32
@@ -376,6 +383,7 @@ typedef struct {
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     int save_topk;             /* > 0: keep every user's top items at the best epoch */
+    int sample_users;          /* mrec_bpr_sampler_epoch_users instead of MMRec's shuffled pairs */
     float lr_decay;            /* MMRec's learning_rate_scheduler [decay, every]: epoch e (from 0) */
     int lr_decay_every;        /* trains with lr * decay^(e / every); 1 and 50 by default */
 } mrec_fit_options;

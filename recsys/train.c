@@ -53,6 +53,13 @@ mrec_status mrec_bpr_sampler_init(mrec_bpr_sampler *s, const mrec_user_items *tr
     for (int i = 0; i < train->n_cols; i++)
         if (seen[i]) s->train_items[s->n_train_items++] = i;
     free(seen);
+    s->users = malloc(sizeof *s->users * ((size_t)train->n_rows + 1));
+    if (!s->users) {
+        mrec_bpr_sampler_free(s);
+        return mrec_fail(MREC_ERR_NOMEM, "sampler for %d users", train->n_rows);
+    }
+    for (int u = 0; u < train->n_rows; u++)
+        if (train->row_ptr[u + 1] > train->row_ptr[u]) s->users[s->n_users++] = u;
     /* A user who has every training item cannot get a negative. */
     for (int u = 0; u < train->n_rows; u++)
         if (train->row_ptr[u + 1] - train->row_ptr[u] >= s->n_train_items && train->row_ptr[u + 1] > train->row_ptr[u]) {
@@ -91,8 +98,23 @@ void mrec_bpr_sampler_epoch(mrec_bpr_sampler *s, mrec_rng *rng) {
     }
 }
 
+void mrec_bpr_sampler_epoch_users(mrec_bpr_sampler *s, mrec_rng *rng, int batch_size) {
+    int left = 0; /* users not yet drawn in this round: users[0 .. left) */
+    for (int64_t k = 0; k < s->n; k++) {
+        if (k % batch_size == 0 || left == 0) left = s->n_users; /* a new batch, or everyone drawn */
+        int pick = (int)mrec_rng_below(rng, (uint32_t)left), u = s->users[pick];
+        s->users[pick] = s->users[left - 1], s->users[left - 1] = u, left--;
+        int64_t lo = s->train->row_ptr[u], cnt = s->train->row_ptr[u + 1] - lo;
+        s->user[k] = u, s->pos[k] = s->train->col[lo + (int64_t)mrec_rng_below(rng, (uint32_t)cnt)];
+        int32_t j;
+        do j = s->train_items[mrec_rng_below(rng, (uint32_t)s->n_train_items)];
+        while (in_row(s->train, u, j));
+        s->neg[k] = j;
+    }
+}
+
 void mrec_bpr_sampler_free(mrec_bpr_sampler *s) {
-    free(s->user), free(s->pos), free(s->neg), free(s->train_items);
+    free(s->user), free(s->pos), free(s->neg), free(s->train_items), free(s->users);
     memset(s, 0, sizeof *s);
 }
 

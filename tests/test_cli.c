@@ -224,6 +224,13 @@ int main(void) {
         rc = run(cmd, out, sizeof out, 1);
         t_check(rc == 0 && strstr(out, "cl=2,dropout=0.3") && strstr(out, "test (best epoch 1): recall@20="),
                 "train bm3 on one modality: rc %d, %s", rc, out);
+        snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model ngcfm --layers 1 --epochs 1 --k 20 --metrics recall "
+                 "--features acoustic=%s/original_diffmm/audio_feat.npy --out %s/ngcfm", tk, tk, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 0 && strstr(out, "sampler=users") && strstr(out, "test (best epoch 1): recall@20="),
+                "train ngcfm with Elliot's user sampling: rc %d, %s", rc, out);
+        rc = run("train --data x --model ngcfm --sampler random --out /tmp/x", out, sizeof out, 1);
+        t_check(rc == 1 && strstr(out, "--sampler"), "an unknown sampler: %s", out);
         snprintf(cmd, sizeof cmd, "train --data %s/tiktok_split.tsv --model vbpr --epochs 1 --features visual --out %s/x", tk, tmp);
         rc = run(cmd, out, sizeof out, 1);
         t_check(rc == 2 && strstr(out, "NAME=PATH"), "--features without NAME=: %s", out);

@@ -446,6 +446,22 @@ static void test_ngcfm(mrec_pool *pool) {
         run_steps(&m, c, ref, "ngcfm", 0, pool);
         mrec_model_destroy(&m);
     }
+    /* Elliot's sampling: distinct users within a batch, positives theirs, negatives not */
+    mrec_bpr_sampler smp;
+    if (t_status(mrec_bpr_sampler_init(&smp, &train), MREC_OK, "sampler")) {
+        mrec_rng sr = {11};
+        mrec_bpr_sampler_epoch_users(&smp, &sr, 8);
+        int bad = 0;
+        for (int64_t k = 0; k < smp.n; k++) {
+            int u = smp.user[k], has_pos = 0, has_neg = 0;
+            for (int64_t e = train.row_ptr[u]; e < train.row_ptr[u + 1]; e++)
+                has_pos |= train.col[e] == smp.pos[k], has_neg |= train.col[e] == smp.neg[k];
+            for (int64_t q = k - k % 8; q < k; q++) bad += smp.user[q] == u;
+            bad += !has_pos || has_neg;
+        }
+        t_check(bad == 0, "user sampling: %lld triples in batches of 8, %d problems", (long long)smp.n, bad);
+        mrec_bpr_sampler_free(&smp);
+    }
     mrec_rng r2 = {3};
     if (t_status(mrec_ngcfm_create(&m, &g, U, I, feat, 11, 4, 2, 0.7f, 0, &r2, pool), MREC_OK, "ngcfm d=4")) {
         check_gradients(&m, "ngcfm");

@@ -1,6 +1,6 @@
 /* cmd_train.c: `mrec train`: load interactions, train one model, report.
  *
- *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice|bm3
+ *   mrec train --data PATH --format inter|tsv|lightgcn --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice|bm3|ngcfm
  *              [--features NAME=PATH,... --missing mean|drop --knockout NAME[:noise]]
  *              [--epochs N --lr X --reg X --dim N --layers N --batch-size N --seed N --patience N]
  *              [--metrics recall,ndcg,... --k 10,20,50 --select recall@20 --threshold X --mask-valid]
@@ -22,7 +22,7 @@
 static int usage(FILE *f) {
     fprintf(f,
             "usage: mrec train --data PATH --format inter|tsv|lightgcn\n"
-            "                  --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice|bm3\n"
+            "                  --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice|bm3|ngcfm\n"
             "                  --out DIR\n"
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
             "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
@@ -32,7 +32,7 @@ static int usage(FILE *f) {
             "                  [--node-dropout 0.1] [--mess-dropout 0.1] (ngcf) [--authors-loss] (lightgcn)\n"
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
             "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none] [--lambda 0.9] (lattice)\n"
-            "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3)\n"
+            "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3) [--sampler pairs|users]\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -56,6 +56,9 @@ static int usage(FILE *f) {
             "LATTICE (MMRec's defaults): LightGCN backbone of 2 layers over D^-1 (A + I), one item-graph layer, k 10,\n"
             "lambda 0.9, reg 1e-4, learning rate decayed 0.96 every 50 epochs (--lr-decay 0.96:50).\n"
             "BM3 (MMRec's first grid point): 1 layer, reg 0.1, cl weight 2, target dropout 0.3; it samples no negatives.\n"
+            "NGCF-M (the Ducho-meets-Elliot fork's defaults): 3 layers, l_w (--reg) 0.01, lr 0.0005, message dropout\n"
+            "0.5, modalities concatenated, batches of distinct users (--sampler users, Elliot's sampling; MMRec's\n"
+            "shuffled pairs are --sampler pairs, the default elsewhere).\n"
             "kNN item graphs are cached in --cache DIR ($MREC_CACHE, else ~/.cache/mrec), under a hash of the\n"
             "features, k and the weights.\n");
     return f == stdout ? 0 : 1;
@@ -131,7 +134,8 @@ int mrec_cmd_train(int argc, char **argv) {
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
     float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f, edge_dropout = 0.8f;
-    int knn_k = 10, layers_given = 0, decay_given = 0;
+    int knn_k = 10, layers_given = 0, decay_given = 0, lr_given = 0, mess_given = 0;
+    const char *sampler = NULL;
     float lambda = 0.9f, cl_weight = 2.0f, target_dropout = 0.3f;
     const char *cache = getenv("MREC_CACHE");
     char home_cache[4096];
@@ -156,7 +160,8 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--k")) ks = v;
         else if (!strcmp(a, "--select")) select = v;
         else if (!strcmp(a, "--epochs")) opt.epochs = atoi(v);
-        else if (!strcmp(a, "--lr")) opt.lr = strtof(v, NULL);
+        else if (!strcmp(a, "--lr")) opt.lr = strtof(v, NULL), lr_given = 1;
+        else if (!strcmp(a, "--sampler")) sampler = v;
         else if (!strcmp(a, "--reg")) reg = strtof(v, NULL);
         else if (!strcmp(a, "--dim")) dim = atoi(v);
         else if (!strcmp(a, "--layers")) layers = atoi(v), layers_given = 1;
@@ -185,7 +190,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--neighbours")) neighbours = atoi(v);
         else if (!strcmp(a, "--node-dropout")) node_dropout = strtof(v, NULL);
         else if (!strcmp(a, "--save-topk")) opt.save_topk = atoi(v);
-        else if (!strcmp(a, "--mess-dropout")) mess_dropout = strtof(v, NULL);
+        else if (!strcmp(a, "--mess-dropout")) mess_dropout = strtof(v, NULL), mess_given = 1;
         else if (!strcmp(a, "--features")) features = v;
         else if (!strcmp(a, "--missing")) missing = v;
         else if (!strcmp(a, "--knockout")) knockout = v;
@@ -303,6 +308,11 @@ int mrec_cmd_train(int argc, char **argv) {
            (long long)train.row_ptr[train.n_rows], (long long)valid.row_ptr[valid.n_rows],
            (long long)test.row_ptr[test.n_rows]);
 
+    if (sampler && strcmp(sampler, "pairs") && strcmp(sampler, "users")) {
+        fprintf(stderr, "mrec train: --sampler is pairs or users, not '%s'\n", sampler);
+        return 1;
+    }
+    if (sampler) opt.sample_users = !strcmp(sampler, "users");
     mrec_pool *pool;
     if ((st = mrec_pool_create(&pool, threads, MREC_SIMD_AVX512))) return fail("threads", st);
     mrec_rng rng = {opt.seed};
@@ -404,8 +414,23 @@ int mrec_cmd_train(int argc, char **argv) {
         for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
             at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
                            knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+    } else if (!strcmp(model, "ngcfm")) {
+        if (reg < 0) reg = 0.01f;
+        if (!layers_given) layers = 3;
+        if (!lr_given) opt.lr = 0.0005f;
+        if (!mess_given) mess_dropout = 0.5f;
+        if (!sampler) opt.sample_users = 1;
+        st = n_feat ? mrec_graph_mean_self(&graph, &train)
+                    : mrec_fail(MREC_ERR_ARG, "ngcfm needs item features: --features visual=PATH,textual=PATH");
+        if (!st) st = mrec_ngcfm_create(&m, &graph, x.n_users, x.n_items, item_feat, feat_dim, dim, layers, reg, mess_dropout, &rng, pool);
+        int at = snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,l_w=%g,mess_dropout=%g,batch=%d,sampler=%s,seed=%llu,features=",
+                          dim, layers, opt.lr, reg, mess_dropout, opt.batch_size, opt.sample_users ? "users" : "pairs",
+                          (unsigned long long)opt.seed);
+        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
+            at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
+                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
     } else {
-        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf, vbpr, freedom, lattice or bm3",
+        st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf, vbpr, freedom, lattice, bm3 or ngcfm",
                        model);
     }
     int rc = 0;
