@@ -233,6 +233,12 @@ int mrec_cmd_train(int argc, char **argv) {
         return 1;
     }
 
+    if (sampler && strcmp(sampler, "pairs") && strcmp(sampler, "users")) {
+        fprintf(stderr, "mrec train: --sampler is pairs or users, not '%s'\n", sampler);
+        return 1;
+    }
+    if (sampler) opt.sample_users = !strcmp(sampler, "users");
+
     mrec_interactions x;
     mrec_status st = !strcmp(format, "inter") ? mrec_load_inter(&x, data)
                      : !strcmp(format, "tsv") ? mrec_load_tsv(&x, data)
@@ -308,11 +314,6 @@ int mrec_cmd_train(int argc, char **argv) {
            (long long)train.row_ptr[train.n_rows], (long long)valid.row_ptr[valid.n_rows],
            (long long)test.row_ptr[test.n_rows]);
 
-    if (sampler && strcmp(sampler, "pairs") && strcmp(sampler, "users")) {
-        fprintf(stderr, "mrec train: --sampler is pairs or users, not '%s'\n", sampler);
-        return 1;
-    }
-    if (sampler) opt.sample_users = !strcmp(sampler, "users");
     mrec_pool *pool;
     if ((st = mrec_pool_create(&pool, threads, MREC_SIMD_AVX512))) return fail("threads", st);
     mrec_rng rng = {opt.seed};
