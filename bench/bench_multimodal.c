@@ -1,6 +1,6 @@
 /* bench_multimodal.c: seconds per training epoch of the multimodal models on
  * Baby-sized data (MMRec's Amazon Baby split: 19,445 users, 7,050 items,
- * 118,551 training pairs; random features of Baby's sizes, 4096-d visual
+ * 118,551 training pairs; LightGCN, VBPR, FREEDOM, LATTICE, BM3, NGCF-M; random features of Baby's sizes, 4096-d visual
  * and 384-d textual, since the real ones are not available), side by side
  * with MMRec's models restated in PyTorch (bench/peers/multimodal_peer.py),
  * same threads, same run. An epoch is ceil(pairs / 2048) steps of loss,
@@ -82,20 +82,22 @@ int main(int argc, char **argv) {
         memcpy(cat + (size_t)i * 4480, feat[1].x + (size_t)i * 384, sizeof(float) * 384);
         memcpy(cat + (size_t)i * 4480 + 384, feat[0].x + (size_t)i * 4096, sizeof(float) * 4096);
     }
-    const char *names[4] = {"LightGCN", "VBPR", "FREEDOM", "LATTICE"};
-    double ours[4], lattice_mb = 0;
+    const char *names[6] = {"LightGCN", "VBPR", "FREEDOM", "LATTICE", "BM3", "NGCF-M"};
+    double ours[6], lattice_mb = 0;
     mrec_graph mean_self;
     mrec_graph_mean_self(&mean_self, &train);
     /* LATTICE first, so its peak memory is its own */
-    for (int w4 = 0; w4 < 4; w4++) {
-        int which = (w4 + 3) % 4;
+    for (int w4 = 0; w4 < 6; w4++) {
+        int which = w4 == 0 ? 3 : w4 <= 3 ? w4 - 1 : w4;
         mrec_model m;
         struct rusage r0, r1;
         getrusage(RUSAGE_SELF, &r0);
         mrec_status st = which == 0   ? mrec_lightgcn_create(&m, &full, U, I, 64, 2, 1e-4f, &rng, pool)
                          : which == 1 ? mrec_vbpr_create(&m, U, I, 64, 1e-3f, cat, 4480, &rng, pool)
                          : which == 2 ? mrec_freedom_create(&m, &full, &item_graph, &train, feat, 2, 64, 2, 1e-3f, 0.8f, &rng, pool)
-                                      : mrec_lattice_create(&m, &mean_self, feat, 2, U, 64, 10, 0.9f, 1e-4f, 2048, &rng, pool);
+                         : which == 3 ? mrec_lattice_create(&m, &mean_self, feat, 2, U, 64, 10, 0.9f, 1e-4f, 2048, &rng, pool)
+                         : which == 4 ? mrec_bm3_create(&m, &full, feat, 2, U, 64, 1, 0.1f, 2.0f, 0.3f, &rng, pool)
+                                      : mrec_ngcfm_create(&m, &mean_self, U, I, cat, 4480, 64, 3, 0.01f, 0.5f, &rng, pool);
         if (st) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
         mrec_adam adam;
         mrec_adam_init(&adam, 1e-3f, 0);
@@ -120,13 +122,13 @@ int main(int argc, char **argv) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s bench/peers/multimodal_peer.py %s %d %d 2>/dev/null", py, data, threads, steps);
     FILE *p = popen(cmd, "r");
-    double peer[4] = {0}, secs, peer_knn = 0, peer_lattice_mb = 0, peer_build = 0;
+    double peer[6] = {0}, secs, peer_knn = 0, peer_lattice_mb = 0, peer_build = 0;
     char what[32];
     while (p && fscanf(p, "%31s %lf", what, &secs) == 2) {
         if (!strcmp(what, "knn")) peer_knn = secs;
         if (!strcmp(what, "lattice_mb")) peer_lattice_mb = secs;
         if (!strcmp(what, "lattice_build")) peer_build = secs;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 6; k++)
             if (!strcmp(what, names[k])) peer[k] = k == 3 ? secs * (per_epoch - 1) + peer_build : secs * per_epoch;
     }
     if (p) pclose(p);
@@ -134,7 +136,7 @@ int main(int argc, char **argv) {
            (long long)pairs, per_epoch);
     printf("%-28s %12s %12s %8s\n", "", "mrec s", "peer s", "ratio");
     printf("%-28s %12.2f %12.2f %7.2fx\n", "kNN item graph (k 10)", knn_s, peer_knn, knn_s > 0 && peer_knn > 0 ? peer_knn / knn_s : 0);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 6; k++)
         printf("%-28s %12.2f %12.2f %7.2fx\n", names[k], ours[k], peer[k], peer[k] > 0 ? peer[k] / ours[k] : 0);
     printf("%-28s %12.0f %12.0f   (MB of peak memory added by building and training it)\n", "LATTICE memory", lattice_mb,
            peer_lattice_mb);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""multimodal_peer.py: MMRec's LightGCN, VBPR and FREEDOM restated in PyTorch, timed as bench_multimodal times mrec.
+"""multimodal_peer.py: MMRec's LightGCN, VBPR, FREEDOM, LATTICE and BM3 and the Ducho-meets-Elliot fork's NGCF-M
+restated in PyTorch, timed as bench_multimodal times mrec.
 
     python bench/peers/multimodal_peer.py BABY_SPLIT.tsv THREADS STEPS
 
@@ -187,6 +188,50 @@ def main():
         return loss + 1e-3 * (bpr(fu[u], zt[i], zt[j]) + bpr(fu[u], zv[i], zv[j]))
     print(f"FREEDOM {timed(freedom, [ego2, vx, tx, vl.weight, vl.bias, tl.weight, tl.bias], prune):.5f}", flush=True)
 
+
+    # BM3 (MMRec): 1 layer, predictor, cosine losses against dropped-out targets, no negatives
+    ego4 = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
+    pred = torch.nn.Linear(64, 64)
+    bvx, btx = torch.nn.Parameter(v_feat.clone()), torch.nn.Parameter(t_feat.clone())
+    bvl, btl = torch.nn.Linear(4096, 64), torch.nn.Linear(384, 64)
+    cos = F.cosine_similarity
+
+    def bm3(u, i, j):
+        f = torch.stack([ego4, torch.sparse.mm(adj, ego4)], 1).mean(1)
+        uo, io = f[:U], f[U:] + ego4[U:]
+        zt, zv = btl(btx), bvl(bvx)
+        with torch.no_grad():
+            ut, it, ztt, zvt = (F.dropout(x.clone(), 0.3) for x in (uo, io, zt, zv))
+        loss = (1 - cos(pred(uo)[u], it[i], dim=-1).mean()) + (1 - cos(pred(io)[i], ut[u], dim=-1).mean())
+        loss = loss + 0.1 * (torch.norm(uo) + torch.norm(io)) / I
+        for z, zt_ in ((zt, ztt), (zv, zvt)):
+            zo = pred(z)[i]
+            loss = loss + 2.0 * ((1 - cos(zo, it[i], dim=-1).mean()) + (1 - cos(zo, zt_[i], dim=-1).mean()))
+        return loss
+    print(f"BM3 {timed(bm3, [ego4, pred.weight, pred.bias, bvx, bvl.weight, bvl.bias, btx, btl.weight, btl.bias]):.5f}", flush=True)
+
+    # NGCF-M (the fork): 3 layers over D^-1 (A + I), message dropout 0.5, normalized outputs, the mean
+    ego5 = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
+    lw = [torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(*s))) for _ in range(3)
+          for s in ((64, 64), (1, 64), (64, 64), (1, 64))]
+    tu = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(U, 64)))
+    proj = torch.nn.Linear(4480, 64)
+
+    def ngcfm(u, i, j):
+        acc = [ego5]
+        for l in range(3):
+            w1, b1, w2, b2 = lw[4 * l:4 * l + 4]
+            x = acc[l]
+            side = torch.sparse.mm(mean_adj, x)
+            acc.append(F.normalize(F.dropout(F.leaky_relu(side @ w1 + b1 + (side * x) @ w2 + b2, 0.2), 0.5), p=2, dim=1))
+        g = torch.stack(acc, 1).mean(1)
+        gu, gi = g[:U], g[U:]
+        p_ = F.normalize(proj(raw), p=2, dim=1)
+        xp = (gu[u] * gi[i]).sum(1) + (tu[u] * p_[i]).sum(1)
+        xn = (gu[u] * gi[j]).sum(1) + (tu[u] * p_[j]).sum(1)
+        reg = gu[u].norm().pow(2) + gi[i].norm().pow(2) + gi[j].norm().pow(2) + tu[u].norm().pow(2) + p_[i].norm().pow(2) + p_[j].norm().pow(2)
+        return torch.mean(F.softplus(-torch.clamp(xp - xn, -80.0, 1e8))) + 0.01 * 0.5 * reg / len(u)
+    print(f"NGCF-M {timed(ngcfm, [ego5] + lw + [tu, proj.weight, proj.bias]):.5f}", flush=True)
 
 
 if __name__ == "__main__":
