@@ -41,17 +41,7 @@ typedef struct {
 } bm3;
 
 static void propagate(bm3 *m) {
-    size_t n = (size_t)m->n_nodes * m->dim;
-    const mrec_graph *g = m->graph;
-    memcpy(m->final, m->ego, n * sizeof(float));
-    const float *prev = m->ego;
-    for (int k = 1; k <= m->layers; k++) {
-        float *next = (k % 2) ? m->t1 : m->t2;
-        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, m->dim, m->pool);
-        mrec_add_cpu(m->final, m->final, next, (int64_t)n, m->pool);
-        prev = next;
-    }
-    mrec_scale_cpu(m->final, m->final, 1.0f / (m->layers + 1), (int64_t)n, m->pool);
+    mrec_graph_layer_mean(m->final, m->ego, m->graph, m->layers, m->dim, m->t1, m->t2, m->pool);
 }
 
 /* the item view of row it: F_i + I_i */
@@ -189,15 +179,7 @@ static double bm3_loss_grad(void *self, const int32_t *u, const int32_t *i, cons
         for (int k = 0; k < d; k++) gi[k] += ci * iv[k], ge[k] += ci * iv[k];
     }
     /* dE0 = (dF + Â dF + .. + Â^L dF) / (L + 1), plus the items' direct part */
-    memcpy(m->ego_grad, m->dfinal, total * sizeof(float));
-    const float *prev = m->dfinal;
-    for (int k = 1; k <= m->layers; k++) {
-        float *next = (k % 2) ? m->t1 : m->t2;
-        mrec_spmm_cpu(next, m->graph->row_ptr, m->graph->col, m->graph->val, prev, m->n_nodes, m->n_nodes, d, m->pool);
-        mrec_add_cpu(m->ego_grad, m->ego_grad, next, (int64_t)total, m->pool);
-        prev = next;
-    }
-    mrec_scale_cpu(m->ego_grad, m->ego_grad, 1.0f / (m->layers + 1), (int64_t)total, m->pool);
+    mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, m->graph, 1, m->layers, d, m->t1, m->t2, m->pool);
     mrec_add_cpu(m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->ddirect, (int64_t)I * d, m->pool);
     return loss;
 }

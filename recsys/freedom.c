@@ -47,16 +47,7 @@ static const mrec_graph *train_graph(const freedom *m) { return m->dropout > 0 ?
 
 /* final = mean of E0..EL over g; h = S I */
 static void propagate(freedom *m, const mrec_graph *g) {
-    size_t n = (size_t)m->n_nodes * m->dim;
-    memcpy(m->final, m->ego, n * sizeof(float));
-    const float *prev = m->ego;
-    for (int k = 1; k <= m->layers; k++) {
-        float *next = (k % 2) ? m->a : m->c;
-        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, m->dim, m->pool);
-        mrec_add_cpu(m->final, m->final, next, (int64_t)n, m->pool);
-        prev = next;
-    }
-    mrec_scale_cpu(m->final, m->final, 1.0f / (m->layers + 1), (int64_t)n, m->pool);
+    mrec_graph_layer_mean(m->final, m->ego, g, m->layers, m->dim, m->a, m->c, m->pool);
     const mrec_graph *s = m->item_graph;
     mrec_spmm_cpu(m->h, s->row_ptr, s->col, s->val, m->ego + (size_t)m->n_users * m->dim, s->n_nodes, s->n_nodes, m->dim,
                   m->pool);
@@ -147,15 +138,7 @@ static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, 
     const mrec_graph *g = train_graph(m);
     const mrec_graph *s = m->item_graph;
     mrec_spmm_t_cpu(m->h, s->row_ptr, s->col, s->val, dh, s->n_nodes, s->n_nodes, d, m->pool); /* h is free now */
-    memcpy(m->ego_grad, m->dfinal, total * sizeof(float));
-    const float *prev = m->dfinal;
-    for (int k = 1; k <= m->layers; k++) {
-        float *next = (k % 2) ? m->a : m->c;
-        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, m->n_nodes, m->n_nodes, d, m->pool);
-        mrec_add_cpu(m->ego_grad, m->ego_grad, next, (int64_t)total, m->pool);
-        prev = next;
-    }
-    mrec_scale_cpu(m->ego_grad, m->ego_grad, 1.0f / (m->layers + 1), (int64_t)total, m->pool);
+    mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, g, 1, m->layers, d, m->a, m->c, m->pool);
     mrec_add_cpu(m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->h, (int64_t)m->n_items * d, m->pool);
     return loss;
 }

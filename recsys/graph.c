@@ -85,3 +85,32 @@ mrec_status mrec_graph_mean_self(mrec_graph *g, const mrec_user_items *train) {
     mrec_graph_free(&a);
     return MREC_OK;
 }
+
+void mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a, float *b,
+                           mrec_pool *pool) {
+    size_t n = (size_t)g->n_nodes * d;
+    memcpy(final, ego, n * sizeof(float));
+    const float *prev = ego;
+    for (int k = 1; k <= layers; k++) {
+        float *next = (k % 2) ? a : b;
+        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
+        mrec_add_cpu(final, final, next, (int64_t)n, pool);
+        prev = next;
+    }
+    mrec_scale_cpu(final, final, 1.0f / (layers + 1), (int64_t)n, pool);
+}
+
+void mrec_graph_layer_mean_back(float *dego, const float *dfinal, const mrec_graph *g, int symmetric, int layers, int d, float *a,
+                                float *b, mrec_pool *pool) {
+    size_t n = (size_t)g->n_nodes * d;
+    memcpy(dego, dfinal, n * sizeof(float));
+    const float *prev = dfinal;
+    for (int k = 1; k <= layers; k++) {
+        float *next = (k % 2) ? a : b;
+        if (symmetric) mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
+        else mrec_spmm_t_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
+        mrec_add_cpu(dego, dego, next, (int64_t)n, pool);
+        prev = next;
+    }
+    mrec_scale_cpu(dego, dego, 1.0f / (layers + 1), (int64_t)n, pool);
+}

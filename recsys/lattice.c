@@ -190,12 +190,8 @@ static void graph_backward(lattice *m, const float *g) {
 
 /* final (N, d) = mean(E0, A E0, A^2 E0); h = S I; hn = h / |h| */
 static void forward(lattice *m) {
-    int d = m->dim, N = m->n_nodes, I = m->n_items;
-    size_t n = (size_t)N * d;
-    const mrec_graph *g = m->ui;
-    mrec_spmm_cpu(m->t1, g->row_ptr, g->col, g->val, m->ego, N, N, d, m->pool);
-    mrec_spmm_cpu(m->t2, g->row_ptr, g->col, g->val, m->t1, N, N, d, m->pool);
-    for (size_t e = 0; e < n; e++) m->final[e] = (m->ego[e] + m->t1[e] + m->t2[e]) / 3.0f;
+    int d = m->dim, I = m->n_items;
+    mrec_graph_layer_mean(m->final, m->ego, m->ui, 2, d, m->t1, m->t2, m->pool);
     mrec_spmm_cpu(m->h, m->row_ptr, m->col, m->s_val, m->ego + (size_t)m->n_users * d, I, I, d, m->pool);
     mrec_l2_normalize_rows_cpu(m->hn, m->h, 1e-12f, I, d, m->pool);
 }
@@ -257,10 +253,7 @@ static double lattice_loss_grad(void *self, const int32_t *u, const int32_t *i, 
         for (int t = 0; t < d; t++) dr[t] = (dr[t] - hn[t] * dot) / norm;
     }
     /* dE0 = (dF + A^T dF + A^T A^T dF) / 3 */
-    const mrec_graph *g = m->ui;
-    mrec_spmm_t_cpu(m->t1, g->row_ptr, g->col, g->val, m->dfinal, N, N, d, m->pool);
-    mrec_spmm_t_cpu(m->t2, g->row_ptr, g->col, g->val, m->t1, N, N, d, m->pool);
-    for (size_t e = 0; e < (size_t)N * d; e++) m->ego_grad[e] = (m->dfinal[e] + m->t1[e] + m->t2[e]) / 3.0f;
+    mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, m->ui, 0, 2, d, m->t1, m->t2, m->pool);
     /* h = S I: the item ids get S^T dh */
     mrec_spmm_t_cpu(m->t1, m->row_ptr, m->col, m->s_val, m->dh, I, I, d, m->pool);
     mrec_add_cpu(m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->t1, (int64_t)I * d, m->pool);

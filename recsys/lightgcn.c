@@ -29,17 +29,7 @@ typedef struct {
 
 /* final = mean of E0..EL */
 static void propagate(lightgcn *m) {
-    size_t n = (size_t)m->n_nodes * m->dim;
-    const mrec_graph *g = m->graph;
-    memcpy(m->final, m->ego, n * sizeof(float));
-    const float *prev = m->ego;
-    for (int k = 1; k <= m->layers; k++) {
-        float *next = (k % 2) ? m->a : m->b;
-        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, m->dim, m->pool);
-        mrec_add_cpu(m->final, m->final, next, (int64_t)n, m->pool);
-        prev = next;
-    }
-    mrec_scale_cpu(m->final, m->final, 1.0f / (m->layers + 1), (int64_t)n, m->pool);
+    mrec_graph_layer_mean(m->final, m->ego, m->graph, m->layers, m->dim, m->a, m->b, m->pool);
 }
 
 static double frob(const float *table, const int32_t *rows, int offset, int n, int d) {
@@ -91,16 +81,8 @@ static double lightgcn_loss_grad(void *self, const int32_t *u, const int32_t *i,
         float *gj = m->dfinal + (size_t)(U + j[b]) * d, g = m->dx[b];
         for (int k = 0; k < d; k++) gu[k] += g * (fi[k] - fj[k]), gi[k] += g * fu[k], gj[k] -= g * fu[k];
     }
-    /* dE0 = sum_k Â^k dF / (L + 1) */
-    memcpy(m->ego_grad, m->dfinal, total * sizeof(float));
-    const float *prev = m->dfinal;
-    for (int k = 1; k <= m->layers; k++) {
-        float *next = (k % 2) ? m->a : m->b;
-        mrec_spmm_cpu(next, m->graph->row_ptr, m->graph->col, m->graph->val, prev, m->n_nodes, m->n_nodes, d, m->pool);
-        mrec_add_cpu(m->ego_grad, m->ego_grad, next, (int64_t)total, m->pool);
-        prev = next;
-    }
-    mrec_scale_cpu(m->ego_grad, m->ego_grad, 1.0f / (m->layers + 1), (int64_t)total, m->pool);
+    /* dE0 = sum_k Â^k dF / (L + 1) (Â is symmetric) */
+    mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, m->graph, 1, m->layers, d, m->a, m->b, m->pool);
     /* the regularizer on the batch's ego rows: MMRec's norms, or the authors' squared norms / 2 */
     double nu = frob(m->ego, u, 0, n, d), ni = frob(m->ego, i, U, n, d), nj = frob(m->ego, j, U, n, d);
     float cu, ci, cj;

@@ -177,6 +177,13 @@ mrec_status mrec_graph_knn_cached(mrec_graph *out, const float *const *x, const 
                                   int n_modalities, int n_items, int k, const char *cache_dir, int *from_cache,
                                   mrec_pool *pool);
 void mrec_graph_free(mrec_graph *g);
+/* LightGCN's layer mean: final (N, d) = (E + Â E + .. + Â^L E) / (L + 1); a, b are
+ * (N, d) scratch. The backward: dE = (dF + Â^T dF + .. + (Â^T)^L dF) / (L + 1), with
+ * Â itself where it is symmetric (the faster product). */
+void mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a, float *b,
+                           mrec_pool *pool);
+void mrec_graph_layer_mean_back(float *dego, const float *dfinal, const mrec_graph *g, int symmetric, int layers, int d, float *a,
+                                float *b, mrec_pool *pool);
 
 /* ---- training ---------------------------------------------------------------------- */
 
