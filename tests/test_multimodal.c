@@ -239,20 +239,59 @@ static void run_steps(mrec_model *m, const cJSON *c, const cJSON *ref, const cha
     mrec_adam_free(&adam);
 }
 
-static void test_freedom(mrec_pool *pool) {
+/* The trajectory fixture: sizes, features (visual 6-d, textual 5-d), training lists. */
+typedef struct {
+    cJSON *c;
+    int U, I, d;
+    float reg;
+    mrec_features feat[2];
+    mrec_user_items train;
+} fixture;
+
+static int fixture_open(fixture *fx) {
+    memset(fx, 0, sizeof *fx);
     FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
-    if (!t_check(f != NULL, "open trajectory.json")) return;
+    if (!t_check(f != NULL, "open trajectory.json")) return 0;
     static char buf[1 << 20];
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    cJSON *c = cJSON_ParseWithLength(buf, n);
-    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
-    int d = cJSON_GetObjectItem(c, "dim")->valueint;
-    float reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
-    mrec_features feat[2] = {{.name = "visual", .n_items = I, .dim = 6}, {.name = "textual", .n_items = I, .dim = 5}};
-    feat[0].x = malloc(sizeof(float) * (size_t)I * 6), feat[1].x = malloc(sizeof(float) * (size_t)I * 5);
-    fill_floats(feat[0].x, cJSON_GetObjectItem(c, "visual"));
-    fill_floats(feat[1].x, cJSON_GetObjectItem(c, "textual"));
+    fx->c = cJSON_ParseWithLength(buf, n);
+    if (!t_check(fx->c != NULL, "parse trajectory.json")) return 0;
+    fx->U = cJSON_GetObjectItem(fx->c, "n_users")->valueint, fx->I = cJSON_GetObjectItem(fx->c, "n_items")->valueint;
+    fx->d = cJSON_GetObjectItem(fx->c, "dim")->valueint;
+    fx->reg = (float)cJSON_GetObjectItem(fx->c, "reg")->valuedouble;
+    static const char *const names[2] = {"visual", "textual"};
+    for (int m = 0; m < 2; m++) {
+        fx->feat[m] = (mrec_features){.n_items = fx->I, .dim = m ? 5 : 6};
+        snprintf(fx->feat[m].name, sizeof fx->feat[m].name, "%s", names[m]);
+        fx->feat[m].x = malloc(sizeof(float) * (size_t)fx->I * fx->feat[m].dim);
+        fill_floats(fx->feat[m].x, cJSON_GetObjectItem(fx->c, names[m]));
+    }
+    build_train(&fx->train, cJSON_GetObjectItem(fx->c, "pairs"), fx->U, fx->I);
+    return 1;
+}
+
+static void fixture_close(fixture *fx) {
+    free(fx->feat[0].x), free(fx->feat[1].x);
+    mrec_user_items_free(&fx->train);
+    cJSON_Delete(fx->c);
+}
+
+/* The model's PyTorch reference: initial weights in, the trajectory checked. */
+static void against_pytorch(mrec_model *m, const fixture *fx, const char *name, unsigned skip, mrec_pool *pool) {
+    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(fx->c, "models"), name);
+    int p = 0;
+    for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m->param[p++], w);
+    run_steps(m, fx->c, ref, name, skip, pool);
+}
+
+static void test_freedom(mrec_pool *pool) {
+    fixture fx;
+    if (!fixture_open(&fx)) return;
+    const cJSON *c = fx.c;
+    int I = fx.I, d = fx.d;
+    float reg = fx.reg;
+    mrec_features *feat = fx.feat;
     /* the kNN item graph, built a block at a time, equals MMRec's dense construction */
     mrec_graph s;
     const float *xs[2] = {feat[0].x, feat[1].x};
@@ -286,20 +325,16 @@ static void test_freedom(mrec_pool *pool) {
             t_check(!memcmp(g1.col, g2.col, sizeof *g1.col * (size_t)g1.row_ptr[I]), "a damaged file is rebuilt (from cache: %d)", from);
         mrec_graph_free(&g1), mrec_graph_free(&g2);
     }
-    mrec_user_items train;
-    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
+    mrec_user_items train = fx.train;
     mrec_graph full;
     mrec_graph_normalized(&full, &train);
-    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "freedom");
     mrec_rng rng = {1};
     mrec_model m;
     if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0, &rng, pool), MREC_OK, "create freedom")) {
-        int p = 0;
-        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
         /* The projections' biases (parameters 2 and 5) have a gradient that is zero in exact
          * arithmetic (a bias adds the same to a positive's and a negative's score), so Adam moves
          * them by rounding noise, in PyTorch as here: they are not compared. */
-        run_steps(&m, c, ref, "freedom", 1u << 2 | 1u << 5, pool);
+        against_pytorch(&m, &fx, "freedom", 1u << 2 | 1u << 5, pool);
         mrec_model_destroy(&m);
     }
     /* edge pruning: each epoch a different sample, the loss stays finite */
@@ -320,42 +355,24 @@ static void test_freedom(mrec_pool *pool) {
         mrec_model_destroy(&m);
     }
     mrec_graph_free(&full), mrec_graph_free(&s);
-    mrec_user_items_free(&train);
-    free(feat[0].x), free(feat[1].x);
-    cJSON_Delete(c);
+    fixture_close(&fx);
 }
 
 static void test_lattice(mrec_pool *pool) {
-    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
-    if (!t_check(f != NULL, "open trajectory.json")) return;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    cJSON *c = cJSON_ParseWithLength(buf, n);
-    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
-    int d = cJSON_GetObjectItem(c, "dim")->valueint;
-    float reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
-    mrec_features feat[2] = {{.name = "visual", .n_items = I, .dim = 6}, {.name = "textual", .n_items = I, .dim = 5}};
-    feat[0].x = malloc(sizeof(float) * (size_t)I * 6), feat[1].x = malloc(sizeof(float) * (size_t)I * 5);
-    fill_floats(feat[0].x, cJSON_GetObjectItem(c, "visual"));
-    fill_floats(feat[1].x, cJSON_GetObjectItem(c, "textual"));
-    mrec_user_items train;
-    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
+    fixture fx;
+    if (!fixture_open(&fx)) return;
     mrec_graph g;
-    mrec_graph_mean_self(&g, &train);
-    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "lattice");
+    mrec_graph_mean_self(&g, &fx.train);
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_lattice_create(&m, &g, feat, 2, U, d, 3, 0.9f, reg, 32, &rng, pool), MREC_OK, "create lattice")) {
-        int p = 0;
-        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+    if (t_status(mrec_lattice_create(&m, &g, fx.feat, 2, fx.U, fx.d, 3, 0.9f, fx.reg, 32, &rng, pool), MREC_OK, "create lattice")) {
         m.epoch_start(m.self); /* one epoch: the graph is learned at the first batch, detached after */
-        run_steps(&m, c, ref, "lattice", 0, pool);
+        against_pytorch(&m, &fx, "lattice", 0, pool);
         mrec_model_destroy(&m);
     }
     mrec_rng r2 = {3};
     /* k = every item: no selection boundary for a finite difference to cross */
-    if (t_status(mrec_lattice_create(&m, &g, feat, 2, U, 4, I, 0.9f, 0.7f, 6, &r2, pool), MREC_OK, "lattice d=4")) {
+    if (t_status(mrec_lattice_create(&m, &g, fx.feat, 2, fx.U, 4, fx.I, 0.9f, 0.7f, 6, &r2, pool), MREC_OK, "lattice d=4")) {
         mrec_lattice_rebuild_every_batch(&m);
         for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
         m.param[m.n_params - 1][0] = 0.9f; /* unequal modality weights */
@@ -363,40 +380,22 @@ static void test_lattice(mrec_pool *pool) {
         mrec_model_destroy(&m);
     }
     mrec_graph_free(&g);
-    mrec_user_items_free(&train);
-    free(feat[0].x), free(feat[1].x);
-    cJSON_Delete(c);
+    fixture_close(&fx);
 }
 
 static void test_bm3(mrec_pool *pool) {
-    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
-    if (!t_check(f != NULL, "open trajectory.json")) return;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    cJSON *c = cJSON_ParseWithLength(buf, n);
-    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
-    int d = cJSON_GetObjectItem(c, "dim")->valueint;
-    float reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
-    mrec_features feat[2] = {{.name = "visual", .n_items = I, .dim = 6}, {.name = "textual", .n_items = I, .dim = 5}};
-    feat[0].x = malloc(sizeof(float) * (size_t)I * 6), feat[1].x = malloc(sizeof(float) * (size_t)I * 5);
-    fill_floats(feat[0].x, cJSON_GetObjectItem(c, "visual"));
-    fill_floats(feat[1].x, cJSON_GetObjectItem(c, "textual"));
-    mrec_user_items train;
-    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
+    fixture fx;
+    if (!fixture_open(&fx)) return;
     mrec_graph g;
-    mrec_graph_normalized(&g, &train);
-    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "bm3");
+    mrec_graph_normalized(&g, &fx.train);
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_bm3_create(&m, &g, feat, 2, U, d, 2, reg, 2.0f, 0, &rng, pool), MREC_OK, "create bm3")) {
-        int p = 0;
-        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
-        run_steps(&m, c, ref, "bm3", 0, pool);
+    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, fx.d, 2, fx.reg, 2.0f, 0, &rng, pool), MREC_OK, "create bm3")) {
+        against_pytorch(&m, &fx, "bm3", 0, pool);
         mrec_model_destroy(&m);
     }
     mrec_rng r2 = {3};
-    if (t_status(mrec_bm3_create(&m, &g, feat, 2, U, 4, 2, 0.7f, 2.0f, 0, &r2, pool), MREC_OK, "bm3 d=4")) {
+    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, 4, 2, 0.7f, 2.0f, 0, &r2, pool), MREC_OK, "bm3 d=4")) {
         for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
         mrec_bm3_freeze_targets(&m); /* the targets carry no gradient: hold them for the finite differences */
         check_gradients(&m, "bm3 (targets held)");
@@ -404,58 +403,43 @@ static void test_bm3(mrec_pool *pool) {
     }
     /* dropout draws new targets at each call: the loss changes, stays finite */
     mrec_rng r3 = {5};
-    if (t_status(mrec_bm3_create(&m, &g, feat, 2, U, d, 2, reg, 2.0f, 0.5f, &r3, pool), MREC_OK, "bm3 with dropout")) {
+    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, fx.d, 2, fx.reg, 2.0f, 0.5f, &r3, pool), MREC_OK, "bm3 with dropout")) {
         static const int32_t u[4] = {0, 1, 2, 3}, it[4] = {1, 2, 3, 4};
         double l1 = m.loss_grad(m.self, u, it, it, 4), l2 = m.loss_grad(m.self, u, it, it, 4);
         t_check(isfinite(l1) && isfinite(l2) && l1 != l2, "dropped-out targets differ between calls (%.6f, %.6f)", l1, l2);
         mrec_model_destroy(&m);
     }
     mrec_graph_free(&g);
-    mrec_user_items_free(&train);
-    free(feat[0].x), free(feat[1].x);
-    cJSON_Delete(c);
+    fixture_close(&fx);
 }
 
 static void test_ngcfm(mrec_pool *pool) {
-    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
-    if (!t_check(f != NULL, "open trajectory.json")) return;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    cJSON *c = cJSON_ParseWithLength(buf, n);
-    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
-    int d = cJSON_GetObjectItem(c, "dim")->valueint;
-    float reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
-    float *vis = malloc(sizeof(float) * (size_t)I * 6), *txt = malloc(sizeof(float) * (size_t)I * 5), *feat = malloc(sizeof(float) * (size_t)I * 11);
-    fill_floats(vis, cJSON_GetObjectItem(c, "visual"));
-    fill_floats(txt, cJSON_GetObjectItem(c, "textual"));
+    fixture fx;
+    if (!fixture_open(&fx)) return;
+    int I = fx.I;
+    float *feat = malloc(sizeof(float) * (size_t)I * 11);
     for (int i = 0; i < I; i++) { /* the fork's concat: visual, then textual */
-        memcpy(feat + (size_t)i * 11, vis + (size_t)i * 6, sizeof(float) * 6);
-        memcpy(feat + (size_t)i * 11 + 6, txt + (size_t)i * 5, sizeof(float) * 5);
+        memcpy(feat + (size_t)i * 11, fx.feat[0].x + (size_t)i * 6, sizeof(float) * 6);
+        memcpy(feat + (size_t)i * 11 + 6, fx.feat[1].x + (size_t)i * 5, sizeof(float) * 5);
     }
-    mrec_user_items train;
-    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
     mrec_graph g;
-    mrec_graph_mean_self(&g, &train);
-    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "ngcfm");
+    mrec_graph_mean_self(&g, &fx.train);
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_ngcfm_create(&m, &g, U, I, feat, 11, d, 2, reg, 0, &rng, pool), MREC_OK, "create ngcfm")) {
-        int p = 0;
-        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
-        run_steps(&m, c, ref, "ngcfm", 0, pool);
+    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, fx.d, 2, fx.reg, 0, &rng, pool), MREC_OK, "create ngcfm")) {
+        against_pytorch(&m, &fx, "ngcfm", 0, pool);
         mrec_model_destroy(&m);
     }
     /* Elliot's sampling: distinct users within a batch, positives theirs, negatives not */
     mrec_bpr_sampler smp;
-    if (t_status(mrec_bpr_sampler_init(&smp, &train), MREC_OK, "sampler")) {
+    if (t_status(mrec_bpr_sampler_init(&smp, &fx.train), MREC_OK, "sampler")) {
         mrec_rng sr = {11};
         mrec_bpr_sampler_epoch_users(&smp, &sr, 8);
         int bad = 0;
         for (int64_t k = 0; k < smp.n; k++) {
             int u = smp.user[k], has_pos = 0, has_neg = 0;
-            for (int64_t e = train.row_ptr[u]; e < train.row_ptr[u + 1]; e++)
-                has_pos |= train.col[e] == smp.pos[k], has_neg |= train.col[e] == smp.neg[k];
+            for (int64_t e = fx.train.row_ptr[u]; e < fx.train.row_ptr[u + 1]; e++)
+                has_pos |= fx.train.col[e] == smp.pos[k], has_neg |= fx.train.col[e] == smp.neg[k];
             for (int64_t q = k - k % 8; q < k; q++) bad += smp.user[q] == u;
             bad += !has_pos || has_neg;
         }
@@ -463,14 +447,13 @@ static void test_ngcfm(mrec_pool *pool) {
         mrec_bpr_sampler_free(&smp);
     }
     mrec_rng r2 = {3};
-    if (t_status(mrec_ngcfm_create(&m, &g, U, I, feat, 11, 4, 2, 0.7f, 0, &r2, pool), MREC_OK, "ngcfm d=4")) {
+    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, 4, 2, 0.7f, 0, &r2, pool), MREC_OK, "ngcfm d=4")) {
         check_gradients(&m, "ngcfm");
         mrec_model_destroy(&m);
     }
     mrec_graph_free(&g);
-    mrec_user_items_free(&train);
-    free(vis), free(txt), free(feat);
-    cJSON_Delete(c);
+    free(feat);
+    fixture_close(&fx);
 }
 
 int main(void) {
