@@ -36,7 +36,7 @@ KFLAGS   := -O3
 ifeq ($(DEBUG),1)
 KFLAGS   :=
 endif
-LDLIBS   := -lcjson -lutf8proc -ljpeg -lz -lmvec -lm -pthread
+LDLIBS   := -lcjson -lyaml -lutf8proc -ljpeg -lz -lmvec -lm -pthread
 SANFLAGS :=
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -68,7 +68,7 @@ endif
 
 # ---- sources --------------------------------------------------------------
 KERNEL_SRC := $(filter-out kernels/cpu/cuda_stub.c,$(wildcard kernels/cpu/*.c))
-LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c)
+LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c) tools/config.c
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
 CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
@@ -77,7 +77,7 @@ LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcubla
 else
 LIB_SRC    += kernels/cpu/cuda_stub.c
 endif
-TOOL_SRC   := $(wildcard tools/*.c)
+TOOL_SRC   := $(filter-out tools/config.c,$(wildcard tools/*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 

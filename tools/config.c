@@ -1,0 +1,222 @@
+/* config.c: YAML files into mrec_cfg trees (libyaml's event parser), and the
+ * checked reads the config-driven commands use. */
+#include "mrec_config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+static void node_free(mrec_cfg_node *n) {
+    while (n) {
+        mrec_cfg_node *next = n->next;
+        node_free(n->child);
+        free(n->key), free(n->value), free(n);
+        n = next;
+    }
+}
+
+void mrec_cfg_free(mrec_cfg *c) {
+    node_free(c->root);
+    free(c->path);
+    memset(c, 0, sizeof *c);
+}
+
+typedef struct {
+    yaml_parser_t parser;
+    const char *path;
+} reader;
+
+static mrec_status next_event(reader *r, yaml_event_t *ev) {
+    if (yaml_parser_parse(&r->parser, ev)) return MREC_OK;
+    return mrec_fail(MREC_ERR_FORMAT, "%s: line %lu: %s", r->path, (unsigned long)r->parser.problem_mark.line + 1,
+                     r->parser.problem ? r->parser.problem : "malformed YAML");
+}
+
+/* The node whose first event is ev (consumed). */
+static mrec_status parse_node(reader *r, yaml_event_t *ev, mrec_cfg_node **out) {
+    *out = NULL;
+    int line = (int)ev->start_mark.line + 1;
+    if (ev->type == YAML_ALIAS_EVENT) return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: aliases (*name) are not supported", r->path, line);
+    mrec_cfg_node *n = calloc(1, sizeof *n);
+    if (!n) return mrec_fail(MREC_ERR_NOMEM, "%s: config tree", r->path);
+    n->line = line;
+    mrec_status st = MREC_OK;
+    if (ev->type == YAML_SCALAR_EVENT) {
+        n->kind = MREC_CFG_SCALAR;
+        n->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+        n->quoted = ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE || ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+        if (!n->value) st = mrec_fail(MREC_ERR_NOMEM, "%s: config tree", r->path);
+        *out = n;
+        return st;
+    }
+    if (ev->type != YAML_MAPPING_START_EVENT && ev->type != YAML_SEQUENCE_START_EVENT) {
+        free(n);
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: unexpected YAML", r->path, line);
+    }
+    int map = ev->type == YAML_MAPPING_START_EVENT;
+    n->kind = map ? MREC_CFG_MAP : MREC_CFG_SEQ;
+    mrec_cfg_node **tail = &n->child;
+    for (;;) {
+        yaml_event_t e;
+        if ((st = next_event(r, &e))) break;
+        if (e.type == (map ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT)) {
+            yaml_event_delete(&e);
+            break;
+        }
+        char *key = NULL;
+        if (map) { /* a key (a scalar), then its value */
+            if (e.type != YAML_SCALAR_EVENT) {
+                st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %lu: a map key must be plain text", r->path, (unsigned long)e.start_mark.line + 1);
+                yaml_event_delete(&e);
+                break;
+            }
+            key = strndup((const char *)e.data.scalar.value, e.data.scalar.length);
+            yaml_event_delete(&e);
+            if (!key || (st = next_event(r, &e))) {
+                free(key);
+                if (!st) st = mrec_fail(MREC_ERR_NOMEM, "%s: config tree", r->path);
+                break;
+            }
+        }
+        mrec_cfg_node *child;
+        st = parse_node(r, &e, &child);
+        yaml_event_delete(&e);
+        if (st) {
+            free(key);
+            break;
+        }
+        child->key = key;
+        *tail = child, tail = &child->next;
+    }
+    if (st) node_free(n), n = NULL;
+    *out = n;
+    return st;
+}
+
+mrec_status mrec_cfg_load(mrec_cfg *c, const char *path) {
+    memset(c, 0, sizeof *c);
+    FILE *f = fopen(path, "rb");
+    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    reader r = {.path = path};
+    yaml_parser_initialize(&r.parser);
+    yaml_parser_set_input_file(&r.parser, f);
+    mrec_status st = MREC_OK;
+    int docs = 0;
+    for (int done = 0; !done && !st;) {
+        yaml_event_t ev;
+        if ((st = next_event(&r, &ev))) break;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT: done = 1; break;
+        case YAML_STREAM_START_EVENT: case YAML_DOCUMENT_END_EVENT: break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1) st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %lu: one YAML document per file", path, (unsigned long)ev.start_mark.line + 1);
+            break;
+        default:
+            st = parse_node(&r, &ev, &c->root);
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&r.parser);
+    fclose(f);
+    if (!st && (!c->root || c->root->kind != MREC_CFG_MAP)) st = mrec_fail(MREC_ERR_FORMAT, "%s: the file holds no map of settings", path);
+    if (!st && !(c->path = strdup(path))) st = mrec_fail(MREC_ERR_NOMEM, "%s", path);
+    if (st) {
+        node_free(c->root);
+        c->root = NULL;
+    }
+    return st;
+}
+
+const mrec_cfg_node *mrec_cfg_get(const mrec_cfg_node *map, const char *key) {
+    for (const mrec_cfg_node *n = map && map->kind == MREC_CFG_MAP ? map->child : NULL; n; n = n->next)
+        if (!strcmp(n->key, key)) return n;
+    return NULL;
+}
+
+int mrec_cfg_count(const mrec_cfg_node *n) {
+    int k = 0;
+    for (const mrec_cfg_node *e = n && n->kind != MREC_CFG_SCALAR ? n->child : NULL; e; e = e->next) k++;
+    return k;
+}
+
+mrec_status mrec_cfg_check_keys(const mrec_cfg *c, const mrec_cfg_node *map, const char *where, const char *const *allowed) {
+    if (!map || map->kind != MREC_CFG_MAP)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a map of settings", c->path, map ? map->line : 0, where);
+    for (const mrec_cfg_node *n = map->child; n; n = n->next) {
+        int known = 0;
+        for (int k = 0; allowed[k] && !known; k++) known = !strcmp(n->key, allowed[k]);
+        if (!known) {
+            char list[512];
+            int at = 0;
+            for (int k = 0; allowed[k] && at < (int)sizeof list; k++) at += snprintf(list + at, sizeof list - at, "%s%s", k ? ", " : "", allowed[k]);
+            return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: unknown key '%s' in %s (known: %s)", c->path, n->line, n->key, where, list);
+        }
+        for (const mrec_cfg_node *m = map->child; m != n; m = m->next)
+            if (!strcmp(m->key, n->key))
+                return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: key '%s' again in %s (first on line %d)", c->path, n->line, n->key, where,
+                                 m->line);
+    }
+    return MREC_OK;
+}
+
+/* map[key] as a scalar; NULL and MREC_OK when absent and optional */
+static mrec_status scalar(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, int required, const mrec_cfg_node **out) {
+    *out = mrec_cfg_get(map, key);
+    if (!*out) return required ? mrec_fail(MREC_ERR_FORMAT, "%s: line %d: '%s' is required here", c->path, map ? map->line : 0, key) : MREC_OK;
+    if ((*out)->kind != MREC_CFG_SCALAR)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: '%s' must be a single value, not a %s", c->path, (*out)->line, key,
+                         (*out)->kind == MREC_CFG_MAP ? "map" : "list");
+    return MREC_OK;
+}
+
+mrec_status mrec_cfg_string(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, int required, const char **out) {
+    const mrec_cfg_node *n;
+    mrec_status st = scalar(c, map, key, required, &n);
+    if (!st && n) *out = n->value;
+    return st;
+}
+
+mrec_status mrec_cfg_node_number(const mrec_cfg *c, const mrec_cfg_node *n, const char *what, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = n->kind == MREC_CFG_SCALAR && !n->quoted && *n->value ? strtod(n->value, &end) : NAN;
+    if (n->kind != MREC_CFG_SCALAR || n->quoted || !*n->value || *end || errno || !isfinite(v))
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a number, not '%s'", c->path, n->line, what,
+                         n->kind == MREC_CFG_SCALAR ? n->value : n->kind == MREC_CFG_MAP ? "a map" : "a list");
+    if (v < lo || v > hi) return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s = %g is outside [%g, %g]", c->path, n->line, what, v, lo, hi);
+    *out = v;
+    return MREC_OK;
+}
+
+mrec_status mrec_cfg_number(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, int required, double lo, double hi,
+                            double *out) {
+    const mrec_cfg_node *n;
+    mrec_status st = scalar(c, map, key, required, &n);
+    return st || !n ? st : mrec_cfg_node_number(c, n, key, lo, hi, out);
+}
+
+mrec_status mrec_cfg_int(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, int required, long lo, long hi, long *out) {
+    double v = 0;
+    const mrec_cfg_node *n;
+    mrec_status st = scalar(c, map, key, required, &n);
+    if (st || !n) return st;
+    if ((st = mrec_cfg_node_number(c, n, key, (double)lo, (double)hi, &v))) return st;
+    if (v != floor(v)) return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a whole number, not %s", c->path, n->line, key, n->value);
+    *out = (long)v;
+    return MREC_OK;
+}
+
+mrec_status mrec_cfg_bool(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, int required, int *out) {
+    const mrec_cfg_node *n;
+    mrec_status st = scalar(c, map, key, required, &n);
+    if (st || !n) return st;
+    static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes"}, *const no[] = {"false", "False", "FALSE", "no", "No"};
+    for (int k = 0; k < 5 && !n->quoted; k++) {
+        if (!strcmp(n->value, yes[k])) return *out = 1, MREC_OK;
+        if (!strcmp(n->value, no[k])) return *out = 0, MREC_OK;
+    }
+    return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be true or false, not '%s'", c->path, n->line, key, n->value);
+}
