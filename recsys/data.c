@@ -273,28 +273,27 @@ mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
     return finish(&b, out);
 }
 
-mrec_status mrec_load_tsv(mrec_interactions *out, const char *path) {
-    memset(out, 0, sizeof *out);
+/* One Elliot TSV into b, every pair labelled split; *n_cols must agree across files. */
+static mrec_status read_tsv(builder *b, const char *path, int split, int *n_cols) {
     FILE *fp;
     mrec_status st = open_data(&fp, path);
     if (st) return st;
-    builder b = {0};
     char *line = NULL, *f[MAX_FIELDS + 1];
     size_t cap = 0, len[MAX_FIELDS + 1];
     ssize_t n;
     long line_no = 0;
-    int n_cols = 0;
+    int64_t before = b->x.n;
     while (!st && (n = getline(&line, &cap, fp)) >= 0) {
         line_no++;
         chomp(line, &n);
         if (n == 0) continue;
         int k = split_fields(line, '\t', f, len);
-        if (k < 2 || k > 4 || (n_cols && k != n_cols)) {
+        if (k < 2 || k > 4 || (*n_cols && k != *n_cols)) {
             st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: %d columns; expected user, item [, rating [, timestamp]] "
                            "on every line alike", path, line_no, k);
             break;
         }
-        n_cols = k;
+        *n_cols = k;
         float rating = 1.0f;
         int64_t ts = 0;
         if (len[0] == 0 || len[1] == 0) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: empty user or item id", path, line_no);
@@ -302,18 +301,30 @@ mrec_status mrec_load_tsv(mrec_interactions *out, const char *path) {
             st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: rating '%s' is not a number", path, line_no, f[2]);
         else if (k == 4 && !parse_int64(f[3], &ts))
             st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: timestamp '%s' is not a number", path, line_no, f[3]);
-        else st = push(&b, f[0], len[0], f[1], len[1], rating, ts, MREC_SPLIT_TRAIN, path, line_no);
+        else st = push(b, f[0], len[0], f[1], len[1], rating, ts, split, path, line_no);
     }
     free(line);
     fclose(fp);
-    if (!st && b.x.n == 0) st = mrec_fail(MREC_ERR_FORMAT, "%s: no interactions", path);
+    if (!st && b->x.n == before) st = mrec_fail(MREC_ERR_FORMAT, "%s: no interactions", path);
+    return st;
+}
+
+mrec_status mrec_load_tsv_splits(mrec_interactions *out, const char *train, const char *valid, const char *test) {
+    memset(out, 0, sizeof *out);
+    builder b = {0};
+    int n_cols = 0;
+    mrec_status st = read_tsv(&b, train, MREC_SPLIT_TRAIN, &n_cols);
+    if (!st && valid) st = read_tsv(&b, valid, MREC_SPLIT_VALID, &n_cols);
+    if (!st && test) st = read_tsv(&b, test, MREC_SPLIT_TEST, &n_cols);
     if (st) {
         abandon(&b);
         return st;
     }
-    b.x.has_rating = n_cols >= 3, b.x.has_timestamp = n_cols == 4;
+    b.x.has_rating = n_cols >= 3, b.x.has_timestamp = n_cols == 4, b.x.has_split = test != NULL;
     return finish(&b, out);
 }
+
+mrec_status mrec_load_tsv(mrec_interactions *out, const char *path) { return mrec_load_tsv_splits(out, path, NULL, NULL); }
 
 /* Lines "user item item ..." (spaces) into builder with the given split. */
 static mrec_status read_adjacency(builder *b, const char *path, int split) {

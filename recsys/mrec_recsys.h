@@ -51,6 +51,9 @@ typedef struct {
 mrec_status mrec_load_inter(mrec_interactions *out, const char *path);
 /* Elliot-style TSV: user item [rating [timestamp]], no header. */
 mrec_status mrec_load_tsv(mrec_interactions *out, const char *path);
+/* Elliot's fixed splits: train, valid (may be NULL) and test files of that
+ * format, each pair labelled by its file; ids shared across the files. */
+mrec_status mrec_load_tsv_splits(mrec_interactions *out, const char *train, const char *valid, const char *test);
 /* LightGCN / NGCF: lines "user item item ..." in train.txt and test.txt:
  * the folder holding them, or the path of the training file (test.txt is
  * read from the same folder). */

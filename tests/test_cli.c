@@ -248,6 +248,24 @@ int main(void) {
     } else {
         t_skip("train vbpr: ../shared/data/tiktok-mmssl not found");
     }
+    /* Elliot's fixed splits: three files, ids shared */
+    {
+        const char *parts[3][2] = {{"tr.tsv", "u1\ti1\t5\nu1\ti2\t3\nu2\ti2\t4\nu2\ti3\t1\nu3\ti1\t2\nu3\ti3\t5\n"},
+                                   {"va.tsv", "u1\ti3\t4\n"},
+                                   {"te.tsv", "u2\ti1\t5\nu3\ti2\t1\n"}};
+        for (int k = 0; k < 3; k++) {
+            snprintf(path, sizeof path, "%s/%s", tmp, parts[k][0]);
+            FILE *pf = fopen(path, "w");
+            if (pf) fputs(parts[k][1], pf), fclose(pf);
+        }
+        snprintf(cmd, sizeof cmd, "train --data %s/tr.tsv,%s/va.tsv,%s/te.tsv --format tsv --model mostpop --k 1,2 --select recall@2 --out %s/fixed",
+                 tmp, tmp, tmp, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 0 && strstr(out, "3 users, 3 items; 6 train, 1 valid, 2 test pairs"), "Elliot's fixed splits: rc %d, %s", rc, out);
+        snprintf(cmd, sizeof cmd, "train --data %s/tr.tsv,%s/te.tsv --model mostpop --out %s/fixed", tmp, tmp, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 1 && strstr(out, "--format tsv"), "fixed splits need --format tsv: %s", out);
+    }
     snprintf(path, sizeof path, "%s/bad.tsv", tmp);
     FILE *bad = fopen(path, "w");
     fputs("1\t2\t5\n3\n", bad);

@@ -160,6 +160,19 @@ static void test_loaders(void) {
         if (st == MREC_OK) mrec_interactions_free(&x);
     }
     t_status(mrec_load_tsv(&x, "/nonexistent.tsv"), MREC_ERR_IO, "missing file");
+    /* Elliot's fixed splits: ids shared across the files, each pair labelled by its file */
+    const char *tr = write_tmp("s_train.tsv", "alice\tbook\t5\nbob\tpen\t3\n");
+    const char *va = write_tmp("s_valid.tsv", "alice\tpen\t4\n");
+    const char *te = write_tmp("s_test.tsv", "bob\tbook\t2\ncarol\tcup\t1\n");
+    if (t_status(mrec_load_tsv_splits(&x, tr, va, te), MREC_OK, "fixed splits")) {
+        t_check(x.has_split && x.n == 5 && x.n_users == 3 && x.n_items == 3 && x.split[2] == MREC_SPLIT_VALID &&
+                    x.split[3] == MREC_SPLIT_TEST && x.user[2] == x.user[0] && x.item[3] == x.item[0],
+                "three files, shared ids, split labels");
+        mrec_interactions_free(&x);
+    }
+    const char *odd = write_tmp("s_odd.tsv", "alice\tbook\n");
+    t_status(mrec_load_tsv_splits(&x, tr, NULL, odd), MREC_ERR_FORMAT, "a test file with other columns");
+    t_check(strstr(mrec_error_detail(), "s_odd.tsv") && strstr(mrec_error_detail(), "line 1"), "named: %s", mrec_error_detail());
     /* Per-user lists: sorted, duplicates merged. */
     p = write_tmp("d.tsv", "1\t3\t1\n1\t1\t2\n1\t3\t4\n0\t2\t5\n");
     if (t_status(mrec_load_tsv(&x, p), MREC_OK, "load d.tsv")) {

@@ -33,6 +33,7 @@ static int usage(FILE *f) {
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
             "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none] [--lambda 0.9] (lattice)\n"
             "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3) [--sampler pairs|users]\n"
+            "       mrec train --data train.tsv,[valid.tsv,]test.tsv --format tsv ...   (Elliot's fixed splits)\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
@@ -240,8 +241,23 @@ int mrec_cmd_train(int argc, char **argv) {
     }
     if (sampler) opt.sample_users = !strcmp(sampler, "users");
 
+    /* Elliot's fixed splits: --data train.tsv,[valid.tsv,]test.tsv */
+    char files[3][4096] = {{0}};
+    int n_files = 0;
+    for (const char *p = data; n_files < 3 && *p;) {
+        size_t len = strcspn(p, ",");
+        snprintf(files[n_files++], sizeof files[0], "%.*s", (int)len, p);
+        p += len + (p[len] == ',');
+    }
+    int commas = 0;
+    for (const char *p = data; *p; p++) commas += *p == ',';
+    if (commas && (strcmp(format, "tsv") || commas > 2)) {
+        fprintf(stderr, "mrec train: --data with commas is Elliot's fixed split, train,[valid,]test, in --format tsv\n");
+        return 1;
+    }
     mrec_interactions x;
-    mrec_status st = !strcmp(format, "inter") ? mrec_load_inter(&x, data)
+    mrec_status st = n_files > 1 ? mrec_load_tsv_splits(&x, files[0], n_files == 3 ? files[1] : NULL, files[n_files - 1])
+                     : !strcmp(format, "inter") ? mrec_load_inter(&x, data)
                      : !strcmp(format, "tsv") ? mrec_load_tsv(&x, data)
                      : !strcmp(format, "lightgcn") ? mrec_load_lightgcn(&x, data)
                      : mrec_fail(MREC_ERR_ARG, "--format '%s' is not inter, tsv or lightgcn", format);
