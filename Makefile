@@ -154,13 +154,13 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -std=c11 -g -O1 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -pthread \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_SRC := kernels/cpu/status.c nn/io.c nn/tensor.c kernels/cpu/cuda_stub.c nn/safetensors.c nn/npy.c \
-                extractors/decode.c $(wildcard tokenizers/*.c)
+                extractors/decode.c tools/config.c $(wildcard tokenizers/*.c)
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lutf8proc -ljpeg -lz -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lyaml -lutf8proc -ljpeg -lz -lm
 
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \

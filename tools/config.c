@@ -2,6 +2,8 @@
  * checked reads the config-driven commands use. */
 #include "mrec_config.h"
 
+#include "../nn/mrec_io.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -96,13 +98,11 @@ static mrec_status parse_node(reader *r, yaml_event_t *ev, mrec_cfg_node **out) 
     return st;
 }
 
-mrec_status mrec_cfg_load(mrec_cfg *c, const char *path) {
+mrec_status mrec_cfg_parse(mrec_cfg *c, const char *text, size_t len, const char *label) {
     memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "rb");
-    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-    reader r = {.path = path};
+    reader r = {.path = label};
     yaml_parser_initialize(&r.parser);
-    yaml_parser_set_input_file(&r.parser, f);
+    yaml_parser_set_input_string(&r.parser, (const unsigned char *)text, len);
     mrec_status st = MREC_OK;
     int docs = 0;
     for (int done = 0; !done && !st;) {
@@ -112,21 +112,32 @@ mrec_status mrec_cfg_load(mrec_cfg *c, const char *path) {
         case YAML_STREAM_END_EVENT: done = 1; break;
         case YAML_STREAM_START_EVENT: case YAML_DOCUMENT_END_EVENT: break;
         case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1) st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %lu: one YAML document per file", path, (unsigned long)ev.start_mark.line + 1);
+            if (++docs > 1) st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %lu: one YAML document per file", label, (unsigned long)ev.start_mark.line + 1);
             break;
         default:
-            st = parse_node(&r, &ev, &c->root);
+            if (c->root) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %lu: more than one top-level value", label, (unsigned long)ev.start_mark.line + 1);
+            else st = parse_node(&r, &ev, &c->root);
         }
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&r.parser);
-    fclose(f);
-    if (!st && (!c->root || c->root->kind != MREC_CFG_MAP)) st = mrec_fail(MREC_ERR_FORMAT, "%s: the file holds no map of settings", path);
-    if (!st && !(c->path = strdup(path))) st = mrec_fail(MREC_ERR_NOMEM, "%s", path);
+    if (!st && (!c->root || c->root->kind != MREC_CFG_MAP)) st = mrec_fail(MREC_ERR_FORMAT, "%s: the file holds no map of settings", label);
+    if (!st && !(c->path = strdup(label))) st = mrec_fail(MREC_ERR_NOMEM, "%s", label);
     if (st) {
         node_free(c->root);
         c->root = NULL;
     }
+    return st;
+}
+
+mrec_status mrec_cfg_load(mrec_cfg *c, const char *path) {
+    memset(c, 0, sizeof *c);
+    void *map;
+    size_t size;
+    mrec_status st = mrec_map_file(path, &map, &size);
+    if (st) return st;
+    st = mrec_cfg_parse(c, size ? map : "", size, path);
+    mrec_unmap_file(map, size);
     return st;
 }
 

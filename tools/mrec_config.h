@@ -27,7 +27,11 @@ typedef struct {
     char *path;
 } mrec_cfg;
 
+#include <stddef.h>
+
 mrec_status mrec_cfg_load(mrec_cfg *c, const char *path);
+/* The same from memory; label names it in messages. */
+mrec_status mrec_cfg_parse(mrec_cfg *c, const char *text, size_t len, const char *label);
 void mrec_cfg_free(mrec_cfg *c);
 
 /* The entry `key` of a map, or NULL. */
