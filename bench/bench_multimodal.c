@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
                          : which == 2 ? mrec_freedom_create(&m, &full, &item_graph, &train, feat, 2, 64, 2, 1e-3f, 0.8f, &rng, pool)
                          : which == 3 ? mrec_lattice_create(&m, &mean_self, feat, 2, U, 64, 10, 0.9f, 1e-4f, 2048, &rng, pool)
                          : which == 4 ? mrec_bm3_create(&m, &full, feat, 2, U, 64, 1, 0.1f, 2.0f, 0.3f, &rng, pool)
-                                      : mrec_ngcfm_create(&m, &mean_self, U, I, cat, 4480, 64, 3, 0.01f, 0.5f, &rng, pool);
+                                      : mrec_ngcfm_create(&m, &mean_self, U, I, cat, 4480, 64, 3, 0.01f, 0.5f, 0, &rng, pool);
         if (st) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
         mrec_adam adam;
         mrec_adam_init(&adam, 1e-3f, 0);

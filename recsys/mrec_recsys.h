@@ -368,11 +368,13 @@ mrec_status mrec_bm3_create(mrec_model *m, const mrec_graph *graph, const mrec_f
 /* NGCF-M as the Ducho-meets-Elliot benchmark's Elliot fork defines it: an
  * NGCF propagation over D^-1 (A + I) (one LeakyReLU over both terms, each
  * layer fed the previous one's normalized output, message dropout), the
- * mean of the layers, plus <T_u, normalize(f_i P^T + c)> with f_i the
+ * mean of the layers (node dropout: the graph's entries dropped once per
+ * epoch, as the fork's sparse_dropout), plus <T_u, normalize(f_i P^T + c)> with f_i the
  * item's modalities concatenated (n_feat wide, kept by the caller, not
  * trained); softplus BPR and l_w / 2 squared norms of the batch's rows. */
 mrec_status mrec_ngcfm_create(mrec_model *m, const mrec_graph *mean_self_adj, int n_users, int n_items, const float *feat,
-                              int n_feat, int dim, int layers, float l_w, float dropout, mrec_rng *rng, mrec_pool *pool);
+                              int n_feat, int dim, int layers, float l_w, float dropout, float node_dropout, mrec_rng *rng,
+                              mrec_pool *pool);
 /* For tests: the targets keep the values they have at the next call (without
  * dropout), so the loss is a function of the weights a finite difference can
  * check (the targets carry no gradient). */

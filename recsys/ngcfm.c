@@ -4,6 +4,8 @@
  *   Â       = D^-1 (A + I)                     (mrec_graph_mean_self)
  *   x_0     = [G_u; G_i]
  *   x_{l+1} = normalize(dropout(lrelu(Â x_l W1_l + b1_l + ((Â x_l) * x_l) W2_l + b2_l)))   (slope 0.2)
+ *             where training uses Â with each entry dropped with probability node_dropout
+ *             (the rest scaled by 1 / (1 - node_dropout)), drawn once per epoch
  *   g       = mean(x_0, .., x_L)                 (users' and items' rows)
  *   p_i     = normalize(f_i P^T + c)             (f_i: the modalities concatenated; fixed)
  *   score   = <g_u, g_i> + <T_u, p_i>
@@ -23,8 +25,9 @@
 
 typedef struct {
     int n_users, n_items, n_nodes, dim, layers, n_feat;
-    float l_w, dropout;
+    float l_w, dropout, node_dropout;
     const mrec_graph *graph;
+    mrec_graph dropped;                       /* this epoch's Â after node dropout */
     const float *feat;                        /* (I, F), not trained */
     mrec_rng rng;
     float *ego, *ego_grad, *tu, *tu_grad, *pw, *pw_grad, *pb, *pb_grad;
@@ -62,10 +65,12 @@ static void normalize_back(float *din, const float *dout, const float *in, const
     }
 }
 
+static const mrec_graph *train_graph(const ngcfm *m) { return m->node_dropout > 0 && m->dropped.row_ptr ? &m->dropped : m->graph; }
+
 static void forward(ngcfm *m, int train) {
     int d = m->dim, N = m->n_nodes;
     size_t nd = (size_t)N * d;
-    const mrec_graph *g = m->graph;
+    const mrec_graph *g = train ? train_graph(m) : m->graph;
     memcpy(m->x[0], m->ego, nd * sizeof(float));
     memcpy(m->final, m->ego, nd * sizeof(float));
     float keep = 1.0f - m->dropout;
@@ -144,7 +149,7 @@ static double ngcfm_loss_grad(void *self, const int32_t *u, const int32_t *i, co
     /* g = mean of the layers: each x_l gets dg / (L + 1); go down the layers */
     mrec_scale_cpu(m->dx, m->dx, 1.0f / (m->layers + 1), (int64_t)nd, m->pool);
     memcpy(m->dnext, m->dx, nd * sizeof(float)); /* d x_L */
-    const mrec_graph *gr = m->graph;
+    const mrec_graph *gr = train_graph(m);
     float keep = 1.0f - m->dropout;
     for (int l = m->layers - 1; l >= 0; l--) {
         /* x_{l+1} = normalize(drop): dnext is the total gradient of x_{l+1} */
@@ -177,6 +182,28 @@ static double ngcfm_loss_grad(void *self, const int32_t *u, const int32_t *i, co
     return loss;
 }
 
+/* the fork's sparse_dropout: entries kept with probability 1 - p, scaled by 1 / (1 - p) */
+static mrec_status ngcfm_epoch_start(void *self) {
+    ngcfm *m = self;
+    if (m->node_dropout <= 0) return MREC_OK;
+    const mrec_graph *g = m->graph;
+    int64_t nnz = g->row_ptr[g->n_nodes];
+    if (!m->dropped.row_ptr) {
+        m->dropped.n_nodes = g->n_nodes;
+        m->dropped.row_ptr = malloc(sizeof(int64_t) * ((size_t)g->n_nodes + 1));
+        m->dropped.col = malloc(sizeof(int32_t) * (size_t)(nnz + 1)), m->dropped.val = malloc(sizeof(float) * (size_t)(nnz + 1));
+        if (!m->dropped.row_ptr || !m->dropped.col || !m->dropped.val) {
+            mrec_graph_free(&m->dropped);
+            return mrec_fail(MREC_ERR_NOMEM, "ngcfm: node dropout over %lld entries", (long long)nnz);
+        }
+        memcpy(m->dropped.row_ptr, g->row_ptr, sizeof(int64_t) * ((size_t)g->n_nodes + 1));
+        memcpy(m->dropped.col, g->col, sizeof(int32_t) * (size_t)nnz);
+    }
+    float scale = 1.0f / (1.0f - m->node_dropout);
+    for (int64_t e = 0; e < nnz; e++) m->dropped.val[e] = mrec_rng_uniform(&m->rng) < m->node_dropout ? 0.0f : g->val[e] * scale;
+    return MREC_OK;
+}
+
 static mrec_status ngcfm_prepare(void *self) {
     forward(self, 0);
     return MREC_OK;
@@ -201,6 +228,7 @@ static void ngcfm_destroy(void *self) {
     }
     free(m->x[0]), free(m->final), free(m->dx), free(m->dnext), free(m->tmp), free(m->tmp2), free(m->p), free(m->z);
     free(m->pos), free(m->neg), free(m->dxb);
+    mrec_graph_free(&m->dropped);
     free(m);
 }
 
@@ -210,15 +238,18 @@ static void xavier_uniform(float *w, int rows, int cols, mrec_rng *rng) {
 }
 
 mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, int n_users, int n_items, const float *feat,
-                              int n_feat, int dim, int layers, float l_w, float dropout, mrec_rng *rng, mrec_pool *pool) {
+                              int n_feat, int dim, int layers, float l_w, float dropout, float node_dropout, mrec_rng *rng,
+                              mrec_pool *pool) {
     memset(out, 0, sizeof *out);
-    if (mean_self_adj->n_nodes != n_users + n_items || layers < 1 || layers > MAX_LAYERS || !(dropout >= 0 && dropout < 1))
-        return mrec_fail(MREC_ERR_ARG, "ngcfm: %d layers (1..%d), dropout %g (0 <= p < 1), graph of %d nodes", layers, MAX_LAYERS,
-                         dropout, mean_self_adj->n_nodes);
+    if (mean_self_adj->n_nodes != n_users + n_items || layers < 1 || layers > MAX_LAYERS || !(dropout >= 0 && dropout < 1) ||
+        !(node_dropout >= 0 && node_dropout < 1))
+        return mrec_fail(MREC_ERR_ARG, "ngcfm: %d layers (1..%d), dropouts %g and %g (0 <= p < 1), graph of %d nodes", layers,
+                         MAX_LAYERS, dropout, node_dropout, mean_self_adj->n_nodes);
     ngcfm *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "ngcfm");
     m->n_users = n_users, m->n_items = n_items, m->n_nodes = n_users + n_items, m->dim = dim, m->layers = layers;
-    m->n_feat = n_feat, m->l_w = l_w, m->dropout = dropout, m->graph = mean_self_adj, m->feat = feat, m->pool = pool;
+    m->n_feat = n_feat, m->l_w = l_w, m->dropout = dropout, m->node_dropout = node_dropout, m->graph = mean_self_adj;
+    m->feat = feat, m->pool = pool;
     m->rng.state = mrec_rng_next(rng);
     size_t nd = (size_t)m->n_nodes * dim, id = (size_t)n_items * dim;
     int ok = 1;
@@ -259,6 +290,7 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
     out->param[p] = m->pw, out->grad[p] = m->pw_grad, out->size[p++] = (int64_t)dim * n_feat;
     out->param[p] = m->pb, out->grad[p] = m->pb_grad, out->size[p++] = dim;
     out->n_params = p;
-    out->loss_grad = ngcfm_loss_grad, out->prepare = ngcfm_prepare, out->score = ngcfm_score, out->destroy = ngcfm_destroy;
+    out->loss_grad = ngcfm_loss_grad, out->epoch_start = ngcfm_epoch_start, out->prepare = ngcfm_prepare, out->score = ngcfm_score;
+    out->destroy = ngcfm_destroy;
     return MREC_OK;
 }

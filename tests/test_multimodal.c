@@ -426,7 +426,7 @@ static void test_ngcfm(mrec_pool *pool) {
     mrec_graph_mean_self(&g, &fx.train);
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, fx.d, 2, fx.reg, 0, &rng, pool), MREC_OK, "create ngcfm")) {
+    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, fx.d, 2, fx.reg, 0, 0, &rng, pool), MREC_OK, "create ngcfm")) {
         against_pytorch(&m, &fx, "ngcfm", 0, pool);
         mrec_model_destroy(&m);
     }
@@ -446,8 +446,18 @@ static void test_ngcfm(mrec_pool *pool) {
         t_check(bad == 0, "user sampling: %lld triples in batches of 8, %d problems", (long long)smp.n, bad);
         mrec_bpr_sampler_free(&smp);
     }
+    /* node dropout: a new dropped graph each epoch, the loss changes and stays finite */
+    mrec_rng r3 = {9};
+    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, fx.d, 2, fx.reg, 0, 0.3f, &r3, pool), MREC_OK, "ngcfm, node dropout")) {
+        static const int32_t u[4] = {0, 1, 2, 3}, pi[4] = {1, 2, 3, 4}, ni[4] = {5, 6, 7, 8};
+        double l1 = NAN, l2 = NAN;
+        if (t_status(m.epoch_start(m.self), MREC_OK, "drop")) l1 = m.loss_grad(m.self, u, pi, ni, 4);
+        if (t_status(m.epoch_start(m.self), MREC_OK, "drop again")) l2 = m.loss_grad(m.self, u, pi, ni, 4);
+        t_check(isfinite(l1) && isfinite(l2) && l1 != l2, "two dropped graphs give two losses (%.6f, %.6f)", l1, l2);
+        mrec_model_destroy(&m);
+    }
     mrec_rng r2 = {3};
-    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, 4, 2, 0.7f, 0, &r2, pool), MREC_OK, "ngcfm d=4")) {
+    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, 4, 2, 0.7f, 0, 0, &r2, pool), MREC_OK, "ngcfm d=4")) {
         check_gradients(&m, "ngcfm");
         mrec_model_destroy(&m);
     }

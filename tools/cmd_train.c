@@ -59,8 +59,8 @@ static int usage(FILE *f) {
             "lambda 0.9, reg 1e-4, learning rate decayed 0.96 every 50 epochs (--lr-decay 0.96:50).\n"
             "BM3 (MMRec's first grid point): 1 layer, reg 0.1, cl weight 2, target dropout 0.3; it samples no negatives.\n"
             "NGCF-M (the Ducho-meets-Elliot fork's defaults): 3 layers, l_w (--reg) 0.01, lr 0.0005, message dropout\n"
-            "0.5, modalities concatenated, batches of distinct users (--sampler users, Elliot's sampling; MMRec's\n"
-            "shuffled pairs are --sampler pairs, the default elsewhere).\n"
+            "0.5, node dropout 0 (--node-dropout), modalities concatenated, batches of distinct users (--sampler\n"
+            "users, Elliot's sampling; MMRec's shuffled pairs are --sampler pairs, the default elsewhere).\n"
             "kNN item graphs are cached in --cache DIR ($MREC_CACHE, else ~/.cache/mrec), under a hash of the\n"
             "features, k and the weights.\n");
     return f == stdout ? 0 : 1;
@@ -136,7 +136,7 @@ int mrec_cmd_train(int argc, char **argv) {
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
     float reg = -1, threshold = 0, min_rating = -INFINITY, node_dropout = 0.1f, mess_dropout = 0.1f, edge_dropout = 0.8f;
-    int knn_k = 10, layers_given = 0, decay_given = 0, lr_given = 0, mess_given = 0;
+    int knn_k = 10, layers_given = 0, decay_given = 0, lr_given = 0, mess_given = 0, node_given = 0;
     const char *sampler = NULL;
     float lambda = 0.9f, cl_weight = 2.0f, target_dropout = 0.3f;
     const char *cache = getenv("MREC_CACHE");
@@ -190,7 +190,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--min-rating")) min_rating = strtof(v, NULL);
         else if (!strcmp(a, "--kcore")) kcore = atoi(v);
         else if (!strcmp(a, "--neighbours")) neighbours = atoi(v);
-        else if (!strcmp(a, "--node-dropout")) node_dropout = strtof(v, NULL);
+        else if (!strcmp(a, "--node-dropout")) node_dropout = strtof(v, NULL), node_given = 1;
         else if (!strcmp(a, "--save-topk")) opt.save_topk = atoi(v);
         else if (!strcmp(a, "--mess-dropout")) mess_dropout = strtof(v, NULL), mess_given = 1;
         else if (!strcmp(a, "--features")) features = v;
@@ -440,9 +440,13 @@ int mrec_cmd_train(int argc, char **argv) {
         if (!sampler) opt.sample_users = 1;
         st = n_feat ? mrec_graph_mean_self(&graph, &train)
                     : mrec_fail(MREC_ERR_ARG, "ngcfm needs item features: --features visual=PATH,textual=PATH");
-        if (!st) st = mrec_ngcfm_create(&m, &graph, x.n_users, x.n_items, item_feat, feat_dim, dim, layers, reg, mess_dropout, &rng, pool);
-        int at = snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,l_w=%g,mess_dropout=%g,batch=%d,sampler=%s,seed=%llu,features=",
-                          dim, layers, opt.lr, reg, mess_dropout, opt.batch_size, opt.sample_users ? "users" : "pairs",
+        if (!node_given) node_dropout = 0;
+        if (!st)
+            st = mrec_ngcfm_create(&m, &graph, x.n_users, x.n_items, item_feat, feat_dim, dim, layers, reg, mess_dropout, node_dropout,
+                                   &rng, pool);
+        int at = snprintf(params, sizeof params,
+                          "dim=%d,layers=%d,lr=%g,l_w=%g,mess_dropout=%g,node_dropout=%g,batch=%d,sampler=%s,seed=%llu,features=", dim,
+                          layers, opt.lr, reg, mess_dropout, node_dropout, opt.batch_size, opt.sample_users ? "users" : "pairs",
                           (unsigned long long)opt.seed);
         for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
             at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
