@@ -1,5 +1,6 @@
-/* model_checks.h: checks every recommender's test runs: the analytic
- * gradients of a model's loss against central finite differences. */
+/* model_checks.h: what every recommender's test needs: the analytic
+ * gradients of a model's loss against central finite differences, and the
+ * pieces of the PyTorch trajectory fixtures (float lists, training pairs). */
 #ifndef MREC_MODEL_CHECKS_H
 #define MREC_MODEL_CHECKS_H
 
@@ -7,6 +8,7 @@
 
 #include "../recsys/mrec_recsys.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,24 @@ static inline void check_gradients(mrec_model *m, const char *name) {
     /* The check can fail: a gradient with a wrong sign or factor is caught. */
     t_check(bad == 0 && total > 20, "%s: %d of %lld gradients differ from finite differences", name, bad, (long long)total);
     free(grad);
+}
+
+static inline void fill_floats(float *dst, const cJSON *arr) {
+    int i = 0;
+    for (const cJSON *v = arr->child; v; v = v->next) dst[i++] = (float)v->valuedouble;
+}
+
+/* A fixture's [[user, item], ...] as training lists. */
+static inline void build_train(mrec_user_items *train, const cJSON *pairs, int U, int I) {
+    mrec_interactions x = {0};
+    x.n = cJSON_GetArraySize(pairs), x.n_users = U, x.n_items = I;
+    x.user = malloc(sizeof *x.user * (size_t)x.n), x.item = malloc(sizeof *x.item * (size_t)x.n);
+    x.rating = malloc(sizeof *x.rating * (size_t)x.n), x.split = calloc((size_t)x.n, 1);
+    int64_t k = 0;
+    for (const cJSON *p = pairs->child; p; p = p->next, k++)
+        x.user[k] = p->child->valueint, x.item[k] = p->child->next->valueint, x.rating[k] = 1;
+    mrec_user_items_build(train, &x, MREC_SPLIT_TRAIN);
+    free(x.user), free(x.item), free(x.rating), free(x.split);
 }
 
 #endif

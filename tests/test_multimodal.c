@@ -117,11 +117,6 @@ static void test_features(void) {
 
 /* ---- models against PyTorch ---- */
 
-static void fill_floats(float *dst, const cJSON *arr) {
-    int i = 0;
-    for (const cJSON *v = arr->child; v; v = v->next) dst[i++] = (float)v->valuedouble;
-}
-
 static void test_vbpr(mrec_pool *pool) {
     FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
     if (!t_check(f != NULL, "open trajectory.json")) return;
@@ -189,19 +184,6 @@ static void test_vbpr(mrec_pool *pool) {
     }
     free(vis), free(txt), free(feat);
     cJSON_Delete(c);
-}
-
-/* pairs -> train lists, as the trajectory's graph */
-static void build_train(mrec_user_items *train, const cJSON *pairs, int U, int I) {
-    mrec_interactions x = {0};
-    x.n = cJSON_GetArraySize(pairs), x.n_users = U, x.n_items = I;
-    x.user = malloc(sizeof *x.user * (size_t)x.n), x.item = malloc(sizeof *x.item * (size_t)x.n);
-    x.rating = malloc(sizeof *x.rating * (size_t)x.n), x.split = calloc((size_t)x.n, 1);
-    int64_t k = 0;
-    for (const cJSON *p = pairs->child; p; p = p->next, k++)
-        x.user[k] = p->child->valueint, x.item[k] = p->child->next->valueint, x.rating[k] = 1;
-    mrec_user_items_build(train, &x, MREC_SPLIT_TRAIN);
-    free(x.user), free(x.item), free(x.rating), free(x.split);
 }
 
 /* skip: parameters not compared after the steps (see test_freedom) */

@@ -362,11 +362,6 @@ static void test_gradients(mrec_pool *pool) {
 
 /* ---- training parity with PyTorch -------------------------------------------------------- */
 
-static void fill_floats(float *dst, const cJSON *arr) {
-    int i = 0;
-    for (const cJSON *v = arr->child; v; v = v->next) dst[i++] = (float)v->valuedouble;
-}
-
 /* Same initial weights and batches as tools/golden/recsys.py: the loss at
  * every Adam step and the final embeddings agree to 1e-4 (float32 on both
  * sides, summed in different orders: differences are ~1e-6). */
@@ -381,16 +376,8 @@ static void test_trajectory(mrec_pool *pool) {
     int d = cJSON_GetObjectItem(c, "dim")->valueint;
     float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble, reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
     /* the training pairs -> user lists -> graph */
-    mrec_interactions x = {0};
-    const cJSON *pairs = cJSON_GetObjectItem(c, "pairs");
-    x.n = cJSON_GetArraySize(pairs), x.n_users = U, x.n_items = I;
-    x.user = malloc(sizeof *x.user * (size_t)x.n), x.item = malloc(sizeof *x.item * (size_t)x.n);
-    x.rating = malloc(sizeof *x.rating * (size_t)x.n), x.split = calloc((size_t)x.n, 1);
-    int64_t k = 0;
-    for (const cJSON *p = pairs->child; p; p = p->next, k++)
-        x.user[k] = p->child->valueint, x.item[k] = p->child->next->valueint, x.rating[k] = 1;
     mrec_user_items train;
-    mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN);
+    build_train(&train, cJSON_GetObjectItem(c, "pairs"), U, I);
     mrec_graph g, gm;
     mrec_graph_normalized(&g, &train);
     mrec_graph_mean_self(&gm, &train);
@@ -454,7 +441,6 @@ static void test_trajectory(mrec_pool *pool) {
     mrec_graph_free(&g);
     mrec_graph_free(&gm);
     mrec_user_items_free(&train);
-    free(x.user), free(x.item), free(x.rating), free(x.split);
     cJSON_Delete(c);
 }
 
