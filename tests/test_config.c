@@ -130,6 +130,8 @@ static void malformed(void) {
     t_status(mrec_cfg_load(&c, write_yaml("bad2.yml", "a: &x 1\nb: *x\n")), MREC_ERR_UNSUPPORTED, "an alias");
     t_check(has("line 2"), "named by line: %s", mrec_error_detail());
     t_status(mrec_cfg_load(&c, write_yaml("bad3.yml", "a: 1\n---\nb: 2\n")), MREC_ERR_UNSUPPORTED, "two documents");
+    t_status(mrec_cfg_load(&c, write_yaml("bad7.yml", "a: !!str 1\n")), MREC_ERR_UNSUPPORTED, "a tag");
+    t_check(has("line 1") && has("tags"), "named by line: %s", mrec_error_detail());
     t_status(mrec_cfg_load(&c, write_yaml("bad4.yml", "- just\n- a list\n")), MREC_ERR_FORMAT, "a list at the top");
     t_status(mrec_cfg_load(&c, write_yaml("bad5.yml", "")), MREC_ERR_FORMAT, "an empty file");
     t_status(mrec_cfg_load(&c, "no/such.yml"), MREC_ERR_IO, "a missing file");

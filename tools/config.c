@@ -42,6 +42,11 @@ static mrec_status parse_node(reader *r, yaml_event_t *ev, mrec_cfg_node **out) 
     *out = NULL;
     int line = (int)ev->start_mark.line + 1;
     if (ev->type == YAML_ALIAS_EVENT) return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: aliases (*name) are not supported", r->path, line);
+    const yaml_char_t *tag = ev->type == YAML_SCALAR_EVENT          ? ev->data.scalar.tag
+                             : ev->type == YAML_MAPPING_START_EVENT  ? ev->data.mapping_start.tag
+                             : ev->type == YAML_SEQUENCE_START_EVENT ? ev->data.sequence_start.tag
+                                                                     : NULL;
+    if (tag) return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: tags (%s) are not supported", r->path, line, (const char *)tag);
     mrec_cfg_node *n = calloc(1, sizeof *n);
     if (!n) return mrec_fail(MREC_ERR_NOMEM, "%s: config tree", r->path);
     n->line = line;
