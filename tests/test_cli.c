@@ -262,6 +262,11 @@ int main(void) {
                  tmp, tmp, tmp, tmp);
         rc = run(cmd, out, sizeof out, 1);
         t_check(rc == 0 && strstr(out, "3 users, 3 items; 6 train, 1 valid, 2 test pairs"), "Elliot's fixed splits: rc %d, %s", rc, out);
+        snprintf(cmd, sizeof cmd, "train --data %s/tr.tsv,%s/va.tsv,%s/te.tsv --format tsv --model bprmf --epochs 6 --eval-every 3 --k 1,2 "
+                 "--select recall@2 --out %s/every", tmp, tmp, tmp, tmp);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 0 && strstr(out, "epoch    3") && strstr(out, "epoch    6") && !strstr(out, "epoch    2"),
+                "--eval-every 3 logs epochs 3 and 6 only: rc %d, %s", rc, out);
         snprintf(cmd, sizeof cmd, "train --data %s/tr.tsv,%s/te.tsv --model mostpop --out %s/fixed", tmp, tmp, tmp);
         rc = run(cmd, out, sizeof out, 1);
         t_check(rc == 1 && strstr(out, "--format tsv"), "fixed splits need --format tsv: %s", out);

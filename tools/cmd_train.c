@@ -25,7 +25,7 @@ static int usage(FILE *f) {
             "                  --model mostpop|itemknn|bprmf|lightgcn|ngcf|vbpr|freedom|lattice|bm3|ngcfm\n"
             "                  --out DIR\n"
             "                  [--epochs 1000] [--lr 0.001] [--reg R] [--dim 64] [--layers 3] [--batch-size 2048]\n"
-            "                  [--seed 999] [--patience 20] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
+            "                  [--seed 999] [--patience 20] [--eval-every 1] [--metrics recall,ndcg,precision,map] [--k 5,10,20,50]\n"
             "                  [--select recall@20] [--threshold 0] [--mask-valid] [--threads N]\n"
             "                  [--split mmrec|random:T[:V]|temporal:T[:V]|leave:N[:valid]] [--seed-split S]\n"
             "                  [--min-rating X] [--kcore K] [--kcore-once] [--neighbours 50 (itemknn)]\n"
@@ -37,6 +37,7 @@ static int usage(FILE *f) {
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
+            "--eval-every N evaluates every N epochs (Elliot's validation_rate); patience counts evaluations.\n"
             "Defaults are MMRec's: dim 64, lr 0.001, batch 2048, patience 20; reg 1e-5 (bprmf),\n"
             "1e-4 (lightgcn), 1e-5 (ngcf, its paper's decay; the paper trains with lr 1e-4, batch 1024);\n"
             "3 layers. --split makes train/valid/test from a file without one (or\n"
@@ -183,6 +184,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--batch-size")) opt.batch_size = atoi(v);
         else if (!strcmp(a, "--seed")) opt.seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--patience")) opt.patience = atoi(v);
+        else if (!strcmp(a, "--eval-every")) opt.eval_every = atoi(v);
         else if (!strcmp(a, "--threshold")) threshold = strtof(v, NULL);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--split")) split = v;
@@ -204,8 +206,8 @@ int mrec_cmd_train(int argc, char **argv) {
     }
     if (!data || !model || !out) return usage(stderr);
     if (opt.epochs < 1 || opt.batch_size < 1 || dim < 1 || dim > 4096 || layers < 0 || layers > 16 || !(opt.lr > 0) ||
-        opt.patience < 1) {
-        fprintf(stderr, "mrec train: --epochs, --batch-size, --dim, --patience must be positive, --layers 0..16, --lr > 0\n");
+        opt.patience < 1 || opt.eval_every < 1) {
+        fprintf(stderr, "mrec train: --epochs, --batch-size, --dim, --patience, --eval-every must be positive, --layers 0..16, --lr > 0\n");
         return 1;
     }
     int k[MREC_EVAL_MAX_K], n_k = parse_list(ks, k, MREC_EVAL_MAX_K);
