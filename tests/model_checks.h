@@ -41,6 +41,17 @@ static inline void check_gradients(mrec_model *m, const char *name) {
     free(grad);
 }
 
+/* A JSON fixture, parsed; NULL (and a failed check naming it) if it cannot be read. */
+static inline cJSON *read_fixture_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    static char buf[1 << 20];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    cJSON *c = n ? cJSON_ParseWithLength(buf, n) : NULL;
+    t_check(c != NULL, "read %s", path);
+    return c;
+}
+
 static inline void fill_floats(float *dst, const cJSON *arr) {
     int i = 0;
     for (const cJSON *v = arr->child; v; v = v->next) dst[i++] = (float)v->valuedouble;

@@ -117,75 +117,6 @@ static void test_features(void) {
 
 /* ---- models against PyTorch ---- */
 
-static void test_vbpr(mrec_pool *pool) {
-    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
-    if (!t_check(f != NULL, "open trajectory.json")) return;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    cJSON *c = cJSON_ParseWithLength(buf, n);
-    int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
-    int d = cJSON_GetObjectItem(c, "dim")->valueint;
-    float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble, reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
-    float *vis = malloc(sizeof(float) * (size_t)I * 6), *txt = malloc(sizeof(float) * (size_t)I * 5);
-    float *feat = malloc(sizeof(float) * (size_t)I * 11);
-    fill_floats(vis, cJSON_GetObjectItem(c, "visual"));
-    fill_floats(txt, cJSON_GetObjectItem(c, "textual"));
-    for (int i = 0; i < I; i++) { /* MMRec's order: textual, then visual */
-        memcpy(feat + (size_t)i * 11, txt + (size_t)i * 5, sizeof(float) * 5);
-        memcpy(feat + (size_t)i * 11 + 5, vis + (size_t)i * 6, sizeof(float) * 6);
-    }
-    const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "vbpr");
-    mrec_rng rng = {1};
-    mrec_model m;
-    if (t_status(mrec_vbpr_create(&m, U, I, d, reg, feat, 11, &rng, pool), MREC_OK, "create vbpr")) {
-        int p = 0;
-        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
-        mrec_adam adam;
-        mrec_adam_init(&adam, lr, 0);
-        for (int k = 0; k < m.n_params; k++) mrec_adam_add(&adam, m.param[k], m.grad[k], m.size[k]);
-        const cJSON *want = cJSON_GetObjectItem(ref, "losses")->child;
-        int step = 0, bad = 0;
-        for (const cJSON *b = cJSON_GetObjectItem(c, "batches")->child; b; b = b->next, want = want->next, step++) {
-            int32_t t[3][64];
-            int nb = 0;
-            for (int k = 0; k < 3; k++) {
-                nb = 0;
-                const cJSON *col = b->child;
-                for (int s = 0; s < k; s++) col = col->next;
-                for (const cJSON *v = col->child; v; v = v->next) t[k][nb++] = v->valueint;
-            }
-            double loss = m.loss_grad(m.self, t[0], t[1], t[2], nb);
-            if (fabs(loss - want->valuedouble) > 1e-4 && bad++ < 3)
-                fprintf(stderr, "  vbpr step %d: loss %.7f, PyTorch %.7f\n", step, loss, want->valuedouble);
-            mrec_adam_step(&adam, pool);
-        }
-        t_check(bad == 0 && step == 6, "vbpr: loss trajectory matches PyTorch (%d of %d steps differ)", bad, step);
-        p = 0;
-        for (const cJSON *w = cJSON_GetObjectItem(ref, "weights")->child; w; w = w->next, p++) {
-            float *wv = malloc(sizeof(float) * (size_t)m.size[p]);
-            fill_floats(wv, w);
-            char what[64];
-            snprintf(what, sizeof what, "vbpr parameter %d after 6 steps", p);
-            t_allclose(what, wv, m.param[p], m.size[p], 1e-4, 0);
-            free(wv);
-        }
-        mrec_adam_free(&adam);
-        mrec_model_destroy(&m);
-    }
-    /* gradients on a 5-user, 6-item problem, weights scaled away from the flat start */
-    mrec_rng r2 = {3};
-    if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, pool), MREC_OK, "small vbpr")) {
-        for (int k = 0; k < 2; k++)
-            for (int64_t e = 0; e < m.size[k]; e++) m.param[k][e] *= 10;
-        for (int64_t e = 0; e < m.size[3]; e++) m.param[3][e] = 0.1f * (float)(e + 1);
-        check_gradients(&m, "vbpr");
-        mrec_model_destroy(&m);
-    }
-    free(vis), free(txt), free(feat);
-    cJSON_Delete(c);
-}
-
 /* skip: parameters not compared after the steps (see test_freedom) */
 static void run_steps(mrec_model *m, const cJSON *c, const cJSON *ref, const char *name, unsigned skip, mrec_pool *pool) {
     float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble;
@@ -232,13 +163,7 @@ typedef struct {
 
 static int fixture_open(fixture *fx) {
     memset(fx, 0, sizeof *fx);
-    FILE *f = fopen("tests/fixtures/multimodal/trajectory.json", "rb");
-    if (!t_check(f != NULL, "open trajectory.json")) return 0;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    fx->c = cJSON_ParseWithLength(buf, n);
-    if (!t_check(fx->c != NULL, "parse trajectory.json")) return 0;
+    if (!(fx->c = read_fixture_json("tests/fixtures/multimodal/trajectory.json"))) return 0;
     fx->U = cJSON_GetObjectItem(fx->c, "n_users")->valueint, fx->I = cJSON_GetObjectItem(fx->c, "n_items")->valueint;
     fx->d = cJSON_GetObjectItem(fx->c, "dim")->valueint;
     fx->reg = (float)cJSON_GetObjectItem(fx->c, "reg")->valuedouble;
@@ -265,6 +190,34 @@ static void against_pytorch(mrec_model *m, const fixture *fx, const char *name, 
     int p = 0;
     for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m->param[p++], w);
     run_steps(m, fx->c, ref, name, skip, pool);
+}
+
+static void test_vbpr(mrec_pool *pool) {
+    fixture fx;
+    if (!fixture_open(&fx)) return;
+    int I = fx.I;
+    float *feat = malloc(sizeof(float) * (size_t)I * 11);
+    for (int i = 0; i < I; i++) { /* MMRec's order: textual, then visual */
+        memcpy(feat + (size_t)i * 11, fx.feat[1].x + (size_t)i * 5, sizeof(float) * 5);
+        memcpy(feat + (size_t)i * 11 + 5, fx.feat[0].x + (size_t)i * 6, sizeof(float) * 6);
+    }
+    mrec_rng rng = {1};
+    mrec_model m;
+    if (t_status(mrec_vbpr_create(&m, fx.U, I, fx.d, fx.reg, feat, 11, &rng, pool), MREC_OK, "create vbpr")) {
+        against_pytorch(&m, &fx, "vbpr", 0, pool);
+        mrec_model_destroy(&m);
+    }
+    /* gradients on a 5-user, 6-item problem, weights scaled away from the flat start */
+    mrec_rng r2 = {3};
+    if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, pool), MREC_OK, "small vbpr")) {
+        for (int k = 0; k < 2; k++)
+            for (int64_t e = 0; e < m.size[k]; e++) m.param[k][e] *= 10;
+        for (int64_t e = 0; e < m.size[3]; e++) m.param[3][e] = 0.1f * (float)(e + 1);
+        check_gradients(&m, "vbpr");
+        mrec_model_destroy(&m);
+    }
+    free(feat);
+    fixture_close(&fx);
 }
 
 static void test_freedom(mrec_pool *pool) {

@@ -366,12 +366,8 @@ static void test_gradients(mrec_pool *pool) {
  * every Adam step and the final embeddings agree to 1e-4 (float32 on both
  * sides, summed in different orders: differences are ~1e-6). */
 static void test_trajectory(mrec_pool *pool) {
-    FILE *f = fopen("tests/fixtures/recsys/trajectory.json", "rb");
-    if (!t_check(f != NULL, "open trajectory.json")) return;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    cJSON *c = cJSON_ParseWithLength(buf, n);
+    cJSON *c = read_fixture_json("tests/fixtures/recsys/trajectory.json");
+    if (!c) return;
     int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
     int d = cJSON_GetObjectItem(c, "dim")->valueint;
     float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble, reg = (float)cJSON_GetObjectItem(c, "reg")->valuedouble;
