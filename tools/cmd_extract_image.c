@@ -4,6 +4,7 @@
  *   mrec extract-image --model PATH --images DIR|TABLE --out DIR [--preset NAME]
  *                      [--layer avgpool|logits|cls|pooler] [--format matrix|per-item]
  *                      [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]
+ *                      [--size H,W] [--mean R,G,B --std R,G,B]
  * A folder is searched recursively for .jpg / .jpeg / .png; an item's id is
  * the file name up to its first dot (Ducho's rule), items in id order. A
  * table (CSV / TSV with a header) names the id and path columns (--id-column,
@@ -26,14 +27,16 @@ static int usage(FILE *f) {
             "usage: mrec extract-image --model PATH --images DIR|TABLE --out DIR [--preset NAME]\n"
             "                          [--layer avgpool|logits|cls|pooler] [--format matrix|per-item]\n"
             "                          [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]\n"
-            "                          [--id-column C] [--path-column C]\n"
+            "                          [--id-column C] [--path-column C] [--size H,W] [--mean R,G,B --std R,G,B]\n"
             "\n"
             "Extracts visual features with a torchvision ResNet (safetensors) or a Hugging Face ViT folder.\n"
             "Presets: ducho-resnet (default for ResNet: bicubic 224x224, ImageNet statistics), torchvision\n"
             "(Resize 256 + CenterCrop 224), hf-vit (default for ViT), hf-clip; hf- presets read the model's\n"
             "preprocessor_config.json. Images that cannot be decoded are listed and skipped; --strict stops\n"
             "instead, before anything is written. matrix writes DIR/image_feat.npy (one row per item, in\n"
-            "item order) and DIR/image_feat_ids.txt; per-item writes DIR/<id>.npy of shape (1, dim).\n");
+            "item order) and DIR/image_feat_ids.txt; per-item writes DIR/<id>.npy of shape (1, dim).\n"
+            "--size resizes straight to H x W (a preset without a crop; Ducho's reshape); --mean and --std\n"
+            "replace the preset's normalization (in [0, 1] units, like torchvision's Normalize).\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -42,9 +45,36 @@ static int fail(const char *what, mrec_status st) {
     return st == MREC_ERR_NOMEM ? 3 : 2;
 }
 
+/* --size, --mean, --std on top of the preset (Ducho's reshape and normalization). */
+static mrec_status override_preprocessing(mrec_image_encoder *enc, const char *model, const char *size, const char *mean, const char *std) {
+    mrec_preprocess *p = &enc->pre;
+    if (size) {
+        int h, w, used = 0;
+        if (sscanf(size, "%d,%d%n", &h, &w, &used) != 2 || size[used] || h < 8 || w < 8 || h > 4096 || w > 4096)
+            return mrec_fail(MREC_ERR_ARG, "--size wants H,W between 8 and 4096, got '%s'", size);
+        if (p->crop_h || p->shortest_edge)
+            return mrec_fail(MREC_ERR_ARG, "--size: preset %s crops or keeps the aspect ratio; --size is for a straight resize", p->name);
+        int want = enc->kind == MREC_IMAGE_VIT ? enc->vit.cfg.image_size : enc->kind == MREC_IMAGE_CLIP ? enc->clip.vision.cfg.image_size : 0;
+        if (want && (h != want || w != want)) return mrec_fail(MREC_ERR_SHAPE, "--size %s: %s takes %dx%d images", size, model, want, want);
+        p->resize_h = h, p->resize_w = w;
+    }
+    if (!mean != !std) return mrec_fail(MREC_ERR_ARG, "--mean and --std go together");
+    if (mean) {
+        float m[3], s[3];
+        int um = 0, us = 0;
+        if (sscanf(mean, "%f,%f,%f%n", &m[0], &m[1], &m[2], &um) != 3 || mean[um] || sscanf(std, "%f,%f,%f%n", &s[0], &s[1], &s[2], &us) != 3 ||
+            std[us] || !(s[0] > 0 && s[1] > 0 && s[2] > 0))
+            return mrec_fail(MREC_ERR_ARG, "--mean and --std want three numbers each, std > 0, got '%s' and '%s'", mean, std);
+        memcpy(p->mean, m, sizeof m), memcpy(p->std, s, sizeof s);
+        p->do_normalize = 1;
+    }
+    return MREC_OK;
+}
+
 int mrec_cmd_extract_image(int argc, char **argv) {
     const char *model = NULL, *images = NULL, *out = NULL, *preset = NULL, *layer = NULL, *format = "matrix", *id_col = NULL,
                *path_col = NULL;
+    const char *size = NULL, *mean = NULL, *std = NULL;
     int batch = 32, threads = 0, decode_threads = 2, strict = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -65,6 +95,9 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         else if (!strcmp(a, "--format")) format = v;
         else if (!strcmp(a, "--id-column")) id_col = v;
         else if (!strcmp(a, "--path-column")) path_col = v;
+        else if (!strcmp(a, "--size")) size = v;
+        else if (!strcmp(a, "--mean")) mean = v;
+        else if (!strcmp(a, "--std")) std = v;
         else if (!strcmp(a, "--batch-size")) batch = atoi(v);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--decode-threads")) decode_threads = atoi(v);
@@ -92,6 +125,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     if (!rc && (st = mrec_image_encoder_load(&enc, model, preset, layer))) rc = fail("loading the model", st);
     loaded = !rc;
     if (!rc) enc.batch_size = batch, enc.decode_threads = decode_threads;
+    if (!rc && (st = override_preprocessing(&enc, model, size, mean, std))) rc = fail("preprocessing", st);
     int n = items.n, D = loaded ? mrec_image_encoder_dim(&enc) : 0;
     float *feat = malloc(sizeof *feat * (size_t)(n + 1) * (D + 1));
     int *good = malloc(sizeof *good * (size_t)(n + 1));

@@ -6,6 +6,7 @@
 #include "../nn/mrec_safetensors.h"
 #include "../nn/mrec_tensor.h"
 #include "../tokenizers/mrec_tokenizer.h"
+#include "mrec_tools.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,11 +14,6 @@
 
 #define MREC_VERSION "0.1.0"
 
-int mrec_cmd_train(int argc, char **argv);        /* cmd_train.c */
-int mrec_cmd_extract_text(int argc, char **argv); /* cmd_extract.c */
-int mrec_cmd_extract_image(int argc, char **argv); /* cmd_extract_image.c */
-int mrec_cmd_extract_clip(int argc, char **argv);  /* cmd_clip.c */
-int mrec_cmd_clip_scores(int argc, char **argv);   /* cmd_clip.c */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -26,6 +22,7 @@ static void usage(FILE *f) {
             "usage: mrec <command> [options]\n"
             "\n"
             "commands:\n"
+            "  extract CONFIG.yml         run a Ducho extraction config (mrec extract --help)\n"
             "  inspect FILE.safetensors   list tensors (name dtype shape) and the parameter count\n"
             "  tokenize --tokenizer PATH  token ids of each line of standard input\n"
             "  train --data PATH ...      train and evaluate a recommender (mrec train --help)\n"
@@ -195,6 +192,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info();
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "extract") == 0) return mrec_cmd_extract(argc - 1, argv + 1);
     if (strcmp(cmd, "train") == 0) return mrec_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-text") == 0) return mrec_cmd_extract_text(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-image") == 0) return mrec_cmd_extract_image(argc - 1, argv + 1);

@@ -1,0 +1,444 @@
+/* cmd_ducho.c: `mrec extract CONFIG`: a Ducho configuration file, run as
+ * Ducho runs it, with mrec's extractors.
+ *
+ *   dataset_path: data/demo          # the other paths are inside it
+ *   gpu list: 0                      # accepted ("gpu_list" too); mrec picks its device itself
+ *   visual:   {items: {input_path: images, output_path: visual_embeddings,
+ *                      model: [{model_name: ResNet50, output_layers: avgpool, reshape: [224, 224],
+ *                               preprocessing: zscore, mean: [...], std: [...], backend: torch, batch_size: 32}]}}
+ *   textual:  {items: {input_path: meta.tsv, item_column: asin, text_column: description,
+ *                      model: [{model_name: sentence-transformers/all-mpnet-base-v2, output_layers: 1}]}}
+ *   visual_textual: {items: {input_path: {visual: images, textual: meta.tsv}, item_column: asin,
+ *                            text_column: description, output_path: {visual: ..., textual: ...},
+ *                            model: [{model_name: openai/clip-vit-base-patch16, backend: transformers,
+ *                                     output_layers: 1, fusion: concat}]}}
+ *
+ * Each model writes Ducho's tree, <dataset_path>/<output_path>/<backend>/<model_name>/<output_layers>/<id>.npy,
+ * of shape (1, dim). A model_name is a folder, or a name from weights/manifest.tsv found under the weights
+ * folder. Every section is checked (keys, types, files, models) before anything runs, and each model writes
+ * into a scratch folder that is moved into place only when it succeeded.
+ *
+ * Where Ducho pairs images and texts by position (visual_textual), mrec pairs them by item id.
+ */
+#include "mrec_tools.h"
+
+#include "../extractors/mrec_image_encoder.h"
+#include "../nn/mrec_npy.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { VISUAL, TEXTUAL, VISUAL_TEXTUAL };
+static const char *const SECTIONS[] = {"visual", "textual", "visual_textual"};
+
+typedef struct {
+    int modality, line;
+    char name[256], model_dir[4096], backend[64], layer_dir[64]; /* layer_dir: output_layers as written */
+    const char *layer, *pooling;                                  /* mrec's names, or NULL for the default */
+    char size[32], mean[96], std[96], batch[16], fusion[16];
+    char images[4096], table[4096], item_col[256], text_col[256];
+    char out[3][4096]; /* the leaf folders: visual or textual; visual_textual: visual, textual, fused */
+} job;
+
+static int is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int exists(const char *p) { return access(p, R_OK) == 0; }
+
+/* A sequence of numbers into "a,b,c". */
+static mrec_status number_list(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, int want, double lo, double hi, char *out,
+                               size_t cap) {
+    const mrec_cfg_node *n = mrec_cfg_get(map, key);
+    if (!n) return MREC_OK;
+    if (n->kind != MREC_CFG_SEQ || mrec_cfg_count(n) != want)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a list of %d numbers", c->path, n->line, key, want);
+    size_t at = 0;
+    for (const mrec_cfg_node *e = n->child; e; e = e->next) {
+        double v;
+        mrec_status st = mrec_cfg_node_number(c, e, key, lo, hi, &v);
+        if (st) return st;
+        at += snprintf(out + at, cap - at, "%s%.9g", at ? "," : "", v);
+    }
+    return MREC_OK;
+}
+
+/* A scalar of any YAML type as text (output_layers is 1 or avgpool). */
+static mrec_status text_of(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, char *out, size_t cap) {
+    const mrec_cfg_node *n = mrec_cfg_get(map, key);
+    if (!n) return MREC_OK;
+    if (n->kind == MREC_CFG_SEQ && mrec_cfg_count(n) == 1) n = n->child; /* Ducho allows [avgpool] */
+    if (n->kind != MREC_CFG_SCALAR || !*n->value)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be one value", c->path, n->line, key);
+    snprintf(out, cap, "%s", n->value);
+    return MREC_OK;
+}
+
+/* model_name: a folder or file that exists, else weights/<model_name>, else
+ * weights/<lowercased name> (torchvision's ResNet50 -> weights/resnet50). */
+static mrec_status resolve_model(const mrec_cfg *c, int line, const char *name, const char *weights, char *dir, size_t cap) {
+    if (exists(name)) return snprintf(dir, cap, "%s", name), MREC_OK;
+    snprintf(dir, cap, "%s/%s", weights, name);
+    if (exists(dir)) return MREC_OK;
+    char lower[256];
+    size_t i = 0;
+    for (; name[i] && i < sizeof lower - 1; i++) lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    lower[i] = 0;
+    snprintf(dir, cap, "%s/%s", weights, lower);
+    if (exists(dir)) return MREC_OK;
+    return mrec_fail(MREC_ERR_IO,
+                     "%s: line %d: model_name '%s': no such folder, and no local copy in %s (`make weights` or "
+                     "`weights/fetch %s` downloads the checkpoints of weights/manifest.tsv)",
+                     c->path, line, name, weights, lower);
+}
+
+/* output_layers -> mrec's layer (image) or pooling (text) for this model. */
+static mrec_status map_layer(const mrec_cfg *c, job *j) {
+    const char *l = j->layer_dir;
+    mrec_image_model kind = MREC_IMAGE_RESNET;
+    int text_only = j->modality == TEXTUAL;
+    mrec_status st = text_only ? MREC_OK : mrec_image_model_kind(j->model_dir, &kind);
+    if (st) return st;
+    int clip = !text_only ? kind == MREC_IMAGE_CLIP : 0;
+    if (text_only) {
+        char cfg[4200];
+        snprintf(cfg, sizeof cfg, "%s/config.json", j->model_dir);
+        mrec_image_model k;
+        clip = is_dir(j->model_dir) && exists(cfg) && !mrec_image_model_kind(j->model_dir, &k) && k == MREC_IMAGE_CLIP;
+    }
+    if (j->modality == VISUAL_TEXTUAL && !clip)
+        return mrec_fail(MREC_ERR_ARG, "%s: line %d: visual_textual needs a CLIP model; %s is not one", c->path, j->line, j->name);
+    if (!*l || !strcmp(l, "1")) return MREC_OK; /* Ducho's "1": the model's usual output */
+    if (clip) {
+        if (!strcmp(l, "embeds") || !strcmp(l, "projected") || !strcmp(l, "pooler")) return j->layer = l, MREC_OK;
+    } else if (text_only) {
+        if (!strcmp(l, "mean") || !strcmp(l, "cls") || !strcmp(l, "pooler")) return j->pooling = l, MREC_OK;
+        if (!strcmp(l, "pooler_output")) return j->pooling = "pooler", MREC_OK;
+    } else if (kind == MREC_IMAGE_RESNET) {
+        if (!strcmp(l, "avgpool")) return j->layer = "avgpool", MREC_OK;
+        if (!strcmp(l, "fc") || !strcmp(l, "classifier") || !strcmp(l, "logits")) return j->layer = "logits", MREC_OK;
+    } else {
+        if (!strcmp(l, "pooler_output") || !strcmp(l, "pooler")) return j->layer = "pooler", MREC_OK;
+        if (!strcmp(l, "last_hidden_state") || !strcmp(l, "cls")) return j->layer = "cls", MREC_OK;
+    }
+    return mrec_fail(MREC_ERR_ARG, "%s: line %d: output_layers '%s' is not one mrec has for %s (%s)", c->path, j->line, l, j->name,
+                     clip        ? "1, embeds, projected, pooler"
+                     : text_only ? "1, mean, cls, pooler"
+                     : kind == MREC_IMAGE_RESNET ? "avgpool, fc"
+                                                 : "pooler_output, last_hidden_state");
+}
+
+static mrec_status path_in(const mrec_cfg *c, const mrec_cfg_node *n, const char *base, const char *what, int must_exist, char *out,
+                           size_t cap) {
+    if (!n || n->kind != MREC_CFG_SCALAR || !*n->value)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a path", c->path, n ? n->line : 0, what);
+    if (n->value[0] == '/' || !*base) snprintf(out, cap, "%s", n->value);
+    else snprintf(out, cap, "%s/%s", base, n->value);
+    if (must_exist && !exists(out)) return mrec_fail(MREC_ERR_IO, "%s: line %d: %s %s: no such file or folder", c->path, n->line, what, out);
+    return MREC_OK;
+}
+
+/* One modality section's items: its jobs appended to js. */
+static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int modality, const char *base, const char *weights,
+                                job *js, int *n_jobs) {
+    static const char *const sec_keys[] = {"items", NULL};
+    static const char *const item_keys[] = {"input_path", "output_path", "item_column", "text_column", "model", NULL};
+    static const char *const model_keys[] = {"model_name", "output_layers", "backend", "batch_size", "reshape", "preprocessing",
+                                             "mean", "std", "fusion", "clear_text", "task", NULL};
+    char where[128];
+    snprintf(where, sizeof where, "%s", SECTIONS[modality]);
+    if (sec->kind != MREC_CFG_MAP) return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a map with items", c->path, sec->line, where);
+    if (mrec_cfg_get(sec, "interactions"))
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: %s.interactions (review texts) is not supported; items is", c->path,
+                         mrec_cfg_get(sec, "interactions")->line, where);
+    mrec_status st = mrec_cfg_check_keys(c, sec, where, sec_keys);
+    const mrec_cfg_node *items = mrec_cfg_get(sec, "items");
+    if (!st && !items) return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s has no items", c->path, sec->line, where);
+    snprintf(where, sizeof where, "%s.items", SECTIONS[modality]);
+    if (!st && items->kind != MREC_CFG_MAP) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a map", c->path, items->line, where);
+    if (!st) st = mrec_cfg_check_keys(c, items, where, item_keys);
+    const mrec_cfg_node *input = mrec_cfg_get(items, "input_path"), *output = mrec_cfg_get(items, "output_path"),
+                        *models = mrec_cfg_get(items, "model");
+    if (!st && !input) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s needs input_path", c->path, items->line, where);
+    if (!st && (!models || models->kind != MREC_CFG_SEQ || !mrec_cfg_count(models)))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s needs a model list", c->path, models ? models->line : items->line, where);
+    const char *item_col = NULL, *text_col = NULL;
+    if (!st && modality != VISUAL) st = mrec_cfg_string(c, items, "item_column", 1, &item_col);
+    if (!st && modality != VISUAL) st = mrec_cfg_string(c, items, "text_column", 1, &text_col);
+    int index = 0;
+    for (const mrec_cfg_node *m = st ? NULL : models->child; m && !st; m = m->next, index++) {
+        if (*n_jobs == MREC_MAX_EXTRACTED) return mrec_fail(MREC_ERR_ARG, "%s: more than %d models", c->path, MREC_MAX_EXTRACTED);
+        job *j = &js[*n_jobs];
+        memset(j, 0, sizeof *j);
+        j->modality = modality, j->line = m->line;
+        char mwhere[160];
+        snprintf(mwhere, sizeof mwhere, "%s.model[%d]", where, index);
+        if (m->kind != MREC_CFG_MAP) return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a map", c->path, m->line, mwhere);
+        const char *name = NULL, *backend = modality == VISUAL ? "torch" : modality == TEXTUAL ? "sentence_transformers" : "transformers",
+                   *pre = "zscore", *fusion = NULL, *task = "pretrained";
+        long batch = 0;
+        int clear = 0;
+        if (!st) st = mrec_cfg_check_keys(c, m, mwhere, model_keys);
+        if (!st) st = mrec_cfg_string(c, m, "model_name", 1, &name);
+        if (!st) st = mrec_cfg_string(c, m, "backend", 0, &backend);
+        if (!st) st = mrec_cfg_string(c, m, "preprocessing", 0, &pre);
+        if (!st) st = mrec_cfg_string(c, m, "fusion", 0, &fusion);
+        if (!st) st = mrec_cfg_string(c, m, "task", 0, &task);
+        if (!st) st = mrec_cfg_int(c, m, "batch_size", 0, 1, 4096, &batch);
+        if (!st) st = mrec_cfg_bool(c, m, "clear_text", 0, &clear);
+        if (!st) st = text_of(c, m, "output_layers", j->layer_dir, sizeof j->layer_dir);
+        if (!st && modality == VISUAL) st = number_list(c, m, "reshape", 2, 8, 4096, j->size, sizeof j->size);
+        if (!st && modality == VISUAL) st = number_list(c, m, "mean", 3, -10, 10, j->mean, sizeof j->mean);
+        if (!st && modality == VISUAL) st = number_list(c, m, "std", 3, 1e-6, 10, j->std, sizeof j->std);
+        if (st) return st;
+        if (!strcmp(backend, "tensorflow"))
+            return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: backend tensorflow: mrec reads PyTorch / Hugging Face checkpoints (torch, "
+                             "transformers, sentence_transformers)", c->path, m->line);
+        if (strcmp(backend, "torch") && strcmp(backend, "transformers") && strcmp(backend, "sentence_transformers"))
+            return mrec_fail(MREC_ERR_ARG, "%s: line %d: backend '%s' is not torch, transformers or sentence_transformers", c->path,
+                             m->line, backend);
+        if (strcmp(pre, "zscore"))
+            return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: preprocessing '%s': mrec has zscore (mean / std)", c->path, m->line, pre);
+        if (!*j->mean != !*j->std) return mrec_fail(MREC_ERR_ARG, "%s: line %d: mean and std go together", c->path, m->line);
+        if (strcmp(task, "pretrained"))
+            return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: task '%s': mrec extracts with pretrained models only", c->path, m->line, task);
+        if (clear)
+            return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: clear_text: True (Ducho's text cleaning) is not supported", c->path, m->line);
+        if (fusion && (modality != VISUAL_TEXTUAL || (strcmp(fusion, "concat") && strcmp(fusion, "sum") && strcmp(fusion, "mul") &&
+                                                      strcmp(fusion, "mean"))))
+            return mrec_fail(MREC_ERR_ARG, "%s: line %d: fusion '%s' %s", c->path, m->line, fusion,
+                             modality != VISUAL_TEXTUAL ? "is for visual_textual" : "is not concat, sum, mul or mean");
+        if (strstr(name, "..") || strstr(name, "//"))
+            return mrec_fail(MREC_ERR_ARG, "%s: line %d: model_name '%s' cannot be part of an output path", c->path, m->line, name);
+        snprintf(j->name, sizeof j->name, "%s", name);
+        snprintf(j->backend, sizeof j->backend, "%s", backend);
+        if (batch) snprintf(j->batch, sizeof j->batch, "%ld", batch);
+        if (fusion) snprintf(j->fusion, sizeof j->fusion, "%s", fusion);
+        if (!*j->layer_dir) snprintf(j->layer_dir, sizeof j->layer_dir, "%s", modality == VISUAL ? "avgpool" : "1");
+        if (strchr(j->layer_dir, '/')) return mrec_fail(MREC_ERR_ARG, "%s: line %d: output_layers has a '/'", c->path, m->line);
+        if ((st = resolve_model(c, m->line, name, weights, j->model_dir, sizeof j->model_dir)) || (st = map_layer(c, j))) return st;
+        /* inputs and outputs */
+        if (item_col) snprintf(j->item_col, sizeof j->item_col, "%s", item_col), snprintf(j->text_col, sizeof j->text_col, "%s", text_col);
+        const char *outs[3] = {"visual_embeddings", "textual_embeddings", "visual_textual_embeddings"};
+        char outdir[3][4096];
+        if (modality == VISUAL_TEXTUAL) {
+            if (input->kind != MREC_CFG_MAP || (st = mrec_cfg_check_keys(c, input, "visual_textual.items.input_path",
+                                                                         (const char *const[]){"visual", "textual", NULL})))
+                return st ? st : mrec_fail(MREC_ERR_FORMAT, "%s: line %d: input_path must be {visual: ..., textual: ...}", c->path, input->line);
+            if ((st = path_in(c, mrec_cfg_get(input, "visual"), base, "input_path.visual", 1, j->images, sizeof j->images)) ||
+                (st = path_in(c, mrec_cfg_get(input, "textual"), base, "input_path.textual", 1, j->table, sizeof j->table)))
+                return st;
+            if (output && (output->kind != MREC_CFG_MAP ||
+                           (st = mrec_cfg_check_keys(c, output, "visual_textual.items.output_path",
+                                                     (const char *const[]){"visual", "textual", "visual_textual", NULL}))))
+                return st ? st : mrec_fail(MREC_ERR_FORMAT, "%s: line %d: output_path must be {visual: ..., textual: ...}", c->path, output->line);
+            for (int k = 0; k < 3; k++) {
+                const mrec_cfg_node *o = output ? mrec_cfg_get(output, SECTIONS[k]) : NULL;
+                if (o && (st = path_in(c, o, base, "output_path", 0, outdir[k], sizeof outdir[k]))) return st;
+                if (!o) snprintf(outdir[k], sizeof outdir[k], "%s%s%s", base, *base ? "/" : "", outs[k]);
+            }
+        } else {
+            if ((st = path_in(c, input, base, "input_path", 1, modality == VISUAL ? j->images : j->table, sizeof j->images))) return st;
+            if (output && (st = path_in(c, output, base, "output_path", 0, outdir[0], sizeof outdir[0]))) return st;
+            if (!output) snprintf(outdir[0], sizeof outdir[0], "%s%s%s", base, *base ? "/" : "", outs[modality]);
+        }
+        for (int k = 0; k < (modality == VISUAL_TEXTUAL ? 3 : 1); k++)
+            snprintf(j->out[k], sizeof j->out[k], "%s/%s/%s/%s", outdir[k], j->backend, j->name, j->layer_dir);
+        ++*n_jobs;
+    }
+    return st;
+}
+
+/* The folder's <id>.npy files, in id order, as one matrix: LEAF.npy and LEAF_ids.txt (MMRec's layout, joined by id). */
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static mrec_status write_matrix(const char *leaf) {
+    DIR *d = opendir(leaf);
+    if (!d) return mrec_fail(MREC_ERR_IO, "%s: cannot read", leaf);
+    char **names = NULL;
+    int n = 0, cap = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".npy")) continue;
+        if (n == cap) names = realloc(names, sizeof *names * (size_t)(cap = cap ? 2 * cap : 256));
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, compare_names);
+    float *all = NULL;
+    int64_t dim = 0;
+    mrec_status st = n ? MREC_OK : mrec_fail(MREC_ERR_FORMAT, "%s: no .npy files", leaf);
+    for (int i = 0; i < n && !st; i++) {
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", leaf, names[i]);
+        float *v = NULL;
+        int nd = 0;
+        int64_t s[8];
+        st = mrec_npy_read_f32(p, &v, &nd, s);
+        if (!st && (nd != 2 || s[0] != 1 || (dim && s[1] != dim))) st = mrec_fail(MREC_ERR_SHAPE, "%s: not (1, %lld)", p, (long long)dim);
+        if (!st && !dim) dim = s[1], all = malloc(sizeof(float) * (size_t)n * (size_t)dim);
+        if (!st && !all) st = mrec_fail(MREC_ERR_NOMEM, "%d x %lld", n, (long long)dim);
+        if (!st) memcpy(all + (size_t)i * dim, v, sizeof(float) * (size_t)dim);
+        free(v);
+    }
+    char p[4200], tmp[4300];
+    if (!st) {
+        snprintf(p, sizeof p, "%s.npy", leaf);
+        st = mrec_npy_write(p, MREC_NPY_F32, 2, (int64_t[]){n, dim}, all);
+    }
+    if (!st) {
+        snprintf(p, sizeof p, "%s_ids.txt", leaf);
+        snprintf(tmp, sizeof tmp, "%s.tmp", p);
+        FILE *f = fopen(tmp, "w");
+        for (int i = 0; f && i < n; i++) fprintf(f, "%.*s\n", (int)strlen(names[i]) - 4, names[i]);
+        if (!f || (ferror(f) | (fclose(f) != 0)) || rename(tmp, p) != 0) st = mrec_fail(MREC_ERR_IO, "%s: write failed", p);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names), free(all);
+    return st;
+}
+
+/* One model: the extractor into a scratch folder, then into Ducho's tree. */
+static int run_job(const job *j, int threads, int matrix) {
+    char scratch[4200], th[16];
+    snprintf(scratch, sizeof scratch, "%s.partial", j->out[0]);
+    snprintf(th, sizeof th, "%d", threads);
+    mrec_remove_tree(scratch);
+    mrec_status st = mrec_mkdirs(scratch);
+    if (st) {
+        fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
+        return 2;
+    }
+    char *argv[48];
+    int argc = 0, rc;
+#define ARG(a, b) (argv[argc++] = (char *)(a), argv[argc++] = (char *)(b))
+    argv[argc++] = (char *)(j->modality == VISUAL ? "extract-image" : j->modality == TEXTUAL ? "extract-text" : "extract-clip");
+    ARG("--model", j->model_dir);
+    ARG("--out", scratch);
+    ARG("--format", "per-item");
+    ARG("--threads", th);
+    if (*j->batch) ARG("--batch-size", j->batch);
+    if (j->modality != TEXTUAL) ARG("--images", j->images);
+    if (j->modality != VISUAL) ARG("--input", j->table), ARG("--id-column", j->item_col), ARG("--text-column", j->text_col);
+    if (j->layer) ARG("--layer", j->layer);
+    if (j->pooling) ARG("--pooling", j->pooling);
+    if (*j->size) ARG("--size", j->size);
+    if (*j->mean) ARG("--mean", j->mean), ARG("--std", j->std);
+    if (*j->fusion) ARG("--fusion", j->fusion);
+#undef ARG
+    argv[argc] = NULL;
+    fprintf(stderr, "== %s %s -> %s\n", SECTIONS[j->modality], j->name, j->out[0]);
+    rc = j->modality == VISUAL ? mrec_cmd_extract_image(argc, argv) : j->modality == TEXTUAL ? mrec_cmd_extract_text(argc, argv)
+                                                                                            : mrec_cmd_extract_clip(argc, argv);
+    if (rc) {
+        mrec_remove_tree(scratch);
+        return rc;
+    }
+    char from[4400];
+    if (j->modality != VISUAL_TEXTUAL) st = mrec_move_contents(scratch, j->out[0]);
+    else {
+        const char *parts[3] = {"visual", "textual", NULL};
+        char fused[32];
+        snprintf(fused, sizeof fused, "visual_textual_%s", j->fusion);
+        parts[2] = *j->fusion ? fused : NULL;
+        for (int k = 0; k < 3 && parts[k] && !st; k++) {
+            snprintf(from, sizeof from, "%s/%s", scratch, parts[k]);
+            st = mrec_move_contents(from, j->out[k]);
+        }
+        mrec_remove_tree(scratch);
+    }
+    for (int k = 0; !st && matrix && k < (j->modality == VISUAL_TEXTUAL ? 2 + !!*j->fusion : 1); k++) st = write_matrix(j->out[k]);
+    if (st) {
+        fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
+        return 2;
+    }
+    return 0;
+}
+
+int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, mrec_extracted *out) {
+    static const char *const top[] = {"dataset_path", "gpu list", "gpu_list", "visual", "textual", "visual_textual", NULL};
+    if (!weights) weights = mrec_weights_dir();
+    const char *base = "";
+    static job js[MREC_MAX_EXTRACTED];
+    int n = 0;
+    mrec_status st = root->kind == MREC_CFG_MAP ? mrec_cfg_check_keys(c, root, "the extraction config", top)
+                                                : mrec_fail(MREC_ERR_FORMAT, "%s: line %d: the extraction config must be a map", c->path, root->line);
+    if (!st && mrec_cfg_get(root, "audio"))
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: audio extraction is not supported", c->path, mrec_cfg_get(root, "audio")->line);
+    if (!st) st = mrec_cfg_string(c, root, "dataset_path", 0, &base);
+    if (!st && *base && !is_dir(base))
+        st = mrec_fail(MREC_ERR_IO, "%s: line %d: dataset_path %s: no such folder", c->path, mrec_cfg_get(root, "dataset_path")->line, base);
+    for (int m = 0; m < 3 && !st; m++) {
+        const mrec_cfg_node *sec = mrec_cfg_get(root, SECTIONS[m]);
+        if (sec) st = read_section(c, sec, m, base, weights, js, &n);
+    }
+    if (!st && !n) st = mrec_fail(MREC_ERR_FORMAT, "%s: no visual, textual or visual_textual section: nothing to extract", c->path);
+    if (st) {
+        fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
+        return st == MREC_ERR_NOMEM ? 3 : 2;
+    }
+    if (out) out->n = 0;
+    double t0 = mrec_now();
+    for (int i = 0; i < n; i++) {
+        double t = mrec_now();
+        int rc = run_job(&js[i], threads, matrix);
+        if (rc) return rc;
+        fprintf(stderr, "time: %s %s %.1f s\n", SECTIONS[js[i].modality], js[i].name, mrec_now() - t);
+        for (int k = 0; out && k < (js[i].modality == VISUAL_TEXTUAL ? 2 + !!*js[i].fusion : 1) && out->n < MREC_MAX_EXTRACTED; k++) {
+            snprintf(out->modality[out->n], sizeof out->modality[0], "%s",
+                     js[i].modality != VISUAL_TEXTUAL ? SECTIONS[js[i].modality] : k < 2 ? SECTIONS[k] : "visual_textual");
+            snprintf(out->folder[out->n++], sizeof out->folder[0], "%s", js[i].out[k]);
+        }
+        printf("%s\t%s\t%s\n", SECTIONS[js[i].modality], js[i].name, js[i].out[0]);
+    }
+    fprintf(stderr, "mrec extract: %d model%s in %.1f s\n", n, n == 1 ? "" : "s", mrec_now() - t0);
+    return 0;
+}
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N]\n"
+            "\n"
+            "Runs a Ducho configuration: dataset_path, 'gpu list', and visual / textual / visual_textual\n"
+            "sections of items (input_path, output_path, item_column, text_column, model list with\n"
+            "model_name, output_layers, backend, batch_size, reshape, preprocessing, mean, std, fusion).\n"
+            "Writes Ducho's tree: <dataset_path>/<output_path>/<backend>/<model_name>/<output_layers>/<id>.npy.\n"
+            "model_name is a folder, or a name found in the weights folder (--weights, $MREC_WEIGHTS, else\n"
+            "weights/ beside bin/): ResNet50 -> weights/resnet50, openai/clip-vit-base-patch16 ->\n"
+            "weights/openai/clip-vit-base-patch16. --matrix also writes LEAF.npy and LEAF_ids.txt, the\n"
+            "items in id order, as MMRec reads features. Images and texts of visual_textual are paired by\n"
+            "item id (Ducho pairs them by position). Relative paths are taken from the current folder.\n"
+            "Prints one line per model: modality, model_name, output folder.\n");
+    return f == stdout ? 0 : 1;
+}
+
+int mrec_cmd_extract(int argc, char **argv) {
+    const char *config = NULL, *weights = NULL;
+    int matrix = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
+        if (!strcmp(argv[i], "--matrix")) matrix = 1;
+        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (argv[i][0] != '-' && !config) config = argv[i];
+        else {
+            fprintf(stderr, "mrec extract: unexpected '%s'\n", argv[i]);
+            return usage(stderr);
+        }
+    }
+    if (!config) return usage(stderr);
+    mrec_cfg c;
+    mrec_status st = mrec_cfg_load(&c, config);
+    if (st) {
+        fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
+        return 2;
+    }
+    int rc = mrec_ducho_run(&c, c.root, weights, threads, matrix, NULL);
+    mrec_cfg_free(&c);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/* mrec_tools.h: what the subcommands share: their entry points (so one can
+ * run another, as `mrec run` runs extraction and training) and a few file
+ * helpers for writing output trees without leaving half of one behind.
+ */
+#ifndef MREC_TOOLS_H
+#define MREC_TOOLS_H
+
+#include "../kernels/mrec_status.h"
+#include "mrec_config.h"
+
+int mrec_cmd_train(int argc, char **argv);         /* cmd_train.c */
+int mrec_cmd_extract_text(int argc, char **argv);  /* cmd_extract.c */
+int mrec_cmd_extract_image(int argc, char **argv); /* cmd_extract_image.c */
+int mrec_cmd_extract_clip(int argc, char **argv);  /* cmd_clip.c */
+int mrec_cmd_clip_scores(int argc, char **argv);   /* cmd_clip.c */
+int mrec_cmd_extract(int argc, char **argv);       /* cmd_ducho.c: a Ducho config */
+int mrec_cmd_experiment(int argc, char **argv);    /* cmd_elliot.c: an Elliot config */
+int mrec_cmd_run(int argc, char **argv);           /* cmd_run.c: both in one file */
+int mrec_cmd_demo(int argc, char **argv);          /* cmd_demo.c */
+
+/* ---- a Ducho config run from inside another command ---- */
+
+#define MREC_MAX_EXTRACTED 32
+typedef struct {
+    int n;
+    char modality[MREC_MAX_EXTRACTED][16]; /* visual, textual, or visual_textual_<fusion> */
+    char folder[MREC_MAX_EXTRACTED][4096]; /* the leaf folder of <id>.npy files */
+} mrec_extracted;
+
+/* Checks and runs the Ducho config held by `root` (a whole file, or the
+ * `extract:` section of an mrec run file); weights NULL: the default
+ * folder. Fills out (when not NULL) with the folders written. Returns an
+ * exit status (0, 1, 2, 3) after printing what went wrong. */
+int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, mrec_extracted *out);
+
+/* ---- files ---- */
+
+/* mkdir -p. */
+mrec_status mrec_mkdirs(const char *path);
+/* Moves every file of folder `from` into folder `to` (made if needed), then
+ * removes `from`; subfolders move whole. */
+mrec_status mrec_move_contents(const char *from, const char *to);
+/* rm -r, for the scratch folders of a failed run. */
+void mrec_remove_tree(const char *path);
+/* Where checkpoints live: $MREC_WEIGHTS, else weights/ beside the folder
+ * holding the binary (the repository's weights/ for bin/mrec). */
+const char *mrec_weights_dir(void);
+/* Monotonic seconds. */
+double mrec_now(void);
+
+#endif
