@@ -33,6 +33,7 @@ static int usage(FILE *f) {
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
             "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none] [--lambda 0.9] (lattice)\n"
             "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3) [--sampler pairs|users]\n"
+            "                  [--per-user] [--save-splits DIR]\n"
             "       mrec train --data train.tsv,[valid.tsv,]test.tsv --format tsv ...   (Elliot's fixed splits)\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
@@ -62,15 +63,85 @@ static int usage(FILE *f) {
             "NGCF-M (the Ducho-meets-Elliot fork's defaults): 3 layers, l_w (--reg) 0.01, lr 0.0005, message dropout\n"
             "0.5, node dropout 0 (--node-dropout), modalities concatenated, batches of distinct users (--sampler\n"
             "users, Elliot's sampling; MMRec's shuffled pairs are --sampler pairs, the default elsewhere).\n"
+            "Every run writes DIR/history.tsv (epoch, loss, the selection metric). --per-user writes\n"
+            "DIR/test_per_user.tsv, each test user's metrics at the best epoch (for significance tests);\n"
+            "--save-splits DIR writes the split used as DIR/train.tsv, val.tsv, test.tsv (user, item, rating).\n"
             "kNN item graphs are cached in --cache DIR ($MREC_CACHE, else ~/.cache/mrec), under a hash of the\n"
             "features, k and the weights.\n");
     return f == stdout ? 0 : 1;
 }
 
+/* Each log line to stdout; the per-epoch ones also to history.tsv, for the
+ * report's curves. */
 static void log_line(void *ctx, const char *line) {
-    (void)ctx;
     printf("%s\n", line);
     fflush(stdout);
+    int epoch;
+    double loss, value;
+    char split[16];
+    if (ctx && sscanf(line, "epoch %d loss %lf %15s %*s %lf", &epoch, &loss, split, &value) == 4)
+        fprintf(ctx, "%d\t%.6f\t%s\t%.6f\n", epoch, loss, split, value);
+}
+
+/* test_per_user.tsv: each test user's metrics from the top lists kept at the
+ * best epoch, with the gains of the evaluation (their means are the test row). */
+static mrec_status write_per_user(const char *path, const mrec_interactions *x, const mrec_user_items *test, const int32_t *topk, int kmax,
+                                  const int *k, int n_k, const mrec_metric *chosen, int n_metrics, float threshold) {
+    double *gain = calloc((size_t)x->n_items, sizeof *gain), *sorted = malloc(sizeof *sorted * (size_t)(x->n_items + 1));
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = gain && sorted ? fopen(tmp, "w") : NULL;
+    if (!f) {
+        free(gain), free(sorted);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot create", path);
+    }
+    fprintf(f, "user");
+    for (int i = 0; i < n_metrics; i++)
+        for (int j = 0; j < n_k; j++) fprintf(f, "\t%s@%d", mrec_metric_name(chosen[i]), k[j]);
+    fputc('\n', f);
+    for (int u = 0; u < test->n_rows; u++) {
+        int n_rel = 0;
+        for (int64_t p = test->row_ptr[u]; p < test->row_ptr[u + 1]; p++)
+            if (test->val[p] >= threshold) sorted[n_rel++] = gain[test->col[p]] = pow(2.0, (double)test->val[p] - threshold + 1.0) - 1.0;
+        if (n_rel) {
+            for (int a = 1; a < n_rel; a++) /* largest first; lists are short */
+                for (int b = a; b > 0 && sorted[b] > sorted[b - 1]; b--) {
+                    double t = sorted[b];
+                    sorted[b] = sorted[b - 1], sorted[b - 1] = t;
+                }
+            double m[MREC_METRIC_COUNT][MREC_EVAL_MAX_K] = {{0}};
+            mrec_user_metrics(m, topk + (size_t)u * kmax, gain, sorted, n_rel, k, n_k);
+            fprintf(f, "%s", x->user_names[u]);
+            for (int i = 0; i < n_metrics; i++)
+                for (int j = 0; j < n_k; j++) fprintf(f, "\t%.6f", m[chosen[i]][j]);
+            fputc('\n', f);
+        }
+        for (int64_t p = test->row_ptr[u]; p < test->row_ptr[u + 1]; p++) gain[test->col[p]] = 0;
+    }
+    free(gain), free(sorted);
+    int bad = ferror(f);
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) return remove(tmp), mrec_fail(MREC_ERR_IO, "%s: write failed", path);
+    return MREC_OK;
+}
+
+/* --save-splits DIR: train.tsv, val.tsv, test.tsv as Elliot saves a split (user, item, rating). */
+static mrec_status write_splits(const char *dir, const mrec_interactions *x) {
+    static const char *const names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", dir, strerror(errno));
+    for (int s = 0; s < 3; s++) {
+        char path[4200], tmp[4300];
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "w");
+        if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
+        for (int64_t i = 0; i < x->n; i++)
+            if (x->split[i] == s) fprintf(f, "%s\t%s\t%g\n", x->user_names[x->user[i]], x->item_names[x->item[i]], x->rating[i]);
+        int bad = ferror(f);
+        bad |= fclose(f) != 0;
+        if (bad || rename(tmp, path) != 0) return remove(tmp), mrec_fail(MREC_ERR_IO, "%s: write failed", path);
+    }
+    return MREC_OK;
 }
 
 static int parse_list(const char *s, int *out, int max) {
@@ -143,7 +214,8 @@ int mrec_cmd_train(int argc, char **argv) {
     const char *cache = getenv("MREC_CACHE");
     char home_cache[4096];
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
-    const char *split = NULL, *features = NULL, *missing = "mean", *knockout = NULL;
+    const char *split = NULL, *features = NULL, *missing = "mean", *knockout = NULL, *save_splits = NULL;
+    int per_user = 0;
     uint64_t split_seed = 999;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -152,6 +224,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--mask-valid")) opt.mask_valid_in_test = 1, used = 0;
         else if (!strcmp(a, "--kcore-once")) kcore_once = 1, used = 0;
         else if (!strcmp(a, "--authors-loss")) authors_loss = 1, used = 0;
+        else if (!strcmp(a, "--per-user")) per_user = 1, used = 0;
         else if (!v) {
             fprintf(stderr, "mrec train: %s needs a value\n", a);
             return 1;
@@ -198,6 +271,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--features")) features = v;
         else if (!strcmp(a, "--missing")) missing = v;
         else if (!strcmp(a, "--knockout")) knockout = v;
+        else if (!strcmp(a, "--save-splits")) save_splits = v;
         else {
             fprintf(stderr, "mrec train: unknown option '%s'\n", a);
             return usage(stderr);
@@ -293,6 +367,10 @@ int mrec_cmd_train(int argc, char **argv) {
         mrec_interactions_free(&x);
         fprintf(stderr, "mrec train: --missing is mean or drop, not '%s'\n", missing);
         return 1;
+    }
+    if (save_splits && (st = write_splits(save_splits, &x))) {
+        mrec_interactions_free(&x);
+        return fail("--save-splits", st);
     }
     mrec_features feat[MAX_MODALITIES];
     int n_feat = 0;
@@ -460,20 +538,28 @@ int mrec_cmd_train(int argc, char **argv) {
     int rc = 0;
     if (st) rc = fail("model", st);
     mrec_fit_result r = {0};
+    FILE *history = NULL;
+    char path[4096], tmp[4200];
+    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mrec train: %s: cannot create (%s)\n", out, strerror(errno));
+        rc = 2;
+    }
+    int topk_n = opt.save_topk; /* recommendations.tsv's length; per-user metrics need the largest cut-off */
+    if (per_user && opt.save_topk < k[n_k - 1]) opt.save_topk = k[n_k - 1];
     if (!rc) {
         printf("model: %s %s\n", m.name, params);
-        opt.log = log_line;
+        snprintf(path, sizeof path, "%s/history.tsv", out);
+        if ((history = fopen(path, "w"))) fprintf(history, "epoch\tloss\tsplit\t%s\n", select);
+        opt.log = log_line, opt.log_ctx = history;
         st = mrec_fit(&r, &m, &train, &valid, &test, k, n_k, threshold, &opt, pool);
         if (st) rc = fail("training", st);
+        if (history) fclose(history);
+    }
+    if (!rc && per_user) {
+        snprintf(path, sizeof path, "%s/test_per_user.tsv", out);
+        if ((st = write_per_user(path, &x, &test, r.topk, opt.save_topk, k, n_k, chosen, n_metrics, threshold))) rc = fail("per-user metrics", st);
     }
     if (!rc) {
-        if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-            fprintf(stderr, "mrec train: %s: cannot create (%s)\n", out, strerror(errno));
-            rc = 2;
-        }
-    }
-    if (!rc) {
-        char path[4096], tmp[4200];
         snprintf(path, sizeof path, "%s/results.tsv", out);
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
         FILE *f = fopen(tmp, "w");
@@ -505,14 +591,14 @@ int mrec_cmd_train(int argc, char **argv) {
                 rc = 2;
             }
         }
-        if (!rc && opt.save_topk > 0 && r.topk) {
+        if (!rc && topk_n > 0 && r.topk) {
             snprintf(path, sizeof path, "%s/recommendations.tsv", out);
             snprintf(tmp, sizeof tmp, "%s.tmp", path);
             FILE *t = fopen(tmp, "w");
             int bad = !t;
             for (int u = 0; t && u < x.n_users; u++) {
                 fprintf(t, "%s", x.user_names[u]);
-                for (int j = 0; j < opt.save_topk; j++) fprintf(t, "\t%s", x.item_names[r.topk[(size_t)u * opt.save_topk + j]]);
+                for (int j = 0; j < topk_n; j++) fprintf(t, "\t%s", x.item_names[r.topk[(size_t)u * opt.save_topk + j]]);
                 fputc('\n', t);
             }
             if (t) bad |= ferror(t), bad |= fclose(t) != 0;
