@@ -141,6 +141,13 @@ mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const 
 void mrec_user_metrics(double out[MREC_METRIC_COUNT][MREC_EVAL_MAX_K], const int32_t *ranked, const double *gain,
                        const double *sorted_gains, int n_rel, const int *k, int n_k);
 
+/* Two-sided p-values for the difference between paired per-user values x
+ * and y (n each): the paired t-test (scipy's ttest_rel) and the Wilcoxon
+ * signed-rank test with zero differences dropped, average ranks for ties,
+ * tie-corrected normal approximation, no continuity correction (scipy's
+ * wilcoxon for more than 50 pairs). NaN when undefined (no differences). */
+double mrec_paired_ttest_p(const double *x, const double *y, int n);
+double mrec_wilcoxon_p(const double *x, const double *y, int n);
 
 /* ---- graphs ---------------------------------------------------------------------- */
 

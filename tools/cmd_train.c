@@ -11,6 +11,7 @@
  * DIR/items.tsv (dense id -> original id).
  */
 #include "../recsys/mrec_recsys.h"
+#include "mrec_tools.h"
 
 #include <errno.h>
 #include <math.h>
@@ -204,6 +205,7 @@ static mrec_status load_modalities(mrec_features *f, int *n, const char *spec, c
 }
 
 int mrec_cmd_train(int argc, char **argv) {
+    if (argc >= 2 && argv[1][0] != '-') return mrec_cmd_experiment(argc, argv); /* mrec train CONFIG.yml */
     const char *data = NULL, *format = "inter", *model = NULL, *out = NULL, *metrics = "recall,ndcg,precision,map",
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();

@@ -33,6 +33,26 @@ typedef struct {
  * exit status (0, 1, 2, 3) after printing what went wrong. */
 int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, mrec_extracted *out);
 
+/* Runs the Elliot experiment under `root` (a whole file, or the experiment
+ * section of an mrec run file). out NULL: results/<dataset>. max_epochs > 0
+ * caps every model's epochs; features (NULL or "visual=DIR,textual=DIR")
+ * feed multimodal models that side_information leaves without. Returns an
+ * exit status after printing what went wrong. */
+int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *out, int threads, const char *cache, int max_epochs,
+                    const char *features);
+
+/* ---- report.html ---- */
+
+typedef struct {
+    const char *out, *title, *runs, *select, *note; /* runs: the folder of <model>/history.tsv; note may be NULL */
+    const char *const *models, *const *short_names; /* (n_models); short_names may be NULL */
+    const char *const *metrics;                     /* (n_metrics) */
+    const double *values;                           /* (n_models, n_metrics): test, at cut-off k */
+    int n_models, n_metrics, k;
+} mrec_report;
+
+mrec_status mrec_report_write(const mrec_report *r);
+
 /* ---- files ---- */
 
 /* mkdir -p. */
