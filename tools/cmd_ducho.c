@@ -392,6 +392,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
         for (int k = 0; out && k < (js[i].modality == VISUAL_TEXTUAL ? 2 + !!*js[i].fusion : 1) && out->n < MREC_MAX_EXTRACTED; k++) {
             snprintf(out->modality[out->n], sizeof out->modality[0], "%s",
                      js[i].modality != VISUAL_TEXTUAL ? SECTIONS[js[i].modality] : k < 2 ? SECTIONS[k] : "visual_textual");
+            snprintf(out->model[out->n], sizeof out->model[0], "%s", js[i].name);
             snprintf(out->folder[out->n++], sizeof out->folder[0], "%s", js[i].out[k]);
         }
         printf("%s\t%s\t%s\n", SECTIONS[js[i].modality], js[i].name, js[i].out[0]);

@@ -366,7 +366,7 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
         const char *mods = NULL;
         const mrec_cfg_node *mn_mod = mrec_cfg_get(mn, "modalities");
         if (mn_mod && mn_mod->kind == MREC_CFG_SCALAR) mods = mn_mod->value;
-        int want_v = !mods || strstr(mods, "visual"), want_t = !mods || strstr(mods, "textual");
+        int want_v = mods ? strstr(mods, "visual") != NULL : e->visual[0] != 0, want_t = mods ? strstr(mods, "textual") != NULL : e->textual[0] != 0;
         int vfirst = !mods || !want_t || !want_v || strstr(mods, "visual") < strstr(mods, "textual");
         if ((want_v && !e->visual[0]) || (want_t && !e->textual[0]))
             return bad(c, mn_mod ? mn_mod : mn, "the model wants a modality that data_config.side_information does not give");
@@ -702,11 +702,12 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *ou
     static experiment e;
     memset(&e, 0, sizeof e);
     e.c = c;
-    mrec_status st = read_experiment(&e, root);
-    if (!st && extra_features) { /* mrec run: features the extraction just wrote */
-        for (int m = 0; m < e.n_models; m++)
-            if (e.models[m].fam->multimodal && !e.models[m].modalities[0]) snprintf(e.models[m].modalities, sizeof e.models[m].modalities, "%s", extra_features);
+    if (extra_features) { /* mrec run: the folders the extraction just wrote, unless side_information names others */
+        const char *v = strstr(extra_features, "visual="), *t = strstr(extra_features, "textual=");
+        if (v) snprintf(e.visual, sizeof e.visual, "%.*s", (int)strcspn(v + 7, ","), v + 7);
+        if (t) snprintf(e.textual, sizeof e.textual, "%.*s", (int)strcspn(t + 8, ","), t + 8);
     }
+    mrec_status st = read_experiment(&e, root);
     if (st) {
         fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
         return 2;

@@ -22,7 +22,10 @@ static void usage(FILE *f) {
             "usage: mrec <command> [options]\n"
             "\n"
             "commands:\n"
+            "  demo                       the whole job on the data that ships with mrec, in minutes\n"
             "  extract CONFIG.yml         run a Ducho extraction config (mrec extract --help)\n"
+            "  train CONFIG.yml           run an Elliot experiment config (mrec train CONFIG --help)\n"
+            "  run CONFIG.yml             extraction and experiment from one file (mrec run --help)\n"
             "  inspect FILE.safetensors   list tensors (name dtype shape) and the parameter count\n"
             "  tokenize --tokenizer PATH  token ids of each line of standard input\n"
             "  train --data PATH ...      train and evaluate a recommender (mrec train --help)\n"
@@ -193,6 +196,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info();
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "extract") == 0) return mrec_cmd_extract(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) return mrec_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0) return mrec_cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "train") == 0) return mrec_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-text") == 0) return mrec_cmd_extract_text(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-image") == 0) return mrec_cmd_extract_image(argc - 1, argv + 1);

@@ -25,6 +25,7 @@ typedef struct {
     int n;
     char modality[MREC_MAX_EXTRACTED][16]; /* visual, textual, or visual_textual_<fusion> */
     char folder[MREC_MAX_EXTRACTED][4096]; /* the leaf folder of <id>.npy files */
+    char model[MREC_MAX_EXTRACTED][256];   /* model_name */
 } mrec_extracted;
 
 /* Checks and runs the Ducho config held by `root` (a whole file, or the
@@ -40,6 +41,9 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
  * exit status after printing what went wrong. */
 int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *out, int threads, const char *cache, int max_epochs,
                     const char *features);
+
+/* An mrec run file (extract: and experiment:), loaded. */
+int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int threads, const char *cache, int epochs);
 
 /* ---- report.html ---- */
 

@@ -1,0 +1,113 @@
+/* cmd_run.c: `mrec run CONFIG`: extraction and experiment in one file.
+ *
+ *   extract:      # a Ducho config (mrec extract)
+ *     dataset_path: data/hm
+ *     textual: {items: {input_path: items.tsv, item_column: item, text_column: description,
+ *               model: [{model_name: sentence-transformers/all-MiniLM-L6-v2}]}}
+ *   experiment:   # an Elliot experiment (mrec train), without side_information
+ *     dataset: hm
+ *     ...
+ *
+ * The extraction runs first; its output folders become the experiment's
+ * features, so no path is written twice. With several extractors per
+ * modality, the experiment runs once per combination (each visual with each
+ * textual), in OUT/<combination>/, so the models can be compared across
+ * extractors; OUT/summary.tsv lists them all.
+ */
+#include "mrec_tools.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: mrec run CONFIG.yml [--out DIR] [--weights DIR] [--threads N] [--cache DIR|none] [--epochs N]\n"
+            "\n"
+            "Runs the extract: section (a Ducho config, as mrec extract) and then the experiment: section\n"
+            "(an Elliot experiment, as mrec train) with the extracted features as side information: once\n"
+            "per combination of a visual and a textual extractor, in DIR/<visual>+<textual>/ (DIR defaults\n"
+            "to results/<dataset>). Multimodal models use what the combination gives.\n");
+    return f == stdout ? 0 : 1;
+}
+
+/* The short name of an extractor for folder names: its model_name's last part. */
+static const char *short_name(const char *model) {
+    const char *slash = strrchr(model, '/');
+    return slash ? slash + 1 : model;
+}
+
+int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int threads, const char *cache, int epochs) {
+    static const char *const top[] = {"extract", "experiment", NULL};
+    mrec_status st = mrec_cfg_check_keys(c, c->root, "the run config", top);
+    const mrec_cfg_node *ex = mrec_cfg_get(c->root, "extract"), *xp = mrec_cfg_get(c->root, "experiment");
+    if (!st && (!ex || !xp)) st = mrec_fail(MREC_ERR_FORMAT, "%s: a run config has an extract: and an experiment: section", c->path);
+    if (!st && mrec_cfg_get(xp, "data_config") && mrec_cfg_get(mrec_cfg_get(xp, "data_config"), "side_information"))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: in a run config the features come from extract:; leave side_information out", c->path,
+                       mrec_cfg_get(mrec_cfg_get(xp, "data_config"), "side_information")->line);
+    if (st) {
+        fprintf(stderr, "mrec run: %s\n", mrec_error_detail());
+        return 2;
+    }
+    static mrec_extracted got;
+    int rc = mrec_ducho_run(c, ex, weights, threads, 0, &got);
+    if (rc) return rc;
+    /* combinations: each visual with each textual; one modality alone when the other is absent */
+    int vis[MREC_MAX_EXTRACTED], txt[MREC_MAX_EXTRACTED], nv = 0, nt = 0;
+    for (int i = 0; i < got.n; i++) {
+        if (!strcmp(got.modality[i], "visual")) vis[nv++] = i;
+        if (!strcmp(got.modality[i], "textual")) txt[nt++] = i;
+    }
+    const char *dataset = "run";
+    mrec_cfg_string(c, xp, "dataset", 0, &dataset);
+    char base[4096], summary[4200];
+    snprintf(base, sizeof base, "%s", out ? out : "");
+    if (!out) snprintf(base, sizeof base, "results/%s", dataset);
+    if ((st = mrec_mkdirs(base))) {
+        fprintf(stderr, "mrec run: %s\n", mrec_error_detail());
+        return 2;
+    }
+    snprintf(summary, sizeof summary, "%s/summary.tsv", base);
+    FILE *sum = fopen(summary, "w");
+    if (sum) fprintf(sum, "features\tfolder\n");
+    for (int a = 0; a < (nv ? nv : 1) && !rc; a++)
+        for (int b = 0; b < (nt ? nt : 1) && !rc; b++) {
+            char features[8400] = "", label[600] = "", dir[4800];
+            if (nv) snprintf(features, sizeof features, "visual=%s", got.folder[vis[a]]);
+            if (nt) snprintf(features + strlen(features), sizeof features - strlen(features), "%stextual=%s", nv ? "," : "", got.folder[txt[b]]);
+            snprintf(label, sizeof label, "%s%s%s", nv ? short_name(got.model[vis[a]]) : "", nv && nt ? "+" : "", nt ? short_name(got.model[txt[b]]) : "");
+            snprintf(dir, sizeof dir, "%s/%s", base, label);
+            printf("\n=== features: %s\n", label);
+            rc = mrec_elliot_run(c, xp, dir, threads, cache, epochs, features);
+            if (sum && !rc) fprintf(sum, "%s\t%s\n", label, dir);
+        }
+    if (sum) fclose(sum);
+    return rc;
+}
+
+int mrec_cmd_run(int argc, char **argv) {
+    const char *config = NULL, *out = NULL, *weights = NULL, *cache = NULL;
+    int threads = 0, epochs = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) cache = argv[++i];
+        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) epochs = atoi(argv[++i]);
+        else if (argv[i][0] != '-' && !config) config = argv[i];
+        else {
+            fprintf(stderr, "mrec run: unexpected '%s'\n", argv[i]);
+            return usage(stderr);
+        }
+    }
+    if (!config) return usage(stderr);
+    mrec_cfg c;
+    if (mrec_cfg_load(&c, config)) {
+        fprintf(stderr, "mrec run: %s\n", mrec_error_detail());
+        return 2;
+    }
+    int rc = mrec_run_config(&c, out, weights, threads, cache, epochs);
+    mrec_cfg_free(&c);
+    return rc;
+}
