@@ -88,7 +88,7 @@ LIB      := $(BUILD)/libmrec.a
 NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC,-Wall \
              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
 
-.PHONY: all test bench fuzz clean format bin/mrec
+.PHONY: all test bench fuzz clean format bin/mrec demo weights
 all: bin/mrec
 
 # bin/mrec is whichever variant was built last, so it is always refreshed.
@@ -134,6 +134,15 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o $(LIB)
 
 test: $(BUILD)/mrec $(TEST_BINS)
 	@sh tests/run.sh $(BUILD) $(TEST_BINS)
+
+# The demo, its printed numbers checked against expected ranges (tests/check_demo.sh).
+demo: bin/mrec
+	@sh tests/check_demo.sh
+
+# Checkpoints of weights/manifest.tsv (WEIGHTS=all for every one; large).
+WEIGHTS ?= sentence-transformers/all-MiniLM-L6-v2
+weights:
+	weights/fetch $(WEIGHTS)
 
 # ---- bench ----------------------------------------------------------------
 BENCH_SRC  := $(wildcard bench/bench_*.c)

@@ -349,6 +349,56 @@ static void elliot(void) {
     }
 }
 
+/* ---- weights/fetch, offline: a file:// hub and a manifest of two files ---- */
+
+static void fetch(void) {
+    char out[16384], cmd[8192];
+    if (system("command -v curl >/dev/null 2>&1") != 0) {
+        t_skip("weights/fetch: curl is not installed");
+        return;
+    }
+    /* the hub: two small files at <base>/<repo>/resolve/main/<file>; the manifest pins one right, one wrong */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/hub/org/tiny/resolve/main/1_Pooling && cd %s/hub/org/tiny/resolve/main && printf 'abc' > config.json && "
+             "printf 'pool' > 1_Pooling/config.json", dir, dir);
+    if (!t_check(system(cmd) == 0, "a file:// hub")) return;
+    write_file("good.tsv", "# name\thf_repo\tfile\tsha256\tsize\n"
+                           "org/tiny\torg/tiny\tconfig.json\tba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\t3\n"
+                           "org/tiny\torg/tiny\t1_Pooling/config.json\t-\t-\n");
+    write_file("bad.tsv", "org/tiny\torg/tiny\tconfig.json\t0000000000000000000000000000000000000000000000000000000000000000\t3\n");
+    snprintf(cmd, sizeof cmd, "cd %s && %s/weights/fetch --manifest good.tsv --base file://%s/hub --dest w org/tiny 2>&1", dir, cwd, dir);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    int rc = p ? pclose(p) : -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/w/org/tiny/1_Pooling/config.json", dir);
+    t_check(rc == 0 && strstr(out, "config.json: sha256 verified") && strstr(out, "not pinned") && access(path, R_OK) == 0,
+            "weights/fetch from a file:// hub: pinned file verified, unpinned one kept with its digest (%s)", out);
+    snprintf(cmd, sizeof cmd, "cd %s && %s/weights/fetch --manifest bad.tsv --base file://%s/hub --dest w2 org/tiny 2>&1", dir, cwd, dir);
+    p = popen(cmd, "r");
+    n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    rc = p ? pclose(p) : -1;
+    snprintf(path, sizeof path, "%s/w2/org/tiny/config.json", dir);
+    char part[4200];
+    snprintf(part, sizeof part, "%s.part", path);
+    t_check(rc != 0 && strstr(out, "config.json: sha256 ba7816bf") && strstr(out, "removed") && access(path, F_OK) != 0 && access(part, F_OK) != 0,
+            "a digest mismatch names the file and both digests and leaves nothing (%s)", out);
+    /* the real manifest: every row has five fields, digests are 64 hex digits or '-' */
+    FILE *m = fopen("weights/manifest.tsv", "r");
+    char line[1024];
+    int rows = 0, good = 1;
+    while (m && fgets(line, sizeof line, m)) {
+        if (line[0] == '#') continue;
+        char name[256], repo[256], file[256], sha[80], size[32];
+        int fields = sscanf(line, "%255[^\t]\t%255[^\t]\t%255[^\t]\t%79[^\t]\t%31s", name, repo, file, sha, size);
+        good &= fields == 5 && (!strcmp(sha, "-") || strspn(sha, "0123456789abcdef") == 64);
+        rows++;
+    }
+    if (m) fclose(m);
+    t_check(rows >= 20 && good, "weights/manifest.tsv: %d well-formed rows", rows);
+}
+
 int main(void) {
     t_suite("pipeline");
     bin = getenv("MREC_BIN");
@@ -356,6 +406,7 @@ int main(void) {
     static char abs_bin[4096];
     if (bin && bin[0] != '/') snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin; /* runs happen in the scratch folder */
     pvalues();
+    fetch();
     if (bin) {
         ducho();
         elliot();
