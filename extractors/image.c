@@ -204,6 +204,7 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
         }
         for (int i = 0, r = 0; !st && i < j->count; i++)
             if (j->ok[i]) memcpy(out + (size_t)(first + i) * D, feats + (size_t)r++ * D, sizeof(float) * (size_t)D);
+        if (!st && e->progress) e->progress(e->progress_ctx, first + j->count, n);
         cur ^= 1;
     }
     decode_wait(&jobs[0]), decode_wait(&jobs[1]); /* after a failed forward, one may still run */

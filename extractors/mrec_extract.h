@@ -50,6 +50,8 @@ typedef struct {
     int normalize;
     int max_length;
     int batch_size;
+    void (*progress)(void *ctx, int done, int total); /* after each batch, when set */
+    void *progress_ctx;
 } mrec_text_encoder;
 
 /* Loads the folder; pooling / normalize / max length from the

@@ -37,6 +37,8 @@ typedef struct {
     mrec_preprocess pre;
     mrec_image_layer layer;
     int batch_size, decode_threads;
+    void (*progress)(void *ctx, int done, int total); /* after each batch, when set */
+    void *progress_ctx;
 } mrec_image_encoder;
 
 /* What the model path holds: a folder's config.json model_type (vit, clip;

@@ -153,6 +153,7 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
         if (!e->is_clip) pool_bert(e, hidden, bmask, b, T, pooled, ctx->pool); /* CLIP's tower pools itself */
         if (e->normalize) mrec_l2_normalize_rows_cpu(pooled, pooled, 1e-12f, b, D, ctx->pool);
         for (int r = 0; r < b; r++) memcpy(out + (size_t)order[at + r].index * D, pooled + (size_t)r * D, sizeof *out * (size_t)D);
+        if (e->progress) e->progress(e->progress_ctx, at + b, n);
     }
     free(ids), free(mask), free(lens), free(order), free(bids), free(bmask), free(hidden), free(pooled);
     return st;

@@ -15,6 +15,7 @@
 #include "../extractors/mrec_extract.h"
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_tools.h"
 
 #include <errno.h>
 #include <math.h>
@@ -264,9 +265,14 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
         rc = 2;
     }
     struct timespec t0, t1, t2;
+    mrec_progress pv, pt;
+    mrec_progress_start(&pv, "extract-clip images", n);
+    venc.progress = mrec_progress_update, venc.progress_ctx = &pv;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!rc && (st = mrec_image_encoder_embed(ctx, &venc, paths, n, vis, good, errors))) rc = fail("extract-clip", "images", st);
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    mrec_progress_start(&pt, "extract-clip texts", n);
+    tenc.progress = mrec_progress_update, tenc.progress_ctx = &pt;
     if (!rc && (st = mrec_text_encoder_embed(ctx, &tenc, texts, n, txt))) rc = fail("extract-clip", "texts", st);
     clock_gettime(CLOCK_MONOTONIC, &t2);
 

@@ -731,7 +731,13 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *ou
     snprintf(ep, sizeof ep, "%d", max_epochs);
     static point *grid[MAX_MODELS];
     int n_points[MAX_MODELS] = {0}, best[MAX_MODELS], rc = 0;
-    double t0 = mrec_now();
+    double t0 = mrec_now(), train_s = 0, eval_s = 0;
+    int done = 0, total_runs = 0;
+    for (int mi = 0; mi < e.n_models; mi++) {
+        int t = 1;
+        for (int a = 0; a < e.models[mi].n_axes; a++) t *= e.models[mi].axis[a]->kind == MREC_CFG_SEQ ? mrec_cfg_count(e.models[mi].axis[a]) : 1;
+        total_runs += t;
+    }
     for (int mi = 0; mi < e.n_models && !rc; mi++) {
         model_spec *m = &e.models[mi];
         int sizes[MAX_AXES], pick[MAX_AXES] = {0}, total = 1;
@@ -781,6 +787,14 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *ou
                 if (e.k[j] == sk) sel_k = j;
             if (best[mi] < 0 || p->valid[sel][sel_k] > grid[mi][best[mi]].valid[sel][sel_k]) best[mi] = g;
             n_points[mi] = g + 1;
+            snprintf(res, sizeof res, "%s/timing.tsv", dir);
+            FILE *tf = fopen(res, "r");
+            double tr = 0, ev = 0;
+            if (tf && fscanf(tf, "%*s %*s %*s %lf %lf", &tr, &ev) == 2) train_s += tr, eval_s += ev;
+            if (tf) fclose(tf);
+            done++;
+            double spent = mrec_now() - t0;
+            printf("progress: %d of %d runs, %.0f s, ETA %.0f s\n", done, total_runs, spent, spent / done * (total_runs - done));
         }
     }
     if (!rc && (st = write_tables(&e, grid, n_points, best))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
@@ -829,7 +843,8 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *ou
             for (int i = 0; i < n_metrics; i++) printf(" %13.4f", grid[m][best[m]].test[i][e.n_k - 1]);
             printf("\n");
         }
-        printf("results: %s (%.1f s)\n", e.out, mrec_now() - t0);
+        printf("time: %.1f s training, %.1f s evaluating, %.1f s in all (%d runs)\nresults: %s\n", train_s, eval_s, mrec_now() - t0, done,
+               e.out);
         const char *names[MAX_MODELS], *metrics[8];
         double values[MAX_MODELS * 8];
         int nm = 0;

@@ -10,6 +10,7 @@
  */
 #include "../extractors/mrec_extract.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_tools.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -149,9 +150,13 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         rc = 2;
     }
     struct timespec t0, t1;
+    mrec_progress prog;
+    mrec_progress_start(&prog, "extract-text", n);
+    enc.progress = mrec_progress_update, enc.progress_ctx = &prog;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!rc && (st = mrec_text_encoder_embed(ctx, &enc, texts, n, emb))) rc = fail("embedding", st);
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    double t_write = mrec_now();
     char path[4096];
     if (!rc && !strcmp(format, "matrix")) {
         int64_t shape[2] = {n, D};
@@ -188,6 +193,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
                                                                                          : "pooler");
         fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n, D, how,
                 enc.normalize ? ", normalized" : "", secs, secs > 0 ? n / secs : 0);
+        fprintf(stderr, "time: tokenize + encode %.2f s, write %.2f s\n", secs, mrec_now() - t_write);
         if (n_empty)
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,
                     strcmp(empty, "skip") ? "embedded the empty string" : "left out (not in the output)");

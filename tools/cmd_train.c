@@ -586,6 +586,10 @@ int mrec_cmd_train(int argc, char **argv) {
             }
             if (r.selected_on_test && m.loss_grad) printf("note: no validation split; the best epoch was chosen on test, as LightGCN's code does\n");
             printf("time: %.1f s training (%d epochs), %.1f s evaluating\n", r.train_seconds, r.epochs_run, r.eval_seconds);
+            char tpath[4200];
+            snprintf(tpath, sizeof tpath, "%s/timing.tsv", out);
+            FILE *tf = fopen(tpath, "w"); /* for the summaries of mrec train CONFIG */
+            if (tf) fprintf(tf, "train_seconds\teval_seconds\tepochs\n%.3f\t%.3f\t%d\n", r.train_seconds, r.eval_seconds, r.epochs_run), fclose(tf);
             int bad = ferror(f);
             bad |= fclose(f) != 0;
             if (bad || rename(tmp, path) != 0) {

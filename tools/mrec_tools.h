@@ -57,6 +57,18 @@ typedef struct {
 
 mrec_status mrec_report_write(const mrec_report *r);
 
+/* ---- progress (progress.c) ---- */
+
+typedef struct {
+    const char *label;
+    int done, total, tty;
+    double t0, last;
+} mrec_progress;
+
+void mrec_progress_start(mrec_progress *p, const char *label, int total);
+/* The encoders' progress callback: ctx is an mrec_progress. */
+void mrec_progress_update(void *ctx, int done, int total);
+
 /* ---- files ---- */
 
 /* mkdir -p. */
