@@ -698,7 +698,7 @@ static int usage(FILE *f) {
 static const char *report_note;
 
 int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *out, int threads, const char *cache, int max_epochs,
-                    const char *extra_features) {
+                    const char *extra_features, mrec_best *best_out) {
     static experiment e;
     memset(&e, 0, sizeof e);
     e.c = c;
@@ -855,6 +855,15 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *ou
             for (int i = 0; i < n_metrics; i++) values[nm * n_metrics + i] = grid[m][best[m]].test[i][e.n_k - 1];
             nm++;
         }
+        if (best_out) {
+            memset(best_out, 0, sizeof *best_out);
+            best_out->n_metrics = n_metrics, best_out->k = e.k[e.n_k - 1];
+            for (int i = 0; i < n_metrics; i++) snprintf(best_out->metric[i], sizeof best_out->metric[0], "%s", metrics[i]);
+            for (int m = 0; m < nm && m < MREC_MAX_BEST; m++, best_out->n++) {
+                snprintf(best_out->model[m], sizeof best_out->model[0], "%s", names[m]);
+                for (int i = 0; i < n_metrics; i++) best_out->value[m][i] = values[m * n_metrics + i];
+            }
+        }
         char title[256];
         snprintf(title, sizeof title, "mrec: %s", e.dataset);
         mrec_report rep = {.out = e.out, .title = title, .runs = runs, .select = e.models[0].select, .models = names, .metrics = metrics,
@@ -886,7 +895,7 @@ int mrec_cmd_experiment(int argc, char **argv) {
         fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
         return 2;
     }
-    int rc = mrec_elliot_run(&c, c.root, out, threads, cache, epochs, NULL);
+    int rc = mrec_elliot_run(&c, c.root, out, threads, cache, epochs, NULL, NULL);
     mrec_cfg_free(&c);
     return rc;
 }

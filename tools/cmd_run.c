@@ -69,7 +69,14 @@ int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int
     }
     snprintf(summary, sizeof summary, "%s/summary.tsv", base);
     FILE *sum = fopen(summary, "w");
-    if (sum) fprintf(sum, "features\tfolder\n");
+    if (sum) fprintf(sum, "features\tmodel\tmetric@k\tvalue\n");
+    /* the report across extractors: a row per (model, features) */
+    static char rows[64][300];
+    static double values[64 * 8];
+    const char *row_names[64], *short_names[64], *metrics[8];
+    static char shorts[64][160];
+    int n_rows = 0;
+    mrec_best best = {0};
     for (int a = 0; a < (nv ? nv : 1) && !rc; a++)
         for (int b = 0; b < (nt ? nt : 1) && !rc; b++) {
             char features[8400] = "", label[600] = "", dir[4800];
@@ -78,10 +85,30 @@ int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int
             snprintf(label, sizeof label, "%s%s%s", nv ? short_name(got.model[vis[a]]) : "", nv && nt ? "+" : "", nt ? short_name(got.model[txt[b]]) : "");
             snprintf(dir, sizeof dir, "%s/%s", base, label);
             printf("\n=== features: %s\n", label);
-            rc = mrec_elliot_run(c, xp, dir, threads, cache, epochs, features);
-            if (sum && !rc) fprintf(sum, "%s\t%s\n", label, dir);
+            rc = mrec_elliot_run(c, xp, dir, threads, cache, epochs, features, &best);
+            for (int m = 0; !rc && m < best.n && n_rows < 64; m++, n_rows++) {
+                snprintf(rows[n_rows], sizeof rows[0], "%s [%s]", best.model[m], label);
+                snprintf(shorts[n_rows], sizeof shorts[0], "%.*s %s", (int)strcspn(best.model[m], "_"), best.model[m], label);
+                row_names[n_rows] = rows[n_rows], short_names[n_rows] = shorts[n_rows];
+                for (int i = 0; i < best.n_metrics; i++) {
+                    values[n_rows * best.n_metrics + i] = best.value[m][i];
+                    if (sum) fprintf(sum, "%s\t%s\t%s@%d\t%.6f\n", label, best.model[m], best.metric[i], best.k, best.value[m][i]);
+                }
+            }
         }
     if (sum) fclose(sum);
+    if (!rc && n_rows) {
+        for (int i = 0; i < best.n_metrics; i++) metrics[i] = best.metric[i];
+        char title[256];
+        snprintf(title, sizeof title, "mrec run: %s, models x extractors", dataset);
+        mrec_report rep = {.out = base, .title = title, .runs = NULL, .select = "", .models = row_names,
+                           .short_names = short_names, .metrics = metrics, .values = values, .n_models = n_rows,
+                           .n_metrics = best.n_metrics, .k = best.k,
+                           .note = "Each bar group is a model's best grid point with one combination of extractors; the validation curves are "
+                                   "in each combination's folder."};
+        if (mrec_report_write(&rep)) fprintf(stderr, "mrec run: %s\n", mrec_error_detail()), rc = 2;
+        else printf("\nreport across extractors: %s/report.html; table: %s\n", base, summary);
+    }
     return rc;
 }
 

@@ -34,13 +34,22 @@ typedef struct {
  * exit status (0, 1, 2, 3) after printing what went wrong. */
 int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, mrec_extracted *out);
 
+/* The best grid point of each model, on test at the last cut-off. */
+#define MREC_MAX_BEST 16
+typedef struct {
+    int n, n_metrics, k;
+    char model[MREC_MAX_BEST][128], metric[8][32];
+    double value[MREC_MAX_BEST][8];
+} mrec_best;
+
 /* Runs the Elliot experiment under `root` (a whole file, or the experiment
  * section of an mrec run file). out NULL: results/<dataset>. max_epochs > 0
  * caps every model's epochs; features (NULL or "visual=DIR,textual=DIR")
- * feed multimodal models that side_information leaves without. Returns an
- * exit status after printing what went wrong. */
+ * feed multimodal models that side_information leaves without; best (or
+ * NULL) receives the best models. Returns an exit status after printing what
+ * went wrong. */
 int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *out, int threads, const char *cache, int max_epochs,
-                    const char *features);
+                    const char *features, mrec_best *best);
 
 /* An mrec run file (extract: and experiment:), loaded. */
 int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int threads, const char *cache, int epochs);
@@ -48,7 +57,7 @@ int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int
 /* ---- report.html ---- */
 
 typedef struct {
-    const char *out, *title, *runs, *select, *note; /* runs: the folder of <model>/history.tsv; note may be NULL */
+    const char *out, *title, *runs, *select, *note; /* runs: the folder of <model>/history.tsv, or NULL for no curves; note may be NULL */
     const char *const *models, *const *short_names; /* (n_models); short_names may be NULL */
     const char *const *metrics;                     /* (n_metrics) */
     const double *values;                           /* (n_models, n_metrics): test, at cut-off k */

@@ -19,6 +19,15 @@ static void html_text(FILE *f, const char *s) {
     }
 }
 
+/* A model's label on a chart: the short name given, else the name up to its
+ * first '_' (Elliot's run names carry every hyper-parameter after it). */
+static void label(FILE *f, const mrec_report *r, int m) {
+    char buf[160];
+    snprintf(buf, sizeof buf, "%s", r->short_names ? r->short_names[m] : r->models[m]);
+    if (!r->short_names) buf[strcspn(buf, "_")] = 0;
+    html_text(f, buf);
+}
+
 /* Bars: one group per model, one bar per metric. */
 static void bar_chart(FILE *f, const mrec_report *r) {
     const int W = 760, H = 300, left = 50, bottom = 40, top = 20;
@@ -42,8 +51,10 @@ static void bar_chart(FILE *f, const mrec_report *r) {
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>%.4f</title></rect>\n", x0 + k * bar,
                     H - bottom - h, bar - 2, h, COLOURS[k % 8], v);
         }
-        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", x0 + group / 2 - 8, H - bottom + 14);
-        html_text(f, r->short_names ? r->short_names[m] : r->models[m]);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\"><title>", x0 + bar * r->n_metrics / 2, H - bottom + 14);
+        html_text(f, r->models[m]);
+        fprintf(f, "</title>");
+        label(f, r, m);
         fprintf(f, "</text>\n");
     }
     for (int k = 0; k < r->n_metrics; k++) {
@@ -101,7 +112,7 @@ static void curves(FILE *f, const mrec_report *r) {
         }
         fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">", left + (m % 4) * 180,
                 H + 4 + 16 * (m / 4), COLOURS[m % 8], left + (m % 4) * 180 + 14, H + 13 + 16 * (m / 4));
-        html_text(f, r->short_names ? r->short_names[m] : r->models[m]);
+        label(f, r, m);
         fprintf(f, "%s</text>\n", n_pts[m] ? "" : " (no curve)");
         free(ep[m]), free(val[m]);
     }
@@ -135,10 +146,12 @@ mrec_status mrec_report_write(const mrec_report *r) {
     }
     fprintf(f, "</table>\n");
     bar_chart(f, r);
-    fprintf(f, "<h2>Validation curves (");
-    html_text(f, r->select);
-    fprintf(f, " at each evaluation)</h2>\n");
-    curves(f, r);
+    if (r->runs) {
+        fprintf(f, "<h2>Validation curves (");
+        html_text(f, r->select);
+        fprintf(f, " at each evaluation)</h2>\n");
+        curves(f, r);
+    }
     if (r->note) {
         fprintf(f, "<p>");
         html_text(f, r->note);
