@@ -46,6 +46,24 @@ static void sh(const char *fmt, const char *a, const char *b) {
     if (system(cmd) != 0) fprintf(stderr, "setup failed: %s\n", cmd);
 }
 
+/* Each edit makes `config` malformed; `args` (with bad.yml) must fail with exit 2 and a message
+ * naming the file and `want`. */
+typedef struct {
+    const char *from, *to, *want;
+} edit;
+
+static void bad_configs(const char *what, const char *config, const edit *bad, size_t n, const char *args) {
+    char text[8192], out[16384];
+    for (size_t b = 0; b < n; b++) {
+        const char *at = strstr(config, bad[b].from);
+        if (!t_check(at != NULL, "%s: '%s' is in the config", what, bad[b].from)) continue;
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - config), config, bad[b].to, at + strlen(bad[b].from));
+        write_file("bad.yml", text);
+        int rc = run(args, out, sizeof out);
+        t_check(rc == 2 && strstr(out, "bad.yml") && strstr(out, bad[b].want), "bad %s config (%s): exit %d, %s", what, bad[b].to, rc, out);
+    }
+}
+
 /* ---- scipy's p-values ---- */
 
 static void pvalues(void) {
@@ -206,9 +224,7 @@ static void ducho(void) {
     t_check(access(path, F_OK) != 0, "no scratch folder left behind");
 
     /* malformed configs: each names the file, the line and the key or path */
-    struct {
-        const char *from, *to, *want;
-    } bad[] = {
+    static const edit bad[] = {
         {"output_layers: avgpool", "output_layer: avgpool", "line 9: unknown key 'output_layer'"},
         {"batch_size: 2}", "batch_size: two}", "batch_size must be a number"},
         {"input_path: images", "input_path: imagez", "imagez: no such file"},
@@ -217,14 +233,7 @@ static void ducho(void) {
         {"text_column: text", "txt_column: text", "unknown key 'txt_column'"},
         {"gpu list: 0", "gpu list: 0\naudio: {}", "audio"},
     };
-    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
-        char text[8192];
-        const char *at = strstr(config, bad[b].from);
-        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - config), config, bad[b].to, at + strlen(bad[b].from));
-        write_file("bad.yml", text);
-        rc = run("extract bad.yml --weights weights", out, sizeof out);
-        t_check(rc == 2 && strstr(out, "bad.yml") && strstr(out, bad[b].want), "bad Ducho config (%s): exit %d, %s", bad[b].to, rc, out);
-    }
+    bad_configs("Ducho", config, bad, sizeof bad / sizeof bad[0], "extract bad.yml --weights weights");
     rc = run("extract missing.yml", out, sizeof out);
     t_check(rc == 2 && strstr(out, "missing.yml"), "a missing config is named: %s", out);
 }
@@ -327,9 +336,7 @@ static void elliot(void) {
     t_check(pv == 3 && sane, "paired t-test: MostPop vs BPRMF on Recall, nDCG, HR (%d rows)", pv);
 
     /* malformed experiments */
-    struct {
-        const char *from, *to, *want;
-    } bad[] = {
+    static const edit bad[] = {
         {"lr: [0.01, 0.05]", "lrate: [0.01, 0.05]", "line 25: 'lrate' is not a hyper-parameter of mrec's BPRMF"},
         {"epochs: 6", "epochs: six", "epochs must be a number"},
         {"test.tsv\n", "tst.tsv\n", "tst.tsv: no such file"},
@@ -339,14 +346,7 @@ static void elliot(void) {
         {"validation_metric: Recall@10", "validation_metric: Recall@50", "validation_metric"},
         {"  top_k: 5", "  topk: 5", "unknown key 'topk'"},
     };
-    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
-        char text[8192];
-        const char *at = strstr(config, bad[b].from);
-        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - config), config, bad[b].to, at + strlen(bad[b].from));
-        write_file("bad.yml", text);
-        rc = run("train bad.yml --out res_bad", out, sizeof out);
-        t_check(rc == 2 && strstr(out, "bad.yml") && strstr(out, bad[b].want), "bad Elliot config (%s): exit %d, %s", bad[b].to, rc, out);
-    }
+    bad_configs("Elliot", config, bad, sizeof bad / sizeof bad[0], "train bad.yml --out res_bad");
 }
 
 /* ---- weights/fetch, offline: a file:// hub and a manifest of two files ---- */

@@ -36,6 +36,7 @@ static int usage(FILE *f) {
             "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3) [--sampler pairs|users]\n"
             "                  [--per-user] [--save-splits DIR]\n"
             "       mrec train --data train.tsv,[valid.tsv,]test.tsv --format tsv ...   (Elliot's fixed splits)\n"
+            "       mrec train CONFIG.yml [--out DIR]   (an Elliot experiment config: mrec train CONFIG.yml --help)\n"
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
