@@ -1,0 +1,170 @@
+/* elliot_outputs.c: the files an Elliot run leaves, in Elliot's names: the
+ * performance tables, the best parameters, and the p-values between the best
+ * models over the test users.
+ */
+#include "elliot.h"
+
+#include "../recsys/mrec_recsys.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- p-values between the best models, per metric, over test users ---- */
+
+/* test_per_user.tsv of one run */
+typedef struct {
+    char **users;
+    double *v; /* (n, cols) */
+    int n, cols;
+} per_user;
+
+static int read_per_user(const char *path, per_user *pu) {
+    memset(pu, 0, sizeof *pu);
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    if (!f || !fgets(line, sizeof line, f)) return f ? fclose(f), -1 : -1;
+    for (char *p = line; *p; p++) pu->cols += *p == '\t';
+    int cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (pu->n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            pu->users = realloc(pu->users, sizeof *pu->users * (size_t)cap);
+            pu->v = realloc(pu->v, sizeof *pu->v * (size_t)cap * pu->cols);
+        }
+        char *save, *tok = strtok_r(line, "\t\n", &save);
+        pu->users[pu->n] = strdup(tok ? tok : "");
+        for (int j = 0; j < pu->cols; j++) tok = strtok_r(NULL, "\t\n", &save), pu->v[(size_t)pu->n * pu->cols + j] = tok ? atof(tok) : NAN;
+        pu->n++;
+    }
+    fclose(f);
+    return 0;
+}
+
+static void free_per_user(per_user *pu) {
+    for (int i = 0; i < pu->n; i++) free(pu->users[i]);
+    free(pu->users), free(pu->v);
+}
+
+static mrec_status write_stat(const experiment *e, const char *which, int wilcoxon, const point *best, per_user *pu, int n_models, int ki) {
+    char path[4400], tmp[4500];
+    snprintf(path, sizeof path, "%s/stat_%s_cutoff_%d.tsv", e->perf, which, e->k[ki]);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create", path);
+    fprintf(f, "model_a\tmodel_b\tmetric\tp_value\n");
+    int n_metrics = 0;
+    while (n_metrics < 8 && e->metric_elliot[n_metrics][0]) n_metrics++;
+    for (int a = 0; a < n_models; a++)
+        for (int b = a + 1; b < n_models; b++) {
+            if (pu[a].n != pu[b].n) continue; /* the same users in the same order, or no test */
+            double *x = malloc(sizeof *x * (size_t)(pu[a].n + 1)), *y = malloc(sizeof *y * (size_t)(pu[a].n + 1));
+            for (int mi = 0; x && y && mi < n_metrics; mi++) {
+                int col = mi * e->n_k + ki;
+                for (int u = 0; u < pu[a].n; u++) x[u] = pu[a].v[(size_t)u * pu[a].cols + col], y[u] = pu[b].v[(size_t)u * pu[b].cols + col];
+                double p = wilcoxon ? mrec_wilcoxon_p(x, y, pu[a].n) : mrec_paired_ttest_p(x, y, pu[a].n);
+                fprintf(f, "%s\t%s\t%s\t%.6g\n", best[a].name, best[b].name, e->metric_elliot[mi], p);
+            }
+            free(x), free(y);
+        }
+    int err = ferror(f);
+    err |= fclose(f) != 0;
+    if (err || rename(tmp, path) != 0) return mrec_fail(MREC_ERR_IO, "%s: write failed", path);
+    return MREC_OK;
+}
+
+mrec_status elliot_write_stats(const experiment *e, const char *runs, const point *best, int n_best) {
+    if (n_best < 2 || (!e->ttest && !e->wilcoxon)) return MREC_OK;
+    per_user pu[MAX_MODELS];
+    for (int i = 0; i < n_best; i++) {
+        char path[4900];
+        snprintf(path, sizeof path, "%s/%s/test_per_user.tsv", runs, best[i].name);
+        if (read_per_user(path, &pu[i])) memset(&pu[i], 0, sizeof pu[i]);
+    }
+    mrec_status st = MREC_OK;
+    for (int ki = 0; ki < e->n_k && !st; ki++) {
+        if (e->ttest) st = write_stat(e, "paired_ttest", 0, best, pu, n_best, ki);
+        if (!st && e->wilcoxon) st = write_stat(e, "wilcoxon_test", 1, best, pu, n_best, ki);
+    }
+    for (int i = 0; i < n_best; i++) free_per_user(&pu[i]);
+    return st;
+}
+
+/* ---- tables ---- */
+
+FILE *elliot_open_tmp(const char *path, char *tmp, size_t cap) {
+    snprintf(tmp, cap, "%s.tmp", path);
+    return fopen(tmp, "w");
+}
+
+mrec_status elliot_close_tmp(FILE *f, const char *tmp, const char *path) {
+    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create", path);
+    int err = ferror(f);
+    err |= fclose(f) != 0;
+    if (err || rename(tmp, path) != 0) return remove(tmp), mrec_fail(MREC_ERR_IO, "%s: write failed", path);
+    return MREC_OK;
+}
+
+mrec_status elliot_write_tables(const experiment *e, point *const *grid, const int *n_points, const int *best) {
+    int n_metrics = 0;
+    while (n_metrics < 8 && e->metric_elliot[n_metrics][0]) n_metrics++;
+    char path[4400], tmp[4500];
+    mrec_status st = MREC_OK;
+    for (int ki = 0; ki < e->n_k && !st; ki++) {
+        snprintf(path, sizeof path, "%s/rec_cutoff_%d_relthreshold_%g.tsv", e->perf, e->k[ki], e->threshold);
+        FILE *f = elliot_open_tmp(path, tmp, sizeof tmp);
+        if (f) {
+            fprintf(f, "model");
+            for (int i = 0; i < n_metrics; i++) fprintf(f, "\t%s", e->metric_elliot[i]);
+            fputc('\n', f);
+            for (int m = 0; m < e->n_models; m++) {
+                if (best[m] < 0) continue;
+                fprintf(f, "%s", grid[m][best[m]].name);
+                for (int i = 0; i < n_metrics; i++) fprintf(f, "\t%.6f", grid[m][best[m]].test[i][ki]);
+                fputc('\n', f);
+            }
+        }
+        if ((st = elliot_close_tmp(f, tmp, path))) break;
+        snprintf(path, sizeof path, "%s/grid_cutoff_%d.tsv", e->perf, e->k[ki]);
+        f = elliot_open_tmp(path, tmp, sizeof tmp);
+        if (f) {
+            fprintf(f, "model\tbest_epoch");
+            for (int s = 0; s < 2; s++)
+                for (int i = 0; i < n_metrics; i++) fprintf(f, "\t%s_%s", s ? "test" : "valid", e->metric_elliot[i]);
+            fputc('\n', f);
+            for (int m = 0; m < e->n_models; m++)
+                for (int g = 0; g < n_points[m]; g++) {
+                    const point *p = &grid[m][g];
+                    if (p->failed) continue;
+                    fprintf(f, "%s\t%d", p->name, p->best_epoch);
+                    for (int s = 0; s < 2; s++)
+                        for (int i = 0; i < n_metrics; i++) fprintf(f, "\t%.6f", (s ? p->test : p->valid)[i][ki]);
+                    fputc('\n', f);
+                }
+        }
+        if ((st = elliot_close_tmp(f, tmp, path))) break;
+        snprintf(path, sizeof path, "%s/bestmodelparams_cutoff_%d_relthreshold_%g.json", e->perf, e->k[ki], e->threshold);
+        f = elliot_open_tmp(path, tmp, sizeof tmp);
+        for (int m = 0, first = 1; f && m < e->n_models; m++) {
+            if (best[m] < 0) continue;
+            const point *p = &grid[m][best[m]];
+            fprintf(f, "%s\n  {\"model\": \"%s\", \"best_epoch\": %d, \"configuration\": {", first ? "[" : ",", p->name, p->best_epoch);
+            char params[1024];
+            snprintf(params, sizeof params, "%s", p->params);
+            int firstp = 1;
+            for (char *save, *kv = strtok_r(params, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+                char *eq = strchr(kv, '=');
+                if (!eq) continue;
+                *eq = 0;
+                fprintf(f, "%s\"%s\": \"%s\"", firstp ? "" : ", ", kv, eq + 1);
+                firstp = 0;
+            }
+            fprintf(f, "}}");
+            first = 0;
+        }
+        if (f) fprintf(f, "\n]\n");
+        if ((st = elliot_close_tmp(f, tmp, path))) break;
+    }
+    return st;
+}
