@@ -130,7 +130,8 @@ static mrec_status write_per_user(const char *path, const mrec_interactions *x, 
 /* --save-splits DIR: train.tsv, val.tsv, test.tsv as Elliot saves a split (user, item, rating). */
 static mrec_status write_splits(const char *dir, const mrec_interactions *x) {
     static const char *const names[3] = {"train.tsv", "val.tsv", "test.tsv"};
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", dir, strerror(errno));
+    mrec_status st = mrec_mkdirs(dir);
+    if (st) return st;
     for (int s = 0; s < 3; s++) {
         char path[4200], tmp[4300];
         snprintf(path, sizeof path, "%s/%s", dir, names[s]);

@@ -172,8 +172,7 @@ static mrec_status read_splitting(experiment *e, const mrec_cfg_node *x) {
     char folder[4096];
     if (!st) st = mrec_cfg_bool(c, sp, "save_on_disk", 0, &save);
     if (!st && save) {
-        if (!(st = path_value(e, sp, "save_folder", 1, 0, folder, sizeof folder)) && !(st = mrec_mkdirs(folder)))
-            add_data(e, "--save-splits", folder);
+        if (!(st = path_value(e, sp, "save_folder", 1, 0, folder, sizeof folder))) add_data(e, "--save-splits", folder); /* made by the run */
     }
     return st;
 }

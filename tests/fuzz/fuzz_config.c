@@ -1,7 +1,9 @@
-/* fuzz_config.c: libFuzzer target for the YAML config reader and its
- * checked reads: anything may be refused, nothing may crash or leak, and an
- * accepted file is a map whose nodes are well formed. */
-#include "../../tools/mrec_config.h"
+/* fuzz_config.c: libFuzzer target for the YAML config reader, its checked
+ * reads and the Elliot experiment reader on top: anything may be refused,
+ * nothing may crash or leak, and an accepted file is a map whose nodes are
+ * well formed. (The experiment reader only reads: it checks that paths exist
+ * and creates nothing.) */
+#include "../../tools/elliot.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (mrec_cfg_parse(&c, (const char *)data, size, "fuzz.yml") == MREC_OK) {
         if (!c.root || c.root->kind != MREC_CFG_MAP) abort();
         walk(&c, c.root, 0);
+        static experiment e;
+        memset(&e, 0, sizeof e);
+        e.c = &c;
+        if (elliot_read(&e, c.root) == MREC_OK && (e.n_models < 1 || e.n_k < 1)) abort();
         mrec_cfg_free(&c);
     }
     return 0;
