@@ -349,6 +349,102 @@ static void elliot(void) {
     bad_configs("Elliot", config, bad, sizeof bad / sizeof bad[0], "train bad.yml --out res_bad");
 }
 
+/* An Elliot experiment with the other half of the keys: one interaction file split by the run
+ * (temporal leave-one-out, saved on disk), k-core prefiltering, item features as side
+ * information, early stopping; then the same experiment fed by an extraction (mrec run). */
+static void elliot_split_and_run(void) {
+    char out[65536], path[4096];
+    /* all.tsv: user, item, rating, timestamp (35 of the items occur); u59 has one interaction and leaves with the 2-core */
+    snprintf(path, sizeof path, "%s/all.tsv", dir);
+    FILE *f = fopen(path, "w");
+    for (int u = 0; u < 59 && f; u++)
+        for (int j = 0; j < 8; j++) fprintf(f, "u%d\ti%d\t1\t%d\n", u, (u / 3 + j * 2 + (j % 2)) % 40, 1000 + 10 * j + u);
+    if (f) fprintf(f, "u59\ti0\t1\t5000\n"), fclose(f);
+    /* visual features: a folder of <id>.npy, one 8-d vector per item, as Ducho writes them */
+    snprintf(path, sizeof path, "%s/feat", dir);
+    sh("mkdir -p %s%s", path, "");
+    for (int i = 0; i < 40; i++) {
+        float v[8];
+        for (int d = 0; d < 8; d++) v[d] = (float)((i * 7 + d * 3) % 11) / 11.0f;
+        snprintf(path, sizeof path, "%s/feat/i%d.npy", dir, i);
+        mrec_npy_write(path, MREC_NPY_F32, 2, (int64_t[]){1, 8}, v);
+    }
+    const char *experiment = "  dataset: tiny\n"
+                             "  data_config:\n"
+                             "    strategy: dataset\n"
+                             "    dataset_path: all.tsv\n"
+                             "%s"
+                             "  prefiltering:\n"
+                             "    - {strategy: iterative_k_core, core: 2}\n"
+                             "  splitting:\n"
+                             "    save_on_disk: True\n"
+                             "    save_folder: splits/{0}\n"
+                             "    test_splitting: {strategy: temporal_hold_out, leave_n_out: 1}\n"
+                             "    validation_splitting: {strategy: temporal_hold_out, leave_n_out: 1}\n"
+                             "  random_seed: 42\n"
+                             "  top_k: 10\n"
+                             "  evaluation: {cutoffs: [10], simple_metrics: [Recall, nDCG], relevance_threshold: 1}\n"
+                             "  models:\n"
+                             "    external.VBPR:\n"
+                             "      meta: {validation_rate: 1, validation_metric: Recall@10, early_stopping: {patience: 2}}\n"
+                             "      lr: 0.01\n"
+                             "      epochs: 30\n"
+                             "      factors: 8\n"
+                             "      batch_size: 64\n"
+                             "      l_w: 1e-4\n"
+                             "      comb_mod: concat\n"
+                             "      modalities: ('visual',)\n"
+                             "      loaders: ('VisualAttribute',)\n";
+    char text[8192], full[16400];
+    snprintf(text, sizeof text, experiment,
+             "    side_information:\n      - dataloader: VisualAttribute\n        visual_features: feat\n");
+    snprintf(full, sizeof full, "experiment:\n%s", text);
+    write_file("split.yml", full);
+    int rc = run("train split.yml --out res2", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "features: visual: 8-d, 35 of 35 items") && strstr(out, "59 users, 35 items"),
+            "Elliot dataset strategy: 2-core drops u59, VBPR reads the feature folder: exit %d, %.300s", rc, rc ? out : "");
+    int lines[3] = {0, 0, 0};
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/splits/tiny/%s", dir, names[s]);
+        FILE *g = fopen(path, "r");
+        char line[256];
+        while (g && fgets(line, sizeof line, g)) lines[s]++;
+        if (g) fclose(g);
+    }
+    t_check(lines[0] == 59 * 6 && lines[1] == 59 && lines[2] == 59, "save_on_disk: splits/tiny/ holds 354 / 59 / 59 pairs (%d / %d / %d)", lines[0],
+            lines[1], lines[2]);
+    t_check(strstr(out, "no improvement in 2 evaluations") != NULL || strstr(out, "best epoch 30") != NULL, "early_stopping's patience reaches the trainer");
+
+    /* mrec run: the features come from an extraction of photos named by item id */
+    snprintf(path, sizeof path, "%s/photos", dir);
+    sh("mkdir -p %s && cd %s && set -- $(cat $OLDPWD/tests/fixtures/clip/images.txt) && for i in $(seq 0 39); do "
+       "n=$((i %% 5 + 1)); eval p=\\${$n}; ln -s $OLDPWD/../shared/data/$p i$i.jpg; done",
+       path, path);
+    snprintf(text, sizeof text, experiment, "");
+    snprintf(full, sizeof full,
+             "extract:\n"
+             "  visual:\n"
+             "    items:\n"
+             "      input_path: photos\n"
+             "      output_path: embeddings\n"
+             "      model: [{model_name: ResNet50, output_layers: avgpool, batch_size: 8}]\n"
+             "experiment:\n%s",
+             text);
+    write_file("run.yml", full);
+    rc = run("run run.yml --weights weights --out res3", out, sizeof out);
+    snprintf(path, sizeof path, "%s/res3/ResNet50/performance/rec_cutoff_10_relthreshold_1.tsv", dir);
+    char summary[4096];
+    snprintf(summary, sizeof summary, "%s/res3/summary.tsv", dir);
+    t_check(rc == 0 && strstr(out, "features: visual: 256-d, 35 of 35 items") && access(path, R_OK) == 0 && access(summary, R_OK) == 0,
+            "mrec run: ResNet features of 40 photos flow into VBPR without a path in the experiment: exit %d, %.300s", rc, rc ? out : "");
+    snprintf(path, sizeof path, "%s/embeddings/torch/ResNet50/avgpool/i39.npy", dir);
+    t_check(access(path, R_OK) == 0, "the extraction's tree is Ducho's");
+    write_file("bad.yml", "extract: {visual: {items: {input_path: photos, model: [{model_name: ResNet50}]}}}\n");
+    rc = run("run bad.yml --weights weights", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "bad.yml") && strstr(out, "experiment"), "a run config without experiment: is refused: %s", out);
+}
+
 /* ---- weights/fetch, offline: a file:// hub and a manifest of two files ---- */
 
 static void fetch(void) {
@@ -410,6 +506,8 @@ int main(void) {
     if (bin) {
         ducho();
         elliot();
+        if (access("../shared/data/images", R_OK) == 0) elliot_split_and_run();
+        else t_skip("the split and run configs: ../shared/data is not beside the repository");
     } else {
         t_skip("MREC_BIN is not set");
     }
