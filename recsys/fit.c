@@ -109,7 +109,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         double t1 = now();
         out->train_seconds += t1 - t0;
         out->epochs_run = epoch;
-        if (st || epoch % opt->eval_every != 0) continue;
+        if (st || (epoch % opt->eval_every != 0 && epoch != opt->epochs)) continue; /* the last epoch is always evaluated */
         mrec_eval_result r;
         if (m->prepare && (st = m->prepare(m->self))) break;
         if ((st = evaluate(&r, m, select, train, select == test ? test_mask : NULL, k, n_k, rel_threshold, pool))) break;

@@ -393,7 +393,7 @@ void mrec_model_destroy(mrec_model *m);
 /* ---- fitting -------------------------------------------------------------------------- */
 
 typedef struct {
-    int epochs, batch_size, patience, eval_every;
+    int epochs, batch_size, patience, eval_every; /* evaluation every eval_every epochs and after the last */
     float lr, weight_decay;
     uint64_t seed;
     mrec_metric select_metric; /* model selection on the validation split (MMRec: recall@20) */

@@ -86,7 +86,7 @@ static mrec_status write_recs(const experiment *e, const char *runs, const char 
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: mrec train CONFIG.yml [--out DIR] [--threads N] [--cache DIR|none] [--epochs N]\n"
+            "usage: mrec train CONFIG.yml [--out DIR] [--threads N] [--cache DIR|none] [--epochs N] [--skip-unsupported]\n"
             "\n"
             "Runs an Elliot experiment: data_config (fixed train/validation/test files, or a dataset with\n"
             "splitting), prefiltering, evaluation (cutoffs, simple_metrics, relevance_threshold, paired_ttest,\n"
@@ -96,7 +96,8 @@ static int usage(FILE *f) {
             "performance/rec_cutoff_<k>_relthreshold_<t>.tsv (best models, test), grid_cutoff_<k>.tsv (every\n"
             "point), bestmodelparams_*.json, stat_paired_ttest_* and stat_wilcoxon_test_* (p-values over test\n"
             "users), recs/<model>.tsv (with save_recs), runs/<model>/ and report.html. --epochs caps every\n"
-            "model's epochs (for a quick look). Models: MostPop, ItemKNN, BPRMF, LightGCN, NGCF, VBPR, FREEDOM,\n"
+            "model's epochs (for a quick look). --skip-unsupported lists and leaves out the models mrec lacks\n"
+            "(GRCN, SimGCL, ...) instead of refusing the file. Models: MostPop, ItemKNN, BPRMF, LightGCN, NGCF, VBPR, FREEDOM,\n"
             "LATTICE, BM3, NGCFM (with or without Elliot's 'external.' prefix).\n");
     return f == stdout ? 0 : 1;
 }
@@ -104,11 +105,12 @@ static int usage(FILE *f) {
 /* Runs the experiment under `root` (a whole Elliot file or the experiment section). */
 static const char *report_note;
 
-int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *out, int threads, const char *cache, int max_epochs,
-                    const char *extra_features, mrec_best *best_out) {
+int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_experiment_options *o, mrec_best *best_out) {
+    const char *out = o->out, *cache = o->cache, *extra_features = o->features;
+    int threads = o->threads, max_epochs = o->max_epochs;
     static experiment e;
     memset(&e, 0, sizeof e);
-    e.c = c;
+    e.c = c, e.skip_unsupported = o->skip_unsupported;
     if (extra_features) { /* mrec run: the folders the extraction just wrote, unless side_information names others */
         const char *v = strstr(extra_features, "visual="), *t = strstr(extra_features, "textual=");
         if (v) snprintf(e.visual, sizeof e.visual, "%.*s", (int)strcspn(v + 7, ","), v + 7);
@@ -259,14 +261,15 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *ou
 }
 
 int mrec_cmd_experiment(int argc, char **argv) {
-    const char *config = NULL, *out = NULL, *cache = NULL;
-    int threads = 0, epochs = 0;
+    const char *config = NULL;
+    mrec_experiment_options o = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) cache = argv[++i];
-        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) epochs = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) o.out = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) o.cache = argv[++i];
+        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) o.max_epochs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--skip-unsupported")) o.skip_unsupported = 1;
         else if (argv[i][0] != '-' && !config) config = argv[i];
         else {
             fprintf(stderr, "mrec train: unexpected '%s'\n", argv[i]);
@@ -279,7 +282,7 @@ int mrec_cmd_experiment(int argc, char **argv) {
         fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
         return 2;
     }
-    int rc = mrec_elliot_run(&c, c.root, out, threads, cache, epochs, NULL, NULL);
+    int rc = mrec_elliot_run(&c, c.root, &o, NULL);
     mrec_cfg_free(&c);
     return rc;
 }

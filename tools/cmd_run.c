@@ -23,6 +23,7 @@
 static int usage(FILE *f) {
     fprintf(f,
             "usage: mrec run CONFIG.yml [--out DIR] [--weights DIR] [--threads N] [--cache DIR|none] [--epochs N]\n"
+            "                           [--skip-unsupported]\n"
             "\n"
             "Runs the extract: section (a Ducho config, as mrec extract) and then the experiment: section\n"
             "(an Elliot experiment, as mrec train) with the extracted features as side information: once\n"
@@ -37,7 +38,8 @@ static const char *short_name(const char *model) {
     return slash ? slash + 1 : model;
 }
 
-int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int threads, const char *cache, int epochs) {
+int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
+    const char *out = o->out;
     static const char *const top[] = {"extract", "experiment", NULL};
     mrec_status st = mrec_cfg_check_keys(c, c->root, "the run config", top);
     const mrec_cfg_node *ex = mrec_cfg_get(c->root, "extract"), *xp = mrec_cfg_get(c->root, "experiment");
@@ -50,7 +52,7 @@ int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int
         return 2;
     }
     static mrec_extracted got;
-    int rc = mrec_ducho_run(c, ex, weights, threads, 0, &got);
+    int rc = mrec_ducho_run(c, ex, o->weights, o->threads, 0, &got);
     if (rc) return rc;
     /* combinations: each visual with each textual; one modality alone when the other is absent */
     int vis[MREC_MAX_EXTRACTED], txt[MREC_MAX_EXTRACTED], nv = 0, nt = 0;
@@ -85,7 +87,9 @@ int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int
             snprintf(label, sizeof label, "%s%s%s", nv ? short_name(got.model[vis[a]]) : "", nv && nt ? "+" : "", nt ? short_name(got.model[txt[b]]) : "");
             snprintf(dir, sizeof dir, "%s/%s", base, label);
             printf("\n=== features: %s\n", label);
-            rc = mrec_elliot_run(c, xp, dir, threads, cache, epochs, features, &best);
+            mrec_experiment_options eo = *o;
+            eo.out = dir, eo.features = features;
+            rc = mrec_elliot_run(c, xp, &eo, &best);
             for (int m = 0; !rc && m < best.n && n_rows < 64; m++, n_rows++) {
                 snprintf(rows[n_rows], sizeof rows[0], "%s [%s]", best.model[m], label);
                 snprintf(shorts[n_rows], sizeof shorts[0], "%.*s %s", (int)strcspn(best.model[m], "_"), best.model[m], label);
@@ -113,15 +117,16 @@ int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int
 }
 
 int mrec_cmd_run(int argc, char **argv) {
-    const char *config = NULL, *out = NULL, *weights = NULL, *cache = NULL;
-    int threads = 0, epochs = 0;
+    const char *config = NULL;
+    mrec_experiment_options o = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) cache = argv[++i];
-        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) epochs = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) o.out = argv[++i];
+        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) o.weights = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) o.cache = argv[++i];
+        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) o.max_epochs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--skip-unsupported")) o.skip_unsupported = 1;
         else if (argv[i][0] != '-' && !config) config = argv[i];
         else {
             fprintf(stderr, "mrec run: unexpected '%s'\n", argv[i]);
@@ -134,7 +139,7 @@ int mrec_cmd_run(int argc, char **argv) {
         fprintf(stderr, "mrec run: %s\n", mrec_error_detail());
         return 2;
     }
-    int rc = mrec_run_config(&c, out, weights, threads, cache, epochs);
+    int rc = mrec_run_config(&c, &o);
     mrec_cfg_free(&c);
     return rc;
 }

@@ -40,7 +40,7 @@ static int usage(FILE *f) {
             "\n"
             "Trains with BPR and Adam (MMRec's protocol: early stopping on the validation metric,\n"
             "test reported at the best validation epoch; full ranking with training items masked).\n"
-            "--eval-every N evaluates every N epochs (Elliot's validation_rate); patience counts evaluations.\n"
+            "--eval-every N evaluates every N epochs and after the last (Elliot's validation_rate); patience counts evaluations.\n"
             "Defaults are MMRec's: dim 64, lr 0.001, batch 2048, patience 20; reg 1e-5 (bprmf),\n"
             "1e-4 (lightgcn), 1e-5 (ngcf, its paper's decay; the paper trains with lr 1e-4, batch 1024);\n"
             "3 layers. --split makes train/valid/test from a file without one (or\n"
@@ -558,6 +558,10 @@ int mrec_cmd_train(int argc, char **argv) {
         st = mrec_fit(&r, &m, &train, &valid, &test, k, n_k, threshold, &opt, pool);
         if (st) rc = fail("training", st);
         if (history) fclose(history);
+    }
+    if (!rc && per_user && !r.topk) {
+        fprintf(stderr, "mrec train: no evaluation happened, so there are no per-user metrics\n");
+        rc = 2;
     }
     if (!rc && per_user) {
         snprintf(path, sizeof path, "%s/test_per_user.tsv", out);

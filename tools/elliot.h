@@ -47,6 +47,7 @@ typedef struct {
     char metric_elliot[8][32], metrics[128];
     double threshold;
     int ttest, wilcoxon;
+    int skip_unsupported; /* models mrec lacks: left out with a note, not refused */
     model_spec models[MAX_MODELS];
     int n_models;
 } experiment;

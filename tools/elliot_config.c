@@ -225,11 +225,15 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
     const char *bare = strncmp(mn->key, "external.", 9) ? mn->key : mn->key + 9;
     for (int f = 0; f < N_FAMILIES; f++)
         if (!strcmp(FAMILIES[f].elliot, bare)) m->fam = &FAMILIES[f];
+    if (!m->fam && e->skip_unsupported) {
+        printf("note: %s (line %d) is not a model mrec has: left out (--skip-unsupported)\n", mn->key, mn->line);
+        return MREC_OK;
+    }
     if (!m->fam) {
         char msg[512];
         int at = snprintf(msg, sizeof msg, "model '%s' is not one mrec has (", mn->key);
         for (int f = 0; f < N_FAMILIES; f++) at += snprintf(msg + at, sizeof msg - at, "%s%s", f ? ", " : "", FAMILIES[f].elliot);
-        snprintf(msg + at, sizeof msg - at, ")");
+        snprintf(msg + at, sizeof msg - at, "; --skip-unsupported leaves such models out)");
         return bad(c, mn, msg);
     }
     if (mn->kind != MREC_CFG_MAP) return bad(c, mn, "a model is a map of meta and hyper-parameters");

@@ -42,17 +42,23 @@ typedef struct {
     double value[MREC_MAX_BEST][8];
 } mrec_best;
 
+/* How to run an Elliot experiment, beyond the file. */
+typedef struct {
+    const char *out;      /* NULL: results/<dataset> */
+    const char *cache;    /* kNN graph cache (mrec train --cache), or NULL */
+    const char *features; /* NULL or "visual=DIR,textual=DIR": what an extraction just wrote (mrec run) */
+    const char *weights;  /* for mrec run's extraction; NULL: the default folder */
+    int threads, max_epochs; /* max_epochs > 0 caps every model's epochs */
+    int skip_unsupported;  /* models mrec lacks are listed and left out instead of refused */
+} mrec_experiment_options;
+
 /* Runs the Elliot experiment under `root` (a whole file, or the experiment
- * section of an mrec run file). out NULL: results/<dataset>. max_epochs > 0
- * caps every model's epochs; features (NULL or "visual=DIR,textual=DIR")
- * feed multimodal models that side_information leaves without; best (or
- * NULL) receives the best models. Returns an exit status after printing what
- * went wrong. */
-int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *out, int threads, const char *cache, int max_epochs,
-                    const char *features, mrec_best *best);
+ * section of an mrec run file); best (or NULL) receives the best models.
+ * Returns an exit status after printing what went wrong. */
+int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_experiment_options *o, mrec_best *best);
 
 /* An mrec run file (extract: and experiment:), loaded. */
-int mrec_run_config(const mrec_cfg *c, const char *out, const char *weights, int threads, const char *cache, int epochs);
+int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o);
 
 /* ---- report.html ---- */
 
