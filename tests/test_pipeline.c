@@ -347,6 +347,15 @@ static void elliot(void) {
         {"  top_k: 5", "  topk: 5", "unknown key 'topk'"},
     };
     bad_configs("Elliot", config, bad, sizeof bad / sizeof bad[0], "train bad.yml --out res_bad");
+    /* the benchmark's configs name models mrec lacks: refused, or left out when asked */
+    char with_grcn[8192];
+    snprintf(with_grcn, sizeof with_grcn, "%s    external.GRCN:\n      lr: [0.01, 0.1]\n      num_routings: 3\n", config);
+    write_file("grcn.yml", with_grcn);
+    rc = run("train grcn.yml --out res_grcn", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "external.GRCN") && strstr(out, "--skip-unsupported"), "GRCN is refused, naming the way out: %s", out);
+    rc = run("train grcn.yml --out res_grcn --skip-unsupported --epochs 1", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "external.GRCN (line ") && strstr(out, "is not a model mrec has: left out"), "--skip-unsupported leaves GRCN out: exit %d",
+            rc);
 }
 
 /* An Elliot experiment with the other half of the keys: one interaction file split by the run

@@ -82,6 +82,10 @@ static mrec_status text_of(const mrec_cfg *c, const mrec_cfg_node *map, const ch
 /* model_name: a folder or file that exists, else weights/<model_name>, else
  * weights/<lowercased name> (torchvision's ResNet50 -> weights/resnet50). */
 static mrec_status resolve_model(const mrec_cfg *c, int line, const char *name, const char *weights, char *dir, size_t cap) {
+    size_t len = strlen(name);
+    if (exists(name) && !is_dir(name) && (len < 12 || strcmp(name + len - 12, ".safetensors")))
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: model_name %s: mrec reads safetensors, not PyTorch pickles (.pt, .pth); "
+                         "save the state_dict with safetensors' save_file", c->path, line, name);
     if (exists(name)) return snprintf(dir, cap, "%s", name), MREC_OK;
     snprintf(dir, cap, "%s/%s", weights, name);
     if (exists(dir)) return MREC_OK;
@@ -145,7 +149,7 @@ static mrec_status path_in(const mrec_cfg *c, const mrec_cfg_node *n, const char
 
 /* One modality section's items: its jobs appended to js. */
 static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int modality, const char *base, const char *weights,
-                                job *js, int *n_jobs) {
+                                int skip, job *js, int *n_jobs) {
     static const char *const sec_keys[] = {"items", NULL};
     static const char *const item_keys[] = {"input_path", "output_path", "item_column", "text_column", "model", NULL};
     static const char *const model_keys[] = {"model_name", "output_layers", "backend", "batch_size", "reshape", "preprocessing",
@@ -221,7 +225,12 @@ static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int
         if (fusion) snprintf(j->fusion, sizeof j->fusion, "%s", fusion);
         if (!*j->layer_dir) snprintf(j->layer_dir, sizeof j->layer_dir, "%s", modality == VISUAL ? "avgpool" : "1");
         if (strchr(j->layer_dir, '/')) return mrec_fail(MREC_ERR_ARG, "%s: line %d: output_layers has a '/'", c->path, m->line);
-        if ((st = resolve_model(c, m->line, name, weights, j->model_dir, sizeof j->model_dir)) || (st = map_layer(c, j))) return st;
+        if ((st = resolve_model(c, m->line, name, weights, j->model_dir, sizeof j->model_dir)) || (st = map_layer(c, j))) {
+            if (!skip) return st;
+            printf("note: %s: left out (--skip-unsupported)\n", mrec_error_detail());
+            st = MREC_OK;
+            continue;
+        }
         /* inputs and outputs */
         if (item_col) snprintf(j->item_col, sizeof j->item_col, "%s", item_col), snprintf(j->text_col, sizeof j->text_col, "%s", text_col);
         const char *outs[3] = {"visual_embeddings", "textual_embeddings", "visual_textual_embeddings"};
@@ -360,7 +369,7 @@ static int run_job(const job *j, int threads, int matrix) {
     return 0;
 }
 
-int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, mrec_extracted *out) {
+int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, int skip, mrec_extracted *out) {
     static const char *const top[] = {"dataset_path", "gpu list", "gpu_list", "visual", "textual", "visual_textual", NULL};
     if (!weights) weights = mrec_weights_dir();
     const char *base = "";
@@ -375,7 +384,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
         st = mrec_fail(MREC_ERR_IO, "%s: line %d: dataset_path %s: no such folder", c->path, mrec_cfg_get(root, "dataset_path")->line, base);
     for (int m = 0; m < 3 && !st; m++) {
         const mrec_cfg_node *sec = mrec_cfg_get(root, SECTIONS[m]);
-        if (sec) st = read_section(c, sec, m, base, weights, js, &n);
+        if (sec) st = read_section(c, sec, m, base, weights, skip, js, &n);
     }
     if (!st && !n) st = mrec_fail(MREC_ERR_FORMAT, "%s: no visual, textual or visual_textual section: nothing to extract", c->path);
     if (st) {
@@ -403,7 +412,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
 
 static int usage(FILE *f) {
     fprintf(f,
-            "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N]\n"
+            "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N] [--skip-unsupported]\n"
             "\n"
             "Runs a Ducho configuration: dataset_path, 'gpu list', and visual / textual / visual_textual\n"
             "sections of items (input_path, output_path, item_column, text_column, model list with\n"
@@ -414,16 +423,18 @@ static int usage(FILE *f) {
             "weights/openai/clip-vit-base-patch16. --matrix also writes LEAF.npy and LEAF_ids.txt, the\n"
             "items in id order, as MMRec reads features. Images and texts of visual_textual are paired by\n"
             "item id (Ducho pairs them by position). Relative paths are taken from the current folder.\n"
-            "Prints one line per model: modality, model_name, output folder.\n");
+            "Prints one line per model: modality, model_name, output folder. --skip-unsupported lists and\n"
+            "leaves out the models that have no local copy or that mrec cannot run (ALIGN, AltCLIP, .pt files).\n");
     return f == stdout ? 0 : 1;
 }
 
 int mrec_cmd_extract(int argc, char **argv) {
     const char *config = NULL, *weights = NULL;
-    int matrix = 0, threads = 0;
+    int matrix = 0, threads = 0, skip = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
         if (!strcmp(argv[i], "--matrix")) matrix = 1;
+        else if (!strcmp(argv[i], "--skip-unsupported")) skip = 1;
         else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (argv[i][0] != '-' && !config) config = argv[i];
@@ -439,7 +450,7 @@ int mrec_cmd_extract(int argc, char **argv) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
         return 2;
     }
-    int rc = mrec_ducho_run(&c, c.root, weights, threads, matrix, NULL);
+    int rc = mrec_ducho_run(&c, c.root, weights, threads, matrix, skip, NULL);
     mrec_cfg_free(&c);
     return rc;
 }

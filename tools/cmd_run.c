@@ -52,7 +52,7 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
         return 2;
     }
     static mrec_extracted got;
-    int rc = mrec_ducho_run(c, ex, o->weights, o->threads, 0, &got);
+    int rc = mrec_ducho_run(c, ex, o->weights, o->threads, 0, o->skip_unsupported, &got);
     if (rc) return rc;
     /* combinations: each visual with each textual; one modality alone when the other is absent */
     int vis[MREC_MAX_EXTRACTED], txt[MREC_MAX_EXTRACTED], nv = 0, nt = 0;

@@ -30,9 +30,11 @@ typedef struct {
 
 /* Checks and runs the Ducho config held by `root` (a whole file, or the
  * `extract:` section of an mrec run file); weights NULL: the default
- * folder. Fills out (when not NULL) with the folders written. Returns an
+ * folder. skip_unsupported: models without a local copy, or of a kind mrec
+ * cannot run, are noted and left out instead of stopping the run. Fills out (when not NULL) with the folders written. Returns an
  * exit status (0, 1, 2, 3) after printing what went wrong. */
-int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, mrec_extracted *out);
+int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, int skip_unsupported,
+                   mrec_extracted *out);
 
 /* The best grid point of each model, on test at the last cut-off. */
 #define MREC_MAX_BEST 16
