@@ -41,10 +41,7 @@ static int read_results(const char *path, const experiment *e, point *p) {
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     char line[8192];
-    int n_cols = e->n_k * (int)(strlen(e->metrics) ? 1 : 0), got = 0;
-    int n_metrics = 0;
-    while (n_metrics < 8 && e->metric_elliot[n_metrics][0]) n_metrics++;
-    n_cols = n_metrics * e->n_k;
+    int n_metrics = e->n_metrics, n_cols = n_metrics * e->n_k, got = 0;
     if (!fgets(line, sizeof line, f)) n_cols = 0;
     while (n_cols && fgets(line, sizeof line, f)) {
         char *save, *tok = strtok_r(line, "\t\n", &save);
@@ -190,7 +187,7 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
             char sname[32];
             int sk = 0;
             sscanf(m->select, "%31[^@]@%d", sname, &sk);
-            for (int i = 0; i < 8 && e.metric_elliot[i][0]; i++)
+            for (int i = 0; i < e.n_metrics; i++)
                 if (!strcmp(elliot_metric(e.metric_elliot[i]), sname)) sel = i;
             for (int j = 0; j < e.n_k; j++)
                 if (e.k[j] == sk) sel_k = j;
@@ -218,8 +215,7 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
     if (!rc && (st = elliot_write_stats(&e, runs, bests, nb))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
     if (!rc) {
         /* the table a user reads first */
-        int n_metrics = 0;
-        while (n_metrics < 8 && e.metric_elliot[n_metrics][0]) n_metrics++;
+        int n_metrics = e.n_metrics;
         printf("\nbest of each model (chosen on %s; test split):\n%-40s", e.models[0].select, "model");
         for (int i = 0; i < n_metrics; i++) printf(" %9s@%-3d", e.metric_elliot[i], e.k[e.n_k - 1]);
         printf("\n");

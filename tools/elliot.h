@@ -44,7 +44,8 @@ typedef struct {
     int n_data;
     char visual[4096], textual[4096];
     int k[MAX_K], n_k, top_k;
-    char metric_elliot[8][32], metrics[128];
+    char metric_elliot[8][32], metrics[128]; /* as written (Recall), and mrec train's --metrics */
+    int n_metrics;
     double threshold;
     int ttest, wilcoxon;
     int skip_unsupported; /* models mrec lacks: left out with a note, not refused */

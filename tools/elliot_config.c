@@ -207,6 +207,7 @@ static mrec_status read_evaluation(experiment *e, const mrec_cfg_node *x) {
         } else {
             snprintf(e->metric_elliot[n], sizeof e->metric_elliot[0], "%s", m->value);
             at += snprintf(e->metrics + at, sizeof e->metrics - at, "%s%s", at ? "," : "", name);
+            e->n_metrics = n + 1;
         }
     }
     if (!st) st = mrec_cfg_number(c, ev, "relevance_threshold", 0, -1e9, 1e9, &e->threshold);
@@ -271,7 +272,7 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
     if (st) return st;
     snprintf(m->select, sizeof m->select, "%s@%d", elliot_metric(vname), vk);
     int in_metrics = 0;
-    for (int i = 0; i < 8 && e->metric_elliot[i][0]; i++) in_metrics |= !strcmp(e->metric_elliot[i], vname);
+    for (int i = 0; i < e->n_metrics; i++) in_metrics |= !strcmp(e->metric_elliot[i], vname);
     if (!in_metrics) return bad(c, mrec_cfg_get(meta, "validation_metric"), "validation_metric must be one of simple_metrics");
     m->eval_every = (int)rate, m->patience = (int)patience;
     /* hyper-parameters: each known to the family; lists are grid axes */

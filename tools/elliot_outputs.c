@@ -54,8 +54,7 @@ static mrec_status write_stat(const experiment *e, const char *which, int wilcox
     FILE *f = fopen(tmp, "w");
     if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create", path);
     fprintf(f, "model_a\tmodel_b\tmetric\tp_value\n");
-    int n_metrics = 0;
-    while (n_metrics < 8 && e->metric_elliot[n_metrics][0]) n_metrics++;
+    int n_metrics = e->n_metrics;
     for (int a = 0; a < n_models; a++)
         for (int b = a + 1; b < n_models; b++) {
             if (pu[a].n != pu[b].n) continue; /* the same users in the same order, or no test */
@@ -107,8 +106,7 @@ mrec_status elliot_close_tmp(FILE *f, const char *tmp, const char *path) {
 }
 
 mrec_status elliot_write_tables(const experiment *e, point *const *grid, const int *n_points, const int *best) {
-    int n_metrics = 0;
-    while (n_metrics < 8 && e->metric_elliot[n_metrics][0]) n_metrics++;
+    int n_metrics = e->n_metrics;
     char path[4400], tmp[4500];
     mrec_status st = MREC_OK;
     for (int ki = 0; ki < e->n_k && !st; ki++) {
