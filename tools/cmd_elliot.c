@@ -256,23 +256,28 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
     return rc;
 }
 
-int mrec_cmd_experiment(int argc, char **argv) {
-    const char *config = NULL;
-    mrec_experiment_options o = {0};
+int mrec_config_command_args(int argc, char **argv, const char *cmd, int with_weights, mrec_experiment_options *o, const char **config) {
+    memset(o, 0, sizeof *o);
+    *config = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) o.out = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) o.cache = argv[++i];
-        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) o.max_epochs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--skip-unsupported")) o.skip_unsupported = 1;
-        else if (argv[i][0] != '-' && !config) config = argv[i];
-        else {
-            fprintf(stderr, "mrec train: unexpected '%s'\n", argv[i]);
-            return usage(stderr);
-        }
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 0;
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) o->out = argv[++i];
+        else if (with_weights && !strcmp(argv[i], "--weights") && i + 1 < argc) o->weights = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o->threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) o->cache = argv[++i];
+        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) o->max_epochs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--skip-unsupported")) o->skip_unsupported = 1;
+        else if (argv[i][0] != '-' && !*config) *config = argv[i];
+        else return fprintf(stderr, "mrec %s: unexpected '%s'\n", cmd, argv[i]), 1;
     }
-    if (!config) return usage(stderr);
+    return *config ? -1 : 1;
+}
+
+int mrec_cmd_experiment(int argc, char **argv) {
+    const char *config;
+    mrec_experiment_options o;
+    int how = mrec_config_command_args(argc, argv, "train", 0, &o, &config);
+    if (how >= 0) return usage(how ? stderr : stdout);
     mrec_cfg c;
     if (mrec_cfg_load(&c, config)) {
         fprintf(stderr, "mrec train: %s\n", mrec_error_detail());

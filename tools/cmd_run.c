@@ -117,23 +117,10 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
 }
 
 int mrec_cmd_run(int argc, char **argv) {
-    const char *config = NULL;
-    mrec_experiment_options o = {0};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) o.out = argv[++i];
-        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) o.weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) o.cache = argv[++i];
-        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) o.max_epochs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--skip-unsupported")) o.skip_unsupported = 1;
-        else if (argv[i][0] != '-' && !config) config = argv[i];
-        else {
-            fprintf(stderr, "mrec run: unexpected '%s'\n", argv[i]);
-            return usage(stderr);
-        }
-    }
-    if (!config) return usage(stderr);
+    const char *config;
+    mrec_experiment_options o;
+    int how = mrec_config_command_args(argc, argv, "run", 1, &o, &config);
+    if (how >= 0) return usage(how ? stderr : stdout);
     mrec_cfg c;
     if (mrec_cfg_load(&c, config)) {
         fprintf(stderr, "mrec run: %s\n", mrec_error_detail());

@@ -59,6 +59,11 @@ typedef struct {
  * Returns an exit status after printing what went wrong. */
 int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_experiment_options *o, mrec_best *best);
 
+/* The options of `mrec train CONFIG` and `mrec run CONFIG` (--weights only
+ * with_weights): -1 when they parse and name a config, 0 for --help, 1 for a
+ * usage error (printed). */
+int mrec_config_command_args(int argc, char **argv, const char *cmd, int with_weights, mrec_experiment_options *o, const char **config);
+
 /* An mrec run file (extract: and experiment:), loaded. */
 int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o);
 
