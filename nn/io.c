@@ -43,7 +43,7 @@ mrec_status mrec_atomic_commit(mrec_atomic_file *af) {
         mrec_atomic_abort(af);
         return MREC_ERR_IO;
     }
-    int bad = fflush(af->f) != 0;
+    int bad = ferror(af->f) | (fflush(af->f) != 0); /* fprintf's errors stick to the stream */
     bad |= fclose(af->f) != 0;
     af->f = NULL;
     if (bad || rename(af->tmp_path, af->path) != 0) {

@@ -19,7 +19,8 @@ typedef struct {
 
 mrec_status mrec_atomic_begin(mrec_atomic_file *af, const char *path);
 mrec_status mrec_atomic_write(mrec_atomic_file *af, const void *buf, size_t n);
-/* Flushes, closes and renames; on any failure removes the temporary file. */
+/* Flushes, closes and renames; on any failure (a write through af->f
+ * included) removes the temporary file. */
 mrec_status mrec_atomic_commit(mrec_atomic_file *af);
 void mrec_atomic_abort(mrec_atomic_file *af);
 

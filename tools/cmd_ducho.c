@@ -23,6 +23,7 @@
 #include "mrec_tools.h"
 
 #include "../extractors/mrec_image_encoder.h"
+#include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
 
 #include <dirent.h>
@@ -295,17 +296,18 @@ static mrec_status write_matrix(const char *leaf) {
         if (!st) memcpy(all + (size_t)i * dim, v, sizeof(float) * (size_t)dim);
         free(v);
     }
-    char p[4200], tmp[4300];
+    char p[4200];
     if (!st) {
         snprintf(p, sizeof p, "%s.npy", leaf);
         st = mrec_npy_write(p, MREC_NPY_F32, 2, (int64_t[]){n, dim}, all);
     }
     if (!st) {
         snprintf(p, sizeof p, "%s_ids.txt", leaf);
-        snprintf(tmp, sizeof tmp, "%s.tmp", p);
-        FILE *f = fopen(tmp, "w");
-        for (int i = 0; f && i < n; i++) fprintf(f, "%.*s\n", (int)strlen(names[i]) - 4, names[i]);
-        if (!f || (ferror(f) | (fclose(f) != 0)) || rename(tmp, p) != 0) st = mrec_fail(MREC_ERR_IO, "%s: write failed", p);
+        mrec_atomic_file af;
+        if (!(st = mrec_atomic_begin(&af, p))) {
+            for (int i = 0; i < n; i++) fprintf(af.f, "%.*s\n", (int)strlen(names[i]) - 4, names[i]);
+            st = mrec_atomic_commit(&af);
+        }
     }
     for (int i = 0; i < n; i++) free(names[i]);
     free(names), free(all);

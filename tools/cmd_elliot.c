@@ -28,6 +28,7 @@
  */
 #include "elliot.h"
 
+#include "../nn/mrec_io.h"
 #include "../recsys/mrec_recsys.h"
 
 #include <math.h>
@@ -66,19 +67,22 @@ static int read_results(const char *path, const experiment *e, point *p) {
 
 /* recs/<name>.tsv: the run's recommendations as Elliot writes them, one (user, item, rank) a line. */
 static mrec_status write_recs(const experiment *e, const char *runs, const char *name) {
-    char from[4900], to[4900], tmp[5000], line[65536];
+    char from[4900], to[4900], line[65536];
     snprintf(from, sizeof from, "%s/%s/recommendations.tsv", runs, name);
     snprintf(to, sizeof to, "%s/%s.tsv", e->recs, name);
     FILE *in = fopen(from, "r");
     if (!in) return mrec_fail(MREC_ERR_IO, "%s: cannot read", from);
-    FILE *o = elliot_open_tmp(to, tmp, sizeof tmp);
-    while (o && fgets(line, sizeof line, in)) {
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, to);
+    if (st) return fclose(in), st;
+    FILE *o = af.f;
+    while (fgets(line, sizeof line, in)) {
         char *save, *user = strtok_r(line, "\t\n", &save);
         int rank = 1;
         for (char *it = strtok_r(NULL, "\t\n", &save); it; it = strtok_r(NULL, "\t\n", &save)) fprintf(o, "%s\t%s\t%d\n", user, it, rank++);
     }
     fclose(in);
-    return elliot_close_tmp(o, tmp, to);
+    return mrec_atomic_commit(&af);
 }
 
 static int usage(FILE *f) {

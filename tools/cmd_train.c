@@ -10,6 +10,7 @@
  * hyper-parameters, best epoch, metric@k columns) and DIR/users.tsv,
  * DIR/items.tsv (dense id -> original id).
  */
+#include "../nn/mrec_io.h"
 #include "../recsys/mrec_recsys.h"
 #include "mrec_tools.h"
 
@@ -90,13 +91,13 @@ static void log_line(void *ctx, const char *line) {
 static mrec_status write_per_user(const char *path, const mrec_interactions *x, const mrec_user_items *test, const int32_t *topk, int kmax,
                                   const int *k, int n_k, const mrec_metric *chosen, int n_metrics, float threshold) {
     double *gain = calloc((size_t)x->n_items, sizeof *gain), *sorted = malloc(sizeof *sorted * (size_t)(x->n_items + 1));
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = gain && sorted ? fopen(tmp, "w") : NULL;
-    if (!f) {
+    mrec_atomic_file af;
+    mrec_status st = gain && sorted ? mrec_atomic_begin(&af, path) : mrec_fail(MREC_ERR_NOMEM, "%s: per-user buffers", path);
+    if (st) {
         free(gain), free(sorted);
-        return mrec_fail(MREC_ERR_IO, "%s: cannot create", path);
+        return st;
     }
+    FILE *f = af.f;
     fprintf(f, "user");
     for (int i = 0; i < n_metrics; i++)
         for (int j = 0; j < n_k; j++) fprintf(f, "\t%s@%d", mrec_metric_name(chosen[i]), k[j]);
@@ -121,10 +122,7 @@ static mrec_status write_per_user(const char *path, const mrec_interactions *x, 
         for (int64_t p = test->row_ptr[u]; p < test->row_ptr[u + 1]; p++) gain[test->col[p]] = 0;
     }
     free(gain), free(sorted);
-    int bad = ferror(f);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) return remove(tmp), mrec_fail(MREC_ERR_IO, "%s: write failed", path);
-    return MREC_OK;
+    return mrec_atomic_commit(&af);
 }
 
 /* --save-splits DIR: train.tsv, val.tsv, test.tsv as Elliot saves a split (user, item, rating). */
@@ -133,16 +131,13 @@ static mrec_status write_splits(const char *dir, const mrec_interactions *x) {
     mrec_status st = mrec_mkdirs(dir);
     if (st) return st;
     for (int s = 0; s < 3; s++) {
-        char path[4200], tmp[4300];
+        char path[4200];
         snprintf(path, sizeof path, "%s/%s", dir, names[s]);
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "w");
-        if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
+        mrec_atomic_file af;
+        if ((st = mrec_atomic_begin(&af, path))) return st;
         for (int64_t i = 0; i < x->n; i++)
-            if (x->split[i] == s) fprintf(f, "%s\t%s\t%g\n", x->user_names[x->user[i]], x->item_names[x->item[i]], x->rating[i]);
-        int bad = ferror(f);
-        bad |= fclose(f) != 0;
-        if (bad || rename(tmp, path) != 0) return remove(tmp), mrec_fail(MREC_ERR_IO, "%s: write failed", path);
+            if (x->split[i] == s) fprintf(af.f, "%s\t%s\t%g\n", x->user_names[x->user[i]], x->item_names[x->item[i]], x->rating[i]);
+        if ((st = mrec_atomic_commit(&af))) return st;
     }
     return MREC_OK;
 }
@@ -166,6 +161,13 @@ static int fail(const char *what, mrec_status st) {
 }
 
 #define MAX_MODALITIES 8
+
+/* The modalities a model was given, for its params column: visual+textual(knocked out). */
+static void append_features(char *params, int at, size_t cap, const mrec_features *feat, int n_feat, const char *knockout) {
+    for (int f = 0; f < n_feat && at < (int)cap; f++)
+        at += snprintf(params + at, cap - at, "%s%s%s", f ? "+" : "", feat[f].name,
+                       knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+}
 
 /* --features NAME=PATH,...: each modality in dense item order; with
  * --missing drop, items any modality lacks leave the data first. */
@@ -452,9 +454,7 @@ int mrec_cmd_train(int argc, char **argv) {
                     : mrec_fail(MREC_ERR_ARG, "vbpr needs item features: --features visual=PATH,textual=PATH");
         int at = snprintf(params, sizeof params, "dim=%d,lr=%g,reg=%g,batch=%d,seed=%llu,features=", dim, opt.lr, reg,
                           opt.batch_size, (unsigned long long)opt.seed);
-        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
-            at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
-                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+        append_features(params, at, sizeof params, feat, n_feat, knockout);
     } else if (!strcmp(model, "freedom")) {
         if (reg < 0) reg = 1e-3f;
         if (!layers_given) layers = 2;
@@ -501,9 +501,7 @@ int mrec_cmd_train(int argc, char **argv) {
         int at = snprintf(params, sizeof params, "dim=%d,lr=%g,lr_decay=%g:%d,reg=%g,knn_k=%d,lambda=%g,batch=%d,seed=%llu,features=",
                           dim, opt.lr, opt.lr_decay, opt.lr_decay_every, reg, knn_k, lambda, opt.batch_size,
                           (unsigned long long)opt.seed);
-        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
-            at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
-                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+        append_features(params, at, sizeof params, feat, n_feat, knockout);
     } else if (!strcmp(model, "bm3")) {
         if (reg < 0) reg = 0.1f;
         if (!layers_given) layers = 1;
@@ -513,9 +511,7 @@ int mrec_cmd_train(int argc, char **argv) {
             st = mrec_bm3_create(&m, &graph, feat, n_feat, x.n_users, dim, layers, reg, cl_weight, target_dropout, &rng, pool);
         int at = snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,cl=%g,dropout=%g,batch=%d,seed=%llu,features=", dim,
                           layers, opt.lr, reg, cl_weight, target_dropout, opt.batch_size, (unsigned long long)opt.seed);
-        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
-            at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
-                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+        append_features(params, at, sizeof params, feat, n_feat, knockout);
     } else if (!strcmp(model, "ngcfm")) {
         if (reg < 0) reg = 0.01f;
         if (!layers_given) layers = 3;
@@ -532,9 +528,7 @@ int mrec_cmd_train(int argc, char **argv) {
                           "dim=%d,layers=%d,lr=%g,l_w=%g,mess_dropout=%g,node_dropout=%g,batch=%d,sampler=%s,seed=%llu,features=", dim,
                           layers, opt.lr, reg, mess_dropout, node_dropout, opt.batch_size, opt.sample_users ? "users" : "pairs",
                           (unsigned long long)opt.seed);
-        for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
-            at += snprintf(params + at, sizeof params - at, "%s%s%s", f ? "+" : "", feat[f].name,
-                           knockout && !strncmp(knockout, feat[f].name, strlen(feat[f].name)) ? "(knocked out)" : "");
+        append_features(params, at, sizeof params, feat, n_feat, knockout);
     } else {
         st = mrec_fail(MREC_ERR_ARG, "--model '%s' is not mostpop, itemknn, bprmf, lightgcn, ngcf, vbpr, freedom, lattice, bm3 or ngcfm",
                        model);

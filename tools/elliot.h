@@ -70,8 +70,6 @@ void elliot_point_name(char *out, size_t cap, const model_spec *m, const int *pi
 mrec_status elliot_point_args(const experiment *e, const model_spec *m, const int *pick, char store[4][64], char **argv, int *argc);
 
 /* elliot_outputs.c */
-FILE *elliot_open_tmp(const char *path, char *tmp, size_t cap);
-mrec_status elliot_close_tmp(FILE *f, const char *tmp, const char *path);
 /* rec_cutoff_*, grid_cutoff_*, bestmodelparams_* under e->perf. */
 mrec_status elliot_write_tables(const experiment *e, point *const *grid, const int *n_points, const int *best);
 /* stat_paired_ttest_* / stat_wilcoxon_test_*: p-values between the best models from their test_per_user.tsv. */

@@ -4,6 +4,7 @@
  */
 #include "elliot.h"
 
+#include "../nn/mrec_io.h"
 #include "../recsys/mrec_recsys.h"
 
 #include <math.h>
@@ -48,11 +49,12 @@ static void free_per_user(per_user *pu) {
 }
 
 static mrec_status write_stat(const experiment *e, const char *which, int wilcoxon, const point *best, per_user *pu, int n_models, int ki) {
-    char path[4400], tmp[4500];
+    char path[4400];
     snprintf(path, sizeof path, "%s/stat_%s_cutoff_%d.tsv", e->perf, which, e->k[ki]);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create", path);
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
+    FILE *f = af.f;
     fprintf(f, "model_a\tmodel_b\tmetric\tp_value\n");
     int n_metrics = e->n_metrics;
     for (int a = 0; a < n_models; a++)
@@ -67,10 +69,7 @@ static mrec_status write_stat(const experiment *e, const char *which, int wilcox
             }
             free(x), free(y);
         }
-    int err = ferror(f);
-    err |= fclose(f) != 0;
-    if (err || rename(tmp, path) != 0) return mrec_fail(MREC_ERR_IO, "%s: write failed", path);
-    return MREC_OK;
+    return mrec_atomic_commit(&af);
 }
 
 mrec_status elliot_write_stats(const experiment *e, const char *runs, const point *best, int n_best) {
@@ -92,26 +91,14 @@ mrec_status elliot_write_stats(const experiment *e, const char *runs, const poin
 
 /* ---- tables ---- */
 
-FILE *elliot_open_tmp(const char *path, char *tmp, size_t cap) {
-    snprintf(tmp, cap, "%s.tmp", path);
-    return fopen(tmp, "w");
-}
-
-mrec_status elliot_close_tmp(FILE *f, const char *tmp, const char *path) {
-    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create", path);
-    int err = ferror(f);
-    err |= fclose(f) != 0;
-    if (err || rename(tmp, path) != 0) return remove(tmp), mrec_fail(MREC_ERR_IO, "%s: write failed", path);
-    return MREC_OK;
-}
-
 mrec_status elliot_write_tables(const experiment *e, point *const *grid, const int *n_points, const int *best) {
     int n_metrics = e->n_metrics;
-    char path[4400], tmp[4500];
+    char path[4400];
+    mrec_atomic_file af;
     mrec_status st = MREC_OK;
     for (int ki = 0; ki < e->n_k && !st; ki++) {
         snprintf(path, sizeof path, "%s/rec_cutoff_%d_relthreshold_%g.tsv", e->perf, e->k[ki], e->threshold);
-        FILE *f = elliot_open_tmp(path, tmp, sizeof tmp);
+        FILE *f = (st = mrec_atomic_begin(&af, path)) ? NULL : af.f;
         if (f) {
             fprintf(f, "model");
             for (int i = 0; i < n_metrics; i++) fprintf(f, "\t%s", e->metric_elliot[i]);
@@ -123,9 +110,9 @@ mrec_status elliot_write_tables(const experiment *e, point *const *grid, const i
                 fputc('\n', f);
             }
         }
-        if ((st = elliot_close_tmp(f, tmp, path))) break;
+        if (st || (st = mrec_atomic_commit(&af))) break;
         snprintf(path, sizeof path, "%s/grid_cutoff_%d.tsv", e->perf, e->k[ki]);
-        f = elliot_open_tmp(path, tmp, sizeof tmp);
+        f = (st = mrec_atomic_begin(&af, path)) ? NULL : af.f;
         if (f) {
             fprintf(f, "model\tbest_epoch");
             for (int s = 0; s < 2; s++)
@@ -141,13 +128,14 @@ mrec_status elliot_write_tables(const experiment *e, point *const *grid, const i
                     fputc('\n', f);
                 }
         }
-        if ((st = elliot_close_tmp(f, tmp, path))) break;
+        if (st || (st = mrec_atomic_commit(&af))) break;
         snprintf(path, sizeof path, "%s/bestmodelparams_cutoff_%d_relthreshold_%g.json", e->perf, e->k[ki], e->threshold);
-        f = elliot_open_tmp(path, tmp, sizeof tmp);
+        f = (st = mrec_atomic_begin(&af, path)) ? NULL : af.f;
+        if (f) fputc('[', f);
         for (int m = 0, first = 1; f && m < e->n_models; m++) {
             if (best[m] < 0) continue;
             const point *p = &grid[m][best[m]];
-            fprintf(f, "%s\n  {\"model\": \"%s\", \"best_epoch\": %d, \"configuration\": {", first ? "[" : ",", p->name, p->best_epoch);
+            fprintf(f, "%s\n  {\"model\": \"%s\", \"best_epoch\": %d, \"configuration\": {", first ? "" : ",", p->name, p->best_epoch);
             char params[1024];
             snprintf(params, sizeof params, "%s", p->params);
             int firstp = 1;
@@ -162,7 +150,7 @@ mrec_status elliot_write_tables(const experiment *e, point *const *grid, const i
             first = 0;
         }
         if (f) fprintf(f, "\n]\n");
-        if ((st = elliot_close_tmp(f, tmp, path))) break;
+        if (st || (st = mrec_atomic_commit(&af))) break;
     }
     return st;
 }

@@ -4,6 +4,8 @@
  */
 #include "mrec_tools.h"
 
+#include "../nn/mrec_io.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,11 +122,12 @@ static void curves(FILE *f, const mrec_report *r) {
 }
 
 mrec_status mrec_report_write(const mrec_report *r) {
-    char path[4200], tmp[4300];
+    char path[4200];
     snprintf(path, sizeof path, "%s/report.html", r->out);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create", path);
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
+    FILE *f = af.f;
     fprintf(f, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>");
     html_text(f, r->title);
     fprintf(f, "</title>\n<style>body{font-family:sans-serif;max-width:800px;margin:2em auto}table{border-collapse:collapse}"
@@ -158,8 +161,5 @@ mrec_status mrec_report_write(const mrec_report *r) {
         fprintf(f, "</p>\n");
     }
     fprintf(f, "</body></html>\n");
-    int err = ferror(f);
-    err |= fclose(f) != 0;
-    if (err || rename(tmp, path) != 0) return remove(tmp), mrec_fail(MREC_ERR_IO, "%s: write failed", path);
-    return MREC_OK;
+    return mrec_atomic_commit(&af);
 }
