@@ -1,9 +1,10 @@
-/* harness.c: counters, float comparison and the seeded generator. */
+/* harness.c: counters, float comparison, the seeded generator and test data paths. */
 #include "harness.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const char *suite = "tests";
 static int n_pass, n_fail, n_skip;
@@ -90,6 +91,13 @@ int t_finish(void) {
     printf("%s: %d passed, %d failed, %d skipped\n", suite, n_pass, n_fail, n_skip);
     fflush(stdout);
     return n_fail ? 1 : 0;
+}
+
+const char *t_data(char *buf, size_t n, const char *rel) {
+    const char *roots[] = {"tests/data/", "../shared/data/"};
+    for (int i = 0; i < 2; i++)
+        if ((size_t)snprintf(buf, n, "%s%s", roots[i], rel) < n && access(buf, R_OK) == 0) return buf;
+    return NULL;
 }
 
 uint64_t t_rand_u64(uint64_t *s) {

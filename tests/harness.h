@@ -13,6 +13,7 @@
 #ifndef MREC_HARNESS_H
 #define MREC_HARNESS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -30,6 +31,12 @@ int t_within(const char *what, const float *ref, const float *out, const double 
 int t_status(mrec_status st, mrec_status want, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int t_finish(void);
+
+/* Real test data: "tests/data/REL" when the repository ships that file
+ * (the small set every clone has), else "../shared/data/REL" (the full
+ * set, beside the repository in CI). Writes the path to buf and returns
+ * it, or NULL when neither exists. */
+const char *t_data(char *buf, size_t n, const char *rel);
 
 /* A fixed-seed generator so every run sees the same inputs. */
 uint64_t t_rand_u64(uint64_t *state);
