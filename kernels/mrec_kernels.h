@@ -227,4 +227,49 @@ mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float
                            float alpha, float beta, int trans_a, int trans_b,
                            int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu);
 
+/* The GPU twins of the ops above: same contracts and shapes, device
+ * pointers, launched on the context's stream; each returns a status (a
+ * failed launch is MREC_ERR_DEVICE with CUDA's message). In a CPU-only
+ * build each reports MREC_ERR_DEVICE. */
+mrec_status mrec_gemm_batched_cuda(float *C, const float *A, const float *B,
+                                   float alpha, float beta, int trans_a, int trans_b,
+                                   int batch, int M, int N, int K, int lda, int ldb, int ldc,
+                                   int64_t stride_a, int64_t stride_b, int64_t stride_c, mrec_cuda *cu);
+mrec_status mrec_add_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu);
+mrec_status mrec_mul_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu);
+mrec_status mrec_scale_cuda(float *out, const float *a, float s, int64_t n, mrec_cuda *cu);
+mrec_status mrec_activation_cuda(float *out, const float *in, mrec_act act, float slope, int64_t n,
+                                 mrec_cuda *cu);
+mrec_status mrec_softmax_rows_cuda(float *out, const float *in, const float *mask,
+                                   int R, int C, int rows_per_mask, mrec_cuda *cu);
+mrec_status mrec_layernorm_cuda(float *out, const float *in, const float *weight, const float *bias,
+                                float eps, int R, int C, mrec_cuda *cu);
+mrec_status mrec_l2_normalize_rows_cuda(float *out, const float *in, float eps, int R, int C,
+                                        mrec_cuda *cu);
+/* Checks the ids on the device and reads back one int: synchronizes. */
+mrec_status mrec_embedding_cuda(float *out, const float *table, const int32_t *ids,
+                                int N, int V, int D, mrec_cuda *cu);
+mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask, int B, int T, int D,
+                                mrec_cuda *cu);
+/* k <= 128 on the GPU (MREC_ERR_UNSUPPORTED above: evaluation uses k <= 100). */
+mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k,
+                                mrec_cuda *cu);
+/* cuDNN, fp32 math; work: the bytes mrec_conv2d_workspace_bytes_cuda gives
+ * for the shape, allocated once by the caller. */
+mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
+mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias,
+                             void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
+mrec_status mrec_batchnorm_cuda(float *out, const float *in, const float *gamma, const float *beta,
+                                const float *mean, const float *var, float eps, int N, int C, int HW,
+                                mrec_cuda *cu);
+mrec_status mrec_maxpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu);
+mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu);
+/* Deterministic (no atomics). A^T @ X is this op on A's transpose, which
+ * the caller builds once per graph. */
+mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                           const float *X, int R, int Cc, int D, mrec_cuda *cu);
+mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1,
+                           float beta2, float eps, float weight_decay, int64_t step, int64_t n,
+                           mrec_cuda *cu);
+
 #endif

@@ -4,6 +4,7 @@
 #define MREC_CUDA_INTERNAL_H
 
 #include <cublas_v2.h>
+#include <cudnn.h>
 #include <cuda_runtime.h>
 #include <stdlib.h>
 
@@ -15,10 +16,13 @@ struct mrec_cuda {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
+    cudnnHandle_t dnn;
+    int *flag; /* one device int for kernels that report a bad input */
 };
 
 mrec_status mrec_cuda_check(cudaError_t err, const char *what);
 mrec_status mrec_cublas_check(cublasStatus_t st, const char *what);
+mrec_status mrec_cudnn_check(cudnnStatus_t st, const char *what);
 
 /* After every launch: a bad configuration shows up here, not later. */
 #define MREC_CUDA_LAUNCHED(what) mrec_cuda_check(cudaGetLastError(), what)

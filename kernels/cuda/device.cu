@@ -1,4 +1,4 @@
-/* device.cu: the CUDA device context (stream + cuBLAS handle) and memory.
+/* device.cu: the CUDA device context (stream, cuBLAS and cuDNN handles) and memory.
  *
  * Every CUDA call is checked; a failure becomes MREC_ERR_DEVICE with the
  * CUDA error string in the detail, never an exit. mrec_cuda_create fails
@@ -19,6 +19,11 @@ mrec_status mrec_cublas_check(cublasStatus_t st, const char *what) {
     return mrec_fail(MREC_ERR_DEVICE, "%s: cuBLAS status %d", what, (int)st);
 }
 
+mrec_status mrec_cudnn_check(cudnnStatus_t st, const char *what) {
+    if (st == CUDNN_STATUS_SUCCESS) return MREC_OK;
+    return mrec_fail(MREC_ERR_DEVICE, "%s: %s", what, cudnnGetErrorString(st));
+}
+
 extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     *out = NULL;
     int count = 0;
@@ -36,6 +41,9 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     if (!st) st = mrec_cublas_check(cublasSetStream(cu->blas, cu->stream), "cublasSetStream");
     /* fp32 stays fp32: TF32 is a separate, opt-in precision. */
     if (!st) st = mrec_cublas_check(cublasSetMathMode(cu->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+    if (!st) st = mrec_cudnn_check(cudnnCreate(&cu->dnn), "cudnnCreate");
+    if (!st) st = mrec_cudnn_check(cudnnSetStream(cu->dnn, cu->stream), "cudnnSetStream");
+    if (!st) st = mrec_cuda_check(cudaMalloc((void **)&cu->flag, sizeof *cu->flag), "cudaMalloc");
     if (st) {
         mrec_cuda_destroy(cu);
         return st;
@@ -46,6 +54,8 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
 
 extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     if (!cu) return;
+    if (cu->flag) cudaFree(cu->flag);
+    if (cu->dnn) cudnnDestroy(cu->dnn);
     if (cu->blas) cublasDestroy(cu->blas);
     if (cu->stream) cudaStreamDestroy(cu->stream);
     free(cu);

@@ -26,3 +26,17 @@ extern "C" mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, 
     add_bias_rows<<<blocks, 256, 0, cu->stream>>>(C, bias, M, N, ldc);
     return MREC_CUDA_LAUNCHED("add_bias_rows");
 }
+
+/* For b < batch: C_b (M, N) = alpha op(A_b) op(B_b) + beta C_b, with
+ * X_b = X + b * stride_x (elements; 0 broadcasts). One cuBLAS call. */
+extern "C" mrec_status mrec_gemm_batched_cuda(float *C, const float *A, const float *B, float alpha, float beta,
+                                              int trans_a, int trans_b, int batch, int M, int N, int K, int lda,
+                                              int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+                                              mrec_cuda *cu) {
+    if (batch <= 0 || M <= 0 || N <= 0) return MREC_OK;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    return mrec_cublas_check(cublasSgemmStridedBatched(cu->blas, op_b, op_a, N, M, K, &alpha, B, ldb, stride_b, A, lda,
+                                                       stride_a, &beta, C, ldc, stride_c, batch),
+                             "cublasSgemmStridedBatched");
+}

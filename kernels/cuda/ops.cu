@@ -1,0 +1,409 @@
+/* ops.cu: the element-wise, row-wise and optimizer ops on the GPU.
+ *
+ * Each op has the contract of its CPU twin in mrec_kernels.h (same shapes,
+ * same edge cases: masked softmax rows of -inf give NaN, an id outside the
+ * table is an error naming its position, NaN ranks last in top-k). Pointers
+ * are device pointers; launches go on the context's stream and are checked.
+ * Row reductions run one block per row and accumulate in fp32 with a fixed
+ * tree, so a result does not depend on timing: same input, same bits.
+ */
+#include "cuda_internal.h"
+
+#include <math.h>
+
+#define THREADS 256
+
+static unsigned blocks_for(int64_t n, int per_block) {
+    int64_t b = (n + per_block - 1) / per_block;
+    return (unsigned)(b < 65535 * 32 ? b : 65535 * 32); /* grid-stride loops cover the rest */
+}
+
+/* ---- element-wise ------------------------------------------------------- */
+
+__global__ static void add_kernel(float *out, const float *a, const float *b, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = a[i] + b[i];
+}
+
+__global__ static void mul_kernel(float *out, const float *a, const float *b, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = a[i] * b[i];
+}
+
+__global__ static void scale_kernel(float *out, const float *a, float s, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = a[i] * s;
+}
+
+/* out, a, b: (n) */
+extern "C" mrec_status mrec_add_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    add_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, a, b, n);
+    return MREC_CUDA_LAUNCHED("add");
+}
+
+/* out, a, b: (n) */
+extern "C" mrec_status mrec_mul_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    mul_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, a, b, n);
+    return MREC_CUDA_LAUNCHED("mul");
+}
+
+/* out, a: (n) */
+extern "C" mrec_status mrec_scale_cuda(float *out, const float *a, float s, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    scale_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, a, s, n);
+    return MREC_CUDA_LAUNCHED("scale");
+}
+
+__device__ static float activate(float x, mrec_act act, float slope) {
+    switch (act) {
+    case MREC_ACT_GELU_ERF: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case MREC_ACT_GELU_TANH: {
+        float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+        return 0.5f * x * (1.0f + tanhf(u));
+    }
+    case MREC_ACT_QUICK_GELU: return x / (1.0f + expf(-1.702f * x));
+    case MREC_ACT_RELU: return x > 0.0f ? x : 0.0f; /* as the reference: NaN gives 0 */
+    case MREC_ACT_LEAKY_RELU: return x >= 0.0f ? x : x * slope;
+    case MREC_ACT_SILU: return x / (1.0f + expf(-x));
+    }
+    return NAN;
+}
+
+__global__ static void activation_kernel(float *out, const float *in, mrec_act act, float slope, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = activate(in[i], act, slope);
+}
+
+/* out, in: (n) */
+extern "C" mrec_status mrec_activation_cuda(float *out, const float *in, mrec_act act, float slope, int64_t n,
+                                            mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    activation_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, in, act, slope, n);
+    return MREC_CUDA_LAUNCHED("activation");
+}
+
+/* ---- block reductions ---------------------------------------------------- */
+
+__device__ static float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ static float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum (or max) over the block of THREADS threads; every thread gets the result. */
+__device__ static float block_reduce(float v, int is_max) {
+    __shared__ float part[THREADS / 32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = is_max ? warp_max(v) : warp_sum(v);
+    __syncthreads(); /* part[] may still be read by a previous call */
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    v = lane < THREADS / 32 ? part[lane] : (is_max ? -INFINITY : 0.0f);
+    return is_max ? warp_max(v) : warp_sum(v);
+}
+
+/* ---- rows ------------------------------------------------------------------ */
+
+__global__ static void softmax_kernel(float *out, const float *in, const float *mask, int C, int rows_per_mask) {
+    int r = blockIdx.x;
+    const float *x = in + (size_t)r * C;
+    const float *m = mask ? mask + (size_t)(r / rows_per_mask) * C : NULL;
+    float *y = out + (size_t)r * C;
+    float mx = -INFINITY;
+    for (int c = threadIdx.x; c < C; c += THREADS) mx = fmaxf(mx, x[c] + (m ? m[c] : 0.0f));
+    mx = block_reduce(mx, 1);
+    float sum = 0.0f;
+    for (int c = threadIdx.x; c < C; c += THREADS) sum += expf(x[c] + (m ? m[c] : 0.0f) - mx);
+    sum = block_reduce(sum, 0);
+    float inv = 1.0f / sum;
+    /* exp(-inf - -inf) is NaN: a fully masked row comes out NaN, as in PyTorch. */
+    for (int c = threadIdx.x; c < C; c += THREADS) y[c] = expf(x[c] + (m ? m[c] : 0.0f) - mx) * inv;
+}
+
+/* out, in: (R, C); mask: (R / rows_per_mask, C) or NULL */
+extern "C" mrec_status mrec_softmax_rows_cuda(float *out, const float *in, const float *mask, int R, int C,
+                                              int rows_per_mask, mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    if (mask && rows_per_mask <= 0) return mrec_fail(MREC_ERR_ARG, "softmax: rows_per_mask %d", rows_per_mask);
+    softmax_kernel<<<R, THREADS, 0, cu->stream>>>(out, in, mask, C, rows_per_mask);
+    return MREC_CUDA_LAUNCHED("softmax_rows");
+}
+
+__global__ static void layernorm_kernel(float *out, const float *in, const float *w, const float *b, float eps, int C) {
+    const float *x = in + (size_t)blockIdx.x * C;
+    float *y = out + (size_t)blockIdx.x * C;
+    float s = 0.0f;
+    for (int c = threadIdx.x; c < C; c += THREADS) s += x[c];
+    float mean = block_reduce(s, 0) / C;
+    float v = 0.0f; /* two passes, as the reference: no cancellation in E[x^2] - E[x]^2 */
+    for (int c = threadIdx.x; c < C; c += THREADS) v += (x[c] - mean) * (x[c] - mean);
+    float rstd = rsqrtf(block_reduce(v, 0) / C + eps);
+    for (int c = threadIdx.x; c < C; c += THREADS) {
+        float t = (x[c] - mean) * rstd;
+        if (w) t *= w[c];
+        if (b) t += b[c];
+        y[c] = t;
+    }
+}
+
+/* out, in: (R, C); weight, bias: (C) or NULL */
+extern "C" mrec_status mrec_layernorm_cuda(float *out, const float *in, const float *weight, const float *bias,
+                                           float eps, int R, int C, mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    layernorm_kernel<<<R, THREADS, 0, cu->stream>>>(out, in, weight, bias, eps, C);
+    return MREC_CUDA_LAUNCHED("layernorm");
+}
+
+__global__ static void l2_normalize_kernel(float *out, const float *in, float eps, int C) {
+    const float *x = in + (size_t)blockIdx.x * C;
+    float *y = out + (size_t)blockIdx.x * C;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < C; c += THREADS) ss += x[c] * x[c];
+    float norm = fmaxf(sqrtf(block_reduce(ss, 0)), eps);
+    for (int c = threadIdx.x; c < C; c += THREADS) y[c] = x[c] / norm;
+}
+
+/* out, in: (R, C) */
+extern "C" mrec_status mrec_l2_normalize_rows_cuda(float *out, const float *in, float eps, int R, int C,
+                                                   mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    l2_normalize_kernel<<<R, THREADS, 0, cu->stream>>>(out, in, eps, C);
+    return MREC_CUDA_LAUNCHED("l2_normalize_rows");
+}
+
+/* Rows with a bad id are left unwritten and the lowest bad position is
+ * recorded in *bad (initialised to N), so the error can name it. */
+__global__ static void embedding_kernel(float *out, const float *table, const int32_t *ids, int N, int V, int D,
+                                        int *bad) {
+    int i = blockIdx.x;
+    int id = ids[i];
+    if (id < 0 || id >= V) {
+        if (threadIdx.x == 0) atomicMin(bad, i);
+        return;
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) out[(size_t)i * D + d] = table[(size_t)id * D + d];
+}
+
+/* out: (N, D); table: (V, D); ids: (N). Reads back one int to check the ids,
+ * so it synchronizes the stream. */
+extern "C" mrec_status mrec_embedding_cuda(float *out, const float *table, const int32_t *ids, int N, int V, int D,
+                                           mrec_cuda *cu) {
+    if (N <= 0 || D <= 0) return MREC_OK;
+    int host_bad = N;
+    mrec_status st = mrec_cuda_check(cudaMemcpyAsync(cu->flag, &host_bad, sizeof host_bad, cudaMemcpyHostToDevice,
+                                                     cu->stream), "embedding: flag");
+    if (!st) {
+        embedding_kernel<<<N, D < THREADS ? ((D + 31) / 32) * 32 : THREADS, 0, cu->stream>>>(out, table, ids, N, V, D,
+                                                                                            cu->flag);
+        st = MREC_CUDA_LAUNCHED("embedding");
+    }
+    if (!st) st = mrec_cuda_check(cudaMemcpyAsync(&host_bad, cu->flag, sizeof host_bad, cudaMemcpyDeviceToHost,
+                                                  cu->stream), "embedding: flag");
+    if (!st) st = mrec_cuda_check(cudaStreamSynchronize(cu->stream), "embedding");
+    if (st || host_bad >= N) return st;
+    int32_t id = 0;
+    st = mrec_cuda_check(cudaMemcpy(&id, ids + host_bad, sizeof id, cudaMemcpyDeviceToHost), "embedding: id");
+    return st ? st : mrec_fail(MREC_ERR_ARG, "embedding: id %d at position %d is outside [0, %d)", id, host_bad, V);
+}
+
+/* One thread per (b, d): tokens are summed in order, as the reference. */
+__global__ static void mean_pool_kernel(float *out, const float *in, const int32_t *mask, int B, int T, int D) {
+    int64_t at = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (at >= (int64_t)B * D) return;
+    int b = (int)(at / D), d = (int)(at % D);
+    float sum = 0.0f, count = 0.0f;
+    for (int t = 0; t < T; t++) {
+        if (mask && !mask[(size_t)b * T + t]) continue;
+        sum += in[((size_t)b * T + t) * D + d];
+        count += 1.0f;
+    }
+    out[at] = sum / fmaxf(count, 1e-9f);
+}
+
+/* out: (B, D); in: (B, T, D); mask: (B, T) or NULL */
+extern "C" mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask, int B, int T, int D,
+                                           mrec_cuda *cu) {
+    if (B <= 0 || D <= 0) return MREC_OK;
+    mean_pool_kernel<<<blocks_for((int64_t)B * D, THREADS), THREADS, 0, cu->stream>>>(out, in, mask, B, T, D);
+    return MREC_CUDA_LAUNCHED("mean_pool");
+}
+
+/* ---- top-k ---------------------------------------------------------------- */
+
+/* The reference's order: larger first, NaN last, ties to the lower column. */
+__device__ static bool ranks_before(float va, int ia, float vb, int ib) {
+    if (isnan(va)) return isnan(vb) && ia < ib;
+    if (isnan(vb)) return true;
+    return va > vb || (va == vb && ia < ib);
+}
+
+#define TOPK_MAX 128
+
+/* One block per row. Each thread keeps the best k of its strided columns,
+ * sorted, in local memory; then k rounds of a block-wide arg-best over the
+ * heads of the threads' lists pick the row's top k in order. */
+__global__ static void topk_kernel(int32_t *idx, float *val, const float *scores, int C, int k) {
+    const float *s = scores + (size_t)blockIdx.x * C;
+    float lv[TOPK_MAX];
+    int li[TOPK_MAX];
+    int n = 0;
+    for (int c = threadIdx.x; c < C; c += THREADS) {
+        float v = s[c];
+        if (n == k && !ranks_before(v, c, lv[k - 1], li[k - 1])) continue;
+        int j = n < k ? n++ : k - 1;
+        while (j > 0 && ranks_before(v, c, lv[j - 1], li[j - 1])) lv[j] = lv[j - 1], li[j] = li[j - 1], j--;
+        lv[j] = v, li[j] = c;
+    }
+    __shared__ float bv[THREADS];
+    __shared__ int bi[THREADS], bt[THREADS];
+    int head = 0;
+    for (int out = 0; out < k; out++) {
+        bv[threadIdx.x] = head < n ? lv[head] : NAN;
+        bi[threadIdx.x] = head < n ? li[head] : -1;
+        bt[threadIdx.x] = threadIdx.x;
+        __syncthreads();
+        for (int w = THREADS / 2; w > 0; w >>= 1) {
+            if (threadIdx.x < w) {
+                int o = threadIdx.x + w;
+                bool take = bi[o] >= 0 && (bi[threadIdx.x] < 0 || ranks_before(bv[o], bi[o], bv[threadIdx.x], bi[threadIdx.x]));
+                if (take) bv[threadIdx.x] = bv[o], bi[threadIdx.x] = bi[o], bt[threadIdx.x] = bt[o];
+            }
+            __syncthreads();
+        }
+        if (threadIdx.x == 0) {
+            idx[(size_t)blockIdx.x * k + out] = bi[0];
+            val[(size_t)blockIdx.x * k + out] = bv[0];
+        }
+        if (threadIdx.x == bt[0]) head++;
+        __syncthreads();
+    }
+}
+
+/* idx, val: (R, k); scores: (R, C); k <= min(C, 128) */
+extern "C" mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k,
+                                           mrec_cuda *cu) {
+    if (R <= 0 || k <= 0) return MREC_OK;
+    if (k > C) return mrec_fail(MREC_ERR_ARG, "topk: k %d is larger than the row (%d)", k, C);
+    if (k > TOPK_MAX) return mrec_fail(MREC_ERR_UNSUPPORTED, "topk on the GPU: k %d is above %d", k, TOPK_MAX);
+    topk_kernel<<<R, THREADS, 0, cu->stream>>>(idx, val, scores, C, k);
+    return MREC_CUDA_LAUNCHED("topk_rows");
+}
+
+/* ---- batchnorm and pooling (NCHW) ----------------------------------------------- */
+
+__global__ static void batchnorm_kernel(float *out, const float *in, const float *gamma, const float *beta,
+                                        const float *mean, const float *var, float eps, int C, int HW, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int c = (int)((i / HW) % C);
+        out[i] = (in[i] - mean[c]) * rsqrtf(var[c] + eps) * gamma[c] + beta[c];
+    }
+}
+
+/* out, in: (N, C, HW); gamma, beta, mean, var: (C) */
+extern "C" mrec_status mrec_batchnorm_cuda(float *out, const float *in, const float *gamma, const float *beta,
+                                           const float *mean, const float *var, float eps, int N, int C, int HW,
+                                           mrec_cuda *cu) {
+    int64_t n = (int64_t)N * C * HW;
+    if (n <= 0) return MREC_OK;
+    batchnorm_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, in, gamma, beta, mean, var, eps, C, HW, n);
+    return MREC_CUDA_LAUNCHED("batchnorm");
+}
+
+__global__ static void pool2d_kernel(float *out, const float *in, mrec_pool2d_shape s, int Ho, int Wo, int is_max) {
+    int64_t n = (int64_t)s.N * s.C * Ho * Wo;
+    for (int64_t at = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; at < n; at += (int64_t)gridDim.x * blockDim.x) {
+        int ow = (int)(at % Wo), oh = (int)(at / Wo % Ho);
+        int64_t nc = at / ((int64_t)Wo * Ho);
+        float acc = is_max ? -INFINITY : 0.0f;
+        int count = 0;
+        for (int kh = 0; kh < s.KH; kh++)
+            for (int kw = 0; kw < s.KW; kw++) {
+                int ih = oh * s.stride_h - s.pad_h + kh, iw = ow * s.stride_w - s.pad_w + kw;
+                if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) {
+                    count += s.count_include_pad;
+                    continue;
+                }
+                float x = in[((size_t)nc * s.H + ih) * s.W + iw];
+                if (is_max) acc = (x > acc || isnan(x)) ? x : acc; /* NaN wins, as in PyTorch */
+                else acc += x, count++;
+            }
+        out[at] = is_max ? acc : acc / count;
+    }
+}
+
+static mrec_status pool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, int is_max, mrec_cuda *cu) {
+    int Ho = mrec_pool2d_out_h(s), Wo = mrec_pool2d_out_w(s);
+    if (Ho <= 0 || Wo <= 0) return mrec_fail(MREC_ERR_SHAPE, "pool2d: the window does not fit the input");
+    int64_t n = (int64_t)s->N * s->C * Ho * Wo;
+    if (n <= 0) return MREC_OK;
+    pool2d_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, in, *s, Ho, Wo, is_max);
+    return MREC_CUDA_LAUNCHED(is_max ? "maxpool2d" : "avgpool2d");
+}
+
+/* out: (N, C, Ho, Wo); in: (N, C, H, W) */
+extern "C" mrec_status mrec_maxpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu) {
+    return pool2d_cuda(out, in, s, 1, cu);
+}
+
+extern "C" mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu) {
+    return pool2d_cuda(out, in, s, 0, cu);
+}
+
+/* ---- sparse ----------------------------------------------------------------- */
+
+/* One warp per row, lanes across D; each output is summed over the row's
+ * entries in order, so the result is deterministic (no atomics). */
+__global__ static void spmm_kernel(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                                   const float *X, int R, int D) {
+    int r = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (r >= R) return;
+    int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
+    for (int d = lane; d < D; d += 32) {
+        float sum = 0.0f;
+        for (int64_t e = lo; e < hi; e++) sum += (val ? val[e] : 1.0f) * X[(size_t)col[e] * D + d];
+        out[(size_t)r * D + d] = sum;
+    }
+}
+
+/* out: (R, D) = A (R, Cc) @ X (Cc, D); A in CSR. The transposed product runs
+ * as this one on A's transpose (kept by the caller, built once per graph):
+ * a scatter with atomics would make the sums depend on timing. */
+extern "C" mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                                      const float *X, int R, int Cc, int D, mrec_cuda *cu) {
+    (void)Cc;
+    if (R <= 0 || D <= 0) return MREC_OK;
+    spmm_kernel<<<blocks_for((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, row_ptr, col, val, X, R, D);
+    return MREC_CUDA_LAUNCHED("spmm");
+}
+
+/* ---- optimizer ------------------------------------------------------------------ */
+
+__global__ static void adam_kernel(float *param, float *m, float *v, const float *grad, float lr, float beta1,
+                                   float beta2, float eps, float wd, float bias1, float rsqrt_bias2, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float g = grad[i] + wd * param[i];
+        float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        m[i] = mi, v[i] = vi;
+        param[i] -= lr / bias1 * mi / (sqrtf(vi) * rsqrt_bias2 + eps);
+    }
+}
+
+/* param, m, v, grad: (n) */
+extern "C" mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1,
+                                      float beta2, float eps, float weight_decay, int64_t step, int64_t n,
+                                      mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    if (step < 1) return mrec_fail(MREC_ERR_ARG, "adam: step %lld (steps count from 1)", (long long)step);
+    double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
+    adam_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(param, m, v, grad, lr, beta1, beta2, eps,
+                                                                    weight_decay, (float)bias1,
+                                                                    (float)(1.0 / sqrt(bias2)), n);
+    return MREC_CUDA_LAUNCHED("adam");
+}

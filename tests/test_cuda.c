@@ -1,0 +1,309 @@
+/* test_cuda.c: every GPU op against its naive CPU reference.
+ *
+ * Shapes are odd on purpose (1, primes, sizes just off the warp and block
+ * sizes, and the encoders' real ones), inputs come from a fixed seed, and
+ * each device result is copied back and compared with the _ref op on the
+ * same host data. Tolerances, fp32 on both sides with different summation
+ * orders: element-wise ops and gathers are exact or within a few ulp
+ * (atol 1e-6, rtol 1e-6 after the GPU's erff/expf, which are within 2 ulp);
+ * reductions over C terms accumulate in float against the reference's
+ * double, so they get rtol 1e-5 and atol 1e-5 × (the row's scale). Integer
+ * outputs (top-k indices) must be equal. Without a GPU (or in a CPU-only
+ * build) the program prints one "skipped" line per case.
+ */
+#include "harness.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/mrec_kernels.h"
+
+static mrec_cuda *cu;
+static mrec_pool *pool;
+static uint64_t seed = 20261123;
+
+/* A device copy of n floats (or ints) of host; NULL on failure, recorded. */
+static void *up(const void *host, size_t bytes) {
+    void *d = NULL;
+    if (mrec_cuda_malloc(cu, &d, bytes ? bytes : 4) || (bytes && mrec_cuda_copy_h2d(cu, d, host, bytes))) {
+        t_check(0, "upload of %zu bytes: %s", bytes, mrec_error_detail());
+        mrec_cuda_free(cu, d);
+        return NULL;
+    }
+    return d;
+}
+
+static int down(void *host, const void *dev, size_t bytes) {
+    return t_check(!mrec_cuda_copy_d2h(cu, host, dev, bytes), "download: %s", mrec_error_detail());
+}
+
+static float *rnd(int64_t n, float lo, float hi) {
+    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    t_fill_uniform(x, n, &seed, lo, hi);
+    return x;
+}
+
+static void test_elementwise(void) {
+    int64_t sizes[] = {1, 31, 257, 4099, 768 * 197};
+    for (int si = 0; si < 5; si++) {
+        int64_t n = sizes[si];
+        float *a = rnd(n, -4, 4), *b = rnd(n, -4, 4), *ref = malloc(4 * n), *got = malloc(4 * n);
+        float *da = up(a, 4 * n), *db = up(b, 4 * n), *dout = up(a, 4 * n);
+        char what[96];
+        mrec_add_ref(ref, a, b, n);
+        if (t_status(mrec_add_cuda(dout, da, db, n, cu), MREC_OK, "add") && down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "add n=%lld", (long long)n), t_allclose(what, ref, got, n, 0, 0);
+        mrec_mul_ref(ref, a, b, n);
+        if (t_status(mrec_mul_cuda(dout, da, db, n, cu), MREC_OK, "mul") && down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "mul n=%lld", (long long)n), t_allclose(what, ref, got, n, 0, 0);
+        mrec_scale_ref(ref, a, 0.125f, n);
+        if (t_status(mrec_scale_cuda(dout, da, 0.125f, n, cu), MREC_OK, "scale") && down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "scale n=%lld", (long long)n), t_allclose(what, ref, got, n, 0, 0);
+        const char *names[] = {"gelu_erf", "gelu_tanh", "quick_gelu", "relu", "leaky_relu", "silu"};
+        for (int act = MREC_ACT_GELU_ERF; act <= MREC_ACT_SILU; act++) {
+            mrec_activation_ref(ref, a, (mrec_act)act, 0.2f, n);
+            if (t_status(mrec_activation_cuda(dout, da, (mrec_act)act, 0.2f, n, cu), MREC_OK, "%s", names[act]) &&
+                down(got, dout, 4 * n)) {
+                snprintf(what, sizeof what, "%s n=%lld", names[act], (long long)n);
+                t_allclose(what, ref, got, n, 1e-6, 1e-6);
+            }
+        }
+        mrec_cuda_free(cu, da), mrec_cuda_free(cu, db), mrec_cuda_free(cu, dout);
+        free(a), free(b), free(ref), free(got);
+    }
+}
+
+static void test_rows(void) {
+    int shapes[][2] = {{1, 1}, {3, 31}, {7, 33}, {5, 255}, {2, 257}, {12 * 197, 197}, {64, 768}, {3, 3072}};
+    for (int si = 0; si < 8; si++) {
+        int R = shapes[si][0], C = shapes[si][1];
+        int64_t n = (int64_t)R * C;
+        float *x = rnd(n, -6, 6), *w = rnd(C, 0.5f, 1.5f), *b = rnd(C, -1, 1), *ref = malloc(4 * n), *got = malloc(4 * n);
+        /* An additive mask with one row per 3 score rows, a few -inf. */
+        int rpm = R % 3 == 0 ? 3 : 1, mrows = R / rpm;
+        float *mask = calloc((size_t)mrows * C, 4);
+        for (int i = 0; i < mrows * C; i++) mask[i] = (i % 7 == 3 && C > 1) ? -INFINITY : 0.0f;
+        float *dx = up(x, 4 * n), *dw = up(w, 4 * C), *db = up(b, 4 * C), *dm = up(mask, 4 * (size_t)mrows * C);
+        float *dout = up(x, 4 * n);
+        char what[96];
+        mrec_softmax_rows_ref(ref, x, mask, R, C, rpm);
+        if (t_status(mrec_softmax_rows_cuda(dout, dx, dm, R, C, rpm, cu), MREC_OK, "softmax") && down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "softmax %dx%d", R, C), t_allclose(what, ref, got, n, 1e-7, 1e-5);
+        mrec_layernorm_ref(ref, x, w, b, 1e-12f, R, C);
+        if (t_status(mrec_layernorm_cuda(dout, dx, dw, db, 1e-12f, R, C, cu), MREC_OK, "layernorm") &&
+            down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "layernorm %dx%d", R, C), t_allclose(what, ref, got, n, 1e-5, 1e-5);
+        mrec_layernorm_ref(ref, x, NULL, NULL, 1e-5f, R, C);
+        if (t_status(mrec_layernorm_cuda(dout, dx, NULL, NULL, 1e-5f, R, C, cu), MREC_OK, "layernorm, no affine") &&
+            down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "layernorm no affine %dx%d", R, C), t_allclose(what, ref, got, n, 1e-5, 1e-5);
+        mrec_l2_normalize_rows_ref(ref, x, 1e-12f, R, C);
+        if (t_status(mrec_l2_normalize_rows_cuda(dout, dx, 1e-12f, R, C, cu), MREC_OK, "l2") && down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "l2_normalize %dx%d", R, C), t_allclose(what, ref, got, n, 1e-7, 1e-5);
+        mrec_cuda_free(cu, dx), mrec_cuda_free(cu, dw), mrec_cuda_free(cu, db), mrec_cuda_free(cu, dm);
+        mrec_cuda_free(cu, dout);
+        free(x), free(w), free(b), free(mask), free(ref), free(got);
+    }
+    /* A fully masked row is NaN on both sides, as in PyTorch. */
+    float x[4] = {1, 2, 3, 4}, m[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, got[4];
+    float *dx = up(x, 16), *dm = up(m, 16), *dout = up(x, 16);
+    if (t_status(mrec_softmax_rows_cuda(dout, dx, dm, 1, 4, 1, cu), MREC_OK, "masked softmax") && down(got, dout, 16))
+        t_check(isnan(got[0]) && isnan(got[3]), "a fully masked softmax row is NaN (%g)", got[0]);
+    mrec_cuda_free(cu, dx), mrec_cuda_free(cu, dm), mrec_cuda_free(cu, dout);
+}
+
+static void test_gather_pool(void) {
+    int V = 1000, D = 97, N = 37, B = 3, T = 13;
+    float *table = rnd((int64_t)V * D, -1, 1), *ref = malloc(4 * (size_t)N * D), *got = malloc(4 * (size_t)N * D);
+    int32_t ids[37];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(t_rand_u64(&seed) % V);
+    float *dt = up(table, 4 * (size_t)V * D), *dout = up(ref, 4 * (size_t)N * D);
+    int32_t *di = up(ids, sizeof ids);
+    mrec_embedding_ref(ref, table, ids, N, V, D);
+    if (t_status(mrec_embedding_cuda(dout, dt, di, N, V, D, cu), MREC_OK, "embedding") && down(got, dout, 4 * (size_t)N * D))
+        t_allclose("embedding gather", ref, got, (int64_t)N * D, 0, 0);
+    ids[17] = V; /* one past the table */
+    mrec_cuda_copy_h2d(cu, di, ids, sizeof ids);
+    t_status(mrec_embedding_cuda(dout, dt, di, N, V, D, cu), MREC_ERR_ARG, "an id outside the table");
+    t_check(strstr(mrec_error_detail(), "position 17") != NULL, "the error names the position: %s", mrec_error_detail());
+    mrec_cuda_free(cu, dt), mrec_cuda_free(cu, dout), mrec_cuda_free(cu, di);
+
+    float *in = rnd((int64_t)B * T * D, -2, 2), *pref = malloc(4 * (size_t)B * D), *pgot = malloc(4 * (size_t)B * D);
+    int32_t mask[3 * 13];
+    for (int i = 0; i < B * T; i++) mask[i] = (i / T == 2) ? 0 : (i % T) < 9; /* row 2 all padding */
+    float *din = up(in, 4 * (size_t)B * T * D), *dp = up(pref, 4 * (size_t)B * D);
+    int32_t *dmask = up(mask, sizeof mask);
+    mrec_mean_pool_ref(pref, in, mask, B, T, D);
+    if (t_status(mrec_mean_pool_cuda(dp, din, dmask, B, T, D, cu), MREC_OK, "mean_pool") && down(pgot, dp, 4 * (size_t)B * D))
+        t_allclose("mean_pool with mask (one all-padding row)", pref, pgot, (int64_t)B * D, 1e-6, 1e-5);
+    mrec_mean_pool_ref(pref, in, NULL, B, T, D);
+    if (t_status(mrec_mean_pool_cuda(dp, din, NULL, B, T, D, cu), MREC_OK, "mean_pool") && down(pgot, dp, 4 * (size_t)B * D))
+        t_allclose("mean_pool without mask", pref, pgot, (int64_t)B * D, 1e-6, 1e-5);
+    mrec_cuda_free(cu, din), mrec_cuda_free(cu, dp), mrec_cuda_free(cu, dmask);
+    free(table), free(ref), free(got), free(in), free(pref), free(pgot);
+}
+
+static void test_topk(void) {
+    int shapes[][3] = {{1, 1, 1}, {3, 50, 50}, {5, 1000, 20}, {4, 7050, 100}, {2, 40000, 128}, {9, 257, 10}};
+    for (int si = 0; si < 6; si++) {
+        int R = shapes[si][0], C = shapes[si][1], k = shapes[si][2];
+        float *s = malloc(4 * (size_t)R * C);
+        /* Coarse values so ties are common; a few NaN. */
+        for (int64_t i = 0; i < (int64_t)R * C; i++) s[i] = (float)(t_rand_u64(&seed) % 64) / 8.0f;
+        for (int64_t i = 5; i < (int64_t)R * C; i += 97) s[i] = NAN;
+        int32_t *ri = malloc(4 * (size_t)R * k), *gi = malloc(4 * (size_t)R * k);
+        float *rv = malloc(4 * (size_t)R * k), *gv = malloc(4 * (size_t)R * k);
+        float *ds = up(s, 4 * (size_t)R * C), *dv = up(rv, 4 * (size_t)R * k);
+        int32_t *dix = up(ri, 4 * (size_t)R * k);
+        mrec_topk_rows_cpu(ri, rv, s, R, C, k, pool); /* the fast CPU op, itself tested against _ref */
+        if (t_status(mrec_topk_rows_cuda(dix, dv, ds, R, C, k, cu), MREC_OK, "topk %dx%d k=%d", R, C, k) &&
+            down(gi, dix, 4 * (size_t)R * k) && down(gv, dv, 4 * (size_t)R * k))
+            t_check(!memcmp(ri, gi, 4 * (size_t)R * k), "topk %dx%d k=%d: same columns in the same order", R, C, k);
+        mrec_cuda_free(cu, ds), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dix);
+        free(s), free(ri), free(gi), free(rv), free(gv);
+    }
+    t_status(mrec_topk_rows_cuda(NULL, NULL, NULL, 1, 1000, 129, cu), MREC_ERR_UNSUPPORTED, "k above 128 is refused");
+}
+
+static void test_conv_pool(void) {
+    mrec_conv2d_shape shapes[] = {
+        {1, 3, 23, 29, 8, 7, 7, 2, 2, 3, 3, 1},   /* a ResNet stem, odd sizes */
+        {2, 16, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1},
+        {1, 12, 8, 10, 12, 3, 3, 1, 1, 1, 1, 12}, /* depthwise */
+        {3, 8, 5, 7, 5, 1, 1, 1, 1, 0, 0, 1},
+        {1, 6, 11, 11, 4, 3, 3, 2, 2, 1, 1, 2},
+    };
+    for (int si = 0; si < 5; si++) {
+        mrec_conv2d_shape *s = &shapes[si];
+        int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
+        int64_t ni = (int64_t)s->N * s->C_in * s->H * s->W, nw = (int64_t)s->C_out * (s->C_in / s->groups) * s->KH * s->KW;
+        int64_t no = (int64_t)s->N * s->C_out * Ho * Wo;
+        float *in = rnd(ni, -1, 1), *w = rnd(nw, -0.5f, 0.5f), *bias = rnd(s->C_out, -1, 1);
+        float *ref = malloc(4 * no), *got = malloc(4 * no);
+        float *din = up(in, 4 * ni), *dw = up(w, 4 * nw), *db = up(bias, 4 * s->C_out), *dout = up(ref, 4 * no);
+        size_t bytes = 0;
+        void *work = NULL;
+        mrec_status st = mrec_conv2d_workspace_bytes_cuda(&bytes, s, cu);
+        if (!st && bytes) st = mrec_cuda_malloc(cu, &work, bytes);
+        if (t_status(st, MREC_OK, "conv2d workspace") && t_status(mrec_conv2d_cuda(dout, din, dw, db, work, bytes, s, cu),
+                                                                  MREC_OK, "conv2d case %d", si) &&
+            down(got, dout, 4 * no)) {
+            char what[96];
+            mrec_conv2d_ref(ref, in, w, bias, s);
+            snprintf(what, sizeof what, "conv2d case %d (%d->%d, %dx%d, groups %d)", si, s->C_in, s->C_out, s->KH, s->KW,
+                     s->groups);
+            t_allclose(what, ref, got, no, 1e-5, 1e-5);
+        }
+        mrec_cuda_free(cu, work);
+        mrec_cuda_free(cu, din), mrec_cuda_free(cu, dw), mrec_cuda_free(cu, db), mrec_cuda_free(cu, dout);
+        free(in), free(w), free(bias), free(ref), free(got);
+    }
+    mrec_pool2d_shape ps[] = {{2, 5, 13, 11, 3, 3, 2, 2, 1, 1, 1}, {1, 3, 7, 7, 7, 7, 1, 1, 0, 0, 1}, {1, 4, 6, 9, 2, 3, 2, 1, 1, 1, 0}};
+    for (int si = 0; si < 3; si++) {
+        mrec_pool2d_shape *s = &ps[si];
+        int64_t ni = (int64_t)s->N * s->C * s->H * s->W, no = (int64_t)s->N * s->C * mrec_pool2d_out_h(s) * mrec_pool2d_out_w(s);
+        float *in = rnd(ni, -3, 3), *ref = malloc(4 * no), *got = malloc(4 * no);
+        in[ni / 2] = NAN;
+        float *din = up(in, 4 * ni), *dout = up(ref, 4 * no);
+        char what[64];
+        mrec_maxpool2d_ref(ref, in, s);
+        if (t_status(mrec_maxpool2d_cuda(dout, din, s, cu), MREC_OK, "maxpool") && down(got, dout, 4 * no)) {
+            int same = 1;
+            for (int64_t i = 0; i < no; i++) same &= (isnan(ref[i]) && isnan(got[i])) || ref[i] == got[i];
+            t_check(same, "maxpool2d case %d equal to the reference (NaN propagated)", si);
+        }
+        in[ni / 2] = 0.5f;
+        mrec_cuda_copy_h2d(cu, din, in, 4 * ni);
+        mrec_avgpool2d_ref(ref, in, s);
+        if (t_status(mrec_avgpool2d_cuda(dout, din, s, cu), MREC_OK, "avgpool") && down(got, dout, 4 * no))
+            snprintf(what, sizeof what, "avgpool2d case %d", si), t_allclose(what, ref, got, no, 1e-6, 1e-6);
+        mrec_cuda_free(cu, din), mrec_cuda_free(cu, dout);
+        free(in), free(ref), free(got);
+    }
+    int N = 2, C = 7, HW = 33;
+    int64_t n = (int64_t)N * C * HW;
+    float *x = rnd(n, -2, 2), *g = rnd(C, 0.5f, 2), *b = rnd(C, -1, 1), *mu = rnd(C, -1, 1), *var = rnd(C, 0.1f, 2);
+    float *ref = malloc(4 * n), *got = malloc(4 * n);
+    float *dx = up(x, 4 * n), *dg = up(g, 4 * C), *db = up(b, 4 * C), *dmu = up(mu, 4 * C), *dvar = up(var, 4 * C),
+          *dout = up(x, 4 * n);
+    mrec_batchnorm_ref(ref, x, g, b, mu, var, 1e-5f, N, C, HW);
+    if (t_status(mrec_batchnorm_cuda(dout, dx, dg, db, dmu, dvar, 1e-5f, N, C, HW, cu), MREC_OK, "batchnorm") &&
+        down(got, dout, 4 * n))
+        t_allclose("batchnorm", ref, got, n, 1e-6, 1e-5);
+    mrec_cuda_free(cu, dx), mrec_cuda_free(cu, dg), mrec_cuda_free(cu, db), mrec_cuda_free(cu, dmu);
+    mrec_cuda_free(cu, dvar), mrec_cuda_free(cu, dout);
+    free(x), free(g), free(b), free(mu), free(var), free(ref), free(got);
+}
+
+static void test_sparse_adam_batched(void) {
+    /* A random CSR (R, Cc) with some empty rows, D off the warp size. */
+    int R = 301, Cc = 517, D = 67;
+    int64_t *rp = malloc(8 * (size_t)(R + 1));
+    int32_t *col = malloc(4 * (size_t)R * 40);
+    rp[0] = 0;
+    for (int r = 0; r < R; r++) {
+        int deg = r % 11 == 0 ? 0 : (int)(t_rand_u64(&seed) % 40);
+        for (int e = 0; e < deg; e++) col[rp[r] + e] = (int32_t)(t_rand_u64(&seed) % Cc);
+        rp[r + 1] = rp[r] + deg;
+    }
+    int64_t nnz = rp[R];
+    float *val = rnd(nnz, -1, 1), *X = rnd((int64_t)Cc * D, -1, 1), *ref = malloc(4 * (size_t)R * D), *got = malloc(4 * (size_t)R * D);
+    int64_t *drp = up(rp, 8 * (size_t)(R + 1));
+    int32_t *dcol = up(col, 4 * (size_t)nnz);
+    float *dval = up(val, 4 * (size_t)nnz), *dX = up(X, 4 * (size_t)Cc * D), *dout = up(ref, 4 * (size_t)R * D);
+    mrec_spmm_ref(ref, rp, col, val, X, R, Cc, D);
+    if (t_status(mrec_spmm_cuda(dout, drp, dcol, dval, dX, R, Cc, D, cu), MREC_OK, "spmm") && down(got, dout, 4 * (size_t)R * D))
+        t_allclose("spmm weighted", ref, got, (int64_t)R * D, 1e-5, 1e-5);
+    mrec_spmm_ref(ref, rp, col, NULL, X, R, Cc, D);
+    if (t_status(mrec_spmm_cuda(dout, drp, dcol, NULL, dX, R, Cc, D, cu), MREC_OK, "spmm") && down(got, dout, 4 * (size_t)R * D))
+        t_allclose("spmm pattern only", ref, got, (int64_t)R * D, 1e-5, 1e-5);
+    mrec_cuda_free(cu, drp), mrec_cuda_free(cu, dcol), mrec_cuda_free(cu, dval), mrec_cuda_free(cu, dX), mrec_cuda_free(cu, dout);
+    free(rp), free(col), free(val), free(X), free(ref), free(got);
+
+    int64_t n = 10007;
+    float *p = rnd(n, -1, 1), *m = rnd(n, -0.1f, 0.1f), *v = rnd(n, 0, 0.01f), *grad = rnd(n, -1, 1);
+    float *dp = up(p, 4 * n), *dm = up(m, 4 * n), *dv = up(v, 4 * n), *dg = up(grad, 4 * n), *gp = malloc(4 * n);
+    for (int step = 1; step <= 3; step++) {
+        mrec_adam_ref(p, m, v, grad, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, n);
+        t_status(mrec_adam_cuda(dp, dm, dv, dg, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, n, cu), MREC_OK, "adam step %d", step);
+    }
+    if (down(gp, dp, 4 * n)) t_allclose("adam, 3 steps", p, gp, n, 1e-6, 1e-5);
+    mrec_cuda_free(cu, dp), mrec_cuda_free(cu, dm), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dg);
+    free(p), free(m), free(v), free(grad), free(gp);
+
+    /* Attention-shaped batched GEMM: (B*H) heads of (T, dh) @ (T, dh)^T. */
+    int batch = 12, T = 197, dh = 64;
+    int64_t an = (int64_t)batch * T * dh, cn = (int64_t)batch * T * T;
+    float *A = rnd(an, -1, 1), *Bm = rnd(an, -1, 1), *Cref = malloc(4 * cn), *Cgot = malloc(4 * cn);
+    float *dA = up(A, 4 * an), *dB = up(Bm, 4 * an), *dC = up(Cref, 4 * cn);
+    mrec_gemm_batched_ref(Cref, A, Bm, 0.125f, 0, 0, 1, batch, T, T, dh, dh, dh, T, (int64_t)T * dh, (int64_t)T * dh,
+                          (int64_t)T * T);
+    if (t_status(mrec_gemm_batched_cuda(dC, dA, dB, 0.125f, 0, 0, 1, batch, T, T, dh, dh, dh, T, (int64_t)T * dh,
+                                        (int64_t)T * dh, (int64_t)T * T, cu),
+                 MREC_OK, "batched gemm") &&
+        down(Cgot, dC, 4 * cn))
+        t_allclose("batched gemm 12 x (197x64 @ 64x197)", Cref, Cgot, cn, 1e-5, 1e-5);
+    mrec_cuda_free(cu, dA), mrec_cuda_free(cu, dB), mrec_cuda_free(cu, dC);
+    free(A), free(Bm), free(Cref), free(Cgot);
+}
+
+int main(void) {
+    t_suite("cuda");
+    mrec_status st = mrec_cuda_create(&cu, 0);
+    if (st != MREC_OK) {
+        t_check(st == MREC_ERR_DEVICE, "no GPU is a device error, not a crash (%d)", st);
+        t_skip("GPU ops against their references: %s", mrec_error_detail());
+        return t_finish();
+    }
+    T_REQUIRE(mrec_pool_create(&pool, 1, MREC_SIMD_AVX512) == MREC_OK);
+    test_elementwise();
+    test_rows();
+    test_gather_pool();
+    test_topk();
+    test_conv_pool();
+    test_sparse_adam_batched();
+    mrec_cuda_destroy(cu);
+    mrec_pool_destroy(pool);
+    return t_finish();
+}
