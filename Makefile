@@ -6,8 +6,15 @@
 #   make test         builds and runs every test program; last line "N passed, N failed"
 #   make bench        GEMM benchmark against OpenBLAS (needs libopenblas-dev)
 #   make fuzz         libFuzzer targets (clang), FUZZ_SECONDS each (default 60)
+#   make gpu-check    on a machine with a GPU: CUDA build, every test on the GPU,
+#                     compute-sanitizer, report (tools/gpu/check.sh)
+#   make gpu-deps     fetches the Debian packages the build needs into .deps/,
+#                     for a GPU machine without them (DEPS=prefix uses them)
 #   SAN=1             AddressSanitizer + UndefinedBehaviorSanitizer
 #   DEBUG=1           -O0 -g3
+#   CUDA_ARCH="80 90" the GPU architectures to build for (sm_XX)
+#   DEPS=DIR          headers and libraries unpacked under DIR/usr (see gpu-deps)
+#   CUDNN_HOME=DIR    cuDNN's include/ and lib/ when it is not in CUDA_HOME
 # Knobs combine: make test CUDA=1 SAN=1. Each combination builds in its own
 # folder under build/, so switching never mixes objects.
 
@@ -43,6 +50,11 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 endif
 CFLAGS  += $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
+ifneq ($(DEPS),)
+DEPS_LIB := $(DEPS)/usr/lib/x86_64-linux-gnu
+CFLAGS  += -I$(DEPS)/usr/include -I$(DEPS)/usr/include/x86_64-linux-gnu
+LDFLAGS += -L$(DEPS_LIB) -Wl,-rpath,$(DEPS_LIB)
+endif
 
 # ---- what we found --------------------------------------------------------
 HOST_SIMD := $(shell grep -q avx512f /proc/cpuinfo 2>/dev/null && echo avx512 || (grep -q avx2 /proc/cpuinfo 2>/dev/null && echo avx2 || echo scalar))
@@ -74,6 +86,9 @@ ifeq ($(CUDA),1)
 CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
 CFLAGS     += -DMREC_CUDA=1
 LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++ -ldl -lrt
+ifneq ($(CUDNN_HOME),)
+LDLIBS     := -L$(CUDNN_HOME)/lib -Wl,-rpath,$(CUDNN_HOME)/lib $(LDLIBS)
+endif
 else
 LIB_SRC    += kernels/cpu/cuda_stub.c
 endif
@@ -85,10 +100,15 @@ LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(patsubst %.cu,$(BUILD)/%.o
 TOOL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_SRC))
 LIB      := $(BUILD)/libmrec.a
 
+CUDA_ARCH ?= 80 90
 NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC,-Wall \
-             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+             $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH))
+ifneq ($(CUDNN_HOME),)
+NVCCFLAGS += -I$(CUDNN_HOME)/include
+endif
 
-.PHONY: all test bench fuzz clean format bin/mrec demo weights
+.PHONY: all test bench fuzz clean format bin/mrec demo weights gpu-check gpu-deps
 all: bin/mrec
 
 # bin/mrec is whichever variant was built last, so it is always refreshed.
@@ -181,6 +201,16 @@ fuzz: $(FUZZ_BINS)
 	    tail -n 40 build/fuzz/$$name.log; echo "FAIL $$name: see build/fuzz/$$name.log"; exit 1; fi; \
 	  grep -E "stat::number_of_executed_units|stat::new_units_added|stat::peak_rss" build/fuzz/$$name.log; \
 	done
+
+# ---- GPU machine ------------------------------------------------------------
+GPU_DEBS := libcjson-dev libcjson1 libyaml-dev libyaml-0-2 libutf8proc-dev libutf8proc2 \
+            libjpeg62-turbo-dev libjpeg62-turbo libstb-dev zlib1g-dev zlib1g
+gpu-deps:
+	@mkdir -p .deps && cd .deps && apt-get download $(GPU_DEBS)
+	@ls .deps
+
+gpu-check:
+	@sh tools/gpu/check.sh
 
 format:
 	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h */*/*.h)

@@ -1,0 +1,131 @@
+#!/bin/sh
+# check.sh (make gpu-check): everything a machine with a GPU should verify,
+# in one command that ends well inside ten minutes, with one markdown report.
+#
+#   1. build dependencies: when the machine lacks the Debian -dev libraries,
+#      the packages in .deps/ (make gpu-deps, on a Debian machine) are
+#      unpacked under build/deps and used from there; cuDNN comes from the
+#      CUDA toolkit or, failing that, from the nvidia-cudnn Python wheel;
+#   2. the CUDA build for this GPU's architecture;
+#   3. the whole test suite of that build (the GPU cases run instead of
+#      printing "skipped");
+#   4. the GPU op tests under compute-sanitizer (memcheck, racecheck);
+#   5. the GPU benchmarks, when there are any (bench/bench_gpu_*).
+#
+# The report goes to $OUT/gpu-check.md when OUT is set, else build/gpu-check.md,
+# with the logs beside it. The exit status is non-zero if a step failed.
+set -u
+cd "$(dirname "$0")/../.."
+out=${OUT:-build}
+mkdir -p "$out" build
+report=$out/gpu-check.md
+jobs=$(nproc 2>/dev/null || echo 4)
+fail=0
+export PATH="$PATH:/usr/local/cuda/bin"
+
+say() { printf '%s\n' "$*" | tee -a "$report"; }
+: > "$report"
+say "# mrec gpu-check"
+say ""
+say "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+say "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+say "- GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo none found)"
+say "- nvcc: $(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+
+# 1. dependencies
+make_args="CUDA=1"
+if [ -d .deps ] && ls .deps/*.deb >/dev/null 2>&1 && [ ! -f /usr/include/cjson/cJSON.h ]; then
+    prefix=$PWD/build/deps
+    mkdir -p "$prefix"
+    for f in .deps/*.deb; do dpkg-deb -x "$f" "$prefix" || { echo "cannot unpack $f"; exit 1; }; done
+    # Some -dev links are absolute (libz.so -> /lib/...): point them into the prefix.
+    for l in "$prefix"/usr/lib/x86_64-linux-gnu/*.so; do
+        t=$(readlink "$l") || continue
+        case "$t" in /*) [ -e "$prefix$t" ] && ln -sf "$prefix$t" "$l" ;; esac
+    done
+    make_args="$make_args DEPS=$prefix"
+    say "- build libraries: unpacked from .deps/ ($(ls .deps/*.deb | wc -l) packages)"
+fi
+cuda_home=${CUDA_HOME:-/usr/local/cuda}
+if [ ! -f "$cuda_home/include/cudnn.h" ]; then
+    cudnn=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null ||
+            python3 -c 'import nvidia.cudnn, os; print(list(nvidia.cudnn.__path__)[0])' 2>/dev/null)
+    if [ -n "$cudnn" ] && [ -f "$cudnn/include/cudnn.h" ]; then
+        # The wheel ships libcudnn.so.N only; the linker wants libcudnn.so.
+        mkdir -p build/cudnn/lib
+        ln -sf "$cudnn/include" build/cudnn/include
+        for l in "$cudnn"/lib/libcudnn*.so.*; do
+            ln -sf "$l" build/cudnn/lib/
+            base=$(basename "$l" | sed 's/\.so\..*/.so/')
+            ln -sf "$l" "build/cudnn/lib/$base"
+        done
+        make_args="$make_args CUDNN_HOME=$PWD/build/cudnn"
+        say "- cuDNN: from the Python wheel at $cudnn"
+    else
+        say "- cuDNN: not found (neither in $cuda_home nor as a Python wheel)"
+    fi
+fi
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '.')
+[ -n "$cc" ] && make_args="$make_args CUDA_ARCH=$cc"
+
+# 2. build
+say ""
+say "## Build"
+start=$(date +%s)
+if make -j"$jobs" $make_args > "$out/build.log" 2>&1 && make -j"$jobs" $make_args build/cuda/tests/test_cuda >> "$out/build.log" 2>&1; then
+    say "make $make_args: ok in $(( $(date +%s) - start )) s"
+else
+    say "make $make_args: FAILED (build.log):"
+    say '```'
+    tail -n 30 "$out/build.log" | tee -a "$report"
+    say '```'
+    exit 1
+fi
+build/cuda/mrec info >> "$out/build.log" 2>&1
+
+# 3. tests
+say ""
+say "## Tests (CUDA build, GPU present)"
+start=$(date +%s)
+make $make_args test > "$out/test.log" 2>&1 || fail=1
+say "$(tail -n 1 "$out/test.log") in $(( $(date +%s) - start )) s"
+say '```'
+grep -E '^(FAIL|skipped|[a-z_]+: [0-9]+ passed)|failed:' "$out/test.log" | head -n 80 | tee -a "$report" > /dev/null
+say '```'
+
+# 4. sanitizer
+say ""
+say "## compute-sanitizer on tests/test_cuda"
+if command -v compute-sanitizer > /dev/null 2>&1; then
+    for tool in memcheck racecheck; do
+        log=$out/sanitizer-$tool.log
+        compute-sanitizer --tool "$tool" --error-exitcode 9 build/cuda/tests/test_cuda > "$log" 2>&1
+        rc=$?
+        summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1)
+        say "- $tool: exit $rc; ${summary:-no summary line}"
+        [ "$rc" -eq 0 ] || fail=1
+    done
+else
+    say "- compute-sanitizer not found"
+    fail=1
+fi
+
+# 5. benchmarks
+say ""
+say "## Benchmarks"
+found=0
+for b in bench/bench_gpu_*.c; do
+    [ -f "$b" ] || continue
+    found=1
+    name=$(basename "$b" .c)
+    make $make_args "build/cuda/bench/$name" >> "$out/build.log" 2>&1 && "build/cuda/bench/$name" > "$out/$name.log" 2>&1
+    say "### $name (exit $?)"
+    say '```'
+    tail -n 40 "$out/$name.log" | tee -a "$report" > /dev/null
+    say '```'
+done
+[ "$found" -eq 1 ] || say "none yet"
+
+say ""
+say "gpu-check: $([ "$fail" -eq 0 ] && echo passed || echo FAILED)"
+exit "$fail"
