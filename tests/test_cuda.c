@@ -18,6 +18,15 @@
 #include <string.h>
 
 #include "../kernels/mrec_kernels.h"
+#include "../nn/mrec_ops.h"
+
+#define T_REQUIRE_VOID(cond)                                                         \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            t_check(0, "%s:%d: requirement failed: %s", __FILE__, __LINE__, #cond);  \
+            return;                                                                  \
+        }                                                                            \
+    } while (0)
 
 static mrec_cuda *cu;
 static mrec_pool *pool;
@@ -288,6 +297,97 @@ static void test_sparse_adam_batched(void) {
     free(A), free(Bm), free(Cref), free(Cgot);
 }
 
+/* A tensor of the shape in ctx's arena (on its device), filled from host. */
+static int tensor_from(mrec_context *ctx, mrec_tensor *t, mrec_dtype dtype, int ndim, const int64_t *shape,
+                       const void *host) {
+    if (!t_status(mrec_arena_tensor(&ctx->workspace, t, dtype, ndim, shape), MREC_OK, "arena tensor")) return 0;
+    if (!host) return 1;
+    if (ctx->device == MREC_DEVICE_CPU) return memcpy(t->data, host, mrec_tensor_bytes(t)), 1;
+    return t_status(mrec_cuda_copy_h2d(ctx->cuda, t->data, host, mrec_tensor_bytes(t)), MREC_OK, "upload");
+}
+
+/* The tensor op layer (nn/ops.c) picks the CUDA kernels on a CUDA context:
+ * an encoder-like chain (linear, GELU, LayerNorm, masked softmax, L2 norm),
+ * a conv + pool chain and a propagation A^T A X run on a CPU and on a GPU
+ * context from the same inputs; the outputs agree within fp32 summation
+ * differences (1e-4 absolute on values of order 1). */
+static void test_op_layer(void) {
+    mrec_context *ctx[2];
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    T_REQUIRE_VOID(mrec_context_create(&ctx[0], &o) == MREC_OK);
+    o.device = MREC_WANT_CUDA;
+    if (!t_status(mrec_context_create(&ctx[1], &o), MREC_OK, "a CUDA context")) {
+        mrec_context_destroy(ctx[0]);
+        return;
+    }
+    int R = 37, K = 96, N = 80;
+    float *x = rnd((int64_t)R * K, -1, 1), *w = rnd((int64_t)N * K, -0.2f, 0.2f), *b = rnd(N, -0.1f, 0.1f);
+    float *g = rnd(N, 0.5f, 1.5f), *mask = calloc((size_t)N, 4), *img = rnd(2 * 3 * 17 * 19, -1, 1);
+    float *cw = rnd(8 * 3 * 3 * 3, -0.3f, 0.3f), *cb = rnd(8, -0.1f, 0.1f);
+    for (int i = 0; i < N; i += 5) mask[i] = -INFINITY;
+    int64_t rp[5] = {0, 2, 3, 3, 6};
+    int32_t col[6] = {0, 2, 1, 0, 1, 2};
+    float val[6] = {0.5f, 1, 2, -1, 0.25f, 1.5f};
+    int64_t trp[4] = {0, 2, 4, 6}; /* the transpose of the 4x3 matrix above */
+    int32_t tcol[6] = {0, 3, 1, 3, 0, 3};
+    float tval[6] = {0.5f, -1, 2, 0.25f, 1, 1.5f};
+    float *X = rnd(4 * 33, -1, 1);
+    float *got[2][3];
+    for (int d = 0; d < 2; d++) {
+        mrec_context *c = ctx[d];
+        T_REQUIRE_VOID(mrec_context_reserve(c, 8u << 20) == MREC_OK);
+        mrec_tensor tx, tw, tb, tg, tm, ty, tz, timg, tcw, tcb, tconv, tpool, tX, tAX, tAtAX;
+        int64_t sx[2] = {R, K}, sw[2] = {N, K}, sb[1] = {N}, sm[2] = {1, N}, sy[2] = {R, N};
+        int64_t si[4] = {2, 3, 17, 19}, scw[4] = {8, 3, 3, 3}, scb[1] = {8}, sconv[4] = {2, 8, 9, 10}, spool[4] = {2, 8, 5, 5};
+        int64_t sX[2] = {4, 33}, sAX[2] = {3, 33};
+        int ok = tensor_from(c, &tx, MREC_F32, 2, sx, x) && tensor_from(c, &tw, MREC_F32, 2, sw, w) &&
+                 tensor_from(c, &tb, MREC_F32, 1, sb, b) && tensor_from(c, &tg, MREC_F32, 1, sb, g) &&
+                 tensor_from(c, &tm, MREC_F32, 2, sm, mask) && tensor_from(c, &ty, MREC_F32, 2, sy, NULL) &&
+                 tensor_from(c, &tz, MREC_F32, 2, sy, NULL) && tensor_from(c, &timg, MREC_F32, 4, si, img) &&
+                 tensor_from(c, &tcw, MREC_F32, 4, scw, cw) && tensor_from(c, &tcb, MREC_F32, 1, scb, cb) &&
+                 tensor_from(c, &tconv, MREC_F32, 4, sconv, NULL) && tensor_from(c, &tpool, MREC_F32, 4, spool, NULL) &&
+                 tensor_from(c, &tX, MREC_F32, 2, sX, X) && tensor_from(c, &tAX, MREC_F32, 2, sAX, NULL) &&
+                 tensor_from(c, &tAtAX, MREC_F32, 2, sX, NULL);
+        /* the sparse matrix and its transpose, on the context's device */
+        int64_t *drp = NULL, *dtrp = NULL;
+        int32_t *dcol = NULL, *dtcol = NULL;
+        float *dval = NULL, *dtval = NULL;
+        if (d == 0) drp = rp, dtrp = trp, dcol = col, dtcol = tcol, dval = val, dtval = tval;
+        else drp = up(rp, sizeof rp), dtrp = up(trp, sizeof trp), dcol = up(col, sizeof col), dtcol = up(tcol, sizeof tcol),
+             dval = up(val, sizeof val), dtval = up(tval, sizeof tval);
+        mrec_csr At = {3, 4, dtrp, dtcol, dtval, c->device, NULL}, A = {4, 3, drp, dcol, dval, c->device, &At};
+        ok = ok && t_status(mrec_op_linear(c, &ty, &tx, &tw, &tb), MREC_OK, "linear on %s", mrec_device_name(c->device)) &&
+             t_status(mrec_op_activation(c, &ty, &ty, MREC_ACT_GELU_ERF, 0), MREC_OK, "gelu") &&
+             t_status(mrec_op_layernorm(c, &tz, &ty, &tg, &tb, 1e-12f), MREC_OK, "layernorm") &&
+             t_status(mrec_op_softmax(c, &ty, &tz, &tm), MREC_OK, "softmax") &&
+             t_status(mrec_op_l2_normalize(c, &tz, &ty, 1e-12f), MREC_OK, "l2") &&
+             t_status(mrec_op_conv2d(c, &tconv, &timg, &tcw, &tcb, 2, 1, 1), MREC_OK, "conv2d") &&
+             t_status(mrec_op_maxpool2d(c, &tpool, &tconv, 3, 2, 1), MREC_OK, "maxpool") &&
+             t_status(mrec_op_spmm(c, &tAX, &A, &tX, 1), MREC_OK, "spmm transposed") &&
+             t_status(mrec_op_spmm(c, &tAtAX, &A, &tAX, 0), MREC_OK, "spmm");
+        const mrec_tensor *outs[3] = {&tz, &tpool, &tAtAX};
+        for (int i = 0; i < 3; i++) {
+            got[d][i] = malloc(mrec_tensor_bytes(outs[i]));
+            if (ok && d == 0) memcpy(got[d][i], outs[i]->data, mrec_tensor_bytes(outs[i]));
+            if (ok && d == 1) ok = down(got[d][i], outs[i]->data, mrec_tensor_bytes(outs[i]));
+        }
+        if (d == 1) {
+            mrec_cuda_free(c->cuda, drp), mrec_cuda_free(c->cuda, dtrp), mrec_cuda_free(c->cuda, dcol);
+            mrec_cuda_free(c->cuda, dtcol), mrec_cuda_free(c->cuda, dval), mrec_cuda_free(c->cuda, dtval);
+        }
+    }
+    t_allclose("op layer: linear, gelu, layernorm, masked softmax, l2 on the GPU", got[0][0], got[1][0], (int64_t)R * N,
+               1e-4, 1e-4);
+    t_allclose("op layer: conv2d and maxpool on the GPU", got[0][1], got[1][1], 2 * 8 * 5 * 5, 1e-4, 1e-4);
+    t_allclose("op layer: A^T (A X) on the GPU with the kept transpose", got[0][2], got[1][2], 4 * 33, 1e-4, 1e-4);
+    for (int d = 0; d < 2; d++) {
+        for (int i = 0; i < 3; i++) free(got[d][i]);
+        mrec_context_destroy(ctx[d]);
+    }
+    free(x), free(w), free(b), free(g), free(mask), free(img), free(cw), free(cb), free(X);
+}
+
 int main(void) {
     t_suite("cuda");
     mrec_status st = mrec_cuda_create(&cu, 0);
@@ -303,6 +403,7 @@ int main(void) {
     test_topk();
     test_conv_pool();
     test_sparse_adam_batched();
+    test_op_layer();
     mrec_cuda_destroy(cu);
     mrec_pool_destroy(pool);
     return t_finish();

@@ -187,7 +187,7 @@ static void test_more_ops(mrec_context *ctx) {
     int32_t col[5] = {0, 3, 1, 2, 3};
     float val[5] = {1, -2, 0.5f, 3, 1}, X[4 * 3], XT[3 * 3], o[4 * 3], oref[4 * 3];
     t_fill_uniform(X, 12, &rng, -1, 1), t_fill_uniform(XT, 9, &rng, -1, 1);
-    mrec_csr A = {3, 4, rp, col, val, MREC_DEVICE_CPU};
+    mrec_csr A = {3, 4, rp, col, val, MREC_DEVICE_CPU, NULL};
     t_status(mrec_csr_validate(&A), MREC_OK, "valid csr");
     int64_t xs4[2] = {4, 3}, xs3[2] = {3, 3};
     mrec_tensor tX = mrec_tensor_view(X, MREC_F32, 2, xs4), tXT = mrec_tensor_view(XT, MREC_F32, 2, xs3);
