@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""gpu_ops_peer.py: PyTorch on the GPU doing what bench_gpu_ops does, for the ratio.
+
+    python bench/peers/gpu_ops_peer.py REPS
+
+Prints one line per case, in bench_gpu_ops's order: the mean seconds per call over REPS calls
+after a warm-up, timed between two synchronizations as the C side does. fp32 throughout, TF32 off.
+"""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def timed(fn, reps):
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / reps
+
+
+def main():
+    reps = int(sys.argv[1])
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    dev = torch.device("cuda")
+    R, C, H, T, I = 32 * 128, 768, 12, 128, 3072
+    x = torch.rand(R * I, device=dev) * 4 - 2
+    w = torch.rand(C, device=dev) + 0.5
+    b = torch.rand(C, device=dev) * 2 - 1
+    mask = torch.zeros(32, 1, 1, T, device=dev)
+    cases = [
+        lambda: F.layer_norm(x[: R * C].view(R, C), (C,), w, b, 1e-12),
+        lambda: F.gelu(x.view(R, I)),
+        lambda: torch.add(x[: R * C], x[R * C: 2 * R * C]),
+        lambda: torch.softmax(x[: 32 * H * T * T].view(32, H, T, T) + mask, dim=-1),
+        lambda: F.normalize(x[: R * C].view(R, C), dim=-1, eps=1e-12),
+        lambda: torch.bmm(x[: 384 * T * 64].view(384, T, 64),
+                          x[384 * T * 64: 2 * 384 * T * 64].view(384, T, 64).transpose(1, 2)) * 0.125,
+        lambda: F.linear(x[: R * C].view(R, C), x[R * C: R * C + I * C].view(I, C), x[:I]),
+    ]
+    U, V, k = 1024, 40981, 20
+    scores = torch.rand(U, V, device=dev) * 2 - 1
+    cases.append(lambda: torch.topk(scores, k, dim=1))
+    N, D, nnz = 29858 + 40981, 64, 2 * 810128
+    rows = torch.div(torch.arange(nnz, device=dev) * N, nnz, rounding_mode="floor")
+    cols = torch.randint(0, N, (nnz,), device=dev)
+    adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.rand(nnz, device=dev) * 0.1, (N, N)).coalesce()
+    adj = adj.to_sparse_csr()
+    emb = torch.rand(N, D, device=dev) * 2 - 1
+    cases.append(lambda: torch.sparse.mm(adj, emb))
+    for fn in cases:
+        print(f"{timed(fn, reps):.9f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
