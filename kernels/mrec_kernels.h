@@ -268,6 +268,12 @@ mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_s
  * the caller builds once per graph. */
 mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                            const float *X, int R, int Cc, int D, mrec_cuda *cu);
+/* Fused multi-head self-attention, the contract of mrec_attention_cpu
+ * (nn/mrec_attention.h): out, q, k, v (B, T, heads * dh); mask_bias (B, T)
+ * or NULL; head_bias (heads, T, T) or NULL; dh <= 128. No scratch. */
+mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, const float *v,
+                                const float *mask_bias, const float *head_bias, float scale,
+                                int B, int T, int heads, int dh, mrec_cuda *cu);
 mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1,
                            float beta2, float eps, float weight_decay, int64_t step, int64_t n,
                            mrec_cuda *cu);

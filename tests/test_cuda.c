@@ -13,11 +13,13 @@
  */
 #include "harness.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../kernels/mrec_kernels.h"
+#include "../nn/mrec_attention.h"
 #include "../nn/mrec_ops.h"
 
 #define T_REQUIRE_VOID(cond)                                                         \
@@ -297,6 +299,39 @@ static void test_sparse_adam_batched(void) {
     free(A), free(Bm), free(Cref), free(Cgot);
 }
 
+/* The fused attention kernel against the CPU attention (head split, batched
+ * GEMMs, masked softmax): with padding keys, MPNet-style head bias, a
+ * sequence that is all padding, dh of MiniLM (32), BERT (64) and 128. */
+static void test_attention(void) {
+    int shapes[][4] = {{2, 7, 3, 32}, {3, 197, 12, 64}, {2, 77, 8, 64}, {1, 130, 2, 128}, {4, 33, 12, 32}};
+    for (int si = 0; si < 5; si++) {
+        int B = shapes[si][0], T = shapes[si][1], nh = shapes[si][2], dh = shapes[si][3], H = nh * dh;
+        int64_t n = (int64_t)B * T * H;
+        float *q = rnd(n, -1, 1), *k = rnd(n, -1, 1), *v = rnd(n, -1, 1), *hb = rnd((int64_t)nh * T * T, -0.5f, 0.5f);
+        float *mb = malloc(sizeof(float) * (size_t)B * T), *ref = malloc(4 * n), *got = malloc(4 * n);
+        float *scratch = malloc(sizeof(float) * mrec_attention_scratch_floats(B, T, nh, dh));
+        for (int b = 0; b < B; b++) /* sequence b keeps its first T - 3b keys; the last one of 4 is all padding */
+            for (int t = 0; t < T; t++) mb[b * T + t] = (t < T - 3 * b && !(B == 4 && b == 3)) ? 0.0f : -FLT_MAX;
+        float *dq = up(q, 4 * n), *dk = up(k, 4 * n), *dv = up(v, 4 * n), *dhb = up(hb, 4 * (size_t)nh * T * T);
+        float *dmb = up(mb, 4 * (size_t)B * T), *dout = up(ref, 4 * n);
+        float scale = 1.0f / sqrtf((float)dh);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            mrec_attention_cpu(ref, q, k, v, mb, with_bias ? hb : NULL, scale, B, T, nh, dh, scratch, pool);
+            char what[96];
+            snprintf(what, sizeof what, "attention B%d T%d heads %d dh %d%s", B, T, nh, dh, with_bias ? " + head bias" : "");
+            if (t_status(mrec_attention_cuda(dout, dq, dk, dv, dmb, with_bias ? dhb : NULL, scale, B, T, nh, dh, cu), MREC_OK,
+                         "%s", what) &&
+                down(got, dout, 4 * n))
+                t_allclose(what, ref, got, n, 1e-5, 1e-4);
+        }
+        mrec_cuda_free(cu, dq), mrec_cuda_free(cu, dk), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dhb);
+        mrec_cuda_free(cu, dmb), mrec_cuda_free(cu, dout);
+        free(q), free(k), free(v), free(hb), free(mb), free(ref), free(got), free(scratch);
+    }
+    t_status(mrec_attention_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 1, 1, 4, 2, 129, cu), MREC_ERR_UNSUPPORTED,
+             "a head size above 128 is refused");
+}
+
 /* A tensor of the shape in ctx's arena (on its device), filled from host. */
 static int tensor_from(mrec_context *ctx, mrec_tensor *t, mrec_dtype dtype, int ndim, const int64_t *shape,
                        const void *host) {
@@ -403,6 +438,7 @@ int main(void) {
     test_topk();
     test_conv_pool();
     test_sparse_adam_batched();
+    test_attention();
     test_op_layer();
     mrec_cuda_destroy(cu);
     mrec_pool_destroy(pool);
