@@ -85,7 +85,7 @@ CUDA_SRC   :=
 ifeq ($(CUDA),1)
 CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
 CFLAGS     += -DMREC_CUDA=1
-LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++ -ldl -lrt
+LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas -lcudart -lstdc++ -ldl -lrt
 ifneq ($(CUDNN_HOME),)
 LDLIBS     := -L$(CUDNN_HOME)/lib -Wl,-rpath,$(CUDNN_HOME)/lib $(LDLIBS)
 endif

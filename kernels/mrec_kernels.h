@@ -227,6 +227,19 @@ mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float
                            float alpha, float beta, int trans_a, int trans_b,
                            int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu);
 
+/* GEMM precisions: fp32 (the reference), TF32 tensor cores (fp32 in and
+ * out, 10-bit mantissa products), bf16 operands with fp32 accumulation. */
+typedef enum { MREC_PREC_FP32, MREC_PREC_TF32, MREC_PREC_BF16 } mrec_precision;
+#define MREC_GEMM_NO_ACT (-1)
+/* C (M, N) fp32 = act(op(A) op(B) + bias) through cuBLASLt, the layout of
+ * mrec_gemm_cuda; A, B fp32 (FP32, TF32) or bf16 (BF16); act an mrec_act or
+ * MREC_GEMM_NO_ACT; bias (N) or NULL. */
+mrec_status mrec_gemm_ex_cuda(float *C, const void *A, const void *B, const float *bias, int act, float slope,
+                              mrec_precision precision, int trans_a, int trans_b, int M, int N, int K,
+                              int lda, int ldb, int ldc, mrec_cuda *cu);
+/* out (n) bf16, round to nearest even = in (n) fp32 */
+mrec_status mrec_f32_to_bf16_cuda(uint16_t *out, const float *in, int64_t n, mrec_cuda *cu);
+
 /* The GPU twins of the ops above: same contracts and shapes, device
  * pointers, launched on the context's stream; each returns a status (a
  * failed launch is MREC_ERR_DEVICE with CUDA's message). In a CPU-only

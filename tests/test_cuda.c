@@ -30,6 +30,8 @@
         }                                                                            \
     } while (0)
 
+#define MREC_VERBOSE (getenv("MREC_TEST_VERBOSE") != NULL)
+
 static mrec_cuda *cu;
 static mrec_pool *pool;
 static uint64_t seed = 20261123;
@@ -299,6 +301,83 @@ static void test_sparse_adam_batched(void) {
     free(A), free(Bm), free(Cref), free(Cgot);
 }
 
+/* bf16 by round to nearest even, as torch's .to(torch.bfloat16) (finite inputs). */
+static uint16_t host_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static float bf16_value(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* cuBLASLt GEMMs with bias and activation epilogues in each precision,
+ * against the fp32 reference. FP32: |err| <= 1e-4 (1 + |ref|), summation
+ * order only. TF32 and BF16 round the operands to 10 and 7 mantissa bits,
+ * so their error grows as sqrt(K) x 2^-11 (resp. 2^-8) of the products'
+ * scale: the bounds are 4e-3 and 3e-2 of the output's largest magnitude, and
+ * the cosine with the reference must be >= 0.99999 and 0.9999. Each
+ * precision's largest error is printed with the case. For BF16 the
+ * reference takes the bf16-rounded operands, so it measures accumulation,
+ * and the device conversion must equal the host's rounding bit for bit. */
+static void test_gemm_ex(void) {
+    struct { int M, N, K, ta, tb, act, bias; } cases[] = {
+        {37, 80, 96, 0, 1, MREC_ACT_GELU_TANH, 1}, {128, 3072, 768, 0, 1, MREC_ACT_GELU_ERF, 1},
+        {7, 33, 5, 1, 0, MREC_ACT_RELU, 0}, {197, 768, 768, 0, 1, MREC_GEMM_NO_ACT, 1}, {50, 129, 64, 0, 0, MREC_ACT_QUICK_GELU, 1},
+    };
+    const char *prec_name[3] = {"fp32", "tf32", "bf16"};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int M = cases[ci].M, N = cases[ci].N, K = cases[ci].K, ta = cases[ci].ta, tb = cases[ci].tb;
+        int lda = ta ? M : K, ldb = tb ? K : N;
+        int64_t an = (int64_t)M * K, bn = (int64_t)K * N, cn = (int64_t)M * N;
+        float *A = rnd(an, -1, 1), *B = rnd(bn, -1, 1), *bias = cases[ci].bias ? rnd(N, -1, 1) : NULL;
+        float *ref = malloc(4 * cn), *got = malloc(4 * cn), *Ar = malloc(4 * an), *Br = malloc(4 * bn);
+        uint16_t *Ah = malloc(2 * an), *Bh = malloc(2 * bn), *Ag = malloc(2 * an);
+        for (int64_t i = 0; i < an; i++) Ah[i] = host_bf16(A[i]), Ar[i] = bf16_value(Ah[i]);
+        for (int64_t i = 0; i < bn; i++) Bh[i] = host_bf16(B[i]), Br[i] = bf16_value(Bh[i]);
+        float *dA = up(A, 4 * an), *dB = up(B, 4 * bn), *dbias = bias ? up(bias, 4 * N) : NULL, *dC = up(ref, 4 * cn);
+        uint16_t *dAh = up(Ah, 2 * an), *dBh = up(Bh, 2 * bn);
+        if (t_status(mrec_f32_to_bf16_cuda(dAh, dA, an, cu), MREC_OK, "to bf16") && down(Ag, dAh, 2 * an))
+            t_check(!memcmp(Ag, Ah, 2 * an), "f32 -> bf16 on the GPU rounds as the host (%lld values)", (long long)an);
+        mrec_f32_to_bf16_cuda(dBh, dB, bn, cu);
+        for (int prec = MREC_PREC_FP32; prec <= MREC_PREC_BF16; prec++) {
+            const float *ra = prec == MREC_PREC_BF16 ? Ar : A, *rb = prec == MREC_PREC_BF16 ? Br : B;
+            mrec_gemm_ref(ref, ra, rb, bias, 1, 0, ta, tb, M, N, K, lda, ldb, N);
+            if (cases[ci].act != MREC_GEMM_NO_ACT) mrec_activation_ref(ref, ref, (mrec_act)cases[ci].act, 0, cn);
+            const void *a = prec == MREC_PREC_BF16 ? (const void *)dAh : dA, *b = prec == MREC_PREC_BF16 ? (const void *)dBh : dB;
+            if (!t_status(mrec_gemm_ex_cuda(dC, a, b, dbias, cases[ci].act, 0, (mrec_precision)prec, ta, tb, M, N, K, lda, ldb,
+                                            N, cu),
+                          MREC_OK, "gemm_ex %s %dx%dx%d", prec_name[prec], M, N, K) ||
+                !down(got, dC, 4 * cn))
+                continue;
+            double scale = 0, worst = 0, dot = 0, n1 = 0, n2 = 0, worst_rel = 0;
+            for (int64_t i = 0; i < cn; i++) {
+                double d = fabs((double)got[i] - ref[i]);
+                scale = fmax(scale, fabs(ref[i]));
+                worst = fmax(worst, d);
+                worst_rel = fmax(worst_rel, d / (1 + fabs(ref[i])));
+                dot += (double)got[i] * ref[i], n1 += (double)got[i] * got[i], n2 += (double)ref[i] * ref[i];
+            }
+            double cosine = dot / (sqrt(n1 * n2) + 1e-300);
+            int ok = prec == MREC_PREC_FP32 ? worst_rel <= 1e-4
+                                             : worst <= (prec == MREC_PREC_TF32 ? 4e-3 : 3e-2) * scale &&
+                                                   cosine >= (prec == MREC_PREC_TF32 ? 0.99999 : 0.9999);
+            t_check(ok, "gemm_ex %s %dx%dx%d ta%d tb%d act %d bias %d: max error %.3g (output scale %.3g), cosine %.7f",
+                    prec_name[prec], M, N, K, ta, tb, cases[ci].act, cases[ci].bias, worst, scale, cosine);
+            if (MREC_VERBOSE)
+                printf("gemm_ex %s %dx%dx%d: max error %.3g of scale %.3g, cosine %.8f\n", prec_name[prec], M, N, K, worst, scale,
+                       cosine);
+        }
+        mrec_cuda_free(cu, dA), mrec_cuda_free(cu, dB), mrec_cuda_free(cu, dbias), mrec_cuda_free(cu, dC);
+        mrec_cuda_free(cu, dAh), mrec_cuda_free(cu, dBh);
+        free(A), free(B), free(bias), free(ref), free(got), free(Ar), free(Br), free(Ah), free(Bh), free(Ag);
+    }
+}
+
 /* The fused attention kernel against the CPU attention (head split, batched
  * GEMMs, masked softmax): with padding keys, MPNet-style head bias, a
  * sequence that is all padding, dh of MiniLM (32), BERT (64) and 128. */
@@ -438,6 +517,7 @@ int main(void) {
     test_topk();
     test_conv_pool();
     test_sparse_adam_batched();
+    test_gemm_ex();
     test_attention();
     test_op_layer();
     mrec_cuda_destroy(cu);

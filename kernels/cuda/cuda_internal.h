@@ -3,6 +3,7 @@
 #ifndef MREC_CUDA_INTERNAL_H
 #define MREC_CUDA_INTERNAL_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cudnn.h>
 #include <cuda_runtime.h>
@@ -12,11 +13,16 @@ extern "C" {
 #include "../mrec_kernels.h"
 }
 
+/* cuBLASLt's workspace: 32 MiB covers its Hopper kernels' needs. */
+#define MREC_LT_WORKSPACE ((size_t)32 << 20)
+
 struct mrec_cuda {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
     cudnnHandle_t dnn;
+    cublasLtHandle_t lt;
+    void *lt_work; /* cuBLASLt's workspace, MREC_LT_WORKSPACE bytes */
     int *flag; /* one device int for kernels that report a bad input */
 };
 

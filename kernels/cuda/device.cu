@@ -44,6 +44,8 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     if (!st) st = mrec_cudnn_check(cudnnCreate(&cu->dnn), "cudnnCreate");
     if (!st) st = mrec_cudnn_check(cudnnSetStream(cu->dnn, cu->stream), "cudnnSetStream");
     if (!st) st = mrec_cuda_check(cudaMalloc((void **)&cu->flag, sizeof *cu->flag), "cudaMalloc");
+    if (!st) st = mrec_cublas_check(cublasLtCreate(&cu->lt), "cublasLtCreate");
+    if (!st) st = mrec_cuda_check(cudaMalloc(&cu->lt_work, MREC_LT_WORKSPACE), "cudaMalloc (cuBLASLt workspace)");
     if (st) {
         mrec_cuda_destroy(cu);
         return st;
@@ -54,6 +56,8 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
 
 extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     if (!cu) return;
+    if (cu->lt_work) cudaFree(cu->lt_work);
+    if (cu->lt) cublasLtDestroy(cu->lt);
     if (cu->flag) cudaFree(cu->flag);
     if (cu->dnn) cudnnDestroy(cu->dnn);
     if (cu->blas) cublasDestroy(cu->blas);
