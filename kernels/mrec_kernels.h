@@ -210,6 +210,22 @@ void mrec_adam_ref(float *param, float *m, float *v, const float *grad, float lr
 void mrec_adam_cpu(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
                    float weight_decay, int64_t step, int64_t n, mrec_pool *pool);
 
+/* ---- randomness and training helpers ----------------------------------------
+ * Dropout as torch's F.dropout in training: out = in / (1 - p) where element
+ * i's Philox uniform (kernels/philox.h, stream (seed, offset)) is >= p, else
+ * 0; p in [0, 1). The same (seed, offset) gives the same mask on every device
+ * and thread count. */
+void mrec_dropout_ref(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n);
+void mrec_dropout_cpu(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n,
+                      mrec_pool *pool);
+
+/* The rows of a one-hot (N, V) matrix, transposed: for each v in [0, V) the
+ * positions p with ids[p] == v, in increasing order. row_ptr (V + 1), pos (N).
+ * A^T @ G is then a deterministic scatter-add of gradient rows G (N, D) into
+ * a table (V, D): mrec_spmm with (row_ptr, pos, NULL). Ids outside [0, V)
+ * are an error naming the position. */
+mrec_status mrec_index_csr_ref(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V);
+
 /* ---- CUDA (CUDA build only; kernels/cuda/) -------------------------------
  * mrec_cuda owns the device's stream and cuBLAS handle. In a CPU-only build
  * mrec_cuda_create reports MREC_ERR_DEVICE and nothing else is called. */
@@ -287,6 +303,25 @@ mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *co
 mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, const float *v,
                                 const float *mask_bias, const float *head_bias, float scale,
                                 int B, int T, int heads, int dh, mrec_cuda *cu);
+mrec_status mrec_dropout_cuda(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n,
+                              mrec_cuda *cu);
+/* The CSR of mrec_index_csr_ref on the device, through a stable radix sort;
+ * work: mrec_index_csr_workspace_bytes_cuda bytes. Ids are checked (one int
+ * read back). */
+mrec_status mrec_index_csr_workspace_bytes_cuda(size_t *bytes, int N, int V);
+mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                                size_t work_bytes, mrec_cuda *cu);
+/* out (n) = <A[ia[b]], B[ib[b]]> with A (Ra, d), B (Rb, d): BPR's scores. */
+mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib,
+                                 int n, int d, mrec_cuda *cu);
+/* mrec_bpr_loss on the device: dx (n), *loss (one device double, the mean),
+ * summed in a fixed order. */
+mrec_status mrec_bpr_loss_cuda(float *dx, double *loss, const float *pos, const float *neg, int n, mrec_cuda *cu);
+/* scores (R, C) of users u0 .. u0 + R - 1: the columns of each user's row of
+ * the mask CSR (row_ptr, col over all users) set to -inf, as evaluation
+ * masks the training items. */
+mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
+                                mrec_cuda *cu);
 mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1,
                            float beta2, float eps, float weight_decay, int64_t step, int64_t n,
                            mrec_cuda *cu);

@@ -21,6 +21,7 @@
 #include "../kernels/mrec_kernels.h"
 #include "../nn/mrec_attention.h"
 #include "../nn/mrec_ops.h"
+#include "../recsys/mrec_recsys.h"
 
 #define T_REQUIRE_VOID(cond)                                                         \
     do {                                                                             \
@@ -378,6 +379,97 @@ static void test_gemm_ex(void) {
     }
 }
 
+/* Training and evaluation helpers: dropout equals the CPU reference bit for
+ * bit (one Philox stream for both devices), the batch index equals the
+ * reference and its scatter-add equals the reference spmm, BPR's scores and
+ * loss equal the CPU's (loss within 1e-12 relative: both sum in double, in
+ * different orders), and masked scores are -inf exactly where the CSR says. */
+static void test_training(void) {
+    int64_t n = 70001;
+    float *in = rnd(n, -1, 1), *ref = malloc(4 * n), *got = malloc(4 * n);
+    float *din = up(in, 4 * n), *dout = up(in, 4 * n);
+    mrec_dropout_ref(ref, in, 0.1f, 1234, 99, n);
+    if (t_status(mrec_dropout_cuda(dout, din, 0.1f, 1234, 99, n, cu), MREC_OK, "dropout") && down(got, dout, 4 * n))
+        t_check(!memcmp(ref, got, 4 * n), "dropout on the GPU equals the CPU reference bit for bit");
+    mrec_cuda_free(cu, din), mrec_cuda_free(cu, dout);
+    free(in), free(ref), free(got);
+
+    int N = 4099, V = 1031, D = 67;
+    int32_t *ids = malloc(4 * (size_t)N), *pos = malloc(4 * (size_t)N), *gpos = malloc(4 * (size_t)N);
+    int64_t *rp = malloc(8 * (size_t)(V + 1)), *grp = malloc(8 * (size_t)(V + 1));
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(t_rand_u64(&seed) % (V - 3));
+    mrec_index_csr_ref(rp, pos, ids, N, V);
+    int32_t *dids = up(ids, 4 * (size_t)N), *dpos = up(pos, 4 * (size_t)N);
+    int64_t *drp = up(rp, 8 * (size_t)(V + 1));
+    size_t wb = 0;
+    void *work = NULL;
+    mrec_index_csr_workspace_bytes_cuda(&wb, N, V);
+    mrec_cuda_malloc(cu, &work, wb);
+    if (t_status(mrec_index_csr_cuda(drp, dpos, dids, N, V, work, wb, cu), MREC_OK, "index") && down(grp, drp, 8 * (size_t)(V + 1)) &&
+        down(gpos, dpos, 4 * (size_t)N))
+        t_check(!memcmp(rp, grp, 8 * (size_t)(V + 1)) && !memcmp(pos, gpos, 4 * (size_t)N), "batch index on the GPU equals the reference");
+    float *g = rnd((int64_t)N * D, -1, 1), *sref = malloc(4 * (size_t)V * D), *sgot = malloc(4 * (size_t)V * D);
+    float *dg = up(g, 4 * (size_t)N * D), *ds = up(sref, 4 * (size_t)V * D);
+    mrec_spmm_ref(sref, rp, pos, NULL, g, V, N, D);
+    if (t_status(mrec_spmm_cuda(ds, drp, dpos, NULL, dg, V, N, D, cu), MREC_OK, "scatter") && down(sgot, ds, 4 * (size_t)V * D))
+        t_allclose("scatter-add of gradient rows on the GPU", sref, sgot, (int64_t)V * D, 1e-5, 1e-6);
+    ids[100] = -1;
+    mrec_cuda_copy_h2d(cu, dids, ids, 4 * (size_t)N);
+    t_status(mrec_index_csr_cuda(drp, dpos, dids, N, V, work, wb, cu), MREC_ERR_ARG, "a negative id in the batch");
+    mrec_cuda_free(cu, work), mrec_cuda_free(cu, dids), mrec_cuda_free(cu, dpos), mrec_cuda_free(cu, drp);
+    mrec_cuda_free(cu, dg), mrec_cuda_free(cu, ds);
+    free(ids), free(pos), free(gpos), free(rp), free(grp), free(g), free(sref), free(sgot);
+
+    int B = 2048, U = 300, I = 500, d = 64;
+    float *user = rnd((int64_t)U * d, -0.3f, 0.3f), *item = rnd((int64_t)I * d, -0.3f, 0.3f);
+    int32_t *bu = malloc(4 * (size_t)B), *bi = malloc(4 * (size_t)B), *bj = malloc(4 * (size_t)B);
+    for (int b = 0; b < B; b++) bu[b] = (int32_t)(t_rand_u64(&seed) % U), bi[b] = (int32_t)(t_rand_u64(&seed) % I),
+                                bj[b] = (int32_t)(t_rand_u64(&seed) % I);
+    float *pos_s = malloc(4 * (size_t)B), *neg_s = malloc(4 * (size_t)B), *dx = malloc(4 * (size_t)B), *gp = malloc(4 * (size_t)B),
+          *gdx = malloc(4 * (size_t)B);
+    for (int b = 0; b < B; b++) {
+        double sp = 0, sn = 0;
+        for (int k = 0; k < d; k++) sp += (double)user[bu[b] * d + k] * item[bi[b] * d + k], sn += (double)user[bu[b] * d + k] * item[bj[b] * d + k];
+        pos_s[b] = (float)sp, neg_s[b] = (float)sn;
+    }
+    double loss = mrec_bpr_loss(dx, pos_s, neg_s, B), gloss = 0;
+    float *duser = up(user, 4 * (size_t)U * d), *ditem = up(item, 4 * (size_t)I * d), *dpos_s = up(pos_s, 4 * (size_t)B),
+          *dneg_s = up(neg_s, 4 * (size_t)B), *ddx = up(dx, 4 * (size_t)B);
+    int32_t *dbu = up(bu, 4 * (size_t)B), *dbi = up(bi, 4 * (size_t)B);
+    double *dloss = up(&gloss, sizeof gloss);
+    if (t_status(mrec_gather_dot_cuda(dpos_s, duser, dbu, ditem, dbi, B, d, cu), MREC_OK, "gather_dot") && down(gp, dpos_s, 4 * (size_t)B))
+        t_allclose("BPR positive scores", pos_s, gp, B, 1e-6, 1e-5);
+    mrec_cuda_copy_h2d(cu, dpos_s, pos_s, 4 * (size_t)B);
+    if (t_status(mrec_bpr_loss_cuda(ddx, dloss, dpos_s, dneg_s, B, cu), MREC_OK, "bpr loss") && down(gdx, ddx, 4 * (size_t)B) &&
+        down(&gloss, dloss, sizeof gloss)) {
+        t_allclose("BPR loss gradient", dx, gdx, B, 0, 1e-6); /* double exp/log of two libraries, rounded to float */
+        t_check(fabs(gloss - loss) <= 1e-12 * fabs(loss), "BPR loss %.15g on the GPU, %.15g on the CPU", gloss, loss);
+    }
+    mrec_cuda_free(cu, duser), mrec_cuda_free(cu, ditem), mrec_cuda_free(cu, dpos_s), mrec_cuda_free(cu, dneg_s);
+    mrec_cuda_free(cu, ddx), mrec_cuda_free(cu, dbu), mrec_cuda_free(cu, dbi), mrec_cuda_free(cu, dloss);
+    free(user), free(item), free(bu), free(bi), free(bj), free(pos_s), free(neg_s), free(dx), free(gp), free(gdx);
+
+    int R = 5, C = 40;
+    int64_t mrp[8] = {0, 2, 2, 5, 6, 9, 9, 10};
+    int32_t mcol[10] = {1, 39, 0, 7, 8, 3, 4, 5, 6, 12};
+    float *sc = rnd((int64_t)R * C, -1, 1), *sg = malloc(4 * (size_t)R * C);
+    float *dsc = up(sc, 4 * (size_t)R * C);
+    int64_t *dmrp = up(mrp, sizeof mrp);
+    int32_t *dmcol = up(mcol, sizeof mcol);
+    if (t_status(mrec_mask_rows_cuda(dsc, dmrp, dmcol, 2, R, C, cu), MREC_OK, "mask") && down(sg, dsc, 4 * (size_t)R * C)) {
+        int ok = 1;
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) {
+                int masked = 0;
+                for (int64_t p = mrp[2 + r]; p < mrp[3 + r]; p++) masked |= mcol[p] == c;
+                ok &= masked ? sg[r * C + c] == -INFINITY : sg[r * C + c] == sc[r * C + c];
+            }
+        t_check(ok, "evaluation mask: users 2..6, their training items -inf, the rest untouched");
+    }
+    mrec_cuda_free(cu, dsc), mrec_cuda_free(cu, dmrp), mrec_cuda_free(cu, dmcol);
+    free(sc), free(sg);
+}
+
 /* The fused attention kernel against the CPU attention (head split, batched
  * GEMMs, masked softmax): with padding keys, MPNet-style head bias, a
  * sequence that is all padding, dh of MiniLM (32), BERT (64) and 128. */
@@ -518,6 +610,7 @@ int main(void) {
     test_conv_pool();
     test_sparse_adam_batched();
     test_gemm_ex();
+    test_training();
     test_attention();
     test_op_layer();
     mrec_cuda_destroy(cu);

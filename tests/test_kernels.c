@@ -13,6 +13,7 @@
 #include "harness.h"
 
 #include "../kernels/mrec_kernels.h"
+#include "../kernels/philox.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -403,6 +404,76 @@ static void test_adam(void) {
     free(g), free(p0);
 }
 
+/* Philox4x32-10 against the known-answer vectors of its authors' Random123
+ * (counter, key -> output), then dropout: the CPU op equals the reference bit
+ * for bit on every pool, keeps about 1 - p of the elements, scales them by
+ * 1 / (1 - p), and a new offset gives a new mask. */
+#define T_REQUIRE_VOID(cond)                                                        \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            t_check(0, "%s:%d: requirement failed: %s", __FILE__, __LINE__, #cond); \
+            return;                                                                 \
+        }                                                                           \
+    } while (0)
+
+static void test_dropout(void) {
+    static const uint32_t kat[3][10] = {
+        {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
+        {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, 0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd},
+        {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1},
+    };
+    for (int i = 0; i < 3; i++) {
+        const uint32_t *k = kat[i];
+        mrec_philox_block b = mrec_philox4x32(k[0] | (uint64_t)k[1] << 32, k[2] | (uint64_t)k[3] << 32, k[4] | (uint64_t)k[5] << 32);
+        t_check(b.v[0] == k[6] && b.v[1] == k[7] && b.v[2] == k[8] && b.v[3] == k[9], "philox4x32-10 known answer %d", i);
+    }
+    int64_t n = 100003;
+    float *in = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * n);
+    uint64_t seed = 99;
+    t_fill_uniform(in, n, &seed, 0.5f, 2.0f);
+    mrec_dropout_ref(ref, in, 0.3f, 42, 7, n);
+    int64_t kept = 0;
+    int scaled = 1;
+    for (int64_t i = 0; i < n; i++)
+        if (ref[i] != 0) kept++, scaled &= ref[i] == in[i] * (float)(1.0 / 0.7);
+    t_check(fabs((double)kept / n - 0.7) < 0.005 && scaled, "dropout p=0.3 keeps %.4f of the elements, scaled by 1/0.7", (double)kept / n);
+    for (int p = 0; p < n_pools; p++) {
+        mrec_dropout_cpu(out, in, 0.3f, 42, 7, n, pools[p]);
+        t_check(!memcmp(out, ref, sizeof(float) * n), "dropout on pool %d equals the reference bit for bit", p);
+    }
+    mrec_dropout_cpu(out, in, 0.3f, 42, 8, n, pools[0]);
+    t_check(memcmp(out, ref, sizeof(float) * n) != 0, "another offset gives another mask");
+    mrec_dropout_cpu(out, in, 0.0f, 42, 7, n, pools[0]);
+    t_check(!memcmp(out, in, sizeof(float) * n), "p = 0 copies");
+    free(in), free(ref), free(out);
+}
+
+/* The transposed index of a batch's ids: each row lists its positions in
+ * order, and spmm over it scatter-adds gradient rows as a plain loop does. */
+static void test_index_csr(void) {
+    int N = 1000, V = 37, D = 5;
+    int32_t *ids = malloc(sizeof(int32_t) * N), *pos = malloc(sizeof(int32_t) * N);
+    int64_t *rp = malloc(sizeof(int64_t) * (V + 1));
+    uint64_t seed = 5;
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(t_rand_u64(&seed) % (V - 2)); /* the last two rows stay empty */
+    T_REQUIRE_VOID(mrec_index_csr_ref(rp, pos, ids, N, V) == MREC_OK);
+    int ok = rp[0] == 0 && rp[V] == N && rp[V - 1] == N;
+    for (int v = 0; v < V; v++)
+        for (int64_t e = rp[v]; e < rp[v + 1]; e++) ok &= ids[pos[e]] == v && (e == rp[v] || pos[e] > pos[e - 1]);
+    t_check(ok, "index: each id's positions, in order");
+    float *g = malloc(sizeof(float) * N * D), *want = calloc((size_t)V * D, sizeof(float)), *got = malloc(sizeof(float) * V * D);
+    t_fill_uniform(g, (int64_t)N * D, &seed, -1, 1);
+    for (int i = 0; i < N; i++)
+        for (int d = 0; d < D; d++) want[ids[i] * D + d] += g[i * D + d];
+    mrec_spmm_ref(got, rp, pos, NULL, g, V, N, D);
+    /* the loop adds in float, the reference spmm in double: ~30 terms of magnitude 1 */
+    t_allclose("scatter-add of gradient rows through the index", want, got, (int64_t)V * D, 1e-5, 1e-6);
+    ids[17] = V;
+    t_status(mrec_index_csr_ref(rp, pos, ids, N, V), MREC_ERR_ARG, "an id outside the table");
+    t_check(strstr(mrec_error_detail(), "position 17") != NULL, "the error names the position: %s", mrec_error_detail());
+    free(ids), free(pos), free(rp), free(g), free(want), free(got);
+}
+
 int main(void) {
     t_suite("kernels");
     mrec_simd best = mrec_simd_detect();
@@ -426,6 +497,8 @@ int main(void) {
     test_pool2d();
     test_spmm();
     test_adam();
+    test_dropout();
+    test_index_csr();
     for (int p = 0; p < n_pools; p++) mrec_pool_destroy(pools[p]);
     return t_finish();
 }

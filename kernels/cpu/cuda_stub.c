@@ -115,3 +115,26 @@ mrec_status mrec_gemm_ex_cuda(float *C, const void *A, const void *B, const floa
     return no_cuda();
 }
 mrec_status mrec_f32_to_bf16_cuda(uint16_t *out, const float *in, int64_t n, mrec_cuda *cu) { return no_cuda(); }
+mrec_status mrec_dropout_cuda(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n,
+                              mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_index_csr_workspace_bytes_cuda(size_t *bytes, int N, int V) {
+    *bytes = 0;
+    return no_cuda();
+}
+mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                                size_t work_bytes, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib,
+                                 int n, int d, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_bpr_loss_cuda(float *dx, double *loss, const float *pos, const float *neg, int n, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
+                                mrec_cuda *cu) {
+    return no_cuda();
+}

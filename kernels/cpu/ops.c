@@ -7,6 +7,7 @@
  */
 #include "../mrec_kernels.h"
 #include "parallel.h"
+#include "../philox.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -359,4 +360,25 @@ void mrec_adam_cpu(float *param, float *m, float *v, const float *grad, float lr
     double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
     adam_args a = {param, m, v, grad, beta1, beta2, eps, weight_decay, (float)(lr / bias1), (float)sqrt(bias2)};
     mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, adam_range, &a);
+}
+
+/* ---- dropout ------------------------------------------------------------------ */
+
+typedef struct {
+    float *out;
+    const float *in;
+    float p, keep_scale;
+    uint64_t seed, offset;
+} dropout_args;
+
+static void dropout_range(void *arg, int64_t lo, int64_t hi) {
+    dropout_args *a = arg;
+    for (int64_t i = lo; i < hi; i++)
+        a->out[i] = mrec_philox_uniform((uint64_t)i, a->offset, a->seed) >= a->p ? a->in[i] * a->keep_scale : 0.0f;
+}
+
+void mrec_dropout_cpu(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n,
+                      mrec_pool *pool) {
+    dropout_args a = {out, in, p, (float)(1.0 / (1.0 - p)), seed, offset};
+    mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, dropout_range, &a);
 }

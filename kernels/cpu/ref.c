@@ -5,8 +5,10 @@
  * obviously right over being fast; read them to learn what an op computes.
  */
 #include "../mrec_kernels.h"
+#include "../philox.h"
 
 #include <math.h>
+#include <string.h>
 
 void mrec_gemm_ref(float *C, const float *A, const float *B, const float *bias,
                    float alpha, float beta, int trans_a, int trans_b,
@@ -294,4 +296,22 @@ void mrec_adam_ref(float *param, float *m, float *v, const float *grad, float lr
         v[i] = (float)(beta2 * (double)v[i] + (1.0 - beta2) * g * g);
         param[i] = (float)(param[i] - lr / bias1 * m[i] / (sqrt((double)v[i]) / sqrt(bias2) + eps));
     }
+}
+
+void mrec_dropout_ref(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n) {
+    float scale = (float)(1.0 / (1.0 - p)); /* one float scale, as torch: every device gives the same bits */
+    for (int64_t i = 0; i < n; i++) out[i] = mrec_philox_uniform((uint64_t)i, offset, seed) >= p ? in[i] * scale : 0.0f;
+}
+
+mrec_status mrec_index_csr_ref(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V) {
+    for (int p = 0; p < N; p++)
+        if (ids[p] < 0 || ids[p] >= V)
+            return mrec_fail(MREC_ERR_ARG, "index: id %d at position %d is outside [0, %d)", ids[p], p, V);
+    memset(row_ptr, 0, sizeof *row_ptr * ((size_t)V + 1));
+    for (int p = 0; p < N; p++) row_ptr[ids[p] + 1]++;
+    for (int v = 0; v < V; v++) row_ptr[v + 1] += row_ptr[v];
+    for (int v = 0; v < V; v++) /* fill in position order: a stable counting sort */
+        for (int p = 0, at = (int)row_ptr[v]; p < N && at < row_ptr[v + 1]; p++)
+            if (ids[p] == v) pos[at++] = p;
+    return MREC_OK;
 }

@@ -1,0 +1,181 @@
+/* train.cu: what the recommenders' training and evaluation need on the GPU
+ * beside the dense ops: dropout from the shared Philox stream, the
+ * transposed index of a batch's ids (for deterministic scatter-adds of
+ * gradient rows), BPR's gathered scores and loss, and the evaluation mask.
+ *
+ * Nothing here uses float atomics: every sum has a fixed order, so the same
+ * inputs give the same bits on every run.
+ */
+#include "cuda_internal.h"
+
+#include <cub/device/device_radix_sort.cuh>
+#include <math.h>
+
+#include "../philox.h"
+
+#define THREADS 256
+
+static unsigned blocks_for(int64_t n) {
+    int64_t b = (n + THREADS - 1) / THREADS;
+    return (unsigned)(b < 65535 * 32 ? b : 65535 * 32);
+}
+
+__global__ static void dropout_kernel(float *out, const float *in, float p, float scale, uint64_t seed, uint64_t offset,
+                                      int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = mrec_philox_uniform((uint64_t)i, offset, seed) >= p ? in[i] * scale : 0.0f;
+}
+
+/* out, in: (n) */
+extern "C" mrec_status mrec_dropout_cuda(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n,
+                                         mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "dropout: p %g is outside [0, 1)", p);
+    dropout_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, in, p, (float)(1.0 / (1.0 - p)), seed, offset, n);
+    return MREC_CUDA_LAUNCHED("dropout");
+}
+
+/* ---- the transposed index of a batch --------------------------------------------- */
+
+__global__ static void iota_check(int32_t *pos, const int32_t *ids, int N, int V, int *bad) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < N; i += gridDim.x * blockDim.x) {
+        pos[i] = i;
+        if (ids[i] < 0 || ids[i] >= V) atomicMin(bad, i); /* an int minimum: order-free */
+    }
+}
+
+/* row_ptr[v] = the first sorted position whose id is >= v */
+__global__ static void row_starts(int64_t *row_ptr, const int32_t *sorted, int N, int V) {
+    for (int v = blockIdx.x * blockDim.x + threadIdx.x; v <= V; v += gridDim.x * blockDim.x) {
+        int lo = 0, hi = N;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (sorted[mid] < v) lo = mid + 1;
+            else hi = mid;
+        }
+        row_ptr[v] = lo;
+    }
+}
+
+static size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
+static size_t sort_bytes(int N) {
+    size_t bytes = 0;
+    cub::DeviceRadixSort::SortPairs(NULL, bytes, (const int32_t *)NULL, (int32_t *)NULL, (const int32_t *)NULL,
+                                    (int32_t *)NULL, N);
+    return bytes;
+}
+
+/* work holds the sorted keys, the identity positions and cub's scratch */
+extern "C" mrec_status mrec_index_csr_workspace_bytes_cuda(size_t *bytes, int N, int V) {
+    (void)V;
+    *bytes = N > 0 ? 2 * align256(sizeof(int32_t) * (size_t)N) + align256(sort_bytes(N)) : 0;
+    return MREC_OK;
+}
+
+/* row_ptr: (V + 1); pos: (N); ids: (N) */
+extern "C" mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                                           size_t work_bytes, mrec_cuda *cu) {
+    if (V < 0 || N < 0) return mrec_fail(MREC_ERR_ARG, "index: %d ids over %d rows", N, V);
+    size_t need = 0;
+    mrec_index_csr_workspace_bytes_cuda(&need, N, V);
+    if (need > work_bytes) return mrec_fail(MREC_ERR_ARG, "index: workspace of %zu bytes, %zu needed", work_bytes, need);
+    if (N == 0) {
+        row_starts<<<blocks_for((int64_t)V + 1), THREADS, 0, cu->stream>>>(row_ptr, NULL, 0, V);
+        return MREC_CUDA_LAUNCHED("index row starts");
+    }
+    int32_t *keys = (int32_t *)work, *iota = (int32_t *)((char *)work + align256(sizeof(int32_t) * (size_t)N));
+    void *scratch = (char *)work + 2 * align256(sizeof(int32_t) * (size_t)N);
+    size_t scratch_bytes = sort_bytes(N);
+    int bad = N;
+    mrec_status st = mrec_cuda_check(cudaMemcpyAsync(cu->flag, &bad, sizeof bad, cudaMemcpyHostToDevice, cu->stream), "index");
+    if (st) return st;
+    iota_check<<<blocks_for(N), THREADS, 0, cu->stream>>>(iota, ids, N, V, cu->flag);
+    if ((st = MREC_CUDA_LAUNCHED("index check"))) return st;
+    st = mrec_cuda_check(cudaMemcpyAsync(&bad, cu->flag, sizeof bad, cudaMemcpyDeviceToHost, cu->stream), "index");
+    if (!st) st = mrec_cuda_check(cudaStreamSynchronize(cu->stream), "index");
+    if (st) return st;
+    if (bad < N) {
+        int32_t id = 0;
+        st = mrec_cuda_check(cudaMemcpy(&id, ids + bad, sizeof id, cudaMemcpyDeviceToHost), "index");
+        return st ? st : mrec_fail(MREC_ERR_ARG, "index: id %d at position %d is outside [0, %d)", id, bad, V);
+    }
+    /* LSD radix sort is stable: equal ids keep their positions in order. Only
+     * the bits that can be set are sorted. */
+    int bits = 1;
+    while (bits < 31 && (1 << bits) < V) bits++;
+    st = mrec_cuda_check(cub::DeviceRadixSort::SortPairs(scratch, scratch_bytes, ids, keys, iota, pos, N, 0, bits,
+                                                         cu->stream),
+                         "index sort");
+    if (st) return st;
+    row_starts<<<blocks_for((int64_t)V + 1), THREADS, 0, cu->stream>>>(row_ptr, keys, N, V);
+    return MREC_CUDA_LAUNCHED("index row starts");
+}
+
+/* ---- BPR ----------------------------------------------------------------------- */
+
+/* One warp per pair; lanes over d, then a fixed shuffle tree. */
+__global__ static void gather_dot_kernel(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib,
+                                         int n, int d) {
+    int b = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (b >= n) return;
+    const float *x = A + (size_t)ia[b] * d, *y = B + (size_t)ib[b] * d;
+    float s = 0.0f;
+    for (int k = lane; k < d; k += 32) s += x[k] * y[k];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) out[b] = s;
+}
+
+/* out: (n); A: (Ra, d); B: (Rb, d); ia, ib: (n), valid rows (the sampler's) */
+extern "C" mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, const float *B,
+                                            const int32_t *ib, int n, int d, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    gather_dot_kernel<<<blocks_for((int64_t)n * 32), THREADS, 0, cu->stream>>>(out, A, ia, B, ib, n, d);
+    return MREC_CUDA_LAUNCHED("gather_dot");
+}
+
+/* One block: each thread sums its strided pairs in double, then a fixed tree. */
+__global__ static void bpr_loss_kernel(float *dx, double *loss, const float *pos, const float *neg, int n) {
+    __shared__ double part[THREADS];
+    double s = 0.0;
+    for (int k = threadIdx.x; k < n; k += THREADS) {
+        double x = (double)pos[k] - neg[k], sig = 1.0 / (1.0 + exp(-x));
+        s += -log(1e-10 + sig);
+        dx[k] = (float)(-(sig * (1.0 - sig)) / (1e-10 + sig) / n);
+    }
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = THREADS / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *loss = part[0] / n;
+}
+
+/* dx, pos, neg: (n); loss: one double on the device */
+extern "C" mrec_status mrec_bpr_loss_cuda(float *dx, double *loss, const float *pos, const float *neg, int n,
+                                          mrec_cuda *cu) {
+    if (n <= 0) return mrec_fail(MREC_ERR_ARG, "bpr loss of an empty batch");
+    bpr_loss_kernel<<<1, THREADS, 0, cu->stream>>>(dx, loss, pos, neg, n);
+    return MREC_CUDA_LAUNCHED("bpr_loss");
+}
+
+/* ---- evaluation ------------------------------------------------------------------ */
+
+/* One warp per user row; lanes over the user's masked items. */
+__global__ static void mask_rows_kernel(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C) {
+    int r = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    if (r >= R) return;
+    for (int64_t p = row_ptr[u0 + r] + lane; p < row_ptr[u0 + r + 1]; p += 32) {
+        int c = col[p];
+        if (c >= 0 && c < C) scores[(size_t)r * C + c] = -INFINITY;
+    }
+}
+
+/* scores: (R, C); row_ptr, col: the mask's CSR over all users */
+extern "C" mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
+                                           mrec_cuda *cu) {
+    if (R <= 0) return MREC_OK;
+    mask_rows_kernel<<<blocks_for((int64_t)R * 32), THREADS, 0, cu->stream>>>(scores, row_ptr, col, u0, R, C);
+    return MREC_CUDA_LAUNCHED("mask_rows");
+}
