@@ -273,6 +273,10 @@ mrec_status mrec_softmax_rows_cuda(float *out, const float *in, const float *mas
                                    int R, int C, int rows_per_mask, mrec_cuda *cu);
 mrec_status mrec_layernorm_cuda(float *out, const float *in, const float *weight, const float *bias,
                                 float eps, int R, int C, mrec_cuda *cu);
+/* out = LayerNorm(a + b) in one pass (the residual of a post-norm block);
+ * out may alias a or b. */
+mrec_status mrec_add_layernorm_cuda(float *out, const float *a, const float *b, const float *weight,
+                                    const float *bias, float eps, int R, int C, mrec_cuda *cu);
 mrec_status mrec_l2_normalize_rows_cuda(float *out, const float *in, float eps, int R, int C,
                                         mrec_cuda *cu);
 /* Checks the ids on the device and reads back one int: synchronizes. */

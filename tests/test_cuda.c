@@ -112,6 +112,17 @@ static void test_rows(void) {
         if (t_status(mrec_layernorm_cuda(dout, dx, NULL, NULL, 1e-5f, R, C, cu), MREC_OK, "layernorm, no affine") &&
             down(got, dout, 4 * n))
             snprintf(what, sizeof what, "layernorm no affine %dx%d", R, C), t_allclose(what, ref, got, n, 1e-5, 1e-5);
+        float *sum = malloc(4 * n); /* the second operand: x reversed */
+        for (int64_t i = 0; i < n; i++) sum[i] = x[i] + x[n - 1 - i];
+        float *xr = malloc(4 * n);
+        for (int64_t i = 0; i < n; i++) xr[i] = x[n - 1 - i];
+        float *dxr = up(xr, 4 * n);
+        mrec_layernorm_ref(ref, sum, w, b, 1e-12f, R, C);
+        if (t_status(mrec_add_layernorm_cuda(dout, dx, dxr, dw, db, 1e-12f, R, C, cu), MREC_OK, "add_layernorm") &&
+            down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "add + layernorm %dx%d", R, C), t_allclose(what, ref, got, n, 1e-5, 1e-5);
+        mrec_cuda_free(cu, dxr);
+        free(sum), free(xr);
         mrec_l2_normalize_rows_ref(ref, x, 1e-12f, R, C);
         if (t_status(mrec_l2_normalize_rows_cuda(dout, dx, 1e-12f, R, C, cu), MREC_OK, "l2") && down(got, dout, 4 * n))
             snprintf(what, sizeof what, "l2_normalize %dx%d", R, C), t_allclose(what, ref, got, n, 1e-7, 1e-5);

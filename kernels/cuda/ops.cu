@@ -152,6 +152,38 @@ __global__ static void layernorm_kernel(float *out, const float *in, const float
     }
 }
 
+/* The residual add of a post-norm transformer and its LayerNorm in one pass:
+ * the sum is kept in registers-to-shared order (two loops over the row read
+ * a and b twice rather than writing the sum out and reading it back). */
+__global__ static void add_layernorm_kernel(float *out, const float *a, const float *b, const float *w, const float *bias,
+                                            float eps, int C) {
+    const float *x = a + (size_t)blockIdx.x * C, *y = b + (size_t)blockIdx.x * C;
+    float *o = out + (size_t)blockIdx.x * C;
+    float s = 0.0f;
+    for (int c = threadIdx.x; c < C; c += THREADS) s += x[c] + y[c];
+    float mean = block_reduce(s, 0) / C;
+    float v = 0.0f;
+    for (int c = threadIdx.x; c < C; c += THREADS) {
+        float d = x[c] + y[c] - mean;
+        v += d * d;
+    }
+    float rstd = rsqrtf(block_reduce(v, 0) / C + eps);
+    for (int c = threadIdx.x; c < C; c += THREADS) { /* out may alias a or b: each element is read before it is written */
+        float t = (x[c] + y[c] - mean) * rstd;
+        if (w) t *= w[c];
+        if (bias) t += bias[c];
+        o[c] = t;
+    }
+}
+
+/* out = LayerNorm(a + b): out, a, b (R, C), out may be a or b; weight, bias (C) or NULL */
+extern "C" mrec_status mrec_add_layernorm_cuda(float *out, const float *a, const float *b, const float *weight,
+                                               const float *bias, float eps, int R, int C, mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    add_layernorm_kernel<<<R, THREADS, 0, cu->stream>>>(out, a, b, weight, bias, eps, C);
+    return MREC_CUDA_LAUNCHED("add_layernorm");
+}
+
 /* out, in: (R, C); weight, bias: (C) or NULL */
 extern "C" mrec_status mrec_layernorm_cuda(float *out, const float *in, const float *weight, const float *bias,
                                            float eps, int R, int C, mrec_cuda *cu) {
