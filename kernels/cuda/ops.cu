@@ -152,9 +152,9 @@ __global__ static void layernorm_kernel(float *out, const float *in, const float
     }
 }
 
-/* The residual add of a post-norm transformer and its LayerNorm in one pass:
- * the sum is kept in registers-to-shared order (two loops over the row read
- * a and b twice rather than writing the sum out and reading it back). */
+/* The residual add of a post-norm transformer and its LayerNorm in one
+ * kernel: the row's sum is recomputed from a and b in each loop rather than
+ * written out and read back, which saves a full pass over memory. */
 __global__ static void add_layernorm_kernel(float *out, const float *a, const float *b, const float *w, const float *bias,
                                             float eps, int C) {
     const float *x = a + (size_t)blockIdx.x * C, *y = b + (size_t)blockIdx.x * C;
