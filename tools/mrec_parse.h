@@ -26,6 +26,9 @@ mrec_status mrec_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *ou
 /* A finite real in [lo, hi]. */
 mrec_status mrec_parse_double(const char *s, double lo, double hi, double *out);
 
+/* Exactly n numbers in [lo, hi] separated by commas ("0.485,0.456,0.406"). */
+mrec_status mrec_parse_reals(const char *s, int n, double lo, double hi, double *out);
+
 /* mrec_parse_real's flags: a bound left out of the range, as in lr > 0. */
 enum { MREC_OPEN_LO = 1, MREC_OPEN_HI = 2 };
 mrec_status mrec_parse_real(const char *s, double lo, double hi, int flags, double *out);

@@ -86,6 +86,21 @@ mrec_status mrec_parse_real(const char *s, double lo, double hi, int flags, doub
 
 mrec_status mrec_parse_double(const char *s, double lo, double hi, double *out) { return mrec_parse_real(s, lo, hi, 0, out); }
 
+mrec_status mrec_parse_reals(const char *s, int n, double lo, double hi, double *out) {
+    const char *p = s ? s : "";
+    for (int i = 0; i < n; i++) {
+        char part[64];
+        size_t len = strcspn(p, ",");
+        if (len >= sizeof part || (i < n - 1) != (p[len] == ','))
+            return mrec_fail(MREC_ERR_ARG, "expected %d numbers separated by commas, got " SHOWN_FMT, n, SHOWN(s));
+        memcpy(part, p, len), part[len] = 0;
+        mrec_status st = mrec_parse_double(part, lo, hi, &out[i]);
+        if (st) return st;
+        p += len + (p[len] == ',');
+    }
+    return MREC_OK;
+}
+
 /* ---- command-line options ---- */
 
 static int refused(const char *cmd, const char *opt) {
