@@ -95,9 +95,13 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         else if (!strcmp(a, "--format")) format = v;
         else if (!strcmp(a, "--id-column")) id_col = v;
         else if (!strcmp(a, "--path-column")) path_col = v;
-        else if (!strcmp(a, "--size")) size = v;
-        else if (!strcmp(a, "--mean")) mean = v;
-        else if (!strcmp(a, "--std")) std = v;
+        else if (!strcmp(a, "--size") || !strcmp(a, "--mean") || !strcmp(a, "--std")) { /* checked now, applied once the model is loaded */
+            int is_size = !strcmp(a, "--size");
+            double x[3];
+            if (mrec_parse_reals(v, is_size ? 2 : 3, is_size ? 8 : !strcmp(a, "--std") ? 1e-6 : -1e3, is_size ? 4096 : 1e3, x))
+                return fprintf(stderr, "mrec extract-image: %s: %s\n", a, mrec_error_detail()), 1;
+            *(is_size ? &size : !strcmp(a, "--mean") ? &mean : &std) = v;
+        }
         else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-image", a, v, 1, 4096, &batch)) return 1; }
         else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-image", a, v, 0, 1024, &threads)) return 1; }
         else if (!strcmp(a, "--decode-threads")) { if (mrec_opt_int("extract-image", a, v, 1, 16, &decode_threads)) return 1; }

@@ -84,6 +84,17 @@ static int tuple_numbers(const char *s, double *a, double *b) {
     return !mrec_parse_double(fa, -1e12, 1e12, a) && !mrec_parse_double(fb, -1e12, 1e12, b);
 }
 
+/* A grid value that becomes option `flag` of mrec train: a number in the
+ * range mrec train holds the option to, refused by key and line. */
+static mrec_status train_value(const mrec_cfg *c, const mrec_cfg_node *v, const char *key, const char *flag) {
+    double num;
+    mrec_status st = mrec_cfg_node_number(c, v, key, -1e300, 1e300, &num);
+    if (st || !mrec_train_number_check(flag, v->value)) return st;
+    char why[400];
+    snprintf(why, sizeof why, "%s: %s", key, mrec_error_detail());
+    return bad(c, v, why);
+}
+
 static void add_arg(experiment *e, const char *a) {
     if (e->n_data == 24) return;
     snprintf(e->data_store[e->n_data], sizeof e->data_store[0], "%s", a);
@@ -313,8 +324,14 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
             return bad(c, p, msg);
         }
         if (p->kind == MREC_CFG_MAP || (p->kind == MREC_CFG_SEQ && !mrec_cfg_count(p))) return bad(c, p, "a hyper-parameter is a value or a list");
-        for (const mrec_cfg_node *v = p->kind == MREC_CFG_SEQ ? p->child : p; v; v = p->kind == MREC_CFG_SEQ ? v->next : NULL)
+        const char *flag = NULL; /* every grid value is checked here, before the first point trains */
+        for (int h = 0; h < 16 && m->fam->params[h].key; h++)
+            if (!strcmp(m->fam->params[h].key, p->key)) flag = m->fam->params[h].flag;
+        for (const mrec_cfg_node *v = p->kind == MREC_CFG_SEQ ? p->child : p; v; v = p->kind == MREC_CFG_SEQ ? v->next : NULL) {
             if (v->kind != MREC_CFG_SCALAR) return bad(c, v, "grid values are plain values");
+            mrec_status vst = flag ? train_value(c, v, p->key, flag) : MREC_OK;
+            if (vst) return vst;
+        }
         if (m->n_axes == MAX_AXES) return bad(c, p, "at most 16 hyper-parameters");
         m->axis[m->n_axes++] = p;
     }
@@ -407,12 +424,7 @@ mrec_status elliot_point_args(const experiment *e, const model_spec *m, const in
         double num;
         mrec_status st = MREC_OK;
         if (flag) {
-            if ((st = mrec_cfg_node_number(c, v, k, -1e12, 1e12, &num))) return st;
-            if (mrec_train_number_check(flag, val)) { /* the range mrec train holds the option to, named by key and line */
-                char why[400];
-                snprintf(why, sizeof why, "%s: %s", k, mrec_error_detail());
-                return bad(c, v, why);
-            }
+            if ((st = train_value(c, v, k, flag))) return st;
             PUSH(flag), PUSH(val);
         } else if (!strcmp(k, "normalize")) {
             if (strcmp(val, "True") && strcmp(val, "true")) return bad(c, v, "normalize: mrec's graph is always normalized (True)");
