@@ -55,7 +55,8 @@ static int read_results(const char *path, const experiment *e, point *p) {
             if (col == 2) is_test = !strcmp(tok, "test");
             long epoch;
             if (col == 3 && !mrec_parse_int(tok, 0, 100000000, &epoch)) p->best_epoch = (int)epoch;
-            if (col >= 4 && nv < 64 && mrec_parse_double(tok, -1e300, 1e300, &vals[nv]) == MREC_OK) nv++; /* an unreadable value leaves the row short: refused below */
+            /* an unreadable value leaves the row short, and the row is refused below */
+            if (col >= 4 && nv < 64 && mrec_parse_double(tok, -1e300, 1e300, &vals[nv]) == MREC_OK) nv++;
         }
         if (nv != n_cols) break;
         for (int i = 0; i < n_metrics; i++)
@@ -272,9 +273,15 @@ int mrec_config_command_args(int argc, char **argv, const char *cmd, int with_we
         if (takes_value && mrec_opt_missing(cmd, argv[i], i + 1 < argc ? argv[i + 1] : NULL)) return 1;
         if (!strcmp(argv[i], "--out") && i + 1 < argc) o->out = argv[++i];
         else if (with_weights && !strcmp(argv[i], "--weights") && i + 1 < argc) o->weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) { if (mrec_opt_int(cmd, argv[i], argv[i + 1], 0, 1024, &o->threads)) return 1; i++; }
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            if (mrec_opt_int(cmd, argv[i], argv[i + 1], 0, 1024, &o->threads)) return 1;
+            i++;
+        }
         else if (!strcmp(argv[i], "--cache") && i + 1 < argc) o->cache = argv[++i];
-        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) { if (mrec_opt_int(cmd, argv[i], argv[i + 1], 1, 1000000, &o->max_epochs)) return 1; i++; }
+        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) {
+            if (mrec_opt_int(cmd, argv[i], argv[i + 1], 1, 1000000, &o->max_epochs)) return 1;
+            i++;
+        }
         else if (!strcmp(argv[i], "--skip-unsupported")) o->skip_unsupported = 1;
         else if (argv[i][0] != '-' && !*config) *config = argv[i];
         else return fprintf(stderr, "mrec %s: unexpected '%s'\n", cmd, argv[i]), 1;

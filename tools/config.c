@@ -100,7 +100,8 @@ static mrec_status parse_node(reader *r, yaml_event_t *ev, int depth, mrec_cfg_n
                 unsigned long key_line = (unsigned long)e.start_mark.line + 1;
                 st = e.type != YAML_SCALAR_EVENT
                          ? mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %lu: a map key must be plain text", r->path, key_line)
-                         : mrec_fail(MREC_ERR_FORMAT, "%s: line %lu: a key of %zu bytes (at most %d)", r->path, key_line, e.data.scalar.length, MAX_SCALAR);
+                         : mrec_fail(MREC_ERR_FORMAT, "%s: line %lu: a key of %zu bytes (at most %d)", r->path, key_line, e.data.scalar.length,
+                                     MAX_SCALAR);
                 yaml_event_delete(&e);
                 break;
             }

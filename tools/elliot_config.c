@@ -448,7 +448,8 @@ mrec_status elliot_point_args(const experiment *e, const model_spec *m, const in
         } else if (!strcmp(k, "lr_sched")) {
             double f, every_d;
             char buf[64];
-            if (!tuple_numbers(val, &f, &every_d) || !(f > 0) || !(f <= 1) || every_d != floor(every_d) || !(every_d >= 1 && every_d <= 1000000)) return bad(c, v, "lr_sched is (factor,every), like (1.0,50): factor in (0, 1], every in [1, 1000000]");
+            if (!tuple_numbers(val, &f, &every_d) || !(f > 0) || !(f <= 1) || every_d != floor(every_d) || !(every_d >= 1 && every_d <= 1000000))
+                return bad(c, v, "lr_sched is (factor,every), like (1.0,50): factor in (0, 1], every in [1, 1000000]");
             int every = (int)every_d;
             snprintf(buf, sizeof buf, "%g:%d", f, every);
             PUSH("--lr-decay"), KEEP(buf);
