@@ -389,6 +389,8 @@ static void cli(void) {
         {"tokenize --tokenizer model --max-length 0", "--max-length"},
         {"tokenize --tokenizer model --max-length 12x", "--max-length"},
         {"tokenize --tokenizer model --max-length", "--max-length needs a value"},
+        {"demo --out OUT --threads 1e3", "--threads"},
+        {"demo --threads 4 --out", "--out needs a value"},
         /* hostile files: a config 40,000 deep, FIFOs as config and as inputs */
         {"train deep.yml --out OUT", "deep.yml: line 1"},
         {"run deep.yml --out OUT", "nested more than 64"},
