@@ -80,7 +80,7 @@ endif
 
 # ---- sources --------------------------------------------------------------
 KERNEL_SRC := $(filter-out kernels/cpu/cuda_stub.c,$(wildcard kernels/cpu/*.c))
-LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c) tools/config.c
+LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c) tools/config.c tools/parse.c
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
 CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
@@ -92,7 +92,7 @@ endif
 else
 LIB_SRC    += kernels/cpu/cuda_stub.c
 endif
-TOOL_SRC   := $(filter-out tools/config.c,$(wildcard tools/*.c))
+TOOL_SRC   := $(filter-out tools/config.c tools/parse.c,$(wildcard tools/*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
@@ -183,7 +183,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -std=c11 -g -O1 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -pthread \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_SRC := kernels/cpu/status.c nn/io.c nn/tensor.c kernels/cpu/cuda_stub.c nn/safetensors.c nn/npy.c \
-                extractors/decode.c tools/config.c tools/elliot_config.c $(wildcard tokenizers/*.c)
+                extractors/decode.c tools/config.c tools/parse.c tools/elliot_config.c $(wildcard tokenizers/*.c)
 FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 

@@ -15,6 +15,7 @@
 #include "../extractors/mrec_extract.h"
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_parse.h"
 #include "mrec_tools.h"
 
 #include <errno.h>
@@ -138,10 +139,7 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
             strict = 1;
             continue;
         }
-        if (!v) {
-            fprintf(stderr, "mrec extract-clip: %s needs a value\n", a);
-            return 1;
-        }
+        if (mrec_opt_missing("extract-clip", a, v)) return 1;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--images")) images = v;
         else if (!strcmp(a, "--input")) input = v;
@@ -154,9 +152,9 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
         else if (!strcmp(a, "--image-id-column")) image_id_col = v;
         else if (!strcmp(a, "--path-column")) path_col = v;
         else if (!strcmp(a, "--preset")) preset = v;
-        else if (!strcmp(a, "--batch-size")) batch = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--decode-threads")) decode_threads = atoi(v);
+        else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-clip", a, v, 1, 4096, &batch)) return 1; }
+        else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-clip", a, v, 0, 1024, &threads)) return 1; }
+        else if (!strcmp(a, "--decode-threads")) { if (mrec_opt_int("extract-clip", a, v, 1, 16, &decode_threads)) return 1; }
         else {
             fprintf(stderr, "mrec extract-clip: unknown option '%s'\n", a);
             return usage(stderr);
@@ -164,6 +162,8 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
         i++;
     }
     if (!model || !images || !input || !id_col || !text_col || !out) return usage(stderr);
+    if (mrec_check_input(input, "--input", 0) || mrec_check_input(images, "--images", 1) || mrec_check_input(model, "--model", 1))
+        return fprintf(stderr, "mrec extract-clip: %s\n", mrec_error_detail()), 2; /* a FIFO would block the reader */
     const char *bad = strcmp(format, "matrix") && strcmp(format, "per-item") ? "--format is matrix or per-item"
                       : fusion && strcmp(fusion, "concat") && strcmp(fusion, "sum") && strcmp(fusion, "mul") && strcmp(fusion, "mean")
                           ? "--fusion is concat, sum, mul or mean"
@@ -354,14 +354,11 @@ int mrec_cmd_clip_scores(int argc, char **argv) {
                    "their softmax over the captions (up to 64 of each).\n");
             return 0;
         }
-        if (!v) {
-            fprintf(stderr, "mrec clip-scores: %s needs a value\n", a);
-            return 1;
-        }
+        if (mrec_opt_missing("clip-scores", a, v)) return 1;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--image") && n_images < 64) image[n_images++] = v;
         else if (!strcmp(a, "--text") && n_texts < 64) text[n_texts++] = v;
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--threads")) { if (mrec_opt_int("clip-scores", a, v, 0, 1024, &threads)) return 1; }
         else {
             fprintf(stderr, "mrec clip-scores: unknown option '%s' (or more than 64 images or captions)\n", a);
             return 1;
@@ -372,6 +369,9 @@ int mrec_cmd_clip_scores(int argc, char **argv) {
         fprintf(stderr, "usage: mrec clip-scores --model DIR --image FILE [--image FILE ...] --text CAPTION [--text CAPTION ...]\n");
         return 1;
     }
+    for (int i = -1; i < n_images; i++) /* a FIFO would block the reader */
+        if (i < 0 ? mrec_check_input(model, "--model", 1) : mrec_check_input(image[i], "--image", 0))
+            return fprintf(stderr, "mrec clip-scores: %s\n", mrec_error_detail()), 2;
     mrec_image_encoder venc;
     mrec_text_encoder tenc;
     mrec_status st = mrec_image_encoder_load(&venc, model, NULL, "embeds");

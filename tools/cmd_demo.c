@@ -9,6 +9,7 @@
  * The configs are written to the output folder first, so the run can be read
  * and repeated with `mrec train` / `mrec run`.
  */
+#include "mrec_parse.h"
 #include "mrec_tools.h"
 
 #include <stdio.h>
@@ -60,10 +61,16 @@ int mrec_cmd_demo(int argc, char **argv) {
     char threads[16] = "0";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
+        int takes_value = !strcmp(argv[i], "--out") || !strcmp(argv[i], "--data") || !strcmp(argv[i], "--weights") || !strcmp(argv[i], "--threads");
+        if (takes_value && mrec_opt_missing("demo", argv[i], i + 1 < argc ? argv[i + 1] : NULL)) return 1;
+        int n_threads;
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
         else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) snprintf(threads, sizeof threads, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) { /* checked here, before anything runs */
+            if (mrec_opt_int("demo", argv[i], argv[i + 1], 0, 1024, &n_threads)) return 1;
+            snprintf(threads, sizeof threads, "%d", n_threads), i++;
+        }
         else {
             fprintf(stderr, "mrec demo: unexpected '%s'\n", argv[i]);
             return usage(stderr);

@@ -20,6 +20,7 @@
  *
  * Where Ducho pairs images and texts by position (visual_textual), mrec pairs them by item id.
  */
+#include "mrec_parse.h"
 #include "mrec_tools.h"
 
 #include "../extractors/mrec_image_encoder.h"
@@ -437,8 +438,14 @@ int mrec_cmd_extract(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
         if (!strcmp(argv[i], "--matrix")) matrix = 1;
         else if (!strcmp(argv[i], "--skip-unsupported")) skip = 1;
+        else if ((!strcmp(argv[i], "--weights") || !strcmp(argv[i], "--threads")) &&
+                 mrec_opt_missing("extract", argv[i], i + 1 < argc ? argv[i + 1] : NULL))
+            return 1;
         else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            if (mrec_opt_int("extract", argv[i], argv[i + 1], 0, 1024, &threads)) return 1;
+            i++;
+        }
         else if (argv[i][0] != '-' && !config) config = argv[i];
         else {
             fprintf(stderr, "mrec extract: unexpected '%s'\n", argv[i]);

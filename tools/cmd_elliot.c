@@ -27,6 +27,7 @@
  * and report.html.
  */
 #include "elliot.h"
+#include "mrec_parse.h"
 
 #include "../nn/mrec_io.h"
 #include "../recsys/mrec_recsys.h"
@@ -52,8 +53,10 @@ static int read_results(const char *path, const experiment *e, point *p) {
         for (; tok; tok = strtok_r(NULL, "\t\n", &save), col++) {
             if (col == 1) snprintf(p->params, sizeof p->params, "%s", tok);
             if (col == 2) is_test = !strcmp(tok, "test");
-            if (col == 3) p->best_epoch = atoi(tok);
-            if (col >= 4 && nv < 64) vals[nv++] = atof(tok);
+            long epoch;
+            if (col == 3 && !mrec_parse_int(tok, 0, 100000000, &epoch)) p->best_epoch = (int)epoch;
+            /* an unreadable value leaves the row short, and the row is refused below */
+            if (col >= 4 && nv < 64 && mrec_parse_double(tok, -1e300, 1e300, &vals[nv]) == MREC_OK) nv++;
         }
         if (nv != n_cols) break;
         for (int i = 0; i < n_metrics; i++)
@@ -265,11 +268,20 @@ int mrec_config_command_args(int argc, char **argv, const char *cmd, int with_we
     *config = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 0;
+        int takes_value = !strcmp(argv[i], "--out") || (with_weights && !strcmp(argv[i], "--weights")) || !strcmp(argv[i], "--threads") ||
+                          !strcmp(argv[i], "--cache") || !strcmp(argv[i], "--epochs");
+        if (takes_value && mrec_opt_missing(cmd, argv[i], i + 1 < argc ? argv[i + 1] : NULL)) return 1;
         if (!strcmp(argv[i], "--out") && i + 1 < argc) o->out = argv[++i];
         else if (with_weights && !strcmp(argv[i], "--weights") && i + 1 < argc) o->weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o->threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            if (mrec_opt_int(cmd, argv[i], argv[i + 1], 0, 1024, &o->threads)) return 1;
+            i++;
+        }
         else if (!strcmp(argv[i], "--cache") && i + 1 < argc) o->cache = argv[++i];
-        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) o->max_epochs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) {
+            if (mrec_opt_int(cmd, argv[i], argv[i + 1], 1, 1000000, &o->max_epochs)) return 1;
+            i++;
+        }
         else if (!strcmp(argv[i], "--skip-unsupported")) o->skip_unsupported = 1;
         else if (argv[i][0] != '-' && !*config) *config = argv[i];
         else return fprintf(stderr, "mrec %s: unexpected '%s'\n", cmd, argv[i]), 1;

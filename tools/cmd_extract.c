@@ -10,6 +10,7 @@
  */
 #include "../extractors/mrec_extract.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_parse.h"
 #include "mrec_tools.h"
 
 #include <errno.h>
@@ -52,10 +53,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
             normalize = 1;
             continue;
         }
-        if (!v) {
-            fprintf(stderr, "mrec extract-text: %s needs a value\n", a);
-            return 1;
-        }
+        if (mrec_opt_missing("extract-text", a, v)) return 1;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--input")) input = v;
         else if (!strcmp(a, "--id-column")) id_col = v;
@@ -65,8 +63,8 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         else if (!strcmp(a, "--pooling")) pooling = v;
         else if (!strcmp(a, "--layer")) layer = v;
         else if (!strcmp(a, "--empty")) empty = v;
-        else if (!strcmp(a, "--batch-size")) batch = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-text", a, v, 1, 4096, &batch)) return 1; }
+        else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-text", a, v, 0, 1024, &threads)) return 1; }
         else {
             fprintf(stderr, "mrec extract-text: unknown option '%s'\n", a);
             return usage(stderr);
@@ -74,6 +72,8 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         i++;
     }
     if (!model || !input || !id_col || !text_col || !out) return usage(stderr);
+    if (mrec_check_input(input, "--input", 0) || mrec_check_input(model, "--model", 1)) /* a FIFO would block the reader */
+        return fprintf(stderr, "mrec extract-text: %s\n", mrec_error_detail()), 2;
     if (strcmp(format, "matrix") && strcmp(format, "per-item")) {
         fprintf(stderr, "mrec extract-text: --format is matrix or per-item, not '%s'\n", format);
         return 1;

@@ -14,6 +14,7 @@
 #include "../extractors/mrec_extract.h"
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_parse.h"
 #include "mrec_tools.h"
 
 #include <errno.h>
@@ -50,9 +51,10 @@ static int fail(const char *what, mrec_status st) {
 static mrec_status override_preprocessing(mrec_image_encoder *enc, const char *model, const char *size, const char *mean, const char *std) {
     mrec_preprocess *p = &enc->pre;
     if (size) {
-        int h, w, used = 0;
-        if (sscanf(size, "%d,%d%n", &h, &w, &used) != 2 || size[used] || h < 8 || w < 8 || h > 4096 || w > 4096)
+        double hw[2];
+        if (mrec_parse_reals(size, 2, 8, 4096, hw) || hw[0] != (int)hw[0] || hw[1] != (int)hw[1])
             return mrec_fail(MREC_ERR_ARG, "--size wants H,W between 8 and 4096, got '%s'", size);
+        int h = (int)hw[0], w = (int)hw[1];
         if (p->crop_h || p->shortest_edge)
             return mrec_fail(MREC_ERR_ARG, "--size: preset %s crops or keeps the aspect ratio; --size is for a straight resize", p->name);
         int want = enc->kind == MREC_IMAGE_VIT ? enc->vit.cfg.image_size : enc->kind == MREC_IMAGE_CLIP ? enc->clip.vision.cfg.image_size : 0;
@@ -62,10 +64,10 @@ static mrec_status override_preprocessing(mrec_image_encoder *enc, const char *m
     if (!mean != !std) return mrec_fail(MREC_ERR_ARG, "--mean and --std go together");
     if (mean) {
         float m[3], s[3];
-        int um = 0, us = 0;
-        if (sscanf(mean, "%f,%f,%f%n", &m[0], &m[1], &m[2], &um) != 3 || mean[um] || sscanf(std, "%f,%f,%f%n", &s[0], &s[1], &s[2], &us) != 3 ||
-            std[us] || !(s[0] > 0 && s[1] > 0 && s[2] > 0))
+        double md[3], sd[3];
+        if (mrec_parse_reals(mean, 3, -1e3, 1e3, md) || mrec_parse_reals(std, 3, 1e-6, 1e3, sd) || !(sd[0] > 0 && sd[1] > 0 && sd[2] > 0))
             return mrec_fail(MREC_ERR_ARG, "--mean and --std want three numbers each, std > 0, got '%s' and '%s'", mean, std);
+        for (int c = 0; c < 3; c++) m[c] = (float)md[c], s[c] = (float)sd[c];
         memcpy(p->mean, m, sizeof m), memcpy(p->std, s, sizeof s);
         p->do_normalize = 1;
     }
@@ -84,10 +86,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
             strict = 1;
             continue;
         }
-        if (!v) {
-            fprintf(stderr, "mrec extract-image: %s needs a value\n", a);
-            return 1;
-        }
+        if (mrec_opt_missing("extract-image", a, v)) return 1;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--images")) images = v;
         else if (!strcmp(a, "--out")) out = v;
@@ -96,12 +95,16 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         else if (!strcmp(a, "--format")) format = v;
         else if (!strcmp(a, "--id-column")) id_col = v;
         else if (!strcmp(a, "--path-column")) path_col = v;
-        else if (!strcmp(a, "--size")) size = v;
-        else if (!strcmp(a, "--mean")) mean = v;
-        else if (!strcmp(a, "--std")) std = v;
-        else if (!strcmp(a, "--batch-size")) batch = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--decode-threads")) decode_threads = atoi(v);
+        else if (!strcmp(a, "--size") || !strcmp(a, "--mean") || !strcmp(a, "--std")) { /* checked now, applied once the model is loaded */
+            int is_size = !strcmp(a, "--size");
+            double x[3];
+            if (mrec_parse_reals(v, is_size ? 2 : 3, is_size ? 8 : !strcmp(a, "--std") ? 1e-6 : -1e3, is_size ? 4096 : 1e3, x))
+                return fprintf(stderr, "mrec extract-image: %s: %s\n", a, mrec_error_detail()), 1;
+            *(is_size ? &size : !strcmp(a, "--mean") ? &mean : &std) = v;
+        }
+        else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-image", a, v, 1, 4096, &batch)) return 1; }
+        else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-image", a, v, 0, 1024, &threads)) return 1; }
+        else if (!strcmp(a, "--decode-threads")) { if (mrec_opt_int("extract-image", a, v, 1, 16, &decode_threads)) return 1; }
         else {
             fprintf(stderr, "mrec extract-image: unknown option '%s'\n", a);
             return usage(stderr);
@@ -109,6 +112,8 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         i++;
     }
     if (!model || !images || !out) return usage(stderr);
+    if (mrec_check_input(images, "--images", 1) || mrec_check_input(model, "--model", 1)) /* a FIFO would block the reader */
+        return fprintf(stderr, "mrec extract-image: %s\n", mrec_error_detail()), 2;
     if (strcmp(format, "matrix") && strcmp(format, "per-item")) {
         fprintf(stderr, "mrec extract-image: --format is matrix or per-item, not '%s'\n", format);
         return 1;

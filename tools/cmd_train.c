@@ -12,6 +12,7 @@
  */
 #include "../nn/mrec_io.h"
 #include "../recsys/mrec_recsys.h"
+#include "mrec_parse.h"
 #include "mrec_tools.h"
 
 #include <errno.h>
@@ -142,17 +143,38 @@ static mrec_status write_splits(const char *dir, const mrec_interactions *x) {
     return MREC_OK;
 }
 
+/* --k: cut-offs like 10,20,50, each a whole number in [1, 100000]; -1 when malformed. */
 static int parse_list(const char *s, int *out, int max) {
     int n = 0;
-    char *end;
-    while (*s && n < max) {
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 100000) return -1;
+    for (const char *p = s;;) {
+        size_t len = strcspn(p, ",");
+        char tok[32];
+        long v;
+        if (n == max || len >= sizeof tok) return -1;
+        memcpy(tok, p, len), tok[len] = 0;
+        if (mrec_parse_int(tok, 1, 100000, &v)) return -1;
         out[n++] = (int)v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return -1;
+        if (!p[len]) return n;
+        p += len + 1;
     }
-    return *s ? -1 : n;
+}
+
+/* --split NAME:FIRST[:SECOND]: 0 when s is not strategy `name`, 1 when its
+ * numbers parse (FIRST a ratio in (0, 1), or with leave a count; SECOND a
+ * ratio in [0, 1), or with leave 0, 1 or "valid"), -1 otherwise. */
+static int split_numbers(const char *s, const char *name, double *a, double *b) {
+    size_t n = strlen(name);
+    if (strncmp(s, name, n) || s[n] != ':') return 0;
+    int leave = !strcmp(name, "leave");
+    const char *first = s + n + 1, *colon = strchr(first, ':');
+    char buf[64];
+    long whole;
+    snprintf(buf, sizeof buf, "%.*s", colon ? (int)(colon - first) : (int)strlen(first), first);
+    if (leave ? mrec_parse_int(buf, 1, 1000000, &whole) : mrec_parse_real(buf, 0, 1, MREC_OPEN_LO | MREC_OPEN_HI, a)) return -1;
+    if (leave) *a = (double)whole;
+    if (colon && leave && !strcmp(colon + 1, "valid")) *b = 1;
+    else if (colon && (leave ? mrec_parse_real(colon + 1, 0, 1, 0, b) : mrec_parse_real(colon + 1, 0, 1, MREC_OPEN_HI, b))) return -1;
+    return 1;
 }
 
 static int fail(const char *what, mrec_status st) {
@@ -231,8 +253,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--kcore-once")) kcore_once = 1, used = 0;
         else if (!strcmp(a, "--authors-loss")) authors_loss = 1, used = 0;
         else if (!strcmp(a, "--per-user")) per_user = 1, used = 0;
-        else if (!v) {
-            fprintf(stderr, "mrec train: %s needs a value\n", a);
+        else if (mrec_opt_missing("train", a, v)) {
             return 1;
         } else if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--format")) format = v;
@@ -241,39 +262,44 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--metrics")) metrics = v;
         else if (!strcmp(a, "--k")) ks = v;
         else if (!strcmp(a, "--select")) select = v;
-        else if (!strcmp(a, "--epochs")) opt.epochs = atoi(v);
-        else if (!strcmp(a, "--lr")) opt.lr = strtof(v, NULL), lr_given = 1;
+        else if (!strcmp(a, "--epochs")) { if (mrec_train_int(a, v, &opt.epochs)) return 1; }
+        else if (!strcmp(a, "--lr")) { if (mrec_train_float(a, v, &opt.lr)) return 1; lr_given = 1; }
         else if (!strcmp(a, "--sampler")) sampler = v;
-        else if (!strcmp(a, "--reg")) reg = strtof(v, NULL);
-        else if (!strcmp(a, "--dim")) dim = atoi(v);
-        else if (!strcmp(a, "--layers")) layers = atoi(v), layers_given = 1;
-        else if (!strcmp(a, "--knn-k")) knn_k = atoi(v);
+        else if (!strcmp(a, "--reg")) { if (mrec_train_float(a, v, &reg)) return 1; }
+        else if (!strcmp(a, "--dim")) { if (mrec_train_int(a, v, &dim)) return 1; }
+        else if (!strcmp(a, "--layers")) { if (mrec_train_int(a, v, &layers)) return 1; layers_given = 1; }
+        else if (!strcmp(a, "--knn-k")) { if (mrec_train_int(a, v, &knn_k)) return 1; }
         else if (!strcmp(a, "--cache")) cache = v;
-        else if (!strcmp(a, "--lambda")) lambda = strtof(v, NULL);
-        else if (!strcmp(a, "--cl-weight")) cl_weight = strtof(v, NULL);
-        else if (!strcmp(a, "--target-dropout")) target_dropout = strtof(v, NULL);
+        else if (!strcmp(a, "--lambda")) { if (mrec_train_float(a, v, &lambda)) return 1; }
+        else if (!strcmp(a, "--cl-weight")) { if (mrec_train_float(a, v, &cl_weight)) return 1; }
+        else if (!strcmp(a, "--target-dropout")) { if (mrec_train_float(a, v, &target_dropout)) return 1; }
         else if (!strcmp(a, "--lr-decay")) {
-            if (sscanf(v, "%f:%d", &opt.lr_decay, &opt.lr_decay_every) != 2 || !(opt.lr_decay > 0) || opt.lr_decay_every < 1) {
-                fprintf(stderr, "mrec train: --lr-decay wants FACTOR:EVERY, like 0.96:50, got '%s'\n", v);
+            char factor[64];
+            const char *every = strchr(v, ':');
+            double f = 0;
+            long e = 0;
+            snprintf(factor, sizeof factor, "%.*s", every ? (int)(every - v) : 0, v);
+            if (!every || mrec_parse_real(factor, 0, 1, MREC_OPEN_LO, &f) || mrec_parse_int(every + 1, 1, 1000000, &e)) {
+                fprintf(stderr, "mrec train: --lr-decay wants FACTOR:EVERY, like 0.96:50 (factor in (0, 1], every in [1, 1000000]), got '%s'\n", v);
                 return 1;
             }
-            decay_given = 1;
+            opt.lr_decay = (float)f, opt.lr_decay_every = (int)e, decay_given = 1;
         }
-        else if (!strcmp(a, "--edge-dropout")) edge_dropout = strtof(v, NULL);
-        else if (!strcmp(a, "--batch-size")) opt.batch_size = atoi(v);
-        else if (!strcmp(a, "--seed")) opt.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--patience")) opt.patience = atoi(v);
-        else if (!strcmp(a, "--eval-every")) opt.eval_every = atoi(v);
-        else if (!strcmp(a, "--threshold")) threshold = strtof(v, NULL);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--edge-dropout")) { if (mrec_train_float(a, v, &edge_dropout)) return 1; }
+        else if (!strcmp(a, "--batch-size")) { if (mrec_train_int(a, v, &opt.batch_size)) return 1; }
+        else if (!strcmp(a, "--seed")) { if (mrec_train_u64(a, v, &opt.seed)) return 1; }
+        else if (!strcmp(a, "--patience")) { if (mrec_train_int(a, v, &opt.patience)) return 1; }
+        else if (!strcmp(a, "--eval-every")) { if (mrec_train_int(a, v, &opt.eval_every)) return 1; }
+        else if (!strcmp(a, "--threshold")) { if (mrec_train_float(a, v, &threshold)) return 1; }
+        else if (!strcmp(a, "--threads")) { if (mrec_train_int(a, v, &threads)) return 1; }
         else if (!strcmp(a, "--split")) split = v;
-        else if (!strcmp(a, "--seed-split")) split_seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--min-rating")) min_rating = strtof(v, NULL);
-        else if (!strcmp(a, "--kcore")) kcore = atoi(v);
-        else if (!strcmp(a, "--neighbours")) neighbours = atoi(v);
-        else if (!strcmp(a, "--node-dropout")) node_dropout = strtof(v, NULL), node_given = 1;
-        else if (!strcmp(a, "--save-topk")) opt.save_topk = atoi(v);
-        else if (!strcmp(a, "--mess-dropout")) mess_dropout = strtof(v, NULL), mess_given = 1;
+        else if (!strcmp(a, "--seed-split")) { if (mrec_train_u64(a, v, &split_seed)) return 1; }
+        else if (!strcmp(a, "--min-rating")) { if (mrec_train_float(a, v, &min_rating)) return 1; }
+        else if (!strcmp(a, "--kcore")) { if (mrec_train_int(a, v, &kcore)) return 1; }
+        else if (!strcmp(a, "--neighbours")) { if (mrec_train_int(a, v, &neighbours)) return 1; }
+        else if (!strcmp(a, "--node-dropout")) { if (mrec_train_float(a, v, &node_dropout)) return 1; node_given = 1; }
+        else if (!strcmp(a, "--save-topk")) { if (mrec_train_int(a, v, &opt.save_topk)) return 1; }
+        else if (!strcmp(a, "--mess-dropout")) { if (mrec_train_float(a, v, &mess_dropout)) return 1; mess_given = 1; }
         else if (!strcmp(a, "--features")) features = v;
         else if (!strcmp(a, "--missing")) missing = v;
         else if (!strcmp(a, "--knockout")) knockout = v;
@@ -312,16 +338,49 @@ int mrec_cmd_train(int argc, char **argv) {
         n_metrics++;
     }
     char sel_name[32];
-    if (sscanf(select, "%31[^@]@%d", sel_name, &opt.select_k) != 2 || mrec_metric_parse(sel_name, &opt.select_metric)) {
+    const char *sel_at = strchr(select, '@');
+    long sel_k = 0;
+    snprintf(sel_name, sizeof sel_name, "%.*s", sel_at ? (int)(sel_at - select) : 0, select);
+    if (!sel_at || mrec_parse_int(sel_at + 1, 1, 100000, &sel_k) || mrec_metric_parse(sel_name, &opt.select_metric)) {
         fprintf(stderr, "mrec train: --select wants metric@k, like recall@20, got '%s'\n", select);
         return 1;
     }
+    opt.select_k = (int)sel_k;
 
     if (sampler && strcmp(sampler, "pairs") && strcmp(sampler, "users")) {
         fprintf(stderr, "mrec train: --sampler is pairs or users, not '%s'\n", sampler);
         return 1;
     }
     if (sampler) opt.sample_users = !strcmp(sampler, "users");
+    if (split && strcmp(split, "mmrec")) { /* checked here, before the data is read; applied after */
+        double sa, sb;
+        int r = split_numbers(split, "random", &sa, &sb);
+        if (!r) r = split_numbers(split, "temporal", &sa, &sb);
+        if (!r) r = split_numbers(split, "leave", &sa, &sb);
+        if (r <= 0) {
+            fprintf(stderr, "mrec train: --split: '%s' is not mmrec, random:T[:V], temporal:T[:V] or leave:N[:valid]%s%s\n", split,
+                    r < 0 ? ": " : "", r < 0 ? mrec_error_detail() : "");
+            return 1;
+        }
+    }
+    /* Every input path up front: a FIFO or a device would block or stream forever. */
+    for (const char *p = data; *p;) {
+        char file[4096];
+        size_t len = strcspn(p, ",");
+        snprintf(file, sizeof file, "%.*s", (int)len, p);
+        mrec_status bad = mrec_check_input(file, "--data", 1);
+        if (bad) return fprintf(stderr, "mrec train: %s\n", mrec_error_detail()), 2;
+        p += len + (p[len] == ',');
+    }
+    for (const char *p = features ? features : ""; *p;) {
+        char file[4096];
+        size_t len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', len);
+        snprintf(file, sizeof file, "%.*s", eq ? (int)(p + len - eq - 1) : 0, eq ? eq + 1 : "");
+        mrec_status bad = eq ? mrec_check_input(file, "--features", 1) : MREC_OK; /* a malformed pair is named later */
+        if (bad) return fprintf(stderr, "mrec train: %s\n", mrec_error_detail()), 2;
+        p += len + (p[len] == ',');
+    }
 
     /* Elliot's fixed splits: --data train.tsv,[valid.tsv,]test.tsv */
     char files[3][4096] = {{0}};
@@ -352,11 +411,10 @@ int mrec_cmd_train(int argc, char **argv) {
     }
     if (split) {
         double a = 0, b = 0;
-        int n = 0;
         if (!strcmp(split, "mmrec")) st = mrec_split_users(&x, MREC_SPLITTER_MMREC, 0, 0, 0, split_seed);
-        else if (sscanf(split, "random:%lf:%lf", &a, &b) >= 1) st = mrec_split_users(&x, MREC_SPLITTER_RANDOM, a, b, 0, split_seed);
-        else if (sscanf(split, "temporal:%lf:%lf", &a, &b) >= 1) st = mrec_split_users(&x, MREC_SPLITTER_TEMPORAL, a, b, 0, split_seed);
-        else if (sscanf(split, "leave:%d:%lf", &n, &b) >= 1) st = mrec_split_users(&x, MREC_SPLITTER_LEAVE_N, 0, b, n, split_seed);
+        else if (split_numbers(split, "random", &a, &b) > 0) st = mrec_split_users(&x, MREC_SPLITTER_RANDOM, a, b, 0, split_seed);
+        else if (split_numbers(split, "temporal", &a, &b) > 0) st = mrec_split_users(&x, MREC_SPLITTER_TEMPORAL, a, b, 0, split_seed);
+        else if (split_numbers(split, "leave", &a, &b) > 0) st = mrec_split_users(&x, MREC_SPLITTER_LEAVE_N, 0, b, (int)a, split_seed);
         else st = mrec_fail(MREC_ERR_ARG, "--split '%s' is not mmrec, random:T[:V], temporal:T[:V] or leave:N[:valid]", split);
         if (st) {
             mrec_interactions_free(&x);

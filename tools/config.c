@@ -1,16 +1,31 @@
 /* config.c: YAML files into mrec_cfg trees (libyaml's event parser), and the
- * checked reads the config-driven commands use. */
+ * checked reads the config-driven commands use.
+ *
+ * A config is hostile input like any other: the tree is built by recursion,
+ * so its depth is capped (configs are a few levels deep; 40,000 nested lists
+ * would overflow the stack), and so are the file size, the number of nodes
+ * and the length of a scalar. */
 #include "mrec_config.h"
-
-#include "../nn/mrec_io.h"
+#include "mrec_parse.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
+#define MAX_DEPTH 64               /* maps and lists inside each other */
+#define MAX_NODES 100000           /* keys, values and list items in a file */
+#define MAX_SCALAR 65536           /* bytes of one key or value */
+#define MAX_FILE (16 * 1024 * 1024) /* bytes of a config file */
+
+/* Recursive in depth only, which parse_node bounds by MAX_DEPTH. */
 static void node_free(mrec_cfg_node *n) {
     while (n) {
         mrec_cfg_node *next = n->next;
@@ -29,6 +44,7 @@ void mrec_cfg_free(mrec_cfg *c) {
 typedef struct {
     yaml_parser_t parser;
     const char *path;
+    int n_nodes;
 } reader;
 
 static mrec_status next_event(reader *r, yaml_event_t *ev) {
@@ -37,10 +53,15 @@ static mrec_status next_event(reader *r, yaml_event_t *ev) {
                      r->parser.problem ? r->parser.problem : "malformed YAML");
 }
 
-/* The node whose first event is ev (consumed). */
-static mrec_status parse_node(reader *r, yaml_event_t *ev, mrec_cfg_node **out) {
+/* The node whose first event is ev (consumed), `depth` levels down. */
+static mrec_status parse_node(reader *r, yaml_event_t *ev, int depth, mrec_cfg_node **out) {
     *out = NULL;
     int line = (int)ev->start_mark.line + 1;
+    if (depth > MAX_DEPTH)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: maps and lists nested more than %d levels deep", r->path, line, MAX_DEPTH);
+    if (++r->n_nodes > MAX_NODES) return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: more than %d values in one config", r->path, line, MAX_NODES);
+    if (ev->type == YAML_SCALAR_EVENT && ev->data.scalar.length > MAX_SCALAR)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: a value of %zu bytes (at most %d)", r->path, line, ev->data.scalar.length, MAX_SCALAR);
     if (ev->type == YAML_ALIAS_EVENT) return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: aliases (*name) are not supported", r->path, line);
     const yaml_char_t *tag = ev->type == YAML_SCALAR_EVENT          ? ev->data.scalar.tag
                              : ev->type == YAML_MAPPING_START_EVENT  ? ev->data.mapping_start.tag
@@ -75,8 +96,12 @@ static mrec_status parse_node(reader *r, yaml_event_t *ev, mrec_cfg_node **out) 
         }
         char *key = NULL;
         if (map) { /* a key (a scalar), then its value */
-            if (e.type != YAML_SCALAR_EVENT) {
-                st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %lu: a map key must be plain text", r->path, (unsigned long)e.start_mark.line + 1);
+            if (e.type != YAML_SCALAR_EVENT || e.data.scalar.length > MAX_SCALAR) {
+                unsigned long key_line = (unsigned long)e.start_mark.line + 1;
+                st = e.type != YAML_SCALAR_EVENT
+                         ? mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %lu: a map key must be plain text", r->path, key_line)
+                         : mrec_fail(MREC_ERR_FORMAT, "%s: line %lu: a key of %zu bytes (at most %d)", r->path, key_line, e.data.scalar.length,
+                                     MAX_SCALAR);
                 yaml_event_delete(&e);
                 break;
             }
@@ -89,7 +114,7 @@ static mrec_status parse_node(reader *r, yaml_event_t *ev, mrec_cfg_node **out) 
             }
         }
         mrec_cfg_node *child;
-        st = parse_node(r, &e, &child);
+        st = parse_node(r, &e, depth + 1, &child);
         yaml_event_delete(&e);
         if (st) {
             free(key);
@@ -121,7 +146,7 @@ mrec_status mrec_cfg_parse(mrec_cfg *c, const char *text, size_t len, const char
             break;
         default:
             if (c->root) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %lu: more than one top-level value", label, (unsigned long)ev.start_mark.line + 1);
-            else st = parse_node(&r, &ev, &c->root);
+            else st = parse_node(&r, &ev, 1, &c->root);
         }
         yaml_event_delete(&ev);
     }
@@ -137,12 +162,28 @@ mrec_status mrec_cfg_parse(mrec_cfg *c, const char *text, size_t len, const char
 
 mrec_status mrec_cfg_load(mrec_cfg *c, const char *path) {
     memset(c, 0, sizeof *c);
-    void *map;
-    size_t size;
-    mrec_status st = mrec_map_file(path, &map, &size);
+    /* Opened without blocking and checked to be a regular file, so a FIFO
+     * given as the config is refused instead of waiting for a writer. */
+    mrec_status st = mrec_check_input_file(path, "the config");
     if (st) return st;
-    st = mrec_cfg_parse(c, size ? map : "", size, path);
-    mrec_unmap_file(map, size);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0) return mrec_fail(MREC_ERR_IO, "the config '%s': cannot open (%s)", path, strerror(errno));
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) st = mrec_fail(MREC_ERR_IO, "the config '%s': not a regular file", path);
+    else if (sb.st_size > MAX_FILE) st = mrec_fail(MREC_ERR_FORMAT, "the config '%s': %lld bytes, more than a config holds (at most %d)", path,
+                                                    (long long)sb.st_size, MAX_FILE);
+    char *text = st ? NULL : malloc((size_t)sb.st_size + 1);
+    if (!st && !text) st = mrec_fail(MREC_ERR_NOMEM, "the config '%s'", path);
+    size_t size = 0;
+    while (!st && size < (size_t)sb.st_size) {
+        ssize_t got = read(fd, text + size, (size_t)sb.st_size - size);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break; /* a file that shrank is parsed as it now is */
+        size += (size_t)got;
+    }
+    close(fd);
+    if (!st) st = mrec_cfg_parse(c, text, size, path);
+    free(text);
     return st;
 }
 
@@ -196,10 +237,8 @@ mrec_status mrec_cfg_string(const mrec_cfg *c, const mrec_cfg_node *map, const c
 }
 
 mrec_status mrec_cfg_node_number(const mrec_cfg *c, const mrec_cfg_node *n, const char *what, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = n->kind == MREC_CFG_SCALAR && !n->quoted && *n->value ? strtod(n->value, &end) : NAN;
-    if (n->kind != MREC_CFG_SCALAR || n->quoted || !*n->value || *end || errno || !isfinite(v))
+    double v = 0;
+    if (n->kind != MREC_CFG_SCALAR || n->quoted || mrec_parse_double(n->value, -DBL_MAX, DBL_MAX, &v))
         return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a number, not '%s'", c->path, n->line, what,
                          n->kind == MREC_CFG_SCALAR ? n->value : n->kind == MREC_CFG_MAP ? "a map" : "a list");
     if (v < lo || v > hi) return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s = %g is outside [%g, %g]", c->path, n->line, what, v, lo, hi);
@@ -219,6 +258,13 @@ mrec_status mrec_cfg_int(const mrec_cfg *c, const mrec_cfg_node *map, const char
     const mrec_cfg_node *n;
     mrec_status st = scalar(c, map, key, required, &n);
     if (st || !n) return st;
+    long whole;
+    if (!n->quoted && !mrec_parse_int(n->value, LONG_MIN, LONG_MAX, &whole)) { /* exact, past 2^53 too */
+        if (whole < lo || whole > hi)
+            return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s = %ld is outside [%ld, %ld]", c->path, n->line, key, whole, lo, hi);
+        *out = whole;
+        return MREC_OK;
+    }
     if ((st = mrec_cfg_node_number(c, n, key, (double)lo, (double)hi, &v))) return st;
     if (v != floor(v)) return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a whole number, not %s", c->path, n->line, key, n->value);
     *out = (long)v;

@@ -3,6 +3,7 @@
  * each grid point turned into mrec train options.
  */
 #include "elliot.h"
+#include "mrec_parse.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -61,7 +62,37 @@ static mrec_status path_value(const experiment *e, const mrec_cfg_node *map, con
     out[at < cap ? at : cap - 1] = 0;
     if (must_exist && access(out, R_OK) != 0)
         return mrec_fail(MREC_ERR_IO, "%s: line %d: %s %s: no such file or folder", e->c->path, mrec_cfg_get(map, key)->line, key, out);
+    if (must_exist && mrec_check_input(out, key, 1)) { /* a FIFO or a device would block the reader */
+        char why[400];
+        snprintf(why, sizeof why, "%s", mrec_error_detail());
+        return mrec_fail(MREC_ERR_IO, "%s: line %d: %s", e->c->path, mrec_cfg_get(map, key)->line, why);
+    }
     return MREC_OK;
+}
+
+/* Elliot's tuple "(A, B)": 1 when both parts are numbers as the checked parser reads them. */
+static int tuple_numbers(const char *s, double *a, double *b) {
+    size_t n = strlen(s);
+    const char *comma = strchr(s, ',');
+    if (n < 5 || s[0] != '(' || s[n - 1] != ')' || !comma) return 0;
+    char first[64], second[64];
+    snprintf(first, sizeof first, "%.*s", (int)(comma - s - 1), s + 1);
+    snprintf(second, sizeof second, "%.*s", (int)(s + n - 1 - comma - 1), comma + 1);
+    const char *fa = first + strspn(first, " "), *fb = second + strspn(second, " "); /* "(0.1, 0.9)" */
+    for (char *t = first + strlen(first); t > first && t[-1] == ' ';) *--t = 0;
+    for (char *t = second + strlen(second); t > second && t[-1] == ' ';) *--t = 0;
+    return !mrec_parse_double(fa, -1e12, 1e12, a) && !mrec_parse_double(fb, -1e12, 1e12, b);
+}
+
+/* A grid value that becomes option `flag` of mrec train: a number in the
+ * range mrec train holds the option to, refused by key and line. */
+static mrec_status train_value(const mrec_cfg *c, const mrec_cfg_node *v, const char *key, const char *flag) {
+    double num;
+    mrec_status st = mrec_cfg_node_number(c, v, key, -1e300, 1e300, &num);
+    if (st || !mrec_train_number_check(flag, v->value)) return st;
+    char why[400];
+    snprintf(why, sizeof why, "%s: %s", key, mrec_error_detail());
+    return bad(c, v, why);
 }
 
 static void add_arg(experiment *e, const char *a) {
@@ -264,7 +295,11 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
     char vname[32];
     int vk = e->k[0];
     snprintf(vname, sizeof vname, "%s", e->metric_elliot[0]);
-    if (!st && vm && sscanf(vm, "%31[^@]@%d", vname, &vk) != 2) st = bad(c, mrec_cfg_get(meta, "validation_metric"), "validation_metric is Metric@K");
+    const char *vat = vm ? strchr(vm, '@') : NULL;
+    long vkl = 0;
+    if (!st && vm && (!vat || vat - vm > 31 || mrec_parse_int(vat + 1, 1, 100000, &vkl)))
+        st = bad(c, mrec_cfg_get(meta, "validation_metric"), "validation_metric is Metric@K");
+    else if (!st && vm) snprintf(vname, sizeof vname, "%.*s", (int)(vat - vm), vm), vk = (int)vkl;
     int known_k = 0;
     for (int i = 0; i < e->n_k; i++) known_k |= e->k[i] == vk;
     if (!st && (!elliot_metric(vname) || !known_k))
@@ -289,8 +324,14 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
             return bad(c, p, msg);
         }
         if (p->kind == MREC_CFG_MAP || (p->kind == MREC_CFG_SEQ && !mrec_cfg_count(p))) return bad(c, p, "a hyper-parameter is a value or a list");
-        for (const mrec_cfg_node *v = p->kind == MREC_CFG_SEQ ? p->child : p; v; v = p->kind == MREC_CFG_SEQ ? v->next : NULL)
+        const char *flag = NULL; /* every grid value is checked here, before the first point trains */
+        for (int h = 0; h < 16 && m->fam->params[h].key; h++)
+            if (!strcmp(m->fam->params[h].key, p->key)) flag = m->fam->params[h].flag;
+        for (const mrec_cfg_node *v = p->kind == MREC_CFG_SEQ ? p->child : p; v; v = p->kind == MREC_CFG_SEQ ? v->next : NULL) {
             if (v->kind != MREC_CFG_SCALAR) return bad(c, v, "grid values are plain values");
+            mrec_status vst = flag ? train_value(c, v, p->key, flag) : MREC_OK;
+            if (vst) return vst;
+        }
         if (m->n_axes == MAX_AXES) return bad(c, p, "at most 16 hyper-parameters");
         m->axis[m->n_axes++] = p;
     }
@@ -383,13 +424,15 @@ mrec_status elliot_point_args(const experiment *e, const model_spec *m, const in
         double num;
         mrec_status st = MREC_OK;
         if (flag) {
-            if ((st = mrec_cfg_node_number(c, v, k, -1e12, 1e12, &num))) return st;
+            if ((st = train_value(c, v, k, flag))) return st;
             PUSH(flag), PUSH(val);
         } else if (!strcmp(k, "normalize")) {
             if (strcmp(val, "True") && strcmp(val, "true")) return bad(c, v, "normalize: mrec's graph is always normalized (True)");
         } else if (!strcmp(k, "weight_size") || !strcmp(k, "factors_multimod") || !strcmp(k, "multimod_factors")) {
             if ((st = mrec_cfg_node_number(c, v, k, 1, 4096, &num))) return st;
-            if (num != atof(factors)) return bad(c, v, "mrec's layers and modality projections have the size of factors");
+            double f = NAN;
+            mrec_parse_double(factors, 1, 4096, &f); /* a bad factors is refused as --dim; NAN matches nothing */
+            if (num != f) return bad(c, v, "mrec's layers and modality projections have the size of factors");
         } else if (!strcmp(k, "n_layers") || !strcmp(k, "n_ui_layers")) { /* FREEDOM's item graph, LATTICE's two */
             int want = !strcmp(k, "n_layers") ? 1 : 2;
             if ((st = mrec_cfg_node_number(c, v, k, 0, 16, &num))) return st;
@@ -400,13 +443,14 @@ mrec_status elliot_point_args(const experiment *e, const model_spec *m, const in
             }
         } else if (!strcmp(k, "mw")) {
             double a, b;
-            if (sscanf(val, "(%lf,%lf)", &a, &b) != 2 || fabs(a - 0.1) > 1e-9 || fabs(b - 0.9) > 1e-9)
+            if (!tuple_numbers(val, &a, &b) || fabs(a - 0.1) > 1e-9 || fabs(b - 0.9) > 1e-9)
                 return bad(c, v, "mw: mrec's FREEDOM weighs visual 0.1, textual 0.9: (0.1,0.9)");
         } else if (!strcmp(k, "lr_sched")) {
-            double f;
-            int every;
+            double f, every_d;
             char buf[64];
-            if (sscanf(val, "(%lf,%d)", &f, &every) != 2 || !(f > 0) || every < 1) return bad(c, v, "lr_sched is (factor,every), like (1.0,50)");
+            if (!tuple_numbers(val, &f, &every_d) || !(f > 0) || !(f <= 1) || every_d != floor(every_d) || !(every_d >= 1 && every_d <= 1000000))
+                return bad(c, v, "lr_sched is (factor,every), like (1.0,50): factor in (0, 1], every in [1, 1000000]");
+            int every = (int)every_d;
             snprintf(buf, sizeof buf, "%g:%d", f, every);
             PUSH("--lr-decay"), KEEP(buf);
         } else if (!strcmp(k, "comb_mod")) {

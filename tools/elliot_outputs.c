@@ -3,6 +3,7 @@
  * models over the test users.
  */
 #include "elliot.h"
+#include "mrec_parse.h"
 
 #include "../nn/mrec_io.h"
 #include "../recsys/mrec_recsys.h"
@@ -36,7 +37,11 @@ static int read_per_user(const char *path, per_user *pu) {
         }
         char *save, *tok = strtok_r(line, "\t\n", &save);
         pu->users[pu->n] = strdup(tok ? tok : "");
-        for (int j = 0; j < pu->cols; j++) tok = strtok_r(NULL, "\t\n", &save), pu->v[(size_t)pu->n * pu->cols + j] = tok ? atof(tok) : NAN;
+        for (int j = 0; j < pu->cols; j++) {
+            double *x = &pu->v[(size_t)pu->n * pu->cols + j];
+            tok = strtok_r(NULL, "\t\n", &save);
+            if (!tok || mrec_parse_double(tok, -1e300, 1e300, x)) *x = NAN; /* missing or unreadable */
+        }
         pu->n++;
     }
     fclose(f);

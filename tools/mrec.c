@@ -6,6 +6,7 @@
 #include "../nn/mrec_safetensors.h"
 #include "../nn/mrec_tensor.h"
 #include "../tokenizers/mrec_tokenizer.h"
+#include "mrec_parse.h"
 #include "mrec_tools.h"
 
 #include <stdio.h>
@@ -37,7 +38,10 @@ static void usage(FILE *f) {
             "\n"
             "options:\n"
             "  -h, --help                 this help\n"
-            "  --version                  the version\n",
+            "  --version                  the version\n"
+            "\n"
+            "In every command an option given twice takes its last value; a number must be given whole\n"
+            "(no trailing text) and inside the option's range, or the command stops before reading anything.\n",
             MREC_VERSION);
 }
 
@@ -49,7 +53,8 @@ static int cmd_inspect(int argc, char **argv) {
         return argc == 2 ? 0 : 1;
     }
     mrec_safetensors st;
-    mrec_status s = mrec_safetensors_open(&st, argv[1]);
+    mrec_status s = mrec_check_input_file(argv[1], "inspect");
+    if (!s) s = mrec_safetensors_open(&st, argv[1]);
     if (s) {
         fprintf(stderr, "mrec inspect: %s: %s\n", mrec_strerror(s), mrec_error_detail());
         return 2;
@@ -86,15 +91,13 @@ static int cmd_tokenize(int argc, char **argv) {
     int pair = 0;
     mrec_tok_options opt = mrec_tok_defaults();
     for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "--tokenizer") == 0 || strcmp(argv[i], "--max-length") == 0) &&
+            mrec_opt_missing("tokenize", argv[i], i + 1 < argc ? argv[i + 1] : NULL))
+            return 1;
         if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) path = argv[++i];
         else if (strcmp(argv[i], "--max-length") == 0 && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1000000) {
-                fprintf(stderr, "mrec tokenize: --max-length wants a positive integer, got '%s'\n", argv[i]);
-                return 1;
-            }
-            opt.max_length = (int)v;
+            if (mrec_opt_int("tokenize", argv[i], argv[i + 1], 1, 1000000, &opt.max_length)) return 1;
+            i++;
         } else if (strcmp(argv[i], "--pair") == 0) pair = 1;
         else if (strcmp(argv[i], "--no-special") == 0) opt.add_special = 0;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return tokenize_usage(stdout);
@@ -104,6 +107,10 @@ static int cmd_tokenize(int argc, char **argv) {
         }
     }
     if (!path) return tokenize_usage(stderr);
+    if (mrec_check_input(path, "--tokenizer", 1)) { /* a FIFO would block the reader */
+        fprintf(stderr, "mrec tokenize: %s\n", mrec_error_detail());
+        return 2;
+    }
     opt.truncation = opt.max_length > 0;
     mrec_tokenizer *tok;
     mrec_tok_status st = mrec_tokenizer_load(&tok, path);

@@ -1,17 +1,35 @@
 /* fuzz_config.c: libFuzzer target for the YAML config reader, its checked
- * reads and the Elliot experiment reader on top: anything may be refused,
- * nothing may crash or leak, and an accepted file is a map whose nodes are
- * well formed. (The experiment reader only reads: it checks that paths exist
- * and creates nothing.) */
+ * reads, the number parsers behind them and the Elliot experiment reader on
+ * top: anything may be refused, nothing may crash or leak, an accepted file
+ * is a map whose nodes are well formed and at most 64 levels deep, and a
+ * number the parsers accept lies in the range asked for. (The experiment
+ * reader only reads: it checks that paths exist and creates nothing.) */
 #include "../../tools/elliot.h"
+#include "../../tools/mrec_parse.h"
+
+#include <math.h>
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Every scalar through every parser: an accepted value is inside its range. */
+static void numbers(const char *s) {
+    long i;
+    uint64_t u;
+    double d, three[3];
+    if (!mrec_parse_int(s, -5, 1000, &i) && (i < -5 || i > 1000)) abort();
+    if (!mrec_parse_u64(s, 2, 1u << 20, &u) && (u < 2 || u > 1u << 20)) abort();
+    if (!mrec_parse_real(s, 0, 1, MREC_OPEN_LO | MREC_OPEN_HI, &d) && !(d > 0 && d < 1)) abort();
+    if (!mrec_parse_double(s, -1e300, 1e300, &d) && !isfinite(d)) abort();
+    if (!mrec_parse_reals(s, 3, -1, 1, three) && !(fabs(three[0]) <= 1 && fabs(three[1]) <= 1 && fabs(three[2]) <= 1)) abort();
+    mrec_train_number_check("--lr", s), mrec_train_number_check("--seed", s), mrec_train_number_check("--epochs", s);
+}
+
 static void walk(const mrec_cfg *c, const mrec_cfg_node *n, int depth) {
     for (; n; n = n->next) {
-        if (n->line < 1 || (n->kind == MREC_CFG_SCALAR && !n->value)) abort();
+        if (n->line < 1 || (n->kind == MREC_CFG_SCALAR && !n->value) || depth > 64) abort();
+        if (n->kind == MREC_CFG_SCALAR) numbers(n->value);
         if (n->kind == MREC_CFG_MAP) {
             static const char *const keys[] = {"a", "models", NULL};
             mrec_cfg_check_keys(c, n, "fuzz", keys);
@@ -22,7 +40,7 @@ static void walk(const mrec_cfg *c, const mrec_cfg_node *n, int depth) {
             mrec_cfg_int(c, n, "a", 0, -5, 5, &v), mrec_cfg_number(c, n, "a", 0, -1, 1, &d);
             mrec_cfg_bool(c, n, "a", 0, &b), mrec_cfg_string(c, n, "a", 0, &s);
         }
-        if (depth < 64) walk(c, n->child, depth + 1);
+        walk(c, n->child, depth + 1); /* the reader refuses more than 64 levels */
     }
 }
 
@@ -30,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     mrec_cfg c;
     if (mrec_cfg_parse(&c, (const char *)data, size, "fuzz.yml") == MREC_OK) {
         if (!c.root || c.root->kind != MREC_CFG_MAP) abort();
-        walk(&c, c.root, 0);
+        walk(&c, c.root, 1);
         static experiment e;
         memset(&e, 0, sizeof e);
         e.c = &c;

@@ -1,0 +1,77 @@
+/* mrec_parse.h: how the tools read numbers and input paths that users give.
+ *
+ * Every number from the command line or a config goes through one of the
+ * parsers below. The whole text must be one base-10 number: no spaces, no
+ * trailing characters, no hexadecimal; overflow, NaN and infinities are
+ * refused, and so is anything outside the range. A refusal returns
+ * MREC_ERR_ARG with a detail such as
+ *     expected a whole number in [1, 1000000], got '1e12'
+ * and the caller puts the option, or the config file, line and key, in front.
+ *
+ * Input paths are checked before anything opens them: a FIFO would block a
+ * reader forever and a device or socket is no file to read, so only regular
+ * files (and folders, where a folder is expected) pass.
+ */
+#ifndef MREC_PARSE_H
+#define MREC_PARSE_H
+
+#include <stdint.h>
+
+#include "../kernels/mrec_status.h"
+
+/* ---- numbers ---- */
+
+mrec_status mrec_parse_int(const char *s, long lo, long hi, long *out);
+mrec_status mrec_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
+/* A finite real in [lo, hi]. */
+mrec_status mrec_parse_double(const char *s, double lo, double hi, double *out);
+
+/* Exactly n numbers in [lo, hi] separated by commas ("0.485,0.456,0.406"). */
+mrec_status mrec_parse_reals(const char *s, int n, double lo, double hi, double *out);
+
+/* mrec_parse_real's flags: a bound left out of the range, as in lr > 0. */
+enum { MREC_OPEN_LO = 1, MREC_OPEN_HI = 2 };
+mrec_status mrec_parse_real(const char *s, double lo, double hi, int flags, double *out);
+
+/* ---- command-line options ----
+ * Each parses the value v of option opt of `mrec cmd`. On a refusal it prints
+ * "mrec CMD: OPT: <why>" to standard error and returns 1 (the exit status of
+ * a usage error); else stores the value and returns 0. A missing value (v
+ * NULL) is refused the same way. */
+int mrec_opt_int(const char *cmd, const char *opt, const char *v, long lo, long hi, int *out);
+int mrec_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t *out);
+int mrec_opt_float(const char *cmd, const char *opt, const char *v, double lo, double hi, int flags, float *out);
+
+/* A value that is itself an option ("--out --epochs 3"): the value was left
+ * out. Returns 1 after printing "mrec CMD: OPT needs a value", else 0. */
+int mrec_opt_missing(const char *cmd, const char *opt, const char *v);
+
+/* The numeric options of mrec train and their ranges, kept in one place so
+ * that the Elliot reader checks a config's values against what mrec train
+ * will accept and names the key and line instead of the option. */
+typedef struct {
+    const char *flag;
+    char kind; /* 'i' int, 'u' unsigned 64-bit, 'r' real */
+    double lo, hi;
+    int flags; /* MREC_OPEN_LO, MREC_OPEN_HI */
+} mrec_train_number;
+
+/* The entry of flag ("--epochs"), or NULL. */
+const mrec_train_number *mrec_train_number_find(const char *flag);
+/* v against the range of flag; a refusal's detail says what was expected. */
+mrec_status mrec_train_number_check(const char *flag, const char *v);
+/* As mrec_opt_*, with the range of flag from the table. */
+int mrec_train_int(const char *flag, const char *v, int *out);
+int mrec_train_float(const char *flag, const char *v, float *out);
+int mrec_train_u64(const char *flag, const char *v, uint64_t *out);
+
+/* ---- input files ---- */
+
+/* path must be a regular file that can be opened for reading (with
+ * allow_dir, a folder also passes; the entries directly inside it must then be
+ * regular files or folders). `what` names where the path came from
+ * ("--data", "the config"); the detail names it and the path. */
+mrec_status mrec_check_input(const char *path, const char *what, int allow_dir);
+mrec_status mrec_check_input_file(const char *path, const char *what);
+
+#endif

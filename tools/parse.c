@@ -1,0 +1,239 @@
+/* parse.c: the checked number parsers and input-path checks of mrec_parse.h.
+ *
+ * strtol, strtoull and strtod do the conversion; what they forgive is
+ * refused here first: leading spaces, a missing number ("" -> 0), text after
+ * the number ("1e12" read as 1 by atoi), hexadecimal, "inf" and "nan", and
+ * a minus sign before an unsigned number (strtoull wraps it).
+ */
+#include "mrec_parse.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The text as it goes into a message: quoted, cut at 64 characters. */
+#define SHOWN(s) (s) ? "'" : "", (s) ? (s) : "nothing", (s) ? (strlen(s) > 64 ? "...'" : "'") : ""
+#define SHOWN_FMT "%s%.64s%s"
+
+static int in_range(double x, double lo, double hi, int flags) {
+    return isfinite(x) && ((flags & MREC_OPEN_LO) ? x > lo : x >= lo) && ((flags & MREC_OPEN_HI) ? x < hi : x <= hi);
+}
+
+/* s begins like a base-10 number: an optional sign, then a digit (or, for
+ * reals, a decimal point). */
+static int number_start(const char *s, int allow_minus, int allow_point) {
+    if (*s == '+' || (allow_minus && *s == '-')) s++;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) return 0;
+    return (*s >= '0' && *s <= '9') || (allow_point && *s == '.' && s[1] >= '0' && s[1] <= '9');
+}
+
+mrec_status mrec_parse_int(const char *s, long lo, long hi, long *out) {
+    char *end = NULL;
+    long v = 0;
+    int ok = s && number_start(s, 1, 0);
+    if (ok) {
+        errno = 0;
+        v = strtol(s, &end, 10);
+        ok = !*end;
+        if (ok && errno == ERANGE)
+            return mrec_fail(MREC_ERR_ARG, "expected a whole number in [%ld, %ld], got " SHOWN_FMT " (out of range)", lo, hi, SHOWN(s));
+    }
+    if (!ok || v < lo || v > hi) return mrec_fail(MREC_ERR_ARG, "expected a whole number in [%ld, %ld], got " SHOWN_FMT, lo, hi, SHOWN(s));
+    *out = v;
+    return MREC_OK;
+}
+
+mrec_status mrec_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+    char *end = NULL;
+    unsigned long long v = 0;
+    int ok = s && number_start(s, 0, 0);
+    if (ok) {
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        ok = !*end && errno != ERANGE;
+    }
+    if (!ok || v < lo || v > hi)
+        return mrec_fail(MREC_ERR_ARG, "expected a whole number in [%llu, %llu], got " SHOWN_FMT, (unsigned long long)lo, (unsigned long long)hi,
+                         SHOWN(s));
+    *out = v;
+    return MREC_OK;
+}
+
+mrec_status mrec_parse_real(const char *s, double lo, double hi, int flags, double *out) {
+    char range[96];
+    snprintf(range, sizeof range, "%s%g, %g%s", flags & MREC_OPEN_LO ? "(" : "[", lo, hi, flags & MREC_OPEN_HI ? ")" : "]");
+    char *end = NULL;
+    double v = 0;
+    int ok = s && number_start(s, 1, 1);
+    if (ok) {
+        errno = 0;
+        v = strtod(s, &end);
+        ok = !*end;
+        /* ERANGE: too large for a double, or so small it lost its precision */
+        if (ok && (errno == ERANGE || !isfinite(v)))
+            return mrec_fail(MREC_ERR_ARG, "expected a number in %s, got " SHOWN_FMT " (out of range)", range, SHOWN(s));
+    }
+    if (!ok || !in_range(v, lo, hi, flags)) return mrec_fail(MREC_ERR_ARG, "expected a number in %s, got " SHOWN_FMT, range, SHOWN(s));
+    *out = v;
+    return MREC_OK;
+}
+
+mrec_status mrec_parse_double(const char *s, double lo, double hi, double *out) { return mrec_parse_real(s, lo, hi, 0, out); }
+
+mrec_status mrec_parse_reals(const char *s, int n, double lo, double hi, double *out) {
+    const char *p = s ? s : "";
+    for (int i = 0; i < n; i++) {
+        char part[64];
+        size_t len = strcspn(p, ",");
+        if (len >= sizeof part || (i < n - 1) != (p[len] == ','))
+            return mrec_fail(MREC_ERR_ARG, "expected %d numbers separated by commas, got " SHOWN_FMT, n, SHOWN(s));
+        memcpy(part, p, len), part[len] = 0;
+        mrec_status st = mrec_parse_double(part, lo, hi, &out[i]);
+        if (st) return st;
+        p += len + (p[len] == ',');
+    }
+    return MREC_OK;
+}
+
+/* ---- command-line options ---- */
+
+static int refused(const char *cmd, const char *opt) {
+    fprintf(stderr, "mrec %s: %s: %s\n", cmd, opt, mrec_error_detail());
+    return 1;
+}
+
+int mrec_opt_missing(const char *cmd, const char *opt, const char *v) {
+    if (v && strncmp(v, "--", 2) != 0) return 0;
+    fprintf(stderr, "mrec %s: %s needs a value%s%s%s\n", cmd, opt, v ? " (got the option '" : "", v ? v : "", v ? "')" : "");
+    return 1;
+}
+
+int mrec_opt_int(const char *cmd, const char *opt, const char *v, long lo, long hi, int *out) {
+    long x;
+    if (lo < -2147483647L) lo = -2147483647L;
+    if (hi > 2147483647L) hi = 2147483647L;
+    if (mrec_parse_int(v, lo, hi, &x)) return refused(cmd, opt);
+    *out = (int)x;
+    return 0;
+}
+
+int mrec_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t *out) {
+    return mrec_parse_u64(v, 0, UINT64_MAX, out) ? refused(cmd, opt) : 0;
+}
+
+int mrec_opt_float(const char *cmd, const char *opt, const char *v, double lo, double hi, int flags, float *out) {
+    double x;
+    if (mrec_parse_real(v, lo, hi, flags, &x)) return refused(cmd, opt);
+    float f = (float)x;
+    if (!in_range(f, lo, hi, flags)) { /* rounding to float may leave the range: lr 1e-50 -> 0 */
+        fprintf(stderr, "mrec %s: %s: '%.64s' is %g in single precision, outside the range\n", cmd, opt, v, (double)f);
+        return 1;
+    }
+    *out = f;
+    return 0;
+}
+
+/* ---- mrec train's numbers ---- */
+
+static const mrec_train_number TRAIN_NUMBERS[] = {
+    {"--epochs", 'i', 1, 1000000, 0},
+    {"--lr", 'r', 0, 100, MREC_OPEN_LO},
+    {"--reg", 'r', 0, 1e6, 0},
+    {"--dim", 'i', 1, 4096, 0},
+    {"--layers", 'i', 0, 16, 0},
+    {"--knn-k", 'i', 1, 100000, 0},
+    {"--lambda", 'r', 0, 1, 0},
+    {"--cl-weight", 'r', 0, 1e6, 0},
+    {"--target-dropout", 'r', 0, 1, MREC_OPEN_HI}, /* dropping everything leaves nothing to learn from */
+    {"--edge-dropout", 'r', 0, 1, MREC_OPEN_HI},
+    {"--node-dropout", 'r', 0, 1, MREC_OPEN_HI},
+    {"--mess-dropout", 'r', 0, 1, MREC_OPEN_HI},
+    {"--batch-size", 'i', 1, 1 << 24, 0},
+    {"--seed", 'u', 0, 0, 0},
+    {"--seed-split", 'u', 0, 0, 0},
+    {"--patience", 'i', 1, 1000000, 0},
+    {"--eval-every", 'i', 1, 1000000, 0},
+    {"--threshold", 'r', -1e9, 1e9, 0},
+    {"--min-rating", 'r', -1e9, 1e9, 0},
+    {"--threads", 'i', 0, 1024, 0}, /* 0: one per core */
+    {"--kcore", 'i', 0, 1000000, 0}, /* 0: no filter */
+    {"--neighbours", 'i', 1, 100000, 0},
+    {"--save-topk", 'i', 0, 100000, 0}, /* 0: no recommendations.tsv */
+};
+
+const mrec_train_number *mrec_train_number_find(const char *flag) {
+    for (size_t i = 0; i < sizeof TRAIN_NUMBERS / sizeof TRAIN_NUMBERS[0]; i++)
+        if (!strcmp(TRAIN_NUMBERS[i].flag, flag)) return &TRAIN_NUMBERS[i];
+    return NULL;
+}
+
+mrec_status mrec_train_number_check(const char *flag, const char *v) {
+    const mrec_train_number *n = mrec_train_number_find(flag);
+    long i;
+    uint64_t u;
+    double r;
+    if (!n) return mrec_fail(MREC_ERR_ARG, "%s is not a numeric option of mrec train", flag);
+    if (n->kind == 'i') return mrec_parse_int(v, (long)n->lo, (long)n->hi, &i);
+    if (n->kind == 'u') return mrec_parse_u64(v, 0, UINT64_MAX, &u);
+    if (mrec_parse_real(v, n->lo, n->hi, n->flags, &r)) return MREC_ERR_ARG;
+    if (!in_range((float)r, n->lo, n->hi, n->flags))
+        return mrec_fail(MREC_ERR_ARG, "'%.64s' is %g in single precision, outside the range", v, (double)(float)r);
+    return MREC_OK;
+}
+
+int mrec_train_int(const char *flag, const char *v, int *out) {
+    const mrec_train_number *n = mrec_train_number_find(flag);
+    return mrec_opt_int("train", flag, v, (long)n->lo, (long)n->hi, out);
+}
+
+int mrec_train_float(const char *flag, const char *v, float *out) {
+    const mrec_train_number *n = mrec_train_number_find(flag);
+    return mrec_opt_float("train", flag, v, n->lo, n->hi, n->flags, out);
+}
+
+int mrec_train_u64(const char *flag, const char *v, uint64_t *out) { return mrec_opt_u64("train", flag, v, out); }
+
+/* ---- input files ---- */
+
+static const char *file_kind(mode_t m) {
+    return S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a file";
+}
+
+mrec_status mrec_check_input(const char *path, const char *what, int allow_dir) {
+    if (!path || !*path) return mrec_fail(MREC_ERR_ARG, "%s: an empty path", what);
+    struct stat sb;
+    if (stat(path, &sb) != 0) return mrec_fail(MREC_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) {
+        if (!allow_dir) return mrec_fail(MREC_ERR_IO, "%s '%s': a folder, where a file is expected", what, path);
+        DIR *d = opendir(path);
+        if (!d) return mrec_fail(MREC_ERR_IO, "%s '%s': cannot read the folder (%s)", what, path, strerror(errno));
+        mrec_status st = MREC_OK;
+        for (struct dirent *e; !st && (e = readdir(d));) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char p[4096];
+            struct stat eb;
+            if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) >= (int)sizeof p) continue;
+            /* a dangling link is left to the reader that wants it, which names it */
+            if (stat(p, &eb) == 0 && !S_ISREG(eb.st_mode) && !S_ISDIR(eb.st_mode))
+                st = mrec_fail(MREC_ERR_IO, "%s '%s': holds %s, %s, not a regular file", what, path, e->d_name, file_kind(eb.st_mode));
+        }
+        closedir(d);
+        return st;
+    }
+    if (!S_ISREG(sb.st_mode)) return mrec_fail(MREC_ERR_IO, "%s '%s': %s, not a regular file", what, path, file_kind(sb.st_mode));
+    /* O_NONBLOCK: should the path have become a FIFO since stat, open still returns */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return mrec_fail(MREC_ERR_IO, "%s '%s': cannot open (%s)", what, path, strerror(errno));
+    int regular = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+    close(fd);
+    if (!regular) return mrec_fail(MREC_ERR_IO, "%s '%s': not a regular file", what, path);
+    return MREC_OK;
+}
+
+mrec_status mrec_check_input_file(const char *path, const char *what) { return mrec_check_input(path, what, 0); }
