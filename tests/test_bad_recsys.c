@@ -76,7 +76,7 @@ static int expect(const char *what, mrec_status got, mrec_status want, const cha
     const char *detail = mrec_error_detail();
     int ok = got == want;
     for (int i = 0; ok && mentions[i]; i++) ok = strstr(detail, mentions[i]) != NULL;
-    if (getenv("SHOW")) fprintf(stderr, "  %-45s %s\n", what, detail);
+    if (getenv("MREC_TEST_VERBOSE")) /* every message, for reading them side by side */ fprintf(stderr, "  %-45s %s\n", what, detail);
     return t_check(ok, "%s: got %s (%s), want %s mentioning every word expected", what, mrec_strerror(got), detail,
                    mrec_strerror(want));
 }
