@@ -351,7 +351,8 @@ void mrec_features_free(mrec_features *f);
  * or a draw of N(mean, std) per dimension (noise = 1), so the modality no
  * longer tells items apart. */
 mrec_status mrec_features_knockout(mrec_features *f, int noise, mrec_rng *rng);
-/* Drops the interactions of items with keep_item[i] == 0 and renumbers. */
+/* Drops the interactions of items with keep_item[i] == 0 and renumbers; on
+ * split data, a part left empty is an error (mrec_check_split). */
 mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
 
 /* ---- models ------------------------------------------------------------------------- */

@@ -87,6 +87,7 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item) {
     for (int64_t k = 0; k < x->n; k++) keep[k] = keep_item[x->item[k]];
     mrec_status st = compact(x, keep);
     free(keep);
+    if (!st && x->has_split) st = mrec_check_split(x, 0);
     return st;
 }
 
