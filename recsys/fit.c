@@ -68,6 +68,12 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     const mrec_user_items *test_mask = opt->mask_valid_in_test && has_valid ? valid : NULL;
     mrec_status st;
 
+    const char *name = m->name ? m->name : "model";
+    /* No pairs would make every epoch's mean loss 0 / 0 and "train" nothing
+     * (and leave MostPop or ItemKNN nothing to count). */
+    if (train->row_ptr[train->n_rows] == 0)
+        return mrec_fail(MREC_ERR_ARG, "fit: %s: no training pairs; check the data's train split", name);
+
     if (!m->loss_grad) { /* nothing to train */
         double t0 = now();
         if (m->prepare && (st = m->prepare(m->self))) return st;
@@ -78,10 +84,6 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         return st;
     }
 
-    const char *name = m->name ? m->name : "model";
-    /* No pairs would make every epoch's mean loss 0 / 0 and "train" nothing. */
-    if (train->row_ptr[train->n_rows] == 0)
-        return mrec_fail(MREC_ERR_ARG, "fit: %s: no training pairs; check the data's train split", name);
     mrec_bpr_sampler sampler;
     mrec_adam adam;
     if ((st = mrec_bpr_sampler_init(&sampler, train))) return st;

@@ -441,6 +441,10 @@ static void test_fit(mrec_pool *pool) {
     expect("no training pairs", mrec_fit(&r, &m, &empty, NULL, &test, k, 1, 1, &opt, pool), MREC_ERR_ARG,
            M("emptymodel", "no training pairs"));
     free(r.topk);
+    m.loss_grad = NULL, m.name = "countmodel"; /* a model without training (MostPop's kind) */
+    expect("no training pairs, nothing to train", mrec_fit(&r, &m, &empty, NULL, &test, k, 1, 1, &opt, pool), MREC_ERR_ARG,
+           M("countmodel", "no training pairs"));
+    free(r.topk);
     /* a real model on data with no training pairs: the same error, not a NaN epoch */
     mrec_rng rng = {1};
     mrec_model b;
