@@ -422,7 +422,7 @@ static int find_column(char **f, int n, const char *const *names) {
     return -1;
 }
 
-/* MMRec's .inter into b; *cols receives which optional columns it has. */
+/* MMRec's .inter into b, and which optional columns its header names. */
 static mrec_status read_inter(builder *b, const char *path, int *has_rating, int *has_time, int *has_split) {
     reader r;
     mrec_status st = reader_open(&r, path, b->opt.max_line);
