@@ -1,19 +1,32 @@
 /* data.c: reading interaction files into dense ids.
  *
- * Every line is checked: a wrong column count, a non-numeric rating or
- * split label is an error naming the file and the line, and nothing is
- * half-loaded. Ids are strings; see mrec_recsys.h for how they are numbered.
+ * One reading path for every format (.inter, Elliot TSV and fixed splits,
+ * LightGCN adjacency lists): a regular-file check, a line reader with hard
+ * caps, field and number checks, then one pass that keeps each (user, item)
+ * pair once and checks the splits. The rules are listed in mrec_recsys.h.
+ * Nothing is half-loaded: any error frees what was read. Ids are strings;
+ * see mrec_recsys.h for how they are numbered.
  */
 #include "mrec_recsys.h"
 
+#include "recsys_internal.h"
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_FIELDS 64
+#define MAX_ID_BYTES 4096
+#define DEFAULT_MAX_LINE ((int64_t)1 << 24)
 
 /* ---- string -> dense id (open addressing) ---- */
 
@@ -46,6 +59,7 @@ static int id_map_grow(id_map *m) {
 
 /* The id of name (len bytes), adding it if new; -1 on out of memory. */
 static int32_t id_map_get(id_map *m, const char *name, size_t len) {
+    if (m->n >= (1 << 30)) return -1; /* ids stay well inside int32 and the slot table's size_t math */
     if ((size_t)(m->n + 1) * 2 > m->n_slots && !id_map_grow(m)) return -1;
     size_t at = hash_str(name, len) & (m->n_slots - 1);
     while (m->slots[at]) {
@@ -68,18 +82,49 @@ static int32_t id_map_get(id_map *m, const char *name, size_t len) {
     return m->n++;
 }
 
+/* ---- options and notices ---- */
+
+mrec_load_options mrec_load_defaults(void) {
+    mrec_load_options o = {.duplicates = MREC_DUPLICATES_DROP, .max_line = DEFAULT_MAX_LINE};
+    return o;
+}
+
+void mrec_interactions_notice(const mrec_interactions *x, const char *fmt, ...) {
+    char line[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    /* the one thing loading says without being asked: what it changed in the data */
+    if (x->notice) x->notice(x->notice_ctx, line);
+    else fprintf(stderr, "%s\n", line);
+}
+
 /* ---- the growing result ---- */
+
+#define MAX_FILES 3
 
 typedef struct {
     mrec_interactions x;
     int64_t cap;
     id_map users, items;
+    int64_t *line;              /* (n) the line of each row, for messages */
+    int8_t *file;               /* (n) which of paths[] it came from */
+    const char *paths[MAX_FILES];
+    int n_files;
+    mrec_load_options opt;
 } builder;
 
-static mrec_status push(builder *b, const char *user, size_t ul, const char *item, size_t il, float rating,
-                        int64_t ts, int split, const char *path, long line) {
+static void builder_init(builder *b, const mrec_load_options *opt) {
+    memset(b, 0, sizeof *b);
+    b->opt = opt ? *opt : mrec_load_defaults();
+    if (b->opt.max_line <= 0) b->opt.max_line = DEFAULT_MAX_LINE;
+}
+
+static mrec_status push(builder *b, const char *user, size_t ul, const char *item, size_t il, float rating, int64_t ts,
+                        int split, const char *path, long line) {
     if (b->x.n == b->cap) {
-        int64_t cap = b->cap ? b->cap * 2 : 1 << 16;
+        int64_t cap = b->cap ? b->cap * 2 : 1 << 12;
         int32_t *u = realloc(b->x.user, (size_t)cap * sizeof *u);
         if (u) b->x.user = u;
         int32_t *i = realloc(b->x.item, (size_t)cap * sizeof *i);
@@ -90,22 +135,31 @@ static mrec_status push(builder *b, const char *user, size_t ul, const char *ite
         if (t) b->x.timestamp = t;
         int8_t *s = realloc(b->x.split, (size_t)cap * sizeof *s);
         if (s) b->x.split = s;
-        if (!u || !i || !r || !t || !s) return mrec_fail(MREC_ERR_NOMEM, "%s: line %ld: out of memory", path, line);
+        int64_t *l = realloc(b->line, (size_t)cap * sizeof *l);
+        if (l) b->line = l;
+        int8_t *f = realloc(b->file, (size_t)cap * sizeof *f);
+        if (f) b->file = f;
+        if (!u || !i || !r || !t || !s || !l || !f) return mrec_fail(MREC_ERR_NOMEM, "%s: line %ld: out of memory", path, line);
         b->cap = cap;
     }
     int32_t uid = id_map_get(&b->users, user, ul), iid = id_map_get(&b->items, item, il);
-    if (uid < 0 || iid < 0) return mrec_fail(MREC_ERR_NOMEM, "%s: line %ld: out of memory", path, line);
+    if (uid < 0 || iid < 0)
+        return mrec_fail(MREC_ERR_NOMEM, "%s: line %ld: out of memory (or over 2^30 distinct ids)", path, line);
     int64_t k = b->x.n++;
     b->x.user[k] = uid, b->x.item[k] = iid, b->x.rating[k] = rating, b->x.timestamp[k] = ts, b->x.split[k] = (int8_t)split;
+    b->line[k] = line, b->file[k] = (int8_t)(b->n_files - 1);
     return MREC_OK;
 }
 
 /* A canonical non-negative integer ("0", "17"; not "007" or "-3"), into *v. */
 static int as_index(const char *s, long long *v) {
     if (!isdigit((unsigned char)s[0]) || (s[0] == '0' && s[1]) || strlen(s) > 15) return 0;
-    for (const char *p = s; *p; p++)
+    long long acc = 0;
+    for (const char *p = s; *p; p++) {
         if (!isdigit((unsigned char)*p)) return 0;
-    *v = atoll(s);
+        acc = acc * 10 + (*p - '0'); /* at most 15 digits: no overflow */
+    }
+    *v = acc;
     return 1;
 }
 
@@ -138,12 +192,24 @@ static mrec_status numeric_order(id_map *m, int32_t *ids, int64_t n) {
     return MREC_OK;
 }
 
+/* Hands the builder's arrays to x (or frees them); the line and file columns go. */
+static void release(builder *b) {
+    free(b->users.slots), free(b->items.slots), free(b->line), free(b->file);
+    b->users.slots = b->items.slots = NULL, b->line = NULL, b->file = NULL;
+    b->x.user_names = b->users.names, b->x.item_names = b->items.names;
+    b->x.n_users = b->users.n, b->x.n_items = b->items.n;
+    b->x.notice = b->opt.notice, b->x.notice_ctx = b->opt.notice_ctx;
+}
+
+static void abandon(builder *b) {
+    release(b);
+    mrec_interactions_free(&b->x);
+}
+
 static mrec_status finish(builder *b, mrec_interactions *out) {
     mrec_status st = numeric_order(&b->users, b->x.user, b->x.n);
     if (!st) st = numeric_order(&b->items, b->x.item, b->x.n);
-    free(b->users.slots), free(b->items.slots);
-    b->x.user_names = b->users.names, b->x.item_names = b->items.names;
-    b->x.n_users = b->users.n, b->x.n_items = b->items.n;
+    release(b);
     if (st) {
         mrec_interactions_free(&b->x);
         return st;
@@ -152,21 +218,110 @@ static mrec_status finish(builder *b, mrec_interactions *out) {
     return MREC_OK;
 }
 
-static void abandon(builder *b) {
-    free(b->users.slots), free(b->items.slots);
-    b->x.user_names = b->users.names, b->x.item_names = b->items.names;
-    b->x.n_users = b->users.n, b->x.n_items = b->items.n;
-    mrec_interactions_free(&b->x);
+/* ---- files and lines ---- */
+
+mrec_status mrec_open_regular(FILE **fp, const char *path) {
+    *fp = NULL;
+    /* Non-blocking, so a FIFO with no writer cannot hold the open; then fstat
+     * decides before any byte is read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot stat (%s)", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        const char *kind = S_ISDIR(sb.st_mode) ? "a folder" : S_ISFIFO(sb.st_mode) ? "a FIFO" : S_ISCHR(sb.st_mode) ? "a character device"
+                           : S_ISBLK(sb.st_mode) ? "a block device" : S_ISSOCK(sb.st_mode) ? "a socket" : "not a regular file";
+        return mrec_fail(MREC_ERR_IO, "%s: is %s; expected a regular file", path, kind);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    *fp = fdopen(fd, "r");
+    if (!*fp) {
+        int e = errno;
+        close(fd);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(e));
+    }
+    return MREC_OK;
 }
 
-/* Splits line at sep (in place); returns the field count, at most MAX_FIELDS + 1. */
-static int split_fields(char *line, char sep, char **f, size_t *len) {
+typedef struct {
+    FILE *fp;
+    const char *path;
+    long line_no;
+    char *buf;
+    size_t len, cap;
+    int64_t max;
+} reader;
+
+static mrec_status reader_open(reader *r, const char *path, int64_t max_line) {
+    memset(r, 0, sizeof *r);
+    r->path = path, r->max = max_line;
+    return mrec_open_regular(&r->fp, path);
+}
+
+static void reader_close(reader *r) {
+    if (r->fp) fclose(r->fp);
+    free(r->buf);
+    memset(r, 0, sizeof *r);
+}
+
+/* The next line into r->buf, NUL-terminated, without "\n" or "\r\n"; *got = 0
+ * at the end of the file. Read a byte at a time so a NUL or an endless line
+ * is caught before it costs memory. */
+static mrec_status next_line(reader *r, int *got) {
+    *got = 0;
+    r->len = 0;
+    int c;
+    while ((c = getc_unlocked(r->fp)) != EOF && c != '\n') {
+        if ((int64_t)r->len >= r->max)
+            return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: longer than %lld bytes", r->path, r->line_no + 1, (long long)r->max);
+        if (c == '\0')
+            return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, byte %zu: a NUL byte; expected text", r->path, r->line_no + 1,
+                             r->len + 1);
+        if (r->len + 2 > r->cap) {
+            size_t cap = r->cap ? r->cap * 2 : 256;
+            char *buf = realloc(r->buf, cap);
+            if (!buf) return mrec_fail(MREC_ERR_NOMEM, "%s: line %ld: out of memory", r->path, r->line_no + 1);
+            r->buf = buf, r->cap = cap;
+        }
+        r->buf[r->len++] = (char)c;
+    }
+    if (ferror(r->fp)) return mrec_fail(MREC_ERR_IO, "%s: line %ld: read failed (%s)", r->path, r->line_no + 1, strerror(errno));
+    if (c == EOF && r->len == 0) return MREC_OK;
+    r->line_no++;
+    if (!r->buf) { /* an empty line before any byte was stored */
+        if (!(r->buf = malloc(256))) return mrec_fail(MREC_ERR_NOMEM, "%s: out of memory", r->path);
+        r->cap = 256;
+    }
+    if (r->len && r->buf[r->len - 1] == '\r') r->len--;
+    r->buf[r->len] = '\0';
+    if (r->line_no == 1 && r->len >= 3 && memcmp(r->buf, "\xEF\xBB\xBF", 3) == 0) { /* UTF-8 byte-order mark */
+        memmove(r->buf, r->buf + 3, r->len - 2);
+        r->len -= 3;
+    }
+    for (size_t k = 0; k < r->len; k++) {
+        unsigned char b = (unsigned char)r->buf[k];
+        if ((b < 0x20 && b != '\t') || b == 0x7f)
+            return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, byte %zu: control character 0x%02x; expected text with tab-separated "
+                             "columns and \\n or \\r\\n line ends", r->path, r->line_no, k + 1, b);
+    }
+    *got = 1;
+    return MREC_OK;
+}
+
+/* Splits a line at tabs (in place); the field count, or -1 past MAX_FIELDS. */
+static int split_tabs(char *line, char **f, size_t *len) {
     int n = 0;
     char *p = line;
     for (;;) {
-        if (n > MAX_FIELDS) return n;
+        if (n == MAX_FIELDS) return -1;
         f[n] = p;
-        char *e = strchr(p, sep);
+        char *e = strchr(p, '\t');
         len[n] = e ? (size_t)(e - p) : strlen(p);
         n++;
         if (!e) return n;
@@ -175,35 +330,87 @@ static int split_fields(char *line, char sep, char **f, size_t *len) {
     }
 }
 
-/* Opens a data file; a folder or a missing file is an error naming it. */
-static mrec_status open_data(FILE **fp, const char *path) {
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return mrec_fail(MREC_ERR_IO, "%s: is a folder, expected a file", path);
-    *fp = fopen(path, "r");
-    if (!*fp) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+/* ---- fields ---- */
+
+static mrec_status check_id(const reader *r, int col, const char *what, size_t len) {
+    if (len == 0) return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: empty %s id", r->path, r->line_no, col, what);
+    if (len > MAX_ID_BYTES)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: %s id of %zu bytes; at most %d", r->path, r->line_no, col, what,
+                         len, MAX_ID_BYTES);
     return MREC_OK;
 }
 
-static void chomp(char *line, ssize_t *n) {
-    while (*n > 0 && (line[*n - 1] == '\n' || line[*n - 1] == '\r')) line[--*n] = '\0';
-}
-
-static int parse_float(const char *s, float *v) {
-    char *end;
-    errno = 0;
-    *v = strtof(s, &end);
-    return end != s && *end == '\0' && errno == 0;
-}
-
-static int parse_int64(const char *s, int64_t *v) {
-    char *end;
-    errno = 0;
-    double d = strtod(s, &end); /* timestamps are sometimes written as floats */
-    if (end == s || *end != '\0' || errno || d != d || d < -9e18 || d > 9e18) return 0;
-    *v = (int64_t)d;
+/* Only the characters of a decimal number: no spaces, hex, or words like nan. */
+static int decimal_chars(const char *s) {
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!isdigit((unsigned char)*s) && *s != '+' && *s != '-' && *s != '.' && *s != 'e' && *s != 'E') return 0;
     return 1;
 }
+
+static int non_finite_word(const char *s) {
+    if (*s == '+' || *s == '-') s++;
+    return !strcasecmp(s, "nan") || !strcasecmp(s, "inf") || !strcasecmp(s, "infinity");
+}
+
+static mrec_status parse_rating(const reader *r, int col, const char *s, float *v) {
+    if (non_finite_word(s))
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: rating '%s' is not finite; expected a number", r->path,
+                         r->line_no, col, s);
+    char *end = NULL;
+    double d = 0;
+    if (decimal_chars(s)) {
+        errno = 0;
+        d = strtod(s, &end);
+    }
+    if (!end || end == s || *end)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: rating '%s' is not a number%s", r->path, r->line_no, col, s,
+                         r->line_no == 1 && isalpha((unsigned char)s[0]) ? " (a header? this format has none)" : "");
+    if (!isfinite(d) || fabs(d) > FLT_MAX)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: rating '%s' is out of range; expected a finite float", r->path,
+                         r->line_no, col, s);
+    *v = (float)d;
+    return MREC_OK;
+}
+
+static mrec_status parse_timestamp(const reader *r, int col, const char *s, int64_t *v) {
+    char *end = NULL;
+    int whole = decimal_chars(s) && strspn(s, "0123456789+-") == strlen(s);
+    if (whole) { /* integers as integers: past 2^53 a double would round them */
+        errno = 0;
+        long long t = strtoll(s, &end, 10);
+        if (end != s && !*end) {
+            if (errno == ERANGE || t < 0)
+                return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: timestamp '%s' is %s; expected whole seconds >= 0",
+                                 r->path, r->line_no, col, s, errno == ERANGE ? "out of range" : "negative");
+            *v = t;
+            return MREC_OK;
+        }
+    } else if (decimal_chars(s)) { /* "978300760.0", "9.7e8" */
+        errno = 0;
+        double d = strtod(s, &end);
+        if (end != s && !*end) {
+            if (!isfinite(d) || d < 0 || d >= 9.2e18 || d != floor(d))
+                return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: timestamp '%s' is %s; expected whole seconds >= 0",
+                                 r->path, r->line_no, col, s, d < 0 ? "negative" : d != floor(d) ? "not whole" : "out of range");
+            *v = (int64_t)d;
+            return MREC_OK;
+        }
+    }
+    return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: timestamp '%s' is not a number%s", r->path, r->line_no, col, s,
+                     non_finite_word(s) ? " (not finite)" : "");
+}
+
+static mrec_status parse_label(const reader *r, int col, const char *name, const char *s, int *v) {
+    if ((s[0] == '0' || s[0] == '1' || s[0] == '2') && !s[1]) {
+        *v = s[0] - '0';
+        return MREC_OK;
+    }
+    return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: %s '%s' is not 0 (train), 1 (valid) or 2 (test)", r->path,
+                     r->line_no, col, name, s);
+}
+
+/* ---- the three formats ---- */
 
 /* Column `name` of the header, accepting "name" and "name:type". */
 static int find_column(char **f, int n, const char *const *names) {
@@ -215,170 +422,342 @@ static int find_column(char **f, int n, const char *const *names) {
     return -1;
 }
 
-mrec_status mrec_load_inter(mrec_interactions *out, const char *path) {
-    memset(out, 0, sizeof *out);
-    FILE *fp;
-    mrec_status st = open_data(&fp, path);
+/* MMRec's .inter into b, and which optional columns its header names. */
+static mrec_status read_inter(builder *b, const char *path, int *has_rating, int *has_time, int *has_split) {
+    reader r;
+    mrec_status st = reader_open(&r, path, b->opt.max_line);
     if (st) return st;
-    builder b = {0};
-    char *line = NULL, *f[MAX_FIELDS + 1];
-    size_t cap = 0, len[MAX_FIELDS + 1];
-    ssize_t n;
-    long line_no = 0;
-    int cu = -1, ci = -1, cr = -1, ct = -1, cs = -1, n_cols = 0;
-    char split_col[16] = "x_label"; /* as the header names it */
+    b->paths[b->n_files++] = path;
+    char *f[MAX_FIELDS];
+    size_t len[MAX_FIELDS];
+    int cu = -1, ci = -1, cr = -1, ct = -1, cs = -1, n_cols = 0, got;
+    long header_line = 0;
+    char split_col[64] = "x_label"; /* as the header names it */
     static const char *const user_names[] = {"userID", "user_id", "user", NULL};
     static const char *const item_names[] = {"itemID", "item_id", "item", NULL};
     static const char *const rating_names[] = {"rating", NULL};
     static const char *const time_names[] = {"timestamp", NULL};
     static const char *const split_names[] = {"x_label", "split", NULL};
-    while (!st && (n = getline(&line, &cap, fp)) >= 0) {
-        line_no++;
-        chomp(line, &n);
-        if (n == 0) continue;
-        int k = split_fields(line, '\t', f, len);
-        if (line_no == 1) {
-            n_cols = k;
+    while (!st && !(st = next_line(&r, &got)) && got) {
+        if (r.len == 0) continue;
+        int k = split_tabs(r.buf, f, len);
+        if (k < 0) {
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: more than %d columns", path, r.line_no, MAX_FIELDS);
+            break;
+        }
+        if (!header_line) {
+            header_line = r.line_no, n_cols = k;
             cu = find_column(f, k, user_names), ci = find_column(f, k, item_names);
             cr = find_column(f, k, rating_names), ct = find_column(f, k, time_names), cs = find_column(f, k, split_names);
             if (cs >= 0) snprintf(split_col, sizeof split_col, "%s", f[cs]);
             if (cu < 0 || ci < 0)
-                st = mrec_fail(MREC_ERR_FORMAT, "%s: line 1: the header names no user column (userID, user_id) or no "
-                               "item column (itemID, item_id)", path);
+                st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: the header names no user column (userID, user_id, user) or no "
+                               "item column (itemID, item_id, item)", path, r.line_no);
             continue;
         }
         if (k != n_cols) {
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: %d columns, the header has %d", path, line_no, k, n_cols);
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: %d columns, the header (line %ld) has %d", path, r.line_no, k,
+                           header_line, n_cols);
             break;
         }
         float rating = 1.0f;
-        int64_t ts = 0, label = 0;
-        if (len[cu] == 0 || len[ci] == 0) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: empty user or item id", path, line_no);
-        else if (cr >= 0 && !parse_float(f[cr], &rating))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: rating '%s' is not a number", path, line_no, f[cr]);
-        else if (ct >= 0 && !parse_int64(f[ct], &ts))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: timestamp '%s' is not a number", path, line_no, f[ct]);
-        else if (cs >= 0 && (!parse_int64(f[cs], &label) || label < 0 || label > 2))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: %s '%s' is not 0, 1 or 2", path, line_no, split_col, f[cs]);
-        else st = push(&b, f[cu], len[cu], f[ci], len[ci], rating, ts, (int)label, path, line_no);
+        int64_t ts = 0;
+        int label = 0;
+        if ((st = check_id(&r, cu + 1, "user", len[cu])) || (st = check_id(&r, ci + 1, "item", len[ci]))) break;
+        if (cr >= 0 && (st = parse_rating(&r, cr + 1, f[cr], &rating))) break;
+        if (ct >= 0 && (st = parse_timestamp(&r, ct + 1, f[ct], &ts))) break;
+        if (cs >= 0 && (st = parse_label(&r, cs + 1, split_col, f[cs], &label))) break;
+        st = push(b, f[cu], len[cu], f[ci], len[ci], rating, ts, label, path, r.line_no);
     }
-    free(line);
-    fclose(fp);
-    if (!st && line_no == 0) st = mrec_fail(MREC_ERR_FORMAT, "%s: empty file", path);
-    if (st) {
-        abandon(&b);
-        return st;
-    }
-    b.x.has_split = cs >= 0, b.x.has_rating = cr >= 0, b.x.has_timestamp = ct >= 0;
-    return finish(&b, out);
+    if (!st && !header_line) st = mrec_fail(MREC_ERR_FORMAT, "%s: empty file; expected a header and rows", path);
+    else if (!st && b->x.n == 0) st = mrec_fail(MREC_ERR_FORMAT, "%s: a header (line %ld) and no interactions", path, header_line);
+    reader_close(&r);
+    *has_rating = cr >= 0, *has_time = ct >= 0, *has_split = cs >= 0;
+    return st;
 }
 
 /* One Elliot TSV into b, every pair labelled split; *n_cols must agree across files. */
 static mrec_status read_tsv(builder *b, const char *path, int split, int *n_cols) {
-    FILE *fp;
-    mrec_status st = open_data(&fp, path);
+    reader r;
+    mrec_status st = reader_open(&r, path, b->opt.max_line);
     if (st) return st;
-    char *line = NULL, *f[MAX_FIELDS + 1];
-    size_t cap = 0, len[MAX_FIELDS + 1];
-    ssize_t n;
-    long line_no = 0;
+    b->paths[b->n_files++] = path;
+    char *f[MAX_FIELDS];
+    size_t len[MAX_FIELDS];
     int64_t before = b->x.n;
-    while (!st && (n = getline(&line, &cap, fp)) >= 0) {
-        line_no++;
-        chomp(line, &n);
-        if (n == 0) continue;
-        int k = split_fields(line, '\t', f, len);
-        if (k < 2 || k > 4 || (*n_cols && k != *n_cols)) {
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: %d columns; expected user, item [, rating [, timestamp]] "
-                           "on every line alike", path, line_no, k);
+    int got;
+    while (!st && !(st = next_line(&r, &got)) && got) {
+        if (r.len == 0) continue;
+        int k = split_tabs(r.buf, f, len);
+        if (k < 0) {
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: more than %d columns; expected 2 to 4: user, item [, rating [, "
+                           "timestamp]]", path, r.line_no, MAX_FIELDS);
+            break;
+        }
+        if (k < 2 || k > 4) {
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: %d column%s; expected 2 to 4: user, item [, rating [, timestamp]]",
+                           path, r.line_no, k, k == 1 ? " (no tab)" : "s");
+            break;
+        }
+        if (*n_cols && k != *n_cols) {
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: %d columns, the rows before have %d; every line alike", path, r.line_no,
+                           k, *n_cols);
             break;
         }
         *n_cols = k;
         float rating = 1.0f;
         int64_t ts = 0;
-        if (len[0] == 0 || len[1] == 0) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: empty user or item id", path, line_no);
-        else if (k >= 3 && !parse_float(f[2], &rating))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: rating '%s' is not a number", path, line_no, f[2]);
-        else if (k == 4 && !parse_int64(f[3], &ts))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %ld: timestamp '%s' is not a number", path, line_no, f[3]);
-        else st = push(b, f[0], len[0], f[1], len[1], rating, ts, split, path, line_no);
+        if ((st = check_id(&r, 1, "user", len[0])) || (st = check_id(&r, 2, "item", len[1]))) break;
+        if (k >= 3 && (st = parse_rating(&r, 3, f[2], &rating))) break;
+        if (k == 4 && (st = parse_timestamp(&r, 4, f[3], &ts))) break;
+        st = push(b, f[0], len[0], f[1], len[1], rating, ts, split, path, r.line_no);
     }
-    free(line);
-    fclose(fp);
-    if (!st && b->x.n == before) st = mrec_fail(MREC_ERR_FORMAT, "%s: no interactions", path);
+    if (!st && b->x.n == before)
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: %s; expected rows of user, item [, rating [, timestamp]]", path,
+                       r.line_no ? "no interactions, only blank lines" : "empty file, no interactions");
+    reader_close(&r);
     return st;
 }
 
-mrec_status mrec_load_tsv_splits(mrec_interactions *out, const char *train, const char *valid, const char *test) {
-    memset(out, 0, sizeof *out);
-    builder b = {0};
-    int n_cols = 0;
-    mrec_status st = read_tsv(&b, train, MREC_SPLIT_TRAIN, &n_cols);
-    if (!st && valid) st = read_tsv(&b, valid, MREC_SPLIT_VALID, &n_cols);
-    if (!st && test) st = read_tsv(&b, test, MREC_SPLIT_TEST, &n_cols);
-    if (st) {
-        abandon(&b);
-        return st;
-    }
-    b.x.has_rating = n_cols >= 3, b.x.has_timestamp = n_cols == 4, b.x.has_split = test != NULL;
-    return finish(&b, out);
-}
-
-mrec_status mrec_load_tsv(mrec_interactions *out, const char *path) { return mrec_load_tsv_splits(out, path, NULL, NULL); }
-
-/* Lines "user item item ..." (spaces) into builder with the given split. */
+/* Lines "user item item ..." (spaces or tabs) into b with the given split. */
 static mrec_status read_adjacency(builder *b, const char *path, int split) {
-    FILE *fp;
-    mrec_status st = open_data(&fp, path);
+    reader r;
+    mrec_status st = reader_open(&r, path, b->opt.max_line);
     if (st) return st;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long line_no = 0;
-    while (!st && (n = getline(&line, &cap, fp)) >= 0) {
-        line_no++;
-        chomp(line, &n);
-        char *p = line, *user = NULL;
+    b->paths[b->n_files++] = path;
+    int64_t before = b->x.n;
+    int got;
+    while (!st && !(st = next_line(&r, &got)) && got) {
+        char *p = r.buf, *user = NULL;
         size_t ulen = 0;
-        while (!st && *p) {
+        for (int col = 1; !st && *p; col++) {
             while (*p == ' ' || *p == '\t') p++;
             if (!*p) break;
             char *tok = p;
             while (*p && *p != ' ' && *p != '\t') p++;
             size_t tlen = (size_t)(p - tok);
+            if ((st = check_id(&r, col, col == 1 ? "user" : "item", tlen))) break;
             if (!user) user = tok, ulen = tlen;
-            else st = push(b, user, ulen, tok, tlen, 1.0f, 0, split, path, line_no);
+            else st = push(b, user, ulen, tok, tlen, 1.0f, 0, split, path, r.line_no);
         }
     }
-    free(line);
-    fclose(fp);
+    if (!st && b->x.n == before)
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: %s; expected lines of user item item ...", path,
+                       r.line_no ? "no interactions" : "empty file, no interactions");
+    reader_close(&r);
     return st;
 }
 
-mrec_status mrec_load_lightgcn(mrec_interactions *out, const char *path) {
+/* ---- one row per pair ---- */
+
+typedef struct {
+    uint64_t pair;
+    int64_t ts, row;
+    int split;
+} row_key;
+
+/* By pair, then the row that wins: earliest split, earliest time, first read. */
+static int by_pair(const void *a, const void *b) {
+    const row_key *x = a, *y = b;
+    if (x->pair != y->pair) return x->pair < y->pair ? -1 : 1;
+    if (x->split != y->split) return x->split < y->split ? -1 : 1;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+static const char *split_name(int s) { return s == MREC_SPLIT_TRAIN ? "train" : s == MREC_SPLIT_VALID ? "valid" : "test"; }
+
+/* Keeps one row per (user, item) pair, or fails on the first repeat. */
+static mrec_status one_row_per_pair(builder *b, int has_time) {
+    int64_t n = b->x.n;
+    if (n == 0) return MREC_OK;
+    row_key *keys = malloc(sizeof *keys * (size_t)n);
+    uint8_t *keep = malloc((size_t)n);
+    if (!keys || !keep) {
+        free(keys), free(keep);
+        return mrec_fail(MREC_ERR_NOMEM, "%s: checking %lld rows for repeated pairs", b->x.source, (long long)n);
+    }
+    for (int64_t k = 0; k < n; k++) {
+        keys[k].pair = (uint64_t)(uint32_t)b->x.user[k] << 32 | (uint32_t)b->x.item[k];
+        keys[k].ts = has_time ? b->x.timestamp[k] : 0, keys[k].row = k, keys[k].split = b->x.split[k];
+    }
+    qsort(keys, (size_t)n, sizeof *keys, by_pair);
+    int64_t same = 0, cross = 0;
+    mrec_status st = MREC_OK;
+    for (int64_t k = 0, first = 0; k < n && !st; k++) {
+        if (k == 0 || keys[k].pair != keys[k - 1].pair) {
+            first = k;
+            keep[keys[k].row] = 1;
+            continue;
+        }
+        int64_t kept = keys[first].row, row = keys[k].row;
+        keep[row] = 0;
+        if (keys[k].split == keys[first].split) same++;
+        else cross++;
+        if (b->opt.duplicates == MREC_DUPLICATES_ERROR) {
+            /* name the two rows in reading order */
+            int64_t a = kept < row ? kept : row, z = kept < row ? row : kept;
+            const char *ua = b->users.names[b->x.user[a]], *ia = b->items.names[b->x.item[a]];
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: line %lld: user '%.64s', item '%.64s' again (first on line %lld of %s)%s",
+                           b->paths[b->file[z]], (long long)b->line[z], ua, ia, (long long)b->line[a], b->paths[b->file[a]],
+                           keys[k].split != keys[first].split ? "; a pair in two splits" : "");
+        }
+    }
+    free(keys);
+    if (!st && (same || cross)) {
+        int64_t w = 0;
+        for (int64_t k = 0; k < n; k++) {
+            if (!keep[k]) continue;
+            b->x.user[w] = b->x.user[k], b->x.item[w] = b->x.item[k], b->x.rating[w] = b->x.rating[k];
+            b->x.timestamp[w] = b->x.timestamp[k], b->x.split[w] = b->x.split[k], b->line[w] = b->line[k], b->file[w] = b->file[k];
+            w++;
+        }
+        b->x.n = w;
+        b->x.n_duplicates = same, b->x.n_cross_split = cross;
+        mrec_interactions probe = {.notice = b->opt.notice, .notice_ctx = b->opt.notice_ctx};
+        if (same)
+            mrec_interactions_notice(&probe, "%s: %lld repeated (user, item) rows dropped; kept the %s of each pair", b->x.source,
+                                     (long long)same, has_time ? "earliest (by timestamp, then line)" : "first");
+        if (cross)
+            mrec_interactions_notice(&probe, "%s: %lld rows dropped whose (user, item) pair is already in an earlier split "
+                                     "(train, valid, test); each pair stays in one split", b->x.source, (long long)cross);
+    }
+    free(keep);
+    return st;
+}
+
+/* After the pairs are settled: each split file still has rows (pre-split data). */
+static mrec_status files_kept_rows(const builder *b, const int *file_split) {
+    int64_t count[MAX_FILES] = {0};
+    for (int64_t k = 0; k < b->x.n; k++) count[b->file[k]]++;
+    for (int f = 0; f < b->n_files; f++)
+        if (!count[f])
+            return mrec_fail(MREC_ERR_FORMAT, "%s: no %s pairs left: every one is already in an earlier split", b->paths[f],
+                             split_name(file_split[f]));
+    return MREC_OK;
+}
+
+mrec_status mrec_check_split(const mrec_interactions *x, int want_valid) {
+    const char *src = x->source[0] ? x->source : "the interactions";
+    int64_t count[3] = {0, 0, 0};
+    for (int64_t k = 0; k < x->n; k++)
+        if (x->split[k] >= 0 && x->split[k] <= 2) count[x->split[k]]++;
+    if (!count[MREC_SPLIT_TRAIN]) return mrec_fail(MREC_ERR_FORMAT, "%s: no training pairs; nothing to train on", src);
+    if (!count[MREC_SPLIT_TEST]) return mrec_fail(MREC_ERR_FORMAT, "%s: no test pairs; nothing to evaluate", src);
+    if (want_valid && !count[MREC_SPLIT_VALID]) return mrec_fail(MREC_ERR_FORMAT, "%s: no validation pairs", src);
+    uint8_t *u_trained = calloc((size_t)x->n_users + 1, 1), *i_trained = calloc((size_t)x->n_items + 1, 1);
+    if (!u_trained || !i_trained) {
+        free(u_trained), free(i_trained);
+        return mrec_fail(MREC_ERR_NOMEM, "%s: checking the split", src);
+    }
+    for (int64_t k = 0; k < x->n; k++)
+        if (x->split[k] == MREC_SPLIT_TRAIN) u_trained[x->user[k]] = 1, i_trained[x->item[k]] = 1;
+    int cold_u = 0, cold_i = 0;
+    for (int u = 0; u < x->n_users; u++) cold_u += !u_trained[u];
+    for (int i = 0; i < x->n_items; i++) cold_i += !i_trained[i];
+    free(u_trained), free(i_trained);
+    if (cold_u || cold_i)
+        mrec_interactions_notice(x, "%s: %d of %d users and %d of %d items have no training pairs: kept and scored as the "
+                                 "reference frameworks do, never trained", src, cold_u, x->n_users, cold_i, x->n_items);
+    return MREC_OK;
+}
+
+/* Settles pairs, numbers the ids and checks the split: the common end of every loader. */
+static mrec_status conclude(builder *b, mrec_interactions *out, int has_time, const int *file_split) {
+    mrec_status st = one_row_per_pair(b, has_time);
+    if (!st && file_split) st = files_kept_rows(b, file_split);
+    if (st) {
+        abandon(b);
+        return st;
+    }
+    if ((st = finish(b, out))) return st;
+    if (out->has_split && (st = mrec_check_split(out, 0))) {
+        mrec_interactions_free(out);
+        return st;
+    }
+    return MREC_OK;
+}
+
+/* "train + valid + test" for messages; a name too long for the field ends in "...". */
+static void set_source(builder *b, const char *a, const char *bb, const char *c) {
+    size_t cap = sizeof b->x.source;
+    if (snprintf(b->x.source, cap, "%s%s%s%s%s", a, bb ? " + " : "", bb ? bb : "", c ? " + " : "", c ? c : "") >= (int)cap)
+        memcpy(b->x.source + cap - 4, "...", 4);
+}
+
+mrec_status mrec_load_inter_opt(mrec_interactions *out, const char *path, const mrec_load_options *opt) {
+    memset(out, 0, sizeof *out);
+    builder b;
+    builder_init(&b, opt);
+    set_source(&b, path, NULL, NULL);
+    int has_rating, has_time, has_split;
+    mrec_status st = read_inter(&b, path, &has_rating, &has_time, &has_split);
+    if (st) {
+        abandon(&b);
+        return st;
+    }
+    b.x.has_split = has_split, b.x.has_rating = has_rating, b.x.has_timestamp = has_time;
+    return conclude(&b, out, has_time, NULL);
+}
+
+mrec_status mrec_load_tsv_splits_opt(mrec_interactions *out, const char *train, const char *valid, const char *test,
+                                     const mrec_load_options *opt) {
+    memset(out, 0, sizeof *out);
+    builder b;
+    builder_init(&b, opt);
+    set_source(&b, train, valid ? valid : test, valid ? test : NULL);
+    int n_cols = 0, file_split[MAX_FILES] = {MREC_SPLIT_TRAIN, 0, 0};
+    mrec_status st = read_tsv(&b, train, MREC_SPLIT_TRAIN, &n_cols);
+    if (!st && valid) file_split[b.n_files] = MREC_SPLIT_VALID, st = read_tsv(&b, valid, MREC_SPLIT_VALID, &n_cols);
+    if (!st && test) file_split[b.n_files] = MREC_SPLIT_TEST, st = read_tsv(&b, test, MREC_SPLIT_TEST, &n_cols);
+    if (st) {
+        abandon(&b);
+        return st;
+    }
+    b.x.has_rating = n_cols >= 3, b.x.has_timestamp = n_cols == 4, b.x.has_split = test != NULL;
+    return conclude(&b, out, n_cols == 4, b.n_files > 1 ? file_split : NULL);
+}
+
+mrec_status mrec_load_tsv_opt(mrec_interactions *out, const char *path, const mrec_load_options *opt) {
+    return mrec_load_tsv_splits_opt(out, path, NULL, NULL, opt);
+}
+
+mrec_status mrec_load_lightgcn_opt(mrec_interactions *out, const char *path, const mrec_load_options *opt) {
     memset(out, 0, sizeof *out);
     char train[4096], test[4096];
     struct stat sb;
+    int n;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         snprintf(train, sizeof train, "%s/train.txt", path);
-        snprintf(test, sizeof test, "%s/test.txt", path);
+        n = snprintf(test, sizeof test, "%s/test.txt", path);
     } else {
         /* a training file (train.txt, or a renamed one); test.txt sits beside it */
         const char *slash = strrchr(path, '/');
         snprintf(train, sizeof train, "%s", path);
-        snprintf(test, sizeof test, "%.*stest.txt", slash ? (int)(slash - path + 1) : 0, path);
+        n = snprintf(test, sizeof test, "%.*stest.txt", slash ? (int)(slash - path + 1) : 0, path);
     }
-    builder b = {0};
+    if (n < 0 || (size_t)n >= sizeof test || strlen(path) + 10 >= sizeof train)
+        return mrec_fail(MREC_ERR_ARG, "%.200s...: path too long", path);
+    builder b;
+    builder_init(&b, opt);
+    set_source(&b, train, test, NULL);
+    static const int file_split[MAX_FILES] = {MREC_SPLIT_TRAIN, MREC_SPLIT_TEST, 0};
     mrec_status st = read_adjacency(&b, train, MREC_SPLIT_TRAIN);
     if (!st) st = read_adjacency(&b, test, MREC_SPLIT_TEST);
-    if (!st && b.x.n == 0) st = mrec_fail(MREC_ERR_FORMAT, "%s: no interactions", train);
     if (st) {
         abandon(&b);
         return st;
     }
     b.x.has_split = 1;
-    return finish(&b, out);
+    return conclude(&b, out, 0, file_split);
 }
+
+mrec_status mrec_load_inter(mrec_interactions *out, const char *path) { return mrec_load_inter_opt(out, path, NULL); }
+mrec_status mrec_load_tsv(mrec_interactions *out, const char *path) { return mrec_load_tsv_opt(out, path, NULL); }
+mrec_status mrec_load_tsv_splits(mrec_interactions *out, const char *train, const char *valid, const char *test) {
+    return mrec_load_tsv_splits_opt(out, train, valid, test, NULL);
+}
+mrec_status mrec_load_lightgcn(mrec_interactions *out, const char *path) { return mrec_load_lightgcn_opt(out, path, NULL); }
 
 void mrec_interactions_free(mrec_interactions *x) {
     free(x->user), free(x->item), free(x->rating), free(x->timestamp), free(x->split);

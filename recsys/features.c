@@ -13,6 +13,7 @@
 #include "mrec_recsys.h"
 
 #include "../nn/mrec_npy.h"
+#include "recsys_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -60,17 +61,32 @@ static mrec_status alloc_features(mrec_features *f, int n_items, int dim, const 
     return MREC_OK;
 }
 
-/* The ids file of a matrix, if there is one. */
-static FILE *open_ids(const char *npy, char *path, size_t cap) {
+/* The ids file of a matrix, if there is one (*fp stays NULL when none);
+ * only a regular file, so a FIFO in its place cannot hang the load. */
+static mrec_status open_ids(FILE **fp, const char *npy, char *path, size_t cap) {
+    struct stat sb;
+    *fp = NULL;
     size_t n = strlen(npy);
     if (n > 4 && !strcmp(npy + n - 4, ".npy")) {
         snprintf(path, cap, "%.*s_ids.txt", (int)(n - 4), npy);
-        FILE *f = fopen(path, "r");
-        if (f) return f;
+        if (stat(path, &sb) == 0) return mrec_open_regular(fp, path);
     }
     const char *slash = strrchr(npy, '/');
     snprintf(path, cap, "%.*sitem_ids.txt", slash ? (int)(slash - npy + 1) : 0, npy);
-    return fopen(path, "r");
+    if (stat(path, &sb) == 0) return mrec_open_regular(fp, path);
+    return MREC_OK;
+}
+
+static mrec_status check_row(const float *v, int dim, const char *source, long row, const char *item) {
+    for (int d = 0; d < dim; d++)
+        if (!isfinite(v[d])) {
+            if (row >= 0)
+                return mrec_fail(MREC_ERR_FORMAT, "%s: row %ld (item '%s'), column %d: %s; features must be finite", source, row,
+                                 item, d, isnan(v[d]) ? "NaN" : "infinite");
+            return mrec_fail(MREC_ERR_FORMAT, "%s: value %d (item '%s'): %s; features must be finite", source, d, item,
+                             isnan(v[d]) ? "NaN" : "infinite");
+        }
+    return MREC_OK;
 }
 
 static mrec_status from_matrix(mrec_features *f, const char *source, const mrec_interactions *x, const name_index *ix) {
@@ -86,7 +102,8 @@ static mrec_status from_matrix(mrec_features *f, const char *source, const mrec_
     int rows = (int)shape[0], dim = (int)shape[1];
     if ((st = alloc_features(f, x->n_items, dim, source))) return free(m), st;
     char ids_path[4200], line[4096];
-    FILE *ids = open_ids(source, ids_path, sizeof ids_path);
+    FILE *ids;
+    if ((st = open_ids(&ids, source, ids_path, sizeof ids_path))) return free(m), st;
     if (ids) { /* row r belongs to the item named on line r */
         int r = 0;
         for (; !st && fgets(line, sizeof line, ids); r++) {
@@ -94,7 +111,8 @@ static mrec_status from_matrix(mrec_features *f, const char *source, const mrec_
             if (r >= rows) st = mrec_fail(MREC_ERR_SHAPE, "%s: more ids than the %d rows of %s", ids_path, rows, source);
             int i = st ? -1 : index_find(ix, line);
             if (i >= 0 && f->present[i]) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: item '%s' again", ids_path, r + 1, line);
-            else if (i >= 0) memcpy(f->x + (size_t)i * dim, m + (size_t)r * dim, sizeof *m * (size_t)dim), f->present[i] = 1;
+            else if (i >= 0 && !(st = check_row(m + (size_t)r * dim, dim, source, r, line)))
+                memcpy(f->x + (size_t)i * dim, m + (size_t)r * dim, sizeof *m * (size_t)dim), f->present[i] = 1;
         }
         if (!st && r != rows) st = mrec_fail(MREC_ERR_SHAPE, "%s: %d ids for the %d rows of %s", ids_path, r, rows, source);
         fclose(ids);
@@ -107,7 +125,8 @@ static mrec_status from_matrix(mrec_features *f, const char *source, const mrec_
             if (!*name || *end || errno || r < 0)
                 st = mrec_fail(MREC_ERR_FORMAT, "%s: item '%s' is not a row number; give the ids beside the matrix (%s)", source,
                                name, ids_path);
-            else if (r < rows) memcpy(f->x + (size_t)i * dim, m + (size_t)r * dim, sizeof *m * (size_t)dim), f->present[i] = 1;
+            else if (r < rows && !(st = check_row(m + (size_t)r * dim, dim, source, r, name)))
+                memcpy(f->x + (size_t)i * dim, m + (size_t)r * dim, sizeof *m * (size_t)dim), f->present[i] = 1;
         }
     }
     free(m);
@@ -129,6 +148,7 @@ static mrec_status from_folder(mrec_features *f, const char *source, const mrec_
         if (dim < 1) st = mrec_fail(MREC_ERR_SHAPE, "%s: a feature file holds (d) or (1, d)", path);
         else if (!f->x) st = alloc_features(f, x->n_items, dim, source);
         else if (dim != f->dim) st = mrec_fail(MREC_ERR_SHAPE, "%s: %d values, the other items have %d", path, dim, f->dim);
+        if (!st) st = check_row(v, dim, path, -1, x->item_names[i]);
         if (!st) memcpy(f->x + (size_t)i * dim, v, sizeof *v * (size_t)dim), f->present[i] = 1;
         free(v);
     }
@@ -168,10 +188,13 @@ mrec_status mrec_features_load(mrec_features *f, const char *name, const char *s
         mrec_features_free(f);
         return mrec_fail(MREC_ERR_NOT_FOUND, "%s: none of the %d items has features", source, x->n_items);
     }
+    /* every present row was checked as it was read; a mean of finite rows can
+     * still overflow float */
     for (int64_t k = 0; k < (int64_t)f->n_items * f->dim; k++)
         if (!isfinite(f->x[k])) {
             int i = (int)(k / f->dim);
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: item '%s' has a non-finite feature", source, x->item_names[i]);
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: item '%s' (dense row %d): the mean of the present rows is not finite", source,
+                           x->item_names[i], i);
             mrec_features_free(f);
             return st;
         }

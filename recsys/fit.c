@@ -68,6 +68,12 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     const mrec_user_items *test_mask = opt->mask_valid_in_test && has_valid ? valid : NULL;
     mrec_status st;
 
+    const char *name = m->name ? m->name : "model";
+    /* No pairs would make every epoch's mean loss 0 / 0 and "train" nothing
+     * (and leave MostPop or ItemKNN nothing to count). */
+    if (train->row_ptr[train->n_rows] == 0)
+        return mrec_fail(MREC_ERR_ARG, "fit: %s: no training pairs; check the data's train split", name);
+
     if (!m->loss_grad) { /* nothing to train */
         double t0 = now();
         if (m->prepare && (st = m->prepare(m->self))) return st;
@@ -99,13 +105,16 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
             int n = (int)(sampler.n - at < opt->batch_size ? sampler.n - at : opt->batch_size);
             double l = m->loss_grad(m->self, sampler.user + at, sampler.pos + at, sampler.neg + at, n);
             if (!isfinite(l)) {
-                st = mrec_fail(MREC_ERR_ARG, "fit: loss is %g at epoch %d, batch %d (learning rate too high?)", l, epoch,
-                               batches);
+                st = mrec_fail(MREC_ERR_ARG, "fit: %s: loss is %g at epoch %d, batch %d; stopped (learning rate too high, or "
+                               "non-finite inputs?)", name, l, epoch, batches + 1);
                 break;
             }
             loss += l;
             mrec_adam_step_active(&adam, m->active, pool);
         }
+        if (!st && (batches == 0 || !isfinite(loss / batches)))
+            st = mrec_fail(MREC_ERR_ARG, "fit: %s: epoch %d loss is %g over %d batches; stopped", name, epoch,
+                           batches ? loss / batches : NAN, batches);
         double t1 = now();
         out->train_seconds += t1 - t0;
         out->epochs_run = epoch;

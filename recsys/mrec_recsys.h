@@ -33,6 +33,26 @@
 
 typedef enum { MREC_SPLIT_TRAIN = 0, MREC_SPLIT_VALID = 1, MREC_SPLIT_TEST = 2 } mrec_split;
 
+/* What a loader does with a (user, item) pair written more than once, in one
+ * file or across the files of a fixed split. */
+typedef enum {
+    MREC_DUPLICATES_DROP, /* one row kept, the others dropped and counted in a notice (default) */
+    MREC_DUPLICATES_ERROR /* the second row is an error naming both lines */
+} mrec_duplicates;
+
+/* Where notices go: one line each, without a newline. */
+typedef void (*mrec_notice_fn)(void *ctx, const char *line);
+
+typedef struct {
+    mrec_duplicates duplicates;
+    int64_t max_line;      /* the longest line accepted, in bytes (0: 16 MiB) */
+    mrec_notice_fn notice; /* rows dropped, users without training pairs; NULL: standard error */
+    void *notice_ctx;
+} mrec_load_options;
+
+/* Drop duplicates, 16 MiB lines, notices to standard error. */
+mrec_load_options mrec_load_defaults(void);
+
 typedef struct {
     int64_t n;            /* interactions */
     int32_t *user, *item; /* (n) dense ids */
@@ -42,9 +62,41 @@ typedef struct {
     int n_users, n_items;
     char **user_names, **item_names; /* dense id -> the id as written in the file */
     int has_split, has_rating, has_timestamp;
+    char source[1024];      /* the file or files read, for messages ("" when built in memory) */
+    int64_t n_duplicates;   /* rows dropped at loading: a pair again in the same split */
+    int64_t n_cross_split;  /* rows dropped at loading: a pair already in an earlier split */
+    mrec_notice_fn notice;  /* from the load options, for the notices of later steps (splits) */
+    void *notice_ctx;
 } mrec_interactions;
 
-/* MMRec-style .inter: tab-separated with a header naming the columns; the
+/* Every loader reads through one checked path (recsys/data.c):
+ *
+ *   files    regular files only: a folder, FIFO or device is refused at once
+ *            (opened non-blocking, checked with fstat), never read or waited on;
+ *   lines    "\n" or "\r\n" ends; a UTF-8 byte-order mark is skipped; blank lines
+ *            are skipped; a NUL byte, any other control character (tab aside)
+ *            or a line longer than max_line is an error naming file and line;
+ *   columns  a row with too few or too many columns is an error naming file,
+ *            line and the count expected; an empty or over-long (4096 bytes) id too;
+ *   numbers  the whole field must be a decimal number (strtod / strtoll with
+ *            nothing left over: "12abc", "0x10", " 5" are errors naming file,
+ *            line and column); ratings are finite floats, negative allowed (as
+ *            Elliot reads any number; NaN and infinities never); timestamps are
+ *            whole, non-negative seconds within int64; split labels are 0, 1, 2;
+ *   empty    an empty file, a header with no rows, or a split file with no rows
+ *            is an error naming the file;
+ *   pairs    a (user, item) pair is kept once. Duplicates are dropped by default
+ *            (counted in a notice), or an error with MREC_DUPLICATES_ERROR. The
+ *            row kept is the one in the earliest split (train, then valid, then
+ *            test), then the earliest timestamp, then the first line, so for
+ *            pre-split data (an .inter split column, Elliot's fixed files,
+ *            train.txt / test.txt) a pair found in train and test stays in
+ *            train only: no pair is ever in two splits;
+ *   splits   pre-split data must have training and test pairs (an error naming
+ *            the file otherwise); users and items without training pairs are
+ *            kept (scored, never trained) and counted in a notice.
+ *
+ * MMRec-style .inter: tab-separated with a header naming the columns; the
  * user column is userID / user_id / user (with or without ":token"), the
  * item column likewise, optional rating, timestamp and x_label or split (0 train,
  * 1 valid, 2 test). Other columns are ignored. */
@@ -56,8 +108,22 @@ mrec_status mrec_load_tsv(mrec_interactions *out, const char *path);
 mrec_status mrec_load_tsv_splits(mrec_interactions *out, const char *train, const char *valid, const char *test);
 /* LightGCN / NGCF: lines "user item item ..." in train.txt and test.txt:
  * the folder holding them, or the path of the training file (test.txt is
- * read from the same folder). */
+ * read from the same folder). A user alone on a line adds nothing. */
 mrec_status mrec_load_lightgcn(mrec_interactions *out, const char *path);
+/* The same with options (NULL: mrec_load_defaults()). */
+mrec_status mrec_load_inter_opt(mrec_interactions *out, const char *path, const mrec_load_options *opt);
+mrec_status mrec_load_tsv_opt(mrec_interactions *out, const char *path, const mrec_load_options *opt);
+mrec_status mrec_load_tsv_splits_opt(mrec_interactions *out, const char *train, const char *valid, const char *test,
+                                     const mrec_load_options *opt);
+mrec_status mrec_load_lightgcn_opt(mrec_interactions *out, const char *path, const mrec_load_options *opt);
+/* The split of x checked before training: no training or no test pairs (or
+ * no validation pairs when want_valid) is an error naming x->source; users
+ * and items with no training pairs are counted in a notice (they stay: the
+ * reference frameworks score them too). Loaders of pre-split data and
+ * mrec_split_users call it. */
+mrec_status mrec_check_split(const mrec_interactions *x, int want_valid);
+/* A notice through x->notice (standard error when NULL). */
+void mrec_interactions_notice(const mrec_interactions *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mrec_interactions_free(mrec_interactions *x);
 /* Writes "<dense id>\t<original id>" per line, for users or items. */
 mrec_status mrec_write_id_map(const mrec_interactions *x, int items, const char *path);
@@ -68,7 +134,8 @@ mrec_status mrec_write_id_map(const mrec_interactions *x, int items, const char 
  * fewer than user_k and items with fewer than item_k interactions, repeated
  * until nothing changes when iterative (Elliot's iterative k-core), once
  * otherwise. 0 disables a part. Ids are renumbered over what is left (same
- * rule as loading). */
+ * rule as loading). Nothing left is an error; so is, for data split in its
+ * files, a part left empty (mrec_check_split). */
 mrec_status mrec_filter(mrec_interactions *x, float min_rating, int user_k, int item_k, int iterative);
 
 /* Per-user splits into train / valid / test (x->split), seeded:
@@ -79,7 +146,11 @@ mrec_status mrec_filter(mrec_interactions *x, float min_rating, int user_k, int 
  *                           test; then the same rule with valid_ratio on the train part
  *   MREC_SPLITTER_TEMPORAL  the same counts, the latest interactions held out
  *   MREC_SPLITTER_LEAVE_N   the last n_out interactions by time to test (and n_out to
- *                           valid when valid_ratio > 0), for users with enough left */
+ *                           valid when valid_ratio > 0), for users with enough left
+ * Then mrec_check_split: no training or test pairs, or no validation pairs
+ * when some were asked for (MMRec's rule, valid_ratio > 0), is an error naming
+ * the data's file; users and items left without training pairs are counted
+ * in a notice. Pairs are unique after loading, so no pair lands in two parts. */
 typedef enum { MREC_SPLITTER_MMREC, MREC_SPLITTER_RANDOM, MREC_SPLITTER_TEMPORAL, MREC_SPLITTER_LEAVE_N } mrec_splitter;
 
 mrec_status mrec_split_users(mrec_interactions *x, mrec_splitter how, double test_ratio, double valid_ratio, int n_out,
@@ -272,14 +343,16 @@ typedef struct {
  * (FILE_ids.txt or item_ids.txt, as mrec's extractors write), else row r is
  * the item whose id is the integer r (MMRec); or a folder of <id>.npy of
  * shape (d) or (1, d) (Ducho). float16/32/64 read as float32. Items the
- * source lacks get the mean of the present rows (MMRec) and are counted. */
+ * source lacks get the mean of the present rows (MMRec) and are counted.
+ * A NaN or infinite value is an error naming the row (or file) and the item. */
 mrec_status mrec_features_load(mrec_features *f, const char *name, const char *source, const mrec_interactions *x);
 void mrec_features_free(mrec_features *f);
 /* Modality knockout: every row becomes the per-dimension mean (noise = 0),
  * or a draw of N(mean, std) per dimension (noise = 1), so the modality no
  * longer tells items apart. */
 mrec_status mrec_features_knockout(mrec_features *f, int noise, mrec_rng *rng);
-/* Drops the interactions of items with keep_item[i] == 0 and renumbers. */
+/* Drops the interactions of items with keep_item[i] == 0 and renumbers; on
+ * split data, a part left empty is an error (mrec_check_split). */
 mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
 
 /* ---- models ------------------------------------------------------------------------- */
@@ -418,7 +491,10 @@ typedef struct {
 } mrec_fit_result;
 
 /* Trains (if the model trains) with early stopping on validation, and
- * evaluates test at each new best epoch. eval_k / n_k are the cut-offs. */
+ * evaluates test at each new best epoch. eval_k / n_k are the cut-offs.
+ * A NaN or infinite loss (a batch's or the epoch's mean) stops training with
+ * an error naming the model and the epoch; so does a train split with no
+ * pairs, before any epoch. */
 mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
                      const mrec_fit_options *opt, mrec_pool *pool);

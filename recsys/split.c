@@ -73,6 +73,11 @@ mrec_status mrec_filter(mrec_interactions *x, float min_rating, int user_k, int 
     }
     mrec_status st = compact(x, keep);
     free(keep), free(ucount), free(icount);
+    if (!st && x->n == 0)
+        return mrec_fail(MREC_ERR_ARG, "%s: no interactions left after filtering (rating >= %g, users >= %d, items >= %d)",
+                         x->source[0] ? x->source : "the interactions", min_rating, user_k, item_k);
+    /* a fixed split can lose all of one part to the filter */
+    if (!st && x->has_split) st = mrec_check_split(x, 0);
     return st;
 }
 
@@ -82,6 +87,7 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item) {
     for (int64_t k = 0; k < x->n; k++) keep[k] = keep_item[x->item[k]];
     mrec_status st = compact(x, keep);
     free(keep);
+    if (!st && x->has_split) st = mrec_check_split(x, 0);
     return st;
 }
 
@@ -149,5 +155,7 @@ mrec_status mrec_split_users(mrec_interactions *x, mrec_splitter how, double tes
     }
     x->has_split = 1;
     free(start), free(fill), free(rows);
-    return MREC_OK;
+    /* an empty part is an error, not a run that trains on nothing or scores nothing */
+    int want_valid = how == MREC_SPLITTER_MMREC || valid_ratio > 0;
+    return mrec_check_split(x, want_valid);
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char tmp[] = "/tmp/mrec_test_mm_XXXXXX";
 
@@ -32,6 +33,66 @@ static void write_matrix(const char *path, int rows, int dim, float base) {
         for (int d = 0; d < dim; d++) v[r * dim + d] = base + 10 * r + d;
     int64_t shape[2] = {rows, dim};
     mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
+}
+
+/* Non-finite features: an error naming the row and the item, whichever layout,
+ * before the mean of the rows could spread them to other items. */
+static void test_bad_features(void) {
+    mrec_interactions x;
+    char *names[4];
+    four_items(&x, names);
+    char path[1100], ids[1100];
+    mrec_features f;
+    float v[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    int64_t shape[2] = {6, 2};
+    /* MMRec layout: row 2 is item "2" */
+    v[5] = NAN;
+    snprintf(path, sizeof path, "%s/nan_feat.npy", tmp);
+    mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
+    t_status(mrec_features_load(&f, "visual", path, &x), MREC_ERR_FORMAT, "a NaN feature");
+    t_check(strstr(mrec_error_detail(), "nan_feat.npy: row 2 (item '2'), column 1: NaN") != NULL, "names row and item: %s",
+            mrec_error_detail());
+    /* a NaN in a row no item uses is never read */
+    v[5] = 5, v[3] = NAN;
+    mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
+    if (t_status(mrec_features_load(&f, "visual", path, &x), MREC_OK, "a NaN in row 1, which no item has")) mrec_features_free(&f);
+    /* joined by ids: the row of the matrix and the id on it */
+    v[3] = 3, v[8] = INFINITY;
+    snprintf(path, sizeof path, "%s/inf_feat.npy", tmp);
+    mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
+    snprintf(ids, sizeof ids, "%s/inf_feat_ids.txt", tmp);
+    FILE *fp = fopen(ids, "w");
+    if (fp) fputs("7\n5\n2\n0\nx\ny\n", fp), fclose(fp);
+    if (t_status(mrec_features_load(&f, "visual", path, &x), MREC_OK, "an infinity in row 4, whose id 'x' is no item"))
+        mrec_features_free(&f);
+    v[8] = 8, v[4] = -INFINITY; /* row 2, named "2" by the ids file */
+    mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
+    t_status(mrec_features_load(&f, "visual", path, &x), MREC_ERR_FORMAT, "an infinite feature joined by id");
+    t_check(strstr(mrec_error_detail(), "inf_feat.npy: row 2 (item '2'), column 0: infinite") != NULL, "names row and item: %s",
+            mrec_error_detail());
+    /* Ducho's folder: the item's file */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/nan_items", tmp);
+    mkdir(dir, 0755);
+    int64_t one[1] = {2};
+    float good[2] = {1, 2}, bad[2] = {3, NAN};
+    snprintf(path, sizeof path, "%s/0.npy", dir);
+    mrec_npy_write(path, MREC_NPY_F32, 1, one, good);
+    snprintf(path, sizeof path, "%s/5.npy", dir);
+    mrec_npy_write(path, MREC_NPY_F32, 1, one, bad);
+    t_status(mrec_features_load(&f, "textual", dir, &x), MREC_ERR_FORMAT, "a NaN in a per-item file");
+    t_check(strstr(mrec_error_detail(), "nan_items/5.npy: value 1 (item '5'): NaN") != NULL, "names the file and item: %s",
+            mrec_error_detail());
+    /* a FIFO where the ids file would be is refused, not waited on */
+    snprintf(path, sizeof path, "%s/fifo_feat.npy", tmp);
+    mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
+    snprintf(ids, sizeof ids, "%s/fifo_feat_ids.txt", tmp);
+    alarm(20);
+    if (mkfifo(ids, 0600) == 0) {
+        t_status(mrec_features_load(&f, "visual", path, &x), MREC_ERR_IO, "a FIFO as the ids file");
+        t_check(strstr(mrec_error_detail(), "fifo_feat_ids.txt: is a FIFO") != NULL, "named: %s", mrec_error_detail());
+    }
+    alarm(0);
 }
 
 static void test_features(void) {
@@ -407,6 +468,7 @@ int main(void) {
     mrec_pool *pool;
     T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
     test_features();
+    test_bad_features();
     test_vbpr(pool);
     test_freedom(pool);
     test_lattice(pool);

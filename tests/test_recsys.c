@@ -121,6 +121,8 @@ static const char *write_tmp(const char *name, const char *content) {
     return path[slot];
 }
 
+static void ignore_notice(void *ctx, const char *line) { (void)ctx, (void)line; }
+
 static void test_loaders(void) {
     mrec_interactions x;
     /* Elliot TSV with string ids: numbered in order of appearance. */
@@ -173,17 +175,29 @@ static void test_loaders(void) {
     const char *odd = write_tmp("s_odd.tsv", "alice\tbook\n");
     t_status(mrec_load_tsv_splits(&x, tr, NULL, odd), MREC_ERR_FORMAT, "a test file with other columns");
     t_check(strstr(mrec_error_detail(), "s_odd.tsv") && strstr(mrec_error_detail(), "line 1"), "named: %s", mrec_error_detail());
-    /* Per-user lists: sorted, duplicates merged. */
+    /* Per-user lists: sorted; a repeated pair is dropped at loading (the first row kept). */
     p = write_tmp("d.tsv", "1\t3\t1\n1\t1\t2\n1\t3\t4\n0\t2\t5\n");
-    if (t_status(mrec_load_tsv(&x, p), MREC_OK, "load d.tsv")) {
+    mrec_load_options quiet = mrec_load_defaults();
+    quiet.notice = ignore_notice;
+    if (t_status(mrec_load_tsv_opt(&x, p, &quiet), MREC_OK, "load d.tsv")) {
         mrec_user_items m;
         mrec_user_items_build(&m, &x, MREC_SPLIT_TRAIN);
-        /* items 1, 2, 3 -> dense 0, 1, 2; user 1 has items 0 and 2, the duplicate's last rating 4 kept */
-        t_check(m.row_ptr[2] - m.row_ptr[1] == 2 && m.col[m.row_ptr[1]] == 0 && m.col[m.row_ptr[1] + 1] == 2 &&
-                    m.val[m.row_ptr[1] + 1] == 4,
-                "user lists sorted and merged");
+        /* items 1, 2, 3 -> dense 0, 1, 2; user 1 has items 0 and 2, the first row's rating 1 kept */
+        t_check(x.n == 3 && x.n_duplicates == 1 && m.row_ptr[2] - m.row_ptr[1] == 2 && m.col[m.row_ptr[1]] == 0 &&
+                    m.col[m.row_ptr[1] + 1] == 2 && m.val[m.row_ptr[1] + 1] == 1,
+                "user lists sorted, the repeated pair loaded once");
         mrec_user_items_free(&m);
         mrec_interactions_free(&x);
+    }
+    /* The lists still merge pairs given twice in memory (the last rating wins). */
+    int32_t du[3] = {0, 0, 0}, di[3] = {1, 0, 1};
+    float dr[3] = {2, 3, 7};
+    int8_t ds[3] = {0, 0, 0};
+    mrec_interactions twice = {.n = 3, .user = du, .item = di, .rating = dr, .split = ds, .n_users = 1, .n_items = 2};
+    mrec_user_items m2;
+    if (t_status(mrec_user_items_build(&m2, &twice, MREC_SPLIT_TRAIN), MREC_OK, "user lists of a pair given twice")) {
+        t_check(m2.row_ptr[1] == 2 && m2.col[1] == 1 && m2.val[1] == 7, "pairs merged, the last rating kept");
+        mrec_user_items_free(&m2);
     }
 }
 
