@@ -95,9 +95,8 @@ void mrec_interactions_notice(const mrec_interactions *x, const char *fmt, ...) 
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    /* the one thing loading says without being asked: what it changed in the data */
+    /* library code prints nothing: the caller's callback shows what loading changed (the counts stay in x) */
     if (x->notice) x->notice(x->notice_ctx, line);
-    else fprintf(stderr, "%s\n", line);
 }
 
 /* ---- the growing result ---- */

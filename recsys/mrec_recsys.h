@@ -46,11 +46,11 @@ typedef void (*mrec_notice_fn)(void *ctx, const char *line);
 typedef struct {
     mrec_duplicates duplicates;
     int64_t max_line;      /* the longest line accepted, in bytes (0: 16 MiB) */
-    mrec_notice_fn notice; /* rows dropped, users without training pairs; NULL: standard error */
+    mrec_notice_fn notice; /* rows dropped, users without training pairs; NULL: not reported (still counted) */
     void *notice_ctx;
 } mrec_load_options;
 
-/* Drop duplicates, 16 MiB lines, notices to standard error. */
+/* Drop duplicates, 16 MiB lines, no notice callback. */
 mrec_load_options mrec_load_defaults(void);
 
 typedef struct {
@@ -122,7 +122,7 @@ mrec_status mrec_load_lightgcn_opt(mrec_interactions *out, const char *path, con
  * reference frameworks score them too). Loaders of pre-split data and
  * mrec_split_users call it. */
 mrec_status mrec_check_split(const mrec_interactions *x, int want_valid);
-/* A notice through x->notice (standard error when NULL). */
+/* A notice through x->notice (nothing when NULL). */
 void mrec_interactions_notice(const mrec_interactions *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mrec_interactions_free(mrec_interactions *x);
 /* Writes "<dense id>\t<original id>" per line, for users or items. */

@@ -22,6 +22,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* What loading changed in the data (repeated rows dropped, users without
+ * training pairs): one line each on standard error. */
+static void print_notice(void *ctx, const char *line) {
+    (void)ctx;
+    fprintf(stderr, "mrec train: %s\n", line);
+}
+
 static int usage(FILE *f) {
     fprintf(f,
             "usage: mrec train --data PATH --format inter|tsv|lightgcn\n"
@@ -36,7 +43,7 @@ static int usage(FILE *f) {
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
             "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none] [--lambda 0.9] (lattice)\n"
             "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3) [--sampler pairs|users]\n"
-            "                  [--per-user] [--save-splits DIR]\n"
+            "                  [--per-user] [--save-splits DIR] [--duplicates drop|error]\n"
             "       mrec train --data train.tsv,[valid.tsv,]test.tsv --format tsv ...   (Elliot's fixed splits)\n"
             "       mrec train CONFIG.yml [--out DIR]   (an Elliot experiment config: mrec train CONFIG.yml --help)\n"
             "\n"
@@ -50,6 +57,9 @@ static int usage(FILE *f) {
             "iteratively unless --kcore-once. --save-topk N writes DIR/recommendations.tsv: each user's\n"
             "N best items (original ids) at the best epoch, training items excluded. --authors-loss\n"
             "trains LightGCN with its authors' loss (squared-norm L2), as behind the Gowalla numbers.\n"
+            "A (user, item) pair that appears more than once is kept once (its earliest split, then timestamp),\n"
+            "the others counted and reported (--duplicates error refuses the file instead); NaN or infinite\n"
+            "ratings, malformed numbers and empty train or test sets are errors naming the file and line.\n"
             "\n"
             "Multimodal models (vbpr, freedom, lattice, bm3, ngcfm) read item features: --features NAME=PATH,...\n"
             "(visual=image_feat.npy,textual=text_feat.npy; a .npy matrix is joined by id when NAME_ids.txt or\n"
@@ -232,6 +242,7 @@ static mrec_status load_modalities(mrec_features *f, int *n, const char *spec, c
 
 int mrec_cmd_train(int argc, char **argv) {
     if (argc >= 2 && argv[1][0] != '-') return mrec_cmd_experiment(argc, argv); /* mrec train CONFIG.yml */
+    const char *duplicates = "drop";
     const char *data = NULL, *format = "inter", *model = NULL, *out = NULL, *metrics = "recall,ndcg,precision,map",
                *ks = "5,10,20,50", *select = "recall@20";
     mrec_fit_options opt = mrec_fit_defaults();
@@ -257,6 +268,7 @@ int mrec_cmd_train(int argc, char **argv) {
             return 1;
         } else if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--format")) format = v;
+        else if (!strcmp(a, "--duplicates")) duplicates = v;
         else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--metrics")) metrics = v;
@@ -397,10 +409,14 @@ int mrec_cmd_train(int argc, char **argv) {
         return 1;
     }
     mrec_interactions x;
-    mrec_status st = n_files > 1 ? mrec_load_tsv_splits(&x, files[0], n_files == 3 ? files[1] : NULL, files[n_files - 1])
-                     : !strcmp(format, "inter") ? mrec_load_inter(&x, data)
-                     : !strcmp(format, "tsv") ? mrec_load_tsv(&x, data)
-                     : !strcmp(format, "lightgcn") ? mrec_load_lightgcn(&x, data)
+    mrec_load_options lo = mrec_load_defaults();
+    lo.notice = print_notice;
+    if (!strcmp(duplicates, "error")) lo.duplicates = MREC_DUPLICATES_ERROR;
+    else if (strcmp(duplicates, "drop")) return fprintf(stderr, "mrec train: --duplicates is drop or error, got '%s'\n", duplicates), 1;
+    mrec_status st = n_files > 1 ? mrec_load_tsv_splits_opt(&x, files[0], n_files == 3 ? files[1] : NULL, files[n_files - 1], &lo)
+                     : !strcmp(format, "inter") ? mrec_load_inter_opt(&x, data, &lo)
+                     : !strcmp(format, "tsv") ? mrec_load_tsv_opt(&x, data, &lo)
+                     : !strcmp(format, "lightgcn") ? mrec_load_lightgcn_opt(&x, data, &lo)
                      : mrec_fail(MREC_ERR_ARG, "--format '%s' is not inter, tsv or lightgcn", format);
     if (st) return fail("loading data", st);
     if (kcore > 0 || min_rating > -INFINITY) {
