@@ -34,6 +34,7 @@ void tok_str_free(tok_str *b);
 /* Decodes UTF-8 into code points, each maximal invalid subsequence becoming
  * U+FFFD (as Python's decode(errors="replace")). */
 int tok_utf8_decode(const char *s, size_t len, tok_ints *out);
+int tok_utf8_valid(const char *s, size_t len); /* 1 if s is well-formed UTF-8 */
 int tok_is_bert_whitespace(int32_t cp);   /* Rust char::is_whitespace, plus \t \n \r */
 int tok_is_bert_control(int32_t cp);      /* Cc Cf Co except \t \n \r (unassigned code points stay) */
 int tok_is_bert_punct(int32_t cp);        /* ASCII punctuation or Unicode P* */

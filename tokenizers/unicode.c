@@ -100,6 +100,18 @@ static int utf8_seq(const uint8_t *s, size_t len, int32_t *cp, size_t *skip) {
     return 0;
 }
 
+int tok_utf8_valid(const char *text, size_t len) {
+    const uint8_t *s = (const uint8_t *)text;
+    for (size_t i = 0; i < len;) {
+        int32_t cp;
+        size_t skip = 0;
+        int n = utf8_seq(s + i, len - i, &cp, &skip);
+        if (!n) return 0;
+        i += (size_t)n;
+    }
+    return 1;
+}
+
 int tok_utf8_decode(const char *text, size_t len, tok_ints *out) {
     const uint8_t *s = (const uint8_t *)text;
     if (!tok_ints_reserve(out, out->n + len)) return 0;
