@@ -25,7 +25,7 @@
  * their word [UNK], as Hugging Face's tokenizers do. NFC and NFD are full
  * (utf8proc): stacked combining marks are put in canonical order first.
  * Hugging Face classifies characters with older Unicode tables than
- * utf8proc's; characters assigned since (Unicode 10 onward) as format
+ * utf8proc's; characters assigned since (Unicode 9 onward) as format
  * controls, punctuation or marks may tokenize differently.
  *
  * Text is UTF-8. Invalid UTF-8 is decoded as Python's bytes.decode(errors=
