@@ -442,7 +442,8 @@ static mrec_tok_status load_clip_gz(mrec_tokenizer *t, const char *path) {
             if (cps[b] != b) order[k++] = b;
         for (int i = 0; i < 256 && !st; i++) {
             tok_str s = {0};
-            if (!tok_str_put_cp(&s, cps[order[i]]) || (pass && !tok_str_append(&s, "</w>", 4))) st = MREC_TOK_ERR_NOMEM;
+            if (!tok_str_put_cp(&s, cps[order[i]]) || (pass && !tok_str_append(&s, "</w>", 4)))
+                st = tok_fail(MREC_TOK_ERR_NOMEM, "%s: byte tokens", path);
             else st = add_token(t, s.s, s.n, id++, 0, path);
             tok_str_free(&s);
         }
@@ -460,7 +461,7 @@ static mrec_tok_status load_clip_gz(mrec_tokenizer *t, const char *path) {
         }
         tok_str s = {0};
         if (!tok_str_append(&s, data + p, (size_t)(sp - (data + p))) || !tok_str_append(&s, sp + 1, (size_t)(data + end - sp - 1)))
-            st = MREC_TOK_ERR_NOMEM;
+            st = tok_fail(MREC_TOK_ERR_NOMEM, "%s: merge tokens", path);
         else st = add_token(t, s.s, s.n, id++, 0, path);
         tok_str_free(&s);
         p = end + 1;
