@@ -29,9 +29,9 @@ static int run(const char *args, char *out, size_t cap, int with_stderr) {
  * order of their images and one item has none, so a positional pairing
  * would put every row against the wrong image. */
 static void clip_cli(char *out, size_t cap) {
-    const char *tok = "../shared/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json";
+    const char *tok = "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json";
     if (access(tok, R_OK) != 0) {
-        t_skip("extract-clip: ../shared/data is not beside the repository");
+        t_skip("extract-clip: tests/data/tokenizers not found");
         return;
     }
     char dir[] = "/tmp/mrec-clip-XXXXXX", cmd[8192], path[4096], cwd[1024], line[8192];
@@ -152,24 +152,24 @@ int main(void) {
     rc = run("inspect", out, sizeof out, 1);
     t_check(rc == 1, "inspect without a file is a usage error");
     /* tokenize: ids per line of standard input, with special tokens, as Hugging Face's tokenizer(text). */
-    if (access("../shared/data/tokenizers/bert-base-uncased/vocab.txt", R_OK) == 0) {
-        rc = run("tokenize --tokenizer ../shared/data/tokenizers/bert-base-uncased < tests/fixtures/tokenizers/cli_input.txt",
+    if (access("tests/data/tokenizers/bert-base-uncased/vocab.txt", R_OK) == 0) {
+        rc = run("tokenize --tokenizer tests/data/tokenizers/bert-base-uncased < tests/fixtures/tokenizers/cli_input.txt",
                  out, sizeof out, 0);
         t_check(rc == 0 && strcmp(out, "101 7592 1010 2088 999 102\n101 102\n101 1037 6302 1997 1037 4937 102\n") == 0,
                 "tokenize with bert: %s", out);
-        rc = run("tokenize --tokenizer ../shared/data/tokenizers/clip/bpe_simple_vocab_16e6.txt.gz --max-length 4 "
+        rc = run("tokenize --tokenizer tests/data/tokenizers/clip/bpe_simple_vocab_16e6.txt.gz --max-length 4 "
                  "< tests/fixtures/tokenizers/cli_input.txt", out, sizeof out, 0);
         t_check(rc == 0 && strcmp(out, "49406 3306 267 49407\n49406 49407\n49406 320 1125 49407\n") == 0,
                 "tokenize with clip, truncated to 4: %s", out);
         rc = run("tokenize --tokenizer tests/fixtures/npy/f32_2d.npy < /dev/null", out, sizeof out, 1);
         t_check(rc == 2 && strstr(out, "f32_2d.npy") != NULL, "tokenize with a bad vocabulary: exit %d, %s", rc, out);
-        rc = run("tokenize --tokenizer ../shared/data/tokenizers/bert-base-uncased --pair < tests/fixtures/tokenizers/cli_input.txt",
+        rc = run("tokenize --tokenizer tests/data/tokenizers/bert-base-uncased --pair < tests/fixtures/tokenizers/cli_input.txt",
                  out, sizeof out, 1);
         t_check(rc == 2 && strstr(out, "line 1") != NULL, "--pair without a tab names the line: %s", out);
-        rc = run("tokenize --tokenizer ../shared/data/tokenizers/bert-base-uncased --max-length zero < /dev/null", out, sizeof out, 1);
+        rc = run("tokenize --tokenizer tests/data/tokenizers/bert-base-uncased --max-length zero < /dev/null", out, sizeof out, 1);
         t_check(rc == 1, "--max-length must be a number");
     } else {
-        t_skip("tokenize: ../shared/data/tokenizers not found");
+        t_skip("tokenize: tests/data/tokenizers not found");
     }
     /* train: a split, a model, results and recommendations written, bad input refused */
     if (access("../shared/data/ml-100k/raw/u.data", R_OK) == 0) {

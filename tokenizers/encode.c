@@ -70,6 +70,9 @@ static int tokenize_all(mrec_tokenizer *t, const char *text, size_t len, tok_int
 
 mrec_tok_status mrec_tokenize(mrec_tokenizer *t, const char *text, size_t len, int32_t *ids, size_t cap,
                               size_t *n_ids) {
+    if (!t || (!text && len) || (!ids && cap) || !n_ids)
+        return tok_fail(MREC_TOK_ERR_ARG, "tokenize: a NULL argument (tokenizer, text, ids or count)");
+    if (!text) text = "";
     tok_ints out = {0};
     if (!tokenize_all(t, text, len, &out)) {
         tok_ints_free(&out);
@@ -77,13 +80,15 @@ mrec_tok_status mrec_tokenize(mrec_tokenizer *t, const char *text, size_t len, i
     }
     size_t n = out.n;
     *n_ids = n;
-    if (n) memcpy(ids, out.v, (n < cap ? n : cap) * sizeof *ids);
+    if (n && cap) memcpy(ids, out.v, (n < cap ? n : cap) * sizeof *ids);
     tok_ints_free(&out);
     return n <= cap ? MREC_TOK_OK : tok_fail(MREC_TOK_ERR_SPACE, "tokenize: %zu ids, room for %zu", n, cap);
 }
 
 mrec_tok_status mrec_tokenizer_encode(mrec_tokenizer *t, const char *a, const char *b, const mrec_tok_options *opt,
                                       int32_t *ids, int32_t *type_ids, int32_t *mask, size_t cap, size_t *len) {
+    if (!t || !a || (!ids && cap) || !len)
+        return tok_fail(MREC_TOK_ERR_ARG, "encode: a NULL argument (tokenizer, text, ids or length)");
     mrec_tok_options o = opt ? *opt : mrec_tok_defaults();
     int max_len = o.max_length > 0 ? o.max_length : t->max_length;
     tok_ints x = {0}, y = {0};

@@ -14,28 +14,75 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define MAX_FILE (512u << 20)   /* no tokenizer file is near this */
 #define MAX_VOCAB (1 << 22)
 #define CLIP_MERGES (49152 - 256 - 2)
 
+/* Opens path for reading only if it is a regular file. O_NONBLOCK makes
+ * opening a FIFO return at once instead of waiting for a writer; fstat then
+ * refuses it, and devices and folders, before a byte is read. */
+static mrec_tok_status open_regular(const char *path, int *fd_out, size_t *size) {
+    *fd_out = -1;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return tok_fail(MREC_TOK_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return tok_fail(MREC_TOK_ERR_IO, "%s: cannot stat (%s)", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return tok_fail(MREC_TOK_ERR_IO, "%s: not a regular file (a %s)", path,
+                        S_ISDIR(sb.st_mode) ? "folder" : S_ISFIFO(sb.st_mode) ? "FIFO" :
+                        S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "device" : "socket or other special file");
+    }
+    if ((uint64_t)sb.st_size > MAX_FILE) {
+        close(fd);
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %lld bytes, larger than the %u a tokenizer file may have", path,
+                        (long long)sb.st_size, MAX_FILE);
+    }
+    /* Back to blocking reads: a regular file never blocks, and stdio and
+     * zlib do not expect EAGAIN. */
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    *fd_out = fd;
+    *size = (size_t)sb.st_size;
+    return MREC_TOK_OK;
+}
+
 static mrec_tok_status read_file(const char *path, char **data, size_t *size) {
     *data = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tok_fail(MREC_TOK_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    int fd;
+    size_t expect;
+    mrec_tok_status st = open_regular(path, &fd, &expect);
+    if (st) return st;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return tok_fail(MREC_TOK_ERR_NOMEM, "%s: cannot open a stream", path);
+    }
     tok_str buf = {0};
     char chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf.n + n > MAX_FILE || !tok_str_append(&buf, chunk, n)) {
+        if (buf.n + n > MAX_FILE) {
             fclose(f);
             tok_str_free(&buf);
             return tok_fail(MREC_TOK_ERR_FORMAT, "%s: larger than %u bytes", path, MAX_FILE);
+        }
+        if (!tok_str_append(&buf, chunk, n)) {
+            fclose(f);
+            tok_str_free(&buf);
+            return tok_fail(MREC_TOK_ERR_NOMEM, "%s: %zu bytes", path, buf.n + n);
         }
     }
     int bad = ferror(f);
@@ -53,22 +100,39 @@ static mrec_tok_status read_file(const char *path, char **data, size_t *size) {
 static mrec_tok_status read_gz(const char *path, char **data, size_t *size) {
     *data = NULL;
     *size = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f) return tok_fail(MREC_TOK_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    int fd;
+    size_t packed;
+    mrec_tok_status st = open_regular(path, &fd, &packed);
+    if (st) return st;
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return tok_fail(MREC_TOK_ERR_NOMEM, "%s: cannot open a gzip stream", path);
+    }
     tok_str buf = {0};
     char chunk[65536];
     int n;
     while ((n = gzread(f, chunk, sizeof chunk)) > 0) {
-        if (buf.n + (size_t)n > MAX_FILE || !tok_str_append(&buf, chunk, (size_t)n)) {
+        if (buf.n + (size_t)n > MAX_FILE) {
             gzclose(f);
             tok_str_free(&buf);
             return tok_fail(MREC_TOK_ERR_FORMAT, "%s: larger than %u bytes uncompressed", path, MAX_FILE);
         }
+        if (!tok_str_append(&buf, chunk, (size_t)n)) {
+            gzclose(f);
+            tok_str_free(&buf);
+            return tok_fail(MREC_TOK_ERR_NOMEM, "%s: %zu bytes uncompressed", path, buf.n + (size_t)n);
+        }
     }
     int err;
     const char *msg = gzerror(f, &err);
-    mrec_tok_status st = MREC_TOK_OK;
-    if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) st = tok_fail(MREC_TOK_ERR_FORMAT, "%s: bad gzip data (%s)", path, msg);
+    /* zlib reads a file that is not gzip as plain bytes: a .gz vocabulary must be gzip. */
+    int plain = gzdirect(f);
+    const char *why = msg ? strstr(msg, ": ") : NULL; /* zlib names the stream "<fd:N>"; the path says more */
+    if (n < 0 || (err != Z_OK && err != Z_STREAM_END))
+        st = tok_fail(MREC_TOK_ERR_FORMAT, "%s: bad gzip data (%s)", path, why ? why + 2 : msg ? msg : "?");
+    else if (plain)
+        st = tok_fail(MREC_TOK_ERR_FORMAT, "%s: not gzip data (the name ends in .gz)", path);
     gzclose(f);
     if (!st && !buf.s && !tok_str_append(&buf, "", 0)) st = tok_fail(MREC_TOK_ERR_NOMEM, "%s", path);
     if (st) {
@@ -80,9 +144,38 @@ static mrec_tok_status read_gz(const char *path, char **data, size_t *size) {
     return MREC_TOK_OK;
 }
 
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+/* JSON is parsed only after a scan of its nesting: cJSON recurses once per
+ * level, and no tokenizer file nests more than a few levels. */
+#define MAX_JSON_DEPTH 64
+
+static mrec_tok_status parse_json(const char *path, const char *data, size_t size, cJSON **root) {
+    *root = NULL;
+    int depth = 0, in_string = 0, line = 1;
+    for (size_t i = 0; i < size; i++) {
+        char c = data[i];
+        line += c == '\n';
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '{' || c == '[') {
+            if (++depth > MAX_JSON_DEPTH)
+                return tok_fail(MREC_TOK_ERR_FORMAT, "%s: line %d: JSON nested deeper than %d levels", path, line,
+                                MAX_JSON_DEPTH);
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        }
+    }
+    const char *end = NULL;
+    *root = cJSON_ParseWithLengthOpts(data, size, &end, 0);
+    if (!*root) {
+        size_t at = end && end >= data && end <= data + size ? (size_t)(end - data) : 0;
+        int err_line = 1;
+        for (size_t i = 0; i < at; i++) err_line += data[i] == '\n';
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: line %d (byte %zu): not valid JSON", path, err_line, at);
+    }
+    return MREC_TOK_OK;
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -100,10 +193,35 @@ static mrec_tok_status set_vocab_size(mrec_tokenizer *t, int n, const char *src)
     return MREC_TOK_OK;
 }
 
-static mrec_tok_status add_token(mrec_tokenizer *t, const char *s, size_t len, int32_t id, const char *src) {
+#define MAX_TOKEN 1024 /* bytes; real tokens are a few dozen at most */
+
+/* Where a token came from, for messages: "line 7" of a vocab.txt, or the
+ * token itself (cut short) for a JSON vocabulary. */
+static void token_where(char *buf, size_t cap, int line, const char *s, size_t len) {
+    if (line > 0) snprintf(buf, cap, "line %d", line);
+    else if (!tok_utf8_valid(s, len < 40 ? len : 40)) snprintf(buf, cap, "a token of %zu bytes", len);
+    else snprintf(buf, cap, "token \"%.*s\"", (int)(len < 40 ? len : 40), s);
+}
+
+static mrec_tok_status add_token(mrec_tokenizer *t, const char *s, size_t len, int32_t id, int line, const char *src) {
+    char where[64];
+    token_where(where, sizeof where, line, s, len);
     if (id < 0 || id >= t->n_vocab)
-        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: token id %d outside the vocabulary of %d", src, id, t->n_vocab);
-    if (memchr(s, 0, len)) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: token %d contains a NUL byte", src, id);
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s: id %d outside the vocabulary of %d", src, where, id, t->n_vocab);
+    if (len == 0) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s: empty token", src, where);
+    if (len > MAX_TOKEN)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s: token of %zu bytes (at most %d)", src, where, len, MAX_TOKEN);
+    if (memchr(s, 0, len)) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s: token contains a NUL byte", src, where);
+    if (!tok_utf8_valid(s, len)) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s: token is not valid UTF-8", src, where);
+    int32_t other = tok_map_get(&t->ids, s, len);
+    if (other >= 0 && line > 0)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: line %d: token \"%.*s\" already has id %d (line %d)", src, line,
+                        (int)(len < 64 ? len : 64), s, other, other + 1);
+    if (other >= 0)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s already has id %d (a token has one id)", src, where, other);
+    if (t->vocab[id])
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: id %d given to both \"%.64s\" and \"%.*s\"", src, id, t->vocab[id],
+                        (int)(len < 64 ? len : 64), s);
     char *copy = malloc(len + 1);
     if (!copy || !tok_map_put(&t->ids, s, len, id)) {
         free(copy);
@@ -111,7 +229,6 @@ static mrec_tok_status add_token(mrec_tokenizer *t, const char *s, size_t len, i
     }
     memcpy(copy, s, len);
     copy[len] = '\0';
-    free(t->vocab[id]);
     t->vocab[id] = copy;
     return MREC_TOK_OK;
 }
@@ -182,8 +299,10 @@ static mrec_tok_status read_tokenizer_config(mrec_tokenizer *t, const char *path
     size_t size;
     mrec_tok_status st = read_file(path, &data, &size);
     if (st) return st;
-    cJSON *root = cJSON_ParseWithLength(data, size);
+    cJSON *root;
+    st = parse_json(path, data, size, &root);
     free(data);
+    if (st) return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return tok_fail(MREC_TOK_ERR_FORMAT, "%s: not a JSON object", path);
@@ -213,8 +332,7 @@ static mrec_tok_status load_vocab_txt(mrec_tokenizer *t, const char *path) {
         while (end < size && data[end] != '\n') end++;
         size_t len = end - at;
         if (len && data[at + len - 1] == '\r') len--;
-        st = add_token(t, data + at, len, id, path);
-        if (st == MREC_TOK_ERR_FORMAT) st = tok_fail(st, "%s: line %d: %s", path, id + 1, "token contains a NUL byte");
+        st = add_token(t, data + at, len, id, id + 1, path);
         at = end + 1;
     }
     free(data);
@@ -224,7 +342,8 @@ static mrec_tok_status load_vocab_txt(mrec_tokenizer *t, const char *path) {
     const char *slash = strrchr(path, '/');
     int dir_len = slash ? (int)(slash - path) : 1;
     snprintf(cfg, sizeof cfg, "%.*s/tokenizer_config.json", dir_len, slash ? path : ".");
-    if (file_exists(cfg) && (st = read_tokenizer_config(t, cfg))) return st;
+    struct stat sb;
+    if (stat(cfg, &sb) == 0 && (st = read_tokenizer_config(t, cfg))) return st;
     if (t->strip_accents < 0) t->strip_accents = t->lowercase;
     return wordpiece_specials(t, path);
 }
@@ -265,7 +384,12 @@ static mrec_tok_status add_merge_lines(mrec_tokenizer *t, const char *data, size
         const char *sp = memchr(s, ' ', len);
         if (!sp || sp == s || sp == s + len - 1 || memchr(sp + 1, ' ', (size_t)(s + len - sp - 1)))
             return tok_fail(MREC_TOK_ERR_FORMAT, "%s: line %d is not \"left right\"", src, line);
+        if (len > 2 * MAX_TOKEN + 1)
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: line %d: %zu bytes, longer than a merge can be", src, line, len);
         mrec_tok_status st = add_merge_pair(t, s, (size_t)(sp - s), sp + 1, (size_t)(s + len - sp - 1), rank, src);
+        if (st == MREC_TOK_ERR_FORMAT)
+            return tok_fail(st, "%s: line %d: merge \"%.*s\" uses a token not in the vocabulary", src, line,
+                            (int)(len < 80 ? len : 80), s);
         if (st) return st;
         rank++;
     }
@@ -318,8 +442,9 @@ static mrec_tok_status load_clip_gz(mrec_tokenizer *t, const char *path) {
             if (cps[b] != b) order[k++] = b;
         for (int i = 0; i < 256 && !st; i++) {
             tok_str s = {0};
-            if (!tok_str_put_cp(&s, cps[order[i]]) || (pass && !tok_str_append(&s, "</w>", 4))) st = MREC_TOK_ERR_NOMEM;
-            else st = add_token(t, s.s, s.n, id++, path);
+            if (!tok_str_put_cp(&s, cps[order[i]]) || (pass && !tok_str_append(&s, "</w>", 4)))
+                st = tok_fail(MREC_TOK_ERR_NOMEM, "%s: byte tokens", path);
+            else st = add_token(t, s.s, s.n, id++, 0, path);
             tok_str_free(&s);
         }
     }
@@ -336,13 +461,13 @@ static mrec_tok_status load_clip_gz(mrec_tokenizer *t, const char *path) {
         }
         tok_str s = {0};
         if (!tok_str_append(&s, data + p, (size_t)(sp - (data + p))) || !tok_str_append(&s, sp + 1, (size_t)(data + end - sp - 1)))
-            st = MREC_TOK_ERR_NOMEM;
-        else st = add_token(t, s.s, s.n, id++, path);
+            st = tok_fail(MREC_TOK_ERR_NOMEM, "%s: merge tokens", path);
+        else st = add_token(t, s.s, s.n, id++, 0, path);
         tok_str_free(&s);
         p = end + 1;
     }
-    if (!st) st = add_token(t, "<|startoftext|>", 15, id++, path);
-    if (!st) st = add_token(t, "<|endoftext|>", 13, id++, path);
+    if (!st) st = add_token(t, "<|startoftext|>", 15, id++, 0, path);
+    if (!st) st = add_token(t, "<|endoftext|>", 13, id++, 0, path);
     if (!st) st = add_merge_lines(t, data + at, size - at, CLIP_MERGES, path);
     free(data);
     return st ? st : bpe_specials(t, path);
@@ -357,7 +482,7 @@ static mrec_tok_status vocab_from_json(mrec_tokenizer *t, const cJSON *vocab, co
         if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble < MAX_VOCAB) ||
             e->valuedouble != (double)(int32_t)e->valuedouble)
             return tok_fail(MREC_TOK_ERR_FORMAT, "%s: vocab entry \"%s\" is not an integer id", src, e->string);
-        st = add_token(t, e->string, strlen(e->string), (int32_t)e->valuedouble, src);
+        st = add_token(t, e->string, strlen(e->string), (int32_t)e->valuedouble, 0, src);
     }
     return st ? st : check_complete(t, src);
 }
@@ -368,9 +493,10 @@ static mrec_tok_status load_vocab_json(mrec_tokenizer *t, const char *path) {
     size_t size;
     mrec_tok_status st = read_file(path, &data, &size);
     if (st) return st;
-    cJSON *root = cJSON_ParseWithLength(data, size);
+    cJSON *root;
+    st = parse_json(path, data, size, &root);
     free(data);
-    st = root ? vocab_from_json(t, root, path) : tok_fail(MREC_TOK_ERR_FORMAT, "%s: not valid JSON", path);
+    if (!st) st = vocab_from_json(t, root, path);
     cJSON_Delete(root);
     if (st) return st;
     char merges[4096];
@@ -464,9 +590,14 @@ static mrec_tok_status json_added_tokens(mrec_tokenizer *t, const cJSON *root, c
     for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(a, "content");
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-        if (!cJSON_IsString(content) || !cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= t->n_vocab ||
-            content->valuestring[0] == '\0')
-            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: an added_tokens entry lacks content or a valid id", path);
+        if (!cJSON_IsString(content) || !cJSON_IsNumber(id) || !(id->valuedouble >= 0 && id->valuedouble < t->n_vocab) ||
+            id->valuedouble != (double)(int32_t)id->valuedouble || content->valuestring[0] == '\0')
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: an added_tokens entry lacks content or an id in 0..%d", path,
+                            t->n_vocab - 1);
+        size_t len = strlen(content->valuestring);
+        if (len > MAX_TOKEN || !tok_utf8_valid(content->valuestring, len))
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: added token %d is not valid UTF-8 of at most %d bytes", path,
+                            (int)id->valuedouble, MAX_TOKEN);
         mrec_tok_status st = add_special(t, content->valuestring, (int32_t)id->valuedouble, path);
         if (st) return st;
     }
@@ -478,8 +609,10 @@ static mrec_tok_status load_tokenizer_json(mrec_tokenizer *t, const char *path) 
     size_t size;
     mrec_tok_status st = read_file(path, &data, &size);
     if (st) return st;
-    cJSON *root = cJSON_ParseWithLength(data, size);
+    cJSON *root;
+    st = parse_json(path, data, size, &root);
     free(data);
+    if (st) return st;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return tok_fail(MREC_TOK_ERR_FORMAT, "%s: not a JSON object", path);
@@ -497,7 +630,16 @@ static mrec_tok_status load_tokenizer_json(mrec_tokenizer *t, const char *path) 
 
 /* ---- entry point ----------------------------------------------------------------- */
 
+/* One file, by its name. Non-regular files are refused when read. */
+static mrec_tok_status load_file(mrec_tokenizer *t, const char *path) {
+    if (ends_with(path, "vocab.json")) return load_vocab_json(t, path);
+    if (ends_with(path, ".json")) return load_tokenizer_json(t, path);
+    if (ends_with(path, ".gz")) return load_clip_gz(t, path);
+    return load_vocab_txt(t, path);
+}
+
 mrec_tok_status mrec_tokenizer_load(mrec_tokenizer **out, const char *path) {
+    if (!out || !path) return tok_fail(MREC_TOK_ERR_ARG, "tokenizer load: no %s", out ? "path" : "output pointer");
     *out = NULL;
     mrec_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: tokenizer", path);
@@ -510,19 +652,16 @@ mrec_tok_status mrec_tokenizer_load(mrec_tokenizer **out, const char *path) {
         static const char *names[] = {"tokenizer.json", "vocab.txt", "vocab.json", "bpe_simple_vocab_16e6.txt.gz"};
         st = tok_fail(MREC_TOK_ERR_IO, "%s: holds none of tokenizer.json, vocab.txt, vocab.json, bpe_simple_vocab_16e6.txt.gz", path);
         for (int i = 0; i < 4; i++) {
-            snprintf(file, sizeof file, "%s/%s", path, names[i]);
-            if (!file_exists(file)) continue;
-            mrec_tokenizer_free(t);
-            return mrec_tokenizer_load(out, file);
+            if ((size_t)snprintf(file, sizeof file, "%s/%s", path, names[i]) >= sizeof file) {
+                st = tok_fail(MREC_TOK_ERR_ARG, "%s: path too long", path);
+                break;
+            }
+            if (stat(file, &sb) != 0) continue; /* present but a FIFO or folder: refused when read */
+            st = load_file(t, file);
+            break;
         }
-    } else if (ends_with(path, ".json") && !ends_with(path, "vocab.json")) {
-        st = load_tokenizer_json(t, path);
-    } else if (ends_with(path, "vocab.json")) {
-        st = load_vocab_json(t, path);
-    } else if (ends_with(path, ".gz")) {
-        st = load_clip_gz(t, path);
     } else {
-        st = load_vocab_txt(t, path);
+        st = load_file(t, path);
     }
     if (st) {
         mrec_tokenizer_free(t);

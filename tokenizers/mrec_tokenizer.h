@@ -16,6 +16,17 @@
  *
  * Loads vocab.txt (+ tokenizer_config.json), tokenizer.json, vocab.json +
  * merges.txt, CLIP's bpe_simple_vocab_16e6.txt.gz, or a folder holding one.
+ * Files must be regular files (a FIFO or device is refused, never waited
+ * on); a vocabulary must give each token one id and each id one token of
+ * valid UTF-8; JSON may nest at most 64 levels.
+ *
+ * Unicode: WordPiece removes control, format and private-use characters
+ * (Cc Cf Co) and keeps unassigned code points and noncharacters, which make
+ * their word [UNK], as Hugging Face's tokenizers do. NFC and NFD are full
+ * (utf8proc): stacked combining marks are put in canonical order first.
+ * Hugging Face classifies characters with older Unicode tables than
+ * utf8proc's; characters assigned since (Unicode 9 onward) as format
+ * controls, punctuation or marks may tokenize differently.
  *
  * Text is UTF-8. Invalid UTF-8 is decoded as Python's bytes.decode(errors=
  * "replace") does: each maximal invalid subsequence becomes U+FFFD, which

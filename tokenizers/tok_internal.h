@@ -34,8 +34,9 @@ void tok_str_free(tok_str *b);
 /* Decodes UTF-8 into code points, each maximal invalid subsequence becoming
  * U+FFFD (as Python's decode(errors="replace")). */
 int tok_utf8_decode(const char *s, size_t len, tok_ints *out);
+int tok_utf8_valid(const char *s, size_t len); /* 1 if s is well-formed UTF-8 */
 int tok_is_bert_whitespace(int32_t cp);   /* Rust char::is_whitespace, plus \t \n \r */
-int tok_is_bert_control(int32_t cp);      /* Unicode "other" (Cc Cf Cn Co Cs) except \t \n \r */
+int tok_is_bert_control(int32_t cp);      /* Cc Cf Co except \t \n \r (unassigned code points stay) */
 int tok_is_bert_punct(int32_t cp);        /* ASCII punctuation or Unicode P* */
 int tok_is_cjk(int32_t cp);               /* the CJK ideograph blocks BERT pads with spaces */
 int tok_is_letter(int32_t cp);            /* \p{L} */
@@ -44,7 +45,8 @@ int tok_is_regex_space(int32_t cp);       /* \s of the regex engine Hugging Face
 int tok_is_mark_nonspacing(int32_t cp);   /* Mn */
 /* Appends the full lowercase of cp (Rust char::to_lowercase: U+0130 gives two). */
 int tok_lowercase(int32_t cp, tok_ints *out);
-/* NFD or NFC of a code point sequence, in place (through utf8proc). */
+/* NFD or NFC of a code point sequence, in place (through utf8proc: canonical
+ * ordering of combining marks, then composition for NFC). */
 int tok_normalize(tok_ints *cps, int compose);
 
 /* ---- string -> id map (open addressing) ---- */

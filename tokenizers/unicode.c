@@ -3,9 +3,9 @@
  *
  * The classes follow what Hugging Face's Rust tokenizers do, which is not
  * always what Python's unicodedata would say: e.g. whitespace is Rust's
- * White_Space property, and control characters (all of Unicode's "other"
- * categories) are removed before whitespace is mapped to spaces. Character
- * data comes from utf8proc's Unicode tables.
+ * White_Space property, and the control characters removed before
+ * whitespace is mapped to spaces are Cc, Cf and Co, not unassigned code
+ * points. Character data comes from utf8proc's Unicode tables.
  */
 #include "tok_internal.h"
 
@@ -100,6 +100,18 @@ static int utf8_seq(const uint8_t *s, size_t len, int32_t *cp, size_t *skip) {
     return 0;
 }
 
+int tok_utf8_valid(const char *text, size_t len) {
+    const uint8_t *s = (const uint8_t *)text;
+    for (size_t i = 0; i < len;) {
+        int32_t cp;
+        size_t skip = 0;
+        int n = utf8_seq(s + i, len - i, &cp, &skip);
+        if (!n) return 0;
+        i += (size_t)n;
+    }
+    return 1;
+}
+
 int tok_utf8_decode(const char *text, size_t len, tok_ints *out) {
     const uint8_t *s = (const uint8_t *)text;
     if (!tok_ints_reserve(out, out->n + len)) return 0;
@@ -133,9 +145,12 @@ int tok_is_bert_whitespace(int32_t cp) {
 
 int tok_is_bert_control(int32_t cp) {
     if (cp == '\t' || cp == '\n' || cp == '\r') return 0;
+    /* Hugging Face's table of "other" characters is built from the lines of
+     * UnicodeData.txt, where unassigned code points and noncharacters (Cn)
+     * never appear: they are kept, and WordPiece makes their word [UNK].
+     * Surrogates cannot reach here (decoding turns them into U+FFFD). */
     switch (category(cp)) {
-    case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CN:
-    case UTF8PROC_CATEGORY_CO: case UTF8PROC_CATEGORY_CS:
+    case UTF8PROC_CATEGORY_CC: case UTF8PROC_CATEGORY_CF: case UTF8PROC_CATEGORY_CO:
         return 1;
     default:
         return 0;
@@ -187,38 +202,29 @@ int tok_normalize(tok_ints *cps, int compose) {
     int ascii = 1;
     for (size_t i = 0; i < cps->n && ascii; i++) ascii = cps->v[i] < 0x80;
     if (ascii || cps->n == 0) return 1; /* ASCII is its own NFD and NFC */
+    /* utf8proc's whole-string decomposition, not one character at a time:
+     * only it puts combining marks in canonical order, which NFD and NFC
+     * both require (two accents typed in either order are one string). */
+    tok_str utf8 = {0};
+    int ok = 1;
+    for (size_t i = 0; i < cps->n && ok; i++) ok = tok_str_put_cp(&utf8, cps->v[i]);
     utf8proc_option_t opt = UTF8PROC_STABLE | (compose ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE);
-    /* Decompose each code point, then reorder (and compose) the whole run. */
     tok_ints out = {0};
-    int ok = tok_ints_reserve(&out, cps->n * 2 + 4);
-    int boundclass = UTF8PROC_BOUNDCLASS_START;
-    for (size_t i = 0; i < cps->n && ok; i++) {
-        for (;;) {
-            utf8proc_ssize_t n = utf8proc_decompose_char(cps->v[i], out.v + out.n, (utf8proc_ssize_t)(out.cap - out.n),
-                                                         (utf8proc_option_t)(opt | UTF8PROC_DECOMPOSE), &boundclass);
-            if (n < 0) {
-                ok = 0;
-                break;
-            }
-            if ((size_t)n <= out.cap - out.n) {
-                out.n += (size_t)n;
-                break;
-            }
-            if (!tok_ints_reserve(&out, out.n + (size_t)n)) {
-                ok = 0;
-                break;
-            }
-        }
+    utf8proc_ssize_t n = -1;
+    if (ok) n = utf8proc_decompose((const utf8proc_uint8_t *)utf8.s, (utf8proc_ssize_t)utf8.n, NULL, 0, opt);
+    if (n >= 0 && tok_ints_reserve(&out, (size_t)n + 1)) {
+        utf8proc_ssize_t m = utf8proc_decompose((const utf8proc_uint8_t *)utf8.s, (utf8proc_ssize_t)utf8.n, out.v, n, opt);
+        n = m == n ? m : -1;
+        if (n >= 0 && compose) n = utf8proc_normalize_utf32(out.v, n, opt);
+    } else {
+        n = -1;
     }
-    if (ok) {
-        utf8proc_ssize_t n = utf8proc_normalize_utf32(out.v, (utf8proc_ssize_t)out.n, opt);
-        ok = n >= 0;
-        if (ok) out.n = (size_t)n;
-    }
-    if (!ok) {
+    tok_str_free(&utf8);
+    if (n < 0) {
         tok_ints_free(&out);
         return 0;
     }
+    out.n = (size_t)n;
     tok_ints_free(cps);
     *cps = out;
     return 1;

@@ -1,7 +1,7 @@
 /* wordpiece.c: BERT's normalizer, pre-tokenizer and WordPiece model, as
  * Hugging Face's BertNormalizer, BertPreTokenizer and WordPiece do them:
  *
- *   1. clean: drop NUL, U+FFFD and control characters; whitespace -> ' '
+ *   1. clean: drop NUL, U+FFFD and controls (Cc Cf Co); whitespace -> ' '
  *   2. put spaces around CJK ideographs
  *   3. strip accents (NFD, drop nonspacing marks) if uncased or asked
  *   4. lowercase (full Unicode lowercase)

@@ -11,9 +11,9 @@ static mrec_tokenizer *toks[2];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    if (mrec_tokenizer_load(&toks[0], "../shared/data/tokenizers/bert-base-uncased/vocab.txt") ||
-        mrec_tokenizer_load(&toks[1], "../shared/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json")) {
-        fprintf(stderr, "fuzz_tokenize: needs ../shared/data/tokenizers: %s\n", mrec_tok_error_detail());
+    if (mrec_tokenizer_load(&toks[0], "tests/data/tokenizers/bert-base-uncased/vocab.txt") ||
+        mrec_tokenizer_load(&toks[1], "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json")) {
+        fprintf(stderr, "fuzz_tokenize: run from the repository root (tests/data/tokenizers): %s\n", mrec_tok_error_detail());
         abort();
     }
     return 0;
