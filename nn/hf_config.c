@@ -214,13 +214,13 @@ mrec_status mrec_bert_config_parse(mrec_bert_config *c, const cJSON *j, const ch
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%s\"; the text encoder reads bert and mpnet", file,
                        type);
     c->mpnet = !st && !strcmp(type, "mpnet");
-    if (!st) {
-        /* MPNet numbers real tokens pad_token_id + 1, + 2, ...: the first
-         * one must still have a row in the position table. */
-        int hi = c->vocab_size - 1;
-        if (c->mpnet && c->max_positions - 2 < hi) hi = c->max_positions - 2;
-        st = mrec_json_int(j, file, "", "pad_token_id", 0, c->mpnet ? 1 : 0, 0, hi, &c->pad_token_id);
-    }
+    if (!st) st = mrec_json_int(j, file, "", "pad_token_id", 0, c->mpnet ? 1 : 0, 0, c->vocab_size - 1, &c->pad_token_id);
+    /* MPNet numbers real tokens pad_token_id + 1, + 2, ...: the first one
+     * must still have a row in the position table. */
+    if (!st && c->mpnet && c->pad_token_id > c->max_positions - 2)
+        st = mrec_fail(MREC_ERR_FORMAT,
+                       "%s: \"pad_token_id\" is %d; MPNet numbers positions from it + 1, so it must be at most "
+                       "\"max_position_embeddings\" %d - 2", file, c->pad_token_id, c->max_positions);
     /* buckets / 4 exact distances must stay below MPNet's max distance (128) */
     if (!st && c->mpnet)
         st = mrec_json_int(j, file, "", "relative_attention_num_buckets", 0, 32, 4, 256, &c->rel_buckets);
