@@ -283,8 +283,9 @@ static void json_and_files(void) {
     char *cfg = slurp(FIX "tiny_bert/config.json", &len);
     NEED(cfg);
     char *more = malloc(len + 16);
+    if (more) memcpy(more, cfg, len);
+    free(cfg);
     NEED(more);
-    memcpy(more, cfg, len);
     memcpy(more + len, "\n{\"x\": 1}\n", 10);
     snprintf(path, sizeof path, "%s/config.json", dir);
     write_file(path, more, len + 10);
