@@ -23,6 +23,7 @@
 #define MAX_CHANNELS 65536 /* resnet50 has 2048; anything past this is a corrupt file */
 #define MAX_KERNEL 15      /* torchvision's largest is the 7x7 stem */
 #define MAX_CLASSES 1000000
+#define MAX_BLOCKS 1024    /* per stage; resnet152 has 36 */
 
 /* ---- loading ---- */
 
@@ -93,6 +94,10 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
         for (;; m->n_blocks[s]++) {
             snprintf(name, sizeof name, "layer%d.%d.conv1.weight", s + 1, m->n_blocks[s]);
             if (!mrec_safetensors_find(&sf, name)) break;
+            if (m->n_blocks[s] == MAX_BLOCKS) {
+                mrec_safetensors_close(&sf);
+                return mrec_fail(MREC_ERR_SHAPE, "%s: stage layer%d has more than %d blocks", file, s + 1, MAX_BLOCKS);
+            }
         }
         if (m->n_blocks[s] == 0) {
             mrec_safetensors_close(&sf);

@@ -506,6 +506,32 @@ static void resnet_widths(void) {
     }
 }
 
+/* 1,025 blocks in one stage: past any torchvision depth, refused before allocating for them */
+static void resnet_blocks(void) {
+    size_t cap = 1100 * 96, n = 0;
+    char *h = malloc(cap);
+    NEED(h);
+    n += (size_t)snprintf(h + n, cap - n, "{");
+    for (int b = 0; b <= 1024; b++)
+        n += (size_t)snprintf(h + n, cap - n, "\"layer1.%d.conv1.weight\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},", b);
+    n--; /* the last comma */
+    n += (size_t)snprintf(h + n, cap - n, "}");
+    char path[600];
+    snprintf(path, sizeof path, "%s/blocks.safetensors", tmpdir);
+    uint8_t len[8];
+    for (int b = 0; b < 8; b++) len[b] = (uint8_t)((uint64_t)n >> (8 * b));
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(len, 1, 8, f) == 8 && fwrite(h, 1, n, f) == n;
+    if (f) ok &= fclose(f) == 0;
+    free(h);
+    NEED(ok);
+    mrec_resnet r;
+    mrec_status st = mrec_resnet_load(&r, path);
+    if (!st) mrec_resnet_free(&r);
+    t_status(st, MREC_ERR_SHAPE, "resnet: 1,025 blocks in layer1 refused");
+    expect_mentions("resnet blocks", path, "layer1", "1024 blocks");
+}
+
 int main(void) {
     t_suite("bad_nn");
     alarm(120); /* a load that waits on a FIFO fails the run instead of hanging it */
@@ -520,6 +546,7 @@ int main(void) {
     safetensors_headers();
     nonfinite_weights();
     resnet_widths();
+    resnet_blocks();
     mrec_context_destroy(ctx);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
