@@ -12,9 +12,8 @@
  * Hugging Face writes them, with or without the "bert." prefix. Every
  * tensor's shape is checked against the config before anything is
  * allocated; weights are widened to float32 once at load and must be
- * finite. The forward pass carves its activations
- * from the context's workspace (sized by mrec_bert_workspace_bytes) and
- * allocates nothing.
+ * finite. The forward pass carves its activations from the context's
+ * workspace (sized by mrec_bert_workspace_bytes) and allocates nothing.
  */
 #ifndef MREC_BERT_H
 #define MREC_BERT_H
