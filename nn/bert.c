@@ -14,6 +14,7 @@
  */
 #include "mrec_attention.h"
 #include "mrec_bert.h"
+#include "mrec_hf_config.h"
 #include "mrec_io.h"
 #include "mrec_ops.h"
 #include "mrec_safetensors.h"
@@ -27,48 +28,14 @@
 
 /* ---- config ---- */
 
+/* config.json's numbers are checked in hf_config.c (mrec_bert_config_parse). */
 static mrec_status read_config(mrec_bert_config *c, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *j;
     mrec_status st = mrec_read_json_object(path, 0, &j);
     if (st) return st;
-    static const struct { const char *key; size_t off; int required; double lo, hi; } ints[] = {
-        {"vocab_size", offsetof(mrec_bert_config, vocab_size), 1, 1, 1e7},
-        {"hidden_size", offsetof(mrec_bert_config, hidden), 1, 1, 65536},
-        {"num_hidden_layers", offsetof(mrec_bert_config, layers), 1, 1, 512},
-        {"num_attention_heads", offsetof(mrec_bert_config, heads), 1, 1, 1024},
-        {"intermediate_size", offsetof(mrec_bert_config, intermediate), 1, 1, 1 << 20},
-        {"max_position_embeddings", offsetof(mrec_bert_config, max_positions), 1, 1, 1 << 20},
-        {"type_vocab_size", offsetof(mrec_bert_config, type_vocab), 0, 1, 1024},
-    };
-    c->type_vocab = 2;
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
-        if (!v && !ints[i].required) continue;
-        if (!cJSON_IsNumber(v) || v->valuedouble < ints[i].lo || v->valuedouble > ints[i].hi || v->valuedouble != floor(v->valuedouble))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\" is missing or not an integer in range", path, ints[i].key);
-        else *(int *)((char *)c + ints[i].off) = (int)v->valuedouble;
-    }
-    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_eps");
-    c->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-12f;
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
-    const char *a = cJSON_IsString(act) ? act->valuestring : "gelu";
-    if (!st && !mrec_act_from_hf(a, &c->act))
-        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows " MREC_HF_ACT_NAMES ")", path, a);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
-    c->mpnet = cJSON_IsString(type) && !strcmp(type->valuestring, "mpnet");
-    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");
-    c->pad_token_id = cJSON_IsNumber(pad) ? (int)pad->valuedouble : (c->mpnet ? 1 : 0);
-    const cJSON *nb = cJSON_GetObjectItemCaseSensitive(j, "relative_attention_num_buckets");
-    c->rel_buckets = cJSON_IsNumber(nb) ? (int)nb->valuedouble : 32;
-    if (!st && c->mpnet && (c->rel_buckets < 2 || c->rel_buckets > 1024))
-        st = mrec_fail(MREC_ERR_FORMAT, "%s: relative_attention_num_buckets %d", path, c->rel_buckets);
-    const cJSON *pos = cJSON_GetObjectItemCaseSensitive(j, "position_embedding_type");
-    if (!st && cJSON_IsString(pos) && strcmp(pos->valuestring, "absolute") != 0)
-        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: position_embedding_type \"%s\" (mrec implements absolute)", path, pos->valuestring);
-    if (!st && c->hidden % c->heads)
-        st = mrec_fail(MREC_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->hidden, c->heads);
+    st = mrec_bert_config_parse(c, j, path);
     cJSON_Delete(j);
     return st;
 }
@@ -78,54 +45,39 @@ static mrec_status read_config(mrec_bert_config *c, const char *dir) {
 typedef struct {
     const mrec_safetensors *st;
     const char *prefix; /* "" or "bert." */
-    float *next;        /* where the next tensor goes */
+    float *next;        /* where the next tensor goes; NULL while measuring */
+    int64_t floats;     /* floats taken so far */
 } loader;
 
-/* Copies tensor `name` of the given shape into the storage; NULL and an
- * error if absent (unless optional) or of another shape. */
+/* Copies tensor `name` of the given shape into the storage; an error if
+ * absent (unless optional) or of another shape. While measuring it only
+ * checks the shape and counts, so nothing is allocated for a config that
+ * does not match the file. */
 static mrec_status take(loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1, int optional) {
     char full[256];
     snprintf(full, sizeof full, "%s%s", l->prefix, name);
     *dst = NULL;
     if (optional && !mrec_safetensors_find(l->st, full)) return MREC_OK;
     int64_t shape[2] = {d0, d1};
-    mrec_status s = mrec_safetensors_read_f32(l->st, full, ndim, shape, l->next);
+    mrec_status s = l->next ? mrec_safetensors_read_f32(l->st, full, ndim, shape, l->next)
+                            : mrec_safetensors_expect(l->st, full, ndim, shape, NULL);
     if (s) return s;
-    *dst = l->next;
-    l->next += ndim == 1 ? d0 : d0 * d1;
+    int64_t n = ndim == 1 ? d0 : d0 * d1;
+    if (l->next) *dst = l->next, l->next += n;
+    l->floats += n;
     return MREC_OK;
 }
 
-mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
-    memset(m, 0, sizeof *m);
-    mrec_status st = read_config(&m->cfg, dir);
-    if (st) return st;
+/* Every tensor of the model, in storage order. */
+static mrec_status take_all(mrec_bert *m, loader *l) {
     const mrec_bert_config *c = &m->cfg;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mrec_safetensors sf;
-    if ((st = mrec_safetensors_open(&sf, path))) return st;
     int64_t H = c->hidden, I = c->intermediate;
-    int64_t per_layer = 4 * H * H + 4 * H + 4 * H + 2 * I * H + I + H;
-    int64_t total = (int64_t)c->vocab_size * H + (int64_t)c->max_positions * H + (int64_t)c->type_vocab * H + 2 * H +
-                    c->layers * per_layer + H * H + H + (int64_t)c->rel_buckets * c->heads;
-    m->storage = malloc((size_t)total * sizeof(float));
-    m->layer = calloc((size_t)c->layers, sizeof *m->layer);
-    if (!m->storage || !m->layer) {
-        mrec_safetensors_close(&sf);
-        mrec_bert_free(m);
-        return mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)total);
-    }
-    const char *prefix = c->mpnet ? "mpnet." : "bert.";
-    char probe[64];
-    snprintf(probe, sizeof probe, "%sembeddings.word_embeddings.weight", prefix);
-    loader l = {&sf, mrec_safetensors_find(&sf, probe) ? prefix : "", m->storage};
-    st = take(&l, &m->word, "embeddings.word_embeddings.weight", 2, c->vocab_size, H, 0);
-    if (!st) st = take(&l, &m->position, "embeddings.position_embeddings.weight", 2, c->max_positions, H, 0);
-    if (!st && !c->mpnet) st = take(&l, &m->token_type, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0);
-    if (!st && c->mpnet) st = take(&l, &m->rel_bias, "encoder.relative_attention_bias.weight", 2, c->rel_buckets, c->heads, 0);
-    if (!st) st = take(&l, &m->emb_ln_w, "embeddings.LayerNorm.weight", 1, H, 0, 0);
-    if (!st) st = take(&l, &m->emb_ln_b, "embeddings.LayerNorm.bias", 1, H, 0, 0);
+    mrec_status st = take(l, &m->word, "embeddings.word_embeddings.weight", 2, c->vocab_size, H, 0);
+    if (!st) st = take(l, &m->position, "embeddings.position_embeddings.weight", 2, c->max_positions, H, 0);
+    if (!st && !c->mpnet) st = take(l, &m->token_type, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0);
+    if (!st && c->mpnet) st = take(l, &m->rel_bias, "encoder.relative_attention_bias.weight", 2, c->rel_buckets, c->heads, 0);
+    if (!st) st = take(l, &m->emb_ln_w, "embeddings.LayerNorm.weight", 1, H, 0, 0);
+    if (!st) st = take(l, &m->emb_ln_b, "embeddings.LayerNorm.bias", 1, H, 0, 0);
     for (int i = 0; i < c->layers && !st; i++) {
         mrec_bert_layer *L = &m->layer[i];
         int mp = c->mpnet;
@@ -147,11 +99,41 @@ mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
         for (size_t k = 0; k < sizeof w / sizeof w[0] && !st; k++) {
             char n[128];
             snprintf(n, sizeof n, "encoder.layer.%d.%s", i, w[k].name);
-            st = take(&l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0);
+            st = take(l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0);
         }
     }
-    if (!st) st = take(&l, &m->pooler_w, "pooler.dense.weight", 2, H, H, 1);
-    if (!st && m->pooler_w) st = take(&l, &m->pooler_b, "pooler.dense.bias", 1, H, 0, 0);
+    char pooler[64];
+    snprintf(pooler, sizeof pooler, "%spooler.dense.weight", l->prefix);
+    if (!st && mrec_safetensors_find(l->st, pooler)) {
+        st = take(l, &m->pooler_w, "pooler.dense.weight", 2, H, H, 0);
+        if (!st) st = take(l, &m->pooler_b, "pooler.dense.bias", 1, H, 0, 0);
+    }
+    return st;
+}
+
+mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    mrec_status st = read_config(&m->cfg, dir);
+    if (st) return st;
+    const mrec_bert_config *c = &m->cfg;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mrec_safetensors sf;
+    if ((st = mrec_safetensors_open(&sf, path))) return st;
+    const char *prefix = c->mpnet ? "mpnet." : "bert.";
+    char probe[64];
+    snprintf(probe, sizeof probe, "%sembeddings.word_embeddings.weight", prefix);
+    loader l = {&sf, mrec_safetensors_find(&sf, probe) ? prefix : "", NULL, 0};
+    m->layer = calloc((size_t)c->layers, sizeof *m->layer);
+    st = m->layer ? take_all(m, &l) : mrec_fail(MREC_ERR_NOMEM, "%s: %d layers", path, c->layers);
+    if (!st) {
+        m->storage = malloc((size_t)l.floats * sizeof(float));
+        if (!m->storage) st = mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)l.floats);
+    }
+    if (!st) {
+        l.next = m->storage, l.floats = 0;
+        st = take_all(m, &l);
+    }
     mrec_safetensors_close(&sf);
     if (st) mrec_bert_free(m);
     return st;
@@ -233,7 +215,7 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
         if (c->mpnet) {
             if (pos == 0) real = 0;
             pos = id != c->pad_token_id ? c->pad_token_id + ++real : c->pad_token_id;
-            if (pos >= c->max_positions) {
+            if (pos < 0 || pos >= c->max_positions) {
                 ctx->workspace.used = mark;
                 return mrec_fail(MREC_ERR_ARG, "mpnet: position %d at token %d is past max_position_embeddings %d", pos, i,
                                  c->max_positions);

@@ -11,6 +11,7 @@
  * Dropout is off (inference). Reference: transformers' models/clip/modeling_clip.py.
  */
 #include "mrec_clip.h"
+#include "mrec_hf_config.h"
 #include "mrec_io.h"
 #include "mrec_ops.h"
 #include "mrec_safetensors.h"
@@ -25,83 +26,14 @@
 
 /* ---- config ---- */
 
-typedef struct {
-    const char *key;
-    size_t off;
-    int def, lo, hi;
-} int_key;
-
-static mrec_status read_ints(mrec_clip_tower_config *c, const cJSON *j, const char *path, const char *section,
-                             const int_key *keys, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i].key);
-        int *dst = (int *)((char *)c + keys[i].off);
-        if (!v || cJSON_IsNull(v)) *dst = keys[i].def;
-        else if (!cJSON_IsNumber(v) || v->valuedouble < keys[i].lo || v->valuedouble > keys[i].hi ||
-                 v->valuedouble != floor(v->valuedouble))
-            return mrec_fail(MREC_ERR_FORMAT, "%s: %s.%s is not an integer in [%d, %d]", path, section, keys[i].key, keys[i].lo,
-                             keys[i].hi);
-        else *dst = (int)v->valuedouble;
-    }
-    return MREC_OK;
-}
-
-/* One tower's section; defaults are CLIPTextConfig's / CLIPVisionConfig's. */
-static mrec_status read_tower(mrec_clip_tower_config *c, const cJSON *root, const char *path, int vision) {
-    const char *section = vision ? "vision_config" : "text_config";
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, section);
-    if (j && !cJSON_IsObject(j)) return mrec_fail(MREC_ERR_FORMAT, "%s: %s is not an object", path, section);
-    static const int_key common_text[] = {
-        {"hidden_size", offsetof(mrec_clip_tower_config, hidden), 512, 1, 65536},
-        {"num_hidden_layers", offsetof(mrec_clip_tower_config, layers), 12, 1, 512},
-        {"num_attention_heads", offsetof(mrec_clip_tower_config, heads), 8, 1, 1024},
-        {"intermediate_size", offsetof(mrec_clip_tower_config, intermediate), 2048, 1, 1 << 20},
-        {"vocab_size", offsetof(mrec_clip_tower_config, vocab_size), 49408, 1, 10000000},
-        {"max_position_embeddings", offsetof(mrec_clip_tower_config, max_positions), 77, 1, 1 << 16},
-        {"eos_token_id", offsetof(mrec_clip_tower_config, eos_token_id), 49407, 0, 10000000},
-    };
-    static const int_key common_vision[] = {
-        {"hidden_size", offsetof(mrec_clip_tower_config, hidden), 768, 1, 65536},
-        {"num_hidden_layers", offsetof(mrec_clip_tower_config, layers), 12, 1, 512},
-        {"num_attention_heads", offsetof(mrec_clip_tower_config, heads), 12, 1, 1024},
-        {"intermediate_size", offsetof(mrec_clip_tower_config, intermediate), 3072, 1, 1 << 20},
-        {"image_size", offsetof(mrec_clip_tower_config, image_size), 224, 1, 8192},
-        {"patch_size", offsetof(mrec_clip_tower_config, patch_size), 32, 1, 1024},
-        {"num_channels", offsetof(mrec_clip_tower_config, channels), 3, 1, 16},
-    };
-    mrec_status st = vision ? read_ints(c, j, path, section, common_vision, sizeof common_vision / sizeof common_vision[0])
-                            : read_ints(c, j, path, section, common_text, sizeof common_text / sizeof common_text[0]);
-    if (st) return st;
-    if (c->hidden % c->heads)
-        return mrec_fail(MREC_ERR_FORMAT, "%s: %s.hidden_size %d is not a multiple of num_attention_heads %d", path, section, c->hidden,
-                         c->heads);
-    if (vision && c->patch_size > c->image_size)
-        return mrec_fail(MREC_ERR_FORMAT, "%s: vision_config.patch_size %d exceeds image_size %d", path, c->patch_size, c->image_size);
-    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_eps");
-    c->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-5f;
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
-    const char *a = cJSON_IsString(act) ? act->valuestring : "quick_gelu";
-    if (!mrec_act_from_hf(a, &c->act))
-        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: %s.hidden_act \"%s\" (mrec knows " MREC_HF_ACT_NAMES ")", path, section, a);
-    return MREC_OK;
-}
-
+/* config.json's numbers are checked in hf_config.c (mrec_clip_config_parse). */
 static mrec_status read_config(mrec_clip *m, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *j;
     mrec_status st = mrec_read_json_object(path, 0, &j);
     if (st) return st;
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
-    if (cJSON_IsString(type) && strcmp(type->valuestring, "clip"))
-        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: model_type \"%s\" is not clip", path, type->valuestring);
-    const cJSON *pd = cJSON_GetObjectItemCaseSensitive(j, "projection_dim");
-    m->projection_dim = 512;
-    if (!st && pd && (!cJSON_IsNumber(pd) || pd->valuedouble < 1 || pd->valuedouble > 65536 || pd->valuedouble != floor(pd->valuedouble)))
-        st = mrec_fail(MREC_ERR_FORMAT, "%s: projection_dim is not an integer in [1, 65536]", path);
-    else if (pd) m->projection_dim = (int)pd->valuedouble;
-    if (!st) st = read_tower(&m->vision.cfg, j, path, 1);
-    if (!st) st = read_tower(&m->text.cfg, j, path, 0);
+    st = mrec_clip_config_parse(&m->vision.cfg, &m->text.cfg, &m->projection_dim, j, path);
     cJSON_Delete(j);
     return st;
 }
@@ -110,36 +42,26 @@ static mrec_status read_config(mrec_clip *m, const char *dir) {
 
 typedef struct {
     const mrec_safetensors *sf;
-    float *next;
+    float *next;    /* NULL while measuring: shapes are checked and counted only */
+    int64_t floats;
 } loader;
 
 static mrec_status take(loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     int64_t shape[4] = {d0, d1, d2, d3};
-    mrec_status st = mrec_safetensors_read_f32(l->sf, name, ndim, shape, l->next);
+    mrec_status st = l->next ? mrec_safetensors_read_f32(l->sf, name, ndim, shape, l->next)
+                             : mrec_safetensors_expect(l->sf, name, ndim, shape, NULL);
     if (st) return st;
-    *dst = l->next;
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
-    l->next += n;
+    if (l->next) *dst = l->next, l->next += n;
+    l->floats += n;
     return MREC_OK;
 }
 
-static int64_t tower_floats(const mrec_clip_tower_config *c, int vision, int D) {
-    int64_t H = c->hidden, I = c->intermediate, per_layer = 4 * H + 4 * H * H + 4 * H + 2 * I * H + I + H;
-    int64_t G = vision ? c->image_size / c->patch_size : 0;
-    int64_t embed = vision ? H * c->channels * c->patch_size * c->patch_size + H + (1 + G * G) * H + 2 * H
-                           : (int64_t)c->vocab_size * H + (int64_t)c->max_positions * H;
-    return embed + c->layers * per_layer + 2 * H + D * H;
-}
-
-static mrec_status load_tower(mrec_clip_tower *t, const mrec_safetensors *sf, int vision, int D) {
+static mrec_status take_tower(mrec_clip_tower *t, loader *lp, int vision, int D) {
     const mrec_clip_tower_config *c = &t->cfg;
     int64_t H = c->hidden, I = c->intermediate, P = c->patch_size, C = c->channels, G = vision ? c->image_size / P : 0;
-    int64_t total = tower_floats(c, vision, D);
-    t->storage = malloc(sizeof(float) * (size_t)total);
-    t->layer = calloc((size_t)c->layers, sizeof *t->layer);
-    if (!t->storage || !t->layer) return mrec_fail(MREC_ERR_NOMEM, "clip: %lld parameters", (long long)total);
-    loader l = {sf, t->storage};
+    loader l = *lp;
     const char *tw = vision ? "vision_model" : "text_model";
     char n[192];
     mrec_status st;
@@ -176,7 +98,21 @@ static mrec_status load_tower(mrec_clip_tower *t, const mrec_safetensors *sf, in
     snprintf(n, sizeof n, "%s.%s.bias", tw, post);
     if (!st) st = take(&l, &t->post_b, n, 1, H, 0, 0, 0);
     if (!st) st = take(&l, &t->proj, vision ? "visual_projection.weight" : "text_projection.weight", 2, D, H, 0, 0);
+    *lp = l;
     return st;
+}
+
+/* Measures the tower against the file (every shape checked), then allocates and reads. */
+static mrec_status load_tower(mrec_clip_tower *t, const mrec_safetensors *sf, int vision, int D) {
+    loader l = {sf, NULL, 0};
+    t->layer = calloc((size_t)t->cfg.layers, sizeof *t->layer);
+    if (!t->layer) return mrec_fail(MREC_ERR_NOMEM, "%s: %d layers", sf->path, t->cfg.layers);
+    mrec_status st = take_tower(t, &l, vision, D);
+    if (st) return st;
+    t->storage = malloc(sizeof(float) * (size_t)l.floats);
+    if (!t->storage) return mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", sf->path, (long long)l.floats);
+    l.next = t->storage, l.floats = 0;
+    return take_tower(t, &l, vision, D);
 }
 
 mrec_status mrec_clip_load(mrec_clip *m, const char *dir, mrec_clip_towers towers) {

@@ -1,5 +1,6 @@
 /* io.c: atomic writes, read-only file mapping, JSON files. */
 #include "mrec_io.h"
+#include "mrec_hf_config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -69,12 +70,13 @@ void mrec_atomic_abort(mrec_atomic_file *af) {
 mrec_status mrec_map_file(const char *path, void **map, size_t *size) {
     *map = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return mrec_fail(MREC_ERR_IO, "%s: not a regular file", path);
+        return mrec_fail(MREC_ERR_IO, "%s: not a regular file (a directory, device or pipe); expected a file", path);
     }
     if (sb.st_size > 0) {
         void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -101,11 +103,10 @@ mrec_status mrec_read_json(const char *path, int optional, cJSON **out) {
     size_t size;
     mrec_status st = mrec_map_file(path, &map, &size);
     if (st) return st;
-    cJSON *j = size ? cJSON_ParseWithLength(map, size) : NULL;
+    /* depth-checked before cJSON recurses; trailing data refused */
+    st = mrec_json_parse(map, size, path, out);
     mrec_unmap_file(map, size);
-    if (!j) return mrec_fail(MREC_ERR_FORMAT, "%s: not valid JSON", path);
-    *out = j;
-    return MREC_OK;
+    return st;
 }
 
 mrec_status mrec_read_json_object(const char *path, int optional, cJSON **out) {

@@ -9,10 +9,11 @@
  * the attention scores.
  *
  * Reads config.json and model.safetensors from a folder. Tensor names as
- * Hugging Face writes them, with or without the "bert." prefix. Weights are
- * widened to float32 once at load. The forward pass carves its activations
- * from the context's workspace (sized by mrec_bert_workspace_bytes) and
- * allocates nothing.
+ * Hugging Face writes them, with or without the "bert." prefix. Every
+ * tensor's shape is checked against the config before anything is
+ * allocated; weights are widened to float32 once at load and must be
+ * finite. The forward pass carves its activations from the context's
+ * workspace (sized by mrec_bert_workspace_bytes) and allocates nothing.
  */
 #ifndef MREC_BERT_H
 #define MREC_BERT_H
@@ -24,9 +25,17 @@ typedef struct {
     float layer_norm_eps;
     mrec_act act;     /* from hidden_act: gelu (erf), gelu_new / gelu_pytorch_tanh (tanh), relu, silu */
     int mpnet;        /* model_type "mpnet" */
-    int pad_token_id; /* MPNet's position ids start after it */
-    int rel_buckets;  /* MPNet: relative_attention_num_buckets (32) */
+    int pad_token_id; /* in [0, vocab_size); MPNet's position ids start after it */
+    int rel_buckets;  /* MPNet: relative_attention_num_buckets (32), in [4, 256]; 0 for BERT */
 } mrec_bert_config;
+
+/* Fills c from a parsed config.json (file names it in messages). Every size
+ * is range-checked (hidden_size a multiple of num_attention_heads,
+ * pad_token_id inside the vocabulary and, for MPNet, below
+ * max_position_embeddings - 1, layer_norm_eps finite and positive);
+ * model_type must be bert or mpnet. Errors name the file and the key. */
+struct cJSON;
+mrec_status mrec_bert_config_parse(mrec_bert_config *c, const struct cJSON *root, const char *file);
 
 typedef struct {
     float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;  /* (H, H), (H) each */

@@ -29,6 +29,13 @@ typedef struct {
     int vocab_size, max_positions, eos_token_id; /* text */
 } mrec_clip_tower_config;
 
+/* Fills both towers' configs and projection_dim from a parsed config.json
+ * (file names it in messages); keys left out take CLIPConfig's defaults;
+ * every number is range-checked, eos_token_id inside the vocabulary. */
+struct cJSON;
+mrec_status mrec_clip_config_parse(mrec_clip_tower_config *vision, mrec_clip_tower_config *text, int *projection_dim,
+                                   const struct cJSON *root, const char *file);
+
 typedef struct {
     mrec_clip_tower_config cfg;
     mrec_vit_layer *layer;     /* the same pre-LN layer as ViT's */

@@ -24,13 +24,16 @@ mrec_status mrec_atomic_write(mrec_atomic_file *af, const void *buf, size_t n);
 mrec_status mrec_atomic_commit(mrec_atomic_file *af);
 void mrec_atomic_abort(mrec_atomic_file *af);
 
-/* Maps a whole file read-only. An empty file maps to (NULL, 0). */
+/* Maps a whole file read-only. An empty file maps to (NULL, 0). Anything
+ * but a regular file (a FIFO, a directory, a device) is refused at once. */
 mrec_status mrec_map_file(const char *path, void **map, size_t *size);
 void mrec_unmap_file(void *map, size_t size);
 
 /* Parses a whole JSON file; free *out with cJSON_Delete. With optional set,
  * a missing file gives *out = NULL and MREC_OK; a malformed one is always an
- * error naming it. The _object form also requires an object (config.json). */
+ * error naming it and the line (nesting past MREC_JSON_MAX_DEPTH and data
+ * after the value included). The _object form also requires an object
+ * (config.json). */
 struct cJSON;
 mrec_status mrec_read_json(const char *path, int optional, struct cJSON **out);
 mrec_status mrec_read_json_object(const char *path, int optional, struct cJSON **out);

@@ -24,7 +24,7 @@ mrec_status mrec_op_add(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *
                         const mrec_tensor *b);
 
 /* Hugging Face's hidden_act names (gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, silu, swish)
- * to an activation; 0 for a name mrec does not implement. */
+ * to an activation; 0 for a name mrec does not implement. Defined in hf_config.c. */
 #define MREC_HF_ACT_NAMES "gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, silu"
 int mrec_act_from_hf(const char *name, mrec_act *act);
 

@@ -9,7 +9,8 @@
  * Every entry is validated before any offset is used: header inside the
  * file, known dtype, shape of non-negative integers, begin <= end inside
  * the data section, end - begin = dtype size x element count, names unique,
- * ranges not overlapping. A failure names the file, the tensor and the
+ * ranges not overlapping; the header JSON nested at most
+ * MREC_JSON_MAX_DEPTH deep with only spaces after it. A failure names the file, the tensor and the
  * problem (mrec_error_detail).
  */
 #ifndef MREC_SAFETENSORS_H
@@ -61,7 +62,9 @@ int64_t mrec_st_entry_numel(const mrec_st_entry *e);
 mrec_status mrec_safetensors_expect(const mrec_safetensors *st, const char *name, int ndim,
                                     const int64_t *shape, const mrec_st_entry **out);
 /* Copies tensor `name` (F32, F16 or BF16) into out as float32, checking its
- * shape as mrec_safetensors_expect does. */
+ * shape as mrec_safetensors_expect does. A NaN or infinite value is an error
+ * (MREC_ERR_FORMAT) naming the tensor and the element: weights are refused
+ * at load rather than turned into NaN features. */
 mrec_status mrec_safetensors_read_f32(const mrec_safetensors *st, const char *name, int ndim,
                                       const int64_t *shape, float *out);
 

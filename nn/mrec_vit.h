@@ -20,6 +20,11 @@ typedef struct {
     int qkv_bias;
 } mrec_vit_config;
 
+/* Fills c from a parsed config.json (file names it in messages); keys left
+ * out take ViTConfig's defaults; every number is range-checked. */
+struct cJSON;
+mrec_status mrec_vit_config_parse(mrec_vit_config *c, const struct cJSON *root, const char *file);
+
 typedef struct {
     float *ln1_w, *ln1_b;                     /* layernorm_before (H) */
     float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (H, H), (H) or NULL without qkv_bias */

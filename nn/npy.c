@@ -110,6 +110,10 @@ mrec_status mrec_npy_parse_header(const void *buf, size_t size, mrec_npy_header 
         if (eat(&c, '}')) break;
         char key[32], val[32];
         if (!read_string(&c, key, sizeof key) || !eat(&c, ':')) return bad(&c, "expected 'key':");
+        /* a second value for a key would silently replace the first */
+        if ((!strcmp(key, "descr") && have_descr) || (!strcmp(key, "fortran_order") && have_order) ||
+            (!strcmp(key, "shape") && have_shape))
+            return mrec_fail(MREC_ERR_FORMAT, "%s: .npy header: key '%s' appears twice", label, key);
         if (strcmp(key, "descr") == 0) {
             if (!read_string(&c, val, sizeof val)) return bad(&c, "descr is not a string");
             int found = 0;

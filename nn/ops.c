@@ -344,13 +344,3 @@ mrec_status mrec_op_spmm(mrec_context *ctx, mrec_tensor *out, const mrec_csr *a,
         mrec_spmm_cpu(out->data, a->row_ptr, a->col, a->val, x->data, a->n_rows, a->n_cols, (int)x->shape[1], ctx->pool);
     return MREC_OK;
 }
-
-int mrec_act_from_hf(const char *name, mrec_act *act) {
-    static const struct { const char *name; mrec_act act; } names[] = {
-        {"gelu", MREC_ACT_GELU_ERF}, {"gelu_new", MREC_ACT_GELU_TANH}, {"gelu_pytorch_tanh", MREC_ACT_GELU_TANH},
-        {"quick_gelu", MREC_ACT_QUICK_GELU}, {"relu", MREC_ACT_RELU}, {"silu", MREC_ACT_SILU}, {"swish", MREC_ACT_SILU},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(name, names[i].name)) return *act = names[i].act, 1;
-    return 0;
-}

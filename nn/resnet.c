@@ -20,6 +20,10 @@
 #include <sys/stat.h>
 
 #define BN_EPS 1e-5f /* nn.BatchNorm2d's default, which torchvision keeps */
+#define MAX_CHANNELS 65536 /* resnet50 has 2048; anything past this is a corrupt file */
+#define MAX_KERNEL 15      /* torchvision's largest is the 7x7 stem */
+#define MAX_CLASSES 1000000
+#define MAX_BLOCKS 1024    /* per stage; resnet152 has 36 */
 
 /* ---- loading ---- */
 
@@ -30,8 +34,12 @@ static mrec_status load_conv_bn(const mrec_safetensors *sf, mrec_conv_bn *cv, co
     snprintf(name, sizeof name, "%s.weight", conv);
     const mrec_st_entry *e = mrec_safetensors_find(sf, name);
     if (!e) return mrec_fail(MREC_ERR_NOT_FOUND, "%s: no tensor \"%s\"", sf->path, name);
-    if (e->ndim != 4 || e->shape[1] != c_in || e->shape[2] != e->shape[3] || e->shape[2] % 2 == 0)
-        return mrec_fail(MREC_ERR_SHAPE, "%s: \"%s\" should be (C_out, %d, k, k) with k odd", sf->path, name, c_in);
+    /* The widths come from the file alone, so they are bounded here: an empty
+     * tensor of shape (2^40, 0, ...) is a valid safetensors entry. */
+    if (e->ndim != 4 || e->shape[1] != c_in || e->shape[2] != e->shape[3] || e->shape[2] % 2 == 0 ||
+        e->shape[0] < 1 || e->shape[0] > MAX_CHANNELS || e->shape[2] > MAX_KERNEL)
+        return mrec_fail(MREC_ERR_SHAPE, "%s: \"%s\" should be (C_out, %d, k, k) with C_out in [1, %d] and k odd, at most %d",
+                         sf->path, name, c_in, MAX_CHANNELS, MAX_KERNEL);
     int64_t shape[4] = {e->shape[0], e->shape[1], e->shape[2], e->shape[3]}, per_out = shape[1] * shape[2] * shape[3];
     cv->c_out = (int)shape[0], cv->c_in = c_in, cv->k = (int)shape[2], cv->stride = stride, cv->pad = cv->k / 2;
     cv->w = malloc(sizeof(float) * (size_t)(shape[0] * per_out));
@@ -86,6 +94,10 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
         for (;; m->n_blocks[s]++) {
             snprintf(name, sizeof name, "layer%d.%d.conv1.weight", s + 1, m->n_blocks[s]);
             if (!mrec_safetensors_find(&sf, name)) break;
+            if (m->n_blocks[s] == MAX_BLOCKS) {
+                mrec_safetensors_close(&sf);
+                return mrec_fail(MREC_ERR_SHAPE, "%s: stage layer%d has more than %d blocks", file, s + 1, MAX_BLOCKS);
+            }
         }
         if (m->n_blocks[s] == 0) {
             mrec_safetensors_close(&sf);
@@ -128,8 +140,9 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
     m->features = c;
     const mrec_st_entry *fc = mrec_safetensors_find(&sf, "fc.weight");
     if (!st && fc) {
-        if (fc->ndim != 2 || fc->shape[1] != c) {
-            st = mrec_fail(MREC_ERR_SHAPE, "%s: \"fc.weight\" should be (classes, %d)", file, c);
+        if (fc->ndim != 2 || fc->shape[1] != c || fc->shape[0] < 1 || fc->shape[0] > MAX_CLASSES) {
+            st = mrec_fail(MREC_ERR_SHAPE, "%s: \"fc.weight\" should be (classes, %d) with classes in [1, %d]", file, c,
+                           MAX_CLASSES);
         } else {
             int64_t shape[2] = {fc->shape[0], c};
             m->n_classes = (int)shape[0];

@@ -5,6 +5,7 @@
  * against the data section, before a pointer into the mapping is formed.
  */
 #include "mrec_safetensors.h"
+#include "mrec_hf_config.h"
 #include "mrec_io.h"
 
 #include <cjson/cJSON.h>
@@ -174,8 +175,11 @@ mrec_status mrec_safetensors_parse(mrec_safetensors *st, const void *buf, size_t
     st->data = p + 8 + n;
     st->data_size = size - 8 - n;
 
-    cJSON *root = cJSON_ParseWithLength((const char *)p + 8, (size_t)n);
-    if (!root || !cJSON_IsObject(root)) {
+    /* depth-checked, and nothing but the writer's space padding after the object */
+    cJSON *root = NULL;
+    mrec_status parsed = mrec_json_parse((const char *)p + 8, (size_t)n, file, &root);
+    if (parsed) return parsed; /* the detail names the file and the line */
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return mrec_fail(MREC_ERR_FORMAT, "%s: header is not a JSON object", file);
     }
@@ -260,7 +264,15 @@ mrec_status mrec_safetensors_read_f32(const mrec_safetensors *st, const char *na
     if (e->dtype != MREC_F32 && e->dtype != MREC_F16 && e->dtype != MREC_BF16)
         return mrec_fail(MREC_ERR_DTYPE, "%s: tensor '%s' is %s, expected a float type", label_of(st),
                          name, mrec_dtype_name(e->dtype));
-    return mrec_convert_to_f32(out, e->data, e->dtype, mrec_st_entry_numel(e));
+    int64_t n = mrec_st_entry_numel(e);
+    status = mrec_convert_to_f32(out, e->data, e->dtype, n);
+    /* A NaN or infinity in a weight would spread through every output it
+     * touches; refuse it here, naming where it is, rather than write NaN features. */
+    for (int64_t i = 0; i < n && !status; i++)
+        if (!isfinite(out[i]))
+            status = mrec_fail(MREC_ERR_FORMAT, "%s: tensor '%s' holds %s at element %lld; weights must be finite",
+                               label_of(st), name, isnan(out[i]) ? "NaN" : out[i] > 0 ? "+inf" : "-inf", (long long)i);
+    return status;
 }
 
 /* ---- writer ------------------------------------------------------------- */

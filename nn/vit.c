@@ -8,6 +8,7 @@
  * Dropout is off (inference). Reference: transformers' models/vit/modeling_vit.py.
  */
 #include "mrec_attention.h"
+#include "mrec_hf_config.h"
 #include "mrec_io.h"
 #include "mrec_ops.h"
 #include "mrec_safetensors.h"
@@ -22,47 +23,14 @@
 
 /* ---- config ---- */
 
+/* config.json's numbers are checked in hf_config.c (mrec_vit_config_parse). */
 static mrec_status read_config(mrec_vit_config *c, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *j;
     mrec_status st = mrec_read_json_object(path, 0, &j);
     if (st) return st;
-    /* HF's ViTConfig defaults (ViT-B/16) for keys the file leaves out */
-    static const struct { const char *key; size_t off; int def, lo, hi; } ints[] = {
-        {"image_size", offsetof(mrec_vit_config, image_size), 224, 1, 8192},
-        {"patch_size", offsetof(mrec_vit_config, patch_size), 16, 1, 1024},
-        {"num_channels", offsetof(mrec_vit_config, channels), 3, 1, 16},
-        {"hidden_size", offsetof(mrec_vit_config, hidden), 768, 1, 65536},
-        {"num_hidden_layers", offsetof(mrec_vit_config, layers), 12, 1, 512},
-        {"num_attention_heads", offsetof(mrec_vit_config, heads), 12, 1, 1024},
-        {"intermediate_size", offsetof(mrec_vit_config, intermediate), 3072, 1, 1 << 20},
-        {"pooler_output_size", offsetof(mrec_vit_config, pooler_size), 0, 1, 1 << 20},
-    };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i].key);
-        int *dst = (int *)((char *)c + ints[i].off);
-        if (!v || cJSON_IsNull(v)) *dst = ints[i].def;
-        else if (!cJSON_IsNumber(v) || v->valuedouble < ints[i].lo || v->valuedouble > ints[i].hi || v->valuedouble != floor(v->valuedouble))
-            st = mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\" is not an integer in [%d, %d]", path, ints[i].key, ints[i].lo, ints[i].hi);
-        else *dst = (int)v->valuedouble;
-    }
-    if (!c->pooler_size) c->pooler_size = c->hidden;
-    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(j, "layer_norm_eps");
-    c->layer_norm_eps = cJSON_IsNumber(eps) ? (float)eps->valuedouble : 1e-12f;
-    const cJSON *qkv = cJSON_GetObjectItemCaseSensitive(j, "qkv_bias");
-    c->qkv_bias = qkv ? cJSON_IsTrue(qkv) : 1;
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
-    const char *a = cJSON_IsString(act) ? act->valuestring : "gelu";
-    if (!st && !mrec_act_from_hf(a, &c->act))
-        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (mrec knows " MREC_HF_ACT_NAMES ")", path, a);
-    const cJSON *pact = cJSON_GetObjectItemCaseSensitive(j, "pooler_act");
-    if (!st && cJSON_IsString(pact) && strcmp(pact->valuestring, "tanh"))
-        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: pooler_act \"%s\" (mrec implements tanh)", path, pact->valuestring);
-    if (!st && c->hidden % c->heads)
-        st = mrec_fail(MREC_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c->hidden, c->heads);
-    if (!st && c->image_size % c->patch_size)
-        st = mrec_fail(MREC_ERR_FORMAT, "%s: image_size %d is not a multiple of patch_size %d", path, c->image_size, c->patch_size);
+    st = mrec_vit_config_parse(c, j, path);
     cJSON_Delete(j);
     return st;
 }
@@ -72,7 +40,8 @@ static mrec_status read_config(mrec_vit_config *c, const char *dir) {
 typedef struct {
     const mrec_safetensors *sf;
     const char *prefix; /* "" or "vit." */
-    float *next;
+    float *next;        /* NULL while measuring: shapes are checked and counted only */
+    int64_t floats;
 } loader;
 
 /* Reads `name` (of numel d0 * d1 * d2 * d3, in the shape given by ndim) into the storage. */
@@ -80,39 +49,23 @@ static mrec_status take(loader *l, float **dst, const char *name, int ndim, int6
     char full[256];
     snprintf(full, sizeof full, "%s%s", l->prefix, name);
     int64_t shape[4] = {d0, d1, d2, d3};
-    mrec_status st = mrec_safetensors_read_f32(l->sf, full, ndim, shape, l->next);
+    mrec_status st = l->next ? mrec_safetensors_read_f32(l->sf, full, ndim, shape, l->next)
+                             : mrec_safetensors_expect(l->sf, full, ndim, shape, NULL);
     if (st) return st;
-    *dst = l->next;
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
-    l->next += n;
+    if (l->next) *dst = l->next, l->next += n;
+    l->floats += n;
     return MREC_OK;
 }
 
-mrec_status mrec_vit_load(mrec_vit *m, const char *dir) {
-    memset(m, 0, sizeof *m);
-    mrec_status st = read_config(&m->cfg, dir);
-    if (st) return st;
+static mrec_status take_all(mrec_vit *m, loader *l) {
     const mrec_vit_config *c = &m->cfg;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mrec_safetensors sf;
-    if ((st = mrec_safetensors_open(&sf, path))) return st;
     int64_t H = c->hidden, I = c->intermediate, P = c->patch_size, C = c->channels, G = c->image_size / P;
-    int64_t per_layer = 4 * H + 4 * H * H + 4 * H + 2 * I * H + I + H;
-    int64_t total = H * C * P * P + H + H + (1 + G * G) * H + c->layers * per_layer + 2 * H + (int64_t)c->pooler_size * (H + 1);
-    m->storage = malloc(sizeof(float) * (size_t)total);
-    m->layer = calloc((size_t)c->layers, sizeof *m->layer);
-    if (!m->storage || !m->layer) {
-        mrec_safetensors_close(&sf);
-        mrec_vit_free(m);
-        return mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)total);
-    }
-    loader l = {&sf, mrec_safetensors_find(&sf, "vit.embeddings.cls_token") ? "vit." : "", m->storage};
-    st = take(&l, &m->patch_w, "embeddings.patch_embeddings.projection.weight", 4, H, C, P, P);
-    if (!st) st = take(&l, &m->patch_b, "embeddings.patch_embeddings.projection.bias", 1, H, 0, 0, 0);
-    if (!st) st = take(&l, &m->cls, "embeddings.cls_token", 3, 1, 1, H, 0);
-    if (!st) st = take(&l, &m->pos, "embeddings.position_embeddings", 3, 1, 1 + G * G, H, 0);
+    mrec_status st = take(l, &m->patch_w, "embeddings.patch_embeddings.projection.weight", 4, H, C, P, P);
+    if (!st) st = take(l, &m->patch_b, "embeddings.patch_embeddings.projection.bias", 1, H, 0, 0, 0);
+    if (!st) st = take(l, &m->cls, "embeddings.cls_token", 3, 1, 1, H, 0);
+    if (!st) st = take(l, &m->pos, "embeddings.position_embeddings", 3, 1, 1 + G * G, H, 0);
     for (int i = 0; i < c->layers && !st; i++) {
         mrec_vit_layer *L = &m->layer[i];
         struct { float **dst; const char *name; int nd; int64_t a, b; int bias_of_qkv; } w[] = {
@@ -129,16 +82,39 @@ mrec_status mrec_vit_load(mrec_vit *m, const char *dir) {
             if (w[k].bias_of_qkv && !c->qkv_bias) continue;
             char n[160];
             snprintf(n, sizeof n, "encoder.layer.%d.%s", i, w[k].name);
-            st = take(&l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
+            st = take(l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
         }
     }
-    if (!st) st = take(&l, &m->ln_w, "layernorm.weight", 1, H, 0, 0, 0);
-    if (!st) st = take(&l, &m->ln_b, "layernorm.bias", 1, H, 0, 0, 0);
+    if (!st) st = take(l, &m->ln_w, "layernorm.weight", 1, H, 0, 0, 0);
+    if (!st) st = take(l, &m->ln_b, "layernorm.bias", 1, H, 0, 0, 0);
     char pooler[64];
-    snprintf(pooler, sizeof pooler, "%spooler.dense.weight", l.prefix);
-    if (!st && mrec_safetensors_find(&sf, pooler)) {
-        st = take(&l, &m->pooler_w, "pooler.dense.weight", 2, c->pooler_size, H, 0, 0);
-        if (!st) st = take(&l, &m->pooler_b, "pooler.dense.bias", 1, c->pooler_size, 0, 0, 0);
+    snprintf(pooler, sizeof pooler, "%spooler.dense.weight", l->prefix);
+    if (!st && mrec_safetensors_find(l->sf, pooler)) {
+        st = take(l, &m->pooler_w, "pooler.dense.weight", 2, c->pooler_size, H, 0, 0);
+        if (!st) st = take(l, &m->pooler_b, "pooler.dense.bias", 1, c->pooler_size, 0, 0, 0);
+    }
+    return st;
+}
+
+mrec_status mrec_vit_load(mrec_vit *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    mrec_status st = read_config(&m->cfg, dir);
+    if (st) return st;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mrec_safetensors sf;
+    if ((st = mrec_safetensors_open(&sf, path))) return st;
+    /* measure (checking every shape against the config), allocate, read */
+    loader l = {&sf, mrec_safetensors_find(&sf, "vit.embeddings.cls_token") ? "vit." : "", NULL, 0};
+    m->layer = calloc((size_t)m->cfg.layers, sizeof *m->layer);
+    st = m->layer ? take_all(m, &l) : mrec_fail(MREC_ERR_NOMEM, "%s: %d layers", path, m->cfg.layers);
+    if (!st) {
+        m->storage = malloc(sizeof(float) * (size_t)l.floats);
+        if (!m->storage) st = mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)l.floats);
+    }
+    if (!st) {
+        l.next = m->storage, l.floats = 0;
+        st = take_all(m, &l);
     }
     mrec_safetensors_close(&sf);
     if (st) mrec_vit_free(m);

@@ -351,6 +351,18 @@ static void test_npy(void) {
         mrec_status s = mrec_npy_parse_header(buf, 10 + hl, &h, "hostile.npy");
         t_check(s != MREC_OK, "hostile header %zu rejected", i);
     }
+    /* A key given twice: the second value would otherwise replace the first. */
+    {
+        const char *twice = "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'descr': '<f4', }";
+        uint8_t buf[256] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+        size_t hl = strlen(twice);
+        buf[8] = (uint8_t)hl;
+        memcpy(buf + 10, twice, hl);
+        mrec_npy_header h;
+        t_status(mrec_npy_parse_header(buf, 10 + hl, &h, "twice.npy"), MREC_ERR_FORMAT, "npy header with descr twice");
+        t_check(strstr(mrec_error_detail(), "twice.npy") && strstr(mrec_error_detail(), "'descr' appears twice"),
+                "the message names the file and the key: %s", mrec_error_detail());
+    }
     /* Writer: every dtype round trips. */
     double d[3] = {1, 2, 3};
     int64_t three[1] = {3};
