@@ -26,6 +26,8 @@
 # plus DiffMM's split, and prints the mean and standard deviation over the draws beside both
 # published tables, saying whether each published value lies within mean +- 2 sd. baby-draws-demo
 # does the same at the demo's epoch budget (BPRMF 30 epochs, LightGCN 20, the demo's settings).
+# The draws vary the split only (the model seed stays 999). A rerun reuses the finished runs under
+# runs/baby-draws*/ (delete them to train again); report.txt there holds the printed summary.
 #
 # Settings: the Baby ones are MMRec's grid points that win on validation (BPRMF reg 0.1;
 # LightGCN 3 layers, reg 1e-2); Gowalla follows the authors' commands (LightGCN: 3 layers,
@@ -78,14 +80,16 @@ draws() {
         s=1
         while [ "$s" -le "$k" ]; do
             echo "== $mode $model: MMRec's rule, draw $s of $k"
-            ./bin/mrec train --data "$fixed" --format tsv --split mmrec --seed-split "$s" "$@" --dim 64 --batch-size 2048 \
-                --seed 999 --threads "$threads" --metrics recall,ndcg --k 20 --out "$dir/draw$s" > "$dir/draw$s.log"
+            [ -s "$dir/draw$s/results.tsv" ] || \
+                ./bin/mrec train --data "$fixed" --format tsv --split mmrec --seed-split "$s" "$@" --dim 64 --batch-size 2048 \
+                    --seed 999 --threads "$threads" --metrics recall,ndcg --k 20 --out "$dir/draw$s" > "$dir/draw$s.log"
             echo "draw$s $(metrics "$dir/draw$s")" | tee -a "$dir/summary.tsv"
             s=$((s + 1))
         done
         echo "== $mode $model: DiffMM's split"
-        ./bin/mrec train --data "$fixed" --format tsv "$@" --dim 64 --batch-size 2048 \
-            --seed 999 --threads "$threads" --metrics recall,ndcg --k 20 --out "$dir/diffmm" > "$dir/diffmm.log"
+        [ -s "$dir/diffmm/results.tsv" ] || \
+            ./bin/mrec train --data "$fixed" --format tsv "$@" --dim 64 --batch-size 2048 \
+                --seed 999 --threads "$threads" --metrics recall,ndcg --k 20 --out "$dir/diffmm" > "$dir/diffmm.log"
         echo "diffmm $(metrics "$dir/diffmm")" | tee -a "$dir/summary.tsv"
         case $model in
             bprmf) mmrec="0.0575 0.0249"; diffmm="0.0440 0.0200";;
@@ -93,7 +97,9 @@ draws() {
         esac
         awk -v label="$label" -v k="$k" -v mmrec="$mmrec" -v diffmm="$diffmm" '
             function sd(s, q, n) { return n > 1 ? sqrt((q - s * s / n) / (n - 1)) : 0 }
-            function within(v, m, d) { return (v >= m - 2 * d && v <= m + 2 * d) ? "within" : "outside" }
+            function within(v, m, d) {
+                return sprintf("%s [%.4f, %.4f]", (v >= m - 2 * d && v <= m + 2 * d) ? "within" : "outside", m - 2 * d, m + 2 * d)
+            }
             $1 ~ /^draw/ { for (c = 2; c <= 5; c++) { s[c] += $c; q[c] += $c * $c }; n++ }
             $1 == "diffmm" { for (c = 2; c <= 5; c++) d[c] = $c }
             END {
@@ -103,11 +109,11 @@ draws() {
                 printf "%-50s %-17s %-17s\n", "", "Recall@20", "nDCG@20"
                 printf "%-50s %.4f +- %.4f  %.4f +- %.4f\n", "test (x_label 2), MMRec'"'"'s rule, mean +- sd", m[4], e[4], m[5], e[5]
                 printf "%-50s %.4f            %.4f\n", "test (x_label 2), DiffMM'"'"'s split", d[4], d[5]
-                printf "%-50s %.4f            %.4f   R@20 %s, N@20 %s mean +- 2 sd\n", "published, MMRec (same data, other split)",
+                printf "%-50s %.4f            %.4f   R@20 %s, N@20 %s = mean +- 2 sd\n", "published, MMRec (same data, other split)",
                        pm[1], pm[2], within(pm[1], m[4], e[4]), within(pm[2], m[5], e[5])
                 printf "%-50s %.4f +- %.4f  %.4f +- %.4f\n", "x_label 1, MMRec'"'"'s rule, mean +- sd", m[2], e[2], m[3], e[3]
                 printf "%-50s %.4f            %.4f\n", "x_label 1 (DiffMM'"'"'s test file), DiffMM'"'"'s split", d[2], d[3]
-                printf "%-50s %.4f            %.4f   R@20 %s, N@20 %s mean +- 2 sd\n", "published, DiffMM Table 1 (same split)",
+                printf "%-50s %.4f            %.4f   R@20 %s, N@20 %s = mean +- 2 sd\n", "published, DiffMM Table 1 (same split)",
                        pd[1], pd[2], within(pd[1], m[2], e[2]), within(pd[2], m[3], e[3])
             }' "$dir/summary.tsv" | tee "$dir/report.txt"
     done

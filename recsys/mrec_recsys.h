@@ -423,7 +423,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
                      const mrec_fit_options *opt, mrec_pool *pool);
 
-/* ---- MMRec's split rule drawn from a seed, and id-space guards (split_mmrec.c) ---- */
+/* ---- MMRec's splitting rule drawn from a seed, and id-space guards (split_mmrec.c) ---- */
 
 /* MMRec's per-user sizes for n interactions: n < 10 -> 1 valid and 1 test;
  * otherwise vt = int(0.2 n), valid = vt / 2, test = vt - valid. */

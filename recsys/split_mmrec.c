@@ -74,13 +74,13 @@ mrec_status mrec_split_mmrec_draw(mrec_interactions *x, uint64_t seed) {
     user_row *r = malloc(sizeof *r * (size_t)(longest ? longest : 1));
     if (!r) {
         free(start), free(rows);
-        return mrec_fail(MREC_ERR_NOMEM, "MMRec split: %lld rows of one user", (long long)longest);
+        return mrec_fail(MREC_ERR_NOMEM, "MMRec's splitting rule: %lld rows of one user", (long long)longest);
     }
     for (int u = 0; u < x->n_users && !st; u++) {
         int64_t n = start[u + 1] - start[u];
         if (n == 0) continue; /* a user left without interactions by a filter */
         if (n < 2) {
-            st = mrec_fail(MREC_ERR_ARG, "MMRec split: user '%s' has 1 interaction; the rule gives every user 1 valid and "
+            st = mrec_fail(MREC_ERR_ARG, "MMRec's splitting rule: user '%s' has 1 interaction; the rule gives every user 1 valid and "
                            "1 test pair, so it needs at least 2 (filter with --kcore)", x->user_names[u]);
             break;
         }

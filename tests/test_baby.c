@@ -1,6 +1,6 @@
 /* test_baby.c: Amazon Baby as the data allows it to be compared.
  *
- * - MMRec's split rule (per user: n < 10 -> 1 valid, 1 test; else
+ * - MMRec's splitting rule (per user: n < 10 -> 1 valid, 1 test; else
  *   vt = int(0.2 n), valid vt // 2, test the rest), drawn from a seed: every
  *   user of the shipped Baby data follows it, the same seed gives the same
  *   draw (whatever the file's row order or format), another seed another draw.
