@@ -423,7 +423,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
                      const mrec_fit_options *opt, mrec_pool *pool);
 
-/* ---- MMRec's splitting rule drawn from a seed, and id-space guards (split_mmrec.c) ---- */
+/* ---- MMRec's splitting rule drawn from a seed (split_mmrec.c), id-space guards (idspace.c) ---- */
 
 /* MMRec's per-user sizes for n interactions: n < 10 -> 1 valid and 1 test;
  * otherwise vt = int(0.2 n), valid = vt / 2, test = vt - valid. */
@@ -443,5 +443,12 @@ mrec_status mrec_split_mmrec_check(const mrec_interactions *x, const char *sourc
  * integer row number below it; otherwise an error naming source, the counts
  * or the id without a row. */
 mrec_status mrec_idspace_check_rows(const char *source, int64_t n_rows, const mrec_interactions *x, int items);
+/* Guard for an id map (MMRec's i_id_mapping.csv: "asin<TAB>itemID" with a
+ * header; column key_column, from 0, holds the ids the interactions use):
+ * every id mapped once, as many ids as the interactions' items (users when
+ * items == 0), each of their ids present; otherwise an error naming path, the
+ * line, id or counts. Equal id spaces of the same size but another numbering
+ * cannot be told apart here. */
+mrec_status mrec_idmap_check(const char *path, int has_header, int key_column, const mrec_interactions *x, int items);
 
 #endif

@@ -15,7 +15,6 @@
  */
 #include "mrec_recsys.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,33 +127,4 @@ mrec_status mrec_split_mmrec_check(const mrec_interactions *x, const char *sourc
     }
     free(count);
     return st;
-}
-
-/* ---- id spaces ---- */
-
-/* The integer an id names, or -1 when it is not a plain non-negative integer. */
-static long long id_number(const char *name) {
-    if (!*name || *name == '-' || *name == '+' || *name == ' ') return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(name, &end, 10);
-    return *end || errno ? -1 : v;
-}
-
-mrec_status mrec_idspace_check_rows(const char *source, int64_t n_rows, const mrec_interactions *x, int items) {
-    const char *kind = items ? "item" : "user";
-    int n = items ? x->n_items : x->n_users;
-    char *const *names = items ? x->item_names : x->user_names;
-    if (n_rows != n)
-        return mrec_fail(MREC_ERR_SHAPE,
-                         "%s: %lld rows for the %d %ss of the interactions; a table without ids is joined by row "
-                         "number, which is right only when it was written for these very ids (give the ids beside it)",
-                         source, (long long)n_rows, n, kind);
-    for (int i = 0; i < n; i++) {
-        long long r = id_number(names[i]);
-        if (r < 0 || r >= n_rows)
-            return mrec_fail(MREC_ERR_FORMAT, "%s: %s '%s' is not a row number of this %lld-row table; its rows cannot "
-                             "be joined by row number (give the ids beside it)", source, kind, names[i], (long long)n_rows);
-    }
-    return MREC_OK;
 }

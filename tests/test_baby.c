@@ -162,6 +162,10 @@ static void draws_on_shipped_baby(void) {
     } else {
         t_skip("amazon-baby-mmrec/baby_split.tsv not found: the draw across formats is checked on the small file only");
     }
+    /* MMRec's item map has the count and the ids of data/baby, yet another numbering (MMRec's
+     * item 0 is item 693 here): the guard passes, which is why PROVENANCE has to say it */
+    if (t_data(path, sizeof path, "amazon-baby-mmrec/original_mmrec_idmaps/i_id_mapping.csv"))
+        t_status(mrec_idmap_check(path, 1, 1, &x, 1), MREC_OK, "MMRec's item map fits data/baby's id space by count and ids");
 done:
     free(diffmm), free(first);
     mrec_interactions_free(&x);
@@ -243,6 +247,28 @@ static void id_space_guard(void) {
             "another count is refused, with both counts: %s", mrec_error_detail());
     st = mrec_idspace_check_rows("feat.npy", 4, &x, 1);
     t_check(st == MREC_ERR_SHAPE, "fewer rows than items is refused");
+
+    /* id maps as MMRec writes them: a header, then original id <TAB> the interactions' id */
+    char map[512];
+    tmp_path(map, sizeof map, "i_id_mapping.csv");
+    static const struct {
+        const char *text, *want; /* want: NULL for a map that fits, else a piece of the message */
+        mrec_status st;
+    } maps[] = {
+        {"asin\titemID\nB00A\t3\nB00B\t0\nB00C\t4\nB00D\t1\nB00E\t2\n", NULL, MREC_OK},
+        {"asin\titemID\nB00A\t3\nB00B\t0\nB00C\t4\nB00D\t1\n", "4 item ids for the 5 items", MREC_ERR_SHAPE},
+        {"asin\titemID\nB00A\t3\nB00B\t0\nB00C\t4\nB00D\t1\nB00E\t2\nB00F\t5\n", "6 item ids for the 5 items", MREC_ERR_SHAPE},
+        {"asin\titemID\nB00A\t3\nB00B\t0\nB00C\t9\nB00D\t1\nB00E\t2\n", "item '4' of the interactions has no mapping", MREC_ERR_FORMAT},
+        {"asin\titemID\nB00A\t3\nB00B\t0\nB00C\t3\nB00D\t1\nB00E\t2\n", "'3' is mapped twice (lines 2 and 4)", MREC_ERR_FORMAT},
+        {"asin\titemID\nB00A\t3\nB00B 0\n", "line 3 has no column 2", MREC_ERR_FORMAT},
+    };
+    for (size_t m = 0; m < sizeof maps / sizeof maps[0]; m++) {
+        if (!t_check(write_file(map, maps[m].text), "write map %zu", m)) break;
+        st = mrec_idmap_check(map, 1, 1, &x, 1);
+        t_check(st == maps[m].st && (!maps[m].want || (strstr(mrec_error_detail(), maps[m].want) && strstr(mrec_error_detail(), map))),
+                "id map %zu: status %d, want %d with \"%s\": %s", m, st, maps[m].st, maps[m].want ? maps[m].want : "",
+                st ? mrec_error_detail() : "ok");
+    }
     mrec_interactions_free(&x);
 
     /* same count, but ids that are not row numbers: no mapping, so no join */
