@@ -296,7 +296,7 @@ static void demo_labels(void) {
         t_skip("demo labels: %s not built", bin);
         return;
     }
-    char dir[512], path[600], cmd[2048];
+    char dir[512], path[600], cmd[4096];
     tmp_path(dir, sizeof dir, "demo_data/baby");
     snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
     if (!t_check(system(cmd) == 0, "mkdir %s", dir)) return;
@@ -334,6 +334,26 @@ static void demo_labels(void) {
             "BPRMF beside MMRec's and DiffMM's published values");
     t_check(strstr(out, "baby-draws-demo") != NULL, "points to the reproduce mode with the spread over draws");
     t_check(strstr(out, "MMRec's split") == NULL, "never calls the data \"MMRec's split\"");
+
+    /* mrec train --split mmrec --seed-split S, as bench/reproduce.sh baby-draws calls it: the saved
+     * split is the same for the same seed and another for another seed */
+    static char saved[3][8192];
+    static const int seeds[3] = {4, 4, 5};
+    for (int r = 0; r < 3; r++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s train --data %s/train.tsv,%s/val.tsv,%s/test.tsv --format tsv --split mmrec --seed-split %d --model mostpop --k 10 --select recall@10 "
+                 "--out %s/train_out%d --save-splits %s/splits%d > /dev/null 2>&1",
+                 bin, dir, dir, dir, seeds[r], tmp, r, tmp, r);
+        if (!t_check(system(cmd) == 0, "mrec train --split mmrec --seed-split %d", seeds[r])) return;
+        snprintf(path, sizeof path, "%s/splits%d/test.tsv", tmp, r);
+        FILE *f = fopen(path, "r");
+        size_t got = f ? fread(saved[r], 1, sizeof saved[r] - 1, f) : 0;
+        saved[r][got] = 0;
+        if (f) fclose(f);
+        t_check(got > 0, "%s written", path);
+    }
+    t_check(strcmp(saved[0], saved[1]) == 0, "mrec train: seed 4 twice, the same test pairs");
+    t_check(strcmp(saved[0], saved[2]) != 0, "mrec train: seeds 4 and 5, other test pairs");
 }
 
 int main(void) {
