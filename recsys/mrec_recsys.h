@@ -499,4 +499,32 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
                      const mrec_fit_options *opt, mrec_pool *pool);
 
+/* ---- MMRec's splitting rule drawn from a seed (split_mmrec.c), id-space guards (idspace.c) ---- */
+
+/* MMRec's per-user sizes for n interactions: n < 10 -> 1 valid and 1 test;
+ * otherwise vt = int(0.2 n), valid = vt / 2, test = vt - valid. */
+void mrec_mmrec_split_sizes(int64_t n, int64_t *valid, int64_t *test);
+/* Replaces x's split by a random draw of MMRec's rule: each user's
+ * interactions put in item-name order, shuffled from (seed, user name), then
+ * cut by mrec_mmrec_split_sizes. The draw depends on the seed and the names
+ * only, so the same interactions in any file, row order or format give the
+ * same draw. A user with a single interaction is an error naming the user. */
+mrec_status mrec_split_mmrec_draw(mrec_interactions *x, uint64_t seed);
+/* MREC_OK when every user's valid and test counts are those of MMRec's rule;
+ * otherwise an error naming source, the first such user and both counts. */
+mrec_status mrec_split_mmrec_check(const mrec_interactions *x, const char *source);
+/* Guard for a table joined by row number (a feature matrix without an ids
+ * file, where row r is the item whose id is r): its n_rows must equal the
+ * interactions' item count (users when items == 0), and every id must be an
+ * integer row number below it; otherwise an error naming source, the counts
+ * or the id without a row. */
+mrec_status mrec_idspace_check_rows(const char *source, int64_t n_rows, const mrec_interactions *x, int items);
+/* Guard for an id map (MMRec's i_id_mapping.csv: "asin<TAB>itemID" with a
+ * header; column key_column, from 0, holds the ids the interactions use):
+ * every id mapped once, as many ids as the interactions' items (users when
+ * items == 0), each of their ids present; otherwise an error naming path, the
+ * line, id or counts. Equal id spaces of the same size but another numbering
+ * cannot be told apart here. */
+mrec_status mrec_idmap_check(const char *path, int has_header, int key_column, const mrec_interactions *x, int items);
+
 #endif

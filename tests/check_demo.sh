@@ -1,18 +1,28 @@
 #!/bin/sh
-# check_demo.sh: runs `mrec demo` and checks its printed table against ranges: the
-# collaborative part on Amazon Baby near MMRec's published values (the demo trains few
-# epochs, so the ranges are wide: BPRMF lands at about .058, LightGCN at about .072 Recall@20),
-# and, when the MiniLM weights are present, the multimodal part on H&M (text features must
-# help: VBPR and FREEDOM above BPRMF).
+# check_demo.sh: runs `mrec demo` and checks what it prints: that the Baby data is named for
+# what it is (MMRec's Baby interactions, DiffMM's split) and each published column says what it
+# shares with the run; the test values of the collaborative part on Amazon Baby against ranges
+# near MMRec's published values (same data, other split; the demo trains few epochs, so the
+# ranges are wide: BPRMF lands at about .058, LightGCN at about .072 Recall@20); and, when the
+# MiniLM weights are present, the multimodal part on H&M (text features must help: VBPR and
+# FREEDOM above BPRMF).
 set -eu
 out=${MREC_DEMO_OUT:-build/demo}
 rm -rf "$out"
 ./bin/mrec demo --out "$out" > "$out.log" 2>&1 || { tail -20 "$out.log"; echo "demo: mrec demo failed"; exit 1; }
 grep -v '^epoch' "$out.log" | sed -n '/^model  *Recall@20  *nDCG@20/,/^$/p'
-value() { # part, model -> Recall@20
-    awk -v part="$1" -v m="$2" '/^model  *Recall@20  *nDCG@20/{n++} n==part && $1==m {print $2; exit}' "$out.log"
+value() { # part, model -> Recall@20 of the part's first table (part 1: test)
+    awk -v part="$1" -v m="$2" '/^mrec demo, part /{n++; t=0} /^model  *Recall@20  *nDCG@20/{t++}
+        n==part && t==1 && $1==m {print $2; exit}' "$out.log"
 }
 fail=0
+label() { # text the demo must print
+    if grep -qF "$1" "$out.log"; then echo "demo: prints \"$1\""; else echo "demo: does not print \"$1\""; fail=1; fi
+}
+label "MMRec's Baby interactions, DiffMM's split"
+label "MMRec, published (same data, other split)"
+label "DiffMM Table 1 (same split"
+if grep -q "MMRec's split" "$out.log"; then echo "demo: calls the data \"MMRec's split\""; fail=1; fi
 check() { # part model lo hi
     v=$(value "$1" "$2")
     if [ -z "$v" ] || ! awk -v v="$v" -v lo="$3" -v hi="$4" 'BEGIN{exit !(v >= lo && v <= hi)}'; then

@@ -211,7 +211,7 @@ static void test_real_data(void) {
                     x.n_users, x.n_items, (long long)x.n);
             t_check(count[0] == 118551 && count[1] == 20559 && count[2] == 21682, "Baby split sizes %lld / %lld / %lld",
                     (long long)count[0], (long long)count[1], (long long)count[2]);
-            t_check(strcmp(x.item_names[510], "510") == 0, "MMRec's dense ids kept");
+            t_check(strcmp(x.item_names[510], "510") == 0, "dense integer ids kept in numeric order (DiffMM's numbering)");
             mrec_interactions_free(&x);
         }
     } else {

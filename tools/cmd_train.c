@@ -427,7 +427,7 @@ int mrec_cmd_train(int argc, char **argv) {
     }
     if (split) {
         double a = 0, b = 0;
-        if (!strcmp(split, "mmrec")) st = mrec_split_users(&x, MREC_SPLITTER_MMREC, 0, 0, 0, split_seed);
+        if (!strcmp(split, "mmrec")) st = mrec_split_mmrec_draw(&x, split_seed);
         else if (split_numbers(split, "random", &a, &b) > 0) st = mrec_split_users(&x, MREC_SPLITTER_RANDOM, a, b, 0, split_seed);
         else if (split_numbers(split, "temporal", &a, &b) > 0) st = mrec_split_users(&x, MREC_SPLITTER_TEMPORAL, a, b, 0, split_seed);
         else if (split_numbers(split, "leave", &a, &b) > 0) st = mrec_split_users(&x, MREC_SPLITTER_LEAVE_N, 0, b, (int)a, split_seed);
