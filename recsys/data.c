@@ -670,7 +670,7 @@ static mrec_status conclude(builder *b, mrec_interactions *out, int has_time, co
         return st;
     }
     if ((st = finish(b, out))) return st;
-    if (out->has_split && (st = mrec_check_split(out, 0))) {
+    if (out->has_split && !b->opt.resplit && (st = mrec_check_split(out, 0))) {
         mrec_interactions_free(out);
         return st;
     }

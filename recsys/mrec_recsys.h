@@ -47,6 +47,7 @@ typedef struct {
     mrec_duplicates duplicates;
     int64_t max_line;      /* the longest line accepted, in bytes (0: 16 MiB) */
     mrec_notice_fn notice; /* rows dropped, users without training pairs; NULL: not reported (still counted) */
+    int resplit;           /* the caller replaces the file's split: its parts are checked after that, not here */
     void *notice_ctx;
 } mrec_load_options;
 

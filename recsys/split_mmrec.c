@@ -104,7 +104,7 @@ mrec_status mrec_split_mmrec_draw(mrec_interactions *x, uint64_t seed) {
     }
     if (!st) x->has_split = 1;
     free(r), free(start), free(rows);
-    return st;
+    return st ? st : mrec_check_split(x, 1);
 }
 
 mrec_status mrec_split_mmrec_check(const mrec_interactions *x, const char *source) {

@@ -188,7 +188,9 @@ static void draw_order_and_errors(void) {
     if (!t_check(write_file(path_a, a) && write_file(path_b, b), "write small files")) return;
     mrec_interactions x, y;
     if (!t_status(mrec_load_tsv(&x, path_a), MREC_OK, "load a.tsv")) return;
-    if (!t_status(mrec_load_inter(&y, path_b), MREC_OK, "load b.inter")) {
+    mrec_load_options lo = mrec_load_defaults();
+    lo.resplit = 1; /* every row is train until the draw */
+    if (!t_status(mrec_load_inter_opt(&y, path_b, &lo), MREC_OK, "load b.inter")) {
         mrec_interactions_free(&x);
         return;
     }

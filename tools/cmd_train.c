@@ -411,6 +411,7 @@ int mrec_cmd_train(int argc, char **argv) {
     mrec_interactions x;
     mrec_load_options lo = mrec_load_defaults();
     lo.notice = print_notice;
+    lo.resplit = split != NULL;
     if (!strcmp(duplicates, "error")) lo.duplicates = MREC_DUPLICATES_ERROR;
     else if (strcmp(duplicates, "drop")) return fprintf(stderr, "mrec train: --duplicates is drop or error, got '%s'\n", duplicates), 1;
     mrec_status st = n_files > 1 ? mrec_load_tsv_splits_opt(&x, files[0], n_files == 3 ? files[1] : NULL, files[n_files - 1], &lo)
