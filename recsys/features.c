@@ -125,7 +125,10 @@ static mrec_status from_matrix(mrec_features *f, const char *source, const mrec_
             if (!*name || *end || errno || r < 0)
                 st = mrec_fail(MREC_ERR_FORMAT, "%s: item '%s' is not a row number; give the ids beside the matrix (%s)", source,
                                name, ids_path);
-            else if (r < rows && !(st = check_row(m + (size_t)r * dim, dim, source, r, name)))
+            else if (r >= rows) /* the matrix numbers items otherwise: joining by row would be wrong, not partial */
+                st = mrec_fail(MREC_ERR_SHAPE, "%s: item '%s' has no row (the matrix has %d rows, one per item id in MMRec's "
+                               "layout); give the ids beside the matrix (%s)", source, name, rows, ids_path);
+            else if (!(st = check_row(m + (size_t)r * dim, dim, source, r, name)))
                 memcpy(f->x + (size_t)i * dim, m + (size_t)r * dim, sizeof *m * (size_t)dim), f->present[i] = 1;
         }
     }

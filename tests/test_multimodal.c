@@ -43,9 +43,9 @@ static void test_bad_features(void) {
     four_items(&x, names);
     char path[1100], ids[1100];
     mrec_features f;
-    float v[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
-    int64_t shape[2] = {6, 2};
-    /* MMRec layout: row 2 is item "2" */
+    float v[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    int64_t shape[2] = {8, 2};
+    /* MMRec layout: row 2 is item "2" (items 0, 2, 5, 7 of 8 rows) */
     v[5] = NAN;
     snprintf(path, sizeof path, "%s/nan_feat.npy", tmp);
     mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
@@ -62,7 +62,7 @@ static void test_bad_features(void) {
     mrec_npy_write(path, MREC_NPY_F32, 2, shape, v);
     snprintf(ids, sizeof ids, "%s/inf_feat_ids.txt", tmp);
     FILE *fp = fopen(ids, "w");
-    if (fp) fputs("7\n5\n2\n0\nx\ny\n", fp), fclose(fp);
+    if (fp) fputs("7\n5\n2\n0\nx\ny\nz\nw\n", fp), fclose(fp);
     if (t_status(mrec_features_load(&f, "visual", path, &x), MREC_OK, "an infinity in row 4, whose id 'x' is no item"))
         mrec_features_free(&f);
     v[8] = 8, v[4] = -INFINITY; /* row 2, named "2" by the ids file */
@@ -102,15 +102,20 @@ static void test_features(void) {
     char path[1100], dir[512];
     mrec_features f;
 
-    /* MMRec: row r is item r; item 7 is past the 6 rows: filled with the mean of rows 0, 2, 5 */
+    /* MMRec: row r is item r (rows of items filtered away are simply unused) */
     snprintf(path, sizeof path, "%s/mmrec.npy", tmp);
-    write_matrix(path, 6, 2, 0);
+    write_matrix(path, 9, 2, 0);
     if (t_status(mrec_features_load(&f, "visual", path, &x), MREC_OK, "bare matrix")) {
-        float want[8] = {0, 1, 20, 21, 50, 51, 70.0f / 3, 73.0f / 3};
-        t_allclose("rows by item id, the missing item gets the mean", want, f.x, 8, 1e-6, 0);
-        t_check(f.n_missing == 1 && f.dim == 2 && !f.present[3], "one item missing (%d)", f.n_missing);
+        float want[8] = {0, 1, 20, 21, 50, 51, 70, 71};
+        t_allclose("rows by item id", want, f.x, 8, 1e-6, 0);
+        t_check(f.n_missing == 0 && f.dim == 2, "no item missing (%d)", f.n_missing);
         mrec_features_free(&f);
     }
+    /* item 7 past the 6 rows: the matrix numbers items otherwise; an error, not a mean-filled row */
+    write_matrix(path, 6, 2, 0);
+    t_status(mrec_features_load(&f, "visual", path, &x), MREC_ERR_SHAPE, "an item past the bare matrix's rows");
+    t_check(strstr(mrec_error_detail(), "item '7'") != NULL && strstr(mrec_error_detail(), "6 rows") != NULL,
+            "the message names the item and the rows: %s", mrec_error_detail());
     /* with ids beside it: rows in any order, unknown ids ignored */
     snprintf(path, sizeof path, "%s/image_feat.npy", tmp);
     write_matrix(path, 3, 2, 100);
