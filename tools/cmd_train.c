@@ -35,7 +35,7 @@ static int usage(FILE *f) {
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
             "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none] [--lambda 0.9] (lattice)\n"
             "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3) [--sampler pairs|users]\n"
-            "                  [--per-user] [--save-splits DIR]\n"
+            "                  [--per-user] [--save-splits DIR] [--overwrite]\n"
             "       mrec train --data train.tsv,[valid.tsv,]test.tsv --format tsv ...   (Elliot's fixed splits)\n"
             "       mrec train CONFIG.yml [--out DIR]   (an Elliot experiment config: mrec train CONFIG.yml --help)\n"
             "\n"
@@ -49,6 +49,8 @@ static int usage(FILE *f) {
             "iteratively unless --kcore-once. --save-topk N writes DIR/recommendations.tsv: each user's\n"
             "N best items (original ids) at the best epoch, training items excluded. --authors-loss\n"
             "trains LightGCN with its authors' loss (squared-norm L2), as behind the Gowalla numbers.\n"
+            "DIR is built beside itself and appears whole when training is done; an existing DIR is replaced\n"
+            "only with --overwrite (it stays as it was until then); a second run into DIR at once is refused.\n"
             "\n"
             "Multimodal models (vbpr, freedom, lattice, bm3, ngcfm) read item features: --features NAME=PATH,...\n"
             "(visual=image_feat.npy,textual=text_feat.npy; a .npy matrix is joined by id when NAME_ids.txt or\n"
@@ -221,7 +223,7 @@ int mrec_cmd_train(int argc, char **argv) {
     char home_cache[4096];
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
     const char *split = NULL, *features = NULL, *missing = "mean", *knockout = NULL, *save_splits = NULL;
-    int per_user = 0;
+    int per_user = 0, out_flags = 0;
     uint64_t split_seed = 999;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -231,6 +233,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--kcore-once")) kcore_once = 1, used = 0;
         else if (!strcmp(a, "--authors-loss")) authors_loss = 1, used = 0;
         else if (!strcmp(a, "--per-user")) per_user = 1, used = 0;
+        else if (mrec_out_flag(a, &out_flags)) used = 0;
         else if (!v) {
             fprintf(stderr, "mrec train: %s needs a value\n", a);
             return 1;
@@ -537,11 +540,11 @@ int mrec_cmd_train(int argc, char **argv) {
     if (st) rc = fail("model", st);
     mrec_fit_result r = {0};
     FILE *history = NULL;
-    char path[4096], tmp[4200];
-    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mrec train: %s: cannot create (%s)\n", out, strerror(errno));
-        rc = 2;
-    }
+    char path[4400];
+    /* the output folder is built beside itself and appears whole (mrec_out_begin) */
+    mrec_out_dir od = {.lock_fd = -1};
+    if (!rc && (st = mrec_out_begin(&od, out, out_flags & MREC_OUT_OVERWRITE))) rc = fail("the output folder", st);
+    if (!rc) out = od.scratch;
     int topk_n = opt.save_topk; /* recommendations.tsv's length; per-user metrics need the largest cut-off */
     if (per_user && opt.save_topk < k[n_k - 1]) opt.save_topk = k[n_k - 1];
     if (!rc) {
@@ -563,12 +566,11 @@ int mrec_cmd_train(int argc, char **argv) {
     }
     if (!rc) {
         snprintf(path, sizeof path, "%s/results.tsv", out);
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "w");
-        if (!f) {
-            fprintf(stderr, "mrec train: %s: cannot create (%s)\n", path, strerror(errno));
-            rc = 2;
+        mrec_atomic_file af;
+        if ((st = mrec_atomic_begin(&af, path))) {
+            rc = fail("results.tsv", st);
         } else {
+            FILE *f = af.f;
             fprintf(f, "model\tparams\tsplit\tbest_epoch");
             for (int i = 0; i < n_metrics; i++)
                 for (int j = 0; j < n_k; j++) fprintf(f, "\t%s@%d", mrec_metric_name(chosen[i]), k[j]);
@@ -586,39 +588,35 @@ int mrec_cmd_train(int argc, char **argv) {
             }
             if (r.selected_on_test && m.loss_grad) printf("note: no validation split; the best epoch was chosen on test, as LightGCN's code does\n");
             printf("time: %.1f s training (%d epochs), %.1f s evaluating\n", r.train_seconds, r.epochs_run, r.eval_seconds);
-            char tpath[4200];
-            snprintf(tpath, sizeof tpath, "%s/timing.tsv", out);
-            FILE *tf = fopen(tpath, "w"); /* for the summaries of mrec train CONFIG */
-            if (tf) fprintf(tf, "train_seconds\teval_seconds\tepochs\n%.3f\t%.3f\t%d\n", r.train_seconds, r.eval_seconds, r.epochs_run), fclose(tf);
-            int bad = ferror(f);
-            bad |= fclose(f) != 0;
-            if (bad || rename(tmp, path) != 0) {
-                fprintf(stderr, "mrec train: %s: write failed\n", path);
-                rc = 2;
+            if ((st = mrec_atomic_commit(&af))) rc = fail("results.tsv", st);
+            /* for the summaries of mrec train CONFIG */
+            snprintf(path, sizeof path, "%s/timing.tsv", out);
+            if (!rc && !(st = mrec_atomic_begin(&af, path))) {
+                fprintf(af.f, "train_seconds\teval_seconds\tepochs\n%.3f\t%.3f\t%d\n", r.train_seconds, r.eval_seconds, r.epochs_run);
+                st = mrec_atomic_commit(&af);
             }
+            if (!rc && st) rc = fail("timing.tsv", st);
         }
         if (!rc && topk_n > 0 && r.topk) {
             snprintf(path, sizeof path, "%s/recommendations.tsv", out);
-            snprintf(tmp, sizeof tmp, "%s.tmp", path);
-            FILE *t = fopen(tmp, "w");
-            int bad = !t;
-            for (int u = 0; t && u < x.n_users; u++) {
-                fprintf(t, "%s", x.user_names[u]);
-                for (int j = 0; j < topk_n; j++) fprintf(t, "\t%s", x.item_names[r.topk[(size_t)u * opt.save_topk + j]]);
-                fputc('\n', t);
+            mrec_atomic_file af;
+            if (!(st = mrec_atomic_begin(&af, path))) {
+                for (int u = 0; u < x.n_users; u++) {
+                    fprintf(af.f, "%s", x.user_names[u]);
+                    for (int j = 0; j < topk_n; j++) fprintf(af.f, "\t%s", x.item_names[r.topk[(size_t)u * opt.save_topk + j]]);
+                    fputc('\n', af.f);
+                }
+                st = mrec_atomic_commit(&af);
             }
-            if (t) bad |= ferror(t), bad |= fclose(t) != 0;
-            if (bad || rename(tmp, path) != 0) {
-                fprintf(stderr, "mrec train: %s: write failed\n", path);
-                remove(tmp);
-                rc = 2;
-            }
+            if (st) rc = fail("recommendations.tsv", st);
         }
         snprintf(path, sizeof path, "%s/users.tsv", out);
         if (!rc && (st = mrec_write_id_map(&x, 0, path))) rc = fail("writing users.tsv", st);
         snprintf(path, sizeof path, "%s/items.tsv", out);
         if (!rc && (st = mrec_write_id_map(&x, 1, path))) rc = fail("writing items.tsv", st);
     }
+    if (!rc && (st = mrec_out_commit(&od))) rc = fail("the output folder", st);
+    mrec_out_abort(&od);
     if (!rc || r.topk) free(r.topk);
     if (m.destroy) mrec_model_destroy(&m);
     mrec_graph_free(&graph), mrec_graph_free(&item_graph);
