@@ -150,6 +150,19 @@ static void sweep(const char *dir, const char *name, char *keep, size_t cap) {
     if (keep) snprintf(keep, cap, "%s", best);
 }
 
+/* The temporary files a killed run was writing inside its scratch folder
+ * (mrec_atomic_begin's ".<name>.XXXXXX"): never part of an output. */
+static void remove_hidden(const char *path) {
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char p[4600];
+        struct stat sb;
+        if (e->d_name[0] != '.' || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) < (int)sizeof p && lstat(p, &sb) == 0 && !S_ISDIR(sb.st_mode)) unlink(p);
+    }
+    if (d) closedir(d);
+}
+
 /* Hard links (else nothing) of the folder's regular files into scratch, for
  * --resume after a finished run: the files are then verified like a killed
  * run's. A file that cannot be linked is simply redone. */
@@ -224,6 +237,7 @@ mrec_status mrec_out_begin(mrec_out_dir *o, const char *path, int flags) {
     }
     sweep(dir, name, (flags & MREC_OUT_RESUME) ? o->scratch : NULL, sizeof o->scratch);
     if (*o->scratch) {
+        remove_hidden(o->scratch);
         o->resumed = 1;
         return MREC_OK;
     }
