@@ -110,16 +110,16 @@ static int run_killed(const char *args, double delay) {
     return -9;
 }
 
-/* Files written so far into the scratch folder of output `name` (".<name>.part-*" in dir). */
-static int scratch_files(const char *name) {
+/* Files written so far into the scratch folder of output `name` (".<name>.part-*" in `parent`). */
+static int scratch_files_in(const char *parent, const char *name) {
     char prefix[300];
     snprintf(prefix, sizeof prefix, ".%s.part-", name);
-    DIR *d = opendir(dir);
+    DIR *d = opendir(parent);
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d));) {
         if (strncmp(e->d_name, prefix, strlen(prefix))) continue;
         char p[1400];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        snprintf(p, sizeof p, "%s/%s", parent, e->d_name);
         DIR *s = opendir(p);
         for (struct dirent *f; s && (f = readdir(s));) n += f->d_name[0] != '.';
         if (s) closedir(s);
@@ -127,6 +127,8 @@ static int scratch_files(const char *name) {
     if (d) closedir(d);
     return n;
 }
+
+static int scratch_files(const char *name) { return scratch_files_in(dir, name); }
 
 /* Kills `mrec args` once `files` item files are in the scratch folder of output `name`, so that the kill lands
  * among the writes whatever the machine's speed; returns the exit status if it finished first, else -9. */
@@ -349,6 +351,32 @@ static void text(void) {
              dir);
     snprintf(fmt + strlen(fmt), sizeof fmt - strlen(fmt), " --overwrite");
     kill_overwrite("extract-text per-item", old_fmt, fmt, "text_old", full, 1500);
+
+    /* mrec extract on a Ducho config, killed among its writes, then resumed */
+    char cfg[1100], leaf[1200], parent[1100];
+    snprintf(cfg, sizeof cfg, "%s/ducho.yml", dir);
+    FILE *f = fopen(cfg, "w");
+    if (f) {
+        fprintf(f, "dataset_path: %s\ntextual:\n  items:\n    input_path: items.tsv\n    item_column: id\n    text_column: text\n"
+                   "    output_path: feats\n    model: [{model_name: model, output_layers: 1, batch_size: 4}]\n",
+                dir);
+        fclose(f);
+    }
+    snprintf(parent, sizeof parent, "%s/feats/sentence_transformers/model", dir);
+    snprintf(leaf, sizeof leaf, "%s/1", parent);
+    snprintf(args, sizeof args, "extract %s --weights %s --threads 1", cfg, dir);
+    pid_t pid = spawn(args);
+    t0 = now();
+    while (scratch_files_in(parent, "1") < 700 && now() - t0 < 300 && waitpid(pid, NULL, WNOHANG) == 0) usleep(500);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    int was_partial = scratch_files_in(parent, "1") > 0 && !exists(leaf);
+    snprintf(args, sizeof args, "extract %s --weights %s --threads 1 --resume", cfg, dir);
+    rc = run(args);
+    char log[4096];
+    log_text(log, sizeof log);
+    t_check(was_partial && rc == 0 && strstr(log, "--resume: kept") && same_tree(ref, leaf, NULL),
+            "mrec extract (Ducho) killed with half its items written, then --resume: the uninterrupted bytes (rc %d, %.200s)", rc, log);
 
     /* the matrix and its ids: both or neither */
     snprintf(fmt, sizeof fmt, "extract-text --model %s/model --input %s/items.tsv --id-column id --text-column text --batch-size 4 --threads 1 --out %%s",

@@ -421,6 +421,54 @@ static void through_binary(void) {
     t_check(rc == 2 && strstr(out, "'it7'") && stat(a, &sb) != 0, "the matrix layout refuses it too: rc %d", rc);
 }
 
+/* mrec extract on a Ducho config: a re-run into the old tree is refused, and with --overwrite replaces each
+ * model's folder whole (the old items do not stay beside the new ones), its matrix and ids with it. */
+static int count_lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    for (int ch; f && (ch = fgetc(f)) != EOF;) n += ch == '\n';
+    if (f) fclose(f);
+    return n;
+}
+
+static void ducho(void) {
+    char out[65536], cfg[1024], args[8192], leaf[1024], npy[1100], ids[1100];
+    for (int k = 0; k < 2; k++) {
+        snprintf(cfg, sizeof cfg, "%s/ducho%d.yml", dir, k);
+        FILE *f = fopen(cfg, "w");
+        if (!f) return;
+        fprintf(f, "dataset_path: %s\ntextual:\n  items:\n    input_path: %s\n    item_column: id\n    text_column: text\n"
+                   "    output_path: feats\n    model: [{model_name: model, output_layers: 1, batch_size: 4}]\n",
+                dir, k ? "few.tsv" : "items.tsv");
+        fclose(f);
+    }
+    snprintf(leaf, sizeof leaf, "%s/feats/sentence_transformers/model/1", dir);
+    snprintf(npy, sizeof npy, "%s.npy", leaf);
+    snprintf(ids, sizeof ids, "%s_ids.txt", leaf);
+    snprintf(args, sizeof args, "extract %s/ducho0.yml --weights %s --matrix", dir, dir);
+    int rc = run(args, out, sizeof out);
+    if (!t_check(rc == 0 && count_entries(leaf, "") == 100 && count_lines(ids) == 100, "mrec extract on a Ducho config: rc %d, %d files, %.300s", rc,
+                 count_entries(leaf, ""), rc ? out : ""))
+        return;
+    snprintf(args, sizeof args, "extract %s/ducho1.yml --weights %s --matrix", dir, dir);
+    rc = run(args, out, sizeof out);
+    t_check(rc == 2 && strstr(out, leaf) && strstr(out, "--overwrite") && count_entries(leaf, "") == 100,
+            "a re-run of a Ducho config into its old tree is refused, naming the folder: rc %d, %.300s", rc, out);
+    snprintf(args, sizeof args, "extract %s/ducho1.yml --weights %s --matrix --overwrite", dir, dir);
+    rc = run(args, out, sizeof out);
+    float *v = NULL;
+    int nd = 0;
+    int64_t s[8] = {0};
+    int ok = !mrec_npy_read_f32(npy, &v, &nd, s);
+    free(v);
+    t_check(rc == 0 && count_entries(leaf, "") == 10 && ok && s[0] == 10 && count_lines(ids) == 10,
+            "with --overwrite the model's folder is the new run's alone: %d files (the old run had 100), matrix %lld rows, ids %d", count_entries(leaf, ""),
+            (long long)s[0], count_lines(ids));
+    char parent[1100];
+    snprintf(parent, sizeof parent, "%s/feats/sentence_transformers/model", dir);
+    t_check(count_entries(parent, ".") == 0, "nothing is left beside it (%d hidden entries)", count_entries(parent, "."));
+}
+
 int main(void) {
     t_suite("outputs");
     signal(SIGPIPE, SIG_IGN);
@@ -429,7 +477,7 @@ int main(void) {
     atomic_links();
     atomic_races();
     out_folders();
-    if (bin && access(bin, X_OK) == 0) through_binary();
+    if (bin && access(bin, X_OK) == 0) through_binary(), ducho();
     else t_skip("resume, overwrite and NaN through the binary: MREC_BIN is not set");
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
