@@ -408,6 +408,14 @@ static void through_binary(void) {
     if (f) fclose(f);
     t_check(rc == 0 && ok && s[0] == 10 && lines == 10, "matrix then --overwrite: text_feat.npy has %lld rows, its ids %d lines", (long long)s[0], lines);
 
+    /* one id twice: per-item files would overwrite each other */
+    sh("printf 'id\ttext\nx1\tred\nx2\tblue\nx1\tshoe\n' > %s/dup.tsv", dir);
+    snprintf(args, sizeof args, "%s --model %s/model --input %s/dup.tsv --out %s/dup", common, dir, dir, dir);
+    rc = run(args, out, sizeof out);
+    snprintf(a, sizeof a, "%s/dup", dir);
+    t_check(rc == 2 && strstr(out, "'x1' appears twice") && count_entries(dir, "dup") == 1 && count_entries(dir, ".dup.") == 0,
+            "an id that appears twice is refused before anything is written: rc %d, %.300s", rc, out);
+
     /* a NaN feature: refused, naming the item and the model, nothing written */
     snprintf(args, sizeof args, "%s --model %s/nan_model --input %s/poisoned.tsv --out %s/nan", common, dir, dir, dir);
     rc = run(args, out, sizeof out);

@@ -172,6 +172,11 @@ int mrec_cmd_extract_text(int argc, char **argv) {
             rc = 2;
         }
     }
+    const char **item_ids = per_item && !rc ? malloc(sizeof *item_ids * (size_t)(n ? n : 1)) : NULL;
+    for (int i = 0; item_ids && i < n; i++) item_ids[i] = table.cells[(size_t)rows[i] * table.n_cols + ci];
+    if (per_item && !rc && (st = item_ids ? mrec_check_unique_ids(item_ids, n, input) : mrec_fail(MREC_ERR_NOMEM, "%d ids", n)))
+        rc = fail("item ids", st);
+    free(item_ids);
     /* the output folder first: a bad path, or a folder in use, should not cost the whole embedding run */
     mrec_out_dir od = {.lock_fd = -1};
     if (!rc && (st = mrec_out_begin(&od, out, out_flags))) rc = fail("the output folder", st);
@@ -183,6 +188,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     if (!rc && !per_item && (st = mrec_text_encoder_embed(ctx, &enc, texts, n, emb))) rc = fail("embedding", st);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double t_write = mrec_now(), embed_secs = 0;
+    int kept = 0; /* items a resumed run found written */
     char path[4400];
     if (!rc && !per_item) {
         for (int i = 0; i < n && !rc; i++)
@@ -201,7 +207,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
          * --resume redoes a chunk unless all its files verify, with the same batches as an uninterrupted run,
          * so its files are the same bytes. */
         int64_t shape[2] = {1, D};
-        int chunk = batch * 8, kept = 0;
+        int chunk = batch * 8;
 
         chunk_progress cp = {&prog, 0, n};
         enc.progress = chunk_update, enc.progress_ctx = &cp;
@@ -238,8 +244,8 @@ int mrec_cmd_extract_text(int argc, char **argv) {
                                                          : enc.pooling == MREC_POOL_MEAN ? "mean pooling"
                                                          : enc.pooling == MREC_POOL_CLS  ? "cls pooling"
                                                                                          : "pooler");
-        fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n, D, how,
-                enc.normalize ? ", normalized" : "", secs, secs > 0 ? n / secs : 0);
+        fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n - kept, D, how,
+                enc.normalize ? ", normalized" : "", secs, secs > 0 ? (n - kept) / secs : 0);
         fprintf(stderr, "time: tokenize + encode %.2f s, write %.2f s\n", secs, mrec_now() - t_write);
         if (n_empty)
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,

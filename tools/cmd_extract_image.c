@@ -166,6 +166,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
             rc = 2;
         }
     }
+    if (per_item && !rc && (st = mrec_check_unique_ids((const char *const *)items.ids, n, images))) rc = fail("item ids", st);
     /* the output folder first: a bad path, or a folder in use, should not cost the whole run */
     mrec_out_dir od = {.lock_fd = -1};
     if (!rc && (st = mrec_out_begin(&od, out, out_flags))) rc = fail("the output folder", st);
@@ -242,8 +243,8 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     if (rc) mrec_out_abort(&od);
     if (!rc) {
         double secs = embed_secs;
-        fprintf(stderr, "mrec extract-image: %d images (%d-d %s, preset %s) in %.2f s, %.1f images/s\n", n_ok, D,
-                mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? n / secs : 0);
+        fprintf(stderr, "mrec extract-image: %d images (%d-d %s, preset %s) in %.2f s, %.1f images/s\n", n_ok - kept, D,
+                mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? (n - kept) / secs : 0);
         fprintf(stderr, "time: decode + encode %.2f s (decoding overlaps the forward passes), write %.2f s\n", secs, write_secs + mrec_now() - t_write);
     }
     for (int i = 0; errors && i < n; i++) free(errors[i]);

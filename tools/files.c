@@ -307,6 +307,27 @@ int mrec_out_flag(const char *arg, int *flags) {
     return 1;
 }
 
+static const char *const *ids_to_sort;
+static int compare_ids(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b, c = strcmp(ids_to_sort[x], ids_to_sort[y]);
+    return c ? c : x - y;
+}
+
+mrec_status mrec_check_unique_ids(const char *const *ids, int n, const char *where) {
+    int *order = malloc(sizeof *order * (size_t)(n ? n : 1));
+    if (!order) return mrec_fail(MREC_ERR_NOMEM, "%s: %d ids", where, n);
+    for (int i = 0; i < n; i++) order[i] = i;
+    ids_to_sort = ids;
+    qsort(order, (size_t)n, sizeof *order, compare_ids);
+    mrec_status st = MREC_OK;
+    for (int i = 1; i < n && !st; i++)
+        if (!strcmp(ids[order[i]], ids[order[i - 1]]))
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: item id '%s' appears twice (items %d and %d); one file per item needs one id per item", where,
+                           ids[order[i]], order[i - 1] + 1, order[i] + 1);
+    free(order);
+    return st;
+}
+
 int mrec_feature_file_ok(const char *path, int64_t dim) {
     mrec_npy_array a;
     struct stat sb;

@@ -147,6 +147,9 @@ mrec_status mrec_out_work_dir(const mrec_out_dir *o, char *out, size_t cap);
 /* "--overwrite" / "--resume" into flags: 1 when `arg` is one of them. */
 int mrec_out_flag(const char *arg, int *flags);
 
+/* MREC_OK when no id repeats (per-item files would overwrite each other);
+ * else an error naming `where`, the id and both positions (1-based). */
+mrec_status mrec_check_unique_ids(const char *const *ids, int n, const char *where);
 /* 1 when `path` is a complete feature file: a valid float32 .npy of shape
  * (1, dim), its data all there and finite. A resumed run keeps such files. */
 int mrec_feature_file_ok(const char *path, int64_t dim);
