@@ -266,6 +266,20 @@ static void out_folders(void) {
     t_check(!st && stat(file, &sb) == 0 && stat(old, &sb) != 0 && count_entries(dir, ".folder.") == 0,
             "after it the folder is the new one only: old and new never merge, nothing is left beside it");
 
+    /* never the folder the user stands in, or one holding it */
+    char cwd[4096], up[4200];
+    if (getcwd(cwd, sizeof cwd)) {
+        snprintf(up, sizeof up, "%s", cwd);
+        *strrchr(up, '/') = 0; /* the folder holding it, by name */
+        const char *precious[] = {cwd, up};
+        for (int k = 0; k < 2; k++) {
+            st = mrec_out_begin(&od, precious[k], MREC_OUT_OVERWRITE);
+            t_check(st == MREC_ERR_ARG && strstr(mrec_error_detail(), "folder of its own"), "--overwrite of %s is refused: %s", precious[k],
+                    mrec_error_detail());
+            if (!st) mrec_out_abort(&od);
+        }
+    }
+
     /* an empty folder is as good as none (a folder made for the output beforehand) */
     snprintf(out, sizeof out, "%s/empty", dir);
     mkdir(out, 0755);

@@ -127,21 +127,26 @@ static mrec_status write_per_user(const char *path, const mrec_interactions *x, 
     return mrec_atomic_commit(&af);
 }
 
-/* --save-splits DIR: train.tsv, val.tsv, test.tsv as Elliot saves a split (user, item, rating). */
+/* --save-splits DIR: train.tsv, val.tsv, test.tsv as Elliot saves a split (user, item, rating). DIR is an
+ * output folder (mrec_out_begin), so the three files appear together; it is replaced without --overwrite, as
+ * every grid point of an Elliot experiment saves the same split again. */
 static mrec_status write_splits(const char *dir, const mrec_interactions *x) {
     static const char *const names[3] = {"train.tsv", "val.tsv", "test.tsv"};
-    mrec_status st = mrec_mkdirs(dir);
+    mrec_out_dir od;
+    mrec_status st = mrec_out_begin(&od, dir, MREC_OUT_OVERWRITE);
     if (st) return st;
-    for (int s = 0; s < 3; s++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+    for (int s = 0; s < 3 && !st; s++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", od.scratch, names[s]);
         mrec_atomic_file af;
-        if ((st = mrec_atomic_begin(&af, path))) return st;
+        if ((st = mrec_atomic_begin(&af, path))) break;
         for (int64_t i = 0; i < x->n; i++)
             if (x->split[i] == s) fprintf(af.f, "%s\t%s\t%g\n", x->user_names[x->user[i]], x->item_names[x->item[i]], x->rating[i]);
-        if ((st = mrec_atomic_commit(&af))) return st;
+        st = mrec_atomic_commit(&af);
     }
-    return MREC_OK;
+    if (!st) st = mrec_out_commit(&od);
+    mrec_out_abort(&od);
+    return st;
 }
 
 static int parse_list(const char *s, int *out, int max) {

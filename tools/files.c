@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <sys/file.h>
 #include <stdio.h>
@@ -150,6 +151,18 @@ static void sweep(const char *dir, const char *name, char *keep, size_t cap) {
     if (keep) snprintf(keep, cap, "%s", best);
 }
 
+/* Replacing a folder deletes what it held: never the current folder, one
+ * that holds it, or the home folder, whatever --overwrite says. */
+static int holds_the_user(const char *path) {
+    char rp[PATH_MAX], cwd[PATH_MAX], home[PATH_MAX];
+    if (!realpath(path, rp)) return 0;
+    size_t n = strlen(rp);
+    if (!strcmp(rp, "/")) return 1;
+    if (realpath(".", cwd) && !strncmp(cwd, rp, n) && (cwd[n] == '/' || !cwd[n])) return 1;
+    const char *h = getenv("HOME");
+    return h && *h && realpath(h, home) && !strcmp(home, rp);
+}
+
 /* The temporary files a killed run was writing inside its scratch folder
  * (mrec_atomic_begin's ".<name>.XXXXXX"): never part of an output. */
 static void remove_hidden(const char *path) {
@@ -218,6 +231,11 @@ mrec_status mrec_out_lock(mrec_out_dir *o, const char *path) {
 
 mrec_status mrec_out_begin(mrec_out_dir *o, const char *path, int flags) {
     char dir[4096], name[512];
+    memset(o, 0, sizeof *o);
+    o->lock_fd = -1;
+    if (holds_the_user(path))
+        return mrec_fail(MREC_ERR_ARG, "%s: is the current folder, holds it, or is the home folder; an output replaces its folder whole, "
+                         "so give it a folder of its own", path);
     mrec_status st = mrec_out_lock(o, path);
     if (!st) st = split_path(path, dir, sizeof dir, name, sizeof name);
     if (st) return st;
