@@ -34,24 +34,6 @@ mrec_status mrec_mkdirs(const char *path) {
     return MREC_OK;
 }
 
-mrec_status mrec_move_contents(const char *from, const char *to) {
-    mrec_status st = mrec_mkdirs(to);
-    DIR *d = st ? NULL : opendir(from);
-    if (!st && !d) return mrec_fail(MREC_ERR_IO, "%s: cannot read (%s)", from, strerror(errno));
-    for (struct dirent *e; !st && (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char a[4096], b[4096];
-        snprintf(a, sizeof a, "%s/%s", from, e->d_name);
-        snprintf(b, sizeof b, "%s/%s", to, e->d_name);
-        struct stat sb;
-        if (stat(a, &sb) == 0 && S_ISDIR(sb.st_mode) && stat(b, &sb) == 0 && S_ISDIR(sb.st_mode)) st = mrec_move_contents(a, b);
-        else if (rename(a, b) != 0) st = mrec_fail(MREC_ERR_IO, "%s: cannot move to %s (%s)", a, b, strerror(errno));
-    }
-    if (d) closedir(d);
-    if (!st) rmdir(from);
-    return st;
-}
-
 void mrec_remove_tree(const char *path) {
     DIR *d = opendir(path);
     for (struct dirent *e; d && (e = readdir(d));) {

@@ -98,9 +98,6 @@ void mrec_progress_update(void *ctx, int done, int total);
 
 /* mkdir -p. */
 mrec_status mrec_mkdirs(const char *path);
-/* Moves every file of folder `from` into folder `to` (made if needed), then
- * removes `from`; subfolders move whole. */
-mrec_status mrec_move_contents(const char *from, const char *to);
 /* rm -r, for the scratch folders of a failed run. */
 void mrec_remove_tree(const char *path);
 /* Where checkpoints live: $MREC_WEIGHTS, else weights/ beside the folder
