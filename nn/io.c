@@ -11,19 +11,35 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The temporary file lives in the target's own folder (rename does not
+ * cross file systems) under a name mkstemp picks: created with O_EXCL, so
+ * neither a second run nor a link planted in advance can stand in for it. */
 mrec_status mrec_atomic_begin(mrec_atomic_file *af, const char *path) {
     memset(af, 0, sizeof *af);
-    size_t n = strlen(path) + 32;
+    const char *slash = strrchr(path, '/');
+    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0, n = strlen(path) + 16;
     af->path = strdup(path);
     af->tmp_path = malloc(n);
     if (!af->path || !af->tmp_path) {
         mrec_atomic_abort(af);
         return mrec_fail(MREC_ERR_NOMEM, "%s: allocating a path", path);
     }
-    snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
-    af->f = fopen(af->tmp_path, "wb");
+    /* "<dir>/.<name>.XXXXXX": hidden, and never a name the outputs use */
+    snprintf(af->tmp_path, n, "%.*s.%s.XXXXXX", (int)dir_len, path, path + dir_len);
+    int fd = mkstemp(af->tmp_path);
+    if (fd < 0) {
+        int e = errno;
+        free(af->tmp_path);
+        af->tmp_path = NULL; /* nothing was created: nothing to remove */
+        mrec_atomic_abort(af);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(e));
+    }
+    /* mkstemp makes 0600; outputs are meant to be shared like any result file */
+    fchmod(fd, 0644);
+    af->f = fdopen(fd, "wb");
     if (!af->f) {
         int e = errno;
+        close(fd);
         mrec_atomic_abort(af);
         return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(e));
     }

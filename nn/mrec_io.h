@@ -1,7 +1,9 @@
 /* mrec_io.h: file helpers shared by the readers and writers.
  *
- * Writes go to "<path>.tmp.<pid>" and are renamed into place on commit, so a
- * killed run never leaves a half-written output under the real name.
+ * Writes go to a temporary file that mkstemp creates beside the target,
+ * "<dir>/.<name>.XXXXXX", and are renamed into place on commit, so a killed
+ * run never leaves a half-written output under the real name, two runs never
+ * share a temporary file, and a link planted at any name is never followed.
  */
 #ifndef MREC_IO_H
 #define MREC_IO_H

@@ -80,7 +80,7 @@ typedef struct {
 
 /* Writes tensors in the order given, data 8-byte aligned, header padded
  * with spaces as the reference writer does. meta_keys / meta_values may be
- * NULL when n_meta is 0. Written to "<path>.tmp" and renamed, so a reader
+ * NULL when n_meta is 0. Written through mrec_atomic_begin and renamed, so a reader
  * never sees half a file. */
 mrec_status mrec_safetensors_write(const char *path, const mrec_st_tensor_in *tensors,
                                    int n_tensors, const char *const *meta_keys,

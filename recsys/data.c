@@ -8,6 +8,7 @@
  * see mrec_recsys.h for how they are numbered.
  */
 #include "mrec_recsys.h"
+#include "../nn/mrec_io.h"
 
 #include "recsys_internal.h"
 
@@ -767,20 +768,13 @@ void mrec_interactions_free(mrec_interactions *x) {
 }
 
 mrec_status mrec_write_id_map(const mrec_interactions *x, int items, const char *path) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
+    mrec_atomic_file af; /* a temporary name of its own beside path, renamed on commit */
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
     int n = items ? x->n_items : x->n_users;
     char **names = items ? x->item_names : x->user_names;
-    for (int i = 0; i < n; i++) fprintf(f, "%d\t%s\n", i, names[i]);
-    int bad = ferror(f);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        remove(tmp);
-        return mrec_fail(MREC_ERR_IO, "%s: write failed", path);
-    }
-    return MREC_OK;
+    for (int i = 0; i < n; i++) fprintf(af.f, "%d\t%s\n", i, names[i]);
+    return mrec_atomic_commit(&af);
 }
 
 /* ---- per-user lists ---- */

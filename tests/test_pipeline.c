@@ -13,6 +13,7 @@
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_recsys.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,8 +221,24 @@ static void ducho(void) {
     ok = ok && read_row(path, got, (int)s[1]) && !memcmp(got, mat + s[1], sizeof(float) * (size_t)s[1]);
     t_check(ok, "visual: per-item files and --matrix's avgpool.npy agree (row 1 is item i1)");
     free(mat);
-    snprintf(path, sizeof path, "%s/demo/visual_embeddings/torch/ResNet50/avgpool.partial", dir);
-    t_check(access(path, F_OK) != 0, "no scratch folder left behind");
+    /* nothing hidden beside a leaf: no scratch, work or lock entry (".avgpool.part-*", ".1.lock", ...) */
+    const char *parents[] = {"visual_embeddings/torch/ResNet50", "textual_embeddings/sentence_transformers/sentence-transformers/all-MiniLM-L6-v2",
+                             "visual_embeddings/transformers/openai/clip-vit-base-patch16",
+                             "textual_embeddings/transformers/openai/clip-vit-base-patch16"};
+    int hidden = 0;
+    for (int k = 0; k < 4; k++) {
+        snprintf(path, sizeof path, "%s/demo/%s", dir, parents[k]);
+        DIR *d = opendir(path);
+        for (struct dirent *e; d && (e = readdir(d));) hidden += e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+        if (d) closedir(d);
+    }
+    t_check(hidden == 0, "no scratch folder or lock file left beside the leaves (%d)", hidden);
+    /* a second run into the tree: refused without --overwrite, and with it the same features again */
+    rc = run("extract ducho.yml --weights weights --matrix", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "--overwrite"), "a re-run into the old tree is refused: exit %d, %.300s", rc, out);
+    rc = run("extract ducho.yml --weights weights --matrix --overwrite", out, sizeof out);
+    snprintf(path, sizeof path, "%s/demo/visual_embeddings/torch/ResNet50/avgpool/i1.npy", dir);
+    t_check(rc == 0 && read_row(path, got, 256), "with --overwrite it runs again: exit %d, %.300s", rc, rc ? out : "");
 
     /* malformed configs: each names the file, the line and the key or path */
     static const edit bad[] = {
@@ -425,7 +442,10 @@ static void elliot_split_and_run(void) {
             lines[1], lines[2]);
     t_check(strstr(out, "no improvement in 2 evaluations") != NULL || strstr(out, "best epoch 30") != NULL, "early_stopping's patience reaches the trainer");
 
-    /* mrec run: the features come from an extraction of photos named by item id */
+    /* mrec run: the features come from an extraction of photos named by item id; ResNet50 is the tiny fixture
+     * (linked here too, as the Ducho case that links it first is skipped without MiniLM) */
+    snprintf(path, sizeof path, "%s/weights", dir);
+    sh("mkdir -p %s && cd %s && ln -sfn $OLDPWD/tests/fixtures/vision/resnet_tiny resnet50", path, path);
     snprintf(path, sizeof path, "%s/photos", dir);
     sh("mkdir -p %s && cd %s && set -- $(cat $OLDPWD/tests/fixtures/clip/images.txt) && for i in $(seq 0 39); do "
        "n=$((i %% 5 + 1)); eval p=\\${$n}; ln -s $OLDPWD/../shared/data/$p i$i.jpg; done",

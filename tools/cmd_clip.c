@@ -14,6 +14,7 @@
  */
 #include "../extractors/mrec_extract.h"
 #include "../extractors/mrec_image_encoder.h"
+#include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
@@ -32,6 +33,7 @@ static int usage(FILE *f) {
             "                         [--layer embeds|projected|pooler] [--fusion concat|sum|mul|mean]\n"
             "                         [--format matrix|per-item] [--image-id-column C] [--path-column C]\n"
             "                         [--preset hf-clip] [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]\n"
+            "                         [--overwrite]\n"
             "\n"
             "Extracts CLIP image and text features for each item of the table (FILE), pairing each row\n"
             "with its image by item id: --images is a folder (id = file name up to the first dot) or an\n"
@@ -42,7 +44,10 @@ static int usage(FILE *f) {
             "matrix writes DIR/image_feat.npy, DIR/text_feat.npy (rows in table order) and DIR/item_ids.txt;\n"
             "per-item writes DIR/visual/<id>.npy and DIR/textual/<id>.npy of shape (1, dim). --fusion adds\n"
             "DIR/<fusion>_feat.npy (or DIR/visual_textual_<fusion>/<id>.npy): concat, or the element-wise\n"
-            "sum, product or mean of the two (equal sizes needed), as Ducho fuses them.\n");
+            "sum, product or mean of the two (equal sizes needed), as Ducho fuses them.\n"
+            "DIR is built beside itself and appears whole when the run succeeds; an existing DIR is replaced\n"
+            "only with --overwrite (and stays as it was until then); a second run into DIR at the same time\n"
+            "is refused. A NaN or infinite feature stops the run, naming the item, with nothing written.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -90,15 +95,18 @@ static mrec_status pair_by_id(const char *const *row_ids, int n_rows, const mrec
 }
 
 static mrec_status write_ids(const char *path, const char *const *ids, int n) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    for (int i = 0; f && i < n; i++) fprintf(f, "%s\n", ids[i]);
-    if (!f || ferror(f) | (fclose(f) != 0) || rename(tmp, path) != 0) {
-        remove(tmp);
-        return mrec_fail(MREC_ERR_IO, "%s: write failed", path);
-    }
-    return MREC_OK;
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
+    for (int i = 0; i < n; i++) fprintf(af.f, "%s\n", ids[i]);
+    return mrec_atomic_commit(&af);
+}
+
+/* No NaN or Inf reaches a file: each row is checked, naming its item. */
+static mrec_status check_rows(const char *const *ids, const float *x, int n, int D, const char *model) {
+    mrec_status st = MREC_OK;
+    for (int i = 0; i < n && !st; i++) st = mrec_check_feature_row(x + (size_t)i * D, D, ids[i], model);
+    return st;
 }
 
 /* out (n, fused dim) from the two feature matrices, as Ducho's fusions */
@@ -122,6 +130,8 @@ static mrec_status write_rows(const char *dir, const char *const *ids, const flo
     char path[4096];
     mrec_status st = MREC_OK;
     for (int i = 0; i < n && !st; i++) {
+        if (!*ids[i] || strchr(ids[i], '/') || !strcmp(ids[i], ".") || !strcmp(ids[i], ".."))
+            return mrec_fail(MREC_ERR_ARG, "item id '%s' cannot be a file name", ids[i]);
         snprintf(path, sizeof path, "%s/%s.npy", dir, ids[i]);
         st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, x + (size_t)i * D);
     }
@@ -131,7 +141,7 @@ static mrec_status write_rows(const char *dir, const char *const *ids, const flo
 int mrec_cmd_extract_clip(int argc, char **argv) {
     const char *model = NULL, *images = NULL, *input = NULL, *id_col = NULL, *text_col = NULL, *out = NULL, *layer = NULL,
                *fusion = NULL, *format = "matrix", *image_id_col = NULL, *path_col = NULL, *preset = NULL;
-    int batch = 32, threads = 0, decode_threads = 2, strict = 0;
+    int batch = 32, threads = 0, decode_threads = 2, strict = 0, out_flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -139,6 +149,7 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
             strict = 1;
             continue;
         }
+        if (mrec_out_flag(a, &out_flags)) continue;
         if (mrec_opt_missing("extract-clip", a, v)) return 1;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--images")) images = v;
@@ -260,10 +271,9 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     o.device = MREC_WANT_CPU, o.n_threads = threads;
     if (!rc && (!vis || !txt || !good || !errors)) rc = fail("extract-clip", "memory", mrec_fail(MREC_ERR_NOMEM, "%d items", n));
     if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("extract-clip", "context", st);
-    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mrec extract-clip: %s: cannot create (%s)\n", out, strerror(errno));
-        rc = 2;
-    }
+    /* the output folder first: a bad path, or a folder in use, should not cost the whole run */
+    mrec_out_dir od = {.lock_fd = -1};
+    if (!rc && (st = mrec_out_begin(&od, out, out_flags & MREC_OUT_OVERWRITE))) rc = fail("extract-clip", "the output folder", st);
     struct timespec t0, t1, t2;
     mrec_progress pv, pt;
     mrec_progress_start(&pv, "extract-clip images", n);
@@ -301,7 +311,11 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     float *fused = fusion && !rc ? malloc(sizeof(float) * (size_t)(kept + 1) * Df) : NULL;
     if (fusion && !rc && !fused) rc = fail("extract-clip", "memory", mrec_fail(MREC_ERR_NOMEM, "%d fused rows", kept));
     if (fused) fuse(fusion, vis, Dv, txt, Dt, kept, fused);
-    char path[4096];
+    if (!rc && ((st = check_rows(ids, vis, kept, Dv, model)) || (st = check_rows(ids, txt, kept, Dt, model)) ||
+                (fused && (st = check_rows(ids, fused, kept, Df, model)))))
+        rc = fail("extract-clip", "checking the features", st);
+    char path[4400];
+    out = od.scratch;
     if (!rc && !strcmp(format, "matrix")) {
         int64_t sv[2] = {kept, Dv}, stx[2] = {kept, Dt}, sf[2] = {kept, Df};
         snprintf(path, sizeof path, "%s/image_feat.npy", out);
@@ -322,6 +336,8 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
         if (!st && fused) st = write_rows(path, ids, fused, kept, Df);
         if (st) rc = fail("extract-clip", "writing", st);
     }
+    if (!rc && (st = mrec_out_commit(&od))) rc = fail("extract-clip", "the output folder", st);
+    if (rc) mrec_out_abort(&od);
     if (!rc) {
         double si = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9, stt = (t2.tv_sec - t1.tv_sec) + (t2.tv_nsec - t1.tv_nsec) * 1e-9;
         fprintf(stderr, "mrec extract-clip: %d items (%d-d image, %d-d text %s%s%s): images %.2f s (%.1f/s), texts %.2f s (%.1f/s)\n",

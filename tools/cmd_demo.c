@@ -13,6 +13,7 @@
  * The configs are written to the output folder first, so the run can be read
  * and repeated with `mrec train` / `mrec run`.
  */
+#include "../nn/mrec_io.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
 
@@ -35,11 +36,14 @@ static int usage(FILE *f) {
 }
 
 static int write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    int ok = f && fputs(text, f) >= 0;
-    if (f) ok &= fclose(f) == 0;
-    if (!ok) fprintf(stderr, "mrec demo: %s: cannot write\n", path);
-    return ok;
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (!st) {
+        fputs(text, af.f);
+        st = mrec_atomic_commit(&af);
+    }
+    if (st) fprintf(stderr, "mrec demo: %s\n", mrec_error_detail());
+    return !st;
 }
 
 /* Prints model, Recall@20, nDCG@20 from a table of DIR/performance: rec_cutoff_20_relthreshold_0.tsv
@@ -150,8 +154,9 @@ int mrec_cmd_demo(int argc, char **argv) {
     if (!write_text(path, config)) return 2;
     char res[4400];
     snprintf(res, sizeof res, "%s/baby", out);
-    char *args[] = {"train", path, "--out", res, "--threads", threads, "--cache", "none", NULL};
-    int rc = mrec_cmd_experiment(8, args);
+    /* the demo's folder is its own: a second demo replaces the first one's results */
+    char *args[] = {"train", path, "--out", res, "--threads", threads, "--cache", "none", "--overwrite", NULL};
+    int rc = mrec_cmd_experiment(9, args);
     if (rc) return rc;
     static const char *const mmrec[][3] = {{"BPRMF", ".0575", ".0249"}, {"LightGCN", ".0754", ".0328"}};
     static const char *const diffmm[][3] = {{"BPRMF", ".0440", ".0200"}, {"LightGCN", ".0698", ".0319"}};
@@ -203,8 +208,8 @@ int mrec_cmd_demo(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/hm.yml", out);
         if (!write_text(path, config)) return 2;
         snprintf(res, sizeof res, "%s/hm", out);
-        char *run_args[] = {"run", path, "--out", res, "--threads", threads, "--cache", "none", "--weights", (char *)weights, NULL};
-        rc = mrec_cmd_run(10, run_args);
+        char *run_args[] = {"run", path, "--out", res, "--threads", threads, "--cache", "none", "--weights", (char *)weights, "--overwrite", NULL};
+        rc = mrec_cmd_run(11, run_args);
         if (rc) return rc;
         snprintf(res, sizeof res, "%s/hm/all-MiniLM-L6-v2", out);
         print_results(res, "rec_cutoff_20_relthreshold_0.tsv", 1, "", NULL, 0);

@@ -15,8 +15,8 @@
  *
  * Each model writes Ducho's tree, <dataset_path>/<output_path>/<backend>/<model_name>/<output_layers>/<id>.npy,
  * of shape (1, dim). A model_name is a folder, or a name from weights/manifest.tsv found under the weights
- * folder. Every section is checked (keys, types, files, models) before anything runs, and each model writes
- * into a scratch folder that is moved into place only when it succeeded.
+ * folder. Every section is checked (keys, types, files, models) before anything runs, and each leaf folder
+ * is an output folder (mrec_out_begin): locked for the run, built beside itself, swapped in whole.
  *
  * Where Ducho pairs images and texts by position (visual_textual), mrec pairs them by item id.
  */
@@ -28,6 +28,7 @@
 #include "../nn/mrec_npy.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,75 +266,91 @@ static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int
     return st;
 }
 
-/* The folder's <id>.npy files, in id order, as one matrix: LEAF.npy and LEAF_ids.txt (MMRec's layout, joined by id). */
+/* The <id>.npy files of `files` (the leaf being built), in id order, as one matrix beside `leaf`: LEAF.npy and
+ * LEAF_ids.txt (MMRec's layout, joined by id). The two cannot be renamed into place as one, so the order keeps
+ * a reader from pairing a matrix with ids that are not its own: the old matrix goes first, then the new ids
+ * appear, then the new matrix. A reader that finds LEAF.npy finds its ids beside it. */
 static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static mrec_status write_matrix(const char *leaf) {
-    DIR *d = opendir(leaf);
-    if (!d) return mrec_fail(MREC_ERR_IO, "%s: cannot read", leaf);
+static mrec_status write_matrix(const char *files, const char *leaf) {
+    DIR *d = opendir(files);
+    if (!d) return mrec_fail(MREC_ERR_IO, "%s: cannot read", files);
     char **names = NULL;
     int n = 0, cap = 0;
-    for (struct dirent *e; (e = readdir(d));) {
+    mrec_status st = MREC_OK;
+    for (struct dirent *e; !st && (e = readdir(d));) {
         size_t len = strlen(e->d_name);
-        if (len < 5 || strcmp(e->d_name + len - 4, ".npy")) continue;
-        if (n == cap) names = realloc(names, sizeof *names * (size_t)(cap = cap ? 2 * cap : 256));
-        names[n++] = strdup(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".npy") || e->d_name[0] == '.') continue;
+        if (n == cap) {
+            char **grown = realloc(names, sizeof *names * (size_t)(cap = cap ? 2 * cap : 256));
+            if (!grown) st = mrec_fail(MREC_ERR_NOMEM, "%s: listing", files);
+            else names = grown;
+        }
+        if (!st && !(names[n++] = strdup(e->d_name))) st = mrec_fail(MREC_ERR_NOMEM, "%s: listing", files);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, compare_names);
+    if (!st && n) qsort(names, (size_t)n, sizeof *names, compare_names);
     float *all = NULL;
     int64_t dim = 0;
-    mrec_status st = n ? MREC_OK : mrec_fail(MREC_ERR_FORMAT, "%s: no .npy files", leaf);
+    if (!st && !n) st = mrec_fail(MREC_ERR_FORMAT, "%s: no .npy files", leaf);
     for (int i = 0; i < n && !st; i++) {
         char p[4400];
-        snprintf(p, sizeof p, "%s/%s", leaf, names[i]);
+        snprintf(p, sizeof p, "%s/%s", files, names[i]);
         float *v = NULL;
         int nd = 0;
         int64_t s[8];
         st = mrec_npy_read_f32(p, &v, &nd, s);
-        if (!st && (nd != 2 || s[0] != 1 || (dim && s[1] != dim))) st = mrec_fail(MREC_ERR_SHAPE, "%s: not (1, %lld)", p, (long long)dim);
+        if (!st && (nd != 2 || s[0] != 1 || (dim && s[1] != dim))) st = mrec_fail(MREC_ERR_SHAPE, "%s/%s: not (1, %lld)", leaf, names[i], (long long)dim);
         if (!st && !dim) dim = s[1], all = malloc(sizeof(float) * (size_t)n * (size_t)dim);
         if (!st && !all) st = mrec_fail(MREC_ERR_NOMEM, "%d x %lld", n, (long long)dim);
         if (!st) memcpy(all + (size_t)i * dim, v, sizeof(float) * (size_t)dim);
         free(v);
     }
-    char p[4200];
+    char npy[4200], ids[4200];
+    snprintf(npy, sizeof npy, "%s.npy", leaf);
+    snprintf(ids, sizeof ids, "%s_ids.txt", leaf);
+    if (!st && unlink(npy) != 0 && errno != ENOENT) st = mrec_fail(MREC_ERR_IO, "%s: cannot remove the old matrix (%s)", npy, strerror(errno));
     if (!st) {
-        snprintf(p, sizeof p, "%s.npy", leaf);
-        st = mrec_npy_write(p, MREC_NPY_F32, 2, (int64_t[]){n, dim}, all);
-    }
-    if (!st) {
-        snprintf(p, sizeof p, "%s_ids.txt", leaf);
         mrec_atomic_file af;
-        if (!(st = mrec_atomic_begin(&af, p))) {
+        if (!(st = mrec_atomic_begin(&af, ids))) {
             for (int i = 0; i < n; i++) fprintf(af.f, "%.*s\n", (int)strlen(names[i]) - 4, names[i]);
             st = mrec_atomic_commit(&af);
         }
     }
+    if (!st) st = mrec_npy_write(npy, MREC_NPY_F32, 2, (int64_t[]){n, dim}, all);
     for (int i = 0; i < n; i++) free(names[i]);
     free(names), free(all);
     return st;
 }
 
-/* One model: the extractor into a scratch folder, then into Ducho's tree. */
-static int run_job(const job *j, int threads, int matrix) {
-    char scratch[4200], th[16];
-    snprintf(scratch, sizeof scratch, "%s.partial", j->out[0]);
+/* One model into Ducho's tree. Each leaf folder is an output folder (locked, built beside itself, swapped in
+ * whole): extract-text and extract-image make it themselves (and resume it), the matrix follows under the
+ * leaf's lock; visual_textual's three leaves are held here and filled from one extract-clip run. */
+static int run_job(const job *j, int threads, int matrix, int out_flags) {
+    char th[16], work[4400] = "", clip_out[4500];
     snprintf(th, sizeof th, "%d", threads);
-    mrec_remove_tree(scratch);
-    mrec_status st = mrec_mkdirs(scratch);
+    int clip = j->modality == VISUAL_TEXTUAL, n_leaves = clip ? 2 + !!*j->fusion : 1, rc = 0;
+    mrec_out_dir od[3] = {{.lock_fd = -1}, {.lock_fd = -1}, {.lock_fd = -1}};
+    /* extract-clip does not resume: its leaves are redone whole, which --resume allows like --overwrite */
+    mrec_status st = MREC_OK;
+    for (int k = 0; clip && k < n_leaves && !st; k++) st = mrec_out_begin(&od[k], j->out[k], out_flags ? MREC_OUT_OVERWRITE : 0);
+    if (!st && clip && !(st = mrec_out_work_dir(&od[0], work, sizeof work)))
+        snprintf(clip_out, sizeof clip_out, "%s/all", work);
     if (st) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
+        for (int k = 0; k < n_leaves; k++) mrec_out_abort(&od[k]);
         return 2;
     }
     char *argv[48];
-    int argc = 0, rc;
+    int argc = 0;
 #define ARG(a, b) (argv[argc++] = (char *)(a), argv[argc++] = (char *)(b))
     argv[argc++] = (char *)(j->modality == VISUAL ? "extract-image" : j->modality == TEXTUAL ? "extract-text" : "extract-clip");
     ARG("--model", j->model_dir);
-    ARG("--out", scratch);
+    ARG("--out", clip ? clip_out : j->out[0]);
     ARG("--format", "per-item");
     ARG("--threads", th);
+    if (!clip && (out_flags & MREC_OUT_OVERWRITE)) argv[argc++] = (char *)"--overwrite";
+    if (!clip && (out_flags & MREC_OUT_RESUME)) argv[argc++] = (char *)"--resume";
     if (*j->batch) ARG("--batch-size", j->batch);
     if (j->modality != TEXTUAL) ARG("--images", j->images);
     if (j->modality != VISUAL) ARG("--input", j->table), ARG("--id-column", j->item_col), ARG("--text-column", j->text_col);
@@ -347,32 +364,31 @@ static int run_job(const job *j, int threads, int matrix) {
     fprintf(stderr, "== %s %s -> %s\n", SECTIONS[j->modality], j->name, j->out[0]);
     rc = j->modality == VISUAL ? mrec_cmd_extract_image(argc, argv) : j->modality == TEXTUAL ? mrec_cmd_extract_text(argc, argv)
                                                                                             : mrec_cmd_extract_clip(argc, argv);
-    if (rc) {
-        mrec_remove_tree(scratch);
-        return rc;
-    }
-    char from[4400];
-    if (j->modality != VISUAL_TEXTUAL) st = mrec_move_contents(scratch, j->out[0]);
-    else {
+    if (!rc && clip) {
         const char *parts[3] = {"visual", "textual", NULL};
-        char fused[32];
+        char fused[32], from[4600];
         snprintf(fused, sizeof fused, "visual_textual_%s", j->fusion);
-        parts[2] = *j->fusion ? fused : NULL;
-        for (int k = 0; k < 3 && parts[k] && !st; k++) {
-            snprintf(from, sizeof from, "%s/%s", scratch, parts[k]);
-            st = mrec_move_contents(from, j->out[k]);
+        parts[2] = fused;
+        for (int k = 0; k < n_leaves && !st; k++) {
+            snprintf(from, sizeof from, "%s/%s", clip_out, parts[k]);
+            mrec_remove_tree(od[k].scratch); /* empty: the leaf was not resumed */
+            if (rename(from, od[k].scratch) != 0) st = mrec_fail(MREC_ERR_IO, "%s: cannot move to %s (%s)", from, od[k].scratch, strerror(errno));
         }
-        mrec_remove_tree(scratch);
     }
-    for (int k = 0; !st && matrix && k < (j->modality == VISUAL_TEXTUAL ? 2 + !!*j->fusion : 1); k++) st = write_matrix(j->out[k]);
-    if (st) {
+    if (*work) mrec_remove_tree(work);
+    if (!rc && !st && matrix && !clip && !(st = mrec_out_lock(&od[0], j->out[0]))) st = write_matrix(j->out[0], j->out[0]);
+    for (int k = 0; !rc && !st && matrix && clip && k < n_leaves; k++) st = write_matrix(od[k].scratch, j->out[k]);
+    for (int k = 0; !rc && !st && clip && k < n_leaves; k++) st = mrec_out_commit(&od[k]);
+    for (int k = 0; k < n_leaves; k++) mrec_out_abort(&od[k]);
+    if (!rc && st) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
-        return 2;
+        rc = 2;
     }
-    return 0;
+    return rc;
 }
 
-int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, int skip, mrec_extracted *out) {
+int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, int skip, int out_flags,
+                   mrec_extracted *out) {
     static const char *const top[] = {"dataset_path", "gpu list", "gpu_list", "visual", "textual", "visual_textual", NULL};
     if (!weights) weights = mrec_weights_dir();
     const char *base = "";
@@ -398,7 +414,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
     double t0 = mrec_now();
     for (int i = 0; i < n; i++) {
         double t = mrec_now();
-        int rc = run_job(&js[i], threads, matrix);
+        int rc = run_job(&js[i], threads, matrix, out_flags);
         if (rc) return rc;
         fprintf(stderr, "time: %s %s %.1f s\n", SECTIONS[js[i].modality], js[i].name, mrec_now() - t);
         for (int k = 0; out && k < (js[i].modality == VISUAL_TEXTUAL ? 2 + !!*js[i].fusion : 1) && out->n < MREC_MAX_EXTRACTED; k++) {
@@ -416,6 +432,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
 static int usage(FILE *f) {
     fprintf(f,
             "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N] [--skip-unsupported]\n"
+            "                               [--overwrite] [--resume]\n"
             "\n"
             "Runs a Ducho configuration: dataset_path, 'gpu list', and visual / textual / visual_textual\n"
             "sections of items (input_path, output_path, item_column, text_column, model list with\n"
@@ -427,16 +444,22 @@ static int usage(FILE *f) {
             "items in id order, as MMRec reads features. Images and texts of visual_textual are paired by\n"
             "item id (Ducho pairs them by position). Relative paths are taken from the current folder.\n"
             "Prints one line per model: modality, model_name, output folder. --skip-unsupported lists and\n"
-            "leaves out the models that have no local copy or that mrec cannot run (ALIGN, AltCLIP, .pt files).\n");
+            "leaves out the models that have no local copy or that mrec cannot run (ALIGN, AltCLIP, .pt files).\n"
+            "Each model's folder is built beside itself and appears whole when the model is done; one that\n"
+            "exists is replaced only with --overwrite (it stays as it was until then), and a second run into\n"
+            "it at the same time is refused. --resume takes up the items a killed run finished (visual and\n"
+            "textual models), keeping the files that verify, and redoes the rest; a finished model's folder is\n"
+            "verified and kept. A NaN or infinite feature stops the run, naming the item and the model.\n");
     return f == stdout ? 0 : 1;
 }
 
 int mrec_cmd_extract(int argc, char **argv) {
     const char *config = NULL, *weights = NULL;
-    int matrix = 0, threads = 0, skip = 0;
+    int matrix = 0, threads = 0, skip = 0, out_flags = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
         if (!strcmp(argv[i], "--matrix")) matrix = 1;
+        else if (mrec_out_flag(argv[i], &out_flags)) continue;
         else if (!strcmp(argv[i], "--skip-unsupported")) skip = 1;
         else if ((!strcmp(argv[i], "--weights") || !strcmp(argv[i], "--threads")) &&
                  mrec_opt_missing("extract", argv[i], i + 1 < argc ? argv[i + 1] : NULL))
@@ -459,7 +482,7 @@ int mrec_cmd_extract(int argc, char **argv) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
         return 2;
     }
-    int rc = mrec_ducho_run(&c, c.root, weights, threads, matrix, skip, NULL);
+    int rc = mrec_ducho_run(&c, c.root, weights, threads, matrix, skip, out_flags, NULL);
     mrec_cfg_free(&c);
     return rc;
 }

@@ -24,7 +24,7 @@
  * performance/bestmodelparams_cutoff_<k>_relthreshold_<t>.json, performance/stat_paired_ttest_cutoff_<k>.tsv
  * and stat_wilcoxon_test_cutoff_<k>.tsv (p-values between the best models, per metric, over test users),
  * recs/<model>.tsv (user, item, rank) with save_recs, runs/<model>/ (each point's own mrec train output),
- * and report.html.
+ * and report.html. The folder is built beside itself and swapped in whole when the experiment is done.
  */
 #include "elliot.h"
 #include "mrec_parse.h"
@@ -91,6 +91,7 @@ static mrec_status write_recs(const experiment *e, const char *runs, const char 
 static int usage(FILE *f) {
     fprintf(f,
             "usage: mrec train CONFIG.yml [--out DIR] [--threads N] [--cache DIR|none] [--epochs N] [--skip-unsupported]\n"
+            "                             [--overwrite]\n"
             "\n"
             "Runs an Elliot experiment: data_config (fixed train/validation/test files, or a dataset with\n"
             "splitting), prefiltering, evaluation (cutoffs, simple_metrics, relevance_threshold, paired_ttest,\n"
@@ -102,7 +103,10 @@ static int usage(FILE *f) {
             "users), recs/<model>.tsv (with save_recs), runs/<model>/ and report.html. --epochs caps every\n"
             "model's epochs (for a quick look). --skip-unsupported lists and leaves out the models mrec lacks\n"
             "(GRCN, SimGCL, ...) instead of refusing the file. Models: MostPop, ItemKNN, BPRMF, LightGCN, NGCF, VBPR, FREEDOM,\n"
-            "LATTICE, BM3, NGCFM (with or without Elliot's 'external.' prefix).\n");
+            "LATTICE, BM3, NGCFM (with or without Elliot's 'external.' prefix).\n"
+            "DIR is built beside itself and appears whole when the experiment is done; an existing DIR is\n"
+            "replaced only with --overwrite (it stays as it was until then), and a second run into DIR at the\n"
+            "same time is refused.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -125,14 +129,27 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
         fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
         return 2;
     }
-    if (out) snprintf(e.out, sizeof e.out, "%s", out);
-    else snprintf(e.out, sizeof e.out, "results/%s", e.dataset);
+    /* the results folder is built beside itself and appears whole (mrec_out_begin); a grid is not resumed */
+    char final_out[4096];
+    if (out) snprintf(final_out, sizeof final_out, "%s", out);
+    else snprintf(final_out, sizeof final_out, "results/%s", e.dataset);
+    mrec_out_dir od;
+    if ((st = mrec_out_begin(&od, final_out, o->out_flags ? MREC_OUT_OVERWRITE : 0))) {
+        fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
+        return 2;
+    }
+    if (snprintf(e.out, sizeof e.out, "%s", od.scratch) >= (int)sizeof e.out) {
+        fprintf(stderr, "mrec train: %s: path too long\n", final_out);
+        mrec_out_abort(&od);
+        return 2;
+    }
     snprintf(e.perf, sizeof e.perf, "%s/performance", e.out);
     snprintf(e.recs, sizeof e.recs, "%s/recs", e.out);
     char runs[4200];
     snprintf(runs, sizeof runs, "%s/runs", e.out);
     if ((st = mrec_mkdirs(e.perf)) || (st = mrec_mkdirs(runs)) || (st = mrec_mkdirs(e.recs))) {
         fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
+        mrec_out_abort(&od);
         return 2;
     }
     /* cut-offs as mrec train takes them; the selection cut-off is among them */
@@ -233,7 +250,7 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
             printf("\n");
         }
         printf("time: %.1f s training, %.1f s evaluating, %.1f s in all (%d runs)\nresults: %s\n", train_s, eval_s, mrec_now() - t0, done,
-               e.out);
+               final_out);
         const char *names[MAX_MODELS], *metrics[8];
         double values[MAX_MODELS * 8];
         int nm = 0;
@@ -259,6 +276,8 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
                            .values = values, .n_models = nm, .n_metrics = n_metrics, .k = e.k[e.n_k - 1], .note = report_note};
         if ((st = mrec_report_write(&rep))) fprintf(stderr, "mrec train: %s\n", mrec_error_detail()), rc = 2;
     }
+    if (!rc && (st = mrec_out_commit(&od))) fprintf(stderr, "mrec train: %s\n", mrec_error_detail()), rc = 2;
+    mrec_out_abort(&od);
     for (int m = 0; m < e.n_models; m++) free(grid[m]);
     return rc;
 }
@@ -283,6 +302,7 @@ int mrec_config_command_args(int argc, char **argv, const char *cmd, int with_we
             i++;
         }
         else if (!strcmp(argv[i], "--skip-unsupported")) o->skip_unsupported = 1;
+        else if (mrec_out_flag(argv[i], &o->out_flags)) continue;
         else if (argv[i][0] != '-' && !*config) *config = argv[i];
         else return fprintf(stderr, "mrec %s: unexpected '%s'\n", cmd, argv[i]), 1;
     }

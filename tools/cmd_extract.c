@@ -4,11 +4,14 @@
  *   mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR
  *                     [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]
  *                     [--layer embeds|projected|pooler (CLIP)]
- *                     [--batch-size 32] [--empty embed|skip] [--threads N]
+ *                     [--batch-size 32] [--empty embed|skip] [--threads N] [--overwrite] [--resume]
  * matrix:   DIR/text_feat.npy (items, dim), rows in the table's order, and DIR/text_feat_ids.txt
  * per-item: DIR/<id>.npy of shape (1, dim) for each item (Ducho's layout)
+ * DIR is an output folder (mrec_out_begin): built beside itself, it appears whole, so the matrix and
+ * its ids always come together; per-item runs embed and write in chunks that --resume can skip.
  */
 #include "../extractors/mrec_extract.h"
+#include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
@@ -25,7 +28,7 @@ static int usage(FILE *f) {
             "usage: mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR\n"
             "                         [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]\n"
             "                         [--batch-size 32] [--empty embed|skip] [--threads N]\n"
-            "                         [--layer embeds|projected|pooler]\n"
+            "                         [--layer embeds|projected|pooler] [--overwrite] [--resume]\n"
             "\n"
             "Embeds the text column of a CSV / TSV item table with a BERT-family model folder\n"
             "(sentence-transformers or Hugging Face) or a CLIP folder. Pooling, normalization and the\n"
@@ -33,8 +36,24 @@ static int usage(FILE *f) {
             "(--layer embeds: projected and L2-normalized, as Ducho saves them), projected or pooler. matrix writes DIR/text_feat.npy\n"
             "(one row per item, in table order) and DIR/text_feat_ids.txt; per-item writes DIR/<id>.npy.\n"
             "Empty texts are embedded as the empty string (--empty embed) or left out (--empty skip);\n"
-            "either way they are counted on standard error.\n");
+            "either way they are counted on standard error. DIR is built beside itself and appears whole when\n"
+            "the run succeeds; an existing DIR is replaced only with --overwrite (and stays as it was until\n"
+            "then). A second run into DIR at the same time is refused. --resume (per-item) takes up the items a\n"
+            "killed run finished (or DIR's, when it is complete), keeping the files that verify, and redoes the rest.\n"
+            "A NaN or infinite feature stops the run, naming the item, with nothing written.\n");
     return f == stdout ? 0 : 1;
+}
+
+/* The encoder's progress within one chunk, shown as progress over all items. */
+typedef struct {
+    mrec_progress *p;
+    int offset, total;
+} chunk_progress;
+
+static void chunk_update(void *ctx, int done, int total) {
+    (void)total;
+    chunk_progress *c = ctx;
+    mrec_progress_update(c->p, c->offset + done, c->total);
 }
 
 static int fail(const char *what, mrec_status st) {
@@ -45,7 +64,7 @@ static int fail(const char *what, mrec_status st) {
 int mrec_cmd_extract_text(int argc, char **argv) {
     const char *model = NULL, *input = NULL, *id_col = NULL, *text_col = NULL, *out = NULL, *format = "matrix",
                *pooling = NULL, *empty = "embed", *layer = NULL;
-    int normalize = -1, batch = 32, threads = 0;
+    int normalize = -1, batch = 32, threads = 0, out_flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -53,6 +72,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
             normalize = 1;
             continue;
         }
+        if (mrec_out_flag(a, &out_flags)) continue;
         if (mrec_opt_missing("extract-text", a, v)) return 1;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--input")) input = v;
@@ -144,55 +164,88 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     mrec_context *ctx = NULL;
     if (!texts || !rows || !emb) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d texts", table.n_rows));
     else if ((st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
-    /* the output folder first: a bad path should not cost the whole embedding run */
-    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mrec extract-text: %s: cannot create (%s)\n", out, strerror(errno));
-        rc = 2;
+    int per_item = !strcmp(format, "per-item");
+    for (int i = 0; !rc && per_item && i < n; i++) {
+        const char *id = table.cells[(size_t)rows[i] * table.n_cols + ci];
+        if (!*id || strchr(id, '/') || !strcmp(id, ".") || !strcmp(id, "..")) {
+            fprintf(stderr, "mrec extract-text: %s: row %d: id '%s' cannot be a file name\n", input, rows[i] + 2, id);
+            rc = 2;
+        }
     }
+    const char **item_ids = per_item && !rc ? malloc(sizeof *item_ids * (size_t)(n ? n : 1)) : NULL;
+    for (int i = 0; item_ids && i < n; i++) item_ids[i] = table.cells[(size_t)rows[i] * table.n_cols + ci];
+    if (per_item && !rc && (st = item_ids ? mrec_check_unique_ids(item_ids, n, input) : mrec_fail(MREC_ERR_NOMEM, "%d ids", n)))
+        rc = fail("item ids", st);
+    free(item_ids);
+    /* the output folder first: a bad path, or a folder in use, should not cost the whole embedding run */
+    mrec_out_dir od = {.lock_fd = -1};
+    if (!rc && (st = mrec_out_begin(&od, out, out_flags))) rc = fail("the output folder", st);
     struct timespec t0, t1;
     mrec_progress prog;
     mrec_progress_start(&prog, "extract-text", n);
     enc.progress = mrec_progress_update, enc.progress_ctx = &prog;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!rc && (st = mrec_text_encoder_embed(ctx, &enc, texts, n, emb))) rc = fail("embedding", st);
+    if (!rc && !per_item && (st = mrec_text_encoder_embed(ctx, &enc, texts, n, emb))) rc = fail("embedding", st);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double t_write = mrec_now();
-    char path[4096];
-    if (!rc && !strcmp(format, "matrix")) {
+    double t_write = mrec_now(), embed_secs = 0;
+    int kept = 0; /* items a resumed run found written */
+    char path[4400];
+    if (!rc && !per_item) {
+        for (int i = 0; i < n && !rc; i++)
+            if ((st = mrec_check_feature_row(emb + (size_t)i * D, D, table.cells[(size_t)rows[i] * table.n_cols + ci], model)))
+                rc = fail("checking the features", st);
         int64_t shape[2] = {n, D};
-        snprintf(path, sizeof path, "%s/text_feat.npy", out);
-        if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, emb))) rc = fail("writing", st);
-        snprintf(path, sizeof path, "%s/text_feat_ids.txt", out);
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = rc ? NULL : fopen(tmp, "w");
-        for (int i = 0; f && i < n; i++) fprintf(f, "%s\n", table.cells[(size_t)rows[i] * table.n_cols + ci]);
-        if (!rc && (!f || ferror(f) | (fclose(f) != 0) || rename(tmp, path) != 0)) {
-            fprintf(stderr, "mrec extract-text: %s: write failed\n", path);
-            rc = 2;
-        }
+        snprintf(path, sizeof path, "%s/text_feat.npy", od.scratch);
+        if (!rc && (st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, emb))) rc = fail("writing", st);
+        snprintf(path, sizeof path, "%s/text_feat_ids.txt", od.scratch);
+        mrec_atomic_file af;
+        if (!rc && (st = mrec_atomic_begin(&af, path))) rc = fail("writing", st);
+        for (int i = 0; !rc && i < n; i++) fprintf(af.f, "%s\n", table.cells[(size_t)rows[i] * table.n_cols + ci]);
+        if (!rc && (st = mrec_atomic_commit(&af))) rc = fail("writing", st);
     } else if (!rc) {
+        /* Chunks of whole batches, each embedded then written: a killed run leaves whole files behind, and
+         * --resume redoes a chunk unless all its files verify, with the same batches as an uninterrupted run,
+         * so its files are the same bytes. */
         int64_t shape[2] = {1, D};
-        for (int i = 0; i < n && !rc; i++) {
-            const char *id = table.cells[(size_t)rows[i] * table.n_cols + ci];
-            if (!*id || strchr(id, '/') || !strcmp(id, ".") || !strcmp(id, "..")) {
-                fprintf(stderr, "mrec extract-text: %s: row %d: id '%s' cannot be a file name\n", input, rows[i] + 2, id);
-                rc = 2;
-                break;
+        int chunk = batch * 8;
+
+        chunk_progress cp = {&prog, 0, n};
+        enc.progress = chunk_update, enc.progress_ctx = &cp;
+        for (int first = 0; first < n && !rc; first += chunk) {
+            int m = n - first < chunk ? n - first : chunk, done = 0;
+            for (int i = first; od.resumed && i < first + m; i++) {
+                snprintf(path, sizeof path, "%s/%s.npy", od.scratch, table.cells[(size_t)rows[i] * table.n_cols + ci]);
+                done += mrec_feature_file_ok(path, D);
             }
-            snprintf(path, sizeof path, "%s/%s.npy", out, id);
-            if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, emb + (size_t)i * D))) rc = fail("writing", st);
+            if (done == m) {
+                kept += m;
+                continue;
+            }
+            cp.offset = first;
+            double t = mrec_now();
+            if ((st = mrec_text_encoder_embed(ctx, &enc, texts + first, m, emb + (size_t)first * D))) rc = fail("embedding", st);
+            embed_secs += mrec_now() - t;
+            for (int i = first; !rc && i < first + m; i++) {
+                const char *id = table.cells[(size_t)rows[i] * table.n_cols + ci];
+                snprintf(path, sizeof path, "%s/%s.npy", od.scratch, id);
+                if ((st = mrec_check_feature_row(emb + (size_t)i * D, D, id, model))) rc = fail("checking the features", st);
+                else if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, emb + (size_t)i * D))) rc = fail("writing", st);
+            }
         }
+        if (kept) fprintf(stderr, "mrec extract-text: --resume: kept %d of %d items already written\n", kept, n);
+        t_write += embed_secs; /* the write time leaves out the encoding */
     }
+    if (!rc && (st = mrec_out_commit(&od))) rc = fail("the output folder", st);
+    if (rc) mrec_out_abort(&od);
     if (!rc) {
-        double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9 + embed_secs;
         char how[64];
         snprintf(how, sizeof how, "%s%s", enc.is_clip ? "CLIP " : "", enc.is_clip ? mrec_clip_output_name(enc.clip_output)
                                                          : enc.pooling == MREC_POOL_MEAN ? "mean pooling"
                                                          : enc.pooling == MREC_POOL_CLS  ? "cls pooling"
                                                                                          : "pooler");
-        fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n, D, how,
-                enc.normalize ? ", normalized" : "", secs, secs > 0 ? n / secs : 0);
+        fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n - kept, D, how,
+                enc.normalize ? ", normalized" : "", secs, secs > 0 ? (n - kept) / secs : 0);
         fprintf(stderr, "time: tokenize + encode %.2f s, write %.2f s\n", secs, mrec_now() - t_write);
         if (n_empty)
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,

@@ -4,7 +4,9 @@
  *   mrec extract-image --model PATH --images DIR|TABLE --out DIR [--preset NAME]
  *                      [--layer avgpool|logits|cls|pooler] [--format matrix|per-item]
  *                      [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]
- *                      [--size H,W] [--mean R,G,B --std R,G,B]
+ *                      [--size H,W] [--mean R,G,B --std R,G,B] [--overwrite] [--resume]
+ * DIR is an output folder (mrec_out_begin): built beside itself, it appears
+ * whole; per-item runs decode, encode and write in chunks --resume can skip.
  * A folder is searched recursively for .jpg / .jpeg / .png; an item's id is
  * the file name up to its first dot (Ducho's rule), items in id order. A
  * table (CSV / TSV with a header) names the id and path columns (--id-column,
@@ -13,6 +15,7 @@
  */
 #include "../extractors/mrec_extract.h"
 #include "../extractors/mrec_image_encoder.h"
+#include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
@@ -30,6 +33,7 @@ static int usage(FILE *f) {
             "                          [--layer avgpool|logits|cls|pooler] [--format matrix|per-item]\n"
             "                          [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]\n"
             "                          [--id-column C] [--path-column C] [--size H,W] [--mean R,G,B --std R,G,B]\n"
+            "                          [--overwrite] [--resume]\n"
             "\n"
             "Extracts visual features with a torchvision ResNet (safetensors) or a Hugging Face ViT folder.\n"
             "Presets: ducho-resnet (default for ResNet: bicubic 224x224, ImageNet statistics), torchvision\n"
@@ -38,8 +42,25 @@ static int usage(FILE *f) {
             "instead, before anything is written. matrix writes DIR/image_feat.npy (one row per item, in\n"
             "item order) and DIR/image_feat_ids.txt; per-item writes DIR/<id>.npy of shape (1, dim).\n"
             "--size resizes straight to H x W (a preset without a crop; Ducho's reshape); --mean and --std\n"
-            "replace the preset's normalization (in [0, 1] units, like torchvision's Normalize).\n");
+            "replace the preset's normalization (in [0, 1] units, like torchvision's Normalize).\n"
+            "DIR is built beside itself and appears whole when the run succeeds; an existing DIR is replaced\n"
+            "only with --overwrite (and stays as it was until then). A second run into DIR at the same time is\n"
+            "refused. --resume (per-item) takes up the items a killed run finished (or DIR's, when it is\n"
+            "complete), keeping the files that verify, and redoes the rest. A NaN or infinite feature stops the\n"
+            "run, naming the item, with nothing written.\n");
     return f == stdout ? 0 : 1;
+}
+
+/* The encoder's progress within one chunk, shown as progress over all items. */
+typedef struct {
+    mrec_progress *p;
+    int offset, total;
+} chunk_progress;
+
+static void chunk_update(void *ctx, int done, int total) {
+    (void)total;
+    chunk_progress *c = ctx;
+    mrec_progress_update(c->p, c->offset + done, c->total);
 }
 
 static int fail(const char *what, mrec_status st) {
@@ -78,7 +99,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     const char *model = NULL, *images = NULL, *out = NULL, *preset = NULL, *layer = NULL, *format = "matrix", *id_col = NULL,
                *path_col = NULL;
     const char *size = NULL, *mean = NULL, *std = NULL;
-    int batch = 32, threads = 0, decode_threads = 2, strict = 0;
+    int batch = 32, threads = 0, decode_threads = 2, strict = 0, out_flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -86,6 +107,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
             strict = 1;
             continue;
         }
+        if (mrec_out_flag(a, &out_flags)) continue;
         if (mrec_opt_missing("extract-image", a, v)) return 1;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--images")) images = v;
@@ -141,17 +163,61 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     o.device = MREC_WANT_CPU, o.n_threads = threads;
     if (!rc && (!feat || !good || !errors)) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d items", n));
     if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
-    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mrec extract-image: %s: cannot create (%s)\n", out, strerror(errno));
-        rc = 2;
+    int per_item = !strcmp(format, "per-item");
+    for (int i = 0; !rc && per_item && i < n; i++) {
+        const char *id = items.ids[i];
+        if (!*id || strchr(id, '/') || !strcmp(id, ".") || !strcmp(id, "..")) {
+            fprintf(stderr, "mrec extract-image: %s: item %d: id '%s' cannot be a file name\n", images, i + 1, id);
+            rc = 2;
+        }
     }
+    if (per_item && !rc && (st = mrec_check_unique_ids((const char *const *)items.ids, n, images))) rc = fail("item ids", st);
+    /* the output folder first: a bad path, or a folder in use, should not cost the whole run */
+    mrec_out_dir od = {.lock_fd = -1};
+    if (!rc && (st = mrec_out_begin(&od, out, out_flags))) rc = fail("the output folder", st);
     struct timespec t0, t1;
     mrec_progress prog;
     mrec_progress_start(&prog, "extract-image", n);
     if (loaded) enc.progress = mrec_progress_update, enc.progress_ctx = &prog;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (!rc && (st = mrec_image_encoder_embed(ctx, &enc, (const char *const *)items.paths, n, feat, good, errors))) rc = fail("extracting", st);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* per-item: chunks of whole batches, each encoded then written, so a killed run leaves whole files
+     * behind; --resume redoes a chunk unless all its files verify, with the batches of an uninterrupted
+     * run, so its files are the same bytes */
+    int chunk = per_item ? batch * 8 : n, kept = 0;
+    chunk_progress cp = {&prog, 0, n};
+    if (loaded && per_item) enc.progress = chunk_update, enc.progress_ctx = &cp;
+    int64_t shape1[2] = {1, D};
+    double embed_secs = 0, write_secs = 0;
+    char path[4400];
+    for (int i = 0; !rc && i < n; i++) good[i] = 0, errors[i] = NULL;
+    for (int first = 0; !rc && first < n; first += chunk) {
+        int m = n - first < chunk ? n - first : chunk, done = 0;
+        for (int i = first; od.resumed && i < first + m; i++) {
+            snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
+            done += mrec_feature_file_ok(path, D);
+        }
+        if (od.resumed && done == m) {
+            for (int i = first; i < first + m; i++) good[i] = 1;
+            kept += m;
+            continue;
+        }
+        cp.offset = first;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if ((st = mrec_image_encoder_embed(ctx, &enc, (const char *const *)items.paths + first, m, feat + (size_t)first * D, good + first,
+                                           errors + first)))
+            rc = fail("extracting", st);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        embed_secs += (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        double t = mrec_now();
+        for (int i = first; !rc && i < first + m; i++)
+            if (good[i] && (st = mrec_check_feature_row(feat + (size_t)i * D, D, items.ids[i], model))) rc = fail("checking the features", st);
+        for (int i = first; !rc && per_item && i < first + m; i++) {
+            if (!good[i]) continue;
+            snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
+            if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape1, feat + (size_t)i * D))) rc = fail("writing", st);
+        }
+        write_secs += mrec_now() - t;
+    }
+    if (kept) fprintf(stderr, "mrec extract-image: --resume: kept %d of %d items already written\n", kept, n);
     double t_write = mrec_now();
     int n_ok = 0;
     for (int i = 0; !rc && i < n; i++) n_ok += good[i];
@@ -164,37 +230,27 @@ int mrec_cmd_extract_image(int argc, char **argv) {
             rc = 2;
         }
     }
-    char path[4096];
-    if (!rc && !strcmp(format, "matrix")) {
+    if (!rc && !per_item) {
         /* pack the good rows */
         for (int i = 0, r = 0; i < n; i++)
             if (good[i]) memmove(feat + (size_t)r++ * D, feat + (size_t)i * D, sizeof(float) * (size_t)D);
         int64_t shape[2] = {n_ok, D};
-        snprintf(path, sizeof path, "%s/image_feat.npy", out);
+        snprintf(path, sizeof path, "%s/image_feat.npy", od.scratch);
         if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, feat))) rc = fail("writing", st);
-        snprintf(path, sizeof path, "%s/image_feat_ids.txt", out);
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = rc ? NULL : fopen(tmp, "w");
-        for (int i = 0; f && i < n; i++)
-            if (good[i]) fprintf(f, "%s\n", items.ids[i]);
-        if (!rc && (!f || ferror(f) | (fclose(f) != 0) || rename(tmp, path) != 0)) {
-            fprintf(stderr, "mrec extract-image: %s: write failed\n", path);
-            rc = 2;
-        }
-    } else if (!rc) {
-        int64_t shape[2] = {1, D};
-        for (int i = 0; i < n && !rc; i++) {
-            if (!good[i]) continue;
-            snprintf(path, sizeof path, "%s/%s.npy", out, items.ids[i]);
-            if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, feat + (size_t)i * D))) rc = fail("writing", st);
-        }
+        snprintf(path, sizeof path, "%s/image_feat_ids.txt", od.scratch);
+        mrec_atomic_file af;
+        if (!rc && (st = mrec_atomic_begin(&af, path))) rc = fail("writing", st);
+        for (int i = 0; !rc && i < n; i++)
+            if (good[i]) fprintf(af.f, "%s\n", items.ids[i]);
+        if (!rc && (st = mrec_atomic_commit(&af))) rc = fail("writing", st);
     }
+    if (!rc && (st = mrec_out_commit(&od))) rc = fail("the output folder", st);
+    if (rc) mrec_out_abort(&od);
     if (!rc) {
-        double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        fprintf(stderr, "mrec extract-image: %d images (%d-d %s, preset %s) in %.2f s, %.1f images/s\n", n_ok, D,
-                mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? n / secs : 0);
-        fprintf(stderr, "time: decode + encode %.2f s (decoding overlaps the forward passes), write %.2f s\n", secs, mrec_now() - t_write);
+        double secs = embed_secs;
+        fprintf(stderr, "mrec extract-image: %d images (%d-d %s, preset %s) in %.2f s, %.1f images/s\n", n_ok - kept, D,
+                mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? (n - kept) / secs : 0);
+        fprintf(stderr, "time: decode + encode %.2f s (decoding overlaps the forward passes), write %.2f s\n", secs, write_secs + mrec_now() - t_write);
     }
     for (int i = 0; errors && i < n; i++) free(errors[i]);
     mrec_image_list_free(&items);

@@ -14,6 +14,7 @@
  * textual), in OUT/<combination>/, so the models can be compared across
  * extractors; OUT/summary.tsv lists them all.
  */
+#include "../nn/mrec_io.h"
 #include "mrec_tools.h"
 
 #include <stdio.h>
@@ -23,12 +24,15 @@
 static int usage(FILE *f) {
     fprintf(f,
             "usage: mrec run CONFIG.yml [--out DIR] [--weights DIR] [--threads N] [--cache DIR|none] [--epochs N]\n"
-            "                           [--skip-unsupported]\n"
+            "                           [--skip-unsupported] [--overwrite] [--resume]\n"
             "\n"
             "Runs the extract: section (a Ducho config, as mrec extract) and then the experiment: section\n"
             "(an Elliot experiment, as mrec train) with the extracted features as side information: once\n"
             "per combination of a visual and a textual extractor, in DIR/<visual>+<textual>/ (DIR defaults\n"
-            "to results/<dataset>). Multimodal models use what the combination gives.\n");
+            "to results/<dataset>). Multimodal models use what the combination gives. DIR and each extracted\n"
+            "folder are built beside themselves and appear whole; existing ones are replaced only with\n"
+            "--overwrite, and a second run into them at the same time is refused. --resume takes up the items\n"
+            "of a killed extraction (see mrec extract); the experiment is run again whole.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -52,7 +56,7 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
         return 2;
     }
     static mrec_extracted got;
-    int rc = mrec_ducho_run(c, ex, o->weights, o->threads, 0, o->skip_unsupported, &got);
+    int rc = mrec_ducho_run(c, ex, o->weights, o->threads, 0, o->skip_unsupported, o->out_flags, &got);
     if (rc) return rc;
     /* combinations: each visual with each textual; one modality alone when the other is absent */
     int vis[MREC_MAX_EXTRACTED], txt[MREC_MAX_EXTRACTED], nv = 0, nt = 0;
@@ -62,16 +66,25 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
     }
     const char *dataset = "run";
     mrec_cfg_string(c, xp, "dataset", 0, &dataset);
-    char base[4096], summary[4200];
-    snprintf(base, sizeof base, "%s", out ? out : "");
-    if (!out) snprintf(base, sizeof base, "results/%s", dataset);
-    if ((st = mrec_mkdirs(base))) {
+    char final_base[4096], base[4200], summary[4400];
+    snprintf(final_base, sizeof final_base, "%s", out ? out : "");
+    if (!out) snprintf(final_base, sizeof final_base, "results/%s", dataset);
+    /* the results folder is built beside itself and appears whole (mrec_out_begin) */
+    mrec_out_dir od;
+    if ((st = mrec_out_begin(&od, final_base, o->out_flags ? MREC_OUT_OVERWRITE : 0))) {
         fprintf(stderr, "mrec run: %s\n", mrec_error_detail());
         return 2;
     }
+    snprintf(base, sizeof base, "%s", od.scratch);
     snprintf(summary, sizeof summary, "%s/summary.tsv", base);
-    FILE *sum = fopen(summary, "w");
-    if (sum) fprintf(sum, "features\tmodel\tmetric@k\tvalue\n");
+    mrec_atomic_file sum_file;
+    if ((st = mrec_atomic_begin(&sum_file, summary))) {
+        fprintf(stderr, "mrec run: %s\n", mrec_error_detail());
+        mrec_out_abort(&od);
+        return 2;
+    }
+    FILE *sum = sum_file.f;
+    fprintf(sum, "features\tmodel\tmetric@k\tvalue\n");
     /* the report across extractors: a row per (model, features) */
     static char rows[64][300];
     static double values[64 * 8];
@@ -88,7 +101,7 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
             snprintf(dir, sizeof dir, "%s/%s", base, label);
             printf("\n=== features: %s\n", label);
             mrec_experiment_options eo = *o;
-            eo.out = dir, eo.features = features;
+            eo.out = dir, eo.features = features, eo.out_flags = 0; /* a fresh folder inside ours */
             rc = mrec_elliot_run(c, xp, &eo, &best);
             for (int m = 0; !rc && m < best.n && n_rows < 64; m++, n_rows++) {
                 snprintf(rows[n_rows], sizeof rows[0], "%s [%s]", best.model[m], label);
@@ -100,7 +113,8 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
                 }
             }
         }
-    if (sum) fclose(sum);
+    if (!rc && (st = mrec_atomic_commit(&sum_file))) fprintf(stderr, "mrec run: %s\n", mrec_error_detail()), rc = 2;
+    if (rc) mrec_atomic_abort(&sum_file);
     if (!rc && n_rows) {
         for (int i = 0; i < best.n_metrics; i++) metrics[i] = best.metric[i];
         char title[256];
@@ -111,8 +125,10 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
                            .note = "Each bar group is a model's best grid point with one combination of extractors; the validation curves are "
                                    "in each combination's folder."};
         if (mrec_report_write(&rep)) fprintf(stderr, "mrec run: %s\n", mrec_error_detail()), rc = 2;
-        else printf("\nreport across extractors: %s/report.html; table: %s\n", base, summary);
+        else printf("\nreport across extractors: %s/report.html; table: %s/summary.tsv\n", final_base, final_base);
     }
+    if (!rc && (st = mrec_out_commit(&od))) fprintf(stderr, "mrec run: %s\n", mrec_error_detail()), rc = 2;
+    mrec_out_abort(&od);
     return rc;
 }
 

@@ -43,7 +43,7 @@ static int usage(FILE *f) {
             "                  [--save-topk N] [--features NAME=PATH,...] [--missing mean|drop] [--knockout NAME[:noise]]\n"
             "                  [--knn-k 10] [--edge-dropout 0.8] (freedom) [--cache DIR|none] [--lambda 0.9] (lattice)\n"
             "                  [--lr-decay F:EVERY] [--cl-weight 2] [--target-dropout 0.3] (bm3) [--sampler pairs|users]\n"
-            "                  [--per-user] [--save-splits DIR] [--duplicates drop|error]\n"
+            "                  [--per-user] [--save-splits DIR] [--duplicates drop|error] [--overwrite]\n"
             "       mrec train --data train.tsv,[valid.tsv,]test.tsv --format tsv ...   (Elliot's fixed splits)\n"
             "       mrec train CONFIG.yml [--out DIR]   (an Elliot experiment config: mrec train CONFIG.yml --help)\n"
             "\n"
@@ -60,6 +60,8 @@ static int usage(FILE *f) {
             "A (user, item) pair that appears more than once is kept once (its earliest split, then timestamp),\n"
             "the others counted and reported (--duplicates error refuses the file instead); NaN or infinite\n"
             "ratings, malformed numbers and empty train or test sets are errors naming the file and line.\n"
+            "DIR is built beside itself and appears whole when training is done; an existing DIR is replaced\n"
+            "only with --overwrite (it stays as it was until then); a second run into DIR at once is refused.\n"
             "\n"
             "Multimodal models (vbpr, freedom, lattice, bm3, ngcfm) read item features: --features NAME=PATH,...\n"
             "(visual=image_feat.npy,textual=text_feat.npy; a .npy matrix is joined by id when NAME_ids.txt or\n"
@@ -137,21 +139,26 @@ static mrec_status write_per_user(const char *path, const mrec_interactions *x, 
     return mrec_atomic_commit(&af);
 }
 
-/* --save-splits DIR: train.tsv, val.tsv, test.tsv as Elliot saves a split (user, item, rating). */
+/* --save-splits DIR: train.tsv, val.tsv, test.tsv as Elliot saves a split (user, item, rating). DIR is an
+ * output folder (mrec_out_begin), so the three files appear together; it is replaced without --overwrite, as
+ * every grid point of an Elliot experiment saves the same split again. */
 static mrec_status write_splits(const char *dir, const mrec_interactions *x) {
     static const char *const names[3] = {"train.tsv", "val.tsv", "test.tsv"};
-    mrec_status st = mrec_mkdirs(dir);
+    mrec_out_dir od;
+    mrec_status st = mrec_out_begin(&od, dir, MREC_OUT_OVERWRITE);
     if (st) return st;
-    for (int s = 0; s < 3; s++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+    for (int s = 0; s < 3 && !st; s++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", od.scratch, names[s]);
         mrec_atomic_file af;
-        if ((st = mrec_atomic_begin(&af, path))) return st;
+        if ((st = mrec_atomic_begin(&af, path))) break;
         for (int64_t i = 0; i < x->n; i++)
             if (x->split[i] == s) fprintf(af.f, "%s\t%s\t%g\n", x->user_names[x->user[i]], x->item_names[x->item[i]], x->rating[i]);
-        if ((st = mrec_atomic_commit(&af))) return st;
+        st = mrec_atomic_commit(&af);
     }
-    return MREC_OK;
+    if (!st) st = mrec_out_commit(&od);
+    mrec_out_abort(&od);
+    return st;
 }
 
 /* --k: cut-offs like 10,20,50, each a whole number in [1, 100000]; -1 when malformed. */
@@ -255,7 +262,7 @@ int mrec_cmd_train(int argc, char **argv) {
     char home_cache[4096];
     int dim = 64, layers = 3, threads = 0, kcore = 0, kcore_once = 0, neighbours = 50, authors_loss = 0;
     const char *split = NULL, *features = NULL, *missing = "mean", *knockout = NULL, *save_splits = NULL;
-    int per_user = 0;
+    int per_user = 0, out_flags = 0;
     uint64_t split_seed = 999;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -265,6 +272,7 @@ int mrec_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--kcore-once")) kcore_once = 1, used = 0;
         else if (!strcmp(a, "--authors-loss")) authors_loss = 1, used = 0;
         else if (!strcmp(a, "--per-user")) per_user = 1, used = 0;
+        else if (mrec_out_flag(a, &out_flags)) used = 0;
         else if (mrec_opt_missing("train", a, v)) {
             return 1;
         } else if (!strcmp(a, "--data")) data = v;
@@ -613,11 +621,11 @@ int mrec_cmd_train(int argc, char **argv) {
     if (st) rc = fail("model", st);
     mrec_fit_result r = {0};
     FILE *history = NULL;
-    char path[4096], tmp[4200];
-    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mrec train: %s: cannot create (%s)\n", out, strerror(errno));
-        rc = 2;
-    }
+    char path[4400];
+    /* the output folder is built beside itself and appears whole (mrec_out_begin) */
+    mrec_out_dir od = {.lock_fd = -1};
+    if (!rc && (st = mrec_out_begin(&od, out, out_flags & MREC_OUT_OVERWRITE))) rc = fail("the output folder", st);
+    if (!rc) out = od.scratch;
     int topk_n = opt.save_topk; /* recommendations.tsv's length; per-user metrics need the largest cut-off */
     if (per_user && opt.save_topk < k[n_k - 1]) opt.save_topk = k[n_k - 1];
     if (!rc) {
@@ -639,12 +647,11 @@ int mrec_cmd_train(int argc, char **argv) {
     }
     if (!rc) {
         snprintf(path, sizeof path, "%s/results.tsv", out);
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        FILE *f = fopen(tmp, "w");
-        if (!f) {
-            fprintf(stderr, "mrec train: %s: cannot create (%s)\n", path, strerror(errno));
-            rc = 2;
+        mrec_atomic_file af;
+        if ((st = mrec_atomic_begin(&af, path))) {
+            rc = fail("results.tsv", st);
         } else {
+            FILE *f = af.f;
             fprintf(f, "model\tparams\tsplit\tbest_epoch");
             for (int i = 0; i < n_metrics; i++)
                 for (int j = 0; j < n_k; j++) fprintf(f, "\t%s@%d", mrec_metric_name(chosen[i]), k[j]);
@@ -662,39 +669,35 @@ int mrec_cmd_train(int argc, char **argv) {
             }
             if (r.selected_on_test && m.loss_grad) printf("note: no validation split; the best epoch was chosen on test, as LightGCN's code does\n");
             printf("time: %.1f s training (%d epochs), %.1f s evaluating\n", r.train_seconds, r.epochs_run, r.eval_seconds);
-            char tpath[4200];
-            snprintf(tpath, sizeof tpath, "%s/timing.tsv", out);
-            FILE *tf = fopen(tpath, "w"); /* for the summaries of mrec train CONFIG */
-            if (tf) fprintf(tf, "train_seconds\teval_seconds\tepochs\n%.3f\t%.3f\t%d\n", r.train_seconds, r.eval_seconds, r.epochs_run), fclose(tf);
-            int bad = ferror(f);
-            bad |= fclose(f) != 0;
-            if (bad || rename(tmp, path) != 0) {
-                fprintf(stderr, "mrec train: %s: write failed\n", path);
-                rc = 2;
+            if ((st = mrec_atomic_commit(&af))) rc = fail("results.tsv", st);
+            /* for the summaries of mrec train CONFIG */
+            snprintf(path, sizeof path, "%s/timing.tsv", out);
+            if (!rc && !(st = mrec_atomic_begin(&af, path))) {
+                fprintf(af.f, "train_seconds\teval_seconds\tepochs\n%.3f\t%.3f\t%d\n", r.train_seconds, r.eval_seconds, r.epochs_run);
+                st = mrec_atomic_commit(&af);
             }
+            if (!rc && st) rc = fail("timing.tsv", st);
         }
         if (!rc && topk_n > 0 && r.topk) {
             snprintf(path, sizeof path, "%s/recommendations.tsv", out);
-            snprintf(tmp, sizeof tmp, "%s.tmp", path);
-            FILE *t = fopen(tmp, "w");
-            int bad = !t;
-            for (int u = 0; t && u < x.n_users; u++) {
-                fprintf(t, "%s", x.user_names[u]);
-                for (int j = 0; j < topk_n; j++) fprintf(t, "\t%s", x.item_names[r.topk[(size_t)u * opt.save_topk + j]]);
-                fputc('\n', t);
+            mrec_atomic_file af;
+            if (!(st = mrec_atomic_begin(&af, path))) {
+                for (int u = 0; u < x.n_users; u++) {
+                    fprintf(af.f, "%s", x.user_names[u]);
+                    for (int j = 0; j < topk_n; j++) fprintf(af.f, "\t%s", x.item_names[r.topk[(size_t)u * opt.save_topk + j]]);
+                    fputc('\n', af.f);
+                }
+                st = mrec_atomic_commit(&af);
             }
-            if (t) bad |= ferror(t), bad |= fclose(t) != 0;
-            if (bad || rename(tmp, path) != 0) {
-                fprintf(stderr, "mrec train: %s: write failed\n", path);
-                remove(tmp);
-                rc = 2;
-            }
+            if (st) rc = fail("recommendations.tsv", st);
         }
         snprintf(path, sizeof path, "%s/users.tsv", out);
         if (!rc && (st = mrec_write_id_map(&x, 0, path))) rc = fail("writing users.tsv", st);
         snprintf(path, sizeof path, "%s/items.tsv", out);
         if (!rc && (st = mrec_write_id_map(&x, 1, path))) rc = fail("writing items.tsv", st);
     }
+    if (!rc && (st = mrec_out_commit(&od))) rc = fail("the output folder", st);
+    mrec_out_abort(&od);
     if (!rc || r.topk) free(r.topk);
     if (m.destroy) mrec_model_destroy(&m);
     mrec_graph_free(&graph), mrec_graph_free(&item_graph);

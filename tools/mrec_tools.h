@@ -6,6 +6,7 @@
 #define MREC_TOOLS_H
 
 #include "../kernels/mrec_status.h"
+#include <stdint.h>
 #include "mrec_config.h"
 
 int mrec_cmd_train(int argc, char **argv);         /* cmd_train.c */
@@ -31,10 +32,11 @@ typedef struct {
 /* Checks and runs the Ducho config held by `root` (a whole file, or the
  * `extract:` section of an mrec run file); weights NULL: the default
  * folder. skip_unsupported: models without a local copy, or of a kind mrec
- * cannot run, are noted and left out instead of stopping the run. Fills out (when not NULL) with the folders written. Returns an
+ * cannot run, are noted and left out instead of stopping the run. out_flags:
+ * MREC_OUT_OVERWRITE, MREC_OUT_RESUME for the leaf folders. Fills out (when not NULL) with the folders written. Returns an
  * exit status (0, 1, 2, 3) after printing what went wrong. */
 int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, int skip_unsupported,
-                   mrec_extracted *out);
+                   int out_flags, mrec_extracted *out);
 
 /* The best grid point of each model, on test at the last cut-off. */
 #define MREC_MAX_BEST 16
@@ -52,6 +54,7 @@ typedef struct {
     const char *weights;  /* for mrec run's extraction; NULL: the default folder */
     int threads, max_epochs; /* max_epochs > 0 caps every model's epochs */
     int skip_unsupported;  /* models mrec lacks are listed and left out instead of refused */
+    int out_flags;         /* MREC_OUT_OVERWRITE, MREC_OUT_RESUME (--overwrite, --resume) */
 } mrec_experiment_options;
 
 /* Runs the Elliot experiment under `root` (a whole file, or the experiment
@@ -95,9 +98,6 @@ void mrec_progress_update(void *ctx, int done, int total);
 
 /* mkdir -p. */
 mrec_status mrec_mkdirs(const char *path);
-/* Moves every file of folder `from` into folder `to` (made if needed), then
- * removes `from`; subfolders move whole. */
-mrec_status mrec_move_contents(const char *from, const char *to);
 /* rm -r, for the scratch folders of a failed run. */
 void mrec_remove_tree(const char *path);
 /* Where checkpoints live: $MREC_WEIGHTS, else weights/ beside the folder
@@ -105,5 +105,53 @@ void mrec_remove_tree(const char *path);
 const char *mrec_weights_dir(void);
 /* Monotonic seconds. */
 double mrec_now(void);
+
+/* ---- output folders (files.c) ----
+ *
+ * An output folder (a Ducho leaf, an Elliot results folder, an --out) is
+ * built in a scratch folder beside it, ".<name>.part-XXXXXX" (mkdtemp), and
+ * appears by one rename when the run succeeds, so a reader sees the old
+ * folder or the new one, never a mix or a half. For the whole run the folder
+ * is locked (flock on ".<name>.lock" beside it, holding the run's pid, and
+ * removed at the end), so a second run into it stops at once and names the
+ * first. An existing folder
+ * that is not empty is replaced only with MREC_OUT_OVERWRITE, and stays
+ * untouched until the new one is complete. With MREC_OUT_RESUME the scratch
+ * folder of a killed run (else the existing folder's files) is taken up, and
+ * the caller keeps the items that verify (mrec_feature_file_ok). */
+enum { MREC_OUT_OVERWRITE = 1, MREC_OUT_RESUME = 2 };
+typedef struct {
+    char path[4096];    /* the output folder, as given */
+    char scratch[4200]; /* where this run writes it */
+    char lock[4700];    /* the lock file beside it */
+    int lock_fd;        /* -1 when not held */
+    int resumed;        /* scratch holds a previous run's files (MREC_OUT_RESUME) */
+} mrec_out_dir;
+
+/* Locks `path`, checks it may be (re)written, makes the scratch folder. */
+mrec_status mrec_out_begin(mrec_out_dir *o, const char *path, int flags);
+/* Only locks `path` (no scratch folder), for writing files that belong with
+ * it; mrec_out_abort releases it. */
+mrec_status mrec_out_lock(mrec_out_dir *o, const char *path);
+/* Puts the scratch folder in place of `path` and releases the lock. */
+mrec_status mrec_out_commit(mrec_out_dir *o);
+/* Removes the scratch folder and releases the lock; `path` is untouched. */
+void mrec_out_abort(mrec_out_dir *o);
+/* A fresh folder beside the output, ".<name>.work-XXXXXX", for a step
+ * that needs room of its own; the caller removes it (a killed run's is
+ * swept by the next mrec_out_begin). */
+mrec_status mrec_out_work_dir(const mrec_out_dir *o, char *out, size_t cap);
+/* "--overwrite" / "--resume" into flags: 1 when `arg` is one of them. */
+int mrec_out_flag(const char *arg, int *flags);
+
+/* MREC_OK when no id repeats (per-item files would overwrite each other);
+ * else an error naming `where`, the id and both positions (1-based). */
+mrec_status mrec_check_unique_ids(const char *const *ids, int n, const char *where);
+/* 1 when `path` is a complete feature file: a valid float32 .npy of shape
+ * (1, dim), its data all there and finite. A resumed run keeps such files. */
+int mrec_feature_file_ok(const char *path, int64_t dim);
+/* MREC_OK when the row is finite; else an error naming the item, the model
+ * and the first bad dimension, so that no NaN or Inf is ever written. */
+mrec_status mrec_check_feature_row(const float *row, int dim, const char *item, const char *model);
 
 #endif
