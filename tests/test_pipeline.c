@@ -461,8 +461,6 @@ static void elliot_split_and_run(void) {
              "experiment:\n%s",
              text);
     write_file("run.yml", full);
-    /* its own weights folder: this case must not depend on another having run */
-    sh("cd %s && mkdir -p weights && ln -sfn %s/tests/fixtures/vision/resnet_tiny weights/resnet50", dir, cwd);
     rc = run("run run.yml --weights weights --out res3", out, sizeof out);
     snprintf(path, sizeof path, "%s/res3/ResNet50/performance/rec_cutoff_10_relthreshold_1.tsv", dir);
     char summary[4096];
