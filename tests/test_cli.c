@@ -316,15 +316,18 @@ int main(void) {
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-    /* extract-image: a folder of real product photos, then a table with a
+    /* extract-image: a folder of five real photos the repository ships, then a table with a
      * truncated file and a missing one (skipped and listed; --strict writes nothing) */
-    if (access("../shared/data/images/products-clayrs", R_OK) == 0) {
+    {
         char dir[] = "/tmp/mrec-cli-XXXXXX", cmd[4096], path[4096];
         T_REQUIRE(mkdtemp(dir) != NULL);
+        snprintf(cmd, sizeof cmd, "mkdir %s/photos && for p in hopper flower pil_sample_rgb hopper_gray pil_sample_cmyk; do "
+                 "ln -s \"$PWD/tests/data/images/odd/pillow/$p.jpg\" %s/photos/$p.jpg; done", dir, dir);
+        T_REQUIRE(system(cmd) == 0);
         snprintf(cmd, sizeof cmd,
-                 "extract-image --model tests/fixtures/vision/resnet_tiny --images ../shared/data/images/products-clayrs "
+                 "extract-image --model tests/fixtures/vision/resnet_tiny --images %s/photos "
                  "--preset torchvision --batch-size 2 --out %s/a",
-                 dir);
+                 dir, dir);
         rc = run(cmd, out, sizeof out, 1);
         snprintf(path, sizeof path, "%s/a/image_feat.npy", dir);
         float *feat = NULL;
@@ -334,8 +337,8 @@ int main(void) {
                 "extract-image on 5 photos writes a (5, 256) matrix: rc %d, %s", rc, out);
         free(feat);
         char table[512], good[4096], trunc[4096];
-        T_REQUIRE(realpath("../shared/data/images/products-clayrs/wildfox-floral-print-leggings-357-1.jpg", good) != NULL);
-        T_REQUIRE(realpath("../shared/data/images/odd/pillow/truncated_jpeg.jpg", trunc) != NULL);
+        T_REQUIRE(realpath("tests/data/images/odd/pillow/hopper.jpg", good) != NULL);
+        T_REQUIRE(realpath("tests/data/images/odd/pillow/truncated_jpeg.jpg", trunc) != NULL);
         snprintf(table, sizeof table, "%s/items.tsv", dir);
         FILE *f = fopen(table, "w");
         T_REQUIRE(f != NULL);
@@ -351,13 +354,12 @@ int main(void) {
         rc = run(cmd, out, sizeof out, 1);
         snprintf(path, sizeof path, "%s/c/image_feat.npy", dir);
         t_check(rc == 2 && access(path, F_OK) != 0 && strstr(out, "nothing written"), "--strict fails and writes nothing: rc %d, %s", rc, out);
-        rc = run("extract-image --model tests/fixtures/vision/resnet_tiny --images ../shared/data/images/products-clayrs --preset nope --out /tmp",
-                 out, sizeof out, 1);
+        snprintf(cmd, sizeof cmd, "extract-image --model tests/fixtures/vision/resnet_tiny --images %s/photos --preset nope --out %s/d", dir,
+                 dir);
+        rc = run(cmd, out, sizeof out, 1);
         t_check(rc == 2 && strstr(out, "nope"), "an unknown preset is named: %s", out);
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         T_REQUIRE(system(cmd) == 0);
-    } else {
-        t_skip("extract-image: ../shared/data is not beside the repository");
     }
     clip_cli(out, sizeof out);
     return t_finish();
