@@ -18,7 +18,7 @@ n=0
 while IFS= read -r line; do
     n=$((n + 1))
     echo "readme line $n: $line"
-    sh -c "$line" > "$work/out$n" 2>&1 || { tail -30 "$work/out$n"; echo "readme line $n failed"; exit 1; }
+    sh -c "$line" > "$work/out$n" 2>&1 || { grep -E '^FAIL' "$work/out$n"; tail -30 "$work/out$n"; echo "readme line $n failed"; exit 1; }
     tail -5 "$work/out$n"
 done < "$work/lines"
 last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$work/out2" | tail -n 1)
