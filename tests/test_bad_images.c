@@ -13,6 +13,7 @@
 #include "harness.h"
 
 #include "../extractors/mrec_image.h"
+#include "../extractors/mrec_image_encoder.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -353,15 +354,92 @@ static void too_large(void) {
     free(j.data);
 }
 
+/* The extractor's decode threads, given a FIFO, a directory and an empty
+ * file among good images: those three are reported per item and skipped,
+ * the others embedded, and the run neither blocks nor fails. In a child
+ * under an alarm, as a blocked decode thread would block the whole run. */
+static void extractor_skips_bad_files(void) {
+    static char names[5][256], model[256]; /* in_dir's buffers are reused */
+    const char *const base[5] = {"good.jpg", "pipe.jpg", "folder.jpg", "empty.png", "good.jpg"};
+    const char *paths[5];
+    for (int i = 0; i < 5; i++) snprintf(names[i], sizeof names[i], "%s", in_dir(base[i])), paths[i] = names[i];
+    snprintf(model, sizeof model, "%s", in_dir("vit"));
+    const char *good = paths[0];
+    buffer jpeg = make_jpeg(40, 30);
+    int written = write_file(good, jpeg.data, jpeg.n);
+    free(jpeg.data);
+    if (!t_check(written, "writing %s", good)) return;
+    /* the tiny ViT with a 32-pixel preprocessor config beside it */
+    char cwd[1024], src[1200];
+    static const char *const files[][2] = {{"vit_tiny/config.json", "config.json"},
+                                           {"vit_tiny/model.safetensors", "model.safetensors"},
+                                           {"hf_vit_32/preprocessor_config.json", "preprocessor_config.json"}};
+    if (!t_check(getcwd(cwd, sizeof cwd) && mkdir(model, 0700) == 0, "making %s", model)) return;
+    for (int i = 0; i < 3; i++) {
+        char dst[300];
+        snprintf(src, sizeof src, "%s/tests/fixtures/vision/%s", cwd, files[i][0]);
+        snprintf(dst, sizeof dst, "%s/%s", model, files[i][1]);
+        if (!t_check(symlink(src, dst) == 0, "linking %s", dst)) return;
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        t_check(0, "fork failed (%s)", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        alarm(20);
+        mrec_context_options o = mrec_context_defaults();
+        o.device = MREC_WANT_CPU, o.n_threads = 1;
+        mrec_context *ctx;
+        mrec_image_encoder e;
+        if (mrec_context_create(&ctx, &o) || mrec_image_encoder_load(&e, model, NULL, NULL)) {
+            fprintf(stderr, "  extractor: %s\n", mrec_error_detail());
+            _exit(2);
+        }
+        e.batch_size = 2; /* the bad files fall in different batches */
+        int ok[5], dim = mrec_image_encoder_dim(&e), bad = 0;
+        char *errors[5];
+        float *out = calloc((size_t)5 * dim, sizeof *out);
+        mrec_status st = mrec_image_encoder_embed(ctx, &e, paths, 5, out, ok, errors);
+        for (int i = 0; i < 5; i++) {
+            int want_ok = i == 0 || i == 4;
+            int named = want_ok ? errors[i] == NULL : errors[i] && strstr(errors[i], paths[i]) != NULL;
+            if (ok[i] != want_ok || !named) {
+                fprintf(stderr, "  extractor item %d (%s): ok %d, error %s\n", i, paths[i], ok[i], errors[i] ? errors[i] : "none");
+                bad = 1;
+            }
+            free(errors[i]);
+        }
+        if (!st && !bad && memcmp(out, out + (size_t)4 * dim, dim * sizeof *out)) bad = 1; /* the same image twice */
+        free(out);
+        mrec_image_encoder_free(&e);
+        mrec_context_destroy(ctx);
+        _exit(st ? 3 : bad ? 4 : 0);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFSIGNALED(status))
+        t_check(0, "extractor with a FIFO, a directory and an empty file among its images: %s",
+                WTERMSIG(status) == SIGALRM ? "blocked for 20 s" : "killed by a signal");
+    else
+        t_check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "extractor reports the FIFO, the directory and the empty file per item and embeds the rest (child exit %d)",
+                WEXITSTATUS(status));
+}
+
 static void remove_dir(void) {
     const char *names[] = {"pipe.jpg", "link-to-pipe.png", "socket.png", "dangling.jpg", "locked.jpg", "empty.jpg", "empty.png",
                            "text.jpg", "page.jpg", "anim.jpg", "photo.png", "bitmap.jpg", "scan.png", "one.jpg", "noise.png",
                            "really-a-png.jpg", "really-a-jpeg.png", "soi.jpg", "half.jpg", "no-eoi.jpg", "zeros.jpg", "sig.png",
                            "ihdr-cut.png", "no-iend.png", "sig-bad.png", "crc.png", "zlib.png", "idat-huge.png", "depth.png",
                            "no-plte.png", "65535x65535.png", "4000000000x1.png", "70000x10.png", "13380x13380.png", "0x10.png",
-                           "13370x13380.png", "65535x65535.jpg", "20000x20000.jpg", "65000x3000.jpg", "height0.jpg"};
+                           "13370x13380.png", "good.jpg", "65535x65535.jpg", "20000x20000.jpg", "65000x3000.jpg", "height0.jpg"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) unlink(in_dir(names[i]));
     rmdir(in_dir("folder.jpg"));
+    unlink(in_dir("vit/config.json")), unlink(in_dir("vit/model.safetensors")), unlink(in_dir("vit/preprocessor_config.json"));
+    rmdir(in_dir("vit"));
     rmdir(dir);
 }
 
@@ -373,6 +451,7 @@ int main(void) {
     not_regular_files();
     wrong_contents();
     too_large();
+    extractor_skips_bad_files();
     remove_dir();
     return t_finish();
 }
