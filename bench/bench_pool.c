@@ -4,7 +4,9 @@
  *   build/cpu/bench/bench_pool [threads ...]      (default: 1 2)
  *   MREC_BENCH_SECONDS=s                           time per case (default 2)
  *
- * Cases, each timed as the mean over as many iterations as fit in the time:
+ * Cases, each timed as the mean over as many iterations as fit in the time
+ * (the thread counts take turns, 50 ms each, so a changing background load
+ * weighs on all of them alike):
  *   bert-b4-t64   two encoder layers of a small BERT (hidden 384, 12 heads,
  *                 FFN 1536) on 4 sequences of 64 tokens: mid GEMMs, batched
  *                 attention GEMMs, softmax, GELU, residual adds, LayerNorm
@@ -14,8 +16,8 @@
  *                 (6,000 users, 4,000 items, 120,000 edges, 64-d) forward
  *                 and transposed, an embedding gather and an Adam step
  * Every case is first run on each pool and its output compared to the one
- * thread result, bit for bit. The last lines give the CPU time an idle pool
- * takes while it waits between jobs.
+ * thread result, bit for bit. The last line gives the CPU time the idle
+ * pools take while they wait between jobs.
  *
  * To see the effect of a busy core, run it beside a spinning process:
  *   taskset -c 0 sh -c 'while :; do :; done' & build/cpu/bench/bench_pool; kill $!
@@ -48,7 +50,7 @@ static float frand(void) {
     return (float)((rng_state >> 40) & 0xFFFFFF) / (float)0x1000000 - 0.5f;
 }
 static float *rand_floats(size_t n, float scale) {
-    float *p = malloc(n * sizeof *p);
+    float *p = aligned_alloc(64, (n * sizeof *p + 63) / 64 * 64); /* as the arenas align */
     CHECK(p);
     for (size_t i = 0; i < n; i++) p[i] = scale * frand();
     return p;
@@ -226,38 +228,48 @@ int main(int argc, char **argv) {
     }
     mrec_pool_destroy(ref);
 
-    printf("bench_pool: %.1f s per case, SIMD %s\n", seconds, mrec_simd_name(mrec_simd_detect()));
-    printf("%-8s %-12s %10s %8s %10s\n", "threads", "case", "ms/iter", "iters", "cpu/wall");
+    printf("bench_pool: %.1f s per case and thread count, SIMD %s\n", seconds, mrec_simd_name(mrec_simd_detect()));
+    mrec_pool *pools[16];
     for (int t = 0; t < n_threads; t++) {
-        mrec_pool *pool;
-        CHECK(mrec_pool_create(&pool, threads[t], MREC_SIMD_AVX512) == MREC_OK);
+        CHECK(mrec_pool_create(&pools[t], threads[t], MREC_SIMD_AVX512) == MREC_OK);
         for (int c = 0; c < 3; c++) {
-            run_case(&cases[c], pool, 1);
+            run_case(&cases[c], pools[t], 1);
             if (memcmp(cases[c].out, expect[c], cases[c].n_out * sizeof(float))) {
-                fprintf(stderr, "bench_pool: %s on %d threads differs from one thread\n", cases[c].name,
-                        mrec_pool_threads(pool));
+                fprintf(stderr, "bench_pool: %s on %d threads differs from one thread\n", cases[c].name, mrec_pool_threads(pools[t]));
                 return 1;
             }
-            double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID), elapsed = 0;
-            int iters = 0;
-            while (elapsed < seconds) {
-                run_case(&cases[c], pool, 1);
-                iters++;
-                elapsed = now(CLOCK_MONOTONIC) - t0;
-            }
-            double cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
-            printf("%-8d %-12s %10.3f %8d %10.2f\n", mrec_pool_threads(pool), cases[c].name, 1e3 * elapsed / iters, iters,
-                   cpu / elapsed);
-            fflush(stdout);
         }
-        /* an idle pool: CPU time over a quiet half second after a job */
-        run_case(&cases[1], pool, 1);
-        double c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-        usleep(500000);
-        printf("%-8d %-12s %10.3f ms of CPU in 500 ms idle\n", mrec_pool_threads(pool), "idle",
-               1e3 * (now(CLOCK_PROCESS_CPUTIME_ID) - c0));
-        mrec_pool_destroy(pool);
     }
+    /* The pools take turns in slices of about 50 ms, so that a load that
+     * comes and goes on the machine weighs on every thread count alike. */
+    printf("%-12s", "case");
+    for (int t = 0; t < n_threads; t++) printf("  %2d thr ms/iter (cpu/wall)", mrec_pool_threads(pools[t]));
+    printf("\n");
+    for (int c = 0; c < 3; c++) {
+        double wall[16] = {0}, cpu[16] = {0};
+        int iters[16] = {0};
+        for (int slice = 0; slice * 0.05 < seconds; slice++)
+            for (int t = 0; t < n_threads; t++) {
+                double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID), elapsed = 0;
+                while (elapsed < 0.05) {
+                    run_case(&cases[c], pools[t], 1);
+                    iters[t]++;
+                    elapsed = now(CLOCK_MONOTONIC) - t0;
+                }
+                wall[t] += elapsed;
+                cpu[t] += now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+            }
+        printf("%-12s", cases[c].name);
+        for (int t = 0; t < n_threads; t++) printf("  %14.3f (%4.2f)     ", 1e3 * wall[t] / iters[t], cpu[t] / wall[t]);
+        printf("\n");
+        fflush(stdout);
+    }
+    /* idle pools: CPU time over a quiet half second after a job */
+    for (int t = 0; t < n_threads; t++) run_case(&cases[1], pools[t], 1);
+    double c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+    usleep(500000);
+    printf("idle: %.3f ms of CPU in 500 ms for all %d pools\n", 1e3 * (now(CLOCK_PROCESS_CPUTIME_ID) - c0), n_threads);
+    for (int t = 0; t < n_threads; t++) mrec_pool_destroy(pools[t]);
     for (int c = 0; c < 3; c++) free(cases[c].out), free(expect[c]), free(cases[c].in);
     free(cases[2].param);
     bert_free(&big), bert_free(&small), graph_free(&g);

@@ -18,6 +18,12 @@
  * takes time from the thread it waits for, spinning dies out. An idle pool
  * thus sleeps after at most SPIN_MAX_NS and uses no CPU.
  *
+ * Threads are not assumed to pay. When other processes keep the cores busy,
+ * a worker is often descheduled in the middle of a task and the caller has
+ * to wait for it; the pool then measures that running jobs on the caller
+ * alone is faster, and does so for a while before it tries threads again
+ * (see WINDOW_NS).
+ *
  * Each thread also owns a scratch buffer for GEMM packing, so no op
  * allocates while it runs. The default thread count is the number of cores
  * this process may run on (its affinity mask), not the machine's count.
@@ -45,6 +51,23 @@
 #else
 #define cpu_relax() ((void)0)
 #endif
+
+/* Whether threads pay is measured, not assumed: on a machine busy with
+ * other work, a worker may be descheduled holding a task and the caller
+ * waits for it, so one thread can beat several. The caller alternates
+ * measuring windows, one with threads and one on its own, compares their
+ * rates (tasks per second spent in mrec_pool_run; the same ops split into
+ * the same tasks either way), then uses the faster mode for a run of
+ * windows that doubles while the same mode keeps winning. A window is at
+ * least WINDOW_NS of pool time and WINDOW_JOBS jobs. The window on its own
+ * is skipped when threads clearly pay (a rate CLEAR_WIN times what the
+ * caller's own CPU time per task promises alone), since on a many-core
+ * machine it would cost many times its length. */
+#define WINDOW_NS 10000000
+#define WINDOW_JOBS 16
+#define EXPLOIT_START 4
+#define EXPLOIT_MAX 256
+#define CLEAR_WIN 1.5
 
 /* Spin limits between jobs. A futex wake-up takes some 5-50 us to get a
  * sleeping thread running again, so spinning longer than a few of those
@@ -91,7 +114,6 @@ struct mrec_pool {
     _Alignas(64) atomic_llong remaining;
     _Alignas(64) atomic_int done;   /* tasks of the current job that have finished */
     atomic_int caller_sleeping;     /* the caller sleeps on `done` */
-    int caller_spin_ns;             /* the caller's adaptive spin (only the caller touches it) */
     _Alignas(64) atomic_uint job_seq; /* bumped per job and at shutdown; workers sleep on it */
     atomic_int sleepers;            /* workers asleep on job_seq, so a job wakes them only when needed */
     atomic_int shutdown;
@@ -99,6 +121,14 @@ struct mrec_pool {
     /* only where there is no futex */
     pthread_mutex_t mu;
     pthread_cond_t cv;
+
+    /* Only the caller touches these, on a line of their own. */
+    _Alignas(64) int caller_spin_ns; /* its adaptive spin while workers finish */
+    enum { MEASURE_THREADS, MEASURE_SOLO, EXPLOIT } phase; /* whether threads pay: see WINDOW_NS */
+    int solo;                        /* jobs run on the caller alone */
+    int window_jobs, exploit_left, exploit_len, last_solo;
+    int64_t window_ns, window_tasks, window_own_ns, window_own_tasks;
+    double threads_rate;             /* tasks per ns in the last window with threads */
 };
 
 /* ---- sleeping and waking --------------------------------------------------
@@ -128,11 +158,13 @@ static void wake_word(mrec_pool *p, void *word, int n) {
 }
 #endif
 
-static int64_t now_ns(void) {
+static int64_t clock_ns(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+static int64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
 /* Spins while *word == value, for at most *spin_ns; returns whether it saw
  * a change. The clock is read once every 64 pauses to keep the loop light. */
@@ -158,10 +190,10 @@ static int next_spin(int spin_ns, int64_t waited_ns) {
 
 /* Claims and runs tasks until none is left. Each finished task counts in
  * `done`; the one that finishes the job wakes the caller if it sleeps. */
-static void run_tasks(mrec_pool *p, int thread) {
-    for (;;) {
+static int run_tasks(mrec_pool *p, int thread) {
+    for (int ran = 0;; ran++) {
         long long r = atomic_fetch_sub_explicit(&p->remaining, 1, memory_order_acq_rel);
-        if (r <= 0) return;
+        if (r <= 0) return ran;
         int n_tasks = p->n_tasks; /* read after the claim: stable until this task is done */
         p->fn(p->arg, n_tasks - (int)r, thread);
         /* nothing of the job may be read after this: the caller may move on */
@@ -224,6 +256,7 @@ mrec_status mrec_pool_create(mrec_pool **out, int n_threads, mrec_simd simd) {
     p->n_threads = n_threads;
     p->simd = simd < best ? simd : best;
     p->caller_spin_ns = SPIN_START_NS;
+    p->exploit_len = EXPLOIT_START;
     p->scratch = calloc((size_t)n_threads, sizeof *p->scratch);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->scratch || !p->threads) goto nomem;
@@ -276,10 +309,42 @@ int mrec_pool_threads(const mrec_pool *p) { return p->n_threads; }
 mrec_simd mrec_pool_simd(const mrec_pool *p) { return p->simd; }
 void *mrec_pool_scratch(mrec_pool *p, int thread) { return p->scratch[thread]; }
 
+/* Counts a job of n_tasks that took ns in the current window and, when the
+ * window is full, moves to the next phase. */
+static void account(mrec_pool *p, int64_t ns, int n_tasks) {
+    p->window_ns += ns, p->window_tasks += n_tasks;
+    if (++p->window_jobs < WINDOW_JOBS || p->window_ns < WINDOW_NS) return;
+    double rate = (double)p->window_tasks / (double)p->window_ns;
+    double own_rate = p->window_own_tasks ? (double)p->window_own_tasks / (double)p->window_own_ns : 0;
+    p->window_ns = p->window_tasks = p->window_own_ns = p->window_own_tasks = 0, p->window_jobs = 0;
+    if (p->phase == EXPLOIT) {
+        if (--p->exploit_left <= 0) p->phase = MEASURE_THREADS, p->solo = 0;
+        return;
+    }
+    if (p->phase == MEASURE_THREADS) {
+        p->threads_rate = rate;
+        if (!(own_rate > 0 && rate > CLEAR_WIN * own_rate)) { /* threads do not clearly pay: try without */
+            p->phase = MEASURE_SOLO, p->solo = 1;
+            return;
+        }
+    }
+    int solo = p->phase == MEASURE_SOLO && rate > p->threads_rate;
+    p->exploit_len = solo == p->last_solo ? (2 * p->exploit_len < EXPLOIT_MAX ? 2 * p->exploit_len : EXPLOIT_MAX) : EXPLOIT_START;
+    p->last_solo = p->solo = solo;
+    p->exploit_left = p->exploit_len;
+    p->phase = EXPLOIT;
+}
+
 void mrec_pool_run(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks) {
     if (n_tasks <= 0) return;
     if (p->n_threads == 1 || n_tasks == 1) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+        return;
+    }
+    int64_t start = now_ns();
+    if (p->solo) {
+        for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+        account(p, now_ns() - start, n_tasks);
         return;
     }
     p->fn = fn;
@@ -292,22 +357,29 @@ void mrec_pool_run(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks) {
     int sleeping = atomic_load(&p->sleepers);
     if (sleeping > 0) wake_word(p, &p->job_seq, sleeping < n_tasks - 1 ? sleeping : n_tasks - 1);
 
-    run_tasks(p, 0);
+    /* the caller's CPU time for its own tasks, when judging threads: wall
+     * time would count the time it was descheduled while workers ran */
+    int64_t own_cpu = p->phase == MEASURE_THREADS ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
+    int mine = run_tasks(p, 0);
+    if (p->phase == MEASURE_THREADS) p->window_own_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - own_cpu, p->window_own_tasks += mine;
 
     /* Every task is claimed; wait for those still running on workers. */
-    if (atomic_load(&p->done) == n_tasks) return;
-    int64_t start = now_ns();
-    for (int i = 1; p->caller_spin_ns > 0; i++) {
-        if (atomic_load_explicit(&p->done, memory_order_acquire) == n_tasks) break;
-        cpu_relax();
-        if (!(i & 63) && now_ns() - start > p->caller_spin_ns) break;
+    int64_t own_done = now_ns();
+    if (atomic_load(&p->done) != n_tasks) {
+        for (int i = 1; p->caller_spin_ns > 0; i++) {
+            if (atomic_load_explicit(&p->done, memory_order_acquire) == n_tasks) break;
+            cpu_relax();
+            if (!(i & 63) && now_ns() - own_done > p->caller_spin_ns) break;
+        }
+        int d = atomic_load(&p->done);
+        if (d != n_tasks) {
+            /* sleeping frees this core for a descheduled worker that holds a task */
+            atomic_store(&p->caller_sleeping, 1);
+            while ((d = atomic_load(&p->done)) != n_tasks) wait_word(p, &p->done, (unsigned)d);
+            atomic_store(&p->caller_sleeping, 0);
+        }
     }
-    int d = atomic_load(&p->done);
-    if (d != n_tasks) {
-        /* sleeping frees this core for a descheduled worker that holds a task */
-        atomic_store(&p->caller_sleeping, 1);
-        while ((d = atomic_load(&p->done)) != n_tasks) wait_word(p, &p->done, (unsigned)d);
-        atomic_store(&p->caller_sleeping, 0);
-    }
-    p->caller_spin_ns = next_spin(p->caller_spin_ns, now_ns() - start);
+    int64_t end = now_ns();
+    if (end > own_done) p->caller_spin_ns = next_spin(p->caller_spin_ns, end - own_done);
+    account(p, end - start, n_tasks);
 }
