@@ -35,7 +35,6 @@
 #include <jerror.h>
 #include <zlib.h>
 
-
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
 #define STBI_ONLY_PNG
@@ -282,8 +281,6 @@ static const char *other_format(const uint8_t *d, size_t size) {
     if (size >= 4 && (!memcmp(d, "II*\0", 4) || !memcmp(d, "MM\0*", 4))) return "a TIFF image";
     if (size >= 12 && !memcmp(d + 4, "ftyp", 4)) return "an HEIF/AVIF/MP4 file";
     if (size >= 4 && !memcmp(d, "\0\0\1\0", 4)) return "an ICO image";
-    if (size >= 2 && d[0] == 0xFF && d[1] == 0xD8) return "a JPEG without its first marker (FF D8 FF)";
-    if (size >= 4 && !memcmp(d, "\x89PNG", 4)) return "a PNG with a damaged signature";
     return NULL;
 }
 
@@ -295,6 +292,10 @@ mrec_status mrec_image_decode(const uint8_t *data, size_t size, const char *name
         if (size > INT32_MAX) return mrec_fail(MREC_ERR_FORMAT, "%s: PNG file over 2 GiB", name);
         return decode_png(data, size, name, img);
     }
+    if (size >= 2 && data[0] == 0xFF && data[1] == 0xD8)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: JPEG: no marker after the start of image (a truncated or damaged file)", name);
+    if (size >= 4 && !memcmp(data, "\x89PNG", 4))
+        return mrec_fail(MREC_ERR_FORMAT, "%s: PNG: the signature is cut short or damaged", name);
     const char *what = other_format(data, size);
     if (what) return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: %s; mrec decodes JPEG and PNG", name, what);
     return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: not a JPEG or PNG file (first bytes %02x %02x %02x %02x)", name, data[0],
@@ -340,8 +341,8 @@ mrec_status mrec_image_load(const char *path, mrec_rgb_image *img) {
     }
     if ((uint64_t)sb.st_size > MREC_IMAGE_MAX_FILE_BYTES) {
         close(fd);
-        return mrec_fail(MREC_ERR_FORMAT, "%s: %lld bytes, over the %lld a JPEG or PNG image may take here", path,
-                         (long long)sb.st_size, (long long)MREC_IMAGE_MAX_FILE_BYTES);
+        return mrec_fail(MREC_ERR_FORMAT, "%s: %lld bytes; image files over %lld bytes are refused", path, (long long)sb.st_size,
+                         (long long)MREC_IMAGE_MAX_FILE_BYTES);
     }
     size_t size = (size_t)sb.st_size, got = 0;
     uint8_t *data = malloc(size);

@@ -271,7 +271,9 @@ static void wrong_contents(void) {
     expect_bytes("a PNG signature alone", "sig.png", png.data, 8, MREC_ERR_FORMAT, "truncated");
     expect_bytes("a PNG cut inside IHDR", "ihdr-cut.png", png.data, 20, MREC_ERR_FORMAT, "PNG");
     expect_bytes("a PNG without IEND", "no-iend.png", png.data, png.n - 12, MREC_ERR_FORMAT, "IEND");
-    expect_bytes("a damaged PNG signature", "sig-bad.png", "\x89PNG\r\n\x00\n", 8, MREC_ERR_UNSUPPORTED, "signature");
+    expect_bytes("a damaged PNG signature", "sig-bad.png", "\x89PNG\r\n\x00\n", 8, MREC_ERR_FORMAT, "signature");
+    expect_bytes("a PNG cut inside its signature", "sig-cut.png", "\x89PNG\r", 5, MREC_ERR_FORMAT, "signature");
+    expect_bytes("a JPEG cut after FF D8", "ffd8.jpg", "\xFF\xD8", 2, MREC_ERR_FORMAT, "JPEG");
 
     /* corrupt */
     buffer bad = {0};
@@ -433,7 +435,7 @@ static void remove_dir(void) {
     const char *names[] = {"pipe.jpg", "link-to-pipe.png", "socket.png", "dangling.jpg", "locked.jpg", "empty.jpg", "empty.png",
                            "text.jpg", "page.jpg", "anim.jpg", "photo.png", "bitmap.jpg", "scan.png", "one.jpg", "noise.png",
                            "really-a-png.jpg", "really-a-jpeg.png", "soi.jpg", "half.jpg", "no-eoi.jpg", "zeros.jpg", "sig.png",
-                           "ihdr-cut.png", "no-iend.png", "sig-bad.png", "crc.png", "zlib.png", "idat-huge.png", "depth.png",
+                           "ihdr-cut.png", "no-iend.png", "sig-bad.png", "sig-cut.png", "ffd8.jpg", "crc.png", "zlib.png", "idat-huge.png", "depth.png",
                            "no-plte.png", "65535x65535.png", "4000000000x1.png", "70000x10.png", "13380x13380.png", "0x10.png",
                            "13370x13380.png", "good.jpg", "65535x65535.jpg", "20000x20000.jpg", "65000x3000.jpg", "height0.jpg"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) unlink(in_dir(names[i]));
