@@ -58,16 +58,19 @@
  * measuring windows, one with threads and one on its own, compares their
  * rates (tasks per second spent in mrec_pool_run; the same ops split into
  * the same tasks either way), then uses the faster mode for a run of
- * windows that doubles while the same mode keeps winning. A window is at
+ * windows that doubles while the same mode keeps winning; threads must be
+ * THREADS_MARGIN faster to be chosen, as a marginal gain is not worth the
+ * cores they take from other work. A window is at
  * least WINDOW_NS of pool time and WINDOW_JOBS jobs. The window on its own
  * is skipped when threads clearly pay (a rate CLEAR_WIN times what the
  * caller's own CPU time per task promises alone), since on a many-core
  * machine it would cost many times its length. */
 #define WINDOW_NS 10000000
 #define WINDOW_JOBS 16
-#define EXPLOIT_START 4
+#define EXPLOIT_START 8
 #define EXPLOIT_MAX 256
 #define CLEAR_WIN 1.5
+#define THREADS_MARGIN 1.1
 
 /* Spin limits between jobs. A futex wake-up takes some 5-50 us to get a
  * sleeping thread running again, so spinning longer than a few of those
@@ -328,7 +331,7 @@ static void account(mrec_pool *p, int64_t ns, int n_tasks) {
             return;
         }
     }
-    int solo = p->phase == MEASURE_SOLO && rate > p->threads_rate;
+    int solo = p->phase == MEASURE_SOLO && THREADS_MARGIN * rate > p->threads_rate;
     p->exploit_len = solo == p->last_solo ? (2 * p->exploit_len < EXPLOIT_MAX ? 2 * p->exploit_len : EXPLOIT_MAX) : EXPLOIT_START;
     p->last_solo = p->solo = solo;
     p->exploit_left = p->exploit_len;
