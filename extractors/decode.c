@@ -22,16 +22,18 @@
  */
 #include "mrec_image.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
 #include <zlib.h>
-
-#include "../nn/mrec_io.h"
 
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
@@ -269,24 +271,100 @@ static mrec_status decode_png(const uint8_t *data, size_t size, const char *name
 
 /* ---- entry points ---- */
 
+/* What a file that is neither JPEG nor PNG looks like, for the message:
+ * the image formats PIL would open name themselves, anything else is
+ * called what it is not. */
+static const char *other_format(const uint8_t *d, size_t size) {
+    if (size >= 6 && (!memcmp(d, "GIF87a", 6) || !memcmp(d, "GIF89a", 6))) return "a GIF image";
+    if (size >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) return "a WebP image";
+    if (size >= 2 && !memcmp(d, "BM", 2)) return "a BMP image";
+    if (size >= 4 && (!memcmp(d, "II*\0", 4) || !memcmp(d, "MM\0*", 4))) return "a TIFF image";
+    if (size >= 12 && !memcmp(d + 4, "ftyp", 4)) return "an HEIF/AVIF/MP4 file";
+    if (size >= 4 && !memcmp(d, "\0\0\1\0", 4)) return "an ICO image";
+    return NULL;
+}
+
 mrec_status mrec_image_decode(const uint8_t *data, size_t size, const char *name, mrec_rgb_image *img) {
     memset(img, 0, sizeof *img);
+    if (size == 0) return mrec_fail(MREC_ERR_FORMAT, "%s: empty file (0 bytes), expected a JPEG or PNG image", name);
     if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, size, name, img);
     if (size >= 8 && !memcmp(data, "\x89PNG\r\n\x1a\n", 8)) {
         if (size > INT32_MAX) return mrec_fail(MREC_ERR_FORMAT, "%s: PNG file over 2 GiB", name);
         return decode_png(data, size, name, img);
     }
-    return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: not a JPEG or PNG file", name);
+    if (size >= 2 && data[0] == 0xFF && data[1] == 0xD8)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: JPEG: no marker after the start of image (a truncated or damaged file)", name);
+    if (size >= 4 && !memcmp(data, "\x89PNG", 4))
+        return mrec_fail(MREC_ERR_FORMAT, "%s: PNG: the signature is cut short or damaged", name);
+    const char *what = other_format(data, size);
+    if (what) return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: %s; mrec decodes JPEG and PNG", name, what);
+    return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: not a JPEG or PNG file (first bytes %02x %02x %02x %02x)", name, data[0],
+                     size > 1 ? data[1] : 0, size > 2 ? data[2] : 0, size > 3 ? data[3] : 0);
 }
 
+static const char *file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
+/* Files are read, not mapped: a file truncated by someone else while it is
+ * mapped would kill the process with SIGBUS. O_NONBLOCK keeps open() from
+ * waiting for a writer when the path is a FIFO, which is then refused by
+ * fstat before anything is read; so is every other non-regular file. */
 mrec_status mrec_image_load(const char *path, mrec_rgb_image *img) {
-    void *map;
-    size_t size;
     memset(img, 0, sizeof *img);
-    mrec_status st = mrec_map_file(path, &map, &size);
-    if (st) return st;
-    st = mrec_image_decode(map, size, path, img);
-    mrec_unmap_file(map, size);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        struct stat sb;
+        if (e == ENXIO && stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) /* a socket */
+            return mrec_fail(MREC_ERR_IO, "%s: is %s, expected an image file", path, file_kind(sb.st_mode));
+        return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(e));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot stat (%s)", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return mrec_fail(MREC_ERR_IO, "%s: is %s, expected an image file", path, file_kind(sb.st_mode));
+    }
+    if (sb.st_size == 0) {
+        close(fd);
+        return mrec_fail(MREC_ERR_FORMAT, "%s: empty file (0 bytes), expected a JPEG or PNG image", path);
+    }
+    if ((uint64_t)sb.st_size > MREC_IMAGE_MAX_FILE_BYTES) {
+        close(fd);
+        return mrec_fail(MREC_ERR_FORMAT, "%s: %lld bytes; image files over %lld bytes are refused", path, (long long)sb.st_size,
+                         (long long)MREC_IMAGE_MAX_FILE_BYTES);
+    }
+    size_t size = (size_t)sb.st_size, got = 0;
+    uint8_t *data = malloc(size);
+    if (!data) {
+        close(fd);
+        return mrec_fail(MREC_ERR_NOMEM, "%s: reading %zu bytes", path, size);
+    }
+    while (got < size) {
+        ssize_t n = read(fd, data + got, size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            free(data);
+            return mrec_fail(MREC_ERR_IO, "%s: read failed after %zu of %zu bytes (%s)", path, got, size, strerror(e));
+        }
+        if (n == 0) break; /* the file shrank since fstat: decode what is there, which then reports the truncation */
+        got += (size_t)n;
+    }
+    close(fd);
+    mrec_status st = mrec_image_decode(data, got, path, img);
+    free(data);
     return st;
 }
 

@@ -18,9 +18,17 @@
 
 /* ---- decode (decode.c) ---- */
 
-/* PIL refuses images over 2 x 89,478,485 pixels (DecompressionBombError). */
+/* Limits checked on the header, before any pixel buffer is allocated.
+ * Pixels: PIL's Image.MAX_IMAGE_PIXELS is 89,478,485; above it PIL warns
+ * (DecompressionBombWarning), above twice it PIL refuses the image
+ * (DecompressionBombError). mrec refuses where PIL refuses and, being a
+ * library that does not print, does not warn. Sides: PIL has no limit of
+ * its own; 65,500 is JPEG's (libjpeg's JPEG_MAX_DIMENSION) and keeps every
+ * later row and offset computation inside an int. File: PNG data goes to
+ * stb_image as an int-sized buffer. */
 #define MREC_IMAGE_MAX_PIXELS ((int64_t)2 * 89478485)
 #define MREC_IMAGE_MAX_SIDE 65500
+#define MREC_IMAGE_MAX_FILE_BYTES ((int64_t)2147483647)
 
 typedef struct {
     uint8_t *rgb; /* (h, w, 3), malloc'd */
@@ -30,8 +38,13 @@ typedef struct {
 /* A JPEG or PNG file's bytes to 8-bit RGB as PIL's
  * Image.open(f).convert('RGB') gives them (decode.c says what that means
  * for gray, alpha, palettes, CMYK and 16-bit). name is used in errors.
- * Anything else, a corrupt or truncated file, or one over the size limits
- * is an error naming the file and what is wrong; nothing is allocated then. */
+ * The format is read from the bytes, never from the name (as PIL does: a
+ * PNG called x.jpg decodes). Anything else (MREC_ERR_UNSUPPORTED), an empty,
+ * corrupt or truncated file, or one over the size limits (MREC_ERR_FORMAT)
+ * is an error naming the file and what is wrong; nothing is allocated then.
+ * mrec_image_load refuses a path that is not a regular file (a FIFO, a
+ * device, a directory, a socket) at once with MREC_ERR_IO, without reading
+ * from it, so a pipe given as an image cannot block the run. */
 mrec_status mrec_image_decode(const uint8_t *data, size_t size, const char *name, mrec_rgb_image *img);
 mrec_status mrec_image_load(const char *path, mrec_rgb_image *img);
 void mrec_image_free(mrec_rgb_image *img);

@@ -34,13 +34,17 @@ const char *mrec_simd_name(mrec_simd simd);
  * packing), created once; ops split their work into tasks on it. The level
  * of SIMD is a property of the pool so tests and benches can pin one. Each
  * task writes a disjoint part of the output in a fixed order, so results do
- * not depend on scheduling. Pools are not re-entrant: a task must not call
- * mrec_pool_run on the same pool. */
+ * not depend on scheduling. Tasks are claimed one at a time by whichever
+ * thread is free, the caller included (thread 0), so a task may use its
+ * thread's scratch but must not compute differently by thread. Idle threads
+ * sleep after a short adaptive spin. Pools are not re-entrant: a task must
+ * not call mrec_pool_run on the same pool, nor two threads run one pool. */
 typedef struct mrec_pool mrec_pool;
 typedef void (*mrec_task_fn)(void *arg, int task, int thread);
 
-/* n_threads <= 0 means one per online core. simd is clamped to what the CPU
- * supports. */
+/* n_threads <= 0 means one per core this process may run on (its CPU
+ * affinity mask, as taskset or a container sets it). simd is clamped to
+ * what the CPU supports. */
 mrec_status mrec_pool_create(mrec_pool **out, int n_threads, mrec_simd simd);
 void mrec_pool_destroy(mrec_pool *pool);
 int mrec_pool_threads(const mrec_pool *pool);
