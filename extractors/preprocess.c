@@ -36,12 +36,19 @@ static mrec_status json_triple(const cJSON *j, const char *key, float *out, cons
         if (!cJSON_IsNumber(x)) return mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\"[%d] is not a number", path, key, i);
         out[i] = (float)x->valuedouble;
     }
+    for (int i = 0; i < 3; i++) /* 1e300 is a JSON number, and inf as a float */
+        if (!isfinite(out[i])) return mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\"[%d] is not a finite float", path, key, i);
     return MREC_OK;
 }
 
-static int json_flag(const cJSON *j, const char *key, int def) {
+/* A do_* switch: true or false when present (a string or a number is no flag). */
+static mrec_status json_flag(const cJSON *j, const char *key, int def, int *out, const char *path) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    return v ? cJSON_IsTrue(v) : def;
+    *out = def;
+    if (!v || cJSON_IsNull(v)) return MREC_OK;
+    if (!cJSON_IsBool(v)) return mrec_fail(MREC_ERR_FORMAT, "%s: \"%s\" is not true or false", path, key);
+    *out = cJSON_IsTrue(v);
+    return MREC_OK;
 }
 
 /* Overrides p from preprocessor_config.json, as the HF processor reads it. */
@@ -49,8 +56,14 @@ static mrec_status read_hf_config(mrec_preprocess *p, const char *path) {
     cJSON *j;
     mrec_status st = mrec_read_json_object(path, 1, &j);
     if (st || !j) return st; /* none: the preset's defaults */
+    int do_resize, do_crop, do_rescale;
+    st = json_flag(j, "do_resize", 1, &do_resize, path);
+    if (!st) st = json_flag(j, "do_center_crop", p->crop_h > 0, &do_crop, path);
+    if (!st) st = json_flag(j, "do_rescale", 1, &do_rescale, path);
+    if (!st) st = json_flag(j, "do_normalize", 1, &p->do_normalize, path);
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(j, "size");
-    if (!json_flag(j, "do_resize", 1)) {
+    if (st) {
+    } else if (!do_resize) {
         p->resize_h = p->resize_w = p->shortest_edge = 0;
     } else if (cJSON_IsNumber(size)) { /* old configs: one int, square */
         st = json_int(j, "size", &p->resize_h, path);
@@ -67,7 +80,7 @@ static mrec_status read_hf_config(mrec_preprocess *p, const char *path) {
         else if (!st) st = mrec_fail(MREC_ERR_FORMAT, "%s: \"size\" has neither height/width nor shortest_edge", path);
     }
     const cJSON *crop = cJSON_GetObjectItemCaseSensitive(j, "crop_size");
-    if (!st && !json_flag(j, "do_center_crop", p->crop_h > 0)) {
+    if (!st && !do_crop) {
         p->crop_h = p->crop_w = 0;
     } else if (!st && cJSON_IsNumber(crop)) {
         st = json_int(j, "crop_size", &p->crop_h, path);
@@ -77,15 +90,20 @@ static mrec_status read_hf_config(mrec_preprocess *p, const char *path) {
         if (!st) st = json_int(crop, "width", &p->crop_w, path);
     }
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "resample");
-    if (!st && rs) {
-        if (cJSON_IsNumber(rs) && rs->valueint == 2) p->filter = MREC_RESAMPLE_BILINEAR;
-        else if (cJSON_IsNumber(rs) && rs->valueint == 3) p->filter = MREC_RESAMPLE_BICUBIC;
-        else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: resample %d (mrec implements 2 = bilinear and 3 = bicubic)", path, rs->valueint);
+    if (!st && rs && !cJSON_IsNull(rs)) { /* PIL's filter numbers: an integer, not 2.5 read as 2 */
+        if (cJSON_IsNumber(rs) && rs->valuedouble == 2) p->filter = MREC_RESAMPLE_BILINEAR;
+        else if (cJSON_IsNumber(rs) && rs->valuedouble == 3) p->filter = MREC_RESAMPLE_BICUBIC;
+        else if (cJSON_IsNumber(rs))
+            st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: resample %g (mrec implements 2 = bilinear and 3 = bicubic)", path, rs->valuedouble);
+        else st = mrec_fail(MREC_ERR_FORMAT, "%s: \"resample\" is not a number", path);
     }
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(j, "rescale_factor");
-    if (!json_flag(j, "do_rescale", 1)) p->rescale = 1.0;
-    else if (cJSON_IsNumber(rf)) p->rescale = rf->valuedouble;
-    p->do_normalize = json_flag(j, "do_normalize", 1);
+    if (!st && !do_rescale) p->rescale = 1.0;
+    else if (!st && rf && !cJSON_IsNull(rf)) {
+        if (!cJSON_IsNumber(rf) || !isfinite(rf->valuedouble) || !(rf->valuedouble > 0) || !isfinite((float)rf->valuedouble))
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: \"rescale_factor\" is not a finite positive number", path);
+        else p->rescale = rf->valuedouble;
+    }
     if (!st) st = json_triple(j, "image_mean", p->mean, path);
     if (!st) st = json_triple(j, "image_std", p->std, path);
     for (int c = 0; c < 3 && !st; c++)

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[] = "/tmp/mrec_test_extract_XXXXXX";
@@ -53,6 +54,17 @@ static void test_tables(void) {
             mrec_error_detail());
     p = put("e.csv", "");
     t_status(mrec_table_read(&t, p, 0), MREC_ERR_FORMAT, "empty file");
+    /* a FIFO or a folder is refused at once: reading one would block or fail midway */
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/f.csv", dir);
+    if (t_check(mkfifo(fifo, 0600) == 0, "a FIFO")) {
+        alarm(10);
+        t_check(mrec_table_read(&t, fifo, 0) == MREC_ERR_IO && strstr(mrec_error_detail(), "f.csv"), "a FIFO as a table: %s",
+                mrec_error_detail());
+        alarm(0);
+        remove(fifo);
+    }
+    t_status(mrec_table_read(&t, dir, 0), MREC_ERR_IO, "a folder as a table");
 }
 
 static void test_text(void) {

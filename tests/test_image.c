@@ -122,8 +122,56 @@ static void hf_presets(const char *dir, const char *preset) {
     if (absent) t_skip("%s: %lld of the reference photos are in ../shared/data only", preset, (long long)absent);
 }
 
+/* A Hugging Face processor's preprocessor_config.json is read as hostile
+ * input: a value of the wrong type or out of range is an error naming the
+ * file and the key, never read as something else (2.5 as 2, "yes" as false,
+ * 1e300 as inf). */
+static void bad_preprocessor_configs(void) {
+    static const struct { const char *json, *key; mrec_status want; } cases[] = {
+        {"{\"resample\": 2.5}", "resample", MREC_ERR_UNSUPPORTED},
+        {"{\"resample\": \"bicubic\"}", "resample", MREC_ERR_FORMAT},
+        {"{\"resample\": 0}", "resample", MREC_ERR_UNSUPPORTED},
+        {"{\"rescale_factor\": 1e300}", "rescale_factor", MREC_ERR_FORMAT},
+        {"{\"rescale_factor\": -0.5}", "rescale_factor", MREC_ERR_FORMAT},
+        {"{\"rescale_factor\": \"1/255\"}", "rescale_factor", MREC_ERR_FORMAT},
+        {"{\"image_std\": [1e300, 1, 1]}", "image_std", MREC_ERR_FORMAT},
+        {"{\"image_std\": [0, 1, 1]}", "image_std", MREC_ERR_FORMAT},
+        {"{\"image_mean\": [0.5, 0.5]}", "image_mean", MREC_ERR_FORMAT},
+        {"{\"image_mean\": [0.5, \"a\", 0.5]}", "image_mean", MREC_ERR_FORMAT},
+        {"{\"do_resize\": \"yes\"}", "do_resize", MREC_ERR_FORMAT},
+        {"{\"do_normalize\": 1}", "do_normalize", MREC_ERR_FORMAT},
+        {"{\"do_rescale\": []}", "do_rescale", MREC_ERR_FORMAT},
+        {"{\"size\": 2.5}", "size", MREC_ERR_FORMAT},
+        {"{\"size\": {\"height\": 0, \"width\": 32}}", "height", MREC_ERR_FORMAT},
+        {"{\"crop_size\": 1e9}", "crop_size", MREC_ERR_FORMAT},
+        {"{\"size\": {\"longest_edge\": 32}}", "longest_edge", MREC_ERR_UNSUPPORTED},
+        {"[1, 2, 3]", "preprocessor_config.json", MREC_ERR_FORMAT},
+    };
+    char dir[] = "/tmp/mrec_test_pre_XXXXXX", path[256];
+    if (!t_check(mkdtemp(dir) != NULL, "a scratch folder")) return;
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(path, "w");
+        if (!f) continue;
+        fputs(cases[i].json, f);
+        fclose(f);
+        mrec_preprocess p;
+        mrec_status st = mrec_preprocess_preset(&p, "hf-clip", dir);
+        t_check(st == cases[i].want && strstr(mrec_error_detail(), path) && strstr(mrec_error_detail(), cases[i].key),
+                "preprocessor_config %s: %s, want %s naming the file and '%s'", cases[i].json, st ? mrec_error_detail() : "accepted",
+                mrec_strerror(cases[i].want), cases[i].key);
+    }
+    FILE *f = fopen(path, "w");
+    if (f) fputs("{\"resample\": 3, \"do_resize\": true, \"rescale_factor\": 0.00392156862745098, \"image_std\": 0.5}", f), fclose(f);
+    mrec_preprocess p;
+    t_status(mrec_preprocess_preset(&p, "hf-clip", dir), MREC_OK, "a well-formed preprocessor_config.json (one std for all channels)");
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void) {
     t_suite("image");
+    bad_preprocessor_configs();
     int64_t ish[3];
     uint8_t *in = read_u8(FIX "input.npy", ish);
     T_REQUIRE(in != NULL);
