@@ -5,7 +5,8 @@
 #                     compiles and links without a GPU, runs on the CPU there
 #   make test         builds and runs every test program; last line "N passed, N failed"
 #   make bench        GEMM benchmark against OpenBLAS (needs libopenblas-dev)
-#   make fuzz         libFuzzer targets (clang), FUZZ_SECONDS each (default 60)
+#   make fuzz         libFuzzer targets (clang), FUZZ_SECONDS each (default 60);
+#                     FUZZ_RUNS=N stops a target after N inputs; FUZZ_TARGETS="npy json" picks some
 #   make gpu-check    on a machine with a GPU: CUDA build, every test on the GPU,
 #                     compute-sanitizer, report (tools/gpu/check.sh)
 #   make gpu-deps     fetches the Debian packages the build needs into .deps/,
@@ -184,7 +185,7 @@ FUZZ_FLAGS   := -std=c11 -g -O1 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -pth
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_LIB_SRC := kernels/cpu/status.c nn/io.c nn/hf_config.c nn/tensor.c kernels/cpu/cuda_stub.c nn/safetensors.c nn/npy.c \
                 extractors/decode.c tools/config.c tools/parse.c tools/elliot_config.c $(wildcard tokenizers/*.c)
-FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_SRC     := $(if $(FUZZ_TARGETS),$(patsubst %,tests/fuzz/fuzz_%.c,$(FUZZ_TARGETS)),$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
@@ -195,7 +196,7 @@ fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
 	  name=$$(basename $$f); mkdir -p build/fuzz/corpus-$$name; \
 	  echo "== $$name ($(FUZZ_SECONDS) s)"; \
-	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/$$name- \
+	  if ! $$f -max_total_time=$(FUZZ_SECONDS) $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS)) -print_final_stats=1 -artifact_prefix=build/fuzz/$$name- \
 	      $$(test -f tests/fuzz/$$name.dict && echo -dict=tests/fuzz/$$name.dict) \
 	      build/fuzz/corpus-$$name tests/fuzz/corpus/$$name > build/fuzz/$$name.log 2>&1; then \
 	    tail -n 40 build/fuzz/$$name.log; echo "FAIL $$name: see build/fuzz/$$name.log"; exit 1; fi; \
