@@ -143,6 +143,21 @@ void mrec_topk_rows_ref(int32_t *idx, float *val, const float *scores, int R, in
 void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, int C, int k,
                         mrec_pool *pool);
 
+/* ---- attention ------------------------------------------------------------
+ * The multi-head self-attention core of the transformer encoders (BERT /
+ * MPNet, ViT, CLIP):
+ *   out (B, T, H) = concat over heads h of softmax(q_h k_h^T * scale + bias) v_h
+ * q, k, v are (B, T, H) token-major, as the linear layers leave them, with
+ * H = heads * dh. bias = head_bias (heads, T, T), shared by all sequences
+ * (MPNet's relative positions, CLIP's causal mask), plus mask_bias (B, T) on
+ * each key (0 for a real token, -FLT_MAX for padding, as HF builds it);
+ * either may be NULL. The CPU version moves heads first, (B, T, nh, dh) ->
+ * (B, nh, T, dh), so one batched GEMM covers every (sequence, head) pair. */
+size_t mrec_attention_scratch_floats(int B, int T, int heads, int dh); /* of mrec_attention_cpu */
+void mrec_attention_cpu(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
+                        const float *head_bias, float scale, int B, int T, int heads, int dh, float *scratch,
+                        mrec_pool *pool);
+
 /* ---- convolution and pooling (NCHW) ------------------------------------- */
 
 typedef struct {
@@ -305,9 +320,9 @@ mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_s
  * the caller builds once per graph. */
 mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                            const float *X, int R, int Cc, int D, mrec_cuda *cu);
-/* Fused multi-head self-attention, the contract of mrec_attention_cpu
- * (nn/mrec_attention.h): out, q, k, v (B, T, heads * dh); mask_bias (B, T)
- * or NULL; head_bias (heads, T, T) or NULL; dh <= 128. No scratch. */
+/* Fused multi-head self-attention, the contract of mrec_attention_cpu:
+ * out, q, k, v (B, T, heads * dh); mask_bias (B, T) or NULL; head_bias
+ * (heads, T, T) or NULL; dh <= 128. No scratch. */
 mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, const float *v,
                                 const float *mask_bias, const float *head_bias, float scale,
                                 int B, int T, int heads, int dh, mrec_cuda *cu);

@@ -12,7 +12,6 @@
  * Dropout is off (inference). Reference: transformers' modeling_bert.py and
  * modeling_mpnet.py.
  */
-#include "mrec_attention.h"
 #include "mrec_bert.h"
 #include "mrec_hf_config.h"
 #include "mrec_io.h"

@@ -7,7 +7,6 @@
  *   x = LN(x); cls = x[:, 0]; pooled = tanh(cls Wpool^T + bpool)
  * Dropout is off (inference). Reference: transformers' models/vit/modeling_vit.py.
  */
-#include "mrec_attention.h"
 #include "mrec_hf_config.h"
 #include "mrec_io.h"
 #include "mrec_ops.h"

@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include "../kernels/mrec_kernels.h"
-#include "../nn/mrec_attention.h"
 #include "../nn/mrec_ops.h"
 #include "../recsys/mrec_recsys.h"
 

@@ -1,5 +1,5 @@
 /* attention.c: multi-head self-attention on the CPU kernels. */
-#include "mrec_attention.h"
+#include "../mrec_kernels.h"
 
 #include <string.h>
 
