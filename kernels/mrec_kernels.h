@@ -52,6 +52,75 @@ mrec_simd mrec_pool_simd(const mrec_pool *pool);
 void *mrec_pool_scratch(mrec_pool *pool, int thread);
 void mrec_pool_run(mrec_pool *pool, mrec_task_fn fn, void *arg, int n_tasks);
 
+/* ---- devices, workspaces, the execution context ------------------------- */
+
+typedef enum { MREC_DEVICE_CPU, MREC_DEVICE_CUDA } mrec_device;
+typedef struct mrec_cuda mrec_cuda;
+
+typedef struct {
+    uint8_t *base;       /* NULL while measuring */
+    size_t capacity;
+    size_t used;         /* bytes handed out since the last reset */
+    size_t peak;         /* the most ever used: what to reserve */
+    mrec_device device;
+    int owned;           /* base was allocated by mrec_arena_reserve */
+} mrec_arena;
+
+#define MREC_ARENA_ALIGN 64
+
+/* A measuring arena: allocations return NULL but are counted in peak. */
+mrec_arena mrec_arena_measure(void);
+/* Allocates `bytes` once (on the device the context runs on). */
+mrec_status mrec_arena_reserve(mrec_arena *a, size_t bytes, mrec_device device, void *cuda);
+void mrec_arena_release(mrec_arena *a, void *cuda);
+void mrec_arena_reset(mrec_arena *a);
+/* Carves a 64-byte aligned block; NULL (and no change) if it would not fit,
+ * except while measuring, where it always returns NULL and counts. */
+void *mrec_arena_alloc(mrec_arena *a, size_t bytes);
+typedef enum { MREC_WANT_AUTO, MREC_WANT_CPU, MREC_WANT_CUDA } mrec_device_request;
+
+typedef struct {
+    mrec_device_request device;
+    int n_threads;       /* <= 0: one per core */
+    mrec_simd max_simd;  /* the highest SIMD level to use (tests pin lower ones) */
+} mrec_context_options;
+
+/* Everything a forward pass needs besides weights and inputs: where it runs,
+ * the CPU pool, the CUDA handles. No op reaches for hidden global state. */
+typedef struct {
+    mrec_device device;
+    mrec_pool *pool;       /* always present: the CPU does I/O and small ops */
+    mrec_cuda *cuda;       /* NULL unless device is MREC_DEVICE_CUDA */
+    mrec_arena workspace;  /* activations, on ctx->device; sized by mrec_context_reserve */
+    char notice[160];      /* e.g. why "auto" fell back to the CPU, for the tool to print */
+} mrec_context;
+
+mrec_context_options mrec_context_defaults(void);
+/* MREC_WANT_CUDA fails with MREC_ERR_DEVICE if no GPU can be used;
+ * MREC_WANT_AUTO falls back to the CPU and says so in ctx->notice. */
+mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *opt);
+void mrec_context_destroy(mrec_context *ctx);
+/* Makes the workspace at least `bytes` large (on the context's device),
+ * releasing the old one; contents are not kept. Call it once, with the
+ * size a measuring arena reported for the largest batch. */
+mrec_status mrec_context_reserve(mrec_context *ctx, size_t bytes);
+const char *mrec_device_name(mrec_device device);
+
+/* A sparse matrix in CSR form, with its shape; the caller checks it once
+ * with mrec_csr_validate before handing it to ops. */
+typedef struct mrec_csr {
+    int n_rows, n_cols;
+    const int64_t *row_ptr; /* (n_rows + 1) */
+    const int32_t *col;     /* (nnz) */
+    const float *val;       /* (nnz) or NULL for ones */
+    mrec_device device;
+    /* The same matrix transposed, (n_cols, n_rows), or NULL: the GPU computes
+     * A^T @ X as a product with it (deterministic, no atomics). */
+    const struct mrec_csr *transposed;
+} mrec_csr;
+
+/* Row pointers non-decreasing from 0, columns inside [0, n_cols). */
+mrec_status mrec_csr_validate(const mrec_csr *a);
 /* ---- GEMM ----------------------------------------------------------------
  * C = alpha * op(A) @ op(B) + beta * C + bias, with op(X) = X or X^T.
  *   op(A): (M, K), stored (M, K) with row stride lda, or (K, M) if trans_a
@@ -248,7 +317,6 @@ mrec_status mrec_index_csr_ref(int64_t *row_ptr, int32_t *pos, const int32_t *id
 /* ---- CUDA (CUDA build only; kernels/cuda/) -------------------------------
  * mrec_cuda owns the device's stream and cuBLAS handle. In a CPU-only build
  * mrec_cuda_create reports MREC_ERR_DEVICE and nothing else is called. */
-typedef struct mrec_cuda mrec_cuda;
 int mrec_cuda_compiled(void); /* 1 in the CUDA build */
 mrec_status mrec_cuda_create(mrec_cuda **out, int device);
 void mrec_cuda_destroy(mrec_cuda *cu);

@@ -74,21 +74,6 @@ mrec_status mrec_op_avgpool2d(mrec_context *ctx, mrec_tensor *out, const mrec_te
 mrec_status mrec_op_topk(mrec_context *ctx, mrec_tensor *idx, mrec_tensor *val,
                          const mrec_tensor *scores);
 
-/* A sparse matrix in CSR form, with its shape; the caller checks it once
- * with mrec_csr_validate before handing it to ops. */
-typedef struct mrec_csr {
-    int n_rows, n_cols;
-    const int64_t *row_ptr; /* (n_rows + 1) */
-    const int32_t *col;     /* (nnz) */
-    const float *val;       /* (nnz) or NULL for ones */
-    mrec_device device;
-    /* The same matrix transposed, (n_cols, n_rows), or NULL: the GPU computes
-     * A^T @ X as a product with it (deterministic, no atomics). */
-    const struct mrec_csr *transposed;
-} mrec_csr;
-
-/* Row pointers non-decreasing from 0, columns inside [0, n_cols). */
-mrec_status mrec_csr_validate(const mrec_csr *a);
 /* out (R, D) = A (R, Cc) @ X (Cc, D), or with transpose, out (Cc, D) = A^T @ X (R, D). */
 mrec_status mrec_op_spmm(mrec_context *ctx, mrec_tensor *out, const mrec_csr *a, const mrec_tensor *x,
                          int transpose);

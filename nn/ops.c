@@ -306,20 +306,6 @@ mrec_status mrec_op_topk(mrec_context *ctx, mrec_tensor *idx, mrec_tensor *val,
     return MREC_OK;
 }
 
-mrec_status mrec_csr_validate(const mrec_csr *a) {
-    if (a->n_rows < 0 || a->n_cols < 0 || !a->row_ptr)
-        return mrec_fail(MREC_ERR_ARG, "csr: negative shape or no row pointers");
-    if (a->row_ptr[0] != 0) return mrec_fail(MREC_ERR_FORMAT, "csr: row_ptr[0] is %lld, not 0", (long long)a->row_ptr[0]);
-    for (int r = 0; r < a->n_rows; r++) {
-        if (a->row_ptr[r + 1] < a->row_ptr[r])
-            return mrec_fail(MREC_ERR_FORMAT, "csr: row_ptr decreases at row %d", r);
-        for (int64_t e = a->row_ptr[r]; e < a->row_ptr[r + 1]; e++)
-            if (a->col[e] < 0 || a->col[e] >= a->n_cols)
-                return mrec_fail(MREC_ERR_FORMAT, "csr: row %d has column %d outside [0, %d)", r, a->col[e], a->n_cols);
-    }
-    return MREC_OK;
-}
-
 mrec_status mrec_op_spmm(mrec_context *ctx, mrec_tensor *out, const mrec_csr *a, const mrec_tensor *x,
                          int transpose) {
     mrec_status st;

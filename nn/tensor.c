@@ -1,4 +1,4 @@
-/* tensor.c: dtypes, shapes, half-precision conversion and arenas. */
+/* tensor.c: dtypes, shapes, half-precision conversion, tensors carved from arenas. */
 #include "mrec_tensor.h"
 
 #include <stdio.h>
@@ -123,57 +123,6 @@ mrec_status mrec_convert_to_f32(float *out, const void *in, mrec_dtype dtype, in
     default:
         return mrec_fail(MREC_ERR_DTYPE, "cannot convert %s to F32", mrec_dtype_name(dtype));
     }
-}
-
-/* ---- arena ------------------------------------------------------------- */
-
-mrec_arena mrec_arena_measure(void) {
-    mrec_arena a = {0};
-    return a;
-}
-
-mrec_status mrec_arena_reserve(mrec_arena *a, size_t bytes, mrec_device device, void *cuda) {
-    memset(a, 0, sizeof *a);
-    a->device = device;
-    if (bytes == 0) bytes = MREC_ARENA_ALIGN;
-    bytes = (bytes + MREC_ARENA_ALIGN - 1) / MREC_ARENA_ALIGN * MREC_ARENA_ALIGN;
-    void *p = NULL;
-    if (device == MREC_DEVICE_CUDA) {
-        mrec_status st = mrec_cuda_malloc(cuda, &p, bytes);
-        if (st) return st;
-    } else {
-        p = aligned_alloc(MREC_ARENA_ALIGN, bytes);
-        if (!p) return mrec_fail(MREC_ERR_NOMEM, "arena: cannot reserve %zu bytes", bytes);
-    }
-    a->base = p;
-    a->capacity = bytes;
-    a->owned = 1;
-    return MREC_OK;
-}
-
-void mrec_arena_release(mrec_arena *a, void *cuda) {
-    if (a->owned) {
-        if (a->device == MREC_DEVICE_CUDA) mrec_cuda_free(cuda, a->base);
-        else free(a->base);
-    }
-    memset(a, 0, sizeof *a);
-}
-
-void mrec_arena_reset(mrec_arena *a) { a->used = 0; }
-
-void *mrec_arena_alloc(mrec_arena *a, size_t bytes) {
-    size_t start = (a->used + MREC_ARENA_ALIGN - 1) / MREC_ARENA_ALIGN * MREC_ARENA_ALIGN;
-    if (bytes > SIZE_MAX - start) return NULL;
-    size_t end = start + bytes;
-    if (!a->base) {
-        a->used = end;
-        if (end > a->peak) a->peak = end;
-        return NULL;
-    }
-    if (end > a->capacity) return NULL;
-    a->used = end;
-    if (end > a->peak) a->peak = end;
-    return a->base + start;
 }
 
 mrec_status mrec_arena_tensor(mrec_arena *a, mrec_tensor *t, mrec_dtype dtype, int ndim,

@@ -1,5 +1,6 @@
-/* context.c: picks the device and owns the pool and CUDA handles. */
-#include "mrec_tensor.h"
+/* context.c: the execution context (it picks the device and owns the pool,
+ * the CUDA handles and the workspace). */
+#include "../mrec_kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
