@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
     mrec_model m;
     mrec_lightgcn_create(&m, &g, x.n_users, x.n_items, 64, 3, 1e-4f, &rng, pool);
     mrec_bpr_sampler s;
-    mrec_adam adam;
+    mrec_optimizer adam;
     mrec_bpr_sampler_init(&s, &train);
     mrec_adam_init(&adam, 1e-3f, 0);
     mrec_adam_add(&adam, m.param[0], m.grad[0], m.size[0]);

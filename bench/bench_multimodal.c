@@ -30,7 +30,7 @@ static double now(void) {
 }
 
 /* mean seconds per step over `steps` batches, after one warm-up */
-static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_adam *adam, int steps, mrec_pool *pool) {
+static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *adam, int steps, mrec_pool *pool) {
     double t = 0;
     for (int k = 0; k <= steps; k++) {
         int64_t at = (int64_t)k * 2048 % (s->n - 2048);
@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
                          : which == 4 ? mrec_bm3_create(&m, &full, feat, 2, U, 64, 1, 0.1f, 2.0f, 0.3f, &rng, pool)
                                       : mrec_ngcfm_create(&m, &mean_self, U, I, cat, 4480, 64, 3, 0.01f, 0.5f, 0, &rng, pool);
         if (st) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-        mrec_adam adam;
+        mrec_optimizer adam;
         mrec_adam_init(&adam, 1e-3f, 0);
         for (int p = 0; p < m.n_params; p++) mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
         /* LATTICE rebuilds its learned graph once per epoch: time that step apart */

@@ -417,4 +417,50 @@ mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, 
                            float beta2, float eps, float weight_decay, int64_t step, int64_t n,
                            mrec_cuda *cu);
 
+/* ---- the op entries ----------------------------------------------------------
+ * One per op: mrec_<op>(ctx, ...) runs mrec_<op>_cpu on the context's pool,
+ * or mrec_<op>_cuda on its stream when ctx->device is MREC_DEVICE_CUDA (all
+ * pointers then device pointers). Shapes and contracts are the variants'
+ * above. Models call only these, so a model runs wherever its context does;
+ * an op without a GPU kernel returns MREC_ERR_UNSUPPORTED naming it. */
+mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
+                      float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc);
+mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const float *B, float alpha, float beta,
+                              int trans_a, int trans_b, int batch, int M, int N, int K, int lda, int ldb, int ldc,
+                              int64_t stride_a, int64_t stride_b, int64_t stride_c);
+mrec_status mrec_add(mrec_context *ctx, float *out, const float *a, const float *b, int64_t n);
+mrec_status mrec_mul(mrec_context *ctx, float *out, const float *a, const float *b, int64_t n);
+mrec_status mrec_scale(mrec_context *ctx, float *out, const float *a, float s, int64_t n);
+mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec_act act, float slope, int64_t n);
+mrec_status mrec_softmax_rows(mrec_context *ctx, float *out, const float *in, const float *mask, int R, int C,
+                              int rows_per_mask);
+mrec_status mrec_layernorm(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
+                           float eps, int R, int C);
+/* out (R, C) = LayerNorm(a + b); out may be a or b */
+mrec_status mrec_add_layernorm(mrec_context *ctx, float *out, const float *a, const float *b, const float *weight,
+                               const float *bias, float eps, int R, int C);
+mrec_status mrec_l2_normalize_rows(mrec_context *ctx, float *out, const float *in, float eps, int R, int C);
+mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V, int D);
+mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const int32_t *mask, int B, int T, int D);
+mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k);
+/* work: mrec_attention_workspace_bytes of memory on the context's device (0 on the GPU: fused) */
+size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh);
+mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const float *k, const float *v,
+                           const float *mask_bias, const float *head_bias, float scale, int B, int T, int heads, int dh,
+                           void *work);
+mrec_status mrec_conv2d_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes);
+mrec_status mrec_conv2d(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
+                        void *work, size_t work_bytes, const mrec_conv2d_shape *s);
+mrec_status mrec_batchnorm(mrec_context *ctx, float *out, const float *in, const float *gamma, const float *beta,
+                           const float *mean, const float *var, float eps, int N, int C, int HW);
+mrec_status mrec_maxpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);
+mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);
+/* out = A @ X (X: (a->n_cols, D)) or, with transpose, A^T @ X (X: (a->n_rows, D)); on the GPU A^T
+ * needs a->transposed */
+mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const float *X, int D, int transpose);
+mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const float *grad, float lr, float beta1,
+                      float beta2, float eps, float weight_decay, int64_t step, int64_t n);
+mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p, uint64_t seed, uint64_t offset,
+                         int64_t n);
+
 #endif

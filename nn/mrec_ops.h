@@ -1,9 +1,10 @@
 /* mrec_ops.h: ops on tensors, dispatched to the device the context runs on.
  *
  * A model calls these and runs unchanged on the CPU or the GPU. Each checks
- * dtypes (F32), devices and shapes, then calls mrec_<op>_cpu or
- * mrec_<op>_cuda from kernels/. An op whose CUDA kernel does not exist yet
- * returns MREC_ERR_UNSUPPORTED naming the op, never a wrong answer.
+ * dtypes (F32), devices and shapes, then calls the op's entry mrec_<op>(ctx,
+ * ...) from kernels/, which picks mrec_<op>_cpu or mrec_<op>_cuda. An op
+ * without a CUDA kernel returns MREC_ERR_UNSUPPORTED naming the op, never a
+ * wrong answer.
  */
 #ifndef MREC_OPS_H
 #define MREC_OPS_H

@@ -1,4 +1,5 @@
-/* ops.c: shape checks and device dispatch for the tensor ops. */
+/* ops.c: the tensor ops: dtype, device and shape checks, then the op's entry
+ * (kernels/mrec_kernels.h), which runs it where the context runs. */
 #include "mrec_ops.h"
 
 #include <string.h>
@@ -29,10 +30,6 @@ static int same_shape(const mrec_tensor *a, const mrec_tensor *b) {
 static int64_t last_dim(const mrec_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 static int64_t leading_rows(const mrec_tensor *t) { return mrec_tensor_numel(t) / (last_dim(t) ? last_dim(t) : 1); }
 
-static mrec_status no_cuda_kernel(const char *op) {
-    return mrec_fail(MREC_ERR_UNSUPPORTED, "%s has no CUDA kernel yet", op);
-}
-
 mrec_status mrec_op_linear(mrec_context *ctx, mrec_tensor *y, const mrec_tensor *x,
                            const mrec_tensor *w, const mrec_tensor *b) {
     const char *op = "linear";
@@ -45,13 +42,8 @@ mrec_status mrec_op_linear(mrec_context *ctx, mrec_tensor *y, const mrec_tensor 
     if (last_dim(x) != K) return shape_error(op, "input's last dimension must match weight's K", x);
     if (last_dim(y) != N || leading_rows(y) != M) return shape_error(op, "output must be (..., N)", y);
     if (b && (b->ndim != 1 || b->shape[0] != N)) return shape_error(op, "bias must be (N)", b);
-    const float *bias = b ? b->data : NULL;
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return mrec_gemm_cuda(y->data, x->data, w->data, bias, 1.0f, 0.0f, 0, 1, (int)M, (int)N, (int)K,
-                              (int)K, (int)K, (int)N, ctx->cuda);
-    mrec_gemm_cpu(y->data, x->data, w->data, bias, 1.0f, 0.0f, 0, 1, (int)M, (int)N, (int)K, (int)K,
-                  (int)K, (int)N, ctx->pool);
-    return MREC_OK;
+    return mrec_gemm(ctx, y->data, x->data, w->data, b ? b->data : NULL, 1.0f, 0.0f, 0, 1, (int)M, (int)N, (int)K, (int)K,
+                     (int)K, (int)N);
 }
 
 mrec_status mrec_op_matmul(mrec_context *ctx, mrec_tensor *c, const mrec_tensor *a,
@@ -70,18 +62,8 @@ mrec_status mrec_op_matmul(mrec_context *ctx, mrec_tensor *c, const mrec_tensor 
     if (Kb != K || (r == 3 && b->shape[0] != batch)) return shape_error(op, "b does not match a", b);
     if (c->shape[r - 2] != M || c->shape[r - 1] != N || (r == 3 && c->shape[0] != batch))
         return shape_error(op, "c must be (batch, M, N)", c);
-    if (ctx->device == MREC_DEVICE_CUDA) {
-        if (batch == 1)
-            return mrec_gemm_cuda(c->data, a->data, b->data, NULL, alpha, 0.0f, 0, trans_b, (int)M, (int)N,
-                                  (int)K, (int)K, trans_b ? (int)K : (int)N, (int)N, ctx->cuda);
-        return mrec_gemm_batched_cuda(c->data, a->data, b->data, alpha, 0.0f, 0, trans_b, (int)batch, (int)M,
-                                      (int)N, (int)K, (int)K, trans_b ? (int)K : (int)N, (int)N, M * K, K * N,
-                                      M * N, ctx->cuda);
-    }
-    mrec_gemm_batched_cpu(c->data, a->data, b->data, alpha, 0.0f, 0, trans_b, (int)batch, (int)M, (int)N,
-                          (int)K, (int)K, trans_b ? (int)K : (int)N, (int)N, M * K, K * N, M * N,
-                          ctx->pool);
-    return MREC_OK;
+    return mrec_gemm_batched(ctx, c->data, a->data, b->data, alpha, 0.0f, 0, trans_b, (int)batch, (int)M, (int)N, (int)K,
+                             (int)K, trans_b ? (int)K : (int)N, (int)N, M * K, K * N, M * N);
 }
 
 mrec_status mrec_op_add(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *a,
@@ -91,9 +73,7 @@ mrec_status mrec_op_add(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *
         (st = check_f32(ctx, "add", "out", out)))
         return st;
     if (!same_shape(a, b) || !same_shape(a, out)) return shape_error("add", "operands must have one shape", b);
-    if (ctx->device == MREC_DEVICE_CUDA) return mrec_add_cuda(out->data, a->data, b->data, mrec_tensor_numel(a), ctx->cuda);
-    mrec_add_cpu(out->data, a->data, b->data, mrec_tensor_numel(a), ctx->pool);
-    return MREC_OK;
+    return mrec_add(ctx, out->data, a->data, b->data, mrec_tensor_numel(a));
 }
 
 mrec_status mrec_op_activation(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
@@ -102,10 +82,7 @@ mrec_status mrec_op_activation(mrec_context *ctx, mrec_tensor *out, const mrec_t
     if ((st = check_f32(ctx, "activation", "input", in)) || (st = check_f32(ctx, "activation", "output", out)))
         return st;
     if (!same_shape(in, out)) return shape_error("activation", "output must have the input's shape", out);
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return mrec_activation_cuda(out->data, in->data, act, slope, mrec_tensor_numel(in), ctx->cuda);
-    mrec_activation_cpu(out->data, in->data, act, slope, mrec_tensor_numel(in), ctx->pool);
-    return MREC_OK;
+    return mrec_activation(ctx, out->data, in->data, act, slope, mrec_tensor_numel(in));
 }
 
 mrec_status mrec_op_layernorm(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
@@ -119,12 +96,8 @@ mrec_status mrec_op_layernorm(mrec_context *ctx, mrec_tensor *out, const mrec_te
     if (!same_shape(in, out)) return shape_error("layernorm", "output must have the input's shape", out);
     if (weight && mrec_tensor_numel(weight) != C) return shape_error("layernorm", "weight must be (C)", weight);
     if (bias && mrec_tensor_numel(bias) != C) return shape_error("layernorm", "bias must be (C)", bias);
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return mrec_layernorm_cuda(out->data, in->data, weight ? weight->data : NULL, bias ? bias->data : NULL, eps,
-                                   (int)leading_rows(in), (int)C, ctx->cuda);
-    mrec_layernorm_cpu(out->data, in->data, weight ? weight->data : NULL, bias ? bias->data : NULL, eps,
-                       (int)leading_rows(in), (int)C, ctx->pool);
-    return MREC_OK;
+    return mrec_layernorm(ctx, out->data, in->data, weight ? weight->data : NULL, bias ? bias->data : NULL, eps,
+                          (int)leading_rows(in), (int)C);
 }
 
 mrec_status mrec_op_softmax(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
@@ -141,12 +114,7 @@ mrec_status mrec_op_softmax(mrec_context *ctx, mrec_tensor *out, const mrec_tens
             return shape_error("softmax", "mask must be (M, C) with M dividing the rows", mask);
         rows_per_mask = R / mrows;
     }
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return mrec_softmax_rows_cuda(out->data, in->data, mask ? mask->data : NULL, (int)R, (int)C,
-                                      (int)rows_per_mask, ctx->cuda);
-    mrec_softmax_rows_cpu(out->data, in->data, mask ? mask->data : NULL, (int)R, (int)C, (int)rows_per_mask,
-                          ctx->pool);
-    return MREC_OK;
+    return mrec_softmax_rows(ctx, out->data, in->data, mask ? mask->data : NULL, (int)R, (int)C, (int)rows_per_mask);
 }
 
 mrec_status mrec_op_l2_normalize(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
@@ -155,11 +123,7 @@ mrec_status mrec_op_l2_normalize(mrec_context *ctx, mrec_tensor *out, const mrec
     if ((st = check_f32(ctx, "l2_normalize", "input", in)) || (st = check_f32(ctx, "l2_normalize", "output", out)))
         return st;
     if (!same_shape(in, out)) return shape_error("l2_normalize", "output must have the input's shape", out);
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return mrec_l2_normalize_rows_cuda(out->data, in->data, eps, (int)leading_rows(in), (int)last_dim(in),
-                                           ctx->cuda);
-    mrec_l2_normalize_rows_cpu(out->data, in->data, eps, (int)leading_rows(in), (int)last_dim(in), ctx->pool);
-    return MREC_OK;
+    return mrec_l2_normalize_rows(ctx, out->data, in->data, eps, (int)leading_rows(in), (int)last_dim(in));
 }
 
 mrec_status mrec_op_mul(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *a,
@@ -169,18 +133,14 @@ mrec_status mrec_op_mul(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *
         (st = check_f32(ctx, "mul", "out", out)))
         return st;
     if (!same_shape(a, b) || !same_shape(a, out)) return shape_error("mul", "operands must have one shape", b);
-    if (ctx->device == MREC_DEVICE_CUDA) return mrec_mul_cuda(out->data, a->data, b->data, mrec_tensor_numel(a), ctx->cuda);
-    mrec_mul_cpu(out->data, a->data, b->data, mrec_tensor_numel(a), ctx->pool);
-    return MREC_OK;
+    return mrec_mul(ctx, out->data, a->data, b->data, mrec_tensor_numel(a));
 }
 
 mrec_status mrec_op_scale(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *a, float s) {
     mrec_status st;
     if ((st = check_f32(ctx, "scale", "a", a)) || (st = check_f32(ctx, "scale", "out", out))) return st;
     if (!same_shape(a, out)) return shape_error("scale", "output must have the input's shape", out);
-    if (ctx->device == MREC_DEVICE_CUDA) return mrec_scale_cuda(out->data, a->data, s, mrec_tensor_numel(a), ctx->cuda);
-    mrec_scale_cpu(out->data, a->data, s, mrec_tensor_numel(a), ctx->pool);
-    return MREC_OK;
+    return mrec_scale(ctx, out->data, a->data, s, mrec_tensor_numel(a));
 }
 
 static mrec_status check_i32(const mrec_context *ctx, const char *op, const char *what, const mrec_tensor *t) {
@@ -202,9 +162,7 @@ mrec_status mrec_op_embedding(mrec_context *ctx, mrec_tensor *out, const mrec_te
     int64_t N = mrec_tensor_numel(ids), D = table->shape[1];
     if (mrec_tensor_numel(out) != N * D || last_dim(out) != D)
         return shape_error("embedding", "output must be (..., D) with one row per id", out);
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return mrec_embedding_cuda(out->data, table->data, ids->data, (int)N, (int)table->shape[0], (int)D, ctx->cuda);
-    return mrec_embedding_cpu(out->data, table->data, ids->data, (int)N, (int)table->shape[0], (int)D, ctx->pool);
+    return mrec_embedding(ctx, out->data, table->data, ids->data, (int)N, (int)table->shape[0], (int)D);
 }
 
 mrec_status mrec_op_mean_pool(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
@@ -218,10 +176,7 @@ mrec_status mrec_op_mean_pool(mrec_context *ctx, mrec_tensor *out, const mrec_te
     if (out->ndim != 2 || out->shape[0] != B || out->shape[1] != D) return shape_error("mean_pool", "output must be (B, D)", out);
     if (mask && (mask->ndim != 2 || mask->shape[0] != B || mask->shape[1] != T))
         return shape_error("mean_pool", "mask must be (B, T)", mask);
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return mrec_mean_pool_cuda(out->data, in->data, mask ? mask->data : NULL, (int)B, (int)T, (int)D, ctx->cuda);
-    mrec_mean_pool_cpu(out->data, in->data, mask ? mask->data : NULL, (int)B, (int)T, (int)D, ctx->pool);
-    return MREC_OK;
+    return mrec_mean_pool(ctx, out->data, in->data, mask ? mask->data : NULL, (int)B, (int)T, (int)D);
 }
 
 mrec_status mrec_op_conv2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
@@ -245,16 +200,13 @@ mrec_status mrec_op_conv2d(mrec_context *ctx, mrec_tensor *out, const mrec_tenso
     if (out->ndim != 4 || out->shape[0] != s.N || out->shape[1] != s.C_out || out->shape[2] != Ho || out->shape[3] != Wo)
         return shape_error(op, "output must be (N, C_out, Ho, Wo)", out);
     if (bias && mrec_tensor_numel(bias) != s.C_out) return shape_error(op, "bias must be (C_out)", bias);
-    size_t mark = ctx->workspace.used, need = mrec_conv2d_workspace_floats(&s) * sizeof(float);
-    if (ctx->device == MREC_DEVICE_CUDA && (st = mrec_conv2d_workspace_bytes_cuda(&need, &s, ctx->cuda))) return st;
-    float *work = need ? mrec_arena_alloc(&ctx->workspace, need) : NULL;
+    size_t mark = ctx->workspace.used, need = 0;
+    if ((st = mrec_conv2d_workspace_bytes(ctx, &s, &need))) return st;
+    void *work = need ? mrec_arena_alloc(&ctx->workspace, need) : NULL;
     if (need && !work)
         return mrec_fail(MREC_ERR_NOMEM, "conv2d: needs %zu bytes of workspace, %zu of %zu are free", need,
                          ctx->workspace.capacity - ctx->workspace.used, ctx->workspace.capacity);
-    if (ctx->device == MREC_DEVICE_CUDA)
-        st = mrec_conv2d_cuda(out->data, in->data, weight->data, bias ? bias->data : NULL, work, need, &s, ctx->cuda);
-    else
-        mrec_conv2d_cpu(out->data, in->data, weight->data, bias ? bias->data : NULL, work, &s, ctx->pool);
+    st = mrec_conv2d(ctx, out->data, in->data, weight->data, bias ? bias->data : NULL, work, need, &s);
     ctx->workspace.used = mark;
     return st;
 }
@@ -271,12 +223,7 @@ static mrec_status pool2d(mrec_context *ctx, const char *op, mrec_tensor *out, c
         return shape_error(op, "window, stride or padding does not fit the input", in);
     if (out->ndim != 4 || out->shape[0] != s.N || out->shape[1] != s.C || out->shape[2] != Ho || out->shape[3] != Wo)
         return shape_error(op, "output must be (N, C, Ho, Wo)", out);
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return is_max ? mrec_maxpool2d_cuda(out->data, in->data, &s, ctx->cuda)
-                      : mrec_avgpool2d_cuda(out->data, in->data, &s, ctx->cuda);
-    if (is_max) mrec_maxpool2d_cpu(out->data, in->data, &s, ctx->pool);
-    else mrec_avgpool2d_cpu(out->data, in->data, &s, ctx->pool);
-    return MREC_OK;
+    return is_max ? mrec_maxpool2d(ctx, out->data, in->data, &s) : mrec_avgpool2d(ctx, out->data, in->data, &s);
 }
 
 mrec_status mrec_op_maxpool2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
@@ -300,10 +247,7 @@ mrec_status mrec_op_topk(mrec_context *ctx, mrec_tensor *idx, mrec_tensor *val,
     if (idx->ndim != 2 || idx->shape[0] != R || k > C || k < 1)
         return shape_error("topk", "indices must be (R, k) with 1 <= k <= C", idx);
     if (!same_shape(idx, val)) return shape_error("topk", "values must have the indices' shape", val);
-    if (ctx->device == MREC_DEVICE_CUDA)
-        return mrec_topk_rows_cuda(idx->data, val->data, scores->data, (int)R, (int)C, (int)k, ctx->cuda);
-    mrec_topk_rows_cpu(idx->data, val->data, scores->data, (int)R, (int)C, (int)k, ctx->pool);
-    return MREC_OK;
+    return mrec_topk_rows(ctx, idx->data, val->data, scores->data, (int)R, (int)C, (int)k);
 }
 
 mrec_status mrec_op_spmm(mrec_context *ctx, mrec_tensor *out, const mrec_csr *a, const mrec_tensor *x,
@@ -315,18 +259,5 @@ mrec_status mrec_op_spmm(mrec_context *ctx, mrec_tensor *out, const mrec_csr *a,
     if (x->ndim != 2 || x->shape[0] != in_rows) return shape_error("spmm", "x's rows must match the sparse matrix", x);
     if (out->ndim != 2 || out->shape[0] != out_rows || out->shape[1] != x->shape[1])
         return shape_error("spmm", "output must be (rows of the product, D)", out);
-    if (ctx->device == MREC_DEVICE_CUDA) {
-        /* A^T @ X runs as a plain product on the transpose, so the sums need no atomics. */
-        const mrec_csr *m = transpose ? a->transposed : a;
-        if (!m) return no_cuda_kernel("spmm of a matrix without its transpose (mrec_csr.transposed)");
-        if (m->device != ctx->device || m->n_rows != out_rows || m->n_cols != in_rows)
-            return mrec_fail(MREC_ERR_SHAPE, "spmm: the transpose kept with the matrix does not match it");
-        return mrec_spmm_cuda(out->data, m->row_ptr, m->col, m->val, x->data, m->n_rows, m->n_cols,
-                              (int)x->shape[1], ctx->cuda);
-    }
-    if (transpose)
-        mrec_spmm_t_cpu(out->data, a->row_ptr, a->col, a->val, x->data, a->n_rows, a->n_cols, (int)x->shape[1], ctx->pool);
-    else
-        mrec_spmm_cpu(out->data, a->row_ptr, a->col, a->val, x->data, a->n_rows, a->n_cols, (int)x->shape[1], ctx->pool);
-    return MREC_OK;
+    return mrec_spmm(ctx, out->data, a, x->data, (int)x->shape[1], transpose);
 }

@@ -314,16 +314,16 @@ typedef struct {
     float *param[MREC_MAX_PARAMS], *grad[MREC_MAX_PARAMS], *m[MREC_MAX_PARAMS], *v[MREC_MAX_PARAMS];
     int64_t size[MREC_MAX_PARAMS];
     int64_t steps[MREC_MAX_PARAMS]; /* per parameter: one skipped by a step keeps its count, as in PyTorch */
-} mrec_adam;
+} mrec_optimizer;
 
-mrec_status mrec_adam_init(mrec_adam *a, float lr, float weight_decay);
-mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n);
-void mrec_adam_step(mrec_adam *a, mrec_pool *pool);
+mrec_status mrec_adam_init(mrec_optimizer *a, float lr, float weight_decay);
+mrec_status mrec_adam_add(mrec_optimizer *a, float *param, float *grad, int64_t n);
+void mrec_adam_step(mrec_optimizer *a, mrec_pool *pool);
 /* A step over the parameters with active[p] set (NULL: all): the others are
  * left alone, moments and count included, as torch.optim.Adam skips a
  * parameter whose .grad is None (one the batch's loss did not reach). */
-void mrec_adam_step_active(mrec_adam *a, const uint8_t *active, mrec_pool *pool);
-void mrec_adam_free(mrec_adam *a);
+void mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_pool *pool);
+void mrec_adam_free(mrec_optimizer *a);
 
 /* BPR loss of MMRec (common/loss.py): -mean log(1e-10 + sigmoid(pos - neg)).
  * dx (n) receives d loss / d (pos - neg). Returns the loss. */

@@ -132,13 +132,13 @@ double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n) {
 
 /* ---- Adam ---- */
 
-mrec_status mrec_adam_init(mrec_adam *a, float lr, float weight_decay) {
+mrec_status mrec_adam_init(mrec_optimizer *a, float lr, float weight_decay) {
     memset(a, 0, sizeof *a);
     a->lr = lr, a->beta1 = 0.9f, a->beta2 = 0.999f, a->eps = 1e-8f, a->weight_decay = weight_decay;
     return MREC_OK;
 }
 
-mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n) {
+mrec_status mrec_adam_add(mrec_optimizer *a, float *param, float *grad, int64_t n) {
     if (a->n_params == MREC_MAX_PARAMS) return mrec_fail(MREC_ERR_ARG, "adam: at most %d parameter tensors", MREC_MAX_PARAMS);
     int p = a->n_params;
     a->m[p] = calloc((size_t)n, sizeof(float));
@@ -152,7 +152,7 @@ mrec_status mrec_adam_add(mrec_adam *a, float *param, float *grad, int64_t n) {
     return MREC_OK;
 }
 
-void mrec_adam_step_active(mrec_adam *a, const uint8_t *active, mrec_pool *pool) {
+void mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_pool *pool) {
     a->step++;
     for (int p = 0; p < a->n_params; p++)
         if (!active || active[p])
@@ -160,9 +160,9 @@ void mrec_adam_step_active(mrec_adam *a, const uint8_t *active, mrec_pool *pool)
                           ++a->steps[p], a->size[p], pool);
 }
 
-void mrec_adam_step(mrec_adam *a, mrec_pool *pool) { mrec_adam_step_active(a, NULL, pool); }
+void mrec_adam_step(mrec_optimizer *a, mrec_pool *pool) { mrec_adam_step_active(a, NULL, pool); }
 
-void mrec_adam_free(mrec_adam *a) {
+void mrec_adam_free(mrec_optimizer *a) {
     for (int p = 0; p < a->n_params; p++) free(a->m[p]), free(a->v[p]);
     memset(a, 0, sizeof *a);
 }

@@ -186,7 +186,7 @@ static void test_features(void) {
 /* skip: parameters not compared after the steps (see test_freedom) */
 static void run_steps(mrec_model *m, const cJSON *c, const cJSON *ref, const char *name, unsigned skip, mrec_pool *pool) {
     float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble;
-    mrec_adam adam;
+    mrec_optimizer adam;
     mrec_adam_init(&adam, lr, 0);
     for (int k = 0; k < m->n_params; k++) mrec_adam_add(&adam, m->param[k], m->grad[k], m->size[k]);
     const cJSON *want = cJSON_GetObjectItem(ref, "losses")->child;

@@ -237,6 +237,48 @@ static void test_cuda_gemm(void) {
     mrec_cuda_destroy(cu);
 }
 
+/* The op entries on a CPU context run the _cpu variants: same bits. A
+ * CUDA context without a GPU cannot be made here, so the entries' GPU side
+ * is exercised by test_cuda on a machine with one. */
+static void test_entries(mrec_context *ctx) {
+    uint64_t seed = 11;
+    enum { R = 7, C = 45, N = R * C };
+    float x[N], y[N], w[C], b[C], want[N], got[N];
+    t_fill_uniform(x, N, &seed, -2, 2), t_fill_uniform(y, N, &seed, -2, 2);
+    t_fill_uniform(w, C, &seed, 0.5f, 1.5f), t_fill_uniform(b, C, &seed, -1, 1);
+    mrec_layernorm_cpu(want, x, w, b, 1e-5f, R, C, ctx->pool);
+    t_status(mrec_layernorm(ctx, got, x, w, b, 1e-5f, R, C), MREC_OK, "layernorm entry");
+    t_check(!memcmp(want, got, sizeof want), "layernorm entry = layernorm_cpu, bit for bit");
+    mrec_add_cpu(want, x, y, N, ctx->pool);
+    mrec_layernorm_cpu(want, want, w, b, 1e-5f, R, C, ctx->pool);
+    memcpy(got, x, sizeof got);
+    t_status(mrec_add_layernorm(ctx, got, got, y, w, b, 1e-5f, R, C), MREC_OK, "add_layernorm entry, in place");
+    t_check(!memcmp(want, got, sizeof want), "add_layernorm entry = add then layernorm, in place");
+    mrec_gemm_cpu(want, x, y, NULL, 1, 0, 0, 1, R, R, C, C, C, R, ctx->pool);
+    t_status(mrec_gemm(ctx, got, x, y, NULL, 1, 0, 0, 1, R, R, C, C, C, R), MREC_OK, "gemm entry");
+    t_check(!memcmp(want, got, sizeof(float) * R * R), "gemm entry = gemm_cpu");
+    /* attention through the entry, with the workspace it asks for */
+    int B = 2, T = 5, heads = 3, dh = 4, H = heads * dh;
+    float q[2 * 5 * 12], k[2 * 5 * 12], v[2 * 5 * 12], ao[2 * 5 * 12], ar[2 * 5 * 12];
+    t_fill_uniform(q, B * T * H, &seed, -1, 1), t_fill_uniform(k, B * T * H, &seed, -1, 1), t_fill_uniform(v, B * T * H, &seed, -1, 1);
+    size_t bytes = mrec_attention_workspace_bytes(ctx, B, T, heads, dh);
+    void *work = malloc(bytes);
+    mrec_attention_cpu(ar, q, k, v, NULL, NULL, 0.5f, B, T, heads, dh, work, ctx->pool);
+    t_status(mrec_attention(ctx, ao, q, k, v, NULL, NULL, 0.5f, B, T, heads, dh, work), MREC_OK, "attention entry");
+    t_check(bytes > 0 && !memcmp(ar, ao, sizeof ao), "attention entry = attention_cpu");
+    t_status(mrec_attention(ctx, ao, q, k, v, NULL, NULL, 0.5f, B, T, heads, dh, NULL), MREC_ERR_ARG, "attention without workspace");
+    free(work);
+    /* A^T X on the CPU needs no kept transpose */
+    int64_t rp[4] = {0, 2, 3, 4};
+    int32_t col[4] = {0, 1, 1, 0};
+    float val[4] = {1, 2, 3, 4}, X[3 * 2] = {1, 2, 3, 4, 5, 6}, out[2 * 2], ref[2 * 2];
+    mrec_csr A = {3, 2, rp, col, val, MREC_DEVICE_CPU, NULL};
+    mrec_spmm_t_ref(ref, rp, col, val, X, 3, 2, 2);
+    t_status(mrec_spmm(ctx, out, &A, X, 2, 1), MREC_OK, "spmm entry, transposed");
+    t_allclose("spmm entry transposed = the reference", ref, out, 4, 0, 0);
+    t_status(mrec_dropout(ctx, got, x, 1.0f, 1, 0, N), MREC_ERR_ARG, "dropout with p = 1 is refused");
+}
+
 int main(void) {
     t_suite("ops");
     test_context();
@@ -253,6 +295,7 @@ int main(void) {
     test_linear(ctx);
     test_tensor_ops(ctx);
     test_more_ops(ctx);
+    test_entries(ctx);
     mrec_context_destroy(ctx);
     test_cuda_gemm();
     return t_finish();

@@ -408,7 +408,7 @@ static void test_trajectory(mrec_pool *pool) {
             int t = 1;
             for (const cJSON *w = cJSON_GetObjectItem(c, "ngcf_weights0")->child; w; w = w->next) fill_floats(m.param[t++], w);
         }
-        mrec_adam adam;
+        mrec_optimizer adam;
         mrec_adam_init(&adam, lr, 0);
         for (int p = 0; p < m.n_params; p++) mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
         const cJSON *want = cJSON_GetObjectItem(ref, "losses")->child;

@@ -1,0 +1,179 @@
+/* dispatch.c: one public entry per op, mrec_<op>(ctx, ...), that runs the
+ * op where the context runs: mrec_<op>_cpu on its pool, or mrec_<op>_cuda
+ * on its stream (device pointers then). Models call only these entries, so
+ * a model file does not know where it runs. An op with no GPU kernel
+ * returns MREC_ERR_UNSUPPORTED naming the op; nothing falls back to the
+ * host behind the caller's back.
+ *
+ * The shapes and contracts are those of the variants (mrec_kernels.h).
+ */
+#include "../mrec_kernels.h"
+
+static int on_gpu(const mrec_context *ctx) { return ctx->device == MREC_DEVICE_CUDA; }
+
+mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
+                      float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc) {
+    if (on_gpu(ctx)) return mrec_gemm_cuda(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, ctx->cuda);
+    mrec_gemm_cpu(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const float *B, float alpha, float beta,
+                              int trans_a, int trans_b, int batch, int M, int N, int K, int lda, int ldb, int ldc,
+                              int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+    if (on_gpu(ctx))
+        return mrec_gemm_batched_cuda(C, A, B, alpha, beta, trans_a, trans_b, batch, M, N, K, lda, ldb, ldc, stride_a,
+                                      stride_b, stride_c, ctx->cuda);
+    mrec_gemm_batched_cpu(C, A, B, alpha, beta, trans_a, trans_b, batch, M, N, K, lda, ldb, ldc, stride_a, stride_b,
+                          stride_c, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_add(mrec_context *ctx, float *out, const float *a, const float *b, int64_t n) {
+    if (on_gpu(ctx)) return mrec_add_cuda(out, a, b, n, ctx->cuda);
+    mrec_add_cpu(out, a, b, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_mul(mrec_context *ctx, float *out, const float *a, const float *b, int64_t n) {
+    if (on_gpu(ctx)) return mrec_mul_cuda(out, a, b, n, ctx->cuda);
+    mrec_mul_cpu(out, a, b, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_scale(mrec_context *ctx, float *out, const float *a, float s, int64_t n) {
+    if (on_gpu(ctx)) return mrec_scale_cuda(out, a, s, n, ctx->cuda);
+    mrec_scale_cpu(out, a, s, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec_act act, float slope, int64_t n) {
+    if (on_gpu(ctx)) return mrec_activation_cuda(out, in, act, slope, n, ctx->cuda);
+    mrec_activation_cpu(out, in, act, slope, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_softmax_rows(mrec_context *ctx, float *out, const float *in, const float *mask, int R, int C,
+                              int rows_per_mask) {
+    if (on_gpu(ctx)) return mrec_softmax_rows_cuda(out, in, mask, R, C, rows_per_mask, ctx->cuda);
+    mrec_softmax_rows_cpu(out, in, mask, R, C, rows_per_mask, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_layernorm(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
+                           float eps, int R, int C) {
+    if (on_gpu(ctx)) return mrec_layernorm_cuda(out, in, weight, bias, eps, R, C, ctx->cuda);
+    mrec_layernorm_cpu(out, in, weight, bias, eps, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_add_layernorm(mrec_context *ctx, float *out, const float *a, const float *b, const float *weight,
+                               const float *bias, float eps, int R, int C) {
+    if (on_gpu(ctx)) return mrec_add_layernorm_cuda(out, a, b, weight, bias, eps, R, C, ctx->cuda);
+    /* two passes on the CPU, where the sum stays in cache between them */
+    mrec_add_cpu(out, a, b, (int64_t)R * C, ctx->pool);
+    mrec_layernorm_cpu(out, out, weight, bias, eps, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_l2_normalize_rows(mrec_context *ctx, float *out, const float *in, float eps, int R, int C) {
+    if (on_gpu(ctx)) return mrec_l2_normalize_rows_cuda(out, in, eps, R, C, ctx->cuda);
+    mrec_l2_normalize_rows_cpu(out, in, eps, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V,
+                           int D) {
+    if (on_gpu(ctx)) return mrec_embedding_cuda(out, table, ids, N, V, D, ctx->cuda);
+    return mrec_embedding_cpu(out, table, ids, N, V, D, ctx->pool);
+}
+
+mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const int32_t *mask, int B, int T, int D) {
+    if (on_gpu(ctx)) return mrec_mean_pool_cuda(out, in, mask, B, T, D, ctx->cuda);
+    mrec_mean_pool_cpu(out, in, mask, B, T, D, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k) {
+    if (on_gpu(ctx)) return mrec_topk_rows_cuda(idx, val, scores, R, C, k, ctx->cuda);
+    mrec_topk_rows_cpu(idx, val, scores, R, C, k, ctx->pool);
+    return MREC_OK;
+}
+
+size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh) {
+    return on_gpu(ctx) ? 0 : mrec_attention_scratch_floats(B, T, heads, dh) * sizeof(float);
+}
+
+mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const float *k, const float *v,
+                           const float *mask_bias, const float *head_bias, float scale, int B, int T, int heads, int dh,
+                           void *work) {
+    if (on_gpu(ctx)) return mrec_attention_cuda(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, ctx->cuda);
+    if (!work) return mrec_fail(MREC_ERR_ARG, "attention: no workspace (mrec_attention_workspace_bytes)");
+    mrec_attention_cpu(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, work, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_conv2d_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes) {
+    if (on_gpu(ctx)) return mrec_conv2d_workspace_bytes_cuda(bytes, s, ctx->cuda);
+    *bytes = mrec_conv2d_workspace_floats(s) * sizeof(float);
+    return MREC_OK;
+}
+
+mrec_status mrec_conv2d(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
+                        void *work, size_t work_bytes, const mrec_conv2d_shape *s) {
+    if (on_gpu(ctx)) return mrec_conv2d_cuda(out, in, weight, bias, work, work_bytes, s, ctx->cuda);
+    size_t need = mrec_conv2d_workspace_floats(s) * sizeof(float);
+    if (need > work_bytes) return mrec_fail(MREC_ERR_ARG, "conv2d: workspace of %zu bytes, %zu needed", work_bytes, need);
+    mrec_conv2d_cpu(out, in, weight, bias, work, s, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_batchnorm(mrec_context *ctx, float *out, const float *in, const float *gamma, const float *beta,
+                           const float *mean, const float *var, float eps, int N, int C, int HW) {
+    if (on_gpu(ctx)) return mrec_batchnorm_cuda(out, in, gamma, beta, mean, var, eps, N, C, HW, ctx->cuda);
+    mrec_batchnorm_cpu(out, in, gamma, beta, mean, var, eps, N, C, HW, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_maxpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s) {
+    if (on_gpu(ctx)) return mrec_maxpool2d_cuda(out, in, s, ctx->cuda);
+    mrec_maxpool2d_cpu(out, in, s, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s) {
+    if (on_gpu(ctx)) return mrec_avgpool2d_cuda(out, in, s, ctx->cuda);
+    mrec_avgpool2d_cpu(out, in, s, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const float *X, int D, int transpose) {
+    if (a->device != ctx->device) return mrec_fail(MREC_ERR_DEVICE, "spmm: the sparse matrix is on another device");
+    if (on_gpu(ctx)) {
+        /* A^T @ X runs as a plain product on the transpose, so the sums need no atomics */
+        const mrec_csr *m = transpose ? a->transposed : a;
+        if (!m) return mrec_fail(MREC_ERR_UNSUPPORTED, "spmm of a matrix without its transpose (mrec_csr.transposed) on the GPU");
+        int rows = transpose ? a->n_cols : a->n_rows, cols = transpose ? a->n_rows : a->n_cols;
+        if (m->device != ctx->device || m->n_rows != rows || m->n_cols != cols)
+            return mrec_fail(MREC_ERR_SHAPE, "spmm: the transpose kept with the matrix does not match it");
+        return mrec_spmm_cuda(out, m->row_ptr, m->col, m->val, X, m->n_rows, m->n_cols, D, ctx->cuda);
+    }
+    if (transpose) mrec_spmm_t_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
+    else mrec_spmm_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const float *grad, float lr, float beta1,
+                      float beta2, float eps, float weight_decay, int64_t step, int64_t n) {
+    if (on_gpu(ctx)) return mrec_adam_cuda(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->cuda);
+    mrec_adam_cpu(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p, uint64_t seed, uint64_t offset,
+                         int64_t n) {
+    if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "dropout: p %g is outside [0, 1)", p);
+    if (on_gpu(ctx)) return mrec_dropout_cuda(out, in, p, seed, offset, n, ctx->cuda);
+    mrec_dropout_cpu(out, in, p, seed, offset, n, ctx->pool);
+    return MREC_OK;
+}
