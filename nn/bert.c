@@ -196,7 +196,6 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
         return mrec_fail(MREC_ERR_ARG, "bert: batch %d x %d tokens (at most %d positions)", B, T, c->max_positions);
     if (pooled && !m->pooler_w) return mrec_fail(MREC_ERR_NOT_FOUND, "bert: this checkpoint has no pooler");
     int H = c->hidden, I = c->intermediate, nh = c->heads, dh = H / nh, BT = B * T;
-    mrec_pool *pool = ctx->pool;
     size_t mark = ctx->workspace.used;
     activations t;
     mrec_status st = carve(&ctx->workspace, &t, c, B, T);
@@ -236,28 +235,28 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
                 int bucket = rel_bucket(k - q, c->rel_buckets, 128);
                 for (int h = 0; h < nh; h++) t.pos_bias[((size_t)h * T + q) * T + k] = m->rel_bias[(size_t)bucket * nh + h];
             }
-    mrec_layernorm_cpu(t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, BT, H, pool);
+    st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, BT, H);
     float scale = 1.0f / sqrtf((float)dh);
-    for (int l = 0; l < c->layers; l++) {
+    for (int l = 0; l < c->layers && !st; l++) {
         const mrec_bert_layer *L = &m->layer[l];
-        mrec_gemm_cpu(t.q, t.x, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        mrec_gemm_cpu(t.k, t.x, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        mrec_gemm_cpu(t.v, t.x, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        mrec_attention_cpu(t.ctx, t.q, t.k, t.v, t.mask_bias, c->mpnet ? t.pos_bias : NULL, scale, B, T, nh, dh, t.attn, pool);
-        mrec_gemm_cpu(t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-        mrec_add_cpu(t.tmp, t.tmp, t.x, (int64_t)BT * H, pool);
-        mrec_layernorm_cpu(t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, BT, H, pool);
-        mrec_gemm_cpu(t.inter, t.x, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I, pool);
-        mrec_activation_cpu(t.inter, t.inter, c->act, 0, (int64_t)BT * I, pool);
-        mrec_gemm_cpu(t.tmp, t.inter, L->out_w, L->out_b, 1, 0, 0, 1, BT, H, I, I, I, H, pool);
-        mrec_add_cpu(t.tmp, t.tmp, t.x, (int64_t)BT * H, pool);
-        mrec_layernorm_cpu(l + 1 == c->layers ? hidden : t.x, t.tmp, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, BT, H, pool);
+        st = mrec_gemm(ctx, t.q, t.x, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+        if (!st) st = mrec_gemm(ctx, t.k, t.x, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+        if (!st) st = mrec_gemm(ctx, t.v, t.x, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+        if (!st) st = mrec_attention(ctx, t.ctx, t.q, t.k, t.v, t.mask_bias, c->mpnet ? t.pos_bias : NULL, scale, B, T, nh, dh, t.attn);
+        if (!st) st = mrec_gemm(ctx, t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+        if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)BT * H);
+        if (!st) st = mrec_layernorm(ctx, t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, BT, H);
+        if (!st) st = mrec_gemm(ctx, t.inter, t.x, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I);
+        if (!st) st = mrec_activation(ctx, t.inter, t.inter, c->act, 0, (int64_t)BT * I);
+        if (!st) st = mrec_gemm(ctx, t.tmp, t.inter, L->out_w, L->out_b, 1, 0, 0, 1, BT, H, I, I, I, H);
+        if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)BT * H);
+        if (!st) st = mrec_layernorm(ctx, l + 1 == c->layers ? hidden : t.x, t.tmp, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, BT, H);
     }
-    if (pooled) {
+    if (!st && pooled) {
         /* [CLS] rows: stride T * H in hidden */
-        mrec_gemm_cpu(pooled, hidden, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, H, H, T * H, H, H, pool);
-        for (int i = 0; i < B * H; i++) pooled[i] = tanhf(pooled[i]);
+        st = mrec_gemm(ctx, pooled, hidden, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, H, H, T * H, H, H);
+        for (int i = 0; !st && i < B * H; i++) pooled[i] = tanhf(pooled[i]);
     }
     ctx->workspace.used = mark;
-    return MREC_OK;
+    return st;
 }
