@@ -113,11 +113,13 @@ static int cmp_len(const void *a, const void *b) {
 }
 
 /* BERT's hidden states (b, T, H) -> pooled (b, H); the pooler output is already there */
-static void pool_bert(const mrec_text_encoder *e, const float *hidden, const int32_t *mask, int b, int T, float *pooled, mrec_pool *pool) {
+static mrec_status pool_bert(mrec_context *ctx, const mrec_text_encoder *e, const float *hidden, const int32_t *mask, int b, int T,
+                             float *pooled) {
     int H = e->bert.cfg.hidden;
-    if (e->pooling == MREC_POOL_MEAN) mrec_mean_pool_cpu(pooled, hidden, mask, b, T, H, pool);
-    else if (e->pooling == MREC_POOL_CLS)
+    if (e->pooling == MREC_POOL_MEAN) return mrec_mean_pool(ctx, pooled, hidden, mask, b, T, H);
+    if (e->pooling == MREC_POOL_CLS)
         for (int r = 0; r < b; r++) memcpy(pooled + (size_t)r * H, hidden + (size_t)r * T * H, sizeof *pooled * (size_t)H);
+    return MREC_OK;
 }
 
 mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, const char *const *texts, int n, float *out) {
@@ -149,9 +151,9 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
         }
         if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, pooled);
         else st = mrec_bert_forward(ctx, &e->bert, bids, NULL, bmask, b, T, hidden, e->pooling == MREC_POOL_POOLER ? pooled : NULL);
+        if (!st && !e->is_clip) st = pool_bert(ctx, e, hidden, bmask, b, T, pooled); /* CLIP's tower pools itself */
+        if (!st && e->normalize) st = mrec_l2_normalize_rows(ctx, pooled, pooled, 1e-12f, b, D);
         if (st) break;
-        if (!e->is_clip) pool_bert(e, hidden, bmask, b, T, pooled, ctx->pool); /* CLIP's tower pools itself */
-        if (e->normalize) mrec_l2_normalize_rows_cpu(pooled, pooled, 1e-12f, b, D, ctx->pool);
         for (int r = 0; r < b; r++) memcpy(out + (size_t)order[at + r].index * D, pooled + (size_t)r * D, sizeof *out * (size_t)D);
         if (e->progress) e->progress(e->progress_ctx, at + b, n);
     }

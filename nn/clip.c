@@ -187,39 +187,42 @@ size_t mrec_clip_workspace_bytes(const mrec_clip *m, mrec_clip_towers tower, int
 }
 
 /* pooled (B, H) -> out (B, dim): the projection, then the norm, as asked */
-static void head(const mrec_clip_tower *tw, int D, const float *pooled, int B, mrec_clip_output what, float *out, mrec_pool *pool) {
+static mrec_status head(mrec_context *ctx, const mrec_clip_tower *tw, int D, const float *pooled, int B, mrec_clip_output what,
+                        float *out) {
     int H = tw->cfg.hidden;
     if (what == MREC_CLIP_POOLER) {
         memcpy(out, pooled, sizeof(float) * (size_t)B * H);
-        return;
+        return MREC_OK;
     }
-    mrec_gemm_cpu(out, pooled, tw->proj, NULL, 1, 0, 0, 1, B, D, H, H, H, D, pool);
-    if (what == MREC_CLIP_EMBEDS) mrec_l2_normalize_rows_cpu(out, out, 0, B, D, pool);
+    mrec_status st = mrec_gemm(ctx, out, pooled, tw->proj, NULL, 1, 0, 0, 1, B, D, H, H, H, D);
+    if (!st && what == MREC_CLIP_EMBEDS) st = mrec_l2_normalize_rows(ctx, out, out, 0, B, D);
+    return st;
 }
 
-static void image_chunk(mrec_context *ctx, const mrec_clip *m, const activations *t, const float *images, int B,
-                        mrec_clip_output what, float *out) {
+static mrec_status image_chunk(mrec_context *ctx, const mrec_clip *m, const activations *t, const float *images, int B,
+                               mrec_clip_output what, float *out) {
     const mrec_clip_tower *tw = &m->vision;
     const mrec_clip_tower_config *c = &tw->cfg;
-    mrec_pool *pool = ctx->pool;
     int H = c->hidden, P = c->patch_size, G = c->image_size / P, N = G * G, T = 1 + N, K = c->channels * P * P;
     float *h = t->pooled + (size_t)B * H;
     mrec_vit_unfold_patches(t->patches, images, B, c->channels, c->image_size, P);
-    for (int b = 0; b < B; b++) {
+    mrec_status st = MREC_OK;
+    for (int b = 0; b < B && !st; b++) {
         float *xb = t->x + (size_t)b * T * H;
-        mrec_gemm_cpu(xb + H, t->patches + (size_t)b * N * K, tw->embed, NULL, 1, 0, 0, 1, N, H, K, K, K, H, pool);
+        st = mrec_gemm(ctx, xb + H, t->patches + (size_t)b * N * K, tw->embed, NULL, 1, 0, 0, 1, N, H, K, K, K, H);
         memcpy(xb, tw->cls, sizeof(float) * (size_t)H);
-        mrec_add_cpu(xb, xb, tw->pos, (int64_t)T * H, pool);
+        if (!st) st = mrec_add(ctx, xb, xb, tw->pos, (int64_t)T * H);
     }
     /* pre_layrnorm through the layer scratch, then back into x */
-    mrec_layernorm_cpu(t->layer, t->x, tw->pre_w, tw->pre_b, c->layer_norm_eps, B * T, H, pool);
-    memcpy(t->x, t->layer, sizeof(float) * (size_t)B * T * H);
-    for (int l = 0; l < c->layers; l++)
-        mrec_vit_layer_forward(&tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL, NULL,
-                               t->layer, pool);
-    for (int b = 0; b < B; b++) memcpy(h + (size_t)b * H, t->x + (size_t)b * T * H, sizeof(float) * (size_t)H);
-    mrec_layernorm_cpu(t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H, pool);
-    head(tw, m->projection_dim, t->pooled, B, what, out, pool);
+    if (!st) st = mrec_layernorm(ctx, t->layer, t->x, tw->pre_w, tw->pre_b, c->layer_norm_eps, B * T, H);
+    if (!st) memcpy(t->x, t->layer, sizeof(float) * (size_t)B * T * H);
+    for (int l = 0; l < c->layers && !st; l++)
+        st = mrec_vit_layer_forward(ctx, &tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL,
+                                    NULL, t->layer);
+    for (int b = 0; b < B && !st; b++) memcpy(h + (size_t)b * H, t->x + (size_t)b * T * H, sizeof(float) * (size_t)H);
+    if (!st) st = mrec_layernorm(ctx, t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H);
+    if (!st) st = head(ctx, tw, m->projection_dim, t->pooled, B, what, out);
+    return st;
 }
 
 /* HF's pooling position: the largest id (eos_token_id 2, legacy configs) or
@@ -236,26 +239,25 @@ static mrec_status text_chunk(mrec_context *ctx, const mrec_clip *m, const activ
                               int B, int T, mrec_clip_output what, float *out) {
     const mrec_clip_tower *tw = &m->text;
     const mrec_clip_tower_config *c = &tw->cfg;
-    mrec_pool *pool = ctx->pool;
     int H = c->hidden;
-    mrec_status st = mrec_embedding_cpu(t->x, tw->embed, ids, B * T, c->vocab_size, H, pool);
+    mrec_status st = mrec_embedding(ctx, t->x, tw->embed, ids, B * T, c->vocab_size, H);
+    for (int b = 0; b < B && !st; b++) st = mrec_add(ctx, t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, tw->pos, (int64_t)T * H);
     if (st) return st;
-    for (int b = 0; b < B; b++) mrec_add_cpu(t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, tw->pos, (int64_t)T * H, pool);
     for (int i = 0; i < B * T; i++) t->mask_bias[i] = !mask || mask[i] ? 0.0f : -FLT_MAX;
     for (int h = 0; h < c->heads; h++) /* query i sees keys j <= i */
         for (int i = 0; i < T; i++)
             for (int j = 0; j < T; j++) t->causal[((size_t)h * T + i) * T + j] = j > i ? -FLT_MAX : 0.0f;
-    for (int l = 0; l < c->layers; l++)
-        mrec_vit_layer_forward(&tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, t->mask_bias,
-                               t->causal, t->layer, pool);
+    for (int l = 0; l < c->layers && !st; l++)
+        st = mrec_vit_layer_forward(ctx, &tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps,
+                                    t->mask_bias, t->causal, t->layer);
     /* final_layer_norm acts per row, so only the pooled rows need it */
     float *h = t->pooled + (size_t)B * H;
-    for (int b = 0; b < B; b++)
+    for (int b = 0; b < B && !st; b++)
         memcpy(h + (size_t)b * H, t->x + ((size_t)b * T + eos_position(ids + (size_t)b * T, T, c->eos_token_id)) * H,
                sizeof(float) * (size_t)H);
-    mrec_layernorm_cpu(t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H, pool);
-    head(tw, m->projection_dim, t->pooled, B, what, out, pool);
-    return MREC_OK;
+    if (!st) st = mrec_layernorm(ctx, t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H);
+    if (!st) st = head(ctx, tw, m->projection_dim, t->pooled, B, what, out);
+    return st;
 }
 
 /* Grows the workspace when nothing else holds part of it. */
@@ -285,12 +287,12 @@ mrec_status mrec_clip_image_forward(mrec_context *ctx, const mrec_clip *m, const
     if ((st = ensure(ctx, mrec_clip_workspace_bytes(m, MREC_CLIP_VISION, B, 0)))) return st;
     mark = ctx->workspace.used;
     if ((st = carve(&ctx->workspace, &t, c, 1, B < MREC_CLIP_CHUNK ? B : MREC_CLIP_CHUNK, 1 + G * G))) return st;
-    for (int b0 = 0; b0 < B; b0 += MREC_CLIP_CHUNK) {
+    for (int b0 = 0; b0 < B && !st; b0 += MREC_CLIP_CHUNK) {
         int n = B - b0 < MREC_CLIP_CHUNK ? B - b0 : MREC_CLIP_CHUNK;
-        image_chunk(ctx, m, &t, images + b0 * img, n, what, out + (size_t)b0 * D);
+        st = image_chunk(ctx, m, &t, images + b0 * img, n, what, out + (size_t)b0 * D);
     }
     ctx->workspace.used = mark;
-    return MREC_OK;
+    return st;
 }
 
 mrec_status mrec_clip_text_forward(mrec_context *ctx, const mrec_clip *m, const int32_t *ids, const int32_t *mask, int B, int T,

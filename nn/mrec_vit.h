@@ -63,7 +63,7 @@ void mrec_vit_unfold_patches(float *out, const float *images, int B, int C, int 
 /* One layer, in place on x (B*T, H): x += Wo attn(LN1(x)); x += W2 act(W1 LN2(x)). mask_bias (B, T)
  * and head_bias (heads, T, T) as in mrec_attention_cpu (kernels/mrec_kernels.h; either may be NULL). q/k/v biases may be NULL. */
 size_t mrec_vit_layer_scratch_floats(int B, int T, int H, int I, int heads);
-void mrec_vit_layer_forward(const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int heads, mrec_act act, float eps,
-                            const float *mask_bias, const float *head_bias, float *scratch, mrec_pool *pool);
+mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int heads,
+                                   mrec_act act, float eps, const float *mask_bias, const float *head_bias, float *scratch);
 
 #endif

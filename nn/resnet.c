@@ -200,12 +200,15 @@ size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w) {
     return (5 * act + col) * sizeof(float) + 6 * MREC_ARENA_ALIGN;
 }
 
-/* out = conv(in) + folded bias, then ReLU if relu; *h, *w become the output size */
-static void conv(mrec_context *ctx, float *out, const float *in, const mrec_conv_bn *cv, int *h, int *w, float *col, int relu) {
+/* out = conv(in) + folded bias, then ReLU if relu; *h, *w become the output size. col holds
+ * col_bytes of im2col workspace. */
+static mrec_status conv(mrec_context *ctx, float *out, const float *in, const mrec_conv_bn *cv, int *h, int *w, float *col,
+                        size_t col_bytes, int relu) {
     mrec_conv2d_shape s = conv_shape(cv, *h, *w);
-    mrec_conv2d_cpu(out, in, cv->w, cv->b, col, &s, ctx->pool);
+    mrec_status st = mrec_conv2d(ctx, out, in, cv->w, cv->b, col, col_bytes, &s);
     *h = conv_out(*h, cv), *w = conv_out(*w, cv);
-    if (relu) mrec_activation_cpu(out, out, MREC_ACT_RELU, 0, (int64_t)cv->c_out * *h * *w, ctx->pool);
+    if (!st && relu) st = mrec_activation(ctx, out, out, MREC_ACT_RELU, 0, (int64_t)cv->c_out * *h * *w);
+    return st;
 }
 
 mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const float *images, int B, int H, int W,
@@ -224,36 +227,39 @@ mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const f
         return mrec_fail(MREC_ERR_NOMEM, "resnet: workspace of %zu bytes is too small for %dx%d images", ctx->workspace.capacity, H, W);
     }
     int n_blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3], C = m->features;
-    for (int img = 0; img < B; img++) {
+    size_t cb = colf * sizeof(float);
+    mrec_status st = MREC_OK;
+    for (int img = 0; img < B && !st; img++) {
         float *x = buf[0], *t1 = buf[1], *t2 = buf[2], *t3 = buf[3], *down = buf[4];
         int h = H, w = W;
-        conv(ctx, t1, images + (size_t)img * 3 * H * W, &m->stem, &h, &w, col, 1);
+        st = conv(ctx, t1, images + (size_t)img * 3 * H * W, &m->stem, &h, &w, col, cb, 1);
         mrec_pool2d_shape ps = {1, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
-        mrec_maxpool2d_cpu(x, t1, &ps, ctx->pool);
+        if (!st) st = mrec_maxpool2d(ctx, x, t1, &ps);
         h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
-        for (int b = 0; b < n_blocks; b++) {
+        for (int b = 0; b < n_blocks && !st; b++) {
             const mrec_resnet_block *Bk = &m->block[b];
             int hh = h, ww = w, hd = h, wd = w;
-            conv(ctx, t1, x, &Bk->conv1, &hh, &ww, col, 1);
+            st = conv(ctx, t1, x, &Bk->conv1, &hh, &ww, col, cb, 1);
             if (m->bottleneck) {
-                conv(ctx, t2, t1, &Bk->conv2, &hh, &ww, col, 1);
-                conv(ctx, t3, t2, &Bk->conv3, &hh, &ww, col, 0);
-            } else {
-                conv(ctx, t3, t1, &Bk->conv2, &hh, &ww, col, 0);
+                if (!st) st = conv(ctx, t2, t1, &Bk->conv2, &hh, &ww, col, cb, 1);
+                if (!st) st = conv(ctx, t3, t2, &Bk->conv3, &hh, &ww, col, cb, 0);
+            } else if (!st) {
+                st = conv(ctx, t3, t1, &Bk->conv2, &hh, &ww, col, cb, 0);
             }
             const float *shortcut = x;
-            if (Bk->down.w) {
-                conv(ctx, down, x, &Bk->down, &hd, &wd, col, 0);
+            if (!st && Bk->down.w) {
+                st = conv(ctx, down, x, &Bk->down, &hd, &wd, col, cb, 0);
                 shortcut = down;
             }
             int64_t n = (int64_t)(m->bottleneck ? Bk->conv3.c_out : Bk->conv2.c_out) * hh * ww;
-            mrec_add_cpu(t3, t3, shortcut, n, ctx->pool);
-            mrec_activation_cpu(t3, t3, MREC_ACT_RELU, 0, n, ctx->pool);
+            if (!st) st = mrec_add(ctx, t3, t3, shortcut, n);
+            if (!st) st = mrec_activation(ctx, t3, t3, MREC_ACT_RELU, 0, n);
             float *swap = x; /* the block's output becomes the next input */
             x = t3, t3 = swap;
             buf[0] = x, buf[3] = t3;
             h = hh, w = ww;
         }
+        if (st) break;
         /* AdaptiveAvgPool2d(1): the mean of each channel plane */
         float *f = pooled ? pooled + (size_t)img * C : buf[4]; /* buf[4] (down) is free by now */
         for (int c = 0; c < C; c++) {
@@ -263,9 +269,9 @@ mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const f
             f[c] = s / (float)(h * w);
         }
         if (logits)
-            mrec_gemm_cpu(logits + (size_t)img * m->n_classes, f, m->fc_w, m->fc_b, 1, 0, 0, 1, 1, m->n_classes, C, C, C,
-                          m->n_classes, ctx->pool);
+            st = mrec_gemm(ctx, logits + (size_t)img * m->n_classes, f, m->fc_w, m->fc_b, 1, 0, 0, 1, 1, m->n_classes, C, C, C,
+                           m->n_classes);
     }
     ctx->workspace.used = mark;
-    return MREC_OK;
+    return st;
 }

@@ -173,49 +173,51 @@ void mrec_vit_unfold_patches(float *out, const float *img, int B, int C, int S, 
             }
 }
 
-void mrec_vit_layer_forward(const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int nh, mrec_act act, float eps,
-                            const float *mask_bias, const float *head_bias, float *scratch, mrec_pool *pool) {
+mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int nh,
+                                   mrec_act act, float eps, const float *mask_bias, const float *head_bias, float *scratch) {
     int BT = B * T, dh = H / nh;
-    float *h = scratch, *q = h + (size_t)BT * H, *k = q + (size_t)BT * H, *v = k + (size_t)BT * H, *ctx = v + (size_t)BT * H,
-          *inter = ctx + (size_t)BT * H, *attn = inter + (size_t)BT * I;
-    mrec_layernorm_cpu(h, x, L->ln1_w, L->ln1_b, eps, BT, H, pool);
-    mrec_gemm_cpu(q, h, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-    mrec_gemm_cpu(k, h, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-    mrec_gemm_cpu(v, h, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H, pool);
-    mrec_attention_cpu(ctx, q, k, v, mask_bias, head_bias, 1.0f / sqrtf((float)dh), B, T, nh, dh, attn, pool);
-    /* x += ctx Wo^T + bo: beta 1 accumulates into the residual */
-    mrec_gemm_cpu(x, ctx, L->o_w, L->o_b, 1, 1, 0, 1, BT, H, H, H, H, H, pool);
-    mrec_layernorm_cpu(h, x, L->ln2_w, L->ln2_b, eps, BT, H, pool);
-    mrec_gemm_cpu(inter, h, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I, pool);
-    mrec_activation_cpu(inter, inter, act, 0, (int64_t)BT * I, pool);
-    mrec_gemm_cpu(x, inter, L->out_w, L->out_b, 1, 1, 0, 1, BT, H, I, I, I, H, pool);
+    float *h = scratch, *q = h + (size_t)BT * H, *k = q + (size_t)BT * H, *v = k + (size_t)BT * H, *att = v + (size_t)BT * H,
+          *inter = att + (size_t)BT * H, *work = inter + (size_t)BT * I;
+    mrec_status st = mrec_layernorm(ctx, h, x, L->ln1_w, L->ln1_b, eps, BT, H);
+    if (!st) st = mrec_gemm(ctx, q, h, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+    if (!st) st = mrec_gemm(ctx, k, h, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+    if (!st) st = mrec_gemm(ctx, v, h, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+    if (!st) st = mrec_attention(ctx, att, q, k, v, mask_bias, head_bias, 1.0f / sqrtf((float)dh), B, T, nh, dh, work);
+    /* x += att Wo^T + bo: beta 1 accumulates into the residual */
+    if (!st) st = mrec_gemm(ctx, x, att, L->o_w, L->o_b, 1, 1, 0, 1, BT, H, H, H, H, H);
+    if (!st) st = mrec_layernorm(ctx, h, x, L->ln2_w, L->ln2_b, eps, BT, H);
+    if (!st) st = mrec_gemm(ctx, inter, h, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I);
+    if (!st) st = mrec_activation(ctx, inter, inter, act, 0, (int64_t)BT * I);
+    if (!st) st = mrec_gemm(ctx, x, inter, L->out_w, L->out_b, 1, 1, 0, 1, BT, H, I, I, I, H);
+    return st;
 }
 
-static void forward_chunk(mrec_context *ctx, const mrec_vit *m, const activations *t, const float *images, int B, float *cls,
-                          float *pooled) {
+static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const activations *t, const float *images, int B,
+                                 float *cls, float *pooled) {
     const mrec_vit_config *c = &m->cfg;
-    mrec_pool *pool = ctx->pool;
     int H = c->hidden, P = c->patch_size, G = c->image_size / P, N = G * G, T = 1 + N, K = c->channels * P * P;
     mrec_vit_unfold_patches(t->patches, images, B, c->channels, c->image_size, P);
     /* patch embeddings into rows 1..N of each sequence (ldc skips the cls row) */
-    for (int b = 0; b < B; b++) {
-        mrec_gemm_cpu(t->x + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, m->patch_w, m->patch_b, 1, 0, 0, 1, N, H, K,
-                      K, K, H, pool);
+    mrec_status st = MREC_OK;
+    for (int b = 0; b < B && !st; b++) {
+        st = mrec_gemm(ctx, t->x + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, m->patch_w, m->patch_b, 1, 0, 0, 1, N,
+                       H, K, K, K, H);
         memcpy(t->x + (size_t)b * T * H, m->cls, sizeof(float) * (size_t)H);
-        mrec_add_cpu(t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, m->pos, (int64_t)T * H, pool);
+        if (!st) st = mrec_add(ctx, t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, m->pos, (int64_t)T * H);
     }
-    for (int l = 0; l < c->layers; l++)
-        mrec_vit_layer_forward(&m->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL, NULL,
-                               t->layer, pool);
+    for (int l = 0; l < c->layers && !st; l++)
+        st = mrec_vit_layer_forward(ctx, &m->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL,
+                                    NULL, t->layer);
     /* the final LayerNorm is needed only on the cls rows (stride T * H) */
     float *h = t->layer;
-    for (int b = 0; b < B; b++)
-        mrec_layernorm_cpu(h + (size_t)b * H, t->x + (size_t)b * T * H, m->ln_w, m->ln_b, c->layer_norm_eps, 1, H, pool);
-    if (cls) memcpy(cls, h, sizeof(float) * (size_t)B * H);
-    if (pooled) {
-        mrec_gemm_cpu(pooled, h, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, c->pooler_size, H, H, H, c->pooler_size, pool);
-        for (int64_t i = 0; i < (int64_t)B * c->pooler_size; i++) pooled[i] = tanhf(pooled[i]);
+    for (int b = 0; b < B && !st; b++)
+        st = mrec_layernorm(ctx, h + (size_t)b * H, t->x + (size_t)b * T * H, m->ln_w, m->ln_b, c->layer_norm_eps, 1, H);
+    if (!st && cls) memcpy(cls, h, sizeof(float) * (size_t)B * H);
+    if (!st && pooled) {
+        st = mrec_gemm(ctx, pooled, h, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, c->pooler_size, H, H, H, c->pooler_size);
+        for (int64_t i = 0; !st && i < (int64_t)B * c->pooler_size; i++) pooled[i] = tanhf(pooled[i]);
     }
+    return st;
 }
 
 mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *images, int B, float *cls, float *pooled) {
@@ -228,11 +230,11 @@ mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *
     mrec_status st = carve(&ctx->workspace, &t, c, B < MREC_VIT_CHUNK ? B : MREC_VIT_CHUNK);
     if (st) return st;
     size_t img = (size_t)c->channels * c->image_size * c->image_size;
-    for (int b0 = 0; b0 < B; b0 += MREC_VIT_CHUNK) {
+    for (int b0 = 0; b0 < B && !st; b0 += MREC_VIT_CHUNK) {
         int n = B - b0 < MREC_VIT_CHUNK ? B - b0 : MREC_VIT_CHUNK;
-        forward_chunk(ctx, m, &t, images + b0 * img, n, cls ? cls + (size_t)b0 * c->hidden : NULL,
-                      pooled ? pooled + (size_t)b0 * c->pooler_size : NULL);
+        st = forward_chunk(ctx, m, &t, images + b0 * img, n, cls ? cls + (size_t)b0 * c->hidden : NULL,
+                           pooled ? pooled + (size_t)b0 * c->pooler_size : NULL);
     }
     ctx->workspace.used = mark;
-    return MREC_OK;
+    return st;
 }
