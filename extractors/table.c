@@ -1,13 +1,12 @@
 /* table.c: CSV / TSV item tables with a header row. */
 #include "mrec_extract.h"
 
+#include "../nn/mrec_io.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define MAX_TABLE (1u << 30)
 
@@ -34,19 +33,9 @@ mrec_status mrec_table_read(mrec_table *t, const char *path, char sep) {
         size_t n = strlen(path);
         sep = (n > 4 && (!strcmp(path + n - 4, ".tsv") || !strcmp(path + n - 4, ".tab"))) ? '\t' : ',';
     }
-    /* O_NONBLOCK: a FIFO given as a table would block open() forever; only a regular file is read */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return mrec_fail(MREC_ERR_IO, "%s: not a regular file (a table is read from a file)", path);
-    }
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-    }
+    FILE *f;
+    mrec_status open_st = mrec_open_regular(&f, path); /* a FIFO would block, a folder fail midway */
+    if (open_st) return open_st;
     char **fields = NULL, **cells = NULL;
     int n_fields = 0, cap_fields = 0, cap_cells = 0, n_cells = 0;
     char *field = NULL;

@@ -83,28 +83,59 @@ void mrec_atomic_abort(mrec_atomic_file *af) {
     memset(af, 0, sizeof *af);
 }
 
-mrec_status mrec_map_file(const char *path, void **map, size_t *size) {
-    *map = NULL;
-    *size = 0;
-    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer */
+mrec_status mrec_open_regular(FILE **fp, const char *path) {
+    *fp = NULL;
+    /* Non-blocking, so a FIFO with no writer cannot hold the open; then fstat
+     * decides before any byte is read. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
         close(fd);
-        return mrec_fail(MREC_ERR_IO, "%s: not a regular file (a directory, device or pipe); expected a file", path);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot stat (%s)", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        const char *kind = S_ISDIR(sb.st_mode) ? "a folder" : S_ISFIFO(sb.st_mode) ? "a FIFO" : S_ISCHR(sb.st_mode) ? "a character device"
+                           : S_ISBLK(sb.st_mode) ? "a block device" : S_ISSOCK(sb.st_mode) ? "a socket" : "not a regular file";
+        return mrec_fail(MREC_ERR_IO, "%s: is %s, not a regular file", path, kind);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    *fp = fdopen(fd, "r");
+    if (!*fp) {
+        int e = errno;
+        close(fd);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(e));
+    }
+    return MREC_OK;
+}
+
+mrec_status mrec_map_file(const char *path, void **map, size_t *size) {
+    *map = NULL;
+    *size = 0;
+    FILE *f;
+    mrec_status st = mrec_open_regular(&f, path);
+    if (st) return st;
+    int fd = fileno(f);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        fclose(f);
+        return mrec_fail(MREC_ERR_IO, "%s: cannot stat (%s)", path, strerror(e));
     }
     if (sb.st_size > 0) {
         void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             int e = errno;
-            close(fd);
+            fclose(f);
             return mrec_fail(MREC_ERR_IO, "%s: cannot map (%s)", path, strerror(e));
         }
         *map = p;
         *size = (size_t)sb.st_size;
     }
-    close(fd);
+    fclose(f); /* the mapping outlives the descriptor */
     return MREC_OK;
 }
 

@@ -26,6 +26,11 @@ mrec_status mrec_atomic_write(mrec_atomic_file *af, const void *buf, size_t n);
 mrec_status mrec_atomic_commit(mrec_atomic_file *af);
 void mrec_atomic_abort(mrec_atomic_file *af);
 
+/* Opens path for reading if it is a regular file. The open does not block
+ * (a FIFO with no writer would hold it forever) and fstat refuses a folder,
+ * FIFO, device or socket, naming it, before any byte is read. */
+mrec_status mrec_open_regular(FILE **fp, const char *path);
+
 /* Maps a whole file read-only. An empty file maps to (NULL, 0). Anything
  * but a regular file (a FIFO, a directory, a device) is refused at once. */
 mrec_status mrec_map_file(const char *path, void **map, size_t *size);

@@ -220,35 +220,6 @@ static mrec_status finish(builder *b, mrec_interactions *out) {
 
 /* ---- files and lines ---- */
 
-mrec_status mrec_open_regular(FILE **fp, const char *path) {
-    *fp = NULL;
-    /* Non-blocking, so a FIFO with no writer cannot hold the open; then fstat
-     * decides before any byte is read. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return mrec_fail(MREC_ERR_IO, "%s: cannot stat (%s)", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        const char *kind = S_ISDIR(sb.st_mode) ? "a folder" : S_ISFIFO(sb.st_mode) ? "a FIFO" : S_ISCHR(sb.st_mode) ? "a character device"
-                           : S_ISBLK(sb.st_mode) ? "a block device" : S_ISSOCK(sb.st_mode) ? "a socket" : "not a regular file";
-        return mrec_fail(MREC_ERR_IO, "%s: is %s; expected a regular file", path, kind);
-    }
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    *fp = fdopen(fd, "r");
-    if (!*fp) {
-        int e = errno;
-        close(fd);
-        return mrec_fail(MREC_ERR_IO, "%s: cannot open (%s)", path, strerror(e));
-    }
-    return MREC_OK;
-}
-
 typedef struct {
     FILE *fp;
     const char *path;

@@ -12,6 +12,7 @@
  */
 #include "mrec_recsys.h"
 
+#include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
 #include "recsys_internal.h"
 

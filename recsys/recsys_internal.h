@@ -9,6 +9,5 @@
 
 /* Opens path for reading only if it is a regular file: a folder, FIFO or
  * device is an error naming it, found before anything blocks or is read. */
-mrec_status mrec_open_regular(FILE **fp, const char *path);
 
 #endif

@@ -201,7 +201,7 @@ static void test_not_files(void) {
     alarm(20); /* a loader that blocks on the FIFO fails the program instead of hanging it */
     const char *fifo = path_of("pipe.tsv");
     if (mkfifo(fifo, 0600) == 0)
-        expect("a FIFO", mrec_load_tsv_opt(&x, fifo, &o), MREC_ERR_IO, M("pipe.tsv", "is a FIFO", "expected a regular file"));
+        expect("a FIFO", mrec_load_tsv_opt(&x, fifo, &o), MREC_ERR_IO, M("pipe.tsv", "is a FIFO", "not a regular file"));
     else t_skip("mkfifo failed");
     expect("a folder", mrec_load_inter_opt(&x, tmpdir, &o), MREC_ERR_IO, M(tmpdir, "is a folder"));
     if (access("/dev/zero", R_OK) == 0)
