@@ -77,7 +77,7 @@ typedef struct {
     double *sorted;  /* (n_items) per thread */
     double (*sums)[MREC_METRIC_COUNT][MREC_EVAL_MAX_K]; /* per user of the block */
     int *counted;
-    int u0, n_items, kmax, n_threads;
+    int u0, n_items, kmax;
 } eval_block;
 
 static int by_desc(const void *a, const void *b) {
@@ -85,11 +85,17 @@ static int by_desc(const void *a, const void *b) {
     return x > y ? -1 : x < y;
 }
 
-/* Metrics of users [u0 + lo, u0 + hi) of the block; one task per thread slice. */
+/* Users per metrics task: small enough that a descheduled thread holds back
+ * little of a block (the others take the remaining tasks), large enough to
+ * pay for the hand-out. Each user's sums land in its own slot and are added
+ * in user order afterwards, so the split does not change a bit. */
+#define USERS_PER_TASK 16
+
+/* Metrics of the block's users [task * USERS_PER_TASK, (task + 1) * USERS_PER_TASK). */
 static void metrics_task(void *arg, int task, int thread) {
     eval_block *e = arg;
     const mrec_user_items *rel = e->spec->relevant;
-    int block = e->spec->block_users, per = (block + e->n_threads - 1) / e->n_threads;
+    int block = e->spec->block_users, per = USERS_PER_TASK;
     double *gain = e->gain + (size_t)thread * e->n_items, *sorted = e->sorted + (size_t)thread * e->n_items;
     for (int b = task * per; b < (task + 1) * per && b < block; b++) {
         int u = e->u0 + b;
@@ -125,7 +131,7 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
         if (spec.k[i] < 1 || spec.k[i] > n_items || (i && spec.k[i] <= spec.k[i - 1]))
             return mrec_fail(MREC_ERR_ARG, "evaluate: cut-offs must ascend within 1..%d items, got %d", n_items, spec.k[i]);
     int kmax = spec.k[spec.n_k - 1], threads = mrec_pool_threads(pool), B = spec.block_users;
-    eval_block e = {.spec = &spec, .n_items = n_items, .kmax = kmax, .n_threads = threads};
+    eval_block e = {.spec = &spec, .n_items = n_items, .kmax = kmax};
     e.scores = malloc((size_t)B * n_items * sizeof *e.scores);
     e.topk = malloc((size_t)B * kmax * sizeof *e.topk);
     e.topv = malloc((size_t)B * kmax * sizeof *e.topv);
@@ -148,7 +154,7 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
         }
         mrec_topk_rows_cpu(e.topk, e.topv, e.scores, n, n_items, kmax, pool);
         e.u0 = u0;
-        mrec_pool_run(pool, metrics_task, &e, threads);
+        mrec_pool_run(pool, metrics_task, &e, (n + USERS_PER_TASK - 1) / USERS_PER_TASK);
         for (int b = 0; b < n; b++) {
             if (!e.counted[b]) continue;
             out->n_users++;
