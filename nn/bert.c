@@ -41,42 +41,17 @@ static mrec_status read_config(mrec_bert_config *c, const char *dir) {
 
 /* ---- weights ---- */
 
-typedef struct {
-    const mrec_safetensors *st;
-    const char *prefix; /* "" or "bert." */
-    float *next;        /* where the next tensor goes; NULL while measuring */
-    int64_t floats;     /* floats taken so far */
-} loader;
-
-/* Copies tensor `name` of the given shape into the storage; an error if
- * absent (unless optional) or of another shape. While measuring it only
- * checks the shape and counts, so nothing is allocated for a config that
- * does not match the file. */
-static mrec_status take(loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1, int optional) {
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", l->prefix, name);
-    *dst = NULL;
-    if (optional && !mrec_safetensors_find(l->st, full)) return MREC_OK;
-    int64_t shape[2] = {d0, d1};
-    mrec_status s = l->next ? mrec_safetensors_read_f32(l->st, full, ndim, shape, l->next)
-                            : mrec_safetensors_expect(l->st, full, ndim, shape, NULL);
-    if (s) return s;
-    int64_t n = ndim == 1 ? d0 : d0 * d1;
-    if (l->next) *dst = l->next, l->next += n;
-    l->floats += n;
-    return MREC_OK;
-}
-
-/* Every tensor of the model, in storage order. */
-static mrec_status take_all(mrec_bert *m, loader *l) {
+static mrec_status take_all(mrec_bert *m, mrec_weight_loader *l) {
     const mrec_bert_config *c = &m->cfg;
     int64_t H = c->hidden, I = c->intermediate;
-    mrec_status st = take(l, &m->word, "embeddings.word_embeddings.weight", 2, c->vocab_size, H, 0);
-    if (!st) st = take(l, &m->position, "embeddings.position_embeddings.weight", 2, c->max_positions, H, 0);
-    if (!st && !c->mpnet) st = take(l, &m->token_type, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0);
-    if (!st && c->mpnet) st = take(l, &m->rel_bias, "encoder.relative_attention_bias.weight", 2, c->rel_buckets, c->heads, 0);
-    if (!st) st = take(l, &m->emb_ln_w, "embeddings.LayerNorm.weight", 1, H, 0, 0);
-    if (!st) st = take(l, &m->emb_ln_b, "embeddings.LayerNorm.bias", 1, H, 0, 0);
+    mrec_status st = mrec_weights_take(l, &m->word, "embeddings.word_embeddings.weight", 2, c->vocab_size, H, 0, 0);
+    if (!st) st = mrec_weights_take(l, &m->position, "embeddings.position_embeddings.weight", 2, c->max_positions, H, 0, 0);
+    if (!st && !c->mpnet)
+        st = mrec_weights_take(l, &m->token_type, "embeddings.token_type_embeddings.weight", 2, c->type_vocab, H, 0, 0);
+    if (!st && c->mpnet)
+        st = mrec_weights_take(l, &m->rel_bias, "encoder.relative_attention_bias.weight", 2, c->rel_buckets, c->heads, 0, 0);
+    if (!st) st = mrec_weights_take(l, &m->emb_ln_w, "embeddings.LayerNorm.weight", 1, H, 0, 0, 0);
+    if (!st) st = mrec_weights_take(l, &m->emb_ln_b, "embeddings.LayerNorm.bias", 1, H, 0, 0, 0);
     for (int i = 0; i < c->layers && !st; i++) {
         mrec_bert_layer *L = &m->layer[i];
         int mp = c->mpnet;
@@ -98,14 +73,14 @@ static mrec_status take_all(mrec_bert *m, loader *l) {
         for (size_t k = 0; k < sizeof w / sizeof w[0] && !st; k++) {
             char n[128];
             snprintf(n, sizeof n, "encoder.layer.%d.%s", i, w[k].name);
-            st = take(l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0);
+            st = mrec_weights_take(l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
         }
     }
     char pooler[64];
     snprintf(pooler, sizeof pooler, "%spooler.dense.weight", l->prefix);
-    if (!st && mrec_safetensors_find(l->st, pooler)) {
-        st = take(l, &m->pooler_w, "pooler.dense.weight", 2, H, H, 0);
-        if (!st) st = take(l, &m->pooler_b, "pooler.dense.bias", 1, H, 0, 0);
+    if (!st && mrec_safetensors_find(l->sf, pooler)) {
+        st = mrec_weights_take(l, &m->pooler_w, "pooler.dense.weight", 2, H, H, 0, 0);
+        if (!st) st = mrec_weights_take(l, &m->pooler_b, "pooler.dense.bias", 1, H, 0, 0, 0);
     }
     return st;
 }
@@ -122,7 +97,7 @@ mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
     const char *prefix = c->mpnet ? "mpnet." : "bert.";
     char probe[64];
     snprintf(probe, sizeof probe, "%sembeddings.word_embeddings.weight", prefix);
-    loader l = {&sf, mrec_safetensors_find(&sf, probe) ? prefix : "", NULL, 0};
+    mrec_weight_loader l = {&sf, mrec_safetensors_find(&sf, probe) ? prefix : "", NULL, 0};
     m->layer = calloc((size_t)c->layers, sizeof *m->layer);
     st = m->layer ? take_all(m, &l) : mrec_fail(MREC_ERR_NOMEM, "%s: %d layers", path, c->layers);
     if (!st) {

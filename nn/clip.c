@@ -40,40 +40,22 @@ static mrec_status read_config(mrec_clip *m, const char *dir) {
 
 /* ---- weights ---- */
 
-typedef struct {
-    const mrec_safetensors *sf;
-    float *next;    /* NULL while measuring: shapes are checked and counted only */
-    int64_t floats;
-} loader;
-
-static mrec_status take(loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-    int64_t shape[4] = {d0, d1, d2, d3};
-    mrec_status st = l->next ? mrec_safetensors_read_f32(l->sf, name, ndim, shape, l->next)
-                             : mrec_safetensors_expect(l->sf, name, ndim, shape, NULL);
-    if (st) return st;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    if (l->next) *dst = l->next, l->next += n;
-    l->floats += n;
-    return MREC_OK;
-}
-
-static mrec_status take_tower(mrec_clip_tower *t, loader *lp, int vision, int D) {
+static mrec_status take_tower(mrec_clip_tower *t, mrec_weight_loader *lp, int vision, int D) {
     const mrec_clip_tower_config *c = &t->cfg;
     int64_t H = c->hidden, I = c->intermediate, P = c->patch_size, C = c->channels, G = vision ? c->image_size / P : 0;
-    loader l = *lp;
+    mrec_weight_loader l = *lp;
     const char *tw = vision ? "vision_model" : "text_model";
     char n[192];
     mrec_status st;
     if (vision) {
-        st = take(&l, &t->embed, "vision_model.embeddings.patch_embedding.weight", 4, H, C, P, P);
-        if (!st) st = take(&l, &t->cls, "vision_model.embeddings.class_embedding", 1, H, 0, 0, 0);
-        if (!st) st = take(&l, &t->pos, "vision_model.embeddings.position_embedding.weight", 2, 1 + G * G, H, 0, 0);
-        if (!st) st = take(&l, &t->pre_w, "vision_model.pre_layrnorm.weight", 1, H, 0, 0, 0);
-        if (!st) st = take(&l, &t->pre_b, "vision_model.pre_layrnorm.bias", 1, H, 0, 0, 0);
+        st = mrec_weights_take(&l, &t->embed, "vision_model.embeddings.patch_embedding.weight", 4, H, C, P, P);
+        if (!st) st = mrec_weights_take(&l, &t->cls, "vision_model.embeddings.class_embedding", 1, H, 0, 0, 0);
+        if (!st) st = mrec_weights_take(&l, &t->pos, "vision_model.embeddings.position_embedding.weight", 2, 1 + G * G, H, 0, 0);
+        if (!st) st = mrec_weights_take(&l, &t->pre_w, "vision_model.pre_layrnorm.weight", 1, H, 0, 0, 0);
+        if (!st) st = mrec_weights_take(&l, &t->pre_b, "vision_model.pre_layrnorm.bias", 1, H, 0, 0, 0);
     } else {
-        st = take(&l, &t->embed, "text_model.embeddings.token_embedding.weight", 2, c->vocab_size, H, 0, 0);
-        if (!st) st = take(&l, &t->pos, "text_model.embeddings.position_embedding.weight", 2, c->max_positions, H, 0, 0);
+        st = mrec_weights_take(&l, &t->embed, "text_model.embeddings.token_embedding.weight", 2, c->vocab_size, H, 0, 0);
+        if (!st) st = mrec_weights_take(&l, &t->pos, "text_model.embeddings.position_embedding.weight", 2, c->max_positions, H, 0, 0);
     }
     for (int i = 0; i < c->layers && !st; i++) {
         mrec_vit_layer *L = &t->layer[i];
@@ -89,22 +71,22 @@ static mrec_status take_tower(mrec_clip_tower *t, loader *lp, int vision, int D)
         };
         for (size_t k = 0; k < sizeof w / sizeof w[0] && !st; k++) {
             snprintf(n, sizeof n, "%s.encoder.layers.%d.%s", tw, i, w[k].name);
-            st = take(&l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
+            st = mrec_weights_take(&l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
         }
     }
     const char *post = vision ? "post_layernorm" : "final_layer_norm";
     snprintf(n, sizeof n, "%s.%s.weight", tw, post);
-    if (!st) st = take(&l, &t->post_w, n, 1, H, 0, 0, 0);
+    if (!st) st = mrec_weights_take(&l, &t->post_w, n, 1, H, 0, 0, 0);
     snprintf(n, sizeof n, "%s.%s.bias", tw, post);
-    if (!st) st = take(&l, &t->post_b, n, 1, H, 0, 0, 0);
-    if (!st) st = take(&l, &t->proj, vision ? "visual_projection.weight" : "text_projection.weight", 2, D, H, 0, 0);
+    if (!st) st = mrec_weights_take(&l, &t->post_b, n, 1, H, 0, 0, 0);
+    if (!st) st = mrec_weights_take(&l, &t->proj, vision ? "visual_projection.weight" : "text_projection.weight", 2, D, H, 0, 0);
     *lp = l;
     return st;
 }
 
 /* Measures the tower against the file (every shape checked), then allocates and reads. */
 static mrec_status load_tower(mrec_clip_tower *t, const mrec_safetensors *sf, int vision, int D) {
-    loader l = {sf, NULL, 0};
+    mrec_weight_loader l = {sf, "", NULL, 0};
     t->layer = calloc((size_t)t->cfg.layers, sizeof *t->layer);
     if (!t->layer) return mrec_fail(MREC_ERR_NOMEM, "%s: %d layers", sf->path, t->cfg.layers);
     mrec_status st = take_tower(t, &l, vision, D);

@@ -68,6 +68,23 @@ mrec_status mrec_safetensors_expect(const mrec_safetensors *st, const char *name
 mrec_status mrec_safetensors_read_f32(const mrec_safetensors *st, const char *name, int ndim,
                                       const int64_t *shape, float *out);
 
+/* A model's weights in one float storage, read in two passes: a measuring
+ * pass (next NULL) checks every tensor's name and shape against the file and
+ * counts floats, so nothing is allocated for a config that does not match;
+ * then the caller allocates `floats` floats, sets next to them and takes the
+ * same tensors again, which copies them (widened to F32, checked finite). */
+typedef struct {
+    const mrec_safetensors *sf;
+    const char *prefix; /* put before every name: "" or a model prefix such as "bert." */
+    float *next;        /* where the next tensor goes; NULL while measuring */
+    int64_t floats;     /* floats taken so far */
+} mrec_weight_loader;
+
+/* Takes tensor prefix + name, of ndim dimensions d0..d3 (the unused ones 0),
+ * into the storage; *dst points at it (NULL while measuring). */
+mrec_status mrec_weights_take(mrec_weight_loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1,
+                              int64_t d2, int64_t d3);
+
 /* ---- writing ----------------------------------------------------------- */
 
 typedef struct {

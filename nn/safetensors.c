@@ -343,3 +343,20 @@ mrec_status mrec_safetensors_write(const char *path, const mrec_st_tensor_in *te
     }
     return mrec_atomic_commit(&af);
 }
+
+mrec_status mrec_weights_take(mrec_weight_loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1,
+                              int64_t d2, int64_t d3) {
+    char full[512];
+    if ((size_t)snprintf(full, sizeof full, "%s%s", l->prefix ? l->prefix : "", name) >= sizeof full)
+        return mrec_fail(MREC_ERR_ARG, "%s: tensor name %s%s is too long", l->sf->path, l->prefix, name);
+    int64_t shape[4] = {d0, d1, d2, d3};
+    *dst = NULL;
+    mrec_status st = l->next ? mrec_safetensors_read_f32(l->sf, full, ndim, shape, l->next)
+                             : mrec_safetensors_expect(l->sf, full, ndim, shape, NULL);
+    if (st) return st;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    if (l->next) *dst = l->next, l->next += n;
+    l->floats += n;
+    return MREC_OK;
+}

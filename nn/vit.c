@@ -36,35 +36,13 @@ static mrec_status read_config(mrec_vit_config *c, const char *dir) {
 
 /* ---- weights ---- */
 
-typedef struct {
-    const mrec_safetensors *sf;
-    const char *prefix; /* "" or "vit." */
-    float *next;        /* NULL while measuring: shapes are checked and counted only */
-    int64_t floats;
-} loader;
-
-/* Reads `name` (of numel d0 * d1 * d2 * d3, in the shape given by ndim) into the storage. */
-static mrec_status take(loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", l->prefix, name);
-    int64_t shape[4] = {d0, d1, d2, d3};
-    mrec_status st = l->next ? mrec_safetensors_read_f32(l->sf, full, ndim, shape, l->next)
-                             : mrec_safetensors_expect(l->sf, full, ndim, shape, NULL);
-    if (st) return st;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    if (l->next) *dst = l->next, l->next += n;
-    l->floats += n;
-    return MREC_OK;
-}
-
-static mrec_status take_all(mrec_vit *m, loader *l) {
+static mrec_status take_all(mrec_vit *m, mrec_weight_loader *l) {
     const mrec_vit_config *c = &m->cfg;
     int64_t H = c->hidden, I = c->intermediate, P = c->patch_size, C = c->channels, G = c->image_size / P;
-    mrec_status st = take(l, &m->patch_w, "embeddings.patch_embeddings.projection.weight", 4, H, C, P, P);
-    if (!st) st = take(l, &m->patch_b, "embeddings.patch_embeddings.projection.bias", 1, H, 0, 0, 0);
-    if (!st) st = take(l, &m->cls, "embeddings.cls_token", 3, 1, 1, H, 0);
-    if (!st) st = take(l, &m->pos, "embeddings.position_embeddings", 3, 1, 1 + G * G, H, 0);
+    mrec_status st = mrec_weights_take(l, &m->patch_w, "embeddings.patch_embeddings.projection.weight", 4, H, C, P, P);
+    if (!st) st = mrec_weights_take(l, &m->patch_b, "embeddings.patch_embeddings.projection.bias", 1, H, 0, 0, 0);
+    if (!st) st = mrec_weights_take(l, &m->cls, "embeddings.cls_token", 3, 1, 1, H, 0);
+    if (!st) st = mrec_weights_take(l, &m->pos, "embeddings.position_embeddings", 3, 1, 1 + G * G, H, 0);
     for (int i = 0; i < c->layers && !st; i++) {
         mrec_vit_layer *L = &m->layer[i];
         struct { float **dst; const char *name; int nd; int64_t a, b; int bias_of_qkv; } w[] = {
@@ -81,16 +59,16 @@ static mrec_status take_all(mrec_vit *m, loader *l) {
             if (w[k].bias_of_qkv && !c->qkv_bias) continue;
             char n[160];
             snprintf(n, sizeof n, "encoder.layer.%d.%s", i, w[k].name);
-            st = take(l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
+            st = mrec_weights_take(l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
         }
     }
-    if (!st) st = take(l, &m->ln_w, "layernorm.weight", 1, H, 0, 0, 0);
-    if (!st) st = take(l, &m->ln_b, "layernorm.bias", 1, H, 0, 0, 0);
+    if (!st) st = mrec_weights_take(l, &m->ln_w, "layernorm.weight", 1, H, 0, 0, 0);
+    if (!st) st = mrec_weights_take(l, &m->ln_b, "layernorm.bias", 1, H, 0, 0, 0);
     char pooler[64];
     snprintf(pooler, sizeof pooler, "%spooler.dense.weight", l->prefix);
     if (!st && mrec_safetensors_find(l->sf, pooler)) {
-        st = take(l, &m->pooler_w, "pooler.dense.weight", 2, c->pooler_size, H, 0, 0);
-        if (!st) st = take(l, &m->pooler_b, "pooler.dense.bias", 1, c->pooler_size, 0, 0, 0);
+        st = mrec_weights_take(l, &m->pooler_w, "pooler.dense.weight", 2, c->pooler_size, H, 0, 0);
+        if (!st) st = mrec_weights_take(l, &m->pooler_b, "pooler.dense.bias", 1, c->pooler_size, 0, 0, 0);
     }
     return st;
 }
@@ -104,7 +82,7 @@ mrec_status mrec_vit_load(mrec_vit *m, const char *dir) {
     mrec_safetensors sf;
     if ((st = mrec_safetensors_open(&sf, path))) return st;
     /* measure (checking every shape against the config), allocate, read */
-    loader l = {&sf, mrec_safetensors_find(&sf, "vit.embeddings.cls_token") ? "vit." : "", NULL, 0};
+    mrec_weight_loader l = {&sf, mrec_safetensors_find(&sf, "vit.embeddings.cls_token") ? "vit." : "", NULL, 0};
     m->layer = calloc((size_t)m->cfg.layers, sizeof *m->layer);
     st = m->layer ? take_all(m, &l) : mrec_fail(MREC_ERR_NOMEM, "%s: %d layers", path, m->cfg.layers);
     if (!st) {
