@@ -163,32 +163,37 @@ static int as_index(const char *s, long long *v) {
     return 1;
 }
 
-static long long *sort_keys;
+/* An id's numeric value and its slot: sorted by value, ties (as "01" and "1")
+ * by first appearance, so the order is the same on every C library. */
+typedef struct {
+    long long key;
+    int32_t index;
+} keyed_id;
+
 static int by_key(const void *a, const void *b) {
-    long long x = sort_keys[*(const int32_t *)a], y = sort_keys[*(const int32_t *)b];
-    return x < y ? -1 : x > y;
+    const keyed_id *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
 }
 
 /* Renumbers ids by numeric value when all names are integers. */
 static mrec_status numeric_order(id_map *m, int32_t *ids, int64_t n) {
-    long long *keys = malloc((size_t)(m->n ? m->n : 1) * sizeof *keys);
-    int32_t *order = malloc((size_t)(m->n ? m->n : 1) * sizeof *order), *rank = malloc((size_t)(m->n ? m->n : 1) * sizeof *rank);
+    keyed_id *keys = malloc((size_t)(m->n ? m->n : 1) * sizeof *keys);
+    int32_t *rank = malloc((size_t)(m->n ? m->n : 1) * sizeof *rank);
     char **names = malloc((size_t)(m->n ? m->n : 1) * sizeof *names);
-    if (!keys || !order || !rank || !names) {
-        free(keys), free(order), free(rank), free(names);
+    if (!keys || !rank || !names) {
+        free(keys), free(rank), free(names);
         return mrec_fail(MREC_ERR_NOMEM, "renumbering ids");
     }
     int numeric = 1;
-    for (int i = 0; i < m->n && numeric; i++) numeric = as_index(m->names[i], &keys[i]);
+    for (int i = 0; i < m->n && numeric; i++) numeric = as_index(m->names[i], &keys[i].key), keys[i].index = i;
     if (numeric) {
-        for (int i = 0; i < m->n; i++) order[i] = i;
-        sort_keys = keys;
-        qsort(order, (size_t)m->n, sizeof *order, by_key);
-        for (int r = 0; r < m->n; r++) rank[order[r]] = r, names[r] = m->names[order[r]];
+        qsort(keys, (size_t)m->n, sizeof *keys, by_key);
+        for (int r = 0; r < m->n; r++) rank[keys[r].index] = r, names[r] = m->names[keys[r].index];
         for (int64_t k = 0; k < n; k++) ids[k] = rank[ids[k]];
         memcpy(m->names, names, (size_t)m->n * sizeof *names);
     }
-    free(keys), free(order), free(rank), free(names);
+    free(keys), free(rank), free(names);
     return MREC_OK;
 }
 

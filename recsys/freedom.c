@@ -145,37 +145,41 @@ static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, 
 
 /* Degree-sensitive pruning: keys log(u) / w, the largest int(E (1 - p)) kept
  * (Efraimidis-Spirakis: a weighted sample without replacement). */
-static const double *prune_keys;
+typedef struct {
+    double key;
+    int64_t edge;
+} edge_key;
+
+/* largest key first; ties (all but impossible for random keys) by edge */
 static int by_key_desc(const void *a, const void *b) {
-    double x = prune_keys[*(const int64_t *)a], y = prune_keys[*(const int64_t *)b];
-    return (x < y) - (x > y);
+    const edge_key *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? 1 : -1;
+    return (x->edge > y->edge) - (x->edge < y->edge);
 }
-static int by_index(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+static int by_edge(const void *a, const void *b) {
+    const edge_key *x = a, *y = b;
+    return (x->edge > y->edge) - (x->edge < y->edge);
 }
 
 static mrec_status freedom_epoch_start(void *self) {
     freedom *m = self;
     if (m->dropout <= 0) return MREC_OK;
     int64_t E = m->n_edges, keep = (int64_t)(E * (1.0 - m->dropout));
-    double *key = malloc(sizeof *key * (size_t)(E + 1));
-    int64_t *order = malloc(sizeof *order * (size_t)(E + 1));
+    edge_key *order = malloc(sizeof *order * (size_t)(E + 1));
     int32_t *ku = malloc(sizeof *ku * (size_t)(keep + 1)), *ki = malloc(sizeof *ki * (size_t)(keep + 1));
-    mrec_status st = key && order && ku && ki ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "freedom: pruning %lld edges", (long long)E);
+    mrec_status st = order && ku && ki ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "freedom: pruning %lld edges", (long long)E);
     for (int64_t e = 0; !st && e < E; e++) {
         double r = mrec_rng_uniform(&m->rng);
-        key[e] = log(r > 0 ? r : 1e-300) / m->edge_weight[e], order[e] = e;
+        order[e] = (edge_key){log(r > 0 ? r : 1e-300) / m->edge_weight[e], e};
     }
     if (!st) {
-        prune_keys = key;
         qsort(order, (size_t)E, sizeof *order, by_key_desc);
-        qsort(order, (size_t)keep, sizeof *order, by_index); /* edge order keeps the user rows sorted */
-        for (int64_t e = 0; e < keep; e++) ku[e] = m->pair_user[order[e]], ki[e] = m->pair_item[order[e]];
+        qsort(order, (size_t)keep, sizeof *order, by_edge); /* edge order keeps the user rows sorted */
+        for (int64_t e = 0; e < keep; e++) ku[e] = m->pair_user[order[e].edge], ki[e] = m->pair_item[order[e].edge];
         mrec_graph_free(&m->pruned);
         st = mrec_graph_from_pairs(&m->pruned, m->n_users, m->n_items, ku, ki, keep);
     }
-    free(key), free(order), free(ku), free(ki);
+    free(order), free(ku), free(ki);
     return st;
 }
 
