@@ -81,7 +81,7 @@ endif
 
 # ---- sources --------------------------------------------------------------
 KERNEL_SRC := $(filter-out kernels/cpu/cuda_stub.c,$(wildcard kernels/cpu/*.c))
-LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c) tools/config.c tools/parse.c
+LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c)
 CUDA_SRC   :=
 ifeq ($(CUDA),1)
 CUDA_SRC   := $(wildcard kernels/cuda/*.cu)
@@ -93,13 +93,17 @@ endif
 else
 LIB_SRC    += kernels/cpu/cuda_stub.c
 endif
-TOOL_SRC   := $(filter-out tools/config.c tools/parse.c,$(wildcard tools/*.c))
+# The command line: its main, and the rest (config reading, option parsing,
+# the commands) as a second archive that the tests link too.
+TOOL_MAIN  := tools/mrec.c
+TOOL_SRC   := $(filter-out $(TOOL_MAIN),$(wildcard tools/*.c))
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRC))
 TOOL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TOOL_SRC))
 LIB      := $(BUILD)/libmrec.a
+TOOLS_LIB := $(BUILD)/libmrec_tools.a
 
 CUDA_ARCH ?= 80 90
 NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC,-Wall \
@@ -117,10 +121,14 @@ bin/mrec: $(BUILD)/mrec
 	@mkdir -p bin
 	@cp $< $@.tmp && mv -f $@.tmp $@
 
-$(BUILD)/mrec: $(TOOL_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
+$(BUILD)/mrec: $(BUILD)/$(TOOL_MAIN:.c=.o) $(TOOLS_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/$(TOOL_MAIN:.c=.o) $(TOOLS_LIB) $(LIB) $(LDLIBS)
 
 $(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(TOOLS_LIB): $(TOOL_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -149,9 +157,9 @@ $(BUILD)/tests/harness.o: tests/harness.c tests/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o $(LIB)
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o $(TOOLS_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/tests/harness.o $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/tests/harness.o $(TOOLS_LIB) $(LIB) $(LDLIBS)
 
 test: $(BUILD)/mrec $(TEST_BINS)
 	@sh tests/run.sh $(BUILD) $(TEST_BINS)
@@ -214,9 +222,9 @@ gpu-check:
 	@sh tools/gpu/check.sh
 
 format:
-	clang-format -i $(LIB_SRC) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h */*/*.h)
+	clang-format -i $(LIB_SRC) $(TOOL_MAIN) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h */*/*.h)
 
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(BUILD)/$(TOOL_MAIN:.c=.d)
