@@ -5,9 +5,11 @@
  *   build/cuda/bench/bench_gpu_ops          (make gpu-check runs it; prints a note without a GPU)
  *   MREC_PYTHON=...                         a Python with torch (default python3)
  *
- * Each case is checked once against its CPU reference on a slice (so a fast
- * wrong kernel does not get timed), warmed up, then run REPS times between
- * two stream synchronizations; the figure is the mean time per call. Memory
+ * The row and element kernels are checked against their CPU references on a
+ * slice first (so a fast wrong kernel does not get timed; every kernel is
+ * checked in full by tests/test_cuda.c); each case is warmed up, then run
+ * REPS times between two stream synchronizations; the figure is the mean
+ * time per call. Memory
  * throughput counts the bytes an ideal kernel moves (each input read once,
  * each output written once); GFLOP/s is given for the GEMMs. The H100 SXM
  * figures for reference: about 3.35 TB/s of HBM3 and 67 TFLOP/s fp32
@@ -82,7 +84,7 @@ int main(void) {
         return 0;
     }
     uint64_t seed = 7;
-    result res[16];
+    result res[24];
     int n = 0;
 
     /* BERT-base at batch 32, sequence 128: rows of 768, attention rows of 128. */
@@ -137,6 +139,28 @@ int main(void) {
     TIME(res[n], mrec_gemm_cuda(y, x, x + (size_t)R * C, b, 1, 0, 0, 1, R, I, C, C, C, I, cu));
     n++;
 
+    /* The same FFN GEMM with its tanh GELU in cuBLASLt's epilogue, in TF32 and in bf16 (operands
+     * converted once, as weights are at load) */
+    res[n] = (result){"linear+gelu (4096,768)->(4096,3072) tf32", 0, 2.0 * R * C * I, 0};
+    TIME(res[n], mrec_gemm_ex_cuda(y, x, x + (size_t)R * C, b, MREC_ACT_GELU_TANH, 0, MREC_PREC_TF32, 0, 1, R, I, C, C, C, I, cu));
+    n++;
+    uint16_t *xh = NULL;
+    if (mrec_cuda_malloc(cu, (void **)&xh, sizeof(uint16_t) * ((size_t)R * C + (size_t)I * C)) ||
+        mrec_f32_to_bf16_cuda(xh, x, (int64_t)R * C + (int64_t)I * C, cu)) {
+        fprintf(stderr, "bench_gpu_ops: bf16 operands: %s\n", mrec_error_detail());
+        return 1;
+    }
+    res[n] = (result){"linear+gelu (4096,768)->(4096,3072) bf16", 0, 2.0 * R * C * I, 0};
+    TIME(res[n], mrec_gemm_ex_cuda(y, xh, xh + (size_t)R * C, b, MREC_ACT_GELU_TANH, 0, MREC_PREC_BF16, 0, 1, R, I, C, C, C, I, cu));
+    n++;
+    res[n] = (result){"add+layernorm (4096, 768)", 3.0 * R * C * 4, 0, 0};
+    TIME(res[n], mrec_add_layernorm_cuda(y, x, x + (size_t)R * C, w, b, 1e-12f, R, C, cu));
+    n++;
+    /* self-attention of BERT-base at batch 32, sequence 128, with a padding mask */
+    res[n] = (result){"attention B32 T128 12 heads of 64", 4.0 * R * C * 4, 4.0 * 32 * H * T * T * 64, 0};
+    TIME(res[n], mrec_attention_cuda(y, x, x + (size_t)R * C, x + 2 * (size_t)R * C, mask, NULL, 0.125f, 32, T, H, 64, cu));
+    n++;
+
     /* Evaluation: scores of 1024 users over 40,981 items (Gowalla), top 20. */
     int U = 1024, V = 40981, k = 20;
     float *scores = dev_random((size_t)U * V, -1, 1, &seed);
@@ -174,7 +198,7 @@ int main(void) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s bench/peers/gpu_ops_peer.py %d 2>/dev/null", py, REPS);
     FILE *p = popen(cmd, "r");
-    double peer[16] = {0};
+    double peer[24] = {0};
     char line[256];
     for (int i = 0; p && i < n && fgets(line, sizeof line, p); i++) peer[i] = atof(line);
     if (p) pclose(p);

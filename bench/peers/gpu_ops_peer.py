@@ -43,6 +43,24 @@ def main():
                           x[384 * T * 64: 2 * 384 * T * 64].view(384, T, 64).transpose(1, 2)) * 0.125,
         lambda: F.linear(x[: R * C].view(R, C), x[R * C: R * C + I * C].view(I, C), x[:I]),
     ]
+    def tf32_linear_gelu():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        y = F.gelu(F.linear(x[: R * C].view(R, C), x[R * C: R * C + I * C].view(I, C), x[:I]),
+                   approximate="tanh")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        return y
+
+    xa, wa = x[: R * C].view(R, C).bfloat16(), x[R * C: R * C + I * C].view(I, C).bfloat16()
+    ba = x[:I].bfloat16()
+    q = x[: R * C].view(32, T, H, 64).transpose(1, 2)
+    kk = x[R * C: 2 * R * C].view(32, T, H, 64).transpose(1, 2)
+    vv = x[2 * R * C: 3 * R * C].view(32, T, H, 64).transpose(1, 2)
+    cases += [
+        tf32_linear_gelu,
+        lambda: F.gelu(F.linear(xa, wa, ba), approximate="tanh"),
+        lambda: F.layer_norm(x[: R * C].view(R, C) + x[R * C: 2 * R * C].view(R, C), (C,), w, b, 1e-12),
+        lambda: F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask, scale=0.125),
+    ]
     U, V, k = 1024, 40981, 20
     scores = torch.rand(U, V, device=dev) * 2 - 1
     cases.append(lambda: torch.topk(scores, k, dim=1))
