@@ -298,8 +298,11 @@ mrec_status mrec_image_decode(const uint8_t *data, size_t size, const char *name
         return mrec_fail(MREC_ERR_FORMAT, "%s: PNG: the signature is cut short or damaged", name);
     const char *what = other_format(data, size);
     if (what) return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: %s; mrec decodes JPEG and PNG", name, what);
-    return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: not a JPEG or PNG file (first bytes %02x %02x %02x %02x)", name, data[0],
-                     size > 1 ? data[1] : 0, size > 2 ? data[2] : 0, size > 3 ? data[3] : 0);
+    char first[16] = "";
+    for (size_t i = 0, at = 0; i < size && i < 4; i++)
+        at += (size_t)snprintf(first + at, sizeof first - at, "%s%02x", i ? " " : "", data[i]);
+    return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: not a JPEG or PNG file (%s %s)", name, size < 4 ? "its bytes" : "first bytes",
+                     first);
 }
 
 static const char *file_kind(mode_t mode) {

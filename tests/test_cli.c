@@ -359,6 +359,16 @@ int main(void) {
         rc = run(cmd, out, sizeof out, 1);
         snprintf(path, sizeof path, "%s/c/image_feat.npy", dir);
         t_check(rc == 2 && access(path, F_OK) != 0 && strstr(out, "nothing written"), "--strict fails and writes nothing: rc %d, %s", rc, out);
+        /* every image unusable: a failed run, not an empty output */
+        FILE *g = fopen(table, "w");
+        T_REQUIRE(g != NULL);
+        fprintf(g, "item\timage\nB\t%s\nC\tno-such.jpg\n", trunc);
+        fclose(g);
+        snprintf(cmd, sizeof cmd, "extract-image --model tests/fixtures/vision/resnet_tiny --images %s --out %s/e", table, dir);
+        rc = run(cmd, out, sizeof out, 1);
+        snprintf(path, sizeof path, "%s/e", dir);
+        t_check(rc == 2 && access(path, F_OK) != 0 && strstr(out, "no image could be used"),
+                "no usable image fails the run and writes nothing: rc %d, %s", rc, out);
         snprintf(cmd, sizeof cmd, "extract-image --model tests/fixtures/vision/resnet_tiny --images %s/photos --preset nope --out %s/d", dir,
                  dir);
         rc = run(cmd, out, sizeof out, 1);

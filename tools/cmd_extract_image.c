@@ -228,6 +228,9 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         if (strict) {
             fprintf(stderr, "mrec extract-image: --strict: nothing written\n");
             rc = 2;
+        } else if (n_ok == 0) { /* skipping every item leaves nothing to use: a failed run, not an empty output */
+            fprintf(stderr, "mrec extract-image: no image could be used; nothing written\n");
+            rc = 2;
         }
     }
     if (!rc && !per_item) {
