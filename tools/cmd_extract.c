@@ -44,18 +44,6 @@ static int usage(FILE *f) {
     return f == stdout ? 0 : 1;
 }
 
-/* The encoder's progress within one chunk, shown as progress over all items. */
-typedef struct {
-    mrec_progress *p;
-    int offset, total;
-} chunk_progress;
-
-static void chunk_update(void *ctx, int done, int total) {
-    (void)total;
-    chunk_progress *c = ctx;
-    mrec_progress_update(c->p, c->offset + done, c->total);
-}
-
 static int fail(const char *what, mrec_status st) {
     fprintf(stderr, "mrec extract-text: %s: %s: %s\n", what, mrec_strerror(st), mrec_error_detail());
     return st == MREC_ERR_NOMEM ? 3 : 2;
@@ -209,8 +197,8 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         int64_t shape[2] = {1, D};
         int chunk = batch * 8;
 
-        chunk_progress cp = {&prog, 0, n};
-        enc.progress = chunk_update, enc.progress_ctx = &cp;
+        mrec_chunk_progress cp = {&prog, 0, n};
+        enc.progress = mrec_chunk_progress_update, enc.progress_ctx = &cp;
         for (int first = 0; first < n && !rc; first += chunk) {
             int m = n - first < chunk ? n - first : chunk, done = 0;
             for (int i = first; od.resumed && i < first + m; i++) {

@@ -51,18 +51,6 @@ static int usage(FILE *f) {
     return f == stdout ? 0 : 1;
 }
 
-/* The encoder's progress within one chunk, shown as progress over all items. */
-typedef struct {
-    mrec_progress *p;
-    int offset, total;
-} chunk_progress;
-
-static void chunk_update(void *ctx, int done, int total) {
-    (void)total;
-    chunk_progress *c = ctx;
-    mrec_progress_update(c->p, c->offset + done, c->total);
-}
-
 static int fail(const char *what, mrec_status st) {
     fprintf(stderr, "mrec extract-image: %s: %s: %s\n", what, mrec_strerror(st), mrec_error_detail());
     return st == MREC_ERR_NOMEM ? 3 : 2;
@@ -183,8 +171,8 @@ int mrec_cmd_extract_image(int argc, char **argv) {
      * behind; --resume redoes a chunk unless all its files verify, with the batches of an uninterrupted
      * run, so its files are the same bytes */
     int chunk = per_item ? batch * 8 : n, kept = 0;
-    chunk_progress cp = {&prog, 0, n};
-    if (loaded && per_item) enc.progress = chunk_update, enc.progress_ctx = &cp;
+    mrec_chunk_progress cp = {&prog, 0, n};
+    if (loaded && per_item) enc.progress = mrec_chunk_progress_update, enc.progress_ctx = &cp;
     int64_t shape1[2] = {1, D};
     double embed_secs = 0, write_secs = 0;
     char path[4400];

@@ -93,6 +93,13 @@ typedef struct {
 void mrec_progress_start(mrec_progress *p, const char *label, int total);
 /* The encoders' progress callback: ctx is an mrec_progress. */
 void mrec_progress_update(void *ctx, int done, int total);
+/* An encoder's progress within one chunk of the items, shown as progress over
+ * all of them: ctx is an mrec_chunk_progress. */
+typedef struct {
+    mrec_progress *p;
+    int offset, total;
+} mrec_chunk_progress;
+void mrec_chunk_progress_update(void *ctx, int done, int total);
 
 /* ---- files ---- */
 

@@ -28,3 +28,9 @@ void mrec_progress_update(void *ctx, int done, int total) {
         fprintf(stderr, "%s: %d/%d, %.1f/s, ETA %.0f s\n", p->label, done, total, rate, eta);
     }
 }
+
+void mrec_chunk_progress_update(void *ctx, int done, int total) {
+    (void)total;
+    mrec_chunk_progress *c = ctx;
+    mrec_progress_update(c->p, c->offset + done, c->total);
+}
