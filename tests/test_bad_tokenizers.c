@@ -189,6 +189,35 @@ static void tokenizer_json_cases(void) {
     file_case("tokenizer.json", j, MREC_TOK_ERR_FORMAT, "continuing_subword_prefix", "a 16-byte prefix");
     wp_json(j, sizeof j, WP_VOCAB, ", \"max_input_chars_per_word\": 0", "", "BertNormalizer");
     file_case("tokenizer.json", j, MREC_TOK_ERR_UNSUPPORTED, "max_input_chars_per_word", "max 0 characters a word");
+    /* the framing: post_processor, padding, unk_token */
+    static const struct {
+        const char *model_extra, *root_extra;
+        mrec_tok_status want;
+        const char *word, *what;
+    } framing[] = {
+        {"", ", \"post_processor\": {\"type\": \"ByteLevel\"}", MREC_TOK_ERR_UNSUPPORTED, "post_processor \"ByteLevel\"",
+         "an unknown post_processor"},
+        {"", ", \"post_processor\": {\"type\": \"RobertaProcessing\", \"cls\": [\"<s>\", 0]}", MREC_TOK_ERR_FORMAT,
+         "without [token, id]", "RobertaProcessing without sep"},
+        {"", ", \"post_processor\": {\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", 3], \"sep\": [\"[SEP]\", 3]}",
+         MREC_TOK_ERR_FORMAT, "\"[CLS]\" is id 3, the vocabulary says 2", "cls under another id"},
+        {"", ", \"post_processor\": {\"type\": \"BertProcessing\", \"cls\": [\"<s>\", 70], \"sep\": [\"[SEP]\", 3]}",
+         MREC_TOK_ERR_FORMAT, "post_processor.cls has no id", "cls id past the vocabulary"},
+        {"", ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [], \"pair\": []}",
+         MREC_TOK_ERR_UNSUPPORTED, "TemplateProcessing of 0 and 0 pieces", "an empty template"},
+        {"", ", \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"[CLS]\", "
+             "\"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": \"[SEP]\", "
+             "\"type_id\": 0}}], \"pair\": [{}, {}, {}, {}, {}], \"special_tokens\": {}}",
+         MREC_TOK_ERR_UNSUPPORTED, "template special \"[CLS]\"", "a template special missing from special_tokens"},
+        {"", ", \"padding\": {\"pad_id\": 4, \"pad_token\": \"[PAD]\"}", MREC_TOK_ERR_FORMAT, "\"[PAD]\" is id 4",
+         "padding naming [PAD] under another id"},
+        {", \"unk_token\": \"<unk>\"", "", MREC_TOK_ERR_FORMAT, "model.unk_token \"<unk>\" is not in the vocabulary",
+         "an unk_token missing from the vocabulary"},
+    };
+    for (size_t i = 0; i < sizeof framing / sizeof framing[0]; i++) {
+        wp_json(j, sizeof j, WP_VOCAB, framing[i].model_extra, framing[i].root_extra, "BertNormalizer");
+        file_case("tokenizer.json", j, framing[i].want, framing[i].word, framing[i].what);
+    }
 }
 
 /* A CLIP-style BPE tokenizer.json, built with cJSON so the regex needs no hand escaping. */

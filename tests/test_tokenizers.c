@@ -214,7 +214,10 @@ static void heldout(mrec_tokenizer *bert, mrec_tokenizer *minilm, mrec_tokenizer
     free_lines(&rows);
 }
 
-static void encode_cases(mrec_tokenizer *bert, mrec_tokenizer *clip) {
+/* Full encodings (specials, pairs, truncation, padding) as Hugging Face
+ * makes them: BERT's framing, CLIP's and MPNet's (RoBERTa's, read from the
+ * tokenizer.json post_processor, with <pad> 1 from its padding section). */
+static void encode_cases(mrec_tokenizer *bert, mrec_tokenizer *clip, mrec_tokenizer *mpnet) {
     lines_t cases;
     if (!t_check(read_lines(FIX "encode.txt", &cases), "read encode.txt")) return;
     static char a[1 << 15], b[1 << 12], *fields[8];
@@ -232,7 +235,7 @@ static void encode_cases(mrec_tokenizer *bert, mrec_tokenizer *clip) {
             p = tab + 1;
         }
         if (!t_check(nf == 7, "encode.txt line %d has %d fields", i + 1, nf)) continue;
-        mrec_tokenizer *tok = strcmp(fields[0], "bert") == 0 ? bert : clip;
+        mrec_tokenizer *tok = strcmp(fields[0], "bert") == 0 ? bert : strcmp(fields[0], "mpnet") == 0 ? mpnet : clip;
         unescape(fields[1], a);
         int has_pair = strcmp(fields[2], "-") != 0;
         if (has_pair) unescape(fields[2], b);
@@ -486,23 +489,27 @@ static void loaders(void) {
 
 int main(void) {
     t_suite("tokenizers");
-    mrec_tokenizer *bert, *clip, *minilm;
+    mrec_tokenizer *bert, *clip, *minilm, *mpnet;
     T_REQUIRE(mrec_tokenizer_load(&bert, TOK "bert-base-uncased/vocab.txt") == MREC_TOK_OK);
     T_REQUIRE(mrec_tokenizer_load(&clip, TOK "clip/clip-vit-base-patch32.tokenizer.json") == MREC_TOK_OK);
     T_REQUIRE(mrec_tokenizer_load(&minilm, TOK "all-MiniLM-L6-v2/tokenizer.json") == MREC_TOK_OK);
+    T_REQUIRE(mrec_tokenizer_load(&mpnet, TOK "all-mpnet-base-v2/tokenizer.json") == MREC_TOK_OK);
     lines_t corpus;
     T_REQUIRE(read_lines(FIX "corpus.txt.gz", &corpus));
     corpus_parity(bert, "wordpiece", &corpus, FIX "bert_ids.txt.gz");
     corpus_parity(minilm, "wordpiece (tokenizer.json)", &corpus, FIX "bert_ids.txt.gz");
     corpus_parity(clip, "clip bpe", &corpus, FIX "clip_ids.txt.gz");
+    corpus_parity(mpnet, "wordpiece (mpnet tokenizer.json)", &corpus, FIX "mpnet_ids.txt.gz");
     free_lines(&corpus);
     heldout(bert, minilm, clip);
     squad_reference(bert);
-    encode_cases(bert, clip);
+    encode_cases(bert, clip, mpnet);
+    t_check(mrec_tokenizer_pad_id(mpnet) == 1, "mpnet pads with <pad> 1, got %d", mrec_tokenizer_pad_id(mpnet));
     roundtrip_and_api(bert, clip);
     unit_steps(bert, clip);
     loaders();
     mrec_tokenizer_free(minilm);
+    mrec_tokenizer_free(mpnet);
     mrec_tokenizer_free(bert);
     mrec_tokenizer_free(clip);
     return t_finish();

@@ -96,8 +96,8 @@ mrec_tok_status mrec_tokenizer_encode(mrec_tokenizer *t, const char *a, const ch
         tok_ints_free(&x), tok_ints_free(&y);
         return tok_fail(MREC_TOK_ERR_NOMEM, "encode: tokenizing");
     }
-    /* Specials: WordPiece [CLS] a [SEP] (b [SEP]); CLIP (RoBERTa style) <s> a </s> (</s> b </s>). */
-    size_t extra = !o.add_special ? 0 : !b ? 2 : t->kind == MREC_TOK_WORDPIECE ? 3 : 4;
+    /* Specials: BERT's [CLS] a [SEP] (b [SEP]); RoBERTa's <s> a </s> (</s> b </s>), as CLIP and MPNet. */
+    size_t extra = !o.add_special ? 0 : !b ? 2 : t->pair_double_sep ? 4 : 3;
     if (o.truncation && x.n + y.n + extra > (size_t)max_len) {
         if ((size_t)max_len < extra) {
             tok_ints_free(&x), tok_ints_free(&y);
@@ -136,14 +136,13 @@ mrec_tok_status mrec_tokenizer_encode(mrec_tokenizer *t, const char *a, const ch
         if (mask) mask[n] = 1;                     \
         n++;                                       \
     } while (0)
-    int wp = t->kind == MREC_TOK_WORDPIECE;
     if (o.add_special) PUT(t->bos_id, 0);
     for (size_t i = 0; i < x.n; i++) PUT(x.v[i], 0);
     if (o.add_special) PUT(t->eos_id, 0);
     if (b) {
-        if (o.add_special && !wp) PUT(t->eos_id, 0);
-        for (size_t i = 0; i < y.n; i++) PUT(y.v[i], wp);
-        if (o.add_special) PUT(t->eos_id, wp);
+        if (o.add_special && t->pair_double_sep) PUT(t->eos_id, 0);
+        for (size_t i = 0; i < y.n; i++) PUT(y.v[i], t->pair_type_b);
+        if (o.add_special) PUT(t->eos_id, t->pair_type_b);
     }
 #undef PUT
     for (; n < padded; n++) {

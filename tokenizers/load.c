@@ -258,12 +258,14 @@ static mrec_tok_status check_complete(const mrec_tokenizer *t, const char *src) 
 
 /* ---- WordPiece --------------------------------------------------------------- */
 
+/* BERT's specials found by name: a vocab.txt, or a tokenizer.json whose
+ * post_processor and padding did not name them (ids left at -1). */
 static mrec_tok_status wordpiece_specials(mrec_tokenizer *t, const char *src) {
     static const char *names[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
-    t->unk_id = tok_map_get(&t->ids, "[UNK]", 5);
-    t->bos_id = tok_map_get(&t->ids, "[CLS]", 5);
-    t->eos_id = tok_map_get(&t->ids, "[SEP]", 5);
-    t->pad_id = tok_map_get(&t->ids, "[PAD]", 5);
+    if (t->unk_id < 0) t->unk_id = tok_map_get(&t->ids, "[UNK]", 5);
+    if (t->bos_id < 0) t->bos_id = tok_map_get(&t->ids, "[CLS]", 5);
+    if (t->eos_id < 0) t->eos_id = tok_map_get(&t->ids, "[SEP]", 5);
+    if (t->pad_id < 0) t->pad_id = tok_map_get(&t->ids, "[PAD]", 5);
     if (t->unk_id < 0 || t->bos_id < 0 || t->eos_id < 0)
         return tok_fail(MREC_TOK_ERR_FORMAT, "%s: the vocabulary lacks [UNK], [CLS] or [SEP]", src);
     if (t->pad_id < 0) t->pad_id = 0;
@@ -278,12 +280,14 @@ static mrec_tok_status wordpiece_specials(mrec_tokenizer *t, const char *src) {
 
 static void wordpiece_defaults(mrec_tokenizer *t) {
     t->kind = MREC_TOK_WORDPIECE;
+    t->pair_double_sep = 0, t->pair_type_b = 1;
     t->lowercase = 1;
     t->strip_accents = -1; /* follows lowercase */
     t->chinese_chars = 1;
     t->clean_text = 1;
     t->max_chars = 100;
     t->max_length = 512;
+    t->bos_id = t->eos_id = t->pad_id = t->unk_id = -1; /* found by name unless a file names them */
     strcpy(t->prefix, "##");
 }
 
@@ -400,6 +404,7 @@ static mrec_tok_status add_merge_lines(mrec_tokenizer *t, const char *data, size
 
 static void bpe_defaults(mrec_tokenizer *t) {
     t->kind = MREC_TOK_BPE;
+    t->pair_double_sep = 1, t->pair_type_b = 0;
     t->max_length = 77;
 }
 
@@ -604,6 +609,125 @@ static mrec_tok_status json_added_tokens(mrec_tokenizer *t, const cJSON *root, c
     return MREC_TOK_OK;
 }
 
+/* The id of a token named in a tokenizer.json: `name` must be in the
+ * vocabulary (or an added token) under that id when one is given. */
+static mrec_tok_status json_token_id(const mrec_tokenizer *t, const char *name, const cJSON *id, const char *what,
+                                     const char *path, int32_t *out) {
+    int32_t found = name ? tok_map_get(&t->ids, name, strlen(name)) : -1;
+    for (int i = 0; found < 0 && name && i < t->n_specials; i++)
+        if (strcmp(t->specials[i].text, name) == 0) found = t->specials[i].id;
+    if (id) {
+        if (!cJSON_IsNumber(id) || !(id->valuedouble >= 0 && id->valuedouble < t->n_vocab) ||
+            id->valuedouble != (double)(int32_t)id->valuedouble)
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s has no id in 0..%d", path, what, t->n_vocab - 1);
+        if (name && found >= 0 && found != (int32_t)id->valuedouble)
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s \"%s\" is id %d, the vocabulary says %d", path, what, name,
+                            (int)id->valuedouble, found);
+        found = (int32_t)id->valuedouble;
+    }
+    if (found < 0) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s \"%s\" is not in the vocabulary", path, what, name ? name : "?");
+    *out = found;
+    return MREC_TOK_OK;
+}
+
+/* One piece of a TemplateProcessing template: a special token (its id
+ * through special_tokens) or a sequence A / B, with its type id. */
+static mrec_tok_status template_piece(const mrec_tokenizer *t, const cJSON *piece, const cJSON *specials, const char *path,
+                                      char *seq, int32_t *special, int *type) {
+    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(piece, "SpecialToken");
+    const cJSON *sq = cJSON_GetObjectItemCaseSensitive(piece, "Sequence");
+    const cJSON *body = sp ? sp : sq;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "id"), *ty = cJSON_GetObjectItemCaseSensitive(body, "type_id");
+    if (!body || !cJSON_IsString(name) || !cJSON_IsNumber(ty) || (ty->valuedouble != 0 && ty->valuedouble != 1))
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: a post_processor template piece is neither a SpecialToken nor a Sequence "
+                        "with type_id 0 or 1", path);
+    *type = (int)ty->valuedouble;
+    *seq = 0, *special = -1;
+    if (sq) {
+        if (strcmp(name->valuestring, "A") != 0 && strcmp(name->valuestring, "B") != 0)
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: template sequence \"%s\" (A or B)", path, name->valuestring);
+        *seq = name->valuestring[0];
+        return MREC_TOK_OK;
+    }
+    const cJSON *entry = cJSON_GetObjectItemCaseSensitive(specials, name->valuestring);
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(entry, "ids");
+    if (cJSON_GetArraySize(ids) != 1)
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: template special \"%s\" is not one token in special_tokens", path,
+                        name->valuestring);
+    return json_token_id(t, NULL, ids->child, "a template special token", path, special);
+}
+
+/* The shapes mrec frames sequences in, read from a template:
+ * single [X] A [Y]; pair X A Y B Y (BERT) or X A Y Y B Y (RoBERTa). */
+static mrec_tok_status json_template(mrec_tokenizer *t, const cJSON *pp, const char *path) {
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single"), *pair = cJSON_GetObjectItemCaseSensitive(pp, "pair");
+    const cJSON *specials = cJSON_GetObjectItemCaseSensitive(pp, "special_tokens");
+    char seq[8];
+    int32_t sp[8];
+    int ty[8], n = cJSON_GetArraySize(single), m = cJSON_GetArraySize(pair);
+    if (n != 3 || (m != 5 && m != 6))
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: a TemplateProcessing of %d and %d pieces (mrec reads X $A Y and "
+                        "X $A Y [Y] $B Y)", path, n, m);
+    const cJSON *piece = single->child;
+    for (int i = 0; i < 3; i++, piece = piece->next) {
+        mrec_tok_status st = template_piece(t, piece, specials, path, &seq[i], &sp[i], &ty[i]);
+        if (st) return st;
+    }
+    if (seq[0] || seq[1] != 'A' || seq[2] || ty[0] || ty[1] || ty[2])
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: the single template is not X $A Y of type 0", path);
+    t->bos_id = sp[0], t->eos_id = sp[2];
+    piece = pair->child;
+    for (int i = 0; i < m; i++, piece = piece->next) {
+        mrec_tok_status st = template_piece(t, piece, specials, path, &seq[i], &sp[i], &ty[i]);
+        if (st) return st;
+    }
+    int b = m - 2, ok = seq[1] == 'A' && seq[b] == 'B' && sp[0] == t->bos_id && sp[2] == t->eos_id &&
+                        sp[m - 1] == t->eos_id && (m == 5 || sp[3] == t->eos_id) && !ty[0] && !ty[1] && !ty[2] &&
+                        (m == 5 || !ty[3]) && ty[b] == ty[m - 1];
+    if (!ok)
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: the pair template is not X $A Y [Y] $B Y with the single's specials",
+                        path);
+    t->pair_double_sep = m == 6, t->pair_type_b = ty[b];
+    return MREC_TOK_OK;
+}
+
+/* A WordPiece tokenizer.json's framing: post_processor (BertProcessing,
+ * RobertaProcessing or a TemplateProcessing of those shapes), padding's
+ * pad_id, model.unk_token. What none names is found by BERT's names. */
+static mrec_tok_status json_wordpiece_specials(mrec_tokenizer *t, const cJSON *root, const char *path) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    mrec_tok_status st = MREC_TOK_OK;
+    if (cJSON_IsString(unk)) st = json_token_id(t, unk->valuestring, NULL, "model.unk_token", path, &t->unk_id);
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    const char *type = json_type(pp);
+    if (st || !pp || cJSON_IsNull(pp)) {
+    } else if (type && (strcmp(type, "BertProcessing") == 0 || strcmp(type, "RobertaProcessing") == 0)) {
+        const cJSON *cls = cJSON_GetObjectItemCaseSensitive(pp, "cls"), *sep = cJSON_GetObjectItemCaseSensitive(pp, "sep");
+        if (cJSON_GetArraySize(cls) != 2 || !cJSON_IsString(cls->child) || cJSON_GetArraySize(sep) != 2 ||
+            !cJSON_IsString(sep->child))
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: post_processor %s without [token, id] for cls and sep", path, type);
+        st = json_token_id(t, cls->child->valuestring, cls->child->next, "post_processor.cls", path, &t->bos_id);
+        if (!st) st = json_token_id(t, sep->child->valuestring, sep->child->next, "post_processor.sep", path, &t->eos_id);
+        int roberta = type[0] == 'R';
+        t->pair_double_sep = roberta, t->pair_type_b = !roberta;
+    } else if (type && strcmp(type, "TemplateProcessing") == 0) {
+        st = json_template(t, pp, path);
+    } else {
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: post_processor \"%s\" (mrec reads BertProcessing, RobertaProcessing "
+                        "and TemplateProcessing)", path, type ? type : "without a type");
+    }
+    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "padding");
+    if (!st && cJSON_IsObject(pad)) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(pad, "pad_token");
+        st = json_token_id(t, cJSON_IsString(name) ? name->valuestring : NULL, cJSON_GetObjectItemCaseSensitive(pad, "pad_id"),
+                           "padding.pad_token", path, &t->pad_id);
+    }
+    /* no padding section: HF pads with the tokenizer's pad token, [PAD] or RoBERTa's <pad> */
+    if (!st && t->pad_id < 0 && tok_map_get(&t->ids, "[PAD]", 5) < 0) t->pad_id = tok_map_get(&t->ids, "<pad>", 5);
+    return st ? st : wordpiece_specials(t, path);
+}
+
 static mrec_tok_status load_tokenizer_json(mrec_tokenizer *t, const char *path) {
     char *data;
     size_t size;
@@ -623,7 +747,7 @@ static mrec_tok_status load_tokenizer_json(mrec_tokenizer *t, const char *path) 
     else if (type && strcmp(type, "BPE") == 0) st = json_bpe(t, root, model, path);
     else st = tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: model type \"%s\" (mrec reads WordPiece and BPE)", path, type ? type : "none");
     if (!st) st = json_added_tokens(t, root, path);
-    if (!st && t->kind == MREC_TOK_WORDPIECE) st = wordpiece_specials(t, path);
+    if (!st && t->kind == MREC_TOK_WORDPIECE) st = json_wordpiece_specials(t, root, path);
     cJSON_Delete(root);
     return st;
 }

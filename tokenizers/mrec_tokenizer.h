@@ -1,10 +1,13 @@
 /* mrec_tokenizer.h: text to token ids, the same ids as Hugging Face.
  *
  * Two families:
- *   WordPiece, as BertTokenizerFast does it (BERT, MiniLM, sentence-transformers):
+ *   WordPiece, as BertTokenizerFast does it (BERT, MiniLM, MPNet, sentence-transformers):
  *     clean text, pad CJK characters, strip accents and lowercase (uncased
  *     models), split on whitespace and punctuation, greedy longest match with
- *     "##" continuations, [CLS] a [SEP] (b [SEP]).
+ *     "##" continuations, [CLS] a [SEP] (b [SEP]); or framed as a
+ *     tokenizer.json's post_processor says (BertProcessing, RobertaProcessing:
+ *     <s> a </s> (</s> b </s>), or a TemplateProcessing of those shapes),
+ *     padded with its padding's token.
  *   Byte-level BPE, as CLIPTokenizerFast does it: NFC, whitespace runs to
  *     one space, lowercase, CLIP's pre-tokenization (contractions, letter
  *     runs, single digits, other runs), bytes mapped to printable characters,

@@ -88,6 +88,9 @@ struct mrec_tokenizer {
     int n_specials;
     int max_length;
     int32_t bos_id, eos_id, pad_id, unk_id; /* [CLS] [SEP] [PAD] [UNK] for WordPiece */
+    /* How the specials frame a pair: BERT's [CLS] a [SEP] b [SEP] with b of
+     * type 1, or RoBERTa's <s> a </s> </s> b </s> all of type 0 (CLIP, MPNet). */
+    int pair_double_sep, pair_type_b;
 
     /* WordPiece */
     int lowercase, strip_accents, chinese_chars, clean_text, max_chars;

@@ -14,6 +14,8 @@ Writes into tests/fixtures/tokenizers/ (gzip, one line per corpus text):
                      all-MiniLM-L6-v2 tokenizer.json gives the same ids (checked here), so the test
                      holds both loaders to this one file
   clip_ids.txt.gz    CLIPTokenizerFast (clip-vit-base-patch32 tokenizer.json) ids, no special tokens
+  mpnet_ids.txt.gz   all-mpnet-base-v2's tokenizer.json (MPNetTokenizerFast: BERT's WordPiece with
+                     RoBERTa's <s> </s> framing and <pad> 1) ids, no special tokens
   encode.txt         full encodings (special tokens, pairs, truncation, padding) for a few cases
 """
 import csv
@@ -26,7 +28,7 @@ import sys
 # This file's name would shadow the `tokenizers` package that transformers imports.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
-from transformers import BertTokenizerFast, CLIPTokenizerFast, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, BertTokenizerFast, CLIPTokenizerFast, PreTrainedTokenizerFast
 
 DATA = "../shared/data"
 OUT = "tests/fixtures/tokenizers"
@@ -110,11 +112,14 @@ def main():
     bert = BertTokenizerFast(vocab=f"{DATA}/tokenizers/bert-base-uncased/vocab.txt", do_lower_case=True)
     minilm = PreTrainedTokenizerFast(tokenizer_file=f"{DATA}/tokenizers/all-MiniLM-L6-v2/tokenizer.json")
     clip = CLIPTokenizerFast(tokenizer_file=f"{DATA}/tokenizers/clip/clip-vit-base-patch32.tokenizer.json")
+    # all-mpnet-base-v2's files are kept in the repository (tests/data), not in ../shared/data.
+    mpnet = AutoTokenizer.from_pretrained("tests/data/tokenizers/all-mpnet-base-v2")
     bert_rows = [bert(t, add_special_tokens=False)["input_ids"] for t in texts]
     minilm_rows = [minilm(t, add_special_tokens=False)["input_ids"] for t in texts]
     clip_rows = [clip(t, add_special_tokens=False)["input_ids"] for t in texts]
     write_ids(f"{OUT}/bert_ids.txt.gz", bert_rows)
     write_ids(f"{OUT}/clip_ids.txt.gz", clip_rows)
+    write_ids(f"{OUT}/mpnet_ids.txt.gz", [mpnet(t, add_special_tokens=False)["input_ids"] for t in texts])
 
     # Full encodings: name | text | pair | max_length | ids | token types | attention mask
     cases = []
@@ -137,6 +142,13 @@ def main():
         ("clip", clip, long_text, "a drawing of a dog", 20),
         ("clip", clip, long_text, None, 77),
         ("clip", clip, "", None, 77),
+        ("mpnet", mpnet, "Hello, World!", None, 0),
+        ("mpnet", mpnet, "Which NFL team represented the AFC at Super Bowl 50?", "Denver Broncos", 0),
+        ("mpnet", mpnet, long_text, "a short second segment", 24),
+        ("mpnet", mpnet, "short", "pair", 12),
+        ("mpnet", mpnet, "short", None, 12),
+        ("mpnet", mpnet, long_text, None, 16),
+        ("mpnet", mpnet, "", None, 4),
     ]:
         kw = dict(add_special_tokens=True)
         if max_len:
