@@ -8,6 +8,7 @@
  * xavier-normal: std sqrt(2 / (rows + d)) per table.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,7 +21,8 @@ typedef struct {
     float *user_grad, *item_grad;
     float *pos, *neg, *dx;        /* (batch) scratch */
     int cap;
-    mrec_pool *pool;
+    mrec_context *ctx;
+    mrec_status status;           /* of the last loss_grad */
 } bprmf;
 
 static float dot(const float *a, const float *b, int d) {
@@ -47,7 +49,11 @@ static int ensure_batch(bprmf *m, int n) {
 static double bprmf_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     bprmf *m = self;
     int d = m->dim;
-    if (!ensure_batch(m, n)) return NAN;
+    if (!ensure_batch(m, n)) {
+        m->status = mrec_fail(MREC_ERR_NOMEM, "bprmf: a batch of %d", n);
+        return NAN;
+    }
+    m->status = MREC_OK;
     memset(m->user_grad, 0, (size_t)m->n_users * d * sizeof(float));
     memset(m->item_grad, 0, (size_t)m->n_items * d * sizeof(float));
     for (int b = 0; b < n; b++) {
@@ -76,9 +82,8 @@ static double bprmf_loss_grad(void *self, const int32_t *u, const int32_t *i, co
 
 static mrec_status bprmf_score(void *self, int u0, int n, float *scores) {
     bprmf *m = self;
-    mrec_gemm_cpu(scores, m->user + (size_t)u0 * m->dim, m->item, NULL, 1, 0, 0, 1, n, m->n_items, m->dim, m->dim,
-                  m->dim, m->n_items, m->pool);
-    return MREC_OK;
+    return mrec_gemm(m->ctx, scores, m->user + (size_t)u0 * m->dim, m->item, NULL, 1, 0, 0, 1, n, m->n_items, m->dim,
+                     m->dim, m->dim, m->n_items);
 }
 
 static void bprmf_destroy(void *self) {
@@ -88,11 +93,13 @@ static void bprmf_destroy(void *self) {
 }
 
 mrec_status mrec_bprmf_create(mrec_model *out, int n_users, int n_items, int dim, float reg, mrec_rng *rng,
-                              mrec_pool *pool) {
+                              mrec_context *ctx) {
     memset(out, 0, sizeof *out);
+    mrec_status st = mrec_recsys_host_only(ctx, "bprmf");
+    if (st) return st;
     bprmf *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "bprmf");
-    m->n_users = n_users, m->n_items = n_items, m->dim = dim, m->reg = reg, m->pool = pool;
+    m->n_users = n_users, m->n_items = n_items, m->dim = dim, m->reg = reg, m->ctx = ctx;
     size_t nu = (size_t)n_users * dim, ni = (size_t)n_items * dim;
     m->user = malloc(nu * sizeof(float)), m->item = malloc(ni * sizeof(float));
     m->user_grad = calloc(nu, sizeof(float)), m->item_grad = calloc(ni, sizeof(float));
@@ -106,6 +113,7 @@ mrec_status mrec_bprmf_create(mrec_model *out, int n_users, int n_items, int dim
     out->name = "BPRMF", out->self = m, out->n_params = 2;
     out->param[0] = m->user, out->grad[0] = m->user_grad, out->size[0] = (int64_t)nu;
     out->param[1] = m->item, out->grad[1] = m->item_grad, out->size[1] = (int64_t)ni;
+    out->status = &m->status;
     out->loss_grad = bprmf_loss_grad, out->score = bprmf_score, out->destroy = bprmf_destroy;
     return MREC_OK;
 }

@@ -2,11 +2,12 @@
  *
  * Users are taken in blocks: the model scores a block (block x items), the
  * masked items are set to -inf, the top max(K) are selected per row
- * (mrec_topk_rows_cpu: partial selection, ties to the lower item), and each
+ * (mrec_topk_rows: partial selection, ties to the lower item), and each
  * user's metrics are added up in double precision in user order, so the
  * result does not depend on the thread count.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -119,8 +120,10 @@ static void metrics_task(void *arg, int task, int thread) {
 }
 
 mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, mrec_score_fn score, void *model,
-                          mrec_pool *pool) {
+                          mrec_context *ctx) {
     memset(out, 0, sizeof *out);
+    mrec_status st = mrec_recsys_host_only(ctx, "evaluate"); /* scores, masks and top-k in host memory */
+    if (st) return st;
     mrec_eval_spec spec = *spec_in;
     if (spec.block_users <= 0) spec.block_users = 1024;
     const mrec_user_items *rel = spec.relevant;
@@ -130,7 +133,7 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     for (int i = 0; i < spec.n_k; i++)
         if (spec.k[i] < 1 || spec.k[i] > n_items || (i && spec.k[i] <= spec.k[i - 1]))
             return mrec_fail(MREC_ERR_ARG, "evaluate: cut-offs must ascend within 1..%d items, got %d", n_items, spec.k[i]);
-    int kmax = spec.k[spec.n_k - 1], threads = mrec_pool_threads(pool), B = spec.block_users;
+    int kmax = spec.k[spec.n_k - 1], threads = mrec_pool_threads(ctx->pool), B = spec.block_users;
     eval_block e = {.spec = &spec, .n_items = n_items, .kmax = kmax};
     e.scores = malloc((size_t)B * n_items * sizeof *e.scores);
     e.topk = malloc((size_t)B * kmax * sizeof *e.topk);
@@ -139,7 +142,6 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     e.sorted = malloc((size_t)threads * n_items * sizeof *e.sorted);
     e.sums = malloc((size_t)B * sizeof *e.sums);
     e.counted = malloc((size_t)B * sizeof *e.counted);
-    mrec_status st = MREC_OK;
     if (!e.scores || !e.topk || !e.topv || !e.gain || !e.sorted || !e.sums || !e.counted)
         st = mrec_fail(MREC_ERR_NOMEM, "evaluate: buffers for %d users x %d items", B, n_items);
     for (int u0 = 0; u0 < n_users && !st; u0 += B) {
@@ -152,9 +154,9 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
                 for (int64_t p = mask->row_ptr[u0 + b]; p < mask->row_ptr[u0 + b + 1]; p++)
                     e.scores[(size_t)b * n_items + mask->col[p]] = -INFINITY;
         }
-        mrec_topk_rows_cpu(e.topk, e.topv, e.scores, n, n_items, kmax, pool);
+        if ((st = mrec_topk_rows(ctx, e.topk, e.topv, e.scores, n, n_items, kmax))) break;
         e.u0 = u0;
-        mrec_pool_run(pool, metrics_task, &e, (n + USERS_PER_TASK - 1) / USERS_PER_TASK);
+        mrec_pool_run(ctx->pool, metrics_task, &e, (n + USERS_PER_TASK - 1) / USERS_PER_TASK);
         for (int b = 0; b < n; b++) {
             if (!e.counted[b]) continue;
             out->n_users++;
@@ -170,11 +172,13 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
 }
 
 mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const mrec_user_items *masked[2],
-                           mrec_score_fn score, void *model, mrec_pool *pool) {
+                           mrec_score_fn score, void *model, mrec_context *ctx) {
     enum { B = 1024 };
     if (k < 1 || k > n_items) return mrec_fail(MREC_ERR_ARG, "recommend: k = %d with %d items", k, n_items);
+    mrec_status st = mrec_recsys_host_only(ctx, "recommend");
+    if (st) return st;
     float *scores = malloc((size_t)B * n_items * sizeof *scores), *val = malloc((size_t)B * k * sizeof *val);
-    mrec_status st = scores && val ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "recommend: %d x %d scores", B, n_items);
+    if (!scores || !val) st = mrec_fail(MREC_ERR_NOMEM, "recommend: %d x %d scores", B, n_items);
     for (int u0 = 0; u0 < n_users && !st; u0 += B) {
         int n = n_users - u0 < B ? n_users - u0 : B;
         if ((st = score(model, u0, n, scores))) break;
@@ -182,7 +186,7 @@ mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const 
             for (int b = 0; masked[m] && b < n && u0 + b < masked[m]->n_rows; b++)
                 for (int64_t p = masked[m]->row_ptr[u0 + b]; p < masked[m]->row_ptr[u0 + b + 1]; p++)
                     scores[(size_t)b * n_items + masked[m]->col[p]] = -INFINITY;
-        mrec_topk_rows_cpu(top + (size_t)u0 * k, val, scores, n, n_items, k, pool);
+        st = mrec_topk_rows(ctx, top + (size_t)u0 * k, val, scores, n, n_items, k);
     }
     free(scores), free(val);
     return st;

@@ -1,5 +1,6 @@
 /* graph.c: the normalized bipartite adjacency of LightGCN / NGCF. */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -86,31 +87,34 @@ mrec_status mrec_graph_mean_self(mrec_graph *g, const mrec_user_items *train) {
     return MREC_OK;
 }
 
-void mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a, float *b,
-                           mrec_pool *pool) {
+mrec_status mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a, float *b,
+                                  mrec_context *ctx) {
     size_t n = (size_t)g->n_nodes * d;
+    mrec_csr adj = mrec_graph_csr(g);
     memcpy(final, ego, n * sizeof(float));
     const float *prev = ego;
-    for (int k = 1; k <= layers; k++) {
+    mrec_status st = MREC_OK;
+    for (int k = 1; k <= layers && !st; k++) {
         float *next = (k % 2) ? a : b;
-        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
-        mrec_add_cpu(final, final, next, (int64_t)n, pool);
+        st = mrec_spmm(ctx, next, &adj, prev, d, 0);
+        if (!st) st = mrec_add(ctx, final, final, next, (int64_t)n);
         prev = next;
     }
-    mrec_scale_cpu(final, final, 1.0f / (layers + 1), (int64_t)n, pool);
+    return st ? st : mrec_scale(ctx, final, final, 1.0f / (layers + 1), (int64_t)n);
 }
 
-void mrec_graph_layer_mean_back(float *dego, const float *dfinal, const mrec_graph *g, int symmetric, int layers, int d, float *a,
-                                float *b, mrec_pool *pool) {
+mrec_status mrec_graph_layer_mean_back(float *dego, const float *dfinal, const mrec_graph *g, int symmetric, int layers,
+                                       int d, float *a, float *b, mrec_context *ctx) {
     size_t n = (size_t)g->n_nodes * d;
+    mrec_csr adj = mrec_graph_csr(g);
     memcpy(dego, dfinal, n * sizeof(float));
     const float *prev = dfinal;
-    for (int k = 1; k <= layers; k++) {
+    mrec_status st = MREC_OK;
+    for (int k = 1; k <= layers && !st; k++) {
         float *next = (k % 2) ? a : b;
-        if (symmetric) mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
-        else mrec_spmm_t_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
-        mrec_add_cpu(dego, dego, next, (int64_t)n, pool);
+        st = mrec_spmm(ctx, next, &adj, prev, d, !symmetric);
+        if (!st) st = mrec_add(ctx, dego, dego, next, (int64_t)n);
         prev = next;
     }
-    mrec_scale_cpu(dego, dego, 1.0f / (layers + 1), (int64_t)n, pool);
+    return st ? st : mrec_scale(ctx, dego, dego, 1.0f / (layers + 1), (int64_t)n);
 }

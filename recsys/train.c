@@ -1,6 +1,7 @@
 /* train.c: what every BPR-trained model shares: the seeded generator, the
  * negative sampler, the BPR loss and Adam. */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +34,12 @@ uint32_t mrec_rng_below(mrec_rng *r, uint32_t n) {
         }
     }
     return (uint32_t)(m >> 32);
+}
+
+mrec_status mrec_recsys_host_only(const mrec_context *ctx, const char *what) {
+    if (ctx->device == MREC_DEVICE_CPU) return MREC_OK;
+    return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: runs on the CPU only (its arrays live in host memory), not on %s", what,
+                     mrec_device_name(ctx->device));
 }
 
 /* ---- sampler ---- */
@@ -152,15 +159,18 @@ mrec_status mrec_adam_add(mrec_optimizer *a, float *param, float *grad, int64_t 
     return MREC_OK;
 }
 
-void mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_pool *pool) {
+mrec_status mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx) {
+    mrec_status st = mrec_recsys_host_only(ctx, "adam"); /* the moments are host memory */
+    if (st) return st;
     a->step++;
-    for (int p = 0; p < a->n_params; p++)
+    for (int p = 0; p < a->n_params && !st; p++)
         if (!active || active[p])
-            mrec_adam_cpu(a->param[p], a->m[p], a->v[p], a->grad[p], a->lr, a->beta1, a->beta2, a->eps, a->weight_decay,
-                          ++a->steps[p], a->size[p], pool);
+            st = mrec_adam(ctx, a->param[p], a->m[p], a->v[p], a->grad[p], a->lr, a->beta1, a->beta2, a->eps,
+                           a->weight_decay, ++a->steps[p], a->size[p]);
+    return st;
 }
 
-void mrec_adam_step(mrec_optimizer *a, mrec_pool *pool) { mrec_adam_step_active(a, NULL, pool); }
+mrec_status mrec_adam_step(mrec_optimizer *a, mrec_context *ctx) { return mrec_adam_step_active(a, NULL, ctx); }
 
 void mrec_adam_free(mrec_optimizer *a) {
     for (int p = 0; p < a->n_params; p++) free(a->m[p]), free(a->v[p]);
