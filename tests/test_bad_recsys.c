@@ -410,6 +410,14 @@ static double late_nan_loss(void *self, const int32_t *user, const int32_t *pos,
     return nan_after-- > 0 ? 0.5 : INFINITY;
 }
 
+/* a model whose op fails inside loss_grad: NaN, and the op's status left behind */
+static mrec_status op_status;
+static double failed_op_loss(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n) {
+    (void)self, (void)user, (void)pos, (void)neg, (void)n;
+    op_status = mrec_fail(MREC_ERR_DEVICE, "gemm: the launch failed");
+    return NAN;
+}
+
 static mrec_status zero_scores(void *self, int u0, int n, float *scores) {
     (void)self, (void)u0;
     memset(scores, 0, sizeof *scores * (size_t)n * 3);
@@ -437,6 +445,11 @@ static void test_fit(mrec_context *ctx) {
     expect("an infinite loss in the second epoch", mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_ARG,
            M("latemodel", "epoch 2", "batch 1", "inf"));
     free(r.topk);
+    m.name = "opmodel", m.loss_grad = failed_op_loss, m.status = &op_status;
+    expect("an op failing inside a batch", mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_DEVICE,
+           M("gemm: the launch failed"));
+    free(r.topk);
+    m.status = NULL;
     m.name = "emptymodel";
     expect("no training pairs", mrec_fit(&r, &m, &empty, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_ARG,
            M("emptymodel", "no training pairs"));
@@ -454,6 +467,14 @@ static void test_fit(mrec_context *ctx) {
         free(r.topk);
         mrec_model_destroy(&b);
     }
+    /* the models keep host arrays: a GPU context is refused by name, not handed host pointers */
+    mrec_context gpu = *ctx;
+    gpu.device = MREC_DEVICE_CUDA, gpu.cuda = NULL;
+    mrec_eval_spec spec = {.relevant = &test, .masked = {&train, NULL}, .n_k = 1, .k = {1}};
+    mrec_eval_result er;
+    expect("itemknn on a GPU context", mrec_itemknn_create(&b, &train, 1, &gpu), MREC_ERR_UNSUPPORTED, M("itemknn", "cuda"));
+    expect("evaluation on a GPU context", mrec_evaluate(&er, &spec, zero_scores, NULL, &gpu), MREC_ERR_UNSUPPORTED,
+           M("evaluate", "cuda"));
 }
 
 int main(void) {
