@@ -87,7 +87,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     mrec_bpr_sampler sampler;
     mrec_optimizer adam;
     if ((st = mrec_bpr_sampler_init(&sampler, train))) return st;
-    mrec_adam_init(&adam, opt->lr, opt->weight_decay);
+    mrec_adam_init_on(&adam, opt->lr, opt->weight_decay, ctx);
     for (int p = 0; p < m->n_params && !st; p++) st = mrec_adam_add(&adam, m->param[p], m->grad[p], m->size[p]);
     mrec_rng rng = {opt->seed};
     double best = -1;

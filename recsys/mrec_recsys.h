@@ -183,7 +183,8 @@ mrec_status mrec_metric_parse(const char *name, mrec_metric *out);
 
 #define MREC_EVAL_MAX_K 8
 
-/* Scores for users [u0, u0 + n) over all items into scores (n, n_items). */
+/* Scores for users [u0, u0 + n) over all items into scores (n, n_items), in
+ * memory on the device of the context evaluating (the model's own). */
 typedef mrec_status (*mrec_score_fn)(void *model, int u0, int n, float *scores);
 
 typedef struct {
@@ -306,7 +307,10 @@ void mrec_bpr_sampler_free(mrec_bpr_sampler *s);
 
 /* Adam as torch.optim.Adam (L2 weight decay added to the gradient, not AdamW):
  * every element of every parameter is updated at each step, rows a batch did
- * not touch included (their moments decay), as PyTorch's dense Adam does. */
+ * not touch included (their moments decay), as PyTorch's dense Adam does.
+ * The moments live beside the parameters: in host memory after
+ * mrec_adam_init, on ctx's device after mrec_adam_init_on; a step on a
+ * context of another device is MREC_ERR_DEVICE. */
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
     int64_t step;
@@ -314,9 +318,12 @@ typedef struct {
     float *param[MREC_MAX_PARAMS], *grad[MREC_MAX_PARAMS], *m[MREC_MAX_PARAMS], *v[MREC_MAX_PARAMS];
     int64_t size[MREC_MAX_PARAMS];
     int64_t steps[MREC_MAX_PARAMS]; /* per parameter: one skipped by a step keeps its count, as in PyTorch */
+    mrec_context *ctx;              /* the device of the moments (NULL: host memory) */
+    mrec_arena moments[MREC_MAX_PARAMS]; /* there, m and v of each parameter */
 } mrec_optimizer;
 
 mrec_status mrec_adam_init(mrec_optimizer *a, float lr, float weight_decay);
+mrec_status mrec_adam_init_on(mrec_optimizer *a, float lr, float weight_decay, mrec_context *ctx);
 mrec_status mrec_adam_add(mrec_optimizer *a, float *param, float *grad, int64_t n);
 mrec_status mrec_adam_step(mrec_optimizer *a, mrec_context *ctx);
 /* A step over the parameters with active[p] set (NULL: all): the others are
@@ -364,11 +371,13 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
  *
  * A model keeps the context it was created with: its ops run through the op
  * entries (mrec_gemm(ctx, ...), ...) on the context's device, its own loops
- * on ctx->pool. The models below hold their parameters in host memory, so
- * they are created on a CPU context (another is MREC_ERR_UNSUPPORTED naming
- * the model). An op's failure inside loss_grad, which returns the loss,
- * makes that loss NaN and leaves the op's status in *status, which the
- * trainer reads after each batch. */
+ * on ctx->pool. BPRMF and LightGCN train and score on a GPU context, their
+ * parameters and gradients then in device memory (param and grad are device
+ * pointers); the other models hold theirs in host memory and are created on
+ * a CPU context only (another is MREC_ERR_UNSUPPORTED naming the model). An
+ * op's failure inside loss_grad, which returns the loss, makes that loss NaN
+ * and leaves the op's status in *status, which the trainer reads after each
+ * batch. */
 typedef struct {
     const char *name;
     void *self;
@@ -404,6 +413,11 @@ mrec_status mrec_lightgcn_create(mrec_model *m, const mrec_graph *graph, int n_u
  * published Gowalla numbers): mean softplus(neg - pos) + reg * (|u|^2 + |i+|^2
  * + |i-|^2) / 2 / n on the batch's ego embeddings (squared norms). */
 void mrec_lightgcn_use_authors_loss(mrec_model *m);
+/* For tests: BPRMF and LightGCN on a CPU context take their batches through
+ * the op entries, the path a GPU context takes, so the CPU checks it against
+ * the host loops (the same loss; gradients within float rounding). */
+void mrec_bprmf_use_ops(mrec_model *m);
+void mrec_lightgcn_use_ops(mrec_model *m);
 /* ItemKNN: cosine similarity of items over their training users,
  * |U_i & U_j| / sqrt(|U_i| |U_j|), the k most similar kept per item (ties to
  * the lower id), and score(u, i) = sum of sim(i, j) over the user's items j

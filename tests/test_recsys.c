@@ -330,6 +330,8 @@ static void test_gradients(mrec_context *ctx) {
         for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 20; /* away from the flat start */
         for (int64_t e = 0; e < m.size[1]; e++) m.param[1][e] *= 20;
         check_gradients(&m, "bprmf");
+        mrec_bprmf_use_ops(&m); /* the GPU's path, on the CPU */
+        check_gradients(&m, "bprmf through the op entries");
         mrec_model_destroy(&m);
     }
     mrec_graph g;
@@ -342,6 +344,16 @@ static void test_gradients(mrec_context *ctx) {
                 check_gradients(&m, layers ? "lightgcn (3 layers)" : "lightgcn (0 layers)");
                 mrec_lightgcn_use_authors_loss(&m);
                 check_gradients(&m, layers ? "lightgcn, authors' loss (3 layers)" : "lightgcn, authors' loss (0 layers)");
+                mrec_lightgcn_use_ops(&m);
+                check_gradients(&m, layers ? "lightgcn, authors' loss (3 layers), op entries"
+                                           : "lightgcn, authors' loss (0 layers), op entries");
+                mrec_model_destroy(&m);
+            }
+        for (int layers = 0; layers <= 3; layers += 3)
+            if (t_status(mrec_lightgcn_create(&m, &g, 5, 6, 4, layers, 0.3f, &rng, ctx), MREC_OK, "lightgcn")) {
+                for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
+                mrec_lightgcn_use_ops(&m);
+                check_gradients(&m, layers ? "lightgcn (3 layers), op entries" : "lightgcn (0 layers), op entries");
                 mrec_model_destroy(&m);
             }
         mrec_graph_free(&g);
@@ -393,8 +405,10 @@ static void test_trajectory(mrec_context *ctx) {
     mrec_graph g, gm;
     mrec_graph_normalized(&g, &train);
     mrec_graph_mean_self(&gm, &train);
-    static const char *names[3] = {"bprmf", "lightgcn", "ngcf"};
-    for (int which = 0; which < 3; which++) {
+    static const char *names[5] = {"bprmf", "lightgcn", "ngcf", "bprmf", "lightgcn"};
+    for (int run = 0; run < 5; run++) {
+        /* runs 3 and 4: BPRMF and LightGCN through the op entries, the path a GPU context takes */
+        int which = run % 3 + run / 3, ops = run >= 3;
         const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), names[which]);
         mrec_rng rng = {1};
         mrec_model m;
@@ -403,6 +417,9 @@ static void test_trajectory(mrec_context *ctx) {
                          : which   ? mrec_lightgcn_create(&m, &g, U, I, d, layers, reg, &rng, ctx)
                                    : mrec_bprmf_create(&m, U, I, d, reg, &rng, ctx);
         if (!t_status(st, MREC_OK, "create %s", names[which])) continue;
+        if (ops && which == 0) mrec_bprmf_use_ops(&m);
+        if (ops && which == 1) mrec_lightgcn_use_ops(&m);
+        const char *via = ops ? " through the op entries" : "";
         /* PyTorch's initial weights; LightGCN and NGCF keep users then items in one table */
         fill_floats(m.param[0], cJSON_GetObjectItem(c, "user0"));
         fill_floats(which ? m.param[0] + (size_t)U * d : m.param[1], cJSON_GetObjectItem(c, "item0"));
@@ -425,17 +442,18 @@ static void test_trajectory(mrec_context *ctx) {
             for (const cJSON *v = b->child->next->next->child; v; v = v->next) ns[nb++] = v->valueint;
             double loss = m.loss_grad(m.self, us, ps, ns, nb);
             if (fabs(loss - want->valuedouble) > 1e-4 && bad++ < 3)
-                fprintf(stderr, "  %s step %d: loss %.7f, PyTorch %.7f\n", names[which], step, loss, want->valuedouble);
+                fprintf(stderr, "  %s%s step %d: loss %.7f, PyTorch %.7f\n", names[which], via, step, loss, want->valuedouble);
             mrec_adam_step(&adam, ctx);
         }
-        t_check(bad == 0 && step == 6, "%s: loss trajectory matches PyTorch (%d of %d steps differ)", names[which], bad, step);
+        t_check(bad == 0 && step == 6, "%s%s: loss trajectory matches PyTorch (%d of %d steps differ)", names[which], via, bad,
+                step);
         float *wu = malloc(sizeof *wu * (size_t)U * d), *wi = malloc(sizeof *wi * (size_t)I * d);
         fill_floats(wu, cJSON_GetObjectItem(ref, "user"));
         fill_floats(wi, cJSON_GetObjectItem(ref, "item"));
-        char what[64];
-        snprintf(what, sizeof what, "%s users after 6 steps", names[which]);
+        char what[96];
+        snprintf(what, sizeof what, "%s users after 6 steps%s", names[which], via);
         t_allclose(what, wu, m.param[0], (int64_t)U * d, 1e-4, 0);
-        snprintf(what, sizeof what, "%s items after 6 steps", names[which]);
+        snprintf(what, sizeof what, "%s items after 6 steps%s", names[which], via);
         t_allclose(what, wi, which ? m.param[0] + (size_t)U * d : m.param[1], (int64_t)I * d, 1e-4, 0);
         if (which == 2) {
             int t = 1;
