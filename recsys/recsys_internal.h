@@ -30,8 +30,8 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
 
 /* ---- BPR through the op entries (bpr_ops.c) ----------------------------------
  * The batch step BPRMF and LightGCN take where their context runs: on a GPU
- * always, on the CPU when a test asks (mrec_bprmf_use_ops), so the CPU
- * checks the path the GPU takes. The tables hold users then items (n_rows,
+ * always, on the CPU when a test asks (mrec_bprmf_use_ops,
+ * mrec_lightgcn_use_ops), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
  * d) on the context's device. The batch's scores and squared row norms come
  * back to the host, where the loss is computed by the same code as on the
  * host path; the gradient rows are combined and scattered on the device in
@@ -63,7 +63,8 @@ typedef struct {
 /* Scores the batch: pos = <F_u, F_i>, neg = <F_u, F_j> and |E_r|^2 for the
  * rows u, i, j of E, into o->h_dots; keeps the batch's index for the
  * scatters. F and E (n_rows, d) on ctx's device, u, i, j (n) on the host.
- * The buffers grow to the batch (the only allocation, as the host path's). */
+ * The buffers are allocated when a batch is larger than any before (as the
+ * host path's scratch is), not per batch. */
 mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
                                 const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d);
 /* out (n_rows, d), every row written: the scatter-add over the batch of
