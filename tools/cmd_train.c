@@ -502,7 +502,7 @@ int mrec_cmd_train(int argc, char **argv) {
            (long long)test.row_ptr[test.n_rows]);
 
     mrec_context_options copt = mrec_context_defaults();
-    copt.device = MREC_WANT_CPU, copt.n_threads = threads; /* the models keep their parameters in host memory */
+    copt.device = MREC_WANT_CPU, copt.n_threads = threads; /* most models keep host arrays: training runs on the CPU */
     mrec_context *ctx;
     if ((st = mrec_context_create(&ctx, &copt))) return fail("threads", st);
     mrec_rng rng = {opt.seed};
