@@ -35,12 +35,14 @@ int main(int argc, char **argv) {
     mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN);
     mrec_user_items_build(&test, &x, MREC_SPLIT_TEST);
     mrec_graph g;
-    mrec_pool *pool;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    mrec_context *ctx;
     mrec_graph_normalized(&g, &train);
-    mrec_pool_create(&pool, threads, MREC_SIMD_AVX512);
+    if (mrec_context_create(&ctx, &o)) return 1;
     mrec_rng rng = {1};
     mrec_model m;
-    mrec_lightgcn_create(&m, &g, x.n_users, x.n_items, 64, 3, 1e-4f, &rng, pool);
+    mrec_lightgcn_create(&m, &g, x.n_users, x.n_items, 64, 3, 1e-4f, &rng, ctx);
     mrec_bpr_sampler s;
     mrec_optimizer adam;
     mrec_bpr_sampler_init(&s, &train);
@@ -53,7 +55,7 @@ int main(int argc, char **argv) {
     for (int b = 0; b <= steps; b++) {
         double t = now();
         m.loss_grad(m.self, s.user + (int64_t)b * 2048, s.pos + (int64_t)b * 2048, s.neg + (int64_t)b * 2048, 2048);
-        mrec_adam_step(&adam, pool);
+        mrec_adam_step(&adam, ctx);
         if (b) t_steps += now() - t; /* the first step warms up */
     }
     double t_step = t_steps / steps;
@@ -61,7 +63,7 @@ int main(int argc, char **argv) {
     m.prepare(m.self);
     mrec_eval_spec spec = {.relevant = &test, .masked = {&train, NULL}, .n_k = 1, .k = {20}};
     mrec_eval_result r;
-    mrec_evaluate(&r, &spec, m.score, m.self, pool);
+    mrec_evaluate(&r, &spec, m.score, m.self, ctx);
     double t_eval = now() - t0;
     int steps_per_epoch = (int)((s.n + 2047) / 2048);
 
@@ -96,6 +98,6 @@ int main(int argc, char **argv) {
     mrec_graph_free(&g);
     mrec_user_items_free(&train), mrec_user_items_free(&test);
     mrec_interactions_free(&x);
-    mrec_pool_destroy(pool);
+    mrec_context_destroy(ctx);
     return 0;
 }

@@ -30,14 +30,14 @@ static double now(void) {
 }
 
 /* mean seconds per step over `steps` batches, after one warm-up */
-static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *adam, int steps, mrec_pool *pool) {
+static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *adam, int steps, mrec_context *ctx) {
     double t = 0;
     for (int k = 0; k <= steps; k++) {
         int64_t at = (int64_t)k * 2048 % (s->n - 2048);
         double t0 = now();
         if (m->epoch_start && k == 0) m->epoch_start(m->self);
         m->loss_grad(m->self, s->user + at, s->pos + at, s->neg + at, 2048);
-        mrec_adam_step(adam, pool);
+        mrec_adam_step(adam, ctx);
         if (k) t += now() - t0;
     }
     return t / steps;
@@ -64,8 +64,10 @@ int main(int argc, char **argv) {
         int64_t shape[2] = {I, feat[m].dim};
         if (mrec_npy_write(files[m], MREC_NPY_F32, 2, shape, feat[m].x)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
     }
-    mrec_pool *pool;
-    if (mrec_pool_create(&pool, threads, MREC_SIMD_AVX512)) return 1;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    mrec_context *ctx;
+    if (mrec_context_create(&ctx, &o)) return 1;
     mrec_bpr_sampler s;
     mrec_bpr_sampler_init(&s, &train);
     mrec_bpr_sampler_epoch(&s, &rng);
@@ -75,7 +77,7 @@ int main(int argc, char **argv) {
     int dims[2] = {4096, 384};
     float w[2] = {0.1f, 0.9f};
     double t0 = now();
-    mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, pool);
+    mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx);
     double knn_s = now() - t0;
     float *cat = malloc(sizeof(float) * (size_t)I * (4096 + 384));
     for (int i = 0; i < I; i++) { /* MMRec's VBPR: textual, then visual */
@@ -92,12 +94,12 @@ int main(int argc, char **argv) {
         mrec_model m;
         struct rusage r0, r1;
         getrusage(RUSAGE_SELF, &r0);
-        mrec_status st = which == 0   ? mrec_lightgcn_create(&m, &full, U, I, 64, 2, 1e-4f, &rng, pool)
-                         : which == 1 ? mrec_vbpr_create(&m, U, I, 64, 1e-3f, cat, 4480, &rng, pool)
-                         : which == 2 ? mrec_freedom_create(&m, &full, &item_graph, &train, feat, 2, 64, 2, 1e-3f, 0.8f, &rng, pool)
-                         : which == 3 ? mrec_lattice_create(&m, &mean_self, feat, 2, U, 64, 10, 0.9f, 1e-4f, 2048, &rng, pool)
-                         : which == 4 ? mrec_bm3_create(&m, &full, feat, 2, U, 64, 1, 0.1f, 2.0f, 0.3f, &rng, pool)
-                                      : mrec_ngcfm_create(&m, &mean_self, U, I, cat, 4480, 64, 3, 0.01f, 0.5f, 0, &rng, pool);
+        mrec_status st = which == 0   ? mrec_lightgcn_create(&m, &full, U, I, 64, 2, 1e-4f, &rng, ctx)
+                         : which == 1 ? mrec_vbpr_create(&m, U, I, 64, 1e-3f, cat, 4480, &rng, ctx)
+                         : which == 2 ? mrec_freedom_create(&m, &full, &item_graph, &train, feat, 2, 64, 2, 1e-3f, 0.8f, &rng, ctx)
+                         : which == 3 ? mrec_lattice_create(&m, &mean_self, feat, 2, U, 64, 10, 0.9f, 1e-4f, 2048, &rng, ctx)
+                         : which == 4 ? mrec_bm3_create(&m, &full, feat, 2, U, 64, 1, 0.1f, 2.0f, 0.3f, &rng, ctx)
+                                      : mrec_ngcfm_create(&m, &mean_self, U, I, cat, 4480, 64, 3, 0.01f, 0.5f, 0, &rng, ctx);
         if (st) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
         mrec_optimizer adam;
         mrec_adam_init(&adam, 1e-3f, 0);
@@ -107,13 +109,13 @@ int main(int argc, char **argv) {
             double t1 = now();
             m.epoch_start(m.self);
             m.loss_grad(m.self, s.user, s.pos, s.neg, 2048);
-            mrec_adam_step_active(&adam, m.active, pool);
+            mrec_adam_step_active(&adam, m.active, ctx);
             double build = now() - t1;
-            ours[which] = time_steps(&m, &s, &adam, steps, pool) * (per_epoch - 1) + build;
+            ours[which] = time_steps(&m, &s, &adam, steps, ctx) * (per_epoch - 1) + build;
             getrusage(RUSAGE_SELF, &r1);
             lattice_mb = (r1.ru_maxrss - r0.ru_maxrss) / 1024.0;
         } else {
-            ours[which] = time_steps(&m, &s, &adam, steps, pool) * per_epoch;
+            ours[which] = time_steps(&m, &s, &adam, steps, ctx) * per_epoch;
         }
         mrec_adam_free(&adam);
         mrec_model_destroy(&m);

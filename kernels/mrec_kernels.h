@@ -463,4 +463,40 @@ mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const
 mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p, uint64_t seed, uint64_t offset,
                          int64_t n);
 
+/* ---- training and sparse ops -------------------------------------------------
+ * What the recommenders need beside the ops above to train and rank where
+ * their context runs: copies between the host and the context's device, and
+ * the gathers, the batch index and the evaluation mask whose GPU variants
+ * are declared with the CUDA ops. The CPU variants live in kernels/cpu/train.c
+ * next to their references. */
+
+/* out (n) = <A[ia[b]], B[ib[b]]> over d for each pair b: A (Ra, d), B (Rb, d),
+ * ia, ib (n) valid row numbers (the sampler's). The CPU variant sums in
+ * float in k order, as the models' host loops do. */
+void mrec_gather_dot_ref(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib, int n, int d);
+void mrec_gather_dot_cpu(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib, int n, int d,
+                         mrec_pool *pool);
+/* mrec_index_csr_ref in O(N + V): a stable counting sort. */
+mrec_status mrec_index_csr_cpu(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, mrec_pool *pool);
+/* scores (R, C) of users u0 .. u0 + R - 1: the columns of each user's row of
+ * the mask CSR (row_ptr (>= u0 + R + 1), col: over all users) set to -inf;
+ * columns outside [0, C) are skipped. */
+void mrec_mask_rows_ref(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C);
+void mrec_mask_rows_cpu(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
+                        mrec_pool *pool);
+
+/* Entries (see "the op entries" above). The copies move bytes between host
+ * memory and the context's device (a plain copy on the CPU) and return when
+ * the bytes have arrived. */
+mrec_status mrec_copy_to_device(mrec_context *ctx, void *dst, const void *src, size_t bytes);
+mrec_status mrec_copy_to_host(mrec_context *ctx, void *dst, const void *src, size_t bytes);
+mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
+                            const int32_t *ib, int n, int d);
+/* work: *bytes of memory on the context's device (0 on the CPU) */
+mrec_status mrec_index_csr_workspace_bytes(const mrec_context *ctx, int N, int V, size_t *bytes);
+mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                           size_t work_bytes);
+mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,
+                           int C);
+
 #endif

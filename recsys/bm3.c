@@ -15,6 +15,7 @@
  * W_m xavier-normal; biases as torch.nn.Linear.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -37,11 +38,12 @@ typedef struct {
     int cap;
     int frozen;                               /* tests: targets fixed at their values when frozen */
     float *ft_user, *ft_item, *ft_z[MAX_MOD]; /* (U, d), (I, d), (I, d) */
-    mrec_pool *pool;
+    mrec_context *ctx;
+    mrec_status status;                       /* of the last loss_grad */
 } bm3;
 
-static void propagate(bm3 *m) {
-    mrec_graph_layer_mean(m->final, m->ego, m->graph, m->layers, m->dim, m->t1, m->t2, m->pool);
+static mrec_status propagate(bm3 *m) {
+    return mrec_graph_layer_mean(m->final, m->ego, m->graph, m->layers, m->dim, m->t1, m->t2, m->ctx);
 }
 
 /* the item view of row it: F_i + I_i */
@@ -71,18 +73,19 @@ static double cos_loss(float *da, const float *a, const float *t, int n, int d) 
 }
 
 /* rows of P(src): out (n, d) = src W_p^T + b_p */
-static void predict(bm3 *m, float *out, const float *src, int n) {
+static mrec_status predict(bm3 *m, float *out, const float *src, int n) {
     int d = m->dim;
-    mrec_gemm_cpu(out, src, m->wp, m->bp, 1, 0, 0, 1, n, d, d, d, d, d, m->pool);
+    return mrec_gemm(m->ctx, out, src, m->wp, m->bp, 1, 0, 0, 1, n, d, d, d, d, d);
 }
 
 /* the predictor's backward for rows src -> don: accumulates dW_p, db_p; dsrc = don W_p */
-static void predict_back(bm3 *m, float *dsrc, const float *src, const float *don, int n) {
+static mrec_status predict_back(bm3 *m, float *dsrc, const float *src, const float *don, int n) {
     int d = m->dim;
-    mrec_gemm_cpu(m->wp_grad, don, src, NULL, 1, 1, 1, 0, d, d, n, d, d, d, m->pool);
+    mrec_status st = mrec_gemm(m->ctx, m->wp_grad, don, src, NULL, 1, 1, 1, 0, d, d, n, d, d, d);
+    if (st) return st;
     for (int r = 0; r < n; r++)
         for (int k = 0; k < d; k++) m->bp_grad[k] += don[(size_t)r * d + k];
-    mrec_gemm_cpu(dsrc, don, m->wp, NULL, 1, 0, 0, 0, n, d, d, d, d, d, m->pool);
+    return mrec_gemm(m->ctx, dsrc, don, m->wp, NULL, 1, 0, 0, 0, n, d, d, d, d, d);
 }
 
 static int ensure_batch(bm3 *m, int n) {
@@ -101,28 +104,29 @@ static int ensure_batch(bm3 *m, int n) {
 }
 
 /* Frozen targets (tests): every view now, kept; the losses' targets then no longer move with the weights. */
-static int freeze_targets(bm3 *m) {
+static mrec_status freeze_targets(bm3 *m) {
     int d = m->dim, U = m->n_users, I = m->n_items;
     m->ft_user = malloc(sizeof(float) * (size_t)U * d), m->ft_item = malloc(sizeof(float) * (size_t)I * d);
-    if (!m->ft_user || !m->ft_item) return 0;
+    if (!m->ft_user || !m->ft_item) return mrec_fail(MREC_ERR_NOMEM, "bm3: frozen targets");
     memcpy(m->ft_user, m->final, sizeof(float) * (size_t)U * d);
     for (int it = 0; it < I; it++) item_view(m, it, m->ft_item + (size_t)it * d);
-    for (int mo = 0; mo < m->n_mod; mo++) {
+    mrec_status st = MREC_OK;
+    for (int mo = 0; mo < m->n_mod && !st; mo++) {
         int F = m->fdim[mo];
-        if (!(m->ft_z[mo] = malloc(sizeof(float) * (size_t)I * d))) return 0;
-        mrec_gemm_cpu(m->ft_z[mo], m->x[mo], m->w[mo], m->b[mo], 1, 0, 0, 1, I, d, F, F, F, d, m->pool);
+        if (!(m->ft_z[mo] = malloc(sizeof(float) * (size_t)I * d))) return mrec_fail(MREC_ERR_NOMEM, "bm3: frozen targets");
+        st = mrec_gemm(m->ctx, m->ft_z[mo], m->x[mo], m->w[mo], m->b[mo], 1, 0, 0, 1, I, d, F, F, F, d);
     }
-    return 1;
+    return st;
 }
 
-static double bm3_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    (void)j; /* BM3 samples no negatives */
-    bm3 *m = self;
+static mrec_status batch_loss_grad(bm3 *m, double *loss_out, const int32_t *u, const int32_t *i, int n) {
     int d = m->dim, U = m->n_users, I = m->n_items;
     size_t total = (size_t)m->n_nodes * d, nd = (size_t)n * d;
-    if (!ensure_batch(m, n)) return NAN;
-    propagate(m);
-    if (m->frozen && !m->ft_user && !freeze_targets(m)) return NAN;
+    mrec_context *ctx = m->ctx;
+    if (!ensure_batch(m, n)) return mrec_fail(MREC_ERR_NOMEM, "bm3: a batch of %d", n);
+    mrec_status st = propagate(m);
+    if (st) return st;
+    if (m->frozen && !m->ft_user && (st = freeze_targets(m))) return st;
     memset(m->dfinal, 0, total * sizeof(float)), memset(m->ddirect, 0, sizeof(float) * (size_t)I * d);
     memset(m->wp_grad, 0, sizeof(float) * (size_t)d * d), memset(m->bp_grad, 0, sizeof(float) * (size_t)d);
     /* rows 0..n-1 the users' views, n..2n-1 the items'; each pulled towards the other's target */
@@ -133,9 +137,9 @@ static double bm3_loss_grad(void *self, const int32_t *u, const int32_t *i, cons
         drop(m, m->tgt + nd + (size_t)r * d, m->frozen ? m->ft_item + (size_t)i[r] * d : m->src + nd + (size_t)r * d, d);
     }
     const float *tu = m->tgt, *ti = m->tgt + nd;
-    predict(m, m->on, m->src, 2 * n);
+    if ((st = predict(m, m->on, m->src, 2 * n))) return st;
     double loss = cos_loss(m->don, m->on, ti, n, d) + cos_loss(m->don + nd, m->on + nd, tu, n, d);
-    predict_back(m, m->dsrc, m->src, m->don, 2 * n);
+    if ((st = predict_back(m, m->dsrc, m->src, m->don, 2 * n))) return st;
     for (int r = 0; r < n; r++) {
         float *gu = m->dfinal + (size_t)u[r] * d, *gi = m->dfinal + (size_t)(U + i[r]) * d, *ge = m->ddirect + (size_t)i[r] * d;
         const float *du = m->dsrc + (size_t)r * d, *di = m->dsrc + nd + (size_t)r * d;
@@ -145,18 +149,18 @@ static double bm3_loss_grad(void *self, const int32_t *u, const int32_t *i, cons
     for (int mo = 0; mo < m->n_mod; mo++) {
         int F = m->fdim[mo];
         for (int r = 0; r < n; r++) memcpy(m->fb + (size_t)r * F, m->x[mo] + (size_t)i[r] * F, sizeof(float) * (size_t)F);
-        mrec_gemm_cpu(m->z, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, n, d, F, F, F, d, m->pool);
+        if ((st = mrec_gemm(ctx, m->z, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, n, d, F, F, F, d))) return st;
         for (int r = 0; r < n; r++)
             drop(m, m->zt + (size_t)r * d, m->frozen ? m->ft_z[mo] + (size_t)i[r] * d : m->z + (size_t)r * d, d);
-        predict(m, m->on, m->z, n);
+        if ((st = predict(m, m->on, m->z, n))) return st;
         loss += m->cl * (cos_loss(m->don, m->on, ti, n, d) + cos_loss(m->don + nd, m->on, m->zt, n, d));
         for (size_t e = 0; e < nd; e++) m->don[e] = m->cl * (m->don[e] + m->don[nd + e]);
-        predict_back(m, m->dz, m->z, m->don, n);
-        mrec_gemm_cpu(m->w_grad[mo], m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, n, d, F, F, m->pool);
+        if ((st = predict_back(m, m->dz, m->z, m->don, n))) return st;
+        if ((st = mrec_gemm(ctx, m->w_grad[mo], m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, n, d, F, F))) return st;
         memset(m->b_grad[mo], 0, sizeof(float) * (size_t)d);
         for (int r = 0; r < n; r++)
             for (int k = 0; k < d; k++) m->b_grad[mo][k] += m->dz[(size_t)r * d + k];
-        mrec_gemm_cpu(m->fb, m->dz, m->w[mo], NULL, 1, 0, 0, 0, n, F, d, d, F, F, m->pool);
+        if ((st = mrec_gemm(ctx, m->fb, m->dz, m->w[mo], NULL, 1, 0, 0, 0, n, F, d, d, F, F))) return st;
         memset(m->x_grad[mo], 0, sizeof(float) * (size_t)I * F);
         for (int r = 0; r < n; r++)
             for (int f = 0; f < F; f++) m->x_grad[mo][(size_t)i[r] * F + f] += m->fb[(size_t)r * F + f];
@@ -179,28 +183,36 @@ static double bm3_loss_grad(void *self, const int32_t *u, const int32_t *i, cons
         for (int k = 0; k < d; k++) gi[k] += ci * iv[k], ge[k] += ci * iv[k];
     }
     /* dE0 = (dF + Â dF + .. + Â^L dF) / (L + 1), plus the items' direct part */
-    mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, m->graph, 1, m->layers, d, m->t1, m->t2, m->pool);
-    mrec_add_cpu(m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->ddirect, (int64_t)I * d, m->pool);
-    return loss;
+    if ((st = mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, m->graph, 1, m->layers, d, m->t1, m->t2, ctx))) return st;
+    if ((st = mrec_add(ctx, m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->ddirect, (int64_t)I * d))) return st;
+    *loss_out = loss;
+    return MREC_OK;
+}
+
+static double bm3_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    (void)j; /* BM3 samples no negatives */
+    bm3 *m = self;
+    double loss = NAN;
+    m->status = batch_loss_grad(m, &loss, u, i, n);
+    return m->status ? NAN : loss;
 }
 
 /* P(u) for every user and P(i) for every item, in final's place */
 static mrec_status bm3_prepare(void *self) {
     bm3 *m = self;
     int d = m->dim, U = m->n_users, I = m->n_items;
-    propagate(m);
+    mrec_status st = propagate(m);
+    if (st) return st;
     for (int it = 0; it < I; it++) item_view(m, it, m->t1 + (size_t)(U + it) * d);
     memcpy(m->t1, m->final, sizeof(float) * (size_t)U * d);
-    predict(m, m->final, m->t1, m->n_nodes);
-    return MREC_OK;
+    return predict(m, m->final, m->t1, m->n_nodes);
 }
 
 static mrec_status bm3_score(void *self, int u0, int n, float *scores) {
     bm3 *m = self;
     int d = m->dim;
-    mrec_gemm_cpu(scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n, m->n_items, d, d, d,
-                  m->n_items, m->pool);
-    return MREC_OK;
+    return mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n,
+                     m->n_items, d, d, d, m->n_items);
 }
 
 static void bm3_destroy(void *self) {
@@ -228,15 +240,17 @@ static void linear_bias(float *b, int n, int fan_in, mrec_rng *rng) {
 }
 
 mrec_status mrec_bm3_create(mrec_model *out, const mrec_graph *graph, const mrec_features *feat, int n_mod, int n_users, int dim,
-                            int layers, float reg, float cl, float dropout, mrec_rng *rng, mrec_pool *pool) {
+                            int layers, float reg, float cl, float dropout, mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
+    mrec_status st = mrec_recsys_host_only(ctx, "bm3");
+    if (st) return st;
     int I = n_mod > 0 ? feat[0].n_items : 0;
     if (n_mod < 1 || n_mod > MAX_MOD || graph->n_nodes != n_users + I || layers < 0 || layers > 16 || !(dropout >= 0 && dropout < 1))
         return mrec_fail(MREC_ERR_ARG, "bm3: %d modalities (1..%d), %d layers, dropout %g (0 <= p < 1)", n_mod, MAX_MOD, layers, dropout);
     bm3 *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "bm3");
     m->n_users = n_users, m->n_items = I, m->n_nodes = n_users + I, m->dim = dim, m->layers = layers, m->n_mod = n_mod;
-    m->reg = reg, m->cl = cl, m->dropout = dropout, m->graph = graph, m->pool = pool;
+    m->reg = reg, m->cl = cl, m->dropout = dropout, m->graph = graph, m->ctx = ctx;
     m->rng.state = mrec_rng_next(rng);
     size_t total = (size_t)m->n_nodes * dim;
     float **big[] = {&m->ego, &m->ego_grad, &m->final, &m->t1, &m->t2, &m->dfinal};
@@ -274,6 +288,7 @@ mrec_status mrec_bm3_create(mrec_model *out, const mrec_graph *graph, const mrec
         out->param[p] = m->b[k], out->grad[p] = m->b_grad[k], out->size[p++] = dim;
     }
     out->n_params = p;
+    out->status = &m->status;
     out->loss_grad = bm3_loss_grad, out->prepare = bm3_prepare, out->score = bm3_score, out->destroy = bm3_destroy;
     return MREC_OK;
 }

@@ -6,8 +6,15 @@
  * where U_b is the (n, d) matrix of the batch's user rows (repeats kept),
  * as MMRec's EmbLoss (norms, not squared norms). Embeddings start
  * xavier-normal: std sqrt(2 / (rows + d)) per table.
+ *
+ * U and I are one table, users then items. On a CPU context a batch runs as
+ * the loops below; on a GPU context (or after mrec_bprmf_use_ops) the table
+ * and its gradient live on the device and a batch runs through the op
+ * entries (bpr_ops.c), the loss computed by the same host code from the
+ * scores and norms it sends back.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,11 +23,15 @@
 typedef struct {
     int n_users, n_items, dim;
     float reg;
-    float *user, *item;           /* (n_users, d), (n_items, d) */
-    float *user_grad, *item_grad;
+    float *user, *item;           /* (n_users, d), (n_items, d): one table, items after users */
+    float *user_grad, *item_grad; /* likewise */
     float *pos, *neg, *dx;        /* (batch) scratch */
     int cap;
-    mrec_pool *pool;
+    mrec_context *ctx;
+    mrec_status status;           /* of the last loss_grad */
+    int use_ops;                  /* batches through the op entries */
+    mrec_arena dev;               /* on a GPU: the table and its gradient */
+    mrec_bpr_ops ops;
 } bprmf;
 
 static float dot(const float *a, const float *b, int d) {
@@ -36,6 +47,13 @@ static double frob(const float *table, const int32_t *rows, int n, int d) {
     return sqrt(s);
 }
 
+/* The regularizer's loss from the batch's three norms, and d|X|_F / dX = X / |X|_F as a factor per table */
+static double reg_loss(const bprmf *m, double nu, double ni, double nj, int n, float c[3]) {
+    c[0] = nu > 0 ? (float)(m->reg / n / nu) : 0, c[1] = ni > 0 ? (float)(m->reg / n / ni) : 0;
+    c[2] = nj > 0 ? (float)(m->reg / n / nj) : 0;
+    return m->reg * (nu + ni + nj) / n;
+}
+
 static int ensure_batch(bprmf *m, int n) {
     if (n <= m->cap) return 1;
     free(m->pos), free(m->neg), free(m->dx);
@@ -44,10 +62,9 @@ static int ensure_batch(bprmf *m, int n) {
     return m->cap > 0;
 }
 
-static double bprmf_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    bprmf *m = self;
+static mrec_status host_loss_grad(bprmf *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim;
-    if (!ensure_batch(m, n)) return NAN;
+    if (!ensure_batch(m, n)) return mrec_fail(MREC_ERR_NOMEM, "bprmf: a batch of %d", n);
     memset(m->user_grad, 0, (size_t)m->n_users * d * sizeof(float));
     memset(m->item_grad, 0, (size_t)m->n_items * d * sizeof(float));
     for (int b = 0; b < n; b++) {
@@ -56,56 +73,97 @@ static double bprmf_loss_grad(void *self, const int32_t *u, const int32_t *i, co
         m->neg[b] = dot(eu, m->item + (size_t)j[b] * d, d);
     }
     double loss = mrec_bpr_loss(m->dx, m->pos, m->neg, n);
-    double nu = frob(m->user, u, n, d), ni = frob(m->item, i, n, d), nj = frob(m->item, j, n, d);
-    loss += m->reg * (nu + ni + nj) / n;
-    /* d|X|_F / dX = X / |X|_F, for each row of the batch matrix */
-    float cu = nu > 0 ? (float)(m->reg / n / nu) : 0, ci = ni > 0 ? (float)(m->reg / n / ni) : 0;
-    float cj = nj > 0 ? (float)(m->reg / n / nj) : 0;
+    float c[3];
+    loss += reg_loss(m, frob(m->user, u, n, d), frob(m->item, i, n, d), frob(m->item, j, n, d), n, c);
     for (int b = 0; b < n; b++) {
         const float *eu = m->user + (size_t)u[b] * d, *ei = m->item + (size_t)i[b] * d, *ej = m->item + (size_t)j[b] * d;
         float *gu = m->user_grad + (size_t)u[b] * d, *gi = m->item_grad + (size_t)i[b] * d;
         float *gj = m->item_grad + (size_t)j[b] * d, g = m->dx[b];
         for (int k = 0; k < d; k++) {
-            gu[k] += g * (ei[k] - ej[k]) + cu * eu[k];
-            gi[k] += g * eu[k] + ci * ei[k];
-            gj[k] += -g * eu[k] + cj * ej[k];
+            gu[k] += g * (ei[k] - ej[k]) + c[0] * eu[k];
+            gi[k] += g * eu[k] + c[1] * ei[k];
+            gj[k] += -g * eu[k] + c[2] * ej[k];
         }
     }
-    return loss;
+    *loss_out = loss;
+    return MREC_OK;
+}
+
+/* The same batch through the op entries: the table is its own regularized table. */
+static mrec_status ops_loss_grad(bprmf *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_bpr_ops *o = &m->ops;
+    int N = m->n_users + m->n_items;
+    mrec_status st = mrec_bpr_ops_scores(o, m->ctx, m->user, m->user, u, i, j, n, m->n_users, N, m->dim);
+    if (st) return st;
+    const float *pos = o->h_dots, *neg = pos + n, *sq = pos + 2 * n;
+    double loss = mrec_bpr_loss(o->dx, pos, neg, n), s[3] = {0, 0, 0};
+    for (int t = 0; t < 3; t++)
+        for (int b = 0; b < n; b++) s[t] += sq[t * n + b];
+    float c[3];
+    loss += reg_loss(m, sqrt(s[0]), sqrt(s[1]), sqrt(s[2]), n, c);
+    *loss_out = loss;
+    return mrec_bpr_ops_scatter(o, m->user_grad, m->user, o->dx, c);
+}
+
+static double bprmf_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    bprmf *m = self;
+    double loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : host_loss_grad(m, &loss, u, i, j, n);
+    return m->status ? NAN : loss;
 }
 
 static mrec_status bprmf_score(void *self, int u0, int n, float *scores) {
     bprmf *m = self;
-    mrec_gemm_cpu(scores, m->user + (size_t)u0 * m->dim, m->item, NULL, 1, 0, 0, 1, n, m->n_items, m->dim, m->dim,
-                  m->dim, m->n_items, m->pool);
-    return MREC_OK;
+    return mrec_gemm(m->ctx, scores, m->user + (size_t)u0 * m->dim, m->item, NULL, 1, 0, 0, 1, n, m->n_items, m->dim,
+                     m->dim, m->dim, m->n_items);
 }
 
 static void bprmf_destroy(void *self) {
     bprmf *m = self;
-    free(m->user), free(m->item), free(m->user_grad), free(m->item_grad), free(m->pos), free(m->neg), free(m->dx);
+    if (m->dev.base) mrec_arena_release(&m->dev, m->ctx->cuda);
+    else free(m->user), free(m->user_grad);
+    free(m->pos), free(m->neg), free(m->dx);
+    mrec_bpr_ops_free(&m->ops);
     free(m);
 }
 
+void mrec_bprmf_use_ops(mrec_model *model) { ((bprmf *)model->self)->use_ops = 1; }
+
 mrec_status mrec_bprmf_create(mrec_model *out, int n_users, int n_items, int dim, float reg, mrec_rng *rng,
-                              mrec_pool *pool) {
+                              mrec_context *ctx) {
     memset(out, 0, sizeof *out);
     bprmf *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "bprmf");
-    m->n_users = n_users, m->n_items = n_items, m->dim = dim, m->reg = reg, m->pool = pool;
+    m->n_users = n_users, m->n_items = n_items, m->dim = dim, m->reg = reg, m->ctx = ctx;
     size_t nu = (size_t)n_users * dim, ni = (size_t)n_items * dim;
-    m->user = malloc(nu * sizeof(float)), m->item = malloc(ni * sizeof(float));
-    m->user_grad = calloc(nu, sizeof(float)), m->item_grad = calloc(ni, sizeof(float));
-    if (!m->user || !m->item || !m->user_grad || !m->item_grad) {
-        bprmf_destroy(m);
+    /* the values are drawn on the host in any case, so a seed gives the same start on every device */
+    float *table = malloc((nu + ni) * sizeof(float));
+    m->user_grad = ctx->device == MREC_DEVICE_CPU ? calloc(nu + ni, sizeof(float)) : NULL;
+    if (!table || (ctx->device == MREC_DEVICE_CPU && !m->user_grad)) {
+        free(table), bprmf_destroy(m);
         return mrec_fail(MREC_ERR_NOMEM, "bprmf: %d x %d and %d x %d embeddings", n_users, dim, n_items, dim);
     }
     double su = sqrt(2.0 / (n_users + dim)), si = sqrt(2.0 / (n_items + dim));
-    for (size_t k = 0; k < nu; k++) m->user[k] = (float)(su * mrec_rng_normal(rng));
-    for (size_t k = 0; k < ni; k++) m->item[k] = (float)(si * mrec_rng_normal(rng));
+    for (size_t k = 0; k < nu; k++) table[k] = (float)(su * mrec_rng_normal(rng));
+    for (size_t k = 0; k < ni; k++) table[nu + k] = (float)(si * mrec_rng_normal(rng));
+    if (ctx->device == MREC_DEVICE_CPU) {
+        m->user = table;
+    } else { /* the table, then its gradient (every row written by each batch) */
+        mrec_status st = mrec_arena_reserve(&m->dev, 2 * (nu + ni) * sizeof(float), ctx->device, ctx->cuda);
+        if (!st) m->user = (float *)m->dev.base, m->user_grad = m->user + nu + ni;
+        if (!st) st = mrec_copy_to_device(ctx, m->user, table, (nu + ni) * sizeof(float));
+        free(table);
+        if (st) {
+            bprmf_destroy(m);
+            return st;
+        }
+        m->use_ops = 1;
+    }
+    m->item = m->user + nu, m->item_grad = m->user_grad + nu;
     out->name = "BPRMF", out->self = m, out->n_params = 2;
     out->param[0] = m->user, out->grad[0] = m->user_grad, out->size[0] = (int64_t)nu;
     out->param[1] = m->item, out->grad[1] = m->item_grad, out->size[1] = (int64_t)ni;
+    out->status = &m->status;
     out->loss_grad = bprmf_loss_grad, out->score = bprmf_score, out->destroy = bprmf_destroy;
     return MREC_OK;
 }

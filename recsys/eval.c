@@ -2,11 +2,14 @@
  *
  * Users are taken in blocks: the model scores a block (block x items), the
  * masked items are set to -inf, the top max(K) are selected per row
- * (mrec_topk_rows_cpu: partial selection, ties to the lower item), and each
+ * (mrec_topk_rows: partial selection, ties to the lower item), and each
  * user's metrics are added up in double precision in user order, so the
- * result does not depend on the thread count.
+ * result does not depend on the thread count. Scoring, masking and top-k
+ * run where the context runs (the scores stay there); only the top items
+ * come back to the host for the metrics.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -70,9 +73,7 @@ void mrec_user_metrics(double out[MREC_METRIC_COUNT][MREC_EVAL_MAX_K], const int
 
 typedef struct {
     const mrec_eval_spec *spec;
-    float *scores;   /* (block, n_items) */
-    int32_t *topk;   /* (block, kmax) */
-    float *topv;
+    int32_t *topk;   /* (block, kmax) on the host */
     double *gain;    /* (n_items) per thread */
     double *sorted;  /* (n_items) per thread */
     double (*sums)[MREC_METRIC_COUNT][MREC_EVAL_MAX_K]; /* per user of the block */
@@ -118,8 +119,69 @@ static void metrics_task(void *arg, int task, int thread) {
     }
 }
 
+/* ---- scoring, masking and top-k where the context runs ---- */
+
+/* The device side of a ranking: a block of scores, its top k, and copies of
+ * the masks there. One allocation per evaluation. */
+typedef struct {
+    mrec_arena mem;
+    float *scores;                   /* (block, n_items) */
+    int32_t *topk;                   /* (block, k) */
+    float *topv;                     /* (block, k) */
+    int64_t *mask_ptr[2];            /* the masks' CSR (over all users), or NULL */
+    int32_t *mask_col[2];
+    const mrec_user_items *masked[2];
+    int block, n_items, k;
+} ranker;
+
+static void ranker_carve(ranker *r, mrec_arena *a) {
+    r->scores = mrec_arena_alloc(a, sizeof(float) * (size_t)r->block * r->n_items);
+    r->topk = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)r->block * r->k);
+    r->topv = mrec_arena_alloc(a, sizeof(float) * (size_t)r->block * r->k);
+    for (int m = 0; m < 2; m++) {
+        const mrec_user_items *mask = r->masked[m];
+        if (!mask) continue;
+        r->mask_ptr[m] = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)mask->n_rows + 1));
+        r->mask_col[m] = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(mask->row_ptr[mask->n_rows] + 1));
+    }
+}
+
+static mrec_status ranker_open(ranker *r, mrec_context *ctx, int block, int n_items, int k,
+                               const mrec_user_items *masked[2]) {
+    memset(r, 0, sizeof *r);
+    r->block = block, r->n_items = n_items, r->k = k, r->masked[0] = masked[0], r->masked[1] = masked[1];
+    mrec_arena measure = mrec_arena_measure();
+    ranker_carve(r, &measure);
+    mrec_status st = mrec_arena_reserve(&r->mem, measure.peak, ctx->device, ctx->cuda);
+    if (st) return st;
+    ranker_carve(r, &r->mem);
+    for (int m = 0; m < 2 && !st; m++) {
+        const mrec_user_items *mask = masked[m];
+        if (!mask) continue;
+        st = mrec_copy_to_device(ctx, r->mask_ptr[m], mask->row_ptr, sizeof(int64_t) * ((size_t)mask->n_rows + 1));
+        if (!st) st = mrec_copy_to_device(ctx, r->mask_col[m], mask->col, sizeof(int32_t) * (size_t)mask->row_ptr[mask->n_rows]);
+    }
+    return st;
+}
+
+/* top (n, k) on the host: the best k unmasked items of users u0 .. u0 + n - 1. */
+static mrec_status ranker_block(ranker *r, mrec_context *ctx, mrec_score_fn score, void *model, int u0, int n,
+                                int32_t *top) {
+    mrec_status st = score(model, u0, n, r->scores);
+    for (int m = 0; m < 2 && !st; m++) {
+        const mrec_user_items *mask = r->masked[m];
+        if (!mask || u0 >= mask->n_rows) continue;
+        int rows = mask->n_rows - u0 < n ? mask->n_rows - u0 : n;
+        st = mrec_mask_rows(ctx, r->scores, r->mask_ptr[m], r->mask_col[m], u0, rows, r->n_items);
+    }
+    if (!st) st = mrec_topk_rows(ctx, r->topk, r->topv, r->scores, n, r->n_items, r->k);
+    return st ? st : mrec_copy_to_host(ctx, top, r->topk, sizeof(int32_t) * (size_t)n * r->k);
+}
+
+static void ranker_close(ranker *r, mrec_context *ctx) { mrec_arena_release(&r->mem, ctx->cuda); }
+
 mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, mrec_score_fn score, void *model,
-                          mrec_pool *pool) {
+                          mrec_context *ctx) {
     memset(out, 0, sizeof *out);
     mrec_eval_spec spec = *spec_in;
     if (spec.block_users <= 0) spec.block_users = 1024;
@@ -130,31 +192,22 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     for (int i = 0; i < spec.n_k; i++)
         if (spec.k[i] < 1 || spec.k[i] > n_items || (i && spec.k[i] <= spec.k[i - 1]))
             return mrec_fail(MREC_ERR_ARG, "evaluate: cut-offs must ascend within 1..%d items, got %d", n_items, spec.k[i]);
-    int kmax = spec.k[spec.n_k - 1], threads = mrec_pool_threads(pool), B = spec.block_users;
+    int kmax = spec.k[spec.n_k - 1], threads = mrec_pool_threads(ctx->pool), B = spec.block_users;
     eval_block e = {.spec = &spec, .n_items = n_items, .kmax = kmax};
-    e.scores = malloc((size_t)B * n_items * sizeof *e.scores);
+    ranker r;
+    mrec_status st = ranker_open(&r, ctx, B, n_items, kmax, spec.masked);
     e.topk = malloc((size_t)B * kmax * sizeof *e.topk);
-    e.topv = malloc((size_t)B * kmax * sizeof *e.topv);
     e.gain = calloc((size_t)threads * n_items, sizeof *e.gain);
     e.sorted = malloc((size_t)threads * n_items * sizeof *e.sorted);
     e.sums = malloc((size_t)B * sizeof *e.sums);
     e.counted = malloc((size_t)B * sizeof *e.counted);
-    mrec_status st = MREC_OK;
-    if (!e.scores || !e.topk || !e.topv || !e.gain || !e.sorted || !e.sums || !e.counted)
+    if (!st && (!e.topk || !e.gain || !e.sorted || !e.sums || !e.counted))
         st = mrec_fail(MREC_ERR_NOMEM, "evaluate: buffers for %d users x %d items", B, n_items);
     for (int u0 = 0; u0 < n_users && !st; u0 += B) {
         int n = n_users - u0 < B ? n_users - u0 : B;
-        st = score(model, u0, n, e.scores);
-        if (st) break;
-        for (int m = 0; m < 2; m++) {
-            const mrec_user_items *mask = spec.masked[m];
-            for (int b = 0; mask && b < n && u0 + b < mask->n_rows; b++)
-                for (int64_t p = mask->row_ptr[u0 + b]; p < mask->row_ptr[u0 + b + 1]; p++)
-                    e.scores[(size_t)b * n_items + mask->col[p]] = -INFINITY;
-        }
-        mrec_topk_rows_cpu(e.topk, e.topv, e.scores, n, n_items, kmax, pool);
+        if ((st = ranker_block(&r, ctx, score, model, u0, n, e.topk))) break;
         e.u0 = u0;
-        mrec_pool_run(pool, metrics_task, &e, (n + USERS_PER_TASK - 1) / USERS_PER_TASK);
+        mrec_pool_run(ctx->pool, metrics_task, &e, (n + USERS_PER_TASK - 1) / USERS_PER_TASK);
         for (int b = 0; b < n; b++) {
             if (!e.counted[b]) continue;
             out->n_users++;
@@ -165,25 +218,21 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     if (!st && out->n_users)
         for (int m = 0; m < MREC_METRIC_COUNT; m++)
             for (int i = 0; i < spec.n_k; i++) out->value[m][i] /= out->n_users;
-    free(e.scores), free(e.topk), free(e.topv), free(e.gain), free(e.sorted), free(e.sums), free(e.counted);
+    ranker_close(&r, ctx);
+    free(e.topk), free(e.gain), free(e.sorted), free(e.sums), free(e.counted);
     return st;
 }
 
 mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const mrec_user_items *masked[2],
-                           mrec_score_fn score, void *model, mrec_pool *pool) {
+                           mrec_score_fn score, void *model, mrec_context *ctx) {
     enum { B = 1024 };
     if (k < 1 || k > n_items) return mrec_fail(MREC_ERR_ARG, "recommend: k = %d with %d items", k, n_items);
-    float *scores = malloc((size_t)B * n_items * sizeof *scores), *val = malloc((size_t)B * k * sizeof *val);
-    mrec_status st = scores && val ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "recommend: %d x %d scores", B, n_items);
+    ranker r;
+    mrec_status st = ranker_open(&r, ctx, B, n_items, k, masked);
     for (int u0 = 0; u0 < n_users && !st; u0 += B) {
         int n = n_users - u0 < B ? n_users - u0 : B;
-        if ((st = score(model, u0, n, scores))) break;
-        for (int m = 0; m < 2; m++)
-            for (int b = 0; masked[m] && b < n && u0 + b < masked[m]->n_rows; b++)
-                for (int64_t p = masked[m]->row_ptr[u0 + b]; p < masked[m]->row_ptr[u0 + b + 1]; p++)
-                    scores[(size_t)b * n_items + masked[m]->col[p]] = -INFINITY;
-        mrec_topk_rows_cpu(top + (size_t)u0 * k, val, scores, n, n_items, k, pool);
+        st = ranker_block(&r, ctx, score, model, u0, n, top + (size_t)u0 * k);
     }
-    free(scores), free(val);
+    ranker_close(&r, ctx);
     return st;
 }

@@ -40,23 +40,23 @@ static void logf_(const mrec_fit_options *o, const char *fmt, ...) {
 
 /* Every user's top items, with test-time masking, into out->topk. */
 static mrec_status keep_topk(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train,
-                             const mrec_user_items *test_mask, int k, mrec_pool *pool) {
+                             const mrec_user_items *test_mask, int k, mrec_context *ctx) {
     if (!out->topk) out->topk = malloc(sizeof *out->topk * (size_t)train->n_rows * k);
     if (!out->topk) return mrec_fail(MREC_ERR_NOMEM, "top-%d lists for %d users", k, train->n_rows);
     const mrec_user_items *masked[2] = {train, test_mask};
-    return mrec_recommend(out->topk, train->n_rows, train->n_cols, k, masked, m->score, m->self, pool);
+    return mrec_recommend(out->topk, train->n_rows, train->n_cols, k, masked, m->score, m->self, ctx);
 }
 
 static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,
-                            const mrec_user_items *also_masked, const int *k, int n_k, float threshold, mrec_pool *pool) {
+                            const mrec_user_items *also_masked, const int *k, int n_k, float threshold, mrec_context *ctx) {
     mrec_eval_spec spec = {.relevant = rel, .masked = {train, also_masked}, .n_k = n_k, .rel_threshold = threshold};
     memcpy(spec.k, k, (size_t)n_k * sizeof *k);
-    return mrec_evaluate(r, &spec, m->score, m->self, pool);
+    return mrec_evaluate(r, &spec, m->score, m->self, ctx);
 }
 
 mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
-                     const mrec_fit_options *opt, mrec_pool *pool) {
+                     const mrec_fit_options *opt, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
     int sel_k = -1;
     for (int i = 0; i < n_k; i++)
@@ -77,9 +77,9 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     if (!m->loss_grad) { /* nothing to train */
         double t0 = now();
         if (m->prepare && (st = m->prepare(m->self))) return st;
-        if (has_valid && (st = evaluate(&out->valid, m, valid, train, NULL, k, n_k, rel_threshold, pool))) return st;
-        st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, pool);
-        if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, pool);
+        if (has_valid && (st = evaluate(&out->valid, m, valid, train, NULL, k, n_k, rel_threshold, ctx))) return st;
+        st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, ctx);
+        if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, ctx);
         out->eval_seconds = now() - t0;
         return st;
     }
@@ -87,7 +87,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     mrec_bpr_sampler sampler;
     mrec_optimizer adam;
     if ((st = mrec_bpr_sampler_init(&sampler, train))) return st;
-    mrec_adam_init(&adam, opt->lr, opt->weight_decay);
+    mrec_adam_init_on(&adam, opt->lr, opt->weight_decay, ctx);
     for (int p = 0; p < m->n_params && !st; p++) st = mrec_adam_add(&adam, m->param[p], m->grad[p], m->size[p]);
     mrec_rng rng = {opt->seed};
     double best = -1;
@@ -104,13 +104,17 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         for (int64_t at = 0; at < sampler.n; at += opt->batch_size, batches++) {
             int n = (int)(sampler.n - at < opt->batch_size ? sampler.n - at : opt->batch_size);
             double l = m->loss_grad(m->self, sampler.user + at, sampler.pos + at, sampler.neg + at, n);
+            if (m->status && *m->status) { /* an op failed: its own error, not a loss to blame on the learning rate */
+                st = *m->status;
+                break;
+            }
             if (!isfinite(l)) {
                 st = mrec_fail(MREC_ERR_ARG, "fit: %s: loss is %g at epoch %d, batch %d; stopped (learning rate too high, or "
                                "non-finite inputs?)", name, l, epoch, batches + 1);
                 break;
             }
             loss += l;
-            mrec_adam_step_active(&adam, m->active, pool);
+            if ((st = mrec_adam_step_active(&adam, m->active, ctx))) break;
         }
         if (!st && (batches == 0 || !isfinite(loss / batches)))
             st = mrec_fail(MREC_ERR_ARG, "fit: %s: epoch %d loss is %g over %d batches; stopped", name, epoch,
@@ -121,18 +125,18 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         if (st || (epoch % opt->eval_every != 0 && epoch != opt->epochs)) continue; /* the last epoch is always evaluated */
         mrec_eval_result r;
         if (m->prepare && (st = m->prepare(m->self))) break;
-        if ((st = evaluate(&r, m, select, train, select == test ? test_mask : NULL, k, n_k, rel_threshold, pool))) break;
+        if ((st = evaluate(&r, m, select, train, select == test ? test_mask : NULL, k, n_k, rel_threshold, ctx))) break;
         double score = r.value[opt->select_metric][sel_k];
         int improved = score > best;
         if (improved) {
             best = score, bad_evals = 0, out->best_epoch = epoch;
             if (has_valid) {
                 out->valid = r;
-                st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, pool);
+                st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, ctx);
             } else {
                 out->test = r;
             }
-            if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, pool);
+            if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, ctx);
         } else {
             bad_evals++;
         }

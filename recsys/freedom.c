@@ -15,6 +15,7 @@
  * W_m and b_m as torch.nn.Linear (uniform in +-1/sqrt(F_m)).
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -40,17 +41,17 @@ typedef struct {
     float *fb, *z, *dz;                   /* batch: (2n, F_max), (2n, d) */
     float *pos, *neg, *dx;
     int cap, f_max;
-    mrec_pool *pool;
+    mrec_context *ctx;
+    mrec_status status;                   /* of the last loss_grad */
 } freedom;
 
 static const mrec_graph *train_graph(const freedom *m) { return m->dropout > 0 ? &m->pruned : m->full; }
 
 /* final = mean of E0..EL over g; h = S I */
-static void propagate(freedom *m, const mrec_graph *g) {
-    mrec_graph_layer_mean(m->final, m->ego, g, m->layers, m->dim, m->a, m->c, m->pool);
-    const mrec_graph *s = m->item_graph;
-    mrec_spmm_cpu(m->h, s->row_ptr, s->col, s->val, m->ego + (size_t)m->n_users * m->dim, s->n_nodes, s->n_nodes, m->dim,
-                  m->pool);
+static mrec_status propagate(freedom *m, const mrec_graph *g) {
+    mrec_status st = mrec_graph_layer_mean(m->final, m->ego, g, m->layers, m->dim, m->a, m->c, m->ctx);
+    mrec_csr s = mrec_graph_csr(m->item_graph);
+    return st ? st : mrec_spmm(m->ctx, m->h, &s, m->ego + (size_t)m->n_users * m->dim, m->dim, 0);
 }
 
 /* -mean log sigmoid(pos - neg); dx = d loss / d (pos - neg) */
@@ -74,12 +75,14 @@ static int ensure_batch(freedom *m, int n) {
     return m->cap > 0;
 }
 
-static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    freedom *m = self;
+static mrec_status batch_loss_grad(freedom *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j,
+                                   int n) {
     int d = m->dim, U = m->n_users;
     size_t total = (size_t)m->n_nodes * d;
-    if (!ensure_batch(m, n)) return NAN;
-    propagate(m, train_graph(m));
+    mrec_context *ctx = m->ctx;
+    if (!ensure_batch(m, n)) return mrec_fail(MREC_ERR_NOMEM, "freedom: a batch of %d", n);
+    mrec_status st = propagate(m, train_graph(m));
+    if (st) return st;
     /* item vectors of the batch: F_i + h_i */
     for (int b = 0; b < n; b++) {
         const float *fu = m->final + (size_t)u[b] * d, *fi = m->final + (size_t)(U + i[b]) * d, *fj = m->final + (size_t)(U + j[b]) * d;
@@ -108,7 +111,7 @@ static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, 
         int F = m->fdim[mo];
         for (int r = 0; r < 2 * n; r++)
             memcpy(m->fb + (size_t)r * F, m->feat[mo] + (size_t)(r < n ? i[r] : j[r - n]) * F, sizeof(float) * (size_t)F);
-        mrec_gemm_cpu(m->z, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d, m->pool);
+        if ((st = mrec_gemm(ctx, m->z, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d))) return st;
         for (int b = 0; b < n; b++) {
             const float *fu = m->final + (size_t)u[b] * d, *zi = m->z + (size_t)b * d, *zj = m->z + (size_t)(n + b) * d;
             float sp = 0, sn = 0;
@@ -123,11 +126,11 @@ static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, 
             for (int k = 0; k < d; k++) gu[k] += g * (zi[k] - zj[k]), dzi[k] = g * fu[k], dzj[k] = -g * fu[k];
         }
         /* dW = dz^T fb, db = column sums of dz, dX rows += dz W */
-        mrec_gemm_cpu(m->w_grad[mo], m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F, m->pool);
+        if ((st = mrec_gemm(ctx, m->w_grad[mo], m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F))) return st;
         memset(m->b_grad[mo], 0, sizeof(float) * (size_t)d);
         for (int r = 0; r < 2 * n; r++)
             for (int k = 0; k < d; k++) m->b_grad[mo][k] += m->dz[(size_t)r * d + k];
-        mrec_gemm_cpu(m->fb, m->dz, m->w[mo], NULL, 1, 0, 0, 0, 2 * n, F, d, d, F, F, m->pool);
+        if ((st = mrec_gemm(ctx, m->fb, m->dz, m->w[mo], NULL, 1, 0, 0, 0, 2 * n, F, d, d, F, F))) return st;
         memset(m->feat_grad[mo], 0, sizeof(float) * (size_t)m->n_items * F);
         for (int r = 0; r < 2 * n; r++) {
             float *gx = m->feat_grad[mo] + (size_t)(r < n ? i[r] : j[r - n]) * F;
@@ -135,12 +138,20 @@ static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, 
         }
     }
     /* dE0 = sum_k Â^k dF / (L + 1), then the item rows get S^T dh */
-    const mrec_graph *g = train_graph(m);
-    const mrec_graph *s = m->item_graph;
-    mrec_spmm_t_cpu(m->h, s->row_ptr, s->col, s->val, dh, s->n_nodes, s->n_nodes, d, m->pool); /* h is free now */
-    mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, g, 1, m->layers, d, m->a, m->c, m->pool);
-    mrec_add_cpu(m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->h, (int64_t)m->n_items * d, m->pool);
-    return loss;
+    mrec_csr s = mrec_graph_csr(m->item_graph);
+    if ((st = mrec_spmm(ctx, m->h, &s, dh, d, 1))) return st; /* h is free now */
+    if ((st = mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, train_graph(m), 1, m->layers, d, m->a, m->c, ctx))) return st;
+    if ((st = mrec_add(ctx, m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->h, (int64_t)m->n_items * d)))
+        return st;
+    *loss_out = loss;
+    return MREC_OK;
+}
+
+static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    freedom *m = self;
+    double loss = NAN;
+    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    return m->status ? NAN : loss;
 }
 
 /* Degree-sensitive pruning: keys log(u) / w, the largest int(E (1 - p)) kept
@@ -185,19 +196,18 @@ static mrec_status freedom_epoch_start(void *self) {
 
 static mrec_status freedom_prepare(void *self) {
     freedom *m = self;
-    propagate(m, m->full);
+    mrec_status st = propagate(m, m->full);
+    if (st) return st;
     /* the item vectors F_i + h_i, in place in final */
-    mrec_add_cpu(m->final + (size_t)m->n_users * m->dim, m->final + (size_t)m->n_users * m->dim, m->h,
-                 (int64_t)m->n_items * m->dim, m->pool);
-    return MREC_OK;
+    return mrec_add(m->ctx, m->final + (size_t)m->n_users * m->dim, m->final + (size_t)m->n_users * m->dim, m->h,
+                    (int64_t)m->n_items * m->dim);
 }
 
 static mrec_status freedom_score(void *self, int u0, int n, float *scores) {
     freedom *m = self;
     int d = m->dim;
-    mrec_gemm_cpu(scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n, m->n_items, d, d, d,
-                  m->n_items, m->pool);
-    return MREC_OK;
+    return mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n,
+                     m->n_items, d, d, d, m->n_items);
 }
 
 static void freedom_destroy(void *self) {
@@ -212,8 +222,10 @@ static void freedom_destroy(void *self) {
 
 mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const mrec_graph *item_graph,
                                 const mrec_user_items *train, const mrec_features *feat, int n_mod, int dim, int layers,
-                                float reg, float dropout, mrec_rng *rng, mrec_pool *pool) {
+                                float reg, float dropout, mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
+    mrec_status st = mrec_recsys_host_only(ctx, "freedom");
+    if (st) return st;
     int U = train->n_rows, I = train->n_cols;
     if (full->n_nodes != U + I || item_graph->n_nodes != I || n_mod < 1 || n_mod > MAX_MOD || layers < 0 || layers > 16 ||
         !(dropout >= 0 && dropout < 1))
@@ -222,7 +234,7 @@ mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const m
     freedom *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "freedom");
     m->n_users = U, m->n_items = I, m->n_nodes = U + I, m->dim = dim, m->layers = layers, m->n_mod = n_mod;
-    m->reg = reg, m->dropout = dropout, m->full = full, m->item_graph = item_graph, m->train = train, m->pool = pool;
+    m->reg = reg, m->dropout = dropout, m->full = full, m->item_graph = item_graph, m->train = train, m->ctx = ctx;
     m->rng.state = mrec_rng_next(rng);
     size_t total = (size_t)m->n_nodes * dim;
     m->ego = malloc(total * 4), m->ego_grad = calloc(total, 4), m->final = malloc(total * 4), m->a = malloc(total * 4);
@@ -274,6 +286,7 @@ mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const m
         out->param[p] = m->feat[k], out->grad[p] = m->feat_grad[k], out->size[p++] = (int64_t)I * m->fdim[k];
     }
     out->n_params = p;
+    out->status = &m->status;
     out->loss_grad = freedom_loss_grad, out->epoch_start = freedom_epoch_start, out->prepare = freedom_prepare;
     out->score = freedom_score, out->destroy = freedom_destroy;
     return MREC_OK;

@@ -1,5 +1,6 @@
 /* graph.c: the normalized bipartite adjacency of LightGCN / NGCF. */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -86,31 +87,48 @@ mrec_status mrec_graph_mean_self(mrec_graph *g, const mrec_user_items *train) {
     return MREC_OK;
 }
 
-void mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a, float *b,
-                           mrec_pool *pool) {
-    size_t n = (size_t)g->n_nodes * d;
-    memcpy(final, ego, n * sizeof(float));
+mrec_status mrec_csr_layer_mean(float *final, const float *ego, const mrec_csr *adj, int layers, int d, float *a, float *b,
+                                mrec_context *ctx) {
+    if (adj->device != ctx->device)
+        return mrec_fail(MREC_ERR_DEVICE, "layer mean: the graph is in %s memory, the context runs on %s",
+                         mrec_device_name(adj->device), mrec_device_name(ctx->device));
+    int64_t n = (int64_t)adj->n_rows * d;
+    mrec_status st = mrec_scale(ctx, final, ego, 1.0f, n); /* a copy on any device: x * 1 is exact */
     const float *prev = ego;
-    for (int k = 1; k <= layers; k++) {
+    for (int k = 1; k <= layers && !st; k++) {
         float *next = (k % 2) ? a : b;
-        mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
-        mrec_add_cpu(final, final, next, (int64_t)n, pool);
+        st = mrec_spmm(ctx, next, adj, prev, d, 0);
+        if (!st) st = mrec_add(ctx, final, final, next, n);
         prev = next;
     }
-    mrec_scale_cpu(final, final, 1.0f / (layers + 1), (int64_t)n, pool);
+    return st ? st : mrec_scale(ctx, final, final, 1.0f / (layers + 1), n);
 }
 
-void mrec_graph_layer_mean_back(float *dego, const float *dfinal, const mrec_graph *g, int symmetric, int layers, int d, float *a,
-                                float *b, mrec_pool *pool) {
-    size_t n = (size_t)g->n_nodes * d;
-    memcpy(dego, dfinal, n * sizeof(float));
+mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mrec_csr *adj, int symmetric, int layers, int d,
+                                     float *a, float *b, mrec_context *ctx) {
+    if (adj->device != ctx->device)
+        return mrec_fail(MREC_ERR_DEVICE, "layer mean: the graph is in %s memory, the context runs on %s",
+                         mrec_device_name(adj->device), mrec_device_name(ctx->device));
+    int64_t n = (int64_t)adj->n_rows * d;
+    mrec_status st = mrec_scale(ctx, dego, dfinal, 1.0f, n);
     const float *prev = dfinal;
-    for (int k = 1; k <= layers; k++) {
+    for (int k = 1; k <= layers && !st; k++) {
         float *next = (k % 2) ? a : b;
-        if (symmetric) mrec_spmm_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
-        else mrec_spmm_t_cpu(next, g->row_ptr, g->col, g->val, prev, g->n_nodes, g->n_nodes, d, pool);
-        mrec_add_cpu(dego, dego, next, (int64_t)n, pool);
+        st = mrec_spmm(ctx, next, adj, prev, d, !symmetric);
+        if (!st) st = mrec_add(ctx, dego, dego, next, n);
         prev = next;
     }
-    mrec_scale_cpu(dego, dego, 1.0f / (layers + 1), (int64_t)n, pool);
+    return st ? st : mrec_scale(ctx, dego, dego, 1.0f / (layers + 1), n);
+}
+
+mrec_status mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a, float *b,
+                                  mrec_context *ctx) {
+    mrec_csr adj = mrec_graph_csr(g);
+    return mrec_csr_layer_mean(final, ego, &adj, layers, d, a, b, ctx);
+}
+
+mrec_status mrec_graph_layer_mean_back(float *dego, const float *dfinal, const mrec_graph *g, int symmetric, int layers,
+                                       int d, float *a, float *b, mrec_context *ctx) {
+    mrec_csr adj = mrec_graph_csr(g);
+    return mrec_csr_layer_mean_back(dego, dfinal, &adj, symmetric, layers, d, a, b, ctx);
 }

@@ -6,6 +6,7 @@
  * j as a neighbour: the neighbour lists are transposed once.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@ typedef struct {
     int64_t *by_ptr;   /* (n_items + 1): for neighbour j, the items i that keep it */
     int32_t *by_item;
     float *by_sim;
-    mrec_pool *pool;   /* scoring runs on it */
+    mrec_context *ctx; /* scoring runs on its pool */
 } itemknn;
 
 typedef struct {
@@ -92,7 +93,7 @@ static void score_task(void *arg, int task, int thread) {
 static mrec_status itemknn_score(void *self, int u0, int n, float *scores) {
     itemknn *m = self;
     score_args a = {m, u0, n, scores};
-    mrec_pool_run(m->pool, score_task, &a, n);
+    mrec_pool_run(m->ctx->pool, score_task, &a, n);
     return MREC_OK;
 }
 
@@ -102,17 +103,18 @@ static void itemknn_destroy(void *self) {
     free(m);
 }
 
-mrec_status mrec_itemknn_create(mrec_model *out, const mrec_user_items *train, int k, mrec_pool *pool) {
+mrec_status mrec_itemknn_create(mrec_model *out, const mrec_user_items *train, int k, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    int I = train->n_cols, U = train->n_rows, threads = mrec_pool_threads(pool);
+    int I = train->n_cols, U = train->n_rows, threads = mrec_pool_threads(ctx->pool);
     int64_t nnz = train->row_ptr[U];
     if (k < 1 || k > I) return mrec_fail(MREC_ERR_ARG, "itemknn: k = %d with %d items", k, I);
+    mrec_status st = mrec_recsys_host_only(ctx, "itemknn"); /* scores are made by plain loops into host memory */
+    if (st) return st;
     itemknn *m = calloc(1, sizeof *m);
     int64_t *icol_ptr = calloc((size_t)I + 1, sizeof *icol_ptr), *fill = calloc((size_t)I + 1, sizeof *fill);
     int32_t *icol = malloc(sizeof *icol * (size_t)(nnz + 1)), *nbr = malloc(sizeof *nbr * (size_t)I * k);
     float *sim = malloc(sizeof *sim * (size_t)I * k), *rows = calloc((size_t)threads * I, sizeof *rows);
     int32_t *touched = malloc(sizeof *touched * (size_t)threads * I);
-    mrec_status st = MREC_OK;
     if (!m || !icol_ptr || !fill || !icol || !nbr || !sim || !rows || !touched) {
         st = mrec_fail(MREC_ERR_NOMEM, "itemknn: %d items x %d neighbours", I, k);
         goto done;
@@ -122,9 +124,9 @@ mrec_status mrec_itemknn_create(mrec_model *out, const mrec_user_items *train, i
     for (int u = 0; u < U; u++)
         for (int64_t e = train->row_ptr[u]; e < train->row_ptr[u + 1]; e++) icol[icol_ptr[train->col[e]] + fill[train->col[e]]++] = u;
     build_args a = {train, icol_ptr, icol, nbr, sim, rows, touched, I, k, threads};
-    mrec_pool_run(pool, build_task, &a, threads * 8);
+    mrec_pool_run(ctx->pool, build_task, &a, threads * 8);
     /* transpose: for each neighbour j, the (i, sim) that keep it */
-    m->n_items = I, m->k = k, m->train = train, m->pool = pool;
+    m->n_items = I, m->k = k, m->train = train, m->ctx = ctx;
     m->by_ptr = calloc((size_t)I + 1, sizeof *m->by_ptr);
     m->by_item = malloc(sizeof *m->by_item * ((size_t)I * k + 1));
     m->by_sim = malloc(sizeof *m->by_sim * ((size_t)I * k + 1));

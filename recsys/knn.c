@@ -6,6 +6,7 @@
  * and reduced to their top k at once, so memory stays O(items x k).
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include "../nn/mrec_io.h"
 
@@ -16,7 +17,9 @@
 
 #define BLOCK 256
 
-mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, int dim, int k, mrec_pool *pool) {
+mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, int dim, int k, mrec_context *ctx) {
+    mrec_status st = mrec_recsys_host_only(ctx, "knn graph"); /* x and the results are host memory */
+    if (st) return st;
     float *xn = malloc(sizeof(float) * (size_t)n * dim), *sim = malloc(sizeof(float) * (size_t)BLOCK * n);
     float *val = out_val ? NULL : malloc(sizeof(float) * (size_t)BLOCK * k);
     if (!xn || !sim || (!out_val && !val)) {
@@ -30,13 +33,13 @@ mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, i
         float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
         for (int d = 0; d < dim; d++) xn[(size_t)i * dim + d] = x[(size_t)i * dim + d] * inv;
     }
-    for (int r0 = 0; r0 < n; r0 += BLOCK) {
+    for (int r0 = 0; r0 < n && !st; r0 += BLOCK) {
         int rows = n - r0 < BLOCK ? n - r0 : BLOCK;
-        mrec_gemm_cpu(sim, xn + (size_t)r0 * dim, xn, NULL, 1, 0, 0, 1, rows, n, dim, dim, dim, n, pool);
-        mrec_topk_rows_cpu(idx + (size_t)r0 * k, out_val ? out_val + (size_t)r0 * k : val, sim, rows, n, k, pool);
+        st = mrec_gemm(ctx, sim, xn + (size_t)r0 * dim, xn, NULL, 1, 0, 0, 1, rows, n, dim, dim, dim, n);
+        if (!st) st = mrec_topk_rows(ctx, idx + (size_t)r0 * k, out_val ? out_val + (size_t)r0 * k : val, sim, rows, n, k);
     }
     free(xn), free(sim), free(val);
-    return MREC_OK;
+    return st;
 }
 
 static int by_col(const void *a, const void *b) {
@@ -45,7 +48,7 @@ static int by_col(const void *a, const void *b) {
 }
 
 mrec_status mrec_graph_knn(mrec_graph *g, const float *const *x, const int *dim, const float *weight, int M, int n, int k,
-                           mrec_pool *pool) {
+                           mrec_context *ctx) {
     memset(g, 0, sizeof *g);
     if (k < 1 || k > n) return mrec_fail(MREC_ERR_ARG, "knn graph: k = %d for %d items", k, n);
     int32_t *idx = malloc(sizeof *idx * (size_t)M * n * k);
@@ -58,7 +61,7 @@ mrec_status mrec_graph_knn(mrec_graph *g, const float *const *x, const int *dim,
         return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items x %d neighbours", n, k);
     }
     mrec_status st = MREC_OK;
-    for (int m = 0; m < M && !st; m++) st = mrec_knn_rows(idx + (size_t)m * n * k, NULL, x[m], n, dim[m], k, pool);
+    for (int m = 0; m < M && !st; m++) st = mrec_knn_rows(idx + (size_t)m * n * k, NULL, x[m], n, dim[m], k, ctx);
     /* every row has k ones, so each normalized entry is 1 / (k + 1e-7), computed as torch does in float */
     float inv = powf((float)k + 1e-7f, -0.5f), unit = inv * inv;
     int32_t *cols = malloc(sizeof *cols * (size_t)M * k);
@@ -148,14 +151,14 @@ static int cache_read(mrec_graph *g, const char *path, uint64_t key, int n) {
 }
 
 mrec_status mrec_graph_knn_cached(mrec_graph *g, const float *const *x, const int *dim, const float *weight, int M, int n, int k,
-                                  const char *cache_dir, int *from_cache, mrec_pool *pool) {
+                                  const char *cache_dir, int *from_cache, mrec_context *ctx) {
     *from_cache = 0;
-    if (!cache_dir) return mrec_graph_knn(g, x, dim, weight, M, n, k, pool);
+    if (!cache_dir) return mrec_graph_knn(g, x, dim, weight, M, n, k, ctx);
     uint64_t key = cache_key(x, dim, weight, M, n, k);
     char path[4096];
     snprintf(path, sizeof path, "%s/knn-%016llx.bin", cache_dir, (unsigned long long)key);
     if (cache_read(g, path, key, n)) return *from_cache = 1, MREC_OK;
-    mrec_status st = mrec_graph_knn(g, x, dim, weight, M, n, k, pool);
+    mrec_status st = mrec_graph_knn(g, x, dim, weight, M, n, k, ctx);
     if (st) return st;
     /* written through a temporary name, so a crash never leaves half a graph; a failure only costs the reuse */
     mrec_atomic_file af;

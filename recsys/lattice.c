@@ -19,6 +19,7 @@
  * kept similarities only, as torch.topk's does.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -50,7 +51,8 @@ typedef struct {
     float *final, *t1, *t2, *dfinal, *h, *hn, *dh;
     float *pos, *neg, *dx;
     int cap;
-    mrec_pool *pool;
+    mrec_context *ctx;
+    mrec_status status;                   /* of the last loss_grad */
 } lattice;
 
 /* ---- the item graph ---- */
@@ -66,7 +68,9 @@ static mrec_status build_graph(lattice *m) {
     mrec_status st = MREC_OK;
     float *kval[MAX_MOD] = {0};
     for (int mo = 0; mo < M && !st; mo++) {
-        mrec_gemm_cpu(m->c[mo], m->x[mo], m->w[mo], m->b[mo], 1, 0, 0, 1, I, fd, m->fdim[mo], m->fdim[mo], m->fdim[mo], fd, m->pool);
+        st = mrec_gemm(m->ctx, m->c[mo], m->x[mo], m->w[mo], m->b[mo], 1, 0, 0, 1, I, fd, m->fdim[mo], m->fdim[mo], m->fdim[mo],
+                       fd);
+        if (st) break;
         for (int i = 0; i < I; i++) { /* as MMRec's build_sim: c / |c| (a zero row stays zero) */
             double s2 = 0;
             for (int f = 0; f < fd; f++) s2 += (double)m->c[mo][(size_t)i * fd + f] * m->c[mo][(size_t)i * fd + f];
@@ -76,7 +80,7 @@ static mrec_status build_graph(lattice *m) {
         }
         kval[mo] = malloc(sizeof(float) * (size_t)I * k);
         if (!kval[mo]) st = mrec_fail(MREC_ERR_NOMEM, "lattice");
-        else st = mrec_knn_rows(m->k_idx[mo], kval[mo], m->c[mo], I, fd, k, m->pool);
+        else st = mrec_knn_rows(m->k_idx[mo], kval[mo], m->c[mo], I, fd, k, m->ctx);
     }
     /* softmax of the modality weights */
     float s[MAX_MOD], mx = m->mw[0], z = 0;
@@ -124,7 +128,7 @@ static mrec_status build_graph(lattice *m) {
 }
 
 /* d loss / d S on the graph's entries (g) back to X_m, W_m, b_m and w. */
-static void graph_backward(lattice *m, const float *g) {
+static mrec_status graph_backward(lattice *m, const float *g) {
     int I = m->n_items, M = m->n_mod, fd = m->fd, k = m->k;
     float s[MAX_MOD], mx = m->mw[0], z = 0, ds[MAX_MOD] = {0};
     for (int mo = 1; mo < M; mo++) mx = fmaxf(mx, m->mw[mo]);
@@ -133,6 +137,11 @@ static void graph_backward(lattice *m, const float *g) {
     int64_t nnz = m->row_ptr[I];
     float *da = malloc(sizeof(float) * (size_t)nnz), *dq = calloc((size_t)I, sizeof(float));
     float *dcn = calloc((size_t)I * fd, sizeof(float));
+    if (!da || !dq || !dcn) {
+        free(da), free(dq), free(dcn);
+        return mrec_fail(MREC_ERR_NOMEM, "lattice: the gradient of an item graph of %lld entries", (long long)nnz);
+    }
+    mrec_status st = MREC_OK;
     for (int64_t e = 0; e < nnz; e++)
         for (int mo = 0; mo < M; mo++) ds[mo] += m->lambda * g[e] * m->ov[mo][e];
     /* L_ij = a_ij q_i q_j, q = rowsum(a)^-1/2 */
@@ -148,7 +157,7 @@ static void graph_backward(lattice *m, const float *g) {
         float dr = -0.5f * dq[i] * m->q[i] * m->q[i] * m->q[i];
         for (int64_t e = m->row_ptr[i]; e < m->row_ptr[i + 1]; e++) da[e] += dr;
     }
-    for (int mo = 0; mo < M; mo++) {
+    for (int mo = 0; mo < M && !st; mo++) {
         float *cn = m->cn[mo];
         memset(dcn, 0, sizeof(float) * (size_t)I * fd);
         for (int i = 0; i < I; i++)
@@ -173,42 +182,53 @@ static void graph_backward(lattice *m, const float *g) {
         }
         /* c = X W^T + b */
         int F = m->fdim[mo];
-        mrec_gemm_cpu(m->w_grad[mo], dcn, m->x[mo], NULL, 1, 0, 1, 0, fd, F, I, fd, F, F, m->pool);
+        st = mrec_gemm(m->ctx, m->w_grad[mo], dcn, m->x[mo], NULL, 1, 0, 1, 0, fd, F, I, fd, F, F);
         memset(m->b_grad[mo], 0, sizeof(float) * (size_t)fd);
         for (int i = 0; i < I; i++)
             for (int f = 0; f < fd; f++) m->b_grad[mo][f] += dcn[(size_t)i * fd + f];
-        mrec_gemm_cpu(m->x_grad[mo], dcn, m->w[mo], NULL, 1, 0, 0, 0, I, F, fd, fd, F, F, m->pool);
+        if (!st) st = mrec_gemm(m->ctx, m->x_grad[mo], dcn, m->w[mo], NULL, 1, 0, 0, 0, I, F, fd, fd, F, F);
     }
     /* softmax: dw = s (ds - <s, ds>) */
     float sds = 0;
     for (int mo = 0; mo < M; mo++) sds += s[mo] * ds[mo];
     for (int mo = 0; mo < M; mo++) m->mw_grad[mo] = s[mo] * (ds[mo] - sds);
     free(da), free(dq), free(dcn);
+    return st;
 }
 
 /* ---- the recommender ---- */
 
-/* final (N, d) = mean(E0, A E0, A^2 E0); h = S I; hn = h / |h| */
-static void forward(lattice *m) {
-    int d = m->dim, I = m->n_items;
-    mrec_graph_layer_mean(m->final, m->ego, m->ui, 2, d, m->t1, m->t2, m->pool);
-    mrec_spmm_cpu(m->h, m->row_ptr, m->col, m->s_val, m->ego + (size_t)m->n_users * d, I, I, d, m->pool);
-    mrec_l2_normalize_rows_cpu(m->hn, m->h, 1e-12f, I, d, m->pool);
+/* S as the op layer's sparse matrix (I, I) */
+static mrec_csr item_graph(const lattice *m) {
+    mrec_csr s = {.n_rows = m->n_items, .n_cols = m->n_items, .row_ptr = m->row_ptr, .col = m->col, .val = m->s_val,
+                  .device = MREC_DEVICE_CPU};
+    return s;
 }
 
-static double lattice_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    lattice *m = self;
+/* final (N, d) = mean(E0, A E0, A^2 E0); h = S I; hn = h / |h| */
+static mrec_status forward(lattice *m) {
+    int d = m->dim, I = m->n_items;
+    mrec_csr s = item_graph(m);
+    mrec_status st = mrec_graph_layer_mean(m->final, m->ego, m->ui, 2, d, m->t1, m->t2, m->ctx);
+    if (!st) st = mrec_spmm(m->ctx, m->h, &s, m->ego + (size_t)m->n_users * d, d, 0);
+    return st ? st : mrec_l2_normalize_rows(m->ctx, m->hn, m->h, 1e-12f, I, d);
+}
+
+static mrec_status batch_loss_grad(lattice *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j,
+                                   int n) {
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
+    mrec_context *ctx = m->ctx;
+    mrec_status st;
     if (n > m->cap) {
         free(m->pos), free(m->neg), free(m->dx);
         m->pos = malloc(sizeof(float) * (size_t)n), m->neg = malloc(sizeof(float) * (size_t)n), m->dx = malloc(sizeof(float) * (size_t)n);
         m->cap = m->pos && m->neg && m->dx ? n : 0;
-        if (!m->cap) return NAN;
+        if (!m->cap) return mrec_fail(MREC_ERR_NOMEM, "lattice: a batch of %d", n);
     }
     int build = m->build || m->build_always;
-    if (build && build_graph(m)) return NAN;
+    if (build && (st = build_graph(m))) return st;
     m->build = 0;
-    forward(m);
+    if ((st = forward(m))) return st;
     /* user(u) = F_u; item(i) = F_i + hn_i */
     double loss = 0, reg = 0;
     for (int b = 0; b < n; b++) {
@@ -253,15 +273,16 @@ static double lattice_loss_grad(void *self, const int32_t *u, const int32_t *i, 
         for (int t = 0; t < d; t++) dr[t] = (dr[t] - hn[t] * dot) / norm;
     }
     /* dE0 = (dF + A^T dF + A^T A^T dF) / 3 */
-    mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, m->ui, 0, 2, d, m->t1, m->t2, m->pool);
+    if ((st = mrec_graph_layer_mean_back(m->ego_grad, m->dfinal, m->ui, 0, 2, d, m->t1, m->t2, ctx))) return st;
     /* h = S I: the item ids get S^T dh */
-    mrec_spmm_t_cpu(m->t1, m->row_ptr, m->col, m->s_val, m->dh, I, I, d, m->pool);
-    mrec_add_cpu(m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->t1, (int64_t)I * d, m->pool);
+    mrec_csr s = item_graph(m);
+    if ((st = mrec_spmm(ctx, m->t1, &s, m->dh, d, 1))) return st;
+    if ((st = mrec_add(ctx, m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->t1, (int64_t)I * d))) return st;
     for (int p = 1; p < m->n_params; p++) m->active[p] = (uint8_t)build;
     if (build) { /* S's entries: dS_ij = <dh_i, I_j> */
         int64_t nnz = m->row_ptr[I];
         float *gs = malloc(sizeof(float) * (size_t)(nnz + 1));
-        if (!gs) return NAN;
+        if (!gs) return mrec_fail(MREC_ERR_NOMEM, "lattice: the gradient of an item graph of %lld entries", (long long)nnz);
         for (int r = 0; r < I; r++)
             for (int64_t e = m->row_ptr[r]; e < m->row_ptr[r + 1]; e++) {
                 const float *dr = m->dh + (size_t)r * d, *ej = m->ego + (size_t)(U + m->col[e]) * d;
@@ -269,10 +290,19 @@ static double lattice_loss_grad(void *self, const int32_t *u, const int32_t *i, 
                 for (int t = 0; t < d; t++) s += dr[t] * ej[t];
                 gs[e] = s;
             }
-        graph_backward(m, gs);
+        st = graph_backward(m, gs);
         free(gs);
+        if (st) return st;
     }
-    return loss;
+    *loss_out = loss;
+    return MREC_OK;
+}
+
+static double lattice_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lattice *m = self;
+    double loss = NAN;
+    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    return m->status ? NAN : loss;
 }
 
 static mrec_status lattice_epoch_start(void *self) {
@@ -283,19 +313,17 @@ static mrec_status lattice_epoch_start(void *self) {
 static mrec_status lattice_prepare(void *self) {
     lattice *m = self;
     mrec_status st = build_graph(m);
+    if (!st) st = forward(m);
     if (st) return st;
-    forward(m);
     int d = m->dim;
-    mrec_add_cpu(m->final + (size_t)m->n_users * d, m->final + (size_t)m->n_users * d, m->hn, (int64_t)m->n_items * d, m->pool);
-    return MREC_OK;
+    return mrec_add(m->ctx, m->final + (size_t)m->n_users * d, m->final + (size_t)m->n_users * d, m->hn, (int64_t)m->n_items * d);
 }
 
 static mrec_status lattice_score(void *self, int u0, int n, float *scores) {
     lattice *m = self;
     int d = m->dim;
-    mrec_gemm_cpu(scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n, m->n_items, d, d, d,
-                  m->n_items, m->pool);
-    return MREC_OK;
+    return mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n,
+                     m->n_items, d, d, d, m->n_items);
 }
 
 static void lattice_destroy(void *self) {
@@ -314,8 +342,10 @@ static void lattice_destroy(void *self) {
 void mrec_lattice_rebuild_every_batch(mrec_model *model) { ((lattice *)model->self)->build_always = 1; }
 
 mrec_status mrec_lattice_create(mrec_model *out, const mrec_graph *mean_self_adj, const mrec_features *feat, int n_mod, int n_users,
-                                int dim, int k, float lambda, float reg, int batch_size, mrec_rng *rng, mrec_pool *pool) {
+                                int dim, int k, float lambda, float reg, int batch_size, mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
+    mrec_status st = mrec_recsys_host_only(ctx, "lattice");
+    if (st) return st;
     int I = n_mod > 0 ? feat[0].n_items : 0;
     if (n_mod < 1 || n_mod > MAX_MOD || mean_self_adj->n_nodes != n_users + I || k < 1 || k > I || k > 64 || batch_size < 1)
         return mrec_fail(MREC_ERR_ARG, "lattice: %d modalities (1..%d), k %d (1..64, at most the items), graph of %d nodes", n_mod,
@@ -323,7 +353,7 @@ mrec_status mrec_lattice_create(mrec_model *out, const mrec_graph *mean_self_adj
     lattice *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "lattice");
     m->n_users = n_users, m->n_items = I, m->n_nodes = n_users + I, m->dim = dim, m->fd = dim, m->k = k, m->n_mod = n_mod;
-    m->reg = reg, m->lambda = lambda, m->batch_size = batch_size, m->ui = mean_self_adj, m->pool = pool, m->build = 1;
+    m->reg = reg, m->lambda = lambda, m->batch_size = batch_size, m->ui = mean_self_adj, m->ctx = ctx, m->build = 1;
     size_t N = (size_t)m->n_nodes, cap = (size_t)I * 2 * n_mod * k;
     m->ego = malloc(sizeof(float) * N * dim), m->ego_grad = calloc(N * dim, sizeof(float));
     m->row_ptr = calloc((size_t)I + 1, sizeof *m->row_ptr), m->col = malloc(sizeof *m->col * cap);
@@ -346,10 +376,10 @@ mrec_status mrec_lattice_create(mrec_model *out, const mrec_graph *mean_self_adj
              m->k_idx[mo] && m->kv[mo] && m->ov[mo] && m->c[mo] && m->cn[mo] && m->cnorm[mo];
         if (ok) memcpy(m->x[mo], feat[mo].x, sizeof(float) * (size_t)I * F);
     }
-    mrec_status st = ok ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "lattice: %d users, %d items", n_users, I);
+    if (!ok) st = mrec_fail(MREC_ERR_NOMEM, "lattice: %d users, %d items", n_users, I);
     /* the frozen graphs: kNN of the raw features with their similarities, normalized by row sums */
     for (int mo = 0; !st && mo < n_mod; mo++) {
-        st = mrec_knn_rows(m->o_idx[mo], m->o_val[mo], m->x[mo], I, m->fdim[mo], k, pool);
+        st = mrec_knn_rows(m->o_idx[mo], m->o_val[mo], m->x[mo], I, m->fdim[mo], k, ctx);
         float *r = st ? NULL : malloc(sizeof(float) * (size_t)I);
         if (!st && !r) st = mrec_fail(MREC_ERR_NOMEM, "lattice");
         for (int i = 0; !st && i < I; i++) {
@@ -385,6 +415,7 @@ mrec_status mrec_lattice_create(mrec_model *out, const mrec_graph *mean_self_adj
     out->n_params = m->n_params = p;
     memset(m->active, 1, sizeof m->active);
     out->active = m->active;
+    out->status = &m->status;
     out->loss_grad = lattice_loss_grad, out->epoch_start = lattice_epoch_start, out->prepare = lattice_prepare;
     out->score = lattice_score, out->destroy = lattice_destroy;
     return MREC_OK;

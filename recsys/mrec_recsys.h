@@ -183,7 +183,8 @@ mrec_status mrec_metric_parse(const char *name, mrec_metric *out);
 
 #define MREC_EVAL_MAX_K 8
 
-/* Scores for users [u0, u0 + n) over all items into scores (n, n_items). */
+/* Scores for users [u0, u0 + n) over all items into scores (n, n_items), in
+ * memory on the device of the context evaluating (the model's own). */
 typedef mrec_status (*mrec_score_fn)(void *model, int u0, int n, float *scores);
 
 typedef struct {
@@ -200,12 +201,12 @@ typedef struct {
 } mrec_eval_result;
 
 mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec, mrec_score_fn score, void *model,
-                          mrec_pool *pool);
+                          mrec_context *ctx);
 
 /* The top k items of every user (n_users, k), best first, masked items
  * excluded, users in blocks of 1024. */
 mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const mrec_user_items *masked[2],
-                           mrec_score_fn score, void *model, mrec_pool *pool);
+                           mrec_score_fn score, void *model, mrec_context *ctx);
 
 /* The metrics of one user from a ranked list. ranked (>= the largest K) holds
  * item ids best first; gain (n_items) is the user's gain per item, 0 if not
@@ -242,7 +243,7 @@ mrec_status mrec_graph_from_pairs(mrec_graph *out, int n_users, int n_items, con
 /* idx, val (n, k): each row's k most cosine-similar rows of x (n, dim), best
  * first, ties to the lower index, a zero row similar to nothing; val may be
  * NULL. Computed a block of rows at a time. */
-mrec_status mrec_knn_rows(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_pool *pool);
+mrec_status mrec_knn_rows(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_context *ctx);
 /* FREEDOM's frozen item graph: for each modality, every item's k nearest
  * items by cosine similarity (itself included; ties to the lower id; a zero
  * vector is similar to nothing), weight 1, normalized D^-1/2 A D^-1/2 with D
@@ -250,22 +251,22 @@ mrec_status mrec_knn_rows(int32_t *idx, float *val, const float *x, int n, int d
  * weights. Similarities are computed in blocks of rows: memory O(n k), never
  * n x n. */
 mrec_status mrec_graph_knn(mrec_graph *out, const float *const *x, const int *dim, const float *weight, int n_modalities,
-                           int n_items, int k, mrec_pool *pool);
+                           int n_items, int k, mrec_context *ctx);
 /* The same through a cache folder (NULL: none): the file is named by a hash
  * of every feature value, the sizes, k and the weights, so other features
  * never reuse a stale graph. A file that does not check out is rebuilt; a
  * cache that cannot be written costs only the reuse. */
 mrec_status mrec_graph_knn_cached(mrec_graph *out, const float *const *x, const int *dim, const float *weight,
                                   int n_modalities, int n_items, int k, const char *cache_dir, int *from_cache,
-                                  mrec_pool *pool);
+                                  mrec_context *ctx);
 void mrec_graph_free(mrec_graph *g);
 /* LightGCN's layer mean: final (N, d) = (E + Â E + .. + Â^L E) / (L + 1); a, b are
  * (N, d) scratch. The backward: dE = (dF + Â^T dF + .. + (Â^T)^L dF) / (L + 1), with
  * Â itself where it is symmetric (the faster product). */
-void mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a, float *b,
-                           mrec_pool *pool);
-void mrec_graph_layer_mean_back(float *dego, const float *dfinal, const mrec_graph *g, int symmetric, int layers, int d, float *a,
-                                float *b, mrec_pool *pool);
+mrec_status mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a,
+                                  float *b, mrec_context *ctx);
+mrec_status mrec_graph_layer_mean_back(float *dego, const float *dfinal, const mrec_graph *g, int symmetric, int layers,
+                                       int d, float *a, float *b, mrec_context *ctx);
 
 /* ---- training ---------------------------------------------------------------------- */
 
@@ -306,7 +307,10 @@ void mrec_bpr_sampler_free(mrec_bpr_sampler *s);
 
 /* Adam as torch.optim.Adam (L2 weight decay added to the gradient, not AdamW):
  * every element of every parameter is updated at each step, rows a batch did
- * not touch included (their moments decay), as PyTorch's dense Adam does. */
+ * not touch included (their moments decay), as PyTorch's dense Adam does.
+ * The moments live beside the parameters: in host memory after
+ * mrec_adam_init, on ctx's device after mrec_adam_init_on; a step on a
+ * context of another device is MREC_ERR_DEVICE. */
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay;
     int64_t step;
@@ -314,15 +318,18 @@ typedef struct {
     float *param[MREC_MAX_PARAMS], *grad[MREC_MAX_PARAMS], *m[MREC_MAX_PARAMS], *v[MREC_MAX_PARAMS];
     int64_t size[MREC_MAX_PARAMS];
     int64_t steps[MREC_MAX_PARAMS]; /* per parameter: one skipped by a step keeps its count, as in PyTorch */
+    mrec_context *ctx;              /* the device of the moments (NULL: host memory) */
+    mrec_arena moments[MREC_MAX_PARAMS]; /* there, m and v of each parameter */
 } mrec_optimizer;
 
 mrec_status mrec_adam_init(mrec_optimizer *a, float lr, float weight_decay);
+mrec_status mrec_adam_init_on(mrec_optimizer *a, float lr, float weight_decay, mrec_context *ctx);
 mrec_status mrec_adam_add(mrec_optimizer *a, float *param, float *grad, int64_t n);
-void mrec_adam_step(mrec_optimizer *a, mrec_pool *pool);
+mrec_status mrec_adam_step(mrec_optimizer *a, mrec_context *ctx);
 /* A step over the parameters with active[p] set (NULL: all): the others are
  * left alone, moments and count included, as torch.optim.Adam skips a
  * parameter whose .grad is None (one the batch's loss did not reach). */
-void mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_pool *pool);
+mrec_status mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx);
 void mrec_adam_free(mrec_optimizer *a);
 
 /* BPR loss of MMRec (common/loss.py): -mean log(1e-10 + sigmoid(pos - neg)).
@@ -360,7 +367,17 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
 
 /* A recommender as the trainer sees it: parameters with gradients, a BPR
  * loss-and-gradient step, and scoring. Gradients are overwritten (not
- * accumulated) by loss_grad. */
+ * accumulated) by loss_grad.
+ *
+ * A model keeps the context it was created with: its ops run through the op
+ * entries (mrec_gemm(ctx, ...), ...) on the context's device, its own loops
+ * on ctx->pool. BPRMF and LightGCN train and score on a GPU context, their
+ * parameters and gradients then in device memory (param and grad are device
+ * pointers); the other models hold theirs in host memory and are created on
+ * a CPU context only (another is MREC_ERR_UNSUPPORTED naming the model). An
+ * op's failure inside loss_grad, which returns the loss, makes that loss NaN
+ * and leaves the op's status in *status, which the trainer reads after each
+ * batch. */
 typedef struct {
     const char *name;
     void *self;
@@ -375,6 +392,8 @@ typedef struct {
     mrec_status (*epoch_start)(void *self);
     /* after loss_grad: which parameters the batch's loss reached (NULL: all) */
     const uint8_t *active;
+    /* after loss_grad: MREC_OK, or why the batch failed (its loss is then NaN); NULL: it cannot fail */
+    const mrec_status *status;
     mrec_score_fn score;
     void (*destroy)(void *self);
 } mrec_model;
@@ -384,21 +403,26 @@ mrec_status mrec_mostpop_create(mrec_model *m, const mrec_user_items *train);
 /* BPRMF as MMRec's BPR: xavier-normal embeddings, loss = BPR + reg * (|U_b| + |I_b+| + |I_b-|) / n
  * with |.| the Frobenius norm of the batch's rows (MMRec's EmbLoss). */
 mrec_status mrec_bprmf_create(mrec_model *m, int n_users, int n_items, int dim, float reg, mrec_rng *rng,
-                              mrec_pool *pool);
+                              mrec_context *ctx);
 /* LightGCN as MMRec's: xavier-uniform ego embeddings, `layers` propagations
  * over the normalized graph, the mean of all layers as the final embedding,
  * BPR on final embeddings plus reg * EmbLoss on the batch's ego embeddings. */
 mrec_status mrec_lightgcn_create(mrec_model *m, const mrec_graph *graph, int n_users, int n_items, int dim, int layers,
-                                 float reg, mrec_rng *rng, mrec_pool *pool);
+                                 float reg, mrec_rng *rng, mrec_context *ctx);
 /* Switches a LightGCN model to its authors' loss (LightGCN-PyTorch, behind the
  * published Gowalla numbers): mean softplus(neg - pos) + reg * (|u|^2 + |i+|^2
  * + |i-|^2) / 2 / n on the batch's ego embeddings (squared norms). */
 void mrec_lightgcn_use_authors_loss(mrec_model *m);
+/* For tests: BPRMF and LightGCN on a CPU context take their batches through
+ * the op entries, the path a GPU context takes, so the CPU checks it against
+ * the host loops (the same loss; gradients within float rounding). */
+void mrec_bprmf_use_ops(mrec_model *m);
+void mrec_lightgcn_use_ops(mrec_model *m);
 /* ItemKNN: cosine similarity of items over their training users,
  * |U_i & U_j| / sqrt(|U_i| |U_j|), the k most similar kept per item (ties to
  * the lower id), and score(u, i) = sum of sim(i, j) over the user's items j
  * among i's neighbours (Elliot's ItemKNN, "classical" implementation). */
-mrec_status mrec_itemknn_create(mrec_model *m, const mrec_user_items *train, int k, mrec_pool *pool);
+mrec_status mrec_itemknn_create(mrec_model *m, const mrec_user_items *train, int k, mrec_context *ctx);
 
 /* The mean-normalized adjacency with self-loops NGCF uses, D^-1 (A + I)
  * (row sums of A + I); nodes as in mrec_graph_normalized. */
@@ -413,12 +437,12 @@ mrec_status mrec_graph_mean_self(mrec_graph *out, const mrec_user_items *train);
  * on final embeddings. Dropout uses its own seeded generator. */
 mrec_status mrec_ngcf_create(mrec_model *m, const mrec_graph *mean_self_adj, int n_users, int n_items, int dim,
                              int layers, float decay, float node_dropout, float mess_dropout, mrec_rng *rng,
-                             mrec_pool *pool);
+                             mrec_context *ctx);
 /* VBPR as MMRec's: U (n_users x 2d) against [I_i ; W f_i + b], f_i the item's
  * concatenated features (n_feat wide, kept by the caller for the model's life),
  * BPR + reg * EmbLoss on the batch's user and full item vectors. */
 mrec_status mrec_vbpr_create(mrec_model *m, int n_users, int n_items, int dim, float reg, const float *feat, int n_feat,
-                             mrec_rng *rng, mrec_pool *pool);
+                             mrec_rng *rng, mrec_context *ctx);
 /* FREEDOM as MMRec's: LightGCN over the user-item graph (each epoch a
  * degree-sensitive sample keeping 1 - dropout of the edges; the full graph
  * for scoring) plus the frozen item graph (mrec_graph_knn) on the item ids'
@@ -427,7 +451,7 @@ mrec_status mrec_vbpr_create(mrec_model *m, int n_users, int n_items, int dim, f
  * are copied. */
 mrec_status mrec_freedom_create(mrec_model *m, const mrec_graph *full, const mrec_graph *item_graph,
                                 const mrec_user_items *train, const mrec_features *feat, int n_modalities, int dim,
-                                int layers, float reg, float dropout, mrec_rng *rng, mrec_pool *pool);
+                                int layers, float reg, float dropout, mrec_rng *rng, mrec_context *ctx);
 /* LATTICE as MMRec's (cf_model lightgcn, one item-graph layer): per modality
  * a frozen kNN graph of the features and a learned one of their trainable
  * projections, mixed by softmax weights and with lambda, on the item ids'
@@ -438,14 +462,14 @@ mrec_status mrec_freedom_create(mrec_model *m, const mrec_graph *full, const mre
  * configured batch_size, as MMRec's does. */
 mrec_status mrec_lattice_create(mrec_model *m, const mrec_graph *mean_self_adj, const mrec_features *feat, int n_modalities,
                                 int n_users, int dim, int k, float lambda, float reg, int batch_size, mrec_rng *rng,
-                                mrec_pool *pool);
+                                mrec_context *ctx);
 /* BM3 as MMRec's: LightGCN over the normalized graph, the item view adding
  * the item id embedding, a shared predictor, and cosine losses between each
  * view and a dropped-out copy of another (dropout p, the model's own
  * generator); no negatives (loss_grad ignores them); reg on every row
  * (MMRec's EmbLoss over n_items), cl weights the modality terms. */
 mrec_status mrec_bm3_create(mrec_model *m, const mrec_graph *graph, const mrec_features *feat, int n_modalities, int n_users,
-                            int dim, int layers, float reg, float cl, float dropout, mrec_rng *rng, mrec_pool *pool);
+                            int dim, int layers, float reg, float cl, float dropout, mrec_rng *rng, mrec_context *ctx);
 /* NGCF-M as the Ducho-meets-Elliot benchmark's Elliot fork defines it: an
  * NGCF propagation over D^-1 (A + I) (one LeakyReLU over both terms, each
  * layer fed the previous one's normalized output, message dropout), the
@@ -455,7 +479,7 @@ mrec_status mrec_bm3_create(mrec_model *m, const mrec_graph *graph, const mrec_f
  * trained); softplus BPR and l_w / 2 squared norms of the batch's rows. */
 mrec_status mrec_ngcfm_create(mrec_model *m, const mrec_graph *mean_self_adj, int n_users, int n_items, const float *feat,
                               int n_feat, int dim, int layers, float l_w, float dropout, float node_dropout, mrec_rng *rng,
-                              mrec_pool *pool);
+                              mrec_context *ctx);
 /* For tests: the targets keep the values they have at the next call (without
  * dropout), so the loss is a function of the weights a finite difference can
  * check (the targets carry no gradient). */
@@ -498,7 +522,7 @@ typedef struct {
  * pairs, before any epoch. */
 mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
-                     const mrec_fit_options *opt, mrec_pool *pool);
+                     const mrec_fit_options *opt, mrec_context *ctx);
 
 /* ---- MMRec's splitting rule drawn from a seed (split_mmrec.c), id-space guards (idspace.c) ---- */
 

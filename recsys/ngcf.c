@@ -8,10 +8,11 @@
  *   N_k = E_next / |E_next|      (row-wise L2)
  * final = [E0 | N_1 | ... | N_L]  (N, d (L + 1))
  * Backward runs the same steps in reverse; Â is not symmetric, so its
- * transpose product is mrec_spmm_t_cpu. Everything a layer needs for its
+ * transpose product is mrec_spmm's transposed one. Everything a layer needs for its
  * backward is kept from the forward (S, Z1, Z2, E_next, the mask).
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,7 +35,8 @@ typedef struct {
     int n_users, n_items, n_nodes, dim, layers, width; /* width = d (L + 1) */
     float decay, node_p, mess_p;
     uint64_t drop_seed, step;
-    mrec_pool *pool;
+    mrec_context *ctx;
+    mrec_status status;                                   /* of the last loss_grad */
     /* parameters and gradients */
     float *ego, *g_ego;                                   /* (N, d) */
     float *w1[MAX_LAYERS], *b1[MAX_LAYERS], *w2[MAX_LAYERS], *b2[MAX_LAYERS]; /* (d, d), (d) */
@@ -145,26 +147,36 @@ static void row_task(void *arg, int task, int thread) {
 
 static void rows(ngcf *m, phase ph, int k, int training, float *p1, float *p2) {
     row_job j = {m, ph, k, training, m->drop_seed ^ (m->step * 0xD1B54A32D192ED03ull) ^ ((uint64_t)(k + 1) << 56) ^ ph, p1, p2};
-    mrec_pool_run(m->pool, row_task, &j, ROW_TASKS);
+    mrec_pool_run(m->ctx->pool, row_task, &j, ROW_TASKS);
+}
+
+/* This step's Â: the graph's pattern with the entries node dropout left. */
+static mrec_csr step_adj(const ngcf *m) {
+    mrec_csr a = mrec_graph_csr(m->adj);
+    a.val = m->adj_val;
+    return a;
 }
 
 /* One forward pass; with dropout when training. */
-static void forward(ngcf *m, int training) {
+static mrec_status forward(ngcf *m, int training) {
     size_t n = (size_t)m->n_nodes * m->dim;
     int d = m->dim, N = m->n_nodes;
-    const mrec_graph *g = m->adj;
+    mrec_context *ctx = m->ctx;
     if (training) m->step++;
     rows(m, PH_NODE_DROP, 0, training, NULL, NULL);
+    mrec_csr adj = step_adj(m);
     memcpy(m->E[0], m->ego, n * sizeof(float));
-    for (int k = 0; k < m->layers; k++) {
+    mrec_status st = MREC_OK;
+    for (int k = 0; k < m->layers && !st; k++) {
         float *E = m->E[k], *S = m->S[k];
-        mrec_spmm_cpu(S, g->row_ptr, g->col, m->adj_val, E, N, N, d, m->pool);
-        mrec_gemm_cpu(m->Z1[k], S, m->w1[k], m->b1[k], 1, 0, 0, 0, N, d, d, d, d, d, m->pool);
-        mrec_mul_cpu(m->tmp, E, S, (int64_t)n, m->pool);
-        mrec_gemm_cpu(m->Z2[k], m->tmp, m->w2[k], m->b2[k], 1, 0, 0, 0, N, d, d, d, d, d, m->pool);
-        rows(m, PH_ACTIVATE, k, training, NULL, NULL);
+        st = mrec_spmm(ctx, S, &adj, E, d, 0);
+        if (!st) st = mrec_gemm(ctx, m->Z1[k], S, m->w1[k], m->b1[k], 1, 0, 0, 0, N, d, d, d, d, d);
+        if (!st) st = mrec_mul(ctx, m->tmp, E, S, (int64_t)n);
+        if (!st) st = mrec_gemm(ctx, m->Z2[k], m->tmp, m->w2[k], m->b2[k], 1, 0, 0, 0, N, d, d, d, d, d);
+        if (!st) rows(m, PH_ACTIVATE, k, training, NULL, NULL);
     }
-    rows(m, PH_FINAL, 0, training, NULL, NULL);
+    if (!st) rows(m, PH_FINAL, 0, training, NULL, NULL);
+    return st;
 }
 
 static int ensure_batch(ngcf *m, int n) {
@@ -175,12 +187,13 @@ static int ensure_batch(ngcf *m, int n) {
     return m->cap > 0;
 }
 
-static double ngcf_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    ngcf *m = self;
+static mrec_status batch_loss_grad(ngcf *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, W = m->width, U = m->n_users, N = m->n_nodes;
     size_t nd = (size_t)N * d;
-    if (!ensure_batch(m, n)) return NAN;
-    forward(m, 1);
+    mrec_context *ctx = m->ctx;
+    if (!ensure_batch(m, n)) return mrec_fail(MREC_ERR_NOMEM, "ngcf: a batch of %d", n);
+    mrec_status st = forward(m, 1);
+    if (st) return st;
     /* loss on final rows: -mean log sigmoid(x) + decay * sum of squares / 2 / n */
     double loss = 0, reg = 0;
     memset(m->dfinal_rows, 0, (size_t)N * W * sizeof(float));
@@ -208,39 +221,44 @@ static double ngcf_loss_grad(void *self, const int32_t *u, const int32_t *i, con
     /* backward through the layers; dE holds d loss / d E_k (the unnormalized output) */
     memset(m->dE, 0, nd * sizeof(float));
     float p1[ROW_TASKS * 1024], p2[ROW_TASKS * 1024]; /* d <= 1024, checked at creation */
+    mrec_csr adj = step_adj(m);
     for (int k = m->layers; k >= 1; k--) {
         rows(m, PH_NORM_BACK, k, 1, NULL, NULL);
         int l = k - 1; /* the layer that made E_k */
         rows(m, PH_DZ, l, 1, p1, p2);
         /* weights: dW1 = S^T dZ1, dW2 = (E*S)^T dZ2, biases: column sums */
-        mrec_gemm_cpu(m->gw1[l], m->S[l], m->dZ1, NULL, 1, 0, 1, 0, d, d, N, d, d, d, m->pool);
-        mrec_mul_cpu(m->tmp, m->E[l], m->S[l], (int64_t)nd, m->pool);
-        mrec_gemm_cpu(m->gw2[l], m->tmp, m->dZ2, NULL, 1, 0, 1, 0, d, d, N, d, d, d, m->pool);
+        if ((st = mrec_gemm(ctx, m->gw1[l], m->S[l], m->dZ1, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
+        if ((st = mrec_mul(ctx, m->tmp, m->E[l], m->S[l], (int64_t)nd))) return st;
+        if ((st = mrec_gemm(ctx, m->gw2[l], m->tmp, m->dZ2, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
         for (int c = 0; c < d; c++) {
             m->gb1[l][c] = m->gb2[l][c] = 0;
             for (int t = 0; t < ROW_TASKS; t++) m->gb1[l][c] += p1[t * d + c], m->gb2[l][c] += p2[t * d + c];
         }
         /* dS = dZ1 W1^T + (dZ2 W2^T) * E;  dE_prev = (dZ2 W2^T) * S + Â^T dS */
-        mrec_gemm_cpu(m->dS, m->dZ1, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d, m->pool);
-        mrec_gemm_cpu(m->tmp, m->dZ2, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d, m->pool);
+        if ((st = mrec_gemm(ctx, m->dS, m->dZ1, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;
+        if ((st = mrec_gemm(ctx, m->tmp, m->dZ2, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;
         rows(m, PH_DS, l, 1, NULL, NULL);
-        mrec_spmm_t_cpu(m->dE, m->adj->row_ptr, m->adj->col, m->adj_val, m->dS, N, N, d, m->pool);
-        mrec_add_cpu(m->dE, m->dE, m->tmp, (int64_t)nd, m->pool);
+        if ((st = mrec_spmm(ctx, m->dE, &adj, m->dS, d, 1))) return st;
+        if ((st = mrec_add(ctx, m->dE, m->dE, m->tmp, (int64_t)nd))) return st;
     }
     rows(m, PH_EGO, 0, 1, NULL, NULL);
-    return loss;
-}
-
-static mrec_status ngcf_prepare(void *self) {
-    forward(self, 0);
+    *loss_out = loss;
     return MREC_OK;
 }
+
+static double ngcf_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    ngcf *m = self;
+    double loss = NAN;
+    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    return m->status ? NAN : loss;
+}
+
+static mrec_status ngcf_prepare(void *self) { return forward(self, 0); }
 
 static mrec_status ngcf_score(void *self, int u0, int n, float *scores) {
     ngcf *m = self;
-    mrec_gemm_cpu(scores, m->final + (size_t)u0 * m->width, m->final + (size_t)m->n_users * m->width, NULL, 1, 0, 0, 1,
-                  n, m->n_items, m->width, m->width, m->width, m->n_items, m->pool);
-    return MREC_OK;
+    return mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * m->width, m->final + (size_t)m->n_users * m->width, NULL, 1,
+                     0, 0, 1, n, m->n_items, m->width, m->width, m->width, m->n_items);
 }
 
 static void ngcf_destroy(void *self) {
@@ -264,8 +282,10 @@ static void xavier_uniform(float *w, size_t rows, size_t cols, mrec_rng *rng) {
 }
 
 mrec_status mrec_ngcf_create(mrec_model *out, const mrec_graph *adj, int n_users, int n_items, int dim, int layers,
-                             float decay, float node_dropout, float mess_dropout, mrec_rng *rng, mrec_pool *pool) {
+                             float decay, float node_dropout, float mess_dropout, mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
+    mrec_status st = mrec_recsys_host_only(ctx, "ngcf");
+    if (st) return st;
     if (adj->n_nodes != n_users + n_items || layers < 1 || layers > MAX_LAYERS || dim < 1 || dim > 1024 ||
         !(node_dropout >= 0 && node_dropout < 1) ||
         !(mess_dropout >= 0 && mess_dropout < 1))
@@ -276,7 +296,7 @@ mrec_status mrec_ngcf_create(mrec_model *out, const mrec_graph *adj, int n_users
     int N = n_users + n_items;
     size_t nd = (size_t)N * dim;
     m->adj = adj, m->n_users = n_users, m->n_items = n_items, m->n_nodes = N, m->dim = dim, m->layers = layers;
-    m->width = dim * (layers + 1), m->decay = decay, m->node_p = node_dropout, m->mess_p = mess_dropout, m->pool = pool;
+    m->width = dim * (layers + 1), m->decay = decay, m->node_p = node_dropout, m->mess_p = mess_dropout, m->ctx = ctx;
     m->drop_seed = mrec_rng_next(rng);
     int ok = (m->ego = malloc(nd * 4)) && (m->g_ego = calloc(nd, 4)) && (m->adj_val = malloc(sizeof(float) * (size_t)(adj->row_ptr[N] + 1))) &&
              (m->final = malloc(sizeof(float) * (size_t)N * m->width)) && (m->dfinal_rows = malloc(sizeof(float) * (size_t)N * m->width));
@@ -308,8 +328,12 @@ mrec_status mrec_ngcf_create(mrec_model *out, const mrec_graph *adj, int n_users
             out->n_params++;
         }
     }
-    forward(m, 0);
-    out->name = "NGCF", out->self = m, out->loss_grad = ngcf_loss_grad, out->prepare = ngcf_prepare;
+    if ((st = forward(m, 0))) {
+        ngcf_destroy(m);
+        memset(out, 0, sizeof *out);
+        return st;
+    }
+    out->name = "NGCF", out->self = m, out->status = &m->status, out->loss_grad = ngcf_loss_grad, out->prepare = ngcf_prepare;
     out->score = ngcf_score, out->destroy = ngcf_destroy;
     return MREC_OK;
 }

@@ -16,6 +16,7 @@
  * (1, d) matrix), P as torch.nn.Linear. Dropout uses the model's generator.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -40,7 +41,8 @@ typedef struct {
     float *p, *z;                             /* (I, d) the projected features, before and after normalize */
     float *pos, *neg, *dxb;
     int cap;
-    mrec_pool *pool;
+    mrec_context *ctx;
+    mrec_status status;                       /* of the last loss_grad */
 } ngcfm;
 
 /* out rows = in rows / max(|row|, 1e-12) */
@@ -67,18 +69,20 @@ static void normalize_back(float *din, const float *dout, const float *in, const
 
 static const mrec_graph *train_graph(const ngcfm *m) { return m->node_dropout > 0 && m->dropped.row_ptr ? &m->dropped : m->graph; }
 
-static void forward(ngcfm *m, int train) {
+static mrec_status forward(ngcfm *m, int train) {
     int d = m->dim, N = m->n_nodes;
     size_t nd = (size_t)N * d;
-    const mrec_graph *g = train ? train_graph(m) : m->graph;
+    mrec_context *ctx = m->ctx;
+    mrec_csr g = mrec_graph_csr(train ? train_graph(m) : m->graph);
     memcpy(m->x[0], m->ego, nd * sizeof(float));
     memcpy(m->final, m->ego, nd * sizeof(float));
     float keep = 1.0f - m->dropout;
+    mrec_status st;
     for (int l = 0; l < m->layers; l++) {
-        mrec_spmm_cpu(m->side[l], g->row_ptr, g->col, g->val, m->x[l], N, N, d, m->pool);
+        if ((st = mrec_spmm(ctx, m->side[l], &g, m->x[l], d, 0))) return st;
         for (size_t e = 0; e < nd; e++) m->tmp[e] = m->side[l][e] * m->x[l][e];
-        mrec_gemm_cpu(m->pre[l], m->side[l], m->w1[l], m->b1[l], 1, 0, 0, 0, N, d, d, d, d, d, m->pool);
-        mrec_gemm_cpu(m->pre[l], m->tmp, m->w2[l], m->b2[l], 1, 1, 0, 0, N, d, d, d, d, d, m->pool);
+        if ((st = mrec_gemm(ctx, m->pre[l], m->side[l], m->w1[l], m->b1[l], 1, 0, 0, 0, N, d, d, d, d, d))) return st;
+        if ((st = mrec_gemm(ctx, m->pre[l], m->tmp, m->w2[l], m->b2[l], 1, 1, 0, 0, N, d, d, d, d, d))) return st;
         for (size_t e = 0; e < nd; e++) {
             float a = m->pre[l][e] > 0 ? m->pre[l][e] : 0.2f * m->pre[l][e];
             int kept = !train || m->dropout <= 0 || mrec_rng_uniform(&m->rng) >= m->dropout;
@@ -86,25 +90,27 @@ static void forward(ngcfm *m, int train) {
             m->drop[l][e] = !train || m->dropout <= 0 ? a : kept ? a / keep : 0.0f;
         }
         normalize_rows(m->x[l + 1], m->drop[l], N, d);
-        mrec_add_cpu(m->final, m->final, m->x[l + 1], (int64_t)nd, m->pool);
+        if ((st = mrec_add(ctx, m->final, m->final, m->x[l + 1], (int64_t)nd))) return st;
     }
-    mrec_scale_cpu(m->final, m->final, 1.0f / (m->layers + 1), (int64_t)nd, m->pool);
+    if ((st = mrec_scale(ctx, m->final, m->final, 1.0f / (m->layers + 1), (int64_t)nd))) return st;
     /* the items' projected features */
-    mrec_gemm_cpu(m->z, m->feat, m->pw, m->pb, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat, m->n_feat, d, m->pool);
-    normalize_rows(m->p, m->z, m->n_items, d);
+    st = mrec_gemm(ctx, m->z, m->feat, m->pw, m->pb, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat, m->n_feat, d);
+    if (!st) normalize_rows(m->p, m->z, m->n_items, d);
+    return st;
 }
 
-static double ngcfm_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    ngcfm *m = self;
+static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
     size_t nd = (size_t)N * d;
+    mrec_context *ctx = m->ctx;
     if (n > m->cap) {
         free(m->pos), free(m->neg), free(m->dxb);
         m->pos = malloc(sizeof(float) * (size_t)n), m->neg = malloc(sizeof(float) * (size_t)n), m->dxb = malloc(sizeof(float) * (size_t)n);
         m->cap = m->pos && m->neg && m->dxb ? n : 0;
-        if (!m->cap) return NAN;
+        if (!m->cap) return mrec_fail(MREC_ERR_NOMEM, "ngcfm: a batch of %d", n);
     }
-    forward(m, 1);
+    mrec_status st = forward(m, 1);
+    if (st) return st;
     double loss = 0, reg = 0;
     for (int b = 0; b < n; b++) {
         const float *gu = m->final + (size_t)u[b] * d, *gi = m->final + (size_t)(U + i[b]) * d, *gj = m->final + (size_t)(U + j[b]) * d;
@@ -142,14 +148,15 @@ static double ngcfm_loss_grad(void *self, const int32_t *u, const int32_t *i, co
     }
     /* p = normalize(z), z = F P^T + c */
     normalize_back(m->tmp, dp, m->z, m->p, I, d);
-    mrec_gemm_cpu(m->pw_grad, m->tmp, m->feat, NULL, 1, 0, 1, 0, d, m->n_feat, I, d, m->n_feat, m->n_feat, m->pool);
+    if ((st = mrec_gemm(ctx, m->pw_grad, m->tmp, m->feat, NULL, 1, 0, 1, 0, d, m->n_feat, I, d, m->n_feat, m->n_feat)))
+        return st;
     memset(m->pb_grad, 0, sizeof(float) * (size_t)d);
     for (int r = 0; r < I; r++)
         for (int k = 0; k < d; k++) m->pb_grad[k] += m->tmp[(size_t)r * d + k];
     /* g = mean of the layers: each x_l gets dg / (L + 1); go down the layers */
-    mrec_scale_cpu(m->dx, m->dx, 1.0f / (m->layers + 1), (int64_t)nd, m->pool);
+    if ((st = mrec_scale(ctx, m->dx, m->dx, 1.0f / (m->layers + 1), (int64_t)nd))) return st;
     memcpy(m->dnext, m->dx, nd * sizeof(float)); /* d x_L */
-    const mrec_graph *gr = train_graph(m);
+    mrec_csr gr = mrec_graph_csr(train_graph(m));
     float keep = 1.0f - m->dropout;
     for (int l = m->layers - 1; l >= 0; l--) {
         /* x_{l+1} = normalize(drop): dnext is the total gradient of x_{l+1} */
@@ -160,26 +167,34 @@ static double ngcfm_loss_grad(void *self, const int32_t *u, const int32_t *i, co
         }
         /* pre = side W1 + b1 + (side * x) W2 + b2 */
         for (size_t e = 0; e < nd; e++) m->tmp2[e] = m->side[l][e] * m->x[l][e];
-        mrec_gemm_cpu(m->gw1[l], m->side[l], m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d, m->pool);
-        mrec_gemm_cpu(m->gw2[l], m->tmp2, m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d, m->pool);
+        if ((st = mrec_gemm(ctx, m->gw1[l], m->side[l], m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
+        if ((st = mrec_gemm(ctx, m->gw2[l], m->tmp2, m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
         memset(m->gb1[l], 0, sizeof(float) * (size_t)d);
         for (int r = 0; r < N; r++)
             for (int k = 0; k < d; k++) m->gb1[l][k] += m->tmp[(size_t)r * d + k];
         memcpy(m->gb2[l], m->gb1[l], sizeof(float) * (size_t)d);
         /* d(side * x) = dpre W2^T -> side gets it times x, x times side; side also gets dpre W1^T */
-        mrec_gemm_cpu(m->tmp2, m->tmp, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d, m->pool);
+        if ((st = mrec_gemm(ctx, m->tmp2, m->tmp, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;
         float *dside = m->dnext; /* dnext is consumed: reuse it for d side */
-        mrec_gemm_cpu(dside, m->tmp, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d, m->pool);
+        if ((st = mrec_gemm(ctx, dside, m->tmp, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;
         for (size_t e = 0; e < nd; e++) {
             dside[e] += m->tmp2[e] * m->x[l][e];
             m->tmp2[e] = m->tmp2[e] * m->side[l][e]; /* the direct part of d x_l */
         }
         /* side = Â x_l: d x_l = Â^T dside + direct + the mean's share */
-        mrec_spmm_t_cpu(m->tmp, gr->row_ptr, gr->col, gr->val, dside, N, N, d, m->pool);
+        if ((st = mrec_spmm(ctx, m->tmp, &gr, dside, d, 1))) return st;
         for (size_t e = 0; e < nd; e++) m->dnext[e] = m->tmp[e] + m->tmp2[e] + m->dx[e];
     }
     memcpy(m->ego_grad, m->dnext, nd * sizeof(float));
-    return loss;
+    *loss_out = loss;
+    return MREC_OK;
+}
+
+static double ngcfm_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    ngcfm *m = self;
+    double loss = NAN;
+    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    return m->status ? NAN : loss;
 }
 
 /* the fork's sparse_dropout: entries kept with probability 1 - p, scaled by 1 / (1 - p) */
@@ -204,19 +219,16 @@ static mrec_status ngcfm_epoch_start(void *self) {
     return MREC_OK;
 }
 
-static mrec_status ngcfm_prepare(void *self) {
-    forward(self, 0);
-    return MREC_OK;
-}
+static mrec_status ngcfm_prepare(void *self) { return forward(self, 0); }
 
 /* <g_u, g_i> + <T_u, p_i> as one GEMM per part */
 static mrec_status ngcfm_score(void *self, int u0, int n, float *scores) {
     ngcfm *m = self;
     int d = m->dim;
-    mrec_gemm_cpu(scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n, m->n_items, d, d, d,
-                  m->n_items, m->pool);
-    mrec_gemm_cpu(scores, m->tu + (size_t)u0 * d, m->p, NULL, 1, 1, 0, 1, n, m->n_items, d, d, d, m->n_items, m->pool);
-    return MREC_OK;
+    mrec_status st = mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1,
+                               n, m->n_items, d, d, d, m->n_items);
+    if (!st) st = mrec_gemm(m->ctx, scores, m->tu + (size_t)u0 * d, m->p, NULL, 1, 1, 0, 1, n, m->n_items, d, d, d, m->n_items);
+    return st;
 }
 
 static void ngcfm_destroy(void *self) {
@@ -239,8 +251,10 @@ static void xavier_uniform(float *w, int rows, int cols, mrec_rng *rng) {
 
 mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, int n_users, int n_items, const float *feat,
                               int n_feat, int dim, int layers, float l_w, float dropout, float node_dropout, mrec_rng *rng,
-                              mrec_pool *pool) {
+                              mrec_context *ctx) {
     memset(out, 0, sizeof *out);
+    mrec_status st = mrec_recsys_host_only(ctx, "ngcfm");
+    if (st) return st;
     if (mean_self_adj->n_nodes != n_users + n_items || layers < 1 || layers > MAX_LAYERS || !(dropout >= 0 && dropout < 1) ||
         !(node_dropout >= 0 && node_dropout < 1))
         return mrec_fail(MREC_ERR_ARG, "ngcfm: %d layers (1..%d), dropouts %g and %g (0 <= p < 1), graph of %d nodes", layers,
@@ -249,7 +263,7 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "ngcfm");
     m->n_users = n_users, m->n_items = n_items, m->n_nodes = n_users + n_items, m->dim = dim, m->layers = layers;
     m->n_feat = n_feat, m->l_w = l_w, m->dropout = dropout, m->node_dropout = node_dropout, m->graph = mean_self_adj;
-    m->feat = feat, m->pool = pool;
+    m->feat = feat, m->ctx = ctx;
     m->rng.state = mrec_rng_next(rng);
     size_t nd = (size_t)m->n_nodes * dim, id = (size_t)n_items * dim;
     int ok = 1;
@@ -290,6 +304,7 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
     out->param[p] = m->pw, out->grad[p] = m->pw_grad, out->size[p++] = (int64_t)dim * n_feat;
     out->param[p] = m->pb, out->grad[p] = m->pb_grad, out->size[p++] = dim;
     out->n_params = p;
+    out->status = &m->status;
     out->loss_grad = ngcfm_loss_grad, out->epoch_start = ngcfm_epoch_start, out->prepare = ngcfm_prepare, out->score = ngcfm_score;
     out->destroy = ngcfm_destroy;
     return MREC_OK;

@@ -5,9 +5,75 @@
 
 #include <stdio.h>
 
-#include "../kernels/mrec_status.h"
+#include "mrec_recsys.h"
 
 /* Opens path for reading only if it is a regular file: a folder, FIFO or
  * device is an error naming it, found before anything blocks or is read. */
+
+/* A graph in host memory as the op layer's sparse matrix (mrec_spmm). */
+static inline mrec_csr mrec_graph_csr(const mrec_graph *g) {
+    mrec_csr a = {.n_rows = g->n_nodes, .n_cols = g->n_nodes, .row_ptr = g->row_ptr, .col = g->col, .val = g->val,
+                  .device = MREC_DEVICE_CPU};
+    return a;
+}
+
+/* What keeps its arrays in host memory runs on a CPU context only: on
+ * another, an error naming it, so nothing hands host pointers to a GPU op. */
+mrec_status mrec_recsys_host_only(const mrec_context *ctx, const char *what);
+
+/* mrec_graph_layer_mean and its backward over a sparse matrix on the
+ * context's device (a graph's copy there: MREC_ERR_DEVICE otherwise). */
+mrec_status mrec_csr_layer_mean(float *final, const float *ego, const mrec_csr *adj, int layers, int d, float *a, float *b,
+                                mrec_context *ctx);
+mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mrec_csr *adj, int symmetric, int layers, int d,
+                                     float *a, float *b, mrec_context *ctx);
+
+/* ---- BPR through the op entries (bpr_ops.c) ----------------------------------
+ * The batch step BPRMF and LightGCN take where their context runs: on a GPU
+ * always, on the CPU when a test asks (mrec_bprmf_use_ops,
+ * mrec_lightgcn_use_ops), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
+ * d) on the context's device. The batch's scores and squared row norms come
+ * back to the host, where the loss is computed by the same code as on the
+ * host path; the gradient rows are combined and scattered on the device in
+ * a fixed order (no atomics). */
+typedef struct {
+    mrec_context *ctx;
+    int cap, n_rows, d; /* batch capacity, table rows and width the buffers are sized for */
+    int n;              /* the batch of the last mrec_bpr_ops_scores */
+    mrec_arena mem;     /* the buffers below, on the context's device */
+    int32_t *ids;       /* (3 cap) the batch's rows: u, then n_users + i, then n_users + j */
+    float *dots;        /* (5 cap) pos, neg, then the squared norms of the 3n rows of E */
+    float *rows, *mixed;    /* (3 cap, d) gathered rows, and their combination */
+    int64_t *w_ptr;         /* (3 cap + 1) the combination, a (3n, 3n) CSR */
+    int32_t *w_col;         /* (7 cap) */
+    float *w_val;           /* (7 cap) */
+    int64_t *idx_ptr;       /* (n_rows + 1) the batch's rows transposed: table row -> positions */
+    int32_t *idx_pos;       /* (3 cap) */
+    void *work;             /* mrec_index_csr's workspace */
+    size_t work_bytes;
+    void *host;             /* one host allocation for: */
+    int32_t *h_ids;         /* (3 cap) */
+    float *h_dots;          /* (5 cap) the downloaded dots: pos, neg, squared norms */
+    float *dx;              /* (cap) d loss / d (pos - neg), for the caller to fill */
+    int64_t *h_ptr;         /* (3 cap + 1) */
+    int32_t *h_col;         /* (7 cap) */
+    float *h_val;           /* (7 cap) */
+} mrec_bpr_ops;
+
+/* Scores the batch: pos = <F_u, F_i>, neg = <F_u, F_j> and |E_r|^2 for the
+ * rows u, i, j of E, into o->h_dots; keeps the batch's index for the
+ * scatters. F and E (n_rows, d) on ctx's device, u, i, j (n) on the host.
+ * The buffers are allocated when a batch is larger than any before (as the
+ * host path's scratch is), not per batch. */
+mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
+                                const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d);
+/* out (n_rows, d), every row written: the scatter-add over the batch of
+ *   row u:  dx_b (T_i - T_j) + coef[0] T_u
+ *   row i:  dx_b T_u + coef[1] T_i
+ *   row j: -dx_b T_u + coef[2] T_j
+ * with T (n_rows, d) on the device, dx (n) on the host (NULL: no BPR part)
+ * and coef NULL for no norm part. */
+mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, const float *dx, const float coef[3]);
+void mrec_bpr_ops_free(mrec_bpr_ops *o);
 
 #endif

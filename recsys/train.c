@@ -1,6 +1,7 @@
 /* train.c: what every BPR-trained model shares: the seeded generator, the
  * negative sampler, the BPR loss and Adam. */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +34,12 @@ uint32_t mrec_rng_below(mrec_rng *r, uint32_t n) {
         }
     }
     return (uint32_t)(m >> 32);
+}
+
+mrec_status mrec_recsys_host_only(const mrec_context *ctx, const char *what) {
+    if (ctx->device == MREC_DEVICE_CPU) return MREC_OK;
+    return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: runs on the CPU only (its arrays live in host memory), not on %s", what,
+                     mrec_device_name(ctx->device));
 }
 
 /* ---- sampler ---- */
@@ -138,31 +145,60 @@ mrec_status mrec_adam_init(mrec_optimizer *a, float lr, float weight_decay) {
     return MREC_OK;
 }
 
+mrec_status mrec_adam_init_on(mrec_optimizer *a, float lr, float weight_decay, mrec_context *ctx) {
+    mrec_adam_init(a, lr, weight_decay);
+    if (ctx->device != MREC_DEVICE_CPU) a->ctx = ctx;
+    return MREC_OK;
+}
+
+static mrec_device moments_device(const mrec_optimizer *a) { return a->ctx ? a->ctx->device : MREC_DEVICE_CPU; }
+
 mrec_status mrec_adam_add(mrec_optimizer *a, float *param, float *grad, int64_t n) {
     if (a->n_params == MREC_MAX_PARAMS) return mrec_fail(MREC_ERR_ARG, "adam: at most %d parameter tensors", MREC_MAX_PARAMS);
     int p = a->n_params;
-    a->m[p] = calloc((size_t)n, sizeof(float));
-    a->v[p] = calloc((size_t)n, sizeof(float));
-    if (!a->m[p] || !a->v[p]) {
-        free(a->m[p]), free(a->v[p]);
-        return mrec_fail(MREC_ERR_NOMEM, "adam: moments for %lld values", (long long)n);
+    if (a->ctx) { /* m and v side by side on the device, zeroed by an upload */
+        size_t bytes = 2 * sizeof(float) * (size_t)n;
+        float *zeros = calloc(2 * (size_t)(n ? n : 1), sizeof(float));
+        mrec_status st = zeros ? mrec_arena_reserve(&a->moments[p], bytes, a->ctx->device, a->ctx->cuda)
+                               : mrec_fail(MREC_ERR_NOMEM, "adam: moments for %lld values", (long long)n);
+        if (!st) st = mrec_copy_to_device(a->ctx, a->moments[p].base, zeros, bytes);
+        free(zeros);
+        if (st) {
+            mrec_arena_release(&a->moments[p], a->ctx->cuda);
+            return st;
+        }
+        a->m[p] = (float *)a->moments[p].base, a->v[p] = a->m[p] + n;
+    } else {
+        a->m[p] = calloc((size_t)n, sizeof(float));
+        a->v[p] = calloc((size_t)n, sizeof(float));
+        if (!a->m[p] || !a->v[p]) {
+            free(a->m[p]), free(a->v[p]);
+            return mrec_fail(MREC_ERR_NOMEM, "adam: moments for %lld values", (long long)n);
+        }
     }
     a->param[p] = param, a->grad[p] = grad, a->size[p] = n;
     a->n_params++;
     return MREC_OK;
 }
 
-void mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_pool *pool) {
+mrec_status mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx) {
+    if (moments_device(a) != ctx->device)
+        return mrec_fail(MREC_ERR_DEVICE, "adam: the moments are in %s memory, the context runs on %s (mrec_adam_init_on)",
+                         mrec_device_name(moments_device(a)), mrec_device_name(ctx->device));
+    mrec_status st = MREC_OK;
     a->step++;
-    for (int p = 0; p < a->n_params; p++)
+    for (int p = 0; p < a->n_params && !st; p++)
         if (!active || active[p])
-            mrec_adam_cpu(a->param[p], a->m[p], a->v[p], a->grad[p], a->lr, a->beta1, a->beta2, a->eps, a->weight_decay,
-                          ++a->steps[p], a->size[p], pool);
+            st = mrec_adam(ctx, a->param[p], a->m[p], a->v[p], a->grad[p], a->lr, a->beta1, a->beta2, a->eps,
+                           a->weight_decay, ++a->steps[p], a->size[p]);
+    return st;
 }
 
-void mrec_adam_step(mrec_optimizer *a, mrec_pool *pool) { mrec_adam_step_active(a, NULL, pool); }
+mrec_status mrec_adam_step(mrec_optimizer *a, mrec_context *ctx) { return mrec_adam_step_active(a, NULL, ctx); }
 
 void mrec_adam_free(mrec_optimizer *a) {
-    for (int p = 0; p < a->n_params; p++) free(a->m[p]), free(a->v[p]);
+    for (int p = 0; p < a->n_params; p++)
+        if (a->ctx) mrec_arena_release(&a->moments[p], a->ctx->cuda);
+        else free(a->m[p]), free(a->v[p]);
     memset(a, 0, sizeof *a);
 }

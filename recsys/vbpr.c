@@ -10,6 +10,7 @@
  * projected in training (the same numbers); scoring projects all once.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@ typedef struct {
     float *pos, *neg, *dx;         /* (n) */
     float *all;                    /* (n_items, 2d) for scoring */
     int cap;
-    mrec_pool *pool;
+    mrec_context *ctx;
+    mrec_status status;            /* of the last loss_grad */
 } vbpr;
 
 static int ensure_batch(vbpr *m, int n) {
@@ -46,16 +48,16 @@ static float dot2(const float *a, const float *lat, const float *con, int d) {
     return s;
 }
 
-static double vbpr_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    vbpr *m = self;
+static mrec_status batch_loss_grad(vbpr *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, F = m->n_feat;
-    if (!ensure_batch(m, n)) return NAN;
+    if (!ensure_batch(m, n)) return mrec_fail(MREC_ERR_NOMEM, "vbpr: a batch of %d", n);
     /* rows 0..n-1: positives, n..2n-1: negatives */
     for (int r = 0; r < 2 * n; r++) {
         int it = r < n ? i[r] : j[r - n];
         memcpy(m->fb + (size_t)r * F, m->feat + (size_t)it * F, sizeof(float) * (size_t)F);
     }
-    mrec_gemm_cpu(m->z, m->fb, m->w, m->b, 1, 0, 0, 1, 2 * n, d, F, F, F, d, m->pool);
+    mrec_status st = mrec_gemm(m->ctx, m->z, m->fb, m->w, m->b, 1, 0, 0, 1, 2 * n, d, F, F, F, d);
+    if (st) return st;
     double sp = 0, sn = 0, su = 0;
     for (int r = 0; r < n; r++) {
         const float *eu = m->user + (size_t)u[r] * 2 * d, *zi = m->z + (size_t)r * d, *zj = m->z + (size_t)(n + r) * d;
@@ -87,11 +89,19 @@ static double vbpr_loss_grad(void *self, const int32_t *u, const int32_t *i, con
         }
     }
     /* W's gradient (d, F) = dz^T fb; b's = the column sums of dz */
-    mrec_gemm_cpu(m->w_grad, m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F, m->pool);
+    if ((st = mrec_gemm(m->ctx, m->w_grad, m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F))) return st;
     memset(m->b_grad, 0, sizeof(float) * (size_t)d);
     for (int r = 0; r < 2 * n; r++)
         for (int k = 0; k < d; k++) m->b_grad[k] += m->dz[(size_t)r * d + k];
-    return loss;
+    *loss_out = loss;
+    return MREC_OK;
+}
+
+static double vbpr_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    vbpr *m = self;
+    double loss = NAN;
+    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    return m->status ? NAN : loss;
 }
 
 /* Every item's [I_i ; W f_i + b], for scoring. */
@@ -100,7 +110,9 @@ static mrec_status vbpr_prepare(void *self) {
     int d = m->dim;
     if (!m->all && !(m->all = malloc(sizeof(float) * (size_t)m->n_items * 2 * d)))
         return mrec_fail(MREC_ERR_NOMEM, "vbpr: %d item vectors", m->n_items);
-    mrec_gemm_cpu(m->all + d, m->feat, m->w, m->b, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat, m->n_feat, 2 * d, m->pool);
+    mrec_status st = mrec_gemm(m->ctx, m->all + d, m->feat, m->w, m->b, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat,
+                               m->n_feat, 2 * d);
+    if (st) return st;
     for (int it = 0; it < m->n_items; it++) memcpy(m->all + (size_t)it * 2 * d, m->item + (size_t)it * d, sizeof(float) * (size_t)d);
     return MREC_OK;
 }
@@ -108,8 +120,7 @@ static mrec_status vbpr_prepare(void *self) {
 static mrec_status vbpr_score(void *self, int u0, int n, float *scores) {
     vbpr *m = self;
     int D = 2 * m->dim;
-    mrec_gemm_cpu(scores, m->user + (size_t)u0 * D, m->all, NULL, 1, 0, 0, 1, n, m->n_items, D, D, D, m->n_items, m->pool);
-    return MREC_OK;
+    return mrec_gemm(m->ctx, scores, m->user + (size_t)u0 * D, m->all, NULL, 1, 0, 0, 1, n, m->n_items, D, D, D, m->n_items);
 }
 
 static void vbpr_destroy(void *self) {
@@ -120,11 +131,13 @@ static void vbpr_destroy(void *self) {
 }
 
 mrec_status mrec_vbpr_create(mrec_model *out, int n_users, int n_items, int dim, float reg, const float *feat, int n_feat,
-                             mrec_rng *rng, mrec_pool *pool) {
+                             mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
+    mrec_status st = mrec_recsys_host_only(ctx, "vbpr");
+    if (st) return st;
     vbpr *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "vbpr");
-    m->n_users = n_users, m->n_items = n_items, m->dim = dim, m->n_feat = n_feat, m->reg = reg, m->feat = feat, m->pool = pool;
+    m->n_users = n_users, m->n_items = n_items, m->dim = dim, m->n_feat = n_feat, m->reg = reg, m->feat = feat, m->ctx = ctx;
     size_t nu = (size_t)n_users * 2 * dim, ni = (size_t)n_items * dim, nw = (size_t)dim * n_feat;
     m->user = malloc(sizeof(float) * nu), m->item = malloc(sizeof(float) * ni), m->w = malloc(sizeof(float) * nw);
     m->b = calloc((size_t)dim, sizeof(float));
@@ -144,6 +157,7 @@ mrec_status mrec_vbpr_create(mrec_model *out, int n_users, int n_items, int dim,
     out->param[1] = m->item, out->grad[1] = m->item_grad, out->size[1] = (int64_t)ni;
     out->param[2] = m->w, out->grad[2] = m->w_grad, out->size[2] = (int64_t)nw;
     out->param[3] = m->b, out->grad[3] = m->b_grad, out->size[3] = dim;
+    out->status = &m->status;
     out->loss_grad = vbpr_loss_grad, out->prepare = vbpr_prepare, out->score = vbpr_score, out->destroy = vbpr_destroy;
     return MREC_OK;
 }

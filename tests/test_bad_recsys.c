@@ -410,13 +410,21 @@ static double late_nan_loss(void *self, const int32_t *user, const int32_t *pos,
     return nan_after-- > 0 ? 0.5 : INFINITY;
 }
 
+/* a model whose op fails inside loss_grad: NaN, and the op's status left behind */
+static mrec_status op_status;
+static double failed_op_loss(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n) {
+    (void)self, (void)user, (void)pos, (void)neg, (void)n;
+    op_status = mrec_fail(MREC_ERR_DEVICE, "gemm: the launch failed");
+    return NAN;
+}
+
 static mrec_status zero_scores(void *self, int u0, int n, float *scores) {
     (void)self, (void)u0;
     memset(scores, 0, sizeof *scores * (size_t)n * 3);
     return MREC_OK;
 }
 
-static void test_fit(mrec_pool *pool) {
+static void test_fit(mrec_context *ctx) {
     /* 2 users, 3 items: u0 {0} train, {2} test; u1 {1} train, {0} test */
     int64_t tr_ptr[3] = {0, 1, 2}, te_ptr[3] = {0, 1, 2}, none_ptr[3] = {0, 0, 0};
     int32_t tr_col[2] = {0, 1}, te_col[2] = {2, 0};
@@ -429,46 +437,57 @@ static void test_fit(mrec_pool *pool) {
     opt.epochs = 3, opt.select_k = 1;
     int k[1] = {1};
     mrec_fit_result r;
-    expect("a NaN loss", mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, pool), MREC_ERR_ARG,
+    expect("a NaN loss", mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_ARG,
            M("nanmodel", "epoch 1", "nan"));
     free(r.topk);
     m.name = "latemodel", m.loss_grad = late_nan_loss, nan_after = 2;
     opt.batch_size = 1;
-    expect("an infinite loss in the second epoch", mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, pool), MREC_ERR_ARG,
+    expect("an infinite loss in the second epoch", mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_ARG,
            M("latemodel", "epoch 2", "batch 1", "inf"));
     free(r.topk);
+    m.name = "opmodel", m.loss_grad = failed_op_loss, m.status = &op_status;
+    expect("an op failing inside a batch", mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_DEVICE,
+           M("gemm: the launch failed"));
+    free(r.topk);
+    m.status = NULL;
     m.name = "emptymodel";
-    expect("no training pairs", mrec_fit(&r, &m, &empty, NULL, &test, k, 1, 1, &opt, pool), MREC_ERR_ARG,
+    expect("no training pairs", mrec_fit(&r, &m, &empty, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_ARG,
            M("emptymodel", "no training pairs"));
     free(r.topk);
     m.loss_grad = NULL, m.name = "countmodel"; /* a model without training (MostPop's kind) */
-    expect("no training pairs, nothing to train", mrec_fit(&r, &m, &empty, NULL, &test, k, 1, 1, &opt, pool), MREC_ERR_ARG,
+    expect("no training pairs, nothing to train", mrec_fit(&r, &m, &empty, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_ARG,
            M("countmodel", "no training pairs"));
     free(r.topk);
     /* a real model on data with no training pairs: the same error, not a NaN epoch */
     mrec_rng rng = {1};
     mrec_model b;
-    if (t_status(mrec_bprmf_create(&b, 2, 3, 4, 0, &rng, pool), MREC_OK, "bprmf")) {
-        expect("BPRMF with no training pairs", mrec_fit(&r, &b, &empty, NULL, &test, k, 1, 1, &opt, pool), MREC_ERR_ARG,
+    if (t_status(mrec_bprmf_create(&b, 2, 3, 4, 0, &rng, ctx), MREC_OK, "bprmf")) {
+        expect("BPRMF with no training pairs", mrec_fit(&r, &b, &empty, NULL, &test, k, 1, 1, &opt, ctx), MREC_ERR_ARG,
                M(b.name, "no training pairs"));
         free(r.topk);
         mrec_model_destroy(&b);
     }
+    /* a model that keeps host arrays refuses a GPU context by name rather than hand host pointers to its ops */
+    mrec_context gpu = *ctx;
+    gpu.device = MREC_DEVICE_CUDA, gpu.cuda = NULL;
+    expect("itemknn on a GPU context", mrec_itemknn_create(&b, &train, 1, &gpu), MREC_ERR_UNSUPPORTED, M("itemknn", "cuda"));
 }
 
 int main(void) {
     t_suite("bad_recsys");
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
-    mrec_pool *pool;
-    T_REQUIRE(mrec_pool_create(&pool, 1, MREC_SIMD_AVX512) == MREC_OK);
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 1;
+    mrec_context *ctx;
+    T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
     test_tables();
     test_sizes();
     test_not_files();
     test_tolerated();
     test_duplicates();
     test_empty_parts();
-    test_fit(pool);
-    mrec_pool_destroy(pool);
+    test_fit(ctx);
+    mrec_context_destroy(ctx);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -474,6 +474,56 @@ static void test_index_csr(void) {
     free(ids), free(pos), free(rp), free(g), free(want), free(got);
 }
 
+/* The recommenders' gathers, batch index and evaluation mask: the CPU
+ * variants against their references on every pool. The gathered dots sum d
+ * float products (the bound of a d-term dot product); the index and the
+ * mask are exact. */
+static void test_training_ops(void) {
+    int n = 517, Ra = 41, Rb = 29, d = 67;
+    float *A = randv((int64_t)Ra * d, -1, 1), *B = randv((int64_t)Rb * d, -1, 1);
+    float *ref = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * n);
+    int32_t *ia = malloc(sizeof(int32_t) * n), *ib = malloc(sizeof(int32_t) * n);
+    for (int b = 0; b < n; b++) ia[b] = (int32_t)(t_rand_u64(&rng) % Ra), ib[b] = (int32_t)(t_rand_u64(&rng) % Rb);
+    mrec_gather_dot_ref(ref, A, ia, B, ib, n, d);
+    for (int p = 0; p < n_pools; p++) {
+        mrec_gather_dot_cpu(out, A, ia, B, ib, n, d, pools[p]);
+        char what[96];
+        snprintf(what, sizeof what, "gather_dot %s", pool_name(pools[p]));
+        t_allclose(what, ref, out, n, d * U * d, 0);
+    }
+    /* the index: the reference's bits, ids repeated, rows left empty, an id out of range refused */
+    int N = 1000, V = 37;
+    int32_t *ids = malloc(sizeof(int32_t) * N), *pos_ref = malloc(sizeof(int32_t) * N), *pos = malloc(sizeof(int32_t) * N);
+    int64_t *rp_ref = malloc(sizeof(int64_t) * (V + 1)), *rp = malloc(sizeof(int64_t) * (V + 1));
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(t_rand_u64(&rng) % (V - 2));
+    mrec_index_csr_ref(rp_ref, pos_ref, ids, N, V);
+    for (int p = 0; p < n_pools; p++) {
+        int ok = mrec_index_csr_cpu(rp, pos, ids, N, V, pools[p]) == MREC_OK;
+        t_check(ok && !memcmp(rp, rp_ref, sizeof(int64_t) * (V + 1)) && !memcmp(pos, pos_ref, sizeof(int32_t) * N),
+                "index_csr %s equals the reference", pool_name(pools[p]));
+    }
+    t_check(mrec_index_csr_cpu(rp, pos, ids, 0, V, pools[0]) == MREC_OK && rp[0] == 0 && rp[V] == 0, "index of no ids");
+    ids[17] = -1;
+    t_status(mrec_index_csr_cpu(rp, pos, ids, N, V, pools[0]), MREC_ERR_ARG, "index_csr: an id outside the table");
+    t_check(strstr(mrec_error_detail(), "position 17") != NULL, "the error names the position: %s", mrec_error_detail());
+    /* the mask: users 3 .. 3 + R - 1 of 9, some with no items, a column past the scores skipped */
+    int R = 5, C = 71;
+    int64_t mrp[10] = {0, 2, 2, 5, 9, 9, 14, 15, 15, 18};
+    int32_t mcol[18] = {1, 2, 0, 70, 3, 5, 6, 70, 71, 0, 1, 2, 3, 69, 64, 7, 8, 9};
+    float *sc = randv((int64_t)R * C, -1, 1), *sref = copyv(sc, (int64_t)R * C), *sout = malloc(sizeof(float) * R * C);
+    mrec_mask_rows_ref(sref, mrp, mcol, 3, R, C);
+    int masked = 0;
+    for (int i = 0; i < R * C; i++) masked += sref[i] == -INFINITY;
+    t_check(masked == 9, "mask: the 9 items of users 3 to 7 inside the scores set to -inf (%d)", masked);
+    for (int p = 0; p < n_pools; p++) {
+        memcpy(sout, sc, sizeof(float) * R * C);
+        mrec_mask_rows_cpu(sout, mrp, mcol, 3, R, C, pools[p]);
+        t_check(!memcmp(sout, sref, sizeof(float) * R * C), "mask_rows %s equals the reference", pool_name(pools[p]));
+    }
+    free(A), free(B), free(ref), free(out), free(ia), free(ib), free(ids), free(pos_ref), free(pos), free(rp_ref), free(rp);
+    free(sc), free(sref), free(sout);
+}
+
 int main(void) {
     t_suite("kernels");
     mrec_simd best = mrec_simd_detect();
@@ -499,6 +549,7 @@ int main(void) {
     test_adam();
     test_dropout();
     test_index_csr();
+    test_training_ops();
     for (int p = 0; p < n_pools; p++) mrec_pool_destroy(pools[p]);
     return t_finish();
 }

@@ -184,7 +184,7 @@ static void test_features(void) {
 /* ---- models against PyTorch ---- */
 
 /* skip: parameters not compared after the steps (see test_freedom) */
-static void run_steps(mrec_model *m, const cJSON *c, const cJSON *ref, const char *name, unsigned skip, mrec_pool *pool) {
+static void run_steps(mrec_model *m, const cJSON *c, const cJSON *ref, const char *name, unsigned skip, mrec_context *ctx) {
     float lr = (float)cJSON_GetObjectItem(c, "lr")->valuedouble;
     mrec_optimizer adam;
     mrec_adam_init(&adam, lr, 0);
@@ -202,7 +202,7 @@ static void run_steps(mrec_model *m, const cJSON *c, const cJSON *ref, const cha
         double loss = m->loss_grad(m->self, t[0], t[1], t[2], nb);
         if (fabs(loss - want->valuedouble) > 1e-4 && bad++ < 3)
             fprintf(stderr, "  %s step %d: loss %.7f, PyTorch %.7f\n", name, step, loss, want->valuedouble);
-        mrec_adam_step_active(&adam, m->active, pool);
+        mrec_adam_step_active(&adam, m->active, ctx);
     }
     t_check(bad == 0 && step == 6, "%s: loss trajectory matches PyTorch (%d of %d steps differ)", name, bad, step);
     int p = 0;
@@ -251,14 +251,14 @@ static void fixture_close(fixture *fx) {
 }
 
 /* The model's PyTorch reference: initial weights in, the trajectory checked. */
-static void against_pytorch(mrec_model *m, const fixture *fx, const char *name, unsigned skip, mrec_pool *pool) {
+static void against_pytorch(mrec_model *m, const fixture *fx, const char *name, unsigned skip, mrec_context *ctx) {
     const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(fx->c, "models"), name);
     int p = 0;
     for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m->param[p++], w);
-    run_steps(m, fx->c, ref, name, skip, pool);
+    run_steps(m, fx->c, ref, name, skip, ctx);
 }
 
-static void test_vbpr(mrec_pool *pool) {
+static void test_vbpr(mrec_context *ctx) {
     fixture fx;
     if (!fixture_open(&fx)) return;
     int I = fx.I;
@@ -269,13 +269,13 @@ static void test_vbpr(mrec_pool *pool) {
     }
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_vbpr_create(&m, fx.U, I, fx.d, fx.reg, feat, 11, &rng, pool), MREC_OK, "create vbpr")) {
-        against_pytorch(&m, &fx, "vbpr", 0, pool);
+    if (t_status(mrec_vbpr_create(&m, fx.U, I, fx.d, fx.reg, feat, 11, &rng, ctx), MREC_OK, "create vbpr")) {
+        against_pytorch(&m, &fx, "vbpr", 0, ctx);
         mrec_model_destroy(&m);
     }
     /* gradients on a 5-user, 6-item problem, weights scaled away from the flat start */
     mrec_rng r2 = {3};
-    if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, pool), MREC_OK, "small vbpr")) {
+    if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, ctx), MREC_OK, "small vbpr")) {
         for (int k = 0; k < 2; k++)
             for (int64_t e = 0; e < m.size[k]; e++) m.param[k][e] *= 10;
         for (int64_t e = 0; e < m.size[3]; e++) m.param[3][e] = 0.1f * (float)(e + 1);
@@ -286,7 +286,7 @@ static void test_vbpr(mrec_pool *pool) {
     fixture_close(&fx);
 }
 
-static void test_freedom(mrec_pool *pool) {
+static void test_freedom(mrec_context *ctx) {
     fixture fx;
     if (!fixture_open(&fx)) return;
     const cJSON *c = fx.c;
@@ -298,7 +298,7 @@ static void test_freedom(mrec_pool *pool) {
     const float *xs[2] = {feat[0].x, feat[1].x};
     int dims[2] = {6, 5};
     float weights[2] = {0.1f, 0.9f};
-    if (t_status(mrec_graph_knn(&s, xs, dims, weights, 2, I, 3, pool), MREC_OK, "knn graph")) {
+    if (t_status(mrec_graph_knn(&s, xs, dims, weights, 2, I, 3, ctx), MREC_OK, "knn graph")) {
         float *dense = calloc((size_t)I * I, sizeof *dense), *want = malloc(sizeof(float) * (size_t)I * I);
         for (int r = 0; r < I; r++)
             for (int64_t e = s.row_ptr[r]; e < s.row_ptr[r + 1]; e++) dense[(size_t)r * I + s.col[e]] = s.val[e];
@@ -309,20 +309,20 @@ static void test_freedom(mrec_pool *pool) {
     /* the cache: a second build reads the file; changed features or a damaged file build anew */
     int from = -1;
     mrec_graph g1, g2;
-    if (t_status(mrec_graph_knn_cached(&g1, xs, dims, weights, 2, I, 3, tmp, &from, pool), MREC_OK, "cached build") && !from &&
-        t_status(mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, pool), MREC_OK, "cached read")) {
+    if (t_status(mrec_graph_knn_cached(&g1, xs, dims, weights, 2, I, 3, tmp, &from, ctx), MREC_OK, "cached build") && !from &&
+        t_status(mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, ctx), MREC_OK, "cached read")) {
         t_check(from == 1 && g1.row_ptr[I] == g2.row_ptr[I] && !memcmp(g1.col, g2.col, sizeof *g1.col * (size_t)g1.row_ptr[I]) &&
                     !memcmp(g1.val, g2.val, sizeof *g1.val * (size_t)g1.row_ptr[I]),
                 "the cached graph is read back the same");
         mrec_graph_free(&g2);
         feat[1].x[7] += 1e-3f;
-        mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, pool);
+        mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, ctx);
         t_check(from == 0, "changed features do not reuse the cached graph");
         feat[1].x[7] -= 1e-3f;
         mrec_graph_free(&g2);
         char cmd[600];
         snprintf(cmd, sizeof cmd, "for f in %s/knn-*.bin; do printf 'garbage' | dd of=$f bs=1 seek=200 conv=notrunc 2>/dev/null; done", tmp);
-        if (system(cmd) == 0 && t_status(mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, pool), MREC_OK, "damaged"))
+        if (system(cmd) == 0 && t_status(mrec_graph_knn_cached(&g2, xs, dims, weights, 2, I, 3, tmp, &from, ctx), MREC_OK, "damaged"))
             t_check(!memcmp(g1.col, g2.col, sizeof *g1.col * (size_t)g1.row_ptr[I]), "a damaged file is rebuilt (from cache: %d)", from);
         mrec_graph_free(&g1), mrec_graph_free(&g2);
     }
@@ -331,16 +331,16 @@ static void test_freedom(mrec_pool *pool) {
     mrec_graph_normalized(&full, &train);
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0, &rng, pool), MREC_OK, "create freedom")) {
+    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0, &rng, ctx), MREC_OK, "create freedom")) {
         /* The projections' biases (parameters 2 and 5) have a gradient that is zero in exact
          * arithmetic (a bias adds the same to a positive's and a negative's score), so Adam moves
          * them by rounding noise, in PyTorch as here: they are not compared. */
-        against_pytorch(&m, &fx, "freedom", 1u << 2 | 1u << 5, pool);
+        against_pytorch(&m, &fx, "freedom", 1u << 2 | 1u << 5, ctx);
         mrec_model_destroy(&m);
     }
     /* edge pruning: each epoch a different sample, the loss stays finite */
     mrec_rng r3 = {7};
-    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0.5f, &r3, pool), MREC_OK, "freedom, dropout 0.5")) {
+    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0.5f, &r3, ctx), MREC_OK, "freedom, dropout 0.5")) {
         static const int32_t u[4] = {0, 1, 2, 3}, pi[4] = {1, 2, 3, 4}, ni[4] = {5, 6, 7, 8};
         double l1 = NAN, l2 = NAN;
         if (t_status(m.epoch_start(m.self), MREC_OK, "prune")) l1 = m.loss_grad(m.self, u, pi, ni, 4);
@@ -350,7 +350,7 @@ static void test_freedom(mrec_pool *pool) {
     }
     /* gradients on the first 5 users and 6 items' worth of the same graph */
     mrec_rng r2 = {3};
-    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, 4, 2, 0.7f, 0, &r2, pool), MREC_OK, "freedom d=4")) {
+    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, 4, 2, 0.7f, 0, &r2, ctx), MREC_OK, "freedom d=4")) {
         for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
         check_gradients(&m, "freedom");
         mrec_model_destroy(&m);
@@ -359,21 +359,21 @@ static void test_freedom(mrec_pool *pool) {
     fixture_close(&fx);
 }
 
-static void test_lattice(mrec_pool *pool) {
+static void test_lattice(mrec_context *ctx) {
     fixture fx;
     if (!fixture_open(&fx)) return;
     mrec_graph g;
     mrec_graph_mean_self(&g, &fx.train);
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_lattice_create(&m, &g, fx.feat, 2, fx.U, fx.d, 3, 0.9f, fx.reg, 32, &rng, pool), MREC_OK, "create lattice")) {
+    if (t_status(mrec_lattice_create(&m, &g, fx.feat, 2, fx.U, fx.d, 3, 0.9f, fx.reg, 32, &rng, ctx), MREC_OK, "create lattice")) {
         m.epoch_start(m.self); /* one epoch: the graph is learned at the first batch, detached after */
-        against_pytorch(&m, &fx, "lattice", 0, pool);
+        against_pytorch(&m, &fx, "lattice", 0, ctx);
         mrec_model_destroy(&m);
     }
     mrec_rng r2 = {3};
     /* k = every item: no selection boundary for a finite difference to cross */
-    if (t_status(mrec_lattice_create(&m, &g, fx.feat, 2, fx.U, 4, fx.I, 0.9f, 0.7f, 6, &r2, pool), MREC_OK, "lattice d=4")) {
+    if (t_status(mrec_lattice_create(&m, &g, fx.feat, 2, fx.U, 4, fx.I, 0.9f, 0.7f, 6, &r2, ctx), MREC_OK, "lattice d=4")) {
         mrec_lattice_rebuild_every_batch(&m);
         for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
         m.param[m.n_params - 1][0] = 0.9f; /* unequal modality weights */
@@ -384,19 +384,19 @@ static void test_lattice(mrec_pool *pool) {
     fixture_close(&fx);
 }
 
-static void test_bm3(mrec_pool *pool) {
+static void test_bm3(mrec_context *ctx) {
     fixture fx;
     if (!fixture_open(&fx)) return;
     mrec_graph g;
     mrec_graph_normalized(&g, &fx.train);
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, fx.d, 2, fx.reg, 2.0f, 0, &rng, pool), MREC_OK, "create bm3")) {
-        against_pytorch(&m, &fx, "bm3", 0, pool);
+    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, fx.d, 2, fx.reg, 2.0f, 0, &rng, ctx), MREC_OK, "create bm3")) {
+        against_pytorch(&m, &fx, "bm3", 0, ctx);
         mrec_model_destroy(&m);
     }
     mrec_rng r2 = {3};
-    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, 4, 2, 0.7f, 2.0f, 0, &r2, pool), MREC_OK, "bm3 d=4")) {
+    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, 4, 2, 0.7f, 2.0f, 0, &r2, ctx), MREC_OK, "bm3 d=4")) {
         for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
         mrec_bm3_freeze_targets(&m); /* the targets carry no gradient: hold them for the finite differences */
         check_gradients(&m, "bm3 (targets held)");
@@ -404,7 +404,7 @@ static void test_bm3(mrec_pool *pool) {
     }
     /* dropout draws new targets at each call: the loss changes, stays finite */
     mrec_rng r3 = {5};
-    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, fx.d, 2, fx.reg, 2.0f, 0.5f, &r3, pool), MREC_OK, "bm3 with dropout")) {
+    if (t_status(mrec_bm3_create(&m, &g, fx.feat, 2, fx.U, fx.d, 2, fx.reg, 2.0f, 0.5f, &r3, ctx), MREC_OK, "bm3 with dropout")) {
         static const int32_t u[4] = {0, 1, 2, 3}, it[4] = {1, 2, 3, 4};
         double l1 = m.loss_grad(m.self, u, it, it, 4), l2 = m.loss_grad(m.self, u, it, it, 4);
         t_check(isfinite(l1) && isfinite(l2) && l1 != l2, "dropped-out targets differ between calls (%.6f, %.6f)", l1, l2);
@@ -414,7 +414,7 @@ static void test_bm3(mrec_pool *pool) {
     fixture_close(&fx);
 }
 
-static void test_ngcfm(mrec_pool *pool) {
+static void test_ngcfm(mrec_context *ctx) {
     fixture fx;
     if (!fixture_open(&fx)) return;
     int I = fx.I;
@@ -427,8 +427,8 @@ static void test_ngcfm(mrec_pool *pool) {
     mrec_graph_mean_self(&g, &fx.train);
     mrec_rng rng = {1};
     mrec_model m;
-    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, fx.d, 2, fx.reg, 0, 0, &rng, pool), MREC_OK, "create ngcfm")) {
-        against_pytorch(&m, &fx, "ngcfm", 0, pool);
+    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, fx.d, 2, fx.reg, 0, 0, &rng, ctx), MREC_OK, "create ngcfm")) {
+        against_pytorch(&m, &fx, "ngcfm", 0, ctx);
         mrec_model_destroy(&m);
     }
     /* Elliot's sampling: distinct users within a batch, positives theirs, negatives not */
@@ -449,7 +449,7 @@ static void test_ngcfm(mrec_pool *pool) {
     }
     /* node dropout: a new dropped graph each epoch, the loss changes and stays finite */
     mrec_rng r3 = {9};
-    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, fx.d, 2, fx.reg, 0, 0.3f, &r3, pool), MREC_OK, "ngcfm, node dropout")) {
+    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, fx.d, 2, fx.reg, 0, 0.3f, &r3, ctx), MREC_OK, "ngcfm, node dropout")) {
         static const int32_t u[4] = {0, 1, 2, 3}, pi[4] = {1, 2, 3, 4}, ni[4] = {5, 6, 7, 8};
         double l1 = NAN, l2 = NAN;
         if (t_status(m.epoch_start(m.self), MREC_OK, "drop")) l1 = m.loss_grad(m.self, u, pi, ni, 4);
@@ -458,7 +458,7 @@ static void test_ngcfm(mrec_pool *pool) {
         mrec_model_destroy(&m);
     }
     mrec_rng r2 = {3};
-    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, 4, 2, 0.7f, 0, 0, &r2, pool), MREC_OK, "ngcfm d=4")) {
+    if (t_status(mrec_ngcfm_create(&m, &g, fx.U, I, feat, 11, 4, 2, 0.7f, 0, 0, &r2, ctx), MREC_OK, "ngcfm d=4")) {
         check_gradients(&m, "ngcfm");
         mrec_model_destroy(&m);
     }
@@ -470,16 +470,18 @@ static void test_ngcfm(mrec_pool *pool) {
 int main(void) {
     t_suite("multimodal");
     T_REQUIRE(mkdtemp(tmp) != NULL);
-    mrec_pool *pool;
-    T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    mrec_context *ctx;
+    T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
     test_features();
     test_bad_features();
-    test_vbpr(pool);
-    test_freedom(pool);
-    test_lattice(pool);
-    test_bm3(pool);
-    test_ngcfm(pool);
-    mrec_pool_destroy(pool);
+    test_vbpr(ctx);
+    test_freedom(ctx);
+    test_lattice(ctx);
+    test_bm3(ctx);
+    test_ngcfm(ctx);
+    mrec_context_destroy(ctx);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);

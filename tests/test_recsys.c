@@ -50,7 +50,7 @@ static void csr_from_json(mrec_user_items *m, const cJSON *rows, int n_users, in
     }
 }
 
-static void test_metrics(mrec_pool *pool) {
+static void test_metrics(mrec_context *ctx) {
     FILE *f = fopen("tests/fixtures/metrics/cases.json", "rb");
     if (!t_check(f != NULL, "open tests/fixtures/metrics/cases.json")) return;
     static char buf[1 << 20];
@@ -77,7 +77,7 @@ static void test_metrics(mrec_pool *pool) {
                                .block_users = 7};
         for (const cJSON *k = cJSON_GetObjectItem(c, "k")->child; k; k = k->next) spec.k[spec.n_k++] = k->valueint;
         mrec_eval_result r;
-        if (!t_status(mrec_evaluate(&r, &spec, score_rows, &model, pool), MREC_OK, "evaluate %s", settings[s])) continue;
+        if (!t_status(mrec_evaluate(&r, &spec, score_rows, &model, ctx), MREC_OK, "evaluate %s", settings[s])) continue;
         t_check(r.n_users == cJSON_GetObjectItem(set, "n_users")->valueint, "%s: %d users evaluated", settings[s], r.n_users);
         int checked = 0, bad = 0;
         for (const cJSON *e = cJSON_GetObjectItem(set, "expected")->child; e; e = e->next) {
@@ -98,7 +98,7 @@ static void test_metrics(mrec_pool *pool) {
     /* Bad cut-offs are refused. */
     mrec_eval_spec bad = {.relevant = &test, .n_k = 2, .k = {10, 5}};
     mrec_eval_result r;
-    t_status(mrec_evaluate(&r, &bad, score_rows, &model, pool), MREC_ERR_ARG, "descending cut-offs");
+    t_status(mrec_evaluate(&r, &bad, score_rows, &model, ctx), MREC_ERR_ARG, "descending cut-offs");
     mrec_metric m;
     t_status(mrec_metric_parse("auc", &m), MREC_ERR_ARG, "unknown metric");
     mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
@@ -297,14 +297,14 @@ static void test_splits(void) {
 
 /* ---- ItemKNN on a hand-computed case ------------------------------------------------------ */
 
-static void test_itemknn(mrec_pool *pool) {
+static void test_itemknn(mrec_context *ctx) {
     /* u0 {0,1}, u1 {0,1,2}, u2 {2,3}: cos(0,1) = 1, cos(0,2) = cos(1,2) = 0.5, cos(2,3) = 1/sqrt 2 */
     int64_t row_ptr[4] = {0, 2, 5, 7};
     int32_t col[7] = {0, 1, 0, 1, 2, 2, 3};
     float val[7] = {1, 1, 1, 1, 1, 1, 1};
     mrec_user_items train = {3, 4, row_ptr, col, val};
     mrec_model m;
-    if (!t_status(mrec_itemknn_create(&m, &train, 2, pool), MREC_OK, "itemknn")) return;
+    if (!t_status(mrec_itemknn_create(&m, &train, 2, ctx), MREC_OK, "itemknn")) return;
     float scores[3 * 4];
     m.score(m.self, 0, 3, scores);
     /* k = 2: item 2 keeps 3 (0.707) and 0 (0.5, the lower of two ties) */
@@ -312,12 +312,12 @@ static void test_itemknn(mrec_pool *pool) {
     t_allclose("itemknn scores of u2", want_u2, scores + 8, 4, 1e-6, 0);
     t_allclose("itemknn scores of u0", want_u0, scores, 4, 1e-6, 0);
     mrec_model_destroy(&m);
-    t_status(mrec_itemknn_create(&m, &train, 9, pool), MREC_ERR_ARG, "k larger than the item count");
+    t_status(mrec_itemknn_create(&m, &train, 9, ctx), MREC_ERR_ARG, "k larger than the item count");
 }
 
 /* ---- gradients by finite differences ------------------------------------------------- */
 
-static void test_gradients(mrec_pool *pool) {
+static void test_gradients(mrec_context *ctx) {
     /* 5 users, 6 items */
     mrec_user_items train = {5, 6, NULL, NULL, NULL};
     int64_t row_ptr[6] = {0, 2, 4, 5, 7, 9};
@@ -326,10 +326,12 @@ static void test_gradients(mrec_pool *pool) {
     train.row_ptr = row_ptr, train.col = col, train.val = val;
     mrec_rng rng = {3};
     mrec_model m;
-    if (t_status(mrec_bprmf_create(&m, 5, 6, 4, 0.3f, &rng, pool), MREC_OK, "bprmf")) {
+    if (t_status(mrec_bprmf_create(&m, 5, 6, 4, 0.3f, &rng, ctx), MREC_OK, "bprmf")) {
         for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 20; /* away from the flat start */
         for (int64_t e = 0; e < m.size[1]; e++) m.param[1][e] *= 20;
         check_gradients(&m, "bprmf");
+        mrec_bprmf_use_ops(&m); /* the GPU's path, on the CPU */
+        check_gradients(&m, "bprmf through the op entries");
         mrec_model_destroy(&m);
     }
     mrec_graph g;
@@ -337,11 +339,21 @@ static void test_gradients(mrec_pool *pool) {
         /* the degree normalization: user 0 (2 items) and item 0 (users 0, 3) */
         t_check(g.n_nodes == 11 && g.row_ptr[1] == 2 && g.col[0] == 5 && fabsf(g.val[0] - 0.5f) < 1e-6f, "normalized adjacency");
         for (int layers = 0; layers <= 3; layers += 3)
-            if (t_status(mrec_lightgcn_create(&m, &g, 5, 6, 4, layers, 0.3f, &rng, pool), MREC_OK, "lightgcn")) {
+            if (t_status(mrec_lightgcn_create(&m, &g, 5, 6, 4, layers, 0.3f, &rng, ctx), MREC_OK, "lightgcn")) {
                 for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
                 check_gradients(&m, layers ? "lightgcn (3 layers)" : "lightgcn (0 layers)");
                 mrec_lightgcn_use_authors_loss(&m);
                 check_gradients(&m, layers ? "lightgcn, authors' loss (3 layers)" : "lightgcn, authors' loss (0 layers)");
+                mrec_lightgcn_use_ops(&m);
+                check_gradients(&m, layers ? "lightgcn, authors' loss (3 layers), op entries"
+                                           : "lightgcn, authors' loss (0 layers), op entries");
+                mrec_model_destroy(&m);
+            }
+        for (int layers = 0; layers <= 3; layers += 3)
+            if (t_status(mrec_lightgcn_create(&m, &g, 5, 6, 4, layers, 0.3f, &rng, ctx), MREC_OK, "lightgcn")) {
+                for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
+                mrec_lightgcn_use_ops(&m);
+                check_gradients(&m, layers ? "lightgcn (3 layers), op entries" : "lightgcn (0 layers), op entries");
                 mrec_model_destroy(&m);
             }
         mrec_graph_free(&g);
@@ -349,7 +361,7 @@ static void test_gradients(mrec_pool *pool) {
     if (t_status(mrec_graph_mean_self(&g, &train), MREC_OK, "mean graph with self-loops")) {
         /* user 0: itself and items 0, 1 -> 1/3 each, diagonal first */
         t_check(g.row_ptr[1] == 3 && g.col[0] == 0 && g.col[1] == 5 && fabsf(g.val[0] - 1.0f / 3) < 1e-7f, "D^-1 (A + I)");
-        if (t_status(mrec_ngcf_create(&m, &g, 5, 6, 4, 2, 0.1f, 0, 0, &rng, pool), MREC_OK, "ngcf")) {
+        if (t_status(mrec_ngcf_create(&m, &g, 5, 6, 4, 2, 0.1f, 0, 0, &rng, ctx), MREC_OK, "ngcf")) {
             for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
             check_gradients(&m, "ngcf (2 layers, no dropout)");
             mrec_model_destroy(&m);
@@ -358,15 +370,17 @@ static void test_gradients(mrec_pool *pool) {
         static const int32_t u[3] = {0, 1, 2}, pos[3] = {0, 2, 1}, neg[3] = {3, 5, 4};
         double loss[2][2];
         for (int t = 0; t < 2; t++) {
-            mrec_pool *p1;
-            mrec_pool_create(&p1, t + 1, MREC_SIMD_AVX512);
+            mrec_context_options o = mrec_context_defaults();
+            o.device = MREC_WANT_CPU, o.n_threads = t + 1;
+            mrec_context *c1;
+            mrec_context_create(&c1, &o);
             mrec_rng r = {11};
-            if (mrec_ngcf_create(&m, &g, 5, 6, 4, 2, 0.1f, 0.3f, 0.3f, &r, p1) == MREC_OK) {
+            if (mrec_ngcf_create(&m, &g, 5, 6, 4, 2, 0.1f, 0.3f, 0.3f, &r, c1) == MREC_OK) {
                 loss[t][0] = m.loss_grad(m.self, u, pos, neg, 3);
                 loss[t][1] = m.loss_grad(m.self, u, pos, neg, 3);
                 mrec_model_destroy(&m);
             }
-            mrec_pool_destroy(p1);
+            mrec_context_destroy(c1);
         }
         t_check(loss[0][0] == loss[1][0] && loss[0][1] == loss[1][1], "ngcf dropout: same losses on 1 and 2 threads");
         t_check(loss[0][0] != loss[0][1], "ngcf dropout: a new mask each step");
@@ -379,7 +393,7 @@ static void test_gradients(mrec_pool *pool) {
 /* Same initial weights and batches as tools/golden/recsys.py: the loss at
  * every Adam step and the final embeddings agree to 1e-4 (float32 on both
  * sides, summed in different orders: differences are ~1e-6). */
-static void test_trajectory(mrec_pool *pool) {
+static void test_trajectory(mrec_context *ctx) {
     cJSON *c = read_fixture_json("tests/fixtures/recsys/trajectory.json");
     if (!c) return;
     int U = cJSON_GetObjectItem(c, "n_users")->valueint, I = cJSON_GetObjectItem(c, "n_items")->valueint;
@@ -391,16 +405,21 @@ static void test_trajectory(mrec_pool *pool) {
     mrec_graph g, gm;
     mrec_graph_normalized(&g, &train);
     mrec_graph_mean_self(&gm, &train);
-    static const char *names[3] = {"bprmf", "lightgcn", "ngcf"};
-    for (int which = 0; which < 3; which++) {
+    static const char *names[5] = {"bprmf", "lightgcn", "ngcf", "bprmf", "lightgcn"};
+    for (int run = 0; run < 5; run++) {
+        /* runs 3 and 4: BPRMF and LightGCN through the op entries, the path a GPU context takes */
+        int which = run % 3 + run / 3, ops = run >= 3;
         const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), names[which]);
         mrec_rng rng = {1};
         mrec_model m;
         int layers = cJSON_GetObjectItem(ref, "layers")->valueint;
-        mrec_status st = which == 2 ? mrec_ngcf_create(&m, &gm, U, I, d, layers, reg, 0, 0, &rng, pool)
-                         : which   ? mrec_lightgcn_create(&m, &g, U, I, d, layers, reg, &rng, pool)
-                                   : mrec_bprmf_create(&m, U, I, d, reg, &rng, pool);
+        mrec_status st = which == 2 ? mrec_ngcf_create(&m, &gm, U, I, d, layers, reg, 0, 0, &rng, ctx)
+                         : which   ? mrec_lightgcn_create(&m, &g, U, I, d, layers, reg, &rng, ctx)
+                                   : mrec_bprmf_create(&m, U, I, d, reg, &rng, ctx);
         if (!t_status(st, MREC_OK, "create %s", names[which])) continue;
+        if (ops && which == 0) mrec_bprmf_use_ops(&m);
+        if (ops && which == 1) mrec_lightgcn_use_ops(&m);
+        const char *via = ops ? " through the op entries" : "";
         /* PyTorch's initial weights; LightGCN and NGCF keep users then items in one table */
         fill_floats(m.param[0], cJSON_GetObjectItem(c, "user0"));
         fill_floats(which ? m.param[0] + (size_t)U * d : m.param[1], cJSON_GetObjectItem(c, "item0"));
@@ -423,17 +442,18 @@ static void test_trajectory(mrec_pool *pool) {
             for (const cJSON *v = b->child->next->next->child; v; v = v->next) ns[nb++] = v->valueint;
             double loss = m.loss_grad(m.self, us, ps, ns, nb);
             if (fabs(loss - want->valuedouble) > 1e-4 && bad++ < 3)
-                fprintf(stderr, "  %s step %d: loss %.7f, PyTorch %.7f\n", names[which], step, loss, want->valuedouble);
-            mrec_adam_step(&adam, pool);
+                fprintf(stderr, "  %s%s step %d: loss %.7f, PyTorch %.7f\n", names[which], via, step, loss, want->valuedouble);
+            mrec_adam_step(&adam, ctx);
         }
-        t_check(bad == 0 && step == 6, "%s: loss trajectory matches PyTorch (%d of %d steps differ)", names[which], bad, step);
+        t_check(bad == 0 && step == 6, "%s%s: loss trajectory matches PyTorch (%d of %d steps differ)", names[which], via, bad,
+                step);
         float *wu = malloc(sizeof *wu * (size_t)U * d), *wi = malloc(sizeof *wi * (size_t)I * d);
         fill_floats(wu, cJSON_GetObjectItem(ref, "user"));
         fill_floats(wi, cJSON_GetObjectItem(ref, "item"));
-        char what[64];
-        snprintf(what, sizeof what, "%s users after 6 steps", names[which]);
+        char what[96];
+        snprintf(what, sizeof what, "%s users after 6 steps%s", names[which], via);
         t_allclose(what, wu, m.param[0], (int64_t)U * d, 1e-4, 0);
-        snprintf(what, sizeof what, "%s items after 6 steps", names[which]);
+        snprintf(what, sizeof what, "%s items after 6 steps%s", names[which], via);
         t_allclose(what, wi, which ? m.param[0] + (size_t)U * d : m.param[1], (int64_t)I * d, 1e-4, 0);
         if (which == 2) {
             int t = 1;
@@ -457,16 +477,18 @@ static void test_trajectory(mrec_pool *pool) {
 int main(void) {
     t_suite("recsys");
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
-    mrec_pool *pool;
-    T_REQUIRE(mrec_pool_create(&pool, 2, MREC_SIMD_AVX512) == MREC_OK);
-    test_metrics(pool);
-    test_gradients(pool);
-    test_itemknn(pool);
-    test_trajectory(pool);
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    mrec_context *ctx;
+    T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
+    test_metrics(ctx);
+    test_gradients(ctx);
+    test_itemknn(ctx);
+    test_trajectory(ctx);
     test_loaders();
     test_splits();
     test_real_data();
-    mrec_pool_destroy(pool);
+    mrec_context_destroy(ctx);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -501,8 +501,10 @@ int mrec_cmd_train(int argc, char **argv) {
            (long long)train.row_ptr[train.n_rows], (long long)valid.row_ptr[valid.n_rows],
            (long long)test.row_ptr[test.n_rows]);
 
-    mrec_pool *pool;
-    if ((st = mrec_pool_create(&pool, threads, MREC_SIMD_AVX512))) return fail("threads", st);
+    mrec_context_options copt = mrec_context_defaults();
+    copt.device = MREC_WANT_CPU, copt.n_threads = threads; /* most models keep host arrays: training runs on the CPU */
+    mrec_context *ctx;
+    if ((st = mrec_context_create(&ctx, &copt))) return fail("threads", st);
     mrec_rng rng = {opt.seed};
     mrec_model m = {0};
     mrec_graph graph = {0}, item_graph = {0};
@@ -514,27 +516,27 @@ int mrec_cmd_train(int argc, char **argv) {
         if (reg < 0) reg = 1e-5f;
         st = mrec_graph_mean_self(&graph, &train);
         if (!st)
-            st = mrec_ngcf_create(&m, &graph, x.n_users, x.n_items, dim, layers, reg, node_dropout, mess_dropout, &rng, pool);
+            st = mrec_ngcf_create(&m, &graph, x.n_users, x.n_items, dim, layers, reg, node_dropout, mess_dropout, &rng, ctx);
         snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,decay=%g,node_dropout=%g,mess_dropout=%g,batch=%d,seed=%llu",
                  dim, layers, opt.lr, reg, node_dropout, mess_dropout, opt.batch_size, (unsigned long long)opt.seed);
     } else if (!strcmp(model, "itemknn")) {
-        st = mrec_itemknn_create(&m, &train, neighbours, pool);
+        st = mrec_itemknn_create(&m, &train, neighbours, ctx);
         snprintf(params, sizeof params, "k=%d", neighbours);
     } else if (!strcmp(model, "bprmf")) {
         if (reg < 0) reg = 1e-5f;
-        st = mrec_bprmf_create(&m, x.n_users, x.n_items, dim, reg, &rng, pool);
+        st = mrec_bprmf_create(&m, x.n_users, x.n_items, dim, reg, &rng, ctx);
         snprintf(params, sizeof params, "dim=%d,lr=%g,reg=%g,batch=%d,seed=%llu", dim, opt.lr, reg, opt.batch_size,
                  (unsigned long long)opt.seed);
     } else if (!strcmp(model, "lightgcn")) {
         if (reg < 0) reg = 1e-4f;
         st = mrec_graph_normalized(&graph, &train);
-        if (!st) st = mrec_lightgcn_create(&m, &graph, x.n_users, x.n_items, dim, layers, reg, &rng, pool);
+        if (!st) st = mrec_lightgcn_create(&m, &graph, x.n_users, x.n_items, dim, layers, reg, &rng, ctx);
         if (!st && authors_loss) mrec_lightgcn_use_authors_loss(&m);
         snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,batch=%d,seed=%llu%s", dim, layers, opt.lr, reg,
                  opt.batch_size, (unsigned long long)opt.seed, authors_loss ? ",loss=authors" : "");
     } else if (!strcmp(model, "vbpr")) {
         if (reg < 0) reg = 1e-3f;
-        st = n_feat ? mrec_vbpr_create(&m, x.n_users, x.n_items, dim, reg, item_feat, feat_dim, &rng, pool)
+        st = n_feat ? mrec_vbpr_create(&m, x.n_users, x.n_items, dim, reg, item_feat, feat_dim, &rng, ctx)
                     : mrec_fail(MREC_ERR_ARG, "vbpr needs item features: --features visual=PATH,textual=PATH");
         int at = snprintf(params, sizeof params, "dim=%d,lr=%g,reg=%g,batch=%d,seed=%llu,features=", dim, opt.lr, reg,
                           opt.batch_size, (unsigned long long)opt.seed);
@@ -565,11 +567,11 @@ int mrec_cmd_train(int argc, char **argv) {
             cache = NULL;
         }
         int cached = 0;
-        if (!st) st = mrec_graph_knn_cached(&item_graph, xs, dims, w, n_feat, x.n_items, knn_k, cache, &cached, pool);
+        if (!st) st = mrec_graph_knn_cached(&item_graph, xs, dims, w, n_feat, x.n_items, knn_k, cache, &cached, ctx);
         if (!st) printf("item graph: k=%d, %lld edges, %s%s\n", knn_k, (long long)item_graph.row_ptr[x.n_items],
                         cached ? "read from " : cache ? "built and saved in " : "built", cache ? cache : "");
         if (!st)
-            st = mrec_freedom_create(&m, &graph, &item_graph, &train, feat, n_feat, dim, layers, reg, edge_dropout, &rng, pool);
+            st = mrec_freedom_create(&m, &graph, &item_graph, &train, feat, n_feat, dim, layers, reg, edge_dropout, &rng, ctx);
         int at = snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,knn_k=%d,edge_dropout=%g,batch=%d,seed=%llu,features=",
                           dim, layers, opt.lr, reg, knn_k, edge_dropout, opt.batch_size, (unsigned long long)opt.seed);
         for (int f = 0; f < n_feat && at < (int)sizeof params; f++)
@@ -581,7 +583,7 @@ int mrec_cmd_train(int argc, char **argv) {
         st = n_feat ? mrec_graph_mean_self(&graph, &train)
                     : mrec_fail(MREC_ERR_ARG, "lattice needs item features: --features visual=PATH,textual=PATH");
         if (!st)
-            st = mrec_lattice_create(&m, &graph, feat, n_feat, x.n_users, dim, knn_k, lambda, reg, opt.batch_size, &rng, pool);
+            st = mrec_lattice_create(&m, &graph, feat, n_feat, x.n_users, dim, knn_k, lambda, reg, opt.batch_size, &rng, ctx);
         int at = snprintf(params, sizeof params, "dim=%d,lr=%g,lr_decay=%g:%d,reg=%g,knn_k=%d,lambda=%g,batch=%d,seed=%llu,features=",
                           dim, opt.lr, opt.lr_decay, opt.lr_decay_every, reg, knn_k, lambda, opt.batch_size,
                           (unsigned long long)opt.seed);
@@ -592,7 +594,7 @@ int mrec_cmd_train(int argc, char **argv) {
         st = n_feat ? mrec_graph_normalized(&graph, &train)
                     : mrec_fail(MREC_ERR_ARG, "bm3 needs item features: --features visual=PATH,textual=PATH");
         if (!st)
-            st = mrec_bm3_create(&m, &graph, feat, n_feat, x.n_users, dim, layers, reg, cl_weight, target_dropout, &rng, pool);
+            st = mrec_bm3_create(&m, &graph, feat, n_feat, x.n_users, dim, layers, reg, cl_weight, target_dropout, &rng, ctx);
         int at = snprintf(params, sizeof params, "dim=%d,layers=%d,lr=%g,reg=%g,cl=%g,dropout=%g,batch=%d,seed=%llu,features=", dim,
                           layers, opt.lr, reg, cl_weight, target_dropout, opt.batch_size, (unsigned long long)opt.seed);
         append_features(params, at, sizeof params, feat, n_feat, knockout);
@@ -607,7 +609,7 @@ int mrec_cmd_train(int argc, char **argv) {
         if (!node_given) node_dropout = 0;
         if (!st)
             st = mrec_ngcfm_create(&m, &graph, x.n_users, x.n_items, item_feat, feat_dim, dim, layers, reg, mess_dropout, node_dropout,
-                                   &rng, pool);
+                                   &rng, ctx);
         int at = snprintf(params, sizeof params,
                           "dim=%d,layers=%d,lr=%g,l_w=%g,mess_dropout=%g,node_dropout=%g,batch=%d,sampler=%s,seed=%llu,features=", dim,
                           layers, opt.lr, reg, mess_dropout, node_dropout, opt.batch_size, opt.sample_users ? "users" : "pairs",
@@ -633,7 +635,7 @@ int mrec_cmd_train(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/history.tsv", out);
         if ((history = fopen(path, "w"))) fprintf(history, "epoch\tloss\tsplit\t%s\n", select);
         opt.log = log_line, opt.log_ctx = history;
-        st = mrec_fit(&r, &m, &train, &valid, &test, k, n_k, threshold, &opt, pool);
+        st = mrec_fit(&r, &m, &train, &valid, &test, k, n_k, threshold, &opt, ctx);
         if (st) rc = fail("training", st);
         if (history) fclose(history);
     }
@@ -705,6 +707,6 @@ int mrec_cmd_train(int argc, char **argv) {
     for (int f = 0; f < n_feat; f++) mrec_features_free(&feat[f]);
     free(item_feat);
     mrec_interactions_free(&x);
-    mrec_pool_destroy(pool);
+    mrec_context_destroy(ctx);
     return rc;
 }

@@ -9,6 +9,8 @@
  */
 #include "../mrec_kernels.h"
 
+#include <string.h>
+
 static int on_gpu(const mrec_context *ctx) { return ctx->device == MREC_DEVICE_CUDA; }
 
 mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
@@ -175,5 +177,45 @@ mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p
     if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "dropout: p %g is outside [0, 1)", p);
     if (on_gpu(ctx)) return mrec_dropout_cuda(out, in, p, seed, offset, n, ctx->cuda);
     mrec_dropout_cpu(out, in, p, seed, offset, n, ctx->pool);
+    return MREC_OK;
+}
+
+/* ---- training and sparse ops ---------------------------------------------------- */
+
+mrec_status mrec_copy_to_device(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (on_gpu(ctx)) return mrec_cuda_copy_h2d(ctx->cuda, dst, src, bytes);
+    if (bytes) memcpy(dst, src, bytes);
+    return MREC_OK;
+}
+
+mrec_status mrec_copy_to_host(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (on_gpu(ctx)) return mrec_cuda_copy_d2h(ctx->cuda, dst, src, bytes);
+    if (bytes) memcpy(dst, src, bytes);
+    return MREC_OK;
+}
+
+mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
+                            const int32_t *ib, int n, int d) {
+    if (on_gpu(ctx)) return mrec_gather_dot_cuda(out, A, ia, B, ib, n, d, ctx->cuda);
+    mrec_gather_dot_cpu(out, A, ia, B, ib, n, d, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_index_csr_workspace_bytes(const mrec_context *ctx, int N, int V, size_t *bytes) {
+    if (on_gpu(ctx)) return mrec_index_csr_workspace_bytes_cuda(bytes, N, V);
+    *bytes = 0;
+    return MREC_OK;
+}
+
+mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                           size_t work_bytes) {
+    if (on_gpu(ctx)) return mrec_index_csr_cuda(row_ptr, pos, ids, N, V, work, work_bytes, ctx->cuda);
+    return mrec_index_csr_cpu(row_ptr, pos, ids, N, V, ctx->pool);
+}
+
+mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,
+                           int C) {
+    if (on_gpu(ctx)) return mrec_mask_rows_cuda(scores, row_ptr, col, u0, R, C, ctx->cuda);
+    mrec_mask_rows_cpu(scores, row_ptr, col, u0, R, C, ctx->pool);
     return MREC_OK;
 }
