@@ -205,7 +205,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "extract") == 0) return mrec_cmd_extract(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return mrec_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0) return mrec_cmd_demo(argc - 1, argv + 1);
-    if (strcmp(cmd, "train") == 0) return mrec_cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0) /* mrec train CONFIG.yml is an Elliot experiment */
+        return argc >= 3 && argv[2][0] != '-' ? mrec_cmd_experiment(argc - 1, argv + 1) : mrec_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-text") == 0) return mrec_cmd_extract_text(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-image") == 0) return mrec_cmd_extract_image(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-clip") == 0) return mrec_cmd_extract_clip(argc - 1, argv + 1);

@@ -46,25 +46,6 @@ int mrec_opt_float(const char *cmd, const char *opt, const char *v, double lo, d
  * out. Returns 1 after printing "mrec CMD: OPT needs a value", else 0. */
 int mrec_opt_missing(const char *cmd, const char *opt, const char *v);
 
-/* The numeric options of mrec train and their ranges, kept in one place so
- * that the Elliot reader checks a config's values against what mrec train
- * will accept and names the key and line instead of the option. */
-typedef struct {
-    const char *flag;
-    char kind; /* 'i' int, 'u' unsigned 64-bit, 'r' real */
-    double lo, hi;
-    int flags; /* MREC_OPEN_LO, MREC_OPEN_HI */
-} mrec_train_number;
-
-/* The entry of flag ("--epochs"), or NULL. */
-const mrec_train_number *mrec_train_number_find(const char *flag);
-/* v against the range of flag; a refusal's detail says what was expected. */
-mrec_status mrec_train_number_check(const char *flag, const char *v);
-/* As mrec_opt_*, with the range of flag from the table. */
-int mrec_train_int(const char *flag, const char *v, int *out);
-int mrec_train_float(const char *flag, const char *v, float *out);
-int mrec_train_u64(const char *flag, const char *v, uint64_t *out);
-
 /* ---- input files ---- */
 
 /* path must be a regular file that can be opened for reading (with

@@ -139,66 +139,6 @@ int mrec_opt_float(const char *cmd, const char *opt, const char *v, double lo, d
     return 0;
 }
 
-/* ---- mrec train's numbers ---- */
-
-static const mrec_train_number TRAIN_NUMBERS[] = {
-    {"--epochs", 'i', 1, 1000000, 0},
-    {"--lr", 'r', 0, 100, MREC_OPEN_LO},
-    {"--reg", 'r', 0, 1e6, 0},
-    {"--dim", 'i', 1, 4096, 0},
-    {"--layers", 'i', 0, 16, 0},
-    {"--knn-k", 'i', 1, 100000, 0},
-    {"--lambda", 'r', 0, 1, 0},
-    {"--cl-weight", 'r', 0, 1e6, 0},
-    {"--target-dropout", 'r', 0, 1, MREC_OPEN_HI}, /* dropping everything leaves nothing to learn from */
-    {"--edge-dropout", 'r', 0, 1, MREC_OPEN_HI},
-    {"--node-dropout", 'r', 0, 1, MREC_OPEN_HI},
-    {"--mess-dropout", 'r', 0, 1, MREC_OPEN_HI},
-    {"--batch-size", 'i', 1, 1 << 24, 0},
-    {"--seed", 'u', 0, 0, 0},
-    {"--seed-split", 'u', 0, 0, 0},
-    {"--patience", 'i', 1, 1000000, 0},
-    {"--eval-every", 'i', 1, 1000000, 0},
-    {"--threshold", 'r', -1e9, 1e9, 0},
-    {"--min-rating", 'r', -1e9, 1e9, 0},
-    {"--threads", 'i', 0, 1024, 0}, /* 0: one per core */
-    {"--kcore", 'i', 0, 1000000, 0}, /* 0: no filter */
-    {"--neighbours", 'i', 1, 100000, 0},
-    {"--save-topk", 'i', 0, 100000, 0}, /* 0: no recommendations.tsv */
-};
-
-const mrec_train_number *mrec_train_number_find(const char *flag) {
-    for (size_t i = 0; i < sizeof TRAIN_NUMBERS / sizeof TRAIN_NUMBERS[0]; i++)
-        if (!strcmp(TRAIN_NUMBERS[i].flag, flag)) return &TRAIN_NUMBERS[i];
-    return NULL;
-}
-
-mrec_status mrec_train_number_check(const char *flag, const char *v) {
-    const mrec_train_number *n = mrec_train_number_find(flag);
-    long i;
-    uint64_t u;
-    double r;
-    if (!n) return mrec_fail(MREC_ERR_ARG, "%s is not a numeric option of mrec train", flag);
-    if (n->kind == 'i') return mrec_parse_int(v, (long)n->lo, (long)n->hi, &i);
-    if (n->kind == 'u') return mrec_parse_u64(v, 0, UINT64_MAX, &u);
-    if (mrec_parse_real(v, n->lo, n->hi, n->flags, &r)) return MREC_ERR_ARG;
-    if (!in_range((float)r, n->lo, n->hi, n->flags))
-        return mrec_fail(MREC_ERR_ARG, "'%.64s' is %g in single precision, outside the range", v, (double)(float)r);
-    return MREC_OK;
-}
-
-int mrec_train_int(const char *flag, const char *v, int *out) {
-    const mrec_train_number *n = mrec_train_number_find(flag);
-    return mrec_opt_int("train", flag, v, (long)n->lo, (long)n->hi, out);
-}
-
-int mrec_train_float(const char *flag, const char *v, float *out) {
-    const mrec_train_number *n = mrec_train_number_find(flag);
-    return mrec_opt_float("train", flag, v, n->lo, n->hi, n->flags, out);
-}
-
-int mrec_train_u64(const char *flag, const char *v, uint64_t *out) { return mrec_opt_u64("train", flag, v, out); }
-
 /* ---- input files ---- */
 
 static const char *file_kind(mode_t m) {
