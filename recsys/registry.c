@@ -81,7 +81,7 @@ static int in_range(double x, const mrec_range *r) {
 }
 
 static void range_text(char *out, size_t cap, const mrec_range *r) {
-    snprintf(out, cap, "%s%s%g, %g%s", r->whole ? "a whole number in " : "", r->open & MREC_RANGE_OPEN_LO ? "(" : "[", r->lo, r->hi,
+    snprintf(out, cap, "%s%s%g, %g%s", r->whole ? "a whole number in " : "in ", r->open & MREC_RANGE_OPEN_LO ? "(" : "[", r->lo, r->hi,
              r->open & MREC_RANGE_OPEN_HI ? ")" : "]");
 }
 
@@ -95,7 +95,7 @@ mrec_status mrec_param_check(mrec_hp h, const mrec_param_value *v) {
     case MREC_PARAM_REAL:
         if (in_range(s->type == MREC_PARAM_REAL ? (float)v->x[0] : v->x[0], &s->range)) return MREC_OK;
         range_text(want, sizeof want, &s->range);
-        return mrec_fail(MREC_ERR_ARG, "%s is %g, outside %s", s->name, v->x[0], want);
+        return mrec_fail(MREC_ERR_ARG, "%s is %g, not %s", s->name, v->x[0], want);
     case MREC_PARAM_ENUM:
         if (v->x[0] >= 0 && v->x[0] < n_choices(s->choices) && v->x[0] == floor(v->x[0])) return MREC_OK;
         return mrec_fail(MREC_ERR_ARG, "%s: no choice %g", s->name, v->x[0]);
@@ -103,7 +103,7 @@ mrec_status mrec_param_check(mrec_hp h, const mrec_param_value *v) {
         for (int i = 0; i < s->n_items; i++)
             if (!in_range(s->item[i].whole ? v->x[i] : (float)v->x[i], &s->item[i])) {
                 range_text(want, sizeof want, &s->item[i]);
-                return mrec_fail(MREC_ERR_ARG, "%s: %s is %g, outside %s", s->name, s->item_name[i], v->x[i], want);
+                return mrec_fail(MREC_ERR_ARG, "%s: %s is %g, not %s", s->name, s->item_name[i], v->x[i], want);
             }
         return MREC_OK;
     }
@@ -353,7 +353,11 @@ mrec_status mrec_params_resolve(mrec_param_values *out, const mrec_model_entry *
         if (given && given->v[h].given) {
             *v = given->v[h];
             mrec_status st = mrec_param_check((mrec_hp)h, v);
-            if (st) return mrec_fail(st, "%s: %s", e->name, mrec_error_detail());
+            if (st) {
+                char why[300];
+                snprintf(why, sizeof why, "%s", mrec_error_detail());
+                return mrec_fail(st, "%s: %s", e->name, why);
+            }
         } else {
             const double *def = q && q->own_default ? q->def : s->def;
             memset(v, 0, sizeof *v);
