@@ -296,6 +296,30 @@ static void cli(void) {
     write_file("lr_grid.yml", text);
     snprintf(text, sizeof text, elliot, "0.01", "2", "-1e-5", "1");
     write_file("lw_neg.yml", text);
+    /* keys a model holds at its own value, and a list-valued one, checked before the first point trains */
+    const char *model_key = "experiment:\n"
+                            "  dataset: tiny\n"
+                            "  data_config:\n"
+                            "    strategy: fixed\n"
+                            "    train_path: tr.tsv\n"
+                            "    test_path: te.tsv\n"
+                            "  top_k: 2\n"
+                            "  evaluation:\n"
+                            "    cutoffs: [2]\n"
+                            "    simple_metrics: [Recall]\n"
+                            "  models:\n"
+                            "    MostPop: {}\n"
+                            "    %s:\n"
+                            "      epochs: 1\n"
+                            "      factors: 4\n"
+                            "      %s\n"
+                            "%s";
+    snprintf(text, sizeof text, model_key, "LightGCN", "normalize: False", "");
+    write_file("lightgcn_norm.yml", text);
+    snprintf(text, sizeof text, model_key, "BPRMF", "lr: 0.01", "    FREEDOM:\n      lr_sched: (2, 50)\n");
+    write_file("freedom_sched.yml", text);
+    snprintf(text, sizeof text, model_key, "NGCF", "lr: 0.01", "      weight_size: 8\n");
+    write_file("ngcf_size.yml", text);
     write_file("ducho.yml", "dataset_path: .\ntextual:\n  items:\n    input_path: items.tsv\n    output_path: ducho_out\n"
                             "    item_column: id\n    text_column: text\n    model: [{model_name: model, batch_size: 2}]\n");
     write_file("ducho_batch.yml", "dataset_path: .\ntextual:\n  items:\n    input_path: items.tsv\n    output_path: ducho_out\n"
@@ -372,6 +396,22 @@ static void cli(void) {
         {TRAIN "--epochs", "--epochs needs a value"},
         {"train --data tr.tsv,va.tsv,te.tsv --format tsv --model bprmf --out --epochs 1", "--out needs a value"},
         {TRAIN "--bogus 3", "'--bogus'"},
+        /* the flag and the value, and what was expected */
+        {TRAIN "--reg abc", "--reg: expected a number in [0, 1e+06], got 'abc'"},
+        {TRAIN "--epochs 1e12", "--epochs: expected a whole number in [1, 1000000], got '1e12'"},
+        {TRAIN "--model grcn", "--model: 'grcn' is not one of mostpop, itemknn, bprmf"},
+        {TRAIN "--sampler random", "--sampler: expected pairs or users, got 'random'"},
+        {TRAIN "--loss bpr", "--loss: expected mmrec or authors, got 'bpr'"},
+        {TRAIN "--format csv", "--format: expected one of inter|tsv|lightgcn, got 'csv'"},
+        {TRAIN "--missing zero", "--missing"},
+        {TRAIN "--duplicates keep", "--duplicates"},
+        {TRAIN "--k 20,10", "--k"},
+        {TRAIN "--k 1,2,3,4,5,6,7,8,9", "--k"},
+        {TRAIN "--lr-decay 0.9", "--lr-decay"},
+        {TRAIN "--lr-decay 0.9:5:1", "--lr-decay"},
+        {TRAIN "--metrics recall,f1", "--metrics"},
+        {"train --data tr.tsv,va.tsv,te.tsv --format tsv --model vbpr --features visual --out OUT", "NAME=PATH"},
+        {"train --data tr.tsv --format tsv --out OUT", "--model"},
         /* mrec train CONFIG and mrec run CONFIG */
         {"train elliot.yml --out OUT --epochs 1e12", "--epochs"},
         {"train elliot.yml --out OUT --threads abc", "--threads"},
@@ -384,6 +424,9 @@ static void cli(void) {
         {"train lr_zero.yml --out OUT", "lr_zero.yml: line 17: lr"},
         {"train lr_grid.yml --out OUT", "lr_grid.yml: line 17: lr"},
         {"train lw_neg.yml --out OUT", "lw_neg.yml: line 21: l_w"},
+        {"train lightgcn_norm.yml --out OUT", "lightgcn_norm.yml: line 16: normalize: mrec's graph is always normalized"},
+        {"train freedom_sched.yml --out OUT", "freedom_sched.yml: line 18: lr_sched: expected (factor, every)"},
+        {"train ngcf_size.yml --out OUT", "ngcf_size.yml: line 17: weight_size"},
         /* mrec extract CONFIG */
         {"extract ducho.yml --threads x", "--threads"},
         {"extract ducho.yml --threads 5000", "--threads"},

@@ -33,9 +33,10 @@ static mrec_status parse_item(const char *text, const mrec_range *r, double *out
     return MREC_OK;
 }
 
-static void range_text(char *out, size_t cap, const mrec_range *r) {
-    snprintf(out, cap, "%s%s%.10g, %.10g%s", r->whole ? "a whole number in " : "", r->open & MREC_OPEN_LO ? "(" : "[", r->lo, r->hi,
-             r->open & MREC_OPEN_HI ? ")" : "]");
+/* "[1, 1000000]"; with words, "a whole number in [1, 1000000]" or "in (0, 1]" */
+static void range_text(char *out, size_t cap, const mrec_range *r, int words) {
+    snprintf(out, cap, "%s%s%.10g, %.10g%s", !words ? "" : r->whole ? "a whole number in " : "in ", r->open & MREC_OPEN_LO ? "(" : "[", r->lo,
+             r->hi, r->open & MREC_OPEN_HI ? ")" : "]");
 }
 
 mrec_status mrec_param_parse(mrec_hp h, const char *text, mrec_param_value *out) {
@@ -62,14 +63,15 @@ mrec_status mrec_param_parse(mrec_hp h, const char *text, mrec_param_value *out)
     }
     case MREC_PARAM_LIST: {
         /* F:EVERY on the command line, (F, EVERY) in an Elliot config */
-        char buf[128], want[256];
-        size_t len = strlen(text), at = 0;
+        char buf[128], want[256], form[128];
+        size_t len = strlen(text), at = 0, fat = 0;
         int tuple = len >= 2 && text[0] == '(' && text[len - 1] == ')';
         snprintf(buf, sizeof buf, "%.*s", tuple ? (int)len - 2 : (int)len, tuple ? text + 1 : text);
         for (int i = 0; i < s->n_items; i++) {
             char r[96];
-            range_text(r, sizeof r, &s->item[i]);
+            range_text(r, sizeof r, &s->item[i], 1);
             at += (size_t)snprintf(want + at, at < sizeof want ? sizeof want - at : 0, "%s%s %s", i ? ", " : "", s->item_name[i], r);
+            fat += (size_t)snprintf(form + fat, fat < sizeof form ? sizeof form - fat : 0, "%s%s", i ? (tuple ? ", " : ":") : "", s->item_name[i]);
         }
         char *save = NULL, *part = strtok_r(buf, tuple ? "," : ":", &save);
         int n = 0;
@@ -81,7 +83,7 @@ mrec_status mrec_param_parse(mrec_hp h, const char *text, mrec_param_value *out)
         /* strtok passes over empty parts: "0.9::5" and "0.9:5:" are refused here */
         int empty = strstr(text, tuple ? ",," : "::") || (len && strchr(":,", text[len - 1 - tuple])) || strchr(":,", text[tuple]);
         if (n != s->n_items || part || len >= sizeof buf || empty)
-            return mrec_fail(MREC_ERR_ARG, "expected %d numbers, %s (%s), got '%.64s'", s->n_items, tuple ? "(A, B)" : "A:B", want, text);
+            return mrec_fail(MREC_ERR_ARG, "expected %s%s%s, %s; got '%.64s'", tuple ? "(" : "", form, tuple ? ")" : "", want, text);
         break;
     }
     }
@@ -280,15 +282,14 @@ static void show_model_params(FILE *f) {
         snprintf(left, sizeof left, "%s %s", s->flag, s->meta);
         if (s->type == MREC_PARAM_INT || s->type == MREC_PARAM_REAL) {
             char r[96];
-            range_text(r, sizeof r, &s->range);
-            snprintf(range, sizeof range, " %s;", r + (s->range.whole ? strlen("a whole number in ") : 0));
+            range_text(r, sizeof r, &s->range, 0);
+            snprintf(range, sizeof range, " %s;", r);
         } else if (s->type == MREC_PARAM_LIST) {
             size_t at = 0;
             for (int i = 0; i < s->n_items; i++) {
                 char r[96];
-                range_text(r, sizeof r, &s->item[i]);
-                at += (size_t)snprintf(range + at, sizeof range - at, "%s %s %s", i ? "," : "", s->item_name[i],
-                                       r + (s->item[i].whole ? strlen("a whole number in ") : 0));
+                range_text(r, sizeof r, &s->item[i], 0);
+                at += (size_t)snprintf(range + at, sizeof range - at, "%s %s %s", i ? "," : "", s->item_name[i], r);
             }
             snprintf(range + at, sizeof range - at, ";");
         }
