@@ -157,8 +157,6 @@ void mrec_out_abort(mrec_out_dir *o);
  * that needs room of its own; the caller removes it (a killed run's is
  * swept by the next mrec_out_begin). */
 mrec_status mrec_out_work_dir(const mrec_out_dir *o, char *out, size_t cap);
-/* "--overwrite" / "--resume" into flags: 1 when `arg` is one of them. */
-int mrec_out_flag(const char *arg, int *flags);
 
 /* MREC_OK when no id repeats (per-item files would overwrite each other);
  * else an error naming `where`, the id and both positions (1-based). */

@@ -123,22 +123,6 @@ int mrec_opt_int(const char *cmd, const char *opt, const char *v, long lo, long 
     return 0;
 }
 
-int mrec_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t *out) {
-    return mrec_parse_u64(v, 0, UINT64_MAX, out) ? refused(cmd, opt) : 0;
-}
-
-int mrec_opt_float(const char *cmd, const char *opt, const char *v, double lo, double hi, int flags, float *out) {
-    double x;
-    if (mrec_parse_real(v, lo, hi, flags, &x)) return refused(cmd, opt);
-    float f = (float)x;
-    if (!in_range(f, lo, hi, flags)) { /* rounding to float may leave the range: lr 1e-50 -> 0 */
-        fprintf(stderr, "mrec %s: %s: '%.64s' is %g in single precision, outside the range\n", cmd, opt, v, (double)f);
-        return 1;
-    }
-    *out = f;
-    return 0;
-}
-
 /* ---- input files ---- */
 
 static const char *file_kind(mode_t m) {
