@@ -195,10 +195,25 @@ FUZZ_LIB_SRC := kernels/cpu/status.c kernels/cpu/arena.c nn/io.c nn/hf_config.c 
                 extractors/decode.c tools/config.c tools/parse.c tools/elliot_config.c $(wildcard tokenizers/*.c)
 FUZZ_SRC     := $(if $(FUZZ_TARGETS),$(patsubst %,tests/fuzz/fuzz_%.c,$(FUZZ_TARGETS)),$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+# The rest of the library, for what the parsers reach (the Elliot reader checks
+# hyper-parameters against the model registry): an archive, so a target links
+# only the objects it uses.
+FUZZ_REST_SRC := $(filter-out $(FUZZ_LIB_SRC) $(TOOL_MAIN),$(wildcard kernels/cpu/*.c nn/*.c tokenizers/*.c extractors/*.c recsys/*.c tools/*.c))
+FUZZ_REST     := build/fuzz/libmrec_rest.a
 
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lyaml -lutf8proc -ljpeg -lz -lm
+	$(FUZZ_CC) $(subst -fsanitize=fuzzer,-fsanitize=fuzzer-no-link,$(FUZZ_FLAGS)) $(FUZZ_ISA) -c $< -o $@
+build/fuzz/obj/kernels/cpu/gemm_avx2.o: FUZZ_ISA := -mavx2 -mfma
+build/fuzz/obj/kernels/cpu/gemm_avx512.o: FUZZ_ISA := -mavx512f -mfma
+
+$(FUZZ_REST): $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_REST_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(FUZZ_REST)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) $(FUZZ_REST) -lcjson -lyaml -lutf8proc -ljpeg -lz -lmvec -lm
 
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \

@@ -10,6 +10,7 @@
 #include "harness.h"
 
 #include "../tools/mrec_config.h"
+#include "../tools/mrec_options.h"
 #include "../tools/mrec_parse.h"
 
 #include <limits.h>
@@ -84,20 +85,35 @@ static void parse_doubles(void) {
     t_status(mrec_parse_reals("1,2,3x", 3, 0, 9, three), MREC_ERR_ARG, "junk after the last");
 }
 
+/* The registry's hyper-parameters through the parser both the command line and configs use. */
 static void train_table(void) {
-    t_check(mrec_train_number_find("--epochs") && mrec_train_number_find("--lr") && !mrec_train_number_find("--data"),
-            "the table knows the numeric options of mrec train");
-    t_status(mrec_train_number_check("--epochs", "1e12"), MREC_ERR_ARG, "--epochs 1e12");
-    t_status(mrec_train_number_check("--epochs", "0"), MREC_ERR_ARG, "--epochs 0");
-    t_status(mrec_train_number_check("--lr", "0"), MREC_ERR_ARG, "--lr 0");
-    t_status(mrec_train_number_check("--lr", "1e-60"), MREC_ERR_ARG, "--lr that is 0 in single precision");
-    t_status(mrec_train_number_check("--reg", "-1"), MREC_ERR_ARG, "--reg -1");
-    t_status(mrec_train_number_check("--seed", "-1"), MREC_ERR_ARG, "--seed -1");
-    t_status(mrec_train_number_check("--threads", "1025"), MREC_ERR_ARG, "--threads 1025");
-    t_status(mrec_train_number_check("--edge-dropout", "1"), MREC_ERR_ARG, "--edge-dropout 1");
-    t_status(mrec_train_number_check("--seed", "18446744073709551615"), MREC_OK, "any u64 seed");
-    t_status(mrec_train_number_check("--lr", "0.001"), MREC_OK, "--lr 0.001");
-    t_status(mrec_train_number_check("--reg", "0"), MREC_OK, "--reg 0");
+    mrec_param_value v = {.x = {7}};
+    t_check(!strcmp(mrec_param_spec_of(MREC_HP_EPOCHS)->flag, "--epochs") && !strcmp(mrec_param_spec_of(MREC_HP_LR)->flag, "--lr"),
+            "the registry names the options of mrec train's hyper-parameters");
+    t_status(mrec_param_parse(MREC_HP_EPOCHS, "1e12", &v), MREC_ERR_ARG, "--epochs 1e12");
+    t_check(v.x[0] == 7 && !v.given, "a refused value leaves the output alone");
+    t_check(strstr(mrec_error_detail(), "[1, 1000000]") && strstr(mrec_error_detail(), "'1e12'"), "the range and the text: %s",
+            mrec_error_detail());
+    t_status(mrec_param_parse(MREC_HP_EPOCHS, "0", &v), MREC_ERR_ARG, "--epochs 0");
+    t_status(mrec_param_parse(MREC_HP_LR, "0", &v), MREC_ERR_ARG, "--lr 0");
+    t_status(mrec_param_parse(MREC_HP_LR, "1e-60", &v), MREC_ERR_ARG, "--lr that is 0 in single precision");
+    t_status(mrec_param_parse(MREC_HP_REG, "-1", &v), MREC_ERR_ARG, "--reg -1");
+    t_status(mrec_param_parse(MREC_HP_REG, "abc", &v), MREC_ERR_ARG, "--reg abc");
+    t_status(mrec_param_parse(MREC_HP_SEED, "-1", &v), MREC_ERR_ARG, "--seed -1");
+    t_status(mrec_param_parse(MREC_HP_EDGE_DROPOUT, "1", &v), MREC_ERR_ARG, "--edge-dropout 1");
+    t_status(mrec_param_parse(MREC_HP_SAMPLER, "random", &v), MREC_ERR_ARG, "--sampler random");
+    t_check(strstr(mrec_error_detail(), "pairs or users") != NULL, "the choices are said: %s", mrec_error_detail());
+    t_status(mrec_param_parse(MREC_HP_LR_DECAY, "0.9:5x", &v), MREC_ERR_ARG, "--lr-decay 0.9:5x");
+    t_status(mrec_param_parse(MREC_HP_LR_DECAY, "0.9:5:1", &v), MREC_ERR_ARG, "--lr-decay with three parts");
+    t_status(mrec_param_parse(MREC_HP_LR_DECAY, "0.9::5", &v), MREC_ERR_ARG, "--lr-decay with an empty part");
+    t_status(mrec_param_parse(MREC_HP_LR_DECAY, "(0.9, 5.5)", &v), MREC_ERR_ARG, "lr_sched (0.9, 5.5): every is whole");
+    t_status(mrec_param_parse(MREC_HP_LR_DECAY, "(0.96, 50)", &v), MREC_OK, "lr_sched (0.96, 50)");
+    t_check(v.given && v.x[0] == (double)0.96f && v.x[1] == 50, "an Elliot tuple is the same list as 0.96:50");
+    t_status(mrec_param_parse(MREC_HP_SEED, "18446744073709551615", &v), MREC_OK, "any u64 seed");
+    t_check(v.u == UINT64_MAX, "the largest seed, exactly");
+    t_status(mrec_param_parse(MREC_HP_LR, "0.001", &v), MREC_OK, "--lr 0.001");
+    t_check(v.x[0] == (double)0.001f, "a real is held in single precision, as the models use it");
+    t_status(mrec_param_parse(MREC_HP_REG, "0", &v), MREC_OK, "--reg 0");
 }
 
 /* ---- input files and configs, in the library ---- */
@@ -280,6 +296,30 @@ static void cli(void) {
     write_file("lr_grid.yml", text);
     snprintf(text, sizeof text, elliot, "0.01", "2", "-1e-5", "1");
     write_file("lw_neg.yml", text);
+    /* keys a model holds at its own value, and a list-valued one, checked before the first point trains */
+    const char *model_key = "experiment:\n"
+                            "  dataset: tiny\n"
+                            "  data_config:\n"
+                            "    strategy: fixed\n"
+                            "    train_path: tr.tsv\n"
+                            "    test_path: te.tsv\n"
+                            "  top_k: 2\n"
+                            "  evaluation:\n"
+                            "    cutoffs: [2]\n"
+                            "    simple_metrics: [Recall]\n"
+                            "  models:\n"
+                            "    MostPop: {}\n"
+                            "    %s:\n"
+                            "      epochs: 1\n"
+                            "      factors: 4\n"
+                            "      %s\n"
+                            "%s";
+    snprintf(text, sizeof text, model_key, "LightGCN", "normalize: False", "");
+    write_file("lightgcn_norm.yml", text);
+    snprintf(text, sizeof text, model_key, "BPRMF", "lr: 0.01", "    FREEDOM:\n      lr_sched: (2, 50)\n");
+    write_file("freedom_sched.yml", text);
+    snprintf(text, sizeof text, model_key, "NGCF", "lr: 0.01", "      weight_size: 8\n");
+    write_file("ngcf_size.yml", text);
     write_file("ducho.yml", "dataset_path: .\ntextual:\n  items:\n    input_path: items.tsv\n    output_path: ducho_out\n"
                             "    item_column: id\n    text_column: text\n    model: [{model_name: model, batch_size: 2}]\n");
     write_file("ducho_batch.yml", "dataset_path: .\ntextual:\n  items:\n    input_path: items.tsv\n    output_path: ducho_out\n"
@@ -356,6 +396,22 @@ static void cli(void) {
         {TRAIN "--epochs", "--epochs needs a value"},
         {"train --data tr.tsv,va.tsv,te.tsv --format tsv --model bprmf --out --epochs 1", "--out needs a value"},
         {TRAIN "--bogus 3", "'--bogus'"},
+        /* the flag and the value, and what was expected */
+        {TRAIN "--reg abc", "--reg: expected a number in [0, 1e+06], got 'abc'"},
+        {TRAIN "--epochs 1e12", "--epochs: expected a whole number in [1, 1000000], got '1e12'"},
+        {TRAIN "--model grcn", "--model: 'grcn' is not one of mostpop, itemknn, bprmf"},
+        {TRAIN "--sampler random", "--sampler: expected pairs or users, got 'random'"},
+        {TRAIN "--loss bpr", "--loss: expected mmrec or authors, got 'bpr'"},
+        {TRAIN "--format csv", "--format: expected one of inter|tsv|lightgcn, got 'csv'"},
+        {TRAIN "--missing zero", "--missing"},
+        {TRAIN "--duplicates keep", "--duplicates"},
+        {TRAIN "--k 20,10", "--k"},
+        {TRAIN "--k 1,2,3,4,5,6,7,8,9", "--k"},
+        {TRAIN "--lr-decay 0.9", "--lr-decay"},
+        {TRAIN "--lr-decay 0.9:5:1", "--lr-decay"},
+        {TRAIN "--metrics recall,f1", "--metrics"},
+        {"train --data tr.tsv,va.tsv,te.tsv --format tsv --model vbpr --features visual --out OUT", "NAME=PATH"},
+        {"train --data tr.tsv --format tsv --out OUT", "--model"},
         /* mrec train CONFIG and mrec run CONFIG */
         {"train elliot.yml --out OUT --epochs 1e12", "--epochs"},
         {"train elliot.yml --out OUT --threads abc", "--threads"},
@@ -368,6 +424,9 @@ static void cli(void) {
         {"train lr_zero.yml --out OUT", "lr_zero.yml: line 17: lr"},
         {"train lr_grid.yml --out OUT", "lr_grid.yml: line 17: lr"},
         {"train lw_neg.yml --out OUT", "lw_neg.yml: line 21: l_w"},
+        {"train lightgcn_norm.yml --out OUT", "lightgcn_norm.yml: line 16: normalize: mrec's graph is always normalized"},
+        {"train freedom_sched.yml --out OUT", "freedom_sched.yml: line 18: lr_sched: expected (factor, every)"},
+        {"train ngcf_size.yml --out OUT", "ngcf_size.yml: line 17: weight_size"},
         /* mrec extract CONFIG */
         {"extract ducho.yml --threads x", "--threads"},
         {"extract ducho.yml --threads 5000", "--threads"},

@@ -16,6 +16,7 @@
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
 
@@ -27,29 +28,49 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: mrec extract-clip --model DIR --images DIR|TABLE --input FILE --id-column C --text-column C --out DIR\n"
-            "                         [--layer embeds|projected|pooler] [--fusion concat|sum|mul|mean]\n"
-            "                         [--format matrix|per-item] [--image-id-column C] [--path-column C]\n"
-            "                         [--preset hf-clip] [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]\n"
-            "                         [--overwrite]\n"
-            "\n"
-            "Extracts CLIP image and text features for each item of the table (FILE), pairing each row\n"
-            "with its image by item id: --images is a folder (id = file name up to the first dot) or an\n"
-            "id/path table. Layers: embeds (image_embeds / text_embeds: projected, L2-normalized; Ducho's\n"
-            "choice), projected (get_image_features / get_text_features) or pooler. Items without an image,\n"
-            "images without an item and images that cannot be decoded are counted and listed, and left out;\n"
-            "--strict stops instead, before anything is written.\n"
-            "matrix writes DIR/image_feat.npy, DIR/text_feat.npy (rows in table order) and DIR/item_ids.txt;\n"
-            "per-item writes DIR/visual/<id>.npy and DIR/textual/<id>.npy of shape (1, dim). --fusion adds\n"
-            "DIR/<fusion>_feat.npy (or DIR/visual_textual_<fusion>/<id>.npy): concat, or the element-wise\n"
-            "sum, product or mean of the two (equal sizes needed), as Ducho fuses them.\n"
-            "DIR is built beside itself and appears whole when the run succeeds; an existing DIR is replaced\n"
-            "only with --overwrite (and stays as it was until then); a second run into DIR at the same time\n"
-            "is refused. A NaN or infinite feature stops the run, naming the item, with nothing written.\n");
-    return f == stdout ? 0 : 1;
-}
+enum { C_MODEL, C_IMAGES, C_INPUT, C_ID, C_TEXT, C_OUT, C_LAYER, C_FUSION, C_FORMAT, C_IMAGE_ID, C_PATH, C_PRESET, C_BATCH, C_THREADS,
+       C_DECODE, C_STRICT, C_OVERWRITE, C_RESUME, N_OPTIONS };
+
+static const mrec_option OPTIONS[N_OPTIONS] = {
+    [C_MODEL] = {"--model", MREC_OPT_PATH, "DIR", "a Hugging Face CLIPModel folder", .allow_dir = 1, .section = "options"},
+    [C_IMAGES] = {"--images", MREC_OPT_PATH, "DIR|TABLE", "a folder of images (id = file name up to the first dot) or an id/path table",
+                  .allow_dir = 1},
+    [C_INPUT] = {"--input", MREC_OPT_PATH, "FILE", "the item table, CSV or TSV: it lists the items"},
+    [C_ID] = {"--id-column", MREC_OPT_TEXT, "C", "the table's column of item ids"},
+    [C_TEXT] = {"--text-column", MREC_OPT_TEXT, "C", "the table's column of texts"},
+    [C_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "the output folder"},
+    [C_LAYER] = {"--layer", MREC_OPT_TEXT, "embeds|projected|pooler", "the towers' output", "embeds"},
+    [C_FUSION] = {"--fusion", MREC_OPT_ENUM, "concat|sum|mul|mean", "also the two fused, as Ducho fuses them", .choices = "concat|sum|mul|mean"},
+    [C_FORMAT] = {"--format", MREC_OPT_ENUM, "matrix|per-item", "matrices and DIR/item_ids.txt, or DIR/visual/<id>.npy and textual/<id>.npy",
+                  "matrix", .choices = "matrix|per-item"},
+    [C_IMAGE_ID] = {"--image-id-column", MREC_OPT_TEXT, "C", "an image table's column of ids", "the first"},
+    [C_PATH] = {"--path-column", MREC_OPT_TEXT, "C", "an image table's column of paths", "the second"},
+    [C_PRESET] = {"--preset", MREC_OPT_TEXT, "NAME", "the image preprocessing", "hf-clip"},
+    [C_BATCH] = {"--batch-size", MREC_OPT_INT, "N", "items per batch", "32", 1, 4096},
+    [C_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+    [C_DECODE] = {"--decode-threads", MREC_OPT_INT, "N", "threads decoding images ahead of the encoder", "2", 1, 16},
+    [C_STRICT] = {"--strict", MREC_OPT_SWITCH, NULL, "an item without a usable image stops the run, before anything is written"},
+    [C_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
+    [C_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "accepted; extract-clip runs again whole"},
+};
+
+static const mrec_command COMMAND = {
+    "extract-clip",
+    "usage: mrec extract-clip --model DIR --images DIR|TABLE --input FILE --id-column C --text-column C --out DIR [options]\n",
+    "Extracts CLIP image and text features for each item of the table (FILE), pairing each row\n"
+    "with its image by item id: --images is a folder (id = file name up to the first dot) or an\n"
+    "id/path table. Layers: embeds (image_embeds / text_embeds: projected, L2-normalized; Ducho's\n"
+    "choice), projected (get_image_features / get_text_features) or pooler. Items without an image,\n"
+    "images without an item and images that cannot be decoded are counted and listed, and left out;\n"
+    "--strict stops instead, before anything is written.\n"
+    "matrix writes DIR/image_feat.npy, DIR/text_feat.npy (rows in table order) and DIR/item_ids.txt;\n"
+    "per-item writes DIR/visual/<id>.npy and DIR/textual/<id>.npy of shape (1, dim). --fusion adds\n"
+    "DIR/<fusion>_feat.npy (or DIR/visual_textual_<fusion>/<id>.npy): concat, or the element-wise\n"
+    "sum, product or mean of the two (equal sizes needed), as Ducho fuses them.\n"
+    "DIR is built beside itself and appears whole when the run succeeds; an existing DIR is replaced\n"
+    "only with --overwrite (and stays as it was until then); a second run into DIR at the same time\n"
+    "is refused. A NaN or infinite feature stops the run, naming the item, with nothing written.\n",
+    OPTIONS, N_OPTIONS, 0};
 
 static int fail(const char *cmd, const char *what, mrec_status st) {
     fprintf(stderr, "mrec %s: %s: %s: %s\n", cmd, what, mrec_strerror(st), mrec_error_detail());
@@ -139,50 +160,20 @@ static mrec_status write_rows(const char *dir, const char *const *ids, const flo
 }
 
 int mrec_cmd_extract_clip(int argc, char **argv) {
-    const char *model = NULL, *images = NULL, *input = NULL, *id_col = NULL, *text_col = NULL, *out = NULL, *layer = NULL,
-               *fusion = NULL, *format = "matrix", *image_id_col = NULL, *path_col = NULL, *preset = NULL;
-    int batch = 32, threads = 0, decode_threads = 2, strict = 0, out_flags = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (!strcmp(a, "--strict")) {
-            strict = 1;
-            continue;
-        }
-        if (mrec_out_flag(a, &out_flags)) continue;
-        if (mrec_opt_missing("extract-clip", a, v)) return 1;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--images")) images = v;
-        else if (!strcmp(a, "--input")) input = v;
-        else if (!strcmp(a, "--id-column")) id_col = v;
-        else if (!strcmp(a, "--text-column")) text_col = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--layer")) layer = v;
-        else if (!strcmp(a, "--fusion")) fusion = v;
-        else if (!strcmp(a, "--format")) format = v;
-        else if (!strcmp(a, "--image-id-column")) image_id_col = v;
-        else if (!strcmp(a, "--path-column")) path_col = v;
-        else if (!strcmp(a, "--preset")) preset = v;
-        else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-clip", a, v, 1, 4096, &batch)) return 1; }
-        else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-clip", a, v, 0, 1024, &threads)) return 1; }
-        else if (!strcmp(a, "--decode-threads")) { if (mrec_opt_int("extract-clip", a, v, 1, 16, &decode_threads)) return 1; }
-        else {
-            fprintf(stderr, "mrec extract-clip: unknown option '%s'\n", a);
-            return usage(stderr);
-        }
-        i++;
-    }
-    if (!model || !images || !input || !id_col || !text_col || !out) return usage(stderr);
-    if (mrec_check_input(input, "--input", 0) || mrec_check_input(images, "--images", 1) || mrec_check_input(model, "--model", 1))
-        return fprintf(stderr, "mrec extract-clip: %s\n", mrec_error_detail()), 2; /* a FIFO would block the reader */
-    const char *bad = strcmp(format, "matrix") && strcmp(format, "per-item") ? "--format is matrix or per-item"
-                      : fusion && strcmp(fusion, "concat") && strcmp(fusion, "sum") && strcmp(fusion, "mul") && strcmp(fusion, "mean")
-                          ? "--fusion is concat, sum, mul or mean"
-                      : batch < 1 || batch > 4096 || decode_threads < 1 || decode_threads > 16
-                          ? "--batch-size must be 1..4096 and --decode-threads 1..16"
-                          : NULL;
-    if (bad) {
-        fprintf(stderr, "mrec extract-clip: %s\n", bad);
+    mrec_opt_value v[N_OPTIONS];
+    int parsed = mrec_options_parse(&COMMAND, argc, argv, v, NULL, NULL, NULL);
+    if (parsed == MREC_OPTS_HELP) return 0;
+    if (parsed) return parsed;
+    const char *model = v[C_MODEL].text, *images = v[C_IMAGES].text, *input = v[C_INPUT].text, *id_col = v[C_ID].text,
+               *text_col = v[C_TEXT].text, *out = v[C_OUT].text, *layer = v[C_LAYER].text, *fusion = v[C_FUSION].text,
+               *format = v[C_FORMAT].given ? v[C_FORMAT].text : "matrix", *image_id_col = v[C_IMAGE_ID].text, *path_col = v[C_PATH].text,
+               *preset = v[C_PRESET].text;
+    int batch = v[C_BATCH].given ? (int)v[C_BATCH].i : 32, threads = (int)v[C_THREADS].i;
+    int decode_threads = v[C_DECODE].given ? (int)v[C_DECODE].i : 2, strict = v[C_STRICT].given;
+    int out_flags = (v[C_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[C_RESUME].given ? MREC_OUT_RESUME : 0);
+    if (!model || !images || !input || !id_col || !text_col || !out) {
+        fprintf(stderr, "mrec extract-clip: --model, --images, --input, --id-column, --text-column and --out are needed "
+                        "(mrec extract-clip --help)\n");
         return 1;
     }
 

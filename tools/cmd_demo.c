@@ -11,9 +11,11 @@
  *    checkpoint is in weights/: an mrec run config extracts text features
  *    and trains BPRMF, VBPR and FREEDOM on a leave-one-out split.
  * The configs are written to the output folder first, so the run can be read
- * and repeated with `mrec train` / `mrec run`.
+ * and repeated with `mrec train` / `mrec run`; the demo runs them as those
+ * commands do and prints the results they hand back.
  */
 #include "../nn/mrec_io.h"
+#include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
 
@@ -22,18 +24,23 @@
 #include <string.h>
 #include <unistd.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: mrec demo [--out DIR] [--data DIR] [--weights DIR] [--threads N]\n"
-            "\n"
-            "Trains MostPop, BPRMF and LightGCN on Amazon Baby (data/baby: MMRec's Baby interactions, DiffMM's\n"
-            "split) with few epochs and prints test Recall@20 and nDCG@20 next to MMRec's published values (same\n"
-            "data, other split), and the values on DiffMM's test file next to DiffMM's (same split); then, when\n"
-            "weights/sentence-transformers/all-MiniLM-L6-v2 exists (make weights), extracts text features\n"
-            "of the H&M sample (data/hm) and trains BPRMF, VBPR and FREEDOM with them. Results, the configs\n"
-            "used and report.html go to DIR (default mrec-demo).\n");
-    return f == stdout ? 0 : 1;
-}
+enum { D_OUT, D_DATA, D_WEIGHTS, D_THREADS, N_DEMO_OPTIONS };
+
+static const mrec_option OPTIONS[N_DEMO_OPTIONS] = {
+    [D_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "results, the configs used and report.html", "mrec-demo", .section = "options"},
+    [D_DATA] = {"--data", MREC_OPT_TEXT, "DIR", "the folder holding baby/ and hm/", "data/ beside weights/"},
+    [D_WEIGHTS] = {"--weights", MREC_OPT_TEXT, "DIR", "checkpoints", "weights/ beside the binary"},
+    [D_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+};
+
+static const mrec_command DEMO = {
+    "demo", "usage: mrec demo [--out DIR] [--data DIR] [--weights DIR] [--threads N]\n",
+    "Trains MostPop, BPRMF and LightGCN on Amazon Baby (data/baby: MMRec's Baby interactions, DiffMM's\n"
+    "split) with few epochs and prints test Recall@20 and nDCG@20 next to MMRec's published values (same\n"
+    "data, other split), and the values on DiffMM's test file next to DiffMM's (same split); then, when\n"
+    "weights/sentence-transformers/all-MiniLM-L6-v2 exists (make weights), extracts text features\n"
+    "of the H&M sample (data/hm) and trains BPRMF, VBPR and FREEDOM with them.\n",
+    OPTIONS, N_DEMO_OPTIONS, 0};
 
 static int write_text(const char *path, const char *text) {
     mrec_atomic_file af;
@@ -46,57 +53,43 @@ static int write_text(const char *path, const char *text) {
     return !st;
 }
 
-/* Prints model, Recall@20, nDCG@20 from a table of DIR/performance: rec_cutoff_20_relthreshold_0.tsv
- * (model, test Recall, test nDCG) with col 1, or grid_cutoff_20.tsv (model, best epoch, valid Recall,
- * valid nDCG, ...) with col 2; published[i] = {model, Recall, nDCG} under the heading pub_label. */
-static void print_results(const char *dir, const char *table, int col, const char *pub_label,
-                          const char *const published[][3], int n_pub) {
-    char path[4400], line[4096];
-    snprintf(path, sizeof path, "%s/performance/%s", dir, table);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        printf("(no results: %s is missing)\n", path);
-        return;
-    }
+/* Prints model, Recall@20, nDCG@20 of the best models (test, or with valid their validation values);
+ * published[i] = {model, Recall, nDCG} under the heading pub_label. */
+static void print_results(const mrec_best *b, int valid, const char *pub_label, const char *const published[][3], int n_pub) {
     printf("\n%-12s %10s %10s   %s\n", "model", "Recall@20", "nDCG@20", n_pub ? pub_label : "");
-    while (fgets(line, sizeof line, f)) {
-        char *field[16];
-        int n = 0;
-        for (char *tok = strtok(line, "\t\r\n"); tok && n < 16; tok = strtok(NULL, "\t\r\n")) field[n++] = tok;
-        if (n < col + 2 || !strcmp(field[0], "model")) continue;
-        char name[512], *end0, *end1;
-        double v[2] = {strtod(field[col], &end0), strtod(field[col + 1], &end1)};
-        if (*end0 || *end1) continue;
-        snprintf(name, sizeof name, "%s", field[0]);
+    for (int m = 0; m < b->n; m++) {
+        char name[512];
+        snprintf(name, sizeof name, "%s", b->model[m]);
         name[strcspn(name, "_")] = 0;
         const char *pr = "", *pn = "";
         for (int i = 0; i < n_pub; i++)
             if (!strcmp(published[i][0], name)) pr = published[i][1], pn = published[i][2];
+        const double *v = valid ? b->valid[m] : b->value[m];
         printf("%-12s %10.4f %10.4f   %s%s%s\n", name, v[0], v[1], pr, *pr ? " / " : "", pn);
     }
-    fclose(f);
+}
+
+/* An Elliot config (run: an mrec run config) written by the demo, run with its results in memory. */
+static int run_config(const char *path, int run, const mrec_experiment_options *o, mrec_best *best) {
+    mrec_cfg c;
+    if (mrec_cfg_load(&c, path)) {
+        fprintf(stderr, "mrec demo: %s\n", mrec_error_detail());
+        return 2;
+    }
+    int rc = run ? mrec_run_config(&c, o, best) : mrec_elliot_run(&c, c.root, o, best);
+    mrec_cfg_free(&c);
+    return rc;
 }
 
 int mrec_cmd_demo(int argc, char **argv) {
-    const char *out = "mrec-demo", *data = NULL, *weights = NULL;
-    char threads[16] = "0";
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        int takes_value = !strcmp(argv[i], "--out") || !strcmp(argv[i], "--data") || !strcmp(argv[i], "--weights") || !strcmp(argv[i], "--threads");
-        if (takes_value && mrec_opt_missing("demo", argv[i], i + 1 < argc ? argv[i + 1] : NULL)) return 1;
-        int n_threads;
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
-        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) { /* checked here, before anything runs */
-            if (mrec_opt_int("demo", argv[i], argv[i + 1], 0, 1024, &n_threads)) return 1;
-            snprintf(threads, sizeof threads, "%d", n_threads), i++;
-        }
-        else {
-            fprintf(stderr, "mrec demo: unexpected '%s'\n", argv[i]);
-            return usage(stderr);
-        }
-    }
+    mrec_opt_value v[N_DEMO_OPTIONS];
+    int rc = mrec_options_parse(&DEMO, argc, argv, v, NULL, NULL, NULL);
+    if (rc == MREC_OPTS_HELP) return 0;
+    if (rc) return rc;
+    const char *out = v[D_OUT].given ? v[D_OUT].text : "mrec-demo", *data = v[D_DATA].text, *weights = v[D_WEIGHTS].text;
+    /* the demo's folders are its own: a second demo replaces the first one's results */
+    mrec_experiment_options o = {.threads = (int)v[D_THREADS].i, .cache = "none", .out_flags = MREC_OUT_OVERWRITE};
+    mrec_best best;
     /* data/ beside weights/ (the repository's, for bin/mrec) */
     char data_dir[4200], path[4400], config[16384];
     if (!weights) weights = mrec_weights_dir();
@@ -154,16 +147,14 @@ int mrec_cmd_demo(int argc, char **argv) {
     if (!write_text(path, config)) return 2;
     char res[4400];
     snprintf(res, sizeof res, "%s/baby", out);
-    /* the demo's folder is its own: a second demo replaces the first one's results */
-    char *args[] = {"train", path, "--out", res, "--threads", threads, "--cache", "none", "--overwrite", NULL};
-    int rc = mrec_cmd_experiment(9, args);
-    if (rc) return rc;
+    o.out = res;
+    if ((rc = run_config(path, 0, &o, &best))) return rc;
     static const char *const mmrec[][3] = {{"BPRMF", ".0575", ".0249"}, {"LightGCN", ".0754", ".0328"}};
     static const char *const diffmm[][3] = {{"BPRMF", ".0440", ".0200"}, {"LightGCN", ".0698", ".0319"}};
     printf("\nTest (x_label 2, test.tsv), epoch chosen on x_label 1 (MMRec's protocol):");
-    print_results(res, "rec_cutoff_20_relthreshold_0.tsv", 1, "MMRec, published (same data, other split)", mmrec, 2);
+    print_results(&best, 0, "MMRec, published (same data, other split)", mmrec, 2);
     printf("\nDiffMM's test file (x_label 1, val.tsv; DiffMM never reads x_label 2), best epoch on it:");
-    print_results(res, "grid_cutoff_20.tsv", 2, "DiffMM Table 1 (same split; MF-BPR for BPRMF)", diffmm, 2);
+    print_results(&best, 1, "DiffMM Table 1 (same split; MF-BPR for BPRMF)", diffmm, 2);
     printf("\nThe spread from one random split to another: bench/reproduce.sh baby-draws-demo trains BPRMF and LightGCN\n"
            "on 5 draws of MMRec's rule and says whether each published value lies within it (README, Amazon Baby).\n");
 
@@ -208,11 +199,9 @@ int mrec_cmd_demo(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/hm.yml", out);
         if (!write_text(path, config)) return 2;
         snprintf(res, sizeof res, "%s/hm", out);
-        char *run_args[] = {"run", path, "--out", res, "--threads", threads, "--cache", "none", "--weights", (char *)weights, "--overwrite", NULL};
-        rc = mrec_cmd_run(11, run_args);
-        if (rc) return rc;
-        snprintf(res, sizeof res, "%s/hm/all-MiniLM-L6-v2", out);
-        print_results(res, "rec_cutoff_20_relthreshold_0.tsv", 1, "", NULL, 0);
+        o.out = res, o.weights = weights;
+        if ((rc = run_config(path, 1, &o, &best))) return rc;
+        print_results(&best, 0, "", NULL, 0);
     }
     printf("\ndemo done in %.0f s; configs, tables and report.html under %s/\n", mrec_now() - t0, out);
     return 0;

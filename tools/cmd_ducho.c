@@ -20,6 +20,7 @@
  *
  * Where Ducho pairs images and texts by position (visual_textual), mrec pairs them by item id.
  */
+#include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
 
@@ -429,60 +430,53 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
     return 0;
 }
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N] [--skip-unsupported]\n"
-            "                               [--overwrite] [--resume]\n"
-            "\n"
-            "Runs a Ducho configuration: dataset_path, 'gpu list', and visual / textual / visual_textual\n"
-            "sections of items (input_path, output_path, item_column, text_column, model list with\n"
-            "model_name, output_layers, backend, batch_size, reshape, preprocessing, mean, std, fusion).\n"
-            "Writes Ducho's tree: <dataset_path>/<output_path>/<backend>/<model_name>/<output_layers>/<id>.npy.\n"
-            "model_name is a folder, or a name found in the weights folder (--weights, $MREC_WEIGHTS, else\n"
-            "weights/ beside bin/): ResNet50 -> weights/resnet50, openai/clip-vit-base-patch16 ->\n"
-            "weights/openai/clip-vit-base-patch16. --matrix also writes LEAF.npy and LEAF_ids.txt, the\n"
-            "items in id order, as MMRec reads features. Images and texts of visual_textual are paired by\n"
-            "item id (Ducho pairs them by position). Relative paths are taken from the current folder.\n"
-            "Prints one line per model: modality, model_name, output folder. --skip-unsupported lists and\n"
-            "leaves out the models that have no local copy or that mrec cannot run (ALIGN, AltCLIP, .pt files).\n"
-            "Each model's folder is built beside itself and appears whole when the model is done; one that\n"
-            "exists is replaced only with --overwrite (it stays as it was until then), and a second run into\n"
-            "it at the same time is refused. --resume takes up the items a killed run finished (visual and\n"
-            "textual models), keeping the files that verify, and redoes the rest; a finished model's folder is\n"
-            "verified and kept. A NaN or infinite feature stops the run, naming the item and the model.\n");
-    return f == stdout ? 0 : 1;
-}
+enum { X_WEIGHTS, X_MATRIX, X_THREADS, X_SKIP, X_OVERWRITE, X_RESUME, N_OPTIONS };
+
+static const mrec_option OPTIONS[N_OPTIONS] = {
+    [X_WEIGHTS] = {"--weights", MREC_OPT_TEXT, "DIR", "where model_name folders are looked up", "$MREC_WEIGHTS, else weights/ beside bin/",
+                   .section = "options"},
+    [X_MATRIX] = {"--matrix", MREC_OPT_SWITCH, NULL, "also LEAF.npy and LEAF_ids.txt beside each leaf, the items in id order (MMRec's layout)"},
+    [X_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+    [X_SKIP] = {"--skip-unsupported", MREC_OPT_SWITCH, NULL, "models without a local copy, or that mrec cannot run, are listed and left out"},
+    [X_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace existing model folders (each stays as it was until the new one is whole)"},
+    [X_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "take up the items a killed run finished"},
+};
+
+static const mrec_command COMMAND = {
+    "extract", "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N] [--skip-unsupported] [--overwrite] [--resume]\n",
+    "Runs a Ducho configuration: dataset_path, 'gpu list', and visual / textual / visual_textual\n"
+    "sections of items (input_path, output_path, item_column, text_column, model list with\n"
+    "model_name, output_layers, backend, batch_size, reshape, preprocessing, mean, std, fusion).\n"
+    "Writes Ducho's tree: <dataset_path>/<output_path>/<backend>/<model_name>/<output_layers>/<id>.npy.\n"
+    "model_name is a folder, or a name found in the weights folder (--weights, $MREC_WEIGHTS, else\n"
+    "weights/ beside bin/): ResNet50 -> weights/resnet50, openai/clip-vit-base-patch16 ->\n"
+    "weights/openai/clip-vit-base-patch16. --matrix also writes LEAF.npy and LEAF_ids.txt, the\n"
+    "items in id order, as MMRec reads features. Images and texts of visual_textual are paired by\n"
+    "item id (Ducho pairs them by position). Relative paths are taken from the current folder.\n"
+    "Prints one line per model: modality, model_name, output folder. --skip-unsupported lists and\n"
+    "leaves out the models that have no local copy or that mrec cannot run (ALIGN, AltCLIP, .pt files).\n"
+    "Each model's folder is built beside itself and appears whole when the model is done; one that\n"
+    "exists is replaced only with --overwrite (it stays as it was until then), and a second run into\n"
+    "it at the same time is refused. --resume takes up the items a killed run finished (visual and\n"
+    "textual models), keeping the files that verify, and redoes the rest; a finished model's folder is\n"
+    "verified and kept. A NaN or infinite feature stops the run, naming the item and the model.\n",
+    OPTIONS, N_OPTIONS, 1};
 
 int mrec_cmd_extract(int argc, char **argv) {
-    const char *config = NULL, *weights = NULL;
-    int matrix = 0, threads = 0, skip = 0, out_flags = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        if (!strcmp(argv[i], "--matrix")) matrix = 1;
-        else if (mrec_out_flag(argv[i], &out_flags)) continue;
-        else if (!strcmp(argv[i], "--skip-unsupported")) skip = 1;
-        else if ((!strcmp(argv[i], "--weights") || !strcmp(argv[i], "--threads")) &&
-                 mrec_opt_missing("extract", argv[i], i + 1 < argc ? argv[i + 1] : NULL))
-            return 1;
-        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            if (mrec_opt_int("extract", argv[i], argv[i + 1], 0, 1024, &threads)) return 1;
-            i++;
-        }
-        else if (argv[i][0] != '-' && !config) config = argv[i];
-        else {
-            fprintf(stderr, "mrec extract: unexpected '%s'\n", argv[i]);
-            return usage(stderr);
-        }
-    }
-    if (!config) return usage(stderr);
+    mrec_opt_value v[N_OPTIONS];
+    const char *pos[1];
+    int n_pos = 0, rc = mrec_options_parse(&COMMAND, argc, argv, v, NULL, pos, &n_pos);
+    if (rc == MREC_OPTS_HELP) return 0;
+    if (rc) return rc;
+    if (!n_pos) return fprintf(stderr, "mrec extract: a config file is needed (mrec extract --help)\n"), 1;
+    int out_flags = (v[X_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[X_RESUME].given ? MREC_OUT_RESUME : 0);
     mrec_cfg c;
-    mrec_status st = mrec_cfg_load(&c, config);
+    mrec_status st = mrec_cfg_load(&c, pos[0]);
     if (st) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
         return 2;
     }
-    int rc = mrec_ducho_run(&c, c.root, weights, threads, matrix, skip, out_flags, NULL);
+    rc = mrec_ducho_run(&c, c.root, v[X_WEIGHTS].text, (int)v[X_THREADS].i, v[X_MATRIX].given, v[X_SKIP].given, out_flags, NULL);
     mrec_cfg_free(&c);
     return rc;
 }

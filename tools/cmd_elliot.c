@@ -17,16 +17,19 @@
  *                                  save_recs: True, early_stopping: {patience: 5}},
  *                           lr: [0.0005, 0.001], l_w: [1e-5, 1e-2], factors: 64, n_layers: 3, ...}
  *
- * A list-valued hyper-parameter is a grid axis; every grid point is one `mrec train` run, chosen on the
+ * A list-valued hyper-parameter is a grid axis; every grid point is one training run, chosen on the
  * validation metric only (on test only when there is no validation split, as Elliot does then). Outputs,
  * under --out (default results/<dataset>): performance/rec_cutoff_<k>_relthreshold_<t>.tsv (the best grid
  * point of each model, on test), performance/grid_cutoff_<k>.tsv (every point, valid and test),
  * performance/bestmodelparams_cutoff_<k>_relthreshold_<t>.json, performance/stat_paired_ttest_cutoff_<k>.tsv
  * and stat_wilcoxon_test_cutoff_<k>.tsv (p-values between the best models, per metric, over test users),
- * recs/<model>.tsv (user, item, rank) with save_recs, runs/<model>/ (each point's own mrec train output),
- * and report.html. The folder is built beside itself and swapped in whole when the experiment is done.
+ * recs/<model>.tsv (user, item, rank) with save_recs, runs/<model>/ (each point's own run folder, as mrec
+ * train writes it), and report.html. The folder is built beside itself and swapped in whole when the
+ * experiment is done. Every point trains through mrec_train and hands its results back in memory; the
+ * best point of each model keeps its run (top lists, per-user metrics, curve) for the tables after.
  */
 #include "elliot.h"
+#include "mrec_options.h"
 #include "mrec_parse.h"
 
 #include "../nn/mrec_io.h"
@@ -39,83 +42,113 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int read_results(const char *path, const experiment *e, point *p) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    char line[8192];
-    int n_metrics = e->n_metrics, n_cols = n_metrics * e->n_k, got = 0;
-    if (!fgets(line, sizeof line, f)) n_cols = 0;
-    while (n_cols && fgets(line, sizeof line, f)) {
-        char *save, *tok = strtok_r(line, "\t\n", &save);
-        int col = 0, is_test = 0;
-        double vals[64];
-        int nv = 0;
-        for (; tok; tok = strtok_r(NULL, "\t\n", &save), col++) {
-            if (col == 1) snprintf(p->params, sizeof p->params, "%s", tok);
-            if (col == 2) is_test = !strcmp(tok, "test");
-            long epoch;
-            if (col == 3 && !mrec_parse_int(tok, 0, 100000000, &epoch)) p->best_epoch = (int)epoch;
-            /* an unreadable value leaves the row short, and the row is refused below */
-            if (col >= 4 && nv < 64 && mrec_parse_double(tok, -1e300, 1e300, &vals[nv]) == MREC_OK) nv++;
+enum { C_OUT, C_WEIGHTS, C_THREADS, C_CACHE, C_EPOCHS, C_SKIP, C_OVERWRITE, C_RESUME, N_CONFIG_OPTIONS };
+
+/* The options of mrec train CONFIG and mrec run CONFIG (--weights only for run). */
+static const mrec_option CONFIG_OPTIONS[N_CONFIG_OPTIONS] = {
+    [C_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "the results folder: built beside itself, it appears whole at the end", "results/<dataset>",
+               .section = "options"},
+    [C_WEIGHTS] = {"--weights", MREC_OPT_TEXT, "DIR", "where model_name folders are looked up", "weights/ beside the binary"},
+    [C_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+    [C_CACHE] = {"--cache", MREC_OPT_TEXT, "DIR|none", "kNN item graphs kept between runs", "$MREC_CACHE, else ~/.cache/mrec"},
+    [C_EPOCHS] = {"--epochs", MREC_OPT_INT, "N", "caps every model's epochs (for a quick look)", NULL, 1, 1000000},
+    [C_SKIP] = {"--skip-unsupported", MREC_OPT_SWITCH, NULL, "models (and encoders) mrec lacks are listed and left out, not refused"},
+    [C_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
+    [C_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "take up a killed extraction's items; an experiment runs again whole"},
+};
+
+int mrec_config_command_args(int argc, char **argv, const char *cmd, const char *usage, const char *notes, mrec_experiment_options *o,
+                             const char **config) {
+    mrec_option opts[N_CONFIG_OPTIONS];
+    int n = 0, with_weights = !strcmp(cmd, "run"), row[N_CONFIG_OPTIONS];
+    for (int i = 0; i < N_CONFIG_OPTIONS; i++)
+        if (i != C_WEIGHTS || with_weights) row[i] = n, opts[n++] = CONFIG_OPTIONS[i];
+    if (!with_weights) row[C_WEIGHTS] = -1;
+    mrec_command c = {cmd, usage, notes, opts, n, 1};
+    mrec_opt_value v[N_CONFIG_OPTIONS];
+    const char *pos[1];
+    int n_pos = 0, rc = mrec_options_parse(&c, argc, argv, v, NULL, pos, &n_pos);
+    memset(o, 0, sizeof *o);
+    *config = NULL;
+    if (rc == MREC_OPTS_HELP) return 0;
+    if (rc) return rc;
+    if (!n_pos) return fprintf(stderr, "mrec %s: a config file is needed (mrec %s CONFIG.yml --help)\n", cmd, cmd), 1;
+    *config = pos[0];
+    o->out = v[row[C_OUT]].text, o->cache = v[row[C_CACHE]].text;
+    if (with_weights) o->weights = v[row[C_WEIGHTS]].text;
+    o->threads = (int)v[row[C_THREADS]].i, o->max_epochs = (int)v[row[C_EPOCHS]].i;
+    o->skip_unsupported = v[row[C_SKIP]].given;
+    o->out_flags = (v[row[C_OVERWRITE]].given ? MREC_OUT_OVERWRITE : 0) | (v[row[C_RESUME]].given ? MREC_OUT_RESUME : 0);
+    return -1;
+}
+
+static const char NOTES[] =
+    "Runs an Elliot experiment: data_config (fixed train/validation/test files, or a dataset with\n"
+    "splitting), prefiltering, evaluation (cutoffs, simple_metrics, relevance_threshold, paired_ttest,\n"
+    "wilcoxon_test), top_k, and models with meta (hyper_opt_alg: grid, validation_rate,\n"
+    "validation_metric, save_recs, early_stopping). List-valued hyper-parameters are grid axes; the\n"
+    "best point of each model is chosen on validation. Writes under DIR (default results/<dataset>):\n"
+    "performance/rec_cutoff_<k>_relthreshold_<t>.tsv (best models, test), grid_cutoff_<k>.tsv (every\n"
+    "point), bestmodelparams_*.json, stat_paired_ttest_* and stat_wilcoxon_test_* (p-values over test\n"
+    "users), recs/<model>.tsv (with save_recs), runs/<model>/ and report.html. --skip-unsupported lists\n"
+    "and leaves out the models mrec lacks (GRCN, SimGCL, ...) instead of refusing the file.\n"
+    "DIR is built beside itself and appears whole when the experiment is done; an existing DIR is\n"
+    "replaced only with --overwrite (it stays as it was until then), and a second run into DIR at the\n"
+    "same time is refused.\n";
+
+/* The usage line and the models with their Elliot keys, from the registry. */
+static const char *usage_lines(void) {
+    static char text[8192];
+    if (text[0]) return text;
+    size_t at = (size_t)snprintf(text, sizeof text,
+                                 "usage: mrec train CONFIG.yml [--out DIR] [--threads N] [--cache DIR|none] [--epochs N] [--skip-unsupported]\n"
+                                 "                             [--overwrite]\n"
+                                 "\nmodels (with or without Elliot's 'external.') and the keys each takes:\n");
+    for (int i = 0; i < mrec_model_count() && at < sizeof text; i++) {
+        const mrec_model_entry *e = mrec_model_at(i);
+        at += (size_t)snprintf(text + at, sizeof text - at, "  %-9s", e->elliot);
+        for (int p = 0; p < MREC_MODEL_MAX_PARAMS && at < sizeof text; p++)
+            if (e->params[p].elliot) at += (size_t)snprintf(text + at, sizeof text - at, " %s", e->params[p].elliot);
+        for (int f = 0; f < MREC_MODEL_MAX_FIXED && e->fixed[f].key && at < sizeof text; f++)
+            at += (size_t)snprintf(text + at, sizeof text - at, " %s", e->fixed[f].key);
+        if (e->needs != MREC_NEEDS_NONE && at < sizeof text) at += (size_t)snprintf(text + at, sizeof text - at, " modalities loaders");
+        if (at < sizeof text) at += (size_t)snprintf(text + at, sizeof text - at, "\n");
+    }
+    if (at < sizeof text) snprintf(text + at, sizeof text - at, "\n");
+    return text;
+}
+
+static void to_stdout(void *ctx, const char *line) {
+    (void)ctx;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
+static void to_stderr(void *ctx, const char *line) {
+    (void)ctx;
+    fprintf(stderr, "mrec train: %s\n", line);
+}
+
+/* Every grid point of every model: its spec built and checked, so a bad value stops the run before the first trains. */
+static mrec_status check_points(const experiment *e, int *total_runs) {
+    *total_runs = 0;
+    for (int mi = 0; mi < e->n_models; mi++) {
+        const model_spec *m = &e->models[mi];
+        int sizes[MAX_AXES], pick[MAX_AXES] = {0}, total = 1;
+        for (int a = 0; a < m->n_axes; a++) total *= sizes[a] = m->axis[a]->kind == MREC_CFG_SEQ ? mrec_cfg_count(m->axis[a]) : 1;
+        for (int g = 0; g < total; g++) {
+            for (int a = m->n_axes - 1, r = g; a >= 0; a--) pick[a] = r % sizes[a], r /= sizes[a];
+            mrec_train_spec s;
+            mrec_status st = elliot_point_spec(e, m, pick, &s);
+            if (st) return st;
         }
-        if (nv != n_cols) break;
-        for (int i = 0; i < n_metrics; i++)
-            for (int j = 0; j < e->n_k; j++) (is_test ? p->test : p->valid)[i][j] = vals[i * e->n_k + j];
-        got |= is_test ? 2 : 1;
-        if (is_test && !(got & 1)) memcpy(p->valid, p->test, sizeof p->valid); /* no validation split: chosen on test */
+        *total_runs += total;
     }
-    fclose(f);
-    return got & 2 ? 0 : -1;
+    return MREC_OK;
 }
-
-/* recs/<name>.tsv: the run's recommendations as Elliot writes them, one (user, item, rank) a line. */
-static mrec_status write_recs(const experiment *e, const char *runs, const char *name) {
-    char from[4900], to[4900], line[65536];
-    snprintf(from, sizeof from, "%s/%s/recommendations.tsv", runs, name);
-    snprintf(to, sizeof to, "%s/%s.tsv", e->recs, name);
-    FILE *in = fopen(from, "r");
-    if (!in) return mrec_fail(MREC_ERR_IO, "%s: cannot read", from);
-    mrec_atomic_file af;
-    mrec_status st = mrec_atomic_begin(&af, to);
-    if (st) return fclose(in), st;
-    FILE *o = af.f;
-    while (fgets(line, sizeof line, in)) {
-        char *save, *user = strtok_r(line, "\t\n", &save);
-        int rank = 1;
-        for (char *it = strtok_r(NULL, "\t\n", &save); it; it = strtok_r(NULL, "\t\n", &save)) fprintf(o, "%s\t%s\t%d\n", user, it, rank++);
-    }
-    fclose(in);
-    return mrec_atomic_commit(&af);
-}
-
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: mrec train CONFIG.yml [--out DIR] [--threads N] [--cache DIR|none] [--epochs N] [--skip-unsupported]\n"
-            "                             [--overwrite]\n"
-            "\n"
-            "Runs an Elliot experiment: data_config (fixed train/validation/test files, or a dataset with\n"
-            "splitting), prefiltering, evaluation (cutoffs, simple_metrics, relevance_threshold, paired_ttest,\n"
-            "wilcoxon_test), top_k, and models with meta (hyper_opt_alg: grid, validation_rate,\n"
-            "validation_metric, save_recs, early_stopping). List-valued hyper-parameters are grid axes; the\n"
-            "best point of each model is chosen on validation. Writes under DIR (default results/<dataset>):\n"
-            "performance/rec_cutoff_<k>_relthreshold_<t>.tsv (best models, test), grid_cutoff_<k>.tsv (every\n"
-            "point), bestmodelparams_*.json, stat_paired_ttest_* and stat_wilcoxon_test_* (p-values over test\n"
-            "users), recs/<model>.tsv (with save_recs), runs/<model>/ and report.html. --epochs caps every\n"
-            "model's epochs (for a quick look). --skip-unsupported lists and leaves out the models mrec lacks\n"
-            "(GRCN, SimGCL, ...) instead of refusing the file. Models: MostPop, ItemKNN, BPRMF, LightGCN, NGCF, VBPR, FREEDOM,\n"
-            "LATTICE, BM3, NGCFM (with or without Elliot's 'external.' prefix).\n"
-            "DIR is built beside itself and appears whole when the experiment is done; an existing DIR is\n"
-            "replaced only with --overwrite (it stays as it was until then), and a second run into DIR at the\n"
-            "same time is refused.\n");
-    return f == stdout ? 0 : 1;
-}
-
-/* Runs the experiment under `root` (a whole Elliot file or the experiment section). */
-static const char *report_note;
 
 int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_experiment_options *o, mrec_best *best_out) {
-    const char *out = o->out, *cache = o->cache, *extra_features = o->features;
-    int threads = o->threads, max_epochs = o->max_epochs;
+    const char *out = o->out, *extra_features = o->features;
     static experiment e;
     memset(&e, 0, sizeof e);
     e.c = c, e.skip_unsupported = o->skip_unsupported;
@@ -124,7 +157,9 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
         if (v) snprintf(e.visual, sizeof e.visual, "%.*s", (int)strcspn(v + 7, ","), v + 7);
         if (t) snprintf(e.textual, sizeof e.textual, "%.*s", (int)strcspn(t + 8, ","), t + 8);
     }
+    int total_runs = 0;
     mrec_status st = elliot_read(&e, root);
+    if (!st) st = check_points(&e, &total_runs);
     if (st) {
         fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
         return 2;
@@ -152,76 +187,67 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
         mrec_out_abort(&od);
         return 2;
     }
-    /* cut-offs as mrec train takes them; the selection cut-off is among them */
-    char ks[128], th[32], thr[32], ep[32];
-    size_t at = 0;
-    for (int i = 0; i < e.n_k; i++) at += snprintf(ks + at, sizeof ks - at, "%s%d", i ? "," : "", e.k[i]);
-    snprintf(th, sizeof th, "%d", threads);
-    snprintf(thr, sizeof thr, "%g", e.threshold);
-    snprintf(ep, sizeof ep, "%d", max_epochs);
     static point *grid[MAX_MODELS];
+    static mrec_train_result best_run[MAX_MODELS]; /* the best point's run of each model */
+    memset(best_run, 0, sizeof best_run);
     int n_points[MAX_MODELS] = {0}, best[MAX_MODELS], rc = 0;
     double t0 = mrec_now(), train_s = 0, eval_s = 0;
-    int done = 0, total_runs = 0;
-    for (int mi = 0; mi < e.n_models; mi++) {
-        int t = 1;
-        for (int a = 0; a < e.models[mi].n_axes; a++) t *= e.models[mi].axis[a]->kind == MREC_CFG_SEQ ? mrec_cfg_count(e.models[mi].axis[a]) : 1;
-        total_runs += t;
-    }
+    int done = 0;
     for (int mi = 0; mi < e.n_models && !rc; mi++) {
         model_spec *m = &e.models[mi];
         int sizes[MAX_AXES], pick[MAX_AXES] = {0}, total = 1;
         for (int a = 0; a < m->n_axes; a++) total *= sizes[a] = m->axis[a]->kind == MREC_CFG_SEQ ? mrec_cfg_count(m->axis[a]) : 1;
         grid[mi] = calloc((size_t)total, sizeof *grid[mi]);
         best[mi] = -1;
+        if (!grid[mi]) rc = 3, fprintf(stderr, "mrec train: out of memory for %d grid points\n", total);
         for (int g = 0; g < total && !rc; g++) {
             for (int a = m->n_axes - 1, r = g; a >= 0; a--) pick[a] = r % sizes[a], r /= sizes[a];
             point *p = &grid[mi][g];
             elliot_point_name(p->name, sizeof p->name, m, pick);
-            char dir[4800], store[4][64], *argv[128];
-            snprintf(dir, sizeof dir, "%s/%s", runs, p->name);
-            int argc = 0;
-            argv[argc++] = "train";
-            for (int i = 0; i < e.n_data; i++) argv[argc++] = e.data_argv[i];
-            char *fixed[] = {"--model", (char *)m->fam->mrec, "--out", dir, "--k", ks, "--metrics", e.metrics, "--select", m->select,
-                             "--threshold", thr, "--threads", th, "--per-user"};
-            for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) argv[argc++] = fixed[i];
-            if (cache) argv[argc++] = "--cache", argv[argc++] = (char *)cache;
-            char topk[32];
-            snprintf(topk, sizeof topk, "%d", e.top_k);
-            if (m->save_recs) argv[argc++] = "--save-topk", argv[argc++] = topk;
-            if ((st = elliot_point_args(&e, m, pick, store, argv, &argc))) {
-                fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
-                rc = 2;
-                break;
-            }
-            if (max_epochs > 0) argv[argc++] = "--epochs", argv[argc++] = ep; /* the later --epochs wins */
-            argv[argc] = NULL;
+            mrec_train_spec s;
+            elliot_point_spec(&e, m, pick, &s); /* checked above */
+            if (o->max_epochs > 0) s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {o->max_epochs}, .given = 1};
+            s.threads = o->threads, s.cache = o->cache, s.log = to_stdout, s.notice = to_stderr;
             printf("== %s (%d/%d)\n", p->name, g + 1, total);
             fflush(stdout);
-            int r = mrec_cmd_train(argc, argv);
-            char res[4900];
-            snprintf(res, sizeof res, "%s/results.tsv", dir);
-            if (r || read_results(res, &e, p)) {
-                fprintf(stderr, "mrec train: %s failed (exit %d)\n", p->name, r);
-                rc = r ? r : 2;
+            /* the point's own folder, as mrec train writes it */
+            char dir[4800];
+            snprintf(dir, sizeof dir, "%s/%s", runs, p->name);
+            mrec_out_dir pod = {.lock_fd = -1};
+            mrec_train_result r;
+            memset(&r, 0, sizeof r);
+            if ((st = mrec_out_begin(&pod, dir, 0))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
+            if (!rc && (st = mrec_train(&s, &r))) rc = mrec_train_fail("train", &r, st);
+            if (!rc && (st = mrec_train_write(pod.scratch, &s, &r))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "writing"}, st);
+            if (!rc && (st = mrec_out_commit(&pod))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
+            mrec_out_abort(&pod);
+            if (rc) {
+                fprintf(stderr, "mrec train: %s failed (exit %d)\n", p->name, rc);
+                mrec_train_result_free(&r);
                 break;
             }
-            int sel = 0, sel_k = 0; /* the selection metric's column */
-            char sname[32];
-            int sk = 0;
-            sscanf(m->select, "%31[^@]@%d", sname, &sk);
+            snprintf(p->params, sizeof p->params, "%s", r.params);
+            p->best_epoch = r.best_epoch;
             for (int i = 0; i < e.n_metrics; i++)
-                if (!strcmp(elliot_metric(e.metric_elliot[i]), sname)) sel = i;
+                for (int j = 0; j < e.n_k; j++) {
+                    p->test[i][j] = elliot_as_printed(r.test.value[s.metrics[i]][j]);
+                    /* no validation split: chosen on test, as Elliot does then */
+                    p->valid[i][j] = r.selected_on_test ? p->test[i][j] : elliot_as_printed(r.valid.value[s.metrics[i]][j]);
+                }
+            train_s += r.train_seconds, eval_s += r.eval_seconds;
+            int sel = 0, sel_k = 0; /* the selection metric's column */
+            for (int i = 0; i < e.n_metrics; i++)
+                if (s.metrics[i] == m->select_metric) sel = i;
             for (int j = 0; j < e.n_k; j++)
-                if (e.k[j] == sk) sel_k = j;
-            if (best[mi] < 0 || p->valid[sel][sel_k] > grid[mi][best[mi]].valid[sel][sel_k]) best[mi] = g;
+                if (e.k[j] == m->select_k) sel_k = j;
+            if (best[mi] < 0 || p->valid[sel][sel_k] > grid[mi][best[mi]].valid[sel][sel_k]) {
+                best[mi] = g;
+                mrec_train_result_free(&best_run[mi]);
+                best_run[mi] = r;
+            } else {
+                mrec_train_result_free(&r);
+            }
             n_points[mi] = g + 1;
-            snprintf(res, sizeof res, "%s/timing.tsv", dir);
-            FILE *tf = fopen(res, "r");
-            double tr = 0, ev = 0;
-            if (tf && fscanf(tf, "%*s %*s %*s %lf %lf", &tr, &ev) == 2) train_s += tr, eval_s += ev;
-            if (tf) fclose(tf);
             done++;
             double spent = mrec_now() - t0;
             printf("progress: %d of %d runs, %.0f s, ETA %.0f s\n", done, total_runs, spent, spent / done * (total_runs - done));
@@ -230,13 +256,15 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
     if (!rc && (st = elliot_write_tables(&e, grid, n_points, best))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
     /* recs and significance over the best models */
     point bests[MAX_MODELS];
+    const mrec_train_result *best_runs[MAX_MODELS];
     int nb = 0;
     for (int m = 0; !rc && m < e.n_models; m++) {
         if (best[m] < 0) continue;
-        bests[nb++] = grid[m][best[m]];
-        if (e.models[m].save_recs && (st = write_recs(&e, runs, grid[m][best[m]].name))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
+        bests[nb] = grid[m][best[m]], best_runs[nb++] = &best_run[m];
+        if (e.models[m].save_recs && (st = elliot_write_recs(&e, grid[m][best[m]].name, &best_run[m])))
+            rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
     }
-    if (!rc && (st = elliot_write_stats(&e, runs, bests, nb))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
+    if (!rc && (st = elliot_write_stats(&e, bests, best_runs, nb))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
     if (!rc) {
         /* the table a user reads first */
         int n_metrics = e.n_metrics;
@@ -252,13 +280,16 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
         printf("time: %.1f s training, %.1f s evaluating, %.1f s in all (%d runs)\nresults: %s\n", train_s, eval_s, mrec_now() - t0, done,
                final_out);
         const char *names[MAX_MODELS], *metrics[8];
-        double values[MAX_MODELS * 8];
-        int nm = 0;
+        const mrec_history_point *history[MAX_MODELS];
+        double values[MAX_MODELS * 8], valid[MAX_MODELS * 8];
+        int nm = 0, n_history[MAX_MODELS];
         for (int i = 0; i < n_metrics; i++) metrics[i] = e.metric_elliot[i];
         for (int m = 0; m < e.n_models; m++) {
             if (best[m] < 0) continue;
             names[nm] = grid[m][best[m]].name;
-            for (int i = 0; i < n_metrics; i++) values[nm * n_metrics + i] = grid[m][best[m]].test[i][e.n_k - 1];
+            history[nm] = best_run[m].history, n_history[nm] = best_run[m].n_history;
+            for (int i = 0; i < n_metrics; i++)
+                values[nm * n_metrics + i] = grid[m][best[m]].test[i][e.n_k - 1], valid[nm * n_metrics + i] = grid[m][best[m]].valid[i][e.n_k - 1];
             nm++;
         }
         if (best_out) {
@@ -267,53 +298,27 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
             for (int i = 0; i < n_metrics; i++) snprintf(best_out->metric[i], sizeof best_out->metric[0], "%s", metrics[i]);
             for (int m = 0; m < nm && m < MREC_MAX_BEST; m++, best_out->n++) {
                 snprintf(best_out->model[m], sizeof best_out->model[0], "%s", names[m]);
-                for (int i = 0; i < n_metrics; i++) best_out->value[m][i] = values[m * n_metrics + i];
+                for (int i = 0; i < n_metrics; i++) best_out->value[m][i] = values[m * n_metrics + i], best_out->valid[m][i] = valid[m * n_metrics + i];
             }
         }
         char title[256];
         snprintf(title, sizeof title, "mrec: %s", e.dataset);
-        mrec_report rep = {.out = e.out, .title = title, .runs = runs, .select = e.models[0].select, .models = names, .metrics = metrics,
-                           .values = values, .n_models = nm, .n_metrics = n_metrics, .k = e.k[e.n_k - 1], .note = report_note};
+        mrec_report rep = {.out = e.out, .title = title, .select = e.models[0].select, .history = history, .n_history = n_history,
+                           .models = names, .metrics = metrics, .values = values, .n_models = nm, .n_metrics = n_metrics,
+                           .k = e.k[e.n_k - 1]};
         if ((st = mrec_report_write(&rep))) fprintf(stderr, "mrec train: %s\n", mrec_error_detail()), rc = 2;
     }
     if (!rc && (st = mrec_out_commit(&od))) fprintf(stderr, "mrec train: %s\n", mrec_error_detail()), rc = 2;
     mrec_out_abort(&od);
-    for (int m = 0; m < e.n_models; m++) free(grid[m]);
+    for (int m = 0; m < e.n_models; m++) free(grid[m]), grid[m] = NULL, mrec_train_result_free(&best_run[m]);
     return rc;
-}
-
-int mrec_config_command_args(int argc, char **argv, const char *cmd, int with_weights, mrec_experiment_options *o, const char **config) {
-    memset(o, 0, sizeof *o);
-    *config = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 0;
-        int takes_value = !strcmp(argv[i], "--out") || (with_weights && !strcmp(argv[i], "--weights")) || !strcmp(argv[i], "--threads") ||
-                          !strcmp(argv[i], "--cache") || !strcmp(argv[i], "--epochs");
-        if (takes_value && mrec_opt_missing(cmd, argv[i], i + 1 < argc ? argv[i + 1] : NULL)) return 1;
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) o->out = argv[++i];
-        else if (with_weights && !strcmp(argv[i], "--weights") && i + 1 < argc) o->weights = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            if (mrec_opt_int(cmd, argv[i], argv[i + 1], 0, 1024, &o->threads)) return 1;
-            i++;
-        }
-        else if (!strcmp(argv[i], "--cache") && i + 1 < argc) o->cache = argv[++i];
-        else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) {
-            if (mrec_opt_int(cmd, argv[i], argv[i + 1], 1, 1000000, &o->max_epochs)) return 1;
-            i++;
-        }
-        else if (!strcmp(argv[i], "--skip-unsupported")) o->skip_unsupported = 1;
-        else if (mrec_out_flag(argv[i], &o->out_flags)) continue;
-        else if (argv[i][0] != '-' && !*config) *config = argv[i];
-        else return fprintf(stderr, "mrec %s: unexpected '%s'\n", cmd, argv[i]), 1;
-    }
-    return *config ? -1 : 1;
 }
 
 int mrec_cmd_experiment(int argc, char **argv) {
     const char *config;
     mrec_experiment_options o;
-    int how = mrec_config_command_args(argc, argv, "train", 0, &o, &config);
-    if (how >= 0) return usage(how ? stderr : stdout);
+    int how = mrec_config_command_args(argc, argv, "train", usage_lines(), NOTES, &o, &config);
+    if (how >= 0) return how;
     mrec_cfg c;
     if (mrec_cfg_load(&c, config)) {
         fprintf(stderr, "mrec train: %s\n", mrec_error_detail());

@@ -13,6 +13,7 @@
 #include "../extractors/mrec_extract.h"
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
 
@@ -23,26 +24,45 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR\n"
-            "                         [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]\n"
-            "                         [--batch-size 32] [--empty embed|skip] [--threads N]\n"
-            "                         [--layer embeds|projected|pooler] [--overwrite] [--resume]\n"
-            "\n"
-            "Embeds the text column of a CSV / TSV item table with a BERT-family model folder\n"
-            "(sentence-transformers or Hugging Face) or a CLIP folder. Pooling, normalization and the\n"
-            "maximum length default to the folder's sentence-transformers settings; CLIP gives text_embeds\n"
-            "(--layer embeds: projected and L2-normalized, as Ducho saves them), projected or pooler. matrix writes DIR/text_feat.npy\n"
-            "(one row per item, in table order) and DIR/text_feat_ids.txt; per-item writes DIR/<id>.npy.\n"
-            "Empty texts are embedded as the empty string (--empty embed) or left out (--empty skip);\n"
-            "either way they are counted on standard error. DIR is built beside itself and appears whole when\n"
-            "the run succeeds; an existing DIR is replaced only with --overwrite (and stays as it was until\n"
-            "then). A second run into DIR at the same time is refused. --resume (per-item) takes up the items a\n"
-            "killed run finished (or DIR's, when it is complete), keeping the files that verify, and redoes the rest.\n"
-            "A NaN or infinite feature stops the run, naming the item, with nothing written.\n");
-    return f == stdout ? 0 : 1;
-}
+enum { T_MODEL, T_INPUT, T_ID, T_TEXT, T_OUT, T_FORMAT, T_POOLING, T_NORMALIZE, T_LAYER, T_EMPTY, T_BATCH, T_THREADS, T_OVERWRITE, T_RESUME,
+       N_OPTIONS };
+
+static const mrec_option OPTIONS[N_OPTIONS] = {
+    [T_MODEL] = {"--model", MREC_OPT_PATH, "DIR", "a BERT-family folder (sentence-transformers or Hugging Face) or a CLIP folder",
+                 .allow_dir = 1, .section = "options"},
+    [T_INPUT] = {"--input", MREC_OPT_PATH, "FILE", "the item table, CSV or TSV"},
+    [T_ID] = {"--id-column", MREC_OPT_TEXT, "C", "the column of item ids"},
+    [T_TEXT] = {"--text-column", MREC_OPT_TEXT, "C", "the column of texts"},
+    [T_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "the output folder"},
+    [T_FORMAT] = {"--format", MREC_OPT_ENUM, "matrix|per-item", "DIR/text_feat.npy and text_feat_ids.txt, or DIR/<id>.npy", "matrix",
+                  .choices = "matrix|per-item"},
+    [T_POOLING] = {"--pooling", MREC_OPT_ENUM, "mean|cls|pooler", "a BERT-family model's pooling", "the folder's sentence-transformers setting",
+                   .choices = "mean|cls|pooler"},
+    [T_NORMALIZE] = {"--normalize", MREC_OPT_SWITCH, NULL, "L2-normalize each embedding", "the folder's sentence-transformers setting"},
+    [T_LAYER] = {"--layer", MREC_OPT_ENUM, "embeds|projected|pooler", "a CLIP model's output", "embeds", .choices = "embeds|projected|pooler"},
+    [T_EMPTY] = {"--empty", MREC_OPT_ENUM, "embed|skip", "an empty text is embedded as the empty string, or left out", "embed",
+                 .choices = "embed|skip"},
+    [T_BATCH] = {"--batch-size", MREC_OPT_INT, "N", "texts per batch", "32", 1, 4096},
+    [T_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+    [T_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
+    [T_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "per-item: take up the items a killed run finished"},
+};
+
+static const mrec_command COMMAND = {
+    "extract-text",
+    "usage: mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR [options]\n",
+    "Embeds the text column of a CSV / TSV item table with a BERT-family model folder\n"
+    "(sentence-transformers or Hugging Face) or a CLIP folder. Pooling, normalization and the\n"
+    "maximum length default to the folder's sentence-transformers settings; CLIP gives text_embeds\n"
+    "(--layer embeds: projected and L2-normalized, as Ducho saves them), projected or pooler. matrix writes DIR/text_feat.npy\n"
+    "(one row per item, in table order) and DIR/text_feat_ids.txt; per-item writes DIR/<id>.npy.\n"
+    "Empty texts are embedded as the empty string (--empty embed) or left out (--empty skip);\n"
+    "either way they are counted on standard error. DIR is built beside itself and appears whole when\n"
+    "the run succeeds; an existing DIR is replaced only with --overwrite (and stays as it was until\n"
+    "then). A second run into DIR at the same time is refused. --resume (per-item) takes up the items a\n"
+    "killed run finished (or DIR's, when it is complete), keeping the files that verify, and redoes the rest.\n"
+    "A NaN or infinite feature stops the run, naming the item, with nothing written.\n",
+    OPTIONS, N_OPTIONS, 0};
 
 static int fail(const char *what, mrec_status st) {
     fprintf(stderr, "mrec extract-text: %s: %s: %s\n", what, mrec_strerror(st), mrec_error_detail());
@@ -50,48 +70,17 @@ static int fail(const char *what, mrec_status st) {
 }
 
 int mrec_cmd_extract_text(int argc, char **argv) {
-    const char *model = NULL, *input = NULL, *id_col = NULL, *text_col = NULL, *out = NULL, *format = "matrix",
-               *pooling = NULL, *empty = "embed", *layer = NULL;
-    int normalize = -1, batch = 32, threads = 0, out_flags = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (!strcmp(a, "--normalize")) {
-            normalize = 1;
-            continue;
-        }
-        if (mrec_out_flag(a, &out_flags)) continue;
-        if (mrec_opt_missing("extract-text", a, v)) return 1;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--input")) input = v;
-        else if (!strcmp(a, "--id-column")) id_col = v;
-        else if (!strcmp(a, "--text-column")) text_col = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--format")) format = v;
-        else if (!strcmp(a, "--pooling")) pooling = v;
-        else if (!strcmp(a, "--layer")) layer = v;
-        else if (!strcmp(a, "--empty")) empty = v;
-        else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-text", a, v, 1, 4096, &batch)) return 1; }
-        else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-text", a, v, 0, 1024, &threads)) return 1; }
-        else {
-            fprintf(stderr, "mrec extract-text: unknown option '%s'\n", a);
-            return usage(stderr);
-        }
-        i++;
-    }
-    if (!model || !input || !id_col || !text_col || !out) return usage(stderr);
-    if (mrec_check_input(input, "--input", 0) || mrec_check_input(model, "--model", 1)) /* a FIFO would block the reader */
-        return fprintf(stderr, "mrec extract-text: %s\n", mrec_error_detail()), 2;
-    if (strcmp(format, "matrix") && strcmp(format, "per-item")) {
-        fprintf(stderr, "mrec extract-text: --format is matrix or per-item, not '%s'\n", format);
-        return 1;
-    }
-    if (strcmp(empty, "embed") && strcmp(empty, "skip")) {
-        fprintf(stderr, "mrec extract-text: --empty is embed or skip, not '%s'\n", empty);
-        return 1;
-    }
-    if (batch < 1 || batch > 4096) {
-        fprintf(stderr, "mrec extract-text: --batch-size must be 1..4096\n");
+    mrec_opt_value v[N_OPTIONS];
+    int rc = mrec_options_parse(&COMMAND, argc, argv, v, NULL, NULL, NULL);
+    if (rc == MREC_OPTS_HELP) return 0;
+    if (rc) return rc;
+    const char *model = v[T_MODEL].text, *input = v[T_INPUT].text, *id_col = v[T_ID].text, *text_col = v[T_TEXT].text, *out = v[T_OUT].text;
+    const char *format = v[T_FORMAT].given ? v[T_FORMAT].text : "matrix", *pooling = v[T_POOLING].text, *layer = v[T_LAYER].text;
+    const char *empty = v[T_EMPTY].given ? v[T_EMPTY].text : "embed";
+    int normalize = v[T_NORMALIZE].given ? 1 : -1, batch = v[T_BATCH].given ? (int)v[T_BATCH].i : 32, threads = (int)v[T_THREADS].i;
+    int out_flags = (v[T_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[T_RESUME].given ? MREC_OUT_RESUME : 0);
+    if (!model || !input || !id_col || !text_col || !out) {
+        fprintf(stderr, "mrec extract-text: --model, --input, --id-column, --text-column and --out are needed (mrec extract-text --help)\n");
         return 1;
     }
     mrec_table table;
@@ -145,7 +134,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         }
         texts[n] = t, rows[n] = r, n++;
     }
-    int D = mrec_text_encoder_dim(&enc), rc = 0;
+    int D = mrec_text_encoder_dim(&enc);
     float *emb = malloc(sizeof *emb * (size_t)(n ? n : 1) * D);
     mrec_context_options o = mrec_context_defaults();
     o.device = MREC_WANT_CPU, o.n_threads = threads;

@@ -17,6 +17,7 @@
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
 
@@ -27,29 +28,47 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: mrec extract-image --model PATH --images DIR|TABLE --out DIR [--preset NAME]\n"
-            "                          [--layer avgpool|logits|cls|pooler] [--format matrix|per-item]\n"
-            "                          [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]\n"
-            "                          [--id-column C] [--path-column C] [--size H,W] [--mean R,G,B --std R,G,B]\n"
-            "                          [--overwrite] [--resume]\n"
-            "\n"
-            "Extracts visual features with a torchvision ResNet (safetensors) or a Hugging Face ViT folder.\n"
-            "Presets: ducho-resnet (default for ResNet: bicubic 224x224, ImageNet statistics), torchvision\n"
-            "(Resize 256 + CenterCrop 224), hf-vit (default for ViT), hf-clip; hf- presets read the model's\n"
-            "preprocessor_config.json. Images that cannot be decoded are listed and skipped; --strict stops\n"
-            "instead, before anything is written. matrix writes DIR/image_feat.npy (one row per item, in\n"
-            "item order) and DIR/image_feat_ids.txt; per-item writes DIR/<id>.npy of shape (1, dim).\n"
-            "--size resizes straight to H x W (a preset without a crop; Ducho's reshape); --mean and --std\n"
-            "replace the preset's normalization (in [0, 1] units, like torchvision's Normalize).\n"
-            "DIR is built beside itself and appears whole when the run succeeds; an existing DIR is replaced\n"
-            "only with --overwrite (and stays as it was until then). A second run into DIR at the same time is\n"
-            "refused. --resume (per-item) takes up the items a killed run finished (or DIR's, when it is\n"
-            "complete), keeping the files that verify, and redoes the rest. A NaN or infinite feature stops the\n"
-            "run, naming the item, with nothing written.\n");
-    return f == stdout ? 0 : 1;
-}
+enum { I_MODEL, I_IMAGES, I_OUT, I_PRESET, I_LAYER, I_FORMAT, I_ID, I_PATH, I_SIZE, I_MEAN, I_STD, I_BATCH, I_THREADS, I_DECODE, I_STRICT,
+       I_OVERWRITE, I_RESUME, N_OPTIONS };
+
+static const mrec_option OPTIONS[N_OPTIONS] = {
+    [I_MODEL] = {"--model", MREC_OPT_PATH, "PATH", "a torchvision ResNet (safetensors) or a Hugging Face ViT or CLIP folder", .allow_dir = 1,
+                 .section = "options"},
+    [I_IMAGES] = {"--images", MREC_OPT_PATH, "DIR|TABLE", "a folder of .jpg / .jpeg / .png, or a table of ids and paths", .allow_dir = 1},
+    [I_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "the output folder"},
+    [I_PRESET] = {"--preset", MREC_OPT_TEXT, "NAME", "ducho-resnet, torchvision, hf-vit or hf-clip", "the model's"},
+    [I_LAYER] = {"--layer", MREC_OPT_TEXT, "NAME", "avgpool or logits (ResNet), cls or pooler (ViT)", "avgpool, cls"},
+    [I_FORMAT] = {"--format", MREC_OPT_ENUM, "matrix|per-item", "DIR/image_feat.npy and image_feat_ids.txt, or DIR/<id>.npy", "matrix",
+                  .choices = "matrix|per-item"},
+    [I_ID] = {"--id-column", MREC_OPT_TEXT, "C", "a table's column of ids", "the first"},
+    [I_PATH] = {"--path-column", MREC_OPT_TEXT, "C", "a table's column of paths", "the second"},
+    [I_SIZE] = {"--size", MREC_OPT_TEXT, "H,W", "a straight resize to H x W (Ducho's reshape), each in [8, 4096]"},
+    [I_MEAN] = {"--mean", MREC_OPT_TEXT, "R,G,B", "the normalization's mean, in [0, 1] units (with --std)"},
+    [I_STD] = {"--std", MREC_OPT_TEXT, "R,G,B", "the normalization's std, each > 0 (with --mean)"},
+    [I_BATCH] = {"--batch-size", MREC_OPT_INT, "N", "images per batch", "32", 1, 4096},
+    [I_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+    [I_DECODE] = {"--decode-threads", MREC_OPT_INT, "N", "threads decoding images ahead of the encoder", "2", 1, 16},
+    [I_STRICT] = {"--strict", MREC_OPT_SWITCH, NULL, "an image that cannot be decoded stops the run, before anything is written"},
+    [I_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
+    [I_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "per-item: take up the items a killed run finished"},
+};
+
+static const mrec_command COMMAND = {
+    "extract-image", "usage: mrec extract-image --model PATH --images DIR|TABLE --out DIR [options]\n",
+    "Extracts visual features with a torchvision ResNet (safetensors) or a Hugging Face ViT folder.\n"
+    "Presets: ducho-resnet (default for ResNet: bicubic 224x224, ImageNet statistics), torchvision\n"
+    "(Resize 256 + CenterCrop 224), hf-vit (default for ViT), hf-clip; hf- presets read the model's\n"
+    "preprocessor_config.json. Images that cannot be decoded are listed and skipped; --strict stops\n"
+    "instead, before anything is written. matrix writes DIR/image_feat.npy (one row per item, in\n"
+    "item order) and DIR/image_feat_ids.txt; per-item writes DIR/<id>.npy of shape (1, dim).\n"
+    "--size resizes straight to H x W (a preset without a crop; Ducho's reshape); --mean and --std\n"
+    "replace the preset's normalization (in [0, 1] units, like torchvision's Normalize).\n"
+    "DIR is built beside itself and appears whole when the run succeeds; an existing DIR is replaced\n"
+    "only with --overwrite (and stays as it was until then). A second run into DIR at the same time is\n"
+    "refused. --resume (per-item) takes up the items a killed run finished (or DIR's, when it is\n"
+    "complete), keeping the files that verify, and redoes the rest. A NaN or infinite feature stops the\n"
+    "run, naming the item, with nothing written.\n",
+    OPTIONS, N_OPTIONS, 0};
 
 static int fail(const char *what, mrec_status st) {
     fprintf(stderr, "mrec extract-image: %s: %s: %s\n", what, mrec_strerror(st), mrec_error_detail());
@@ -84,52 +103,25 @@ static mrec_status override_preprocessing(mrec_image_encoder *enc, const char *m
 }
 
 int mrec_cmd_extract_image(int argc, char **argv) {
-    const char *model = NULL, *images = NULL, *out = NULL, *preset = NULL, *layer = NULL, *format = "matrix", *id_col = NULL,
-               *path_col = NULL;
-    const char *size = NULL, *mean = NULL, *std = NULL;
-    int batch = 32, threads = 0, decode_threads = 2, strict = 0, out_flags = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (!strcmp(a, "--strict")) {
-            strict = 1;
-            continue;
-        }
-        if (mrec_out_flag(a, &out_flags)) continue;
-        if (mrec_opt_missing("extract-image", a, v)) return 1;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--images")) images = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--preset")) preset = v;
-        else if (!strcmp(a, "--layer")) layer = v;
-        else if (!strcmp(a, "--format")) format = v;
-        else if (!strcmp(a, "--id-column")) id_col = v;
-        else if (!strcmp(a, "--path-column")) path_col = v;
-        else if (!strcmp(a, "--size") || !strcmp(a, "--mean") || !strcmp(a, "--std")) { /* checked now, applied once the model is loaded */
-            int is_size = !strcmp(a, "--size");
-            double x[3];
-            if (mrec_parse_reals(v, is_size ? 2 : 3, is_size ? 8 : !strcmp(a, "--std") ? 1e-6 : -1e3, is_size ? 4096 : 1e3, x))
-                return fprintf(stderr, "mrec extract-image: %s: %s\n", a, mrec_error_detail()), 1;
-            *(is_size ? &size : !strcmp(a, "--mean") ? &mean : &std) = v;
-        }
-        else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-image", a, v, 1, 4096, &batch)) return 1; }
-        else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-image", a, v, 0, 1024, &threads)) return 1; }
-        else if (!strcmp(a, "--decode-threads")) { if (mrec_opt_int("extract-image", a, v, 1, 16, &decode_threads)) return 1; }
-        else {
-            fprintf(stderr, "mrec extract-image: unknown option '%s'\n", a);
-            return usage(stderr);
-        }
-        i++;
+    mrec_opt_value v[N_OPTIONS];
+    int parsed = mrec_options_parse(&COMMAND, argc, argv, v, NULL, NULL, NULL);
+    if (parsed == MREC_OPTS_HELP) return 0;
+    if (parsed) return parsed;
+    const char *model = v[I_MODEL].text, *images = v[I_IMAGES].text, *out = v[I_OUT].text, *preset = v[I_PRESET].text, *layer = v[I_LAYER].text;
+    const char *format = v[I_FORMAT].given ? v[I_FORMAT].text : "matrix", *id_col = v[I_ID].text, *path_col = v[I_PATH].text;
+    const char *size = v[I_SIZE].text, *mean = v[I_MEAN].text, *std = v[I_STD].text;
+    int batch = v[I_BATCH].given ? (int)v[I_BATCH].i : 32, threads = (int)v[I_THREADS].i;
+    int decode_threads = v[I_DECODE].given ? (int)v[I_DECODE].i : 2, strict = v[I_STRICT].given;
+    int out_flags = (v[I_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[I_RESUME].given ? MREC_OUT_RESUME : 0);
+    /* --size, --mean and --std are checked now, applied once the model is loaded */
+    const int rows[3] = {I_SIZE, I_MEAN, I_STD};
+    for (int k = 0; k < 3; k++) {
+        double x[3];
+        if (v[rows[k]].given && mrec_parse_reals(v[rows[k]].text, k ? 3 : 2, k == 0 ? 8 : k == 2 ? 1e-6 : -1e3, k ? 1e3 : 4096, x))
+            return fprintf(stderr, "mrec extract-image: %s: %s\n", OPTIONS[rows[k]].flag, mrec_error_detail()), 1;
     }
-    if (!model || !images || !out) return usage(stderr);
-    if (mrec_check_input(images, "--images", 1) || mrec_check_input(model, "--model", 1)) /* a FIFO would block the reader */
-        return fprintf(stderr, "mrec extract-image: %s\n", mrec_error_detail()), 2;
-    if (strcmp(format, "matrix") && strcmp(format, "per-item")) {
-        fprintf(stderr, "mrec extract-image: --format is matrix or per-item, not '%s'\n", format);
-        return 1;
-    }
-    if (batch < 1 || batch > 4096 || decode_threads < 1 || decode_threads > 16) {
-        fprintf(stderr, "mrec extract-image: --batch-size must be 1..4096 and --decode-threads 1..16\n");
+    if (!model || !images || !out) {
+        fprintf(stderr, "mrec extract-image: --model, --images and --out are needed (mrec extract-image --help)\n");
         return 1;
     }
     mrec_image_list items;

@@ -21,20 +21,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: mrec run CONFIG.yml [--out DIR] [--weights DIR] [--threads N] [--cache DIR|none] [--epochs N]\n"
-            "                           [--skip-unsupported] [--overwrite] [--resume]\n"
-            "\n"
-            "Runs the extract: section (a Ducho config, as mrec extract) and then the experiment: section\n"
-            "(an Elliot experiment, as mrec train) with the extracted features as side information: once\n"
-            "per combination of a visual and a textual extractor, in DIR/<visual>+<textual>/ (DIR defaults\n"
-            "to results/<dataset>). Multimodal models use what the combination gives. DIR and each extracted\n"
-            "folder are built beside themselves and appear whole; existing ones are replaced only with\n"
-            "--overwrite, and a second run into them at the same time is refused. --resume takes up the items\n"
-            "of a killed extraction (see mrec extract); the experiment is run again whole.\n");
-    return f == stdout ? 0 : 1;
-}
+static const char USAGE[] = "usage: mrec run CONFIG.yml [--out DIR] [--weights DIR] [--threads N] [--cache DIR|none] [--epochs N]\n"
+                            "                           [--skip-unsupported] [--overwrite] [--resume]\n";
+
+static const char NOTES[] =
+    "Runs the extract: section (a Ducho config, as mrec extract) and then the experiment: section\n"
+    "(an Elliot experiment, as mrec train) with the extracted features as side information: once\n"
+    "per combination of a visual and a textual extractor, in DIR/<visual>+<textual>/ (DIR defaults\n"
+    "to results/<dataset>). Multimodal models use what the combination gives. DIR and each extracted\n"
+    "folder are built beside themselves and appear whole; existing ones are replaced only with\n"
+    "--overwrite, and a second run into them at the same time is refused. --resume takes up the items\n"
+    "of a killed extraction (see mrec extract); the experiment is run again whole.\n";
 
 /* The short name of an extractor for folder names: its model_name's last part. */
 static const char *short_name(const char *model) {
@@ -42,7 +39,7 @@ static const char *short_name(const char *model) {
     return slash ? slash + 1 : model;
 }
 
-int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
+int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o, mrec_best *all) {
     const char *out = o->out;
     static const char *const top[] = {"extract", "experiment", NULL};
     mrec_status st = mrec_cfg_check_keys(c, c->root, "the run config", top);
@@ -92,6 +89,7 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
     static char shorts[64][160];
     int n_rows = 0;
     mrec_best best = {0};
+    if (all) memset(all, 0, sizeof *all);
     for (int a = 0; a < (nv ? nv : 1) && !rc; a++)
         for (int b = 0; b < (nt ? nt : 1) && !rc; b++) {
             char features[8400] = "", label[600] = "", dir[4800];
@@ -103,6 +101,12 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
             mrec_experiment_options eo = *o;
             eo.out = dir, eo.features = features, eo.out_flags = 0; /* a fresh folder inside ours */
             rc = mrec_elliot_run(c, xp, &eo, &best);
+            for (int m = 0; !rc && all && m < best.n && all->n < MREC_MAX_BEST; m++, all->n++) { /* the combinations one after another */
+                all->n_metrics = best.n_metrics, all->k = best.k;
+                memcpy(all->metric, best.metric, sizeof all->metric);
+                memcpy(all->model[all->n], best.model[m], sizeof all->model[0]);
+                memcpy(all->value[all->n], best.value[m], sizeof all->value[0]), memcpy(all->valid[all->n], best.valid[m], sizeof all->valid[0]);
+            }
             for (int m = 0; !rc && m < best.n && n_rows < 64; m++, n_rows++) {
                 snprintf(rows[n_rows], sizeof rows[0], "%s [%s]", best.model[m], label);
                 snprintf(shorts[n_rows], sizeof shorts[0], "%.*s %s", (int)strcspn(best.model[m], "_"), best.model[m], label);
@@ -119,7 +123,7 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
         for (int i = 0; i < best.n_metrics; i++) metrics[i] = best.metric[i];
         char title[256];
         snprintf(title, sizeof title, "mrec run: %s, models x extractors", dataset);
-        mrec_report rep = {.out = base, .title = title, .runs = NULL, .select = "", .models = row_names,
+        mrec_report rep = {.out = base, .title = title, .select = "", .models = row_names,
                            .short_names = short_names, .metrics = metrics, .values = values, .n_models = n_rows,
                            .n_metrics = best.n_metrics, .k = best.k,
                            .note = "Each bar group is a model's best grid point with one combination of extractors; the validation curves are "
@@ -135,14 +139,14 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o) {
 int mrec_cmd_run(int argc, char **argv) {
     const char *config;
     mrec_experiment_options o;
-    int how = mrec_config_command_args(argc, argv, "run", 1, &o, &config);
-    if (how >= 0) return usage(how ? stderr : stdout);
+    int how = mrec_config_command_args(argc, argv, "run", USAGE, NOTES, &o, &config);
+    if (how >= 0) return how;
     mrec_cfg c;
     if (mrec_cfg_load(&c, config)) {
         fprintf(stderr, "mrec run: %s\n", mrec_error_detail());
         return 2;
     }
-    int rc = mrec_run_config(&c, &o);
+    int rc = mrec_run_config(&c, &o, NULL);
     mrec_cfg_free(&c);
     return rc;
 }

@@ -1,8 +1,10 @@
 /* elliot_config.c: an Elliot experiment file read into an `experiment`:
- * every key, type and path checked, each model mapped to an mrec trainer, and
- * each grid point turned into mrec train options.
+ * every key, type and path checked, each model found in the registry
+ * (mrec_registry.h) with its Elliot keys, and each grid point turned into
+ * the mrec_train_spec of its run.
  */
 #include "elliot.h"
+#include "mrec_options.h"
 #include "mrec_parse.h"
 
 #include <math.h>
@@ -10,28 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define COMMON {"lr", "--lr"}, {"epochs", "--epochs"}, {"factors", "--dim"}, {"batch_size", "--batch-size"}, {"seed", "--seed"}
-#define MODALITIES {"modalities", NULL}, {"loaders", NULL}
-
-static const family FAMILIES[] = {
-    {"MostPop", "mostpop", 0, 0, {{"seed", "--seed"}}},
-    {"ItemKNN", "itemknn", 0, 0, {{"neighbors", "--neighbours"}, {"similarity", NULL}, {"seed", "--seed"}}},
-    {"BPRMF", "bprmf", 0, 1, {COMMON, {"l_w", "--reg"}}},
-    {"LightGCN", "lightgcn", 0, 1, {COMMON, {"l_w", "--reg"}, {"n_layers", "--layers"}, {"normalize", NULL}}},
-    {"NGCF", "ngcf", 0, 1, {COMMON, {"l_w", "--reg"}, {"n_layers", "--layers"}, {"weight_size", NULL}, {"node_dropout", "--node-dropout"},
-                         {"message_dropout", "--mess-dropout"}, {"normalize", NULL}}},
-    {"VBPR", "vbpr", 1, 1, {COMMON, {"l_w", "--reg"}, {"comb_mod", NULL}, MODALITIES}},
-    {"FREEDOM", "freedom", 1, 1, {COMMON, {"l_w", "--reg"}, {"n_layers", NULL}, {"n_ui_layers", "--layers"}, {"top_k", "--knn-k"},
-                               {"factors_multimod", NULL}, {"mw", NULL}, {"drop", "--edge-dropout"}, {"lr_sched", NULL}, MODALITIES}},
-    {"LATTICE", "lattice", 1, 1, {COMMON, {"l_w", "--reg"}, {"n_layers", NULL}, {"n_ui_layers", NULL}, {"top_k", "--knn-k"},
-                               {"l_m", "--lambda"}, {"factors_multimod", NULL}, {"lr_sched", NULL}, MODALITIES}},
-    {"BM3", "bm3", 1, 1, {COMMON, {"reg_weight", "--reg"}, {"cl_weight", "--cl-weight"}, {"dropout", "--target-dropout"},
-                       {"n_layers", "--layers"}, {"multimod_factors", NULL}, {"lr_sched", NULL}, MODALITIES}},
-    {"NGCFM", "ngcfm", 1, 1, {COMMON, {"l_w", "--reg"}, {"n_layers", "--layers"}, {"weight_size", NULL}, {"node_dropout", "--node-dropout"},
-                           {"message_dropout", "--mess-dropout"}, {"normalize", NULL}, MODALITIES}},
-};
-#define N_FAMILIES (int)(sizeof FAMILIES / sizeof FAMILIES[0])
 
 /* Elliot's metric names -> mrec's (Elliot's nDCG has graded gains, its MAP averages P@1..P@K). */
 static const char *const METRICS[][2] = {{"Recall", "recall"}, {"Precision", "precision"}, {"HR", "hr"},      {"nDCG", "ndcg_graded"},
@@ -84,24 +64,16 @@ static int tuple_numbers(const char *s, double *a, double *b) {
     return !mrec_parse_double(fa, -1e12, 1e12, a) && !mrec_parse_double(fb, -1e12, 1e12, b);
 }
 
-/* A grid value that becomes option `flag` of mrec train: a number in the
- * range mrec train holds the option to, refused by key and line. */
-static mrec_status train_value(const mrec_cfg *c, const mrec_cfg_node *v, const char *key, const char *flag) {
+/* A grid value of hyper-parameter h: a plain number where h is a number, then in h's range; refused by key and line. */
+static mrec_status param_value(const mrec_cfg *c, const mrec_cfg_node *v, const char *key, mrec_hp h, mrec_param_value *out) {
     double num;
-    mrec_status st = mrec_cfg_node_number(c, v, key, -1e300, 1e300, &num);
-    if (st || !mrec_train_number_check(flag, v->value)) return st;
+    mrec_param_type type = mrec_param_spec_of(h)->type;
+    mrec_status st = type == MREC_PARAM_ENUM || type == MREC_PARAM_LIST ? MREC_OK : mrec_cfg_node_number(c, v, key, -1e300, 1e300, &num);
+    if (st || !mrec_param_parse(h, v->value, out)) return st;
     char why[400];
     snprintf(why, sizeof why, "%s: %s", key, mrec_error_detail());
     return bad(c, v, why);
 }
-
-static void add_arg(experiment *e, const char *a) {
-    if (e->n_data == 24) return;
-    snprintf(e->data_store[e->n_data], sizeof e->data_store[0], "%s", a);
-    e->data_argv[e->n_data] = e->data_store[e->n_data], e->n_data++;
-}
-
-static void add_data(experiment *e, const char *a, const char *b) { add_arg(e, a), add_arg(e, b); }
 
 static mrec_status read_data(experiment *e, const mrec_cfg_node *x) {
     const mrec_cfg *c = e->c;
@@ -111,16 +83,16 @@ static mrec_status read_data(experiment *e, const mrec_cfg_node *x) {
     mrec_status st = mrec_cfg_check_keys(c, dc, "experiment.data_config", keys);
     const char *strategy = NULL;
     if (!st) st = mrec_cfg_string(c, dc, "strategy", 1, &strategy);
-    char a[4096] = "", b[4096] = "", t[4096] = "", joined[4200 * 3];
+    char a[4096] = "", b[4096] = "", t[4096] = "";
+    e->base.data = e->data, e->base.format = "tsv";
     if (!st && !strcmp(strategy, "fixed")) {
         if (!(st = path_value(e, dc, "train_path", 1, 1, a, sizeof a)) && !(st = path_value(e, dc, "validation_path", 0, 1, b, sizeof b)))
             st = path_value(e, dc, "test_path", 1, 1, t, sizeof t);
-        if (!st) snprintf(joined, sizeof joined, "%s,%s%s%s", a, b, *b ? "," : "", t);
-        if (!st) add_data(e, "--data", joined), add_data(e, "--format", "tsv");
+        if (!st) snprintf(e->data, sizeof e->data, "%s,%s%s%s", a, b, *b ? "," : "", t);
         if (!st && mrec_cfg_get(x, "splitting"))
             st = bad(c, mrec_cfg_get(x, "splitting"), "splitting goes with strategy dataset; strategy fixed brings its own split");
     } else if (!st && !strcmp(strategy, "dataset")) {
-        if (!(st = path_value(e, dc, "dataset_path", 1, 1, a, sizeof a))) add_data(e, "--data", a), add_data(e, "--format", "tsv");
+        if (!(st = path_value(e, dc, "dataset_path", 1, 1, a, sizeof a))) snprintf(e->data, sizeof e->data, "%s", a);
     } else if (!st) {
         st = bad(c, mrec_cfg_get(dc, "strategy"), "strategy is fixed or dataset (hierarchy is not supported)");
     }
@@ -147,17 +119,16 @@ static mrec_status read_filters(experiment *e, const mrec_cfg_node *x) {
     for (const mrec_cfg_node *f = one ? pf : pf->child; f && !st; f = one ? NULL : f->next) {
         static const char *const keys[] = {"strategy", "threshold", "core", "rounds", NULL};
         const char *s = NULL;
-        char v[64];
         double num = 0;
         if (!(st = mrec_cfg_check_keys(c, f, "prefiltering", keys))) st = mrec_cfg_string(c, f, "strategy", 1, &s);
         if (!st && !strcmp(s, "global_threshold")) {
-            if (!(st = mrec_cfg_number(c, f, "threshold", 1, -1e9, 1e9, &num))) snprintf(v, sizeof v, "%g", num), add_data(e, "--min-rating", v);
+            if (!(st = mrec_cfg_number(c, f, "threshold", 1, -1e9, 1e9, &num))) e->base.min_rating = (float)num;
         } else if (!st && (!strcmp(s, "iterative_k_core") || !strcmp(s, "n_rounds_k_core"))) {
             long core = 0, rounds = 1;
             if (!(st = mrec_cfg_int(c, f, "core", 1, 1, 1000000, &core)) && !strcmp(s, "n_rounds_k_core"))
                 st = mrec_cfg_int(c, f, "rounds", 1, 1, 1, &rounds);
-            if (!st) snprintf(v, sizeof v, "%ld", core), add_data(e, "--kcore", v);
-            if (!st && !strcmp(s, "n_rounds_k_core")) add_arg(e, "--kcore-once");
+            if (!st) e->base.kcore = (int)core;
+            if (!st && !strcmp(s, "n_rounds_k_core")) e->base.kcore_once = 1;
         } else if (!st) {
             st = bad(c, mrec_cfg_get(f, "strategy"), "prefiltering strategy is global_threshold, iterative_k_core or n_rounds_k_core "
                                                      "(with rounds: 1)");
@@ -193,18 +164,15 @@ static mrec_status read_splitting(experiment *e, const mrec_cfg_node *x) {
         st = bad(c, parts[1], "validation_splitting must use the strategy of test_splitting (and the same leave_n_out)");
     if (!st && leave[0] && !strcmp(kind[0], "random_subsampling"))
         st = bad(c, parts[0], "leave_n_out goes with temporal_hold_out (the latest interactions)");
-    char v[64];
     if (!st) {
-        if (leave[0]) snprintf(v, sizeof v, "leave:%ld%s", leave[0], parts[1] ? ":1" : "");
-        else snprintf(v, sizeof v, "%s:%g:%g", !strcmp(kind[0], "random_subsampling") ? "random" : "temporal", ratio[0], ratio[1]);
-        add_data(e, "--split", v);
+        if (leave[0]) snprintf(e->split, sizeof e->split, "leave:%ld%s", leave[0], parts[1] ? ":1" : "");
+        else snprintf(e->split, sizeof e->split, "%s:%g:%g", !strcmp(kind[0], "random_subsampling") ? "random" : "temporal", ratio[0], ratio[1]);
+        e->base.split = e->split;
     }
     int save = 0;
-    char folder[4096];
     if (!st) st = mrec_cfg_bool(c, sp, "save_on_disk", 0, &save);
-    if (!st && save) {
-        if (!(st = path_value(e, sp, "save_folder", 1, 0, folder, sizeof folder))) add_data(e, "--save-splits", folder); /* made by the run */
-    }
+    if (!st && save && !(st = path_value(e, sp, "save_folder", 1, 0, e->save_folder, sizeof e->save_folder)))
+        e->base.save_splits = e->save_folder; /* made by the run */
     return st;
 }
 
@@ -222,11 +190,10 @@ static mrec_status read_evaluation(experiment *e, const mrec_cfg_node *x) {
     for (const mrec_cfg_node *k = st ? NULL : one ? one : cut->child; k && !st; k = one ? NULL : k->next) {
         double v;
         if (e->n_k == MAX_K) st = bad(c, cut, "at most 8 cutoffs");
-        else if (!(st = mrec_cfg_node_number(c, k, "cutoffs", 1, 10000, &v))) e->k[e->n_k++] = (int)v;
+        else if (!(st = mrec_cfg_node_number(c, k, "cutoffs", 1, 10000, &v))) e->base.k[e->n_k] = e->k[e->n_k] = (int)v, e->base.n_k = ++e->n_k;
         if (!st && e->n_k > 1 && e->k[e->n_k - 1] <= e->k[e->n_k - 2]) st = bad(c, cut, "cutoffs must ascend");
     }
     if (!st && (met->kind != MREC_CFG_SEQ || !mrec_cfg_count(met) || mrec_cfg_count(met) > 8)) st = bad(c, met, "simple_metrics: a list of 1 to 8");
-    size_t at = 0;
     int n = 0;
     for (const mrec_cfg_node *m = st ? NULL : met->child; m && !st; m = m->next, n++) {
         const char *name = m->kind == MREC_CFG_SCALAR ? elliot_metric(m->value) : NULL;
@@ -237,15 +204,37 @@ static mrec_status read_evaluation(experiment *e, const mrec_cfg_node *x) {
             st = bad(c, m, msg);
         } else {
             snprintf(e->metric_elliot[n], sizeof e->metric_elliot[0], "%s", m->value);
-            at += snprintf(e->metrics + at, sizeof e->metrics - at, "%s%s", at ? "," : "", name);
-            e->n_metrics = n + 1;
+            mrec_metric_parse(name, &e->base.metrics[n]);
+            e->base.n_metrics = e->n_metrics = n + 1;
         }
     }
     if (!st) st = mrec_cfg_number(c, ev, "relevance_threshold", 0, -1e9, 1e9, &e->threshold);
+    e->base.threshold = (float)e->threshold;
     if (!st) st = mrec_cfg_bool(c, ev, "paired_ttest", 0, &e->ttest);
     if (!st) st = mrec_cfg_bool(c, ev, "wilcoxon_test", 0, &e->wilcoxon);
     return st;
 }
+
+/* A model's Elliot class in the registry ("external." may come before it); Elliot's names only. */
+static const mrec_model_entry *elliot_model(const char *name) {
+    const char *bare = strncmp(name, "external.", 9) ? name : name + 9;
+    for (int i = 0; i < mrec_model_count(); i++)
+        if (!strcmp(mrec_model_at(i)->elliot, bare)) return mrec_model_at(i);
+    return NULL;
+}
+
+/* Every Elliot key the model takes: its hyper-parameters', those held at its value, and the modalities'. */
+static void model_keys(char *out, size_t cap, const mrec_model_entry *e) {
+    size_t at = 0;
+    out[0] = 0;
+    for (int i = 0; i < MREC_MODEL_MAX_PARAMS && at < cap; i++)
+        if (e->params[i].elliot) at += (size_t)snprintf(out + at, cap - at, "%s%s", at ? ", " : "", e->params[i].elliot);
+    for (int i = 0; i < MREC_MODEL_MAX_FIXED && e->fixed[i].key && at < cap; i++)
+        at += (size_t)snprintf(out + at, cap - at, "%s%s", at ? ", " : "", e->fixed[i].key);
+    if (e->needs != MREC_NEEDS_NONE && at < cap) snprintf(out + at, cap - at, "%smodalities, loaders", at ? ", " : "");
+}
+
+static int is_modalities_key(const char *key) { return !strcmp(key, "modalities") || !strcmp(key, "loaders"); }
 
 static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
     const mrec_cfg *c = e->c;
@@ -254,17 +243,15 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
     memset(m, 0, sizeof *m);
     m->node = mn;
     snprintf(m->name, sizeof m->name, "%s", mn->key);
-    const char *bare = strncmp(mn->key, "external.", 9) ? mn->key : mn->key + 9;
-    for (int f = 0; f < N_FAMILIES; f++)
-        if (!strcmp(FAMILIES[f].elliot, bare)) m->fam = &FAMILIES[f];
-    if (!m->fam && e->skip_unsupported) {
+    m->model = elliot_model(mn->key);
+    if (!m->model && e->skip_unsupported) {
         printf("note: %s (line %d) is not a model mrec has: left out (--skip-unsupported)\n", mn->key, mn->line);
         return MREC_OK;
     }
-    if (!m->fam) {
+    if (!m->model) {
         char msg[512];
         int at = snprintf(msg, sizeof msg, "model '%s' is not one mrec has (", mn->key);
-        for (int f = 0; f < N_FAMILIES; f++) at += snprintf(msg + at, sizeof msg - at, "%s%s", f ? ", " : "", FAMILIES[f].elliot);
+        for (int f = 0; f < mrec_model_count(); f++) at += snprintf(msg + at, sizeof msg - at, "%s%s", f ? ", " : "", mrec_model_at(f)->elliot);
         snprintf(msg + at, sizeof msg - at, "; --skip-unsupported leaves such models out)");
         return bad(c, mn, msg);
     }
@@ -306,37 +293,35 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
         st = bad(c, mrec_cfg_get(meta, "validation_metric"), "validation_metric must be one of simple_metrics at one of the cutoffs");
     if (st) return st;
     snprintf(m->select, sizeof m->select, "%s@%d", elliot_metric(vname), vk);
+    mrec_metric_parse(elliot_metric(vname), &m->select_metric), m->select_k = vk;
     int in_metrics = 0;
     for (int i = 0; i < e->n_metrics; i++) in_metrics |= !strcmp(e->metric_elliot[i], vname);
     if (!in_metrics) return bad(c, mrec_cfg_get(meta, "validation_metric"), "validation_metric must be one of simple_metrics");
     m->eval_every = (int)rate, m->patience = (int)patience;
-    /* hyper-parameters: each known to the family; lists are grid axes */
+    /* hyper-parameters: each an Elliot key of the model; lists are grid axes */
+    const mrec_model_entry *me = m->model;
     for (const mrec_cfg_node *p = mn->child; p; p = p->next) {
         if (!strcmp(p->key, "meta")) continue;
-        int known = 0;
-        for (int h = 0; h < 16 && m->fam->params[h].key; h++) known |= !strcmp(m->fam->params[h].key, p->key);
-        if (!known) {
-            char msg[512];
-            int at = snprintf(msg, sizeof msg, "'%s' is not a hyper-parameter of mrec's %s (", p->key, m->fam->elliot);
-            for (int h = 0; h < 16 && m->fam->params[h].key; h++)
-                at += snprintf(msg + at, sizeof msg - at, "%s%s", h ? ", " : "", m->fam->params[h].key);
-            snprintf(msg + at, sizeof msg - at, ")");
+        const mrec_model_param *q = mrec_model_param_elliot(me, p->key);
+        if (!q && !mrec_model_fixed(me, p->key) && !(me->needs != MREC_NEEDS_NONE && is_modalities_key(p->key))) {
+            char msg[768], keys[512];
+            model_keys(keys, sizeof keys, me);
+            snprintf(msg, sizeof msg, "'%s' is not a hyper-parameter of mrec's %s (%s)", p->key, me->elliot, keys);
             return bad(c, p, msg);
         }
         if (p->kind == MREC_CFG_MAP || (p->kind == MREC_CFG_SEQ && !mrec_cfg_count(p))) return bad(c, p, "a hyper-parameter is a value or a list");
-        const char *flag = NULL; /* every grid value is checked here, before the first point trains */
-        for (int h = 0; h < 16 && m->fam->params[h].key; h++)
-            if (!strcmp(m->fam->params[h].key, p->key)) flag = m->fam->params[h].flag;
+        /* every grid value is checked here, before the first point trains */
         for (const mrec_cfg_node *v = p->kind == MREC_CFG_SEQ ? p->child : p; v; v = p->kind == MREC_CFG_SEQ ? v->next : NULL) {
             if (v->kind != MREC_CFG_SCALAR) return bad(c, v, "grid values are plain values");
-            mrec_status vst = flag ? train_value(c, v, p->key, flag) : MREC_OK;
+            mrec_param_value pv;
+            mrec_status vst = q ? param_value(c, v, p->key, q->hp, &pv) : MREC_OK;
             if (vst) return vst;
         }
         if (m->n_axes == MAX_AXES) return bad(c, p, "at most 16 hyper-parameters");
         m->axis[m->n_axes++] = p;
     }
     /* modalities: ('visual', 'textual') picks side_information in that order; all of it by default */
-    if (m->fam->multimodal) {
+    if (me->needs != MREC_NEEDS_NONE) {
         const char *mods = NULL;
         const mrec_cfg_node *mn_mod = mrec_cfg_get(mn, "modalities");
         if (mn_mod && mn_mod->kind == MREC_CFG_SCALAR) mods = mn_mod->value;
@@ -351,6 +336,7 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
             if (!vis && want_t) at += snprintf(m->modalities + at, sizeof m->modalities - at, "%stextual=%s", at ? "," : "", e->textual);
         }
         if (!at) return bad(c, mn, "a multimodal model needs side_information");
+        if (me->needs == MREC_NEEDS_VISUAL_TEXTUAL && !(want_v && want_t)) return bad(c, mn, "the model needs a visual and a textual modality");
     }
     e->n_models++;
     return MREC_OK;
@@ -369,6 +355,7 @@ mrec_status elliot_read(experiment *e, const mrec_cfg_node *root) {
         mrec_status st = mrec_cfg_check_keys(c, root, "the config", top);
         if (st) return st;
     }
+    e->base = mrec_train_defaults();
     mrec_status st = mrec_cfg_check_keys(c, x, "experiment", keys);
     const char *ds = NULL;
     if (!st) st = mrec_cfg_string(c, x, "dataset", 1, &ds);
@@ -380,9 +367,7 @@ mrec_status elliot_read(experiment *e, const mrec_cfg_node *root) {
     if (!st) st = read_data(e, x);
     if (!st) st = read_filters(e, x);
     if (!st) st = read_splitting(e, x);
-    char v[32];
-    snprintf(v, sizeof v, "%ld", seed);
-    if (!st) add_data(e, "--seed-split", v);
+    e->base.split_seed = (uint64_t)seed;
     if (!st) st = read_evaluation(e, x);
     const mrec_cfg_node *models = mrec_cfg_get(x, "models");
     if (!st && (!models || models->kind != MREC_CFG_MAP || !mrec_cfg_count(models))) st = bad(c, models ? models : x, "models (a map) is required");
@@ -391,11 +376,11 @@ mrec_status elliot_read(experiment *e, const mrec_cfg_node *root) {
 }
 
 void elliot_point_name(char *out, size_t cap, const model_spec *m, const int *pick) {
-    size_t at = snprintf(out, cap, "%s", m->fam->elliot);
+    size_t at = snprintf(out, cap, "%s", m->model->elliot);
     for (int a = 0; a < m->n_axes && at < cap; a++) {
         const mrec_cfg_node *p = m->axis[a], *v = p->kind == MREC_CFG_SEQ ? p->child : p;
         for (int i = 0; i < pick[a]; i++) v = v->next;
-        if (!strcmp(p->key, "modalities") || !strcmp(p->key, "loaders")) continue;
+        if (is_modalities_key(p->key)) continue;
         at += snprintf(out + at, cap - at, "_%s=", p->key);
         for (const char *s = v->value; *s && at + 1 < cap; s++)
             if (!strchr("/ '()\"", *s)) out[at++] = *s == '.' ? '$' : *s == ',' ? '-' : *s;
@@ -403,74 +388,60 @@ void elliot_point_name(char *out, size_t cap, const model_spec *m, const int *pi
     }
 }
 
-mrec_status elliot_point_args(const experiment *e, const model_spec *m, const int *pick, char store[4][64], char **argv, int *argc) {
+/* A key held at the model's value (fixed): the point's value must be that value. */
+static mrec_status check_fixed(const experiment *e, const mrec_fixed_key *f, const mrec_cfg_node *v, const mrec_param_values *resolved) {
     const mrec_cfg *c = e->c;
-    int n = *argc, ns = 0;
-#define PUSH(s) (argv[n++] = (char *)(s))
-#define KEEP(s) (snprintf(store[ns], 64, "%s", (s)), PUSH(store[ns++]))
-    const char *factors = "64";
-    for (int a = 0; a < m->n_axes; a++) {
-        const mrec_cfg_node *p = m->axis[a], *v = p->kind == MREC_CFG_SEQ ? p->child : p;
-        for (int i = 0; i < pick[a]; i++) v = v->next;
-        if (!strcmp(p->key, "factors")) factors = v->value;
+    char why[400];
+    snprintf(why, sizeof why, "%s: %s", f->key, f->why);
+    double num, a, b;
+    mrec_status st;
+    switch (f->kind) {
+    case MREC_FIXED_TEXT:
+        for (const char *p = f->text; *p;) {
+            size_t len = strcspn(p, "|");
+            if (strlen(v->value) == len && !strncmp(p, v->value, len)) return MREC_OK;
+            p += len + (p[len] == '|');
+        }
+        return bad(c, v, why);
+    case MREC_FIXED_NUMBER:
+        if ((st = mrec_cfg_node_number(c, v, f->key, -1e300, 1e300, &num))) return st;
+        return num == f->num[0] ? MREC_OK : bad(c, v, why);
+    case MREC_FIXED_SAME:
+        if ((st = mrec_cfg_node_number(c, v, f->key, -1e300, 1e300, &num))) return st;
+        return num == resolved->v[f->same].x[0] ? MREC_OK : bad(c, v, why);
+    case MREC_FIXED_PAIR:
+        return tuple_numbers(v->value, &a, &b) && fabs(a - f->num[0]) <= 1e-9 && fabs(b - f->num[1]) <= 1e-9 ? MREC_OK : bad(c, v, why);
     }
-    for (int a = 0; a < m->n_axes; a++) {
-        const mrec_cfg_node *p = m->axis[a], *v = p->kind == MREC_CFG_SEQ ? p->child : p;
-        for (int i = 0; i < pick[a]; i++) v = v->next;
-        const char *flag = NULL;
-        for (int h = 0; h < 16 && m->fam->params[h].key; h++)
-            if (!strcmp(m->fam->params[h].key, p->key)) flag = m->fam->params[h].flag;
-        const char *k = p->key, *val = v->value;
-        double num;
-        mrec_status st = MREC_OK;
-        if (flag) {
-            if ((st = train_value(c, v, k, flag))) return st;
-            PUSH(flag), PUSH(val);
-        } else if (!strcmp(k, "normalize")) {
-            if (strcmp(val, "True") && strcmp(val, "true")) return bad(c, v, "normalize: mrec's graph is always normalized (True)");
-        } else if (!strcmp(k, "weight_size") || !strcmp(k, "factors_multimod") || !strcmp(k, "multimod_factors")) {
-            if ((st = mrec_cfg_node_number(c, v, k, 1, 4096, &num))) return st;
-            double f = NAN;
-            mrec_parse_double(factors, 1, 4096, &f); /* a bad factors is refused as --dim; NAN matches nothing */
-            if (num != f) return bad(c, v, "mrec's layers and modality projections have the size of factors");
-        } else if (!strcmp(k, "n_layers") || !strcmp(k, "n_ui_layers")) { /* FREEDOM's item graph, LATTICE's two */
-            int want = !strcmp(k, "n_layers") ? 1 : 2;
-            if ((st = mrec_cfg_node_number(c, v, k, 0, 16, &num))) return st;
-            if ((int)num != want) {
-                char msg[160];
-                snprintf(msg, sizeof msg, "%s: mrec's %s has %d (MMRec's value)", k, m->fam->elliot, want);
-                return bad(c, v, msg);
-            }
-        } else if (!strcmp(k, "mw")) {
-            double a, b;
-            if (!tuple_numbers(val, &a, &b) || fabs(a - 0.1) > 1e-9 || fabs(b - 0.9) > 1e-9)
-                return bad(c, v, "mw: mrec's FREEDOM weighs visual 0.1, textual 0.9: (0.1,0.9)");
-        } else if (!strcmp(k, "lr_sched")) {
-            double f, every_d;
-            char buf[64];
-            if (!tuple_numbers(val, &f, &every_d) || !(f > 0) || !(f <= 1) || every_d != floor(every_d) || !(every_d >= 1 && every_d <= 1000000))
-                return bad(c, v, "lr_sched is (factor,every), like (1.0,50): factor in (0, 1], every in [1, 1000000]");
-            int every = (int)every_d;
-            snprintf(buf, sizeof buf, "%g:%d", f, every);
-            PUSH("--lr-decay"), KEEP(buf);
-        } else if (!strcmp(k, "comb_mod")) {
-            if (strcmp(val, "concat")) return bad(c, v, "comb_mod: mrec's VBPR concatenates the modalities (concat)");
-        } else if (!strcmp(k, "similarity")) {
-            if (strcmp(val, "cosine")) return bad(c, v, "similarity: mrec's ItemKNN uses cosine");
-        } /* modalities and loaders were read with the model */
-    }
-    char buf[32];
-    if (m->fam->trains) {
-        snprintf(buf, sizeof buf, "%d", m->eval_every);
-        PUSH("--eval-every"), KEEP(buf);
-        snprintf(buf, sizeof buf, "%d", m->patience);
-        PUSH("--patience"), KEEP(buf);
-    }
-    if (m->modalities[0]) PUSH("--features"), PUSH(m->modalities);
-#undef PUSH
-#undef KEEP
-    *argc = n;
-    return MREC_OK;
+    return bad(c, v, why);
 }
 
-/* results.tsv of one run: the valid and test rows. */
+mrec_status elliot_point_spec(const experiment *e, const model_spec *m, const int *pick, mrec_train_spec *s) {
+    *s = e->base;
+    s->model = m->model;
+    memset(&s->params, 0, sizeof s->params);
+    const mrec_cfg_node *value[MAX_AXES];
+    for (int a = 0; a < m->n_axes; a++) {
+        const mrec_cfg_node *p = m->axis[a], *v = p->kind == MREC_CFG_SEQ ? p->child : p;
+        for (int i = 0; i < pick[a]; i++) v = v->next;
+        value[a] = v;
+        const mrec_model_param *q = mrec_model_param_elliot(m->model, p->key);
+        mrec_status st = q ? param_value(e->c, v, p->key, q->hp, &s->params.v[q->hp]) : MREC_OK;
+        if (st) return st;
+    }
+    if (m->model->flags & MREC_MODEL_TRAINS) {
+        s->params.v[MREC_HP_EVAL_EVERY] = (mrec_param_value){.x = {m->eval_every}, .given = 1};
+        s->params.v[MREC_HP_PATIENCE] = (mrec_param_value){.x = {m->patience}, .given = 1};
+    }
+    /* the keys held at the model's value, against the point's values (weight_size against its factors) */
+    mrec_param_values resolved;
+    mrec_status st = mrec_params_resolve(&resolved, m->model, &s->params);
+    for (int a = 0; a < m->n_axes && !st; a++) {
+        const mrec_fixed_key *f = mrec_model_fixed(m->model, m->axis[a]->key);
+        if (f) st = check_fixed(e, f, value[a], &resolved);
+    }
+    s->features = m->modalities[0] ? m->modalities : NULL;
+    s->select_metric = m->select_metric, s->select_k = m->select_k;
+    s->per_user = 1;
+    s->save_topk = m->save_recs ? e->top_k : 0;
+    return st;
+}

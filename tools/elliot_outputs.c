@@ -1,6 +1,7 @@
 /* elliot_outputs.c: the files an Elliot run leaves, in Elliot's names: the
- * performance tables, the best parameters, and the p-values between the best
- * models over the test users.
+ * performance tables, the best parameters, the p-values between the best
+ * models over the test users and their recommendations, all from what the
+ * runs handed back in memory.
  */
 #include "elliot.h"
 #include "mrec_parse.h"
@@ -13,44 +14,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+double elliot_as_printed(double x) {
+    char text[64];
+    snprintf(text, sizeof text, "%.6f", x);
+    return strtod(text, NULL);
+}
+
 /* ---- p-values between the best models, per metric, over test users ---- */
 
-/* test_per_user.tsv of one run */
+/* A run's per-user test metrics as test_per_user.tsv prints them, so the p-values are those a reader of the
+ * files gets. */
 typedef struct {
-    char **users;
     double *v; /* (n, cols) */
     int n, cols;
 } per_user;
 
-static int read_per_user(const char *path, per_user *pu) {
-    memset(pu, 0, sizeof *pu);
-    FILE *f = fopen(path, "r");
-    char line[8192];
-    if (!f || !fgets(line, sizeof line, f)) return f ? fclose(f), -1 : -1;
-    for (char *p = line; *p; p++) pu->cols += *p == '\t';
-    int cap = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (pu->n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            pu->users = realloc(pu->users, sizeof *pu->users * (size_t)cap);
-            pu->v = realloc(pu->v, sizeof *pu->v * (size_t)cap * pu->cols);
-        }
-        char *save, *tok = strtok_r(line, "\t\n", &save);
-        pu->users[pu->n] = strdup(tok ? tok : "");
-        for (int j = 0; j < pu->cols; j++) {
-            double *x = &pu->v[(size_t)pu->n * pu->cols + j];
-            tok = strtok_r(NULL, "\t\n", &save);
-            if (!tok || mrec_parse_double(tok, -1e300, 1e300, x)) *x = NAN; /* missing or unreadable */
-        }
-        pu->n++;
-    }
-    fclose(f);
-    return 0;
-}
-
-static void free_per_user(per_user *pu) {
-    for (int i = 0; i < pu->n; i++) free(pu->users[i]);
-    free(pu->users), free(pu->v);
+static mrec_status printed_per_user(const mrec_train_result *r, int cols, per_user *pu) {
+    pu->n = r ? r->n_per_user : 0, pu->cols = cols;
+    pu->v = malloc(sizeof *pu->v * ((size_t)pu->n * cols + 1));
+    if (!pu->v) return mrec_fail(MREC_ERR_NOMEM, "per-user metrics of %d users", pu->n);
+    for (size_t i = 0; i < (size_t)pu->n * cols; i++) pu->v[i] = elliot_as_printed(r->per_user[i]);
+    return MREC_OK;
 }
 
 static mrec_status write_stat(const experiment *e, const char *which, int wilcoxon, const point *best, per_user *pu, int n_models, int ki) {
@@ -77,21 +61,32 @@ static mrec_status write_stat(const experiment *e, const char *which, int wilcox
     return mrec_atomic_commit(&af);
 }
 
-mrec_status elliot_write_stats(const experiment *e, const char *runs, const point *best, int n_best) {
+mrec_status elliot_write_stats(const experiment *e, const point *best, const mrec_train_result *const *runs, int n_best) {
     if (n_best < 2 || (!e->ttest && !e->wilcoxon)) return MREC_OK;
-    per_user pu[MAX_MODELS];
-    for (int i = 0; i < n_best; i++) {
-        char path[4900];
-        snprintf(path, sizeof path, "%s/%s/test_per_user.tsv", runs, best[i].name);
-        if (read_per_user(path, &pu[i])) memset(&pu[i], 0, sizeof pu[i]);
-    }
+    per_user pu[MAX_MODELS] = {{0}};
     mrec_status st = MREC_OK;
+    for (int i = 0; i < n_best && !st; i++) st = printed_per_user(runs[i], e->n_metrics * e->n_k, &pu[i]);
     for (int ki = 0; ki < e->n_k && !st; ki++) {
         if (e->ttest) st = write_stat(e, "paired_ttest", 0, best, pu, n_best, ki);
         if (!st && e->wilcoxon) st = write_stat(e, "wilcoxon_test", 1, best, pu, n_best, ki);
     }
-    for (int i = 0; i < n_best; i++) free_per_user(&pu[i]);
+    for (int i = 0; i < n_best; i++) free(pu[i].v);
     return st;
+}
+
+/* ---- recommendations ---- */
+
+mrec_status elliot_write_recs(const experiment *e, const char *name, const mrec_train_result *r) {
+    char path[4900];
+    snprintf(path, sizeof path, "%s/%s.tsv", e->recs, name);
+    if (!r->topk) return mrec_fail(MREC_ERR_ARG, "%s: no top lists were kept", name);
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
+    for (int u = 0; u < r->ids.n_users; u++)
+        for (int j = 0; j < e->top_k; j++)
+            fprintf(af.f, "%s\t%s\t%d\n", r->ids.user_names[u], r->ids.item_names[r->topk[(size_t)u * r->topk_k + j]], j + 1);
+    return mrec_atomic_commit(&af);
 }
 
 /* ---- tables ---- */

@@ -300,13 +300,6 @@ mrec_status mrec_out_work_dir(const mrec_out_dir *o, char *out, size_t cap) {
     return st;
 }
 
-int mrec_out_flag(const char *arg, int *flags) {
-    if (!strcmp(arg, "--overwrite")) *flags |= MREC_OUT_OVERWRITE;
-    else if (!strcmp(arg, "--resume")) *flags |= MREC_OUT_RESUME;
-    else return 0;
-    return 1;
-}
-
 static const char *const *ids_to_sort;
 static int compare_ids(const void *a, const void *b) {
     int x = *(const int *)a, y = *(const int *)b, c = strcmp(ids_to_sort[x], ids_to_sort[y]);

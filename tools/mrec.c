@@ -6,6 +6,7 @@
 #include "../nn/mrec_safetensors.h"
 #include "../nn/mrec_tensor.h"
 #include "../tokenizers/mrec_tokenizer.h"
+#include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
 
@@ -72,45 +73,33 @@ static int cmd_inspect(int argc, char **argv) {
     return 0;
 }
 
-static int tokenize_usage(FILE *f) {
-    fprintf(f,
-            "usage: mrec tokenize --tokenizer PATH [--max-length N] [--pair] [--no-special]\n"
-            "\n"
-            "Reads UTF-8 lines on standard input and prints, for each, its token ids\n"
-            "separated by spaces, with the model's special tokens, without padding.\n"
-            "  --tokenizer PATH  vocab.txt, tokenizer.json, vocab.json (+ merges.txt),\n"
-            "                    CLIP's bpe_simple_vocab_16e6.txt.gz, or a folder holding one\n"
-            "  --max-length N    truncate to N tokens (special tokens included)\n"
-            "  --pair            each line is two texts separated by a tab\n"
-            "  --no-special      no [CLS]/[SEP] or <|startoftext|>/<|endoftext|>\n");
-    return f == stdout ? 0 : 1;
-}
+enum { K_TOKENIZER, K_MAX_LENGTH, K_PAIR, K_NO_SPECIAL, N_TOKENIZE_OPTIONS };
+
+static const mrec_option TOKENIZE_OPTIONS[N_TOKENIZE_OPTIONS] = {
+    [K_TOKENIZER] = {"--tokenizer", MREC_OPT_PATH, "PATH",
+                     "vocab.txt, tokenizer.json, vocab.json (+ merges.txt), CLIP's bpe_simple_vocab_16e6.txt.gz, or a folder holding one",
+                     .allow_dir = 1, .section = "options"},
+    [K_MAX_LENGTH] = {"--max-length", MREC_OPT_INT, "N", "truncate to N tokens (special tokens included)", NULL, 1, 1000000},
+    [K_PAIR] = {"--pair", MREC_OPT_SWITCH, NULL, "each line is two texts separated by a tab"},
+    [K_NO_SPECIAL] = {"--no-special", MREC_OPT_SWITCH, NULL, "no [CLS]/[SEP] or <|startoftext|>/<|endoftext|>"},
+};
+
+static const mrec_command TOKENIZE = {"tokenize", "usage: mrec tokenize --tokenizer PATH [--max-length N] [--pair] [--no-special]\n",
+                                      "Reads UTF-8 lines on standard input and prints, for each, its token ids\n"
+                                      "separated by spaces, with the model's special tokens, without padding.\n",
+                                      TOKENIZE_OPTIONS, N_TOKENIZE_OPTIONS, 0};
 
 static int cmd_tokenize(int argc, char **argv) {
-    const char *path = NULL;
-    int pair = 0;
+    mrec_opt_value v[N_TOKENIZE_OPTIONS];
+    int rc = mrec_options_parse(&TOKENIZE, argc, argv, v, NULL, NULL, NULL);
+    if (rc == MREC_OPTS_HELP) return 0;
+    if (rc) return rc;
+    const char *path = v[K_TOKENIZER].text;
+    int pair = v[K_PAIR].given;
     mrec_tok_options opt = mrec_tok_defaults();
-    for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "--tokenizer") == 0 || strcmp(argv[i], "--max-length") == 0) &&
-            mrec_opt_missing("tokenize", argv[i], i + 1 < argc ? argv[i + 1] : NULL))
-            return 1;
-        if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) path = argv[++i];
-        else if (strcmp(argv[i], "--max-length") == 0 && i + 1 < argc) {
-            if (mrec_opt_int("tokenize", argv[i], argv[i + 1], 1, 1000000, &opt.max_length)) return 1;
-            i++;
-        } else if (strcmp(argv[i], "--pair") == 0) pair = 1;
-        else if (strcmp(argv[i], "--no-special") == 0) opt.add_special = 0;
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return tokenize_usage(stdout);
-        else {
-            fprintf(stderr, "mrec tokenize: unknown option '%s'\n", argv[i]);
-            return tokenize_usage(stderr);
-        }
-    }
-    if (!path) return tokenize_usage(stderr);
-    if (mrec_check_input(path, "--tokenizer", 1)) { /* a FIFO would block the reader */
-        fprintf(stderr, "mrec tokenize: %s\n", mrec_error_detail());
-        return 2;
-    }
+    if (v[K_MAX_LENGTH].given) opt.max_length = (int)v[K_MAX_LENGTH].i;
+    if (v[K_NO_SPECIAL].given) opt.add_special = 0;
+    if (!path) return fprintf(stderr, "mrec tokenize: --tokenizer is needed (mrec tokenize --help)\n"), 1;
     opt.truncation = opt.max_length > 0;
     mrec_tokenizer *tok;
     mrec_tok_status st = mrec_tokenizer_load(&tok, path);
@@ -123,7 +112,7 @@ static int cmd_tokenize(int argc, char **argv) {
     ssize_t n;
     int32_t *ids = NULL;
     long line_no = 0;
-    int rc = 0;
+    rc = 0;
     while ((n = getline(&line, &line_cap, stdin)) >= 0) {
         line_no++;
         if (n > 0 && line[n - 1] == '\n') line[--n] = '\0';
@@ -205,7 +194,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "extract") == 0) return mrec_cmd_extract(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0) return mrec_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0) return mrec_cmd_demo(argc - 1, argv + 1);
-    if (strcmp(cmd, "train") == 0) return mrec_cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0) /* mrec train CONFIG.yml is an Elliot experiment */
+        return argc >= 3 && argv[2][0] != '-' ? mrec_cmd_experiment(argc - 1, argv + 1) : mrec_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-text") == 0) return mrec_cmd_extract_text(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-image") == 0) return mrec_cmd_extract_image(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-clip") == 0) return mrec_cmd_extract_clip(argc - 1, argv + 1);

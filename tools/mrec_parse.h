@@ -34,36 +34,17 @@ enum { MREC_OPEN_LO = 1, MREC_OPEN_HI = 2 };
 mrec_status mrec_parse_real(const char *s, double lo, double hi, int flags, double *out);
 
 /* ---- command-line options ----
- * Each parses the value v of option opt of `mrec cmd`. On a refusal it prints
+ * The commands declare their options in tables (mrec_options.h); these are
+ * what the table parser and a command with repeated options (clip-scores)
+ * use. mrec_opt_int parses the value v of option opt of `mrec cmd`. On a refusal it prints
  * "mrec CMD: OPT: <why>" to standard error and returns 1 (the exit status of
  * a usage error); else stores the value and returns 0. A missing value (v
  * NULL) is refused the same way. */
 int mrec_opt_int(const char *cmd, const char *opt, const char *v, long lo, long hi, int *out);
-int mrec_opt_u64(const char *cmd, const char *opt, const char *v, uint64_t *out);
-int mrec_opt_float(const char *cmd, const char *opt, const char *v, double lo, double hi, int flags, float *out);
 
 /* A value that is itself an option ("--out --epochs 3"): the value was left
  * out. Returns 1 after printing "mrec CMD: OPT needs a value", else 0. */
 int mrec_opt_missing(const char *cmd, const char *opt, const char *v);
-
-/* The numeric options of mrec train and their ranges, kept in one place so
- * that the Elliot reader checks a config's values against what mrec train
- * will accept and names the key and line instead of the option. */
-typedef struct {
-    const char *flag;
-    char kind; /* 'i' int, 'u' unsigned 64-bit, 'r' real */
-    double lo, hi;
-    int flags; /* MREC_OPEN_LO, MREC_OPEN_HI */
-} mrec_train_number;
-
-/* The entry of flag ("--epochs"), or NULL. */
-const mrec_train_number *mrec_train_number_find(const char *flag);
-/* v against the range of flag; a refusal's detail says what was expected. */
-mrec_status mrec_train_number_check(const char *flag, const char *v);
-/* As mrec_opt_*, with the range of flag from the table. */
-int mrec_train_int(const char *flag, const char *v, int *out);
-int mrec_train_float(const char *flag, const char *v, float *out);
-int mrec_train_u64(const char *flag, const char *v, uint64_t *out);
 
 /* ---- input files ---- */
 

@@ -1,6 +1,7 @@
-/* mrec_tools.h: what the subcommands share: their entry points (so one can
- * run another, as `mrec run` runs extraction and training) and a few file
- * helpers for writing output trees without leaving half of one behind.
+/* mrec_tools.h: what the subcommands share: their entry points, the config
+ * runners the commands and the demo call (returning their results in
+ * memory), the report, and a few file helpers for writing output trees
+ * without leaving half of one behind.
  */
 #ifndef MREC_TOOLS_H
 #define MREC_TOOLS_H
@@ -8,8 +9,9 @@
 #include "../kernels/mrec_status.h"
 #include <stdint.h>
 #include "mrec_config.h"
+#include "mrec_pipeline.h"
 
-int mrec_cmd_train(int argc, char **argv);         /* cmd_train.c */
+int mrec_cmd_train(int argc, char **argv);         /* cmd_train.c: train --data ... */
 int mrec_cmd_extract_text(int argc, char **argv);  /* cmd_extract.c */
 int mrec_cmd_extract_image(int argc, char **argv); /* cmd_extract_image.c */
 int mrec_cmd_extract_clip(int argc, char **argv);  /* cmd_clip.c */
@@ -38,12 +40,13 @@ typedef struct {
 int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, int skip_unsupported,
                    int out_flags, mrec_extracted *out);
 
-/* The best grid point of each model, on test at the last cut-off. */
+/* The best grid point of each model at the last cut-off, on test (value) and
+ * validation (valid), as the tables print them. */
 #define MREC_MAX_BEST 16
 typedef struct {
     int n, n_metrics, k;
     char model[MREC_MAX_BEST][128], metric[8][32];
-    double value[MREC_MAX_BEST][8];
+    double value[MREC_MAX_BEST][8], valid[MREC_MAX_BEST][8];
 } mrec_best;
 
 /* How to run an Elliot experiment, beyond the file. */
@@ -62,18 +65,24 @@ typedef struct {
  * Returns an exit status after printing what went wrong. */
 int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_experiment_options *o, mrec_best *best);
 
-/* The options of `mrec train CONFIG` and `mrec run CONFIG` (--weights only
- * with_weights): -1 when they parse and name a config, 0 for --help, 1 for a
- * usage error (printed). */
-int mrec_config_command_args(int argc, char **argv, const char *cmd, int with_weights, mrec_experiment_options *o, const char **config);
+/* The options of `mrec train CONFIG` and `mrec run CONFIG` (cmd "train" or
+ * "run"; --weights only for run), help made of usage, the options and notes:
+ * -1 when they parse and name a config; else the exit status after help (0)
+ * or a refusal (printed). */
+int mrec_config_command_args(int argc, char **argv, const char *cmd, const char *usage, const char *notes, mrec_experiment_options *o,
+                             const char **config);
 
-/* An mrec run file (extract: and experiment:), loaded. */
-int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o);
+/* An mrec run file (extract: and experiment:), loaded; best (or NULL)
+ * receives the best models of every combination of extractors, one after
+ * another. */
+int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o, mrec_best *best);
 
 /* ---- report.html ---- */
 
 typedef struct {
-    const char *out, *title, *runs, *select, *note; /* runs: the folder of <model>/history.tsv, or NULL for no curves; note may be NULL */
+    const char *out, *title, *select, *note;        /* note may be NULL */
+    const mrec_history_point *const *history;       /* (n_models) each model's validation curve, or NULL for no curves */
+    const int *n_history;                           /* (n_models) */
     const char *const *models, *const *short_names; /* (n_models); short_names may be NULL */
     const char *const *metrics;                     /* (n_metrics) */
     const double *values;                           /* (n_models, n_metrics): test, at cut-off k */
@@ -148,8 +157,6 @@ void mrec_out_abort(mrec_out_dir *o);
  * that needs room of its own; the caller removes it (a killed run's is
  * swept by the next mrec_out_begin). */
 mrec_status mrec_out_work_dir(const mrec_out_dir *o, char *out, size_t cap);
-/* "--overwrite" / "--resume" into flags: 1 when `arg` is one of them. */
-int mrec_out_flag(const char *arg, int *flags);
 
 /* MREC_OK when no id repeats (per-item files would overwrite each other);
  * else an error naming `where`, the id and both positions (1-based). */

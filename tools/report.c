@@ -1,6 +1,6 @@
 /* report.c: report.html, one self-contained page (inline SVG, no scripts):
  * the best models' test metrics as a table and a grouped bar chart, and each
- * model's validation curve over epochs from its run's history.tsv.
+ * model's validation curve over epochs from the history its run handed back.
  */
 #include "mrec_tools.h"
 
@@ -72,26 +72,14 @@ static void bar_chart(FILE *f, const mrec_report *r) {
 static void curves(FILE *f, const mrec_report *r) {
     const int W = 760, H = 300, left = 50, bottom = 30, top = 10;
     int n_pts[64] = {0}, max_epoch = 1;
-    double *ep[64] = {0}, *val[64] = {0}, hi = 1e-9;
+    double hi = 1e-9;
     int n = r->n_models < 64 ? r->n_models : 64;
     for (int m = 0; m < n; m++) {
-        char path[4600], line[512];
-        snprintf(path, sizeof path, "%s/%s/history.tsv", r->runs, r->models[m]);
-        FILE *h = fopen(path, "r");
-        int cap = 0;
-        while (h && fgets(line, sizeof line, h)) {
-            int e;
-            double loss, v;
-            char split[16];
-            if (sscanf(line, "%d\t%lf\t%15s\t%lf", &e, &loss, split, &v) != 4) continue;
-            if (n_pts[m] == cap) {
-                cap = cap ? 2 * cap : 64;
-                ep[m] = realloc(ep[m], sizeof(double) * (size_t)cap), val[m] = realloc(val[m], sizeof(double) * (size_t)cap);
-            }
-            ep[m][n_pts[m]] = e, val[m][n_pts[m]++] = v;
-            max_epoch = e > max_epoch ? e : max_epoch, hi = v > hi ? v : hi;
+        n_pts[m] = r->n_history[m];
+        for (int i = 0; i < n_pts[m]; i++) {
+            const mrec_history_point *h = &r->history[m][i];
+            max_epoch = h->epoch > max_epoch ? h->epoch : max_epoch, hi = h->value > hi ? h->value : hi;
         }
-        if (h) fclose(h);
     }
     hi *= 1.1;
     fprintf(f, "<svg width=\"%d\" height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\" font-family=\"sans-serif\" font-size=\"11\">\n", W,
@@ -109,14 +97,13 @@ static void curves(FILE *f, const mrec_report *r) {
         if (n_pts[m]) {
             fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", COLOURS[m % 8]);
             for (int i = 0; i < n_pts[m]; i++)
-                fprintf(f, "%.1f,%.1f ", left + pw * ep[m][i] / max_epoch, H - bottom - ph * val[m][i] / hi);
+                fprintf(f, "%.1f,%.1f ", left + pw * (double)r->history[m][i].epoch / max_epoch, H - bottom - ph * r->history[m][i].value / hi);
             fprintf(f, "\"/>\n");
         }
         fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">", left + (m % 4) * 180,
                 H + 4 + 16 * (m / 4), COLOURS[m % 8], left + (m % 4) * 180 + 14, H + 13 + 16 * (m / 4));
         label(f, r, m);
         fprintf(f, "%s</text>\n", n_pts[m] ? "" : " (no curve)");
-        free(ep[m]), free(val[m]);
     }
     fprintf(f, "</svg>\n");
 }
@@ -149,7 +136,7 @@ mrec_status mrec_report_write(const mrec_report *r) {
     }
     fprintf(f, "</table>\n");
     bar_chart(f, r);
-    if (r->runs) {
+    if (r->history) {
         fprintf(f, "<h2>Validation curves (");
         html_text(f, r->select);
         fprintf(f, " at each evaluation)</h2>\n");

@@ -2,9 +2,11 @@
  * reads, the number parsers behind them and the Elliot experiment reader on
  * top: anything may be refused, nothing may crash or leak, an accepted file
  * is a map whose nodes are well formed and at most 64 levels deep, and a
- * number the parsers accept lies in the range asked for. (The experiment
+ * number the parsers accept lies in the range asked for, a hyper-parameter's
+ * in the registry's. (The experiment
  * reader only reads: it checks that paths exist and creates nothing.) */
 #include "../../tools/elliot.h"
+#include "../../tools/mrec_options.h"
 #include "../../tools/mrec_parse.h"
 
 #include <math.h>
@@ -23,7 +25,9 @@ static void numbers(const char *s) {
     if (!mrec_parse_real(s, 0, 1, MREC_OPEN_LO | MREC_OPEN_HI, &d) && !(d > 0 && d < 1)) abort();
     if (!mrec_parse_double(s, -1e300, 1e300, &d) && !isfinite(d)) abort();
     if (!mrec_parse_reals(s, 3, -1, 1, three) && !(fabs(three[0]) <= 1 && fabs(three[1]) <= 1 && fabs(three[2]) <= 1)) abort();
-    mrec_train_number_check("--lr", s), mrec_train_number_check("--seed", s), mrec_train_number_check("--epochs", s);
+    mrec_param_value v;
+    for (int h = 0; h < MREC_HP_COUNT; h++) /* every hyper-parameter: an accepted value is inside its range */
+        if (mrec_param_parse((mrec_hp)h, s, &v) == MREC_OK && mrec_param_check((mrec_hp)h, &v) != MREC_OK) abort();
 }
 
 static void walk(const mrec_cfg *c, const mrec_cfg_node *n, int depth) {

@@ -1,0 +1,421 @@
+/* registry.c: the table of mrec_registry.h. The hyper-parameters first, with
+ * the ranges the command line and configs are held to; then one entry per
+ * model and the small create function behind it, which builds the graphs the
+ * model reads and calls the model's own create.
+ *
+ * Defaults are MMRec's (its configs and each model's yaml) unless the entry
+ * says where else they come from; the Elliot keys are those of Elliot's
+ * classes and of the Ducho-meets-Elliot benchmark's fork (NGCFM).
+ */
+#include "mrec_registry.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- hyper-parameters ---- */
+
+#define WHOLE(lo, hi) {lo, hi, 0, 1}
+#define REAL(lo, hi, open) {lo, hi, open, 0}
+
+static const char *const SAMPLERS[] = {"pairs", "users", NULL};
+static const char *const LOSSES[] = {"mmrec", "authors", NULL};
+
+static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
+    [MREC_HP_EPOCHS] = {"epochs", "--epochs", .type = MREC_PARAM_INT, .range = WHOLE(1, 1000000), .def = {1000}, .meta = "N",
+                        .help = "epochs at most; early stopping may end sooner"},
+    [MREC_HP_LR] = {"lr", "--lr", .type = MREC_PARAM_REAL, .range = REAL(0, 100, MREC_RANGE_OPEN_LO), .def = {0.001}, .meta = "X",
+                    .help = "Adam's learning rate"},
+    [MREC_HP_BATCH_SIZE] = {"batch_size", "--batch-size", .type = MREC_PARAM_INT, .range = WHOLE(1, 1 << 24), .def = {2048}, .meta = "N",
+                            .help = "training triples per step"},
+    [MREC_HP_SEED] = {"seed", "--seed", .type = MREC_PARAM_U64, .def = {999}, .meta = "N",
+                      .help = "the model's seed: initialization, sampling, dropout"},
+    [MREC_HP_PATIENCE] = {"patience", "--patience", .type = MREC_PARAM_INT, .range = WHOLE(1, 1000000), .def = {20}, .meta = "N",
+                          .help = "evaluations without improvement before training stops"},
+    [MREC_HP_EVAL_EVERY] = {"eval_every", "--eval-every", .type = MREC_PARAM_INT, .range = WHOLE(1, 1000000), .def = {1}, .meta = "N",
+                            .help = "evaluate every N epochs and after the last (Elliot's validation_rate)"},
+    [MREC_HP_LR_DECAY] = {"lr_decay", "--lr-decay", .type = MREC_PARAM_LIST, .n_items = 2, .item_name = {"factor", "every"},
+                          .item = {REAL(0, 1, MREC_RANGE_OPEN_LO), WHOLE(1, 1000000)}, .def = {1, 50}, .meta = "F:EVERY",
+                          .help = "learning rate times F^(epoch / EVERY), MMRec's scheduler"},
+    [MREC_HP_SAMPLER] = {"sampler", "--sampler", .type = MREC_PARAM_ENUM, .choices = SAMPLERS, .def = {0}, .meta = "pairs|users",
+                         .help = "pairs: every training pair once an epoch, shuffled (MMRec); users: batches of distinct users (Elliot)"},
+    [MREC_HP_DIM] = {"dim", "--dim", .type = MREC_PARAM_INT, .range = WHOLE(1, 4096), .def = {64}, .meta = "N",
+                     .help = "embedding size (Elliot's factors)"},
+    [MREC_HP_LAYERS] = {"layers", "--layers", .type = MREC_PARAM_INT, .range = WHOLE(0, 16), .def = {3}, .meta = "N",
+                        .help = "propagation layers over the user-item graph"},
+    /* 0 is no model's default: every model that reads it has its own */
+    [MREC_HP_REG] = {"reg", "--reg", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {0}, .meta = "X",
+                     .help = "regularization weight (Elliot's l_w; NGCF's decay)"},
+    [MREC_HP_NEIGHBOURS] = {"neighbours", "--neighbours", .type = MREC_PARAM_INT, .range = WHOLE(1, 100000), .def = {50}, .meta = "N",
+                            .help = "neighbours kept per item"},
+    /* dropping everything leaves nothing to learn from: the dropouts stay below 1 */
+    [MREC_HP_NODE_DROPOUT] = {"node_dropout", "--node-dropout", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI),
+                              .def = {0.1}, .meta = "P", .help = "share of the graph's entries dropped"},
+    [MREC_HP_MESS_DROPOUT] = {"mess_dropout", "--mess-dropout", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI),
+                              .def = {0.1}, .meta = "P", .help = "message dropout after each layer"},
+    [MREC_HP_KNN_K] = {"knn_k", "--knn-k", .type = MREC_PARAM_INT, .range = WHOLE(1, 100000), .def = {10}, .meta = "N",
+                       .help = "neighbours per item in the kNN item graph"},
+    [MREC_HP_EDGE_DROPOUT] = {"edge_dropout", "--edge-dropout", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI),
+                              .def = {0.8}, .meta = "P", .help = "share of the user-item edges dropped each epoch"},
+    [MREC_HP_LAMBDA] = {"lambda", "--lambda", .type = MREC_PARAM_REAL, .range = REAL(0, 1, 0), .def = {0.9}, .meta = "X",
+                        .help = "weight of the frozen item graph against the learned one"},
+    [MREC_HP_CL_WEIGHT] = {"cl_weight", "--cl-weight", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {2}, .meta = "X",
+                           .help = "weight of the modality terms of the loss"},
+    [MREC_HP_TARGET_DROPOUT] = {"target_dropout", "--target-dropout", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI),
+                                .def = {0.3}, .meta = "P", .help = "dropout of the target views"},
+    [MREC_HP_LOSS] = {"loss", "--loss", "--authors-loss", 1, .type = MREC_PARAM_ENUM, .choices = LOSSES, .def = {0}, .meta = "mmrec|authors",
+                      .help = "mmrec, or the authors' (squared-norm L2, behind the Gowalla numbers)"},
+};
+
+const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
+
+static int n_choices(const char *const *c) {
+    int n = 0;
+    while (c && c[n]) n++;
+    return n;
+}
+
+static int in_range(double x, const mrec_range *r) {
+    return isfinite(x) && (r->open & MREC_RANGE_OPEN_LO ? x > r->lo : x >= r->lo) && (r->open & MREC_RANGE_OPEN_HI ? x < r->hi : x <= r->hi) &&
+           (!r->whole || x == floor(x));
+}
+
+static void range_text(char *out, size_t cap, const mrec_range *r) {
+    snprintf(out, cap, "%s%s%g, %g%s", r->whole ? "a whole number in " : "in ", r->open & MREC_RANGE_OPEN_LO ? "(" : "[", r->lo, r->hi,
+             r->open & MREC_RANGE_OPEN_HI ? ")" : "]");
+}
+
+mrec_status mrec_param_check(mrec_hp h, const mrec_param_value *v) {
+    const mrec_param_spec *s = mrec_param_spec_of(h);
+    char want[96];
+    if (!s) return mrec_fail(MREC_ERR_ARG, "no hyper-parameter %d", (int)h);
+    switch (s->type) {
+    case MREC_PARAM_U64: return MREC_OK;
+    case MREC_PARAM_INT:
+    case MREC_PARAM_REAL:
+        if (in_range(s->type == MREC_PARAM_REAL ? (float)v->x[0] : v->x[0], &s->range)) return MREC_OK;
+        range_text(want, sizeof want, &s->range);
+        return mrec_fail(MREC_ERR_ARG, "%s is %g, not %s", s->name, v->x[0], want);
+    case MREC_PARAM_ENUM:
+        if (v->x[0] >= 0 && v->x[0] < n_choices(s->choices) && v->x[0] == floor(v->x[0])) return MREC_OK;
+        return mrec_fail(MREC_ERR_ARG, "%s: no choice %g", s->name, v->x[0]);
+    case MREC_PARAM_LIST:
+        for (int i = 0; i < s->n_items; i++)
+            if (!in_range(s->item[i].whole ? v->x[i] : (float)v->x[i], &s->item[i])) {
+                range_text(want, sizeof want, &s->item[i]);
+                return mrec_fail(MREC_ERR_ARG, "%s: %s is %g, not %s", s->name, s->item_name[i], v->x[i], want);
+            }
+        return MREC_OK;
+    }
+    return mrec_fail(MREC_ERR_ARG, "%s: unknown type", s->name);
+}
+
+/* Reals are held as their single-precision value: what the models compute with and the params column prints. */
+static double held(const mrec_param_spec *s, int item, double x) {
+    int real = s->type == MREC_PARAM_REAL || (s->type == MREC_PARAM_LIST && !s->item[item].whole);
+    return real ? (double)(float)x : x;
+}
+
+void mrec_param_format(char *out, size_t cap, mrec_hp h, const mrec_param_value *v) {
+    const mrec_param_spec *s = mrec_param_spec_of(h);
+    if (!s || !cap) return;
+    switch (s->type) {
+    case MREC_PARAM_INT: snprintf(out, cap, "%d", (int)v->x[0]); break;
+    case MREC_PARAM_U64: snprintf(out, cap, "%llu", (unsigned long long)v->u); break;
+    case MREC_PARAM_REAL: snprintf(out, cap, "%g", (double)(float)v->x[0]); break;
+    case MREC_PARAM_ENUM: snprintf(out, cap, "%s", v->x[0] >= 0 && v->x[0] < n_choices(s->choices) ? s->choices[(int)v->x[0]] : "?"); break;
+    case MREC_PARAM_LIST: {
+        size_t at = 0;
+        out[0] = 0;
+        for (int i = 0; i < s->n_items && at < cap; i++)
+            at += (size_t)(s->item[i].whole ? snprintf(out + at, cap - at, "%s%d", i ? ":" : "", (int)v->x[i])
+                                            : snprintf(out + at, cap - at, "%s%g", i ? ":" : "", (double)(float)v->x[i]));
+        break;
+    }
+    }
+}
+
+/* ---- the models' create functions ---- */
+
+static mrec_rng seeded(const mrec_param_values *p) { return (mrec_rng){mrec_hp_u64(p, MREC_HP_SEED)}; }
+
+static mrec_status create_mostpop(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    (void)p, (void)ctx;
+    return mrec_mostpop_create(m, in->train);
+}
+
+static mrec_status create_itemknn(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    return mrec_itemknn_create(m, in->train, mrec_hp_int(p, MREC_HP_NEIGHBOURS), ctx);
+}
+
+static mrec_status create_bprmf(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    return mrec_bprmf_create(m, in->n_users, in->n_items, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_real(p, MREC_HP_REG), &rng, ctx);
+}
+
+static mrec_status create_lightgcn(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st)
+        st = mrec_lightgcn_create(m, in->graph, in->n_users, in->n_items, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_int(p, MREC_HP_LAYERS),
+                                  mrec_hp_real(p, MREC_HP_REG), &rng, ctx);
+    if (!st && mrec_hp_int(p, MREC_HP_LOSS) == 1) mrec_lightgcn_use_authors_loss(m);
+    return st;
+}
+
+static mrec_status create_ngcf(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_mean_self(in->graph, in->train);
+    if (!st)
+        st = mrec_ngcf_create(m, in->graph, in->n_users, in->n_items, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_int(p, MREC_HP_LAYERS),
+                              mrec_hp_real(p, MREC_HP_REG), mrec_hp_real(p, MREC_HP_NODE_DROPOUT), mrec_hp_real(p, MREC_HP_MESS_DROPOUT),
+                              &rng, ctx);
+    return st;
+}
+
+static mrec_status create_vbpr(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    return mrec_vbpr_create(m, in->n_users, in->n_items, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_real(p, MREC_HP_REG), in->item_feat,
+                            in->feat_dim, &rng, ctx);
+}
+
+/* FREEDOM's mw: visual 0.1, the other modalities sharing 0.9; equal shares without a visual one; 1 alone. */
+static void freedom_weights(float *w, const mrec_features *feat, int n) {
+    int has_visual = 0;
+    for (int f = 0; f < n; f++) has_visual |= !strcmp(feat[f].name, "visual");
+    for (int f = 0; f < n; f++)
+        w[f] = n == 1 ? 1.0f : !has_visual ? 1.0f / n : !strcmp(feat[f].name, "visual") ? 0.1f : 0.9f / (n - 1);
+}
+
+#define MAX_MODALITIES 8
+
+static mrec_status create_freedom(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    if (in->n_feat > MAX_MODALITIES) return mrec_fail(MREC_ERR_ARG, "freedom: at most %d modalities", MAX_MODALITIES);
+    const float *xs[MAX_MODALITIES];
+    int dims[MAX_MODALITIES], k = mrec_hp_int(p, MREC_HP_KNN_K), cached = 0;
+    float w[MAX_MODALITIES];
+    freedom_weights(w, in->feat, in->n_feat);
+    for (int f = 0; f < in->n_feat; f++) xs[f] = in->feat[f].x, dims[f] = in->feat[f].dim;
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st) st = mrec_graph_knn_cached(in->item_graph, xs, dims, w, in->n_feat, in->n_items, k, in->cache_dir, &cached, ctx);
+    if (!st && in->log) {
+        char line[4400];
+        snprintf(line, sizeof line, "item graph: k=%d, %lld edges, %s%s", k, (long long)in->item_graph->row_ptr[in->n_items],
+                 cached ? "read from " : in->cache_dir ? "built and saved in " : "built", in->cache_dir ? in->cache_dir : "");
+        in->log(in->log_ctx, line);
+    }
+    if (!st)
+        st = mrec_freedom_create(m, in->graph, in->item_graph, in->train, in->feat, in->n_feat, mrec_hp_int(p, MREC_HP_DIM),
+                                 mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_real(p, MREC_HP_REG), mrec_hp_real(p, MREC_HP_EDGE_DROPOUT), &rng,
+                                 ctx);
+    return st;
+}
+
+static mrec_status create_lattice(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_mean_self(in->graph, in->train);
+    if (!st)
+        st = mrec_lattice_create(m, in->graph, in->feat, in->n_feat, in->n_users, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_int(p, MREC_HP_KNN_K),
+                                 mrec_hp_real(p, MREC_HP_LAMBDA), mrec_hp_real(p, MREC_HP_REG), mrec_hp_int(p, MREC_HP_BATCH_SIZE), &rng,
+                                 ctx);
+    return st;
+}
+
+static mrec_status create_bm3(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st)
+        st = mrec_bm3_create(m, in->graph, in->feat, in->n_feat, in->n_users, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_int(p, MREC_HP_LAYERS),
+                             mrec_hp_real(p, MREC_HP_REG), mrec_hp_real(p, MREC_HP_CL_WEIGHT), mrec_hp_real(p, MREC_HP_TARGET_DROPOUT), &rng,
+                             ctx);
+    return st;
+}
+
+static mrec_status create_ngcfm(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_mean_self(in->graph, in->train);
+    if (!st)
+        st = mrec_ngcfm_create(m, in->graph, in->n_users, in->n_items, in->item_feat, in->feat_dim, mrec_hp_int(p, MREC_HP_DIM),
+                               mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_real(p, MREC_HP_REG), mrec_hp_real(p, MREC_HP_MESS_DROPOUT),
+                               mrec_hp_real(p, MREC_HP_NODE_DROPOUT), &rng, ctx);
+    return st;
+}
+
+/* ---- the table ---- */
+
+/* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
+#define P(h, key, lab) {.hp = h, .elliot = key, .label = lab}
+#define OWN(h, key, lab, ...) {.hp = h, .elliot = key, .label = lab, .own_default = 1, .def = {__VA_ARGS__}}
+#define DIM P(MREC_HP_DIM, "factors", "dim")
+#define LR P(MREC_HP_LR, "lr", "lr")
+#define BATCH P(MREC_HP_BATCH_SIZE, "batch_size", "batch")
+#define SEED P(MREC_HP_SEED, "seed", "seed")
+#define EPOCHS P(MREC_HP_EPOCHS, "epochs", NULL)
+#define LAYERS(key) P(MREC_HP_LAYERS, key, "layers")
+#define REG(key, lab, d) OWN(MREC_HP_REG, key, lab, d)
+/* Elliot keys held at the model's value */
+#define NORMALIZED {.key = "normalize", .kind = MREC_FIXED_TEXT, .text = "True|true", .why = "mrec's graph is always normalized (True)"}
+#define SIZE_OF_FACTORS(k) \
+    {.key = k, .kind = MREC_FIXED_SAME, .same = MREC_HP_DIM, .why = "mrec's layers and modality projections have the size of factors"}
+#define HELD(k, n, reason) {.key = k, .kind = MREC_FIXED_NUMBER, .num = {n}, .why = reason}
+
+static const mrec_model_entry MODELS[] = {
+    {.name = "mostpop", .elliot = "MostPop", .summary = "every user gets the items by training popularity (Elliot)", .create = create_mostpop,
+     .params = {P(MREC_HP_SEED, "seed", NULL)}},
+    {.name = "itemknn", .elliot = "ItemKNN", .summary = "cosine item neighbours over the training users (Elliot)", .create = create_itemknn,
+     .params = {P(MREC_HP_NEIGHBOURS, "neighbors", "k"), P(MREC_HP_SEED, "seed", NULL)},
+     .fixed = {{.key = "similarity", .kind = MREC_FIXED_TEXT, .text = "cosine", .why = "mrec's ItemKNN uses cosine"}}},
+    {.name = "bprmf", .elliot = "BPRMF", .summary = "matrix factorization with BPR (MMRec)", .flags = MREC_MODEL_TRAINS, .create = create_bprmf,
+     .params = {DIM, LR, REG("l_w", "reg", 1e-5), BATCH, SEED, EPOCHS}},
+    {.name = "lightgcn", .elliot = "LightGCN", .summary = "the mean of graph propagations (MMRec, or its authors' loss)",
+     .flags = MREC_MODEL_TRAINS, .create = create_lightgcn,
+     .params = {DIM, LAYERS("n_layers"), LR, REG("l_w", "reg", 1e-4), BATCH, SEED, {.hp = MREC_HP_LOSS, .label = "loss", .hide_default = 1},
+                EPOCHS},
+     .fixed = {NORMALIZED}},
+    /* reg is the paper's decay; the paper trains with lr 1e-4 and batches of 1024 */
+    {.name = "ngcf", .elliot = "NGCF", .summary = "graph convolution with feature interactions (its authors' code)", .flags = MREC_MODEL_TRAINS,
+     .create = create_ngcf,
+     .params = {DIM, LAYERS("n_layers"), LR, REG("l_w", "decay", 1e-5), P(MREC_HP_NODE_DROPOUT, "node_dropout", "node_dropout"),
+                P(MREC_HP_MESS_DROPOUT, "message_dropout", "mess_dropout"), BATCH, SEED, EPOCHS},
+     .fixed = {SIZE_OF_FACTORS("weight_size"), NORMALIZED}},
+    {.name = "vbpr", .elliot = "VBPR", .summary = "BPR with a projection of the item features (MMRec)", .needs = MREC_NEEDS_ANY,
+     .flags = MREC_MODEL_TRAINS, .create = create_vbpr, .params = {DIM, LR, REG("l_w", "reg", 1e-3), BATCH, SEED, EPOCHS},
+     .fixed = {{.key = "comb_mod", .kind = MREC_FIXED_TEXT, .text = "concat", .why = "mrec's VBPR concatenates the modalities (concat)"}}},
+    {.name = "freedom", .elliot = "FREEDOM", .summary = "LightGCN with a frozen kNN item graph of the features (MMRec)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GRAPH_CACHE, .create = create_freedom,
+     .modality_weights = freedom_weights,
+     .params = {DIM, OWN(MREC_HP_LAYERS, "n_ui_layers", "layers", 2), LR, REG("l_w", "reg", 1e-3), P(MREC_HP_KNN_K, "top_k", "knn_k"),
+                P(MREC_HP_EDGE_DROPOUT, "drop", "edge_dropout"), BATCH, SEED, EPOCHS, P(MREC_HP_LR_DECAY, "lr_sched", NULL)},
+     .fixed = {HELD("n_layers", 1, "mrec's FREEDOM has 1 (MMRec's value)"), SIZE_OF_FACTORS("factors_multimod"),
+               {.key = "mw", .kind = MREC_FIXED_PAIR, .num = {0.1, 0.9}, .why = "mrec's FREEDOM weighs visual 0.1, textual 0.9: (0.1,0.9)"}}},
+    {.name = "lattice", .elliot = "LATTICE", .summary = "learned and frozen kNN item graphs on a LightGCN backbone (MMRec)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS, .create = create_lattice,
+     .params = {DIM, LR, OWN(MREC_HP_LR_DECAY, "lr_sched", "lr_decay", 0.96, 50), REG("l_w", "reg", 1e-4), P(MREC_HP_KNN_K, "top_k", "knn_k"),
+                P(MREC_HP_LAMBDA, "l_m", "lambda"), BATCH, SEED, EPOCHS},
+     .fixed = {HELD("n_layers", 1, "mrec's LATTICE has 1 (MMRec's value)"), HELD("n_ui_layers", 2, "mrec's LATTICE has 2 (MMRec's value)"),
+               SIZE_OF_FACTORS("factors_multimod")}},
+    /* MMRec's first grid point; no negatives are sampled */
+    {.name = "bm3", .elliot = "BM3", .summary = "self-supervised views without negatives (MMRec)", .needs = MREC_NEEDS_ANY,
+     .flags = MREC_MODEL_TRAINS, .create = create_bm3,
+     .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), LR, REG("reg_weight", "reg", 0.1), P(MREC_HP_CL_WEIGHT, "cl_weight", "cl"),
+                P(MREC_HP_TARGET_DROPOUT, "dropout", "dropout"), BATCH, SEED, EPOCHS, P(MREC_HP_LR_DECAY, "lr_sched", NULL)},
+     .fixed = {SIZE_OF_FACTORS("multimod_factors")}},
+    /* the defaults of the Ducho-meets-Elliot fork, which samples batches of distinct users */
+    {.name = "ngcfm", .elliot = "NGCFM", .summary = "NGCF with the item features (the Ducho-meets-Elliot benchmark's fork)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS, .create = create_ngcfm,
+     .params = {DIM, LAYERS("n_layers"), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
+                OWN(MREC_HP_MESS_DROPOUT, "message_dropout", "mess_dropout", 0.5), OWN(MREC_HP_NODE_DROPOUT, "node_dropout", "node_dropout", 0),
+                BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS},
+     .fixed = {SIZE_OF_FACTORS("weight_size"), NORMALIZED}},
+};
+
+#define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])
+
+int mrec_model_count(void) { return N_MODELS; }
+
+const mrec_model_entry *mrec_model_at(int i) { return i >= 0 && i < N_MODELS ? &MODELS[i] : NULL; }
+
+const mrec_model_entry *mrec_model_find(const char *name) {
+    if (!name) return NULL;
+    const char *bare = strncmp(name, "external.", 9) ? name : name + 9;
+    for (int i = 0; i < N_MODELS; i++)
+        if (!strcmp(MODELS[i].name, name) || !strcmp(MODELS[i].elliot, bare)) return &MODELS[i];
+    return NULL;
+}
+
+/* The entry's parameters run until the first zero slot (hp 0 with no Elliot key and no label). */
+static int listed(const mrec_model_param *q) { return q->hp != 0 || q->elliot || q->label; }
+
+const mrec_model_param *mrec_model_param_of(const mrec_model_entry *e, mrec_hp h) {
+    for (int i = 0; i < MREC_MODEL_MAX_PARAMS && listed(&e->params[i]); i++)
+        if (e->params[i].hp == h) return &e->params[i];
+    return NULL;
+}
+
+const mrec_model_param *mrec_model_param_elliot(const mrec_model_entry *e, const char *key) {
+    for (int i = 0; i < MREC_MODEL_MAX_PARAMS && listed(&e->params[i]); i++)
+        if (e->params[i].elliot && !strcmp(e->params[i].elliot, key)) return &e->params[i];
+    return NULL;
+}
+
+const mrec_fixed_key *mrec_model_fixed(const mrec_model_entry *e, const char *key) {
+    for (int i = 0; i < MREC_MODEL_MAX_FIXED && e->fixed[i].key; i++)
+        if (!strcmp(e->fixed[i].key, key)) return &e->fixed[i];
+    return NULL;
+}
+
+mrec_status mrec_params_resolve(mrec_param_values *out, const mrec_model_entry *e, const mrec_param_values *given) {
+    for (int h = 0; h < MREC_HP_COUNT; h++) {
+        const mrec_param_spec *s = &PARAMS[h];
+        const mrec_model_param *q = mrec_model_param_of(e, (mrec_hp)h);
+        mrec_param_value *v = &out->v[h];
+        if (given && given->v[h].given) {
+            *v = given->v[h];
+            mrec_status st = mrec_param_check((mrec_hp)h, v);
+            if (st) {
+                char why[300];
+                snprintf(why, sizeof why, "%s", mrec_error_detail());
+                return mrec_fail(st, "%s: %s", e->name, why);
+            }
+        } else {
+            const double *def = q && q->own_default ? q->def : s->def;
+            memset(v, 0, sizeof *v);
+            for (int i = 0; i < MREC_PARAM_MAX_ITEMS; i++) v->x[i] = held(s, i, def[i]);
+            v->u = (uint64_t)def[0];
+        }
+        for (int i = 0; i < MREC_PARAM_MAX_ITEMS; i++) v->x[i] = held(s, i, v->x[i]);
+    }
+    return MREC_OK;
+}
+
+void mrec_model_describe(char *out, size_t cap, const mrec_model_entry *e, const mrec_param_values *p, const mrec_features *feat,
+                         int n_feat, int knocked) {
+    size_t at = 0;
+    if (!cap) return;
+    out[0] = 0;
+    for (int i = 0; i < MREC_MODEL_MAX_PARAMS && listed(&e->params[i]) && at < cap; i++) {
+        const mrec_model_param *q = &e->params[i];
+        if (!q->label) continue;
+        const mrec_param_value *v = &p->v[q->hp];
+        if (q->hide_default) {
+            const double *def = q->own_default ? q->def : PARAMS[q->hp].def;
+            if (v->x[0] == def[0] && v->x[1] == held(&PARAMS[q->hp], 1, def[1])) continue;
+        }
+        char value[64];
+        mrec_param_format(value, sizeof value, q->hp, v);
+        at += (size_t)snprintf(out + at, cap - at, "%s%s=%s", at ? "," : "", q->label, value);
+    }
+    if (e->needs != MREC_NEEDS_NONE && at < cap) {
+        float w[MAX_MODALITIES];
+        int weighed = e->modality_weights && n_feat <= MAX_MODALITIES;
+        if (weighed) e->modality_weights(w, feat, n_feat);
+        at += (size_t)snprintf(out + at, cap - at, "%sfeatures=", at ? "," : "");
+        for (int f = 0; f < n_feat && at < cap; f++) {
+            at += (size_t)snprintf(out + at, cap - at, "%s%s", f ? "+" : "", feat[f].name);
+            if (weighed && at < cap) at += (size_t)snprintf(out + at, cap - at, ":%g", (double)w[f]);
+            if (f == knocked && at < cap) at += (size_t)snprintf(out + at, cap - at, "(knocked out)");
+        }
+    }
+    if (!at) snprintf(out, cap, "-");
+}
+
+mrec_status mrec_model_build(mrec_built_model *out, const mrec_model_entry *e, const mrec_model_inputs *in, const mrec_param_values *p,
+                             mrec_context *ctx) {
+    memset(out, 0, sizeof *out);
+    int visual = 0, textual = 0;
+    for (int f = 0; f < in->n_feat; f++) visual |= !strcmp(in->feat[f].name, "visual"), textual |= !strcmp(in->feat[f].name, "textual");
+    if (e->needs == MREC_NEEDS_ANY && in->n_feat < 1) return mrec_fail(MREC_ERR_ARG, "%s needs item features (one modality or more)", e->name);
+    if (e->needs == MREC_NEEDS_VISUAL_TEXTUAL && !(visual && textual))
+        return mrec_fail(MREC_ERR_ARG, "%s needs a visual and a textual modality", e->name);
+    mrec_model_inputs with_graphs = *in;
+    with_graphs.graph = &out->graph, with_graphs.item_graph = &out->item_graph;
+    mrec_status st = e->create(&out->model, &with_graphs, p, ctx);
+    if (st) mrec_built_model_free(out);
+    return st;
+}
+
+void mrec_built_model_free(mrec_built_model *b) {
+    if (b->model.destroy) mrec_model_destroy(&b->model);
+    mrec_graph_free(&b->graph), mrec_graph_free(&b->item_graph);
+}

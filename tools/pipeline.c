@@ -1,0 +1,464 @@
+/* pipeline.c: mrec_train and the files of one run (mrec_pipeline.h).
+ *
+ * The steps are those of MMRec's and Elliot's runs: load, filter, split,
+ * read the modalities (dropping or filling items they lack), build the
+ * model through the registry, train with early stopping, and evaluate on
+ * validation and test at the best epoch; then each test user's metrics and
+ * each user's top items, kept in memory for whoever writes them.
+ */
+#include "mrec_pipeline.h"
+#include "mrec_parse.h"
+#include "mrec_tools.h"
+
+#include "../nn/mrec_io.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_MODALITIES 8
+
+mrec_train_spec mrec_train_defaults(void) {
+    mrec_train_spec s = {.format = "inter", .min_rating = -INFINITY, .split_seed = 999, .n_k = 4, .k = {5, 10, 20, 50},
+                         .n_metrics = 4, .metrics = {MREC_METRIC_RECALL, MREC_METRIC_NDCG, MREC_METRIC_PRECISION, MREC_METRIC_MAP},
+                         .select_metric = MREC_METRIC_RECALL, .select_k = 20};
+    return s;
+}
+
+static void say(const mrec_train_spec *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const mrec_train_spec *s, const char *fmt, ...) {
+    if (!s->log) return;
+    char line[4600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->log(s->log_ctx, line);
+}
+
+/* ---- the split ---- */
+
+/* NAME:FIRST[:SECOND]: 0 when s is not strategy `name`, 1 when its numbers parse (FIRST a ratio in (0, 1), or
+ * with leave a count; SECOND a ratio in [0, 1), or with leave 0, 1 or "valid"), -1 otherwise. */
+static int split_numbers(const char *s, const char *name, double *a, double *b) {
+    size_t n = strlen(name);
+    if (strncmp(s, name, n) || s[n] != ':') return 0;
+    int leave = !strcmp(name, "leave");
+    const char *first = s + n + 1, *colon = strchr(first, ':');
+    char buf[64];
+    long whole;
+    *b = 0;
+    snprintf(buf, sizeof buf, "%.*s", colon ? (int)(colon - first) : (int)strlen(first), first);
+    if (leave ? mrec_parse_int(buf, 1, 1000000, &whole) : mrec_parse_real(buf, 0, 1, MREC_OPEN_LO | MREC_OPEN_HI, a)) return -1;
+    if (leave) *a = (double)whole;
+    if (colon && leave && !strcmp(colon + 1, "valid")) *b = 1;
+    else if (colon && (leave ? mrec_parse_real(colon + 1, 0, 1, 0, b) : mrec_parse_real(colon + 1, 0, 1, MREC_OPEN_HI, b))) return -1;
+    return 1;
+}
+
+mrec_status mrec_split_parse(const char *s, int *kind, double *a, double *b) {
+    static const char *const names[] = {"mmrec", "random", "temporal", "leave"};
+    *a = *b = 0;
+    if (s && !strcmp(s, "mmrec")) return *kind = 0, MREC_OK;
+    int r = 0;
+    for (int i = 1; i < 4 && s && !r; i++)
+        if ((r = split_numbers(s, names[i], a, b))) *kind = i;
+    if (r > 0) return MREC_OK;
+    char why[400] = "";
+    if (r < 0) snprintf(why, sizeof why, ": %s", mrec_error_detail());
+    return mrec_fail(MREC_ERR_ARG, "'%s' is not mmrec, random:T[:V], temporal:T[:V] or leave:N[:valid]%s", s ? s : "", why);
+}
+
+/* Elliot's save_on_disk: train.tsv, val.tsv, test.tsv (user, item, rating). The folder appears with its three files
+ * together; it is replaced without asking, as every grid point of an experiment saves the same split again. */
+static mrec_status write_splits(const char *dir, const mrec_interactions *x) {
+    static const char *const names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    mrec_out_dir od;
+    mrec_status st = mrec_out_begin(&od, dir, MREC_OUT_OVERWRITE);
+    if (st) return st;
+    for (int s = 0; s < 3 && !st; s++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", od.scratch, names[s]);
+        mrec_atomic_file af;
+        if ((st = mrec_atomic_begin(&af, path))) break;
+        for (int64_t i = 0; i < x->n; i++)
+            if (x->split[i] == s) fprintf(af.f, "%s\t%s\t%g\n", x->user_names[x->user[i]], x->item_names[x->item[i]], x->rating[i]);
+        st = mrec_atomic_commit(&af);
+    }
+    if (!st) st = mrec_out_commit(&od);
+    mrec_out_abort(&od);
+    return st;
+}
+
+static mrec_status load_data(const mrec_train_spec *s, mrec_interactions *x) {
+    char files[3][4096] = {{0}};
+    int n_files = 0, commas = 0;
+    for (const char *p = s->data; *p; p++) commas += *p == ',';
+    for (const char *p = s->data; n_files < 3 && *p;) {
+        size_t len = strcspn(p, ",");
+        snprintf(files[n_files++], sizeof files[0], "%.*s", (int)len, p);
+        p += len + (p[len] == ',');
+    }
+    if (commas && (strcmp(s->format, "tsv") || commas > 2))
+        return mrec_fail(MREC_ERR_ARG, "data with commas is Elliot's fixed split, train,[valid,]test, in format tsv");
+    mrec_load_options lo = mrec_load_defaults();
+    lo.notice = s->notice, lo.notice_ctx = s->log_ctx;
+    lo.resplit = s->split != NULL;
+    lo.duplicates = s->duplicates;
+    return n_files > 1                        ? mrec_load_tsv_splits_opt(x, files[0], n_files == 3 ? files[1] : NULL, files[n_files - 1], &lo)
+           : !strcmp(s->format, "inter")    ? mrec_load_inter_opt(x, s->data, &lo)
+           : !strcmp(s->format, "tsv")      ? mrec_load_tsv_opt(x, s->data, &lo)
+           : !strcmp(s->format, "lightgcn") ? mrec_load_lightgcn_opt(x, s->data, &lo)
+                                            : mrec_fail(MREC_ERR_ARG, "format '%s' is not inter, tsv or lightgcn", s->format);
+}
+
+static mrec_status resplit(const mrec_train_spec *s, mrec_interactions *x) {
+    int kind;
+    double a, b;
+    mrec_status st = mrec_split_parse(s->split, &kind, &a, &b);
+    if (st) return st;
+    if (kind == 0) return mrec_split_mmrec_draw(x, s->split_seed);
+    if (kind == 3) return mrec_split_users(x, MREC_SPLITTER_LEAVE_N, 0, b, (int)a, s->split_seed);
+    return mrec_split_users(x, kind == 1 ? MREC_SPLITTER_RANDOM : MREC_SPLITTER_TEMPORAL, a, b, 0, s->split_seed);
+}
+
+/* ---- the modalities ---- */
+
+/* NAME=PATH,...: each modality in dense item order; with missing_drop, items any modality lacks leave the data first. */
+static mrec_status load_modalities(const mrec_train_spec *s, mrec_features *f, int *n, mrec_interactions *x) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", s->features);
+    const char *names[MAX_MODALITIES], *paths[MAX_MODALITIES];
+    *n = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok || !eq[1] || *n == MAX_MODALITIES)
+            return mrec_fail(MREC_ERR_ARG, "--features wants NAME=PATH[,NAME=PATH...] (up to %d), got '%s'", MAX_MODALITIES, tok);
+        *eq = 0, names[*n] = tok, paths[*n] = eq + 1, ++*n;
+    }
+    mrec_status st = MREC_OK;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        for (int m = 0; m < *n && !st; m++) st = mrec_features_load(&f[m], names[m], paths[m], x);
+        int lacking = 0;
+        for (int m = 0; m < *n && !st; m++) lacking |= f[m].n_missing > 0;
+        if (st || !lacking || pass == 1 || !s->missing_drop) break;
+        uint8_t *keep = malloc((size_t)x->n_items + 1);
+        if (!keep) return mrec_fail(MREC_ERR_NOMEM, "dropping items");
+        for (int i = 0; i < x->n_items; i++) {
+            keep[i] = 1;
+            for (int m = 0; m < *n; m++) keep[i] &= f[m].present[i];
+        }
+        int before = x->n_items;
+        for (int m = 0; m < *n; m++) mrec_features_free(&f[m]);
+        st = mrec_drop_items(x, keep);
+        free(keep);
+        if (!st) say(s, "features: dropped %d of %d items without features, and their interactions", before - x->n_items, before);
+    }
+    for (int m = 0; m < *n && !st; m++)
+        say(s, "features: %s: %d-d, %d of %d items%s", f[m].name, f[m].dim, f[m].n_items - f[m].n_missing, f[m].n_items,
+            f[m].n_missing ? " (the others get the mean)" : "");
+    if (st)
+        for (int m = 0; m < *n; m++) mrec_features_free(&f[m]);
+    return st;
+}
+
+/* NAME[:noise]: the modality replaced by its mean (or noise of its mean and spread); its index in *which. */
+static mrec_status knock_out(const mrec_train_spec *s, mrec_features *feat, int n_feat, uint64_t seed, int *which) {
+    char name[64];
+    int noise = 0;
+    *which = -1;
+    snprintf(name, sizeof name, "%s", s->knockout);
+    char *colon = strchr(name, ':');
+    if (colon) noise = !strcmp(colon + 1, "noise"), *colon = 0;
+    for (int m = 0; m < n_feat; m++)
+        if (!strcmp(feat[m].name, name)) *which = m;
+    mrec_rng krng = {seed ^ 0x6b6e6f636b6f7574ull};
+    if (*which < 0 || (colon && !noise)) return mrec_fail(MREC_ERR_ARG, "--knockout '%s': no such modality (or not NAME[:noise])", s->knockout);
+    mrec_status st = mrec_features_knockout(&feat[*which], noise, &krng);
+    if (!st) say(s, "features: %s knocked out (%s)", name, noise ? "Gaussian noise of its mean and std" : "its mean");
+    return st;
+}
+
+/* The kNN graph cache: the folder given, else $MREC_CACHE, else ~/.cache/mrec; made here, and left out (with a
+ * notice) when it cannot be. */
+static const char *cache_folder(const mrec_train_spec *s, char *buf, size_t cap) {
+    const char *cache = s->cache ? s->cache : getenv("MREC_CACHE");
+    if (!cache && getenv("HOME")) {
+        snprintf(buf, cap, "%s/.cache", getenv("HOME"));
+        mkdir(buf, 0755);
+        snprintf(buf, cap, "%s/.cache/mrec", getenv("HOME"));
+        cache = buf;
+    }
+    if (cache && !strcmp(cache, "none")) return NULL;
+    if (cache && mkdir(cache, 0755) != 0 && errno != EEXIST) {
+        if (s->notice) {
+            char line[4400];
+            snprintf(line, sizeof line, "%s: cannot create (%s); the item graph is not cached", cache, strerror(errno));
+            s->notice(s->log_ctx, line);
+        }
+        return NULL;
+    }
+    return cache;
+}
+
+/* ---- training ---- */
+
+typedef struct {
+    const mrec_train_spec *spec;
+    mrec_train_result *r;
+    int cap;
+} fit_log;
+
+/* Each line of the training loop goes on to the log; each evaluation's is kept in the history. */
+static void on_fit_line(void *ctx, const char *line) {
+    fit_log *l = ctx;
+    if (l->spec->log) l->spec->log(l->spec->log_ctx, line);
+    mrec_history_point h;
+    char split[16];
+    if (sscanf(line, "epoch %d loss %lf %15s %*s %lf", &h.epoch, &h.loss, split, &h.value) != 4) return;
+    snprintf(h.split, sizeof h.split, "%.7s", split);
+    if (l->r->n_history == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        mrec_history_point *grown = realloc(l->r->history, sizeof *grown * (size_t)cap);
+        if (!grown) return; /* the curve loses a point; the run goes on */
+        l->r->history = grown, l->cap = cap;
+    }
+    l->r->history[l->r->n_history++] = h;
+}
+
+/* Each test user's metrics from the top lists kept at the best epoch, with the gains of the evaluation (their
+ * means are the test row). */
+static mrec_status per_user_metrics(mrec_train_result *r, const mrec_train_spec *s, const mrec_user_items *test) {
+    int n_items = test->n_cols, cols = s->n_metrics * s->n_k;
+    double *gain = calloc((size_t)n_items + 1, sizeof *gain), *sorted = malloc(sizeof *sorted * (size_t)(n_items + 1));
+    r->per_user_user = malloc(sizeof *r->per_user_user * (size_t)(test->n_rows + 1));
+    r->per_user = malloc(sizeof *r->per_user * ((size_t)test->n_rows * cols + 1));
+    if (!gain || !sorted || !r->per_user_user || !r->per_user) {
+        free(gain), free(sorted);
+        return mrec_fail(MREC_ERR_NOMEM, "per-user metrics of %d users", test->n_rows);
+    }
+    for (int u = 0; u < test->n_rows; u++) {
+        int n_rel = 0;
+        for (int64_t p = test->row_ptr[u]; p < test->row_ptr[u + 1]; p++)
+            if (test->val[p] >= s->threshold) sorted[n_rel++] = gain[test->col[p]] = pow(2.0, (double)test->val[p] - s->threshold + 1.0) - 1.0;
+        if (n_rel) {
+            for (int a = 1; a < n_rel; a++) /* largest first; lists are short */
+                for (int b = a; b > 0 && sorted[b] > sorted[b - 1]; b--) {
+                    double t = sorted[b];
+                    sorted[b] = sorted[b - 1], sorted[b - 1] = t;
+                }
+            double m[MREC_METRIC_COUNT][MREC_EVAL_MAX_K] = {{0}};
+            mrec_user_metrics(m, r->topk + (size_t)u * r->topk_k, gain, sorted, n_rel, s->k, s->n_k);
+            double *row = r->per_user + (size_t)r->n_per_user * cols;
+            for (int i = 0; i < s->n_metrics; i++)
+                for (int j = 0; j < s->n_k; j++) row[i * s->n_k + j] = m[s->metrics[i]][j];
+            r->per_user_user[r->n_per_user++] = u;
+        }
+        for (int64_t p = test->row_ptr[u]; p < test->row_ptr[u + 1]; p++) gain[test->col[p]] = 0;
+    }
+    free(gain), free(sorted);
+    return MREC_OK;
+}
+
+static void say_results(const mrec_train_spec *s, const mrec_train_result *r) {
+    for (int split = r->selected_on_test ? 1 : 0; split < 2; split++) {
+        const mrec_eval_result *e = split ? &r->test : &r->valid;
+        char line[4096];
+        size_t at = (size_t)snprintf(line, sizeof line, "%s (best epoch %d):", split ? "test" : "valid", r->best_epoch);
+        for (int i = 0; i < s->n_metrics; i++)
+            for (int j = 0; j < s->n_k && at < sizeof line; j++)
+                at += (size_t)snprintf(line + at, sizeof line - at, " %s@%d=%.4f", mrec_metric_name(s->metrics[i]), s->k[j],
+                                       e->value[s->metrics[i]][j]);
+        say(s, "%s", line);
+    }
+    if (r->selected_on_test && r->trains) say(s, "note: no validation split; the best epoch was chosen on test, as LightGCN's code does");
+    say(s, "time: %.1f s training (%d epochs), %.1f s evaluating", r->train_seconds, r->epochs_run, r->eval_seconds);
+}
+
+mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
+    memset(r, 0, sizeof *r);
+    const mrec_model_entry *e = s->model;
+    mrec_interactions x = {0};
+    mrec_features feat[MAX_MODALITIES];
+    int n_feat = 0, knocked = -1;
+    float *item_feat = NULL;
+    mrec_user_items train = {0}, valid = {0}, test = {0};
+    mrec_context *own = NULL, *ctx = s->ctx;
+    mrec_built_model built;
+    memset(&built, 0, sizeof built);
+    mrec_status st = MREC_OK;
+#define STEP(name, call) (r->stage = (name), st = (call))
+    if (!e) return r->stage = "model", mrec_fail(MREC_ERR_ARG, "no model given");
+    if (STEP("model", mrec_params_resolve(&r->values, e, &s->params))) return st;
+    if (e->needs != MREC_NEEDS_NONE && !s->features)
+        return STEP("model", mrec_fail(MREC_ERR_ARG, "%s needs item features: --features visual=PATH,textual=PATH", e->name));
+    if (!STEP("loading data", load_data(s, &x)) && (s->kcore > 0 || s->min_rating > -INFINITY))
+        STEP("filtering", mrec_filter(&x, s->min_rating, s->kcore, s->kcore, !s->kcore_once));
+    if (!st && s->split) STEP("splitting", resplit(s, &x));
+    if (!st && !x.has_split)
+        STEP("splitting", mrec_fail(MREC_ERR_FORMAT, "%s has no split (an x_label column, or train.txt/test.txt); give one with --split", s->data));
+    if (!st && s->save_splits) STEP("--save-splits", write_splits(s->save_splits, &x));
+    if (!st && s->features) STEP("features", load_modalities(s, feat, &n_feat, &x));
+    if (!st && s->knockout) STEP("knockout", knock_out(s, feat, n_feat, mrec_hp_u64(&r->values, MREC_HP_SEED), &knocked));
+    /* the modalities side by side, for models that take one feature vector per item */
+    int feat_dim = 0;
+    for (int m = 0; m < n_feat; m++) feat_dim += feat[m].dim;
+    if (!st && n_feat && !(item_feat = malloc(sizeof(float) * ((size_t)x.n_items * feat_dim + 1))))
+        STEP("features", mrec_fail(MREC_ERR_NOMEM, "%d items x %d features", x.n_items, feat_dim));
+    for (int i = 0, at = 0; !st && item_feat && i < x.n_items; i++, at = 0)
+        for (int m = 0; m < n_feat; at += feat[m].dim, m++)
+            memcpy(item_feat + (size_t)i * feat_dim + at, feat[m].x + (size_t)i * feat[m].dim, sizeof(float) * (size_t)feat[m].dim);
+    if (!st && !STEP("loading data", mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN)) &&
+        !STEP("loading data", mrec_user_items_build(&valid, &x, MREC_SPLIT_VALID)))
+        STEP("loading data", mrec_user_items_build(&test, &x, MREC_SPLIT_TEST));
+    if (!st)
+        say(s, "data: %s: %d users, %d items; %lld train, %lld valid, %lld test pairs", s->data, x.n_users, x.n_items,
+            (long long)train.row_ptr[train.n_rows], (long long)valid.row_ptr[valid.n_rows], (long long)test.row_ptr[test.n_rows]);
+    if (!st && !ctx) { /* training runs on the CPU */
+        mrec_context_options co = mrec_context_defaults();
+        co.device = MREC_WANT_CPU, co.n_threads = s->threads;
+        if (!STEP("threads", mrec_context_create(&own, &co))) ctx = own;
+    }
+    char cache_buf[4096];
+    mrec_model_inputs in = {.n_users = x.n_users, .n_items = x.n_items, .train = &train, .feat = feat, .n_feat = n_feat,
+                            .item_feat = item_feat, .feat_dim = feat_dim, .log = s->log, .log_ctx = s->log_ctx};
+    if (!st && (e->flags & MREC_MODEL_GRAPH_CACHE)) in.cache_dir = cache_folder(s, cache_buf, sizeof cache_buf);
+    if (!st) STEP("model", mrec_model_build(&built, e, &in, &r->values, ctx));
+    if (!st) {
+        r->trains = built.model.loss_grad != NULL;
+        snprintf(r->model_name, sizeof r->model_name, "%s", built.model.name ? built.model.name : e->name);
+        mrec_model_describe(r->params, sizeof r->params, e, &r->values, feat, n_feat, knocked);
+        say(s, "model: %s %s", r->model_name, r->params);
+    }
+    if (!st) {
+        const mrec_param_values *p = &r->values;
+        mrec_fit_options opt = mrec_fit_defaults();
+        opt.epochs = mrec_hp_int(p, MREC_HP_EPOCHS), opt.lr = mrec_hp_real(p, MREC_HP_LR);
+        opt.batch_size = mrec_hp_int(p, MREC_HP_BATCH_SIZE), opt.seed = mrec_hp_u64(p, MREC_HP_SEED);
+        opt.patience = mrec_hp_int(p, MREC_HP_PATIENCE), opt.eval_every = mrec_hp_int(p, MREC_HP_EVAL_EVERY);
+        opt.lr_decay = mrec_hp_item(p, MREC_HP_LR_DECAY, 0), opt.lr_decay_every = (int)mrec_hp_item(p, MREC_HP_LR_DECAY, 1);
+        opt.sample_users = mrec_hp_int(p, MREC_HP_SAMPLER) == 1;
+        opt.select_metric = s->select_metric, opt.select_k = s->select_k, opt.mask_valid_in_test = s->mask_valid;
+        /* per-user metrics need each list to the largest cut-off */
+        opt.save_topk = s->save_topk;
+        if (s->per_user && opt.save_topk < s->k[s->n_k - 1]) opt.save_topk = s->k[s->n_k - 1];
+        fit_log fl = {s, r, 0};
+        opt.log = on_fit_line, opt.log_ctx = &fl;
+        mrec_fit_result fr;
+        STEP("training", mrec_fit(&fr, &built.model, &train, &valid, &test, s->k, s->n_k, s->threshold, &opt, ctx));
+        r->best_epoch = fr.best_epoch, r->epochs_run = fr.epochs_run, r->selected_on_test = fr.selected_on_test;
+        r->valid = fr.valid, r->test = fr.test, r->train_seconds = fr.train_seconds, r->eval_seconds = fr.eval_seconds;
+        r->topk = fr.topk, r->topk_k = opt.save_topk;
+    }
+    if (!st && s->per_user && !r->topk)
+        STEP("per-user metrics", mrec_fail(MREC_ERR_ARG, "no evaluation happened, so there are no per-user metrics"));
+    if (!st && s->per_user) STEP("per-user metrics", per_user_metrics(r, s, &test));
+    if (!st) say_results(s, r);
+#undef STEP
+    mrec_built_model_free(&built);
+    mrec_context_destroy(own);
+    mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
+    for (int m = 0; m < n_feat; m++) mrec_features_free(&feat[m]);
+    free(item_feat);
+    /* the names stay for the files that name users and items; the pairs go */
+    free(x.user), free(x.item), free(x.rating), free(x.timestamp), free(x.split);
+    x.user = x.item = NULL, x.rating = NULL, x.timestamp = NULL, x.split = NULL, x.n = 0;
+    r->ids = x;
+    return st;
+}
+
+void mrec_train_result_free(mrec_train_result *r) {
+    mrec_interactions_free(&r->ids);
+    free(r->topk), free(r->per_user_user), free(r->per_user), free(r->history);
+    memset(r, 0, sizeof *r);
+}
+
+int mrec_train_fail(const char *cmd, const mrec_train_result *r, mrec_status st) {
+    fprintf(stderr, "mrec %s: %s: %s: %s\n", cmd, r->stage ? r->stage : "training", mrec_strerror(st), mrec_error_detail());
+    return st == MREC_ERR_NOMEM ? 3 : 2;
+}
+
+/* ---- the run's folder ---- */
+
+static mrec_status write_results(const char *path, const mrec_train_spec *s, const mrec_train_result *r) {
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
+    fprintf(af.f, "model\tparams\tsplit\tbest_epoch");
+    for (int i = 0; i < s->n_metrics; i++)
+        for (int j = 0; j < s->n_k; j++) fprintf(af.f, "\t%s@%d", mrec_metric_name(s->metrics[i]), s->k[j]);
+    fprintf(af.f, "\n");
+    for (int split = r->selected_on_test ? 1 : 0; split < 2; split++) {
+        const mrec_eval_result *e = split ? &r->test : &r->valid;
+        fprintf(af.f, "%s\t%s\t%s\t%d", r->model_name, r->params, split ? "test" : "valid", r->best_epoch);
+        for (int i = 0; i < s->n_metrics; i++)
+            for (int j = 0; j < s->n_k; j++) fprintf(af.f, "\t%.6f", e->value[s->metrics[i]][j]);
+        fprintf(af.f, "\n");
+    }
+    return mrec_atomic_commit(&af);
+}
+
+/* history.tsv: each evaluation, for the report's curves */
+static mrec_status write_history(const char *path, const mrec_train_spec *s, const mrec_train_result *r) {
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
+    fprintf(af.f, "epoch\tloss\tsplit\t%s@%d\n", mrec_metric_name(s->select_metric), s->select_k);
+    for (int i = 0; i < r->n_history; i++)
+        fprintf(af.f, "%d\t%.6f\t%s\t%.6f\n", r->history[i].epoch, r->history[i].loss, r->history[i].split, r->history[i].value);
+    return mrec_atomic_commit(&af);
+}
+
+static mrec_status write_per_user(const char *path, const mrec_train_spec *s, const mrec_train_result *r) {
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
+    int cols = s->n_metrics * s->n_k;
+    fprintf(af.f, "user");
+    for (int i = 0; i < s->n_metrics; i++)
+        for (int j = 0; j < s->n_k; j++) fprintf(af.f, "\t%s@%d", mrec_metric_name(s->metrics[i]), s->k[j]);
+    fputc('\n', af.f);
+    for (int u = 0; u < r->n_per_user; u++) {
+        fprintf(af.f, "%s", r->ids.user_names[r->per_user_user[u]]);
+        for (int c = 0; c < cols; c++) fprintf(af.f, "\t%.6f", r->per_user[(size_t)u * cols + c]);
+        fputc('\n', af.f);
+    }
+    return mrec_atomic_commit(&af);
+}
+
+static mrec_status write_recommendations(const char *path, const mrec_train_spec *s, const mrec_train_result *r) {
+    mrec_atomic_file af;
+    mrec_status st = mrec_atomic_begin(&af, path);
+    if (st) return st;
+    for (int u = 0; u < r->ids.n_users; u++) {
+        fprintf(af.f, "%s", r->ids.user_names[u]);
+        for (int j = 0; j < s->save_topk; j++) fprintf(af.f, "\t%s", r->ids.item_names[r->topk[(size_t)u * r->topk_k + j]]);
+        fputc('\n', af.f);
+    }
+    return mrec_atomic_commit(&af);
+}
+
+mrec_status mrec_train_write(const char *dir, const mrec_train_spec *s, const mrec_train_result *r) {
+    char path[4400];
+    mrec_status st = MREC_OK;
+#define FILE_IN(name) (snprintf(path, sizeof path, "%s/%s", dir, name), path)
+    if (!st) st = write_history(FILE_IN("history.tsv"), s, r);
+    if (!st && s->per_user) st = write_per_user(FILE_IN("test_per_user.tsv"), s, r);
+    if (!st) st = write_results(FILE_IN("results.tsv"), s, r);
+    if (!st) { /* for the summaries of mrec train CONFIG */
+        mrec_atomic_file af;
+        if (!(st = mrec_atomic_begin(&af, FILE_IN("timing.tsv")))) {
+            fprintf(af.f, "train_seconds\teval_seconds\tepochs\n%.3f\t%.3f\t%d\n", r->train_seconds, r->eval_seconds, r->epochs_run);
+            st = mrec_atomic_commit(&af);
+        }
+    }
+    if (!st && s->save_topk > 0 && r->topk) st = write_recommendations(FILE_IN("recommendations.tsv"), s, r);
+    if (!st) st = mrec_write_id_map(&r->ids, 0, FILE_IN("users.tsv"));
+    if (!st) st = mrec_write_id_map(&r->ids, 1, FILE_IN("items.tsv"));
+#undef FILE_IN
+    return st;
+}
