@@ -2,7 +2,7 @@
  * Ducho runs it, with mrec's extractors.
  *
  *   dataset_path: data/demo          # the other paths are inside it
- *   gpu list: 0                      # accepted ("gpu_list" too); mrec picks its device itself
+ *   gpu list: 0                      # ("gpu_list" too) -1: the CPU; a GPU index: the GPU when there is one
  *   visual:   {items: {input_path: images, output_path: visual_embeddings,
  *                      model: [{model_name: ResNet50, output_layers: avgpool, reshape: [224, 224],
  *                               preprocessing: zscore, mean: [...], std: [...], backend: torch, batch_size: 32}]}}
@@ -326,7 +326,35 @@ static mrec_status write_matrix(const char *files, const char *leaf) {
 /* One model into Ducho's tree. Each leaf folder is an output folder (locked, built beside itself, swapped in
  * whole): extract-text and extract-image make it themselves (and resume it), the matrix follows under the
  * leaf's lock; visual_textual's three leaves are held here and filled from one extract-clip run. */
-static int run_job(const job *j, int threads, int matrix, int out_flags) {
+/* Where the models run: `mrec extract --device / --precision`, else the
+ * config's 'gpu list' (-1: the CPU; a GPU index: the GPU when there is one,
+ * as --device auto). mrec_ducho_run's signature is shared with `mrec run`,
+ * so the command line's choice reaches it through this, set by
+ * mrec_cmd_extract around its one call. */
+static struct {
+    const char *device, *precision;
+} cli_device;
+
+/* The config's 'gpu list' (a number or a list of numbers, Ducho's first GPU
+ * being the one used) as a --device value, or NULL for the default. */
+static mrec_status gpu_list_device(const mrec_cfg *c, const mrec_cfg_node *root, const char **device) {
+    *device = NULL;
+    const mrec_cfg_node *n = mrec_cfg_get(root, "gpu list");
+    if (!n) n = mrec_cfg_get(root, "gpu_list");
+    if (!n) return MREC_OK;
+    const mrec_cfg_node *first = n->kind == MREC_CFG_SEQ ? n->child : n;
+    if (!first) return *device = "cpu", MREC_OK; /* an empty list: no GPU */
+    double gpu;
+    mrec_status st = first->kind == MREC_CFG_SCALAR ? mrec_cfg_node_number(c, first, "gpu list", -1, 1024, &gpu)
+                                                    : mrec_fail(MREC_ERR_FORMAT, "%s: line %d: gpu list: a GPU number or a list of them", c->path, n->line);
+    if (!st && gpu != (int)gpu) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: gpu list: %g is not a GPU number", c->path, first->line, gpu);
+    if (st) return st;
+    if (gpu < 0) *device = "cpu";
+    else if (gpu > 0) fprintf(stderr, "mrec extract: gpu list %d: mrec runs on the first GPU\n", (int)gpu);
+    return MREC_OK;
+}
+
+static int run_job(const job *j, const char *device, int threads, int matrix, int out_flags) {
     char th[16], work[4400] = "", clip_out[4500];
     snprintf(th, sizeof th, "%d", threads);
     int clip = j->modality == VISUAL_TEXTUAL, n_leaves = clip ? 2 + !!*j->fusion : 1, rc = 0;
@@ -359,6 +387,8 @@ static int run_job(const job *j, int threads, int matrix, int out_flags) {
     if (*j->size) ARG("--size", j->size);
     if (*j->mean) ARG("--mean", j->mean), ARG("--std", j->std);
     if (*j->fusion) ARG("--fusion", j->fusion);
+    if (device) ARG("--device", device);
+    if (cli_device.precision) ARG("--precision", cli_device.precision);
 #undef ARG
     argv[argc] = NULL;
     fprintf(stderr, "== %s %s -> %s\n", SECTIONS[j->modality], j->name, j->out[0]);
@@ -399,6 +429,9 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
     if (!st && mrec_cfg_get(root, "audio"))
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: audio extraction is not supported", c->path, mrec_cfg_get(root, "audio")->line);
     if (!st) st = mrec_cfg_string(c, root, "dataset_path", 0, &base);
+    const char *device = NULL;
+    if (!st) st = gpu_list_device(c, root, &device);
+    if (cli_device.device) device = cli_device.device;
     if (!st && *base && !is_dir(base))
         st = mrec_fail(MREC_ERR_IO, "%s: line %d: dataset_path %s: no such folder", c->path, mrec_cfg_get(root, "dataset_path")->line, base);
     for (int m = 0; m < 3 && !st; m++) {
@@ -414,7 +447,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
     double t0 = mrec_now();
     for (int i = 0; i < n; i++) {
         double t = mrec_now();
-        int rc = run_job(&js[i], threads, matrix, out_flags);
+        int rc = run_job(&js[i], device, threads, matrix, out_flags);
         if (rc) return rc;
         fprintf(stderr, "time: %s %s %.1f s\n", SECTIONS[js[i].modality], js[i].name, mrec_now() - t);
         for (int k = 0; out && k < (js[i].modality == VISUAL_TEXTUAL ? 2 + !!*js[i].fusion : 1) && out->n < MREC_MAX_EXTRACTED; k++) {
@@ -432,7 +465,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
 static int usage(FILE *f) {
     fprintf(f,
             "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N] [--skip-unsupported]\n"
-            "                               [--overwrite] [--resume]\n"
+            "                               [--overwrite] [--resume] [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]\n"
             "\n"
             "Runs a Ducho configuration: dataset_path, 'gpu list', and visual / textual / visual_textual\n"
             "sections of items (input_path, output_path, item_column, text_column, model list with\n"
@@ -449,22 +482,36 @@ static int usage(FILE *f) {
             "exists is replaced only with --overwrite (it stays as it was until then), and a second run into\n"
             "it at the same time is refused. --resume takes up the items a killed run finished (visual and\n"
             "textual models), keeping the files that verify, and redoes the rest; a finished model's folder is\n"
-            "verified and kept. A NaN or infinite feature stops the run, naming the item and the model.\n");
+            "verified and kept. A NaN or infinite feature stops the run, naming the item and the model.\n"
+            "'gpu list' picks the device as Ducho does: -1 the CPU, a GPU number the GPU when there is one\n"
+            "(else the CPU, with a notice); --device (auto, cpu, cuda) overrides it, and --precision (fp32,\n"
+            "tf32, bf16) sets the GEMMs' precision on the GPU, as for extract-text.\n");
     return f == stdout ? 0 : 1;
 }
 
 int mrec_cmd_extract(int argc, char **argv) {
-    const char *config = NULL, *weights = NULL;
+    const char *config = NULL, *weights = NULL, *device = NULL, *precision = NULL;
     int matrix = 0, threads = 0, skip = 0, out_flags = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
         if (!strcmp(argv[i], "--matrix")) matrix = 1;
         else if (mrec_out_flag(argv[i], &out_flags)) continue;
         else if (!strcmp(argv[i], "--skip-unsupported")) skip = 1;
-        else if ((!strcmp(argv[i], "--weights") || !strcmp(argv[i], "--threads")) &&
+        else if ((!strcmp(argv[i], "--weights") || !strcmp(argv[i], "--threads") || !strcmp(argv[i], "--device") ||
+                  !strcmp(argv[i], "--precision")) &&
                  mrec_opt_missing("extract", argv[i], i + 1 < argc ? argv[i + 1] : NULL))
             return 1;
         else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            mrec_device_request d;
+            if (mrec_device_request_parse(argv[i + 1], &d)) return fprintf(stderr, "mrec extract: --device: %s\n", mrec_error_detail()), 1;
+            device = argv[++i];
+        }
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            mrec_precision p;
+            if (mrec_precision_parse(argv[i + 1], &p)) return fprintf(stderr, "mrec extract: --precision: %s\n", mrec_error_detail()), 1;
+            precision = argv[++i];
+        }
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             if (mrec_opt_int("extract", argv[i], argv[i + 1], 0, 1024, &threads)) return 1;
             i++;
@@ -482,7 +529,9 @@ int mrec_cmd_extract(int argc, char **argv) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
         return 2;
     }
+    cli_device.device = device, cli_device.precision = precision;
     int rc = mrec_ducho_run(&c, c.root, weights, threads, matrix, skip, out_flags, NULL);
+    cli_device.device = cli_device.precision = NULL;
     mrec_cfg_free(&c);
     return rc;
 }

@@ -5,6 +5,7 @@
  *                     [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]
  *                     [--layer embeds|projected|pooler (CLIP)]
  *                     [--batch-size 32] [--empty embed|skip] [--threads N] [--overwrite] [--resume]
+ *                     [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]
  * matrix:   DIR/text_feat.npy (items, dim), rows in the table's order, and DIR/text_feat_ids.txt
  * per-item: DIR/<id>.npy of shape (1, dim) for each item (Ducho's layout)
  * DIR is an output folder (mrec_out_begin): built beside itself, it appears whole, so the matrix and
@@ -29,6 +30,7 @@ static int usage(FILE *f) {
             "                         [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]\n"
             "                         [--batch-size 32] [--empty embed|skip] [--threads N]\n"
             "                         [--layer embeds|projected|pooler] [--overwrite] [--resume]\n"
+            "                         [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]\n"
             "\n"
             "Embeds the text column of a CSV / TSV item table with a BERT-family model folder\n"
             "(sentence-transformers or Hugging Face) or a CLIP folder. Pooling, normalization and the\n"
@@ -40,7 +42,11 @@ static int usage(FILE *f) {
             "the run succeeds; an existing DIR is replaced only with --overwrite (and stays as it was until\n"
             "then). A second run into DIR at the same time is refused. --resume (per-item) takes up the items a\n"
             "killed run finished (or DIR's, when it is complete), keeping the files that verify, and redoes the rest.\n"
-            "A NaN or infinite feature stops the run, naming the item, with nothing written.\n");
+            "A NaN or infinite feature stops the run, naming the item, with nothing written.\n"
+            "--device picks where the model runs: auto (the default) a GPU when there is one, else the CPU\n"
+            "with a one-line notice; cuda fails when no GPU can be used; cpu. --precision is the GEMMs' on\n"
+            "the GPU: fp32 (default), tf32 or bf16 (weights converted once, fp32 accumulation); the CPU\n"
+            "computes fp32, so tf32 or bf16 with --device cpu is an error.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -52,7 +58,8 @@ static int fail(const char *what, mrec_status st) {
 int mrec_cmd_extract_text(int argc, char **argv) {
     const char *model = NULL, *input = NULL, *id_col = NULL, *text_col = NULL, *out = NULL, *format = "matrix",
                *pooling = NULL, *empty = "embed", *layer = NULL;
-    int normalize = -1, batch = 32, threads = 0, out_flags = 0;
+    int normalize = -1, batch = 32, threads = 0, out_flags = 0, device_set = 0;
+    mrec_context_options o = mrec_context_defaults();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -73,6 +80,13 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         else if (!strcmp(a, "--empty")) empty = v;
         else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-text", a, v, 1, 4096, &batch)) return 1; }
         else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-text", a, v, 0, 1024, &threads)) return 1; }
+        else if (!strcmp(a, "--device")) {
+            if (mrec_device_request_parse(v, &o.device)) return fprintf(stderr, "mrec extract-text: --device: %s\n", mrec_error_detail()), 1;
+            device_set = 1;
+        }
+        else if (!strcmp(a, "--precision")) {
+            if (mrec_precision_parse(v, &o.precision)) return fprintf(stderr, "mrec extract-text: --precision: %s\n", mrec_error_detail()), 1;
+        }
         else {
             fprintf(stderr, "mrec extract-text: unknown option '%s'\n", a);
             return usage(stderr);
@@ -94,17 +108,25 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         fprintf(stderr, "mrec extract-text: --batch-size must be 1..4096\n");
         return 1;
     }
+    /* the device first: a GPU that cannot be had should not cost reading the table and the model */
+    mrec_context *ctx = NULL;
+    o.n_threads = threads;
+    mrec_status st = mrec_context_create(&ctx, &o);
+    if (st) return fail("the device", st);
+    if (ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-text: %s\n", ctx->notice);
     mrec_table table;
-    mrec_status st = mrec_table_read(&table, input, 0);
-    if (st) return fail("reading the table", st);
+    if ((st = mrec_table_read(&table, input, 0))) {
+        mrec_context_destroy(ctx);
+        return fail("reading the table", st);
+    }
     int ci, ct;
     if ((st = mrec_table_column(&table, id_col, input, &ci)) || (st = mrec_table_column(&table, text_col, input, &ct))) {
-        mrec_table_free(&table);
+        mrec_table_free(&table), mrec_context_destroy(ctx);
         return fail("columns", st);
     }
     mrec_text_encoder enc;
     if ((st = mrec_text_encoder_load(&enc, model))) {
-        mrec_table_free(&table);
+        mrec_table_free(&table), mrec_context_destroy(ctx);
         return fail("loading the model", st);
     }
     const char *bad = enc.is_clip && pooling ? "--pooling is for BERT-family models; CLIP takes --layer"
@@ -118,7 +140,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     }
     if (bad) {
         fprintf(stderr, "mrec extract-text: %s\n", bad);
-        mrec_text_encoder_free(&enc), mrec_table_free(&table);
+        mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(ctx);
         return 2;
     }
     if (pooling) {
@@ -128,7 +150,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         else {
             fprintf(stderr, "mrec extract-text: --pooling %s: %s\n", pooling,
                     strcmp(pooling, "pooler") ? "not mean, cls or pooler" : "this checkpoint has no pooler");
-            mrec_text_encoder_free(&enc), mrec_table_free(&table);
+            mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(ctx);
             return 2;
         }
     }
@@ -147,11 +169,10 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     }
     int D = mrec_text_encoder_dim(&enc), rc = 0;
     float *emb = malloc(sizeof *emb * (size_t)(n ? n : 1) * D);
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
-    mrec_context *ctx = NULL;
     if (!texts || !rows || !emb) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d texts", table.n_rows));
-    else if ((st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
+    else if ((st = mrec_text_encoder_to_device(&enc, ctx))) rc = fail("moving the model to the device", st);
+    else if (ctx->device != MREC_DEVICE_CPU)
+        fprintf(stderr, "mrec extract-text: running on the GPU (%s)\n", mrec_precision_name(ctx->precision));
     int per_item = !strcmp(format, "per-item");
     for (int i = 0; !rc && per_item && i < n; i++) {
         const char *id = table.cells[(size_t)rows[i] * table.n_cols + ci];
@@ -239,9 +260,9 @@ int mrec_cmd_extract_text(int argc, char **argv) {
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,
                     strcmp(empty, "skip") ? "embedded the empty string" : "left out (not in the output)");
     }
-    mrec_context_destroy(ctx);
     free(texts), free(rows), free(emb);
-    mrec_text_encoder_free(&enc);
+    mrec_text_encoder_free(&enc); /* before the context its weights may be on */
+    mrec_context_destroy(ctx);
     mrec_table_free(&table);
     return rc;
 }

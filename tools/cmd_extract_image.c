@@ -5,6 +5,7 @@
  *                      [--layer avgpool|logits|cls|pooler] [--format matrix|per-item]
  *                      [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]
  *                      [--size H,W] [--mean R,G,B --std R,G,B] [--overwrite] [--resume]
+ *                      [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]
  * DIR is an output folder (mrec_out_begin): built beside itself, it appears
  * whole; per-item runs decode, encode and write in chunks --resume can skip.
  * A folder is searched recursively for .jpg / .jpeg / .png; an item's id is
@@ -33,7 +34,7 @@ static int usage(FILE *f) {
             "                          [--layer avgpool|logits|cls|pooler] [--format matrix|per-item]\n"
             "                          [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]\n"
             "                          [--id-column C] [--path-column C] [--size H,W] [--mean R,G,B --std R,G,B]\n"
-            "                          [--overwrite] [--resume]\n"
+            "                          [--overwrite] [--resume] [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]\n"
             "\n"
             "Extracts visual features with a torchvision ResNet (safetensors) or a Hugging Face ViT folder.\n"
             "Presets: ducho-resnet (default for ResNet: bicubic 224x224, ImageNet statistics), torchvision\n"
@@ -47,7 +48,11 @@ static int usage(FILE *f) {
             "only with --overwrite (and stays as it was until then). A second run into DIR at the same time is\n"
             "refused. --resume (per-item) takes up the items a killed run finished (or DIR's, when it is\n"
             "complete), keeping the files that verify, and redoes the rest. A NaN or infinite feature stops the\n"
-            "run, naming the item, with nothing written.\n");
+            "run, naming the item, with nothing written.\n"
+            "--device picks where the model runs: auto (the default) a GPU when there is one, else the CPU\n"
+            "with a one-line notice; cuda fails when no GPU can be used; cpu. --precision is the GEMMs' on\n"
+            "the GPU: fp32 (default), tf32 or bf16 (weights converted once, fp32 accumulation); ResNet's\n"
+            "convolutions stay fp32. The CPU computes fp32, so tf32 or bf16 with --device cpu is an error.\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -87,7 +92,8 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     const char *model = NULL, *images = NULL, *out = NULL, *preset = NULL, *layer = NULL, *format = "matrix", *id_col = NULL,
                *path_col = NULL;
     const char *size = NULL, *mean = NULL, *std = NULL;
-    int batch = 32, threads = 0, decode_threads = 2, strict = 0, out_flags = 0;
+    int batch = 32, threads = 0, decode_threads = 2, strict = 0, out_flags = 0, device_set = 0;
+    mrec_context_options o = mrec_context_defaults();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -115,6 +121,13 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         else if (!strcmp(a, "--batch-size")) { if (mrec_opt_int("extract-image", a, v, 1, 4096, &batch)) return 1; }
         else if (!strcmp(a, "--threads")) { if (mrec_opt_int("extract-image", a, v, 0, 1024, &threads)) return 1; }
         else if (!strcmp(a, "--decode-threads")) { if (mrec_opt_int("extract-image", a, v, 1, 16, &decode_threads)) return 1; }
+        else if (!strcmp(a, "--device")) {
+            if (mrec_device_request_parse(v, &o.device)) return fprintf(stderr, "mrec extract-image: --device: %s\n", mrec_error_detail()), 1;
+            device_set = 1;
+        }
+        else if (!strcmp(a, "--precision")) {
+            if (mrec_precision_parse(v, &o.precision)) return fprintf(stderr, "mrec extract-image: --precision: %s\n", mrec_error_detail()), 1;
+        }
         else {
             fprintf(stderr, "mrec extract-image: unknown option '%s'\n", a);
             return usage(stderr);
@@ -132,9 +145,17 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         fprintf(stderr, "mrec extract-image: --batch-size must be 1..4096 and --decode-threads 1..16\n");
         return 1;
     }
+    /* the device first: a GPU that cannot be had should not cost listing the images and loading the model */
+    mrec_context *ctx = NULL;
+    o.n_threads = threads;
+    mrec_status st = mrec_context_create(&ctx, &o);
+    if (st) return fail("the device", st);
+    if (ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-image: %s\n", ctx->notice);
     mrec_image_list items;
-    mrec_status st = mrec_image_list_read(&items, images, id_col, path_col);
-    if (st) return fail("listing the images", st);
+    if ((st = mrec_image_list_read(&items, images, id_col, path_col))) {
+        mrec_context_destroy(ctx);
+        return fail("listing the images", st);
+    }
     int rc = 0;
     mrec_image_encoder enc;
     int loaded = 0;
@@ -146,11 +167,10 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     float *feat = malloc(sizeof *feat * (size_t)(n + 1) * (D + 1));
     int *good = malloc(sizeof *good * (size_t)(n + 1));
     char **errors = calloc((size_t)n + 1, sizeof *errors);
-    mrec_context *ctx = NULL;
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
     if (!rc && (!feat || !good || !errors)) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d items", n));
-    if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
+    if (!rc && (st = mrec_image_encoder_to_device(&enc, ctx))) rc = fail("moving the model to the device", st);
+    if (!rc && ctx->device != MREC_DEVICE_CPU)
+        fprintf(stderr, "mrec extract-image: running on the GPU (%s)\n", mrec_precision_name(ctx->precision));
     int per_item = !strcmp(format, "per-item");
     for (int i = 0; !rc && per_item && i < n; i++) {
         const char *id = items.ids[i];
@@ -246,7 +266,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     for (int i = 0; errors && i < n; i++) free(errors[i]);
     mrec_image_list_free(&items);
     free(feat), free(good), free(errors);
+    if (loaded) mrec_image_encoder_free(&enc); /* before the context its weights may be on */
     mrec_context_destroy(ctx);
-    if (loaded) mrec_image_encoder_free(&enc);
     return rc;
 }
