@@ -133,8 +133,12 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
             st = mrec_cublas_check(hs, "cublasLt heuristic");
         }
     }
-    if (!st) st = mrec_cublas_check(cublasLtMatmul(cu->lt, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &heur.algo,
-                                                   cu->lt_work, ws, cu->stream), "cublasLtMatmul");
+    if (!st) {
+        cublasStatus_t ms = cublasLtMatmul(cu->lt, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &heur.algo, cu->lt_work, ws,
+                                           cu->stream);
+        if (ms == CUBLAS_STATUS_NOT_SUPPORTED && no_algo) *no_algo = 1;
+        st = mrec_cublas_check(ms, "cublasLtMatmul");
+    }
     lt_free(&p);
     if (!st && bias && !epi_bias) {
         unsigned blocks = (unsigned)(((size_t)M * N + 255) / 256);
