@@ -86,7 +86,7 @@ typedef struct {
     mrec_device_request device;
     int n_threads;       /* <= 0: one per core */
     mrec_simd max_simd;  /* the highest SIMD level to use (tests pin lower ones) */
-    mrec_precision precision; /* the GEMMs' on the GPU; the CPU computes fp32 (see mrec_context_create) */
+    mrec_precision precision; /* of the GEMMs on the GPU; the CPU computes fp32 (see mrec_context_create) */
 } mrec_context_options;
 
 /* Everything a forward pass needs besides weights and inputs: where it runs,
