@@ -335,8 +335,9 @@ static struct {
     const char *device, *precision;
 } cli_device;
 
-/* The config's 'gpu list' (a number or a list of numbers, Ducho's first GPU
- * being the one used) as a --device value, or NULL for the default. */
+/* The config's 'gpu list' as a --device value, or NULL for the default.
+ * Ducho writes a number, a list of numbers or a string of them ("0,1"); the
+ * first is the GPU used, -1 the CPU. */
 static mrec_status gpu_list_device(const mrec_cfg *c, const mrec_cfg_node *root, const char **device) {
     *device = NULL;
     const mrec_cfg_node *n = mrec_cfg_get(root, "gpu list");
@@ -344,13 +345,16 @@ static mrec_status gpu_list_device(const mrec_cfg *c, const mrec_cfg_node *root,
     if (!n) return MREC_OK;
     const mrec_cfg_node *first = n->kind == MREC_CFG_SEQ ? n->child : n;
     if (!first) return *device = "cpu", MREC_OK; /* an empty list: no GPU */
-    double gpu;
-    mrec_status st = first->kind == MREC_CFG_SCALAR ? mrec_cfg_node_number(c, first, "gpu list", -1, 1024, &gpu)
-                                                    : mrec_fail(MREC_ERR_FORMAT, "%s: line %d: gpu list: a GPU number or a list of them", c->path, n->line);
-    if (!st && gpu != (int)gpu) st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: gpu list: %g is not a GPU number", c->path, first->line, gpu);
-    if (st) return st;
+    char text[32] = "";
+    if (first->kind == MREC_CFG_SCALAR) {
+        size_t len = strcspn(first->value, ",");
+        snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text ? len : sizeof text - 1), first->value);
+    }
+    long gpu;
+    if (first->kind != MREC_CFG_SCALAR || mrec_parse_int(text, -1, 1024, &gpu))
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: gpu list: a GPU number (-1 for the CPU) or a list of them", c->path, first->line);
     if (gpu < 0) *device = "cpu";
-    else if (gpu > 0) fprintf(stderr, "mrec extract: gpu list %d: mrec runs on the first GPU\n", (int)gpu);
+    else if (gpu > 0) fprintf(stderr, "mrec extract: gpu list %ld: mrec runs on the first GPU\n", gpu);
     return MREC_OK;
 }
 
