@@ -130,25 +130,25 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     mrec_vit vit;
     mrec_resnet resnet;
     mrec_clip clip;
-    void *model = NULL;
+    void *model = NULL, *loaded = NULL;
     /* room for any output here: BERT's hidden states (B, T, 768), 2048 features of an image */
     size_t ws = 0, out = sizeof(float) * (size_t)ENC_BATCH * (c->T ? c->T : 1) * 2048;
     mrec_status st;
     switch (c->kind) {
     case ENC_BERT:
-        st = mrec_bert_load(&bert, c->dir);
+        if (!(st = mrec_bert_load(&bert, c->dir))) loaded = &bert;
         if (!st && !(st = mrec_bert_to_device(&bert, ctx))) model = &bert, ws = mrec_bert_workspace_bytes(&bert.cfg, ENC_BATCH, c->T);
         break;
     case ENC_VIT:
-        st = mrec_vit_load(&vit, c->dir);
+        if (!(st = mrec_vit_load(&vit, c->dir))) loaded = &vit;
         if (!st && !(st = mrec_vit_to_device(&vit, ctx))) model = &vit, ws = mrec_vit_workspace_bytes(&vit.cfg, ENC_BATCH);
         break;
     case ENC_RESNET:
-        st = mrec_resnet_load(&resnet, c->dir);
+        if (!(st = mrec_resnet_load(&resnet, c->dir))) loaded = &resnet;
         if (!st && !(st = mrec_resnet_to_device(&resnet, ctx))) model = &resnet, ws = mrec_resnet_workspace_bytes(&resnet, 224, 224);
         break;
     default:
-        st = mrec_clip_load(&clip, c->dir, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT);
+        if (!(st = mrec_clip_load(&clip, c->dir, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT))) loaded = &clip;
         if (!st && !(st = mrec_clip_to_device(&clip, ctx)))
             model = &clip, ws = mrec_clip_workspace_bytes(&clip, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT, ENC_BATCH, c->T);
     }
@@ -163,10 +163,10 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     if (!st) st = mrec_cuda_sync(ctx->cuda);
     if (!st) secs = (now() - t0) / ENC_REPS;
     if (st) fprintf(stderr, "%s in %s: %s\n", c->name, mrec_precision_name(prec), mrec_error_detail());
-    if (model == &bert) mrec_bert_free(&bert);
-    if (model == &vit) mrec_vit_free(&vit);
-    if (model == &resnet) mrec_resnet_free(&resnet);
-    if (model == &clip) mrec_clip_free(&clip);
+    if (loaded == &bert) mrec_bert_free(&bert);
+    if (loaded == &vit) mrec_vit_free(&vit);
+    if (loaded == &resnet) mrec_resnet_free(&resnet);
+    if (loaded == &clip) mrec_clip_free(&clip);
     mrec_context_destroy(ctx);
     return secs;
 }
