@@ -870,6 +870,10 @@ static void gemm_entry(mrec_precision prec) {
         mrec_cuda_free(cu, dA), mrec_cuda_free(cu, dB), mrec_cuda_free(cu, dC);
         free(A), free(B), free(ref), free(got);
     }
+    /* weights still on the context when it goes: it frees them (and their twin) itself */
+    float host[300], *left = NULL;
+    for (int i = 0; i < 300; i++) host[i] = (float)i;
+    t_status(mrec_weights_upload(ctx, &left, host, 300), MREC_OK, "weights left on the context");
     mrec_context_destroy(ctx);
 }
 
@@ -1012,10 +1016,14 @@ static int run_model(int which, mrec_context *ctx, outputs *o) {
         return 1;
     }
     case M_VIT: {
-        float *x = read_f32(FIX "vision/images_32.npy", s);
+        float *x0 = read_f32(FIX "vision/images_32.npy", s), *x = NULL;
         mrec_vit m;
-        if (!x || !t_status(mrec_vit_load(&m, FIX "vision/vit_tiny"), MREC_OK, "load vit_tiny")) return free(x), 0;
-        int B = (int)s[0];
+        if (!x0 || !t_status(mrec_vit_load(&m, FIX "vision/vit_tiny"), MREC_OK, "load vit_tiny")) return free(x0), 0;
+        int B = MREC_VIT_CHUNK + 4; /* more than a chunk: the photos repeated */
+        size_t plane = (size_t)(s[1] * s[2] * s[3]);
+        x = malloc(sizeof(float) * plane * B);
+        for (int i = 0; i < B; i++) memcpy(x + plane * i, x0 + plane * (i % s[0]), sizeof(float) * plane);
+        free(x0);
         add_out(o, "last_hidden_state[:, 0]", (int64_t)B * m.cfg.hidden);
         add_out(o, "pooler_output", (int64_t)B * m.cfg.pooler_size);
         if (t_status(mrec_vit_to_device(&m, ctx), MREC_OK, "vit to %s", mrec_device_name(ctx->device)) &&
@@ -1154,12 +1162,17 @@ static void encoders_parity(void) {
 
 static char tmp_models[] = "/tmp/mrec-cuda-models-XXXXXX";
 
-/* tmp/name holding links to the given files (pairs of link name, target relative to the repository). */
-static const char *model_folder(const char *name, const char *const *links, int n) {
+/* A CLIP folder as Hugging Face saves one: the fixture's weights beside the real tokenizer. */
+static const char *const clip_links[] = {"config.json", "tests/fixtures/clip/config.json", "model.safetensors", "tests/fixtures/clip/model.safetensors",
+                                         "preprocessor_config.json", "tests/fixtures/clip/preprocessor_config.json", "tokenizer.json",
+                                         "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json"};
+
+/* base/name holding links to the given files (pairs of link name, target relative to the repository). */
+static const char *model_folder(const char *base, const char *name, const char *const *links, int n) {
     static char dir[512];
     char cwd[1024], cmd[4096];
     if (!getcwd(cwd, sizeof cwd)) return NULL;
-    snprintf(dir, sizeof dir, "%s/%s", tmp_models, name);
+    snprintf(dir, sizeof dir, "%s/%s", base, name);
     int at = snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
     for (int i = 0; i < n; i++) at += snprintf(cmd + at, sizeof cmd - at, " && ln -sf %s/%s %s/%s", cwd, links[2 * i + 1], dir, links[2 * i]);
     return system(cmd) == 0 ? dir : NULL;
@@ -1187,13 +1200,10 @@ static void extractors_parity(void) {
     static const char *const vit_links[] = {"config.json", "tests/fixtures/vision/vit_tiny/config.json", "model.safetensors",
                                             "tests/fixtures/vision/vit_tiny/model.safetensors", "preprocessor_config.json",
                                             "tests/fixtures/vision/hf_vit_32/preprocessor_config.json"};
-    static const char *const clip_links[] = {"config.json", "tests/fixtures/clip/config.json", "model.safetensors", "tests/fixtures/clip/model.safetensors",
-                                             "preprocessor_config.json", "tests/fixtures/clip/preprocessor_config.json", "tokenizer.json",
-                                             "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json"};
     char vit_dir[512] = "", clip_dir[512] = "";
-    const char *d = model_folder("vit", vit_links, 3);
+    const char *d = model_folder(tmp_models, "vit", vit_links, 3);
     if (d) snprintf(vit_dir, sizeof vit_dir, "%s", d);
-    d = model_folder("clip", clip_links, 4);
+    d = model_folder(tmp_models, "clip", clip_links, 4);
     if (d) snprintf(clip_dir, sizeof clip_dir, "%s", d);
     struct { const char *model, *layer, *name; } images[] = {
         {FIX "vision/resnet_tiny", "avgpool", "resnet"}, {FIX "vision/resnet_tiny", "logits", "resnet"}, {vit_dir, "cls", "vit"},
@@ -1350,10 +1360,53 @@ static void device_flags(int have_gpu) {
         free(got);
     }
     free(ref);
+    /* extract-text, extract-clip and clip-scores on a CLIP folder: each takes the flags; with a GPU, cuda
+     * gives the CPU's features (1e-4 x scale) */
+    const char *clip = model_folder(dir, "clip", clip_links, 4);
+    char clip_dir[600], table[700];
+    snprintf(clip_dir, sizeof clip_dir, "%s", clip ? clip : "");
+    snprintf(table, sizeof table, "%s/items.csv", dir);
+    FILE *f = fopen(table, "w");
+    if (!t_check(clip && f, "a CLIP folder and an item table")) {
+        if (f) fclose(f);
+        return;
+    }
+    fprintf(f, "id,text\np0,a photo of a man\np1,\"a flower, in bloom\"\np2,a sample picture\np3,grey\np4,cyan magenta yellow\n");
+    fclose(f);
+    for (int dv = 0; dv < 1 + have_gpu; dv++) {
+        const char *device = dv ? "cuda" : "cpu";
+        snprintf(args, sizeof args, "extract-text --model %s --input %s --id-column id --text-column text --out %s/text-%s --device %s", clip_dir,
+                 table, dir, device, device);
+        rc = run_cli(args, out, sizeof out);
+        t_check(rc == 0 && (!dv || strstr(out, "running on the GPU")), "extract-text --device %s: exit %d, %s", device, rc, out);
+        snprintf(args, sizeof args, "extract-clip --model %s --images %s/photos --input %s --id-column id --text-column text --out %s/clip-%s --device %s",
+                 clip_dir, dir, table, dir, device, device);
+        rc = run_cli(args, out, sizeof out);
+        t_check(rc == 0 && (!dv || strstr(out, "running on the GPU")), "extract-clip --device %s: exit %d, %s", device, rc, out);
+        snprintf(args, sizeof args, "clip-scores --model %s --image %s --text 'a man' --text 'a flower' --device %s", clip_dir, photos[0], device);
+        rc = run_cli(args, out, sizeof out);
+        t_check(rc == 0 && strstr(out, "logit scale"), "clip-scores --device %s: exit %d, %s", device, rc, out);
+    }
+    static const char *const files[] = {"text-%s/text_feat.npy", "clip-%s/image_feat.npy", "clip-%s/text_feat.npy"};
+    for (int k = 0; have_gpu && k < 3; k++) {
+        char a[800], b[800], rel[64];
+        int64_t sa[8] = {0}, sb[8] = {0};
+        snprintf(rel, sizeof rel, files[k], "cpu"), snprintf(a, sizeof a, "%s/%s", dir, rel);
+        snprintf(rel, sizeof rel, files[k], "cuda"), snprintf(b, sizeof b, "%s/%s", dir, rel);
+        float *x = read_f32(a, sa), *y = read_f32(b, sb);
+        if (t_check(x && y && sa[0] * sa[1] == sb[0] * sb[1], "%s and its GPU twin", a)) compare_device("command line cuda", rel, MREC_PREC_FP32, x, y, sa[0] * sa[1]);
+        free(x), free(y);
+    }
+    snprintf(args, sizeof args, "clip-scores --model %s --image %s --text 'a man' --device bogus", clip_dir, photos[0]);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 1 && strstr(out, "'bogus'"), "clip-scores --device bogus: exit %d, %s", rc, out);
+    snprintf(args, sizeof args, "extract-text --model %s --input %s --id-column id --text-column text --out %s/tb --precision half", clip_dir, table, dir);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 1 && strstr(out, "'half'"), "extract-text --precision half: exit %d, %s", rc, out);
     /* a Ducho config: 'gpu list: -1' is the CPU; --device on `mrec extract` overrides it */
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/ducho.yml", dir);
-    FILE *f = fopen(cfg, "w");
+    f = fopen(cfg, "w");
     if (!t_check(f != NULL, "write %s", cfg)) return;
     fprintf(f, "dataset_path: %s\ngpu list: -1\nvisual:\n  items:\n    input_path: photos\n    output_path: visual_embeddings\n"
                "    model: [{model_name: %s/tests/fixtures/vision/resnet_tiny, output_layers: avgpool, backend: torch}]\n",
