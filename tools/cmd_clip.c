@@ -50,8 +50,8 @@ static int usage(FILE *f) {
             "only with --overwrite (and stays as it was until then); a second run into DIR at the same time\n"
             "is refused. A NaN or infinite feature stops the run, naming the item, with nothing written.\n"
             "--device picks where the towers run: auto (the default) a GPU when there is one, else the CPU\n"
-            "with a one-line notice; cuda fails when no GPU can be used; cpu. --precision is the GEMMs' on\n"
-            "the GPU: fp32 (default), tf32 or bf16 (weights converted once, fp32 accumulation); the CPU\n"
+            "with a one-line notice; cuda fails when no GPU can be used; cpu. --precision sets the GEMMs'\n"
+            "precision on the GPU: fp32 (default), tf32 or bf16 (weights converted once, fp32 accumulation); the CPU\n"
             "computes fp32, so tf32 or bf16 with --device cpu is an error.\n");
     return f == stdout ? 0 : 1;
 }

@@ -50,8 +50,8 @@ static int usage(FILE *f) {
             "complete), keeping the files that verify, and redoes the rest. A NaN or infinite feature stops the\n"
             "run, naming the item, with nothing written.\n"
             "--device picks where the model runs: auto (the default) a GPU when there is one, else the CPU\n"
-            "with a one-line notice; cuda fails when no GPU can be used; cpu. --precision is the GEMMs' on\n"
-            "the GPU: fp32 (default), tf32 or bf16 (weights converted once, fp32 accumulation); ResNet's\n"
+            "with a one-line notice; cuda fails when no GPU can be used; cpu. --precision sets the GEMMs'\n"
+            "precision on the GPU: fp32 (default), tf32 or bf16 (weights converted once, fp32 accumulation); ResNet's\n"
             "convolutions stay fp32. The CPU computes fp32, so tf32 or bf16 with --device cpu is an error.\n");
     return f == stdout ? 0 : 1;
 }
