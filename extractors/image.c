@@ -82,6 +82,12 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
     return st;
 }
 
+mrec_status mrec_image_encoder_to_device(mrec_image_encoder *e, mrec_context *ctx) {
+    return e->kind == MREC_IMAGE_VIT    ? mrec_vit_to_device(&e->vit, ctx)
+           : e->kind == MREC_IMAGE_CLIP ? mrec_clip_to_device(&e->clip, ctx)
+                                        : mrec_resnet_to_device(&e->resnet, ctx);
+}
+
 void mrec_image_encoder_free(mrec_image_encoder *e) {
     if (e->kind == MREC_IMAGE_VIT) mrec_vit_free(&e->vit);
     else if (e->kind == MREC_IMAGE_CLIP) mrec_clip_free(&e->clip);
@@ -160,15 +166,20 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
     int B = e->batch_size < 1 ? 1 : e->batch_size, h = e->pre.crop_h ? e->pre.crop_h : e->pre.resize_h,
         w = e->pre.crop_h ? e->pre.crop_w : e->pre.resize_w, D = mrec_image_encoder_dim(e);
     size_t plane = (size_t)3 * h * w;
-    size_t need = e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit.cfg, B)
-                  : e->kind == MREC_IMAGE_CLIP ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
-                                               : mrec_resnet_workspace_bytes(&e->resnet, h, w);
+    /* the workspace: the batch's features on the device, then the model's activations */
+    size_t feat_bytes = sizeof(float) * (size_t)B * D, need = feat_bytes + MREC_ARENA_ALIGN;
+    need += e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit.cfg, B)
+            : e->kind == MREC_IMAGE_CLIP ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
+                                         : mrec_resnet_workspace_bytes(&e->resnet, h, w);
     mrec_status st = ctx->workspace.capacity - ctx->workspace.used >= need ? MREC_OK : mrec_context_reserve(ctx, need);
     if (st) return st;
+    size_t mark = ctx->workspace.used;
+    float *dfeats = mrec_arena_alloc(&ctx->workspace, feat_bytes);
     decode_job jobs[2];
-    float *pix = malloc(sizeof(float) * plane * B * 2), *feats = malloc(sizeof(float) * (size_t)B * D);
-    if (!pix || !feats) {
+    float *pix = malloc(sizeof(float) * plane * B * 2), *feats = malloc(feat_bytes);
+    if (!pix || !feats || !dfeats) {
         free(pix), free(feats);
+        ctx->workspace.used = mark;
         return mrec_fail(MREC_ERR_NOMEM, "image batch of %d", B);
     }
     for (int i = 0; i < n; i++) errors[i] = NULL, ok[i] = 0;
@@ -194,13 +205,14 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
             }
         if (m) {
             if (e->kind == MREC_IMAGE_CLIP)
-                st = mrec_clip_image_forward(ctx, &e->clip, j->pixels, m, clip_output(e->layer), feats);
+                st = mrec_clip_image_forward(ctx, &e->clip, j->pixels, m, clip_output(e->layer), dfeats);
             else if (e->kind == MREC_IMAGE_VIT)
-                st = mrec_vit_forward(ctx, &e->vit, j->pixels, m, e->layer == MREC_LAYER_CLS ? feats : NULL,
-                                      e->layer == MREC_LAYER_POOLER ? feats : NULL);
+                st = mrec_vit_forward(ctx, &e->vit, j->pixels, m, e->layer == MREC_LAYER_CLS ? dfeats : NULL,
+                                      e->layer == MREC_LAYER_POOLER ? dfeats : NULL);
             else
-                st = mrec_resnet_forward(ctx, &e->resnet, j->pixels, m, h, w, e->layer == MREC_LAYER_AVGPOOL ? feats : NULL,
-                                         e->layer == MREC_LAYER_LOGITS ? feats : NULL);
+                st = mrec_resnet_forward(ctx, &e->resnet, j->pixels, m, h, w, e->layer == MREC_LAYER_AVGPOOL ? dfeats : NULL,
+                                         e->layer == MREC_LAYER_LOGITS ? dfeats : NULL);
+            if (!st) st = mrec_copy_to_host(ctx, feats, dfeats, sizeof(float) * (size_t)m * D);
         }
         for (int i = 0, r = 0; !st && i < j->count; i++)
             if (j->ok[i]) memcpy(out + (size_t)(first + i) * D, feats + (size_t)r++ * D, sizeof(float) * (size_t)D);
@@ -208,6 +220,7 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
         cur ^= 1;
     }
     decode_wait(&jobs[0]), decode_wait(&jobs[1]); /* after a failed forward, one may still run */
+    ctx->workspace.used = mark;
     free(pix), free(feats);
     return st;
 }

@@ -58,10 +58,15 @@ typedef struct {
  * sentence-transformers files when present (mean pooling, no normalization,
  * 512 otherwise). */
 mrec_status mrec_text_encoder_load(mrec_text_encoder *enc, const char *dir);
+/* Moves the model's weights to where ctx runs, once, before embedding on a
+ * GPU context (nothing to do on the CPU). */
+mrec_status mrec_text_encoder_to_device(mrec_text_encoder *enc, mrec_context *ctx);
+/* Frees the encoder (before the context its weights are on). */
 void mrec_text_encoder_free(mrec_text_encoder *enc);
 int mrec_text_encoder_dim(const mrec_text_encoder *enc);
 
-/* out (n, dim): one embedding per text, in the input order. */
+/* out (n, dim), host memory: one embedding per text, in the input order.
+ * The batch runs where ctx does; only the pooled rows come back. */
 mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *enc, const char *const *texts, int n, float *out);
 
 #endif

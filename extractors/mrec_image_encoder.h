@@ -48,11 +48,16 @@ mrec_status mrec_image_model_kind(const char *model, mrec_image_model *kind);
 /* layer NULL: the model's default. preset NULL: ducho-resnet for a ResNet,
  * hf-vit for a ViT, hf-clip for CLIP. */
 mrec_status mrec_image_encoder_load(mrec_image_encoder *enc, const char *model, const char *preset, const char *layer);
+/* Moves the model's weights to where ctx runs, once, before embedding on a
+ * GPU context (nothing to do on the CPU). */
+mrec_status mrec_image_encoder_to_device(mrec_image_encoder *enc, mrec_context *ctx);
+/* Frees the encoder (before the context its weights are on). */
 void mrec_image_encoder_free(mrec_image_encoder *enc);
 int mrec_image_encoder_dim(const mrec_image_encoder *enc);
 const char *mrec_image_layer_name(mrec_image_layer layer);
 
-/* out (n, dim): row i is image i's features when ok[i]; a failed image
+/* out (n, dim), host memory: row i is image i's features when ok[i]; the
+ * forward runs where ctx does and only the features come back; a failed image
  * leaves its row untouched, ok[i] = 0 and errors[i] a malloc'd message
  * (the caller frees it). Returns an error only for what stops the run
  * (memory, the model). */

@@ -92,6 +92,10 @@ mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
     return st;
 }
 
+mrec_status mrec_text_encoder_to_device(mrec_text_encoder *e, mrec_context *ctx) {
+    return e->is_clip ? mrec_clip_to_device(&e->clip, ctx) : mrec_bert_to_device(&e->bert, ctx);
+}
+
 void mrec_text_encoder_free(mrec_text_encoder *e) {
     if (e->is_clip) mrec_clip_free(&e->clip);
     else mrec_bert_free(&e->bert);
@@ -112,14 +116,28 @@ static int cmp_len(const void *a, const void *b) {
     return x->len != y->len ? (x->len < y->len ? -1 : 1) : x->index - y->index;
 }
 
-/* BERT's hidden states (b, T, H) -> pooled (b, H); the pooler output is already there */
+/* BERT's hidden states (b, T, H) -> pooled (b, H), on the context's device;
+ * the pooler output is already there. mask: the batch's mask (b, T) there. */
 static mrec_status pool_bert(mrec_context *ctx, const mrec_text_encoder *e, const float *hidden, const int32_t *mask, int b, int T,
                              float *pooled) {
     int H = e->bert.cfg.hidden;
     if (e->pooling == MREC_POOL_MEAN) return mrec_mean_pool(ctx, pooled, hidden, mask, b, T, H);
-    if (e->pooling == MREC_POOL_CLS)
-        for (int r = 0; r < b; r++) memcpy(pooled + (size_t)r * H, hidden + (size_t)r * T * H, sizeof *pooled * (size_t)H);
+    if (e->pooling == MREC_POOL_CLS) return mrec_copy_rows(ctx, pooled, H, hidden, T * H, b, H);
     return MREC_OK;
+}
+
+/* Where a batch's outputs live on the context's device: BERT's hidden states,
+ * the pooled rows, and the mask mean pooling reads. */
+typedef struct {
+    float *hidden, *pooled;
+    int32_t *mask;
+} batch_out;
+
+static int carve_out(mrec_arena *a, batch_out *o, int B, int L, int H, int D) {
+    o->hidden = H ? mrec_arena_alloc(a, sizeof(float) * (size_t)B * L * H) : NULL;
+    o->pooled = mrec_arena_alloc(a, sizeof(float) * (size_t)B * D);
+    o->mask = H ? mrec_arena_alloc(a, sizeof(int32_t) * (size_t)B * L) : NULL;
+    return o->pooled && (!H || (o->hidden && o->mask));
 }
 
 mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, const char *const *texts, int n, float *out) {
@@ -132,14 +150,21 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     int32_t *lens = malloc(sizeof *lens * (size_t)(n ? n : 1));
     by_len *order = malloc(sizeof *order * (size_t)(n ? n : 1));
     int32_t *bids = malloc(sizeof *bids * (size_t)B * L), *bmask = malloc(sizeof *bmask * (size_t)B * L);
-    float *hidden = malloc(sizeof *hidden * ((size_t)B * L * H + 1)), *pooled = malloc(sizeof *pooled * (size_t)B * D);
+    float *pooled = malloc(sizeof *pooled * (size_t)B * D);
     mrec_status st = MREC_OK;
-    if (!ids || !mask || !lens || !order || !bids || !bmask || !hidden || !pooled) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
+    if (!ids || !mask || !lens || !order || !bids || !bmask || !pooled) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
     if (!st && mrec_tokenizer_encode_batch(e->tok, texts, NULL, n, &opt, L, ids, NULL, mask, lens))
         st = mrec_fail(MREC_ERR_ARG, "tokenizing: %s", mrec_tok_error_detail());
+    /* the workspace: the batch's outputs, then the model's activations */
+    mrec_arena measure = mrec_arena_measure();
+    batch_out dev;
+    carve_out(&measure, &dev, B, L, H, D);
     if (!st)
-        st = mrec_context_reserve(ctx, e->is_clip ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_TEXT, B, L)
-                                                  : mrec_bert_workspace_bytes(&e->bert.cfg, B, L));
+        st = mrec_context_reserve(ctx, measure.peak + MREC_ARENA_ALIGN +
+                                           (e->is_clip ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_TEXT, B, L)
+                                                       : mrec_bert_workspace_bytes(&e->bert.cfg, B, L)));
+    size_t mark = ctx->workspace.used;
+    if (!st && !carve_out(&ctx->workspace, &dev, B, L, H, D)) st = mrec_fail(MREC_ERR_NOMEM, "text batch of %d x %d", B, L);
     for (int i = 0; i < n && !st; i++) order[i] = (by_len){i, lens[i]};
     if (!st) qsort(order, (size_t)n, sizeof *order, cmp_len);
     for (int at = 0; at < n && !st; at += B) {
@@ -149,14 +174,17 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
             memcpy(bids + (size_t)r * T, ids + (size_t)src * L, sizeof *bids * (size_t)T);
             memcpy(bmask + (size_t)r * T, mask + (size_t)src * L, sizeof *bmask * (size_t)T);
         }
-        if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, pooled);
-        else st = mrec_bert_forward(ctx, &e->bert, bids, NULL, bmask, b, T, hidden, e->pooling == MREC_POOL_POOLER ? pooled : NULL);
-        if (!st && !e->is_clip) st = pool_bert(ctx, e, hidden, bmask, b, T, pooled); /* CLIP's tower pools itself */
-        if (!st && e->normalize) st = mrec_l2_normalize_rows(ctx, pooled, pooled, 1e-12f, b, D);
+        if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, dev.pooled);
+        else st = mrec_bert_forward(ctx, &e->bert, bids, NULL, bmask, b, T, dev.hidden, e->pooling == MREC_POOL_POOLER ? dev.pooled : NULL);
+        if (!st && !e->is_clip && e->pooling == MREC_POOL_MEAN) st = mrec_copy_to_device(ctx, dev.mask, bmask, sizeof *bmask * (size_t)b * T);
+        if (!st && !e->is_clip) st = pool_bert(ctx, e, dev.hidden, dev.mask, b, T, dev.pooled); /* CLIP's tower pools itself */
+        if (!st && e->normalize) st = mrec_l2_normalize_rows(ctx, dev.pooled, dev.pooled, 1e-12f, b, D);
+        if (!st) st = mrec_copy_to_host(ctx, pooled, dev.pooled, sizeof *pooled * (size_t)b * D);
         if (st) break;
         for (int r = 0; r < b; r++) memcpy(out + (size_t)order[at + r].index * D, pooled + (size_t)r * D, sizeof *out * (size_t)D);
         if (e->progress) e->progress(e->progress_ctx, at + b, n);
     }
-    free(ids), free(mask), free(lens), free(order), free(bids), free(bmask), free(hidden), free(pooled);
+    ctx->workspace.used = mark;
+    free(ids), free(mask), free(lens), free(order), free(bids), free(bmask), free(pooled);
     return st;
 }

@@ -56,6 +56,9 @@ void mrec_pool_run(mrec_pool *pool, mrec_task_fn fn, void *arg, int n_tasks);
 
 typedef enum { MREC_DEVICE_CPU, MREC_DEVICE_CUDA } mrec_device;
 typedef struct mrec_cuda mrec_cuda;
+/* GEMM precisions: fp32 (the reference), TF32 tensor cores (fp32 in and
+ * out, 10-bit mantissa products), bf16 operands with fp32 accumulation. */
+typedef enum { MREC_PREC_FP32, MREC_PREC_TF32, MREC_PREC_BF16 } mrec_precision;
 
 typedef struct {
     uint8_t *base;       /* NULL while measuring */
@@ -83,6 +86,7 @@ typedef struct {
     mrec_device_request device;
     int n_threads;       /* <= 0: one per core */
     mrec_simd max_simd;  /* the highest SIMD level to use (tests pin lower ones) */
+    mrec_precision precision; /* of the GEMMs on the GPU; the CPU computes fp32 (see mrec_context_create) */
 } mrec_context_options;
 
 /* Everything a forward pass needs besides weights and inputs: where it runs,
@@ -92,12 +96,15 @@ typedef struct {
     mrec_pool *pool;       /* always present: the CPU does I/O and small ops */
     mrec_cuda *cuda;       /* NULL unless device is MREC_DEVICE_CUDA */
     mrec_arena workspace;  /* activations, on ctx->device; sized by mrec_context_reserve */
-    char notice[160];      /* e.g. why "auto" fell back to the CPU, for the tool to print */
+    mrec_precision precision; /* what mrec_gemm computes in on the GPU; MREC_PREC_FP32 on the CPU */
+    char notice[256];      /* e.g. why "auto" fell back to the CPU, for the tool to print */
 } mrec_context;
 
 mrec_context_options mrec_context_defaults(void);
 /* MREC_WANT_CUDA fails with MREC_ERR_DEVICE if no GPU can be used;
- * MREC_WANT_AUTO falls back to the CPU and says so in ctx->notice. */
+ * MREC_WANT_AUTO falls back to the CPU and says so in ctx->notice. TF32 and
+ * bf16 are GPU precisions: asked for with MREC_WANT_CPU they are an error
+ * (MREC_ERR_ARG), and an "auto" that falls back computes fp32 and says so. */
 mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *opt);
 void mrec_context_destroy(mrec_context *ctx);
 /* Makes the workspace at least `bytes` large (on the context's device),
@@ -160,10 +167,10 @@ void mrec_scale_cpu(float *out, const float *a, float s, int64_t n, mrec_pool *p
  *   gelu_erf   x/2 (1 + erf(x/sqrt 2))                     nn.GELU()
  *   gelu_tanh  x/2 (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))  nn.GELU('tanh')
  *   quick_gelu x sigmoid(1.702 x)                          CLIP
- *   relu, leaky_relu (slope for x < 0), silu x sigmoid(x) */
+ *   relu, leaky_relu (slope for x < 0), silu x sigmoid(x), tanh (BERT's and ViT's poolers) */
 typedef enum {
     MREC_ACT_GELU_ERF, MREC_ACT_GELU_TANH, MREC_ACT_QUICK_GELU,
-    MREC_ACT_RELU, MREC_ACT_LEAKY_RELU, MREC_ACT_SILU
+    MREC_ACT_RELU, MREC_ACT_LEAKY_RELU, MREC_ACT_SILU, MREC_ACT_TANH
 } mrec_act;
 void mrec_activation_ref(float *out, const float *in, mrec_act act, float slope, int64_t n);
 void mrec_activation_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n,
@@ -274,6 +281,98 @@ void mrec_maxpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s,
 void mrec_avgpool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s);
 void mrec_avgpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s, mrec_pool *pool);
 
+/* ---- encoders: the steps around the layers, and memory on the device --------
+ * What the encoders used to do in host loops, as ops: token embeddings with
+ * positions, the attention biases, ViT's patch unfold and class token,
+ * strided row copies. Each has _ref, _cpu and _cuda variants and an entry
+ * (below, with the other entries), so a forward pass runs where its context
+ * does. Token ids and positions are int32 and are checked by the caller on
+ * the host, where they arrive, before they are copied: these ops trust them. */
+
+/* out (N, H) = word[ids[i]] + type[type_ids[i]] + position[pos[i]], added in
+ * that order; type NULL adds nothing (MPNet, CLIP), type_ids NULL means type
+ * 0 for every token. word (V, H), type (TV, H), position (P, H); ids, pos,
+ * type_ids (N). */
+void mrec_embedding_sum_ref(float *out, const float *word, const int32_t *ids, const float *type, const int32_t *type_ids,
+                            const float *position, const int32_t *pos, int N, int H);
+void mrec_embedding_sum_cpu(float *out, const float *word, const int32_t *ids, const float *type, const int32_t *type_ids,
+                            const float *position, const int32_t *pos, int N, int H, mrec_pool *pool);
+
+/* pos (B, T): t for token t when pad_id < 0 (BERT, CLIP; ids unused, may be
+ * NULL); otherwise Hugging Face's create_position_ids_from_input_ids (MPNet):
+ * pad_id + the number of non-padding tokens up to and including this one, or
+ * pad_id for a padding token (id == pad_id). ids (B, T). */
+void mrec_position_ids_ref(int32_t *pos, const int32_t *ids, int pad_id, int B, int T);
+void mrec_position_ids_cpu(int32_t *pos, const int32_t *ids, int pad_id, int B, int T, mrec_pool *pool);
+
+/* out (n) = 0 where mask != 0 (a real token), -FLT_MAX where mask == 0
+ * (padding): Hugging Face's additive attention mask. mask NULL: all zeros. */
+void mrec_mask_bias_ref(float *out, const int32_t *mask, int64_t n);
+void mrec_mask_bias_cpu(float *out, const int32_t *mask, int64_t n, mrec_pool *pool);
+
+/* A relative position bias shared by every sequence (MPNet's):
+ * out (heads, T, T)[h][q][k] = table[bucket[k - q + T - 1] * heads + h], with
+ * table (buckets, heads) and bucket (2T - 1) the bucket of each distance
+ * k - q in [-(T - 1), T - 1]. */
+void mrec_rel_bias_ref(float *out, const float *table, const int32_t *bucket, int heads, int T);
+void mrec_rel_bias_cpu(float *out, const float *table, const int32_t *bucket, int heads, int T, mrec_pool *pool);
+
+/* out (heads, T, T)[h][q][k] = 0 for k <= q, -FLT_MAX for k > q: CLIP's
+ * causal mask as an additive attention bias. */
+void mrec_causal_bias_ref(float *out, int heads, int T);
+void mrec_causal_bias_cpu(float *out, int heads, int T, mrec_pool *pool);
+
+/* out (B, G*G, C*P*P) = the P x P patches of images (B, C, S, S), G = S / P,
+ * row-major over the grid, each patch ordered (c, y, x) as a convolution
+ * weight (C_out, C, P, P) is: a stride-P, P x P convolution becomes one GEMM. */
+void mrec_patchify_ref(float *out, const float *images, int B, int C, int S, int P);
+void mrec_patchify_cpu(float *out, const float *images, int B, int C, int S, int P, mrec_pool *pool);
+
+/* x (B, T, H) in place: row 0 of each sequence = cls (H) + pos[0], rows
+ * t >= 1 += pos[t]; pos (T, H). ViT's and CLIP's class token and positions. */
+void mrec_class_embed_ref(float *x, const float *cls, const float *pos, int B, int T, int H);
+void mrec_class_embed_cpu(float *x, const float *cls, const float *pos, int B, int T, int H, mrec_pool *pool);
+
+/* out (rows, cols) with row stride ld_out = in (rows, cols) with row stride
+ * ld_in (strides in elements, >= cols; out and in must not overlap): the
+ * class-token or end-of-text rows of (B, T, H) states, one row per sequence. */
+void mrec_copy_rows_ref(float *out, int ld_out, const float *in, int ld_in, int rows, int cols);
+void mrec_copy_rows_cpu(float *out, int ld_out, const float *in, int ld_in, int rows, int cols, mrec_pool *pool);
+
+/* The GPU twins, in the CUDA section's conventions (device pointers, the
+ * context's stream, a status; MREC_ERR_DEVICE in a CPU-only build). */
+mrec_status mrec_embedding_sum_cuda(float *out, const float *word, const int32_t *ids, const float *type,
+                                    const int32_t *type_ids, const float *position, const int32_t *pos, int N, int H,
+                                    mrec_cuda *cu);
+mrec_status mrec_position_ids_cuda(int32_t *pos, const int32_t *ids, int pad_id, int B, int T, mrec_cuda *cu);
+mrec_status mrec_mask_bias_cuda(float *out, const int32_t *mask, int64_t n, mrec_cuda *cu);
+mrec_status mrec_rel_bias_cuda(float *out, const float *table, const int32_t *bucket, int heads, int T, mrec_cuda *cu);
+mrec_status mrec_causal_bias_cuda(float *out, int heads, int T, mrec_cuda *cu);
+mrec_status mrec_patchify_cuda(float *out, const float *images, int B, int C, int S, int P, mrec_cuda *cu);
+mrec_status mrec_class_embed_cuda(float *x, const float *cls, const float *pos, int B, int T, int H, mrec_cuda *cu);
+mrec_status mrec_copy_rows_cuda(float *out, int ld_out, const float *in, int ld_in, int rows, int cols, mrec_cuda *cu);
+
+/* The GEMM of mrec_gemm_cuda (C = alpha op(A) op(B) + beta C + bias, fp32
+ * pointers) through cuBLASLt in any precision. For BF16 an operand that lies
+ * inside weights given to mrec_cuda_weights_upload is read from their bf16
+ * copy; any other operand is converted into a buffer the context keeps (it
+ * grows to the largest operand once). A shape cuBLASLt has no TF32 or bf16
+ * algorithm for runs in fp32. */
+mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta,
+                              mrec_precision precision, int trans_a, int trans_b, int M, int N, int K, int lda,
+                              int ldb, int ldc, mrec_cuda *cu);
+/* Weights on the device: *out = one allocation holding a copy of host (n
+ * floats), and, with bf16, its bf16 twin for mrec_gemm_lt_cuda (converted
+ * once, here). mrec_cuda_weights_free releases both. */
+mrec_status mrec_cuda_weights_upload(mrec_cuda *cu, float **out, const float *host, int64_t n, int with_bf16);
+void mrec_cuda_weights_free(mrec_cuda *cu, float *weights);
+
+/* Device names and precisions as the command line spells them:
+ * "auto", "cpu", "cuda"; "fp32", "tf32", "bf16". MREC_ERR_ARG for another. */
+mrec_status mrec_device_request_parse(const char *name, mrec_device_request *out);
+mrec_status mrec_precision_parse(const char *name, mrec_precision *out);
+const char *mrec_precision_name(mrec_precision precision);
+
 /* ---- sparse ----------------------------------------------------------------
  * A is CSR (R, Cc): row_ptr (R + 1), col (nnz), val (nnz, or NULL for ones).
  *   spmm:   out (R, D)  = A   @ X (Cc, D)
@@ -330,9 +429,6 @@ mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float
                            float alpha, float beta, int trans_a, int trans_b,
                            int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu);
 
-/* GEMM precisions: fp32 (the reference), TF32 tensor cores (fp32 in and
- * out, 10-bit mantissa products), bf16 operands with fp32 accumulation. */
-typedef enum { MREC_PREC_FP32, MREC_PREC_TF32, MREC_PREC_BF16 } mrec_precision;
 #define MREC_GEMM_NO_ACT (-1)
 /* C (M, N) fp32 = act(op(A) op(B) + bias) through cuBLASLt, the layout of
  * mrec_gemm_cuda; A, B fp32 (FP32, TF32) or bf16 (BF16); act an mrec_act or
@@ -422,7 +518,9 @@ mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, 
  * or mrec_<op>_cuda on its stream when ctx->device is MREC_DEVICE_CUDA (all
  * pointers then device pointers). Shapes and contracts are the variants'
  * above. Models call only these, so a model runs wherever its context does;
- * an op without a GPU kernel returns MREC_ERR_UNSUPPORTED naming it. */
+ * an op without a GPU kernel returns MREC_ERR_UNSUPPORTED naming it.
+ * mrec_gemm computes in ctx->precision on the GPU (cuBLAS in fp32, cuBLASLt
+ * in TF32 and bf16); mrec_gemm_batched is fp32 everywhere. */
 mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
                       float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc);
 mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const float *B, float alpha, float beta,
@@ -455,6 +553,30 @@ mrec_status mrec_batchnorm(mrec_context *ctx, float *out, const float *in, const
                            const float *mean, const float *var, float eps, int N, int C, int HW);
 mrec_status mrec_maxpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);
 mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);
+/* Encoders (the ops above) and their memory. A forward pass takes its
+ * inputs from the host (token ids, masks, images: they arrive there) with
+ * mrec_copy_to_device into memory it carved from the workspace, and a caller
+ * brings outputs back with mrec_copy_to_host; on the CPU both are memcpy. */
+mrec_status mrec_embedding_sum(mrec_context *ctx, float *out, const float *word, const int32_t *ids, const float *type,
+                               const int32_t *type_ids, const float *position, const int32_t *pos, int N, int H);
+mrec_status mrec_position_ids(mrec_context *ctx, int32_t *pos, const int32_t *ids, int pad_id, int B, int T);
+mrec_status mrec_mask_bias(mrec_context *ctx, float *out, const int32_t *mask, int64_t n);
+mrec_status mrec_rel_bias(mrec_context *ctx, float *out, const float *table, const int32_t *bucket, int heads, int T);
+mrec_status mrec_causal_bias(mrec_context *ctx, float *out, int heads, int T);
+mrec_status mrec_patchify(mrec_context *ctx, float *out, const float *images, int B, int C, int S, int P);
+mrec_status mrec_class_embed(mrec_context *ctx, float *x, const float *cls, const float *pos, int B, int T, int H);
+mrec_status mrec_copy_rows(mrec_context *ctx, float *out, int ld_out, const float *in, int ld_in, int rows, int cols);
+/* dst (memory on the context's device) = src (host), bytes. */
+mrec_status mrec_copy_to_device(mrec_context *ctx, void *dst, const void *src, size_t bytes);
+/* dst (host) = src (memory on the context's device), bytes; waits for the
+ * work queued before it. */
+mrec_status mrec_copy_to_host(mrec_context *ctx, void *dst, const void *src, size_t bytes);
+/* A model's weights (n floats of host memory) where the context runs: on the
+ * GPU *out is one device allocation holding them (and their bf16 twin when
+ * ctx->precision is bf16, for mrec_gemm); on the CPU *out = NULL: the host
+ * copy is used as it is. mrec_weights_release frees what this allocated. */
+mrec_status mrec_weights_upload(mrec_context *ctx, float **out, const float *host, int64_t n);
+void mrec_weights_release(mrec_context *ctx, float *weights);
 /* out = A @ X (X: (a->n_cols, D)) or, with transpose, A^T @ X (X: (a->n_rows, D)); on the GPU A^T
  * needs a->transposed */
 mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const float *X, int D, int transpose);
@@ -485,11 +607,8 @@ void mrec_mask_rows_ref(float *scores, const int64_t *row_ptr, const int32_t *co
 void mrec_mask_rows_cpu(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
                         mrec_pool *pool);
 
-/* Entries (see "the op entries" above). The copies move bytes between host
- * memory and the context's device (a plain copy on the CPU) and return when
- * the bytes have arrived. */
-mrec_status mrec_copy_to_device(mrec_context *ctx, void *dst, const void *src, size_t bytes);
-mrec_status mrec_copy_to_host(mrec_context *ctx, void *dst, const void *src, size_t bytes);
+/* Entries (see "the op entries" above; the host/device copies are with the
+ * encoders' entries). */
 mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
                             const int32_t *ib, int n, int d);
 /* work: *bytes of memory on the context's device (0 on the CPU) */

@@ -1,4 +1,4 @@
-/* bert.c: Hugging Face BertModel and MPNetModel, forward only, on the CPU op set.
+/* bert.c: Hugging Face BertModel and MPNetModel, forward only, on the op set.
  *
  *   x = LayerNorm(word[ids] + position[0..T) + token_type[type_ids])
  *   per layer:
@@ -10,7 +10,9 @@
  *     x = LayerNorm(x + act(x Wi^T + bi) Wout^T + bout)
  *   pooled = tanh(x[:, 0] Wp^T + bp)
  * Dropout is off (inference). Reference: transformers' modeling_bert.py and
- * modeling_mpnet.py.
+ * modeling_mpnet.py. Every step is an op entry, so the same code runs on the
+ * CPU and on a GPU; the host only checks the ids and copies the batch's
+ * inputs (ids, types, mask, MPNet's bucket of each distance) once each.
  */
 #include "mrec_bert.h"
 #include "mrec_hf_config.h"
@@ -78,11 +80,36 @@ static mrec_status take_all(mrec_bert *m, mrec_weight_loader *l) {
     }
     char pooler[64];
     snprintf(pooler, sizeof pooler, "%spooler.dense.weight", l->prefix);
-    if (!st && mrec_safetensors_find(l->sf, pooler)) {
+    /* re-pointing (sf NULL): the pooler is there if the host pass found it */
+    if (!st && (l->sf ? mrec_safetensors_find(l->sf, pooler) != NULL : m->pooler_w != NULL)) {
         st = mrec_weights_take(l, &m->pooler_w, "pooler.dense.weight", 2, H, H, 0, 0);
         if (!st) st = mrec_weights_take(l, &m->pooler_b, "pooler.dense.bias", 1, H, 0, 0, 0);
     }
     return st;
+}
+
+/* MPNet's bucket of a relative position (memory - context), computed in
+ * float32 in the same order as transformers' relative_position_bucket. */
+static int rel_bucket(int relative, int buckets, int max_distance) {
+    int ret = 0, n = -relative;
+    buckets /= 2;
+    if (n < 0) ret += buckets;
+    n = n < 0 ? -n : n;
+    int max_exact = buckets / 2;
+    if (n < max_exact) return ret + n;
+    float v = logf((float)n / (float)max_exact) / (float)log((double)max_distance / max_exact) * (float)(buckets - max_exact);
+    int large = max_exact + (int)v;
+    return ret + (large < buckets - 1 ? large : buckets - 1);
+}
+
+/* MPNet: the bucket of every distance a sequence can have, once at load;
+ * a batch of T tokens uses the 2T - 1 around distance 0. */
+static mrec_status bucket_table(mrec_bert *m) {
+    int P = m->cfg.max_positions;
+    m->rel_buckets = malloc(sizeof *m->rel_buckets * (2 * (size_t)P - 1));
+    if (!m->rel_buckets) return mrec_fail(MREC_ERR_NOMEM, "mpnet: %d relative positions", 2 * P - 1);
+    for (int d = -(P - 1); d <= P - 1; d++) m->rel_buckets[d + P - 1] = rel_bucket(d, m->cfg.rel_buckets, 128);
+    return MREC_OK;
 }
 
 mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
@@ -105,17 +132,31 @@ mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
         if (!m->storage) st = mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)l.floats);
     }
     if (!st) {
+        m->floats = l.floats;
         l.next = m->storage, l.floats = 0;
         st = take_all(m, &l);
     }
     mrec_safetensors_close(&sf);
+    if (!st && c->mpnet) st = bucket_table(m);
     if (st) mrec_bert_free(m);
     return st;
 }
 
-void mrec_bert_free(mrec_bert *m) {
+mrec_status mrec_bert_to_device(mrec_bert *m, mrec_context *ctx) {
+    float *dev;
+    mrec_status st = mrec_weights_place(ctx, m->storage, m->floats, &dev, &m->on);
+    if (st || !dev) return st;
+    mrec_weight_loader l = {NULL, "", dev, 0};
+    st = take_all(m, &l); /* re-points every tensor into the device copy */
     free(m->storage);
+    m->storage = dev;
+    return st;
+}
+
+void mrec_bert_free(mrec_bert *m) {
+    mrec_weights_free(m->on, m->storage);
     free(m->layer);
+    free(m->rel_buckets);
     memset(m, 0, sizeof *m);
 }
 
@@ -123,6 +164,7 @@ void mrec_bert_free(mrec_bert *m) {
 
 typedef struct {
     float *x, *q, *k, *v, *attn, *ctx, *tmp, *inter, *mask_bias, *pos_bias;
+    int32_t *ids, *types, *mask, *pos, *buckets; /* the batch's inputs, copied from the host */
 } activations;
 
 /* Carves the activations; with a measuring arena this only counts. */
@@ -134,9 +176,17 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert_config *
         {&t->ctx, BT * H}, {&t->tmp, BT * H}, {&t->inter, BT * (size_t)c->intermediate}, {&t->mask_bias, BT},
         {&t->pos_bias, c->mpnet ? (size_t)c->heads * T * T : 1},
     };
+    struct { int32_t **p; size_t n; } ints[] = {
+        {&t->ids, BT}, {&t->types, BT}, {&t->mask, BT}, {&t->pos, BT}, {&t->buckets, c->mpnet ? 2 * (size_t)T - 1 : 1},
+    };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
         if (!*parts[i].p && a->base)
+            return mrec_fail(MREC_ERR_NOMEM, "bert: workspace of %zu bytes is too small for batch %d x %d", a->capacity, B, T);
+    }
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        *ints[i].p = mrec_arena_alloc(a, ints[i].n * sizeof(int32_t));
+        if (!*ints[i].p && a->base)
             return mrec_fail(MREC_ERR_NOMEM, "bert: workspace of %zu bytes is too small for batch %d x %d", a->capacity, B, T);
     }
     return MREC_OK;
@@ -149,68 +199,54 @@ size_t mrec_bert_workspace_bytes(const mrec_bert_config *c, int B, int T) {
     return a.peak;
 }
 
-/* MPNet's bucket of a relative position (memory - context), computed in
- * float32 in the same order as transformers' relative_position_bucket. */
-static int rel_bucket(int relative, int buckets, int max_distance) {
-    int ret = 0, n = -relative;
-    buckets /= 2;
-    if (n < 0) ret += buckets;
-    n = n < 0 ? -n : n;
-    int max_exact = buckets / 2;
-    if (n < max_exact) return ret + n;
-    float v = logf((float)n / (float)max_exact) / (float)log((double)max_distance / max_exact) * (float)(buckets - max_exact);
-    int large = max_exact + (int)v;
-    return ret + (large < buckets - 1 ? large : buckets - 1);
+/* The ids arrive on the host: they are checked there, before any is copied,
+ * so the ops can index with them. MPNet's positions count real tokens, so a
+ * long sequence can run past the table even when T fits. */
+static mrec_status check_ids(const mrec_bert *m, const int32_t *ids, const int32_t *type_ids, int B, int T) {
+    const mrec_bert_config *c = &m->cfg;
+    for (int b = 0; b < B; b++) {
+        int real = 0;
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            int32_t id = ids[i], tt = type_ids ? type_ids[i] : 0;
+            if (id < 0 || id >= c->vocab_size || tt < 0 || tt >= c->type_vocab)
+                return mrec_fail(MREC_ERR_ARG, "bert: token %d (type %d) at position %d is outside the vocabulary of %d", id, tt, i,
+                                 c->vocab_size);
+            int pos = c->mpnet ? (id != c->pad_token_id ? c->pad_token_id + ++real : c->pad_token_id) : t;
+            if (pos < 0 || pos >= c->max_positions)
+                return mrec_fail(MREC_ERR_ARG, "mpnet: position %d at token %d is past max_position_embeddings %d", pos, i,
+                                 c->max_positions);
+        }
+    }
+    return MREC_OK;
 }
 
 mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids,
                               const int32_t *mask, int B, int T, float *hidden, float *pooled) {
     const mrec_bert_config *c = &m->cfg;
-    if (ctx->device != MREC_DEVICE_CPU) return mrec_fail(MREC_ERR_UNSUPPORTED, "bert: the GPU forward is not written yet");
+    mrec_status st = mrec_weights_check(ctx, m->on, "bert");
+    if (st) return st;
     if (T < 1 || T > c->max_positions || B < 1)
         return mrec_fail(MREC_ERR_ARG, "bert: batch %d x %d tokens (at most %d positions)", B, T, c->max_positions);
     if (pooled && !m->pooler_w) return mrec_fail(MREC_ERR_NOT_FOUND, "bert: this checkpoint has no pooler");
+    if ((st = check_ids(m, ids, type_ids, B, T))) return st;
     int H = c->hidden, I = c->intermediate, nh = c->heads, dh = H / nh, BT = B * T;
-    size_t mark = ctx->workspace.used;
+    size_t mark = ctx->workspace.used, n_ids = sizeof(int32_t) * (size_t)BT;
     activations t;
-    mrec_status st = carve(&ctx->workspace, &t, c, B, T);
-    if (st) return st;
-    /* embeddings */
-    int real = 0; /* MPNet: real tokens so far in this sequence */
-    for (int i = 0; i < BT; i++) {
-        int32_t id = ids[i], tt = type_ids ? type_ids[i] : 0;
-        if (id < 0 || id >= c->vocab_size || tt < 0 || tt >= c->type_vocab) {
-            ctx->workspace.used = mark;
-            return mrec_fail(MREC_ERR_ARG, "bert: token %d (type %d) at position %d is outside the vocabulary of %d", id, tt, i,
-                             c->vocab_size);
-        }
-        int pos = i % T;
-        if (c->mpnet) {
-            if (pos == 0) real = 0;
-            pos = id != c->pad_token_id ? c->pad_token_id + ++real : c->pad_token_id;
-            if (pos < 0 || pos >= c->max_positions) {
-                ctx->workspace.used = mark;
-                return mrec_fail(MREC_ERR_ARG, "mpnet: position %d at token %d is past max_position_embeddings %d", pos, i,
-                                 c->max_positions);
-            }
-        }
-        const float *w = m->word + (size_t)id * H, *p = m->position + (size_t)pos * H;
-        float *x = t.x + (size_t)i * H;
-        if (m->token_type) {
-            const float *y = m->token_type + (size_t)tt * H;
-            for (int h = 0; h < H; h++) x[h] = w[h] + y[h] + p[h];
-        } else {
-            for (int h = 0; h < H; h++) x[h] = w[h] + p[h];
-        }
-        t.mask_bias[i] = mask && !mask[i] ? -FLT_MAX : 0.0f;
+    if ((st = carve(&ctx->workspace, &t, c, B, T))) return st;
+    /* embeddings: word + token type + position, then LayerNorm */
+    st = mrec_copy_to_device(ctx, t.ids, ids, n_ids);
+    if (!st && type_ids) st = mrec_copy_to_device(ctx, t.types, type_ids, n_ids);
+    if (!st && mask) st = mrec_copy_to_device(ctx, t.mask, mask, n_ids);
+    if (!st) st = mrec_position_ids(ctx, t.pos, t.ids, c->mpnet ? c->pad_token_id : -1, B, T);
+    if (!st)
+        st = mrec_embedding_sum(ctx, t.x, m->word, t.ids, m->token_type, type_ids ? t.types : NULL, m->position, t.pos, BT, H);
+    if (!st) st = mrec_mask_bias(ctx, t.mask_bias, mask ? t.mask : NULL, BT);
+    if (!st && c->mpnet) { /* bias (nh, T, T), shared by all layers and sequences */
+        st = mrec_copy_to_device(ctx, t.buckets, m->rel_buckets + (c->max_positions - T), sizeof(int32_t) * (2 * (size_t)T - 1));
+        if (!st) st = mrec_rel_bias(ctx, t.pos_bias, m->rel_bias, t.buckets, nh, T);
     }
-    if (c->mpnet) /* bias (nh, T, T), shared by all layers and sequences */
-        for (int q = 0; q < T; q++)
-            for (int k = 0; k < T; k++) {
-                int bucket = rel_bucket(k - q, c->rel_buckets, 128);
-                for (int h = 0; h < nh; h++) t.pos_bias[((size_t)h * T + q) * T + k] = m->rel_bias[(size_t)bucket * nh + h];
-            }
-    st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, BT, H);
+    if (!st) st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, BT, H);
     float scale = 1.0f / sqrtf((float)dh);
     for (int l = 0; l < c->layers && !st; l++) {
         const mrec_bert_layer *L = &m->layer[l];
@@ -227,11 +263,9 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
         if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)BT * H);
         if (!st) st = mrec_layernorm(ctx, l + 1 == c->layers ? hidden : t.x, t.tmp, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, BT, H);
     }
-    if (!st && pooled) {
-        /* [CLS] rows: stride T * H in hidden */
-        st = mrec_gemm(ctx, pooled, hidden, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, H, H, T * H, H, H);
-        for (int i = 0; !st && i < B * H; i++) pooled[i] = tanhf(pooled[i]);
-    }
+    /* pooled = tanh([CLS] rows Wp^T + bp); the [CLS] rows are stride T * H in hidden */
+    if (!st && pooled) st = mrec_gemm(ctx, pooled, hidden, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, H, H, T * H, H, H);
+    if (!st && pooled) st = mrec_activation(ctx, pooled, pooled, MREC_ACT_TANH, 0, (int64_t)B * H);
     ctx->workspace.used = mark;
     return st;
 }

@@ -1,4 +1,4 @@
-/* clip.c: CLIP's two towers on the CPU, as transformers' CLIPModel computes
+/* clip.c: CLIP's two towers on the op set, as transformers' CLIPModel computes
  * them. Both towers are stacks of ViT's pre-LayerNorm layer; what differs is
  * around it:
  *
@@ -93,8 +93,20 @@ static mrec_status load_tower(mrec_clip_tower *t, const mrec_safetensors *sf, in
     if (st) return st;
     t->storage = malloc(sizeof(float) * (size_t)l.floats);
     if (!t->storage) return mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", sf->path, (long long)l.floats);
+    t->floats = l.floats;
     l.next = t->storage, l.floats = 0;
     return take_tower(t, &l, vision, D);
+}
+
+static mrec_status tower_to_device(mrec_clip_tower *t, mrec_context *ctx, int vision, int D) {
+    float *dev;
+    mrec_status st = mrec_weights_place(ctx, t->storage, t->floats, &dev, &t->on);
+    if (st || !dev) return st;
+    mrec_weight_loader l = {NULL, "", dev, 0};
+    st = take_tower(t, &l, vision, D); /* re-points every tensor into the device copy */
+    free(t->storage);
+    t->storage = dev;
+    return st;
 }
 
 mrec_status mrec_clip_load(mrec_clip *m, const char *dir, mrec_clip_towers towers) {
@@ -115,9 +127,16 @@ mrec_status mrec_clip_load(mrec_clip *m, const char *dir, mrec_clip_towers tower
     return st;
 }
 
+mrec_status mrec_clip_to_device(mrec_clip *m, mrec_context *ctx) {
+    mrec_status st = MREC_OK;
+    if (m->towers & MREC_CLIP_VISION) st = tower_to_device(&m->vision, ctx, 1, m->projection_dim);
+    if (!st && (m->towers & MREC_CLIP_TEXT)) st = tower_to_device(&m->text, ctx, 0, m->projection_dim);
+    return st;
+}
+
 void mrec_clip_free(mrec_clip *m) {
-    free(m->vision.storage), free(m->vision.layer);
-    free(m->text.storage), free(m->text.layer);
+    mrec_weights_free(m->vision.on, m->vision.storage), free(m->vision.layer);
+    mrec_weights_free(m->text.on, m->text.storage), free(m->text.layer);
     memset(m, 0, sizeof *m);
 }
 
@@ -134,7 +153,8 @@ const char *mrec_clip_output_name(mrec_clip_output what) {
 /* ---- forward ---- */
 
 typedef struct {
-    float *x, *layer, *patches, *mask_bias, *causal, *pooled;
+    float *x, *layer, *images, *patches, *mask_bias, *causal, *pooled;
+    int32_t *ids, *mask, *pos; /* the text chunk's inputs, copied from the host */
 } activations;
 
 static mrec_status carve(mrec_arena *a, activations *t, const mrec_clip_tower_config *c, int vision, int B, int T) {
@@ -145,14 +165,22 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_clip_tower_co
         {&t->x, BT * H},
         {&t->layer, mrec_vit_layer_scratch_floats(B, T, c->hidden, c->intermediate, c->heads)},
         {&t->pooled, 2 * (size_t)B * H},
+        {&t->images, vision ? (size_t)B * c->channels * c->image_size * c->image_size : 0},
         {&t->patches, vision ? (size_t)B * G * G * c->channels * c->patch_size * c->patch_size : 0},
         {&t->mask_bias, vision ? 0 : BT},
         {&t->causal, vision ? 0 : (size_t)c->heads * T * T},
     };
+    struct { int32_t **p; size_t n; } ints[] = {{&t->ids, vision ? 0 : BT}, {&t->mask, vision ? 0 : BT}, {&t->pos, vision ? 0 : BT}};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (!parts[i].n) continue;
         *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
         if (!*parts[i].p && a->base)
+            return mrec_fail(MREC_ERR_NOMEM, "clip: workspace of %zu bytes is too small for a batch of %d", a->capacity, B);
+    }
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (!ints[i].n) continue;
+        *ints[i].p = mrec_arena_alloc(a, ints[i].n * sizeof(int32_t));
+        if (!*ints[i].p && a->base)
             return mrec_fail(MREC_ERR_NOMEM, "clip: workspace of %zu bytes is too small for a batch of %d", a->capacity, B);
     }
     return MREC_OK;
@@ -172,10 +200,7 @@ size_t mrec_clip_workspace_bytes(const mrec_clip *m, mrec_clip_towers tower, int
 static mrec_status head(mrec_context *ctx, const mrec_clip_tower *tw, int D, const float *pooled, int B, mrec_clip_output what,
                         float *out) {
     int H = tw->cfg.hidden;
-    if (what == MREC_CLIP_POOLER) {
-        memcpy(out, pooled, sizeof(float) * (size_t)B * H);
-        return MREC_OK;
-    }
+    if (what == MREC_CLIP_POOLER) return mrec_copy_rows(ctx, out, H, pooled, H, B, H);
     mrec_status st = mrec_gemm(ctx, out, pooled, tw->proj, NULL, 1, 0, 0, 1, B, D, H, H, H, D);
     if (!st && what == MREC_CLIP_EMBEDS) st = mrec_l2_normalize_rows(ctx, out, out, 0, B, D);
     return st;
@@ -185,23 +210,20 @@ static mrec_status image_chunk(mrec_context *ctx, const mrec_clip *m, const acti
                                mrec_clip_output what, float *out) {
     const mrec_clip_tower *tw = &m->vision;
     const mrec_clip_tower_config *c = &tw->cfg;
-    int H = c->hidden, P = c->patch_size, G = c->image_size / P, N = G * G, T = 1 + N, K = c->channels * P * P;
+    int H = c->hidden, P = c->patch_size, S = c->image_size, G = S / P, N = G * G, T = 1 + N, K = c->channels * P * P;
     float *h = t->pooled + (size_t)B * H;
-    mrec_vit_unfold_patches(t->patches, images, B, c->channels, c->image_size, P);
-    mrec_status st = MREC_OK;
-    for (int b = 0; b < B && !st; b++) {
-        float *xb = t->x + (size_t)b * T * H;
-        st = mrec_gemm(ctx, xb + H, t->patches + (size_t)b * N * K, tw->embed, NULL, 1, 0, 0, 1, N, H, K, K, K, H);
-        memcpy(xb, tw->cls, sizeof(float) * (size_t)H);
-        if (!st) st = mrec_add(ctx, xb, xb, tw->pos, (int64_t)T * H);
-    }
-    /* pre_layrnorm through the layer scratch, then back into x */
-    if (!st) st = mrec_layernorm(ctx, t->layer, t->x, tw->pre_w, tw->pre_b, c->layer_norm_eps, B * T, H);
-    if (!st) memcpy(t->x, t->layer, sizeof(float) * (size_t)B * T * H);
+    mrec_status st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * S * S);
+    if (!st) st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
+    for (int b = 0; b < B && !st; b++)
+        st = mrec_gemm(ctx, t->x + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, tw->embed, NULL, 1, 0, 0, 1, N, H, K, K,
+                       K, H);
+    if (!st) st = mrec_class_embed(ctx, t->x, tw->cls, tw->pos, B, T, H);
+    /* pre_layrnorm, in place: each row is read whole before it is written */
+    if (!st) st = mrec_layernorm(ctx, t->x, t->x, tw->pre_w, tw->pre_b, c->layer_norm_eps, B * T, H);
     for (int l = 0; l < c->layers && !st; l++)
         st = mrec_vit_layer_forward(ctx, &tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL,
                                     NULL, t->layer);
-    for (int b = 0; b < B && !st; b++) memcpy(h + (size_t)b * H, t->x + (size_t)b * T * H, sizeof(float) * (size_t)H);
+    if (!st) st = mrec_copy_rows(ctx, h, H, t->x, T * H, B, H); /* the class token of each image */
     if (!st) st = mrec_layernorm(ctx, t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H);
     if (!st) st = head(ctx, tw, m->projection_dim, t->pooled, B, what, out);
     return st;
@@ -222,21 +244,25 @@ static mrec_status text_chunk(mrec_context *ctx, const mrec_clip *m, const activ
     const mrec_clip_tower *tw = &m->text;
     const mrec_clip_tower_config *c = &tw->cfg;
     int H = c->hidden;
-    mrec_status st = mrec_embedding(ctx, t->x, tw->embed, ids, B * T, c->vocab_size, H);
-    for (int b = 0; b < B && !st; b++) st = mrec_add(ctx, t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, tw->pos, (int64_t)T * H);
-    if (st) return st;
-    for (int i = 0; i < B * T; i++) t->mask_bias[i] = !mask || mask[i] ? 0.0f : -FLT_MAX;
-    for (int h = 0; h < c->heads; h++) /* query i sees keys j <= i */
-        for (int i = 0; i < T; i++)
-            for (int j = 0; j < T; j++) t->causal[((size_t)h * T + i) * T + j] = j > i ? -FLT_MAX : 0.0f;
+    size_t n_ids = sizeof(int32_t) * (size_t)B * T;
+    /* the ids arrive on the host: checked there, before the ops index with them */
+    for (int i = 0; i < B * T; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return mrec_fail(MREC_ERR_ARG, "clip: token %d at position %d is outside the vocabulary of %d", ids[i], i, c->vocab_size);
+    mrec_status st = mrec_copy_to_device(ctx, t->ids, ids, n_ids);
+    if (!st && mask) st = mrec_copy_to_device(ctx, t->mask, mask, n_ids);
+    if (!st) st = mrec_position_ids(ctx, t->pos, NULL, -1, B, T);
+    if (!st) st = mrec_embedding_sum(ctx, t->x, tw->embed, t->ids, NULL, NULL, tw->pos, t->pos, B * T, H);
+    if (!st) st = mrec_mask_bias(ctx, t->mask_bias, mask ? t->mask : NULL, (int64_t)B * T);
+    if (!st) st = mrec_causal_bias(ctx, t->causal, c->heads, T); /* query i sees keys j <= i */
     for (int l = 0; l < c->layers && !st; l++)
         st = mrec_vit_layer_forward(ctx, &tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps,
                                     t->mask_bias, t->causal, t->layer);
     /* final_layer_norm acts per row, so only the pooled rows need it */
     float *h = t->pooled + (size_t)B * H;
     for (int b = 0; b < B && !st; b++)
-        memcpy(h + (size_t)b * H, t->x + ((size_t)b * T + eos_position(ids + (size_t)b * T, T, c->eos_token_id)) * H,
-               sizeof(float) * (size_t)H);
+        st = mrec_copy_rows(ctx, h + (size_t)b * H, H, t->x + ((size_t)b * T + eos_position(ids + (size_t)b * T, T, c->eos_token_id)) * H,
+                            H, 1, H);
     if (!st) st = mrec_layernorm(ctx, t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H);
     if (!st) st = head(ctx, tw, m->projection_dim, t->pooled, B, what, out);
     return st;
@@ -251,9 +277,10 @@ static mrec_status ensure(mrec_context *ctx, size_t need) {
 }
 
 static mrec_status check(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B) {
-    if (ctx->device != MREC_DEVICE_CPU) return mrec_fail(MREC_ERR_UNSUPPORTED, "clip: the GPU forward is not written yet");
     if (!(m->towers & tower))
         return mrec_fail(MREC_ERR_ARG, "clip: the %s tower was not loaded", tower == MREC_CLIP_VISION ? "vision" : "text");
+    mrec_status st = mrec_weights_check(ctx, tower == MREC_CLIP_VISION ? m->vision.on : m->text.on, "clip");
+    if (st) return st;
     if (B < 1) return mrec_fail(MREC_ERR_ARG, "clip: batch of %d", B);
     return MREC_OK;
 }

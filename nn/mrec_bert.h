@@ -14,6 +14,13 @@
  * allocated; weights are widened to float32 once at load and must be
  * finite. The forward pass carves its activations from the context's
  * workspace (sized by mrec_bert_workspace_bytes) and allocates nothing.
+ *
+ * Devices: a model loads into host memory; mrec_bert_to_device moves its
+ * weights to a GPU context once (one device allocation; nothing happens for
+ * a CPU context), after which it runs on that context only. Inputs (ids,
+ * masks) are host memory, copied once per batch; outputs are memory on the
+ * context's device (any buffer on the CPU; on the GPU carve them from
+ * ctx->workspace before the call and bring them back with mrec_copy_to_host).
  */
 #ifndef MREC_BERT_H
 #define MREC_BERT_H
@@ -54,21 +61,28 @@ typedef struct {
     float *emb_ln_w, *emb_ln_b;                /* (H) */
     mrec_bert_layer *layer;                    /* (layers) */
     float *pooler_w, *pooler_b;                /* (H, H), (H); NULL if the checkpoint has no pooler */
-    float *storage;                            /* all of the above, one allocation */
+    float *storage;                            /* all of the above, one allocation (host, or on->device) */
+    int64_t floats;                            /* its size */
+    mrec_context *on;                          /* the GPU context holding the weights, NULL for host memory */
+    int32_t *rel_buckets;                      /* MPNet: the bucket of each distance d in [-(P-1), P-1] at d + P - 1 (host) */
 } mrec_bert;
 
 /* Loads dir/config.json and dir/model.safetensors. Errors name the file and
  * the key or tensor (a missing tensor, a shape that disagrees with the
  * config, an unknown hidden_act). */
 mrec_status mrec_bert_load(mrec_bert *model, const char *dir);
+/* Moves the weights to where ctx runs (see the top of this file). */
+mrec_status mrec_bert_to_device(mrec_bert *model, mrec_context *ctx);
+/* Frees the weights wherever they are; before the context they are on. */
 void mrec_bert_free(mrec_bert *model);
 
 /* Workspace bytes a forward pass of (B, T) needs. */
 size_t mrec_bert_workspace_bytes(const mrec_bert_config *cfg, int B, int T);
 
 /* hidden (B, T, H) = last_hidden_state; pooled (B, H) = pooler_output (may be
- * NULL; an error if asked for and the checkpoint has none). ids, type_ids
- * (or NULL for zeros) and mask are (B, T); mask 1 = real token, 0 = padding. */
+ * NULL; an error if asked for and the checkpoint has none), both on the
+ * context's device. ids, type_ids (or NULL for zeros) and mask (or NULL for
+ * no padding) are (B, T) host arrays; mask 1 = real token, 0 = padding. */
 mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *model, const int32_t *ids, const int32_t *type_ids,
                               const int32_t *mask, int B, int T, float *hidden, float *pooled);
 

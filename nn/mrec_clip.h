@@ -15,6 +15,10 @@
  *           configs, the position of the largest id; otherwise the first
  *           position holding eos_token_id);
  *   projected = pooler W^T (no bias); embeds = projected / ||projected||.
+ *
+ * Devices, as for BERT (mrec_bert.h): mrec_clip_to_device moves the loaded
+ * towers to a GPU context once; images and token ids are host memory,
+ * copied a chunk at a time; outputs are memory on the context's device.
  */
 #ifndef MREC_CLIP_H
 #define MREC_CLIP_H
@@ -45,7 +49,9 @@ typedef struct {
     float *pre_w, *pre_b;      /* vision: pre_layrnorm; text: NULL */
     float *post_w, *post_b;    /* vision: post_layernorm; text: final_layer_norm */
     float *proj;               /* (projection_dim, H) */
-    float *storage;
+    float *storage;            /* all of the above (host, or on->device) */
+    int64_t floats;
+    mrec_context *on;          /* the GPU context holding the weights, NULL for host memory */
 } mrec_clip_tower;
 
 typedef enum { MREC_CLIP_VISION = 1, MREC_CLIP_TEXT = 2, MREC_CLIP_BOTH = 3 } mrec_clip_towers;
@@ -61,6 +67,8 @@ typedef struct {
 typedef enum { MREC_CLIP_EMBEDS, MREC_CLIP_PROJECTED, MREC_CLIP_POOLER } mrec_clip_output;
 
 mrec_status mrec_clip_load(mrec_clip *m, const char *dir, mrec_clip_towers towers);
+/* Moves the loaded towers' weights to where ctx runs. */
+mrec_status mrec_clip_to_device(mrec_clip *m, mrec_context *ctx);
 void mrec_clip_free(mrec_clip *m);
 int mrec_clip_dim(const mrec_clip *m, mrec_clip_towers tower, mrec_clip_output what);
 const char *mrec_clip_output_name(mrec_clip_output what);
@@ -69,15 +77,16 @@ const char *mrec_clip_output_name(mrec_clip_output what);
 #define MREC_CLIP_CHUNK 16
 size_t mrec_clip_workspace_bytes(const mrec_clip *m, mrec_clip_towers tower, int B, int T);
 
-/* images (B, channels, image_size, image_size), normalized -> out (B, dim). */
+/* images (B, channels, image_size, image_size), normalized (host) -> out (B, dim) on the context's device. */
 mrec_status mrec_clip_image_forward(mrec_context *ctx, const mrec_clip *m, const float *images, int B, mrec_clip_output what,
                                     float *out);
 
-/* ids, mask (B, T) (mask may be NULL: all real), T <= max_positions -> out (B, dim). */
+/* ids, mask (B, T) (host; mask may be NULL: all real), T <= max_positions -> out (B, dim) on the context's device. */
 mrec_status mrec_clip_text_forward(mrec_context *ctx, const mrec_clip *m, const int32_t *ids, const int32_t *mask, int B, int T,
                                    mrec_clip_output what, float *out);
 
-/* logits (n_images, n_texts) = exp(logit_scale) * image_embeds . text_embeds (CLIP's logits_per_image). */
+/* logits (n_images, n_texts) = exp(logit_scale) * image_embeds . text_embeds (CLIP's logits_per_image), on
+ * host embeddings. */
 void mrec_clip_logits(const mrec_clip *m, const float *image_embeds, int n_images, const float *text_embeds, int n_texts,
                       float *logits);
 

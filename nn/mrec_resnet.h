@@ -12,6 +12,10 @@
  *   m = torchvision.models.resnet50(weights="IMAGENET1K_V1")
  *   save_file({k: v for k, v in m.state_dict().items()
  *              if not k.endswith("num_batches_tracked")}, "model.safetensors")
+ *
+ * Devices, as for BERT (mrec_bert.h): mrec_resnet_to_device moves the folded
+ * weights to a GPU context once (one allocation); images are host memory,
+ * copied one at a time; outputs are memory on the context's device.
  */
 #ifndef MREC_RESNET_H
 #define MREC_RESNET_H
@@ -35,20 +39,26 @@ typedef struct {
     mrec_conv_bn stem;
     mrec_resnet_block *block; /* n_blocks[0] + ... + n_blocks[3] */
     float *fc_w, *fc_b;      /* (n_classes, features), (n_classes) */
+    float *storage;          /* on a GPU: every w and b above, one allocation; NULL while they are separate host arrays */
+    mrec_context *on;        /* the GPU context holding them, NULL for host memory */
 } mrec_resnet;
 
 /* Reads path (a .safetensors file, or a folder holding model.safetensors).
  * A missing tensor or a shape that does not chain is an error naming the
  * file and the tensor. */
 mrec_status mrec_resnet_load(mrec_resnet *m, const char *path);
+mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx);
 void mrec_resnet_free(mrec_resnet *m);
 
 /* Workspace bytes for one forward pass on (h, w) images (images run one at
- * a time through the network, so the batch does not change it). */
+ * a time through the network, so the batch does not change it). On a GPU
+ * (after mrec_resnet_to_device) the convolutions' workspace is what cuDNN
+ * asks for, queried through the model's context. */
 size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w);
 
-/* images (B, 3, h, w), normalized; pooled (B, features) = avgpool output
- * (flattened), logits (B, n_classes) = fc; either may be NULL. */
+/* images (B, 3, h, w), normalized, host memory; pooled (B, features) =
+ * avgpool output (flattened), logits (B, n_classes) = fc; either may be
+ * NULL; both on the context's device. */
 mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const float *images, int B, int h, int w,
                                 float *pooled, float *logits);
 

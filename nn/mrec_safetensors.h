@@ -72,18 +72,38 @@ mrec_status mrec_safetensors_read_f32(const mrec_safetensors *st, const char *na
  * pass (next NULL) checks every tensor's name and shape against the file and
  * counts floats, so nothing is allocated for a config that does not match;
  * then the caller allocates `floats` floats, sets next to them and takes the
- * same tensors again, which copies them (widened to F32, checked finite). */
+ * same tensors again, which copies them (widened to F32, checked finite).
+ * Each tensor starts at a multiple of MREC_WEIGHT_ALIGN floats.
+ *
+ * A third pass with sf NULL and next at a copy of the storage (on a GPU)
+ * reads nothing and only re-points every tensor into the copy: the same
+ * takes in the same order land at the same offsets. */
+#define MREC_WEIGHT_ALIGN 128
 typedef struct {
-    const mrec_safetensors *sf;
+    const mrec_safetensors *sf; /* NULL: re-point into next, read nothing */
     const char *prefix; /* put before every name: "" or a model prefix such as "bert." */
     float *next;        /* where the next tensor goes; NULL while measuring */
-    int64_t floats;     /* floats taken so far */
+    int64_t floats;     /* floats taken so far, padding included */
 } mrec_weight_loader;
 
 /* Takes tensor prefix + name, of ndim dimensions d0..d3 (the unused ones 0),
  * into the storage; *dst points at it (NULL while measuring). */
 mrec_status mrec_weights_take(mrec_weight_loader *l, float **dst, const char *name, int ndim, int64_t d0, int64_t d1,
                               int64_t d2, int64_t d3);
+
+/* ---- where the weights live ----------------------------------------------
+ * A model loads into host memory. mrec_weights_place moves a loaded storage
+ * to where ctx runs: on the GPU *dev becomes one device allocation holding a
+ * copy (the caller re-points its tensors there with a third loader pass,
+ * then frees the host storage) and *on = ctx; on the CPU *dev = NULL and
+ * nothing changes. The model then runs only on contexts of that device:
+ * mrec_weights_check names the mismatch otherwise. mrec_weights_free frees a
+ * storage wherever it lives. A model on a GPU is freed before its context. */
+mrec_status mrec_weights_place(mrec_context *ctx, const float *storage, int64_t floats, float **dev, mrec_context **on);
+mrec_status mrec_weights_check(const mrec_context *ctx, const mrec_context *on, const char *model);
+/* 1 when ctx reads weights from host memory as they were loaded (the CPU). */
+int mrec_weights_on_host(const mrec_context *ctx);
+void mrec_weights_free(mrec_context *on, float *storage);
 
 /* ---- writing ----------------------------------------------------------- */
 

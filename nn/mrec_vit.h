@@ -7,6 +7,10 @@
  * (ViTForImageClassification). Weights are widened to float32 at load.
  * Position embeddings are used as stored: images must be image_size square
  * (HF's interpolate_pos_encoding is not implemented).
+ *
+ * Devices, as for BERT (mrec_bert.h): mrec_vit_to_device moves the weights to
+ * a GPU context once; images are host memory, copied a chunk at a time;
+ * outputs are memory on the context's device.
  */
 #ifndef MREC_VIT_H
 #define MREC_VIT_H
@@ -40,25 +44,26 @@ typedef struct {
     mrec_vit_layer *layer;
     float *ln_w, *ln_b;        /* final layernorm */
     float *pooler_w, *pooler_b; /* (pooler_size, H), NULL if the file has no pooler */
-    float *storage;
+    float *storage;             /* all of the above (host, or on->device) */
+    int64_t floats;
+    mrec_context *on;           /* the GPU context holding the weights, NULL for host memory */
 } mrec_vit;
 
 mrec_status mrec_vit_load(mrec_vit *m, const char *dir);
+mrec_status mrec_vit_to_device(mrec_vit *m, mrec_context *ctx);
 void mrec_vit_free(mrec_vit *m);
 
 /* Images go through in chunks of at most this many, which bounds the workspace. */
 #define MREC_VIT_CHUNK 16
 size_t mrec_vit_workspace_bytes(const mrec_vit_config *cfg, int B);
 
-/* images (B, channels, image_size, image_size), normalized. cls (B, H) =
- * last_hidden_state[:, 0]; pooled (B, pooler_size) = pooler_output (an
- * error if asked for and the file has no pooler); either may be NULL. */
+/* images (B, channels, image_size, image_size), normalized, host memory.
+ * cls (B, H) = last_hidden_state[:, 0]; pooled (B, pooler_size) =
+ * pooler_output (an error if asked for and the file has no pooler); either
+ * may be NULL; both on the context's device. */
 mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *images, int B, float *cls, float *pooled);
 
 /* Shared with CLIP's towers, which are the same pre-LayerNorm layers. */
-
-/* (B, C, S, S) images -> (B, (S/P)^2, C*P*P) patch rows, ordered as the patch conv weight (c, ky, kx). */
-void mrec_vit_unfold_patches(float *out, const float *images, int B, int C, int S, int P);
 
 /* One layer, in place on x (B*T, H): x += Wo attn(LN1(x)); x += W2 act(W1 LN2(x)). mask_bias (B, T)
  * and head_bias (heads, T, T) as in mrec_attention_cpu (kernels/mrec_kernels.h; either may be NULL). q/k/v biases may be NULL. */

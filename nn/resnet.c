@@ -1,4 +1,4 @@
-/* resnet.c: torchvision's ResNet, forward only, on the CPU op set.
+/* resnet.c: torchvision's ResNet, forward only, on the op set.
  *
  *   x = maxpool3x3/2(relu(bn1(conv7x7/2(image))))
  *   per block (Bottleneck):  y = relu(bn1(conv1x1(x)))
@@ -69,15 +69,74 @@ static void free_conv(mrec_conv_bn *cv) {
     cv->w = cv->b = NULL;
 }
 
-void mrec_resnet_free(mrec_resnet *m) {
-    int n = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3];
-    free_conv(&m->stem);
-    for (int i = 0; m->block && i < n; i++) {
-        free_conv(&m->block[i].conv1), free_conv(&m->block[i].conv2);
-        free_conv(&m->block[i].conv3), free_conv(&m->block[i].down);
+/* Every weight array of the model, in a fixed order: stem, blocks (conv1,
+ * conv2, conv3, down; w then b), fc. NULL entries are absent ones. */
+static int weight_slots(mrec_resnet *m, float ***slot, int64_t *n) {
+    int k = 0, blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3];
+#define CONV(cv)                                                                                   \
+    do {                                                                                           \
+        slot[k] = &(cv)->w, n[k++] = (int64_t)(cv)->c_out * (cv)->c_in * (cv)->k * (cv)->k;         \
+        slot[k] = &(cv)->b, n[k++] = (cv)->c_out;                                                  \
+    } while (0)
+    CONV(&m->stem);
+    for (int i = 0; m->block && i < blocks; i++) {
+        CONV(&m->block[i].conv1);
+        CONV(&m->block[i].conv2);
+        CONV(&m->block[i].conv3);
+        CONV(&m->block[i].down);
     }
-    free(m->block), free(m->fc_w), free(m->fc_b);
+#undef CONV
+    slot[k] = &m->fc_w, n[k++] = (int64_t)m->n_classes * m->features;
+    slot[k] = &m->fc_b, n[k++] = m->n_classes;
+    return k;
+}
+
+static int n_slots(const mrec_resnet *m) {
+    return 2 * 4 * (m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3]) + 4;
+}
+
+void mrec_resnet_free(mrec_resnet *m) {
+    if (m->storage) {
+        mrec_weights_free(m->on, m->storage); /* the arrays all live in it */
+    } else {
+        int n = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3];
+        free_conv(&m->stem);
+        for (int i = 0; m->block && i < n; i++) {
+            free_conv(&m->block[i].conv1), free_conv(&m->block[i].conv2);
+            free_conv(&m->block[i].conv3), free_conv(&m->block[i].down);
+        }
+        free(m->fc_w), free(m->fc_b);
+    }
+    free(m->block);
     memset(m, 0, sizeof *m);
+}
+
+/* Gathers the separate host arrays into one block, moves it to ctx's device
+ * and points every weight into it. */
+mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx) {
+    if (m->storage) return mrec_weights_check(ctx, m->on, "resnet");
+    if (mrec_weights_on_host(ctx)) return MREC_OK;
+    int cap = n_slots(m);
+    float ***slot = malloc(sizeof *slot * (size_t)cap);
+    int64_t *n = malloc(sizeof *n * (size_t)cap), *at = malloc(sizeof *at * (size_t)cap), total = 0;
+    mrec_status st = slot && n && at ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "resnet: weight table");
+    int k = st ? 0 : weight_slots(m, slot, n);
+    for (int i = 0; i < k; i++) { /* 128-float aligned offsets, as the other models' loaders lay them out */
+        at[i] = total;
+        if (*slot[i]) total += (n[i] + MREC_WEIGHT_ALIGN - 1) / MREC_WEIGHT_ALIGN * MREC_WEIGHT_ALIGN;
+    }
+    float *host = st ? NULL : calloc((size_t)(total ? total : 1), sizeof *host), *dev = NULL;
+    if (!st && !host) st = mrec_fail(MREC_ERR_NOMEM, "resnet: %lld parameters", (long long)total);
+    for (int i = 0; !st && i < k; i++)
+        if (*slot[i]) memcpy(host + at[i], *slot[i], sizeof(float) * (size_t)n[i]);
+    if (!st) st = mrec_weights_place(ctx, host, total, &dev, &m->on);
+    if (!st && dev) {
+        for (int i = 0; i < k; i++)
+            if (*slot[i]) free(*slot[i]), *slot[i] = dev + at[i];
+        m->storage = dev;
+    }
+    free(host), free(slot), free(n), free(at);
+    return st;
 }
 
 mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
@@ -159,22 +218,34 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
 
 /* ---- forward ---- */
 
+/* Images per pass: one while the weights are in host memory (the CPU's
+ * convolution runs image by image anyway, and the workspace stays small);
+ * on a GPU a convolution over 16 images at once keeps the device busy. */
+#define GPU_GROUP 16
+
+static int group_of(const mrec_resnet *m) { return m->on ? GPU_GROUP : 1; }
+
 static int conv_out(int n, const mrec_conv_bn *cv) {
     return (n + 2 * cv->pad - cv->k) / cv->stride + 1;
 }
 
-static mrec_conv2d_shape conv_shape(const mrec_conv_bn *cv, int h, int w) {
-    return (mrec_conv2d_shape){1, cv->c_in, h, w, cv->c_out, cv->k, cv->k, cv->stride, cv->stride, cv->pad, cv->pad, 1};
+static mrec_conv2d_shape conv_shape(const mrec_conv_bn *cv, int N, int h, int w) {
+    return (mrec_conv2d_shape){N, cv->c_in, h, w, cv->c_out, cv->k, cv->k, cv->stride, cv->stride, cv->pad, cv->pad, 1};
 }
 
-/* Walks the shapes: the largest activation and im2col buffer, in floats. */
-static void plan(const mrec_resnet *m, int h, int w, size_t *act, size_t *col) {
+/* Walks the shapes of a pass of N images: the largest activation (floats)
+ * and convolution workspace (bytes: im2col on the CPU, what cuDNN asks for
+ * on a GPU). ctx is the context that runs the model, NULL for the CPU's sizes. */
+static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, int w, size_t *act, size_t *col) {
     *act = 0, *col = 0;
-#define SEE(cv, hh, ww)                                                                            \
-    do {                                                                                           \
-        mrec_conv2d_shape s_ = conv_shape(cv, hh, ww);                                            \
-        size_t c_ = mrec_conv2d_workspace_floats(&s_), a_ = (size_t)(cv)->c_out * conv_out(hh, cv) * conv_out(ww, cv); \
-        *col = c_ > *col ? c_ : *col, *act = a_ > *act ? a_ : *act;                                \
+    mrec_status st = MREC_OK;
+#define SEE(cv, hh, ww)                                                                                            \
+    do {                                                                                                           \
+        mrec_conv2d_shape s_ = conv_shape(cv, N, hh, ww);                                                         \
+        size_t c_ = mrec_conv2d_workspace_floats(&s_) * sizeof(float),                                             \
+               a_ = (size_t)N * (cv)->c_out * conv_out(hh, cv) * conv_out(ww, cv);                                \
+        if (ctx && !st) st = mrec_conv2d_workspace_bytes(ctx, &s_, &c_);                                          \
+        *col = c_ > *col ? c_ : *col, *act = a_ > *act ? a_ : *act;                                                \
     } while (0)
     SEE(&m->stem, h, w);
     h = conv_out(h, &m->stem), w = conv_out(w, &m->stem);
@@ -192,85 +263,102 @@ static void plan(const mrec_resnet *m, int h, int w, size_t *act, size_t *col) {
         h = hh, w = ww;
     }
 #undef SEE
+    return st;
+}
+
+/* The workspace of a pass: the images, the convolution workspace, five
+ * activations, the pooled features and the logits. */
+typedef struct {
+    float *image, *buf[5], *feat, *logit;
+    void *col;
+} activations;
+
+static int carve(mrec_arena *a, activations *t, const mrec_resnet *m, int G, int h, int w, size_t act, size_t col) {
+    int ok = (t->image = mrec_arena_alloc(a, sizeof(float) * (size_t)G * 3 * h * w)) != NULL;
+    t->col = col ? mrec_arena_alloc(a, col) : NULL;
+    ok &= !col || t->col;
+    for (int i = 0; i < 5; i++) ok &= (t->buf[i] = mrec_arena_alloc(a, act * sizeof(float))) != NULL;
+    ok &= (t->feat = mrec_arena_alloc(a, sizeof(float) * (size_t)G * m->features)) != NULL;
+    t->logit = m->n_classes ? mrec_arena_alloc(a, sizeof(float) * (size_t)G * m->n_classes) : NULL;
+    return ok && (!m->n_classes || t->logit);
 }
 
 size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w) {
     size_t act, col;
-    plan(m, h, w, &act, &col);
-    return (5 * act + col) * sizeof(float) + 6 * MREC_ARENA_ALIGN;
+    if (plan(m, m->on, group_of(m), h, w, &act, &col)) return SIZE_MAX; /* the reserve fails, naming the size */
+    mrec_arena a = mrec_arena_measure();
+    activations t;
+    carve(&a, &t, m, group_of(m), h, w, act, col);
+    return a.peak;
 }
 
 /* out = conv(in) + folded bias, then ReLU if relu; *h, *w become the output size. col holds
- * col_bytes of im2col workspace. */
-static mrec_status conv(mrec_context *ctx, float *out, const float *in, const mrec_conv_bn *cv, int *h, int *w, float *col,
+ * col_bytes of convolution workspace. */
+static mrec_status conv(mrec_context *ctx, float *out, const float *in, const mrec_conv_bn *cv, int N, int *h, int *w, void *col,
                         size_t col_bytes, int relu) {
-    mrec_conv2d_shape s = conv_shape(cv, *h, *w);
+    mrec_conv2d_shape s = conv_shape(cv, N, *h, *w);
     mrec_status st = mrec_conv2d(ctx, out, in, cv->w, cv->b, col, col_bytes, &s);
     *h = conv_out(*h, cv), *w = conv_out(*w, cv);
-    if (!st && relu) st = mrec_activation(ctx, out, out, MREC_ACT_RELU, 0, (int64_t)cv->c_out * *h * *w);
+    if (!st && relu) st = mrec_activation(ctx, out, out, MREC_ACT_RELU, 0, (int64_t)N * cv->c_out * *h * *w);
     return st;
 }
 
 mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const float *images, int B, int H, int W,
                                 float *pooled, float *logits) {
-    if (ctx->device != MREC_DEVICE_CPU) return mrec_fail(MREC_ERR_UNSUPPORTED, "resnet: the GPU forward is not written yet");
+    mrec_status st = mrec_weights_check(ctx, m->on, "resnet");
+    if (st) return st;
     if (B < 1 || H < 32 || W < 32 || H > 8192 || W > 8192)
         return mrec_fail(MREC_ERR_ARG, "resnet: batch of %d images of %dx%d (at least 32x32)", B, H, W);
     if (logits && !m->fc_w) return mrec_fail(MREC_ERR_NOT_FOUND, "resnet: this checkpoint has no fc layer");
-    size_t act, colf, mark = ctx->workspace.used;
-    plan(m, H, W, &act, &colf);
-    float *buf[5], *col = colf ? mrec_arena_alloc(&ctx->workspace, colf * sizeof(float)) : NULL;
-    int ok = !colf || col;
-    for (int i = 0; i < 5; i++) ok &= (buf[i] = mrec_arena_alloc(&ctx->workspace, act * sizeof(float))) != NULL;
-    if (!ok) {
+    int G = group_of(m);
+    size_t act, cb, mark = ctx->workspace.used;
+    if ((st = plan(m, m->on, G, H, W, &act, &cb))) return st;
+    activations t;
+    if (!carve(&ctx->workspace, &t, m, G, H, W, act, cb)) {
         ctx->workspace.used = mark;
         return mrec_fail(MREC_ERR_NOMEM, "resnet: workspace of %zu bytes is too small for %dx%d images", ctx->workspace.capacity, H, W);
     }
     int n_blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3], C = m->features;
-    size_t cb = colf * sizeof(float);
-    mrec_status st = MREC_OK;
-    for (int img = 0; img < B && !st; img++) {
-        float *x = buf[0], *t1 = buf[1], *t2 = buf[2], *t3 = buf[3], *down = buf[4];
+    size_t image = (size_t)3 * H * W;
+    /* G images a pass; a short last pass computes the leftover slots too and keeps only its own rows */
+    for (int i0 = 0; i0 < B && !st; i0 += G) {
+        int n = B - i0 < G ? B - i0 : G;
+        float *x = t.buf[0], *t1 = t.buf[1], *t2 = t.buf[2], *t3 = t.buf[3], *down = t.buf[4];
         int h = H, w = W;
-        st = conv(ctx, t1, images + (size_t)img * 3 * H * W, &m->stem, &h, &w, col, cb, 1);
-        mrec_pool2d_shape ps = {1, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
+        st = mrec_copy_to_device(ctx, t.image, images + i0 * image, sizeof(float) * image * n);
+        if (!st) st = conv(ctx, t1, t.image, &m->stem, G, &h, &w, t.col, cb, 1);
+        mrec_pool2d_shape ps = {G, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
         if (!st) st = mrec_maxpool2d(ctx, x, t1, &ps);
         h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
         for (int b = 0; b < n_blocks && !st; b++) {
             const mrec_resnet_block *Bk = &m->block[b];
             int hh = h, ww = w, hd = h, wd = w;
-            st = conv(ctx, t1, x, &Bk->conv1, &hh, &ww, col, cb, 1);
+            st = conv(ctx, t1, x, &Bk->conv1, G, &hh, &ww, t.col, cb, 1);
             if (m->bottleneck) {
-                if (!st) st = conv(ctx, t2, t1, &Bk->conv2, &hh, &ww, col, cb, 1);
-                if (!st) st = conv(ctx, t3, t2, &Bk->conv3, &hh, &ww, col, cb, 0);
+                if (!st) st = conv(ctx, t2, t1, &Bk->conv2, G, &hh, &ww, t.col, cb, 1);
+                if (!st) st = conv(ctx, t3, t2, &Bk->conv3, G, &hh, &ww, t.col, cb, 0);
             } else if (!st) {
-                st = conv(ctx, t3, t1, &Bk->conv2, &hh, &ww, col, cb, 0);
+                st = conv(ctx, t3, t1, &Bk->conv2, G, &hh, &ww, t.col, cb, 0);
             }
             const float *shortcut = x;
             if (!st && Bk->down.w) {
-                st = conv(ctx, down, x, &Bk->down, &hd, &wd, col, cb, 0);
+                st = conv(ctx, down, x, &Bk->down, G, &hd, &wd, t.col, cb, 0);
                 shortcut = down;
             }
-            int64_t n = (int64_t)(m->bottleneck ? Bk->conv3.c_out : Bk->conv2.c_out) * hh * ww;
-            if (!st) st = mrec_add(ctx, t3, t3, shortcut, n);
-            if (!st) st = mrec_activation(ctx, t3, t3, MREC_ACT_RELU, 0, n);
+            int64_t n_out = (int64_t)G * (m->bottleneck ? Bk->conv3.c_out : Bk->conv2.c_out) * hh * ww;
+            if (!st) st = mrec_add(ctx, t3, t3, shortcut, n_out);
+            if (!st) st = mrec_activation(ctx, t3, t3, MREC_ACT_RELU, 0, n_out);
             float *swap = x; /* the block's output becomes the next input */
             x = t3, t3 = swap;
-            buf[0] = x, buf[3] = t3;
             h = hh, w = ww;
         }
-        if (st) break;
-        /* AdaptiveAvgPool2d(1): the mean of each channel plane */
-        float *f = pooled ? pooled + (size_t)img * C : buf[4]; /* buf[4] (down) is free by now */
-        for (int c = 0; c < C; c++) {
-            const float *p = x + (size_t)c * h * w;
-            float s = 0.0f;
-            for (int i = 0; i < h * w; i++) s += p[i];
-            f[c] = s / (float)(h * w);
-        }
-        if (logits)
-            st = mrec_gemm(ctx, logits + (size_t)img * m->n_classes, f, m->fc_w, m->fc_b, 1, 0, 0, 1, 1, m->n_classes, C, C, C,
-                           m->n_classes);
+        /* AdaptiveAvgPool2d(1): the mean of each channel plane, a pooling window the size of the plane */
+        mrec_pool2d_shape gap = {G, C, h, w, h, w, 1, 1, 0, 0, 1};
+        if (!st) st = mrec_avgpool2d(ctx, t.feat, x, &gap);
+        if (!st && pooled) st = mrec_copy_rows(ctx, pooled + (size_t)i0 * C, C, t.feat, C, n, C);
+        if (!st && logits)
+            st = mrec_gemm(ctx, t.logit, t.feat, m->fc_w, m->fc_b, 1, 0, 0, 1, G, m->n_classes, C, C, C, m->n_classes);
+        if (!st && logits) st = mrec_copy_rows(ctx, logits + (size_t)i0 * m->n_classes, m->n_classes, t.logit, m->n_classes, n, m->n_classes);
     }
     ctx->workspace.used = mark;
     return st;

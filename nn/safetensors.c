@@ -349,14 +349,17 @@ mrec_status mrec_weights_take(mrec_weight_loader *l, float **dst, const char *na
     char full[512];
     if ((size_t)snprintf(full, sizeof full, "%s%s", l->prefix ? l->prefix : "", name) >= sizeof full)
         return mrec_fail(MREC_ERR_ARG, "%s: tensor name %s%s is too long", l->sf->path, l->prefix, name);
-    int64_t shape[4] = {d0, d1, d2, d3};
-    *dst = NULL;
-    mrec_status st = l->next ? mrec_safetensors_read_f32(l->sf, full, ndim, shape, l->next)
-                             : mrec_safetensors_expect(l->sf, full, ndim, shape, NULL);
-    if (st) return st;
-    int64_t n = 1;
+    int64_t shape[4] = {d0, d1, d2, d3}, n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
-    if (l->next) *dst = l->next, l->next += n;
-    l->floats += n;
+    /* Each tensor starts on a 128-float boundary, so on a GPU every weight and
+     * its bf16 twin are aligned as cuBLASLt's fast kernels want them. */
+    int64_t pad = (MREC_WEIGHT_ALIGN - l->floats % MREC_WEIGHT_ALIGN) % MREC_WEIGHT_ALIGN;
+    *dst = NULL;
+    mrec_status st = !l->sf    ? MREC_OK /* re-pointing into a copy of the storage: the tensors were checked */
+                     : l->next ? mrec_safetensors_read_f32(l->sf, full, ndim, shape, l->next + pad)
+                               : mrec_safetensors_expect(l->sf, full, ndim, shape, NULL);
+    if (st) return st;
+    if (l->next) *dst = l->next + pad, l->next += pad + n;
+    l->floats += pad + n;
     return MREC_OK;
 }

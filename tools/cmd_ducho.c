@@ -2,7 +2,7 @@
  * Ducho runs it, with mrec's extractors.
  *
  *   dataset_path: data/demo          # the other paths are inside it
- *   gpu list: 0                      # accepted ("gpu_list" too); mrec picks its device itself
+ *   gpu list: 0                      # ("gpu_list" too) -1: the CPU; a GPU index: the GPU when there is one
  *   visual:   {items: {input_path: images, output_path: visual_embeddings,
  *                      model: [{model_name: ResNet50, output_layers: avgpool, reshape: [224, 224],
  *                               preprocessing: zscore, mean: [...], std: [...], backend: torch, batch_size: 32}]}}
@@ -327,7 +327,39 @@ static mrec_status write_matrix(const char *files, const char *leaf) {
 /* One model into Ducho's tree. Each leaf folder is an output folder (locked, built beside itself, swapped in
  * whole): extract-text and extract-image make it themselves (and resume it), the matrix follows under the
  * leaf's lock; visual_textual's three leaves are held here and filled from one extract-clip run. */
-static int run_job(const job *j, int threads, int matrix, int out_flags) {
+/* Where the models run: `mrec extract --device / --precision`, else the
+ * config's 'gpu list' (-1: the CPU; a GPU index: the GPU when there is one,
+ * as --device auto). mrec_ducho_run's signature is shared with `mrec run`,
+ * so the command line's choice reaches it through this, set by
+ * mrec_cmd_extract around its one call. */
+static struct {
+    const char *device, *precision;
+} cli_device;
+
+/* The config's 'gpu list' as a --device value, or NULL for the default.
+ * Ducho writes a number, a list of numbers or a string of them ("0,1"); the
+ * first is the GPU used, -1 the CPU. */
+static mrec_status gpu_list_device(const mrec_cfg *c, const mrec_cfg_node *root, const char **device) {
+    *device = NULL;
+    const mrec_cfg_node *n = mrec_cfg_get(root, "gpu list");
+    if (!n) n = mrec_cfg_get(root, "gpu_list");
+    if (!n) return MREC_OK;
+    const mrec_cfg_node *first = n->kind == MREC_CFG_SEQ ? n->child : n;
+    if (!first) return *device = "cpu", MREC_OK; /* an empty list: no GPU */
+    char text[32] = "";
+    if (first->kind == MREC_CFG_SCALAR) {
+        size_t len = strcspn(first->value, ",");
+        snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text ? len : sizeof text - 1), first->value);
+    }
+    long gpu;
+    if (first->kind != MREC_CFG_SCALAR || mrec_parse_int(text, -1, 1024, &gpu))
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: gpu list: a GPU number (-1 for the CPU) or a list of them", c->path, first->line);
+    if (gpu < 0) *device = "cpu";
+    else if (gpu > 0) fprintf(stderr, "mrec extract: gpu list %ld: mrec runs on the first GPU\n", gpu);
+    return MREC_OK;
+}
+
+static int run_job(const job *j, const char *device, int threads, int matrix, int out_flags) {
     char th[16], work[4400] = "", clip_out[4500];
     snprintf(th, sizeof th, "%d", threads);
     int clip = j->modality == VISUAL_TEXTUAL, n_leaves = clip ? 2 + !!*j->fusion : 1, rc = 0;
@@ -360,6 +392,8 @@ static int run_job(const job *j, int threads, int matrix, int out_flags) {
     if (*j->size) ARG("--size", j->size);
     if (*j->mean) ARG("--mean", j->mean), ARG("--std", j->std);
     if (*j->fusion) ARG("--fusion", j->fusion);
+    if (device) ARG("--device", device);
+    if (cli_device.precision) ARG("--precision", cli_device.precision);
 #undef ARG
     argv[argc] = NULL;
     fprintf(stderr, "== %s %s -> %s\n", SECTIONS[j->modality], j->name, j->out[0]);
@@ -400,6 +434,9 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
     if (!st && mrec_cfg_get(root, "audio"))
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: audio extraction is not supported", c->path, mrec_cfg_get(root, "audio")->line);
     if (!st) st = mrec_cfg_string(c, root, "dataset_path", 0, &base);
+    const char *device = NULL;
+    if (!st) st = gpu_list_device(c, root, &device);
+    if (cli_device.device) device = cli_device.device;
     if (!st && *base && !is_dir(base))
         st = mrec_fail(MREC_ERR_IO, "%s: line %d: dataset_path %s: no such folder", c->path, mrec_cfg_get(root, "dataset_path")->line, base);
     for (int m = 0; m < 3 && !st; m++) {
@@ -415,7 +452,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
     double t0 = mrec_now();
     for (int i = 0; i < n; i++) {
         double t = mrec_now();
-        int rc = run_job(&js[i], threads, matrix, out_flags);
+        int rc = run_job(&js[i], device, threads, matrix, out_flags);
         if (rc) return rc;
         fprintf(stderr, "time: %s %s %.1f s\n", SECTIONS[js[i].modality], js[i].name, mrec_now() - t);
         for (int k = 0; out && k < (js[i].modality == VISUAL_TEXTUAL ? 2 + !!*js[i].fusion : 1) && out->n < MREC_MAX_EXTRACTED; k++) {
@@ -430,7 +467,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
     return 0;
 }
 
-enum { X_WEIGHTS, X_MATRIX, X_THREADS, X_SKIP, X_OVERWRITE, X_RESUME, N_OPTIONS };
+enum { X_WEIGHTS, X_MATRIX, X_THREADS, X_SKIP, X_OVERWRITE, X_RESUME, X_DEVICE, X_PRECISION, N_OPTIONS };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
     [X_WEIGHTS] = {"--weights", MREC_OPT_TEXT, "DIR", "where model_name folders are looked up", "$MREC_WEIGHTS, else weights/ beside bin/",
@@ -440,10 +477,13 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [X_SKIP] = {"--skip-unsupported", MREC_OPT_SWITCH, NULL, "models without a local copy, or that mrec cannot run, are listed and left out"},
     [X_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace existing model folders (each stays as it was until the new one is whole)"},
     [X_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "take up the items a killed run finished"},
+    [X_DEVICE] = MREC_OPTION_DEVICE,
+    [X_PRECISION] = MREC_OPTION_PRECISION,
 };
 
 static const mrec_command COMMAND = {
-    "extract", "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N] [--skip-unsupported] [--overwrite] [--resume]\n",
+    "extract", "usage: mrec extract CONFIG.yml [--weights DIR] [--matrix] [--threads N] [--skip-unsupported] [--overwrite] [--resume]\n"
+               "                               [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]\n",
     "Runs a Ducho configuration: dataset_path, 'gpu list', and visual / textual / visual_textual\n"
     "sections of items (input_path, output_path, item_column, text_column, model list with\n"
     "model_name, output_layers, backend, batch_size, reshape, preprocessing, mean, std, fusion).\n"
@@ -459,7 +499,9 @@ static const mrec_command COMMAND = {
     "exists is replaced only with --overwrite (it stays as it was until then), and a second run into\n"
     "it at the same time is refused. --resume takes up the items a killed run finished (visual and\n"
     "textual models), keeping the files that verify, and redoes the rest; a finished model's folder is\n"
-    "verified and kept. A NaN or infinite feature stops the run, naming the item and the model.\n",
+    "verified and kept. A NaN or infinite feature stops the run, naming the item and the model.\n"
+    "'gpu list' picks the device as Ducho does: -1 the CPU, a GPU number the GPU when there is one\n"
+    "(else the CPU, with a notice); --device overrides it.\n",
     OPTIONS, N_OPTIONS, 1};
 
 int mrec_cmd_extract(int argc, char **argv) {
@@ -476,7 +518,10 @@ int mrec_cmd_extract(int argc, char **argv) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
         return 2;
     }
+    cli_device.device = v[X_DEVICE].given ? v[X_DEVICE].text : NULL;
+    cli_device.precision = v[X_PRECISION].given ? v[X_PRECISION].text : NULL;
     rc = mrec_ducho_run(&c, c.root, v[X_WEIGHTS].text, (int)v[X_THREADS].i, v[X_MATRIX].given, v[X_SKIP].given, out_flags, NULL);
+    cli_device.device = cli_device.precision = NULL;
     mrec_cfg_free(&c);
     return rc;
 }

@@ -5,6 +5,7 @@
  *                     [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]
  *                     [--layer embeds|projected|pooler (CLIP)]
  *                     [--batch-size 32] [--empty embed|skip] [--threads N] [--overwrite] [--resume]
+ *                     [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]
  * matrix:   DIR/text_feat.npy (items, dim), rows in the table's order, and DIR/text_feat_ids.txt
  * per-item: DIR/<id>.npy of shape (1, dim) for each item (Ducho's layout)
  * DIR is an output folder (mrec_out_begin): built beside itself, it appears whole, so the matrix and
@@ -25,7 +26,7 @@
 #include <time.h>
 
 enum { T_MODEL, T_INPUT, T_ID, T_TEXT, T_OUT, T_FORMAT, T_POOLING, T_NORMALIZE, T_LAYER, T_EMPTY, T_BATCH, T_THREADS, T_OVERWRITE, T_RESUME,
-       N_OPTIONS };
+       T_DEVICE, T_PRECISION, N_OPTIONS };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
     [T_MODEL] = {"--model", MREC_OPT_PATH, "DIR", "a BERT-family folder (sentence-transformers or Hugging Face) or a CLIP folder",
@@ -46,6 +47,8 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [T_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
     [T_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
     [T_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "per-item: take up the items a killed run finished"},
+    [T_DEVICE] = MREC_OPTION_DEVICE,
+    [T_PRECISION] = MREC_OPTION_PRECISION,
 };
 
 static const mrec_command COMMAND = {
@@ -79,21 +82,31 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     const char *empty = v[T_EMPTY].given ? v[T_EMPTY].text : "embed";
     int normalize = v[T_NORMALIZE].given ? 1 : -1, batch = v[T_BATCH].given ? (int)v[T_BATCH].i : 32, threads = (int)v[T_THREADS].i;
     int out_flags = (v[T_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[T_RESUME].given ? MREC_OUT_RESUME : 0);
+    mrec_context_options o = mrec_context_defaults();
+    int device_set = mrec_options_device(&v[T_DEVICE], &v[T_PRECISION], &o);
     if (!model || !input || !id_col || !text_col || !out) {
         fprintf(stderr, "mrec extract-text: --model, --input, --id-column, --text-column and --out are needed (mrec extract-text --help)\n");
         return 1;
     }
+    /* the device first: a GPU that cannot be had should not cost reading the table and the model */
+    mrec_context *ctx = NULL;
+    o.n_threads = threads;
+    mrec_status st = mrec_context_create(&ctx, &o);
+    if (st) return fail("the device", st);
+    if (ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-text: %s\n", ctx->notice);
     mrec_table table;
-    mrec_status st = mrec_table_read(&table, input, 0);
-    if (st) return fail("reading the table", st);
+    if ((st = mrec_table_read(&table, input, 0))) {
+        mrec_context_destroy(ctx);
+        return fail("reading the table", st);
+    }
     int ci, ct;
     if ((st = mrec_table_column(&table, id_col, input, &ci)) || (st = mrec_table_column(&table, text_col, input, &ct))) {
-        mrec_table_free(&table);
+        mrec_table_free(&table), mrec_context_destroy(ctx);
         return fail("columns", st);
     }
     mrec_text_encoder enc;
     if ((st = mrec_text_encoder_load(&enc, model))) {
-        mrec_table_free(&table);
+        mrec_table_free(&table), mrec_context_destroy(ctx);
         return fail("loading the model", st);
     }
     const char *bad = enc.is_clip && pooling ? "--pooling is for BERT-family models; CLIP takes --layer"
@@ -107,7 +120,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     }
     if (bad) {
         fprintf(stderr, "mrec extract-text: %s\n", bad);
-        mrec_text_encoder_free(&enc), mrec_table_free(&table);
+        mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(ctx);
         return 2;
     }
     if (pooling) {
@@ -117,7 +130,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         else {
             fprintf(stderr, "mrec extract-text: --pooling %s: %s\n", pooling,
                     strcmp(pooling, "pooler") ? "not mean, cls or pooler" : "this checkpoint has no pooler");
-            mrec_text_encoder_free(&enc), mrec_table_free(&table);
+            mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(ctx);
             return 2;
         }
     }
@@ -136,11 +149,10 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     }
     int D = mrec_text_encoder_dim(&enc);
     float *emb = malloc(sizeof *emb * (size_t)(n ? n : 1) * D);
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
-    mrec_context *ctx = NULL;
     if (!texts || !rows || !emb) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d texts", table.n_rows));
-    else if ((st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
+    else if ((st = mrec_text_encoder_to_device(&enc, ctx))) rc = fail("moving the model to the device", st);
+    else if (ctx->device != MREC_DEVICE_CPU)
+        fprintf(stderr, "mrec extract-text: running on the GPU (%s)\n", mrec_precision_name(ctx->precision));
     int per_item = !strcmp(format, "per-item");
     for (int i = 0; !rc && per_item && i < n; i++) {
         const char *id = table.cells[(size_t)rows[i] * table.n_cols + ci];
@@ -228,9 +240,9 @@ int mrec_cmd_extract_text(int argc, char **argv) {
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,
                     strcmp(empty, "skip") ? "embedded the empty string" : "left out (not in the output)");
     }
-    mrec_context_destroy(ctx);
     free(texts), free(rows), free(emb);
-    mrec_text_encoder_free(&enc);
+    mrec_text_encoder_free(&enc); /* before the context its weights may be on */
+    mrec_context_destroy(ctx);
     mrec_table_free(&table);
     return rc;
 }

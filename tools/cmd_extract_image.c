@@ -5,6 +5,7 @@
  *                      [--layer avgpool|logits|cls|pooler] [--format matrix|per-item]
  *                      [--batch-size 32] [--threads N] [--decode-threads 2] [--strict]
  *                      [--size H,W] [--mean R,G,B --std R,G,B] [--overwrite] [--resume]
+ *                      [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]
  * DIR is an output folder (mrec_out_begin): built beside itself, it appears
  * whole; per-item runs decode, encode and write in chunks --resume can skip.
  * A folder is searched recursively for .jpg / .jpeg / .png; an item's id is
@@ -29,7 +30,7 @@
 #include <time.h>
 
 enum { I_MODEL, I_IMAGES, I_OUT, I_PRESET, I_LAYER, I_FORMAT, I_ID, I_PATH, I_SIZE, I_MEAN, I_STD, I_BATCH, I_THREADS, I_DECODE, I_STRICT,
-       I_OVERWRITE, I_RESUME, N_OPTIONS };
+       I_OVERWRITE, I_RESUME, I_DEVICE, I_PRECISION, N_OPTIONS };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
     [I_MODEL] = {"--model", MREC_OPT_PATH, "PATH", "a torchvision ResNet (safetensors) or a Hugging Face ViT or CLIP folder", .allow_dir = 1,
@@ -51,6 +52,8 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [I_STRICT] = {"--strict", MREC_OPT_SWITCH, NULL, "an image that cannot be decoded stops the run, before anything is written"},
     [I_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
     [I_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "per-item: take up the items a killed run finished"},
+    [I_DEVICE] = MREC_OPTION_DEVICE,
+    [I_PRECISION] = MREC_OPTION_PRECISION,
 };
 
 static const mrec_command COMMAND = {
@@ -67,7 +70,7 @@ static const mrec_command COMMAND = {
     "only with --overwrite (and stays as it was until then). A second run into DIR at the same time is\n"
     "refused. --resume (per-item) takes up the items a killed run finished (or DIR's, when it is\n"
     "complete), keeping the files that verify, and redoes the rest. A NaN or infinite feature stops the\n"
-    "run, naming the item, with nothing written.\n",
+    "run, naming the item, with nothing written. ResNet's convolutions stay fp32 at every --precision.\n",
     OPTIONS, N_OPTIONS, 0};
 
 static int fail(const char *what, mrec_status st) {
@@ -113,6 +116,8 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     int batch = v[I_BATCH].given ? (int)v[I_BATCH].i : 32, threads = (int)v[I_THREADS].i;
     int decode_threads = v[I_DECODE].given ? (int)v[I_DECODE].i : 2, strict = v[I_STRICT].given;
     int out_flags = (v[I_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[I_RESUME].given ? MREC_OUT_RESUME : 0);
+    mrec_context_options o = mrec_context_defaults();
+    int device_set = mrec_options_device(&v[I_DEVICE], &v[I_PRECISION], &o);
     /* --size, --mean and --std are checked now, applied once the model is loaded */
     const int rows[3] = {I_SIZE, I_MEAN, I_STD};
     for (int k = 0; k < 3; k++) {
@@ -124,9 +129,17 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         fprintf(stderr, "mrec extract-image: --model, --images and --out are needed (mrec extract-image --help)\n");
         return 1;
     }
+    /* the device first: a GPU that cannot be had should not cost listing the images and loading the model */
+    mrec_context *ctx = NULL;
+    o.n_threads = threads;
+    mrec_status st = mrec_context_create(&ctx, &o);
+    if (st) return fail("the device", st);
+    if (ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-image: %s\n", ctx->notice);
     mrec_image_list items;
-    mrec_status st = mrec_image_list_read(&items, images, id_col, path_col);
-    if (st) return fail("listing the images", st);
+    if ((st = mrec_image_list_read(&items, images, id_col, path_col))) {
+        mrec_context_destroy(ctx);
+        return fail("listing the images", st);
+    }
     int rc = 0;
     mrec_image_encoder enc;
     int loaded = 0;
@@ -138,11 +151,10 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     float *feat = malloc(sizeof *feat * (size_t)(n + 1) * (D + 1));
     int *good = malloc(sizeof *good * (size_t)(n + 1));
     char **errors = calloc((size_t)n + 1, sizeof *errors);
-    mrec_context *ctx = NULL;
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
     if (!rc && (!feat || !good || !errors)) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d items", n));
-    if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("context", st);
+    if (!rc && (st = mrec_image_encoder_to_device(&enc, ctx))) rc = fail("moving the model to the device", st);
+    if (!rc && ctx->device != MREC_DEVICE_CPU)
+        fprintf(stderr, "mrec extract-image: running on the GPU (%s)\n", mrec_precision_name(ctx->precision));
     int per_item = !strcmp(format, "per-item");
     for (int i = 0; !rc && per_item && i < n; i++) {
         const char *id = items.ids[i];
@@ -238,7 +250,7 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     for (int i = 0; errors && i < n; i++) free(errors[i]);
     mrec_image_list_free(&items);
     free(feat), free(good), free(errors);
+    if (loaded) mrec_image_encoder_free(&enc); /* before the context its weights may be on */
     mrec_context_destroy(ctx);
-    if (loaded) mrec_image_encoder_free(&enc);
     return rc;
 }

@@ -80,6 +80,21 @@ int mrec_options_parse(const mrec_command *c, int argc, char **argv, mrec_opt_va
                        int *n_pos);
 void mrec_options_help(FILE *f, const mrec_command *c);
 
+/* The rows every command that runs a model carries: where it runs and the
+ * GEMMs' precision there. */
+#define MREC_OPTION_DEVICE                                                                                                          \
+    {"--device", MREC_OPT_ENUM, "auto|cpu|cuda",                                                                                    \
+     "where the model runs: a GPU when there is one (auto; else the CPU, with a one-line notice), cuda (fails without one), cpu", \
+     "auto", .choices = "auto|cpu|cuda", .section = "device"}
+#define MREC_OPTION_PRECISION                                                                                                         \
+    {"--precision", MREC_OPT_ENUM, "fp32|tf32|bf16",                                                                                 \
+     "the GEMMs' precision on a GPU (bf16: weights converted once, fp32 accumulation); the CPU computes fp32, so tf32 or bf16 " \
+     "with --device cpu is an error",                                                                                              \
+     "fp32", .choices = "fp32|tf32|bf16"}
+/* Fills o's device and precision from those two rows' values; returns 1 when
+ * --device was given (a fallback notice is then always printed). */
+int mrec_options_device(const mrec_opt_value *device, const mrec_opt_value *precision, mrec_context_options *o);
+
 /* text as a value of hyper-parameter h: a number in its range, one of its
  * choices, or its items ("0.96:50", or as an Elliot tuple "(0.96, 50)"); the
  * value is marked given. A refusal's detail says what was expected and what

@@ -325,3 +325,10 @@ void mrec_options_help(FILE *f, const mrec_command *c) {
     }
     if (c->notes) fprintf(f, "\n%s", c->notes);
 }
+
+int mrec_options_device(const mrec_opt_value *device, const mrec_opt_value *precision, mrec_context_options *o) {
+    /* the parser checked both against their choices, so these cannot fail */
+    if (device->given) mrec_device_request_parse(device->text, &o->device);
+    if (precision->given) mrec_precision_parse(precision->text, &o->precision);
+    return device->given;
+}

@@ -4,19 +4,41 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 mrec_context_options mrec_context_defaults(void) {
-    mrec_context_options o = {.device = MREC_WANT_AUTO, .n_threads = 0, .max_simd = MREC_SIMD_AVX512};
+    mrec_context_options o = {.device = MREC_WANT_AUTO, .n_threads = 0, .max_simd = MREC_SIMD_AVX512,
+                              .precision = MREC_PREC_FP32};
     return o;
+}
+
+const char *mrec_precision_name(mrec_precision p) {
+    return p == MREC_PREC_TF32 ? "tf32" : p == MREC_PREC_BF16 ? "bf16" : "fp32";
 }
 
 const char *mrec_device_name(mrec_device device) {
     return device == MREC_DEVICE_CUDA ? "cuda" : "cpu";
 }
 
+mrec_status mrec_device_request_parse(const char *name, mrec_device_request *out) {
+    static const struct { const char *name; mrec_device_request request; } names[] = {
+        {"auto", MREC_WANT_AUTO}, {"cpu", MREC_WANT_CPU}, {"cuda", MREC_WANT_CUDA}};
+    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(name, names[i].name)) return *out = names[i].request, MREC_OK;
+    return mrec_fail(MREC_ERR_ARG, "device '%s' is not auto, cpu or cuda", name ? name : "");
+}
+
+mrec_status mrec_precision_parse(const char *name, mrec_precision *out) {
+    for (int p = MREC_PREC_FP32; name && p <= MREC_PREC_BF16; p++)
+        if (!strcmp(name, mrec_precision_name((mrec_precision)p))) return *out = (mrec_precision)p, MREC_OK;
+    return mrec_fail(MREC_ERR_ARG, "precision '%s' is not fp32, tf32 or bf16", name ? name : "");
+}
+
 mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *opt) {
     mrec_context_options o = opt ? *opt : mrec_context_defaults();
     *out = NULL;
+    if (o.precision != MREC_PREC_FP32 && o.device == MREC_WANT_CPU)
+        return mrec_fail(MREC_ERR_ARG, "precision %s runs on the GPU only; the CPU computes in fp32", mrec_precision_name(o.precision));
     mrec_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return mrec_fail(MREC_ERR_NOMEM, "context: allocating");
     mrec_status st = mrec_pool_create(&ctx->pool, o.n_threads, o.max_simd);
@@ -29,12 +51,14 @@ mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *
         st = mrec_cuda_create(&ctx->cuda, 0);
         if (st == MREC_OK) {
             ctx->device = MREC_DEVICE_CUDA;
+            ctx->precision = o.precision;
         } else if (o.device == MREC_WANT_CUDA) {
             mrec_context_destroy(ctx);
             return st; /* the detail says why (no driver, no GPU, CPU-only build) */
         } else {
-            snprintf(ctx->notice, sizeof ctx->notice, "no usable GPU (%s); running on the CPU",
-                     mrec_error_detail());
+            snprintf(ctx->notice, sizeof ctx->notice, "no usable GPU (%s); running on the CPU%s%s", mrec_error_detail(),
+                     o.precision != MREC_PREC_FP32 ? " in fp32, not " : "",
+                     o.precision != MREC_PREC_FP32 ? mrec_precision_name(o.precision) : "");
             mrec_clear_error();
         }
     }

@@ -142,3 +142,37 @@ mrec_status mrec_add_layernorm_cuda(float *out, const float *a, const float *b, 
                                     float eps, int R, int C, mrec_cuda *cu) {
     return no_cuda();
 }
+
+/* ---- encoders ---- */
+mrec_status mrec_embedding_sum_cuda(float *out, const float *word, const int32_t *ids, const float *type,
+                                    const int32_t *type_ids, const float *position, const int32_t *pos, int N, int H,
+                                    mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_position_ids_cuda(int32_t *pos, const int32_t *ids, int pad_id, int B, int T, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_mask_bias_cuda(float *out, const int32_t *mask, int64_t n, mrec_cuda *cu) { return no_cuda(); }
+mrec_status mrec_rel_bias_cuda(float *out, const float *table, const int32_t *bucket, int heads, int T, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_causal_bias_cuda(float *out, int heads, int T, mrec_cuda *cu) { return no_cuda(); }
+mrec_status mrec_patchify_cuda(float *out, const float *images, int B, int C, int S, int P, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_class_embed_cuda(float *x, const float *cls, const float *pos, int B, int T, int H, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_copy_rows_cuda(float *out, int ld_out, const float *in, int ld_in, int rows, int cols, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta,
+                              mrec_precision precision, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb,
+                              int ldc, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_cuda_weights_upload(mrec_cuda *cu, float **out, const float *host, int64_t n, int with_bf16) {
+    *out = NULL;
+    return no_cuda();
+}
+void mrec_cuda_weights_free(mrec_cuda *cu, float *weights) {}

@@ -15,6 +15,9 @@ static int on_gpu(const mrec_context *ctx) { return ctx->device == MREC_DEVICE_C
 
 mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
                       float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc) {
+    if (on_gpu(ctx) && ctx->precision != MREC_PREC_FP32)
+        return mrec_gemm_lt_cuda(C, A, B, bias, alpha, beta, ctx->precision, trans_a, trans_b, M, N, K, lda, ldb, ldc,
+                                 ctx->cuda);
     if (on_gpu(ctx)) return mrec_gemm_cuda(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, ctx->cuda);
     mrec_gemm_cpu(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, ctx->pool);
     return MREC_OK;
@@ -149,6 +152,84 @@ mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const
     return MREC_OK;
 }
 
+/* ---- encoders ------------------------------------------------------------- */
+
+mrec_status mrec_embedding_sum(mrec_context *ctx, float *out, const float *word, const int32_t *ids, const float *type,
+                               const int32_t *type_ids, const float *position, const int32_t *pos, int N, int H) {
+    if (on_gpu(ctx)) return mrec_embedding_sum_cuda(out, word, ids, type, type_ids, position, pos, N, H, ctx->cuda);
+    mrec_embedding_sum_cpu(out, word, ids, type, type_ids, position, pos, N, H, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_position_ids(mrec_context *ctx, int32_t *pos, const int32_t *ids, int pad_id, int B, int T) {
+    if (on_gpu(ctx)) return mrec_position_ids_cuda(pos, ids, pad_id, B, T, ctx->cuda);
+    mrec_position_ids_cpu(pos, ids, pad_id, B, T, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_mask_bias(mrec_context *ctx, float *out, const int32_t *mask, int64_t n) {
+    if (on_gpu(ctx)) return mrec_mask_bias_cuda(out, mask, n, ctx->cuda);
+    mrec_mask_bias_cpu(out, mask, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_rel_bias(mrec_context *ctx, float *out, const float *table, const int32_t *bucket, int heads, int T) {
+    if (on_gpu(ctx)) return mrec_rel_bias_cuda(out, table, bucket, heads, T, ctx->cuda);
+    mrec_rel_bias_cpu(out, table, bucket, heads, T, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_causal_bias(mrec_context *ctx, float *out, int heads, int T) {
+    if (on_gpu(ctx)) return mrec_causal_bias_cuda(out, heads, T, ctx->cuda);
+    mrec_causal_bias_cpu(out, heads, T, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_patchify(mrec_context *ctx, float *out, const float *images, int B, int C, int S, int P) {
+    if (P < 1 || S % P) return mrec_fail(MREC_ERR_SHAPE, "patchify: %dx%d images do not split into %dx%d patches", S, S, P, P);
+    if (on_gpu(ctx)) return mrec_patchify_cuda(out, images, B, C, S, P, ctx->cuda);
+    mrec_patchify_cpu(out, images, B, C, S, P, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_class_embed(mrec_context *ctx, float *x, const float *cls, const float *pos, int B, int T, int H) {
+    if (on_gpu(ctx)) return mrec_class_embed_cuda(x, cls, pos, B, T, H, ctx->cuda);
+    mrec_class_embed_cpu(x, cls, pos, B, T, H, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_copy_rows(mrec_context *ctx, float *out, int ld_out, const float *in, int ld_in, int rows, int cols) {
+    if (ld_out < cols || ld_in < cols)
+        return mrec_fail(MREC_ERR_ARG, "copy_rows: rows of %d with strides %d and %d", cols, ld_out, ld_in);
+    if (on_gpu(ctx)) return mrec_copy_rows_cuda(out, ld_out, in, ld_in, rows, cols, ctx->cuda);
+    mrec_copy_rows_cpu(out, ld_out, in, ld_in, rows, cols, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_copy_to_device(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (on_gpu(ctx)) return bytes ? mrec_cuda_copy_h2d(ctx->cuda, dst, src, bytes) : MREC_OK;
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+    return MREC_OK;
+}
+
+mrec_status mrec_copy_to_host(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (on_gpu(ctx)) return bytes ? mrec_cuda_copy_d2h(ctx->cuda, dst, src, bytes) : MREC_OK;
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+    return MREC_OK;
+}
+
+mrec_status mrec_weights_upload(mrec_context *ctx, float **out, const float *host, int64_t n) {
+    *out = NULL;
+    if (!on_gpu(ctx)) return MREC_OK; /* the CPU reads the host copy */
+    return mrec_cuda_weights_upload(ctx->cuda, out, host, n, ctx->precision == MREC_PREC_BF16);
+}
+
+void mrec_weights_release(mrec_context *ctx, float *weights) {
+    if (on_gpu(ctx) && weights) mrec_cuda_weights_free(ctx->cuda, weights);
+}
+
+/* ---- sparse and training ------------------------------------------------------ */
+
 mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const float *X, int D, int transpose) {
     if (a->device != ctx->device) return mrec_fail(MREC_ERR_DEVICE, "spmm: the sparse matrix is on another device");
     if (on_gpu(ctx)) {
@@ -181,18 +262,6 @@ mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p
 }
 
 /* ---- training and sparse ops ---------------------------------------------------- */
-
-mrec_status mrec_copy_to_device(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
-    if (on_gpu(ctx)) return mrec_cuda_copy_h2d(ctx->cuda, dst, src, bytes);
-    if (bytes) memcpy(dst, src, bytes);
-    return MREC_OK;
-}
-
-mrec_status mrec_copy_to_host(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
-    if (on_gpu(ctx)) return mrec_cuda_copy_d2h(ctx->cuda, dst, src, bytes);
-    if (bytes) memcpy(dst, src, bytes);
-    return MREC_OK;
-}
 
 mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
                             const int32_t *ib, int n, int d) {

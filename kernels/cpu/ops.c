@@ -123,6 +123,9 @@ static void act_range(void *arg, int64_t lo, int64_t hi) {
     case MREC_ACT_SILU:
         for (int64_t i = lo; i < hi; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
         break;
+    case MREC_ACT_TANH:
+        for (int64_t i = lo; i < hi; i++) y[i] = tanhf(x[i]);
+        break;
     }
 }
 

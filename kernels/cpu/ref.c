@@ -58,6 +58,7 @@ static double activation(double x, mrec_act act, double slope) {
     case MREC_ACT_RELU:       return x > 0.0 ? x : 0.0;
     case MREC_ACT_LEAKY_RELU: return x >= 0.0 ? x : slope * x;
     case MREC_ACT_SILU:       return x / (1.0 + exp(-x));
+    case MREC_ACT_TANH:       return tanh(x);
     }
     return NAN;
 }

@@ -16,6 +16,14 @@ extern "C" {
 /* cuBLASLt's workspace: 32 MiB covers its Hopper kernels' needs. */
 #define MREC_LT_WORKSPACE ((size_t)32 << 20)
 
+/* A model's weights on the device (mrec_cuda_weights_upload) and their bf16
+ * twin, or NULL. */
+typedef struct {
+    float *f32;
+    int64_t n;
+    uint16_t *bf16;
+} mrec_cuda_weights;
+
 struct mrec_cuda {
     int device;
     cudaStream_t stream;
@@ -24,6 +32,10 @@ struct mrec_cuda {
     cublasLtHandle_t lt;
     void *lt_work; /* cuBLASLt's workspace, MREC_LT_WORKSPACE bytes */
     int *flag; /* one device int for kernels that report a bad input */
+    mrec_cuda_weights *weights; /* the uploaded blocks, for bf16 GEMMs to find an operand's twin */
+    int n_weights, cap_weights;
+    uint16_t *bf16_buf; /* activation operands converted for bf16 GEMMs */
+    size_t bf16_cap;    /* its size in values */
 };
 
 mrec_status mrec_cuda_check(cudaError_t err, const char *what);

@@ -56,6 +56,12 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
 
 extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     if (!cu) return;
+    for (int i = 0; i < cu->n_weights; i++) { /* a model freed after its context */
+        cudaFree(cu->weights[i].f32);
+        if (cu->weights[i].bf16) cudaFree(cu->weights[i].bf16);
+    }
+    free(cu->weights);
+    if (cu->bf16_buf) cudaFree(cu->bf16_buf);
     if (cu->lt_work) cudaFree(cu->lt_work);
     if (cu->lt) cublasLtDestroy(cu->lt);
     if (cu->flag) cudaFree(cu->flag);

@@ -61,6 +61,7 @@ extern "C" mrec_status mrec_f32_to_bf16_cuda(uint16_t *out, const float *in, int
 typedef struct {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulPreference_t pref;
 } lt_plan;
 
 static void lt_free(lt_plan *p) {
@@ -68,23 +69,37 @@ static void lt_free(lt_plan *p) {
     if (p->a) cublasLtMatrixLayoutDestroy(p->a);
     if (p->b) cublasLtMatrixLayoutDestroy(p->b);
     if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    if (p->pref) cublasLtMatmulPreferenceDestroy(p->pref);
 }
 
-/* C (M, N) fp32 = act(op(A) op(B) + bias), the row-major contract of
- * mrec_gemm_cuda. A and B are fp32 for FP32 and TF32, bf16 for BF16 (from
- * mrec_f32_to_bf16_cuda; weights converted once at load); accumulation is
- * fp32 in all three. ReLU, and the tanh GELU, run in cuBLASLt's epilogue with
- * the bias; other activations in one element-wise pass after it. */
-extern "C" mrec_status mrec_gemm_ex_cuda(float *C, const void *A, const void *B, const float *bias, int act, float slope,
-                                         mrec_precision precision, int trans_a, int trans_b, int M, int N, int K,
-                                         int lda, int ldb, int ldc, mrec_cuda *cu) {
+/* The largest power of two up to 256 that divides the address: cuBLASLt
+ * assumes 256-byte aligned operands unless told, and an operand inside a
+ * larger buffer (a row of a sequence, one weight of a model's block) often
+ * is not. */
+static uint32_t alignment_of(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a) a >>= 1;
+    return a;
+}
+
+/* C (M, N) fp32 = act(alpha op(A) op(B) + beta C + bias) through cuBLASLt, the
+ * row-major contract of mrec_gemm_cuda; A, B of in_type (fp32 or bf16),
+ * fp32 accumulation, compute 32F or 32F_FAST_TF32. ReLU and the tanh GELU
+ * run in the epilogue with the bias; other activations in one element-wise
+ * pass after it. *no_algo is set (and MREC_ERR_UNSUPPORTED returned) when
+ * cuBLASLt has no algorithm for the shape and alignments. */
+static mrec_status lt_matmul(float *C, const void *A, const void *B, const float *bias, int act, float slope, float alpha,
+                             float beta, cublasComputeType_t compute, cudaDataType_t in_type, int trans_a, int trans_b,
+                             int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu, int *no_algo) {
+    if (no_algo) *no_algo = 0;
     if (M <= 0 || N <= 0) return MREC_OK;
-    cublasComputeType_t compute = precision == MREC_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    cudaDataType_t in_type = precision == MREC_PREC_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    /* A bias that is not 16-byte aligned is added by its own kernel after the product. */
+    const float *epi_bias = bias && alignment_of(bias) >= 16 ? bias : NULL;
+    cublasLtEpilogue_t epi = epi_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     int act_after = act >= 0;
-    if (act == MREC_ACT_RELU) epi = bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU, act_after = 0;
-    if (act == MREC_ACT_GELU_TANH) epi = bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU, act_after = 0;
+    if (act == MREC_ACT_RELU && epi_bias == bias) epi = bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU, act_after = 0;
+    if (act == MREC_ACT_GELU_TANH && epi_bias == bias)
+        epi = bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU, act_after = 0;
     /* Column-major view: C^T (N, M) = op(B)^T (N, K) op(A)^T (K, M). */
     cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cudaDataType_t bias_type = CUDA_R_32F;
@@ -93,28 +108,155 @@ extern "C" mrec_status mrec_gemm_ex_cuda(float *C, const void *A, const void *B,
     if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first), "cublasLt");
     if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second), "cublasLt");
     if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "cublasLt epilogue");
-    if (!st && bias) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "cublasLt bias");
-    if (!st && bias) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type), "cublasLt bias");
+    if (!st && epi_bias) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epi_bias, sizeof epi_bias), "cublasLt bias");
+    if (!st && epi_bias) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type), "cublasLt bias");
     /* stored shapes, column-major: B is (N, K) when trans_b else (K, N) row-major, i.e. (K, N) or (N, K) column-major */
     if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.a, in_type, trans_b ? K : N, trans_b ? N : K, ldb), "cublasLt layout");
     if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.b, in_type, trans_a ? M : K, trans_a ? K : M, lda), "cublasLt layout");
     if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, N, M, ldc), "cublasLt layout");
-    cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     size_t ws = MREC_LT_WORKSPACE;
-    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceCreate(&pref), "cublasLt preference");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), "cublasLt");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulAlgoGetHeuristic(cu->lt, p.op, p.a, p.b, p.c, p.c, pref, 1, &heur, &found), "cublasLt heuristic");
-    if (!st && found == 0) st = mrec_fail(MREC_ERR_UNSUPPORTED, "gemm %dx%dx%d: cuBLASLt has no algorithm for it", M, N, K);
-    const float alpha = 1.0f, beta = 0.0f;
-    if (!st) st = mrec_cublas_check(cublasLtMatmul(cu->lt, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &heur.algo,
-                                                   cu->lt_work, ws, cu->stream), "cublasLtMatmul");
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    uint32_t align_first = alignment_of(B), align_second = alignment_of(A), align_c = alignment_of(C);
+    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceCreate(&p.pref), "cublasLt preference");
+    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), "cublasLt");
+    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof align_first), "cublasLt");
+    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof align_second), "cublasLt");
+    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c), "cublasLt");
+    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c), "cublasLt");
+    if (!st) {
+        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(cu->lt, p.op, p.a, p.b, p.c, p.c, p.pref, 1, &heur, &found);
+        if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && found == 0)) {
+            if (no_algo) *no_algo = 1;
+            st = mrec_fail(MREC_ERR_UNSUPPORTED, "gemm %dx%dx%d: cuBLASLt has no algorithm for it", M, N, K);
+        } else {
+            st = mrec_cublas_check(hs, "cublasLt heuristic");
+        }
+    }
+    if (!st) {
+        cublasStatus_t ms = cublasLtMatmul(cu->lt, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &heur.algo, cu->lt_work, ws,
+                                           cu->stream);
+        if (ms == CUBLAS_STATUS_NOT_SUPPORTED && no_algo) *no_algo = 1;
+        st = mrec_cublas_check(ms, "cublasLtMatmul");
+    }
     lt_free(&p);
+    if (!st && bias && !epi_bias) {
+        unsigned blocks = (unsigned)(((size_t)M * N + 255) / 256);
+        add_bias_rows<<<blocks, 256, 0, cu->stream>>>(C, bias, M, N, ldc);
+        st = MREC_CUDA_LAUNCHED("add_bias_rows");
+    }
     if (st || !act_after) return st;
     if (ldc == N) return mrec_activation_cuda(C, C, (mrec_act)act, slope, (int64_t)M * N, cu);
     for (int i = 0; i < M && !st; i++) /* strided rows (ldc > N): one pass per row */
         st = mrec_activation_cuda(C + (size_t)i * ldc, C + (size_t)i * ldc, (mrec_act)act, slope, N, cu);
     return st;
+}
+
+/* C (M, N) fp32 = act(op(A) op(B) + bias), the row-major contract of
+ * mrec_gemm_cuda. A and B are fp32 for FP32 and TF32, bf16 for BF16 (from
+ * mrec_f32_to_bf16_cuda; weights converted once at load); accumulation is
+ * fp32 in all three. */
+extern "C" mrec_status mrec_gemm_ex_cuda(float *C, const void *A, const void *B, const float *bias, int act, float slope,
+                                         mrec_precision precision, int trans_a, int trans_b, int M, int N, int K,
+                                         int lda, int ldb, int ldc, mrec_cuda *cu) {
+    cublasComputeType_t compute = precision == MREC_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cudaDataType_t in_type = precision == MREC_PREC_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    return lt_matmul(C, A, B, bias, act, slope, 1.0f, 0.0f, compute, in_type, trans_a, trans_b, M, N, K, lda, ldb, ldc, cu,
+                     NULL);
+}
+
+/* ---- the GEMM entry's TF32 and bf16 path -------------------------------------- */
+
+/* Elements an operand of `rows` rows of `cols` with stride ld spans. */
+static int64_t span(int rows, int cols, int ld) { return rows > 0 && cols > 0 ? (int64_t)(rows - 1) * ld + cols : 0; }
+
+/* The bf16 twin of p[0, n) when p lies inside uploaded weights that have one. */
+static const uint16_t *bf16_twin(const mrec_cuda *cu, const float *p, int64_t n) {
+    for (int i = 0; i < cu->n_weights; i++) {
+        const mrec_cuda_weights *w = &cu->weights[i];
+        if (w->bf16 && p >= w->f32 && p + n <= w->f32 + w->n) return w->bf16 + (p - w->f32);
+    }
+    return NULL;
+}
+
+/* Makes the conversion buffer hold at least n bf16 values. It grows once to
+ * the largest activation operand a model multiplies, then stays. */
+static mrec_status bf16_scratch(mrec_cuda *cu, int64_t n) {
+    if ((size_t)n <= cu->bf16_cap) return MREC_OK;
+    mrec_status st = mrec_cuda_check(cudaStreamSynchronize(cu->stream), "bf16 buffer");
+    if (st) return st;
+    if (cu->bf16_buf) cudaFree(cu->bf16_buf);
+    cu->bf16_buf = NULL, cu->bf16_cap = 0;
+    size_t want = (size_t)n + (size_t)n / 4;
+    st = mrec_cuda_check(cudaMalloc((void **)&cu->bf16_buf, want * sizeof(uint16_t)), "cudaMalloc (bf16 operands)");
+    if (!st) cu->bf16_cap = want;
+    return st;
+}
+
+extern "C" mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta,
+                                         mrec_precision precision, int trans_a, int trans_b, int M, int N, int K, int lda,
+                                         int ldb, int ldc, mrec_cuda *cu) {
+    if (M <= 0 || N <= 0) return MREC_OK;
+    int no_algo = 0;
+    mrec_status st;
+    if (precision == MREC_PREC_BF16) {
+        int64_t na = span(trans_a ? K : M, trans_a ? M : K, lda), nb = span(trans_b ? N : K, trans_b ? K : N, ldb);
+        const uint16_t *a = bf16_twin(cu, A, na), *b = bf16_twin(cu, B, nb);
+        int64_t at_b = (na + 127) / 128 * 128; /* B after A in the buffer, 256-byte aligned */
+        st = bf16_scratch(cu, (a ? 0 : at_b) + (b ? 0 : nb));
+        if (!st && !a) st = mrec_f32_to_bf16_cuda(cu->bf16_buf, A, na, cu), a = cu->bf16_buf;
+        if (!st && !b) {
+            uint16_t *to = cu->bf16_buf + (a == cu->bf16_buf ? at_b : 0);
+            st = mrec_f32_to_bf16_cuda(to, B, nb, cu), b = to;
+        }
+        if (!st)
+            st = lt_matmul(C, a, b, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, trans_a, trans_b, M,
+                           N, K, lda, ldb, ldc, cu, &no_algo);
+    } else {
+        cublasComputeType_t compute = precision == MREC_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+        st = lt_matmul(C, A, B, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, compute, CUDA_R_32F, trans_a, trans_b, M, N, K, lda,
+                       ldb, ldc, cu, &no_algo);
+    }
+    if (st && no_algo) { /* an odd shape or alignment: this one product runs in fp32 */
+        mrec_clear_error();
+        st = mrec_gemm_cuda(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, cu);
+    }
+    return st;
+}
+
+/* ---- weights on the device ------------------------------------------------------ */
+
+extern "C" mrec_status mrec_cuda_weights_upload(mrec_cuda *cu, float **out, const float *host, int64_t n, int with_bf16) {
+    *out = NULL;
+    if (n <= 0) return mrec_fail(MREC_ERR_ARG, "weights: %lld floats", (long long)n);
+    if (cu->n_weights == cu->cap_weights) {
+        int cap = cu->cap_weights ? 2 * cu->cap_weights : 8;
+        mrec_cuda_weights *w = (mrec_cuda_weights *)realloc(cu->weights, sizeof *w * (size_t)cap);
+        if (!w) return mrec_fail(MREC_ERR_NOMEM, "weights: the block table");
+        cu->weights = w, cu->cap_weights = cap;
+    }
+    mrec_cuda_weights w = {NULL, n, NULL};
+    mrec_status st = mrec_cuda_check(cudaMalloc((void **)&w.f32, sizeof(float) * (size_t)n), "cudaMalloc (weights)");
+    if (!st) st = mrec_cuda_copy_h2d(cu, w.f32, host, sizeof(float) * (size_t)n);
+    if (!st && with_bf16) st = mrec_cuda_check(cudaMalloc((void **)&w.bf16, sizeof(uint16_t) * (size_t)n), "cudaMalloc (bf16 weights)");
+    if (!st && with_bf16) st = mrec_f32_to_bf16_cuda(w.bf16, w.f32, n, cu);
+    if (!st) st = mrec_cuda_sync(cu);
+    if (st) {
+        if (w.f32) cudaFree(w.f32);
+        if (w.bf16) cudaFree(w.bf16);
+        return st;
+    }
+    cu->weights[cu->n_weights++] = w;
+    *out = w.f32;
+    return MREC_OK;
+}
+
+extern "C" void mrec_cuda_weights_free(mrec_cuda *cu, float *weights) {
+    for (int i = 0; i < cu->n_weights; i++)
+        if (cu->weights[i].f32 == weights) {
+            cudaFree(cu->weights[i].f32);
+            if (cu->weights[i].bf16) cudaFree(cu->weights[i].bf16);
+            cu->weights[i] = cu->weights[--cu->n_weights];
+            return;
+        }
 }

@@ -67,6 +67,7 @@ __device__ static float activate(float x, mrec_act act, float slope) {
     case MREC_ACT_RELU: return x > 0.0f ? x : 0.0f; /* as the reference: NaN gives 0 */
     case MREC_ACT_LEAKY_RELU: return x >= 0.0f ? x : x * slope;
     case MREC_ACT_SILU: return x / (1.0f + expf(-x));
+    case MREC_ACT_TANH: return tanhf(x);
     }
     return NAN;
 }
