@@ -9,7 +9,8 @@
 #   2. the CUDA build for this GPU's architecture;
 #   3. the whole test suite of that build (the GPU cases run instead of
 #      printing "skipped");
-#   4. the GPU op tests under compute-sanitizer (memcheck, racecheck);
+#   4. the GPU test programs (tests/test_cuda*.c) under compute-sanitizer
+#      (memcheck, racecheck);
 #   5. the GPU benchmarks, when there are any (bench/bench_gpu_*).
 #
 # The report goes to $OUT/gpu-check.md when OUT is set, else build/gpu-check.md,
@@ -72,7 +73,8 @@ cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head
 say ""
 say "## Build"
 start=$(date +%s)
-if make -j"$jobs" $make_args > "$out/build.log" 2>&1 && make -j"$jobs" $make_args build/cuda/tests/test_cuda >> "$out/build.log" 2>&1; then
+gpu_tests=$(ls tests/test_cuda*.c | sed 's|tests/\(.*\)\.c|build/cuda/tests/\1|')
+if make -j"$jobs" $make_args > "$out/build.log" 2>&1 && make -j"$jobs" $make_args $gpu_tests >> "$out/build.log" 2>&1; then
     say "make $make_args: ok in $(( $(date +%s) - start )) s"
 else
     say "make $make_args: FAILED (build.log):"
@@ -95,15 +97,17 @@ say '```'
 
 # 4. sanitizer
 say ""
-say "## compute-sanitizer on tests/test_cuda"
+say "## compute-sanitizer on the GPU test programs"
 if command -v compute-sanitizer > /dev/null 2>&1; then
-    for tool in memcheck racecheck; do
-        log=$out/sanitizer-$tool.log
-        compute-sanitizer --tool "$tool" --error-exitcode 9 build/cuda/tests/test_cuda > "$log" 2>&1
-        rc=$?
-        summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1)
-        say "- $tool: exit $rc; ${summary:-no summary line}"
-        [ "$rc" -eq 0 ] || fail=1
+    for t in $gpu_tests; do
+        for tool in memcheck racecheck; do
+            log=$out/sanitizer-$(basename "$t")-$tool.log
+            compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
+            rc=$?
+            summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1)
+            say "- $(basename "$t") $tool: exit $rc; ${summary:-no summary line}"
+            [ "$rc" -eq 0 ] || fail=1
+        done
     done
 else
     say "- compute-sanitizer not found"
