@@ -102,7 +102,8 @@ if command -v compute-sanitizer > /dev/null 2>&1; then
     for t in $gpu_tests; do
         for tool in memcheck racecheck; do
             log=$out/sanitizer-$(basename "$t")-$tool.log
-            compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
+            # bounded, so one slow program cannot cost the report (124: timed out)
+            timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
             rc=$?
             summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1)
             say "- $(basename "$t") $tool: exit $rc; ${summary:-no summary line}"
