@@ -103,7 +103,7 @@ if command -v compute-sanitizer > /dev/null 2>&1; then
         for tool in memcheck racecheck; do
             log=$out/sanitizer-$(basename "$t")-$tool.log
             # bounded, so one slow program cannot cost the report (124: timed out)
-            timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
+            timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
             rc=$?
             summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1)
             say "- $(basename "$t") $tool: exit $rc; ${summary:-no summary line}"
