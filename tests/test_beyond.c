@@ -9,7 +9,9 @@
  * both sides sum a few dozen doubles and differ in summation order only.
  * The whole evaluation is run in blocks of 7 users, with 1 and 2 threads.
  * Adjusted p-values against statsmodels' multipletests, to 1e-12 (a product
- * or a quotient per value).
+ * or a quotient per value). Then an Elliot config asking for the benchmark's
+ * metrics through the binary in $MREC_BIN: the tables, the report and the
+ * stat files with their adjusted columns.
  */
 #include "harness.h"
 
@@ -19,6 +21,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef struct {
     const float *scores;
@@ -181,6 +185,77 @@ static void test_adjust(const cJSON *c) {
     free(p), free(adj);
 }
 
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    static char buf[1 << 18];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+/* 40 users on bands of 30 items; MostPop and ItemKNN with the Ducho-meets-Elliot benchmark's metrics. */
+static void test_elliot_config(const char *bin) {
+    char dir[] = "/tmp/mrec-beyond-XXXXXX", path[4200], cmd[8800];
+    if (!t_check(mkdtemp(dir) != NULL, "scratch folder")) return;
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        FILE *f = fopen(path, "w");
+        for (int u = 0; u < 40 && f; u++)
+            for (int j = 0; j < 9; j++) {
+                int item = (u / 2 + j * 3 + (j % 2)) % 30, split = j < 7 ? 0 : j - 6;
+                if (split == s) fprintf(f, "u%d\ti%d\t1\n", u, item);
+            }
+        if (f) fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/cfg.yml", dir);
+    FILE *f = fopen(path, "w");
+    if (f)
+        fputs("experiment:\n  dataset: tiny\n  data_config:\n    strategy: fixed\n    train_path: train.tsv\n"
+              "    validation_path: val.tsv\n    test_path: test.tsv\n  top_k: 10\n  evaluation:\n    cutoffs: [5, 10]\n"
+              "    simple_metrics: [Recall, nDCG, EFD, Gini, APLT, ItemCoverage]\n    paired_ttest: True\n  models:\n"
+              "    MostPop:\n      meta:\n        save_recs: False\n    ItemKNN:\n      neighbors: 5\n",
+              f),
+            fclose(f);
+    snprintf(cmd, sizeof cmd, "cd %s && %s train cfg.yml --out res > log.txt 2>&1", dir, bin);
+    int st = system(cmd);
+    if (t_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mrec train with EFD, Gini, APLT, ItemCoverage in simple_metrics")) {
+        snprintf(path, sizeof path, "%s/res/performance/rec_cutoff_10_relthreshold_0.tsv", dir);
+        char *t = slurp(path);
+        const char *head = "model\tRecall\tnDCG\tEFD\tGini\tAPLT\tItemCoverage\n";
+        t_check(t && !strncmp(t, head, strlen(head)), "the performance table's columns");
+        int cover = 0;
+        for (const char *l = t ? strstr(t, "MostPop\t") : NULL; l; l = NULL) {
+            double v[6];
+            cover = sscanf(l, "MostPop\t%lf\t%lf\t%lf\t%lf\t%lf\t%lf", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) == 6 && v[5] >= 10 &&
+                    v[5] <= 30 && v[5] == floor(v[5]) && v[3] > 0 && v[3] < 1;
+        }
+        t_check(cover, "MostPop: ItemCoverage@10 a count of 10 to 30 items, Gini@10 within (0, 1)");
+        snprintf(path, sizeof path, "%s/res/performance/stat_paired_ttest_adjusted_cutoff_10.tsv", dir);
+        t = slurp(path);
+        int rows = 0, consistent = 1;
+        for (const char *l = t ? strchr(t, '\n') : NULL; l && l[1]; l = strchr(l + 1, '\n')) {
+            char a[64], b[64], m[32];
+            double p, bon, holm, bh;
+            if (sscanf(l + 1, "%63s %63s %31s %lf %lf %lf %lf", a, b, m, &p, &bon, &holm, &bh) != 7) continue;
+            rows++;
+            consistent &= strcmp(m, "Gini") && strcmp(m, "ItemCoverage") && (isnan(p) || (bon >= holm && holm >= bh && bh >= p - 1e-12));
+        }
+        head = "model_a\tmodel_b\tmetric\tp_value\tbonferroni\tholm\tbenjamini_hochberg\n";
+        t_check(t && !strncmp(t, head, strlen(head)) && rows == 4 &&
+                    consistent,
+                "adjusted p-values: %d rows (Recall, nDCG, EFD, APLT; no Gini or ItemCoverage), Bonferroni >= Holm >= BH >= p", rows);
+        snprintf(path, sizeof path, "%s/res/report.html", dir);
+        t = slurp(path);
+        t_check(t && strstr(t, "<th>EFD@10</th>") && strstr(t, "ItemCoverage@10 (table)"), "report.html: the new metrics in the table");
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 int main(void) {
     t_suite("beyond");
     FILE *f = fopen("tests/fixtures/beyond/cases.json", "rb");
@@ -201,5 +276,10 @@ int main(void) {
     test_corners();
     test_adjust(c);
     cJSON_Delete(c);
+    const char *bin = getenv("MREC_BIN");
+    static char abs_bin[4096], cwd[2048];
+    if (bin && bin[0] != '/' && getcwd(cwd, sizeof cwd)) snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin;
+    if (bin) test_elliot_config(bin);
+    else t_skip("MREC_BIN is not set");
     return t_finish();
 }
