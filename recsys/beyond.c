@@ -156,8 +156,9 @@ void mrec_beyond_add(mrec_beyond *b, int user, const int32_t *ranked, int len, c
     double m[MREC_METRIC_COUNT][MREC_EVAL_MAX_K];
     user_metrics(b, m, ranked, len);
     /* the user's own head and tail: relevant (for PopREO) or all (PopRSP) items not trained on */
-    int64_t head_all = b->n_head - trained_in_head(b, user), tail_all = (b->n_items - b->n_head) - (b->train && user < b->train->n_rows
-        ? (b->train->row_ptr[user + 1] - b->train->row_ptr[user]) - trained_in_head(b, user) : 0);
+    const mrec_user_items *t = b->train;
+    int64_t n_trained = t && user < t->n_rows ? t->row_ptr[user + 1] - t->row_ptr[user] : 0, trained_head = trained_in_head(b, user);
+    int64_t head_all = b->n_head - trained_head, tail_all = (b->n_items - b->n_head) - (n_trained - trained_head);
     int64_t head_rel = 0, tail_rel = 0;
     for (int i = 0; i < n_rel; i++)
         if (!trained(b, user, rel[i])) b->head[rel[i]] ? head_rel++ : tail_rel++;
