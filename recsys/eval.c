@@ -6,7 +6,9 @@
  * user's metrics are added up in double precision in user order, so the
  * result does not depend on the thread count. Scoring, masking and top-k
  * run where the context runs (the scores stay there); only the top items
- * come back to the host for the metrics.
+ * come back to the host for the metrics. Elliot's beyond-accuracy metrics
+ * (beyond.c) take each list in user order after its block, with the
+ * popularity of the first mask (the training pairs).
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -19,6 +21,10 @@ static const char *const metric_names[MREC_METRIC_COUNT] = {
     [MREC_METRIC_RECALL] = "recall", [MREC_METRIC_PRECISION] = "precision", [MREC_METRIC_HR] = "hr",
     [MREC_METRIC_MRR] = "mrr",       [MREC_METRIC_NDCG] = "ndcg",           [MREC_METRIC_NDCG_GRADED] = "ndcg_graded",
     [MREC_METRIC_MAP] = "map",       [MREC_METRIC_MAP_ELLIOT] = "map_elliot",
+    [MREC_METRIC_EFD] = "efd",       [MREC_METRIC_EPC] = "epc",             [MREC_METRIC_GINI] = "gini",
+    [MREC_METRIC_SENTROPY] = "sentropy", [MREC_METRIC_ITEM_COVERAGE] = "item_coverage",
+    [MREC_METRIC_USER_COVERAGE] = "user_coverage", [MREC_METRIC_APLT] = "aplt", [MREC_METRIC_ACLT] = "aclt",
+    [MREC_METRIC_ARP] = "arp",       [MREC_METRIC_POP_REO] = "pop_reo",     [MREC_METRIC_POP_RSP] = "pop_rsp",
 };
 
 const char *mrec_metric_name(mrec_metric m) { return (unsigned)m < MREC_METRIC_COUNT ? metric_names[m] : "?"; }
@@ -29,8 +35,18 @@ mrec_status mrec_metric_parse(const char *name, mrec_metric *out) {
             *out = (mrec_metric)m;
             return MREC_OK;
         }
-    return mrec_fail(MREC_ERR_ARG, "unknown metric '%s' (recall, precision, hr, mrr, ndcg, ndcg_graded, map, map_elliot)",
+    return mrec_fail(MREC_ERR_ARG,
+                     "unknown metric '%s' (recall, precision, hr, mrr, ndcg, ndcg_graded, map, map_elliot, efd, epc, gini, "
+                     "sentropy, item_coverage, user_coverage, aplt, aclt, arp, pop_reo, pop_rsp)",
                      name);
+}
+
+int mrec_metric_per_user(mrec_metric m) {
+    switch (m) {
+    case MREC_METRIC_GINI: case MREC_METRIC_SENTROPY: case MREC_METRIC_ITEM_COVERAGE: case MREC_METRIC_USER_COVERAGE:
+    case MREC_METRIC_POP_REO: case MREC_METRIC_POP_RSP: return 0;
+    default: return (unsigned)m < MREC_METRIC_COUNT;
+    }
 }
 
 static double discount(int rank) { return 1.0 / log2(rank + 2.0); } /* rank 0 is the top */
@@ -180,6 +196,23 @@ static mrec_status ranker_block(ranker *r, mrec_context *ctx, mrec_score_fn scor
 
 static void ranker_close(ranker *r, mrec_context *ctx) { mrec_arena_release(&r->mem, ctx->cuda); }
 
+/* One user's list into the beyond-accuracy sums: users with an item in the
+ * split (Elliot drops the others), the list cut where the masked items
+ * (scored -inf, so ranked last) begin. */
+static void beyond_add(mrec_beyond *b, const mrec_eval_spec *spec, int u, const int32_t *top, int kmax, int32_t *rel_buf) {
+    const mrec_user_items *rel = spec->relevant;
+    if (u >= rel->n_rows || rel->row_ptr[u + 1] == rel->row_ptr[u]) return;
+    int64_t avail = rel->n_cols;
+    for (int m = 0; m < 2; m++) {
+        const mrec_user_items *mask = spec->masked[m];
+        if (mask && u < mask->n_rows) avail -= mask->row_ptr[u + 1] - mask->row_ptr[u];
+    }
+    int len = avail < kmax ? (int)(avail > 0 ? avail : 0) : kmax, n_rel = 0;
+    for (int64_t p = rel->row_ptr[u]; p < rel->row_ptr[u + 1]; p++)
+        if (rel->val[p] >= spec->rel_threshold) rel_buf[n_rel++] = rel->col[p];
+    mrec_beyond_add(b, u, top, len, rel_buf, n_rel);
+}
+
 mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, mrec_score_fn score, void *model,
                           mrec_context *ctx) {
     memset(out, 0, sizeof *out);
@@ -203,21 +236,30 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     e.counted = malloc((size_t)B * sizeof *e.counted);
     if (!st && (!e.topk || !e.gain || !e.sorted || !e.sums || !e.counted))
         st = mrec_fail(MREC_ERR_NOMEM, "evaluate: buffers for %d users x %d items", B, n_items);
+    /* Elliot's beyond-accuracy metrics, with the popularity of the training pairs (the first mask) */
+    mrec_beyond *beyond = NULL;
+    int32_t *rel_buf = malloc(sizeof *rel_buf * ((size_t)n_items + 1));
+    if (!st && !rel_buf) st = mrec_fail(MREC_ERR_NOMEM, "evaluate: %d items", n_items);
+    if (!st) st = mrec_beyond_open(&beyond, spec.masked[0], n_items, spec.k, spec.n_k);
     for (int u0 = 0; u0 < n_users && !st; u0 += B) {
         int n = n_users - u0 < B ? n_users - u0 : B;
         if ((st = ranker_block(&r, ctx, score, model, u0, n, e.topk))) break;
         e.u0 = u0;
         mrec_pool_run(ctx->pool, metrics_task, &e, (n + USERS_PER_TASK - 1) / USERS_PER_TASK);
         for (int b = 0; b < n; b++) {
+            if (beyond) beyond_add(beyond, &spec, u0 + b, e.topk + (size_t)b * kmax, kmax, rel_buf);
             if (!e.counted[b]) continue;
             out->n_users++;
-            for (int m = 0; m < MREC_METRIC_COUNT; m++)
+            for (int m = 0; m < MREC_METRIC_FIRST_BEYOND; m++)
                 for (int i = 0; i < spec.n_k; i++) out->value[m][i] += e.sums[b][m][i];
         }
     }
     if (!st && out->n_users)
-        for (int m = 0; m < MREC_METRIC_COUNT; m++)
+        for (int m = 0; m < MREC_METRIC_FIRST_BEYOND; m++)
             for (int i = 0; i < spec.n_k; i++) out->value[m][i] /= out->n_users;
+    if (!st) mrec_beyond_result(beyond, out->value);
+    mrec_beyond_close(beyond);
+    free(rel_buf);
     ranker_close(&r, ctx);
     free(e.topk), free(e.gain), free(e.sorted), free(e.sums), free(e.counted);
     return st;

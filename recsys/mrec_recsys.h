@@ -172,14 +172,25 @@ void mrec_user_items_free(mrec_user_items *m);
 
 /* ---- evaluation ----------------------------------------------------------------- */
 
+/* The accuracy metrics, then Elliot's beyond-accuracy ones (beyond.c), which
+ * are computed from the top lists and the training popularity. */
 typedef enum {
     MREC_METRIC_RECALL, MREC_METRIC_PRECISION, MREC_METRIC_HR, MREC_METRIC_MRR, MREC_METRIC_NDCG,
-    MREC_METRIC_NDCG_GRADED, MREC_METRIC_MAP, MREC_METRIC_MAP_ELLIOT, MREC_METRIC_COUNT
+    MREC_METRIC_NDCG_GRADED, MREC_METRIC_MAP, MREC_METRIC_MAP_ELLIOT,
+    MREC_METRIC_EFD, MREC_METRIC_EPC, MREC_METRIC_GINI, MREC_METRIC_SENTROPY, MREC_METRIC_ITEM_COVERAGE,
+    MREC_METRIC_USER_COVERAGE, MREC_METRIC_APLT, MREC_METRIC_ACLT, MREC_METRIC_ARP, MREC_METRIC_POP_REO,
+    MREC_METRIC_POP_RSP, MREC_METRIC_COUNT
 } mrec_metric;
+
+#define MREC_METRIC_FIRST_BEYOND MREC_METRIC_EFD
 
 const char *mrec_metric_name(mrec_metric m);
 /* MREC_ERR_ARG naming the metric if unknown. */
 mrec_status mrec_metric_parse(const char *name, mrec_metric *out);
+/* 1 when the metric has one value per user (its mean over users is the
+ * reported value), 0 for the ones Elliot computes over all lists at once
+ * (Gini, SEntropy, ItemCoverage, UserCoverage, PopREO, PopRSP). */
+int mrec_metric_per_user(mrec_metric m);
 
 #define MREC_EVAL_MAX_K 8
 
@@ -221,6 +232,52 @@ void mrec_user_metrics(double out[MREC_METRIC_COUNT][MREC_EVAL_MAX_K], const int
  * wilcoxon for more than 50 pairs). NaN when undefined (no differences). */
 double mrec_paired_ttest_p(const double *x, const double *y, int n);
 double mrec_wilcoxon_p(const double *x, const double *y, int n);
+
+/* Multiple-testing corrections of n p-values (adjusted, in the input order,
+ * capped at 1; NaN p-values are left out of the family and stay NaN), as
+ * statsmodels' multipletests: Bonferroni p * n; Holm's step-down
+ * max_{j <= i} (n - j) p_(j) over the ascending order; Benjamini-Hochberg's
+ * step-up min_{j >= i} n p_(j) / (j + 1). Tied p-values get one value. */
+typedef enum { MREC_ADJUST_BONFERRONI, MREC_ADJUST_HOLM, MREC_ADJUST_BH } mrec_adjust;
+mrec_status mrec_adjust_pvalues(double *adjusted, const double *p, int n, mrec_adjust how);
+
+/* ---- Elliot's beyond-accuracy metrics (beyond.c) -------------------------------
+ * As elliot/evaluation/metrics defines them, over the lists of the users with
+ * at least one item in the split evaluated (Elliot drops the others before any
+ * metric), each list cut at K (a list may be shorter: a user with fewer
+ * unmasked items). Popularity is the number of training users of an item;
+ * the short head is the most popular items, ties by lower item index, until
+ * they hold 80 % of the training pairs (the item that crosses the line is in);
+ * the rest, never-trained items too, is the long tail. The catalogue is every
+ * item of the data (Elliot's is the training items).
+ *   EFD: per user with a relevant item, sum_r rel(i_r) disc(r) nov(i_r) / sum_r disc(r),
+ *        disc(r) = 1 / log2(r + 2), nov(i) = -log2(pop_i / training pairs), an item
+ *        never trained taking the largest novelty of a trained one; mean over those users.
+ *   EPC: the same with nov(i) = 1 - pop_i / (users with a training item).
+ *   Gini: 1 - sum_j (2 (j + N - n_rec + 1) - N - 1) c_(j) / C / (N - 1), c_(j) the n_rec
+ *        non-zero recommendation counts ascending, C their sum, N the catalogue size.
+ *   SEntropy: sum_i w_i (-log2(c_i / C)) / users, w_i the sum of 1 / |list| over the lists holding i.
+ *   ItemCoverage: distinct items recommended (a count). UserCoverage: users with a non-empty
+ *        list (the whole list, whatever K).
+ *   APLT: mean over users of |list ∩ long tail| / |list|; ACLT: of |list ∩ long tail|;
+ *        ARP: of sum pop / |list| (an empty list counts 0; Elliot divides by zero there).
+ *   PopRSP: std / mean (population std) of (recommended short-head / short-head items the
+ *        user did not train on, the same for the long tail), each summed over users.
+ *   PopREO: the same over the users with a relevant item, counting only relevant
+ *        recommended items over the relevant items the user did not train on. */
+typedef struct mrec_beyond mrec_beyond;
+
+/* train (n_users, n_items) the training pairs (NULL: no popularity); k (n_k) the cut-offs, ascending. */
+mrec_status mrec_beyond_open(mrec_beyond **out, const mrec_user_items *train, int n_items, const int *k, int n_k);
+/* Adds one user's list: ranked (len, best first, len <= the largest K), rel (n_rel) the
+ * user's relevant items in the split. Users are added in a fixed order so the sums are. */
+void mrec_beyond_add(mrec_beyond *b, int user, const int32_t *ranked, int len, const int32_t *rel, int n_rel);
+/* The per-user metrics of one list (EFD and EPC 0 without a relevant item); the others untouched. */
+void mrec_beyond_user(const mrec_beyond *b, double out[MREC_METRIC_COUNT][MREC_EVAL_MAX_K], const int32_t *ranked, int len,
+                      const int32_t *rel, int n_rel);
+/* The metrics over the users added (NaN where Elliot's is undefined: no users). */
+void mrec_beyond_result(const mrec_beyond *b, double out[MREC_METRIC_COUNT][MREC_EVAL_MAX_K]);
+void mrec_beyond_close(mrec_beyond *b);
 
 /* ---- graphs ---------------------------------------------------------------------- */
 

@@ -72,3 +72,39 @@ double mrec_wilcoxon_p(const double *x, const double *y, int n) {
     double z = (r_plus - mn) / se;
     return erfc(fabs(z) / sqrt(2.0)); /* 2 * (1 - Phi(|z|)) */
 }
+
+typedef struct {
+    double p;
+    int at;
+} ranked_p;
+
+static int by_p(const void *a, const void *b) {
+    const ranked_p *x = a, *y = b;
+    if (x->p != y->p) return x->p < y->p ? -1 : 1;
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+mrec_status mrec_adjust_pvalues(double *adjusted, const double *p, int n, mrec_adjust how) {
+    ranked_p *s = malloc(sizeof *s * ((size_t)n + 1));
+    if (!s) return mrec_fail(MREC_ERR_NOMEM, "adjusting %d p-values", n);
+    int m = 0; /* the family: the defined p-values */
+    for (int i = 0; i < n; i++) {
+        adjusted[i] = NAN;
+        if (!isnan(p[i])) s[m].p = p[i], s[m].at = i, m++;
+    }
+    qsort(s, (size_t)m, sizeof *s, by_p);
+    if (how == MREC_ADJUST_BONFERRONI)
+        for (int j = 0; j < m; j++) adjusted[s[j].at] = fmin(1, s[j].p * m);
+    else if (how == MREC_ADJUST_HOLM) /* step down: a running maximum from the smallest */
+        for (int j = 0; j < m; j++) {
+            double v = fmin(1, (double)(m - j) * s[j].p);
+            adjusted[s[j].at] = j && adjusted[s[j - 1].at] > v ? adjusted[s[j - 1].at] : v;
+        }
+    else /* Benjamini-Hochberg, step up: a running minimum from the largest */
+        for (int j = m - 1; j >= 0; j--) {
+            double v = fmin(1, s[j].p / ((double)(j + 1) / m)); /* statsmodels divides by the ECDF factor */
+            adjusted[s[j].at] = j < m - 1 && adjusted[s[j + 1].at] < v ? adjusted[s[j + 1].at] : v;
+        }
+    free(s);
+    return MREC_OK;
+}

@@ -51,7 +51,8 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [O_MODEL] = {"--model", MREC_OPT_TEXT, "NAME", "one of the models above", .section = "model"},
     [O_PARAMS] = {NULL, MREC_OPT_MODEL_PARAMS,
                   .section = "hyper-parameters (each model's default; a model leaves alone those it does not read)"},
-    [O_METRICS] = {"--metrics", MREC_OPT_TEXT, "LIST", "of recall, precision, hr, mrr, ndcg, ndcg_graded, map, map_elliot",
+    [O_METRICS] = {"--metrics", MREC_OPT_TEXT, "LIST", "of recall, precision, hr, mrr, ndcg, ndcg_graded, map, map_elliot; Elliot's efd, epc, gini, sentropy, "
+                   "item_coverage, user_coverage, aplt, aclt, arp, pop_reo, pop_rsp",
                    "recall,ndcg,precision,map", .section = "evaluation (full ranking, training items masked)"},
     [O_K] = {"--k", MREC_OPT_LIST, "K,...", "cut-offs, ascending", "5,10,20,50", 1, 100000, .max_items = MREC_EVAL_MAX_K},
     [O_SELECT] = {"--select", MREC_OPT_TEXT, "METRIC@K", "the best epoch's metric, on validation (on test without a validation split)",

@@ -13,9 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Elliot's metric names -> mrec's (Elliot's nDCG has graded gains, its MAP averages P@1..P@K). */
-static const char *const METRICS[][2] = {{"Recall", "recall"}, {"Precision", "precision"}, {"HR", "hr"},      {"nDCG", "ndcg_graded"},
-                                         {"nDCGRendle2020", "ndcg"}, {"MRR", "mrr"},         {"MAP", "map_elliot"}};
+/* Elliot's metric names -> mrec's (Elliot's nDCG has graded gains, its MAP averages P@1..P@K; the
+ * beyond-accuracy ones are Elliot's own definitions, beyond.c). */
+static const char *const METRICS[][2] = {
+    {"Recall", "recall"}, {"Precision", "precision"}, {"HR", "hr"}, {"nDCG", "ndcg_graded"}, {"nDCGRendle2020", "ndcg"},
+    {"MRR", "mrr"}, {"MAP", "map_elliot"}, {"EFD", "efd"}, {"EPC", "epc"}, {"Gini", "gini"}, {"SEntropy", "sentropy"},
+    {"ItemCoverage", "item_coverage"}, {"UserCoverage", "user_coverage"}, {"APLT", "aplt"}, {"ACLT", "aclt"}, {"ARP", "arp"},
+    {"PopREO", "pop_reo"}, {"PopRSP", "pop_rsp"}};
 #define N_METRICS (int)(sizeof METRICS / sizeof METRICS[0])
 
 const char *elliot_metric(const char *elliot) {
@@ -199,7 +203,8 @@ static mrec_status read_evaluation(experiment *e, const mrec_cfg_node *x) {
         const char *name = m->kind == MREC_CFG_SCALAR ? elliot_metric(m->value) : NULL;
         if (!name) {
             char msg[256];
-            snprintf(msg, sizeof msg, "metric '%s' is not one mrec has (Recall, Precision, HR, nDCG, nDCGRendle2020, MRR, MAP)",
+            snprintf(msg, sizeof msg, "metric '%s' is not one mrec has (Recall, Precision, HR, nDCG, nDCGRendle2020, MRR, MAP, EFD, EPC, "
+                     "Gini, SEntropy, ItemCoverage, UserCoverage, APLT, ACLT, ARP, PopREO, PopRSP)",
                      m->kind == MREC_CFG_SCALAR ? m->value : "?");
             st = bad(c, m, msg);
         } else {

@@ -37,28 +37,48 @@ static mrec_status printed_per_user(const mrec_train_result *r, int cols, per_us
     return MREC_OK;
 }
 
+/* One test's p-values at cut-off ki: stat_<which>_cutoff_<k>.tsv as Elliot writes it, and beside it
+ * stat_<which>_adjusted_cutoff_<k>.tsv with the same rows and the p-values adjusted for the number of
+ * comparisons in the file (every pair of models times every metric; Bonferroni, Holm, Benjamini-Hochberg).
+ * Metrics without a per-user value (Gini, ItemCoverage, ...) have no test and no row. */
 static mrec_status write_stat(const experiment *e, const char *which, int wilcoxon, const point *best, per_user *pu, int n_models, int ki) {
-    char path[4400];
-    snprintf(path, sizeof path, "%s/stat_%s_cutoff_%d.tsv", e->perf, which, e->k[ki]);
-    mrec_atomic_file af;
-    mrec_status st = mrec_atomic_begin(&af, path);
-    if (st) return st;
-    FILE *f = af.f;
-    fprintf(f, "model_a\tmodel_b\tmetric\tp_value\n");
-    int n_metrics = e->n_metrics;
+    int n_metrics = e->n_metrics, cap = n_models * n_models * n_metrics + 1, n = 0;
+    double *p = malloc(sizeof *p * (size_t)cap), *adj = malloc(sizeof *adj * 3 * (size_t)cap);
+    int *row = malloc(sizeof *row * 3 * (size_t)cap); /* model a, model b, metric */
+    if (!p || !adj || !row) {
+        free(p), free(adj), free(row);
+        return mrec_fail(MREC_ERR_NOMEM, "p-values of %d models", n_models);
+    }
     for (int a = 0; a < n_models; a++)
         for (int b = a + 1; b < n_models; b++) {
             if (pu[a].n != pu[b].n) continue; /* the same users in the same order, or no test */
             double *x = malloc(sizeof *x * (size_t)(pu[a].n + 1)), *y = malloc(sizeof *y * (size_t)(pu[a].n + 1));
             for (int mi = 0; x && y && mi < n_metrics; mi++) {
+                if (!mrec_metric_per_user(e->base.metrics[mi])) continue;
                 int col = mi * e->n_k + ki;
                 for (int u = 0; u < pu[a].n; u++) x[u] = pu[a].v[(size_t)u * pu[a].cols + col], y[u] = pu[b].v[(size_t)u * pu[b].cols + col];
-                double p = wilcoxon ? mrec_wilcoxon_p(x, y, pu[a].n) : mrec_paired_ttest_p(x, y, pu[a].n);
-                fprintf(f, "%s\t%s\t%s\t%.6g\n", best[a].name, best[b].name, e->metric_elliot[mi], p);
+                p[n] = wilcoxon ? mrec_wilcoxon_p(x, y, pu[a].n) : mrec_paired_ttest_p(x, y, pu[a].n);
+                row[3 * n] = a, row[3 * n + 1] = b, row[3 * n + 2] = mi, n++;
             }
             free(x), free(y);
         }
-    return mrec_atomic_commit(&af);
+    mrec_status st = MREC_OK;
+    for (int how = 0; how < 3 && !st; how++) st = mrec_adjust_pvalues(adj + (size_t)how * cap, p, n, (mrec_adjust)how);
+    for (int adjusted = 0; adjusted < 2 && !st; adjusted++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/stat_%s%s_cutoff_%d.tsv", e->perf, which, adjusted ? "_adjusted" : "", e->k[ki]);
+        mrec_atomic_file af;
+        if ((st = mrec_atomic_begin(&af, path))) break;
+        fprintf(af.f, "model_a\tmodel_b\tmetric\tp_value%s\n", adjusted ? "\tbonferroni\tholm\tbenjamini_hochberg" : "");
+        for (int i = 0; i < n; i++) {
+            fprintf(af.f, "%s\t%s\t%s\t%.6g", best[row[3 * i]].name, best[row[3 * i + 1]].name, e->metric_elliot[row[3 * i + 2]], p[i]);
+            for (int how = 0; adjusted && how < 3; how++) fprintf(af.f, "\t%.6g", adj[(size_t)how * cap + i]);
+            fprintf(af.f, "\n");
+        }
+        st = mrec_atomic_commit(&af);
+    }
+    free(p), free(adj), free(row);
+    return st;
 }
 
 mrec_status elliot_write_stats(const experiment *e, const point *best, const mrec_train_result *const *runs, int n_best) {

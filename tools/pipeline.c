@@ -232,14 +232,19 @@ static void on_fit_line(void *ctx, const char *line) {
 
 /* Each test user's metrics from the top lists kept at the best epoch, with the gains of the evaluation (their
  * means are the test row). */
-static mrec_status per_user_metrics(mrec_train_result *r, const mrec_train_spec *s, const mrec_user_items *test) {
-    int n_items = test->n_cols, cols = s->n_metrics * s->n_k;
+static mrec_status per_user_metrics(mrec_train_result *r, const mrec_train_spec *s, const mrec_user_items *test,
+                                    const mrec_user_items *train, const mrec_user_items *valid) {
+    int n_items = test->n_cols, cols = s->n_metrics * s->n_k, beyond_asked = 0;
+    for (int i = 0; i < s->n_metrics; i++) beyond_asked |= s->metrics[i] >= MREC_METRIC_FIRST_BEYOND;
     double *gain = calloc((size_t)n_items + 1, sizeof *gain), *sorted = malloc(sizeof *sorted * (size_t)(n_items + 1));
+    int32_t *rel = malloc(sizeof *rel * ((size_t)n_items + 1));
+    mrec_beyond *beyond = NULL;
     r->per_user_user = malloc(sizeof *r->per_user_user * (size_t)(test->n_rows + 1));
     r->per_user = malloc(sizeof *r->per_user * ((size_t)test->n_rows * cols + 1));
-    if (!gain || !sorted || !r->per_user_user || !r->per_user) {
-        free(gain), free(sorted);
-        return mrec_fail(MREC_ERR_NOMEM, "per-user metrics of %d users", test->n_rows);
+    mrec_status st = beyond_asked ? mrec_beyond_open(&beyond, train, n_items, s->k, s->n_k) : MREC_OK;
+    if (st || !gain || !sorted || !rel || !r->per_user_user || !r->per_user) {
+        free(gain), free(sorted), free(rel), mrec_beyond_close(beyond);
+        return st ? st : mrec_fail(MREC_ERR_NOMEM, "per-user metrics of %d users", test->n_rows);
     }
     for (int u = 0; u < test->n_rows; u++) {
         int n_rel = 0;
@@ -252,7 +257,18 @@ static mrec_status per_user_metrics(mrec_train_result *r, const mrec_train_spec 
                     sorted[b] = sorted[b - 1], sorted[b - 1] = t;
                 }
             double m[MREC_METRIC_COUNT][MREC_EVAL_MAX_K] = {{0}};
-            mrec_user_metrics(m, r->topk + (size_t)u * r->topk_k, gain, sorted, n_rel, s->k, s->n_k);
+            const int32_t *top = r->topk + (size_t)u * r->topk_k;
+            mrec_user_metrics(m, top, gain, sorted, n_rel, s->k, s->n_k);
+            if (beyond) { /* the list ends where the masked items begin; the metrics of all lists at once have no per-user value */
+                int64_t avail = n_items - (train->row_ptr[u + 1] - train->row_ptr[u]) -
+                                (s->mask_valid && u < valid->n_rows ? valid->row_ptr[u + 1] - valid->row_ptr[u] : 0);
+                int len = avail < s->k[s->n_k - 1] ? (int)(avail > 0 ? avail : 0) : s->k[s->n_k - 1], n = 0;
+                for (int64_t p = test->row_ptr[u]; p < test->row_ptr[u + 1]; p++)
+                    if (test->val[p] >= s->threshold) rel[n++] = test->col[p];
+                mrec_beyond_user(beyond, m, top, len, rel, n);
+                for (int q = MREC_METRIC_FIRST_BEYOND; q < MREC_METRIC_COUNT; q++)
+                    for (int j = 0; !mrec_metric_per_user((mrec_metric)q) && j < s->n_k; j++) m[q][j] = NAN;
+            }
             double *row = r->per_user + (size_t)r->n_per_user * cols;
             for (int i = 0; i < s->n_metrics; i++)
                 for (int j = 0; j < s->n_k; j++) row[i * s->n_k + j] = m[s->metrics[i]][j];
@@ -260,7 +276,7 @@ static mrec_status per_user_metrics(mrec_train_result *r, const mrec_train_spec 
         }
         for (int64_t p = test->row_ptr[u]; p < test->row_ptr[u + 1]; p++) gain[test->col[p]] = 0;
     }
-    free(gain), free(sorted);
+    free(gain), free(sorted), free(rel), mrec_beyond_close(beyond);
     return MREC_OK;
 }
 
@@ -356,7 +372,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     }
     if (!st && s->per_user && !r->topk)
         STEP("per-user metrics", mrec_fail(MREC_ERR_ARG, "no evaluation happened, so there are no per-user metrics"));
-    if (!st && s->per_user) STEP("per-user metrics", per_user_metrics(r, s, &test));
+    if (!st && s->per_user) STEP("per-user metrics", per_user_metrics(r, s, &test, &train, &valid));
     if (!st) say_results(s, r);
 #undef STEP
     mrec_built_model_free(&built);

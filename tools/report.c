@@ -30,11 +30,22 @@ static void label(FILE *f, const mrec_report *r, int m) {
     html_text(f, buf);
 }
 
+/* A metric shares the bars' scale when all its values lie in [0, 1]; counts (ItemCoverage), popularity
+ * (ARP) and entropies would flatten the others, so they stay in the table only. */
+static int charted(const mrec_report *r, int k) {
+    for (int m = 0; m < r->n_models; m++) {
+        double v = r->values[m * r->n_metrics + k];
+        if (!(v >= 0 && v <= 1)) return 0;
+    }
+    return 1;
+}
+
 /* Bars: one group per model, one bar per metric. */
 static void bar_chart(FILE *f, const mrec_report *r) {
     const int W = 760, H = 300, left = 50, bottom = 40, top = 20;
     double hi = 1e-9;
-    for (int i = 0; i < r->n_models * r->n_metrics; i++) hi = r->values[i] > hi ? r->values[i] : hi;
+    for (int i = 0; i < r->n_models * r->n_metrics; i++)
+        if (charted(r, i % r->n_metrics)) hi = r->values[i] > hi ? r->values[i] : hi;
     hi *= 1.1;
     fprintf(f, "<svg width=\"%d\" height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\" font-family=\"sans-serif\" font-size=\"11\">\n", W, H + 20);
     int plot_h = H - bottom - top, group = (W - left - 10) / (r->n_models ? r->n_models : 1), bar = (group - 16) / (r->n_metrics ? r->n_metrics : 1);
@@ -49,6 +60,7 @@ static void bar_chart(FILE *f, const mrec_report *r) {
         int x0 = left + m * group + 8;
         for (int k = 0; k < r->n_metrics; k++) {
             double v = r->values[m * r->n_metrics + k];
+            if (!charted(r, k)) continue;
             int h = (int)(plot_h * v / hi);
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>%.4f</title></rect>\n", x0 + k * bar,
                     H - bottom - h, bar - 2, h, COLOURS[k % 8], v);
@@ -63,7 +75,7 @@ static void bar_chart(FILE *f, const mrec_report *r) {
         fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">", left + k * 110, H + 2,
                 COLOURS[k % 8], left + k * 110 + 14, H + 11);
         html_text(f, r->metrics[k]);
-        fprintf(f, "@%d</text>\n", r->k);
+        fprintf(f, "@%d%s</text>\n", r->k, charted(r, k) ? "" : " (table)");
     }
     fprintf(f, "</svg>\n");
 }
