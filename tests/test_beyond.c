@@ -216,7 +216,7 @@ static void test_elliot_config(const char *bin) {
     if (f)
         fputs("experiment:\n  dataset: tiny\n  data_config:\n    strategy: fixed\n    train_path: train.tsv\n"
               "    validation_path: val.tsv\n    test_path: test.tsv\n  top_k: 10\n  evaluation:\n    cutoffs: [5, 10]\n"
-              "    simple_metrics: [Recall, nDCG, EFD, Gini, APLT, ItemCoverage]\n    paired_ttest: True\n  models:\n"
+              "    simple_metrics: [recall, nDCG, EFD, Gini, APLT, itemcoverage]\n    paired_ttest: True\n  models:\n"
               "    MostPop:\n      meta:\n        save_recs: False\n    ItemKNN:\n      neighbors: 5\n",
               f),
             fclose(f);
@@ -226,7 +226,7 @@ static void test_elliot_config(const char *bin) {
         snprintf(path, sizeof path, "%s/res/performance/rec_cutoff_10_relthreshold_0.tsv", dir);
         char *t = slurp(path);
         const char *head = "model\tRecall\tnDCG\tEFD\tGini\tAPLT\tItemCoverage\n";
-        t_check(t && !strncmp(t, head, strlen(head)), "the performance table's columns");
+        t_check(t && !strncmp(t, head, strlen(head)), "the performance table's columns, named as Elliot names them (the config says recall, itemcoverage)");
         int cover = 0;
         for (const char *l = t ? strstr(t, "MostPop\t") : NULL; l; l = NULL) {
             double v[6];

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /* Elliot's metric names -> mrec's (Elliot's nDCG has graded gains, its MAP averages P@1..P@K; the
@@ -22,10 +23,16 @@ static const char *const METRICS[][2] = {
     {"PopREO", "pop_reo"}, {"PopRSP", "pop_rsp"}};
 #define N_METRICS (int)(sizeof METRICS / sizeof METRICS[0])
 
-const char *elliot_metric(const char *elliot) {
+/* Elliot looks metric names up in lower case: "recall" and "RECALL" are Recall. */
+static int metric_row(const char *elliot) {
     for (int i = 0; i < N_METRICS; i++)
-        if (!strcmp(METRICS[i][0], elliot)) return METRICS[i][1];
-    return NULL;
+        if (!strcasecmp(METRICS[i][0], elliot)) return i;
+    return -1;
+}
+
+const char *elliot_metric(const char *elliot) {
+    int i = metric_row(elliot);
+    return i < 0 ? NULL : METRICS[i][1];
 }
 
 static mrec_status bad(const mrec_cfg *c, const mrec_cfg_node *n, const char *what) {
@@ -208,7 +215,8 @@ static mrec_status read_evaluation(experiment *e, const mrec_cfg_node *x) {
                      m->kind == MREC_CFG_SCALAR ? m->value : "?");
             st = bad(c, m, msg);
         } else {
-            snprintf(e->metric_elliot[n], sizeof e->metric_elliot[0], "%s", m->value);
+            /* tables name it as Elliot does, whatever its case in the file */
+            snprintf(e->metric_elliot[n], sizeof e->metric_elliot[0], "%s", METRICS[metric_row(m->value)][0]);
             mrec_metric_parse(name, &e->base.metrics[n]);
             e->base.n_metrics = e->n_metrics = n + 1;
         }
