@@ -581,4 +581,13 @@ mrec_status mrec_sgl_create(mrec_model *m, const mrec_graph *graph, const mrec_u
  * pairs user by user, items in order), fixed from now on. */
 mrec_status mrec_sgl_set_views(mrec_model *m, const uint8_t *keep);
 
+/* LightGCN-M as the fork: users' ego embeddings, items' ego rows the mean
+ * (sum: 1) over modalities of normalize(W_m f_m + b_m), the features
+ * (n_items, feat_dim[m]) copied and trained, LightGCN's layer mean, mean
+ * softplus BPR and l_w / 2 squared norms of the batch's user ego rows and
+ * propagated item rows, over n. */
+mrec_status mrec_lightgcnm_create(mrec_model *m, const mrec_graph *graph, int n_users, int n_items, const float *const *feat,
+                                  const int *feat_dim, int n_modalities, int sum, int dim, int layers, float l_w, mrec_rng *rng,
+                                  mrec_context *ctx);
+
 #endif

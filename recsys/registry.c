@@ -21,6 +21,7 @@
 static const char *const SAMPLERS[] = {"pairs", "users", NULL};
 static const char *const LOSSES[] = {"mmrec", "authors", NULL};
 static const char *const AUGMENTS[] = {"nd", "ed", "rw", NULL};
+static const char *const AGGREGATIONS[] = {"mean", "sum", "concat", NULL};
 
 static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
     [MREC_HP_EPOCHS] = {"epochs", "--epochs", .type = MREC_PARAM_INT, .range = WHOLE(1, 1000000), .def = {1000}, .meta = "N",
@@ -74,6 +75,8 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
                            .meta = "P", .help = "share of the nodes or edges each contrastive view drops"},
     [MREC_HP_AUGMENT] = {"augment", "--augment", .type = MREC_PARAM_ENUM, .choices = AUGMENTS, .def = {0}, .meta = "nd|ed|rw",
                          .help = "contrastive views by node dropout, edge dropout, or edge dropout per layer"},
+    [MREC_HP_AGGREGATION] = {"aggregation", "--aggregation", .type = MREC_PARAM_ENUM, .choices = AGGREGATIONS, .def = {0},
+                             .meta = "mean|sum|concat", .help = "modalities' projections averaged, summed, or one projection of them side by side"},
 };
 
 const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
@@ -271,6 +274,21 @@ static mrec_status create_sgl(mrec_model *m, const mrec_model_inputs *in, const 
     return st;
 }
 
+static mrec_status create_lightgcnm(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    if (in->n_feat > MAX_MODALITIES) return mrec_fail(MREC_ERR_ARG, "lightgcnm: at most %d modalities", MAX_MODALITIES);
+    const float *xs[MAX_MODALITIES];
+    int dims[MAX_MODALITIES], agg = mrec_hp_int(p, MREC_HP_AGGREGATION), n = in->n_feat;
+    for (int f = 0; f < n; f++) xs[f] = in->feat[f].x, dims[f] = in->feat[f].dim;
+    /* concat: one projection of the modalities side by side */
+    if (agg == 2) xs[0] = in->item_feat, dims[0] = in->feat_dim, n = 1;
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st)
+        st = mrec_lightgcnm_create(m, in->graph, in->n_users, in->n_items, xs, dims, n, agg == 1, mrec_hp_int(p, MREC_HP_DIM),
+                                   mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_real(p, MREC_HP_REG), &rng, ctx);
+    return st;
+}
+
 /* ---- the table ---- */
 
 /* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
@@ -351,6 +369,12 @@ static const mrec_model_entry MODELS[] = {
      .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
                 OWN(MREC_HP_CL_WEIGHT, "ssl_reg", "ssl_reg", 0.1), P(MREC_HP_SSL_RATIO, "ssl_ratio", "ssl_ratio"), P(MREC_HP_TEMP, "ssl_temp", "temp"),
                 P(MREC_HP_AUGMENT, "sampling", "augment"), BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS}},
+    /* the fork's own defaults (the benchmark's templates have no LightGCN-M); the fork samples users at random */
+    {.name = "lightgcnm", .elliot = "LightGCNM", .summary = "LightGCN whose items are projections of their features (the Ducho-meets-Elliot fork)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS, .create = create_lightgcnm,
+     .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
+                P(MREC_HP_AGGREGATION, "aggregation", "aggregation"), BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS},
+     .fixed = {NORMALIZED}},
 };
 
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])

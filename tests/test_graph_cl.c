@@ -1,5 +1,5 @@
 /* test_graph_cl.c: SimGCL and SGL, the graph contrastive models of the
- * Ducho-meets-Elliot benchmark's fork.
+ * Ducho-meets-Elliot benchmark's fork, and its multimodal LightGCN-M.
  *
  * Gradients against central finite differences with the randomness held
  * (SimGCL's noise fixed, SGL's views drawn only at an epoch's start).
@@ -50,6 +50,21 @@ static void test_gradients(mrec_context *ctx) {
             for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
             char name[32];
             snprintf(name, sizeof name, "sgl (%s, 2 layers)", aug[a]);
+            check_gradients(&m, name);
+            mrec_model_destroy(&m);
+        }
+    /* LightGCN-M: two modalities averaged or summed, or one (concat) */
+    float f0[6 * 5], f1[6 * 3];
+    uint64_t seed = 5;
+    t_fill_uniform(f0, 30, &seed, -1, 1), t_fill_uniform(f1, 18, &seed, -1, 1);
+    const float *fs[2] = {f0, f1};
+    int dims[2] = {5, 3};
+    static const char *agg[3] = {"mean", "sum", "one modality"};
+    for (int a = 0; a < 3; a++)
+        if (t_status(mrec_lightgcnm_create(&m, &g, 5, 6, fs, dims, a == 2 ? 1 : 2, a == 1, 4, 2, 0.3f, &rng, ctx), MREC_OK, "lightgcnm")) {
+            for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
+            char name[48];
+            snprintf(name, sizeof name, "lightgcnm (%s, 2 layers)", agg[a]);
             check_gradients(&m, name);
             mrec_model_destroy(&m);
         }
@@ -149,6 +164,55 @@ static void test_trajectory(mrec_context *ctx) {
         mrec_adam_free(&adam);
         mrec_model_destroy(&m);
     }
+    /* LightGCN-M: users, then per modality its features, projection weight and bias */
+    const cJSON *ref = cJSON_GetObjectItem(c, "lightgcnm");
+    float *feats[2];
+    int dims[2], k = 0;
+    for (const cJSON *f = cJSON_GetObjectItem(ref, "feat_dims")->child; f; f = f->next, k++) dims[k] = f->valueint;
+    k = 0;
+    for (const cJSON *f = cJSON_GetObjectItem(ref, "feats")->child; f; f = f->next, k++) {
+        feats[k] = malloc(sizeof(float) * (size_t)I * dims[k]);
+        fill_floats(feats[k], f);
+    }
+    mrec_rng rng = {1};
+    mrec_model m;
+    const float *fs[2] = {feats[0], feats[1]};
+    float l_w = (float)cJSON_GetObjectItem(ref, "l_w")->valuedouble, lr = (float)cJSON_GetObjectItem(ref, "lr")->valuedouble;
+    if (t_status(mrec_lightgcnm_create(&m, &g, U, I, fs, dims, 2, 0, d, layers, l_w, &rng, ctx), MREC_OK, "create lightgcnm")) {
+        fill_floats(want, cJSON_GetObjectItem(c, "ego0")); /* the users' rows come first */
+        memcpy(m.param[0], want, sizeof(float) * (size_t)U * d);
+        const cJSON *w = cJSON_GetObjectItem(ref, "w0")->child, *b = cJSON_GetObjectItem(ref, "b0")->child;
+        for (int q = 0; q < 2; q++, w = w->next, b = b->next) fill_floats(m.param[2 + 3 * q], w), fill_floats(m.param[3 + 3 * q], b);
+        mrec_optimizer adam;
+        mrec_adam_init(&adam, lr, 0);
+        for (int p = 0; p < m.n_params; p++) mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
+        const cJSON *loss_ref = cJSON_GetObjectItem(ref, "losses")->child;
+        int step = 0, bad = 0;
+        for (const cJSON *bt = cJSON_GetObjectItem(c, "batches")->child; bt; bt = bt->next, step++, loss_ref = loss_ref->next) {
+            int32_t us[64], ps[64], ns[64];
+            int nb = read_ints(us, bt->child);
+            read_ints(ps, bt->child->next);
+            read_ints(ns, bt->child->next->next);
+            double loss = m.loss_grad(m.self, us, ps, ns, nb);
+            if (fabs(loss - loss_ref->valuedouble) > 1e-4 && bad++ < 3)
+                fprintf(stderr, "  lightgcnm step %d: loss %.7f, PyTorch %.7f\n", step, loss, loss_ref->valuedouble);
+            mrec_adam_step(&adam, ctx);
+        }
+        t_check(bad == 0 && step == 5, "lightgcnm: loss trajectory matches PyTorch (%d of %d steps differ)", bad, step);
+        int p = 0;
+        for (const cJSON *v = cJSON_GetObjectItem(ref, "params")->child; v; v = v->next, p++) {
+            float *wv = malloc(sizeof(float) * (size_t)m.size[p]);
+            fill_floats(wv, v);
+            char what[64];
+            snprintf(what, sizeof what, "lightgcnm parameter %d after 5 steps", p);
+            t_allclose(what, wv, m.param[p], m.size[p], 1e-4, 0);
+            free(wv);
+        }
+        t_check(p == m.n_params, "lightgcnm: %d parameters, PyTorch %d", m.n_params, p);
+        mrec_adam_free(&adam);
+        mrec_model_destroy(&m);
+    }
+    free(feats[0]), free(feats[1]);
     free(noise), free(want), free(keep);
     mrec_graph_free(&g);
     mrec_user_items_free(&train);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""graph_cl.py: PyTorch training trajectories for mrec's SimGCL and SGL.
+"""graph_cl.py: PyTorch training trajectories for mrec's SimGCL, SGL and LightGCN-M.
 
     python tools/golden/graph_cl.py
 
@@ -12,7 +12,8 @@ external/models/sgl) in plain PyTorch: LGConv(normalize=True) is D^-1/2 A D^-1/2
 graph's own degrees, without self-loops. The randomness is passed in, so mrec sees the same:
 SimGCL's uniform noise draws (per step: 2 views x layers x nodes x dim, rand_like's place),
 and SGL's views as the training pairs each keeps (per step: 2 x pairs, the pairs sorted by
-user then item).
+user then item). LightGCN-M (external/models/lightgcn_m) takes two modalities' features
+(trained too), nn.Linear projections and the mean aggregation.
 """
 import json
 import os
@@ -113,6 +114,41 @@ def run_sgl(n_users, n_items, pairs, ego0, adj, layers, l_w, ssl_reg, temp, lr, 
     return losses, ego.detach().numpy()
 
 
+def run_lightgcnm(n_users, user0, feats, ws, bs, adj, layers, l_w, lr, batches):
+    user = torch.nn.Parameter(torch.tensor(user0))
+    fs = [torch.nn.Parameter(torch.tensor(f)) for f in feats]
+    projs = []
+    for w, b in zip(ws, bs):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(w))
+            lin.bias.copy_(torch.tensor(b))
+        projs.append(lin)
+    params = [user]
+    for f, lin in zip(fs, projs):
+        params += [f, lin.weight, lin.bias]
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for u, i, j in batches:
+        u, i, j = torch.tensor(u), torch.tensor(i), torch.tensor(j)
+        opt.zero_grad()
+        x = torch.mean(torch.stack([torch.nn.functional.normalize(lin(f), p=2, dim=1) for f, lin in zip(fs, projs)], dim=-1), dim=-1)
+        f = sgl_propagate(torch.cat([user, x], 0), adj, layers)
+        gu, fi = f[:n_users], f[n_users:]
+        xp = (gu[u] * fi[i]).sum(1)
+        xn = (gu[u] * fi[j]).sum(1)
+        loss = torch.mean(torch.nn.functional.softplus(xn - xp))
+        loss = loss + l_w * 0.5 * (user[u].norm(2).pow(2) + fi[i].norm(2).pow(2) + fi[j].norm(2).pow(2)) / float(len(u))
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    out = [user.detach().numpy().ravel().tolist()]
+    for f, lin in zip(fs, projs):
+        out += [f.detach().numpy().ravel().tolist(), lin.weight.detach().numpy().ravel().tolist(),
+                lin.bias.detach().numpy().ravel().tolist()]
+    return losses, out
+
+
 def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -150,11 +186,20 @@ def main():
     losses, ego = run_sgl(n_users, n_items, pairs, ego0, adj, layers, g["l_w"], g["ssl_reg"], g["temp"], g["lr"], batches, keeps)
     g.update(keep=[k.ravel().tolist() for k in keeps], losses=losses, ego=ego.ravel().tolist())
     out["sgl"] = g
+    feats = [rng.standard_normal((n_items, 5)).astype(np.float32), rng.standard_normal((n_items, 3)).astype(np.float32)]
+    ws = [rng.uniform(-0.4, 0.4, (dim, f.shape[1])).astype(np.float32) for f in feats]
+    bs = [rng.uniform(-0.4, 0.4, dim).astype(np.float32) for f in feats]
+    m = {"l_w": 0.05, "lr": 0.01, "feats": [f.ravel().tolist() for f in feats], "feat_dims": [f.shape[1] for f in feats],
+         "w0": [w.ravel().tolist() for w in ws], "b0": [b.ravel().tolist() for b in bs]}
+    losses, params = run_lightgcnm(n_users, ego0[:n_users], feats, ws, bs, adj, layers, m["l_w"], m["lr"], batches)
+    m.update(losses=losses, params=params)
+    out["lightgcnm"] = m
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "trajectory.json"), "w") as f:
         json.dump(out, f)
     print("simgcl losses", out["simgcl"]["losses"])
     print("sgl losses", out["sgl"]["losses"])
+    print("lightgcnm losses", out["lightgcnm"]["losses"])
 
 
 if __name__ == "__main__":
