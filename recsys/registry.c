@@ -62,7 +62,7 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
     [MREC_HP_LAMBDA] = {"lambda", "--lambda", .type = MREC_PARAM_REAL, .range = REAL(0, 1, 0), .def = {0.9}, .meta = "X",
                         .help = "weight of the frozen item graph against the learned one"},
     [MREC_HP_CL_WEIGHT] = {"cl_weight", "--cl-weight", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {2}, .meta = "X",
-                           .help = "weight of the modality terms of the loss"},
+                           .help = "weight of the self-supervised terms of the loss (BM3's modality terms, SimGCL's reg_cl, SGL's ssl_reg)"},
     [MREC_HP_TARGET_DROPOUT] = {"target_dropout", "--target-dropout", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI),
                                 .def = {0.3}, .meta = "P", .help = "dropout of the target views"},
     [MREC_HP_LOSS] = {"loss", "--loss", "--authors-loss", 1, .type = MREC_PARAM_ENUM, .choices = LOSSES, .def = {0}, .meta = "mmrec|authors",
