@@ -15,6 +15,7 @@
 #include "model_checks.h"
 
 #include "../recsys/mrec_recsys.h"
+#include "../recsys/mrec_registry.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -96,6 +97,48 @@ static void test_seeded(mrec_context *ctx) {
         t_check(loss[0][0] != loss[0][1], "%s: new draws give another loss (%.7f, %.7f)", name, loss[0][0], loss[0][1]);
     }
     mrec_graph_free(&g);
+}
+
+/* Views that keep no pair at all (every edge dropped) leave the views at E0 / (L + 1): a finite loss, no failure. */
+static void test_empty_views(mrec_context *ctx) {
+    mrec_user_items train = {5, 6, row_ptr, col, val};
+    mrec_graph g;
+    if (!t_status(mrec_graph_normalized(&g, &train), MREC_OK, "graph")) return;
+    static const int32_t u[3] = {0, 1, 2}, pos[3] = {0, 2, 1}, neg[3] = {3, 5, 4};
+    mrec_rng rng = {9};
+    mrec_model m;
+    if (t_status(mrec_sgl_create(&m, &g, &train, 4, 2, 0.1f, 0.5f, 0.99f, 0.2f, 1, &rng, ctx), MREC_OK, "sgl, 99%% of the edges dropped")) {
+        double loss = m.loss_grad(m.self, u, pos, neg, 3);
+        t_check(isfinite(loss) && m.epoch_start(m.self) == MREC_OK, "sgl with empty views: loss %g", loss);
+        mrec_model_destroy(&m);
+    }
+    mrec_graph_free(&g);
+}
+
+/* The benchmark's configs name the models by Elliot class and keys: every key
+ * of its SimGCL template and of the fork's SGL and LightGCN-M is taken. */
+static void test_registry_keys(void) {
+    static const struct {
+        const char *cls, *keys[12];
+    } want[] = {
+        {"external.SimGCL", {"lr", "epochs", "factors", "batch_size", "l_w", "n_layers", "eps", "reg_cl", "seed"}},
+        {"external.SGL", {"lr", "epochs", "factors", "batch_size", "l_w", "n_layers", "ssl_temp", "ssl_reg", "ssl_ratio", "sampling", "seed"}},
+        {"external.LightGCNM", {"lr", "epochs", "factors", "batch_size", "l_w", "n_layers", "aggregation", "seed"}},
+    };
+    for (size_t c = 0; c < sizeof want / sizeof want[0]; c++) {
+        const mrec_model_entry *e = mrec_model_find(want[c].cls);
+        if (!t_check(e != NULL, "%s is in the registry", want[c].cls)) continue;
+        int all = 1;
+        for (int k = 0; want[c].keys[k]; k++) all &= mrec_model_param_elliot(e, want[c].keys[k]) != NULL;
+        t_check(all, "%s: every Elliot key of the fork is a hyper-parameter", want[c].cls);
+    }
+    /* SimGCL's defaults are the template's */
+    mrec_param_values p;
+    const mrec_model_entry *e = mrec_model_find("simgcl");
+    if (e && t_status(mrec_params_resolve(&p, e, NULL), MREC_OK, "simgcl defaults"))
+        t_check(mrec_hp_int(&p, MREC_HP_LAYERS) == 3 && mrec_hp_int(&p, MREC_HP_BATCH_SIZE) == 1024 && mrec_hp_real(&p, MREC_HP_EPS) == 0.1f &&
+                    mrec_hp_real(&p, MREC_HP_REG) == 1e-4f && mrec_hp_int(&p, MREC_HP_EPOCHS) == 200 && mrec_hp_u64(&p, MREC_HP_SEED) == 123,
+                "simgcl: the benchmark template's n_layers, batch_size, eps, l_w, epochs and seed");
 }
 
 static int read_ints(int32_t *dst, const cJSON *arr) {
@@ -271,6 +314,8 @@ int main(void) {
     T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
     test_gradients(ctx);
     test_seeded(ctx);
+    test_empty_views(ctx);
+    test_registry_keys();
     test_trajectory(ctx);
     test_real_data(ctx);
     mrec_context_destroy(ctx);
