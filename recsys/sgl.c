@@ -113,7 +113,9 @@ static mrec_status view_graph(sgl *m, mrec_graph *out, const uint8_t *keep) {
     return mrec_graph_from_pairs(out, m->n_users, m->n_items, m->kept_user, m->kept_item, n);
 }
 
-/* One draw of the augmentation: keep (n_pairs). Python's round() halves to even, as nearbyint does. */
+/* One draw of the augmentation into keep (n_pairs), with n_nodes more bytes
+ * after it as scratch for node dropout. Python's round() halves to even, as
+ * nearbyint does. */
 static void draw_keep(sgl *m, uint8_t *keep) {
     memset(keep, 1, (size_t)m->n_pairs);
     if (!(m->ssl_ratio > 0)) return;

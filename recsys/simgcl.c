@@ -17,10 +17,13 @@
  * views and F are the same linear map of E0; their row gradients are summed
  * and sent back once: dE0 = (Â + Â^2 + .. + Â^L) D / L (Â is symmetric).
  *
- * The fork and the SimGCL authors' code (SELFRec) agree on all of the above;
- * the fork fixes the temperature at 0.2 (mrec keeps it a parameter with
- * that default). Host memory only: the noise is drawn by the model's own
- * generator, seeded at creation, so a seed gives the same run.
+ * The fork restates the SimGCL authors' PyTorch code (SELFRec) on all of the
+ * above, the temperature fixed at 0.2 in both (mrec keeps it a parameter
+ * with that default). Their one difference is the sampler: the fork reseeds
+ * it at every epoch, so each epoch sees the same order and negatives; mrec
+ * shuffles anew each epoch, as SELFRec does. Host memory only: the noise is
+ * drawn by the model's own generator, seeded at creation, so a seed gives
+ * the same run.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
