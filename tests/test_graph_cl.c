@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "model_checks.h"
 
+#include "../nn/mrec_npy.h"
 #include "../recsys/mrec_recsys.h"
 #include "../recsys/mrec_registry.h"
 
@@ -21,6 +22,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define DATA "../shared/data/"
@@ -139,6 +142,108 @@ static void test_registry_keys(void) {
         t_check(mrec_hp_int(&p, MREC_HP_LAYERS) == 3 && mrec_hp_int(&p, MREC_HP_BATCH_SIZE) == 1024 && mrec_hp_real(&p, MREC_HP_EPS) == 0.1f &&
                     mrec_hp_real(&p, MREC_HP_REG) == 1e-4f && mrec_hp_int(&p, MREC_HP_EPOCHS) == 200 && mrec_hp_u64(&p, MREC_HP_SEED) == 123,
                 "simgcl: the benchmark template's n_layers, batch_size, eps, l_w, epochs and seed");
+}
+
+/* mrec train on an Elliot config with the benchmark's SimGCL block (its grid
+ * of reg_cl, epochs cut to 2), the fork's SGL and LightGCN-M: all three
+ * run, none is left out. Runs the binary in $MREC_BIN. */
+static void test_config(void) {
+    const char *bin = getenv("MREC_BIN");
+    if (!bin) {
+        t_skip("mrec train CONFIG: MREC_BIN is not set");
+        return;
+    }
+    char dir[] = "/tmp/mrec-graph-cl-XXXXXX", cwd[2048], path[4200], abs_bin[4200];
+    if (!t_check(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL, "a scratch folder")) return;
+    if (bin[0] != '/') snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin;
+    /* 60 users on bands of 40 items; 8-d item features in a folder of <id>.npy */
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        FILE *f = fopen(path, "w");
+        for (int u = 0; u < 60 && f; u++)
+            for (int j = 0; j < 8; j++) {
+                int item = (u / 3 + j * 2 + (j % 2)) % 40, split = j < 6 ? 0 : j - 5;
+                if (split == s) fprintf(f, "u%d\ti%d\t1\n", u, item);
+            }
+        if (f) fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/feat", dir);
+    mkdir(path, 0755);
+    uint64_t seed = 11;
+    for (int i = 0; i < 40; i++) {
+        float x[8];
+        int64_t shape[1] = {8};
+        t_fill_uniform(x, 8, &seed, -1, 1);
+        snprintf(path, sizeof path, "%s/feat/i%d.npy", dir, i);
+        mrec_npy_write(path, MREC_NPY_F32, 1, shape, x);
+    }
+    const char *config = "experiment:\n"
+                         "  dataset: tiny\n"
+                         "  data_config:\n"
+                         "    strategy: fixed\n"
+                         "    train_path: train.tsv\n"
+                         "    validation_path: val.tsv\n"
+                         "    test_path: test.tsv\n"
+                         "    side_information:\n"
+                         "      - dataloader: VisualAttribute\n"
+                         "        visual_features: feat\n"
+                         "  top_k: 20\n"
+                         "  evaluation:\n"
+                         "    cutoffs: [10, 20]\n"
+                         "    simple_metrics: [Recall, nDCG]\n"
+                         "  models:\n"
+                         "    external.SimGCL:\n"
+                         "      meta:\n"
+                         "        hyper_opt_alg: grid\n"
+                         "        verbose: True\n"
+                         "        save_weights: False\n"
+                         "        validation_rate: 10\n"
+                         "        validation_metric: Recall@20\n"
+                         "        restore: False\n"
+                         "      lr: [ 0.001 ]\n"
+                         "      epochs: 2\n"
+                         "      factors: 64\n"
+                         "      batch_size: 1024\n"
+                         "      l_w: 1e-4\n"
+                         "      n_layers: 3\n"
+                         "      eps: 0.1\n"
+                         "      reg_cl: [0.5, 2]\n"
+                         "      seed: 123\n"
+                         "    external.SGL:\n"
+                         "      lr: 0.001\n"
+                         "      epochs: 2\n"
+                         "      factors: 16\n"
+                         "      l_w: 0.01\n"
+                         "      n_layers: 2\n"
+                         "      ssl_temp: 0.2\n"
+                         "      ssl_reg: 0.1\n"
+                         "      ssl_ratio: 0.1\n"
+                         "      sampling: ed\n"
+                         "    external.LightGCNM:\n"
+                         "      lr: 0.001\n"
+                         "      epochs: 2\n"
+                         "      factors: 16\n"
+                         "      l_w: 0.01\n"
+                         "      n_layers: 1\n"
+                         "      normalize: True\n"
+                         "      aggregation: mean\n"
+                         "      modalities: ('visual',)\n"
+                         "      loaders: ('VisualAttribute',)\n";
+    snprintf(path, sizeof path, "%s/cl.yml", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs(config, f), fclose(f);
+    char cmd[9000], out[65536];
+    snprintf(cmd, sizeof cmd, "cd %s && %s train cl.yml --out res --threads 1 2>&1", dir, bin);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1, rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    t_check(rc == 0 && strstr(out, "SimGCL dim=64,layers=3") && strstr(out, "reg_cl=2") && strstr(out, "augment=ed") &&
+                strstr(out, "LightGCN-M") && !strstr(out, "left out"),
+            "mrec train on the benchmark's SimGCL block, SGL and LightGCN-M: exit %d, %.600s", rc, rc ? out : "");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 static int read_ints(int32_t *dst, const cJSON *arr) {
@@ -316,6 +421,7 @@ int main(void) {
     test_seeded(ctx);
     test_empty_views(ctx);
     test_registry_keys();
+    test_config();
     test_trajectory(ctx);
     test_real_data(ctx);
     mrec_context_destroy(ctx);
