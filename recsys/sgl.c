@@ -169,13 +169,14 @@ static double contrast(sgl *m, const int32_t *ids, int n, int offset, int count,
         for (int r = 0; r < c; r++) {
             float *s = m->sim + (size_t)r * count, top = s[0];
             for (int q = 1; q < count; q++) top = s[q] > top ? s[q] : top;
-            double z = 0;
-            for (int q = 0; q < count; q++) z += exp((double)s[q] - top);
-            double lse = top + log(z);
             int self_col = ids[b0 + r];
-            loss += lse - s[self_col];
-            /* d / d sim, with the 1 / temp of the products below folded in */
-            for (int q = 0; q < count; q++) s[q] = (float)(m->ssl_reg * exp((double)s[q] - lse) * inv);
+            float diag = s[self_col];
+            double z = 0;
+            for (int q = 0; q < count; q++) s[q] = expf(s[q] - top), z += s[q];
+            loss += top + log(z) - diag;
+            /* d / d sim = ssl_reg (softmax - onehot), with the 1 / temp of the products below folded in */
+            float scale = (float)(m->ssl_reg * inv / z);
+            for (int q = 0; q < count; q++) s[q] *= scale;
             s[self_col] -= m->ssl_reg * inv;
         }
         /* gb = dS z2; dz2 += dS^T zb */

@@ -73,14 +73,11 @@ static mrec_status propagate(simgcl *m, float *out, int view) {
             for (int v = 0; v < m->n_nodes; v++) {
                 float *row = next + (size_t)v * d;
                 const float *rr = r + (size_t)v * d;
-                double s = 0;
-                for (int c = 0; c < d; c++) s += (double)rr[c] * rr[c];
-                /* F.normalize's floor on the norm */
-                float scale = m->eps / (float)fmax(sqrt(s), 1e-12);
-                for (int c = 0; c < d; c++) {
-                    float sg = row[c] > 0 ? 1.0f : row[c] < 0 ? -1.0f : 0.0f;
-                    row[c] += sg * rr[c] * scale;
-                }
+                float s = 0;
+                for (int c = 0; c < d; c++) s += rr[c] * rr[c];
+                /* F.normalize's floor on the norm; sign(0) = 0 */
+                float scale = m->eps / fmaxf(sqrtf(s), 1e-12f);
+                for (int c = 0; c < d; c++) row[c] += (float)((row[c] > 0) - (row[c] < 0)) * (rr[c] * scale);
             }
         }
         if ((st = mrec_add(m->ctx, out, out, next, n))) return st;
@@ -145,12 +142,14 @@ static double contrast(simgcl *m, const int32_t *ids, int n, int offset, mrec_st
     for (int r = 0; r < k; r++) {
         float *s = m->sim + (size_t)r * k, top = s[0];
         for (int c = 1; c < k; c++) top = s[c] > top ? s[c] : top;
+        float diag = s[r];
         double z = 0;
-        for (int c = 0; c < k; c++) z += exp((double)s[c] - top);
-        double lse = top + log(z);
-        loss += lse - s[r];
+        for (int c = 0; c < k; c++) s[c] = expf(s[c] - top), z += s[c];
+        loss += top + log(z) - diag;
         /* d loss / d sim = reg_cl (softmax - I) / k, folded with 1 / temp for the products below */
-        for (int c = 0; c < k; c++) s[c] = (float)(w * (exp((double)s[c] - lse) - (c == r)) / m->temp);
+        float scale = (float)(w / z / m->temp);
+        for (int c = 0; c < k; c++) s[c] *= scale;
+        s[r] -= w / m->temp;
     }
     /* ga = dS zb, gb = dS^T za */
     if ((*st = mrec_gemm(m->ctx, m->ga, m->sim, m->zb, NULL, 1, 0, 0, 0, k, d, k, k, d, d))) return NAN;
