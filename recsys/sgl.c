@@ -195,7 +195,9 @@ static mrec_status step(sgl *m, double *loss_out, const int32_t *u, const int32_
     size_t total = (size_t)N * d;
     mrec_status st;
     if ((st = layer_mean(m, m->final, -1))) return st;
-    for (int v = 0; v < 2; v++) {
+    /* ssl_reg 0 leaves LightGCN with SGL's BPR and regularizer: the views are not propagated */
+    int views = m->ssl_reg != 0;
+    for (int v = 0; v < 2 && views; v++) {
         if ((st = layer_mean(m, m->acc, v))) return st;
         for (int r = 0; r < N; r++) {
             const float *x = m->acc + (size_t)r * d;
@@ -222,11 +224,13 @@ static mrec_status step(sgl *m, double *loss_out, const int32_t *u, const int32_
         float *gu = m->acc + (size_t)u[b] * d, *gi = m->acc + (size_t)(U + i[b]) * d, *gj = m->acc + (size_t)(U + j[b]) * d;
         for (int q = 0; q < d; q++) gu[q] += g * (fi[q] - fj[q]), gi[q] += g * fu[q], gj[q] -= g * fu[q];
     }
-    loss += contrast(m, u, n, 0, U, &st);
-    if (!st) loss += contrast(m, i, n, U, m->n_items, &st);
-    if (st) return st;
+    if (views) {
+        loss += contrast(m, u, n, 0, U, &st);
+        if (!st) loss += contrast(m, i, n, U, m->n_items, &st);
+        if (st) return st;
+    }
     /* through the unit rows: dV = (dZ - Z <Z, dZ>) / |V|, in place */
-    for (int v = 0; v < 2; v++)
+    for (int v = 0; v < 2 && views; v++)
         for (int r = 0; r < N; r++) {
             float *g = m->dz[v] + (size_t)r * d;
             const float *z = m->z[v] + (size_t)r * d;
@@ -235,8 +239,8 @@ static mrec_status step(sgl *m, double *loss_out, const int32_t *u, const int32_
             for (int q = 0; q < d; q++) g[q] = (float)((g[q] - z[q] * dot) / m->norm[v][r]);
         }
     memset(m->ego_grad, 0, total * sizeof(float));
-    if ((st = layer_mean_back(m, m->ego_grad, m->acc, -1)) || (st = layer_mean_back(m, m->ego_grad, m->dz[0], 0)) ||
-        (st = layer_mean_back(m, m->ego_grad, m->dz[1], 1)))
+    if ((st = layer_mean_back(m, m->ego_grad, m->acc, -1)) ||
+        (views && ((st = layer_mean_back(m, m->ego_grad, m->dz[0], 0)) || (st = layer_mean_back(m, m->ego_grad, m->dz[1], 1)))))
         return st;
     /* l_w / 2 squared norms of the batch's ego rows, repeats counted */
     double reg = 0;

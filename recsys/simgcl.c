@@ -167,8 +167,11 @@ static mrec_status step(simgcl *m, double *loss_out, const int32_t *u, const int
     int64_t total = (int64_t)m->n_nodes * d;
     mrec_status st = grow(m, n);
     if (st) return st;
-    if (!m->noise_fixed) draw_noise(m);
-    if ((st = propagate(m, m->final, -1)) || (st = propagate(m, m->view[0], 0)) || (st = propagate(m, m->view[1], 1))) return st;
+    /* reg_cl 0 leaves LightGCN without E0 in its mean: the views are not made */
+    int views = m->reg_cl != 0;
+    if (views && !m->noise_fixed) draw_noise(m);
+    if ((st = propagate(m, m->final, -1)) || (views && ((st = propagate(m, m->view[0], 0)) || (st = propagate(m, m->view[1], 1)))))
+        return st;
     /* BPR with the fork's 1e-5 inside the log */
     double loss = 0;
     for (int b = 0; b < n; b++) {
@@ -204,9 +207,11 @@ static mrec_status step(simgcl *m, double *loss_out, const int32_t *u, const int
             m->dsum[(size_t)u[b] * d + c] += cu * m->final[(size_t)u[b] * d + c];
             m->dsum[(size_t)(U + i[b]) * d + c] += ci * m->final[(size_t)(U + i[b]) * d + c];
         }
-    loss += contrast(m, u, n, 0, &st);
-    if (!st) loss += contrast(m, i, n, U, &st);
-    if (st) return st;
+    if (views) {
+        loss += contrast(m, u, n, 0, &st);
+        if (!st) loss += contrast(m, i, n, U, &st);
+        if (st) return st;
+    }
     /* dE0 = Â (D + Â (D + .. )) / L, L terms of D (Horner) */
     float *h = m->a, *t = m->b;
     memcpy(h, m->dsum, (size_t)total * sizeof(float));

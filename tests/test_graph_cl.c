@@ -46,6 +46,17 @@ static void test_gradients(mrec_context *ctx) {
             check_gradients(&m, layers == 1 ? "simgcl (1 layer)" : "simgcl (3 layers)");
             mrec_model_destroy(&m);
         }
+    /* without the contrastive terms (weight 0) the views are skipped: what is left still checks */
+    if (t_status(mrec_simgcl_create(&m, &g, 5, 6, 4, 2, 0.3f, 0.1f, 0, 0.2f, &rng, ctx), MREC_OK, "simgcl, reg_cl 0")) {
+        for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
+        check_gradients(&m, "simgcl (reg_cl 0)");
+        mrec_model_destroy(&m);
+    }
+    if (t_status(mrec_sgl_create(&m, &g, &train, 4, 2, 0.3f, 0, 0.3f, 0.5f, 1, &rng, ctx), MREC_OK, "sgl, ssl_reg 0")) {
+        for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
+        check_gradients(&m, "sgl (ssl_reg 0)");
+        mrec_model_destroy(&m);
+    }
     /* layers 0: E0 is not in SimGCL's mean, so nothing would be left */
     t_status(mrec_simgcl_create(&m, &g, 5, 6, 4, 0, 0.3f, 0.1f, 0.5f, 0.2f, &rng, ctx), MREC_ERR_ARG, "simgcl with no layer is refused");
     static const char *aug[3] = {"nd", "ed", "rw"};
