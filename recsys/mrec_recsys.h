@@ -609,4 +609,42 @@ mrec_status mrec_idspace_check_rows(const char *source, int64_t n_rows, const mr
  * cannot be told apart here. */
 mrec_status mrec_idmap_check(const char *path, int has_header, int key_column, const mrec_interactions *x, int items);
 
+/* ---- graph contrastive models of the Ducho-meets-Elliot benchmark's fork (simgcl.c, sgl.c) ---- */
+
+/* SimGCL as the fork (and its authors' code): the mean of layers 1..L over
+ * the normalized graph (layers >= 1; E0 left out), two views whose every
+ * layer gets eps sign(x) times a uniform draw scaled to unit rows (the
+ * model's own generator), BPR with 1e-5 inside the log, l_w times the
+ * Frobenius norms of the batch's propagated user and positive rows over n,
+ * and reg_cl times InfoNCE (temperature temp) over the batch's distinct
+ * users and positive items. */
+mrec_status mrec_simgcl_create(mrec_model *m, const mrec_graph *graph, int n_users, int n_items, int dim, int layers,
+                               float l_w, float eps, float reg_cl, float temp, mrec_rng *rng, mrec_context *ctx);
+/* For tests: the uniform draws (2, layers, n_users + n_items, dim), view by
+ * view and layer by layer, used as they are from now on; NULL keeps the
+ * current draws. */
+void mrec_simgcl_set_noise(mrec_model *m, const float *noise);
+/* SGL as the fork: LightGCN's layer mean (E0 included) and two views over
+ * graphs of the training pairs redrawn before each epoch (augment 0: node
+ * dropout, 1: edge dropout, 2: edge dropout per layer; ssl_ratio of them
+ * dropped), summed BPR, ssl_reg times InfoNCE (temperature temp) of the
+ * batch's users and positives against all users and items of the other
+ * view, l_w / 2 squared norms of the batch's ego rows. train is read at
+ * creation only. */
+mrec_status mrec_sgl_create(mrec_model *m, const mrec_graph *graph, const mrec_user_items *train, int dim, int layers,
+                            float l_w, float ssl_reg, float ssl_ratio, float temp, int augment, mrec_rng *rng,
+                            mrec_context *ctx);
+/* For tests: keep (2, n_pairs), the pairs each view keeps (the training
+ * pairs user by user, items in order), fixed from now on. */
+mrec_status mrec_sgl_set_views(mrec_model *m, const uint8_t *keep);
+
+/* LightGCN-M as the fork: users' ego embeddings, items' ego rows the mean
+ * (sum: 1) over modalities of normalize(W_m f_m + b_m), the features
+ * (n_items, feat_dim[m]) copied and trained, LightGCN's layer mean, mean
+ * softplus BPR and l_w / 2 squared norms of the batch's user ego rows and
+ * propagated item rows, over n. */
+mrec_status mrec_lightgcnm_create(mrec_model *m, const mrec_graph *graph, int n_users, int n_items, const float *const *feat,
+                                  const int *feat_dim, int n_modalities, int sum, int dim, int layers, float l_w, mrec_rng *rng,
+                                  mrec_context *ctx);
+
 #endif

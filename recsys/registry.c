@@ -20,6 +20,8 @@
 
 static const char *const SAMPLERS[] = {"pairs", "users", NULL};
 static const char *const LOSSES[] = {"mmrec", "authors", NULL};
+static const char *const AUGMENTS[] = {"nd", "ed", "rw", NULL};
+static const char *const AGGREGATIONS[] = {"mean", "sum", "concat", NULL};
 
 static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
     [MREC_HP_EPOCHS] = {"epochs", "--epochs", .type = MREC_PARAM_INT, .range = WHOLE(1, 1000000), .def = {1000}, .meta = "N",
@@ -60,11 +62,21 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
     [MREC_HP_LAMBDA] = {"lambda", "--lambda", .type = MREC_PARAM_REAL, .range = REAL(0, 1, 0), .def = {0.9}, .meta = "X",
                         .help = "weight of the frozen item graph against the learned one"},
     [MREC_HP_CL_WEIGHT] = {"cl_weight", "--cl-weight", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {2}, .meta = "X",
-                           .help = "weight of the modality terms of the loss"},
+                           .help = "weight of the self-supervised terms of the loss (BM3's modality terms, SimGCL's reg_cl, SGL's ssl_reg)"},
     [MREC_HP_TARGET_DROPOUT] = {"target_dropout", "--target-dropout", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI),
                                 .def = {0.3}, .meta = "P", .help = "dropout of the target views"},
     [MREC_HP_LOSS] = {"loss", "--loss", "--authors-loss", 1, .type = MREC_PARAM_ENUM, .choices = LOSSES, .def = {0}, .meta = "mmrec|authors",
                       .help = "mmrec, or the authors' (squared-norm L2, behind the Gowalla numbers)"},
+    [MREC_HP_EPS] = {"eps", "--eps", .type = MREC_PARAM_REAL, .range = REAL(0, 1e3, 0), .def = {0.1}, .meta = "X",
+                     .help = "length of the noise added to each layer of the contrastive views"},
+    [MREC_HP_TEMP] = {"temp", "--temp", .type = MREC_PARAM_REAL, .range = REAL(0, 1e3, MREC_RANGE_OPEN_LO), .def = {0.2}, .meta = "X",
+                      .help = "temperature of the contrastive (InfoNCE) loss"},
+    [MREC_HP_SSL_RATIO] = {"ssl_ratio", "--ssl-ratio", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI), .def = {0.1},
+                           .meta = "P", .help = "share of the nodes or edges each contrastive view drops"},
+    [MREC_HP_AUGMENT] = {"augment", "--augment", .type = MREC_PARAM_ENUM, .choices = AUGMENTS, .def = {0}, .meta = "nd|ed|rw",
+                         .help = "contrastive views by node dropout, edge dropout, or edge dropout per layer"},
+    [MREC_HP_AGGREGATION] = {"aggregation", "--aggregation", .type = MREC_PARAM_ENUM, .choices = AGGREGATIONS, .def = {0},
+                             .meta = "mean|sum|concat", .help = "modalities' projections averaged, summed, or one projection of them side by side"},
 };
 
 const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
@@ -242,6 +254,41 @@ static mrec_status create_ngcfm(mrec_model *m, const mrec_model_inputs *in, cons
     return st;
 }
 
+static mrec_status create_simgcl(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st)
+        st = mrec_simgcl_create(m, in->graph, in->n_users, in->n_items, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_int(p, MREC_HP_LAYERS),
+                                mrec_hp_real(p, MREC_HP_REG), mrec_hp_real(p, MREC_HP_EPS), mrec_hp_real(p, MREC_HP_CL_WEIGHT),
+                                mrec_hp_real(p, MREC_HP_TEMP), &rng, ctx);
+    return st;
+}
+
+static mrec_status create_sgl(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st)
+        st = mrec_sgl_create(m, in->graph, in->train, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_real(p, MREC_HP_REG),
+                             mrec_hp_real(p, MREC_HP_CL_WEIGHT), mrec_hp_real(p, MREC_HP_SSL_RATIO), mrec_hp_real(p, MREC_HP_TEMP),
+                             mrec_hp_int(p, MREC_HP_AUGMENT), &rng, ctx);
+    return st;
+}
+
+static mrec_status create_lightgcnm(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    if (in->n_feat > MAX_MODALITIES) return mrec_fail(MREC_ERR_ARG, "lightgcnm: at most %d modalities", MAX_MODALITIES);
+    const float *xs[MAX_MODALITIES];
+    int dims[MAX_MODALITIES], agg = mrec_hp_int(p, MREC_HP_AGGREGATION), n = in->n_feat;
+    for (int f = 0; f < n; f++) xs[f] = in->feat[f].x, dims[f] = in->feat[f].dim;
+    /* concat: one projection of the modalities side by side */
+    if (agg == 2) xs[0] = in->item_feat, dims[0] = in->feat_dim, n = 1;
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st)
+        st = mrec_lightgcnm_create(m, in->graph, in->n_users, in->n_items, xs, dims, n, agg == 1, mrec_hp_int(p, MREC_HP_DIM),
+                                   mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_real(p, MREC_HP_REG), &rng, ctx);
+    return st;
+}
+
 /* ---- the table ---- */
 
 /* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
@@ -308,6 +355,26 @@ static const mrec_model_entry MODELS[] = {
                 OWN(MREC_HP_MESS_DROPOUT, "message_dropout", "mess_dropout", 0.5), OWN(MREC_HP_NODE_DROPOUT, "node_dropout", "node_dropout", 0),
                 BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS},
      .fixed = {SIZE_OF_FACTORS("weight_size"), NORMALIZED}},
+    /* the benchmark's SimGCL template (config_templates.py): its fixed values, and the first point of its lr and reg_cl
+     * grids; the fork samples every training pair once an epoch, and fixes the temperature at 0.2 */
+    {.name = "simgcl", .elliot = "SimGCL", .summary = "LightGCN with InfoNCE between two noise-perturbed views (the Ducho-meets-Elliot fork)",
+     .flags = MREC_MODEL_TRAINS, .create = create_simgcl,
+     .params = {DIM, LAYERS("n_layers"), OWN(MREC_HP_LR, "lr", "lr", 0.0001), REG("l_w", "l_w", 1e-4), P(MREC_HP_EPS, "eps", "eps"),
+                OWN(MREC_HP_CL_WEIGHT, "reg_cl", "reg_cl", 0.5), P(MREC_HP_TEMP, NULL, "temp"), OWN(MREC_HP_BATCH_SIZE, "batch_size", "batch", 1024),
+                OWN(MREC_HP_SEED, "seed", "seed", 123), OWN(MREC_HP_EPOCHS, "epochs", NULL, 200)},
+     .fixed = {NORMALIZED}},
+    /* the fork's own defaults (the benchmark's templates have no SGL); the fork samples batches of distinct users */
+    {.name = "sgl", .elliot = "SGL", .summary = "LightGCN with InfoNCE between two dropped-out graph views (the Ducho-meets-Elliot fork)",
+     .flags = MREC_MODEL_TRAINS, .create = create_sgl,
+     .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
+                OWN(MREC_HP_CL_WEIGHT, "ssl_reg", "ssl_reg", 0.1), P(MREC_HP_SSL_RATIO, "ssl_ratio", "ssl_ratio"), P(MREC_HP_TEMP, "ssl_temp", "temp"),
+                P(MREC_HP_AUGMENT, "sampling", "augment"), BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS}},
+    /* the fork's own defaults (the benchmark's templates have no LightGCN-M); the fork samples users at random */
+    {.name = "lightgcnm", .elliot = "LightGCNM", .summary = "LightGCN whose items are projections of their features (the Ducho-meets-Elliot fork)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS, .create = create_lightgcnm,
+     .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
+                P(MREC_HP_AGGREGATION, "aggregation", "aggregation"), BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS},
+     .fixed = {NORMALIZED}},
 };
 
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])

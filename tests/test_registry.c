@@ -132,7 +132,7 @@ static void parser(void) {
         fclose(f);
         int all = 1;
         for (int h = 0; h < MREC_HP_COUNT; h++) all &= strstr(text, mrec_param_spec_of((mrec_hp)h)->flag) != NULL;
-        t_check(all && strstr(text, "0.0005 (ngcfm)") && strstr(text, "--authors-loss"), "help lists every hyper-parameter, with defaults");
+        t_check(all && strstr(text, "0.0005 (ngcfm") && strstr(text, "--authors-loss"), "help lists every hyper-parameter, with defaults");
         free(text);
     }
     mrec_command plain = {"test", "usage: test\n", NULL, opts, N, 0};
