@@ -418,6 +418,10 @@ void mrec_lightgcn_use_authors_loss(mrec_model *m);
  * the host loops (the same loss; gradients within float rounding). */
 void mrec_bprmf_use_ops(mrec_model *m);
 void mrec_lightgcn_use_ops(mrec_model *m);
+/* 1 when the model of that registry name ("bprmf") trains and ranks on a GPU
+ * context; the others refuse one, naming themselves. A trainer asks before it
+ * reads any data. */
+int mrec_model_runs_on_gpu(const char *name);
 /* ItemKNN: cosine similarity of items over their training users,
  * |U_i & U_j| / sqrt(|U_i| |U_j|), the k most similar kept per item (ties to
  * the lower id), and score(u, i) = sum of sim(i, j) over the user's items j

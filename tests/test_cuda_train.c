@@ -1,0 +1,298 @@
+/* test_cuda_train.c: where a training run goes, and what it brings back there.
+ *
+ * The first half needs no GPU: `mrec train --device` as a user meets it (a
+ * model without a GPU path refused by name before the data is read, auto
+ * falling back to the CPU with a one-line notice, a bad value named), the
+ * Elliot config's `gpu` key, and the list of models with a GPU path against
+ * the models themselves (each one off the list refuses a GPU context, naming
+ * itself). The second half trains every model with a GPU path a few epochs
+ * through mrec_train on the CPU and on the GPU from one seed: epoch losses
+ * within 1e-3 relative (fp32 on both sides, summed in other orders, over a
+ * few hundred Adam steps) and Recall@20 / nDCG@20 within 0.01 (a ranking may
+ * swap near-ties). Without a GPU those cases print "skipped". Runs the binary
+ * in $MREC_BIN.
+ */
+#include "harness.h"
+
+#include "../recsys/mrec_registry.h"
+#include "../tools/mrec_pipeline.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A setup step a case cannot go on without: recorded as a failure, and the case stops. */
+#define T_REQUIRE_VOID_OK(cond)                                                     \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            t_check(0, "%s:%d: requirement failed: %s", __FILE__, __LINE__, #cond); \
+            return;                                                                 \
+        }                                                                           \
+    } while (0)
+
+static const char *bin;
+static char dir[] = "/tmp/mrec-cuda-train-XXXXXX";
+
+/* Runs `bin args` in dir, stdout and stderr into out. Returns the exit status. */
+static int run(const char *args, char *out, size_t cap) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s 2>&1", dir, bin, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int write_file(const char *name, const char *text) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    fputs(text, f);
+    return fclose(f) == 0;
+}
+
+/* Elliot's fixed split in dir: 120 users with 8 to 17 items of 90 in bands (users share taste), the last two
+ * of each in validation and test. */
+static int write_data(void) {
+    char path[4096];
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    FILE *f[3];
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        if (!(f[s] = fopen(path, "w"))) return 0;
+    }
+    uint64_t st = 3;
+    for (int u = 0; u < 120; u++) {
+        int n = 8 + (int)(t_rand_u64(&st) % 10), items[17], have = 0;
+        while (have < n) {
+            int it = (int)((u * 3 + t_rand_u64(&st) % 25) % 90), seen = 0;
+            for (int q = 0; q < have; q++) seen |= items[q] == it;
+            if (!seen) items[have++] = it;
+        }
+        for (int q = 0; q < n; q++) fprintf(f[q == n - 1 ? 2 : q == n - 2 ? 1 : 0], "u%d\ti%d\t1\n", u, items[q]);
+    }
+    int ok = 1;
+    for (int s = 0; s < 3; s++) ok &= fclose(f[s]) == 0;
+    return ok;
+}
+
+/* Whether this process can open a GPU context (a CUDA build on a machine with a GPU). */
+static int have_gpu(char *why, size_t cap) {
+    mrec_context *ctx = NULL;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CUDA, o.n_threads = 1;
+    mrec_status st = mrec_context_create(&ctx, &o);
+    snprintf(why, cap, "%s", st ? mrec_error_detail() : "");
+    mrec_context_destroy(ctx);
+    mrec_clear_error();
+    return st == MREC_OK;
+}
+
+#define DATA "--data train.tsv,val.tsv,test.tsv --format tsv --k 10,20 --epochs 2 --threads 1"
+
+static void device_flag(int gpu) {
+    char out[16384];
+    /* a model without a GPU path: refused by name before the data is read (here the data could not be read) */
+    T_REQUIRE_VOID_OK(write_file("broken.tsv", "u1\ti1\tnot-a-rating\n"));
+    int rc = run("train --data broken.tsv --format tsv --model ngcf --device cuda --out o1", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "ngcf has no GPU path") && !strstr(out, "broken.tsv"),
+            "--device cuda --model ngcf: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/o1", dir);
+    t_check(access(path, F_OK) != 0, "--device cuda --model ngcf leaves no output folder");
+    for (int i = 0; i < mrec_model_count(); i++) {
+        const mrec_model_entry *e = mrec_model_at(i);
+        if (mrec_model_runs_on_gpu(e->name)) continue;
+        char args[512];
+        snprintf(args, sizeof args, "train --data broken.tsv --format tsv --model %s --device cuda --out o1%s", e->name,
+                 e->needs != MREC_NEEDS_NONE ? " --features visual=broken.tsv,textual=broken.tsv" : "");
+        rc = run(args, out, sizeof out);
+        char want[64];
+        snprintf(want, sizeof want, "%s has no GPU path", e->name);
+        t_check(rc == 2 && strstr(out, want), "--device cuda --model %s: exit 2 naming it (exit %d: %.200s)", e->name, rc, out);
+    }
+
+    /* a model with a GPU path: without a GPU, cuda is an error saying why, auto the CPU with a notice */
+    rc = run("train " DATA " --model bprmf --device cuda --out o2", out, sizeof out);
+    if (gpu)
+        t_check(rc == 0, "--device cuda --model bprmf trains on the GPU (exit %d: %.300s)", rc, rc ? out : "");
+    else
+        t_check(rc == 2 && strstr(out, "device"), "--device cuda --model bprmf without a GPU: exit 2 saying why (exit %d: %.300s)", rc,
+                out);
+    rc = run("train " DATA " --model bprmf --device auto --out o3", out, sizeof out);
+    if (gpu)
+        t_check(rc == 0 && strstr(out, "device: cuda") && !strstr(out, "running on the CPU"),
+                "--device auto --model bprmf takes the GPU (exit %d: %.300s)", rc, out);
+    else
+        t_check(rc == 0 && strstr(out, "mrec train: no usable GPU (") && strstr(out, "); running on the CPU\n"),
+                "--device auto --model bprmf without a GPU: the CPU, with a notice saying why (exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model ngcf --device auto --out o4", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "mrec train: ngcf has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
+            "--device auto --model ngcf: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
+    /* the default is the CPU, with nothing said about devices */
+    rc = run("train " DATA " --model bprmf --out o5", out, sizeof out);
+    t_check(rc == 0 && !strstr(out, "GPU") && !strstr(out, "device"), "no --device: the CPU, silently (exit %d: %.300s)", rc, out);
+
+    rc = run("train " DATA " --model bprmf --device gpu --out o6", out, sizeof out);
+    t_check(rc == 1 && strstr(out, "--device") && strstr(out, "'gpu'") && strstr(out, "auto|cpu|cuda"),
+            "--device gpu: refused, naming the flag, the value and the choices (exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model bprmf --device --out o6", out, sizeof out);
+    t_check(rc == 1 && strstr(out, "--device"), "--device without a value: refused (exit %d: %.300s)", rc, out);
+    rc = run("train --help", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "--device auto|cpu|cuda"), "--device in mrec train --help");
+}
+
+/* Elliot's `gpu`: -1 the CPU; a GPU index takes that GPU where it can, the CPU with a notice otherwise. */
+static void elliot_gpu(int gpu) {
+    char out[16384], cfg[2048];
+    const char *fmt = "experiment:\n"
+                      "  dataset: tiny\n"
+                      "  data_config: {strategy: fixed, train_path: train.tsv, validation_path: val.tsv, test_path: test.tsv}\n"
+                      "  top_k: 10\n"
+                      "  evaluation: {cutoffs: [10], simple_metrics: [Recall]}\n"
+                      "  gpu: %s\n"
+                      "  models:\n"
+                      "    MostPop: {meta: {save_recs: False}}\n"
+                      "    external.BPRMF: {meta: {validation_rate: 1}, lr: 0.01, epochs: 2, factors: 8, batch_size: 64, seed: 1}\n";
+    static const char *values[] = {"-1", "0", "-2", "zero"};
+    for (int v = 0; v < 4; v++) {
+        snprintf(cfg, sizeof cfg, fmt, values[v]);
+        T_REQUIRE_VOID_OK(write_file("elliot.yml", cfg));
+        char args[256];
+        snprintf(args, sizeof args, "train elliot.yml --out res%d --threads 1", v);
+        int rc = run(args, out, sizeof out);
+        if (v == 0)
+            t_check(rc == 0 && !strstr(out, "GPU"), "Elliot gpu: -1 runs on the CPU, silently (exit %d: %.300s)", rc, out);
+        else if (v == 1)
+            t_check(rc == 0 && strstr(out, "mostpop has no GPU path; running on the CPU") &&
+                        (gpu ? strstr(out, "device: cuda (GPU 0)") != NULL : strstr(out, "no usable GPU") != NULL),
+                    "Elliot gpu: 0: BPRMF on GPU 0 where there is one, MostPop on the CPU with a notice (exit %d: %.400s)", rc, out);
+        else
+            t_check(rc != 0 && strstr(out, "elliot.yml") && strstr(out, "gpu"), "Elliot gpu: %s refused, naming the key (exit %d: %.300s)",
+                    values[v], rc, out);
+    }
+}
+
+/* Every model off the GPU list refuses a GPU context, naming itself: the list and the models agree. (The
+ * context is a CPU one relabelled: a model must refuse it before it touches the device.) */
+static void list_matches_models(mrec_context *cpu) {
+    enum { U = 30, I = 20, D = 6 };
+    mrec_interactions x = {0};
+    int32_t user[U * 4], item[U * 4];
+    int8_t split[U * 4];
+    float rating[U * 4];
+    x.n_users = U, x.n_items = I, x.user = user, x.item = item, x.split = split, x.rating = rating;
+    for (int u = 0; u < U; u++)
+        for (int q = 0; q < 4; q++) user[x.n] = u, item[x.n] = (u + 3 * q) % I, rating[x.n] = 1, split[x.n++] = MREC_SPLIT_TRAIN;
+    mrec_user_items train;
+    T_REQUIRE_VOID_OK(mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN) == MREC_OK);
+    float feat_x[2][I * D];
+    uint8_t present[I];
+    uint64_t st = 9;
+    t_fill_uniform(&feat_x[0][0], 2 * I * D, &st, -1, 1);
+    memset(present, 1, sizeof present);
+    mrec_features feat[2] = {{"visual", I, D, feat_x[0], present, 0}, {"textual", I, D, feat_x[1], present, 0}};
+    float item_feat[I * 2 * D];
+    for (int i = 0; i < I; i++)
+        memcpy(item_feat + i * 2 * D, feat_x[0] + i * D, sizeof(float) * D), memcpy(item_feat + i * 2 * D + D, feat_x[1] + i * D, sizeof(float) * D);
+    mrec_context gpu = *cpu;
+    gpu.device = MREC_DEVICE_CUDA, gpu.cuda = NULL;
+    for (int i = 0; i < mrec_model_count(); i++) {
+        const mrec_model_entry *e = mrec_model_at(i);
+        if (mrec_model_runs_on_gpu(e->name) || !(e->flags & MREC_MODEL_TRAINS)) continue;
+        mrec_param_values given, p;
+        memset(&given, 0, sizeof given);
+        if (!t_status(mrec_params_resolve(&p, e, &given), MREC_OK, "%s: its defaults", e->name)) continue;
+        mrec_model_inputs in = {.n_users = U, .n_items = I, .train = &train, .feat = feat, .n_feat = 2, .item_feat = item_feat,
+                                .feat_dim = 2 * D};
+        mrec_built_model b;
+        memset(&b, 0, sizeof b);
+        mrec_status s = mrec_model_build(&b, e, &in, &p, &gpu);
+        const char *detail = mrec_error_detail();
+        t_check(s == MREC_ERR_UNSUPPORTED && !strncmp(detail, e->name, strlen(e->name)),
+                "%s, off the GPU list, refuses a GPU context naming itself (status %d: %s)", e->name, s, detail);
+        if (s == MREC_OK) mrec_built_model_free(&b);
+        mrec_clear_error();
+    }
+    t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && !mrec_model_runs_on_gpu("mostpop") &&
+                !mrec_model_runs_on_gpu(NULL),
+            "BPRMF and LightGCN have a GPU path");
+    mrec_user_items_free(&train);
+}
+
+/* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
+static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
+    if (why_not) {
+        t_skip("%s trained on the CPU and the GPU: %s", e->name, why_not);
+        return;
+    }
+    char data[4096 * 3];
+    snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
+    mrec_train_result r[2];
+    int ok[2] = {0, 0};
+    for (int dev = 0; dev < 2; dev++) {
+        mrec_train_spec s = mrec_train_defaults();
+        s.data = data, s.format = "tsv", s.model = e, s.threads = 2;
+        s.n_k = 2, s.k[0] = 10, s.k[1] = 20;
+        s.device = dev ? MREC_WANT_CUDA : MREC_WANT_CPU, s.gpu = 0;
+        s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {6}, .given = 1};
+        s.params.v[MREC_HP_PATIENCE] = (mrec_param_value){.x = {100}, .given = 1};
+        s.params.v[MREC_HP_LR] = (mrec_param_value){.x = {0.01}, .given = 1};
+        s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
+        s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
+        s.params.v[MREC_HP_SEED] = (mrec_param_value){.x = {11}, .given = 1};
+        mrec_status st = mrec_train(&s, &r[dev]);
+        ok[dev] = t_status(st, MREC_OK, "%s trains on the %s (%s)", e->name, dev ? "GPU" : "CPU", r[dev].stage ? r[dev].stage : "");
+    }
+    if (ok[0] && ok[1]) {
+        int same = r[0].n_history == r[1].n_history && r[0].n_history == 6;
+        double worst = 0;
+        for (int h = 0; same && h < r[0].n_history; h++) {
+            double a = r[0].history[h].loss, b = r[1].history[h].loss, rel = fabs(b - a) / fmax(fabs(a), 1e-30);
+            same = rel <= 1e-3, worst = fmax(worst, rel);
+        }
+        t_check(same, "%s: the GPU's epoch losses follow the CPU's within 1e-3 relative (%d and %d epochs, worst %.2e)", e->name,
+                r[0].n_history, r[1].n_history, worst);
+        double rc = r[0].test.value[MREC_METRIC_RECALL][1], rg = r[1].test.value[MREC_METRIC_RECALL][1];
+        double nc = r[0].test.value[MREC_METRIC_NDCG][1], ng = r[1].test.value[MREC_METRIC_NDCG][1];
+        t_check(rc > 0 && fabs(rg - rc) <= 0.01 && fabs(ng - nc) <= 0.01,
+                "%s: test Recall@20 %.4f / nDCG@20 %.4f on the GPU, %.4f / %.4f on the CPU", e->name, rg, ng, rc, nc);
+    }
+    mrec_train_result_free(&r[0]), mrec_train_result_free(&r[1]);
+}
+
+int main(void) {
+    t_suite("cuda_train");
+    bin = getenv("MREC_BIN");
+    if (!bin) bin = "bin/mrec";
+    char abs_bin[4096];
+    if (bin[0] != '/' && getcwd(abs_bin, sizeof abs_bin - strlen(bin) - 2)) {
+        strcat(abs_bin, "/"), strcat(abs_bin, bin);
+        bin = abs_bin;
+    }
+    T_REQUIRE(mkdtemp(dir) != NULL);
+    T_REQUIRE(write_data());
+    char why[512];
+    int gpu = have_gpu(why, sizeof why);
+    mrec_context *cpu;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 1;
+    T_REQUIRE(mrec_context_create(&cpu, &o) == MREC_OK);
+
+    device_flag(gpu);
+    elliot_gpu(gpu);
+    list_matches_models(cpu);
+    for (int i = 0; i < mrec_model_count(); i++)
+        if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why);
+
+    mrec_context_destroy(cpu);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    return t_finish();
+}
