@@ -225,6 +225,130 @@ static void list_matches_models(mrec_context *cpu) {
     mrec_user_items_free(&train);
 }
 
+/* ---- NGCF's ops, each entry against its reference: on the CPU context (the _cpu variant, on two threads) bit for
+ * bit, since it computes each element or row as the reference does; on the GPU the same for the element-wise ones,
+ * and the L2 backward within 1e-6 + 1e-5 relative (its two sums in double, added in another order). ---- */
+
+/* A device (or host, on a CPU context) copy of bytes of host, carved from a; NULL (recorded) on failure. */
+static void *place(mrec_context *ctx, mrec_arena *a, const void *host, size_t bytes) {
+    void *p = mrec_arena_alloc(a, bytes);
+    if (!t_check(p != NULL, "a buffer of %zu bytes", bytes)) return NULL;
+    if (host && !t_status(mrec_copy_to_device(ctx, p, host, bytes), MREC_OK, "a copy to the device")) return NULL;
+    return p;
+}
+
+static int fetch(mrec_context *ctx, float *host, const float *dev, int64_t n) {
+    return t_status(mrec_copy_to_host(ctx, host, dev, sizeof(float) * (size_t)n), MREC_OK, "a copy to the host");
+}
+
+/* mrec_mix64, as NGCF's host loops draw their dropout */
+static float host_uniform(uint64_t key, uint64_t e) {
+    return (float)((mrec_mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+}
+
+static void ngcf_ops(mrec_context *ctx, const char *where) {
+    enum { R = 333, C = 37, W = 3 * C + 5 };
+    const int64_t n = (int64_t)R * C;
+    mrec_arena a = {0};
+    if (!t_status(mrec_arena_reserve(&a, 16 * sizeof(float) * (size_t)R * W + 65536, ctx->device, ctx->cuda), MREC_OK,
+                  "%s: buffers", where))
+        return;
+    float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
+    float *wide = malloc(sizeof(float) * R * W), *ref = malloc(sizeof(float) * R * W), *out = malloc(sizeof(float) * R * W);
+    int32_t *idx = malloc(sizeof(int32_t) * n);
+    uint64_t st = 77;
+    t_fill_uniform(x, n, &st, -2, 2), t_fill_uniform(dy, n, &st, -1, 1), t_fill_uniform(wide, (int64_t)R * W, &st, -1, 1);
+    for (int r = 0; r < R; r++) /* a zero row and a tiny one: the eps branch */
+        if (r == 5 || r == 6)
+            for (int c = 0; c < C; c++) x[(size_t)r * C + c] = r == 5 ? 0.0f : 1e-14f;
+    mrec_l2_normalize_rows_ref(y, x, 1e-12f, R, C);
+    for (int64_t t = 0; t < n; t++) idx[t] = (int32_t)((t * 7919) % n); /* a permutation: n is not a multiple of 7919 */
+    float *dx = place(ctx, &a, x, sizeof(float) * n), *dyy = place(ctx, &a, y, sizeof(float) * n);
+    float *ddy = place(ctx, &a, dy, sizeof(float) * n), *dwide = place(ctx, &a, wide, sizeof(float) * R * W);
+    int32_t *didx = place(ctx, &a, idx, sizeof(int32_t) * n);
+    float *dout = place(ctx, &a, NULL, sizeof(float) * R * W);
+    if (!dx || !dyy || !ddy || !dwide || !didx || !dout) goto done;
+
+    /* hashed dropout: values, the mask (x NULL), renumbered by idx, and p = 0 (a copy) */
+    static const float ps[3] = {0.0f, 0.1f, 0.6f};
+    for (int k = 0; k < 3; k++)
+        for (int form = 0; form < 3; form++) {
+            const float *xs = form == 1 ? NULL : x;
+            const int32_t *is = form == 2 ? idx : NULL;
+            uint64_t key = 0x1234567890ABCDEFull ^ (uint64_t)k;
+            mrec_hash_dropout_ref(ref, xs, is, n, ps[k], key);
+            if (!t_status(mrec_hash_dropout(ctx, dout, form == 1 ? NULL : dx, form == 2 ? didx : NULL, n, ps[k], key), MREC_OK,
+                          "%s: hash dropout", where) ||
+                !fetch(ctx, out, dout, n))
+                continue;
+            t_allclose(where, ref, out, n, 0, 0);
+            int agree = 1, dropped = 0;
+            for (int64_t t = 0; t < n && agree; t++) {
+                int drop = host_uniform(key, is ? (uint64_t)is[t] : (uint64_t)t) < ps[k];
+                dropped += drop, agree = drop ? ref[t] == 0.0f : ref[t] == (xs ? xs[t] / (1.0f - ps[k]) : 1.0f / (1.0f - ps[k]));
+            }
+            t_check(agree && (ps[k] == 0 ? dropped == 0 : fabs(dropped - ps[k] * n) < 5 * sqrt(n * ps[k] * (1 - ps[k]))),
+                    "%s: hash dropout p=%g form %d drops as the host's mrec_mix64 stream does (%d of %lld)", where, ps[k], form, dropped,
+                    (long long)n);
+        }
+    /* p outside [0, 1) is refused */
+    t_status(mrec_hash_dropout(ctx, dout, dx, NULL, n, 1.0f, 1), MREC_ERR_ARG, "%s: hash dropout with p = 1 refused", where);
+
+    /* LeakyReLU's backward, zero inputs included */
+    x[3] = 0.0f;
+    if (mrec_copy_to_device(ctx, dx, x, sizeof(float) * n) == MREC_OK) {
+        mrec_leaky_relu_back_ref(ref, dy, x, 0.2f, n);
+        if (t_status(mrec_leaky_relu_back(ctx, dout, ddy, dx, 0.2f, n), MREC_OK, "%s: leaky relu backward", where) && fetch(ctx, out, dout, n))
+            t_allclose(where, ref, out, n, 0, 0);
+    }
+
+    /* row copies into and out of a wider matrix */
+    memcpy(ref, wide, sizeof(float) * R * W);
+    mrec_copy_rows_ref(ref + C + 2, W, x, C, R, C);
+    if (t_status(mrec_copy_rows(ctx, dwide + C + 2, W, dx, C, R, C), MREC_OK, "%s: copy rows into", where) && fetch(ctx, out, dwide, (int64_t)R * W))
+        t_allclose(where, ref, out, (int64_t)R * W, 0, 0);
+    mrec_copy_rows_ref(ref, C, wide + 1, W, R, C);
+    if (t_status(mrec_copy_rows(ctx, dout, C, dwide + 1, W, R, C), MREC_OK, "%s: copy rows out of", where) && fetch(ctx, out, dout, n)) {
+        memcpy(ref, wide, sizeof(float) * R * W), mrec_copy_rows_ref(ref + C + 2, W, x, C, R, C); /* wide as the device holds it */
+        float *want = malloc(sizeof(float) * n);
+        mrec_copy_rows_ref(want, C, ref + 1, W, R, C);
+        t_allclose(where, want, out, n, 0, 0);
+        free(want);
+    }
+    t_status(mrec_copy_rows(ctx, dout, C - 1, dx, C, R, C), MREC_ERR_ARG, "%s: copy rows with a stride below the width refused", where);
+
+    /* the L2 backward, overwriting (beta 0, over NaN) and accumulating, against a finite difference of the forward */
+    for (int b = 0; b < 2; b++) {
+        float beta = b ? 0.5f : 0.0f;
+        for (int64_t t = 0; t < n; t++) ref[t] = b ? wide[t] : NAN;
+        if (mrec_copy_to_device(ctx, dout, ref, sizeof(float) * n) != MREC_OK) continue;
+        mrec_l2_normalize_rows_back_ref(ref, dy, y, x, 1e-12f, beta, R, C);
+        if (t_status(mrec_l2_normalize_rows_back(ctx, dout, ddy, dyy, dx, 1e-12f, beta, R, C), MREC_OK, "%s: l2 backward", where) &&
+            fetch(ctx, out, dout, n))
+            t_allclose(where, ref, out, n, ctx->device == MREC_DEVICE_CPU ? 0 : 1e-6, ctx->device == MREC_DEVICE_CPU ? 0 : 1e-5);
+    }
+    if (ctx->device == MREC_DEVICE_CPU) { /* the reference itself: d/dx of sum(dy * y) by central differences, row 0 */
+        double worst = 0;
+        float y0[C];
+        mrec_l2_normalize_rows_ref(y0, x, 1e-12f, 1, C);
+        for (int c = 0; c < C; c++) {
+            float row[C], yp[C], ym[C];
+            memcpy(row, x, sizeof row);
+            float h = 1e-3f, keep = row[c];
+            row[c] = keep + h, mrec_l2_normalize_rows_ref(yp, row, 1e-12f, 1, C);
+            row[c] = keep - h, mrec_l2_normalize_rows_ref(ym, row, 1e-12f, 1, C);
+            double fd = 0;
+            for (int q = 0; q < C; q++) fd += (double)dy[q] * (yp[q] - ym[q]) / (2.0 * h);
+            mrec_l2_normalize_rows_back_ref(ref, dy, y0, x, 1e-12f, 0, 1, C);
+            worst = fmax(worst, fabs(fd - ref[c]));
+        }
+        t_check(worst < 2e-3, "l2 backward reference against central differences (worst %.2e)", worst);
+    }
+done:
+    mrec_arena_release(&a, ctx->cuda);
+    free(x), free(y), free(dy), free(wide), free(ref), free(out), free(idx);
+}
+
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
 static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
     if (why_not) {
@@ -281,12 +405,18 @@ int main(void) {
     int gpu = have_gpu(why, sizeof why);
     mrec_context *cpu;
     mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = 1;
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
     T_REQUIRE(mrec_context_create(&cpu, &o) == MREC_OK);
 
     device_flag(gpu);
     elliot_gpu(gpu);
     list_matches_models(cpu);
+    ngcf_ops(cpu, "cpu");
+    mrec_context *gctx = NULL;
+    o.device = MREC_WANT_CUDA;
+    if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda");
+    else if (!gpu) t_skip("NGCF's ops on the GPU against their references: %s", why);
+    mrec_context_destroy(gctx);
     for (int i = 0; i < mrec_model_count(); i++)
         if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why);
 
