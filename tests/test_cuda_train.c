@@ -99,12 +99,12 @@ static void device_flag(int gpu) {
     char out[16384];
     /* a model without a GPU path: refused by name before the data is read (here the data could not be read) */
     T_REQUIRE_VOID_OK(write_file("broken.tsv", "u1\ti1\tnot-a-rating\n"));
-    int rc = run("train --data broken.tsv --format tsv --model ngcf --device cuda --out o1", out, sizeof out);
-    t_check(rc == 2 && strstr(out, "ngcf has no GPU path") && !strstr(out, "broken.tsv"),
-            "--device cuda --model ngcf: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
+    int rc = run("train --data broken.tsv --format tsv --model itemknn --device cuda --out o1", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "itemknn has no GPU path") && !strstr(out, "broken.tsv"),
+            "--device cuda --model itemknn: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
     char path[4200];
     snprintf(path, sizeof path, "%s/o1", dir);
-    t_check(access(path, F_OK) != 0, "--device cuda --model ngcf leaves no output folder");
+    t_check(access(path, F_OK) != 0, "--device cuda --model itemknn leaves no output folder");
     for (int i = 0; i < mrec_model_count(); i++) {
         const mrec_model_entry *e = mrec_model_at(i);
         if (mrec_model_runs_on_gpu(e->name)) continue;
@@ -131,9 +131,9 @@ static void device_flag(int gpu) {
     else
         t_check(rc == 0 && strstr(out, "mrec train: no usable GPU (") && strstr(out, "); running on the CPU\n"),
                 "--device auto --model bprmf without a GPU: the CPU, with a notice saying why (exit %d: %.300s)", rc, out);
-    rc = run("train " DATA " --model ngcf --device auto --out o4", out, sizeof out);
-    t_check(rc == 0 && strstr(out, "mrec train: ngcf has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
-            "--device auto --model ngcf: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model itemknn --device auto --out o4", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "mrec train: itemknn has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
+            "--device auto --model itemknn: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
     /* the default is the CPU, with nothing said about devices */
     rc = run("train " DATA " --model bprmf --out o5", out, sizeof out);
     t_check(rc == 0 && !strstr(out, "GPU") && !strstr(out, "device"), "no --device: the CPU, silently (exit %d: %.300s)", rc, out);
@@ -219,9 +219,9 @@ static void list_matches_models(mrec_context *cpu) {
         if (s == MREC_OK) mrec_built_model_free(&b);
         mrec_clear_error();
     }
-    t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && !mrec_model_runs_on_gpu("mostpop") &&
+    t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && mrec_model_runs_on_gpu("ngcf") && !mrec_model_runs_on_gpu("mostpop") &&
                 !mrec_model_runs_on_gpu(NULL),
-            "BPRMF and LightGCN have a GPU path");
+            "BPRMF, LightGCN and NGCF have a GPU path");
     mrec_user_items_free(&train);
 }
 
