@@ -29,7 +29,7 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
                                      float *a, float *b, mrec_context *ctx);
 
 /* ---- BPR through the op entries (bpr_ops.c) ----------------------------------
- * The batch step BPRMF and LightGCN take where their context runs (NGCF's loss too, on its final embeddings): on a GPU
+ * The batch step BPRMF and LightGCN take where their context runs (NGCF's and VBPR's losses too): on a GPU
  * always, on the CPU when a test asks (mrec_bprmf_use_ops,
  * mrec_lightgcn_use_ops), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
  * d) on the context's device. The batch's scores and squared row norms come

@@ -273,14 +273,28 @@ static void test_vbpr(mrec_context *ctx) {
         against_pytorch(&m, &fx, "vbpr", 0, ctx);
         mrec_model_destroy(&m);
     }
+    /* the op path a GPU context takes, on this CPU context */
+    mrec_rng ro = {1};
+    if (t_status(mrec_vbpr_create(&m, fx.U, I, fx.d, fx.reg, feat, 11, &ro, ctx), MREC_OK, "create vbpr") &&
+        t_status(mrec_vbpr_use_ops(&m), MREC_OK, "vbpr's op path"))
+    {
+        const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(fx.c, "models"), "vbpr");
+        int p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+        run_steps(&m, fx.c, ref, "vbpr through the op entries", 0, ctx);
+    }
+    if (m.self) mrec_model_destroy(&m);
     /* gradients on a 5-user, 6-item problem, weights scaled away from the flat start */
-    mrec_rng r2 = {3};
-    if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, ctx), MREC_OK, "small vbpr")) {
-        for (int k = 0; k < 2; k++)
-            for (int64_t e = 0; e < m.size[k]; e++) m.param[k][e] *= 10;
-        for (int64_t e = 0; e < m.size[3]; e++) m.param[3][e] = 0.1f * (float)(e + 1);
-        check_gradients(&m, "vbpr");
-        mrec_model_destroy(&m);
+    for (int ops = 0; ops < 2; ops++) {
+        mrec_rng r2 = {3};
+        if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, ctx), MREC_OK, "small vbpr")) {
+            for (int k = 0; k < 2; k++)
+                for (int64_t e = 0; e < m.size[k]; e++) m.param[k][e] *= 10;
+            for (int64_t e = 0; e < m.size[3]; e++) m.param[3][e] = 0.1f * (float)(e + 1);
+            if (!ops || t_status(mrec_vbpr_use_ops(&m), MREC_OK, "vbpr's op path"))
+                check_gradients(&m, ops ? "vbpr through the op entries" : "vbpr");
+            mrec_model_destroy(&m);
+        }
     }
     free(feat);
     fixture_close(&fx);
