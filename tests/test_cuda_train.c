@@ -271,7 +271,7 @@ static void op_path_on_cpu(mrec_context *cpu) {
     static const struct {
         const char *name;
         use_ops_fn use_ops;
-    } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}};
+    } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}, {"freedom", mrec_freedom_use_ops}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
@@ -458,6 +458,7 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
         mrec_train_spec s = mrec_train_defaults();
         s.data = data, s.format = "tsv", s.model = e, s.threads = 2;
         if (e->needs != MREC_NEEDS_NONE) s.features = features;
+        s.cache = "none"; /* no kNN graph left in the home folder */
         s.n_k = 2, s.k[0] = 10, s.k[1] = 20;
         s.device = dev ? MREC_WANT_CUDA : MREC_WANT_CPU, s.gpu = 0;
         s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {6}, .given = 1};
