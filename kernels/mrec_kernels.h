@@ -618,4 +618,39 @@ mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, co
 mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,
                            int C);
 
+/* What NGCF's layers need beside the dense ops (references and CPU variants
+ * in kernels/cpu/train.c, GPU ones in kernels/cuda/train.cu).
+ *
+ * Dropout drawn from a hash of (key, element), the stream NGCF's host loops
+ * use, so the host and the op path drop the same entries whatever the
+ * order: element t is dropped when u(key, e) < p, with e = idx ? idx[t] : t
+ * (idx renumbers, e.g. a transposed matrix's entries back to the original's)
+ * and u(key, e) = (mix64(key ^ e * 0x9E3779B97F4A7C15) >> 40) / 2^24; a kept
+ * one is out[t] = x[t] / (1 - p), or 1 / (1 - p) with x NULL (the mask).
+ * out, x, idx: (n); p in [0, 1) (0: a copy of x, or ones). */
+void mrec_hash_dropout_ref(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key);
+void mrec_hash_dropout_cpu(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key, mrec_pool *pool);
+mrec_status mrec_hash_dropout_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key,
+                                   mrec_cuda *cu);
+/* LeakyReLU's backward: dz (n) = dy where z > 0, else slope * dy (z: its input, (n)). */
+void mrec_leaky_relu_back_ref(float *dz, const float *dy, const float *z, float slope, int64_t n);
+void mrec_leaky_relu_back_cpu(float *dz, const float *dy, const float *z, float slope, int64_t n, mrec_pool *pool);
+mrec_status mrec_leaky_relu_back_cuda(float *dz, const float *dy, const float *z, float slope, int64_t n, mrec_cuda *cu);
+/* Column blocks into or out of a wider matrix: mrec_copy_rows, with the encoders' ops. */
+/* The backward of y = x / max(|x|, eps) row by row (mrec_l2_normalize_rows):
+ * dx = beta dx + (dy - y (y . dy)) / |x| where |x| > eps, else beta dx + dy / eps;
+ * beta 0 ignores dx's contents. dx, dy, y, x: (R, C); sums in double. */
+void mrec_l2_normalize_rows_back_ref(float *dx, const float *dy, const float *y, const float *x, float eps, float beta, int R,
+                                     int C);
+void mrec_l2_normalize_rows_back_cpu(float *dx, const float *dy, const float *y, const float *x, float eps, float beta, int R,
+                                     int C, mrec_pool *pool);
+mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const float *y, const float *x, float eps, float beta,
+                                             int R, int C, mrec_cuda *cu);
+/* Entries. */
+mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
+                              uint64_t key);
+mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, const float *z, float slope, int64_t n);
+mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
+                                        float eps, float beta, int R, int C);
+
 #endif

@@ -13,6 +13,14 @@
  *   bpr(a, b) = -mean log sigmoid(<a_u, b_i+> - <a_u, b_i->)
  * Scoring uses the full normalized graph. U and I start xavier-uniform;
  * W_m and b_m as torch.nn.Linear (uniform in +-1/sqrt(F_m)).
+ *
+ * Two paths compute this: the host loops (a CPU context), and the op path (a
+ * GPU context always, a CPU one after mrec_freedom_use_ops) with every array
+ * and the graphs on the context's device (each epoch's pruned graph is drawn
+ * on the host, as before, and copied there). A batch's rows form tables the
+ * BPR step of bpr_ops.c scores: [F_u ; F_i + h_i ; F_j + h_j] for the main
+ * loss, [F_u ; z_i ; z_j] for each modality's; their gradient rows are then
+ * scattered to the tables in batch order.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -43,12 +51,31 @@ typedef struct {
     int cap, f_max;
     mrec_context *ctx;
     mrec_status status;                   /* of the last loss_grad */
+    /* the op path */
+    int use_ops, on_device;               /* on_device: the arrays above are carved from mem */
+    mrec_arena mem, batch;                /* on the context's device: the model's arrays and graphs; a batch's */
+    mrec_csr full_ops, pruned_ops, s_ops, s_t; /* Â, this epoch's Â, S and S^T there */
+    int ops_cap;
+    float *T, *T2, *mixed, *mixed2, *rows, *dfb, *ones; /* (3 cap, d) x 4, (2 cap, d), (2 cap, F_max), (2 cap) */
+    int32_t *ids, *ids_ij;                /* (3 cap): u, U + i, U + j; (2 cap): i, j */
+    int64_t *n_ptr, *i_ptr;               /* (N + 1), (n_items + 1) the batch's rows transposed */
+    int32_t *n_pos, *i_pos;               /* (3 cap), (2 cap) */
+    void *n_work, *i_work;
+    size_t n_work_bytes, i_work_bytes;
+    int32_t *h_iota;                      /* (3 cap) host: 0, 1, ... */
+    int32_t *h_ids;                       /* (3 cap) host */
+    mrec_bpr_ops bpr;
 } freedom;
 
 static const mrec_graph *train_graph(const freedom *m) { return m->dropout > 0 ? &m->pruned : m->full; }
 
 /* final = mean of E0..EL over g; h = S I */
 static mrec_status propagate(freedom *m, const mrec_graph *g) {
+    if (m->use_ops) { /* the device's copy of g */
+        const mrec_csr *adj = g == m->full ? &m->full_ops : &m->pruned_ops;
+        mrec_status st = mrec_csr_layer_mean(m->final, m->ego, adj, m->layers, m->dim, m->a, m->c, m->ctx);
+        return st ? st : mrec_spmm(m->ctx, m->h, &m->s_ops, m->ego + (size_t)m->n_users * m->dim, m->dim, 0);
+    }
     mrec_status st = mrec_graph_layer_mean(m->final, m->ego, g, m->layers, m->dim, m->a, m->c, m->ctx);
     mrec_csr s = mrec_graph_csr(m->item_graph);
     return st ? st : mrec_spmm(m->ctx, m->h, &s, m->ego + (size_t)m->n_users * m->dim, m->dim, 0);
@@ -147,10 +174,111 @@ static mrec_status batch_loss_grad(freedom *m, double *loss_out, const int32_t *
     return MREC_OK;
 }
 
+/* ---- the op path ---- */
+
+static void carve_batch(freedom *m, mrec_arena *a) {
+    size_t c = (size_t)m->ops_cap, d = (size_t)m->dim;
+    m->T = mrec_arena_alloc(a, sizeof(float) * 3 * c * d), m->T2 = mrec_arena_alloc(a, sizeof(float) * 3 * c * d);
+    m->mixed = mrec_arena_alloc(a, sizeof(float) * 3 * c * d), m->mixed2 = mrec_arena_alloc(a, sizeof(float) * 3 * c * d);
+    m->rows = mrec_arena_alloc(a, sizeof(float) * 2 * c * d);
+    m->fb = mrec_arena_alloc(a, sizeof(float) * 2 * c * (size_t)m->f_max), m->dfb = mrec_arena_alloc(a, sizeof(float) * 2 * c * (size_t)m->f_max);
+    m->ones = mrec_arena_alloc(a, sizeof(float) * 2 * c);
+    m->ids = mrec_arena_alloc(a, sizeof(int32_t) * 3 * c), m->ids_ij = mrec_arena_alloc(a, sizeof(int32_t) * 2 * c);
+    m->n_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)m->n_nodes + 1));
+    m->i_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)m->n_items + 1));
+    m->n_pos = mrec_arena_alloc(a, sizeof(int32_t) * 3 * c), m->i_pos = mrec_arena_alloc(a, sizeof(int32_t) * 2 * c);
+    m->n_work = m->n_work_bytes ? mrec_arena_alloc(a, m->n_work_bytes) : NULL;
+    m->i_work = m->i_work_bytes ? mrec_arena_alloc(a, m->i_work_bytes) : NULL;
+}
+
+/* Buffers for batches of up to n triples, grown (not per batch) when a batch is larger than any before. */
+static mrec_status ensure_ops_batch(freedom *m, int n) {
+    if (n <= m->ops_cap) return MREC_OK;
+    mrec_context *ctx = m->ctx;
+    mrec_arena_release(&m->batch, ctx->cuda);
+    free(m->h_iota), free(m->h_ids);
+    m->ops_cap = n;
+    mrec_status st = mrec_index_csr_workspace_bytes(ctx, 3 * n, m->n_nodes, &m->n_work_bytes);
+    if (!st) st = mrec_index_csr_workspace_bytes(ctx, 2 * n, m->n_items, &m->i_work_bytes);
+    mrec_arena measure = mrec_arena_measure();
+    carve_batch(m, &measure);
+    if (!st) st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
+    float *ones = malloc(sizeof(float) * 2 * (size_t)n);
+    m->h_iota = malloc(sizeof(int32_t) * 3 * (size_t)n), m->h_ids = malloc(sizeof(int32_t) * 3 * (size_t)n);
+    if (!st && (!ones || !m->h_iota || !m->h_ids)) st = mrec_fail(MREC_ERR_NOMEM, "freedom: host buffers for a batch of %d", n);
+    if (!st) {
+        carve_batch(m, &m->batch);
+        for (int r = 0; r < 2 * n; r++) ones[r] = 1.0f;
+        for (int r = 0; r < 3 * n; r++) m->h_iota[r] = r;
+        st = mrec_copy_to_device(ctx, m->ones, ones, sizeof(float) * 2 * (size_t)n);
+    }
+    free(ones);
+    if (st) m->ops_cap = 0;
+    return st;
+}
+
+/* batch_loss_grad through the op entries. */
+static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
+    size_t nd = (size_t)n * d;
+    mrec_context *ctx = m->ctx;
+    mrec_status st = ensure_ops_batch(m, n);
+    if (!st) st = propagate(m, train_graph(m));
+    if (st) return st;
+    for (int b = 0; b < n; b++) m->h_ids[b] = u[b], m->h_ids[n + b] = U + i[b], m->h_ids[2 * n + b] = U + j[b];
+    st = mrec_copy_to_device(ctx, m->ids, m->h_ids, sizeof(int32_t) * 3 * (size_t)n);
+    if (!st) st = mrec_copy_to_device(ctx, m->ids_ij, i, sizeof(int32_t) * (size_t)n);
+    if (!st) st = mrec_copy_to_device(ctx, m->ids_ij + n, j, sizeof(int32_t) * (size_t)n);
+    /* the indexes check every id before a row is read */
+    if (!st) st = mrec_index_csr(ctx, m->n_ptr, m->n_pos, m->ids, 3 * n, N, m->n_work, m->n_work_bytes);
+    if (!st) st = mrec_index_csr(ctx, m->i_ptr, m->i_pos, m->ids_ij, 2 * n, I, m->i_work, m->i_work_bytes);
+    /* T = [F_u ; F_i + h_i ; F_j + h_j] */
+    if (!st) st = mrec_embedding(ctx, m->T, m->final, m->ids, 3 * n, N, d);
+    if (!st) st = mrec_embedding(ctx, m->rows, m->h, m->ids_ij, 2 * n, I, d);
+    if (!st) st = mrec_add(ctx, m->T + nd, m->T + nd, m->rows, 2 * (int64_t)nd);
+    const int32_t *row = m->h_iota;
+    int rows_cap = 3 * m->ops_cap;
+    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, rows_cap, d);
+    if (st) return st;
+    double loss = bpr_logsig(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
+    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, NULL))) return st;
+    /* the modality losses: T2 = [F_u ; z_i ; z_j] */
+    mrec_csr it = {.n_rows = I, .n_cols = 2 * n, .row_ptr = m->i_ptr, .col = m->i_pos, .device = ctx->device};
+    for (int mo = 0; mo < m->n_mod && !st; mo++) {
+        int F = m->fdim[mo];
+        float *dz = m->mixed2 + nd; /* the z rows' gradients, (2n, d) */
+        st = mrec_embedding(ctx, m->fb, m->feat[mo], m->ids_ij, 2 * n, I, F);
+        if (!st) st = mrec_copy_rows(ctx, m->T2, d, m->T, d, n, d);
+        if (!st) st = mrec_gemm(ctx, m->T2 + nd, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d);
+        if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T2, m->T2, row, row, row + n, n, n, rows_cap, d);
+        if (st) break;
+        loss += m->reg * bpr_logsig(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
+        for (int b = 0; b < n; b++) m->bpr.dx[b] = m->reg * m->bpr.dx[b];
+        st = mrec_bpr_ops_scatter(&m->bpr, m->mixed2, m->T2, m->bpr.dx, NULL);
+        /* the users' rows join the main loss's; dW = dz^T fb, db = ones^T dz, dX rows = dz W scattered */
+        if (!st) st = mrec_add(ctx, m->mixed, m->mixed, m->mixed2, (int64_t)nd);
+        if (!st) st = mrec_gemm(ctx, m->w_grad[mo], dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F);
+        if (!st) st = mrec_gemm(ctx, m->b_grad[mo], m->ones, dz, NULL, 1, 0, 0, 0, 1, d, 2 * n, 2 * n, d, d);
+        if (!st) st = mrec_gemm(ctx, m->dfb, dz, m->w[mo], NULL, 1, 0, 0, 0, 2 * n, F, d, d, F, F);
+        if (!st) st = mrec_spmm(ctx, m->feat_grad[mo], &it, m->dfb, F, 0);
+    }
+    /* dF = the batch's rows scattered; dh = the item rows'; dE0 = sum_k Â^k dF / (L + 1), item rows + S^T dh */
+    mrec_csr nt = {.n_rows = N, .n_cols = 3 * n, .row_ptr = m->n_ptr, .col = m->n_pos, .device = ctx->device};
+    float *dh = m->c; /* free until the backward propagation */
+    if (!st) st = mrec_spmm(ctx, m->dfinal, &nt, m->mixed, d, 0);
+    if (!st) st = mrec_spmm(ctx, dh, &it, m->mixed + nd, d, 0);
+    if (!st) st = mrec_spmm(ctx, m->h, &m->s_ops, dh, d, 1);
+    const mrec_csr *adj = m->dropout > 0 ? &m->pruned_ops : &m->full_ops;
+    if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, adj, 1, m->layers, d, m->a, m->c, ctx);
+    if (!st) st = mrec_add(ctx, m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->h, (int64_t)I * d);
+    *loss_out = loss;
+    return st;
+}
+
 static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     freedom *m = self;
     double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
     return m->status ? NAN : loss;
 }
 
@@ -191,6 +319,14 @@ static mrec_status freedom_epoch_start(void *self) {
         st = mrec_graph_from_pairs(&m->pruned, m->n_users, m->n_items, ku, ki, keep);
     }
     free(order), free(ku), free(ki);
+    if (!st && m->use_ops) { /* into the device's copy, sized for the full graph (the pruned one is a part of it) */
+        const mrec_graph *g = &m->pruned;
+        int64_t nnz = g->row_ptr[g->n_nodes];
+        if (nnz > m->full->row_ptr[m->n_nodes]) return mrec_fail(MREC_ERR_ARG, "freedom: a pruned graph larger than the full one");
+        st = mrec_copy_to_device(m->ctx, (int64_t *)m->pruned_ops.row_ptr, g->row_ptr, sizeof(int64_t) * ((size_t)g->n_nodes + 1));
+        if (!st) st = mrec_copy_to_device(m->ctx, (int32_t *)m->pruned_ops.col, g->col, sizeof(int32_t) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(m->ctx, (float *)m->pruned_ops.val, g->val, sizeof(float) * (size_t)nnz);
+    }
     return st;
 }
 
@@ -214,18 +350,129 @@ static void freedom_destroy(void *self) {
     freedom *m = self;
     mrec_graph_free(&m->pruned);
     free(m->pair_user), free(m->pair_item), free(m->edge_weight);
+    mrec_bpr_ops_free(&m->bpr);
+    if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
+    free(m->h_iota), free(m->h_ids);
+    if (m->use_ops) m->fb = NULL; /* carved from batch */
+    if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
+    if (m->on_device) {
+        free(m->pos), free(m->neg), free(m->dx);
+        free(m);
+        return;
+    }
     free(m->ego), free(m->ego_grad), free(m->final), free(m->a), free(m->c), free(m->dfinal), free(m->h);
     for (int k = 0; k < m->n_mod; k++) free(m->feat[k]), free(m->feat_grad[k]), free(m->w[k]), free(m->w_grad[k]), free(m->b[k]), free(m->b_grad[k]);
     free(m->fb), free(m->z), free(m->dz), free(m->pos), free(m->neg), free(m->dx);
     free(m);
 }
 
+/* The op path's memory on the context's device: with `all`, the model's arrays too (a GPU context); always the
+ * graphs: Â, room for each epoch's pruned Â, S and its transpose (the GPU's S^T products). */
+static void carve(freedom *m, mrec_arena *a, int all, int64_t **ptr, int32_t **col, float **val) {
+    size_t nd = sizeof(float) * (size_t)m->n_nodes * m->dim, id = sizeof(float) * (size_t)m->n_items * m->dim;
+    if (all) {
+        m->ego = mrec_arena_alloc(a, nd), m->ego_grad = mrec_arena_alloc(a, nd), m->final = mrec_arena_alloc(a, nd);
+        m->a = mrec_arena_alloc(a, nd), m->c = mrec_arena_alloc(a, nd), m->dfinal = mrec_arena_alloc(a, nd), m->h = mrec_arena_alloc(a, id);
+        for (int k = 0; k < m->n_mod; k++) {
+            size_t f = sizeof(float) * (size_t)m->n_items * m->fdim[k], w = sizeof(float) * (size_t)m->dim * m->fdim[k];
+            m->feat[k] = mrec_arena_alloc(a, f), m->feat_grad[k] = mrec_arena_alloc(a, f);
+            m->w[k] = mrec_arena_alloc(a, w), m->w_grad[k] = mrec_arena_alloc(a, w);
+            m->b[k] = mrec_arena_alloc(a, sizeof(float) * m->dim), m->b_grad[k] = mrec_arena_alloc(a, sizeof(float) * m->dim);
+        }
+    }
+    /* 0: Â, 1: the pruned Â (Â's size), 2: S, 3: S^T */
+    const mrec_graph *g[4] = {m->full, m->full, m->item_graph, m->item_graph};
+    for (int k = 0; k < 4; k++) {
+        size_t rows = (size_t)g[k]->n_nodes + 1, nnz = (size_t)g[k]->row_ptr[g[k]->n_nodes] + 1;
+        ptr[k] = mrec_arena_alloc(a, sizeof(int64_t) * rows), col[k] = mrec_arena_alloc(a, sizeof(int32_t) * nnz);
+        val[k] = mrec_arena_alloc(a, sizeof(float) * nnz);
+    }
+}
+
+/* Reserves the op path's memory and copies the graphs there (S^T built here). With `all`, the host arrays' values
+ * (ego, features, W, b) move there and the host arrays are freed. */
+static mrec_status ops_setup(freedom *m, int all) {
+    mrec_context *ctx = m->ctx;
+    int64_t *ptr[4];
+    int32_t *col[4];
+    float *val[4];
+    float *host[1 + 3 * MAX_MOD] = {0};
+    size_t bytes[1 + 3 * MAX_MOD] = {0};
+    int n_host = 0;
+    if (all) { /* what keeps its values; the rest is scratch or written before it is read */
+        host[n_host] = m->ego, bytes[n_host++] = sizeof(float) * (size_t)m->n_nodes * m->dim;
+        for (int k = 0; k < m->n_mod; k++) {
+            host[n_host] = m->feat[k], bytes[n_host++] = sizeof(float) * (size_t)m->n_items * m->fdim[k];
+            host[n_host] = m->w[k], bytes[n_host++] = sizeof(float) * (size_t)m->dim * m->fdim[k];
+            host[n_host] = m->b[k], bytes[n_host++] = sizeof(float) * (size_t)m->dim;
+        }
+        free(m->ego_grad), free(m->final), free(m->a), free(m->c), free(m->dfinal), free(m->h);
+        for (int k = 0; k < m->n_mod; k++) free(m->feat_grad[k]), free(m->w_grad[k]), free(m->b_grad[k]);
+    }
+    mrec_arena measure = mrec_arena_measure();
+    carve(m, &measure, all, ptr, col, val);
+    mrec_status st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda);
+    if (!st) {
+        carve(m, &m->mem, all, ptr, col, val);
+        if (all) m->on_device = 1;
+    } else if (all) { /* nothing is left for destroy to free twice */
+        m->ego = m->ego_grad = m->final = m->a = m->c = m->dfinal = m->h = NULL;
+        for (int k = 0; k < m->n_mod; k++) m->feat[k] = m->feat_grad[k] = m->w[k] = m->w_grad[k] = m->b[k] = m->b_grad[k] = NULL;
+    }
+    const float *dev[1 + 3 * MAX_MOD];
+    if (!st && all) {
+        int at = 0;
+        dev[at++] = m->ego;
+        for (int k = 0; k < m->n_mod; k++) dev[at++] = m->feat[k], dev[at++] = m->w[k], dev[at++] = m->b[k];
+        for (int k = 0; k < n_host && !st; k++) st = mrec_copy_to_device(ctx, (float *)dev[k], host[k], bytes[k]);
+    }
+    for (int k = 0; k < n_host; k++) free(host[k]);
+    /* S^T on the host, then the three graphs */
+    mrec_graph st_host = {0};
+    if (!st) st = mrec_graph_transpose(&st_host, m->item_graph);
+    const mrec_graph *g[4] = {m->full, NULL, m->item_graph, &st_host};
+    for (int k = 0; k < 4 && !st; k++) {
+        if (!g[k]) continue;
+        int64_t nnz = g[k]->row_ptr[g[k]->n_nodes];
+        st = mrec_copy_to_device(ctx, ptr[k], g[k]->row_ptr, sizeof(int64_t) * ((size_t)g[k]->n_nodes + 1));
+        if (!st) st = mrec_copy_to_device(ctx, col[k], g[k]->col, sizeof(int32_t) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(ctx, val[k], g[k]->val, sizeof(float) * (size_t)nnz);
+    }
+    mrec_graph_free(&st_host);
+    if (st) return st;
+    int N = m->n_nodes, I = m->n_items;
+    m->full_ops = (mrec_csr){.n_rows = N, .n_cols = N, .row_ptr = ptr[0], .col = col[0], .val = val[0], .device = ctx->device};
+    m->pruned_ops = (mrec_csr){.n_rows = N, .n_cols = N, .row_ptr = ptr[1], .col = col[1], .val = val[1], .device = ctx->device};
+    m->s_ops = (mrec_csr){.n_rows = I, .n_cols = I, .row_ptr = ptr[2], .col = col[2], .val = val[2], .device = ctx->device};
+    m->s_t = (mrec_csr){.n_rows = I, .n_cols = I, .row_ptr = ptr[3], .col = col[3], .val = val[3], .device = ctx->device};
+    m->s_ops.transposed = &m->s_t;
+    return MREC_OK;
+}
+
+mrec_status mrec_freedom_use_ops(mrec_model *model) {
+    freedom *m = model->self;
+    if (m->use_ops) return MREC_OK;
+    mrec_status st = ops_setup(m, 0);
+    if (st) return st;
+    /* the host path's batch buffers give way to the op path's; this epoch's pruned graph, if any, joins the device */
+    free(m->fb), free(m->z), free(m->dz);
+    m->fb = m->z = m->dz = NULL, m->cap = 0;
+    m->use_ops = 1;
+    if (m->dropout > 0 && m->pruned.row_ptr) {
+        const mrec_graph *g = &m->pruned;
+        int64_t nnz = g->row_ptr[g->n_nodes];
+        st = mrec_copy_to_device(m->ctx, (int64_t *)m->pruned_ops.row_ptr, g->row_ptr, sizeof(int64_t) * ((size_t)g->n_nodes + 1));
+        if (!st) st = mrec_copy_to_device(m->ctx, (int32_t *)m->pruned_ops.col, g->col, sizeof(int32_t) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(m->ctx, (float *)m->pruned_ops.val, g->val, sizeof(float) * (size_t)nnz);
+    }
+    return st;
+}
+
 mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const mrec_graph *item_graph,
                                 const mrec_user_items *train, const mrec_features *feat, int n_mod, int dim, int layers,
                                 float reg, float dropout, mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    mrec_status st = mrec_recsys_host_only(ctx, "freedom");
-    if (st) return st;
+    mrec_status st = MREC_OK;
     int U = train->n_rows, I = train->n_cols;
     if (full->n_nodes != U + I || item_graph->n_nodes != I || n_mod < 1 || n_mod > MAX_MOD || layers < 0 || layers > 16 ||
         !(dropout >= 0 && dropout < 1))
@@ -276,6 +523,16 @@ mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const m
         double bound = 1.0 / sqrt((double)m->fdim[k]);
         for (size_t e = 0; e < (size_t)dim * m->fdim[k]; e++) m->w[k][e] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
         for (int e = 0; e < dim; e++) m->b[k][e] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
+    }
+    /* on a GPU: the values drawn here (a seed starts alike on every device) move there with the graphs */
+    if (ctx->device != MREC_DEVICE_CPU) {
+        free(m->fb), free(m->z), free(m->dz);
+        m->fb = m->z = m->dz = NULL;
+        if (!(st = ops_setup(m, 1))) m->use_ops = 1;
+        if (st) {
+            freedom_destroy(m);
+            return st;
+        }
     }
     out->name = "FREEDOM", out->self = m;
     int p = 0;

@@ -132,3 +132,28 @@ mrec_status mrec_graph_layer_mean_back(float *dego, const float *dfinal, const m
     mrec_csr adj = mrec_graph_csr(g);
     return mrec_csr_layer_mean_back(dego, dfinal, &adj, symmetric, layers, d, a, b, ctx);
 }
+
+mrec_status mrec_graph_transpose(mrec_graph *out, const mrec_graph *g) {
+    int N = g->n_nodes;
+    int64_t nnz = g->row_ptr[N];
+    memset(out, 0, sizeof *out);
+    out->n_nodes = N;
+    out->row_ptr = calloc((size_t)N + 1, sizeof *out->row_ptr);
+    out->col = malloc(sizeof *out->col * (size_t)(nnz + 1)), out->val = malloc(sizeof *out->val * (size_t)(nnz + 1));
+    int64_t *fill = malloc(sizeof *fill * ((size_t)N + 1));
+    if (!out->row_ptr || !out->col || !out->val || !fill) {
+        free(fill), mrec_graph_free(out);
+        return mrec_fail(MREC_ERR_NOMEM, "graph: transposing %lld entries", (long long)nnz);
+    }
+    /* a counting sort by column; rows are visited in order, so each new row's columns come out sorted */
+    for (int64_t e = 0; e < nnz; e++) out->row_ptr[g->col[e] + 1]++;
+    for (int c = 0; c < N; c++) out->row_ptr[c + 1] += out->row_ptr[c];
+    memcpy(fill, out->row_ptr, sizeof *fill * ((size_t)N + 1));
+    for (int r = 0; r < N; r++)
+        for (int64_t e = g->row_ptr[r]; e < g->row_ptr[r + 1]; e++) {
+            int64_t at = fill[g->col[e]]++;
+            out->col[at] = r, out->val[at] = g->val[e];
+        }
+    free(fill);
+    return MREC_OK;
+}

@@ -60,8 +60,11 @@ mrec_status mrec_graph_knn(mrec_graph *g, const float *const *x, const int *dim,
         free(idx), mrec_graph_free(g);
         return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items x %d neighbours", n, k);
     }
+    /* the features and the graph are host memory, built once before training: the host's share of the context
+     * (its pool) builds it whatever device the model trains on, so a model refuses a device itself, by name */
+    mrec_context host = {.device = MREC_DEVICE_CPU, .pool = ctx->pool};
     mrec_status st = MREC_OK;
-    for (int m = 0; m < M && !st; m++) st = mrec_knn_rows(idx + (size_t)m * n * k, NULL, x[m], n, dim[m], k, ctx);
+    for (int m = 0; m < M && !st; m++) st = mrec_knn_rows(idx + (size_t)m * n * k, NULL, x[m], n, dim[m], k, &host);
     /* every row has k ones, so each normalized entry is 1 / (k + 1e-7), computed as torch does in float */
     float inv = powf((float)k + 1e-7f, -0.5f), unit = inv * inv;
     int32_t *cols = malloc(sizeof *cols * (size_t)M * k);

@@ -428,7 +428,7 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
  *
  * A model keeps the context it was created with: its ops run through the op
  * entries (mrec_gemm(ctx, ...), ...) on the context's device, its own loops
- * on ctx->pool. BPRMF and LightGCN train and score on a GPU context, their
+ * on ctx->pool. BPRMF, LightGCN, NGCF, VBPR and FREEDOM train and score on a GPU context, their
  * parameters and gradients then in device memory (param and grad are device
  * pointers); the other models hold theirs in host memory and are created on
  * a CPU context only (another is MREC_ERR_UNSUPPORTED naming the model). An
@@ -475,6 +475,17 @@ void mrec_lightgcn_use_authors_loss(mrec_model *m);
  * the host loops (the same loss; gradients within float rounding). */
 void mrec_bprmf_use_ops(mrec_model *m);
 void mrec_lightgcn_use_ops(mrec_model *m);
+/* For tests, as mrec_bprmf_use_ops: NGCF, VBPR or FREEDOM on a CPU context
+ * takes its batches, forwards and scoring through the op entries, as a GPU
+ * context always does; fails only when the op path's arrays cannot be
+ * allocated. */
+mrec_status mrec_ngcf_use_ops(mrec_model *m);
+mrec_status mrec_vbpr_use_ops(mrec_model *m);
+mrec_status mrec_freedom_use_ops(mrec_model *m);
+/* 1 when the model of that registry name ("bprmf") trains and ranks on a GPU
+ * context; the others refuse one, naming themselves. A trainer asks before it
+ * reads any data. */
+int mrec_model_runs_on_gpu(const char *name);
 /* ItemKNN: cosine similarity of items over their training users,
  * |U_i & U_j| / sqrt(|U_i| |U_j|), the k most similar kept per item (ties to
  * the lower id), and score(u, i) = sum of sim(i, j) over the user's items j

@@ -10,6 +10,14 @@
  * Backward runs the same steps in reverse; Â is not symmetric, so its
  * transpose product is mrec_spmm's transposed one. Everything a layer needs for its
  * backward is kept from the forward (S, Z1, Z2, E_next, the mask).
+ *
+ * Two paths compute this: the host loops below (a CPU context), and the op
+ * path (a GPU context always, a CPU one after mrec_ngcf_use_ops) where every
+ * array lives on the context's device and each step is an op entry: the
+ * dropout masks come from the same hash (mrec_hash_dropout), the loss's
+ * scores and norms from the BPR step shared with BPRMF and LightGCN
+ * (bpr_ops.c), and Â^T products from a transposed copy of Â whose entries
+ * draw their dropout under their number in Â.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -49,6 +57,16 @@ typedef struct {
     float *dE, *dZ1, *dZ2, *dS, *tmp, *dfinal_rows;
     float *pos, *neg, *dx;
     int cap;
+    /* the op path */
+    int use_ops, on_device;       /* on_device: every array above is carved from mem */
+    mrec_arena mem;               /* on the context's device: the arrays below (and, on_device, those above) */
+    mrec_csr adj_ops, adj_t;      /* this step's Â there, and its transpose (the GPU's Â^T products) */
+    int64_t *rp, *t_rp;           /* (N + 1) */
+    int32_t *col, *t_col, *t_edge; /* (nnz); t_edge: each transposed entry's number in Â (its dropout draw) */
+    float *g_val, *t_gval, *t_val; /* (nnz) Â's entries as built, the transpose's, this step's transposed ones */
+    float *ones;                  /* (N) the bias gradients are ones^T dZ */
+    float *tmp2, *nrm;            /* (N, d) */
+    mrec_bpr_ops bpr;
 } ngcf;
 
 /* ---- row-parallel pieces ---- */
@@ -145,8 +163,13 @@ static void row_task(void *arg, int task, int thread) {
     }
 }
 
+/* The dropout draws of phase ph, layer k, this step. */
+static uint64_t drop_key(const ngcf *m, phase ph, int k) {
+    return m->drop_seed ^ (m->step * 0xD1B54A32D192ED03ull) ^ ((uint64_t)(k + 1) << 56) ^ ph;
+}
+
 static void rows(ngcf *m, phase ph, int k, int training, float *p1, float *p2) {
-    row_job j = {m, ph, k, training, m->drop_seed ^ (m->step * 0xD1B54A32D192ED03ull) ^ ((uint64_t)(k + 1) << 56) ^ ph, p1, p2};
+    row_job j = {m, ph, k, training, drop_key(m, ph, k), p1, p2};
     mrec_pool_run(m->ctx->pool, row_task, &j, ROW_TASKS);
 }
 
@@ -157,8 +180,11 @@ static mrec_csr step_adj(const ngcf *m) {
     return a;
 }
 
+static mrec_status forward_ops(ngcf *m, int training);
+
 /* One forward pass; with dropout when training. */
 static mrec_status forward(ngcf *m, int training) {
+    if (m->use_ops) return forward_ops(m, training);
     size_t n = (size_t)m->n_nodes * m->dim;
     int d = m->dim, N = m->n_nodes;
     mrec_context *ctx = m->ctx;
@@ -246,10 +272,99 @@ static mrec_status batch_loss_grad(ngcf *m, double *loss_out, const int32_t *u, 
     return MREC_OK;
 }
 
+/* ---- the op path ---- */
+
+/* The forward of `forward` through the op entries, on the context's device. */
+static mrec_status forward_ops(ngcf *m, int training) {
+    int d = m->dim, N = m->n_nodes, W = m->width;
+    int64_t nd = (int64_t)N * d, nnz = m->adj->row_ptr[N];
+    mrec_context *ctx = m->ctx;
+    if (training) m->step++;
+    float node_p = training ? m->node_p : 0.0f, mess_p = training ? m->mess_p : 0.0f;
+    uint64_t key = drop_key(m, PH_NODE_DROP, 0);
+    mrec_status st = mrec_hash_dropout(ctx, m->adj_val, m->g_val, NULL, nnz, node_p, key);
+    if (!st) st = mrec_hash_dropout(ctx, m->t_val, m->t_gval, m->t_edge, nnz, node_p, key);
+    if (!st) st = mrec_copy_rows(ctx, m->E[0], d, m->ego, d, N, d);
+    for (int k = 0; k < m->layers && !st; k++) {
+        float *E = m->E[k], *S = m->S[k];
+        st = mrec_spmm(ctx, S, &m->adj_ops, E, d, 0);
+        if (!st) st = mrec_gemm(ctx, m->Z1[k], S, m->w1[k], m->b1[k], 1, 0, 0, 0, N, d, d, d, d, d);
+        if (!st) st = mrec_mul(ctx, m->tmp, E, S, nd);
+        if (!st) st = mrec_gemm(ctx, m->Z2[k], m->tmp, m->w2[k], m->b2[k], 1, 0, 0, 0, N, d, d, d, d, d);
+        /* E_{k+1} = (lrelu(Z1) + lrelu(Z2)) * mask */
+        if (!st) st = mrec_hash_dropout(ctx, m->mask[k], NULL, NULL, nd, mess_p, drop_key(m, PH_ACTIVATE, k));
+        if (!st) st = mrec_activation(ctx, m->tmp, m->Z1[k], MREC_ACT_LEAKY_RELU, SLOPE, nd);
+        if (!st) st = mrec_activation(ctx, m->tmp2, m->Z2[k], MREC_ACT_LEAKY_RELU, SLOPE, nd);
+        if (!st) st = mrec_add(ctx, m->E[k + 1], m->tmp, m->tmp2, nd);
+        if (!st) st = mrec_mul(ctx, m->E[k + 1], m->E[k + 1], m->mask[k], nd);
+    }
+    /* final = [E0 | normalize(E1) | ...] */
+    if (!st) st = mrec_copy_rows(ctx, m->final, W, m->E[0], d, N, d);
+    for (int l = 1; l <= m->layers && !st; l++) {
+        st = mrec_l2_normalize_rows(ctx, m->nrm, m->E[l], 1e-12f, N, d);
+        if (!st) st = mrec_copy_rows(ctx, m->final + (size_t)l * d, W, m->nrm, d, N, d);
+    }
+    return st;
+}
+
+/* batch_loss_grad through the op entries: the batch's scores and norms come back for the loss, its gradient rows
+ * are scattered in a fixed order (bpr_ops.c), and the layers run backward as the host loops do. */
+static mrec_status ops_loss_grad(ngcf *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    int d = m->dim, W = m->width, N = m->n_nodes;
+    int64_t nd = (int64_t)N * d;
+    mrec_context *ctx = m->ctx;
+    mrec_status st = forward_ops(m, 1);
+    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->final, m->final, u, i, j, n, m->n_users, N, W);
+    if (st) return st;
+    /* the loss of batch_loss_grad, from the scores and squared norms of the batch's final rows */
+    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n;
+    double loss = 0, reg = 0;
+    for (int b = 0; b < n; b++) {
+        double x = (double)pos[b] - neg[b], sig = 1.0 / (1.0 + exp(-x));
+        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+        reg += (double)sq[b] + sq[n + b] + sq[2 * n + b];
+        m->bpr.dx[b] = (float)(-(1.0 - sig) / n);
+    }
+    *loss_out = loss / n + m->decay * reg / 2 / n;
+    float r = m->decay / n, coef[3] = {r, r, r};
+    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dfinal_rows, m->final, m->bpr.dx, coef))) return st;
+
+    /* backward through the layers; dE holds d loss / d E_k (the unnormalized output) */
+    for (int k = m->layers; k >= 1 && !st; k--) {
+        /* dE (+)= the normalization's backward of final's slice k (nrm: its gradient, tmp2: its values) */
+        st = mrec_copy_rows(ctx, m->nrm, d, m->dfinal_rows + (size_t)k * d, W, N, d);
+        if (!st) st = mrec_copy_rows(ctx, m->tmp2, d, m->final + (size_t)k * d, W, N, d);
+        if (!st) st = mrec_l2_normalize_rows_back(ctx, m->dE, m->nrm, m->tmp2, m->E[k], 1e-12f, k == m->layers ? 0.0f : 1.0f, N, d);
+        int l = k - 1; /* the layer that made E_k */
+        /* dZ1, dZ2 through the mask and LeakyReLU */
+        if (!st) st = mrec_mul(ctx, m->tmp2, m->dE, m->mask[l], nd);
+        if (!st) st = mrec_leaky_relu_back(ctx, m->dZ1, m->tmp2, m->Z1[l], SLOPE, nd);
+        if (!st) st = mrec_leaky_relu_back(ctx, m->dZ2, m->tmp2, m->Z2[l], SLOPE, nd);
+        /* weights: dW1 = S^T dZ1, dW2 = (E*S)^T dZ2, biases: ones^T dZ */
+        if (!st) st = mrec_gemm(ctx, m->gw1[l], m->S[l], m->dZ1, NULL, 1, 0, 1, 0, d, d, N, d, d, d);
+        if (!st) st = mrec_mul(ctx, m->tmp, m->E[l], m->S[l], nd);
+        if (!st) st = mrec_gemm(ctx, m->gw2[l], m->tmp, m->dZ2, NULL, 1, 0, 1, 0, d, d, N, d, d, d);
+        if (!st) st = mrec_gemm(ctx, m->gb1[l], m->ones, m->dZ1, NULL, 1, 0, 0, 0, 1, d, N, N, d, d);
+        if (!st) st = mrec_gemm(ctx, m->gb2[l], m->ones, m->dZ2, NULL, 1, 0, 0, 0, 1, d, N, N, d, d);
+        /* dS = dZ1 W1^T + (dZ2 W2^T) * E;  dE_prev = (dZ2 W2^T) * S + Â^T dS */
+        if (!st) st = mrec_gemm(ctx, m->dS, m->dZ1, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d);
+        if (!st) st = mrec_gemm(ctx, m->tmp, m->dZ2, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d);
+        if (!st) st = mrec_mul(ctx, m->tmp2, m->tmp, m->E[l], nd);
+        if (!st) st = mrec_add(ctx, m->dS, m->dS, m->tmp2, nd);
+        if (!st) st = mrec_mul(ctx, m->tmp, m->tmp, m->S[l], nd);
+        if (!st) st = mrec_spmm(ctx, m->dE, &m->adj_ops, m->dS, d, 1);
+        if (!st) st = mrec_add(ctx, m->dE, m->dE, m->tmp, nd);
+    }
+    /* E0's gradient: what flowed back plus its own slice of final */
+    if (!st) st = mrec_copy_rows(ctx, m->g_ego, d, m->dfinal_rows, W, N, d);
+    if (!st) st = mrec_add(ctx, m->g_ego, m->dE, m->g_ego, nd);
+    return st;
+}
+
 static double ngcf_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     ngcf *m = self;
     double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
     return m->status ? NAN : loss;
 }
 
@@ -263,6 +378,13 @@ static mrec_status ngcf_score(void *self, int u0, int n, float *scores) {
 
 static void ngcf_destroy(void *self) {
     ngcf *m = self;
+    mrec_bpr_ops_free(&m->bpr);
+    if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
+    if (m->on_device) { /* every array was carved from mem */
+        free(m->pos), free(m->neg), free(m->dx);
+        free(m);
+        return;
+    }
     free(m->ego), free(m->g_ego), free(m->adj_val), free(m->final);
     for (int k = 0; k < MAX_LAYERS; k++) {
         free(m->w1[k]), free(m->b1[k]), free(m->w2[k]), free(m->b2[k]);
@@ -275,17 +397,160 @@ static void ngcf_destroy(void *self) {
     free(m);
 }
 
+/* The op path's arrays from a (a measuring arena counts them): with `all`, every array of the model too (a GPU
+ * context); else only what the op path adds to the host path's arrays (a CPU context after mrec_ngcf_use_ops). */
+static void carve(ngcf *m, mrec_arena *a, int all) {
+    int N = m->n_nodes, d = m->dim, L = m->layers;
+    size_t nd = sizeof(float) * (size_t)N * d, nnz = (size_t)m->adj->row_ptr[N], dd = sizeof(float) * (size_t)d * d;
+    if (all) {
+        m->ego = mrec_arena_alloc(a, nd), m->g_ego = mrec_arena_alloc(a, nd);
+        m->adj_val = mrec_arena_alloc(a, sizeof(float) * (nnz + 1));
+        m->final = mrec_arena_alloc(a, sizeof(float) * (size_t)N * m->width);
+        m->dfinal_rows = mrec_arena_alloc(a, sizeof(float) * (size_t)N * m->width);
+        for (int k = 0; k <= L; k++) m->E[k] = mrec_arena_alloc(a, nd);
+        for (int k = 0; k < L; k++) {
+            m->S[k] = mrec_arena_alloc(a, nd), m->Z1[k] = mrec_arena_alloc(a, nd), m->Z2[k] = mrec_arena_alloc(a, nd);
+            m->mask[k] = mrec_arena_alloc(a, nd);
+            m->w1[k] = mrec_arena_alloc(a, dd), m->w2[k] = mrec_arena_alloc(a, dd);
+            m->b1[k] = mrec_arena_alloc(a, sizeof(float) * d), m->b2[k] = mrec_arena_alloc(a, sizeof(float) * d);
+            m->gw1[k] = mrec_arena_alloc(a, dd), m->gw2[k] = mrec_arena_alloc(a, dd);
+            m->gb1[k] = mrec_arena_alloc(a, sizeof(float) * d), m->gb2[k] = mrec_arena_alloc(a, sizeof(float) * d);
+        }
+        m->dE = mrec_arena_alloc(a, nd), m->dZ1 = mrec_arena_alloc(a, nd), m->dZ2 = mrec_arena_alloc(a, nd);
+        m->dS = mrec_arena_alloc(a, nd), m->tmp = mrec_arena_alloc(a, nd);
+    }
+    m->rp = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)N + 1)), m->t_rp = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)N + 1));
+    m->col = mrec_arena_alloc(a, sizeof(int32_t) * (nnz + 1)), m->t_col = mrec_arena_alloc(a, sizeof(int32_t) * (nnz + 1));
+    m->t_edge = mrec_arena_alloc(a, sizeof(int32_t) * (nnz + 1));
+    m->g_val = mrec_arena_alloc(a, sizeof(float) * (nnz + 1)), m->t_gval = mrec_arena_alloc(a, sizeof(float) * (nnz + 1));
+    m->t_val = mrec_arena_alloc(a, sizeof(float) * (nnz + 1));
+    m->ones = mrec_arena_alloc(a, sizeof(float) * (size_t)N);
+    m->tmp2 = mrec_arena_alloc(a, nd), m->nrm = mrec_arena_alloc(a, nd);
+}
+
+/* Reserves the op path's memory on the context's device and copies Â there with its transpose (built here:
+ * entries by column, then row, each remembering its number in Â). */
+static mrec_status ops_setup(ngcf *m, int all) {
+    mrec_context *ctx = m->ctx;
+    const mrec_graph *g = m->adj;
+    int N = m->n_nodes;
+    int64_t nnz = g->row_ptr[N];
+    mrec_arena measure = mrec_arena_measure();
+    carve(m, &measure, all);
+    mrec_status st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda);
+    if (st) return st;
+    carve(m, &m->mem, all);
+    if (all) m->on_device = 1;
+    int64_t *t_rp = calloc((size_t)N + 1, sizeof *t_rp), *fill = malloc(sizeof *fill * ((size_t)N + 1));
+    int32_t *t_col = malloc(sizeof *t_col * (size_t)(nnz + 1)), *t_edge = malloc(sizeof *t_edge * (size_t)(nnz + 1));
+    float *t_val = malloc(sizeof *t_val * (size_t)(nnz + 1)), *ones = malloc(sizeof *ones * (size_t)N);
+    if (!t_rp || !fill || !t_col || !t_edge || !t_val || !ones) st = mrec_fail(MREC_ERR_NOMEM, "ngcf: the transposed graph");
+    if (!st) {
+        for (int64_t e = 0; e < nnz; e++) t_rp[g->col[e] + 1]++;
+        for (int c = 0; c < N; c++) t_rp[c + 1] += t_rp[c];
+        memcpy(fill, t_rp, sizeof *fill * ((size_t)N + 1));
+        for (int r = 0; r < N; r++)
+            for (int64_t e = g->row_ptr[r]; e < g->row_ptr[r + 1]; e++) {
+                int64_t at = fill[g->col[e]]++;
+                t_col[at] = r, t_edge[at] = (int32_t)e, t_val[at] = g->val[e];
+            }
+        for (int r = 0; r < N; r++) ones[r] = 1.0f;
+        st = mrec_copy_to_device(ctx, m->rp, g->row_ptr, sizeof(int64_t) * ((size_t)N + 1));
+        if (!st) st = mrec_copy_to_device(ctx, m->col, g->col, sizeof(int32_t) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(ctx, m->g_val, g->val, sizeof(float) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(ctx, m->t_rp, t_rp, sizeof(int64_t) * ((size_t)N + 1));
+        if (!st) st = mrec_copy_to_device(ctx, m->t_col, t_col, sizeof(int32_t) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(ctx, m->t_edge, t_edge, sizeof(int32_t) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(ctx, m->t_gval, t_val, sizeof(float) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(ctx, m->ones, ones, sizeof(float) * (size_t)N);
+    }
+    free(t_rp), free(fill), free(t_col), free(t_edge), free(t_val), free(ones);
+    mrec_csr t = {.n_rows = N, .n_cols = N, .row_ptr = m->t_rp, .col = m->t_col, .val = m->t_val, .device = ctx->device};
+    mrec_csr a = {.n_rows = N, .n_cols = N, .row_ptr = m->rp, .col = m->col, .val = m->adj_val, .device = ctx->device};
+    m->adj_t = t, m->adj_ops = a;
+    m->adj_ops.transposed = &m->adj_t;
+    return st;
+}
+
+mrec_status mrec_ngcf_use_ops(mrec_model *model) {
+    ngcf *m = model->self;
+    if (m->use_ops) return MREC_OK;
+    mrec_status st = ops_setup(m, 0);
+    if (!st) m->use_ops = 1, st = forward(m, 0);
+    return st;
+}
+
 static void xavier_uniform(float *w, size_t rows, size_t cols, mrec_rng *rng) {
     /* torch: fan_in = cols, fan_out = rows for a 2-D tensor */
     double bound = sqrt(6.0 / (double)(rows + cols));
     for (size_t i = 0; i < rows * cols; i++) w[i] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
 }
 
+/* The parameters in the trainer's order (E0, then W1, b1, W2, b2 per layer), the first forward, the model. */
+static mrec_status finish(mrec_model *out, ngcf *m) {
+    int d = m->dim;
+    out->n_params = 1;
+    out->param[0] = m->ego, out->grad[0] = m->g_ego, out->size[0] = (int64_t)m->n_nodes * d;
+    for (int k = 0; k < m->layers; k++) {
+        float *p[4] = {m->w1[k], m->b1[k], m->w2[k], m->b2[k]}, *g[4] = {m->gw1[k], m->gb1[k], m->gw2[k], m->gb2[k]};
+        for (int t = 0; t < 4; t++) {
+            out->param[out->n_params] = p[t], out->grad[out->n_params] = g[t];
+            out->size[out->n_params] = t % 2 ? d : (int64_t)d * d;
+            out->n_params++;
+        }
+    }
+    mrec_status st = forward(m, 0);
+    if (st) {
+        ngcf_destroy(m);
+        memset(out, 0, sizeof *out);
+        return st;
+    }
+    out->name = "NGCF", out->self = m, out->status = &m->status, out->loss_grad = ngcf_loss_grad, out->prepare = ngcf_prepare;
+    out->score = ngcf_score, out->destroy = ngcf_destroy;
+    return MREC_OK;
+}
+
+/* On a GPU: the values are drawn on the host in the host path's order (a seed starts alike on every device), then
+ * every array is carved from one allocation on the device and the op path takes every batch. */
+static mrec_status create_on_device(mrec_model *out, ngcf *m, mrec_rng *rng) {
+    int d = m->dim, L = m->layers, U = m->n_users, I = m->n_items;
+    size_t nd = (size_t)m->n_nodes * d, dd = (size_t)d * d;
+    float *host = malloc(sizeof(float) * (nd + (size_t)L * 2 * (dd + d)));
+    if (!host) {
+        int n_nodes = m->n_nodes;
+        free(m);
+        return mrec_fail(MREC_ERR_NOMEM, "ngcf: %d nodes x %d, %d layers", n_nodes, d, L);
+    }
+    float *ego = host, *w = host + nd; /* per layer: W1, b1, W2, b2 */
+    xavier_uniform(ego, (size_t)U, (size_t)d, rng);
+    xavier_uniform(ego + (size_t)U * d, (size_t)I, (size_t)d, rng);
+    for (int k = 0; k < L; k++) {
+        float *l = w + (size_t)k * 2 * (dd + d);
+        xavier_uniform(l, (size_t)d, (size_t)d, rng), xavier_uniform(l + dd, 1, (size_t)d, rng);
+        xavier_uniform(l + dd + d, (size_t)d, (size_t)d, rng), xavier_uniform(l + 2 * dd + d, 1, (size_t)d, rng);
+    }
+    mrec_status st = ops_setup(m, 1);
+    if (!st) st = mrec_copy_to_device(m->ctx, m->ego, ego, sizeof(float) * nd);
+    for (int k = 0; k < L && !st; k++) {
+        const float *l = w + (size_t)k * 2 * (dd + d);
+        st = mrec_copy_to_device(m->ctx, m->w1[k], l, sizeof(float) * dd);
+        if (!st) st = mrec_copy_to_device(m->ctx, m->b1[k], l + dd, sizeof(float) * d);
+        if (!st) st = mrec_copy_to_device(m->ctx, m->w2[k], l + dd + d, sizeof(float) * dd);
+        if (!st) st = mrec_copy_to_device(m->ctx, m->b2[k], l + 2 * dd + d, sizeof(float) * d);
+    }
+    free(host);
+    m->use_ops = 1;
+    if (st) {
+        ngcf_destroy(m);
+        memset(out, 0, sizeof *out);
+        return st;
+    }
+    return finish(out, m);
+}
+
 mrec_status mrec_ngcf_create(mrec_model *out, const mrec_graph *adj, int n_users, int n_items, int dim, int layers,
                              float decay, float node_dropout, float mess_dropout, mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    mrec_status st = mrec_recsys_host_only(ctx, "ngcf");
-    if (st) return st;
     if (adj->n_nodes != n_users + n_items || layers < 1 || layers > MAX_LAYERS || dim < 1 || dim > 1024 ||
         !(node_dropout >= 0 && node_dropout < 1) ||
         !(mess_dropout >= 0 && mess_dropout < 1))
@@ -298,6 +563,7 @@ mrec_status mrec_ngcf_create(mrec_model *out, const mrec_graph *adj, int n_users
     m->adj = adj, m->n_users = n_users, m->n_items = n_items, m->n_nodes = N, m->dim = dim, m->layers = layers;
     m->width = dim * (layers + 1), m->decay = decay, m->node_p = node_dropout, m->mess_p = mess_dropout, m->ctx = ctx;
     m->drop_seed = mrec_rng_next(rng);
+    if (ctx->device != MREC_DEVICE_CPU) return create_on_device(out, m, rng);
     int ok = (m->ego = malloc(nd * 4)) && (m->g_ego = calloc(nd, 4)) && (m->adj_val = malloc(sizeof(float) * (size_t)(adj->row_ptr[N] + 1))) &&
              (m->final = malloc(sizeof(float) * (size_t)N * m->width)) && (m->dfinal_rows = malloc(sizeof(float) * (size_t)N * m->width));
     for (int k = 0; ok && k <= layers; k++) ok = (m->E[k] = malloc(nd * 4)) != NULL;
@@ -315,25 +581,10 @@ mrec_status mrec_ngcf_create(mrec_model *out, const mrec_graph *adj, int n_users
     }
     xavier_uniform(m->ego, (size_t)n_users, (size_t)dim, rng);
     xavier_uniform(m->ego + (size_t)n_users * dim, (size_t)n_items, (size_t)dim, rng);
-    out->n_params = 1;
-    out->param[0] = m->ego, out->grad[0] = m->g_ego, out->size[0] = (int64_t)nd;
     for (int k = 0; k < layers; k++) {
         /* the authors initialize weights and biases (as (1, d) matrices) xavier-uniform */
         xavier_uniform(m->w1[k], (size_t)dim, (size_t)dim, rng), xavier_uniform(m->b1[k], 1, (size_t)dim, rng);
         xavier_uniform(m->w2[k], (size_t)dim, (size_t)dim, rng), xavier_uniform(m->b2[k], 1, (size_t)dim, rng);
-        float *p[4] = {m->w1[k], m->b1[k], m->w2[k], m->b2[k]}, *g[4] = {m->gw1[k], m->gb1[k], m->gw2[k], m->gb2[k]};
-        for (int t = 0; t < 4; t++) {
-            out->param[out->n_params] = p[t], out->grad[out->n_params] = g[t];
-            out->size[out->n_params] = t % 2 ? dim : (int64_t)dim * dim;
-            out->n_params++;
-        }
     }
-    if ((st = forward(m, 0))) {
-        ngcf_destroy(m);
-        memset(out, 0, sizeof *out);
-        return st;
-    }
-    out->name = "NGCF", out->self = m, out->status = &m->status, out->loss_grad = ngcf_loss_grad, out->prepare = ngcf_prepare;
-    out->score = ngcf_score, out->destroy = ngcf_destroy;
-    return MREC_OK;
+    return finish(out, m);
 }

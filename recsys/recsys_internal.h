@@ -21,6 +21,9 @@ static inline mrec_csr mrec_graph_csr(const mrec_graph *g) {
  * another, an error naming it, so nothing hands host pointers to a GPU op. */
 mrec_status mrec_recsys_host_only(const mrec_context *ctx, const char *what);
 
+/* out = g transposed (entries of a row in increasing column order); free with mrec_graph_free. */
+mrec_status mrec_graph_transpose(mrec_graph *out, const mrec_graph *g);
+
 /* mrec_graph_layer_mean and its backward over a sparse matrix on the
  * context's device (a graph's copy there: MREC_ERR_DEVICE otherwise). */
 mrec_status mrec_csr_layer_mean(float *final, const float *ego, const mrec_csr *adj, int layers, int d, float *a, float *b,
@@ -29,7 +32,7 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
                                      float *a, float *b, mrec_context *ctx);
 
 /* ---- BPR through the op entries (bpr_ops.c) ----------------------------------
- * The batch step BPRMF and LightGCN take where their context runs: on a GPU
+ * The batch step BPRMF and LightGCN take where their context runs (NGCF's, VBPR's and FREEDOM's losses too): on a GPU
  * always, on the CPU when a test asks (mrec_bprmf_use_ops,
  * mrec_lightgcn_use_ops), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
  * d) on the context's device. The batch's scores and squared row norms come

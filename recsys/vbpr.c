@@ -8,6 +8,13 @@
  * and I start xavier-uniform, W xavier-normal, b zero. Unlike MMRec, which
  * projects every item's features at each batch, only the batch's items are
  * projected in training (the same numbers); scoring projects all once.
+ *
+ * Two paths compute this: the host loops (a CPU context), and the op path
+ * (a GPU context always, a CPU one after mrec_vbpr_use_ops) with every array
+ * on the context's device. There the batch's rows sit in one table T (3n, 2d):
+ * U_u for each triple, then [I_i ; z_i] for the positives and the negatives;
+ * the BPR step shared with BPRMF (bpr_ops.c) scores T's rows and combines
+ * their gradients, which are then scattered to U and I in batch order.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -28,6 +35,20 @@ typedef struct {
     int cap;
     mrec_context *ctx;
     mrec_status status;            /* of the last loss_grad */
+    /* the op path */
+    int use_ops, on_device;        /* on_device: the arrays above are carved from mem */
+    mrec_arena mem, batch;         /* on the context's device: the model's arrays; a batch's (sized for ops_cap) */
+    const float *feat_ops;         /* feat where the ops read it */
+    int ops_cap;
+    float *T, *mixed;              /* (3 cap, 2d) the batch's rows and their gradients */
+    float *rows, *ones;            /* (2 cap, d) item rows gathered, then their gradients; (2 cap) */
+    int32_t *d_u, *d_ij;           /* (cap), (2 cap): u, then i and j */
+    int64_t *u_ptr, *i_ptr;        /* (n_users + 1), (n_items + 1) the batch's users and items transposed */
+    int32_t *u_pos, *i_pos;        /* (cap), (2 cap) */
+    void *u_work, *i_work;
+    size_t u_work_bytes, i_work_bytes;
+    int32_t *h_iota;               /* (3 cap) host: 0, 1, ... (T's rows as the BPR step's ids) */
+    mrec_bpr_ops bpr;
 } vbpr;
 
 static int ensure_batch(vbpr *m, int n) {
@@ -97,10 +118,96 @@ static mrec_status batch_loss_grad(vbpr *m, double *loss_out, const int32_t *u, 
     return MREC_OK;
 }
 
+/* ---- the op path ---- */
+
+/* A batch's device buffers from a (a measuring arena counts them). */
+static void carve_batch(vbpr *m, mrec_arena *a) {
+    size_t c = (size_t)m->ops_cap, d = (size_t)m->dim;
+    m->T = mrec_arena_alloc(a, sizeof(float) * 3 * c * 2 * d), m->mixed = mrec_arena_alloc(a, sizeof(float) * 3 * c * 2 * d);
+    m->fb = mrec_arena_alloc(a, sizeof(float) * 2 * c * (size_t)m->n_feat);
+    m->rows = mrec_arena_alloc(a, sizeof(float) * 2 * c * d), m->dz = mrec_arena_alloc(a, sizeof(float) * 2 * c * d);
+    m->ones = mrec_arena_alloc(a, sizeof(float) * 2 * c);
+    m->d_u = mrec_arena_alloc(a, sizeof(int32_t) * c), m->d_ij = mrec_arena_alloc(a, sizeof(int32_t) * 2 * c);
+    m->u_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)m->n_users + 1));
+    m->i_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)m->n_items + 1));
+    m->u_pos = mrec_arena_alloc(a, sizeof(int32_t) * c), m->i_pos = mrec_arena_alloc(a, sizeof(int32_t) * 2 * c);
+    m->u_work = m->u_work_bytes ? mrec_arena_alloc(a, m->u_work_bytes) : NULL;
+    m->i_work = m->i_work_bytes ? mrec_arena_alloc(a, m->i_work_bytes) : NULL;
+}
+
+/* Buffers for batches of up to n triples, grown (not per batch) when a batch is larger than any before. */
+static mrec_status ensure_ops_batch(vbpr *m, int n) {
+    if (n <= m->ops_cap) return MREC_OK;
+    mrec_context *ctx = m->ctx;
+    mrec_arena_release(&m->batch, ctx->cuda);
+    free(m->h_iota);
+    m->ops_cap = n;
+    mrec_status st = mrec_index_csr_workspace_bytes(ctx, n, m->n_users, &m->u_work_bytes);
+    if (!st) st = mrec_index_csr_workspace_bytes(ctx, 2 * n, m->n_items, &m->i_work_bytes);
+    mrec_arena measure = mrec_arena_measure();
+    carve_batch(m, &measure);
+    if (!st) st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
+    float *ones = malloc(sizeof(float) * 2 * (size_t)n);
+    m->h_iota = malloc(sizeof(int32_t) * 3 * (size_t)n);
+    if (!st && (!ones || !m->h_iota)) st = mrec_fail(MREC_ERR_NOMEM, "vbpr: host buffers for a batch of %d", n);
+    if (!st) {
+        carve_batch(m, &m->batch);
+        for (int r = 0; r < 2 * n; r++) ones[r] = 1.0f;
+        for (int r = 0; r < 3 * n; r++) m->h_iota[r] = r;
+        st = mrec_copy_to_device(ctx, m->ones, ones, sizeof(float) * 2 * (size_t)n);
+    }
+    free(ones);
+    if (st) m->ops_cap = 0;
+    return st;
+}
+
+/* batch_loss_grad through the op entries. */
+static mrec_status ops_loss_grad(vbpr *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    int d = m->dim, D = 2 * d, F = m->n_feat, U = m->n_users, I = m->n_items;
+    mrec_context *ctx = m->ctx;
+    mrec_status st = ensure_ops_batch(m, n);
+    if (!st) st = mrec_copy_to_device(ctx, m->d_u, u, sizeof(int32_t) * (size_t)n);
+    if (!st) st = mrec_copy_to_device(ctx, m->d_ij, i, sizeof(int32_t) * (size_t)n);
+    if (!st) st = mrec_copy_to_device(ctx, m->d_ij + n, j, sizeof(int32_t) * (size_t)n);
+    /* T: the users' rows, then [I ; W f + b] for the positives and the negatives (their indexes check the ids) */
+    float *Tc = m->T + (size_t)n * D;
+    if (!st) st = mrec_index_csr(ctx, m->u_ptr, m->u_pos, m->d_u, n, U, m->u_work, m->u_work_bytes);
+    if (!st) st = mrec_index_csr(ctx, m->i_ptr, m->i_pos, m->d_ij, 2 * n, I, m->i_work, m->i_work_bytes);
+    if (!st) st = mrec_embedding(ctx, m->T, m->user, m->d_u, n, U, D);
+    if (!st) st = mrec_embedding(ctx, m->rows, m->item, m->d_ij, 2 * n, I, d);
+    if (!st) st = mrec_copy_rows(ctx, Tc, D, m->rows, d, 2 * n, d);
+    if (!st) st = mrec_embedding(ctx, m->fb, m->feat_ops, m->d_ij, 2 * n, I, F);
+    if (!st) st = mrec_gemm(ctx, Tc + d, m->fb, m->w, m->b, 1, 0, 0, 1, 2 * n, d, F, F, F, D);
+    /* pos, neg and the rows' squared norms: T's rows b, n + b and 2n + b as one table */
+    const int32_t *row = m->h_iota;
+    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
+    if (st) return st;
+    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n;
+    double loss = mrec_bpr_loss(m->bpr.dx, pos, neg, n), su = 0, sp = 0, sn = 0;
+    for (int b = 0; b < n; b++) su += sq[b], sp += sq[n + b], sn += sq[2 * n + b];
+    double nu = sqrt(su), np_ = sqrt(sp), nn = sqrt(sn);
+    *loss_out = loss + m->reg * (nu + np_ + nn) / n;
+    float coef[3] = {nu > 0 ? (float)(m->reg / n / nu) : 0, np_ > 0 ? (float)(m->reg / n / np_) : 0,
+                     nn > 0 ? (float)(m->reg / n / nn) : 0};
+    /* mixed: each of T's rows' gradient; the users' to U, the items' halves to I and to z */
+    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, coef))) return st;
+    mrec_csr ut = {.n_rows = U, .n_cols = n, .row_ptr = m->u_ptr, .col = m->u_pos, .device = ctx->device};
+    mrec_csr it = {.n_rows = I, .n_cols = 2 * n, .row_ptr = m->i_ptr, .col = m->i_pos, .device = ctx->device};
+    const float *mc = m->mixed + (size_t)n * D;
+    st = mrec_spmm(ctx, m->user_grad, &ut, m->mixed, D, 0);
+    if (!st) st = mrec_copy_rows(ctx, m->rows, d, mc, D, 2 * n, d);
+    if (!st) st = mrec_spmm(ctx, m->item_grad, &it, m->rows, d, 0);
+    if (!st) st = mrec_copy_rows(ctx, m->dz, d, mc + d, D, 2 * n, d);
+    /* W's gradient (d, F) = dz^T fb; b's = ones^T dz */
+    if (!st) st = mrec_gemm(ctx, m->w_grad, m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F);
+    if (!st) st = mrec_gemm(ctx, m->b_grad, m->ones, m->dz, NULL, 1, 0, 0, 0, 1, d, 2 * n, 2 * n, d, d);
+    return st;
+}
+
 static double vbpr_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     vbpr *m = self;
     double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
     return m->status ? NAN : loss;
 }
 
@@ -108,6 +215,14 @@ static double vbpr_loss_grad(void *self, const int32_t *u, const int32_t *i, con
 static mrec_status vbpr_prepare(void *self) {
     vbpr *m = self;
     int d = m->dim;
+    if (m->use_ops) { /* on a GPU `all` is carved with the model; on a CPU context it is allocated here */
+        if (!m->all && !(m->all = malloc(sizeof(float) * (size_t)m->n_items * 2 * d)))
+            return mrec_fail(MREC_ERR_NOMEM, "vbpr: %d item vectors", m->n_items);
+        mrec_status st = mrec_copy_rows(m->ctx, m->all, 2 * d, m->item, d, m->n_items, d);
+        return st ? st
+                  : mrec_gemm(m->ctx, m->all + d, m->feat_ops, m->w, m->b, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat,
+                              m->n_feat, 2 * d);
+    }
     if (!m->all && !(m->all = malloc(sizeof(float) * (size_t)m->n_items * 2 * d)))
         return mrec_fail(MREC_ERR_NOMEM, "vbpr: %d item vectors", m->n_items);
     mrec_status st = mrec_gemm(m->ctx, m->all + d, m->feat, m->w, m->b, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat,
@@ -125,16 +240,70 @@ static mrec_status vbpr_score(void *self, int u0, int n, float *scores) {
 
 static void vbpr_destroy(void *self) {
     vbpr *m = self;
+    mrec_bpr_ops_free(&m->bpr);
+    if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
+    free(m->h_iota);
+    if (m->use_ops) m->fb = m->dz = NULL; /* carved from batch */
+    if (m->on_device) {
+        mrec_arena_release(&m->mem, m->ctx->cuda);
+        free(m->pos), free(m->neg), free(m->dx);
+        free(m);
+        return;
+    }
     free(m->user), free(m->item), free(m->w), free(m->b), free(m->user_grad), free(m->item_grad), free(m->w_grad), free(m->b_grad);
     free(m->fb), free(m->z), free(m->dz), free(m->pos), free(m->neg), free(m->dx), free(m->all);
     free(m);
 }
 
+mrec_status mrec_vbpr_use_ops(mrec_model *model) {
+    vbpr *m = model->self;
+    if (m->use_ops) return MREC_OK;
+    /* the host path's batch buffers give way to the op path's */
+    free(m->fb), free(m->z), free(m->dz);
+    m->fb = m->z = m->dz = NULL, m->cap = 0;
+    m->feat_ops = m->feat, m->use_ops = 1;
+    return MREC_OK;
+}
+
+/* On a GPU: the model's arrays and the features in one device allocation. */
+static void carve(vbpr *m, mrec_arena *a) {
+    size_t nu = (size_t)m->n_users * 2 * m->dim, ni = (size_t)m->n_items * m->dim, nw = (size_t)m->dim * m->n_feat;
+    m->user = mrec_arena_alloc(a, sizeof(float) * nu), m->user_grad = mrec_arena_alloc(a, sizeof(float) * nu);
+    m->item = mrec_arena_alloc(a, sizeof(float) * ni), m->item_grad = mrec_arena_alloc(a, sizeof(float) * ni);
+    m->w = mrec_arena_alloc(a, sizeof(float) * nw), m->w_grad = mrec_arena_alloc(a, sizeof(float) * nw);
+    m->b = mrec_arena_alloc(a, sizeof(float) * m->dim), m->b_grad = mrec_arena_alloc(a, sizeof(float) * m->dim);
+    m->all = mrec_arena_alloc(a, sizeof(float) * (size_t)m->n_items * 2 * m->dim);
+    m->feat_ops = mrec_arena_alloc(a, sizeof(float) * (size_t)m->n_items * m->n_feat);
+}
+
+/* Moves the host-drawn values to the device and frees them. */
+static mrec_status place_on_device(vbpr *m) {
+    mrec_context *ctx = m->ctx;
+    float *host[4] = {m->user, m->item, m->w, m->b};
+    size_t bytes[4] = {sizeof(float) * (size_t)m->n_users * 2 * m->dim, sizeof(float) * (size_t)m->n_items * m->dim,
+                       sizeof(float) * (size_t)m->dim * m->n_feat, sizeof(float) * (size_t)m->dim};
+    free(m->user_grad), free(m->item_grad), free(m->w_grad), free(m->b_grad);
+    mrec_arena measure = mrec_arena_measure();
+    carve(m, &measure);
+    mrec_status st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda);
+    if (st) {
+        for (int k = 0; k < 4; k++) free(host[k]);
+        m->user = m->item = m->w = m->b = m->user_grad = m->item_grad = m->w_grad = m->b_grad = NULL;
+        return st;
+    }
+    carve(m, &m->mem);
+    m->on_device = 1, m->use_ops = 1;
+    float *dev[4] = {m->user, m->item, m->w, m->b};
+    for (int k = 0; k < 4 && !st; k++) st = mrec_copy_to_device(ctx, dev[k], host[k], bytes[k]);
+    if (!st) st = mrec_copy_to_device(ctx, (float *)m->feat_ops, m->feat, sizeof(float) * (size_t)m->n_items * m->n_feat);
+    for (int k = 0; k < 4; k++) free(host[k]);
+    return st;
+}
+
 mrec_status mrec_vbpr_create(mrec_model *out, int n_users, int n_items, int dim, float reg, const float *feat, int n_feat,
                              mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    mrec_status st = mrec_recsys_host_only(ctx, "vbpr");
-    if (st) return st;
+    mrec_status st = MREC_OK;
     vbpr *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "vbpr");
     m->n_users = n_users, m->n_items = n_items, m->dim = dim, m->n_feat = n_feat, m->reg = reg, m->feat = feat, m->ctx = ctx;
@@ -152,6 +321,10 @@ mrec_status mrec_vbpr_create(mrec_model *out, int n_users, int n_items, int dim,
     for (size_t k = 0; k < nu; k++) m->user[k] = (float)(bu * (2 * mrec_rng_uniform(rng) - 1));
     for (size_t k = 0; k < ni; k++) m->item[k] = (float)(bi * (2 * mrec_rng_uniform(rng) - 1));
     for (size_t k = 0; k < nw; k++) m->w[k] = (float)(sw * mrec_rng_normal(rng));
+    if (ctx->device != MREC_DEVICE_CPU && (st = place_on_device(m))) {
+        vbpr_destroy(m);
+        return st;
+    }
     out->name = "VBPR", out->self = m, out->n_params = 4;
     out->param[0] = m->user, out->grad[0] = m->user_grad, out->size[0] = (int64_t)nu;
     out->param[1] = m->item, out->grad[1] = m->item_grad, out->size[1] = (int64_t)ni;

@@ -273,14 +273,28 @@ static void test_vbpr(mrec_context *ctx) {
         against_pytorch(&m, &fx, "vbpr", 0, ctx);
         mrec_model_destroy(&m);
     }
+    /* the op path a GPU context takes, on this CPU context */
+    mrec_rng ro = {1};
+    if (t_status(mrec_vbpr_create(&m, fx.U, I, fx.d, fx.reg, feat, 11, &ro, ctx), MREC_OK, "create vbpr") &&
+        t_status(mrec_vbpr_use_ops(&m), MREC_OK, "vbpr's op path"))
+    {
+        const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(fx.c, "models"), "vbpr");
+        int p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+        run_steps(&m, fx.c, ref, "vbpr through the op entries", 0, ctx);
+    }
+    if (m.self) mrec_model_destroy(&m);
     /* gradients on a 5-user, 6-item problem, weights scaled away from the flat start */
-    mrec_rng r2 = {3};
-    if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, ctx), MREC_OK, "small vbpr")) {
-        for (int k = 0; k < 2; k++)
-            for (int64_t e = 0; e < m.size[k]; e++) m.param[k][e] *= 10;
-        for (int64_t e = 0; e < m.size[3]; e++) m.param[3][e] = 0.1f * (float)(e + 1);
-        check_gradients(&m, "vbpr");
-        mrec_model_destroy(&m);
+    for (int ops = 0; ops < 2; ops++) {
+        mrec_rng r2 = {3};
+        if (t_status(mrec_vbpr_create(&m, 5, 6, 4, 0.3f, feat, 11, &r2, ctx), MREC_OK, "small vbpr")) {
+            for (int k = 0; k < 2; k++)
+                for (int64_t e = 0; e < m.size[k]; e++) m.param[k][e] *= 10;
+            for (int64_t e = 0; e < m.size[3]; e++) m.param[3][e] = 0.1f * (float)(e + 1);
+            if (!ops || t_status(mrec_vbpr_use_ops(&m), MREC_OK, "vbpr's op path"))
+                check_gradients(&m, ops ? "vbpr through the op entries" : "vbpr");
+            mrec_model_destroy(&m);
+        }
     }
     free(feat);
     fixture_close(&fx);
@@ -338,6 +352,41 @@ static void test_freedom(mrec_context *ctx) {
         against_pytorch(&m, &fx, "freedom", 1u << 2 | 1u << 5, ctx);
         mrec_model_destroy(&m);
     }
+    /* the op path a GPU context takes, on this CPU context */
+    mrec_rng ro = {1};
+    if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0, &ro, ctx), MREC_OK, "create freedom") &&
+        t_status(mrec_freedom_use_ops(&m), MREC_OK, "freedom's op path")) {
+        const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), "freedom");
+        int p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(ref, "init")->child; w; w = w->next) fill_floats(m.param[p++], w);
+        run_steps(&m, c, ref, "freedom through the op entries", 1u << 2 | 1u << 5, ctx);
+    }
+    if (m.self) mrec_model_destroy(&m);
+    /* with pruning: the op path prunes as the host loops do (the same draws), so the losses agree step after step */
+    {
+        static const int32_t u[4] = {0, 1, 2, 3}, pi[4] = {1, 2, 3, 4}, ni[4] = {5, 6, 7, 8};
+        mrec_model mm[2];
+        int made = 0;
+        for (int path = 0; path < 2; path++) {
+            mrec_rng r = {9};
+            if (t_status(mrec_freedom_create(&mm[path], &full, &s, &train, feat, 2, d, 2, reg, 0.3f, &r, ctx), MREC_OK, "freedom, dropout 0.3"))
+                made++;
+        }
+        if (made == 2 && t_status(mrec_freedom_use_ops(&mm[1]), MREC_OK, "freedom's op path")) {
+            int same = 1;
+            double l0 = 0, l1 = 0;
+            for (int epoch = 0; epoch < 3 && same; epoch++) {
+                same = mm[0].epoch_start(mm[0].self) == MREC_OK && mm[1].epoch_start(mm[1].self) == MREC_OK;
+                l0 = mm[0].loss_grad(mm[0].self, u, pi, ni, 4), l1 = mm[1].loss_grad(mm[1].self, u, pi, ni, 4);
+                same = same && fabs(l0 - l1) <= 1e-5 * fabs(l0);
+                for (int p = 0; p < mm[0].n_params && same; p++)
+                    for (int64_t e = 0; e < mm[0].size[p] && same; e++)
+                        same = fabsf(mm[0].grad[p][e] - mm[1].grad[p][e]) <= 1e-6f + 1e-4f * fabsf(mm[0].grad[p][e]);
+            }
+            t_check(same, "freedom with pruning: the op path's losses and gradients follow the host loops' (%.8f, %.8f)", l0, l1);
+        }
+        for (int path = 0; path < made; path++) mrec_model_destroy(&mm[path]);
+    }
     /* edge pruning: each epoch a different sample, the loss stays finite */
     mrec_rng r3 = {7};
     if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, d, 2, reg, 0.5f, &r3, ctx), MREC_OK, "freedom, dropout 0.5")) {
@@ -353,6 +402,7 @@ static void test_freedom(mrec_context *ctx) {
     if (t_status(mrec_freedom_create(&m, &full, &s, &train, feat, 2, 4, 2, 0.7f, 0, &r2, ctx), MREC_OK, "freedom d=4")) {
         for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 10;
         check_gradients(&m, "freedom");
+        if (t_status(mrec_freedom_use_ops(&m), MREC_OK, "freedom's op path")) check_gradients(&m, "freedom through the op entries");
         mrec_model_destroy(&m);
     }
     mrec_graph_free(&full), mrec_graph_free(&s);

@@ -364,7 +364,47 @@ static void test_gradients(mrec_context *ctx) {
         if (t_status(mrec_ngcf_create(&m, &g, 5, 6, 4, 2, 0.1f, 0, 0, &rng, ctx), MREC_OK, "ngcf")) {
             for (int64_t e = 0; e < m.size[0]; e++) m.param[0][e] *= 5;
             check_gradients(&m, "ngcf (2 layers, no dropout)");
+            /* the op path against the host loops' gradients just checked: its loss sums the scores in float, too
+             * coarse for finite differences at these scales */
+            static const int32_t u[6] = {0, 1, 2, 3, 4, 1}, pos[6] = {0, 2, 1, 5, 3, 4}, neg[6] = {3, 5, 4, 0, 1, 1};
+            double lh = m.loss_grad(m.self, u, pos, neg, 6);
+            int64_t total = 0;
+            for (int p = 0; p < m.n_params; p++) total += m.size[p];
+            float *host = malloc(sizeof(float) * (size_t)total), *ops = malloc(sizeof(float) * (size_t)total);
+            for (int p = 0, at = 0; p < m.n_params; at += (int)m.size[p], p++) memcpy(host + at, m.grad[p], sizeof(float) * (size_t)m.size[p]);
+            if (t_status(mrec_ngcf_use_ops(&m), MREC_OK, "ngcf's op path")) {
+                double lo = m.loss_grad(m.self, u, pos, neg, 6);
+                for (int p = 0, at = 0; p < m.n_params; at += (int)m.size[p], p++) memcpy(ops + at, m.grad[p], sizeof(float) * (size_t)m.size[p]);
+                t_check(fabs(lo - lh) <= 1e-5 * fabs(lh), "ngcf through the op entries: the host loops' loss (%.8f, %.8f)", lo, lh);
+                t_allclose("ngcf through the op entries: the host loops' gradients", host, ops, total, 1e-5, 1e-4);
+            }
+            free(host), free(ops);
             mrec_model_destroy(&m);
+        }
+        /* the op path draws the host loops' masks: with dropout, the same losses and gradients step after step
+         * (float sums in other orders: 1e-5) */
+        {
+            static const int32_t u[4] = {0, 1, 2, 4}, pos[4] = {0, 2, 1, 5}, neg[4] = {3, 5, 4, 1};
+            mrec_model mm[2];
+            int made = 0;
+            for (int path = 0; path < 2; path++) {
+                mrec_rng r = {5};
+                if (t_status(mrec_ngcf_create(&mm[path], &g, 5, 6, 4, 2, 0.1f, 0.4f, 0.3f, &r, ctx), MREC_OK, "ngcf with dropout"))
+                    made++;
+            }
+            if (made == 2 && t_status(mrec_ngcf_use_ops(&mm[1]), MREC_OK, "ngcf's op path")) {
+                int same = 1;
+                double l0 = 0, l1 = 0;
+                for (int step = 0; step < 3 && same; step++) {
+                    l0 = mm[0].loss_grad(mm[0].self, u, pos, neg, 4), l1 = mm[1].loss_grad(mm[1].self, u, pos, neg, 4);
+                    same = fabs(l0 - l1) <= 1e-5 * fabs(l0);
+                    for (int p = 0; p < mm[0].n_params && same; p++)
+                        for (int64_t e = 0; e < mm[0].size[p] && same; e++)
+                            same = fabsf(mm[0].grad[p][e] - mm[1].grad[p][e]) <= 1e-5f + 1e-4f * fabsf(mm[0].grad[p][e]);
+                }
+                t_check(same, "ngcf with dropout: the op path's losses and gradients follow the host loops' (%.8f, %.8f)", l0, l1);
+            }
+            for (int path = 0; path < made; path++) mrec_model_destroy(&mm[path]);
         }
         /* with dropout: masks change from step to step, not with the thread count */
         static const int32_t u[3] = {0, 1, 2}, pos[3] = {0, 2, 1}, neg[3] = {3, 5, 4};
@@ -405,10 +445,10 @@ static void test_trajectory(mrec_context *ctx) {
     mrec_graph g, gm;
     mrec_graph_normalized(&g, &train);
     mrec_graph_mean_self(&gm, &train);
-    static const char *names[5] = {"bprmf", "lightgcn", "ngcf", "bprmf", "lightgcn"};
-    for (int run = 0; run < 5; run++) {
-        /* runs 3 and 4: BPRMF and LightGCN through the op entries, the path a GPU context takes */
-        int which = run % 3 + run / 3, ops = run >= 3;
+    static const char *names[3] = {"bprmf", "lightgcn", "ngcf"};
+    for (int run = 0; run < 6; run++) {
+        /* runs 3 to 5: the three through the op entries, the path a GPU context takes */
+        int which = run % 3, ops = run >= 3;
         const cJSON *ref = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "models"), names[which]);
         mrec_rng rng = {1};
         mrec_model m;
@@ -419,6 +459,10 @@ static void test_trajectory(mrec_context *ctx) {
         if (!t_status(st, MREC_OK, "create %s", names[which])) continue;
         if (ops && which == 0) mrec_bprmf_use_ops(&m);
         if (ops && which == 1) mrec_lightgcn_use_ops(&m);
+        if (ops && which == 2 && !t_status(mrec_ngcf_use_ops(&m), MREC_OK, "ngcf's op path")) {
+            mrec_model_destroy(&m);
+            continue;
+        }
         const char *via = ops ? " through the op entries" : "";
         /* PyTorch's initial weights; LightGCN and NGCF keep users then items in one table */
         fill_floats(m.param[0], cJSON_GetObjectItem(c, "user0"));
@@ -460,7 +504,7 @@ static void test_trajectory(mrec_context *ctx) {
             for (const cJSON *w = cJSON_GetObjectItem(ref, "weights")->child; w; w = w->next, t++) {
                 float want[64 * 64];
                 fill_floats(want, w);
-                snprintf(what, sizeof what, "ngcf weight %d after 6 steps", t);
+                snprintf(what, sizeof what, "ngcf weight %d after 6 steps%s", t, via);
                 t_allclose(what, want, m.param[t], m.size[t], 1e-4, 0);
             }
         }

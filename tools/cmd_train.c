@@ -22,7 +22,7 @@
 enum {
     O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_FEATURES, O_MISSING, O_KNOCKOUT,
     O_SAVE_SPLITS, O_CACHE, O_MODEL, O_PARAMS, O_METRICS, O_K, O_SELECT, O_THRESHOLD, O_MASK_VALID, O_OUT, O_OVERWRITE, O_RESUME,
-    O_SAVE_TOPK, O_PER_USER, O_THREADS, N_OPTIONS
+    O_SAVE_TOPK, O_PER_USER, O_THREADS, O_DEVICE, N_OPTIONS
 };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
@@ -66,7 +66,10 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [O_SAVE_TOPK] = {"--save-topk", MREC_OPT_INT, "N", "DIR/recommendations.tsv: each user's N best items at the best epoch", "0 (none)", 0,
                      100000},
     [O_PER_USER] = {"--per-user", MREC_OPT_SWITCH, NULL, "DIR/test_per_user.tsv: each test user's metrics at the best epoch"},
-    [O_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+    [O_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024, .section = "where it runs"},
+    [O_DEVICE] = {"--device", MREC_OPT_ENUM, "auto|cpu|cuda",
+                  "where the model trains and ranks: cuda refuses a model without a GPU path, auto takes the CPU then", "cpu",
+                  .choices = "auto|cpu|cuda"},
 };
 
 static char usage_text[4096];
@@ -199,6 +202,7 @@ int mrec_cmd_train(int argc, char **argv) {
     s.mask_valid = v[O_MASK_VALID].given;
     s.save_topk = (int)v[O_SAVE_TOPK].i, s.per_user = v[O_PER_USER].given;
     s.threads = (int)v[O_THREADS].i;
+    if (v[O_DEVICE].given) s.device = v[O_DEVICE].i == 0 ? MREC_WANT_AUTO : v[O_DEVICE].i == 1 ? MREC_WANT_CPU : MREC_WANT_CUDA;
     s.log = to_stdout, s.notice = to_stderr;
     int kind;
     double a, b;

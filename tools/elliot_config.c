@@ -373,9 +373,13 @@ mrec_status elliot_read(experiment *e, const mrec_cfg_node *root) {
     const char *ds = NULL;
     if (!st) st = mrec_cfg_string(c, x, "dataset", 1, &ds);
     if (!st) snprintf(e->dataset, sizeof e->dataset, "%s", ds);
-    long top_k = 10, seed = 42;
+    long top_k = 10, seed = 42, gpu = -1;
     if (!st) st = mrec_cfg_int(c, x, "top_k", 0, 1, 10000, &top_k);
     if (!st) st = mrec_cfg_int(c, x, "random_seed", 0, 0, 1L << 62, &seed);
+    /* Elliot's gpu: -1 the CPU, else that GPU for the models that have a GPU path (the others, or a machine
+     * without it, run on the CPU with a notice, as Elliot's CPU-only models do) */
+    if (!st) st = mrec_cfg_int(c, x, "gpu", 0, -1, 1023, &gpu);
+    if (gpu >= 0) e->base.device = MREC_WANT_AUTO, e->base.gpu = (int)gpu;
     e->top_k = (int)top_k;
     if (!st) st = read_data(e, x);
     if (!st) st = read_filters(e, x);

@@ -44,6 +44,9 @@ typedef struct {
     int per_user;              /* each test user's metrics at the best epoch */
     /* where it runs, and what it says */
     int threads;               /* the context made for the run when ctx is NULL (<= 0: one per core) */
+    mrec_device_request device; /* that context's device: MREC_WANT_CPU (the default), MREC_WANT_CUDA (a model without a
+                                 * GPU path, or no usable GPU, is an error), MREC_WANT_AUTO (the CPU then, with a notice) */
+    int gpu;                   /* which GPU, for cuda and auto (Elliot's `gpu` key) */
     mrec_context *ctx;         /* the caller's context, or NULL */
     mrec_notice_fn log;        /* each progress line (data, features, model, epochs, results), or NULL */
     mrec_notice_fn notice;     /* what loading changed in the data (rows dropped, ...), or NULL */
@@ -51,7 +54,7 @@ typedef struct {
 } mrec_train_spec;
 
 /* mrec train's defaults: format inter, no filter, the data's split (seed 999), cut-offs 5, 10, 20, 50,
- * recall, ndcg, precision and map, selection on recall@20, threshold 0. */
+ * recall, ndcg, precision and map, selection on recall@20, threshold 0, on the CPU. */
 mrec_train_spec mrec_train_defaults(void);
 
 /* One evaluation during training, as the training loop logs it (value with 4 decimals). */

@@ -25,7 +25,7 @@
 mrec_train_spec mrec_train_defaults(void) {
     mrec_train_spec s = {.format = "inter", .min_rating = -INFINITY, .split_seed = 999, .n_k = 4, .k = {5, 10, 20, 50},
                          .n_metrics = 4, .metrics = {MREC_METRIC_RECALL, MREC_METRIC_NDCG, MREC_METRIC_PRECISION, MREC_METRIC_MAP},
-                         .select_metric = MREC_METRIC_RECALL, .select_k = 20};
+                         .select_metric = MREC_METRIC_RECALL, .select_k = 20, .device = MREC_WANT_CPU};
     return s;
 }
 
@@ -295,6 +295,41 @@ static void say_results(const mrec_train_spec *s, const mrec_train_result *r) {
     say(s, "time: %.1f s training (%d epochs), %.1f s evaluating", r->train_seconds, r->epochs_run, r->eval_seconds);
 }
 
+/* The run's own context: the CPU, or GPU s->gpu for a model with a GPU path. Made before any data is read, so a
+ * model or a GPU that cannot serve --device cuda stops the run at once; under auto the CPU takes over, and the
+ * notice says why. */
+static mrec_status run_context(const mrec_train_spec *s, const mrec_model_entry *e, mrec_context **out) {
+    char line[320];
+    int want_gpu = s->device != MREC_WANT_CPU;
+    if (want_gpu && !mrec_model_runs_on_gpu(e->name)) {
+        if (s->device == MREC_WANT_CUDA)
+            return mrec_fail(MREC_ERR_UNSUPPORTED, "%s has no GPU path (--device cpu or auto runs it on the CPU)", e->name);
+        snprintf(line, sizeof line, "%s has no GPU path; running on the CPU", e->name);
+        if (s->notice) s->notice(s->log_ctx, line);
+        want_gpu = 0;
+    }
+    mrec_context_options co = mrec_context_defaults();
+    co.device = MREC_WANT_CPU, co.n_threads = s->threads;
+    mrec_status st = mrec_context_create(out, &co);
+    if (st || !want_gpu) return st;
+    /* the GPU joins the CPU context (its pool stays for the host's share of the work) */
+    mrec_context *ctx = *out;
+    if (!(st = mrec_cuda_create(&ctx->cuda, s->gpu))) {
+        ctx->device = MREC_DEVICE_CUDA;
+        say(s, "device: cuda (GPU %d)", s->gpu);
+        return MREC_OK;
+    }
+    if (s->device == MREC_WANT_CUDA) {
+        mrec_context_destroy(ctx);
+        *out = NULL;
+        return st;
+    }
+    snprintf(line, sizeof line, "no usable GPU (%s); running on the CPU", mrec_error_detail());
+    mrec_clear_error();
+    if (s->notice) s->notice(s->log_ctx, line);
+    return MREC_OK;
+}
+
 mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     memset(r, 0, sizeof *r);
     const mrec_model_entry *e = s->model;
@@ -312,6 +347,10 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     if (STEP("model", mrec_params_resolve(&r->values, e, &s->params))) return st;
     if (e->needs != MREC_NEEDS_NONE && !s->features)
         return STEP("model", mrec_fail(MREC_ERR_ARG, "%s needs item features: --features visual=PATH,textual=PATH", e->name));
+    if (!ctx) {
+        if (STEP(s->device == MREC_WANT_CPU ? "threads" : "device", run_context(s, e, &own))) return st;
+        ctx = own;
+    }
     if (!STEP("loading data", load_data(s, &x)) && (s->kcore > 0 || s->min_rating > -INFINITY))
         STEP("filtering", mrec_filter(&x, s->min_rating, s->kcore, s->kcore, !s->kcore_once));
     if (!st && s->split) STEP("splitting", resplit(s, &x));
@@ -334,11 +373,6 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     if (!st)
         say(s, "data: %s: %d users, %d items; %lld train, %lld valid, %lld test pairs", s->data, x.n_users, x.n_items,
             (long long)train.row_ptr[train.n_rows], (long long)valid.row_ptr[valid.n_rows], (long long)test.row_ptr[test.n_rows]);
-    if (!st && !ctx) { /* training runs on the CPU */
-        mrec_context_options co = mrec_context_defaults();
-        co.device = MREC_WANT_CPU, co.n_threads = s->threads;
-        if (!STEP("threads", mrec_context_create(&own, &co))) ctx = own;
-    }
     char cache_buf[4096];
     mrec_model_inputs in = {.n_users = x.n_users, .n_items = x.n_items, .train = &train, .feat = feat, .n_feat = n_feat,
                             .item_feat = item_feat, .feat_dim = feat_dim, .log = s->log, .log_ctx = s->log_ctx};

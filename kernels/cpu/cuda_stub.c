@@ -176,3 +176,14 @@ mrec_status mrec_cuda_weights_upload(mrec_cuda *cu, float **out, const float *ho
     return no_cuda();
 }
 void mrec_cuda_weights_free(mrec_cuda *cu, float *weights) {}
+mrec_status mrec_hash_dropout_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key,
+                                   mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_leaky_relu_back_cuda(float *dz, const float *dy, const float *z, float slope, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const float *y, const float *x, float eps, float beta,
+                                             int R, int C, mrec_cuda *cu) {
+    return no_cuda();
+}

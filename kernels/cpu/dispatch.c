@@ -199,8 +199,8 @@ mrec_status mrec_class_embed(mrec_context *ctx, float *x, const float *cls, cons
 }
 
 mrec_status mrec_copy_rows(mrec_context *ctx, float *out, int ld_out, const float *in, int ld_in, int rows, int cols) {
-    if (ld_out < cols || ld_in < cols)
-        return mrec_fail(MREC_ERR_ARG, "copy_rows: rows of %d with strides %d and %d", cols, ld_out, ld_in);
+    if (rows < 0 || cols < 0 || ld_out < cols || ld_in < cols)
+        return mrec_fail(MREC_ERR_ARG, "copy_rows: %d rows of %d with strides %d and %d", rows, cols, ld_out, ld_in);
     if (on_gpu(ctx)) return mrec_copy_rows_cuda(out, ld_out, in, ld_in, rows, cols, ctx->cuda);
     mrec_copy_rows_cpu(out, ld_out, in, ld_in, rows, cols, ctx->pool);
     return MREC_OK;
@@ -286,5 +286,26 @@ mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_
                            int C) {
     if (on_gpu(ctx)) return mrec_mask_rows_cuda(scores, row_ptr, col, u0, R, C, ctx->cuda);
     mrec_mask_rows_cpu(scores, row_ptr, col, u0, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
+                              uint64_t key) {
+    if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "hash dropout: p %g is outside [0, 1)", p);
+    if (on_gpu(ctx)) return mrec_hash_dropout_cuda(out, x, idx, n, p, key, ctx->cuda);
+    mrec_hash_dropout_cpu(out, x, idx, n, p, key, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, const float *z, float slope, int64_t n) {
+    if (on_gpu(ctx)) return mrec_leaky_relu_back_cuda(dz, dy, z, slope, n, ctx->cuda);
+    mrec_leaky_relu_back_cpu(dz, dy, z, slope, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
+                                        float eps, float beta, int R, int C) {
+    if (on_gpu(ctx)) return mrec_l2_normalize_rows_back_cuda(dx, dy, y, x, eps, beta, R, C, ctx->cuda);
+    mrec_l2_normalize_rows_back_cpu(dx, dy, y, x, eps, beta, R, C, ctx->pool);
     return MREC_OK;
 }

@@ -1,7 +1,8 @@
 /* train.c: the CPU side of what the recommenders' training and evaluation
  * need beside the dense ops (kernels/cuda/train.cu is the GPU side): BPR's
- * gathered dot products, the transposed index of a batch's ids, and the
- * evaluation mask. References and fast variants sit together here because
+ * gathered dot products, the transposed index of a batch's ids, the
+ * evaluation mask, and NGCF's hashed dropout, LeakyReLU and L2 backward and
+ * strided row copies. References and fast variants sit together here because
  * they are short; the fast ones split rows over the pool and compute each
  * row as the reference orders it, so the thread count changes no bit.
  */
@@ -85,4 +86,85 @@ void mrec_mask_rows_cpu(float *scores, const int64_t *row_ptr, const int32_t *co
                         mrec_pool *pool) {
     mask_args a = {scores, row_ptr, col, u0, C};
     mrec_parallel_range(pool, R, 64, mask_range, &a);
+}
+
+/* ---- NGCF's layers: hashed dropout, LeakyReLU's backward, row copies, L2 backward ---- */
+
+/* recsys' mrec_mix64 (SplitMix64's finalizer), repeated here because kernels know nothing of recsys; the GPU's copy
+ * is in train.cu, and the tests hold the three together */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void mrec_hash_dropout_ref(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key) {
+    for (int64_t t = 0; t < n; t++) {
+        uint64_t e = idx ? (uint64_t)idx[t] : (uint64_t)t;
+        float u = (float)((mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+        out[t] = u < p ? 0.0f : x ? x[t] / (1.0f - p) : 1.0f / (1.0f - p);
+    }
+}
+
+typedef struct {
+    float *out;
+    const float *x, *y, *z;
+    const int32_t *idx;
+    float p, s;
+    uint64_t key;
+    int ld_out, ld_in, C;
+} ngcf_args;
+
+static void hash_dropout_range(void *arg, int64_t lo, int64_t hi) {
+    const ngcf_args *a = arg;
+    for (int64_t t = lo; t < hi; t++) {
+        uint64_t e = a->idx ? (uint64_t)a->idx[t] : (uint64_t)t;
+        float u = (float)((mix64(a->key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+        a->out[t] = u < a->p ? 0.0f : a->x ? a->x[t] / (1.0f - a->p) : 1.0f / (1.0f - a->p);
+    }
+}
+
+void mrec_hash_dropout_cpu(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key, mrec_pool *pool) {
+    ngcf_args a = {.out = out, .x = x, .idx = idx, .p = p, .key = key};
+    mrec_parallel_range(pool, n, 4096, hash_dropout_range, &a);
+}
+
+void mrec_leaky_relu_back_ref(float *dz, const float *dy, const float *z, float slope, int64_t n) {
+    for (int64_t t = 0; t < n; t++) dz[t] = z[t] > 0 ? dy[t] : slope * dy[t];
+}
+
+static void leaky_back_range(void *arg, int64_t lo, int64_t hi) {
+    const ngcf_args *a = arg;
+    mrec_leaky_relu_back_ref(a->out + lo, a->x + lo, a->z + lo, a->s, hi - lo);
+}
+
+void mrec_leaky_relu_back_cpu(float *dz, const float *dy, const float *z, float slope, int64_t n, mrec_pool *pool) {
+    ngcf_args a = {.out = dz, .x = dy, .z = z, .s = slope};
+    mrec_parallel_range(pool, n, 8192, leaky_back_range, &a);
+}
+
+void mrec_l2_normalize_rows_back_ref(float *dx, const float *dy, const float *y, const float *x, float eps, float beta, int R,
+                                     int C) {
+    for (int r = 0; r < R; r++) {
+        size_t o = (size_t)r * C;
+        double ss = 0, ydy = 0;
+        for (int c = 0; c < C; c++) ss += (double)x[o + c] * x[o + c], ydy += (double)y[o + c] * dy[o + c];
+        double norm = sqrt(ss);
+        for (int c = 0; c < C; c++) {
+            float g = norm > eps ? (float)((dy[o + c] - y[o + c] * ydy) / norm) : (float)(dy[o + c] / (double)eps);
+            dx[o + c] = beta == 0.0f ? g : beta * dx[o + c] + g;
+        }
+    }
+}
+
+static void l2_back_range(void *arg, int64_t lo, int64_t hi) {
+    const ngcf_args *a = arg;
+    size_t o = (size_t)lo * a->C;
+    mrec_l2_normalize_rows_back_ref(a->out + o, a->x + o, a->y + o, a->z + o, a->p, a->s, (int)(hi - lo), a->C);
+}
+
+void mrec_l2_normalize_rows_back_cpu(float *dx, const float *dy, const float *y, const float *x, float eps, float beta, int R,
+                                     int C, mrec_pool *pool) {
+    ngcf_args a = {.out = dx, .x = dy, .y = y, .z = x, .p = eps, .s = beta, .C = C};
+    mrec_parallel_range(pool, R, 1 + 4096 / (C > 0 ? C : 1), l2_back_range, &a);
 }

@@ -179,3 +179,67 @@ extern "C" mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr
     mask_rows_kernel<<<blocks_for((int64_t)R * 32), THREADS, 0, cu->stream>>>(scores, row_ptr, col, u0, R, C);
     return MREC_CUDA_LAUNCHED("mask_rows");
 }
+
+/* ---- NGCF's layers: hashed dropout, LeakyReLU's backward, row copies, L2 backward ---- */
+
+/* SplitMix64's finalizer: recsys' mrec_mix64 and train.c's copy, on the device */
+__device__ static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+__global__ static void hash_dropout_kernel(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        uint64_t e = idx ? (uint64_t)idx[t] : (uint64_t)t;
+        float u = (float)((mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+        out[t] = u < p ? 0.0f : x ? __fdiv_rn(x[t], 1.0f - p) : __fdiv_rn(1.0f, 1.0f - p);
+    }
+}
+
+/* out, x, idx: (n) */
+extern "C" mrec_status mrec_hash_dropout_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key,
+                                              mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    hash_dropout_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, x, idx, n, p, key);
+    return MREC_CUDA_LAUNCHED("hash dropout");
+}
+
+__global__ static void leaky_relu_back_kernel(float *dz, const float *dy, const float *z, float slope, int64_t n) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x)
+        dz[t] = z[t] > 0 ? dy[t] : __fmul_rn(slope, dy[t]);
+}
+
+/* dz, dy, z: (n) */
+extern "C" mrec_status mrec_leaky_relu_back_cuda(float *dz, const float *dy, const float *z, float slope, int64_t n,
+                                                 mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    leaky_relu_back_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(dz, dy, z, slope, n);
+    return MREC_CUDA_LAUNCHED("leaky relu backward");
+}
+
+/* One warp per row: the two sums in double, reduced in a fixed tree, then the row written. */
+__global__ static void l2_back_kernel(float *dx, const float *dy, const float *y, const float *x, float eps, float beta, int R,
+                                      int C) {
+    int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
+    int lane = threadIdx.x % 32;
+    for (int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; row < R; row += warps) {
+        size_t o = (size_t)row * C;
+        double ss = 0, ydy = 0;
+        for (int c = lane; c < C; c += 32) ss += (double)x[o + c] * x[o + c], ydy += (double)y[o + c] * dy[o + c];
+        for (int s = 16; s > 0; s /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, s), ydy += __shfl_xor_sync(0xffffffffu, ydy, s);
+        double norm = sqrt(ss);
+        for (int c = lane; c < C; c += 32) {
+            float g = norm > eps ? (float)((dy[o + c] - y[o + c] * ydy) / norm) : (float)(dy[o + c] / (double)eps);
+            dx[o + c] = beta == 0.0f ? g : __fadd_rn(__fmul_rn(beta, dx[o + c]), g);
+        }
+    }
+}
+
+/* dx, dy, y, x: (R, C) */
+extern "C" mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const float *y, const float *x, float eps,
+                                                        float beta, int R, int C, mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    l2_back_kernel<<<blocks_for((int64_t)R * 32), THREADS, 0, cu->stream>>>(dx, dy, y, x, eps, beta, R, C);
+    return MREC_CUDA_LAUNCHED("l2 normalize backward");
+}

@@ -1,0 +1,132 @@
+/* bench_train_gpu.c: training time per epoch of every model with a GPU path,
+ * on the CPU and on the GPU, from one seed on the same synthetic data.
+ *
+ *   build/cuda/bench/bench_train_gpu [threads [epochs [users [items]]]]   (make bench runs it)
+ *
+ * Data: `users` users (default 20,000) with 10 to 49 items each among `items`
+ * (default 10,000), in overlapping bands so the models have something to
+ * learn; the last item of each user is its test item. 64-d, batch 2048, Adam
+ * at 1e-3; VBPR reads 256-d random item features. Each model is validated
+ * before its time is trusted: the GPU's test Recall@20 must lie within 0.01 of
+ * the CPU's after the same epochs (tests/test_cuda_train.c holds the losses
+ * to 1e-3). The time is mrec_fit's training time over the epochs (sampling,
+ * batches and Adam; one evaluation at the end, timed apart). Without a GPU
+ * the CPU column is printed and the GPU one says why it is missing.
+ */
+#include "../recsys/mrec_registry.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t mix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+typedef struct {
+    double seconds_per_epoch, eval_seconds, recall;
+    int ok;
+} timing;
+
+static timing train_on(mrec_context *ctx, const mrec_model_entry *e, const mrec_model_inputs *in, const mrec_user_items *train,
+                       const mrec_user_items *valid, const mrec_user_items *test, int epochs) {
+    timing t = {0};
+    mrec_param_values given, p;
+    memset(&given, 0, sizeof given);
+    given.v[MREC_HP_DIM] = (mrec_param_value){.x = {64}, .given = 1};
+    mrec_built_model b;
+    memset(&b, 0, sizeof b);
+    mrec_status st = mrec_params_resolve(&p, e, &given);
+    if (!st) st = mrec_model_build(&b, e, in, &p, ctx);
+    if (st) {
+        fprintf(stderr, "bench_train_gpu: %s on %s: %s\n", e->name, mrec_device_name(ctx->device), mrec_error_detail());
+        return t;
+    }
+    mrec_fit_options opt = mrec_fit_defaults();
+    opt.epochs = epochs, opt.eval_every = epochs, opt.patience = 1000, opt.batch_size = 2048, opt.lr = 1e-3f, opt.seed = 7;
+    int k[1] = {20};
+    mrec_fit_result r;
+    memset(&r, 0, sizeof r);
+    if ((st = mrec_fit(&r, &b.model, train, valid, test, k, 1, 1, &opt, ctx)))
+        fprintf(stderr, "bench_train_gpu: %s on %s: %s\n", e->name, mrec_device_name(ctx->device), mrec_error_detail());
+    else
+        t.ok = 1, t.seconds_per_epoch = r.train_seconds / r.epochs_run, t.eval_seconds = r.eval_seconds,
+        t.recall = r.test.value[MREC_METRIC_RECALL][0];
+    free(r.topk);
+    mrec_built_model_free(&b);
+    return t;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 0, epochs = argc > 2 ? atoi(argv[2]) : 2;
+    int U = argc > 3 ? atoi(argv[3]) : 20000, I = argc > 4 ? atoi(argv[4]) : 10000, F = 256;
+    if (epochs < 1 || U < 10 || I < 100) {
+        fprintf(stderr, "usage: bench_train_gpu [threads [epochs >= 1 [users >= 10 [items >= 100]]]]\n");
+        return 1;
+    }
+    /* the interactions: each user's items from a band of 200 around u * I / U, the last one held out */
+    mrec_interactions x = {0};
+    size_t cap = (size_t)U * 49;
+    x.n_users = U, x.n_items = I;
+    x.user = malloc(sizeof *x.user * cap), x.item = malloc(sizeof *x.item * cap), x.rating = malloc(sizeof *x.rating * cap);
+    x.split = malloc(cap);
+    float *feat = malloc(sizeof(float) * (size_t)I * F);
+    uint8_t *seen = calloc((size_t)I, 1);
+    if (!x.user || !x.item || !x.rating || !x.split || !feat || !seen) return fprintf(stderr, "bench_train_gpu: out of memory\n"), 1;
+    uint64_t s = 1;
+    for (int u = 0; u < U; u++) {
+        int n = 10 + (int)(mix(&s) % 40), first = (int)x.n;
+        while ((int)x.n - first < n) {
+            int32_t it = (int32_t)(((int64_t)u * I / U + (int64_t)(mix(&s) % 200)) % I);
+            if (seen[it]) continue;
+            seen[it] = 1;
+            x.user[x.n] = u, x.item[x.n] = it, x.rating[x.n] = 1, x.split[x.n++] = MREC_SPLIT_TRAIN;
+        }
+        for (int q = first; q < (int)x.n; q++) seen[x.item[q]] = 0;
+        x.split[x.n - 1] = MREC_SPLIT_TEST;
+    }
+    for (size_t q = 0; q < (size_t)I * F; q++) feat[q] = (float)((mix(&s) >> 40) * (1.0 / 16777216.0) - 0.5);
+    mrec_user_items train, valid, test;
+    mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN);
+    mrec_user_items_build(&valid, &x, MREC_SPLIT_VALID);
+    mrec_user_items_build(&test, &x, MREC_SPLIT_TEST);
+    mrec_features modality = {.n_items = I, .dim = F, .x = feat};
+    snprintf(modality.name, sizeof modality.name, "visual");
+    mrec_model_inputs in = {.n_users = U, .n_items = I, .train = &train, .feat = &modality, .n_feat = 1, .item_feat = feat,
+                            .feat_dim = F};
+
+    mrec_context *cpu = NULL, *gpu = NULL;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    if (mrec_context_create(&cpu, &o)) return fprintf(stderr, "bench_train_gpu: %s\n", mrec_error_detail()), 1;
+    o.device = MREC_WANT_CUDA;
+    char why[200] = "";
+    if (mrec_context_create(&gpu, &o)) snprintf(why, sizeof why, "%s", mrec_error_detail()), mrec_clear_error();
+    printf("training, %d users, %d items, %lld pairs, 64-d, batch 2048, %d epoch(s); CPU on %d threads\n", U, I,
+           (long long)train.row_ptr[train.n_rows], epochs, mrec_pool_threads(cpu->pool));
+    printf("%-10s %14s %14s %8s %18s\n", "model", "CPU s/epoch", "GPU s/epoch", "ratio", "Recall@20 CPU/GPU");
+    int failed = 0;
+    for (int i = 0; i < mrec_model_count(); i++) {
+        const mrec_model_entry *e = mrec_model_at(i);
+        if (!mrec_model_runs_on_gpu(e->name)) continue;
+        timing c = train_on(cpu, e, &in, &train, &valid, &test, epochs), d = {0};
+        if (gpu) d = train_on(gpu, e, &in, &train, &valid, &test, epochs);
+        int valid_gpu = d.ok && c.ok && fabs(d.recall - c.recall) <= 0.01;
+        failed |= !c.ok || (gpu && !valid_gpu);
+        if (gpu)
+            printf("%-10s %14.3f %14.3f %7.1fx %8.4f / %.4f%s\n", e->name, c.seconds_per_epoch, d.seconds_per_epoch,
+                   d.seconds_per_epoch > 0 ? c.seconds_per_epoch / d.seconds_per_epoch : 0, c.recall, d.recall,
+                   valid_gpu ? "" : "  (GPU result off: time not trusted)");
+        else
+            printf("%-10s %14.3f %14s %8s %8.4f\n", e->name, c.seconds_per_epoch, "-", "-", c.recall);
+    }
+    if (!gpu) printf("GPU: skipped (%s)\n", why);
+    mrec_context_destroy(cpu), mrec_context_destroy(gpu);
+    mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
+    free(x.user), free(x.item), free(x.rating), free(x.split), free(feat), free(seen);
+    return failed;
+}

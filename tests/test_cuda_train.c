@@ -1,0 +1,527 @@
+/* test_cuda_train.c: where a training run goes, and what it brings back there.
+ *
+ * Without a GPU: `mrec train --device` as a user meets it (a model without a
+ * GPU path refused by name before the data is read, auto falling back to the
+ * CPU with a one-line notice, a bad value named), the Elliot config's `gpu`
+ * key, the list of models with a GPU path against the models themselves (each
+ * one off the list refuses a GPU context, naming itself), NGCF and VBPR
+ * trained on the CPU through the op path a GPU takes, and the ops NGCF added
+ * against their references. With one: those ops on the GPU, and every model
+ * with a GPU path trained a few epochs through mrec_train on the CPU and on
+ * the GPU from one seed: epoch losses within 1e-3 relative (fp32 on both
+ * sides, summed in other orders, over a few dozen Adam steps) and Recall@20 /
+ * nDCG@20 within 0.01 (a ranking may swap near-ties). Without a GPU those
+ * cases print "skipped". Runs the binary in $MREC_BIN.
+ */
+#include "harness.h"
+
+#include "../nn/mrec_npy.h"
+#include "../recsys/mrec_registry.h"
+#include "../tools/mrec_pipeline.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A setup step a case cannot go on without: recorded as a failure, and the case stops. */
+#define T_REQUIRE_VOID_OK(cond)                                                     \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            t_check(0, "%s:%d: requirement failed: %s", __FILE__, __LINE__, #cond); \
+            return;                                                                 \
+        }                                                                           \
+    } while (0)
+
+static const char *bin;
+static char dir[] = "/tmp/mrec-cuda-train-XXXXXX";
+
+/* Runs `bin args` in dir, stdout and stderr into out. Returns the exit status. */
+static int run(const char *args, char *out, size_t cap) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd %s && %s %s 2>&1", dir, bin, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int write_file(const char *name, const char *text) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    fputs(text, f);
+    return fclose(f) == 0;
+}
+
+/* Elliot's fixed split in dir: 120 users with 8 to 17 items of 90 in bands (users share taste), the last two
+ * of each in validation and test. */
+static int write_data(void) {
+    char path[4096];
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    FILE *f[3];
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        if (!(f[s] = fopen(path, "w"))) return 0;
+    }
+    uint64_t st = 3;
+    for (int u = 0; u < 120; u++) {
+        int n = 8 + (int)(t_rand_u64(&st) % 10), items[17], have = 0;
+        while (have < n) {
+            int it = (int)((u * 3 + t_rand_u64(&st) % 25) % 90), seen = 0;
+            for (int q = 0; q < have; q++) seen |= items[q] == it;
+            if (!seen) items[have++] = it;
+        }
+        for (int q = 0; q < n; q++) fprintf(f[q == n - 1 ? 2 : q == n - 2 ? 1 : 0], "u%d\ti%d\t1\n", u, items[q]);
+    }
+    int ok = 1;
+    for (int s = 0; s < 3; s++) ok &= fclose(f[s]) == 0;
+    /* features for the multimodal models: visual (90, 12) and textual (90, 7), joined to the items by their ids files */
+    static const char *const modality[2] = {"visual", "textual"};
+    for (int m = 0; m < 2 && ok; m++) {
+        int64_t shape[2] = {90, m ? 7 : 12};
+        float x[90 * 12];
+        t_fill_uniform(x, shape[0] * shape[1], &st, -1, 1);
+        snprintf(path, sizeof path, "%s/%s.npy", dir, modality[m]);
+        ok = mrec_npy_write(path, MREC_NPY_F32, 2, shape, x) == MREC_OK;
+        snprintf(path, sizeof path, "%s/%s_ids.txt", dir, modality[m]);
+        FILE *ids = fopen(path, "w");
+        for (int i = 0; ids && i < 90; i++) fprintf(ids, "i%d\n", i);
+        ok = ok && ids && fclose(ids) == 0;
+    }
+    return ok;
+}
+
+/* Whether this process can open a GPU context (a CUDA build on a machine with a GPU). */
+static int have_gpu(char *why, size_t cap) {
+    mrec_context *ctx = NULL;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CUDA, o.n_threads = 1;
+    mrec_status st = mrec_context_create(&ctx, &o);
+    snprintf(why, cap, "%s", st ? mrec_error_detail() : "");
+    mrec_context_destroy(ctx);
+    mrec_clear_error();
+    return st == MREC_OK;
+}
+
+#define DATA "--data train.tsv,val.tsv,test.tsv --format tsv --k 10,20 --epochs 2 --threads 1"
+
+static void device_flag(int gpu) {
+    char out[16384];
+    /* a model without a GPU path: refused by name before the data is read (here the data could not be read) */
+    T_REQUIRE_VOID_OK(write_file("broken.tsv", "u1\ti1\tnot-a-rating\n"));
+    int rc = run("train --data broken.tsv --format tsv --model itemknn --device cuda --out o1", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "itemknn has no GPU path") && !strstr(out, "broken.tsv"),
+            "--device cuda --model itemknn: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/o1", dir);
+    t_check(access(path, F_OK) != 0, "--device cuda --model itemknn leaves no output folder");
+    for (int i = 0; i < mrec_model_count(); i++) {
+        const mrec_model_entry *e = mrec_model_at(i);
+        if (mrec_model_runs_on_gpu(e->name)) continue;
+        char args[512];
+        snprintf(args, sizeof args, "train --data broken.tsv --format tsv --model %s --device cuda --out o1%s", e->name,
+                 e->needs != MREC_NEEDS_NONE ? " --features visual=broken.tsv,textual=broken.tsv" : "");
+        rc = run(args, out, sizeof out);
+        char want[64];
+        snprintf(want, sizeof want, "%s has no GPU path", e->name);
+        t_check(rc == 2 && strstr(out, want), "--device cuda --model %s: exit 2 naming it (exit %d: %.200s)", e->name, rc, out);
+    }
+
+    /* a model with a GPU path: without a GPU, cuda is an error saying why, auto the CPU with a notice */
+    rc = run("train " DATA " --model bprmf --device cuda --out o2", out, sizeof out);
+    if (gpu)
+        t_check(rc == 0, "--device cuda --model bprmf trains on the GPU (exit %d: %.300s)", rc, rc ? out : "");
+    else
+        t_check(rc == 2 && strstr(out, "device"), "--device cuda --model bprmf without a GPU: exit 2 saying why (exit %d: %.300s)", rc,
+                out);
+    rc = run("train " DATA " --model bprmf --device auto --out o3", out, sizeof out);
+    if (gpu)
+        t_check(rc == 0 && strstr(out, "device: cuda") && !strstr(out, "running on the CPU"),
+                "--device auto --model bprmf takes the GPU (exit %d: %.300s)", rc, out);
+    else
+        t_check(rc == 0 && strstr(out, "mrec train: no usable GPU (") && strstr(out, "); running on the CPU\n"),
+                "--device auto --model bprmf without a GPU: the CPU, with a notice saying why (exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model itemknn --device auto --out o4", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "mrec train: itemknn has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
+            "--device auto --model itemknn: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
+    /* the default is the CPU, with nothing said about devices */
+    rc = run("train " DATA " --model bprmf --out o5", out, sizeof out);
+    t_check(rc == 0 && !strstr(out, "GPU") && !strstr(out, "device"), "no --device: the CPU, silently (exit %d: %.300s)", rc, out);
+
+    rc = run("train " DATA " --model bprmf --device gpu --out o6", out, sizeof out);
+    t_check(rc == 1 && strstr(out, "--device") && strstr(out, "'gpu'") && strstr(out, "auto|cpu|cuda"),
+            "--device gpu: refused, naming the flag, the value and the choices (exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model bprmf --device --out o6", out, sizeof out);
+    t_check(rc == 1 && strstr(out, "--device"), "--device without a value: refused (exit %d: %.300s)", rc, out);
+    rc = run("train --help", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "--device auto|cpu|cuda"), "--device in mrec train --help");
+}
+
+/* Elliot's `gpu`: -1 the CPU; a GPU index takes that GPU where it can, the CPU with a notice otherwise. */
+static void elliot_gpu(int gpu) {
+    char out[16384], cfg[2048];
+    const char *fmt = "experiment:\n"
+                      "  dataset: tiny\n"
+                      "  data_config: {strategy: fixed, train_path: train.tsv, validation_path: val.tsv, test_path: test.tsv}\n"
+                      "  top_k: 10\n"
+                      "  evaluation: {cutoffs: [10], simple_metrics: [Recall]}\n"
+                      "  gpu: %s\n"
+                      "  models:\n"
+                      "    MostPop: {meta: {save_recs: False}}\n"
+                      "    external.BPRMF: {meta: {validation_rate: 1}, lr: 0.01, epochs: 2, factors: 8, batch_size: 64, seed: 1}\n";
+    static const char *values[] = {"-1", "0", "-2", "zero"};
+    for (int v = 0; v < 4; v++) {
+        snprintf(cfg, sizeof cfg, fmt, values[v]);
+        T_REQUIRE_VOID_OK(write_file("elliot.yml", cfg));
+        char args[256];
+        snprintf(args, sizeof args, "train elliot.yml --out res%d --threads 1", v);
+        int rc = run(args, out, sizeof out);
+        if (v == 0)
+            t_check(rc == 0 && !strstr(out, "GPU"), "Elliot gpu: -1 runs on the CPU, silently (exit %d: %.300s)", rc, out);
+        else if (v == 1)
+            t_check(rc == 0 && strstr(out, "mostpop has no GPU path; running on the CPU") &&
+                        (gpu ? strstr(out, "device: cuda (GPU 0)") != NULL : strstr(out, "no usable GPU") != NULL),
+                    "Elliot gpu: 0: BPRMF on GPU 0 where there is one, MostPop on the CPU with a notice (exit %d: %.400s)", rc, out);
+        else
+            t_check(rc != 0 && strstr(out, "elliot.yml") && strstr(out, "gpu"), "Elliot gpu: %s refused, naming the key (exit %d: %.300s)",
+                    values[v], rc, out);
+    }
+}
+
+/* Every model off the GPU list refuses a GPU context, naming itself: the list and the models agree. (The
+ * context is a CPU one relabelled: a model must refuse it before it touches the device.) */
+static void list_matches_models(mrec_context *cpu) {
+    enum { U = 30, I = 20, D = 6 };
+    mrec_interactions x = {0};
+    int32_t user[U * 4], item[U * 4];
+    int8_t split[U * 4];
+    float rating[U * 4];
+    x.n_users = U, x.n_items = I, x.user = user, x.item = item, x.split = split, x.rating = rating;
+    for (int u = 0; u < U; u++)
+        for (int q = 0; q < 4; q++) user[x.n] = u, item[x.n] = (u + 3 * q) % I, rating[x.n] = 1, split[x.n++] = MREC_SPLIT_TRAIN;
+    mrec_user_items train;
+    T_REQUIRE_VOID_OK(mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN) == MREC_OK);
+    float feat_x[2][I * D];
+    uint8_t present[I];
+    uint64_t st = 9;
+    t_fill_uniform(&feat_x[0][0], 2 * I * D, &st, -1, 1);
+    memset(present, 1, sizeof present);
+    mrec_features feat[2] = {{"visual", I, D, feat_x[0], present, 0}, {"textual", I, D, feat_x[1], present, 0}};
+    float item_feat[I * 2 * D];
+    for (int i = 0; i < I; i++)
+        memcpy(item_feat + i * 2 * D, feat_x[0] + i * D, sizeof(float) * D), memcpy(item_feat + i * 2 * D + D, feat_x[1] + i * D, sizeof(float) * D);
+    mrec_context gpu = *cpu;
+    gpu.device = MREC_DEVICE_CUDA, gpu.cuda = NULL;
+    for (int i = 0; i < mrec_model_count(); i++) {
+        const mrec_model_entry *e = mrec_model_at(i);
+        if (mrec_model_runs_on_gpu(e->name) || !(e->flags & MREC_MODEL_TRAINS)) continue;
+        mrec_param_values given, p;
+        memset(&given, 0, sizeof given);
+        if (!t_status(mrec_params_resolve(&p, e, &given), MREC_OK, "%s: its defaults", e->name)) continue;
+        mrec_model_inputs in = {.n_users = U, .n_items = I, .train = &train, .feat = feat, .n_feat = 2, .item_feat = item_feat,
+                                .feat_dim = 2 * D};
+        mrec_built_model b;
+        memset(&b, 0, sizeof b);
+        mrec_status s = mrec_model_build(&b, e, &in, &p, &gpu);
+        const char *detail = mrec_error_detail();
+        t_check(s == MREC_ERR_UNSUPPORTED && !strncmp(detail, e->name, strlen(e->name)),
+                "%s, off the GPU list, refuses a GPU context naming itself (status %d: %s)", e->name, s, detail);
+        if (s == MREC_OK) mrec_built_model_free(&b);
+        mrec_clear_error();
+    }
+    t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && mrec_model_runs_on_gpu("ngcf") && !mrec_model_runs_on_gpu("mostpop") &&
+                !mrec_model_runs_on_gpu(NULL),
+            "BPRMF, LightGCN and NGCF have a GPU path");
+    mrec_user_items_free(&train);
+}
+
+/* The op path a GPU context takes, on the CPU: each model with a switch to it (mrec_*_use_ops) trained a few epochs
+ * from one seed both ways, with its forward, scoring and evaluation on that path. The same masks and draws, sums in
+ * other orders: epoch losses within 1e-4 relative, Recall@10 / nDCG@10 within 0.01. */
+typedef mrec_status (*use_ops_fn)(mrec_model *m);
+
+static void op_path_on_cpu(mrec_context *cpu) {
+    enum { U = 60, I = 40, D = 6 };
+    mrec_interactions x = {0};
+    int32_t user[U * 8], item[U * 8];
+    int8_t split[U * 8];
+    float rating[U * 8];
+    x.n_users = U, x.n_items = I, x.user = user, x.item = item, x.split = split, x.rating = rating;
+    for (int u = 0; u < U; u++)
+        for (int q = 0; q < 8; q++)
+            user[x.n] = u, item[x.n] = (u / 3 + 5 * q) % I, rating[x.n] = 1,
+            split[x.n++] = q == 7 ? MREC_SPLIT_TEST : q == 6 ? MREC_SPLIT_VALID : MREC_SPLIT_TRAIN;
+    mrec_user_items train, valid, test;
+    T_REQUIRE_VOID_OK(mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN) == MREC_OK);
+    T_REQUIRE_VOID_OK(mrec_user_items_build(&valid, &x, MREC_SPLIT_VALID) == MREC_OK);
+    T_REQUIRE_VOID_OK(mrec_user_items_build(&test, &x, MREC_SPLIT_TEST) == MREC_OK);
+    float feat_x[2][I * D], item_feat[I * 2 * D];
+    uint8_t present[I];
+    uint64_t st = 21;
+    t_fill_uniform(&feat_x[0][0], 2 * I * D, &st, -1, 1);
+    memset(present, 1, sizeof present);
+    mrec_features feat[2] = {{"visual", I, D, feat_x[0], present, 0}, {"textual", I, D, feat_x[1], present, 0}};
+    for (int i = 0; i < I; i++)
+        memcpy(item_feat + i * 2 * D, feat_x[0] + i * D, sizeof(float) * D), memcpy(item_feat + i * 2 * D + D, feat_x[1] + i * D, sizeof(float) * D);
+    static const struct {
+        const char *name;
+        use_ops_fn use_ops;
+    } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}, {"freedom", mrec_freedom_use_ops}};
+    int k[2] = {5, 10};
+    for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
+        const mrec_model_entry *e = mrec_model_find(models[w].name);
+        mrec_param_values given, p;
+        memset(&given, 0, sizeof given);
+        given.v[MREC_HP_DIM] = (mrec_param_value){.x = {8}, .given = 1};
+        if (!t_check(e != NULL, "%s in the registry", models[w].name) ||
+            !t_status(mrec_params_resolve(&p, e, &given), MREC_OK, "%s: its parameters", e->name))
+            continue;
+        double loss[2][1] = {{0}}, recall[2] = {0}, ndcg[2] = {0};
+        int ok = 1;
+        for (int ops = 0; ops < 2; ops++) {
+            mrec_model_inputs in = {.n_users = U, .n_items = I, .train = &train, .feat = feat, .n_feat = 2, .item_feat = item_feat,
+                                    .feat_dim = 2 * D};
+            mrec_built_model b;
+            memset(&b, 0, sizeof b);
+            if (!t_status(mrec_model_build(&b, e, &in, &p, cpu), MREC_OK, "%s: built", e->name)) {
+                ok = 0;
+                continue;
+            }
+            if (ops && !t_status(models[w].use_ops(&b.model), MREC_OK, "%s: its op path", e->name)) ok = 0;
+            mrec_fit_options opt = mrec_fit_defaults();
+            opt.epochs = 4, opt.batch_size = 64, opt.lr = 0.01f, opt.seed = 5, opt.patience = 100, opt.select_k = 10;
+            mrec_fit_result r;
+            memset(&r, 0, sizeof r);
+            if (ok && t_status(mrec_fit(&r, &b.model, &train, &valid, &test, k, 2, 1, &opt, cpu), MREC_OK, "%s: fit", e->name))
+                recall[ops] = r.test.value[MREC_METRIC_RECALL][1], ndcg[ops] = r.test.value[MREC_METRIC_NDCG][1];
+            else
+                ok = 0;
+            /* the last batch's loss, once more on a fixed batch: the trained weights agree as well as the metrics */
+            static const int32_t bu[4] = {0, 7, 21, 59}, bi[4] = {0, 3, 9, 17}, bj[4] = {1, 2, 30, 39};
+            if (ok) loss[ops][0] = b.model.loss_grad(b.model.self, bu, bi, bj, 4);
+            free(r.topk);
+            mrec_built_model_free(&b);
+        }
+        if (!ok) continue;
+        if (getenv("MREC_TEST_VERBOSE"))
+            fprintf(stderr, "  %s on the CPU, host loops / op entries: loss %.7f / %.7f, Recall@10 %.4f / %.4f, nDCG@10 %.4f / %.4f\n",
+                    e->name, loss[0][0], loss[1][0], recall[0], recall[1], ndcg[0], ndcg[1]);
+        t_check(fabs(loss[1][0] - loss[0][0]) <= 1e-4 * fabs(loss[0][0]) + 1e-6,
+                "%s through the op entries on the CPU: after 4 epochs a batch's loss %.7f, %.7f on the host loops", e->name, loss[1][0],
+                loss[0][0]);
+        t_check(recall[0] > 0 && fabs(recall[1] - recall[0]) <= 0.01 && fabs(ndcg[1] - ndcg[0]) <= 0.01,
+                "%s through the op entries on the CPU: Recall@10 %.4f / nDCG@10 %.4f, %.4f / %.4f on the host loops", e->name,
+                recall[1], ndcg[1], recall[0], ndcg[0]);
+    }
+    mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
+}
+
+/* ---- NGCF's ops, each entry against its reference: on the CPU context (the _cpu variant, on two threads) bit for
+ * bit, since it computes each element or row as the reference does; on the GPU the same for the element-wise ones,
+ * and the L2 backward within 1e-6 + 1e-5 relative (its two sums in double, added in another order). ---- */
+
+/* A device (or host, on a CPU context) copy of bytes of host, carved from a; NULL (recorded) on failure. */
+static void *place(mrec_context *ctx, mrec_arena *a, const void *host, size_t bytes) {
+    void *p = mrec_arena_alloc(a, bytes);
+    if (!t_check(p != NULL, "a buffer of %zu bytes", bytes)) return NULL;
+    if (host && !t_status(mrec_copy_to_device(ctx, p, host, bytes), MREC_OK, "a copy to the device")) return NULL;
+    return p;
+}
+
+static int fetch(mrec_context *ctx, float *host, const float *dev, int64_t n) {
+    return t_status(mrec_copy_to_host(ctx, host, dev, sizeof(float) * (size_t)n), MREC_OK, "a copy to the host");
+}
+
+/* mrec_mix64, as NGCF's host loops draw their dropout */
+static float host_uniform(uint64_t key, uint64_t e) {
+    return (float)((mrec_mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+}
+
+static void ngcf_ops(mrec_context *ctx, const char *where) {
+    enum { R = 333, C = 37, W = 3 * C + 5 };
+    const int64_t n = (int64_t)R * C;
+    mrec_arena a = {0};
+    if (!t_status(mrec_arena_reserve(&a, 16 * sizeof(float) * (size_t)R * W + 65536, ctx->device, ctx->cuda), MREC_OK,
+                  "%s: buffers", where))
+        return;
+    float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
+    float *wide = malloc(sizeof(float) * R * W), *ref = malloc(sizeof(float) * R * W), *out = malloc(sizeof(float) * R * W);
+    int32_t *idx = malloc(sizeof(int32_t) * n);
+    uint64_t st = 77;
+    t_fill_uniform(x, n, &st, -2, 2), t_fill_uniform(dy, n, &st, -1, 1), t_fill_uniform(wide, (int64_t)R * W, &st, -1, 1);
+    for (int r = 0; r < R; r++) /* a zero row and a tiny one: the eps branch */
+        if (r == 5 || r == 6)
+            for (int c = 0; c < C; c++) x[(size_t)r * C + c] = r == 5 ? 0.0f : 1e-14f;
+    mrec_l2_normalize_rows_ref(y, x, 1e-12f, R, C);
+    for (int64_t t = 0; t < n; t++) idx[t] = (int32_t)((t * 7919) % n); /* a permutation: n is not a multiple of 7919 */
+    float *dx = place(ctx, &a, x, sizeof(float) * n), *dyy = place(ctx, &a, y, sizeof(float) * n);
+    float *ddy = place(ctx, &a, dy, sizeof(float) * n), *dwide = place(ctx, &a, wide, sizeof(float) * R * W);
+    int32_t *didx = place(ctx, &a, idx, sizeof(int32_t) * n);
+    float *dout = place(ctx, &a, NULL, sizeof(float) * R * W);
+    if (!dx || !dyy || !ddy || !dwide || !didx || !dout) goto done;
+
+    /* hashed dropout: values, the mask (x NULL), renumbered by idx, and p = 0 (a copy) */
+    static const float ps[3] = {0.0f, 0.1f, 0.6f};
+    for (int k = 0; k < 3; k++)
+        for (int form = 0; form < 3; form++) {
+            const float *xs = form == 1 ? NULL : x;
+            const int32_t *is = form == 2 ? idx : NULL;
+            uint64_t key = 0x1234567890ABCDEFull ^ (uint64_t)k;
+            mrec_hash_dropout_ref(ref, xs, is, n, ps[k], key);
+            if (!t_status(mrec_hash_dropout(ctx, dout, form == 1 ? NULL : dx, form == 2 ? didx : NULL, n, ps[k], key), MREC_OK,
+                          "%s: hash dropout", where) ||
+                !fetch(ctx, out, dout, n))
+                continue;
+            t_allclose(where, ref, out, n, 0, 0);
+            int agree = 1, dropped = 0;
+            for (int64_t t = 0; t < n && agree; t++) {
+                int drop = host_uniform(key, is ? (uint64_t)is[t] : (uint64_t)t) < ps[k];
+                dropped += drop, agree = drop ? ref[t] == 0.0f : ref[t] == (xs ? xs[t] / (1.0f - ps[k]) : 1.0f / (1.0f - ps[k]));
+            }
+            t_check(agree && (ps[k] == 0 ? dropped == 0 : fabs(dropped - ps[k] * n) < 5 * sqrt(n * ps[k] * (1 - ps[k]))),
+                    "%s: hash dropout p=%g form %d drops as the host's mrec_mix64 stream does (%d of %lld)", where, ps[k], form, dropped,
+                    (long long)n);
+        }
+    /* p outside [0, 1) is refused */
+    t_status(mrec_hash_dropout(ctx, dout, dx, NULL, n, 1.0f, 1), MREC_ERR_ARG, "%s: hash dropout with p = 1 refused", where);
+
+    /* LeakyReLU's backward, zero inputs included */
+    x[3] = 0.0f;
+    if (mrec_copy_to_device(ctx, dx, x, sizeof(float) * n) == MREC_OK) {
+        mrec_leaky_relu_back_ref(ref, dy, x, 0.2f, n);
+        if (t_status(mrec_leaky_relu_back(ctx, dout, ddy, dx, 0.2f, n), MREC_OK, "%s: leaky relu backward", where) && fetch(ctx, out, dout, n))
+            t_allclose(where, ref, out, n, 0, 0);
+    }
+
+    /* row copies into and out of a wider matrix */
+    memcpy(ref, wide, sizeof(float) * R * W);
+    mrec_copy_rows_ref(ref + C + 2, W, x, C, R, C);
+    if (t_status(mrec_copy_rows(ctx, dwide + C + 2, W, dx, C, R, C), MREC_OK, "%s: copy rows into", where) && fetch(ctx, out, dwide, (int64_t)R * W))
+        t_allclose(where, ref, out, (int64_t)R * W, 0, 0);
+    mrec_copy_rows_ref(ref, C, wide + 1, W, R, C);
+    if (t_status(mrec_copy_rows(ctx, dout, C, dwide + 1, W, R, C), MREC_OK, "%s: copy rows out of", where) && fetch(ctx, out, dout, n)) {
+        memcpy(ref, wide, sizeof(float) * R * W), mrec_copy_rows_ref(ref + C + 2, W, x, C, R, C); /* wide as the device holds it */
+        float *want = malloc(sizeof(float) * n);
+        mrec_copy_rows_ref(want, C, ref + 1, W, R, C);
+        t_allclose(where, want, out, n, 0, 0);
+        free(want);
+    }
+    t_status(mrec_copy_rows(ctx, dout, C - 1, dx, C, R, C), MREC_ERR_ARG, "%s: copy rows with a stride below the width refused", where);
+
+    /* the L2 backward, overwriting (beta 0, over NaN) and accumulating, against a finite difference of the forward */
+    for (int b = 0; b < 2; b++) {
+        float beta = b ? 0.5f : 0.0f;
+        for (int64_t t = 0; t < n; t++) ref[t] = b ? wide[t] : NAN;
+        if (mrec_copy_to_device(ctx, dout, ref, sizeof(float) * n) != MREC_OK) continue;
+        mrec_l2_normalize_rows_back_ref(ref, dy, y, x, 1e-12f, beta, R, C);
+        if (t_status(mrec_l2_normalize_rows_back(ctx, dout, ddy, dyy, dx, 1e-12f, beta, R, C), MREC_OK, "%s: l2 backward", where) &&
+            fetch(ctx, out, dout, n))
+            t_allclose(where, ref, out, n, ctx->device == MREC_DEVICE_CPU ? 0 : 1e-6, ctx->device == MREC_DEVICE_CPU ? 0 : 1e-5);
+    }
+    if (ctx->device == MREC_DEVICE_CPU) { /* the reference itself: d/dx of sum(dy * y) by central differences, row 0 */
+        double worst = 0;
+        float y0[C];
+        mrec_l2_normalize_rows_ref(y0, x, 1e-12f, 1, C);
+        for (int c = 0; c < C; c++) {
+            float row[C], yp[C], ym[C];
+            memcpy(row, x, sizeof row);
+            float h = 1e-3f, keep = row[c];
+            row[c] = keep + h, mrec_l2_normalize_rows_ref(yp, row, 1e-12f, 1, C);
+            row[c] = keep - h, mrec_l2_normalize_rows_ref(ym, row, 1e-12f, 1, C);
+            double fd = 0;
+            for (int q = 0; q < C; q++) fd += (double)dy[q] * (yp[q] - ym[q]) / (2.0 * h);
+            mrec_l2_normalize_rows_back_ref(ref, dy, y0, x, 1e-12f, 0, 1, C);
+            worst = fmax(worst, fabs(fd - ref[c]));
+        }
+        t_check(worst < 2e-3, "l2 backward reference against central differences (worst %.2e)", worst);
+    }
+done:
+    mrec_arena_release(&a, ctx->cuda);
+    free(x), free(y), free(dy), free(wide), free(ref), free(out), free(idx);
+}
+
+/* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
+static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
+    char data[4096 * 3];
+    snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
+    char features[4200];
+    snprintf(features, sizeof features, "visual=%s/visual.npy,textual=%s/textual.npy", dir, dir);
+    mrec_train_result r[2];
+    int ok[2] = {0, 0};
+    memset(r, 0, sizeof r);
+    for (int dev = 0; dev < (why_not ? 1 : 2); dev++) { /* without a GPU, the CPU half: the run the GPU's is held to */
+        mrec_train_spec s = mrec_train_defaults();
+        s.data = data, s.format = "tsv", s.model = e, s.threads = 2;
+        if (e->needs != MREC_NEEDS_NONE) s.features = features;
+        s.cache = "none"; /* no kNN graph left in the home folder */
+        s.n_k = 2, s.k[0] = 10, s.k[1] = 20;
+        s.device = dev ? MREC_WANT_CUDA : MREC_WANT_CPU, s.gpu = 0;
+        s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {6}, .given = 1};
+        s.params.v[MREC_HP_PATIENCE] = (mrec_param_value){.x = {100}, .given = 1};
+        s.params.v[MREC_HP_LR] = (mrec_param_value){.x = {0.01}, .given = 1};
+        s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
+        s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
+        s.params.v[MREC_HP_SEED] = (mrec_param_value){.x = {11}, .given = 1};
+        mrec_status st = mrec_train(&s, &r[dev]);
+        ok[dev] = t_status(st, MREC_OK, "%s trains on the %s (%s)", e->name, dev ? "GPU" : "CPU", r[dev].stage ? r[dev].stage : "");
+    }
+    if (why_not) t_skip("%s trained on the CPU and the GPU: %s", e->name, why_not);
+    if (ok[0] && ok[1]) {
+        int same = r[0].n_history == r[1].n_history && r[0].n_history == 6;
+        double worst = 0;
+        for (int h = 0; same && h < r[0].n_history; h++) {
+            double a = r[0].history[h].loss, b = r[1].history[h].loss, rel = fabs(b - a) / fmax(fabs(a), 1e-30);
+            same = rel <= 1e-3, worst = fmax(worst, rel);
+        }
+        t_check(same, "%s: the GPU's epoch losses follow the CPU's within 1e-3 relative (%d and %d epochs, worst %.2e)", e->name,
+                r[0].n_history, r[1].n_history, worst);
+        double rc = r[0].test.value[MREC_METRIC_RECALL][1], rg = r[1].test.value[MREC_METRIC_RECALL][1];
+        double nc = r[0].test.value[MREC_METRIC_NDCG][1], ng = r[1].test.value[MREC_METRIC_NDCG][1];
+        t_check(rc > 0 && fabs(rg - rc) <= 0.01 && fabs(ng - nc) <= 0.01,
+                "%s: test Recall@20 %.4f / nDCG@20 %.4f on the GPU, %.4f / %.4f on the CPU", e->name, rg, ng, rc, nc);
+    }
+    mrec_train_result_free(&r[0]), mrec_train_result_free(&r[1]);
+}
+
+int main(void) {
+    t_suite("cuda_train");
+    bin = getenv("MREC_BIN");
+    if (!bin) bin = "bin/mrec";
+    char abs_bin[4096];
+    if (bin[0] != '/' && getcwd(abs_bin, sizeof abs_bin - strlen(bin) - 2)) {
+        strcat(abs_bin, "/"), strcat(abs_bin, bin);
+        bin = abs_bin;
+    }
+    T_REQUIRE(mkdtemp(dir) != NULL);
+    T_REQUIRE(write_data());
+    char why[512];
+    int gpu = have_gpu(why, sizeof why);
+    mrec_context *cpu;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    T_REQUIRE(mrec_context_create(&cpu, &o) == MREC_OK);
+
+    device_flag(gpu);
+    elliot_gpu(gpu);
+    list_matches_models(cpu);
+    op_path_on_cpu(cpu);
+    ngcf_ops(cpu, "cpu");
+    mrec_context *gctx = NULL;
+    o.device = MREC_WANT_CUDA;
+    if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda");
+    else if (!gpu) t_skip("NGCF's ops on the GPU against their references: %s", why);
+    mrec_context_destroy(gctx);
+    for (int i = 0; i < mrec_model_count(); i++)
+        if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why);
+
+    mrec_context_destroy(cpu);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    return t_finish();
+}
