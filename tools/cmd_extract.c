@@ -14,6 +14,7 @@
 #include "../extractors/mrec_extract.h"
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_extract_pipeline.h"
 #include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
@@ -72,41 +73,60 @@ static int fail(const char *what, mrec_status st) {
     return st == MREC_ERR_NOMEM ? 3 : 2;
 }
 
+/* The command's front: the option table into a spec. */
 int mrec_cmd_extract_text(int argc, char **argv) {
     mrec_opt_value v[N_OPTIONS];
     int rc = mrec_options_parse(&COMMAND, argc, argv, v, NULL, NULL, NULL);
     if (rc == MREC_OPTS_HELP) return 0;
     if (rc) return rc;
-    const char *model = v[T_MODEL].text, *input = v[T_INPUT].text, *id_col = v[T_ID].text, *text_col = v[T_TEXT].text, *out = v[T_OUT].text;
-    const char *format = v[T_FORMAT].given ? v[T_FORMAT].text : "matrix", *pooling = v[T_POOLING].text, *layer = v[T_LAYER].text;
-    const char *empty = v[T_EMPTY].given ? v[T_EMPTY].text : "embed";
-    int normalize = v[T_NORMALIZE].given ? 1 : -1, batch = v[T_BATCH].given ? (int)v[T_BATCH].i : 32, threads = (int)v[T_THREADS].i;
-    int out_flags = (v[T_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[T_RESUME].given ? MREC_OUT_RESUME : 0);
+    mrec_text_extract_spec s = {.run = mrec_extract_defaults()};
+    s.run.model = v[T_MODEL].text, s.input = v[T_INPUT].text, s.id_column = v[T_ID].text, s.text_column = v[T_TEXT].text, s.run.out = v[T_OUT].text;
+    s.run.per_item = v[T_FORMAT].given && !strcmp(v[T_FORMAT].text, "per-item");
+    s.pooling = v[T_POOLING].text, s.layer = v[T_LAYER].text, s.skip_empty = v[T_EMPTY].given && !strcmp(v[T_EMPTY].text, "skip");
+    s.normalize = v[T_NORMALIZE].given ? 1 : -1;
+    if (v[T_BATCH].given) s.run.batch_size = (int)v[T_BATCH].i;
+    s.run.threads = (int)v[T_THREADS].i;
+    s.run.out_flags = (v[T_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[T_RESUME].given ? MREC_OUT_RESUME : 0);
     mrec_context_options o = mrec_context_defaults();
-    int device_set = mrec_options_device(&v[T_DEVICE], &v[T_PRECISION], &o);
-    if (!model || !input || !id_col || !text_col || !out) {
+    s.run.device_given = mrec_options_device(&v[T_DEVICE], &v[T_PRECISION], &o);
+    s.run.device = o.device, s.run.precision = o.precision;
+    if (!s.run.model || !s.input || !s.id_column || !s.text_column || !s.run.out) {
         fprintf(stderr, "mrec extract-text: --model, --input, --id-column, --text-column and --out are needed (mrec extract-text --help)\n");
         return 1;
     }
+    return mrec_extract_text_run(&s, NULL);
+}
+
+int mrec_extract_text_run(const mrec_text_extract_spec *spec, mrec_extract_result *res) {
+    mrec_extract_result scratch_result;
+    if (!res) res = &scratch_result;
+    memset(res, 0, sizeof *res);
+    const char *model = spec->run.model, *input = spec->input, *id_col = spec->id_column, *text_col = spec->text_column, *out = spec->run.out;
+    const char *pooling = spec->pooling, *layer = spec->layer;
+    int normalize = spec->normalize, batch = spec->run.batch_size > 0 ? spec->run.batch_size : 32, rc = 0;
+    int out_flags = spec->run.out_flags, skip_empty = spec->skip_empty, per_item = spec->run.per_item;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = spec->run.device, o.precision = spec->run.precision, o.n_threads = spec->run.threads;
     /* the device first: a GPU that cannot be had should not cost reading the table and the model */
-    mrec_context *ctx = NULL;
-    o.n_threads = threads;
-    mrec_status st = mrec_context_create(&ctx, &o);
-    if (st) return fail("the device", st);
-    if (ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-text: %s\n", ctx->notice);
+    mrec_context *ctx = spec->run.ctx, *own_ctx = NULL;
+    mrec_status st = MREC_OK;
+    if (!ctx && (st = mrec_context_create(&own_ctx, &o))) return fail("the device", st);
+    if (!ctx) ctx = own_ctx;
+    if (own_ctx && ctx->notice[0] && (spec->run.device_given || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled()))
+        fprintf(stderr, "mrec extract-text: %s\n", ctx->notice);
     mrec_table table;
     if ((st = mrec_table_read(&table, input, 0))) {
-        mrec_context_destroy(ctx);
+        mrec_context_destroy(own_ctx);
         return fail("reading the table", st);
     }
     int ci, ct;
     if ((st = mrec_table_column(&table, id_col, input, &ci)) || (st = mrec_table_column(&table, text_col, input, &ct))) {
-        mrec_table_free(&table), mrec_context_destroy(ctx);
+        mrec_table_free(&table), mrec_context_destroy(own_ctx);
         return fail("columns", st);
     }
     mrec_text_encoder enc;
     if ((st = mrec_text_encoder_load(&enc, model))) {
-        mrec_table_free(&table), mrec_context_destroy(ctx);
+        mrec_table_free(&table), mrec_context_destroy(own_ctx);
         return fail("loading the model", st);
     }
     const char *bad = enc.is_clip && pooling ? "--pooling is for BERT-family models; CLIP takes --layer"
@@ -120,7 +140,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     }
     if (bad) {
         fprintf(stderr, "mrec extract-text: %s\n", bad);
-        mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(ctx);
+        mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(own_ctx);
         return 2;
     }
     if (pooling) {
@@ -130,7 +150,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         else {
             fprintf(stderr, "mrec extract-text: --pooling %s: %s\n", pooling,
                     strcmp(pooling, "pooler") ? "not mean, cls or pooler" : "this checkpoint has no pooler");
-            mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(ctx);
+            mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(own_ctx);
             return 2;
         }
     }
@@ -143,7 +163,7 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         const char *t = table.cells[(size_t)r * table.n_cols + ct];
         if (!*t) {
             n_empty++;
-            if (!strcmp(empty, "skip")) continue;
+            if (skip_empty) continue;
         }
         texts[n] = t, rows[n] = r, n++;
     }
@@ -153,7 +173,6 @@ int mrec_cmd_extract_text(int argc, char **argv) {
     else if ((st = mrec_text_encoder_to_device(&enc, ctx))) rc = fail("moving the model to the device", st);
     else if (ctx->device != MREC_DEVICE_CPU)
         fprintf(stderr, "mrec extract-text: running on the GPU (%s)\n", mrec_precision_name(ctx->precision));
-    int per_item = !strcmp(format, "per-item");
     for (int i = 0; !rc && per_item && i < n; i++) {
         const char *id = table.cells[(size_t)rows[i] * table.n_cols + ci];
         if (!*id || strchr(id, '/') || !strcmp(id, ".") || !strcmp(id, "..")) {
@@ -207,6 +226,10 @@ int mrec_cmd_extract_text(int argc, char **argv) {
                 done += mrec_feature_file_ok(path, D);
             }
             if (done == m) {
+                for (int i = first; spec->run.keep && !rc && i < first + m; i++) {
+                    snprintf(path, sizeof path, "%s/%s.npy", od.scratch, table.cells[(size_t)rows[i] * table.n_cols + ci]);
+                    if ((st = mrec_extract_row_read(path, emb + (size_t)i * D, D))) rc = fail("reading a kept item", st);
+                }
                 kept += m;
                 continue;
             }
@@ -238,11 +261,18 @@ int mrec_cmd_extract_text(int argc, char **argv) {
         fprintf(stderr, "time: tokenize + encode %.2f s, write %.2f s\n", secs, mrec_now() - t_write);
         if (n_empty)
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,
-                    strcmp(empty, "skip") ? "embedded the empty string" : "left out (not in the output)");
+                    !skip_empty ? "embedded the empty string" : "left out (not in the output)");
     }
+    res->n_items = table.n_rows, res->n_embedded = rc ? 0 : n - kept, res->n_kept = kept, res->n_empty = n_empty, res->dim = D;
+    if (!rc && spec->run.keep) {
+        /* the rows are the table's cells, which leave with the table */
+        for (int i = 0; i < n; i++) texts[i] = table.cells[(size_t)rows[i] * table.n_cols + ci];
+        if ((st = mrec_extract_result_keep(res, texts, emb, n, D))) rc = fail("memory", st);
+    }
+    if (res == &scratch_result) mrec_extract_result_free(res);
     free(texts), free(rows), free(emb);
     mrec_text_encoder_free(&enc); /* before the context its weights may be on */
-    mrec_context_destroy(ctx);
+    mrec_context_destroy(own_ctx);
     mrec_table_free(&table);
     return rc;
 }

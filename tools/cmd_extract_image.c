@@ -18,6 +18,7 @@
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_extract_pipeline.h"
 #include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
@@ -79,74 +80,98 @@ static int fail(const char *what, mrec_status st) {
 }
 
 /* --size, --mean, --std on top of the preset (Ducho's reshape and normalization). */
-static mrec_status override_preprocessing(mrec_image_encoder *enc, const char *model, const char *size, const char *mean, const char *std) {
+static mrec_status override_preprocessing(mrec_image_encoder *enc, const mrec_image_extract_spec *spec) {
     mrec_preprocess *p = &enc->pre;
-    if (size) {
-        double hw[2];
-        if (mrec_parse_reals(size, 2, 8, 4096, hw) || hw[0] != (int)hw[0] || hw[1] != (int)hw[1])
-            return mrec_fail(MREC_ERR_ARG, "--size wants H,W between 8 and 4096, got '%s'", size);
-        int h = (int)hw[0], w = (int)hw[1];
+    if (spec->size_h > 0 || spec->size_w > 0) {
+        int h = spec->size_h, w = spec->size_w;
+        if (h < 8 || h > 4096 || w < 8 || w > 4096) return mrec_fail(MREC_ERR_ARG, "--size wants H,W between 8 and 4096, got '%d,%d'", h, w);
         if (p->crop_h || p->shortest_edge)
             return mrec_fail(MREC_ERR_ARG, "--size: preset %s crops or keeps the aspect ratio; --size is for a straight resize", p->name);
         int want = enc->kind == MREC_IMAGE_VIT ? enc->vit.cfg.image_size : enc->kind == MREC_IMAGE_CLIP ? enc->clip.vision.cfg.image_size : 0;
-        if (want && (h != want || w != want)) return mrec_fail(MREC_ERR_SHAPE, "--size %s: %s takes %dx%d images", size, model, want, want);
+        if (want && (h != want || w != want))
+            return mrec_fail(MREC_ERR_SHAPE, "--size %d,%d: %s takes %dx%d images", h, w, spec->run.model, want, want);
         p->resize_h = h, p->resize_w = w;
     }
-    if (!mean != !std) return mrec_fail(MREC_ERR_ARG, "--mean and --std go together");
-    if (mean) {
-        float m[3], s[3];
-        double md[3], sd[3];
-        if (mrec_parse_reals(mean, 3, -1e3, 1e3, md) || mrec_parse_reals(std, 3, 1e-6, 1e3, sd) || !(sd[0] > 0 && sd[1] > 0 && sd[2] > 0))
-            return mrec_fail(MREC_ERR_ARG, "--mean and --std want three numbers each, std > 0, got '%s' and '%s'", mean, std);
-        for (int c = 0; c < 3; c++) m[c] = (float)md[c], s[c] = (float)sd[c];
-        memcpy(p->mean, m, sizeof m), memcpy(p->std, s, sizeof s);
+    if (spec->normalize_given) {
+        for (int c = 0; c < 3; c++)
+            if (!(spec->std[c] > 0)) return mrec_fail(MREC_ERR_ARG, "--mean and --std want three numbers each, std > 0");
+        memcpy(p->mean, spec->mean, sizeof p->mean), memcpy(p->std, spec->std, sizeof p->std);
         p->do_normalize = 1;
     }
     return MREC_OK;
 }
 
+/* The command's front: the option table into a spec. */
 int mrec_cmd_extract_image(int argc, char **argv) {
     mrec_opt_value v[N_OPTIONS];
     int parsed = mrec_options_parse(&COMMAND, argc, argv, v, NULL, NULL, NULL);
     if (parsed == MREC_OPTS_HELP) return 0;
     if (parsed) return parsed;
-    const char *model = v[I_MODEL].text, *images = v[I_IMAGES].text, *out = v[I_OUT].text, *preset = v[I_PRESET].text, *layer = v[I_LAYER].text;
-    const char *format = v[I_FORMAT].given ? v[I_FORMAT].text : "matrix", *id_col = v[I_ID].text, *path_col = v[I_PATH].text;
-    const char *size = v[I_SIZE].text, *mean = v[I_MEAN].text, *std = v[I_STD].text;
-    int batch = v[I_BATCH].given ? (int)v[I_BATCH].i : 32, threads = (int)v[I_THREADS].i;
-    int decode_threads = v[I_DECODE].given ? (int)v[I_DECODE].i : 2, strict = v[I_STRICT].given;
-    int out_flags = (v[I_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[I_RESUME].given ? MREC_OUT_RESUME : 0);
+    mrec_image_extract_spec s = {.run = mrec_extract_defaults()};
+    s.run.model = v[I_MODEL].text, s.images = v[I_IMAGES].text, s.run.out = v[I_OUT].text, s.preset = v[I_PRESET].text, s.layer = v[I_LAYER].text;
+    s.run.per_item = v[I_FORMAT].given && !strcmp(v[I_FORMAT].text, "per-item");
+    s.id_column = v[I_ID].text, s.path_column = v[I_PATH].text;
+    if (v[I_BATCH].given) s.run.batch_size = (int)v[I_BATCH].i;
+    s.run.threads = (int)v[I_THREADS].i;
+    s.decode_threads = v[I_DECODE].given ? (int)v[I_DECODE].i : 2, s.strict = v[I_STRICT].given;
+    s.run.out_flags = (v[I_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[I_RESUME].given ? MREC_OUT_RESUME : 0);
     mrec_context_options o = mrec_context_defaults();
-    int device_set = mrec_options_device(&v[I_DEVICE], &v[I_PRECISION], &o);
+    s.run.device_given = mrec_options_device(&v[I_DEVICE], &v[I_PRECISION], &o);
+    s.run.device = o.device, s.run.precision = o.precision;
     /* --size, --mean and --std are checked now, applied once the model is loaded */
     const int rows[3] = {I_SIZE, I_MEAN, I_STD};
+    double x[3][3];
     for (int k = 0; k < 3; k++) {
-        double x[3];
-        if (v[rows[k]].given && mrec_parse_reals(v[rows[k]].text, k ? 3 : 2, k == 0 ? 8 : k == 2 ? 1e-6 : -1e3, k ? 1e3 : 4096, x))
+        if (v[rows[k]].given && mrec_parse_reals(v[rows[k]].text, k ? 3 : 2, k == 0 ? 8 : k == 2 ? 1e-6 : -1e3, k ? 1e3 : 4096, x[k]))
             return fprintf(stderr, "mrec extract-image: %s: %s\n", OPTIONS[rows[k]].flag, mrec_error_detail()), 1;
     }
-    if (!model || !images || !out) {
+    if (!s.run.model || !s.images || !s.run.out) {
         fprintf(stderr, "mrec extract-image: --model, --images and --out are needed (mrec extract-image --help)\n");
         return 1;
     }
+    if (v[I_SIZE].given && (x[0][0] != (int)x[0][0] || x[0][1] != (int)x[0][1])) {
+        fprintf(stderr, "mrec extract-image: preprocessing: %s: --size wants H,W between 8 and 4096, got '%s'\n",
+                mrec_strerror(MREC_ERR_ARG), v[I_SIZE].text);
+        return 2;
+    }
+    if (v[I_SIZE].given) s.size_h = (int)x[0][0], s.size_w = (int)x[0][1];
+    if (!v[I_MEAN].given != !v[I_STD].given) {
+        fprintf(stderr, "mrec extract-image: preprocessing: %s: --mean and --std go together\n", mrec_strerror(MREC_ERR_ARG));
+        return 2;
+    }
+    s.normalize_given = v[I_MEAN].given;
+    for (int c = 0; s.normalize_given && c < 3; c++) s.mean[c] = (float)x[1][c], s.std[c] = (float)x[2][c];
+    return mrec_extract_image_run(&s, NULL);
+}
+
+int mrec_extract_image_run(const mrec_image_extract_spec *spec, mrec_extract_result *res) {
+    mrec_extract_result scratch_result;
+    if (!res) res = &scratch_result;
+    memset(res, 0, sizeof *res);
+    const char *model = spec->run.model, *images = spec->images, *out = spec->run.out;
+    int batch = spec->run.batch_size > 0 ? spec->run.batch_size : 32, per_item = spec->run.per_item, out_flags = spec->run.out_flags;
+    int decode_threads = spec->decode_threads > 0 ? spec->decode_threads : 2, strict = spec->strict;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = spec->run.device, o.precision = spec->run.precision, o.n_threads = spec->run.threads;
     /* the device first: a GPU that cannot be had should not cost listing the images and loading the model */
-    mrec_context *ctx = NULL;
-    o.n_threads = threads;
-    mrec_status st = mrec_context_create(&ctx, &o);
-    if (st) return fail("the device", st);
-    if (ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-image: %s\n", ctx->notice);
+    mrec_context *ctx = spec->run.ctx, *own_ctx = NULL;
+    mrec_status st = MREC_OK;
+    if (!ctx && (st = mrec_context_create(&own_ctx, &o))) return fail("the device", st);
+    if (!ctx) ctx = own_ctx;
+    if (own_ctx && ctx->notice[0] && (spec->run.device_given || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled()))
+        fprintf(stderr, "mrec extract-image: %s\n", ctx->notice);
     mrec_image_list items;
-    if ((st = mrec_image_list_read(&items, images, id_col, path_col))) {
-        mrec_context_destroy(ctx);
+    if ((st = mrec_image_list_read(&items, images, spec->id_column, spec->path_column))) {
+        mrec_context_destroy(own_ctx);
         return fail("listing the images", st);
     }
     int rc = 0;
     mrec_image_encoder enc;
     int loaded = 0;
-    if (!rc && (st = mrec_image_encoder_load(&enc, model, preset, layer))) rc = fail("loading the model", st);
+    if (!rc && (st = mrec_image_encoder_load(&enc, model, spec->preset, spec->layer))) rc = fail("loading the model", st);
     loaded = !rc;
     if (!rc) enc.batch_size = batch, enc.decode_threads = decode_threads;
-    if (!rc && (st = override_preprocessing(&enc, model, size, mean, std))) rc = fail("preprocessing", st);
+    if (!rc && (st = override_preprocessing(&enc, spec))) rc = fail("preprocessing", st);
     int n = items.n, D = loaded ? mrec_image_encoder_dim(&enc) : 0;
     float *feat = malloc(sizeof *feat * (size_t)(n + 1) * (D + 1));
     int *good = malloc(sizeof *good * (size_t)(n + 1));
@@ -155,7 +180,6 @@ int mrec_cmd_extract_image(int argc, char **argv) {
     if (!rc && (st = mrec_image_encoder_to_device(&enc, ctx))) rc = fail("moving the model to the device", st);
     if (!rc && ctx->device != MREC_DEVICE_CPU)
         fprintf(stderr, "mrec extract-image: running on the GPU (%s)\n", mrec_precision_name(ctx->precision));
-    int per_item = !strcmp(format, "per-item");
     for (int i = 0; !rc && per_item && i < n; i++) {
         const char *id = items.ids[i];
         if (!*id || strchr(id, '/') || !strcmp(id, ".") || !strcmp(id, "..")) {
@@ -189,6 +213,10 @@ int mrec_cmd_extract_image(int argc, char **argv) {
         }
         if (od.resumed && done == m) {
             for (int i = first; i < first + m; i++) good[i] = 1;
+            for (int i = first; spec->run.keep && !rc && i < first + m; i++) {
+                snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
+                if ((st = mrec_extract_row_read(path, feat + (size_t)i * D, D))) rc = fail("reading a kept item", st);
+            }
             kept += m;
             continue;
         }
@@ -247,10 +275,24 @@ int mrec_cmd_extract_image(int argc, char **argv) {
                 mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? (n - kept) / secs : 0);
         fprintf(stderr, "time: decode + encode %.2f s (decoding overlaps the forward passes), write %.2f s\n", secs, write_secs + mrec_now() - t_write);
     }
+    res->n_items = n, res->n_embedded = rc ? 0 : n_ok - kept, res->n_kept = kept, res->n_skipped = rc ? 0 : n - n_ok, res->dim = D;
+    if (!rc && spec->run.keep) {
+        /* the good rows, packed (the matrix format packed them already) */
+        int r = 0;
+        for (int i = 0; per_item && i < n; i++)
+            if (good[i]) memmove(feat + (size_t)r * D, feat + (size_t)i * D, sizeof(float) * (size_t)D), r++;
+        const char **ids = malloc(sizeof *ids * (size_t)(n_ok + 1));
+        r = 0;
+        for (int i = 0; ids && i < n; i++)
+            if (good[i]) ids[r++] = items.ids[i];
+        if ((st = ids ? mrec_extract_result_keep(res, ids, feat, n_ok, D) : mrec_fail(MREC_ERR_NOMEM, "%d ids", n_ok))) rc = fail("memory", st);
+        free(ids);
+    }
+    if (res == &scratch_result) mrec_extract_result_free(res);
     for (int i = 0; errors && i < n; i++) free(errors[i]);
     mrec_image_list_free(&items);
     free(feat), free(good), free(errors);
     if (loaded) mrec_image_encoder_free(&enc); /* before the context its weights may be on */
-    mrec_context_destroy(ctx);
+    mrec_context_destroy(own_ctx);
     return rc;
 }
