@@ -17,6 +17,7 @@
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
+#include "mrec_extract_pipeline.h"
 #include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
@@ -162,25 +163,41 @@ static mrec_status write_rows(const char *dir, const char *const *ids, const flo
     return st;
 }
 
+/* The command's front: the option table into a spec. */
 int mrec_cmd_extract_clip(int argc, char **argv) {
     mrec_opt_value v[N_OPTIONS];
     int parsed = mrec_options_parse(&COMMAND, argc, argv, v, NULL, NULL, NULL);
     if (parsed == MREC_OPTS_HELP) return 0;
     if (parsed) return parsed;
-    const char *model = v[C_MODEL].text, *images = v[C_IMAGES].text, *input = v[C_INPUT].text, *id_col = v[C_ID].text,
-               *text_col = v[C_TEXT].text, *out = v[C_OUT].text, *layer = v[C_LAYER].text, *fusion = v[C_FUSION].text,
-               *format = v[C_FORMAT].given ? v[C_FORMAT].text : "matrix", *image_id_col = v[C_IMAGE_ID].text, *path_col = v[C_PATH].text,
-               *preset = v[C_PRESET].text;
-    int batch = v[C_BATCH].given ? (int)v[C_BATCH].i : 32, threads = (int)v[C_THREADS].i;
-    int decode_threads = v[C_DECODE].given ? (int)v[C_DECODE].i : 2, strict = v[C_STRICT].given;
-    int out_flags = (v[C_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[C_RESUME].given ? MREC_OUT_RESUME : 0);
+    mrec_clip_extract_spec s = {.run = mrec_extract_defaults()};
+    s.run.model = v[C_MODEL].text, s.images = v[C_IMAGES].text, s.input = v[C_INPUT].text, s.id_column = v[C_ID].text;
+    s.text_column = v[C_TEXT].text, s.run.out = v[C_OUT].text, s.layer = v[C_LAYER].text, s.fusion = v[C_FUSION].text;
+    s.run.per_item = v[C_FORMAT].given && !strcmp(v[C_FORMAT].text, "per-item");
+    s.image_id_column = v[C_IMAGE_ID].text, s.path_column = v[C_PATH].text, s.preset = v[C_PRESET].text;
+    if (v[C_BATCH].given) s.run.batch_size = (int)v[C_BATCH].i;
+    s.run.threads = (int)v[C_THREADS].i;
+    s.decode_threads = v[C_DECODE].given ? (int)v[C_DECODE].i : 2, s.strict = v[C_STRICT].given;
+    s.run.out_flags = (v[C_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[C_RESUME].given ? MREC_OUT_RESUME : 0);
     mrec_context_options o = mrec_context_defaults();
-    int device_set = mrec_options_device(&v[C_DEVICE], &v[C_PRECISION], &o);
-    if (!model || !images || !input || !id_col || !text_col || !out) {
+    s.run.device_given = mrec_options_device(&v[C_DEVICE], &v[C_PRECISION], &o);
+    s.run.device = o.device, s.run.precision = o.precision;
+    if (!s.run.model || !s.images || !s.input || !s.id_column || !s.text_column || !s.run.out) {
         fprintf(stderr, "mrec extract-clip: --model, --images, --input, --id-column, --text-column and --out are needed "
                         "(mrec extract-clip --help)\n");
         return 1;
     }
+    return mrec_extract_clip_run(&s, NULL);
+}
+
+int mrec_extract_clip_run(const mrec_clip_extract_spec *spec, mrec_extract_result *res) {
+    mrec_extract_result scratch_result;
+    if (!res) res = &scratch_result;
+    memset(res, 0, sizeof *res);
+    const char *model = spec->run.model, *images = spec->images, *input = spec->input, *out = spec->run.out, *fusion = spec->fusion;
+    int batch = spec->run.batch_size > 0 ? spec->run.batch_size : 32, out_flags = spec->run.out_flags;
+    int decode_threads = spec->decode_threads > 0 ? spec->decode_threads : 2, strict = spec->strict;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = spec->run.device, o.precision = spec->run.precision, o.n_threads = spec->run.threads;
 
     mrec_image_model kind;
     mrec_status st = mrec_image_model_kind(model, &kind);
@@ -195,7 +212,7 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     st = mrec_table_read(&table, input, 0);
     if (st) return fail("extract-clip", "reading the table", st);
     int ci, ct, rc = 0;
-    if ((st = mrec_table_column(&table, id_col, input, &ci)) || (st = mrec_table_column(&table, text_col, input, &ct))) {
+    if ((st = mrec_table_column(&table, spec->id_column, input, &ci)) || (st = mrec_table_column(&table, spec->text_column, input, &ct))) {
         mrec_table_free(&table);
         return fail("extract-clip", "columns", st);
     }
@@ -211,7 +228,7 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
             rc = 2;
         }
     }
-    if (!rc && (st = mrec_image_list_read(&list, images, image_id_col, path_col))) rc = fail("extract-clip", "listing the images", st);
+    if (!rc && (st = mrec_image_list_read(&list, images, spec->image_id_column, spec->path_column))) rc = fail("extract-clip", "listing the images", st);
     if (!rc && (st = pair_by_id(row_ids, n_rows, &list, input, row_image, &unmatched))) rc = fail("extract-clip", "pairing", st);
 
     /* the paired items, in table order */
@@ -240,14 +257,15 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
     }
 
     /* the device, then the two towers on it */
-    mrec_context *ctx = NULL;
-    o.n_threads = threads;
-    if (!rc && (st = mrec_context_create(&ctx, &o))) rc = fail("extract-clip", "the device", st);
-    if (!rc && ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-clip: %s\n", ctx->notice);
+    mrec_context *ctx = spec->run.ctx, *own_ctx = NULL;
+    if (!rc && !ctx && (st = mrec_context_create(&own_ctx, &o))) rc = fail("extract-clip", "the device", st);
+    if (!ctx) ctx = own_ctx;
+    if (!rc && own_ctx && ctx->notice[0] && (spec->run.device_given || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled()))
+        fprintf(stderr, "mrec extract-clip: %s\n", ctx->notice);
     mrec_image_encoder venc;
     mrec_text_encoder tenc;
     int v_loaded = 0, t_loaded = 0;
-    if (!rc && (st = mrec_image_encoder_load(&venc, model, preset, layer))) rc = fail("extract-clip", "loading the vision tower", st);
+    if (!rc && (st = mrec_image_encoder_load(&venc, model, spec->preset, spec->layer))) rc = fail("extract-clip", "loading the vision tower", st);
     v_loaded = !rc;
     if (!rc && (st = mrec_text_encoder_load(&tenc, model))) rc = fail("extract-clip", "loading the text tower", st);
     t_loaded = !rc;
@@ -316,7 +334,7 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
         rc = fail("extract-clip", "checking the features", st);
     char path[4400];
     out = od.scratch;
-    if (!rc && !strcmp(format, "matrix")) {
+    if (!rc && !spec->run.per_item) {
         int64_t sv[2] = {kept, Dv}, stx[2] = {kept, Dt}, sf[2] = {kept, Df};
         snprintf(path, sizeof path, "%s/image_feat.npy", out);
         st = mrec_npy_write(path, MREC_NPY_F32, 2, sv, vis);
@@ -345,12 +363,24 @@ int mrec_cmd_extract_clip(int argc, char **argv) {
                 si > 0 ? n / si : 0, stt, stt > 0 ? n / stt : 0);
         if (n_empty) fprintf(stderr, "mrec extract-clip: %d items had empty text: embedded the empty string\n", n_empty);
     }
+    res->n_items = n_rows, res->n_embedded = rc ? 0 : kept, res->n_skipped = rc ? 0 : n_rows - kept, res->n_empty = n_empty;
+    res->dim = Dv, res->dim_text = Dt, res->dim_fused = Df;
+    if (!rc && spec->run.keep) {
+        res->text_features = malloc(sizeof(float) * ((size_t)kept * Dt + 1));
+        res->fused_features = fused ? malloc(sizeof(float) * ((size_t)kept * Df + 1)) : NULL;
+        if ((st = res->text_features && (!fused || res->fused_features) ? mrec_extract_result_keep(res, ids, vis, kept, Dv)
+                                                                        : mrec_fail(MREC_ERR_NOMEM, "%d items", kept)))
+            rc = fail("extract-clip", "memory", st);
+        if (!rc) memcpy(res->text_features, txt, sizeof(float) * (size_t)kept * Dt);
+        if (!rc && fused) memcpy(res->fused_features, fused, sizeof(float) * (size_t)kept * Df);
+    }
+    if (res == &scratch_result) mrec_extract_result_free(res);
     for (int i = 0; errors && i < n; i++) free(errors[i]);
     free(vis), free(txt), free(good), free(errors), free(ids), free(fused), free(rows), free(paths), free(texts);
     free(row_ids), free(row_image);
     if (v_loaded) mrec_image_encoder_free(&venc); /* before the context their weights may be on */
     if (t_loaded) mrec_text_encoder_free(&tenc);
-    mrec_context_destroy(ctx);
+    mrec_context_destroy(own_ctx);
     mrec_image_list_free(&list);
     mrec_table_free(&table);
     return rc;
