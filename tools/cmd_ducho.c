@@ -20,6 +20,7 @@
  *
  * Where Ducho pairs images and texts by position (visual_textual), mrec pairs them by item id.
  */
+#include "mrec_extract_pipeline.h"
 #include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
@@ -28,7 +29,6 @@
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +43,11 @@ typedef struct {
     int modality, line;
     char name[256], model_dir[4096], backend[64], layer_dir[64]; /* layer_dir: output_layers as written */
     const char *layer, *pooling;                                  /* mrec's names, or NULL for the default */
-    char size[32], mean[96], std[96], batch[16], fusion[16];
+    int batch;                                                    /* 0: the command's default */
+    int size_h, size_w;                                           /* reshape, or 0 */
+    int normalize_given;                                          /* mean and std were given */
+    float mean[3], std[3];
+    char fusion[16];
     char images[4096], table[4096], item_col[256], text_col[256];
     char out[3][4096]; /* the leaf folders: visual or textual; visual_textual: visual, textual, fused */
 } job;
@@ -55,19 +59,18 @@ static int is_dir(const char *p) {
 
 static int exists(const char *p) { return access(p, R_OK) == 0; }
 
-/* A sequence of numbers into "a,b,c". */
-static mrec_status number_list(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, int want, double lo, double hi, char *out,
-                               size_t cap) {
+/* A sequence of `want` numbers; *given says whether the key is there. */
+static mrec_status number_list(const mrec_cfg *c, const mrec_cfg_node *map, const char *key, int want, double lo, double hi, double *out,
+                               int *given) {
     const mrec_cfg_node *n = mrec_cfg_get(map, key);
+    *given = !!n;
     if (!n) return MREC_OK;
     if (n->kind != MREC_CFG_SEQ || mrec_cfg_count(n) != want)
         return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: %s must be a list of %d numbers", c->path, n->line, key, want);
-    size_t at = 0;
+    int k = 0;
     for (const mrec_cfg_node *e = n->child; e; e = e->next) {
-        double v;
-        mrec_status st = mrec_cfg_node_number(c, e, key, lo, hi, &v);
+        mrec_status st = mrec_cfg_node_number(c, e, key, lo, hi, &out[k++]);
         if (st) return st;
-        at += snprintf(out + at, cap - at, "%s%.9g", at ? "," : "", v);
     }
     return MREC_OK;
 }
@@ -200,10 +203,17 @@ static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int
         if (!st) st = mrec_cfg_int(c, m, "batch_size", 0, 1, 4096, &batch);
         if (!st) st = mrec_cfg_bool(c, m, "clear_text", 0, &clear);
         if (!st) st = text_of(c, m, "output_layers", j->layer_dir, sizeof j->layer_dir);
-        if (!st && modality == VISUAL) st = number_list(c, m, "reshape", 2, 8, 4096, j->size, sizeof j->size);
-        if (!st && modality == VISUAL) st = number_list(c, m, "mean", 3, -10, 10, j->mean, sizeof j->mean);
-        if (!st && modality == VISUAL) st = number_list(c, m, "std", 3, 1e-6, 10, j->std, sizeof j->std);
+        double size[2], mean[3], std[3];
+        int has_size = 0, has_mean = 0, has_std = 0;
+        if (!st && modality == VISUAL) st = number_list(c, m, "reshape", 2, 8, 4096, size, &has_size);
+        if (!st && modality == VISUAL) st = number_list(c, m, "mean", 3, -10, 10, mean, &has_mean);
+        if (!st && modality == VISUAL) st = number_list(c, m, "std", 3, 1e-6, 10, std, &has_std);
         if (st) return st;
+        if (has_size && (size[0] != (int)size[0] || size[1] != (int)size[1]))
+            return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: reshape must be two whole numbers", c->path, mrec_cfg_get(m, "reshape")->line);
+        if (has_size) j->size_h = (int)size[0], j->size_w = (int)size[1];
+        j->normalize_given = has_mean && has_std;
+        for (int k = 0; j->normalize_given && k < 3; k++) j->mean[k] = (float)mean[k], j->std[k] = (float)std[k];
         if (!strcmp(backend, "tensorflow"))
             return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: backend tensorflow: mrec reads PyTorch / Hugging Face checkpoints (torch, "
                              "transformers, sentence_transformers)", c->path, m->line);
@@ -212,7 +222,7 @@ static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int
                              m->line, backend);
         if (strcmp(pre, "zscore"))
             return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: preprocessing '%s': mrec has zscore (mean / std)", c->path, m->line, pre);
-        if (!*j->mean != !*j->std) return mrec_fail(MREC_ERR_ARG, "%s: line %d: mean and std go together", c->path, m->line);
+        if (has_mean != has_std) return mrec_fail(MREC_ERR_ARG, "%s: line %d: mean and std go together", c->path, m->line);
         if (strcmp(task, "pretrained"))
             return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: task '%s': mrec extracts with pretrained models only", c->path, m->line, task);
         if (clear)
@@ -225,7 +235,7 @@ static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int
             return mrec_fail(MREC_ERR_ARG, "%s: line %d: model_name '%s' cannot be part of an output path", c->path, m->line, name);
         snprintf(j->name, sizeof j->name, "%s", name);
         snprintf(j->backend, sizeof j->backend, "%s", backend);
-        if (batch) snprintf(j->batch, sizeof j->batch, "%ld", batch);
+        j->batch = (int)batch;
         if (fusion) snprintf(j->fusion, sizeof j->fusion, "%s", fusion);
         if (!*j->layer_dir) snprintf(j->layer_dir, sizeof j->layer_dir, "%s", modality == VISUAL ? "avgpool" : "1");
         if (strchr(j->layer_dir, '/')) return mrec_fail(MREC_ERR_ARG, "%s: line %d: output_layers has a '/'", c->path, m->line);
@@ -267,75 +277,6 @@ static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int
     return st;
 }
 
-/* The <id>.npy files of `files` (the leaf being built), in id order, as one matrix beside `leaf`: LEAF.npy and
- * LEAF_ids.txt (MMRec's layout, joined by id). The two cannot be renamed into place as one, so the order keeps
- * a reader from pairing a matrix with ids that are not its own: the old matrix goes first, then the new ids
- * appear, then the new matrix. A reader that finds LEAF.npy finds its ids beside it. */
-static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static mrec_status write_matrix(const char *files, const char *leaf) {
-    DIR *d = opendir(files);
-    if (!d) return mrec_fail(MREC_ERR_IO, "%s: cannot read", files);
-    char **names = NULL;
-    int n = 0, cap = 0;
-    mrec_status st = MREC_OK;
-    for (struct dirent *e; !st && (e = readdir(d));) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || strcmp(e->d_name + len - 4, ".npy") || e->d_name[0] == '.') continue;
-        if (n == cap) {
-            char **grown = realloc(names, sizeof *names * (size_t)(cap = cap ? 2 * cap : 256));
-            if (!grown) st = mrec_fail(MREC_ERR_NOMEM, "%s: listing", files);
-            else names = grown;
-        }
-        if (!st && !(names[n++] = strdup(e->d_name))) st = mrec_fail(MREC_ERR_NOMEM, "%s: listing", files);
-    }
-    closedir(d);
-    if (!st && n) qsort(names, (size_t)n, sizeof *names, compare_names);
-    float *all = NULL;
-    int64_t dim = 0;
-    if (!st && !n) st = mrec_fail(MREC_ERR_FORMAT, "%s: no .npy files", leaf);
-    for (int i = 0; i < n && !st; i++) {
-        char p[4400];
-        snprintf(p, sizeof p, "%s/%s", files, names[i]);
-        float *v = NULL;
-        int nd = 0;
-        int64_t s[8];
-        st = mrec_npy_read_f32(p, &v, &nd, s);
-        if (!st && (nd != 2 || s[0] != 1 || (dim && s[1] != dim))) st = mrec_fail(MREC_ERR_SHAPE, "%s/%s: not (1, %lld)", leaf, names[i], (long long)dim);
-        if (!st && !dim) dim = s[1], all = malloc(sizeof(float) * (size_t)n * (size_t)dim);
-        if (!st && !all) st = mrec_fail(MREC_ERR_NOMEM, "%d x %lld", n, (long long)dim);
-        if (!st) memcpy(all + (size_t)i * dim, v, sizeof(float) * (size_t)dim);
-        free(v);
-    }
-    char npy[4200], ids[4200];
-    snprintf(npy, sizeof npy, "%s.npy", leaf);
-    snprintf(ids, sizeof ids, "%s_ids.txt", leaf);
-    if (!st && unlink(npy) != 0 && errno != ENOENT) st = mrec_fail(MREC_ERR_IO, "%s: cannot remove the old matrix (%s)", npy, strerror(errno));
-    if (!st) {
-        mrec_atomic_file af;
-        if (!(st = mrec_atomic_begin(&af, ids))) {
-            for (int i = 0; i < n; i++) fprintf(af.f, "%.*s\n", (int)strlen(names[i]) - 4, names[i]);
-            st = mrec_atomic_commit(&af);
-        }
-    }
-    if (!st) st = mrec_npy_write(npy, MREC_NPY_F32, 2, (int64_t[]){n, dim}, all);
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names), free(all);
-    return st;
-}
-
-/* One model into Ducho's tree. Each leaf folder is an output folder (locked, built beside itself, swapped in
- * whole): extract-text and extract-image make it themselves (and resume it), the matrix follows under the
- * leaf's lock; visual_textual's three leaves are held here and filled from one extract-clip run. */
-/* Where the models run: `mrec extract --device / --precision`, else the
- * config's 'gpu list' (-1: the CPU; a GPU index: the GPU when there is one,
- * as --device auto). mrec_ducho_run's signature is shared with `mrec run`,
- * so the command line's choice reaches it through this, set by
- * mrec_cmd_extract around its one call. */
-static struct {
-    const char *device, *precision;
-} cli_device;
-
 /* The config's 'gpu list' as a --device value, or NULL for the default.
  * Ducho writes a number, a list of numbers or a string of them ("0,1"); the
  * first is the GPU used, -1 the CPU. */
@@ -359,14 +300,17 @@ static mrec_status gpu_list_device(const mrec_cfg *c, const mrec_cfg_node *root,
     return MREC_OK;
 }
 
-static int run_job(const job *j, const char *device, int threads, int matrix, int out_flags) {
-    char th[16], work[4400] = "", clip_out[4500];
-    snprintf(th, sizeof th, "%d", threads);
+/* One model into Ducho's tree. Each leaf folder is an output folder (locked, built beside itself, swapped in
+ * whole): the text and image runs make it themselves (and resume it), the matrix follows under the leaf's
+ * lock, from the features the run returned; visual_textual's three leaves are held here and filled from one
+ * CLIP run. */
+static int run_job(const job *j, const mrec_ducho_options *o) {
+    char work[4400] = "", clip_out[4500];
     int clip = j->modality == VISUAL_TEXTUAL, n_leaves = clip ? 2 + !!*j->fusion : 1, rc = 0;
     mrec_out_dir od[3] = {{.lock_fd = -1}, {.lock_fd = -1}, {.lock_fd = -1}};
-    /* extract-clip does not resume: its leaves are redone whole, which --resume allows like --overwrite */
+    /* the CLIP run does not resume: its leaves are redone whole, which --resume allows like --overwrite */
     mrec_status st = MREC_OK;
-    for (int k = 0; clip && k < n_leaves && !st; k++) st = mrec_out_begin(&od[k], j->out[k], out_flags ? MREC_OUT_OVERWRITE : 0);
+    for (int k = 0; clip && k < n_leaves && !st; k++) st = mrec_out_begin(&od[k], j->out[k], o->out_flags ? MREC_OUT_OVERWRITE : 0);
     if (!st && clip && !(st = mrec_out_work_dir(&od[0], work, sizeof work)))
         snprintf(clip_out, sizeof clip_out, "%s/all", work);
     if (st) {
@@ -374,31 +318,27 @@ static int run_job(const job *j, const char *device, int threads, int matrix, in
         for (int k = 0; k < n_leaves; k++) mrec_out_abort(&od[k]);
         return 2;
     }
-    char *argv[48];
-    int argc = 0;
-#define ARG(a, b) (argv[argc++] = (char *)(a), argv[argc++] = (char *)(b))
-    argv[argc++] = (char *)(j->modality == VISUAL ? "extract-image" : j->modality == TEXTUAL ? "extract-text" : "extract-clip");
-    ARG("--model", j->model_dir);
-    ARG("--out", clip ? clip_out : j->out[0]);
-    ARG("--format", "per-item");
-    ARG("--threads", th);
-    if (!clip && (out_flags & MREC_OUT_OVERWRITE)) argv[argc++] = (char *)"--overwrite";
-    if (!clip && (out_flags & MREC_OUT_RESUME)) argv[argc++] = (char *)"--resume";
-    if (*j->batch) ARG("--batch-size", j->batch);
-    if (j->modality != TEXTUAL) ARG("--images", j->images);
-    if (j->modality != VISUAL) ARG("--input", j->table), ARG("--id-column", j->item_col), ARG("--text-column", j->text_col);
-    if (j->layer) ARG("--layer", j->layer);
-    if (j->pooling) ARG("--pooling", j->pooling);
-    if (*j->size) ARG("--size", j->size);
-    if (*j->mean) ARG("--mean", j->mean), ARG("--std", j->std);
-    if (*j->fusion) ARG("--fusion", j->fusion);
-    if (device) ARG("--device", device);
-    if (cli_device.precision) ARG("--precision", cli_device.precision);
-#undef ARG
-    argv[argc] = NULL;
+    mrec_extract_common run = mrec_extract_defaults();
+    run.model = j->model_dir, run.out = clip ? clip_out : j->out[0], run.per_item = 1, run.threads = o->threads;
+    run.out_flags = clip ? 0 : o->out_flags, run.keep = o->matrix;
+    if (j->batch) run.batch_size = j->batch;
+    run.device = o->device, run.precision = o->precision, run.device_given = o->device_given;
+    mrec_extract_result r = {0};
     fprintf(stderr, "== %s %s -> %s\n", SECTIONS[j->modality], j->name, j->out[0]);
-    rc = j->modality == VISUAL ? mrec_cmd_extract_image(argc, argv) : j->modality == TEXTUAL ? mrec_cmd_extract_text(argc, argv)
-                                                                                            : mrec_cmd_extract_clip(argc, argv);
+    if (j->modality == VISUAL) {
+        mrec_image_extract_spec s = {.run = run, .images = j->images, .layer = j->layer, .size_h = j->size_h, .size_w = j->size_w,
+                                     .normalize_given = j->normalize_given, .decode_threads = 2};
+        memcpy(s.mean, j->mean, sizeof s.mean), memcpy(s.std, j->std, sizeof s.std);
+        rc = mrec_extract_image_run(&s, &r);
+    } else if (j->modality == TEXTUAL) {
+        mrec_text_extract_spec s = {.run = run, .input = j->table, .id_column = j->item_col, .text_column = j->text_col,
+                                    .pooling = j->pooling, .layer = j->layer, .normalize = -1};
+        rc = mrec_extract_text_run(&s, &r);
+    } else {
+        mrec_clip_extract_spec s = {.run = run, .images = j->images, .input = j->table, .id_column = j->item_col, .text_column = j->text_col,
+                                    .layer = j->layer, .fusion = *j->fusion ? j->fusion : NULL, .decode_threads = 2};
+        rc = mrec_extract_clip_run(&s, &r);
+    }
     if (!rc && clip) {
         const char *parts[3] = {"visual", "textual", NULL};
         char fused[32], from[4600];
@@ -411,10 +351,16 @@ static int run_job(const job *j, const char *device, int threads, int matrix, in
         }
     }
     if (*work) mrec_remove_tree(work);
-    if (!rc && !st && matrix && !clip && !(st = mrec_out_lock(&od[0], j->out[0]))) st = write_matrix(j->out[0], j->out[0]);
-    for (int k = 0; !rc && !st && matrix && clip && k < n_leaves; k++) st = write_matrix(od[k].scratch, j->out[k]);
+    const char *const *ids = (const char *const *)r.ids;
+    if (!rc && !st && o->matrix && !clip && !(st = mrec_out_lock(&od[0], j->out[0])))
+        st = mrec_extract_matrix_write(j->out[0], ids, r.features, r.n_rows, r.dim);
+    const float *leaf_rows[3] = {r.features, r.text_features, r.fused_features};
+    const int leaf_dim[3] = {r.dim, r.dim_text, r.dim_fused};
+    for (int k = 0; !rc && !st && o->matrix && clip && k < n_leaves; k++)
+        st = mrec_extract_matrix_write(j->out[k], ids, leaf_rows[k], r.n_rows, leaf_dim[k]);
     for (int k = 0; !rc && !st && clip && k < n_leaves; k++) st = mrec_out_commit(&od[k]);
     for (int k = 0; k < n_leaves; k++) mrec_out_abort(&od[k]);
+    mrec_extract_result_free(&r);
     if (!rc && st) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
         rc = 2;
@@ -422,38 +368,46 @@ static int run_job(const job *j, const char *device, int threads, int matrix, in
     return rc;
 }
 
-int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, int skip, int out_flags,
-                   mrec_extracted *out) {
+mrec_ducho_options mrec_ducho_defaults(void) {
+    mrec_extract_common d = mrec_extract_defaults();
+    return (mrec_ducho_options){.device = d.device, .precision = d.precision};
+}
+
+int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_ducho_options *opt, mrec_extracted *out) {
     static const char *const top[] = {"dataset_path", "gpu list", "gpu_list", "visual", "textual", "visual_textual", NULL};
-    if (!weights) weights = mrec_weights_dir();
+    const char *weights = opt->weights ? opt->weights : mrec_weights_dir();
     const char *base = "";
-    static job js[MREC_MAX_EXTRACTED];
+    job *js = calloc(MREC_MAX_EXTRACTED, sizeof *js); /* a job holds its paths: too big for the stack */
     int n = 0;
-    mrec_status st = root->kind == MREC_CFG_MAP ? mrec_cfg_check_keys(c, root, "the extraction config", top)
+    mrec_status st = !js                        ? mrec_fail(MREC_ERR_NOMEM, "%d models", MREC_MAX_EXTRACTED)
+                     : root->kind == MREC_CFG_MAP ? mrec_cfg_check_keys(c, root, "the extraction config", top)
                                                 : mrec_fail(MREC_ERR_FORMAT, "%s: line %d: the extraction config must be a map", c->path, root->line);
     if (!st && mrec_cfg_get(root, "audio"))
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: audio extraction is not supported", c->path, mrec_cfg_get(root, "audio")->line);
     if (!st) st = mrec_cfg_string(c, root, "dataset_path", 0, &base);
     const char *device = NULL;
     if (!st) st = gpu_list_device(c, root, &device);
-    if (cli_device.device) device = cli_device.device;
+    /* the command line's device, else the config's 'gpu list' (which only ever asks for the CPU) */
+    mrec_ducho_options o = *opt;
+    if (!o.device_given && device) o.device = MREC_WANT_CPU, o.device_given = 1;
     if (!st && *base && !is_dir(base))
         st = mrec_fail(MREC_ERR_IO, "%s: line %d: dataset_path %s: no such folder", c->path, mrec_cfg_get(root, "dataset_path")->line, base);
     for (int m = 0; m < 3 && !st; m++) {
         const mrec_cfg_node *sec = mrec_cfg_get(root, SECTIONS[m]);
-        if (sec) st = read_section(c, sec, m, base, weights, skip, js, &n);
+        if (sec) st = read_section(c, sec, m, base, weights, opt->skip_unsupported, js, &n);
     }
     if (!st && !n) st = mrec_fail(MREC_ERR_FORMAT, "%s: no visual, textual or visual_textual section: nothing to extract", c->path);
     if (st) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
+        free(js);
         return st == MREC_ERR_NOMEM ? 3 : 2;
     }
     if (out) out->n = 0;
     double t0 = mrec_now();
     for (int i = 0; i < n; i++) {
         double t = mrec_now();
-        int rc = run_job(&js[i], device, threads, matrix, out_flags);
-        if (rc) return rc;
+        int rc = run_job(&js[i], &o);
+        if (rc) return free(js), rc;
         fprintf(stderr, "time: %s %s %.1f s\n", SECTIONS[js[i].modality], js[i].name, mrec_now() - t);
         for (int k = 0; out && k < (js[i].modality == VISUAL_TEXTUAL ? 2 + !!*js[i].fusion : 1) && out->n < MREC_MAX_EXTRACTED; k++) {
             snprintf(out->modality[out->n], sizeof out->modality[0], "%s",
@@ -464,6 +418,7 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *wei
         printf("%s\t%s\t%s\n", SECTIONS[js[i].modality], js[i].name, js[i].out[0]);
     }
     fprintf(stderr, "mrec extract: %d model%s in %.1f s\n", n, n == 1 ? "" : "s", mrec_now() - t0);
+    free(js);
     return 0;
 }
 
@@ -518,10 +473,13 @@ int mrec_cmd_extract(int argc, char **argv) {
         fprintf(stderr, "mrec extract: %s\n", mrec_error_detail());
         return 2;
     }
-    cli_device.device = v[X_DEVICE].given ? v[X_DEVICE].text : NULL;
-    cli_device.precision = v[X_PRECISION].given ? v[X_PRECISION].text : NULL;
-    rc = mrec_ducho_run(&c, c.root, v[X_WEIGHTS].text, (int)v[X_THREADS].i, v[X_MATRIX].given, v[X_SKIP].given, out_flags, NULL);
-    cli_device.device = cli_device.precision = NULL;
+    mrec_ducho_options o = mrec_ducho_defaults();
+    o.weights = v[X_WEIGHTS].text, o.threads = (int)v[X_THREADS].i, o.matrix = v[X_MATRIX].given, o.skip_unsupported = v[X_SKIP].given;
+    o.out_flags = out_flags;
+    mrec_context_options device = mrec_context_defaults();
+    o.device_given = mrec_options_device(&v[X_DEVICE], &v[X_PRECISION], &device);
+    o.device = device.device, o.precision = device.precision;
+    rc = mrec_ducho_run(&c, c.root, &o, NULL);
     mrec_cfg_free(&c);
     return rc;
 }

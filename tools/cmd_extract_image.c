@@ -13,21 +13,17 @@
  * table (CSV / TSV with a header) names the id and path columns (--id-column,
  * --path-column; the first two by default); relative paths are taken from
  * the table's folder.
+ *
+ * This file is the command's front: its options parse into a spec for
+ * mrec_extract_image_run (extract_pipeline.c), which does the run.
  */
-#include "../extractors/mrec_extract.h"
-#include "../extractors/mrec_image_encoder.h"
-#include "../nn/mrec_io.h"
-#include "../nn/mrec_npy.h"
+#include "mrec_extract_pipeline.h"
 #include "mrec_options.h"
 #include "mrec_parse.h"
 #include "mrec_tools.h"
 
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 enum { I_MODEL, I_IMAGES, I_OUT, I_PRESET, I_LAYER, I_FORMAT, I_ID, I_PATH, I_SIZE, I_MEAN, I_STD, I_BATCH, I_THREADS, I_DECODE, I_STRICT,
        I_OVERWRITE, I_RESUME, I_DEVICE, I_PRECISION, N_OPTIONS };
@@ -73,184 +69,45 @@ static const mrec_command COMMAND = {
     "run, naming the item, with nothing written. ResNet's convolutions stay fp32 at every --precision.\n",
     OPTIONS, N_OPTIONS, 0};
 
-static int fail(const char *what, mrec_status st) {
-    fprintf(stderr, "mrec extract-image: %s: %s: %s\n", what, mrec_strerror(st), mrec_error_detail());
-    return st == MREC_ERR_NOMEM ? 3 : 2;
-}
-
-/* --size, --mean, --std on top of the preset (Ducho's reshape and normalization). */
-static mrec_status override_preprocessing(mrec_image_encoder *enc, const char *model, const char *size, const char *mean, const char *std) {
-    mrec_preprocess *p = &enc->pre;
-    if (size) {
-        double hw[2];
-        if (mrec_parse_reals(size, 2, 8, 4096, hw) || hw[0] != (int)hw[0] || hw[1] != (int)hw[1])
-            return mrec_fail(MREC_ERR_ARG, "--size wants H,W between 8 and 4096, got '%s'", size);
-        int h = (int)hw[0], w = (int)hw[1];
-        if (p->crop_h || p->shortest_edge)
-            return mrec_fail(MREC_ERR_ARG, "--size: preset %s crops or keeps the aspect ratio; --size is for a straight resize", p->name);
-        int want = enc->kind == MREC_IMAGE_VIT ? enc->vit.cfg.image_size : enc->kind == MREC_IMAGE_CLIP ? enc->clip.vision.cfg.image_size : 0;
-        if (want && (h != want || w != want)) return mrec_fail(MREC_ERR_SHAPE, "--size %s: %s takes %dx%d images", size, model, want, want);
-        p->resize_h = h, p->resize_w = w;
-    }
-    if (!mean != !std) return mrec_fail(MREC_ERR_ARG, "--mean and --std go together");
-    if (mean) {
-        float m[3], s[3];
-        double md[3], sd[3];
-        if (mrec_parse_reals(mean, 3, -1e3, 1e3, md) || mrec_parse_reals(std, 3, 1e-6, 1e3, sd) || !(sd[0] > 0 && sd[1] > 0 && sd[2] > 0))
-            return mrec_fail(MREC_ERR_ARG, "--mean and --std want three numbers each, std > 0, got '%s' and '%s'", mean, std);
-        for (int c = 0; c < 3; c++) m[c] = (float)md[c], s[c] = (float)sd[c];
-        memcpy(p->mean, m, sizeof m), memcpy(p->std, s, sizeof s);
-        p->do_normalize = 1;
-    }
-    return MREC_OK;
-}
-
+/* The command's front: the option table into a spec. */
 int mrec_cmd_extract_image(int argc, char **argv) {
     mrec_opt_value v[N_OPTIONS];
     int parsed = mrec_options_parse(&COMMAND, argc, argv, v, NULL, NULL, NULL);
     if (parsed == MREC_OPTS_HELP) return 0;
     if (parsed) return parsed;
-    const char *model = v[I_MODEL].text, *images = v[I_IMAGES].text, *out = v[I_OUT].text, *preset = v[I_PRESET].text, *layer = v[I_LAYER].text;
-    const char *format = v[I_FORMAT].given ? v[I_FORMAT].text : "matrix", *id_col = v[I_ID].text, *path_col = v[I_PATH].text;
-    const char *size = v[I_SIZE].text, *mean = v[I_MEAN].text, *std = v[I_STD].text;
-    int batch = v[I_BATCH].given ? (int)v[I_BATCH].i : 32, threads = (int)v[I_THREADS].i;
-    int decode_threads = v[I_DECODE].given ? (int)v[I_DECODE].i : 2, strict = v[I_STRICT].given;
-    int out_flags = (v[I_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[I_RESUME].given ? MREC_OUT_RESUME : 0);
+    mrec_image_extract_spec s = {.run = mrec_extract_defaults()};
+    s.run.model = v[I_MODEL].text, s.images = v[I_IMAGES].text, s.run.out = v[I_OUT].text, s.preset = v[I_PRESET].text, s.layer = v[I_LAYER].text;
+    s.run.per_item = v[I_FORMAT].given && !strcmp(v[I_FORMAT].text, "per-item");
+    s.id_column = v[I_ID].text, s.path_column = v[I_PATH].text;
+    if (v[I_BATCH].given) s.run.batch_size = (int)v[I_BATCH].i;
+    s.run.threads = (int)v[I_THREADS].i;
+    s.decode_threads = v[I_DECODE].given ? (int)v[I_DECODE].i : 2, s.strict = v[I_STRICT].given;
+    s.run.out_flags = (v[I_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0) | (v[I_RESUME].given ? MREC_OUT_RESUME : 0);
     mrec_context_options o = mrec_context_defaults();
-    int device_set = mrec_options_device(&v[I_DEVICE], &v[I_PRECISION], &o);
+    s.run.device_given = mrec_options_device(&v[I_DEVICE], &v[I_PRECISION], &o);
+    s.run.device = o.device, s.run.precision = o.precision;
     /* --size, --mean and --std are checked now, applied once the model is loaded */
     const int rows[3] = {I_SIZE, I_MEAN, I_STD};
+    double x[3][3];
     for (int k = 0; k < 3; k++) {
-        double x[3];
-        if (v[rows[k]].given && mrec_parse_reals(v[rows[k]].text, k ? 3 : 2, k == 0 ? 8 : k == 2 ? 1e-6 : -1e3, k ? 1e3 : 4096, x))
+        if (v[rows[k]].given && mrec_parse_reals(v[rows[k]].text, k ? 3 : 2, k == 0 ? 8 : k == 2 ? 1e-6 : -1e3, k ? 1e3 : 4096, x[k]))
             return fprintf(stderr, "mrec extract-image: %s: %s\n", OPTIONS[rows[k]].flag, mrec_error_detail()), 1;
     }
-    if (!model || !images || !out) {
+    if (!s.run.model || !s.images || !s.run.out) {
         fprintf(stderr, "mrec extract-image: --model, --images and --out are needed (mrec extract-image --help)\n");
         return 1;
     }
-    /* the device first: a GPU that cannot be had should not cost listing the images and loading the model */
-    mrec_context *ctx = NULL;
-    o.n_threads = threads;
-    mrec_status st = mrec_context_create(&ctx, &o);
-    if (st) return fail("the device", st);
-    if (ctx->notice[0] && (device_set || o.precision != MREC_PREC_FP32 || mrec_cuda_compiled())) fprintf(stderr, "mrec extract-image: %s\n", ctx->notice);
-    mrec_image_list items;
-    if ((st = mrec_image_list_read(&items, images, id_col, path_col))) {
-        mrec_context_destroy(ctx);
-        return fail("listing the images", st);
+    if (v[I_SIZE].given && (x[0][0] != (int)x[0][0] || x[0][1] != (int)x[0][1])) {
+        fprintf(stderr, "mrec extract-image: preprocessing: %s: --size wants H,W between 8 and 4096, got '%s'\n",
+                mrec_strerror(MREC_ERR_ARG), v[I_SIZE].text);
+        return 2;
     }
-    int rc = 0;
-    mrec_image_encoder enc;
-    int loaded = 0;
-    if (!rc && (st = mrec_image_encoder_load(&enc, model, preset, layer))) rc = fail("loading the model", st);
-    loaded = !rc;
-    if (!rc) enc.batch_size = batch, enc.decode_threads = decode_threads;
-    if (!rc && (st = override_preprocessing(&enc, model, size, mean, std))) rc = fail("preprocessing", st);
-    int n = items.n, D = loaded ? mrec_image_encoder_dim(&enc) : 0;
-    float *feat = malloc(sizeof *feat * (size_t)(n + 1) * (D + 1));
-    int *good = malloc(sizeof *good * (size_t)(n + 1));
-    char **errors = calloc((size_t)n + 1, sizeof *errors);
-    if (!rc && (!feat || !good || !errors)) rc = fail("memory", mrec_fail(MREC_ERR_NOMEM, "%d items", n));
-    if (!rc && (st = mrec_image_encoder_to_device(&enc, ctx))) rc = fail("moving the model to the device", st);
-    if (!rc && ctx->device != MREC_DEVICE_CPU)
-        fprintf(stderr, "mrec extract-image: running on the GPU (%s)\n", mrec_precision_name(ctx->precision));
-    int per_item = !strcmp(format, "per-item");
-    for (int i = 0; !rc && per_item && i < n; i++) {
-        const char *id = items.ids[i];
-        if (!*id || strchr(id, '/') || !strcmp(id, ".") || !strcmp(id, "..")) {
-            fprintf(stderr, "mrec extract-image: %s: item %d: id '%s' cannot be a file name\n", images, i + 1, id);
-            rc = 2;
-        }
+    if (v[I_SIZE].given) s.size_h = (int)x[0][0], s.size_w = (int)x[0][1];
+    if (!v[I_MEAN].given != !v[I_STD].given) {
+        fprintf(stderr, "mrec extract-image: preprocessing: %s: --mean and --std go together\n", mrec_strerror(MREC_ERR_ARG));
+        return 2;
     }
-    if (per_item && !rc && (st = mrec_check_unique_ids((const char *const *)items.ids, n, images))) rc = fail("item ids", st);
-    /* the output folder first: a bad path, or a folder in use, should not cost the whole run */
-    mrec_out_dir od = {.lock_fd = -1};
-    if (!rc && (st = mrec_out_begin(&od, out, out_flags))) rc = fail("the output folder", st);
-    struct timespec t0, t1;
-    mrec_progress prog;
-    mrec_progress_start(&prog, "extract-image", n);
-    if (loaded) enc.progress = mrec_progress_update, enc.progress_ctx = &prog;
-    /* per-item: chunks of whole batches, each encoded then written, so a killed run leaves whole files
-     * behind; --resume redoes a chunk unless all its files verify, with the batches of an uninterrupted
-     * run, so its files are the same bytes */
-    int chunk = per_item ? batch * 8 : n, kept = 0;
-    mrec_chunk_progress cp = {&prog, 0, n};
-    if (loaded && per_item) enc.progress = mrec_chunk_progress_update, enc.progress_ctx = &cp;
-    int64_t shape1[2] = {1, D};
-    double embed_secs = 0, write_secs = 0;
-    char path[4400];
-    for (int i = 0; !rc && i < n; i++) good[i] = 0, errors[i] = NULL;
-    for (int first = 0; !rc && first < n; first += chunk) {
-        int m = n - first < chunk ? n - first : chunk, done = 0;
-        for (int i = first; od.resumed && i < first + m; i++) {
-            snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
-            done += mrec_feature_file_ok(path, D);
-        }
-        if (od.resumed && done == m) {
-            for (int i = first; i < first + m; i++) good[i] = 1;
-            kept += m;
-            continue;
-        }
-        cp.offset = first;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        if ((st = mrec_image_encoder_embed(ctx, &enc, (const char *const *)items.paths + first, m, feat + (size_t)first * D, good + first,
-                                           errors + first)))
-            rc = fail("extracting", st);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        embed_secs += (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        double t = mrec_now();
-        for (int i = first; !rc && i < first + m; i++)
-            if (good[i] && (st = mrec_check_feature_row(feat + (size_t)i * D, D, items.ids[i], model))) rc = fail("checking the features", st);
-        for (int i = first; !rc && per_item && i < first + m; i++) {
-            if (!good[i]) continue;
-            snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
-            if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape1, feat + (size_t)i * D))) rc = fail("writing", st);
-        }
-        write_secs += mrec_now() - t;
-    }
-    if (kept) fprintf(stderr, "mrec extract-image: --resume: kept %d of %d items already written\n", kept, n);
-    double t_write = mrec_now();
-    int n_ok = 0;
-    for (int i = 0; !rc && i < n; i++) n_ok += good[i];
-    if (!rc && n_ok < n) {
-        fprintf(stderr, "mrec extract-image: %d of %d images could not be used%s:\n", n - n_ok, n, strict ? "" : " (skipped)");
-        for (int i = 0; i < n; i++)
-            if (!good[i]) fprintf(stderr, "  %s: %s\n", items.ids[i], errors[i] ? errors[i] : "error");
-        if (strict) {
-            fprintf(stderr, "mrec extract-image: --strict: nothing written\n");
-            rc = 2;
-        } else if (n_ok == 0) { /* skipping every item leaves nothing to use: a failed run, not an empty output */
-            fprintf(stderr, "mrec extract-image: no image could be used; nothing written\n");
-            rc = 2;
-        }
-    }
-    if (!rc && !per_item) {
-        /* pack the good rows */
-        for (int i = 0, r = 0; i < n; i++)
-            if (good[i]) memmove(feat + (size_t)r++ * D, feat + (size_t)i * D, sizeof(float) * (size_t)D);
-        int64_t shape[2] = {n_ok, D};
-        snprintf(path, sizeof path, "%s/image_feat.npy", od.scratch);
-        if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, feat))) rc = fail("writing", st);
-        snprintf(path, sizeof path, "%s/image_feat_ids.txt", od.scratch);
-        mrec_atomic_file af;
-        if (!rc && (st = mrec_atomic_begin(&af, path))) rc = fail("writing", st);
-        for (int i = 0; !rc && i < n; i++)
-            if (good[i]) fprintf(af.f, "%s\n", items.ids[i]);
-        if (!rc && (st = mrec_atomic_commit(&af))) rc = fail("writing", st);
-    }
-    if (!rc && (st = mrec_out_commit(&od))) rc = fail("the output folder", st);
-    if (rc) mrec_out_abort(&od);
-    if (!rc) {
-        double secs = embed_secs;
-        fprintf(stderr, "mrec extract-image: %d images (%d-d %s, preset %s) in %.2f s, %.1f images/s\n", n_ok - kept, D,
-                mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? (n - kept) / secs : 0);
-        fprintf(stderr, "time: decode + encode %.2f s (decoding overlaps the forward passes), write %.2f s\n", secs, write_secs + mrec_now() - t_write);
-    }
-    for (int i = 0; errors && i < n; i++) free(errors[i]);
-    mrec_image_list_free(&items);
-    free(feat), free(good), free(errors);
-    if (loaded) mrec_image_encoder_free(&enc); /* before the context its weights may be on */
-    mrec_context_destroy(ctx);
-    return rc;
+    s.normalize_given = v[I_MEAN].given;
+    for (int c = 0; s.normalize_given && c < 3; c++) s.mean[c] = (float)x[1][c], s.std[c] = (float)x[2][c];
+    return mrec_extract_image_run(&s, NULL);
 }

@@ -53,7 +53,9 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o, mrec_be
         return 2;
     }
     static mrec_extracted got;
-    int rc = mrec_ducho_run(c, ex, o->weights, o->threads, 0, o->skip_unsupported, o->out_flags, &got);
+    mrec_ducho_options xo = mrec_ducho_defaults();
+    xo.weights = o->weights, xo.threads = o->threads, xo.skip_unsupported = o->skip_unsupported, xo.out_flags = o->out_flags;
+    int rc = mrec_ducho_run(c, ex, &xo, &got);
     if (rc) return rc;
     /* combinations: each visual with each textual; one modality alone when the other is absent */
     int vis[MREC_MAX_EXTRACTED], txt[MREC_MAX_EXTRACTED], nv = 0, nt = 0;

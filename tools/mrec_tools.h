@@ -31,14 +31,26 @@ typedef struct {
     char model[MREC_MAX_EXTRACTED][256];   /* model_name */
 } mrec_extracted;
 
+/* How to run a Ducho config, beyond the file. */
+typedef struct {
+    const char *weights;  /* where model_name folders are looked up; NULL: the default folder */
+    int threads;          /* <= 0: one per core */
+    int matrix;           /* also LEAF.npy and LEAF_ids.txt beside each leaf */
+    int skip_unsupported; /* models without a local copy, or of a kind mrec cannot run, are noted and left out */
+    int out_flags;        /* MREC_OUT_OVERWRITE, MREC_OUT_RESUME for the leaf folders */
+    int device_given;     /* device was asked for (--device): it overrides the config's 'gpu list' */
+    mrec_device_request device;
+    mrec_precision precision;
+} mrec_ducho_options;
+
+/* No matrix, no skipping, the config's device, fp32. */
+mrec_ducho_options mrec_ducho_defaults(void);
+
 /* Checks and runs the Ducho config held by `root` (a whole file, or the
- * `extract:` section of an mrec run file); weights NULL: the default
- * folder. skip_unsupported: models without a local copy, or of a kind mrec
- * cannot run, are noted and left out instead of stopping the run. out_flags:
- * MREC_OUT_OVERWRITE, MREC_OUT_RESUME for the leaf folders. Fills out (when not NULL) with the folders written. Returns an
- * exit status (0, 1, 2, 3) after printing what went wrong. */
-int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const char *weights, int threads, int matrix, int skip_unsupported,
-                   int out_flags, mrec_extracted *out);
+ * `extract:` section of an mrec run file). Fills out (when not NULL) with
+ * the folders written. Returns an exit status (0, 1, 2, 3) after printing
+ * what went wrong. */
+int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_ducho_options *o, mrec_extracted *out);
 
 /* The best grid point of each model at the last cut-off, on test (value) and
  * validation (valid), as the tables print them. */
