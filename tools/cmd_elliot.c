@@ -119,16 +119,6 @@ static const char *usage_lines(void) {
     return text;
 }
 
-static void to_stdout(void *ctx, const char *line) {
-    (void)ctx;
-    printf("%s\n", line);
-    fflush(stdout);
-}
-
-static void to_stderr(void *ctx, const char *line) {
-    (void)ctx;
-    fprintf(stderr, "mrec train: %s\n", line);
-}
 
 /* Every grid point of every model: its spec built and checked, so a bad value stops the run before the first trains. */
 static mrec_status check_points(const experiment *e, int *total_runs) {
@@ -208,7 +198,7 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
             mrec_train_spec s;
             elliot_point_spec(&e, m, pick, &s); /* checked above */
             if (o->max_epochs > 0) s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {o->max_epochs}, .given = 1};
-            s.threads = o->threads, s.cache = o->cache, s.log = to_stdout, s.notice = to_stderr;
+            s.threads = o->threads, s.cache = o->cache, s.log = mrec_train_log_stdout, s.notice = mrec_train_notice_stderr;
             printf("== %s (%d/%d)\n", p->name, g + 1, total);
             fflush(stdout);
             /* the point's own folder, as mrec train writes it */

@@ -114,17 +114,6 @@ static const char NOTES[] =
 
 static const mrec_command TRAIN = {"train", NULL, NOTES, OPTIONS, N_OPTIONS, 0};
 
-static void to_stdout(void *ctx, const char *line) {
-    (void)ctx;
-    printf("%s\n", line);
-    fflush(stdout);
-}
-
-/* What loading changed in the data (repeated rows dropped, users without training pairs). */
-static void to_stderr(void *ctx, const char *line) {
-    (void)ctx;
-    fprintf(stderr, "mrec train: %s\n", line);
-}
 
 /* Every input path up front, each part of a comma list (after NAME= with names): a FIFO or a device would block
  * or stream forever. */
@@ -203,7 +192,7 @@ int mrec_cmd_train(int argc, char **argv) {
     s.save_topk = (int)v[O_SAVE_TOPK].i, s.per_user = v[O_PER_USER].given;
     s.threads = (int)v[O_THREADS].i;
     if (v[O_DEVICE].given) s.device = v[O_DEVICE].i == 0 ? MREC_WANT_AUTO : v[O_DEVICE].i == 1 ? MREC_WANT_CPU : MREC_WANT_CUDA;
-    s.log = to_stdout, s.notice = to_stderr;
+    s.log = mrec_train_log_stdout, s.notice = mrec_train_notice_stderr;
     int kind;
     double a, b;
     if (s.split && mrec_split_parse(s.split, &kind, &a, &b)) { /* checked before the data is read */

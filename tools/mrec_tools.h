@@ -121,6 +121,11 @@ typedef struct {
     int offset, total;
 } mrec_chunk_progress;
 void mrec_chunk_progress_update(void *ctx, int done, int total);
+/* A training run's log callbacks (mrec_train_spec.log / .notice): its lines
+ * to standard output, flushed each; its notices to standard error, after
+ * "mrec train: ". */
+void mrec_train_log_stdout(void *ctx, const char *line);
+void mrec_train_notice_stderr(void *ctx, const char *line);
 
 /* ---- files ---- */
 

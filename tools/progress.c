@@ -34,3 +34,14 @@ void mrec_chunk_progress_update(void *ctx, int done, int total) {
     mrec_chunk_progress *c = ctx;
     mrec_progress_update(c->p, c->offset + done, c->total);
 }
+
+void mrec_train_log_stdout(void *ctx, const char *line) {
+    (void)ctx;
+    printf("%s\n", line);
+    fflush(stdout);
+}
+
+void mrec_train_notice_stderr(void *ctx, const char *line) {
+    (void)ctx;
+    fprintf(stderr, "mrec train: %s\n", line);
+}
