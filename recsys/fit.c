@@ -27,13 +27,6 @@ mrec_fit_options mrec_fit_defaults(void) {
     return o;
 }
 
-int mrec_model_runs_on_gpu(const char *name) {
-    /* the models whose parameters, gradients and moments live on the context's device */
-    static const char *const on_gpu[] = {"bprmf", "lightgcn", "ngcf", "vbpr", "freedom"};
-    for (size_t i = 0; name && i < sizeof on_gpu / sizeof on_gpu[0]; i++)
-        if (!strcmp(name, on_gpu[i])) return 1;
-    return 0;
-}
 
 static void logf_(const mrec_fit_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(const mrec_fit_options *o, const char *fmt, ...) {

@@ -482,10 +482,6 @@ void mrec_lightgcn_use_ops(mrec_model *m);
 mrec_status mrec_ngcf_use_ops(mrec_model *m);
 mrec_status mrec_vbpr_use_ops(mrec_model *m);
 mrec_status mrec_freedom_use_ops(mrec_model *m);
-/* 1 when the model of that registry name ("bprmf") trains and ranks on a GPU
- * context; the others refuse one, naming themselves. A trainer asks before it
- * reads any data. */
-int mrec_model_runs_on_gpu(const char *name);
 /* ItemKNN: cosine similarity of items over their training users,
  * |U_i & U_j| / sqrt(|U_i| |U_j|), the k most similar kept per item (ties to
  * the lower id), and score(u, i) = sum of sim(i, j) over the user's items j

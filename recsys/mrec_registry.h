@@ -101,7 +101,8 @@ typedef enum {
 
 enum {
     MREC_MODEL_TRAINS = 1,      /* has a loss (MostPop and ItemKNN are only counted) */
-    MREC_MODEL_GRAPH_CACHE = 2  /* builds a kNN item graph worth caching between runs */
+    MREC_MODEL_GRAPH_CACHE = 2, /* builds a kNN item graph worth caching between runs */
+    MREC_MODEL_GPU = 4          /* trains and ranks on a GPU context (parameters, gradients, moments there) */
 };
 
 /* A hyper-parameter as one model reads it. */
@@ -155,7 +156,7 @@ typedef struct {
     const char *elliot;  /* Elliot's class name ("external." may come before it in a config) */
     const char *summary; /* one line for --help */
     mrec_modalities needs;
-    int flags;           /* MREC_MODEL_TRAINS, MREC_MODEL_GRAPH_CACHE */
+    int flags;           /* MREC_MODEL_TRAINS, MREC_MODEL_GRAPH_CACHE, MREC_MODEL_GPU */
     mrec_model_create_fn create;
     /* the weight of each modality, where the model weighs them (FREEDOM); the params column shows them */
     void (*modality_weights)(float *w, const mrec_features *feat, int n_feat);
@@ -167,6 +168,10 @@ int mrec_model_count(void);
 const mrec_model_entry *mrec_model_at(int i);
 /* By mrec's name or Elliot's (with or without "external."); NULL if there is none. */
 const mrec_model_entry *mrec_model_find(const char *name);
+/* 1 when the model of that name ("bprmf") trains and ranks on a GPU context
+ * (MREC_MODEL_GPU in its entry); the others refuse one, naming themselves. A
+ * trainer asks before it reads any data. */
+int mrec_model_runs_on_gpu(const char *name);
 /* The entry's use of h, or NULL when the model does not list it. */
 const mrec_model_param *mrec_model_param_of(const mrec_model_entry *e, mrec_hp h);
 /* The entry's hyper-parameter behind Elliot key `key`, or NULL. */

@@ -313,24 +313,24 @@ static const mrec_model_entry MODELS[] = {
     {.name = "itemknn", .elliot = "ItemKNN", .summary = "cosine item neighbours over the training users (Elliot)", .create = create_itemknn,
      .params = {P(MREC_HP_NEIGHBOURS, "neighbors", "k"), P(MREC_HP_SEED, "seed", NULL)},
      .fixed = {{.key = "similarity", .kind = MREC_FIXED_TEXT, .text = "cosine", .why = "mrec's ItemKNN uses cosine"}}},
-    {.name = "bprmf", .elliot = "BPRMF", .summary = "matrix factorization with BPR (MMRec)", .flags = MREC_MODEL_TRAINS, .create = create_bprmf,
+    {.name = "bprmf", .elliot = "BPRMF", .summary = "matrix factorization with BPR (MMRec)", .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_bprmf,
      .params = {DIM, LR, REG("l_w", "reg", 1e-5), BATCH, SEED, EPOCHS}},
     {.name = "lightgcn", .elliot = "LightGCN", .summary = "the mean of graph propagations (MMRec, or its authors' loss)",
-     .flags = MREC_MODEL_TRAINS, .create = create_lightgcn,
+     .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_lightgcn,
      .params = {DIM, LAYERS("n_layers"), LR, REG("l_w", "reg", 1e-4), BATCH, SEED, {.hp = MREC_HP_LOSS, .label = "loss", .hide_default = 1},
                 EPOCHS},
      .fixed = {NORMALIZED}},
     /* reg is the paper's decay; the paper trains with lr 1e-4 and batches of 1024 */
-    {.name = "ngcf", .elliot = "NGCF", .summary = "graph convolution with feature interactions (its authors' code)", .flags = MREC_MODEL_TRAINS,
+    {.name = "ngcf", .elliot = "NGCF", .summary = "graph convolution with feature interactions (its authors' code)", .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU,
      .create = create_ngcf,
      .params = {DIM, LAYERS("n_layers"), LR, REG("l_w", "decay", 1e-5), P(MREC_HP_NODE_DROPOUT, "node_dropout", "node_dropout"),
                 P(MREC_HP_MESS_DROPOUT, "message_dropout", "mess_dropout"), BATCH, SEED, EPOCHS},
      .fixed = {SIZE_OF_FACTORS("weight_size"), NORMALIZED}},
     {.name = "vbpr", .elliot = "VBPR", .summary = "BPR with a projection of the item features (MMRec)", .needs = MREC_NEEDS_ANY,
-     .flags = MREC_MODEL_TRAINS, .create = create_vbpr, .params = {DIM, LR, REG("l_w", "reg", 1e-3), BATCH, SEED, EPOCHS},
+     .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_vbpr, .params = {DIM, LR, REG("l_w", "reg", 1e-3), BATCH, SEED, EPOCHS},
      .fixed = {{.key = "comb_mod", .kind = MREC_FIXED_TEXT, .text = "concat", .why = "mrec's VBPR concatenates the modalities (concat)"}}},
     {.name = "freedom", .elliot = "FREEDOM", .summary = "LightGCN with a frozen kNN item graph of the features (MMRec)",
-     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GRAPH_CACHE, .create = create_freedom,
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GRAPH_CACHE | MREC_MODEL_GPU, .create = create_freedom,
      .modality_weights = freedom_weights,
      .params = {DIM, OWN(MREC_HP_LAYERS, "n_ui_layers", "layers", 2), LR, REG("l_w", "reg", 1e-3), P(MREC_HP_KNN_K, "top_k", "knn_k"),
                 P(MREC_HP_EDGE_DROPOUT, "drop", "edge_dropout"), BATCH, SEED, EPOCHS, P(MREC_HP_LR_DECAY, "lr_sched", NULL)},
@@ -485,4 +485,9 @@ mrec_status mrec_model_build(mrec_built_model *out, const mrec_model_entry *e, c
 void mrec_built_model_free(mrec_built_model *b) {
     if (b->model.destroy) mrec_model_destroy(&b->model);
     mrec_graph_free(&b->graph), mrec_graph_free(&b->item_graph);
+}
+
+int mrec_model_runs_on_gpu(const char *name) {
+    const mrec_model_entry *e = name ? mrec_model_find(name) : NULL;
+    return e && (e->flags & MREC_MODEL_GPU);
 }
