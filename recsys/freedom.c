@@ -81,17 +81,6 @@ static mrec_status propagate(freedom *m, const mrec_graph *g) {
     return st ? st : mrec_spmm(m->ctx, m->h, &s, m->ego + (size_t)m->n_users * m->dim, m->dim, 0);
 }
 
-/* -mean log sigmoid(pos - neg); dx = d loss / d (pos - neg) */
-static double bpr_logsig(float *dx, const float *pos, const float *neg, int n) {
-    double loss = 0;
-    for (int b = 0; b < n; b++) {
-        double x = (double)pos[b] - neg[b];
-        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
-        dx[b] = (float)(-1.0 / (1.0 + exp(x)) / n);
-    }
-    return loss / n;
-}
-
 static int ensure_batch(freedom *m, int n) {
     if (n <= m->cap) return 1;
     free(m->fb), free(m->z), free(m->dz), free(m->pos), free(m->neg), free(m->dx);
@@ -118,7 +107,7 @@ static mrec_status batch_loss_grad(freedom *m, double *loss_out, const int32_t *
         for (int k = 0; k < d; k++) sp += fu[k] * (fi[k] + hi[k]), sn += fu[k] * (fj[k] + hj[k]);
         m->pos[b] = sp, m->neg[b] = sn;
     }
-    double loss = bpr_logsig(m->dx, m->pos, m->neg, n);
+    double loss = mrec_bpr_softplus_loss(m->dx, m->pos, m->neg, n);
     memset(m->dfinal, 0, total * sizeof(float));
     float *dh = m->c; /* (n_items, d): d loss / d h, free until the backward propagation */
     memset(dh, 0, sizeof(float) * (size_t)m->n_items * d);
@@ -145,7 +134,7 @@ static mrec_status batch_loss_grad(freedom *m, double *loss_out, const int32_t *
             for (int k = 0; k < d; k++) sp += fu[k] * zi[k], sn += fu[k] * zj[k];
             m->pos[b] = sp, m->neg[b] = sn;
         }
-        loss += m->reg * bpr_logsig(m->dx, m->pos, m->neg, n);
+        loss += m->reg * mrec_bpr_softplus_loss(m->dx, m->pos, m->neg, n);
         for (int b = 0; b < n; b++) {
             const float *fu = m->final + (size_t)u[b] * d, *zi = m->z + (size_t)b * d, *zj = m->z + (size_t)(n + b) * d;
             float *gu = m->dfinal + (size_t)u[b] * d, *dzi = m->dz + (size_t)b * d, *dzj = m->dz + (size_t)(n + b) * d;
@@ -240,7 +229,7 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
     int rows_cap = 3 * m->ops_cap;
     if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, rows_cap, d);
     if (st) return st;
-    double loss = bpr_logsig(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
+    double loss = mrec_bpr_softplus_loss(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
     if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, NULL))) return st;
     /* the modality losses: T2 = [F_u ; z_i ; z_j] */
     mrec_csr it = {.n_rows = I, .n_cols = 2 * n, .row_ptr = m->i_ptr, .col = m->i_pos, .device = ctx->device};
@@ -252,7 +241,7 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
         if (!st) st = mrec_gemm(ctx, m->T2 + nd, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d);
         if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T2, m->T2, row, row, row + n, n, n, rows_cap, d);
         if (st) break;
-        loss += m->reg * bpr_logsig(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
+        loss += m->reg * mrec_bpr_softplus_loss(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
         for (int b = 0; b < n; b++) m->bpr.dx[b] = m->reg * m->bpr.dx[b];
         st = mrec_bpr_ops_scatter(&m->bpr, m->mixed2, m->T2, m->bpr.dx, NULL);
         /* the users' rows join the main loss's; dW = dz^T fb, db = ones^T dz, dX rows = dz W scattered */
@@ -341,9 +330,7 @@ static mrec_status freedom_prepare(void *self) {
 
 static mrec_status freedom_score(void *self, int u0, int n, float *scores) {
     freedom *m = self;
-    int d = m->dim;
-    return mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n,
-                     m->n_items, d, d, d, m->n_items);
+    return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
 static void freedom_destroy(void *self) {

@@ -230,7 +230,7 @@ static mrec_status batch_loss_grad(lattice *m, double *loss_out, const int32_t *
     m->build = 0;
     if ((st = forward(m))) return st;
     /* user(u) = F_u; item(i) = F_i + hn_i */
-    double loss = 0, reg = 0;
+    double reg = 0;
     for (int b = 0; b < n; b++) {
         const float *fu = m->final + (size_t)u[b] * d, *fi = m->final + (size_t)(U + i[b]) * d, *fj = m->final + (size_t)(U + j[b]) * d;
         const float *hi = m->hn + (size_t)i[b] * d, *hj = m->hn + (size_t)j[b] * d;
@@ -242,12 +242,7 @@ static mrec_status batch_loss_grad(lattice *m, double *loss_out, const int32_t *
         }
         m->pos[b] = sp, m->neg[b] = sn;
     }
-    for (int b = 0; b < n; b++) {
-        double x = (double)m->pos[b] - m->neg[b];
-        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
-        m->dx[b] = (float)(-1.0 / (1.0 + exp(x)) / n);
-    }
-    loss = loss / n + m->reg * reg / 2 / m->batch_size;
+    double loss = mrec_bpr_softplus_loss(m->dx, m->pos, m->neg, n) + m->reg * reg / 2 / m->batch_size;
     float cr = m->reg / m->batch_size;
     memset(m->dfinal, 0, sizeof(float) * (size_t)N * d);
     memset(m->dh, 0, sizeof(float) * (size_t)I * d);
@@ -321,9 +316,7 @@ static mrec_status lattice_prepare(void *self) {
 
 static mrec_status lattice_score(void *self, int u0, int n, float *scores) {
     lattice *m = self;
-    int d = m->dim;
-    return mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n,
-                     m->n_items, d, d, d, m->n_items);
+    return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
 static void lattice_destroy(void *self) {

@@ -57,15 +57,8 @@ static double frob(const float *table, const int32_t *rows, int offset, int n, i
 
 /* The BPR part of the loss on the batch's scores; dx (n) = its derivative in pos - neg. */
 static double bpr_part(const lightgcn *m, float *dx, const float *pos, const float *neg, int n) {
-    if (!m->authors_loss) return mrec_bpr_loss(dx, pos, neg, n);
-    /* softplus(neg - pos) = -log sigmoid(x), computed stably */
-    double loss = 0;
-    for (int b = 0; b < n; b++) {
-        double x = (double)pos[b] - neg[b];
-        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
-        dx[b] = (float)(-1.0 / (1.0 + exp(x)) / n);
-    }
-    return loss / n;
+    /* the authors': softplus(neg - pos) = -log sigmoid(pos - neg) */
+    return m->authors_loss ? mrec_bpr_softplus_loss(dx, pos, neg, n) : mrec_bpr_loss(dx, pos, neg, n);
 }
 
 /* The regularizer on the batch's ego rows from their three norms: MMRec's
@@ -165,9 +158,7 @@ static mrec_status lightgcn_prepare(void *self) { return propagate(self); }
 
 static mrec_status lightgcn_score(void *self, int u0, int n, float *scores) {
     lightgcn *m = self;
-    int d = m->dim;
-    return mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n,
-                     m->n_items, d, d, d, m->n_items);
+    return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
 static void lightgcn_destroy(void *self) {

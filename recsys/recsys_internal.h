@@ -79,4 +79,11 @@ mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float 
 mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, const float *dx, const float coef[3]);
 void mrec_bpr_ops_free(mrec_bpr_ops *o);
 
+/* -mean log sigmoid(pos - neg) without MMRec's 1e-10 (the authors' LightGCN
+ * loss, FREEDOM's and LATTICE's); dx (n) = d loss / d (pos - neg). */
+double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n);
+/* scores (n, n_items) = users u0 .. u0 + n - 1 against every item, by dot
+ * product of final embeddings: final (n_users + n_items, d), users first. */
+mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *final, int n_users, int n_items, int d, int u0, int n);
+
 #endif

@@ -240,9 +240,7 @@ static mrec_status simgcl_prepare(void *self) {
 
 static mrec_status simgcl_score(void *self, int u0, int n, float *scores) {
     simgcl *m = self;
-    int d = m->dim;
-    return mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1, n,
-                     m->n_items, d, d, d, m->n_items);
+    return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
 static void simgcl_destroy(void *self) {

@@ -137,6 +137,21 @@ double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n) {
     return loss / n;
 }
 
+double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        double x = (double)pos[b] - neg[b];
+        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)); /* softplus(-x), stably */
+        dx[b] = (float)(-1.0 / (1.0 + exp(x)) / n);
+    }
+    return loss / n;
+}
+
+mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *final, int n_users, int n_items, int d, int u0, int n) {
+    return mrec_gemm(ctx, scores, final + (size_t)u0 * d, final + (size_t)n_users * d, NULL, 1, 0, 0, 1, n, n_items, d, d, d,
+                     n_items);
+}
+
 /* ---- Adam ---- */
 
 mrec_status mrec_adam_init(mrec_optimizer *a, float lr, float weight_decay) {
