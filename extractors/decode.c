@@ -113,20 +113,25 @@ static mrec_status decode_jpeg(const uint8_t *data, size_t size, const char *nam
     int cmyk = ci.jpeg_color_space == JCS_CMYK || ci.jpeg_color_space == JCS_YCCK;
     ci.out_color_space = cmyk ? JCS_CMYK : ci.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(&ci);
+    /* A truncated file is refused, so decoding stops at the first sign of
+     * it (a progressive file shows it here, a baseline one mid-scan) rather
+     * than filling the rest of a possibly huge image with gray. */
     int w = (int)ci.output_width, h = (int)ci.output_height, nc = ci.output_components;
-    buf = malloc((size_t)w * h * nc);
-    rgb = nc == 3 ? buf : malloc((size_t)w * h * 3);
-    if (!buf || !rgb) {
-        jpeg_destroy_decompress(&ci);
-        if (rgb != buf) free(rgb);
-        free(buf);
-        return mrec_fail(MREC_ERR_NOMEM, "%s: %dx%d image", name, w, h);
+    if (!err.truncated) {
+        buf = malloc((size_t)w * h * nc);
+        rgb = nc == 3 ? buf : malloc((size_t)w * h * 3);
+        if (!buf || !rgb) {
+            jpeg_destroy_decompress(&ci);
+            if (rgb != buf) free(rgb);
+            free(buf);
+            return mrec_fail(MREC_ERR_NOMEM, "%s: %dx%d image", name, w, h);
+        }
     }
-    while (ci.output_scanline < ci.output_height) {
+    while (!err.truncated && ci.output_scanline < ci.output_height) {
         JSAMPROW row = buf + (size_t)ci.output_scanline * w * nc;
         jpeg_read_scanlines(&ci, &row, 1);
     }
-    jpeg_finish_decompress(&ci);
+    if (!err.truncated) jpeg_finish_decompress(&ci);
     jpeg_destroy_decompress(&ci);
     if (err.truncated) {
         if (rgb != buf) free(rgb);

@@ -26,7 +26,9 @@
  * its own; 65,500 is JPEG's (libjpeg's JPEG_MAX_DIMENSION) and keeps every
  * later row and offset computation inside an int. File: PNG data goes to
  * stb_image as an int-sized buffer. */
+#ifndef MREC_IMAGE_MAX_PIXELS /* the image fuzzer builds with a lower one */
 #define MREC_IMAGE_MAX_PIXELS ((int64_t)2 * 89478485)
+#endif
 #define MREC_IMAGE_MAX_SIDE 65500
 #define MREC_IMAGE_MAX_FILE_BYTES ((int64_t)2147483647)
 
