@@ -4,6 +4,8 @@
 #   make CUDA=1       adds kernels/cuda/*.cu (nvcc), links cuBLAS and cuDNN;
 #                     compiles and links without a GPU, runs on the CPU there
 #   make test         builds and runs every test program; last line "N passed, N failed"
+#   make install     bin/mrec, libmrec.a, libmrec.so, include/mrec.h and mrec.pc under
+#                     $(DESTDIR)$(PREFIX) (default /usr/local); make uninstall removes them
 #   make bench        GEMM benchmark against OpenBLAS (needs libopenblas-dev)
 #   make fuzz         libFuzzer targets (clang), FUZZ_SECONDS each (default 60);
 #                     FUZZ_RUNS=N stops a target after N inputs; FUZZ_TARGETS="npy json" picks some
@@ -39,7 +41,9 @@ OPT      := -O2
 ifeq ($(DEBUG),1)
 OPT      := -O0 -g3
 endif
-CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -pthread -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -MMD -MP
+# -fPIC: the same objects make libmrec.a and libmrec.so; -Ikernels: the
+# public header include/mrec.h finds mrec_status.h as it does once installed.
+CFLAGS   := -std=c11 $(OPT) -g -Wall -Wextra -pthread -fPIC -Ikernels -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -MMD -MP
 KFLAGS   := -O3
 ifeq ($(DEBUG),1)
 KFLAGS   :=
@@ -113,7 +117,7 @@ ifneq ($(CUDNN_HOME),)
 NVCCFLAGS += -I$(CUDNN_HOME)/include
 endif
 
-.PHONY: all test bench fuzz clean format bin/mrec demo weights gpu-check gpu-deps
+.PHONY: all test bench fuzz clean format bin/mrec demo weights gpu-check gpu-deps install uninstall
 all: bin/mrec
 
 # bin/mrec is whichever variant was built last, so it is always refreshed.
@@ -240,6 +244,45 @@ gpu-deps:
 
 gpu-check:
 	@sh tools/gpu/check.sh
+
+# ---- install ----------------------------------------------------------------
+# libmrec.a and libmrec.so hold the library and the tools' rooms (the public
+# interface lives there, in tools/api.c), not the command line's main. The
+# shared library exports only what include/mrec.map lists.
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+VERSION := $(shell sed -n 's/^#define MREC_VERSION "\(.*\)"/\1/p' include/mrec.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+DIST_A  := $(BUILD)/dist/libmrec.a
+DIST_SO := $(BUILD)/dist/libmrec.so.$(VERSION)
+
+$(DIST_A): $(LIB_OBJ) $(TOOL_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(DIST_SO): $(LIB_OBJ) $(TOOL_OBJ) include/mrec.map
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libmrec.so.$(SOMAJOR) -Wl,--version-script=include/mrec.map -Wl,--no-undefined \
+	    -o $@ $(LIB_OBJ) $(TOOL_OBJ) $(LDLIBS)
+
+install: $(BUILD)/mrec $(DIST_A) $(DIST_SO)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
+	install -m 755 $(BUILD)/mrec $(DESTDIR)$(PREFIX)/bin/mrec
+	install -m 644 $(DIST_A) $(DESTDIR)$(LIBDIR)/libmrec.a
+	install -m 755 $(DIST_SO) $(DESTDIR)$(LIBDIR)/libmrec.so.$(VERSION)
+	ln -sf libmrec.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libmrec.so.$(SOMAJOR)
+	ln -sf libmrec.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libmrec.so
+	install -m 644 include/mrec.h kernels/mrec_status.h $(DESTDIR)$(INCDIR)/
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' 'Name: mrec' \
+	    'Description: multimodal recommendation: encoders and recommenders in C' 'Version: $(VERSION)' \
+	    'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lmrec' 'Libs.private: $(LDLIBS)' > $(DESTDIR)$(LIBDIR)/pkgconfig/mrec.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/mrec $(DESTDIR)$(LIBDIR)/libmrec.a $(DESTDIR)$(LIBDIR)/libmrec.so \
+	    $(DESTDIR)$(LIBDIR)/libmrec.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libmrec.so.$(VERSION) \
+	    $(DESTDIR)$(INCDIR)/mrec.h $(DESTDIR)$(INCDIR)/mrec_status.h $(DESTDIR)$(LIBDIR)/pkgconfig/mrec.pc
 
 format:
 	clang-format -i $(LIB_SRC) $(TOOL_MAIN) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h */*/*.h)

@@ -3,6 +3,7 @@
  * Exit status: 0 on success, 1 on a usage error, 2 when an input is bad
  * (the message names the file and the problem), 3 on an internal failure.
  */
+#include "../include/mrec.h"
 #include "../nn/mrec_safetensors.h"
 #include "../nn/mrec_tensor.h"
 #include "../tokenizers/mrec_tokenizer.h"
@@ -13,9 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MREC_VERSION "0.1.0"
-
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -1,0 +1,79 @@
+/* mrec.h: mrec's public C interface, for programs that embed it.
+ *
+ * Link with `pkg-config --cflags --libs mrec` after `make install`. Every
+ * function returns an mrec_status (mrec_status.h, installed beside this
+ * header): MREC_OK, or a code whose one-line detail, naming the file, the
+ * item or the key, is read on the same thread with mrec_error_detail().
+ * Nothing here prints or exits, and there is no global state: handles are
+ * independent.
+ *
+ * Thread safety: different handles may be used from different threads at
+ * once; one handle is used by one thread at a time (its embed calls reuse
+ * the handle's buffers). Opening and closing handles is safe from any
+ * thread. mrec_error_detail() is per thread, like errno.
+ */
+#ifndef MREC_H
+#define MREC_H
+
+#include <stddef.h>
+
+#include "mrec_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The one place the version is written (the Makefile and `mrec --version`
+ * read it here); the shared library's SONAME carries the major number. */
+#define MREC_VERSION "0.1.0"
+
+/* The library's version, which may differ from the header's MREC_VERSION. */
+const char *mrec_version(void);
+
+/* ---- encoders: texts and images to feature vectors ---------------------- */
+
+typedef struct mrec_encoder mrec_encoder;
+
+/* Zero-initialized fields take the defaults. */
+typedef struct {
+    const char *device;    /* "auto" (default: a GPU if there is one, else the CPU), "cpu" or "cuda" */
+    const char *precision; /* "fp32" (default), "tf32" or "bf16" (GPU only) */
+    int threads;           /* CPU threads; 0: one per core the process may use */
+    int batch_size;        /* inputs per forward pass; 0: 32 */
+} mrec_encoder_options;
+
+/* Opens an encoder from a model folder as mrec's commands read them: a
+ * sentence-transformers or Hugging Face BERT-family folder (texts), a
+ * ViT folder or a torchvision ResNet .safetensors file (images), or a CLIP
+ * folder (both: texts through the text tower, images through the vision
+ * tower, each tower's image_embeds / text_embeds). Text models use the
+ * folder's pooling and normalization (sentence-transformers files), image
+ * models their default layer and preprocessing (ResNet: avgpool, Ducho's
+ * resize; ViT: the class token). options may be NULL. */
+mrec_status mrec_encoder_open(mrec_encoder **encoder, const char *model, const mrec_encoder_options *options);
+
+/* Frees the encoder; NULL is allowed. */
+void mrec_encoder_close(mrec_encoder *encoder);
+
+/* The length of one text's / one image's vector; 0 where the model does
+ * not take texts / images. */
+int mrec_encoder_text_dim(const mrec_encoder *encoder);
+int mrec_encoder_image_dim(const mrec_encoder *encoder);
+
+/* The device the encoder runs on: "cpu" or "cuda". */
+const char *mrec_encoder_device(const mrec_encoder *encoder);
+
+/* texts: n NUL-terminated UTF-8 strings. out: n * text_dim floats, row i
+ * for texts[i]. On an error out is left as it was. */
+mrec_status mrec_encoder_embed_texts(mrec_encoder *encoder, const char *const *texts, int n, float *out);
+
+/* paths: n JPEG or PNG files. out: n * image_dim floats, row i for
+ * paths[i]. An image that cannot be read or decoded is an error naming its
+ * path, and out is left as it was. */
+mrec_status mrec_encoder_embed_images(mrec_encoder *encoder, const char *const *paths, int n, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

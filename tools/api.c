@@ -1,0 +1,138 @@
+/* api.c: the public interface (include/mrec.h) over the library's own
+ * encoders. A handle owns its context (device, thread pool, workspace) and
+ * the loaded towers; the embed calls are the extractors' own, so a program
+ * linking libmrec gets the same vectors as `mrec extract-*`. */
+#include "../include/mrec.h"
+
+#include "../extractors/mrec_extract.h"
+#include "../extractors/mrec_image_encoder.h"
+#include "../nn/mrec_io.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char *mrec_version(void) { return MREC_VERSION; }
+
+struct mrec_encoder {
+    mrec_context *ctx;
+    int has_text, has_image;
+    mrec_text_encoder text;
+    mrec_image_encoder image;
+};
+
+/* What a model path holds: a folder's config.json model_type says CLIP
+ * (both towers), ViT (images) or another (a BERT-family text model); a file,
+ * or a folder without config.json, is a torchvision ResNet. */
+static mrec_status model_towers(const char *model, int *text, int *image) {
+    struct stat sb;
+    if (stat(model, &sb) != 0) return mrec_fail(MREC_ERR_IO, "%s: no such file or folder", model);
+    *text = 0, *image = 1;
+    if (!S_ISDIR(sb.st_mode)) return MREC_OK;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/config.json", model) >= (int)sizeof path)
+        return mrec_fail(MREC_ERR_ARG, "%s: path too long", model);
+    cJSON *j;
+    mrec_status st = mrec_read_json_object(path, 1, &j);
+    if (st || !j) return st;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    const char *t = cJSON_IsString(type) ? type->valuestring : "";
+    if (!strcmp(t, "clip")) *text = 1;
+    else if (strcmp(t, "vit")) *text = 1, *image = 0;
+    cJSON_Delete(j);
+    return MREC_OK;
+}
+
+mrec_status mrec_encoder_open(mrec_encoder **out, const char *model, const mrec_encoder_options *options) {
+    if (!out) return mrec_fail(MREC_ERR_ARG, "mrec_encoder_open: no handle to fill");
+    *out = NULL;
+    if (!model) return mrec_fail(MREC_ERR_ARG, "mrec_encoder_open: no model path");
+    mrec_encoder_options opt = options ? *options : (mrec_encoder_options){0};
+    if (opt.threads < 0) return mrec_fail(MREC_ERR_ARG, "mrec_encoder_open: threads %d (0 means one per core)", opt.threads);
+    if (opt.batch_size < 0 || opt.batch_size > 4096)
+        return mrec_fail(MREC_ERR_ARG, "mrec_encoder_open: batch_size %d is outside [1, 4096] (0 means 32)", opt.batch_size);
+    mrec_context_options co = mrec_context_defaults();
+    co.n_threads = opt.threads;
+    mrec_status st = mrec_device_request_parse(opt.device ? opt.device : "auto", &co.device);
+    if (!st) st = mrec_precision_parse(opt.precision ? opt.precision : "fp32", &co.precision);
+    int text, image;
+    if (!st) st = model_towers(model, &text, &image);
+    if (st) return st;
+    mrec_encoder *e = calloc(1, sizeof *e);
+    if (!e) return mrec_fail(MREC_ERR_NOMEM, "%s: encoder", model);
+    int batch = opt.batch_size ? opt.batch_size : 32;
+    st = mrec_context_create(&e->ctx, &co);
+    if (!st && text && !(st = mrec_text_encoder_load(&e->text, model))) {
+        e->has_text = 1, e->text.batch_size = batch;
+        st = mrec_text_encoder_to_device(&e->text, e->ctx);
+    }
+    if (!st && image && !(st = mrec_image_encoder_load(&e->image, model, NULL, NULL))) {
+        e->has_image = 1, e->image.batch_size = batch, e->image.decode_threads = 2;
+        st = mrec_image_encoder_to_device(&e->image, e->ctx);
+    }
+    if (st) {
+        mrec_status keep = st;
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", mrec_error_detail());
+        mrec_encoder_close(e);
+        return mrec_fail(keep, "%s", detail);
+    }
+    *out = e;
+    return MREC_OK;
+}
+
+void mrec_encoder_close(mrec_encoder *e) {
+    if (!e) return;
+    if (e->has_text) mrec_text_encoder_free(&e->text);
+    if (e->has_image) mrec_image_encoder_free(&e->image);
+    if (e->ctx) mrec_context_destroy(e->ctx);
+    free(e);
+}
+
+int mrec_encoder_text_dim(const mrec_encoder *e) { return e && e->has_text ? mrec_text_encoder_dim(&e->text) : 0; }
+int mrec_encoder_image_dim(const mrec_encoder *e) { return e && e->has_image ? mrec_image_encoder_dim(&e->image) : 0; }
+const char *mrec_encoder_device(const mrec_encoder *e) { return e ? mrec_device_name(e->ctx->device) : "none"; }
+
+/* The checks every embed call makes; rows * dim floats fit in a size_t. */
+static mrec_status embed_args(const mrec_encoder *e, const void *in, int n, const float *out, const char *what, int has) {
+    if (!e) return mrec_fail(MREC_ERR_ARG, "embed %s: no encoder", what);
+    if (!has) return mrec_fail(MREC_ERR_UNSUPPORTED, "embed %s: this model does not take %s", what, what);
+    if (n < 0) return mrec_fail(MREC_ERR_ARG, "embed %s: n = %d", what, n);
+    if (n > 0 && (!in || !out)) return mrec_fail(MREC_ERR_ARG, "embed %s: %s", what, in ? "no output buffer" : "no inputs");
+    return MREC_OK;
+}
+
+mrec_status mrec_encoder_embed_texts(mrec_encoder *e, const char *const *texts, int n, float *out) {
+    mrec_status st = embed_args(e, texts, n, out, "texts", e && e->has_text);
+    for (int i = 0; !st && i < n; i++)
+        if (!texts[i]) st = mrec_fail(MREC_ERR_ARG, "embed texts: text %d is NULL", i);
+    if (st || n == 0) return st;
+    int d = mrec_text_encoder_dim(&e->text);
+    float *rows = malloc(sizeof *rows * (size_t)n * d); /* out changes only on success */
+    if (!rows) return mrec_fail(MREC_ERR_NOMEM, "embed texts: %d x %d floats", n, d);
+    st = mrec_text_encoder_embed(e->ctx, &e->text, texts, n, rows);
+    if (!st) memcpy(out, rows, sizeof *rows * (size_t)n * d);
+    free(rows);
+    return st;
+}
+
+mrec_status mrec_encoder_embed_images(mrec_encoder *e, const char *const *paths, int n, float *out) {
+    mrec_status st = embed_args(e, paths, n, out, "images", e && e->has_image);
+    for (int i = 0; !st && i < n; i++)
+        if (!paths[i]) st = mrec_fail(MREC_ERR_ARG, "embed images: path %d is NULL", i);
+    if (st || n == 0) return st;
+    int d = mrec_image_encoder_dim(&e->image);
+    float *rows = malloc(sizeof *rows * (size_t)n * d);
+    int *ok = malloc(sizeof *ok * (size_t)n);
+    char **errors = calloc((size_t)n, sizeof *errors);
+    if (!rows || !ok || !errors) st = mrec_fail(MREC_ERR_NOMEM, "embed images: %d x %d floats", n, d);
+    if (!st) st = mrec_image_encoder_embed(e->ctx, &e->image, paths, n, rows, ok, errors);
+    /* the first image that could not be used fails the call, by its own message */
+    for (int i = 0; !st && i < n; i++)
+        if (!ok[i]) st = mrec_fail(MREC_ERR_FORMAT, "%s", errors[i] ? errors[i] : paths[i]);
+    if (!st) memcpy(out, rows, sizeof *rows * (size_t)n * d);
+    for (int i = 0; errors && i < n; i++) free(errors[i]);
+    free(rows), free(ok), free(errors);
+    return st;
+}
