@@ -8,9 +8,10 @@
  * independent.
  *
  * Thread safety: different handles may be used from different threads at
- * once; one handle is used by one thread at a time (its embed calls reuse
- * the handle's buffers). Opening and closing handles is safe from any
- * thread. mrec_error_detail() is per thread, like errno.
+ * once; one handle is used by one thread at a time (its calls reuse the
+ * handle's buffers and threads; mrec_recommender_clone gives a thread its
+ * own handle on a loaded model). Opening and closing handles is safe from
+ * any thread. mrec_error_detail() is per thread, like errno.
  */
 #ifndef MREC_H
 #define MREC_H
@@ -71,6 +72,50 @@ mrec_status mrec_encoder_embed_texts(mrec_encoder *encoder, const char *const *t
  * paths[i]. An image that cannot be read or decoded is an error naming its
  * path, and out is left as it was. */
 mrec_status mrec_encoder_embed_images(mrec_encoder *encoder, const char *const *paths, int n, float *out);
+
+/* ---- recommenders: answers from a model saved by `mrec train --save` ------ */
+
+typedef struct mrec_recommender mrec_recommender;
+
+/* Opens a saved model folder (model.safetensors, users.tsv, items.tsv),
+ * checking every tensor's name, shape and checksum and the id files; a
+ * folder changed or cut short after saving is refused, naming the file. */
+mrec_status mrec_recommender_open(mrec_recommender **recommender, const char *dir);
+
+/* Another handle on the same loaded model, for another thread: the model's
+ * memory is shared (read-only), each handle has its own scratch. Close
+ * each; the model is freed with the last. */
+mrec_status mrec_recommender_clone(mrec_recommender **copy, const mrec_recommender *recommender);
+
+/* Frees the handle; NULL is allowed. */
+void mrec_recommender_close(mrec_recommender *recommender);
+
+/* The model's name ("LightGCN"), its numbers of users and items, and the id
+ * of a user or an item by its index (0 .. n - 1, the order of the saved
+ * users.tsv and items.tsv; NULL outside). */
+const char *mrec_recommender_model(const mrec_recommender *recommender);
+int mrec_recommender_n_users(const mrec_recommender *recommender);
+int mrec_recommender_n_items(const mrec_recommender *recommender);
+const char *mrec_recommender_user_id(const mrec_recommender *recommender, int index);
+const char *mrec_recommender_item_id(const mrec_recommender *recommender, int index);
+
+/* The user's k best items, best first, leaving out the items the user had
+ * in training: item indices (ids through mrec_recommender_item_id) and
+ * scores, k of each; *n says how many were filled (fewer than k when fewer
+ * items are left). An unknown user is MREC_ERR_NOT_FOUND naming the id. The
+ * scores are the model's own: the lists equal those of the training run. */
+mrec_status mrec_recommender_recommend(mrec_recommender *recommender, const char *user, int k, int *items, float *scores, int *n);
+
+/* The k items most like the item, by cosine of the model's item vectors,
+ * the item itself left out: indices and cosines, *n of them. */
+mrec_status mrec_recommender_similar(mrec_recommender *recommender, const char *item, int k, int *items, float *similarities,
+                                     int *n);
+
+/* The model's scores of the given items for the user: scores[i] for
+ * items[i], whether or not the user had them in training. An unknown user or
+ * item is MREC_ERR_NOT_FOUND naming it, and scores are left as they were. */
+mrec_status mrec_recommender_score(mrec_recommender *recommender, const char *user, const char *const *items, int n,
+                                   float *scores);
 
 #ifdef __cplusplus
 }

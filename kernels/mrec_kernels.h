@@ -523,6 +523,11 @@ mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, 
  * in TF32 and bf16); mrec_gemm_batched is fp32 everywhere. */
 mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
                       float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc);
+/* On the CPU a row of C has the same bits in every GEMM of the same kind:
+ * M <= MREC_GEMM_FEW_ROWS (dot products), or taller (the micro-kernels),
+ * whatever M, the threads and the row's place. The two kinds sum in other
+ * orders. */
+#define MREC_GEMM_FEW_ROWS 4
 mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const float *B, float alpha, float beta,
                               int trans_a, int trans_b, int batch, int M, int N, int K, int lda, int ldb, int ldc,
                               int64_t stride_a, int64_t stride_b, int64_t stride_c);

@@ -118,6 +118,11 @@ static mrec_status bprmf_score(void *self, int u0, int n, float *scores) {
                      m->dim, m->dim, m->n_items);
 }
 
+static mrec_status bprmf_embeddings(void *self, float *users, float *items) {
+    bprmf *m = self; /* the item table follows the user table */
+    return mrec_final_to_host(m->ctx, users, items, m->user, m->n_users, m->n_items, m->dim);
+}
+
 static void bprmf_destroy(void *self) {
     bprmf *m = self;
     if (m->dev.base) mrec_arena_release(&m->dev, m->ctx->cuda);
@@ -165,5 +170,6 @@ mrec_status mrec_bprmf_create(mrec_model *out, int n_users, int n_items, int dim
     out->param[1] = m->item, out->grad[1] = m->item_grad, out->size[1] = (int64_t)ni;
     out->status = &m->status;
     out->loss_grad = bprmf_loss_grad, out->score = bprmf_score, out->destroy = bprmf_destroy;
+    out->embed_dim = dim, out->embeddings = bprmf_embeddings;
     return MREC_OK;
 }

@@ -217,7 +217,7 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
                           mrec_context *ctx) {
     memset(out, 0, sizeof *out);
     mrec_eval_spec spec = *spec_in;
-    if (spec.block_users <= 0) spec.block_users = 1024;
+    if (spec.block_users <= 0) spec.block_users = MREC_RANK_BLOCK;
     const mrec_user_items *rel = spec.relevant;
     int n_users = rel->n_rows, n_items = rel->n_cols;
     if (spec.n_k < 1 || spec.n_k > MREC_EVAL_MAX_K)
@@ -267,7 +267,7 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
 
 mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const mrec_user_items *masked[2],
                            mrec_score_fn score, void *model, mrec_context *ctx) {
-    enum { B = 1024 };
+    enum { B = MREC_RANK_BLOCK };
     if (k < 1 || k > n_items) return mrec_fail(MREC_ERR_ARG, "recommend: k = %d with %d items", k, n_items);
     ranker r;
     mrec_status st = ranker_open(&r, ctx, B, n_items, k, masked);

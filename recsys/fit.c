@@ -48,6 +48,33 @@ static mrec_status keep_topk(mrec_fit_result *out, mrec_model *m, const mrec_use
     return mrec_recommend(out->topk, train->n_rows, train->n_cols, k, masked, m->score, m->self, ctx);
 }
 
+/* The model as it is now (after prepare) into out: its embeddings and its
+ * parameters, in host memory, for saving. */
+static mrec_status keep_model(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, mrec_context *ctx) {
+    mrec_status st = MREC_OK;
+    if (m->embeddings && m->embed_dim > 0) {
+        size_t d = (size_t)m->embed_dim;
+        if (!out->users) out->users = malloc(sizeof(float) * d * (size_t)train->n_rows);
+        if (!out->items) out->items = malloc(sizeof(float) * d * (size_t)train->n_cols);
+        if (!out->users || !out->items) return mrec_fail(MREC_ERR_NOMEM, "keeping the embeddings of %d users and %d items", train->n_rows, train->n_cols);
+        out->embed_dim = m->embed_dim;
+        st = m->embeddings(m->self, out->users, out->items);
+    }
+    for (int p = 0; p < m->n_params && !st; p++) {
+        if (!out->param[p]) out->param[p] = malloc(sizeof(float) * (size_t)m->size[p]);
+        if (!out->param[p]) return mrec_fail(MREC_ERR_NOMEM, "keeping parameter %d (%lld floats)", p, (long long)m->size[p]);
+        out->n_params = p + 1;
+        st = mrec_copy_to_host(ctx, out->param[p], m->param[p], sizeof(float) * (size_t)m->size[p]);
+    }
+    return st;
+}
+
+void mrec_fit_result_free(mrec_fit_result *r) {
+    free(r->topk), free(r->users), free(r->items);
+    for (int p = 0; p < r->n_params; p++) free(r->param[p]);
+    memset(r, 0, sizeof *r);
+}
+
 static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,
                             const mrec_user_items *also_masked, const int *k, int n_k, float threshold, mrec_context *ctx) {
     mrec_eval_spec spec = {.relevant = rel, .masked = {train, also_masked}, .n_k = n_k, .rel_threshold = threshold};
@@ -81,6 +108,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         if (has_valid && (st = evaluate(&out->valid, m, valid, train, NULL, k, n_k, rel_threshold, ctx))) return st;
         st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, ctx);
         if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, ctx);
+        if (!st && opt->keep_model) st = keep_model(out, m, train, ctx);
         out->eval_seconds = now() - t0;
         return st;
     }
@@ -138,6 +166,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
                 out->test = r;
             }
             if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, ctx);
+            if (!st && opt->keep_model) st = keep_model(out, m, train, ctx);
         } else {
             bad_evals++;
         }

@@ -161,6 +161,11 @@ static mrec_status lightgcn_score(void *self, int u0, int n, float *scores) {
     return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
+static mrec_status lightgcn_embeddings(void *self, float *users, float *items) {
+    lightgcn *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->final, m->n_users, m->n_items, m->dim);
+}
+
 static void lightgcn_destroy(void *self) {
     lightgcn *m = self;
     if (m->dev.base) mrec_arena_release(&m->dev, m->ctx->cuda);
@@ -248,5 +253,6 @@ mrec_status mrec_lightgcn_create(mrec_model *out, const mrec_graph *graph, int n
     out->status = &m->status;
     out->loss_grad = lightgcn_loss_grad, out->prepare = lightgcn_prepare, out->score = lightgcn_score;
     out->destroy = lightgcn_destroy;
+    out->embed_dim = dim, out->embeddings = lightgcn_embeddings;
     return MREC_OK;
 }

@@ -196,6 +196,7 @@ int mrec_metric_per_user(mrec_metric m);
 
 /* Scores for users [u0, u0 + n) over all items into scores (n, n_items), in
  * memory on the device of the context evaluating (the model's own). */
+#define MREC_RANK_BLOCK 1024 /* users scored at a time by mrec_recommend and mrec_evaluate */
 typedef mrec_status (*mrec_score_fn)(void *model, int u0, int n, float *scores);
 
 typedef struct {
@@ -203,7 +204,7 @@ typedef struct {
     const mrec_user_items *masked[2]; /* items never recommended (train; valid for test), or NULL */
     int n_k, k[MREC_EVAL_MAX_K];      /* cut-offs, ascending */
     float rel_threshold;              /* relevant: rating >= threshold (graded gains use it too) */
-    int block_users;                  /* users scored at a time (0: 1024) */
+    int block_users;                  /* users scored at a time (0: MREC_RANK_BLOCK) */
 } mrec_eval_spec;
 
 typedef struct {
@@ -215,7 +216,7 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec, mre
                           mrec_context *ctx);
 
 /* The top k items of every user (n_users, k), best first, masked items
- * excluded, users in blocks of 1024. */
+ * excluded, users in blocks of MREC_RANK_BLOCK. */
 mrec_status mrec_recommend(int32_t *top, int n_users, int n_items, int k, const mrec_user_items *masked[2],
                            mrec_score_fn score, void *model, mrec_context *ctx);
 
@@ -452,6 +453,13 @@ typedef struct {
     /* after loss_grad: MREC_OK, or why the batch failed (its loss is then NaN); NULL: it cannot fail */
     const mrec_status *status;
     mrec_score_fn score;
+    /* After prepare, when the model's scores are dot products,
+     * score(u, i) = <users[u], items[i]>: copies those vectors, embed_dim
+     * floats each, into host memory (users (n_users, embed_dim), items
+     * (n_items, embed_dim)). This is what a saved model keeps for serving.
+     * NULL (and embed_dim 0) for a model whose scores are not such a product. */
+    int embed_dim;
+    mrec_status (*embeddings)(void *self, float *users, float *items);
     void (*destroy)(void *self);
 } mrec_model;
 
@@ -567,6 +575,7 @@ typedef struct {
     int sample_users;          /* mrec_bpr_sampler_epoch_users instead of MMRec's shuffled pairs */
     float lr_decay;            /* MMRec's learning_rate_scheduler [decay, every]: epoch e (from 0) */
     int lr_decay_every;        /* trains with lr * decay^(e / every); 1 and 50 by default */
+    int keep_model;            /* keep the model as it was at the best epoch (its embeddings and parameters), to save it */
 } mrec_fit_options;
 
 mrec_fit_options mrec_fit_defaults(void);
@@ -577,7 +586,15 @@ typedef struct {
     double train_seconds, eval_seconds;
     int selected_on_test;          /* no validation split: selection on test, as LightGCN's code does */
     int32_t *topk;                 /* (n_users, save_topk) when asked; free() it */
+    /* with keep_model, at the best epoch, in host memory: the model's
+     * embeddings (NULL without m->embeddings) and a copy of each parameter */
+    float *users, *items;          /* (n_users, embed_dim), (n_items, embed_dim) */
+    int embed_dim, n_params;
+    float *param[MREC_MAX_PARAMS]; /* (m->size[p]) */
 } mrec_fit_result;
+
+/* Frees what a fit result holds (topk, the kept model). */
+void mrec_fit_result_free(mrec_fit_result *r);
 
 /* Trains (if the model trains) with early stopping on validation, and
  * evaluates test at each new best epoch. eval_k / n_k are the cut-offs.
@@ -587,6 +604,64 @@ typedef struct {
 mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
                      const mrec_fit_options *opt, mrec_context *ctx);
+
+/* ---- saved recommenders (saved.c) ----------------------------------------------------
+ *
+ * A trained model kept for serving: its users' and items' vectors (scores
+ * are their dot products), each user's training items, the ids, and the
+ * trained parameters. mrec_saved_write writes the folder's files into dir
+ * (which exists: the caller makes it appear whole); mrec_saved_read checks
+ * every tensor's name, type, shape and checksum and the id files, naming
+ * the file and what differs. */
+typedef struct {
+    int32_t *slot; /* (mask + 1) an index into ids, or -1 */
+    uint32_t mask;
+    char *const *ids;
+} mrec_saved_index;
+
+typedef struct {
+    char model[64];             /* the model's name ("LightGCN") */
+    char params[512];           /* its hyper-parameters as a run reports them */
+    int best_epoch;
+    int n_users, n_items, dim;
+    float *users, *items;       /* (n_users, dim), (n_items, dim) */
+    int64_t *seen_ptr;          /* (n_users + 1) */
+    int32_t *seen;              /* (seen_ptr[n_users]) each user's training items */
+    char **user_ids, **item_ids;
+    int n_params;
+    float *param[MREC_MAX_PARAMS];
+    int64_t size[MREC_MAX_PARAMS];
+    mrec_saved_index user_index, item_index; /* filled by mrec_saved_read */
+    float *item_unit;           /* (n_items, dim) the items' unit vectors (mrec_saved_read), for mrec_saved_similar */
+} mrec_saved_model;
+
+mrec_status mrec_saved_write(const char *dir, const mrec_saved_model *m);
+mrec_status mrec_saved_read(mrec_saved_model *m, const char *dir);
+void mrec_saved_free(mrec_saved_model *m);
+/* The dense index of an id, or -1. */
+int mrec_saved_find(const mrec_saved_index *ix, const char *id);
+
+/* Answers, on a CPU context (one thread at a time per context). Scores are
+ * what the trained model gave, to the bit when it trained on the CPU: a GEMM
+ * of the saved vectors shaped as training's. mrec_saved_score is an
+ * mrec_score_fn over an mrec_saved_scorer, for mrec_recommend over every
+ * user. rows is scratch of MREC_SAVED_ROWS * n_items floats. */
+#define MREC_SAVED_ROWS (MREC_GEMM_FEW_ROWS + 1)
+typedef struct {
+    const mrec_saved_model *m;
+    mrec_context *ctx;
+} mrec_saved_scorer;
+mrec_status mrec_saved_score(void *scorer, int u0, int n, float *scores);
+/* The user's scores over every item: *row, inside rows. */
+mrec_status mrec_saved_user_scores(const mrec_saved_model *m, mrec_context *ctx, int user, float *rows, float **row);
+/* The user's k best items not seen in training, best first, with their
+ * scores: *n of them (fewer than k when fewer are left). */
+mrec_status mrec_saved_recommend(const mrec_saved_model *m, mrec_context *ctx, int user, int k, int32_t *items, float *scores,
+                                 int *n, float *rows);
+/* The k items nearest the item by cosine of the saved item vectors, itself
+ * left out: *n of them, with the cosines. */
+mrec_status mrec_saved_similar(const mrec_saved_model *m, mrec_context *ctx, int item, int k, int32_t *items, float *sims, int *n,
+                               float *rows);
 
 /* ---- MMRec's splitting rule drawn from a seed (split_mmrec.c), id-space guards (idspace.c) ---- */
 

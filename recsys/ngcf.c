@@ -376,6 +376,11 @@ static mrec_status ngcf_score(void *self, int u0, int n, float *scores) {
                      0, 0, 1, n, m->n_items, m->width, m->width, m->width, m->n_items);
 }
 
+static mrec_status ngcf_embeddings(void *self, float *users, float *items) {
+    ngcf *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->final, m->n_users, m->n_items, m->width);
+}
+
 static void ngcf_destroy(void *self) {
     ngcf *m = self;
     mrec_bpr_ops_free(&m->bpr);
@@ -507,6 +512,7 @@ static mrec_status finish(mrec_model *out, ngcf *m) {
     }
     out->name = "NGCF", out->self = m, out->status = &m->status, out->loss_grad = ngcf_loss_grad, out->prepare = ngcf_prepare;
     out->score = ngcf_score, out->destroy = ngcf_destroy;
+    out->embed_dim = m->width, out->embeddings = ngcf_embeddings;
     return MREC_OK;
 }
 

@@ -85,5 +85,9 @@ double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int
 /* scores (n, n_items) = users u0 .. u0 + n - 1 against every item, by dot
  * product of final embeddings: final (n_users + n_items, d), users first. */
 mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *final, int n_users, int n_items, int d, int u0, int n);
+/* The same final table, users (n_users, d) and items (n_items, d), copied
+ * to host memory: the embeddings hook of the models that score with it. */
+mrec_status mrec_final_to_host(mrec_context *ctx, float *users, float *items, const float *final, int n_users, int n_items,
+                               int d);
 
 #endif

@@ -152,6 +152,12 @@ mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *fina
                      n_items);
 }
 
+mrec_status mrec_final_to_host(mrec_context *ctx, float *users, float *items, const float *final, int n_users, int n_items,
+                               int d) {
+    mrec_status st = mrec_copy_to_host(ctx, users, final, sizeof(float) * (size_t)n_users * d);
+    return st ? st : mrec_copy_to_host(ctx, items, final + (size_t)n_users * d, sizeof(float) * (size_t)n_items * d);
+}
+
 /* ---- Adam ---- */
 
 mrec_status mrec_adam_init(mrec_optimizer *a, float lr, float weight_decay) {

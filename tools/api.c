@@ -1,14 +1,18 @@
 /* api.c: the public interface (include/mrec.h) over the library's own
- * encoders. A handle owns its context (device, thread pool, workspace) and
- * the loaded towers; the embed calls are the extractors' own, so a program
- * linking libmrec gets the same vectors as `mrec extract-*`. */
+ * parts. An encoder handle owns its context (device, thread pool,
+ * workspace) and the loaded towers; the embed calls are the extractors'
+ * own, so a program linking libmrec gets the same vectors as `mrec
+ * extract-*`. A recommender handle shares a saved model (recsys/saved.c)
+ * with its clones and owns a one-thread CPU context and a row of scratch. */
 #include "../include/mrec.h"
 
 #include "../extractors/mrec_extract.h"
 #include "../extractors/mrec_image_encoder.h"
 #include "../nn/mrec_io.h"
+#include "../recsys/mrec_recsys.h"
 
 #include <cjson/cJSON.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -135,4 +139,127 @@ mrec_status mrec_encoder_embed_images(mrec_encoder *e, const char *const *paths,
     for (int i = 0; errors && i < n; i++) free(errors[i]);
     free(rows), free(ok), free(errors);
     return st;
+}
+
+/* ---- recommenders ---- */
+
+typedef struct {
+    mrec_saved_model m;
+    atomic_int refs;
+} shared_model;
+
+struct mrec_recommender {
+    shared_model *shared;
+    mrec_context *ctx; /* one thread: a request is one user's row */
+    float *rows;       /* (MREC_SAVED_ROWS, n_items) scratch */
+};
+
+static mrec_status recommender_handle(mrec_recommender **out, shared_model *sm) {
+    mrec_recommender *r = calloc(1, sizeof *r);
+    if (!r) return mrec_fail(MREC_ERR_NOMEM, "recommender");
+    r->shared = sm;
+    mrec_context_options co = mrec_context_defaults();
+    co.device = MREC_WANT_CPU, co.n_threads = 1;
+    mrec_status st = mrec_context_create(&r->ctx, &co);
+    if (!st && !(r->rows = malloc(sizeof *r->rows * MREC_SAVED_ROWS * (size_t)sm->m.n_items)))
+        st = mrec_fail(MREC_ERR_NOMEM, "recommender: rows of %d scores", sm->m.n_items);
+    if (st) {
+        mrec_context_destroy(r->ctx), free(r);
+        return st;
+    }
+    atomic_fetch_add(&sm->refs, 1);
+    *out = r;
+    return MREC_OK;
+}
+
+mrec_status mrec_recommender_open(mrec_recommender **out, const char *dir) {
+    if (!out) return mrec_fail(MREC_ERR_ARG, "mrec_recommender_open: no handle to fill");
+    *out = NULL;
+    if (!dir) return mrec_fail(MREC_ERR_ARG, "mrec_recommender_open: no folder");
+    shared_model *sm = calloc(1, sizeof *sm);
+    if (!sm) return mrec_fail(MREC_ERR_NOMEM, "%s", dir);
+    atomic_init(&sm->refs, 0);
+    mrec_status st = mrec_saved_read(&sm->m, dir);
+    if (!st) st = recommender_handle(out, sm);
+    if (st) {
+        mrec_saved_free(&sm->m), free(sm);
+        return st;
+    }
+    return MREC_OK;
+}
+
+mrec_status mrec_recommender_clone(mrec_recommender **out, const mrec_recommender *r) {
+    if (!out || !r) return mrec_fail(MREC_ERR_ARG, "mrec_recommender_clone: %s", out ? "no recommender" : "no handle to fill");
+    *out = NULL;
+    return recommender_handle(out, r->shared);
+}
+
+void mrec_recommender_close(mrec_recommender *r) {
+    if (!r) return;
+    if (atomic_fetch_sub(&r->shared->refs, 1) == 1) mrec_saved_free(&r->shared->m), free(r->shared);
+    mrec_context_destroy(r->ctx);
+    free(r->rows), free(r);
+}
+
+const char *mrec_recommender_model(const mrec_recommender *r) { return r ? r->shared->m.model : NULL; }
+int mrec_recommender_n_users(const mrec_recommender *r) { return r ? r->shared->m.n_users : 0; }
+int mrec_recommender_n_items(const mrec_recommender *r) { return r ? r->shared->m.n_items : 0; }
+const char *mrec_recommender_user_id(const mrec_recommender *r, int u) {
+    return r && u >= 0 && u < r->shared->m.n_users ? r->shared->m.user_ids[u] : NULL;
+}
+const char *mrec_recommender_item_id(const mrec_recommender *r, int i) {
+    return r && i >= 0 && i < r->shared->m.n_items ? r->shared->m.item_ids[i] : NULL;
+}
+
+/* The checks of a request, and the index of its user or item. */
+static mrec_status lookup(const mrec_recommender *r, const char *id, int is_item, int *index) {
+    if (!r) return mrec_fail(MREC_ERR_ARG, "no recommender");
+    if (!id) return mrec_fail(MREC_ERR_ARG, "no %s id", is_item ? "item" : "user");
+    const mrec_saved_model *m = &r->shared->m;
+    if ((*index = mrec_saved_find(is_item ? &m->item_index : &m->user_index, id)) < 0)
+        return mrec_fail(MREC_ERR_NOT_FOUND, "%s \"%.200s\" is not in the model", is_item ? "item" : "user", id);
+    return MREC_OK;
+}
+
+static mrec_status top_args(int k, const int *items, const float *scores, const int *n) {
+    if (k < 1) return mrec_fail(MREC_ERR_ARG, "k = %d (at least 1)", k);
+    if (!items || !scores || !n) return mrec_fail(MREC_ERR_ARG, "no buffer for the items, the scores or their count");
+    return MREC_OK;
+}
+
+/* int and int32_t are the same on the platforms mrec builds for; checked here once */
+_Static_assert(sizeof(int) == sizeof(int32_t), "item indices are int32_t inside, int outside");
+
+mrec_status mrec_recommender_recommend(mrec_recommender *r, const char *user, int k, int *items, float *scores, int *n) {
+    int u;
+    mrec_status st = top_args(k, items, scores, n);
+    if (!st) st = lookup(r, user, 0, &u);
+    if (st) return st;
+    const mrec_saved_model *m = &r->shared->m;
+    if (k > m->n_items) k = m->n_items;
+    return mrec_saved_recommend(m, r->ctx, u, k, (int32_t *)items, scores, n, r->rows);
+}
+
+mrec_status mrec_recommender_similar(mrec_recommender *r, const char *item, int k, int *items, float *sims, int *n) {
+    int i;
+    mrec_status st = top_args(k, items, sims, n);
+    if (!st) st = lookup(r, item, 1, &i);
+    if (st) return st;
+    const mrec_saved_model *m = &r->shared->m;
+    if (k > m->n_items) k = m->n_items;
+    return mrec_saved_similar(m, r->ctx, i, k, (int32_t *)items, sims, n, r->rows);
+}
+
+mrec_status mrec_recommender_score(mrec_recommender *r, const char *user, const char *const *items, int n, float *scores) {
+    int u;
+    mrec_status st = lookup(r, user, 0, &u);
+    if (!st && n < 0) st = mrec_fail(MREC_ERR_ARG, "score: n = %d", n);
+    if (!st && n > 0 && (!items || !scores)) st = mrec_fail(MREC_ERR_ARG, "score: %s", items ? "no output buffer" : "no items");
+    const mrec_saved_model *m = st ? NULL : &r->shared->m;
+    for (int k = 0, i; !st && k < n; k++) st = lookup(r, items[k], 1, &i);
+    if (st || n == 0) return st;
+    float *row;
+    if ((st = mrec_saved_user_scores(m, r->ctx, u, r->rows, &row))) return st;
+    for (int k = 0; k < n; k++) scores[k] = row[mrec_saved_find(&m->item_index, items[k])];
+    return MREC_OK;
 }

@@ -22,7 +22,7 @@
 enum {
     O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_FEATURES, O_MISSING, O_KNOCKOUT,
     O_SAVE_SPLITS, O_CACHE, O_MODEL, O_PARAMS, O_METRICS, O_K, O_SELECT, O_THRESHOLD, O_MASK_VALID, O_OUT, O_OVERWRITE, O_RESUME,
-    O_SAVE_TOPK, O_PER_USER, O_THREADS, O_DEVICE, N_OPTIONS
+    O_SAVE_TOPK, O_PER_USER, O_SAVE, O_THREADS, O_DEVICE, N_OPTIONS
 };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
@@ -66,6 +66,8 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [O_SAVE_TOPK] = {"--save-topk", MREC_OPT_INT, "N", "DIR/recommendations.tsv: each user's N best items at the best epoch", "0 (none)", 0,
                      100000},
     [O_PER_USER] = {"--per-user", MREC_OPT_SWITCH, NULL, "DIR/test_per_user.tsv: each test user's metrics at the best epoch"},
+    [O_SAVE] = {"--save", MREC_OPT_TEXT, "MODEL_DIR",
+                "the trained model at the best epoch, for mrec recommend, similar and serve (a folder that appears whole)"},
     [O_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024, .section = "where it runs"},
     [O_DEVICE] = {"--device", MREC_OPT_ENUM, "auto|cpu|cuda",
                   "where the model trains and ranks: cuda refuses a model without a GPU path, auto takes the CPU then", "cpu",
@@ -110,7 +112,12 @@ static const char NOTES[] =
     "\n"
     "Every run writes DIR/results.tsv, history.tsv (epoch, loss, the selection metric), timing.tsv, users.tsv and\n"
     "items.tsv. DIR is built beside itself and appears whole when training is done; an existing DIR is replaced\n"
-    "only with --overwrite, and a second run into DIR at the same time is refused.\n";
+    "only with --overwrite, and a second run into DIR at the same time is refused.\n"
+    "\n"
+    "--save MODEL_DIR keeps the model as it was at the best epoch: model.safetensors (the users' and items' vectors\n"
+    "whose dot products are its scores, each user's training items, the trained parameters, checksums), users.tsv,\n"
+    "items.tsv and model.json. mrec recommend and mrec similar answer from it, and so does the C library\n"
+    "(include/mrec.h). ItemKNN, whose scores are not such a product, cannot be saved. --overwrite covers it too.\n";
 
 static const mrec_command TRAIN = {"train", NULL, NOTES, OPTIONS, N_OPTIONS, 0};
 
@@ -207,9 +214,18 @@ int mrec_cmd_train(int argc, char **argv) {
         return 1;
     }
 
-    /* the output folder is built beside itself and appears whole */
-    mrec_out_dir od = {.lock_fd = -1};
-    mrec_status st = mrec_out_begin(&od, v[O_OUT].text, v[O_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0);
+    const char *save = v[O_SAVE].text;
+    if (save && !strcmp(save, v[O_OUT].text)) {
+        fprintf(stderr, "mrec train: --save and --out name the same folder; give the model a folder of its own\n");
+        return 1;
+    }
+    s.keep_model = save != NULL;
+
+    /* the output folders are built beside themselves and appear whole */
+    int flags = v[O_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0;
+    mrec_out_dir od = {.lock_fd = -1}, sd = {.lock_fd = -1};
+    mrec_status st = mrec_out_begin(&od, v[O_OUT].text, flags);
+    if (!st && save && (st = mrec_out_begin(&sd, save, flags))) mrec_out_abort(&od);
     if (st) {
         fprintf(stderr, "mrec train: the output folder: %s: %s\n", mrec_strerror(st), mrec_error_detail());
         return st == MREC_ERR_NOMEM ? 3 : 2;
@@ -217,8 +233,11 @@ int mrec_cmd_train(int argc, char **argv) {
     mrec_train_result r;
     if ((st = mrec_train(&s, &r))) rc = mrec_train_fail("train", &r, st);
     if (!rc && (st = mrec_train_write(od.scratch, &s, &r))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "writing"}, st);
+    if (!rc && save && (st = mrec_train_save(sd.scratch, &r)))
+        rc = mrec_train_fail("train", &(mrec_train_result){.stage = "saving the model"}, st);
     if (!rc && (st = mrec_out_commit(&od))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
-    mrec_out_abort(&od);
+    if (!rc && save && (st = mrec_out_commit(&sd))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the model folder"}, st);
+    mrec_out_abort(&od), mrec_out_abort(&sd);
     mrec_train_result_free(&r);
     return rc;
 }

@@ -33,6 +33,8 @@ static void usage(FILE *f) {
             "  extract-image --model PATH ... visual features of item images (mrec extract-image --help)\n"
             "  extract-clip --model DIR ...  CLIP image and text features per item, paired by id\n"
             "  clip-scores --model DIR ...   CLIP's image x caption similarity, to check a checkpoint\n"
+            "  recommend MODEL_DIR ...    each user's best items from a model saved by train --save\n"
+            "  similar MODEL_DIR ...      each item's nearest items in a saved model\n"
             "  info                       what this build and machine offer (SIMD, threads, GPU)\n"
             "\n"
             "options:\n"
@@ -198,6 +200,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "extract-image") == 0) return mrec_cmd_extract_image(argc - 1, argv + 1);
     if (strcmp(cmd, "extract-clip") == 0) return mrec_cmd_extract_clip(argc - 1, argv + 1);
     if (strcmp(cmd, "clip-scores") == 0) return mrec_cmd_clip_scores(argc - 1, argv + 1);
+    if (strcmp(cmd, "recommend") == 0) return mrec_cmd_recommend(argc - 1, argv + 1);
+    if (strcmp(cmd, "similar") == 0) return mrec_cmd_similar(argc - 1, argv + 1);
     fprintf(stderr, "mrec: unknown command '%s' (see mrec --help)\n", cmd);
     return 1;
 }

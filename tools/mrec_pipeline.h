@@ -42,6 +42,7 @@ typedef struct {
     int mask_valid;            /* test masks the validation items too */
     int save_topk;             /* > 0: each user's best items at the best epoch */
     int per_user;              /* each test user's metrics at the best epoch */
+    int keep_model;            /* the result keeps the model at the best epoch, for mrec_train_save */
     /* where it runs, and what it says */
     int threads;               /* the context made for the run when ctx is NULL (<= 0: one per core) */
     mrec_device_request device; /* that context's device: MREC_WANT_CPU (the default), MREC_WANT_CUDA (a model without a
@@ -81,6 +82,7 @@ typedef struct {
     double *per_user;           /* (n_per_user, n_metrics * n_k) spec's metrics by cut-off, at the best epoch */
     mrec_history_point *history; /* (n_history) */
     int n_history;
+    mrec_saved_model saved;     /* with keep_model: the model at the best epoch (its ids are those of `ids`) */
 } mrec_train_result;
 
 /* Loads, filters and splits the data, reads the features, builds the model
@@ -94,6 +96,10 @@ void mrec_train_result_free(mrec_train_result *r);
  * timing.tsv, users.tsv and items.tsv (dense id -> id), test_per_user.tsv
  * (with per_user) and recommendations.tsv (with save_topk). */
 mrec_status mrec_train_write(const char *dir, const mrec_train_spec *spec, const mrec_train_result *r);
+
+/* The kept model (spec keep_model) as a saved recommender, into dir, which
+ * exists (mrec_saved_write; the caller makes the folder appear whole). */
+mrec_status mrec_train_save(const char *dir, mrec_train_result *r);
 
 /* Prints "mrec CMD: STAGE: error: detail" for a failed run and returns the exit status (3 out of memory, else 2). */
 int mrec_train_fail(const char *cmd, const mrec_train_result *r, mrec_status st);

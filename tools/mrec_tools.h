@@ -20,6 +20,8 @@ int mrec_cmd_extract(int argc, char **argv);       /* cmd_ducho.c: a Ducho confi
 int mrec_cmd_experiment(int argc, char **argv);    /* cmd_elliot.c: an Elliot config */
 int mrec_cmd_run(int argc, char **argv);           /* cmd_run.c: both in one file */
 int mrec_cmd_demo(int argc, char **argv);          /* cmd_demo.c */
+int mrec_cmd_recommend(int argc, char **argv);     /* cmd_recommend.c: answers from a saved model */
+int mrec_cmd_similar(int argc, char **argv);       /* cmd_recommend.c */
 
 /* ---- a Ducho config run from inside another command ---- */
 

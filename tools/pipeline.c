@@ -330,6 +330,33 @@ static mrec_status run_context(const mrec_train_spec *s, const mrec_model_entry 
     return MREC_OK;
 }
 
+/* Moves the model fit kept into r->saved, with each user's training items. */
+static mrec_status keep_saved(mrec_train_result *r, mrec_fit_result *fr, const mrec_model *m, const mrec_user_items *train) {
+    mrec_saved_model *sv = &r->saved;
+    snprintf(sv->model, sizeof sv->model, "%s", r->model_name);
+    snprintf(sv->params, sizeof sv->params, "%s", r->params);
+    sv->best_epoch = fr->best_epoch, sv->n_users = train->n_rows, sv->n_items = train->n_cols, sv->dim = fr->embed_dim;
+    sv->users = fr->users, sv->items = fr->items, fr->users = fr->items = NULL;
+    sv->n_params = fr->n_params;
+    for (int p = 0; p < fr->n_params; p++) sv->param[p] = fr->param[p], sv->size[p] = m->size[p], fr->param[p] = NULL;
+    fr->n_params = 0;
+    int64_t nnz = train->row_ptr[train->n_rows];
+    sv->seen_ptr = malloc(sizeof *sv->seen_ptr * ((size_t)train->n_rows + 1));
+    sv->seen = malloc(sizeof *sv->seen * (size_t)(nnz ? nnz : 1));
+    if (!sv->seen_ptr || !sv->seen) return mrec_fail(MREC_ERR_NOMEM, "keeping %lld training pairs", (long long)nnz);
+    memcpy(sv->seen_ptr, train->row_ptr, sizeof *sv->seen_ptr * ((size_t)train->n_rows + 1));
+    memcpy(sv->seen, train->col, sizeof *sv->seen * (size_t)nnz);
+    return MREC_OK;
+}
+
+mrec_status mrec_train_save(const char *dir, mrec_train_result *r) {
+    if (!r->saved.users) return mrec_fail(MREC_ERR_ARG, "%s: the run kept no model to save", dir);
+    r->saved.user_ids = r->ids.user_names, r->saved.item_ids = r->ids.item_names;
+    mrec_status st = mrec_saved_write(dir, &r->saved);
+    r->saved.user_ids = r->saved.item_ids = NULL; /* they belong to r->ids */
+    return st;
+}
+
 mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     memset(r, 0, sizeof *r);
     const mrec_model_entry *e = s->model;
@@ -378,6 +405,9 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
                             .item_feat = item_feat, .feat_dim = feat_dim, .log = s->log, .log_ctx = s->log_ctx};
     if (!st && (e->flags & MREC_MODEL_GRAPH_CACHE)) in.cache_dir = cache_folder(s, cache_buf, sizeof cache_buf);
     if (!st) STEP("model", mrec_model_build(&built, e, &in, &r->values, ctx));
+    if (!st && s->keep_model && !built.model.embeddings)
+        STEP("model", mrec_fail(MREC_ERR_UNSUPPORTED, "%s cannot be saved: its scores are not a dot product of user and item "
+                                                      "vectors", e->name));
     if (!st) {
         r->trains = built.model.loss_grad != NULL;
         snprintf(r->model_name, sizeof r->model_name, "%s", built.model.name ? built.model.name : e->name);
@@ -398,11 +428,14 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
         if (s->per_user && opt.save_topk < s->k[s->n_k - 1]) opt.save_topk = s->k[s->n_k - 1];
         fit_log fl = {s, r, 0};
         opt.log = on_fit_line, opt.log_ctx = &fl;
+        opt.keep_model = s->keep_model;
         mrec_fit_result fr;
         STEP("training", mrec_fit(&fr, &built.model, &train, &valid, &test, s->k, s->n_k, s->threshold, &opt, ctx));
         r->best_epoch = fr.best_epoch, r->epochs_run = fr.epochs_run, r->selected_on_test = fr.selected_on_test;
         r->valid = fr.valid, r->test = fr.test, r->train_seconds = fr.train_seconds, r->eval_seconds = fr.eval_seconds;
-        r->topk = fr.topk, r->topk_k = opt.save_topk;
+        r->topk = fr.topk, r->topk_k = opt.save_topk, fr.topk = NULL;
+        if (!st && s->keep_model) STEP("keeping the model", keep_saved(r, &fr, &built.model, &train));
+        mrec_fit_result_free(&fr);
     }
     if (!st && s->per_user && !r->topk)
         STEP("per-user metrics", mrec_fail(MREC_ERR_ARG, "no evaluation happened, so there are no per-user metrics"));
@@ -424,6 +457,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
 void mrec_train_result_free(mrec_train_result *r) {
     mrec_interactions_free(&r->ids);
     free(r->topk), free(r->per_user_user), free(r->per_user), free(r->history);
+    mrec_saved_free(&r->saved);
     memset(r, 0, sizeof *r);
 }
 

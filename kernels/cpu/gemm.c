@@ -210,7 +210,7 @@ static void private_task(void *arg, int task, int thread) {
  * and the micro-kernel would compute mostly padding. 16 partial sums keep
  * the loops vectorizable without reassociating (no -ffast-math). */
 
-#define FEW_ROWS 4
+#define FEW_ROWS MREC_GEMM_FEW_ROWS
 
 static void few_rows_task(void *arg, int task, int thread) {
     (void)thread;
