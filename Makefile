@@ -83,6 +83,16 @@ $(info   nvcc available: make CUDA=1 adds the GPU backend)
 endif
 endif
 
+# libmicrohttpd, for `mrec serve` only: without its header the command says
+# it was left out, and nothing else changes.
+HAVE_MHD := $(shell printf '\043include <microhttpd.h>\n' | $(CC) $(CFLAGS) -E - >/dev/null 2>&1 && echo 1)
+ifeq ($(HAVE_MHD),1)
+$(info   libmicrohttpd: mrec serve)
+SERVE_LDLIBS := -lmicrohttpd
+else
+$(info   no libmicrohttpd (apt-get install libmicrohttpd-dev): mrec serve left out)
+endif
+
 # ---- sources --------------------------------------------------------------
 KERNEL_SRC := $(filter-out kernels/cpu/cuda_stub.c,$(wildcard kernels/cpu/*.c))
 LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c)
@@ -126,7 +136,7 @@ bin/mrec: $(BUILD)/mrec
 	@cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/mrec: $(BUILD)/$(TOOL_MAIN:.c=.o) $(TOOLS_LIB) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $(BUILD)/$(TOOL_MAIN:.c=.o) $(TOOLS_LIB) $(LIB) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/$(TOOL_MAIN:.c=.o) $(TOOLS_LIB) $(LIB) $(LDLIBS) $(SERVE_LDLIBS)
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -139,6 +149,7 @@ $(TOOLS_LIB): $(TOOL_OBJ)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/tools/cmd_serve.o: CFLAGS += $(if $(HAVE_MHD),-DMREC_HAVE_MHD)
 
 # Kernels: -O3 for vectorization; the SIMD micro-kernels get their ISA flags
 # (only these files; dispatch at run time keeps the rest baseline x86-64).
@@ -163,7 +174,7 @@ $(BUILD)/tests/harness.o: tests/harness.c tests/harness.h
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o $(TOOLS_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/tests/harness.o $(TOOLS_LIB) $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/tests/harness.o $(TOOLS_LIB) $(LIB) $(LDLIBS) $(SERVE_LDLIBS)
 
 test: $(BUILD)/mrec $(TEST_BINS)
 	@sh tests/run.sh $(BUILD) $(TEST_BINS)
@@ -246,9 +257,9 @@ gpu-check:
 	@sh tools/gpu/check.sh
 
 # ---- install ----------------------------------------------------------------
-# libmrec.a and libmrec.so hold the library and the tools' rooms (the public
-# interface lives there, in tools/api.c), not the command line's main. The
-# shared library exports only what include/mrec.map lists.
+# libmrec.a and libmrec.so hold the library and the public interface
+# (tools/api.c), not the command line. The shared library exports only what
+# include/mrec.map lists.
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
@@ -257,15 +268,16 @@ SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 DIST_A  := $(BUILD)/dist/libmrec.a
 DIST_SO := $(BUILD)/dist/libmrec.so.$(VERSION)
 
-$(DIST_A): $(LIB_OBJ) $(TOOL_OBJ)
+DIST_OBJ := $(LIB_OBJ) $(BUILD)/tools/api.o
+$(DIST_A): $(DIST_OBJ)
 	@mkdir -p $(dir $@)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(DIST_SO): $(LIB_OBJ) $(TOOL_OBJ) include/mrec.map
+$(DIST_SO): $(DIST_OBJ) include/mrec.map
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS) -Wl,-soname,libmrec.so.$(SOMAJOR) -Wl,--version-script=include/mrec.map -Wl,--no-undefined \
-	    -o $@ $(LIB_OBJ) $(TOOL_OBJ) $(LDLIBS)
+	    -o $@ $(DIST_OBJ) $(LDLIBS)
 
 install: $(BUILD)/mrec $(DIST_A) $(DIST_SO)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)

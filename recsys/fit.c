@@ -102,7 +102,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     if (train->row_ptr[train->n_rows] == 0)
         return mrec_fail(MREC_ERR_ARG, "fit: %s: no training pairs; check the data's train split", name);
 
-    if (!m->loss_grad) { /* nothing to train */
+    if (!m->loss_grad || opt->epochs == 0) { /* nothing to train, or a restored model only evaluated */
         double t0 = now();
         if (m->prepare && (st = m->prepare(m->self))) return st;
         if (has_valid && (st = evaluate(&out->valid, m, valid, train, NULL, k, n_k, rel_threshold, ctx))) return st;

@@ -563,7 +563,7 @@ void mrec_model_destroy(mrec_model *m);
 /* ---- fitting -------------------------------------------------------------------------- */
 
 typedef struct {
-    int epochs, batch_size, patience, eval_every; /* evaluation every eval_every epochs and after the last */
+    int epochs, batch_size, patience, eval_every; /* evaluation every eval_every epochs and after the last; epochs 0: evaluation only */
     float lr, weight_decay;
     uint64_t seed;
     mrec_metric select_metric; /* model selection on the validation split (MMRec: recall@20) */

@@ -246,6 +246,76 @@ static void tampered(const char *what, const char *how, mrec_status want, const 
             mrec_strerror(want), mrec_error_detail());
 }
 
+/* A saved BPRMF restored and only evaluated gives the run's own test
+ * metrics and lists, to the bit; restored into another model or shape, it
+ * is refused naming the difference. */
+static void restore(void) {
+    mrec_train_spec s = spec_for("bprmf");
+    mrec_train_result r, back;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/restore-src", dir);
+    mkdir(path, 0700);
+    if (!t_status(mrec_train(&s, &r), MREC_OK, "restore: train") || !t_status(mrec_train_save(path, &r), MREC_OK, "restore: save")) {
+        mrec_train_result_free(&r);
+        return;
+    }
+    mrec_train_spec t = spec_for("bprmf");
+    t.keep_model = 0, t.restore = path, t.restore_only = 1;
+    if (t_status(mrec_train(&t, &back), MREC_OK, "restore: evaluate the restored model")) {
+        t_check(!memcmp(&back.test, &r.test, sizeof r.test) && back.best_epoch == 0,
+                "restore: the restored model's test metrics are the run's, bit for bit");
+        t_check(back.topk && !memcmp(back.topk, r.topk, sizeof(int32_t) * (size_t)r.ids.n_users * r.topk_k), "restore: and its lists");
+    }
+    mrec_train_result_free(&back);
+    t = spec_for("lightgcn"), t.keep_model = 0, t.restore = path;
+    t_check(mrec_train(&t, &back) == MREC_ERR_ARG && strstr(mrec_error_detail(), "holds a BPRMF, not a LightGCN"),
+            "restore into another model: %s", mrec_error_detail());
+    mrec_train_result_free(&back);
+    t = spec_for("bprmf"), t.keep_model = 0, t.restore = path;
+    t.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {32}, .given = 1};
+    t_check(mrec_train(&t, &back) == MREC_ERR_SHAPE && strstr(mrec_error_detail(), "param.0"), "restore into another size: %s",
+            mrec_error_detail());
+    mrec_train_result_free(&back);
+    t = spec_for("bprmf"), t.keep_model = 0, t.restore = path, t.restore_only = 0;
+    t.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {1}, .given = 1};
+    t_status(mrec_train(&t, &back), MREC_OK, "restore, then one more epoch");
+    mrec_train_result_free(&back);
+    mrec_train_result_free(&r);
+}
+
+/* Elliot's save_weights writes weights/<point>/; a second run with restore
+ * evaluates them and reports the same test table. */
+static void elliot(char *out, size_t cap) {
+    char path[4300];
+    for (int pass = 0; pass < 2; pass++) {
+        snprintf(path, sizeof path, "%s/elliot%d.yml", dir, pass);
+        FILE *f = fopen(path, "w");
+        if (!f) return;
+        fprintf(f, "experiment:\n  dataset: baby\n  data_config:\n    strategy: fixed\n    train_path: %s/train.tsv\n"
+                   "    validation_path: %s/val.tsv\n    test_path: %s/test.tsv\n  top_k: 10\n  evaluation:\n"
+                   "    cutoffs: [10]\n    simple_metrics: [Recall, nDCG]\n  models:\n    BPRMF:\n      meta:\n"
+                   "        save_weights: %s\n        restore: %s\n      lr: 0.001\n      epochs: 2\n      factors: 16\n"
+                   "      batch_size: 1024\n      l_w: 1e-4\n      seed: 7\n",
+                dir, dir, dir, pass ? "False" : "True", pass ? "True" : "False");
+        fclose(f);
+        char args[9000];
+        snprintf(args, sizeof args, "train %s --out %s/elliot %s --threads 2", path, dir, pass ? "--overwrite" : "");
+        if (!t_check(run(args, out, cap) == 0, "Elliot run %d: %s", pass, out)) return;
+        char cmd[9000];
+        snprintf(cmd, sizeof cmd, "cat %s/elliot/performance/rec_cutoff_10_relthreshold_0*.tsv > %s/table%d.tsv", dir, dir, pass);
+        if (system(cmd) != 0) t_check(0, "Elliot run %d: no performance table", pass);
+        if (!pass) {
+            snprintf(cmd, sizeof cmd, "ls %s/elliot/weights/*/model.safetensors > /dev/null 2>&1", dir);
+            t_check(system(cmd) == 0, "Elliot save_weights: weights/<point>/model.safetensors");
+        }
+    }
+    char a[4300], b[4300];
+    snprintf(a, sizeof a, "%s/table0.tsv", dir), snprintf(b, sizeof b, "%s/table1.tsv", dir);
+    char *ta = slurp(a), *tb = slurp(b);
+    t_check(ta && tb && *ta && !strcmp(ta, tb), "Elliot restore: the same test table as the run that saved the weights");
+    free(ta), free(tb);
+}
+
 int main(void) {
     t_suite("saved");
     bin = getenv("MREC_BIN") ? getenv("MREC_BIN") : "bin/mrec";
@@ -260,6 +330,8 @@ int main(void) {
     for (int m = 0; m < 4; m++) command_line(models[m], out, sizeof out);
     library("lightgcn");
     library("mostpop");
+    restore();
+    elliot(out, sizeof out);
 
     /* what a saved folder must not be */
     tampered("a flipped byte in the item vectors", "printf '\\x01' | dd of=model.safetensors bs=1 seek=$(( $(stat -c %s model.safetensors) - 100 )) conv=notrunc status=none",

@@ -86,12 +86,14 @@ static const char NOTES[] =
     "Runs an Elliot experiment: data_config (fixed train/validation/test files, or a dataset with\n"
     "splitting), prefiltering, evaluation (cutoffs, simple_metrics, relevance_threshold, paired_ttest,\n"
     "wilcoxon_test), top_k, and models with meta (hyper_opt_alg: grid, validation_rate,\n"
-    "validation_metric, save_recs, early_stopping). List-valued hyper-parameters are grid axes; the\n"
-    "best point of each model is chosen on validation. Writes under DIR (default results/<dataset>):\n"
-    "performance/rec_cutoff_<k>_relthreshold_<t>.tsv (best models, test), grid_cutoff_<k>.tsv (every\n"
-    "point), bestmodelparams_*.json, stat_paired_ttest_* and stat_wilcoxon_test_* (p-values over test\n"
-    "users; the *_adjusted_* files add Bonferroni, Holm and Benjamini-Hochberg), recs/<model>.tsv\n"
-    "(with save_recs), runs/<model>/ and report.html. --skip-unsupported lists\n"
+    "validation_metric, save_recs, save_weights, restore, early_stopping). List-valued\n"
+    "hyper-parameters are grid axes; the best point of each model is chosen on validation. Writes\n"
+    "under DIR (default results/<dataset>): performance/rec_cutoff_<k>_relthreshold_<t>.tsv (best\n"
+    "models, test), grid_cutoff_<k>.tsv (every point), bestmodelparams_*.json, stat_paired_ttest_*\n"
+    "and stat_wilcoxon_test_* (p-values over test users; the *_adjusted_* files add Bonferroni, Holm\n"
+    "and Benjamini-Hochberg), recs/<model>.tsv (with save_recs), weights/<point>/ (with\n"
+    "save_weights: a saved model, as mrec train --save writes it; restore evaluates the weights of\n"
+    "the existing DIR without training), runs/<model>/ and report.html. --skip-unsupported lists\n"
     "and leaves out the models mrec lacks (GRCN, SimGCL, ...) instead of refusing the file.\n"
     "DIR is built beside itself and appears whole when the experiment is done; an existing DIR is\n"
     "replaced only with --overwrite (it stays as it was until then), and a second run into DIR at the\n"
@@ -201,6 +203,11 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
             s.threads = o->threads, s.cache = o->cache, s.log = mrec_train_log_stdout, s.notice = mrec_train_notice_stderr;
             printf("== %s (%d/%d)\n", p->name, g + 1, total);
             fflush(stdout);
+            /* Elliot's restore: the weights a previous run of this experiment saved, evaluated without training */
+            char weights_in[8400], weights_out[8400];
+            snprintf(weights_in, sizeof weights_in, "%s/weights/%s", final_out, p->name);
+            snprintf(weights_out, sizeof weights_out, "%s/weights/%s", e.out, p->name);
+            if (m->restore) s.restore = weights_in, s.restore_only = 1;
             /* the point's own folder, as mrec train writes it */
             char dir[4800];
             snprintf(dir, sizeof dir, "%s/%s", runs, p->name);
@@ -212,6 +219,9 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
             if (!rc && (st = mrec_train_write(pod.scratch, &s, &r))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "writing"}, st);
             if (!rc && (st = mrec_out_commit(&pod))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
             mrec_out_abort(&pod);
+            /* Elliot's save_weights: weights/<point>/, a saved model (mrec recommend, serve and restore read it) */
+            if (!rc && m->save_weights && ((st = mrec_mkdirs(weights_out)) || (st = mrec_train_save(weights_out, &r))))
+                rc = mrec_train_fail("train", &(mrec_train_result){.stage = "save_weights"}, st);
             if (rc) {
                 fprintf(stderr, "mrec train: %s failed (exit %d)\n", p->name, rc);
                 mrec_train_result_free(&r);

@@ -22,7 +22,7 @@
 enum {
     O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_FEATURES, O_MISSING, O_KNOCKOUT,
     O_SAVE_SPLITS, O_CACHE, O_MODEL, O_PARAMS, O_METRICS, O_K, O_SELECT, O_THRESHOLD, O_MASK_VALID, O_OUT, O_OVERWRITE, O_RESUME,
-    O_SAVE_TOPK, O_PER_USER, O_SAVE, O_THREADS, O_DEVICE, N_OPTIONS
+    O_SAVE_TOPK, O_PER_USER, O_SAVE, O_RESTORE, O_THREADS, O_DEVICE, N_OPTIONS
 };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
@@ -68,6 +68,9 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [O_PER_USER] = {"--per-user", MREC_OPT_SWITCH, NULL, "DIR/test_per_user.tsv: each test user's metrics at the best epoch"},
     [O_SAVE] = {"--save", MREC_OPT_TEXT, "MODEL_DIR",
                 "the trained model at the best epoch, for mrec recommend, similar and serve (a folder that appears whole)"},
+    [O_RESTORE] = {"--restore", MREC_OPT_PATH, "MODEL_DIR",
+                   "start from the parameters of a saved model (the same model on the same users and items), then train --epochs more",
+                   .allow_dir = 1},
     [O_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024, .section = "where it runs"},
     [O_DEVICE] = {"--device", MREC_OPT_ENUM, "auto|cpu|cuda",
                   "where the model trains and ranks: cuda refuses a model without a GPU path, auto takes the CPU then", "cpu",
@@ -117,7 +120,9 @@ static const char NOTES[] =
     "--save MODEL_DIR keeps the model as it was at the best epoch: model.safetensors (the users' and items' vectors\n"
     "whose dot products are its scores, each user's training items, the trained parameters, checksums), users.tsv,\n"
     "items.tsv and model.json. mrec recommend and mrec similar answer from it, and so does the C library\n"
-    "(include/mrec.h). ItemKNN, whose scores are not such a product, cannot be saved. --overwrite covers it too.\n";
+    "(include/mrec.h). ItemKNN, whose scores are not such a product, cannot be saved. --overwrite covers it too.\n"
+    "--restore MODEL_DIR starts training from a saved model's parameters; the model, its users and items (in\n"
+    "order) and its parameter shapes must be the same, or the run stops naming the difference.\n";
 
 static const mrec_command TRAIN = {"train", NULL, NOTES, OPTIONS, N_OPTIONS, 0};
 
@@ -220,6 +225,7 @@ int mrec_cmd_train(int argc, char **argv) {
         return 1;
     }
     s.keep_model = save != NULL;
+    s.restore = v[O_RESTORE].text;
 
     /* the output folders are built beside themselves and appear whole */
     int flags = v[O_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0;

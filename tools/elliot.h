@@ -24,7 +24,7 @@ typedef struct {
     char select[32];                /* recall@20 */
     mrec_metric select_metric;
     int select_k;
-    int eval_every, patience, save_recs;
+    int eval_every, patience, save_recs, save_weights, restore;
     char modalities[8400];          /* the features the model reads: visual=PATH,textual=PATH */
 } model_spec;
 

@@ -276,16 +276,15 @@ static mrec_status read_model(experiment *e, const mrec_cfg_node *mn) {
     mrec_status st = meta ? mrec_cfg_check_keys(c, meta, "meta", mkeys) : MREC_OK;
     const char *alg = "grid", *vm = NULL;
     long rate = 1, patience = 1000000;
-    int save_w = 0, restore = 0, verbose = 0;
+    int verbose = 0;
     if (!st && meta) st = mrec_cfg_string(c, meta, "hyper_opt_alg", 0, &alg);
     if (!st && strcmp(alg, "grid")) st = bad(c, mrec_cfg_get(meta, "hyper_opt_alg"), "hyper_opt_alg: mrec searches grids only");
     if (!st && meta) st = mrec_cfg_int(c, meta, "validation_rate", 0, 1, 100000, &rate);
     if (!st && meta) st = mrec_cfg_string(c, meta, "validation_metric", 0, &vm);
-    if (!st && meta) st = mrec_cfg_bool(c, meta, "save_weights", 0, &save_w);
-    if (!st && meta) st = mrec_cfg_bool(c, meta, "restore", 0, &restore);
+    if (!st && meta) st = mrec_cfg_bool(c, meta, "save_weights", 0, &m->save_weights);
+    if (!st && meta) st = mrec_cfg_bool(c, meta, "restore", 0, &m->restore);
     if (!st && meta) st = mrec_cfg_bool(c, meta, "verbose", 0, &verbose);
     if (!st && meta) st = mrec_cfg_bool(c, meta, "save_recs", 0, &m->save_recs);
-    if (!st && (save_w || restore)) st = bad(c, meta, "save_weights and restore are not supported (mrec keeps no model files)");
     const mrec_cfg_node *es = meta ? mrec_cfg_get(meta, "early_stopping") : NULL;
     if (!st && es) {
         static const char *const ekeys[] = {"patience", "monitor", "mode", "verbose", "min_delta", "rel_delta", "baseline", NULL};
@@ -460,5 +459,6 @@ mrec_status elliot_point_spec(const experiment *e, const model_spec *m, const in
     s->select_metric = m->select_metric, s->select_k = m->select_k;
     s->per_user = 1;
     s->save_topk = m->save_recs ? e->top_k : 0;
+    s->keep_model = m->save_weights;
     return st;
 }

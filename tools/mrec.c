@@ -35,6 +35,7 @@ static void usage(FILE *f) {
             "  clip-scores --model DIR ...   CLIP's image x caption similarity, to check a checkpoint\n"
             "  recommend MODEL_DIR ...    each user's best items from a model saved by train --save\n"
             "  similar MODEL_DIR ...      each item's nearest items in a saved model\n"
+            "  serve MODEL_DIR ...        an HTTP/JSON service over a saved model (mrec serve --help)\n"
             "  info                       what this build and machine offer (SIMD, threads, GPU)\n"
             "\n"
             "options:\n"
@@ -202,6 +203,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "clip-scores") == 0) return mrec_cmd_clip_scores(argc - 1, argv + 1);
     if (strcmp(cmd, "recommend") == 0) return mrec_cmd_recommend(argc - 1, argv + 1);
     if (strcmp(cmd, "similar") == 0) return mrec_cmd_similar(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return mrec_cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "mrec: unknown command '%s' (see mrec --help)\n", cmd);
     return 1;
 }

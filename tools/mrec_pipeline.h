@@ -43,6 +43,8 @@ typedef struct {
     int save_topk;             /* > 0: each user's best items at the best epoch */
     int per_user;              /* each test user's metrics at the best epoch */
     int keep_model;            /* the result keeps the model at the best epoch, for mrec_train_save */
+    const char *restore;       /* a saved model (mrec train --save) whose parameters the model starts from, or NULL */
+    int restore_only;          /* with restore: evaluate it, no training (Elliot's restore) */
     /* where it runs, and what it says */
     int threads;               /* the context made for the run when ctx is NULL (<= 0: one per core) */
     mrec_device_request device; /* that context's device: MREC_WANT_CPU (the default), MREC_WANT_CUDA (a model without a

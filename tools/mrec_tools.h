@@ -22,6 +22,7 @@ int mrec_cmd_run(int argc, char **argv);           /* cmd_run.c: both in one fil
 int mrec_cmd_demo(int argc, char **argv);          /* cmd_demo.c */
 int mrec_cmd_recommend(int argc, char **argv);     /* cmd_recommend.c: answers from a saved model */
 int mrec_cmd_similar(int argc, char **argv);       /* cmd_recommend.c */
+int mrec_cmd_serve(int argc, char **argv);         /* cmd_serve.c: HTTP answers from a saved model */
 
 /* ---- a Ducho config run from inside another command ---- */
 

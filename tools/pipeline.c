@@ -349,6 +349,37 @@ static mrec_status keep_saved(mrec_train_result *r, mrec_fit_result *fr, const m
     return MREC_OK;
 }
 
+/* The parameters of a saved model into m, which must be the same model
+ * over the same users and items: its name, ids (in order) and parameter
+ * shapes are checked, and a difference named. */
+static mrec_status restore_params(const char *dir, const mrec_train_result *r, mrec_model *m, mrec_context *ctx) {
+    mrec_saved_model sv;
+    mrec_status st = mrec_saved_read(&sv, dir);
+    if (st) return st;
+    const mrec_interactions *x = &r->ids;
+    if (strcmp(sv.model, r->model_name))
+        st = mrec_fail(MREC_ERR_ARG, "%s holds a %s, not a %s", dir, sv.model, r->model_name);
+    else if (sv.n_users != x->n_users || sv.n_items != x->n_items)
+        st = mrec_fail(MREC_ERR_SHAPE, "%s: %d users and %d items; the data has %d and %d", dir, sv.n_users, sv.n_items, x->n_users,
+                       x->n_items);
+    for (int u = 0; !st && u < sv.n_users; u++)
+        if (strcmp(sv.user_ids[u], x->user_names[u]))
+            st = mrec_fail(MREC_ERR_ARG, "%s: user %d is \"%s\" there and \"%s\" in the data", dir, u, sv.user_ids[u], x->user_names[u]);
+    for (int i = 0; !st && i < sv.n_items; i++)
+        if (strcmp(sv.item_ids[i], x->item_names[i]))
+            st = mrec_fail(MREC_ERR_ARG, "%s: item %d is \"%s\" there and \"%s\" in the data", dir, i, sv.item_ids[i], x->item_names[i]);
+    if (!st && sv.n_params != m->n_params)
+        st = mrec_fail(MREC_ERR_SHAPE, "%s: %d parameter tensors; this %s has %d", dir, sv.n_params, r->model_name, m->n_params);
+    for (int p = 0; !st && p < m->n_params; p++)
+        if (sv.size[p] != m->size[p])
+            st = mrec_fail(MREC_ERR_SHAPE, "%s: param.%d has %lld values; this %s (%s) has %lld", dir, p, (long long)sv.size[p],
+                           r->model_name, r->params, (long long)m->size[p]);
+    for (int p = 0; !st && p < m->n_params; p++)
+        st = mrec_copy_to_device(ctx, m->param[p], sv.param[p], sizeof(float) * (size_t)m->size[p]);
+    mrec_saved_free(&sv);
+    return st;
+}
+
 mrec_status mrec_train_save(const char *dir, mrec_train_result *r) {
     if (!r->saved.users) return mrec_fail(MREC_ERR_ARG, "%s: the run kept no model to save", dir);
     r->saved.user_ids = r->ids.user_names, r->saved.item_ids = r->ids.item_names;
@@ -414,6 +445,12 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
         mrec_model_describe(r->params, sizeof r->params, e, &r->values, feat, n_feat, knocked);
         say(s, "model: %s %s", r->model_name, r->params);
     }
+    if (!st && s->restore) {
+        r->ids = x; /* the names, for the check (given back below) */
+        STEP("restoring", restore_params(s->restore, r, &built.model, ctx));
+        memset(&r->ids, 0, sizeof r->ids);
+        if (!st) say(s, "restored: the parameters of %s%s", s->restore, s->restore_only ? ", evaluated without training" : "");
+    }
     if (!st) {
         const mrec_param_values *p = &r->values;
         mrec_fit_options opt = mrec_fit_defaults();
@@ -429,6 +466,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
         fit_log fl = {s, r, 0};
         opt.log = on_fit_line, opt.log_ctx = &fl;
         opt.keep_model = s->keep_model;
+        if (s->restore && s->restore_only) opt.epochs = 0;
         mrec_fit_result fr;
         STEP("training", mrec_fit(&fr, &built.model, &train, &valid, &test, s->k, s->n_k, s->threshold, &opt, ctx));
         r->best_epoch = fr.best_epoch, r->epochs_run = fr.epochs_run, r->selected_on_test = fr.selected_on_test;
