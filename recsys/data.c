@@ -113,6 +113,8 @@ typedef struct {
     const char *paths[MAX_FILES];
     int n_files;
     mrec_load_options opt;
+    int ts_kind;                /* 0 no timestamp yet, 1 numbers, 2 dates: one kind per file set */
+    long ts_kind_line;          /* the line that set it */
 } builder;
 
 static void builder_init(builder *b, const mrec_load_options *opt) {
@@ -349,7 +351,22 @@ static mrec_status parse_rating(const reader *r, int col, const char *s, float *
     return MREC_OK;
 }
 
-static mrec_status parse_timestamp(const reader *r, int col, const char *s, int64_t *v) {
+/* A number of seconds, or a date (mrec_parse_date) in a column of dates; a column mixing the two is an error. */
+static mrec_status parse_timestamp(builder *b, const reader *r, int col, const char *s, int64_t *v) {
+    int kind = strspn(s, "0123456789") == 4 && s[4] == '-' ? 2 : 1; /* YYYY-...: a date, or nothing valid */
+    if (b->ts_kind && kind != b->ts_kind)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: timestamp '%s' is %s, line %ld has %s; one kind per column",
+                         r->path, r->line_no, col, s, kind == 2 ? "a date" : "not a date", b->ts_kind_line,
+                         b->ts_kind == 2 ? "a date" : "a number");
+    if (!b->ts_kind) b->ts_kind = kind, b->ts_kind_line = r->line_no, b->x.timestamp_dates = kind == 2;
+    if (kind == 2) {
+        if (!mrec_parse_date(s, v) && *v < 0)
+            return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: timestamp '%s' is before 1970-01-01; expected seconds >= 0",
+                             r->path, r->line_no, col, s);
+        if (!mrec_parse_date(s, v)) return MREC_OK;
+        return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: timestamp '%s' is not a date; expected YYYY-MM-DD[(T| )HH:MM[:SS[.f]]]"
+                         "[Z|+HH:MM], a day that exists", r->path, r->line_no, col, s);
+    }
     char *end = NULL;
     int whole = decimal_chars(s) && strspn(s, "0123456789+-") == strlen(s);
     if (whole) { /* integers as integers: past 2^53 a double would round them */
@@ -374,7 +391,7 @@ static mrec_status parse_timestamp(const reader *r, int col, const char *s, int6
         }
     }
     return mrec_fail(MREC_ERR_FORMAT, "%s: line %ld, column %d: timestamp '%s' is not a number%s", r->path, r->line_no, col, s,
-                     non_finite_word(s) ? " (not finite)" : "");
+                     non_finite_word(s) ? " (not finite)" : " or a date (YYYY-MM-DD[ HH:MM:SS])");
 }
 
 static mrec_status parse_label(const reader *r, int col, const char *name, const char *s, int *v) {
@@ -441,7 +458,8 @@ static mrec_status read_inter(builder *b, const char *path, int *has_rating, int
         int label = 0;
         if ((st = check_id(&r, cu + 1, "user", len[cu])) || (st = check_id(&r, ci + 1, "item", len[ci]))) break;
         if (cr >= 0 && (st = parse_rating(&r, cr + 1, f[cr], &rating))) break;
-        if (ct >= 0 && (st = parse_timestamp(&r, ct + 1, f[ct], &ts))) break;
+        if (cr >= 0) b->x.rating_decimal |= strpbrk(f[cr], ".eE") != NULL; /* pandas' float column */
+        if (ct >= 0 && (st = parse_timestamp(b, &r, ct + 1, f[ct], &ts))) break;
         if (cs >= 0 && (st = parse_label(&r, cs + 1, split_col, f[cs], &label))) break;
         st = push(b, f[cu], len[cu], f[ci], len[ci], rating, ts, label, path, r.line_no);
     }
@@ -485,7 +503,8 @@ static mrec_status read_tsv(builder *b, const char *path, int split, int *n_cols
         int64_t ts = 0;
         if ((st = check_id(&r, 1, "user", len[0])) || (st = check_id(&r, 2, "item", len[1]))) break;
         if (k >= 3 && (st = parse_rating(&r, 3, f[2], &rating))) break;
-        if (k == 4 && (st = parse_timestamp(&r, 4, f[3], &ts))) break;
+        if (k >= 3) b->x.rating_decimal |= strpbrk(f[2], ".eE") != NULL; /* pandas' float column */
+        if (k == 4 && (st = parse_timestamp(b, &r, 4, f[3], &ts))) break;
         st = push(b, f[0], len[0], f[1], len[1], rating, ts, split, path, r.line_no);
     }
     if (!st && b->x.n == before)

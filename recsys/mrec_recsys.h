@@ -68,6 +68,8 @@ typedef struct {
     int64_t n_cross_split;  /* rows dropped at loading: a pair already in an earlier split */
     mrec_notice_fn notice;  /* from the load options, for the notices of later steps (splits) */
     void *notice_ctx;
+    int rating_decimal;     /* a rating was written with a point or an exponent ("5.0"): pandas reads the column as floats */
+    int timestamp_dates;    /* the timestamps were dates ("2020-06-26"), now seconds since 1970-01-01 UTC */
 } mrec_interactions;
 
 /* Every loader reads through one checked path (recsys/data.c):
@@ -156,6 +158,80 @@ typedef enum { MREC_SPLITTER_MMREC, MREC_SPLITTER_RANDOM, MREC_SPLITTER_TEMPORAL
 
 mrec_status mrec_split_users(mrec_interactions *x, mrec_splitter how, double test_ratio, double valid_ratio, int n_out,
                        uint64_t seed);
+
+/* ---- Elliot's splitter and prefilters, exactly ----------------------------------- */
+
+/* One of Elliot's splittings (test_splitting or validation_splitting):
+ *   MREC_ELLIOT_RANDOM      random_subsampling (folds 1): per user, in pandas' groupby
+ *                           order (ids sorted as numbers when every id is an integer,
+ *                           else as text), the flags [0] * train + [1] * (n - train)
+ *                           shuffled by numpy's legacy RandomState, the rows of that
+ *                           user in data order taking them; train = floor(n (1 - ratio))
+ *                           or n - leave_n (a user with fewer than leave_n rows is an
+ *                           error: Elliot stops there too)
+ *   MREC_ELLIOT_TEMPORAL    temporal_hold_out: with ratio, the rows ranked past
+ *                           floor(n (1 - ratio)) by time (ties in data order); with
+ *                           leave_n, the leave_n latest (ties: the earlier row is
+ *                           the later one, pandas' rank(method='first', ascending=False))
+ *   MREC_ELLIOT_FIXED_TIME  fixed_timestamp: every row with timestamp >= cut; with
+ *                           best, the cut is the timestamp of the data that leaves the
+ *                           most users with >= min_below rows before it and >= min_over
+ *                           from it on (ties: the latest such timestamp)
+ * The validation splitting runs on the training rows the test splitting left, with
+ * the same random stream (np.random.seed once, before the test splitting). */
+typedef enum { MREC_ELLIOT_RANDOM, MREC_ELLIOT_TEMPORAL, MREC_ELLIOT_FIXED_TIME } mrec_elliot_strategy;
+
+typedef struct {
+    mrec_elliot_strategy strategy;
+    double ratio;            /* test_ratio in (0, 1), or 0 when leave_n is given */
+    int leave_n;             /* leave_n_out >= 1, or 0 */
+    int best;                /* fixed_timestamp: "best" */
+    int64_t cut;             /* fixed_timestamp: the timestamp (seconds) */
+    int min_below, min_over; /* fixed_timestamp best: Elliot's defaults are 1 */
+} mrec_elliot_part;
+
+/* Test split by `test`, then validation by `valid` (NULL: none) on the training rows; x->split set,
+ * then mrec_check_split. seed is Elliot's random_seed, in [0, 2^32) as numpy wants it. Row order
+ * is the data's, as Elliot keeps it: x must come from one file, unsplit or resplit. */
+mrec_status mrec_split_elliot(mrec_interactions *x, const mrec_elliot_part *test, const mrec_elliot_part *valid, uint64_t seed);
+
+/* "random:0.2", "random:n=1", "temporal:0.2", "temporal:n=1", "timestamp:1609786061",
+ * "timestamp:2021-01-04", "timestamp:best" (min_below = min_over = 1), "timestamp:best:2:1"
+ * (min_below 2, min_over 1): one part, or MREC_ERR_ARG
+ * naming what is wrong. */
+mrec_status mrec_elliot_part_parse(const char *s, mrec_elliot_part *out);
+
+/* The rows of one split as Elliot's save_on_disk writes them (pandas to_csv, tab, no header, no
+ * index): user, item, rating, [timestamp], in data order. Integer ids are written as pandas reads
+ * them ("0878013001" as 878013001), other ids as given; ratings as integers, or as Python floats
+ * ("5.0") when the file wrote any with a point; without ratings 1 (Elliot's binarized column);
+ * timestamps as integers, or dates as "YYYY-MM-DD[ HH:MM:SS]". */
+mrec_status mrec_write_elliot_split(const mrec_interactions *x, mrec_split split, const char *path);
+
+/* Elliot's prefiltering strategies, applied in the order given:
+ *   MREC_PREFILTER_RATING     global_threshold: rating >= threshold kept
+ *   MREC_PREFILTER_USER_CORE  user_k_core: users with fewer than core rows leave (one pass)
+ *   MREC_PREFILTER_ITEM_CORE  item_k_core: items likewise
+ *   MREC_PREFILTER_KCORE      iterative_k_core: user then item passes until nothing changes
+ *   MREC_PREFILTER_ROUNDS     n_rounds_k_core: `rounds` user-then-item passes */
+typedef enum {
+    MREC_PREFILTER_RATING, MREC_PREFILTER_USER_CORE, MREC_PREFILTER_ITEM_CORE, MREC_PREFILTER_KCORE, MREC_PREFILTER_ROUNDS
+} mrec_prefilter_kind;
+
+typedef struct {
+    mrec_prefilter_kind kind;
+    double threshold;
+    int core, rounds;
+} mrec_prefilter;
+
+mrec_status mrec_prefilter_apply(mrec_interactions *x, const mrec_prefilter *steps, int n_steps);
+/* "rating:4,user:5,item:5,kcore:10,rounds:10:2" -> steps (at most cap), or MREC_ERR_ARG. */
+mrec_status mrec_prefilter_parse(const char *s, mrec_prefilter *steps, int cap, int *n_steps);
+
+/* "2020-06-26", "2020-06-26 13:45:00", "2020-06-26T13:45:00.250Z", "...+02:00": seconds since
+ * 1970-01-01 UTC (a zone offset applied, fractions dropped); 0 on success, -1 when s is not such
+ * a date or the date does not exist (2021-02-29). */
+int mrec_parse_date(const char *s, int64_t *seconds);
 
 /* ---- per-user lists (CSR) ------------------------------------------------------ */
 

@@ -430,7 +430,7 @@ static void elliot_split_and_run(void) {
     t_check(rc == 0 && strstr(out, "features: visual: 8-d, 35 of 35 items") && strstr(out, "59 users, 35 items"),
             "Elliot dataset strategy: 2-core drops u59, VBPR reads the feature folder: exit %d, %.300s", rc, rc ? out : "");
     int lines[3] = {0, 0, 0};
-    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    const char *names[3] = {"0/0/train.tsv", "0/0/val.tsv", "0/test.tsv"}; /* Elliot's save_on_disk layout */
     for (int s = 0; s < 3; s++) {
         snprintf(path, sizeof path, "%s/splits/tiny/%s", dir, names[s]);
         FILE *g = fopen(path, "r");
@@ -438,7 +438,7 @@ static void elliot_split_and_run(void) {
         while (g && fgets(line, sizeof line, g)) lines[s]++;
         if (g) fclose(g);
     }
-    t_check(lines[0] == 59 * 6 && lines[1] == 59 && lines[2] == 59, "save_on_disk: splits/tiny/ holds 354 / 59 / 59 pairs (%d / %d / %d)", lines[0],
+    t_check(lines[0] == 59 * 6 && lines[1] == 59 && lines[2] == 59, "save_on_disk: splits/tiny/0/0/train.tsv, val.tsv and 0/test.tsv hold 354 / 59 / 59 pairs (%d / %d / %d)", lines[0],
             lines[1], lines[2]);
     t_check(strstr(out, "no improvement in 2 evaluations") != NULL || strstr(out, "best epoch 30") != NULL, "early_stopping's patience reaches the trainer");
 

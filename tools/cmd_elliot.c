@@ -7,8 +7,11 @@
  *                   side_information: [{dataloader: VisualAttribute, visual_features: FOLDER}, ...]}
  *                  (or strategy: dataset, dataset_path: FILE, with splitting)
  *     prefiltering: [{strategy: global_threshold, threshold: 4}, {strategy: iterative_k_core, core: 5}]
+ *                   (also user_k_core, item_k_core, n_rounds_k_core with rounds; applied in order)
  *     splitting: {save_on_disk: True, save_folder: ..., test_splitting: {strategy: random_subsampling,
  *                 test_ratio: 0.2}, validation_splitting: {...}}
+ *                (random_subsampling and temporal_hold_out with test_ratio or leave_n_out, fixed_timestamp with
+ *                 timestamp: SECONDS|DATE|best; Elliot's splitter draw for draw, recsys/split_elliot.c)
  *     top_k: 20
  *     evaluation: {cutoffs: [10, 20], simple_metrics: [Recall, nDCG, HR], relevance_threshold: 0,
  *                  paired_ttest: True, wilcoxon_test: True}

@@ -20,7 +20,7 @@
 #include <string.h>
 
 enum {
-    O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_FEATURES, O_MISSING, O_KNOCKOUT,
+    O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_PREFILTER, O_FEATURES, O_MISSING, O_KNOCKOUT,
     O_SAVE_SPLITS, O_CACHE, O_MODEL, O_PARAMS, O_METRICS, O_K, O_SELECT, O_THRESHOLD, O_MASK_VALID, O_OUT, O_OVERWRITE, O_RESUME,
     O_SAVE_TOPK, O_PER_USER, O_SAVE, O_RESTORE, O_THREADS, O_DEVICE, N_OPTIONS
 };
@@ -33,12 +33,19 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [O_DUPLICATES] = {"--duplicates", MREC_OPT_ENUM, "drop|error", "a pair given again: kept once and counted, or refused", "drop",
                       .choices = "drop|error"},
     [O_SPLIT] = {"--split", MREC_OPT_TEXT, "HOW",
-                 "mmrec, random:T[:V], temporal:T[:V] or leave:N[:valid]: a split made here instead of the data's own"},
+                 "a split made here instead of the data's own: mmrec (MMRec's rule); random:T[:V] and temporal:T[:V] (Elliot's "
+                 "random_subsampling and temporal_hold_out, test ratio T, validation ratio V of the rest, numpy's stream as Elliot "
+                 "draws it); elliot:TEST[/VALID], each part random:R, random:n=N, temporal:R, temporal:n=N or timestamp:SECONDS|DATE|best "
+                 "(Elliot's test_ratio, leave_n_out, fixed_timestamp); leave:N[:valid] (the N latest per user, users with more); "
+                 "splitmix:T[:V] (mrec's own per-user random split)"},
     [O_SEED_SPLIT] = {"--seed-split", MREC_OPT_U64, "N", "the split's seed", "999"},
     [O_MIN_RATING] = {"--min-rating", MREC_OPT_REAL, "X", "interactions rated below X leave first", .lo = -1e9, .hi = 1e9},
     [O_KCORE] = {"--kcore", MREC_OPT_INT, "K", "users and items with fewer than K interactions leave, until none is left", "0 (none)", 0,
                  1000000},
     [O_KCORE_ONCE] = {"--kcore-once", MREC_OPT_SWITCH, NULL, "one round of --kcore instead"},
+    [O_PREFILTER] = {"--prefilter", MREC_OPT_TEXT, "STEP,...",
+                     "Elliot's prefiltering, in order: rating:X (global_threshold), user:K (user_k_core), item:K (item_k_core), "
+                     "kcore:K (iterative_k_core), rounds:K:N (n_rounds_k_core)"},
     [O_FEATURES] = {"--features", MREC_OPT_TEXT, "NAME=PATH,...",
                     "item features per modality: a .npy matrix or a folder of <id>.npy (see below)"},
     [O_MISSING] = {"--missing", MREC_OPT_ENUM, "mean|drop", "items a modality lacks get its mean (MMRec), or leave with their interactions",
@@ -168,6 +175,7 @@ int mrec_cmd_train(int argc, char **argv) {
     if (v[O_SEED_SPLIT].given) s.split_seed = v[O_SEED_SPLIT].u;
     if (v[O_MIN_RATING].given) s.min_rating = (float)v[O_MIN_RATING].r;
     s.kcore = (int)v[O_KCORE].i, s.kcore_once = v[O_KCORE_ONCE].given;
+    s.prefilter = v[O_PREFILTER].text;
     s.features = v[O_FEATURES].text, s.knockout = v[O_KNOCKOUT].text, s.save_splits = v[O_SAVE_SPLITS].text;
     s.missing_drop = v[O_MISSING].given && v[O_MISSING].i == 1;
     s.cache = v[O_CACHE].text;
@@ -209,6 +217,12 @@ int mrec_cmd_train(int argc, char **argv) {
     double a, b;
     if (s.split && mrec_split_parse(s.split, &kind, &a, &b)) { /* checked before the data is read */
         fprintf(stderr, "mrec train: --split: %s\n", mrec_error_detail());
+        return 1;
+    }
+    mrec_prefilter steps[16];
+    int n_steps;
+    if (s.prefilter && mrec_prefilter_parse(s.prefilter, steps, 16, &n_steps)) {
+        fprintf(stderr, "mrec train: --prefilter: %s\n", mrec_error_detail());
         return 1;
     }
     if (!inputs_readable(s.data, "--data", 0) || !inputs_readable(s.features, "--features", 1)) return 2;

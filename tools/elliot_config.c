@@ -120,6 +120,7 @@ static mrec_status read_data(experiment *e, const mrec_cfg_node *x) {
     return st;
 }
 
+/* prefiltering -> the spec's prefilter steps, in the file's order (Elliot applies them one after the other). */
 static mrec_status read_filters(experiment *e, const mrec_cfg_node *x) {
     const mrec_cfg *c = e->c;
     const mrec_cfg_node *pf = mrec_cfg_get(x, "prefiltering");
@@ -127,63 +128,97 @@ static mrec_status read_filters(experiment *e, const mrec_cfg_node *x) {
     if (pf->kind == MREC_CFG_SCALAR) return bad(c, pf, "prefiltering must be a filter or a list of filters");
     mrec_status st = MREC_OK;
     int one = pf->kind == MREC_CFG_MAP; /* a single filter, not in a list */
+    size_t at = 0;
     for (const mrec_cfg_node *f = one ? pf : pf->child; f && !st; f = one ? NULL : f->next) {
         static const char *const keys[] = {"strategy", "threshold", "core", "rounds", NULL};
         const char *s = NULL;
         double num = 0;
+        long core = 0, rounds = 1;
+        char step[64] = "";
         if (!(st = mrec_cfg_check_keys(c, f, "prefiltering", keys))) st = mrec_cfg_string(c, f, "strategy", 1, &s);
-        if (!st && !strcmp(s, "global_threshold")) {
-            if (!(st = mrec_cfg_number(c, f, "threshold", 1, -1e9, 1e9, &num))) e->base.min_rating = (float)num;
-        } else if (!st && (!strcmp(s, "iterative_k_core") || !strcmp(s, "n_rounds_k_core"))) {
-            long core = 0, rounds = 1;
-            if (!(st = mrec_cfg_int(c, f, "core", 1, 1, 1000000, &core)) && !strcmp(s, "n_rounds_k_core"))
-                st = mrec_cfg_int(c, f, "rounds", 1, 1, 1, &rounds);
-            if (!st) e->base.kcore = (int)core;
-            if (!st && !strcmp(s, "n_rounds_k_core")) e->base.kcore_once = 1;
-        } else if (!st) {
-            st = bad(c, mrec_cfg_get(f, "strategy"), "prefiltering strategy is global_threshold, iterative_k_core or n_rounds_k_core "
-                                                     "(with rounds: 1)");
+        if (st) break;
+        if (!strcmp(s, "global_threshold")) {
+            const mrec_cfg_node *t = mrec_cfg_get(f, "threshold");
+            if (t && t->kind == MREC_CFG_SCALAR && !strcmp(t->value, "average"))
+                st = bad(c, t, "global_threshold: threshold average is not supported (give the number)");
+            else if (!(st = mrec_cfg_number(c, f, "threshold", 1, -1e9, 1e9, &num))) snprintf(step, sizeof step, "rating:%.17g", num);
+        } else if (!strcmp(s, "user_k_core") || !strcmp(s, "item_k_core") || !strcmp(s, "iterative_k_core")) {
+            if (!(st = mrec_cfg_int(c, f, "core", 1, 1, 1000000, &core)))
+                snprintf(step, sizeof step, "%s:%ld", !strcmp(s, "user_k_core") ? "user" : !strcmp(s, "item_k_core") ? "item" : "kcore", core);
+        } else if (!strcmp(s, "n_rounds_k_core")) {
+            if (!(st = mrec_cfg_int(c, f, "core", 1, 1, 1000000, &core)) && !(st = mrec_cfg_int(c, f, "rounds", 1, 1, 1000, &rounds)))
+                snprintf(step, sizeof step, "rounds:%ld:%ld", core, rounds);
+        } else {
+            st = bad(c, mrec_cfg_get(f, "strategy"), "prefiltering strategy is global_threshold, user_k_core, item_k_core, iterative_k_core "
+                                                     "or n_rounds_k_core");
         }
+        if (!st && at + strlen(step) + 2 > sizeof e->prefilter) st = bad(c, f, "at most 16 prefiltering steps");
+        if (!st) at += (size_t)snprintf(e->prefilter + at, sizeof e->prefilter - at, "%s%s", at ? "," : "", step);
+    }
+    if (!st && at) e->base.prefilter = e->prefilter;
+    return st;
+}
+
+/* One of test_splitting / validation_splitting as a part of --split elliot:TEST[/VALID] (mrec_elliot_part_parse). */
+static mrec_status read_split_part(experiment *e, const mrec_cfg_node *part, const char *name, char *out, size_t cap) {
+    const mrec_cfg *c = e->c;
+    static const char *const keys[] = {"strategy", "test_ratio", "leave_n_out", "folds", "timestamp", "min_below", "min_over", NULL};
+    const char *kind = NULL, *ts = NULL;
+    double ratio = 0;
+    long leave = 0, folds = 1, below = 1, over = 1;
+    mrec_status st = mrec_cfg_check_keys(c, part, name, keys);
+    if (!st) st = mrec_cfg_string(c, part, "strategy", 1, &kind);
+    if (!st && (!strcmp(kind, "random_subsampling") || !strcmp(kind, "temporal_hold_out"))) {
+        if (!(st = mrec_cfg_number(c, part, "test_ratio", 0, -1e9, 1e9, &ratio)) && mrec_cfg_get(part, "test_ratio") && !(ratio > 0 && ratio < 1))
+            st = bad(c, mrec_cfg_get(part, "test_ratio"), "test_ratio must lie in (0, 1)");
+        if (!st) st = mrec_cfg_int(c, part, "leave_n_out", 0, 1, 1000000, &leave);
+        if (!st) st = mrec_cfg_int(c, part, "folds", 0, 1, 1000, &folds);
+        if (!st && folds != 1) st = bad(c, mrec_cfg_get(part, "folds"), "folds: mrec trains one split (folds 1)");
+        if (!st && !ratio == !leave) st = bad(c, part, "give test_ratio or leave_n_out, one of the two");
+        if (!st && (mrec_cfg_get(part, "timestamp") || mrec_cfg_get(part, "min_below") || mrec_cfg_get(part, "min_over")))
+            st = bad(c, part, "timestamp, min_below and min_over go with fixed_timestamp");
+        if (!st && leave) snprintf(out, cap, "%s:n=%ld", kind[0] == 'r' ? "random" : "temporal", leave);
+        else if (!st) snprintf(out, cap, "%s:%.17g", kind[0] == 'r' ? "random" : "temporal", ratio);
+    } else if (!st && !strcmp(kind, "fixed_timestamp")) {
+        if (!(st = mrec_cfg_string(c, part, "timestamp", 1, &ts)) && !(st = mrec_cfg_int(c, part, "min_below", 0, 0, 1000000, &below)))
+            st = mrec_cfg_int(c, part, "min_over", 0, 0, 1000000, &over);
+        if (!st && (mrec_cfg_get(part, "test_ratio") || mrec_cfg_get(part, "leave_n_out") || mrec_cfg_get(part, "folds")))
+            st = bad(c, part, "fixed_timestamp takes timestamp (seconds, a date or best), min_below and min_over");
+        if (!st && strcmp(ts, "best") && (mrec_cfg_get(part, "min_below") || mrec_cfg_get(part, "min_over")))
+            st = bad(c, part, "min_below and min_over go with timestamp: best");
+        mrec_elliot_part probe;
+        char one[160];
+        snprintf(one, sizeof one, "timestamp:%s", ts ? ts : "");
+        if (!st && mrec_elliot_part_parse(one, &probe)) st = bad(c, mrec_cfg_get(part, "timestamp"), mrec_error_detail());
+        if (!st && !strcmp(ts, "best") && (below != 1 || over != 1)) snprintf(out, cap, "timestamp:best:%ld:%ld", below, over);
+        else if (!st) snprintf(out, cap, "%s", one);
+    } else if (!st) {
+        st = bad(c, mrec_cfg_get(part, "strategy"), "splitting strategy is random_subsampling, temporal_hold_out or fixed_timestamp "
+                                                    "(random_cross_validation: mrec trains one split)");
     }
     return st;
 }
 
-/* test_splitting + validation_splitting -> --split. */
+/* test_splitting + validation_splitting -> --split elliot:TEST[/VALID], Elliot's splitter exactly (split_elliot.c). */
 static mrec_status read_splitting(experiment *e, const mrec_cfg_node *x) {
     const mrec_cfg *c = e->c;
     const mrec_cfg_node *sp = mrec_cfg_get(x, "splitting");
     if (!sp) return MREC_OK;
     static const char *const keys[] = {"save_on_disk", "save_folder", "test_splitting", "validation_splitting", NULL};
-    static const char *const skeys[] = {"strategy", "test_ratio", "leave_n_out", NULL};
     mrec_status st = mrec_cfg_check_keys(c, sp, "experiment.splitting", keys);
     const mrec_cfg_node *parts[2] = {mrec_cfg_get(sp, "test_splitting"), mrec_cfg_get(sp, "validation_splitting")};
     if (!st && !parts[0]) st = bad(c, sp, "splitting needs test_splitting");
-    const char *kind[2] = {NULL, NULL};
-    double ratio[2] = {0, 0};
-    long leave[2] = {0, 0};
-    for (int p = 0; p < 2 && !st; p++) {
-        if (!parts[p]) continue;
-        if (!(st = mrec_cfg_check_keys(c, parts[p], p ? "validation_splitting" : "test_splitting", skeys)))
-            st = mrec_cfg_string(c, parts[p], "strategy", 1, &kind[p]);
-        if (!st) st = mrec_cfg_number(c, parts[p], "test_ratio", 0, 0, 0.99, &ratio[p]);
-        if (!st) st = mrec_cfg_int(c, parts[p], "leave_n_out", 0, 1, 1000, &leave[p]);
-        if (!st && strcmp(kind[p], "random_subsampling") && strcmp(kind[p], "temporal_hold_out"))
-            st = bad(c, mrec_cfg_get(parts[p], "strategy"), "splitting strategy is random_subsampling or temporal_hold_out");
-        if (!st && !ratio[p] == !leave[p]) st = bad(c, parts[p], "give test_ratio or leave_n_out");
-    }
-    if (!st && parts[1] && (strcmp(kind[0], kind[1]) || !leave[0] != !leave[1] || (leave[1] && leave[1] != leave[0])))
-        st = bad(c, parts[1], "validation_splitting must use the strategy of test_splitting (and the same leave_n_out)");
-    if (!st && leave[0] && !strcmp(kind[0], "random_subsampling"))
-        st = bad(c, parts[0], "leave_n_out goes with temporal_hold_out (the latest interactions)");
+    char text[2][160] = {"", ""};
+    for (int p = 0; p < 2 && !st; p++)
+        if (parts[p]) st = read_split_part(e, parts[p], p ? "validation_splitting" : "test_splitting", text[p], sizeof text[p]);
     if (!st) {
-        if (leave[0]) snprintf(e->split, sizeof e->split, "leave:%ld%s", leave[0], parts[1] ? ":1" : "");
-        else snprintf(e->split, sizeof e->split, "%s:%g:%g", !strcmp(kind[0], "random_subsampling") ? "random" : "temporal", ratio[0], ratio[1]);
+        snprintf(e->split, sizeof e->split, "elliot:%s%s%s", text[0], parts[1] ? "/" : "", text[1]);
         e->base.split = e->split;
     }
     int save = 0;
     if (!st) st = mrec_cfg_bool(c, sp, "save_on_disk", 0, &save);
     if (!st && save && !(st = path_value(e, sp, "save_folder", 1, 0, e->save_folder, sizeof e->save_folder)))
-        e->base.save_splits = e->save_folder; /* made by the run */
+        e->base.save_splits = e->save_folder, e->base.save_splits_elliot = 1; /* made by the run */
     return st;
 }
 

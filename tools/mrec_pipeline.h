@@ -22,9 +22,12 @@ typedef struct {
     mrec_duplicates duplicates;
     float min_rating;          /* interactions rated below leave first; -INFINITY: none */
     int kcore, kcore_once;     /* users and items with fewer interactions leave (iteratively unless once); 0: none */
-    const char *split;         /* NULL: the data's own; mmrec, random:T[:V], temporal:T[:V], leave:N[:valid] */
+    const char *prefilter;     /* Elliot's prefiltering after those, in order (mrec_prefilter_parse), or NULL */
+    const char *split;         /* NULL: the data's own; mmrec, random:T[:V] and temporal:T[:V] (Elliot's), leave:N[:valid],
+                                * splitmix:T[:V], elliot:TEST[/VALID] (mrec_elliot_part_parse) */
     uint64_t split_seed;
     const char *save_splits;   /* a folder for the split used (train.tsv, val.tsv, test.tsv), or NULL */
+    int save_splits_elliot;    /* that folder in Elliot's save_on_disk layout and format */
     const char *features;      /* "NAME=PATH,...", or NULL */
     int missing_drop;          /* items a modality lacks leave with their interactions (else they get its mean) */
     const char *knockout;      /* "NAME[:noise]", or NULL */

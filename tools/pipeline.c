@@ -60,29 +60,65 @@ static int split_numbers(const char *s, const char *name, double *a, double *b) 
     return 1;
 }
 
+/* elliot:TEST[/VALID]: each part as mrec_elliot_part_parse reads it; valid->strategy is -1 without one. */
+static mrec_status elliot_parts(const char *s, mrec_elliot_part *test, mrec_elliot_part *valid, int *has_valid) {
+    char buf[256];
+    if (snprintf(buf, sizeof buf, "%s", s + 7) >= (int)sizeof buf) return mrec_fail(MREC_ERR_ARG, "'%.40s...': too long", s);
+    char *slash = strchr(buf, '/');
+    if (slash) *slash = 0;
+    *has_valid = slash != NULL;
+    mrec_status st = mrec_elliot_part_parse(buf, test);
+    if (!st && slash) st = mrec_elliot_part_parse(slash + 1, valid);
+    return st;
+}
+
 mrec_status mrec_split_parse(const char *s, int *kind, double *a, double *b) {
-    static const char *const names[] = {"mmrec", "random", "temporal", "leave"};
+    static const char *const names[] = {"mmrec", "random", "temporal", "leave", "splitmix"};
     *a = *b = 0;
     if (s && !strcmp(s, "mmrec")) return *kind = 0, MREC_OK;
     int r = 0;
-    for (int i = 1; i < 4 && s && !r; i++)
+    char why[400] = "";
+    if (s && !strncmp(s, "elliot:", 7)) {
+        mrec_elliot_part t, v;
+        int has_valid;
+        *kind = 5;
+        if (!elliot_parts(s, &t, &v, &has_valid)) return MREC_OK;
+        snprintf(why, sizeof why, ": %s", mrec_error_detail());
+        r = -1;
+    }
+    for (int i = 1; i < 5 && s && !r; i++)
         if ((r = split_numbers(s, names[i], a, b))) *kind = i;
     if (r > 0) return MREC_OK;
-    char why[400] = "";
-    if (r < 0) snprintf(why, sizeof why, ": %s", mrec_error_detail());
-    return mrec_fail(MREC_ERR_ARG, "'%s' is not mmrec, random:T[:V], temporal:T[:V] or leave:N[:valid]%s", s ? s : "", why);
+    if (r < 0 && !why[0]) snprintf(why, sizeof why, ": %s", mrec_error_detail());
+    return mrec_fail(MREC_ERR_ARG, "'%s' is not mmrec, random:T[:V], temporal:T[:V], leave:N[:valid], splitmix:T[:V] or elliot:TEST[/VALID]%s",
+                     s ? s : "", why);
 }
 
-/* Elliot's save_on_disk: train.tsv, val.tsv, test.tsv (user, item, rating). The folder appears with its three files
- * together; it is replaced without asking, as every grid point of an experiment saves the same split again. */
-static mrec_status write_splits(const char *dir, const mrec_interactions *x) {
+/* --save-splits: train.tsv, val.tsv, test.tsv (user, item, rating). With elliot, Elliot's save_on_disk instead:
+ * 0/test.tsv and 0/0/train.tsv, 0/0/val.tsv (0/train.tsv without validation), rows as pandas writes them
+ * (mrec_write_elliot_split). The folder appears with its files together; it is replaced without asking, as every
+ * grid point of an experiment saves the same split again. */
+static mrec_status write_splits(const char *dir, const mrec_interactions *x, int elliot) {
     static const char *const names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    int has_valid = 0;
+    for (int64_t i = 0; i < x->n && !has_valid; i++) has_valid = x->split[i] == MREC_SPLIT_VALID;
     mrec_out_dir od;
     mrec_status st = mrec_out_begin(&od, dir, MREC_OUT_OVERWRITE);
     if (st) return st;
+    char path[4400];
+    if (elliot) {
+        snprintf(path, sizeof path, "%s/0", od.scratch);
+        if (mkdir(path, 0755) != 0) st = mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
+        snprintf(path, sizeof path, "%s/0/0", od.scratch);
+        if (!st && has_valid && mkdir(path, 0755) != 0) st = mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
+    }
     for (int s = 0; s < 3 && !st; s++) {
-        char path[4400];
-        snprintf(path, sizeof path, "%s/%s", od.scratch, names[s]);
+        if (elliot && s == MREC_SPLIT_VALID && !has_valid) continue;
+        snprintf(path, sizeof path, "%s/%s%s", od.scratch, !elliot ? "" : s == MREC_SPLIT_TEST || !has_valid ? "0/" : "0/0/", names[s]);
+        if (elliot) {
+            st = mrec_write_elliot_split(x, (mrec_split)s, path);
+            continue;
+        }
         mrec_atomic_file af;
         if ((st = mrec_atomic_begin(&af, path))) break;
         for (int64_t i = 0; i < x->n; i++)
@@ -123,7 +159,13 @@ static mrec_status resplit(const mrec_train_spec *s, mrec_interactions *x) {
     if (st) return st;
     if (kind == 0) return mrec_split_mmrec_draw(x, s->split_seed);
     if (kind == 3) return mrec_split_users(x, MREC_SPLITTER_LEAVE_N, 0, b, (int)a, s->split_seed);
-    return mrec_split_users(x, kind == 1 ? MREC_SPLITTER_RANDOM : MREC_SPLITTER_TEMPORAL, a, b, 0, s->split_seed);
+    if (kind == 4) return mrec_split_users(x, MREC_SPLITTER_RANDOM, a, b, 0, s->split_seed);
+    /* Elliot's splitter: random:T[:V] and temporal:T[:V] are its two ratio splittings, elliot:... any of its parts */
+    mrec_elliot_part test = {.strategy = kind == 1 ? MREC_ELLIOT_RANDOM : MREC_ELLIOT_TEMPORAL, .ratio = a}, valid = test;
+    int has_valid = b > 0;
+    valid.ratio = b;
+    if (kind == 5 && (st = elliot_parts(s->split, &test, &valid, &has_valid))) return st;
+    return mrec_split_elliot(x, &test, has_valid ? &valid : NULL, s->split_seed);
 }
 
 /* ---- the modalities ---- */
@@ -411,10 +453,15 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     }
     if (!STEP("loading data", load_data(s, &x)) && (s->kcore > 0 || s->min_rating > -INFINITY))
         STEP("filtering", mrec_filter(&x, s->min_rating, s->kcore, s->kcore, !s->kcore_once));
+    if (!st && s->prefilter) {
+        mrec_prefilter steps[16];
+        int n_steps = 0;
+        if (!STEP("filtering", mrec_prefilter_parse(s->prefilter, steps, 16, &n_steps))) STEP("filtering", mrec_prefilter_apply(&x, steps, n_steps));
+    }
     if (!st && s->split) STEP("splitting", resplit(s, &x));
     if (!st && !x.has_split)
         STEP("splitting", mrec_fail(MREC_ERR_FORMAT, "%s has no split (an x_label column, or train.txt/test.txt); give one with --split", s->data));
-    if (!st && s->save_splits) STEP("--save-splits", write_splits(s->save_splits, &x));
+    if (!st && s->save_splits) STEP("--save-splits", write_splits(s->save_splits, &x, s->save_splits_elliot));
     if (!st && s->features) STEP("features", load_modalities(s, feat, &n_feat, &x));
     if (!st && s->knockout) STEP("knockout", knock_out(s, feat, n_feat, mrec_hp_u64(&r->values, MREC_HP_SEED), &knocked));
     /* the modalities side by side, for models that take one feature vector per item */

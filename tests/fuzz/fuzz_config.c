@@ -8,6 +8,7 @@
 #include "../../tools/elliot.h"
 #include "../../tools/mrec_options.h"
 #include "../../tools/mrec_parse.h"
+#include "../../recsys/mrec_recsys.h"
 
 #include <math.h>
 
@@ -25,6 +26,15 @@ static void numbers(const char *s) {
     if (!mrec_parse_real(s, 0, 1, MREC_OPEN_LO | MREC_OPEN_HI, &d) && !(d > 0 && d < 1)) abort();
     if (!mrec_parse_double(s, -1e300, 1e300, &d) && !isfinite(d)) abort();
     if (!mrec_parse_reals(s, 3, -1, 1, three) && !(fabs(three[0]) <= 1 && fabs(three[1]) <= 1 && fabs(three[2]) <= 1)) abort();
+    /* the --split and --prefilter spellings an Elliot config becomes, and dates */
+    mrec_elliot_part part;
+    if (!mrec_elliot_part_parse(s, &part) && !(part.strategy == MREC_ELLIOT_FIXED_TIME || part.leave_n >= 1 || (part.ratio > 0 && part.ratio < 1)))
+        abort();
+    mrec_prefilter steps[4];
+    int n_steps = -1;
+    if (!mrec_prefilter_parse(s, steps, 4, &n_steps) && (n_steps < 0 || n_steps > 4)) abort();
+    int64_t seconds;
+    mrec_parse_date(s, &seconds);
     mrec_param_value v;
     for (int h = 0; h < MREC_HP_COUNT; h++) /* every hyper-parameter: an accepted value is inside its range */
         if (mrec_param_parse((mrec_hp)h, s, &v) == MREC_OK && mrec_param_check((mrec_hp)h, &v) != MREC_OK) abort();
