@@ -116,6 +116,11 @@ void mrec_batch_rows_free(mrec_batch_rows *r);
 mrec_csr mrec_graph_carve(mrec_arena *a, int n_rows, int n_cols, int64_t nnz, mrec_device device);
 mrec_status mrec_graph_upload(mrec_context *ctx, const mrec_csr *dst, const mrec_csr *src);
 
+/* For tests, as mrec_ngcf_use_ops: the models below on a CPU context take
+ * their batches, forwards and scoring through the op entries, the path a GPU
+ * context always takes, so the CPU checks it against the host loops. */
+mrec_status mrec_lightgcnm_use_ops(mrec_model *m);
+
 /* -mean log sigmoid(pos - neg) without MMRec's 1e-10 (the authors' LightGCN
  * loss, FREEDOM's and LATTICE's); dx (n) = d loss / d (pos - neg). */
 double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n);

@@ -371,7 +371,7 @@ static const mrec_model_entry MODELS[] = {
                 P(MREC_HP_AUGMENT, "sampling", "augment"), BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS}},
     /* the fork's own defaults (the benchmark's templates have no LightGCN-M); the fork samples users at random */
     {.name = "lightgcnm", .elliot = "LightGCNM", .summary = "LightGCN whose items are projections of their features (the Ducho-meets-Elliot fork)",
-     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS, .create = create_lightgcnm,
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_lightgcnm,
      .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
                 P(MREC_HP_AGGREGATION, "aggregation", "aggregation"), BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS},
      .fixed = {NORMALIZED}},

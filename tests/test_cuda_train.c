@@ -17,6 +17,7 @@
 
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_registry.h"
+#include "../recsys/recsys_internal.h"
 #include "../tools/mrec_pipeline.h"
 
 #include <math.h>
@@ -271,7 +272,8 @@ static void op_path_on_cpu(mrec_context *cpu) {
     static const struct {
         const char *name;
         use_ops_fn use_ops;
-    } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}, {"freedom", mrec_freedom_use_ops}};
+    } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}, {"freedom", mrec_freedom_use_ops},
+                  {"lightgcnm", mrec_lightgcnm_use_ops}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
