@@ -646,11 +646,39 @@ void mrec_l2_normalize_rows_back_cpu(float *dx, const float *dy, const float *y,
                                      int C, mrec_pool *pool);
 mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const float *y, const float *x, float eps, float beta,
                                              int R, int C, mrec_cuda *cu);
+/* What the contrastive graph models (SimGCL, SGL) need on top (references
+ * and CPU variants in kernels/cpu/train.c, GPU ones in kernels/cuda/train.cu).
+ *
+ * SimGCL's perturbation, row by row over x (R, C):
+ *   x[r, c] += eps * sign(x[r, c]) * (u[r, c] * (1 / max(|u_r|, 1e-12)))
+ * with sign(0) = 0 and u (R, C) the uniform draws, or, with u NULL, the hash
+ * stream of mrec_hash_dropout: u[r, c] = u(key, offset + r C + c). |u_r| is
+ * summed in float in column order and eps / max(..) taken once per row, as
+ * SimGCL's host loops compute it, so every variant gives the same bits. */
+void mrec_sign_noise_ref(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C);
+void mrec_sign_noise_cpu(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C, mrec_pool *pool);
+mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C,
+                                 mrec_cuda *cu);
+/* Softmax cross-entropy of each row of s (R, C) against a target column
+ * (InfoNCE's positive): target (R) valid columns, or NULL for column r (the
+ * diagonal of a square s).
+ *   loss[r] = logsumexp(s_r) - s_r[t_r]                       (double, (R))
+ *   g[r, c] = (float)(alpha / z_r) * exp(s[r, c] - max_r) - alpha [c == t_r]
+ * with z_r = sum_c exp(s[r, c] - max_r) summed in double; g may be s. The
+ * GPU reduces each row in a fixed tree: the same bits on every run. */
+void mrec_softmax_xent_rows_ref(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C);
+void mrec_softmax_xent_rows_cpu(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C,
+                                mrec_pool *pool);
+mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R,
+                                        int C, mrec_cuda *cu);
 /* Entries. */
 mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
                               uint64_t key);
 mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, const float *z, float slope, int64_t n);
 mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
                                         float eps, float beta, int R, int C);
+mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C);
+mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
+                                   int R, int C);
 
 #endif

@@ -120,6 +120,13 @@ mrec_status mrec_graph_upload(mrec_context *ctx, const mrec_csr *dst, const mrec
  * their batches, forwards and scoring through the op entries, the path a GPU
  * context always takes, so the CPU checks it against the host loops. */
 mrec_status mrec_lightgcnm_use_ops(mrec_model *m);
+mrec_status mrec_simgcl_use_ops(mrec_model *m);
+
+/* The hash stream of mrec_hash_dropout and mrec_sign_noise: a uniform in
+ * [0, 1) per (key, element), the same on every device and in any order. */
+static inline float mrec_hash_uniform(uint64_t key, uint64_t e) {
+    return (float)((mrec_mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+}
 
 /* -mean log sigmoid(pos - neg) without MMRec's 1e-10 (the authors' LightGCN
  * loss, FREEDOM's and LATTICE's); dx (n) = d loss / d (pos - neg). */

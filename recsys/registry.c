@@ -358,7 +358,7 @@ static const mrec_model_entry MODELS[] = {
     /* the benchmark's SimGCL template (config_templates.py): its fixed values, and the first point of its lr and reg_cl
      * grids; the fork samples every training pair once an epoch, and fixes the temperature at 0.2 */
     {.name = "simgcl", .elliot = "SimGCL", .summary = "LightGCN with InfoNCE between two noise-perturbed views (the Ducho-meets-Elliot fork)",
-     .flags = MREC_MODEL_TRAINS, .create = create_simgcl,
+     .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_simgcl,
      .params = {DIM, LAYERS("n_layers"), OWN(MREC_HP_LR, "lr", "lr", 0.0001), REG("l_w", "l_w", 1e-4), P(MREC_HP_EPS, "eps", "eps"),
                 OWN(MREC_HP_CL_WEIGHT, "reg_cl", "reg_cl", 0.5), P(MREC_HP_TEMP, NULL, "temp"), OWN(MREC_HP_BATCH_SIZE, "batch_size", "batch", 1024),
                 OWN(MREC_HP_SEED, "seed", "seed", 123), OWN(MREC_HP_EPOCHS, "epochs", NULL, 200)},

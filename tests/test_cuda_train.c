@@ -273,7 +273,7 @@ static void op_path_on_cpu(mrec_context *cpu) {
         const char *name;
         use_ops_fn use_ops;
     } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}, {"freedom", mrec_freedom_use_ops},
-                  {"lightgcnm", mrec_lightgcnm_use_ops}};
+                  {"lightgcnm", mrec_lightgcnm_use_ops}, {"simgcl", mrec_simgcl_use_ops}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
@@ -447,6 +447,109 @@ done:
     free(x), free(y), free(dy), free(wide), free(ref), free(out), free(idx);
 }
 
+/* ---- SimGCL's and SGL's ops: the sign noise and InfoNCE's rows, each entry against a naive computation here and
+ * against its reference. The noise on the CPU bit for bit (each row computed as the reference does), on the GPU the
+ * same (correctly rounded float operations, no contraction); InfoNCE's rows on the CPU bit for bit, on the GPU within
+ * 1e-6 + 1e-5 relative for the gradient and 1e-9 + 1e-6 relative for the loss (expf within 2 ulp there, the row sums
+ * in double in another order). ---- */
+
+static void contrast_ops(mrec_context *ctx, const char *where) {
+    enum { R = 333, C = 37, K = 41 }; /* odd shapes: no multiple of a warp or a block; K > C */
+    const int64_t n = (int64_t)R * C;
+    int gpu = ctx->device != MREC_DEVICE_CPU;
+    mrec_arena a = {0};
+    if (!t_status(mrec_arena_reserve(&a, 8 * sizeof(float) * (size_t)n + 65536, ctx->device, ctx->cuda), MREC_OK, "%s: buffers",
+                  where))
+        return;
+    float *x = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
+    float *out = malloc(sizeof(float) * n), *naive = malloc(sizeof(float) * n);
+    double *lref = malloc(sizeof(double) * K), *lout = malloc(sizeof(double) * K); /* K > C rows at most */
+    int32_t target[K];
+    uint64_t st = 91;
+    t_fill_uniform(x, n, &st, -1, 1), t_fill_uniform(u, n, &st, 0, 1);
+    x[4] = 0.0f;                                   /* sign(0) = 0: no noise there */
+    for (int c = 0; c < C; c++) u[2 * C + c] = 0;  /* a row of zero draws: the norm's floor */
+    float *dx = place(ctx, &a, x, sizeof(float) * n), *du = place(ctx, &a, u, sizeof(float) * n);
+    float *dout = place(ctx, &a, NULL, sizeof(float) * n);
+    double *dloss = place(ctx, &a, NULL, sizeof(double) * K);
+    int32_t *dtarget = place(ctx, &a, NULL, sizeof(int32_t) * K);
+    if (!dx || !du || !dout || !dloss || !dtarget) goto done;
+
+    /* the sign noise: given draws and the hash stream at an offset, against a naive loop over the formula */
+    for (int form = 0; form < 2; form++) {
+        const float eps = 0.1f;
+        uint64_t key = 0xC0FFEE ^ (uint64_t)form, off = form ? 12345 : 0;
+        for (int r = 0; r < R; r++) {
+            float s = 0, v[C];
+            for (int c = 0; c < C; c++) {
+                v[c] = form ? host_uniform(key, off + (uint64_t)r * C + c) : u[r * C + c];
+                s += v[c] * v[c];
+            }
+            float scale = eps / fmaxf(sqrtf(s), 1e-12f);
+            for (int c = 0; c < C; c++) {
+                float xv = x[r * C + c];
+                naive[r * C + c] = xv + (xv > 0 ? 1.0f : xv < 0 ? -1.0f : 0.0f) * (v[c] * scale);
+            }
+        }
+        memcpy(ref, x, sizeof(float) * n);
+        mrec_sign_noise_ref(ref, form ? NULL : u, eps, key, off, R, C);
+        t_allclose(where, naive, ref, n, 0, 0);
+        if (mrec_copy_to_device(ctx, dout, x, sizeof(float) * n) != MREC_OK) continue;
+        if (t_status(mrec_sign_noise(ctx, dout, form ? NULL : du, eps, key, off, R, C), MREC_OK, "%s: sign noise", where) &&
+            fetch(ctx, out, dout, n))
+            t_allclose(where, ref, out, n, 0, 0);
+        t_check(ref[4] == 0.0f && (form || !memcmp(ref + 2 * C, x + 2 * C, sizeof(float) * C)),
+                "%s: sign noise leaves a zero entry at zero%s", where, form ? "" : " and a row of zero draws unchanged");
+    }
+    t_status(mrec_sign_noise(ctx, dout, NULL, 0.1f, 1, 0, -1, C), MREC_ERR_ARG, "%s: sign noise of -1 rows refused", where);
+
+    /* InfoNCE's rows: (C, R) scores against targets, and a square (K, K) against its diagonal, written over s */
+    for (int form = 0; form < 2; form++) {
+        int rows = form ? K : C, cols = form ? K : R;
+        int64_t m = (int64_t)rows * cols;
+        const float alpha = 0.37f;
+        for (int r = 0; r < rows; r++) target[r] = (r * 97 + 5) % cols;
+        const int32_t *tg = form ? NULL : target;
+        mrec_softmax_xent_rows_ref(ref, lref, x, tg, alpha, rows, cols);
+        /* naively, in double: logsumexp - s_t and alpha (softmax - onehot) */
+        double worst_l = 0, worst_g = 0;
+        for (int r = 0; r < rows; r++) {
+            const float *s = x + (size_t)r * cols;
+            double z = 0;
+            for (int c = 0; c < cols; c++) z += exp((double)s[c]);
+            int t = tg ? tg[r] : r;
+            worst_l = fmax(worst_l, fabs(log(z) - s[t] - lref[r]));
+            for (int c = 0; c < cols; c++)
+                worst_g = fmax(worst_g, fabs(alpha * (exp((double)s[c]) / z - (c == t)) - ref[(size_t)r * cols + c]));
+        }
+        t_check(worst_l < 1e-6 && worst_g < 1e-7, "softmax cross-entropy reference against a naive double one (%s: loss %.1e, grad %.1e)",
+                form ? "diagonal" : "targets", worst_l, worst_g);
+        if (mrec_copy_to_device(ctx, dtarget, target, sizeof(int32_t) * rows) != MREC_OK ||
+            mrec_copy_to_device(ctx, dout, x, sizeof(float) * m) != MREC_OK)
+            continue;
+        if (!t_status(mrec_softmax_xent_rows(ctx, dout, dloss, dout, form ? NULL : dtarget, alpha, rows, cols), MREC_OK,
+                      "%s: softmax cross-entropy rows", where) ||
+            !fetch(ctx, out, dout, m) ||
+            !t_status(mrec_copy_to_host(ctx, lout, dloss, sizeof(double) * rows), MREC_OK, "%s: the losses", where))
+            continue;
+        t_allclose(where, ref, out, m, gpu ? 1e-6 : 0, gpu ? 1e-5 : 0);
+        double worst = 0;
+        for (int r = 0; r < rows; r++) worst = fmax(worst, fabs(lout[r] - lref[r]) / (1e-9 + 1e-6 * fabs(lref[r])));
+        t_check(worst <= 1, "%s: softmax cross-entropy losses against the reference (%s; worst %.2f of the bound)", where,
+                form ? "diagonal" : "targets", worst);
+    }
+    t_status(mrec_softmax_xent_rows(ctx, dout, dloss, dx, NULL, 1, K + 1, K), MREC_ERR_ARG,
+             "%s: a diagonal target past the columns refused", where);
+    if (!gpu) {
+        int32_t bad[2] = {0, C};
+        t_status(mrec_softmax_xent_rows(ctx, out, lout, x, bad, 1, 2, C), MREC_ERR_ARG, "%s: a target outside the columns refused",
+                 where);
+    }
+done:
+    mrec_arena_release(&a, ctx->cuda);
+    free(x), free(u), free(ref), free(out), free(naive), free(lref), free(lout);
+}
+
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
 static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
     char data[4096 * 3];
@@ -513,10 +616,14 @@ int main(void) {
     list_matches_models(cpu);
     op_path_on_cpu(cpu);
     ngcf_ops(cpu, "cpu");
+    contrast_ops(cpu, "cpu");
     mrec_context *gctx = NULL;
     o.device = MREC_WANT_CUDA;
-    if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda");
-    else if (!gpu) t_skip("NGCF's ops on the GPU against their references: %s", why);
+    if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda"), contrast_ops(gctx, "cuda");
+    else if (!gpu) {
+        t_skip("NGCF's ops on the GPU against their references: %s", why);
+        t_skip("SimGCL's and SGL's ops on the GPU against their references: %s", why);
+    }
     mrec_context_destroy(gctx);
     for (int i = 0; i < mrec_model_count(); i++)
         if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why);

@@ -187,3 +187,11 @@ mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const f
                                              int R, int C, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C,
+                                 mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R,
+                                        int C, mrec_cuda *cu) {
+    return no_cuda();
+}
