@@ -121,6 +121,7 @@ mrec_status mrec_graph_upload(mrec_context *ctx, const mrec_csr *dst, const mrec
  * context always takes, so the CPU checks it against the host loops. */
 mrec_status mrec_lightgcnm_use_ops(mrec_model *m);
 mrec_status mrec_simgcl_use_ops(mrec_model *m);
+mrec_status mrec_sgl_use_ops(mrec_model *m);
 
 /* The hash stream of mrec_hash_dropout and mrec_sign_noise: a uniform in
  * [0, 1) per (key, element), the same on every device and in any order. */

@@ -365,7 +365,7 @@ static const mrec_model_entry MODELS[] = {
      .fixed = {NORMALIZED}},
     /* the fork's own defaults (the benchmark's templates have no SGL); the fork samples batches of distinct users */
     {.name = "sgl", .elliot = "SGL", .summary = "LightGCN with InfoNCE between two dropped-out graph views (the Ducho-meets-Elliot fork)",
-     .flags = MREC_MODEL_TRAINS, .create = create_sgl,
+     .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_sgl,
      .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
                 OWN(MREC_HP_CL_WEIGHT, "ssl_reg", "ssl_reg", 0.1), P(MREC_HP_SSL_RATIO, "ssl_ratio", "ssl_ratio"), P(MREC_HP_TEMP, "ssl_temp", "temp"),
                 P(MREC_HP_AUGMENT, "sampling", "augment"), BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS}},

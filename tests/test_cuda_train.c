@@ -273,7 +273,8 @@ static void op_path_on_cpu(mrec_context *cpu) {
         const char *name;
         use_ops_fn use_ops;
     } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}, {"freedom", mrec_freedom_use_ops},
-                  {"lightgcnm", mrec_lightgcnm_use_ops}, {"simgcl", mrec_simgcl_use_ops}};
+                  {"lightgcnm", mrec_lightgcnm_use_ops}, {"simgcl", mrec_simgcl_use_ops},
+                  {"sgl", mrec_sgl_use_ops}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
@@ -311,7 +312,7 @@ static void op_path_on_cpu(mrec_context *cpu) {
         }
         if (!ok) continue;
         if (getenv("MREC_TEST_VERBOSE"))
-            fprintf(stderr, "  %s on the CPU, host loops / op entries: loss %.7f / %.7f, Recall@10 %.4f / %.4f, nDCG@10 %.4f / %.4f\n",
+            fprintf(stderr, "  %s on the CPU, host loops / op entries: loss %.10f / %.10f, Recall@10 %.4f / %.4f, nDCG@10 %.4f / %.4f\n",
                     e->name, loss[0][0], loss[1][0], recall[0], recall[1], ndcg[0], ndcg[1]);
         t_check(fabs(loss[1][0] - loss[0][0]) <= 1e-4 * fabs(loss[0][0]) + 1e-6,
                 "%s through the op entries on the CPU: after 4 epochs a batch's loss %.7f, %.7f on the host loops", e->name, loss[1][0],
