@@ -184,3 +184,18 @@ mrec_status mrec_graph_upload(mrec_context *ctx, const mrec_csr *dst, const mrec
     if (!st && nnz) st = mrec_copy_to_device(ctx, (float *)dst->val, src->val, sizeof(float) * (size_t)nnz);
     return st;
 }
+
+void mrec_graph_transpose_edges(int64_t *t_ptr, int32_t *t_col, int32_t *t_edge, float *t_val, const mrec_graph *g) {
+    int n = g->n_nodes;
+    memset(t_ptr, 0, sizeof *t_ptr * ((size_t)n + 1));
+    for (int64_t e = 0; e < g->row_ptr[n]; e++) t_ptr[g->col[e] + 1]++;
+    for (int c = 0; c < n; c++) t_ptr[c + 1] += t_ptr[c];
+    /* rows in increasing order fill each column's entries in increasing row order; t_ptr runs ahead, then is restored */
+    for (int r = 0; r < n; r++)
+        for (int64_t e = g->row_ptr[r]; e < g->row_ptr[r + 1]; e++) {
+            int64_t at = t_ptr[g->col[e]]++;
+            t_col[at] = r, t_edge[at] = (int32_t)e, t_val[at] = g->val[e];
+        }
+    for (int c = n; c > 0; c--) t_ptr[c] = t_ptr[c - 1];
+    t_ptr[0] = 0;
+}

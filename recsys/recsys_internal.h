@@ -115,6 +115,10 @@ void mrec_batch_rows_free(mrec_batch_rows *r);
  * it): mrec_graph_carve sizes it, mrec_graph_upload fills it. */
 mrec_csr mrec_graph_carve(mrec_arena *a, int n_rows, int n_cols, int64_t nnz, mrec_device device);
 mrec_status mrec_graph_upload(mrec_context *ctx, const mrec_csr *dst, const mrec_csr *src);
+/* g (n x n) transposed on the host, for the GPU's A^T products: t_ptr (n + 1),
+ * t_col, t_val (nnz) with each row's entries in increasing column order, and
+ * t_edge (nnz) each entry's number in g (where its dropout is drawn). */
+void mrec_graph_transpose_edges(int64_t *t_ptr, int32_t *t_col, int32_t *t_edge, float *t_val, const mrec_graph *g);
 
 /* For tests, as mrec_ngcf_use_ops: the models below on a CPU context take
  * their batches, forwards and scoring through the op entries, the path a GPU
@@ -122,6 +126,7 @@ mrec_status mrec_graph_upload(mrec_context *ctx, const mrec_csr *dst, const mrec
 mrec_status mrec_lightgcnm_use_ops(mrec_model *m);
 mrec_status mrec_simgcl_use_ops(mrec_model *m);
 mrec_status mrec_sgl_use_ops(mrec_model *m);
+mrec_status mrec_ngcfm_use_ops(mrec_model *m);
 
 /* The hash stream of mrec_hash_dropout and mrec_sign_noise: a uniform in
  * [0, 1) per (key, element), the same on every device and in any order. */

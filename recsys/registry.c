@@ -350,7 +350,7 @@ static const mrec_model_entry MODELS[] = {
      .fixed = {SIZE_OF_FACTORS("multimod_factors")}},
     /* the defaults of the Ducho-meets-Elliot fork, which samples batches of distinct users */
     {.name = "ngcfm", .elliot = "NGCFM", .summary = "NGCF with the item features (the Ducho-meets-Elliot benchmark's fork)",
-     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS, .create = create_ngcfm,
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_ngcfm,
      .params = {DIM, LAYERS("n_layers"), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
                 OWN(MREC_HP_MESS_DROPOUT, "message_dropout", "mess_dropout", 0.5), OWN(MREC_HP_NODE_DROPOUT, "node_dropout", "node_dropout", 0),
                 BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS},

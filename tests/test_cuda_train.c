@@ -269,18 +269,23 @@ static void op_path_on_cpu(mrec_context *cpu) {
     mrec_features feat[2] = {{"visual", I, D, feat_x[0], present, 0}, {"textual", I, D, feat_x[1], present, 0}};
     for (int i = 0; i < I; i++)
         memcpy(item_feat + i * 2 * D, feat_x[0] + i * D, sizeof(float) * D), memcpy(item_feat + i * 2 * D + D, feat_x[1] + i * D, sizeof(float) * D);
+    /* beside its defaults, a parameter a model's default leaves idle (0: none), so its op path runs that part too */
     static const struct {
         const char *name;
         use_ops_fn use_ops;
-    } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}, {"freedom", mrec_freedom_use_ops},
-                  {"lightgcnm", mrec_lightgcnm_use_ops}, {"simgcl", mrec_simgcl_use_ops},
-                  {"sgl", mrec_sgl_use_ops}};
+        mrec_hp hp;
+        double value;
+    } models[] = {{"ngcf", mrec_ngcf_use_ops, 0, 0},           {"vbpr", mrec_vbpr_use_ops, 0, 0},
+                  {"freedom", mrec_freedom_use_ops, 0, 0},     {"lightgcnm", mrec_lightgcnm_use_ops, 0, 0},
+                  {"simgcl", mrec_simgcl_use_ops, 0, 0},       {"sgl", mrec_sgl_use_ops, 0, 0},
+                  {"ngcfm", mrec_ngcfm_use_ops, MREC_HP_NODE_DROPOUT, 0.2}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
         mrec_param_values given, p;
         memset(&given, 0, sizeof given);
         given.v[MREC_HP_DIM] = (mrec_param_value){.x = {8}, .given = 1};
+        if (models[w].hp) given.v[models[w].hp] = (mrec_param_value){.x = {models[w].value}, .given = 1};
         if (!t_check(e != NULL, "%s in the registry", models[w].name) ||
             !t_status(mrec_params_resolve(&p, e, &given), MREC_OK, "%s: its parameters", e->name))
             continue;
