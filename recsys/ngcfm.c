@@ -514,6 +514,7 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
     carve(m, &m->mem);
     /* the values are drawn on the host in any case, so a seed gives the same start on every device */
     size_t nd = (size_t)m->n_nodes * dim, nu = (size_t)n_users * dim, big = nd > (size_t)dim * n_feat ? nd : (size_t)dim * n_feat;
+    big = big > (size_t)dim * dim ? big : (size_t)dim * dim;
     size_t nones = (size_t)(m->n_nodes > n_items ? m->n_nodes : n_items);
     float *h = malloc(sizeof(float) * (big > nones ? big : nones));
     if (!h) st = mrec_fail(MREC_ERR_NOMEM, "ngcfm: %d users, %d items, %d layers", n_users, n_items, layers);

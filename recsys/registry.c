@@ -344,7 +344,7 @@ static const mrec_model_entry MODELS[] = {
                SIZE_OF_FACTORS("factors_multimod")}},
     /* MMRec's first grid point; no negatives are sampled */
     {.name = "bm3", .elliot = "BM3", .summary = "self-supervised views without negatives (MMRec)", .needs = MREC_NEEDS_ANY,
-     .flags = MREC_MODEL_TRAINS, .create = create_bm3,
+     .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_bm3,
      .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), LR, REG("reg_weight", "reg", 0.1), P(MREC_HP_CL_WEIGHT, "cl_weight", "cl"),
                 P(MREC_HP_TARGET_DROPOUT, "dropout", "dropout"), BATCH, SEED, EPOCHS, P(MREC_HP_LR_DECAY, "lr_sched", NULL)},
      .fixed = {SIZE_OF_FACTORS("multimod_factors")}},
