@@ -671,6 +671,13 @@ void mrec_softmax_xent_rows_cpu(float *g, double *loss, const float *s, const in
                                 mrec_pool *pool);
 mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R,
                                         int C, mrec_cuda *cu);
+/* LATTICE's normalized Laplacian: out (n) = in^-1/2 where in > 0, 0 where in
+ * is 0, NaN below (torch.pow(rowsum, -0.5) with its infinities zeroed), as
+ * 1 / sqrt(in) with both steps correctly rounded: the same bits everywhere;
+ * in place allowed. */
+void mrec_inv_sqrt_ref(float *out, const float *in, int64_t n);
+void mrec_inv_sqrt_cpu(float *out, const float *in, int64_t n, mrec_pool *pool);
+mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu);
 /* Entries. */
 mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
                               uint64_t key);
@@ -680,5 +687,6 @@ mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const floa
 mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C);
 mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                    int R, int C);
+mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n);
 
 #endif

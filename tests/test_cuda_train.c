@@ -453,11 +453,11 @@ done:
     free(x), free(y), free(dy), free(wide), free(ref), free(out), free(idx);
 }
 
-/* ---- SimGCL's and SGL's ops: the sign noise and InfoNCE's rows, each entry against a naive computation here and
- * against its reference. The noise on the CPU bit for bit (each row computed as the reference does), on the GPU the
- * same (correctly rounded float operations, no contraction); InfoNCE's rows on the CPU bit for bit, on the GPU within
- * 1e-6 + 1e-5 relative for the gradient and 1e-9 + 1e-6 relative for the loss (expf within 2 ulp there, the row sums
- * in double in another order). ---- */
+/* ---- SimGCL's, SGL's and LATTICE's ops: the sign noise, InfoNCE's rows and the inverse square root, each entry
+ * against a naive computation here and against its reference. The noise and the inverse square root bit for bit on
+ * both devices (correctly rounded float operations, no contraction); InfoNCE's rows on the CPU bit for bit, on the
+ * GPU within 1e-6 + 1e-5 relative for the gradient and 1e-9 + 1e-6 relative for the loss (expf within 2 ulp there,
+ * the row sums in double in another order). ---- */
 
 static void contrast_ops(mrec_context *ctx, const char *where) {
     enum { R = 333, C = 37, K = 41 }; /* odd shapes: no multiple of a warp or a block; K > C */
@@ -551,6 +551,21 @@ static void contrast_ops(mrec_context *ctx, const char *where) {
         t_status(mrec_softmax_xent_rows(ctx, out, lout, x, bad, 1, 2, C), MREC_ERR_ARG, "%s: a target outside the columns refused",
                  where);
     }
+    /* LATTICE's inverse square root: positive, zero and negative entries, in place, against 1 / sqrt in double rounded */
+    for (int64_t t = 0; t < n; t++) u[t] = t % 7 == 0 ? 0.0f : t % 11 == 0 ? -u[t] : u[t] * 50.0f;
+    mrec_inv_sqrt_ref(ref, u, n);
+    int bad = 0;
+    for (int64_t t = 0; t < n; t++) {
+        double want = u[t] > 0 ? 1.0 / sqrt((double)u[t]) : 0;
+        bad += u[t] < 0 ? !isnan(ref[t]) : fabs(ref[t] - want) > 2.5e-7 * want;
+    }
+    t_check(bad == 0, "inverse square root reference: %d of %lld off 1 / sqrt in double (or not NaN below 0)", bad, (long long)n);
+    if (mrec_copy_to_device(ctx, dout, u, sizeof(float) * n) == MREC_OK &&
+        t_status(mrec_inv_sqrt(ctx, dout, dout, n), MREC_OK, "%s: inverse square root", where) && fetch(ctx, out, dout, n)) {
+        int same = 1;
+        for (int64_t t = 0; t < n && same; t++) same = isnan(ref[t]) ? isnan(out[t]) : ref[t] == out[t];
+        t_check(same, "%s: inverse square root in place, bit for bit against the reference", where);
+    }
 done:
     mrec_arena_release(&a, ctx->cuda);
     free(x), free(u), free(ref), free(out), free(naive), free(lref), free(lout);
@@ -628,7 +643,7 @@ int main(void) {
     if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda"), contrast_ops(gctx, "cuda");
     else if (!gpu) {
         t_skip("NGCF's ops on the GPU against their references: %s", why);
-        t_skip("SimGCL's and SGL's ops on the GPU against their references: %s", why);
+        t_skip("SimGCL's, SGL's and LATTICE's ops on the GPU against their references: %s", why);
     }
     mrec_context_destroy(gctx);
     for (int i = 0; i < mrec_model_count(); i++)

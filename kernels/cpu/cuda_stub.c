@@ -195,3 +195,6 @@ mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, 
                                         int C, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}

@@ -329,3 +329,10 @@ mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, co
     mrec_softmax_xent_rows_cpu(g, loss, s, target, alpha, R, C, ctx->pool);
     return MREC_OK;
 }
+
+mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n) {
+    if (n < 0) return mrec_fail(MREC_ERR_ARG, "inverse square root of %lld values", (long long)n);
+    if (on_gpu(ctx)) return mrec_inv_sqrt_cuda(out, in, n, ctx->cuda);
+    mrec_inv_sqrt_cpu(out, in, n, ctx->pool);
+    return MREC_OK;
+}

@@ -247,3 +247,19 @@ void mrec_softmax_xent_rows_cpu(float *g, double *loss, const float *s, const in
     cl_args a = {.g = g, .loss = loss, .s = s, .target = target, .eps = alpha, .C = C};
     mrec_parallel_range(pool, R, 1 + 4096 / (C > 0 ? C : 1), xent_range, &a);
 }
+
+/* ---- LATTICE's normalized Laplacian ---- */
+
+void mrec_inv_sqrt_ref(float *out, const float *in, int64_t n) {
+    for (int64_t t = 0; t < n; t++) out[t] = in[t] > 0 ? 1.0f / sqrtf(in[t]) : in[t] == 0 ? 0.0f : NAN;
+}
+
+static void inv_sqrt_range(void *arg, int64_t lo, int64_t hi) {
+    const cl_args *a = arg;
+    mrec_inv_sqrt_ref(a->x + lo, a->s + lo, hi - lo);
+}
+
+void mrec_inv_sqrt_cpu(float *out, const float *in, int64_t n, mrec_pool *pool) {
+    cl_args a = {.x = out, .s = in};
+    mrec_parallel_range(pool, n, 8192, inv_sqrt_range, &a);
+}

@@ -321,3 +321,19 @@ extern "C" mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const
     xent_rows_kernel<<<(unsigned)(R < 65535 ? R : 65535), THREADS, 0, cu->stream>>>(g, loss, s, target, alpha, R, C);
     return MREC_CUDA_LAUNCHED("softmax cross-entropy rows");
 }
+
+/* ---- LATTICE's normalized Laplacian --------------------------------------------------- */
+
+__global__ static void inv_sqrt_kernel(float *out, const float *in, int64_t n) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        float x = in[t];
+        out[t] = x > 0 ? __fdiv_rn(1.0f, __fsqrt_rn(x)) : x == 0 ? 0.0f : NAN;
+    }
+}
+
+/* out, in: (n) */
+extern "C" mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    inv_sqrt_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, in, n);
+    return MREC_CUDA_LAUNCHED("inverse square root");
+}
