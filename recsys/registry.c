@@ -337,7 +337,7 @@ static const mrec_model_entry MODELS[] = {
      .fixed = {HELD("n_layers", 1, "mrec's FREEDOM has 1 (MMRec's value)"), SIZE_OF_FACTORS("factors_multimod"),
                {.key = "mw", .kind = MREC_FIXED_PAIR, .num = {0.1, 0.9}, .why = "mrec's FREEDOM weighs visual 0.1, textual 0.9: (0.1,0.9)"}}},
     {.name = "lattice", .elliot = "LATTICE", .summary = "learned and frozen kNN item graphs on a LightGCN backbone (MMRec)",
-     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS, .create = create_lattice,
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_lattice,
      .params = {DIM, LR, OWN(MREC_HP_LR_DECAY, "lr_sched", "lr_decay", 0.96, 50), REG("l_w", "reg", 1e-4), P(MREC_HP_KNN_K, "top_k", "knn_k"),
                 P(MREC_HP_LAMBDA, "l_m", "lambda"), BATCH, SEED, EPOCHS},
      .fixed = {HELD("n_layers", 1, "mrec's LATTICE has 1 (MMRec's value)"), HELD("n_ui_layers", 2, "mrec's LATTICE has 2 (MMRec's value)"),

@@ -278,7 +278,8 @@ static void op_path_on_cpu(mrec_context *cpu) {
     } models[] = {{"ngcf", mrec_ngcf_use_ops, 0, 0},           {"vbpr", mrec_vbpr_use_ops, 0, 0},
                   {"freedom", mrec_freedom_use_ops, 0, 0},     {"lightgcnm", mrec_lightgcnm_use_ops, 0, 0},
                   {"simgcl", mrec_simgcl_use_ops, 0, 0},       {"sgl", mrec_sgl_use_ops, 0, 0},
-                  {"ngcfm", mrec_ngcfm_use_ops, MREC_HP_NODE_DROPOUT, 0.2}, {"bm3", mrec_bm3_use_ops, 0, 0}};
+                  {"ngcfm", mrec_ngcfm_use_ops, MREC_HP_NODE_DROPOUT, 0.2}, {"bm3", mrec_bm3_use_ops, 0, 0},
+                  {"lattice", mrec_lattice_use_ops, 0, 0}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
