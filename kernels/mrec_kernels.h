@@ -678,6 +678,16 @@ mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, 
 void mrec_inv_sqrt_ref(float *out, const float *in, int64_t n);
 void mrec_inv_sqrt_cpu(float *out, const float *in, int64_t n, mrec_pool *pool);
 mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu);
+/* ItemKNN's scores of users u0 .. u0 + R - 1 (scores (R, C)):
+ *   scores[r, i] = sum over t < k of sim[i, t] where nbr[i, t] is one of the user's items
+ * in t order; row_ptr (>= u0 + R + 1) and col are the users' item lists over all users, each row sorted (a binary
+ * search finds an item); nbr, sim (C, k) each item's neighbours, -1 for none. One output per thread on the GPU. */
+void mrec_knn_scores_ref(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim, int u0,
+                         int R, int C, int k);
+void mrec_knn_scores_cpu(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim, int u0,
+                         int R, int C, int k, mrec_pool *pool);
+mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim,
+                                 int u0, int R, int C, int k, mrec_cuda *cu);
 /* Entries. */
 mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
                               uint64_t key);
@@ -688,5 +698,7 @@ mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float e
 mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                    int R, int C);
 mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n);
+mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
+                            const float *sim, int u0, int R, int C, int k);
 
 #endif

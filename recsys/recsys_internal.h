@@ -129,6 +129,7 @@ mrec_status mrec_sgl_use_ops(mrec_model *m);
 mrec_status mrec_ngcfm_use_ops(mrec_model *m);
 mrec_status mrec_bm3_use_ops(mrec_model *m);
 mrec_status mrec_lattice_use_ops(mrec_model *m);
+mrec_status mrec_itemknn_use_ops(mrec_model *m);
 
 /* The hash stream of mrec_hash_dropout and mrec_sign_noise: a uniform in
  * [0, 1) per (key, element), the same on every device and in any order. */

@@ -310,7 +310,7 @@ static mrec_status create_lightgcnm(mrec_model *m, const mrec_model_inputs *in, 
 static const mrec_model_entry MODELS[] = {
     {.name = "mostpop", .elliot = "MostPop", .summary = "every user gets the items by training popularity (Elliot)", .create = create_mostpop,
      .params = {P(MREC_HP_SEED, "seed", NULL)}},
-    {.name = "itemknn", .elliot = "ItemKNN", .summary = "cosine item neighbours over the training users (Elliot)", .create = create_itemknn,
+    {.name = "itemknn", .elliot = "ItemKNN", .summary = "cosine item neighbours over the training users (Elliot)", .flags = MREC_MODEL_GPU, .create = create_itemknn,
      .params = {P(MREC_HP_NEIGHBOURS, "neighbors", "k"), P(MREC_HP_SEED, "seed", NULL)},
      .fixed = {{.key = "similarity", .kind = MREC_FIXED_TEXT, .text = "cosine", .why = "mrec's ItemKNN uses cosine"}}},
     {.name = "bprmf", .elliot = "BPRMF", .summary = "matrix factorization with BPR (MMRec)", .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_bprmf,

@@ -4,9 +4,11 @@
  * GPU path refused by name before the data is read, auto falling back to the
  * CPU with a one-line notice, a bad value named), the Elliot config's `gpu`
  * key, the list of models with a GPU path against the models themselves (each
- * one off the list refuses a GPU context, naming itself), NGCF and VBPR
- * trained on the CPU through the op path a GPU takes, and the ops NGCF added
- * against their references. With one: those ops on the GPU, and every model
+ * one off the list refuses a GPU context, naming itself), every model with a
+ * switch to its op path (NGCF, VBPR, FREEDOM, LightGCN-M, SimGCL, SGL, NGCF-M,
+ * BM3, LATTICE, ItemKNN's scoring) trained on the CPU through the path a GPU
+ * takes against its host loops, and the ops those models added against their
+ * references. With one: those ops on the GPU, and every model
  * with a GPU path trained a few epochs through mrec_train on the CPU and on
  * the GPU from one seed: epoch losses within 1e-3 relative (fp32 on both
  * sides, summed in other orders, over a few dozen Adam steps) and Recall@20 /
@@ -115,12 +117,12 @@ static void device_flag(int gpu) {
     char out[16384];
     /* a model without a GPU path: refused by name before the data is read (here the data could not be read) */
     T_REQUIRE_VOID_OK(write_file("broken.tsv", "u1\ti1\tnot-a-rating\n"));
-    int rc = run("train --data broken.tsv --format tsv --model itemknn --device cuda --out o1", out, sizeof out);
-    t_check(rc == 2 && strstr(out, "itemknn has no GPU path") && !strstr(out, "broken.tsv"),
-            "--device cuda --model itemknn: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
+    int rc = run("train --data broken.tsv --format tsv --model mostpop --device cuda --out o1", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "mostpop has no GPU path") && !strstr(out, "broken.tsv"),
+            "--device cuda --model mostpop: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
     char path[4200];
     snprintf(path, sizeof path, "%s/o1", dir);
-    t_check(access(path, F_OK) != 0, "--device cuda --model itemknn leaves no output folder");
+    t_check(access(path, F_OK) != 0, "--device cuda --model mostpop leaves no output folder");
     for (int i = 0; i < mrec_model_count(); i++) {
         const mrec_model_entry *e = mrec_model_at(i);
         if (mrec_model_runs_on_gpu(e->name)) continue;
@@ -147,9 +149,9 @@ static void device_flag(int gpu) {
     else
         t_check(rc == 0 && strstr(out, "mrec train: no usable GPU (") && strstr(out, "); running on the CPU\n"),
                 "--device auto --model bprmf without a GPU: the CPU, with a notice saying why (exit %d: %.300s)", rc, out);
-    rc = run("train " DATA " --model itemknn --device auto --out o4", out, sizeof out);
-    t_check(rc == 0 && strstr(out, "mrec train: itemknn has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
-            "--device auto --model itemknn: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model mostpop --device auto --out o4", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "mrec train: mostpop has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
+            "--device auto --model mostpop: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
     /* the default is the CPU, with nothing said about devices */
     rc = run("train " DATA " --model bprmf --out o5", out, sizeof out);
     t_check(rc == 0 && !strstr(out, "GPU") && !strstr(out, "device"), "no --device: the CPU, silently (exit %d: %.300s)", rc, out);
@@ -238,6 +240,9 @@ static void list_matches_models(mrec_context *cpu) {
     t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && mrec_model_runs_on_gpu("ngcf") && !mrec_model_runs_on_gpu("mostpop") &&
                 !mrec_model_runs_on_gpu(NULL),
             "BPRMF, LightGCN and NGCF have a GPU path");
+    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn"};
+    for (size_t a = 0; a < sizeof added / sizeof added[0]; a++)
+        t_check(mrec_model_runs_on_gpu(added[a]), "%s has a GPU path", added[a]);
     mrec_user_items_free(&train);
 }
 
@@ -270,6 +275,7 @@ static void op_path_on_cpu(mrec_context *cpu) {
     for (int i = 0; i < I; i++)
         memcpy(item_feat + i * 2 * D, feat_x[0] + i * D, sizeof(float) * D), memcpy(item_feat + i * 2 * D + D, feat_x[1] + i * D, sizeof(float) * D);
     /* beside its defaults, a parameter a model's default leaves idle (0: none), so its op path runs that part too */
+    static float scores[2][U * I];
     static const struct {
         const char *name;
         use_ops_fn use_ops;
@@ -279,7 +285,7 @@ static void op_path_on_cpu(mrec_context *cpu) {
                   {"freedom", mrec_freedom_use_ops, 0, 0},     {"lightgcnm", mrec_lightgcnm_use_ops, 0, 0},
                   {"simgcl", mrec_simgcl_use_ops, 0, 0},       {"sgl", mrec_sgl_use_ops, 0, 0},
                   {"ngcfm", mrec_ngcfm_use_ops, MREC_HP_NODE_DROPOUT, 0.2}, {"bm3", mrec_bm3_use_ops, 0, 0},
-                  {"lattice", mrec_lattice_use_ops, 0, 0}};
+                  {"lattice", mrec_lattice_use_ops, 0, 0},     {"itemknn", mrec_itemknn_use_ops, MREC_HP_NEIGHBOURS, 10}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
@@ -310,13 +316,23 @@ static void op_path_on_cpu(mrec_context *cpu) {
                 recall[ops] = r.test.value[MREC_METRIC_RECALL][1], ndcg[ops] = r.test.value[MREC_METRIC_NDCG][1];
             else
                 ok = 0;
-            /* the last batch's loss, once more on a fixed batch: the trained weights agree as well as the metrics */
+            /* the last batch's loss, once more on a fixed batch: the trained weights agree as well as the metrics; a model
+             * without training (ItemKNN) its scores of every user, within 1e-6 relative (sums of k floats in another order) */
             static const int32_t bu[4] = {0, 7, 21, 59}, bi[4] = {0, 3, 9, 17}, bj[4] = {1, 2, 30, 39};
-            if (ok) loss[ops][0] = b.model.loss_grad(b.model.self, bu, bi, bj, 4);
+            if (ok && b.model.loss_grad) loss[ops][0] = b.model.loss_grad(b.model.self, bu, bi, bj, 4);
+            else if (ok && (!b.model.prepare || t_status(b.model.prepare(b.model.self), MREC_OK, "%s: prepared", e->name)) &&
+                     t_status(b.model.score(b.model.self, 0, U, scores[ops]), MREC_OK, "%s: scores", e->name))
+                for (int q = 0; q < U * I; q++) loss[ops][0] += scores[ops][q]; /* their sum in the loss's place */
             free(r.topk);
             mrec_built_model_free(&b);
         }
         if (!ok) continue;
+        if (!loss[0][0] && !loss[1][0]) t_check(0, "%s: scores that are not all 0", e->name);
+        if (!strcmp(e->name, "itemknn")) {
+            int close = 1;
+            for (int q = 0; q < U * I && close; q++) close = fabs(scores[1][q] - scores[0][q]) <= 1e-6 * fabs(scores[0][q]) + 1e-7;
+            t_check(close, "itemknn through mrec_knn_scores on the CPU: every user's scores within 1e-6 of the host loop's");
+        }
         if (getenv("MREC_TEST_VERBOSE"))
             fprintf(stderr, "  %s on the CPU, host loops / op entries: loss %.10f / %.10f, Recall@10 %.4f / %.4f, nDCG@10 %.4f / %.4f\n",
                     e->name, loss[0][0], loss[1][0], recall[0], recall[1], ndcg[0], ndcg[1]);
@@ -572,6 +588,54 @@ done:
     free(x), free(u), free(ref), free(out), free(naive), free(lref), free(lout);
 }
 
+/* ItemKNN's scores: the entry against the reference (a linear scan of each user's items) over odd shapes, users from
+ * an offset, neighbour lists with holes (-1), an empty user; bit for bit on both devices (each score sums its k
+ * neighbours in order, correctly rounded), and the reference against a dense indicator computed here. */
+static void knn_scores_op(mrec_context *ctx, const char *where) {
+    enum { USERS = 41, U0 = 3, R = 37, C = 333, K = 7 };
+    int64_t row_ptr[USERS + 1];
+    int32_t col[USERS * 40], nbr[C * K];
+    float sim[C * K], *ref = malloc(sizeof(float) * R * C), *out = malloc(sizeof(float) * R * C);
+    static uint8_t dense[R][C];
+    uint64_t st = 123;
+    row_ptr[0] = 0;
+    for (int u = 0; u < USERS; u++) { /* sorted, distinct: every third item from a start; user U0 + 5 has none */
+        int n = u == U0 + 5 ? 0 : 1 + (int)(t_rand_u64(&st) % 39), start = (int)(t_rand_u64(&st) % 3);
+        for (int q = 0; q < n; q++) col[row_ptr[u] + q] = start + 3 * q * (C / 120);
+        row_ptr[u + 1] = row_ptr[u] + n;
+    }
+    t_fill_uniform(sim, C * K, &st, 0, 1);
+    for (int e = 0; e < C * K; e++) nbr[e] = e % 11 == 5 ? -1 : (int)(t_rand_u64(&st) % C);
+    memset(dense, 0, sizeof dense);
+    for (int r = 0; r < R; r++)
+        for (int64_t p = row_ptr[U0 + r]; p < row_ptr[U0 + r + 1]; p++) dense[r][col[p]] = 1;
+    mrec_knn_scores_ref(ref, row_ptr, col, nbr, sim, U0, R, C, K);
+    double worst = 0;
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < C; i++) {
+            double s = 0;
+            for (int q = 0; q < K; q++) s += nbr[i * K + q] >= 0 && dense[r][nbr[i * K + q]] ? sim[i * K + q] : 0;
+            worst = fmax(worst, fabs(s - ref[(size_t)r * C + i]));
+        }
+    t_check(worst < 1e-5, "knn scores reference against a dense indicator (worst %.2e)", worst);
+    mrec_arena a = {0};
+    if (!t_status(mrec_arena_reserve(&a, sizeof(float) * (R * C + 2 * C * K) + sizeof(col) + sizeof(row_ptr) + 4096, ctx->device,
+                                     ctx->cuda),
+                  MREC_OK, "%s: buffers", where))
+        goto done;
+    int64_t *drp = place(ctx, &a, row_ptr, sizeof row_ptr);
+    int32_t *dcol = place(ctx, &a, col, sizeof col), *dnbr = place(ctx, &a, nbr, sizeof nbr);
+    float *dsim = place(ctx, &a, sim, sizeof sim), *dout = place(ctx, &a, NULL, sizeof(float) * R * C);
+    if (drp && dcol && dnbr && dsim && dout &&
+        t_status(mrec_knn_scores(ctx, dout, drp, dcol, dnbr, dsim, U0, R, C, K), MREC_OK, "%s: knn scores", where) &&
+        fetch(ctx, out, dout, (int64_t)R * C))
+        t_allclose(where, ref, out, (int64_t)R * C, 0, 0);
+    t_status(mrec_knn_scores(ctx, dout, drp, dcol, dnbr, dsim, -1, R, C, K), MREC_ERR_ARG, "%s: knn scores from user -1 refused", where);
+    mrec_arena_release(&a, ctx->cuda);
+done:
+    free(ref), free(out);
+}
+
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
 static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
     char data[4096 * 3];
@@ -598,7 +662,7 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
         ok[dev] = t_status(st, MREC_OK, "%s trains on the %s (%s)", e->name, dev ? "GPU" : "CPU", r[dev].stage ? r[dev].stage : "");
     }
     if (why_not) t_skip("%s trained on the CPU and the GPU: %s", e->name, why_not);
-    if (ok[0] && ok[1]) {
+    if (ok[0] && ok[1] && (e->flags & MREC_MODEL_TRAINS)) { /* ItemKNN has no epochs: its rankings alone */
         int same = r[0].n_history == r[1].n_history && r[0].n_history == 6;
         double worst = 0;
         for (int h = 0; same && h < r[0].n_history; h++) {
@@ -607,6 +671,8 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
         }
         t_check(same, "%s: the GPU's epoch losses follow the CPU's within 1e-3 relative (%d and %d epochs, worst %.2e)", e->name,
                 r[0].n_history, r[1].n_history, worst);
+    }
+    if (ok[0] && ok[1]) {
         double rc = r[0].test.value[MREC_METRIC_RECALL][1], rg = r[1].test.value[MREC_METRIC_RECALL][1];
         double nc = r[0].test.value[MREC_METRIC_NDCG][1], ng = r[1].test.value[MREC_METRIC_NDCG][1];
         t_check(rc > 0 && fabs(rg - rc) <= 0.01 && fabs(ng - nc) <= 0.01,
@@ -639,12 +705,14 @@ int main(void) {
     op_path_on_cpu(cpu);
     ngcf_ops(cpu, "cpu");
     contrast_ops(cpu, "cpu");
+    knn_scores_op(cpu, "cpu");
     mrec_context *gctx = NULL;
     o.device = MREC_WANT_CUDA;
-    if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda"), contrast_ops(gctx, "cuda");
+    if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda"), contrast_ops(gctx, "cuda"), knn_scores_op(gctx, "cuda");
     else if (!gpu) {
         t_skip("NGCF's ops on the GPU against their references: %s", why);
         t_skip("SimGCL's, SGL's and LATTICE's ops on the GPU against their references: %s", why);
+        t_skip("ItemKNN's scores on the GPU against their reference: %s", why);
     }
     mrec_context_destroy(gctx);
     for (int i = 0; i < mrec_model_count(); i++)

@@ -198,3 +198,7 @@ mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, 
 mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim,
+                                 int u0, int R, int C, int k, mrec_cuda *cu) {
+    return no_cuda();
+}

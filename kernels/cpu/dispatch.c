@@ -336,3 +336,11 @@ mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_
     mrec_inv_sqrt_cpu(out, in, n, ctx->pool);
     return MREC_OK;
 }
+
+mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
+                            const float *sim, int u0, int R, int C, int k) {
+    if (u0 < 0 || R < 0 || C < 0 || k < 1) return mrec_fail(MREC_ERR_ARG, "knn scores: users %d + %d, %d items, k %d", u0, R, C, k);
+    if (on_gpu(ctx)) return mrec_knn_scores_cuda(scores, row_ptr, col, nbr, sim, u0, R, C, k, ctx->cuda);
+    mrec_knn_scores_cpu(scores, row_ptr, col, nbr, sim, u0, R, C, k, ctx->pool);
+    return MREC_OK;
+}

@@ -263,3 +263,61 @@ void mrec_inv_sqrt_cpu(float *out, const float *in, int64_t n, mrec_pool *pool) 
     cl_args a = {.x = out, .s = in};
     mrec_parallel_range(pool, n, 8192, inv_sqrt_range, &a);
 }
+
+/* ---- ItemKNN's scores ---- */
+
+void mrec_knn_scores_ref(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim, int u0,
+                         int R, int C, int k) {
+    for (int r = 0; r < R; r++) {
+        int64_t lo = row_ptr[u0 + r], hi = row_ptr[u0 + r + 1];
+        for (int i = 0; i < C; i++) {
+            float s = 0;
+            for (int t = 0; t < k; t++) {
+                int j = nbr[(size_t)i * k + t], has = 0;
+                for (int64_t p = lo; p < hi && j >= 0 && !has; p++) has = col[p] == j;
+                if (has) s += sim[(size_t)i * k + t];
+            }
+            scores[(size_t)r * C + i] = s;
+        }
+    }
+}
+
+typedef struct {
+    float *scores;
+    const int64_t *row_ptr;
+    const int32_t *col, *nbr;
+    const float *sim;
+    int u0, C, k;
+} knn_scores_args;
+
+/* whether j is among col[lo, hi) (sorted): a binary search, the same answer as the reference's scan */
+static int has_item(const int32_t *col, int64_t lo, int64_t hi, int j) {
+    int64_t a = lo, b = hi;
+    while (a < b) {
+        int64_t mid = a + (b - a) / 2;
+        if (col[mid] < j) a = mid + 1;
+        else b = mid;
+    }
+    return a < hi && col[a] == j;
+}
+
+static void knn_scores_range(void *arg, int64_t lo_r, int64_t hi_r) {
+    const knn_scores_args *a = arg;
+    for (int64_t r = lo_r; r < hi_r; r++) {
+        int64_t lo = a->row_ptr[a->u0 + r], hi = a->row_ptr[a->u0 + r + 1];
+        for (int i = 0; i < a->C; i++) {
+            float s = 0;
+            for (int t = 0; t < a->k; t++) {
+                int j = a->nbr[(size_t)i * a->k + t];
+                if (j >= 0 && has_item(a->col, lo, hi, j)) s += a->sim[(size_t)i * a->k + t];
+            }
+            a->scores[(size_t)r * a->C + i] = s;
+        }
+    }
+}
+
+void mrec_knn_scores_cpu(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim, int u0,
+                         int R, int C, int k, mrec_pool *pool) {
+    knn_scores_args a = {scores, row_ptr, col, nbr, sim, u0, C, k};
+    mrec_parallel_range(pool, R, 1, knn_scores_range, &a);
+}

@@ -337,3 +337,36 @@ extern "C" mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n
     inv_sqrt_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, in, n);
     return MREC_CUDA_LAUNCHED("inverse square root");
 }
+
+/* ---- ItemKNN's scores ---------------------------------------------------------------- */
+
+/* One thread per (user, item): the item's neighbours in order, each looked up in the user's sorted items. */
+__global__ static void knn_scores_kernel(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
+                                         const float *sim, int u0, int R, int C, int k) {
+    int64_t n = (int64_t)R * C;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int r = (int)(e / C), i = (int)(e % C);
+        int64_t lo = row_ptr[u0 + r], hi = row_ptr[u0 + r + 1];
+        float s = 0;
+        for (int t = 0; t < k; t++) {
+            int j = nbr[(size_t)i * k + t];
+            if (j < 0) continue;
+            int64_t a = lo, b = hi;
+            while (a < b) {
+                int64_t mid = a + (b - a) / 2;
+                if (col[mid] < j) a = mid + 1;
+                else b = mid;
+            }
+            if (a < hi && col[a] == j) s = __fadd_rn(s, sim[(size_t)i * k + t]);
+        }
+        scores[e] = s;
+    }
+}
+
+/* scores: (R, C); row_ptr, col: the users' sorted item lists; nbr, sim: (C, k) */
+extern "C" mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
+                                            const float *sim, int u0, int R, int C, int k, mrec_cuda *cu) {
+    if ((int64_t)R * C <= 0) return MREC_OK;
+    knn_scores_kernel<<<blocks_for((int64_t)R * C), THREADS, 0, cu->stream>>>(scores, row_ptr, col, nbr, sim, u0, R, C, k);
+    return MREC_CUDA_LAUNCHED("knn scores");
+}
