@@ -32,9 +32,9 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
                                      float *a, float *b, mrec_context *ctx);
 
 /* ---- BPR through the op entries (bpr_ops.c) ----------------------------------
- * The batch step BPRMF and LightGCN take where their context runs (NGCF's, VBPR's and FREEDOM's losses too): on a GPU
- * always, on the CPU when a test asks (mrec_bprmf_use_ops,
- * mrec_lightgcn_use_ops), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
+ * The batch step BPRMF and LightGCN take where their context runs (the other models with a GPU path score and
+ * combine their batch's rows through it too): on a GPU always, on the CPU when a test asks (mrec_bprmf_use_ops,
+ * mrec_lightgcn_use_ops, ...), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
  * d) on the context's device. The batch's scores and squared row norms come
  * back to the host, where the loss is computed by the same code as on the
  * host path; the gradient rows are combined and scattered on the device in
