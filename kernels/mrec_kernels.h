@@ -646,8 +646,15 @@ void mrec_l2_normalize_rows_back_cpu(float *dx, const float *dy, const float *y,
                                      int C, mrec_pool *pool);
 mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const float *y, const float *x, float eps, float beta,
                                              int R, int C, mrec_cuda *cu);
-/* What the contrastive graph models (SimGCL, SGL) need on top (references
- * and CPU variants in kernels/cpu/train.c, GPU ones in kernels/cuda/train.cu).
+/* Entries. */
+mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
+                              uint64_t key);
+mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, const float *z, float slope, int64_t n);
+mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
+                                        float eps, float beta, int R, int C);
+
+/* What SimGCL, SGL, LATTICE and ItemKNN need on top (references and CPU
+ * variants in kernels/cpu/train.c, GPU ones in kernels/cuda/train.cu).
  *
  * SimGCL's perturbation, row by row over x (R, C):
  *   x[r, c] += eps * sign(x[r, c]) * (u[r, c] * (1 / max(|u_r|, 1e-12)))
@@ -688,17 +695,11 @@ void mrec_knn_scores_cpu(float *scores, const int64_t *row_ptr, const int32_t *c
                          int R, int C, int k, mrec_pool *pool);
 mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim,
                                  int u0, int R, int C, int k, mrec_cuda *cu);
-/* Entries. */
-mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
-                              uint64_t key);
-mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, const float *z, float slope, int64_t n);
-mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
-                                        float eps, float beta, int R, int C);
+/* Their entries. */
 mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C);
 mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                    int R, int C);
 mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n);
 mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
                             const float *sim, int u0, int R, int C, int k);
-
 #endif
