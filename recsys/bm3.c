@@ -238,7 +238,7 @@ static mrec_status ensure_ops_batch(bm3 *m, int n) {
     carve_batch(m, &measure);
     mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, m->ctx->device, m->ctx->cuda);
     int32_t *iota = malloc(sizeof(int32_t) * (size_t)n);
-    m->h_cos = malloc(sizeof(float) * (size_t)n);
+    m->h_cos = malloc(sizeof(float) * (size_t)(n > m->dim ? n : m->dim)); /* also EmbLoss's d column sums */
     if (!st && (!iota || !m->h_cos)) st = mrec_fail(MREC_ERR_NOMEM, "bm3: a batch of %d", n);
     if (!st) {
         carve_batch(m, &m->batch);
@@ -267,19 +267,17 @@ static mrec_status ops_cos_loss(bm3 *m, double *loss, float *da, const float *a,
     return st;
 }
 
-/* The sum of squares of x (R, d) by a GEMM of ones into (d) columns (into t2's first row), summed on the host. */
+/* The sum of squares of x (R, d): squares into sq (R, d), a GEMM of ones into d column sums (in dz, free after the
+ * modalities), those summed on the host. */
 static mrec_status ops_sum_squares(bm3 *m, double *out, const float *x, float *sq, int R) {
     mrec_context *ctx = m->ctx;
     int d = m->dim;
-    float cols[1024], *col = d <= 1024 ? cols : malloc(sizeof(float) * (size_t)d);
-    if (!col) return mrec_fail(MREC_ERR_NOMEM, "bm3: %d column sums", d);
     mrec_status st = mrec_mul(ctx, sq, x, x, (int64_t)R * d);
-    if (!st) st = mrec_gemm(ctx, m->dz, m->ones, sq, NULL, 1, 0, 0, 0, 1, d, R, R, d, d); /* dz is free between modalities */
-    if (!st) st = mrec_copy_to_host(ctx, col, m->dz, sizeof(float) * (size_t)d);
+    if (!st) st = mrec_gemm(ctx, m->dz, m->ones, sq, NULL, 1, 0, 0, 0, 1, d, R, R, d, d);
+    if (!st) st = mrec_copy_to_host(ctx, m->h_cos, m->dz, sizeof(float) * (size_t)d);
     double s = 0;
-    for (int k = 0; !st && k < d; k++) s += col[k];
+    for (int k = 0; !st && k < d; k++) s += m->h_cos[k];
     *out = s;
-    if (col != cols) free(col);
     return st;
 }
 
