@@ -636,6 +636,48 @@ done:
     free(ref), free(out);
 }
 
+/* The transposed copy the GPU's A^T products use (NGCF-M, LATTICE): a product with it equals the CPU's transposed
+ * product with the graph itself, and each entry's number points back at the same entry. */
+static void transposed_graph(mrec_context *cpu) {
+    enum { N = 53, D = 5 };
+    mrec_graph g = {.n_nodes = N};
+    int64_t row_ptr[N + 1];
+    int32_t col[N * 6];
+    float val[N * 6], x[N * D], want[N * D], got[N * D];
+    uint64_t st = 31;
+    row_ptr[0] = 0;
+    for (int r = 0; r < N; r++) { /* 0 to 5 distinct columns a row, increasing: row 7 empty */
+        int n = r == 7 ? 0 : (int)(t_rand_u64(&st) % 6), c = (int)(t_rand_u64(&st) % 5);
+        for (int q = 0; q < n; q++) col[row_ptr[r] + q] = c, val[row_ptr[r] + q] = (float)(q + 1) / (r + 2), c += 1 + (int)(t_rand_u64(&st) % 9);
+        for (int q = 0; q < n; q++) col[row_ptr[r] + q] %= N;
+        row_ptr[r + 1] = row_ptr[r] + n;
+        for (int q = 1; q < n; q++) /* keep the row sorted after the wrap */
+            for (int s = q; s > 0 && col[row_ptr[r] + s - 1] > col[row_ptr[r] + s]; s--) {
+                int32_t tc = col[row_ptr[r] + s];
+                col[row_ptr[r] + s] = col[row_ptr[r] + s - 1], col[row_ptr[r] + s - 1] = tc;
+            }
+    }
+    g.row_ptr = row_ptr, g.col = col, g.val = val;
+    int64_t nnz = row_ptr[N], t_ptr[N + 1];
+    int32_t t_col[N * 6], t_edge[N * 6];
+    float t_val[N * 6];
+    mrec_graph_transpose_edges(t_ptr, t_col, t_edge, t_val, &g);
+    t_fill_uniform(x, N * D, &st, -1, 1);
+    mrec_spmm_t_ref(want, row_ptr, col, val, x, N, N, D);
+    mrec_csr t = {.n_rows = N, .n_cols = N, .row_ptr = t_ptr, .col = t_col, .val = t_val, .device = MREC_DEVICE_CPU};
+    if (t_status(mrec_spmm(cpu, got, &t, x, D, 0), MREC_OK, "a product with the transposed copy"))
+        t_allclose("transposed copy", want, got, N * D, 1e-6, 1e-6);
+    int back = t_ptr[N] == nnz;
+    for (int r = 0; r < N && back; r++)
+        for (int64_t q = t_ptr[r]; q < t_ptr[r + 1] && back; q++) {
+            int64_t e = t_edge[q];
+            int row_of_e = 0;
+            while (row_ptr[row_of_e + 1] <= e) row_of_e++;
+            back = col[e] == r && row_of_e == t_col[q] && val[e] == t_val[q] && (q == t_ptr[r] || t_col[q - 1] < t_col[q]);
+        }
+    t_check(back, "the transposed copy: %lld entries, each pointing back at its entry, columns increasing", (long long)nnz);
+}
+
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
 static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
     char data[4096 * 3];
@@ -706,6 +748,7 @@ int main(void) {
     ngcf_ops(cpu, "cpu");
     contrast_ops(cpu, "cpu");
     knn_scores_op(cpu, "cpu");
+    transposed_graph(cpu);
     mrec_context *gctx = NULL;
     o.device = MREC_WANT_CUDA;
     if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda"), contrast_ops(gctx, "cuda"), knn_scores_op(gctx, "cuda");
