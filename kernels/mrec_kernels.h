@@ -658,4 +658,53 @@ mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, 
 mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
                                         float eps, float beta, int R, int C);
 
+/* What SimGCL, SGL, LATTICE and ItemKNN need on top (references and CPU
+ * variants in kernels/cpu/train.c, GPU ones in kernels/cuda/train.cu).
+ *
+ * SimGCL's perturbation, row by row over x (R, C):
+ *   x[r, c] += eps * sign(x[r, c]) * (u[r, c] * (1 / max(|u_r|, 1e-12)))
+ * with sign(0) = 0 and u (R, C) the uniform draws, or, with u NULL, the hash
+ * stream of mrec_hash_dropout: u[r, c] = u(key, offset + r C + c). |u_r| is
+ * summed in float in column order and eps / max(..) taken once per row, as
+ * SimGCL's host loops compute it, so every variant gives the same bits. */
+void mrec_sign_noise_ref(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C);
+void mrec_sign_noise_cpu(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C, mrec_pool *pool);
+mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C,
+                                 mrec_cuda *cu);
+/* Softmax cross-entropy of each row of s (R, C) against a target column
+ * (InfoNCE's positive): target (R) valid columns, or NULL for column r (the
+ * diagonal of a square s).
+ *   loss[r] = logsumexp(s_r) - s_r[t_r]                       (double, (R))
+ *   g[r, c] = (float)(alpha / z_r) * exp(s[r, c] - max_r) - alpha [c == t_r]
+ * with z_r = sum_c exp(s[r, c] - max_r) summed in double; g may be s. The
+ * GPU reduces each row in a fixed tree: the same bits on every run. */
+void mrec_softmax_xent_rows_ref(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C);
+void mrec_softmax_xent_rows_cpu(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C,
+                                mrec_pool *pool);
+mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R,
+                                        int C, mrec_cuda *cu);
+/* LATTICE's normalized Laplacian: out (n) = in^-1/2 where in > 0, 0 where in
+ * is 0, NaN below (torch.pow(rowsum, -0.5) with its infinities zeroed), as
+ * 1 / sqrt(in) with both steps correctly rounded: the same bits everywhere;
+ * in place allowed. */
+void mrec_inv_sqrt_ref(float *out, const float *in, int64_t n);
+void mrec_inv_sqrt_cpu(float *out, const float *in, int64_t n, mrec_pool *pool);
+mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu);
+/* ItemKNN's scores of users u0 .. u0 + R - 1 (scores (R, C)):
+ *   scores[r, i] = sum over t < k of sim[i, t] where nbr[i, t] is one of the user's items
+ * in t order; row_ptr (>= u0 + R + 1) and col are the users' item lists over all users, each row sorted (a binary
+ * search finds an item); nbr, sim (C, k) each item's neighbours, -1 for none. One output per thread on the GPU. */
+void mrec_knn_scores_ref(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim, int u0,
+                         int R, int C, int k);
+void mrec_knn_scores_cpu(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim, int u0,
+                         int R, int C, int k, mrec_pool *pool);
+mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim,
+                                 int u0, int R, int C, int k, mrec_cuda *cu);
+/* Their entries. */
+mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C);
+mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
+                                   int R, int C);
+mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n);
+mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
+                            const float *sim, int u0, int R, int C, int k);
 #endif

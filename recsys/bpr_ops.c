@@ -109,3 +109,93 @@ mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, co
     if (!st) st = mrec_spmm(ctx, o->mixed, &w, o->rows, d, 0);
     return st ? st : mrec_spmm(ctx, out, &idx, o->mixed, d, 0);
 }
+
+/* ---- a batch's rows of one table ---- */
+
+static void carve_rows(mrec_batch_rows *r, mrec_arena *a) {
+    r->ids = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)r->cap);
+    r->ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)r->n_rows + 1));
+    r->pos = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)r->cap);
+    r->ones = mrec_arena_alloc(a, sizeof(float) * (size_t)r->cap);
+    r->work = r->work_bytes ? mrec_arena_alloc(a, r->work_bytes) : NULL;
+}
+
+static mrec_status reserve_rows(mrec_batch_rows *r, mrec_context *ctx, int cap, int n_rows) {
+    if (r->h_ids && r->ctx == ctx && cap <= r->cap && n_rows == r->n_rows) return MREC_OK;
+    mrec_batch_rows_free(r);
+    r->ctx = ctx, r->cap = cap, r->n_rows = n_rows;
+    mrec_status st = mrec_index_csr_workspace_bytes(ctx, cap, n_rows, &r->work_bytes);
+    mrec_arena measure = mrec_arena_measure();
+    carve_rows(r, &measure);
+    if (!st) st = mrec_arena_reserve(&r->mem, measure.peak, ctx->device, ctx->cuda);
+    float *ones = malloc(sizeof(float) * (size_t)cap);
+    r->h_ids = malloc(sizeof(int32_t) * (size_t)cap), r->h_iota = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!st && (!ones || !r->h_ids || !r->h_iota)) st = mrec_fail(MREC_ERR_NOMEM, "batch: host buffers for %d rows", cap);
+    if (!st) {
+        carve_rows(r, &r->mem);
+        for (int p = 0; p < cap; p++) ones[p] = 1.0f, r->h_iota[p] = p;
+        st = mrec_copy_to_device(ctx, r->ones, ones, sizeof(float) * (size_t)cap);
+    }
+    free(ones);
+    if (st) mrec_batch_rows_free(r);
+    return st;
+}
+
+mrec_status mrec_batch_rows_set(mrec_batch_rows *r, mrec_context *ctx, int n_rows, int n_parts, const int32_t *const *part,
+                                const int *offset, int n) {
+    if (n < 1 || n_parts < 1) return mrec_fail(MREC_ERR_ARG, "batch: an empty batch");
+    mrec_status st = reserve_rows(r, ctx, n_parts * n, n_rows);
+    if (st) return st;
+    r->n = n_parts * n;
+    for (int k = 0; k < n_parts; k++)
+        for (int b = 0; b < n; b++) r->h_ids[k * n + b] = part[k][b] + offset[k];
+    st = mrec_copy_to_device(ctx, r->ids, r->h_ids, sizeof(int32_t) * (size_t)r->n);
+    return st ? st : mrec_index_csr(ctx, r->ptr, r->pos, r->ids, r->n, n_rows, r->work, r->work_bytes);
+}
+
+mrec_status mrec_batch_rows_scatter(const mrec_batch_rows *r, float *out, const float *G, int D) {
+    mrec_csr t = {.n_rows = r->n_rows, .n_cols = r->n, .row_ptr = r->ptr, .col = r->pos, .device = r->ctx->device};
+    return mrec_spmm(r->ctx, out, &t, G, D, 0);
+}
+
+void mrec_batch_rows_free(mrec_batch_rows *r) {
+    if (r->ctx) mrec_arena_release(&r->mem, r->ctx->cuda);
+    free(r->h_ids), free(r->h_iota);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- a graph's copy on the device ---- */
+
+mrec_csr mrec_graph_carve(mrec_arena *a, int n_rows, int n_cols, int64_t nnz, mrec_device device) {
+    mrec_csr c = {.n_rows = n_rows, .n_cols = n_cols, .device = device};
+    c.row_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)n_rows + 1));
+    c.col = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(nnz + 1)); /* + 1: an empty graph still gets a pointer */
+    c.val = mrec_arena_alloc(a, sizeof(float) * (size_t)(nnz + 1));
+    return c;
+}
+
+mrec_status mrec_graph_upload(mrec_context *ctx, const mrec_csr *dst, const mrec_csr *src) {
+    if (dst->n_rows != src->n_rows || dst->n_cols != src->n_cols)
+        return mrec_fail(MREC_ERR_ARG, "graph copy: (%d, %d) into room for (%d, %d)", src->n_rows, src->n_cols, dst->n_rows,
+                         dst->n_cols);
+    int64_t nnz = src->row_ptr[src->n_rows];
+    mrec_status st = mrec_copy_to_device(ctx, (int64_t *)dst->row_ptr, src->row_ptr, sizeof(int64_t) * ((size_t)src->n_rows + 1));
+    if (!st && nnz) st = mrec_copy_to_device(ctx, (int32_t *)dst->col, src->col, sizeof(int32_t) * (size_t)nnz);
+    if (!st && nnz) st = mrec_copy_to_device(ctx, (float *)dst->val, src->val, sizeof(float) * (size_t)nnz);
+    return st;
+}
+
+void mrec_graph_transpose_edges(int64_t *t_ptr, int32_t *t_col, int32_t *t_edge, float *t_val, const mrec_graph *g) {
+    int n = g->n_nodes;
+    memset(t_ptr, 0, sizeof *t_ptr * ((size_t)n + 1));
+    for (int64_t e = 0; e < g->row_ptr[n]; e++) t_ptr[g->col[e] + 1]++;
+    for (int c = 0; c < n; c++) t_ptr[c + 1] += t_ptr[c];
+    /* rows in increasing order fill each column's entries in increasing row order; t_ptr runs ahead, then is restored */
+    for (int r = 0; r < n; r++)
+        for (int64_t e = g->row_ptr[r]; e < g->row_ptr[r + 1]; e++) {
+            int64_t at = t_ptr[g->col[e]]++;
+            t_col[at] = r, t_edge[at] = (int32_t)e, t_val[at] = g->val[e];
+        }
+    for (int c = n; c > 0; c--) t_ptr[c] = t_ptr[c - 1];
+    t_ptr[0] = 0;
+}

@@ -56,14 +56,8 @@ typedef struct {
     mrec_arena mem, batch;                /* on the context's device: the model's arrays and graphs; a batch's */
     mrec_csr full_ops, pruned_ops, s_ops, s_t; /* Â, this epoch's Â, S and S^T there */
     int ops_cap;
-    float *T, *T2, *mixed, *mixed2, *rows, *dfb, *ones; /* (3 cap, d) x 4, (2 cap, d), (2 cap, F_max), (2 cap) */
-    int32_t *ids, *ids_ij;                /* (3 cap): u, U + i, U + j; (2 cap): i, j */
-    int64_t *n_ptr, *i_ptr;               /* (N + 1), (n_items + 1) the batch's rows transposed */
-    int32_t *n_pos, *i_pos;               /* (3 cap), (2 cap) */
-    void *n_work, *i_work;
-    size_t n_work_bytes, i_work_bytes;
-    int32_t *h_iota;                      /* (3 cap) host: 0, 1, ... */
-    int32_t *h_ids;                       /* (3 cap) host */
+    float *T, *T2, *mixed, *mixed2, *rows, *dfb; /* (3 cap, d) x 4, (2 cap, d), (2 cap, F_max) */
+    mrec_batch_rows nodes, items;         /* u, U + i, U + j; i, j */
     mrec_bpr_ops bpr;
 } freedom;
 
@@ -171,13 +165,6 @@ static void carve_batch(freedom *m, mrec_arena *a) {
     m->mixed = mrec_arena_alloc(a, sizeof(float) * 3 * c * d), m->mixed2 = mrec_arena_alloc(a, sizeof(float) * 3 * c * d);
     m->rows = mrec_arena_alloc(a, sizeof(float) * 2 * c * d);
     m->fb = mrec_arena_alloc(a, sizeof(float) * 2 * c * (size_t)m->f_max), m->dfb = mrec_arena_alloc(a, sizeof(float) * 2 * c * (size_t)m->f_max);
-    m->ones = mrec_arena_alloc(a, sizeof(float) * 2 * c);
-    m->ids = mrec_arena_alloc(a, sizeof(int32_t) * 3 * c), m->ids_ij = mrec_arena_alloc(a, sizeof(int32_t) * 2 * c);
-    m->n_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)m->n_nodes + 1));
-    m->i_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)m->n_items + 1));
-    m->n_pos = mrec_arena_alloc(a, sizeof(int32_t) * 3 * c), m->i_pos = mrec_arena_alloc(a, sizeof(int32_t) * 2 * c);
-    m->n_work = m->n_work_bytes ? mrec_arena_alloc(a, m->n_work_bytes) : NULL;
-    m->i_work = m->i_work_bytes ? mrec_arena_alloc(a, m->i_work_bytes) : NULL;
 }
 
 /* Buffers for batches of up to n triples, grown (not per batch) when a batch is larger than any before. */
@@ -185,24 +172,12 @@ static mrec_status ensure_ops_batch(freedom *m, int n) {
     if (n <= m->ops_cap) return MREC_OK;
     mrec_context *ctx = m->ctx;
     mrec_arena_release(&m->batch, ctx->cuda);
-    free(m->h_iota), free(m->h_ids);
     m->ops_cap = n;
-    mrec_status st = mrec_index_csr_workspace_bytes(ctx, 3 * n, m->n_nodes, &m->n_work_bytes);
-    if (!st) st = mrec_index_csr_workspace_bytes(ctx, 2 * n, m->n_items, &m->i_work_bytes);
     mrec_arena measure = mrec_arena_measure();
     carve_batch(m, &measure);
-    if (!st) st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
-    float *ones = malloc(sizeof(float) * 2 * (size_t)n);
-    m->h_iota = malloc(sizeof(int32_t) * 3 * (size_t)n), m->h_ids = malloc(sizeof(int32_t) * 3 * (size_t)n);
-    if (!st && (!ones || !m->h_iota || !m->h_ids)) st = mrec_fail(MREC_ERR_NOMEM, "freedom: host buffers for a batch of %d", n);
-    if (!st) {
-        carve_batch(m, &m->batch);
-        for (int r = 0; r < 2 * n; r++) ones[r] = 1.0f;
-        for (int r = 0; r < 3 * n; r++) m->h_iota[r] = r;
-        st = mrec_copy_to_device(ctx, m->ones, ones, sizeof(float) * 2 * (size_t)n);
-    }
-    free(ones);
-    if (st) m->ops_cap = 0;
+    mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
+    if (!st) carve_batch(m, &m->batch);
+    else m->ops_cap = 0;
     return st;
 }
 
@@ -214,29 +189,26 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
     mrec_status st = ensure_ops_batch(m, n);
     if (!st) st = propagate(m, train_graph(m));
     if (st) return st;
-    for (int b = 0; b < n; b++) m->h_ids[b] = u[b], m->h_ids[n + b] = U + i[b], m->h_ids[2 * n + b] = U + j[b];
-    st = mrec_copy_to_device(ctx, m->ids, m->h_ids, sizeof(int32_t) * 3 * (size_t)n);
-    if (!st) st = mrec_copy_to_device(ctx, m->ids_ij, i, sizeof(int32_t) * (size_t)n);
-    if (!st) st = mrec_copy_to_device(ctx, m->ids_ij + n, j, sizeof(int32_t) * (size_t)n);
+    const int32_t *uij[3] = {u, i, j};
+    const int node_off[3] = {0, U, U}, item_off[2] = {0, 0};
     /* the indexes check every id before a row is read */
-    if (!st) st = mrec_index_csr(ctx, m->n_ptr, m->n_pos, m->ids, 3 * n, N, m->n_work, m->n_work_bytes);
-    if (!st) st = mrec_index_csr(ctx, m->i_ptr, m->i_pos, m->ids_ij, 2 * n, I, m->i_work, m->i_work_bytes);
+    st = mrec_batch_rows_set(&m->nodes, ctx, N, 3, uij, node_off, n);
+    if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, uij + 1, item_off, n);
     /* T = [F_u ; F_i + h_i ; F_j + h_j] */
-    if (!st) st = mrec_embedding(ctx, m->T, m->final, m->ids, 3 * n, N, d);
-    if (!st) st = mrec_embedding(ctx, m->rows, m->h, m->ids_ij, 2 * n, I, d);
+    if (!st) st = mrec_embedding(ctx, m->T, m->final, m->nodes.ids, 3 * n, N, d);
+    if (!st) st = mrec_embedding(ctx, m->rows, m->h, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_add(ctx, m->T + nd, m->T + nd, m->rows, 2 * (int64_t)nd);
-    const int32_t *row = m->h_iota;
+    const int32_t *row = m->items.h_iota;
     int rows_cap = 3 * m->ops_cap;
     if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, rows_cap, d);
     if (st) return st;
     double loss = mrec_bpr_softplus_loss(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
     if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, NULL))) return st;
     /* the modality losses: T2 = [F_u ; z_i ; z_j] */
-    mrec_csr it = {.n_rows = I, .n_cols = 2 * n, .row_ptr = m->i_ptr, .col = m->i_pos, .device = ctx->device};
     for (int mo = 0; mo < m->n_mod && !st; mo++) {
         int F = m->fdim[mo];
         float *dz = m->mixed2 + nd; /* the z rows' gradients, (2n, d) */
-        st = mrec_embedding(ctx, m->fb, m->feat[mo], m->ids_ij, 2 * n, I, F);
+        st = mrec_embedding(ctx, m->fb, m->feat[mo], m->items.ids, 2 * n, I, F);
         if (!st) st = mrec_copy_rows(ctx, m->T2, d, m->T, d, n, d);
         if (!st) st = mrec_gemm(ctx, m->T2 + nd, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d);
         if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T2, m->T2, row, row, row + n, n, n, rows_cap, d);
@@ -247,15 +219,14 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
         /* the users' rows join the main loss's; dW = dz^T fb, db = ones^T dz, dX rows = dz W scattered */
         if (!st) st = mrec_add(ctx, m->mixed, m->mixed, m->mixed2, (int64_t)nd);
         if (!st) st = mrec_gemm(ctx, m->w_grad[mo], dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F);
-        if (!st) st = mrec_gemm(ctx, m->b_grad[mo], m->ones, dz, NULL, 1, 0, 0, 0, 1, d, 2 * n, 2 * n, d, d);
+        if (!st) st = mrec_gemm(ctx, m->b_grad[mo], m->items.ones, dz, NULL, 1, 0, 0, 0, 1, d, 2 * n, 2 * n, d, d);
         if (!st) st = mrec_gemm(ctx, m->dfb, dz, m->w[mo], NULL, 1, 0, 0, 0, 2 * n, F, d, d, F, F);
-        if (!st) st = mrec_spmm(ctx, m->feat_grad[mo], &it, m->dfb, F, 0);
+        if (!st) st = mrec_batch_rows_scatter(&m->items, m->feat_grad[mo], m->dfb, F);
     }
     /* dF = the batch's rows scattered; dh = the item rows'; dE0 = sum_k Â^k dF / (L + 1), item rows + S^T dh */
-    mrec_csr nt = {.n_rows = N, .n_cols = 3 * n, .row_ptr = m->n_ptr, .col = m->n_pos, .device = ctx->device};
     float *dh = m->c; /* free until the backward propagation */
-    if (!st) st = mrec_spmm(ctx, m->dfinal, &nt, m->mixed, d, 0);
-    if (!st) st = mrec_spmm(ctx, dh, &it, m->mixed + nd, d, 0);
+    if (!st) st = mrec_batch_rows_scatter(&m->nodes, m->dfinal, m->mixed, d);
+    if (!st) st = mrec_batch_rows_scatter(&m->items, dh, m->mixed + nd, d);
     if (!st) st = mrec_spmm(ctx, m->h, &m->s_ops, dh, d, 1);
     const mrec_csr *adj = m->dropout > 0 ? &m->pruned_ops : &m->full_ops;
     if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, adj, 1, m->layers, d, m->a, m->c, ctx);
@@ -312,9 +283,8 @@ static mrec_status freedom_epoch_start(void *self) {
         const mrec_graph *g = &m->pruned;
         int64_t nnz = g->row_ptr[g->n_nodes];
         if (nnz > m->full->row_ptr[m->n_nodes]) return mrec_fail(MREC_ERR_ARG, "freedom: a pruned graph larger than the full one");
-        st = mrec_copy_to_device(m->ctx, (int64_t *)m->pruned_ops.row_ptr, g->row_ptr, sizeof(int64_t) * ((size_t)g->n_nodes + 1));
-        if (!st) st = mrec_copy_to_device(m->ctx, (int32_t *)m->pruned_ops.col, g->col, sizeof(int32_t) * (size_t)nnz);
-        if (!st) st = mrec_copy_to_device(m->ctx, (float *)m->pruned_ops.val, g->val, sizeof(float) * (size_t)nnz);
+        mrec_csr src = mrec_graph_csr(g);
+        st = mrec_graph_upload(m->ctx, &m->pruned_ops, &src);
     }
     return st;
 }
@@ -338,8 +308,8 @@ static void freedom_destroy(void *self) {
     mrec_graph_free(&m->pruned);
     free(m->pair_user), free(m->pair_item), free(m->edge_weight);
     mrec_bpr_ops_free(&m->bpr);
+    mrec_batch_rows_free(&m->nodes), mrec_batch_rows_free(&m->items);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
-    free(m->h_iota), free(m->h_ids);
     if (m->use_ops) m->fb = NULL; /* carved from batch */
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     if (m->on_device) {
@@ -446,11 +416,8 @@ mrec_status mrec_freedom_use_ops(mrec_model *model) {
     m->fb = m->z = m->dz = NULL, m->cap = 0;
     m->use_ops = 1;
     if (m->dropout > 0 && m->pruned.row_ptr) {
-        const mrec_graph *g = &m->pruned;
-        int64_t nnz = g->row_ptr[g->n_nodes];
-        st = mrec_copy_to_device(m->ctx, (int64_t *)m->pruned_ops.row_ptr, g->row_ptr, sizeof(int64_t) * ((size_t)g->n_nodes + 1));
-        if (!st) st = mrec_copy_to_device(m->ctx, (int32_t *)m->pruned_ops.col, g->col, sizeof(int32_t) * (size_t)nnz);
-        if (!st) st = mrec_copy_to_device(m->ctx, (float *)m->pruned_ops.val, g->val, sizeof(float) * (size_t)nnz);
+        mrec_csr src = mrec_graph_csr(&m->pruned);
+        st = mrec_graph_upload(m->ctx, &m->pruned_ops, &src);
     }
     return st;
 }

@@ -4,6 +4,13 @@
  * the item's users, into a per-thread dense row), so memory is items x k,
  * never items x items. Scoring needs, for each item j, the items that keep
  * j as a neighbour: the neighbour lists are transposed once.
+ *
+ * The similarities are built on the host in any case (once, from the
+ * training lists). On a GPU context (or a CPU one after mrec_itemknn_use_ops)
+ * scoring runs through mrec_knn_scores instead, with the neighbour lists and
+ * the users' item lists on the device: each score gathers its item's
+ * neighbours (in rank order) rather than scattering a user's items, so no
+ * sum needs an atomic; the sums' order differs from the host loop's.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -18,7 +25,15 @@ typedef struct {
     int64_t *by_ptr;   /* (n_items + 1): for neighbour j, the items i that keep it */
     int32_t *by_item;
     float *by_sim;
+    int32_t *nbr;      /* (n_items, k) each item's neighbours, best first, -1 for none */
+    float *sim;        /* (n_items, k) */
     mrec_context *ctx; /* scoring runs on its pool */
+    /* the op path: nbr, sim and the users' item lists where the ops read them (mem on a GPU) */
+    int use_ops;
+    mrec_arena mem;
+    const int64_t *d_ptr;
+    const int32_t *d_col, *d_nbr;
+    const float *d_sim;
 } itemknn;
 
 typedef struct {
@@ -92,6 +107,9 @@ static void score_task(void *arg, int task, int thread) {
 
 static mrec_status itemknn_score(void *self, int u0, int n, float *scores) {
     itemknn *m = self;
+    if (u0 < 0 || n < 0 || u0 + n > m->train->n_rows)
+        return mrec_fail(MREC_ERR_ARG, "itemknn: users %d to %d of %d", u0, u0 + n, m->train->n_rows);
+    if (m->use_ops) return mrec_knn_scores(m->ctx, scores, m->d_ptr, m->d_col, m->d_nbr, m->d_sim, u0, n, m->n_items, m->k);
     score_args a = {m, u0, n, scores};
     mrec_pool_run(m->ctx->pool, score_task, &a, n);
     return MREC_OK;
@@ -99,8 +117,38 @@ static mrec_status itemknn_score(void *self, int u0, int n, float *scores) {
 
 static void itemknn_destroy(void *self) {
     itemknn *m = self;
-    free(m->by_ptr), free(m->by_item), free(m->by_sim);
+    if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
+    free(m->by_ptr), free(m->by_item), free(m->by_sim), free(m->nbr), free(m->sim);
     free(m);
+}
+
+mrec_status mrec_itemknn_use_ops(mrec_model *model) {
+    itemknn *m = model->self;
+    /* a CPU context: the ops read the host's arrays */
+    m->d_ptr = m->train->row_ptr, m->d_col = m->train->col, m->d_nbr = m->nbr, m->d_sim = m->sim, m->use_ops = 1;
+    return MREC_OK;
+}
+
+/* On a GPU: the users' item lists and the neighbour lists copied to the device once. */
+static mrec_status place_on_device(itemknn *m) {
+    mrec_context *ctx = m->ctx;
+    const mrec_user_items *t = m->train;
+    int64_t nnz = t->row_ptr[t->n_rows];
+    size_t ik = (size_t)m->n_items * m->k;
+    size_t bytes[4] = {sizeof(int64_t) * ((size_t)t->n_rows + 1), sizeof(int32_t) * (size_t)(nnz + 1), sizeof(int32_t) * ik,
+                       sizeof(float) * ik};
+    size_t total = 0;
+    for (int q = 0; q < 4; q++) total += (bytes[q] + MREC_ARENA_ALIGN - 1) / MREC_ARENA_ALIGN * MREC_ARENA_ALIGN;
+    mrec_status st = mrec_arena_reserve(&m->mem, total, ctx->device, ctx->cuda);
+    if (st) return st;
+    void *dev[4];
+    for (int q = 0; q < 4; q++) dev[q] = mrec_arena_alloc(&m->mem, bytes[q]);
+    const void *host[4] = {t->row_ptr, t->col, m->nbr, m->sim};
+    size_t used[4] = {bytes[0], sizeof(int32_t) * (size_t)nnz, bytes[2], bytes[3]};
+    for (int q = 0; q < 4 && !st; q++) st = mrec_copy_to_device(ctx, dev[q], host[q], used[q]);
+    m->d_ptr = dev[0], m->d_col = dev[1], m->d_nbr = dev[2], m->d_sim = dev[3];
+    if (!st) m->use_ops = 1;
+    return st;
 }
 
 mrec_status mrec_itemknn_create(mrec_model *out, const mrec_user_items *train, int k, mrec_context *ctx) {
@@ -108,8 +156,7 @@ mrec_status mrec_itemknn_create(mrec_model *out, const mrec_user_items *train, i
     int I = train->n_cols, U = train->n_rows, threads = mrec_pool_threads(ctx->pool);
     int64_t nnz = train->row_ptr[U];
     if (k < 1 || k > I) return mrec_fail(MREC_ERR_ARG, "itemknn: k = %d with %d items", k, I);
-    mrec_status st = mrec_recsys_host_only(ctx, "itemknn"); /* scores are made by plain loops into host memory */
-    if (st) return st;
+    mrec_status st = MREC_OK;
     itemknn *m = calloc(1, sizeof *m);
     int64_t *icol_ptr = calloc((size_t)I + 1, sizeof *icol_ptr), *fill = calloc((size_t)I + 1, sizeof *fill);
     int32_t *icol = malloc(sizeof *icol * (size_t)(nnz + 1)), *nbr = malloc(sizeof *nbr * (size_t)I * k);
@@ -145,6 +192,8 @@ mrec_status mrec_itemknn_create(mrec_model *out, const mrec_user_items *train, i
             int64_t at = m->by_ptr[j] + fill[j]++;
             m->by_item[at] = i, m->by_sim[at] = sim[(size_t)i * k + s];
         }
+    m->nbr = nbr, m->sim = sim, nbr = NULL, sim = NULL; /* kept for the op path */
+    if (ctx->device != MREC_DEVICE_CPU && (st = place_on_device(m))) goto done;
     out->name = "ItemKNN", out->self = m, out->score = itemknn_score, out->destroy = itemknn_destroy;
 done:
     free(icol_ptr), free(fill), free(icol), free(nbr), free(sim), free(rows), free(touched);

@@ -17,7 +17,15 @@
  * Backward: dE0 = layer_mean_back(dF); the users' part is their gradient;
  * the items' part goes back through the unit rows and the projections:
  *   dY = (dZ - Z <Z, dZ>) / |Y|,  dW = dY^T f,  db = sum_i dY_i,  df = dY W.
- * Host memory only.
+ *
+ * Two paths compute this: the host loops (a CPU context), and the op path (a
+ * GPU context always, a CPU one after mrec_lightgcnm_use_ops) where every
+ * array, the features and a copy of the graph stay on the context's device
+ * and the host sees the batch's scores and norms. There the unit rows are
+ * mrec_l2_normalize_rows and its backward, the batch's rows go through the
+ * BPR step of bpr_ops.c (the regularizer's item rows with the BPR part, the
+ * users' ego rows in a second scatter), and the bias gradient is ones^T dY.
+ * Both paths share the arrays, carved from one allocation on the device.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -29,7 +37,8 @@
 #define MAX_MODALITIES 8
 
 typedef struct {
-    mrec_csr adj;
+    const mrec_graph *graph;
+    mrec_csr adj;            /* the graph as the ops see it: itself, or its copy on the device */
     int n_users, n_items, n_nodes, dim, layers, n_mod, sum;
     float l_w;
     int feat_dim[MAX_MODALITIES];
@@ -38,16 +47,43 @@ typedef struct {
     float *w[MAX_MODALITIES], *w_grad[MAX_MODALITIES];       /* (d, f_m) as nn.Linear's weight */
     float *bias[MAX_MODALITIES], *bias_grad[MAX_MODALITIES]; /* (d) */
     float *z[MAX_MODALITIES];                   /* (I, d) each modality's unit rows */
-    float *norm[MAX_MODALITIES];                /* (I) their lengths before scaling */
+    float *y[MAX_MODALITIES];                   /* (I, d) the op path: the rows before scaling */
+    float *norm[MAX_MODALITIES];                /* (I) the host path: their lengths */
     float *ego, *final, *dfinal, *dego, *a, *b; /* (N, d) */
     float *dy;                                  /* (I, d) */
+    float *ones;                                /* (I) the op path: ones^T dY */
+    mrec_arena mem;                             /* everything above, on the context's device */
     mrec_context *ctx;
     mrec_status status;
+    int use_ops;
+    mrec_bpr_ops ops;
 } lightgcnm;
+
+/* The op path's ego: the users' rows, then X = c sum_k z_k with z_k = normalize(feat_k W_k^T + b_k). */
+static mrec_status ops_ego(lightgcnm *m) {
+    mrec_context *ctx = m->ctx;
+    int d = m->dim, U = m->n_users, I = m->n_items;
+    float *x = m->ego + (size_t)U * d;
+    float c = m->sum ? 1.0f : 1.0f / m->n_mod;
+    mrec_status st = mrec_copy_rows(ctx, m->ego, d, m->user, d, U, d);
+    for (int k = 0; k < m->n_mod && !st; k++) {
+        int f = m->feat_dim[k];
+        st = mrec_gemm(ctx, m->y[k], m->feat[k], m->w[k], m->bias[k], 1, 0, 0, 1, I, d, f, f, f, d);
+        if (!st) st = mrec_l2_normalize_rows(ctx, m->z[k], m->y[k], 1e-12f, I, d); /* F.normalize's floor */
+        /* the host's x = 0 + c z_0 + c z_1 ..., in that order */
+        if (!st) st = mrec_scale(ctx, k ? m->dy : x, m->z[k], c, (int64_t)I * d);
+        if (!st && k) st = mrec_add(ctx, x, x, m->dy, (int64_t)I * d);
+    }
+    return st;
+}
 
 /* ego = [U; X] from the current weights, then final = the layer mean. */
 static mrec_status propagate(lightgcnm *m) {
     int d = m->dim, U = m->n_users, I = m->n_items;
+    if (m->use_ops) {
+        mrec_status st = ops_ego(m);
+        return st ? st : mrec_csr_layer_mean(m->final, m->ego, &m->adj, m->layers, d, m->a, m->b, m->ctx);
+    }
     float *x = m->ego + (size_t)U * d;
     memcpy(m->ego, m->user, (size_t)U * d * sizeof(float));
     memset(x, 0, (size_t)I * d * sizeof(float));
@@ -120,10 +156,45 @@ static mrec_status step(lightgcnm *m, double *loss_out, const int32_t *u, const 
     return MREC_OK;
 }
 
+/* step through the op entries. */
+static mrec_status ops_step(lightgcnm *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_context *ctx = m->ctx;
+    mrec_bpr_ops *o = &m->ops;
+    int d = m->dim, U = m->n_users, I = m->n_items;
+    mrec_status st = propagate(m);
+    /* pos, neg and |F_r|^2 of the batch's rows; then |U_u|^2 (the users' ego rows) over the first n norms */
+    if (!st) st = mrec_bpr_ops_scores(o, ctx, m->final, m->final, u, i, j, n, U, m->n_nodes, d);
+    if (!st) st = mrec_gather_dot(ctx, o->dots + 2 * n, m->ego, o->ids, m->ego, o->ids, n, d);
+    if (!st) st = mrec_copy_to_host(ctx, o->h_dots + 2 * n, o->dots + 2 * n, sizeof(float) * (size_t)n);
+    if (st) return st;
+    const float *sq = o->h_dots + 2 * n;
+    double loss = mrec_bpr_softplus_loss(o->dx, o->h_dots, o->h_dots + n, n), reg = 0;
+    for (int b = 0; b < 3 * n; b++) reg += sq[b];
+    *loss_out = loss + m->l_w * reg / 2 / n;
+    float cr = m->l_w / n, c_items[3] = {0, cr, cr}, c_users[3] = {cr, 0, 0};
+    /* dF: BPR and the items' regularizer; back through the layers; the users' regularizer on their ego rows */
+    if ((st = mrec_bpr_ops_scatter(o, m->dfinal, m->final, o->dx, c_items))) return st;
+    if ((st = mrec_csr_layer_mean_back(m->dego, m->dfinal, &m->adj, 1, m->layers, d, m->a, m->b, ctx))) return st;
+    if ((st = mrec_bpr_ops_scatter(o, m->a, m->ego, NULL, c_users))) return st;
+    if ((st = mrec_add(ctx, m->user_grad, m->dego, m->a, (int64_t)U * d))) return st;
+    /* each modality: dY = normalize's backward of c dX (c dX in b, free by now), then W, b and the features */
+    const float *dx = m->dego + (size_t)U * d;
+    float c = m->sum ? 1.0f : 1.0f / m->n_mod;
+    for (int k = 0; k < m->n_mod && !st; k++) {
+        int f = m->feat_dim[k];
+        st = mrec_scale(ctx, m->b, dx, c, (int64_t)I * d);
+        if (!st) st = mrec_l2_normalize_rows_back(ctx, m->dy, m->b, m->z[k], m->y[k], 1e-12f, 0, I, d);
+        if (!st) st = mrec_gemm(ctx, m->bias_grad[k], m->ones, m->dy, NULL, 1, 0, 0, 0, 1, d, I, I, d, d);
+        if (!st) st = mrec_gemm(ctx, m->w_grad[k], m->dy, m->feat[k], NULL, 1, 0, 1, 0, d, f, I, d, f, f);
+        if (!st) st = mrec_gemm(ctx, m->feat_grad[k], m->dy, m->w[k], NULL, 1, 0, 0, 0, I, f, d, d, f, f);
+    }
+    return st;
+}
+
 static double lightgcnm_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     lightgcnm *m = self;
     double loss = NAN;
-    m->status = step(m, &loss, u, i, j, n);
+    m->status = m->use_ops ? ops_step(m, &loss, u, i, j, n) : step(m, &loss, u, i, j, n);
     return m->status ? NAN : loss;
 }
 
@@ -136,56 +207,85 @@ static mrec_status lightgcnm_score(void *self, int u0, int n, float *scores) {
 
 static void lightgcnm_destroy(void *self) {
     lightgcnm *m = self;
-    free(m->user), free(m->user_grad), free(m->ego), free(m->final), free(m->dfinal), free(m->dego), free(m->a), free(m->b);
-    free(m->dy);
-    for (int k = 0; k < MAX_MODALITIES; k++) {
-        free(m->feat[k]), free(m->feat_grad[k]), free(m->w[k]), free(m->w_grad[k]), free(m->bias[k]), free(m->bias_grad[k]);
-        free(m->z[k]), free(m->norm[k]);
-    }
+    mrec_bpr_ops_free(&m->ops);
+    if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     free(m);
+}
+
+/* Every array, and on a GPU the graph's copy, from one allocation (a measuring arena counts them). */
+static void carve(lightgcnm *m, mrec_arena *a, int with_graph) {
+    size_t d = (size_t)m->dim, nu = (size_t)m->n_users * d, ni = (size_t)m->n_items * d, total = (size_t)m->n_nodes * d;
+    m->user = mrec_arena_alloc(a, nu * 4), m->user_grad = mrec_arena_alloc(a, nu * 4);
+    float **big[6] = {&m->ego, &m->final, &m->dfinal, &m->dego, &m->a, &m->b};
+    for (int k = 0; k < 6; k++) *big[k] = mrec_arena_alloc(a, total * 4);
+    m->dy = mrec_arena_alloc(a, ni * 4), m->ones = mrec_arena_alloc(a, (size_t)m->n_items * 4);
+    for (int k = 0; k < m->n_mod; k++) {
+        size_t nf = (size_t)m->n_items * m->feat_dim[k], nw = (size_t)m->feat_dim[k] * d;
+        m->feat[k] = mrec_arena_alloc(a, nf * 4), m->feat_grad[k] = mrec_arena_alloc(a, nf * 4);
+        m->w[k] = mrec_arena_alloc(a, nw * 4), m->w_grad[k] = mrec_arena_alloc(a, nw * 4);
+        m->bias[k] = mrec_arena_alloc(a, d * 4), m->bias_grad[k] = mrec_arena_alloc(a, d * 4);
+        m->z[k] = mrec_arena_alloc(a, ni * 4), m->y[k] = mrec_arena_alloc(a, ni * 4);
+        m->norm[k] = mrec_arena_alloc(a, (size_t)m->n_items * 4);
+    }
+    if (with_graph) m->adj = mrec_graph_carve(a, m->n_nodes, m->n_nodes, m->graph->row_ptr[m->n_nodes], m->ctx->device);
+}
+
+mrec_status mrec_lightgcnm_use_ops(mrec_model *model) {
+    lightgcnm *m = model->self;
+    m->use_ops = 1; /* the arrays are shared with the host path; the graph is the host's */
+    return MREC_OK;
 }
 
 mrec_status mrec_lightgcnm_create(mrec_model *out, const mrec_graph *graph, int n_users, int n_items, const float *const *feat,
                                   const int *feat_dim, int n_modalities, int sum, int dim, int layers, float l_w, mrec_rng *rng,
                                   mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    mrec_status st = mrec_recsys_host_only(ctx, "lightgcnm");
-    if (st) return st;
     if (graph->n_nodes != n_users + n_items || layers < 0 || layers > 16 || dim < 1 || n_modalities < 1 ||
         n_modalities > MAX_MODALITIES)
         return mrec_fail(MREC_ERR_ARG, "lightgcnm: graph of %d nodes for %d users + %d items, %d layers, %d modalities (1 to %d)",
                          graph->n_nodes, n_users, n_items, layers, n_modalities, MAX_MODALITIES);
     lightgcnm *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "lightgcnm");
-    m->adj = mrec_graph_csr(graph), m->n_users = n_users, m->n_items = n_items, m->n_nodes = n_users + n_items;
+    m->graph = graph, m->adj = mrec_graph_csr(graph), m->n_users = n_users, m->n_items = n_items, m->n_nodes = n_users + n_items;
     m->dim = dim, m->layers = layers, m->n_mod = n_modalities, m->sum = sum, m->l_w = l_w, m->ctx = ctx;
-    size_t total = (size_t)m->n_nodes * dim, nu = (size_t)n_users * dim, ni = (size_t)n_items * dim;
-    m->user = malloc(nu * 4), m->user_grad = malloc(nu * 4), m->ego = malloc(total * 4), m->final = malloc(total * 4);
-    m->dfinal = malloc(total * 4), m->dego = malloc(total * 4), m->a = malloc(total * 4), m->b = malloc(total * 4);
-    m->dy = malloc(ni * 4);
-    int ok = m->user && m->user_grad && m->ego && m->final && m->dfinal && m->dego && m->a && m->b && m->dy;
-    for (int k = 0; k < n_modalities && ok; k++) {
-        size_t f = (size_t)feat_dim[k], nf = (size_t)n_items * f;
-        m->feat_dim[k] = feat_dim[k];
-        m->feat[k] = malloc(nf * 4), m->feat_grad[k] = malloc(nf * 4), m->w[k] = malloc(f * dim * 4);
-        m->w_grad[k] = malloc(f * dim * 4), m->bias[k] = malloc((size_t)dim * 4), m->bias_grad[k] = malloc((size_t)dim * 4);
-        m->z[k] = malloc(ni * 4), m->norm[k] = malloc((size_t)n_items * 4);
-        ok = m->feat[k] && m->feat_grad[k] && m->w[k] && m->w_grad[k] && m->bias[k] && m->bias_grad[k] && m->z[k] && m->norm[k];
-        if (ok) memcpy(m->feat[k], feat[k], nf * 4);
+    for (int k = 0; k < n_modalities; k++) m->feat_dim[k] = feat_dim[k];
+    int on_gpu = ctx->device != MREC_DEVICE_CPU;
+    mrec_arena measure = mrec_arena_measure();
+    carve(m, &measure, on_gpu);
+    mrec_status st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda);
+    if (st) {
+        free(m);
+        return st;
     }
-    if (!ok) {
-        lightgcnm_destroy(m);
-        return mrec_fail(MREC_ERR_NOMEM, "lightgcnm: %d nodes x %d and the features", m->n_nodes, dim);
-    }
-    /* users xavier-uniform; projections as nn.Linear's default, U(-1/sqrt(f), 1/sqrt(f)) for weight and bias */
+    carve(m, &m->mem, on_gpu);
+    /* the values are drawn on the host in any case, so a seed gives the same start on every device:
+     * users xavier-uniform; projections as nn.Linear's default, U(-1/sqrt(f), 1/sqrt(f)) for weight and bias */
+    size_t nu = (size_t)n_users * dim, most = nu > (size_t)n_items ? nu : (size_t)n_items;
+    for (int k = 0; k < n_modalities; k++) most = (size_t)feat_dim[k] * dim > most ? (size_t)feat_dim[k] * dim : most;
+    float *h = malloc(most * 4);
+    if (!h) st = mrec_fail(MREC_ERR_NOMEM, "lightgcnm: %zu initial values", most);
     double bu = sqrt(6.0 / (n_users + dim));
-    for (size_t k = 0; k < nu; k++) m->user[k] = (float)(bu * (2.0 * mrec_rng_uniform(rng) - 1.0));
-    for (int k = 0; k < n_modalities; k++) {
+    for (size_t k = 0; !st && k < nu; k++) h[k] = (float)(bu * (2.0 * mrec_rng_uniform(rng) - 1.0));
+    if (!st) st = mrec_copy_to_device(ctx, m->user, h, nu * 4);
+    for (int k = 0; k < n_modalities && !st; k++) {
         double bw = 1.0 / sqrt((double)feat_dim[k]);
-        for (size_t e = 0; e < (size_t)feat_dim[k] * dim; e++) m->w[k][e] = (float)(bw * (2.0 * mrec_rng_uniform(rng) - 1.0));
-        for (int e = 0; e < dim; e++) m->bias[k][e] = (float)(bw * (2.0 * mrec_rng_uniform(rng) - 1.0));
+        size_t nw = (size_t)feat_dim[k] * dim;
+        for (size_t e = 0; e < nw; e++) h[e] = (float)(bw * (2.0 * mrec_rng_uniform(rng) - 1.0));
+        st = mrec_copy_to_device(ctx, m->w[k], h, nw * 4);
+        for (int e = 0; e < dim; e++) h[e] = (float)(bw * (2.0 * mrec_rng_uniform(rng) - 1.0));
+        if (!st) st = mrec_copy_to_device(ctx, m->bias[k], h, (size_t)dim * 4);
+        if (!st) st = mrec_copy_to_device(ctx, m->feat[k], feat[k], (size_t)n_items * feat_dim[k] * 4);
     }
-    if ((st = propagate(m))) {
+    for (int e = 0; !st && e < n_items; e++) h[e] = 1.0f;
+    if (!st) st = mrec_copy_to_device(ctx, m->ones, h, (size_t)n_items * 4);
+    free(h);
+    if (!st && on_gpu) {
+        mrec_csr src = mrec_graph_csr(graph);
+        st = mrec_graph_upload(ctx, &m->adj, &src); /* Â is symmetric: no transposed copy */
+        m->use_ops = 1;
+    }
+    if (!st) st = propagate(m);
+    if (st) {
         lightgcnm_destroy(m);
         return st;
     }

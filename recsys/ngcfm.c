@@ -13,7 +13,17 @@
  *             + l_w / 2 (|g_u|^2 + |g_i+|^2 + |g_i-|^2 + |T_u|^2 + |p_i+|^2 + |p_i-|^2) / n
  * Each layer takes the previous layer's normalized output, as the fork's
  * propagate_embeddings does. G, T, W and b start xavier-uniform (b as a
- * (1, d) matrix), P as torch.nn.Linear. Dropout uses the model's generator.
+ * (1, d) matrix), P as torch.nn.Linear. Both dropouts draw from the hash
+ * stream of mrec_hash_dropout, keyed per step (message dropout, each layer)
+ * and per epoch (node dropout) by the model's generator.
+ *
+ * Two paths compute this: the host loops (a CPU context), and the op path (a
+ * GPU context always, a CPU one after mrec_ngcfm_use_ops) where every array,
+ * the features and Â with its transpose live on the context's device and
+ * each step is an op entry: the dropouts are mrec_hash_dropout with the host
+ * path's keys (the same masks; Â^T's entries draw under their number in Â),
+ * the batch's rows [g; T or p] are scored and combined by the BPR step of
+ * bpr_ops.c and scattered back in batch order. Both paths share the arrays.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -23,24 +33,39 @@
 #include <string.h>
 
 #define MAX_LAYERS 8
+#define SLOPE 0.2f
 
 typedef struct {
     int n_users, n_items, n_nodes, dim, layers, n_feat;
     float l_w, dropout, node_dropout;
     const mrec_graph *graph;
-    mrec_graph dropped;                       /* this epoch's Â after node dropout */
-    const float *feat;                        /* (I, F), not trained */
+    mrec_graph dropped;                       /* the host path: this epoch's Â after node dropout */
+    const float *feat;                        /* (I, F), not trained: the caller's */
+    const float *feat_ops;                    /* where the ops read it: feat, or its copy on a GPU */
     mrec_rng rng;
+    uint64_t step_key, epoch_key;             /* the dropouts' keys: this step's messages, this epoch's entries */
+    mrec_arena mem;                           /* on the context's device: every array below */
     float *ego, *ego_grad, *tu, *tu_grad, *pw, *pw_grad, *pb, *pb_grad;
     float *w1[MAX_LAYERS], *b1[MAX_LAYERS], *w2[MAX_LAYERS], *b2[MAX_LAYERS];
     float *gw1[MAX_LAYERS], *gb1[MAX_LAYERS], *gw2[MAX_LAYERS], *gb2[MAX_LAYERS];
-    /* per layer (N, d): input x_l (x_0 = ego), Â x_l, the pre-activation, the dropped-out output, its mask */
+    /* per layer (N, d): input x_l (x_0 = ego), Â x_l, the pre-activation, the dropped-out output; the host's mask */
     float *x[MAX_LAYERS + 1], *side[MAX_LAYERS], *pre[MAX_LAYERS], *drop[MAX_LAYERS];
     uint8_t *mask[MAX_LAYERS];
-    float *final, *dx, *dnext, *tmp, *tmp2;   /* (N, d) */
-    float *p, *z;                             /* (I, d) the projected features, before and after normalize */
+    float *final, *dx, *dnext, *tmp, *tmp2, *tmp3; /* (N, d) */
+    float *p, *z;                             /* (I, d) the projected features, after and before normalize */
+    float *ones;                              /* (max(N, I)) the op path: column sums as a GEMM */
     float *pos, *neg, *dxb;
     int cap;
+    /* the op path */
+    int use_ops, on_gpu, ops_cap;
+    mrec_csr adj, adj_t;                      /* this epoch's Â there and its transpose */
+    const float *g_val, *t_gval;              /* (nnz) Â's entries as built, and its transpose's */
+    int32_t *t_edge;                          /* (nnz) each transposed entry's number in Â */
+    mrec_arena graph_mem;                     /* the four above */
+    mrec_arena batch;
+    float *T, *mixed, *rows;                  /* (3 cap, 2d) [g; T or p] of the batch's rows, their gradients; (3 cap, d) */
+    mrec_batch_rows nodes, users, items;      /* u, U + i, U + j; u; i, j */
+    mrec_bpr_ops bpr;
     mrec_context *ctx;
     mrec_status status;                       /* of the last loss_grad */
 } ngcfm;
@@ -67,9 +92,27 @@ static void normalize_back(float *din, const float *dout, const float *in, const
     }
 }
 
+/* Layer l's message dropout key this step. */
+static uint64_t layer_key(const ngcfm *m, int l) { return mrec_mix64(m->step_key + (uint64_t)l + 1); }
+
+/* softplus(-clamp(pos - neg, -80, 1e8)) summed / n; dx (n) its derivative in pos - neg (0 on the clamp's flat part). */
+static double clamped_loss(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        double x = fmin(fmax((double)pos[b] - neg[b], -80.0), 1e8);
+        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+        dx[b] = (double)pos[b] - neg[b] < -80.0 ? 0.0f : (float)(-1.0 / (1.0 + exp(x)) / n);
+    }
+    return loss / n;
+}
+
 static const mrec_graph *train_graph(const ngcfm *m) { return m->node_dropout > 0 && m->dropped.row_ptr ? &m->dropped : m->graph; }
 
+static mrec_status forward_ops(ngcfm *m, int train);
+
 static mrec_status forward(ngcfm *m, int train) {
+    if (train) m->step_key = mrec_rng_next(&m->rng);
+    if (m->use_ops) return forward_ops(m, train);
     int d = m->dim, N = m->n_nodes;
     size_t nd = (size_t)N * d;
     mrec_context *ctx = m->ctx;
@@ -83,9 +126,10 @@ static mrec_status forward(ngcfm *m, int train) {
         for (size_t e = 0; e < nd; e++) m->tmp[e] = m->side[l][e] * m->x[l][e];
         if ((st = mrec_gemm(ctx, m->pre[l], m->side[l], m->w1[l], m->b1[l], 1, 0, 0, 0, N, d, d, d, d, d))) return st;
         if ((st = mrec_gemm(ctx, m->pre[l], m->tmp, m->w2[l], m->b2[l], 1, 1, 0, 0, N, d, d, d, d, d))) return st;
+        uint64_t key = layer_key(m, l);
         for (size_t e = 0; e < nd; e++) {
-            float a = m->pre[l][e] > 0 ? m->pre[l][e] : 0.2f * m->pre[l][e];
-            int kept = !train || m->dropout <= 0 || mrec_rng_uniform(&m->rng) >= m->dropout;
+            float a = m->pre[l][e] > 0 ? m->pre[l][e] : SLOPE * m->pre[l][e];
+            int kept = !train || m->dropout <= 0 || mrec_hash_uniform(key, e) >= m->dropout;
             m->mask[l][e] = (uint8_t)kept;
             m->drop[l][e] = !train || m->dropout <= 0 ? a : kept ? a / keep : 0.0f;
         }
@@ -111,7 +155,7 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
     }
     mrec_status st = forward(m, 1);
     if (st) return st;
-    double loss = 0, reg = 0;
+    double reg = 0;
     for (int b = 0; b < n; b++) {
         const float *gu = m->final + (size_t)u[b] * d, *gi = m->final + (size_t)(U + i[b]) * d, *gj = m->final + (size_t)(U + j[b]) * d;
         const float *t = m->tu + (size_t)u[b] * d, *pi = m->p + (size_t)i[b] * d, *pj = m->p + (size_t)j[b] * d;
@@ -121,12 +165,9 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
             reg += (double)gu[k] * gu[k] + (double)gi[k] * gi[k] + (double)gj[k] * gj[k] + (double)t[k] * t[k] + (double)pi[k] * pi[k] +
                    (double)pj[k] * pj[k];
         }
-        double x = fmin(fmax((double)sp - sn, -80.0), 1e8);
-        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
-        /* softplus(-x)' = -sigmoid(-x); nothing flows back through the clamp's flat part */
-        m->dxb[b] = (double)sp - sn < -80.0 ? 0.0f : (float)(-1.0 / (1.0 + exp(x)) / n);
+        m->pos[b] = sp, m->neg[b] = sn;
     }
-    loss = loss / n + m->l_w / 2 * reg / n;
+    double loss = clamped_loss(m->dxb, m->pos, m->neg, n) + m->l_w / 2 * reg / n;
     float c = m->l_w / n;
     memset(m->dx, 0, nd * sizeof(float));
     memset(m->tu_grad, 0, sizeof(float) * (size_t)U * d);
@@ -163,7 +204,7 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
         normalize_back(m->tmp, m->dnext, m->drop[l], m->x[l + 1], N, d);
         for (size_t e = 0; e < nd; e++) { /* dropout, then LeakyReLU: tmp becomes d pre */
             float dv = m->dropout <= 0 ? m->tmp[e] : m->mask[l][e] ? m->tmp[e] / keep : 0.0f;
-            m->tmp[e] = m->pre[l][e] > 0 ? dv : 0.2f * dv;
+            m->tmp[e] = m->pre[l][e] > 0 ? dv : SLOPE * dv;
         }
         /* pre = side W1 + b1 + (side * x) W2 + b2 */
         for (size_t e = 0; e < nd; e++) m->tmp2[e] = m->side[l][e] * m->x[l][e];
@@ -190,19 +231,142 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
     return MREC_OK;
 }
 
+/* ---- the op path ---- */
+
+/* forward through the op entries (train: this epoch's Â and this step's message dropout). */
+static mrec_status forward_ops(ngcfm *m, int train) {
+    mrec_context *ctx = m->ctx;
+    int d = m->dim, N = m->n_nodes, I = m->n_items;
+    int64_t nd = (int64_t)N * d;
+    /* the graph as built for scoring; this epoch's dropped entries for training */
+    mrec_csr g = m->adj, gt = m->adj_t;
+    if (!train || m->node_dropout <= 0) g.val = m->g_val, gt.val = m->t_gval;
+    g.transposed = &gt;
+    mrec_status st = mrec_scale(ctx, m->x[0], m->ego, 1.0f, nd); /* copies: x * 1 is exact */
+    if (!st) st = mrec_scale(ctx, m->final, m->ego, 1.0f, nd);
+    for (int l = 0; l < m->layers && !st; l++) {
+        st = mrec_spmm(ctx, m->side[l], &g, m->x[l], d, 0);
+        if (!st) st = mrec_mul(ctx, m->tmp, m->side[l], m->x[l], nd);
+        if (!st) st = mrec_gemm(ctx, m->pre[l], m->side[l], m->w1[l], m->b1[l], 1, 0, 0, 0, N, d, d, d, d, d);
+        if (!st) st = mrec_gemm(ctx, m->pre[l], m->tmp, m->w2[l], m->b2[l], 1, 1, 0, 0, N, d, d, d, d, d);
+        if (!st) st = mrec_activation(ctx, m->drop[l], m->pre[l], MREC_ACT_LEAKY_RELU, SLOPE, nd);
+        if (!st && train && m->dropout > 0) st = mrec_hash_dropout(ctx, m->drop[l], m->drop[l], NULL, nd, m->dropout, layer_key(m, l));
+        if (!st) st = mrec_l2_normalize_rows(ctx, m->x[l + 1], m->drop[l], 1e-12f, N, d);
+        if (!st) st = mrec_add(ctx, m->final, m->final, m->x[l + 1], nd);
+    }
+    if (!st) st = mrec_scale(ctx, m->final, m->final, 1.0f / (m->layers + 1), nd);
+    if (!st) st = mrec_gemm(ctx, m->z, m->feat_ops, m->pw, m->pb, 1, 0, 0, 1, I, d, m->n_feat, m->n_feat, m->n_feat, d);
+    return st ? st : mrec_l2_normalize_rows(ctx, m->p, m->z, 1e-12f, I, d);
+}
+
+static void carve_batch(ngcfm *m, mrec_arena *a) {
+    size_t c = (size_t)m->ops_cap, d = (size_t)m->dim;
+    m->T = mrec_arena_alloc(a, sizeof(float) * 3 * c * 2 * d), m->mixed = mrec_arena_alloc(a, sizeof(float) * 3 * c * 2 * d);
+    m->rows = mrec_arena_alloc(a, sizeof(float) * 3 * c * d);
+}
+
+static mrec_status ensure_ops_batch(ngcfm *m, int n) {
+    if (n <= m->ops_cap) return MREC_OK;
+    mrec_arena_release(&m->batch, m->ctx->cuda);
+    m->ops_cap = n;
+    mrec_arena measure = mrec_arena_measure();
+    carve_batch(m, &measure);
+    mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, m->ctx->device, m->ctx->cuda);
+    if (!st) carve_batch(m, &m->batch);
+    else m->ops_cap = 0;
+    return st;
+}
+
+/* batch_loss_grad through the op entries. */
+static mrec_status ops_loss_grad(ngcfm *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_context *ctx = m->ctx;
+    int d = m->dim, D = 2 * d, U = m->n_users, I = m->n_items, N = m->n_nodes;
+    int64_t nd = (int64_t)N * d;
+    const int32_t *uij[3] = {u, i, j};
+    const int node_off[3] = {0, U, U}, zero[2] = {0, 0};
+    mrec_status st = ensure_ops_batch(m, n);
+    if (!st) st = forward(m, 1);
+    /* the indexes check every id before a row is read */
+    if (!st) st = mrec_batch_rows_set(&m->nodes, ctx, N, 3, uij, node_off, n);
+    if (!st) st = mrec_batch_rows_set(&m->users, ctx, U, 1, uij, zero, n);
+    if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, uij + 1, zero, n);
+    /* T (3n, 2d): [g_u ; T_u], [g_i ; p_i], [g_j ; p_j] */
+    float *Tc = m->T + (size_t)n * D;
+    if (!st) st = mrec_embedding(ctx, m->rows, m->final, m->nodes.ids, 3 * n, N, d);
+    if (!st) st = mrec_copy_rows(ctx, m->T, D, m->rows, d, 3 * n, d);
+    if (!st) st = mrec_embedding(ctx, m->rows, m->tu, m->users.ids, n, U, d);
+    if (!st) st = mrec_copy_rows(ctx, m->T + d, D, m->rows, d, n, d);
+    if (!st) st = mrec_embedding(ctx, m->rows, m->p, m->items.ids, 2 * n, I, d);
+    if (!st) st = mrec_copy_rows(ctx, Tc + d, D, m->rows, d, 2 * n, d);
+    const int32_t *row = m->items.h_iota;
+    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
+    if (st) return st;
+    double reg = 0;
+    for (int b = 0; b < 3 * n; b++) reg += m->bpr.h_dots[2 * n + b];
+    *loss_out = clamped_loss(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n) + m->l_w / 2 * reg / n;
+    float c = m->l_w / n, coef[3] = {c, c, c};
+    /* each row's gradient; the g halves to dx's rows, T's to the users, p's to the items (dp in tmp2) */
+    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, coef))) return st;
+    st = mrec_copy_rows(ctx, m->rows, d, m->mixed, D, 3 * n, d);
+    if (!st) st = mrec_batch_rows_scatter(&m->nodes, m->dx, m->rows, d);
+    if (!st) st = mrec_copy_rows(ctx, m->rows, d, m->mixed + d, D, n, d);
+    if (!st) st = mrec_batch_rows_scatter(&m->users, m->tu_grad, m->rows, d);
+    if (!st) st = mrec_copy_rows(ctx, m->rows, d, m->mixed + (size_t)n * D + d, D, 2 * n, d);
+    if (!st) st = mrec_batch_rows_scatter(&m->items, m->tmp2, m->rows, d);
+    /* p = normalize(z), z = F P^T + c */
+    if (!st) st = mrec_l2_normalize_rows_back(ctx, m->tmp, m->tmp2, m->p, m->z, 1e-12f, 0, I, d);
+    if (!st) st = mrec_gemm(ctx, m->pw_grad, m->tmp, m->feat_ops, NULL, 1, 0, 1, 0, d, m->n_feat, I, d, m->n_feat, m->n_feat);
+    if (!st) st = mrec_gemm(ctx, m->pb_grad, m->ones, m->tmp, NULL, 1, 0, 0, 0, 1, d, I, I, d, d);
+    /* g = mean of the layers: each x_l gets dg / (L + 1); go down the layers */
+    if (!st) st = mrec_scale(ctx, m->dx, m->dx, 1.0f / (m->layers + 1), nd);
+    if (!st) st = mrec_scale(ctx, m->dnext, m->dx, 1.0f, nd);
+    mrec_csr g = m->adj, gt = m->adj_t;
+    if (m->node_dropout <= 0) g.val = m->g_val, gt.val = m->t_gval;
+    g.transposed = &gt;
+    for (int l = m->layers - 1; l >= 0 && !st; l--) {
+        /* x_{l+1} = normalize(drop); the dropout's mask again from its key; LeakyReLU: tmp becomes d pre */
+        st = mrec_l2_normalize_rows_back(ctx, m->tmp, m->dnext, m->x[l + 1], m->drop[l], 1e-12f, 0, N, d);
+        if (!st && m->dropout > 0) st = mrec_hash_dropout(ctx, m->tmp, m->tmp, NULL, nd, m->dropout, layer_key(m, l));
+        if (!st) st = mrec_leaky_relu_back(ctx, m->tmp, m->tmp, m->pre[l], SLOPE, nd);
+        /* pre = side W1 + b1 + (side * x) W2 + b2 */
+        if (!st) st = mrec_mul(ctx, m->tmp2, m->side[l], m->x[l], nd);
+        if (!st) st = mrec_gemm(ctx, m->gw1[l], m->side[l], m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d);
+        if (!st) st = mrec_gemm(ctx, m->gw2[l], m->tmp2, m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d);
+        if (!st) st = mrec_gemm(ctx, m->gb1[l], m->ones, m->tmp, NULL, 1, 0, 0, 0, 1, d, N, N, d, d);
+        if (!st) st = mrec_scale(ctx, m->gb2[l], m->gb1[l], 1.0f, d);
+        /* d(side * x) = dpre W2^T -> side gets it times x, x times side; side also gets dpre W1^T */
+        float *dside = m->dnext;
+        if (!st) st = mrec_gemm(ctx, m->tmp2, m->tmp, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d);
+        if (!st) st = mrec_gemm(ctx, dside, m->tmp, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d);
+        if (!st) st = mrec_mul(ctx, m->tmp3, m->tmp2, m->x[l], nd);
+        if (!st) st = mrec_add(ctx, dside, dside, m->tmp3, nd);
+        if (!st) st = mrec_mul(ctx, m->tmp2, m->tmp2, m->side[l], nd);
+        /* side = Â x_l: d x_l = Â^T dside + direct + the mean's share */
+        if (!st) st = mrec_spmm(ctx, m->tmp, &g, dside, d, 1);
+        if (!st) st = mrec_add(ctx, m->dnext, m->tmp, m->tmp2, nd);
+        if (!st) st = mrec_add(ctx, m->dnext, m->dnext, m->dx, nd);
+    }
+    return st ? st : mrec_scale(ctx, m->ego_grad, m->dnext, 1.0f, nd);
+}
+
 static double ngcfm_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     ngcfm *m = self;
     double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
+    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
     return m->status ? NAN : loss;
 }
 
-/* the fork's sparse_dropout: entries kept with probability 1 - p, scaled by 1 / (1 - p) */
+/* the fork's sparse_dropout: entries kept with probability 1 - p, scaled by 1 / (1 - p), drawn under a new key */
 static mrec_status ngcfm_epoch_start(void *self) {
     ngcfm *m = self;
     if (m->node_dropout <= 0) return MREC_OK;
     const mrec_graph *g = m->graph;
     int64_t nnz = g->row_ptr[g->n_nodes];
+    m->epoch_key = mrec_rng_next(&m->rng);
+    if (m->use_ops) { /* Â's entries and the transpose's, each under its number in Â */
+        mrec_status st = mrec_hash_dropout(m->ctx, (float *)m->adj.val, m->g_val, NULL, nnz, m->node_dropout, m->epoch_key);
+        return st ? st : mrec_hash_dropout(m->ctx, (float *)m->adj_t.val, m->t_gval, m->t_edge, nnz, m->node_dropout, m->epoch_key);
+    }
     if (!m->dropped.row_ptr) {
         m->dropped.n_nodes = g->n_nodes;
         m->dropped.row_ptr = malloc(sizeof(int64_t) * ((size_t)g->n_nodes + 1));
@@ -214,8 +378,8 @@ static mrec_status ngcfm_epoch_start(void *self) {
         memcpy(m->dropped.row_ptr, g->row_ptr, sizeof(int64_t) * ((size_t)g->n_nodes + 1));
         memcpy(m->dropped.col, g->col, sizeof(int32_t) * (size_t)nnz);
     }
-    float scale = 1.0f / (1.0f - m->node_dropout);
-    for (int64_t e = 0; e < nnz; e++) m->dropped.val[e] = mrec_rng_uniform(&m->rng) < m->node_dropout ? 0.0f : g->val[e] * scale;
+    for (int64_t e = 0; e < nnz; e++)
+        m->dropped.val[e] = mrec_hash_uniform(m->epoch_key, (uint64_t)e) < m->node_dropout ? 0.0f : g->val[e] / (1.0f - m->node_dropout);
     return MREC_OK;
 }
 
@@ -233,15 +397,92 @@ static mrec_status ngcfm_score(void *self, int u0, int n, float *scores) {
 
 static void ngcfm_destroy(void *self) {
     ngcfm *m = self;
-    free(m->ego), free(m->ego_grad), free(m->tu), free(m->tu_grad), free(m->pw), free(m->pw_grad), free(m->pb), free(m->pb_grad);
-    for (int l = 0; l < MAX_LAYERS; l++) {
-        free(m->w1[l]), free(m->b1[l]), free(m->w2[l]), free(m->b2[l]), free(m->gw1[l]), free(m->gb1[l]), free(m->gw2[l]), free(m->gb2[l]);
-        free(m->x[l + 1]), free(m->side[l]), free(m->pre[l]), free(m->drop[l]), free(m->mask[l]);
-    }
-    free(m->x[0]), free(m->final), free(m->dx), free(m->dnext), free(m->tmp), free(m->tmp2), free(m->p), free(m->z);
+    mrec_bpr_ops_free(&m->bpr);
+    mrec_batch_rows_free(&m->nodes), mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->items);
+    if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
+    if (m->graph_mem.base) mrec_arena_release(&m->graph_mem, m->ctx->cuda);
+    if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     free(m->pos), free(m->neg), free(m->dxb);
     mrec_graph_free(&m->dropped);
     free(m);
+}
+
+/* Every array from one allocation on the context's device (a measuring arena counts them): the host path's masks
+ * on a CPU context only, the features' copy on a GPU only. */
+static void carve(ngcfm *m, mrec_arena *a) {
+    size_t d = (size_t)m->dim, nd = (size_t)m->n_nodes * d * 4, id = (size_t)m->n_items * d * 4, dd = d * d * 4;
+    size_t F = (size_t)m->n_feat;
+    m->ego = mrec_arena_alloc(a, nd), m->ego_grad = mrec_arena_alloc(a, nd);
+    m->tu = mrec_arena_alloc(a, (size_t)m->n_users * d * 4), m->tu_grad = mrec_arena_alloc(a, (size_t)m->n_users * d * 4);
+    m->pw = mrec_arena_alloc(a, d * F * 4), m->pw_grad = mrec_arena_alloc(a, d * F * 4);
+    m->pb = mrec_arena_alloc(a, d * 4), m->pb_grad = mrec_arena_alloc(a, d * 4);
+    for (int l = 0; l < m->layers; l++) {
+        m->w1[l] = mrec_arena_alloc(a, dd), m->b1[l] = mrec_arena_alloc(a, d * 4);
+        m->w2[l] = mrec_arena_alloc(a, dd), m->b2[l] = mrec_arena_alloc(a, d * 4);
+        m->gw1[l] = mrec_arena_alloc(a, dd), m->gb1[l] = mrec_arena_alloc(a, d * 4);
+        m->gw2[l] = mrec_arena_alloc(a, dd), m->gb2[l] = mrec_arena_alloc(a, d * 4);
+        m->x[l + 1] = mrec_arena_alloc(a, nd), m->side[l] = mrec_arena_alloc(a, nd);
+        m->pre[l] = mrec_arena_alloc(a, nd), m->drop[l] = mrec_arena_alloc(a, nd);
+        m->mask[l] = m->on_gpu ? NULL : mrec_arena_alloc(a, nd / 4);
+    }
+    float **big[7] = {&m->x[0], &m->final, &m->dx, &m->dnext, &m->tmp, &m->tmp2, &m->tmp3};
+    for (int k = 0; k < 7; k++) *big[k] = mrec_arena_alloc(a, nd);
+    m->p = mrec_arena_alloc(a, id), m->z = mrec_arena_alloc(a, id);
+    m->ones = mrec_arena_alloc(a, (size_t)(m->n_nodes > m->n_items ? m->n_nodes : m->n_items) * 4);
+    m->feat_ops = m->on_gpu ? mrec_arena_alloc(a, sizeof(float) * (size_t)m->n_items * F) : m->feat;
+}
+
+/* The op path's graphs (a measuring arena counts them): Â and its transpose, each with this epoch's entries, and
+ * their entries as built. */
+static void carve_graphs(ngcfm *m, mrec_arena *a) {
+    int N = m->n_nodes;
+    int64_t nnz = m->graph->row_ptr[N];
+    m->adj = mrec_graph_carve(a, N, N, nnz, m->ctx->device), m->adj_t = mrec_graph_carve(a, N, N, nnz, m->ctx->device);
+    m->g_val = mrec_arena_alloc(a, sizeof(float) * (size_t)(nnz + 1)), m->t_gval = mrec_arena_alloc(a, sizeof(float) * (size_t)(nnz + 1));
+    m->t_edge = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(nnz + 1));
+}
+
+/* Reserves the op path's graphs and fills them: Â and its transpose (built here, each entry with its number in Â),
+ * this epoch's entries starting as built. */
+static mrec_status ops_setup(ngcfm *m) {
+    const mrec_graph *g = m->graph;
+    int N = m->n_nodes;
+    int64_t nnz = g->row_ptr[N];
+    mrec_arena measure = mrec_arena_measure();
+    carve_graphs(m, &measure);
+    mrec_status st = mrec_arena_reserve(&m->graph_mem, measure.peak, m->ctx->device, m->ctx->cuda);
+    if (st) return st;
+    carve_graphs(m, &m->graph_mem);
+    int64_t *t_ptr = malloc(sizeof *t_ptr * ((size_t)N + 1));
+    int32_t *t_col = malloc(sizeof *t_col * (size_t)(nnz + 1)), *t_edge = malloc(sizeof *t_edge * (size_t)(nnz + 1));
+    float *t_val = malloc(sizeof *t_val * (size_t)(nnz + 1));
+    st = t_ptr && t_col && t_edge && t_val ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "ngcfm: the transposed graph");
+    if (!st) {
+        mrec_graph_transpose_edges(t_ptr, t_col, t_edge, t_val, g);
+        mrec_csr src = mrec_graph_csr(g), src_t = {.n_rows = N, .n_cols = N, .row_ptr = t_ptr, .col = t_col, .val = t_val};
+        st = mrec_graph_upload(m->ctx, &m->adj, &src);
+        if (!st) st = mrec_graph_upload(m->ctx, &m->adj_t, &src_t);
+        if (!st) st = mrec_copy_to_device(m->ctx, (float *)m->g_val, g->val, sizeof(float) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(m->ctx, (float *)m->t_gval, t_val, sizeof(float) * (size_t)nnz);
+        if (!st) st = mrec_copy_to_device(m->ctx, m->t_edge, t_edge, sizeof(int32_t) * (size_t)nnz);
+    }
+    free(t_ptr), free(t_col), free(t_edge), free(t_val);
+    return st;
+}
+
+mrec_status mrec_ngcfm_use_ops(mrec_model *model) {
+    ngcfm *m = model->self;
+    if (m->use_ops) return MREC_OK;
+    mrec_status st = ops_setup(m);
+    if (st) return st;
+    m->use_ops = 1;
+    /* an epoch already under way keeps its dropped entries: the host's dropped graph is this epoch's Â */
+    if (m->dropped.row_ptr) {
+        int64_t nnz = m->graph->row_ptr[m->n_nodes];
+        st = mrec_hash_dropout(m->ctx, (float *)m->adj.val, m->g_val, NULL, nnz, m->node_dropout, m->epoch_key);
+        if (!st) st = mrec_hash_dropout(m->ctx, (float *)m->adj_t.val, m->t_gval, m->t_edge, nnz, m->node_dropout, m->epoch_key);
+    }
+    return st;
 }
 
 static void xavier_uniform(float *w, int rows, int cols, mrec_rng *rng) {
@@ -253,8 +494,6 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
                               int n_feat, int dim, int layers, float l_w, float dropout, float node_dropout, mrec_rng *rng,
                               mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    mrec_status st = mrec_recsys_host_only(ctx, "ngcfm");
-    if (st) return st;
     if (mean_self_adj->n_nodes != n_users + n_items || layers < 1 || layers > MAX_LAYERS || !(dropout >= 0 && dropout < 1) ||
         !(node_dropout >= 0 && node_dropout < 1))
         return mrec_fail(MREC_ERR_ARG, "ngcfm: %d layers (1..%d), dropouts %g and %g (0 <= p < 1), graph of %d nodes", layers,
@@ -263,34 +502,55 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "ngcfm");
     m->n_users = n_users, m->n_items = n_items, m->n_nodes = n_users + n_items, m->dim = dim, m->layers = layers;
     m->n_feat = n_feat, m->l_w = l_w, m->dropout = dropout, m->node_dropout = node_dropout, m->graph = mean_self_adj;
-    m->feat = feat, m->ctx = ctx;
+    m->feat = feat, m->ctx = ctx, m->on_gpu = ctx->device != MREC_DEVICE_CPU;
     m->rng.state = mrec_rng_next(rng);
-    size_t nd = (size_t)m->n_nodes * dim, id = (size_t)n_items * dim;
-    int ok = 1;
-#define ALLOC(p, count) ok &= ((p) = calloc((count), sizeof *(p))) != NULL
-    ALLOC(m->ego, nd), ALLOC(m->ego_grad, nd), ALLOC(m->tu, (size_t)n_users * dim), ALLOC(m->tu_grad, (size_t)n_users * dim);
-    ALLOC(m->pw, (size_t)dim * n_feat), ALLOC(m->pw_grad, (size_t)dim * n_feat), ALLOC(m->pb, dim), ALLOC(m->pb_grad, dim);
-    ALLOC(m->x[0], nd), ALLOC(m->final, nd), ALLOC(m->dx, nd), ALLOC(m->dnext, nd), ALLOC(m->tmp, nd), ALLOC(m->tmp2, nd);
-    ALLOC(m->p, id), ALLOC(m->z, id);
-    for (int l = 0; l < layers; l++) {
-        ALLOC(m->w1[l], (size_t)dim * dim), ALLOC(m->b1[l], dim), ALLOC(m->w2[l], (size_t)dim * dim), ALLOC(m->b2[l], dim);
-        ALLOC(m->gw1[l], (size_t)dim * dim), ALLOC(m->gb1[l], dim), ALLOC(m->gw2[l], (size_t)dim * dim), ALLOC(m->gb2[l], dim);
-        ALLOC(m->x[l + 1], nd), ALLOC(m->side[l], nd), ALLOC(m->pre[l], nd), ALLOC(m->drop[l], nd), ALLOC(m->mask[l], nd);
+    mrec_arena measure = mrec_arena_measure();
+    carve(m, &measure);
+    mrec_status st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda);
+    if (st) {
+        free(m);
+        return st;
     }
-#undef ALLOC
-    if (!ok) {
-        ngcfm_destroy(m);
-        return mrec_fail(MREC_ERR_NOMEM, "ngcfm: %d users, %d items, %d layers", n_users, n_items, layers);
+    carve(m, &m->mem);
+    /* the values are drawn on the host in any case, so a seed gives the same start on every device */
+    size_t nd = (size_t)m->n_nodes * dim, nu = (size_t)n_users * dim, big = nd > (size_t)dim * n_feat ? nd : (size_t)dim * n_feat;
+    big = big > (size_t)dim * dim ? big : (size_t)dim * dim;
+    size_t nones = (size_t)(m->n_nodes > n_items ? m->n_nodes : n_items);
+    float *h = malloc(sizeof(float) * (big > nones ? big : nones));
+    if (!h) st = mrec_fail(MREC_ERR_NOMEM, "ngcfm: %d users, %d items, %d layers", n_users, n_items, layers);
+    if (!st) {
+        xavier_uniform(h, n_users, dim, rng), xavier_uniform(h + nu, n_items, dim, rng);
+        st = mrec_copy_to_device(ctx, m->ego, h, nd * 4);
     }
-    xavier_uniform(m->ego, n_users, dim, rng), xavier_uniform(m->ego + (size_t)n_users * dim, n_items, dim, rng);
-    for (int l = 0; l < layers; l++) {
-        xavier_uniform(m->w1[l], dim, dim, rng), xavier_uniform(m->b1[l], 1, dim, rng);
-        xavier_uniform(m->w2[l], dim, dim, rng), xavier_uniform(m->b2[l], 1, dim, rng);
+    for (int l = 0; l < layers && !st; l++) {
+        float *dst[4] = {m->w1[l], m->b1[l], m->w2[l], m->b2[l]};
+        for (int k = 0; k < 4 && !st; k++) {
+            int rows = k % 2 ? 1 : dim;
+            xavier_uniform(h, rows, dim, rng);
+            st = mrec_copy_to_device(ctx, dst[k], h, (size_t)rows * dim * 4);
+        }
     }
-    xavier_uniform(m->tu, n_users, dim, rng);
+    if (!st) xavier_uniform(h, n_users, dim, rng), st = mrec_copy_to_device(ctx, m->tu, h, nu * 4);
     double bound = 1.0 / sqrt((double)n_feat);
-    for (size_t e = 0; e < (size_t)dim * n_feat; e++) m->pw[e] = (float)(bound * (2 * mrec_rng_uniform(rng) - 1));
-    for (int e = 0; e < dim; e++) m->pb[e] = (float)(bound * (2 * mrec_rng_uniform(rng) - 1));
+    if (!st) {
+        for (size_t e = 0; e < (size_t)dim * n_feat; e++) h[e] = (float)(bound * (2 * mrec_rng_uniform(rng) - 1));
+        st = mrec_copy_to_device(ctx, m->pw, h, (size_t)dim * n_feat * 4);
+    }
+    if (!st) {
+        for (int e = 0; e < dim; e++) h[e] = (float)(bound * (2 * mrec_rng_uniform(rng) - 1));
+        st = mrec_copy_to_device(ctx, m->pb, h, (size_t)dim * 4);
+    }
+    if (!st) {
+        for (size_t e = 0; e < nones; e++) h[e] = 1.0f;
+        st = mrec_copy_to_device(ctx, m->ones, h, nones * 4);
+    }
+    free(h);
+    if (!st && m->on_gpu) st = mrec_copy_to_device(ctx, (float *)m->feat_ops, feat, sizeof(float) * (size_t)n_items * n_feat);
+    if (!st && m->on_gpu && !(st = ops_setup(m))) m->use_ops = 1;
+    if (st) {
+        ngcfm_destroy(m);
+        return st;
+    }
     out->name = "NGCF-M", out->self = m;
     int p = 0;
     out->param[p] = m->ego, out->grad[p] = m->ego_grad, out->size[p++] = (int64_t)nd;

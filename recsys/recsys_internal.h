@@ -32,9 +32,9 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
                                      float *a, float *b, mrec_context *ctx);
 
 /* ---- BPR through the op entries (bpr_ops.c) ----------------------------------
- * The batch step BPRMF and LightGCN take where their context runs (NGCF's, VBPR's and FREEDOM's losses too): on a GPU
- * always, on the CPU when a test asks (mrec_bprmf_use_ops,
- * mrec_lightgcn_use_ops), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
+ * The batch step BPRMF and LightGCN take where their context runs (the other models with a GPU path score and
+ * combine their batch's rows through it too): on a GPU always, on the CPU when a test asks (mrec_bprmf_use_ops,
+ * mrec_lightgcn_use_ops, ...), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
  * d) on the context's device. The batch's scores and squared row norms come
  * back to the host, where the loss is computed by the same code as on the
  * host path; the gradient rows are combined and scattered on the device in
@@ -78,6 +78,64 @@ mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float 
  * and coef NULL for no norm part. */
 mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, const float *dx, const float coef[3]);
 void mrec_bpr_ops_free(mrec_bpr_ops *o);
+
+/* ---- a batch's rows of one table, on the device (bpr_ops.c) ----------------------
+ * The ids a batch reads from one table (users, items, or users then items),
+ * copied to the context's device once, with their transposed index: a
+ * gather reads the rows (mrec_embedding with ids), and
+ * mrec_batch_rows_scatter adds gradient rows back into the table in batch
+ * order (no atomics). Beside them the constants a batch step uses: ones
+ * (column sums as a GEMM) and the host's 0, 1, 2, ... (a gathered table's
+ * own rows as the BPR step's ids). Grown when a batch is larger than any
+ * before, not per batch. */
+typedef struct {
+    mrec_context *ctx;
+    int cap, n_rows;    /* positions and table rows the buffers are sized for */
+    int n;              /* positions of the last set */
+    mrec_arena mem;     /* the buffers below, on the context's device */
+    int32_t *ids;       /* (cap) */
+    int64_t *ptr;       /* (n_rows + 1) table row -> positions */
+    int32_t *pos;       /* (cap) */
+    float *ones;        /* (cap) */
+    void *work;         /* mrec_index_csr's workspace */
+    size_t work_bytes;
+    int32_t *h_ids;     /* (cap) host: the ids as set */
+    int32_t *h_iota;    /* (cap) host: 0, 1, ... */
+} mrec_batch_rows;
+
+/* ids = part[0] + offset[0], then part[1] + offset[1], ... (n each, on the
+ * host), checked against [0, n_rows) by the index before any row is read. */
+mrec_status mrec_batch_rows_set(mrec_batch_rows *r, mrec_context *ctx, int n_rows, int n_parts, const int32_t *const *part,
+                                const int *offset, int n);
+/* out (n_rows, D), every row written: row v = the sum of G's rows at the positions of v, in batch order. G (r->n, D). */
+mrec_status mrec_batch_rows_scatter(const mrec_batch_rows *r, float *out, const float *G, int D);
+void mrec_batch_rows_free(mrec_batch_rows *r);
+
+/* A graph's copy where ctx runs, carved from a (a measuring arena counts
+ * it): mrec_graph_carve sizes it, mrec_graph_upload fills it. */
+mrec_csr mrec_graph_carve(mrec_arena *a, int n_rows, int n_cols, int64_t nnz, mrec_device device);
+mrec_status mrec_graph_upload(mrec_context *ctx, const mrec_csr *dst, const mrec_csr *src);
+/* g (n x n) transposed on the host, for the GPU's A^T products: t_ptr (n + 1),
+ * t_col, t_val (nnz) with each row's entries in increasing column order, and
+ * t_edge (nnz) each entry's number in g (where its dropout is drawn). */
+void mrec_graph_transpose_edges(int64_t *t_ptr, int32_t *t_col, int32_t *t_edge, float *t_val, const mrec_graph *g);
+
+/* For tests, as mrec_ngcf_use_ops: the models below on a CPU context take
+ * their batches, forwards and scoring through the op entries, the path a GPU
+ * context always takes, so the CPU checks it against the host loops. */
+mrec_status mrec_lightgcnm_use_ops(mrec_model *m);
+mrec_status mrec_simgcl_use_ops(mrec_model *m);
+mrec_status mrec_sgl_use_ops(mrec_model *m);
+mrec_status mrec_ngcfm_use_ops(mrec_model *m);
+mrec_status mrec_bm3_use_ops(mrec_model *m);
+mrec_status mrec_lattice_use_ops(mrec_model *m);
+mrec_status mrec_itemknn_use_ops(mrec_model *m);
+
+/* The hash stream of mrec_hash_dropout and mrec_sign_noise: a uniform in
+ * [0, 1) per (key, element), the same on every device and in any order. */
+static inline float mrec_hash_uniform(uint64_t key, uint64_t e) {
+    return (float)((mrec_mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+}
 
 /* -mean log sigmoid(pos - neg) without MMRec's 1e-10 (the authors' LightGCN
  * loss, FREEDOM's and LATTICE's); dx (n) = d loss / d (pos - neg). */

@@ -20,7 +20,18 @@
  * code. Backward: each layer mean is linear in E0 and the graphs are
  * symmetric, so dE0 = sum over the three graphs of (D + G (D + G (..))) / (L + 1).
  *
- * Host memory only; the views are drawn by the model's own generator.
+ * The views are drawn on the host by the model's own generator (exact
+ * counts, as the reference samples), once per epoch.
+ *
+ * Two paths compute the step: the host loops (a CPU context), and the op
+ * path (a GPU context always, a CPU one after mrec_sgl_use_ops). There the
+ * embeddings, the views' rows and the graphs stay on the context's device
+ * (each epoch's view graphs are copied there once, as FREEDOM's pruned
+ * graph), the batch goes through the BPR step of bpr_ops.c, the unit rows
+ * through mrec_l2_normalize_rows and its backward, and each block of anchors
+ * through a GEMM and mrec_softmax_xent_rows; the host sees the scores, the
+ * norms and the contrast's per-row losses. Both paths share the arrays,
+ * carved from one allocation on the device.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -33,7 +44,8 @@
 #define CHUNK 256 /* anchors per similarity block: memory CHUNK x max(U, I) */
 
 typedef struct {
-    mrec_csr adj;
+    const mrec_graph *graph;
+    mrec_csr adj;           /* the graph as the ops see it: itself, or its copy on the device */
     int n_users, n_items, n_nodes, dim, layers, augment;
     float l_w, ssl_reg, ssl_ratio, temp;
     int64_t n_pairs;
@@ -41,15 +53,26 @@ typedef struct {
     int32_t *perm;                  /* (max(U, I, n_pairs)) scratch of the draws */
     int32_t *kept_user, *kept_item; /* (n_pairs) */
     mrec_graph views[2][MAX_LAYERS]; /* a view's graph per layer (nd, ed: layer 0's for all) */
+    mrec_csr dev_views[2][MAX_LAYERS]; /* on a GPU: their copies, each with room for the full graph */
     int views_fixed;
+    mrec_arena mem;         /* on the context's device: everything below, and the graphs' copies on a GPU */
     float *ego, *ego_grad;  /* (N, d) parameters: users then items */
-    float *final;           /* (N, d) F, then reused for dF */
+    float *final;           /* (N, d) F, then reused for dF (host) or dV (ops) */
     float *z[2];            /* (N, d) the views at unit length */
-    float *norm[2];         /* (N) their row norms */
+    float *v[2];            /* (N, d) the op path: the views before scaling */
+    float *norm[2];         /* (N) the host path: their row norms */
     float *dz[2];           /* (N, d) gradients of z, then of the views */
     float *a, *b, *acc;     /* (N, d) scratch */
     float *sim;             /* (CHUNK, max(U, I)) */
     float *zb, *gb;         /* (CHUNK, d) anchors' rows and their gradient */
+    double *closs;          /* (CHUNK) the op path: a block's per-anchor losses */
+    double *h_loss;         /* (CHUNK) host */
+    /* the op path's batch */
+    int use_ops, on_gpu, ops_cap;
+    mrec_arena batch;
+    float *G;               /* (cap, d) the anchors' gradient rows */
+    mrec_batch_rows anchors;
+    mrec_bpr_ops ops;
     mrec_rng rng;
     mrec_context *ctx;
     mrec_status status;
@@ -57,41 +80,45 @@ typedef struct {
 
 static const mrec_graph *layer_graph(const sgl *m, int view, int k) { return &m->views[view][m->augment == 2 ? k : 0]; }
 
+/* Layer k's graph of a view (-1: Â) where the ops read it. */
+static mrec_csr layer_csr(const sgl *m, int view, int k) {
+    if (view < 0) return m->adj;
+    return m->on_gpu ? m->dev_views[view][m->augment == 2 ? k : 0] : mrec_graph_csr(layer_graph(m, view, k));
+}
+
 /* out (N, d) = (x + G_1 x + G_2 G_1 x + ..) / (L + 1), G_k the view's graph
- * at layer k, or Â for view -1. */
+ * at layer k, or Â for view -1. Both paths. */
 static mrec_status layer_mean(sgl *m, float *out, int view) {
     int d = m->dim, L = m->layers;
     int64_t n = (int64_t)m->n_nodes * d;
-    memcpy(out, m->ego, (size_t)n * sizeof(float));
+    mrec_status st = mrec_scale(m->ctx, out, m->ego, 1.0f, n); /* a copy on any device */
     const float *prev = m->ego;
-    for (int k = 0; k < L; k++) {
+    for (int k = 0; k < L && !st; k++) {
         float *next = k % 2 ? m->b : m->a;
-        mrec_csr g = view < 0 ? m->adj : mrec_graph_csr(layer_graph(m, view, k));
-        mrec_status st = mrec_spmm(m->ctx, next, &g, prev, d, 0);
+        mrec_csr g = layer_csr(m, view, k);
+        st = mrec_spmm(m->ctx, next, &g, prev, d, 0);
         if (!st) st = mrec_add(m->ctx, out, out, next, n);
-        if (st) return st;
         prev = next;
     }
-    return mrec_scale(m->ctx, out, out, 1.0f / (L + 1), n);
+    return st ? st : mrec_scale(m->ctx, out, out, 1.0f / (L + 1), n);
 }
 
-/* dego += (D + G_1 (D + G_2 (.. + G_L D))) / (L + 1): layer_mean's backward, the graphs symmetric. */
+/* dego += (D + G_1 (D + G_2 (.. + G_L D))) / (L + 1): layer_mean's backward, the graphs symmetric. Both paths. */
 static mrec_status layer_mean_back(sgl *m, float *dego, const float *D, int view) {
     int d = m->dim, L = m->layers;
     int64_t n = (int64_t)m->n_nodes * d;
     float *h = m->a, *t = m->b;
-    memcpy(h, D, (size_t)n * sizeof(float));
-    for (int k = L - 1; k >= 0; k--) {
-        mrec_csr g = view < 0 ? m->adj : mrec_graph_csr(layer_graph(m, view, k));
-        mrec_status st = mrec_spmm(m->ctx, t, &g, h, d, 0);
+    mrec_status st = mrec_scale(m->ctx, h, D, 1.0f, n);
+    for (int k = L - 1; k >= 0 && !st; k--) {
+        mrec_csr g = layer_csr(m, view, k);
+        st = mrec_spmm(m->ctx, t, &g, h, d, 0);
         if (!st) st = mrec_add(m->ctx, t, t, D, n);
-        if (st) return st;
         float *s = h;
         h = t, t = s;
     }
-    float w = 1.0f / (L + 1);
-    for (int64_t e = 0; e < n; e++) dego[e] += w * h[e];
-    return MREC_OK;
+    /* dego += w h, as a product then a sum (t is free) */
+    if (!st) st = mrec_scale(m->ctx, t, h, 1.0f / (L + 1), n);
+    return st ? st : mrec_add(m->ctx, dego, dego, t, n);
 }
 
 /* Fills perm[0..n) with 0..n-1 and moves a uniform sample of `take` of them to the front. */
@@ -135,6 +162,22 @@ static void draw_keep(sgl *m, uint8_t *keep) {
     }
 }
 
+/* On a GPU: the views' graphs into their room on the device, once per draw. */
+static mrec_status upload_views(sgl *m) {
+    int per_layer = m->augment == 2 ? m->layers : 1;
+    mrec_status st = MREC_OK;
+    for (int v = 0; v < 2 && !st && m->on_gpu; v++)
+        for (int k = 0; k < per_layer && !st; k++) {
+            const mrec_graph *g = &m->views[v][k];
+            if (g->row_ptr[g->n_nodes] > m->graph->row_ptr[m->n_nodes])
+                return mrec_fail(MREC_ERR_ARG, "sgl: a view of %lld entries, more than the training graph's %lld",
+                                 (long long)g->row_ptr[g->n_nodes], (long long)m->graph->row_ptr[m->n_nodes]);
+            mrec_csr src = mrec_graph_csr(g);
+            st = mrec_graph_upload(m->ctx, &m->dev_views[v][k], &src);
+        }
+    return st;
+}
+
 static mrec_status draw_views(sgl *m) {
     uint8_t *keep = malloc((size_t)m->n_pairs + (size_t)m->n_nodes);
     if (!keep) return mrec_fail(MREC_ERR_NOMEM, "sgl: views of %lld pairs", (long long)m->n_pairs);
@@ -146,7 +189,18 @@ static mrec_status draw_views(sgl *m) {
             st = view_graph(m, &m->views[v][k], keep);
         }
     free(keep);
-    return st;
+    return st ? st : upload_views(m);
+}
+
+/* -sum_b log sigmoid(pos - neg), summed as the fork; dx (n) its derivative in pos - neg. */
+static double bpr_sum(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        double x = (double)pos[b] - neg[b];
+        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)); /* -log sigmoid(x), stably */
+        dx[b] = (float)(-1.0 / (1.0 + exp(x)));
+    }
+    return loss;
 }
 
 static mrec_status sgl_epoch_start(void *self) {
@@ -257,10 +311,92 @@ static mrec_status step(sgl *m, double *loss_out, const int32_t *u, const int32_
     return MREC_OK;
 }
 
+/* ---- the op path ---- */
+
+/* The anchors' gradient rows, for batches of up to n triples: grown, not per batch. */
+static mrec_status ensure_ops_batch(sgl *m, int n) {
+    if (n <= m->ops_cap) return MREC_OK;
+    mrec_arena_release(&m->batch, m->ctx->cuda);
+    m->ops_cap = 0;
+    mrec_status st = mrec_arena_reserve(&m->batch, sizeof(float) * (size_t)n * m->dim, m->ctx->device, m->ctx->cuda);
+    if (!st) m->G = (float *)m->batch.base, m->ops_cap = n;
+    return st;
+}
+
+/* contrast through the op entries. */
+static double ops_contrast(sgl *m, const int32_t *ids, int n, int offset, int count, mrec_status *st) {
+    mrec_context *ctx = m->ctx;
+    int d = m->dim;
+    static const int zero = 0;
+    const float *z1 = m->z[0] + (size_t)offset * d, *z2 = m->z[1] + (size_t)offset * d;
+    float *dz1 = m->dz[0] + (size_t)offset * d, *dz2 = m->dz[1] + (size_t)offset * d, inv = 1.0f / m->temp;
+    double loss = 0;
+    /* the anchors' index checks the ids before a row is read */
+    *st = mrec_batch_rows_set(&m->anchors, ctx, count, 1, &ids, &zero, n);
+    for (int b0 = 0; b0 < n && !*st; b0 += CHUNK) {
+        int c = n - b0 < CHUNK ? n - b0 : CHUNK;
+        const int32_t *anchor = m->anchors.ids + b0;
+        float *g = m->G + (size_t)b0 * d;
+        /* sim (c, count) = zb z2^T / temp; InfoNCE against each anchor's own column, ssl_reg / temp (softmax - onehot) in place */
+        *st = mrec_embedding(ctx, m->zb, z1, anchor, c, count, d);
+        if (!*st) *st = mrec_gemm(ctx, m->sim, m->zb, z2, NULL, inv, 0, 0, 1, c, count, d, d, d, count);
+        if (!*st) *st = mrec_softmax_xent_rows(ctx, m->sim, m->closs, m->sim, anchor, m->ssl_reg * inv, c, count);
+        if (!*st) *st = mrec_copy_to_host(ctx, m->h_loss, m->closs, sizeof(double) * (size_t)c);
+        /* the anchors' rows dS z2 (scattered below); dz2 += dS^T zb */
+        if (!*st) *st = mrec_gemm(ctx, g, m->sim, z2, NULL, 1, 0, 0, 0, c, d, count, count, d, d);
+        if (!*st) *st = mrec_gemm(ctx, dz2, m->sim, m->zb, NULL, 1, 1, 1, 0, count, d, c, count, d, d);
+        for (int r = 0; r < c && !*st; r++) loss += m->h_loss[r];
+    }
+    if (!*st) *st = mrec_batch_rows_scatter(&m->anchors, m->acc, m->G, d); /* acc: rows [0, count) are free here */
+    if (!*st) *st = mrec_add(ctx, dz1, dz1, m->acc, (int64_t)count * d);
+    return *st ? NAN : m->ssl_reg * loss;
+}
+
+/* step through the op entries. */
+static mrec_status ops_step(sgl *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_context *ctx = m->ctx;
+    mrec_bpr_ops *o = &m->ops;
+    int d = m->dim, U = m->n_users, N = m->n_nodes;
+    int64_t total = (int64_t)N * d;
+    mrec_status st = ensure_ops_batch(m, n);
+    if (!st) st = layer_mean(m, m->final, -1);
+    int views = m->ssl_reg != 0;
+    for (int v = 0; v < 2 && views && !st; v++) {
+        st = layer_mean(m, m->v[v], v);
+        if (!st) st = mrec_l2_normalize_rows(ctx, m->z[v], m->v[v], 1e-12f, N, d); /* F.normalize's floor */
+        if (!st) st = mrec_scale(ctx, m->dz[v], m->z[v], 0.0f, total); /* zeros (z is finite) */
+    }
+    /* pos, neg from F, the squared norms of the batch's ego rows */
+    if (!st) st = mrec_bpr_ops_scores(o, ctx, m->final, m->ego, u, i, j, n, U, N, d);
+    if (st) return st;
+    double loss = bpr_sum(o->dx, o->h_dots, o->h_dots + n, n), reg = 0;
+    for (int b = 0; b < 3 * n; b++) reg += o->h_dots[2 * n + b];
+    /* dF into acc after the contrasts (which use acc as scratch) */
+    if (views) {
+        loss += ops_contrast(m, u, n, 0, U, &st);
+        if (!st) loss += ops_contrast(m, i, n, U, m->n_items, &st);
+        if (st) return st;
+    }
+    if ((st = mrec_bpr_ops_scatter(o, m->acc, m->final, o->dx, NULL))) return st;
+    if ((st = mrec_scale(ctx, m->ego_grad, m->ego, 0.0f, total))) return st;
+    if ((st = layer_mean_back(m, m->ego_grad, m->acc, -1))) return st;
+    /* through the unit rows into final (free now), then back through each view's graphs */
+    for (int v = 0; v < 2 && views && !st; v++) {
+        st = mrec_l2_normalize_rows_back(ctx, m->final, m->dz[v], m->z[v], m->v[v], 1e-12f, 0, N, d);
+        if (!st) st = layer_mean_back(m, m->ego_grad, m->final, v);
+    }
+    /* l_w / 2 squared norms of the batch's ego rows, repeats counted: l_w E0 on those rows */
+    float c[3] = {m->l_w, m->l_w, m->l_w};
+    if (!st) st = mrec_bpr_ops_scatter(o, m->acc, m->ego, NULL, c);
+    if (!st) st = mrec_add(ctx, m->ego_grad, m->ego_grad, m->acc, total);
+    *loss_out = loss + m->l_w * reg / 2;
+    return st;
+}
+
 static double sgl_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     sgl *m = self;
     double loss = NAN;
-    m->status = step(m, &loss, u, i, j, n);
+    m->status = m->use_ops ? ops_step(m, &loss, u, i, j, n) : step(m, &loss, u, i, j, n);
     return m->status ? NAN : loss;
 }
 
@@ -275,18 +411,41 @@ static void sgl_destroy(void *self) {
     sgl *m = self;
     for (int v = 0; v < 2; v++)
         for (int k = 0; k < MAX_LAYERS; k++) mrec_graph_free(&m->views[v][k]);
-    free(m->pair_user), free(m->pair_item), free(m->perm), free(m->kept_user), free(m->kept_item);
-    free(m->ego), free(m->ego_grad), free(m->final), free(m->a), free(m->b), free(m->acc), free(m->sim), free(m->zb), free(m->gb);
-    for (int v = 0; v < 2; v++) free(m->z[v]), free(m->norm[v]), free(m->dz[v]);
+    mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->anchors);
+    if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
+    if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
+    free(m->pair_user), free(m->pair_item), free(m->perm), free(m->kept_user), free(m->kept_item), free(m->h_loss);
     free(m);
+}
+
+/* Every array, and on a GPU the graphs' copies, from one allocation (a measuring arena counts them). */
+static void carve(sgl *m, mrec_arena *a) {
+    size_t d = (size_t)m->dim, total = (size_t)m->n_nodes * d * 4, wide = (size_t)(m->n_users > m->n_items ? m->n_users : m->n_items);
+    float **big[12] = {&m->ego, &m->ego_grad, &m->final, &m->z[0], &m->z[1], &m->v[0], &m->v[1], &m->dz[0], &m->dz[1],
+                       &m->a, &m->b, &m->acc};
+    for (int k = 0; k < 12; k++) *big[k] = mrec_arena_alloc(a, total);
+    for (int v = 0; v < 2; v++) m->norm[v] = mrec_arena_alloc(a, (size_t)m->n_nodes * 4);
+    m->sim = mrec_arena_alloc(a, (size_t)CHUNK * wide * 4);
+    m->zb = mrec_arena_alloc(a, (size_t)CHUNK * d * 4), m->gb = mrec_arena_alloc(a, (size_t)CHUNK * d * 4);
+    m->closs = mrec_arena_alloc(a, (size_t)CHUNK * sizeof(double));
+    if (!m->on_gpu) return;
+    int64_t nnz = m->graph->row_ptr[m->n_nodes];
+    int per_layer = m->augment == 2 ? m->layers : 1;
+    m->adj = mrec_graph_carve(a, m->n_nodes, m->n_nodes, nnz, m->ctx->device);
+    for (int v = 0; v < 2; v++)
+        for (int k = 0; k < per_layer; k++) m->dev_views[v][k] = mrec_graph_carve(a, m->n_nodes, m->n_nodes, nnz, m->ctx->device);
+}
+
+mrec_status mrec_sgl_use_ops(mrec_model *model) {
+    ((sgl *)model->self)->use_ops = 1; /* the arrays are shared with the host path; the graphs are the host's */
+    return MREC_OK;
 }
 
 mrec_status mrec_sgl_create(mrec_model *out, const mrec_graph *graph, const mrec_user_items *train, int dim, int layers,
                             float l_w, float ssl_reg, float ssl_ratio, float temp, int augment, mrec_rng *rng,
                             mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    mrec_status st = mrec_recsys_host_only(ctx, "sgl");
-    if (st) return st;
+    mrec_status st;
     int U = train->n_rows, I = train->n_cols;
     if (graph->n_nodes != U + I || layers < 0 || layers > MAX_LAYERS || dim < 1 || !(temp > 0) || augment < 0 || augment > 2 ||
         !(ssl_ratio >= 0 && ssl_ratio < 1))
@@ -294,37 +453,46 @@ mrec_status mrec_sgl_create(mrec_model *out, const mrec_graph *graph, const mrec
                          graph->n_nodes, U, I, layers, MAX_LAYERS, (double)temp, (double)ssl_ratio);
     sgl *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "sgl");
-    m->adj = mrec_graph_csr(graph), m->n_users = U, m->n_items = I, m->n_nodes = U + I, m->dim = dim, m->layers = layers;
-    m->augment = augment, m->l_w = l_w, m->ssl_reg = ssl_reg, m->ssl_ratio = ssl_ratio, m->temp = temp, m->ctx = ctx;
+    m->graph = graph, m->adj = mrec_graph_csr(graph), m->n_users = U, m->n_items = I, m->n_nodes = U + I, m->dim = dim;
+    m->layers = layers, m->augment = augment, m->l_w = l_w, m->ssl_reg = ssl_reg, m->ssl_ratio = ssl_ratio, m->temp = temp;
+    m->ctx = ctx, m->on_gpu = ctx->device != MREC_DEVICE_CPU;
     m->n_pairs = train->row_ptr[U];
+    mrec_arena measure = mrec_arena_measure();
+    carve(m, &measure);
+    if ((st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda))) {
+        free(m);
+        return st;
+    }
+    carve(m, &m->mem);
     size_t total = (size_t)m->n_nodes * dim, np = (size_t)m->n_pairs + 1, wide = (size_t)(U > I ? U : I);
     size_t nperm = wide > np ? wide : np;
     m->pair_user = malloc(np * 4), m->pair_item = malloc(np * 4), m->perm = malloc(nperm * 4);
-    m->kept_user = malloc(np * 4), m->kept_item = malloc(np * 4);
-    m->ego = malloc(total * 4), m->ego_grad = calloc(total, 4), m->final = malloc(total * 4);
-    m->a = malloc(total * 4), m->b = malloc(total * 4), m->acc = malloc(total * 4);
-    m->sim = malloc((size_t)CHUNK * wide * 4), m->zb = malloc((size_t)CHUNK * dim * 4), m->gb = malloc((size_t)CHUNK * dim * 4);
-    int ok = m->pair_user && m->pair_item && m->perm && m->kept_user && m->kept_item && m->ego && m->ego_grad && m->final && m->a &&
-             m->b && m->acc && m->sim && m->zb && m->gb;
-    for (int v = 0; v < 2; v++) {
-        m->z[v] = malloc(total * 4), m->dz[v] = malloc(total * 4), m->norm[v] = malloc((size_t)m->n_nodes * 4);
-        ok = ok && m->z[v] && m->dz[v] && m->norm[v];
-    }
-    if (!ok) {
+    m->kept_user = malloc(np * 4), m->kept_item = malloc(np * 4), m->h_loss = malloc(CHUNK * sizeof(double));
+    float *h = calloc(total, 4);
+    if (!m->pair_user || !m->pair_item || !m->perm || !m->kept_user || !m->kept_item || !m->h_loss || !h) {
+        free(h);
         sgl_destroy(m);
         return mrec_fail(MREC_ERR_NOMEM, "sgl: %d nodes x %d", m->n_nodes, dim);
     }
     for (int u = 0; u < U; u++)
         for (int64_t e = train->row_ptr[u]; e < train->row_ptr[u + 1]; e++) m->pair_user[e] = u, m->pair_item[e] = train->col[e];
-    /* xavier-uniform per table, bound sqrt(6 / (rows + d)) */
+    /* zero gradients; xavier-uniform per table, bound sqrt(6 / (rows + d)), drawn on the host on every device */
+    st = mrec_copy_to_device(ctx, m->ego_grad, h, total * 4);
     double bu = sqrt(6.0 / (U + dim)), bi = sqrt(6.0 / (I + dim));
     for (size_t k = 0; k < total; k++) {
         double bound = k < (size_t)U * dim ? bu : bi;
-        m->ego[k] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
+        h[k] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
+    }
+    if (!st) st = mrec_copy_to_device(ctx, m->ego, h, total * 4);
+    free(h);
+    if (!st && m->on_gpu) {
+        mrec_csr src = mrec_graph_csr(graph);
+        st = mrec_graph_upload(ctx, &m->adj, &src); /* Â is symmetric: no transposed copy */
+        m->use_ops = 1;
     }
     /* the views' own stream; a first draw, so a batch before any epoch has views */
     m->rng.state = mrec_rng_next(rng);
-    if ((st = draw_views(m)) || (st = layer_mean(m, m->final, -1))) {
+    if (st || (st = draw_views(m)) || (st = layer_mean(m, m->final, -1))) {
         sgl_destroy(m);
         return st;
     }
@@ -343,5 +511,5 @@ mrec_status mrec_sgl_set_views(mrec_model *model, const uint8_t *keep) {
     for (int v = 0; v < 2 && !st; v++)
         for (int k = 0; k < per_layer && !st; k++) st = view_graph(m, &m->views[v][k], keep + (size_t)v * m->n_pairs);
     m->views_fixed = 1;
-    return st;
+    return st ? st : upload_views(m);
 }

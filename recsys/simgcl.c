@@ -21,9 +21,18 @@
  * above, the temperature fixed at 0.2 in both (mrec keeps it a parameter
  * with that default). Their one difference is the sampler: the fork reseeds
  * it at every epoch, so each epoch sees the same order and negatives; mrec
- * shuffles anew each epoch, as SELFRec does. Host memory only: the noise is
- * drawn by the model's own generator, seeded at creation, so a seed gives
- * the same run.
+ * shuffles anew each epoch, as SELFRec does. The noise is a counter-based
+ * hash stream (mrec_hash_uniform) keyed at each step by the model's own
+ * generator, seeded at creation, so a seed gives the same run on any device.
+ *
+ * Two paths compute this: the host loops (a CPU context), and the op path (a
+ * GPU context always, a CPU one after mrec_simgcl_use_ops) with the
+ * embeddings, views and a copy of the graph on the context's device. There
+ * the noise is drawn inside mrec_sign_noise from the same key (the same
+ * numbers as the host's buffer), the batch goes through the BPR step of
+ * bpr_ops.c, and each contrast gathers its distinct rows, scores them with a
+ * GEMM and takes mrec_softmax_xent_rows; the host sees the scores, the norms
+ * and the contrast's per-row losses. Both paths share the (N, d) arrays.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -33,26 +42,40 @@
 #include <string.h>
 
 typedef struct {
-    mrec_csr adj;
+    const mrec_graph *graph;
+    mrec_csr adj;          /* the graph as the ops see it: itself, or its copy on the device */
     int n_users, n_items, n_nodes, dim, layers;
     float l_w, eps, reg_cl, temp;
+    mrec_arena mem;        /* on the context's device: the (N, d) arrays below, and the graph's copy on a GPU */
     float *ego, *ego_grad; /* (N, d) parameters: users then items */
     float *final;          /* (N, d) F */
     float *view[2];        /* (N, d) V1, V2 */
     float *dsum;           /* (N, d) dF + dV1 + dV2 */
     float *a, *b;          /* (N, d) propagation buffers */
-    float *noise;          /* (2, L, N, d) uniform draws of the step */
+    float *noise;          /* (2, L, N, d) host: the host path's uniform draws of the step (a CPU context) */
+    const float *noise_ops; /* the fixed draws where the ops read them: noise, or noise_mem on a GPU */
+    mrec_arena noise_mem;
     int noise_fixed;       /* the draws stay as they are (tests) */
+    uint64_t key;          /* the step's noise key */
     mrec_rng rng;
-    /* the batch's scratch, grown with the batch */
+    /* the host path's batch scratch, grown with the batch */
     int cap;
     float *pos, *neg, *dx;  /* (cap) */
-    int32_t *rows;          /* (cap) distinct rows of a contrast */
+    int32_t *rows;          /* (cap) distinct rows of a contrast (both paths) */
     float *za, *zb;         /* (cap, d) the two views' rows at unit length */
     float *na, *nb;         /* (cap) their norms before scaling */
     float *sim;             /* (cap, cap) similarities, then their gradient */
     float *ga, *gb;         /* (cap, d) gradients of za, zb */
     uint8_t *seen;          /* (N) marks for the distinct rows */
+    /* the op path */
+    int use_ops, ops_cap;
+    mrec_arena batch;       /* on the device, sized for ops_cap: */
+    float *cv[2], *cz[2], *cg[2], *cx; /* (cap, d) the rows of the views, at unit length, their gradients, the views' */
+    float *csim;            /* (cap, cap) */
+    double *closs;          /* (cap) the contrast's per-row losses */
+    double *h_loss;         /* (cap) host */
+    mrec_batch_rows distinct;
+    mrec_bpr_ops ops;
     mrec_context *ctx;
     mrec_status status;
 } simgcl;
@@ -63,13 +86,17 @@ static mrec_status propagate(simgcl *m, float *out, int view) {
     int d = m->dim, L = m->layers;
     int64_t n = (int64_t)m->n_nodes * d;
     const float *prev = m->ego;
-    memset(out, 0, (size_t)n * sizeof(float));
     for (int k = 0; k < L; k++) {
         float *next = k % 2 ? m->b : m->a;
         mrec_status st = mrec_spmm(m->ctx, next, &m->adj, prev, d, 0);
         if (st) return st;
-        if (view >= 0) {
-            const float *r = m->noise + ((size_t)view * L + k) * (size_t)n;
+        size_t off = ((size_t)view * L + k) * (size_t)n;
+        if (view >= 0 && m->use_ops) {
+            /* the key's stream at the host buffer's offsets: the same draws */
+            st = mrec_sign_noise(m->ctx, next, m->noise_fixed ? m->noise_ops + off : NULL, m->eps, m->key, off, m->n_nodes, d);
+            if (st) return st;
+        } else if (view >= 0) {
+            const float *r = m->noise + off;
             for (int v = 0; v < m->n_nodes; v++) {
                 float *row = next + (size_t)v * d;
                 const float *rr = r + (size_t)v * d;
@@ -80,15 +107,41 @@ static mrec_status propagate(simgcl *m, float *out, int view) {
                 for (int c = 0; c < d; c++) row[c] += (float)((row[c] > 0) - (row[c] < 0)) * (rr[c] * scale);
             }
         }
-        if ((st = mrec_add(m->ctx, out, out, next, n))) return st;
+        /* the first layer copied (x * 1 is exact), the others added */
+        if ((st = k ? mrec_add(m->ctx, out, out, next, n) : mrec_scale(m->ctx, out, next, 1.0f, n))) return st;
         prev = next;
     }
     return mrec_scale(m->ctx, out, out, 1.0f / L, n);
 }
 
+/* A new key for the step, and (host path) its draws into the buffer. */
 static void draw_noise(simgcl *m) {
+    m->key = mrec_rng_next(&m->rng);
+    if (m->use_ops) return;
     size_t n = (size_t)2 * m->layers * m->n_nodes * m->dim;
-    for (size_t e = 0; e < n; e++) m->noise[e] = (float)mrec_rng_uniform(&m->rng);
+    for (size_t e = 0; e < n; e++) m->noise[e] = mrec_hash_uniform(m->key, e);
+}
+
+/* BPR with the fork's 1e-5 inside the log: -mean log(1e-5 + sigmoid(pos - neg)); dx (n) its derivative in pos - neg. */
+static double bpr_1e5(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        double x = (double)pos[b] - neg[b], sg = 1.0 / (1.0 + exp(-x));
+        loss -= log(1e-5 + sg);
+        dx[b] = (float)(-sg * (1.0 - sg) / (1e-5 + sg) / n);
+    }
+    return loss / n;
+}
+
+/* The distinct table rows of ids (n, offset added: users 0, items n_users) into m->rows, in first-seen order. */
+static int distinct_rows(simgcl *m, const int32_t *ids, int n, int offset) {
+    int k = 0;
+    for (int b = 0; b < n; b++) {
+        int r = ids[b] + offset;
+        if (!m->seen[r]) m->seen[r] = 1, m->rows[k++] = r;
+    }
+    for (int t = 0; t < k; t++) m->seen[m->rows[t]] = 0;
+    return k;
 }
 
 static mrec_status grow(simgcl *m, int n) {
@@ -125,13 +178,8 @@ static void unit_row_back(float *out, const float *z, const float *dz, float nor
  * (n, offset added: users 0, items n_users); the gradient goes into the
  * views' rows of dsum. Returns the weighted loss. */
 static double contrast(simgcl *m, const int32_t *ids, int n, int offset, mrec_status *st) {
-    int d = m->dim, k = 0;
-    for (int b = 0; b < n; b++) {
-        int r = ids[b] + offset;
-        if (!m->seen[r]) m->seen[r] = 1, m->rows[k++] = r;
-    }
+    int d = m->dim, k = distinct_rows(m, ids, n, offset);
     for (int t = 0; t < k; t++) {
-        m->seen[m->rows[t]] = 0;
         unit_row(m->za + (size_t)t * d, &m->na[t], m->view[0] + (size_t)m->rows[t] * d, d);
         unit_row(m->zb + (size_t)t * d, &m->nb[t], m->view[1] + (size_t)m->rows[t] * d, d);
     }
@@ -162,8 +210,10 @@ static double contrast(simgcl *m, const int32_t *ids, int n, int offset, mrec_st
     return m->reg_cl * loss / k;
 }
 
+static mrec_status back(simgcl *m);
+
 static mrec_status step(simgcl *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, U = m->n_users, L = m->layers;
+    int d = m->dim, U = m->n_users;
     int64_t total = (int64_t)m->n_nodes * d;
     mrec_status st = grow(m, n);
     if (st) return st;
@@ -172,18 +222,14 @@ static mrec_status step(simgcl *m, double *loss_out, const int32_t *u, const int
     if (views && !m->noise_fixed) draw_noise(m);
     if ((st = propagate(m, m->final, -1)) || (views && ((st = propagate(m, m->view[0], 0)) || (st = propagate(m, m->view[1], 1)))))
         return st;
-    /* BPR with the fork's 1e-5 inside the log */
-    double loss = 0;
     for (int b = 0; b < n; b++) {
         const float *fu = m->final + (size_t)u[b] * d, *fi = m->final + (size_t)(U + i[b]) * d;
         const float *fj = m->final + (size_t)(U + j[b]) * d;
         float sp = 0, sn = 0;
         for (int c = 0; c < d; c++) sp += fu[c] * fi[c], sn += fu[c] * fj[c];
-        double x = (double)sp - sn, sg = 1.0 / (1.0 + exp(-x));
-        loss -= log(1e-5 + sg);
-        m->dx[b] = (float)(-sg * (1.0 - sg) / (1e-5 + sg) / n);
+        m->pos[b] = sp, m->neg[b] = sn;
     }
-    loss /= n;
+    double loss = bpr_1e5(m->dx, m->pos, m->neg, n);
     memset(m->dsum, 0, (size_t)total * sizeof(float));
     for (int b = 0; b < n; b++) {
         const float *fu = m->final + (size_t)u[b] * d, *fi = m->final + (size_t)(U + i[b]) * d;
@@ -212,24 +258,119 @@ static mrec_status step(simgcl *m, double *loss_out, const int32_t *u, const int
         if (!st) loss += contrast(m, i, n, U, &st);
         if (st) return st;
     }
-    /* dE0 = Â (D + Â (D + .. )) / L, L terms of D (Horner) */
+    *loss_out = loss;
+    return back(m);
+}
+
+/* dE0 = Â (D + Â (D + .. )) / L, L terms of D (Horner), D = dsum; both paths. */
+static mrec_status back(simgcl *m) {
+    int d = m->dim, L = m->layers;
+    int64_t total = (int64_t)m->n_nodes * d;
+    mrec_status st;
     float *h = m->a, *t = m->b;
-    memcpy(h, m->dsum, (size_t)total * sizeof(float));
+    if ((st = mrec_scale(m->ctx, h, m->dsum, 1.0f, total))) return st;
     for (int k = 1; k < L; k++) {
         if ((st = mrec_spmm(m->ctx, t, &m->adj, h, d, 0)) || (st = mrec_add(m->ctx, t, t, m->dsum, total))) return st;
         float *s = h;
         h = t, t = s;
     }
     if ((st = mrec_spmm(m->ctx, t, &m->adj, h, d, 0))) return st;
-    if ((st = mrec_scale(m->ctx, m->ego_grad, t, 1.0f / L, total))) return st;
+    return mrec_scale(m->ctx, m->ego_grad, t, 1.0f / L, total);
+}
+
+/* ---- the op path ---- */
+
+static void carve_batch(simgcl *m, mrec_arena *a) {
+    size_t c = (size_t)m->ops_cap, d = (size_t)m->dim;
+    for (int v = 0; v < 2; v++) {
+        m->cv[v] = mrec_arena_alloc(a, c * d * 4), m->cz[v] = mrec_arena_alloc(a, c * d * 4);
+        m->cg[v] = mrec_arena_alloc(a, c * d * 4);
+    }
+    m->cx = mrec_arena_alloc(a, c * d * 4), m->csim = mrec_arena_alloc(a, c * c * 4);
+    m->closs = mrec_arena_alloc(a, c * sizeof(double));
+}
+
+/* Buffers for batches of up to n triples (a contrast has at most n rows), grown, not per batch. */
+static mrec_status ensure_ops_batch(simgcl *m, int n) {
+    if (n <= m->ops_cap) return MREC_OK;
+    mrec_context *ctx = m->ctx;
+    mrec_arena_release(&m->batch, ctx->cuda);
+    free(m->h_loss), free(m->rows);
+    m->ops_cap = n;
+    mrec_arena measure = mrec_arena_measure();
+    carve_batch(m, &measure);
+    mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
+    m->h_loss = malloc(sizeof(double) * (size_t)n), m->rows = malloc(sizeof(int32_t) * (size_t)n);
+    m->cap = 0; /* rows is the op path's now: the host path regrows its scratch if it runs again */
+    if (!st && (!m->h_loss || !m->rows)) st = mrec_fail(MREC_ERR_NOMEM, "simgcl: a batch of %d", n);
+    if (!st) carve_batch(m, &m->batch);
+    else m->ops_cap = 0;
+    return st;
+}
+
+/* contrast through the op entries: the gradient is added into dsum's rows. */
+static double ops_contrast(simgcl *m, const int32_t *ids, int n, int offset, mrec_status *st) {
+    mrec_context *ctx = m->ctx;
+    int d = m->dim, N = m->n_nodes, k = distinct_rows(m, ids, n, offset);
+    static const int zero = 0;
+    const int32_t *rows = m->rows;
+    float w = m->reg_cl / k;
+    *st = mrec_batch_rows_set(&m->distinct, ctx, N, 1, &rows, &zero, k);
+    for (int v = 0; v < 2 && !*st; v++) {
+        *st = mrec_embedding(ctx, m->cv[v], m->view[v], m->distinct.ids, k, N, d);
+        if (!*st) *st = mrec_l2_normalize_rows(ctx, m->cz[v], m->cv[v], 1e-12f, k, d);
+    }
+    /* sim (k, k) = za zb^T / temp; its InfoNCE rows and reg_cl / k (softmax - I) / temp, in place */
+    if (!*st) *st = mrec_gemm(ctx, m->csim, m->cz[0], m->cz[1], NULL, 1.0f / m->temp, 0, 0, 1, k, k, d, d, d, k);
+    if (!*st) *st = mrec_softmax_xent_rows(ctx, m->csim, m->closs, m->csim, NULL, w / m->temp, k, k);
+    if (!*st) *st = mrec_copy_to_host(ctx, m->h_loss, m->closs, sizeof(double) * (size_t)k);
+    /* ga = dS zb, gb = dS^T za; through the unit rows into cx; added into the views' rows of dsum (a is free) */
+    if (!*st) *st = mrec_gemm(ctx, m->cg[0], m->csim, m->cz[1], NULL, 1, 0, 0, 0, k, d, k, k, d, d);
+    if (!*st) *st = mrec_gemm(ctx, m->cg[1], m->csim, m->cz[0], NULL, 1, 0, 1, 0, k, d, k, k, d, d);
+    if (!*st) *st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[0], m->cz[0], m->cv[0], 1e-12f, 0, k, d);
+    if (!*st) *st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[1], m->cz[1], m->cv[1], 1e-12f, 1, k, d);
+    if (!*st) *st = mrec_batch_rows_scatter(&m->distinct, m->a, m->cx, d);
+    if (!*st) *st = mrec_add(ctx, m->dsum, m->dsum, m->a, (int64_t)N * d);
+    if (*st) return NAN;
+    double loss = 0;
+    for (int t = 0; t < k; t++) loss += m->h_loss[t];
+    return m->reg_cl * loss / k;
+}
+
+/* step through the op entries. */
+static mrec_status ops_step(simgcl *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_context *ctx = m->ctx;
+    mrec_bpr_ops *o = &m->ops;
+    int d = m->dim, U = m->n_users;
+    int views = m->reg_cl != 0;
+    mrec_status st = ensure_ops_batch(m, n);
+    if (st) return st;
+    if (views && !m->noise_fixed) draw_noise(m);
+    if ((st = propagate(m, m->final, -1)) || (views && ((st = propagate(m, m->view[0], 0)) || (st = propagate(m, m->view[1], 1)))))
+        return st;
+    /* pos, neg and |F_r|^2 of the batch's rows */
+    if ((st = mrec_bpr_ops_scores(o, ctx, m->final, m->final, u, i, j, n, U, m->n_nodes, d))) return st;
+    const float *sq = o->h_dots + 2 * n;
+    double loss = bpr_1e5(o->dx, o->h_dots, o->h_dots + n, n), nu = 0, ni = 0;
+    for (int b = 0; b < n; b++) nu += sq[b], ni += sq[n + b];
+    nu = sqrt(nu), ni = sqrt(ni);
+    loss += m->l_w * (nu + ni) / n;
+    float coef[3] = {nu > 0 ? (float)(m->l_w / n / nu) : 0, ni > 0 ? (float)(m->l_w / n / ni) : 0, 0};
+    if ((st = mrec_bpr_ops_scatter(o, m->dsum, m->final, o->dx, coef))) return st;
+    if (views) {
+        loss += ops_contrast(m, u, n, 0, &st);
+        if (!st) loss += ops_contrast(m, i, n, U, &st);
+        if (st) return st;
+    }
     *loss_out = loss;
-    return MREC_OK;
+    return back(m);
 }
 
 static double simgcl_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     simgcl *m = self;
     double loss = NAN;
-    m->status = step(m, &loss, u, i, j, n);
+    if (m->noise_fixed < 0) return NAN; /* set_noise failed: its status stands */
+    m->status = m->use_ops ? ops_step(m, &loss, u, i, j, n) : step(m, &loss, u, i, j, n);
     return m->status ? NAN : loss;
 }
 
@@ -245,45 +386,78 @@ static mrec_status simgcl_score(void *self, int u0, int n, float *scores) {
 
 static void simgcl_destroy(void *self) {
     simgcl *m = self;
-    free(m->ego), free(m->ego_grad), free(m->final), free(m->view[0]), free(m->view[1]), free(m->dsum);
-    free(m->a), free(m->b), free(m->noise), free(m->seen);
+    mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->distinct);
+    if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
+    if (m->noise_mem.base) mrec_arena_release(&m->noise_mem, m->ctx->cuda);
+    if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
+    free(m->noise), free(m->seen), free(m->h_loss);
     free(m->pos), free(m->neg), free(m->dx), free(m->rows), free(m->za), free(m->zb), free(m->na), free(m->nb);
     free(m->sim), free(m->ga), free(m->gb);
     free(m);
 }
 
+/* The (N, d) arrays, and on a GPU the graph's copy, from one allocation (a measuring arena counts them). */
+static void carve(simgcl *m, mrec_arena *a, int with_graph) {
+    size_t total = (size_t)m->n_nodes * m->dim * 4;
+    float **big[8] = {&m->ego, &m->ego_grad, &m->final, &m->view[0], &m->view[1], &m->dsum, &m->a, &m->b};
+    for (int k = 0; k < 8; k++) *big[k] = mrec_arena_alloc(a, total);
+    if (with_graph) m->adj = mrec_graph_carve(a, m->n_nodes, m->n_nodes, m->graph->row_ptr[m->n_nodes], m->ctx->device);
+}
+
+mrec_status mrec_simgcl_use_ops(mrec_model *model) {
+    simgcl *m = model->self;
+    m->use_ops = 1; /* the arrays are shared with the host path; the graph and a fixed noise are the host's */
+    m->noise_ops = m->noise;
+    return MREC_OK;
+}
+
 mrec_status mrec_simgcl_create(mrec_model *out, const mrec_graph *graph, int n_users, int n_items, int dim, int layers,
                                float l_w, float eps, float reg_cl, float temp, mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    mrec_status st = mrec_recsys_host_only(ctx, "simgcl");
-    if (st) return st;
+    mrec_status st;
     /* the layer mean leaves E0 out: at least one layer */
     if (graph->n_nodes != n_users + n_items || layers < 1 || layers > 16 || dim < 1 || !(temp > 0))
         return mrec_fail(MREC_ERR_ARG, "simgcl: graph of %d nodes for %d users + %d items, %d layers (1 to 16), temperature %g",
                          graph->n_nodes, n_users, n_items, layers, (double)temp);
     simgcl *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "simgcl");
-    m->adj = mrec_graph_csr(graph), m->n_users = n_users, m->n_items = n_items, m->n_nodes = n_users + n_items;
+    m->graph = graph, m->adj = mrec_graph_csr(graph), m->n_users = n_users, m->n_items = n_items, m->n_nodes = n_users + n_items;
     m->dim = dim, m->layers = layers, m->l_w = l_w, m->eps = eps, m->reg_cl = reg_cl, m->temp = temp, m->ctx = ctx;
     size_t total = (size_t)m->n_nodes * dim;
-    m->ego = malloc(total * 4), m->ego_grad = calloc(total, 4), m->final = malloc(total * 4);
-    m->view[0] = malloc(total * 4), m->view[1] = malloc(total * 4), m->dsum = malloc(total * 4);
-    m->a = malloc(total * 4), m->b = malloc(total * 4), m->noise = malloc(total * 2 * (size_t)layers * 4);
+    int on_gpu = ctx->device != MREC_DEVICE_CPU;
+    mrec_arena measure = mrec_arena_measure();
+    carve(m, &measure, on_gpu);
+    if ((st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda))) {
+        free(m);
+        return st;
+    }
+    carve(m, &m->mem, on_gpu);
+    /* the host path's noise buffer on a CPU context only */
+    m->noise = on_gpu ? NULL : malloc(total * 2 * (size_t)layers * 4);
     m->seen = calloc((size_t)m->n_nodes, 1);
-    if (!m->ego || !m->ego_grad || !m->final || !m->view[0] || !m->view[1] || !m->dsum || !m->a || !m->b || !m->noise ||
-        !m->seen) {
+    float *h = calloc(total, 4);
+    if ((!on_gpu && !m->noise) || !m->seen || !h) {
+        free(h);
         simgcl_destroy(m);
         return mrec_fail(MREC_ERR_NOMEM, "simgcl: %d nodes x %d", m->n_nodes, dim);
     }
-    /* xavier-uniform per table, bound sqrt(6 / (rows + d)) */
+    /* zero gradients; then xavier-uniform per table, bound sqrt(6 / (rows + d)), drawn on the host on every device */
+    st = mrec_copy_to_device(ctx, m->ego_grad, h, total * 4);
     double bu = sqrt(6.0 / (n_users + dim)), bi = sqrt(6.0 / (n_items + dim));
     for (size_t k = 0; k < total; k++) {
         double bound = k < (size_t)n_users * dim ? bu : bi;
-        m->ego[k] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
+        h[k] = (float)(bound * (2.0 * mrec_rng_uniform(rng) - 1.0));
+    }
+    if (!st) st = mrec_copy_to_device(ctx, m->ego, h, total * 4);
+    free(h);
+    if (!st && on_gpu) {
+        mrec_csr src = mrec_graph_csr(graph);
+        st = mrec_graph_upload(ctx, &m->adj, &src); /* Â is symmetric: no transposed copy */
+        m->use_ops = 1;
     }
     /* the noise's own stream, so it does not shift with the batches' draws */
     m->rng.state = mrec_rng_next(rng);
-    if ((st = propagate(m, m->final, -1))) {
+    if (st || (st = propagate(m, m->final, -1))) {
         simgcl_destroy(m);
         return st;
     }
@@ -297,7 +471,26 @@ mrec_status mrec_simgcl_create(mrec_model *out, const mrec_graph *graph, int n_u
 
 void mrec_simgcl_set_noise(mrec_model *model, const float *noise) {
     simgcl *m = model->self;
-    if (noise) memcpy(m->noise, noise, (size_t)2 * m->layers * m->n_nodes * m->dim * sizeof(float));
-    else draw_noise(m);
+    size_t n = (size_t)2 * m->layers * m->n_nodes * m->dim;
     m->noise_fixed = 1;
+    if (m->noise) { /* a CPU context: the host's buffer, which the op path reads too */
+        if (noise) memcpy(m->noise, noise, n * sizeof(float));
+        else {
+            int ops = m->use_ops;
+            m->use_ops = 0, draw_noise(m), m->use_ops = ops;
+        }
+        m->noise_ops = m->noise;
+        return;
+    }
+    /* a GPU context: the draws go to the device; a failure is the next batch's (its loss NaN) */
+    float *h = malloc(n * sizeof(float));
+    mrec_status st = h ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "simgcl: %zu noise draws", n);
+    if (!st) {
+        if (!noise) m->key = mrec_rng_next(&m->rng);
+        for (size_t e = 0; e < n; e++) h[e] = noise ? noise[e] : mrec_hash_uniform(m->key, e);
+    }
+    if (!st && !m->noise_mem.base) st = mrec_arena_reserve(&m->noise_mem, n * sizeof(float), m->ctx->device, m->ctx->cuda);
+    if (!st) m->noise_ops = (const float *)m->noise_mem.base, st = mrec_copy_to_device(m->ctx, (float *)m->noise_ops, h, n * sizeof(float));
+    free(h);
+    m->status = st, m->noise_fixed = st ? -1 : 1;
 }

@@ -41,13 +41,8 @@ typedef struct {
     const float *feat_ops;         /* feat where the ops read it */
     int ops_cap;
     float *T, *mixed;              /* (3 cap, 2d) the batch's rows and their gradients */
-    float *rows, *ones;            /* (2 cap, d) item rows gathered, then their gradients; (2 cap) */
-    int32_t *d_u, *d_ij;           /* (cap), (2 cap): u, then i and j */
-    int64_t *u_ptr, *i_ptr;        /* (n_users + 1), (n_items + 1) the batch's users and items transposed */
-    int32_t *u_pos, *i_pos;        /* (cap), (2 cap) */
-    void *u_work, *i_work;
-    size_t u_work_bytes, i_work_bytes;
-    int32_t *h_iota;               /* (3 cap) host: 0, 1, ... (T's rows as the BPR step's ids) */
+    float *rows;                   /* (2 cap, d) item rows gathered, then their gradients */
+    mrec_batch_rows users, items;  /* u; i then j */
     mrec_bpr_ops bpr;
 } vbpr;
 
@@ -126,13 +121,6 @@ static void carve_batch(vbpr *m, mrec_arena *a) {
     m->T = mrec_arena_alloc(a, sizeof(float) * 3 * c * 2 * d), m->mixed = mrec_arena_alloc(a, sizeof(float) * 3 * c * 2 * d);
     m->fb = mrec_arena_alloc(a, sizeof(float) * 2 * c * (size_t)m->n_feat);
     m->rows = mrec_arena_alloc(a, sizeof(float) * 2 * c * d), m->dz = mrec_arena_alloc(a, sizeof(float) * 2 * c * d);
-    m->ones = mrec_arena_alloc(a, sizeof(float) * 2 * c);
-    m->d_u = mrec_arena_alloc(a, sizeof(int32_t) * c), m->d_ij = mrec_arena_alloc(a, sizeof(int32_t) * 2 * c);
-    m->u_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)m->n_users + 1));
-    m->i_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)m->n_items + 1));
-    m->u_pos = mrec_arena_alloc(a, sizeof(int32_t) * c), m->i_pos = mrec_arena_alloc(a, sizeof(int32_t) * 2 * c);
-    m->u_work = m->u_work_bytes ? mrec_arena_alloc(a, m->u_work_bytes) : NULL;
-    m->i_work = m->i_work_bytes ? mrec_arena_alloc(a, m->i_work_bytes) : NULL;
 }
 
 /* Buffers for batches of up to n triples, grown (not per batch) when a batch is larger than any before. */
@@ -140,24 +128,12 @@ static mrec_status ensure_ops_batch(vbpr *m, int n) {
     if (n <= m->ops_cap) return MREC_OK;
     mrec_context *ctx = m->ctx;
     mrec_arena_release(&m->batch, ctx->cuda);
-    free(m->h_iota);
     m->ops_cap = n;
-    mrec_status st = mrec_index_csr_workspace_bytes(ctx, n, m->n_users, &m->u_work_bytes);
-    if (!st) st = mrec_index_csr_workspace_bytes(ctx, 2 * n, m->n_items, &m->i_work_bytes);
     mrec_arena measure = mrec_arena_measure();
     carve_batch(m, &measure);
-    if (!st) st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
-    float *ones = malloc(sizeof(float) * 2 * (size_t)n);
-    m->h_iota = malloc(sizeof(int32_t) * 3 * (size_t)n);
-    if (!st && (!ones || !m->h_iota)) st = mrec_fail(MREC_ERR_NOMEM, "vbpr: host buffers for a batch of %d", n);
-    if (!st) {
-        carve_batch(m, &m->batch);
-        for (int r = 0; r < 2 * n; r++) ones[r] = 1.0f;
-        for (int r = 0; r < 3 * n; r++) m->h_iota[r] = r;
-        st = mrec_copy_to_device(ctx, m->ones, ones, sizeof(float) * 2 * (size_t)n);
-    }
-    free(ones);
-    if (st) m->ops_cap = 0;
+    mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
+    if (!st) carve_batch(m, &m->batch);
+    else m->ops_cap = 0;
     return st;
 }
 
@@ -165,21 +141,21 @@ static mrec_status ensure_ops_batch(vbpr *m, int n) {
 static mrec_status ops_loss_grad(vbpr *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, D = 2 * d, F = m->n_feat, U = m->n_users, I = m->n_items;
     mrec_context *ctx = m->ctx;
+    const int32_t *ij[2] = {i, j};
+    static const int zero[2] = {0, 0};
+    /* the users' and the items' indexes check the ids before a row is read */
     mrec_status st = ensure_ops_batch(m, n);
-    if (!st) st = mrec_copy_to_device(ctx, m->d_u, u, sizeof(int32_t) * (size_t)n);
-    if (!st) st = mrec_copy_to_device(ctx, m->d_ij, i, sizeof(int32_t) * (size_t)n);
-    if (!st) st = mrec_copy_to_device(ctx, m->d_ij + n, j, sizeof(int32_t) * (size_t)n);
-    /* T: the users' rows, then [I ; W f + b] for the positives and the negatives (their indexes check the ids) */
+    if (!st) st = mrec_batch_rows_set(&m->users, ctx, U, 1, &u, zero, n);
+    if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, ij, zero, n);
+    /* T: the users' rows, then [I ; W f + b] for the positives and the negatives */
     float *Tc = m->T + (size_t)n * D;
-    if (!st) st = mrec_index_csr(ctx, m->u_ptr, m->u_pos, m->d_u, n, U, m->u_work, m->u_work_bytes);
-    if (!st) st = mrec_index_csr(ctx, m->i_ptr, m->i_pos, m->d_ij, 2 * n, I, m->i_work, m->i_work_bytes);
-    if (!st) st = mrec_embedding(ctx, m->T, m->user, m->d_u, n, U, D);
-    if (!st) st = mrec_embedding(ctx, m->rows, m->item, m->d_ij, 2 * n, I, d);
+    if (!st) st = mrec_embedding(ctx, m->T, m->user, m->users.ids, n, U, D);
+    if (!st) st = mrec_embedding(ctx, m->rows, m->item, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_copy_rows(ctx, Tc, D, m->rows, d, 2 * n, d);
-    if (!st) st = mrec_embedding(ctx, m->fb, m->feat_ops, m->d_ij, 2 * n, I, F);
+    if (!st) st = mrec_embedding(ctx, m->fb, m->feat_ops, m->items.ids, 2 * n, I, F);
     if (!st) st = mrec_gemm(ctx, Tc + d, m->fb, m->w, m->b, 1, 0, 0, 1, 2 * n, d, F, F, F, D);
     /* pos, neg and the rows' squared norms: T's rows b, n + b and 2n + b as one table */
-    const int32_t *row = m->h_iota;
+    const int32_t *row = m->items.h_iota;
     if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
     if (st) return st;
     const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n;
@@ -191,16 +167,14 @@ static mrec_status ops_loss_grad(vbpr *m, double *loss_out, const int32_t *u, co
                      nn > 0 ? (float)(m->reg / n / nn) : 0};
     /* mixed: each of T's rows' gradient; the users' to U, the items' halves to I and to z */
     if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, coef))) return st;
-    mrec_csr ut = {.n_rows = U, .n_cols = n, .row_ptr = m->u_ptr, .col = m->u_pos, .device = ctx->device};
-    mrec_csr it = {.n_rows = I, .n_cols = 2 * n, .row_ptr = m->i_ptr, .col = m->i_pos, .device = ctx->device};
     const float *mc = m->mixed + (size_t)n * D;
-    st = mrec_spmm(ctx, m->user_grad, &ut, m->mixed, D, 0);
+    st = mrec_batch_rows_scatter(&m->users, m->user_grad, m->mixed, D);
     if (!st) st = mrec_copy_rows(ctx, m->rows, d, mc, D, 2 * n, d);
-    if (!st) st = mrec_spmm(ctx, m->item_grad, &it, m->rows, d, 0);
+    if (!st) st = mrec_batch_rows_scatter(&m->items, m->item_grad, m->rows, d);
     if (!st) st = mrec_copy_rows(ctx, m->dz, d, mc + d, D, 2 * n, d);
     /* W's gradient (d, F) = dz^T fb; b's = ones^T dz */
     if (!st) st = mrec_gemm(ctx, m->w_grad, m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F);
-    if (!st) st = mrec_gemm(ctx, m->b_grad, m->ones, m->dz, NULL, 1, 0, 0, 0, 1, d, 2 * n, 2 * n, d, d);
+    if (!st) st = mrec_gemm(ctx, m->b_grad, m->items.ones, m->dz, NULL, 1, 0, 0, 0, 1, d, 2 * n, 2 * n, d, d);
     return st;
 }
 
@@ -241,8 +215,8 @@ static mrec_status vbpr_score(void *self, int u0, int n, float *scores) {
 static void vbpr_destroy(void *self) {
     vbpr *m = self;
     mrec_bpr_ops_free(&m->bpr);
+    mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->items);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
-    free(m->h_iota);
     if (m->use_ops) m->fb = m->dz = NULL; /* carved from batch */
     if (m->on_device) {
         mrec_arena_release(&m->mem, m->ctx->cuda);

@@ -4,9 +4,11 @@
  * GPU path refused by name before the data is read, auto falling back to the
  * CPU with a one-line notice, a bad value named), the Elliot config's `gpu`
  * key, the list of models with a GPU path against the models themselves (each
- * one off the list refuses a GPU context, naming itself), NGCF and VBPR
- * trained on the CPU through the op path a GPU takes, and the ops NGCF added
- * against their references. With one: those ops on the GPU, and every model
+ * one off the list refuses a GPU context, naming itself), every model with a
+ * switch to its op path (NGCF, VBPR, FREEDOM, LightGCN-M, SimGCL, SGL, NGCF-M,
+ * BM3, LATTICE, ItemKNN's scoring) trained on the CPU through the path a GPU
+ * takes against its host loops, and the ops those models added against their
+ * references. With one: those ops on the GPU, and every model
  * with a GPU path trained a few epochs through mrec_train on the CPU and on
  * the GPU from one seed: epoch losses within 1e-3 relative (fp32 on both
  * sides, summed in other orders, over a few dozen Adam steps) and Recall@20 /
@@ -17,6 +19,7 @@
 
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_registry.h"
+#include "../recsys/recsys_internal.h"
 #include "../tools/mrec_pipeline.h"
 
 #include <math.h>
@@ -114,12 +117,12 @@ static void device_flag(int gpu) {
     char out[16384];
     /* a model without a GPU path: refused by name before the data is read (here the data could not be read) */
     T_REQUIRE_VOID_OK(write_file("broken.tsv", "u1\ti1\tnot-a-rating\n"));
-    int rc = run("train --data broken.tsv --format tsv --model itemknn --device cuda --out o1", out, sizeof out);
-    t_check(rc == 2 && strstr(out, "itemknn has no GPU path") && !strstr(out, "broken.tsv"),
-            "--device cuda --model itemknn: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
+    int rc = run("train --data broken.tsv --format tsv --model mostpop --device cuda --out o1", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "mostpop has no GPU path") && !strstr(out, "broken.tsv"),
+            "--device cuda --model mostpop: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
     char path[4200];
     snprintf(path, sizeof path, "%s/o1", dir);
-    t_check(access(path, F_OK) != 0, "--device cuda --model itemknn leaves no output folder");
+    t_check(access(path, F_OK) != 0, "--device cuda --model mostpop leaves no output folder");
     for (int i = 0; i < mrec_model_count(); i++) {
         const mrec_model_entry *e = mrec_model_at(i);
         if (mrec_model_runs_on_gpu(e->name)) continue;
@@ -146,9 +149,9 @@ static void device_flag(int gpu) {
     else
         t_check(rc == 0 && strstr(out, "mrec train: no usable GPU (") && strstr(out, "); running on the CPU\n"),
                 "--device auto --model bprmf without a GPU: the CPU, with a notice saying why (exit %d: %.300s)", rc, out);
-    rc = run("train " DATA " --model itemknn --device auto --out o4", out, sizeof out);
-    t_check(rc == 0 && strstr(out, "mrec train: itemknn has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
-            "--device auto --model itemknn: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model mostpop --device auto --out o4", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "mrec train: mostpop has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
+            "--device auto --model mostpop: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
     /* the default is the CPU, with nothing said about devices */
     rc = run("train " DATA " --model bprmf --out o5", out, sizeof out);
     t_check(rc == 0 && !strstr(out, "GPU") && !strstr(out, "device"), "no --device: the CPU, silently (exit %d: %.300s)", rc, out);
@@ -237,6 +240,9 @@ static void list_matches_models(mrec_context *cpu) {
     t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && mrec_model_runs_on_gpu("ngcf") && !mrec_model_runs_on_gpu("mostpop") &&
                 !mrec_model_runs_on_gpu(NULL),
             "BPRMF, LightGCN and NGCF have a GPU path");
+    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn"};
+    for (size_t a = 0; a < sizeof added / sizeof added[0]; a++)
+        t_check(mrec_model_runs_on_gpu(added[a]), "%s has a GPU path", added[a]);
     mrec_user_items_free(&train);
 }
 
@@ -268,16 +274,25 @@ static void op_path_on_cpu(mrec_context *cpu) {
     mrec_features feat[2] = {{"visual", I, D, feat_x[0], present, 0}, {"textual", I, D, feat_x[1], present, 0}};
     for (int i = 0; i < I; i++)
         memcpy(item_feat + i * 2 * D, feat_x[0] + i * D, sizeof(float) * D), memcpy(item_feat + i * 2 * D + D, feat_x[1] + i * D, sizeof(float) * D);
+    /* beside its defaults, a parameter a model's default leaves idle (0: none), so its op path runs that part too */
+    static float scores[2][U * I];
     static const struct {
         const char *name;
         use_ops_fn use_ops;
-    } models[] = {{"ngcf", mrec_ngcf_use_ops}, {"vbpr", mrec_vbpr_use_ops}, {"freedom", mrec_freedom_use_ops}};
+        mrec_hp hp;
+        double value;
+    } models[] = {{"ngcf", mrec_ngcf_use_ops, 0, 0},           {"vbpr", mrec_vbpr_use_ops, 0, 0},
+                  {"freedom", mrec_freedom_use_ops, 0, 0},     {"lightgcnm", mrec_lightgcnm_use_ops, 0, 0},
+                  {"simgcl", mrec_simgcl_use_ops, 0, 0},       {"sgl", mrec_sgl_use_ops, 0, 0},
+                  {"ngcfm", mrec_ngcfm_use_ops, MREC_HP_NODE_DROPOUT, 0.2}, {"bm3", mrec_bm3_use_ops, 0, 0},
+                  {"lattice", mrec_lattice_use_ops, 0, 0},     {"itemknn", mrec_itemknn_use_ops, MREC_HP_NEIGHBOURS, 10}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
         mrec_param_values given, p;
         memset(&given, 0, sizeof given);
         given.v[MREC_HP_DIM] = (mrec_param_value){.x = {8}, .given = 1};
+        if (models[w].hp) given.v[models[w].hp] = (mrec_param_value){.x = {models[w].value}, .given = 1};
         if (!t_check(e != NULL, "%s in the registry", models[w].name) ||
             !t_status(mrec_params_resolve(&p, e, &given), MREC_OK, "%s: its parameters", e->name))
             continue;
@@ -301,15 +316,25 @@ static void op_path_on_cpu(mrec_context *cpu) {
                 recall[ops] = r.test.value[MREC_METRIC_RECALL][1], ndcg[ops] = r.test.value[MREC_METRIC_NDCG][1];
             else
                 ok = 0;
-            /* the last batch's loss, once more on a fixed batch: the trained weights agree as well as the metrics */
+            /* the last batch's loss, once more on a fixed batch: the trained weights agree as well as the metrics; a model
+             * without training (ItemKNN) its scores of every user, within 1e-6 relative (sums of k floats in another order) */
             static const int32_t bu[4] = {0, 7, 21, 59}, bi[4] = {0, 3, 9, 17}, bj[4] = {1, 2, 30, 39};
-            if (ok) loss[ops][0] = b.model.loss_grad(b.model.self, bu, bi, bj, 4);
+            if (ok && b.model.loss_grad) loss[ops][0] = b.model.loss_grad(b.model.self, bu, bi, bj, 4);
+            else if (ok && (!b.model.prepare || t_status(b.model.prepare(b.model.self), MREC_OK, "%s: prepared", e->name)) &&
+                     t_status(b.model.score(b.model.self, 0, U, scores[ops]), MREC_OK, "%s: scores", e->name))
+                for (int q = 0; q < U * I; q++) loss[ops][0] += scores[ops][q]; /* their sum in the loss's place */
             free(r.topk);
             mrec_built_model_free(&b);
         }
         if (!ok) continue;
+        if (!loss[0][0] && !loss[1][0]) t_check(0, "%s: scores that are not all 0", e->name);
+        if (!strcmp(e->name, "itemknn")) {
+            int close = 1;
+            for (int q = 0; q < U * I && close; q++) close = fabs(scores[1][q] - scores[0][q]) <= 1e-6 * fabs(scores[0][q]) + 1e-7;
+            t_check(close, "itemknn through mrec_knn_scores on the CPU: every user's scores within 1e-6 of the host loop's");
+        }
         if (getenv("MREC_TEST_VERBOSE"))
-            fprintf(stderr, "  %s on the CPU, host loops / op entries: loss %.7f / %.7f, Recall@10 %.4f / %.4f, nDCG@10 %.4f / %.4f\n",
+            fprintf(stderr, "  %s on the CPU, host loops / op entries: loss %.10f / %.10f, Recall@10 %.4f / %.4f, nDCG@10 %.4f / %.4f\n",
                     e->name, loss[0][0], loss[1][0], recall[0], recall[1], ndcg[0], ndcg[1]);
         t_check(fabs(loss[1][0] - loss[0][0]) <= 1e-4 * fabs(loss[0][0]) + 1e-6,
                 "%s through the op entries on the CPU: after 4 epochs a batch's loss %.7f, %.7f on the host loops", e->name, loss[1][0],
@@ -445,6 +470,214 @@ done:
     free(x), free(y), free(dy), free(wide), free(ref), free(out), free(idx);
 }
 
+/* ---- SimGCL's, SGL's and LATTICE's ops: the sign noise, InfoNCE's rows and the inverse square root, each entry
+ * against a naive computation here and against its reference. The noise and the inverse square root bit for bit on
+ * both devices (correctly rounded float operations, no contraction); InfoNCE's rows on the CPU bit for bit, on the
+ * GPU within 1e-6 + 1e-5 relative for the gradient and 1e-9 + 1e-6 relative for the loss (expf within 2 ulp there,
+ * the row sums in double in another order). ---- */
+
+static void contrast_ops(mrec_context *ctx, const char *where) {
+    enum { R = 333, C = 37, K = 41 }; /* odd shapes: no multiple of a warp or a block; K > C */
+    const int64_t n = (int64_t)R * C;
+    int gpu = ctx->device != MREC_DEVICE_CPU;
+    mrec_arena a = {0};
+    if (!t_status(mrec_arena_reserve(&a, 8 * sizeof(float) * (size_t)n + 65536, ctx->device, ctx->cuda), MREC_OK, "%s: buffers",
+                  where))
+        return;
+    float *x = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
+    float *out = malloc(sizeof(float) * n), *naive = malloc(sizeof(float) * n);
+    double *lref = malloc(sizeof(double) * K), *lout = malloc(sizeof(double) * K); /* K > C rows at most */
+    int32_t target[K];
+    uint64_t st = 91;
+    t_fill_uniform(x, n, &st, -1, 1), t_fill_uniform(u, n, &st, 0, 1);
+    x[4] = 0.0f;                                   /* sign(0) = 0: no noise there */
+    for (int c = 0; c < C; c++) u[2 * C + c] = 0;  /* a row of zero draws: the norm's floor */
+    float *dx = place(ctx, &a, x, sizeof(float) * n), *du = place(ctx, &a, u, sizeof(float) * n);
+    float *dout = place(ctx, &a, NULL, sizeof(float) * n);
+    double *dloss = place(ctx, &a, NULL, sizeof(double) * K);
+    int32_t *dtarget = place(ctx, &a, NULL, sizeof(int32_t) * K);
+    if (!dx || !du || !dout || !dloss || !dtarget) goto done;
+
+    /* the sign noise: given draws and the hash stream at an offset, against a naive loop over the formula */
+    for (int form = 0; form < 2; form++) {
+        const float eps = 0.1f;
+        uint64_t key = 0xC0FFEE ^ (uint64_t)form, off = form ? 12345 : 0;
+        for (int r = 0; r < R; r++) {
+            float s = 0, v[C];
+            for (int c = 0; c < C; c++) {
+                v[c] = form ? host_uniform(key, off + (uint64_t)r * C + c) : u[r * C + c];
+                s += v[c] * v[c];
+            }
+            float scale = eps / fmaxf(sqrtf(s), 1e-12f);
+            for (int c = 0; c < C; c++) {
+                float xv = x[r * C + c];
+                naive[r * C + c] = xv + (xv > 0 ? 1.0f : xv < 0 ? -1.0f : 0.0f) * (v[c] * scale);
+            }
+        }
+        memcpy(ref, x, sizeof(float) * n);
+        mrec_sign_noise_ref(ref, form ? NULL : u, eps, key, off, R, C);
+        t_allclose(where, naive, ref, n, 0, 0);
+        if (mrec_copy_to_device(ctx, dout, x, sizeof(float) * n) != MREC_OK) continue;
+        if (t_status(mrec_sign_noise(ctx, dout, form ? NULL : du, eps, key, off, R, C), MREC_OK, "%s: sign noise", where) &&
+            fetch(ctx, out, dout, n))
+            t_allclose(where, ref, out, n, 0, 0);
+        t_check(ref[4] == 0.0f && (form || !memcmp(ref + 2 * C, x + 2 * C, sizeof(float) * C)),
+                "%s: sign noise leaves a zero entry at zero%s", where, form ? "" : " and a row of zero draws unchanged");
+    }
+    t_status(mrec_sign_noise(ctx, dout, NULL, 0.1f, 1, 0, -1, C), MREC_ERR_ARG, "%s: sign noise of -1 rows refused", where);
+
+    /* InfoNCE's rows: (C, R) scores against targets, and a square (K, K) against its diagonal, written over s */
+    for (int form = 0; form < 2; form++) {
+        int rows = form ? K : C, cols = form ? K : R;
+        int64_t m = (int64_t)rows * cols;
+        const float alpha = 0.37f;
+        for (int r = 0; r < rows; r++) target[r] = (r * 97 + 5) % cols;
+        const int32_t *tg = form ? NULL : target;
+        mrec_softmax_xent_rows_ref(ref, lref, x, tg, alpha, rows, cols);
+        /* naively, in double: logsumexp - s_t and alpha (softmax - onehot) */
+        double worst_l = 0, worst_g = 0;
+        for (int r = 0; r < rows; r++) {
+            const float *s = x + (size_t)r * cols;
+            double z = 0;
+            for (int c = 0; c < cols; c++) z += exp((double)s[c]);
+            int t = tg ? tg[r] : r;
+            worst_l = fmax(worst_l, fabs(log(z) - s[t] - lref[r]));
+            for (int c = 0; c < cols; c++)
+                worst_g = fmax(worst_g, fabs(alpha * (exp((double)s[c]) / z - (c == t)) - ref[(size_t)r * cols + c]));
+        }
+        t_check(worst_l < 1e-6 && worst_g < 1e-7, "softmax cross-entropy reference against a naive double one (%s: loss %.1e, grad %.1e)",
+                form ? "diagonal" : "targets", worst_l, worst_g);
+        if (mrec_copy_to_device(ctx, dtarget, target, sizeof(int32_t) * rows) != MREC_OK ||
+            mrec_copy_to_device(ctx, dout, x, sizeof(float) * m) != MREC_OK)
+            continue;
+        if (!t_status(mrec_softmax_xent_rows(ctx, dout, dloss, dout, form ? NULL : dtarget, alpha, rows, cols), MREC_OK,
+                      "%s: softmax cross-entropy rows", where) ||
+            !fetch(ctx, out, dout, m) ||
+            !t_status(mrec_copy_to_host(ctx, lout, dloss, sizeof(double) * rows), MREC_OK, "%s: the losses", where))
+            continue;
+        t_allclose(where, ref, out, m, gpu ? 1e-6 : 0, gpu ? 1e-5 : 0);
+        double worst = 0;
+        for (int r = 0; r < rows; r++) worst = fmax(worst, fabs(lout[r] - lref[r]) / (1e-9 + 1e-6 * fabs(lref[r])));
+        t_check(worst <= 1, "%s: softmax cross-entropy losses against the reference (%s; worst %.2f of the bound)", where,
+                form ? "diagonal" : "targets", worst);
+    }
+    t_status(mrec_softmax_xent_rows(ctx, dout, dloss, dx, NULL, 1, K + 1, K), MREC_ERR_ARG,
+             "%s: a diagonal target past the columns refused", where);
+    if (!gpu) {
+        int32_t bad[2] = {0, C};
+        t_status(mrec_softmax_xent_rows(ctx, out, lout, x, bad, 1, 2, C), MREC_ERR_ARG, "%s: a target outside the columns refused",
+                 where);
+    }
+    /* LATTICE's inverse square root: positive, zero and negative entries, in place, against 1 / sqrt in double rounded */
+    for (int64_t t = 0; t < n; t++) u[t] = t % 7 == 0 ? 0.0f : t % 11 == 0 ? -u[t] : u[t] * 50.0f;
+    mrec_inv_sqrt_ref(ref, u, n);
+    int bad = 0;
+    for (int64_t t = 0; t < n; t++) {
+        double want = u[t] > 0 ? 1.0 / sqrt((double)u[t]) : 0;
+        bad += u[t] < 0 ? !isnan(ref[t]) : fabs(ref[t] - want) > 2.5e-7 * want;
+    }
+    t_check(bad == 0, "inverse square root reference: %d of %lld off 1 / sqrt in double (or not NaN below 0)", bad, (long long)n);
+    if (mrec_copy_to_device(ctx, dout, u, sizeof(float) * n) == MREC_OK &&
+        t_status(mrec_inv_sqrt(ctx, dout, dout, n), MREC_OK, "%s: inverse square root", where) && fetch(ctx, out, dout, n)) {
+        int same = 1;
+        for (int64_t t = 0; t < n && same; t++) same = isnan(ref[t]) ? isnan(out[t]) : ref[t] == out[t];
+        t_check(same, "%s: inverse square root in place, bit for bit against the reference", where);
+    }
+done:
+    mrec_arena_release(&a, ctx->cuda);
+    free(x), free(u), free(ref), free(out), free(naive), free(lref), free(lout);
+}
+
+/* ItemKNN's scores: the entry against the reference (a linear scan of each user's items) over odd shapes, users from
+ * an offset, neighbour lists with holes (-1), an empty user; bit for bit on both devices (each score sums its k
+ * neighbours in order, correctly rounded), and the reference against a dense indicator computed here. */
+static void knn_scores_op(mrec_context *ctx, const char *where) {
+    enum { USERS = 41, U0 = 3, R = 37, C = 333, K = 7 };
+    int64_t row_ptr[USERS + 1];
+    int32_t col[USERS * 40], nbr[C * K];
+    float sim[C * K], *ref = malloc(sizeof(float) * R * C), *out = malloc(sizeof(float) * R * C);
+    static uint8_t dense[R][C];
+    uint64_t st = 123;
+    row_ptr[0] = 0;
+    for (int u = 0; u < USERS; u++) { /* sorted, distinct: every third item from a start; user U0 + 5 has none */
+        int n = u == U0 + 5 ? 0 : 1 + (int)(t_rand_u64(&st) % 39), start = (int)(t_rand_u64(&st) % 3);
+        for (int q = 0; q < n; q++) col[row_ptr[u] + q] = start + 3 * q * (C / 120);
+        row_ptr[u + 1] = row_ptr[u] + n;
+    }
+    t_fill_uniform(sim, C * K, &st, 0, 1);
+    for (int e = 0; e < C * K; e++) nbr[e] = e % 11 == 5 ? -1 : (int)(t_rand_u64(&st) % C);
+    memset(dense, 0, sizeof dense);
+    for (int r = 0; r < R; r++)
+        for (int64_t p = row_ptr[U0 + r]; p < row_ptr[U0 + r + 1]; p++) dense[r][col[p]] = 1;
+    mrec_knn_scores_ref(ref, row_ptr, col, nbr, sim, U0, R, C, K);
+    double worst = 0;
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < C; i++) {
+            double s = 0;
+            for (int q = 0; q < K; q++) s += nbr[i * K + q] >= 0 && dense[r][nbr[i * K + q]] ? sim[i * K + q] : 0;
+            worst = fmax(worst, fabs(s - ref[(size_t)r * C + i]));
+        }
+    t_check(worst < 1e-5, "knn scores reference against a dense indicator (worst %.2e)", worst);
+    mrec_arena a = {0};
+    if (!t_status(mrec_arena_reserve(&a, sizeof(float) * (R * C + 2 * C * K) + sizeof(col) + sizeof(row_ptr) + 4096, ctx->device,
+                                     ctx->cuda),
+                  MREC_OK, "%s: buffers", where))
+        goto done;
+    int64_t *drp = place(ctx, &a, row_ptr, sizeof row_ptr);
+    int32_t *dcol = place(ctx, &a, col, sizeof col), *dnbr = place(ctx, &a, nbr, sizeof nbr);
+    float *dsim = place(ctx, &a, sim, sizeof sim), *dout = place(ctx, &a, NULL, sizeof(float) * R * C);
+    if (drp && dcol && dnbr && dsim && dout &&
+        t_status(mrec_knn_scores(ctx, dout, drp, dcol, dnbr, dsim, U0, R, C, K), MREC_OK, "%s: knn scores", where) &&
+        fetch(ctx, out, dout, (int64_t)R * C))
+        t_allclose(where, ref, out, (int64_t)R * C, 0, 0);
+    t_status(mrec_knn_scores(ctx, dout, drp, dcol, dnbr, dsim, -1, R, C, K), MREC_ERR_ARG, "%s: knn scores from user -1 refused", where);
+    mrec_arena_release(&a, ctx->cuda);
+done:
+    free(ref), free(out);
+}
+
+/* The transposed copy the GPU's A^T products use (NGCF-M, LATTICE): a product with it equals the CPU's transposed
+ * product with the graph itself, and each entry's number points back at the same entry. */
+static void transposed_graph(mrec_context *cpu) {
+    enum { N = 53, D = 5 };
+    mrec_graph g = {.n_nodes = N};
+    int64_t row_ptr[N + 1];
+    int32_t col[N * 6];
+    float val[N * 6], x[N * D], want[N * D], got[N * D];
+    uint64_t st = 31;
+    row_ptr[0] = 0;
+    for (int r = 0; r < N; r++) { /* 0 to 5 distinct columns a row, increasing: row 7 empty */
+        int n = r == 7 ? 0 : (int)(t_rand_u64(&st) % 6), c = (int)(t_rand_u64(&st) % 5);
+        for (int q = 0; q < n; q++) col[row_ptr[r] + q] = c, val[row_ptr[r] + q] = (float)(q + 1) / (r + 2), c += 1 + (int)(t_rand_u64(&st) % 9);
+        for (int q = 0; q < n; q++) col[row_ptr[r] + q] %= N;
+        row_ptr[r + 1] = row_ptr[r] + n;
+        for (int q = 1; q < n; q++) /* keep the row sorted after the wrap */
+            for (int s = q; s > 0 && col[row_ptr[r] + s - 1] > col[row_ptr[r] + s]; s--) {
+                int32_t tc = col[row_ptr[r] + s];
+                col[row_ptr[r] + s] = col[row_ptr[r] + s - 1], col[row_ptr[r] + s - 1] = tc;
+            }
+    }
+    g.row_ptr = row_ptr, g.col = col, g.val = val;
+    int64_t nnz = row_ptr[N], t_ptr[N + 1];
+    int32_t t_col[N * 6], t_edge[N * 6];
+    float t_val[N * 6];
+    mrec_graph_transpose_edges(t_ptr, t_col, t_edge, t_val, &g);
+    t_fill_uniform(x, N * D, &st, -1, 1);
+    mrec_spmm_t_ref(want, row_ptr, col, val, x, N, N, D);
+    mrec_csr t = {.n_rows = N, .n_cols = N, .row_ptr = t_ptr, .col = t_col, .val = t_val, .device = MREC_DEVICE_CPU};
+    if (t_status(mrec_spmm(cpu, got, &t, x, D, 0), MREC_OK, "a product with the transposed copy"))
+        t_allclose("transposed copy", want, got, N * D, 1e-6, 1e-6);
+    int back = t_ptr[N] == nnz;
+    for (int r = 0; r < N && back; r++)
+        for (int64_t q = t_ptr[r]; q < t_ptr[r + 1] && back; q++) {
+            int64_t e = t_edge[q];
+            int row_of_e = 0;
+            while (row_ptr[row_of_e + 1] <= e) row_of_e++;
+            back = col[e] == r && row_of_e == t_col[q] && val[e] == t_val[q] && (q == t_ptr[r] || t_col[q - 1] < t_col[q]);
+        }
+    t_check(back, "the transposed copy: %lld entries, each pointing back at its entry, columns increasing", (long long)nnz);
+}
+
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
 static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
     char data[4096 * 3];
@@ -471,7 +704,7 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
         ok[dev] = t_status(st, MREC_OK, "%s trains on the %s (%s)", e->name, dev ? "GPU" : "CPU", r[dev].stage ? r[dev].stage : "");
     }
     if (why_not) t_skip("%s trained on the CPU and the GPU: %s", e->name, why_not);
-    if (ok[0] && ok[1]) {
+    if (ok[0] && ok[1] && (e->flags & MREC_MODEL_TRAINS)) { /* ItemKNN has no epochs: its rankings alone */
         int same = r[0].n_history == r[1].n_history && r[0].n_history == 6;
         double worst = 0;
         for (int h = 0; same && h < r[0].n_history; h++) {
@@ -480,6 +713,8 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
         }
         t_check(same, "%s: the GPU's epoch losses follow the CPU's within 1e-3 relative (%d and %d epochs, worst %.2e)", e->name,
                 r[0].n_history, r[1].n_history, worst);
+    }
+    if (ok[0] && ok[1]) {
         double rc = r[0].test.value[MREC_METRIC_RECALL][1], rg = r[1].test.value[MREC_METRIC_RECALL][1];
         double nc = r[0].test.value[MREC_METRIC_NDCG][1], ng = r[1].test.value[MREC_METRIC_NDCG][1];
         t_check(rc > 0 && fabs(rg - rc) <= 0.01 && fabs(ng - nc) <= 0.01,
@@ -511,10 +746,17 @@ int main(void) {
     list_matches_models(cpu);
     op_path_on_cpu(cpu);
     ngcf_ops(cpu, "cpu");
+    contrast_ops(cpu, "cpu");
+    knn_scores_op(cpu, "cpu");
+    transposed_graph(cpu);
     mrec_context *gctx = NULL;
     o.device = MREC_WANT_CUDA;
-    if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda");
-    else if (!gpu) t_skip("NGCF's ops on the GPU against their references: %s", why);
+    if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda"), contrast_ops(gctx, "cuda"), knn_scores_op(gctx, "cuda");
+    else if (!gpu) {
+        t_skip("NGCF's ops on the GPU against their references: %s", why);
+        t_skip("SimGCL's, SGL's and LATTICE's ops on the GPU against their references: %s", why);
+        t_skip("ItemKNN's scores on the GPU against their reference: %s", why);
+    }
     mrec_context_destroy(gctx);
     for (int i = 0; i < mrec_model_count(); i++)
         if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why);

@@ -187,3 +187,18 @@ mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const f
                                              int R, int C, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C,
+                                 mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R,
+                                        int C, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim,
+                                 int u0, int R, int C, int k, mrec_cuda *cu) {
+    return no_cuda();
+}

@@ -309,3 +309,38 @@ mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const floa
     mrec_l2_normalize_rows_back_cpu(dx, dy, y, x, eps, beta, R, C, ctx->pool);
     return MREC_OK;
 }
+
+mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C) {
+    if (R < 0 || C < 0) return mrec_fail(MREC_ERR_ARG, "sign noise: a (%d, %d) matrix", R, C);
+    if (on_gpu(ctx)) return mrec_sign_noise_cuda(x, u, eps, key, offset, R, C, ctx->cuda);
+    mrec_sign_noise_cpu(x, u, eps, key, offset, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
+                                   int R, int C) {
+    if (R < 0 || C < 1 || (!target && R > C))
+        return mrec_fail(MREC_ERR_ARG, "softmax cross-entropy: (%d, %d) scores%s", R, C, target ? "" : " against their diagonal");
+    if (on_gpu(ctx)) return mrec_softmax_xent_rows_cuda(g, loss, s, target, alpha, R, C, ctx->cuda);
+    if (target && ctx->device == MREC_DEVICE_CPU)
+        for (int r = 0; r < R; r++)
+            if (target[r] < 0 || target[r] >= C)
+                return mrec_fail(MREC_ERR_ARG, "softmax cross-entropy: target %d of row %d is outside [0, %d)", target[r], r, C);
+    mrec_softmax_xent_rows_cpu(g, loss, s, target, alpha, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n) {
+    if (n < 0) return mrec_fail(MREC_ERR_ARG, "inverse square root of %lld values", (long long)n);
+    if (on_gpu(ctx)) return mrec_inv_sqrt_cuda(out, in, n, ctx->cuda);
+    mrec_inv_sqrt_cpu(out, in, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
+                            const float *sim, int u0, int R, int C, int k) {
+    if (u0 < 0 || R < 0 || C < 0 || k < 1) return mrec_fail(MREC_ERR_ARG, "knn scores: users %d + %d, %d items, k %d", u0, R, C, k);
+    if (on_gpu(ctx)) return mrec_knn_scores_cuda(scores, row_ptr, col, nbr, sim, u0, R, C, k, ctx->cuda);
+    mrec_knn_scores_cpu(scores, row_ptr, col, nbr, sim, u0, R, C, k, ctx->pool);
+    return MREC_OK;
+}

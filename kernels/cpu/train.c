@@ -168,3 +168,156 @@ void mrec_l2_normalize_rows_back_cpu(float *dx, const float *dy, const float *y,
     ngcf_args a = {.out = dx, .x = dy, .y = y, .z = x, .p = eps, .s = beta, .C = C};
     mrec_parallel_range(pool, R, 1 + 4096 / (C > 0 ? C : 1), l2_back_range, &a);
 }
+
+/* ---- the contrastive graph models: SimGCL's sign noise, InfoNCE's rows ---- */
+
+static float hash_uniform(uint64_t key, uint64_t e) {
+    return (float)((mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+}
+
+void mrec_sign_noise_ref(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C) {
+    for (int r = 0; r < R; r++) {
+        float *row = x + (size_t)r * C, s = 0;
+        uint64_t e0 = offset + (uint64_t)r * (uint64_t)C;
+        for (int c = 0; c < C; c++) {
+            float v = u ? u[(size_t)r * C + c] : hash_uniform(key, e0 + (uint64_t)c);
+            s += v * v;
+        }
+        float scale = eps / fmaxf(sqrtf(s), 1e-12f);
+        for (int c = 0; c < C; c++) {
+            float v = u ? u[(size_t)r * C + c] : hash_uniform(key, e0 + (uint64_t)c);
+            row[c] += (float)((row[c] > 0) - (row[c] < 0)) * (v * scale);
+        }
+    }
+}
+
+typedef struct {
+    float *x, *g;
+    double *loss;
+    const float *u, *s;
+    const int32_t *target;
+    float eps;
+    uint64_t key, offset;
+    int C;
+} cl_args;
+
+static void sign_noise_range(void *arg, int64_t lo, int64_t hi) {
+    const cl_args *a = arg;
+    size_t o = (size_t)lo * a->C;
+    mrec_sign_noise_ref(a->x + o, a->u ? a->u + o : NULL, a->eps, a->key, a->offset + o, (int)(hi - lo), a->C);
+}
+
+void mrec_sign_noise_cpu(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C, mrec_pool *pool) {
+    cl_args a = {.x = x, .u = u, .eps = eps, .key = key, .offset = offset, .C = C};
+    mrec_parallel_range(pool, R, 1 + 4096 / (C > 0 ? C : 1), sign_noise_range, &a);
+}
+
+void mrec_softmax_xent_rows_ref(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C) {
+    for (int r = 0; r < R; r++) {
+        const float *in = s + (size_t)r * C;
+        float *out = g + (size_t)r * C, top = in[0];
+        for (int c = 1; c < C; c++) top = in[c] > top ? in[c] : top;
+        int t = target ? target[r] : r;
+        float at_t = in[t];
+        double z = 0;
+        for (int c = 0; c < C; c++) {
+            float e = expf(in[c] - top);
+            out[c] = e, z += e; /* out may be in: in[c] is read before */
+        }
+        loss[r] = top + log(z) - at_t;
+        float scale = (float)(alpha / z);
+        for (int c = 0; c < C; c++) out[c] *= scale;
+        out[t] -= alpha;
+    }
+}
+
+static void xent_range(void *arg, int64_t lo, int64_t hi) {
+    const cl_args *a = arg;
+    size_t o = (size_t)lo * a->C;
+    if (a->target) mrec_softmax_xent_rows_ref(a->g + o, a->loss + lo, a->s + o, a->target + lo, a->eps, (int)(hi - lo), a->C);
+    else /* the diagonal: row r's target is r, so each row is its own one-row problem with target r */
+        for (int64_t r = lo; r < hi; r++) {
+            int32_t t = (int32_t)r;
+            mrec_softmax_xent_rows_ref(a->g + (size_t)r * a->C, a->loss + r, a->s + (size_t)r * a->C, &t, a->eps, 1, a->C);
+        }
+}
+
+void mrec_softmax_xent_rows_cpu(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C,
+                                mrec_pool *pool) {
+    cl_args a = {.g = g, .loss = loss, .s = s, .target = target, .eps = alpha, .C = C};
+    mrec_parallel_range(pool, R, 1 + 4096 / (C > 0 ? C : 1), xent_range, &a);
+}
+
+/* ---- LATTICE's normalized Laplacian ---- */
+
+void mrec_inv_sqrt_ref(float *out, const float *in, int64_t n) {
+    for (int64_t t = 0; t < n; t++) out[t] = in[t] > 0 ? 1.0f / sqrtf(in[t]) : in[t] == 0 ? 0.0f : NAN;
+}
+
+static void inv_sqrt_range(void *arg, int64_t lo, int64_t hi) {
+    const cl_args *a = arg;
+    mrec_inv_sqrt_ref(a->x + lo, a->s + lo, hi - lo);
+}
+
+void mrec_inv_sqrt_cpu(float *out, const float *in, int64_t n, mrec_pool *pool) {
+    cl_args a = {.x = out, .s = in};
+    mrec_parallel_range(pool, n, 8192, inv_sqrt_range, &a);
+}
+
+/* ---- ItemKNN's scores ---- */
+
+void mrec_knn_scores_ref(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim, int u0,
+                         int R, int C, int k) {
+    for (int r = 0; r < R; r++) {
+        int64_t lo = row_ptr[u0 + r], hi = row_ptr[u0 + r + 1];
+        for (int i = 0; i < C; i++) {
+            float s = 0;
+            for (int t = 0; t < k; t++) {
+                int j = nbr[(size_t)i * k + t], has = 0;
+                for (int64_t p = lo; p < hi && j >= 0 && !has; p++) has = col[p] == j;
+                if (has) s += sim[(size_t)i * k + t];
+            }
+            scores[(size_t)r * C + i] = s;
+        }
+    }
+}
+
+typedef struct {
+    float *scores;
+    const int64_t *row_ptr;
+    const int32_t *col, *nbr;
+    const float *sim;
+    int u0, C, k;
+} knn_scores_args;
+
+/* whether j is among col[lo, hi) (sorted): a binary search, the same answer as the reference's scan */
+static int has_item(const int32_t *col, int64_t lo, int64_t hi, int j) {
+    int64_t a = lo, b = hi;
+    while (a < b) {
+        int64_t mid = a + (b - a) / 2;
+        if (col[mid] < j) a = mid + 1;
+        else b = mid;
+    }
+    return a < hi && col[a] == j;
+}
+
+static void knn_scores_range(void *arg, int64_t lo_r, int64_t hi_r) {
+    const knn_scores_args *a = arg;
+    for (int64_t r = lo_r; r < hi_r; r++) {
+        int64_t lo = a->row_ptr[a->u0 + r], hi = a->row_ptr[a->u0 + r + 1];
+        for (int i = 0; i < a->C; i++) {
+            float s = 0;
+            for (int t = 0; t < a->k; t++) {
+                int j = a->nbr[(size_t)i * a->k + t];
+                if (j >= 0 && has_item(a->col, lo, hi, j)) s += a->sim[(size_t)i * a->k + t];
+            }
+            a->scores[(size_t)r * a->C + i] = s;
+        }
+    }
+}
+
+void mrec_knn_scores_cpu(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr, const float *sim, int u0,
+                         int R, int C, int k, mrec_pool *pool) {
+    knn_scores_args a = {scores, row_ptr, col, nbr, sim, u0, C, k};
+    mrec_parallel_range(pool, R, 1, knn_scores_range, &a);
+}

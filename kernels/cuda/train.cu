@@ -243,3 +243,130 @@ extern "C" mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *
     l2_back_kernel<<<blocks_for((int64_t)R * 32), THREADS, 0, cu->stream>>>(dx, dy, y, x, eps, beta, R, C);
     return MREC_CUDA_LAUNCHED("l2 normalize backward");
 }
+
+/* ---- the contrastive graph models: SimGCL's sign noise, InfoNCE's rows ------------- */
+
+__device__ static float hash_uniform(uint64_t key, uint64_t e) {
+    return (float)((mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+}
+
+/* One thread per row: the row's sum in float in column order (no contraction), as the CPU's, so the bits agree. */
+__global__ static void sign_noise_kernel(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C) {
+    for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < R; r += (int64_t)gridDim.x * blockDim.x) {
+        float *row = x + (size_t)r * C, s = 0;
+        uint64_t e0 = offset + (uint64_t)r * (uint64_t)C;
+        for (int c = 0; c < C; c++) {
+            float v = u ? u[(size_t)r * C + c] : hash_uniform(key, e0 + (uint64_t)c);
+            s = __fadd_rn(s, __fmul_rn(v, v));
+        }
+        float scale = __fdiv_rn(eps, fmaxf(__fsqrt_rn(s), 1e-12f));
+        for (int c = 0; c < C; c++) {
+            float v = u ? u[(size_t)r * C + c] : hash_uniform(key, e0 + (uint64_t)c);
+            float sg = (float)((row[c] > 0) - (row[c] < 0));
+            row[c] = __fadd_rn(row[c], __fmul_rn(sg, __fmul_rn(v, scale)));
+        }
+    }
+}
+
+/* x, u: (R, C) */
+extern "C" mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C,
+                                            mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    sign_noise_kernel<<<blocks_for(R), THREADS, 0, cu->stream>>>(x, u, eps, key, offset, R, C);
+    return MREC_CUDA_LAUNCHED("sign noise");
+}
+
+/* One block per row: the maximum (exact in any order), then z in double reduced in a fixed tree, then the row. */
+__global__ static void xent_rows_kernel(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C) {
+    __shared__ float top_part[THREADS];
+    __shared__ double z_part[THREADS];
+    for (int r = blockIdx.x; r < R; r += gridDim.x) {
+        const float *in = s + (size_t)r * C;
+        float *out = g + (size_t)r * C;
+        float top = -INFINITY;
+        for (int c = threadIdx.x; c < C; c += blockDim.x) top = fmaxf(top, in[c]);
+        top_part[threadIdx.x] = top;
+        __syncthreads();
+        for (int h = blockDim.x / 2; h > 0; h /= 2) {
+            if (threadIdx.x < h) top_part[threadIdx.x] = fmaxf(top_part[threadIdx.x], top_part[threadIdx.x + h]);
+            __syncthreads();
+        }
+        top = top_part[0];
+        int t = target ? target[r] : r;
+        float at_t = in[t];
+        __syncthreads(); /* every thread has read in[t] before out (which may be in) is written */
+        double z = 0;
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float e = expf(__fsub_rn(in[c], top));
+            out[c] = e, z += e;
+        }
+        z_part[threadIdx.x] = z;
+        __syncthreads();
+        for (int h = blockDim.x / 2; h > 0; h /= 2) {
+            if (threadIdx.x < h) z_part[threadIdx.x] += z_part[threadIdx.x + h];
+            __syncthreads();
+        }
+        z = z_part[0];
+        if (threadIdx.x == 0) loss[r] = top + log(z) - at_t;
+        float scale = (float)(alpha / z);
+        for (int c = threadIdx.x; c < C; c += blockDim.x) out[c] = __fsub_rn(__fmul_rn(out[c], scale), c == t ? alpha : 0.0f);
+        __syncthreads(); /* the shared parts are reused by the next row */
+    }
+}
+
+/* g, s: (R, C); loss, target: (R) */
+extern "C" mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha,
+                                                   int R, int C, mrec_cuda *cu) {
+    if (R <= 0) return MREC_OK;
+    xent_rows_kernel<<<(unsigned)(R < 65535 ? R : 65535), THREADS, 0, cu->stream>>>(g, loss, s, target, alpha, R, C);
+    return MREC_CUDA_LAUNCHED("softmax cross-entropy rows");
+}
+
+/* ---- LATTICE's normalized Laplacian --------------------------------------------------- */
+
+__global__ static void inv_sqrt_kernel(float *out, const float *in, int64_t n) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        float x = in[t];
+        out[t] = x > 0 ? __fdiv_rn(1.0f, __fsqrt_rn(x)) : x == 0 ? 0.0f : NAN;
+    }
+}
+
+/* out, in: (n) */
+extern "C" mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    inv_sqrt_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, in, n);
+    return MREC_CUDA_LAUNCHED("inverse square root");
+}
+
+/* ---- ItemKNN's scores ---------------------------------------------------------------- */
+
+/* One thread per (user, item): the item's neighbours in order, each looked up in the user's sorted items. */
+__global__ static void knn_scores_kernel(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
+                                         const float *sim, int u0, int R, int C, int k) {
+    int64_t n = (int64_t)R * C;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        int r = (int)(e / C), i = (int)(e % C);
+        int64_t lo = row_ptr[u0 + r], hi = row_ptr[u0 + r + 1];
+        float s = 0;
+        for (int t = 0; t < k; t++) {
+            int j = nbr[(size_t)i * k + t];
+            if (j < 0) continue;
+            int64_t a = lo, b = hi;
+            while (a < b) {
+                int64_t mid = a + (b - a) / 2;
+                if (col[mid] < j) a = mid + 1;
+                else b = mid;
+            }
+            if (a < hi && col[a] == j) s = __fadd_rn(s, sim[(size_t)i * k + t]);
+        }
+        scores[e] = s;
+    }
+}
+
+/* scores: (R, C); row_ptr, col: the users' sorted item lists; nbr, sim: (C, k) */
+extern "C" mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
+                                            const float *sim, int u0, int R, int C, int k, mrec_cuda *cu) {
+    if ((int64_t)R * C <= 0) return MREC_OK;
+    knn_scores_kernel<<<blocks_for((int64_t)R * C), THREADS, 0, cu->stream>>>(scores, row_ptr, col, nbr, sim, u0, R, C, k);
+    return MREC_CUDA_LAUNCHED("knn scores");
+}
