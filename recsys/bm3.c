@@ -379,6 +379,11 @@ static mrec_status bm3_score(void *self, int u0, int n, float *scores) {
     return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
+static mrec_status bm3_embeddings(void *self, float *users, float *items) {
+    bm3 *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->final, m->n_users, m->n_items, m->dim);
+}
+
 static void bm3_destroy(void *self) {
     bm3 *m = self;
     if (m->use_ops) m->src = m->tgt = m->on = m->don = m->dsrc = m->z = m->zt = m->dz = m->fb = NULL; /* carved from batch */
@@ -503,5 +508,6 @@ mrec_status mrec_bm3_create(mrec_model *out, const mrec_graph *graph, const mrec
     out->n_params = p;
     out->status = &m->status;
     out->loss_grad = bm3_loss_grad, out->prepare = bm3_prepare, out->score = bm3_score, out->destroy = bm3_destroy;
+    out->embed_dim = m->dim, out->embeddings = bm3_embeddings;
     return MREC_OK;
 }

@@ -303,6 +303,11 @@ static mrec_status freedom_score(void *self, int u0, int n, float *scores) {
     return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
+static mrec_status freedom_embeddings(void *self, float *users, float *items) {
+    freedom *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->final, m->n_users, m->n_items, m->dim);
+}
+
 static void freedom_destroy(void *self) {
     freedom *m = self;
     mrec_graph_free(&m->pruned);
@@ -500,5 +505,6 @@ mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const m
     out->status = &m->status;
     out->loss_grad = freedom_loss_grad, out->epoch_start = freedom_epoch_start, out->prepare = freedom_prepare;
     out->score = freedom_score, out->destroy = freedom_destroy;
+    out->embed_dim = m->dim, out->embeddings = freedom_embeddings;
     return MREC_OK;
 }

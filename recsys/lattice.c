@@ -600,6 +600,11 @@ static mrec_status lattice_score(void *self, int u0, int n, float *scores) {
     return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
+static mrec_status lattice_embeddings(void *self, float *users, float *items) {
+    lattice *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->final, m->n_users, m->n_items, m->dim);
+}
+
 static void lattice_destroy(void *self) {
     lattice *m = self;
     mrec_bpr_ops_free(&m->bpr), mrec_batch_rows_free(&m->nodes), mrec_batch_rows_free(&m->items);
@@ -760,6 +765,7 @@ static void publish(mrec_model *out, lattice *m) {
     out->status = &m->status;
     out->loss_grad = lattice_loss_grad, out->epoch_start = lattice_epoch_start, out->prepare = lattice_prepare;
     out->score = lattice_score, out->destroy = lattice_destroy;
+    out->embed_dim = m->dim, out->embeddings = lattice_embeddings;
 }
 
 /* On a GPU: every array carved on the device, the values drawn on the host as on the CPU (the same start for a

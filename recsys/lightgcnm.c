@@ -205,6 +205,11 @@ static mrec_status lightgcnm_score(void *self, int u0, int n, float *scores) {
     return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
+static mrec_status lightgcnm_embeddings(void *self, float *users, float *items) {
+    lightgcnm *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->final, m->n_users, m->n_items, m->dim);
+}
+
 static void lightgcnm_destroy(void *self) {
     lightgcnm *m = self;
     mrec_bpr_ops_free(&m->ops);
@@ -301,5 +306,6 @@ mrec_status mrec_lightgcnm_create(mrec_model *out, const mrec_graph *graph, int 
     out->status = &m->status;
     out->loss_grad = lightgcnm_loss_grad, out->prepare = lightgcnm_prepare, out->score = lightgcnm_score;
     out->destroy = lightgcnm_destroy;
+    out->embed_dim = m->dim, out->embeddings = lightgcnm_embeddings;
     return MREC_OK;
 }

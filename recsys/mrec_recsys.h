@@ -505,10 +505,11 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
  *
  * A model keeps the context it was created with: its ops run through the op
  * entries (mrec_gemm(ctx, ...), ...) on the context's device, its own loops
- * on ctx->pool. BPRMF, LightGCN, NGCF, VBPR and FREEDOM train and score on a GPU context, their
- * parameters and gradients then in device memory (param and grad are device
- * pointers); the other models hold theirs in host memory and are created on
- * a CPU context only (another is MREC_ERR_UNSUPPORTED naming the model). An
+ * on ctx->pool. Every model flagged MREC_MODEL_GPU in the registry trains
+ * and scores on a GPU context, its parameters and gradients then in device
+ * memory (param and grad are device pointers); MostPop holds its counts in
+ * host memory and is created on a CPU context only (another is
+ * MREC_ERR_UNSUPPORTED naming the model). An
  * op's failure inside loss_grad, which returns the loss, makes that loss NaN
  * and leaves the op's status in *status, which the trainer reads after each
  * batch. */

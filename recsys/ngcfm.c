@@ -52,6 +52,7 @@ typedef struct {
     float *x[MAX_LAYERS + 1], *side[MAX_LAYERS], *pre[MAX_LAYERS], *drop[MAX_LAYERS];
     uint8_t *mask[MAX_LAYERS];
     float *final, *dx, *dnext, *tmp, *tmp2, *tmp3; /* (N, d) */
+    float *scoring;                               /* (N, 2d) [final ; T] per user, [final ; p] per item (prepare) */
     float *p, *z;                             /* (I, d) the projected features, after and before normalize */
     float *ones;                              /* (max(N, I)) the op path: column sums as a GEMM */
     float *pos, *neg, *dxb;
@@ -383,16 +384,26 @@ static mrec_status ngcfm_epoch_start(void *self) {
     return MREC_OK;
 }
 
-static mrec_status ngcfm_prepare(void *self) { return forward(self, 0); }
+/* <g_u, g_i> + <T_u, p_i> = <[g_u ; T_u], [g_i ; p_i]>: the two parts side by side, so that the scores are one
+ * GEMM and a saved model (which keeps these vectors) scores with the same bits */
+static mrec_status ngcfm_prepare(void *self) {
+    ngcfm *m = self;
+    int d = m->dim, U = m->n_users, I = m->n_items;
+    mrec_status st = forward(m, 0);
+    if (!st) st = mrec_copy_rows(m->ctx, m->scoring, 2 * d, m->final, d, U + I, d);
+    if (!st) st = mrec_copy_rows(m->ctx, m->scoring + d, 2 * d, m->tu, d, U, d);
+    if (!st) st = mrec_copy_rows(m->ctx, m->scoring + (size_t)U * 2 * d + d, 2 * d, m->p, d, I, d);
+    return st;
+}
 
-/* <g_u, g_i> + <T_u, p_i> as one GEMM per part */
 static mrec_status ngcfm_score(void *self, int u0, int n, float *scores) {
     ngcfm *m = self;
-    int d = m->dim;
-    mrec_status st = mrec_gemm(m->ctx, scores, m->final + (size_t)u0 * d, m->final + (size_t)m->n_users * d, NULL, 1, 0, 0, 1,
-                               n, m->n_items, d, d, d, m->n_items);
-    if (!st) st = mrec_gemm(m->ctx, scores, m->tu + (size_t)u0 * d, m->p, NULL, 1, 1, 0, 1, n, m->n_items, d, d, d, m->n_items);
-    return st;
+    return mrec_score_final(m->ctx, scores, m->scoring, m->n_users, m->n_items, 2 * m->dim, u0, n);
+}
+
+static mrec_status ngcfm_embeddings(void *self, float *users, float *items) {
+    ngcfm *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->scoring, m->n_users, m->n_items, 2 * m->dim);
 }
 
 static void ngcfm_destroy(void *self) {
@@ -428,6 +439,7 @@ static void carve(ngcfm *m, mrec_arena *a) {
     float **big[7] = {&m->x[0], &m->final, &m->dx, &m->dnext, &m->tmp, &m->tmp2, &m->tmp3};
     for (int k = 0; k < 7; k++) *big[k] = mrec_arena_alloc(a, nd);
     m->p = mrec_arena_alloc(a, id), m->z = mrec_arena_alloc(a, id);
+    m->scoring = mrec_arena_alloc(a, 2 * nd);
     m->ones = mrec_arena_alloc(a, (size_t)(m->n_nodes > m->n_items ? m->n_nodes : m->n_items) * 4);
     m->feat_ops = m->on_gpu ? mrec_arena_alloc(a, sizeof(float) * (size_t)m->n_items * F) : m->feat;
 }
@@ -567,5 +579,6 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
     out->status = &m->status;
     out->loss_grad = ngcfm_loss_grad, out->epoch_start = ngcfm_epoch_start, out->prepare = ngcfm_prepare, out->score = ngcfm_score;
     out->destroy = ngcfm_destroy;
+    out->embed_dim = 2 * m->dim, out->embeddings = ngcfm_embeddings;
     return MREC_OK;
 }

@@ -407,6 +407,11 @@ static mrec_status sgl_score(void *self, int u0, int n, float *scores) {
     return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
+static mrec_status sgl_embeddings(void *self, float *users, float *items) {
+    sgl *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->final, m->n_users, m->n_items, m->dim);
+}
+
 static void sgl_destroy(void *self) {
     sgl *m = self;
     for (int v = 0; v < 2; v++)
@@ -501,6 +506,7 @@ mrec_status mrec_sgl_create(mrec_model *out, const mrec_graph *graph, const mrec
     out->status = &m->status;
     out->loss_grad = sgl_loss_grad, out->prepare = sgl_prepare, out->score = sgl_score, out->epoch_start = sgl_epoch_start;
     out->destroy = sgl_destroy;
+    out->embed_dim = m->dim, out->embeddings = sgl_embeddings;
     return MREC_OK;
 }
 

@@ -384,6 +384,11 @@ static mrec_status simgcl_score(void *self, int u0, int n, float *scores) {
     return mrec_score_final(m->ctx, scores, m->final, m->n_users, m->n_items, m->dim, u0, n);
 }
 
+static mrec_status simgcl_embeddings(void *self, float *users, float *items) {
+    simgcl *m = self;
+    return mrec_final_to_host(m->ctx, users, items, m->final, m->n_users, m->n_items, m->dim);
+}
+
 static void simgcl_destroy(void *self) {
     simgcl *m = self;
     mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->distinct);
@@ -466,6 +471,7 @@ mrec_status mrec_simgcl_create(mrec_model *out, const mrec_graph *graph, int n_u
     out->status = &m->status;
     out->loss_grad = simgcl_loss_grad, out->prepare = simgcl_prepare, out->score = simgcl_score;
     out->destroy = simgcl_destroy;
+    out->embed_dim = m->dim, out->embeddings = simgcl_embeddings;
     return MREC_OK;
 }
 

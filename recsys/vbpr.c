@@ -212,6 +212,14 @@ static mrec_status vbpr_score(void *self, int u0, int n, float *scores) {
     return mrec_gemm(m->ctx, scores, m->user + (size_t)u0 * D, m->all, NULL, 1, 0, 0, 1, n, m->n_items, D, D, D, m->n_items);
 }
 
+/* score(u, i) = <user_u, [item_i ; W f_i + b]>: the user table (2d wide) and the scoring table */
+static mrec_status vbpr_embeddings(void *self, float *users, float *items) {
+    vbpr *m = self;
+    size_t D = 2 * (size_t)m->dim;
+    mrec_status st = mrec_copy_to_host(m->ctx, users, m->user, sizeof(float) * D * (size_t)m->n_users);
+    return st ? st : mrec_copy_to_host(m->ctx, items, m->all, sizeof(float) * D * (size_t)m->n_items);
+}
+
 static void vbpr_destroy(void *self) {
     vbpr *m = self;
     mrec_bpr_ops_free(&m->bpr);
@@ -306,5 +314,6 @@ mrec_status mrec_vbpr_create(mrec_model *out, int n_users, int n_items, int dim,
     out->param[3] = m->b, out->grad[3] = m->b_grad, out->size[3] = dim;
     out->status = &m->status;
     out->loss_grad = vbpr_loss_grad, out->prepare = vbpr_prepare, out->score = vbpr_score, out->destroy = vbpr_destroy;
+    out->embed_dim = 2 * dim, out->embeddings = vbpr_embeddings;
     return MREC_OK;
 }
