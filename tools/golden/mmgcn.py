@@ -6,8 +6,8 @@
 
 Reads the small random graph, the features (visual 6-d, textual 5-d) and the batches of
 tests/fixtures/multimodal/trajectory.json and writes tests/fixtures/multimodal/mmgcn.json: for
-each case the initial weights (the fork's initializers, seed 0), the loss at every Adam step and
-the weights after the last, in mrec's parameter order (G_u, G_i, then per modality G_u^m, the
+each case the initial weights (the fork's initializers), the gradients of the first batch, the
+loss at every Adam step and the weights after the last, in mrec's parameter order (G_u, G_i, then per modality G_u^m, the
 projection's weight and bias where there is one, and the layers' C, L, l, W, w one after another).
 
 The model is the Ducho-meets-Elliot fork's MMGCN (external/models/mmgcn/MMGCNModel.py)
@@ -113,15 +113,17 @@ def run(c, feats, case):
         tensors += p if isinstance(p, list) else [p]
     opt = torch.optim.Adam(tensors, lr=case["lr"])
     adj = adjacency(c["n_users"], c["n_items"], c["pairs"], case["aggregation"] == "mean")
-    losses = []
+    losses, grad0 = [], None
     for u, i, j in c["batches"]:
         u, i, j = torch.tensor(u), torch.tensor(i), torch.tensor(j)
         opt.zero_grad()
         loss = m.loss(adj, u, i, j)
         loss.backward()
+        if grad0 is None:
+            grad0 = [flat([t.grad for t in p]) if isinstance(p, list) else flat(p.grad) for p in m.params()]
         opt.step()
         losses.append(loss.item())
-    return dict(case, init=init, losses=losses, weights=[flat(p) for p in m.params()])
+    return dict(case, init=init, grad0=grad0, losses=losses, weights=[flat(p) for p in m.params()])
 
 
 def main():
