@@ -405,7 +405,7 @@ static const mrec_model_entry MODELS[] = {
     /* a sibling benchmark's MMGCN template (sisinflab's Graph-Missing-Modalities, on the same fork): its fixed values and the
      * first point of its lr and l_w grids; the fork samples every training pair once an epoch */
     {.name = "mmgcn", .elliot = "MMGCN", .summary = "a graph network per modality, averaged (the Ducho-meets-Elliot fork)",
-     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS, .create = create_mmgcn,
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_mmgcn,
      .params = {DIM, LAYERS("num_layers"), OWN(MREC_HP_LR, "lr", "lr", 1e-5), REG("l_w", "l_w", 1e-5),
                 P(MREC_HP_MULTIMOD_DIMS, "factors_multimod", "multimod"), P(MREC_HP_GCN_AGGR, "aggregation", "aggregation"),
                 P(MREC_HP_CONCAT, "concatenation", "concat"), P(MREC_HP_HAS_ID, "has_id", "has_id"),

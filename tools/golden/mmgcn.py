@@ -7,8 +7,9 @@
 Reads the small random graph, the features (visual 6-d, textual 5-d) and the batches of
 tests/fixtures/multimodal/trajectory.json and writes tests/fixtures/multimodal/mmgcn.json: for
 each case the initial weights (the fork's initializers), the gradients of the first batch, the
-loss at every Adam step and the weights after the last, in mrec's parameter order (G_u, G_i, then per modality G_u^m, the
-projection's weight and bias where there is one, and the layers' C, L, l, W, w one after another).
+loss at every Adam step and the weights after the last, in mrec's parameter order: [G_u ; G_i],
+then per modality G_u^m, the projection's weight and bias where there is one, and the layers'
+C, L, l, W, w one after another (each a block: Adam is elementwise).
 
 The model is the Ducho-meets-Elliot fork's MMGCN (external/models/mmgcn/MMGCNModel.py)
 restated in plain PyTorch: torch_sparse's matmul(adj, x, reduce="mean") as a dense D^-1 A
@@ -62,8 +63,8 @@ class MMGCN(torch.nn.Module):
             self.mods.append(mod)
 
     def params(self):
-        """mrec's parameter order; each modality's layer weights as one block."""
-        out = [self.Gu, self.Gi]
+        """mrec's parameter order: [G_u ; G_i] as one block, each modality's layer weights as one more."""
+        out = [[self.Gu, self.Gi]]
         for mod in self.mods:
             out.append(mod["gum"])
             if mod["proj"] is not None:
