@@ -505,7 +505,7 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
  *
  * A model keeps the context it was created with: its ops run through the op
  * entries (mrec_gemm(ctx, ...), ...) on the context's device, its own loops
- * on ctx->pool. BPRMF, LightGCN, NGCF, VBPR and FREEDOM train and score on a GPU context, their
+ * on ctx->pool. BPRMF, LightGCN, NGCF, VBPR, FREEDOM and MMGCN train and score on a GPU context, their
  * parameters and gradients then in device memory (param and grad are device
  * pointers); the other models hold theirs in host memory and are created on
  * a CPU context only (another is MREC_ERR_UNSUPPORTED naming the model). An
@@ -814,7 +814,8 @@ mrec_status mrec_lightgcnm_create(mrec_model *m, const mrec_graph *graph, int n_
  * (concat) or of the first plus the second; the modalities' last layers
  * averaged; mean softplus BPR plus l_w times the batch's id rows' mean square
  * and the first modality's preference vectors' mean square. adj is
- * mrec_graph_mmgcn's. Host memory only. */
+ * mrec_graph_mmgcn's. Trains on the context's device (the op entries
+ * only): param and grad are that device's memory. */
 mrec_status mrec_mmgcn_create(mrec_model *m, const mrec_graph *adj, int n_users, int n_items, const float *const *feat,
                               const int *feat_dim, const int *proj_dim, int n_modalities, int dim, int layers, int concat,
                               int has_id, float l_w, mrec_rng *rng, mrec_context *ctx);
