@@ -806,4 +806,23 @@ mrec_status mrec_lightgcnm_create(mrec_model *m, const mrec_graph *graph, int n_
                                   const int *feat_dim, int n_modalities, int sum, int dim, int layers, float l_w, mrec_rng *rng,
                                   mrec_context *ctx);
 
+/* MMGCN as the Ducho-meets-Elliot fork (external/models/mmgcn): per modality
+ * a graph network over the user-item graph, its items' features (fixed,
+ * (n_items, feat_dim[m])) projected to proj_dim[m] units by a linear layer
+ * (0: no projection, the features themselves), users' preference vectors per
+ * modality, each layer lrelu(Â x C) combined with lrelu(x L^T + l) (plus the
+ * id embeddings with has_id) by one linear layer of both side by side
+ * (concat) or of the first plus the second; the modalities' last layers
+ * averaged; mean softplus BPR plus l_w times the batch's id rows' mean square
+ * and the first modality's preference vectors' mean square. adj is
+ * mrec_graph_mmgcn's. Trains on the context's device (the op entries
+ * only): param and grad are that device's memory. */
+mrec_status mrec_mmgcn_create(mrec_model *m, const mrec_graph *adj, int n_users, int n_items, const float *const *feat,
+                              const int *feat_dim, const int *proj_dim, int n_modalities, int dim, int layers, int concat,
+                              int has_id, float l_w, mrec_rng *rng, mrec_context *ctx);
+/* MMGCN's Â: the bipartite adjacency of the training pairs (nodes as in
+ * mrec_graph_normalized, no self-loops), each row divided by its degree
+ * (mean: torch_sparse's reduce="mean") or weights 1 (mean 0: add). */
+mrec_status mrec_graph_mmgcn(mrec_graph *out, const mrec_user_items *train, int mean);
+
 #endif

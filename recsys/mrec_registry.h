@@ -36,6 +36,8 @@ typedef enum {
     MREC_HP_EDGE_DROPOUT, MREC_HP_LAMBDA, MREC_HP_CL_WEIGHT, MREC_HP_TARGET_DROPOUT, MREC_HP_LOSS,
     /* the graph contrastive models' (SimGCL, SGL) */
     MREC_HP_EPS, MREC_HP_TEMP, MREC_HP_SSL_RATIO, MREC_HP_AUGMENT, MREC_HP_AGGREGATION,
+    /* MMGCN's */
+    MREC_HP_MULTIMOD_DIMS, MREC_HP_GCN_AGGR, MREC_HP_CONCAT, MREC_HP_HAS_ID,
     MREC_HP_COUNT
 } mrec_hp;
 
@@ -69,6 +71,7 @@ typedef struct {
     int n_items;                 /* LIST */
     const char *item_name[MREC_PARAM_MAX_ITEMS];
     mrec_range item[MREC_PARAM_MAX_ITEMS];
+    const char *item_none;       /* LIST: a word an item may be instead, held as 0 (Elliot's None), or NULL */
     double def[MREC_PARAM_MAX_ITEMS]; /* the default: the number, the ENUM index, the LIST items */
     const char *meta, *help;     /* for --help: the value ("X") and one line */
 } mrec_param_spec;

@@ -22,6 +22,8 @@ static const char *const SAMPLERS[] = {"pairs", "users", NULL};
 static const char *const LOSSES[] = {"mmrec", "authors", NULL};
 static const char *const AUGMENTS[] = {"nd", "ed", "rw", NULL};
 static const char *const AGGREGATIONS[] = {"mean", "sum", "concat", NULL};
+static const char *const GCN_AGGRS[] = {"mean", "add", "sum", NULL}; /* add and sum: PyG's two names of one pooling */
+static const char *const BOOLS[] = {"False", "True", NULL};          /* as Elliot's YAML writes them */
 
 static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
     [MREC_HP_EPOCHS] = {"epochs", "--epochs", .type = MREC_PARAM_INT, .range = WHOLE(1, 1000000), .def = {1000}, .meta = "N",
@@ -77,6 +79,15 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
                          .help = "contrastive views by node dropout, edge dropout, or edge dropout per layer"},
     [MREC_HP_AGGREGATION] = {"aggregation", "--aggregation", .type = MREC_PARAM_ENUM, .choices = AGGREGATIONS, .def = {0},
                              .meta = "mean|sum|concat", .help = "modalities' projections averaged, summed, or one projection of them side by side"},
+    [MREC_HP_MULTIMOD_DIMS] = {"multimod_dims", "--multimod-dims", .type = MREC_PARAM_LIST, .n_items = 2, .item_name = {"first", "second"},
+                               .item = {WHOLE(0, 4096), WHOLE(0, 4096)}, .item_none = "None", .def = {256, 0}, .meta = "A:B",
+                               .help = "the modalities' projections, in their order (Elliot's factors_multimod); None (0): the features as they are"},
+    [MREC_HP_GCN_AGGR] = {"gcn_aggr", "--gcn-aggr", .type = MREC_PARAM_ENUM, .choices = GCN_AGGRS, .def = {0}, .meta = "mean|add|sum",
+                          .help = "a graph layer's pooling of the neighbours: their mean, or their sum (add, sum)"},
+    [MREC_HP_CONCAT] = {"concat", "--concat", .type = MREC_PARAM_ENUM, .choices = BOOLS, .def = {0}, .meta = "False|True",
+                        .help = "combine a layer's graph and own parts side by side (True) or by a sum (False)"},
+    [MREC_HP_HAS_ID] = {"has_id", "--has-id", .type = MREC_PARAM_ENUM, .choices = BOOLS, .def = {1}, .meta = "False|True",
+                        .help = "add the id embeddings to each layer's own part"},
 };
 
 const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
@@ -140,7 +151,8 @@ void mrec_param_format(char *out, size_t cap, mrec_hp h, const mrec_param_value 
         size_t at = 0;
         out[0] = 0;
         for (int i = 0; i < s->n_items && at < cap; i++)
-            at += (size_t)(s->item[i].whole ? snprintf(out + at, cap - at, "%s%d", i ? ":" : "", (int)v->x[i])
+            at += (size_t)(s->item_none && v->x[i] == 0 ? snprintf(out + at, cap - at, "%s%s", i ? ":" : "", s->item_none)
+                           : s->item[i].whole ? snprintf(out + at, cap - at, "%s%d", i ? ":" : "", (int)v->x[i])
                                             : snprintf(out + at, cap - at, "%s%g", i ? ":" : "", (double)(float)v->x[i]));
         break;
     }
@@ -289,6 +301,21 @@ static mrec_status create_lightgcnm(mrec_model *m, const mrec_model_inputs *in, 
     return st;
 }
 
+static mrec_status create_mmgcn(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    if (in->n_feat > 2) return mrec_fail(MREC_ERR_ARG, "mmgcn: at most 2 modalities (factors_multimod has 2 items)");
+    const float *xs[2];
+    int dims[2], proj[2];
+    for (int f = 0; f < in->n_feat; f++)
+        xs[f] = in->feat[f].x, dims[f] = in->feat[f].dim, proj[f] = (int)mrec_hp_item(p, MREC_HP_MULTIMOD_DIMS, f);
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_mmgcn(in->graph, in->train, mrec_hp_int(p, MREC_HP_GCN_AGGR) == 0);
+    if (!st)
+        st = mrec_mmgcn_create(m, in->graph, in->n_users, in->n_items, xs, dims, proj, in->n_feat, mrec_hp_int(p, MREC_HP_DIM),
+                               mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_int(p, MREC_HP_CONCAT), mrec_hp_int(p, MREC_HP_HAS_ID),
+                               mrec_hp_real(p, MREC_HP_REG), &rng, ctx);
+    return st;
+}
+
 /* ---- the table ---- */
 
 /* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
@@ -375,6 +402,14 @@ static const mrec_model_entry MODELS[] = {
      .params = {DIM, OWN(MREC_HP_LAYERS, "n_layers", "layers", 1), OWN(MREC_HP_LR, "lr", "lr", 0.0005), REG("l_w", "l_w", 0.01),
                 P(MREC_HP_AGGREGATION, "aggregation", "aggregation"), BATCH, OWN(MREC_HP_SAMPLER, NULL, "sampler", 1), SEED, EPOCHS},
      .fixed = {NORMALIZED}},
+    /* a sibling benchmark's MMGCN template (sisinflab's Graph-Missing-Modalities, on the same fork): its fixed values and the
+     * first point of its lr and l_w grids; the fork samples every training pair once an epoch */
+    {.name = "mmgcn", .elliot = "MMGCN", .summary = "a graph network per modality, averaged (the Ducho-meets-Elliot fork)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_mmgcn,
+     .params = {DIM, LAYERS("num_layers"), OWN(MREC_HP_LR, "lr", "lr", 1e-5), REG("l_w", "l_w", 1e-5),
+                P(MREC_HP_MULTIMOD_DIMS, "factors_multimod", "multimod"), P(MREC_HP_GCN_AGGR, "aggregation", "aggregation"),
+                P(MREC_HP_CONCAT, "concatenation", "concat"), P(MREC_HP_HAS_ID, "has_id", "has_id"),
+                OWN(MREC_HP_BATCH_SIZE, "batch_size", "batch", 1024), OWN(MREC_HP_SEED, "seed", "seed", 123), OWN(MREC_HP_EPOCHS, "epochs", NULL, 200)}},
 };
 
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])

@@ -78,7 +78,8 @@ mrec_status mrec_param_parse(mrec_hp h, const char *text, mrec_param_value *out)
         for (; part && n < s->n_items; part = strtok_r(NULL, tuple ? "," : ":", &save), n++) {
             while (*part == ' ') part++;
             for (char *e = part + strlen(part); e > part && e[-1] == ' ';) *--e = 0;
-            if (parse_item(part, &s->item[n], &v.x[n])) break;
+            if (s->item_none && !strcmp(part, s->item_none)) v.x[n] = 0;
+            else if (parse_item(part, &s->item[n], &v.x[n])) break;
         }
         /* strtok passes over empty parts: "0.9::5" and "0.9:5:" are refused here */
         int empty = strstr(text, tuple ? ",," : "::") || (len && strchr(":,", text[len - 1 - tuple])) || strchr(":,", text[tuple]);
