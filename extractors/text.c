@@ -52,7 +52,7 @@ static int is_clip_folder(const char *dir) {
 
 mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
     memset(e, 0, sizeof *e);
-    e->pooling = MREC_POOL_MEAN, e->batch_size = 32, e->clip_output = MREC_CLIP_EMBEDS;
+    e->pooling = MREC_POOL_MEAN, e->batch_size = 32, e->clip_output = MREC_CLIP_EMBEDS, e->producers = -1;
     mrec_status st;
     if ((e->is_clip = is_clip_folder(dir))) {
         if ((st = mrec_clip_load(&e->clip, dir, MREC_CLIP_TEXT))) return st;
@@ -224,8 +224,7 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     mrec_batch_jobs jobs = {gather_begin, gather_work, gather_finish, &g};
     mrec_batch_pipe *pipe = NULL;
     int n_batches = (n + B - 1) / B;
-    /* one producer: gathering is light; on a CPU context only where the pool has a core to spare */
-    int producers = ctx->device != MREC_DEVICE_CPU || mrec_pool_threads(ctx->pool) > 1 ? 1 : 0;
+    int producers = e->producers >= 0 ? e->producers : ctx->device != MREC_DEVICE_CPU ? 1 : 0;
     if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, sizeof(int32_t) * 2 * (size_t)B * L, NULL, producers);
     for (int k = 0; k < n_batches && !st; k++) {
         int slot;

@@ -442,7 +442,7 @@ static void pipelined_images(mrec_context *cpu1, mrec_context *cpu2, mrec_contex
     t_check(seq && !ok0[4] && n_ok == CAT - 1 && strstr(e0, "4:") && strstr(e0, "c04.png"),
             "images in turn: %d of %d decode, the broken PNG at position 4 is reported by name (%s)", n_ok, CAT, e0);
     /* the oracle: each image alone, so a row that went to the wrong item (or a failed image not packed out of its
-     * batch) shows; batches of 3 and of 1 may sum in another order, so fp32 rounding is allowed */
+     * batch) shows; batches of 3 and of 1 may sum in another order, so fp32 rounding is allowed (measured: 0) */
     float *alone = seq ? malloc(sizeof(float) * CAT * D0) : NULL;
     int ok_alone = alone != NULL;
     for (int i = 0; ok_alone && i < CAT; i++) {
@@ -501,20 +501,75 @@ static void pipelined_texts(mrec_context *cpu1, mrec_context *cpu2, mrec_context
     for (int c = 0; c < 3; c++) {
         mrec_text_encoder e;
         if (!ctxs[c] || mrec_text_encoder_load(&e, minilm)) continue;
-        e.batch_size = 4;
+        e.batch_size = 4, e.producers = c == 0 ? 0 : 1;
         D = mrec_text_encoder_dim(&e);
         emb[c] = calloc((size_t)NT * D, sizeof(float));
         if (emb[c] && (mrec_text_encoder_to_device(&e, ctxs[c]) || mrec_text_encoder_embed(ctxs[c], &e, texts, NT, emb[c])))
             free(emb[c]), emb[c] = NULL;
         mrec_text_encoder_free(&e);
     }
-    /* one pool thread: no producer, the batches gathered in turn; two: one producer gathers a batch ahead */
+    /* no producer on 1 thread, the batches gathered in turn; one producer gathering ahead of 2 threads */
     t_check(emb[0] && emb[1] && !memcmp(emb[0], emb[1], sizeof(float) * NT * D),
             "texts: gathered a batch ahead (2 threads) and in turn (1 thread): the same bytes in input order");
+    /* the oracle: each text alone (its own length, no padding), so a row scattered to the wrong text shows;
+     * other padded lengths may sum in another order, so fp32 rounding is allowed (measured: 0) */
+    mrec_text_encoder e;
+    float *alone = emb[0] ? calloc((size_t)NT * D, sizeof(float)) : NULL;
+    int ok_alone = alone && !mrec_text_encoder_load(&e, minilm);
+    if (ok_alone) {
+        e.producers = 0;
+        for (int i = 0; ok_alone && i < NT; i++) ok_alone = !mrec_text_encoder_embed(cpu1, &e, &texts[i], 1, alone + (size_t)i * D);
+        mrec_text_encoder_free(&e);
+    }
+    if (ok_alone) t_allclose("texts in sorted, padded batches of 4 against each text alone", alone, emb[0], (int64_t)NT * D, 1e-5, 1e-4);
+    else t_check(0, "texts alone: the run failed");
+    free(alone);
     if (!gpu) t_skip("texts on the GPU from pinned slots: no GPU");
     else if (emb[0] && emb[2]) t_allclose("texts on the GPU from pinned slots against the CPU", emb[0], emb[2], (int64_t)NT * D, 1e-4, 1e-3);
     else t_check(0, "texts on the GPU: the run failed: %s", mrec_error_detail());
     free(emb[0]), free(emb[1]), free(emb[2]);
+}
+
+
+/* A whole run with the pipeline on (2 threads, 2 decoders, batches of 2 so the bad image sits in a batch's second
+ * half): the matrix lists every good item once, in id order, without the bad one; the per-item run writes exactly
+ * those files, with the matrix's rows. */
+static void run_order(void) {
+    char folder[4200], paths[CAT][4400], model[4200], out[4200], path[4400];
+    snprintf(folder, sizeof folder, "%s/catalogue", dir);
+    snprintf(model, sizeof model, "%s/tests/fixtures/vision/resnet_tiny", cwd);
+    if (!catalogue(folder, paths)) {
+        t_skip("a pipelined run's order: the photos of tests/data/images/odd/pillow are missing");
+        return;
+    }
+    mrec_image_extract_spec s = {.run = mrec_extract_defaults(), .images = folder, .decode_threads = 2};
+    s.run.model = model, s.run.out = out, s.run.threads = 2, s.run.device = MREC_WANT_CPU, s.run.batch_size = 2, s.run.keep = 1;
+    mrec_extract_result m, r;
+    snprintf(out, sizeof out, "%s/order_matrix", dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0) dup2(fd, 2), close(fd);
+    int rc = mrec_extract_image_run(&s, &m);
+    snprintf(out, sizeof out, "%s/order_items", dir);
+    s.run.per_item = 1;
+    int rc2 = mrec_extract_image_run(&s, &r);
+    fflush(stderr);
+    if (saved >= 0) dup2(saved, 2), close(saved);
+    char *want[CAT];
+    static char names[CAT][8];
+    int n = 0;
+    for (int i = 0; i < CAT; i++)
+        if (i != 4) snprintf(names[n], sizeof names[n], "c%02d", i), want[n] = names[n], n++;
+    snprintf(path, sizeof path, "%s/order_matrix/image_feat_ids.txt", dir);
+    int ok = rc == 0 && m.n_rows == CAT - 1 && m.n_skipped == 1 && ids_are(path, want, n);
+    snprintf(path, sizeof path, "%s/order_matrix/image_feat.npy", dir);
+    ok = ok && file_is(path, m.features, m.n_rows, m.dim);
+    t_check(ok, "pipelined run, matrix: %d good items once each, in id order, the bad one left out (exit %d)", m.n_rows, rc);
+    snprintf(path, sizeof path, "%s/order_items/c04.npy", dir);
+    ok = rc2 == 0 && r.n_rows == m.n_rows && per_item_files_are(out, &r, m.features, m.dim) && access(path, F_OK) != 0;
+    snprintf(path, sizeof path, "ls %s/order_items | wc -l | grep -qx %d", dir, CAT - 1);
+    t_check(ok && system(path) == 0, "pipelined run, per item: exactly the good items' files, each the matrix's row");
+    mrec_extract_result_free(&m), mrec_extract_result_free(&r);
 }
 
 /* --strict with a bad image in the middle of a per-item run: exit 2, the item named, no folder left. */
@@ -570,6 +625,7 @@ int main(void) {
     else t_skip("the pipe and the transfer calls on a GPU context: no GPU (%s)", mrec_cuda_compiled() ? "none found" : "CPU-only build");
     pipelined_images(cpu1, cpu2, gpu);
     pipelined_texts(cpu1, cpu2, gpu);
+    run_order();
     strict_bad_image();
     mrec_context_destroy(cpu1), mrec_context_destroy(cpu2), mrec_context_destroy(gpu);
     /* three photos of the CLIP fixture as images/i<n>.jpg, and a file that is no image */
