@@ -244,6 +244,7 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
         if (!st && m) st = mrec_event_sync(ctx, back);
         for (int i = 0, r = 0; !st && i < count; i++)
             if (ok[first + i]) memcpy(out + (size_t)(first + i) * D, feats + (size_t)r++ * D, sizeof(float) * (size_t)D);
+        if (!st && e->batch_done) st = e->batch_done(e->batch_done_ctx, first, count);
         if (!st && e->progress) e->progress(e->progress_ctx, first + count, n);
     }
     mrec_batch_pipe_stop(pipe); /* after a failure, waits for the batch the producers were on */

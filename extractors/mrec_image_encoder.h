@@ -42,6 +42,10 @@ typedef struct {
     int decode_threads; /* producer threads, at most the context's pool threads (--threads); 0: decode in the caller, in turn */
     void (*progress)(void *ctx, int done, int total); /* after each batch, when set */
     void *progress_ctx;
+    /* after each batch, when set: rows [first, first + count) of the call's out and ok are final (the caller
+     * may write them while the next batch encodes and the one after decodes); an error stops the run */
+    mrec_status (*batch_done)(void *ctx, int first, int count);
+    void *batch_done_ctx;
 } mrec_image_encoder;
 
 /* What the model path holds: a folder's config.json model_type (vit, clip;
