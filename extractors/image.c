@@ -1,8 +1,11 @@
-/* image.c: the image feature extractor: decode threads one batch ahead of
- * the forward pass. */
+/* image.c: the image feature extractor: decode threads fill a host slot
+ * (pinned on a GPU) one batch ahead of the forward pass, and on a GPU the
+ * slot goes up on the copy stream while the previous batch computes
+ * (mrec_batch_pipe.h). */
 #include "mrec_image_encoder.h"
 
 #include "../nn/mrec_io.h"
+#include "mrec_batch_pipe.h"
 
 #include <cjson/cJSON.h>
 
@@ -109,65 +112,93 @@ int mrec_image_encoder_dim(const mrec_image_encoder *e) {
     }
 }
 
-/* ---- decoding a batch on worker threads ---- */
+/* ---- batches decoded one ahead of the forward (mrec_batch_pipe.h) ---- */
+
+/* A slot's batch: images first .. first + count - 1, decoded into the slot by whichever threads claim them. */
+typedef struct {
+    int first, count, m; /* m: the images that decoded, packed to the front of the slot by finish */
+    atomic_int next;
+} decode_job;
 
 typedef struct {
     const mrec_image_encoder *enc;
     const char *const *paths;
-    int first, count, h, w;
-    float *pixels;     /* (count, 3, h, w) */
-    int *ok;           /* (count) */
-    char **errors;     /* (count) */
-    atomic_int next;
-    pthread_t threads[16];
-    int n_threads, running;
-} decode_job;
+    int n, B, h, w;
+    int *ok;         /* (n) */
+    char **errors;   /* (n) */
+    decode_job job[2];
+} decode_jobs;
 
-static void *decode_worker(void *arg) {
-    decode_job *j = arg;
-    size_t plane = (size_t)3 * j->h * j->w;
+static void decode_begin(void *arg, int batch, int slot) {
+    decode_jobs *d = arg;
+    decode_job *j = &d->job[slot];
+    j->first = batch * d->B, j->count = d->n - j->first < d->B ? d->n - j->first : d->B, j->m = 0;
+    atomic_store(&j->next, 0);
+}
+
+static mrec_status decode_work(void *arg, int batch, int slot, void *host) {
+    (void)batch;
+    decode_jobs *d = arg;
+    decode_job *j = &d->job[slot];
+    float *pixels = host; /* (count, 3, h, w) */
+    size_t plane = (size_t)3 * d->h * d->w;
     for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->count;) {
         mrec_rgb_image img;
-        const char *path = j->paths[j->first + i];
+        int item = j->first + i;
+        const char *path = d->paths[item];
         mrec_status st = mrec_image_load(path, &img);
         if (!st) {
             int oh, ow;
-            mrec_preprocess_out_size(&j->enc->pre, img.h, img.w, &oh, &ow);
-            st = oh == j->h && ow == j->w ? mrec_preprocess_image(&j->enc->pre, &img, j->pixels + (size_t)i * plane, NULL)
-                                          : mrec_fail(MREC_ERR_SHAPE, "%s: preprocessed to %dx%d, not %dx%d", path, ow, oh, j->w, j->h);
+            mrec_preprocess_out_size(&d->enc->pre, img.h, img.w, &oh, &ow);
+            st = oh == d->h && ow == d->w ? mrec_preprocess_image(&d->enc->pre, &img, pixels + (size_t)i * plane, NULL)
+                                          : mrec_fail(MREC_ERR_SHAPE, "%s: preprocessed to %dx%d, not %dx%d", path, ow, oh, d->w, d->h);
             mrec_image_free(&img);
         }
-        j->ok[i] = st == MREC_OK;
-        if (st) {
-            size_t n = strlen(mrec_error_detail()) + 64;
-            j->errors[j->first + i] = malloc(n);
-            if (j->errors[j->first + i]) snprintf(j->errors[j->first + i], n, "%s (%s)", mrec_error_detail(), mrec_strerror(st));
+        d->ok[item] = st == MREC_OK;
+        if (st) { /* the item is reported and skipped by the caller, not a failure of the batch */
+            size_t len = strlen(mrec_error_detail()) + 64;
+            d->errors[item] = malloc(len);
+            if (d->errors[item]) snprintf(d->errors[item], len, "%s (%s)", mrec_error_detail(), mrec_strerror(st));
         }
     }
-    return NULL;
+    return MREC_OK;
 }
 
-static void decode_start(decode_job *j) {
-    atomic_store(&j->next, 0);
-    j->n_threads = 0, j->running = 1;
-    int want = j->enc->decode_threads < 1 ? 1 : j->enc->decode_threads > 16 ? 16 : j->enc->decode_threads;
-    for (int t = 0; t < want; t++)
-        if (pthread_create(&j->threads[j->n_threads], NULL, decode_worker, j) == 0) j->n_threads++;
-    if (!j->n_threads) decode_worker(j); /* no threads: decode here */
+/* The images that decoded, packed to the front in item order: what the forward reads. */
+static mrec_status decode_finish(void *arg, int batch, int slot, void *host, size_t *upload) {
+    (void)batch;
+    decode_jobs *d = arg;
+    decode_job *j = &d->job[slot];
+    float *pixels = host;
+    size_t plane = (size_t)3 * d->h * d->w;
+    int m = 0;
+    for (int i = 0; i < j->count; i++)
+        if (d->ok[j->first + i]) {
+            if (m != i) memcpy(pixels + (size_t)m * plane, pixels + (size_t)i * plane, sizeof(float) * plane);
+            m++;
+        }
+    j->m = m;
+    *upload = sizeof(float) * plane * (size_t)m;
+    return MREC_OK;
 }
 
-static void decode_wait(decode_job *j) {
-    for (int t = 0; j->running && t < j->n_threads; t++) pthread_join(j->threads[t], NULL);
-    j->running = 0;
+/* Producer threads: the decode threads asked for, but no more than the encoder's pool has (--threads): the
+ * producers run while the pool encodes, and the caller decodes too when it waits. 0 asked: none (sequential). */
+static int producer_threads(const mrec_context *ctx, int asked) {
+    int pool = ctx->pool ? mrec_pool_threads(ctx->pool) : 1;
+    if (asked < 1) return 0;
+    return asked < pool ? asked : pool < 1 ? 1 : pool;
 }
 
 mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder *e, const char *const *paths, int n, float *out,
                                      int *ok, char **errors) {
     int B = e->batch_size < 1 ? 1 : e->batch_size, h = e->pre.crop_h ? e->pre.crop_h : e->pre.resize_h,
         w = e->pre.crop_h ? e->pre.crop_w : e->pre.resize_w, D = mrec_image_encoder_dim(e);
-    size_t plane = (size_t)3 * h * w;
-    /* the workspace: the batch's features on the device, then the model's activations */
+    size_t plane = (size_t)3 * h * w, slot_bytes = sizeof(float) * plane * (size_t)B;
+    int on_gpu = ctx->device != MREC_DEVICE_CPU;
+    /* the workspace: the batch's features on the device, on a GPU the two upload slots, then the model's activations */
     size_t feat_bytes = sizeof(float) * (size_t)B * D, need = feat_bytes + MREC_ARENA_ALIGN;
+    if (on_gpu) need += 2 * (slot_bytes + MREC_ARENA_ALIGN);
     need += e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit.cfg, B)
             : e->kind == MREC_IMAGE_CLIP ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
                                          : mrec_resnet_workspace_bytes(&e->resnet, h, w);
@@ -175,52 +206,50 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
     if (st) return st;
     size_t mark = ctx->workspace.used;
     float *dfeats = mrec_arena_alloc(&ctx->workspace, feat_bytes);
-    decode_job jobs[2];
-    float *pix = malloc(sizeof(float) * plane * B * 2), *feats = malloc(feat_bytes);
-    if (!pix || !feats || !dfeats) {
-        free(pix), free(feats);
-        ctx->workspace.used = mark;
-        return mrec_fail(MREC_ERR_NOMEM, "image batch of %d", B);
-    }
+    void *dev[2] = {NULL, NULL};
+    if (on_gpu) dev[0] = mrec_arena_alloc(&ctx->workspace, slot_bytes), dev[1] = mrec_arena_alloc(&ctx->workspace, slot_bytes);
+    float *feats = NULL; /* the batch's features back on the host: pinned on a GPU, so the copy back is asynchronous */
+    mrec_event *back = NULL;
+    if (!dfeats || (on_gpu && (!dev[0] || !dev[1]))) st = mrec_fail(MREC_ERR_NOMEM, "image batch of %d", B);
+    if (!st) st = mrec_host_alloc(ctx, (void **)&feats, feat_bytes);
+    if (!st) st = mrec_event_create(ctx, &back);
     for (int i = 0; i < n; i++) errors[i] = NULL, ok[i] = 0;
-    for (int k = 0; k < 2; k++) jobs[k] = (decode_job){.enc = e, .paths = paths, .h = h, .w = w, .pixels = pix + (size_t)k * plane * B, .errors = errors};
-    int cur = 0;
-    if (n > 0) {
-        jobs[0].first = 0, jobs[0].count = n < B ? n : B, jobs[0].ok = ok;
-        decode_start(&jobs[0]);
-    }
-    for (int first = 0; first < n && !st; first += B) {
-        decode_job *j = &jobs[cur], *next = &jobs[cur ^ 1];
-        decode_wait(j);
-        if (first + B < n) { /* the next batch decodes while this one runs */
-            next->first = first + B, next->count = n - first - B < B ? n - first - B : B, next->ok = ok + first + B;
-            decode_start(next);
-        }
-        /* pack the images that decoded, run them, scatter the rows back */
-        int m = 0;
-        for (int i = 0; i < j->count; i++)
-            if (j->ok[i]) {
-                if (m != i) memcpy(j->pixels + (size_t)m * plane, j->pixels + (size_t)i * plane, sizeof(float) * plane);
-                m++;
-            }
+    decode_jobs d = {.enc = e, .paths = paths, .n = n, .B = B, .h = h, .w = w, .ok = ok, .errors = errors};
+    mrec_batch_jobs jobs = {decode_begin, decode_work, decode_finish, &d};
+    mrec_batch_pipe *pipe = NULL;
+    int n_batches = (n + B - 1) / B;
+    if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, slot_bytes, on_gpu ? dev : NULL, producer_threads(ctx, e->decode_threads));
+    for (int k = 0; k < n_batches && !st; k++) {
+        int slot;
+        void *host;
+        const void *pixels;
+        if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &pixels))) break;
+        /* the job's numbers now: once released, the slot takes batch k + 2 */
+        int first = d.job[slot].first, count = d.job[slot].count, m = d.job[slot].m;
         if (m) {
             if (e->kind == MREC_IMAGE_CLIP)
-                st = mrec_clip_image_forward(ctx, &e->clip, j->pixels, m, clip_output(e->layer), dfeats);
+                st = mrec_clip_image_forward(ctx, &e->clip, pixels, m, clip_output(e->layer), dfeats);
             else if (e->kind == MREC_IMAGE_VIT)
-                st = mrec_vit_forward(ctx, &e->vit, j->pixels, m, e->layer == MREC_LAYER_CLS ? dfeats : NULL,
+                st = mrec_vit_forward(ctx, &e->vit, pixels, m, e->layer == MREC_LAYER_CLS ? dfeats : NULL,
                                       e->layer == MREC_LAYER_POOLER ? dfeats : NULL);
             else
-                st = mrec_resnet_forward(ctx, &e->resnet, j->pixels, m, h, w, e->layer == MREC_LAYER_AVGPOOL ? dfeats : NULL,
+                st = mrec_resnet_forward(ctx, &e->resnet, pixels, m, h, w, e->layer == MREC_LAYER_AVGPOOL ? dfeats : NULL,
                                          e->layer == MREC_LAYER_LOGITS ? dfeats : NULL);
-            if (!st) st = mrec_copy_to_host(ctx, feats, dfeats, sizeof(float) * (size_t)m * D);
+            /* only the features come back: queued behind the forward, then waited for */
+            if (!st) st = mrec_copy_to_host_async(ctx, feats, dfeats, sizeof(float) * (size_t)m * D, MREC_STREAM_COMPUTE);
+            if (!st) st = mrec_event_record(ctx, back, MREC_STREAM_COMPUTE);
         }
-        for (int i = 0, r = 0; !st && i < j->count; i++)
-            if (j->ok[i]) memcpy(out + (size_t)(first + i) * D, feats + (size_t)r++ * D, sizeof(float) * (size_t)D);
-        if (!st && e->progress) e->progress(e->progress_ctx, first + j->count, n);
-        cur ^= 1;
+        mrec_status rel = mrec_batch_pipe_release(pipe, k); /* the next batch may go up while this one finishes */
+        if (!st) st = rel;
+        if (!st && m) st = mrec_event_sync(ctx, back);
+        for (int i = 0, r = 0; !st && i < count; i++)
+            if (ok[first + i]) memcpy(out + (size_t)(first + i) * D, feats + (size_t)r++ * D, sizeof(float) * (size_t)D);
+        if (!st && e->batch_done) st = e->batch_done(e->batch_done_ctx, first, count);
+        if (!st && e->progress) e->progress(e->progress_ctx, first + count, n);
     }
-    decode_wait(&jobs[0]), decode_wait(&jobs[1]); /* after a failed forward, one may still run */
+    mrec_batch_pipe_stop(pipe); /* after a failure, waits for the batch the producers were on */
+    mrec_event_destroy(ctx, back);
+    mrec_host_free(ctx, feats);
     ctx->workspace.used = mark;
-    free(pix), free(feats);
     return st;
 }

@@ -50,6 +50,9 @@ typedef struct {
     int normalize;
     int max_length;
     int batch_size;
+    /* threads gathering the next batch's token ids while one encodes; < 0 (the default): one on a GPU, none on
+     * the CPU, where a gather takes microseconds against a forward pass of a tenth of a second */
+    int producers;
     void (*progress)(void *ctx, int done, int total); /* after each batch, when set */
     void *progress_ctx;
 } mrec_text_encoder;

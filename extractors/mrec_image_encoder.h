@@ -9,9 +9,11 @@
  * CLIP embeds (image_embeds: projected and L2-normalized, default),
  * projected (get_image_features) or pooler (post_layernorm class token).
  *
- * Decoding and preprocessing run on their own threads, one batch ahead of
- * the forward pass, so they overlap it. An image that fails to decode is
- * reported (its error kept per item) and skipped, never zero-filled.
+ * Decoding and preprocessing run on producer threads, one batch ahead of
+ * the forward pass, so they overlap it (mrec_batch_pipe.h): into pinned
+ * memory on a GPU context, whose upload then overlaps the previous batch's
+ * forward on the copy stream. An image that fails to decode is reported
+ * (its error kept per item) and skipped, never zero-filled.
  */
 #ifndef MREC_IMAGE_ENCODER_H
 #define MREC_IMAGE_ENCODER_H
@@ -36,9 +38,14 @@ typedef struct {
     mrec_clip clip;     /* the vision tower only */
     mrec_preprocess pre;
     mrec_image_layer layer;
-    int batch_size, decode_threads;
+    int batch_size;
+    int decode_threads; /* producer threads, at most the context's pool threads (--threads); 0: decode in the caller, in turn */
     void (*progress)(void *ctx, int done, int total); /* after each batch, when set */
     void *progress_ctx;
+    /* after each batch, when set: rows [first, first + count) of the call's out and ok are final (the caller
+     * may write them while the next batch encodes and the one after decodes); an error stops the run */
+    mrec_status (*batch_done)(void *ctx, int first, int count);
+    void *batch_done_ctx;
 } mrec_image_encoder;
 
 /* What the model path holds: a folder's config.json model_type (vit, clip;

@@ -7,8 +7,10 @@
 #include "mrec_extract.h"
 
 #include "../nn/mrec_io.h"
+#include "mrec_batch_pipe.h"
 
 #include <cjson/cJSON.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +52,7 @@ static int is_clip_folder(const char *dir) {
 
 mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
     memset(e, 0, sizeof *e);
-    e->pooling = MREC_POOL_MEAN, e->batch_size = 32, e->clip_output = MREC_CLIP_EMBEDS;
+    e->pooling = MREC_POOL_MEAN, e->batch_size = 32, e->clip_output = MREC_CLIP_EMBEDS, e->producers = -1;
     mrec_status st;
     if ((e->is_clip = is_clip_folder(dir))) {
         if ((st = mrec_clip_load(&e->clip, dir, MREC_CLIP_TEXT))) return st;
@@ -140,6 +142,55 @@ static int carve_out(mrec_arena *a, batch_out *o, int B, int L, int H, int D) {
     return o->pooled && (!H || (o->hidden && o->mask));
 }
 
+/* ---- batches gathered one ahead of the forward (mrec_batch_pipe.h) ----
+ * The texts are tokenized once, up front: sorting them by length, which makes
+ * the batches, needs every length (tokenizing is a fraction of a percent of
+ * the encoding: 0.3 s of 224 s for 11,800 H&M descriptions with MiniLM on two
+ * cores). A producer gathers batch k+1's rows, padded to its longest, into a
+ * host slot (pinned on a GPU, so the forward's copy in is a DMA) while batch
+ * k encodes. */
+
+typedef struct {
+    int at, b, T;
+    atomic_int next;
+} gather_job;
+
+typedef struct {
+    const int32_t *ids, *mask; /* (n, L) */
+    const by_len *order;       /* (n) */
+    int n, B, L;
+    gather_job job[2];
+} gather_jobs;
+
+static void gather_begin(void *arg, int batch, int slot) {
+    gather_jobs *g = arg;
+    gather_job *j = &g->job[slot];
+    j->at = batch * g->B, j->b = g->n - j->at < g->B ? g->n - j->at : g->B;
+    j->T = g->order[j->at + j->b - 1].len; /* the longest in this batch */
+    atomic_store(&j->next, 0);
+}
+
+/* host: ids (b, T) then mask (b, T), from offset B * L */
+static mrec_status gather_work(void *arg, int batch, int slot, void *host) {
+    (void)batch;
+    gather_jobs *g = arg;
+    gather_job *j = &g->job[slot];
+    int32_t *bids = host, *bmask = bids + (size_t)g->B * g->L;
+    for (int r; (r = atomic_fetch_add(&j->next, 1)) < j->b;) {
+        int src = g->order[j->at + r].index;
+        memcpy(bids + (size_t)r * j->T, g->ids + (size_t)src * g->L, sizeof *bids * (size_t)j->T);
+        memcpy(bmask + (size_t)r * j->T, g->mask + (size_t)src * g->L, sizeof *bmask * (size_t)j->T);
+    }
+    return MREC_OK;
+}
+
+/* Nothing goes up ahead: the forward checks the ids on the host before it copies them. */
+static mrec_status gather_finish(void *arg, int batch, int slot, void *host, size_t *upload) {
+    (void)arg, (void)batch, (void)slot, (void)host;
+    *upload = 0;
+    return MREC_OK;
+}
+
 mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, const char *const *texts, int n, float *out) {
     int L = e->max_length, D = mrec_text_encoder_dim(e), B = e->batch_size > 0 ? e->batch_size : 32;
     int H = e->is_clip ? 0 : e->bert.cfg.hidden; /* BERT's hidden states, before pooling */
@@ -149,10 +200,12 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     int32_t *ids = malloc(sizeof *ids * (size_t)n * L), *mask = malloc(sizeof *mask * (size_t)n * L);
     int32_t *lens = malloc(sizeof *lens * (size_t)(n ? n : 1));
     by_len *order = malloc(sizeof *order * (size_t)(n ? n : 1));
-    int32_t *bids = malloc(sizeof *bids * (size_t)B * L), *bmask = malloc(sizeof *bmask * (size_t)B * L);
-    float *pooled = malloc(sizeof *pooled * (size_t)B * D);
+    float *pooled = NULL; /* the batch's rows back on the host: pinned on a GPU, so the copy back is asynchronous */
+    mrec_event *back = NULL;
     mrec_status st = MREC_OK;
-    if (!ids || !mask || !lens || !order || !bids || !bmask || !pooled) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
+    if (!ids || !mask || !lens || !order) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
+    if (!st) st = mrec_host_alloc(ctx, (void **)&pooled, sizeof *pooled * (size_t)B * D);
+    if (!st) st = mrec_event_create(ctx, &back);
     if (!st && mrec_tokenizer_encode_batch(e->tok, texts, NULL, n, &opt, L, ids, NULL, mask, lens))
         st = mrec_fail(MREC_ERR_ARG, "tokenizing: %s", mrec_tok_error_detail());
     /* the workspace: the batch's outputs, then the model's activations */
@@ -167,24 +220,38 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     if (!st && !carve_out(&ctx->workspace, &dev, B, L, H, D)) st = mrec_fail(MREC_ERR_NOMEM, "text batch of %d x %d", B, L);
     for (int i = 0; i < n && !st; i++) order[i] = (by_len){i, lens[i]};
     if (!st) qsort(order, (size_t)n, sizeof *order, cmp_len);
-    for (int at = 0; at < n && !st; at += B) {
-        int b = n - at < B ? n - at : B, T = order[at + b - 1].len; /* the longest in this batch */
-        for (int r = 0; r < b; r++) {
-            int src = order[at + r].index;
-            memcpy(bids + (size_t)r * T, ids + (size_t)src * L, sizeof *bids * (size_t)T);
-            memcpy(bmask + (size_t)r * T, mask + (size_t)src * L, sizeof *bmask * (size_t)T);
-        }
+    gather_jobs g = {.ids = ids, .mask = mask, .order = order, .n = n, .B = B, .L = L};
+    mrec_batch_jobs jobs = {gather_begin, gather_work, gather_finish, &g};
+    mrec_batch_pipe *pipe = NULL;
+    int n_batches = (n + B - 1) / B;
+    int producers = e->producers >= 0 ? e->producers : ctx->device != MREC_DEVICE_CPU ? 1 : 0;
+    if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, sizeof(int32_t) * 2 * (size_t)B * L, NULL, producers);
+    for (int k = 0; k < n_batches && !st; k++) {
+        int slot;
+        void *host;
+        const void *input;
+        if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &input))) break;
+        int at = g.job[slot].at, b = g.job[slot].b, T = g.job[slot].T; /* once released, the slot takes batch k + 2 */
+        const int32_t *bids = input, *bmask = bids + (size_t)B * L;
         if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, dev.pooled);
         else st = mrec_bert_forward(ctx, &e->bert, bids, NULL, bmask, b, T, dev.hidden, e->pooling == MREC_POOL_POOLER ? dev.pooled : NULL);
         if (!st && !e->is_clip && e->pooling == MREC_POOL_MEAN) st = mrec_copy_to_device(ctx, dev.mask, bmask, sizeof *bmask * (size_t)b * T);
         if (!st && !e->is_clip) st = pool_bert(ctx, e, dev.hidden, dev.mask, b, T, dev.pooled); /* CLIP's tower pools itself */
         if (!st && e->normalize) st = mrec_l2_normalize_rows(ctx, dev.pooled, dev.pooled, 1e-12f, b, D);
-        if (!st) st = mrec_copy_to_host(ctx, pooled, dev.pooled, sizeof *pooled * (size_t)b * D);
+        /* only the pooled rows come back: queued behind the forward, then waited for */
+        if (!st) st = mrec_copy_to_host_async(ctx, pooled, dev.pooled, sizeof *pooled * (size_t)b * D, MREC_STREAM_COMPUTE);
+        if (!st) st = mrec_event_record(ctx, back, MREC_STREAM_COMPUTE);
+        mrec_status rel = mrec_batch_pipe_release(pipe, k); /* the slot's ids were copied in by the forward */
+        if (!st) st = rel;
+        if (!st) st = mrec_event_sync(ctx, back);
         if (st) break;
         for (int r = 0; r < b; r++) memcpy(out + (size_t)order[at + r].index * D, pooled + (size_t)r * D, sizeof *out * (size_t)D);
         if (e->progress) e->progress(e->progress_ctx, at + b, n);
     }
+    mrec_batch_pipe_stop(pipe);
     ctx->workspace.used = mark;
-    free(ids), free(mask), free(lens), free(order), free(bids), free(bmask), free(pooled);
+    mrec_event_destroy(ctx, back);
+    mrec_host_free(ctx, pooled);
+    free(ids), free(mask), free(lens), free(order);
     return st;
 }

@@ -424,6 +424,59 @@ void mrec_cuda_free(mrec_cuda *cu, void *ptr);
 mrec_status mrec_cuda_copy_h2d(mrec_cuda *cu, void *dst, const void *src, size_t bytes);
 mrec_status mrec_cuda_copy_d2h(mrec_cuda *cu, void *dst, const void *src, size_t bytes);
 mrec_status mrec_cuda_sync(mrec_cuda *cu);
+
+/* ---- pipelined transfers: pinned host memory, the copy stream, events ----
+ * A batch pipeline prepares batch k+1 on the host while batch k computes.
+ * The context has two streams: the compute stream every op runs on, and a
+ * copy stream for uploads that overlap it. An upload of batch k+1 goes on
+ * the copy stream and records an event; the compute stream waits on that
+ * event before the forward reads the batch; a "consumed" event recorded on
+ * the compute stream after the forward tells the copy stream when the
+ * device buffer may be overwritten. Async copies need pinned host memory to
+ * overlap (pageable memory makes the driver stage them synchronously).
+ *
+ * mrec_cuda_copy_h2d (and so mrec_copy_to_device) infers the direction from
+ * the pointers (cudaMemcpyDefault): a source already on the device, such as
+ * a batch uploaded ahead, becomes a device-to-device copy, so a forward that
+ * copies its input in takes a pre-uploaded batch unchanged.
+ *
+ * Every call returns a status (MREC_ERR_DEVICE with the CUDA error in the
+ * detail; in a CPU-only build, "built without CUDA"); none exits. The
+ * functions may be called from any host thread: each selects the context's
+ * device first, since the current device is a per-thread setting. */
+typedef enum { MREC_STREAM_COMPUTE, MREC_STREAM_COPY } mrec_stream;
+typedef struct mrec_event mrec_event; /* a CUDA event (timing off); opaque */
+/* Page-locked host memory (cudaHostAlloc); free it with mrec_cuda_host_free. */
+mrec_status mrec_cuda_host_alloc(mrec_cuda *cu, void **ptr, size_t bytes);
+mrec_status mrec_cuda_host_free(mrec_cuda *cu, void *ptr);
+/* Queued on `stream`, returning before the copy is done; dst / src must stay
+ * valid (and src unchanged) until an event recorded after it completes. */
+mrec_status mrec_cuda_copy_h2d_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream stream);
+mrec_status mrec_cuda_copy_d2h_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream stream);
+mrec_status mrec_cuda_event_create(mrec_cuda *cu, mrec_event **ev);
+mrec_status mrec_cuda_event_destroy(mrec_cuda *cu, mrec_event *ev);
+/* ev marks the work queued on `stream` so far. */
+mrec_status mrec_cuda_event_record(mrec_cuda *cu, mrec_event *ev, mrec_stream stream);
+/* Work queued on `stream` after this waits for ev (the host does not). */
+mrec_status mrec_cuda_stream_wait(mrec_cuda *cu, mrec_stream stream, mrec_event *ev);
+/* The host waits for ev. */
+mrec_status mrec_cuda_event_sync(mrec_cuda *cu, mrec_event *ev);
+mrec_status mrec_cuda_stream_sync(mrec_cuda *cu, mrec_stream stream);
+
+/* The same on a context, whichever device it runs on: on a GPU context the
+ * functions above; on the CPU, host memory from malloc, copies done at once
+ * (memcpy), events NULL and the waits no-ops, so a pipeline is written once.
+ * An event made on one context is used with that context only. */
+mrec_status mrec_host_alloc(mrec_context *ctx, void **ptr, size_t bytes);
+void mrec_host_free(mrec_context *ctx, void *ptr);
+mrec_status mrec_copy_to_device_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream);
+mrec_status mrec_copy_to_host_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream);
+mrec_status mrec_event_create(mrec_context *ctx, mrec_event **ev);
+void mrec_event_destroy(mrec_context *ctx, mrec_event *ev);
+mrec_status mrec_event_record(mrec_context *ctx, mrec_event *ev, mrec_stream stream);
+mrec_status mrec_stream_wait(mrec_context *ctx, mrec_stream stream, mrec_event *ev);
+mrec_status mrec_event_sync(mrec_context *ctx, mrec_event *ev);
+
 /* fp32 GEMM through cuBLAS (TF32 off), same contract as mrec_gemm_cpu. */
 mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias,
                            float alpha, float beta, int trans_a, int trans_b,

@@ -307,6 +307,35 @@ static mrec_status override_preprocessing(mrec_image_encoder *enc, const mrec_im
     return MREC_OK;
 }
 
+/* What a batch of images becomes as it comes out of the encoder (mrec_image_encoder.batch_done): its rows
+ * checked (no NaN or Inf reaches a file) and, per item, written as <id>.npy. */
+typedef struct {
+    const char *dir, *const *ids, *model;
+    const float *feat;    /* (n, D), the run's rows */
+    const int *good;      /* (n) */
+    int D, per_item, offset; /* offset: the item the encoder call started at */
+    const char *stage;    /* what failed, for the message */
+    double secs;          /* time spent here */
+} image_rows_out;
+
+static mrec_status image_rows_done(void *arg, int first, int count) {
+    image_rows_out *w = arg;
+    double t = mrec_now();
+    int64_t shape[2] = {1, w->D};
+    char path[4400];
+    mrec_status st = MREC_OK;
+    for (int i = w->offset + first; !st && i < w->offset + first + count; i++) {
+        if (!w->good[i]) continue;
+        if ((st = mrec_check_feature_row(w->feat + (size_t)i * w->D, w->D, w->ids[i], w->model))) w->stage = "checking the features";
+        if (!st && w->per_item) {
+            snprintf(path, sizeof path, "%s/%s.npy", w->dir, w->ids[i]);
+            if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape, w->feat + (size_t)i * w->D))) w->stage = "writing";
+        }
+    }
+    w->secs += mrec_now() - t;
+    return st;
+}
+
 int mrec_extract_image_run(const mrec_image_extract_spec *spec, mrec_extract_result *res) {
     mrec_extract_result scratch_result;
     if (!res) res = &scratch_result;
@@ -358,48 +387,56 @@ int mrec_extract_image_run(const mrec_image_extract_spec *spec, mrec_extract_res
     mrec_progress prog;
     mrec_progress_start(&prog, "extract-image", n);
     if (loaded) enc.progress = mrec_progress_update, enc.progress_ctx = &prog;
-    /* per-item: chunks of whole batches, each encoded then written, so a killed run leaves whole files
-     * behind; --resume redoes a chunk unless all its files verify, with the batches of an uninterrupted
-     * run, so its files are the same bytes */
+    /* per-item: chunks of whole batches; each batch's files are written as it comes out of the encoder (while
+     * the next one encodes and decodes), so a killed run leaves whole files behind; --resume keeps a chunk only
+     * if all its files verify and encodes the rest in runs of chunks that start on a chunk, so with the batches
+     * of an uninterrupted run, and its files are the same bytes */
     int chunk = per_item ? batch * 8 : n, kept = 0;
     mrec_chunk_progress cp = {&prog, 0, n};
     if (loaded && per_item) enc.progress = mrec_chunk_progress_update, enc.progress_ctx = &cp;
-    int64_t shape1[2] = {1, D};
-    double embed_secs = 0, write_secs = 0;
+    image_rows_out w = {.dir = od.scratch, .ids = (const char *const *)items.ids, .model = model, .feat = feat, .good = good, .D = D,
+                        .per_item = per_item};
+    if (loaded) enc.batch_done = image_rows_done, enc.batch_done_ctx = &w;
+    double embed_secs = 0;
     char path[4400];
     for (int i = 0; !rc && i < n; i++) good[i] = 0, errors[i] = NULL;
-    for (int first = 0; !rc && first < n; first += chunk) {
-        int m = n - first < chunk ? n - first : chunk, done = 0;
-        for (int i = first; od.resumed && i < first + m; i++) {
-            snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
-            done += mrec_feature_file_ok(path, D);
+    for (int first = 0, first_done = -1; !rc && first < n;) {
+        /* the chunk at `first` is kept when a resumed run finds it whole; else a run of chunks up to the next kept one */
+        int last = first;
+        while (last < n && last != first_done) { /* a chunk found whole is not read twice */
+            int m = n - last < chunk ? n - last : chunk, done = 0;
+            for (int i = last; od.resumed && i < last + m; i++) {
+                snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
+                done += mrec_feature_file_ok(path, D);
+            }
+            if (od.resumed && done == m) {
+                first_done = last;
+                break;
+            }
+            last += m;
         }
-        if (od.resumed && done == m) {
+        if (last == first) { /* first_done == first */
+            int m = n - first < chunk ? n - first : chunk;
             for (int i = first; i < first + m; i++) good[i] = 1;
             for (int i = first; spec->run.keep && !rc && i < first + m; i++) {
                 snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
                 if ((st = mrec_extract_row_read(path, feat + (size_t)i * D, D))) rc = fail("extract-image", "reading a kept item", st);
             }
             kept += m;
+            first += m;
             continue;
         }
-        cp.offset = first;
+        cp.offset = w.offset = first, w.stage = NULL;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        if ((st = mrec_image_encoder_embed(ctx, &enc, (const char *const *)items.paths + first, m, feat + (size_t)first * D, good + first,
-                                           errors + first)))
-            rc = fail("extract-image", "extracting", st);
+        if ((st = mrec_image_encoder_embed(ctx, &enc, (const char *const *)items.paths + first, last - first, feat + (size_t)first * D,
+                                           good + first, errors + first)))
+            rc = fail("extract-image", w.stage ? w.stage : "extracting", st);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         embed_secs += (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-        double t = mrec_now();
-        for (int i = first; !rc && i < first + m; i++)
-            if (good[i] && (st = mrec_check_feature_row(feat + (size_t)i * D, D, items.ids[i], model))) rc = fail("extract-image", "checking the features", st);
-        for (int i = first; !rc && per_item && i < first + m; i++) {
-            if (!good[i]) continue;
-            snprintf(path, sizeof path, "%s/%s.npy", od.scratch, items.ids[i]);
-            if ((st = mrec_npy_write(path, MREC_NPY_F32, 2, shape1, feat + (size_t)i * D))) rc = fail("extract-image", "writing", st);
-        }
-        write_secs += mrec_now() - t;
+        first = last;
     }
+    embed_secs -= w.secs; /* the writing inside it is reported as writing */
+    double write_secs = w.secs;
     if (kept) fprintf(stderr, "mrec extract-image: --resume: kept %d of %d items already written\n", kept, n);
     double t_write = mrec_now();
     int n_ok = 0;

@@ -5,6 +5,13 @@
  * and writes its --matrix files from the features returned rather than from
  * the per-item files it just wrote.
  *
+ * The encoders behind the runs prepare each batch one ahead of the forward
+ * pass (extractors/mrec_batch_pipe.h): decode threads fill the next batch
+ * of images, a producer gathers the next batch of token ids, into pinned
+ * host memory on a GPU, where the images go up on a copy stream while the
+ * previous batch computes and only the features come back. The features
+ * are the same bytes as batch after batch in turn, whatever the threads.
+ *
  * Each run writes its output folder as the commands always have (built
  * beside itself, swapped in whole; see mrec_out_begin) and says on standard
  * error what it did, prefixed with the command's name, so a config run reads
@@ -52,7 +59,7 @@ typedef struct {
     int size_h, size_w;         /* > 0: a straight resize (Ducho's reshape), in [8, 4096] */
     int normalize_given;        /* mean and std replace the preset's normalization */
     float mean[3], std[3];      /* in [0, 1] units */
-    int decode_threads;         /* <= 0: 2 */
+    int decode_threads;         /* <= 0: 2; at most the encoder's threads (run.threads), as decoding runs beside it */
     int strict;                 /* an image that cannot be used stops the run before anything is written */
 } mrec_image_extract_spec;
 
@@ -65,7 +72,7 @@ typedef struct {
     const char *layer;          /* "embeds", "projected", "pooler"; NULL: embeds */
     const char *fusion;         /* "concat", "sum", "mul", "mean", or NULL */
     const char *preset;         /* NULL: hf-clip */
-    int decode_threads;         /* <= 0: 2 */
+    int decode_threads;         /* <= 0: 2; at most the encoder's threads */
     int strict;
 } mrec_clip_extract_spec;
 

@@ -82,3 +82,53 @@ void mrec_context_destroy(mrec_context *ctx) {
     mrec_pool_destroy(ctx->pool);
     free(ctx);
 }
+
+/* ---- pipelined transfers on a context (mrec_kernels.h): the GPU's calls,
+ * or on the CPU the same contract done at once ---- */
+
+static int on_gpu(const mrec_context *ctx) { return ctx->device == MREC_DEVICE_CUDA; }
+
+mrec_status mrec_host_alloc(mrec_context *ctx, void **ptr, size_t bytes) {
+    if (on_gpu(ctx)) return mrec_cuda_host_alloc(ctx->cuda, ptr, bytes);
+    *ptr = malloc(bytes ? bytes : 1);
+    return *ptr ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "host buffer of %zu bytes", bytes);
+}
+
+void mrec_host_free(mrec_context *ctx, void *ptr) {
+    if (!ptr) return;
+    if (on_gpu(ctx)) mrec_cuda_host_free(ctx->cuda, ptr); /* a failure here leaves nothing to undo */
+    else free(ptr);
+}
+
+mrec_status mrec_copy_to_device_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream) {
+    if (on_gpu(ctx)) return mrec_cuda_copy_h2d_async(ctx->cuda, dst, src, bytes, stream);
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+    return MREC_OK;
+}
+
+mrec_status mrec_copy_to_host_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream) {
+    if (on_gpu(ctx)) return mrec_cuda_copy_d2h_async(ctx->cuda, dst, src, bytes, stream);
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+    return MREC_OK;
+}
+
+mrec_status mrec_event_create(mrec_context *ctx, mrec_event **ev) {
+    *ev = NULL;
+    return on_gpu(ctx) ? mrec_cuda_event_create(ctx->cuda, ev) : MREC_OK;
+}
+
+void mrec_event_destroy(mrec_context *ctx, mrec_event *ev) {
+    if (ev && on_gpu(ctx)) mrec_cuda_event_destroy(ctx->cuda, ev);
+}
+
+mrec_status mrec_event_record(mrec_context *ctx, mrec_event *ev, mrec_stream stream) {
+    return on_gpu(ctx) ? mrec_cuda_event_record(ctx->cuda, ev, stream) : MREC_OK;
+}
+
+mrec_status mrec_stream_wait(mrec_context *ctx, mrec_stream stream, mrec_event *ev) {
+    return on_gpu(ctx) ? mrec_cuda_stream_wait(ctx->cuda, stream, ev) : MREC_OK;
+}
+
+mrec_status mrec_event_sync(mrec_context *ctx, mrec_event *ev) {
+    return on_gpu(ctx) ? mrec_cuda_event_sync(ctx->cuda, ev) : MREC_OK;
+}

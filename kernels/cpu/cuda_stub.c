@@ -202,3 +202,28 @@ mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const in
                                  int u0, int R, int C, int k, mrec_cuda *cu) {
     return no_cuda();
 }
+
+/* ---- pipelined transfers: pinned memory, the copy stream, events ---- */
+static mrec_status no_cuda_transfer(const char *what) {
+    return mrec_fail(MREC_ERR_DEVICE, "%s: built without CUDA (rebuild with make CUDA=1)", what);
+}
+mrec_status mrec_cuda_host_alloc(mrec_cuda *cu, void **ptr, size_t bytes) {
+    *ptr = NULL;
+    return no_cuda_transfer("pinned host memory");
+}
+mrec_status mrec_cuda_host_free(mrec_cuda *cu, void *ptr) { return ptr ? no_cuda_transfer("pinned host memory") : MREC_OK; }
+mrec_status mrec_cuda_copy_h2d_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream stream) {
+    return no_cuda_transfer("async copy to GPU");
+}
+mrec_status mrec_cuda_copy_d2h_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream stream) {
+    return no_cuda_transfer("async copy from GPU");
+}
+mrec_status mrec_cuda_event_create(mrec_cuda *cu, mrec_event **ev) {
+    *ev = NULL;
+    return no_cuda_transfer("CUDA event");
+}
+mrec_status mrec_cuda_event_destroy(mrec_cuda *cu, mrec_event *ev) { return ev ? no_cuda_transfer("CUDA event") : MREC_OK; }
+mrec_status mrec_cuda_event_record(mrec_cuda *cu, mrec_event *ev, mrec_stream stream) { return no_cuda_transfer("CUDA event"); }
+mrec_status mrec_cuda_stream_wait(mrec_cuda *cu, mrec_stream stream, mrec_event *ev) { return no_cuda_transfer("CUDA stream"); }
+mrec_status mrec_cuda_event_sync(mrec_cuda *cu, mrec_event *ev) { return no_cuda_transfer("CUDA event"); }
+mrec_status mrec_cuda_stream_sync(mrec_cuda *cu, mrec_stream stream) { return no_cuda_transfer("CUDA stream"); }

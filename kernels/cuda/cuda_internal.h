@@ -26,7 +26,8 @@ typedef struct {
 
 struct mrec_cuda {
     int device;
-    cudaStream_t stream;
+    cudaStream_t stream;      /* every op */
+    cudaStream_t copy_stream; /* uploads that overlap the ops (mrec_cuda_copy_h2d_async) */
     cublasHandle_t blas;
     cudnnHandle_t dnn;
     cublasLtHandle_t lt;

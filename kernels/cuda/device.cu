@@ -37,6 +37,8 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     mrec_status st = mrec_cuda_check(cudaSetDevice(device), "cudaSetDevice");
     if (!st) st = mrec_cuda_check(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking),
                                   "cudaStreamCreate");
+    if (!st) st = mrec_cuda_check(cudaStreamCreateWithFlags(&cu->copy_stream, cudaStreamNonBlocking),
+                                  "cudaStreamCreate (copy stream)");
     if (!st) st = mrec_cublas_check(cublasCreate(&cu->blas), "cublasCreate");
     if (!st) st = mrec_cublas_check(cublasSetStream(cu->blas, cu->stream), "cublasSetStream");
     /* fp32 stays fp32: TF32 is a separate, opt-in precision. */
@@ -67,6 +69,7 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     if (cu->flag) cudaFree(cu->flag);
     if (cu->dnn) cudnnDestroy(cu->dnn);
     if (cu->blas) cublasDestroy(cu->blas);
+    if (cu->copy_stream) cudaStreamDestroy(cu->copy_stream);
     if (cu->stream) cudaStreamDestroy(cu->stream);
     free(cu);
 }
@@ -82,8 +85,9 @@ extern "C" void mrec_cuda_free(mrec_cuda *cu, void *ptr) {
     if (ptr) cudaFree(ptr);
 }
 
+/* cudaMemcpyDefault: src may already be on the device (a batch uploaded ahead on the copy stream). */
 extern "C" mrec_status mrec_cuda_copy_h2d(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
-    mrec_status st = mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream),
+    mrec_status st = mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cu->stream),
                                      "copy to GPU");
     return st ? st : mrec_cuda_check(cudaStreamSynchronize(cu->stream), "copy to GPU");
 }
@@ -96,4 +100,83 @@ extern "C" mrec_status mrec_cuda_copy_d2h(mrec_cuda *cu, void *dst, const void *
 
 extern "C" mrec_status mrec_cuda_sync(mrec_cuda *cu) {
     return mrec_cuda_check(cudaStreamSynchronize(cu->stream), "cudaStreamSynchronize");
+}
+
+/* ---- pipelined transfers (mrec_kernels.h) ---- */
+
+static cudaStream_t stream_of(mrec_cuda *cu, mrec_stream s) { return s == MREC_STREAM_COPY ? cu->copy_stream : cu->stream; }
+
+/* The current device is per host thread: a producer thread has to select it. */
+static mrec_status on_device(mrec_cuda *cu) {
+    if (!cu) return mrec_fail(MREC_ERR_ARG, "cuda: no device context");
+    return mrec_cuda_check(cudaSetDevice(cu->device), "cudaSetDevice");
+}
+
+extern "C" mrec_status mrec_cuda_host_alloc(mrec_cuda *cu, void **ptr, size_t bytes) {
+    *ptr = NULL;
+    mrec_status st = on_device(cu);
+    if (st) return st;
+    cudaError_t err = cudaHostAlloc(ptr, bytes ? bytes : 1, cudaHostAllocDefault);
+    if (err != cudaSuccess) {
+        *ptr = NULL;
+        return mrec_fail(err == cudaErrorMemoryAllocation ? MREC_ERR_NOMEM : MREC_ERR_DEVICE, "cudaHostAlloc of %zu bytes: %s", bytes,
+                         cudaGetErrorString(err));
+    }
+    return MREC_OK;
+}
+
+extern "C" mrec_status mrec_cuda_host_free(mrec_cuda *cu, void *ptr) {
+    if (!ptr) return MREC_OK;
+    mrec_status st = on_device(cu);
+    return st ? st : mrec_cuda_check(cudaFreeHost(ptr), "cudaFreeHost");
+}
+
+extern "C" mrec_status mrec_cuda_copy_h2d_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream s) {
+    mrec_status st = on_device(cu);
+    if (st || !bytes) return st;
+    return mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_of(cu, s)), "async copy to GPU");
+}
+
+extern "C" mrec_status mrec_cuda_copy_d2h_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream s) {
+    mrec_status st = on_device(cu);
+    if (st || !bytes) return st;
+    return mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_of(cu, s)), "async copy from GPU");
+}
+
+extern "C" mrec_status mrec_cuda_event_create(mrec_cuda *cu, mrec_event **ev) {
+    *ev = NULL;
+    mrec_status st = on_device(cu);
+    cudaEvent_t e = NULL;
+    if (!st) st = mrec_cuda_check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+    if (!st) *ev = (mrec_event *)e;
+    return st;
+}
+
+extern "C" mrec_status mrec_cuda_event_destroy(mrec_cuda *cu, mrec_event *ev) {
+    if (!ev) return MREC_OK;
+    mrec_status st = on_device(cu);
+    return st ? st : mrec_cuda_check(cudaEventDestroy((cudaEvent_t)ev), "cudaEventDestroy");
+}
+
+extern "C" mrec_status mrec_cuda_event_record(mrec_cuda *cu, mrec_event *ev, mrec_stream s) {
+    if (!ev) return mrec_fail(MREC_ERR_ARG, "cuda: recording a NULL event");
+    mrec_status st = on_device(cu);
+    return st ? st : mrec_cuda_check(cudaEventRecord((cudaEvent_t)ev, stream_of(cu, s)), "cudaEventRecord");
+}
+
+extern "C" mrec_status mrec_cuda_stream_wait(mrec_cuda *cu, mrec_stream s, mrec_event *ev) {
+    if (!ev) return mrec_fail(MREC_ERR_ARG, "cuda: waiting on a NULL event");
+    mrec_status st = on_device(cu);
+    return st ? st : mrec_cuda_check(cudaStreamWaitEvent(stream_of(cu, s), (cudaEvent_t)ev, 0), "cudaStreamWaitEvent");
+}
+
+extern "C" mrec_status mrec_cuda_event_sync(mrec_cuda *cu, mrec_event *ev) {
+    if (!ev) return mrec_fail(MREC_ERR_ARG, "cuda: synchronizing on a NULL event");
+    mrec_status st = on_device(cu);
+    return st ? st : mrec_cuda_check(cudaEventSynchronize((cudaEvent_t)ev), "cudaEventSynchronize");
+}
+
+extern "C" mrec_status mrec_cuda_stream_sync(mrec_cuda *cu, mrec_stream s) {
+    mrec_status st = on_device(cu);
+    return st ? st : mrec_cuda_check(cudaStreamSynchronize(stream_of(cu, s)), "cudaStreamSynchronize");
 }
