@@ -122,7 +122,9 @@ typedef struct {
 
 typedef struct {
     const mrec_image_encoder *enc;
-    const char *const *paths;
+    const char *const *paths;   /* files, or the names of data's images in messages */
+    const void *const *data;    /* encoded images in memory (sizes[i] bytes each), or NULL: read paths */
+    const size_t *sizes;
     int n, B, h, w;
     int *ok;         /* (n) */
     char **errors;   /* (n) */
@@ -146,7 +148,7 @@ static mrec_status decode_work(void *arg, int batch, int slot, void *host) {
         mrec_rgb_image img;
         int item = j->first + i;
         const char *path = d->paths[item];
-        mrec_status st = mrec_image_load(path, &img);
+        mrec_status st = d->data ? mrec_image_decode(d->data[item], d->sizes[item], path, &img) : mrec_image_load(path, &img);
         if (!st) {
             int oh, ow;
             mrec_preprocess_out_size(&d->enc->pre, img.h, img.w, &oh, &ow);
@@ -190,8 +192,8 @@ static int producer_threads(const mrec_context *ctx, int asked) {
     return asked < pool ? asked : pool < 1 ? 1 : pool;
 }
 
-mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder *e, const char *const *paths, int n, float *out,
-                                     int *ok, char **errors) {
+static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const char *const *paths, const void *const *data,
+                         const size_t *sizes, int n, float *out, int *ok, char **errors) {
     int B = e->batch_size < 1 ? 1 : e->batch_size, h = e->pre.crop_h ? e->pre.crop_h : e->pre.resize_h,
         w = e->pre.crop_h ? e->pre.crop_w : e->pre.resize_w, D = mrec_image_encoder_dim(e);
     size_t plane = (size_t)3 * h * w, slot_bytes = sizeof(float) * plane * (size_t)B;
@@ -214,7 +216,7 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
     if (!st) st = mrec_host_alloc(ctx, (void **)&feats, feat_bytes);
     if (!st) st = mrec_event_create(ctx, &back);
     for (int i = 0; i < n; i++) errors[i] = NULL, ok[i] = 0;
-    decode_jobs d = {.enc = e, .paths = paths, .n = n, .B = B, .h = h, .w = w, .ok = ok, .errors = errors};
+    decode_jobs d = {.enc = e, .paths = paths, .data = data, .sizes = sizes, .n = n, .B = B, .h = h, .w = w, .ok = ok, .errors = errors};
     mrec_batch_jobs jobs = {decode_begin, decode_work, decode_finish, &d};
     mrec_batch_pipe *pipe = NULL;
     int n_batches = (n + B - 1) / B;
@@ -252,4 +254,15 @@ mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder
     mrec_host_free(ctx, feats);
     ctx->workspace.used = mark;
     return st;
+}
+
+mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder *e, const char *const *paths, int n, float *out,
+                                     int *ok, char **errors) {
+    return embed(ctx, e, paths, NULL, NULL, n, out, ok, errors);
+}
+
+mrec_status mrec_image_encoder_embed_encoded(mrec_context *ctx, const mrec_image_encoder *e, const void *const *data,
+                                             const size_t *sizes, const char *const *names, int n, float *out, int *ok,
+                                             char **errors) {
+    return embed(ctx, e, names, data, sizes, n, out, ok, errors);
 }

@@ -70,6 +70,11 @@ const char *mrec_image_layer_name(mrec_image_layer layer);
  * (memory, the model). */
 mrec_status mrec_image_encoder_embed(mrec_context *ctx, const mrec_image_encoder *enc, const char *const *paths, int n,
                                      float *out, int *ok, char **errors);
+/* The same for encoded images in memory: data[i] (sizes[i] bytes of JPEG or
+ * PNG), named names[i] in the messages. */
+mrec_status mrec_image_encoder_embed_encoded(mrec_context *ctx, const mrec_image_encoder *enc, const void *const *data,
+                                             const size_t *sizes, const char *const *names, int n, float *out, int *ok,
+                                             char **errors);
 
 /* ---- which image belongs to which item ---- */
 

@@ -73,6 +73,11 @@ mrec_status mrec_encoder_embed_texts(mrec_encoder *encoder, const char *const *t
  * path, and out is left as it was. */
 mrec_status mrec_encoder_embed_images(mrec_encoder *encoder, const char *const *paths, int n, float *out);
 
+/* The same for encoded images in memory (as read from a file or received
+ * over a network): data[i] holds sizes[i] bytes of JPEG or PNG. An image
+ * that cannot be decoded is an error naming it as "image i". */
+mrec_status mrec_encoder_embed_image_data(mrec_encoder *encoder, const void *const *data, const size_t *sizes, int n, float *out);
+
 /* ---- recommenders: answers from a model saved by `mrec train --save` ------ */
 
 typedef struct mrec_recommender mrec_recommender;

@@ -5,7 +5,8 @@
  * sentence-transformers' embeddings (tests/fixtures/minilm, 1e-5 as the
  * extractor's own test: fp32 sums in another order), skipped without the
  * checkpoint. Images: a tiny ViT and a tiny ResNet (tests/fixtures/vision)
- * on real photos, equal bit for bit to the extractor the commands use.
+ * on real photos, equal bit for bit to the extractor the commands use, and
+ * the same photos given as bytes in memory equal to the files.
  * Then what a caller can get wrong: a missing model, a bad device or
  * precision, images given to a text model, a bad image (named, and the
  * output left as it was), NULL arguments.
@@ -105,6 +106,32 @@ static void test_images(const char *model) {
     int untouched = 1;
     for (int i = 0; i < 3 * d; i++) untouched &= ((uint32_t *)got)[i] == 0x7f7f7f7fu;
     t_check(untouched, "%s: after a bad image the output is left as it was", model);
+    /* the same photos as bytes in memory: the same features */
+    const void *data[N_PHOTOS];
+    size_t sizes[N_PHOTOS];
+    int read_all = 1;
+    for (int i = 0; i < N_PHOTOS; i++) {
+        FILE *f = fopen(photos[i], "rb");
+        void *buf = malloc(1 << 20);
+        sizes[i] = f && buf ? fread(buf, 1, 1 << 20, f) : 0;
+        if (f) fclose(f);
+        data[i] = buf, read_all &= sizes[i] > 0;
+    }
+    float *again = malloc(sizeof *again * N_PHOTOS * (size_t)(d > 0 ? d : 1));
+    if (t_check(read_all && again, "%s: the photos read into memory", model) &&
+        t_status(mrec_encoder_embed_image_data(enc, data, sizes, N_PHOTOS, again), MREC_OK, "%s: embed from memory", model) &&
+        t_status(mrec_encoder_embed_images(enc, photos, N_PHOTOS, got), MREC_OK, "%s: embed the files again", model))
+        t_check(!memcmp(got, again, sizeof *got * N_PHOTOS * d), "%s: from memory equals from the files, bit for bit", model);
+    if (again && read_all) { /* a cut-off JPEG in memory is named by its index */
+        size_t cut[2] = {sizes[0], sizes[0] / 3};
+        const void *two[2] = {data[0], data[0]};
+        t_check(mrec_encoder_embed_image_data(enc, two, cut, 2, again) != MREC_OK && strstr(mrec_error_detail(), "image 1"),
+                "%s: a truncated image in memory is named: %s", model, mrec_error_detail());
+    }
+    size_t zero = 0;
+    t_status(mrec_encoder_embed_image_data(enc, data, &zero, 1, again), MREC_ERR_ARG, "%s: an empty buffer", model);
+    for (int i = 0; i < N_PHOTOS; i++) free((void *)data[i]);
+    free(again);
     const char *missing[] = {"tests/data/images/odd/no-such-photo.jpg"};
     t_check(mrec_encoder_embed_images(enc, missing, 1, got) != MREC_OK && strstr(mrec_error_detail(), "no-such-photo.jpg"),
             "%s: a missing photo is named: %s", model, mrec_error_detail());

@@ -121,23 +121,43 @@ mrec_status mrec_encoder_embed_texts(mrec_encoder *e, const char *const *texts, 
     return st;
 }
 
-mrec_status mrec_encoder_embed_images(mrec_encoder *e, const char *const *paths, int n, float *out) {
-    mrec_status st = embed_args(e, paths, n, out, "images", e && e->has_image);
-    for (int i = 0; !st && i < n; i++)
-        if (!paths[i]) st = mrec_fail(MREC_ERR_ARG, "embed images: path %d is NULL", i);
-    if (st || n == 0) return st;
+/* Files (paths) or encoded images in memory (data, sizes; names for messages). */
+static mrec_status embed_images(mrec_encoder *e, const char *const *paths, const void *const *data, const size_t *sizes, int n,
+                                float *out) {
     int d = mrec_image_encoder_dim(&e->image);
     float *rows = malloc(sizeof *rows * (size_t)n * d);
     int *ok = malloc(sizeof *ok * (size_t)n);
     char **errors = calloc((size_t)n, sizeof *errors);
-    if (!rows || !ok || !errors) st = mrec_fail(MREC_ERR_NOMEM, "embed images: %d x %d floats", n, d);
-    if (!st) st = mrec_image_encoder_embed(e->ctx, &e->image, paths, n, rows, ok, errors);
+    mrec_status st = rows && ok && errors ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "embed images: %d x %d floats", n, d);
+    if (!st) st = data ? mrec_image_encoder_embed_encoded(e->ctx, &e->image, data, sizes, paths, n, rows, ok, errors)
+                       : mrec_image_encoder_embed(e->ctx, &e->image, paths, n, rows, ok, errors);
     /* the first image that could not be used fails the call, by its own message */
     for (int i = 0; !st && i < n; i++)
         if (!ok[i]) st = mrec_fail(MREC_ERR_FORMAT, "%s", errors[i] ? errors[i] : paths[i]);
     if (!st) memcpy(out, rows, sizeof *rows * (size_t)n * d);
     for (int i = 0; errors && i < n; i++) free(errors[i]);
     free(rows), free(ok), free(errors);
+    return st;
+}
+
+mrec_status mrec_encoder_embed_images(mrec_encoder *e, const char *const *paths, int n, float *out) {
+    mrec_status st = embed_args(e, paths, n, out, "images", e && e->has_image);
+    for (int i = 0; !st && i < n; i++)
+        if (!paths[i]) st = mrec_fail(MREC_ERR_ARG, "embed images: path %d is NULL", i);
+    return st || n == 0 ? st : embed_images(e, paths, NULL, NULL, n, out);
+}
+
+mrec_status mrec_encoder_embed_image_data(mrec_encoder *e, const void *const *data, const size_t *sizes, int n, float *out) {
+    mrec_status st = embed_args(e, data, n, out, "images", e && e->has_image);
+    if (!st && n > 0 && !sizes) st = mrec_fail(MREC_ERR_ARG, "embed images: no sizes");
+    for (int i = 0; !st && i < n; i++)
+        if (!data[i] || !sizes[i]) st = mrec_fail(MREC_ERR_ARG, "embed images: image %d is %s", i, data[i] ? "empty" : "NULL");
+    if (st || n == 0) return st;
+    char **names = calloc((size_t)n, sizeof *names), (*store)[24] = malloc(sizeof *store * (size_t)n);
+    if (!names || !store) st = mrec_fail(MREC_ERR_NOMEM, "embed images: %d names", n);
+    for (int i = 0; !st && i < n; i++) snprintf(store[i], sizeof store[i], "image %d", i), names[i] = store[i];
+    if (!st) st = embed_images(e, (const char *const *)names, data, sizes, n, out);
+    free(names), free(store);
     return st;
 }
 
