@@ -178,22 +178,29 @@ static mrec_status forward(lgmrec *m, uint64_t step) {
     return MREC_OK;
 }
 
+/* The contrast's arrays for a batch of c from a (a measuring arena counts them). */
+static void carve_batch(lgmrec *m, mrec_arena *a, size_t c) {
+    size_t wide = (size_t)(m->n_users > m->n_items ? m->n_users : m->n_items), d = (size_t)m->dim;
+    m->s = mrec_arena_alloc(a, sizeof(float) * c * wide);
+    m->p = mrec_arena_alloc(a, sizeof(float) * c * d), m->g = mrec_arena_alloc(a, sizeof(float) * c * d);
+    m->dp = mrec_arena_alloc(a, sizeof(float) * c * d), m->dg = mrec_arena_alloc(a, sizeof(float) * c * d);
+    m->closs = mrec_arena_alloc(a, sizeof(double) * c);
+}
+
 /* Room for the contrast of a batch of n (grown, never shrunk). */
 static mrec_status batch_room(lgmrec *m, int n) {
     if (n <= m->cap) return MREC_OK;
-    size_t wide = (size_t)(m->n_users > m->n_items ? m->n_users : m->n_items), d = (size_t)m->dim, c = (size_t)n;
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
+    memset(&m->batch, 0, sizeof m->batch);
     free(m->h_closs);
     m->cap = 0;
-    size_t bytes = sizeof(float) * (c * wide + 4 * c * d) + sizeof(double) * c + 256 * 7;
-    mrec_status st = mrec_arena_reserve(&m->batch, bytes, m->ctx->device, m->ctx->cuda);
-    if (st) return st;
-    m->h_closs = malloc(sizeof(double) * c);
+    m->h_closs = malloc(sizeof(double) * (size_t)n);
     if (!m->h_closs) return mrec_fail(MREC_ERR_NOMEM, "lgmrec: a batch of %d", n);
-    m->s = mrec_arena_alloc(&m->batch, sizeof(float) * c * wide);
-    m->p = mrec_arena_alloc(&m->batch, sizeof(float) * c * d), m->g = mrec_arena_alloc(&m->batch, sizeof(float) * c * d);
-    m->dp = mrec_arena_alloc(&m->batch, sizeof(float) * c * d), m->dg = mrec_arena_alloc(&m->batch, sizeof(float) * c * d);
-    m->closs = mrec_arena_alloc(&m->batch, sizeof(double) * c);
+    mrec_arena measure = mrec_arena_measure();
+    carve_batch(m, &measure, (size_t)n);
+    mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, m->ctx->device, m->ctx->cuda);
+    if (st) return st;
+    carve_batch(m, &m->batch, (size_t)n);
     m->cap = n;
     return MREC_OK;
 }
@@ -533,6 +540,8 @@ mrec_status mrec_lgmrec_create(mrec_model *out, const mrec_graph *adj, const mre
 }
 
 mrec_status mrec_lgmrec_set_noise(mrec_model *model, const float *const *noise) {
+    if (!model->name || strcmp(model->name, "LGMRec") || !model->self)
+        return mrec_fail(MREC_ERR_ARG, "lgmrec noise: the model is %s, not LGMRec", model->name ? model->name : "unnamed");
     lgmrec *m = model->self;
     size_t n = (size_t)(m->n_items + m->n_users) * m->k;
     for (int c = 0; c < N_MOD; c++) {

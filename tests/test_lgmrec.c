@@ -14,11 +14,13 @@
  * and defaults (MMRec's yaml, Baby's settings), and `mrec train --model
  * lgmrec` on TikTok's real features (skipped without ../shared/data),
  * saved with --save, whose `mrec recommend --all` gives the run's own
- * recommendations.tsv, through the binary in $MREC_BIN.
+ * recommendations.tsv, and an Elliot config with MMRec's keys, through the
+ * binary in $MREC_BIN.
  */
 #include "harness.h"
 #include "model_checks.h"
 
+#include "../nn/mrec_npy.h"
 #include "../recsys/mrec_recsys.h"
 #include "../recsys/mrec_registry.h"
 #include "../tools/mrec_options.h"
@@ -27,6 +29,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -355,6 +358,91 @@ static void test_train_tiktok(const char *bin, const char *dir) {
     free(got), free(folded), free(want);
 }
 
+/* An Elliot config naming LGMRec with MMRec's keys (a grid over hyper_num), and a bad value refused by key and line */
+static void test_config(const char *bin, const char *dir) {
+    char path[4200];
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        FILE *f = fopen(path, "w");
+        for (int u = 0; u < 60 && f; u++)
+            for (int j = 0; j < 8; j++) {
+                int item = (u / 3 + j * 2 + (j % 2)) % 40, split = j < 6 ? 0 : j - 5;
+                if (split == s) fprintf(f, "u%d\ti%d\t1\n", u, item);
+            }
+        if (f) fclose(f);
+    }
+    uint64_t seed = 11;
+    for (int m = 0; m < 2; m++) {
+        snprintf(path, sizeof path, "%s/%s", dir, m ? "text" : "img");
+        mkdir(path, 0755);
+        for (int i = 0; i < 40; i++) {
+            float x[12];
+            int64_t shape[1] = {m ? 12 : 8};
+            t_fill_uniform(x, 12, &seed, -1, 1);
+            snprintf(path, sizeof path, "%s/%s/i%d.npy", dir, m ? "text" : "img", i);
+            mrec_npy_write(path, MREC_NPY_F32, 1, shape, x);
+        }
+    }
+    const char *config = "experiment:\n"
+                         "  dataset: tiny\n"
+                         "  data_config:\n"
+                         "    strategy: fixed\n"
+                         "    train_path: train.tsv\n"
+                         "    validation_path: val.tsv\n"
+                         "    test_path: test.tsv\n"
+                         "    side_information:\n"
+                         "      - dataloader: VisualAttribute\n"
+                         "        visual_features: img\n"
+                         "      - dataloader: TextualAttribute\n"
+                         "        textual_features: text\n"
+                         "  top_k: 20\n"
+                         "  evaluation:\n"
+                         "    cutoffs: [10, 20]\n"
+                         "    simple_metrics: [Recall, nDCG]\n"
+                         "  models:\n"
+                         "    LGMRec:\n"
+                         "      meta:\n"
+                         "        verbose: True\n"
+                         "        validation_rate: 1\n"
+                         "        validation_metric: Recall@20\n"
+                         "      lr: 0.001\n"
+                         "      epochs: 2\n"
+                         "      embedding_size: 16\n"
+                         "      feat_embed_dim: 16\n"
+                         "      cf_model: lightgcn\n"
+                         "      n_ui_layers: 2\n"
+                         "      n_mm_layers: 2\n"
+                         "      n_hyper_layer: 1\n"
+                         "      hyper_num: [4, 8]\n"
+                         "      keep_rate: 0.5\n"
+                         "      alpha: 0.3\n"
+                         "      cl_weight: 1e-04\n"
+                         "      reg_weight: 1e-06\n"
+                         "      batch_size: 64\n"
+                         "      seed: 999\n";
+    snprintf(path, sizeof path, "%s/lgmrec.yml", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs(config, f), fclose(f);
+    char cmd[9000], out[65536];
+    snprintf(cmd, sizeof cmd, "cd %s && %s train lgmrec.yml --out res --threads 1 2>&1", dir, bin);
+    int rc = run_bin(cmd, out, sizeof out);
+    t_check(rc == 0 && strstr(out, "LGMRec dim=16,layers=2,mm_layers=2,hyper_layers=1,hyper_num=4") && strstr(out, "hyper_num=8") &&
+                strstr(out, "features=visual+textual") && !strstr(out, "left out"),
+            "mrec train on an Elliot config naming LGMRec with MMRec's keys (a grid of 2): exit %d%s%.900s", rc, rc ? "\n" : "", rc ? out : "");
+    /* feat_embed_dim must be embedding_size: refused by key and line */
+    snprintf(path, sizeof path, "%s/bad.yml", dir);
+    f = fopen(path, "w");
+    if (f) {
+        const char *at = strstr(config, "      feat_embed_dim: 16\n");
+        fprintf(f, "%.*s      feat_embed_dim: 32\n%s", (int)(at - config), config, at + strlen("      feat_embed_dim: 16\n"));
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "cd %s && %s train bad.yml --out res2 2>&1", dir, bin);
+    rc = run_bin(cmd, out, sizeof out);
+    t_check(rc != 0 && strstr(out, "feat_embed_dim") && strstr(out, "line 26"), "feat_embed_dim 32 refused by key and line: %.300s", out);
+}
+
 static void test_cli(void) {
     const char *bin = getenv("MREC_BIN");
     if (!bin) {
@@ -369,6 +457,7 @@ static void test_cli(void) {
     t_check(rc == 0 && strstr(out, "lgmrec") && strstr(out, "--hyper-num") && strstr(out, "--keep-rate"),
             "mrec train --help lists lgmrec and its options");
     test_train_tiktok(bin, dir);
+    test_config(bin, dir);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
