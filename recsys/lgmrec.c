@@ -26,8 +26,9 @@
  * drawn from mrec's counter-based hash stream (mrec_mix64), keyed by the
  * seed and the step, so a run is the same for a seed on any device; ranking
  * uses one fixed draw of the noise (the reference draws afresh at each
- * evaluation). The reference needs both modalities; so does mrec. E, W_m and
- * H_m start xavier-uniform, in that order, visual before textual.
+ * evaluation). The reference needs a visual and a textual modality; so does
+ * mrec (the registry passes those two by name, others are not read). E, W_m
+ * and H_m start xavier-uniform, in that order, visual before textual.
  *
  * Backward, by hand: F's gradient from the batch (bpr_ops.c's scatter),
  * then each branch: the unit rows back, Â^Lmm back (Â is symmetric), the
@@ -120,7 +121,7 @@ static mrec_status draw_noise(lgmrec *m, uint64_t step) {
     return MREC_OK;
 }
 
-/* out (R, C) = src (R, C) with every row divided by TAU, then softmax by rows */
+/* out (R, K) = softmax((logit + noise) / tau) by rows; logit (R, K) is left holding the softmax's input */
 static mrec_status gumbel_softmax(lgmrec *m, float *out, float *logit, const float *noise, int R) {
     int64_t n = (int64_t)R * m->k;
     mrec_status st = mrec_add(m->ctx, logit, logit, noise, n);
