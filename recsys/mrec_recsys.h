@@ -825,4 +825,27 @@ mrec_status mrec_mmgcn_create(mrec_model *m, const mrec_graph *adj, int n_users,
  * (mean: torch_sparse's reduce="mean") or weights 1 (mean 0: add). */
 mrec_status mrec_graph_mmgcn(mrec_graph *out, const mrec_user_items *train, int mean);
 
+/* LGMRec as MMRec (src/models/lgmrec.py): LightGCN's layer mean of the id
+ * embeddings over adj (mrec_graph_normalized's), plus per modality (feat[0]
+ * visual, feat[1] textual: (n_items, feat_dim[m]), fixed) the unit rows of
+ * F W propagated mm_layers times over adj (users the mean of their items),
+ * plus alpha times the unit rows of the two modalities' hypergraph
+ * embeddings: hyper_num hyperedges, item and user dependencies the
+ * Gumbel-softmax (tau 0.2) of F H and R F H, dropped out with keep_rate
+ * while training, hyper_layers layers from the items' id embeddings. Loss:
+ * mean softplus BPR, cl_weight times InfoNCE between the visual and textual
+ * hypergraph views of the batch's users and positive items, reg_weight times
+ * the Frobenius norms of the batch's rows over n. The noise and the dropout
+ * come from the hash stream of a seed drawn from rng: the same run for a
+ * seed on every device. Trains on the context's device (the op entries
+ * only). train is read at creation only. */
+mrec_status mrec_lgmrec_create(mrec_model *m, const mrec_graph *adj, const mrec_user_items *train, int n_users, int n_items,
+                               const float *const *feat, const int *feat_dim, int dim, int ui_layers, int mm_layers, int hyper_layers,
+                               int hyper_num, float keep_rate, float alpha, float cl_weight, float reg_weight, mrec_rng *rng,
+                               mrec_context *ctx);
+/* For tests: every forward from now on takes this Gumbel noise instead of
+ * drawing it: noise[m] ((n_items + n_users), hyper_num), the items' rows
+ * then the users'. */
+mrec_status mrec_lgmrec_set_noise(mrec_model *m, const float *const *noise);
+
 #endif

@@ -38,6 +38,8 @@ typedef enum {
     MREC_HP_EPS, MREC_HP_TEMP, MREC_HP_SSL_RATIO, MREC_HP_AUGMENT, MREC_HP_AGGREGATION,
     /* MMGCN's */
     MREC_HP_MULTIMOD_DIMS, MREC_HP_GCN_AGGR, MREC_HP_CONCAT, MREC_HP_HAS_ID,
+    /* LGMRec's */
+    MREC_HP_MM_LAYERS, MREC_HP_HYPER_LAYERS, MREC_HP_HYPER_NUM, MREC_HP_KEEP_RATE, MREC_HP_ALPHA,
     MREC_HP_COUNT
 } mrec_hp;
 
@@ -151,7 +153,7 @@ typedef struct {
 
 typedef mrec_status (*mrec_model_create_fn)(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx);
 
-#define MREC_MODEL_MAX_PARAMS 12
+#define MREC_MODEL_MAX_PARAMS 14
 #define MREC_MODEL_MAX_FIXED 4
 
 typedef struct {

@@ -88,6 +88,17 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
                         .help = "combine a layer's graph and own parts side by side (True) or by a sum (False)"},
     [MREC_HP_HAS_ID] = {"has_id", "--has-id", .type = MREC_PARAM_ENUM, .choices = BOOLS, .def = {1}, .meta = "False|True",
                         .help = "add the id embeddings to each layer's own part"},
+    /* LGMRec's */
+    [MREC_HP_MM_LAYERS] = {"mm_layers", "--mm-layers", .type = MREC_PARAM_INT, .range = WHOLE(0, 16), .def = {2}, .meta = "N",
+                           .help = "propagations of the modality embeddings over the user-item graph"},
+    [MREC_HP_HYPER_LAYERS] = {"hyper_layers", "--hyper-layers", .type = MREC_PARAM_INT, .range = WHOLE(1, 8), .def = {1}, .meta = "N",
+                              .help = "hypergraph layers"},
+    [MREC_HP_HYPER_NUM] = {"hyper_num", "--hyper-num", .type = MREC_PARAM_INT, .range = WHOLE(1, 4096), .def = {4}, .meta = "N",
+                           .help = "hyperedges per modality"},
+    [MREC_HP_KEEP_RATE] = {"keep_rate", "--keep-rate", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_LO), .def = {0.5},
+                           .meta = "P", .help = "share of the hyperedge dependencies kept by dropout while training"},
+    [MREC_HP_ALPHA] = {"alpha", "--alpha", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {0.3}, .meta = "X",
+                       .help = "weight of the global (hypergraph) embeddings against the local ones"},
 };
 
 const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
@@ -316,6 +327,25 @@ static mrec_status create_mmgcn(mrec_model *m, const mrec_model_inputs *in, cons
     return st;
 }
 
+static mrec_status create_lgmrec(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    /* the reference's two modalities, visual then textual; others are not read */
+    const float *xs[2] = {NULL, NULL};
+    int dims[2] = {0, 0};
+    for (int f = 0; f < in->n_feat; f++) {
+        int at = !strcmp(in->feat[f].name, "visual") ? 0 : !strcmp(in->feat[f].name, "textual") ? 1 : -1;
+        if (at >= 0) xs[at] = in->feat[f].x, dims[at] = in->feat[f].dim;
+    }
+    if (!xs[0] || !xs[1]) return mrec_fail(MREC_ERR_ARG, "lgmrec needs a visual and a textual modality");
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st)
+        st = mrec_lgmrec_create(m, in->graph, in->train, in->n_users, in->n_items, xs, dims, mrec_hp_int(p, MREC_HP_DIM),
+                                mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_int(p, MREC_HP_MM_LAYERS), mrec_hp_int(p, MREC_HP_HYPER_LAYERS),
+                                mrec_hp_int(p, MREC_HP_HYPER_NUM), mrec_hp_real(p, MREC_HP_KEEP_RATE), mrec_hp_real(p, MREC_HP_ALPHA),
+                                mrec_hp_real(p, MREC_HP_CL_WEIGHT), mrec_hp_real(p, MREC_HP_REG), &rng, ctx);
+    return st;
+}
+
 /* ---- the table ---- */
 
 /* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
@@ -410,6 +440,16 @@ static const mrec_model_entry MODELS[] = {
                 P(MREC_HP_MULTIMOD_DIMS, "factors_multimod", "multimod"), P(MREC_HP_GCN_AGGR, "aggregation", "aggregation"),
                 P(MREC_HP_CONCAT, "concatenation", "concat"), P(MREC_HP_HAS_ID, "has_id", "has_id"),
                 OWN(MREC_HP_BATCH_SIZE, "batch_size", "batch", 1024), OWN(MREC_HP_SEED, "seed", "seed", 123), OWN(MREC_HP_EPOCHS, "epochs", NULL, 200)}},
+    /* MMRec's LGMRec.yaml: its fixed values and its Baby settings (n_hyper_layer 1, hyper_num 4, keep_rate 0.5, alpha 0.3);
+     * the reference fixes tau at 0.2 */
+    {.name = "lgmrec", .elliot = "LGMRec", .summary = "local graph and global hypergraph embeddings of the modalities (MMRec)",
+     .needs = MREC_NEEDS_VISUAL_TEXTUAL, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_lgmrec,
+     .params = {P(MREC_HP_DIM, "embedding_size", "dim"), OWN(MREC_HP_LAYERS, "n_ui_layers", "layers", 2),
+                P(MREC_HP_MM_LAYERS, "n_mm_layers", "mm_layers"), P(MREC_HP_HYPER_LAYERS, "n_hyper_layer", "hyper_layers"),
+                P(MREC_HP_HYPER_NUM, "hyper_num", "hyper_num"), P(MREC_HP_KEEP_RATE, "keep_rate", "keep_rate"), P(MREC_HP_ALPHA, "alpha", "alpha"),
+                OWN(MREC_HP_CL_WEIGHT, "cl_weight", "cl", 1e-4), REG("reg_weight", "reg", 1e-6), LR, BATCH, SEED, EPOCHS},
+     .fixed = {{.key = "feat_embed_dim", .kind = MREC_FIXED_SAME, .same = MREC_HP_DIM, .why = "mrec's LGMRec adds the modality and id embeddings: the size of embedding_size"},
+               {.key = "cf_model", .kind = MREC_FIXED_TEXT, .text = "lightgcn", .why = "mrec's LGMRec's collaborative embeddings are LightGCN's (lightgcn)"}}},
 };
 
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])
