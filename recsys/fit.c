@@ -59,6 +59,13 @@ static mrec_status keep_model(mrec_fit_result *out, mrec_model *m, const mrec_us
         if (!out->users || !out->items) return mrec_fail(MREC_ERR_NOMEM, "keeping the embeddings of %d users and %d items", train->n_rows, train->n_cols);
         out->embed_dim = m->embed_dim;
         st = m->embeddings(m->self, out->users, out->items);
+    } else if (m->neighbours && m->knn_k > 0) {
+        size_t ik = (size_t)m->knn_k * train->n_cols;
+        if (!out->nbr) out->nbr = malloc(sizeof *out->nbr * ik);
+        if (!out->sim) out->sim = malloc(sizeof *out->sim * ik);
+        if (!out->nbr || !out->sim) return mrec_fail(MREC_ERR_NOMEM, "keeping %d neighbours of %d items", m->knn_k, train->n_cols);
+        out->knn_k = m->knn_k;
+        st = m->neighbours(m->self, out->nbr, out->sim);
     }
     for (int p = 0; p < m->n_params && !st; p++) {
         if (!out->param[p]) out->param[p] = malloc(sizeof(float) * (size_t)m->size[p]);
@@ -70,7 +77,7 @@ static mrec_status keep_model(mrec_fit_result *out, mrec_model *m, const mrec_us
 }
 
 void mrec_fit_result_free(mrec_fit_result *r) {
-    free(r->topk), free(r->users), free(r->items);
+    free(r->topk), free(r->users), free(r->items), free(r->nbr), free(r->sim);
     for (int p = 0; p < r->n_params; p++) free(r->param[p]);
     memset(r, 0, sizeof *r);
 }

@@ -115,6 +115,13 @@ static mrec_status itemknn_score(void *self, int u0, int n, float *scores) {
     return MREC_OK;
 }
 
+static mrec_status itemknn_neighbours(void *self, int32_t *nbr, float *sim) {
+    itemknn *m = self;
+    memcpy(nbr, m->nbr, sizeof *nbr * (size_t)m->n_items * m->k);
+    memcpy(sim, m->sim, sizeof *sim * (size_t)m->n_items * m->k);
+    return MREC_OK;
+}
+
 static void itemknn_destroy(void *self) {
     itemknn *m = self;
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
@@ -195,6 +202,7 @@ mrec_status mrec_itemknn_create(mrec_model *out, const mrec_user_items *train, i
     m->nbr = nbr, m->sim = sim, nbr = NULL, sim = NULL; /* kept for the op path */
     if (ctx->device != MREC_DEVICE_CPU && (st = place_on_device(m))) goto done;
     out->name = "ItemKNN", out->self = m, out->score = itemknn_score, out->destroy = itemknn_destroy;
+    out->knn_k = k, out->neighbours = itemknn_neighbours;
 done:
     free(icol_ptr), free(fill), free(icol), free(nbr), free(sim), free(rows), free(touched);
     if (st && m) itemknn_destroy(m);

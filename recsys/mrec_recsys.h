@@ -537,6 +537,12 @@ typedef struct {
      * NULL (and embed_dim 0) for a model whose scores are not such a product. */
     int embed_dim;
     mrec_status (*embeddings)(void *self, float *users, float *items);
+    /* Or, when the scores are sums of item-item similarities over the
+     * user's training items (ItemKNN: score(u, i) = sum of sim(i, j) over the
+     * user's items j among i's neighbours): the neighbour lists, knn_k per
+     * item, best first, -1 past the last (nbr (n_items, knn_k), sim alike). */
+    int knn_k;
+    mrec_status (*neighbours)(void *self, int32_t *nbr, float *sim);
     void (*destroy)(void *self);
 } mrec_model;
 
@@ -667,6 +673,9 @@ typedef struct {
      * embeddings (NULL without m->embeddings) and a copy of each parameter */
     float *users, *items;          /* (n_users, embed_dim), (n_items, embed_dim) */
     int embed_dim, n_params;
+    int32_t *nbr;                  /* or the neighbour lists (m->neighbours): (n_items, knn_k) */
+    float *sim;
+    int knn_k;
     float *param[MREC_MAX_PARAMS]; /* (m->size[p]) */
 } mrec_fit_result;
 
@@ -701,7 +710,13 @@ typedef struct {
     char params[512];           /* its hyper-parameters as a run reports them */
     int best_epoch;
     int n_users, n_items, dim;
-    float *users, *items;       /* (n_users, dim), (n_items, dim) */
+    float *users, *items;       /* (n_users, dim), (n_items, dim); NULL for a neighbour model */
+    int knn_k;                  /* > 0: scores are neighbour sums (ItemKNN), from these instead of users and items */
+    int32_t *nbr;               /* (n_items, knn_k) best first, -1 past the last */
+    float *sim;                 /* (n_items, knn_k) */
+    int64_t *by_ptr;            /* (n_items + 1) mrec_saved_read: for item j, the items keeping it as a neighbour */
+    int32_t *by_item;
+    float *by_sim;
     int64_t *seen_ptr;          /* (n_users + 1) */
     int32_t *seen;              /* (seen_ptr[n_users]) each user's training items */
     char **user_ids, **item_ids;
@@ -736,7 +751,7 @@ mrec_status mrec_saved_user_scores(const mrec_saved_model *m, mrec_context *ctx,
 mrec_status mrec_saved_recommend(const mrec_saved_model *m, mrec_context *ctx, int user, int k, int32_t *items, float *scores,
                                  int *n, float *rows);
 /* The k items nearest the item by cosine of the saved item vectors, itself
- * left out: *n of them, with the cosines. */
+ * left out (ItemKNN: its own neighbours and similarities): *n of them. */
 mrec_status mrec_saved_similar(const mrec_saved_model *m, mrec_context *ctx, int item, int k, int32_t *items, float *sims, int *n,
                                float *rows);
 

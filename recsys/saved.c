@@ -3,7 +3,11 @@
  * A saved model is a folder:
  *   model.safetensors  "users" (n_users, d) and "items" (n_items, d), F32:
  *                      the model's scores as their dot products at the best
- *                      epoch; "seen.row_ptr" (n_users + 1) I64 and
+ *                      epoch (metadata scores "dot"); for ItemKNN instead
+ *                      "neighbours.items" (n_items, k) I32 and
+ *                      "neighbours.sims" F32, its scores being sums of
+ *                      these over the user's items ("neighbours");
+ *                      "seen.row_ptr" (n_users + 1) I64 and
  *                      "seen.items" (nnz) I32: each user's training items,
  *                      left out of recommendations; "param.<p>" F32: the
  *                      trained parameters, to train on from them. Its
@@ -130,9 +134,9 @@ int mrec_saved_find(const mrec_saved_index *ix, const char *id) {
 /* ---- writing ---- */
 
 mrec_status mrec_saved_write(const char *dir, const mrec_saved_model *m) {
-    if (m->dim < 1 || !m->users || !m->items)
-        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: %s scores are not a dot product of user and item vectors; it cannot be saved",
-                         dir, m->model);
+    int knn = m->knn_k > 0;
+    if (knn ? !m->nbr || !m->sim : m->dim < 1 || !m->users || !m->items)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: the %s has neither vectors nor neighbour lists to save", dir, m->model);
     if (m->n_params > MREC_MAX_PARAMS) return mrec_fail(MREC_ERR_ARG, "%s: %d parameters", dir, m->n_params);
     char path[4200];
     uint32_t ucrc, icrc;
@@ -145,6 +149,7 @@ mrec_status mrec_saved_write(const char *dir, const mrec_saved_model *m) {
     enum { FIXED = 4 };
     int n_t = FIXED + m->n_params;
     int64_t nnz = m->seen_ptr[m->n_users];
+    /* what the scores are made of: the vectors, or the neighbour lists */
     int64_t shapes[FIXED + MREC_MAX_PARAMS][2] = {{m->n_users, m->dim}, {m->n_items, m->dim}, {m->n_users + 1}, {nnz}};
     char names[FIXED + MREC_MAX_PARAMS][32] = {"users", "items", "seen.row_ptr", "seen.items"};
     mrec_st_tensor_in t[FIXED + MREC_MAX_PARAMS] = {
@@ -155,6 +160,13 @@ mrec_status mrec_saved_write(const char *dir, const mrec_saved_model *m) {
     };
     size_t bytes[FIXED + MREC_MAX_PARAMS] = {sizeof(float) * (size_t)m->n_users * m->dim, sizeof(float) * (size_t)m->n_items * m->dim,
                                              sizeof(int64_t) * ((size_t)m->n_users + 1), sizeof(int32_t) * (size_t)nnz};
+    if (knn) {
+        snprintf(names[0], sizeof names[0], "neighbours.items"), snprintf(names[1], sizeof names[1], "neighbours.sims");
+        shapes[0][0] = shapes[1][0] = m->n_items, shapes[0][1] = shapes[1][1] = m->knn_k;
+        t[0] = (mrec_st_tensor_in){names[0], MREC_I32, 2, shapes[0], m->nbr};
+        t[1] = (mrec_st_tensor_in){names[1], MREC_F32, 2, shapes[1], m->sim};
+        bytes[0] = sizeof(int32_t) * (size_t)m->n_items * m->knn_k, bytes[1] = sizeof(float) * (size_t)m->n_items * m->knn_k;
+    }
     for (int p = 0; p < m->n_params; p++) {
         snprintf(names[FIXED + p], sizeof names[0], "param.%d", p);
         shapes[FIXED + p][0] = m->size[p], bytes[FIXED + p] = sizeof(float) * (size_t)m->size[p];
@@ -169,6 +181,7 @@ mrec_status mrec_saved_write(const char *dir, const mrec_saved_model *m) {
     snprintf(keys[n_meta], sizeof keys[0], "version"), META(FORMAT_VERSION);
     snprintf(keys[n_meta], sizeof keys[0], "model"), META("%s", m->model);
     snprintf(keys[n_meta], sizeof keys[0], "params"), META("%s", m->params);
+    snprintf(keys[n_meta], sizeof keys[0], "scores"), META(knn ? "neighbours" : "dot");
     snprintf(keys[n_meta], sizeof keys[0], "best_epoch"), META("%d", m->best_epoch);
     snprintf(keys[n_meta], sizeof keys[0], "crc32.users.tsv"), META("%08" PRIx32, ucrc);
     snprintf(keys[n_meta], sizeof keys[0], "crc32.items.tsv"), META("%08" PRIx32, icrc);
@@ -186,8 +199,9 @@ mrec_status mrec_saved_write(const char *dir, const mrec_saved_model *m) {
     if ((st = mrec_atomic_begin(&af, path))) return st;
     fprintf(af.f, "{\n  \"format\": \"%s\",\n  \"version\": %s,\n  \"model\": \"%s\",\n  \"params\": \"%s\",\n", FORMAT_NAME,
             FORMAT_VERSION, m->model, m->params);
-    fprintf(af.f, "  \"best_epoch\": %d,\n  \"users\": %d,\n  \"items\": %d,\n  \"dim\": %d,\n  \"training_pairs\": %" PRId64 ",\n",
-            m->best_epoch, m->n_users, m->n_items, m->dim, nnz);
+    fprintf(af.f, "  \"best_epoch\": %d,\n  \"users\": %d,\n  \"items\": %d,\n  \"scores\": \"%s\",\n  \"%s\": %d,\n",
+            m->best_epoch, m->n_users, m->n_items, knn ? "neighbours" : "dot", knn ? "neighbours" : "dim", knn ? m->knn_k : m->dim);
+    fprintf(af.f, "  \"training_pairs\": %" PRId64 ",\n", nnz);
     fprintf(af.f, "  \"parameters\": [");
     for (int p = 0; p < m->n_params; p++) fprintf(af.f, "%s%" PRId64, p ? ", " : "", m->size[p]);
     fprintf(af.f, "]\n}\n");
@@ -242,6 +256,32 @@ static mrec_status meta_int(const mrec_safetensors *st, const char *key, int64_t
     return MREC_OK;
 }
 
+/* For each item j, the items i keeping it as a neighbour with sim(i, j), in
+ * the order ItemKNN's scoring walks them (i, then rank, ascending), so that
+ * a user's sums are added in the same order and come out the same bits. */
+static mrec_status transpose_neighbours(mrec_saved_model *m, const char *path) {
+    size_t ik = (size_t)m->n_items * m->knn_k;
+    int64_t *fill = calloc((size_t)m->n_items + 1, sizeof *fill);
+    m->by_ptr = calloc((size_t)m->n_items + 1, sizeof *m->by_ptr);
+    m->by_item = malloc(sizeof *m->by_item * (ik + 1)), m->by_sim = malloc(sizeof *m->by_sim * (ik + 1));
+    if (!fill || !m->by_ptr || !m->by_item || !m->by_sim) {
+        free(fill);
+        return mrec_fail(MREC_ERR_NOMEM, "%s: neighbour lists", path);
+    }
+    for (size_t e = 0; e < ik; e++)
+        if (m->nbr[e] >= 0) m->by_ptr[m->nbr[e] + 1]++;
+    for (int j = 0; j < m->n_items; j++) m->by_ptr[j + 1] += m->by_ptr[j];
+    for (int i = 0; i < m->n_items; i++)
+        for (int r = 0; r < m->knn_k; r++) {
+            int j = m->nbr[(size_t)i * m->knn_k + r];
+            if (j < 0) continue;
+            int64_t at = m->by_ptr[j] + fill[j]++;
+            m->by_item[at] = i, m->by_sim[at] = m->sim[(size_t)i * m->knn_k + r];
+        }
+    free(fill);
+    return MREC_OK;
+}
+
 mrec_status mrec_saved_read(mrec_saved_model *m, const char *dir) {
     memset(m, 0, sizeof *m);
     char path[4200];
@@ -264,15 +304,39 @@ mrec_status mrec_saved_read(mrec_saved_model *m, const char *dir) {
         int64_t best = 0;
         if (!(s = meta_int(&st, "best_epoch", 0, INT32_MAX, &best))) m->best_epoch = (int)best;
     }
-    /* the counts come from the shapes of users and items, then everything is checked against them */
-    const mrec_st_entry *u = s ? NULL : mrec_safetensors_find(&st, "users"), *i = s ? NULL : mrec_safetensors_find(&st, "items");
-    if (!s && (!u || !i || u->ndim != 2 || i->ndim != 2 || u->shape[1] != i->shape[1] || u->shape[0] < 1 || i->shape[0] < 1 ||
-               u->shape[0] >= INT32_MAX || i->shape[0] >= INT32_MAX || u->shape[1] < 1 || u->shape[1] > (1 << 20)))
-        s = mrec_fail(MREC_ERR_SHAPE, "%s: users and items must be (n_users, d) and (n_items, d) tensors", path);
-    if (!s) m->n_users = (int)u->shape[0], m->n_items = (int)i->shape[0], m->dim = (int)u->shape[1];
-    int64_t su[2] = {m->n_users, m->dim}, si[2] = {m->n_items, m->dim}, sp[1] = {(int64_t)m->n_users + 1};
-    if (!s) s = take(&st, "users", MREC_F32, 2, su, (void **)&m->users);
-    if (!s) s = take(&st, "items", MREC_F32, 2, si, (void **)&m->items);
+    /* what the scores are made of; the counts come from those tensors' shapes, then everything is checked against them */
+    const char *scores = s ? NULL : mrec_safetensors_meta(&st, "scores");
+    int knn = scores && !strcmp(scores, "neighbours");
+    if (!s && (!scores || (!knn && strcmp(scores, "dot"))))
+        s = mrec_fail(MREC_ERR_FORMAT, "%s: metadata scores is %s (dot or neighbours)", path, scores ? scores : "missing");
+    const mrec_st_entry *rp = s ? NULL : mrec_safetensors_find(&st, "seen.row_ptr");
+    if (!s && (!rp || rp->ndim != 1 || rp->shape[0] < 2 || rp->shape[0] > INT32_MAX))
+        s = mrec_fail(MREC_ERR_SHAPE, "%s: seen.row_ptr must be (n_users + 1)", path);
+    if (!s) m->n_users = (int)(rp->shape[0] - 1);
+    if (!s && knn) {
+        const mrec_st_entry *a = mrec_safetensors_find(&st, "neighbours.items"), *b = mrec_safetensors_find(&st, "neighbours.sims");
+        if (!a || !b || a->ndim != 2 || b->ndim != 2 || a->shape[0] != b->shape[0] || a->shape[1] != b->shape[1] || a->shape[0] < 1 ||
+            a->shape[0] >= INT32_MAX || a->shape[1] < 1 || a->shape[1] > a->shape[0])
+            s = mrec_fail(MREC_ERR_SHAPE, "%s: neighbours.items and neighbours.sims must be (n_items, k) tensors", path);
+        if (!s) m->n_items = (int)a->shape[0], m->knn_k = (int)a->shape[1];
+        int64_t sk[2] = {m->n_items, m->knn_k};
+        if (!s) s = take(&st, "neighbours.items", MREC_I32, 2, sk, (void **)&m->nbr);
+        if (!s) s = take(&st, "neighbours.sims", MREC_F32, 2, sk, (void **)&m->sim);
+        for (size_t e = 0; !s && e < (size_t)m->n_items * m->knn_k; e++)
+            if (m->nbr[e] < -1 || m->nbr[e] >= m->n_items || !isfinite(m->sim[e]))
+                s = mrec_fail(MREC_ERR_FORMAT, "%s: neighbour %zu of item %zu is not an item or its similarity not finite", path,
+                              e % (size_t)m->knn_k, e / (size_t)m->knn_k);
+    } else if (!s) {
+        const mrec_st_entry *u = mrec_safetensors_find(&st, "users"), *i = mrec_safetensors_find(&st, "items");
+        if (!u || !i || u->ndim != 2 || i->ndim != 2 || u->shape[1] != i->shape[1] || u->shape[0] != m->n_users || i->shape[0] < 1 ||
+            i->shape[0] >= INT32_MAX || u->shape[1] < 1 || u->shape[1] > (1 << 20))
+            s = mrec_fail(MREC_ERR_SHAPE, "%s: users and items must be (n_users, d) and (n_items, d) tensors", path);
+        if (!s) m->n_items = (int)i->shape[0], m->dim = (int)u->shape[1];
+        int64_t su[2] = {m->n_users, m->dim}, si[2] = {m->n_items, m->dim};
+        if (!s) s = take(&st, "users", MREC_F32, 2, su, (void **)&m->users);
+        if (!s) s = take(&st, "items", MREC_F32, 2, si, (void **)&m->items);
+    }
+    int64_t sp[1] = {(int64_t)m->n_users + 1};
     if (!s) s = take(&st, "seen.row_ptr", MREC_I64, 1, sp, (void **)&m->seen_ptr);
     const mrec_st_entry *seen = s ? NULL : mrec_safetensors_find(&st, "seen.items");
     if (!s && (!seen || seen->ndim != 1 || m->seen_ptr[0] != 0 || m->seen_ptr[m->n_users] != seen->shape[0]))
@@ -298,7 +362,8 @@ mrec_status mrec_saved_read(mrec_saved_model *m, const char *dir) {
     }
     for (int k = 0; !s && k < st.n_tensors; k++) { /* nothing else: a name we do not know is a file we do not understand */
         const char *n = st.tensors[k].name;
-        int known = !strcmp(n, "users") || !strcmp(n, "items") || !strcmp(n, "seen.row_ptr") || !strcmp(n, "seen.items");
+        int known = (knn ? !strcmp(n, "neighbours.items") || !strcmp(n, "neighbours.sims") : !strcmp(n, "users") || !strcmp(n, "items")) ||
+                    !strcmp(n, "seen.row_ptr") || !strcmp(n, "seen.items");
         int p;
         char tail;
         if (!known && sscanf(n, "param.%d%c", &p, &tail) == 1 && p >= 0 && p < m->n_params) known = 1;
@@ -312,9 +377,10 @@ mrec_status mrec_saved_read(mrec_saved_model *m, const char *dir) {
     if (!s) s = index_ids(&m->user_index, m->user_ids, m->n_users, path);
     if (!s) snprintf(path, sizeof path, "%s/items.tsv", dir), s = read_ids(path, m->n_items, icrc, &m->item_ids);
     if (!s) s = index_ids(&m->item_index, m->item_ids, m->n_items, path);
-    if (!s && !(m->item_unit = malloc(sizeof *m->item_unit * (size_t)m->n_items * m->dim)))
+    if (!s && knn) s = transpose_neighbours(m, path);
+    if (!s && !knn && !(m->item_unit = malloc(sizeof *m->item_unit * (size_t)m->n_items * m->dim)))
         s = mrec_fail(MREC_ERR_NOMEM, "%s: unit vectors of %d items", dir, m->n_items);
-    for (int i = 0; !s && i < m->n_items; i++) { /* for mrec_saved_similar; a zero vector is similar to nothing */
+    for (int i = 0; !s && !knn && i < m->n_items; i++) { /* for mrec_saved_similar; a zero vector is similar to nothing */
         const float *v = m->items + (size_t)i * m->dim;
         double ss = 0;
         for (int d = 0; d < m->dim; d++) ss += (double)v[d] * v[d];
@@ -333,6 +399,7 @@ mrec_status mrec_saved_read(mrec_saved_model *m, const char *dir) {
 
 void mrec_saved_free(mrec_saved_model *m) {
     free(m->users), free(m->items), free(m->item_unit), free(m->seen_ptr), free(m->seen);
+    free(m->nbr), free(m->sim), free(m->by_ptr), free(m->by_item), free(m->by_sim);
     for (int p = 0; p < m->n_params; p++) free(m->param[p]);
     for (int k = 0; m->user_ids && k < m->n_users; k++) free(m->user_ids[k]);
     for (int k = 0; m->item_ids && k < m->n_items; k++) free(m->item_ids[k]);
@@ -342,9 +409,22 @@ void mrec_saved_free(mrec_saved_model *m) {
 
 /* ---- answering from a saved model ---- */
 
+/* ItemKNN's sums for user u, in its order: the user's items ascending, each one's keepers in turn. */
+static void neighbour_row(const mrec_saved_model *m, int u, float *row) {
+    memset(row, 0, sizeof *row * (size_t)m->n_items);
+    for (int64_t q = m->seen_ptr[u]; q < m->seen_ptr[u + 1]; q++) {
+        int j = m->seen[q];
+        for (int64_t p = m->by_ptr[j]; p < m->by_ptr[j + 1]; p++) row[m->by_item[p]] += m->by_sim[p];
+    }
+}
+
 mrec_status mrec_saved_score(void *scorer, int u0, int n, float *scores) {
     const mrec_saved_scorer *s = scorer;
     const mrec_saved_model *m = s->m;
+    if (m->knn_k > 0) {
+        for (int b = 0; b < n; b++) neighbour_row(m, u0 + b, scores + (size_t)b * m->n_items);
+        return MREC_OK;
+    }
     return mrec_gemm(s->ctx, scores, m->users + (size_t)u0 * m->dim, m->items, NULL, 1, 0, 0, 1, n, m->n_items, m->dim, m->dim,
                      m->dim, m->n_items);
 }
@@ -364,6 +444,7 @@ static mrec_status best_of_row(mrec_context *ctx, const float *row, int n_items,
  * at most MREC_GEMM_FEW_ROWS rows; so u is scored in a GEMM of the same
  * kind, of 1 or FEW_ROWS + 1 rows. */
 mrec_status mrec_saved_user_scores(const mrec_saved_model *m, mrec_context *ctx, int u, float *rows, float **row) {
+    if (m->knn_k > 0) return neighbour_row(m, u, rows), *row = rows, MREC_OK;
     int u0 = u / MREC_RANK_BLOCK * MREC_RANK_BLOCK, in_block = m->n_users - u0 < MREC_RANK_BLOCK ? m->n_users - u0 : MREC_RANK_BLOCK;
     int tall = in_block > MREC_GEMM_FEW_ROWS, first = u;
     if (tall && first + MREC_GEMM_FEW_ROWS + 1 > m->n_users) first = m->n_users - (MREC_GEMM_FEW_ROWS + 1);
@@ -382,6 +463,15 @@ mrec_status mrec_saved_recommend(const mrec_saved_model *m, mrec_context *ctx, i
 
 mrec_status mrec_saved_similar(const mrec_saved_model *m, mrec_context *ctx, int item, int k, int32_t *items, float *sims, int *n,
                                float *row) {
+    if (m->knn_k > 0) { /* ItemKNN's own neighbours, best first */
+        int kept = 0;
+        for (int r = 0; r < m->knn_k && kept < k; r++) {
+            int j = m->nbr[(size_t)item * m->knn_k + r];
+            if (j >= 0) items[kept] = j, sims[kept++] = m->sim[(size_t)item * m->knn_k + r];
+        }
+        *n = kept;
+        return MREC_OK;
+    }
     mrec_status st = mrec_gemm(ctx, row, m->item_unit + (size_t)item * m->dim, m->item_unit, NULL, 1, 0, 0, 1, 1, m->n_items, m->dim,
                                m->dim, m->dim, m->n_items);
     if (st) return st;

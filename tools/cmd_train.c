@@ -127,7 +127,7 @@ static const char NOTES[] =
     "--save MODEL_DIR keeps the model as it was at the best epoch: model.safetensors (the users' and items' vectors\n"
     "whose dot products are its scores, each user's training items, the trained parameters, checksums), users.tsv,\n"
     "items.tsv and model.json. mrec recommend and mrec similar answer from it, and so does the C library\n"
-    "(include/mrec.h). ItemKNN, whose scores are not such a product, cannot be saved. --overwrite covers it too.\n"
+    "(include/mrec.h). ItemKNN keeps its neighbour lists instead of vectors. --overwrite covers it too.\n"
     "--restore MODEL_DIR starts training from a saved model's parameters; the model, its users and items (in\n"
     "order) and its parameter shapes must be the same, or the run stops naming the difference.\n";
 

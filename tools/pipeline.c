@@ -379,6 +379,7 @@ static mrec_status keep_saved(mrec_train_result *r, mrec_fit_result *fr, const m
     snprintf(sv->params, sizeof sv->params, "%s", r->params);
     sv->best_epoch = fr->best_epoch, sv->n_users = train->n_rows, sv->n_items = train->n_cols, sv->dim = fr->embed_dim;
     sv->users = fr->users, sv->items = fr->items, fr->users = fr->items = NULL;
+    sv->knn_k = fr->knn_k, sv->nbr = fr->nbr, sv->sim = fr->sim, fr->nbr = NULL, fr->sim = NULL;
     sv->n_params = fr->n_params;
     for (int p = 0; p < fr->n_params; p++) sv->param[p] = fr->param[p], sv->size[p] = m->size[p], fr->param[p] = NULL;
     fr->n_params = 0;
@@ -423,7 +424,7 @@ static mrec_status restore_params(const char *dir, const mrec_train_result *r, m
 }
 
 mrec_status mrec_train_save(const char *dir, mrec_train_result *r) {
-    if (!r->saved.users) return mrec_fail(MREC_ERR_ARG, "%s: the run kept no model to save", dir);
+    if (!r->saved.users && !r->saved.nbr) return mrec_fail(MREC_ERR_ARG, "%s: the run kept no model to save", dir);
     r->saved.user_ids = r->ids.user_names, r->saved.item_ids = r->ids.item_names;
     mrec_status st = mrec_saved_write(dir, &r->saved);
     r->saved.user_ids = r->saved.item_ids = NULL; /* they belong to r->ids */
@@ -483,9 +484,9 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
                             .item_feat = item_feat, .feat_dim = feat_dim, .log = s->log, .log_ctx = s->log_ctx};
     if (!st && (e->flags & MREC_MODEL_GRAPH_CACHE)) in.cache_dir = cache_folder(s, cache_buf, sizeof cache_buf);
     if (!st) STEP("model", mrec_model_build(&built, e, &in, &r->values, ctx));
-    if (!st && s->keep_model && !built.model.embeddings)
-        STEP("model", mrec_fail(MREC_ERR_UNSUPPORTED, "%s cannot be saved: its scores are not a dot product of user and item "
-                                                      "vectors", e->name));
+    if (!st && s->keep_model && !built.model.embeddings && !built.model.neighbours)
+        STEP("model", mrec_fail(MREC_ERR_UNSUPPORTED, "%s cannot be saved: it keeps neither vectors nor neighbour lists to score with",
+                                e->name));
     if (!st) {
         r->trains = built.model.loss_grad != NULL;
         snprintf(r->model_name, sizeof r->model_name, "%s", built.model.name ? built.model.name : e->name);
