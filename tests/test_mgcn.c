@@ -15,11 +15,13 @@
  * on a d = 4 model. The registry's keys and defaults, and `mrec train
  * --model mgcn --save` on TikTok's real features (skipped without
  * ../shared/data) followed by `mrec recommend --all`, which must give the
- * run's recommendations.tsv, through the binary in $MREC_BIN.
+ * run's recommendations.tsv, and an Elliot config with MMRec's keys, through
+ * the binary in $MREC_BIN.
  */
 #include "harness.h"
 #include "model_checks.h"
 
+#include "../nn/mrec_npy.h"
 #include "../recsys/mrec_recsys.h"
 #include "../recsys/mrec_registry.h"
 
@@ -27,6 +29,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -332,6 +335,78 @@ static void test_train_tiktok(const char *bin, const char *dir) {
     free(got), free(folded), free(want);
 }
 
+/* An Elliot config naming MGCN with MMRec's keys, a grid over cl_loss (epochs cut to 2) */
+static void test_config(const char *bin, const char *dir) {
+    char path[4200];
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        FILE *f = fopen(path, "w");
+        for (int u = 0; u < 60 && f; u++)
+            for (int j = 0; j < 8; j++) {
+                int item = (u / 3 + j * 2 + (j % 2)) % 40, split = j < 6 ? 0 : j - 5;
+                if (split == s) fprintf(f, "u%d\ti%d\t1\n", u, item);
+            }
+        if (f) fclose(f);
+    }
+    uint64_t seed = 11;
+    for (int m = 0; m < 2; m++) {
+        snprintf(path, sizeof path, "%s/%s", dir, m ? "text" : "img");
+        mkdir(path, 0755);
+        for (int i = 0; i < 40; i++) {
+            float x[12];
+            int64_t shape[1] = {m ? 12 : 8};
+            t_fill_uniform(x, 12, &seed, 0, 1); /* nonnegative: every similarity sum is too */
+            snprintf(path, sizeof path, "%s/%s/i%d.npy", dir, m ? "text" : "img", i);
+            mrec_npy_write(path, MREC_NPY_F32, 1, shape, x);
+        }
+    }
+    const char *config = "experiment:\n"
+                         "  dataset: tiny\n"
+                         "  data_config:\n"
+                         "    strategy: fixed\n"
+                         "    train_path: train.tsv\n"
+                         "    validation_path: val.tsv\n"
+                         "    test_path: test.tsv\n"
+                         "    side_information:\n"
+                         "      - dataloader: VisualAttribute\n"
+                         "        visual_features: img\n"
+                         "      - dataloader: TextualAttribute\n"
+                         "        textual_features: text\n"
+                         "  top_k: 20\n"
+                         "  evaluation:\n"
+                         "    cutoffs: [10, 20]\n"
+                         "    simple_metrics: [Recall, nDCG]\n"
+                         "  models:\n"
+                         "    MGCN:\n"
+                         "      meta:\n"
+                         "        verbose: True\n"
+                         "        validation_rate: 1\n"
+                         "        validation_metric: Recall@20\n"
+                         "      lr: 0.001\n"
+                         "      epochs: 2\n"
+                         "      factors: 16\n"
+                         "      n_ui_layers: 2\n"
+                         "      n_layers: 1\n"
+                         "      knn_k: 5\n"
+                         "      reg_weight: 1e-4\n"
+                         "      cl_loss: [ 0.01, 0.1 ]\n"
+                         "      lr_sched: (0.96, 50)\n"
+                         "      batch_size: 64\n"
+                         "      seed: 999\n";
+    snprintf(path, sizeof path, "%s/mgcn.yml", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs(config, f), fclose(f);
+    char cmd[9000], out[65536];
+    snprintf(cmd, sizeof cmd, "cd %s && %s train mgcn.yml --out res --threads 1 2>&1", dir, bin);
+    int rc = run_bin(cmd, out, sizeof out);
+    int rows = 0;
+    for (const char *s = out; (s = strstr(s, "MGCN dim=16,layers=2,item_layers=1")); s++) rows++;
+    t_check(rc == 0 && rows >= 2 && strstr(out, "knn_k=5") && strstr(out, "cl=0.1") && strstr(out, "features=visual+textual"),
+            "mrec train on an Elliot config naming MGCN with MMRec's keys (a grid of 2): exit %d, %d rows%s%.900s", rc, rows, rc ? "\n" : "",
+            rc ? out : "");
+}
+
 static void test_cli(void) {
     const char *bin = getenv("MREC_BIN");
     if (!bin) {
@@ -345,6 +420,7 @@ static void test_cli(void) {
     int rc = run_bin(cmd, out, sizeof out);
     t_check(rc == 0 && strstr(out, "mgcn") && strstr(out, "--item-layers"), "mrec train --help lists mgcn and --item-layers");
     test_train_tiktok(bin, dir);
+    test_config(bin, dir);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
