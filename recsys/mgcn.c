@@ -29,9 +29,10 @@
  * values are b. Â is symmetric: its transposed products are its own.
  *
  * One path, through the op entries only: every array (weights, gradients,
- * moments' inputs, activations, the graphs) is carved from one allocation on
- * the context's device, so the same code trains on the CPU and a GPU; only
- * the loss's numbers come back to the host. The kNN graphs are built on the
+ * activations, the graphs) is carved from one allocation on the context's
+ * device, so the same code trains on the CPU and a GPU; only the loss's
+ * numbers come back to the host (the contrastive rows' buffers are a second
+ * allocation, grown with the largest batch). The kNN graphs are built on the
  * host once (recsys/knn.c's rows) and not cached: their weights are the
  * similarities, which FREEDOM's cached graph does not keep.
  */
