@@ -862,5 +862,29 @@ mrec_status mrec_lgmrec_create(mrec_model *m, const mrec_graph *adj, const mrec_
  * drawing it: noise[m] ((n_items + n_users), hyper_num), the items' rows
  * then the users'. */
 mrec_status mrec_lgmrec_set_noise(mrec_model *m, const float *const *noise);
+/* MGCN as MMRec (src/models/mgcn.py): per modality the item id embeddings
+ * gated by a sigmoid of the projected features (feat (n_items, feat_dim[m]),
+ * copied and trained), item_layers products with that modality's kNN graph
+ * (mrec_mgcn_item_graph), users as the normalized sums of their items;
+ * LightGCN's layer mean (ui_layers) over adj (mrec_mgcn_graph) as the id
+ * view; the modality views fused by a softmax attention over them and the
+ * id view's preference gates; final = id view + fused view. Loss: mean
+ * softplus BPR on final, reg / (2 batch_size) times the batch's squared
+ * final rows, cl times InfoNCE (temperature temp) between the fused and id
+ * views of the batch's users and of its positives. Trains on the context's
+ * device (the op entries only): param and grad are that device's memory;
+ * the graphs are copied there and not kept. */
+mrec_status mrec_mgcn_create(mrec_model *m, const mrec_graph *adj, const mrec_graph *item_graph, int n_users, int n_items,
+                             const float *const *feat, const int *feat_dim, int n_modalities, int dim, int ui_layers, int item_layers,
+                             float reg, float cl, float temp, int batch_size, mrec_rng *rng, mrec_context *ctx);
+/* MGCN's Â: the bipartite adjacency of the training pairs (nodes as in
+ * mrec_graph_normalized), D^-1/2 A D^-1/2 without the 1e-7, 0 where a degree is. */
+mrec_status mrec_mgcn_graph(mrec_graph *out, const mrec_user_items *train);
+/* MGCN's kNN graph of one modality: each item's k most cosine-similar items
+ * (itself included; ties to the lower id), weighted by the similarity and
+ * normalized v_ij r_i^-1/2 r_j^-1/2 with r the rows' sums (0 where a sum is);
+ * a negative sum is an error naming the item. ctx's pool computes it on the
+ * host, in blocks of rows (never n_items x n_items). */
+mrec_status mrec_mgcn_item_graph(mrec_graph *out, const float *x, int n_items, int dim, int k, mrec_context *ctx);
 
 #endif

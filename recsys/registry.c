@@ -99,6 +99,9 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
                            .meta = "P", .help = "share of the hyperedge dependencies kept by dropout while training"},
     [MREC_HP_ALPHA] = {"alpha", "--alpha", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {0.3}, .meta = "X",
                        .help = "weight of the global (hypergraph) embeddings against the local ones"},
+    /* MGCN's */
+    [MREC_HP_ITEM_LAYERS] = {"item_layers", "--item-layers", .type = MREC_PARAM_INT, .range = WHOLE(0, 16), .def = {1}, .meta = "N",
+                             .help = "propagation layers over the kNN item graphs (MGCN's n_layers)"},
 };
 
 const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
@@ -346,6 +349,36 @@ static mrec_status create_lgmrec(mrec_model *m, const mrec_model_inputs *in, con
     return st;
 }
 
+/* MGCN: Â, and one kNN graph per modality, uploaded by the model (the host copies go when it is built). */
+static mrec_status create_mgcn(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    if (in->n_feat > 4) return mrec_fail(MREC_ERR_ARG, "mgcn: at most 4 modalities");
+    const float *xs[4];
+    int dims[4], k = mrec_hp_int(p, MREC_HP_KNN_K);
+    mrec_graph knn[4] = {{0}};
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_mgcn_graph(in->graph, in->train);
+    for (int f = 0; f < in->n_feat && !st; f++) {
+        xs[f] = in->feat[f].x, dims[f] = in->feat[f].dim;
+        st = mrec_mgcn_item_graph(&knn[f], xs[f], in->n_items, dims[f], k, ctx);
+        if (st) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", mrec_error_detail());
+            mrec_fail(st, "mgcn: the %s features' item graph: %s", in->feat[f].name, why);
+        }
+    }
+    if (!st && in->log) {
+        char line[256];
+        snprintf(line, sizeof line, "item graphs: k=%d, one per modality (%d), built", k, in->n_feat);
+        in->log(in->log_ctx, line);
+    }
+    if (!st)
+        st = mrec_mgcn_create(m, in->graph, knn, in->n_users, in->n_items, xs, dims, in->n_feat, mrec_hp_int(p, MREC_HP_DIM),
+                              mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_int(p, MREC_HP_ITEM_LAYERS), mrec_hp_real(p, MREC_HP_REG),
+                              mrec_hp_real(p, MREC_HP_CL_WEIGHT), mrec_hp_real(p, MREC_HP_TEMP), mrec_hp_int(p, MREC_HP_BATCH_SIZE), &rng, ctx);
+    for (int f = 0; f < in->n_feat; f++) mrec_graph_free(&knn[f]);
+    return st;
+}
+
 /* ---- the table ---- */
 
 /* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
@@ -450,6 +483,13 @@ static const mrec_model_entry MODELS[] = {
                 OWN(MREC_HP_CL_WEIGHT, "cl_weight", "cl", 1e-4), REG("reg_weight", "reg", 1e-6), LR, BATCH, SEED, EPOCHS},
      .fixed = {{.key = "feat_embed_dim", .kind = MREC_FIXED_SAME, .same = MREC_HP_DIM, .why = "mrec's LGMRec adds the modality and id embeddings: the size of embedding_size"},
                {.key = "cf_model", .kind = MREC_FIXED_TEXT, .text = "lightgcn", .why = "mrec's LGMRec's collaborative embeddings are LightGCN's (lightgcn)"}}},
+    /* MMRec's MGCN.yaml with the authors' cl_loss for Baby (0.01, their repository's MGCN.yaml; MMRec grids 0.001 to 0.1);
+     * the temperature 0.2 is fixed in MMRec's code */
+    {.name = "mgcn", .elliot = "MGCN", .summary = "purified modality views on kNN item graphs fused by attention, InfoNCE to the id view (MMRec)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_mgcn,
+     .params = {DIM, OWN(MREC_HP_LAYERS, "n_ui_layers", "layers", 2), OWN(MREC_HP_ITEM_LAYERS, "n_layers", "item_layers", 1), LR,
+                OWN(MREC_HP_LR_DECAY, "lr_sched", "lr_decay", 0.96, 50), REG("reg_weight", "reg", 1e-4), P(MREC_HP_KNN_K, "knn_k", "knn_k"),
+                OWN(MREC_HP_CL_WEIGHT, "cl_loss", "cl", 0.01), OWN(MREC_HP_TEMP, NULL, "temp", 0.2), BATCH, SEED, EPOCHS}},
 };
 
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])

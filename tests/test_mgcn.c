@@ -1,0 +1,444 @@
+/* test_mgcn.c: MGCN as MMRec defines it (recsys/mgcn.c).
+ *
+ * Training against tools/golden/mgcn.py, a PyTorch restatement of MMRec's
+ * MGCN given the same initial weights, graph, features and batches (those of
+ * tools/golden/multimodal.py): the kNN item graphs entry by entry (1e-6),
+ * the first batch's gradients, the loss at every Adam step and every weight
+ * after the last to 1e-4, and the final embeddings, for MMRec's structure (2
+ * user-item layers, 1 item layer, the regularizer over a configured batch
+ * size other than the batch's) and another (1 and 2 layers, another
+ * temperature and k). Both sides are float32 summing in different orders
+ * (dense matrices there, sparse products here); six Adam steps of lr 0.01
+ * leave them ~1e-6 apart, while a wrong term (a gate's derivative, the
+ * softmax's, the InfoNCE temperature, the batch size of the regularizer)
+ * moves them by 1e-3 or more. Gradients against central finite differences
+ * on a d = 4 model. The registry's keys and defaults, and `mrec train
+ * --model mgcn --save` on TikTok's real features (skipped without
+ * ../shared/data) followed by `mrec recommend --all`, which must give the
+ * run's recommendations.tsv, and an Elliot config with MMRec's keys, through
+ * the binary in $MREC_BIN.
+ */
+#include "harness.h"
+#include "model_checks.h"
+
+#include "../nn/mrec_npy.h"
+#include "../recsys/mrec_recsys.h"
+#include "../recsys/mrec_registry.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    cJSON *c, *ref;
+    int U, I, d;
+    float *feat[2];
+    mrec_user_items train;
+} fixture;
+
+static const int FEAT_DIM[2] = {6, 5};
+
+static int fixture_open(fixture *fx) {
+    memset(fx, 0, sizeof *fx);
+    if (!(fx->c = read_fixture_json("tests/fixtures/multimodal/trajectory.json"))) return 0;
+    if (!(fx->ref = read_fixture_json("tests/fixtures/multimodal/mgcn.json"))) {
+        cJSON_Delete(fx->c);
+        return 0;
+    }
+    fx->U = cJSON_GetObjectItem(fx->c, "n_users")->valueint, fx->I = cJSON_GetObjectItem(fx->c, "n_items")->valueint;
+    fx->d = cJSON_GetObjectItem(fx->c, "dim")->valueint;
+    static const char *const names[2] = {"visual", "textual"};
+    for (int m = 0; m < 2; m++) {
+        fx->feat[m] = malloc(sizeof(float) * (size_t)fx->I * FEAT_DIM[m]);
+        fill_floats(fx->feat[m], cJSON_GetObjectItem(fx->c, names[m]));
+    }
+    build_train(&fx->train, cJSON_GetObjectItem(fx->c, "pairs"), fx->U, fx->I);
+    return 1;
+}
+
+static void fixture_close(fixture *fx) {
+    free(fx->feat[0]), free(fx->feat[1]);
+    mrec_user_items_free(&fx->train);
+    cJSON_Delete(fx->c), cJSON_Delete(fx->ref);
+}
+
+static int num(const cJSON *c, const char *key) { return cJSON_GetObjectItem(c, key)->valueint; }
+static float real(const cJSON *c, const char *key) { return (float)cJSON_GetObjectItem(c, key)->valuedouble; }
+
+/* A case of the fixture as mrec's model; adj and knn[2] are the caller's to free. */
+static mrec_status create_case(mrec_model *m, mrec_graph *adj, mrec_graph *knn, const fixture *fx, const cJSON *cs, int dim, mrec_rng *rng,
+                               mrec_context *ctx) {
+    const float *xs[2] = {fx->feat[0], fx->feat[1]};
+    memset(adj, 0, sizeof *adj), memset(knn, 0, 2 * sizeof *knn);
+    mrec_status st = mrec_mgcn_graph(adj, &fx->train);
+    for (int k = 0; k < 2 && !st; k++) st = mrec_mgcn_item_graph(&knn[k], xs[k], fx->I, FEAT_DIM[k], num(cs, "knn_k"), ctx);
+    if (st) return st;
+    return mrec_mgcn_create(m, adj, knn, fx->U, fx->I, xs, FEAT_DIM, 2, dim, num(cs, "ui_layers"), num(cs, "item_layers"), real(cs, "reg"),
+                            real(cs, "cl"), real(cs, "temp"), num(cs, "batch_size"), rng, ctx);
+}
+
+static void free_graphs(mrec_graph *adj, mrec_graph *knn) { mrec_graph_free(adj), mrec_graph_free(&knn[0]), mrec_graph_free(&knn[1]); }
+
+/* The kNN graphs against MMRec's dense ones; Â's rows against D^-1/2 A D^-1/2 */
+static void test_graphs(const fixture *fx, mrec_context *ctx) {
+    for (const cJSON *cs = fx->ref->child; cs; cs = cs->next) {
+        const cJSON *want = cJSON_GetObjectItem(cs, "item_graphs")->child;
+        for (int k = 0; k < 2 && want; k++, want = want->next) {
+            mrec_graph g;
+            if (!t_status(mrec_mgcn_item_graph(&g, fx->feat[k], fx->I, FEAT_DIM[k], num(cs, "knn_k"), ctx), MREC_OK, "item graph")) continue;
+            size_t n = (size_t)fx->I * fx->I;
+            float *dense = calloc(n, sizeof *dense), *ref = malloc(n * sizeof *ref);
+            fill_floats(ref, want);
+            for (int r = 0; r < fx->I; r++)
+                for (int64_t e = g.row_ptr[r]; e < g.row_ptr[r + 1]; e++) dense[(size_t)r * fx->I + g.col[e]] += g.val[e];
+            char what[96];
+            snprintf(what, sizeof what, "%s: the %s kNN graph (k %d, %lld entries) against MMRec's", cs->string, k ? "textual" : "visual",
+                     num(cs, "knn_k"), (long long)g.row_ptr[fx->I]);
+            t_allclose(what, ref, dense, (int64_t)n, 1e-6, 1e-5);
+            free(dense), free(ref), mrec_graph_free(&g);
+        }
+    }
+    mrec_graph adj;
+    if (t_status(mrec_mgcn_graph(&adj, &fx->train), MREC_OK, "mgcn graph")) {
+        int bad = 0;
+        for (int r = 0; r < adj.n_nodes; r++)
+            for (int64_t e = adj.row_ptr[r]; e < adj.row_ptr[r + 1]; e++) {
+                int c = adj.col[e];
+                double want = 1.0 / sqrt((double)(adj.row_ptr[r + 1] - adj.row_ptr[r])) / sqrt((double)(adj.row_ptr[c + 1] - adj.row_ptr[c]));
+                bad += fabs(adj.val[e] - want) > 1e-6 || (r < fx->U) == (c < fx->U);
+            }
+        t_check(bad == 0, "Â: user-item entries only, each 1 / sqrt(d_r d_c) (%d wrong)", bad);
+        mrec_graph_free(&adj);
+    }
+    /* bad input is refused by name */
+    mrec_graph g;
+    mrec_status st = mrec_mgcn_item_graph(&g, fx->feat[0], fx->I, 6, fx->I + 1, ctx);
+    t_check(st == MREC_ERR_ARG && strstr(mrec_error_detail(), "k = "), "k above the items refused: %s", mrec_error_detail());
+    float *neg = malloc(sizeof(float) * 4 * 2);
+    const float rows[8] = {1, 0, -1, 0, -1, 0.01f, -1, -0.01f}; /* item 0's 3 nearest sum below 0 */
+    memcpy(neg, rows, sizeof rows);
+    st = mrec_mgcn_item_graph(&g, neg, 4, 2, 4, ctx);
+    t_check(st == MREC_ERR_ARG && strstr(mrec_error_detail(), "item 0"), "a negative similarity sum refused by item: %s", mrec_error_detail());
+    free(neg);
+}
+
+static void test_against_pytorch(const fixture *fx, mrec_context *ctx) {
+    for (const cJSON *cs = fx->ref->child; cs; cs = cs->next) {
+        mrec_graph adj, knn[2];
+        mrec_model m;
+        mrec_rng rng = {1};
+        if (!t_status(create_case(&m, &adj, knn, fx, cs, fx->d, &rng, ctx), MREC_OK, "create mgcn %s", cs->string)) {
+            free_graphs(&adj, knn);
+            continue;
+        }
+        /* the same tensors in the same order, with PyTorch's initial values */
+        int p = 0, sizes_ok = 1;
+        for (const cJSON *w = cJSON_GetObjectItem(cs, "init")->child; w; w = w->next, p++) {
+            sizes_ok &= p < m.n_params && cJSON_GetArraySize(w) == m.size[p];
+            if (sizes_ok) fill_floats(m.param[p], w);
+        }
+        if (!t_check(sizes_ok && p == m.n_params, "%s: %d parameter tensors of PyTorch's sizes (mrec has %d)", cs->string, p, m.n_params)) {
+            mrec_model_destroy(&m), free_graphs(&adj, knn);
+            continue;
+        }
+        mrec_optimizer adam;
+        mrec_adam_init(&adam, real(cs, "lr"), 0);
+        for (int k = 0; k < m.n_params; k++) mrec_adam_add(&adam, m.param[k], m.grad[k], m.size[k]);
+        const cJSON *want = cJSON_GetObjectItem(cs, "losses")->child;
+        int step = 0, bad = 0;
+        double worst = 0;
+        for (const cJSON *b = cJSON_GetObjectItem(fx->c, "batches")->child; b && want; b = b->next, want = want->next, step++) {
+            int32_t t[3][64];
+            int nb = 0;
+            const cJSON *col = b->child;
+            for (int k = 0; k < 3; k++, col = col->next) {
+                nb = 0;
+                for (const cJSON *v = col->child; v && nb < 64; v = v->next) t[k][nb++] = v->valueint;
+            }
+            double loss = m.loss_grad(m.self, t[0], t[1], t[2], nb), err = fabs(loss - want->valuedouble);
+            worst = fmax(worst, err);
+            if (!(err <= 1e-4) && bad++ < 3) fprintf(stderr, "  %s step %d: loss %.7f, PyTorch %.7f\n", cs->string, step, loss, want->valuedouble);
+            if (step == 0) { /* the first batch's gradients against autograd's */
+                int q = 0;
+                for (const cJSON *g = cJSON_GetObjectItem(cs, "grad0")->child; g && q < m.n_params; g = g->next, q++) {
+                    float *gv = malloc(sizeof(float) * (size_t)m.size[q]);
+                    fill_floats(gv, g);
+                    char what[96];
+                    snprintf(what, sizeof what, "%s gradient %d of the first batch", cs->string, q);
+                    t_allclose(what, gv, m.grad[q], m.size[q], 1e-6, 1e-4);
+                    free(gv);
+                }
+            }
+            mrec_adam_step_active(&adam, m.active, ctx);
+        }
+        t_check(bad == 0 && step == 6, "%s: loss at each of %d Adam steps within 1e-4 of PyTorch (worst %.2g)", cs->string, step, worst);
+        printf("  %s: losses over %d Adam steps at most %.2g from PyTorch's\n", cs->string, step, worst);
+        p = 0;
+        for (const cJSON *w = cJSON_GetObjectItem(cs, "weights")->child; w; w = w->next, p++) {
+            float *wv = malloc(sizeof(float) * (size_t)m.size[p]);
+            fill_floats(wv, w);
+            char what[96];
+            snprintf(what, sizeof what, "%s parameter %d after 6 steps", cs->string, p);
+            t_allclose(what, wv, m.param[p], m.size[p], 1e-4, 0);
+            free(wv);
+        }
+        /* the final embeddings after the steps, and scores as their dot products */
+        int U = fx->U, I = fx->I, d = fx->d;
+        float *users = malloc(sizeof(float) * (size_t)(U + I) * d), *items = users + (size_t)U * d;
+        float *ref = malloc(sizeof(float) * (size_t)(U + I) * d), *scores = malloc(sizeof(float) * (size_t)I * 2);
+        fill_floats(ref, cJSON_GetObjectItem(cs, "final"));
+        if (t_status(m.prepare(m.self), MREC_OK, "prepare") && t_status(m.embeddings(m.self, users, items), MREC_OK, "embeddings") &&
+            t_status(m.score(m.self, 3, 2, scores), MREC_OK, "score")) {
+            char what[96];
+            snprintf(what, sizeof what, "%s: final embeddings after 6 steps", cs->string);
+            t_allclose(what, ref, users, (int64_t)(U + I) * d, 1e-4, 0);
+            double err = 0;
+            for (int u = 0; u < 2; u++)
+                for (int i = 0; i < I; i++) {
+                    double s = 0;
+                    for (int e = 0; e < d; e++) s += (double)users[(size_t)(3 + u) * d + e] * items[(size_t)i * d + e];
+                    err = fmax(err, fabs(s - scores[(size_t)u * I + i]));
+                }
+            t_check(err < 1e-5, "%s: scores are the embeddings' dot products (max error %.2g)", cs->string, err);
+        }
+        free(users), free(ref), free(scores);
+        mrec_adam_free(&adam);
+        mrec_model_destroy(&m);
+        free_graphs(&adj, knn);
+    }
+    /* finite differences, d = 4, on both cases' structure (the model is smooth: tanh, sigmoid, softmax) */
+    for (const cJSON *cs = fx->ref->child; cs; cs = cs->next) {
+        mrec_graph adj, knn[2];
+        mrec_model m;
+        mrec_rng rng = {7};
+        char what[64];
+        snprintf(what, sizeof what, "mgcn %s d=4", cs->string);
+        if (t_status(create_case(&m, &adj, knn, fx, cs, 4, &rng, ctx), MREC_OK, "create %s", what)) {
+            check_gradients(&m, what);
+            mrec_model_destroy(&m);
+        }
+        free_graphs(&adj, knn);
+    }
+    /* bad sizes are refused by name */
+    mrec_graph adj, knn[2];
+    mrec_model m;
+    mrec_rng rng = {1};
+    const cJSON *cs = fx->ref->child;
+    if (t_status(create_case(&m, &adj, knn, fx, cs, 4, &rng, ctx), MREC_OK, "create")) {
+        mrec_model_destroy(&m);
+        const float *xs[2] = {fx->feat[0], fx->feat[1]};
+        mrec_status st = mrec_mgcn_create(&m, &adj, knn, fx->U + 1, fx->I, xs, FEAT_DIM, 2, 4, 2, 1, 0.1f, 0.1f, 0.2f, 32, &rng, ctx);
+        t_check(st == MREC_ERR_ARG && strstr(mrec_error_detail(), "mgcn: graph of"), "a graph of other nodes refused: %s", mrec_error_detail());
+        st = mrec_mgcn_create(&m, &adj, knn, fx->U, fx->I, xs, FEAT_DIM, 2, 4, 2, 1, 0.1f, 0.1f, 0.0f, 32, &rng, ctx);
+        t_check(st == MREC_ERR_ARG && strstr(mrec_error_detail(), "temperature 0"), "temperature 0 refused: %s", mrec_error_detail());
+    }
+    free_graphs(&adj, knn);
+}
+
+/* The registry: MMRec's keys and MGCN.yaml's values */
+static void test_registry(void) {
+    const mrec_model_entry *e = mrec_model_find("MGCN");
+    if (!t_check(e != NULL && e == mrec_model_find("mgcn"), "MGCN is in the registry by both names")) return;
+    static const char *const keys[] = {"factors", "n_ui_layers", "n_layers", "lr", "lr_sched", "reg_weight", "knn_k", "cl_loss", "batch_size",
+                                       "seed", "epochs", NULL};
+    int all = 1;
+    for (int k = 0; keys[k]; k++) all &= mrec_model_param_elliot(e, keys[k]) != NULL;
+    t_check(all && e->needs == MREC_NEEDS_ANY && (e->flags & MREC_MODEL_TRAINS) && (e->flags & MREC_MODEL_GPU),
+            "MMRec's keys are hyper-parameters; it trains, on a GPU context too");
+    mrec_param_values p;
+    if (t_status(mrec_params_resolve(&p, e, NULL), MREC_OK, "mgcn defaults"))
+        t_check(mrec_hp_int(&p, MREC_HP_DIM) == 64 && mrec_hp_int(&p, MREC_HP_LAYERS) == 2 && mrec_hp_int(&p, MREC_HP_ITEM_LAYERS) == 1 &&
+                    mrec_hp_real(&p, MREC_HP_LR) == 0.001f && mrec_hp_item(&p, MREC_HP_LR_DECAY, 0) == 0.96f &&
+                    mrec_hp_item(&p, MREC_HP_LR_DECAY, 1) == 50 && mrec_hp_real(&p, MREC_HP_REG) == 1e-4f && mrec_hp_int(&p, MREC_HP_KNN_K) == 10 &&
+                    mrec_hp_real(&p, MREC_HP_CL_WEIGHT) == 0.01f && mrec_hp_real(&p, MREC_HP_TEMP) == 0.2f &&
+                    mrec_hp_int(&p, MREC_HP_BATCH_SIZE) == 2048 && mrec_hp_u64(&p, MREC_HP_SEED) == 999,
+                "MGCN.yaml's embedding 64, n_ui_layers 2, n_layers 1, lr 0.001 decayed 0.96 every 50, reg 1e-4, knn_k 10, cl 0.01; "
+                "temperature 0.2, batch 2048, seed 999");
+}
+
+static int run_bin(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) free(s), s = NULL;
+    if (s) s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* recommend's (user, item, score, rank) lines folded to recommendations.tsv's "user\titem\titem..." rows */
+static char *fold(const char *tsv) {
+    size_t cap = strlen(tsv) + 2;
+    char *out = malloc(cap), user[512] = "";
+    size_t at = 0;
+    for (const char *s = tsv; out && *s;) {
+        const char *nl = strchr(s, '\n');
+        if (!nl) break;
+        const char *t1 = strchr(s, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (!t1 || !t2 || t2 > nl) break;
+        char u[512];
+        snprintf(u, sizeof u, "%.*s", (int)(t1 - s), s);
+        if (strcmp(u, user)) at += (size_t)snprintf(out + at, cap - at, "%s%s", at ? "\n" : "", u), snprintf(user, sizeof user, "%s", u);
+        at += (size_t)snprintf(out + at, cap - at, "\t%.*s", (int)(t2 - t1 - 1), t1 + 1);
+        s = nl + 1;
+    }
+    if (out && at + 1 < cap) out[at++] = '\n', out[at] = '\0';
+    return out;
+}
+
+/* mrec train --model mgcn --save on TikTok (one epoch, small sizes), then mrec recommend --all from the saved model */
+static void test_train_tiktok(const char *bin, const char *dir) {
+    const char *tk = "../shared/data/tiktok-mmssl";
+    char path[4400], cmd[9000], out[65536];
+    snprintf(path, sizeof path, "%s/tiktok_split.tsv", tk);
+    if (access(path, R_OK) != 0) {
+        t_skip("mrec train --model mgcn on TikTok: %s not found", path);
+        return;
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s train --data %s --model mgcn --epochs 1 --dim 16 --batch-size 4096 --k 20 --metrics recall --threads 2 --save-topk 20 "
+             "--features visual=%s/original_diffmm/image_feat.npy,acoustic=%s/original_diffmm/audio_feat.npy --out %s/run --save %s/model 2>&1",
+             bin, path, tk, tk, dir, dir);
+    int rc = run_bin(cmd, out, sizeof out);
+    const char *r = strstr(out, "recall@20=");
+    double recall = r ? atof(r + 10) : -1;
+    /* 6710 items: chance is 20 / 6710 of the test items, 0.003 */
+    t_check(rc == 0 && strstr(out, "MGCN") && strstr(out, "item_layers=1") && strstr(out, "cl=0.01") && isfinite(recall) && recall > 0,
+            "mrec train --model mgcn on TikTok (visual, acoustic), one epoch: exit %d, recall@20 %.4f%s%.900s", rc, recall, rc ? "\n" : "",
+            rc ? out : "");
+    printf("  TikTok, MGCN one epoch (d 16): recall@20 %.4f\n", recall);
+    if (rc) return;
+    snprintf(cmd, sizeof cmd, "%s recommend %s/model --all --out %s/recs.tsv 2>&1", bin, dir, dir);
+    rc = run_bin(cmd, out, sizeof out);
+    t_check(rc == 0, "mrec recommend --all from the saved MGCN: exit %d %.600s", rc, out);
+    snprintf(path, sizeof path, "%s/recs.tsv", dir);
+    char *got = slurp(path), *folded = got ? fold(got) : NULL;
+    snprintf(path, sizeof path, "%s/run/recommendations.tsv", dir);
+    char *want = slurp(path);
+    t_check(folded && want && strlen(want) > 1000 && !strcmp(folded, want),
+            "mrec recommend --all from the saved MGCN equals the run's recommendations.tsv (%zu bytes)", want ? strlen(want) : 0);
+    free(got), free(folded), free(want);
+}
+
+/* An Elliot config naming MGCN with MMRec's keys, a grid over cl_loss (epochs cut to 2) */
+static void test_config(const char *bin, const char *dir) {
+    char path[4200];
+    const char *names[3] = {"train.tsv", "val.tsv", "test.tsv"};
+    for (int s = 0; s < 3; s++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[s]);
+        FILE *f = fopen(path, "w");
+        for (int u = 0; u < 60 && f; u++)
+            for (int j = 0; j < 8; j++) {
+                int item = (u / 3 + j * 2 + (j % 2)) % 40, split = j < 6 ? 0 : j - 5;
+                if (split == s) fprintf(f, "u%d\ti%d\t1\n", u, item);
+            }
+        if (f) fclose(f);
+    }
+    uint64_t seed = 11;
+    for (int m = 0; m < 2; m++) {
+        snprintf(path, sizeof path, "%s/%s", dir, m ? "text" : "img");
+        mkdir(path, 0755);
+        for (int i = 0; i < 40; i++) {
+            float x[12];
+            int64_t shape[1] = {m ? 12 : 8};
+            t_fill_uniform(x, 12, &seed, 0, 1); /* nonnegative: every similarity sum is too */
+            snprintf(path, sizeof path, "%s/%s/i%d.npy", dir, m ? "text" : "img", i);
+            mrec_npy_write(path, MREC_NPY_F32, 1, shape, x);
+        }
+    }
+    const char *config = "experiment:\n"
+                         "  dataset: tiny\n"
+                         "  data_config:\n"
+                         "    strategy: fixed\n"
+                         "    train_path: train.tsv\n"
+                         "    validation_path: val.tsv\n"
+                         "    test_path: test.tsv\n"
+                         "    side_information:\n"
+                         "      - dataloader: VisualAttribute\n"
+                         "        visual_features: img\n"
+                         "      - dataloader: TextualAttribute\n"
+                         "        textual_features: text\n"
+                         "  top_k: 20\n"
+                         "  evaluation:\n"
+                         "    cutoffs: [10, 20]\n"
+                         "    simple_metrics: [Recall, nDCG]\n"
+                         "  models:\n"
+                         "    MGCN:\n"
+                         "      meta:\n"
+                         "        verbose: True\n"
+                         "        validation_rate: 1\n"
+                         "        validation_metric: Recall@20\n"
+                         "      lr: 0.001\n"
+                         "      epochs: 2\n"
+                         "      factors: 16\n"
+                         "      n_ui_layers: 2\n"
+                         "      n_layers: 1\n"
+                         "      knn_k: 5\n"
+                         "      reg_weight: 1e-4\n"
+                         "      cl_loss: [ 0.01, 0.1 ]\n"
+                         "      lr_sched: (0.96, 50)\n"
+                         "      batch_size: 64\n"
+                         "      seed: 999\n";
+    snprintf(path, sizeof path, "%s/mgcn.yml", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fputs(config, f), fclose(f);
+    char cmd[9000], out[65536];
+    snprintf(cmd, sizeof cmd, "cd %s && %s train mgcn.yml --out res --threads 1 2>&1", dir, bin);
+    int rc = run_bin(cmd, out, sizeof out);
+    int rows = 0;
+    for (const char *s = out; (s = strstr(s, "MGCN dim=16,layers=2,item_layers=1")); s++) rows++;
+    t_check(rc == 0 && rows >= 2 && strstr(out, "knn_k=5") && strstr(out, "cl=0.1") && strstr(out, "features=visual+textual"),
+            "mrec train on an Elliot config naming MGCN with MMRec's keys (a grid of 2): exit %d, %d rows%s%.900s", rc, rows, rc ? "\n" : "",
+            rc ? out : "");
+}
+
+static void test_cli(void) {
+    const char *bin = getenv("MREC_BIN");
+    if (!bin) {
+        t_skip("mrec train --model mgcn: MREC_BIN is not set");
+        return;
+    }
+    char dir[] = "/tmp/mrec-mgcn-XXXXXX", cwd[2048], abs_bin[4200], cmd[4400], out[65536];
+    if (!t_check(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL, "a scratch folder")) return;
+    if (bin[0] != '/') snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin;
+    snprintf(cmd, sizeof cmd, "%s train --help 2>&1", bin);
+    int rc = run_bin(cmd, out, sizeof out);
+    t_check(rc == 0 && strstr(out, "mgcn") && strstr(out, "--item-layers"), "mrec train --help lists mgcn and --item-layers");
+    test_train_tiktok(bin, dir);
+    test_config(bin, dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int main(void) {
+    t_suite("mgcn");
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    mrec_context *ctx;
+    T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
+    test_registry();
+    fixture fx;
+    if (fixture_open(&fx)) {
+        test_graphs(&fx, ctx);
+        test_against_pytorch(&fx, ctx);
+        fixture_close(&fx);
+    }
+    mrec_context_destroy(ctx);
+    test_cli();
+    return t_finish();
+}
