@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *suite = "tests";
@@ -114,4 +116,48 @@ float t_rand_uniform(uint64_t *s, float lo, float hi) {
 
 void t_fill_uniform(float *x, int64_t n, uint64_t *s, float lo, float hi) {
     for (int64_t i = 0; i < n; i++) x[i] = t_rand_uniform(s, lo, hi);
+}
+
+int t_run(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = out && cap ? fread(out, 1, cap - 1, p) : 0;
+    if (out && cap) out[n] = '\0';
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0) {
+    }
+    int st = pclose(p);
+    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+char *t_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) free(s), s = NULL;
+    if (s) s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+char *t_recs_rows(const char *tsv) {
+    size_t cap = strlen(tsv) + 1;
+    char *out = malloc(cap), user[512] = "";
+    size_t at = 0;
+    for (const char *s = tsv; out && *s;) {
+        const char *nl = strchr(s, '\n');
+        if (!nl) break;
+        const char *t1 = strchr(s, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (!t1 || !t2 || t2 > nl) break;
+        char u[512];
+        snprintf(u, sizeof u, "%.*s", (int)(t1 - s), s);
+        if (strcmp(u, user)) at += (size_t)snprintf(out + at, cap - at, "%s%s", at ? "\n" : "", u), snprintf(user, sizeof user, "%s", u);
+        at += (size_t)snprintf(out + at, cap - at, "\t%.*s", (int)(t2 - t1 - 1), t1 + 1);
+        s = nl + 1;
+    }
+    if (out && at + 1 < cap) out[at++] = '\n', out[at] = '\0';
+    return out;
 }

@@ -38,6 +38,17 @@ int t_finish(void);
  * it, or NULL when neither exists. */
 const char *t_data(char *buf, size_t n, const char *rel);
 
+/* Runs a shell command, its standard output (the first cap - 1 bytes, the
+ * rest read and dropped) into out when out is not NULL. Returns its exit
+ * status, 128 + the signal if one ended it, -1 if it could not start. */
+int t_run(const char *cmd, char *out, size_t cap);
+/* A whole file, NUL-terminated (malloc'd), or NULL. */
+char *t_slurp(const char *path);
+/* `mrec recommend`'s TSV (user, item, score, rank per line) folded into the
+ * rows of a run's recommendations.tsv ("user<TAB>item<TAB>item..."), so the
+ * two can be compared with strcmp. malloc'd, or NULL. */
+char *t_recs_rows(const char *tsv);
+
 /* A fixed-seed generator so every run sees the same inputs. */
 uint64_t t_rand_u64(uint64_t *state);
 float t_rand_uniform(uint64_t *state, float lo, float hi);

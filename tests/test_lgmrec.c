@@ -281,47 +281,6 @@ static void test_registry(void) {
     t_check(!st && v.x[0] == 64, "hyper_num 64 (Clothing's)");
 }
 
-static int run_bin(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
-    out[n] = 0;
-    int st = p ? pclose(p) : -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) free(s), s = NULL;
-    if (s) s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-/* recommend's (user, item, score, rank) lines folded to recommendations.tsv's "user\titem\titem..." rows */
-static char *fold(const char *tsv) {
-    size_t cap = strlen(tsv) + 1;
-    char *out = malloc(cap), user[512] = "";
-    size_t at = 0;
-    for (const char *s = tsv; out && *s;) {
-        const char *nl = strchr(s, '\n');
-        if (!nl) break;
-        const char *t1 = strchr(s, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-        if (!t1 || !t2 || t2 > nl) break;
-        char u[512];
-        snprintf(u, sizeof u, "%.*s", (int)(t1 - s), s);
-        if (strcmp(u, user)) at += (size_t)snprintf(out + at, cap - at, "%s%s", at ? "\n" : "", u), snprintf(user, sizeof user, "%s", u);
-        at += (size_t)snprintf(out + at, cap - at, "\t%.*s", (int)(t2 - t1 - 1), t1 + 1);
-        s = nl + 1;
-    }
-    if (out && at + 1 < cap) out[at++] = '\n', out[at] = '\0';
-    return out;
-}
-
 /* mrec train --model lgmrec on TikTok, one epoch, saved; recommend --all from the saved model gives the run's lists.
  * TikTok has no textual features here (see its PROVENANCE.md): the acoustic ones take the textual slot. */
 static void test_train_tiktok(const char *bin, const char *dir) {
@@ -337,7 +296,7 @@ static void test_train_tiktok(const char *bin, const char *dir) {
              "--features visual=%s/original_diffmm/image_feat.npy,textual=%s/original_diffmm/audio_feat.npy "
              "--save-topk 20 --out %s/run --save %s/model 2>&1",
              bin, path, tk, tk, dir, dir);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     const char *r = strstr(out, "recall@20=");
     double recall = r ? atof(r + 10) : -1;
     /* 6710 items: chance is 20 / 6710 of the test items, 0.003 */
@@ -347,12 +306,12 @@ static void test_train_tiktok(const char *bin, const char *dir) {
     printf("  TikTok, LGMRec one epoch (d 16): recall@20 %.4f\n", recall);
     if (rc) return;
     snprintf(cmd, sizeof cmd, "%s recommend %s/model --all --out %s/recs.tsv 2>&1", bin, dir, dir);
-    rc = run_bin(cmd, out, sizeof out);
+    rc = t_run(cmd, out, sizeof out);
     t_check(rc == 0, "mrec recommend --all from the saved LGMRec: exit %d %.300s", rc, out);
     snprintf(path, sizeof path, "%s/recs.tsv", dir);
-    char *got = slurp(path), *folded = got ? fold(got) : NULL;
+    char *got = t_slurp(path), *folded = got ? t_recs_rows(got) : NULL;
     snprintf(path, sizeof path, "%s/run/recommendations.tsv", dir);
-    char *want = slurp(path);
+    char *want = t_slurp(path);
     t_check(folded && want && strlen(want) > 1000 && !strcmp(folded, want),
             "the saved LGMRec's recommend --all equals the run's recommendations.tsv (%zu bytes)", want ? strlen(want) : 0);
     free(got), free(folded), free(want);
@@ -426,7 +385,7 @@ static void test_config(const char *bin, const char *dir) {
     if (f) fputs(config, f), fclose(f);
     char cmd[9000], out[65536];
     snprintf(cmd, sizeof cmd, "cd %s && %s train lgmrec.yml --out res --threads 1 2>&1", dir, bin);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     t_check(rc == 0 && strstr(out, "LGMRec dim=16,layers=2,mm_layers=2,hyper_layers=1,hyper_num=4") && strstr(out, "hyper_num=8") &&
                 strstr(out, "features=visual+textual") && !strstr(out, "left out"),
             "mrec train on an Elliot config naming LGMRec with MMRec's keys (a grid of 2): exit %d%s%.900s", rc, rc ? "\n" : "", rc ? out : "");
@@ -439,7 +398,7 @@ static void test_config(const char *bin, const char *dir) {
         fclose(f);
     }
     snprintf(cmd, sizeof cmd, "cd %s && %s train bad.yml --out res2 2>&1", dir, bin);
-    rc = run_bin(cmd, out, sizeof out);
+    rc = t_run(cmd, out, sizeof out);
     t_check(rc != 0 && strstr(out, "feat_embed_dim") && strstr(out, "line 26"), "feat_embed_dim 32 refused by key and line: %.300s", out);
 }
 
@@ -453,7 +412,7 @@ static void test_cli(void) {
     if (!t_check(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL, "a scratch folder")) return;
     if (bin[0] != '/') snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin;
     snprintf(cmd, sizeof cmd, "%s train --help 2>&1", bin);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     t_check(rc == 0 && strstr(out, "lgmrec") && strstr(out, "--hyper-num") && strstr(out, "--keep-rate"),
             "mrec train --help lists lgmrec and its options");
     test_train_tiktok(bin, dir);

@@ -260,47 +260,6 @@ static void test_registry(void) {
                 "temperature 0.2, batch 2048, seed 999");
 }
 
-static int run_bin(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
-    out[n] = 0;
-    int st = p ? pclose(p) : -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) free(s), s = NULL;
-    if (s) s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-/* recommend's (user, item, score, rank) lines folded to recommendations.tsv's "user\titem\titem..." rows */
-static char *fold(const char *tsv) {
-    size_t cap = strlen(tsv) + 2;
-    char *out = malloc(cap), user[512] = "";
-    size_t at = 0;
-    for (const char *s = tsv; out && *s;) {
-        const char *nl = strchr(s, '\n');
-        if (!nl) break;
-        const char *t1 = strchr(s, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-        if (!t1 || !t2 || t2 > nl) break;
-        char u[512];
-        snprintf(u, sizeof u, "%.*s", (int)(t1 - s), s);
-        if (strcmp(u, user)) at += (size_t)snprintf(out + at, cap - at, "%s%s", at ? "\n" : "", u), snprintf(user, sizeof user, "%s", u);
-        at += (size_t)snprintf(out + at, cap - at, "\t%.*s", (int)(t2 - t1 - 1), t1 + 1);
-        s = nl + 1;
-    }
-    if (out && at + 1 < cap) out[at++] = '\n', out[at] = '\0';
-    return out;
-}
-
 /* mrec train --model mgcn --save on TikTok (one epoch, small sizes), then mrec recommend --all from the saved model */
 static void test_train_tiktok(const char *bin, const char *dir) {
     const char *tk = "../shared/data/tiktok-mmssl";
@@ -314,7 +273,7 @@ static void test_train_tiktok(const char *bin, const char *dir) {
              "%s train --data %s --model mgcn --epochs 1 --dim 16 --batch-size 4096 --k 20 --metrics recall --threads 2 --save-topk 20 "
              "--features visual=%s/original_diffmm/image_feat.npy,acoustic=%s/original_diffmm/audio_feat.npy --out %s/run --save %s/model 2>&1",
              bin, path, tk, tk, dir, dir);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     const char *r = strstr(out, "recall@20=");
     double recall = r ? atof(r + 10) : -1;
     /* 6710 items: chance is 20 / 6710 of the test items, 0.003 */
@@ -324,12 +283,12 @@ static void test_train_tiktok(const char *bin, const char *dir) {
     printf("  TikTok, MGCN one epoch (d 16): recall@20 %.4f\n", recall);
     if (rc) return;
     snprintf(cmd, sizeof cmd, "%s recommend %s/model --all --out %s/recs.tsv 2>&1", bin, dir, dir);
-    rc = run_bin(cmd, out, sizeof out);
+    rc = t_run(cmd, out, sizeof out);
     t_check(rc == 0, "mrec recommend --all from the saved MGCN: exit %d %.600s", rc, out);
     snprintf(path, sizeof path, "%s/recs.tsv", dir);
-    char *got = slurp(path), *folded = got ? fold(got) : NULL;
+    char *got = t_slurp(path), *folded = got ? t_recs_rows(got) : NULL;
     snprintf(path, sizeof path, "%s/run/recommendations.tsv", dir);
-    char *want = slurp(path);
+    char *want = t_slurp(path);
     t_check(folded && want && strlen(want) > 1000 && !strcmp(folded, want),
             "mrec recommend --all from the saved MGCN equals the run's recommendations.tsv (%zu bytes)", want ? strlen(want) : 0);
     free(got), free(folded), free(want);
@@ -399,7 +358,7 @@ static void test_config(const char *bin, const char *dir) {
     if (f) fputs(config, f), fclose(f);
     char cmd[9000], out[65536];
     snprintf(cmd, sizeof cmd, "cd %s && %s train mgcn.yml --out res --threads 1 2>&1", dir, bin);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     int rows = 0;
     for (const char *s = out; (s = strstr(s, "MGCN dim=16,layers=2,item_layers=1")); s++) rows++;
     t_check(rc == 0 && rows >= 2 && strstr(out, "knn_k=5") && strstr(out, "cl=0.1") && strstr(out, "features=visual+textual"),
@@ -417,7 +376,7 @@ static void test_cli(void) {
     if (!t_check(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL, "a scratch folder")) return;
     if (bin[0] != '/') snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin;
     snprintf(cmd, sizeof cmd, "%s train --help 2>&1", bin);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     t_check(rc == 0 && strstr(out, "mgcn") && strstr(out, "--item-layers"), "mrec train --help lists mgcn and --item-layers");
     test_train_tiktok(bin, dir);
     test_config(bin, dir);

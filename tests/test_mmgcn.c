@@ -283,14 +283,6 @@ static void test_registry(void) {
     t_check(st == MREC_ERR_ARG && strstr(mrec_error_detail(), "mean"), "aggregation max refused: %s", mrec_error_detail());
 }
 
-static int run_bin(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
-    out[n] = 0;
-    int st = p ? pclose(p) : -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* mrec train --model mmgcn on TikTok: one epoch, small sizes, a number comes out */
 static void test_train_tiktok(const char *bin, const char *dir) {
     const char *tk = "../shared/data/tiktok-mmssl";
@@ -305,7 +297,7 @@ static void test_train_tiktok(const char *bin, const char *dir) {
              "--k 20 --metrics recall --threads 2 --features visual=%s/original_diffmm/image_feat.npy,acoustic=%s/original_diffmm/audio_feat.npy "
              "--out %s/tiktok 2>&1",
              bin, path, tk, tk, dir);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     const char *r = strstr(out, "recall@20=");
     double recall = r ? atof(r + 10) : -1;
     /* 6710 items: chance is 20 / 6710 of the test items, 0.003 */
@@ -385,7 +377,7 @@ static void test_config(const char *bin, const char *dir) {
     if (f) fputs(config, f), fclose(f);
     char cmd[9000], out[65536];
     snprintf(cmd, sizeof cmd, "cd %s && %s train mmgcn.yml --out res --threads 1 2>&1", dir, bin);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     int rows = 0;
     for (const char *s = out; (s = strstr(s, "MMGCN dim=16,layers=3")); s++) rows++;
     t_check(rc == 0 && rows >= 4 && strstr(out, "multimod=32:None") && strstr(out, "features=visual+textual") && !strstr(out, "left out"),
@@ -399,7 +391,7 @@ static void test_config(const char *bin, const char *dir) {
         fclose(f);
     }
     snprintf(cmd, sizeof cmd, "cd %s && %s train bad.yml --out res2 2>&1", dir, bin);
-    rc = run_bin(cmd, out, sizeof out);
+    rc = t_run(cmd, out, sizeof out);
     t_check(rc != 0 && strstr(out, "concatenation") && strstr(out, "line 34"), "concatenation: maybe refused by key and line: %.300s", out);
 }
 
@@ -413,7 +405,7 @@ static void test_cli(void) {
     if (!t_check(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL, "a scratch folder")) return;
     if (bin[0] != '/') snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin;
     snprintf(cmd, sizeof cmd, "%s train --help 2>&1", bin);
-    int rc = run_bin(cmd, out, sizeof out);
+    int rc = t_run(cmd, out, sizeof out);
     t_check(rc == 0 && strstr(out, "mmgcn") && strstr(out, "--multimod-dims") && strstr(out, "--has-id"), "mrec train --help lists mmgcn and its options");
     test_train_tiktok(bin, dir);
     test_config(bin, dir);

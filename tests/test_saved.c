@@ -37,17 +37,9 @@ static char dir[] = "/tmp/mrec-saved-XXXXXX";
 static char data[3 * 4200];
 
 static int run(const char *args, char *out, size_t cap) {
-    char cmd[16384];
+    char cmd[16600];
     snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = out ? fread(out, 1, cap - 1, p) : 0;
-    if (out) out[n] = '\0';
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) {
-    }
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return t_run(cmd, out, cap);
 }
 
 /* data/baby's three files cut to the users numbered below 1500. */
@@ -125,40 +117,6 @@ static void in_memory_vs_disk(const char *model) {
     mrec_train_result_free(&r);
 }
 
-/* A file's lines as "user\titem\titem..." rows: recommend's (user, item,
- * score, rank) lines folded to the layout of recommendations.tsv. */
-static char *fold(const char *tsv) {
-    size_t cap = strlen(tsv) + 1;
-    char *out = malloc(cap), user[512] = "";
-    size_t at = 0;
-    for (const char *s = tsv; out && *s;) {
-        const char *nl = strchr(s, '\n');
-        if (!nl) break;
-        const char *t1 = strchr(s, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-        if (!t1 || !t2 || t2 > nl) break;
-        char u[512];
-        snprintf(u, sizeof u, "%.*s", (int)(t1 - s), s);
-        if (strcmp(u, user)) at += (size_t)snprintf(out + at, cap - at, "%s%s", at ? "\n" : "", u), snprintf(user, sizeof user, "%s", u);
-        at += (size_t)snprintf(out + at, cap - at, "\t%.*s", (int)(t2 - t1 - 1), t1 + 1);
-        s = nl + 1;
-    }
-    if (out && at + 1 < cap) out[at++] = '\n', out[at] = '\0';
-    return out;
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) free(s), s = NULL;
-    if (s) s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* train_args: what mrec train gets besides the model and the folders */
 static void command_line(const char *model, const char *train_args, char *out, size_t cap) {
     char args[16384], path[4400];
@@ -168,9 +126,9 @@ static void command_line(const char *model, const char *train_args, char *out, s
     snprintf(args, sizeof args, "recommend %s/m-%s --all --out %s/recs-%s.tsv", dir, model, dir, model);
     t_check(run(args, out, cap) == 0, "%s: mrec recommend --all: %s", model, out);
     snprintf(path, sizeof path, "%s/recs-%s.tsv", dir, model);
-    char *got = slurp(path), *folded = got ? fold(got) : NULL;
+    char *got = t_slurp(path), *folded = got ? t_recs_rows(got) : NULL;
     snprintf(path, sizeof path, "%s/run-%s/recommendations.tsv", dir, model);
-    char *want = slurp(path);
+    char *want = t_slurp(path);
     t_check(folded && want && !strcmp(folded, want), "%s: mrec recommend --all equals the run's recommendations.tsv", model);
     /* one user alone: the same lines as in --all */
     char user[512] = "";
@@ -315,7 +273,7 @@ static void elliot(char *out, size_t cap) {
     }
     char a[4300], b[4300];
     snprintf(a, sizeof a, "%s/table0.tsv", dir), snprintf(b, sizeof b, "%s/table1.tsv", dir);
-    char *ta = slurp(a), *tb = slurp(b);
+    char *ta = t_slurp(a), *tb = t_slurp(b);
     t_check(ta && tb && *ta && !strcmp(ta, tb), "Elliot restore: the same test table as the run that saved the weights");
     free(ta), free(tb);
 }
