@@ -52,18 +52,6 @@ static const query_command SIMILAR = {
                 "(the item itself left out).",
      "An unknown item is an error naming it (exit 2), and nothing is written.\n", SIMILAR_OPTIONS, N_OPTIONS, 1}};
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 /* The ids of a --users / --items file: one per line, blank lines skipped. */
 static mrec_status read_list(const char *path, char **text, char ***ids, int *n) {
     FILE *f;
@@ -156,13 +144,13 @@ static int run_query(const query_command *q, int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             if (json) {
                 fputs(i ? ",\n {" : "\n {", out);
-                fprintf(out, "\"%s\": ", q->what), json_string(out, ids[i]), fputs(", \"items\": [", out);
+                fprintf(out, "\"%s\": ", q->what), mrec_json_write_string(out, ids[i]), fputs(", \"items\": [", out);
             }
             for (int j = 0; j < got[i]; j++) {
                 const char *id = mrec_recommender_item_id(r, all[(size_t)i * k + j]);
                 float s = all_scores[(size_t)i * k + j];
                 if (json) {
-                    fputs(j ? ", {\"item\": " : "{\"item\": ", out), json_string(out, id);
+                    fputs(j ? ", {\"item\": " : "{\"item\": ", out), mrec_json_write_string(out, id);
                     fprintf(out, ", \"%s\": %.9g}", is_item ? "similarity" : "score", s);
                 } else {
                     fprintf(out, "%s\t%s\t%.9g\t%d\n", ids[i], id, s, j + 1);

@@ -62,7 +62,6 @@ int mrec_cmd_serve(int argc, char **argv) {
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -76,77 +75,32 @@ typedef struct {
     atomic_long served, in_flight;
 } server;
 
-/* A growing text buffer for the answer; on allocation failure it stops
- * growing and the request gets a 500. */
+/* An answer is written to a memory stream and handed to libmicrohttpd. */
 typedef struct {
+    FILE *f; /* NULL when open_memstream failed: the request gets a 500 */
     char *s;
-    size_t len, cap;
-    int failed;
+    size_t len;
 } text;
 
-static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text *t, const char *fmt, ...) {
-    for (int tries = 0; !t->failed && tries < 2; tries++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) t->failed = 1;
-        else if (t->s && (size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        } else {
-            size_t cap = (t->cap + (size_t)n + 1) * 2;
-            char *s = realloc(t->s, cap);
-            if (!s) t->failed = 1;
-            else t->s = s, t->cap = cap;
-        }
-    }
-}
-
-/* A JSON string. Ids come from the request too: bytes that are not UTF-8
- * become U+FFFD, so the answer stays valid JSON whatever was asked. */
-static void put_json_string(text *t, const char *s) {
-    put(t, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        unsigned c = *p;
-        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len > 0;
-        for (int k = 1; ok && k < len; k++) ok = (p[k] & 0xC0) == 0x80;
-        if (ok && len == 2) ok = c >= 0xC2;                                  /* no overlong forms */
-        if (ok && len == 3) ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0); /* nor surrogates */
-        if (ok && len == 4) ok = c <= 0xF4 && !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
-        if (!ok) {
-            put(t, "\\ufffd");
-            p++;
-        } else if (c == '"' || c == '\\') {
-            put(t, "\\%c", c), p++;
-        } else if (c < 0x20) {
-            put(t, "\\u%04x", c), p++;
-        } else {
-            put(t, "%.*s", len, (const char *)p), p += len;
-        }
-    }
-    put(t, "\"");
+static void text_open(text *t) {
+    t->s = NULL, t->len = 0;
+    t->f = open_memstream(&t->s, &t->len);
 }
 
 static enum MHD_Result answer(struct MHD_Connection *c, unsigned code, text *t) {
-    if (t->failed || !t->s) {
+    int ok = t->f && fputc('\n', t->f) != EOF;
+    if (t->f && fclose(t->f) != 0) ok = 0;
+    struct MHD_Response *r;
+    if (ok && t->s) {
+        r = MHD_create_response_from_buffer(t->len, t->s, MHD_RESPMEM_MUST_FREE);
+        if (!r) free(t->s);
+    } else {
         free(t->s);
         static const char oom[] = "{\"error\": \"out of memory\"}\n";
-        struct MHD_Response *r = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
-        if (!r) return MHD_NO;
-        MHD_add_response_header(r, "Content-Type", "application/json");
-        enum MHD_Result q = MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, r);
-        MHD_destroy_response(r);
-        return q;
+        r = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        code = MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
-    put(t, "\n");
-    struct MHD_Response *r = MHD_create_response_from_buffer(t->len, t->s, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(t->s);
-        return MHD_NO;
-    }
+    if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", "application/json");
     enum MHD_Result q = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
@@ -154,12 +108,11 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned code, text *t) 
 }
 
 static enum MHD_Result error(struct MHD_Connection *c, unsigned code, const char *what, const char *detail) {
-    text t = {0};
-    put(&t, "{\"error\": ");
+    text t;
+    text_open(&t);
     char msg[1024];
     snprintf(msg, sizeof msg, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
-    put_json_string(&t, msg);
-    put(&t, "}");
+    if (t.f) fputs("{\"error\": ", t.f), mrec_json_write_string(t.f, msg), fputs("}", t.f);
     return answer(c, code, &t);
 }
 
@@ -196,10 +149,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (strcmp(method, "GET") && strcmp(method, "HEAD")) return error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET is served", NULL);
     int rec = !strcmp(url, "/recommend"), sim = !strcmp(url, "/similar");
     if (!strcmp(url, "/health")) {
-        text t = {0};
-        put(&t, "{\"status\": \"ok\", \"model\": ");
-        put_json_string(&t, mrec_recommender_model(sv->model));
-        put(&t, ", \"users\": %d, \"items\": %d, \"served\": %ld}", mrec_recommender_n_users(sv->model),
+        text t;
+        text_open(&t);
+        if (t.f) fputs("{\"status\": \"ok\", \"model\": ", t.f), mrec_json_write_string(t.f, mrec_recommender_model(sv->model));
+        if (t.f) fprintf(t.f, ", \"users\": %d, \"items\": %d, \"served\": %ld}", mrec_recommender_n_users(sv->model),
             mrec_recommender_n_items(sv->model), atomic_load(&sv->served));
         return answer(c, MHD_HTTP_OK, &t);
     }
@@ -222,16 +175,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     } else if (st) {
         q = error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, mrec_strerror(st), mrec_error_detail());
     } else {
-        text t = {0};
-        put(&t, "{\"%s\": ", key);
-        put_json_string(&t, id);
-        put(&t, ", \"items\": [");
-        for (int j = 0; j < n; j++) {
-            put(&t, j ? ", {\"item\": " : "{\"item\": ");
-            put_json_string(&t, mrec_recommender_item_id(h, items[j]));
-            put(&t, ", \"%s\": %.9g}", rec ? "score" : "similarity", scores[j]);
+        text t;
+        text_open(&t);
+        if (t.f) {
+            fprintf(t.f, "{\"%s\": ", key), mrec_json_write_string(t.f, id), fputs(", \"items\": [", t.f);
+            for (int j = 0; j < n; j++) {
+                fputs(j ? ", {\"item\": " : "{\"item\": ", t.f), mrec_json_write_string(t.f, mrec_recommender_item_id(h, items[j]));
+                fprintf(t.f, ", \"%s\": %.9g}", rec ? "score" : "similarity", scores[j]);
+            }
+            fputs("]}", t.f);
         }
-        put(&t, "]}");
         q = answer(c, MHD_HTTP_OK, &t);
         atomic_fetch_add(&sv->served, 1);
     }

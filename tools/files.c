@@ -339,3 +339,21 @@ mrec_status mrec_check_feature_row(const float *row, int dim, const char *item, 
                              model, isnan(row[d]) ? "NaN" : "an infinity", d);
     return MREC_OK;
 }
+
+void mrec_json_write_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned c = *p;
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len > 0;
+        for (int k = 1; ok && k < len; k++) ok = (p[k] & 0xC0) == 0x80;
+        if (ok && len == 2) ok = c >= 0xC2;                                                   /* no overlong forms */
+        if (ok && len == 3) ok = !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0); /* nor surrogates */
+        if (ok && len == 4) ok = c <= 0xF4 && !(c == 0xF0 && p[1] < 0x90) && !(c == 0xF4 && p[1] >= 0x90);
+        if (!ok) fputs("\\ufffd", f), p++;
+        else if (c == '"' || c == '\\') fputc('\\', f), fputc((int)c, f), p++;
+        else if (c < 0x20) fprintf(f, "\\u%04x", c), p++;
+        else fwrite(p, 1, (size_t)len, f), p += len;
+    }
+    fputc('"', f);
+}

@@ -8,6 +8,7 @@
 
 #include "../kernels/mrec_status.h"
 #include <stdint.h>
+#include <stdio.h>
 #include "mrec_config.h"
 #include "mrec_pipeline.h"
 
@@ -177,6 +178,10 @@ void mrec_out_abort(mrec_out_dir *o);
  * that needs room of its own; the caller removes it (a killed run's is
  * swept by the next mrec_out_begin). */
 mrec_status mrec_out_work_dir(const mrec_out_dir *o, char *out, size_t cap);
+
+/* s as a JSON string, quoted and escaped; bytes that are not UTF-8 become
+ * U+FFFD, so the output stays valid JSON whatever an id (or a request) holds. */
+void mrec_json_write_string(FILE *f, const char *s);
 
 /* MREC_OK when no id repeats (per-item files would overwrite each other);
  * else an error naming `where`, the id and both positions (1-based). */
