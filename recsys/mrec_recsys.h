@@ -162,7 +162,7 @@ mrec_status mrec_split_users(mrec_interactions *x, mrec_splitter how, double tes
 /* ---- Elliot's splitter and prefilters, exactly ----------------------------------- */
 
 /* One of Elliot's splittings (test_splitting or validation_splitting):
- *   MREC_ELLIOT_RANDOM      random_subsampling (folds 1): per user, in pandas' groupby
+ *   MREC_ELLIOT_RANDOM      random_subsampling: per user, in pandas' groupby
  *                           order (ids sorted as numbers when every id is an integer,
  *                           else as text), the flags [0] * train + [1] * (n - train)
  *                           shuffled by numpy's legacy RandomState, the rows of that
@@ -177,28 +177,44 @@ mrec_status mrec_split_users(mrec_interactions *x, mrec_splitter how, double tes
  *                           best, the cut is the timestamp of the data that leaves the
  *                           most users with >= min_below rows before it and >= min_over
  *                           from it on (ties: the latest such timestamp)
+ *   MREC_ELLIOT_KFOLD       random_cross_validation: per user in groupby order, the
+ *                           user's i-th row (data order) in fold i mod folds; no draws
+ * Random subsampling with folds > 1 draws fold after fold, every user each time (fold f
+ * holds out what its flags mark); the other strategies make one fold.
  * The validation splitting runs on the training rows the test splitting left, with
- * the same random stream (np.random.seed once, before the test splitting). */
-typedef enum { MREC_ELLIOT_RANDOM, MREC_ELLIOT_TEMPORAL, MREC_ELLIOT_FIXED_TIME } mrec_elliot_strategy;
+ * the same random stream (np.random.seed once, before the test splitting): Elliot splits
+ * every test fold first, then the training rows of test fold 0 into its validation folds,
+ * then those of test fold 1, and so on. */
+typedef enum { MREC_ELLIOT_RANDOM, MREC_ELLIOT_TEMPORAL, MREC_ELLIOT_FIXED_TIME, MREC_ELLIOT_KFOLD } mrec_elliot_strategy;
+
+#define MREC_ELLIOT_MAX_FOLDS 100
 
 typedef struct {
     mrec_elliot_strategy strategy;
     double ratio;            /* test_ratio in (0, 1), or 0 when leave_n is given */
     int leave_n;             /* leave_n_out >= 1, or 0 */
+    int folds;               /* random_subsampling: 1 (0 reads as 1) to MREC_ELLIOT_MAX_FOLDS; random_cross_validation: >= 2 */
     int best;                /* fixed_timestamp: "best" */
     int64_t cut;             /* fixed_timestamp: the timestamp (seconds) */
     int min_below, min_over; /* fixed_timestamp best: Elliot's defaults are 1 */
 } mrec_elliot_part;
 
+/* How many folds a part makes: its folds for random_subsampling and random_cross_validation, else 1. */
+int mrec_elliot_part_folds(const mrec_elliot_part *p);
+
 /* Test split by `test`, then validation by `valid` (NULL: none) on the training rows; x->split set,
  * then mrec_check_split. seed is Elliot's random_seed, in [0, 2^32) as numpy wants it. Row order
- * is the data's, as Elliot keeps it: x must come from one file, unsplit or resplit. */
+ * is the data's, as Elliot keeps it: x must come from one file, unsplit or resplit. The split is
+ * test fold test_fold and, within it, validation fold valid_fold (0 and 0 with one fold each). */
+mrec_status mrec_split_elliot_fold(mrec_interactions *x, const mrec_elliot_part *test, const mrec_elliot_part *valid, uint64_t seed,
+                                   int test_fold, int valid_fold);
+/* The first fold of each: mrec_split_elliot_fold(x, test, valid, seed, 0, 0). */
 mrec_status mrec_split_elliot(mrec_interactions *x, const mrec_elliot_part *test, const mrec_elliot_part *valid, uint64_t seed);
 
 /* "random:0.2", "random:n=1", "temporal:0.2", "temporal:n=1", "timestamp:1609786061",
  * "timestamp:2021-01-04", "timestamp:best" (min_below = min_over = 1), "timestamp:best:2:1"
- * (min_below 2, min_over 1): one part, or MREC_ERR_ARG
- * naming what is wrong. */
+ * (min_below 2, min_over 1), "kfold:5" (random_cross_validation, 5 folds); random ones may end in
+ * ",folds=N" (random:0.2,folds=5): one part, or MREC_ERR_ARG naming what is wrong. */
 mrec_status mrec_elliot_part_parse(const char *s, mrec_elliot_part *out);
 
 /* The rows of one split as Elliot's save_on_disk writes them (pandas to_csv, tab, no header, no

@@ -12,8 +12,12 @@
  * np_random.c. tools/golden/elliot_splits.py restates it with numpy and
  * pandas for the fixtures of tests/test_split.c.
  *
- * Not done: folds > 1 and random_cross_validation (mrec trains one split),
- * user_average and cold_users filters, ids that pandas would read as
+ * Folds: random_subsampling with folds > 1 and random_cross_validation make
+ * several (train, test) pairs, each training set several (train, validation)
+ * pairs; mrec_split_elliot_fold gives any one of them, drawing the stream as
+ * Elliot does up to it.
+ *
+ * Not done: user_average and cold_users filters, ids that pandas would read as
  * non-integer numbers (sorted here as text).
  */
 #include "mrec_recsys.h"
@@ -172,16 +176,23 @@ static mrec_status best_timestamp(splitter *sp, const int64_t *rows, int64_t m, 
     return MREC_OK;
 }
 
-/* Marks with `label` the rows (m, data order) that part p holds out; the others keep their label. */
-static mrec_status split_part(splitter *sp, const int64_t *rows, int64_t m, const mrec_elliot_part *p, int8_t label) {
+int mrec_elliot_part_folds(const mrec_elliot_part *p) {
+    return (p->strategy == MREC_ELLIOT_RANDOM || p->strategy == MREC_ELLIOT_KFOLD) && p->folds > 1 ? p->folds : 1;
+}
+
+/* held[k] = 1 for the rows k of rows (m, data order) that fold `fold` of part p holds out, 0 for the
+ * others of rows. A random part draws anew on each call, so its folds are asked for in order. speak:
+ * this call's notices are printed (the fold the run uses). */
+static mrec_status part_fold(splitter *sp, const int64_t *rows, int64_t m, const mrec_elliot_part *p, int fold, uint8_t *held,
+                             int speak) {
     mrec_interactions *x = sp->x;
+    for (int64_t i = 0; i < m; i++) held[rows[i]] = 0;
     if (p->strategy == MREC_ELLIOT_FIXED_TIME) {
         int64_t cut = p->cut;
         mrec_status st = p->best ? best_timestamp(sp, rows, m, p, &cut) : MREC_OK;
         if (st) return st;
-        if (p->best) mrec_interactions_notice(x, "fixed_timestamp best: the cut is %lld (test: timestamp >= it)", (long long)cut);
-        for (int64_t i = 0; i < m; i++)
-            if (x->timestamp[rows[i]] >= cut) x->split[rows[i]] = label;
+        if (p->best && speak) mrec_interactions_notice(x, "fixed_timestamp best: the cut is %lld (test: timestamp >= it)", (long long)cut);
+        for (int64_t i = 0; i < m; i++) held[rows[i]] = x->timestamp[rows[i]] >= cut;
         return MREC_OK;
     }
     group_rows(sp, rows, m);
@@ -189,7 +200,9 @@ static mrec_status split_part(splitter *sp, const int64_t *rows, int64_t m, cons
     for (int r = 0; r < x->n_users; r++) {
         int64_t *g = sp->grouped + sp->start[r], n = sp->start[r + 1] - sp->start[r];
         if (!n) continue; /* not in this part's data: no group, no draws */
-        if (p->strategy == MREC_ELLIOT_RANDOM) {
+        if (p->strategy == MREC_ELLIOT_KFOLD) {
+            for (int64_t i = 0; i < n; i++) held[g[i]] = i % p->folds == fold;
+        } else if (p->strategy == MREC_ELLIOT_RANDOM) {
             int64_t train = p->leave_n ? n - p->leave_n : (int64_t)floor((double)n * (1.0 - p->ratio));
             if (train < 0)
                 return mrec_fail(MREC_ERR_ARG, "random_subsampling: user '%s' has %lld interactions, fewer than leave_n_out %d "
@@ -198,18 +211,16 @@ static mrec_status split_part(splitter *sp, const int64_t *rows, int64_t m, cons
             memset(sp->flags, 0, (size_t)train);
             memset(sp->flags + train, 1, (size_t)(n - train));
             mrec_np_shuffle_u8(&sp->mt, sp->flags, n);
-            for (int64_t i = 0; i < n; i++)
-                if (sp->flags[i]) x->split[g[i]] = label;
+            for (int64_t i = 0; i < n; i++) held[g[i]] = sp->flags[i];
         } else {
-            int64_t out;
             if (p->leave_n) {
                 qsort(g, (size_t)n, sizeof *g, by_time_down);
-                out = p->leave_n < n ? p->leave_n : n;
-                for (int64_t i = 0; i < out; i++) x->split[g[i]] = label;
+                int64_t out = p->leave_n < n ? p->leave_n : n;
+                for (int64_t i = 0; i < out; i++) held[g[i]] = 1;
             } else {
                 qsort(g, (size_t)n, sizeof *g, by_time_up);
                 int64_t keep = (int64_t)floor((double)n * (1.0 - p->ratio));
-                for (int64_t i = keep; i < n; i++) x->split[g[i]] = label;
+                for (int64_t i = keep; i < n; i++) held[g[i]] = 1;
             }
         }
     }
@@ -224,49 +235,79 @@ static mrec_status check_part(const mrec_interactions *x, const mrec_elliot_part
         if (p->leave_n < 0 || (p->leave_n && p->ratio != 0) || (!p->leave_n && !(p->ratio > 0 && p->ratio < 1)))
             return mrec_fail(MREC_ERR_ARG, "%s: test_ratio must lie in (0, 1) (got %g), or leave_n_out be >= 1 (got %d), one of the two",
                              which, p->ratio, p->leave_n);
+        if (p->folds < 0 || p->folds > MREC_ELLIOT_MAX_FOLDS || (p->strategy == MREC_ELLIOT_TEMPORAL && p->folds > 1))
+            return mrec_fail(MREC_ERR_ARG, "%s: folds %d: random_subsampling takes 1 to %d, temporal_hold_out 1", which, p->folds,
+                             MREC_ELLIOT_MAX_FOLDS);
+    } else if (p->strategy == MREC_ELLIOT_KFOLD) {
+        if (p->folds < 2 || p->folds > MREC_ELLIOT_MAX_FOLDS)
+            return mrec_fail(MREC_ERR_ARG, "%s: random_cross_validation needs 2 to %d folds (got %d)", which, MREC_ELLIOT_MAX_FOLDS, p->folds);
     } else {
         return mrec_fail(MREC_ERR_ARG, "%s: unknown strategy %d", which, (int)p->strategy);
     }
-    if (p->strategy != MREC_ELLIOT_RANDOM && !x->has_timestamp)
+    if ((p->strategy == MREC_ELLIOT_TEMPORAL || p->strategy == MREC_ELLIOT_FIXED_TIME) && !x->has_timestamp)
         return mrec_fail(MREC_ERR_ARG, "%s: %s needs timestamps, and %s has none", which,
                          p->strategy == MREC_ELLIOT_TEMPORAL ? "temporal_hold_out" : "fixed_timestamp",
                          x->source[0] ? x->source : "the data");
     return MREC_OK;
 }
 
-mrec_status mrec_split_elliot(mrec_interactions *x, const mrec_elliot_part *test, const mrec_elliot_part *valid, uint64_t seed) {
+mrec_status mrec_split_elliot_fold(mrec_interactions *x, const mrec_elliot_part *test, const mrec_elliot_part *valid, uint64_t seed,
+                                   int test_fold, int valid_fold) {
     mrec_status st = check_part(x, test, "test_splitting");
     if (!st && valid) st = check_part(x, valid, "validation_splitting");
     if (st) return st;
     if (seed > 0xffffffffull)
         return mrec_fail(MREC_ERR_ARG, "random_seed %llu: numpy's np.random.seed takes 0 to 2^32 - 1", (unsigned long long)seed);
+    int n_test = mrec_elliot_part_folds(test), n_valid = valid ? mrec_elliot_part_folds(valid) : 1;
+    if (test_fold < 0 || test_fold >= n_test || valid_fold < 0 || valid_fold >= n_valid)
+        return mrec_fail(MREC_ERR_ARG, "fold %d/%d: the splitting makes %d test and %d validation folds", test_fold, valid_fold, n_test,
+                         n_valid);
     int64_t n = x->n;
+    size_t rows_n = (size_t)(n ? n : 1);
     splitter sp = {.x = x};
+    /* held: the test folds 0 .. test_fold, each (n) 0/1; the folds past test_fold draw into `scratch` */
     int32_t *rank = malloc(sizeof *rank * (size_t)(x->n_users + 1));
-    int64_t *rows = malloc(sizeof *rows * (size_t)(n ? n : 1));
+    int64_t *rows = malloc(sizeof *rows * rows_n);
+    uint8_t *held = malloc(rows_n * (size_t)(test_fold + 1)), *scratch = malloc(rows_n);
     sp.start = malloc(sizeof *sp.start * ((size_t)x->n_users + 1));
-    sp.grouped = malloc(sizeof *sp.grouped * (size_t)(n ? n : 1));
-    sp.flags = malloc((size_t)(n ? n : 1));
-    if (!rank || !rows || !sp.start || !sp.grouped || !sp.flags) {
+    sp.grouped = malloc(sizeof *sp.grouped * rows_n);
+    sp.flags = malloc(rows_n);
+    if (!rank || !rows || !held || !scratch || !sp.start || !sp.grouped || !sp.flags) {
         st = mrec_fail(MREC_ERR_NOMEM, "splitting %lld interactions", (long long)n);
         goto done;
     }
     if ((st = groupby_rank(x, rank))) goto done;
     sp.rank = rank;
     mrec_mt19937_seed(&sp.mt, (uint32_t)seed);
-    for (int64_t k = 0; k < n; k++) rows[k] = k, x->split[k] = MREC_SPLIT_TRAIN;
-    if ((st = split_part(&sp, rows, n, test, MREC_SPLIT_TEST))) goto done;
-    if (valid) {
+    for (int64_t k = 0; k < n; k++) rows[k] = k;
+    for (int f = 0; f < n_test && !st; f++)
+        st = part_fold(&sp, rows, n, test, f, f <= test_fold ? held + (size_t)f * rows_n : scratch, f == test_fold);
+    if (st) goto done;
+    const uint8_t *mine = held + (size_t)test_fold * rows_n;
+    for (int64_t k = 0; k < n; k++) x->split[k] = mine[k] ? MREC_SPLIT_TEST : MREC_SPLIT_TRAIN;
+    /* the validation folds of test folds 0 .. test_fold in turn, on each one's training rows */
+    for (int t = 0; valid && t <= test_fold && !st; t++) {
         int64_t m = 0;
         for (int64_t k = 0; k < n; k++)
-            if (x->split[k] == MREC_SPLIT_TRAIN) rows[m++] = k;
-        if ((st = split_part(&sp, rows, m, valid, MREC_SPLIT_VALID))) goto done;
+            if (!held[(size_t)t * rows_n + k]) rows[m++] = k;
+        for (int v = 0; v < n_valid && !st; v++) {
+            int chosen = t == test_fold && v == valid_fold;
+            if ((st = part_fold(&sp, rows, m, valid, v, scratch, chosen)) || !chosen) continue;
+            for (int64_t i = 0; i < m; i++)
+                if (scratch[rows[i]]) x->split[rows[i]] = MREC_SPLIT_VALID;
+            break;
+        }
     }
+    if (st) goto done;
     x->has_split = 1;
     st = mrec_check_split(x, valid != NULL);
 done:
-    free(rank), free(rows), free(sp.start), free(sp.grouped), free(sp.flags);
+    free(rank), free(rows), free(held), free(scratch), free(sp.start), free(sp.grouped), free(sp.flags);
     return st;
+}
+
+mrec_status mrec_split_elliot(mrec_interactions *x, const mrec_elliot_part *test, const mrec_elliot_part *valid, uint64_t seed) {
+    return mrec_split_elliot_fold(x, test, valid, seed, 0, 0);
 }
 
 /* ---- the --split spelling of one part ---- */
@@ -278,17 +319,39 @@ mrec_status mrec_elliot_part_parse(const char *s, mrec_elliot_part *out) {
     size_t len = (size_t)(colon - s);
     const char *v = colon + 1;
     char *end = NULL;
+    if (len == 5 && !strncmp(s, "kfold", 5)) {
+        out->strategy = MREC_ELLIOT_KFOLD;
+        errno = 0;
+        long f = strtol(v, &end, 10);
+        if (end == v || *end || errno || f < 2 || f > MREC_ELLIOT_MAX_FOLDS)
+            return mrec_fail(MREC_ERR_ARG, "'%s': random_cross_validation (kfold:N) takes 2 to %d folds", s, MREC_ELLIOT_MAX_FOLDS);
+        out->folds = (int)f;
+        return MREC_OK;
+    }
     if ((len == 6 && !strncmp(s, "random", 6)) || (len == 8 && !strncmp(s, "temporal", 8))) {
         out->strategy = len == 6 ? MREC_ELLIOT_RANDOM : MREC_ELLIOT_TEMPORAL;
+        out->folds = 1;
+        char value[64];
+        const char *folds = strchr(v, ',');
+        if (snprintf(value, sizeof value, "%.*s", folds ? (int)(folds - v) : (int)strlen(v), v) >= (int)sizeof value)
+            return mrec_fail(MREC_ERR_ARG, "'%.80s': the value is too long", s);
         errno = 0;
-        if (!strncmp(v, "n=", 2)) {
-            long n = strtol(v + 2, &end, 10);
-            if (end == v + 2 || *end || errno || n < 1 || n > 1000000)
+        if (folds) {
+            long f = -1;
+            if (!strncmp(folds, ",folds=", 7)) f = strtol(folds + 7, &end, 10);
+            if (f < 1 || f > MREC_ELLIOT_MAX_FOLDS || end == folds + 7 || *end || errno || out->strategy != MREC_ELLIOT_RANDOM)
+                return mrec_fail(MREC_ERR_ARG, "'%s': random:VALUE,folds=N takes 1 to %d folds (temporal splits make one)", s,
+                                 MREC_ELLIOT_MAX_FOLDS);
+            out->folds = (int)f;
+        }
+        if (!strncmp(value, "n=", 2)) {
+            long n = strtol(value + 2, &end, 10);
+            if (end == value + 2 || *end || errno || n < 1 || n > 1000000)
                 return mrec_fail(MREC_ERR_ARG, "'%s': leave_n_out (n=N) must be a whole number from 1 to 1000000", s);
             out->leave_n = (int)n;
         } else {
-            double r = strtod(v, &end);
-            if (end == v || *end || !(r > 0 && r < 1))
+            double r = strtod(value, &end);
+            if (end == value || *end || !(r > 0 && r < 1))
                 return mrec_fail(MREC_ERR_ARG, "'%s': test_ratio must be a number in (0, 1) (or n=N for leave_n_out)", s);
             out->ratio = r;
         }
@@ -327,7 +390,7 @@ mrec_status mrec_elliot_part_parse(const char *s, mrec_elliot_part *out) {
         return mrec_fail(MREC_ERR_ARG, "'%s': fixed_timestamp wants whole seconds, a date (2021-01-04[ 10:00:00]) or best", s);
     }
     return mrec_fail(MREC_ERR_ARG, "'%.*s' is not a splitting strategy (random_subsampling as random, temporal_hold_out as temporal, "
-                     "fixed_timestamp as timestamp)", (int)len, s);
+                     "fixed_timestamp as timestamp, random_cross_validation as kfold)", (int)len, s);
 }
 
 /* ---- what save_on_disk writes ---- */

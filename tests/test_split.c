@@ -17,6 +17,7 @@
 #include "../recsys/mrec_np_random.h"
 #include "../recsys/mrec_recsys.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,7 +138,7 @@ static void read_digests(void) {
         if (line[0] != '#' && sscanf(line, "%63s %63s %lu %lx", digests[n_digests].name, digests[n_digests].file, &digests[n_digests].bytes,
                                      &digests[n_digests].crc) == 4)
             n_digests++;
-    t_check(n_digests >= 17, FIX "digests.tsv: %d files of the ML-100K and H&M cases", n_digests);
+    t_check(n_digests >= 27, FIX "digests.tsv: %d files of the ML-100K and H&M cases", n_digests);
     free(text);
 }
 
@@ -259,19 +260,25 @@ static void one_case(const char *name, const char *input, unsigned long long see
     int has_valid = 0;
     st = mrec_prefilter_apply(&x, steps, n_steps);
     if (!st) st = split_spelling(spelling, &test, &valid, &has_valid);
-    if (!st) st = mrec_split_elliot(&x, &test, has_valid ? &valid : NULL, seed);
-    if (!t_status(st, MREC_OK, "%s: %s, seed %llu", name, spelling, seed)) return mrec_interactions_free(&x);
-    static const char *const files[3] = {"train", "val", "test"};
-    for (int s = 0; s < 3; s++) {
-        if (s == MREC_SPLIT_VALID && !has_valid) continue;
-        const char *sub = s == MREC_SPLIT_TEST || !has_valid ? "0/" : "0/0/";
-        char got[4200], file[64], what[256];
-        snprintf(got, sizeof got, "%s/%s.%s.tsv", dir, name, files[s]);
-        snprintf(file, sizeof file, "%s%s.tsv", sub, files[s]);
-        snprintf(what, sizeof what, "%s (%s, seed %llu%s%s): %s", name, spelling, seed, strcmp(prefilter, "-") ? ", " : "",
-                 strcmp(prefilter, "-") ? prefilter : "", file);
-        if (t_status(mrec_write_elliot_split(&x, (mrec_split)s, got), MREC_OK, "%s: write", what)) check_output(what, name, file, got);
-    }
+    if (!t_status(st, MREC_OK, "%s: %s", name, spelling)) return mrec_interactions_free(&x);
+    /* every fold, each split on its own from the same rows (T/test.tsv once, T/V/... or T/train.tsv) */
+    int n_test = mrec_elliot_part_folds(&test), n_valid = has_valid ? mrec_elliot_part_folds(&valid) : 1;
+    for (int t = 0; t < n_test; t++)
+        for (int v = 0; v < n_valid; v++) {
+            st = mrec_split_elliot_fold(&x, &test, has_valid ? &valid : NULL, seed, t, v);
+            if (!t_status(st, MREC_OK, "%s: %s, seed %llu, fold %d/%d", name, spelling, seed, t, v)) return mrec_interactions_free(&x);
+            static const char *const files[3] = {"train", "val", "test"};
+            for (int s = 0; s < 3; s++) {
+                if ((s == MREC_SPLIT_VALID && !has_valid) || (s == MREC_SPLIT_TEST && v > 0)) continue;
+                char got[4200], file[64], what[320];
+                snprintf(got, sizeof got, "%s/%s.%s.tsv", dir, name, files[s]);
+                if (s == MREC_SPLIT_TEST || !has_valid) snprintf(file, sizeof file, "%d/%s.tsv", t, files[s]);
+                else snprintf(file, sizeof file, "%d/%d/%s.tsv", t, v, files[s]);
+                snprintf(what, sizeof what, "%s (%s, seed %llu%s%s): %s", name, spelling, seed, strcmp(prefilter, "-") ? ", " : "",
+                         strcmp(prefilter, "-") ? prefilter : "", file);
+                if (t_status(mrec_write_elliot_split(&x, (mrec_split)s, got), MREC_OK, "%s: write", what)) check_output(what, name, file, got);
+            }
+        }
     mrec_interactions_free(&x);
 }
 
@@ -289,7 +296,7 @@ static void fixture_cases(void) {
         one_case(name, input, seed, spelling, prefilter);
         cases++;
     }
-    t_check(cases >= 7, "%d fixture cases (ML-100K, Baby, H&M; random, leave-n-out, temporal, fixed_timestamp best)", cases);
+    t_check(cases >= 11, "%d fixture cases (ML-100K, Baby, H&M; random, leave-n-out, temporal, fixed_timestamp best, folds)", cases);
     free(text);
 }
 
@@ -331,10 +338,33 @@ static const char ml_yml[] = "experiment:\n"
                              "    MostPop:\n"
                              "      meta: {validation_metric: Recall@10}\n";
 
+/* baby_folds of cases.tsv: random_subsampling with folds, test and validation; six runs of MostPop. */
+static const char folds_yml[] = "experiment:\n"
+                                "  dataset: folds\n"
+                                "  data_config: {strategy: dataset, dataset_path: baby_small.tsv}\n"
+                                "  prefiltering:\n"
+                                "    - {strategy: user_k_core, core: 5}\n"
+                                "  splitting:\n"
+                                "    save_on_disk: True\n"
+                                "    save_folder: saved/{0}\n"
+                                "    test_splitting: {strategy: random_subsampling, test_ratio: 0.2, folds: 3}\n"
+                                "    validation_splitting: {strategy: random_subsampling, leave_n_out: 1, folds: 2}\n"
+                                "  random_seed: 42\n"
+                                "  top_k: 10\n"
+                                "  evaluation: {cutoffs: [10], simple_metrics: [Recall]}\n"
+                                "  models:\n"
+                                "    MostPop:\n"
+                                "      meta: {validation_metric: Recall@10}\n";
+
+static const char *const one_fold_files[] = {"0/0/train.tsv", "0/0/val.tsv", "0/test.tsv", NULL};
+static const char *const folds_files[] = {"0/test.tsv", "1/test.tsv", "2/test.tsv", "0/0/train.tsv", "0/0/val.tsv", "0/1/train.tsv",
+                                          "0/1/val.tsv", "1/0/train.tsv", "1/0/val.tsv", "1/1/train.tsv", "1/1/val.tsv", "2/0/train.tsv",
+                                          "2/0/val.tsv", "2/1/train.tsv", "2/1/val.tsv", NULL};
+
 /* `mrec train DATASET.yml` with the case's input beside it as DATASET_PATH; the files save_on_disk writes under
  * saved/DATASET must be the case's. */
 static void config_run(const char *bin, const char *input, const char *dataset_path, const char *dataset, const char *yml, const char *name,
-                       const char *what_config) {
+                       const char *what_config, const char *const *files) {
     char path[4096], cmd[16384];
     size_t n = 0;
     const char *why = NULL;
@@ -355,8 +385,7 @@ static void config_run(const char *bin, const char *input, const char *dataset_p
     if (!t_check(rc == 0, "mrec train on an Elliot config with %s: exit %d (see %s/log_%s.txt)", what_config,
                  WIFEXITED(rc) ? WEXITSTATUS(rc) : rc, dir, dataset))
         return;
-    static const char *const files[3] = {"0/0/train.tsv", "0/0/val.tsv", "0/test.tsv"};
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; files[s]; s++) {
         char got[4200], what[256];
         snprintf(got, sizeof got, "%s/saved/%s/%s", dir, dataset, files[s]);
         snprintf(what, sizeof what, "save_on_disk from an Elliot config (%s): saved/%s/%s", name, dataset, files[s]);
@@ -365,6 +394,46 @@ static void config_run(const char *bin, const char *input, const char *dataset_p
 }
 
 static void bad_settings(const char *bin, const char *yml);
+
+/* The folds run of config_case: one run per (test fold, validation fold) under runs/T/V/, and the reported
+ * MostPop result is the mean over the validation folds of the test fold Elliot's run.py picks (the best). The
+ * runs' own results.tsv hold each fold's numbers; the test recomputes the choice from them. */
+static void folds_results(const char *bin) {
+    (void)bin;
+    char path[4096];
+    double recall[3][2], valid[3][2];
+    int ok = 1;
+    for (int t = 0; t < 3; t++)
+        for (int v = 0; v < 2; v++) {
+            snprintf(path, sizeof path, "%s/res_folds/runs/%d/%d/MostPop/results.tsv", dir, t, v);
+            size_t n = 0;
+            char *text = slurp(path, &n);
+            /* model, params, split, best_epoch, recall@10 */
+            const char *tr = text ? strstr(text, "\ttest\t0\t") : NULL, *vr = text ? strstr(text, "\tvalid\t0\t") : NULL;
+            if (!tr || !vr) {
+                ok = 0;
+                t_check(0, "folds: %s holds test and valid recall@10", path);
+            } else {
+                recall[t][v] = strtod(tr + strlen("\ttest\t0\t"), NULL), valid[t][v] = strtod(vr + strlen("\tvalid\t0\t"), NULL);
+            }
+            free(text);
+        }
+    if (!ok) return;
+    int best = 0;
+    for (int t = 1; t < 3; t++)
+        if ((valid[t][0] + valid[t][1]) / 2 > (valid[best][0] + valid[best][1]) / 2) best = t;
+    double want = (recall[best][0] + recall[best][1]) / 2;
+    snprintf(path, sizeof path, "%s/res_folds/performance/rec_cutoff_10_relthreshold_0.tsv", dir);
+    size_t n = 0;
+    char *text = slurp(path, &n);
+    const char *row = text ? strstr(text, "\nMostPop") : NULL;
+    const char *tab = row ? strrchr(row, '\t') : NULL;
+    double got = tab ? strtod(tab + 1, NULL) : -1;
+    t_check(row && fabs(got - want) < 1.5e-6, "folds: the table's Recall@10 %.6f is the mean over test fold %d's validation folds (%.6f)",
+            got, best + 1, want);
+    t_check(best == 1, "folds: the chosen test fold is the second (mean validation recall .0200 against .0075 and .0175), got %d", best + 1);
+    free(text);
+}
 
 static void config_case(void) {
     const char *bin = getenv("MREC_BIN");
@@ -376,8 +445,10 @@ static void config_case(void) {
     if (bin[0] != '/' && getcwd(abs_bin, sizeof abs_bin)) snprintf(abs_bin + strlen(abs_bin), sizeof abs_bin - strlen(abs_bin), "/%s", bin);
     else snprintf(abs_bin, sizeof abs_bin, "%s", bin);
     bin = abs_bin;
-    config_run(bin, "baby", "baby.tsv", "baby", baby_yml, "baby_ratio", "random_subsampling test_ratio and user_k_core");
-    config_run(bin, "ml100k", "ml100k.tsv", "ml", ml_yml, "ml100k_leave", "random_subsampling leave_n_out and item_k_core");
+    config_run(bin, "baby", "baby.tsv", "baby", baby_yml, "baby_ratio", "random_subsampling test_ratio and user_k_core", one_fold_files);
+    config_run(bin, "ml100k", "ml100k.tsv", "ml", ml_yml, "ml100k_leave", "random_subsampling leave_n_out and item_k_core", one_fold_files);
+    config_run(bin, "baby_small", "baby_small.tsv", "folds", folds_yml, "baby_folds", "3 test folds of 2 validation folds", folds_files);
+    folds_results(bin);
     bad_settings(bin, baby_yml);
 }
 
@@ -388,10 +459,16 @@ static void bad_settings(const char *bin, const char *yml) {
         const char *from, *to, *want;
     } edits[] = {
         {"test_ratio: 0.2}", "test_ratio: 1.5}", "line 9: test_ratio must lie in (0, 1)"},
-        {"test_ratio: 0.2}", "test_ratio: 0.2, folds: 5}", "line 9: folds: mrec trains one split (folds 1)"},
+        {"test_ratio: 0.2}", "test_ratio: 0.2, folds: 101}", "line 9"},
+        {"{strategy: random_subsampling, test_ratio: 0.2}", "{strategy: temporal_hold_out, test_ratio: 0.2, folds: 2}",
+         "line 9: folds: temporal_hold_out makes one fold"},
+        {"{strategy: random_subsampling, test_ratio: 0.2}", "{strategy: random_cross_validation}", "line 9: random_cross_validation needs folds"},
+        {"{strategy: random_subsampling, test_ratio: 0.2}", "{strategy: random_cross_validation, folds: 1}", "line 9"},
+        {"{strategy: random_subsampling, test_ratio: 0.2}", "{strategy: random_cross_validation, folds: 3, test_ratio: 0.2}",
+         "random_cross_validation takes folds only"},
         {"test_ratio: 0.2}", "test_ratio: 0.2, leave_n_out: 2}", "give test_ratio or leave_n_out, one of the two"},
-        {"{strategy: random_subsampling, test_ratio: 0.2}", "{strategy: random_cross_validation, folds: 5}",
-         "line 9: splitting strategy is random_subsampling, temporal_hold_out or fixed_timestamp"},
+        {"{strategy: random_subsampling, test_ratio: 0.2}", "{strategy: cross_validation, folds: 5}",
+         "line 9: splitting strategy is random_subsampling, random_cross_validation, temporal_hold_out or fixed_timestamp"},
         {"{strategy: random_subsampling, test_ratio: 0.2}", "{strategy: fixed_timestamp, timestamp: 2021-02-30}",
          "fixed_timestamp wants whole seconds, a date"},
         {"{strategy: random_subsampling, test_ratio: 0.2}", "{strategy: fixed_timestamp, timestamp: 1000, min_over: 2}",
@@ -424,6 +501,12 @@ static void bad_settings(const char *bin, const char *yml) {
         {"--split elliot:random:0.2/temporal:1.5", "test_ratio must be a number in (0, 1)"},
         {"--split random:1.5", "--split"},
         {"--split splitmix:0", "--split"},
+        {"--split elliot:random:0.2,folds=0", "random:VALUE,folds=N takes 1 to 100 folds"},
+        {"--split elliot:temporal:0.2,folds=2", "temporal splits make one"},
+        {"--split elliot:kfold:1", "random_cross_validation (kfold:N) takes 2 to 100 folds"},
+        {"--split elliot:random:0.2,folds=2 --fold 2", "--fold 2: elliot:random:0.2,folds=2 makes 2 test and 1 validation folds"},
+        {"--split random:0.2 --fold 0/1", "--fold 0/1: random:0.2 makes 1 test and 1 validation folds"},
+        {"--split elliot:kfold:3 --fold x", "--fold 'x': T or T/V"},
         {"--prefilter user:0", "--prefilter: prefilter step 'user:0': the core is a whole number >= 1"},
         {"--prefilter cold:3", "is not rating:X, user:K, item:K, kcore:K or rounds:K:N"},
     };

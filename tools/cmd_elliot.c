@@ -10,8 +10,9 @@
  *                   (also user_k_core, item_k_core, n_rounds_k_core with rounds; applied in order)
  *     splitting: {save_on_disk: True, save_folder: ..., test_splitting: {strategy: random_subsampling,
  *                 test_ratio: 0.2}, validation_splitting: {...}}
- *                (random_subsampling and temporal_hold_out with test_ratio or leave_n_out, fixed_timestamp with
- *                 timestamp: SECONDS|DATE|best; Elliot's splitter draw for draw, recsys/split_elliot.c)
+ *                (random_subsampling and temporal_hold_out with test_ratio or leave_n_out, random_subsampling and
+ *                 random_cross_validation with folds, fixed_timestamp with timestamp: SECONDS|DATE|best; Elliot's
+ *                 splitter draw for draw, recsys/split_elliot.c)
  *     top_k: 20
  *     evaluation: {cutoffs: [10, 20], simple_metrics: [Recall, nDCG, HR], relevance_threshold: 0,
  *                  paired_ttest: True, wilcoxon_test: True}
@@ -27,7 +28,7 @@
  * performance/bestmodelparams_cutoff_<k>_relthreshold_<t>.json, performance/stat_paired_ttest_cutoff_<k>.tsv
  * and stat_wilcoxon_test_cutoff_<k>.tsv (p-values between the best models, per metric, over test users),
  * recs/<model>.tsv (user, item, rank) with save_recs, runs/<model>/ (each point's own run folder, as mrec
- * train writes it), and report.html. The folder is built beside itself and swapped in whole when the
+ * train writes it; runs/<T>/<V>/<model>/ with folds), and report.html. The folder is built beside itself and swapped in whole when the
  * experiment is done. Every point trains through mrec_train and hands its results back in memory; the
  * best point of each model keeps its run (top lists, per-user metrics, curve) for the tables after.
  */
@@ -183,48 +184,75 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
         mrec_out_abort(&od);
         return 2;
     }
+    /* Elliot's folds: each grid point trains on every (test fold, validation fold); its results are the mean over
+     * the validation folds of a test fold, and a model's best is the best point of the test fold whose best point
+     * is best (run.py: the argmin of the losses across test folds, each fold's own search first). */
+    int n_test = e.folds[0] > 0 ? e.folds[0] : 1, n_valid = e.folds[1] > 0 ? e.folds[1] : 1, folded = n_test * n_valid > 1;
     static point *grid[MAX_MODELS];
-    static mrec_train_result best_run[MAX_MODELS]; /* the best point's run of each model */
+    static mrec_train_result best_run[MAX_MODELS]; /* the best point's run of each model (its last validation fold) */
     memset(best_run, 0, sizeof best_run);
-    int n_points[MAX_MODELS] = {0}, best[MAX_MODELS], rc = 0;
+    int n_points[MAX_MODELS] = {0}, best[MAX_MODELS], best_fold[MAX_MODELS] = {0}, rc = 0;
     double t0 = mrec_now(), train_s = 0, eval_s = 0;
     int done = 0;
+    total_runs *= n_test * n_valid;
     for (int mi = 0; mi < e.n_models && !rc; mi++) {
         model_spec *m = &e.models[mi];
         int sizes[MAX_AXES], pick[MAX_AXES] = {0}, total = 1;
         for (int a = 0; a < m->n_axes; a++) total *= sizes[a] = m->axis[a]->kind == MREC_CFG_SEQ ? mrec_cfg_count(m->axis[a]) : 1;
-        grid[mi] = calloc((size_t)total, sizeof *grid[mi]);
+        grid[mi] = calloc((size_t)total * n_test, sizeof *grid[mi]);
         best[mi] = -1;
         if (!grid[mi]) rc = 3, fprintf(stderr, "mrec train: out of memory for %d grid points\n", total);
-        for (int g = 0; g < total && !rc; g++) {
+        for (int gt = 0; gt < total * n_test && !rc; gt++) {
+            int t = gt / total, g = gt % total;
             for (int a = m->n_axes - 1, r = g; a >= 0; a--) pick[a] = r % sizes[a], r /= sizes[a];
-            point *p = &grid[mi][g];
+            point *p = &grid[mi][gt];
             elliot_point_name(p->name, sizeof p->name, m, pick);
-            mrec_train_spec s;
-            elliot_point_spec(&e, m, pick, &s); /* checked above */
-            if (o->max_epochs > 0) s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {o->max_epochs}, .given = 1};
-            s.threads = o->threads, s.cache = o->cache, s.log = mrec_train_log_stdout, s.notice = mrec_train_notice_stderr;
-            printf("== %s (%d/%d)\n", p->name, g + 1, total);
-            fflush(stdout);
-            /* Elliot's restore: the weights a previous run of this experiment saved, evaluated without training */
-            char weights_in[8400], weights_out[8400];
-            snprintf(weights_in, sizeof weights_in, "%s/weights/%s", final_out, p->name);
-            snprintf(weights_out, sizeof weights_out, "%s/weights/%s", e.out, p->name);
-            if (m->restore) s.restore = weights_in, s.restore_only = 1;
-            /* the point's own folder, as mrec train writes it */
-            char dir[4800];
-            snprintf(dir, sizeof dir, "%s/%s", runs, p->name);
-            mrec_out_dir pod = {.lock_fd = -1};
+            double test_sum[8][MAX_K] = {{0}}, valid_sum[8][MAX_K] = {{0}};
             mrec_train_result r;
             memset(&r, 0, sizeof r);
-            if ((st = mrec_out_begin(&pod, dir, 0))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
-            if (!rc && (st = mrec_train(&s, &r))) rc = mrec_train_fail("train", &r, st);
-            if (!rc && (st = mrec_train_write(pod.scratch, &s, &r))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "writing"}, st);
-            if (!rc && (st = mrec_out_commit(&pod))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
-            mrec_out_abort(&pod);
-            /* Elliot's save_weights: weights/<point>/, a saved model (mrec recommend, serve and restore read it) */
-            if (!rc && m->save_weights && ((st = mrec_mkdirs(weights_out)) || (st = mrec_train_save(weights_out, &r))))
-                rc = mrec_train_fail("train", &(mrec_train_result){.stage = "save_weights"}, st);
+            mrec_train_spec s;
+            for (int v = 0; v < n_valid && !rc; v++) {
+                elliot_point_spec(&e, m, pick, &s); /* checked above */
+                if (o->max_epochs > 0) s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {o->max_epochs}, .given = 1};
+                s.threads = o->threads, s.cache = o->cache, s.log = mrec_train_log_stdout, s.notice = mrec_train_notice_stderr;
+                s.split_fold[0] = t, s.split_fold[1] = v;
+                if (folded) printf("== %s (%d/%d, test fold %d of %d, validation fold %d of %d)\n", p->name, g + 1, total, t + 1, n_test,
+                                   v + 1, n_valid);
+                else printf("== %s (%d/%d)\n", p->name, g + 1, total);
+                fflush(stdout);
+                /* Elliot's restore: the weights a previous run of this experiment saved, evaluated without training */
+                char weights_in[8400], weights_out[8400];
+                snprintf(weights_in, sizeof weights_in, "%s/weights/%s", final_out, p->name);
+                snprintf(weights_out, sizeof weights_out, "%s/weights/%s", e.out, p->name);
+                if (m->restore) s.restore = weights_in, s.restore_only = 1;
+                /* the point's own folder, as mrec train writes it (runs/T/V/<point> with folds) */
+                char dir[4400 + 520], parent[4400];
+                snprintf(parent, sizeof parent, folded ? "%s/%d/%d" : "%s", runs, t, v);
+                snprintf(dir, sizeof dir, "%s/%s", parent, p->name);
+                mrec_out_dir pod = {.lock_fd = -1};
+                mrec_train_result_free(&r); /* the previous validation fold's */
+                memset(&r, 0, sizeof r);
+                if ((st = mrec_mkdirs(parent)) || (st = mrec_out_begin(&pod, dir, 0)))
+                    rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
+                if (!rc && (st = mrec_train(&s, &r))) rc = mrec_train_fail("train", &r, st);
+                if (!rc && (st = mrec_train_write(pod.scratch, &s, &r))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "writing"}, st);
+                if (!rc && (st = mrec_out_commit(&pod))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
+                mrec_out_abort(&pod);
+                /* Elliot's save_weights: weights/<point>/, a saved model (mrec recommend, serve and restore read it) */
+                if (!rc && m->save_weights && ((st = mrec_mkdirs(weights_out)) || (st = mrec_train_save(weights_out, &r))))
+                    rc = mrec_train_fail("train", &(mrec_train_result){.stage = "save_weights"}, st);
+                if (rc) break;
+                for (int i = 0; i < e.n_metrics; i++)
+                    for (int j = 0; j < e.n_k; j++) {
+                        test_sum[i][j] += r.test.value[s.metrics[i]][j];
+                        /* no validation split: chosen on test, as Elliot does then */
+                        valid_sum[i][j] += r.selected_on_test ? r.test.value[s.metrics[i]][j] : r.valid.value[s.metrics[i]][j];
+                    }
+                train_s += r.train_seconds, eval_s += r.eval_seconds;
+                done++;
+                double spent = mrec_now() - t0;
+                printf("progress: %d of %d runs, %.0f s, ETA %.0f s\n", done, total_runs, spent, spent / done * (total_runs - done));
+            }
             if (rc) {
                 fprintf(stderr, "mrec train: %s failed (exit %d)\n", p->name, rc);
                 mrec_train_result_free(&r);
@@ -233,39 +261,37 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
             snprintf(p->params, sizeof p->params, "%s", r.params);
             p->best_epoch = r.best_epoch;
             for (int i = 0; i < e.n_metrics; i++)
-                for (int j = 0; j < e.n_k; j++) {
-                    p->test[i][j] = elliot_as_printed(r.test.value[s.metrics[i]][j]);
-                    /* no validation split: chosen on test, as Elliot does then */
-                    p->valid[i][j] = r.selected_on_test ? p->test[i][j] : elliot_as_printed(r.valid.value[s.metrics[i]][j]);
-                }
-            train_s += r.train_seconds, eval_s += r.eval_seconds;
+                for (int j = 0; j < e.n_k; j++)
+                    p->test[i][j] = elliot_as_printed(test_sum[i][j] / n_valid), p->valid[i][j] = elliot_as_printed(valid_sum[i][j] / n_valid);
             int sel = 0, sel_k = 0; /* the selection metric's column */
             for (int i = 0; i < e.n_metrics; i++)
                 if (s.metrics[i] == m->select_metric) sel = i;
             for (int j = 0; j < e.n_k; j++)
                 if (e.k[j] == m->select_k) sel_k = j;
-            if (best[mi] < 0 || p->valid[sel][sel_k] > grid[mi][best[mi]].valid[sel][sel_k]) {
-                best[mi] = g;
+            /* the first best in (test fold, point) order is run.py's choice: each fold's first best, then the first best fold */
+            if (best[mi] < 0 || p->valid[sel][sel_k] > grid[mi][best_fold[mi] * total + best[mi]].valid[sel][sel_k]) {
+                best[mi] = g, best_fold[mi] = t;
                 mrec_train_result_free(&best_run[mi]);
                 best_run[mi] = r;
             } else {
                 mrec_train_result_free(&r);
             }
-            n_points[mi] = g + 1;
-            done++;
-            double spent = mrec_now() - t0;
-            printf("progress: %d of %d runs, %.0f s, ETA %.0f s\n", done, total_runs, spent, spent / done * (total_runs - done));
         }
+        if (!rc) n_points[mi] = total;
+        if (!rc && folded && best[mi] >= 0) printf("%s: the best point is in test fold %d of %d\n", m->name, best_fold[mi] + 1, n_test);
     }
-    if (!rc && (st = elliot_write_tables(&e, grid, n_points, best))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
+    /* the tables are the chosen test fold's, as Elliot writes that fold's search */
+    point *tables[MAX_MODELS];
+    for (int mi = 0; mi < e.n_models; mi++) tables[mi] = grid[mi] ? grid[mi] + (size_t)best_fold[mi] * n_points[mi] : NULL;
+    if (!rc && (st = elliot_write_tables(&e, tables, n_points, best))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
     /* recs and significance over the best models */
     point bests[MAX_MODELS];
     const mrec_train_result *best_runs[MAX_MODELS];
     int nb = 0;
     for (int m = 0; !rc && m < e.n_models; m++) {
         if (best[m] < 0) continue;
-        bests[nb] = grid[m][best[m]], best_runs[nb++] = &best_run[m];
-        if (e.models[m].save_recs && (st = elliot_write_recs(&e, grid[m][best[m]].name, &best_run[m])))
+        bests[nb] = tables[m][best[m]], best_runs[nb++] = &best_run[m];
+        if (e.models[m].save_recs && (st = elliot_write_recs(&e, tables[m][best[m]].name, &best_run[m])))
             rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
     }
     if (!rc && (st = elliot_write_stats(&e, bests, best_runs, nb))) rc = 2, fprintf(stderr, "mrec train: %s\n", mrec_error_detail());
@@ -277,8 +303,8 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
         printf("\n");
         for (int m = 0; m < e.n_models; m++) {
             if (best[m] < 0) continue;
-            printf("%-40.40s", grid[m][best[m]].name);
-            for (int i = 0; i < n_metrics; i++) printf(" %13.4f", grid[m][best[m]].test[i][e.n_k - 1]);
+            printf("%-40.40s", tables[m][best[m]].name);
+            for (int i = 0; i < n_metrics; i++) printf(" %13.4f", tables[m][best[m]].test[i][e.n_k - 1]);
             printf("\n");
         }
         printf("time: %.1f s training, %.1f s evaluating, %.1f s in all (%d runs)\nresults: %s\n", train_s, eval_s, mrec_now() - t0, done,
@@ -290,10 +316,10 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
         for (int i = 0; i < n_metrics; i++) metrics[i] = e.metric_elliot[i];
         for (int m = 0; m < e.n_models; m++) {
             if (best[m] < 0) continue;
-            names[nm] = grid[m][best[m]].name;
+            names[nm] = tables[m][best[m]].name;
             history[nm] = best_run[m].history, n_history[nm] = best_run[m].n_history;
             for (int i = 0; i < n_metrics; i++)
-                values[nm * n_metrics + i] = grid[m][best[m]].test[i][e.n_k - 1], valid[nm * n_metrics + i] = grid[m][best[m]].valid[i][e.n_k - 1];
+                values[nm * n_metrics + i] = tables[m][best[m]].test[i][e.n_k - 1], valid[nm * n_metrics + i] = tables[m][best[m]].valid[i][e.n_k - 1];
             nm++;
         }
         if (best_out) {

@@ -20,7 +20,7 @@
 #include <string.h>
 
 enum {
-    O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_PREFILTER, O_FEATURES, O_MISSING, O_KNOCKOUT,
+    O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_FOLD, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_PREFILTER, O_FEATURES, O_MISSING, O_KNOCKOUT,
     O_SAVE_SPLITS, O_CACHE, O_MODEL, O_PARAMS, O_METRICS, O_K, O_SELECT, O_THRESHOLD, O_MASK_VALID, O_OUT, O_OVERWRITE, O_RESUME,
     O_SAVE_TOPK, O_PER_USER, O_SAVE, O_RESTORE, O_THREADS, O_DEVICE, N_OPTIONS
 };
@@ -36,9 +36,11 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
                  "a split made here instead of the data's own: mmrec (MMRec's rule); random:T[:V] and temporal:T[:V] (Elliot's "
                  "random_subsampling and temporal_hold_out, test ratio T, validation ratio V of the rest, numpy's stream as Elliot "
                  "draws it); elliot:TEST[/VALID], each part random:R, random:n=N, temporal:R, temporal:n=N or timestamp:SECONDS|DATE|best "
-                 "(Elliot's test_ratio, leave_n_out, fixed_timestamp); leave:N[:valid] (the N latest per user, users with more); "
+                 "(Elliot's test_ratio, leave_n_out, fixed_timestamp; random:R,folds=F and random:n=N,folds=F for its folds, kfold:F for "
+                 "random_cross_validation); leave:N[:valid] (the N latest per user, users with more); "
                  "splitmix:T[:V] (mrec's own per-user random split)"},
     [O_SEED_SPLIT] = {"--seed-split", MREC_OPT_U64, "N", "the split's seed", "999"},
+    [O_FOLD] = {"--fold", MREC_OPT_TEXT, "T[/V]", "with an elliot split of several folds: test fold T, validation fold V within it", "0/0"},
     [O_MIN_RATING] = {"--min-rating", MREC_OPT_REAL, "X", "interactions rated below X leave first", .lo = -1e9, .hi = 1e9},
     [O_KCORE] = {"--kcore", MREC_OPT_INT, "K", "users and items with fewer than K interactions leave, until none is left", "0 (none)", 0,
                  1000000},
@@ -173,6 +175,32 @@ int mrec_cmd_train(int argc, char **argv) {
     s.duplicates = v[O_DUPLICATES].given && v[O_DUPLICATES].i == 1 ? MREC_DUPLICATES_ERROR : MREC_DUPLICATES_DROP;
     s.split = v[O_SPLIT].text;
     if (v[O_SEED_SPLIT].given) s.split_seed = v[O_SEED_SPLIT].u;
+    if (v[O_FOLD].given) {
+        char buf[64], *slash;
+        long t = -1, f = 0;
+        snprintf(buf, sizeof buf, "%s", v[O_FOLD].text);
+        if ((slash = strchr(buf, '/'))) *slash = 0;
+        if (mrec_parse_int(buf, 0, MREC_ELLIOT_MAX_FOLDS - 1, &t) || (slash && mrec_parse_int(slash + 1, 0, MREC_ELLIOT_MAX_FOLDS - 1, &f))) {
+            fprintf(stderr, "mrec train: --fold '%s': T or T/V, whole numbers from 0 (%s)\n", v[O_FOLD].text, mrec_error_detail());
+            return 1;
+        }
+        s.split_fold[0] = (int)t, s.split_fold[1] = (int)f;
+        /* a fold the split does not make is refused here, before the data is read */
+        int kind, n_test = 1, n_valid = 1;
+        double a, b;
+        mrec_elliot_part test, valid;
+        if (s.split && !mrec_split_parse(s.split, &kind, &a, &b) && kind == 5) {
+            snprintf(buf, sizeof buf, "%s", s.split + 7);
+            if ((slash = strchr(buf, '/'))) *slash = 0;
+            if (!mrec_elliot_part_parse(buf, &test)) n_test = mrec_elliot_part_folds(&test);
+            if (slash && !mrec_elliot_part_parse(slash + 1, &valid)) n_valid = mrec_elliot_part_folds(&valid);
+        }
+        if (t >= n_test || f >= n_valid) {
+            fprintf(stderr, "mrec train: --fold %s: %s makes %d test and %d validation folds\n", v[O_FOLD].text, s.split ? s.split : "the data's split",
+                    n_test, n_valid);
+            return 1;
+        }
+    }
     if (v[O_MIN_RATING].given) s.min_rating = (float)v[O_MIN_RATING].r;
     s.kcore = (int)v[O_KCORE].i, s.kcore_once = v[O_KCORE_ONCE].given;
     s.prefilter = v[O_PREFILTER].text;

@@ -33,6 +33,7 @@ typedef struct {
     char dataset[128], out[4096], perf[4200], recs[4200];
     mrec_train_spec base;           /* the data and the evaluation, shared by every run */
     char data[4200 * 3], split[336], prefilter[512], save_folder[4096];
+    int folds[2];                   /* the test splitting's folds, each training set's validation folds (1 when one) */
     char visual[4096], textual[4096];
     int k[MAX_K], n_k, top_k;
     char metric_elliot[8][32];      /* as written (Recall) */

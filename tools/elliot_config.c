@@ -159,8 +159,9 @@ static mrec_status read_filters(experiment *e, const mrec_cfg_node *x) {
     return st;
 }
 
-/* One of test_splitting / validation_splitting as a part of --split elliot:TEST[/VALID] (mrec_elliot_part_parse). */
-static mrec_status read_split_part(experiment *e, const mrec_cfg_node *part, const char *name, char *out, size_t cap) {
+/* One of test_splitting / validation_splitting as a part of --split elliot:TEST[/VALID] (mrec_elliot_part_parse);
+ * *n_folds: how many folds it makes. */
+static mrec_status read_split_part(experiment *e, const mrec_cfg_node *part, const char *name, char *out, size_t cap, int *n_folds) {
     const mrec_cfg *c = e->c;
     static const char *const keys[] = {"strategy", "test_ratio", "leave_n_out", "folds", "timestamp", "min_below", "min_over", NULL};
     const char *kind = NULL, *ts = NULL;
@@ -172,13 +173,22 @@ static mrec_status read_split_part(experiment *e, const mrec_cfg_node *part, con
         if (!(st = mrec_cfg_number(c, part, "test_ratio", 0, -1e9, 1e9, &ratio)) && mrec_cfg_get(part, "test_ratio") && !(ratio > 0 && ratio < 1))
             st = bad(c, mrec_cfg_get(part, "test_ratio"), "test_ratio must lie in (0, 1)");
         if (!st) st = mrec_cfg_int(c, part, "leave_n_out", 0, 1, 1000000, &leave);
-        if (!st) st = mrec_cfg_int(c, part, "folds", 0, 1, 1000, &folds);
-        if (!st && folds != 1) st = bad(c, mrec_cfg_get(part, "folds"), "folds: mrec trains one split (folds 1)");
+        if (!st) st = mrec_cfg_int(c, part, "folds", 0, 1, MREC_ELLIOT_MAX_FOLDS, &folds);
+        if (!st && folds != 1 && kind[0] == 't') st = bad(c, mrec_cfg_get(part, "folds"), "folds: temporal_hold_out makes one fold");
         if (!st && !ratio == !leave) st = bad(c, part, "give test_ratio or leave_n_out, one of the two");
         if (!st && (mrec_cfg_get(part, "timestamp") || mrec_cfg_get(part, "min_below") || mrec_cfg_get(part, "min_over")))
             st = bad(c, part, "timestamp, min_below and min_over go with fixed_timestamp");
-        if (!st && leave) snprintf(out, cap, "%s:n=%ld", kind[0] == 'r' ? "random" : "temporal", leave);
-        else if (!st) snprintf(out, cap, "%s:%.17g", kind[0] == 'r' ? "random" : "temporal", ratio);
+        size_t at = 0;
+        if (!st && leave) at = (size_t)snprintf(out, cap, "%s:n=%ld", kind[0] == 'r' ? "random" : "temporal", leave);
+        else if (!st) at = (size_t)snprintf(out, cap, "%s:%.17g", kind[0] == 'r' ? "random" : "temporal", ratio);
+        if (!st && folds > 1 && at < cap) snprintf(out + at, cap - at, ",folds=%ld", folds);
+        if (!st) *n_folds = (int)folds;
+    } else if (!st && !strcmp(kind, "random_cross_validation")) {
+        if (!mrec_cfg_get(part, "folds")) st = bad(c, part, "random_cross_validation needs folds");
+        if (!st) st = mrec_cfg_int(c, part, "folds", 0, 2, MREC_ELLIOT_MAX_FOLDS, &folds);
+        for (const char *const *k = keys + 1; !st && *k; k++)
+            if (strcmp(*k, "folds") && mrec_cfg_get(part, *k)) st = bad(c, mrec_cfg_get(part, *k), "random_cross_validation takes folds only");
+        if (!st) snprintf(out, cap, "kfold:%ld", folds), *n_folds = (int)folds;
     } else if (!st && !strcmp(kind, "fixed_timestamp")) {
         if (!(st = mrec_cfg_string(c, part, "timestamp", 1, &ts)) && !(st = mrec_cfg_int(c, part, "min_below", 0, 0, 1000000, &below)))
             st = mrec_cfg_int(c, part, "min_over", 0, 0, 1000000, &over);
@@ -193,8 +203,8 @@ static mrec_status read_split_part(experiment *e, const mrec_cfg_node *part, con
         if (!st && !strcmp(ts, "best") && (below != 1 || over != 1)) snprintf(out, cap, "timestamp:best:%ld:%ld", below, over);
         else if (!st) snprintf(out, cap, "%s", one);
     } else if (!st) {
-        st = bad(c, mrec_cfg_get(part, "strategy"), "splitting strategy is random_subsampling, temporal_hold_out or fixed_timestamp "
-                                                    "(random_cross_validation: mrec trains one split)");
+        st = bad(c, mrec_cfg_get(part, "strategy"), "splitting strategy is random_subsampling, random_cross_validation, "
+                                                    "temporal_hold_out or fixed_timestamp");
     }
     return st;
 }
@@ -203,6 +213,7 @@ static mrec_status read_split_part(experiment *e, const mrec_cfg_node *part, con
 static mrec_status read_splitting(experiment *e, const mrec_cfg_node *x) {
     const mrec_cfg *c = e->c;
     const mrec_cfg_node *sp = mrec_cfg_get(x, "splitting");
+    e->folds[0] = e->folds[1] = 1;
     if (!sp) return MREC_OK;
     static const char *const keys[] = {"save_on_disk", "save_folder", "test_splitting", "validation_splitting", NULL};
     mrec_status st = mrec_cfg_check_keys(c, sp, "experiment.splitting", keys);
@@ -210,7 +221,7 @@ static mrec_status read_splitting(experiment *e, const mrec_cfg_node *x) {
     if (!st && !parts[0]) st = bad(c, sp, "splitting needs test_splitting");
     char text[2][160] = {"", ""};
     for (int p = 0; p < 2 && !st; p++)
-        if (parts[p]) st = read_split_part(e, parts[p], p ? "validation_splitting" : "test_splitting", text[p], sizeof text[p]);
+        if (parts[p]) st = read_split_part(e, parts[p], p ? "validation_splitting" : "test_splitting", text[p], sizeof text[p], &e->folds[p]);
     if (!st) {
         snprintf(e->split, sizeof e->split, "elliot:%s%s%s", text[0], parts[1] ? "/" : "", text[1]);
         e->base.split = e->split;

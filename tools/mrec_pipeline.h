@@ -26,6 +26,7 @@ typedef struct {
     const char *split;         /* NULL: the data's own; mmrec, random:T[:V] and temporal:T[:V] (Elliot's), leave:N[:valid],
                                 * splitmix:T[:V], elliot:TEST[/VALID] (mrec_elliot_part_parse) */
     uint64_t split_seed;
+    int split_fold[2];         /* elliot: the test fold, and the validation fold within it (0, 0 with one fold each) */
     const char *save_splits;   /* a folder for the split used (train.tsv, val.tsv, test.tsv), or NULL */
     int save_splits_elliot;    /* that folder in Elliot's save_on_disk layout and format */
     const char *features;      /* "NAME=PATH,...", or NULL */

@@ -94,31 +94,53 @@ mrec_status mrec_split_parse(const char *s, int *kind, double *a, double *b) {
                      s ? s : "", why);
 }
 
+/* One (test fold, validation fold) of Elliot's save_on_disk: T/test.tsv and T/V/train.tsv, T/V/val.tsv
+ * (T/train.tsv without validation) under dir, rows as pandas writes them (mrec_write_elliot_split). */
+static mrec_status write_elliot_fold(const char *dir, const mrec_interactions *x, int t, int v, int has_valid) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%d", dir, t);
+    if (v == 0 && mkdir(path, 0755) != 0) return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/%d/test.tsv", dir, t);
+    mrec_status st = v == 0 ? mrec_write_elliot_split(x, MREC_SPLIT_TEST, path) : MREC_OK;
+    if (!st && has_valid) {
+        snprintf(path, sizeof path, "%s/%d/%d", dir, t, v);
+        if (mkdir(path, 0755) != 0) return mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
+        snprintf(path, sizeof path, "%s/%d/%d/val.tsv", dir, t, v);
+        st = mrec_write_elliot_split(x, MREC_SPLIT_VALID, path);
+    }
+    snprintf(path, sizeof path, has_valid ? "%s/%d/%d/train.tsv" : "%s/%d/train.tsv", dir, t, v);
+    return st ? st : mrec_write_elliot_split(x, MREC_SPLIT_TRAIN, path);
+}
+
 /* --save-splits: train.tsv, val.tsv, test.tsv (user, item, rating). With elliot, Elliot's save_on_disk instead:
- * 0/test.tsv and 0/0/train.tsv, 0/0/val.tsv (0/train.tsv without validation), rows as pandas writes them
- * (mrec_write_elliot_split). The folder appears with its files together; it is replaced without asking, as every
- * grid point of an experiment saves the same split again. */
-static mrec_status write_splits(const char *dir, const mrec_interactions *x, int elliot) {
+ * every fold of the splitting (write_elliot_fold), made again from x's rows, then x split back to the run's fold.
+ * The folder appears with its files together; it is replaced without asking, as every grid point of an experiment
+ * saves the same split again. */
+static mrec_status resplit(const mrec_train_spec *s, mrec_interactions *x);
+static mrec_status write_splits(const mrec_train_spec *spec, mrec_interactions *x) {
     static const char *const names[3] = {"train.tsv", "val.tsv", "test.tsv"};
     int has_valid = 0;
     for (int64_t i = 0; i < x->n && !has_valid; i++) has_valid = x->split[i] == MREC_SPLIT_VALID;
     mrec_out_dir od;
-    mrec_status st = mrec_out_begin(&od, dir, MREC_OUT_OVERWRITE);
+    mrec_status st = mrec_out_begin(&od, spec->save_splits, MREC_OUT_OVERWRITE);
     if (st) return st;
-    char path[4400];
-    if (elliot) {
-        snprintf(path, sizeof path, "%s/0", od.scratch);
-        if (mkdir(path, 0755) != 0) st = mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
-        snprintf(path, sizeof path, "%s/0/0", od.scratch);
-        if (!st && has_valid && mkdir(path, 0755) != 0) st = mrec_fail(MREC_ERR_IO, "%s: cannot create (%s)", path, strerror(errno));
+    if (spec->save_splits_elliot) {
+        mrec_elliot_part test, valid;
+        int n_test = 1, n_valid = 1, elliot_spelling = spec->split && !strncmp(spec->split, "elliot:", 7);
+        if (elliot_spelling && !(st = elliot_parts(spec->split, &test, &valid, &has_valid)))
+            n_test = mrec_elliot_part_folds(&test), n_valid = has_valid ? mrec_elliot_part_folds(&valid) : 1;
+        mrec_train_spec one = *spec;
+        for (int t = 0; t < n_test && !st; t++)
+            for (int v = 0; v < n_valid && !st; v++) {
+                one.split_fold[0] = t, one.split_fold[1] = v;
+                if (n_test * n_valid > 1) st = resplit(&one, x);
+                if (!st) st = write_elliot_fold(od.scratch, x, t, v, has_valid);
+            }
+        if (!st && n_test * n_valid > 1) st = resplit(spec, x); /* back to the run's own fold */
     }
-    for (int s = 0; s < 3 && !st; s++) {
-        if (elliot && s == MREC_SPLIT_VALID && !has_valid) continue;
-        snprintf(path, sizeof path, "%s/%s%s", od.scratch, !elliot ? "" : s == MREC_SPLIT_TEST || !has_valid ? "0/" : "0/0/", names[s]);
-        if (elliot) {
-            st = mrec_write_elliot_split(x, (mrec_split)s, path);
-            continue;
-        }
+    for (int s = 0; s < 3 && !st && !spec->save_splits_elliot; s++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", od.scratch, names[s]);
         mrec_atomic_file af;
         if ((st = mrec_atomic_begin(&af, path))) break;
         for (int64_t i = 0; i < x->n; i++)
@@ -165,7 +187,9 @@ static mrec_status resplit(const mrec_train_spec *s, mrec_interactions *x) {
     int has_valid = b > 0;
     valid.ratio = b;
     if (kind == 5 && (st = elliot_parts(s->split, &test, &valid, &has_valid))) return st;
-    return mrec_split_elliot(x, &test, has_valid ? &valid : NULL, s->split_seed);
+    if (kind != 5 && (s->split_fold[0] || s->split_fold[1]))
+        return mrec_fail(MREC_ERR_ARG, "%s makes one fold (fold %d/%d asked for)", s->split, s->split_fold[0], s->split_fold[1]);
+    return mrec_split_elliot_fold(x, &test, has_valid ? &valid : NULL, s->split_seed, s->split_fold[0], s->split_fold[1]);
 }
 
 /* ---- the modalities ---- */
@@ -462,7 +486,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     if (!st && s->split) STEP("splitting", resplit(s, &x));
     if (!st && !x.has_split)
         STEP("splitting", mrec_fail(MREC_ERR_FORMAT, "%s has no split (an x_label column, or train.txt/test.txt); give one with --split", s->data));
-    if (!st && s->save_splits) STEP("--save-splits", write_splits(s->save_splits, &x, s->save_splits_elliot));
+    if (!st && s->save_splits) STEP("--save-splits", write_splits(s, &x));
     if (!st && s->features) STEP("features", load_modalities(s, feat, &n_feat, &x));
     if (!st && s->knockout) STEP("knockout", knock_out(s, feat, n_feat, mrec_hp_u64(&r->values, MREC_HP_SEED), &knocked));
     /* the modalities side by side, for models that take one feature vector per item */

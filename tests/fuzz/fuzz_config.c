@@ -28,7 +28,9 @@ static void numbers(const char *s) {
     if (!mrec_parse_reals(s, 3, -1, 1, three) && !(fabs(three[0]) <= 1 && fabs(three[1]) <= 1 && fabs(three[2]) <= 1)) abort();
     /* the --split and --prefilter spellings an Elliot config becomes, and dates */
     mrec_elliot_part part;
-    if (!mrec_elliot_part_parse(s, &part) && !(part.strategy == MREC_ELLIOT_FIXED_TIME || part.leave_n >= 1 || (part.ratio > 0 && part.ratio < 1)))
+    if (!mrec_elliot_part_parse(s, &part) &&
+        !(part.strategy == MREC_ELLIOT_FIXED_TIME || (part.strategy == MREC_ELLIOT_KFOLD && part.folds >= 2) ||
+          ((part.leave_n >= 1 || (part.ratio > 0 && part.ratio < 1)) && part.folds >= 1 && part.folds <= MREC_ELLIOT_MAX_FOLDS)))
         abort();
     mrec_prefilter steps[4];
     int n_steps = -1;

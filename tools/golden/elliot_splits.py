@@ -13,15 +13,19 @@ elliot/dataset/dataset.py in sisinflab/elliot), and so what is restated here:
     rows (groupby().filter keeps data order); iterative_k_core repeats user then item passes;
   - np.random.seed(random_seed) once, then the test splitting on the data, then the validation
     splitting on the training rows (index reset, data order kept), the stream going on;
-  - random_subsampling, folds 1: for each user of groupby('userId') (sorted ids), the list
+  - random_subsampling: for each user of groupby('userId') (sorted ids), the list
     [0] * floor(n (1 - test_ratio)) + [1] * rest (or [0] * (n - leave_n_out) + [1] * leave_n_out)
-    np.random.shuffle()d, the user's rows in data order taking the flags; 1 is held out;
+    np.random.shuffle()d, the user's rows in data order taking the flags; 1 is held out; with folds,
+    that again for every fold in turn, the stream going on;
+  - random_cross_validation: a user's i-th row (data order) is in fold i % folds, no draws;
+  - the validation splitting of every test fold's training rows comes after all test folds, fold
+    0's first;
   - temporal_hold_out: rank(method='first') of the timestamp per user; held out the ranks past
     floor(n (1 - test_ratio)), or the leave_n_out latest (ascending=False);
   - fixed_timestamp: held out the rows with timestamp >= the cut; best: the timestamp of the data
     with the most users having >= min_below rows before it and >= min_over from it, the latest on ties;
-  - save_on_disk: <folder>/0/test.tsv, and <folder>/0/0/train.tsv + val.tsv (or <folder>/0/train.tsv
-    without validation), to_csv(sep='\\t', header=False, index=False), rows in data order.
+  - save_on_disk: <folder>/T/test.tsv, and <folder>/T/V/train.tsv + val.tsv (or <folder>/T/train.tsv
+    without validation) for test fold T and validation fold V, to_csv(sep='\\t', header=False, index=False), rows in data order.
 
 Elliot cannot rank string dates; for the case with dates this script ranks them after pd.to_datetime,
 which is what mrec does with them, and writes them as read.
@@ -84,23 +88,38 @@ def prefilter_rows(d, steps):
     return d
 
 
+def held_out_folds(d, part):
+    """Boolean Series over d's index, one a fold: the rows each fold of the part holds out."""
+    if part[0] == "random":
+        # fold after fold, every user each time, the stream going on
+        folds = []
+        for _ in range(part[3]):
+            out = pd.Series(False, index=d.index)
+            for _, g in d.groupby("userId", sort=True):
+                n = len(g)
+                if part[1] == "n":
+                    flags = [0] * (n - part[2]) + [1] * part[2]
+                else:
+                    train = int(math.floor(n * (1 - part[2])))
+                    flags = [0] * train + [1] * (n - train)
+                assert len(flags) == n
+                np.random.shuffle(flags)
+                out.loc[g.index] = [bool(f) for f in flags]
+            folds.append(out)
+        return folds
+    if part[0] == "kfold":
+        # random_cross_validation: a user's i-th row (data order) in fold i % folds, no draws
+        position = d.groupby("userId").cumcount()
+        return [position % part[1] == f for f in range(part[1])]
+    return [held_out(d, part)]
+
+
 def held_out(d, part):
-    """A boolean Series over d's index: the rows the part holds out."""
+    """A boolean Series over d's index: the rows a one-fold part holds out."""
     kind = part[0]
     key = "time_key" if "time_key" in d.columns else "timestamp"
     out = pd.Series(False, index=d.index)
-    if kind == "random":
-        for _, g in d.groupby("userId", sort=True):
-            n = len(g)
-            if part[1] == "n":
-                flags = [0] * (n - part[2]) + [1] * part[2]
-            else:
-                train = int(math.floor(n * (1 - part[2])))
-                flags = [0] * train + [1] * (n - train)
-            assert len(flags) == n
-            np.random.shuffle(flags)
-            out.loc[g.index] = [bool(f) for f in flags]
-    elif kind == "temporal":
+    if kind == "temporal":
         if part[1] == "n":
             r = d.groupby("userId")[key].rank(method="first", ascending=False)
             out = r <= part[2]
@@ -129,13 +148,18 @@ def held_out(d, part):
 
 
 def split(d, test, valid, seed):
+    """Every fold as Elliot makes them: {(t, v): (train, val or None, test)}; every test fold is split
+    first, then the training rows of test fold 0 into its validation folds, then those of fold 1, ..."""
     np.random.seed(seed)
-    t = held_out(d, test)
-    test_df, train = d[t].reset_index(drop=True), d[~t].reset_index(drop=True)
-    if valid is None:
-        return train, None, test_df
-    v = held_out(train, valid)
-    return train[~v].reset_index(drop=True), train[v].reset_index(drop=True), test_df
+    pairs = [(d[~t].reset_index(drop=True), d[t].reset_index(drop=True)) for t in held_out_folds(d, test)]
+    folds = {}
+    for ti, (train, test_df) in enumerate(pairs):
+        if valid is None:
+            folds[(ti, 0)] = (train, None, test_df)
+            continue
+        for vi, v in enumerate(held_out_folds(train, valid)):
+            folds[(ti, vi)] = (train[~v].reset_index(drop=True), train[v].reset_index(drop=True), test_df)
+    return folds
 
 
 def tsv(df):
@@ -143,8 +167,15 @@ def tsv(df):
 
 
 def parse_part(text):
-    """mrec's spelling of one part (random:0.2, random:n=1, temporal:..., timestamp:best[:B:O]) as a tuple."""
+    """mrec's spelling of one part (random:0.2, random:n=1, random:0.2,folds=3, kfold:4, temporal:...,
+    timestamp:best[:B:O]) as a tuple."""
     kind, value = text.split(":", 1)
+    if kind == "kfold":
+        return ("kfold", int(value))
+    if kind == "random":
+        value, _, folds = value.partition(",folds=")
+        folds = int(folds or 1)
+        return ("random", "n", int(value[2:]), folds) if value.startswith("n=") else ("random", "r", float(value), folds)
     if kind == "timestamp":
         if value.startswith("best"):
             below, over = (value.split(":")[1:] or ["1", "1"])
@@ -167,12 +198,16 @@ def case(name, input_name, text, spelling, seed, prefilter="", dates=False):
     test, valid = parse_part(parts[0]), parse_part(parts[1]) if len(parts) > 1 else None
     steps = [(k, int(v)) for k, v in (s.split(":") for s in prefilter.split(",") if s)]
     d = prefilter_rows(load(text, dates), steps)
-    train, val, test_df = split(d, test, valid, seed)
-    files = [("0/test.tsv", tsv(test_df))]
-    if val is None:
-        files.append(("0/train.tsv", tsv(train)))
-    else:
-        files += [("0/0/train.tsv", tsv(train)), ("0/0/val.tsv", tsv(val))]
+    folds = split(d, test, valid, seed)
+    files = []
+    for (t, v), (train, val, test_df) in sorted(folds.items()):
+        if v == 0:
+            files.append((f"{t}/test.tsv", tsv(test_df)))
+        if val is None:
+            files.append((f"{t}/train.tsv", tsv(train)))
+        else:
+            files += [(f"{t}/{v}/train.tsv", tsv(train)), (f"{t}/{v}/val.tsv", tsv(val))]
+    train, val, test_df = folds[(0, 0)]
     if input_name in SUBSETS:  # rows that may not be copied: their size and CRC-32 only
         for rel, body in files:
             data = body.encode()
@@ -182,7 +217,8 @@ def case(name, input_name, text, spelling, seed, prefilter="", dates=False):
         for rel, body in files:
             write_gz(os.path.join(OUT, name, rel + ".gz"), body)
     CASES.append("\t".join([name, input_name, str(seed), "elliot:" + spelling, prefilter or "-"]))
-    print(f"{name}: {len(d)} rows, train {len(train)}, valid {0 if val is None else len(val)}, test {len(test_df)}")
+    print(f"{name}: {len(d)} rows, {len(folds)} folds; fold 0/0: train {len(train)}, valid {0 if val is None else len(val)}, "
+          f"test {len(test_df)}")
 
 
 # ---- the data ----
@@ -254,6 +290,12 @@ def main():
     case("baby_ratio", "baby", baby(600), "random:0.2/random:0.25", 42, prefilter="user:5")
     case("hm_ratio", "hm", hm(1500, False), "random:0.3", 2**32 - 1)
     case("hm_dates", "hm_dates", hm(1500, True), "temporal:0.2/temporal:n=1", 42, prefilter="kcore:2", dates=True)
+    # folds: random_subsampling with folds and random_cross_validation, test and validation
+    small = baby(200)
+    case("baby_folds", "baby_small", small, "random:0.2,folds=3/random:n=1,folds=2", 42, prefilter="user:5")
+    case("baby_kfold", "baby_small", small, "kfold:3/random:0.25", 42, prefilter="user:5")
+    case("baby_kfold_only", "baby_small", small, "random:n=1,folds=2/kfold:2", 5, prefilter="user:5")
+    case("ml100k_folds", "ml100k", ml, "random:0.2,folds=2/random:0.1,folds=2", 42)
     with open(os.path.join(OUT, "cases.tsv"), "w") as f:
         f.write("# name\tinput (inputs/NAME.tsv.gz, or ml100k, hm, hm_dates: built from ../shared/data)\tseed\t--split\t"
                 "prefilter (mrec_prefilter_parse; - none)\n")
