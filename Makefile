@@ -85,7 +85,7 @@ endif
 
 # libmicrohttpd, for `mrec serve` only: without its header the command says
 # it was left out, and nothing else changes.
-HAVE_MHD := $(shell printf '\043include <microhttpd.h>\n' | $(CC) $(CFLAGS) -E - >/dev/null 2>&1 && echo 1)
+HAVE_MHD := $(shell printf '\043include <microhttpd.h>\n' | $(CC) $(filter-out -MMD -MP,$(CFLAGS)) -E - >/dev/null 2>&1 && echo 1)
 ifeq ($(HAVE_MHD),1)
 $(info   libmicrohttpd: mrec serve)
 SERVE_LDLIBS := -lmicrohttpd
