@@ -5,8 +5,8 @@
  *      one digit | runs of anything else but whitespace (whitespace goes)
  *   3. each piece's UTF-8 bytes -> printable characters (GPT-2's table), the
  *      last one carrying "</w>"
- *   4. merge the adjacent pair of lowest rank, everywhere it occurs, until
- *      no pair has a rank; the symbols left are the ids.
+ *   4. merge the adjacent pair of lowest rank (the leftmost of equals)
+ *      until no pair has a rank; the symbols left are the ids.
  * Symbols are kept as vocabulary ids and merges as (left id, right id) ->
  * (rank, merged id), so merging compares integers, not strings. Finished
  * pieces are cached: product text repeats words a lot.
@@ -92,7 +92,46 @@ mrec_tok_status tok_bpe_finish(mrec_tokenizer *t, const char *src) {
     return MREC_TOK_OK;
 }
 
-/* Merges the byte symbols of one piece; appends the ids. */
+/* A candidate merge: the pair starting at symbol `pos`, as it was when pushed
+ * (left, right ids). The heap pops the lowest rank, leftmost first, as
+ * Hugging Face's BPE does; a popped pair whose symbols changed since is
+ * stale and skipped. */
+typedef struct {
+    int32_t rank, pos, left, right, merged;
+} bpe_pair;
+
+static int pair_before(const bpe_pair *a, const bpe_pair *b) { return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos; }
+
+static void heap_push(bpe_pair *h, size_t *n, bpe_pair p) {
+    size_t i = (*n)++;
+    while (i > 0 && pair_before(&p, &h[(i - 1) / 2])) h[i] = h[(i - 1) / 2], i = (i - 1) / 2;
+    h[i] = p;
+}
+
+static bpe_pair heap_pop(bpe_pair *h, size_t *n) {
+    bpe_pair top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && pair_before(&h[c + 1], &h[c])) c++;
+        if (!pair_before(&h[c], &last)) break;
+        h[i] = h[c], i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+
+static void push_if_merge(const mrec_tokenizer *t, bpe_pair *h, size_t *n, const int32_t *id, int32_t pos, int32_t next) {
+    if (pos < 0 || next < 0) return;
+    const tok_merge *m = find_merge(t, id[pos], id[next]);
+    if (m) heap_push(h, n, (bpe_pair){m->rank, pos, id[pos], id[next], m->merged});
+}
+
+/* Merges the byte symbols of one piece; appends the ids. The symbols are a
+ * linked list over their first byte's position and the candidate pairs a
+ * heap, so a piece of n bytes costs O(n log n), however long (a URL or a
+ * base64 blob in a description is one piece). */
 static int bpe_piece(mrec_tokenizer *t, const char *bytes, size_t n, tok_ints *out) {
     size_t slot = (size_t)(tok_hash(bytes, n) & (t->cache_cap - 1));
     tok_cache_entry *e = &t->cache[slot];
@@ -101,44 +140,40 @@ static int bpe_piece(mrec_tokenizer *t, const char *bytes, size_t n, tok_ints *o
             if (!tok_ints_push(out, e->ids[i])) return 0;
         return 1;
     }
-    tok_ints sym = {0};
-    if (!tok_ints_reserve(&sym, n)) return 0;
-    for (size_t i = 0; i < n; i++) sym.v[i] = (i + 1 == n ? t->byte_id_end : t->byte_id)[(uint8_t)bytes[i]];
-    sym.n = n;
-    for (;;) {
-        int32_t best_rank = -1, best_left = 0, best_right = 0, merged = 0;
-        for (size_t i = 0; i + 1 < sym.n; i++) {
-            const tok_merge *m = find_merge(t, sym.v[i], sym.v[i + 1]);
-            if (m && (best_rank < 0 || m->rank < best_rank))
-                best_rank = m->rank, best_left = sym.v[i], best_right = sym.v[i + 1], merged = m->merged;
-        }
-        if (best_rank < 0) break;
-        size_t k = 0;
-        for (size_t i = 0; i < sym.n; i++) {
-            if (i + 1 < sym.n && sym.v[i] == best_left && sym.v[i + 1] == best_right) {
-                sym.v[k++] = merged;
-                i++;
-            } else {
-                sym.v[k++] = sym.v[i];
-            }
-        }
-        sym.n = k;
-    }
-    int ok = 1;
-    for (size_t i = 0; i < sym.n && ok; i++) ok = tok_ints_push(out, sym.v[i]);
-    /* Remember it (replacing whatever shared the slot). */
+    if (n > (size_t)INT32_MAX / 4) return 0;
+    int32_t *id = malloc(sizeof *id * (n + 1)), *next = malloc(sizeof *next * (n + 1)), *prev = malloc(sizeof *prev * (n + 1));
+    /* each merge pushes at most two pairs: n - 1 at the start, 2 per merge after, fewer than 3n in all */
+    bpe_pair *heap = malloc(sizeof *heap * (3 * n + 1));
+    int32_t *ids = malloc(sizeof *ids * (n + 1));
     char *word = malloc(n + 1);
-    int32_t *ids = malloc(sym.n * sizeof *ids + 1);
-    if (word && ids && memchr(bytes, 0, n) == NULL) {
+    int ok = id && next && prev && heap && ids && word;
+    size_t n_heap = 0, n_ids = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        id[i] = (i + 1 == n ? t->byte_id_end : t->byte_id)[(uint8_t)bytes[i]];
+        prev[i] = (int32_t)i - 1, next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
+    }
+    for (size_t i = 0; ok && i + 1 < n; i++) push_if_merge(t, heap, &n_heap, id, (int32_t)i, (int32_t)i + 1);
+    while (ok && n_heap) {
+        bpe_pair p = heap_pop(heap, &n_heap);
+        int32_t q = next[p.pos];
+        if (id[p.pos] != p.left || q < 0 || id[q] != p.right) continue; /* stale */
+        id[p.pos] = p.merged, id[q] = -1; /* q joins p.pos */
+        next[p.pos] = next[q];
+        if (next[q] >= 0) prev[next[q]] = p.pos;
+        push_if_merge(t, heap, &n_heap, id, prev[p.pos], p.pos);
+        push_if_merge(t, heap, &n_heap, id, p.pos, next[p.pos]);
+    }
+    for (int32_t i = ok && n ? 0 : -1; i >= 0; i = next[i]) ids[n_ids++] = id[i];
+    for (size_t i = 0; i < n_ids && ok; i++) ok = tok_ints_push(out, ids[i]);
+    /* Remember it (replacing whatever shared the slot). */
+    if (ok && memchr(bytes, 0, n) == NULL) {
         memcpy(word, bytes, n);
         word[n] = '\0';
-        memcpy(ids, sym.v, sym.n * sizeof *ids);
         free(e->word), free(e->ids);
-        e->word = word, e->ids = ids, e->n = (int)sym.n;
-    } else {
-        free(word), free(ids);
+        e->word = word, e->ids = ids, e->n = (int)n_ids;
+        word = NULL, ids = NULL;
     }
-    tok_ints_free(&sym);
+    free(id), free(next), free(prev), free(heap), free(ids), free(word);
     return ok;
 }
 
