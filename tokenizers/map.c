@@ -82,6 +82,7 @@ int tok_map_put(tok_map *m, const char *key, size_t len, int32_t val) {
     m->lens[at] = (uint32_t)len;
     m->vals[at] = val;
     m->n++;
+    if (len > m->max_len) m->max_len = len;
     return 1;
 }
 

@@ -55,6 +55,7 @@ typedef struct {
     uint32_t *lens;
     int32_t *vals;
     size_t cap, n;
+    size_t max_len;  /* the longest key: no longer string can be found */
 } tok_map;
 
 int tok_map_put(tok_map *m, const char *key, size_t len, int32_t val); /* copies key; 0 on OOM */

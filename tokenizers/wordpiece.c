@@ -31,6 +31,7 @@ static int wordpiece_word(mrec_tokenizer *t, const int32_t *cps, size_t n, tok_i
         int32_t found = -1;
         size_t end = n;
         for (; end > start; end--) {
+            if (offs[end] - offs[start] + (start > 0 ? plen : 0) > t->ids.max_len) continue; /* longer than any token */
             key.n = 0;
             if (start > 0) ok = tok_str_append(&key, t->prefix, plen);
             ok = ok && tok_str_append(&key, word.s + offs[start], offs[end] - offs[start]);
