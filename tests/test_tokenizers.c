@@ -2,9 +2,10 @@
  *
  * Parity: tools/golden/tokenizers.py ran BertTokenizerFast (bert-base-uncased
  * vocab.txt; the all-MiniLM-L6-v2 tokenizer.json gives the same ids) and
- * CLIPTokenizerFast on 17,010 texts (SQuAD questions, ML-100K plots and
- * titles, H&M product text, hand-made edge cases); every text must give the
- * same ids, exactly. The SQuAD ids of Google's original Python tokenizer,
+ * CLIPTokenizerFast on SQuAD questions, item texts written for the tests
+ * and hand-made edge cases; every text must give the same ids, exactly. Real
+ * ML-100K and H&M item texts are checked by digest, read from ../shared/data
+ * when it is there (their terms forbid copying them into the repository). The SQuAD ids of Google's original Python tokenizer,
  * shipped with the vocabulary, must match too. Then full encodings (special
  * tokens, pairs, truncation, padding), decoding, loaders of every format,
  * and malformed vocabularies.
@@ -20,6 +21,7 @@
  */
 #include "harness.h"
 
+#include "../extractors/mrec_extract.h"
 #include "../tokenizers/mrec_tokenizer.h"
 #include "../tokenizers/tok_internal.h"
 
@@ -212,6 +214,131 @@ static void heldout(mrec_tokenizer *bert, mrec_tokenizer *minilm, mrec_tokenizer
     for (int k = 0; k < 3; k++)
         t_check(bad[k] == 0, "held-out strings, %s: %d of %d differ from Hugging Face", names[k], bad[k], rows.n);
     free_lines(&rows);
+}
+
+/* ---- real item texts that may not be copied into the repository ----
+ * ML-100K titles and plots and H&M product names and descriptions (their
+ * terms forbid redistribution): read from ../shared/data in the order
+ * tools/golden/tokenizers.py walks them, each checked against the committed
+ * size and CRC-32 of the text (so a reader difference shows as such) and the
+ * count and CRC-32 of each tokenizer's ids (shared_ids.tsv.gz). */
+#define SHARED_ROOT SHARED "../"
+
+typedef struct {
+    char **v;
+    int n, cap;
+} texts_t;
+
+static int texts_push(texts_t *t, const char *s) {
+    if (t->n == t->cap) {
+        int cap = t->cap ? 2 * t->cap : 1024;
+        char **v = realloc(t->v, sizeof *v * (size_t)cap);
+        if (!v) return 0;
+        t->v = v, t->cap = cap;
+    }
+    return (t->v[t->n] = strdup(s)) != NULL && ++t->n;
+}
+
+/* The ids as the *_ids.txt files write them, as count:crc32. */
+static void ids_digest(const int32_t *ids, size_t n, char *out, size_t cap) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    char num[16];
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(num, sizeof num, i ? " %d" : "%d", ids[i]);
+        crc = crc32(crc, (const Bytef *)num, (uInt)k);
+    }
+    snprintf(out, cap, "%zu:%08lx", n, crc);
+}
+
+static int shared_texts(texts_t *t) {
+    size_t n = 0;
+    char *json = slurp(SHARED_ROOT "ml-100k/clayrs/items_info.json", &n);
+    cJSON *items = json ? cJSON_Parse(json) : NULL;
+    free(json);
+    if (!t_check(cJSON_IsArray(items), "ml-100k/clayrs/items_info.json: a JSON array")) return cJSON_Delete(items), 0;
+    const cJSON *item;
+    int ok = 1;
+    cJSON_ArrayForEach(item, items) {
+        const cJSON *title = cJSON_GetObjectItemCaseSensitive(item, "title"), *plot = cJSON_GetObjectItemCaseSensitive(item, "plot");
+        ok = ok && cJSON_IsString(title) && texts_push(t, title->valuestring);
+        if (ok && cJSON_IsString(plot) && plot->valuestring[0]) ok = texts_push(t, plot->valuestring);
+    }
+    cJSON_Delete(items);
+    mrec_table tab;
+    int cols[2];
+    const char *csv = SHARED_ROOT "hm-fashion-sample/original/articles_train_sample.csv";
+    if (!ok || !t_status(mrec_table_read(&tab, csv, ','), MREC_OK, "read the H&M articles")) return 0;
+    ok = !mrec_table_column(&tab, "prod_name", csv, &cols[0]) && !mrec_table_column(&tab, "detail_desc", csv, &cols[1]);
+    /* first sightings of non-empty names and descriptions, 3,000 at most (a hash set of the texts kept) */
+    enum { SLOTS = 8192 };
+    static const char *seen[SLOTS];
+    memset(seen, 0, sizeof seen);
+    int n_seen = 0;
+    for (int r = 0; ok && r < tab.n_rows; r++)
+        for (int c = 0; ok && c < 2; c++) {
+            const char *x = tab.cells[(size_t)r * tab.n_cols + cols[c]];
+            if (!x[0] || n_seen >= 3000) continue;
+            uint32_t h = (uint32_t)crc32(0L, (const Bytef *)x, (uInt)strlen(x)) & (SLOTS - 1);
+            while (seen[h] && strcmp(seen[h], x)) h = (h + 1) & (SLOTS - 1);
+            if (seen[h]) continue;
+            ok = texts_push(t, x);
+            seen[h] = ok ? t->v[t->n - 1] : NULL, n_seen++;
+        }
+    mrec_table_free(&tab);
+    return ok;
+}
+
+static void shared_parity(mrec_tokenizer *bert, mrec_tokenizer *minilm, mrec_tokenizer *clip, mrec_tokenizer *mpnet) {
+    if (access(SHARED_ROOT "ml-100k/clayrs/items_info.json", R_OK) ||
+        access(SHARED_ROOT "hm-fashion-sample/original/articles_train_sample.csv", R_OK)) {
+        t_skip("ML-100K and H&M item texts: ../shared/data is not beside the repository (their terms forbid copying them here)");
+        return;
+    }
+    lines_t want;
+    texts_t texts = {0};
+    if (!t_check(read_lines(FIX "shared_ids.tsv.gz", &want), "read " FIX "shared_ids.tsv.gz")) return;
+    if (shared_texts(&texts)) {
+        int row = 0, bad_text = 0, bad[4] = {0, 0, 0, 0};
+        static const char *names[4] = {"wordpiece", "wordpiece (tokenizer.json)", "clip bpe", "wordpiece (mpnet tokenizer.json)"};
+        mrec_tokenizer *toks[4] = {bert, minilm, clip, mpnet};
+        static int32_t ids[1 << 14];
+        for (int i = 0; i < want.n; i++) {
+            if (want.lines[i][0] == '#') continue;
+            char *field[5], *p = want.lines[i];
+            int nf = 0;
+            for (; nf < 5 && p; nf++) {
+                field[nf] = p;
+                p = strchr(p, '\t');
+                if (p) *p++ = '\0';
+            }
+            if (nf != 5 || row >= texts.n) {
+                t_check(0, "shared_ids.tsv.gz line %d: 5 fields (%d), a text to go with it (%d of %d)", i + 1, nf, row, texts.n);
+                break;
+            }
+            const char *text = texts.v[row++];
+            char got[64];
+            snprintf(got, sizeof got, "%zu:%08lx", strlen(text), crc32(0L, (const Bytef *)text, (uInt)strlen(text)));
+            if (strcmp(got, field[1])) {
+                if (bad_text++ < 3) fprintf(stderr, "  %s: read as %s, Python read %s\n", field[0], got, field[1]);
+                continue;
+            }
+            for (int k = 0; k < 4; k++) {
+                size_t n = 0;
+                mrec_tok_status st = mrec_tokenize(toks[k], text, strlen(text), ids, 1 << 14, &n);
+                ids_digest(ids, n, got, sizeof got);
+                if (st == MREC_TOK_OK && !strcmp(got, field[k < 2 ? 2 : k == 2 ? 3 : 4])) continue;
+                if (bad[k]++ < 3) fprintf(stderr, "  %s (%s) \"%.60s\": ids %s, Hugging Face %s\n", names[k], field[0], text, got,
+                                          field[k < 2 ? 2 : k == 2 ? 3 : 4]);
+            }
+        }
+        t_check(bad_text == 0 && row == texts.n, "ML-100K and H&M texts: %d read as the golden script read them (%d differ)", row, bad_text);
+        for (int k = 0; k < 4; k++)
+            t_check(bad[k] == 0, "%s: %d of %d ML-100K and H&M texts differ from Hugging Face", names[k], bad[k], row);
+        printf("ML-100K and H&M item texts: %d, identical to Hugging Face with every tokenizer\n", row);
+    }
+    for (int i = 0; i < texts.n; i++) free(texts.v[i]);
+    free(texts.v);
+    free_lines(&want);
 }
 
 /* Full encodings (specials, pairs, truncation, padding) as Hugging Face
@@ -501,6 +628,7 @@ int main(void) {
     corpus_parity(clip, "clip bpe", &corpus, FIX "clip_ids.txt.gz");
     corpus_parity(mpnet, "wordpiece (mpnet tokenizer.json)", &corpus, FIX "mpnet_ids.txt.gz");
     free_lines(&corpus);
+    shared_parity(bert, minilm, clip, mpnet);
     heldout(bert, minilm, clip);
     squad_reference(bert);
     encode_cases(bert, clip, mpnet);

@@ -12,7 +12,7 @@ reference runs on the float16-rounded values) to keep the fixture small.
 
 Inputs are real: product photos and ImageNet samples from ../shared/data/images through
 CLIPImageProcessorPil (the PIL path that transformers 4, and so Ducho, took; transformers 5's default
-torchvision backend resizes differently by up to one level), H&M article descriptions and captions through CLIPTokenizerFast (padding to the
+torchvision backend resizes differently by up to one level), item texts written for the tests (tests/data/texts/items.txt) and captions through CLIPTokenizerFast (padding to the
 longest, truncation at 77).
 
 Writes tests/fixtures/clip/: config.json, model.safetensors, preprocessor_config.json (32-pixel
@@ -22,7 +22,6 @@ image_projected, image_embeds, text_pooler, text_projected, text_embeds, logits_
 .npy); noeos_ids and the text_embeds of the legacy and eos-id rules on them (sequences without an
 end-of-text token, where the two rules differ); text_embeds_gelu, image_embeds_gelu.
 """
-import csv
 import json
 import os
 import shutil
@@ -47,12 +46,11 @@ IMAGES = ["images/products-clayrs/anthropologie-skirt-light-pink-434-1.jpg",
 CAPTIONS = ["a photo of a pink skirt", "a black and white dress", "a dog", "a fish held by a man", ""]
 
 
-def hm_texts(n):
-    """The first n H&M articles with a description, one of them long enough to be truncated."""
-    rows = list(csv.DictReader(open(f"{DATA}/hm-fashion-sample/original/articles_train_sample.csv", encoding="utf-8")))
-    texts = [r["detail_desc"] for r in rows if r["detail_desc"].strip()][:n]
-    longest = max((r["detail_desc"] for r in rows), key=len)
-    return texts + [longest]
+def item_texts(n):
+    """The first n item texts written for the tests (tests/data/texts/items.txt), and ten of them
+    joined: long enough to be truncated at 77 tokens."""
+    lines = [line.rstrip("\n") for line in open("tests/data/texts/items.txt", encoding="utf-8")]
+    return lines[:n] + [" ".join(lines[5:15])]
 
 
 def tiny_config(**act):
@@ -126,7 +124,7 @@ def main():
 
     ims = [Image.open(f"{DATA}/{p}").convert("RGB") for p in IMAGES]
     pixel_values = torch.from_numpy(np.stack([proc(images=im, return_tensors="np")["pixel_values"][0] for im in ims]))
-    texts = hm_texts(3) + CAPTIONS
+    texts = item_texts(3) + CAPTIONS
     enc = tok(texts, padding=True, truncation=True, max_length=77, return_tensors="pt")
     ids, mask = enc["input_ids"], enc["attention_mask"]
     open(f"{out}/images.txt", "w").write("\n".join(IMAGES) + "\n")

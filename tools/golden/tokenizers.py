@@ -7,8 +7,8 @@ Run from the repository root, with ../shared/data beside it and transformers (wi
     python tools/golden/tokenizers.py
 
 Writes into tests/fixtures/tokenizers/ (gzip, one line per corpus text):
-  corpus.txt.gz      the texts: SQuAD v1.1 dev questions, ML-100K plots and titles, H&M product names
-                     and descriptions, and the hand-made edge cases below. Escaped one per line:
+  corpus.txt.gz      the texts: SQuAD v1.1 dev questions (CC BY-SA 4.0), the item texts written for the
+                     tests (tests/data/texts/items.txt) and the hand-made edge cases below. Escaped one per line:
                      '\\\\' for a backslash, '\\xNN' for bytes below 0x20 and 0x7f; all else raw UTF-8.
   bert_ids.txt.gz    BertTokenizerFast (bert-base-uncased vocab.txt) ids, no special tokens; the
                      all-MiniLM-L6-v2 tokenizer.json gives the same ids (checked here), so the test
@@ -17,6 +17,10 @@ Writes into tests/fixtures/tokenizers/ (gzip, one line per corpus text):
   mpnet_ids.txt.gz   all-mpnet-base-v2's tokenizer.json (MPNetTokenizerFast: BERT's WordPiece with
                      RoBERTa's <s> </s> framing and <pad> 1) ids, no special tokens
   encode.txt         full encodings (special tokens, pairs, truncation, padding) for a few cases
+  shared_ids.tsv.gz  for the real item texts whose terms forbid copying them (ML-100K titles and
+                     plots, H&M names and descriptions): a key, the text's size and CRC-32, and the
+                     count and CRC-32 of each tokenizer's ids; the test reads the texts from
+                     ../shared/data (shared_corpus() below gives the order)
 """
 import csv
 import gzip
@@ -24,6 +28,7 @@ import io
 import json
 import os
 import sys
+import zlib
 
 # This file's name would shadow the `tokenizers` package that transformers imports.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
@@ -32,6 +37,7 @@ from transformers import AutoTokenizer, BertTokenizerFast, CLIPTokenizerFast, Pr
 
 DATA = "../shared/data"
 OUT = "tests/fixtures/tokenizers"
+ITEMS = "tests/data/texts/items.txt"
 
 EDGE_CASES = [
     "", " ", "   \t  ", "Hello, World!", "HELLO world", "héllo wörld", "Beyoncé Knowles",
@@ -74,19 +80,36 @@ def escape(text):
 
 
 def corpus():
+    """The committed texts: SQuAD questions (CC BY-SA 4.0), the item texts written for the tests
+    (tests/data/texts/items.txt) and the edge cases."""
     texts = [q["original"] for q in json.load(open(f"{DATA}/tokenizers/bert-base-uncased/reference/squad_dev_v1.1_question_tokens.json"))]
-    for item in json.load(open(f"{DATA}/ml-100k/clayrs/items_info.json")):
-        texts.append(item["title"])
+    texts += [line.rstrip("\n") for line in open(ITEMS, encoding="utf-8")]
+    return texts + EDGE_CASES
+
+
+def shared_corpus():
+    """Real item texts whose terms forbid copying them (ML-100K titles and plots, H&M product names
+    and descriptions), as (key, text): only digests of their ids are committed, and test_tokenizers
+    reads the texts from ../shared/data in this order."""
+    texts = []
+    for k, item in enumerate(json.load(open(f"{DATA}/ml-100k/clayrs/items_info.json"))):
+        texts.append((f"ml100k item {k} title", item["title"]))
         if item.get("plot"):
-            texts.append(item["plot"])
+            texts.append((f"ml100k item {k} plot", item["plot"]))
     seen = set()
     with open(f"{DATA}/hm-fashion-sample/original/articles_train_sample.csv", newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            for t in (row["prod_name"], row["detail_desc"]):
+        for r, row in enumerate(csv.DictReader(f)):
+            for col in ("prod_name", "detail_desc"):
+                t = row[col]
                 if t and t not in seen and len(seen) < 3000:
                     seen.add(t)
-                    texts.append(t)
-    return texts + EDGE_CASES
+                    texts.append((f"hm row {r} {col}", t))
+    return texts
+
+
+def digest(ids):
+    """count:crc32 of the ids written as in the *_ids.txt files."""
+    return "%d:%08x" % (len(ids), zlib.crc32(" ".join(map(str, ids)).encode()))
 
 
 def gz_text(path):
@@ -120,6 +143,15 @@ def main():
     write_ids(f"{OUT}/bert_ids.txt.gz", bert_rows)
     write_ids(f"{OUT}/clip_ids.txt.gz", clip_rows)
     write_ids(f"{OUT}/mpnet_ids.txt.gz", [mpnet(t, add_special_tokens=False)["input_ids"] for t in texts])
+    with gz_text(f"{OUT}/shared_ids.tsv.gz") as f:
+        f.write("# key\ttext bytes:crc32 (UTF-8)\tbert ids count:crc32\tclip\tmpnet (ids written as in bert_ids.txt)\n")
+        for key, t in shared_corpus():
+            b = bert(t, add_special_tokens=False)["input_ids"]
+            assert b == minilm(t, add_special_tokens=False)["input_ids"]
+            raw = t.encode()
+            f.write("\t".join([key, "%d:%08x" % (len(raw), zlib.crc32(raw)), digest(b),
+                               digest(clip(t, add_special_tokens=False)["input_ids"]),
+                               digest(mpnet(t, add_special_tokens=False)["input_ids"])]) + "\n")
 
     # Full encodings: name | text | pair | max_length | ids | token types | attention mask
     cases = []
