@@ -905,9 +905,10 @@ mrec_status mrec_mgcn_item_graph(mrec_graph *out, const float *x, int n_items, i
 mrec_status mrec_pgl_create(mrec_model *m, const mrec_graph *adj, const mrec_graph *item_graph, const mrec_user_items *train,
                             const float *const *feat, const int *feat_dim, int n_modalities, int dim, int ui_layers, int item_layers,
                             float cl, float dropout, float edge_dropout, float temp, mrec_rng *rng, mrec_context *ctx);
-/* For tests: the next epoch's draw of the training edges (numbers of the
- * training pairs user by user, items in order, increasing) into kept, *n of
- * them, without changing the graph trained on. */
+/* For tests: one draw of the training edges as each epoch's start makes
+ * it, from the same stream (numbers of the training pairs user by user,
+ * items in order, increasing), into kept, *n of them; the graph trained on
+ * stays as it is. */
 mrec_status mrec_pgl_draw_edges(mrec_model *m, int64_t *kept, int64_t *n);
 /* For tests: train on the edges kept (n increasing edge numbers, as above)
  * until the next epoch starts. */
