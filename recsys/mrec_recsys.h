@@ -903,4 +903,37 @@ mrec_status mrec_mgcn_graph(mrec_graph *out, const mrec_user_items *train);
  * host, in blocks of rows (never n_items x n_items). */
 mrec_status mrec_mgcn_item_graph(mrec_graph *out, const float *x, int n_items, int dim, int k, mrec_context *ctx);
 
+/* PGL's local variant as its authors' code (demonph10/PGL, src/models/pgl.py,
+ * mode 'local'): per modality (feat (n_items, feat_dim[m]), copied and
+ * trained) the unit rows of a linear projection to dim units, the
+ * modalities side by side as the items' embeddings (no item id embedding)
+ * and one user embedding per modality beside them; LightGCN's layer mean
+ * (ui_layers) over, while training, a degree-sensitive sample of
+ * 1 - edge_dropout of the training edges drawn each epoch and renormalized
+ * (the full adj, mrec_graph_normalized's, for ranking), the items' rows plus
+ * item_layers products of item_graph (FREEDOM's, mrec_graph_knn) with their
+ * embeddings. Loss: mean softplus BPR plus cl / 2 times InfoNCE (temperature
+ * temp) between two dropouts (dropout) of the batch's users' rows and of its
+ * positives'. Scores are dot products of n_modalities * dim wide vectors.
+ * Trains on the context's device (the op entries only): param and grad are
+ * that device's memory; the graphs are copied there. train is read at
+ * creation only. */
+mrec_status mrec_pgl_create(mrec_model *m, const mrec_graph *adj, const mrec_graph *item_graph, const mrec_user_items *train,
+                            const float *const *feat, const int *feat_dim, int n_modalities, int dim, int ui_layers, int item_layers,
+                            float cl, float dropout, float edge_dropout, float temp, mrec_rng *rng, mrec_context *ctx);
+/* For tests: one draw of the training edges as each epoch's start makes
+ * it, from the same stream (numbers of the training pairs user by user,
+ * items in order, increasing), into kept, *n of them; the graph trained on
+ * stays as it is. */
+mrec_status mrec_pgl_draw_edges(mrec_model *m, int64_t *kept, int64_t *n);
+/* For tests: train on the edges kept (n increasing edge numbers, as above)
+ * until the next epoch starts. */
+mrec_status mrec_pgl_set_edges(mrec_model *m, const int64_t *kept, int64_t n);
+/* For tests: the dropout's hash stream from seed, the step counted from 0;
+ * with freeze, every batch takes step 0's masks (a loss that finite
+ * differences can check). Masks: element e of the batch's rows
+ * [users ; positives] (2n, width), row-major, is dropped in view v (0, 1)
+ * at step s when mrec_hash_dropout's u(mix64(seed ^ mix64(2 s + v)), e) < p. */
+mrec_status mrec_pgl_set_dropout_seed(mrec_model *m, uint64_t seed, int freeze);
+
 #endif

@@ -66,7 +66,7 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
     [MREC_HP_CL_WEIGHT] = {"cl_weight", "--cl-weight", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {2}, .meta = "X",
                            .help = "weight of the self-supervised terms of the loss (BM3's modality terms, SimGCL's reg_cl, SGL's ssl_reg)"},
     [MREC_HP_TARGET_DROPOUT] = {"target_dropout", "--target-dropout", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI),
-                                .def = {0.3}, .meta = "P", .help = "dropout of the target views"},
+                                .def = {0.3}, .meta = "P", .help = "dropout of the contrastive views (BM3's targets, PGL's two views)"},
     [MREC_HP_LOSS] = {"loss", "--loss", "--authors-loss", 1, .type = MREC_PARAM_ENUM, .choices = LOSSES, .def = {0}, .meta = "mmrec|authors",
                       .help = "mmrec, or the authors' (squared-norm L2, behind the Gowalla numbers)"},
     [MREC_HP_EPS] = {"eps", "--eps", .type = MREC_PARAM_REAL, .range = REAL(0, 1e3, 0), .def = {0.1}, .meta = "X",
@@ -379,6 +379,31 @@ static mrec_status create_mgcn(mrec_model *m, const mrec_model_inputs *in, const
     return st;
 }
 
+/* PGL: Â, FREEDOM's item graph (the same cache: the reference saves it under FREEDOM's name too), the model. */
+static mrec_status create_pgl(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    if (in->n_feat > 4) return mrec_fail(MREC_ERR_ARG, "pgl: at most 4 modalities");
+    const float *xs[4];
+    int dims[4], k = mrec_hp_int(p, MREC_HP_KNN_K), cached = 0;
+    float w[4];
+    freedom_weights(w, in->feat, in->n_feat);
+    for (int f = 0; f < in->n_feat; f++) xs[f] = in->feat[f].x, dims[f] = in->feat[f].dim;
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st) st = mrec_graph_knn_cached(in->item_graph, xs, dims, w, in->n_feat, in->n_items, k, in->cache_dir, &cached, ctx);
+    if (!st && in->log) {
+        char line[4400];
+        snprintf(line, sizeof line, "item graph: k=%d, %lld edges, %s%s", k, (long long)in->item_graph->row_ptr[in->n_items],
+                 cached ? "read from " : in->cache_dir ? "built and saved in " : "built", in->cache_dir ? in->cache_dir : "");
+        in->log(in->log_ctx, line);
+    }
+    if (!st)
+        st = mrec_pgl_create(m, in->graph, in->item_graph, in->train, xs, dims, in->n_feat, mrec_hp_int(p, MREC_HP_DIM),
+                             mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_int(p, MREC_HP_ITEM_LAYERS), mrec_hp_real(p, MREC_HP_CL_WEIGHT),
+                             mrec_hp_real(p, MREC_HP_TARGET_DROPOUT), mrec_hp_real(p, MREC_HP_EDGE_DROPOUT), mrec_hp_real(p, MREC_HP_TEMP),
+                             &rng, ctx);
+    return st;
+}
+
 /* ---- the table ---- */
 
 /* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
@@ -490,6 +515,20 @@ static const mrec_model_entry MODELS[] = {
      .params = {DIM, OWN(MREC_HP_LAYERS, "n_ui_layers", "layers", 2), OWN(MREC_HP_ITEM_LAYERS, "n_layers", "item_layers", 1), LR,
                 OWN(MREC_HP_LR_DECAY, "lr_sched", "lr_decay", 0.96, 50), REG("reg_weight", "reg", 1e-4), P(MREC_HP_KNN_K, "knn_k", "knn_k"),
                 OWN(MREC_HP_CL_WEIGHT, "cl_loss", "cl", 0.01), OWN(MREC_HP_TEMP, NULL, "temp", 0.2), BATCH, SEED, EPOCHS}},
+    /* PGL.yaml (local mode) with the authors' Baby run (their log: reg_weight 0.05, dropout 0.2; the yaml's grid starts at
+     * reg_weight 0): reg_weight weighs the contrast; the code keeps 30 % of the edges (edge_dropout 0.7) and fixes the
+     * temperature at 0.2; lambda_coeff is read by no line of it */
+    {.name = "pgl", .elliot = "PGL", .summary = "LightGCN on a degree-sensitive principal subgraph, FREEDOM's item graph, InfoNCE of dropout views (its authors' code)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GRAPH_CACHE | MREC_MODEL_GPU, .create = create_pgl,
+     .modality_weights = freedom_weights,
+     .params = {DIM, OWN(MREC_HP_LAYERS, "n_ui_layers", "layers", 2), OWN(MREC_HP_ITEM_LAYERS, "n_mm_layers", "item_layers", 1),
+                P(MREC_HP_KNN_K, "knn_k", "knn_k"), OWN(MREC_HP_CL_WEIGHT, "reg_weight", "cl", 0.05),
+                OWN(MREC_HP_TARGET_DROPOUT, "dropout", "dropout", 0.2), OWN(MREC_HP_EDGE_DROPOUT, NULL, "edge_dropout", 0.7),
+                OWN(MREC_HP_TEMP, NULL, "temp", 0.2), LR, OWN(MREC_HP_LR_DECAY, "lr_sched", "lr_decay", 0.96, 50), BATCH, SEED, EPOCHS},
+     .fixed = {{.key = "feat_embed_dim", .kind = MREC_FIXED_SAME, .same = MREC_HP_DIM, .why = "mrec's PGL propagates the user and item embeddings together: the size of factors"},
+               {.key = "mode", .kind = MREC_FIXED_TEXT, .text = "local", .why = "mrec's PGL is the local variant (degree-sensitive edge sampling): local"},
+               {.key = "mm_image_weight", .kind = MREC_FIXED_NUMBER, .num = {0.1}, .why = "mrec's PGL weighs the visual item graph 0.1 (FREEDOM's graph)"},
+               {.key = "lambda_coeff", .kind = MREC_FIXED_NUMBER, .num = {0.9}, .why = "the reference reads no lambda_coeff; PGL.yaml's 0.9 is accepted"}}},
 };
 
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])
