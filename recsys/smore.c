@@ -479,7 +479,8 @@ static void carve(smore *m, mrec_arena *a, int64_t adj_nnz, const int64_t *s_nnz
     m->adj = mrec_graph_carve(a, (int)N, (int)N, adj_nnz, m->ctx->device);
     m->diag_ptr = mrec_arena_alloc(a, sizeof(int64_t) * (K + 1)), m->diag_col = mrec_arena_alloc(a, sizeof(int32_t) * K);
     /* the views' spectra: the modalities' own, the fusion's product */
-    for (int k = 0; k < N_MOD; k++) m->vw[k].re = m->mod[k].re, m->vw[k].im = m->mod[k].im, m->vw[k].dre = m->mod[k].dre, m->vw[k].dim = m->mod[k].dim;
+    for (int k = 0; k < N_MOD; k++)
+        m->vw[k].re = m->mod[k].re, m->vw[k].im = m->mod[k].im, m->vw[k].dre = m->mod[k].dre, m->vw[k].dim = m->mod[k].dim;
     m->vw[2].re = m->pre, m->vw[2].im = m->pim, m->vw[2].dre = m->dpre, m->vw[2].dim = m->dpim;
 }
 

@@ -129,8 +129,8 @@ static void test_graphs(const fixture *fx, mrec_context *ctx) {
     float iv[3] = {0.25f, -0.5f, 0.75f}, tv[2] = {0.125f, 0.5f};
     mrec_graph a = {.n_nodes = 3, .row_ptr = ip, .col = ic, .val = iv}, b = {.n_nodes = 3, .row_ptr = tp, .col = tc, .val = tv}, f;
     if (t_status(mrec_smore_fusion_graph(&f, &a, &b), MREC_OK, "fusion of two hand-made graphs")) {
-        int ok = f.row_ptr[1] == 3 && f.row_ptr[2] == 4 && f.row_ptr[3] == 4 && f.col[0] == 0 && f.val[0] == 0.125f && f.col[1] == 1 && f.val[1] == -0.5f &&
-                 f.col[2] == 2 && f.val[2] == 0.5f && f.col[3] == 1 && f.val[3] == 0.75f;
+        int ok = f.row_ptr[1] == 3 && f.row_ptr[2] == 4 && f.row_ptr[3] == 4 && f.col[0] == 0 && f.val[0] == 0.125f && f.col[1] == 1 &&
+                 f.val[1] == -0.5f && f.col[2] == 2 && f.val[2] == 0.5f && f.col[3] == 1 && f.val[3] == 0.75f;
         t_check(ok, "max-pool: the union, the larger value where both have an entry, a negative one-sided entry kept");
         mrec_graph_free(&f);
     }
@@ -283,7 +283,8 @@ static void test_registry(void) {
                                        "text_knn_k", "cl_loss", "temperature", "dropout_rate", "batch_size", "seed", "epochs", NULL};
     int all = 1;
     for (int k = 0; keys[k]; k++) all &= mrec_model_param_elliot(e, keys[k]) != NULL;
-    t_check(all && (e->flags & MREC_MODEL_TRAINS) && (e->flags & MREC_MODEL_GPU), "the authors' keys are hyper-parameters; it trains, on a GPU context too");
+    t_check(all && (e->flags & MREC_MODEL_TRAINS) && (e->flags & MREC_MODEL_GPU),
+            "the authors' keys are hyper-parameters; it trains, on a GPU context too");
     mrec_param_values p;
     if (t_status(mrec_params_resolve(&p, e, NULL), MREC_OK, "smore defaults"))
         t_check(mrec_hp_int(&p, MREC_HP_DIM) == 64 && mrec_hp_int(&p, MREC_HP_LAYERS) == 4 && mrec_hp_int(&p, MREC_HP_ITEM_LAYERS) == 1 &&
@@ -412,8 +413,9 @@ static void test_config(const char *bin, const char *dir) {
                 strstr(out, "visual k=10, textual k=5"),
             "mrec train on an Elliot config naming SMORE with the authors' keys (a grid of 2): exit %d, %d rows%s%.900s", rc, rows, rc ? "\n" : "",
             rc ? out : "");
-    snprintf(cmd, sizeof cmd, "cd %s && %s train --data train.tsv,val.tsv,test.tsv --format tsv --model smore --features visual=img --epochs 1 --out one 2>&1",
-             dir, bin);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s train --data train.tsv,val.tsv,test.tsv --format tsv --model smore --features visual=img --epochs 1 --out one 2>&1", dir,
+             bin);
     rc = t_run(cmd, out, sizeof out);
     t_check(rc != 0 && strstr(out, "smore needs two modalities"), "SMORE with one modality refused by name: exit %d, %.300s", rc, out);
 }
