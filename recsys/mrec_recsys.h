@@ -935,5 +935,30 @@ mrec_status mrec_pgl_set_edges(mrec_model *m, const int64_t *kept, int64_t n);
  * [users ; positives] (2n, width), row-major, is dropped in view v (0, 1)
  * at step s when mrec_hash_dropout's u(mix64(seed ^ mix64(2 s + v)), e) < p. */
 mrec_status mrec_pgl_set_dropout_seed(mrec_model *m, uint64_t seed, int freeze);
+/* SMORE as its authors' code (kennethorq/SMORE, src/models/smore.py, on
+ * MMRec): the image and text features (feat[0], feat[1]: (n_items,
+ * feat_dim[m]), copied and trained) projected to dim, each filtered in the
+ * frequency domain (a real DFT over the dim columns, a learned complex
+ * weight per bin, the inverse), and a fusion filter of the two spectra's
+ * product; each of the three gates the item id embeddings, propagated
+ * item_layers times over its item graph (item_graph[0], [1]: the image and
+ * text kNN graphs of mrec_mgcn_item_graph, [2]: their mrec_smore_fusion_graph),
+ * users as the normalized sums of their items; the fusion view's softmax
+ * attention over the columns weighs the image and text views, the id view's
+ * preference gates (dropped out with `dropout` while training) weigh all
+ * three; final = LightGCN's layer mean (ui_layers, over adj of
+ * mrec_mgcn_graph) + the mean of the three. Loss: as MGCN's (mean softplus
+ * BPR, reg / (2 batch_size) times the batch's squared final rows, cl times
+ * InfoNCE at temp between the fused and id views of the batch's users and
+ * positives). The dropout comes from mrec's hash stream keyed by rng's first
+ * draw. Trains on the context's device (the op entries only); the graphs
+ * are copied there and not kept. */
+mrec_status mrec_smore_create(mrec_model *m, const mrec_graph *adj, const mrec_graph *item_graph, int n_users, int n_items,
+                              const float *const *feat, const int *feat_dim, int dim, int ui_layers, int item_layers, float reg, float cl,
+                              float temp, float dropout, int batch_size, mrec_rng *rng, mrec_context *ctx);
+/* SMORE's fusion graph: the union of the two item graphs' entries, each the
+ * larger of the two values where both have it (the reference's
+ * max_pool_fusion, not normalized again); columns in increasing order. */
+mrec_status mrec_smore_fusion_graph(mrec_graph *out, const mrec_graph *image, const mrec_graph *text);
 
 #endif

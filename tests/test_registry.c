@@ -196,6 +196,8 @@ static void train_all(void) {
         mrec_param_parse(MREC_HP_DIM, "8", &s.params.v[MREC_HP_DIM]);
         mrec_param_parse(MREC_HP_BATCH_SIZE, "32", &s.params.v[MREC_HP_BATCH_SIZE]);
         mrec_param_parse(MREC_HP_NEIGHBOURS, "10", &s.params.v[MREC_HP_NEIGHBOURS]); /* fewer than the 24 items */
+        mrec_param_parse(MREC_HP_IMAGE_KNN_K, "10", &s.params.v[MREC_HP_IMAGE_KNN_K]);
+        mrec_param_parse(MREC_HP_TEXT_KNN_K, "10", &s.params.v[MREC_HP_TEXT_KNN_K]);
         mrec_train_result r;
         mrec_status st = mrec_train(&s, &r);
         int trains = (e->flags & MREC_MODEL_TRAINS) != 0;
