@@ -222,6 +222,38 @@ static void test_cli(void) {
     t_check(files_in_tmp() == 0, "nothing left behind by the command");
 }
 
+/* weights/fetch, offline: a row whose file is a pytorch_model.bin is fetched, verified and
+ * converted beside itself; a hostile one is fetched, verified and refused, leaving no safetensors. */
+static void test_fetch(void) {
+    static char out[16384];
+    char cmd[16384], cwd[2048], abs_bin[2300];
+    if (system("command -v curl >/dev/null 2>&1") != 0) {
+        t_skip("weights/fetch: curl is not installed");
+        return;
+    }
+    if (!getcwd(cwd, sizeof cwd)) return;
+    snprintf(abs_bin, sizeof abs_bin, "%s%s%s", bin[0] == '/' ? "" : cwd, bin[0] == '/' ? "" : "/", bin);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && mkdir -p hub/org/pt/resolve/main hub/org/evil/resolve/main && cp %s/" FIX "views.bin hub/org/pt/resolve/main/pytorch_model.bin && "
+             "cp %s/" FIX "hostile/os_system.bin hub/org/evil/resolve/main/pytorch_model.bin && "
+             "for r in pt evil; do printf 'org/%%s\torg/%%s\tpytorch_model.bin\t%%s\t-\n' $r $r "
+             "$(sha256sum hub/org/$r/resolve/main/pytorch_model.bin | cut -d' ' -f1); done > m.tsv",
+             tmpdir, cwd, cwd);
+    if (!t_check(system(cmd) == 0, "a file:// hub with two pytorch_model.bin")) return;
+    snprintf(cmd, sizeof cmd, "cd %s && MREC=%s %s/weights/fetch --manifest m.tsv --base file://%s/hub --dest w org/pt 2>&1", tmpdir, abs_bin, cwd, tmpdir);
+    int rc = t_run(cmd, out, sizeof out);
+    t_check(rc == 0 && strstr(out, "sha256 verified") && strstr(out, "7 tensors"), "weights/fetch converts a verified pytorch_model.bin: %s", out);
+    same_tensors("weights/fetch's model.safetensors", tmp_path("w/org/pt/model.safetensors"), FIX "views.expected.safetensors");
+    rc = t_run(cmd, out, sizeof out);
+    t_check(rc == 0 && strstr(out, "present") && !strstr(out, "tensors"), "a second fetch finds both and converts nothing: %s", out);
+    snprintf(cmd, sizeof cmd, "cd %s && MREC=%s %s/weights/fetch --manifest m.tsv --base file://%s/hub --dest w org/evil 2>&1", tmpdir, abs_bin, cwd, tmpdir);
+    rc = t_run(cmd, out, sizeof out);
+    t_check(rc == 2 && strstr(out, "'os.system'") && strstr(out, "not written") && access(tmp_path("w/org/evil/model.safetensors"), F_OK) != 0,
+            "weights/fetch refuses a hostile pytorch_model.bin and writes no safetensors: %s", out);
+    snprintf(cmd, sizeof cmd, "cd %s && rm -rf hub w m.tsv", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not clean %s\n", tmpdir);
+}
+
 int main(void) {
     t_suite("convert");
     bin = getenv("MREC_BIN");
@@ -232,6 +264,7 @@ int main(void) {
     test_hostile();
     test_truncations();
     test_cli();
+    test_fetch();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
