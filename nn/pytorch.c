@@ -23,6 +23,7 @@
  * parameter state dict) is a few MB; the caps leave room for far more. */
 #define PT_MAX_PICKLE ((uint64_t)1 << 30)   /* data.pkl bytes */
 #define PT_MAX_STACK (1 << 22)              /* values on the stack */
+#define PT_MAX_VALUES (1 << 23)             /* values built (about 80 bytes each): a state dict takes ~15 a tensor */
 #define PT_MAX_MARKS (1 << 16)              /* open MARKs */
 #define PT_MAX_MEMO (1 << 24)               /* memo slots */
 #define PT_MAX_ENTRIES (1 << 22)            /* zip entries */
@@ -59,13 +60,17 @@ typedef struct {
     int n_marks;
     value **memo;
     uint32_t memo_len, memo_cap;
+    int n_values;
     mrec_pytorch *pt;      /* storages and tensors land here */
     int tensors_cap;
 } unpickler;
 
+/* NULL when out of memory or past PT_MAX_VALUES (push() then says which). */
 static value *new_value(unpickler *u, vkind kind) {
+    if (u->n_values >= PT_MAX_VALUES) return NULL;
     value *v = calloc(1, sizeof *v);
     if (!v) return NULL;
+    u->n_values++;
     v->kind = kind;
     v->next = u->all;
     u->all = v;
@@ -142,7 +147,9 @@ static uint64_t le(const uint8_t *p, int n) {
 }
 
 static mrec_status push(unpickler *u, value *v) {
-    if (!v) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+    if (!v && u->n_values >= PT_MAX_VALUES)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: the pickle builds more than %d values (at byte %ld); a state dict needs far fewer", u->label, PT_MAX_VALUES, at(u));
+    if (!v) return push(u, NULL); /* says why */
     if (u->sp == u->stack_cap) {
         if (u->stack_cap >= PT_MAX_STACK) FAIL("%s: the pickle's stack grows past %d values at byte %ld", u->label, PT_MAX_STACK, at(u));
         int cap = u->stack_cap ? 2 * u->stack_cap : 64;
@@ -208,7 +215,7 @@ static mrec_status find_global(unpickler *u, const char *module, const char *nam
         {"float8_e5m2", MREC_F8_E5M2},
     };
     value *v = new_value(u, V_GLOBAL);
-    if (!v) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+    if (!v) return push(u, NULL); /* says why */
     int found = 1;
     if (!strcmp(module, "collections") && !strcmp(name, "OrderedDict")) v->i = G_ORDERED_DICT;
     else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_tensor_v2")) v->i = G_REBUILD_V2;
@@ -273,7 +280,7 @@ static mrec_status persistent_load(unpickler *u, value *pid, long where) {
         s->nbytes = nbytes;
     }
     value *v = new_value(u, V_STORAGE);
-    if (!v) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+    if (!v) return push(u, NULL); /* says why */
     v->i = idx;
     return push(u, v);
 }
@@ -316,7 +323,7 @@ static mrec_status rebuild_tensor(unpickler *u, int v3, value *args, long where)
     t->ndim = size->n;
     for (int d = 0; d < t->ndim; d++) t->shape[d] = size->items[d]->i, t->stride[d] = stride->items[d]->i;
     value *v = new_value(u, V_TENSOR);
-    if (!v) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+    if (!v) return push(u, NULL); /* says why */
     v->i = pt->n_tensors++;
     return push(u, v);
 }
@@ -347,7 +354,8 @@ static mrec_status read_string(unpickler *u, size_t len, const char *op) {
     mrec_status st = need(u, len, op);
     if (st) return st;
     value *v = new_value(u, V_STR);
-    if (!v || !(v->s = malloc(len + 1))) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+    if (!v) return push(u, NULL);
+    if (!(v->s = malloc(len + 1))) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
     memcpy(v->s, u->p, len);
     v->s[len] = 0;
     v->len = len;
@@ -397,7 +405,7 @@ static mrec_status unpickle(unpickler *u, value **out) {
                 from = u->sp - (op - 0x84);
             }
             value *v = new_value(u, V_TUPLE);
-            if (!v) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+            if (!v) return push(u, NULL); /* says why */
             for (int k = from; k < u->sp; k++)
                 if (!add_item(v, u->stack[k])) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
             u->sp = from;
@@ -411,7 +419,8 @@ static mrec_status unpickle(unpickler *u, value **out) {
                 from = u->sp - (dict ? 2 : 1);
             } else {
                 if ((st = pop_mark(u, opcode_name(op), &from))) break;
-                if (from == 0) FAIL("%s: %s at byte %ld has no container below its MARK", u->label, opcode_name(op), where);
+                if (from <= (u->n_marks ? u->marks[u->n_marks - 1] : 0))
+                    FAIL("%s: %s at byte %ld has no container below its MARK", u->label, opcode_name(op), where);
                 if (dict && (u->sp - from) % 2) FAIL("%s: SETITEMS at byte %ld with an odd number of values", u->label, where);
             }
             value *c = u->stack[from - 1];
@@ -434,7 +443,7 @@ static mrec_status unpickle(unpickler *u, value **out) {
             int w = op == 'J' ? 4 : op == 'K' ? 1 : 2;
             if ((st = need(u, (size_t)w, opcode_name(op)))) break;
             value *v = new_value(u, V_INT);
-            if (!v) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+            if (!v) return push(u, NULL); /* says why */
             v->i = op == 'J' ? (int64_t)(int32_t)(uint32_t)le(u->p, 4) : (int64_t)le(u->p, w);
             u->p += w;
             st = push(u, v);
@@ -445,7 +454,7 @@ static mrec_status unpickle(unpickler *u, value **out) {
             int n = *u->p++;
             if ((st = need(u, (size_t)n, "LONG1"))) break;
             value *v = new_value(u, n <= 8 ? V_INT : V_BIGINT);
-            if (!v) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+            if (!v) return push(u, NULL); /* says why */
             if (n > 0 && n <= 8) {
                 uint64_t x = le(u->p, n);
                 if (n < 8 && (u->p[n - 1] & 0x80)) x |= ~(uint64_t)0 << (8 * n); /* sign-extend */
@@ -460,7 +469,7 @@ static mrec_status unpickle(unpickler *u, value **out) {
             uint64_t bits = 0;
             for (int k = 0; k < 8; k++) bits = bits << 8 | u->p[k]; /* big-endian */
             value *v = new_value(u, V_FLOAT);
-            if (!v) return mrec_fail(MREC_ERR_NOMEM, "%s: unpickling", u->label);
+            if (!v) return push(u, NULL); /* says why */
             memcpy(&v->f, &bits, 8);
             u->p += 8;
             st = push(u, v);
