@@ -718,9 +718,10 @@ static int storage_used(const mrec_pytorch *pt, int s) {
 }
 
 /* One zip entry, whole: its declared size checked (against `expect` when not
- * UINT64_MAX, against what its compressed bytes can hold, and `cap`) before
- * anything is allocated. */
-static mrec_status zip_read_entry(zip_t *za, const char *label, const char *name, uint64_t expect, uint64_t cap, uint8_t **out, uint64_t *size) {
+ * UINT64_MAX, against what its compressed bytes, at most the archive's
+ * `file_size`, can hold, and `cap`) before anything is allocated. */
+static mrec_status zip_read_entry(zip_t *za, const char *label, const char *name, uint64_t expect, uint64_t cap, uint64_t file_size,
+                                  uint8_t **out, uint64_t *size) {
     *out = NULL;
     zip_stat_t zs;
     zip_int64_t idx = zip_name_locate(za, name, 0);
@@ -732,7 +733,8 @@ static mrec_status zip_read_entry(zip_t *za, const char *label, const char *name
         return mrec_fail(MREC_ERR_FORMAT, "%s: entry '%s' holds %llu bytes where the pickle declares %llu", label, name,
                          (unsigned long long)zs.size, (unsigned long long)expect);
     if (zs.size > cap) return mrec_fail(MREC_ERR_FORMAT, "%s: entry '%s' declares %llu bytes (at most %llu)", label, name, (unsigned long long)zs.size, (unsigned long long)cap);
-    uint64_t most = zs.comp_method == ZIP_CM_STORE ? zs.comp_size : zs.comp_size > UINT64_MAX / PT_DEFLATE_RATIO ? UINT64_MAX : zs.comp_size * PT_DEFLATE_RATIO + 64;
+    uint64_t comp = zs.comp_size < file_size ? zs.comp_size : file_size;
+    uint64_t most = zs.comp_method == ZIP_CM_STORE ? comp : comp * PT_DEFLATE_RATIO + 64;
     if (zs.size > most)
         return mrec_fail(MREC_ERR_FORMAT, "%s: entry '%s' declares %llu bytes from %llu compressed ones (a zip bomb?)", label, name,
                          (unsigned long long)zs.size, (unsigned long long)zs.comp_size);
@@ -792,7 +794,7 @@ static mrec_status parse_zip(mrec_pytorch *pt, const void *buf, size_t size, con
     uint64_t len = 0;
     if (!st) { /* byteorder: absent in files of torch before 2.1, which were little-endian */
         snprintf(name, sizeof name, "%s/byteorder", prefix);
-        if (zip_name_locate(za, name, 0) >= 0 && !(st = zip_read_entry(za, label, name, UINT64_MAX, 16, &bytes, &len))) {
+        if (zip_name_locate(za, name, 0) >= 0 && !(st = zip_read_entry(za, label, name, UINT64_MAX, 16, size, &bytes, &len))) {
             if (len == 3 && !memcmp(bytes, "big", 3)) pt->big_endian = 1;
             else if (!(len == 6 && !memcmp(bytes, "little", 6)))
                 st = mrec_fail(MREC_ERR_FORMAT, "%s: byteorder says '%.*s' (expected little or big)", label, (int)len, (const char *)bytes);
@@ -803,7 +805,7 @@ static mrec_status parse_zip(mrec_pytorch *pt, const void *buf, size_t size, con
     value *root = NULL;
     if (!st) {
         snprintf(name, sizeof name, "%s/data.pkl", prefix);
-        st = zip_read_entry(za, label, name, UINT64_MAX, PT_MAX_PICKLE, &bytes, &len);
+        st = zip_read_entry(za, label, name, UINT64_MAX, PT_MAX_PICKLE, size, &bytes, &len);
     }
     if (!st) {
         u->p = u->start = bytes;
@@ -818,7 +820,7 @@ static mrec_status parse_zip(mrec_pytorch *pt, const void *buf, size_t size, con
         if (!storage_used(pt, k)) continue;
         snprintf(name, sizeof name, "%s/data/%s", prefix, s->key);
         uint64_t got;
-        st = zip_read_entry(za, label, name, s->nbytes, UINT64_MAX, &s->owned, &got);
+        st = zip_read_entry(za, label, name, s->nbytes, UINT64_MAX, size, &s->owned, &got);
         s->data = s->owned;
     }
     zip_discard(za);
