@@ -93,6 +93,17 @@ else
 $(info   no libmicrohttpd (apt-get install libmicrohttpd-dev): mrec serve left out)
 endif
 
+# libzip, for the zip checkpoints of torch.save (nn/pytorch.c, mrec convert).
+ZIP_CFLAGS := $(shell pkg-config --cflags libzip 2>/dev/null)
+ZIP_LIBS   := $(or $(shell pkg-config --libs libzip 2>/dev/null),-lzip)
+ifeq ($(shell printf '\043include <zip.h>\n' | $(CC) $(CFLAGS) $(ZIP_CFLAGS) -E - >/dev/null 2>&1 && echo 1),1)
+$(info   libzip: PyTorch checkpoints (mrec convert))
+else
+$(info   ✗ libzip, which the build needs (apt-get install libzip-dev))
+endif
+CFLAGS += $(ZIP_CFLAGS)
+LDLIBS += $(ZIP_LIBS)
+
 # ---- sources --------------------------------------------------------------
 KERNEL_SRC := $(filter-out kernels/cpu/cuda_stub.c,$(wildcard kernels/cpu/*.c))
 LIB_SRC    := $(KERNEL_SRC) $(wildcard nn/*.c tokenizers/*.c extractors/*.c recsys/*.c)
@@ -233,7 +244,7 @@ $(FUZZ_REST): $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_REST_SRC))
 build/fuzz/fuzz_image: FUZZ_DEFS := -DMREC_IMAGE_MAX_PIXELS='((int64_t)1 << 22)'
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(FUZZ_REST)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_DEFS) -o $@ $< $(FUZZ_LIB_SRC) $(FUZZ_REST) -lcjson -lyaml -lutf8proc -ljpeg -lz -lmvec -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_DEFS) -o $@ $< $(FUZZ_LIB_SRC) $(FUZZ_REST) -lcjson -lyaml -lutf8proc -ljpeg $(ZIP_LIBS) -lz -lmvec -lm
 
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
@@ -248,7 +259,8 @@ fuzz: $(FUZZ_BINS)
 
 # ---- GPU machine ------------------------------------------------------------
 GPU_DEBS := libcjson-dev libcjson1 libyaml-dev libyaml-0-2 libutf8proc-dev libutf8proc2 \
-            libjpeg62-turbo-dev libjpeg62-turbo libstb-dev zlib1g-dev zlib1g
+            libjpeg62-turbo-dev libjpeg62-turbo libstb-dev zlib1g-dev zlib1g \
+            libzip-dev libzip4
 gpu-deps:
 	@mkdir -p .deps && cd .deps && apt-get download $(GPU_DEBS)
 	@ls .deps

@@ -17,7 +17,14 @@
 
 #include "../kernels/mrec_kernels.h"
 
-typedef enum { MREC_F32, MREC_F16, MREC_BF16, MREC_I32, MREC_I64, MREC_DTYPE_COUNT } mrec_dtype;
+/* The first five are what models compute with; the rest are the other
+ * element types of safetensors, for files that are only read, listed or
+ * converted (mrec convert, mrec inspect). */
+typedef enum {
+    MREC_F32, MREC_F16, MREC_BF16, MREC_I32, MREC_I64,
+    MREC_F64, MREC_I16, MREC_I8, MREC_U8, MREC_BOOL, MREC_U16, MREC_U32, MREC_U64, MREC_F8_E4M3, MREC_F8_E5M2,
+    MREC_DTYPE_COUNT
+} mrec_dtype;
 
 #define MREC_MAX_DIMS 4
 
@@ -32,7 +39,7 @@ typedef struct {
 size_t mrec_dtype_size(mrec_dtype dtype);
 /* Names as safetensors writes them: "F32", "F16", "BF16", "I32", "I64". */
 const char *mrec_dtype_name(mrec_dtype dtype);
-/* MREC_ERR_DTYPE if the name is not one of those five. */
+/* MREC_ERR_DTYPE if the name is not one of those above (safetensors' names). */
 mrec_status mrec_dtype_parse(const char *name, mrec_dtype *out);
 
 int64_t mrec_tensor_numel(const mrec_tensor *t);

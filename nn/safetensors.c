@@ -89,7 +89,7 @@ static mrec_status parse_entry(mrec_safetensors *st, const cJSON *obj, mrec_st_e
                          "%s: tensor '%s': needs string \"dtype\", arrays \"shape\" and \"data_offsets\"",
                          file, name);
     if (mrec_dtype_parse(dtype->valuestring, &e->dtype) != MREC_OK)
-        return mrec_fail(MREC_ERR_DTYPE, "%s: tensor '%s': dtype \"%s\" is not one of F32 F16 BF16 I32 I64",
+        return mrec_fail(MREC_ERR_DTYPE, "%s: tensor '%s': dtype \"%s\" is not a safetensors dtype mrec knows (F32 F16 BF16 F64 F8_E4M3 F8_E5M2 I64 I32 I16 I8 U64 U32 U16 U8 BOOL)",
                          file, name, dtype->valuestring);
     e->ndim = cJSON_GetArraySize(shape);
     if (e->ndim > MREC_ST_MAX_DIMS)

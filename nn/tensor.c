@@ -7,7 +7,10 @@
 
 static const struct { const char *name; size_t size; } dtypes[MREC_DTYPE_COUNT] = {
     [MREC_F32] = {"F32", 4}, [MREC_F16] = {"F16", 2}, [MREC_BF16] = {"BF16", 2},
-    [MREC_I32] = {"I32", 4}, [MREC_I64] = {"I64", 8},
+    [MREC_I32] = {"I32", 4}, [MREC_I64] = {"I64", 8}, [MREC_F64] = {"F64", 8},
+    [MREC_I16] = {"I16", 2}, [MREC_I8] = {"I8", 1}, [MREC_U8] = {"U8", 1},
+    [MREC_BOOL] = {"BOOL", 1}, [MREC_U16] = {"U16", 2}, [MREC_U32] = {"U32", 4},
+    [MREC_U64] = {"U64", 8}, [MREC_F8_E4M3] = {"F8_E4M3", 1}, [MREC_F8_E5M2] = {"F8_E5M2", 1},
 };
 
 size_t mrec_dtype_size(mrec_dtype dtype) {

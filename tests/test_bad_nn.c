@@ -369,7 +369,7 @@ static void safetensors_headers(void) {
          "overflows"},
         {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, MREC_ERR_SHAPE, "dimensions"},
         {"{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, MREC_ERR_SHAPE, "needs 12"},
-        {"{\"w\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, MREC_ERR_DTYPE, "F64"},
+        {"{\"w\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, MREC_ERR_DTYPE, "C64"},
         {"{\"w\":{\"dtype\":5,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, MREC_ERR_FORMAT, "dtype"},
         {"{\"__metadata__\":{\"format\":3}}", 0, MREC_ERR_FORMAT, "__metadata__"},
         {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}} {}", 4, MREC_ERR_FORMAT, "after the JSON"},

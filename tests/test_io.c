@@ -217,8 +217,8 @@ static void test_st_malformed(void) {
                   12, MREC_ERR_FORMAT, "overlap");
     expect_reject("mismatch.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,16]}}", 16,
                   MREC_ERR_SHAPE, "'w'");
-    expect_reject("dtype.safetensors", "{\"w\":{\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
-                  MREC_ERR_DTYPE, "F8_E4M3");
+    expect_reject("dtype.safetensors", "{\"w\":{\"dtype\":\"F8_E8M0\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
+                  MREC_ERR_DTYPE, "F8_E8M0");
     expect_reject("duplicate.safetensors",
                   "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                   "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",

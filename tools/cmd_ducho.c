@@ -92,7 +92,7 @@ static mrec_status resolve_model(const mrec_cfg *c, int line, const char *name, 
     size_t len = strlen(name);
     if (exists(name) && !is_dir(name) && (len < 12 || strcmp(name + len - 12, ".safetensors")))
         return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: model_name %s: mrec reads safetensors, not PyTorch pickles (.pt, .pth); "
-                         "save the state_dict with safetensors' save_file", c->path, line, name);
+                         "convert it first: mrec convert %s OUT.safetensors", c->path, line, name, name);
     if (exists(name)) return snprintf(dir, cap, "%s", name), MREC_OK;
     snprintf(dir, cap, "%s/%s", weights, name);
     if (exists(dir)) return MREC_OK;

@@ -27,6 +27,7 @@ static void usage(FILE *f) {
             "  train CONFIG.yml           run an Elliot experiment config (mrec train CONFIG --help)\n"
             "  run CONFIG.yml             extraction and experiment from one file (mrec run --help)\n"
             "  inspect FILE.safetensors   list tensors (name dtype shape) and the parameter count\n"
+            "  convert IN.bin OUT.safetensors  a PyTorch checkpoint's state dict as safetensors, no Python\n"
             "  tokenize --tokenizer PATH  token ids of each line of standard input\n"
             "  train --data PATH ...      train and evaluate a recommender (mrec train --help)\n"
             "  extract-text --model DIR ...  embed the text of an item table (mrec extract-text --help)\n"
@@ -190,6 +191,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(cmd, "convert") == 0) return mrec_cmd_convert(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info();
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "extract") == 0) return mrec_cmd_extract(argc - 1, argv + 1);

@@ -24,6 +24,7 @@ int mrec_cmd_demo(int argc, char **argv);          /* cmd_demo.c */
 int mrec_cmd_recommend(int argc, char **argv);     /* cmd_recommend.c: answers from a saved model */
 int mrec_cmd_similar(int argc, char **argv);       /* cmd_recommend.c */
 int mrec_cmd_serve(int argc, char **argv);         /* cmd_serve.c: HTTP answers from a saved model */
+int mrec_cmd_convert(int argc, char **argv);       /* cmd_convert.c: a PyTorch checkpoint to safetensors */
 
 /* ---- a Ducho config run from inside another command ---- */
 

@@ -35,7 +35,7 @@ say "- nvcc: $(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1
 
 # 1. dependencies
 make_args="CUDA=1"
-if [ -d .deps ] && ls .deps/*.deb >/dev/null 2>&1 && [ ! -f /usr/include/cjson/cJSON.h ]; then
+if [ -d .deps ] && ls .deps/*.deb >/dev/null 2>&1 && { [ ! -f /usr/include/cjson/cJSON.h ] || [ ! -f /usr/include/zip.h ]; }; then
     prefix=$PWD/build/deps
     mkdir -p "$prefix"
     for f in .deps/*.deb; do dpkg-deb -x "$f" "$prefix" || { echo "cannot unpack $f"; exit 1; }; done
