@@ -765,15 +765,19 @@ mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row
  * variants in kernels/cpu/backward.c, GPU ones in kernels/cuda/backward.cu,
  * entries in kernels/cpu/dispatch.c). Conventions:
  *   - d<name> is the gradient of the loss with respect to <name>, same shape.
- *   - `accumulate` 0 overwrites an output gradient, 1 adds to it (+=): a
- *     parameter used twice, gradient accumulation over micro-batches, or a
- *     residual branch adding into the stream's gradient. Ops without the flag
- *     overwrite.
+ *   - `accumulate` says which output gradients are added to (+=) rather
+ *     than overwritten: MREC_ACC_DX the input's (a residual branch, or q, k
+ *     and v adding into one LayerNorm output's gradient), MREC_ACC_PARAMS the
+ *     parameters' (gradient accumulation over micro-batches), both, or 0.
+ *     Ops without the flag overwrite, except where they say +=.
  *   - A NULL output gradient is not computed (an input that needs none).
  *   - Every sum has a fixed order (no float atomics anywhere): the same
  *     inputs give the same bits on every run and thread count.
  * The fast CPU variants sum in float in the reference's order where they
  * can; the tests hold them to the double references with stated bounds. */
+
+#define MREC_ACC_DX 1
+#define MREC_ACC_PARAMS 2
 
 /* nn.Linear y (M, N) = x (M, K) W^T + b, W (N, K), b (N):
  *   dx (M, K) = dy W;  dW (N, K) = dy^T x;  db (N) = sum over rows of dy */
@@ -881,17 +885,20 @@ mrec_status mrec_clip_loss_cuda(float *dlogits, double *out, const float *logits
  *   param *= 1 - lr wd  (decoupled decay, before the update)
  *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
  *   param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
- * with the bias corrections computed in double once per call. */
-void mrec_adamw_ref(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
-                    float weight_decay, int64_t step, int64_t n);
-void mrec_adamw_cpu(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
-                    float weight_decay, int64_t step, int64_t n, mrec_pool *pool);
-mrec_status mrec_adamw_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2,
-                            float eps, float weight_decay, int64_t step, int64_t n, mrec_cuda *cu);
+ * The hyper-parameters are doubles, as torch's are (Python floats): each
+ * scalar the update uses (1 - b1, 1 - b2, lr / bias correction, ...) is
+ * computed in double and rounded once to float, as torch hands it to its
+ * float kernels, so _cpu and _cuda follow torch's float operations. */
+void mrec_adamw_ref(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int64_t step, int64_t n);
+void mrec_adamw_cpu(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int64_t step, int64_t n, mrec_pool *pool);
+mrec_status mrec_adamw_cuda(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2,
+                            double eps, double weight_decay, int64_t step, int64_t n, mrec_cuda *cu);
 
-/* *out += sum of x (n)^2 in double, over fixed 4096-element blocks summed in
- * block order (the same bits whatever the threads). out: one double (device
- * memory on the GPU). */
+/* *out += sum of x (n)^2 in double: on the CPU over fixed 4096-element
+ * blocks summed in block order (the same bits whatever the threads), on the
+ * GPU in one block's fixed tree. out: one double (device memory on the GPU). */
 void mrec_sum_squares_ref(double *out, const float *x, int64_t n);
 void mrec_sum_squares_cpu(double *out, const float *x, int64_t n, mrec_pool *pool);
 mrec_status mrec_sum_squares_cuda(double *out, const float *x, int64_t n, mrec_cuda *cu);
@@ -907,7 +914,7 @@ typedef struct {
 } mrec_param_tensor;
 
 typedef struct {
-    float lr, beta1, beta2, eps, weight_decay; /* torch's defaults: 1e-3, 0.9, 0.999, 1e-8, 1e-2 */
+    double lr, beta1, beta2, eps, weight_decay; /* torch's defaults: 1e-3, 0.9, 0.999, 1e-8, 1e-2 */
 } mrec_adamw_options;
 
 /* A learning rate with linear warm-up then cosine decay, as transformers'
@@ -938,12 +945,12 @@ mrec_status mrec_class_embed_back(mrec_context *ctx, float *dcls, float *dpos, c
 mrec_status mrec_gather_rows_back(mrec_context *ctx, float *dx, const float *dy, const int32_t *rows, int B, int H);
 /* work: 3 N doubles on the context's device; out: two doubles there */
 mrec_status mrec_clip_loss(mrec_context *ctx, float *dlogits, double *out, const float *logits, int N, double *work);
-mrec_status mrec_adamw(mrec_context *ctx, float *param, float *m, float *v, const float *grad, float lr, float beta1,
-                       float beta2, float eps, float weight_decay, int64_t step, int64_t n);
+mrec_status mrec_adamw(mrec_context *ctx, float *param, float *m, float *v, const float *grad, double lr, double beta1,
+                       double beta2, double eps, double weight_decay, int64_t step, int64_t n);
 mrec_status mrec_sum_squares(mrec_context *ctx, double *out, const float *x, int64_t n);
 /* One AdamW step over every tensor, weight decay where t->decay. */
 mrec_status mrec_adamw_step(mrec_context *ctx, const mrec_param_tensor *t, int n_tensors, const mrec_adamw_options *o,
-                            float lr, int64_t step);
+                            double lr, int64_t step);
 /* torch.nn.utils.clip_grad_norm_ (norm 2, error_if_nonfinite off): the norm
  * of all gradients together, in double, into *total_norm; when it exceeds
  * max_norm every gradient is scaled by max_norm / (norm + 1e-6). work: one

@@ -35,7 +35,7 @@ void mrec_linear_back_ref(float *dx, float *dw, float *db, const float *dy, cons
                 double s = 0;
                 for (int j = 0; j < N; j++) s += (double)dy[(size_t)i * N + j] * w[(size_t)j * K + k];
                 float *o = dx + (size_t)i * K + k;
-                *o = accumulate ? (float)(*o + s) : (float)s;
+                *o = accumulate & MREC_ACC_DX ? (float)(*o + s) : (float)s;
             }
     if (dw)
         for (int j = 0; j < N; j++)
@@ -43,13 +43,13 @@ void mrec_linear_back_ref(float *dx, float *dw, float *db, const float *dy, cons
                 double s = 0;
                 for (int i = 0; i < M; i++) s += (double)dy[(size_t)i * N + j] * x[(size_t)i * K + k];
                 float *o = dw + (size_t)j * K + k;
-                *o = accumulate ? (float)(*o + s) : (float)s;
+                *o = accumulate & MREC_ACC_PARAMS ? (float)(*o + s) : (float)s;
             }
     if (db)
         for (int j = 0; j < N; j++) {
             double s = 0;
             for (int i = 0; i < M; i++) s += dy[(size_t)i * N + j];
-            db[j] = accumulate ? (float)(db[j] + s) : (float)s;
+            db[j] = accumulate & MREC_ACC_PARAMS ? (float)(db[j] + s) : (float)s;
         }
 }
 
@@ -82,15 +82,15 @@ void mrec_linear_back_cpu(float *dx, float *dw, float *db, const float *dy, cons
                           int M, int N, int K, mrec_pool *pool) {
     /* an empty product: the GEMM is not asked what beta = 0 over K = 0 means */
     if (M == 0 || N == 0) {
-        if (dw && !accumulate) memset(dw, 0, sizeof(float) * (size_t)N * K);
-        if (db && !accumulate) memset(db, 0, sizeof(float) * (size_t)N);
-        if (dx && !accumulate) memset(dx, 0, sizeof(float) * (size_t)M * K);
+        if (dw && !(accumulate & MREC_ACC_PARAMS)) memset(dw, 0, sizeof(float) * (size_t)N * K);
+        if (db && !(accumulate & MREC_ACC_PARAMS)) memset(db, 0, sizeof(float) * (size_t)N);
+        if (dx && !(accumulate & MREC_ACC_DX)) memset(dx, 0, sizeof(float) * (size_t)M * K);
         return;
     }
-    float beta = accumulate ? 1.0f : 0.0f;
-    if (dx) mrec_gemm_cpu(dx, dy, w, NULL, 1, beta, 0, 0, M, K, N, N, K, K, pool);  /* (M, N) @ (N, K) */
-    if (dw) mrec_gemm_cpu(dw, dy, x, NULL, 1, beta, 1, 0, N, K, M, N, K, K, pool);  /* (M, N)^T @ (M, K) */
-    if (db) colsum(db, dy, M, N, accumulate, pool);
+    float beta_x = accumulate & MREC_ACC_DX ? 1.0f : 0.0f, beta_w = accumulate & MREC_ACC_PARAMS ? 1.0f : 0.0f;
+    if (dx) mrec_gemm_cpu(dx, dy, w, NULL, 1, beta_x, 0, 0, M, K, N, N, K, K, pool);  /* (M, N) @ (N, K) */
+    if (dw) mrec_gemm_cpu(dw, dy, x, NULL, 1, beta_w, 1, 0, N, K, M, N, K, K, pool);  /* (M, N)^T @ (M, K) */
+    if (db) colsum(db, dy, M, N, (accumulate & MREC_ACC_PARAMS) != 0, pool);
 }
 
 /* ---- LayerNorm ---- */
@@ -139,7 +139,7 @@ void mrec_layernorm_back_ref(float *dx, float *dw, float *db, const float *dy, c
             for (int c = 0; c < C; c++) {
                 double xh = ((double)x[o + c] - mean[r]) * rstd[r], g = (double)dy[o + c] * (w ? w[c] : 1.0);
                 double v = rstd[r] * (g - sg - xh * sgx);
-                dx[o + c] = accumulate ? (float)(dx[o + c] + v) : (float)v;
+                dx[o + c] = accumulate & MREC_ACC_DX ? (float)(dx[o + c] + v) : (float)v;
             }
         }
     for (int c = 0; c < C; c++) {
@@ -149,8 +149,8 @@ void mrec_layernorm_back_ref(float *dx, float *dw, float *db, const float *dy, c
             sw += (double)dy[i] * (((double)x[i] - mean[r]) * rstd[r]);
             sb += dy[i];
         }
-        if (dw) dw[c] = accumulate ? (float)(dw[c] + sw) : (float)sw;
-        if (db) db[c] = accumulate ? (float)(db[c] + sb) : (float)sb;
+        if (dw) dw[c] = accumulate & MREC_ACC_PARAMS ? (float)(dw[c] + sw) : (float)sw;
+        if (db) db[c] = accumulate & MREC_ACC_PARAMS ? (float)(db[c] + sb) : (float)sb;
     }
 }
 
@@ -169,7 +169,7 @@ static void ln_back_rows(void *arg, int64_t lo, int64_t hi) {
         for (int c = 0; c < C; c++) {
             float xh = (x[c] - m) * rs, g = a->w ? dy[c] * a->w[c] : dy[c];
             float v = rs * (g - mg - xh * mgx);
-            dx[c] = a->accumulate ? dx[c] + v : v;
+            dx[c] = a->accumulate & MREC_ACC_DX ? dx[c] + v : v;
         }
     }
 }
@@ -185,8 +185,8 @@ static void ln_back_cols(void *arg, int64_t lo, int64_t hi) {
             for (int c = 0; c < nc; c++) sw[c] += (double)dy[c] * ((x[c] - m) * rs), sb[c] += dy[c];
         }
         for (int c = 0; c < nc; c++) {
-            if (a->dw) a->dw[c0 + c] = a->accumulate ? (float)(a->dw[c0 + c] + sw[c]) : (float)sw[c];
-            if (a->db) a->db[c0 + c] = a->accumulate ? (float)(a->db[c0 + c] + sb[c]) : (float)sb[c];
+            if (a->dw) a->dw[c0 + c] = a->accumulate & MREC_ACC_PARAMS ? (float)(a->dw[c0 + c] + sw[c]) : (float)sw[c];
+            if (a->db) a->db[c0 + c] = a->accumulate & MREC_ACC_PARAMS ? (float)(a->db[c0 + c] + sb[c]) : (float)sb[c];
         }
     }
 }
@@ -633,12 +633,12 @@ void mrec_clip_loss_cpu(float *dlogits, double *out, const float *logits, int N,
 
 /* ---- AdamW, the gradient norm, the schedule ---- */
 
-void mrec_adamw_ref(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
-                    float weight_decay, int64_t step, int64_t n) {
+void mrec_adamw_ref(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int64_t step, int64_t n) {
     double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
     for (int64_t i = 0; i < n; i++) {
-        double p = param[i] * (1 - (double)lr * weight_decay), g = grad[i];
-        double mi = beta1 * (double)m[i] + (1 - (double)beta1) * g, vi = beta2 * (double)v[i] + (1 - (double)beta2) * g * g;
+        double p = param[i] * (1 - lr * weight_decay), g = grad[i];
+        double mi = beta1 * m[i] + (1 - beta1) * g, vi = beta2 * v[i] + (1 - beta2) * g * g;
         p -= lr / bc1 * mi / (sqrt(vi) / sqrt(bc2) + eps);
         param[i] = (float)p, m[i] = (float)mi, v[i] = (float)vi;
     }
@@ -647,27 +647,29 @@ void mrec_adamw_ref(float *param, float *m, float *v, const float *grad, float l
 typedef struct {
     float *param, *m, *v;
     const float *grad;
-    float decay, b1, b2, step_size, bc2_sqrt, eps;
+    float decay, w1, b2, w2, step_size, bc2_sqrt, eps;
 } adamw_args;
 
-/* float, in torch's order: mul_, lerp_, mul_().addcmul_(), sqrt / bc2 + eps, addcdiv_ */
+/* float, in torch's order: p.mul_(1 - lr wd); m.lerp_(g, 1 - b1); v.mul_(b2).addcmul_(g, g, 1 - b2);
+ * p.addcdiv_(m, sqrt(v) / sqrt(bc2) + eps, -lr / bc1), each scalar a double rounded once to float as torch's
+ * CPU kernels take it */
 static MREC_VECTOR_CLONES void adamw_range(void *arg, int64_t lo, int64_t hi) {
     const adamw_args *a = arg;
     for (int64_t i = lo; i < hi; i++) {
         float g = a->grad[i], p = a->param[i] * a->decay;
-        float m = a->m[i] + (1 - a->b1) * (g - a->m[i]);
-        float v = a->v[i] * a->b2 + (1 - a->b2) * (g * g);
+        float m = a->m[i] + a->w1 * (g - a->m[i]);
+        float v = a->v[i] * a->b2 + a->w2 * g * g;
         float d = sqrtf(v) / a->bc2_sqrt + a->eps;
         a->param[i] = p + a->step_size * m / d;
         a->m[i] = m, a->v[i] = v;
     }
 }
 
-void mrec_adamw_cpu(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
-                    float weight_decay, int64_t step, int64_t n, mrec_pool *pool) {
+void mrec_adamw_cpu(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int64_t step, int64_t n, mrec_pool *pool) {
     double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
-    adamw_args a = {param, m, v, grad, (float)(1 - (double)lr * weight_decay), beta1, beta2, (float)(-(double)lr / bc1),
-                    (float)sqrt(bc2), eps};
+    adamw_args a = {param, m, v, grad, (float)(1 - lr * weight_decay), (float)(1 - beta1), (float)beta2, (float)(1 - beta2),
+                    (float)(-lr / bc1), (float)sqrt(bc2), (float)eps};
     mrec_parallel_range(pool, n, 8192, adamw_range, &a);
 }
 
@@ -722,10 +724,10 @@ double mrec_lr_warmup_cosine(int64_t step, int64_t warmup, int64_t total, double
 /* ---- the optimizer over a model's tensors: compositions of the entries ---- */
 
 mrec_status mrec_adamw_step(mrec_context *ctx, const mrec_param_tensor *t, int n_tensors, const mrec_adamw_options *o,
-                            float lr, int64_t step) {
+                            double lr, int64_t step) {
     for (int i = 0; i < n_tensors; i++) {
         mrec_status st = mrec_adamw(ctx, t[i].param, t[i].m, t[i].v, t[i].grad, lr, o->beta1, o->beta2, o->eps,
-                                    t[i].decay ? o->weight_decay : 0.0f, step, t[i].n);
+                                    t[i].decay ? o->weight_decay : 0.0, step, t[i].n);
         if (st) return st;
     }
     return MREC_OK;

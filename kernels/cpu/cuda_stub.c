@@ -269,8 +269,8 @@ mrec_status mrec_gather_rows_back_cuda(float *dx, const float *dy, const int32_t
 mrec_status mrec_clip_loss_cuda(float *dlogits, double *out, const float *logits, int N, double *work, mrec_cuda *cu) {
     return no_cuda();
 }
-mrec_status mrec_adamw_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2,
-                            float eps, float weight_decay, int64_t step, int64_t n, mrec_cuda *cu) {
+mrec_status mrec_adamw_cuda(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2,
+                            double eps, double weight_decay, int64_t step, int64_t n, mrec_cuda *cu) {
     return no_cuda();
 }
 mrec_status mrec_sum_squares_cuda(double *out, const float *x, int64_t n, mrec_cuda *cu) {

@@ -439,8 +439,8 @@ mrec_status mrec_clip_loss(mrec_context *ctx, float *dlogits, double *out, const
     return MREC_OK;
 }
 
-mrec_status mrec_adamw(mrec_context *ctx, float *param, float *m, float *v, const float *grad, float lr, float beta1,
-                       float beta2, float eps, float weight_decay, int64_t step, int64_t n) {
+mrec_status mrec_adamw(mrec_context *ctx, float *param, float *m, float *v, const float *grad, double lr, double beta1,
+                       double beta2, double eps, double weight_decay, int64_t step, int64_t n) {
     if (step < 1) return mrec_fail(MREC_ERR_ARG, "adamw: step %lld (steps count from 1)", (long long)step);
     if (on_gpu(ctx)) return mrec_adamw_cuda(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->cuda);
     mrec_adamw_cpu(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->pool);
