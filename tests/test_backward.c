@@ -903,7 +903,7 @@ static void test_cuda(void) {
         t_check(ok && fabs(sq_g - sq_r) <= 1e-12 * sq_r, "cuda sum_squares %.17g, ref %.17g", sq_g, sq_r);
         free(p), free(gr), free(pm), free(pv), free(pc), free(mc), free(vc), free(out);
     }
-    /* device memory is released with the context */
+    /* the small device buffers above are left to the process exit: a test, not a long-lived caller */
     mrec_cuda_destroy(cu);
 }
 
