@@ -13,7 +13,7 @@
  * Parameter gradients accumulate (+=) into buffers laid out as the towers'
  * storage; input gradients are carved from the workspace. Attention's
  * probabilities are recomputed in its backward (mrec_attention_back), so a
- * layer keeps 7 (B T, H) and 2 (B T, I) activations and two LayerNorms'
+ * layer keeps 8 (B T, H) and 2 (B T, I) activations and two LayerNorms'
  * statistics. Reference: transformers' models/clip/modeling_clip.py and
  * PyTorch's autograd, which tests/test_clip_train.c compares against.
  */
@@ -45,6 +45,7 @@ typedef struct {
     size_t index_bytes;
     float *mask_bias, *causal;          /* text */
     float *hp, *mp, *rp, *pooled, *e, *en; /* the pooled rows (B, H), post LN statistics, projection (B, D), normalized */
+    float *de_raw;                      /* the gradient of the projection before the norm (B, D) */
     float *dx, *dh, *dq, *dk, *dv, *da, *df, *dpool, *de; /* gradients of the activations */
     void *att_work;
 } tower_acts;
@@ -89,8 +90,8 @@ static int carve_tower(mrec_arena *a, tower_acts *t, const mrec_context *ctx, co
     float **bh[] = {&t->hp, &t->pooled, &t->dpool};
     for (size_t i = 0; i < 3; i++) *bh[i] = take(a, (size_t)B * H * f, &short_of);
     t->mp = take(a, (size_t)B * f, &short_of), t->rp = take(a, (size_t)B * f, &short_of);
-    float **bd[] = {&t->e, &t->en, &t->de};
-    for (size_t i = 0; i < 3; i++) *bd[i] = take(a, (size_t)B * D * f, &short_of);
+    float **bd[] = {&t->e, &t->en, &t->de, &t->de_raw};
+    for (size_t i = 0; i < 4; i++) *bd[i] = take(a, (size_t)B * D * f, &short_of);
     float **g[] = {&t->dx, &t->dh, &t->dq, &t->dk, &t->dv, &t->da};
     for (size_t i = 0; i < 6; i++) *g[i] = take(a, BT * H * f, &short_of);
     t->df = take(a, BT * I * f, &short_of);
@@ -218,8 +219,8 @@ static mrec_status head_forward(mrec_context *ctx, const mrec_clip_tower *tw, to
 /* t->de (B, D), the gradient of the unit rows -> t->dx (BT, H), the gradient of the stack's output */
 static mrec_status head_backward(mrec_context *ctx, const mrec_clip_tower *tw, float *grad, tower_acts *t) {
     int B = t->B, H = t->H, D = t->D, BT = t->B * t->T;
-    mrec_status st = mrec_l2_normalize_rows_back(ctx, t->de, t->de, t->en, t->e, 0, 0, B, D);
-    if (!st) st = mrec_linear_back(ctx, t->dpool, GRAD(tw, grad, tw->proj), NULL, t->de, t->pooled, tw->proj, MREC_ACC_PARAMS, B, D, H);
+    mrec_status st = mrec_l2_normalize_rows_back(ctx, t->de_raw, t->de, t->en, t->e, 0, 0, B, D);
+    if (!st) st = mrec_linear_back(ctx, t->dpool, GRAD(tw, grad, tw->proj), NULL, t->de_raw, t->pooled, tw->proj, MREC_ACC_PARAMS, B, D, H);
     if (!st) st = mrec_layernorm_back(ctx, t->dh, GRAD(tw, grad, tw->post_w), GRAD(tw, grad, tw->post_b), t->dpool, t->hp, t->mp, t->rp,
                                       tw->post_w, MREC_ACC_PARAMS, B, H);
     /* dx = 0 except at the pooled rows: zeros as 0 times the stack's output, finite after a forward whose loss is
