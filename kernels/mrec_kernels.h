@@ -760,4 +760,201 @@ mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, co
 mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n);
 mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
                             const float *sim, int u0, int R, int C, int k);
+/* ---- backward: training the encoders ------------------------------------------
+ * The backward of every op the CLIP towers use, and AdamW (references and CPU
+ * variants in kernels/cpu/backward.c, GPU ones in kernels/cuda/backward.cu,
+ * entries in kernels/cpu/dispatch.c). Conventions:
+ *   - d<name> is the gradient of the loss with respect to <name>, same shape.
+ *   - `accumulate` says which output gradients are added to (+=) rather
+ *     than overwritten: MREC_ACC_DX the input's (a residual branch, or q, k
+ *     and v adding into one LayerNorm output's gradient), MREC_ACC_PARAMS the
+ *     parameters' (gradient accumulation over micro-batches), both, or 0.
+ *     Ops without the flag overwrite, except where they say +=.
+ *   - A NULL output gradient is not computed (an input that needs none).
+ *   - Every sum has a fixed order (no float atomics anywhere): the same
+ *     inputs give the same bits on every run and thread count.
+ * The fast CPU variants sum in float in the reference's order where they
+ * can; the tests hold them to the double references with stated bounds. */
+
+#define MREC_ACC_DX 1
+#define MREC_ACC_PARAMS 2
+
+/* nn.Linear y (M, N) = x (M, K) W^T + b, W (N, K), b (N):
+ *   dx (M, K) = dy W;  dW (N, K) = dy^T x;  db (N) = sum over rows of dy */
+void mrec_linear_back_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int accumulate,
+                          int M, int N, int K);
+void mrec_linear_back_cpu(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int accumulate,
+                          int M, int N, int K, mrec_pool *pool);
+mrec_status mrec_linear_back_cuda(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                                  int accumulate, int M, int N, int K, mrec_cuda *cu);
+
+/* LayerNorm's statistics as the forward uses them: mean (R) and
+ * rstd (R) = 1 / sqrt(biased var + eps) of in (R, C), in double, rounded once. */
+void mrec_layernorm_stats_ref(float *mean, float *rstd, const float *in, float eps, int R, int C);
+void mrec_layernorm_stats_cpu(float *mean, float *rstd, const float *in, float eps, int R, int C, mrec_pool *pool);
+mrec_status mrec_layernorm_stats_cuda(float *mean, float *rstd, const float *in, float eps, int R, int C, mrec_cuda *cu);
+/* With xh = (x - mean) rstd and g = dy * w:
+ *   dx (R, C) = rstd (g - mean_c(g) - xh mean_c(g xh));  dw (C) = sum_r dy xh;  db (C) = sum_r dy
+ * x (R, C) the forward's input, mean / rstd (R) from mrec_layernorm_stats; w (C) or NULL (ones). */
+void mrec_layernorm_back_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                             const float *rstd, const float *w, int accumulate, int R, int C);
+void mrec_layernorm_back_cpu(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                             const float *rstd, const float *w, int accumulate, int R, int C, mrec_pool *pool);
+mrec_status mrec_layernorm_back_cuda(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                                     const float *rstd, const float *w, int accumulate, int R, int C, mrec_cuda *cu);
+
+/* dx (n) = dy (n) * act'(x (n)) for every mrec_act (slope: leaky_relu's);
+ * dx may be dy. GELU (erf, HF's "gelu") and QuickGELU are CLIP's. */
+void mrec_activation_back_ref(float *dx, const float *dy, const float *x, mrec_act act, float slope, int64_t n);
+void mrec_activation_back_cpu(float *dx, const float *dy, const float *x, mrec_act act, float slope, int64_t n,
+                              mrec_pool *pool);
+mrec_status mrec_activation_back_cuda(float *dx, const float *dy, const float *x, mrec_act act, float slope, int64_t n,
+                                      mrec_cuda *cu);
+
+/* Softmax over rows, y (R, C) its output: dx = y (dy - sum_c y dy); dx may be
+ * dy. causal: rows are queries of (.., C, C) score blocks (row r is query
+ * r % C) and columns past the query get dx = 0 without being read, the
+ * masked entries of a causal softmax (their y is 0 there anyway). */
+void mrec_softmax_rows_back_ref(float *dx, const float *dy, const float *y, int causal, int R, int C);
+void mrec_softmax_rows_back_cpu(float *dx, const float *dy, const float *y, int causal, int R, int C, mrec_pool *pool);
+mrec_status mrec_softmax_rows_back_cuda(float *dx, const float *dy, const float *y, int causal, int R, int C, mrec_cuda *cu);
+
+/* The backward of mrec_attention (same q, k, v, biases, scale, shapes):
+ * dq, dk, dv (B, T, heads * dh) from dout (B, T, heads * dh), overwritten.
+ * The probabilities are recomputed from q and k, not saved by the forward:
+ * the forward stays the fused inference kernel, and a model keeps
+ * (B, heads, T, T) per layer for none of its layers; the price is one more
+ * q k^T product and softmax per layer, small beside the MLP at CLIP's
+ * lengths (77 tokens, 50 patches). */
+void mrec_attention_back_ref(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                             const float *v, const float *mask_bias, const float *head_bias, float scale, int B, int T,
+                             int heads, int dh);
+size_t mrec_attention_back_scratch_floats(int B, int T, int heads, int dh); /* of mrec_attention_back_cpu */
+void mrec_attention_back_cpu(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                             const float *v, const float *mask_bias, const float *head_bias, float scale, int B, int T,
+                             int heads, int dh, float *scratch, mrec_pool *pool);
+size_t mrec_attention_back_workspace_bytes_cuda(int B, int T, int heads, int dh);
+mrec_status mrec_attention_back_cuda(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                     const float *v, const float *mask_bias, const float *head_bias, float scale, int B,
+                                     int T, int heads, int dh, void *work, mrec_cuda *cu);
+
+/* The backward of an embedding lookup (token or position), a deterministic
+ * scatter-add: dtable (V, D) row v += the rows of dy (N, D) at the positions
+ * of id v, in increasing position order. row_ptr (V + 1) and pos (N) are
+ * the batch's index from mrec_index_csr, made once per batch for its ids. */
+void mrec_embedding_back_ref(float *dtable, const float *dy, const int64_t *row_ptr, const int32_t *pos, int V, int D);
+void mrec_embedding_back_cpu(float *dtable, const float *dy, const int64_t *row_ptr, const int32_t *pos, int V, int D,
+                             mrec_pool *pool);
+mrec_status mrec_embedding_back_cuda(float *dtable, const float *dy, const int64_t *row_ptr, const int32_t *pos, int V,
+                                     int D, mrec_cuda *cu);
+
+/* The backward of mrec_patchify (a stride-P, P x P convolution is patchify
+ * then a GEMM; the GEMM's is mrec_linear_back): dimages (B, C, S, S) from
+ * dpatches (B, G*G, C*P*P), G = S / P, overwritten; pixels past the last
+ * whole patch get 0. */
+void mrec_patchify_back_ref(float *dimages, const float *dpatches, int B, int C, int S, int P);
+void mrec_patchify_back_cpu(float *dimages, const float *dpatches, int B, int C, int S, int P, mrec_pool *pool);
+mrec_status mrec_patchify_back_cuda(float *dimages, const float *dpatches, int B, int C, int S, int P, mrec_cuda *cu);
+
+/* The backward of mrec_class_embed: dcls (H) += sum_b dx[b, 0];
+ * dpos (T, H) += sum_b dx[b, t]; either may be NULL. dx (B, T, H). */
+void mrec_class_embed_back_ref(float *dcls, float *dpos, const float *dx, int B, int T, int H);
+void mrec_class_embed_back_cpu(float *dcls, float *dpos, const float *dx, int B, int T, int H, mrec_pool *pool);
+mrec_status mrec_class_embed_back_cuda(float *dcls, float *dpos, const float *dx, int B, int T, int H, mrec_cuda *cu);
+
+/* The backward of gathering one row per sequence (the class token, the
+ * end-of-text token): dx (n_rows, H) row rows[b] += dy (B, H) row b, b in
+ * order (a row named twice gets both). rows (B) in [0, n_rows). */
+void mrec_gather_rows_back_ref(float *dx, const float *dy, const int32_t *rows, int B, int H);
+void mrec_gather_rows_back_cpu(float *dx, const float *dy, const int32_t *rows, int B, int H, mrec_pool *pool);
+mrec_status mrec_gather_rows_back_cuda(float *dx, const float *dy, const int32_t *rows, int B, int H, mrec_cuda *cu);
+
+/* CLIP's loss on logits (N, N) = exp(logit_scale) img_n txt_n^T (row i an
+ * image, column j a text, pair i with i): the mean of the cross-entropies of
+ * the rows and of the columns against the diagonal, as HF's clip_loss.
+ *   out[0] = loss, out[1] = d loss / d logit_scale = sum(dlogits * logits)
+ *   dlogits (N, N) = (softmax_rows(L) + softmax_cols(L) - 2 I) / (2 N)
+ * out: two doubles (device memory on the GPU). The image and text gradients
+ * are then two GEMMs with exp(logit_scale): dimg = e^s dlogits txt,
+ * dtxt = e^s dlogits^T img. work: 3 N doubles (device memory on the GPU). */
+void mrec_clip_loss_ref(float *dlogits, double *out, const float *logits, int N);
+void mrec_clip_loss_cpu(float *dlogits, double *out, const float *logits, int N, double *work, mrec_pool *pool);
+mrec_status mrec_clip_loss_cuda(float *dlogits, double *out, const float *logits, int N, double *work, mrec_cuda *cu);
+
+/* AdamW as torch.optim.AdamW (amsgrad off) on param, m, v, grad (n), step >= 1:
+ *   param *= 1 - lr wd  (decoupled decay, before the update)
+ *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+ *   param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
+ * The hyper-parameters are doubles, as torch's are (Python floats): each
+ * scalar the update uses (1 - b1, 1 - b2, lr / bias correction, ...) is
+ * computed in double and rounded once to float, as torch hands it to its
+ * float kernels, so _cpu and _cuda follow torch's float operations. */
+void mrec_adamw_ref(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int64_t step, int64_t n);
+void mrec_adamw_cpu(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int64_t step, int64_t n, mrec_pool *pool);
+mrec_status mrec_adamw_cuda(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2,
+                            double eps, double weight_decay, int64_t step, int64_t n, mrec_cuda *cu);
+
+/* *out += sum of x (n)^2 in double: on the CPU over fixed 4096-element
+ * blocks summed in block order (the same bits whatever the threads), on the
+ * GPU in one block's fixed tree. out: one double (device memory on the GPU). */
+void mrec_sum_squares_ref(double *out, const float *x, int64_t n);
+void mrec_sum_squares_cpu(double *out, const float *x, int64_t n, mrec_pool *pool);
+mrec_status mrec_sum_squares_cuda(double *out, const float *x, int64_t n, mrec_cuda *cu);
+
+/* One trainable tensor for the optimizer: its values, moments, gradient,
+ * size, and whether weight decay applies (0 for biases, LayerNorms,
+ * embeddings, the logit scale: the usual CLIP fine-tuning groups). All
+ * pointers on the context's device. */
+typedef struct {
+    float *param, *m, *v, *grad;
+    int64_t n;
+    int decay;
+} mrec_param_tensor;
+
+typedef struct {
+    double lr, beta1, beta2, eps, weight_decay; /* torch's defaults: 1e-3, 0.9, 0.999, 1e-8, 1e-2 */
+} mrec_adamw_options;
+
+/* A learning rate with linear warm-up then cosine decay, as transformers'
+ * get_cosine_schedule_with_warmup, floored at min_lr:
+ *   step < warmup: peak step / warmup;
+ *   else min_lr + (peak - min_lr) (1 + cos(pi p)) / 2, p = (step - warmup) / (total - warmup)
+ * clamped to [0, 1]. step counts from 0. */
+double mrec_lr_warmup_cosine(int64_t step, int64_t warmup, int64_t total, double peak, double min_lr);
+
+/* Entries. */
+mrec_status mrec_linear_back(mrec_context *ctx, float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, int accumulate, int M, int N, int K);
+mrec_status mrec_layernorm_stats(mrec_context *ctx, float *mean, float *rstd, const float *in, float eps, int R, int C);
+mrec_status mrec_layernorm_back(mrec_context *ctx, float *dx, float *dw, float *db, const float *dy, const float *x,
+                                const float *mean, const float *rstd, const float *w, int accumulate, int R, int C);
+mrec_status mrec_activation_back(mrec_context *ctx, float *dx, const float *dy, const float *x, mrec_act act, float slope,
+                                 int64_t n);
+mrec_status mrec_softmax_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, int causal, int R, int C);
+/* work: mrec_attention_back_workspace_bytes of memory on the context's device */
+size_t mrec_attention_back_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh);
+mrec_status mrec_attention_back(mrec_context *ctx, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                const float *k, const float *v, const float *mask_bias, const float *head_bias, float scale,
+                                int B, int T, int heads, int dh, void *work);
+mrec_status mrec_embedding_back(mrec_context *ctx, float *dtable, const float *dy, const int64_t *row_ptr, const int32_t *pos,
+                                int V, int D);
+mrec_status mrec_patchify_back(mrec_context *ctx, float *dimages, const float *dpatches, int B, int C, int S, int P);
+mrec_status mrec_class_embed_back(mrec_context *ctx, float *dcls, float *dpos, const float *dx, int B, int T, int H);
+mrec_status mrec_gather_rows_back(mrec_context *ctx, float *dx, const float *dy, const int32_t *rows, int B, int H);
+/* work: 3 N doubles on the context's device; out: two doubles there */
+mrec_status mrec_clip_loss(mrec_context *ctx, float *dlogits, double *out, const float *logits, int N, double *work);
+mrec_status mrec_adamw(mrec_context *ctx, float *param, float *m, float *v, const float *grad, double lr, double beta1,
+                       double beta2, double eps, double weight_decay, int64_t step, int64_t n);
+mrec_status mrec_sum_squares(mrec_context *ctx, double *out, const float *x, int64_t n);
+/* One AdamW step over every tensor, weight decay where t->decay. */
+mrec_status mrec_adamw_step(mrec_context *ctx, const mrec_param_tensor *t, int n_tensors, const mrec_adamw_options *o,
+                            double lr, int64_t step);
+/* torch.nn.utils.clip_grad_norm_ (norm 2, error_if_nonfinite off): the norm
+ * of all gradients together, in double, into *total_norm; when it exceeds
+ * max_norm every gradient is scaled by max_norm / (norm + 1e-6). work: one
+ * double on the context's device. The GPU reads the norm back: one sync. */
+mrec_status mrec_clip_grad_norm(mrec_context *ctx, const mrec_param_tensor *t, int n_tensors, float max_norm,
+                                double *total_norm, double *work);
 #endif

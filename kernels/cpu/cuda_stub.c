@@ -227,3 +227,52 @@ mrec_status mrec_cuda_event_record(mrec_cuda *cu, mrec_event *ev, mrec_stream st
 mrec_status mrec_cuda_stream_wait(mrec_cuda *cu, mrec_stream stream, mrec_event *ev) { return no_cuda_transfer("CUDA stream"); }
 mrec_status mrec_cuda_event_sync(mrec_cuda *cu, mrec_event *ev) { return no_cuda_transfer("CUDA event"); }
 mrec_status mrec_cuda_stream_sync(mrec_cuda *cu, mrec_stream stream) { return no_cuda_transfer("CUDA stream"); }
+
+/* ---- backward: training the encoders ---- */
+mrec_status mrec_linear_back_cuda(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                                  int accumulate, int M, int N, int K, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_layernorm_stats_cuda(float *mean, float *rstd, const float *in, float eps, int R, int C, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_layernorm_back_cuda(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                                     const float *rstd, const float *w, int accumulate, int R, int C, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_activation_back_cuda(float *dx, const float *dy, const float *x, mrec_act act, float slope, int64_t n,
+                                      mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_softmax_rows_back_cuda(float *dx, const float *dy, const float *y, int causal, int R, int C, mrec_cuda *cu) {
+    return no_cuda();
+}
+size_t mrec_attention_back_workspace_bytes_cuda(int B, int T, int heads, int dh) { return 0; }
+mrec_status mrec_attention_back_cuda(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                     const float *v, const float *mask_bias, const float *head_bias, float scale, int B,
+                                     int T, int heads, int dh, void *work, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_embedding_back_cuda(float *dtable, const float *dy, const int64_t *row_ptr, const int32_t *pos, int V,
+                                     int D, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_patchify_back_cuda(float *dimages, const float *dpatches, int B, int C, int S, int P, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_class_embed_back_cuda(float *dcls, float *dpos, const float *dx, int B, int T, int H, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_gather_rows_back_cuda(float *dx, const float *dy, const int32_t *rows, int B, int H, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_clip_loss_cuda(float *dlogits, double *out, const float *logits, int N, double *work, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_adamw_cuda(float *param, float *m, float *v, const float *grad, double lr, double beta1, double beta2,
+                            double eps, double weight_decay, int64_t step, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_sum_squares_cuda(double *out, const float *x, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}

@@ -344,3 +344,111 @@ mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row
     mrec_knn_scores_cpu(scores, row_ptr, col, nbr, sim, u0, R, C, k, ctx->pool);
     return MREC_OK;
 }
+
+/* ---- backward: training the encoders ---------------------------------------------- */
+
+mrec_status mrec_linear_back(mrec_context *ctx, float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, int accumulate, int M, int N, int K) {
+    if (M < 0 || N < 0 || K < 0) return mrec_fail(MREC_ERR_ARG, "linear backward: (%d, %d) x (%d, %d)", M, K, N, K);
+    if (on_gpu(ctx)) return mrec_linear_back_cuda(dx, dw, db, dy, x, w, accumulate, M, N, K, ctx->cuda);
+    mrec_linear_back_cpu(dx, dw, db, dy, x, w, accumulate, M, N, K, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_layernorm_stats(mrec_context *ctx, float *mean, float *rstd, const float *in, float eps, int R, int C) {
+    if (R < 0 || C < 1) return mrec_fail(MREC_ERR_ARG, "layernorm statistics: (%d, %d) rows", R, C);
+    if (on_gpu(ctx)) return mrec_layernorm_stats_cuda(mean, rstd, in, eps, R, C, ctx->cuda);
+    mrec_layernorm_stats_cpu(mean, rstd, in, eps, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_layernorm_back(mrec_context *ctx, float *dx, float *dw, float *db, const float *dy, const float *x,
+                                const float *mean, const float *rstd, const float *w, int accumulate, int R, int C) {
+    if (R < 0 || C < 1) return mrec_fail(MREC_ERR_ARG, "layernorm backward: (%d, %d) rows", R, C);
+    if (on_gpu(ctx)) return mrec_layernorm_back_cuda(dx, dw, db, dy, x, mean, rstd, w, accumulate, R, C, ctx->cuda);
+    mrec_layernorm_back_cpu(dx, dw, db, dy, x, mean, rstd, w, accumulate, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_activation_back(mrec_context *ctx, float *dx, const float *dy, const float *x, mrec_act act, float slope,
+                                 int64_t n) {
+    if ((int)act < MREC_ACT_GELU_ERF || (int)act > MREC_ACT_TANH) return mrec_fail(MREC_ERR_ARG, "activation backward: unknown activation %d", (int)act);
+    if (on_gpu(ctx)) return mrec_activation_back_cuda(dx, dy, x, act, slope, n, ctx->cuda);
+    mrec_activation_back_cpu(dx, dy, x, act, slope, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_softmax_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, int causal, int R, int C) {
+    if (R < 0 || C < 1) return mrec_fail(MREC_ERR_ARG, "softmax backward: (%d, %d) rows", R, C);
+    if (on_gpu(ctx)) return mrec_softmax_rows_back_cuda(dx, dy, y, causal, R, C, ctx->cuda);
+    mrec_softmax_rows_back_cpu(dx, dy, y, causal, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+size_t mrec_attention_back_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh) {
+    if (on_gpu(ctx)) return mrec_attention_back_workspace_bytes_cuda(B, T, heads, dh);
+    return sizeof(float) * mrec_attention_back_scratch_floats(B, T, heads, dh);
+}
+
+mrec_status mrec_attention_back(mrec_context *ctx, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                const float *k, const float *v, const float *mask_bias, const float *head_bias, float scale,
+                                int B, int T, int heads, int dh, void *work) {
+    if (B < 0 || T < 1 || heads < 1 || dh < 1)
+        return mrec_fail(MREC_ERR_ARG, "attention backward: B %d, T %d, %d heads of %d", B, T, heads, dh);
+    if (!work) return mrec_fail(MREC_ERR_ARG, "attention backward: no workspace (mrec_attention_back_workspace_bytes)");
+    if (on_gpu(ctx))
+        return mrec_attention_back_cuda(dq, dk, dv, dout, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, work, ctx->cuda);
+    mrec_attention_back_cpu(dq, dk, dv, dout, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, work, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_embedding_back(mrec_context *ctx, float *dtable, const float *dy, const int64_t *row_ptr, const int32_t *pos,
+                                int V, int D) {
+    if (V < 0 || D < 0) return mrec_fail(MREC_ERR_ARG, "embedding backward: a (%d, %d) table", V, D);
+    if (on_gpu(ctx)) return mrec_embedding_back_cuda(dtable, dy, row_ptr, pos, V, D, ctx->cuda);
+    mrec_embedding_back_cpu(dtable, dy, row_ptr, pos, V, D, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_patchify_back(mrec_context *ctx, float *dimages, const float *dpatches, int B, int C, int S, int P) {
+    if (B < 0 || C < 1 || P < 1 || S < P) return mrec_fail(MREC_ERR_ARG, "patch backward: %d images %dx%dx%d, patch %d", B, C, S, S, P);
+    if (on_gpu(ctx)) return mrec_patchify_back_cuda(dimages, dpatches, B, C, S, P, ctx->cuda);
+    mrec_patchify_back_cpu(dimages, dpatches, B, C, S, P, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_class_embed_back(mrec_context *ctx, float *dcls, float *dpos, const float *dx, int B, int T, int H) {
+    if (B < 0 || T < 1 || H < 0) return mrec_fail(MREC_ERR_ARG, "class embedding backward: (%d, %d, %d)", B, T, H);
+    if (on_gpu(ctx)) return mrec_class_embed_back_cuda(dcls, dpos, dx, B, T, H, ctx->cuda);
+    mrec_class_embed_back_cpu(dcls, dpos, dx, B, T, H, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_gather_rows_back(mrec_context *ctx, float *dx, const float *dy, const int32_t *rows, int B, int H) {
+    if (B < 0 || H < 0) return mrec_fail(MREC_ERR_ARG, "gathered rows backward: (%d, %d)", B, H);
+    if (on_gpu(ctx)) return mrec_gather_rows_back_cuda(dx, dy, rows, B, H, ctx->cuda);
+    mrec_gather_rows_back_cpu(dx, dy, rows, B, H, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_clip_loss(mrec_context *ctx, float *dlogits, double *out, const float *logits, int N, double *work) {
+    if (N < 1) return mrec_fail(MREC_ERR_ARG, "clip loss: a batch of %d pairs", N);
+    if (!work) return mrec_fail(MREC_ERR_ARG, "clip loss: no workspace (3 N doubles)");
+    if (on_gpu(ctx)) return mrec_clip_loss_cuda(dlogits, out, logits, N, work, ctx->cuda);
+    mrec_clip_loss_cpu(dlogits, out, logits, N, work, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_adamw(mrec_context *ctx, float *param, float *m, float *v, const float *grad, double lr, double beta1,
+                       double beta2, double eps, double weight_decay, int64_t step, int64_t n) {
+    if (step < 1) return mrec_fail(MREC_ERR_ARG, "adamw: step %lld (steps count from 1)", (long long)step);
+    if (on_gpu(ctx)) return mrec_adamw_cuda(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->cuda);
+    mrec_adamw_cpu(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_sum_squares(mrec_context *ctx, double *out, const float *x, int64_t n) {
+    if (on_gpu(ctx)) return mrec_sum_squares_cuda(out, x, n, ctx->cuda);
+    mrec_sum_squares_cpu(out, x, n, ctx->pool);
+    return MREC_OK;
+}

@@ -1,0 +1,333 @@
+/* clip_train.c: the backward pass of CLIP, both towers and the contrastive
+ * loss, composed from the op entries. It reads top to bottom as the forward
+ * does (nn/clip.c), keeping what the backward reads, then the same steps in
+ * reverse:
+ *
+ *   vision: x0 = [cls; patches Wp^T] + pos; x = pre_LN(x0); layers;
+ *           pooled = post_LN(x[:, 0]); e = pooled Wproj^T; e /= |e|
+ *   text:   x = tok[ids] + pos; layers (causal + padding masks);
+ *           pooled = final_LN(x[:, eos]); e = pooled Wproj^T; e /= |e|
+ *   loss:   logits = exp(s) e_img e_txt^T, cross-entropy of rows and columns
+ *   layer:  x1 = x + Wo attn(LN1 x) + bo;  out = x1 + W2 act(W1 LN2 x1 + b1) + b2
+ *
+ * Parameter gradients accumulate (+=) into buffers laid out as the towers'
+ * storage; input gradients are carved from the workspace. Attention's
+ * probabilities are recomputed in its backward (mrec_attention_back), so a
+ * layer keeps 8 (B T, H) and 2 (B T, I) activations and two LayerNorms'
+ * statistics. Reference: transformers' models/clip/modeling_clip.py and
+ * PyTorch's autograd, which tests/test_clip_train.c compares against.
+ */
+#include "mrec_clip_train.h"
+#include "mrec_safetensors.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* The gradient of a weight: the same offset in the gradient buffer as the weight in the tower's storage. */
+#define GRAD(tw, g, w) ((g) + ((w) - (tw)->storage))
+
+/* What one layer keeps from its forward for its backward. */
+typedef struct {
+    float *x, *h1, *q, *k, *v, *a, *x1, *h2, *pre, *f; /* x: the layer's input (BT, H); pre, f: (BT, I) */
+    float *m1, *r1, *m2, *r2;                          /* LayerNorm statistics (BT) */
+} layer_acts;
+
+typedef struct {
+    int B, T, H, I, heads, D;
+    layer_acts *layer;                  /* cfg.layers + 1: the last one's x is the stack's output */
+    float *x0, *m0, *r0;                /* vision: before pre_layrnorm, and its statistics */
+    float *images, *patches;            /* vision */
+    int32_t *ids, *mask, *pos, *rows;   /* text inputs and position ids; both: the pooled rows */
+    int64_t *tok_ptr, *pos_ptr;         /* text: the batch's index of ids and of positions */
+    int32_t *tok_at, *pos_at;
+    void *index_work;                   /* mrec_index_csr's workspace */
+    size_t index_bytes;
+    float *mask_bias, *causal;          /* text */
+    float *hp, *mp, *rp, *pooled, *e, *en; /* the pooled rows (B, H), post LN statistics, projection (B, D), normalized */
+    float *de_raw;                      /* the gradient of the projection before the norm (B, D) */
+    float *dx, *dh, *dq, *dk, *dv, *da, *df, *dpool, *de; /* gradients of the activations */
+    void *att_work;
+} tower_acts;
+
+typedef struct {
+    tower_acts img, txt;
+    float *logits, *dlogits, *de_img, *de_txt;
+    double *loss_out, *loss_work;
+} step_acts;
+
+static void *take(mrec_arena *a, size_t bytes, int *short_of) {
+    if (!bytes) return NULL;
+    void *p = mrec_arena_alloc(a, bytes);
+    if (!p && a->base) *short_of = 1;
+    return p;
+}
+
+/* One carving for measuring and for use: a measuring arena returns NULL and counts. */
+static int carve_tower(mrec_arena *a, tower_acts *t, const mrec_context *ctx, const mrec_clip_tower *tw, int vision, int B, int T,
+                       int D) {
+    const mrec_clip_tower_config *c = &tw->cfg;
+    int short_of = 0, H = c->hidden, I = c->intermediate, G = vision ? c->image_size / c->patch_size : 0;
+    size_t BT = (size_t)B * T, f = sizeof(float);
+    memset(t, 0, sizeof *t);
+    t->B = B, t->T = T, t->H = H, t->I = I, t->heads = c->heads, t->D = D;
+    if (vision) {
+        t->x0 = take(a, BT * H * f, &short_of), t->m0 = take(a, BT * f, &short_of), t->r0 = take(a, BT * f, &short_of);
+        t->images = take(a, (size_t)B * c->channels * c->image_size * c->image_size * f, &short_of);
+        t->patches = take(a, (size_t)B * G * G * c->channels * c->patch_size * c->patch_size * f, &short_of);
+    } else {
+        t->ids = take(a, BT * 4, &short_of), t->mask = take(a, BT * 4, &short_of), t->pos = take(a, BT * 4, &short_of);
+        t->tok_ptr = take(a, ((size_t)c->vocab_size + 1) * 8, &short_of), t->tok_at = take(a, BT * 4, &short_of);
+        t->pos_ptr = take(a, ((size_t)c->max_positions + 1) * 8, &short_of), t->pos_at = take(a, BT * 4, &short_of);
+        size_t b1 = 0, b2 = 0;
+        mrec_index_csr_workspace_bytes(ctx, (int)BT, c->vocab_size, &b1);
+        mrec_index_csr_workspace_bytes(ctx, (int)BT, c->max_positions, &b2);
+        t->index_bytes = b1 > b2 ? b1 : b2;
+        t->index_work = take(a, t->index_bytes, &short_of);
+        t->mask_bias = take(a, BT * f, &short_of), t->causal = take(a, (size_t)c->heads * T * T * f, &short_of);
+    }
+    t->rows = take(a, (size_t)B * 4, &short_of);
+    float **bh[] = {&t->hp, &t->pooled, &t->dpool};
+    for (size_t i = 0; i < 3; i++) *bh[i] = take(a, (size_t)B * H * f, &short_of);
+    t->mp = take(a, (size_t)B * f, &short_of), t->rp = take(a, (size_t)B * f, &short_of);
+    float **bd[] = {&t->e, &t->en, &t->de, &t->de_raw};
+    for (size_t i = 0; i < 4; i++) *bd[i] = take(a, (size_t)B * D * f, &short_of);
+    float **g[] = {&t->dx, &t->dh, &t->dq, &t->dk, &t->dv, &t->da};
+    for (size_t i = 0; i < 6; i++) *g[i] = take(a, BT * H * f, &short_of);
+    t->df = take(a, BT * I * f, &short_of);
+    size_t fw = mrec_attention_workspace_bytes(ctx, B, T, c->heads, H / c->heads),
+           bw = mrec_attention_back_workspace_bytes(ctx, B, T, c->heads, H / c->heads);
+    t->att_work = take(a, fw > bw ? fw : bw, &short_of);
+    return short_of;
+}
+
+static int carve_layers(mrec_arena *a, layer_acts *L, int n, size_t BT, int H, int I) {
+    int short_of = 0;
+    size_t f = sizeof(float);
+    for (int l = 0; l < n; l++) {
+        float **bh[] = {&L[l].x, &L[l].h1, &L[l].q, &L[l].k, &L[l].v, &L[l].a, &L[l].x1, &L[l].h2};
+        for (size_t i = 0; i < 8; i++) *bh[i] = take(a, BT * H * f, &short_of);
+        L[l].pre = take(a, BT * I * f, &short_of), L[l].f = take(a, BT * I * f, &short_of);
+        float **st[] = {&L[l].m1, &L[l].r1, &L[l].m2, &L[l].r2};
+        for (size_t i = 0; i < 4; i++) *st[i] = take(a, BT * f, &short_of);
+    }
+    /* the output of the stack: only its x */
+    L[n].x = take(a, BT * H * f, &short_of);
+    return short_of;
+}
+
+static int carve_head(mrec_arena *a, step_acts *s, int B) {
+    int short_of = 0;
+    s->logits = take(a, (size_t)B * B * sizeof(float), &short_of), s->dlogits = take(a, (size_t)B * B * sizeof(float), &short_of);
+    s->loss_out = take(a, 2 * sizeof(double), &short_of), s->loss_work = take(a, 3 * (size_t)B * sizeof(double), &short_of);
+    return short_of;
+}
+
+#define MAX_LAYERS 64
+
+/* Everything one step uses, in one order for measuring and for carving. Returns nonzero when a real arena is short. */
+static int carve_all(mrec_arena *a, step_acts *s, layer_acts *vl, layer_acts *tl, const mrec_clip *m, int B, int T,
+                     const mrec_context *ctx) {
+    const mrec_clip_tower_config *vc = &m->vision.cfg, *tc = &m->text.cfg;
+    int Tv = 1 + (vc->image_size / vc->patch_size) * (vc->image_size / vc->patch_size), short_of = 0;
+    short_of |= carve_tower(a, &s->img, ctx, &m->vision, 1, B, Tv, m->projection_dim);
+    short_of |= carve_layers(a, vl, vc->layers, (size_t)B * Tv, vc->hidden, vc->intermediate);
+    short_of |= carve_tower(a, &s->txt, ctx, &m->text, 0, B, T, m->projection_dim);
+    short_of |= carve_layers(a, tl, tc->layers, (size_t)B * T, tc->hidden, tc->intermediate);
+    short_of |= carve_head(a, s, B);
+    s->img.layer = vl, s->txt.layer = tl;
+    return short_of;
+}
+
+size_t mrec_clip_train_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, int B, int T) {
+    if (m->vision.cfg.layers >= MAX_LAYERS || m->text.cfg.layers >= MAX_LAYERS) return 0;
+    mrec_arena a = mrec_arena_measure();
+    step_acts s;
+    layer_acts vl[MAX_LAYERS], tl[MAX_LAYERS];
+    carve_all(&a, &s, vl, tl, m, B, T, ctx);
+    return a.peak;
+}
+
+/* ---- one layer, forward and backward ---- */
+
+static mrec_status layer_forward(mrec_context *ctx, const mrec_vit_layer *W, layer_acts *L, float *out, const tower_acts *t,
+                                 const mrec_clip_tower_config *c, const float *mask_bias, const float *causal) {
+    int BT = t->B * t->T, H = t->H, I = t->I, dh = H / t->heads;
+    float eps = c->layer_norm_eps;
+    mrec_status st = mrec_layernorm_stats(ctx, L->m1, L->r1, L->x, eps, BT, H);
+    if (!st) st = mrec_layernorm(ctx, L->h1, L->x, W->ln1_w, W->ln1_b, eps, BT, H);
+    if (!st) st = mrec_gemm(ctx, L->q, L->h1, W->q_w, W->q_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+    if (!st) st = mrec_gemm(ctx, L->k, L->h1, W->k_w, W->k_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+    if (!st) st = mrec_gemm(ctx, L->v, L->h1, W->v_w, W->v_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+    if (!st) st = mrec_attention(ctx, L->a, L->q, L->k, L->v, mask_bias, causal, 1.0f / sqrtf((float)dh), t->B, t->T, t->heads, dh,
+                                 t->att_work);
+    if (!st) st = mrec_copy_rows(ctx, L->x1, H, L->x, H, BT, H); /* the residual */
+    if (!st) st = mrec_gemm(ctx, L->x1, L->a, W->o_w, W->o_b, 1, 1, 0, 1, BT, H, H, H, H, H);
+    if (!st) st = mrec_layernorm_stats(ctx, L->m2, L->r2, L->x1, eps, BT, H);
+    if (!st) st = mrec_layernorm(ctx, L->h2, L->x1, W->ln2_w, W->ln2_b, eps, BT, H);
+    if (!st) st = mrec_gemm(ctx, L->pre, L->h2, W->inter_w, W->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I);
+    if (!st) st = mrec_activation(ctx, L->f, L->pre, c->act, 0, (int64_t)BT * I);
+    if (!st) st = mrec_copy_rows(ctx, out, H, L->x1, H, BT, H);
+    if (!st) st = mrec_gemm(ctx, out, L->f, W->out_w, W->out_b, 1, 1, 0, 1, BT, H, I, I, I, H);
+    return st;
+}
+
+/* t->dx (BT, H): the gradient of the layer's output in, of its input out (the residuals add in place) */
+static mrec_status layer_backward(mrec_context *ctx, const mrec_clip_tower *tw, float *grad, const mrec_vit_layer *W,
+                                  const layer_acts *L, const tower_acts *t, const float *mask_bias, const float *causal) {
+    int BT = t->B * t->T, H = t->H, I = t->I, dh = H / t->heads;
+    const int P = MREC_ACC_PARAMS, XP = MREC_ACC_DX | MREC_ACC_PARAMS;
+    mrec_status st = mrec_linear_back(ctx, t->df, GRAD(tw, grad, W->out_w), GRAD(tw, grad, W->out_b), t->dx, L->f, W->out_w, P, BT, H, I);
+    if (!st) st = mrec_activation_back(ctx, t->df, t->df, L->pre, tw->cfg.act, 0, (int64_t)BT * I);
+    if (!st) st = mrec_linear_back(ctx, t->dh, GRAD(tw, grad, W->inter_w), GRAD(tw, grad, W->inter_b), t->df, L->h2, W->inter_w, P, BT, I, H);
+    if (!st) st = mrec_layernorm_back(ctx, t->dx, GRAD(tw, grad, W->ln2_w), GRAD(tw, grad, W->ln2_b), t->dh, L->x1, L->m2, L->r2, W->ln2_w,
+                                      XP, BT, H);
+    if (!st) st = mrec_linear_back(ctx, t->da, GRAD(tw, grad, W->o_w), GRAD(tw, grad, W->o_b), t->dx, L->a, W->o_w, P, BT, H, H);
+    if (!st) st = mrec_attention_back(ctx, t->dq, t->dk, t->dv, t->da, L->q, L->k, L->v, mask_bias, causal, 1.0f / sqrtf((float)dh),
+                                      t->B, t->T, t->heads, dh, t->att_work);
+    if (!st) st = mrec_linear_back(ctx, t->dh, GRAD(tw, grad, W->q_w), GRAD(tw, grad, W->q_b), t->dq, L->h1, W->q_w, P, BT, H, H);
+    if (!st) st = mrec_linear_back(ctx, t->dh, GRAD(tw, grad, W->k_w), GRAD(tw, grad, W->k_b), t->dk, L->h1, W->k_w, XP, BT, H, H);
+    if (!st) st = mrec_linear_back(ctx, t->dh, GRAD(tw, grad, W->v_w), GRAD(tw, grad, W->v_b), t->dv, L->h1, W->v_w, XP, BT, H, H);
+    if (!st) st = mrec_layernorm_back(ctx, t->dx, GRAD(tw, grad, W->ln1_w), GRAD(tw, grad, W->ln1_b), t->dh, L->x, L->m1, L->r1, W->ln1_w,
+                                      XP, BT, H);
+    return st;
+}
+
+/* ---- the towers ---- */
+
+static mrec_status stack_forward(mrec_context *ctx, const mrec_clip_tower *tw, tower_acts *t, const float *mask_bias, const float *causal) {
+    mrec_status st = MREC_OK;
+    for (int l = 0; l < tw->cfg.layers && !st; l++)
+        st = layer_forward(ctx, &tw->layer[l], &t->layer[l], t->layer[l + 1].x, t, &tw->cfg, mask_bias, causal);
+    return st;
+}
+
+/* the pooled rows of the stack's output -> LN -> projection -> unit rows */
+static mrec_status head_forward(mrec_context *ctx, const mrec_clip_tower *tw, tower_acts *t, const int32_t *rows_host) {
+    int B = t->B, H = t->H, D = t->D;
+    float eps = tw->cfg.layer_norm_eps;
+    const float *x = t->layer[tw->cfg.layers].x;
+    mrec_status st = mrec_copy_to_device(ctx, t->rows, rows_host, sizeof(int32_t) * (size_t)B);
+    for (int b = 0; b < B && !st; b++) st = mrec_copy_rows(ctx, t->hp + (size_t)b * H, H, x + (size_t)rows_host[b] * H, H, 1, H);
+    if (!st) st = mrec_layernorm_stats(ctx, t->mp, t->rp, t->hp, eps, B, H);
+    if (!st) st = mrec_layernorm(ctx, t->pooled, t->hp, tw->post_w, tw->post_b, eps, B, H);
+    if (!st) st = mrec_gemm(ctx, t->e, t->pooled, tw->proj, NULL, 1, 0, 0, 1, B, D, H, H, H, D);
+    if (!st) st = mrec_l2_normalize_rows(ctx, t->en, t->e, 0, B, D);
+    return st;
+}
+
+/* t->de (B, D), the gradient of the unit rows -> t->dx (BT, H), the gradient of the stack's output */
+static mrec_status head_backward(mrec_context *ctx, const mrec_clip_tower *tw, float *grad, tower_acts *t) {
+    int B = t->B, H = t->H, D = t->D, BT = t->B * t->T;
+    mrec_status st = mrec_l2_normalize_rows_back(ctx, t->de_raw, t->de, t->en, t->e, 0, 0, B, D);
+    if (!st) st = mrec_linear_back(ctx, t->dpool, GRAD(tw, grad, tw->proj), NULL, t->de_raw, t->pooled, tw->proj, MREC_ACC_PARAMS, B, D, H);
+    if (!st) st = mrec_layernorm_back(ctx, t->dh, GRAD(tw, grad, tw->post_w), GRAD(tw, grad, tw->post_b), t->dpool, t->hp, t->mp, t->rp,
+                                      tw->post_w, MREC_ACC_PARAMS, B, H);
+    /* dx = 0 except at the pooled rows: zeros as 0 times the stack's output, finite after a forward whose loss is
+     * (a NaN there makes the loss NaN anyway) */
+    if (!st) st = mrec_scale(ctx, t->dx, t->layer[tw->cfg.layers].x, 0.0f, (int64_t)BT * H);
+    if (!st) st = mrec_gather_rows_back(ctx, t->dx, t->dh, t->rows, B, H);
+    return st;
+}
+
+static mrec_status stack_backward(mrec_context *ctx, const mrec_clip_tower *tw, float *grad, tower_acts *t, const float *mask_bias,
+                                  const float *causal) {
+    mrec_status st = MREC_OK;
+    for (int l = tw->cfg.layers - 1; l >= 0 && !st; l--) st = layer_backward(ctx, tw, grad, &tw->layer[l], &t->layer[l], t, mask_bias, causal);
+    return st;
+}
+
+/* HF's text pooling position (nn/clip.c): the first eos_token_id, or the largest id with the legacy eos 2 */
+static int eos_position(const int32_t *ids, int T, int eos_token_id) {
+    int best = 0;
+    for (int t = 1; t < T; t++)
+        if (eos_token_id == 2 ? ids[t] > ids[best] : ids[t] == eos_token_id && ids[best] != eos_token_id) best = t;
+    return best;
+}
+
+mrec_status mrec_clip_train_grads(mrec_context *ctx, const mrec_clip *m, const float *images, const int32_t *ids,
+                                  const int32_t *mask, int B, int T, float *vision_grad, float *text_grad, double *dlogit_scale,
+                                  double *loss, void *work, size_t work_bytes) {
+    if (m->towers != MREC_CLIP_BOTH) return mrec_fail(MREC_ERR_ARG, "clip training: both towers must be loaded");
+    if (B < 1 || B > 1 << 16 || T < 1 || T > m->text.cfg.max_positions)
+        return mrec_fail(MREC_ERR_SHAPE, "clip training: %d pairs of %d tokens (1 to %d tokens)", B, T, m->text.cfg.max_positions);
+    mrec_status st = mrec_weights_check(ctx, m->vision.on, "clip");
+    if (!st) st = mrec_weights_check(ctx, m->text.on, "clip");
+    if (st) return st;
+    for (int i = 0; i < B * T; i++)
+        if (ids[i] < 0 || ids[i] >= m->text.cfg.vocab_size)
+            return mrec_fail(MREC_ERR_ARG, "clip training: token %d at position %d is outside the vocabulary of %d", ids[i], i,
+                             m->text.cfg.vocab_size);
+    const mrec_clip_tower *vt = &m->vision, *tt = &m->text;
+    const mrec_clip_tower_config *vc = &vt->cfg, *tc = &tt->cfg;
+    int S = vc->image_size, P = vc->patch_size, G = S / P, N = G * G, Tv = 1 + N, K = vc->channels * P * P, D = m->projection_dim;
+    if (vc->layers >= MAX_LAYERS || tc->layers >= MAX_LAYERS)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "clip training: more than %d layers", MAX_LAYERS - 1);
+    mrec_arena a = {.base = work, .capacity = work_bytes, .device = ctx->device};
+    step_acts s;
+    layer_acts vl[MAX_LAYERS], tl[MAX_LAYERS];
+    if (!work || carve_all(&a, &s, vl, tl, m, B, T, ctx))
+        return mrec_fail(MREC_ERR_NOMEM, "clip training: workspace of %zu bytes, %zu needed", work_bytes,
+                         mrec_clip_train_workspace_bytes(ctx, m, B, T));
+    tower_acts *vi = &s.img, *tx = &s.txt;
+    int Hv = vc->hidden, Ht = tc->hidden;
+
+    /* vision forward */
+    int32_t rows[1 << 10];
+    if (B > (int)(sizeof rows / sizeof rows[0])) return mrec_fail(MREC_ERR_SHAPE, "clip training: at most %zu pairs", sizeof rows / sizeof rows[0]);
+    st = mrec_copy_to_device(ctx, vi->images, images, sizeof(float) * (size_t)B * vc->channels * S * S);
+    if (!st) st = mrec_patchify(ctx, vi->patches, vi->images, B, vc->channels, S, P);
+    for (int b = 0; b < B && !st; b++)
+        st = mrec_gemm(ctx, vi->x0 + ((size_t)b * Tv + 1) * Hv, vi->patches + (size_t)b * N * K, vt->embed, NULL, 1, 0, 0, 1, N, Hv, K, K,
+                       K, Hv);
+    if (!st) st = mrec_class_embed(ctx, vi->x0, vt->cls, vt->pos, B, Tv, Hv);
+    if (!st) st = mrec_layernorm_stats(ctx, vi->m0, vi->r0, vi->x0, vc->layer_norm_eps, B * Tv, Hv);
+    if (!st) st = mrec_layernorm(ctx, vl[0].x, vi->x0, vt->pre_w, vt->pre_b, vc->layer_norm_eps, B * Tv, Hv);
+    if (!st) st = stack_forward(ctx, vt, vi, NULL, NULL);
+    for (int b = 0; b < B; b++) rows[b] = b * Tv; /* the class tokens */
+    if (!st) st = head_forward(ctx, vt, vi, rows);
+
+    /* text forward */
+    size_t n_ids = sizeof(int32_t) * (size_t)B * T;
+    if (!st) st = mrec_copy_to_device(ctx, tx->ids, ids, n_ids);
+    if (!st && mask) st = mrec_copy_to_device(ctx, tx->mask, mask, n_ids);
+    if (!st) st = mrec_position_ids(ctx, tx->pos, NULL, -1, B, T);
+    if (!st) st = mrec_embedding_sum(ctx, tl[0].x, tt->embed, tx->ids, NULL, NULL, tt->pos, tx->pos, B * T, Ht);
+    if (!st) st = mrec_mask_bias(ctx, tx->mask_bias, mask ? tx->mask : NULL, (int64_t)B * T);
+    if (!st) st = mrec_causal_bias(ctx, tx->causal, tc->heads, T);
+    if (!st) st = stack_forward(ctx, tt, tx, tx->mask_bias, tx->causal);
+    for (int b = 0; b < B; b++) rows[b] = b * T + eos_position(ids + (size_t)b * T, T, tc->eos_token_id);
+    if (!st) st = head_forward(ctx, tt, tx, rows);
+
+    /* the loss: logits (images, texts) = e^s e_img e_txt^T */
+    float scale = expf(m->logit_scale);
+    double out[2] = {0, 0};
+    if (!st) st = mrec_gemm(ctx, s.logits, vi->en, tx->en, NULL, scale, 0, 0, 1, B, B, D, D, D, B);
+    if (!st) st = mrec_clip_loss(ctx, s.dlogits, s.loss_out, s.logits, B, s.loss_work);
+    if (!st) st = mrec_copy_to_host(ctx, out, s.loss_out, sizeof out);
+    if (st) return st;
+    *loss = out[0];
+    *dlogit_scale += out[1];
+    st = mrec_gemm(ctx, vi->de, s.dlogits, tx->en, NULL, scale, 0, 0, 0, B, D, B, B, D, D);
+    if (!st) st = mrec_gemm(ctx, tx->de, s.dlogits, vi->en, NULL, scale, 0, 1, 0, B, D, B, B, D, D);
+
+    /* text backward */
+    if (!st) st = head_backward(ctx, tt, text_grad, tx);
+    if (!st) st = stack_backward(ctx, tt, text_grad, tx, tx->mask_bias, tx->causal);
+    if (!st) st = mrec_index_csr(ctx, tx->tok_ptr, tx->tok_at, tx->ids, B * T, tc->vocab_size, tx->index_work, tx->index_bytes);
+    if (!st) st = mrec_embedding_back(ctx, GRAD(tt, text_grad, tt->embed), tx->dx, tx->tok_ptr, tx->tok_at, tc->vocab_size, Ht);
+    if (!st) st = mrec_index_csr(ctx, tx->pos_ptr, tx->pos_at, tx->pos, B * T, tc->max_positions, tx->index_work, tx->index_bytes);
+    if (!st) st = mrec_embedding_back(ctx, GRAD(tt, text_grad, tt->pos), tx->dx, tx->pos_ptr, tx->pos_at, tc->max_positions, Ht);
+
+    /* vision backward */
+    if (!st) st = head_backward(ctx, vt, vision_grad, vi);
+    if (!st) st = stack_backward(ctx, vt, vision_grad, vi, NULL, NULL);
+    /* pre_layrnorm is not on a residual path: its input gradient is fresh */
+    if (!st) st = mrec_layernorm_back(ctx, vi->dh, GRAD(vt, vision_grad, vt->pre_w), GRAD(vt, vision_grad, vt->pre_b), vi->dx, vi->x0,
+                                      vi->m0, vi->r0, vt->pre_w, MREC_ACC_PARAMS, B * Tv, Hv);
+    if (!st) st = mrec_class_embed_back(ctx, GRAD(vt, vision_grad, vt->cls), GRAD(vt, vision_grad, vt->pos), vi->dh, B, Tv, Hv);
+    for (int b = 0; b < B && !st; b++)
+        st = mrec_linear_back(ctx, NULL, GRAD(vt, vision_grad, vt->embed), NULL, vi->dh + ((size_t)b * Tv + 1) * Hv,
+                              vi->patches + (size_t)b * N * K, vt->embed, MREC_ACC_PARAMS, N, Hv, K);
+    return st;
+}
