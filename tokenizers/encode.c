@@ -41,12 +41,13 @@ static int special_at(const mrec_tokenizer *t, const char *text, size_t len, siz
     return best;
 }
 
-static int segment(mrec_tokenizer *t, const char *text, size_t len, tok_ints *out) {
+static int segment(mrec_tokenizer *t, const char *text, size_t len, int at_start, tok_ints *out) {
     if (len == 0) return 1;
     tok_ints cps = {0};
     int ok = tok_utf8_decode(text, len, &cps);
     if (ok) ok = t->kind == MREC_TOK_WORDPIECE ? tok_wordpiece_segment(t, cps.v, cps.n, out)
-                                                : tok_bpe_segment(t, cps.v, cps.n, out);
+                 : t->kind == MREC_TOK_BPE     ? tok_bpe_segment(t, cps.v, cps.n, out)
+                                               : tok_unigram_segment(t, cps.v, cps.n, at_start, out);
     tok_ints_free(&cps);
     return ok;
 }
@@ -61,11 +62,11 @@ static int tokenize_all(mrec_tokenizer *t, const char *text, size_t len, tok_int
             i++;
             continue;
         }
-        if (!segment(t, text + start, i - start, out) || !tok_ints_push(out, t->specials[s].id)) return 0;
+        if (!segment(t, text + start, i - start, start == 0, out) || !tok_ints_push(out, t->specials[s].id)) return 0;
         i += k;
         start = i;
     }
-    return segment(t, text + start, len - start, out);
+    return segment(t, text + start, len - start, start == 0, out);
 }
 
 mrec_tok_status mrec_tokenize(mrec_tokenizer *t, const char *text, size_t len, int32_t *ids, size_t cap,
@@ -96,7 +97,9 @@ mrec_tok_status mrec_tokenizer_encode(mrec_tokenizer *t, const char *a, const ch
         tok_ints_free(&x), tok_ints_free(&y);
         return tok_fail(MREC_TOK_ERR_NOMEM, "encode: tokenizing");
     }
-    /* Specials: BERT's [CLS] a [SEP] (b [SEP]); RoBERTa's <s> a </s> (</s> b </s>), as CLIP and MPNet. */
+    /* Specials: BERT's [CLS] a [SEP] (b [SEP]); RoBERTa's <s> a </s> (</s> b </s>), as CLIP and MPNet.
+     * A tokenizer.json without a post_processor adds none. */
+    if (t->bos_id < 0 || t->eos_id < 0) o.add_special = 0;
     size_t extra = !o.add_special ? 0 : !b ? 2 : t->pair_double_sep ? 4 : 3;
     if (o.truncation && x.n + y.n + extra > (size_t)max_len) {
         if ((size_t)max_len < extra) {
@@ -200,6 +203,27 @@ mrec_tok_status mrec_tokenizer_decode(const mrec_tokenizer *t, const int32_t *id
             size_t plen = strlen(t->prefix);
             if (plen && strncmp(tok, t->prefix, plen) == 0) ok = tok_str_append(&out, tok + plen, strlen(tok + plen));
             else ok = (out.n == 0 || tok_str_append(&out, " ", 1)) && tok_str_append(&out, tok, strlen(tok));
+            continue;
+        }
+        if (t->kind == MREC_TOK_UNIGRAM) {
+            /* <0xNN> pieces are bytes (byte fallback); the Metaspace
+             * character is a space, the first one dropped when the
+             * pre-tokenizer prepended it. */
+            unsigned byte;
+            char c;
+            if (t->byte_fallback && strlen(tok) == 6 && sscanf(tok, "<0x%2X>", &byte) == 1) {
+                c = (char)byte;
+                ok = tok_str_append(&out, &c, 1);
+                continue;
+            }
+            tok_ints cps = {0};
+            ok = tok_utf8_decode(tok, strlen(tok), &cps);
+            for (size_t k = 0; k < cps.n && ok; k++) {
+                int space = t->metaspace && cps.v[k] == t->meta_char;
+                if (space && out.n == 0 && t->prepend) continue;
+                ok = space ? tok_str_append(&out, " ", 1) : tok_str_put_cp(&out, cps.v[k]);
+            }
+            tok_ints_free(&cps);
             continue;
         }
         /* BPE: printable characters back to bytes; "</w>" ends a word. */

@@ -13,6 +13,11 @@
  *     runs, single digits, other runs), bytes mapped to printable characters,
  *     merges applied by rank with "</w>" ending each word, <|startoftext|> a
  *     <|endoftext|>, context 77.
+ *   SentencePiece Unigram, as Hugging Face runs a tokenizer.json of model
+ *     "Unigram" (XLM-R, AltCLIP's text tower): the file's normalizers
+ *     (Precompiled character map, Replace), Metaspace, Viterbi over the
+ *     piece scores (unknown characters min score - 10, fused; byte
+ *     fallback when the file says so), framed as its post_processor says.
  * ftfy's text repairs and HTML unescaping in OpenAI's original CLIP code are
  * not done: Hugging Face's fast tokenizer does not do them either, and its
  * ids are the ones models in the wild were fed.
@@ -60,7 +65,7 @@ typedef enum {
 const char *mrec_tok_strerror(mrec_tok_status status);
 const char *mrec_tok_error_detail(void);
 
-typedef enum { MREC_TOK_WORDPIECE, MREC_TOK_BPE } mrec_tok_kind;
+typedef enum { MREC_TOK_WORDPIECE, MREC_TOK_BPE, MREC_TOK_UNIGRAM } mrec_tok_kind;
 
 typedef struct mrec_tokenizer mrec_tokenizer;
 
