@@ -190,7 +190,7 @@ static int is_special_id(const mrec_tokenizer *t, int32_t id) {
 mrec_tok_status mrec_tokenizer_decode(const mrec_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                                       char *buf, size_t cap, size_t *len) {
     tok_str out = {0};
-    int ok = tok_str_append(&out, "", 0);
+    int ok = tok_str_append(&out, "", 0), first = 1;
     for (size_t i = 0; i < n && ok; i++) {
         if (ids[i] < 0 || ids[i] >= t->n_vocab) {
             tok_str_free(&out);
@@ -207,23 +207,25 @@ mrec_tok_status mrec_tokenizer_decode(const mrec_tokenizer *t, const int32_t *id
         }
         if (t->kind == MREC_TOK_UNIGRAM) {
             /* <0xNN> pieces are bytes (byte fallback); the Metaspace
-             * character is a space, the first one dropped when the
-             * pre-tokenizer prepended it. */
+             * character is a space, except in the first token when the
+             * pre-tokenizer prepends it (Metaspace's decoder). */
             unsigned byte;
             char c;
             if (t->byte_fallback && strlen(tok) == 6 && sscanf(tok, "<0x%2X>", &byte) == 1) {
                 c = (char)byte;
                 ok = tok_str_append(&out, &c, 1);
+                first = 0;
                 continue;
             }
             tok_ints cps = {0};
             ok = tok_utf8_decode(tok, strlen(tok), &cps);
             for (size_t k = 0; k < cps.n && ok; k++) {
                 int space = t->metaspace && cps.v[k] == t->meta_char;
-                if (space && out.n == 0 && t->prepend) continue;
+                if (space && first && t->prepend) continue; /* Hugging Face drops them all in the first token */
                 ok = space ? tok_str_append(&out, " ", 1) : tok_str_put_cp(&out, cps.v[k]);
             }
             tok_ints_free(&cps);
+            first = 0;
             continue;
         }
         /* BPE: printable characters back to bytes; "</w>" ends a word. */

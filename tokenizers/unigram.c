@@ -255,13 +255,29 @@ static int put_replacement(const mrec_tokenizer *t, long at, tok_ints *out) {
     return tok_utf8_decode(s, strlen(s), out);
 }
 
+/* Unassigned default-ignorable code points are Control in Unicode's
+ * GraphemeBreakProperty.txt (so a cluster ends before and after them), but
+ * utf8proc gives every unassigned code point Other. */
+static int unassigned_control(int32_t cp) {
+    return cp == 0x2065 || (cp >= 0xFFF0 && cp <= 0xFFF8) || cp == 0xE0000 || (cp >= 0xE0002 && cp <= 0xE001F) ||
+           (cp >= 0xE0080 && cp <= 0xE00FF) || (cp >= 0xE01F0 && cp <= 0xE0FFF);
+}
+
+static int grapheme_break(int32_t a, int32_t b, utf8proc_int32_t *state) {
+    if (unassigned_control(a) || unassigned_control(b)) {
+        *state = 0;
+        return 1;
+    }
+    return utf8proc_grapheme_break_stateful(a, b, state);
+}
+
 static int precompiled(const mrec_tokenizer *t, const tok_ints *in, tok_ints *out) {
     utf8proc_int32_t state = 0;
     uint8_t buf[4 * 64];
     for (size_t gs = 0; gs < in->n;) {
         /* one extended grapheme cluster [gs, ge) */
         size_t ge = gs + 1;
-        while (ge < in->n && !utf8proc_grapheme_break_stateful(in->v[ge - 1], in->v[ge], &state)) ge++;
+        while (ge < in->n && !grapheme_break(in->v[ge - 1], in->v[ge], &state)) ge++;
         state = 0;
         size_t bytes = 0;
         for (size_t i = gs; i < ge && bytes < 6; i++) bytes += (size_t)utf8proc_encode_char(in->v[i], buf + bytes);
