@@ -34,9 +34,14 @@
 
 /* ---- the piece trie ------------------------------------------------------------ */
 
-static const char *const *sort_vocab; /* qsort has no context argument */
+typedef struct {
+    const char *piece;
+    size_t len;
+    int32_t id;
+} sorted_piece;
+
 static int by_bytes(const void *a, const void *b) {
-    return strcmp(sort_vocab[*(const int32_t *)a], sort_vocab[*(const int32_t *)b]);
+    return strcmp(((const sorted_piece *)a)->piece, ((const sorted_piece *)b)->piece);
 }
 
 static int trie_grow(tok_trie *tr, size_t nodes, size_t edges, size_t *cap_n, size_t *cap_e) {
@@ -68,14 +73,12 @@ static int trie_grow(tok_trie *tr, size_t nodes, size_t edges, size_t *cap_n, si
 /* Builds the trie from the pieces sorted by their bytes: a node stands for
  * a range of the sorted list sharing `depth` leading bytes. */
 static int trie_build(tok_trie *tr, char *const *vocab, int n) {
-    int32_t *order = malloc((size_t)n * sizeof *order);
-    size_t *len = malloc((size_t)n * sizeof *len);
+    sorted_piece *order = malloc((size_t)n * sizeof *order);
     struct range { int lo, hi; uint32_t depth, node; } *stack = malloc(256 * sizeof *stack);
     size_t cap_n = 0, cap_e = 0, top = 0, cap_s = 256;
-    int ok = order && len && stack && trie_grow(tr, 1, 0, &cap_n, &cap_e);
+    int ok = order && stack && trie_grow(tr, 1, 0, &cap_n, &cap_e);
     if (ok) {
-        for (int i = 0; i < n; i++) order[i] = i, len[i] = strlen(vocab[i]);
-        sort_vocab = (const char *const *)vocab;
+        for (int i = 0; i < n; i++) order[i] = (sorted_piece){vocab[i], strlen(vocab[i]), i};
         qsort(order, (size_t)n, sizeof *order, by_bytes);
         tr->n_nodes = 1, tr->n_edges = 0;
         stack[top++] = (struct range){0, n, 0, 0};
@@ -84,13 +87,13 @@ static int trie_build(tok_trie *tr, char *const *vocab, int n) {
         struct range r = stack[--top];
         int i = r.lo;
         tr->value[r.node] = -1;
-        if (i < r.hi && len[order[i]] == r.depth) tr->value[r.node] = order[i++];
+        if (i < r.hi && order[i].len == r.depth) tr->value[r.node] = order[i++].id;
         /* children: groups of the next byte, already in byte order */
         size_t first = tr->n_edges, groups = 0;
         for (int j = i; j < r.hi; groups++) {
-            uint8_t b = (uint8_t)vocab[order[j]][r.depth];
+            uint8_t b = (uint8_t)order[j].piece[r.depth];
             int k = j;
-            while (k < r.hi && (uint8_t)vocab[order[k]][r.depth] == b) k++;
+            while (k < r.hi && (uint8_t)order[k].piece[r.depth] == b) k++;
             if (top == cap_s) {
                 void *grown = realloc(stack, 2 * cap_s * sizeof *stack);
                 if (grown) stack = grown, cap_s *= 2;
@@ -107,7 +110,7 @@ static int trie_build(tok_trie *tr, char *const *vocab, int n) {
         tr->first[r.node] = (uint32_t)first;
         tr->count[r.node] = (uint16_t)groups;
     }
-    free(order), free(len), free(stack);
+    free(order), free(stack);
     return ok;
 }
 
