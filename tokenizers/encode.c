@@ -52,6 +52,30 @@ static int segment(mrec_tokenizer *t, const char *text, size_t len, int at_start
     return ok;
 }
 
+/* The length of the whitespace character (Unicode White_Space, as the
+ * regex \s of Hugging Face's added tokens) ending at text[end), or 0. */
+static size_t space_before(const char *text, size_t end) {
+    for (size_t k = 1; k <= 3 && k <= end; k++) {
+        const unsigned char *p = (const unsigned char *)text + end - k;
+        if (k == 1 ? *p >= 0x80 : (*p & 0xC0) == 0x80) continue; /* not where a character starts */
+        tok_ints cp = {0};
+        int ok = tok_utf8_decode(text + end - k, k, &cp) && cp.n == 1 && tok_is_regex_space(cp.v[0]);
+        tok_ints_free(&cp);
+        return ok ? k : 0;
+    }
+    return 0;
+}
+
+static size_t space_after(const char *text, size_t len, size_t at) {
+    for (size_t k = 1; k <= 3 && at + k <= len; k++) {
+        tok_ints cp = {0};
+        int ok = tok_utf8_decode(text + at, k, &cp) && cp.n == 1 && cp.v[0] != 0xFFFD && tok_is_regex_space(cp.v[0]);
+        tok_ints_free(&cp);
+        if (ok) return k;
+    }
+    return 0;
+}
+
 /* All ids of one text, without added special tokens, into out. */
 static int tokenize_all(mrec_tokenizer *t, const char *text, size_t len, tok_ints *out) {
     size_t start = 0;
@@ -62,8 +86,12 @@ static int tokenize_all(mrec_tokenizer *t, const char *text, size_t len, tok_int
             i++;
             continue;
         }
-        if (!segment(t, text + start, i - start, start == 0, out) || !tok_ints_push(out, t->specials[s].id)) return 0;
+        /* lstrip / rstrip: the token takes the whitespace around it */
+        size_t end = i, w;
+        while (t->specials[s].lstrip && end > start && (w = space_before(text, end))) end -= w;
+        if (!segment(t, text + start, end - start, start == 0, out) || !tok_ints_push(out, t->specials[s].id)) return 0;
         i += k;
+        while (t->specials[s].rstrip && i < len && (w = space_after(text, len, i))) i += w;
         start = i;
     }
     return segment(t, text + start, len - start, start == 0, out);

@@ -244,6 +244,7 @@ static mrec_tok_status add_special(mrec_tokenizer *t, const char *text, int32_t 
     t->specials = s;
     s[t->n_specials].text = strdup(text);
     s[t->n_specials].id = id;
+    s[t->n_specials].lstrip = s[t->n_specials].rstrip = 0;
     if (!s[t->n_specials].text) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: special tokens", src);
     t->n_specials++;
     return MREC_TOK_OK;
@@ -605,6 +606,9 @@ static mrec_tok_status json_added_tokens(mrec_tokenizer *t, const cJSON *root, c
                             (int)id->valuedouble, MAX_TOKEN);
         mrec_tok_status st = add_special(t, content->valuestring, (int32_t)id->valuedouble, path);
         if (st) return st;
+        for (int i = 0; i < t->n_specials; i++)
+            if (strcmp(t->specials[i].text, content->valuestring) == 0)
+                t->specials[i].lstrip = json_bool(a, "lstrip", 0), t->specials[i].rstrip = json_bool(a, "rstrip", 0);
     }
     return MREC_TOK_OK;
 }

@@ -40,6 +40,9 @@
  * "replace") does: each maximal invalid subsequence becomes U+FFFD, which
  * WordPiece then drops (as BERT drops U+FFFD) and BPE encodes as its bytes.
  *
+ * Added tokens (a tokenizer.json's added_tokens) are matched in the raw text first;
+ * their lstrip / rstrip take the whitespace before / after them.
+ *
  * A tokenizer keeps a cache of words it has split, so it is not safe to use
  * one from two threads at once; load one per thread.
  *

@@ -66,6 +66,7 @@ uint64_t tok_hash(const void *p, size_t n);
 typedef struct {
     char *text;
     int32_t id;
+    int lstrip, rstrip; /* the whitespace before / after belongs to the token (added_tokens) */
 } tok_special;
 
 typedef struct {

@@ -24,7 +24,8 @@ Writes into tests/fixtures/tokenizers/:
 and tests/data/tokenizers/unigram-tiny/tokenizer.json: a small Unigram model trained here by
 `tokenizers`' UnigramTrainer on the corpus texts, with the real file's normalizer (its Precompiled
 character map and Replace), Metaspace with prepend_scheme "first", 256 <0xNN> byte pieces with
-byte_fallback, and RobertaProcessing, so that every clone tests the algorithm without the 17 MB file.
+byte_fallback, RobertaProcessing and added tokens that take the whitespace around them (<mask>
+lstrip, <pad> rstrip), so that every clone tests the algorithm without the 17 MB file.
 """
 import base64
 import gzip
@@ -253,10 +254,12 @@ def train_tiny(texts, xlmr_json):
     vocab.append(["<mask>", 0.0])
     data = json.loads(tok.to_str())
     data["model"] = {"type": "Unigram", "unk_id": 3, "vocab": vocab, "byte_fallback": True}
+    # <mask> takes the whitespace before it, as xlm-roberta-base's file says; <pad> the one after,
+    # so that both sides are tested
     data["added_tokens"] = [
-        {"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+        {"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": c == "<pad>", "normalized": False,
          "special": True} for i, c in enumerate(specials)
-    ] + [{"id": len(vocab) - 1, "content": "<mask>", "single_word": False, "lstrip": False, "rstrip": False,
+    ] + [{"id": len(vocab) - 1, "content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False,
           "normalized": False, "special": True}]
     data["post_processor"] = {"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0],
                               "trim_offsets": True, "add_prefix_space": True}
@@ -311,6 +314,8 @@ def main():
             ("", None, 4),
             ("<s>hello</s> world", None, 0),
             ("  spaced   out  ", None, 0),
+            ("Paris is the <mask> of France.", None, 0),
+            ("a  <mask>  b <pad>  c\u3000<mask>\t<pad>\u2003d", None, 0),
             ("Ｔｏｋｙｏ ﬁne ½ ＡＢＣ", None, 0),
             ("\U0002A6D6\U0002A6D7 ꙮ \u0870", None, 0),
         ]:
