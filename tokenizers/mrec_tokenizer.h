@@ -81,7 +81,7 @@ int mrec_tokenizer_vocab_size(const mrec_tokenizer *tok);
 const char *mrec_tokenizer_token(const mrec_tokenizer *tok, int32_t id);
 /* The id of a token string, or -1. */
 int32_t mrec_tokenizer_id(const mrec_tokenizer *tok, const char *token);
-/* The default context: 512 for BERT-family (or model_max_length), 77 for CLIP. */
+/* The default context: 512 for BERT-family and Unigram (or the file's), 77 for CLIP. */
 int mrec_tokenizer_max_length(const mrec_tokenizer *tok);
 int32_t mrec_tokenizer_pad_id(const mrec_tokenizer *tok);
 

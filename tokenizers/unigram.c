@@ -23,6 +23,13 @@
  * Scores are doubles, added in Hugging Face's order, so equal paths resolve
  * the same way.
  *
+ * Decoding follows Metaspace's decoder (and turns <0xNN> pieces back into
+ * bytes); the file's decoder section is not read.
+ *
+ * Grapheme clusters come from utf8proc (Unicode 15), which Hugging Face's
+ * unicode-segmentation may outdate; they only matter for clusters of fewer
+ * than 6 bytes, where the rules have not changed since.
+ *
  * Not done: other normalizers (NFKC, Lowercase, Strip ...) and regex
  * patterns beyond a repeated character; the loader refuses them by name.
  */
