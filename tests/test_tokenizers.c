@@ -645,6 +645,10 @@ static void unigram_malformed(const char *dir) {
          "\"precompiled_charsmap\": \"AAAAAA==\"}}", "precompiled_charsmap", MREC_TOK_ERR_FORMAT},   /* a trie of 0 bytes */
         {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Precompiled\", "
          "\"precompiled_charsmap\": \"QAAAAAAAAAA=\"}}", "precompiled_charsmap", MREC_TOK_ERR_FORMAT}, /* says 64, has 4 */
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Precompiled\", "
+         "\"precompiled_charsmap\": \"BAAAAAAAAABhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=\"}}", "longer than", MREC_TOK_ERR_FORMAT}, /* a 300-byte replacement */
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Precompiled\", "
+         "\"precompiled_charsmap\": \"BAAAAAAAAAD/AA==\"}}", "not UTF-8", MREC_TOK_ERR_FORMAT},
         {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
          "pre_tokenizer", MREC_TOK_ERR_UNSUPPORTED},
         {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"pre_tokenizer\": {\"type\": \"Metaspace\", "
