@@ -1,4 +1,5 @@
-/* bench_tokenizers.c: tokens per second, one thread, WordPiece and CLIP BPE,
+/* bench_tokenizers.c: tokens per second, one thread, WordPiece, CLIP BPE and
+ * XLM-R's Unigram (when ../shared/data holds its tokenizer.json),
  * on the 17,010-text tokenizer corpus, side by side with Hugging Face's Rust
  * tokenizers (bench/peers/tokenizers_peer.py, encode_batch on one thread) in
  * the same run.
@@ -90,34 +91,38 @@ int main(void) {
     int n;
     size_t bytes;
     char **texts = load_corpus(&n, &bytes);
-    mrec_tokenizer *bert, *clip;
+    mrec_tokenizer *bert, *clip, *xlmr = NULL;
     if (!texts || mrec_tokenizer_load(&bert, TOK "all-MiniLM-L6-v2/tokenizer.json") ||
         mrec_tokenizer_load(&clip, TOK "clip/clip-vit-base-patch32.tokenizer.json")) {
         fprintf(stderr, "bench_tokenizers: needs %s and %s (%s)\n", CORPUS, TOK, mrec_tok_error_detail());
         return 1;
     }
-    long tok_bert, tok_clip;
+    if (mrec_tokenizer_load(&xlmr, TOK "xlm-roberta-e5/tokenizer.json")) xlmr = NULL; /* optional */
+    long tok_bert, tok_clip, tok_xlmr = 0;
     double t_bert = run(bert, texts, n, &tok_bert), t_clip = run(clip, texts, n, &tok_clip);
+    double t_xlmr = xlmr ? run(xlmr, texts, n, &tok_xlmr) : 0;
 
     /* The peer, in the same run. */
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s bench/peers/tokenizers_peer.py %s %sall-MiniLM-L6-v2/tokenizer.json "
-             "%sclip/clip-vit-base-patch32.tokenizer.json 2>/dev/null", py, CORPUS, TOK, TOK);
+             "%sclip/clip-vit-base-patch32.tokenizer.json %s 2>/dev/null", py, CORPUS, TOK, TOK,
+             xlmr ? TOK "xlm-roberta-e5/tokenizer.json" : "");
     FILE *p = popen(cmd, "r");
-    long peer_tokens[2] = {0, 0};
-    double peer_t[2] = {0, 0};
+    int rows = xlmr ? 3 : 2;
+    long peer_tokens[3] = {0, 0, 0};
+    double peer_t[3] = {0, 0, 0};
     char name[32];
-    for (int i = 0; p && i < 2; i++)
+    for (int i = 0; p && i < rows; i++)
         if (fscanf(p, "%31s %ld %lf", name, &peer_tokens[i], &peer_t[i]) != 3) peer_t[i] = 0;
     if (p) pclose(p);
 
     printf("tokenizers, one thread, %d texts (%.1f MB)\n", n, bytes / 1e6);
     printf("%-10s %10s %12s %14s %14s %8s\n", "tokenizer", "tokens", "mrec tok/s", "HF tok/s", "mrec MB/s", "ratio");
-    const char *names[2] = {"wordpiece", "clip bpe"};
-    long toks[2] = {tok_bert, tok_clip};
-    double ts[2] = {t_bert, t_clip};
-    for (int i = 0; i < 2; i++) {
+    const char *names[3] = {"wordpiece", "clip bpe", "xlm-r uni"};
+    long toks[3] = {tok_bert, tok_clip, tok_xlmr};
+    double ts[3] = {t_bert, t_clip, t_xlmr};
+    for (int i = 0; i < rows; i++) {
         if (peer_t[i] > 0 && peer_tokens[i] != toks[i])
             printf("%s: INVALID: mrec gives %ld tokens, Hugging Face %ld\n", names[i], toks[i], peer_tokens[i]);
         if (peer_t[i] > 0)
@@ -129,6 +134,7 @@ int main(void) {
     }
     mrec_tokenizer_free(bert);
     mrec_tokenizer_free(clip);
+    mrec_tokenizer_free(xlmr);
     free(texts[0]);
     free(texts);
     free(lens);

@@ -151,8 +151,8 @@ static void tokenizer_json_cases(void) {
     file_case("tokenizer.json", deep, MREC_TOK_ERR_FORMAT, "nested deeper than", "100,000 nested objects");
     free(deep);
     /* brackets inside strings do not count as nesting; the file is then unsupported, not too deep */
-    file_case("tokenizer.json", "{\"model\": {\"type\": \"Unigram\", \"s\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}}",
-              MREC_TOK_ERR_UNSUPPORTED, "Unigram", "brackets in a string, model Unigram");
+    file_case("tokenizer.json", "{\"model\": {\"type\": \"WordLevel\", \"s\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}}",
+              MREC_TOK_ERR_UNSUPPORTED, "WordLevel", "brackets in a string, model WordLevel");
     file_case("tokenizer.json", "{\"normalizer\": null}", MREC_TOK_ERR_UNSUPPORTED, "model type", "no model");
     wp_json(j, sizeof j, WP_VOCAB, "", "", "NFC");
     file_case("tokenizer.json", j, MREC_TOK_ERR_UNSUPPORTED, "normalizer \"NFC\"", "WordPiece with NFC normalizer");

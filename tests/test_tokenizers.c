@@ -584,7 +584,7 @@ static void loaders(void) {
     vocab_json_merges(dir);
     static const struct { const char *name, *content; mrec_tok_status want; } bad[] = {
         {"vocab.txt", "hello\nworld\n", MREC_TOK_ERR_FORMAT},                       /* no [UNK] [CLS] [SEP] */
-        {"a.json", "{\"model\": {\"type\": \"Unigram\"}}", MREC_TOK_ERR_UNSUPPORTED},
+        {"a.json", "{\"model\": {\"type\": \"WordLevel\"}}", MREC_TOK_ERR_UNSUPPORTED},
         {"b.json", "{\"model\": ", MREC_TOK_ERR_FORMAT},
         {"c.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}, \"normalizer\": {\"type\": \"NFC\"}}",
          MREC_TOK_ERR_UNSUPPORTED},
@@ -614,6 +614,224 @@ static void loaders(void) {
     rmdir(dir);
 }
 
+/* ---- Unigram (SentencePiece; XLM-R, AltCLIP's text tower) ------------------------- */
+
+/* The real XLM-R tokenizer.json: ../shared/data, or where .ci/run puts it. */
+static const char *xlmr_path(void) {
+    static const char *paths[] = {SHARED "xlm-roberta-e5/tokenizer.json", "build/weights/xlm-roberta-e5/tokenizer.json"};
+    for (int i = 0; i < 2; i++)
+        if (access(paths[i], R_OK) == 0) return paths[i];
+    return NULL;
+}
+
+/* corpus.txt.gz then unigram_corpus.txt.gz, as tools/golden/unigram.py ran them. */
+static int unigram_corpus(lines_t *base, lines_t *extra, lines_t *all) {
+    if (!read_lines(FIX "corpus.txt.gz", base)) return 0;
+    if (!read_lines(FIX "unigram_corpus.txt.gz", extra)) {
+        free_lines(base);
+        return 0;
+    }
+    all->buf = NULL;
+    all->n = base->n + extra->n;
+    all->lines = malloc(sizeof(char *) * (size_t)all->n);
+    if (!all->lines) return 0;
+    memcpy(all->lines, base->lines, sizeof(char *) * (size_t)base->n);
+    memcpy(all->lines + base->n, extra->lines, sizeof(char *) * (size_t)extra->n);
+    return 1;
+}
+
+/* Full encodings and decodes: name, text, pair, max_length, ids, types, mask, decoded. */
+static void unigram_encode_cases(mrec_tokenizer *xlmr, mrec_tokenizer *tiny) {
+    lines_t cases;
+    if (!t_check(read_lines(FIX "unigram_encode.txt", &cases), "read unigram_encode.txt")) return;
+    static char a[1 << 15], b[1 << 12], want_text[1 << 15], got_text[1 << 15];
+    int ran = 0;
+    for (int i = 0; i < cases.n; i++) {
+        char *f[8], *p = cases.lines[i];
+        int nf = 0;
+        for (; nf < 8 && p; nf++) {
+            f[nf] = p;
+            p = strchr(p, '\t');
+            if (p) *p++ = '\0';
+        }
+        if (!t_check(nf == 8, "unigram_encode.txt line %d has %d fields", i + 1, nf)) continue;
+        mrec_tokenizer *tok = strcmp(f[0], "xlmr") == 0 ? xlmr : tiny;
+        if (!tok) continue;
+        ran++;
+        unescape(f[1], a);
+        int has_pair = strcmp(f[2], "-") != 0;
+        if (has_pair) unescape(f[2], b);
+        mrec_tok_options o = mrec_tok_defaults();
+        o.max_length = atoi(f[3]);
+        o.padding = o.truncation = o.max_length > 0;
+        int32_t ids[600], types[600], mask[600], we[600], wt[600], wm[600];
+        size_t len, dlen;
+        mrec_tok_status st = mrec_tokenizer_encode(tok, a, has_pair ? b : NULL, &o, ids, types, mask, 600, &len);
+        int ne = parse_ids(f[4], we, 600);
+        parse_ids(f[5], wt, 600);
+        parse_ids(f[6], wm, 600);
+        int ok = st == MREC_TOK_OK && (int)len == ne && !memcmp(ids, we, len * 4) && !memcmp(types, wt, len * 4) &&
+                 !memcmp(mask, wm, len * 4);
+        t_check(ok, "unigram encode line %d (%s, max_length %s): %d ids, want %d", i + 1, f[0], f[3], (int)len, ne);
+        unescape(f[7], want_text);
+        st = mrec_tokenizer_decode(tok, ids, len, 1, got_text, sizeof got_text, &dlen);
+        t_check(st == MREC_TOK_OK && strcmp(got_text, want_text) == 0, "unigram decode line %d (%s): '%s', want '%s'", i + 1,
+                f[0], got_text, want_text);
+    }
+    printf("unigram: %d encode and decode cases\n", ran);
+    free_lines(&cases);
+}
+
+/* A tokenizer.json written here, for cases small enough to check by hand. */
+static mrec_tok_status load_json_text(mrec_tokenizer **t, const char *dir, const char *name, const char *json) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return MREC_TOK_ERR_IO;
+    fputs(json, f);
+    fclose(f);
+    mrec_tok_status st = mrec_tokenizer_load(t, path);
+    unlink(path);
+    return st;
+}
+
+static int ids_are(mrec_tokenizer *t, const char *text, const int32_t *want, size_t nw) {
+    int32_t got[64];
+    size_t n;
+    if (mrec_tokenize(t, text, strlen(text), got, 64, &n) != MREC_TOK_OK || n != nw) return 0;
+    return memcmp(got, want, n * sizeof *got) == 0;
+}
+
+/* Viterbi, unknown characters, byte fallback, Replace and Metaspace on
+ * vocabularies whose best paths can be worked out by hand. */
+static void unigram_by_hand(const char *dir) {
+    /* pieces: <unk>0 ▁1 a2 b3 ab4 ▁ab5 <0xE2>6 <0x98>7 <0x83>8 c9
+     * "▁ab": ▁ab (-4) beats ▁ + ab (-1 - 2.5 = -3.5)? no: -3.5 > -4, so ▁ + ab. */
+    const char *base = "{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"byte_fallback\": %s, \"vocab\": ["
+                       "[\"<unk>\", 0], [\"\\u2581\", -1], [\"a\", -2], [\"b\", -2], [\"ab\", -2.5], [\"\\u2581ab\", -4],"
+                       "[\"<0xE2>\", -9], [\"<0x98>\", -9], [\"<0x83>\", -9], [\"c\", -2]]},"
+                       "\"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"Regex\": \"c{2,}\"}, \"content\": \"c\"},"
+                       "\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": \"%s\"},"
+                       "\"post_processor\": null}";
+    char json[2048];
+    mrec_tokenizer *t;
+    snprintf(json, sizeof json, base, "false", "always");
+    if (!t_check(load_json_text(&t, dir, "hand.json", json) == MREC_TOK_OK, "hand-made Unigram: %s", mrec_tok_error_detail()))
+        return;
+    t_check(mrec_tokenizer_kind(t) == MREC_TOK_UNIGRAM, "model type Unigram gives a Unigram tokenizer");
+    t_check(ids_are(t, "ab", (int32_t[]){1, 4}, 2), "\"ab\" -> ▁ ab (-3.5 beats ▁ab at -4 and ▁ a b at -5)");
+    t_check(ids_are(t, "ba", (int32_t[]){1, 3, 2}, 3), "\"ba\" -> ▁ b a");
+    /* ☃ (E2 98 83) and é are unknown: min score -9, so each scores -19, and
+     * adjacent unknowns fuse into one <unk>. */
+    t_check(ids_are(t, "a\xe2\x98\x83\xc3\xa9" "b", (int32_t[]){1, 2, 0, 3}, 4), "two unknown characters fuse into one <unk>");
+    t_check(ids_are(t, "a b", (int32_t[]){1, 2, 1, 3}, 4), "spaces start pieces (Metaspace)");
+    t_check(ids_are(t, "cccc", (int32_t[]){1, 9}, 2), "Replace c{2,} -> c");
+    t_check(ids_are(t, "", NULL, 0) && ids_are(t, "\xe2\x98\x83", (int32_t[]){1, 0}, 2), "empty text; ▁ then <unk>");
+    int32_t ids[4] = {1, 4, 1, 3};
+    char out[64];
+    size_t len;
+    t_check(mrec_tokenizer_decode(t, ids, 4, 1, out, sizeof out, &len) == MREC_TOK_OK && strcmp(out, "ab b") == 0,
+            "decode ▁ ab ▁ b -> 'ab b' ('%s')", out);
+    mrec_tok_options o = mrec_tok_defaults();
+    int32_t enc[8];
+    t_check(mrec_tokenizer_encode(t, "ab", NULL, &o, enc, NULL, NULL, 8, &len) == MREC_TOK_OK && len == 2,
+            "no post_processor: no special tokens added");
+    mrec_tokenizer_free(t);
+    /* byte fallback: the unknown ☃ becomes its three bytes; é lacks byte
+     * pieces, so its run stays <unk>. */
+    snprintf(json, sizeof json, base, "true", "first");
+    if (t_check(load_json_text(&t, dir, "hand.json", json) == MREC_TOK_OK, "byte fallback: %s", mrec_tok_error_detail())) {
+        t_check(ids_are(t, "a\xe2\x98\x83" "b", (int32_t[]){1, 2, 6, 7, 8, 3}, 6), "☃ -> <0xE2> <0x98> <0x83>");
+        t_check(ids_are(t, "a\xc3\xa9" "b", (int32_t[]){1, 2, 0, 3}, 4), "é has no byte pieces: <unk>");
+        int32_t d[6] = {1, 2, 6, 7, 8, 3};
+        t_check(mrec_tokenizer_decode(t, d, 6, 0, out, sizeof out, &len) == MREC_TOK_OK && strcmp(out, "a\xe2\x98\x83" "b") == 0,
+                "decode turns byte pieces back into bytes ('%s')", out);
+        mrec_tokenizer_free(t);
+    }
+}
+
+/* Malformed Unigram files: refused, the message naming the file and key. */
+static void unigram_malformed(const char *dir) {
+    static const struct { const char *json, *key; mrec_tok_status want; } bad[] = {
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": {\"a\": 1}}}", "model.vocab", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", \"x\"]]}}", "model.vocab[0]", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1, 2]]}}", "model.vocab[0]", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1e999]]}}", "model.vocab[0]", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 5, \"vocab\": [[\"a\", -1]]}}", "model.unk_id", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1]]}}", "model.unk_id", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1], [\"a\", -2]]}}", "already has id",
+         MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"NFKC\"}}",
+         "normalizer", MREC_TOK_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Sequence\", "
+         "\"normalizers\": [{\"type\": \"Replace\", \"pattern\": {\"Regex\": \"\\\\s+\"}, \"content\": \" \"}]}}",
+         "normalizer.normalizers[0]", MREC_TOK_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Precompiled\", "
+         "\"precompiled_charsmap\": \"not*base64\"}}", "precompiled_charsmap", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Precompiled\", "
+         "\"precompiled_charsmap\": \"AAAAAA==\"}}", "precompiled_charsmap", MREC_TOK_ERR_FORMAT},   /* a trie of 0 bytes */
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Precompiled\", "
+         "\"precompiled_charsmap\": \"QAAAAAAAAAA=\"}}", "precompiled_charsmap", MREC_TOK_ERR_FORMAT}, /* says 64, has 4 */
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Precompiled\", "
+         "\"precompiled_charsmap\": \"BAAAAAAAAABhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=\"}}", "longer than", MREC_TOK_ERR_FORMAT}, /* a 300-byte replacement */
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"normalizer\": {\"type\": \"Precompiled\", "
+         "\"precompiled_charsmap\": \"BAAAAAAAAAD/AA==\"}}", "not UTF-8", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}",
+         "pre_tokenizer", MREC_TOK_ERR_UNSUPPORTED},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"pre_tokenizer\": {\"type\": \"Metaspace\", "
+         "\"replacement\": \"ab\"}}", "pre_tokenizer.replacement", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"pre_tokenizer\": {\"type\": \"Metaspace\", "
+         "\"replacement\": \"_\", \"prepend_scheme\": \"sometimes\"}}", "pre_tokenizer.prepend_scheme", MREC_TOK_ERR_FORMAT},
+        {"{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"a\", -1]]}, \"post_processor\": {\"type\": "
+         "\"RobertaProcessing\", \"cls\": [\"<s>\", 0], \"sep\": [\"</s>\", 2]}}", "post_processor.sep", MREC_TOK_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mrec_tokenizer *t;
+        mrec_tok_status st = load_json_text(&t, dir, "bad_unigram.json", bad[i].json);
+        if (st == MREC_TOK_OK) mrec_tokenizer_free(t);
+        const char *msg = mrec_tok_error_detail();
+        t_check(st == bad[i].want && strstr(msg, "bad_unigram.json") && strstr(msg, bad[i].key),
+                "malformed Unigram %zu: got '%s' (%s), want the key %s", i + 1, mrec_tok_strerror(st), msg, bad[i].key);
+    }
+}
+
+static void unigram(void) {
+    mrec_tokenizer *tiny, *xlmr = NULL;
+    if (!t_check(mrec_tokenizer_load(&tiny, TOK "unigram-tiny") == MREC_TOK_OK, "load the Unigram folder " TOK "unigram-tiny: %s",
+                 mrec_tok_error_detail()))
+        return;
+    t_check(mrec_tokenizer_kind(tiny) == MREC_TOK_UNIGRAM && mrec_tokenizer_pad_id(tiny) == 1 &&
+                mrec_tokenizer_max_length(tiny) == 512,
+            "unigram-tiny: Unigram, <pad> 1, context 512");
+    lines_t base, extra, all;
+    if (t_check(unigram_corpus(&base, &extra, &all), "read the Unigram corpora")) {
+        corpus_parity(tiny, "unigram tiny (byte fallback)", &all, FIX "unigram_tiny_ids.txt.gz");
+        tiny->byte_fallback = 0; /* the same vocabulary, unknown runs as <unk> */
+        corpus_parity(tiny, "unigram tiny (no byte fallback)", &extra, FIX "unigram_tiny_unk_ids.txt.gz");
+        tiny->byte_fallback = 1;
+        const char *path = xlmr_path();
+        if (!path) {
+            t_skip("XLM-R tokenizer.json: not in " SHARED "xlm-roberta-e5 nor build/weights/xlm-roberta-e5 (.ci/run fetches it)");
+        } else if (t_check(mrec_tokenizer_load(&xlmr, path) == MREC_TOK_OK, "load %s: %s", path, mrec_tok_error_detail())) {
+            t_check(mrec_tokenizer_kind(xlmr) == MREC_TOK_UNIGRAM && mrec_tokenizer_vocab_size(xlmr) == 250002 &&
+                        mrec_tokenizer_pad_id(xlmr) == 1 && mrec_tokenizer_id(xlmr, "<mask>") == 250001,
+                    "XLM-R: 250,002 pieces, <pad> 1, <mask> 250001");
+            corpus_parity(xlmr, "unigram xlm-r", &all, FIX "xlmr_ids.txt.gz");
+        }
+        free(all.lines);
+        free_lines(&base), free_lines(&extra);
+    }
+    unigram_encode_cases(xlmr, tiny);
+    char dir[] = "/tmp/mrec_unigram_XXXXXX";
+    if (t_check(mkdtemp(dir) != NULL, "temporary folder")) {
+        unigram_by_hand(dir);
+        unigram_malformed(dir);
+        rmdir(dir);
+    }
+    mrec_tokenizer_free(xlmr);
+    mrec_tokenizer_free(tiny);
+}
+
 int main(void) {
     t_suite("tokenizers");
     mrec_tokenizer *bert, *clip, *minilm, *mpnet;
@@ -636,6 +854,7 @@ int main(void) {
     roundtrip_and_api(bert, clip);
     unit_steps(bert, clip);
     loaders();
+    unigram();
     mrec_tokenizer_free(minilm);
     mrec_tokenizer_free(mpnet);
     mrec_tokenizer_free(bert);

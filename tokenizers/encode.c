@@ -41,14 +41,39 @@ static int special_at(const mrec_tokenizer *t, const char *text, size_t len, siz
     return best;
 }
 
-static int segment(mrec_tokenizer *t, const char *text, size_t len, tok_ints *out) {
+static int segment(mrec_tokenizer *t, const char *text, size_t len, int at_start, tok_ints *out) {
     if (len == 0) return 1;
     tok_ints cps = {0};
     int ok = tok_utf8_decode(text, len, &cps);
     if (ok) ok = t->kind == MREC_TOK_WORDPIECE ? tok_wordpiece_segment(t, cps.v, cps.n, out)
-                                                : tok_bpe_segment(t, cps.v, cps.n, out);
+                 : t->kind == MREC_TOK_BPE     ? tok_bpe_segment(t, cps.v, cps.n, out)
+                                               : tok_unigram_segment(t, cps.v, cps.n, at_start, out);
     tok_ints_free(&cps);
     return ok;
+}
+
+/* The length of the whitespace character (Unicode White_Space, as the
+ * regex \s of Hugging Face's added tokens) ending at text[end), or 0. */
+static size_t space_before(const char *text, size_t end) {
+    for (size_t k = 1; k <= 3 && k <= end; k++) {
+        const unsigned char *p = (const unsigned char *)text + end - k;
+        if (k == 1 ? *p >= 0x80 : (*p & 0xC0) == 0x80) continue; /* not where a character starts */
+        tok_ints cp = {0};
+        int ok = tok_utf8_decode(text + end - k, k, &cp) && cp.n == 1 && tok_is_regex_space(cp.v[0]);
+        tok_ints_free(&cp);
+        return ok ? k : 0;
+    }
+    return 0;
+}
+
+static size_t space_after(const char *text, size_t len, size_t at) {
+    for (size_t k = 1; k <= 3 && at + k <= len; k++) {
+        tok_ints cp = {0};
+        int ok = tok_utf8_decode(text + at, k, &cp) && cp.n == 1 && cp.v[0] != 0xFFFD && tok_is_regex_space(cp.v[0]);
+        tok_ints_free(&cp);
+        if (ok) return k;
+    }
+    return 0;
 }
 
 /* All ids of one text, without added special tokens, into out. */
@@ -61,11 +86,15 @@ static int tokenize_all(mrec_tokenizer *t, const char *text, size_t len, tok_int
             i++;
             continue;
         }
-        if (!segment(t, text + start, i - start, out) || !tok_ints_push(out, t->specials[s].id)) return 0;
+        /* lstrip / rstrip: the token takes the whitespace around it */
+        size_t end = i, w;
+        while (t->specials[s].lstrip && end > start && (w = space_before(text, end))) end -= w;
+        if (!segment(t, text + start, end - start, start == 0, out) || !tok_ints_push(out, t->specials[s].id)) return 0;
         i += k;
+        while (t->specials[s].rstrip && i < len && (w = space_after(text, len, i))) i += w;
         start = i;
     }
-    return segment(t, text + start, len - start, out);
+    return segment(t, text + start, len - start, start == 0, out);
 }
 
 mrec_tok_status mrec_tokenize(mrec_tokenizer *t, const char *text, size_t len, int32_t *ids, size_t cap,
@@ -96,7 +125,9 @@ mrec_tok_status mrec_tokenizer_encode(mrec_tokenizer *t, const char *a, const ch
         tok_ints_free(&x), tok_ints_free(&y);
         return tok_fail(MREC_TOK_ERR_NOMEM, "encode: tokenizing");
     }
-    /* Specials: BERT's [CLS] a [SEP] (b [SEP]); RoBERTa's <s> a </s> (</s> b </s>), as CLIP and MPNet. */
+    /* Specials: BERT's [CLS] a [SEP] (b [SEP]); RoBERTa's <s> a </s> (</s> b </s>), as CLIP and MPNet.
+     * A tokenizer.json without a post_processor adds none. */
+    if (t->bos_id < 0 || t->eos_id < 0) o.add_special = 0;
     size_t extra = !o.add_special ? 0 : !b ? 2 : t->pair_double_sep ? 4 : 3;
     if (o.truncation && x.n + y.n + extra > (size_t)max_len) {
         if ((size_t)max_len < extra) {
@@ -187,7 +218,7 @@ static int is_special_id(const mrec_tokenizer *t, int32_t id) {
 mrec_tok_status mrec_tokenizer_decode(const mrec_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                                       char *buf, size_t cap, size_t *len) {
     tok_str out = {0};
-    int ok = tok_str_append(&out, "", 0);
+    int ok = tok_str_append(&out, "", 0), first = 1;
     for (size_t i = 0; i < n && ok; i++) {
         if (ids[i] < 0 || ids[i] >= t->n_vocab) {
             tok_str_free(&out);
@@ -200,6 +231,29 @@ mrec_tok_status mrec_tokenizer_decode(const mrec_tokenizer *t, const int32_t *id
             size_t plen = strlen(t->prefix);
             if (plen && strncmp(tok, t->prefix, plen) == 0) ok = tok_str_append(&out, tok + plen, strlen(tok + plen));
             else ok = (out.n == 0 || tok_str_append(&out, " ", 1)) && tok_str_append(&out, tok, strlen(tok));
+            continue;
+        }
+        if (t->kind == MREC_TOK_UNIGRAM) {
+            /* <0xNN> pieces are bytes (byte fallback); the Metaspace
+             * character is a space, except in the first token when the
+             * pre-tokenizer prepends it (Metaspace's decoder). */
+            unsigned byte;
+            char c;
+            if (t->byte_fallback && strlen(tok) == 6 && sscanf(tok, "<0x%2X>", &byte) == 1) {
+                c = (char)byte;
+                ok = tok_str_append(&out, &c, 1);
+                first = 0;
+                continue;
+            }
+            tok_ints cps = {0};
+            ok = tok_utf8_decode(tok, strlen(tok), &cps);
+            for (size_t k = 0; k < cps.n && ok; k++) {
+                int space = t->metaspace && cps.v[k] == t->meta_char;
+                if (space && first && t->prepend) continue; /* Hugging Face drops them all in the first token */
+                ok = space ? tok_str_append(&out, " ", 1) : tok_str_put_cp(&out, cps.v[k]);
+            }
+            tok_ints_free(&cps);
+            first = 0;
             continue;
         }
         /* BPE: printable characters back to bytes; "</w>" ends a word. */

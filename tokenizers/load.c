@@ -1,7 +1,7 @@
 /* load.c: reading vocabularies into a tokenizer.
  *
  *   vocab.txt (+ tokenizer_config.json beside it)  WordPiece, line n = id n
- *   tokenizer.json                                  WordPiece or BPE, Hugging Face's format
+ *   tokenizer.json                                  WordPiece, BPE or Unigram, Hugging Face's format
  *   vocab.json + merges.txt                         BPE
  *   bpe_simple_vocab_16e6.txt.gz                    CLIP's original merges (the vocabulary is
  *                                                   built from them, as OpenAI's code does)
@@ -244,6 +244,7 @@ static mrec_tok_status add_special(mrec_tokenizer *t, const char *text, int32_t 
     t->specials = s;
     s[t->n_specials].text = strdup(text);
     s[t->n_specials].id = id;
+    s[t->n_specials].lstrip = s[t->n_specials].rstrip = 0;
     if (!s[t->n_specials].text) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: special tokens", src);
     t->n_specials++;
     return MREC_TOK_OK;
@@ -605,6 +606,9 @@ static mrec_tok_status json_added_tokens(mrec_tokenizer *t, const cJSON *root, c
                             (int)id->valuedouble, MAX_TOKEN);
         mrec_tok_status st = add_special(t, content->valuestring, (int32_t)id->valuedouble, path);
         if (st) return st;
+        for (int i = 0; i < t->n_specials; i++)
+            if (strcmp(t->specials[i].text, content->valuestring) == 0)
+                t->specials[i].lstrip = json_bool(a, "lstrip", 0), t->specials[i].rstrip = json_bool(a, "rstrip", 0);
     }
     return MREC_TOK_OK;
 }
@@ -691,17 +695,14 @@ static mrec_tok_status json_template(mrec_tokenizer *t, const cJSON *pp, const c
     return MREC_TOK_OK;
 }
 
-/* A WordPiece tokenizer.json's framing: post_processor (BertProcessing,
- * RobertaProcessing or a TemplateProcessing of those shapes), padding's
- * pad_id, model.unk_token. What none names is found by BERT's names. */
-static mrec_tok_status json_wordpiece_specials(mrec_tokenizer *t, const cJSON *root, const char *path) {
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+/* A tokenizer.json's framing: post_processor (BertProcessing,
+ * RobertaProcessing or a TemplateProcessing of those shapes) and padding's
+ * pad_id. No post_processor leaves bos and eos at -1. */
+static mrec_tok_status json_framing(mrec_tokenizer *t, const cJSON *root, const char *path) {
     mrec_tok_status st = MREC_TOK_OK;
-    if (cJSON_IsString(unk)) st = json_token_id(t, unk->valuestring, NULL, "model.unk_token", path, &t->unk_id);
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
     const char *type = json_type(pp);
-    if (st || !pp || cJSON_IsNull(pp)) {
+    if (!pp || cJSON_IsNull(pp)) {
     } else if (type && (strcmp(type, "BertProcessing") == 0 || strcmp(type, "RobertaProcessing") == 0)) {
         const cJSON *cls = cJSON_GetObjectItemCaseSensitive(pp, "cls"), *sep = cJSON_GetObjectItemCaseSensitive(pp, "sep");
         if (cJSON_GetArraySize(cls) != 2 || !cJSON_IsString(cls->child) || cJSON_GetArraySize(sep) != 2 ||
@@ -725,7 +726,188 @@ static mrec_tok_status json_wordpiece_specials(mrec_tokenizer *t, const cJSON *r
     }
     /* no padding section: HF pads with the tokenizer's pad token, [PAD] or RoBERTa's <pad> */
     if (!st && t->pad_id < 0 && tok_map_get(&t->ids, "[PAD]", 5) < 0) t->pad_id = tok_map_get(&t->ids, "<pad>", 5);
+    return st;
+}
+
+/* A WordPiece tokenizer.json's specials: its framing and model.unk_token;
+ * what none names is found by BERT's names. */
+static mrec_tok_status json_wordpiece_specials(mrec_tokenizer *t, const cJSON *root, const char *path) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+    mrec_tok_status st = MREC_TOK_OK;
+    if (cJSON_IsString(unk)) st = json_token_id(t, unk->valuestring, NULL, "model.unk_token", path, &t->unk_id);
+    if (!st) st = json_framing(t, root, path);
     return st ? st : wordpiece_specials(t, path);
+}
+
+/* ---- Unigram ------------------------------------------------------------------------ */
+
+/* A Replace normalizer: a String pattern, or a Regex of one character and a
+ * repetition ("c", "c+", "c{n}", "c{n,}", "c{n,m}", c possibly escaped). */
+static mrec_tok_status json_replace(tok_norm_step *step, const cJSON *norm, const char *what, const char *path) {
+    const cJSON *pattern = cJSON_GetObjectItemCaseSensitive(norm, "pattern");
+    const cJSON *lit = cJSON_GetObjectItemCaseSensitive(pattern, "String");
+    const cJSON *re = cJSON_GetObjectItemCaseSensitive(pattern, "Regex");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(norm, "content");
+    if (!cJSON_IsString(content) || (!cJSON_IsString(lit) && !cJSON_IsString(re)))
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s (Replace) needs a pattern {\"String\" or \"Regex\": ...} and a content "
+                        "string", path, what);
+    const char *p = cJSON_IsString(lit) ? lit->valuestring : re->valuestring;
+    size_t plen = strlen(p), clen = strlen(content->valuestring);
+    if (plen > MAX_TOKEN || clen > MAX_TOKEN || !tok_utf8_valid(p, plen) || !tok_utf8_valid(content->valuestring, clen))
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s: pattern or content is not UTF-8 of at most %d bytes", path, what,
+                        MAX_TOKEN);
+    tok_ints from = {0}, to = {0};
+    if (!tok_utf8_decode(p, plen, &from) || !tok_utf8_decode(content->valuestring, clen, &to)) {
+        tok_ints_free(&from), tok_ints_free(&to);
+        return tok_fail(MREC_TOK_ERR_NOMEM, "%s: %s", path, what);
+    }
+    step->kind = TOK_NORM_REPLACE;
+    step->from = from.v, step->n_from = from.n, step->to = to.v, step->n_to = to.n;
+    if (from.n == 0) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s: an empty pattern", path, what);
+    if (cJSON_IsString(lit)) return MREC_TOK_OK;
+    /* the regex: one literal character, then its repetition */
+    size_t at = 0;
+    int32_t c = from.v[at++];
+    static const char meta[] = ".^$|?*+()[]{}";
+    if (c == '\\' && at < from.n && from.v[at] < 128 && strchr(meta, (int)from.v[at]) && from.v[at]) c = from.v[at++];
+    else if (c < 128 && strchr(meta, (int)c)) at = from.n + 1; /* refused below */
+    long lo = 1, hi = 1;
+    if (at < from.n && from.v[at] == '+') lo = 1, hi = 0, at++;
+    else if (at < from.n && from.v[at] == '{') {
+        char num[64];
+        size_t k = 0;
+        for (at++; at < from.n && from.v[at] != '}' && k < sizeof num - 1; at++) num[k++] = (char)(from.v[at] < 128 ? from.v[at] : '?');
+        num[k] = '\0';
+        at = at < from.n ? at + 1 : from.n + 1;
+        char *end;
+        lo = strtol(num, &end, 10);
+        hi = lo;
+        if (*end == ',') hi = end[1] ? strtol(end + 1, &end, 10) : (end++, 0);
+        if (end == num || *end || lo < 1 || lo > 1024 || hi < 0 || hi > 1024 || (hi && hi < lo)) at = from.n + 1;
+    }
+    if (at != from.n)
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: %s: Regex \"%.80s\" (mrec reads one character with a repetition, "
+                        "like \" {2,}\")", path, what, p);
+    step->from[0] = c, step->n_from = 1;
+    step->min_run = (int)lo, step->max_run = (int)hi;
+    return MREC_TOK_OK;
+}
+
+/* normalizer: null, Precompiled, Replace, or a Sequence of those. */
+static mrec_tok_status json_unigram_normalizer(mrec_tokenizer *t, const cJSON *norm, const char *path) {
+    if (!norm || cJSON_IsNull(norm)) return MREC_TOK_OK;
+    const char *type = json_type(norm);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(norm, "normalizers");
+    int seq = type && strcmp(type, "Sequence") == 0;
+    if (seq && !cJSON_IsArray(list))
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: normalizer Sequence without a normalizers array", path);
+    int n = seq ? cJSON_GetArraySize(list) : 1;
+    if (n > 16) return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: a normalizer Sequence of %d steps (at most 16)", path, n);
+    t->norm = calloc((size_t)(n ? n : 1), sizeof *t->norm);
+    if (!t->norm) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: normalizers", path);
+    const cJSON *one = seq ? list->child : norm;
+    for (int i = 0; i < n; i++, one = one->next) {
+        char what[64];
+        snprintf(what, sizeof what, seq ? "normalizer.normalizers[%d]" : "normalizer", i);
+        const char *ty = json_type(one);
+        mrec_tok_status st;
+        t->n_norm = i + 1;
+        if (ty && strcmp(ty, "Precompiled") == 0) {
+            const cJSON *map = cJSON_GetObjectItemCaseSensitive(one, "precompiled_charsmap");
+            if (!cJSON_IsString(map))
+                return tok_fail(MREC_TOK_ERR_FORMAT, "%s: %s (Precompiled) has no precompiled_charsmap string", path, what);
+            if (t->charsmap)
+                return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: %s: a second Precompiled normalizer", path, what);
+            t->norm[i].kind = TOK_NORM_PRECOMPILED;
+            st = tok_charsmap_load(t, map->valuestring, path);
+        } else if (ty && strcmp(ty, "Replace") == 0) {
+            st = json_replace(&t->norm[i], one, what, path);
+        } else {
+            st = tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: %s \"%s\" (mrec's Unigram reads Precompiled and Replace)", path,
+                          what, ty ? ty : "without a type");
+        }
+        if (st) return st;
+    }
+    return MREC_TOK_OK;
+}
+
+/* pre_tokenizer: null, or Metaspace (alone or as a one-step Sequence). */
+static mrec_tok_status json_metaspace(mrec_tokenizer *t, const cJSON *pre, const char *path) {
+    if (!pre || cJSON_IsNull(pre)) return MREC_TOK_OK;
+    const char *type = json_type(pre);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers");
+    if (type && strcmp(type, "Sequence") == 0 && cJSON_GetArraySize(list) == 1) {
+        pre = list->child;
+        type = json_type(pre);
+    }
+    if (!type || strcmp(type, "Metaspace") != 0)
+        return tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: pre_tokenizer \"%s\" (mrec's Unigram reads Metaspace)", path,
+                        type ? type : "without a type");
+    t->metaspace = 1;
+    const cJSON *rep = cJSON_GetObjectItemCaseSensitive(pre, "replacement");
+    tok_ints c = {0};
+    int one = cJSON_IsString(rep) && tok_utf8_valid(rep->valuestring, strlen(rep->valuestring)) &&
+              tok_utf8_decode(rep->valuestring, strlen(rep->valuestring), &c) && c.n == 1;
+    t->meta_char = one ? c.v[0] : 0;
+    tok_ints_free(&c);
+    if (!one) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: pre_tokenizer.replacement is not one character", path);
+    /* prepend_scheme (tokenizers >= 0.15), else the older add_prefix_space */
+    const cJSON *scheme = cJSON_GetObjectItemCaseSensitive(pre, "prepend_scheme");
+    if (cJSON_IsString(scheme)) {
+        const char *s = scheme->valuestring;
+        t->prepend = strcmp(s, "always") == 0 ? 1 : strcmp(s, "first") == 0 ? 2 : strcmp(s, "never") == 0 ? 0 : -1;
+        if (t->prepend < 0)
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: pre_tokenizer.prepend_scheme \"%.40s\" (always, first or never)", path, s);
+    } else {
+        t->prepend = json_bool(pre, "add_prefix_space", 1);
+    }
+    t->meta_split = json_bool(pre, "split", 1);
+    return MREC_TOK_OK;
+}
+
+static mrec_tok_status json_unigram(mrec_tokenizer *t, const cJSON *root, const cJSON *model, const char *path) {
+    t->kind = MREC_TOK_UNIGRAM;
+    t->pair_double_sep = 1, t->pair_type_b = 0;
+    t->max_length = 512;
+    t->bos_id = t->eos_id = t->pad_id = t->unk_id = -1;
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    if (!cJSON_IsArray(vocab)) return tok_fail(MREC_TOK_ERR_FORMAT, "%s: model.vocab is not an array of [piece, score]", path);
+    mrec_tok_status st = set_vocab_size(t, cJSON_GetArraySize(vocab), path);
+    if (st) return st;
+    t->scores = malloc((size_t)t->n_vocab * sizeof *t->scores);
+    if (!t->scores) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: scores", path);
+    int id = 0;
+    for (const cJSON *e = vocab->child; e && !st; e = e->next, id++) {
+        const cJSON *piece = cJSON_GetArrayItem(e, 0), *score = cJSON_GetArrayItem(e, 1);
+        if (cJSON_GetArraySize(e) != 2 || !cJSON_IsString(piece) || !cJSON_IsNumber(score) ||
+            !(score->valuedouble >= -1e30 && score->valuedouble <= 1e30))
+            return tok_fail(MREC_TOK_ERR_FORMAT, "%s: model.vocab[%d] is not [piece, finite score]", path, id);
+        t->scores[id] = score->valuedouble;
+        st = add_token(t, piece->valuestring, strlen(piece->valuestring), id, 0, path);
+    }
+    if (st) return st;
+    const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_id");
+    if (!cJSON_IsNumber(unk) || !(unk->valuedouble >= 0 && unk->valuedouble < t->n_vocab) ||
+        unk->valuedouble != (double)(int32_t)unk->valuedouble)
+        return tok_fail(MREC_TOK_ERR_FORMAT, "%s: model.unk_id is not an id in 0..%d (text with unknown characters needs "
+                        "one)", path, t->n_vocab - 1);
+    t->unk_id = (int32_t)unk->valuedouble;
+    t->byte_fallback = json_bool(model, "byte_fallback", 0);
+    st = json_unigram_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path);
+    if (!st) st = json_metaspace(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path);
+    const cJSON *trunc = cJSON_GetObjectItemCaseSensitive(root, "truncation");
+    const cJSON *ml = cJSON_GetObjectItemCaseSensitive(trunc, "max_length");
+    if (cJSON_IsNumber(ml) && ml->valuedouble >= 1 && ml->valuedouble <= 1e6) t->max_length = (int)ml->valuedouble;
+    return st ? st : tok_unigram_finish(t, path);
+}
+
+/* A Unigram tokenizer.json's specials: its framing; padding with <pad> or
+ * else <unk>. */
+static mrec_tok_status json_unigram_specials(mrec_tokenizer *t, const cJSON *root, const char *path) {
+    mrec_tok_status st = json_framing(t, root, path);
+    if (!st && t->pad_id < 0) t->pad_id = t->unk_id;
+    return st;
 }
 
 static mrec_tok_status load_tokenizer_json(mrec_tokenizer *t, const char *path) {
@@ -745,9 +927,12 @@ static mrec_tok_status load_tokenizer_json(mrec_tokenizer *t, const char *path) 
     const char *type = json_type(model);
     if (type && strcmp(type, "WordPiece") == 0) st = json_wordpiece(t, root, model, path);
     else if (type && strcmp(type, "BPE") == 0) st = json_bpe(t, root, model, path);
-    else st = tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: model type \"%s\" (mrec reads WordPiece and BPE)", path, type ? type : "none");
+    else if (type && strcmp(type, "Unigram") == 0) st = json_unigram(t, root, model, path);
+    else st = tok_fail(MREC_TOK_ERR_UNSUPPORTED, "%s: model type \"%s\" (mrec reads WordPiece, BPE and Unigram)", path,
+                       type ? type : "none");
     if (!st) st = json_added_tokens(t, root, path);
     if (!st && t->kind == MREC_TOK_WORDPIECE) st = json_wordpiece_specials(t, root, path);
+    if (!st && t->kind == MREC_TOK_UNIGRAM) st = json_unigram_specials(t, root, path);
     cJSON_Delete(root);
     return st;
 }
@@ -805,5 +990,6 @@ void mrec_tokenizer_free(mrec_tokenizer *t) {
     free(t->merges);
     for (size_t i = 0; i < t->cache_cap; i++) free(t->cache[i].word), free(t->cache[i].ids);
     free(t->cache);
+    tok_unigram_free(t);
     free(t);
 }

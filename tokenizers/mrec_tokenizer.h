@@ -13,6 +13,11 @@
  *     runs, single digits, other runs), bytes mapped to printable characters,
  *     merges applied by rank with "</w>" ending each word, <|startoftext|> a
  *     <|endoftext|>, context 77.
+ *   SentencePiece Unigram, as Hugging Face runs a tokenizer.json of model
+ *     "Unigram" (XLM-R, AltCLIP's text tower): the file's normalizers
+ *     (Precompiled character map, Replace), Metaspace, Viterbi over the
+ *     piece scores (unknown characters min score - 10, fused; byte
+ *     fallback when the file says so), framed as its post_processor says.
  * ftfy's text repairs and HTML unescaping in OpenAI's original CLIP code are
  * not done: Hugging Face's fast tokenizer does not do them either, and its
  * ids are the ones models in the wild were fed.
@@ -34,6 +39,9 @@
  * Text is UTF-8. Invalid UTF-8 is decoded as Python's bytes.decode(errors=
  * "replace") does: each maximal invalid subsequence becomes U+FFFD, which
  * WordPiece then drops (as BERT drops U+FFFD) and BPE encodes as its bytes.
+ *
+ * Added tokens (a tokenizer.json's added_tokens) are matched in the raw text first;
+ * their lstrip / rstrip take the whitespace before / after them.
  *
  * A tokenizer keeps a cache of words it has split, so it is not safe to use
  * one from two threads at once; load one per thread.
@@ -60,7 +68,7 @@ typedef enum {
 const char *mrec_tok_strerror(mrec_tok_status status);
 const char *mrec_tok_error_detail(void);
 
-typedef enum { MREC_TOK_WORDPIECE, MREC_TOK_BPE } mrec_tok_kind;
+typedef enum { MREC_TOK_WORDPIECE, MREC_TOK_BPE, MREC_TOK_UNIGRAM } mrec_tok_kind;
 
 typedef struct mrec_tokenizer mrec_tokenizer;
 
@@ -73,7 +81,7 @@ int mrec_tokenizer_vocab_size(const mrec_tokenizer *tok);
 const char *mrec_tokenizer_token(const mrec_tokenizer *tok, int32_t id);
 /* The id of a token string, or -1. */
 int32_t mrec_tokenizer_id(const mrec_tokenizer *tok, const char *token);
-/* The default context: 512 for BERT-family (or model_max_length), 77 for CLIP. */
+/* The default context: 512 for BERT-family and Unigram (or the file's), 77 for CLIP. */
 int mrec_tokenizer_max_length(const mrec_tokenizer *tok);
 int32_t mrec_tokenizer_pad_id(const mrec_tokenizer *tok);
 

@@ -67,12 +67,36 @@ uint64_t tok_hash(const void *p, size_t n);
 typedef struct {
     char *text;
     int32_t id;
+    int lstrip, rstrip; /* the whitespace before / after belongs to the token (added_tokens) */
 } tok_special;
 
 typedef struct {
     uint64_t key;    /* (left id << 32) | right id; 0 with rank -1 = empty */
     int32_t rank, merged;
 } tok_merge;
+
+/* A trie over the Unigram pieces' bytes: node n's children are the edges
+ * first[n] .. first[n] + count[n], sorted by label. */
+typedef struct {
+    int32_t *value;   /* per node: the id of the piece ending here, or -1 */
+    uint32_t *first;  /* per node */
+    uint16_t *count;  /* per node: at most 256 children */
+    uint8_t *label;   /* per edge */
+    uint32_t *child;  /* per edge */
+    size_t n_nodes, n_edges;
+} tok_trie;
+
+/* One normalizer step of a Unigram tokenizer.json, in file order. */
+typedef enum { TOK_NORM_PRECOMPILED, TOK_NORM_REPLACE } tok_norm_kind;
+
+typedef struct {
+    tok_norm_kind kind;
+    /* Replace: a literal string (min_run 0), or one character repeated at
+     * least min_run times (a regex "c{n,}" / "c+"), at most max_run (0: no limit). */
+    int32_t *from, *to;
+    size_t n_from, n_to;
+    int min_run, max_run;
+} tok_norm_step;
 
 typedef struct {
     char *word;      /* NULL = empty */
@@ -105,6 +129,23 @@ struct mrec_tokenizer {
     size_t merges_cap;
     tok_cache_entry *cache;    /* word -> ids, replaced when full */
     size_t cache_cap, cache_n;
+
+    /* Unigram (SentencePiece, as Hugging Face's tokenizers runs it) */
+    double *scores;            /* per id: the piece's log probability */
+    double unk_score;          /* the lowest score minus 10 */
+    int byte_fallback;         /* unknown pieces as <0xNN> tokens when all exist */
+    int32_t byte_piece[256];   /* id of "<0xNN>", or -1 */
+    tok_trie trie;
+    tok_norm_step *norm;       /* the normalizer sequence */
+    int n_norm;
+    uint32_t *charsmap;        /* Precompiled: the double-array units ... */
+    size_t charsmap_units;
+    char *charsmap_text;       /* ... and the NUL-separated replacements */
+    size_t charsmap_len;
+    int metaspace;             /* Metaspace pre-tokenizer: 1 when present */
+    int32_t meta_char;         /* its replacement for ' ' (U+2581) */
+    int prepend;               /* 0 never, 1 always, 2 first (only the text's first piece) */
+    int meta_split;            /* split before each replacement character */
 };
 
 /* Builds the byte <-> printable character tables (GPT-2's bytes_to_unicode). */
@@ -116,5 +157,13 @@ mrec_tok_status tok_bpe_finish(mrec_tokenizer *t, const char *src);
 /* Appends the ids of one pre-split segment (no special tokens in it). */
 int tok_wordpiece_segment(mrec_tokenizer *t, const int32_t *cps, size_t n, tok_ints *out);
 int tok_bpe_segment(mrec_tokenizer *t, const int32_t *cps, size_t n, tok_ints *out);
+/* at_start: the segment begins the text (Metaspace's "first" scheme). */
+int tok_unigram_segment(mrec_tokenizer *t, const int32_t *cps, size_t n, int at_start, tok_ints *out);
+
+/* Unigram set-up, after the vocabulary and scores: the piece trie, unk score, byte pieces. */
+mrec_tok_status tok_unigram_finish(mrec_tokenizer *t, const char *src);
+/* Decodes base64 and checks the Precompiled charsmap's layout. */
+mrec_tok_status tok_charsmap_load(mrec_tokenizer *t, const char *base64, const char *src);
+void tok_unigram_free(mrec_tokenizer *t);
 
 #endif

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tokenizers_peer.py: Hugging Face `tokenizers` (Rust) on the same corpus as bench_tokenizers.
 
-    python bench/peers/tokenizers_peer.py CORPUS.txt.gz BERT_TOKENIZER_JSON CLIP_TOKENIZER_JSON
+    python bench/peers/tokenizers_peer.py CORPUS.txt.gz BERT_TOKENIZER_JSON CLIP_TOKENIZER_JSON [XLMR_TOKENIZER_JSON]
 
 Prints one line per tokenizer: "<name> <tokens> <seconds>", the best of 3 runs of encode_batch
 on one thread (RAYON_RS_NUM_CPUS=1), no special tokens, same texts as the C bench.
@@ -32,10 +32,10 @@ def unescape(line):
 
 
 def main():
-    corpus, bert_json, clip_json = sys.argv[1:4]
+    corpus, paths = sys.argv[1], sys.argv[2:5]
     with gzip.open(corpus, "rt", encoding="utf-8", newline="\n") as f:
         texts = [unescape(l.rstrip("\n")) for l in f]
-    for name, path in (("wordpiece", bert_json), ("clip", clip_json)):
+    for name, path in zip(("wordpiece", "clip", "xlmr"), paths):
         tok = Tokenizer.from_file(path)
         tok.no_truncation()
         tok.no_padding()
