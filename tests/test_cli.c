@@ -51,7 +51,7 @@ static void clip_cli_shared(const char *dir, const char *cwd, char *out, size_t 
     FILE *f = fopen(path, "w");
     if (!t_check(f != NULL, "%s", path)) return;
     fprintf(f, "item\timage\n");
-    for (int i = 0; i < n; i++) /* SHARED is relative to the repository root, the table's paths to nothing */
+    for (int i = 0; i < n; i++) /* absolute paths: SHARED may be relative to the repository root */
         fprintf(f, "s%d\t%s%s%s%s\n", i, SHARED[0] == '/' ? "" : cwd, SHARED[0] == '/' ? "" : "/", SHARED, rel[i]);
     fclose(f);
     snprintf(path, sizeof path, "%s/shared_items.tsv", dir);
