@@ -25,18 +25,67 @@ static int run(const char *args, char *out, size_t cap, int with_stderr) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+#ifndef SHARED /* -DSHARED='"/nonexistent/"' runs the tests as a fresh clone would */
+#define SHARED "../shared/data/"
+#endif
+
+/* extract-clip on the photos of ../shared/data/images the CLIP fixture
+ * lists in shared_images.txt (product and ImageNet photos: their terms keep
+ * them, and any pixels of theirs, out of the repository); their image_embeds
+ * must be Hugging Face's, committed in shared_image_embeds.npy. */
+static void clip_cli_shared(const char *dir, const char *cwd, char *out, size_t cap) {
+    char path[4096], rel[8][512], cmd[8192];
+    FILE *im = fopen("tests/fixtures/clip/shared_images.txt", "r");
+    int n = 0, absent = 0;
+    while (im && n < 8 && fscanf(im, "%511s", rel[n]) == 1) {
+        snprintf(path, sizeof path, "%s%s", SHARED, rel[n++]);
+        absent += access(path, R_OK) != 0;
+    }
+    if (im) fclose(im);
+    if (!t_check(n == 5, "tests/fixtures/clip/shared_images.txt lists 5 photos (%d)", n)) return;
+    if (absent) {
+        t_skip("extract-clip on product and ImageNet photos: %d are in ../shared/data only, which is not here", absent);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/shared_images.tsv", dir);
+    FILE *f = fopen(path, "w");
+    if (!t_check(f != NULL, "%s", path)) return;
+    fprintf(f, "item\timage\n");
+    for (int i = 0; i < n; i++) /* absolute paths: SHARED may be relative to the repository root */
+        fprintf(f, "s%d\t%s%s%s%s\n", i, SHARED[0] == '/' ? "" : cwd, SHARED[0] == '/' ? "" : "/", SHARED, rel[i]);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/shared_items.tsv", dir);
+    f = fopen(path, "w");
+    if (!t_check(f != NULL, "%s", path)) return;
+    fprintf(f, "id\tdesc\n");
+    for (int i = 0; i < n; i++) fprintf(f, "s%d\ta product photo\n", i);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "extract-clip --model %s/model --images %s/shared_images.tsv --input %s/shared_items.tsv --id-column id "
+             "--text-column desc --batch-size 2 --out %s/shared", dir, dir, dir, dir);
+    int rc = run(cmd, out, cap, 1);
+    float *want = NULL, *got = NULL;
+    int nd;
+    int64_t sw[8], sg[8];
+    snprintf(path, sizeof path, "%s/shared/image_feat.npy", dir);
+    int ok = rc == 0 && !mrec_npy_read_f32("tests/fixtures/clip/shared_image_embeds.npy", &want, &nd, sw) &&
+             !mrec_npy_read_f32(path, &got, &nd, sg) && sg[0] == n && sw[0] == n && sg[1] == sw[1];
+    if (t_check(ok, "extract-clip on %d product and ImageNet photos: rc %d, %s", n, rc, out)) {
+        double worst = 0;
+        for (int64_t i = 0; i < sw[0] * sw[1]; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+        /* decode + preprocess equal HF's PIL path, so only summation order differs */
+        t_check(worst < 1e-5, "product and ImageNet photos: image_feat equals transformers' image_embeds (max err %.2g)", worst);
+    }
+    free(want), free(got);
+}
+
 /* extract-clip on the CLIP fixture: the table lists the items in reverse
  * order of their images and one item has none, so a positional pairing
- * would put every row against the wrong image. */
+ * would put every row against the wrong image. The photos are shipped in
+ * tests/data/images. */
 static void clip_cli(char *out, size_t cap) {
     const char *tok = "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json";
     if (access(tok, R_OK) != 0) {
         t_skip("extract-clip: tests/data/tokenizers not found");
-        return;
-    }
-    /* the fixture's references are of photos only the full data set has (their terms keep them out of the repository) */
-    if (access("../shared/data/images/products-clayrs", R_OK) != 0) {
-        t_skip("extract-clip and clip-scores: the CLIP fixture's photos are in ../shared/data, not beside the repository");
         return;
     }
     char dir[] = "/tmp/mrec-clip-XXXXXX", cmd[8192], path[4096], cwd[1024], line[8192];
@@ -54,7 +103,7 @@ static void clip_cli(char *out, size_t cap) {
     snprintf(path, sizeof path, "%s/images.tsv", dir);
     FILE *f = fopen(path, "w");
     fprintf(f, "item\timage\n");
-    for (int i = 0; i < n; i++) fprintf(f, "i%d\t%s/../shared/data/%s\n", i, cwd, rel[i]);
+    for (int i = 0; i < n; i++) fprintf(f, "i%d\t%s/tests/data/%s\n", i, cwd, rel[i]);
     fclose(f);
     snprintf(path, sizeof path, "%s/items.tsv", dir);
     f = fopen(path, "w");
@@ -114,9 +163,10 @@ static void clip_cli(char *out, size_t cap) {
              "--id-column id --text-column desc --out %s/d", dir, dir, dir);
     rc = run(cmd, out, cap, 1);
     t_check(rc == 2 && strstr(out, "not a CLIP folder"), "a ViT folder is refused: %s", out);
-    snprintf(cmd, sizeof cmd, "clip-scores --model %s/model --image %s/../shared/data/%s --text 'a skirt' --text 'a dog'", dir, cwd, rel[0]);
+    snprintf(cmd, sizeof cmd, "clip-scores --model %s/model --image %s/tests/data/%s --text 'a flower' --text 'a dog'", dir, cwd, rel[0]);
     rc = run(cmd, out, cap, 1);
-    t_check(rc == 0 && strstr(out, "logit scale 2.6592") && strstr(out, "a skirt") && strstr(out, "a dog"), "clip-scores: %s", out);
+    t_check(rc == 0 && strstr(out, "logit scale 2.6592") && strstr(out, "a flower") && strstr(out, "a dog"), "clip-scores: %s", out);
+    clip_cli_shared(dir, cwd, out, cap);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }

@@ -1,9 +1,9 @@
 /* test_clip.c: CLIP's towers against Hugging Face's CLIPModel.
  *
  * tools/golden/clip.py ran transformers' CLIPModel (tiny config, real
- * vocabulary size, random weights) on real photos through
- * CLIPImageProcessor and on H&M descriptions and captions through
- * CLIPTokenizerFast. The bound is 1e-4 absolute (the issue's bar); both
+ * vocabulary size, random weights) on photos shipped in tests/data through
+ * CLIPImageProcessor and on item texts written for the tests and captions
+ * through CLIPTokenizerFast. The bound is 1e-4 absolute (the issue's bar); both
  * sides are float32 and differ by summation order only, about 1e-6 here.
  * The ids from mrec's own tokenizer must equal HF's exactly. MREC_FULL_DIR
  * (clip.py --full DIR/clip_b16) adds a ViT-B/16-sized CLIP.

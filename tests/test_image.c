@@ -1,7 +1,11 @@
 /* test_image.c: PIL-exact resizing. tools/golden/images.py ran Pillow's
- * Image.resize on a real photo crop for several sizes, filters and boxes;
- * mrec must give the same bytes: zero difference is the bound, since PIL's
- * fixed-point arithmetic is integer and fully determined. */
+ * Image.resize on a crop of a photo the repository ships for several sizes,
+ * filters and boxes; mrec must give the same bytes: zero difference is the
+ * bound, since PIL's fixed-point arithmetic is integer and fully determined.
+ * The preprocessing presets run on the shipped photos of
+ * tests/data/images; the product and ImageNet photos, which may not be
+ * copied here, are checked by digest when ../shared/data is beside the
+ * repository (-DSHARED='"/nonexistent/"' runs as a fresh clone would). */
 #include "harness.h"
 
 #include "../extractors/mrec_image.h"
@@ -28,20 +32,30 @@ static uint8_t *read_u8(const char *path, int64_t *shape) {
 }
 
 #define VFIX "tests/fixtures/vision/"
+#ifndef SHARED
+#define SHARED "../shared/data/"
+#endif
+
+/* The file of a reference row: shipped rows must be in tests/data; the
+ * others are in SHARED or absent (NULL, and the row is skipped). */
+static const char *photo(char *buf, size_t n, const char *rel, int shipped) {
+    snprintf(buf, n, "%s%s", shipped ? "tests/data/" : SHARED, rel);
+    return shipped || access(buf, R_OK) == 0 ? buf : NULL;
+}
 
 /* Whole pipeline (decode, preset resize / crop / normalize) on real
  * photos: the torchvision presets must give torchvision's float bytes
  * exactly (crc32 of the float32 output), since torchvision resizes PIL
  * images with PIL. */
-static void torchvision_presets(void) {
-    FILE *f = fopen(VFIX "preprocess.tsv", "r");
-    if (!t_check(f != NULL, "preprocess.tsv")) return;
+static void torchvision_presets(const char *table, int shipped) {
+    FILE *f = fopen(table, "r");
+    if (!t_check(f != NULL, "%s", table)) return;
     char preset[32], rel[512];
     int oh, ow, absent = 0;
     unsigned want;
     while (fscanf(f, "%31s %511s %d %d %x", preset, rel, &oh, &ow, &want) == 5) {
         char path[600];
-        if (!t_data(path, sizeof path, rel)) { /* in ../shared/data only, which is not here */
+        if (!photo(path, sizeof path, rel, shipped)) { /* in ../shared/data only, which is not here */
             absent++;
             continue;
         }
@@ -61,7 +75,7 @@ static void torchvision_presets(void) {
         mrec_image_free(&img);
     }
     fclose(f);
-    if (absent) t_skip("torchvision presets: %d cases use photos in ../shared/data only", absent);
+    if (absent) t_skip("torchvision presets: %d cases of %s use photos in ../shared/data only, which is not here", absent, table);
 }
 
 /* Hugging Face's default processors, configured from their saved
@@ -86,16 +100,16 @@ static void hf_presets(const char *dir, const char *preset) {
     mrec_preprocess p;
     t_status(mrec_preprocess_preset(&p, preset, cfg), MREC_OK, "%s from %s", preset, cfg);
     char rel[512];
-    int64_t n_img = 0, per = sh[1] * sh[2] * sh[3], off = 0, total = 0, absent = 0;
+    int64_t n_img = 0, per = sh[1] * sh[2] * sh[3], off = 0, total = 0;
     double worst = 0;
-    while (fscanf(f, "%511s", rel) == 1 && n_img < sh[0]) {
+    while (n_img < sh[0] && fscanf(f, "%511s", rel) == 1) {
         char path[600];
-        if (!t_data(path, sizeof path, rel)) { /* in ../shared/data only: its reference row is passed over */
-            absent++, n_img++;
+        mrec_rgb_image img;
+        photo(path, sizeof path, rel, 1); /* every photo of this list is shipped */
+        if (!t_status(mrec_image_load(path, &img), MREC_OK, "decode %s", rel)) {
+            n_img++;
             continue;
         }
-        mrec_rgb_image img;
-        if (!t_status(mrec_image_load(path, &img), MREC_OK, "decode %s", rel)) continue;
         int h, w;
         mrec_preprocess_out_size(&p, img.h, img.w, &h, &w);
         float *x = malloc(sizeof(float) * (size_t)per);
@@ -112,14 +126,59 @@ static void hf_presets(const char *dir, const char *preset) {
         mrec_image_free(&img);
         n_img++;
     }
+    int listed_all = fscanf(f, "%511s", rel) == EOF;
     fclose(f);
     free(want);
     /* the reference is HF's PIL backend (what transformers 4, and so Ducho, ran): equal up to float rounding */
-    t_check(n_img == sh[0] && off == 0 && worst <= 1e-3,
+    t_check(n_img == sh[0] && listed_all && total == n_img * per && off == 0 && worst <= 1e-3,
             "%s: %lld of %lld values differ from Hugging Face's processor, worst by %.3f levels", preset, (long long)off, (long long)total, worst);
     if (getenv("MREC_TEST_VERBOSE"))
         printf("  %s: %lld of %lld values differ from HF, worst %.3f levels\n", preset, (long long)off, (long long)total, worst);
-    if (absent) t_skip("%s: %lld of the reference photos are in ../shared/data only", preset, (long long)absent);
+}
+
+/* The same processor on the product and ImageNet photos, whose pixels may
+ * not be copied here: shared_levels.tsv holds, per photo, the crc32 of
+ * Hugging Face's output turned back into its 8-bit levels,
+ * round((x * std + mean) * 255) as uint8 (3, h, w). One level is 1 / (255
+ * std) after normalization, so float rounding (1e-6) cannot move a level:
+ * equal digests mean the same resize and crop to the byte. */
+static void hf_presets_shared(const char *dir, const char *preset) {
+    char path[600], rel[512];
+    snprintf(path, sizeof path, VFIX "%s/shared_levels.tsv", dir);
+    FILE *f = fopen(path, "r");
+    if (!t_check(f != NULL, "%s", path)) return;
+    snprintf(path, sizeof path, VFIX "%s", dir);
+    mrec_preprocess p;
+    if (!t_status(mrec_preprocess_preset(&p, preset, path), MREC_OK, "%s from %s", preset, path)) return (void)fclose(f);
+    int oh, ow, absent = 0, rows = 0;
+    unsigned want;
+    while (fscanf(f, "%511s %d %d %x", rel, &oh, &ow, &want) == 4) {
+        rows++;
+        if (!photo(path, sizeof path, rel, 0)) {
+            absent++;
+            continue;
+        }
+        mrec_rgb_image img;
+        if (!t_status(mrec_image_load(path, &img), MREC_OK, "decode %s", rel)) continue;
+        int h, w;
+        mrec_preprocess_out_size(&p, img.h, img.w, &h, &w);
+        float *x = malloc(sizeof(float) * 3 * (size_t)h * w);
+        uint8_t *levels = malloc(3 * (size_t)h * w);
+        mrec_status st = mrec_preprocess_image(&p, &img, x, NULL);
+        for (int64_t i = 0; !st && i < 3 * (int64_t)h * w; i++) {
+            int c = (int)(i / ((int64_t)h * w));
+            double v = nearbyint(((double)x[i] * p.std[c] + p.mean[c]) * 255.0);
+            levels[i] = (uint8_t)fmin(255, fmax(0, v));
+        }
+        unsigned got = st ? 0 : (unsigned)crc32(crc32(0, NULL, 0), levels, (uInt)(3 * h * w));
+        t_check(!st && h == oh && w == ow && got == want, "%s on %s: %dx%d, levels crc %08x, Hugging Face %dx%d crc %08x", preset, rel, w, h,
+                got, ow, oh, want);
+        free(x), free(levels);
+        mrec_image_free(&img);
+    }
+    fclose(f);
+    t_check(rows > 0, "%s: %s lists the photos", preset, dir);
+    if (absent) t_skip("%s: %d product and ImageNet photos are in ../shared/data only, which is not here", preset, absent);
 }
 
 /* A Hugging Face processor's preprocessor_config.json is read as hostile
@@ -238,8 +297,11 @@ int main(void) {
     mrec_preprocess p;
     t_status(mrec_preprocess_preset(&p, "imagenet", NULL), MREC_ERR_ARG, "an unknown preset");
     t_check(strstr(mrec_error_detail(), "hf-clip") != NULL, "the message lists the presets: %s", mrec_error_detail());
-    torchvision_presets();
+    torchvision_presets(VFIX "preprocess.tsv", 1);
+    torchvision_presets(VFIX "preprocess_shared.tsv", 0);
     hf_presets("hf_vit_32", "hf-vit");
     hf_presets("hf_clip_32", "hf-clip");
+    hf_presets_shared("hf_vit_32", "hf-vit");
+    hf_presets_shared("hf_clip_32", "hf-clip");
     return t_finish();
 }

@@ -10,8 +10,9 @@ norm shows. The text tower keeps the real vocabulary size (49408) so the ids com
 tokenizer (../shared/data/tokenizers/clip); its token embedding is stored as float16 (and the
 reference runs on the float16-rounded values) to keep the fixture small.
 
-Inputs are real: product photos and ImageNet samples from ../shared/data/images through
-CLIPImageProcessorPil (the PIL path that transformers 4, and so Ducho, took; transformers 5's default
+Inputs are real: five freely licensed photos the repository ships (tests/data/images: Pillow's
+flower.jpg, a tall progressive crop of it, libjpeg-turbo's testorig.jpg, Pillow's hopper_gray.jpg and
+the CMYK pil_sample_cmyk.jpg; see tests/data/images/PROVENANCE.md) through CLIPImageProcessorPil (the PIL path that transformers 4, and so Ducho, took; transformers 5's default
 torchvision backend resizes differently by up to one level), item texts written for the tests (tests/data/texts/items.txt) and captions through CLIPTokenizerFast (padding to the
 longest, truncation at 77).
 
@@ -21,6 +22,11 @@ gelu in both towers); images.txt, texts.txt; pixel_values, input_ids, attention_
 image_projected, image_embeds, text_pooler, text_projected, text_embeds, logits_per_image (float32
 .npy); noeos_ids and the text_embeds of the legacy and eos-id rules on them (sequences without an
 end-of-text token, where the two rules differ); text_embeds_gelu, image_embeds_gelu.
+
+The product and ImageNet photos of ../shared/data/images may be used for research only: no pixels of
+theirs are written, only the model's image_embeds of five of them (shared_image_embeds.npy, the
+photos listed in shared_images.txt), which the tests recompute from the photos when ../shared/data
+is beside the repository.
 """
 import json
 import os
@@ -38,12 +44,17 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 OUT = "tests/fixtures/clip"
 DATA = "../shared/data"
 TOKENIZER = f"{DATA}/tokenizers/clip/clip-vit-base-patch32.tokenizer.json"
-IMAGES = ["images/products-clayrs/anthropologie-skirt-light-pink-434-1.jpg",
-          "images/products-clayrs/o-neill-dress-black-and-white-164-1.jpg",
-          "images/products-clayrs/wildfox-floral-print-leggings-357-1.jpg",
-          "images/imagenet-sample/images/n02104029_kuvasz.JPEG",
-          "images/imagenet-sample/images/n01440764_tench.JPEG"]
-CAPTIONS = ["a photo of a pink skirt", "a black and white dress", "a dog", "a fish held by a man", ""]
+IMAGES = ["images/odd/pillow/flower.jpg",                  # paths relative to tests/data
+          "images/derived/flower_tall_progressive.jpg",
+          "images/odd/libjpeg-turbo/testorig.jpg",
+          "images/odd/pillow/hopper_gray.jpg",
+          "images/odd/pillow/pil_sample_cmyk.jpg"]
+CAPTIONS = ["a photo of a pink flower", "a flower between green leaves", "a red rose", "a black and white portrait", ""]
+SHARED_IMAGES = ["images/products-clayrs/anthropologie-skirt-light-pink-434-1.jpg",  # relative to ../shared/data
+                 "images/products-clayrs/o-neill-dress-black-and-white-164-1.jpg",
+                 "images/products-clayrs/wildfox-floral-print-leggings-357-1.jpg",
+                 "images/imagenet-sample/images/n02104029_kuvasz.JPEG",
+                 "images/imagenet-sample/images/n01440764_tench.JPEG"]
 
 
 def item_texts(n):
@@ -122,7 +133,7 @@ def main():
     if full:
         shutil.copy(TOKENIZER, f"{out}/tokenizer.json")
 
-    ims = [Image.open(f"{DATA}/{p}").convert("RGB") for p in IMAGES]
+    ims = [Image.open(f"tests/data/{p}").convert("RGB") for p in IMAGES]
     pixel_values = torch.from_numpy(np.stack([proc(images=im, return_tensors="np")["pixel_values"][0] for im in ims]))
     texts = item_texts(3) + CAPTIONS
     enc = tok(texts, padding=True, truncation=True, max_length=77, return_tensors="pt")
@@ -137,6 +148,11 @@ def main():
     if full:
         print("wrote", out)
         return
+
+    shared = [Image.open(f"{DATA}/{p}").convert("RGB") for p in SHARED_IMAGES]
+    shared_pixels = torch.from_numpy(np.stack([proc(images=im, return_tensors="np")["pixel_values"][0] for im in shared]))
+    npy(out, "shared_image_embeds", outputs(model, shared_pixels, ids, mask)["image_embeds"].float())
+    open(f"{out}/shared_images.txt", "w").write("\n".join(SHARED_IMAGES) + "\n")
 
     # the two pooling rules differ only on sequences without an end-of-text token
     noeos = torch.tensor([[320, 1125, 539, 320, 2368, 49406, 1929, 12],

@@ -3,10 +3,12 @@
 
     python tools/golden/decode.py
 
-Walks ../shared/data/images (the ImageNet sample, the product photos and the 133 odd files) and every
-8th H&M photo of ../shared/data/hm-fashion-sample/images, and writes tests/fixtures/images/decode.tsv:
+Walks ../shared/data/images (the ImageNet sample, the product photos and the 133 odd files), every
+8th H&M photo of ../shared/data/hm-fashion-sample/images and the photos made here
+(tests/data/images/derived, see tools/golden/images.py), and writes tests/fixtures/images/decode.tsv:
 "path  ok  width  height  crc32" (crc32 of the RGB bytes, row-major, as zlib computes it), or
-"path  error  -  -  PIL's exception", paths relative to ../shared/data. EXIF orientation is not
+"path  error  -  -  PIL's exception", paths relative to ../shared/data (or tests/data). Only
+digests: no pixels of the research-only photos are written. EXIF orientation is not
 applied: Image.open does not apply it.
 """
 import os
@@ -30,14 +32,15 @@ def files():
     hm = []
     for d, _, names in os.walk(os.path.join(ROOT, "hm-fashion-sample/images")):
         hm += [os.path.join(d, n) for n in names if n.lower().endswith(".jpg")]
-    return sorted(out) + sorted(hm)[::8]
+    made = [os.path.join("tests/data/images/derived", n) for n in os.listdir("tests/data/images/derived")]
+    return sorted(out) + sorted(hm)[::8] + sorted(made)
 
 
 def main():
     warnings.simplefilter("ignore")
     lines = []
     for path in files():
-        rel = os.path.relpath(path, ROOT)
+        rel = os.path.relpath(path, "tests/data" if path.startswith("tests/data/") else ROOT)
         try:
             with Image.open(path) as im:
                 a = np.ascontiguousarray(np.asarray(im.convert("RGB")))

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""images.py: PIL's resampling outputs for mrec's resize test.
+"""images.py: PIL's resampling outputs for mrec's resize test, and the one test photo made here.
 
     python tools/golden/images.py
 
-Writes tests/fixtures/images/: a 120x90 RGB crop of a real photo from
-../shared/data/images/imagenet-sample (decoded and converted by PIL), and PIL's Image.resize of it
-for a few sizes, filters and boxes, as int32 .npy arrays of shape (h, w, 3); cases.txt lists them
-("name width height filter box"). Also torchvision's Resize + CenterCrop + ToTensor + Normalize
-on the same crop (torchvision_64_56.npy, ducho_48.npy), float32 (3, h, w).
+Writes tests/fixtures/images/: a 120x90 RGB crop of a real photo the repository ships
+(tests/data/images/odd/pillow/flower.jpg, Pillow's test image under its MIT-CMU license; decoded and
+converted by PIL), and PIL's Image.resize of it for a few sizes, filters and boxes, as int32 .npy
+arrays of shape (h, w, 3); cases.txt lists them ("name width height filter box"). Also
+torchvision's Resize + CenterCrop + ToTensor + Normalize on the same crop (torchvision_64_56.npy,
+ducho_48.npy), float32 (3, h, w).
+
+Also writes tests/data/images/derived/flower_tall_progressive.jpg: a tall 151x347 crop of the same
+photo saved by PIL (libjpeg-turbo) as a progressive JPEG with 4:2:2 chroma, quality 90. Product
+photos are tall and progressive; none of the freely licensed test images is both.
 """
 import os
 
@@ -19,7 +24,8 @@ OUT = "tests/fixtures/images"
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    src = Image.open("../shared/data/images/imagenet-sample/images/n01440764_tench.JPEG").convert("RGB")
+    src = Image.open("tests/data/images/odd/pillow/flower.jpg").convert("RGB")
+    derived(src)
     crop = src.crop((100, 80, 220, 170))  # 120 x 90
     np.save(f"{OUT}/input.npy", np.asarray(crop, dtype=np.int32))
     cases = [
@@ -40,6 +46,13 @@ def main():
     open(f"{OUT}/cases.txt", "w").write("\n".join(lines) + "\n")
     presets(crop)
     print("wrote", OUT)
+
+
+def derived(src):
+    os.makedirs("tests/data/images/derived", exist_ok=True)
+    tall = src.crop((181, 7, 332, 354))  # 151 x 347, odd sides: the chroma edges are upsampled from half a block
+    tall.save("tests/data/images/derived/flower_tall_progressive.jpg", "JPEG", quality=90, progressive=True,
+              subsampling=1, optimize=True)
 
 
 def presets(crop):

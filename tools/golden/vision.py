@@ -7,15 +7,23 @@
 Tiny checkpoints keep the real architectures and tensor names: a ResNet built from torchvision's own
 Bottleneck (and BasicBlock) classes and _make_layer with stage widths divided by 8, and a ViTConfig with
 small sizes. Weights are random (seed 0), BatchNorm running statistics too, so folding is exercised.
-Inputs are real photos from ../shared/data/images/imagenet-sample, preprocessed by torchvision
-(Resize + CenterCrop + ToTensor + Normalize), as float32 (B, 3, h, w).
+Inputs are three freely licensed photos the repository ships (tests/data/images/odd: Pillow's
+flower.jpg and hopper.jpg, libjpeg-turbo's testorig.jpg; see that folder's PROVENANCE.md),
+preprocessed by torchvision (Resize + CenterCrop + ToTensor + Normalize), as float32 (B, 3, h, w).
 
 Writes tests/fixtures/vision/: resnet_tiny/model.safetensors (Bottleneck [1, 2, 1, 1]),
 resnet_basic/model.safetensors (BasicBlock [2, 1, 1, 1], no fc), images_64x72.npy and each model's
 pooled features and logits; vit_tiny/{config.json, model.safetensors} and its last_hidden_state CLS
 and pooler_output on images_32.npy; vit_prefixed/ the same weights under "vit." names. Preprocessing:
 preprocess.tsv (torchvision presets, crc32 of the float output) and hf_vit_32/, hf_clip_32/
-(HF processor configs and their pixel_values) on the images listed in preprocess_images.txt.
+(HF processor configs and their pixel_values) on the images listed in preprocess_images.txt, all
+shipped in tests/data (colour photos of several sizes and shapes, a tall progressive JPEG, an
+EXIF-rotated one, grayscale, CMYK, an RGBA and a palette PNG).
+
+The product and ImageNet photos of ../shared/data/images may be used for research only, so no
+pixels of theirs are written here, only digests: preprocess_shared.tsv (the same torchvision
+crc32 rows) and hf_vit_32/, hf_clip_32/shared_levels.tsv (per photo, the crc32 of the processor's
+output turned back into its 8-bit levels, round((x * std + mean) * 255), uint8 (3, h, w)).
 """
 import json
 import os
@@ -31,7 +39,7 @@ from safetensors.torch import save_file  # noqa: E402
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet  # noqa: E402
 
 OUT = "tests/fixtures/vision"
-PHOTOS = ["n01440764_tench.JPEG", "n02104029_kuvasz.JPEG", "n03538406_horse_cart.JPEG"]
+PHOTOS = ["odd/pillow/flower.jpg", "odd/pillow/hopper.jpg", "odd/libjpeg-turbo/testorig.jpg"]
 
 
 class NarrowResNet(ResNet):
@@ -71,7 +79,7 @@ def state(model):
 def photos(h, w):
     tf = T.Compose([T.Resize(min(h, w)), T.CenterCrop((h, w)), T.ToTensor(),
                     T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
-    ims = [Image.open(f"../shared/data/images/imagenet-sample/images/{p}").convert("RGB") for p in PHOTOS]
+    ims = [Image.open(f"tests/data/images/{p}").convert("RGB") for p in PHOTOS]
     return torch.stack([tf(im) for im in ims])
 
 
@@ -135,11 +143,20 @@ def vits(out, full):
         json.dump(json.load(open(f"{out}/{name}/config.json")), open(f"{out}/vit_prefixed/config.json", "w"), indent=2)
 
 
-PREPROCESS_IMAGES = ["images/products-clayrs/" + n for n in sorted(os.listdir("../shared/data/images/products-clayrs"))
-                     if n.endswith(".jpg")] + [
-    "images/imagenet-sample/images/n02104029_kuvasz.JPEG", "images/imagenet-sample/images/n01440764_tench.JPEG",
-    "images/odd/pillow/pil_sample_cmyk.jpg", "images/odd/pillow/transparent.png", "images/odd/pillow/hopper_gray.jpg",
-    "images/odd/libpng/pngsuite/basn3p08.png"]
+PREPROCESS_IMAGES = [  # shipped in tests/data, paths relative to it
+    "images/odd/pillow/flower.jpg",                       # 480x360 baseline
+    "images/derived/flower_tall_progressive.jpg",         # 151x347 progressive, 4:2:2
+    "images/odd/libjpeg-turbo/testorig.jpg",              # 227x149 baseline
+    "images/odd/pillow/hopper.jpg",                       # 128x128 baseline
+    "images/odd/pillow/hopper_orientation_6.jpg",         # EXIF orientation 6, not applied (PIL does not either)
+    "images/odd/pillow/hopper_gray.jpg",                  # 1-component JPEG
+    "images/odd/pillow/pil_sample_cmyk.jpg",              # Adobe YCCK JPEG
+    "images/odd/libpng/pngsuite/basn6a08.png",            # 32x32 RGBA PNG (alpha dropped)
+    "images/odd/libpng/pngsuite/basn3p08.png"]            # 32x32 palette PNG
+SHARED = "../shared/data/"
+SHARED_IMAGES = ["images/products-clayrs/" + n for n in sorted(os.listdir(SHARED + "images/products-clayrs"))
+                 if n.endswith(".jpg")] + [
+    "images/imagenet-sample/images/n02104029_kuvasz.JPEG", "images/imagenet-sample/images/n01440764_tench.JPEG"]
 
 
 def preprocess(out):
@@ -156,13 +173,15 @@ def preprocess(out):
     norm = [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
     presets = {"ducho-resnet": T.Compose([T.Resize((224, 224), interpolation=B)] + norm),
                "torchvision": T.Compose([T.Resize(256), T.CenterCrop(224)] + norm)}
-    rows = []
-    ims = [Image.open("../shared/data/" + p).convert("RGB") for p in PREPROCESS_IMAGES]
-    for name, tf in presets.items():
-        for p, im in zip(PREPROCESS_IMAGES, ims):
-            x = tf(im).numpy()
-            rows.append(f"{name}\t{p}\t{x.shape[1]}\t{x.shape[2]}\t{zlib.crc32(x.tobytes()):08x}")
-    open(f"{out}/preprocess.tsv", "w").write("\n".join(rows) + "\n")
+    ims = [Image.open("tests/data/" + p).convert("RGB") for p in PREPROCESS_IMAGES]
+    shared = [Image.open(SHARED + p).convert("RGB") for p in SHARED_IMAGES]
+    for file, paths, images in (("preprocess.tsv", PREPROCESS_IMAGES, ims), ("preprocess_shared.tsv", SHARED_IMAGES, shared)):
+        rows = []
+        for name, tf in presets.items():
+            for p, im in zip(paths, images):
+                x = tf(im).numpy()
+                rows.append(f"{name}\t{p}\t{x.shape[1]}\t{x.shape[2]}\t{zlib.crc32(x.tobytes()):08x}")
+        open(f"{out}/{file}", "w").write("\n".join(rows) + "\n")
     vit = dict(size={"height": 32, "width": 32})
     clip = dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     for name, proc, pil in (("hf_vit_32", ViTImageProcessor(**vit), ViTImageProcessorPil(**vit)),
@@ -170,6 +189,16 @@ def preprocess(out):
         proc.save_pretrained(f"{out}/{name}")
         x = np.stack([pil(images=im, return_tensors="np")["pixel_values"][0] for im in ims])
         np.save(f"{out}/{name}/pixel_values.npy", x.astype(np.float32))
+        mean, std = (np.array(v, dtype=np.float64).reshape(3, 1, 1) for v in (pil.image_mean, pil.image_std))
+        rows = []
+        for p, im in zip(SHARED_IMAGES, shared):
+            v = pil(images=im, return_tensors="np")["pixel_values"][0].astype(np.float64)
+            q = v * std + mean
+            levels = np.rint(q * 255)
+            assert np.abs(q * 255 - levels).max() < 1e-3 and levels.min() >= 0 and levels.max() <= 255
+            levels = np.ascontiguousarray(levels.astype(np.uint8))
+            rows.append(f"{p}\t{v.shape[1]}\t{v.shape[2]}\t{zlib.crc32(levels.tobytes()):08x}")
+        open(f"{out}/{name}/shared_levels.tsv", "w").write("\n".join(rows) + "\n")
     open(f"{out}/preprocess_images.txt", "w").write("\n".join(PREPROCESS_IMAGES) + "\n")
 
 
