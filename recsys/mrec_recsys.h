@@ -887,4 +887,20 @@ mrec_status mrec_mgcn_graph(mrec_graph *out, const mrec_user_items *train);
  * host, in blocks of rows (never n_items x n_items). */
 mrec_status mrec_mgcn_item_graph(mrec_graph *out, const float *x, int n_items, int dim, int k, mrec_context *ctx);
 
+/* GRCN as the Ducho-meets-Elliot fork (external/models/grcn): per modality
+ * the items' features (fixed, (n_items, feat_dim[m])) projected to
+ * dim_multimod units, users' preferences refined by `routings` rounds of
+ * attention over their items, then one attention layer over the whole graph
+ * whose edge weights (combined over the modalities by weight_mode: 0 mean,
+ * 1 max, 2 confid with learned node confidences; relu with pruning) drive a
+ * `layers`-deep id network of normalized propagations, summed; the
+ * representation is the id one beside the modalities' (fusion 0 concat), the
+ * id one alone (1 id), or their mean (2 mean, dim_multimod = dim); has_act
+ * puts a LeakyReLU after each propagation. Mean softplus BPR plus l_w times
+ * the batch's id rows' mean square plus the batch's preference rows' mean
+ * squares. adj: mrec_graph_normalized's pattern (its values are not read). */
+mrec_status mrec_grcn_create(mrec_model *m, const mrec_graph *adj, int n_users, int n_items, const float *const *feat,
+                             const int *feat_dim, int n_modalities, int dim, int dim_multimod, int layers, int routings,
+                             int weight_mode, int pruning, int has_act, int fusion, float l_w, mrec_rng *rng, mrec_context *ctx);
+
 #endif
