@@ -76,7 +76,8 @@
  * transposed product its values) is carved from one allocation on the
  * context's device, so the same code trains on the CPU and on a GPU. A^T X is
  * a product with A's own pattern and the values gathered through the mirror
- * (the pattern is symmetric), so no product uses atomics. Only the loss's few
+ * (the pattern is symmetric; the gather is a product with the permutation),
+ * so no product uses atomics. Only the loss's few
  * numbers come back to the host.
  */
 #include "mrec_recsys.h"
@@ -126,6 +127,7 @@ typedef struct {
     int32_t *mirror;                /* (2E) the entry of the same pair in the other half of A */
     int32_t *conf_pos;              /* (2E) the list positions whose confidence is node v's, by A's rows */
     int64_t *diag_ptr;              /* (U + 1) 0, 1, .., U: a diagonal (U, U) */
+    int64_t *iota;                  /* (2E + 1) 0, 1, .., 2E: the mirror as a permutation matrix */
     int32_t *diag_col;              /* (U) */
     float *ego, *ego_grad;          /* (N, d) [G_u ; G_i] */
     float *conf, *conf_grad;        /* (N, M) C (confid only) */
@@ -166,9 +168,11 @@ static mrec_csr item_rows(const grcn *m, const float *val) {
                       .device = m->ctx->device};
 }
 
-/* out (n) = val[mirror[...]]: values of the transposed product in its entries' order */
+/* out (n) = val[mirror[..]]: values in the order of the transposed product's entries, as a product with the
+ * permutation (one entry a row, at the mirror's column): one launch, nothing read back */
 static mrec_status mirrored(grcn *m, float *out, const float *val, const int32_t *mirror, int n, int n_val) {
-    return mrec_embedding(m->ctx, out, val, mirror, n, n_val, 1);
+    mrec_csr perm = {.n_rows = n, .n_cols = n_val, .row_ptr = m->iota, .col = mirror, .device = m->ctx->device};
+    return mrec_spmm(m->ctx, out, &perm, val, 1, 0);
 }
 
 /* bias gradient (cols) = the column sums of g (rows, cols): ones^T g */
@@ -474,7 +478,7 @@ static void carve(grcn *m, mrec_arena *a) {
 #define F(count) mrec_arena_alloc(a, sizeof(float) * (count))
 #define I32(count) mrec_arena_alloc(a, sizeof(int32_t) * (count))
 #define I64(count) mrec_arena_alloc(a, sizeof(int64_t) * (count))
-    m->row_ptr = I64(N + 1), m->item_ptr = I64(I + 1), m->diag_ptr = I64(U + 1);
+    m->row_ptr = I64(N + 1), m->item_ptr = I64(I + 1), m->diag_ptr = I64(U + 1), m->iota = I64(2 * E + 1);
     m->col = I32(2 * E + 1), m->row = I32(2 * E + 1), m->pair_item = I32(E + 1), m->mirror = I32(2 * E + 1), m->conf_pos = I32(2 * E + 1);
     m->diag_col = I32(U + 1);
     m->ego = F(N * d), m->ego_grad = F(N * d);
@@ -516,13 +520,13 @@ static void xavier(float *w, int rows, int cols, mrec_rng *rng) { uniform(w, (si
  * half), the items of the pairs, and which list positions serve a node's confidence. adj: rows sorted, columns
  * increasing in a row, user rows holding items only and item rows users only (mrec_graph_normalized's pattern). */
 typedef struct {
-    int64_t *item_ptr, *diag_ptr;
+    int64_t *item_ptr, *diag_ptr, *iota;
     int32_t *row, *mirror, *pair_item, *conf_pos, *diag_col;
     float *ones;
 } host_index;
 
 static void host_index_free(host_index *h) {
-    free(h->item_ptr), free(h->diag_ptr), free(h->row), free(h->mirror), free(h->pair_item), free(h->conf_pos), free(h->diag_col), free(h->ones);
+    free(h->item_ptr), free(h->diag_ptr), free(h->iota), free(h->row), free(h->mirror), free(h->pair_item), free(h->conf_pos), free(h->diag_col), free(h->ones);
 }
 
 static mrec_status host_index_build(host_index *h, const mrec_graph *g, int U, int I) {
@@ -533,8 +537,9 @@ static mrec_status host_index_build(host_index *h, const mrec_graph *g, int U, i
     h->row = malloc(sizeof(int32_t) * (size_t)(nnz + 1)), h->mirror = malloc(sizeof(int32_t) * (size_t)(nnz + 1));
     h->pair_item = malloc(sizeof(int32_t) * (size_t)(E + 1)), h->conf_pos = malloc(sizeof(int32_t) * (size_t)(nnz + 1));
     h->diag_col = malloc(sizeof(int32_t) * ((size_t)U + 1)), h->ones = malloc(sizeof(float) * (size_t)N + 1);
+    h->iota = malloc(sizeof(int64_t) * (size_t)(nnz + 1));
     int64_t *fill = malloc(sizeof(int64_t) * ((size_t)U + 1));
-    if (!h->item_ptr || !h->diag_ptr || !h->row || !h->mirror || !h->pair_item || !h->conf_pos || !h->diag_col || !h->ones || !fill) {
+    if (!h->item_ptr || !h->diag_ptr || !h->iota || !h->row || !h->mirror || !h->pair_item || !h->conf_pos || !h->diag_col || !h->ones || !fill) {
         free(fill), host_index_free(h);
         return mrec_fail(MREC_ERR_NOMEM, "grcn: the index of %lld graph entries", (long long)nnz);
     }
@@ -563,6 +568,7 @@ static mrec_status host_index_build(host_index *h, const mrec_graph *g, int U, i
     for (int64_t p = 0; p < nnz && !st; p++) h->conf_pos[p] = (int32_t)(p < E ? p : E + h->mirror[p]);
     for (int i = 0; i <= I && !st; i++) h->item_ptr[i] = g->row_ptr[U + i] - E;
     for (int u = 0; u <= U; u++) h->diag_ptr[u] = u;
+    for (int64_t p = 0; p <= nnz; p++) h->iota[p] = p;
     for (int u = 0; u < U; u++) h->diag_col[u] = u;
     for (int r = 0; r < N; r++) h->ones[r] = 1.0f;
     free(fill);
@@ -611,6 +617,7 @@ static mrec_status upload(grcn *m, const mrec_graph *g, const float *const *feat
     if (!st) st = mrec_copy_to_device(ctx, m->item_ptr, hx.item_ptr, sizeof(int64_t) * ((size_t)I + 1));
     if (!st) st = mrec_copy_to_device(ctx, m->diag_ptr, hx.diag_ptr, sizeof(int64_t) * ((size_t)U + 1));
     if (!st) st = mrec_copy_to_device(ctx, m->diag_col, hx.diag_col, sizeof(int32_t) * (size_t)U);
+    if (!st) st = mrec_copy_to_device(ctx, m->iota, hx.iota, sizeof(int64_t) * (size_t)(2 * E + 1));
     if (!st) st = mrec_copy_to_device(ctx, m->ones, hx.ones, sizeof(float) * (size_t)N);
     if (!st) st = mrec_copy_to_device(ctx, m->col, g->col, e2);
     if (!st) st = mrec_copy_to_device(ctx, m->row, hx.row, e2);
