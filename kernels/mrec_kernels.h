@@ -768,7 +768,7 @@ mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row
  *   y[p]  = exp(x[p] - max_r) / z_r,  z_r = sum over the row's p of exp(x[p] - max_r)
  *   dx[p] = y[p] (dy[p] - sum over the row's q of y[q] dy[q])
  * for p in [row_ptr[r], row_ptr[r + 1]); z_r and the sums in double, the
- * exponentials in float. x, y, dx, dy, y: (row_ptr[R]); row_ptr: (R + 1),
+ * exponentials in float. x, y, dx, dy: (row_ptr[R]); row_ptr: (R + 1),
  * non-decreasing; an empty row has nothing to write. y may be x and dx may be
  * dy. The CPU sums each row in order, the GPU one warp per row in a fixed
  * shuffle tree: the same bits on every run of one device. */
