@@ -957,4 +957,25 @@ mrec_status mrec_adamw_step(mrec_context *ctx, const mrec_param_tensor *t, int n
  * double on the context's device. The GPU reads the norm back: one sync. */
 mrec_status mrec_clip_grad_norm(mrec_context *ctx, const mrec_param_tensor *t, int n_tensors, float max_norm,
                                 double *total_norm, double *work);
+
+/* GRCN's edge attention (references and CPU variants in kernels/cpu/train.c,
+ * GPU ones in kernels/cuda/train.cu): a softmax over each segment of a CSR's
+ * entries, torch_geometric.utils.softmax(src, ptr=row_ptr) with its segments
+ * the rows, and its backward.
+ *   y[p]  = exp(x[p] - max_r) / z_r,  z_r = sum over the row's p of exp(x[p] - max_r)
+ *   dx[p] = y[p] (dy[p] - sum over the row's q of y[q] dy[q])
+ * for p in [row_ptr[r], row_ptr[r + 1]); z_r and the sums in double, the
+ * exponentials in float. x, y, dx, dy: (row_ptr[R]); row_ptr: (R + 1),
+ * non-decreasing; an empty row has nothing to write. y may be x and dx may be
+ * dy. The CPU sums each row in order, the GPU one warp per row in a fixed
+ * shuffle tree: the same bits on every run of one device. */
+void mrec_segment_softmax_ref(float *y, const float *x, const int64_t *row_ptr, int R);
+void mrec_segment_softmax_cpu(float *y, const float *x, const int64_t *row_ptr, int R, mrec_pool *pool);
+mrec_status mrec_segment_softmax_cuda(float *y, const float *x, const int64_t *row_ptr, int R, mrec_cuda *cu);
+void mrec_segment_softmax_back_ref(float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R);
+void mrec_segment_softmax_back_cpu(float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R, mrec_pool *pool);
+mrec_status mrec_segment_softmax_back_cuda(float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R, mrec_cuda *cu);
+/* Their entries. */
+mrec_status mrec_segment_softmax(mrec_context *ctx, float *y, const float *x, const int64_t *row_ptr, int R);
+mrec_status mrec_segment_softmax_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R);
 #endif

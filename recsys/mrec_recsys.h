@@ -960,5 +960,20 @@ mrec_status mrec_smore_create(mrec_model *m, const mrec_graph *adj, const mrec_g
  * larger of the two values where both have it (the reference's
  * max_pool_fusion, not normalized again); columns in increasing order. */
 mrec_status mrec_smore_fusion_graph(mrec_graph *out, const mrec_graph *image, const mrec_graph *text);
+/* GRCN as the Ducho-meets-Elliot fork (external/models/grcn): per modality
+ * the items' features (fixed, (n_items, feat_dim[m])) projected to
+ * dim_multimod units, users' preferences refined by `routings` rounds of
+ * attention over their items, then one attention layer over the whole graph
+ * whose edge weights (combined over the modalities by weight_mode: 0 mean,
+ * 1 max, 2 confid with learned node confidences; relu with pruning) drive a
+ * `layers`-deep id network of normalized propagations, summed; the
+ * representation is the id one beside the modalities' (fusion 0 concat), the
+ * id one alone (1 id), or their mean (2 mean, dim_multimod = dim); has_act
+ * puts a LeakyReLU after each propagation. Mean softplus BPR plus l_w times
+ * the batch's id rows' mean square plus the batch's preference rows' mean
+ * squares. adj: mrec_graph_normalized's pattern (its values are not read). */
+mrec_status mrec_grcn_create(mrec_model *m, const mrec_graph *adj, int n_users, int n_items, const float *const *feat,
+                             const int *feat_dim, int n_modalities, int dim, int dim_multimod, int layers, int routings,
+                             int weight_mode, int pruning, int has_act, int fusion, float l_w, mrec_rng *rng, mrec_context *ctx);
 
 #endif

@@ -24,6 +24,8 @@ static const char *const AUGMENTS[] = {"nd", "ed", "rw", NULL};
 static const char *const AGGREGATIONS[] = {"mean", "sum", "concat", NULL};
 static const char *const GCN_AGGRS[] = {"mean", "add", "sum", NULL}; /* add and sum: PyG's two names of one pooling */
 static const char *const BOOLS[] = {"False", "True", NULL};          /* as Elliot's YAML writes them */
+static const char *const WEIGHT_MODES[] = {"mean", "max", "confid", NULL};
+static const char *const FUSIONS[] = {"concat", "id", "mean", NULL};
 
 static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
     [MREC_HP_EPOCHS] = {"epochs", "--epochs", .type = MREC_PARAM_INT, .range = WHOLE(1, 1000000), .def = {1000}, .meta = "N",
@@ -109,6 +111,19 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
                             .help = "neighbours per item in the text (second) modality's kNN item graph"},
     [MREC_HP_PREF_DROPOUT] = {"pref_dropout", "--pref-dropout", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_HI), .def = {0},
                               .meta = "P", .help = "dropout of the modality preference gates while training (SMORE's dropout_rate)"},
+    /* GRCN's */
+    [MREC_HP_ROUTINGS] = {"routings", "--routings", .type = MREC_PARAM_INT, .range = WHOLE(0, 16), .def = {3}, .meta = "N",
+                          .help = "rounds of attention refining the users' modality preferences (GRCN's num_routings)"},
+    [MREC_HP_MULTIMOD_DIM] = {"multimod_dim", "--multimod-dim", .type = MREC_PARAM_INT, .range = WHOLE(1, 4096), .def = {128}, .meta = "N",
+                              .help = "size of the modality embeddings (GRCN's factors_multimod)"},
+    [MREC_HP_WEIGHT_MODE] = {"weight_mode", "--weight-mode", .type = MREC_PARAM_ENUM, .choices = WEIGHT_MODES, .def = {2},
+                             .meta = "mean|max|confid", .help = "the modalities' edge weights averaged, their maximum, or their maximum times learned confidences"},
+    [MREC_HP_PRUNING] = {"pruning", "--pruning", .type = MREC_PARAM_ENUM, .choices = BOOLS, .def = {1}, .meta = "False|True",
+                         .help = "drop the edges whose weight is negative (relu)"},
+    [MREC_HP_HAS_ACT] = {"has_act", "--has-act", .type = MREC_PARAM_ENUM, .choices = BOOLS, .def = {0}, .meta = "False|True",
+                         .help = "a LeakyReLU after each propagation"},
+    [MREC_HP_FUSION] = {"fusion", "--fusion", .type = MREC_PARAM_ENUM, .choices = FUSIONS, .def = {0}, .meta = "concat|id|mean",
+                        .help = "the id representation beside the modalities', alone, or averaged with them"},
 };
 
 const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
@@ -446,6 +461,22 @@ static mrec_status create_smore(mrec_model *m, const mrec_model_inputs *in, cons
     return st;
 }
 
+/* GRCN: A's pattern (its values are not read), the modalities in the order given */
+static mrec_status create_grcn(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    if (in->n_feat > 4) return mrec_fail(MREC_ERR_ARG, "grcn: at most 4 modalities");
+    const float *xs[4];
+    int dims[4];
+    for (int f = 0; f < in->n_feat; f++) xs[f] = in->feat[f].x, dims[f] = in->feat[f].dim;
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st)
+        st = mrec_grcn_create(m, in->graph, in->n_users, in->n_items, xs, dims, in->n_feat, mrec_hp_int(p, MREC_HP_DIM),
+                              mrec_hp_int(p, MREC_HP_MULTIMOD_DIM), mrec_hp_int(p, MREC_HP_LAYERS), mrec_hp_int(p, MREC_HP_ROUTINGS),
+                              mrec_hp_int(p, MREC_HP_WEIGHT_MODE), mrec_hp_int(p, MREC_HP_PRUNING), mrec_hp_int(p, MREC_HP_HAS_ACT),
+                              mrec_hp_int(p, MREC_HP_FUSION), mrec_hp_real(p, MREC_HP_REG), &rng, ctx);
+    return st;
+}
+
 /* ---- the table ---- */
 
 /* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
@@ -581,6 +612,17 @@ static const mrec_model_entry MODELS[] = {
                 REG("reg_weight", "reg", 1e-4), OWN(MREC_HP_IMAGE_KNN_K, "image_knn_k", "image_knn_k", 40),
                 OWN(MREC_HP_TEXT_KNN_K, "text_knn_k", "text_knn_k", 15), OWN(MREC_HP_CL_WEIGHT, "cl_loss", "cl", 0.01),
                 OWN(MREC_HP_TEMP, "temperature", "temp", 0.2), OWN(MREC_HP_PREF_DROPOUT, "dropout_rate", "dropout", 0.1), BATCH, SEED, EPOCHS}},
+    /* the benchmark's GRCN template (config_templates.py): its fixed values and the first point of its lr and l_w grids;
+     * the fork samples every training pair once an epoch; its aggregation key is read by nothing (its layers sum) */
+    {.name = "grcn", .elliot = "GRCN", .summary = "modality attention refines the graph's edge weights for an id GCN (the Ducho-meets-Elliot fork)",
+     .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_grcn,
+     .params = {DIM, OWN(MREC_HP_LAYERS, "num_layers", "layers", 2), P(MREC_HP_ROUTINGS, "num_routings", "routings"),
+                P(MREC_HP_MULTIMOD_DIM, "factors_multimod", "multimod"), OWN(MREC_HP_LR, "lr", "lr", 0.0001), REG("l_w", "l_w", 1e-5),
+                P(MREC_HP_WEIGHT_MODE, "weight_mode", "weight_mode"), P(MREC_HP_PRUNING, "pruning", "pruning"),
+                P(MREC_HP_HAS_ACT, "has_act", "has_act"), P(MREC_HP_FUSION, "fusion_mode", "fusion"),
+                OWN(MREC_HP_BATCH_SIZE, "batch_size", "batch", 1024), OWN(MREC_HP_SEED, "seed", "seed", 123), OWN(MREC_HP_EPOCHS, "epochs", NULL, 200)},
+     .fixed = {{.key = "aggregation", .kind = MREC_FIXED_TEXT, .text = "add|concat",
+                .why = "the fork's GRCN sums a node's neighbours whatever aggregation says: add (or its default, concat)"}}},
 };
 
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])

@@ -399,7 +399,7 @@ static void cli(void) {
         /* the flag and the value, and what was expected */
         {TRAIN "--reg abc", "--reg: expected a number in [0, 1e+06], got 'abc'"},
         {TRAIN "--epochs 1e12", "--epochs: expected a whole number in [1, 1000000], got '1e12'"},
-        {TRAIN "--model grcn", "--model: 'grcn' is not one of mostpop, itemknn, bprmf"},
+        {TRAIN "--model dualgnn", "--model: 'dualgnn' is not one of mostpop, itemknn, bprmf"},
         {TRAIN "--sampler random", "--sampler: expected pairs or users, got 'random'"},
         {TRAIN "--loss bpr", "--loss: expected mmrec or authors, got 'bpr'"},
         {TRAIN "--format csv", "--format: expected one of inter|tsv|lightgcn, got 'csv'"},

@@ -240,7 +240,7 @@ static void list_matches_models(mrec_context *cpu) {
     t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && mrec_model_runs_on_gpu("ngcf") && !mrec_model_runs_on_gpu("mostpop") &&
                 !mrec_model_runs_on_gpu(NULL),
             "BPRMF, LightGCN and NGCF have a GPU path");
-    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn", "lgmrec", "mgcn", "pgl", "smore"};
+    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn", "lgmrec", "mgcn", "pgl", "smore", "grcn"};
     for (size_t a = 0; a < sizeof added / sizeof added[0]; a++)
         t_check(mrec_model_runs_on_gpu(added[a]), "%s has a GPU path", added[a]);
     mrec_user_items_free(&train);
@@ -636,6 +636,53 @@ done:
     free(ref), free(out);
 }
 
+/* GRCN's segment softmax and its backward over rows of 0 to 70 entries (empty rows, rows past a warp), in place: the
+ * references against a naive double computation, the entries against the references, bit for bit on the CPU (the same
+ * sums in the same order), on the GPU within 1e-6 + 1e-5 relative (expf within 2 ulp, the row sums in another order). */
+static void segment_softmax_op(mrec_context *ctx, const char *where) {
+    enum { R = 57 };
+    int64_t row_ptr[R + 1];
+    uint64_t st = 77;
+    row_ptr[0] = 0;
+    for (int r = 0; r < R; r++) row_ptr[r + 1] = row_ptr[r] + (r % 9 == 4 ? 0 : r == 10 ? 70 : (int64_t)(t_rand_u64(&st) % 40));
+    int64_t n = row_ptr[R];
+    int gpu = ctx->device != MREC_DEVICE_CPU;
+    float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
+    float *out = malloc(sizeof(float) * n);
+    t_fill_uniform(x, n, &st, -3, 3), t_fill_uniform(dy, n, &st, -1, 1);
+    mrec_segment_softmax_ref(y, x, row_ptr, R);
+    mrec_segment_softmax_back_ref(dx, dy, y, row_ptr, R);
+    double worst_y = 0, worst_dx = 0, worst_sum = 0;
+    for (int r = 0; r < R; r++) {
+        double top = -INFINITY, z = 0, s = 0, sum = 0;
+        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; p++) top = fmax(top, x[p]);
+        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; p++) z += exp((double)x[p] - top);
+        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; p++) s += exp((double)x[p] - top) / z * dy[p], sum += y[p];
+        for (int64_t p = row_ptr[r]; p < row_ptr[r + 1]; p++) {
+            double yp = exp((double)x[p] - top) / z;
+            worst_y = fmax(worst_y, fabs(yp - y[p])), worst_dx = fmax(worst_dx, fabs(yp * (dy[p] - s) - dx[p]));
+        }
+        if (row_ptr[r + 1] > row_ptr[r]) worst_sum = fmax(worst_sum, fabs(sum - 1));
+    }
+    t_check(worst_y < 1e-6 && worst_dx < 1e-6 && worst_sum < 1e-5, "segment softmax references against naive double ones (%.1e, %.1e; rows sum to 1 within %.1e)",
+            worst_y, worst_dx, worst_sum);
+    mrec_arena a = {0};
+    if (!t_status(mrec_arena_reserve(&a, 2 * sizeof(float) * (size_t)n + sizeof row_ptr + 4096, ctx->device, ctx->cuda), MREC_OK, "%s: buffers", where))
+        goto done;
+    int64_t *drp = place(ctx, &a, row_ptr, sizeof row_ptr);
+    float *dv = place(ctx, &a, x, sizeof(float) * n), *dg = place(ctx, &a, dy, sizeof(float) * n);
+    if (drp && dv && dg && t_status(mrec_segment_softmax(ctx, dv, dv, drp, R), MREC_OK, "%s: segment softmax", where) && fetch(ctx, out, dv, n))
+        t_allclose(where, y, out, n, gpu ? 1e-6 : 0, gpu ? 1e-5 : 0);
+    /* the backward from the reference's y, in place over dy */
+    if (drp && dv && dg && mrec_copy_to_device(ctx, dv, y, sizeof(float) * n) == MREC_OK &&
+        t_status(mrec_segment_softmax_back(ctx, dg, dg, dv, drp, R), MREC_OK, "%s: segment softmax backward", where) && fetch(ctx, out, dg, n))
+        t_allclose(where, dx, out, n, gpu ? 1e-6 : 0, gpu ? 1e-5 : 0);
+    t_status(mrec_segment_softmax(ctx, dv, dv, drp, -1), MREC_ERR_ARG, "%s: segment softmax over -1 rows refused", where);
+    mrec_arena_release(&a, ctx->cuda);
+done:
+    free(x), free(dy), free(y), free(dx), free(out);
+}
+
 /* The transposed copy the GPU's A^T products use (NGCF-M, LATTICE): a product with it equals the CPU's transposed
  * product with the graph itself, and each entry's number points back at the same entry. */
 static void transposed_graph(mrec_context *cpu) {
@@ -749,6 +796,7 @@ int main(void) {
     contrast_ops(cpu, "cpu");
     knn_scores_op(cpu, "cpu");
     transposed_graph(cpu);
+    segment_softmax_op(cpu, "cpu");
     mrec_context *gctx = NULL;
     o.device = MREC_WANT_CUDA;
     if (gpu && t_status(mrec_context_create(&gctx, &o), MREC_OK, "a CUDA context")) ngcf_ops(gctx, "cuda"), contrast_ops(gctx, "cuda"), knn_scores_op(gctx, "cuda");
@@ -756,7 +804,9 @@ int main(void) {
         t_skip("NGCF's ops on the GPU against their references: %s", why);
         t_skip("SimGCL's, SGL's and LATTICE's ops on the GPU against their references: %s", why);
         t_skip("ItemKNN's scores on the GPU against their reference: %s", why);
+        t_skip("GRCN's segment softmax on the GPU against its reference: %s", why);
     }
+    if (gctx) segment_softmax_op(gctx, "cuda");
     mrec_context_destroy(gctx);
     for (int i = 0; i < mrec_model_count(); i++)
         if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why);

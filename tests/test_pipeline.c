@@ -358,7 +358,7 @@ static void elliot(void) {
         {"lr: [0.01, 0.05]", "lrate: [0.01, 0.05]", "line 25: 'lrate' is not a hyper-parameter of mrec's BPRMF"},
         {"epochs: 6", "epochs: six", "epochs must be a number"},
         {"test.tsv\n", "tst.tsv\n", "tst.tsv: no such file"},
-        {"external.BPRMF", "external.GRCN", "model 'external.GRCN' is not one mrec has"},
+        {"external.BPRMF", "external.DualGNN", "model 'external.DualGNN' is not one mrec has"},
         {"Recall, nDCG, HR", "Recall, nDCG, F1", "metric 'F1'"},
         {"hyper_opt_alg: grid", "hyper_opt_alg: tpe", "grids only"},
         {"validation_metric: Recall@10", "validation_metric: Recall@50", "validation_metric"},
@@ -366,14 +366,14 @@ static void elliot(void) {
     };
     bad_configs("Elliot", config, bad, sizeof bad / sizeof bad[0], "train bad.yml --out res_bad");
     /* the benchmark's configs name models mrec lacks: refused, or left out when asked */
-    char with_grcn[8192];
-    snprintf(with_grcn, sizeof with_grcn, "%s    external.GRCN:\n      lr: [0.01, 0.1]\n      num_routings: 3\n", config);
-    write_file("grcn.yml", with_grcn);
-    rc = run("train grcn.yml --out res_grcn", out, sizeof out);
-    t_check(rc == 2 && strstr(out, "external.GRCN") && strstr(out, "--skip-unsupported"), "GRCN is refused, naming the way out: %s", out);
-    rc = run("train grcn.yml --out res_grcn --skip-unsupported --epochs 1", out, sizeof out);
-    t_check(rc == 0 && strstr(out, "external.GRCN (line ") && strstr(out, "is not a model mrec has: left out"), "--skip-unsupported leaves GRCN out: exit %d",
-            rc);
+    char with_other[8192];
+    snprintf(with_other, sizeof with_other, "%s    external.DualGNN:\n      lr: [0.01, 0.1]\n      num_layers: 2\n", config);
+    write_file("other.yml", with_other);
+    rc = run("train other.yml --out res_other", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "external.DualGNN") && strstr(out, "--skip-unsupported"), "DualGNN is refused, naming the way out: %s", out);
+    rc = run("train other.yml --out res_other --skip-unsupported --epochs 1", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "external.DualGNN (line ") && strstr(out, "is not a model mrec has: left out"),
+            "--skip-unsupported leaves DualGNN out: exit %d", rc);
 }
 
 /* An Elliot experiment with the other half of the keys: one interaction file split by the run

@@ -49,7 +49,7 @@ static void table(void) {
             t_status(mrec_param_check((mrec_hp)h, &p.v[h]), MREC_OK, "%s: the default of %s is inside its range", e->name,
                      mrec_param_spec_of((mrec_hp)h)->name);
     }
-    t_check(!mrec_model_find("grcn") && !mrec_model_find("external.GRCN") && !mrec_model_find(NULL), "unknown models are not found");
+    t_check(!mrec_model_find("dualgnn") && !mrec_model_find("external.DualGNN") && !mrec_model_find(NULL), "unknown models are not found");
     for (int h = 0; h < MREC_HP_COUNT; h++) {
         const mrec_param_spec *s = mrec_param_spec_of((mrec_hp)h);
         t_check(s && s->name && s->flag && !strncmp(s->flag, "--", 2) && s->help && s->meta, "hyper-parameter %d: name, option, help", h);

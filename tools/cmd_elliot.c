@@ -98,7 +98,7 @@ static const char NOTES[] =
     "and Benjamini-Hochberg), recs/<model>.tsv (with save_recs), weights/<point>/ (with\n"
     "save_weights: a saved model, as mrec train --save writes it; restore evaluates the weights of\n"
     "the existing DIR without training), runs/<model>/ and report.html. --skip-unsupported lists\n"
-    "and leaves out the models mrec lacks (GRCN, SimGCL, ...) instead of refusing the file.\n"
+    "and leaves out the models mrec lacks (DualGNN, DRAGON, ...) instead of refusing the file.\n"
     "DIR is built beside itself and appears whole when the experiment is done; an existing DIR is\n"
     "replaced only with --overwrite (it stays as it was until then), and a second run into DIR at the\n"
     "same time is refused.\n";

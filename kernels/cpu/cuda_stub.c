@@ -202,6 +202,12 @@ mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const in
                                  int u0, int R, int C, int k, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_segment_softmax_cuda(float *y, const float *x, const int64_t *row_ptr, int R, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_segment_softmax_back_cuda(float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R, mrec_cuda *cu) {
+    return no_cuda();
+}
 
 /* ---- pipelined transfers: pinned memory, the copy stream, events ---- */
 static mrec_status no_cuda_transfer(const char *what) {

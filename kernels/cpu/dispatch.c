@@ -452,3 +452,17 @@ mrec_status mrec_sum_squares(mrec_context *ctx, double *out, const float *x, int
     mrec_sum_squares_cpu(out, x, n, ctx->pool);
     return MREC_OK;
 }
+
+mrec_status mrec_segment_softmax(mrec_context *ctx, float *y, const float *x, const int64_t *row_ptr, int R) {
+    if (R < 0) return mrec_fail(MREC_ERR_ARG, "segment softmax over %d rows", R);
+    if (on_gpu(ctx)) return mrec_segment_softmax_cuda(y, x, row_ptr, R, ctx->cuda);
+    mrec_segment_softmax_cpu(y, x, row_ptr, R, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_segment_softmax_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R) {
+    if (R < 0) return mrec_fail(MREC_ERR_ARG, "segment softmax backward over %d rows", R);
+    if (on_gpu(ctx)) return mrec_segment_softmax_back_cuda(dx, dy, y, row_ptr, R, ctx->cuda);
+    mrec_segment_softmax_back_cpu(dx, dy, y, row_ptr, R, ctx->pool);
+    return MREC_OK;
+}

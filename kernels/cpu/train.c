@@ -321,3 +321,56 @@ void mrec_knn_scores_cpu(float *scores, const int64_t *row_ptr, const int32_t *c
     knn_scores_args a = {scores, row_ptr, col, nbr, sim, u0, C, k};
     mrec_parallel_range(pool, R, 1, knn_scores_range, &a);
 }
+
+/* ---- GRCN's edge attention: a softmax per CSR row ---- */
+
+void mrec_segment_softmax_ref(float *y, const float *x, const int64_t *row_ptr, int R) {
+    for (int r = 0; r < R; r++) {
+        int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
+        if (lo >= hi) continue;
+        float top = x[lo];
+        for (int64_t p = lo + 1; p < hi; p++) top = x[p] > top ? x[p] : top;
+        double z = 0;
+        for (int64_t p = lo; p < hi; p++) {
+            float e = expf(x[p] - top);
+            y[p] = e, z += e; /* y may be x: x[p] is read before */
+        }
+        for (int64_t p = lo; p < hi; p++) y[p] = (float)(y[p] / z);
+    }
+}
+
+void mrec_segment_softmax_back_ref(float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R) {
+    for (int r = 0; r < R; r++) {
+        int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
+        double s = 0;
+        for (int64_t p = lo; p < hi; p++) s += (double)y[p] * dy[p];
+        for (int64_t p = lo; p < hi; p++) dx[p] = (float)(y[p] * (dy[p] - s)); /* dx may be dy: dy[p] is read before */
+    }
+}
+
+typedef struct {
+    float *out;
+    const float *in, *y;
+    const int64_t *row_ptr;
+} segment_args;
+
+/* rows lo..hi as the reference computes them: the same bits whatever the split */
+static void segment_softmax_range(void *arg, int64_t lo, int64_t hi) {
+    const segment_args *a = arg;
+    mrec_segment_softmax_ref(a->out, a->in, a->row_ptr + lo, (int)(hi - lo));
+}
+
+static void segment_softmax_back_range(void *arg, int64_t lo, int64_t hi) {
+    const segment_args *a = arg;
+    mrec_segment_softmax_back_ref(a->out, a->in, a->y, a->row_ptr + lo, (int)(hi - lo));
+}
+
+void mrec_segment_softmax_cpu(float *y, const float *x, const int64_t *row_ptr, int R, mrec_pool *pool) {
+    segment_args a = {y, x, NULL, row_ptr};
+    mrec_parallel_range(pool, R, 256, segment_softmax_range, &a);
+}
+
+void mrec_segment_softmax_back_cpu(float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R, mrec_pool *pool) {
+    segment_args a = {dx, dy, y, row_ptr};
+    mrec_parallel_range(pool, R, 256, segment_softmax_back_range, &a);
+}

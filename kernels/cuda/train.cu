@@ -370,3 +370,58 @@ extern "C" mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_pt
     knn_scores_kernel<<<blocks_for((int64_t)R * C), THREADS, 0, cu->stream>>>(scores, row_ptr, col, nbr, sim, u0, R, C, k);
     return MREC_CUDA_LAUNCHED("knn scores");
 }
+
+/* ---- GRCN's edge attention: a softmax per CSR row ------------------------------------ */
+
+#define SEG_WARPS (THREADS / 32)
+
+/* One warp per row: lanes stride over its entries; the maximum (exact in any order), then z in double in a fixed
+ * shuffle tree, then the row. */
+__global__ static void segment_softmax_kernel(float *y, const float *x, const int64_t *row_ptr, int R) {
+    int lane = threadIdx.x & 31;
+    for (int r = blockIdx.x * SEG_WARPS + threadIdx.x / 32; r < R; r += gridDim.x * SEG_WARPS) {
+        int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
+        float top = -INFINITY;
+        for (int64_t p = lo + lane; p < hi; p += 32) top = fmaxf(top, x[p]);
+        for (int o = 16; o > 0; o >>= 1) top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, o));
+        double z = 0;
+        for (int64_t p = lo + lane; p < hi; p += 32) {
+            float e = expf(__fsub_rn(x[p], top));
+            y[p] = e, z += e; /* y may be x: each lane reads its own entries before writing them */
+        }
+        for (int o = 16; o > 0; o >>= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
+        for (int64_t p = lo + lane; p < hi; p += 32) y[p] = (float)(y[p] / z);
+    }
+}
+
+__global__ static void segment_softmax_back_kernel(float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R) {
+    int lane = threadIdx.x & 31;
+    for (int r = blockIdx.x * SEG_WARPS + threadIdx.x / 32; r < R; r += gridDim.x * SEG_WARPS) {
+        int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
+        double s = 0;
+        for (int64_t p = lo + lane; p < hi; p += 32) s += (double)y[p] * dy[p];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        for (int64_t p = lo + lane; p < hi; p += 32) dx[p] = (float)(y[p] * (dy[p] - s));
+    }
+}
+
+static unsigned segment_blocks(int R) {
+    int64_t b = ((int64_t)R + SEG_WARPS - 1) / SEG_WARPS;
+    return (unsigned)(b < 65535 * 32 ? b : 65535 * 32);
+}
+
+/* y, x: (row_ptr[R]); row_ptr: (R + 1) */
+extern "C" mrec_status mrec_segment_softmax_cuda(float *y, const float *x, const int64_t *row_ptr, int R, mrec_cuda *cu) {
+    if (R <= 0) return MREC_OK;
+    segment_softmax_kernel<<<segment_blocks(R), THREADS, 0, cu->stream>>>(y, x, row_ptr, R);
+    return MREC_CUDA_LAUNCHED("segment softmax");
+}
+
+/* dx, dy, y: (row_ptr[R]); row_ptr: (R + 1) */
+extern "C" mrec_status mrec_segment_softmax_back_cuda(float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R,
+                                                      mrec_cuda *cu) {
+    if (R <= 0) return MREC_OK;
+    segment_softmax_back_kernel<<<segment_blocks(R), THREADS, 0, cu->stream>>>(dx, dy, y, row_ptr, R);
+    return MREC_CUDA_LAUNCHED("segment softmax backward");
+}
+
