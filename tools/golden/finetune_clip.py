@@ -2,7 +2,7 @@
 """finetune_clip.py: optimizer steps of CLIP fine-tuning, by PyTorch, for tests/test_finetune.c.
 
     python tools/golden/finetune_clip.py              # writes tests/fixtures/finetune_clip/
-    python tools/golden/finetune_clip.py --check DIR  # a folder mrec finetune-clip wrote, in transformers
+    python tools/golden/finetune_clip.py --check DIR ITEMS.tsv FEATS  # a folder finetune-clip wrote, in transformers
 
 Loads the tiny random CLIPModel of tests/fixtures/clip in float64 (the reference; mrec computes
 float32), takes the 3 image-text pairs of tests/fixtures/clip_train (pixel_values, input_ids,
@@ -22,8 +22,10 @@ tests/fixtures/clip_train), as text_model.embeddings.token_embedding.weight.rows
 Also loss.npy (before the first step) and norm.npy (the gradient norm clip_grad_norm_ returns, for
 each of after1, after2, frozen).
 
---check DIR loads DIR with CLIPModel.from_pretrained, runs the same batch, and prints its
-image_embeds and text_embeds next to DIR/embeds_check.npz when that file is there.
+--check DIR ITEMS.tsv FEATS loads DIR (a folder mrec finetune-clip wrote) with
+CLIPModel.from_pretrained, embeds the items of ITEMS.tsv (columns id, text, image: an absolute
+path) through CLIPImageProcessor (PIL) and the folder's tokenizer.json, and prints the largest
+difference from FEATS/image_feat.npy and text_feat.npy (mrec extract-clip on DIR, same items).
 """
 import os
 import sys
@@ -86,22 +88,29 @@ def run(case, steps, freeze, rows):
     return losses, norms
 
 
-def check(d):
+def check(d, items, feats):
+    """transformers' CLIPModel on DIR against extract-clip's features of the items (same order)."""
+    import csv
+    from PIL import Image
+    from transformers import CLIPImageProcessor, CLIPTokenizerFast
     model = CLIPModel.from_pretrained(d).float().eval()
-    px, ids, mask = batch()
+    proc = CLIPImageProcessor.from_pretrained(d)
+    tok = CLIPTokenizerFast(tokenizer_file=os.path.join(d, "tokenizer.json"))
+    rows = list(csv.DictReader(open(items), delimiter="\t"))
+    px = proc(images=[Image.open(r["image"]).convert("RGB") for r in rows], return_tensors="pt")["pixel_values"]
+    t = tok([r["text"] for r in rows], padding=True, truncation=True, max_length=77, return_tensors="pt")
     with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, pixel_values=px.float())
-    got = {"image_embeds": out.image_embeds.numpy(), "text_embeds": out.text_embeds.numpy()}
-    ref = os.path.join(d, "embeds_check.npz")
-    for k, v in got.items():
-        print(k, v.shape)
-        if os.path.exists(ref):
-            print("  max |transformers - mrec| = %.3g" % np.abs(v - np.load(ref)[k]).max())
+        out = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"], pixel_values=px)
+    for k, f in (("image_embeds", "image_feat.npy"), ("text_embeds", "text_feat.npy")):
+        ref = getattr(out, k).numpy()
+        got = np.load(os.path.join(feats, f))
+        print("%s %s: max |transformers - mrec| = %.3g; by item: %s" % (k, ref.shape, np.abs(ref - got).max(), " ".join(
+            "%s %.2g" % (r["id"], e) for r, e in zip(rows, np.abs(ref - got).max(axis=1)))))
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--check":
-        return check(sys.argv[2])
+    if len(sys.argv) == 5 and sys.argv[1] == "--check":
+        return check(sys.argv[2], sys.argv[3], sys.argv[4])
     os.makedirs(OUT, exist_ok=True)
     rows = np.load(os.path.join(BATCH, "token_rows.npy")).astype(np.int64)
     losses, n_full = run("after", 2, False, rows)
