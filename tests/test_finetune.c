@@ -350,6 +350,12 @@ static void command(mrec_context *ctx) {
         snprintf(path, sizeof path, "%s/bad", dir);
         t_check(rc == 2 && strstr(out, bad[i].want) && access(path, F_OK) != 0, "%s: rc %d, %s", bad[i].what, rc, out);
     }
+    /* --skip-missing leaves the item out instead, and says so */
+    snprintf(args, sizeof args, "finetune-clip --model %s/model --items %s/missing.tsv --id-column id --text-column text --image-column image "
+             "--out %s/skip --batch 4 --valid-ratio 0.2 --skip-missing", dir, dir, dir);
+    rc = mrec(args, out, sizeof out);
+    t_check(rc == 0 && strstr(out, "left out: item 'it2'") && strstr(out, "1 of 10 items left out") && strstr(out, "9 items: 7 training"),
+            "--skip-missing trains on the other 9: rc %d, %s", rc, out);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) t_check(0, "remove %s", dir);
 }

@@ -262,7 +262,7 @@ static void pairs_free(pairs *p) {
 
 typedef struct {
     const char *model, *items, *id_col, *text_col, *images, *image_col, *image_id_col, *path_col, *out;
-    int batch, epochs, warmup, accum, threads, overwrite;
+    int batch, epochs, warmup, accum, threads, overwrite, skip_missing;
     double lr, min_lr, weight_decay, clip_norm, valid_ratio;
     uint64_t seed;
     mrec_finetune_options fo;
@@ -295,56 +295,72 @@ static mrec_status read_pairs(pairs *p, const spec *s, const mrec_clip *m, mrec_
     p->L = mrec_tokenizer_max_length(tok);
     if (p->L <= 0 || p->L > m->text.cfg.max_positions) p->L = m->text.cfg.max_positions;
     size_t img = (size_t)p->C * p->S * p->S;
-    p->ids = malloc(sizeof *p->ids * n), p->images = malloc(sizeof(float) * img * n);
+    p->ids = malloc(sizeof *p->ids * n);
     p->tok = malloc(sizeof(int32_t) * (size_t)n * p->L), p->mask = malloc(sizeof(int32_t) * (size_t)n * p->L);
     p->len = malloc(sizeof(int32_t) * n);
     const char **texts = malloc(sizeof *texts * n);
-    if (!p->ids || !p->images || !p->tok || !p->mask || !p->len || !texts)
-        st = mrec_fail(MREC_ERR_NOMEM, "finetune-clip: %d items of %zu floats", n, img);
-    for (int i = 0; !st && i < n; i++) {
-        p->ids[i] = t->cells[(size_t)i * t->n_cols + ci], texts[i] = t->cells[(size_t)i * t->n_cols + ct];
-        if (!texts[i][0]) st = mrec_fail(MREC_ERR_FORMAT, "%s: item '%s' has an empty text", s->items, p->ids[i]);
+    if (!p->ids || !p->tok || !p->mask || !p->len || !texts) st = mrec_fail(MREC_ERR_NOMEM, "finetune-clip: %d items", n);
+    if (!st) {
+        const char **all = malloc(sizeof *all * n);
+        if (!all) st = mrec_fail(MREC_ERR_NOMEM, "finetune-clip: %d items", n);
+        for (int i = 0; !st && i < n; i++) all[i] = t->cells[(size_t)i * t->n_cols + ci];
+        if (!st) st = mrec_check_unique_ids(all, n, s->items);
+        free(all);
     }
-    if (!st) st = mrec_check_unique_ids((const char *const *)p->ids, n, s->items);
-    mrec_tok_options to = mrec_tok_defaults();
-    to.max_length = p->L, to.truncation = 1;
-    if (!st && mrec_tokenizer_encode_batch(tok, texts, NULL, n, &to, p->L, p->tok, NULL, p->mask, p->len))
-        st = mrec_fail(MREC_ERR_ARG, "%s: tokenizing: %s", s->items, mrec_tok_error_detail());
     /* images: relative paths of the table's own column are taken from its folder, as image tables do */
     char dir[4096] = ".";
     const char *slash = strrchr(s->items, '/');
     if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - s->items), s->items);
+    int kept = 0, skipped = 0, cap = 0;
     for (int i = 0; !st && i < n; i++) {
-        const char *path = NULL;
-        char full[8192];
-        if (cimg >= 0) {
+        const char *id = t->cells[(size_t)i * t->n_cols + ci], *text = t->cells[(size_t)i * t->n_cols + ct], *path = NULL;
+        char full[8192], why[1024] = "";
+        mrec_status bad = MREC_OK;
+        if (!text[0]) bad = mrec_fail(MREC_ERR_FORMAT, "%s: item '%s' has an empty text", s->items, id);
+        if (!bad && cimg >= 0) {
             const char *rel = t->cells[(size_t)i * t->n_cols + cimg];
-            if (!rel[0]) st = mrec_fail(MREC_ERR_NOT_FOUND, "%s: item '%s' has no image path", s->items, p->ids[i]);
+            if (!rel[0]) bad = mrec_fail(MREC_ERR_NOT_FOUND, "%s: item '%s' has no image path", s->items, id);
             snprintf(full, sizeof full, "%s%s%s", rel[0] == '/' ? "" : dir, rel[0] == '/' ? "" : "/", rel);
             path = full;
-        } else {
+        } else if (!bad) {
             for (int j = 0; j < il.n && !path; j++)
-                if (!strcmp(il.ids[j], p->ids[i])) path = il.paths[j];
-            if (!path) st = mrec_fail(MREC_ERR_NOT_FOUND, "%s: item '%s' has no image in %s", s->items, p->ids[i], s->images);
+                if (!strcmp(il.ids[j], id)) path = il.paths[j];
+            if (!path) bad = mrec_fail(MREC_ERR_NOT_FOUND, "%s: item '%s' has no image in %s", s->items, id, s->images);
         }
-        if (st) break;
-        mrec_rgb_image im;
-        char why[1024] = "";
-        if ((st = mrec_image_load(path, &im))) {
+        mrec_rgb_image im = {0};
+        if (!bad && (bad = mrec_image_load(path, &im))) {
             snprintf(why, sizeof why, "%s", mrec_error_detail());
-            st = mrec_fail(st, "item '%s': %s", p->ids[i], why);
-            break;
+            bad = mrec_fail(bad, "item '%s': %s", id, why);
         }
-        int oh, ow;
-        mrec_preprocess_out_size(&pre, im.h, im.w, &oh, &ow);
-        if (oh != p->S || ow != p->S)
-            st = mrec_fail(MREC_ERR_SHAPE, "%s: preprocessing gives %dx%d images, the model takes %dx%d", s->model, oh, ow, p->S, p->S);
-        if (!st && (st = mrec_preprocess_image(&pre, &im, p->images + img * i, NULL))) {
-            snprintf(why, sizeof why, "%s", mrec_error_detail());
-            st = mrec_fail(st, "item '%s': image %s: %s", p->ids[i], path, why);
+        if (!bad) {
+            int oh, ow;
+            mrec_preprocess_out_size(&pre, im.h, im.w, &oh, &ow);
+            if (oh != p->S || ow != p->S)
+                st = mrec_fail(MREC_ERR_SHAPE, "%s: preprocessing gives %dx%d images, the model takes %dx%d", s->model, oh, ow, p->S, p->S);
+            if (!st && kept == cap) { /* grows as items are kept: a table may list many more items than have photos */
+                cap = cap ? 2 * cap : 64;
+                float *grown = realloc(p->images, sizeof(float) * img * (size_t)cap);
+                if (!grown) st = mrec_fail(MREC_ERR_NOMEM, "finetune-clip: %d images of %zu floats", cap, img);
+                else p->images = grown;
+            }
+            if (!st && (bad = mrec_preprocess_image(&pre, &im, p->images + img * kept, NULL))) {
+                snprintf(why, sizeof why, "%s", mrec_error_detail());
+                bad = mrec_fail(bad, "item '%s': image %s: %s", id, path, why);
+            }
         }
         mrec_image_free(&im);
+        if (st) break;
+        if (bad && !s->skip_missing) st = bad;
+        else if (bad && skipped++ < 5) fprintf(stderr, "mrec finetune-clip: left out: %s\n", mrec_error_detail());
+        else if (!bad) p->ids[kept] = (char *)id, texts[kept++] = text;
     }
+    if (!st && skipped) fprintf(stderr, "mrec finetune-clip: %d of %d items left out (--skip-missing)\n", skipped, n);
+    if (!st && !kept) st = mrec_fail(MREC_ERR_FORMAT, "%s: no item has both a text and an image", s->items);
+    p->n = n = kept;
+    mrec_tok_options to = mrec_tok_defaults();
+    to.max_length = p->L, to.truncation = 1;
+    if (!st && mrec_tokenizer_encode_batch(tok, texts, NULL, n, &to, p->L, p->tok, NULL, p->mask, p->len))
+        st = mrec_fail(MREC_ERR_ARG, "%s: tokenizing: %s", s->items, mrec_tok_error_detail());
     free(texts);
     mrec_tokenizer_free(tok);
     mrec_image_list_free(&il);
@@ -544,7 +560,7 @@ static int run(const spec *s) {
 /* ---- the command's front ---- */
 
 enum { F_MODEL, F_ITEMS, F_ID, F_TEXT, F_IMAGES, F_IMAGE_COL, F_IMAGE_ID, F_PATH, F_OUT, F_BATCH, F_EPOCHS, F_LR, F_MIN_LR, F_WD,
-       F_WARMUP, F_CLIP, F_ACCUM, F_FREEZE_V, F_FREEZE_T, F_VALID, F_SEED, F_THREADS, F_OVERWRITE, F_DEVICE, N_OPTIONS };
+       F_WARMUP, F_CLIP, F_ACCUM, F_FREEZE_V, F_FREEZE_T, F_VALID, F_SEED, F_THREADS, F_SKIP, F_OVERWRITE, F_DEVICE, N_OPTIONS };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
     [F_MODEL] = {"--model", MREC_OPT_PATH, "DIR", "a Hugging Face CLIP folder (config.json, model.safetensors, tokenizer.json, "
@@ -572,6 +588,8 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [F_VALID] = {"--valid-ratio", MREC_OPT_REAL, "X", "the share of items held out for the recalls", "0.1", 0, 1, MREC_OPEN_HI},
     [F_SEED] = {"--seed", MREC_OPT_U64, "S", "the split and the batches' order", "0"},
     [F_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+    [F_SKIP] = {"--skip-missing", MREC_OPT_SWITCH, NULL, "leave out items without an image, with an image that cannot be decoded or "
+                "with an empty text (counted, the first named) instead of stopping"},
     [F_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
     [F_DEVICE] = MREC_OPTION_DEVICE,
 };
@@ -585,7 +603,8 @@ static const mrec_command COMMAND = {
     "biases, LayerNorms, embeddings and the logit scale), the gradients' global norm clipped, a linear\n"
     "warm-up then a cosine decay, the logit scale clamped at ln(100) after each step. A seeded share of\n"
     "the items is held out: image->text and text->image Recall@1 and @5 among them are printed before\n"
-    "training and after each epoch. Every item needs a text and a decodable image. DIR receives\n"
+    "training and after each epoch. Every item needs a text and a decodable image (--skip-missing\n"
+    "leaves the others out). DIR receives\n"
     "model.safetensors (float32, Hugging Face's names: transformers and mrec extract-clip load it) and\n"
     "copies of config.json, tokenizer.json and preprocessor_config.json; it is built beside itself and\n"
     "appears whole when the run succeeds.\n",
@@ -599,7 +618,7 @@ int mrec_cmd_finetune_clip(int argc, char **argv) {
     spec s = {0};
     s.model = v[F_MODEL].text, s.items = v[F_ITEMS].text, s.id_col = v[F_ID].text, s.text_col = v[F_TEXT].text;
     s.images = v[F_IMAGES].text, s.image_col = v[F_IMAGE_COL].text, s.image_id_col = v[F_IMAGE_ID].text, s.path_col = v[F_PATH].text;
-    s.out = v[F_OUT].text, s.overwrite = v[F_OVERWRITE].given;
+    s.out = v[F_OUT].text, s.overwrite = v[F_OVERWRITE].given, s.skip_missing = v[F_SKIP].given;
     s.batch = v[F_BATCH].given ? (int)v[F_BATCH].i : 32, s.epochs = v[F_EPOCHS].given ? (int)v[F_EPOCHS].i : 1;
     s.lr = v[F_LR].given ? v[F_LR].r : 1e-5, s.min_lr = v[F_MIN_LR].given ? v[F_MIN_LR].r : 0;
     s.weight_decay = v[F_WD].given ? v[F_WD].r : 0.2, s.warmup = (int)v[F_WARMUP].i;
