@@ -604,10 +604,9 @@ static const mrec_command COMMAND = {
     "warm-up then a cosine decay, the logit scale clamped at ln(100) after each step. A seeded share of\n"
     "the items is held out: image->text and text->image Recall@1 and @5 among them are printed before\n"
     "training and after each epoch. Every item needs a text and a decodable image (--skip-missing\n"
-    "leaves the others out). DIR receives\n"
-    "model.safetensors (float32, Hugging Face's names: transformers and mrec extract-clip load it) and\n"
-    "copies of config.json, tokenizer.json and preprocessor_config.json; it is built beside itself and\n"
-    "appears whole when the run succeeds.\n",
+    "leaves the others out). DIR receives model.safetensors (float32, Hugging Face's names:\n"
+    "transformers and mrec extract-clip load it) and copies of config.json, tokenizer.json and\n"
+    "preprocessor_config.json; it is built beside itself and appears whole when the run succeeds.\n",
     OPTIONS, N_OPTIONS, 0};
 
 int mrec_cmd_finetune_clip(int argc, char **argv) {
