@@ -9,7 +9,8 @@
  *      biases): the first steps of Adam move each weight by about
  *      lr g / (|g| + eps), so a gradient that is 0 in exact arithmetic (the key
  *      biases') moves its weight here by lr |rounding| / eps, where the float64
- *      reference does not move it; the rest is float32 (mrec) against float64. Frozen tensors do not move at all; rows of
+ *      reference does not move it; the rest is float32 (mrec) against float64.
+ *      Two accumulated copies of the batch give the first step again (a mean). Frozen tensors do not move at all; rows of
  *      the token embedding outside the batch neither (no gradient, no decay).
  *  (b) the loss goes down over epochs on 10 photos with catalogue texts;
  *  (c) a saved folder loads in mrec extract-clip and gives the in-memory
@@ -154,6 +155,24 @@ static void steps_against_torch(mrec_context *ctx) {
         }
         mrec_finetune_free(&f);
         mrec_clip_free(&m), mrec_clip_free(&before);
+    }
+    /* accumulation averages: the same batch twice is the step of that batch once (to float rounding) */
+    {
+        mrec_clip m, before;
+        mrec_finetune f;
+        mrec_finetune_options o = {LR, 0.2, 1.0, 0, 0};
+        if (!mrec_clip_load(&m, "tests/fixtures/clip", MREC_CLIP_BOTH) && !mrec_clip_load(&before, "tests/fixtures/clip", MREC_CLIP_BOTH)) {
+            if (t_status(mrec_finetune_init(&f, ctx, &m, &o, B, T), MREC_OK, "finetune init (accumulation)")) {
+                double loss;
+                for (int k = 0; k < 2; k++) t_status(mrec_finetune_accumulate(&f, b.px, b.ids, b.mask, B, T, &loss), MREC_OK, "batch %d", k);
+                t_status(mrec_finetune_apply(&f, LR), MREC_OK, "a step of two batches");
+                t_check(fabs(f.last_norm - norm_ref[0]) <= 1e-4 * norm_ref[0], "two batches averaged: norm %.9g, torch %.9g", f.last_norm,
+                        norm_ref[0]);
+                compare(&f, FIX "after1.safetensors", &before, 0);
+                mrec_finetune_free(&f);
+            }
+            mrec_clip_free(&m), mrec_clip_free(&before);
+        }
     }
     /* a frozen depth past the tower's, and a batch of one pair, are refused */
     mrec_clip m;
