@@ -38,6 +38,7 @@ static void usage(FILE *f) {
             "  similar MODEL_DIR ...      each item's nearest items in a saved model\n"
             "  serve MODEL_DIR ...        an HTTP/JSON service over a saved model (mrec serve --help)\n"
             "  info                       what this build and machine offer (SIMD, threads, GPU)\n"
+            "  finetune-clip --model DIR ... CLIP fine-tuned on the items' own image-text pairs\n"
             "\n"
             "options:\n"
             "  -h, --help                 this help\n"
@@ -206,6 +207,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "recommend") == 0) return mrec_cmd_recommend(argc - 1, argv + 1);
     if (strcmp(cmd, "similar") == 0) return mrec_cmd_similar(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0) return mrec_cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "finetune-clip") == 0) return mrec_cmd_finetune_clip(argc - 1, argv + 1);
     fprintf(stderr, "mrec: unknown command '%s' (see mrec --help)\n", cmd);
     return 1;
 }

@@ -25,6 +25,7 @@ int mrec_cmd_recommend(int argc, char **argv);     /* cmd_recommend.c: answers f
 int mrec_cmd_similar(int argc, char **argv);       /* cmd_recommend.c */
 int mrec_cmd_serve(int argc, char **argv);         /* cmd_serve.c: HTTP answers from a saved model */
 int mrec_cmd_convert(int argc, char **argv);       /* cmd_convert.c: a PyTorch checkpoint to safetensors */
+int mrec_cmd_finetune_clip(int argc, char **argv); /* cmd_finetune.c: CLIP on the items' own pairs */
 
 /* ---- a Ducho config run from inside another command ---- */
 
