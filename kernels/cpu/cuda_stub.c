@@ -227,3 +227,11 @@ mrec_status mrec_cuda_event_record(mrec_cuda *cu, mrec_event *ev, mrec_stream st
 mrec_status mrec_cuda_stream_wait(mrec_cuda *cu, mrec_stream stream, mrec_event *ev) { return no_cuda_transfer("CUDA stream"); }
 mrec_status mrec_cuda_event_sync(mrec_cuda *cu, mrec_event *ev) { return no_cuda_transfer("CUDA event"); }
 mrec_status mrec_cuda_stream_sync(mrec_cuda *cu, mrec_stream stream) { return no_cuda_transfer("CUDA stream"); }
+mrec_status mrec_depthwise_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias,
+                                       const mrec_depthwise_shape *s, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_row_mean_cuda(float *out, const float *in, int R, int HW, mrec_cuda *cu) { return no_cuda(); }
+mrec_status mrec_sigmoid_gate_rows_cuda(float *out, const float *in, const float *gate, int R, int HW, mrec_cuda *cu) {
+    return no_cuda();
+}
