@@ -166,6 +166,8 @@ mrec_status mrec_preprocess_image(const mrec_preprocess *p, const mrec_rgb_image
     int rh, rw, oh, ow;
     resized_size(p, img->h, img->w, &rh, &rw);
     mrec_preprocess_out_size(p, img->h, img->w, &oh, &ow);
+    if (p->rescale_offset && p->do_normalize) /* e.g. --mean/--std on hf-align */
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: a mean and std after the offset rescale (x / 127.5 - 1) is not implemented", p->name);
     if (p->crop_h && (p->crop_h > rh || p->crop_w > rw))
         return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: a %dx%d crop of a %dx%d image would need padding", p->name, p->crop_w, p->crop_h, rw, rh);
     uint8_t *resized = (rh == img->h && rw == img->w) ? img->rgb : malloc((size_t)rh * rw * 3);

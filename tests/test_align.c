@@ -22,6 +22,7 @@
  */
 #include "harness.h"
 
+#include "../extractors/mrec_image_encoder.h"
 #include "../extractors/mrec_preprocess.h"
 #include "../kernels/mrec_kernels.h"
 #include "../nn/mrec_efficientnet.h"
@@ -31,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define FIX "tests/fixtures/align/"
@@ -161,6 +164,63 @@ static void model_errors(void) {
     t_status(mrec_efficientnet_load(&m, "tests/fixtures/align/no_such_dir"), MREC_ERR_IO, "a missing folder");
 }
 
+/* The extractor end to end: photos in (decode, the hf-align preset from the folder's
+ * preprocessor_config.json, the forward), features out, for both layers. */
+static void encoder_case(void) {
+    const char *paths[2] = {ODD "pillow/hopper.jpg", ODD "libjpeg-turbo/testorig.jpg"};
+    static const char *const layers[2] = {NULL, "pooler"}, *const refs[2] = {FIX "embeds.npy", FIX "pooled.npy"};
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU;
+    mrec_context *ctx;
+    if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CPU context")) return;
+    for (int l = 0; l < 2; l++) {
+        mrec_image_encoder enc;
+        if (!t_status(mrec_image_encoder_load(&enc, FIX "tiny", NULL, layers[l]), MREC_OK, "the image encoder on tiny")) continue;
+        t_check(enc.kind == MREC_IMAGE_ALIGN && !strcmp(enc.pre.name, "hf-align") && enc.pre.crop_h == 64 &&
+                    enc.layer == (l ? MREC_LAYER_POOLER : MREC_LAYER_EMBEDS),
+                "an ALIGN folder: hf-align from its preprocessor_config.json, layer %s", mrec_image_layer_name(enc.layer));
+        int D = mrec_image_encoder_dim(&enc), ok[2] = {0, 0};
+        char *errors[2] = {NULL, NULL};
+        float *out = calloc(2 * (size_t)D, sizeof(float)), *ref = load(refs[l], NULL);
+        if (t_status(mrec_image_encoder_embed(ctx, &enc, paths, 2, out, ok, errors), MREC_OK, "embed two photos") &&
+            t_check(ok[0] && ok[1] && ref && D == 40, "both photos encoded, 40 features")) {
+            char what[120];
+            snprintf(what, sizeof what, "extractor, layer %s, against Hugging Face", mrec_image_layer_name(enc.layer));
+            compare(what, ref, out, 2 * (int64_t)D);
+        }
+        free(errors[0]), free(errors[1]), free(out), free(ref);
+        mrec_image_encoder_free(&enc);
+    }
+    mrec_image_encoder enc;
+    t_status(mrec_image_encoder_load(&enc, FIX "tiny", NULL, "cls"), MREC_ERR_ARG, "ALIGN has no cls layer");
+    t_check(strstr(mrec_error_detail(), "embeds and pooler") != NULL, "the message lists ALIGN's layers: %s", mrec_error_detail());
+    mrec_context_destroy(ctx);
+}
+
+/* mrec extract-image on a folder of the two photos (sorted: hopper, testorig) */
+static void cli_case(void) {
+    const char *bin = getenv("MREC_BIN");
+    if (!bin) {
+        t_skip("mrec extract-image with ALIGN: MREC_BIN is not set (tests/run.sh sets it)");
+        return;
+    }
+    char dir[] = "/tmp/mrec-align-XXXXXX", cmd[8192], path[4200];
+    if (!t_check(mkdtemp(dir) != NULL, "a temporary folder")) return;
+    snprintf(cmd, sizeof cmd, "mkdir %s/photos && ln -s \"$PWD/" ODD "pillow/hopper.jpg\" %s/photos/ && "
+             "ln -s \"$PWD/" ODD "libjpeg-turbo/testorig.jpg\" %s/photos/ && "
+             "%s extract-image --model " FIX "tiny --images %s/photos --batch-size 1 --out %s/out > %s/log 2>&1",
+             dir, dir, dir, bin, dir, dir, dir);
+    int rc = system(cmd);
+    snprintf(path, sizeof path, "%s/out/image_feat.npy", dir);
+    int64_t sh[2] = {0};
+    float *feat = load(path, sh), *ref = load(FIX "embeds.npy", NULL);
+    if (t_check(rc == 0 && feat && ref && sh[0] == 2 && sh[1] == 40, "extract-image --model tiny writes (2, 40): rc %d", rc))
+        compare("mrec extract-image with ALIGN, against Hugging Face's image_embeds", ref, feat, 80);
+    free(feat), free(ref);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 /* the GPU kernels against their references, odd shapes */
 static void gpu_kernels(mrec_context *g) {
     mrec_depthwise_shape cases[] = {{2, 5, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1}, {1, 6, 11, 14, 5, 5, 2, 2, 1, 2, 1, 2},
@@ -235,5 +295,7 @@ int main(void) {
     }
     free(x);
     model_errors();
+    encoder_case();
+    cli_case();
     return t_finish();
 }

@@ -14,7 +14,7 @@ Inputs: photos from tests/data/images/odd through EfficientNetImageProcessorPil 
 1 / 127.5 with offset, no normalization, no include_top, bilinear) but at 72 x 72 -> crop 64 to stay small.
 
 Writes tests/fixtures/align/:
-  tiny/{config.json, model.safetensors}  the model
+  tiny/{config.json, model.safetensors, preprocessor_config.json}  the model, and the processor below
   tiny_processor/preprocessor_config.json and pixel_values.npy (2, 3, 64, 64)
   pooled.npy (2, C)       AlignVisionModel pooler_output = AlignModel.get_image_features
   embeds.npy (2, C)       AlignModel's image_embeds: the pooled output L2-normalized (no projection on the image side)
@@ -89,6 +89,7 @@ def main():
         p.data = torch.randn(p.shape, generator=gen) * (1.5 / max(1, p[0].numel()) ** 0.5)
     randomize_bn(model, gen)
     model.save_pretrained(OUT + "/tiny", safe_serialization=True)
+    sproc.save_pretrained(OUT + "/tiny")  # so that the extractor's hf-align preset reads the 72 -> 64 sizes
     with torch.no_grad():
         out = model(pixel_values=torch.from_numpy(pixels))
     pooled = out.pooler_output.numpy().astype(np.float32)
