@@ -217,6 +217,37 @@ static void cli_case(void) {
     if (t_check(rc == 0 && feat && ref && sh[0] == 2 && sh[1] == 40, "extract-image --model tiny writes (2, 40): rc %d", rc))
         compare("mrec extract-image with ALIGN, against Hugging Face's image_embeds", ref, feat, 80);
     free(feat), free(ref);
+    /* a Ducho config: the visual section runs, a textual one is refused naming the missing text tower */
+    static const char *const sections[2] = {
+        "visual:\n  items:\n    input_path: photos\n    output_path: v\n    model: [{model_name: tiny, output_layers: 1}]\n",
+        "textual:\n  items:\n    input_path: meta.tsv\n    item_column: item\n    text_column: text\n    output_path: t\n"
+        "    model: [{model_name: tiny, output_layers: 1}]\n"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/ducho%d.yml", dir, k);
+        FILE *f = fopen(path, "w");
+        if (!t_check(f != NULL, "%s", path)) break;
+        fprintf(f, "dataset_path: %s\ngpu list: -1\n%s", dir, sections[k]);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "printf 'item\\ttext\\nhopper\\ta man\\n' > %s/meta.tsv && %s extract %s --weights " FIX " > %s/log 2>&1",
+                 dir, bin, path, dir);
+        rc = system(cmd);
+        if (k == 0) {
+            snprintf(path, sizeof path, "%s/v/torch/tiny/1/testorig.npy", dir);
+            float *row = load(path, sh), *want = load(FIX "embeds.npy", NULL);
+            if (t_check(rc == 0 && row && want && sh[0] == 1 && sh[1] == 40, "mrec extract: a Ducho visual section with ALIGN"))
+                compare("mrec extract (Ducho): testorig.npy against Hugging Face", want + 40, row, 40);
+            free(row), free(want);
+        } else {
+            char log[4096] = "";
+            snprintf(path, sizeof path, "%s/log", dir);
+            f = fopen(path, "r");
+            size_t n = f ? fread(log, 1, sizeof log - 1, f) : 0;
+            log[n] = 0;
+            if (f) fclose(f);
+            t_check(WIFEXITED(rc) && WEXITSTATUS(rc) != 0 && strstr(log, "text tower") != NULL,
+                    "mrec extract refuses ALIGN's text side, naming it: %s", log);
+        }
+    }
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
