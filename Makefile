@@ -96,7 +96,7 @@ endif
 # libzip, for the zip checkpoints of torch.save (nn/pytorch.c, mrec convert).
 ZIP_CFLAGS := $(shell pkg-config --cflags libzip 2>/dev/null)
 ZIP_LIBS   := $(or $(shell pkg-config --libs libzip 2>/dev/null),-lzip)
-ifeq ($(shell printf '\043include <zip.h>\n' | $(CC) $(CFLAGS) $(ZIP_CFLAGS) -E - >/dev/null 2>&1 && echo 1),1)
+ifeq ($(shell printf '\043include <zip.h>\n' | $(CC) $(filter-out -MMD -MP,$(CFLAGS)) $(ZIP_CFLAGS) -E - >/dev/null 2>&1 && echo 1),1)
 $(info   libzip: PyTorch checkpoints (mrec convert))
 else
 $(info   ✗ libzip, which the build needs (apt-get install libzip-dev))
