@@ -162,6 +162,41 @@ static void model_errors(void) {
     t_status(mrec_efficientnet_load(&m, "tests/fixtures/vision/vit_tiny"), MREC_ERR_UNSUPPORTED, "a ViT folder is no ALIGN");
     t_check(strstr(mrec_error_detail(), "model_type") != NULL, "the message names the key: %s", mrec_error_detail());
     t_status(mrec_efficientnet_load(&m, "tests/fixtures/align/no_such_dir"), MREC_ERR_IO, "a missing folder");
+    /* tiny's weights under configs that disagree with them: each error names the file and what disagrees */
+    static const struct { const char *from, *to, *says; mrec_status want; } cases[] = {
+        {"\"depth_coefficient\": 0.5", "\"depth_coefficient\": 1.0", "block 7 adds its input", MREC_ERR_SHAPE},
+        {"\"depth_coefficient\": 0.5", "\"depth_coefficient\": 0.25", "config makes 7 blocks", MREC_ERR_SHAPE},
+        {"\"expand_ratios\": [\n    1,", "\"expand_ratios\": [\n    6,", "expand ratio is 6", MREC_ERR_SHAPE},
+        {"\"kernel_sizes\": [\n    3,", "\"kernel_sizes\": [\n    5,", "depthwise_conv.depthwise_conv.weight", MREC_ERR_SHAPE},
+        {"\"hidden_act\": \"swish\"", "\"hidden_act\": \"relu\"", "hidden_act", MREC_ERR_UNSUPPORTED},
+        {"\"pooling_type\": \"mean\"", "\"pooling_type\": \"max\"", "pooling_type", MREC_ERR_UNSUPPORTED},
+        {"\"strides\": [\n    1,", "\"strides\": [\n    3,", "strides\"[0]", MREC_ERR_FORMAT},
+    };
+    FILE *f = fopen(FIX "tiny/config.json", "rb");
+    char cfg[4096], dir[] = "/tmp/mrec-align-cfg-XXXXXX", path[4200], link[4200];
+    size_t n = f ? fread(cfg, 1, sizeof cfg - 1, f) : 0;
+    if (f) fclose(f);
+    cfg[n] = 0;
+    if (!t_check(n > 0 && mkdtemp(dir) != NULL, "tiny's config and a temporary folder")) return;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!realpath(FIX "tiny/model.safetensors", link) || symlink(link, path) != 0) {
+        t_check(0, "link tiny's weights into %s", dir);
+        return;
+    }
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *at = strstr(cfg, cases[c].from), edited[4300];
+        if (!t_check(at != NULL, "tiny's config.json has %s", cases[c].from)) continue;
+        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - cfg), cfg, cases[c].to, at + strlen(cases[c].from));
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        f = fopen(path, "wb");
+        if (!f) continue;
+        fputs(edited, f);
+        fclose(f);
+        t_status(mrec_efficientnet_load(&m, dir), cases[c].want, "tiny's weights with %s", cases[c].to);
+        t_check(strstr(mrec_error_detail(), cases[c].says) != NULL, "the message says \"%s\": %s", cases[c].says, mrec_error_detail());
+    }
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    if (system(path) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
 /* The extractor end to end: photos in (decode, the hf-align preset from the folder's
