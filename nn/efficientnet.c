@@ -161,6 +161,7 @@ static mrec_status layout(mrec_efficientnet *m, const config *c, const mrec_safe
             }
             snprintf(name, sizeof name, "%sencoder.blocks.%d.expansion.expand_conv.weight", prefix, b);
             int has_expand = mrec_safetensors_find(sf, name) != NULL;
+            B->expands = has_expand;
             if (has_expand != (c->expand[i] != 1))
                 return mrec_fail(MREC_ERR_SHAPE, "%s: block %d %s \"%s\", but its stage's expand ratio is %d", sf->path, b,
                                  has_expand ? "has" : "lacks", name, c->expand[i]);
@@ -200,7 +201,7 @@ static mrec_status take_all(mrec_efficientnet *m, mrec_weight_loader *l) {
         char conv[160], bn[160];
 #define NAMES(c_, n_)                                                                 \
     snprintf(conv, sizeof conv, "encoder.blocks.%d.%s", b, c_), snprintf(bn, sizeof bn, "encoder.blocks.%d.%s", b, n_)
-        if (B->c_exp != B->c_in || B->expand_w) { /* re-pointing: the host pass found it */
+        if (B->expands) {
             NAMES("expansion.expand_conv", "expansion.expand_bn");
             st = take_conv_bn(l, &B->expand_w, &B->expand_b, B->bn_rest[0], conv, bn, B->c_exp, B->c_in, 1, 1);
         }
@@ -255,7 +256,7 @@ mrec_status mrec_efficientnet_load(mrec_efficientnet *m, const char *dir) {
     if (!st) st = fold(m->stem_w, m->stem_b, m->stem_rest, c.eps, m->stem_c, 27, path, "stem", -1);
     for (int b = 0; b < m->n_blocks && !st; b++) {
         mrec_effnet_block *B = &m->block[b];
-        if (B->expand_w) st = fold(B->expand_w, B->expand_b, B->bn_rest[0], c.eps, B->c_exp, B->c_in, path, "expand_bn", b);
+        if (B->expands) st = fold(B->expand_w, B->expand_b, B->bn_rest[0], c.eps, B->c_exp, B->c_in, path, "expand_bn", b);
         if (!st) st = fold(B->dw_w, B->dw_b, B->bn_rest[1], c.eps, B->c_exp, (int64_t)B->k * B->k, path, "depthwise_norm", b);
         if (!st) st = fold(B->project_w, B->project_b, B->bn_rest[2], c.eps, B->c_out, B->c_exp, path, "project_bn", b);
     }
@@ -322,7 +323,7 @@ static mrec_status plan(const mrec_efficientnet *m, mrec_context *ctx, int G, in
     SEE_ACT((size_t)G * m->stem_c * h * w);
     for (int b = 0; b < m->n_blocks && !st; b++) {
         const mrec_effnet_block *B = &m->block[b];
-        if (B->expand_w) SEE_CONV(pointwise(G, B->c_in, B->c_exp, h, w));
+        if (B->expands) SEE_CONV(pointwise(G, B->c_in, B->c_exp, h, w));
         SEE_ACT((size_t)G * B->c_exp * h * w);
         mrec_depthwise_shape d = dw_shape(B, G, h, w);
         int h2 = mrec_depthwise_out_h(&d), w2 = mrec_depthwise_out_w(&d);
@@ -388,7 +389,7 @@ static mrec_status block_forward(mrec_context *ctx, const mrec_effnet_block *B, 
                                  float **out, float *free1, float *free2, int G, int *h, int *w) {
     mrec_status st = MREC_OK;
     const float *y = x;
-    if (B->expand_w) {
+    if (B->expands) {
         st = conv1x1(ctx, free1, x, B->expand_w, B->expand_b, G, B->c_in, B->c_exp, *h, *w, t, col, 1);
         y = free1;
     }

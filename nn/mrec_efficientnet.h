@@ -26,6 +26,7 @@ typedef struct {
     int k, stride;
     int pad_top, pad_bottom, pad_left, pad_right; /* of the depthwise conv */
     int residual;                 /* x + block(x): every block of a stage but its first */
+    int expands;                  /* an expansion conv (the stage's expand ratio is not 1) */
     float *expand_w, *expand_b;   /* (c_exp, c_in) 1x1 conv + folded BatchNorm; NULL without expansion */
     float *dw_w, *dw_b;           /* (c_exp, 1, k, k) depthwise + folded BatchNorm */
     float *se_reduce_w, *se_reduce_b; /* (c_se, c_exp), (c_se) */
