@@ -35,16 +35,18 @@ mrec_status mrec_image_model_kind(const char *model, mrec_image_model *kind) {
     const char *t = cJSON_IsString(type) ? type->valuestring : "";
     if (!strcmp(t, "vit")) *kind = MREC_IMAGE_VIT;
     else if (!strcmp(t, "clip")) *kind = MREC_IMAGE_CLIP;
-    else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: model_type \"%s\" (mrec extracts images with vit, clip or a ResNet)", path, t);
+    else if (!strcmp(t, "align") || !strcmp(t, "align_vision_model")) *kind = MREC_IMAGE_ALIGN;
+    else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: model_type \"%s\" (mrec extracts images with vit, clip, align or a ResNet)", path, t);
     cJSON_Delete(j);
     return st;
 }
 
 /* The layers each kind has, its default first. */
-static const mrec_image_layer LAYERS[3][3] = {
+static const mrec_image_layer LAYERS[4][3] = {
     {MREC_LAYER_AVGPOOL, MREC_LAYER_LOGITS, MREC_LAYER_AVGPOOL},
     {MREC_LAYER_CLS, MREC_LAYER_POOLER, MREC_LAYER_CLS},
     {MREC_LAYER_EMBEDS, MREC_LAYER_PROJECTED, MREC_LAYER_POOLER},
+    {MREC_LAYER_EMBEDS, MREC_LAYER_POOLER, MREC_LAYER_EMBEDS},
 };
 
 mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, const char *preset, const char *layer) {
@@ -54,10 +56,12 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
     if (stat(model, &sb) != 0) return mrec_fail(MREC_ERR_IO, "%s: no such file or folder", model);
     mrec_status st = mrec_image_model_kind(model, &e->kind);
     if (st) return st;
-    static const char *const names[] = {"ResNet", "ViT", "CLIP"}, *const presets[] = {"ducho-resnet", "hf-vit", "hf-clip"};
-    st = e->kind == MREC_IMAGE_VIT    ? mrec_vit_load(&e->vit, model)
-         : e->kind == MREC_IMAGE_CLIP ? mrec_clip_load(&e->clip, model, MREC_CLIP_VISION)
-                                      : mrec_resnet_load(&e->resnet, model);
+    static const char *const names[] = {"ResNet", "ViT", "CLIP", "ALIGN"};
+    static const char *const presets[] = {"ducho-resnet", "hf-vit", "hf-clip", "hf-align"};
+    st = e->kind == MREC_IMAGE_VIT     ? mrec_vit_load(&e->vit, model)
+         : e->kind == MREC_IMAGE_CLIP  ? mrec_clip_load(&e->clip, model, MREC_CLIP_VISION)
+         : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_load(&e->align, model)
+                                       : mrec_resnet_load(&e->resnet, model);
     if (st) return st;
     st = mrec_preprocess_preset(&e->pre, preset ? preset : presets[e->kind], S_ISDIR(sb.st_mode) ? model : NULL);
     if (!st && !e->pre.resize_h && !e->pre.crop_h)
@@ -74,9 +78,10 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
             if (!strcmp(layer, mrec_image_layer_name(LAYERS[e->kind][l]))) e->layer = LAYERS[e->kind][l], found = 1;
         if (!found)
             st = mrec_fail(MREC_ERR_ARG, "layer \"%s\": a %s has %s", layer, names[e->kind],
-                           e->kind == MREC_IMAGE_RESNET ? "avgpool and logits"
-                           : e->kind == MREC_IMAGE_VIT  ? "cls and pooler"
-                                                        : "embeds, projected and pooler");
+                           e->kind == MREC_IMAGE_RESNET  ? "avgpool and logits"
+                           : e->kind == MREC_IMAGE_VIT   ? "cls and pooler"
+                           : e->kind == MREC_IMAGE_ALIGN ? "embeds and pooler"
+                                                         : "embeds, projected and pooler");
     }
     if (!st && e->layer == MREC_LAYER_LOGITS && !e->resnet.fc_w) st = mrec_fail(MREC_ERR_NOT_FOUND, "%s: no fc layer for logits", model);
     if (!st && e->kind == MREC_IMAGE_VIT && e->layer == MREC_LAYER_POOLER && !e->vit.pooler_w)
@@ -86,14 +91,16 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
 }
 
 mrec_status mrec_image_encoder_to_device(mrec_image_encoder *e, mrec_context *ctx) {
-    return e->kind == MREC_IMAGE_VIT    ? mrec_vit_to_device(&e->vit, ctx)
-           : e->kind == MREC_IMAGE_CLIP ? mrec_clip_to_device(&e->clip, ctx)
-                                        : mrec_resnet_to_device(&e->resnet, ctx);
+    return e->kind == MREC_IMAGE_VIT     ? mrec_vit_to_device(&e->vit, ctx)
+           : e->kind == MREC_IMAGE_CLIP  ? mrec_clip_to_device(&e->clip, ctx)
+           : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_to_device(&e->align, ctx)
+                                         : mrec_resnet_to_device(&e->resnet, ctx);
 }
 
 void mrec_image_encoder_free(mrec_image_encoder *e) {
     if (e->kind == MREC_IMAGE_VIT) mrec_vit_free(&e->vit);
     else if (e->kind == MREC_IMAGE_CLIP) mrec_clip_free(&e->clip);
+    else if (e->kind == MREC_IMAGE_ALIGN) mrec_efficientnet_free(&e->align);
     else mrec_resnet_free(&e->resnet);
     memset(e, 0, sizeof *e);
 }
@@ -104,6 +111,7 @@ static mrec_clip_output clip_output(mrec_image_layer l) {
 
 int mrec_image_encoder_dim(const mrec_image_encoder *e) {
     if (e->kind == MREC_IMAGE_CLIP) return mrec_clip_dim(&e->clip, MREC_CLIP_VISION, clip_output(e->layer));
+    if (e->kind == MREC_IMAGE_ALIGN) return e->align.features;
     switch (e->layer) {
     case MREC_LAYER_AVGPOOL: return e->resnet.features;
     case MREC_LAYER_LOGITS: return e->resnet.n_classes;
@@ -202,8 +210,9 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     size_t feat_bytes = sizeof(float) * (size_t)B * D, need = feat_bytes + MREC_ARENA_ALIGN;
     if (on_gpu) need += 2 * (slot_bytes + MREC_ARENA_ALIGN);
     need += e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit.cfg, B)
-            : e->kind == MREC_IMAGE_CLIP ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
-                                         : mrec_resnet_workspace_bytes(&e->resnet, h, w);
+            : e->kind == MREC_IMAGE_CLIP  ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
+            : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_workspace_bytes(&e->align, h, w)
+                                          : mrec_resnet_workspace_bytes(&e->resnet, h, w);
     mrec_status st = ctx->workspace.capacity - ctx->workspace.used >= need ? MREC_OK : mrec_context_reserve(ctx, need);
     if (st) return st;
     size_t mark = ctx->workspace.used;
@@ -231,6 +240,9 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
         if (m) {
             if (e->kind == MREC_IMAGE_CLIP)
                 st = mrec_clip_image_forward(ctx, &e->clip, pixels, m, clip_output(e->layer), dfeats);
+            else if (e->kind == MREC_IMAGE_ALIGN)
+                st = mrec_efficientnet_forward(ctx, &e->align, pixels, m, h, w, e->layer == MREC_LAYER_POOLER ? dfeats : NULL,
+                                               e->layer == MREC_LAYER_EMBEDS ? dfeats : NULL, NULL);
             else if (e->kind == MREC_IMAGE_VIT)
                 st = mrec_vit_forward(ctx, &e->vit, pixels, m, e->layer == MREC_LAYER_CLS ? dfeats : NULL,
                                       e->layer == MREC_LAYER_POOLER ? dfeats : NULL);

@@ -4,10 +4,13 @@
  *
  * The model path is a torchvision ResNet safetensors file (or a folder with
  * model.safetensors and no config.json), or a Hugging Face folder whose
- * config.json says model_type "vit" or "clip". Layers: ResNet avgpool
+ * config.json says model_type "vit", "clip" or "align" (ALIGN's image
+ * tower; "align_vision_model" too). Layers: ResNet avgpool
  * (default) or logits; ViT cls (last_hidden_state[:, 0], default) or pooler;
  * CLIP embeds (image_embeds: projected and L2-normalized, default),
- * projected (get_image_features) or pooler (post_layernorm class token).
+ * projected (get_image_features) or pooler (post_layernorm class token);
+ * ALIGN embeds (image_embeds: the pooled output L2-normalized, default) or
+ * pooler (pooler_output = get_image_features: ALIGN has no image projection).
  *
  * Decoding and preprocessing run on producer threads, one batch ahead of
  * the forward pass, so they overlap it (mrec_batch_pipe.h): into pinned
@@ -19,6 +22,7 @@
 #define MREC_IMAGE_ENCODER_H
 
 #include "../nn/mrec_clip.h"
+#include "../nn/mrec_efficientnet.h"
 #include "../nn/mrec_resnet.h"
 #include "../nn/mrec_vit.h"
 #include "mrec_preprocess.h"
@@ -29,13 +33,14 @@ typedef enum {
     MREC_LAYER_EMBEDS, MREC_LAYER_PROJECTED /* CLIP */
 } mrec_image_layer;
 
-typedef enum { MREC_IMAGE_RESNET, MREC_IMAGE_VIT, MREC_IMAGE_CLIP } mrec_image_model;
+typedef enum { MREC_IMAGE_RESNET, MREC_IMAGE_VIT, MREC_IMAGE_CLIP, MREC_IMAGE_ALIGN } mrec_image_model;
 
 typedef struct {
     mrec_image_model kind;
     mrec_resnet resnet;
     mrec_vit vit;
     mrec_clip clip;     /* the vision tower only */
+    mrec_efficientnet align; /* ALIGN's image tower */
     mrec_preprocess pre;
     mrec_image_layer layer;
     int batch_size;
@@ -48,12 +53,12 @@ typedef struct {
     void *batch_done_ctx;
 } mrec_image_encoder;
 
-/* What the model path holds: a folder's config.json model_type (vit, clip;
- * another is an error), else a ResNet. */
+/* What the model path holds: a folder's config.json model_type (vit, clip,
+ * align, align_vision_model; another is an error), else a ResNet. */
 mrec_status mrec_image_model_kind(const char *model, mrec_image_model *kind);
 
 /* layer NULL: the model's default. preset NULL: ducho-resnet for a ResNet,
- * hf-vit for a ViT, hf-clip for CLIP. */
+ * hf-vit for a ViT, hf-clip for CLIP, hf-align for ALIGN. */
 mrec_status mrec_image_encoder_load(mrec_image_encoder *enc, const char *model, const char *preset, const char *layer);
 /* Moves the model's weights to where ctx runs, once, before embedding on a
  * GPU context (nothing to do on the CPU). */

@@ -9,9 +9,13 @@
  *   hf-vit        ViTImageProcessor: 224 x 224 bilinear, mean = std = 0.5
  *   hf-clip       CLIPImageProcessor: shortest edge 224 bicubic, center crop
  *                 224, CLIP mean/std
+ *   hf-align      EfficientNetImageProcessor as kakaobrain/align-base ships
+ *                 it: 346 x 346 bilinear, center crop 289, x / 127.5 - 1
+ *                 (rescale_offset), no mean/std
  * The hf- presets read the model folder's preprocessor_config.json when it
  * exists (size, crop_size, resample, do_resize, do_center_crop, do_rescale,
- * rescale_factor, do_normalize, image_mean, image_std).
+ * rescale_factor, do_normalize, image_mean, image_std; rescale_offset and
+ * include_top, EfficientNet's, with include_top false only).
  *
  * What differs between the tools, and is kept: torchvision's CenterCrop
  * offset rounds (ties to even), Hugging Face's truncates; torchvision
@@ -35,6 +39,7 @@ typedef struct {
     int do_normalize;
     double rescale;          /* 1/255, as the config states it (a double) */
     float mean[3], std[3];
+    int rescale_offset;      /* EfficientNet's: x * rescale - 1 (without normalization) */
 } mrec_preprocess;
 
 /* Fills p for a preset name; model_dir (or NULL) is where an hf- preset

@@ -104,6 +104,13 @@ static mrec_status read_hf_config(mrec_preprocess *p, const char *path) {
             st = mrec_fail(MREC_ERR_FORMAT, "%s: \"rescale_factor\" is not a finite positive number", path);
         else p->rescale = rf->valuedouble;
     }
+    int include_top = 0;
+    if (!st) st = json_flag(j, "rescale_offset", p->rescale_offset, &p->rescale_offset, path);
+    if (!st) st = json_flag(j, "include_top", 0, &include_top, path);
+    if (!st && include_top) /* EfficientNet's classifier input: a second division by the std */
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"include_top\" is true (mrec implements ALIGN's processor, which has it false)", path);
+    if (!st && p->rescale_offset && p->do_normalize)
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"rescale_offset\" with \"do_normalize\" (mrec implements the offset without normalization, as ALIGN)", path);
     if (!st) st = json_triple(j, "image_mean", p->mean, path);
     if (!st) st = json_triple(j, "image_std", p->std, path);
     for (int c = 0; c < 3 && !st; c++)
@@ -128,8 +135,13 @@ mrec_status mrec_preprocess_preset(mrec_preprocess *p, const char *name, const c
     } else if (!strcmp(name, "hf-clip")) {
         p->hf = 1, p->filter = MREC_RESAMPLE_BICUBIC, p->shortest_edge = 224, p->crop_h = p->crop_w = 224;
         memcpy(p->mean, CLIP_MEAN, sizeof p->mean), memcpy(p->std, CLIP_STD, sizeof p->std);
+    } else if (!strcmp(name, "hf-align")) {
+        /* kakaobrain/align-base: EfficientNetImageProcessor's 346 / 289 sizes, bilinear, 1 / 127.5 with offset */
+        p->hf = 1, p->filter = MREC_RESAMPLE_BILINEAR, p->resize_h = p->resize_w = 346, p->crop_h = p->crop_w = 289;
+        p->do_normalize = 0, p->rescale = 1.0 / 127.5, p->rescale_offset = 1;
+        memcpy(p->mean, HALF, sizeof p->mean), memcpy(p->std, HALF, sizeof p->std);
     } else {
-        return mrec_fail(MREC_ERR_ARG, "unknown preprocessing preset \"%s\" (ducho-resnet, torchvision, hf-vit, hf-clip)", name);
+        return mrec_fail(MREC_ERR_ARG, "unknown preprocessing preset \"%s\" (ducho-resnet, torchvision, hf-vit, hf-clip, hf-align)", name);
     }
     if (p->hf && model_dir) {
         char path[4096];
@@ -154,6 +166,8 @@ mrec_status mrec_preprocess_image(const mrec_preprocess *p, const mrec_rgb_image
     int rh, rw, oh, ow;
     resized_size(p, img->h, img->w, &rh, &rw);
     mrec_preprocess_out_size(p, img->h, img->w, &oh, &ow);
+    if (p->rescale_offset && p->do_normalize) /* e.g. --mean/--std on hf-align */
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: a mean and std after the offset rescale (x / 127.5 - 1) is not implemented", p->name);
     if (p->crop_h && (p->crop_h > rh || p->crop_w > rw))
         return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: a %dx%d crop of a %dx%d image would need padding", p->name, p->crop_w, p->crop_h, rw, rh);
     uint8_t *resized = (rh == img->h && rw == img->w) ? img->rgb : malloc((size_t)rh * rw * 3);
@@ -168,7 +182,10 @@ mrec_status mrec_preprocess_image(const mrec_preprocess *p, const mrec_rgb_image
             if (u8_out) memcpy(u8_out + (size_t)y * ow * 3, row, (size_t)ow * 3);
             for (int c = 0; c < 3; c++) {
                 float *dst = out + c * plane + (size_t)y * ow;
-                if (!p->do_normalize) {
+                if (p->rescale_offset) {
+                    /* HF: float32(uint8 * factor in double), then - 1 in float32 */
+                    for (int x = 0; x < ow; x++) dst[x] = (float)(row[3 * x + c] * p->rescale) - 1.0f;
+                } else if (!p->do_normalize) {
                     for (int x = 0; x < ow; x++) dst[x] = (float)(row[3 * x + c] * p->rescale);
                 } else if (p->hf) {
                     /* HF folds the rescale into the statistics: float32 mean * (1 / factor) */

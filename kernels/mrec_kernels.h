@@ -978,4 +978,41 @@ mrec_status mrec_segment_softmax_back_cuda(float *dx, const float *dy, const flo
 /* Their entries. */
 mrec_status mrec_segment_softmax(mrec_context *ctx, float *y, const float *x, const int64_t *row_ptr, int R);
 mrec_status mrec_segment_softmax_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R);
+
+/* ---- depthwise convolution and the channel ops of squeeze-excite (NCHW) ----
+ * EfficientNet's MBConv blocks: a depthwise conv with its own padding on each
+ * side (TensorFlow's "same" for stride 2 pads one more at the bottom and right
+ * than at the top and left), then a squeeze-excite that averages each channel
+ * and rescales it. One output channel per input channel, so no GEMM: a direct
+ * loop over each plane (kernels/cpu/depthwise.c, kernels/cuda/depthwise.cu). */
+typedef struct {
+    int N, C, H, W;          /* input (N, C, H, W), output (N, C, Ho, Wo) */
+    int KH, KW, stride_h, stride_w;
+    int pad_top, pad_bottom, pad_left, pad_right; /* zeros around the input */
+} mrec_depthwise_shape;
+/* Ho = (H + pad_top + pad_bottom - KH) / stride_h + 1 (Wo likewise); 0 if the
+ * shape is invalid (a size or stride < 1, a negative pad, a kernel wider than
+ * the padded input). */
+int mrec_depthwise_out_h(const mrec_depthwise_shape *s);
+int mrec_depthwise_out_w(const mrec_depthwise_shape *s);
+/* out (N, C, Ho, Wo) = depthwise conv of in (N, C, H, W) with weight (C, 1, KH, KW) + bias (C, or NULL) */
+void mrec_depthwise_conv2d_ref(float *out, const float *in, const float *weight, const float *bias,
+                               const mrec_depthwise_shape *s);
+void mrec_depthwise_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
+                               const mrec_depthwise_shape *s, mrec_pool *pool);
+mrec_status mrec_depthwise_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias,
+                                       const mrec_depthwise_shape *s, mrec_cuda *cu);
+mrec_status mrec_depthwise_conv2d(mrec_context *ctx, float *out, const float *in, const float *weight,
+                                  const float *bias, const mrec_depthwise_shape *s);
+/* out (R) = the mean of each row of in (R, HW): a global average pool of (N, C, HW) with R = N * C. */
+void mrec_row_mean_ref(float *out, const float *in, int R, int HW);
+void mrec_row_mean_cpu(float *out, const float *in, int R, int HW, mrec_pool *pool);
+mrec_status mrec_row_mean_cuda(float *out, const float *in, int R, int HW, mrec_cuda *cu);
+mrec_status mrec_row_mean(mrec_context *ctx, float *out, const float *in, int R, int HW);
+/* out (R, HW) = in (R, HW) * sigmoid(gate (R)), row by row (in place allowed):
+ * squeeze-excite's rescale, the sigmoid taken once per row. */
+void mrec_sigmoid_gate_rows_ref(float *out, const float *in, const float *gate, int R, int HW);
+void mrec_sigmoid_gate_rows_cpu(float *out, const float *in, const float *gate, int R, int HW, mrec_pool *pool);
+mrec_status mrec_sigmoid_gate_rows_cuda(float *out, const float *in, const float *gate, int R, int HW, mrec_cuda *cu);
+mrec_status mrec_sigmoid_gate_rows(mrec_context *ctx, float *out, const float *in, const float *gate, int R, int HW);
 #endif

@@ -524,6 +524,89 @@ static void test_training_ops(void) {
     free(sc), free(sref), free(sout);
 }
 
+/* ---- depthwise convolution and squeeze-excite's row ops ------------------ */
+
+/* The fast version against its reference; then both against the grouped
+ * convolution (groups = C) on an explicitly zero-padded input, which is what
+ * per-side padding means. Tolerance: each output is a sum of KH*KW + 1 terms
+ * of size <= 1, rounded once per term in float. */
+static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
+    int Ho = mrec_depthwise_out_h(&s), Wo = mrec_depthwise_out_w(&s);
+    if (!t_check(Ho > 0 && Wo > 0, "depthwise case has an output")) return;
+    int64_t in_n = (int64_t)s.N * s.C * s.H * s.W, out_n = (int64_t)s.N * s.C * Ho * Wo, k = s.KH * s.KW;
+    float *x = randv(in_n, -1, 1), *w = randv(s.C * k, -1, 1), *b = with_bias ? randv(s.C, -1, 1) : NULL;
+    float *ref = malloc((size_t)out_n * 4), *out = malloc((size_t)out_n * 4), *grp = malloc((size_t)out_n * 4);
+    double tol = (k + 2) * U * (k + 1);
+    char what[200];
+    snprintf(what, sizeof what, "N=%d C=%d %dx%d k=%dx%d s=%d,%d pad t%d b%d l%d r%d", s.N, s.C, s.H, s.W, s.KH, s.KW,
+             s.stride_h, s.stride_w, s.pad_top, s.pad_bottom, s.pad_left, s.pad_right);
+    mrec_depthwise_conv2d_ref(ref, x, w, b, &s);
+    /* grouped conv on the padded input, stride as given, no padding of its own */
+    int Hp = s.H + s.pad_top + s.pad_bottom, Wp = s.W + s.pad_left + s.pad_right;
+    float *xp = calloc((size_t)s.N * s.C * Hp * Wp, 4);
+    for (int p = 0; p < s.N * s.C; p++)
+        for (int h = 0; h < s.H; h++)
+            memcpy(xp + ((size_t)p * Hp + h + s.pad_top) * Wp + s.pad_left, x + ((size_t)p * s.H + h) * s.W, 4 * (size_t)s.W);
+    mrec_conv2d_shape g = {s.N, s.C, Hp, Wp, s.C, s.KH, s.KW, s.stride_h, s.stride_w, 0, 0, s.C};
+    t_check(mrec_conv2d_out_h(&g) == Ho && mrec_conv2d_out_w(&g) == Wo, "depthwise %s: output size of the grouped conv", what);
+    float *work = malloc((mrec_conv2d_workspace_floats(&g) + 1) * 4);
+    mrec_conv2d_cpu(grp, xp, w, b, work, &g, pools[0]);
+    char w2[320];
+    snprintf(w2, sizeof w2, "depthwise ref = grouped conv2d on the padded input, %s", what);
+    t_allclose(w2, grp, ref, out_n, tol, 0);
+    for (int p = 0; p < n_pools; p++) {
+        for (int64_t i = 0; i < out_n; i++) out[i] = NAN; /* every output must be written */
+        mrec_depthwise_conv2d_cpu(out, x, w, b, &s, pools[p]);
+        snprintf(w2, sizeof w2, "depthwise cpu %s %s", pool_name(pools[p]), what);
+        t_allclose(w2, ref, out, out_n, tol, 0);
+    }
+    if (s.pad_top == s.pad_bottom && s.pad_left == s.pad_right && s.pad_top == s.pad_left) {
+        /* symmetric padding: the grouped conv with its own padding too */
+        mrec_conv2d_shape gs = {s.N, s.C, s.H, s.W, s.C, s.KH, s.KW, s.stride_h, s.stride_w, s.pad_top, s.pad_left, s.C};
+        float *work2 = malloc((mrec_conv2d_workspace_floats(&gs) + 1) * 4);
+        mrec_conv2d_cpu(grp, x, w, b, work2, &gs, pools[n_pools - 1]);
+        snprintf(w2, sizeof w2, "depthwise = grouped conv2d (symmetric pad), %s", what);
+        t_allclose(w2, ref, grp, out_n, tol, 0);
+        free(work2);
+    }
+    free(x), free(w), free(b), free(ref), free(out), free(grp), free(xp), free(work);
+}
+
+static void test_depthwise(void) {
+    /* stride 1 "same" and stride 2 padded as TensorFlow / EfficientNet pads (one more at the bottom and right) */
+    depthwise_case((mrec_depthwise_shape){2, 5, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
+    depthwise_case((mrec_depthwise_shape){1, 7, 13, 10, 5, 5, 1, 1, 2, 2, 2, 2}, 0);
+    depthwise_case((mrec_depthwise_shape){2, 3, 12, 9, 3, 3, 2, 2, 0, 1, 0, 1}, 1);
+    depthwise_case((mrec_depthwise_shape){1, 6, 11, 14, 5, 5, 2, 2, 1, 2, 1, 2}, 1);
+    depthwise_case((mrec_depthwise_shape){1, 4, 17, 7, 3, 5, 2, 1, 0, 2, 3, 1}, 1); /* mixed everything */
+    depthwise_case((mrec_depthwise_shape){3, 2, 5, 5, 5, 5, 2, 2, 0, 0, 0, 0}, 0);  /* one output column */
+    depthwise_case((mrec_depthwise_shape){1, 9, 40, 37, 3, 3, 1, 1, 1, 1, 1, 1}, 1); /* long rows: the vector body */
+    mrec_depthwise_shape bad = {1, 2, 2, 2, 5, 5, 1, 1, 1, 1, 1, 1};
+    t_check(mrec_depthwise_out_h(&bad) == 0, "depthwise: a kernel wider than the padded input has no output");
+    bad = (mrec_depthwise_shape){1, 2, 8, 8, 3, 3, 1, 1, -1, 1, 1, 1};
+    t_check(mrec_depthwise_out_h(&bad) == 0, "depthwise: a negative pad is invalid");
+
+    int R = 13, HW = 37;
+    float *x = randv((int64_t)R * HW, -2, 3), *gate = randv(R, -4, 4);
+    float *ref = malloc(sizeof(float) * R * HW), *out = malloc(sizeof(float) * R * HW);
+    mrec_row_mean_ref(ref, x, R, HW);
+    for (int p = 0; p < n_pools; p++) {
+        mrec_row_mean_cpu(out, x, R, HW, pools[p]);
+        char what[80];
+        snprintf(what, sizeof what, "row mean %s", pool_name(pools[p]));
+        t_allclose(what, ref, out, R, 3 * HW * U, 0); /* |x| <= 3, HW float adds */
+    }
+    mrec_sigmoid_gate_rows_ref(ref, x, gate, R, HW);
+    for (int p = 0; p < n_pools; p++) {
+        memcpy(out, x, sizeof(float) * R * HW);
+        mrec_sigmoid_gate_rows_cpu(out, out, gate, R, HW, pools[p]); /* in place */
+        char what[80];
+        snprintf(what, sizeof what, "sigmoid gate %s", pool_name(pools[p]));
+        t_allclose(what, ref, out, (int64_t)R * HW, 3 * 8 * U, 4 * U); /* expf and one division */
+    }
+    free(x), free(gate), free(ref), free(out);
+}
+
 int main(void) {
     t_suite("kernels");
     mrec_simd best = mrec_simd_detect();
@@ -550,6 +633,7 @@ int main(void) {
     test_dropout();
     test_index_csr();
     test_training_ops();
+    test_depthwise();
     for (int p = 0; p < n_pools; p++) mrec_pool_destroy(pools[p]);
     return t_finish();
 }

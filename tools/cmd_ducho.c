@@ -122,6 +122,15 @@ static mrec_status map_layer(const mrec_cfg *c, job *j) {
         mrec_image_model k;
         clip = is_dir(j->model_dir) && exists(cfg) && !mrec_image_model_kind(j->model_dir, &k) && k == MREC_IMAGE_CLIP;
     }
+    if (text_only) { /* ALIGN's folder holds both towers; only the image one is implemented */
+        char cfg[4200];
+        snprintf(cfg, sizeof cfg, "%s/config.json", j->model_dir);
+        mrec_image_model k;
+        if (is_dir(j->model_dir) && exists(cfg) && !mrec_image_model_kind(j->model_dir, &k) && k == MREC_IMAGE_ALIGN) kind = k;
+    }
+    if (kind == MREC_IMAGE_ALIGN && j->modality != VISUAL)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: %s is ALIGN: mrec extracts its image side only (visual section); "
+                         "its text tower is not implemented yet", c->path, j->line, j->name);
     if (j->modality == VISUAL_TEXTUAL && !clip)
         return mrec_fail(MREC_ERR_ARG, "%s: line %d: visual_textual needs a CLIP model; %s is not one", c->path, j->line, j->name);
     if (!*l || !strcmp(l, "1")) return MREC_OK; /* Ducho's "1": the model's usual output */
@@ -130,6 +139,9 @@ static mrec_status map_layer(const mrec_cfg *c, job *j) {
     } else if (text_only) {
         if (!strcmp(l, "mean") || !strcmp(l, "cls") || !strcmp(l, "pooler")) return j->pooling = l, MREC_OK;
         if (!strcmp(l, "pooler_output")) return j->pooling = "pooler", MREC_OK;
+    } else if (kind == MREC_IMAGE_ALIGN) {
+        if (!strcmp(l, "embeds") || !strcmp(l, "image_embeds")) return j->layer = "embeds", MREC_OK;
+        if (!strcmp(l, "pooler") || !strcmp(l, "pooler_output")) return j->layer = "pooler", MREC_OK;
     } else if (kind == MREC_IMAGE_RESNET) {
         if (!strcmp(l, "avgpool")) return j->layer = "avgpool", MREC_OK;
         if (!strcmp(l, "fc") || !strcmp(l, "classifier") || !strcmp(l, "logits")) return j->layer = "logits", MREC_OK;
@@ -140,6 +152,7 @@ static mrec_status map_layer(const mrec_cfg *c, job *j) {
     return mrec_fail(MREC_ERR_ARG, "%s: line %d: output_layers '%s' is not one mrec has for %s (%s)", c->path, j->line, l, j->name,
                      clip        ? "1, embeds, projected, pooler"
                      : text_only ? "1, mean, cls, pooler"
+                     : kind == MREC_IMAGE_ALIGN  ? "1, embeds, image_embeds, pooler, pooler_output"
                      : kind == MREC_IMAGE_RESNET ? "avgpool, fc"
                                                  : "pooler_output, last_hidden_state");
 }

@@ -33,7 +33,7 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
                  .section = "options"},
     [I_IMAGES] = {"--images", MREC_OPT_PATH, "DIR|TABLE", "a folder of .jpg / .jpeg / .png, or a table of ids and paths", .allow_dir = 1},
     [I_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "the output folder"},
-    [I_PRESET] = {"--preset", MREC_OPT_TEXT, "NAME", "ducho-resnet, torchvision, hf-vit or hf-clip", "the model's"},
+    [I_PRESET] = {"--preset", MREC_OPT_TEXT, "NAME", "ducho-resnet, torchvision, hf-vit, hf-clip or hf-align", "the model's"},
     [I_LAYER] = {"--layer", MREC_OPT_TEXT, "NAME", "avgpool or logits (ResNet), cls or pooler (ViT)", "avgpool, cls"},
     [I_FORMAT] = {"--format", MREC_OPT_ENUM, "matrix|per-item", "DIR/image_feat.npy and image_feat_ids.txt, or DIR/<id>.npy", "matrix",
                   .choices = "matrix|per-item"},
@@ -56,7 +56,7 @@ static const mrec_command COMMAND = {
     "extract-image", "usage: mrec extract-image --model PATH --images DIR|TABLE --out DIR [options]\n",
     "Extracts visual features with a torchvision ResNet (safetensors) or a Hugging Face ViT folder.\n"
     "Presets: ducho-resnet (default for ResNet: bicubic 224x224, ImageNet statistics), torchvision\n"
-    "(Resize 256 + CenterCrop 224), hf-vit (default for ViT), hf-clip; hf- presets read the model's\n"
+    "(Resize 256 + CenterCrop 224), hf-vit (default for ViT), hf-clip, hf-align (ALIGN); hf- presets read the model's\n"
     "preprocessor_config.json. Images that cannot be decoded are listed and skipped; --strict stops\n"
     "instead, before anything is written. matrix writes DIR/image_feat.npy (one row per item, in\n"
     "item order) and DIR/image_feat_ids.txt; per-item writes DIR/<id>.npy of shape (1, dim).\n"

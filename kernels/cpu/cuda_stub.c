@@ -282,3 +282,11 @@ mrec_status mrec_adamw_cuda(float *param, float *m, float *v, const float *grad,
 mrec_status mrec_sum_squares_cuda(double *out, const float *x, int64_t n, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_depthwise_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias,
+                                       const mrec_depthwise_shape *s, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_row_mean_cuda(float *out, const float *in, int R, int HW, mrec_cuda *cu) { return no_cuda(); }
+mrec_status mrec_sigmoid_gate_rows_cuda(float *out, const float *in, const float *gate, int R, int HW, mrec_cuda *cu) {
+    return no_cuda();
+}

@@ -466,3 +466,28 @@ mrec_status mrec_segment_softmax_back(mrec_context *ctx, float *dx, const float 
     mrec_segment_softmax_back_cpu(dx, dy, y, row_ptr, R, ctx->pool);
     return MREC_OK;
 }
+
+mrec_status mrec_depthwise_conv2d(mrec_context *ctx, float *out, const float *in, const float *weight,
+                                  const float *bias, const mrec_depthwise_shape *s) {
+    if (s->N < 0 || s->C < 1 || mrec_depthwise_out_h(s) < 1 || mrec_depthwise_out_w(s) < 1)
+        return mrec_fail(MREC_ERR_ARG, "depthwise conv: invalid shape N=%d C=%d %dx%d k=%dx%d stride %dx%d pad %d,%d,%d,%d",
+                         s->N, s->C, s->H, s->W, s->KH, s->KW, s->stride_h, s->stride_w, s->pad_top, s->pad_bottom,
+                         s->pad_left, s->pad_right);
+    if (on_gpu(ctx)) return mrec_depthwise_conv2d_cuda(out, in, weight, bias, s, ctx->cuda);
+    mrec_depthwise_conv2d_cpu(out, in, weight, bias, s, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_row_mean(mrec_context *ctx, float *out, const float *in, int R, int HW) {
+    if (R < 0 || HW < 1) return mrec_fail(MREC_ERR_ARG, "row mean: %d rows of %d", R, HW);
+    if (on_gpu(ctx)) return mrec_row_mean_cuda(out, in, R, HW, ctx->cuda);
+    mrec_row_mean_cpu(out, in, R, HW, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_sigmoid_gate_rows(mrec_context *ctx, float *out, const float *in, const float *gate, int R, int HW) {
+    if (R < 0 || HW < 0) return mrec_fail(MREC_ERR_ARG, "sigmoid gate: %d rows of %d", R, HW);
+    if (on_gpu(ctx)) return mrec_sigmoid_gate_rows_cuda(out, in, gate, R, HW, ctx->cuda);
+    mrec_sigmoid_gate_rows_cpu(out, in, gate, R, HW, ctx->pool);
+    return MREC_OK;
+}
