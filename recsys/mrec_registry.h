@@ -42,6 +42,7 @@ typedef enum {
     MREC_HP_MM_LAYERS, MREC_HP_HYPER_LAYERS, MREC_HP_HYPER_NUM, MREC_HP_KEEP_RATE, MREC_HP_ALPHA,
     /* MGCN's */
     MREC_HP_ITEM_LAYERS,
+    MREC_HP_ALIGN_WEIGHT,
     MREC_HP_COUNT
 } mrec_hp;
 
@@ -156,7 +157,7 @@ typedef struct {
 typedef mrec_status (*mrec_model_create_fn)(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx);
 
 #define MREC_MODEL_MAX_PARAMS 14
-#define MREC_MODEL_MAX_FIXED 4
+#define MREC_MODEL_MAX_FIXED 6
 
 typedef struct {
     const char *name;    /* mrec train --model */
