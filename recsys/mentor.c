@@ -14,7 +14,7 @@
  * at dst, with the degrees of its edge list; mrec_graph_normalized) and, for the perturbed copies only,
  * noise += eps sign(h) n(u) per row, u uniform in [0, 1) (eps 0.1 in the reference).
  * Six (N, 2d) tables from them, T(a) = a + S^L a on the items' rows (S FREEDOM's frozen kNN item graph,
- * L = n_mm_layers), w (U, 2) trained per-user modality weights:
+ * L = n_mm_layers; 2a for L = 0, as the reference's a + buildItemGraph(a)), w (U, 2) trained per-user modality weights:
  *   R  = [w0 v_U, w1 t_U ; T v_I, T t_I]     G  = [id_U, id_U ; T id_I, T id_I]
  *   V  = [v_U, v_U ; T v_I, T v_I]           Tt = [t_U, t_U ; T t_I, T t_I]
  *   R1, R2 as R from (v1, t1) and (v2, t2)
@@ -155,7 +155,8 @@ static mrec_status gcn_forward(mentor *m, int k) {
         st = mrec_spmm(ctx, m->tb, &m->s, l ? m->ta : oi, d, 0);
         if (!st) st = mrec_copy_rows(ctx, m->ta, d, m->tb, d, I, d);
     }
-    if (!st && m->item_layers) st = mrec_add(ctx, q->ti, q->ti, m->ta, (int64_t)I * d);
+    /* S^0 is the identity: with no item-graph layer the items' rows are doubled, as the reference's a + buildItemGraph(a) */
+    if (!st) st = mrec_add(ctx, q->ti, q->ti, m->item_layers ? m->ta : oi, (int64_t)I * d);
     return st;
 }
 
@@ -345,14 +346,14 @@ static mrec_status tables_back(mentor *m) {
             if (!st) st = mrec_copy_rows(ctx, m->tb, d, m->dtab[t] + (size_t)U * W + (size_t)b * d, W, I, d);
             if (!st) st = mrec_add(ctx, q->dout + (size_t)U * d, q->dout + (size_t)U * d, m->tb, (int64_t)I * d);
         }
-    /* T^T y = y + (S^T)^L y on each network's items' rows */
-    for (int k = 0; k < N_GCN && !st && m->item_layers; k++) {
+    /* T^T y = y + (S^T)^L y on each network's items' rows (2 y with no layer) */
+    for (int k = 0; k < N_GCN && !st; k++) {
         float *y = m->net[k].dout + (size_t)U * d;
         for (int l = 0; l < m->item_layers && !st; l++) {
             st = mrec_spmm(ctx, m->tb, &m->s, l ? m->ta : y, d, 1);
             if (!st) st = mrec_copy_rows(ctx, m->ta, d, m->tb, d, I, d);
         }
-        if (!st) st = mrec_add(ctx, y, y, m->ta, (int64_t)I * d);
+        if (!st) st = mrec_add(ctx, y, y, m->item_layers ? m->ta : y, (int64_t)I * d);
     }
     return st;
 }
