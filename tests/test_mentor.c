@@ -120,6 +120,7 @@ static void check_gradients_kinked(mrec_model *m, const char *name) {
         }
     t_check(bad == 0 && total > 20 && kinks * 50 <= total, "%s: %d of %lld gradients differ from finite differences (%lld on kinks)", name,
             bad, (long long)total, (long long)kinks);
+    printf("  %s: %lld gradient entries against finite differences, %lld on kinks\n", name, (long long)(total - kinks), (long long)kinks);
     free(grad);
 }
 
