@@ -83,6 +83,7 @@ typedef struct {
     float reg, align, mask_g, temp, eps;
     uint64_t seed, step;
     int freeze, ran;                     /* freeze: every batch takes step 0's noise (tests); ran: a batch has run */
+    int block_rows;                      /* the contrast's rows per block; 0: as many as BLOCK_FLOATS logits hold */
     mrec_context *ctx;
     mrec_arena mem;
     mrec_csr adj, s, s_t;                /* (N, N) Â, (I, I) S and S^T */
@@ -271,7 +272,7 @@ static mrec_status info_nce(mentor *m, double *loss, float *da, float *db, const
     int W = 2 * m->dim;
     mrec_context *ctx = m->ctx;
     float *na = m->ta, *nb = m->tb, *g1 = m->tc, *g2 = m->tc + (size_t)n * W;
-    int rows = (int)(BLOCK_FLOATS / n);
+    int rows = m->block_rows ? m->block_rows : (int)(BLOCK_FLOATS / n);
     if (rows < 1) rows = 1;
     if (rows > n) rows = n;
     mrec_status st = ensure_block(m, (int64_t)rows * n, rows);
@@ -417,6 +418,14 @@ mrec_status mrec_mentor_set_noise_seed(mrec_model *model, uint64_t seed, int fre
         return mrec_fail(MREC_ERR_ARG, "mentor noise: the model is %s, not MENTOR", model->name ? model->name : "unnamed");
     mentor *m = model->self;
     m->seed = seed, m->step = 0, m->freeze = freeze;
+    return MREC_OK;
+}
+
+mrec_status mrec_mentor_set_block_rows(mrec_model *model, int rows) {
+    if (!model->name || strcmp(model->name, "MENTOR"))
+        return mrec_fail(MREC_ERR_ARG, "mentor blocks: the model is %s, not MENTOR", model->name ? model->name : "unnamed");
+    if (rows < 0) return mrec_fail(MREC_ERR_ARG, "mentor blocks: %d rows", rows);
+    ((mentor *)model->self)->block_rows = rows;
     return MREC_OK;
 }
 

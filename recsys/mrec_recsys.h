@@ -957,5 +957,8 @@ mrec_status mrec_mentor_create(mrec_model *m, const mrec_graph *adj, const mrec_
  * k (3..6: v1, t1, v2, t2) after layer l (0, 1) at step s are
  * mrec_sign_noise's u(mix64(seed ^ mix64(8 s + 2 (k - 3) + l)), r d + c). */
 mrec_status mrec_mentor_set_noise_seed(mrec_model *m, uint64_t seed, int freeze);
+/* For tests: the contrast's logits in blocks of rows rows (0: as many as
+ * 4M logits hold), so a small model takes the path of a large one. */
+mrec_status mrec_mentor_set_block_rows(mrec_model *m, int rows);
 
 #endif
