@@ -976,4 +976,29 @@ mrec_status mrec_grcn_create(mrec_model *m, const mrec_graph *adj, int n_users, 
                              const int *feat_dim, int n_modalities, int dim, int dim_multimod, int layers, int routings,
                              int weight_mode, int pruning, int has_act, int fusion, float l_w, mrec_rng *rng, mrec_context *ctx);
 
+/* MENTOR as its authors' code (Jinfeng-Xu/MENTOR, src/models/mentor.py):
+ * seven two-layer graph networks over adj (mrec_graph_normalized's) with
+ * their own user preferences and feature MLPs (visual, textual, a trained
+ * id_feat, and two copies of the visual and textual ones perturbed by
+ * sign noise of length eps after each layer), the items' rows plus
+ * item_layers products of item_graph (FREEDOM's); scores are dot products
+ * of [w0 v, w1 t] (2 dim wide, w trained per user). Loss: BPR in log2,
+ * reg times the batch users' visual and textual preferences' and w's mean
+ * squares, align times the distances of the means and variances of the
+ * fused, id, visual and textual tables, mask_g times InfoNCE (temp) of the
+ * perturbed tables over all users and all items. feat[0] visual, feat[1]
+ * textual (n_items, feat_dim[k]). Ranks with the last training batch's
+ * forward, as the reference. Trains on the context's device. */
+mrec_status mrec_mentor_create(mrec_model *m, const mrec_graph *adj, const mrec_graph *item_graph, int n_users, int n_items,
+                               const float *const *feat, const int *feat_dim, int dim, int item_layers, float reg, float align,
+                               float mask_g, float temp, float eps, mrec_rng *rng, mrec_context *ctx);
+/* For tests: the noise's hash stream from seed, the step counted from 0;
+ * with freeze, every batch takes step 0's draws. The uniforms of network
+ * k (3..6: v1, t1, v2, t2) after layer l (0, 1) at step s are
+ * mrec_sign_noise's u(mix64(seed ^ mix64(8 s + 2 (k - 3) + l)), r d + c). */
+mrec_status mrec_mentor_set_noise_seed(mrec_model *m, uint64_t seed, int freeze);
+/* For tests: the contrast's logits in blocks of rows rows (0: as many as
+ * 4M logits hold), so a small model takes the path of a large one. */
+mrec_status mrec_mentor_set_block_rows(mrec_model *m, int rows);
+
 #endif

@@ -46,6 +46,7 @@ typedef enum {
     MREC_HP_IMAGE_KNN_K, MREC_HP_TEXT_KNN_K, MREC_HP_PREF_DROPOUT,
     /* GRCN's */
     MREC_HP_ROUTINGS, MREC_HP_MULTIMOD_DIM, MREC_HP_WEIGHT_MODE, MREC_HP_PRUNING, MREC_HP_HAS_ACT, MREC_HP_FUSION,
+    MREC_HP_ALIGN_WEIGHT,
     MREC_HP_COUNT
 } mrec_hp;
 
@@ -160,7 +161,7 @@ typedef struct {
 typedef mrec_status (*mrec_model_create_fn)(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx);
 
 #define MREC_MODEL_MAX_PARAMS 14
-#define MREC_MODEL_MAX_FIXED 4
+#define MREC_MODEL_MAX_FIXED 6
 
 typedef struct {
     const char *name;    /* mrec train --model */

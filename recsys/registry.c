@@ -124,6 +124,9 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
                          .help = "a LeakyReLU after each propagation"},
     [MREC_HP_FUSION] = {"fusion", "--fusion", .type = MREC_PARAM_ENUM, .choices = FUSIONS, .def = {0}, .meta = "concat|id|mean",
                         .help = "the id representation beside the modalities', alone, or averaged with them"},
+    /* MENTOR's */
+    [MREC_HP_ALIGN_WEIGHT] = {"align_weight", "--align-weight", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {0.1}, .meta = "X",
+                              .help = "weight of the alignment of the views' means and variances"},
 };
 
 const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
@@ -477,6 +480,33 @@ static mrec_status create_grcn(mrec_model *m, const mrec_model_inputs *in, const
     return st;
 }
 
+/* MENTOR: Â, FREEDOM's item graph of the visual (0.1) and textual (0.9) features (the same cache: the reference's
+ * mm_adj is FREEDOM's), the model; other modalities are not read. */
+static mrec_status create_mentor(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    const float *xs[2] = {NULL, NULL};
+    int dims[2] = {0, 0}, k = mrec_hp_int(p, MREC_HP_KNN_K), cached = 0;
+    for (int f = 0; f < in->n_feat; f++) {
+        int at = !strcmp(in->feat[f].name, "visual") ? 0 : !strcmp(in->feat[f].name, "textual") ? 1 : -1;
+        if (at >= 0) xs[at] = in->feat[f].x, dims[at] = in->feat[f].dim;
+    }
+    if (!xs[0] || !xs[1]) return mrec_fail(MREC_ERR_ARG, "mentor needs a visual and a textual modality");
+    const float w[2] = {0.1f, 0.9f};
+    mrec_rng rng = seeded(p);
+    mrec_status st = mrec_graph_normalized(in->graph, in->train);
+    if (!st) st = mrec_graph_knn_cached(in->item_graph, xs, dims, w, 2, in->n_items, k, in->cache_dir, &cached, ctx);
+    if (!st && in->log) {
+        char line[4400];
+        snprintf(line, sizeof line, "item graph: k=%d, %lld edges, %s%s", k, (long long)in->item_graph->row_ptr[in->n_items],
+                 cached ? "read from " : in->cache_dir ? "built and saved in " : "built", in->cache_dir ? in->cache_dir : "");
+        in->log(in->log_ctx, line);
+    }
+    if (!st)
+        st = mrec_mentor_create(m, in->graph, in->item_graph, in->n_users, in->n_items, xs, dims, mrec_hp_int(p, MREC_HP_DIM),
+                                mrec_hp_int(p, MREC_HP_ITEM_LAYERS), mrec_hp_real(p, MREC_HP_REG), mrec_hp_real(p, MREC_HP_ALIGN_WEIGHT),
+                                mrec_hp_real(p, MREC_HP_CL_WEIGHT), mrec_hp_real(p, MREC_HP_TEMP), mrec_hp_real(p, MREC_HP_EPS), &rng, ctx);
+    return st;
+}
+
 /* ---- the table ---- */
 
 /* What most models read: hyper-parameter, Elliot key, params-column label (and the model's own default) */
@@ -623,6 +653,19 @@ static const mrec_model_entry MODELS[] = {
                 OWN(MREC_HP_BATCH_SIZE, "batch_size", "batch", 1024), OWN(MREC_HP_SEED, "seed", "seed", 123), OWN(MREC_HP_EPOCHS, "epochs", NULL, 200)},
      .fixed = {{.key = "aggregation", .kind = MREC_FIXED_TEXT, .text = "add|concat",
                 .why = "the fork's GRCN sums a node's neighbours whatever aggregation says: add (or its default, concat)"}}},
+    /* MENTOR.yaml (its authors' repository) over MMRec's overall.yaml: lr 1e-4, reg_weight 1e-3, align_weight 0.1, knn_k 10,
+     * n_mm_layers 1; mask_weight_g and temp are grids there ([1e-4, 1e-3], [0.2, 0.4, 0.6]) and no per-dataset choice is
+     * published: their first points. The noise's length 0.1 is fixed in the code. */
+    {.name = "mentor", .elliot = "MENTOR", .summary = "seven graph networks, FREEDOM's item graph, id-guided alignment of means and variances, InfoNCE of perturbed views (its authors' code)",
+     .needs = MREC_NEEDS_VISUAL_TEXTUAL, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GRAPH_CACHE | MREC_MODEL_GPU, .create = create_mentor,
+     .params = {P(MREC_HP_DIM, "embedding_size", "dim"), OWN(MREC_HP_ITEM_LAYERS, "n_mm_layers", "item_layers", 1), P(MREC_HP_KNN_K, "knn_k", "knn_k"),
+                REG("reg_weight", "reg", 1e-3), P(MREC_HP_ALIGN_WEIGHT, "align_weight", "align"), OWN(MREC_HP_CL_WEIGHT, "mask_weight_g", "cl", 1e-4),
+                OWN(MREC_HP_TEMP, "temp", "temp", 0.2), OWN(MREC_HP_EPS, NULL, "eps", 0.1), OWN(MREC_HP_LR, "learning_rate", "lr", 1e-4), BATCH, SEED, EPOCHS},
+     .fixed = {{.key = "feat_embed_dim", .kind = MREC_FIXED_SAME, .same = MREC_HP_DIM, .why = "the reference's feat_embed_dim sizes layers its loss never reads: the size of embedding_size"},
+               {.key = "n_layers", .kind = MREC_FIXED_NUMBER, .num = {2}, .why = "the reference's networks have two layers whatever n_layers says: 2"},
+               {.key = "mm_image_weight", .kind = MREC_FIXED_NUMBER, .num = {0.1}, .why = "mrec's MENTOR weighs the visual item graph 0.1 (FREEDOM's graph)"},
+               {.key = "dropout", .kind = MREC_FIXED_NUMBER, .num = {0.5}, .why = "dropout feeds only the reference's gradient-free masking term, which mrec leaves out: MENTOR.yaml's 0.5"},
+               {.key = "mask_weight_f", .kind = MREC_FIXED_NUMBER, .num = {1.5}, .why = "mask_weight_f weighs only the reference's gradient-free masking term, which mrec leaves out: MENTOR.yaml's 1.5"}}},
 };
 
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])

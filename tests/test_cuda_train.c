@@ -240,7 +240,7 @@ static void list_matches_models(mrec_context *cpu) {
     t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && mrec_model_runs_on_gpu("ngcf") && !mrec_model_runs_on_gpu("mostpop") &&
                 !mrec_model_runs_on_gpu(NULL),
             "BPRMF, LightGCN and NGCF have a GPU path");
-    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn", "lgmrec", "mgcn", "pgl", "smore", "grcn"};
+    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn", "lgmrec", "mgcn", "pgl", "smore", "grcn", "mentor"};
     for (size_t a = 0; a < sizeof added / sizeof added[0]; a++)
         t_check(mrec_model_runs_on_gpu(added[a]), "%s has a GPU path", added[a]);
     mrec_user_items_free(&train);
