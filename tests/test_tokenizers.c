@@ -699,7 +699,7 @@ static int ids_are(mrec_tokenizer *t, const char *text, const int32_t *want, siz
     int32_t got[64];
     size_t n;
     if (mrec_tokenize(t, text, strlen(text), got, 64, &n) != MREC_TOK_OK || n != nw) return 0;
-    return memcmp(got, want, n * sizeof *got) == 0;
+    return n == 0 || memcmp(got, want, n * sizeof *got) == 0;
 }
 
 /* Viterbi, unknown characters, byte fallback, Replace and Metaspace on
