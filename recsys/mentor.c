@@ -59,7 +59,6 @@
 #define NORM_EPS 1e-12f
 #define SLOPE 0.01f /* F.leaky_relu's default */
 #define LN2 0.69314718055994530942
-#define BLOCK_FLOATS (1 << 22) /* the contrast's logits per block of rows */
 
 typedef struct {
     int f;                               /* input width: the modality's, or d for the id network */
@@ -83,7 +82,7 @@ typedef struct {
     float reg, align, mask_g, temp, eps;
     uint64_t seed, step;
     int freeze, ran;                     /* freeze: every batch takes step 0's noise (tests); ran: a batch has run */
-    int block_rows;                      /* the contrast's rows per block; 0: as many as BLOCK_FLOATS logits hold */
+    int block_rows;                      /* the contrast's rows per block; 0: as many as 4M logits hold */
     mrec_context *ctx;
     mrec_arena mem;
     mrec_csr adj, s, s_t;                /* (N, N) Â, (I, I) S and S^T */
@@ -92,17 +91,12 @@ typedef struct {
     float *wu, *wu_grad;                 /* (U, 2) */
     float *wexp;                         /* (2, U, d) w_b spread over d columns */
     float *tab[N_TAB], *dtab[N_TAB];     /* (N, 2d) */
-    float *ta, *tb, *tc, *td;            /* (N, 2d), (N, 2d), (2 N, 2d), (I, 4d) scratch */
+    float *ta, *tb, *tc, *td;            /* (N, 2d) each, (I, 4d) scratch */
     float *ones, *zeros;                 /* (max(N, 4d)), (N 2d) */
     float *bvec;                         /* (2d) */
-    int32_t *iota;                       /* (N) 0, 1, .. the contrast's targets */
     double *h_sums;                      /* (4 d) host: column sums downloaded */
     float *h_small;                      /* (max(2U, 2d, cap d)) host scratch */
-    /* the contrast's block (rows x all rows), grown */
-    mrec_arena blk;
-    int64_t blk_cap;
-    float *sim;
-    double *closs, *h_loss;
+    mrec_info_nce nce;                   /* the contrast's buffers, a block of rows at a time */
     int cap;                             /* batch rows the host scratch and gath hold */
     mrec_arena bat;
     float *gath;                         /* (cap, d) the batch users' rows of P */
@@ -252,48 +246,9 @@ static mrec_status align_term(mentor *m, double *loss) {
     return st;
 }
 
-static mrec_status ensure_block(mentor *m, int64_t floats, int rows) {
-    if (floats <= m->blk_cap) return MREC_OK;
-    mrec_arena_release(&m->blk, m->ctx->cuda);
-    free(m->h_loss);
-    m->h_loss = NULL, m->blk_cap = 0;
-    mrec_status st = mrec_arena_reserve(&m->blk, sizeof(float) * (size_t)floats + sizeof(double) * (size_t)rows + 256, m->ctx->device, m->ctx->cuda);
-    m->h_loss = malloc(sizeof(double) * (size_t)rows);
-    if (!st && !m->h_loss) st = mrec_fail(MREC_ERR_NOMEM, "mentor: the contrast's %d rows", rows);
-    if (st) return st;
-    m->sim = mrec_arena_alloc(&m->blk, sizeof(float) * (size_t)floats);
-    m->closs = mrec_arena_alloc(&m->blk, sizeof(double) * (size_t)rows);
-    m->blk_cap = floats;
-    return MREC_OK;
-}
-
-/* alpha times InfoNCE(a, b) over n rows (ld W) into *loss; da, db (n, W, ld W) its gradients (written). Blocks of rows. */
+/* alpha times InfoNCE(a, b) over n rows (W wide) into *loss; da, db (n, W) its gradients (written). Blocks of rows. */
 static mrec_status info_nce(mentor *m, double *loss, float *da, float *db, const float *a, const float *b, int n, float alpha) {
-    int W = 2 * m->dim;
-    mrec_context *ctx = m->ctx;
-    float *na = m->ta, *nb = m->tb, *g1 = m->tc, *g2 = m->tc + (size_t)n * W;
-    int rows = m->block_rows ? m->block_rows : (int)(BLOCK_FLOATS / n);
-    if (rows < 1) rows = 1;
-    if (rows > n) rows = n;
-    mrec_status st = ensure_block(m, (int64_t)rows * n, rows);
-    if (!st) st = mrec_l2_normalize_rows(ctx, na, a, NORM_EPS, n, W);
-    if (!st) st = mrec_l2_normalize_rows(ctx, nb, b, NORM_EPS, n, W);
-    double sum = 0;
-    for (int r0 = 0; r0 < n && !st; r0 += rows) {
-        int R = n - r0 < rows ? n - r0 : rows;
-        const float *ar = na + (size_t)r0 * W;
-        /* logits <â_r, b̂_c> / t, the positive at column r0 + r; gradient alpha / n (softmax - onehot), / t for the cosines */
-        st = mrec_gemm(ctx, m->sim, ar, nb, NULL, 1.0f / m->temp, 0, 0, 1, R, n, W, W, W, n);
-        if (!st) st = mrec_softmax_xent_rows(ctx, m->sim, m->closs, m->sim, m->iota + r0, alpha / ((float)n * m->temp), R, n);
-        if (!st) st = mrec_copy_to_host(ctx, m->h_loss, m->closs, sizeof(double) * (size_t)R);
-        for (int r = 0; r < R && !st; r++) sum += m->h_loss[r];
-        if (!st) st = mrec_gemm(ctx, g1 + (size_t)r0 * W, m->sim, nb, NULL, 1, 0, 0, 0, R, W, n, n, W, W);
-        if (!st) st = mrec_gemm(ctx, g2, m->sim, ar, NULL, 1, r0 ? 1.0f : 0.0f, 1, 0, n, W, R, n, W, W);
-    }
-    if (!st) st = mrec_l2_normalize_rows_back(ctx, da, g1, na, a, NORM_EPS, 0, n, W);
-    if (!st) st = mrec_l2_normalize_rows_back(ctx, db, g2, nb, b, NORM_EPS, 0, n, W);
-    *loss = alpha * sum / n;
-    return st;
+    return mrec_info_nce_run(&m->nce, m->ctx, loss, da, db, a, b, n, 2 * m->dim, m->temp, alpha, m->block_rows);
 }
 
 /* reg mean(P[u]^2) over the batch's users (repeats kept) for the visual and textual networks, and reg mean(w^2) */
@@ -454,10 +409,10 @@ static void mentor_destroy(void *self) {
     mentor *m = self;
     mrec_bpr_ops_free(&m->bpr);
     mrec_batch_rows_free(&m->rows);
-    if (m->blk.base) mrec_arena_release(&m->blk, m->ctx->cuda);
+    mrec_info_nce_free(&m->nce);
     if (m->bat.base) mrec_arena_release(&m->bat, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->h_loss), free(m->h_small), free(m->h_sums);
+    free(m->h_small), free(m->h_sums);
     free(m);
 }
 
@@ -478,11 +433,9 @@ static void carve(mentor *m, mrec_arena *a, int64_t adj_nnz, int64_t s_nnz) {
     m->id_feat = F(I * d), m->id_grad = F(I * d), m->wu = F(U * 2), m->wu_grad = F(U * 2), m->wexp = F(2 * U * d);
     m->net[2].x = m->id_feat, m->net[2].gx = m->id_grad;
     for (int t = 0; t < N_TAB; t++) m->tab[t] = F(N * W), m->dtab[t] = F(N * W);
-    /* tc holds the contrast's two gradient halves: 2 N W */
-    m->ta = F(N * W), m->tb = F(N * W), m->tc = F(2 * N * W), m->td = F(I * 4 * d), m->ones = F(N > 4 * d ? N : 4 * d);
+    m->ta = F(N * W), m->tb = F(N * W), m->tc = F(N * W), m->td = F(I * 4 * d), m->ones = F(N > 4 * d ? N : 4 * d);
     m->zeros = F(N * W), m->bvec = F(W);
 #undef F
-    m->iota = mrec_arena_alloc(a, sizeof(int32_t) * N);
     mrec_device dev = m->ctx->device;
     m->adj = mrec_graph_carve(a, (int)N, (int)N, adj_nnz, dev);
     m->s = mrec_graph_carve(a, (int)I, (int)I, s_nnz, dev), m->s_t = mrec_graph_carve(a, (int)I, (int)I, s_nnz, dev);
@@ -529,9 +482,6 @@ static mrec_status upload(mentor *m, const mrec_graph *adj, const mrec_graph *it
     int n_ones = N > 4 * d ? N : 4 * d;
     for (int r = 0; r < n_ones; r++) h[r] = 1.0f;
     if (!st) st = mrec_copy_to_device(ctx, m->ones, h, sizeof(float) * (size_t)n_ones);
-    int32_t *iota = (int32_t *)h;
-    for (int r = 0; r < N; r++) iota[r] = r;
-    if (!st) st = mrec_copy_to_device(ctx, m->iota, iota, sizeof(int32_t) * (size_t)N);
     free(h);
     mrec_csr src = mrec_graph_csr(adj);
     if (!st) st = mrec_graph_upload(ctx, &m->adj, &src);

@@ -86,9 +86,7 @@ typedef struct {
     mrec_arena batch;
     int cap;
     float *v, *v1, *v2, *d1, *d2;       /* (2 cap, W) the rows, their two dropouts, the gradients of those */
-    float *n1, *n2, *g1, *g2;           /* (cap, W) one half's unit rows, their gradients */
-    float *sim;                         /* (cap, cap) */
-    double *closs, *h_loss;             /* (cap) device, host */
+    mrec_info_nce nce;
     mrec_batch_rows rows;
     mrec_bpr_ops bpr;
     mrec_status status;
@@ -162,10 +160,7 @@ static void carve_batch(pgl *m, mrec_arena *a) {
     size_t c = (size_t)m->cap, w = (size_t)m->width;
 #define F(count) mrec_arena_alloc(a, sizeof(float) * (count))
     m->v = F(2 * c * w), m->v1 = F(2 * c * w), m->v2 = F(2 * c * w), m->d1 = F(2 * c * w), m->d2 = F(2 * c * w);
-    m->n1 = F(c * w), m->n2 = F(c * w), m->g1 = F(c * w), m->g2 = F(c * w);
-    m->sim = F(c * c);
 #undef F
-    m->closs = mrec_arena_alloc(a, sizeof(double) * c);
 }
 
 /* Buffers for batches of up to n triples, grown when a batch is larger than any before. */
@@ -173,13 +168,10 @@ static mrec_status ensure_batch(pgl *m, int n) {
     if (n <= m->cap) return MREC_OK;
     mrec_context *ctx = m->ctx;
     mrec_arena_release(&m->batch, ctx->cuda);
-    free(m->h_loss);
     m->cap = n;
     mrec_arena measure = mrec_arena_measure();
     carve_batch(m, &measure);
     mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
-    m->h_loss = malloc(sizeof(double) * (size_t)n);
-    if (!st && !m->h_loss) st = mrec_fail(MREC_ERR_NOMEM, "pgl: a batch of %d", n);
     if (!st) carve_batch(m, &m->batch);
     else m->cap = 0;
     return st;
@@ -187,24 +179,7 @@ static mrec_status ensure_batch(pgl *m, int n) {
 
 /* alpha / n times InfoNCE(a, b) over n rows into *loss; da, db (n, W) its gradients. a, b (n, W). */
 static mrec_status info_nce(pgl *m, double *loss, float *da, float *db, const float *a, const float *b, int n, float alpha) {
-    int w = m->width;
-    mrec_context *ctx = m->ctx;
-    float *na = m->n1, *nb = m->n2;
-    mrec_status st = mrec_l2_normalize_rows(ctx, na, a, NORM_EPS, n, w);
-    if (!st) st = mrec_l2_normalize_rows(ctx, nb, b, NORM_EPS, n, w);
-    /* logits <â_r, b̂_c> / t; their gradient alpha / n (softmax - [c == r]), and / t for the cosines */
-    if (!st) st = mrec_gemm(ctx, m->sim, na, nb, NULL, 1.0f / m->temp, 0, 0, 1, n, n, w, w, w, n);
-    if (!st) st = mrec_softmax_xent_rows(ctx, m->sim, m->closs, m->sim, NULL, alpha / ((float)n * m->temp), n, n);
-    if (!st) st = mrec_copy_to_host(ctx, m->h_loss, m->closs, sizeof(double) * (size_t)n);
-    if (st) return st;
-    double sum = 0;
-    for (int r = 0; r < n; r++) sum += m->h_loss[r];
-    *loss = alpha * sum / n;
-    /* dâ = G b̂, db̂ = G^T â, then back through the unit rows */
-    if ((st = mrec_gemm(ctx, m->g1, m->sim, nb, NULL, 1, 0, 0, 0, n, w, n, n, w, w))) return st;
-    if ((st = mrec_gemm(ctx, m->g2, m->sim, na, NULL, 1, 0, 1, 0, n, w, n, n, w, w))) return st;
-    if ((st = mrec_l2_normalize_rows_back(ctx, da, m->g1, na, a, NORM_EPS, 0, n, w))) return st;
-    return mrec_l2_normalize_rows_back(ctx, db, m->g2, nb, b, NORM_EPS, 0, n, w);
+    return mrec_info_nce_run(&m->nce, m->ctx, loss, da, db, a, b, n, m->width, m->temp, alpha, 0);
 }
 
 /* The contrast of the batch's rows [users ; U + positives] of f: its loss into *loss, its gradient added to dout. */
@@ -360,7 +335,8 @@ static void pgl_destroy(void *self) {
     mrec_batch_rows_free(&m->rows);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->h_loss), free(m->edge_user), free(m->edge_item), free(m->edge_weight), free(m->keys), free(m->kept_user), free(m->kept_item);
+    mrec_info_nce_free(&m->nce);
+    free(m->edge_user), free(m->edge_item), free(m->edge_weight), free(m->keys), free(m->kept_user), free(m->kept_item);
     free(m);
 }
 

@@ -111,6 +111,27 @@ mrec_status mrec_batch_rows_set(mrec_batch_rows *r, mrec_context *ctx, int n_row
 mrec_status mrec_batch_rows_scatter(const mrec_batch_rows *r, float *out, const float *G, int D);
 void mrec_batch_rows_free(mrec_batch_rows *r);
 
+/* ---- InfoNCE between two views' rows (contrast.c) ----------------------------
+ * alpha InfoNCE(a, b) = alpha / n sum_r -log softmax_c(<â_r, b̂_c> / temp)[r]
+ * over unit rows (F.normalize's), with its gradients; the logits a block of
+ * rows at a time (block_rows, or 0: as many as 4M logits hold), so nothing
+ * n x n is formed for a large n. The buffers are grown, not per call. */
+typedef struct {
+    mrec_context *ctx;
+    int cap_n, cap_w, cap_rows;
+    mrec_arena mem;           /* the buffers below, on the context's device */
+    float *na, *nb, *ga, *gb; /* (cap_n, cap_w) the unit rows, their gradients */
+    float *sim;               /* (cap_rows, cap_n) a block's logits, then their gradient */
+    double *closs;            /* (cap_rows) */
+    int32_t *iota;            /* (cap_n) 0, 1, ..: each row's own column */
+    double *h_loss;           /* (cap_rows) host */
+} mrec_info_nce;
+
+/* *loss = alpha InfoNCE(a, b); da, db (n, w) its gradients, written. a, b (n, w), on the context's device. */
+mrec_status mrec_info_nce_run(mrec_info_nce *c, mrec_context *ctx, double *loss, float *da, float *db, const float *a,
+                              const float *b, int n, int w, float temp, float alpha, int block_rows);
+void mrec_info_nce_free(mrec_info_nce *c);
+
 /* A graph's copy where ctx runs, carved from a (a measuring arena counts
  * it): mrec_graph_carve sizes it, mrec_graph_upload fills it. */
 mrec_csr mrec_graph_carve(mrec_arena *a, int n_rows, int n_cols, int64_t nnz, mrec_device device);

@@ -65,7 +65,6 @@
 
 #define N_MOD 2          /* image, text */
 #define N_VIEW 3         /* image, text, fusion */
-#define NORM_EPS 1e-12f  /* F.normalize's floor */
 
 typedef struct {
     int f;                               /* feature size */
@@ -128,9 +127,7 @@ typedef struct {
     mrec_arena batch;
     int cap;
     float *v1, *v2, *d1, *d2;               /* (2 cap, d) side's and C's rows, their gradients */
-    float *n1, *n2, *g1, *g2;               /* (cap, d) one half's unit rows, their gradients */
-    float *sim;                             /* (cap, cap) */
-    double *closs, *h_loss;                 /* (cap) device, host */
+    mrec_info_nce nce;
     mrec_batch_rows rows;
     mrec_bpr_ops bpr;
     mrec_status status;
@@ -339,10 +336,7 @@ static void carve_batch(smore *m, mrec_arena *a) {
     size_t c = (size_t)m->cap, d = (size_t)m->dim;
 #define F(count) mrec_arena_alloc(a, sizeof(float) * (count))
     m->v1 = F(2 * c * d), m->v2 = F(2 * c * d), m->d1 = F(2 * c * d), m->d2 = F(2 * c * d);
-    m->n1 = F(c * d), m->n2 = F(c * d), m->g1 = F(c * d), m->g2 = F(c * d);
-    m->sim = F(c * c);
 #undef F
-    m->closs = mrec_arena_alloc(a, sizeof(double) * c);
 }
 
 /* Buffers for batches of up to n triples, grown when a batch is larger than any before. */
@@ -350,13 +344,10 @@ static mrec_status ensure_batch(smore *m, int n) {
     if (n <= m->cap) return MREC_OK;
     mrec_context *ctx = m->ctx;
     mrec_arena_release(&m->batch, ctx->cuda);
-    free(m->h_loss);
     m->cap = n;
     mrec_arena measure = mrec_arena_measure();
     carve_batch(m, &measure);
     mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
-    m->h_loss = malloc(sizeof(double) * (size_t)n);
-    if (!st && !m->h_loss) st = mrec_fail(MREC_ERR_NOMEM, "smore: a batch of %d", n);
     if (!st) carve_batch(m, &m->batch);
     else m->cap = 0;
     return st;
@@ -364,24 +355,7 @@ static mrec_status ensure_batch(smore *m, int n) {
 
 /* cl InfoNCE(a, b) over n rows into *loss; da, db (n, d) its gradients. a, b (n, d). */
 static mrec_status info_nce(smore *m, double *loss, float *da, float *db, const float *a, const float *b, int n) {
-    int d = m->dim;
-    mrec_context *ctx = m->ctx;
-    float *na = m->n1, *nb = m->n2;
-    mrec_status st = mrec_l2_normalize_rows(ctx, na, a, NORM_EPS, n, d);
-    if (!st) st = mrec_l2_normalize_rows(ctx, nb, b, NORM_EPS, n, d);
-    /* logits <â_r, b̂_c> / t; their gradient cl / n (softmax - [c == r]), and / t for the cosines */
-    if (!st) st = mrec_gemm(ctx, m->sim, na, nb, NULL, 1.0f / m->temp, 0, 0, 1, n, n, d, d, d, n);
-    if (!st) st = mrec_softmax_xent_rows(ctx, m->sim, m->closs, m->sim, NULL, m->cl / ((float)n * m->temp), n, n);
-    if (!st) st = mrec_copy_to_host(ctx, m->h_loss, m->closs, sizeof(double) * (size_t)n);
-    if (st) return st;
-    double sum = 0;
-    for (int r = 0; r < n; r++) sum += m->h_loss[r];
-    *loss = m->cl * sum / n;
-    /* dâ = G b̂, db̂ = G^T â, then back through the unit rows */
-    if ((st = mrec_gemm(ctx, m->g1, m->sim, nb, NULL, 1, 0, 0, 0, n, d, n, n, d, d))) return st;
-    if ((st = mrec_gemm(ctx, m->g2, m->sim, na, NULL, 1, 0, 1, 0, n, d, n, n, d, d))) return st;
-    if ((st = mrec_l2_normalize_rows_back(ctx, da, m->g1, na, a, NORM_EPS, 0, n, d))) return st;
-    return mrec_l2_normalize_rows_back(ctx, db, m->g2, nb, b, NORM_EPS, 0, n, d);
+    return mrec_info_nce_run(&m->nce, m->ctx, loss, da, db, a, b, n, m->dim, m->temp, m->cl, 0);
 }
 
 static mrec_status batch_loss_grad(smore *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
@@ -443,7 +417,7 @@ static void smore_destroy(void *self) {
     mrec_batch_rows_free(&m->rows);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->h_loss);
+    mrec_info_nce_free(&m->nce);
     free(m);
 }
 
