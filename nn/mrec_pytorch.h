@@ -17,19 +17,27 @@
  * EMPTY_TUPLE TUPLE TUPLE1-3 SETITEM(S) APPEND(S) BINUNICODE
  * SHORT_BINUNICODE BININT BININT1 BININT2 LONG1 BINFLOAT NEWTRUE NEWFALSE
  * NONE BINPUT LONG_BINPUT MEMOIZE BINGET LONG_BINGET GLOBAL STACK_GLOBAL
- * BINPERSID REDUCE BUILD, and these globals: collections.OrderedDict,
+ * BINPERSID REDUCE NEWOBJ BUILD, and these globals: collections.OrderedDict,
  * torch._utils._rebuild_tensor_v2 / _rebuild_tensor_v3 /
  * _rebuild_parameter, the torch.<Type>Storage classes of the element types
- * below, torch.storage.UntypedStorage, and the torch.<dtype> names
- * _rebuild_tensor_v3 takes. REDUCE calls only those (OrderedDict with no
- * arguments); BUILD is taken only on an OrderedDict (its _metadata, dropped).
+ * below, torch.storage.UntypedStorage, the torch.<dtype> names
+ * _rebuild_tensor_v3 takes, builtins.set, and the classes of torch.nn.modules.*
+ * and torchvision.models.* (a whole module saved by torch.save(model), as
+ * Ducho's MMFashion.pt). REDUCE calls only the first five and set (OrderedDict
+ * with no arguments, set with one list); NEWOBJ takes only a module class with
+ * no arguments and makes an inert record of it: no constructor, no
+ * __setstate__, nothing of the class is run; BUILD is taken only on such a
+ * record (its attribute dict) or on an OrderedDict (its _metadata, dropped).
  * Any other opcode or global is refused by name with its byte offset.
  *
  * Element types: F32 F64 F16 BF16 I64 I32 I16 I8 U8 BOOL, and through
  * _rebuild_tensor_v3 U16 U32 U64 F8_E4M3 F8_E5M2; others (complex,
  * quantized) are refused by name.
  *
- * The state dict: the top-level dict when all its values are tensors; else
+ * The state dict: a module's state_dict() when the file holds a module (its
+ * _parameters, then its _buffers but those in _non_persistent_buffers_set,
+ * then each child of _modules under "child.", None entries left out, as
+ * torch.nn.Module.state_dict names them); the top-level dict when all its values are tensors; else
  * the dict under `key` (a '/'-separated path of dict keys) when given; else
  * the first of "state_dict", "model_state_dict", "model", "module" that holds
  * a dict. Every value of the chosen dict must be a tensor (else refused,
@@ -74,7 +82,7 @@ typedef struct {
     char *path;            /* for messages */
     int legacy;            /* 1: the pre-1.6 format; 0: zip */
     int big_endian;        /* the zip's byteorder says "big": elements are swapped when copied */
-    char selected[256];    /* where the state dict was: "" for the top level, else its key path */
+    char selected[256];    /* where the state dict was: "" for the top level, else its key path, or the module's class */
     int n_tensors;
     mrec_pt_tensor *tensors; /* in the order of the file */
     int n_storages;
@@ -97,12 +105,24 @@ uint64_t mrec_pt_tensor_bytes(const mrec_pt_tensor *t);
 /* Tensor i, contiguous and little-endian, into out (mrec_pt_tensor_bytes). */
 void mrec_pytorch_copy(const mrec_pytorch *pt, int i, void *out);
 
-/* Reads `in` (key as above) and writes its tensors to `out` as safetensors,
- * in the file's order, with __metadata__ {"format": "pt"} as Hugging Face's
- * converter writes; through a temporary file renamed at the end, so `out`
- * appears whole or not at all. n_tensors and params (either may be NULL)
- * receive what was written. */
-mrec_status mrec_pytorch_to_safetensors(const char *in, const char *out, const char *key, int *n_tensors, int64_t *params,
-                                        char *selected, size_t selected_cap);
+/* Keeps only the tensors whose names start with prefix, the prefix taken
+ * off ("backbone." of an mmcv detector's or MMFashion's state dict); none
+ * left, or a name left empty, is an error naming the prefix. */
+mrec_status mrec_pytorch_keep_prefix(mrec_pytorch *pt, const char *prefix);
+/* Reads `in` (key as above; prefix, when not NULL, as mrec_pytorch_keep_prefix)
+ * and writes its tensors to `out` as safetensors, in the file's order, with
+ * __metadata__ {"format": "pt"} as Hugging Face's converter writes; through a
+ * temporary file renamed at the end, so `out` appears whole or not at all.
+ * n_tensors and params (either may be NULL) receive what was written. */
+mrec_status mrec_pytorch_to_safetensors(const char *in, const char *out, const char *key, const char *prefix, int *n_tensors,
+                                        int64_t *params, char *selected, size_t selected_cap);
+/* A PyTorch checkpoint read as safetensors in memory, for the loaders that
+ * take safetensors: every tensor of its state dict copied contiguous and
+ * little-endian into one buffer that st owns (mrec_safetensors_close frees
+ * it). Nothing is written. */
+mrec_status mrec_safetensors_from_pytorch(mrec_safetensors *st, const char *path);
+/* mrec_safetensors_open, or mrec_safetensors_from_pytorch for a file named
+ * .pt, .pth or .bin. */
+mrec_status mrec_safetensors_open_any(mrec_safetensors *st, const char *path);
 
 #endif

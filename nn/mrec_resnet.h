@@ -43,7 +43,9 @@ typedef struct {
     mrec_context *on;        /* the GPU context holding them, NULL for host memory */
 } mrec_resnet;
 
-/* Reads path (a .safetensors file, or a folder holding model.safetensors).
+/* Reads path (a .safetensors file; a PyTorch checkpoint, .pt .pth or .bin,
+ * holding a state dict or a whole torchvision ResNet, read by the restricted
+ * unpickler of mrec_pytorch.h; or a folder holding model.safetensors).
  * A missing tensor or a shape that does not chain is an error naming the
  * file and the tensor. */
 mrec_status mrec_resnet_load(mrec_resnet *m, const char *path);

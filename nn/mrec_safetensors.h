@@ -35,6 +35,7 @@ typedef struct {
     void *map;             /* the whole file, read-only */
     size_t map_size;
     int mapped;            /* 1 if map came from mmap (else borrowed memory) */
+    int owned;             /* 1 if map was allocated for st (a converted checkpoint), freed at close */
     const uint8_t *data;   /* the data section */
     uint64_t data_size;
     int n_tensors;

@@ -32,20 +32,23 @@
 
 /* ---- values ----------------------------------------------------------------- */
 
-typedef enum { V_NONE, V_BOOL, V_INT, V_BIGINT, V_FLOAT, V_STR, V_TUPLE, V_LIST, V_DICT, V_GLOBAL, V_STORAGE, V_TENSOR } vkind;
-static const char *const KIND_NAME[] = {"None", "bool", "int", "int", "float", "str", "tuple", "list", "dict", "a class or function", "a storage", "a tensor"};
+typedef enum { V_NONE, V_BOOL, V_INT, V_BIGINT, V_FLOAT, V_STR, V_TUPLE, V_LIST, V_DICT, V_GLOBAL, V_STORAGE, V_TENSOR, V_MODULE } vkind;
+static const char *const KIND_NAME[] = {"None", "bool", "int", "int", "float", "str", "tuple", "list", "dict", "a class or function",
+                                        "a storage", "a tensor", "a module"};
 
-/* The globals a state dict needs, and nothing else. */
-typedef enum { G_ORDERED_DICT, G_REBUILD_V2, G_REBUILD_V3, G_REBUILD_PARAMETER, G_STORAGE, G_UNTYPED_STORAGE, G_DTYPE } gkind;
+/* The globals a state dict needs, and those of a whole module saved by
+ * torch.save(model): its classes (never instantiated: a module is a record of
+ * its attributes) and builtins.set (its non-persistent buffer names). */
+typedef enum { G_ORDERED_DICT, G_REBUILD_V2, G_REBUILD_V3, G_REBUILD_PARAMETER, G_STORAGE, G_UNTYPED_STORAGE, G_DTYPE, G_SET, G_MODULE_CLASS } gkind;
 
 typedef struct value {
     vkind kind;
     int64_t i;             /* BOOL, INT; GLOBAL: its gkind; STORAGE, TENSOR: the index */
     double f;
     mrec_dtype dtype;      /* GLOBAL of a storage class or a dtype */
-    char *s;               /* STR (NUL-terminated; len bytes, may hold NUL) */
+    char *s;               /* STR (NUL-terminated; len bytes, may hold NUL); GLOBAL of a module class, MODULE: its name */
     size_t len;
-    struct value **items;  /* TUPLE, LIST; DICT: key, value, key, value ... */
+    struct value **items;  /* TUPLE, LIST; DICT: key, value, key, value ...; MODULE: its attributes' dict, once built */
     int n, cap;
     struct value *next;    /* every value, for freeing */
 } value;
@@ -201,6 +204,16 @@ static mrec_status memo_get(unpickler *u, uint64_t idx) {
     return push(u, u->memo[idx]);
 }
 
+/* A module class of torch.nn or torchvision.models ("torch.nn.modules.conv",
+ * "Conv2d"): a name starting with a capital, of letters, digits and '_'. */
+static int module_class(const char *module, const char *name) {
+    if (strncmp(module, "torch.nn.modules.", 17) && strncmp(module, "torchvision.models.", 19)) return 0;
+    if (!(name[0] >= 'A' && name[0] <= 'Z')) return 0;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_')) return 0;
+    return 1;
+}
+
 /* A global by its module and name: one of the few allowed, or refused by name. */
 static mrec_status find_global(unpickler *u, const char *module, const char *name, long where) {
     static const struct { const char *name; mrec_dtype dtype; } storages[] = {
@@ -222,7 +235,13 @@ static mrec_status find_global(unpickler *u, const char *module, const char *nam
     else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_tensor_v3")) v->i = G_REBUILD_V3;
     else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_parameter")) v->i = G_REBUILD_PARAMETER;
     else if (!strcmp(module, "torch.storage") && !strcmp(name, "UntypedStorage")) v->i = G_UNTYPED_STORAGE, v->dtype = MREC_U8;
-    else found = 0;
+    else if ((!strcmp(module, "__builtin__") || !strcmp(module, "builtins")) && !strcmp(name, "set")) v->i = G_SET;
+    else if (module_class(module, name)) {
+        size_t len = strlen(module) + 1 + strlen(name);
+        if (!(v->s = malloc(len + 1))) return mrec_fail(MREC_ERR_NOMEM, "%s: a global's name", u->label);
+        snprintf(v->s, len + 1, "%s.%s", module, name);
+        v->len = len, v->i = G_MODULE_CLASS;
+    } else found = 0;
     for (size_t k = 0; !found && !strcmp(module, "torch") && k < sizeof storages / sizeof *storages; k++)
         if (!strcmp(name, storages[k].name)) found = 1, v->i = G_STORAGE, v->dtype = storages[k].dtype;
     for (size_t k = 0; !found && !strcmp(module, "torch") && k < sizeof dtypes / sizeof *dtypes; k++)
@@ -230,7 +249,8 @@ static mrec_status find_global(unpickler *u, const char *module, const char *nam
     if (!found)
         return mrec_fail(MREC_ERR_UNSUPPORTED,
                          "%s: the pickle names the global '%s.%s' at byte %ld; only collections.OrderedDict, torch's tensor "
-                         "rebuilders, storage classes and dtypes are allowed, and nothing is executed",
+                         "rebuilders, storage classes and dtypes, builtins.set and the classes of torch.nn and torchvision.models "
+                         "(as records of their attributes) are allowed, and nothing is executed",
                          u->label, module, name, where);
     return push(u, v);
 }
@@ -338,6 +358,10 @@ static mrec_status reduce(unpickler *u, long where) {
     case G_ORDERED_DICT:
         if (args->n) FAIL("%s: REDUCE at byte %ld: OrderedDict takes no arguments here", u->label, where);
         return push(u, new_value(u, V_DICT));
+    case G_SET: /* set([names]): kept as the list */
+        if (args->n != 1 || args->items[0]->kind != V_LIST)
+            FAIL("%s: REDUCE at byte %ld: set takes one list here", u->label, where);
+        return push(u, args->items[0]);
     case G_REBUILD_V2: return rebuild_tensor(u, 0, args, where);
     case G_REBUILD_V3: return rebuild_tensor(u, 1, args, where);
     case G_REBUILD_PARAMETER: /* (tensor, requires_grad, hooks): the tensor */
@@ -346,7 +370,7 @@ static mrec_status reduce(unpickler *u, long where) {
         return push(u, args->items[0]);
     default:
         FAIL("%s: REDUCE at byte %ld calls a %s, which is not called here", u->label, where,
-             fn->i == G_DTYPE ? "dtype" : "storage class");
+             fn->i == G_DTYPE ? "dtype" : fn->i == G_MODULE_CLASS ? "module class" : "storage class");
     }
 }
 
@@ -518,12 +542,30 @@ static mrec_status unpickle(unpickler *u, value **out) {
             st = persistent_load(u, pop(u), where);
             break;
         case 'R': st = reduce(u, where); break;
-        case 'b': { /* BUILD: only an OrderedDict's attributes (state_dict()'s _metadata), dropped */
+        case 0x81: { /* NEWOBJ: only a module class with no arguments, as a record (nothing is run) */
+            if ((st = want(u, 2, "NEWOBJ"))) break;
+            value *args = pop(u), *cls = pop(u);
+            if (cls->kind != V_GLOBAL || cls->i != G_MODULE_CLASS)
+                return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: NEWOBJ at byte %ld on %s that is not a module class of torch.nn or "
+                                 "torchvision.models", u->label, where, KIND_NAME[cls->kind]);
+            if (args->kind != V_TUPLE || args->n)
+                return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: NEWOBJ at byte %ld makes %s with arguments; a module is taken only as "
+                                 "torch.save writes it, with none", u->label, where, cls->s);
+            value *m = new_value(u, V_MODULE);
+            if (m && !(m->s = strdup(cls->s))) return mrec_fail(MREC_ERR_NOMEM, "%s: a module's name", u->label);
+            st = push(u, m);
+            break;
+        }
+        case 'b': { /* BUILD: a module's attributes, or an OrderedDict's (state_dict()'s _metadata, dropped) */
             if ((st = want(u, 2, "BUILD"))) break;
-            value *state = pop(u);
-            (void)state;
-            if (u->stack[u->sp - 1]->kind != V_DICT)
-                FAIL("%s: BUILD at byte %ld on a %s (only an OrderedDict's attributes are taken)", u->label, where, KIND_NAME[u->stack[u->sp - 1]->kind]);
+            value *state = pop(u), *target = u->stack[u->sp - 1];
+            if (target->kind == V_MODULE) {
+                if (state->kind != V_DICT || target->n)
+                    FAIL("%s: BUILD at byte %ld: module %s takes one dict of attributes, not %s", u->label, where, target->s, KIND_NAME[state->kind]);
+                if (!add_item(target, state)) return mrec_fail(MREC_ERR_NOMEM, "%s: a module", u->label);
+            } else if (target->kind != V_DICT) {
+                FAIL("%s: BUILD at byte %ld on a %s (only a module's or an OrderedDict's attributes are taken)", u->label, where, KIND_NAME[target->kind]);
+            }
             break;
         }
         default: {
@@ -575,12 +617,96 @@ static int by_name(const void *a, const void *b) {
     return c ? c : (x < y ? -1 : x > y);
 }
 
+/* A state dict's (name, value) pairs: a dict's own keys, or the names a module's state_dict() gives. */
+typedef struct {
+    value **key;   /* V_STR each */
+    value **val;
+    int n, cap;
+} pairs;
+
+static int pairs_add(pairs *p, value *key, value *val) {
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 64;
+        value **k = realloc(p->key, (size_t)cap * sizeof *k);
+        if (k) p->key = k;
+        value **v = k ? realloc(p->val, (size_t)cap * sizeof *v) : NULL;
+        if (v) p->val = v;
+        if (!k || !v) return 0;
+        p->cap = cap;
+    }
+    p->key[p->n] = key, p->val[p->n++] = val;
+    return 1;
+}
+
+static mrec_status name_tensors(mrec_pytorch *pt, const pairs *pr, const char *where);
+
+#define PT_MAX_MODULE_DEPTH 64
+#define PT_MAX_NAME 1024
+
+/* Module m's entries as torch's state_dict() lists them: its parameters, its
+ * persistent buffers (None ones left out), then each child's under
+ * "child." (None children left out). The names are new STR values. */
+static mrec_status module_pairs(unpickler *u, pairs *out, const value *m, char *prefix, size_t plen, int depth) {
+    const char *label = u->label;
+    if (depth > PT_MAX_MODULE_DEPTH)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: modules nested more than %d deep (a cycle?) at '%.80s...'", label, PT_MAX_MODULE_DEPTH, prefix);
+    if (!m->n || m->items[0]->kind != V_DICT)
+        return mrec_fail(MREC_ERR_FORMAT, "%s: module %s at '%s' has no attributes", label, m->s, plen ? prefix : "the top");
+    const value *attrs = m->items[0];
+    static const char *const parts[3] = {"_parameters", "_buffers", "_modules"};
+    const value *skip = dict_get(attrs, "_non_persistent_buffers_set", 27);
+    for (int p = 0; p < 3; p++) {
+        const value *d = dict_get(attrs, parts[p], strlen(parts[p]));
+        if (!d || d->kind != V_DICT)
+            return mrec_fail(MREC_ERR_FORMAT, "%s: module %s at '%s' has no %s dict", label, m->s, plen ? prefix : "the top", parts[p]);
+        for (int k = 0; k + 1 < d->n; k += 2) {
+            value *name = d->items[k], *v = d->items[k + 1];
+            if (name->kind != V_STR || strlen(name->s) != name->len)
+                return mrec_fail(MREC_ERR_FORMAT, "%s: module %s at '%s': a %s key is not a string", label, m->s, plen ? prefix : "the top", parts[p]);
+            if (v->kind == V_NONE) continue;
+            int skipped = 0;
+            for (int q = 0; p == 1 && skip && skip->kind == V_LIST && q < skip->n; q++)
+                skipped |= skip->items[q]->kind == V_STR && !strcmp(skip->items[q]->s, name->s);
+            if (skipped) continue;
+            if (plen + name->len + 2 > PT_MAX_NAME)
+                return mrec_fail(MREC_ERR_FORMAT, "%s: a module path longer than %d bytes at '%.100s'", label, PT_MAX_NAME, prefix);
+            memcpy(prefix + plen, name->s, name->len + 1);
+            size_t len = plen + name->len;
+            mrec_status st = MREC_OK;
+            if (p == 2) {
+                if (v->kind != V_MODULE)
+                    return mrec_fail(MREC_ERR_FORMAT, "%s: child '%s' is %s, not a module", label, prefix, KIND_NAME[v->kind]);
+                prefix[len] = '.', prefix[len + 1] = 0;
+                st = module_pairs(u, out, v, prefix, len + 1, depth + 1);
+            } else {
+                value *full = new_value(u, V_STR);
+                if (!full || !(full->s = strdup(prefix))) return mrec_fail(MREC_ERR_NOMEM, "%s: names", label);
+                full->len = len;
+                if (!pairs_add(out, full, v)) return mrec_fail(MREC_ERR_NOMEM, "%s: names", label);
+            }
+            prefix[plen] = 0;
+            if (st) return st;
+        }
+    }
+    return MREC_OK;
+}
+
 /* Picks the state dict out of the pickle's value, names its tensors, checks
  * each against its storage and keeps only those tensors and storages. */
-static mrec_status take_state_dict(mrec_pytorch *pt, value *root, const char *key) {
+static mrec_status take_state_dict(mrec_pytorch *pt, unpickler *u, value *root, const char *key) {
     const char *label = pt->path;
     value *d = root;
     pt->selected[0] = 0;
+    pairs pr = {0};
+    if (root->kind == V_MODULE) { /* torch.save(model): its state_dict() */
+        char prefix[PT_MAX_NAME] = "";
+        if (key && *key) return mrec_fail(MREC_ERR_ARG, "%s: holds a whole module (%s); --key applies to dicts", label, root->s);
+        mrec_status st = module_pairs(u, &pr, root, prefix, 0, 0);
+        if (!st) snprintf(pt->selected, sizeof pt->selected, "%s", root->s);
+        if (!st) st = name_tensors(pt, &pr, pt->selected);
+        free(pr.key), free(pr.val);
+        return st;
+    }
     if (root->kind != V_DICT)
         return mrec_fail(MREC_ERR_FORMAT, "%s: the checkpoint holds %s, not a dict of tensors", label, KIND_NAME[root->kind]);
     if (key && *key) {
@@ -614,14 +740,24 @@ static mrec_status take_state_dict(mrec_pytorch *pt, value *root, const char *ke
                              label, at ? listed : "none");
         }
     }
-    const char *where = pt->selected[0] ? pt->selected : "the top level";
-    /* Name the chosen tensors; drop the others. */
-    int n = d->n / 2;
+    mrec_status st = MREC_OK;
+    for (int k = 0; k + 1 < d->n && !st; k += 2)
+        if (!pairs_add(&pr, d->items[k], d->items[k + 1])) st = mrec_fail(MREC_ERR_NOMEM, "%s: names", label);
+    if (!st) st = name_tensors(pt, &pr, pt->selected[0] ? pt->selected : "the top level");
+    free(pr.key), free(pr.val);
+    return st;
+}
+
+/* Names the tensors of pr, checks each against its storage, and keeps only
+ * those (pt->tensors replaced). where: the state dict's place, for messages. */
+static mrec_status name_tensors(mrec_pytorch *pt, const pairs *pr, const char *where) {
+    const char *label = pt->path;
+    int n = pr->n > 0 ? pr->n : 0;
     mrec_pt_tensor *kept = calloc((size_t)(n ? n : 1), sizeof *kept);
     if (!kept) return mrec_fail(MREC_ERR_NOMEM, "%s: %d tensors", label, n);
     mrec_status st = MREC_OK;
     for (int k = 0; k < n && !st; k++) {
-        value *name = d->items[2 * k], *v = d->items[2 * k + 1];
+        value *name = pr->key[k], *v = pr->val[k];
         if (name->kind != V_STR) {
             st = mrec_fail(MREC_ERR_FORMAT, "%s: a key of the state dict (%s) is %s, not a string", label, where, KIND_NAME[name->kind]);
             break;
@@ -813,7 +949,7 @@ static mrec_status parse_zip(mrec_pytorch *pt, const void *buf, size_t size, con
         st = unpickle(u, &root);
         if (!st && u->p != u->end) st = mrec_fail(MREC_ERR_FORMAT, "%s: %ld bytes after the pickle's STOP", label, (long)(u->end - u->p));
     }
-    if (!st) st = take_state_dict(pt, root, key);
+    if (!st) st = take_state_dict(pt, u, root, key);
     free(bytes);
     for (int k = 0; k < pt->n_storages && !st; k++) {
         mrec_pt_storage *s = &pt->storages[k];
@@ -851,7 +987,7 @@ static mrec_status parse_legacy(mrec_pytorch *pt, const uint8_t *buf, size_t siz
     if (!st) st = unpickle(u, &root);
     if (!st) st = unpickle(u, &keys);
     if (!st && keys->kind != V_LIST) st = mrec_fail(MREC_ERR_FORMAT, "%s: legacy torch format: the storage keys are %s, not a list", label, KIND_NAME[keys->kind]);
-    if (!st) st = take_state_dict(pt, root, key);
+    if (!st) st = take_state_dict(pt, u, root, key);
     /* Then each storage, in the list's order: an int64 element count and its bytes. */
     const uint8_t *p = u->p, *end = buf + size;
     for (int k = 0; k < (keys ? keys->n : 0) && !st; k++) {
@@ -982,12 +1118,35 @@ void mrec_pytorch_copy(const mrec_pytorch *pt, int i, void *out) {
             }
 }
 
-mrec_status mrec_pytorch_to_safetensors(const char *in, const char *out, const char *key, int *n_tensors, int64_t *params,
-                                        char *selected, size_t selected_cap) {
+mrec_status mrec_pytorch_keep_prefix(mrec_pytorch *pt, const char *prefix) {
+    size_t len = strlen(prefix);
+    int out = 0;
+    for (int k = 0; k < pt->n_tensors; k++) {
+        mrec_pt_tensor *t = &pt->tensors[k];
+        if (strncmp(t->name, prefix, len) || !t->name[len]) {
+            free(t->name);
+            continue;
+        }
+        memmove(t->name, t->name + len, strlen(t->name + len) + 1);
+        pt->tensors[out++] = *t;
+    }
+    int before = pt->n_tensors;
+    pt->n_tensors = out;
+    if (!out)
+        return mrec_fail(MREC_ERR_NOT_FOUND, "%s: none of its %d tensors has a name that starts with '%s' (--prefix)", pt->path, before, prefix);
+    return MREC_OK;
+}
+
+mrec_status mrec_pytorch_to_safetensors(const char *in, const char *out, const char *key, const char *prefix, int *n_tensors,
+                                        int64_t *params, char *selected, size_t selected_cap) {
     mrec_pytorch pt;
     mrec_status st = mrec_pytorch_open(&pt, in, key);
     if (st) return st;
-    int n = pt.n_tensors;
+    if (prefix && *prefix && (st = mrec_pytorch_keep_prefix(&pt, prefix))) {
+        mrec_pytorch_close(&pt);
+        return st;
+    }
+    int n = pt.n_tensors > 0 ? pt.n_tensors : 0;
     mrec_st_tensor_in *ts = calloc((size_t)(n ? n : 1), sizeof *ts);
     void **copies = calloc((size_t)(n ? n : 1), sizeof *copies);
     if (!ts || !copies) st = mrec_fail(MREC_ERR_NOMEM, "%s: %d tensors", in, n);
@@ -1021,4 +1180,54 @@ mrec_status mrec_pytorch_to_safetensors(const char *in, const char *out, const c
     free(ts);
     mrec_pytorch_close(&pt);
     return st;
+}
+
+static int entry_by_name(const void *a, const void *b) {
+    return strcmp(((const mrec_st_entry *)a)->name, ((const mrec_st_entry *)b)->name);
+}
+
+mrec_status mrec_safetensors_from_pytorch(mrec_safetensors *st, const char *path) {
+    memset(st, 0, sizeof *st);
+    mrec_pytorch pt;
+    mrec_status s = mrec_pytorch_open(&pt, path, NULL);
+    if (s) return s;
+    int n = pt.n_tensors > 0 ? pt.n_tensors : 0;
+    uint64_t total = 0;
+    for (int k = 0; k < n; k++) total += (mrec_pt_tensor_bytes(&pt.tensors[k]) + 63) / 64 * 64; /* each tensor 64-byte aligned */
+    st->path = strdup(path);
+    st->tensors = calloc((size_t)(n ? n : 1), sizeof *st->tensors);
+    st->map = aligned_alloc(64, (size_t)(total ? total : 64));
+    if (!st->path || !st->tensors || !st->map) {
+        free(st->path), free(st->tensors), free(st->map);
+        memset(st, 0, sizeof *st);
+        mrec_pytorch_close(&pt);
+        return mrec_fail(MREC_ERR_NOMEM, "%s: %llu bytes of tensors", path, (unsigned long long)total);
+    }
+    st->owned = 1, st->map_size = (size_t)total, st->data = st->map, st->data_size = total;
+    uint64_t at = 0;
+    for (int k = 0; k < n && !s; k++) {
+        const mrec_pt_tensor *t = &pt.tensors[k];
+        mrec_st_entry *e = &st->tensors[k];
+        uint64_t bytes = mrec_pt_tensor_bytes(t);
+        e->dtype = t->dtype, e->ndim = t->ndim, e->begin = at, e->end = at + bytes, e->data = (uint8_t *)st->map + at;
+        memcpy(e->shape, t->shape, sizeof e->shape);
+        mrec_pytorch_copy(&pt, k, (uint8_t *)st->map + at);
+        if (!(e->name = strdup(t->name))) s = mrec_fail(MREC_ERR_NOMEM, "%s: names", path);
+        st->n_tensors = k + 1;
+        at += (bytes + 63) / 64 * 64;
+    }
+    mrec_pytorch_close(&pt);
+    if (s) {
+        mrec_safetensors_close(st);
+        return s;
+    }
+    qsort(st->tensors, (size_t)n, sizeof *st->tensors, entry_by_name);
+    return MREC_OK;
+}
+
+mrec_status mrec_safetensors_open_any(mrec_safetensors *st, const char *path) {
+    size_t len = strlen(path);
+    int pytorch = (len > 3 && !strcmp(path + len - 3, ".pt")) || (len > 4 && !strcmp(path + len - 4, ".pth")) ||
+                  (len > 4 && !strcmp(path + len - 4, ".bin"));
+    return pytorch ? mrec_safetensors_from_pytorch(st, path) : mrec_safetensors_open(st, path);
 }

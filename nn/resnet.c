@@ -12,6 +12,7 @@
  * Reference: torchvision/models/resnet.py.
  */
 #include "mrec_resnet.h"
+#include "mrec_pytorch.h"
 #include "mrec_safetensors.h"
 
 #include <stdio.h>
@@ -145,7 +146,7 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
     struct stat sb;
     snprintf(file, sizeof file, stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? "%s/model.safetensors" : "%s", path);
     mrec_safetensors sf;
-    mrec_status st = mrec_safetensors_open(&sf, file);
+    mrec_status st = mrec_safetensors_open_any(&sf, file);
     if (st) return st;
     char name[160];
     int total = 0;

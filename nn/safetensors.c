@@ -33,6 +33,7 @@ static void free_contents(mrec_safetensors *st) {
 void mrec_safetensors_close(mrec_safetensors *st) {
     free_contents(st);
     if (st->mapped) mrec_unmap_file(st->map, st->map_size);
+    if (st->owned) free(st->map);
     free(st->path);
     memset(st, 0, sizeof *st);
 }

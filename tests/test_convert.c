@@ -17,6 +17,7 @@
 
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_pytorch.h"
+#include "../nn/mrec_resnet.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -76,6 +77,7 @@ static void test_parity(void) {
     } cases[] = {
         {"dtypes.bin", "dtypes", "", 23},   {"proto4.bin", "proto4", "", 23},   {"views.bin", "views", "", 7},
         {"nested.pth", "nested", "state_dict", 9}, {"legacy.pth", "legacy", "state_dict", 9}, {"bigendian.bin", "bigendian", "", 5},
+        {"module.pt", "module", "torchvision.models.resnet.ResNet", 98},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char in[256], want[256], selected[256];
@@ -84,7 +86,7 @@ static void test_parity(void) {
         const char *out = tmp_path("out.safetensors");
         int n = -1;
         int64_t params = 0;
-        if (!t_status(mrec_pytorch_to_safetensors(in, out, NULL, &n, &params, selected, sizeof selected), MREC_OK, "convert %s", in))
+        if (!t_status(mrec_pytorch_to_safetensors(in, out, NULL, NULL, &n, &params, selected, sizeof selected), MREC_OK, "convert %s", in))
             continue;
         t_check(n == cases[i].n && !strcmp(selected, cases[i].selected), "%s: %d tensors from '%s'", cases[i].file, n, selected);
         same_tensors(cases[i].file, out, want);
@@ -109,17 +111,58 @@ static void test_parity(void) {
 
 static void test_keys(void) {
     const char *out = tmp_path("k.safetensors");
-    t_status(mrec_pytorch_to_safetensors(FIX "nested.pth", out, "state_dict", NULL, NULL, NULL, 0), MREC_OK, "--key state_dict");
+    t_status(mrec_pytorch_to_safetensors(FIX "nested.pth", out, "state_dict", NULL, NULL, NULL, NULL, 0), MREC_OK, "--key state_dict");
     same_tensors("nested.pth --key state_dict", out, FIX "nested.expected.safetensors");
     unlink(out);
-    t_status(mrec_pytorch_to_safetensors(FIX "nested.pth", out, "weights", NULL, NULL, NULL, 0), MREC_ERR_NOT_FOUND, "a missing --key");
+    t_status(mrec_pytorch_to_safetensors(FIX "nested.pth", out, "weights", NULL, NULL, NULL, NULL, 0), MREC_ERR_NOT_FOUND, "a missing --key");
     t_check(strstr(mrec_error_detail(), "'weights'") != NULL, "the missing key is named: %s", mrec_error_detail());
-    t_status(mrec_pytorch_to_safetensors(FIX "nested.pth", out, "optimizer/state", NULL, NULL, NULL, 0), MREC_ERR_FORMAT,
+    t_status(mrec_pytorch_to_safetensors(FIX "nested.pth", out, "optimizer/state", NULL, NULL, NULL, NULL, 0), MREC_ERR_FORMAT,
              "--key optimizer/state (a dict of dicts)");
     t_check(strstr(mrec_error_detail(), "(optimizer/state) is int, not a string") != NULL, "a key that is no string is refused: %s",
             mrec_error_detail());
-    t_status(mrec_pytorch_to_safetensors(FIX "nested.pth", out, "meta/epoch", NULL, NULL, NULL, 0), MREC_ERR_FORMAT, "--key to an int");
+    t_status(mrec_pytorch_to_safetensors(FIX "nested.pth", out, "meta/epoch", NULL, NULL, NULL, NULL, 0), MREC_ERR_FORMAT, "--key to an int");
     t_check(access(out, F_OK) != 0 && files_in_tmp() == 0, "no output after a refused key");
+}
+
+/* A whole module (torch.save(model), as Ducho's MMFashion.pt) gives its
+ * state_dict(); --prefix takes MMFashion's backbone out of its checkpoint;
+ * the ResNet loader reads the module file as it reads the safetensors. */
+static void test_modules(void) {
+    const char *out = tmp_path("m.safetensors");
+    int n = 0;
+    t_status(mrec_pytorch_to_safetensors(FIX "mmfashion.pth", out, NULL, "backbone.", &n, NULL, NULL, 0), MREC_OK, "--prefix backbone.");
+    t_check(n == 98, "mmfashion.pth --prefix backbone.: the backbone's 98 tensors (%d), not the head's", n);
+    same_tensors("mmfashion.pth --prefix backbone.", out, FIX "mmfashion.expected.safetensors");
+    unlink(out);
+    t_status(mrec_pytorch_to_safetensors(FIX "mmfashion.pth", out, NULL, "neck.", NULL, NULL, NULL, 0), MREC_ERR_NOT_FOUND,
+             "a prefix no tensor has");
+    t_check(strstr(mrec_error_detail(), "'neck.'") && access(out, F_OK) != 0, "the prefix is named, nothing written: %s", mrec_error_detail());
+
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 1;
+    mrec_context *ctx;
+    if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CPU context")) return;
+    enum { B = 2, H = 40, W = 36 };
+    static float x[B * 3 * H * W], want[B * 32], got[B * 32], want_logits[B * 5], got_logits[B * 5];
+    for (int i = 0; i < B * 3 * H * W; i++) x[i] = (float)((i * 7919) % 201 - 100) / 100.0f;
+    const char *files[2] = {FIX "module.expected.safetensors", FIX "module.pt"};
+    float *pooled[2] = {want, got}, *logits[2] = {want_logits, got_logits};
+    int ok = 1;
+    for (int f = 0; f < 2; f++) {
+        mrec_resnet m;
+        ok &= t_status(mrec_resnet_load(&m, files[f]), MREC_OK, "ResNet from %s", files[f]) &&
+              t_status(mrec_context_reserve(ctx, mrec_resnet_workspace_bytes(&m, H, W)), MREC_OK, "workspace") &&
+              t_status(mrec_resnet_forward(ctx, &m, x, B, H, W, pooled[f], logits[f]), MREC_OK, "forward from %s", files[f]);
+        mrec_resnet_free(&m);
+    }
+    if (ok)
+        t_check(!memcmp(want, got, sizeof want) && !memcmp(want_logits, got_logits, sizeof want_logits),
+                "the ResNet read from module.pt gives the bits of the one read from its safetensors");
+    mrec_resnet m;
+    t_status(mrec_resnet_load(&m, FIX "mmfashion.pth"), MREC_ERR_NOT_FOUND, "mmfashion.pth without --prefix is no torchvision ResNet");
+    t_check(strstr(mrec_error_detail(), "mmfashion.pth") != NULL, "the file is named: %s", mrec_error_detail());
+    mrec_resnet_free(&m);
+    mrec_context_destroy(ctx);
 }
 
 static void test_hostile(void) {
@@ -132,7 +175,10 @@ static void test_hostile(void) {
         {"eval.bin", MREC_ERR_UNSUPPORTED, "global 'builtins.eval'"},
         {"stack_global.bin", MREC_ERR_UNSUPPORTED, "global 'posix.system'"},
         {"complex.bin", MREC_ERR_UNSUPPORTED, "'torch.ComplexFloatStorage'"},
-        {"newobj.bin", MREC_ERR_UNSUPPORTED, "opcode NEWOBJ (0x81)"},
+        {"newobj.bin", MREC_ERR_UNSUPPORTED, "NEWOBJ at byte 28 on a class or function that is not a module class"},
+        {"module_main.pt", MREC_ERR_UNSUPPORTED, "global '__main__.Net'"},
+        {"module_args.pt", MREC_ERR_UNSUPPORTED, "makes torch.nn.modules.linear.Linear with arguments"},
+        {"module_cycle.pt", MREC_ERR_FORMAT, "modules nested more than 64 deep (a cycle?) at 'self.self."},
         {"unknown_opcode.bin", MREC_ERR_FORMAT, "unknown pickle opcode 0xff"},
         {"build.bin", MREC_ERR_FORMAT, "BUILD at byte 5 on a list"},
         {"no_stop.bin", MREC_ERR_FORMAT, "without STOP"},
@@ -154,7 +200,7 @@ static void test_hostile(void) {
         char in[256];
         snprintf(in, sizeof in, FIX "hostile/%s", cases[i].file);
         const char *out = tmp_path("hostile.safetensors");
-        mrec_status st = mrec_pytorch_to_safetensors(in, out, NULL, NULL, NULL, NULL, 0);
+        mrec_status st = mrec_pytorch_to_safetensors(in, out, NULL, NULL, NULL, NULL, NULL, 0);
         const char *d = mrec_error_detail();
         t_check(st == cases[i].want && strstr(d, cases[i].says) && strstr(d, cases[i].file) && access(out, F_OK) != 0 && files_in_tmp() == 0,
                 "%s refused (%s, want %s) naming the file and '%s', nothing written: %s", cases[i].file, mrec_strerror(st),
@@ -224,6 +270,29 @@ static void test_cli(void) {
 
 /* weights/fetch, offline: a row whose file is a pytorch_model.bin is fetched, verified and
  * converted beside itself; a hostile one is fetched, verified and refused, leaving no safetensors. */
+/* The benchmark's Ducho config names MMFashion as a whole pickled module
+ * (./demos/demo_x/MMFashion.pt): mrec extract reads it as it reads the same
+ * ResNet's safetensors, to the byte. */
+static void test_ducho_module(void) {
+    static char out[8192];
+    char cmd[3072];
+    snprintf(cmd, sizeof cmd,
+             "d=%s/duc && mkdir -p $d/images && n=0 && for p in $(head -3 tests/fixtures/clip/images.txt); do "
+             "cp tests/data/$p $d/images/i$n.jpg; n=$((n+1)); done && cp " FIX "module.pt $d/MMFashion.pt && "
+             "cp " FIX "module.expected.safetensors $d/tiny.safetensors && printf '%%s\n' 'dataset_path: .' 'gpu list: -1' "
+             "'visual:' '  items:' '    input_path: images' '    output_path: visual' '    model: [' "
+             "'      { model_name: ./MMFashion.pt, output_layers: avgpool, reshape: [224, 224], preprocessing: zscore, backend: torch },' "
+             "'      { model_name: ./tiny.safetensors, output_layers: avgpool, reshape: [224, 224], preprocessing: zscore, backend: torch }' "
+             "'    ]' > $d/config.yml && cd $d && %s%s extract config.yml 2>&1 && for i in 0 1 2; do "
+             "cmp visual/torch/MMFashion.pt/avgpool/i$i.npy visual/torch/tiny.safetensors/avgpool/i$i.npy || exit 9; done",
+             tmpdir, bin[0] == '/' ? "" : "$OLDPWD/", bin);
+    int rc = t_run(cmd, out, sizeof out);
+    t_check(rc == 0 && strstr(out, "3 images (32-d avgpool"), "a Ducho config naming MMFashion.pt extracts the bytes of its safetensors: %s",
+            out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s/duc", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s/duc\n", tmpdir);
+}
+
 static void test_fetch(void) {
     static char out[16384];
     char cmd[16384], cwd[2048], abs_bin[2300];
@@ -261,9 +330,11 @@ int main(void) {
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
     test_parity();
     test_keys();
+    test_modules();
     test_hostile();
     test_truncations();
     test_cli();
+    test_ducho_module();
     test_fetch();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

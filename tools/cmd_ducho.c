@@ -86,13 +86,21 @@ static mrec_status text_of(const mrec_cfg *c, const mrec_cfg_node *map, const ch
     return MREC_OK;
 }
 
+static int ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), t = strlen(tail);
+    return n >= t && !strcmp(s + n - t, tail);
+}
+
 /* model_name: a folder or file that exists, else weights/<model_name>, else
- * weights/<lowercased name> (torchvision's ResNet50 -> weights/resnet50). */
+ * weights/<lowercased name> (torchvision's ResNet50 -> weights/resnet50). A
+ * file is a torchvision ResNet: safetensors, or a PyTorch checkpoint (.pt,
+ * .pth, .bin: a state dict, or a whole module as Ducho's MMFashion.pt) read
+ * by mrec's restricted unpickler. */
 static mrec_status resolve_model(const mrec_cfg *c, int line, const char *name, const char *weights, char *dir, size_t cap) {
-    size_t len = strlen(name);
-    if (exists(name) && !is_dir(name) && (len < 12 || strcmp(name + len - 12, ".safetensors")))
-        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: model_name %s: mrec reads safetensors, not PyTorch pickles (.pt, .pth); "
-                         "convert it first: mrec convert %s OUT.safetensors", c->path, line, name, name);
+    if (exists(name) && !is_dir(name) && !ends_with(name, ".safetensors") && !ends_with(name, ".pt") && !ends_with(name, ".pth") &&
+        !ends_with(name, ".bin"))
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: model_name %s: a file must be a torchvision ResNet as .safetensors, "
+                         ".pt, .pth or .bin", c->path, line, name);
     if (exists(name)) return snprintf(dir, cap, "%s", name), MREC_OK;
     snprintf(dir, cap, "%s/%s", weights, name);
     if (exists(dir)) return MREC_OK;
@@ -462,7 +470,7 @@ static const mrec_command COMMAND = {
     "items in id order, as MMRec reads features. Images and texts of visual_textual are paired by\n"
     "item id (Ducho pairs them by position). Relative paths are taken from the current folder.\n"
     "Prints one line per model: modality, model_name, output folder. --skip-unsupported lists and\n"
-    "leaves out the models that have no local copy or that mrec cannot run (ALIGN, AltCLIP, .pt files).\n"
+    "leaves out the models that have no local copy or that mrec cannot run (ALIGN, AltCLIP).\n"
     "Each model's folder is built beside itself and appears whole when the model is done; one that\n"
     "exists is replaced only with --overwrite (it stays as it was until then), and a second run into\n"
     "it at the same time is refused. --resume takes up the items a killed run finished (visual and\n"

@@ -18,6 +18,12 @@ Writes into tests/fixtures/torch/:
                     STACK_GLOBAL)
   bigendian.bin     a zip whose byteorder says "big" and whose storages are byte-swapped, as torch.save
                     writes on a big-endian machine; torch.load reads it back to the same values here
+  module.pt         a whole torchvision ResNet saved by torch.save(model), as Ducho's MMFashion.pt is made:
+                    the real classes (ResNet, Bottleneck, Conv2d without bias, BatchNorm2d, Sequential,
+                    ReLU, MaxPool2d, AdaptiveAvgPool2d, Linear) at a tiny width, plus a non-persistent
+                    buffer; its expected tensors are model.state_dict()
+  mmfashion.pth     an mmcv checkpoint as MMFashion's: {'meta', 'state_dict': backbone.* then a head}; its
+                    expected tensors are the backbone's, "backbone." taken off (mrec convert --prefix)
   <name>.expected.safetensors  for each of those, the state dict's tensors, contiguous, written by a
                     plain writer here from torch's own bytes (not by mrec): what mrec convert must give
   hostile/*.bin     one defect each (see HOSTILE below); mrec must refuse each, naming it, and write nothing
@@ -148,6 +154,47 @@ def pk_zip(path, pkl, storages=(), folder="archive"):
               [(folder + "/data/" + k, v) for k, v in storages] + [(folder + "/version", b"3\n")])
 
 
+def tiny_resnet():
+    """torchvision's ResNet with every part replaced by a tiny one of the same class (8 to 32 channels)."""
+    from torchvision.models.resnet import Bottleneck, ResNet
+    nn = torch.nn
+    torch.manual_seed(3)
+
+    def down(c_in, c_out, stride):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+    m = ResNet(Bottleneck, [1, 1, 1, 1], num_classes=5, width_per_group=4)
+    m.conv1, m.bn1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False), nn.BatchNorm2d(8)
+    m.layer1 = nn.Sequential(Bottleneck(8, 2))
+    m.layer2 = nn.Sequential(Bottleneck(8, 4, 2, down(8, 16, 2)))
+    m.layer3 = nn.Sequential(Bottleneck(16, 4, 2, down(16, 16, 2)))
+    m.layer4 = nn.Sequential(Bottleneck(16, 8, 2, down(16, 32, 2)))
+    m.fc = nn.Linear(32, 5)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.weight.data.uniform_(0.5, 1.5), mod.bias.data.uniform_(-0.2, 0.2)
+            mod.running_mean.uniform_(-0.3, 0.3), mod.running_var.uniform_(0.5, 2.0)
+            mod.num_batches_tracked += 11
+    m.register_buffer("scratch", torch.ones(3), persistent=False)  # not in state_dict()
+    return m.eval()
+
+
+def modules(out):
+    m = tiny_resnet()
+    torch.save(m, f"{out}/module.pt")
+    expected(f"{out}/module.expected.safetensors", m.state_dict())
+    head = collections.OrderedDict([("head.fc.weight", torch.randn(4, 32)), ("head.fc.bias", torch.zeros(4))])
+    sd = collections.OrderedDict([("backbone." + k, v) for k, v in m.state_dict().items()] + list(head.items()))
+    torch.save({"meta": {"epoch": 3}, "state_dict": sd}, f"{out}/mmfashion.pth")
+    expected(f"{out}/mmfashion.expected.safetensors", m.state_dict())
+    # hostile modules: a class from outside torch.nn / torchvision, a module class given arguments,
+    # a module that holds itself
+    d = f"{out}/hostile"
+    attrs = b"}(X\x0b\x00\x00\x00_parametersq\x02}X\x08\x00\x00\x00_buffers}X\x08\x00\x00\x00_modules}(X\x04\x00\x00\x00selfh\x01uub."
+    pk_zip(f"{d}/module_main.pt", b"\x80\x02c__main__\nNet\nq\x00)\x81q\x01" + attrs, [])
+    pk_zip(f"{d}/module_args.pt", b"\x80\x02ctorch.nn.modules.linear\nLinear\nq\x00K\x02\x85\x81q\x01" + attrs, [])
+    pk_zip(f"{d}/module_cycle.pt", b"\x80\x02ctorch.nn.modules.container\nSequential\nq\x00)\x81q\x01" + attrs, [])
+
+
 def tensor_pickle(storage_cls=b"FloatStorage", key=b"0", numel=4, offset=0, size=(4,), stride=(1,)):
     """A state dict {'w': tensor} written opcode by opcode as torch does, with the numbers given."""
     def num(n):
@@ -242,6 +289,7 @@ def main():
     sd = bigendian(f"{OUT}/bigendian.bin")
     expected(f"{OUT}/bigendian.expected.safetensors", sd)
     hostile(f"{OUT}/hostile")
+    modules(OUT)
 
 
 if __name__ == "__main__":
