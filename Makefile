@@ -205,9 +205,9 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 OPENBLAS_CFLAGS := -I/usr/include/x86_64-linux-gnu/openblas-pthread
 OPENBLAS_LIBS   := -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas
 
-$(BUILD)/bench/%: bench/%.c $(LIB)
+$(BUILD)/bench/%: bench/%.c $(TOOLS_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(OPENBLAS_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(OPENBLAS_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(OPENBLAS_CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLS_LIB) $(LIB) $(OPENBLAS_LIBS) $(LDLIBS) $(SERVE_LDLIBS)
 
 bench: $(BENCH_BINS)
 	@for b in $(BENCH_BINS); do $$b || exit 1; done
