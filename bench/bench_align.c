@@ -1,0 +1,114 @@
+/* bench_align.c: ALIGN's image tower (EfficientNet-B7 as Hugging Face builds
+ * it for kakaobrain/align-base: 289 x 289 input, 640 features) in images per
+ * second at batch 1, 8 and 32, side by side with transformers'
+ * AlignVisionModel on PyTorch CPU (bench/peers/align_peer.py) on the same
+ * weights and inputs, same threads, in one run. Each figure is the best of 3
+ * passes; inputs are H&M photos through the hf-align preset.
+ *
+ *   build/cpu/bench/bench_align [threads [model_dir]]
+ *   MREC_FULL_DIR=DIR   DIR/align_b7 (written by the peer, align_peer.py --make DIR/align_b7, if missing)
+ *   MREC_PYTHON=...     a Python with torch and transformers
+ *   MREC_BENCH_BATCHES="1 8 32"
+ */
+#include "../extractors/mrec_preprocess.h"
+#include "../nn/mrec_efficientnet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define N_IMAGES 32
+#define SIZE 289
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    char dir[4096], cmd[8192], path[4200];
+    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+    if (argc > 2) snprintf(dir, sizeof dir, "%s", argv[2]);
+    else if (getenv("MREC_FULL_DIR")) snprintf(dir, sizeof dir, "%s/align_b7", getenv("MREC_FULL_DIR"));
+    else return fprintf(stderr, "bench_align: set MREC_FULL_DIR (the model goes to DIR/align_b7)\n"), 1;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (access(path, R_OK) != 0) {
+        snprintf(cmd, sizeof cmd, "%s bench/peers/align_peer.py --make %s", py, dir);
+        if (system(cmd) != 0) return fprintf(stderr, "bench_align: could not write %s (%s)\n", dir, cmd), 1;
+    }
+    /* the inputs: every 50th H&M photo, preprocessed as ALIGN's processor does, written for the peer */
+    const char *list = "build/bench_align_images.txt", *inputs = "build/bench_align_inputs.bin";
+    snprintf(cmd, sizeof cmd, "find ../shared/data/hm-fashion-sample/images -name '*.jpg' | sort | awk 'NR %% 50 == 1' | head -%d > %s",
+             N_IMAGES, list);
+    if (system(cmd) != 0) return 1;
+    mrec_preprocess pre;
+    if (mrec_preprocess_preset(&pre, "hf-align", NULL)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    float *x = malloc(sizeof(float) * 3 * SIZE * SIZE * N_IMAGES);
+    FILE *f = fopen(list, "r");
+    char line[4096];
+    int n = 0;
+    while (f && n < N_IMAGES && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        mrec_rgb_image img;
+        if (mrec_image_load(line, &img)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+        mrec_preprocess_image(&pre, &img, x + (size_t)n++ * 3 * SIZE * SIZE, NULL);
+        mrec_image_free(&img);
+    }
+    if (f) fclose(f);
+    if (n < N_IMAGES) return fprintf(stderr, "bench_align: %d photos (the H&M sample of ../shared/data is needed)\n", n), 1;
+    FILE *o = fopen(inputs, "wb");
+    if (!o || fwrite(x, sizeof(float), (size_t)3 * SIZE * SIZE * N_IMAGES, o) != (size_t)3 * SIZE * SIZE * N_IMAGES) return 1;
+    fclose(o);
+
+    mrec_efficientnet m;
+    if (mrec_efficientnet_load(&m, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    mrec_context_options co = mrec_context_defaults();
+    co.device = MREC_WANT_CPU, co.n_threads = threads;
+    mrec_context *ctx;
+    if (mrec_context_create(&ctx, &co) || mrec_efficientnet_to_device(&m, ctx) ||
+        mrec_context_reserve(ctx, mrec_efficientnet_workspace_bytes(&m, SIZE, SIZE)))
+        return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    const char *batches = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 8 32";
+    int bs[8], nb = 0;
+    for (const char *p = batches; nb < 8 && *p;) {
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p) break;
+        if (b >= 1 && b <= N_IMAGES) bs[nb++] = (int)b;
+        p = end;
+    }
+    float *emb = malloc(sizeof(float) * (size_t)m.features * N_IMAGES);
+    double ours[8];
+    for (int k = 0; k < nb; k++) {
+        ours[k] = 1e30;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = now();
+            if (mrec_efficientnet_forward(ctx, &m, x, bs[k], SIZE, SIZE, NULL, emb, NULL)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+            double t = (now() - t0) / bs[k];
+            ours[k] = t < ours[k] ? t : ours[k];
+        }
+    }
+    int at = snprintf(cmd, sizeof cmd, "%s bench/peers/align_peer.py %s %d %s", py, dir, threads, inputs);
+    for (int k = 0; k < nb; k++) at += snprintf(cmd + at, sizeof cmd - (size_t)at, " %d", bs[k]);
+    snprintf(cmd + at, sizeof cmd - (size_t)at, " 2>/dev/null");
+    double peer[8] = {0};
+    FILE *p = popen(cmd, "r");
+    int b;
+    double secs;
+    while (p && fscanf(p, "%d %lf", &b, &secs) == 2)
+        for (int k = 0; k < nb; k++)
+            if (bs[k] == b) peer[k] = secs;
+    if (p) pclose(p);
+    printf("bench_align: ALIGN image tower (%d features, %dx%d), %d threads, images/s, best of 3\n", m.features, SIZE, SIZE, threads);
+    printf("%6s %12s %12s %8s\n", "batch", "mrec", "PyTorch", "ratio");
+    for (int k = 0; k < nb; k++)
+        printf("%6d %12.2f %12.2f %7.2fx\n", bs[k], 1 / ours[k], peer[k] > 0 ? 1 / peer[k] : 0, peer[k] > 0 ? peer[k] / ours[k] : 0);
+    free(emb), free(x);
+    mrec_efficientnet_free(&m);
+    mrec_context_destroy(ctx);
+    return 0;
+}
