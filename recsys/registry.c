@@ -9,6 +9,7 @@
  */
 #include "mrec_registry.h"
 #include "mrec_clip_e2e.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -252,6 +253,8 @@ static mrec_status create_vbpr(mrec_model *m, const mrec_model_inputs *in, const
 
 /* CLIP-E2E: the towers and items the caller prepared (mrec train --clip ... --items ...) */
 static mrec_status create_clip_e2e(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_status st = mrec_recsys_host_only(ctx, "clip-e2e");
+    if (st) return st;
     if (!in->clip_items)
         return mrec_fail(MREC_ERR_ARG, "clip-e2e needs a CLIP model and the items' photos and texts (mrec train: --clip DIR --items TABLE "
                                        "--text-column C and --images DIR|TABLE or --image-column C)");

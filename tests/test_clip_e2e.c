@@ -26,6 +26,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DIR "tests/fixtures/clip_e2e/"
 /* T_REQUIRE for functions that return nothing */
@@ -298,6 +299,75 @@ static void end_to_end(const inputs *in, mrec_context *ctx) {
     mrec_clip_free(&m);
 }
 
+/* ---- mrec train --model clip-e2e on a tiny table of freely licensed photos ---- */
+
+static const char *PHOTOS[] = {"pillow/flower.jpg", "pillow/pil_sample_rgb.jpg", "pillow/hopper.jpg", "pillow/hopper.png",
+                               "pillow/hopper_gray.jpg", "pillow/iptc.jpg", "libjpeg-turbo/testorig.jpg", "libjpeg-turbo/testimgint.jpg"};
+enum { CLI_ITEMS = 8, CLI_USERS = 6 };
+
+static void command(void) {
+    const char *bin = getenv("MREC_BIN"), *tokfile = "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json";
+    if (!bin || access(bin, X_OK) != 0) {
+        t_skip("mrec train --model clip-e2e: MREC_BIN is not set (tests/run.sh sets it)");
+        return;
+    }
+    if (access(tokfile, R_OK) != 0 || access("tests/data/images/odd/pillow/flower.jpg", R_OK) != 0) {
+        t_skip("mrec train --model clip-e2e: tests/data not found");
+        return;
+    }
+    char dir[64] = "/tmp/mrec-clip-e2e-XXXXXX", cwd[2048], cmd[16384], out[16384], path[512], line[4096];
+    if (!t_check(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL, "a temporary folder")) return;
+    snprintf(cmd, sizeof cmd, "mkdir %s/model && for f in config.json model.safetensors preprocessor_config.json; do "
+             "ln -s %s/tests/fixtures/clip/$f %s/model/$f; done && ln -s %s/%s %s/model/tokenizer.json", dir, cwd, dir, cwd, tokfile, dir);
+    NEED(system(cmd) == 0);
+    /* items.tsv: id, text, photo (absolute); inter.tsv: each user 4 items, the last two for validation and test */
+    snprintf(path, sizeof path, "%s/items.tsv", dir);
+    FILE *f = fopen(path, "w"), *tx = fopen("tests/data/texts/items.txt", "r");
+    NEED(f && tx);
+    fprintf(f, "id\ttext\timage\n");
+    for (int i = 0; i < CLI_ITEMS && fgets(line, sizeof line, tx); i++) {
+        line[strcspn(line, "\n")] = 0;
+        fprintf(f, "it%d\t%s\t%s/tests/data/images/odd/%s\n", i, line, cwd, PHOTOS[i]);
+    }
+    fclose(tx);
+    NEED(fclose(f) == 0);
+    snprintf(path, sizeof path, "%s/inter.tsv", dir);
+    NEED((f = fopen(path, "w")) != NULL);
+    for (int u = 0; u < CLI_USERS; u++)
+        for (int k = 0; k < 4; k++) fprintf(f, "u%d\tit%d\t1\t%d\n", u, (u + 2 * k) % CLI_ITEMS, 1000 + k);
+    NEED(fclose(f) == 0);
+    const char *common = "--format tsv --split leave:1:valid --model clip-e2e --id-column id --text-column text --image-column image "
+                         "--epochs 3 --batch-size 4 --k 2 --select recall@2 --threads 2";
+    for (int blocks = 0; blocks <= 1; blocks++) {
+        snprintf(cmd, sizeof cmd, "%s train --data %s/inter.tsv --clip %s/model --items %s/items.tsv %s --blocks %d --out %s/run%d 2>&1", bin,
+                 dir, dir, dir, common, blocks, dir, blocks);
+        int rc = t_run(cmd, out, sizeof out);
+        char want[64];
+        snprintf(want, sizeof want, "blocks=%d", blocks);
+        t_check(rc == 0 && strstr(out, "CLIP items:") && strstr(out, want) && strstr(out, "test (best epoch"),
+                "mrec train --model clip-e2e --blocks %d trains and reports (rc %d)\n%.2000s", blocks, rc, out);
+    }
+    /* an item of the data without a photo and text in the table is named */
+    snprintf(path, sizeof path, "%s/inter.tsv", dir);
+    NEED((f = fopen(path, "a")) != NULL);
+    fprintf(f, "u0\tnowhere\t1\t999\nu1\tnowhere\t1\t999\n");
+    NEED(fclose(f) == 0);
+    snprintf(cmd, sizeof cmd, "%s train --data %s/inter.tsv --clip %s/model --items %s/items.tsv %s --out %s/run-bad 2>&1", bin, dir, dir, dir,
+             common, dir);
+    int rc = t_run(cmd, out, sizeof out);
+    t_check(rc != 0 && strstr(out, "item 'nowhere'"), "an item missing from --items is named (rc %d)\n%.1000s", rc, out);
+    /* the model without its items, and the items without --clip */
+    snprintf(cmd, sizeof cmd, "%s train --data %s/inter.tsv --format tsv --split leave:1:valid --model clip-e2e --epochs 1 --out %s/run-none 2>&1",
+             bin, dir, dir);
+    rc = t_run(cmd, out, sizeof out);
+    t_check(rc != 0 && strstr(out, "clip-e2e needs a CLIP model"), "clip-e2e without --clip says what it needs (rc %d)\n%.1000s", rc, out);
+    snprintf(cmd, sizeof cmd, "%s train --data %s/inter.tsv %s --out %s/run-none 2>&1", bin, dir, common, dir);
+    rc = t_run(cmd, out, sizeof out);
+    t_check(rc != 0 && strstr(out, "go with --clip DIR"), "--items without --clip is refused (rc %d)\n%.1000s", rc, out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) t_check(0, "removing %s", dir);
+}
+
 int main(void) {
     t_suite("clip_e2e");
     mrec_context_options o = mrec_context_defaults();
@@ -313,6 +383,7 @@ int main(void) {
     frozen_is_features(&m, &in, ctx);
     bad_options(&m, &in, ctx);
     end_to_end(&in, ctx);
+    command();
     free(in.px), free(in.user), free(in.w), free(in.b);
     mrec_clip_free(&m);
     mrec_context_destroy(ctx);
