@@ -317,6 +317,8 @@ static void command(void) {
     }
     char dir[64] = "/tmp/mrec-clip-e2e-XXXXXX", cwd[2048], cmd[16384], out[16384], path[512], line[4096];
     if (!t_check(mkdtemp(dir) != NULL && getcwd(cwd, sizeof cwd) != NULL, "a temporary folder")) return;
+    char abs_bin[4200]; /* the Elliot run starts in the temporary folder */
+    if (bin[0] != '/') snprintf(abs_bin, sizeof abs_bin, "%s/%s", cwd, bin), bin = abs_bin;
     snprintf(cmd, sizeof cmd, "mkdir %s/model && for f in config.json model.safetensors preprocessor_config.json; do "
              "ln -s %s/tests/fixtures/clip/$f %s/model/$f; done && ln -s %s/%s %s/model/tokenizer.json", dir, cwd, dir, cwd, tokfile, dir);
     NEED(system(cmd) == 0);
@@ -347,6 +349,27 @@ static void command(void) {
         t_check(rc == 0 && strstr(out, "CLIP items:") && strstr(out, want) && strstr(out, "test (best epoch"),
                 "mrec train --model clip-e2e --blocks %d trains and reports (rc %d)\n%.2000s", blocks, rc, out);
     }
+    /* an Elliot experiment: CLIPItems in side_information, CLIPE2E with a grid of two block depths */
+    snprintf(path, sizeof path, "%s/e2e.yml", dir);
+    NEED((f = fopen(path, "w")) != NULL);
+    fprintf(f, "experiment:\n"
+               "  dataset: tiny\n"
+               "  data_config:\n"
+               "    strategy: dataset\n"
+               "    dataset_path: inter.tsv\n"
+               "    side_information:\n"
+               "      - {dataloader: CLIPItems, clip_model: model, items_path: items.tsv, id_column: id, text_column: text, image_column: image}\n"
+               "  splitting:\n"
+               "    test_splitting: {strategy: temporal_hold_out, leave_n_out: 1}\n"
+               "  top_k: 2\n"
+               "  evaluation: {cutoffs: [2], simple_metrics: [Recall]}\n"
+               "  models:\n"
+               "    CLIPE2E: {meta: {validation_rate: 1, validation_metric: Recall@2}, epochs: 2, batch_size: 4, blocks: [0, 2], tower_lr: 0.001}\n");
+    NEED(fclose(f) == 0);
+    snprintf(cmd, sizeof cmd, "cd %s && %s train e2e.yml --out res --threads 2 2>&1", dir, bin);
+    int rc = t_run(cmd, out, sizeof out);
+    t_check(rc == 0 && strstr(out, "blocks=0") && strstr(out, "blocks=2") && strstr(out, "tower_lr=0.001"),
+            "an Elliot config with CLIPItems trains CLIPE2E over a grid of 2 (rc %d)\n%.2000s", rc, out);
     /* an item of the data without a photo and text in the table is named */
     snprintf(path, sizeof path, "%s/inter.tsv", dir);
     NEED((f = fopen(path, "a")) != NULL);
@@ -354,7 +377,7 @@ static void command(void) {
     NEED(fclose(f) == 0);
     snprintf(cmd, sizeof cmd, "%s train --data %s/inter.tsv --clip %s/model --items %s/items.tsv %s --out %s/run-bad 2>&1", bin, dir, dir, dir,
              common, dir);
-    int rc = t_run(cmd, out, sizeof out);
+    rc = t_run(cmd, out, sizeof out);
     t_check(rc != 0 && strstr(out, "item 'nowhere'"), "an item missing from --items is named (rc %d)\n%.1000s", rc, out);
     /* the model without its items, and the items without --clip */
     snprintf(cmd, sizeof cmd, "%s train --data %s/inter.tsv --format tsv --split leave:1:valid --model clip-e2e --epochs 1 --out %s/run-none 2>&1",
@@ -364,6 +387,10 @@ static void command(void) {
     snprintf(cmd, sizeof cmd, "%s train --data %s/inter.tsv %s --out %s/run-none 2>&1", bin, dir, common, dir);
     rc = t_run(cmd, out, sizeof out);
     t_check(rc != 0 && strstr(out, "go with --clip DIR"), "--items without --clip is refused (rc %d)\n%.1000s", rc, out);
+    snprintf(cmd, sizeof cmd, "%s train --data %s/inter.tsv --format tsv --split leave:1:valid --model bprmf --clip %s/model --out %s/run-bpr 2>&1",
+             bin, dir, dir, dir);
+    rc = t_run(cmd, out, sizeof out);
+    t_check(rc != 0 && strstr(out, "--clip goes with --model clip-e2e"), "--clip with another model is refused (rc %d)\n%.1000s", rc, out);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) t_check(0, "removing %s", dir);
 }

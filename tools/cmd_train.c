@@ -220,6 +220,10 @@ int mrec_cmd_train(int argc, char **argv) {
         fprintf(stderr, "mrec train: --items, --text-column, --images and --image-column go with --clip DIR (clip-e2e)\n");
         return 1;
     }
+    if (s.clip && s.model != mrec_model_find("clip-e2e")) {
+        fprintf(stderr, "mrec train: --clip goes with --model clip-e2e, not %s\n", s.model->name);
+        return 1;
+    }
     if (v[O_K].given) {
         s.n_k = v[O_K].n;
         for (int i = 0; i < s.n_k; i++) s.k[i] = (int)v[O_K].list[i];

@@ -568,8 +568,10 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
         STEP("splitting", mrec_fail(MREC_ERR_FORMAT, "%s has no split (an x_label column, or train.txt/test.txt); give one with --split", s->data));
     if (!st && s->save_splits) STEP("--save-splits", write_splits(s, &x));
     if (!st && s->features) STEP("features", load_modalities(s, feat, &n_feat, &x));
-    if (!st && s->clip) STEP("CLIP items", load_clip_inputs(s, &x, &clip));
-    if (!st && s->clip) say(s, "CLIP items: %s: %d items, photos and texts of %d tokens at most", s->clip_items, x.n_items, clip.items.T);
+    /* the CLIP items only for the model that reads them (an Elliot experiment gives them to every model) */
+    int reads_clip = s->clip && e == mrec_model_find("clip-e2e");
+    if (!st && reads_clip) STEP("CLIP items", load_clip_inputs(s, &x, &clip));
+    if (!st && reads_clip) say(s, "CLIP items: %s: %d items, photos and texts of %d tokens at most", s->clip_items, x.n_items, clip.items.T);
     if (!st && s->knockout) STEP("knockout", knock_out(s, feat, n_feat, mrec_hp_u64(&r->values, MREC_HP_SEED), &knocked));
     /* the modalities side by side, for models that take one feature vector per item */
     int feat_dim = 0;
@@ -588,7 +590,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     char cache_buf[4096];
     mrec_model_inputs in = {.n_users = x.n_users, .n_items = x.n_items, .train = &train, .feat = feat, .n_feat = n_feat,
                             .item_feat = item_feat, .feat_dim = feat_dim, .log = s->log, .log_ctx = s->log_ctx};
-    if (s->clip) in.clip_items = &clip.items;
+    if (reads_clip) in.clip_items = &clip.items;
     if (!st && (e->flags & MREC_MODEL_GRAPH_CACHE)) in.cache_dir = cache_folder(s, cache_buf, sizeof cache_buf);
     if (!st) STEP("model", mrec_model_build(&built, e, &in, &r->values, ctx));
     if (!st && s->keep_model && !built.model.embeddings && !built.model.neighbours)
