@@ -167,17 +167,19 @@ static mrec_status batch_loss_grad(clip_e2e *m, double *loss_out, const int32_t 
     int d = m->dim, D = m->D, D2 = 2 * D;
     mrec_status st = ensure_batch(m, n);
     if (st) return st;
+    for (int r = 0; r < n; r++) {
+        if (u[r] < 0 || u[r] >= m->n_users) return mrec_fail(MREC_ERR_ARG, "clip-e2e: user %d of %d", u[r], m->n_users);
+        if (i[r] < 0 || i[r] >= m->n_items || j[r] < 0 || j[r] >= m->n_items)
+            return mrec_fail(MREC_ERR_ARG, "clip-e2e: items %d and %d of %d", i[r], j[r], m->n_items);
+    }
     /* the distinct items, in first-seen order; row r < n the positive of triple r, n + r its negative */
     int K = 0;
     for (int r = 0; r < 2 * n; r++) {
         int it = r < n ? i[r] : j[r - n];
-        if (it < 0 || it >= m->n_items) return mrec_fail(MREC_ERR_ARG, "clip-e2e: item %d of %d", it, m->n_items);
         if (m->slot[it] < 0) m->slot[it] = K, m->items[K++] = it;
         m->row[r] = m->slot[it];
     }
     for (int k = 0; k < K; k++) m->slot[m->items[k]] = -1;
-    for (int r = 0; r < n; r++)
-        if (u[r] < 0 || u[r] >= m->n_users) return mrec_fail(MREC_ERR_ARG, "clip-e2e: user %d of %d", u[r], m->n_users);
     if (K > 1024) return mrec_fail(MREC_ERR_SHAPE, "clip-e2e: %d distinct items in a batch (at most 1024)", K);
     if ((st = embed_items(m, m->items, K, m->E)) || (st = fuse(m, m->Z, m->E, K))) return st;
 

@@ -270,6 +270,17 @@ static void bad_options(mrec_clip *m, const inputs *in, mrec_context *ctx) {
     items.ids = ids, o.blocks = 1;
     t_status(mrec_clip_e2e_create(&model, N_USERS, &items, &o, &rng, ctx), MREC_ERR_ARG, "a token outside the vocabulary");
     t_check(strstr(mrec_error_detail(), "item 2") != NULL, "the message names the item: %s", mrec_error_detail());
+    /* a batch naming an item past the table: a NaN loss and the status; the next batch is whole */
+    items.ids = in->ids;
+    if (t_status(mrec_clip_e2e_create(&model, N_USERS, &items, &o, &rng, ctx), MREC_OK, "clip-e2e with 1 block")) {
+        int32_t u[2] = {0, 1}, i[2] = {1, 2}, j[2] = {3, N_ITEMS};
+        double loss = model.loss_grad(model.self, u, i, j, 2);
+        t_check(isnan(loss) && *model.status == MREC_ERR_ARG, "an item past the table: NaN and a status (%g, %d)", loss, *model.status);
+        j[1] = 4;
+        loss = model.loss_grad(model.self, u, i, j, 2);
+        t_check(isfinite(loss) && *model.status == MREC_OK, "then a good batch trains (%g)", loss);
+        mrec_model_destroy(&model);
+    }
 }
 
 /* A few epochs through the trainer on a tiny table: 4 users, 5 items, one test item each. */

@@ -570,6 +570,8 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     if (!st && s->features) STEP("features", load_modalities(s, feat, &n_feat, &x));
     /* the CLIP items only for the model that reads them (an Elliot experiment gives them to every model) */
     int reads_clip = s->clip && e == mrec_model_find("clip-e2e");
+    if (!st && reads_clip && s->restore)
+        STEP("restoring", mrec_fail(MREC_ERR_UNSUPPORTED, "clip-e2e cannot be restored: a saved model keeps its vectors, not its trained towers"));
     if (!st && reads_clip) STEP("CLIP items", load_clip_inputs(s, &x, &clip));
     if (!st && reads_clip) say(s, "CLIP items: %s: %d items, photos and texts of %d tokens at most", s->clip_items, x.n_items, clip.items.T);
     if (!st && s->knockout) STEP("knockout", knock_out(s, feat, n_feat, mrec_hp_u64(&r->values, MREC_HP_SEED), &knocked));
