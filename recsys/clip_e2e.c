@@ -8,10 +8,9 @@
  *   loss         = -mean log(1e-10 + sigmoid(score(u, i+) - score(u, i-)))
  *                  + reg * (|U_b|_F + |item(I_b+)|_F + |item(I_b-)|_F) / n   (MMRec's BPR and EmbLoss)
  *
- * Fusion: the paper's summaries do not say how its CLIP item vectors join
- * the two modalities; concatenation then a learned linear map is what its
- * host models do with two feature vectors (VBPR concatenates, MMRec's
- * projections are linear), and it lets the model weigh image and text.
+ * Fusion is mrec's choice: concatenation then a learned linear map, as the
+ * paper's host models treat two feature vectors (VBPR concatenates, MMRec's
+ * projections are linear); it lets the model weigh image against text.
  *
  * What trains: U, W and b by the trainer's Adam (the config's lr, 1e-3 by
  * default, as MMRec); in each tower the last `blocks` transformer blocks, the
