@@ -35,7 +35,8 @@ typedef struct {
 
 typedef struct {
     int B, T, H, I, heads, D;
-    layer_acts *layer;                  /* cfg.layers + 1: the last one's x is the stack's output */
+    int first, last;                    /* the blocks run forward: [first, last) */
+    layer_acts *layer;                  /* last - first + 1: block first's at [0], the last one's x is the stack's output */
     float *x0, *m0, *r0;                /* vision: before pre_layrnorm, and its statistics */
     float *images, *patches;            /* vision */
     int32_t *ids, *mask, *pos, *rows;   /* text inputs and position ids; both: the pooled rows */
@@ -136,6 +137,7 @@ static int carve_all(mrec_arena *a, step_acts *s, layer_acts *vl, layer_acts *tl
     short_of |= carve_layers(a, tl, tc->layers, (size_t)B * T, tc->hidden, tc->intermediate);
     short_of |= carve_head(a, s, B);
     s->img.layer = vl, s->txt.layer = tl;
+    s->img.last = vc->layers, s->txt.last = tc->layers; /* first = 0: the whole stack */
     return short_of;
 }
 
@@ -195,10 +197,13 @@ static mrec_status layer_backward(mrec_context *ctx, const mrec_clip_tower *tw, 
 
 /* ---- the towers ---- */
 
+/* blocks [t->first, t->last): layer[0].x in, layer[last - first].x out */
 static mrec_status stack_forward(mrec_context *ctx, const mrec_clip_tower *tw, tower_acts *t, const float *mask_bias, const float *causal) {
     mrec_status st = MREC_OK;
-    for (int l = 0; l < tw->cfg.layers && !st; l++)
-        st = layer_forward(ctx, &tw->layer[l], &t->layer[l], t->layer[l + 1].x, t, &tw->cfg, mask_bias, causal);
+    for (int l = t->first; l < t->last && !st; l++) {
+        layer_acts *L = &t->layer[l - t->first];
+        st = layer_forward(ctx, &tw->layer[l], L, L[1].x, t, &tw->cfg, mask_bias, causal);
+    }
     return st;
 }
 
@@ -206,7 +211,7 @@ static mrec_status stack_forward(mrec_context *ctx, const mrec_clip_tower *tw, t
 static mrec_status head_forward(mrec_context *ctx, const mrec_clip_tower *tw, tower_acts *t, const int32_t *rows_host) {
     int B = t->B, H = t->H, D = t->D;
     float eps = tw->cfg.layer_norm_eps;
-    const float *x = t->layer[tw->cfg.layers].x;
+    const float *x = t->layer[t->last - t->first].x;
     mrec_status st = mrec_copy_to_device(ctx, t->rows, rows_host, sizeof(int32_t) * (size_t)B);
     for (int b = 0; b < B && !st; b++) st = mrec_copy_rows(ctx, t->hp + (size_t)b * H, H, x + (size_t)rows_host[b] * H, H, 1, H);
     if (!st) st = mrec_layernorm_stats(ctx, t->mp, t->rp, t->hp, eps, B, H);
@@ -225,20 +230,60 @@ static mrec_status head_backward(mrec_context *ctx, const mrec_clip_tower *tw, f
                                       tw->post_w, MREC_ACC_PARAMS, B, H);
     /* dx = 0 except at the pooled rows: zeros as 0 times the stack's output, finite after a forward whose loss is
      * (a NaN there makes the loss NaN anyway) */
-    if (!st) st = mrec_scale(ctx, t->dx, t->layer[tw->cfg.layers].x, 0.0f, (int64_t)BT * H);
+    if (!st) st = mrec_scale(ctx, t->dx, t->layer[t->last - t->first].x, 0.0f, (int64_t)BT * H);
     if (!st) st = mrec_gather_rows_back(ctx, t->dx, t->dh, t->rows, B, H);
     return st;
 }
 
+/* t->dx: the gradient of block last - 1's output in, of block first's input out */
 static mrec_status stack_backward(mrec_context *ctx, const mrec_clip_tower *tw, float *grad, tower_acts *t, const float *mask_bias,
                                   const float *causal) {
     mrec_status st = MREC_OK;
-    for (int l = tw->cfg.layers - 1; l >= 0 && !st; l--) st = layer_backward(ctx, tw, grad, &tw->layer[l], &t->layer[l], t, mask_bias, causal);
+    for (int l = t->last - 1; l >= t->first && !st; l--)
+        st = layer_backward(ctx, tw, grad, &tw->layer[l], &t->layer[l - t->first], t, mask_bias, causal);
     return st;
 }
 
-/* HF's text pooling position (nn/clip.c): the first eos_token_id, or the largest id with the legacy eos 2 */
-static int eos_position(const int32_t *ids, int T, int eos_token_id) {
+/* The embeddings into t->layer[0].x: images (B, C, S, S) host for the vision tower (patches, class token,
+ * positions, pre_layrnorm); ids and mask (B, T) host for the text one (tokens + positions; its attention
+ * biases are set here too). */
+static mrec_status embed_forward(mrec_context *ctx, const mrec_clip_tower *tw, int vision, tower_acts *t, const float *images,
+                                 const int32_t *ids, const int32_t *mask) {
+    const mrec_clip_tower_config *c = &tw->cfg;
+    int B = t->B, T = t->T, H = t->H;
+    mrec_status st = MREC_OK;
+    if (vision) {
+        int S = c->image_size, P = c->patch_size, N = (S / P) * (S / P), K = c->channels * P * P;
+        st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * S * S);
+        if (!st) st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
+        for (int b = 0; b < B && !st; b++)
+            st = mrec_gemm(ctx, t->x0 + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, tw->embed, NULL, 1, 0, 0, 1, N, H, K, K,
+                           K, H);
+        if (!st) st = mrec_class_embed(ctx, t->x0, tw->cls, tw->pos, B, T, H);
+        if (!st) st = mrec_layernorm_stats(ctx, t->m0, t->r0, t->x0, c->layer_norm_eps, B * T, H);
+        if (!st) st = mrec_layernorm(ctx, t->layer[0].x, t->x0, tw->pre_w, tw->pre_b, c->layer_norm_eps, B * T, H);
+        return st;
+    }
+    size_t n_ids = sizeof(int32_t) * (size_t)B * T;
+    st = mrec_copy_to_device(ctx, t->ids, ids, n_ids);
+    if (!st && mask) st = mrec_copy_to_device(ctx, t->mask, mask, n_ids);
+    if (!st) st = mrec_position_ids(ctx, t->pos, NULL, -1, B, T);
+    if (!st) st = mrec_embedding_sum(ctx, t->layer[0].x, tw->embed, t->ids, NULL, NULL, tw->pos, t->pos, B * T, H);
+    if (!st) st = mrec_mask_bias(ctx, t->mask_bias, mask ? t->mask : NULL, (int64_t)B * T);
+    if (!st) st = mrec_causal_bias(ctx, t->causal, c->heads, T);
+    return st;
+}
+
+/* The text tower's attention biases alone, for a forward that starts past the embeddings. */
+static mrec_status text_biases(mrec_context *ctx, const mrec_clip_tower *tw, tower_acts *t, const int32_t *mask) {
+    int64_t BT = (int64_t)t->B * t->T;
+    mrec_status st = mask ? mrec_copy_to_device(ctx, t->mask, mask, sizeof(int32_t) * (size_t)BT) : MREC_OK;
+    if (!st) st = mrec_mask_bias(ctx, t->mask_bias, mask ? t->mask : NULL, BT);
+    if (!st) st = mrec_causal_bias(ctx, t->causal, tw->cfg.heads, t->T);
+    return st;
+}
+
+int mrec_clip_pool_position(const int32_t *ids, int T, int eos_token_id) {
     int best = 0;
     for (int t = 1; t < T; t++)
         if (eos_token_id == 2 ? ids[t] > ids[best] : ids[t] == eos_token_id && ids[best] != eos_token_id) best = t;
@@ -275,28 +320,15 @@ mrec_status mrec_clip_train_grads(mrec_context *ctx, const mrec_clip *m, const f
     /* vision forward */
     int32_t rows[1 << 10];
     if (B > (int)(sizeof rows / sizeof rows[0])) return mrec_fail(MREC_ERR_SHAPE, "clip training: at most %zu pairs", sizeof rows / sizeof rows[0]);
-    st = mrec_copy_to_device(ctx, vi->images, images, sizeof(float) * (size_t)B * vc->channels * S * S);
-    if (!st) st = mrec_patchify(ctx, vi->patches, vi->images, B, vc->channels, S, P);
-    for (int b = 0; b < B && !st; b++)
-        st = mrec_gemm(ctx, vi->x0 + ((size_t)b * Tv + 1) * Hv, vi->patches + (size_t)b * N * K, vt->embed, NULL, 1, 0, 0, 1, N, Hv, K, K,
-                       K, Hv);
-    if (!st) st = mrec_class_embed(ctx, vi->x0, vt->cls, vt->pos, B, Tv, Hv);
-    if (!st) st = mrec_layernorm_stats(ctx, vi->m0, vi->r0, vi->x0, vc->layer_norm_eps, B * Tv, Hv);
-    if (!st) st = mrec_layernorm(ctx, vl[0].x, vi->x0, vt->pre_w, vt->pre_b, vc->layer_norm_eps, B * Tv, Hv);
+    st = embed_forward(ctx, vt, 1, vi, images, NULL, NULL);
     if (!st) st = stack_forward(ctx, vt, vi, NULL, NULL);
     for (int b = 0; b < B; b++) rows[b] = b * Tv; /* the class tokens */
     if (!st) st = head_forward(ctx, vt, vi, rows);
 
     /* text forward */
-    size_t n_ids = sizeof(int32_t) * (size_t)B * T;
-    if (!st) st = mrec_copy_to_device(ctx, tx->ids, ids, n_ids);
-    if (!st && mask) st = mrec_copy_to_device(ctx, tx->mask, mask, n_ids);
-    if (!st) st = mrec_position_ids(ctx, tx->pos, NULL, -1, B, T);
-    if (!st) st = mrec_embedding_sum(ctx, tl[0].x, tt->embed, tx->ids, NULL, NULL, tt->pos, tx->pos, B * T, Ht);
-    if (!st) st = mrec_mask_bias(ctx, tx->mask_bias, mask ? tx->mask : NULL, (int64_t)B * T);
-    if (!st) st = mrec_causal_bias(ctx, tx->causal, tc->heads, T);
+    if (!st) st = embed_forward(ctx, tt, 0, tx, NULL, ids, mask);
     if (!st) st = stack_forward(ctx, tt, tx, tx->mask_bias, tx->causal);
-    for (int b = 0; b < B; b++) rows[b] = b * T + eos_position(ids + (size_t)b * T, T, tc->eos_token_id);
+    for (int b = 0; b < B; b++) rows[b] = b * T + mrec_clip_pool_position(ids + (size_t)b * T, T, tc->eos_token_id);
     if (!st) st = head_forward(ctx, tt, tx, rows);
 
     /* the loss: logits (images, texts) = e^s e_img e_txt^T */
@@ -329,5 +361,132 @@ mrec_status mrec_clip_train_grads(mrec_context *ctx, const mrec_clip *m, const f
     for (int b = 0; b < B && !st; b++)
         st = mrec_linear_back(ctx, NULL, GRAD(vt, vision_grad, vt->embed), NULL, vi->dh + ((size_t)b * Tv + 1) * Hv,
                               vi->patches + (size_t)b * N * K, vt->embed, MREC_ACC_PARAMS, N, Hv, K);
+    return st;
+}
+
+/* ---- one tower from a given block: the frozen bottom once, the trainable top per step ---- */
+
+/* One tower's carving for blocks [first, last) over B inputs (T tokens; the vision tower's own count). */
+static int carve_one(mrec_arena *a, tower_acts *t, layer_acts *L, const mrec_context *ctx, const mrec_clip *m, int vision, int B,
+                     int T, int first, int last) {
+    const mrec_clip_tower *tw = vision ? &m->vision : &m->text;
+    int short_of = carve_tower(a, t, ctx, tw, vision, B, T, m->projection_dim);
+    short_of |= carve_layers(a, L, last - first, (size_t)B * T, tw->cfg.hidden, tw->cfg.intermediate);
+    t->layer = L, t->first = first, t->last = last;
+    return short_of;
+}
+
+/* The tower's token count: the vision tower's from its config, the text tower's as given. */
+static int tokens_of(const mrec_clip *m, int vision, int T) {
+    int G = m->vision.cfg.image_size / m->vision.cfg.patch_size;
+    return vision ? 1 + G * G : T;
+}
+
+/* Arguments every tower entry checks; *tw the tower. */
+static mrec_status tower_args(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T, int first,
+                              const mrec_clip_tower **tw) {
+    if (tower != MREC_CLIP_VISION && tower != MREC_CLIP_TEXT) return mrec_fail(MREC_ERR_ARG, "clip tower: vision or text, one at a time");
+    if (!(m->towers & tower)) return mrec_fail(MREC_ERR_ARG, "clip tower: the %s tower is not loaded", tower == MREC_CLIP_VISION ? "vision" : "text");
+    *tw = tower == MREC_CLIP_VISION ? &m->vision : &m->text;
+    const mrec_clip_tower_config *c = &(*tw)->cfg;
+    if (c->layers >= MAX_LAYERS) return mrec_fail(MREC_ERR_UNSUPPORTED, "clip tower: more than %d layers", MAX_LAYERS - 1);
+    if (first < 0 || first > c->layers) return mrec_fail(MREC_ERR_ARG, "clip tower: block %d of a tower of %d", first, c->layers);
+    if (B < 1 || B > 1 << 16 || (tower == MREC_CLIP_TEXT && (T < 1 || T > c->max_positions)))
+        return mrec_fail(MREC_ERR_SHAPE, "clip tower: %d inputs of %d tokens (1 to %d tokens)", B, T, c->max_positions);
+    return mrec_weights_check(ctx, (*tw)->on, "clip");
+}
+
+size_t mrec_clip_tower_hidden_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T,
+                                              int first) {
+    int vision = tower == MREC_CLIP_VISION;
+    const mrec_clip_tower *tw = vision ? &m->vision : &m->text;
+    if (tw->cfg.layers >= MAX_LAYERS || first < 0 || first > tw->cfg.layers) return 0;
+    mrec_arena a = mrec_arena_measure();
+    tower_acts t;
+    layer_acts L[MAX_LAYERS];
+    carve_one(&a, &t, L, ctx, m, vision, B, tokens_of(m, vision, T), 0, first);
+    return a.peak;
+}
+
+size_t mrec_clip_tower_top_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T,
+                                           int first) {
+    int vision = tower == MREC_CLIP_VISION;
+    const mrec_clip_tower *tw = vision ? &m->vision : &m->text;
+    if (tw->cfg.layers >= MAX_LAYERS || first < 0 || first > tw->cfg.layers) return 0;
+    mrec_arena a = mrec_arena_measure();
+    tower_acts t;
+    layer_acts L[MAX_LAYERS];
+    carve_one(&a, &t, L, ctx, m, vision, B, tokens_of(m, vision, T), first, tw->cfg.layers);
+    return a.peak;
+}
+
+mrec_status mrec_clip_tower_hidden(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, const float *images,
+                                   const int32_t *ids, const int32_t *mask, int B, int T, int first, float *hidden, void *work,
+                                   size_t work_bytes) {
+    const mrec_clip_tower *tw;
+    mrec_status st = tower_args(ctx, m, tower, B, T, first, &tw);
+    if (st) return st;
+    int vision = tower == MREC_CLIP_VISION, Tk = tokens_of(m, vision, T), H = tw->cfg.hidden;
+    if (!vision)
+        for (int i = 0; i < B * T; i++)
+            if (ids[i] < 0 || ids[i] >= tw->cfg.vocab_size)
+                return mrec_fail(MREC_ERR_ARG, "clip tower: token %d at position %d is outside the vocabulary of %d", ids[i], i,
+                                 tw->cfg.vocab_size);
+    mrec_arena a = {.base = work, .capacity = work_bytes, .device = ctx->device};
+    tower_acts t;
+    layer_acts L[MAX_LAYERS];
+    if (!work || carve_one(&a, &t, L, ctx, m, vision, B, Tk, 0, first))
+        return mrec_fail(MREC_ERR_NOMEM, "clip tower: workspace of %zu bytes, %zu needed", work_bytes,
+                         mrec_clip_tower_hidden_workspace_bytes(ctx, m, tower, B, T, first));
+    st = embed_forward(ctx, tw, vision, &t, images, ids, mask);
+    if (!st) st = stack_forward(ctx, tw, &t, vision ? NULL : t.mask_bias, vision ? NULL : t.causal);
+    if (!st) st = mrec_copy_rows(ctx, hidden, H, L[first].x, H, B * Tk, H);
+    return st;
+}
+
+mrec_status mrec_clip_tower_top_forward(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, const float *hidden,
+                                        const int32_t *pool, const int32_t *mask, int B, int T, int first, float *embeds,
+                                        void *work, size_t work_bytes) {
+    const mrec_clip_tower *tw;
+    mrec_status st = tower_args(ctx, m, tower, B, T, first, &tw);
+    if (st) return st;
+    int vision = tower == MREC_CLIP_VISION, Tk = tokens_of(m, vision, T), H = tw->cfg.hidden, D = m->projection_dim;
+    int32_t rows[1 << 10];
+    if (B > (int)(sizeof rows / sizeof rows[0])) return mrec_fail(MREC_ERR_SHAPE, "clip tower: at most %zu inputs a call", sizeof rows / sizeof rows[0]);
+    for (int b = 0; b < B; b++) {
+        int p = vision ? 0 : pool[b];
+        if (p < 0 || p >= Tk) return mrec_fail(MREC_ERR_ARG, "clip tower: input %d pools token %d of %d", b, p, Tk);
+        rows[b] = b * Tk + p;
+    }
+    mrec_arena a = {.base = work, .capacity = work_bytes, .device = ctx->device};
+    tower_acts t;
+    layer_acts L[MAX_LAYERS];
+    if (!work || carve_one(&a, &t, L, ctx, m, vision, B, Tk, first, tw->cfg.layers))
+        return mrec_fail(MREC_ERR_NOMEM, "clip tower: workspace of %zu bytes, %zu needed", work_bytes,
+                         mrec_clip_tower_top_workspace_bytes(ctx, m, tower, B, T, first));
+    st = mrec_copy_rows(ctx, L[0].x, H, hidden, H, B * Tk, H);
+    if (!st && !vision) st = text_biases(ctx, tw, &t, mask);
+    if (!st) st = stack_forward(ctx, tw, &t, vision ? NULL : t.mask_bias, vision ? NULL : t.causal);
+    if (!st) st = head_forward(ctx, tw, &t, rows);
+    if (!st && embeds) st = mrec_copy_rows(ctx, embeds, D, t.en, D, B, D);
+    return st;
+}
+
+mrec_status mrec_clip_tower_top_backward(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, const float *d_embeds, int B,
+                                         int T, int first, float *grad, void *work, size_t work_bytes) {
+    const mrec_clip_tower *tw;
+    mrec_status st = tower_args(ctx, m, tower, B, T, first, &tw);
+    if (st) return st;
+    int vision = tower == MREC_CLIP_VISION, Tk = tokens_of(m, vision, T), D = m->projection_dim;
+    /* the same carving as the forward's finds its activations where it left them */
+    mrec_arena a = {.base = work, .capacity = work_bytes, .device = ctx->device};
+    tower_acts t;
+    layer_acts L[MAX_LAYERS];
+    if (!work || carve_one(&a, &t, L, ctx, m, vision, B, Tk, first, tw->cfg.layers))
+        return mrec_fail(MREC_ERR_NOMEM, "clip tower: workspace of %zu bytes, %zu needed", work_bytes,
+                         mrec_clip_tower_top_workspace_bytes(ctx, m, tower, B, T, first));
+    st = mrec_copy_rows(ctx, t.de, D, d_embeds, D, B, D);
+    if (!st) st = head_backward(ctx, tw, grad, &t);
+    if (!st) st = stack_backward(ctx, tw, grad, &t, vision ? NULL : t.mask_bias, vision ? NULL : t.causal);
     return st;
 }

@@ -26,4 +26,44 @@ mrec_status mrec_clip_train_grads(mrec_context *ctx, const mrec_clip *m, const f
                                   const int32_t *mask, int B, int T, float *vision_grad, float *text_grad, double *dlogit_scale,
                                   double *loss, void *work, size_t work_bytes);
 
+/* ---- one tower, from a given block (end-to-end recommenders) ----
+ *
+ * A recommender that trains only the top of a tower computes, once per
+ * item, the hidden state entering block `first` (mrec_clip_tower_hidden),
+ * then at each step runs blocks [first, layers), the final LayerNorm, the
+ * projection and the normalization from that state (top_forward), and takes
+ * the gradient of any loss of the unit embeddings back into those weights
+ * (top_backward). tower: MREC_CLIP_VISION or MREC_CLIP_TEXT. T: the text
+ * tower's tokens (ignored for images: 1 + patches). mrec_clip_train_grads
+ * runs the same layers, so a top from block 0 equals the whole tower.
+ */
+
+/* HF's text pooling position: the first eos_token_id, or the largest id with the legacy eos 2. */
+int mrec_clip_pool_position(const int32_t *ids, int T, int eos_token_id);
+
+size_t mrec_clip_tower_hidden_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T,
+                                              int first);
+size_t mrec_clip_tower_top_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T,
+                                           int first);
+
+/* images (B, C, S, S) or ids, mask (B, T) (host; mask may be NULL) -> hidden (B, tokens, hidden), the
+ * input of block `first` (first = 0: the embeddings, after pre_layrnorm for images), on the context's device. */
+mrec_status mrec_clip_tower_hidden(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, const float *images,
+                                   const int32_t *ids, const int32_t *mask, int B, int T, int first, float *hidden, void *work,
+                                   size_t work_bytes);
+
+/* hidden (B, tokens, hidden) on the device, the input of block `first`; pool (B) host: the pooled token of
+ * each text (mrec_clip_pool_position; NULL for images); mask (B, T) host for texts (NULL: all real) ->
+ * embeds (B, projection_dim) unit rows on the device (NULL: only kept in work). work keeps the activations
+ * the backward reads: top_workspace_bytes of device memory. */
+mrec_status mrec_clip_tower_top_forward(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, const float *hidden,
+                                        const int32_t *pool, const int32_t *mask, int B, int T, int first, float *embeds,
+                                        void *work, size_t work_bytes);
+
+/* After top_forward on the same work, B, T, first: d_embeds (B, projection_dim) on the device, the loss's
+ * gradient of the unit rows -> grad (the tower's storage layout, as mrec_clip_train_grads') ACCUMULATES the
+ * gradients of blocks [first, layers), the final LayerNorm and the projection; nothing else is written. */
+mrec_status mrec_clip_tower_top_backward(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, const float *d_embeds, int B,
+                                         int T, int first, float *grad, void *work, size_t work_bytes);
+
 #endif

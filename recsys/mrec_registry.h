@@ -47,6 +47,8 @@ typedef enum {
     /* GRCN's */
     MREC_HP_ROUTINGS, MREC_HP_MULTIMOD_DIM, MREC_HP_WEIGHT_MODE, MREC_HP_PRUNING, MREC_HP_HAS_ACT, MREC_HP_FUSION,
     MREC_HP_ALIGN_WEIGHT,
+    /* CLIP-E2E's */
+    MREC_HP_BLOCKS, MREC_HP_TOWER_LR, MREC_HP_TOWER_DECAY,
     MREC_HP_COUNT
 } mrec_hp;
 
@@ -156,6 +158,7 @@ typedef struct {
     mrec_graph *graph, *item_graph; /* where create puts the graphs the model reads while it lives */
     mrec_notice_fn log;         /* a line on what was built ("item graph: ..."), or NULL */
     void *log_ctx;
+    const struct mrec_clip_items *clip_items; /* CLIP-E2E: the towers and the items' photos and texts, or NULL */
 } mrec_model_inputs;
 
 typedef mrec_status (*mrec_model_create_fn)(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx);

@@ -8,6 +8,8 @@
  * classes and of the Ducho-meets-Elliot benchmark's fork (NGCFM).
  */
 #include "mrec_registry.h"
+#include "mrec_clip_e2e.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -127,6 +129,13 @@ static const mrec_param_spec PARAMS[MREC_HP_COUNT] = {
     /* MENTOR's */
     [MREC_HP_ALIGN_WEIGHT] = {"align_weight", "--align-weight", .type = MREC_PARAM_REAL, .range = REAL(0, 1e6, 0), .def = {0.1}, .meta = "X",
                               .help = "weight of the alignment of the views' means and variances"},
+    /* CLIP-E2E's; the towers' optimizer is AdamW, the trainer's Adam (lr) takes the users and the fusion */
+    [MREC_HP_BLOCKS] = {"blocks", "--blocks", .type = MREC_PARAM_INT, .range = WHOLE(0, 64), .def = {1}, .meta = "N",
+                        .help = "CLIP blocks trained at the top of each tower, with its final LayerNorm and projection (0: frozen towers)"},
+    [MREC_HP_TOWER_LR] = {"tower_lr", "--tower-lr", .type = MREC_PARAM_REAL, .range = REAL(0, 1, MREC_RANGE_OPEN_LO), .def = {1e-5},
+                          .meta = "X", .help = "AdamW's learning rate for the CLIP towers' trained weights"},
+    [MREC_HP_TOWER_DECAY] = {"tower_decay", "--tower-decay", .type = MREC_PARAM_REAL, .range = REAL(0, 1, 0), .def = {0.01}, .meta = "X",
+                             .help = "AdamW's weight decay there (matrices only)"},
 };
 
 const mrec_param_spec *mrec_param_spec_of(mrec_hp h) { return (unsigned)h < MREC_HP_COUNT ? &PARAMS[h] : NULL; }
@@ -240,6 +249,21 @@ static mrec_status create_vbpr(mrec_model *m, const mrec_model_inputs *in, const
     mrec_rng rng = seeded(p);
     return mrec_vbpr_create(m, in->n_users, in->n_items, mrec_hp_int(p, MREC_HP_DIM), mrec_hp_real(p, MREC_HP_REG), in->item_feat,
                             in->feat_dim, &rng, ctx);
+}
+
+/* CLIP-E2E: the towers and items the caller prepared (mrec train --clip ... --items ...) */
+static mrec_status create_clip_e2e(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
+    mrec_status st = mrec_recsys_host_only(ctx, "clip-e2e");
+    if (st) return st;
+    if (!in->clip_items)
+        return mrec_fail(MREC_ERR_ARG, "clip-e2e needs a CLIP model and the items' photos and texts (mrec train: --clip DIR --items TABLE "
+                                       "--text-column C and --images DIR|TABLE or --image-column C)");
+    if (in->clip_items->n_items != in->n_items)
+        return mrec_fail(MREC_ERR_ARG, "clip-e2e: %d items' photos and texts for %d items", in->clip_items->n_items, in->n_items);
+    mrec_rng rng = seeded(p);
+    mrec_clip_e2e_options o = {mrec_hp_int(p, MREC_HP_DIM), mrec_hp_real(p, MREC_HP_REG), mrec_hp_int(p, MREC_HP_BLOCKS),
+                               mrec_hp_real(p, MREC_HP_TOWER_LR), mrec_hp_real(p, MREC_HP_TOWER_DECAY), mrec_hp_int(p, MREC_HP_BATCH_SIZE)};
+    return mrec_clip_e2e_create(m, in->n_users, in->clip_items, &o, &rng, ctx);
 }
 
 /* FREEDOM's mw: visual 0.1, the other modalities sharing 0.9; equal shares without a visual one; 1 alone. */
@@ -547,6 +571,12 @@ static const mrec_model_entry MODELS[] = {
     {.name = "vbpr", .elliot = "VBPR", .summary = "BPR with a projection of the item features (MMRec)", .needs = MREC_NEEDS_ANY,
      .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_vbpr, .params = {DIM, LR, REG("l_w", "reg", 1e-3), BATCH, SEED, EPOCHS},
      .fixed = {{.key = "comb_mod", .kind = MREC_FIXED_TEXT, .text = "concat", .why = "mrec's VBPR concatenates the modalities (concat)"}}},
+    /* the end-to-end setting of Yi et al. 2023 ("Large Multi-modal Encoders for Recommendation"); MMRec's lr and batches of 64,
+     * which bound the towers' activations */
+    {.name = "clip-e2e", .elliot = "CLIPE2E", .summary = "BPR on a learned fusion of CLIP's image and text embeddings, its top blocks trained end to end",
+     .flags = MREC_MODEL_TRAINS, .create = create_clip_e2e,
+     .params = {DIM, LR, REG("l_w", "reg", 1e-3), OWN(MREC_HP_BATCH_SIZE, "batch_size", "batch", 64), SEED, EPOCHS,
+                P(MREC_HP_BLOCKS, "blocks", "blocks"), P(MREC_HP_TOWER_LR, "tower_lr", "tower_lr"), P(MREC_HP_TOWER_DECAY, "tower_decay", NULL)}},
     {.name = "freedom", .elliot = "FREEDOM", .summary = "LightGCN with a frozen kNN item graph of the features (MMRec)",
      .needs = MREC_NEEDS_ANY, .flags = MREC_MODEL_TRAINS | MREC_MODEL_GRAPH_CACHE | MREC_MODEL_GPU, .create = create_freedom,
      .modality_weights = freedom_weights,

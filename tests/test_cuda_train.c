@@ -114,7 +114,7 @@ static int have_gpu(char *why, size_t cap) {
 #define DATA "--data train.tsv,val.tsv,test.tsv --format tsv --k 10,20 --epochs 2 --threads 1"
 
 static void device_flag(int gpu) {
-    char out[16384];
+    char out[65536]; /* mrec train --help runs past 16 KB */
     /* a model without a GPU path: refused by name before the data is read (here the data could not be read) */
     T_REQUIRE_VOID_OK(write_file("broken.tsv", "u1\ti1\tnot-a-rating\n"));
     int rc = run("train --data broken.tsv --format tsv --model mostpop --device cuda --out o1", out, sizeof out);

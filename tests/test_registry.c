@@ -180,8 +180,30 @@ static void make_data(void) {
     write_text("txt_ids.txt", ids);
 }
 
+/* clip-e2e's items: the tiny CLIP of tests/fixtures/clip with the CLIP tokenizer, and per item a text and one of
+ * four test photos; 0 when tests/data is not there. */
+static int make_clip_items(char *model, size_t cap) {
+    const char *tok = "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json";
+    static const char *const photos[4] = {"pillow/flower.jpg", "pillow/hopper.jpg", "pillow/pil_sample_rgb.jpg", "libjpeg-turbo/testorig.jpg"};
+    char cwd[2048], cmd[8192], path[400];
+    if (access(tok, R_OK) != 0 || access("tests/data/images/odd/pillow/flower.jpg", R_OK) != 0 || !getcwd(cwd, sizeof cwd)) return 0;
+    snprintf(model, cap, "%s/clip", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && for f in config.json model.safetensors preprocessor_config.json; do "
+             "ln -sf %s/tests/fixtures/clip/$f %s/$f; done && ln -sf %s/%s %s/tokenizer.json", model, cwd, model, cwd, tok, model);
+    if (system(cmd) != 0) return 0;
+    snprintf(path, sizeof path, "%s/clip_items.tsv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    fprintf(f, "id\ttext\timage\n");
+    for (int i = 0; i < 24; i++) fprintf(f, "i%d\titem %d, a %s thing\t%s/tests/data/images/odd/%s\n", i, i, i % 2 ? "red" : "blue", cwd, photos[i % 4]);
+    return fclose(f) == 0;
+}
+
 static void train_all(void) {
     make_data();
+    char clip_model[400], clip_items[400];
+    int have_clip = make_clip_items(clip_model, sizeof clip_model);
+    snprintf(clip_items, sizeof clip_items, "%s/clip_items.tsv", dir);
     char data[800], features[800];
     snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
     snprintf(features, sizeof features, "visual=%s/vis.npy,textual=%s/txt.npy", dir, dir);
@@ -190,6 +212,13 @@ static void train_all(void) {
         mrec_train_spec s = mrec_train_defaults();
         s.data = data, s.format = "tsv", s.model = e, s.threads = 1, s.cache = "none";
         s.features = e->needs != MREC_NEEDS_NONE ? features : NULL;
+        if (e == mrec_model_find("clip-e2e")) {
+            if (!have_clip) {
+                t_skip("clip-e2e through mrec_train: tests/data not found");
+                continue;
+            }
+            s.clip = clip_model, s.clip_items = clip_items, s.clip_id_col = "id", s.clip_text_col = "text", s.clip_image_col = "image";
+        }
         s.n_k = 2, s.k[0] = 5, s.k[1] = 10, s.n_metrics = 2, s.metrics[0] = MREC_METRIC_RECALL, s.metrics[1] = MREC_METRIC_NDCG;
         s.select_k = 10, s.per_user = 1, s.save_topk = 5;
         mrec_param_parse(MREC_HP_EPOCHS, "2", &s.params.v[MREC_HP_EPOCHS]);

@@ -248,17 +248,14 @@ mrec_status mrec_finetune_save_weights(const mrec_finetune *f, const char *path)
 
 /* ---- the data: pairs of a preprocessed image and token ids ---- */
 
-typedef struct {
-    int n, L, S, C;     /* items, token length, image side, channels */
-    char **ids;         /* (n) item ids, borrowed from the table */
-    float *images;      /* (n, C, S, S) */
-    int32_t *tok, *mask, *len; /* (n, L), (n, L), (n) */
-} pairs;
+typedef mrec_clip_pairs pairs;
 
-static void pairs_free(pairs *p) {
+void mrec_clip_pairs_free(mrec_clip_pairs *p) {
     free(p->ids), free(p->images), free(p->tok), free(p->mask), free(p->len);
     memset(p, 0, sizeof *p);
 }
+
+static void pairs_free(pairs *p) { mrec_clip_pairs_free(p); }
 
 typedef struct {
     const char *model, *items, *id_col, *text_col, *images, *image_col, *image_id_col, *path_col, *out;
@@ -270,9 +267,7 @@ typedef struct {
     int device_given;
 } spec;
 
-/* Reads the table and each item's image (by id from --images, or the table's --image-column); every item
- * needs its text and a decodable image. */
-static mrec_status read_pairs(pairs *p, const spec *s, const mrec_clip *m, mrec_table *t) {
+mrec_status mrec_clip_pairs_read(mrec_clip_pairs *p, const mrec_clip_source *s, const mrec_clip *m, mrec_table *t) {
     memset(p, 0, sizeof *p);
     mrec_status st = mrec_table_read(t, s->items, 0);
     if (st) return st;
@@ -299,10 +294,10 @@ static mrec_status read_pairs(pairs *p, const spec *s, const mrec_clip *m, mrec_
     p->tok = malloc(sizeof(int32_t) * (size_t)n * p->L), p->mask = malloc(sizeof(int32_t) * (size_t)n * p->L);
     p->len = malloc(sizeof(int32_t) * n);
     const char **texts = malloc(sizeof *texts * n);
-    if (!p->ids || !p->tok || !p->mask || !p->len || !texts) st = mrec_fail(MREC_ERR_NOMEM, "finetune-clip: %d items", n);
+    if (!p->ids || !p->tok || !p->mask || !p->len || !texts) st = mrec_fail(MREC_ERR_NOMEM, "%s: %d items", s->who, n);
     if (!st) {
         const char **all = malloc(sizeof *all * n);
-        if (!all) st = mrec_fail(MREC_ERR_NOMEM, "finetune-clip: %d items", n);
+        if (!all) st = mrec_fail(MREC_ERR_NOMEM, "%s: %d items", s->who, n);
         for (int i = 0; !st && i < n; i++) all[i] = t->cells[(size_t)i * t->n_cols + ci];
         if (!st) st = mrec_check_unique_ids(all, n, s->items);
         free(all);
@@ -340,7 +335,7 @@ static mrec_status read_pairs(pairs *p, const spec *s, const mrec_clip *m, mrec_
             if (!st && kept == cap) { /* grows as items are kept: a table may list many more items than have photos */
                 cap = cap ? 2 * cap : 64;
                 float *grown = realloc(p->images, sizeof(float) * img * (size_t)cap);
-                if (!grown) st = mrec_fail(MREC_ERR_NOMEM, "finetune-clip: %d images of %zu floats", cap, img);
+                if (!grown) st = mrec_fail(MREC_ERR_NOMEM, "%s: %d images of %zu floats", s->who, cap, img);
                 else p->images = grown;
             }
             if (!st && (bad = mrec_preprocess_image(&pre, &im, p->images + img * kept, NULL))) {
@@ -351,10 +346,10 @@ static mrec_status read_pairs(pairs *p, const spec *s, const mrec_clip *m, mrec_
         mrec_image_free(&im);
         if (st) break;
         if (bad && !s->skip_missing) st = bad;
-        else if (bad && skipped++ < 5) fprintf(stderr, "mrec finetune-clip: left out: %s\n", mrec_error_detail());
+        else if (bad && skipped++ < 5) fprintf(stderr, "mrec %s: left out: %s\n", s->who, mrec_error_detail());
         else if (!bad) p->ids[kept] = (char *)id, texts[kept++] = text;
     }
-    if (!st && skipped) fprintf(stderr, "mrec finetune-clip: %d of %d items left out (--skip-missing)\n", skipped, n);
+    if (!st && skipped) fprintf(stderr, "mrec %s: %d of %d items left out (--skip-missing)\n", s->who, skipped, n);
     if (!st && !kept) st = mrec_fail(MREC_ERR_FORMAT, "%s: no item has both a text and an image", s->items);
     p->n = n = kept;
     mrec_tok_options to = mrec_tok_defaults();
@@ -476,7 +471,9 @@ static int run(const spec *s) {
     int rc = 0, out_begun = 0, *order = NULL, *valid = NULL, n_train = 0, n_valid = 0;
     float *images = NULL;
     int32_t *ids = NULL, *mask = NULL;
-    if ((st = read_pairs(&p, s, &m, &t))) rc = fail("the items", st);
+    mrec_clip_source src = {s->model, s->items, s->id_col, s->text_col, s->images, s->image_col, s->image_id_col, s->path_col,
+                            s->skip_missing, "finetune-clip"};
+    if ((st = mrec_clip_pairs_read(&p, &src, &m, &t))) rc = fail("the items", st);
     if (!rc) { /* the split: a seeded shuffle, the first valid-ratio of it held out */
         order = malloc(sizeof(int) * p.n);
         if (!order) rc = fail("the split", mrec_fail(MREC_ERR_NOMEM, "%d items", p.n));

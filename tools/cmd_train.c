@@ -21,7 +21,7 @@
 
 enum {
     O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_FOLD, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_PREFILTER, O_FEATURES, O_MISSING, O_KNOCKOUT,
-    O_SAVE_SPLITS, O_CACHE, O_MODEL, O_PARAMS, O_METRICS, O_K, O_SELECT, O_THRESHOLD, O_MASK_VALID, O_OUT, O_OVERWRITE, O_RESUME,
+    O_SAVE_SPLITS, O_CACHE, O_CLIP, O_ITEMS, O_ID_COLUMN, O_TEXT_COLUMN, O_IMAGES, O_IMAGE_COLUMN, O_MODEL, O_PARAMS, O_METRICS, O_K, O_SELECT, O_THRESHOLD, O_MASK_VALID, O_OUT, O_OVERWRITE, O_RESUME,
     O_SAVE_TOPK, O_PER_USER, O_SAVE, O_RESTORE, O_THREADS, O_DEVICE, N_OPTIONS
 };
 
@@ -57,6 +57,13 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [O_SAVE_SPLITS] = {"--save-splits", MREC_OPT_TEXT, "DIR", "the split used, as DIR/train.tsv, val.tsv and test.tsv (user, item, rating)"},
     [O_CACHE] = {"--cache", MREC_OPT_TEXT, "DIR|none", "kNN item graphs kept between runs, under a hash of the features, k and the weights",
                  "$MREC_CACHE, else ~/.cache/mrec"},
+    [O_CLIP] = {"--clip", MREC_OPT_PATH, "DIR", "clip-e2e: a CLIP folder (config.json, model.safetensors, tokenizer, preprocessor_config.json)",
+                .allow_dir = 1, .section = "clip-e2e's items (the CLIP towers read each item's photo and text)"},
+    [O_ITEMS] = {"--items", MREC_OPT_PATH, "TABLE", "the item table (CSV or TSV with a header), every item of the data in it"},
+    [O_ID_COLUMN] = {"--id-column", MREC_OPT_TEXT, "C", "its item id column", "id"},
+    [O_TEXT_COLUMN] = {"--text-column", MREC_OPT_TEXT, "C", "its text column"},
+    [O_IMAGES] = {"--images", MREC_OPT_PATH, "DIR|TABLE", "the photos by item id: a folder of <id>.<ext>, or an image table", .allow_dir = 1},
+    [O_IMAGE_COLUMN] = {"--image-column", MREC_OPT_TEXT, "C", "or the table's column of photo paths (relative to its folder)"},
     [O_MODEL] = {"--model", MREC_OPT_TEXT, "NAME", "one of the models above", .section = "model"},
     [O_PARAMS] = {NULL, MREC_OPT_MODEL_PARAMS,
                   .section = "hyper-parameters (each model's default; a model leaves alone those it does not read)"},
@@ -207,6 +214,16 @@ int mrec_cmd_train(int argc, char **argv) {
     s.features = v[O_FEATURES].text, s.knockout = v[O_KNOCKOUT].text, s.save_splits = v[O_SAVE_SPLITS].text;
     s.missing_drop = v[O_MISSING].given && v[O_MISSING].i == 1;
     s.cache = v[O_CACHE].text;
+    s.clip = v[O_CLIP].text, s.clip_items = v[O_ITEMS].text, s.clip_id_col = v[O_ID_COLUMN].text, s.clip_text_col = v[O_TEXT_COLUMN].text;
+    s.clip_images = v[O_IMAGES].text, s.clip_image_col = v[O_IMAGE_COLUMN].text;
+    if ((s.clip_items || s.clip_text_col || s.clip_images || s.clip_image_col) && !s.clip) {
+        fprintf(stderr, "mrec train: --items, --text-column, --images and --image-column go with --clip DIR (clip-e2e)\n");
+        return 1;
+    }
+    if (s.clip && s.model != mrec_model_find("clip-e2e")) {
+        fprintf(stderr, "mrec train: --clip goes with --model clip-e2e, not %s\n", s.model->name);
+        return 1;
+    }
     if (v[O_K].given) {
         s.n_k = v[O_K].n;
         for (int i = 0; i < s.n_k; i++) s.k[i] = (int)v[O_K].list[i];

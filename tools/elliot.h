@@ -35,6 +35,7 @@ typedef struct {
     char data[4200 * 3], split[336], prefilter[512], save_folder[4096];
     int folds[2];                   /* the test splitting's folds, each training set's validation folds (1 when one) */
     char visual[4096], textual[4096];
+    char clip[4096], clip_items[4096], clip_images[4096]; /* side_information's CLIPItems (clip-e2e) */
     int k[MAX_K], n_k, top_k;
     char metric_elliot[8][32];      /* as written (Recall) */
     int n_metrics;

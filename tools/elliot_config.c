@@ -110,12 +110,22 @@ static mrec_status read_data(experiment *e, const mrec_cfg_node *x) {
     const mrec_cfg_node *side = mrec_cfg_get(dc, "side_information");
     if (!st && side && side->kind != MREC_CFG_SEQ) st = bad(c, side, "side_information must be a list");
     for (const mrec_cfg_node *s = st || !side ? NULL : side->child; s && !st; s = s->next) {
-        static const char *const skeys[] = {"dataloader", "visual_features", "textual_features", NULL};
+        static const char *const skeys[] = {"dataloader", "visual_features", "textual_features", "clip_model", "items_path", "id_column",
+                                            "text_column", "images_path", "image_column", NULL};
         const char *loader = NULL;
         if (!(st = mrec_cfg_check_keys(c, s, "side_information", skeys))) st = mrec_cfg_string(c, s, "dataloader", 1, &loader);
         if (!st && !strcmp(loader, "VisualAttribute")) st = path_value(e, s, "visual_features", 1, 1, e->visual, sizeof e->visual);
         else if (!st && !strcmp(loader, "TextualAttribute")) st = path_value(e, s, "textual_features", 1, 1, e->textual, sizeof e->textual);
-        else if (!st) st = bad(c, mrec_cfg_get(s, "dataloader"), "dataloader is VisualAttribute or TextualAttribute");
+        else if (!st && !strcmp(loader, "CLIPItems")) { /* clip-e2e's photos and texts, read by the CLIP towers in training */
+            mrec_train_spec *b = &e->base;
+            if (!(st = path_value(e, s, "clip_model", 1, 1, e->clip, sizeof e->clip)) &&
+                !(st = path_value(e, s, "items_path", 1, 1, e->clip_items, sizeof e->clip_items)) &&
+                !(st = path_value(e, s, "images_path", 0, 1, e->clip_images, sizeof e->clip_images)) &&
+                !(st = mrec_cfg_string(c, s, "id_column", 0, &b->clip_id_col)) && !(st = mrec_cfg_string(c, s, "text_column", 1, &b->clip_text_col)))
+                st = mrec_cfg_string(c, s, "image_column", 0, &b->clip_image_col);
+            if (!st && !e->clip_images[0] && !b->clip_image_col) st = bad(c, s, "CLIPItems needs images_path or image_column");
+            if (!st) b->clip = e->clip, b->clip_items = e->clip_items, b->clip_images = e->clip_images[0] ? e->clip_images : NULL;
+        } else if (!st) st = bad(c, mrec_cfg_get(s, "dataloader"), "dataloader is VisualAttribute, TextualAttribute or CLIPItems");
     }
     return st;
 }

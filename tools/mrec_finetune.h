@@ -6,6 +6,7 @@
 #ifndef MREC_FINETUNE_H
 #define MREC_FINETUNE_H
 
+#include "../extractors/mrec_extract.h"
 #include "../nn/mrec_clip_train.h"
 
 typedef struct {
@@ -62,5 +63,30 @@ mrec_status mrec_finetune_apply(mrec_finetune *f, double lr);
 /* The model as a Hugging Face CLIP folder: model.safetensors (float32, HF's
  * names) into dir, which exists. */
 mrec_status mrec_finetune_save_weights(const mrec_finetune *f, const char *path);
+
+/* A catalogue's (photo, text) pairs as CLIP reads them, read once: the items
+ * of a table (an id column, a text column) with each one's image by id from
+ * an image folder or table, or from a column of the table. Shared by
+ * finetune-clip and the end-to-end recommender (mrec train --model clip-e2e). */
+typedef struct {
+    const char *model;        /* the CLIP folder: its tokenizer and preprocessor_config.json */
+    const char *items, *id_col, *text_col;
+    const char *images;       /* a folder or image table, images by id; or NULL with image_col */
+    const char *image_col, *image_id_col, *path_col;
+    int skip_missing;         /* items without a text or a usable image are left out (counted, the first named), else an error */
+    const char *who;          /* the command, in messages */
+} mrec_clip_source;
+
+typedef struct {
+    int n, L, S, C;            /* items kept, token length, image side, channels */
+    char **ids;                /* (n) item ids, borrowed from the table */
+    float *images;             /* (n, C, S, S), CLIP-preprocessed */
+    int32_t *tok, *mask, *len; /* (n, L), (n, L), (n) */
+} mrec_clip_pairs;
+
+/* Reads the table (into t, which the ids borrow from) and each item's image, preprocessed as the model's
+ * processor does, and tokenizes the texts (padded to L, the tokenizer's maximum length). */
+mrec_status mrec_clip_pairs_read(mrec_clip_pairs *p, const mrec_clip_source *s, const mrec_clip *m, mrec_table *t);
+void mrec_clip_pairs_free(mrec_clip_pairs *p);
 
 #endif

@@ -33,6 +33,9 @@ typedef struct {
     int missing_drop;          /* items a modality lacks leave with their interactions (else they get its mean) */
     const char *knockout;      /* "NAME[:noise]", or NULL */
     const char *cache;         /* where kNN item graphs are cached; NULL: $MREC_CACHE, else ~/.cache/mrec; "none": nowhere */
+    /* CLIP-E2E's items: a CLIP folder, the item table (id and text columns), the photos by id (a folder or an
+     * image table) or from a column of the table; every item of the data needs a text and a photo */
+    const char *clip, *clip_items, *clip_id_col, *clip_text_col, *clip_images, *clip_image_col;
     /* the model */
     const mrec_model_entry *model;
     mrec_param_values params;  /* the values given; the model's defaults fill in the rest */

@@ -11,6 +11,8 @@
 #include "mrec_tools.h"
 
 #include "../nn/mrec_io.h"
+#include "../recsys/mrec_clip_e2e.h"
+#include "mrec_finetune.h"
 
 #include <errno.h>
 #include <math.h>
@@ -195,6 +197,83 @@ static mrec_status resplit(const mrec_train_spec *s, mrec_interactions *x) {
 /* ---- the modalities ---- */
 
 /* NAME=PATH,...: each modality in dense item order; with missing_drop, items any modality lacks leave the data first. */
+/* CLIP-E2E's inputs: the CLIP folder's towers, every item's photo and text (finetune-clip's reader), in the
+ * data's item order, texts cut to the longest one. */
+typedef struct {
+    mrec_clip clip;
+    mrec_clip_items items;
+    float *images;
+    int32_t *ids, *mask;
+    int loaded;
+} clip_inputs;
+
+static void clip_inputs_free(clip_inputs *c) {
+    if (c->loaded) mrec_clip_free(&c->clip);
+    free(c->images), free(c->ids), free(c->mask);
+    memset(c, 0, sizeof *c);
+}
+
+static const char *const *sort_ids; /* qsort's comparison reads the ids through this */
+static int by_id(const void *a, const void *b) { return strcmp(sort_ids[*(const int *)a], sort_ids[*(const int *)b]); }
+
+static mrec_status load_clip_inputs(const mrec_train_spec *s, const mrec_interactions *x, clip_inputs *c) {
+    memset(c, 0, sizeof *c);
+    if (!s->clip_items || !s->clip_text_col || (!s->clip_images && !s->clip_image_col))
+        return mrec_fail(MREC_ERR_ARG, "--clip %s needs --items TABLE, --text-column C and --images DIR|TABLE or --image-column C", s->clip);
+    mrec_status st = mrec_clip_load(&c->clip, s->clip, MREC_CLIP_BOTH);
+    if (st) return st;
+    c->loaded = 1;
+    mrec_clip_source src = {s->clip, s->clip_items, s->clip_id_col ? s->clip_id_col : "id", s->clip_text_col, s->clip_images,
+                            s->clip_image_col, NULL, NULL, 1, "train"};
+    mrec_table t = {0};
+    mrec_clip_pairs p = {0};
+    int *order = NULL;
+    if ((st = mrec_clip_pairs_read(&p, &src, &c->clip, &t))) goto done;
+    /* the data's items by id among the table's kept ones */
+    order = malloc(sizeof *order * (size_t)p.n);
+    if (!order) {
+        st = mrec_fail(MREC_ERR_NOMEM, "%d items", p.n);
+        goto done;
+    }
+    for (int k = 0; k < p.n; k++) order[k] = k;
+    sort_ids = (const char *const *)p.ids;
+    qsort(order, (size_t)p.n, sizeof *order, by_id);
+    int L = 1, *at = malloc(sizeof *at * (size_t)x->n_items);
+    if (!at) {
+        st = mrec_fail(MREC_ERR_NOMEM, "%d items", x->n_items);
+        goto done;
+    }
+    for (int i = 0; i < x->n_items && !st; i++) {
+        int lo = 0, hi = p.n;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (strcmp(p.ids[order[mid]], x->item_names[i]) < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo == p.n || strcmp(p.ids[order[lo]], x->item_names[i]))
+            st = mrec_fail(MREC_ERR_NOT_FOUND, "%s: item '%s' of %s has no text and usable photo there", s->clip_items, x->item_names[i], s->data);
+        else at[i] = order[lo], L = p.len[order[lo]] > L ? p.len[order[lo]] : L;
+    }
+    size_t img = (size_t)p.C * p.S * p.S, n = (size_t)x->n_items;
+    if (!st) {
+        c->images = malloc(sizeof(float) * n * img), c->ids = malloc(sizeof(int32_t) * n * L), c->mask = malloc(sizeof(int32_t) * n * L);
+        if (!c->images || !c->ids || !c->mask) st = mrec_fail(MREC_ERR_NOMEM, "%d items' photos and texts", x->n_items);
+    }
+    for (size_t i = 0; i < n && !st; i++) {
+        memcpy(c->images + i * img, p.images + (size_t)at[i] * img, sizeof(float) * img);
+        memcpy(c->ids + i * L, p.tok + (size_t)at[i] * p.L, sizeof(int32_t) * L);
+        memcpy(c->mask + i * L, p.mask + (size_t)at[i] * p.L, sizeof(int32_t) * L);
+    }
+    free(at);
+    c->items = (mrec_clip_items){&c->clip, x->n_items, L, c->images, c->ids, c->mask};
+done:
+    free(order);
+    mrec_clip_pairs_free(&p);
+    mrec_table_free(&t);
+    if (st) clip_inputs_free(c);
+    return st;
+}
+
 static mrec_status load_modalities(const mrec_train_spec *s, mrec_features *f, int *n, mrec_interactions *x) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", s->features);
@@ -462,6 +541,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     mrec_features feat[MAX_MODALITIES];
     int n_feat = 0, knocked = -1;
     float *item_feat = NULL;
+    clip_inputs clip = {0};
     mrec_user_items train = {0}, valid = {0}, test = {0};
     mrec_context *own = NULL, *ctx = s->ctx;
     mrec_built_model built;
@@ -488,6 +568,12 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
         STEP("splitting", mrec_fail(MREC_ERR_FORMAT, "%s has no split (an x_label column, or train.txt/test.txt); give one with --split", s->data));
     if (!st && s->save_splits) STEP("--save-splits", write_splits(s, &x));
     if (!st && s->features) STEP("features", load_modalities(s, feat, &n_feat, &x));
+    /* the CLIP items only for the model that reads them (an Elliot experiment gives them to every model) */
+    int reads_clip = s->clip && e == mrec_model_find("clip-e2e");
+    if (!st && reads_clip && s->restore)
+        STEP("restoring", mrec_fail(MREC_ERR_UNSUPPORTED, "clip-e2e cannot be restored: a saved model keeps its vectors, not its trained towers"));
+    if (!st && reads_clip) STEP("CLIP items", load_clip_inputs(s, &x, &clip));
+    if (!st && reads_clip) say(s, "CLIP items: %s: %d items, photos and texts of %d tokens at most", s->clip_items, x.n_items, clip.items.T);
     if (!st && s->knockout) STEP("knockout", knock_out(s, feat, n_feat, mrec_hp_u64(&r->values, MREC_HP_SEED), &knocked));
     /* the modalities side by side, for models that take one feature vector per item */
     int feat_dim = 0;
@@ -506,6 +592,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     char cache_buf[4096];
     mrec_model_inputs in = {.n_users = x.n_users, .n_items = x.n_items, .train = &train, .feat = feat, .n_feat = n_feat,
                             .item_feat = item_feat, .feat_dim = feat_dim, .log = s->log, .log_ctx = s->log_ctx};
+    if (reads_clip) in.clip_items = &clip.items;
     if (!st && (e->flags & MREC_MODEL_GRAPH_CACHE)) in.cache_dir = cache_folder(s, cache_buf, sizeof cache_buf);
     if (!st) STEP("model", mrec_model_build(&built, e, &in, &r->values, ctx));
     if (!st && s->keep_model && !built.model.embeddings && !built.model.neighbours)
@@ -553,6 +640,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     if (!st) say_results(s, r);
 #undef STEP
     mrec_built_model_free(&built);
+    clip_inputs_free(&clip);
     mrec_context_destroy(own);
     mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
     for (int m = 0; m < n_feat; m++) mrec_features_free(&feat[m]);
