@@ -1,0 +1,137 @@
+/* bench_recent.c: seconds per training epoch of the five newest multimodal
+ * models (MGCN, LGMRec, PGL, SMORE, MENTOR) on Baby-sized data, side by side
+ * with their reference code restated in PyTorch (bench/peers/recent_peer.py),
+ * same threads, same run. bench_multimodal does the same for the older models
+ * with create calls written out; here each model is built through the
+ * registry at its defaults (mrec_model_find, mrec_params_resolve,
+ * mrec_model_build), so what is timed is what `mrec train --model X` trains,
+ * and the settings printed are the ones the peer must use.
+ *
+ * Data as bench_multimodal: MMRec's Baby split (19,445 users, 7,050 items,
+ * 118,551 training pairs), random features of Baby's sizes (4096-d visual,
+ * 384-d textual, uniform in [0, 1), seed 42), written to build/bench_mm/ for
+ * the peer. An epoch is ceil(pairs / batch) steps of loss, backward and Adam;
+ * the figure is the mean over the timed steps, after one warm-up step (which
+ * also runs the model's epoch start: PGL's edge draw), times the steps per
+ * epoch. Sampling is left out on both sides; so is building the kNN item
+ * graphs (timed apart, "build s").
+ *
+ *   build/cpu/bench/bench_recent [threads [steps]]
+ *   MREC_PYTHON=...   a Python with torch
+ */
+#include "../nn/mrec_npy.h"
+#include "../recsys/mrec_registry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#define N_MODELS 5
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 10;
+    if (threads < 1 || steps < 1) return fprintf(stderr, "usage: bench_recent [threads >= 1 [steps >= 1]]\n"), 1;
+    const char *data = "../shared/data/amazon-baby-mmrec/baby_split.tsv";
+    mrec_interactions x;
+    if (mrec_load_inter(&x, data)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
+    mrec_user_items train;
+    mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN);
+    int U = x.n_users, I = x.n_items;
+    int64_t pairs = train.row_ptr[U];
+    /* the same random features as bench_multimodal, written out so the peer trains on the same numbers */
+    mkdir("build", 0755);
+    mkdir("build/bench_mm", 0755);
+    mrec_rng rng = {42};
+    mrec_features feat[2] = {{.name = "visual", .n_items = I, .dim = 4096}, {.name = "textual", .n_items = I, .dim = 384}};
+    const char *files[2] = {"build/bench_mm/image_feat.npy", "build/bench_mm/text_feat.npy"};
+    for (int m = 0; m < 2; m++) {
+        feat[m].x = malloc(sizeof(float) * (size_t)I * feat[m].dim);
+        if (!feat[m].x) return fprintf(stderr, "bench_recent: out of memory\n"), 1;
+        for (size_t k = 0; k < (size_t)I * feat[m].dim; k++) feat[m].x[k] = (float)mrec_rng_uniform(&rng);
+        int64_t shape[2] = {I, feat[m].dim};
+        if (mrec_npy_write(files[m], MREC_NPY_F32, 2, shape, feat[m].x)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
+    }
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    mrec_context *ctx;
+    if (mrec_context_create(&ctx, &o)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
+    mrec_bpr_sampler s;
+    mrec_bpr_sampler_init(&s, &train);
+    mrec_bpr_sampler_epoch(&s, &rng);
+
+    const char *names[N_MODELS] = {"mgcn", "lgmrec", "pgl", "smore", "mentor"};
+    double ours[N_MODELS] = {0}, build[N_MODELS] = {0};
+    int per_epoch = 0, batch_used = 0;
+    printf("bench_recent: %d threads, Baby (%d users, %d items, %lld pairs), each model at mrec's defaults:\n", threads, U, I,
+           (long long)pairs);
+    for (int k = 0; k < N_MODELS; k++) {
+        const mrec_model_entry *e = mrec_model_find(names[k]);
+        mrec_param_values given, p;
+        memset(&given, 0, sizeof given);
+        if (!e || mrec_params_resolve(&p, e, &given)) return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
+        int batch = mrec_hp_int(&p, MREC_HP_BATCH_SIZE);
+        if (batch > s.n) return fprintf(stderr, "bench_recent: %s: batch %d exceeds the %lld pairs\n", names[k], batch, (long long)s.n), 1;
+        /* no cache: the kNN graphs are built here and timed apart */
+        mrec_model_inputs in = {.n_users = U, .n_items = I, .train = &train, .feat = feat, .n_feat = 2};
+        mrec_built_model b;
+        memset(&b, 0, sizeof b);
+        double t0 = now();
+        if (mrec_model_build(&b, e, &in, &p, ctx)) return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
+        build[k] = now() - t0;
+        char desc[512];
+        mrec_model_describe(desc, sizeof desc, e, &p, feat, 2, -1);
+        printf("  %-7s %s\n", e->elliot, desc);
+        mrec_model *m = &b.model;
+        mrec_optimizer adam;
+        mrec_adam_init_on(&adam, mrec_hp_real(&p, MREC_HP_LR), 0, ctx);
+        for (int q = 0; q < m->n_params; q++)
+            if (mrec_adam_add(&adam, m->param[q], m->grad[q], m->size[q])) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
+        /* one warm-up step (with the epoch's start), then `steps` timed ones, as mrec_fit runs them */
+        double t = 0;
+        for (int step = 0; step <= steps; step++) {
+            int64_t at = (int64_t)step * batch % (s.n - batch + 1);
+            double t1 = now();
+            if (m->epoch_start && step == 0 && m->epoch_start(m->self)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
+            m->loss_grad(m->self, s.user + at, s.pos + at, s.neg + at, batch);
+            if ((m->status && *m->status) || mrec_adam_step_active(&adam, m->active, ctx))
+                return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
+            if (step) t += now() - t1;
+        }
+        per_epoch = (int)((pairs + batch - 1) / batch), batch_used = batch;
+        ours[k] = t / steps * per_epoch;
+        mrec_adam_free(&adam);
+        mrec_built_model_free(&b);
+    }
+
+    fflush(stdout); /* the header before anything the peer prints */
+    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s bench/peers/recent_peer.py %s %d %d", py, data, threads, steps);
+    FILE *pp = popen(cmd, "r");
+    double peer[N_MODELS] = {0}, peer_build[N_MODELS] = {0}, secs;
+    char what[32];
+    while (pp && fscanf(pp, "%31s %lf", what, &secs) == 2)
+        for (int k = 0; k < N_MODELS; k++) {
+            char b[40];
+            snprintf(b, sizeof b, "%s_build", names[k]);
+            if (!strcmp(what, names[k])) peer[k] = secs * per_epoch;
+            if (!strcmp(what, b)) peer_build[k] = secs;
+        }
+    if (pp && pclose(pp)) fprintf(stderr, "bench_recent: the peer (%s) failed; its columns are 0\n", cmd);
+    printf("%d steps of %d per epoch; mean of %d timed steps after one warm-up\n", per_epoch, batch_used, steps);
+    printf("%-8s %12s %12s %8s %10s %10s\n", "", "mrec s/ep", "PyTorch s/ep", "ratio", "build s", "peer bld s");
+    for (int k = 0; k < N_MODELS; k++)
+        printf("%-8s %12.2f %12.2f %7.2fx %10.2f %10.2f\n", mrec_model_find(names[k])->elliot, ours[k], peer[k],
+               peer[k] > 0 ? peer[k] / ours[k] : 0, build[k], peer_build[k]);
+    printf("(ratio: PyTorch's seconds over mrec's; above 1, mrec is faster)\n");
+    mrec_context_destroy(ctx);
+    return 0;
+}
