@@ -275,8 +275,8 @@ static mrec_status clip_e2e_prepare(void *self) {
     clip_e2e *m = self;
     mrec_context *ctx = m->ctx;
     if (!m->blocks) return fuse(m, m->all, m->emb, m->n_items);
+    mrec_status st = m->cap ? MREC_OK : ensure_batch(m, 64); /* a failed growth left none */
     int chunk = m->cap < 1024 ? m->cap : 1024, T = m->T;
-    mrec_status st = MREC_OK;
     for (int i0 = 0; i0 < m->n_items && !st; i0 += chunk) {
         int K = m->n_items - i0 < chunk ? m->n_items - i0 : chunk;
         st = mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_VISION, m->hid_v + (size_t)i0 * m->Tv * m->Hv, NULL, NULL, K, T, m->first_v,
@@ -410,8 +410,8 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
     /* on the device: the parameters, the kept states (items x (tokens x hidden) floats per tower), the towers' gradients and moments */
     int64_t tower_weights = 0;
     if (o->blocks) {
-        m->vgrad = m->tgrad = NULL;
-        tower_tensors(m, &clip->vision, clip->vision.storage, m->first_v); /* sizes only; re-pointed below */
+        /* counted first (the gradients' place is known once carved), listed again below */
+        tower_tensors(m, &clip->vision, clip->vision.storage, m->first_v);
         tower_tensors(m, &clip->text, clip->text.storage, m->first_t);
         for (int t = 0; t < m->n_tensors; t++) tower_weights += m->tensor[t].n;
         m->n_tensors = 0;

@@ -11,7 +11,8 @@
  * references. With one: those ops on the GPU, and every model
  * with a GPU path trained a few epochs through mrec_train on the CPU and on
  * the GPU from one seed (CLIP-E2E with the tiny CLIP of tests/fixtures/clip,
- * one block of each tower trained, on tests/data's photos and texts): epoch losses within 1e-3 relative (fp32 on both
+ * one block of each tower trained, on tests/data's photos and texts): epoch
+ * losses within 1e-3 relative (fp32 on both
  * sides, summed in other orders, over a few dozen Adam steps) and Recall@20 /
  * nDCG@20 within 0.01 (a ranking may swap near-ties). Without a GPU those
  * cases print "skipped". Runs the binary in $MREC_BIN.
