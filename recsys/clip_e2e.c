@@ -27,9 +27,17 @@
  * themselves: a plain model on pre-trained features. Memory: items x (tokens
  * x hidden) floats per tower for the kept states.
  *
- * Scoring recomputes every item's vector once per evaluation (prepare). Host
- * arrays only: the model runs on a CPU context (the towers' ops would run on
- * a GPU, the BPR part is host loops).
+ * Scoring recomputes every item's vector once per evaluation (prepare).
+ *
+ * One path on every device: the op entries (kernels/mrec_kernels.h), with the
+ * model's arrays, the kept states, the towers' gradients and both optimizers'
+ * moments on the context's device (a GPU context moves the CLIP weights there
+ * at creation). A batch on the host is only bookkeeping: its distinct items,
+ * their pooled tokens and masks (the towers take those from the host). The
+ * BPR step is the one VBPR and BPRMF take (bpr_ops.c): the batch's rows sit
+ * in one table T (3n, dim), U_u for each triple then the positives' and the
+ * negatives' item vectors, gathered from the distinct items' Z; the rows'
+ * gradients are scattered back to U and to Z's rows in batch order.
  */
 #include "mrec_clip_e2e.h"
 #include "recsys_internal.h"
@@ -45,29 +53,36 @@ typedef struct {
     int first_v, first_t;           /* the towers' first trainable blocks */
     int Tv, Hv, Ht;                 /* vision tokens, the towers' widths */
     float reg;
-    /* the trainer's parameters */
-    float *user, *w, *b;            /* (n_users, dim), (dim, 2D), (dim) */
+    /* on the context's device, carved from mem */
+    mrec_arena mem;
+    float *user, *w, *b;            /* the trainer's parameters: (n_users, dim), (dim, 2D), (dim) */
     float *user_grad, *w_grad, *b_grad;
-    /* what the frozen part gave, per item */
-    float *hid_v, *hid_t;           /* (n_items, Tv, Hv), (n_items, T, Ht); blocks = 0: NULL */
+    float *hid_v, *hid_t;           /* what the frozen part gave: (n_items, Tv, Hv), (n_items, T, Ht); blocks = 0: NULL */
     float *emb;                     /* blocks = 0: (n_items, 2D) the embeddings */
+    float *vgrad, *tgrad;           /* the towers' gradients, in their storage layout; blocks = 0: NULL */
+    float *moments;                 /* AdamW's, two per trainable weight */
+    float *all;                     /* (n_items, dim) for scoring */
+    /* host */
     int32_t *pool, *mask;           /* (n_items) the texts' pooled tokens, (n_items, T) their masks or NULL */
-    /* the towers' optimizer */
-    float *vgrad, *tgrad;           /* the towers' storage layout */
-    mrec_param_tensor *tensor;      /* the trainable ones */
+    mrec_param_tensor *tensor;      /* the towers' trainable tensors (pointers on the device) */
     int n_tensors;
-    float *moments;
     mrec_adamw_options adamw;
     int64_t step;
-    /* a batch, for up to cap distinct items */
-    int cap;
-    int32_t *slot, *items, *row;    /* (n_items) an item's slot or -1, (cap) the distinct items, (2 batch) each row's slot */
-    float *bv, *bt, *E, *Z, *dZ, *dE, *dv, *dt; /* (cap, Tv Hv), (cap, T Ht), (cap, 2D), (cap, dim) x 2, (cap, 2D), (cap, D) x 2 */
-    int32_t *bpool, *bmask;         /* (cap), (cap, T) */
-    float *pos, *neg, *dx;          /* (batch) */
-    void *work_v, *work_t;
+    /* a batch of up to ntrip triples, so up to cap = 2 ntrip distinct items */
+    int ntrip, cap;
+    int32_t *slot, *items, *row;    /* host: (n_items) an item's slot or -1, (cap) the distinct items, (2 ntrip) each row's slot */
+    int32_t *bpool, *bmask;         /* host: (cap), (cap, T) the distinct items' pooled tokens and masks */
+    mrec_arena batch;               /* on the device: */
+    int32_t *items_dev;             /* (cap) */
+    float *bv, *bt;                 /* (cap, Tv Hv), (cap, T Ht) the distinct items' kept states */
+    float *E, *dE;                  /* (cap, 2D) [img ; txt] and its gradient */
+    float *dv, *dt;                 /* (cap, D) x 2 a tower's embeddings, then their gradients */
+    float *Z, *dZ;                  /* (cap, dim) the item vectors and their gradients */
+    float *Tb, *mixed;              /* (3 ntrip, dim) the batch's rows and their gradients */
+    void *work_v, *work_t;          /* the trainable tops' activations */
     size_t work_v_bytes, work_t_bytes;
-    float *all;                     /* (n_items, dim) for scoring */
+    mrec_batch_rows users, slots;   /* u; the positives' then the negatives' slots */
+    mrec_bpr_ops bpr;
     mrec_status status;
 } clip_e2e;
 
@@ -97,61 +112,85 @@ static void tower_tensors(clip_e2e *m, const mrec_clip_tower *tw, float *grad, i
 
 /* ---- buffers ---- */
 
+/* n floats of zeros on the context's device (arena memory is not cleared). */
+static mrec_status zeros(mrec_context *ctx, float *dst, size_t n) {
+    enum { CHUNK = 1 << 16 };
+    static const float z[CHUNK];
+    mrec_status st = MREC_OK;
+    for (size_t at = 0; at < n && !st; at += CHUNK) st = mrec_copy_to_device(ctx, dst + at, z, sizeof(float) * (n - at < CHUNK ? n - at : CHUNK));
+    return st;
+}
+
+/* A batch's device buffers from a (a measuring arena counts them). */
+static void carve_batch(clip_e2e *m, mrec_arena *a) {
+    size_t c = (size_t)m->cap, D = (size_t)m->D, d = (size_t)m->dim, t3 = 3 * (size_t)m->ntrip;
+    m->items_dev = mrec_arena_alloc(a, sizeof(int32_t) * c);
+    m->E = mrec_arena_alloc(a, sizeof(float) * c * 2 * D), m->dE = mrec_arena_alloc(a, sizeof(float) * c * 2 * D);
+    m->dv = mrec_arena_alloc(a, sizeof(float) * c * D), m->dt = mrec_arena_alloc(a, sizeof(float) * c * D);
+    m->Z = mrec_arena_alloc(a, sizeof(float) * c * d), m->dZ = mrec_arena_alloc(a, sizeof(float) * c * d);
+    m->Tb = mrec_arena_alloc(a, sizeof(float) * t3 * d), m->mixed = mrec_arena_alloc(a, sizeof(float) * t3 * d);
+    if (!m->blocks) return;
+    m->bv = mrec_arena_alloc(a, sizeof(float) * c * (size_t)m->Tv * m->Hv);
+    m->bt = mrec_arena_alloc(a, sizeof(float) * c * (size_t)m->T * m->Ht);
+    m->work_v = mrec_arena_alloc(a, m->work_v_bytes), m->work_t = mrec_arena_alloc(a, m->work_t_bytes);
+}
+
 /* Room for batches of up to n triples (2n distinct items at most), grown when a batch is larger than any before. */
 static mrec_status ensure_batch(clip_e2e *m, int n) {
+    if (n <= m->ntrip) return MREC_OK;
+    mrec_context *ctx = m->ctx;
+    if (m->batch.base) mrec_arena_release(&m->batch, ctx->cuda);
+    free(m->items), free(m->row), free(m->bpool), free(m->bmask);
+    m->items = m->row = m->bpool = m->bmask = NULL, m->ntrip = m->cap = 0;
     int cap = 2 * n;
-    if (cap <= m->cap) return MREC_OK;
-    size_t c = (size_t)cap, D = (size_t)m->D, d = (size_t)m->dim, T = (size_t)m->T;
-    free(m->items), free(m->row), free(m->E), free(m->Z), free(m->dZ), free(m->dE), free(m->dv), free(m->dt);
-    free(m->bv), free(m->bt), free(m->bpool), free(m->bmask), free(m->pos), free(m->neg), free(m->dx), free(m->work_v), free(m->work_t);
-    m->bv = m->bt = NULL, m->bpool = m->bmask = NULL, m->work_v = m->work_t = NULL, m->cap = 0;
-    m->items = malloc(c * 4), m->row = malloc(c * 4);
-    m->E = malloc(c * 2 * D * 4), m->dE = malloc(c * 2 * D * 4), m->Z = malloc(c * d * 4), m->dZ = malloc(c * d * 4);
-    m->dv = malloc(c * D * 4), m->dt = malloc(c * D * 4);
-    m->pos = malloc((size_t)n * 4), m->neg = malloc((size_t)n * 4), m->dx = malloc((size_t)n * 4);
-    int ok = m->items && m->row && m->E && m->dE && m->Z && m->dZ && m->dv && m->dt && m->pos && m->neg && m->dx;
-    if (ok && m->blocks) {
-        /* the top runs in chunks of at most 1024 inputs (mrec_clip_tower_top_forward's bound) */
+    size_t c = (size_t)cap;
+    m->items = malloc(c * 4), m->row = malloc(c * 4), m->bpool = malloc(c * 4), m->bmask = malloc(c * (size_t)m->T * 4);
+    if (!m->items || !m->row || !m->bpool || !m->bmask) return mrec_fail(MREC_ERR_NOMEM, "clip-e2e: buffers for a batch of %d triples", n);
+    m->ntrip = n, m->cap = cap;
+    if (m->blocks) { /* the tops run on at most 1024 inputs at once (mrec_clip_tower_top_forward's bound) */
         int chunk = cap < 1024 ? cap : 1024;
-        m->bv = malloc(c * (size_t)m->Tv * m->Hv * 4), m->bt = malloc(c * T * (size_t)m->Ht * 4);
-        m->bpool = malloc(c * 4), m->bmask = malloc(c * T * 4);
-        m->work_v_bytes = mrec_clip_tower_top_workspace_bytes(m->ctx, m->clip, MREC_CLIP_VISION, chunk, m->T, m->first_v);
-        m->work_t_bytes = mrec_clip_tower_top_workspace_bytes(m->ctx, m->clip, MREC_CLIP_TEXT, chunk, m->T, m->first_t);
-        m->work_v = malloc(m->work_v_bytes), m->work_t = malloc(m->work_t_bytes);
-        ok = m->bv && m->bt && m->bpool && m->bmask && m->work_v && m->work_t;
+        m->work_v_bytes = mrec_clip_tower_top_workspace_bytes(ctx, m->clip, MREC_CLIP_VISION, chunk, m->T, m->first_v);
+        m->work_t_bytes = mrec_clip_tower_top_workspace_bytes(ctx, m->clip, MREC_CLIP_TEXT, chunk, m->T, m->first_t);
     }
-    if (!ok) return mrec_fail(MREC_ERR_NOMEM, "clip-e2e: buffers for a batch of %d triples", n);
-    m->cap = cap;
+    mrec_arena measure = mrec_arena_measure();
+    carve_batch(m, &measure);
+    mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
+    if (st) {
+        m->ntrip = m->cap = 0;
+        return st;
+    }
+    carve_batch(m, &m->batch);
     return MREC_OK;
 }
 
 /* ---- the item vectors ---- */
 
+/* [img ; txt] rows into E (K, 2D) from the towers' unit embeddings in dv, dt (K, D). */
+static mrec_status concat(clip_e2e *m, float *E, int K) {
+    int D = m->D;
+    mrec_status st = mrec_copy_rows(m->ctx, E, 2 * D, m->dv, D, K, D);
+    return st ? st : mrec_copy_rows(m->ctx, E + D, 2 * D, m->dt, D, K, D);
+}
+
 /* The batch's distinct items' embeddings E (K, 2D) = [img ; txt], through the trainable tops; the
  * activations stay in the workspaces for the backward (K <= 1024 then). */
 static mrec_status embed_items(clip_e2e *m, const int32_t *items, int K, float *E) {
-    int D = m->D, T = m->T;
-    if (!m->blocks) {
-        for (int k = 0; k < K; k++) memcpy(E + (size_t)k * 2 * D, m->emb + (size_t)items[k] * 2 * D, sizeof(float) * 2 * (size_t)D);
-        return MREC_OK;
-    }
-    size_t sv = (size_t)m->Tv * m->Hv, stt = (size_t)T * m->Ht;
+    mrec_context *ctx = m->ctx;
+    int T = m->T;
+    mrec_status st = mrec_copy_to_device(ctx, m->items_dev, items, sizeof(int32_t) * (size_t)K);
+    if (st) return st;
+    if (!m->blocks) return mrec_embedding(ctx, E, m->emb, m->items_dev, K, m->n_items, 2 * m->D);
     for (int k = 0; k < K; k++) {
-        int it = items[k];
-        memcpy(m->bv + k * sv, m->hid_v + (size_t)it * sv, sizeof(float) * sv);
-        memcpy(m->bt + k * stt, m->hid_t + (size_t)it * stt, sizeof(float) * stt);
-        m->bpool[k] = m->pool[it];
-        if (m->mask) memcpy(m->bmask + (size_t)k * T, m->mask + (size_t)it * T, sizeof(int32_t) * (size_t)T);
+        m->bpool[k] = m->pool[items[k]];
+        if (m->mask) memcpy(m->bmask + (size_t)k * T, m->mask + (size_t)items[k] * T, sizeof(int32_t) * (size_t)T);
     }
-    mrec_status st = mrec_clip_tower_top_forward(m->ctx, m->clip, MREC_CLIP_VISION, m->bv, NULL, NULL, K, T, m->first_v, m->dv,
-                                                 m->work_v, m->work_v_bytes);
-    if (!st) st = mrec_clip_tower_top_forward(m->ctx, m->clip, MREC_CLIP_TEXT, m->bt, m->bpool, m->mask ? m->bmask : NULL, K, T,
-                                              m->first_t, m->dt, m->work_t, m->work_t_bytes);
-    for (int k = 0; k < K && !st; k++) {
-        memcpy(E + (size_t)k * 2 * D, m->dv + (size_t)k * D, sizeof(float) * (size_t)D);
-        memcpy(E + (size_t)k * 2 * D + D, m->dt + (size_t)k * D, sizeof(float) * (size_t)D);
-    }
-    return st;
+    st = mrec_embedding(ctx, m->bv, m->hid_v, m->items_dev, K, m->n_items, m->Tv * m->Hv);
+    if (!st) st = mrec_embedding(ctx, m->bt, m->hid_t, m->items_dev, K, m->n_items, T * m->Ht);
+    if (!st) st = mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_VISION, m->bv, NULL, NULL, K, T, m->first_v, m->dv, m->work_v,
+                                              m->work_v_bytes);
+    if (!st) st = mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_TEXT, m->bt, m->bpool, m->mask ? m->bmask : NULL, K, T, m->first_t,
+                                              m->dt, m->work_t, m->work_t_bytes);
+    return st ? st : concat(m, E, K);
 }
 
 /* Z (K, dim) = E W^T + b */
@@ -163,14 +202,16 @@ static mrec_status fuse(clip_e2e *m, float *Z, const float *E, int K) {
 /* ---- a batch ---- */
 
 static mrec_status batch_loss_grad(clip_e2e *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_context *ctx = m->ctx;
     int d = m->dim, D = m->D, D2 = 2 * D;
-    mrec_status st = ensure_batch(m, n);
-    if (st) return st;
+    if (n < 1) return mrec_fail(MREC_ERR_ARG, "clip-e2e: an empty batch");
     for (int r = 0; r < n; r++) {
         if (u[r] < 0 || u[r] >= m->n_users) return mrec_fail(MREC_ERR_ARG, "clip-e2e: user %d of %d", u[r], m->n_users);
         if (i[r] < 0 || i[r] >= m->n_items || j[r] < 0 || j[r] >= m->n_items)
             return mrec_fail(MREC_ERR_ARG, "clip-e2e: items %d and %d of %d", i[r], j[r], m->n_items);
     }
+    mrec_status st = ensure_batch(m, n);
+    if (st) return st;
     /* the distinct items, in first-seen order; row r < n the positive of triple r, n + r its negative */
     int K = 0;
     for (int r = 0; r < 2 * n; r++) {
@@ -180,51 +221,45 @@ static mrec_status batch_loss_grad(clip_e2e *m, double *loss_out, const int32_t 
     }
     for (int k = 0; k < K; k++) m->slot[m->items[k]] = -1;
     if (K > 1024) return mrec_fail(MREC_ERR_SHAPE, "clip-e2e: %d distinct items in a batch (at most 1024)", K);
-    if ((st = embed_items(m, m->items, K, m->E)) || (st = fuse(m, m->Z, m->E, K))) return st;
+    static const int zero[1] = {0};
+    const int32_t *row = m->row;
+    if ((st = mrec_batch_rows_set(&m->users, ctx, m->n_users, 1, &u, zero, n)) ||
+        (st = mrec_batch_rows_set(&m->slots, ctx, m->cap, 1, &row, zero, 2 * n)) || (st = embed_items(m, m->items, K, m->E)) ||
+        (st = fuse(m, m->Z, m->E, K)))
+        return st;
 
-    /* scores, the BPR loss, EmbLoss over the batch's user rows and item rows (each row as often as it appears) */
-    double su = 0, sp = 0, sn = 0;
-    for (int r = 0; r < n; r++) {
-        const float *eu = m->user + (size_t)u[r] * d, *zi = m->Z + (size_t)m->row[r] * d, *zj = m->Z + (size_t)m->row[n + r] * d;
-        double p = 0, q = 0;
-        for (int k = 0; k < d; k++) {
-            p += (double)eu[k] * zi[k], q += (double)eu[k] * zj[k];
-            su += (double)eu[k] * eu[k], sp += (double)zi[k] * zi[k], sn += (double)zj[k] * zj[k];
-        }
-        m->pos[r] = (float)p, m->neg[r] = (float)q;
-    }
-    double loss = mrec_bpr_loss(m->dx, m->pos, m->neg, n), nu = sqrt(su), np_ = sqrt(sp), nn = sqrt(sn);
+    /* Tb: the users' rows, then the positives' and the negatives' item vectors; their scores and squared norms */
+    st = mrec_embedding(ctx, m->Tb, m->user, m->users.ids, n, m->n_users, d);
+    if (!st) st = mrec_embedding(ctx, m->Tb + (size_t)n * d, m->Z, m->slots.ids, 2 * n, m->cap, d);
+    const int32_t *iota = m->slots.h_iota;
+    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->Tb, m->Tb, iota, iota, iota + n, n, n, 3 * m->ntrip, d);
+    if (st) return st;
+    /* the BPR loss, EmbLoss over the batch's user rows and item rows (each row as often as it appears) */
+    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n;
+    double loss = mrec_bpr_loss(m->bpr.dx, pos, neg, n), su = 0, sp = 0, sn = 0;
+    for (int r = 0; r < n; r++) su += sq[r], sp += sq[n + r], sn += sq[2 * n + r];
+    double nu = sqrt(su), np_ = sqrt(sp), nn = sqrt(sn);
     *loss_out = loss + m->reg * (nu + np_ + nn) / n;
     /* d|X|_F / dX = X / |X|_F */
-    float cu = nu > 0 ? (float)(m->reg / n / nu) : 0, ci = np_ > 0 ? (float)(m->reg / n / np_) : 0, cj = nn > 0 ? (float)(m->reg / n / nn) : 0;
-    memset(m->user_grad, 0, sizeof(float) * (size_t)m->n_users * d);
-    memset(m->dZ, 0, sizeof(float) * (size_t)K * d);
-    for (int r = 0; r < n; r++) {
-        const float *eu = m->user + (size_t)u[r] * d, *zi = m->Z + (size_t)m->row[r] * d, *zj = m->Z + (size_t)m->row[n + r] * d;
-        float *gu = m->user_grad + (size_t)u[r] * d, *gi = m->dZ + (size_t)m->row[r] * d, *gj = m->dZ + (size_t)m->row[n + r] * d, g = m->dx[r];
-        for (int k = 0; k < d; k++) {
-            gu[k] += g * (zi[k] - zj[k]) + cu * eu[k];
-            gi[k] += g * eu[k] + ci * zi[k];
-            gj[k] += -g * eu[k] + cj * zj[k];
-        }
-    }
-    /* the fusion's gradients: W (dim, 2D) = dZ^T E, b = the column sums of dZ; E's = dZ W */
-    if ((st = mrec_gemm(m->ctx, m->w_grad, m->dZ, m->E, NULL, 1, 0, 1, 0, d, D2, K, d, D2, D2))) return st;
-    memset(m->b_grad, 0, sizeof(float) * (size_t)d);
-    for (int k = 0; k < K; k++)
-        for (int c = 0; c < d; c++) m->b_grad[c] += m->dZ[(size_t)k * d + c];
-    if (!m->blocks) return MREC_OK;
+    float coef[3] = {nu > 0 ? (float)(m->reg / n / nu) : 0, np_ > 0 ? (float)(m->reg / n / np_) : 0, nn > 0 ? (float)(m->reg / n / nn) : 0};
+    /* each of Tb's rows' gradient; the users' into U's, the items' summed into their slots' rows of dZ */
+    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->Tb, m->bpr.dx, coef))) return st;
+    st = mrec_batch_rows_scatter(&m->users, m->user_grad, m->mixed, d);
+    if (!st) st = mrec_batch_rows_scatter(&m->slots, m->dZ, m->mixed + (size_t)n * d, d);
+    /* the fusion's gradients: W (dim, 2D) = dZ^T E, b = ones^T dZ */
+    if (!st) st = mrec_gemm(ctx, m->w_grad, m->dZ, m->E, NULL, 1, 0, 1, 0, d, D2, K, d, D2, D2);
+    if (!st) st = mrec_gemm(ctx, m->b_grad, m->slots.ones, m->dZ, NULL, 1, 0, 0, 0, 1, d, K, K, d, d);
+    if (st || !m->blocks) return st;
 
-    /* into the towers: their unit embeddings' gradients, back through the trainable tops, then AdamW */
-    if ((st = mrec_gemm(m->ctx, m->dE, m->dZ, m->w, NULL, 1, 0, 0, 0, K, D2, d, d, D2, D2))) return st;
-    for (int k = 0; k < K; k++) {
-        memcpy(m->dv + (size_t)k * D, m->dE + (size_t)k * D2, sizeof(float) * (size_t)D);
-        memcpy(m->dt + (size_t)k * D, m->dE + (size_t)k * D2 + D, sizeof(float) * (size_t)D);
-    }
-    for (int t = 0; t < m->n_tensors; t++) memset(m->tensor[t].grad, 0, sizeof(float) * (size_t)m->tensor[t].n);
-    st = mrec_clip_tower_top_backward(m->ctx, m->clip, MREC_CLIP_VISION, m->dv, K, m->T, m->first_v, m->vgrad, m->work_v, m->work_v_bytes);
-    if (!st) st = mrec_clip_tower_top_backward(m->ctx, m->clip, MREC_CLIP_TEXT, m->dt, K, m->T, m->first_t, m->tgrad, m->work_t, m->work_t_bytes);
-    if (!st) st = mrec_adamw_step(m->ctx, m->tensor, m->n_tensors, &m->adamw, m->adamw.lr, ++m->step);
+    /* into the towers: their unit embeddings' gradients (dE = dZ W), back through the trainable tops, then AdamW */
+    st = mrec_gemm(ctx, m->dE, m->dZ, m->w, NULL, 1, 0, 0, 0, K, D2, d, d, D2, D2);
+    if (!st) st = mrec_copy_rows(ctx, m->dv, D, m->dE, D2, K, D);
+    if (!st) st = mrec_copy_rows(ctx, m->dt, D, m->dE + D, D2, K, D);
+    /* the backward accumulates: the trainable tensors' gradients start at 0 (x 0: they hold the last batch's, finite) */
+    for (int t = 0; t < m->n_tensors && !st; t++) st = mrec_scale(ctx, m->tensor[t].grad, m->tensor[t].grad, 0.0f, m->tensor[t].n);
+    if (!st) st = mrec_clip_tower_top_backward(ctx, m->clip, MREC_CLIP_VISION, m->dv, K, m->T, m->first_v, m->vgrad, m->work_v, m->work_v_bytes);
+    if (!st) st = mrec_clip_tower_top_backward(ctx, m->clip, MREC_CLIP_TEXT, m->dt, K, m->T, m->first_t, m->tgrad, m->work_t, m->work_t_bytes);
+    if (!st) st = mrec_adamw_step(ctx, m->tensor, m->n_tensors, &m->adamw, m->adamw.lr, ++m->step);
     return st;
 }
 
@@ -235,15 +270,21 @@ static double clip_e2e_loss_grad(void *self, const int32_t *u, const int32_t *i,
     return m->status ? NAN : loss;
 }
 
-/* Every item's vector, in chunks of the batch buffers' size. */
+/* Every item's vector: the kept embeddings' fusion at once, or the tops in chunks of the batch buffers' size. */
 static mrec_status clip_e2e_prepare(void *self) {
     clip_e2e *m = self;
-    mrec_status st = m->cap ? MREC_OK : ensure_batch(m, 64);
-    int chunk = m->cap < 1024 ? m->cap : 1024;
+    mrec_context *ctx = m->ctx;
+    if (!m->blocks) return fuse(m, m->all, m->emb, m->n_items);
+    mrec_status st = m->cap ? MREC_OK : ensure_batch(m, 64); /* a failed growth left none */
+    int chunk = m->cap < 1024 ? m->cap : 1024, T = m->T;
     for (int i0 = 0; i0 < m->n_items && !st; i0 += chunk) {
         int K = m->n_items - i0 < chunk ? m->n_items - i0 : chunk;
-        for (int k = 0; k < K; k++) m->items[k] = i0 + k;
-        st = embed_items(m, m->items, K, m->E);
+        st = mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_VISION, m->hid_v + (size_t)i0 * m->Tv * m->Hv, NULL, NULL, K, T, m->first_v,
+                                         m->dv, m->work_v, m->work_v_bytes);
+        if (!st) st = mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_TEXT, m->hid_t + (size_t)i0 * T * m->Ht, m->pool + i0,
+                                                  m->mask ? m->mask + (size_t)i0 * T : NULL, K, T, m->first_t, m->dt, m->work_t,
+                                                  m->work_t_bytes);
+        if (!st) st = concat(m, m->E, K);
         if (!st) st = fuse(m, m->all + (size_t)i0 * m->dim, m->E, K);
     }
     return st;
@@ -257,64 +298,81 @@ static mrec_status clip_e2e_score(void *self, int u0, int n, float *scores) {
 
 static mrec_status clip_e2e_embeddings(void *self, float *users, float *items) {
     clip_e2e *m = self;
-    memcpy(users, m->user, sizeof(float) * (size_t)m->n_users * m->dim);
-    memcpy(items, m->all, sizeof(float) * (size_t)m->n_items * m->dim);
-    return MREC_OK;
+    mrec_status st = mrec_copy_to_host(m->ctx, users, m->user, sizeof(float) * (size_t)m->n_users * m->dim);
+    return st ? st : mrec_copy_to_host(m->ctx, items, m->all, sizeof(float) * (size_t)m->n_items * m->dim);
 }
 
 static void clip_e2e_destroy(void *self) {
     clip_e2e *m = self;
-    free(m->user), free(m->w), free(m->b), free(m->user_grad), free(m->w_grad), free(m->b_grad);
-    free(m->hid_v), free(m->hid_t), free(m->emb), free(m->pool), free(m->mask);
-    free(m->vgrad), free(m->tgrad), free(m->tensor), free(m->moments);
-    free(m->slot), free(m->items), free(m->row), free(m->E), free(m->Z), free(m->dZ), free(m->dE), free(m->dv), free(m->dt);
-    free(m->bv), free(m->bt), free(m->bpool), free(m->bmask), free(m->pos), free(m->neg), free(m->dx), free(m->work_v), free(m->work_t);
-    free(m->all);
+    mrec_bpr_ops_free(&m->bpr);
+    mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->slots);
+    if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
+    if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
+    free(m->pool), free(m->mask), free(m->tensor), free(m->slot), free(m->items), free(m->row), free(m->bpool), free(m->bmask);
     free(m);
 }
 
 /* ---- creation: the frozen part, once ---- */
 
+/* The model's arrays on the device from a (a measuring arena counts them). */
+static void carve(clip_e2e *m, mrec_arena *a, int64_t tower_weights) {
+    size_t nu = (size_t)m->n_users * m->dim, nw = (size_t)m->dim * 2 * m->D, ni = (size_t)m->n_items, f = sizeof(float);
+    m->user = mrec_arena_alloc(a, f * nu), m->user_grad = mrec_arena_alloc(a, f * nu);
+    m->w = mrec_arena_alloc(a, f * nw), m->w_grad = mrec_arena_alloc(a, f * nw);
+    m->b = mrec_arena_alloc(a, f * m->dim), m->b_grad = mrec_arena_alloc(a, f * m->dim);
+    m->all = mrec_arena_alloc(a, f * ni * m->dim);
+    if (!m->blocks) {
+        m->emb = mrec_arena_alloc(a, f * ni * 2 * m->D);
+        return;
+    }
+    m->hid_v = mrec_arena_alloc(a, f * ni * m->Tv * m->Hv), m->hid_t = mrec_arena_alloc(a, f * ni * m->T * m->Ht);
+    m->vgrad = mrec_arena_alloc(a, f * (size_t)m->clip->vision.floats), m->tgrad = mrec_arena_alloc(a, f * (size_t)m->clip->text.floats);
+    m->moments = mrec_arena_alloc(a, f * 2 * (size_t)tower_weights);
+}
+
 /* Every item through the frozen bottom of both towers: the hidden states entering the first trainable
  * blocks, or with blocks = 0 the whole towers' embeddings (the same ops, from block `layers`). */
 static mrec_status run_frozen(clip_e2e *m, const mrec_clip_items *in) {
+    mrec_context *ctx = m->ctx;
     const mrec_clip_tower_config *vc = &m->clip->vision.cfg;
     int T = m->T, C = MREC_CLIP_CHUNK, D = m->D;
     int fv = m->blocks ? m->first_v : vc->layers, ft = m->blocks ? m->first_t : m->clip->text.cfg.layers;
     size_t img = (size_t)vc->channels * vc->image_size * vc->image_size, sv = (size_t)m->Tv * m->Hv, stt = (size_t)T * m->Ht;
-    size_t hb = mrec_clip_tower_hidden_workspace_bytes(m->ctx, m->clip, MREC_CLIP_VISION, C, T, fv);
-    size_t hb2 = mrec_clip_tower_hidden_workspace_bytes(m->ctx, m->clip, MREC_CLIP_TEXT, C, T, ft);
-    size_t tb = m->blocks ? 0 : mrec_clip_tower_top_workspace_bytes(m->ctx, m->clip, MREC_CLIP_VISION, C, T, fv);
-    size_t tb2 = m->blocks ? 0 : mrec_clip_tower_top_workspace_bytes(m->ctx, m->clip, MREC_CLIP_TEXT, C, T, ft);
+    size_t hb = mrec_clip_tower_hidden_workspace_bytes(ctx, m->clip, MREC_CLIP_VISION, C, T, fv);
+    size_t hb2 = mrec_clip_tower_hidden_workspace_bytes(ctx, m->clip, MREC_CLIP_TEXT, C, T, ft);
+    size_t tb = m->blocks ? 0 : mrec_clip_tower_top_workspace_bytes(ctx, m->clip, MREC_CLIP_VISION, C, T, fv);
+    size_t tb2 = m->blocks ? 0 : mrec_clip_tower_top_workspace_bytes(ctx, m->clip, MREC_CLIP_TEXT, C, T, ft);
     size_t wb = hb > hb2 ? hb : hb2;
     wb = wb > tb ? wb : tb, wb = wb > tb2 ? wb : tb2;
-    void *work = malloc(wb);
-    float *hv = m->blocks ? NULL : malloc(sizeof(float) * C * sv), *ht = m->blocks ? NULL : malloc(sizeof(float) * C * stt);
-    float *e = m->blocks ? NULL : malloc(sizeof(float) * C * D);
-    mrec_status st = work && (m->blocks || (hv && ht && e)) ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "clip-e2e: the towers' workspace");
+    /* on the device: the workspace, and with frozen towers a chunk's hidden states and embeddings */
+    size_t bytes[4] = {wb, m->blocks ? 0 : sizeof(float) * C * sv, m->blocks ? 0 : sizeof(float) * C * stt, m->blocks ? 0 : sizeof(float) * C * D};
+    mrec_arena scratch = {0}, measure = mrec_arena_measure();
+    for (int k = 0; k < 4; k++) mrec_arena_alloc(&measure, bytes[k]);
+    mrec_status st = mrec_arena_reserve(&scratch, measure.peak, ctx->device, ctx->cuda);
+    if (st) return st;
+    void *work = mrec_arena_alloc(&scratch, bytes[0]);
+    float *hv = mrec_arena_alloc(&scratch, bytes[1]), *ht = mrec_arena_alloc(&scratch, bytes[2]), *e = mrec_arena_alloc(&scratch, bytes[3]);
     for (int i0 = 0; i0 < m->n_items && !st; i0 += C) {
         int B = m->n_items - i0 < C ? m->n_items - i0 : C;
         const int32_t *mask = in->mask ? in->mask + (size_t)i0 * T : NULL;
         float *to_v = m->blocks ? m->hid_v + i0 * sv : hv, *to_t = m->blocks ? m->hid_t + i0 * stt : ht;
-        st = mrec_clip_tower_hidden(m->ctx, m->clip, MREC_CLIP_VISION, in->images + i0 * img, NULL, NULL, B, T, fv, to_v, work, wb);
-        if (!st) st = mrec_clip_tower_hidden(m->ctx, m->clip, MREC_CLIP_TEXT, NULL, in->ids + (size_t)i0 * T, mask, B, T, ft, to_t, work, wb);
+        st = mrec_clip_tower_hidden(ctx, m->clip, MREC_CLIP_VISION, in->images + i0 * img, NULL, NULL, B, T, fv, to_v, work, wb);
+        if (!st) st = mrec_clip_tower_hidden(ctx, m->clip, MREC_CLIP_TEXT, NULL, in->ids + (size_t)i0 * T, mask, B, T, ft, to_t, work, wb);
         if (st || m->blocks) continue;
         /* frozen towers: the heads once, kept as features */
         for (int k = 0; k < 2 && !st; k++) {
-            st = k ? mrec_clip_tower_top_forward(m->ctx, m->clip, MREC_CLIP_TEXT, ht, m->pool + i0, mask, B, T, ft, e, work, wb)
-                   : mrec_clip_tower_top_forward(m->ctx, m->clip, MREC_CLIP_VISION, hv, NULL, NULL, B, T, fv, e, work, wb);
-            for (int b = 0; b < B && !st; b++) memcpy(m->emb + ((size_t)(i0 + b) * 2 + k) * D, e + (size_t)b * D, sizeof(float) * (size_t)D);
+            st = k ? mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_TEXT, ht, m->pool + i0, mask, B, T, ft, e, work, wb)
+                   : mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_VISION, hv, NULL, NULL, B, T, fv, e, work, wb);
+            if (!st) st = mrec_copy_rows(ctx, m->emb + ((size_t)i0 * 2 + k) * D, 2 * D, e, D, B, D);
         }
     }
-    free(work), free(hv), free(ht), free(e);
+    mrec_arena_release(&scratch, ctx->cuda);
     return st;
 }
 
 mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_items *in, const mrec_clip_e2e_options *o,
                                  mrec_rng *rng, mrec_context *ctx) {
     memset(out, 0, sizeof *out);
-    mrec_status st = mrec_recsys_host_only(ctx, "clip-e2e");
-    if (st) return st;
     mrec_clip *clip = in->clip;
     if (!clip || clip->towers != MREC_CLIP_BOTH) return mrec_fail(MREC_ERR_ARG, "clip-e2e: a CLIP model with both towers");
     const mrec_clip_tower_config *vc = &clip->vision.cfg, *tc = &clip->text.cfg;
@@ -328,6 +386,9 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
         if (in->ids[k] < 0 || in->ids[k] >= tc->vocab_size)
             return mrec_fail(MREC_ERR_ARG, "clip-e2e: item %lld's text: token %d outside the vocabulary of %d", (long long)(k / in->T),
                              in->ids[k], tc->vocab_size);
+    /* the towers' weights where the context runs (nothing moves on a CPU, or when they are there already) */
+    mrec_status st = mrec_clip_to_device(clip, ctx);
+    if (st) return st;
     clip_e2e *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "clip-e2e");
     int G = vc->image_size / vc->patch_size;
@@ -336,42 +397,55 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
     m->Tv = 1 + G * G, m->Hv = vc->hidden, m->Ht = tc->hidden;
     m->adamw = (mrec_adamw_options){o->tower_lr, 0.9, 0.999, 1e-8, o->tower_decay};
     size_t nu = (size_t)n_users * o->dim, nw = (size_t)o->dim * 2 * m->D, ni = (size_t)in->n_items;
-    m->user = malloc(nu * 4), m->w = malloc(nw * 4), m->b = calloc((size_t)o->dim, 4);
-    m->user_grad = calloc(nu, 4), m->w_grad = calloc(nw, 4), m->b_grad = calloc((size_t)o->dim, 4);
-    m->pool = malloc(ni * 4), m->slot = malloc(ni * 4), m->all = malloc(ni * (size_t)o->dim * 4);
+    m->pool = malloc(ni * 4), m->slot = malloc(ni * 4);
     if (in->mask) m->mask = malloc(ni * (size_t)in->T * 4);
-    int ok = m->user && m->w && m->b && m->user_grad && m->w_grad && m->b_grad && m->pool && m->slot && m->all && (!in->mask || m->mask);
-    if (ok && o->blocks) {
-        m->hid_v = malloc(ni * m->Tv * m->Hv * 4), m->hid_t = malloc(ni * in->T * m->Ht * 4);
-        m->vgrad = calloc((size_t)clip->vision.floats, 4), m->tgrad = calloc((size_t)clip->text.floats, 4);
-        m->tensor = calloc((size_t)o->blocks * 32 + 6, sizeof *m->tensor);
-        ok = m->hid_v && m->hid_t && m->vgrad && m->tgrad && m->tensor;
-    } else if (ok) {
-        ok = (m->emb = malloc(ni * 2 * m->D * 4)) != NULL;
-    }
-    if (!ok) {
-        clip_e2e_destroy(m);
-        return mrec_fail(MREC_ERR_NOMEM, "clip-e2e: %d users, %d items (the towers' kept states)", n_users, in->n_items);
+    if (o->blocks) m->tensor = calloc((size_t)o->blocks * 32 + 6, sizeof *m->tensor);
+    float *host = malloc(sizeof(float) * (nu > nw ? nu : nw));
+    if (!m->pool || !m->slot || (in->mask && !m->mask) || (o->blocks && !m->tensor) || !host) {
+        free(host), clip_e2e_destroy(m);
+        return mrec_fail(MREC_ERR_NOMEM, "clip-e2e: %d users, %d items", n_users, in->n_items);
     }
     for (size_t k = 0; k < ni; k++) m->slot[k] = -1, m->pool[k] = mrec_clip_pool_position(in->ids + k * in->T, in->T, tc->eos_token_id);
     if (in->mask) memcpy(m->mask, in->mask, ni * (size_t)in->T * 4);
+    /* on the device: the parameters, the kept states (items x (tokens x hidden) floats per tower), the towers' gradients and moments */
+    int64_t tower_weights = 0;
+    if (o->blocks) {
+        /* counted first (the gradients' place is known once carved), listed again below */
+        tower_tensors(m, &clip->vision, clip->vision.storage, m->first_v);
+        tower_tensors(m, &clip->text, clip->text.storage, m->first_t);
+        for (int t = 0; t < m->n_tensors; t++) tower_weights += m->tensor[t].n;
+        m->n_tensors = 0;
+    }
+    mrec_arena measure = mrec_arena_measure();
+    carve(m, &measure, tower_weights);
+    if ((st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda))) {
+        free(host), clip_e2e_destroy(m);
+        return st;
+    }
+    carve(m, &m->mem, tower_weights);
     if (o->blocks) {
         tower_tensors(m, &clip->vision, m->vgrad, m->first_v);
         tower_tensors(m, &clip->text, m->tgrad, m->first_t);
-        int64_t total = 0;
-        for (int t = 0; t < m->n_tensors; t++) total += m->tensor[t].n;
-        if (!(m->moments = calloc(2 * (size_t)total, 4))) {
-            clip_e2e_destroy(m);
-            return mrec_fail(MREC_ERR_NOMEM, "clip-e2e: AdamW's moments for %lld weights", (long long)total);
-        }
         float *at = m->moments;
         for (int t = 0; t < m->n_tensors; t++) m->tensor[t].m = at, m->tensor[t].v = at + m->tensor[t].n, at += 2 * m->tensor[t].n;
+        st = zeros(ctx, m->vgrad, (size_t)clip->vision.floats);
+        if (!st) st = zeros(ctx, m->tgrad, (size_t)clip->text.floats);
+        if (!st) st = zeros(ctx, m->moments, 2 * (size_t)tower_weights);
     }
-    /* U xavier-uniform, W xavier-normal, b zero (VBPR's initializations) */
+    /* U xavier-uniform, W xavier-normal, b zero (VBPR's initializations), drawn on the host */
     double bu = sqrt(6.0 / (n_users + o->dim)), sw = sqrt(2.0 / (2 * m->D + o->dim));
-    for (size_t k = 0; k < nu; k++) m->user[k] = (float)(bu * (2 * mrec_rng_uniform(rng) - 1));
-    for (size_t k = 0; k < nw; k++) m->w[k] = (float)(sw * mrec_rng_normal(rng));
-    if ((st = ensure_batch(m, o->max_batch > 0 ? o->max_batch : 64)) || (st = run_frozen(m, in))) {
+    for (size_t k = 0; k < nu; k++) host[k] = (float)(bu * (2 * mrec_rng_uniform(rng) - 1));
+    if (!st) st = mrec_copy_to_device(ctx, m->user, host, sizeof(float) * nu);
+    for (size_t k = 0; k < nw; k++) host[k] = (float)(sw * mrec_rng_normal(rng));
+    if (!st) st = mrec_copy_to_device(ctx, m->w, host, sizeof(float) * nw);
+    free(host);
+    if (!st) st = zeros(ctx, m->b, (size_t)o->dim);
+    if (!st) st = zeros(ctx, m->user_grad, nu);
+    if (!st) st = zeros(ctx, m->w_grad, nw);
+    if (!st) st = zeros(ctx, m->b_grad, (size_t)o->dim);
+    if (!st) st = ensure_batch(m, o->max_batch > 0 ? o->max_batch : 64);
+    if (!st) st = run_frozen(m, in);
+    if (st) {
         clip_e2e_destroy(m);
         return st;
     }

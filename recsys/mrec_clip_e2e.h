@@ -31,11 +31,12 @@ typedef struct {
 /* item(i) = W [img_i ; txt_i] + b, img_i and txt_i the towers' unit embeddings
  * (extract-clip's "embeds"); score = <U_u, item(i)>; BPR + reg * EmbLoss.
  * Items' inputs are read at creation only: the frozen bottom of each tower
- * runs there once and its output is kept. CPU contexts only. */
+ * runs there once and its output is kept. Any context: the model's arrays live
+ * on its device, and a GPU context moves the CLIP weights there (in place). */
 mrec_status mrec_clip_e2e_create(mrec_model *m, int n_users, const mrec_clip_items *items, const mrec_clip_e2e_options *o,
                                  mrec_rng *rng, mrec_context *ctx);
 
-/* For tests: the towers' gradients of the last batch, in their storage layout (NULL when blocks = 0). */
+/* For tests: the towers' gradients of the last batch, in their storage layout, on the context's device (NULL when blocks = 0). */
 void mrec_clip_e2e_tower_grads(const mrec_model *m, const float **vision, const float **text);
 
 #endif

@@ -253,8 +253,6 @@ static mrec_status create_vbpr(mrec_model *m, const mrec_model_inputs *in, const
 
 /* CLIP-E2E: the towers and items the caller prepared (mrec train --clip ... --items ...) */
 static mrec_status create_clip_e2e(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
-    mrec_status st = mrec_recsys_host_only(ctx, "clip-e2e");
-    if (st) return st;
     if (!in->clip_items)
         return mrec_fail(MREC_ERR_ARG, "clip-e2e needs a CLIP model and the items' photos and texts (mrec train: --clip DIR --items TABLE "
                                        "--text-column C and --images DIR|TABLE or --image-column C)");
@@ -574,7 +572,7 @@ static const mrec_model_entry MODELS[] = {
     /* the end-to-end setting of Yi et al. 2023 ("Large Multi-modal Encoders for Recommendation"); MMRec's lr and batches of 64,
      * which bound the towers' activations */
     {.name = "clip-e2e", .elliot = "CLIPE2E", .summary = "BPR on a learned fusion of CLIP's image and text embeddings, its top blocks trained end to end",
-     .flags = MREC_MODEL_TRAINS, .create = create_clip_e2e,
+     .flags = MREC_MODEL_TRAINS | MREC_MODEL_GPU, .create = create_clip_e2e,
      .params = {DIM, LR, REG("l_w", "reg", 1e-3), OWN(MREC_HP_BATCH_SIZE, "batch_size", "batch", 64), SEED, EPOCHS,
                 P(MREC_HP_BLOCKS, "blocks", "blocks"), P(MREC_HP_TOWER_LR, "tower_lr", "tower_lr"), P(MREC_HP_TOWER_DECAY, "tower_decay", NULL)}},
     {.name = "freedom", .elliot = "FREEDOM", .summary = "LightGCN with a frozen kNN item graph of the features (MMRec)",

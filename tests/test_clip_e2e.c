@@ -1,7 +1,8 @@
 /* test_clip_e2e.c: CLIP-E2E (recsys/clip_e2e.c) against PyTorch's autograd
- * and optimizers (tests/fixtures/clip_e2e, made by tools/golden/clip_e2e.py
- * from the tiny random CLIP of tests/fixtures/clip): for 0, 1 and 2
- * trainable blocks per tower, the first batch's loss and the gradients of
+ * and optimizers (tests/fixtures/clip_e2e: the inputs, and one safetensors
+ * per case with its loss, gradients and trained weights, made by
+ * tools/golden/clip_e2e.py from the tiny random CLIP of tests/fixtures/clip):
+ * for 0, 1 and 2 trainable blocks per tower, the first batch's loss and the gradients of
  * the users, the fusion and every trainable tower tensor, then every
  * trained weight after three steps (Adam on the users and the fusion,
  * AdamW on the towers). Then: the frozen blocks and embeddings are never
@@ -20,7 +21,7 @@
  */
 #include "harness.h"
 
-#include "../nn/mrec_npy.h"
+#include "../nn/mrec_safetensors.h"
 #include "../recsys/mrec_clip_e2e.h"
 
 #include <math.h>
@@ -36,23 +37,34 @@
     } while (0)
 enum { N_ITEMS = 5, T = 7, N_USERS = 4, DIM = 6, N = 4 };
 
+/* A fixture tensor as floats, `want` of them: "n<N>_<key>" is <key> in n<N>.safetensors (the run with N
+ * blocks), any other name a tensor of inputs.safetensors; the int32 ones (ids, masks, triples) converted. */
 static float *fx(const char *name, int64_t want) {
     char path[512];
-    snprintf(path, sizeof path, DIR "%s.npy", name);
-    float *data = NULL;
-    int nd = 0;
-    int64_t shape[8];
-    if (mrec_npy_read_f32(path, &data, &nd, shape) != MREC_OK) {
-        t_check(0, "read %s: %s", path, mrec_error_detail());
+    const char *key = name;
+    if (name[0] == 'n' && name[1] >= '0' && name[1] <= '9' && name[2] == '_') snprintf(path, sizeof path, DIR "n%c.safetensors", name[1]), key = name + 3;
+    else snprintf(path, sizeof path, DIR "inputs.safetensors");
+    mrec_safetensors sf;
+    if (mrec_safetensors_open(&sf, path) != MREC_OK) {
+        t_check(0, "open %s: %s", path, mrec_error_detail());
         return NULL;
     }
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
-    if (want >= 0 && n != want) {
-        t_check(0, "%s: %lld values, expected %lld", path, (long long)n, (long long)want);
-        free(data);
-        return NULL;
-    }
+    const mrec_st_entry *e = mrec_safetensors_find(&sf, key);
+    int64_t n = e ? mrec_st_entry_numel(e) : 0;
+    float *data = e && n == want ? malloc(sizeof(float) * (size_t)(n ? n : 1)) : NULL;
+    int ok = data != NULL;
+    if (!e) t_check(0, "%s: no tensor %s", path, key);
+    else if (n != want) t_check(0, "%s: %s has %lld values, expected %lld", path, key, (long long)n, (long long)want);
+    else if (ok && e->dtype == MREC_I32)
+        for (int64_t i = 0; i < n; i++) {
+            int32_t v;
+            memcpy(&v, (const char *)e->data + 4 * i, 4);
+            data[i] = (float)v;
+        }
+    else if (ok && mrec_safetensors_read_f32(&sf, key, e->ndim, e->shape, data) != MREC_OK)
+        ok = t_check(0, "%s: %s: %s", path, key, mrec_error_detail());
+    mrec_safetensors_close(&sf);
+    if (!ok) free(data), data = NULL;
     return data;
 }
 

@@ -10,7 +10,9 @@
  * takes against its host loops, and the ops those models added against their
  * references. With one: those ops on the GPU, and every model
  * with a GPU path trained a few epochs through mrec_train on the CPU and on
- * the GPU from one seed: epoch losses within 1e-3 relative (fp32 on both
+ * the GPU from one seed (CLIP-E2E with the tiny CLIP of tests/fixtures/clip,
+ * one block of each tower trained, on tests/data's photos and texts): epoch
+ * losses within 1e-3 relative (fp32 on both
  * sides, summed in other orders, over a few dozen Adam steps) and Recall@20 /
  * nDCG@20 within 0.01 (a ranking may swap near-ties). Without a GPU those
  * cases print "skipped". Runs the binary in $MREC_BIN.
@@ -97,6 +99,32 @@ static int write_data(void) {
         ok = ok && ids && fclose(ids) == 0;
     }
     return ok;
+}
+
+/* CLIP-E2E's inputs in dir: clip/ (the tiny random CLIP of tests/fixtures/clip with the CLIP tokenizer) and
+ * clip_items.tsv, the 90 items' texts and photos (tests/data's, in turn; each text ends with its item's id so no
+ * two are the same). 0 when tests/data is not there. */
+static int write_clip_items(void) {
+    const char *tokfile = "tests/data/tokenizers/clip/clip-vit-base-patch32.tokenizer.json";
+    static const char *const photo[] = {"pillow/flower.jpg", "pillow/pil_sample_rgb.jpg", "pillow/hopper.jpg", "pillow/hopper.png",
+                                        "pillow/hopper_gray.jpg", "pillow/iptc.jpg", "libjpeg-turbo/testorig.jpg",
+                                        "libjpeg-turbo/testimgint.jpg"};
+    char cwd[2048], cmd[8192], path[4200], line[1024], text[48][1024];
+    if (access(tokfile, R_OK) != 0 || access("tests/data/images/odd/pillow/flower.jpg", R_OK) != 0 || !getcwd(cwd, sizeof cwd)) return 0;
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/clip && for f in config.json model.safetensors preprocessor_config.json; do "
+             "ln -sf %s/tests/fixtures/clip/$f %s/clip/$f; done && ln -sf %s/%s %s/clip/tokenizer.json", dir, cwd, dir, cwd, tokfile, dir);
+    if (system(cmd) != 0) return 0;
+    FILE *tx = fopen("tests/data/texts/items.txt", "r");
+    int nt = 0;
+    while (tx && nt < 48 && fgets(line, sizeof line, tx)) line[strcspn(line, "\n")] = 0, snprintf(text[nt++], sizeof text[0], "%s", line);
+    if (tx) fclose(tx);
+    snprintf(path, sizeof path, "%s/clip_items.tsv", dir);
+    FILE *f = nt ? fopen(path, "w") : NULL;
+    if (!f) return 0;
+    fprintf(f, "id\ttext\timage\n");
+    for (int i = 0; i < 90; i++)
+        fprintf(f, "i%d\t%.900s i%d\t%s/tests/data/images/odd/%s\n", i, text[i % nt], i, cwd, photo[i % (int)(sizeof photo / sizeof photo[0])]);
+    return fclose(f) == 0;
 }
 
 /* Whether this process can open a GPU context (a CUDA build on a machine with a GPU). */
@@ -240,7 +268,7 @@ static void list_matches_models(mrec_context *cpu) {
     t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && mrec_model_runs_on_gpu("ngcf") && !mrec_model_runs_on_gpu("mostpop") &&
                 !mrec_model_runs_on_gpu(NULL),
             "BPRMF, LightGCN and NGCF have a GPU path");
-    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn", "lgmrec", "mgcn", "pgl", "smore", "grcn", "mentor"};
+    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn", "lgmrec", "mgcn", "pgl", "smore", "grcn", "mentor", "clip-e2e"};
     for (size_t a = 0; a < sizeof added / sizeof added[0]; a++)
         t_check(mrec_model_runs_on_gpu(added[a]), "%s has a GPU path", added[a]);
     mrec_user_items_free(&train);
@@ -726,8 +754,14 @@ static void transposed_graph(mrec_context *cpu) {
 }
 
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
-static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
-    char data[4096 * 3];
+static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not, int have_clip_items) {
+    int clip = !strcmp(e->name, "clip-e2e");
+    if (clip && !have_clip_items) {
+        t_skip("clip-e2e trained on the CPU and the GPU: tests/data (its photos, texts and tokenizer) not found");
+        return;
+    }
+    char data[4096 * 3], clip_dir[4200], clip_items[4200];
+    snprintf(clip_dir, sizeof clip_dir, "%s/clip", dir), snprintf(clip_items, sizeof clip_items, "%s/clip_items.tsv", dir);
     snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
     char features[4200];
     snprintf(features, sizeof features, "visual=%s/visual.npy,textual=%s/textual.npy", dir, dir);
@@ -747,6 +781,11 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not) {
         s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
         s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
         s.params.v[MREC_HP_SEED] = (mrec_param_value){.x = {11}, .given = 1};
+        if (clip) { /* the tiny CLIP, one block of each tower trained at a rate that moves it */
+            s.clip = clip_dir, s.clip_items = clip_items, s.clip_id_col = "id", s.clip_text_col = "text", s.clip_image_col = "image";
+            s.params.v[MREC_HP_BLOCKS] = (mrec_param_value){.x = {1}, .given = 1};
+            s.params.v[MREC_HP_TOWER_LR] = (mrec_param_value){.x = {1e-3}, .given = 1};
+        }
         mrec_status st = mrec_train(&s, &r[dev]);
         ok[dev] = t_status(st, MREC_OK, "%s trains on the %s (%s)", e->name, dev ? "GPU" : "CPU", r[dev].stage ? r[dev].stage : "");
     }
@@ -808,8 +847,9 @@ int main(void) {
     }
     if (gctx) segment_softmax_op(gctx, "cuda");
     mrec_context_destroy(gctx);
+    int clip_items = write_clip_items();
     for (int i = 0; i < mrec_model_count(); i++)
-        if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why);
+        if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why, clip_items);
 
     mrec_context_destroy(cpu);
     char cmd[4200];

@@ -17,13 +17,13 @@ and projection train (N = 0: nothing of CLIP). Three fixed batches of 4 triples 
 a batch, as positive and negative) each take one step: torch.optim.Adam (lr 0.01) on U, W, b;
 torch.optim.AdamW (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.1 on matrices only)
 on the towers. Learning rates larger than the model's defaults, so that three steps move the
-weights well past float32 rounding. Writes tests/fixtures/clip_e2e/:
+weights well past float32 rounding. Writes tests/fixtures/clip_e2e/, one safetensors per case:
 
-  pixel_values.npy (5, 3, 32, 32), input_ids.npy, attention_mask.npy (5, 7) int32,
-  user.npy (4, 6), w.npy (6, 24), b.npy (6), triples.npy (3, 3, 4) int32 (batch, u/pos/neg, n);
-  n<N>_loss.npy (the first batch's), n<N>_d_<name>.npy (its gradients: user, w, b and each
-  trainable tower tensor with model.safetensors' name), n<N>_w_<name>.npy (every trainable
-  tensor after the three steps).
+  inputs.safetensors: pixel_values (5, 3, 32, 32), input_ids, attention_mask (5, 7) int32,
+    user (4, 6), w (6, 24), b (6), triples (3, 3, 4) int32 (batch, u/pos/neg, n);
+  n<N>.safetensors (N blocks), float32: loss (the first batch's), d_<name> (its gradients: user,
+    w, b and each trainable tower tensor with model.safetensors' name), w_<name> (every trainable
+    tensor after the three steps).
 """
 import os
 import sys
@@ -32,6 +32,7 @@ import sys
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
 from transformers import CLIPModel  # noqa: E402
 
 SRC = "tests/fixtures/clip"
@@ -115,20 +116,15 @@ def run(N, pixels, ids, mask, user0, w0, b0, triples):
     out["w_user"], out["w_w"], out["w_b"] = user.detach().numpy(), w.detach().numpy(), b.detach().numpy()
     for name, p in trainable:
         out["w_" + name] = p.detach().numpy()
-    for k, v in out.items():
-        np.save(os.path.join(OUT, f"n{N}_{k}.npy"), np.asarray(v, dtype=np.float32))
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}, os.path.join(OUT, f"n{N}.safetensors"))
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
     pixels, ids, mask, user, w, b, triples = inputs()
-    np.save(os.path.join(OUT, "pixel_values.npy"), pixels.numpy())
-    np.save(os.path.join(OUT, "input_ids.npy"), ids.numpy().astype(np.int32))
-    np.save(os.path.join(OUT, "attention_mask.npy"), mask.numpy().astype(np.int32))
-    np.save(os.path.join(OUT, "user.npy"), user.numpy())
-    np.save(os.path.join(OUT, "w.npy"), w.numpy())
-    np.save(os.path.join(OUT, "b.npy"), b.numpy())
-    np.save(os.path.join(OUT, "triples.npy"), triples)
+    save_file({"pixel_values": pixels.numpy(), "input_ids": ids.numpy().astype(np.int32),
+               "attention_mask": mask.numpy().astype(np.int32), "user": user.numpy(), "w": w.numpy(), "b": b.numpy(),
+               "triples": np.ascontiguousarray(triples, dtype=np.int32)}, os.path.join(OUT, "inputs.safetensors"))
     for N in (0, 1, 2):
         run(N, pixels, ids, mask, user, w, b, triples)
 
