@@ -38,7 +38,8 @@ void mrec_table_free(mrec_table *t);
 
 /* ---- text encoder ---- */
 
-typedef enum { MREC_POOL_MEAN, MREC_POOL_CLS, MREC_POOL_POOLER } mrec_pooling;
+/* MREC_POOL_EMBEDS: ALIGN's text_projection of the [CLS] row (mrec_bert_project) */
+typedef enum { MREC_POOL_MEAN, MREC_POOL_CLS, MREC_POOL_POOLER, MREC_POOL_EMBEDS } mrec_pooling;
 
 typedef struct {
     int is_clip;
@@ -59,7 +60,9 @@ typedef struct {
 
 /* Loads the folder; pooling / normalize / max length from the
  * sentence-transformers files when present (mean pooling, no normalization,
- * 512 otherwise). */
+ * 512 otherwise). An ALIGN folder gives AlignModel's text_embeds: the
+ * projected [CLS] row, L2-normalized, texts cut at 64 tokens as
+ * AlignProcessor does. */
 mrec_status mrec_text_encoder_load(mrec_text_encoder *enc, const char *dir);
 /* Moves the model's weights to where ctx runs, once, before embedding on a
  * GPU context (nothing to do on the CPU). */

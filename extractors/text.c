@@ -73,6 +73,12 @@ mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
     }
     e->max_length = mrec_tokenizer_max_length(e->tok);
     if (e->max_length > e->bert.cfg.max_positions) e->max_length = e->bert.cfg.max_positions;
+    if (e->bert.cfg.proj_dim) {
+        /* ALIGN: AlignModel.forward's text_embeds; AlignProcessor pads and cuts at 64 */
+        e->pooling = MREC_POOL_EMBEDS, e->normalize = 1;
+        if (e->max_length > 64) e->max_length = 64;
+        return MREC_OK;
+    }
     /* sentence-transformers: length, pooling, normalization */
     cJSON *sb = NULL, *pool = NULL, *modules = NULL;
     st = read_json(dir, "sentence_bert_config.json", &sb);
@@ -106,7 +112,9 @@ void mrec_text_encoder_free(mrec_text_encoder *e) {
 }
 
 int mrec_text_encoder_dim(const mrec_text_encoder *e) {
-    return e->is_clip ? mrec_clip_dim(&e->clip, MREC_CLIP_TEXT, e->clip_output) : e->bert.cfg.hidden;
+    return e->is_clip ? mrec_clip_dim(&e->clip, MREC_CLIP_TEXT, e->clip_output)
+           : e->pooling == MREC_POOL_EMBEDS ? e->bert.cfg.proj_dim
+                                            : e->bert.cfg.hidden;
 }
 
 typedef struct {
@@ -125,6 +133,7 @@ static mrec_status pool_bert(mrec_context *ctx, const mrec_text_encoder *e, cons
     int H = e->bert.cfg.hidden;
     if (e->pooling == MREC_POOL_MEAN) return mrec_mean_pool(ctx, pooled, hidden, mask, b, T, H);
     if (e->pooling == MREC_POOL_CLS) return mrec_copy_rows(ctx, pooled, H, hidden, T * H, b, H);
+    if (e->pooling == MREC_POOL_EMBEDS) return mrec_bert_project(ctx, &e->bert, hidden, b, T, pooled);
     return MREC_OK;
 }
 

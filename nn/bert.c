@@ -36,7 +36,16 @@ static mrec_status read_config(mrec_bert_config *c, const char *dir) {
     cJSON *j;
     mrec_status st = mrec_read_json_object(path, 0, &j);
     if (st) return st;
-    st = mrec_bert_config_parse(c, j, path);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (cJSON_IsString(type) && !strcmp(type->valuestring, "align")) {
+        /* ALIGN: the BERT's sizes in text_config, the projection's width at the top */
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(j, "text_config");
+        if (!cJSON_IsObject(tc)) st = mrec_fail(MREC_ERR_FORMAT, "%s: model_type align without a \"text_config\" object", path);
+        if (!st) st = mrec_bert_config_parse(c, tc, path);
+        if (!st) st = mrec_json_int(j, path, "", "projection_dim", 0, 640, 1, 65536, &c->proj_dim);
+    } else {
+        st = mrec_bert_config_parse(c, j, path);
+    }
     cJSON_Delete(j);
     return st;
 }
@@ -85,6 +94,13 @@ static mrec_status take_all(mrec_bert *m, mrec_weight_loader *l) {
         st = mrec_weights_take(l, &m->pooler_w, "pooler.dense.weight", 2, H, H, 0, 0);
         if (!st) st = mrec_weights_take(l, &m->pooler_b, "pooler.dense.bias", 1, H, 0, 0, 0);
     }
+    if (!st && c->proj_dim) { /* ALIGN's projection sits beside text_model., not in it */
+        const char *prefix = l->prefix;
+        l->prefix = "";
+        st = mrec_weights_take(l, &m->proj_w, "text_projection.weight", 2, c->proj_dim, H, 0, 0);
+        if (!st) st = mrec_weights_take(l, &m->proj_b, "text_projection.bias", 1, c->proj_dim, 0, 0, 0);
+        l->prefix = prefix;
+    }
     return st;
 }
 
@@ -121,10 +137,10 @@ mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     mrec_safetensors sf;
     if ((st = mrec_safetensors_open(&sf, path))) return st;
-    const char *prefix = c->mpnet ? "mpnet." : "bert.";
+    const char *prefix = c->proj_dim ? "text_model." : c->mpnet ? "mpnet." : "bert.";
     char probe[64];
     snprintf(probe, sizeof probe, "%sembeddings.word_embeddings.weight", prefix);
-    mrec_weight_loader l = {&sf, mrec_safetensors_find(&sf, probe) ? prefix : "", NULL, 0};
+    mrec_weight_loader l = {&sf, mrec_safetensors_find(&sf, probe) || c->proj_dim ? prefix : "", NULL, 0};
     m->layer = calloc((size_t)c->layers, sizeof *m->layer);
     st = m->layer ? take_all(m, &l) : mrec_fail(MREC_ERR_NOMEM, "%s: %d layers", path, c->layers);
     if (!st) {
@@ -146,7 +162,7 @@ mrec_status mrec_bert_to_device(mrec_bert *m, mrec_context *ctx) {
     float *dev;
     mrec_status st = mrec_weights_place(ctx, m->storage, m->floats, &dev, &m->on);
     if (st || !dev) return st;
-    mrec_weight_loader l = {NULL, "", dev, 0};
+    mrec_weight_loader l = {NULL, m->cfg.proj_dim ? "text_model." : "", dev, 0};
     st = take_all(m, &l); /* re-points every tensor into the device copy */
     free(m->storage);
     m->storage = dev;
@@ -268,4 +284,14 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
     if (!st && pooled) st = mrec_activation(ctx, pooled, pooled, MREC_ACT_TANH, 0, (int64_t)B * H);
     ctx->workspace.used = mark;
     return st;
+}
+
+mrec_status mrec_bert_project(mrec_context *ctx, const mrec_bert *m, const float *hidden, int B, int T, float *out) {
+    const mrec_bert_config *c = &m->cfg;
+    if (!m->proj_w) return mrec_fail(MREC_ERR_NOT_FOUND, "bert: this checkpoint has no text_projection");
+    mrec_status st = mrec_weights_check(ctx, m->on, "bert");
+    if (st) return st;
+    int H = c->hidden, P = c->proj_dim;
+    /* the [CLS] rows are stride T * H in hidden */
+    return mrec_gemm(ctx, out, hidden, m->proj_w, m->proj_b, 1, 0, 0, 1, B, P, H, T * H, H, P);
 }

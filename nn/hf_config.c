@@ -210,8 +210,8 @@ mrec_status mrec_bert_config_parse(mrec_bert_config *c, const cJSON *j, const ch
     if (!st) st = mrec_json_string(j, file, "", "model_type", "bert", &type);
     /* RoBERTa-style models also offset positions by pad_token_id; reading
      * them as BERT would give wrong vectors without a word, so only these two. */
-    if (!st && strcmp(type, "bert") && strcmp(type, "mpnet"))
-        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%s\"; the text encoder reads bert and mpnet", file,
+    if (!st && strcmp(type, "bert") && strcmp(type, "mpnet") && strcmp(type, "align_text_model"))
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%s\"; the text encoder reads bert, mpnet and align", file,
                        type);
     c->mpnet = !st && !strcmp(type, "mpnet");
     if (!st) st = mrec_json_int(j, file, "", "pad_token_id", 0, c->mpnet ? 1 : 0, 0, c->vocab_size - 1, &c->pad_token_id);

@@ -8,6 +8,12 @@
  * distance in a (32 buckets, heads) table shared by all layers, is added to
  * the attention scores.
  *
+ * ALIGN (model_type "align", kakaobrain/align-base) keeps a BERT under
+ * "text_model." with its sizes in config.json's text_config, and a
+ * text_projection (Linear with bias, hidden -> projection_dim) that
+ * AlignModel applies to the [CLS] row of the last hidden state (not to the
+ * pooler): mrec_bert_project.
+ *
  * Reads config.json and model.safetensors from a folder. Tensor names as
  * Hugging Face writes them, with or without the "bert." prefix. Every
  * tensor's shape is checked against the config before anything is
@@ -34,6 +40,7 @@ typedef struct {
     int mpnet;        /* model_type "mpnet" */
     int pad_token_id; /* in [0, vocab_size); MPNet's position ids start after it */
     int rel_buckets;  /* MPNet: relative_attention_num_buckets (32), in [4, 256]; 0 for BERT */
+    int proj_dim;     /* ALIGN: projection_dim, the text_projection's width; 0 for a plain encoder */
 } mrec_bert_config;
 
 /* Fills c from a parsed config.json (file names it in messages). Every size
@@ -61,6 +68,7 @@ typedef struct {
     float *emb_ln_w, *emb_ln_b;                /* (H) */
     mrec_bert_layer *layer;                    /* (layers) */
     float *pooler_w, *pooler_b;                /* (H, H), (H); NULL if the checkpoint has no pooler */
+    float *proj_w, *proj_b;                    /* ALIGN's text_projection: (proj_dim, H), (proj_dim); NULL otherwise */
     float *storage;                            /* all of the above, one allocation (host, or on->device) */
     int64_t floats;                            /* its size */
     mrec_context *on;                          /* the GPU context holding the weights, NULL for host memory */
@@ -85,5 +93,11 @@ size_t mrec_bert_workspace_bytes(const mrec_bert_config *cfg, int B, int T);
  * no padding) are (B, T) host arrays; mask 1 = real token, 0 = padding. */
 mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *model, const int32_t *ids, const int32_t *type_ids,
                               const int32_t *mask, int B, int T, float *hidden, float *pooled);
+
+/* ALIGN: out (B, proj_dim) = hidden[:, 0] Wproj^T + bproj, hidden (B, T, H)
+ * from mrec_bert_forward, both on the context's device. Unnormalized, as
+ * AlignModel.get_text_features returns it; AlignModel.forward's text_embeds
+ * are these rows L2-normalized. An error for a model without a projection. */
+mrec_status mrec_bert_project(mrec_context *ctx, const mrec_bert *model, const float *hidden, int B, int T, float *out);
 
 #endif

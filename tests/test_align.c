@@ -1,4 +1,4 @@
-/* test_align.c: ALIGN's image side against Hugging Face.
+/* test_align.c: ALIGN's two towers against Hugging Face.
  *
  * tools/golden/align_vision.py wrote tests/fixtures/align/:
  * - preprocess.tsv: crc32 of the float32 pixel_values of align-base's
@@ -16,15 +16,24 @@
  *   reference; both sides are float32, folding BatchNorm and other summation
  *   orders move results by ~1e-6 relative, a wrong pad, stride, fold or
  *   gate by 1e-2 or more.
+ * tools/golden/align_text.py wrote tests/fixtures/align/text_tiny/: an
+ * AlignModel (BERT under text_model. at 2 layers, hidden 8, and
+ * text_projection, a Linear with bias on the [CLS] row; bert-base-uncased's
+ * vocabulary, align-base's), float16 weights, the tokenizer's ids for the
+ * first six item texts padded to 64 (AlignProcessor), get_text_features and
+ * text_embeds (normalized). Same bound: 1e-4 x the largest |value|, the
+ * weights being float16 values widened exactly on both sides.
  * With a GPU, the depthwise and squeeze-excite kernels against their
  * references and the model on the GPU against the same fixture; without
  * one, those print "skipped".
  */
 #include "harness.h"
 
+#include "../extractors/mrec_extract.h"
 #include "../extractors/mrec_image_encoder.h"
 #include "../extractors/mrec_preprocess.h"
 #include "../kernels/mrec_kernels.h"
+#include "../nn/mrec_bert.h"
 #include "../nn/mrec_efficientnet.h"
 #include "../nn/mrec_npy.h"
 
@@ -38,6 +47,8 @@
 
 #define FIX "tests/fixtures/align/"
 #define ODD "tests/data/images/odd/"
+#define TEXT FIX "text_tiny/"
+#define N_TEXTS 6 /* the first lines of tests/data/texts/items.txt in the fixture */
 
 static float *load(const char *path, int64_t *shape) {
     float *data = NULL;
@@ -232,6 +243,123 @@ static void encoder_case(void) {
     mrec_context_destroy(ctx);
 }
 
+/* ---- the text tower ---- */
+
+/* text_tiny's model on the fixture's ids: the projection against
+ * get_text_features, normalized against text_embeds. */
+static void text_model_case(mrec_context *ctx, const char *device) {
+    int64_t s[2] = {0};
+    float *fids = load(TEXT "ref_ids.npy", s), *fmask = load(TEXT "ref_mask.npy", NULL);
+    float *feats = load(TEXT "ref_features.npy", NULL), *embeds = load(TEXT "ref_embeds.npy", NULL);
+    mrec_bert m;
+    if (!t_check(fids && fmask && feats && embeds && s[0] == N_TEXTS && s[1] == 64, "text_tiny's references") ||
+        !t_status(mrec_bert_load(&m, TEXT), MREC_OK, "mrec_bert_load on an AlignModel folder")) {
+        free(fids), free(fmask), free(feats), free(embeds);
+        return;
+    }
+    t_check(m.cfg.proj_dim == 40 && m.proj_w && m.proj_b && m.pooler_w && m.cfg.hidden == 8 && m.cfg.layers == 2,
+            "ALIGN: text_config's BERT, projection_dim 40, text_projection with its bias");
+    int B = N_TEXTS, T = 64, H = m.cfg.hidden, P = m.cfg.proj_dim;
+    int32_t ids[N_TEXTS * 64], mask[N_TEXTS * 64];
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)fids[i], mask[i] = (int32_t)fmask[i];
+    size_t ws = mrec_bert_workspace_bytes(&m.cfg, B, T) + sizeof(float) * ((size_t)B * T * H + 2 * (size_t)B * P) + 4096;
+    float *host = malloc(sizeof(float) * 2 * (size_t)B * P);
+    mrec_status st = mrec_bert_to_device(&m, ctx);
+    if (!st) st = mrec_context_reserve(ctx, ws);
+    size_t mark = ctx->workspace.used;
+    float *hidden = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * T * H);
+    float *proj = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * P);
+    float *unit = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * P);
+    if (!st && (!hidden || !proj || !unit)) st = mrec_fail(MREC_ERR_NOMEM, "test workspace");
+    if (!st) st = mrec_bert_forward(ctx, &m, ids, NULL, mask, B, T, hidden, NULL);
+    if (!st) st = mrec_bert_project(ctx, &m, hidden, B, T, proj);
+    if (!st) st = mrec_l2_normalize_rows(ctx, unit, proj, 1e-12f, B, P);
+    if (!st) st = mrec_copy_to_host(ctx, host, proj, sizeof(float) * (size_t)B * P);
+    if (!st) st = mrec_copy_to_host(ctx, host + B * P, unit, sizeof(float) * (size_t)B * P);
+    if (t_status(st, MREC_OK, "ALIGN text forward and projection on the %s", device)) {
+        char what[96];
+        snprintf(what, sizeof what, "%s: text_projection([CLS]) against get_text_features", device);
+        compare(what, feats, host, (int64_t)B * P);
+        snprintf(what, sizeof what, "%s: normalized against AlignModel's text_embeds", device);
+        compare(what, embeds, host + B * P, (int64_t)B * P);
+    }
+    ctx->workspace.used = mark;
+    mrec_bert_free(&m);
+    free(host), free(fids), free(fmask), free(feats), free(embeds);
+}
+
+/* The first n lines of the item texts (malloc'd, in *buf). */
+static int item_texts(char **buf, const char **texts, int n) {
+    *buf = t_slurp("tests/data/texts/items.txt");
+    int k = 0;
+    for (char *p = *buf; p && *p && k < n; k++) {
+        texts[k] = p;
+        char *nl = strchr(p, '\n');
+        if (!nl) { k++; break; }
+        *nl = 0, p = nl + 1;
+    }
+    return k;
+}
+
+/* The text extractor end to end: the tokenizer's ids against transformers',
+ * then texts in, AlignModel's text_embeds out. */
+static void text_encoder_case(void) {
+    char *buf;
+    const char *texts[N_TEXTS];
+    int n = item_texts(&buf, texts, N_TEXTS);
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU;
+    mrec_context *ctx;
+    mrec_text_encoder e;
+    if (!t_check(n == N_TEXTS, "six item texts") || !t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CPU context")) {
+        free(buf);
+        return;
+    }
+    if (t_status(mrec_text_encoder_load(&e, TEXT), MREC_OK, "the text encoder on text_tiny")) {
+        t_check(e.pooling == MREC_POOL_EMBEDS && e.normalize && e.max_length == 64 && mrec_text_encoder_dim(&e) == 40,
+                "an ALIGN folder: projected, normalized, cut at 64, 40-d");
+        int32_t ids[N_TEXTS * 64], mask[N_TEXTS * 64], lens[N_TEXTS];
+        mrec_tok_options opt = mrec_tok_defaults();
+        opt.max_length = 64;
+        float *want = load(TEXT "ref_ids.npy", NULL), *ref = load(TEXT "ref_embeds.npy", NULL);
+        int same = !mrec_tokenizer_encode_batch(e.tok, texts, NULL, N_TEXTS, &opt, 64, ids, NULL, mask, lens) && want;
+        for (int i = 0; same && i < N_TEXTS * 64; i++) same = mask[i] ? ids[i] == (int32_t)want[i] : want[i] == 0;
+        t_check(same, "WordPiece ids of six item texts equal transformers' BertTokenizer's");
+        float out[N_TEXTS * 40];
+        if (ref && t_status(mrec_text_encoder_embed(ctx, &e, texts, N_TEXTS, out), MREC_OK, "embed six texts"))
+            compare("text extractor with ALIGN against Hugging Face's text_embeds", ref, out, N_TEXTS * 40);
+        free(want), free(ref);
+        mrec_text_encoder_free(&e);
+    }
+    mrec_context_destroy(ctx);
+    free(buf);
+}
+
+/* Malformed ALIGN folders: text_tiny's weights under a broken config.json. */
+static void text_errors(void) {
+    char dir[] = "/tmp/mrec-align-text-XXXXXX", cmd[4096], path[4200];
+    if (!t_check(mkdtemp(dir) != NULL, "a temporary folder")) return;
+    static const struct { const char *sed, *says; } cases[] = {
+        {"s/\"projection_dim\": 40/\"projection_dim\": 41/", "text_projection.weight"},
+        {"s/\"projection_dim\": 40/\"projection_dim\": 0/", "projection_dim"},
+        {"s/\"text_config\"/\"txt_config\"/", "text_config"},
+        {"s/\"hidden_size\": 8/\"hidden_size\": 16/", "text_model.embeddings.word_embeddings.weight"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(cmd, sizeof cmd, "cp " TEXT "model.safetensors %s/ && sed '%s' " TEXT "config.json > %s/config.json", dir,
+                 cases[k].sed, dir);
+        if (!t_check(system(cmd) == 0, "%s", cmd)) break;
+        mrec_bert m;
+        mrec_status st = mrec_bert_load(&m, dir);
+        if (!st) mrec_bert_free(&m);
+        snprintf(path, sizeof path, "%s/", dir);
+        t_check(st != MREC_OK && strstr(mrec_error_detail(), cases[k].says) && strstr(mrec_error_detail(), path),
+                "config.json edited by %s is refused naming the file and %s: %s", cases[k].sed, cases[k].says, mrec_error_detail());
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 /* mrec extract-image on a folder of the two photos (sorted: hopper, testorig) */
 static void cli_case(void) {
     const char *bin = getenv("MREC_BIN");
@@ -252,19 +380,19 @@ static void cli_case(void) {
     if (t_check(rc == 0 && feat && ref && sh[0] == 2 && sh[1] == 40, "extract-image --model tiny writes (2, 40): rc %d", rc))
         compare("mrec extract-image with ALIGN, against Hugging Face's image_embeds", ref, feat, 80);
     free(feat), free(ref);
-    /* a Ducho config: the visual section runs, a textual one is refused naming the missing text tower */
+    /* a Ducho config: the visual section runs the image tower, a textual one the text tower */
     static const char *const sections[2] = {
         "visual:\n  items:\n    input_path: photos\n    output_path: v\n    model: [{model_name: tiny, output_layers: 1}]\n",
         "textual:\n  items:\n    input_path: meta.tsv\n    item_column: item\n    text_column: text\n    output_path: t\n"
-        "    model: [{model_name: tiny, output_layers: 1}]\n"};
+        "    model: [{model_name: text_tiny, output_layers: 1}]\n"};
     for (int k = 0; k < 2; k++) {
         snprintf(path, sizeof path, "%s/ducho%d.yml", dir, k);
         FILE *f = fopen(path, "w");
         if (!t_check(f != NULL, "%s", path)) break;
         fprintf(f, "dataset_path: %s\ngpu list: -1\n%s", dir, sections[k]);
         fclose(f);
-        snprintf(cmd, sizeof cmd, "printf 'item\\ttext\\nhopper\\ta man\\n' > %s/meta.tsv && %s extract %s --weights " FIX " > %s/log 2>&1",
-                 dir, bin, path, dir);
+        snprintf(cmd, sizeof cmd, "printf 'item\\ttext\\ni0\\t' > %s/meta.tsv && head -n 1 tests/data/texts/items.txt >> %s/meta.tsv && "
+                 "%s extract %s --weights " FIX " > %s/log 2>&1", dir, dir, bin, path, dir);
         rc = system(cmd);
         if (k == 0) {
             snprintf(path, sizeof path, "%s/v/torch/tiny/1/testorig.npy", dir);
@@ -273,14 +401,15 @@ static void cli_case(void) {
                 compare("mrec extract (Ducho): testorig.npy against Hugging Face", want + 40, row, 40);
             free(row), free(want);
         } else {
-            char log[4096] = "";
-            snprintf(path, sizeof path, "%s/log", dir);
-            f = fopen(path, "r");
-            size_t n = f ? fread(log, 1, sizeof log - 1, f) : 0;
-            log[n] = 0;
-            if (f) fclose(f);
-            t_check(WIFEXITED(rc) && WEXITSTATUS(rc) != 0 && strstr(log, "text tower") != NULL,
-                    "mrec extract refuses ALIGN's text side, naming it: %s", log);
+            char found[4400] = "";
+            snprintf(cmd, sizeof cmd, "find %s/t -name i0.npy", dir);
+            t_run(cmd, found, sizeof found);
+            found[strcspn(found, "\n")] = 0;
+            float *row = *found ? load(found, sh) : NULL, *want = load(TEXT "ref_embeds.npy", NULL);
+            if (t_check(rc == 0 && row && want && sh[0] == 1 && sh[1] == 40, "mrec extract: a Ducho textual section with ALIGN (%s)",
+                        found))
+                compare("mrec extract (Ducho): ALIGN's text_embeds of an item text against Hugging Face", want, row, 40);
+            free(row), free(want);
         }
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -360,8 +489,26 @@ int main(void) {
         }
     }
     free(x);
+    {
+        mrec_context_options o = mrec_context_defaults();
+        mrec_context *ctx;
+        o.device = MREC_WANT_CPU;
+        if (t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CPU context")) {
+            text_model_case(ctx, "CPU");
+            mrec_context_destroy(ctx);
+        }
+        o.device = MREC_WANT_CUDA;
+        if (mrec_context_create(&ctx, &o) == MREC_OK) {
+            text_model_case(ctx, "GPU");
+            mrec_context_destroy(ctx);
+        } else {
+            t_skip("the ALIGN text tower on the GPU: %s", mrec_error_detail());
+        }
+    }
     model_errors();
     encoder_case();
+    text_errors();
+    text_encoder_case();
     cli_case();
     return t_finish();
 }

@@ -130,20 +130,24 @@ static mrec_status map_layer(const mrec_cfg *c, job *j) {
         mrec_image_model k;
         clip = is_dir(j->model_dir) && exists(cfg) && !mrec_image_model_kind(j->model_dir, &k) && k == MREC_IMAGE_CLIP;
     }
-    if (text_only) { /* ALIGN's folder holds both towers; only the image one is implemented */
+    if (text_only) { /* ALIGN's folder holds both towers: its text section runs the text one */
         char cfg[4200];
         snprintf(cfg, sizeof cfg, "%s/config.json", j->model_dir);
         mrec_image_model k;
         if (is_dir(j->model_dir) && exists(cfg) && !mrec_image_model_kind(j->model_dir, &k) && k == MREC_IMAGE_ALIGN) kind = k;
     }
-    if (kind == MREC_IMAGE_ALIGN && j->modality != VISUAL)
-        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: %s is ALIGN: mrec extracts its image side only (visual section); "
-                         "its text tower is not implemented yet", c->path, j->line, j->name);
+    if (kind == MREC_IMAGE_ALIGN && j->modality == VISUAL_TEXTUAL)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: %s is ALIGN: give it a visual and a textual section "
+                         "(visual_textual runs CLIP models)", c->path, j->line, j->name);
     if (j->modality == VISUAL_TEXTUAL && !clip)
         return mrec_fail(MREC_ERR_ARG, "%s: line %d: visual_textual needs a CLIP model; %s is not one", c->path, j->line, j->name);
     if (!*l || !strcmp(l, "1")) return MREC_OK; /* Ducho's "1": the model's usual output */
     if (clip) {
         if (!strcmp(l, "embeds") || !strcmp(l, "projected") || !strcmp(l, "pooler")) return j->layer = l, MREC_OK;
+    } else if (text_only && kind == MREC_IMAGE_ALIGN) {
+        if (!strcmp(l, "embeds") || !strcmp(l, "text_embeds")) return j->pooling = "embeds", MREC_OK;
+        if (!strcmp(l, "cls") || !strcmp(l, "pooler")) return j->pooling = l, MREC_OK;
+        if (!strcmp(l, "pooler_output")) return j->pooling = "pooler", MREC_OK;
     } else if (text_only) {
         if (!strcmp(l, "mean") || !strcmp(l, "cls") || !strcmp(l, "pooler")) return j->pooling = l, MREC_OK;
         if (!strcmp(l, "pooler_output")) return j->pooling = "pooler", MREC_OK;
@@ -159,6 +163,7 @@ static mrec_status map_layer(const mrec_cfg *c, job *j) {
     }
     return mrec_fail(MREC_ERR_ARG, "%s: line %d: output_layers '%s' is not one mrec has for %s (%s)", c->path, j->line, l, j->name,
                      clip        ? "1, embeds, projected, pooler"
+                     : text_only && kind == MREC_IMAGE_ALIGN ? "1, embeds, text_embeds, cls, pooler, pooler_output"
                      : text_only ? "1, mean, cls, pooler"
                      : kind == MREC_IMAGE_ALIGN  ? "1, embeds, image_embeds, pooler, pooler_output"
                      : kind == MREC_IMAGE_RESNET ? "avgpool, fc"
@@ -470,7 +475,7 @@ static const mrec_command COMMAND = {
     "items in id order, as MMRec reads features. Images and texts of visual_textual are paired by\n"
     "item id (Ducho pairs them by position). Relative paths are taken from the current folder.\n"
     "Prints one line per model: modality, model_name, output folder. --skip-unsupported lists and\n"
-    "leaves out the models that have no local copy or that mrec cannot run (ALIGN, AltCLIP).\n"
+    "leaves out the models that have no local copy or that mrec cannot run (AltCLIP).\n"
     "Each model's folder is built beside itself and appears whole when the model is done; one that\n"
     "exists is replaced only with --overwrite (it stays as it was until then), and a second run into\n"
     "it at the same time is refused. --resume takes up the items a killed run finished (visual and\n"

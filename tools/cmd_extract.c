@@ -2,7 +2,7 @@
  * item out, Ducho- or MMRec-style.
  *
  *   mrec extract-text --model DIR --input FILE --id-column C --text-column C --out DIR
- *                     [--format matrix|per-item] [--pooling mean|cls|pooler] [--normalize]
+ *                     [--format matrix|per-item] [--pooling mean|cls|pooler|embeds] [--normalize]
  *                     [--layer embeds|projected|pooler (CLIP)]
  *                     [--batch-size 32] [--empty embed|skip] [--threads N] [--overwrite] [--resume]
  *                     [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]
@@ -33,7 +33,7 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [T_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "the output folder"},
     [T_FORMAT] = {"--format", MREC_OPT_ENUM, "matrix|per-item", "DIR/text_feat.npy and text_feat_ids.txt, or DIR/<id>.npy", "matrix",
                   .choices = "matrix|per-item"},
-    [T_POOLING] = {"--pooling", MREC_OPT_ENUM, "mean|cls|pooler", "a BERT-family model's pooling", "the folder's sentence-transformers setting",
+    [T_POOLING] = {"--pooling", MREC_OPT_ENUM, "mean|cls|pooler|embeds", "a BERT-family model's pooling (embeds: ALIGN's projected [CLS])", "the folder's sentence-transformers setting",
                    .choices = "mean|cls|pooler"},
     [T_NORMALIZE] = {"--normalize", MREC_OPT_SWITCH, NULL, "L2-normalize each embedding", "the folder's sentence-transformers setting"},
     [T_LAYER] = {"--layer", MREC_OPT_ENUM, "embeds|projected|pooler", "a CLIP model's output", "embeds", .choices = "embeds|projected|pooler"},
