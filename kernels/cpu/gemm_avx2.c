@@ -71,3 +71,47 @@ void mrec_pack_bt_avx2(float *dst, const float *src, int ldb, int kc, int cols, 
     for (int k = 0; j < NR && k < kc; k++)
         for (int i = j; i < NR; i++) dst[(size_t)k * NR + i] = i < cols ? src[(size_t)i * ldb + k] : 0.0f;
 }
+
+/* Dot-product tile for C += alpha * A B^T with both operands read in place
+ * (rows of A and rows of B contiguous in k): 4 rows x 3 columns, 12 ymm
+ * accumulators of 8 partial sums each, one horizontal sum per element at
+ * the end. No packing, so at a few dozen rows of C it beats the packed
+ * micro-kernel, whose packing of B costs as much as the products. */
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+void mrec_dot_tile_avx2(int K, const float *a, int lda, int m, const float *b, int ldb, int n, float *c, int ldc,
+                        float alpha) {
+    /* Rows past m (columns past n) repeat the last valid one and are not stored. */
+    const float *a0 = a, *a1 = a + (size_t)(m > 1) * lda, *a2 = a + (size_t)(m > 2 ? 2 : m - 1) * lda;
+    const float *a3 = a + (size_t)(m > 3 ? 3 : m - 1) * lda;
+    const float *b0 = b, *b1 = b + (size_t)(n > 1) * ldb, *b2 = b + (size_t)(n > 2 ? 2 : n - 1) * ldb;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    int k = 0;
+#define DOT_STEP(LOAD)                                                                                \
+    {                                                                                                 \
+        __m256 x0 = LOAD(b0 + k), x1 = LOAD(b1 + k), x2 = LOAD(b2 + k), y;                            \
+        y = LOAD(a0 + k), c00 = _mm256_fmadd_ps(y, x0, c00), c01 = _mm256_fmadd_ps(y, x1, c01), c02 = _mm256_fmadd_ps(y, x2, c02); \
+        y = LOAD(a1 + k), c10 = _mm256_fmadd_ps(y, x0, c10), c11 = _mm256_fmadd_ps(y, x1, c11), c12 = _mm256_fmadd_ps(y, x2, c12); \
+        y = LOAD(a2 + k), c20 = _mm256_fmadd_ps(y, x0, c20), c21 = _mm256_fmadd_ps(y, x1, c21), c22 = _mm256_fmadd_ps(y, x2, c22); \
+        y = LOAD(a3 + k), c30 = _mm256_fmadd_ps(y, x0, c30), c31 = _mm256_fmadd_ps(y, x1, c31), c32 = _mm256_fmadd_ps(y, x2, c32); \
+    }
+    for (; k + 8 <= K; k += 8) DOT_STEP(_mm256_loadu_ps)
+    if (k < K) {
+        /* The tail: masked loads read zeros past K. */
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k), lane);
+#define MASKED(p) _mm256_maskload_ps((p), mask)
+        DOT_STEP(MASKED)
+#undef MASKED
+    }
+#undef DOT_STEP
+    __m256 acc[4][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] += alpha * hsum8(acc[i][j]);
+}
