@@ -265,33 +265,6 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
     }
 }
 
-/* ---- up to DOT_ROWS rows, B transposed: dot-product tiles, no packing ----
- * Tasks take chunks of columns; each sweeps a block of DOT NR rows of B
- * over all rows of A, one slice of K at a time. */
-
-#define DOT_ROWS 32
-/* K in slices: a slice of A's rows (DOT_ROWS x DOT_KC) stays in L2 and a
- * tile's three rows of B in L1 while the tile sweeps down the rows. */
-#define DOT_KC 512
-
-static void dot_task(void *arg, int task, int thread) {
-    (void)thread;
-    const gemm_job *g = arg;
-    int j_lo = task * g->j_chunk, j_hi = j_lo + g->j_chunk < g->N ? j_lo + g->j_chunk : g->N;
-    for (int i = 0; i < g->M; i++) prologue(g, g->C, i, 1, j_lo, j_hi - j_lo);
-    for (int p0 = 0; p0 < g->K; p0 += DOT_KC) {
-        int kc = g->K - p0 < DOT_KC ? g->K - p0 : DOT_KC;
-        for (int j = j_lo; j < j_hi; j += MREC_DOT_AVX2_NR) {
-            int n = j_hi - j < MREC_DOT_AVX2_NR ? j_hi - j : MREC_DOT_AVX2_NR;
-            for (int i = 0; i < g->M; i += MREC_DOT_AVX2_MR) {
-                int m = g->M - i < MREC_DOT_AVX2_MR ? g->M - i : MREC_DOT_AVX2_MR;
-                mrec_dot_tile_avx2(kc, g->A + (size_t)i * g->lda + p0, g->lda, m, g->B + (size_t)j * g->ldb + p0,
-                                   g->ldb, n, g->C + (size_t)i * g->ldc + j, g->ldc, g->alpha);
-            }
-        }
-    }
-}
-
 /* The area of C rounded up to whole MR x NR tiles. */
 static int64_t padded_area(int M, int N, int MR, int NR) {
     return (int64_t)((M + MR - 1) / MR * MR) * ((N + NR - 1) / NR * NR);
@@ -319,13 +292,7 @@ static void gemm_run(gemm_job *g, int batch) {
     }
     int threads = mrec_pool_threads(g->pool);
     g->m_blocks = (g->M + MREC_GEMM_MC - 1) / MREC_GEMM_MC;
-    if (batch == 1 && g->M > FEW_ROWS && g->M <= DOT_ROWS && g->trans_b && !g->trans_a && g->packer != PACK_PLAIN) {
-        /* Chunks of whole tiles, a few per thread. */
-        int chunks = 4 * threads, tiles = (g->N + MREC_DOT_AVX2_NR - 1) / MREC_DOT_AVX2_NR;
-        g->j_chunk = (tiles + chunks - 1) / chunks * MREC_DOT_AVX2_NR;
-        if (g->j_chunk < 24) g->j_chunk = 24;
-        mrec_pool_run(g->pool, dot_task, g, (g->N + g->j_chunk - 1) / g->j_chunk);
-    } else if (batch == 1 && g->M <= FEW_ROWS) {
+    if (batch == 1 && g->M <= FEW_ROWS) {
         int chunks = 4 * threads;
         g->j_chunk = (g->N + chunks - 1) / chunks;
         if (g->j_chunk < 64) g->j_chunk = 64;

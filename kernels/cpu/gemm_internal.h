@@ -39,14 +39,6 @@ void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int l
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc,
                               float alpha, int m, int n, int overwrite);
 
-/* C[0:m, 0:n] += alpha * A[0:m, :K] B[0:n, :K]^T read in place (rows of
- * both contiguous in k), m <= 4, n <= 3; for a few dozen rows of C, where
- * packing B would cost as much as the products (avx2 + fma). */
-#define MREC_DOT_AVX2_MR 4
-#define MREC_DOT_AVX2_NR 3
-void mrec_dot_tile_avx2(int K, const float *a, int lda, int m, const float *b, int ldb, int n, float *c, int ldc,
-                        float alpha);
-
 /* One NR-wide panel of a transposed B: dst (kc, NR) with dst[k][j] =
  * src[j * ldb + k] for j < cols, zero beyond (avx512f). */
 void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols, int NR);
