@@ -1,7 +1,9 @@
 /* bench_gemm.c: GEMM throughput at encoder and ResNet shapes, side by side
  * with OpenBLAS in the same run, against the machine's measured FMA peak.
  *
- *   build/cpu/bench/bench_gemm [threads [avx512|avx2|scalar]]   (make bench runs it)
+ *   build/cpu/bench/bench_gemm [threads [avx512|avx2|scalar [small]]]   (make bench runs it)
+ *
+ * "small" times the batch-1 shapes (M = 1 to 197) instead of the large ones.
  *
  * For each shape: validate mrec against a double-precision dot product on
  * sampled elements, warm up, then time both libraries with a monotonic
@@ -98,6 +100,21 @@ static const shape shapes[] = {
     {"batch-1 gemv   x W^T", 1, 3072, 768, 1},
 };
 
+/* Batch-1 inference: one sequence or image, M from 1 to ~200 rows, at the
+ * encoders' projections (x W^T) and ResNet's last 1x1 convolutions. */
+static const shape small_shapes[] = {
+    {"1   x W^T", 1, 768, 768, 1},      {"1   x W^T", 1, 2304, 768, 1},     {"1   x W^T", 1, 3072, 768, 1},
+    {"1   x W^T", 1, 768, 3072, 1},     {"8   x W^T", 8, 768, 768, 1},      {"8   x W^T", 8, 2304, 768, 1},
+    {"8   x W^T", 8, 3072, 768, 1},     {"8   x W^T", 8, 768, 3072, 1},     {"32  x W^T", 32, 768, 768, 1},
+    {"32  x W^T", 32, 2304, 768, 1},    {"32  x W^T", 32, 3072, 768, 1},    {"32  x W^T", 32, 768, 3072, 1},
+    {"32  x W^T", 32, 384, 384, 1},     {"32  x W^T", 32, 1536, 384, 1},    {"32  x W^T", 32, 384, 1536, 1},
+    {"49  x W^T", 49, 768, 768, 1},     {"49  x W^T", 49, 3072, 768, 1},    {"49  1x1 conv", 49, 2048, 512, 1},
+    {"128 x W^T", 128, 768, 768, 1},    {"128 x W^T", 128, 2304, 768, 1},   {"128 x W^T", 128, 3072, 768, 1},
+    {"128 x W^T", 128, 768, 3072, 1},   {"128 x W^T", 128, 384, 384, 1},    {"128 x W^T", 128, 1536, 384, 1},
+    {"128 x W^T", 128, 384, 1536, 1},   {"197 x W^T", 197, 768, 768, 1},    {"197 x W^T", 197, 2304, 768, 1},
+    {"197 x W^T", 197, 3072, 768, 1},   {"197 x W^T", 197, 768, 3072, 1},   {"196 1x1 conv", 196, 1024, 256, 1},
+};
+
 /* GFLOP/s of the fastest of the repetitions in 0.3 s (at least 3): on a
  * shared machine the best run is the one least disturbed. */
 static double time_it(int which, const shape *s, float *C, const float *A, const float *B, mrec_pool *pool) {
@@ -136,9 +153,11 @@ int main(int argc, char **argv) {
            mrec_simd_name(simd), peak, peak1);
     printf("%-22s %5s %5s %5s  %9s %6s  %9s  %6s\n", "shape", "M", "N", "K", "mrec", "%peak", "OpenBLAS", "ratio");
     double log_ratio = 0;
-    int n = (int)(sizeof shapes / sizeof shapes[0]);
+    int small = argc > 3 && strcmp(argv[3], "small") == 0;
+    const shape *list = small ? small_shapes : shapes;
+    int n = small ? (int)(sizeof small_shapes / sizeof small_shapes[0]) : (int)(sizeof shapes / sizeof shapes[0]);
     for (int i = 0; i < n; i++) {
-        const shape *s = &shapes[i];
+        const shape *s = &list[i];
         size_t a_n = (size_t)s->M * s->K, b_n = (size_t)s->K * s->N, c_n = (size_t)s->M * s->N;
         float *A = malloc(a_n * 4), *B = malloc(b_n * 4), *C = malloc(c_n * 4);
         for (size_t j = 0; j < a_n; j++) A[j] = (float)((j * 7919) % 1000) / 1000.0f - 0.5f;

@@ -87,6 +87,7 @@ static void test_gemm(void) {
     static const int shapes[][3] = {
         {1, 1, 1}, {1, 7, 3}, {7, 1, 5}, {2, 2, 0}, {13, 17, 19}, {6, 16, 256}, {12, 32, 512},
         {31, 33, 257}, {97, 1, 1000}, {1, 385, 300}, {145, 385, 300}, {150, 70, 3001},
+        {29, 50, 1100},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ta = 0; ta < 2; ta++)
@@ -95,19 +96,34 @@ static void test_gemm(void) {
     gemm_case(37, 41, 43, 1, 0, 0, -2.0f, 0.25f, 5);
     gemm_case(64, 768, 768, 0, 1, 1, 1.0f, 0.0f, 0);
 
-    /* The result does not depend on the thread count (same SIMD level). */
-    int M = 300, N = 500, K = 200;
-    float *A = randv((int64_t)M * K, -1, 1), *B = randv((int64_t)N * K, -1, 1);
-    float *c1 = calloc((size_t)M * N, 4), *c2 = calloc((size_t)M * N, 4);
-    for (int p = 0; p < n_pools; p++)
-        for (int q = p + 1; q < n_pools; q++) {
-            if (mrec_pool_simd(pools[p]) != mrec_pool_simd(pools[q])) continue;
-            mrec_gemm_cpu(c1, A, B, NULL, 1, 0, 0, 1, M, N, K, K, K, N, pools[p]);
-            mrec_gemm_cpu(c2, A, B, NULL, 1, 0, 0, 1, M, N, K, K, K, N, pools[q]);
-            t_check(memcmp(c1, c2, (size_t)M * N * 4) == 0, "gemm bits differ between %d and %d threads (%s)",
-                    mrec_pool_threads(pools[p]), mrec_pool_threads(pools[q]), mrec_simd_name(mrec_pool_simd(pools[p])));
-        }
-    free(A), free(B), free(c1), free(c2);
+    /* The result does not depend on the thread count (same SIMD level), at
+     * the height that shares a packed B and at one that does not. */
+    for (int M = 300; M > 0; M = M == 300 ? 20 : 0) {
+        int N = 500, K = 200;
+        float *A = randv((int64_t)M * K, -1, 1), *B = randv((int64_t)N * K, -1, 1);
+        float *c1 = calloc((size_t)M * N, 4), *c2 = calloc((size_t)M * N, 4);
+        for (int p = 0; p < n_pools; p++)
+            for (int q = p + 1; q < n_pools; q++) {
+                if (mrec_pool_simd(pools[p]) != mrec_pool_simd(pools[q])) continue;
+                mrec_gemm_cpu(c1, A, B, NULL, 1, 0, 0, 1, M, N, K, K, K, N, pools[p]);
+                mrec_gemm_cpu(c2, A, B, NULL, 1, 0, 0, 1, M, N, K, K, K, N, pools[q]);
+                t_check(memcmp(c1, c2, (size_t)M * N * 4) == 0, "gemm bits differ between %d and %d threads (%s)",
+                        mrec_pool_threads(pools[p]), mrec_pool_threads(pools[q]), mrec_simd_name(mrec_pool_simd(pools[p])));
+            }
+        /* A row of C does not depend on how many rows come with it: scoring
+         * users in batches must give the bits of scoring them all at once. */
+        if (M == 20)
+            for (int p = 0; p < n_pools; p++) {
+                float *A300 = randv((int64_t)300 * K, -1, 1), *c300 = calloc((size_t)300 * N, 4);
+                memcpy(A300, A, (size_t)M * K * 4);
+                mrec_gemm_cpu(c1, A, B, NULL, 1, 0, 0, 1, M, N, K, K, K, N, pools[p]);
+                mrec_gemm_cpu(c300, A300, B, NULL, 1, 0, 0, 1, 300, N, K, K, K, N, pools[p]);
+                t_check(memcmp(c1, c300, (size_t)M * N * 4) == 0, "gemm rows differ between M=20 and M=300 (%s)",
+                        pool_name(pools[p]));
+                free(A300), free(c300);
+            }
+        free(A), free(B), free(c1), free(c2);
+    }
 }
 
 static void test_gemm_batched(void) {

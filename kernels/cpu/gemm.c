@@ -14,6 +14,7 @@
  */
 #include "../mrec_kernels.h"
 #include "gemm_internal.h"
+#include "parallel.h"
 
 #include <string.h>
 
@@ -35,6 +36,8 @@ static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int
             c[(size_t)i * ldc + j] = alpha * acc[i][j] + (overwrite ? 0.0f : c[(size_t)i * ldc + j]);
 }
 
+enum { PACK_PLAIN, PACK_AVX512, PACK_AVX2 };
+
 typedef struct {
     float *C;
     const float *A, *B, *bias;
@@ -44,7 +47,7 @@ typedef struct {
     mrec_pool *pool;
     mrec_ukernel_fn ukernel;
     int MR, NR;
-    int avx512; /* pack with the avx512f transposing packers */
+    int packer; /* which transposing packers: PACK_PLAIN, PACK_AVX512 or PACK_AVX2 */
     /* shared-B path: the current (jc, pc) block and how tasks split it */
     float *bpack;
     int j0, nc, p0, kc, m_blocks, j_chunks, j_chunk;
@@ -53,10 +56,10 @@ typedef struct {
 /* Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) panels of (kc, MR).
  * Writes are sequential; reads walk MR rows (or one row) of A in step. */
 static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int mc, int p0,
-                   int kc, int MR, int avx512) {
+                   int kc, int MR, int packer) {
     for (int ir = 0; ir < mc; ir += MR) {
         int rows = mc - ir < MR ? mc - ir : MR;
-        if (!trans_a && avx512) {
+        if (!trans_a && packer == PACK_AVX512) {
             mrec_pack_a_avx512(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows, MR);
         } else if (!trans_a) {
             const float *src = A + (size_t)(i0 + ir) * lda + p0;
@@ -81,7 +84,7 @@ static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int
  * each as (kc, NR), at dst + panel * kc * NR. Reads follow B's rows: one
  * long contiguous run per k (or NR rows in step when B is transposed). */
 static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int kc, int j0,
-                   int nc, int NR, int panel_lo, int panel_hi, int avx512) {
+                   int nc, int NR, int panel_lo, int panel_hi, int packer) {
     if (!trans_b) {
         for (int k = 0; k < kc; k++) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;
@@ -98,8 +101,12 @@ static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int
         int jr = panel * NR, cols = nc - jr < NR ? nc - jr : NR;
         const float *src = B + (size_t)(j0 + jr) * ldb + p0;
         float *d = dst + (size_t)panel * kc * NR;
-        if (avx512) {
+        if (packer == PACK_AVX512) {
             mrec_pack_bt_avx512(d, src, ldb, kc, cols, NR);
+            continue;
+        }
+        if (packer == PACK_AVX2) {
+            mrec_pack_bt_avx2(d, src, ldb, kc, cols, NR);
             continue;
         }
         for (int k = 0; k < kc; k++, d += NR) {
@@ -145,7 +152,7 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
 static void pack_b_task(void *arg, int task, int thread) {
     (void)thread;
     const gemm_job *g = arg;
-    pack_b(g->bpack, g->B, g->ldb, g->trans_b, g->p0, g->kc, g->j0, g->nc, g->NR, task, task + 1, g->avx512);
+    pack_b(g->bpack, g->B, g->ldb, g->trans_b, g->p0, g->kc, g->j0, g->nc, g->NR, task, task + 1, g->packer);
 }
 
 static void shared_b_task(void *arg, int task, int thread) {
@@ -158,7 +165,7 @@ static void shared_b_task(void *arg, int task, int thread) {
     if (g->p0 == 0 && pro) prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
     if (g->kc == 0) return;
     float *apack = mrec_pool_scratch(g->pool, thread);
-    pack_a(apack, g->A, g->lda, g->trans_a, i0, mc, g->p0, g->kc, g->MR, g->avx512);
+    pack_a(apack, g->A, g->lda, g->trans_a, i0, mc, g->p0, g->kc, g->MR, g->packer);
     macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc, g->p0 == 0 && !pro);
 }
 
@@ -199,8 +206,8 @@ static void private_task(void *arg, int task, int thread) {
     if (pro) prologue(g, C, i0, mc, j0, nc);
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
-        pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR, g->avx512);
-        pack_a(apack, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->avx512);
+        pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR, g->packer);
+        pack_a(apack, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
         macro_kernel(g, C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0 && !pro);
     }
 }
@@ -212,36 +219,47 @@ static void private_task(void *arg, int task, int thread) {
 
 #define FEW_ROWS MREC_GEMM_FEW_ROWS
 
-static void few_rows_task(void *arg, int task, int thread) {
+/* Columns of C per pass over the rows in the dot-product loop: their rows
+ * of B (FEW_ROWS_JB x K) stay in L1/L2 while every row of A meets them,
+ * instead of B streaming from memory once per row of C. */
+#define FEW_ROWS_JB 8
+
+MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
     (void)thread;
     const gemm_job *g = arg;
     int j_lo = task * g->j_chunk, j_hi = j_lo + g->j_chunk < g->N ? j_lo + g->j_chunk : g->N;
+    for (int i = 0; i < g->M; i++) prologue(g, g->C, i, 1, j_lo, j_hi - j_lo);
+    if (g->trans_b && !g->trans_a) {
+        for (int jb = j_lo; jb < j_hi; jb += FEW_ROWS_JB) {
+            int jb_hi = jb + FEW_ROWS_JB < j_hi ? jb + FEW_ROWS_JB : j_hi;
+            for (int i = 0; i < g->M; i++) {
+                const float *a = g->A + (size_t)i * g->lda;
+                float *c = g->C + (size_t)i * g->ldc;
+                for (int j = jb; j < jb_hi; j++) {
+                    const float *b = g->B + (size_t)j * g->ldb;
+                    float part[16] = {0};
+                    int k = 0;
+                    for (; k + 16 <= g->K; k += 16)
+                        for (int t = 0; t < 16; t++) part[t] += a[k + t] * b[k + t];
+                    float sum = 0.0f;
+                    for (int t = 0; t < 16; t++) sum += part[t];
+                    for (; k < g->K; k++) sum += a[k] * b[k];
+                    c[j] += g->alpha * sum;
+                }
+            }
+        }
+        return;
+    }
     for (int i = 0; i < g->M; i++) {
         float *c = g->C + (size_t)i * g->ldc;
-        prologue(g, g->C, i, 1, j_lo, j_hi - j_lo);
-        if (g->trans_b && !g->trans_a) {
-            const float *a = g->A + (size_t)i * g->lda;
-            for (int j = j_lo; j < j_hi; j++) {
-                const float *b = g->B + (size_t)j * g->ldb;
-                float part[16] = {0};
-                int k = 0;
-                for (; k + 16 <= g->K; k += 16)
-                    for (int t = 0; t < 16; t++) part[t] += a[k + t] * b[k + t];
-                float sum = 0.0f;
-                for (int t = 0; t < 16; t++) sum += part[t];
-                for (; k < g->K; k++) sum += a[k] * b[k];
-                c[j] += g->alpha * sum;
-            }
-        } else {
-            /* c[j_lo:j_hi] += alpha * sum_k a[i][k] * op(B)[k][j_lo:j_hi] */
-            for (int k = 0; k < g->K; k++) {
-                float a = g->alpha * (g->trans_a ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k]);
-                if (!g->trans_b) {
-                    const float *b = g->B + (size_t)k * g->ldb;
-                    for (int j = j_lo; j < j_hi; j++) c[j] += a * b[j];
-                } else {
-                    for (int j = j_lo; j < j_hi; j++) c[j] += a * g->B[(size_t)j * g->ldb + k];
-                }
+        /* c[j_lo:j_hi] += alpha * sum_k a[i][k] * op(B)[k][j_lo:j_hi] */
+        for (int k = 0; k < g->K; k++) {
+            float a = g->alpha * (g->trans_a ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k]);
+            if (!g->trans_b) {
+                const float *b = g->B + (size_t)k * g->ldb;
+                for (int j = j_lo; j < j_hi; j++) c[j] += a * b[j];
+            } else {
+                for (int j = j_lo; j < j_hi; j++) c[j] += a * g->B[(size_t)j * g->ldb + k];
             }
         }
     }
@@ -256,7 +274,7 @@ static void gemm_run(gemm_job *g, int batch) {
     if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
     switch (mrec_pool_simd(g->pool)) {
     case MREC_SIMD_AVX512:
-        g->avx512 = 1;
+        g->packer = PACK_AVX512;
         /* The shape that computes the least zero padding. */
         if (padded_area(g->M, g->N, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR) <
             padded_area(g->M, g->N, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR))
@@ -265,6 +283,7 @@ static void gemm_run(gemm_job *g, int batch) {
             g->ukernel = mrec_ukernel_avx512, g->MR = MREC_UK_AVX512_MR, g->NR = MREC_UK_AVX512_NR;
         break;
     case MREC_SIMD_AVX2:
+        g->packer = PACK_AVX2;
         g->ukernel = mrec_ukernel_avx2, g->MR = MREC_UK_AVX2_MR, g->NR = MREC_UK_AVX2_NR;
         break;
     default:

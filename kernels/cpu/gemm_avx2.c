@@ -36,3 +36,38 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
         _mm256_maskstore_ps(ci + 8, mask1, _mm256_fmadd_ps(va, acc[i][1], c1));
     }
 }
+
+/* r[0..7] (8 rows of 8) -> r[c] = column c: pairs interleave, then quads
+ * within each 128-bit lane, then the two lanes swap halves. */
+static inline __attribute__((always_inline)) void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    for (int g = 0; g < 8; g += 4) {
+        u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+        u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
+        u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    /* u[4g + c], lane L: rows 4g..4g+3 at column 4L + c */
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+void mrec_pack_bt_avx2(float *dst, const float *src, int ldb, int kc, int cols, int NR) {
+    int j = 0;
+    for (; j + 8 <= cols; j += 8) {
+        int k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)(j + i) * ldb + k);
+            transpose8(r);
+            for (int c = 0; c < 8; c++) _mm256_storeu_ps(dst + (size_t)(k + c) * NR + j, r[c]);
+        }
+        for (; k < kc; k++)
+            for (int i = 0; i < 8; i++) dst[(size_t)k * NR + j + i] = src[(size_t)(j + i) * ldb + k];
+    }
+    for (int k = 0; j < NR && k < kc; k++)
+        for (int i = j; i < NR; i++) dst[(size_t)k * NR + i] = i < cols ? src[(size_t)i * ldb + k] : 0.0f;
+}

@@ -42,6 +42,8 @@ void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, 
 /* One NR-wide panel of a transposed B: dst (kc, NR) with dst[k][j] =
  * src[j * ldb + k] for j < cols, zero beyond (avx512f). */
 void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols, int NR);
+/* The same with 8 x 8 blocks (avx2). */
+void mrec_pack_bt_avx2(float *dst, const float *src, int ldb, int kc, int cols, int NR);
 /* One MR-row panel of a row-major A: dst (kc, MR) with dst[k][i] =
  * src[i * lda + k] for i < rows, zero beyond; MR <= 16 (avx512f). */
 void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR);
