@@ -34,9 +34,9 @@ mrec_status mrec_image_model_kind(const char *model, mrec_image_model *kind) {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
     const char *t = cJSON_IsString(type) ? type->valuestring : "";
     if (!strcmp(t, "vit")) *kind = MREC_IMAGE_VIT;
-    else if (!strcmp(t, "clip")) *kind = MREC_IMAGE_CLIP;
+    else if (!strcmp(t, "clip") || !strcmp(t, "altclip")) *kind = MREC_IMAGE_CLIP; /* AltCLIP's vision tower is CLIP's */
     else if (!strcmp(t, "align") || !strcmp(t, "align_vision_model")) *kind = MREC_IMAGE_ALIGN;
-    else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: model_type \"%s\" (mrec extracts images with vit, clip, align or a ResNet)", path, t);
+    else st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: model_type \"%s\" (mrec extracts images with vit, clip, altclip, align or a ResNet)", path, t);
     cJSON_Delete(j);
     return st;
 }

@@ -2,7 +2,8 @@
  * sentence-transformers computes them: tokenize (special tokens, truncation
  * at max_seq_length), encode, pool (mean over real tokens, [CLS], or the
  * pooler), optionally L2-normalize. A CLIP folder goes through its text
- * tower instead (truncation at 77, pooling at the end-of-text token).
+ * tower instead (truncation at 77, pooling at the end-of-text token); an
+ * ALIGN or AltCLIP folder through its BERT / XLM-R and text projection.
  */
 #include "mrec_extract.h"
 
@@ -71,12 +72,17 @@ mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
         mrec_text_encoder_free(e);
         return st;
     }
+    const mrec_bert_config *c = &e->bert.cfg;
+    /* MPNet and RoBERTa number real tokens from pad_token_id + 1 */
+    int positions = c->mpnet || c->roberta ? c->max_positions - c->pad_token_id - 1 : c->max_positions;
     e->max_length = mrec_tokenizer_max_length(e->tok);
-    if (e->max_length > e->bert.cfg.max_positions) e->max_length = e->bert.cfg.max_positions;
-    if (e->bert.cfg.proj_dim) {
-        /* ALIGN: AlignModel.forward's text_embeds; AlignProcessor pads and cuts at 64 */
+    if (e->max_length > positions) e->max_length = positions;
+    if (c->proj_dim) {
+        /* ALIGN, AltCLIP: the model's text_embeds. AlignProcessor pads and cuts at 64;
+         * Ducho's AltCLIP processor pads to 512 and cuts there (padding changes no real token's output) */
         e->pooling = MREC_POOL_EMBEDS, e->normalize = 1;
-        if (e->max_length > 64) e->max_length = 64;
+        int cut = c->project_dim ? 512 : 64;
+        if (e->max_length > cut) e->max_length = cut;
         return MREC_OK;
     }
     /* sentence-transformers: length, pooling, normalization */

@@ -1,6 +1,9 @@
-/* bert.c: Hugging Face BertModel and MPNetModel, forward only, on the op set.
+/* bert.c: Hugging Face BertModel and MPNetModel (and the text towers of
+ * ALIGN and AltCLIP), forward only, on the op set.
  *
  *   x = LayerNorm(word[ids] + position[0..T) + token_type[type_ids])
+ *                                      (MPNet, RoBERTa: positions pad + 1, pad + 2, ...
+ *                                       over real tokens; MPNet: no token types)
  *   per layer:
  *     q, k, v = x Wq^T + bq, ...                     (B, T, H), heads of size H / nh
  *     p = softmax(q k^T / sqrt(dh) [+ MPNet's relative position bias] + mask_bias)
@@ -37,14 +40,21 @@ static mrec_status read_config(mrec_bert_config *c, const char *dir) {
     mrec_status st = mrec_read_json_object(path, 0, &j);
     if (st) return st;
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "model_type");
-    if (cJSON_IsString(type) && !strcmp(type->valuestring, "align")) {
-        /* ALIGN: the BERT's sizes in text_config, the projection's width at the top */
+    int align = cJSON_IsString(type) && !strcmp(type->valuestring, "align");
+    int altclip = cJSON_IsString(type) && !strcmp(type->valuestring, "altclip");
+    if (align || altclip) {
+        /* the text tower's sizes in text_config, the projection's width at the top */
         const cJSON *tc = cJSON_GetObjectItemCaseSensitive(j, "text_config");
-        if (!cJSON_IsObject(tc)) st = mrec_fail(MREC_ERR_FORMAT, "%s: model_type align without a \"text_config\" object", path);
+        if (!cJSON_IsObject(tc))
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: model_type %s without a \"text_config\" object", path, type->valuestring);
         if (!st) st = mrec_bert_config_parse(c, tc, path);
-        if (!st) st = mrec_json_int(j, path, "", "projection_dim", 0, 640, 1, 65536, &c->proj_dim);
+        if (!st && c->roberta != altclip)
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: model_type %s with a text_config of another model", path, type->valuestring);
+        if (!st) st = mrec_json_int(j, path, "", "projection_dim", 0, align ? 640 : 768, 1, 65536, &c->proj_dim);
     } else {
         st = mrec_bert_config_parse(c, j, path);
+        if (!st && c->roberta) /* the tower alone has no projection to give */
+            st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: an AltCLIP text tower alone; mrec reads it from the AltCLIP folder", path);
     }
     cJSON_Delete(j);
     return st;
@@ -83,7 +93,7 @@ static mrec_status take_all(mrec_bert *m, mrec_weight_loader *l) {
         };
         for (size_t k = 0; k < sizeof w / sizeof w[0] && !st; k++) {
             char n[128];
-            snprintf(n, sizeof n, "encoder.layer.%d.%s", i, w[k].name);
+            snprintf(n, sizeof n, "encoder.layer%s.%d.%s", m->layers_plural ? "s" : "", i, w[k].name);
             st = mrec_weights_take(l, w[k].dst, n, w[k].nd, w[k].a, w[k].b, 0, 0);
         }
     }
@@ -94,13 +104,21 @@ static mrec_status take_all(mrec_bert *m, mrec_weight_loader *l) {
         st = mrec_weights_take(l, &m->pooler_w, "pooler.dense.weight", 2, H, H, 0, 0);
         if (!st) st = mrec_weights_take(l, &m->pooler_b, "pooler.dense.bias", 1, H, 0, 0, 0);
     }
-    if (!st && c->proj_dim) { /* ALIGN's projection sits beside text_model., not in it */
-        const char *prefix = l->prefix;
-        l->prefix = "";
-        st = mrec_weights_take(l, &m->proj_w, "text_projection.weight", 2, c->proj_dim, H, 0, 0);
-        if (!st) st = mrec_weights_take(l, &m->proj_b, "text_projection.bias", 1, c->proj_dim, 0, 0, 0);
-        l->prefix = prefix;
+    const char *prefix = l->prefix;
+    if (!st && c->project_dim) { /* AltCLIP: pre_LN and transformation beside text_model.roberta. */
+        int64_t D = c->project_dim;
+        l->prefix = "text_model.";
+        st = mrec_weights_take(l, &m->pre_ln_w, "pre_LN.weight", 1, H, 0, 0, 0);
+        if (!st) st = mrec_weights_take(l, &m->pre_ln_b, "pre_LN.bias", 1, H, 0, 0, 0);
+        if (!st) st = mrec_weights_take(l, &m->trans_w, "transformation.weight", 2, D, H, 0, 0);
+        if (!st) st = mrec_weights_take(l, &m->trans_b, "transformation.bias", 1, D, 0, 0, 0);
     }
+    if (!st && c->proj_dim) { /* the projection sits beside text_model., not in it */
+        l->prefix = "";
+        st = mrec_weights_take(l, &m->proj_w, "text_projection.weight", 2, c->proj_dim, c->project_dim ? c->project_dim : H, 0, 0);
+        if (!st && !c->project_dim) st = mrec_weights_take(l, &m->proj_b, "text_projection.bias", 1, c->proj_dim, 0, 0, 0);
+    }
+    l->prefix = prefix;
     return st;
 }
 
@@ -128,6 +146,12 @@ static mrec_status bucket_table(mrec_bert *m) {
     return MREC_OK;
 }
 
+/* Where the encoder's tensors are: a tower of a two-tower model always under
+ * its name; a plain encoder under its model's prefix or under none. */
+static const char *tower_prefix(const mrec_bert_config *c) {
+    return c->project_dim ? "text_model.roberta." : c->proj_dim ? "text_model." : c->mpnet ? "mpnet." : "bert.";
+}
+
 mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
     memset(m, 0, sizeof *m);
     mrec_status st = read_config(&m->cfg, dir);
@@ -137,10 +161,12 @@ mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     mrec_safetensors sf;
     if ((st = mrec_safetensors_open(&sf, path))) return st;
-    const char *prefix = c->proj_dim ? "text_model." : c->mpnet ? "mpnet." : "bert.";
-    char probe[64];
+    const char *prefix = tower_prefix(c);
+    char probe[128];
     snprintf(probe, sizeof probe, "%sembeddings.word_embeddings.weight", prefix);
     mrec_weight_loader l = {&sf, mrec_safetensors_find(&sf, probe) || c->proj_dim ? prefix : "", NULL, 0};
+    snprintf(probe, sizeof probe, "%sencoder.layers.0.intermediate.dense.weight", l.prefix);
+    m->layers_plural = mrec_safetensors_find(&sf, probe) != NULL;
     m->layer = calloc((size_t)c->layers, sizeof *m->layer);
     st = m->layer ? take_all(m, &l) : mrec_fail(MREC_ERR_NOMEM, "%s: %d layers", path, c->layers);
     if (!st) {
@@ -162,7 +188,7 @@ mrec_status mrec_bert_to_device(mrec_bert *m, mrec_context *ctx) {
     float *dev;
     mrec_status st = mrec_weights_place(ctx, m->storage, m->floats, &dev, &m->on);
     if (st || !dev) return st;
-    mrec_weight_loader l = {NULL, m->cfg.proj_dim ? "text_model." : "", dev, 0};
+    mrec_weight_loader l = {NULL, m->cfg.proj_dim ? tower_prefix(&m->cfg) : "", dev, 0};
     st = take_all(m, &l); /* re-points every tensor into the device copy */
     free(m->storage);
     m->storage = dev;
@@ -228,10 +254,11 @@ static mrec_status check_ids(const mrec_bert *m, const int32_t *ids, const int32
             if (id < 0 || id >= c->vocab_size || tt < 0 || tt >= c->type_vocab)
                 return mrec_fail(MREC_ERR_ARG, "bert: token %d (type %d) at position %d is outside the vocabulary of %d", id, tt, i,
                                  c->vocab_size);
-            int pos = c->mpnet ? (id != c->pad_token_id ? c->pad_token_id + ++real : c->pad_token_id) : t;
+            int pad_positions = c->mpnet || c->roberta;
+            int pos = pad_positions ? (id != c->pad_token_id ? c->pad_token_id + ++real : c->pad_token_id) : t;
             if (pos < 0 || pos >= c->max_positions)
-                return mrec_fail(MREC_ERR_ARG, "mpnet: position %d at token %d is past max_position_embeddings %d", pos, i,
-                                 c->max_positions);
+                return mrec_fail(MREC_ERR_ARG, "%s: position %d at token %d is past max_position_embeddings %d",
+                                 c->mpnet ? "mpnet" : "roberta", pos, i, c->max_positions);
         }
     }
     return MREC_OK;
@@ -254,7 +281,7 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
     st = mrec_copy_to_device(ctx, t.ids, ids, n_ids);
     if (!st && type_ids) st = mrec_copy_to_device(ctx, t.types, type_ids, n_ids);
     if (!st && mask) st = mrec_copy_to_device(ctx, t.mask, mask, n_ids);
-    if (!st) st = mrec_position_ids(ctx, t.pos, t.ids, c->mpnet ? c->pad_token_id : -1, B, T);
+    if (!st) st = mrec_position_ids(ctx, t.pos, t.ids, c->mpnet || c->roberta ? c->pad_token_id : -1, B, T);
     if (!st)
         st = mrec_embedding_sum(ctx, t.x, m->word, t.ids, m->token_type, type_ids ? t.types : NULL, m->position, t.pos, BT, H);
     if (!st) st = mrec_mask_bias(ctx, t.mask_bias, mask ? t.mask : NULL, BT);
@@ -291,7 +318,19 @@ mrec_status mrec_bert_project(mrec_context *ctx, const mrec_bert *m, const float
     if (!m->proj_w) return mrec_fail(MREC_ERR_NOT_FOUND, "bert: this checkpoint has no text_projection");
     mrec_status st = mrec_weights_check(ctx, m->on, "bert");
     if (st) return st;
-    int H = c->hidden, P = c->proj_dim;
+    int H = c->hidden, P = c->proj_dim, D = c->project_dim;
     /* the [CLS] rows are stride T * H in hidden */
-    return mrec_gemm(ctx, out, hidden, m->proj_w, m->proj_b, 1, 0, 0, 1, B, P, H, T * H, H, P);
+    if (!D) return mrec_gemm(ctx, out, hidden, m->proj_w, m->proj_b, 1, 0, 0, 1, B, P, H, T * H, H, P);
+    /* AltCLIP: pre_LN, transformation and the projection on the first rows only (HF normalizes and
+     * transforms every token, then keeps the first: the same numbers) */
+    size_t mark = ctx->workspace.used;
+    float *cls = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * H);
+    float *mid = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * D);
+    if (!cls || !mid) st = mrec_fail(MREC_ERR_NOMEM, "bert: workspace too small for the projection of %d texts", B);
+    if (!st) st = mrec_copy_rows(ctx, cls, H, hidden, T * H, B, H);
+    if (!st) st = mrec_layernorm(ctx, cls, cls, m->pre_ln_w, m->pre_ln_b, c->layer_norm_eps, B, H);
+    if (!st) st = mrec_gemm(ctx, mid, cls, m->trans_w, m->trans_b, 1, 0, 0, 1, B, D, H, H, H, D);
+    if (!st) st = mrec_gemm(ctx, out, mid, m->proj_w, NULL, 1, 0, 0, 1, B, P, D, D, D, P);
+    ctx->workspace.used = mark;
+    return st;
 }

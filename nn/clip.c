@@ -9,6 +9,8 @@
  *   projected = pooler W_proj^T; embeds = projected / ||projected||
  *
  * Dropout is off (inference). Reference: transformers' models/clip/modeling_clip.py.
+ * AltCLIP's vision tower (models/altclip/modeling_altclip.py) is the same,
+ * under the same names; its text tower is not CLIP's (see mrec_bert.h).
  */
 #include "mrec_clip.h"
 #include "mrec_hf_config.h"
@@ -117,6 +119,13 @@ mrec_status mrec_clip_load(mrec_clip *m, const char *dir, mrec_clip_towers tower
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     mrec_safetensors sf;
     if ((st = mrec_safetensors_open(&sf, path))) return st;
+    if ((towers & MREC_CLIP_TEXT) && !m->text.cfg.hidden) /* AltCLIP */
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s/config.json: AltCLIP's text tower is an XLM-R, which mrec's text encoder reads "
+                       "(extract-text on this folder)", dir);
+    if (st) {
+        mrec_safetensors_close(&sf);
+        return st;
+    }
     m->towers = towers;
     if (towers & MREC_CLIP_VISION) st = load_tower(&m->vision, &sf, 1, m->projection_dim);
     if (!st && (towers & MREC_CLIP_TEXT)) st = load_tower(&m->text, &sf, 0, m->projection_dim);

@@ -208,19 +208,24 @@ mrec_status mrec_bert_config_parse(mrec_bert_config *c, const cJSON *j, const ch
     if (!st) st = read_act(j, file, "", "gelu", &c->act);
     const char *type = "bert", *pos_type = "absolute";
     if (!st) st = mrec_json_string(j, file, "", "model_type", "bert", &type);
-    /* RoBERTa-style models also offset positions by pad_token_id; reading
-     * them as BERT would give wrong vectors without a word, so only these two. */
-    if (!st && strcmp(type, "bert") && strcmp(type, "mpnet") && strcmp(type, "align_text_model"))
-        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%s\"; the text encoder reads bert, mpnet and align", file,
-                       type);
+    /* Other RoBERTa-style models also offset positions by pad_token_id, but
+     * under names of their own; reading them as BERT would give wrong vectors
+     * without a word, so only these. AltCLIP's text tower is an XLM-R. */
+    if (!st && strcmp(type, "bert") && strcmp(type, "mpnet") && strcmp(type, "align_text_model") && strcmp(type, "altclip_text_model"))
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%s\"; the text encoder reads bert, mpnet, align and altclip",
+                       file, type);
     c->mpnet = !st && !strcmp(type, "mpnet");
-    if (!st) st = mrec_json_int(j, file, "", "pad_token_id", 0, c->mpnet ? 1 : 0, 0, c->vocab_size - 1, &c->pad_token_id);
-    /* MPNet numbers real tokens pad_token_id + 1, + 2, ...: the first one
-     * must still have a row in the position table. */
-    if (!st && c->mpnet && c->pad_token_id > c->max_positions - 2)
+    c->roberta = !st && !strcmp(type, "altclip_text_model");
+    int pad_positions = c->mpnet || c->roberta;
+    if (!st) st = mrec_json_int(j, file, "", "pad_token_id", 0, pad_positions ? 1 : 0, 0, c->vocab_size - 1, &c->pad_token_id);
+    /* MPNet and RoBERTa number real tokens pad_token_id + 1, + 2, ...: the
+     * first one must still have a row in the position table. */
+    if (!st && pad_positions && c->pad_token_id > c->max_positions - 2)
         st = mrec_fail(MREC_ERR_FORMAT,
-                       "%s: \"pad_token_id\" is %d; MPNet numbers positions from it + 1, so it must be at most "
-                       "\"max_position_embeddings\" %d - 2", file, c->pad_token_id, c->max_positions);
+                       "%s: \"pad_token_id\" is %d; %s numbers positions from it + 1, so it must be at most "
+                       "\"max_position_embeddings\" %d - 2", file, c->pad_token_id, c->mpnet ? "MPNet" : "RoBERTa", c->max_positions);
+    /* AltCLIP: the transformation's width (Linear hidden -> project_dim) */
+    if (!st && c->roberta) st = mrec_json_int(j, file, "", "project_dim", 0, 768, 1, 65536, &c->project_dim);
     /* buckets / 4 exact distances must stay below MPNet's max distance (128) */
     if (!st && c->mpnet)
         st = mrec_json_int(j, file, "", "relative_attention_num_buckets", 0, 32, 4, 256, &c->rel_buckets);
@@ -306,10 +311,12 @@ mrec_status mrec_clip_config_parse(mrec_clip_tower_config *vision, mrec_clip_tow
     memset(text, 0, sizeof *text);
     const char *type = "clip";
     mrec_status st = mrec_json_string(j, file, "", "model_type", "clip", &type);
-    if (!st && strcmp(type, "clip"))
-        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%s\", not clip", file, type);
-    if (!st) st = mrec_json_int(j, file, "", "projection_dim", 0, 512, 1, 65536, projection_dim);
+    int altclip = !st && !strcmp(type, "altclip");
+    if (!st && strcmp(type, "clip") && !altclip)
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "%s: \"model_type\" is \"%s\", not clip or altclip", file, type);
+    if (!st) st = mrec_json_int(j, file, "", "projection_dim", 0, altclip ? 768 : 512, 1, 65536, projection_dim);
     if (!st) st = read_tower(vision, j, file, 1);
-    if (!st) st = read_tower(text, j, file, 0);
+    /* AltCLIP's text tower is an XLM-R, read by the BERT family (mrec_bert.h): left empty here */
+    if (!st && !altclip) st = read_tower(text, j, file, 0);
     return st;
 }

@@ -14,6 +14,15 @@
  * AlignModel applies to the [CLS] row of the last hidden state (not to the
  * pooler): mrec_bert_project.
  *
+ * AltCLIP (model_type "altclip", BAAI/AltCLIP) keeps an XLM-R under
+ * "text_model.roberta." (text_config's model_type "altclip_text_model"):
+ * BERT's layers, one token type, and RoBERTa's position ids, which count
+ * real tokens from pad_token_id + 1 as MPNet's do. Its text_embeds are
+ * text_projection (no bias) of transformation (Linear with bias, hidden ->
+ * project_dim) of pre_LN (a LayerNorm) of the first token's hidden state:
+ * mrec_bert_project again. The checkpoint names its layers encoder.layer.N;
+ * a file saved by transformers 5 (encoder.layers.N) loads too.
+ *
  * Reads config.json and model.safetensors from a folder. Tensor names as
  * Hugging Face writes them, with or without the "bert." prefix. Every
  * tensor's shape is checked against the config before anything is
@@ -40,14 +49,17 @@ typedef struct {
     int mpnet;        /* model_type "mpnet" */
     int pad_token_id; /* in [0, vocab_size); MPNet's position ids start after it */
     int rel_buckets;  /* MPNet: relative_attention_num_buckets (32), in [4, 256]; 0 for BERT */
-    int proj_dim;     /* ALIGN: projection_dim, the text_projection's width; 0 for a plain encoder */
+    int roberta;      /* AltCLIP's XLM-R: RoBERTa position ids, as MPNet's */
+    int project_dim;  /* AltCLIP: the transformation's width (text_config's project_dim); 0 otherwise */
+    int proj_dim;     /* ALIGN, AltCLIP: projection_dim, the text_projection's width; 0 for a plain encoder */
 } mrec_bert_config;
 
 /* Fills c from a parsed config.json (file names it in messages). Every size
  * is range-checked (hidden_size a multiple of num_attention_heads,
- * pad_token_id inside the vocabulary and, for MPNet, below
+ * pad_token_id inside the vocabulary and, for MPNet and RoBERTa, below
  * max_position_embeddings - 1, layer_norm_eps finite and positive);
- * model_type must be bert or mpnet. Errors name the file and the key. */
+ * model_type must be bert, mpnet, align_text_model or altclip_text_model.
+ * Errors name the file and the key. */
 struct cJSON;
 mrec_status mrec_bert_config_parse(mrec_bert_config *c, const struct cJSON *root, const char *file);
 
@@ -68,7 +80,11 @@ typedef struct {
     float *emb_ln_w, *emb_ln_b;                /* (H) */
     mrec_bert_layer *layer;                    /* (layers) */
     float *pooler_w, *pooler_b;                /* (H, H), (H); NULL if the checkpoint has no pooler */
-    float *proj_w, *proj_b;                    /* ALIGN's text_projection: (proj_dim, H), (proj_dim); NULL otherwise */
+    float *proj_w, *proj_b;                    /* text_projection: ALIGN (proj_dim, H), (proj_dim); AltCLIP (proj_dim,
+                                                  project_dim), no bias; NULL for a plain encoder */
+    float *pre_ln_w, *pre_ln_b;                /* AltCLIP's pre_LN: (H) */
+    float *trans_w, *trans_b;                  /* AltCLIP's transformation: (project_dim, H), (project_dim) */
+    int layers_plural;                         /* the checkpoint names layers encoder.layers.N (else encoder.layer.N) */
     float *storage;                            /* all of the above, one allocation (host, or on->device) */
     int64_t floats;                            /* its size */
     mrec_context *on;                          /* the GPU context holding the weights, NULL for host memory */
@@ -94,10 +110,13 @@ size_t mrec_bert_workspace_bytes(const mrec_bert_config *cfg, int B, int T);
 mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *model, const int32_t *ids, const int32_t *type_ids,
                               const int32_t *mask, int B, int T, float *hidden, float *pooled);
 
-/* ALIGN: out (B, proj_dim) = hidden[:, 0] Wproj^T + bproj, hidden (B, T, H)
- * from mrec_bert_forward, both on the context's device. Unnormalized, as
- * AlignModel.get_text_features returns it; AlignModel.forward's text_embeds
- * are these rows L2-normalized. An error for a model without a projection. */
+/* ALIGN: out (B, proj_dim) = hidden[:, 0] Wproj^T + bproj; AltCLIP: out =
+ * (LayerNorm_pre(hidden[:, 0]) Wt^T + bt) Wproj^T. hidden (B, T, H) from
+ * mrec_bert_forward, both on the context's device; AltCLIP's two (B, H)
+ * intermediates come from the context's workspace (less than a forward
+ * pass needs). Unnormalized, as get_text_features returns them; the models'
+ * text_embeds are these rows L2-normalized. An error for a model without a
+ * projection. */
 mrec_status mrec_bert_project(mrec_context *ctx, const mrec_bert *model, const float *hidden, int B, int T, float *out);
 
 #endif

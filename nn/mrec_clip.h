@@ -16,6 +16,10 @@
  *           position holding eos_token_id);
  *   projected = pooler W^T (no bias); embeds = projected / ||projected||.
  *
+ * An AltCLIP folder (model_type "altclip", BAAI/AltCLIP) loads its vision
+ * tower here, a CLIP ViT-L/14 under the same names; its text tower is an
+ * XLM-R, which mrec_bert reads, and asking for it here is an error.
+ *
  * Devices, as for BERT (mrec_bert.h): mrec_clip_to_device moves the loaded
  * towers to a GPU context once; images and token ids are host memory,
  * copied a chunk at a time; outputs are memory on the context's device.
@@ -35,7 +39,8 @@ typedef struct {
 
 /* Fills both towers' configs and projection_dim from a parsed config.json
  * (file names it in messages); keys left out take CLIPConfig's defaults;
- * every number is range-checked, eos_token_id inside the vocabulary. */
+ * every number is range-checked, eos_token_id inside the vocabulary. For
+ * AltCLIP the text config is left zeroed. */
 struct cJSON;
 mrec_status mrec_clip_config_parse(mrec_clip_tower_config *vision, mrec_clip_tower_config *text, int *projection_dim,
                                    const struct cJSON *root, const char *file);
