@@ -1,13 +1,16 @@
-/* bench_clip.c: CLIP ViT-B/16 image and text embeddings per second on the
- * CPU, side by side with Hugging Face's CLIPModel on PyTorch CPU
- * (bench/peers/clip_peer.py) at the same thread count, in one run.
+/* bench_clip.c: CLIP ViT-B/16 (or AltCLIP) image and text embeddings per
+ * second on the CPU, side by side with Hugging Face's CLIPModel (AltCLIPModel)
+ * on PyTorch CPU (bench/peers/clip_peer.py) at the same thread count, in one
+ * run.
  *
- *   build/cpu/bench/bench_clip [threads [clip_dir]]
+ *   build/cpu/bench/bench_clip [threads [model_dir]]
  *   MREC_FULL_DIR=DIR   DIR/clip_b16 from tools/golden/clip.py --full DIR/clip_b16
+ *                       (an AltCLIP folder: tools/golden/altclip.py --full DIR/altclip)
  *   MREC_PYTHON=...     a Python with torch and transformers
  *   MREC_BENCH_BATCHES="1 32"
- * Images: the vision tower and the normalization on preprocessed (B, 3, 224,
- * 224) input. Texts: 256 H&M descriptions, tokenized, sorted by length,
+ *   MREC_BENCH_TEXTS=256  how many texts (AltCLIP's 24-layer XLM-R-large is slow on few cores)
+ * Images: the vision tower and the normalization on preprocessed (B, 3, S,
+ * S) input. Texts: the first H&M descriptions, tokenized, sorted by length,
  * batched and padded to the longest in each batch, on both sides. Each
  * figure is the best of 3 passes.
  */
@@ -33,7 +36,9 @@ int main(int argc, char **argv) {
     if (argc > 2) snprintf(dir, sizeof dir, "%s", argv[2]);
     else if (getenv("MREC_FULL_DIR")) snprintf(dir, sizeof dir, "%s/clip_b16", getenv("MREC_FULL_DIR"));
     else return fprintf(stderr, "bench_clip: set MREC_FULL_DIR (tools/golden/clip.py --full DIR/clip_b16)\n"), 1;
-    /* the texts: the first 256 non-empty H&M descriptions */
+    int want_texts = getenv("MREC_BENCH_TEXTS") ? atoi(getenv("MREC_BENCH_TEXTS")) : N_TEXTS;
+    if (want_texts < 1 || want_texts > N_TEXTS) want_texts = N_TEXTS;
+    /* the texts: the first non-empty H&M descriptions */
     const char *list = "build/bench_clip_texts.txt";
     mrec_table t;
     if (mrec_table_read(&t, "../shared/data/hm-fashion-sample/original/articles_train_sample.csv", 0))
@@ -43,7 +48,7 @@ int main(int argc, char **argv) {
     const char *texts[N_TEXTS];
     int n = 0;
     FILE *f = fopen(list, "w");
-    for (int r = 0; f && r < t.n_rows && n < N_TEXTS; r++) {
+    for (int r = 0; f && r < t.n_rows && n < want_texts; r++) {
         const char *s = t.cells[(size_t)r * t.n_cols + col];
         if (!*s || strchr(s, '\n')) continue;
         texts[n++] = s;
@@ -98,7 +103,8 @@ int main(int argc, char **argv) {
         for (int k = 0; k < nb; k++)
             if (batches[k] == pb) peer[k][strcmp(what, "image") ? 1 : 0] = secs;
     if (p) pclose(p);
-    printf("bench_clip: %d threads, CLIP %dx%d patch %d, %d H&M texts\n", threads, S, S, vis.vision.cfg.patch_size, n);
+    printf("bench_clip: %d threads, %s %dx%d patch %d, %d H&M texts\n", threads, enc.is_clip ? "CLIP" : "AltCLIP", S, S,
+           vis.vision.cfg.patch_size, n);
     printf("%-24s %12s %12s %8s\n", "", "mrec /s", "peer /s", "ratio");
     for (int k = 0; k < nb; k++)
         for (int m = 0; m < 2; m++) {

@@ -213,6 +213,111 @@ static void image_cli_case(const char *bin) {
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* ---- the benchmark's visual_textual section ---- */
+
+/* Writes dir/NAME with the given text; 0 on failure. */
+static int write_file(const char *dir, const char *name, const char *text) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    int ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+/* The row in dir/leaf/id.npy against row k of a (rows, dim) reference. */
+static void leaf_row(const char *dir, const char *leaf, const char *id, const char *ref_file, int k, int dim, const char *what) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s/%s.npy", dir, leaf, id);
+    int64_t sh[2] = {0};
+    float *row = load(path, sh), *ref = load(ref_file, NULL);
+    if (t_check(row && ref && sh[0] == 1 && sh[1] == dim, "%s: %s/%s.npy is (1, %d)", what, leaf, id, dim))
+        compare(what, ref + (int64_t)k * dim, row, dim);
+    free(row), free(ref);
+}
+
+/* The Ducho-meets-Elliot config_ducho's visual_textual section, its model names
+ * resolved to the tiny ALIGN and AltCLIP folders: each writes a visual and a
+ * textual leaf, image_embeds of every photo and text_embeds of every text. */
+static void ducho_case(const char *bin) {
+    char dir[] = "/tmp/mrec-altclip-ducho-XXXXXX", cmd[8192], out[4096];
+    if (!t_check(mkdtemp(dir) != NULL, "a temporary folder")) return;
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/w/BAAI %s/w/kakaobrain %s/photos && ln -s \"$PWD/" FIX "\" %s/w/BAAI/AltCLIP && "
+             "ln -s \"$PWD/tests/fixtures/align/text_tiny\" %s/w/kakaobrain/align-base", dir, dir, dir, dir, dir);
+    int ok = system(cmd) == 0, k = 0;
+    char *list = t_slurp(FIX "images.txt"), *buf;
+    for (char *p = list, *nl; ok && p && *p && (nl = strchr(p, '\n')); p = nl + 1, k++) {
+        *nl = 0;
+        snprintf(cmd, sizeof cmd, "ln -s \"$PWD/tests/data/%s\" %s/photos/p%d.jpg", p, dir, k);
+        ok = system(cmd) == 0;
+    }
+    free(list);
+    const char *texts[N_TEXTS];
+    int n = fixture_texts(&buf, texts);
+    char meta[8192] = "item\ttext\n";
+    for (int i = 0; i < 5 && i < n; i++) snprintf(meta + strlen(meta), sizeof meta - strlen(meta), "t%d\t%s\n", i, texts[i]);
+    free(buf);
+    static const char *const section =
+        "visual_textual:\n"
+        "  items:\n"
+        "    input_path: {visual: photos, textual: meta.tsv}\n"
+        "    item_column: item\n"
+        "    text_column: text\n"
+        "    output_path: {visual: visual_embeddings_2, textual: textual_embeddings_2}\n"
+        "    model: [\n"
+        "      { model_name: kakaobrain/align-base, backend: transformers, output_layers: 1, batch_size: 2},\n"
+        "      { model_name: BAAI/AltCLIP, backend: transformers, output_layers: 1, batch_size: 2},\n"
+        "    ]\n";
+    char cfg[9000];
+    snprintf(cfg, sizeof cfg, "dataset_path: %s\ngpu list: -1\n%s", dir, section);
+    ok = ok && k == N_IMAGES && n == N_TEXTS && write_file(dir, "meta.tsv", meta) && write_file(dir, "config.yml", cfg);
+    if (!t_check(ok, "a Ducho dataset of five photos and five texts")) goto done;
+    snprintf(cmd, sizeof cmd, "%s extract %s/config.yml --weights %s/w 2>&1", bin, dir, dir);
+    int rc = t_run(cmd, out, sizeof out);
+    if (t_check(rc == 0, "mrec extract runs config_ducho's visual_textual with ALIGN and AltCLIP: rc %d\n%s", rc, out)) {
+        char what[160];
+        for (int i = 0; i < N_IMAGES; i++) {
+            char id[16];
+            snprintf(id, sizeof id, "p%d", i);
+            snprintf(what, sizeof what, "Ducho visual_textual, AltCLIP: image_embeds of photo %d", i);
+            leaf_row(dir, "visual_embeddings_2/transformers/BAAI/AltCLIP/1", id, FIX "image_embeds.npy", i, P, what);
+            snprintf(id, sizeof id, "t%d", i);
+            snprintf(what, sizeof what, "Ducho visual_textual, AltCLIP: text_embeds of text %d", i);
+            leaf_row(dir, "textual_embeddings_2/transformers/BAAI/AltCLIP/1", id, FIX "text_embeds.npy", i, P, what);
+        }
+        /* align's text_tiny references are the first six lines of items.txt, as the first three texts here */
+        for (int i = 0; i < 3; i++) {
+            char id[16];
+            snprintf(id, sizeof id, "t%d", i);
+            snprintf(what, sizeof what, "Ducho visual_textual, ALIGN: text_embeds of text %d", i);
+            leaf_row(dir, "textual_embeddings_2/transformers/kakaobrain/align-base/1", id, "tests/fixtures/align/text_tiny/ref_embeds.npy",
+                     i, 40, what);
+        }
+        snprintf(cmd, sizeof cmd, "ls %s/visual_embeddings_2/transformers/kakaobrain/align-base/1 | wc -l", dir);
+        t_run(cmd, out, sizeof out);
+        t_check(atoi(out) == N_IMAGES, "Ducho visual_textual, ALIGN: one image feature per photo (%d)", atoi(out));
+    }
+    /* what the two-encoder models cannot do there */
+    static const struct { const char *from, *to, *says; } bad[] = {
+        {"output_layers: 1, batch_size: 2},\n    ]", "output_layers: 1, batch_size: 2, fusion: concat},\n    ]", "fusion with BAAI/AltCLIP"},
+        {"BAAI/AltCLIP, backend: transformers, output_layers: 1", "BAAI/AltCLIP, backend: transformers, output_layers: pooler",
+         "output_layers 'pooler'"},
+    };
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+        char edited[9000];
+        const char *at = strstr(cfg, bad[c].from);
+        if (!t_check(at != NULL, "the config holds %s", bad[c].from)) continue;
+        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - cfg), cfg, bad[c].to, at + strlen(bad[c].from));
+        if (!t_check(write_file(dir, "bad.yml", edited), "bad.yml")) continue;
+        snprintf(cmd, sizeof cmd, "%s extract %s/bad.yml --weights %s/w --overwrite 2>&1", bin, dir, dir);
+        rc = t_run(cmd, out, sizeof out);
+        t_check(rc != 0 && strstr(out, bad[c].says) && strstr(out, "bad.yml"), "refused, naming the file and %s: %s", bad[c].says, out);
+    }
+done:
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 /* ---- malformed folders ---- */
 
 /* The fixture's weights under an edited config.json: each refused, naming the file and what is wrong. */
@@ -287,7 +392,7 @@ int main(void) {
     vision_case();
     errors();
     const char *bin = getenv("MREC_BIN");
-    if (bin) image_cli_case(bin);
-    else t_skip("mrec extract-image with AltCLIP: MREC_BIN is not set (tests/run.sh sets it)");
+    if (bin) image_cli_case(bin), ducho_case(bin);
+    else t_skip("mrec extract-image and mrec extract with AltCLIP: MREC_BIN is not set (tests/run.sh sets it)");
     return t_finish();
 }

@@ -29,6 +29,7 @@
 #include "../nn/mrec_io.h"
 #include "../nn/mrec_npy.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ typedef struct {
     char fusion[16];
     char images[4096], table[4096], item_col[256], text_col[256];
     char out[3][4096]; /* the leaf folders: visual or textual; visual_textual: visual, textual, fused */
+    int split;         /* visual_textual with ALIGN or AltCLIP: an image run and a text run of the one folder */
 } job;
 
 static int is_dir(const char *p) {
@@ -116,58 +118,76 @@ static mrec_status resolve_model(const mrec_cfg *c, int line, const char *name, 
                      c->path, line, name, weights, lower);
 }
 
-/* output_layers -> mrec's layer (image) or pooling (text) for this model. */
+/* The model_type of a folder's config.json, into type; "" when there is none. */
+static void model_type(const char *dir, char *type, size_t cap) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    *type = 0;
+    cJSON *j = NULL;
+    if (!is_dir(dir) || mrec_read_json_object(path, 1, &j) || !j) return;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    if (cJSON_IsString(t)) snprintf(type, cap, "%s", t->valuestring);
+    cJSON_Delete(j);
+}
+
+/* output_layers -> mrec's layer (image) or pooling (text) for this model.
+ * CLIP runs both towers in one pass; ALIGN and AltCLIP hold two encoders of
+ * their own in one folder (EfficientNet + BERT, CLIP's ViT + XLM-R), so their
+ * visual_textual runs as an image run and a text run of that folder. */
 static mrec_status map_layer(const mrec_cfg *c, job *j) {
     const char *l = j->layer_dir;
+    char type[64];
+    model_type(j->model_dir, type, sizeof type);
+    int clip = !strcmp(type, "clip"), align = !strcmp(type, "align"), altclip = !strcmp(type, "altclip");
+    int text_only = j->modality == TEXTUAL, image_only = j->modality == VISUAL;
     mrec_image_model kind = MREC_IMAGE_RESNET;
-    int text_only = j->modality == TEXTUAL;
     mrec_status st = text_only ? MREC_OK : mrec_image_model_kind(j->model_dir, &kind);
     if (st) return st;
-    int clip = !text_only ? kind == MREC_IMAGE_CLIP : 0;
-    if (text_only) {
-        char cfg[4200];
-        snprintf(cfg, sizeof cfg, "%s/config.json", j->model_dir);
-        mrec_image_model k;
-        clip = is_dir(j->model_dir) && exists(cfg) && !mrec_image_model_kind(j->model_dir, &k) && k == MREC_IMAGE_CLIP;
-    }
-    if (text_only) { /* ALIGN's folder holds both towers: its text section runs the text one */
-        char cfg[4200];
-        snprintf(cfg, sizeof cfg, "%s/config.json", j->model_dir);
-        mrec_image_model k;
-        if (is_dir(j->model_dir) && exists(cfg) && !mrec_image_model_kind(j->model_dir, &k) && k == MREC_IMAGE_ALIGN) kind = k;
-    }
-    if (kind == MREC_IMAGE_ALIGN && j->modality == VISUAL_TEXTUAL)
-        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: %s is ALIGN: give it a visual and a textual section "
-                         "(visual_textual runs CLIP models)", c->path, j->line, j->name);
-    if (j->modality == VISUAL_TEXTUAL && !clip)
-        return mrec_fail(MREC_ERR_ARG, "%s: line %d: visual_textual needs a CLIP model; %s is not one", c->path, j->line, j->name);
+    if (j->modality == VISUAL_TEXTUAL && !clip && !align && !altclip)
+        return mrec_fail(MREC_ERR_ARG, "%s: line %d: visual_textual needs a model with an image and a text tower (CLIP, ALIGN, "
+                         "AltCLIP); %s is not one", c->path, j->line, j->name);
+    j->split = j->modality == VISUAL_TEXTUAL && !clip;
+    if (j->split && *j->fusion)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: line %d: fusion with %s: mrec fuses CLIP's two towers only", c->path, j->line,
+                         j->name);
     if (!*l || !strcmp(l, "1")) return MREC_OK; /* Ducho's "1": the model's usual output */
-    if (clip) {
+    const char *expect;
+    if (clip && !image_only) {
+        expect = "1, embeds, projected, pooler";
         if (!strcmp(l, "embeds") || !strcmp(l, "projected") || !strcmp(l, "pooler")) return j->layer = l, MREC_OK;
-    } else if (text_only && kind == MREC_IMAGE_ALIGN) {
+    } else if (j->split) { /* one name for both towers */
+        expect = "1, embeds";
+        if (!strcmp(l, "embeds")) return j->layer = "embeds", j->pooling = "embeds", MREC_OK;
+    } else if (text_only && (align || altclip)) {
+        expect = "1, embeds, text_embeds";
         if (!strcmp(l, "embeds") || !strcmp(l, "text_embeds")) return j->pooling = "embeds", MREC_OK;
-        if (!strcmp(l, "cls") || !strcmp(l, "pooler")) return j->pooling = l, MREC_OK;
-        if (!strcmp(l, "pooler_output")) return j->pooling = "pooler", MREC_OK;
+        if (align && (!strcmp(l, "cls") || !strcmp(l, "pooler"))) return j->pooling = l, MREC_OK;
+        if (align && !strcmp(l, "pooler_output")) return j->pooling = "pooler", MREC_OK;
+        if (align) expect = "1, embeds, text_embeds, cls, pooler, pooler_output";
     } else if (text_only) {
+        expect = "1, mean, cls, pooler";
         if (!strcmp(l, "mean") || !strcmp(l, "cls") || !strcmp(l, "pooler")) return j->pooling = l, MREC_OK;
         if (!strcmp(l, "pooler_output")) return j->pooling = "pooler", MREC_OK;
+    } else if (kind == MREC_IMAGE_CLIP) {
+        expect = "1, embeds, image_embeds, projected, pooler, pooler_output";
+        if (!strcmp(l, "embeds") || !strcmp(l, "image_embeds")) return j->layer = "embeds", MREC_OK;
+        if (!strcmp(l, "projected")) return j->layer = "projected", MREC_OK;
+        if (!strcmp(l, "pooler") || !strcmp(l, "pooler_output")) return j->layer = "pooler", MREC_OK;
     } else if (kind == MREC_IMAGE_ALIGN) {
+        expect = "1, embeds, image_embeds, pooler, pooler_output";
         if (!strcmp(l, "embeds") || !strcmp(l, "image_embeds")) return j->layer = "embeds", MREC_OK;
         if (!strcmp(l, "pooler") || !strcmp(l, "pooler_output")) return j->layer = "pooler", MREC_OK;
     } else if (kind == MREC_IMAGE_RESNET) {
+        expect = "avgpool, fc";
         if (!strcmp(l, "avgpool")) return j->layer = "avgpool", MREC_OK;
         if (!strcmp(l, "fc") || !strcmp(l, "classifier") || !strcmp(l, "logits")) return j->layer = "logits", MREC_OK;
     } else {
+        expect = "pooler_output, last_hidden_state";
         if (!strcmp(l, "pooler_output") || !strcmp(l, "pooler")) return j->layer = "pooler", MREC_OK;
         if (!strcmp(l, "last_hidden_state") || !strcmp(l, "cls")) return j->layer = "cls", MREC_OK;
     }
     return mrec_fail(MREC_ERR_ARG, "%s: line %d: output_layers '%s' is not one mrec has for %s (%s)", c->path, j->line, l, j->name,
-                     clip        ? "1, embeds, projected, pooler"
-                     : text_only && kind == MREC_IMAGE_ALIGN ? "1, embeds, text_embeds, cls, pooler, pooler_output"
-                     : text_only ? "1, mean, cls, pooler"
-                     : kind == MREC_IMAGE_ALIGN  ? "1, embeds, image_embeds, pooler, pooler_output"
-                     : kind == MREC_IMAGE_RESNET ? "avgpool, fc"
-                                                 : "pooler_output, last_hidden_state");
+                     expect);
 }
 
 static mrec_status path_in(const mrec_cfg *c, const mrec_cfg_node *n, const char *base, const char *what, int must_exist, char *out,
@@ -331,6 +351,14 @@ static mrec_status gpu_list_device(const mrec_cfg *c, const mrec_cfg_node *root,
  * lock, from the features the run returned; visual_textual's three leaves are held here and filled from one
  * CLIP run. */
 static int run_job(const job *j, const mrec_ducho_options *o) {
+    if (j->split) { /* ALIGN, AltCLIP: the image run into the visual leaf, the text run into the textual one */
+        job v = *j, t = *j;
+        v.modality = VISUAL, v.split = t.split = 0, v.pooling = NULL;
+        t.modality = TEXTUAL, t.layer = NULL;
+        snprintf(t.out[0], sizeof t.out[0], "%s", j->out[1]);
+        int rc = run_job(&v, o);
+        return rc ? rc : run_job(&t, o);
+    }
     char work[4400] = "", clip_out[4500];
     int clip = j->modality == VISUAL_TEXTUAL, n_leaves = clip ? 2 + !!*j->fusion : 1, rc = 0;
     mrec_out_dir od[3] = {{.lock_fd = -1}, {.lock_fd = -1}, {.lock_fd = -1}};
@@ -473,9 +501,10 @@ static const mrec_command COMMAND = {
     "weights/ beside bin/): ResNet50 -> weights/resnet50, openai/clip-vit-base-patch16 ->\n"
     "weights/openai/clip-vit-base-patch16. --matrix also writes LEAF.npy and LEAF_ids.txt, the\n"
     "items in id order, as MMRec reads features. Images and texts of visual_textual are paired by\n"
-    "item id (Ducho pairs them by position). Relative paths are taken from the current folder.\n"
+    "item id (Ducho pairs them by position); ALIGN and AltCLIP there run their image tower on the\n"
+    "images and their text tower on the texts. Relative paths are taken from the current folder.\n"
     "Prints one line per model: modality, model_name, output folder. --skip-unsupported lists and\n"
-    "leaves out the models that have no local copy or that mrec cannot run (AltCLIP).\n"
+    "leaves out the models that have no local copy or that mrec cannot run.\n"
     "Each model's folder is built beside itself and appears whole when the model is done; one that\n"
     "exists is replaced only with --overwrite (it stays as it was until then), and a second run into\n"
     "it at the same time is refused. --resume takes up the items a killed run finished (visual and\n"

@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
-"""clip_peer.py: Hugging Face CLIPModel on the CPU doing what bench_clip does, for the ratio.
+"""clip_peer.py: Hugging Face CLIPModel (or AltCLIPModel) on the CPU doing what bench_clip does, for the ratio.
 
-    python bench/peers/clip_peer.py CLIP_DIR TEXTS.txt THREADS BATCH...
+    python bench/peers/clip_peer.py MODEL_DIR TEXTS.txt THREADS BATCH...
 
-CLIP_DIR is tools/golden/clip.py --full's folder. Prints "image <batch> <seconds per image>" (the best
+MODEL_DIR is tools/golden/clip.py --full's folder, or altclip.py --full's (XLMRobertaTokenizerFast, texts cut
+at 512 tokens as Ducho's AltCLIPProcessor call does). Prints "image <batch> <seconds per image>" (the best
 of 3 calls of get_image_features on a (batch, 3, S, S) tensor, then the normalization) and
 "text <batch> <seconds per text>" (tokenizing with the fast tokenizer, padding to the longest of each
 batch, texts sorted by length as sentence-transformers does, get_text_features and the normalization,
 over every text in TEXTS.txt), torch.no_grad, float32, on THREADS threads.
 """
+import json
 import sys
 import time
 
 import torch
-from transformers import CLIPModel, CLIPTokenizerFast
+from transformers import AltCLIPModel, CLIPModel, CLIPTokenizerFast, XLMRobertaTokenizerFast
 
 
 def best(f, reps=3):
@@ -28,8 +30,10 @@ def best(f, reps=3):
 def main():
     path, texts_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(threads)
-    model = CLIPModel.from_pretrained(path).eval()
-    tok = CLIPTokenizerFast.from_pretrained(path)
+    altclip = json.load(open(f"{path}/config.json")).get("model_type") == "altclip"
+    model = (AltCLIPModel if altclip else CLIPModel).from_pretrained(path).eval()
+    tok = XLMRobertaTokenizerFast(tokenizer_file=f"{path}/tokenizer.json") if altclip else CLIPTokenizerFast.from_pretrained(path)
+    max_length = 512 if altclip else 77
     texts = [l.rstrip("\n") for l in open(texts_path, encoding="utf-8")]
     size = model.config.vision_config.image_size
 
@@ -38,7 +42,7 @@ def main():
         out = [None] * len(texts)
         for s in range(0, len(texts), b):
             idx = order[s:s + b]
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=77, return_tensors="pt")
+            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             e = model.get_text_features(**enc).pooler_output
             e = e / e.norm(dim=-1, keepdim=True)
             for k, i in enumerate(idx):
