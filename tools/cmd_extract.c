@@ -25,7 +25,7 @@ enum { T_MODEL, T_INPUT, T_ID, T_TEXT, T_OUT, T_FORMAT, T_POOLING, T_NORMALIZE, 
        T_DEVICE, T_PRECISION, N_OPTIONS };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
-    [T_MODEL] = {"--model", MREC_OPT_PATH, "DIR", "a BERT-family folder (sentence-transformers or Hugging Face) or a CLIP folder",
+    [T_MODEL] = {"--model", MREC_OPT_PATH, "DIR", "a BERT-family folder (sentence-transformers, Hugging Face, ALIGN, AltCLIP) or a CLIP folder",
                  .allow_dir = 1, .section = "options"},
     [T_INPUT] = {"--input", MREC_OPT_PATH, "FILE", "the item table, CSV or TSV"},
     [T_ID] = {"--id-column", MREC_OPT_TEXT, "C", "the column of item ids"},
@@ -33,7 +33,7 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [T_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "the output folder"},
     [T_FORMAT] = {"--format", MREC_OPT_ENUM, "matrix|per-item", "DIR/text_feat.npy and text_feat_ids.txt, or DIR/<id>.npy", "matrix",
                   .choices = "matrix|per-item"},
-    [T_POOLING] = {"--pooling", MREC_OPT_ENUM, "mean|cls|pooler|embeds", "a BERT-family model's pooling (embeds: ALIGN's projected [CLS])", "the folder's sentence-transformers setting",
+    [T_POOLING] = {"--pooling", MREC_OPT_ENUM, "mean|cls|pooler|embeds", "a BERT-family model's pooling (embeds: ALIGN's and AltCLIP's projected first token)", "the folder's sentence-transformers setting",
                    .choices = "mean|cls|pooler"},
     [T_NORMALIZE] = {"--normalize", MREC_OPT_SWITCH, NULL, "L2-normalize each embedding", "the folder's sentence-transformers setting"},
     [T_LAYER] = {"--layer", MREC_OPT_ENUM, "embeds|projected|pooler", "a CLIP model's output", "embeds", .choices = "embeds|projected|pooler"},

@@ -157,13 +157,13 @@ int mrec_extract_text_run(const mrec_text_extract_spec *spec, mrec_extract_resul
         else {
             fprintf(stderr, "mrec extract-text: --pooling %s: %s\n", pooling,
                     !strcmp(pooling, "pooler")   ? "this checkpoint has no pooler"
-                    : !strcmp(pooling, "embeds") ? "this checkpoint has no text_projection (ALIGN has one)"
+                    : !strcmp(pooling, "embeds") ? "this checkpoint has no text_projection (ALIGN and AltCLIP have one)"
                                                  : "not mean, cls, pooler or embeds");
             mrec_text_encoder_free(&enc), mrec_table_free(&table), mrec_context_destroy(own_ctx);
             return 2;
         }
     }
-    if (pooling && enc.pooling != MREC_POOL_EMBEDS && enc.bert.proj_w) enc.normalize = 0; /* ALIGN normalizes its embeds only */
+    if (pooling && enc.pooling != MREC_POOL_EMBEDS && enc.bert.proj_w) enc.normalize = 0; /* ALIGN and AltCLIP normalize their embeds only */
     if (normalize >= 0) enc.normalize = normalize;
     enc.batch_size = batch;
     /* the rows to embed */
@@ -265,7 +265,7 @@ int mrec_extract_text_run(const mrec_text_extract_spec *spec, mrec_extract_resul
         snprintf(how, sizeof how, "%s%s", enc.is_clip ? "CLIP " : "", enc.is_clip ? mrec_clip_output_name(enc.clip_output)
                                                          : enc.pooling == MREC_POOL_MEAN ? "mean pooling"
                                                          : enc.pooling == MREC_POOL_CLS  ? "cls pooling"
-                                                         : enc.pooling == MREC_POOL_EMBEDS ? "ALIGN text_embeds"
+                                                         : enc.pooling == MREC_POOL_EMBEDS ? "text_embeds"
                                                                                          : "pooler");
         fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n - kept, D, how,
                 enc.normalize ? ", normalized" : "", secs, secs > 0 ? (n - kept) / secs : 0);
