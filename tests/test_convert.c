@@ -272,7 +272,8 @@ static void test_cli(void) {
  * converted beside itself; a hostile one is fetched, verified and refused, leaving no safetensors. */
 /* The benchmark's Ducho config names MMFashion as a whole pickled module
  * (./demos/demo_x/MMFashion.pt): mrec extract reads it as it reads the same
- * ResNet's safetensors, to the byte. */
+ * ResNet's safetensors, to the byte, into torch/MMFashion/avgpool as Ducho
+ * names a model file (the path the benchmark's Elliot template reads). */
 static void test_ducho_module(void) {
     static char out[8192];
     char cmd[3072];
@@ -284,7 +285,7 @@ static void test_ducho_module(void) {
              "'      { model_name: ./MMFashion.pt, output_layers: avgpool, reshape: [224, 224], preprocessing: zscore, backend: torch },' "
              "'      { model_name: ./tiny.safetensors, output_layers: avgpool, reshape: [224, 224], preprocessing: zscore, backend: torch }' "
              "'    ]' > $d/config.yml && cd $d && %s%s extract config.yml 2>&1 && for i in 0 1 2; do "
-             "cmp visual/torch/MMFashion.pt/avgpool/i$i.npy visual/torch/tiny.safetensors/avgpool/i$i.npy || exit 9; done",
+             "cmp visual/torch/MMFashion/avgpool/i$i.npy visual/torch/tiny/avgpool/i$i.npy || exit 9; done",
              tmpdir, bin[0] == '/' ? "" : "$OLDPWD/", bin);
     int rc = t_run(cmd, out, sizeof out);
     t_check(rc == 0 && strstr(out, "3 images (32-d avgpool"), "a Ducho config naming MMFashion.pt extracts the bytes of its safetensors: %s",

@@ -14,8 +14,8 @@
  *                                     output_layers: 1, fusion: concat}]}}
  *
  * Each model writes Ducho's tree, <dataset_path>/<output_path>/<backend>/<model_name>/<output_layers>/<id>.npy,
- * of shape (1, dim). A model_name is a folder, or a name from weights/manifest.tsv found under the weights
- * folder. Every section is checked (keys, types, files, models) before anything runs, and each leaf folder
+ * of shape (1, dim); a model_name that is a file is named there by its stem (MMFashion.pt -> MMFashion). A
+ * model_name is a folder or a file, or a name from weights/manifest.tsv found under the weights folder. Every section is checked (keys, types, files, models) before anything runs, and each leaf folder
  * is an output folder (mrec_out_begin): locked for the run, built beside itself, swapped in whole.
  *
  * Where Ducho pairs images and texts by position (visual_textual), mrec pairs them by item id.
@@ -316,8 +316,17 @@ static mrec_status read_section(const mrec_cfg *c, const mrec_cfg_node *sec, int
             if (output && (st = path_in(c, output, base, "output_path", 0, outdir[0], sizeof outdir[0]))) return st;
             if (!output) snprintf(outdir[0], sizeof outdir[0], "%s%s%s", base, *base ? "/" : "", outs[modality]);
         }
+        /* a model given as a file is named by its stem, as Ducho names it (./demos/x/MMFashion.pt ->
+         * torch/MMFashion/avgpool, the path the benchmark's Elliot template reads); a hub name stays whole */
+        char leaf[256];
+        snprintf(leaf, sizeof leaf, "%s", j->name);
+        if (!is_dir(j->model_dir)) {
+            const char *base = strrchr(j->name, '/') ? strrchr(j->name, '/') + 1 : j->name;
+            const char *dot = strrchr(base, '.');
+            snprintf(leaf, sizeof leaf, "%.*s", dot && dot > base ? (int)(dot - base) : (int)strlen(base), base);
+        }
         for (int k = 0; k < (modality == VISUAL_TEXTUAL ? 3 : 1); k++)
-            snprintf(j->out[k], sizeof j->out[k], "%s/%s/%s/%s", outdir[k], j->backend, j->name, j->layer_dir);
+            snprintf(j->out[k], sizeof j->out[k], "%s/%s/%s/%s", outdir[k], j->backend, leaf, j->layer_dir);
         ++*n_jobs;
     }
     return st;

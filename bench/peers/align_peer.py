@@ -5,16 +5,21 @@ PyTorch CPU, timed as bench_align times mrec's.
     python bench/peers/align_peer.py --make DIR
         writes DIR/{config.json, model.safetensors}: align-base's vision tower (AlignVisionConfig's defaults,
         image_size 289) with random weights (seed 0) and random BatchNorm statistics
+    python bench/peers/align_peer.py --make-model DIR
+        writes DIR as a kakaobrain/align-base folder with random weights: the whole AlignModel (that vision
+        tower, BERT-base text tower, text_projection 768 -> 640), bert-base-uncased's vocabulary and align-base's
+        processor config from tests/, for end-to-end runs (`mrec extract` of a Ducho config)
     python bench/peers/align_peer.py DIR THREADS INPUTS BATCH...
         INPUTS: float32 (N, 3, 289, 289) written by bench_align; prints "<batch> <seconds per image>", the best of
         3 passes over the first BATCH images, image_embeds (pooled output, L2-normalized) as AlignModel gives them
 """
+import shutil
 import sys
 import time
 
 import numpy as np
 import torch
-from transformers import AlignVisionConfig, AlignVisionModel
+from transformers import AlignConfig, AlignModel, AlignVisionConfig, AlignVisionModel, BertTokenizer
 
 
 def make(path):
@@ -27,9 +32,22 @@ def make(path):
     m.save_pretrained(path, safe_serialization=True)
 
 
+def make_model(path):
+    torch.manual_seed(0)
+    m = AlignModel(AlignConfig(vision_config=dict(image_size=289), projection_dim=640)).eval()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1), mod.running_var.uniform_(0.5, 1.5)
+    m.save_pretrained(path, safe_serialization=True)
+    BertTokenizer("tests/data/tokenizers/bert-base-uncased/vocab.txt", do_lower_case=True).save_pretrained(path)
+    shutil.copy("tests/fixtures/align/align_base_processor/preprocessor_config.json", path)
+
+
 def main():
     if sys.argv[1] == "--make":
         return make(sys.argv[2])
+    if sys.argv[1] == "--make-model":
+        return make_model(sys.argv[2])
     path, threads, inputs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     batches = [int(b) for b in sys.argv[4:]]
     torch.set_num_threads(threads)
