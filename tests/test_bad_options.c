@@ -340,6 +340,14 @@ static void cli(void) {
     snprintf(path, sizeof path, "%s/fifo.tsv", dir);
     fifo_ok &= mkfifo(path, 0600) == 0;
     t_check(fifo_ok, "FIFOs to give as inputs");
+    snprintf(path, sizeof path, "%s/nofeat", dir); /* a features folder with no <id>.npy of these items */
+    t_check(mkdir(path, 0700) == 0, "an empty features folder");
+    write_file("nofeat.yml", "experiment:\n  data_config:\n    strategy: fixed\n    train_path: tr.tsv\n    validation_path: va.tsv\n"
+               "    test_path: te.tsv\n    side_information:\n      - dataloader: VisualAttribute\n        visual_features: nofeat\n"
+               "      - dataloader: TextualAttribute\n        textual_features: nofeat\n  dataset: d\n  top_k: 20\n"
+               "  evaluation: {cutoffs: [20], simple_metrics: [Recall]}\n  models:\n    external.VBPR: {epochs: 1, factors: 8, "
+               "batch_size: 64, lr: 0.01, l_w: 1e-5, comb_mod: concat, modalities: \"('visual', 'textual')\", "
+               "loaders: \"('VisualAttribute', 'TextualAttribute')\"}\n");
 
 #define TRAIN "train --data tr.tsv,va.tsv,te.tsv --format tsv --model bprmf --epochs 1 --out OUT "
 #define TEXT "extract-text --model model --input items.tsv --id-column id --text-column text --out OUT "
@@ -460,6 +468,9 @@ static void cli(void) {
         {"train --data fifo.tsv --format tsv --split mmrec --model bprmf --out OUT", "--data 'fifo.tsv': a FIFO"},
         {"train --data tr.tsv,fifo.tsv,te.tsv --format tsv --model bprmf --out OUT", "--data 'fifo.tsv'"},
         {TRAIN "--model vbpr --features visual=fifo.tsv", "--features 'fifo.tsv'"},
+        /* the first of two modalities unreadable: the second, never read, is not freed (a crash once) */
+        {TRAIN "--model vbpr --features visual=nofeat,textual=nofeat", "nofeat: no <id>.npy"},
+        {"train nofeat.yml --out OUT", "nofeat: no <id>.npy"},
         {"extract-text --model model --input fifo.tsv --id-column id --text-column text --out OUT", "--input 'fifo.tsv'"},
         {"extract-image --model model --images fifo.tsv --out OUT", "--images 'fifo.tsv'"},
         {"extract-clip --model model --images images.tsv --input fifo.tsv --id-column id --text-column text --out OUT", "--input 'fifo.tsv'"},

@@ -286,6 +286,7 @@ static mrec_status load_modalities(const mrec_train_spec *s, mrec_features *f, i
         *eq = 0, names[*n] = tok, paths[*n] = eq + 1, ++*n;
     }
     mrec_status st = MREC_OK;
+    memset(f, 0, sizeof *f * (size_t)*n); /* a failed load frees every modality, read or not */
     for (int pass = 0; pass < 2 && !st; pass++) {
         for (int m = 0; m < *n && !st; m++) st = mrec_features_load(&f[m], names[m], paths[m], x);
         int lacking = 0;
