@@ -27,6 +27,7 @@
  * references and the model on the GPU against the same fixture; without
  * one, those print "skipped".
  */
+#include "encoder_checks.h"
 #include "harness.h"
 
 #include "../extractors/mrec_extract.h"
@@ -49,21 +50,6 @@
 #define ODD "tests/data/images/odd/"
 #define TEXT FIX "text_tiny/"
 #define N_TEXTS 6 /* the first lines of tests/data/texts/items.txt in the fixture */
-
-static float *load(const char *path, int64_t *shape) {
-    float *data = NULL;
-    int ndim;
-    int64_t s[8];
-    if (mrec_npy_read_f32(path, &data, &ndim, s)) return NULL;
-    if (shape) memcpy(shape, s, sizeof(int64_t) * (size_t)ndim);
-    return data;
-}
-
-static void compare(const char *what, const float *ref, const float *out, int64_t n) {
-    double scale = 0;
-    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-    t_allclose(what, ref, out, n, 1e-4 * scale, 0);
-}
 
 /* align-base's processor on every photo of preprocess.tsv: the crc32 of the float32 output */
 static void align_base_processor(const char *model_dir) {
@@ -130,7 +116,7 @@ static void model_case(mrec_context *ctx, const char *device, const float *x, in
                 m.block[3].stride == 2 && m.block[4].stride == 1 && m.block[4].residual && !m.block[3].residual,
             "tiny: strides, residuals, and the paddings (asymmetric, and symmetric for the depthwise_padding block)");
     int64_t ls[4] = {0};
-    float *pooled_ref = load(FIX "pooled.npy", NULL), *embeds_ref = load(FIX "embeds.npy", NULL), *last_ref = load(FIX "last_hidden.npy", ls);
+    float *pooled_ref = load_npy(FIX "pooled.npy", NULL), *embeds_ref = load_npy(FIX "embeds.npy", NULL), *last_ref = load_npy(FIX "last_hidden.npy", ls);
     int oh, ow;
     mrec_efficientnet_out_size(&m, H, W, &oh, &ow);
     if (t_check(pooled_ref && embeds_ref && last_ref, "tiny: reference outputs") &&
@@ -155,12 +141,12 @@ static void model_case(mrec_context *ctx, const char *device, const float *x, in
         if (t_status(st, MREC_OK, "tiny forward on the %s", device)) {
             char what[120];
             snprintf(what, sizeof what, "%s: pooler_output = get_image_features (%d x %d)", device, B, m.features);
-            compare(what, pooled_ref, pooled, (int64_t)B * m.features);
+            compare_scaled(what, pooled_ref, pooled, (int64_t)B * m.features);
             snprintf(what, sizeof what, "%s: image_embeds (pooled, L2-normalized)", device);
-            compare(what, embeds_ref, embeds, (int64_t)B * m.features);
+            compare_scaled(what, embeds_ref, embeds, (int64_t)B * m.features);
             /* the map before pooling: a shifted window (a wrong pad) moves the mean little, the map much */
             snprintf(what, sizeof what, "%s: last_hidden_state (%d x %d x %d x %d)", device, B, m.features, oh, ow);
-            compare(what, last_ref, last, (int64_t)B * m.features * oh * ow);
+            compare_scaled(what, last_ref, last, (int64_t)B * m.features * oh * ow);
         }
         free(pooled), free(embeds), free(last);
     }
@@ -227,12 +213,12 @@ static void encoder_case(void) {
                 "an ALIGN folder: hf-align from its preprocessor_config.json, layer %s", mrec_image_layer_name(enc.layer));
         int D = mrec_image_encoder_dim(&enc), ok[2] = {0, 0};
         char *errors[2] = {NULL, NULL};
-        float *out = calloc(2 * (size_t)D, sizeof(float)), *ref = load(refs[l], NULL);
+        float *out = calloc(2 * (size_t)D, sizeof(float)), *ref = load_npy(refs[l], NULL);
         if (t_status(mrec_image_encoder_embed(ctx, &enc, paths, 2, out, ok, errors), MREC_OK, "embed two photos") &&
             t_check(ok[0] && ok[1] && ref && D == 40, "both photos encoded, 40 features")) {
             char what[120];
             snprintf(what, sizeof what, "extractor, layer %s, against Hugging Face", mrec_image_layer_name(enc.layer));
-            compare(what, ref, out, 2 * (int64_t)D);
+            compare_scaled(what, ref, out, 2 * (int64_t)D);
         }
         free(errors[0]), free(errors[1]), free(out), free(ref);
         mrec_image_encoder_free(&enc);
@@ -249,8 +235,8 @@ static void encoder_case(void) {
  * get_text_features, normalized against text_embeds. */
 static void text_model_case(mrec_context *ctx, const char *device) {
     int64_t s[2] = {0};
-    float *fids = load(TEXT "ref_ids.npy", s), *fmask = load(TEXT "ref_mask.npy", NULL);
-    float *feats = load(TEXT "ref_features.npy", NULL), *embeds = load(TEXT "ref_embeds.npy", NULL);
+    float *fids = load_npy(TEXT "ref_ids.npy", s), *fmask = load_npy(TEXT "ref_mask.npy", NULL);
+    float *feats = load_npy(TEXT "ref_features.npy", NULL), *embeds = load_npy(TEXT "ref_embeds.npy", NULL);
     mrec_bert m;
     if (!t_check(fids && fmask && feats && embeds && s[0] == N_TEXTS && s[1] == 64, "text_tiny's references") ||
         !t_status(mrec_bert_load(&m, TEXT), MREC_OK, "mrec_bert_load on an AlignModel folder")) {
@@ -259,31 +245,18 @@ static void text_model_case(mrec_context *ctx, const char *device) {
     }
     t_check(m.cfg.proj_dim == 40 && m.proj_w && m.proj_b && m.pooler_w && m.cfg.hidden == 8 && m.cfg.layers == 2,
             "ALIGN: text_config's BERT, projection_dim 40, text_projection with its bias");
-    int B = N_TEXTS, T = 64, H = m.cfg.hidden, P = m.cfg.proj_dim;
+    int B = N_TEXTS, T = 64, P = m.cfg.proj_dim;
     int32_t ids[N_TEXTS * 64], mask[N_TEXTS * 64];
     for (int i = 0; i < B * T; i++) ids[i] = (int32_t)fids[i], mask[i] = (int32_t)fmask[i];
-    size_t ws = mrec_bert_workspace_bytes(&m.cfg, B, T) + sizeof(float) * ((size_t)B * T * H + 2 * (size_t)B * P) + 4096;
     float *host = malloc(sizeof(float) * 2 * (size_t)B * P);
-    mrec_status st = mrec_bert_to_device(&m, ctx);
-    if (!st) st = mrec_context_reserve(ctx, ws);
-    size_t mark = ctx->workspace.used;
-    float *hidden = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * T * H);
-    float *proj = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * P);
-    float *unit = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * P);
-    if (!st && (!hidden || !proj || !unit)) st = mrec_fail(MREC_ERR_NOMEM, "test workspace");
-    if (!st) st = mrec_bert_forward(ctx, &m, ids, NULL, mask, B, T, hidden, NULL);
-    if (!st) st = mrec_bert_project(ctx, &m, hidden, B, T, proj);
-    if (!st) st = mrec_l2_normalize_rows(ctx, unit, proj, 1e-12f, B, P);
-    if (!st) st = mrec_copy_to_host(ctx, host, proj, sizeof(float) * (size_t)B * P);
-    if (!st) st = mrec_copy_to_host(ctx, host + B * P, unit, sizeof(float) * (size_t)B * P);
+    mrec_status st = host ? bert_text_embeds(ctx, &m, ids, mask, B, T, host, host + B * P) : MREC_ERR_NOMEM;
     if (t_status(st, MREC_OK, "ALIGN text forward and projection on the %s", device)) {
         char what[96];
         snprintf(what, sizeof what, "%s: text_projection([CLS]) against get_text_features", device);
-        compare(what, feats, host, (int64_t)B * P);
+        compare_scaled(what, feats, host, (int64_t)B * P);
         snprintf(what, sizeof what, "%s: normalized against AlignModel's text_embeds", device);
-        compare(what, embeds, host + B * P, (int64_t)B * P);
+        compare_scaled(what, embeds, host + B * P, (int64_t)B * P);
     }
-    ctx->workspace.used = mark;
     mrec_bert_free(&m);
     free(host), free(fids), free(fmask), free(feats), free(embeds);
 }
@@ -321,13 +294,13 @@ static void text_encoder_case(void) {
         int32_t ids[N_TEXTS * 64], mask[N_TEXTS * 64], lens[N_TEXTS];
         mrec_tok_options opt = mrec_tok_defaults();
         opt.max_length = 64;
-        float *want = load(TEXT "ref_ids.npy", NULL), *ref = load(TEXT "ref_embeds.npy", NULL);
+        float *want = load_npy(TEXT "ref_ids.npy", NULL), *ref = load_npy(TEXT "ref_embeds.npy", NULL);
         int same = !mrec_tokenizer_encode_batch(e.tok, texts, NULL, N_TEXTS, &opt, 64, ids, NULL, mask, lens) && want;
         for (int i = 0; same && i < N_TEXTS * 64; i++) same = mask[i] ? ids[i] == (int32_t)want[i] : want[i] == 0;
         t_check(same, "WordPiece ids of six item texts equal transformers' BertTokenizer's");
         float out[N_TEXTS * 40];
         if (ref && t_status(mrec_text_encoder_embed(ctx, &e, texts, N_TEXTS, out), MREC_OK, "embed six texts"))
-            compare("text extractor with ALIGN against Hugging Face's text_embeds", ref, out, N_TEXTS * 40);
+            compare_scaled("text extractor with ALIGN against Hugging Face's text_embeds", ref, out, N_TEXTS * 40);
         free(want), free(ref);
         mrec_text_encoder_free(&e);
     }
@@ -376,9 +349,9 @@ static void cli_case(void) {
     int rc = system(cmd);
     snprintf(path, sizeof path, "%s/out/image_feat.npy", dir);
     int64_t sh[2] = {0};
-    float *feat = load(path, sh), *ref = load(FIX "embeds.npy", NULL);
+    float *feat = load_npy(path, sh), *ref = load_npy(FIX "embeds.npy", NULL);
     if (t_check(rc == 0 && feat && ref && sh[0] == 2 && sh[1] == 40, "extract-image --model tiny writes (2, 40): rc %d", rc))
-        compare("mrec extract-image with ALIGN, against Hugging Face's image_embeds", ref, feat, 80);
+        compare_scaled("mrec extract-image with ALIGN, against Hugging Face's image_embeds", ref, feat, 80);
     free(feat), free(ref);
     /* a Ducho config: the visual section runs the image tower, a textual one the text tower */
     static const char *const sections[2] = {
@@ -396,19 +369,19 @@ static void cli_case(void) {
         rc = system(cmd);
         if (k == 0) {
             snprintf(path, sizeof path, "%s/v/torch/tiny/1/testorig.npy", dir);
-            float *row = load(path, sh), *want = load(FIX "embeds.npy", NULL);
+            float *row = load_npy(path, sh), *want = load_npy(FIX "embeds.npy", NULL);
             if (t_check(rc == 0 && row && want && sh[0] == 1 && sh[1] == 40, "mrec extract: a Ducho visual section with ALIGN"))
-                compare("mrec extract (Ducho): testorig.npy against Hugging Face", want + 40, row, 40);
+                compare_scaled("mrec extract (Ducho): testorig.npy against Hugging Face", want + 40, row, 40);
             free(row), free(want);
         } else {
             char found[4400] = "";
             snprintf(cmd, sizeof cmd, "find %s/t -name i0.npy", dir);
             t_run(cmd, found, sizeof found);
             found[strcspn(found, "\n")] = 0;
-            float *row = *found ? load(found, sh) : NULL, *want = load(TEXT "ref_embeds.npy", NULL);
+            float *row = *found ? load_npy(found, sh) : NULL, *want = load_npy(TEXT "ref_embeds.npy", NULL);
             if (t_check(rc == 0 && row && want && sh[0] == 1 && sh[1] == 40, "mrec extract: a Ducho textual section with ALIGN (%s)",
                         found))
-                compare("mrec extract (Ducho): ALIGN's text_embeds of an item text against Hugging Face", want, row, 40);
+                compare_scaled("mrec extract (Ducho): ALIGN's text_embeds of an item text against Hugging Face", want, row, 40);
             free(row), free(want);
         }
     }
@@ -468,7 +441,7 @@ int main(void) {
     align_base_processor(NULL);
     align_base_processor(FIX "align_base_processor");
     int64_t s[4];
-    float *x = load(FIX "tiny_processor/pixel_values.npy", s);
+    float *x = load_npy(FIX "tiny_processor/pixel_values.npy", s);
     if (t_check(x && s[0] == 2 && s[1] == 3, "the model's inputs")) {
         int B = (int)s[0], H = (int)s[2], W = (int)s[3];
         tiny_processor(x, (int64_t)3 * H * W);

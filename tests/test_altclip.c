@@ -23,6 +23,7 @@
 #include "../nn/mrec_npy.h"
 #include "../nn/mrec_ops.h"
 #include "../nn/mrec_safetensors.h"
+#include "encoder_checks.h"
 #include "harness.h"
 
 #include <math.h>
@@ -36,21 +37,6 @@
 #define N_IMAGES 5
 #define T_MAX 512
 #define P 10 /* projection_dim */
-
-static float *load(const char *path, int64_t *shape) {
-    float *data = NULL;
-    int ndim;
-    int64_t s[8];
-    if (mrec_npy_read_f32(path, &data, &ndim, s)) return NULL;
-    if (shape) memcpy(shape, s, sizeof(int64_t) * (size_t)ndim);
-    return data;
-}
-
-static void compare(const char *what, const float *ref, const float *out, int64_t n) {
-    double scale = 0;
-    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-    t_allclose(what, ref, out, n, 1e-4 * scale, 0);
-}
 
 /* The fixture's texts, one per line (the empty one included), in *buf. */
 static int fixture_texts(char **buf, const char **texts) {
@@ -71,8 +57,8 @@ static int fixture_texts(char **buf, const char **texts) {
  * get_text_features, normalized against text_embeds. */
 static void text_model_case(mrec_context *ctx, const char *device, const char *dir) {
     int64_t s[2] = {0};
-    float *fids = load(FIX "input_ids.npy", s), *fmask = load(FIX "attention_mask.npy", NULL);
-    float *feats = load(FIX "text_features.npy", NULL), *embeds = load(FIX "text_embeds.npy", NULL);
+    float *fids = load_npy(FIX "input_ids.npy", s), *fmask = load_npy(FIX "attention_mask.npy", NULL);
+    float *feats = load_npy(FIX "text_features.npy", NULL), *embeds = load_npy(FIX "text_embeds.npy", NULL);
     int32_t *ids = malloc(sizeof(int32_t) * N_TEXTS * T_MAX), *mask = malloc(sizeof(int32_t) * N_TEXTS * T_MAX);
     mrec_bert m;
     if (!t_check(fids && fmask && feats && embeds && ids && mask && s[0] == N_TEXTS && s[1] == T_MAX, "the fixture's references") ||
@@ -83,30 +69,17 @@ static void text_model_case(mrec_context *ctx, const char *device, const char *d
     t_check(m.cfg.roberta && m.cfg.project_dim == 12 && m.cfg.proj_dim == P && m.cfg.pad_token_id == 1 && m.cfg.type_vocab == 1 &&
                 m.pre_ln_w && m.trans_w && m.trans_b && m.proj_w && !m.proj_b && !m.pooler_w,
             "AltCLIP: an XLM-R with pre_LN, transformation (12, with bias) and text_projection (10, no bias), no pooler");
-    int B = N_TEXTS, T = T_MAX, H = m.cfg.hidden;
+    int B = N_TEXTS, T = T_MAX;
     for (int i = 0; i < B * T; i++) ids[i] = (int32_t)fids[i], mask[i] = (int32_t)fmask[i];
-    size_t ws = mrec_bert_workspace_bytes(&m.cfg, B, T) + sizeof(float) * ((size_t)B * T * H + 2 * (size_t)B * P) + 4096;
     float *host = malloc(sizeof(float) * 2 * (size_t)B * P);
-    mrec_status st = host ? mrec_bert_to_device(&m, ctx) : MREC_ERR_NOMEM;
-    if (!st) st = mrec_context_reserve(ctx, ws);
-    size_t mark = ctx->workspace.used;
-    float *hidden = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * T * H);
-    float *proj = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * P);
-    float *unit = mrec_arena_alloc(&ctx->workspace, sizeof(float) * (size_t)B * P);
-    if (!st && (!hidden || !proj || !unit)) st = mrec_fail(MREC_ERR_NOMEM, "test workspace");
-    if (!st) st = mrec_bert_forward(ctx, &m, ids, NULL, mask, B, T, hidden, NULL);
-    if (!st) st = mrec_bert_project(ctx, &m, hidden, B, T, proj);
-    if (!st) st = mrec_l2_normalize_rows(ctx, unit, proj, 1e-12f, B, P);
-    if (!st) st = mrec_copy_to_host(ctx, host, proj, sizeof(float) * (size_t)B * P);
-    if (!st) st = mrec_copy_to_host(ctx, host + B * P, unit, sizeof(float) * (size_t)B * P);
+    mrec_status st = host ? bert_text_embeds(ctx, &m, ids, mask, B, T, host, host + B * P) : MREC_ERR_NOMEM;
     if (t_status(st, MREC_OK, "AltCLIP text forward and projection on the %s", device)) {
         char what[128];
         snprintf(what, sizeof what, "%s: projection of the first token against get_text_features", device);
-        compare(what, feats, host, (int64_t)B * P);
+        compare_scaled(what, feats, host, (int64_t)B * P);
         snprintf(what, sizeof what, "%s: normalized against AltCLIPModel's text_embeds", device);
-        compare(what, embeds, host + B * P, (int64_t)B * P);
+        compare_scaled(what, embeds, host + B * P, (int64_t)B * P);
     }
-    ctx->workspace.used = mark;
     mrec_bert_free(&m);
     free(host), free(fids), free(fmask), free(feats), free(embeds), free(ids), free(mask);
 }
@@ -155,7 +128,7 @@ static void text_encoder_case(mrec_context *ctx) {
     int32_t *ids = malloc(sizeof(int32_t) * N_TEXTS * T_MAX), *mask = malloc(sizeof(int32_t) * N_TEXTS * T_MAX), lens[N_TEXTS];
     mrec_tok_options opt = mrec_tok_defaults();
     opt.max_length = e.max_length;
-    float *want = load(FIX "input_ids.npy", NULL), *ref = load(FIX "text_embeds.npy", NULL);
+    float *want = load_npy(FIX "input_ids.npy", NULL), *ref = load_npy(FIX "text_embeds.npy", NULL);
     int same = ids && mask && want && !mrec_tokenizer_encode_batch(e.tok, texts, NULL, N_TEXTS, &opt, T_MAX, ids, NULL, mask, lens);
     int mismatch = -1;
     for (int i = 0; same && i < N_TEXTS * T_MAX; i++)
@@ -164,7 +137,7 @@ static void text_encoder_case(mrec_context *ctx) {
             mismatch);
     float out[N_TEXTS * P];
     if (ref && t_status(mrec_text_encoder_embed(ctx, &e, texts, N_TEXTS, out), MREC_OK, "embed ten texts"))
-        compare("text extractor with AltCLIP against Hugging Face's text_embeds", ref, out, N_TEXTS * P);
+        compare_scaled("text extractor with AltCLIP against Hugging Face's text_embeds", ref, out, N_TEXTS * P);
     free(want), free(ref), free(ids), free(mask);
     mrec_text_encoder_free(&e);
     free(buf);
@@ -204,9 +177,9 @@ static void image_cli_case(const char *bin) {
         int rc = system(cmd);
         snprintf(path, sizeof path, "%s/out/image_feat.npy", dir);
         int64_t sh[2] = {0};
-        float *feat = load(path, sh), *ref = load(FIX "image_embeds.npy", NULL);
+        float *feat = load_npy(path, sh), *ref = load_npy(FIX "image_embeds.npy", NULL);
         if (t_check(rc == 0 && feat && ref && sh[0] == N_IMAGES && sh[1] == P, "extract-image on AltCLIP writes (5, 10): rc %d", rc))
-            compare("mrec extract-image with AltCLIP (CLIP's processor), against Hugging Face's image_embeds", ref, feat, N_IMAGES * P);
+            compare_scaled("mrec extract-image with AltCLIP (CLIP's processor), against Hugging Face's image_embeds", ref, feat, N_IMAGES * P);
         free(feat), free(ref);
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -230,9 +203,9 @@ static void leaf_row(const char *dir, const char *leaf, const char *id, const ch
     char path[4400];
     snprintf(path, sizeof path, "%s/%s/%s.npy", dir, leaf, id);
     int64_t sh[2] = {0};
-    float *row = load(path, sh), *ref = load(ref_file, NULL);
+    float *row = load_npy(path, sh), *ref = load_npy(ref_file, NULL);
     if (t_check(row && ref && sh[0] == 1 && sh[1] == dim, "%s: %s/%s.npy is (1, %d)", what, leaf, id, dim))
-        compare(what, ref + (int64_t)k * dim, row, dim);
+        compare_scaled(what, ref + (int64_t)k * dim, row, dim);
     free(row), free(ref);
 }
 
