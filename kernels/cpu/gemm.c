@@ -61,6 +61,8 @@ static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int
         int rows = mc - ir < MR ? mc - ir : MR;
         if (!trans_a && packer == PACK_AVX512) {
             mrec_pack_a_avx512(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows, MR);
+        } else if (!trans_a && packer == PACK_AVX2) {
+            mrec_pack_a_avx2(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows);
         } else if (!trans_a) {
             const float *src = A + (size_t)(i0 + ir) * lda + p0;
             for (int k = 0; k < kc; k++) {
@@ -173,9 +175,12 @@ static void gemm_shared_b(gemm_job *g) {
     g->bpack = (float *)mrec_pool_scratch(g->pool, 0) + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
     for (g->j0 = 0; g->j0 < g->N; g->j0 += MREC_GEMM_NC) {
         g->nc = g->N - g->j0 < MREC_GEMM_NC ? g->N - g->j0 : MREC_GEMM_NC;
-        int panels = (g->nc + g->NR - 1) / g->NR;
-        g->j_chunk = panels * g->NR;
-        g->j_chunks = 1;
+        /* enough tasks for every thread twice over, so uneven row blocks even out */
+        int panels = (g->nc + g->NR - 1) / g->NR, want = 2 * mrec_pool_threads(g->pool);
+        int split = g->m_blocks >= want ? 1 : (want + g->m_blocks - 1) / g->m_blocks;
+        if (split > panels) split = panels;
+        g->j_chunk = (panels + split - 1) / split * g->NR;
+        g->j_chunks = (g->nc + g->j_chunk - 1) / g->j_chunk;
         for (g->p0 = 0; g->p0 < g->K || g->p0 == 0; g->p0 += MREC_GEMM_KC) {
             g->kc = g->K - g->p0 < MREC_GEMM_KC ? g->K - g->p0 : MREC_GEMM_KC;
             if (g->kc > 0) mrec_pool_run(g->pool, pack_b_task, g, panels);
@@ -297,8 +302,8 @@ static void gemm_run(gemm_job *g, int batch) {
         g->j_chunk = (g->N + chunks - 1) / chunks;
         if (g->j_chunk < 64) g->j_chunk = 64;
         mrec_pool_run(g->pool, few_rows_task, g, (g->N + g->j_chunk - 1) / g->j_chunk);
-    } else if (batch == 1 && g->m_blocks >= 2 * threads) {
-        gemm_shared_b(g);
+    } else if (batch == 1 && g->m_blocks >= 2) {
+        gemm_shared_b(g); /* one packing of B for all row blocks */
     } else {
         /* Column tiles of NC, or narrower (whole NR panels) when there would
          * be fewer tiles than threads: a single short GEMM still uses them all. */

@@ -22,11 +22,22 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
         ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
     __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    __m256 va = _mm256_set1_ps(alpha);
+    if (n == NR) { /* a whole tile: plain stores (AMD runs a masked store as a slow microcode sequence) */
+        for (int i = 0; i < MR && i < m; i++) {
+            float *ci = c + (size_t)i * ldc;
+            __m256 c0 = overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(ci);
+            __m256 c1 = overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(ci + 8);
+            _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], c0));
+            _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, acc[i][1], c1));
+        }
+        return;
+    }
     /* Partial width: masked loads and stores touch only the n valid columns. */
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
     __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
-    __m256 va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
+    __m256 zero = _mm256_setzero_ps();
     for (int i = 0; i < MR; i++) {
         if (i >= m) break;
         float *ci = c + (size_t)i * ldc;
@@ -70,4 +81,22 @@ void mrec_pack_bt_avx2(float *dst, const float *src, int ldb, int kc, int cols, 
     }
     for (int k = 0; j < NR && k < kc; k++)
         for (int i = j; i < NR; i++) dst[(size_t)k * NR + i] = i < cols ? src[(size_t)i * ldb + k] : 0.0f;
+}
+
+void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows) {
+    enum { MR = MREC_UK_AVX2_MR };
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        /* six rows of eight, two zero rows, transposed: r[c] holds column k + c of the six rows */
+        __m256 r[8];
+        for (int i = 0; i < 8; i++) r[i] = i < rows && i < MR ? _mm256_loadu_ps(src + (size_t)i * lda + k) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int c = 0; c < 8; c++) { /* six floats: four, then two, so nothing is written past them */
+            float *d = dst + (size_t)(k + c) * MR;
+            _mm_storeu_ps(d, _mm256_castps256_ps128(r[c]));
+            _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(r[c], 1));
+        }
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? src[(size_t)i * lda + k] : 0.0f;
 }
