@@ -396,28 +396,29 @@ static mrec_status tower_args(mrec_context *ctx, const mrec_clip *m, mrec_clip_t
     return mrec_weights_check(ctx, (*tw)->on, "clip");
 }
 
-size_t mrec_clip_tower_hidden_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T,
-                                              int first) {
+/* The workspace of blocks [lo, hi) of a tower (hi -1: to the top), measured by carving it. */
+static size_t blocks_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T, int lo,
+                                     int hi) {
     int vision = tower == MREC_CLIP_VISION;
     const mrec_clip_tower *tw = vision ? &m->vision : &m->text;
-    if (tw->cfg.layers >= MAX_LAYERS || first < 0 || first > tw->cfg.layers) return 0;
+    if (tw->cfg.layers >= MAX_LAYERS || lo < 0 || lo > tw->cfg.layers) return 0;
     mrec_arena a = mrec_arena_measure();
     tower_acts t;
     layer_acts L[MAX_LAYERS];
-    carve_one(&a, &t, L, ctx, m, vision, B, tokens_of(m, vision, T), 0, first);
+    carve_one(&a, &t, L, ctx, m, vision, B, tokens_of(m, vision, T), lo, hi < 0 ? tw->cfg.layers : hi);
     return a.peak;
+}
+
+size_t mrec_clip_tower_hidden_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T,
+                                              int first) {
+    const mrec_clip_tower *tw = tower == MREC_CLIP_VISION ? &m->vision : &m->text;
+    if (first < 0 || first > tw->cfg.layers) return 0;
+    return blocks_workspace_bytes(ctx, m, tower, B, T, 0, first);
 }
 
 size_t mrec_clip_tower_top_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T,
                                            int first) {
-    int vision = tower == MREC_CLIP_VISION;
-    const mrec_clip_tower *tw = vision ? &m->vision : &m->text;
-    if (tw->cfg.layers >= MAX_LAYERS || first < 0 || first > tw->cfg.layers) return 0;
-    mrec_arena a = mrec_arena_measure();
-    tower_acts t;
-    layer_acts L[MAX_LAYERS];
-    carve_one(&a, &t, L, ctx, m, vision, B, tokens_of(m, vision, T), first, tw->cfg.layers);
-    return a.peak;
+    return blocks_workspace_bytes(ctx, m, tower, B, T, first, -1);
 }
 
 mrec_status mrec_clip_tower_hidden(mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, const float *images,
