@@ -242,7 +242,7 @@ $(FUZZ_REST): $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_REST_SRC))
 # in milliseconds; the code paths, the refusal above the limit among them,
 # are the same.
 build/fuzz/fuzz_image: FUZZ_DEFS := -DMREC_IMAGE_MAX_PIXELS='((int64_t)1 << 22)'
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(FUZZ_REST)
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/scratch.h $(FUZZ_LIB_SRC) $(FUZZ_REST)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_DEFS) -o $@ $< $(FUZZ_LIB_SRC) $(FUZZ_REST) -lcjson -lyaml -lutf8proc -ljpeg $(ZIP_LIBS) -lz -lmvec -lm
 

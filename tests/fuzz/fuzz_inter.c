@@ -11,21 +11,13 @@
  * the Makefile lists, so the reader's source is compiled in here. */
 #include "../../recsys/data.c"
 
+#include "scratch.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char dir[] = "/tmp/mrec_fuzz_inter_XXXXXX";
-
 static void quiet(void *ctx, const char *line) { (void)ctx, (void)line; }
-
-static void put(const char *name, const uint8_t *data, size_t size, char *path, size_t cap) {
-    snprintf(path, cap, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f) abort();
-    if (size && fwrite(data, 1, size, f) != size) abort();
-    fclose(f);
-}
 
 static int by_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -56,11 +48,7 @@ static void check(const mrec_interactions *x) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static int ready;
-    if (!ready) {
-        if (!mkdtemp(dir)) abort();
-        ready = 1;
-    }
+    const char *dir = fuzz_scratch("fuzz_inter");
     if (size < 1) return 0;
     int mode = data[0] & 3;
     mrec_load_options o = mrec_load_defaults();
@@ -82,19 +70,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     mrec_interactions x;
     mrec_status st;
     if (mode == 0) {
-        put("t.inter", data, size, a, sizeof a);
+        fuzz_put("t.inter", data, size, a, sizeof a);
         st = mrec_load_inter_opt(&x, a, &o);
     } else if (mode == 1) {
-        put("t.tsv", data, size, a, sizeof a);
+        fuzz_put("t.tsv", data, size, a, sizeof a);
         st = mrec_load_tsv_opt(&x, a, &o);
     } else if (mode == 2) {
-        put("train.tsv", part[0], len[0], a, sizeof a);
-        put("valid.tsv", part[1], len[1], b, sizeof b);
-        put("test.tsv", part[2], len[2], c, sizeof c);
+        fuzz_put("train.tsv", part[0], len[0], a, sizeof a);
+        fuzz_put("valid.tsv", part[1], len[1], b, sizeof b);
+        fuzz_put("test.tsv", part[2], len[2], c, sizeof c);
         st = mrec_load_tsv_splits_opt(&x, a, n_parts == 3 ? b : NULL, n_parts == 3 ? c : b, &o);
     } else {
-        put("train.txt", part[0], len[0], a, sizeof a);
-        put("test.txt", part[1], len[1], b, sizeof b);
+        fuzz_put("train.txt", part[0], len[0], a, sizeof a);
+        fuzz_put("test.txt", part[1], len[1], b, sizeof b);
         st = mrec_load_lightgcn_opt(&x, dir, &o);
     }
     if (st == MREC_OK) {

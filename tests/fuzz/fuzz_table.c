@@ -10,25 +10,17 @@
  * the reader's source is compiled in here. */
 #include "../../extractors/table.c"
 
+#include "scratch.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char dir[] = "/tmp/mrec_fuzz_table_XXXXXX";
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static int ready;
-    static char path[256];
-    if (!ready) {
-        if (!mkdtemp(dir)) abort();
-        snprintf(path, sizeof path, "%s/items.csv", dir);
-        ready = 1;
-    }
     if (size < 1) return 0;
-    FILE *f = fopen(path, "wb");
-    if (!f) abort();
-    if (size > 1 && fwrite(data + 1, 1, size - 1, f) != size - 1) abort();
-    fclose(f);
+    char path[256];
+    fuzz_scratch("fuzz_table");
+    fuzz_put("items.csv", data + 1, size - 1, path, sizeof path);
     mrec_table t;
     if (mrec_table_read(&t, path, (data[0] & 1) ? '\t' : ',') != MREC_OK) return 0;
     if (t.n_cols < 1 || t.n_rows < 0 || !t.header) abort();

@@ -3,6 +3,7 @@
  * merges.txt split at the first 0xFF byte, gzip); the rest is the file. A
  * file that loads must then tokenize, encode and decode without fault. */
 #include "../../tokenizers/mrec_tokenizer.h"
+#include "scratch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,36 +11,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[64];
-
-static void put(const char *name, const uint8_t *data, size_t size) {
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f) abort();
-    fwrite(data, 1, size, f);
-    fclose(f);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/mrec_fuzz_tok_%d", (int)getpid());
-        mkdir(dir, 0700);
-    }
+    fuzz_scratch("fuzz_tok_load");
     if (size < 1) return 0;
     static const char *names[] = {"vocab.txt", "tokenizer.json", "vocab.json", "vocab.txt.gz"};
     int kind = data[0] % 4;
     data++, size--;
+    char path[256];
     if (kind == 2) {
         const uint8_t *cut = memchr(data, 0xFF, size);
         size_t n = cut ? (size_t)(cut - data) : size;
-        put("vocab.json", data, n);
-        put("merges.txt", cut ? cut + 1 : data, cut ? size - n - 1 : 0);
+        fuzz_put("merges.txt", cut ? cut + 1 : data, cut ? size - n - 1 : 0, path, sizeof path);
+        fuzz_put("vocab.json", data, n, path, sizeof path);
     } else {
-        put(names[kind], data, size);
+        fuzz_put(names[kind], data, size, path, sizeof path);
     }
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, names[kind]);
     mrec_tokenizer *tok;
     if (mrec_tokenizer_load(&tok, path) == MREC_TOK_OK) {
         static const char text[] = "Hello, wörld! [CLS] <|endoftext|> 中文 don't 42";

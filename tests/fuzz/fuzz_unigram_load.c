@@ -5,6 +5,7 @@
  * bytes, not through base64). A file that loads must then tokenize
  * multilingual text, encode and decode without fault, every id in range. */
 #include "../../tokenizers/mrec_tokenizer.h"
+#include "scratch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char path[96];
+static char path[320];
 
 static char *base64(const uint8_t *p, size_t n, size_t *len) {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -33,7 +34,7 @@ static char *base64(const uint8_t *p, size_t n, size_t *len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!path[0]) {
-        snprintf(path, sizeof path, "/tmp/mrec_fuzz_unigram_%d.json", (int)getpid());
+        snprintf(path, sizeof path, "%s/tokenizer.json", fuzz_scratch("fuzz_unigram_load"));
     }
     const uint8_t *cut = memchr(data, 0xFF, size);
     if (!cut) return 0;
