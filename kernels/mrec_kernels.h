@@ -97,6 +97,7 @@ typedef struct {
     mrec_cuda *cuda;       /* NULL unless device is MREC_DEVICE_CUDA */
     mrec_arena workspace;  /* activations, on ctx->device; sized by mrec_context_reserve */
     mrec_precision precision; /* what mrec_gemm computes in on the GPU; MREC_PREC_FP32 on the CPU */
+    struct mrec_packs *packs; /* the running model's packed weights (CPU), set around its forward, or NULL */
     char notice[256];      /* e.g. why "auto" fell back to the CPU, for the tool to print */
 } mrec_context;
 
@@ -141,6 +142,24 @@ void mrec_gemm_ref(float *C, const float *A, const float *B, const float *bias,
 void mrec_gemm_cpu(float *C, const float *A, const float *B, const float *bias,
                    float alpha, float beta, int trans_a, int trans_b,
                    int M, int N, int K, int lda, int ldb, int ldc, mrec_pool *pool);
+
+/* Weights packed once. A model whose weights will not change again (an
+ * encoder at inference) hands its storage (floats from `storage`) to a pack
+ * set. A CPU GEMM given the set whose B is a transposed matrix inside that
+ * storage (nn.Linear's W: trans_b = 1, ldb = K) and whose A has more than
+ * MREC_GEMM_FEW_ROWS rows then reads B from a copy laid out for the
+ * micro-kernel, packed on its first use and kept, instead of packing it on
+ * every call. The bits are the same as without. The copy costs the bytes of
+ * every W so used (each padded to whole panels); mrec_packs_bytes counts
+ * them. Anything else goes to mrec_gemm_cpu. The set may be shared by
+ * contexts on several threads; it must be freed before the storage. */
+typedef struct mrec_packs mrec_packs;
+mrec_status mrec_packs_create(mrec_packs **out, const float *storage, int64_t floats);
+void mrec_packs_free(mrec_packs *packs);
+size_t mrec_packs_bytes(mrec_packs *packs);
+void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float *bias,
+                          float alpha, float beta, int trans_a, int trans_b,
+                          int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool);
 
 /* Batched GEMM: for b < batch, the GEMM above on A + b*stride_a, B + b*stride_b,
  * C + b*stride_c (strides in elements; 0 broadcasts an operand). No bias. */

@@ -126,6 +126,61 @@ static void test_gemm(void) {
     }
 }
 
+/* Weights packed once give the bits of packing per call: every path (a
+ * few rows, private tiles, shared B), B spanning several KC and NC blocks,
+ * each SIMD level's panel width from one shared pack set, a bias and beta. */
+static void test_gemm_packed(void) {
+    static const int shapes[][2] = {{385, 300}, {770, 1100}, {33, 7}};
+    int64_t floats = 0;
+    for (int w = 0; w < 3; w++) floats += (int64_t)shapes[w][0] * shapes[w][1] + 1; /* +1: W not aligned */
+    float *storage = randv(floats, -1, 1), *outside = randv((int64_t)385 * 300, -1, 1);
+    mrec_packs *packs;
+    if (!t_check(mrec_packs_create(&packs, storage, floats) == MREC_OK, "creating a pack set")) return;
+    static const int rows[] = {3, 5, 17, 64, 145, 197, 300};
+    for (int round = 0; round < 2; round++) {
+        const float *W = storage;
+        for (int w = 0; w < 3; w++) {
+            int N = shapes[w][0], K = shapes[w][1];
+            float *bias = randv(N, -1, 1);
+            for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+                int M = rows[r];
+                float *A = randv((int64_t)M * K, -1, 1), *C0 = randv((int64_t)M * N, -1, 1);
+                float *want = copyv(C0, (int64_t)M * N), *got = copyv(C0, (int64_t)M * N);
+                float beta = r % 2 ? 0.5f : 0.0f;
+                for (int p = 0; p < n_pools; p++) {
+                    memcpy(want, C0, (size_t)M * N * 4), memcpy(got, C0, (size_t)M * N * 4);
+                    mrec_gemm_cpu(want, A, W, r % 3 ? bias : NULL, 1.0f, beta, 0, 1, M, N, K, K, K, N, pools[p]);
+                    mrec_gemm_packed_cpu(got, A, W, r % 3 ? bias : NULL, 1.0f, beta, 0, 1, M, N, K, K, K, N, packs, pools[p]);
+                    t_check(memcmp(want, got, (size_t)M * N * 4) == 0, "packed gemm bits differ: %s M=%d N=%d K=%d round %d",
+                            pool_name(pools[p]), M, N, K, round);
+                }
+                free(A), free(C0), free(want), free(got);
+            }
+            free(bias);
+            W += (int64_t)N * K + 1;
+        }
+        /* one copy per weight and panel width, made on first use only */
+        static size_t after_first;
+        if (round == 0) after_first = mrec_packs_bytes(packs);
+        t_check(after_first > 0 && mrec_packs_bytes(packs) == after_first,
+                "packed weights: %zu bytes after the first round, %zu after the second", after_first, mrec_packs_bytes(packs));
+    }
+    /* A B outside the storage, or not nn.Linear's layout, is not packed. */
+    size_t before = mrec_packs_bytes(packs);
+    float *A = randv(64 * 300, -1, 1), *c = calloc(64 * 385, 4), *want = calloc(64 * 385, 4);
+    mrec_gemm_packed_cpu(c, A, outside, NULL, 1, 0, 0, 1, 64, 385, 300, 300, 300, 385, packs, pools[0]);
+    mrec_gemm_cpu(want, A, outside, NULL, 1, 0, 0, 1, 64, 385, 300, 300, 300, 385, pools[0]);
+    t_check(memcmp(c, want, 64 * 385 * 4) == 0, "packed gemm with B outside the storage differs");
+    mrec_gemm_packed_cpu(c, A, storage, NULL, 1, 0, 0, 0, 64, 300, 300, 300, 300, 300, packs, pools[0]);
+    mrec_gemm_cpu(want, A, storage, NULL, 1, 0, 0, 0, 64, 300, 300, 300, 300, 300, pools[0]);
+    t_check(memcmp(c, want, 64 * 300 * 4) == 0, "packed gemm with B not transposed differs");
+    t_check(mrec_packs_bytes(packs) == before, "a B that cannot be packed was packed");
+    mrec_gemm_packed_cpu(c, A, storage, NULL, 1, 0, 0, 0, 64, 300, 300, 300, 300, 300, NULL, pools[0]);
+    t_check(memcmp(c, want, 64 * 300 * 4) == 0, "packed gemm without a pack set differs");
+    mrec_packs_free(packs);
+    free(storage), free(outside), free(A), free(c), free(want);
+}
+
 static void test_gemm_batched(void) {
     int batch = 3, M = 17, N = 29, K = 31;
     float *A = randv((int64_t)batch * M * K, -1, 1), *B = randv((int64_t)batch * N * K, -1, 1);
@@ -636,6 +691,7 @@ int main(void) {
     for (int simd = (int)best + 1; simd <= MREC_SIMD_AVX512; simd++)
         t_skip("%s kernels: this CPU does not support them", mrec_simd_name((mrec_simd)simd));
     test_gemm();
+    test_gemm_packed();
     test_gemm_batched();
     test_elementwise();
     test_rows();

@@ -9,6 +9,9 @@
  * (item, row block) with its own packing: one pool round for all items.
  * The micro-kernel is picked from the pool's SIMD level.
  *
+ * Weights that will not change (an encoder at inference) can be packed once
+ * (mrec_packs): then B is read from that copy and no call packs it again.
+ *
  * It does not: handle strided rows inside a row (elements of a row are
  * contiguous), or mixed precision.
  */
@@ -16,6 +19,8 @@
 #include "gemm_internal.h"
 #include "parallel.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Portable micro-kernel: 4 x 16, written so the compiler can vectorize the
@@ -48,6 +53,10 @@ typedef struct {
     mrec_ukernel_fn ukernel;
     int MR, NR;
     int packer; /* which transposing packers: PACK_PLAIN, PACK_AVX512 or PACK_AVX2 */
+    /* op(B) packed once (mrec_packs), or NULL: block (p0, j0) of it is at
+     * bpacked + p0 * bpacked_n + j0 * kc, panels of (kc, NR) in column order */
+    const float *bpacked;
+    int64_t bpacked_n;
     /* shared-B path: the current (jc, pc) block and how tasks split it */
     float *bpack;
     int j0, nc, p0, kc, m_blocks, j_chunks, j_chunk;
@@ -172,7 +181,8 @@ static void shared_b_task(void *arg, int task, int thread) {
 }
 
 static void gemm_shared_b(gemm_job *g) {
-    g->bpack = (float *)mrec_pool_scratch(g->pool, 0) + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
+    float *scratch_b = (float *)mrec_pool_scratch(g->pool, 0) + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
+    g->bpack = scratch_b;
     for (g->j0 = 0; g->j0 < g->N; g->j0 += MREC_GEMM_NC) {
         g->nc = g->N - g->j0 < MREC_GEMM_NC ? g->N - g->j0 : MREC_GEMM_NC;
         /* enough tasks for every thread twice over, so uneven row blocks even out */
@@ -183,7 +193,10 @@ static void gemm_shared_b(gemm_job *g) {
         g->j_chunks = (g->nc + g->j_chunk - 1) / g->j_chunk;
         for (g->p0 = 0; g->p0 < g->K || g->p0 == 0; g->p0 += MREC_GEMM_KC) {
             g->kc = g->K - g->p0 < MREC_GEMM_KC ? g->K - g->p0 : MREC_GEMM_KC;
-            if (g->kc > 0) mrec_pool_run(g->pool, pack_b_task, g, panels);
+            if (g->bpacked)
+                g->bpack = (float *)g->bpacked + g->p0 * g->bpacked_n + (int64_t)g->j0 * g->kc;
+            else if (g->kc > 0)
+                mrec_pool_run(g->pool, pack_b_task, g, panels);
             mrec_pool_run(g->pool, shared_b_task, g, g->m_blocks * g->j_chunks);
             if (g->K == 0) break;
         }
@@ -211,7 +224,10 @@ static void private_task(void *arg, int task, int thread) {
     if (pro) prologue(g, C, i0, mc, j0, nc);
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
-        pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR, g->packer);
+        if (g->bpacked)
+            bpack = (float *)g->bpacked + p0 * g->bpacked_n + (int64_t)j0 * kc;
+        else
+            pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR, g->packer);
         pack_a(apack, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
         macro_kernel(g, C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0 && !pro);
     }
@@ -275,12 +291,12 @@ static int64_t padded_area(int M, int N, int MR, int NR) {
     return (int64_t)((M + MR - 1) / MR * MR) * ((N + NR - 1) / NR * NR);
 }
 
-static void gemm_run(gemm_job *g, int batch) {
-    if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
+/* The micro-kernel and packers for the pool's SIMD level (and, with
+ * AVX-512, the shape that computes the least zero padding for this M x N). */
+static void pick_kernel(gemm_job *g) {
     switch (mrec_pool_simd(g->pool)) {
     case MREC_SIMD_AVX512:
         g->packer = PACK_AVX512;
-        /* The shape that computes the least zero padding. */
         if (padded_area(g->M, g->N, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR) <
             padded_area(g->M, g->N, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR))
             g->ukernel = mrec_ukernel_avx512_8x48, g->MR = MREC_UK_AVX512_8_MR, g->NR = MREC_UK_AVX512_8_NR;
@@ -292,9 +308,15 @@ static void gemm_run(gemm_job *g, int batch) {
         g->ukernel = mrec_ukernel_avx2, g->MR = MREC_UK_AVX2_MR, g->NR = MREC_UK_AVX2_NR;
         break;
     default:
+        g->packer = PACK_PLAIN;
         g->ukernel = ukernel_scalar, g->MR = UK_SCALAR_MR, g->NR = UK_SCALAR_NR;
         break;
     }
+}
+
+static void gemm_run(gemm_job *g, int batch) {
+    if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
+    pick_kernel(g);
     int threads = mrec_pool_threads(g->pool);
     g->m_blocks = (g->M + MREC_GEMM_MC - 1) / MREC_GEMM_MC;
     if (batch == 1 && g->M <= FEW_ROWS) {
@@ -342,4 +364,104 @@ void mrec_gemm_batched_cpu(float *C, const float *A, const float *B,
         .stride_a = stride_a, .stride_b = stride_b, .stride_c = stride_c, .pool = pool,
     };
     gemm_run(&g, batch);
+}
+
+/* ---- weights packed once ----------------------------------------------- */
+
+typedef struct {
+    const float *w; /* (N, K), row-major: op(B) = w^T */
+    int N, K, NR, packer;
+    float *data;    /* K blocks of KC rows, each N rounded up to NR columns wide */
+} packed_b;
+
+struct mrec_packs {
+    const float *lo, *hi; /* the storage: only B inside it is packed */
+    packed_b *item;
+    int n, cap;
+    size_t bytes;
+    pthread_mutex_t lock; /* two contexts may run one model at once */
+};
+
+mrec_status mrec_packs_create(mrec_packs **out, const float *storage, int64_t floats) {
+    *out = NULL;
+    mrec_packs *p = calloc(1, sizeof *p);
+    if (!p) return mrec_fail(MREC_ERR_NOMEM, "packs: allocating the table");
+    p->lo = storage, p->hi = storage + floats;
+    pthread_mutex_init(&p->lock, NULL);
+    *out = p;
+    return MREC_OK;
+}
+
+void mrec_packs_free(mrec_packs *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n; i++) free(p->item[i].data);
+    free(p->item);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+size_t mrec_packs_bytes(mrec_packs *p) {
+    if (!p) return 0;
+    pthread_mutex_lock(&p->lock);
+    size_t bytes = p->bytes;
+    pthread_mutex_unlock(&p->lock);
+    return bytes;
+}
+
+/* The packed copy of w for g's micro-kernel: found, or made now (one pool
+ * round per KC block, a task per panel). NULL when memory runs out: the
+ * caller then packs per call as before. */
+static const float *packs_get(mrec_packs *p, gemm_job *g) {
+    const float *w = g->B;
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->n; i++) {
+        packed_b *e = &p->item[i];
+        if (e->w == w && e->N == g->N && e->K == g->K && e->NR == g->NR && e->packer == g->packer) {
+            pthread_mutex_unlock(&p->lock);
+            return e->data;
+        }
+    }
+    const float *data = NULL;
+    int64_t n_pad = ((int64_t)g->N + g->NR - 1) / g->NR * g->NR;
+    size_t bytes = ((size_t)n_pad * g->K * sizeof(float) + 63) / 64 * 64;
+    packed_b e = {w, g->N, g->K, g->NR, g->packer, aligned_alloc(64, bytes)};
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 64;
+        packed_b *item = realloc(p->item, (size_t)cap * sizeof *item);
+        if (item) p->item = item, p->cap = cap;
+    }
+    if (e.data && p->n < p->cap) {
+        gemm_job pack = *g;
+        pack.j0 = 0, pack.nc = g->N;
+        for (pack.p0 = 0; pack.p0 < g->K; pack.p0 += MREC_GEMM_KC) {
+            pack.kc = g->K - pack.p0 < MREC_GEMM_KC ? g->K - pack.p0 : MREC_GEMM_KC;
+            pack.bpack = e.data + pack.p0 * n_pad;
+            mrec_pool_run(g->pool, pack_b_task, &pack, (int)(n_pad / g->NR));
+        }
+        p->item[p->n++] = e;
+        p->bytes += bytes;
+        data = e.data;
+    } else {
+        free(e.data);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return data;
+}
+
+void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float *bias,
+                          float alpha, float beta, int trans_a, int trans_b,
+                          int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool) {
+    gemm_job g = {
+        .C = C, .A = A, .B = B, .bias = bias, .alpha = alpha, .beta = beta,
+        .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
+        .lda = lda, .ldb = ldb, .ldc = ldc, .pool = pool,
+    };
+    /* A few rows take the dot-product path, which reads B as it is. */
+    if (packs && trans_b && ldb == K && M > FEW_ROWS && N > 0 && K > 0 && B >= packs->lo &&
+        B + (int64_t)N * K <= packs->hi) {
+        pick_kernel(&g);
+        g.bpacked = packs_get(packs, &g);
+        g.bpacked_n = ((int64_t)N + g.NR - 1) / g.NR * g.NR;
+    }
+    gemm_run(&g, 1);
 }
