@@ -8,8 +8,10 @@
  * For each shape: validate mrec against a double-precision dot product on
  * sampled elements, warm up, then time both libraries with a monotonic
  * clock (best of the repetitions in 0.3 s, twice each, alternating), and
- * print GFLOP/s, the fraction of peak and mrec / OpenBLAS. OpenBLAS is used here only; mrec
- * does not link it.
+ * print GFLOP/s, the fraction of peak and mrec / OpenBLAS. "packed" is mrec
+ * with B (a weight, x W^T) packed once beforehand, as an encoder at
+ * inference runs it (mrec_packs); "-" where B is not such a weight.
+ * OpenBLAS is used here only; mrec does not link it.
  */
 #include "../kernels/mrec_kernels.h"
 
@@ -117,7 +119,8 @@ static const shape small_shapes[] = {
 
 /* GFLOP/s of the fastest of the repetitions in 0.3 s (at least 3): on a
  * shared machine the best run is the one least disturbed. */
-static double time_it(int which, const shape *s, float *C, const float *A, const float *B, mrec_pool *pool) {
+static double time_it(int which, const shape *s, float *C, const float *A, const float *B, mrec_packs *packs,
+                      mrec_pool *pool) {
     int ldb = s->trans_b ? s->K : s->N;
     double elapsed = 0, best = 1e30;
     int reps = 0;
@@ -125,6 +128,8 @@ static double time_it(int which, const shape *s, float *C, const float *A, const
         double t0 = now();
         if (which == 0)
             mrec_gemm_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, pool);
+        else if (which == 2)
+            mrec_gemm_packed_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, packs, pool);
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, s->trans_b ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f,
                         A, s->K, B, ldb, 0.0f, C, s->N);
@@ -151,8 +156,10 @@ int main(int argc, char **argv) {
     double peak = peak1 * threads;
     printf("GEMM fp32, %d threads, mrec kernel %s; FMA peak %.1f GFLOP/s (%.1f per thread, measured)\n", threads,
            mrec_simd_name(simd), peak, peak1);
-    printf("%-22s %5s %5s %5s  %9s %6s  %9s  %6s\n", "shape", "M", "N", "K", "mrec", "%peak", "OpenBLAS", "ratio");
-    double log_ratio = 0;
+    printf("%-22s %5s %5s %5s  %9s %6s  %9s  %6s  %9s  %6s\n", "shape", "M", "N", "K", "mrec", "%peak", "OpenBLAS",
+           "ratio", "packed", "ratio");
+    double log_ratio = 0, log_packed = 0;
+    int n_packed = 0;
     int small = argc > 3 && strcmp(argv[3], "small") == 0;
     const shape *list = small ? small_shapes : shapes;
     int n = small ? (int)(sizeof small_shapes / sizeof small_shapes[0]) : (int)(sizeof shapes / sizeof shapes[0]);
@@ -178,18 +185,33 @@ int main(int argc, char **argv) {
                 return 1;
             }
         }
-        time_it(0, s, C, A, B, pool); /* warm-up */
-        time_it(1, s, C, A, B, pool);
-        double ours = time_it(0, s, C, A, B, pool), blas = time_it(1, s, C, A, B, pool);
-        double ours2 = time_it(0, s, C, A, B, pool), blas2 = time_it(1, s, C, A, B, pool);
+        mrec_packs *packs = NULL;
+        if (s->trans_b && mrec_packs_create(&packs, B, (int64_t)b_n) != MREC_OK) packs = NULL;
+        time_it(0, s, C, A, B, packs, pool); /* warm-up; the first packed call packs */
+        time_it(1, s, C, A, B, packs, pool);
+        if (packs) time_it(2, s, C, A, B, packs, pool);
+        double ours = time_it(0, s, C, A, B, packs, pool), blas = time_it(1, s, C, A, B, packs, pool);
+        double ours2 = time_it(0, s, C, A, B, packs, pool), blas2 = time_it(1, s, C, A, B, packs, pool);
+        double packed = packs ? time_it(2, s, C, A, B, packs, pool) : 0;
+        double packed2 = packs ? time_it(2, s, C, A, B, packs, pool) : 0;
         ours = ours2 > ours ? ours2 : ours;
         blas = blas2 > blas ? blas2 : blas;
+        packed = packed2 > packed ? packed2 : packed;
         log_ratio += log(ours / blas);
-        printf("%-22s %5d %5d %5d  %9.1f %5.0f%%  %9.1f  %5.2fx\n", s->name, s->M, s->N, s->K, ours,
+        printf("%-22s %5d %5d %5d  %9.1f %5.0f%%  %9.1f  %5.2fx", s->name, s->M, s->N, s->K, ours,
                peak > 0 ? 100 * ours / peak : 0, blas, ours / blas);
+        if (packs) {
+            log_packed += log(packed / blas), n_packed++;
+            printf("  %9.1f  %5.2fx\n", packed, packed / blas);
+        } else {
+            printf("  %9s  %6s\n", "-", "-");
+        }
+        mrec_packs_free(packs);
         free(A), free(B), free(C);
     }
-    printf("geometric mean mrec / OpenBLAS: %.2fx\n", exp(log_ratio / n));
+    printf("geometric mean mrec / OpenBLAS: %.2fx", exp(log_ratio / n));
+    if (n_packed) printf("; packed weights / OpenBLAS on the x W^T shapes: %.2fx", exp(log_packed / n_packed));
+    printf("\n");
     mrec_pool_destroy(pool);
     return 0;
 }

@@ -63,7 +63,12 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
          : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_load(&e->align, model)
                                        : mrec_resnet_load(&e->resnet, model);
     if (st) return st;
-    st = mrec_preprocess_preset(&e->pre, preset ? preset : presets[e->kind], S_ISDIR(sb.st_mode) ? model : NULL);
+    /* a ResNet's weights are separate arrays, and its convolutions read them as A */
+    if (e->kind != MREC_IMAGE_RESNET)
+        st = e->kind == MREC_IMAGE_VIT    ? mrec_packs_create(&e->packs, e->vit.storage, e->vit.floats)
+             : e->kind == MREC_IMAGE_CLIP ? mrec_packs_create(&e->packs, e->clip.vision.storage, e->clip.vision.floats)
+                                          : mrec_packs_create(&e->packs, e->align.storage, e->align.floats);
+    if (!st) st = mrec_preprocess_preset(&e->pre, preset ? preset : presets[e->kind], S_ISDIR(sb.st_mode) ? model : NULL);
     if (!st && !e->pre.resize_h && !e->pre.crop_h)
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "preset %s gives images of varying sizes; a batch needs one size", e->pre.name);
     int size = e->pre.crop_h ? e->pre.crop_h : e->pre.resize_h, size_w = e->pre.crop_h ? e->pre.crop_w : e->pre.resize_w;
@@ -91,6 +96,7 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
 }
 
 mrec_status mrec_image_encoder_to_device(mrec_image_encoder *e, mrec_context *ctx) {
+    if (ctx->device != MREC_DEVICE_CPU) mrec_packs_free(e->packs), e->packs = NULL; /* before the host weights go */
     return e->kind == MREC_IMAGE_VIT     ? mrec_vit_to_device(&e->vit, ctx)
            : e->kind == MREC_IMAGE_CLIP  ? mrec_clip_to_device(&e->clip, ctx)
            : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_to_device(&e->align, ctx)
@@ -98,6 +104,7 @@ mrec_status mrec_image_encoder_to_device(mrec_image_encoder *e, mrec_context *ct
 }
 
 void mrec_image_encoder_free(mrec_image_encoder *e) {
+    mrec_packs_free(e->packs); /* before the weights it points into */
     if (e->kind == MREC_IMAGE_VIT) mrec_vit_free(&e->vit);
     else if (e->kind == MREC_IMAGE_CLIP) mrec_clip_free(&e->clip);
     else if (e->kind == MREC_IMAGE_ALIGN) mrec_efficientnet_free(&e->align);
@@ -229,6 +236,8 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     mrec_batch_jobs jobs = {decode_begin, decode_work, decode_finish, &d};
     mrec_batch_pipe *pipe = NULL;
     int n_batches = (n + B - 1) / B;
+    mrec_packs *caller_packs = ctx->packs;
+    ctx->packs = e->packs;
     if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, slot_bytes, on_gpu ? dev : NULL, producer_threads(ctx, e->decode_threads));
     for (int k = 0; k < n_batches && !st; k++) {
         int slot;
@@ -264,6 +273,7 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     mrec_batch_pipe_stop(pipe); /* after a failure, waits for the batch the producers were on */
     mrec_event_destroy(ctx, back);
     mrec_host_free(ctx, feats);
+    ctx->packs = caller_packs;
     ctx->workspace.used = mark;
     return st;
 }

@@ -56,6 +56,9 @@ typedef struct {
     int producers;
     void (*progress)(void *ctx, int done, int total); /* after each batch, when set */
     void *progress_ctx;
+    /* the weights packed once for the CPU's GEMMs, as they are first used (see mrec_packs): they cost about
+     * the weights' bytes again; NULL on a GPU, or to do without (free it and set NULL before embedding) */
+    mrec_packs *packs;
 } mrec_text_encoder;
 
 /* Loads the folder; pooling / normalize / max length from the

@@ -51,6 +51,9 @@ typedef struct {
      * may write them while the next batch encodes and the one after decodes); an error stops the run */
     mrec_status (*batch_done)(void *ctx, int first, int count);
     void *batch_done_ctx;
+    /* the weights packed once for the CPU's GEMMs, as they are first used (see mrec_packs): they cost about
+     * the bytes of the weights used as nn.Linear's W again; NULL on a GPU, for a ResNet, or to do without */
+    mrec_packs *packs;
 } mrec_image_encoder;
 
 /* What the model path holds: a folder's config.json model_type (vit, clip,

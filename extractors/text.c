@@ -57,7 +57,8 @@ mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
     mrec_status st;
     if ((e->is_clip = is_clip_folder(dir))) {
         if ((st = mrec_clip_load(&e->clip, dir, MREC_CLIP_TEXT))) return st;
-        if (!(st = load_tokenizer(e, dir, e->clip.text.cfg.vocab_size))) {
+        st = mrec_packs_create(&e->packs, e->clip.text.storage, e->clip.text.floats);
+        if (!st && !(st = load_tokenizer(e, dir, e->clip.text.cfg.vocab_size))) {
             e->max_length = mrec_tokenizer_max_length(e->tok);
             if (e->max_length > e->clip.text.cfg.max_positions) e->max_length = e->clip.text.cfg.max_positions;
         }
@@ -65,6 +66,10 @@ mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
         return st;
     }
     if ((st = mrec_bert_load(&e->bert, dir))) return st;
+    if ((st = mrec_packs_create(&e->packs, e->bert.storage, e->bert.floats))) {
+        mrec_text_encoder_free(e);
+        return st;
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     if (access(path, R_OK) != 0) snprintf(path, sizeof path, "%s/vocab.txt", dir);
@@ -107,10 +112,12 @@ mrec_status mrec_text_encoder_load(mrec_text_encoder *e, const char *dir) {
 }
 
 mrec_status mrec_text_encoder_to_device(mrec_text_encoder *e, mrec_context *ctx) {
+    if (ctx->device != MREC_DEVICE_CPU) mrec_packs_free(e->packs), e->packs = NULL; /* before the host weights go */
     return e->is_clip ? mrec_clip_to_device(&e->clip, ctx) : mrec_bert_to_device(&e->bert, ctx);
 }
 
 void mrec_text_encoder_free(mrec_text_encoder *e) {
+    mrec_packs_free(e->packs); /* before the weights it points into */
     if (e->is_clip) mrec_clip_free(&e->clip);
     else mrec_bert_free(&e->bert);
     mrec_tokenizer_free(e->tok);
@@ -239,6 +246,8 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     mrec_batch_jobs jobs = {gather_begin, gather_work, gather_finish, &g};
     mrec_batch_pipe *pipe = NULL;
     int n_batches = (n + B - 1) / B;
+    mrec_packs *caller_packs = ctx->packs;
+    ctx->packs = e->packs;
     int producers = e->producers >= 0 ? e->producers : ctx->device != MREC_DEVICE_CPU ? 1 : 0;
     if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, sizeof(int32_t) * 2 * (size_t)B * L, NULL, producers);
     for (int k = 0; k < n_batches && !st; k++) {
@@ -264,6 +273,7 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
         if (e->progress) e->progress(e->progress_ctx, at + b, n);
     }
     mrec_batch_pipe_stop(pipe);
+    ctx->packs = caller_packs;
     ctx->workspace.used = mark;
     mrec_event_destroy(ctx, back);
     mrec_host_free(ctx, pooled);

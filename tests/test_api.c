@@ -94,6 +94,15 @@ static void test_images(const char *model) {
             if (t_status(mrec_image_encoder_embed(ctx, &ref, photos, N_PHOTOS, want, ok, errors), MREC_OK, "extractor's embed"))
                 t_check(!memcmp(got, want, sizeof *got * N_PHOTOS * d), "%s: the public call equals the extractor, bit for bit", model);
             for (int i = 0; i < N_PHOTOS; i++) free(errors[i]);
+            if (ref.kind != MREC_IMAGE_RESNET) { /* weights packed once against packed per call: the same bytes */
+                t_check(mrec_packs_bytes(ref.packs) > 0, "%s: the weights were packed on first use", model);
+                mrec_packs_free(ref.packs), ref.packs = NULL;
+                float *again = malloc(sizeof *again * N_PHOTOS * (size_t)d);
+                if (t_status(mrec_image_encoder_embed(ctx, &ref, photos, N_PHOTOS, again, ok, errors), MREC_OK, "unpacked embed"))
+                    t_check(!memcmp(again, want, sizeof *got * N_PHOTOS * d), "%s: packed and unpacked weights, the same bytes", model);
+                for (int i = 0; i < N_PHOTOS; i++) free(errors[i]);
+                free(again);
+            }
             mrec_image_encoder_free(&ref);
         }
         mrec_context_destroy(ctx);

@@ -110,7 +110,13 @@ static void test_text(const char *name, const char *env, const char *fallback, c
         enc.batch_size = 7; /* batches that cut across lengths */
         if (t_status(mrec_text_encoder_embed(ctx, &enc, texts, n, got), MREC_OK, "embed with %s", name))
             t_allclose(name, want, got, (int64_t)n * dim, 1e-5, 0);
-        free(got), free(want);
+        /* the weights were packed once, and packing per call gives the same bytes */
+        float *again = malloc(sizeof *again * (size_t)n * dim);
+        t_check(mrec_packs_bytes(enc.packs) > 0, "%s: the weights were packed on first use", name);
+        mrec_packs_free(enc.packs), enc.packs = NULL;
+        if (t_status(mrec_text_encoder_embed(ctx, &enc, texts, n, again), MREC_OK, "embed with %s, unpacked", name))
+            t_check(!memcmp(got, again, sizeof *got * (size_t)n * dim), "%s: packed and unpacked weights give the same bytes", name);
+        free(got), free(again), free(want);
         mrec_context_destroy(ctx);
     }
     mrec_text_encoder_free(&enc);
