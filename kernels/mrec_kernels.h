@@ -161,6 +161,19 @@ void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float 
                           float alpha, float beta, int trans_a, int trans_b,
                           int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool);
 
+/* bf16 GEMM: mrec_gemm_cpu's contract with op(A) and op(B) rounded to
+ * bf16 (round to nearest even, as torch's CPU autocast does) and every
+ * product summed in fp32 (exact products: the error bound of an fp32 GEMM
+ * on the rounded inputs). Needs AVX-512 BF16 (mrec_cpu_has_bf16; else
+ * MREC_ERR_UNSUPPORTED). A weight inside `packs` (as for
+ * mrec_gemm_packed_cpu) is rounded and packed once, at half the bytes of
+ * fp32; any other B on every call (MREC_ERR_NOMEM if that memory is not
+ * there: nothing is written). */
+int mrec_cpu_has_bf16(void);
+mrec_status mrec_gemm_bf16_cpu(float *C, const float *A, const float *B, const float *bias,
+                               float alpha, float beta, int trans_a, int trans_b,
+                               int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool);
+
 /* Batched GEMM: for b < batch, the GEMM above on A + b*stride_a, B + b*stride_b,
  * C + b*stride_c (strides in elements; 0 broadcasts an operand). No bias. */
 void mrec_gemm_batched_ref(float *C, const float *A, const float *B,

@@ -45,14 +45,25 @@ static const char *pool_name(mrec_pool *p) {
 
 /* ---- GEMM ---------------------------------------------------------------- */
 
-static void gemm_case(int M, int N, int K, int ta, int tb, int with_bias, float alpha, float beta, int pad) {
+static float bf16_rounded(float f);
+
+/* bf16: mrec_gemm_bf16_cpu against the reference on A and B rounded to bf16
+ * (products of bf16 values are exact in fp32, so the fp32 bound holds);
+ * packs: B is a weight given in a pack set, packed once. */
+static void gemm_case_in(int M, int N, int K, int ta, int tb, int with_bias, float alpha, float beta, int pad, int bf16,
+                         int packed) {
     int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
     int64_t a_n = (int64_t)(ta ? K : M) * lda, b_n = (int64_t)(tb ? N : K) * ldb, c_n = (int64_t)M * ldc;
     float *A = randv(a_n, -1, 1), *B = randv(b_n, -1, 1), *C0 = randv(c_n, -1, 1);
     float *bias = with_bias ? randv(N, -1, 1) : NULL;
     if (beta == 0.0f) C0[0] = NAN; /* beta = 0 must ignore C, NaN included */
     float *ref = copyv(C0, c_n);
-    mrec_gemm_ref(ref, A, B, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc);
+    float *Ar = copyv(A, a_n), *Br = copyv(B, b_n);
+    for (int64_t i = 0; bf16 && i < a_n; i++) Ar[i] = bf16_rounded(A[i]);
+    for (int64_t i = 0; bf16 && i < b_n; i++) Br[i] = bf16_rounded(B[i]);
+    mrec_packs *packs = NULL;
+    if (packed && mrec_packs_create(&packs, B, b_n) != MREC_OK) packs = NULL;
+    mrec_gemm_ref(ref, Ar, Br, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc);
 
     /* Per-element bound from |A| |B|, |C| and |bias|. */
     float *Aa = copyv(A, a_n), *Ba = copyv(B, b_n), *Ca = copyv(C0, c_n), *ba = bias ? copyv(bias, N) : NULL;
@@ -65,22 +76,68 @@ static void gemm_case(int M, int N, int K, int ta, int tb, int with_bias, float 
     for (int64_t i = 0; i < c_n; i++) tol[i] = (K + 8) * U * Ca[i] + 1e-30;
 
     for (int p = 0; p < n_pools; p++) {
+        if (bf16 && mrec_pool_simd(pools[p]) != MREC_SIMD_AVX512) continue; /* it has one kernel */
         float *out = copyv(C0, c_n);
-        mrec_gemm_cpu(out, A, B, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc, pools[p]);
+        if (!bf16) mrec_gemm_cpu(out, A, B, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc, pools[p]);
+        else if (mrec_gemm_bf16_cpu(out, A, B, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc, packs, pools[p]))
+            t_check(0, "bf16 gemm failed: %s", mrec_error_detail());
         /* The padding columns of C must be untouched. */
         int pad_ok = 1;
         for (int i = 0; i < M && pad; i++)
             for (int j = N; j < ldc; j++) pad_ok &= memcmp(&out[(int64_t)i * ldc + j], &C0[(int64_t)i * ldc + j], 4) == 0;
         char what[160];
-        snprintf(what, sizeof what, "gemm %s M=%d N=%d K=%d ta=%d tb=%d bias=%d a=%g b=%g pad=%d", pool_name(pools[p]),
-                 M, N, K, ta, tb, with_bias, alpha, beta, pad);
+        snprintf(what, sizeof what, "gemm%s%s %s M=%d N=%d K=%d ta=%d tb=%d bias=%d a=%g b=%g pad=%d", bf16 ? " bf16" : "",
+                 packs ? " packed" : "", pool_name(pools[p]), M, N, K, ta, tb, with_bias, alpha, beta, pad);
         for (int i = 0; i < M; i++) /* compare only the real columns */
             for (int j = N; j < ldc; j++) out[(int64_t)i * ldc + j] = ref[(int64_t)i * ldc + j];
         t_within(what, ref, out, tol, c_n);
         t_check(pad_ok, "%s: wrote outside the matrix", what);
         free(out);
     }
-    free(A), free(B), free(C0), free(bias), free(ref), free(Aa), free(Ba), free(Ca), free(ba), free(tol);
+    if (packed && K > 0) t_check(mrec_packs_bytes(packs) > 0, "gemm bf16: the weight was packed");
+    mrec_packs_free(packs);
+    free(A), free(B), free(Ar), free(Br), free(C0), free(bias), free(ref), free(Aa), free(Ba), free(Ca), free(ba), free(tol);
+}
+
+static void gemm_case(int M, int N, int K, int ta, int tb, int with_bias, float alpha, float beta, int pad) {
+    gemm_case_in(M, N, K, ta, tb, with_bias, alpha, beta, pad, 0, 0);
+}
+
+/* Round to nearest even, by adding exactly half an ulp of bf16 in double
+ * and cutting (an oracle written apart from the kernel's bit trick). */
+static float bf16_rounded(float f) {
+    if (isnan(f) || isinf(f) || f == 0.0f) return f;
+    int e;
+    frexp(f, &e);                      /* |f| in [2^(e-1), 2^e) */
+    double ulp = ldexp(1.0, e - 8);    /* bf16 keeps 8 significant bits */
+    double q = f / ulp, r = nearbyint(q); /* the default rounding mode: to nearest, ties to even */
+    return (float)(r * ulp);
+}
+
+static void test_gemm_bf16(void) {
+    if (!mrec_cpu_has_bf16()) {
+        t_skip("bf16 GEMM: this CPU has no AVX-512 BF16");
+        float c = 0, a = 1, b = 1;
+        t_status(mrec_gemm_bf16_cpu(&c, &a, &b, NULL, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, NULL, pools[0]), MREC_ERR_UNSUPPORTED,
+                 "bf16 GEMM without AVX-512 BF16");
+        return;
+    }
+    static const int shapes[][3] = {
+        {1, 1, 1}, {1, 7, 3}, {7, 1, 5}, {2, 2, 0}, {13, 17, 19}, {12, 32, 512}, {31, 33, 257},
+        {97, 1, 1000}, {1, 385, 300}, {145, 385, 301}, {150, 70, 1025}, {200, 300, 64},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                gemm_case_in(shapes[s][0], shapes[s][1], shapes[s][2], ta, tb, (ta + tb + (int)s) % 2, 1.0f, 0.0f, 0, 1,
+                             tb && s % 2);
+    gemm_case_in(37, 41, 43, 0, 1, 1, 0.5f, 1.0f, 3, 1, 0);
+    gemm_case_in(37, 41, 43, 1, 0, 0, -2.0f, 0.25f, 5, 1, 0);
+    gemm_case_in(64, 768, 768, 0, 1, 1, 1.0f, 0.0f, 0, 1, 1);
+    /* the oracle's rounding: ties go to the even neighbour */
+    t_check(bf16_rounded(1.0f + 0x1p-8f) == 1.0f && bf16_rounded(1.0f + 0x3p-8f) == 1.0f + 0x1p-6f &&
+                bf16_rounded(1.0f + 0x1.02p-8f) == 1.0f + 0x1p-7f,
+            "bf16 rounding of the oracle");
 }
 
 static void test_gemm(void) {
@@ -692,6 +749,7 @@ int main(void) {
         t_skip("%s kernels: this CPU does not support them", mrec_simd_name((mrec_simd)simd));
     test_gemm();
     test_gemm_packed();
+    test_gemm_bf16();
     test_gemm_batched();
     test_elementwise();
     test_rows();

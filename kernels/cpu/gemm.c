@@ -370,8 +370,8 @@ void mrec_gemm_batched_cpu(float *C, const float *A, const float *B,
 
 typedef struct {
     const float *w; /* (N, K), row-major: op(B) = w^T */
-    int N, K, NR, packer;
-    float *data;    /* K blocks of KC rows, each N rounded up to NR columns wide */
+    int N, K, tag;  /* tag: the layout (the fp32 micro-kernel's, or bf16 pairs) */
+    void *data;
 } packed_b;
 
 struct mrec_packs {
@@ -408,36 +408,27 @@ size_t mrec_packs_bytes(mrec_packs *p) {
     return bytes;
 }
 
-/* The packed copy of w for g's micro-kernel: found, or made now (one pool
- * round per KC block, a task per panel). NULL when memory runs out: the
- * caller then packs per call as before. */
-static const float *packs_get(mrec_packs *p, gemm_job *g) {
-    const float *w = g->B;
+const void *mrec_packs_cached(mrec_packs *p, const float *w, int N, int K, int tag, size_t bytes,
+                              void (*make)(void *dst, void *arg), void *arg) {
+    if (w < p->lo || w + (int64_t)N * K > p->hi) return NULL;
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < p->n; i++) {
         packed_b *e = &p->item[i];
-        if (e->w == w && e->N == g->N && e->K == g->K && e->NR == g->NR && e->packer == g->packer) {
+        if (e->w == w && e->N == N && e->K == K && e->tag == tag) {
             pthread_mutex_unlock(&p->lock);
             return e->data;
         }
     }
-    const float *data = NULL;
-    int64_t n_pad = ((int64_t)g->N + g->NR - 1) / g->NR * g->NR;
-    size_t bytes = ((size_t)n_pad * g->K * sizeof(float) + 63) / 64 * 64;
-    packed_b e = {w, g->N, g->K, g->NR, g->packer, aligned_alloc(64, bytes)};
+    bytes = (bytes + 63) / 64 * 64;
+    packed_b e = {w, N, K, tag, aligned_alloc(64, bytes)};
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 64;
         packed_b *item = realloc(p->item, (size_t)cap * sizeof *item);
         if (item) p->item = item, p->cap = cap;
     }
+    const void *data = NULL;
     if (e.data && p->n < p->cap) {
-        gemm_job pack = *g;
-        pack.j0 = 0, pack.nc = g->N;
-        for (pack.p0 = 0; pack.p0 < g->K; pack.p0 += MREC_GEMM_KC) {
-            pack.kc = g->K - pack.p0 < MREC_GEMM_KC ? g->K - pack.p0 : MREC_GEMM_KC;
-            pack.bpack = e.data + pack.p0 * n_pad;
-            mrec_pool_run(g->pool, pack_b_task, &pack, (int)(n_pad / g->NR));
-        }
+        make(e.data, arg);
         p->item[p->n++] = e;
         p->bytes += bytes;
         data = e.data;
@@ -446,6 +437,19 @@ static const float *packs_get(mrec_packs *p, gemm_job *g) {
     }
     pthread_mutex_unlock(&p->lock);
     return data;
+}
+
+/* The fp32 micro-kernel's layout of all of op(B): one pool round per KC
+ * block, a task per panel; block (p0, j0) at p0 * Npad + j0 * kc. */
+static void pack_whole_b(void *dst, void *arg) {
+    gemm_job pack = *(const gemm_job *)arg;
+    int64_t n_pad = ((int64_t)pack.N + pack.NR - 1) / pack.NR * pack.NR;
+    pack.j0 = 0, pack.nc = pack.N;
+    for (pack.p0 = 0; pack.p0 < pack.K; pack.p0 += MREC_GEMM_KC) {
+        pack.kc = pack.K - pack.p0 < MREC_GEMM_KC ? pack.K - pack.p0 : MREC_GEMM_KC;
+        pack.bpack = (float *)dst + pack.p0 * n_pad;
+        mrec_pool_run(pack.pool, pack_b_task, &pack, (int)(n_pad / pack.NR));
+    }
 }
 
 void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float *bias,
@@ -457,11 +461,29 @@ void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float 
         .lda = lda, .ldb = ldb, .ldc = ldc, .pool = pool,
     };
     /* A few rows take the dot-product path, which reads B as it is. */
-    if (packs && trans_b && ldb == K && M > FEW_ROWS && N > 0 && K > 0 && B >= packs->lo &&
-        B + (int64_t)N * K <= packs->hi) {
+    if (packs && trans_b && ldb == K && M > FEW_ROWS && N > 0 && K > 0) {
         pick_kernel(&g);
-        g.bpacked = packs_get(packs, &g);
         g.bpacked_n = ((int64_t)N + g.NR - 1) / g.NR * g.NR;
+        g.bpacked = mrec_packs_cached(packs, B, N, K, g.packer * 1000 + g.NR, (size_t)g.bpacked_n * K * sizeof(float),
+                                      pack_whole_b, &g);
     }
     gemm_run(&g, 1);
+}
+
+int mrec_cpu_has_bf16(void) {
+#if defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 10)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+mrec_status mrec_gemm_bf16_cpu(float *C, const float *A, const float *B, const float *bias,
+                               float alpha, float beta, int trans_a, int trans_b,
+                               int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool) {
+    if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 GEMM: this CPU has no AVX-512 BF16");
+    if (!mrec_gemm_bf16_run(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, packs, pool))
+        return mrec_fail(MREC_ERR_NOMEM, "bf16 GEMM: packing B (%d x %d)", K, N);
+    return MREC_OK;
 }

@@ -11,6 +11,8 @@
 #ifndef MREC_GEMM_INTERNAL_H
 #define MREC_GEMM_INTERNAL_H
 
+#include <stddef.h>
+
 /* Cache blocking: an A block (MC x KC) stays in L2, a B panel (KC x NR) in
  * L1, a B block (KC x NC) in L2/L3. MC is a multiple of every MR below. */
 #define MREC_GEMM_MC 144
@@ -49,5 +51,20 @@ void mrec_pack_bt_avx2(float *dst, const float *src, int ldb, int kc, int cols, 
 void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR);
 /* The same for the avx2 kernel's MR = 6, through 8 x 8 register transposes. */
 void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows);
+
+/* A pack set's copy of weight w (N, K) in one layout (tag), made on first
+ * use by make(dst, arg) into `bytes` bytes; NULL when w is outside the
+ * set's storage or memory runs out. Holds the set's lock while it packs. */
+struct mrec_packs;
+#define MREC_PACK_TAG_BF16 (-1)
+const void *mrec_packs_cached(struct mrec_packs *p, const float *w, int N, int K, int tag, size_t bytes,
+                              void (*make)(void *dst, void *arg), void *arg);
+
+/* gemm_bf16.c (AVX-512 BF16): the GEMM with bf16 products and fp32 sums;
+ * 0 when memory for packing B runs out (nothing written). */
+struct mrec_pool;
+int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a,
+                       int trans_b, int M, int N, int K, int lda, int ldb, int ldc, struct mrec_packs *packs,
+                       struct mrec_pool *pool);
 
 #endif

@@ -1,0 +1,176 @@
+/* gemm_bf16.c: GEMM with bf16 products and fp32 sums, on CPUs with
+ * AVX-512 BF16 (VDPBF16PS). Built with -mavx512f -mavx512bf16 and only
+ * called when cpuid says the CPU has them (mrec_cpu_has_bf16).
+ *
+ * C = alpha * op(A) op(B) + beta * C + bias, where op(A) and op(B) are
+ * rounded to bf16 (round to nearest even, as torch's .to(bfloat16) and
+ * CPU autocast do) and every product is summed in fp32. A product of two
+ * bf16 values is exact in fp32, so the result is an fp32 sum of exact
+ * products: the error bound of an fp32 GEMM on the rounded inputs.
+ *
+ * VDPBF16PS multiplies pairs: each 32-bit lane holds two bf16 of
+ * consecutive k. So both operands are packed in k pairs:
+ *   a: (kp, MR) pairs — for each pair p, MR rows' (A[i][2p], A[i][2p+1])
+ *   b: (kp, NR) pairs — for each pair p, NR columns' (B[2p][j], B[2p+1][j])
+ * an odd K padded with a zero. B is packed whole once per call (in
+ * parallel, a task per panel), or taken from a pack set (mrec_packs) where
+ * it is a weight packed before; A one block per task.
+ */
+#include "gemm_internal.h"
+#include "parallel.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 12
+#define NR 32
+#define KCP 256 /* k pairs per block: an A micro-panel (12 x 512 bf16) in L1, a B panel (512 x 32) in L2 */
+#define MC 96   /* rows per task */
+#define NCP 8   /* NR panels per task */
+
+static inline uint16_t bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* The pair (x[k], x[k + step]) as one 32-bit lane, k + step past K read as 0. */
+static inline uint32_t pair(const float *x, int k, int step, int K) {
+    uint32_t lo = bf16_round(x[(size_t)k * step]), hi = k + 1 < K ? bf16_round(x[(size_t)(k + 1) * step]) : 0;
+    return lo | hi << 16;
+}
+
+/* Column j of op(B), pairs [0, kp), at dst[p * NR + jj] (one panel column). */
+static void pack_b_column(uint32_t *dst, const float *B, int ldb, int trans_b, int j, int K, int kp) {
+    const float *col = trans_b ? B + (size_t)j * ldb : B + j;
+    int step = trans_b ? 1 : ldb;
+    for (int p = 0; p < kp; p++) dst[(size_t)p * NR] = pair(col, 2 * p, step, K);
+}
+
+typedef struct {
+    float *C;
+    const float *A, *B, *bias;
+    float alpha, beta;
+    int trans_a, trans_b, M, N, K, lda, ldb, ldc, kp;
+    uint32_t *bpack; /* (panels, kp, NR) pairs */
+    int m_blocks, n_chunks;
+    mrec_pool *pool;
+} job;
+
+static void pack_b_panel(void *arg, int panel, int thread) {
+    (void)thread;
+    const job *g = arg;
+    uint32_t *dst = g->bpack + (size_t)panel * g->kp * NR;
+    for (int jj = 0; jj < NR; jj++) {
+        int j = panel * NR + jj;
+        if (j < g->N) pack_b_column(dst + jj, g->B, g->ldb, g->trans_b, j, g->K, g->kp);
+        else
+            for (int p = 0; p < g->kp; p++) dst[(size_t)p * NR + jj] = 0;
+    }
+}
+
+/* op(A)[i0 : i0+mc, pairs p0 : p0+kc] as MR-row panels of (kc, MR) pairs. */
+static void pack_a(uint32_t *dst, const job *g, int i0, int mc, int p0, int kc) {
+    for (int ir = 0; ir < mc; ir += MR, dst += (size_t)kc * MR)
+        for (int i = 0; i < MR; i++) {
+            int row = i0 + ir + i;
+            if (ir + i >= mc) {
+                for (int p = 0; p < kc; p++) dst[(size_t)p * MR + i] = 0;
+                continue;
+            }
+            const float *x = g->trans_a ? g->A + row : g->A + (size_t)row * g->lda;
+            int step = g->trans_a ? g->lda : 1;
+            for (int p = 0; p < kc; p++) dst[(size_t)p * MR + i] = pair(x, 2 * (p0 + p), step, g->K);
+        }
+}
+
+/* acc (MR x NR) = sum over kc pairs of a^T b; then C (m x n corner) =
+ * alpha * acc, or C + alpha * acc. */
+static void ukernel(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, int m, int n,
+                    int overwrite) {
+    __m512 acc[MR][2];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int p = 0; p < kc; p++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR + 16);
+        for (int i = 0; i < MR; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[(size_t)p * MR + i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha);
+    for (int v = 0; v < 2; v++) {
+        int cols = n - 16 * v;
+        if (cols <= 0) break;
+        __mmask16 mask = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+        for (int i = 0; i < m; i++) {
+            float *ci = c + (size_t)i * ldc + 16 * v;
+            __m512 out = overwrite ? _mm512_mul_ps(va, acc[i][v]) : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci));
+            _mm512_mask_storeu_ps(ci, mask, out);
+        }
+    }
+}
+
+/* One task: rows [i0, i0 + MC), panels [q0, q0 + NCP). */
+static void tile(void *arg, int task, int thread) {
+    const job *g = arg;
+    int i0 = task / g->n_chunks * MC, q0 = task % g->n_chunks * NCP;
+    int mc = g->M - i0 < MC ? g->M - i0 : MC, panels = (g->N + NR - 1) / NR;
+    int q1 = q0 + NCP < panels ? q0 + NCP : panels;
+    int pro = g->beta != 0.0f || g->bias || g->K == 0;
+    if (pro) {
+        int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
+        for (int i = i0; i < i0 + mc; i++) {
+            float *c = g->C + (size_t)i * g->ldc;
+            for (int j = q0 * NR; j < j_hi; j++) {
+                float v = g->beta == 0.0f ? 0.0f : g->beta * c[j];
+                c[j] = g->bias ? v + g->bias[j] : v;
+            }
+        }
+    }
+    uint32_t *apack = (uint32_t *)mrec_pool_scratch(g->pool, thread);
+    for (int p0 = 0; p0 < g->kp; p0 += KCP) {
+        int kc = g->kp - p0 < KCP ? g->kp - p0 : KCP;
+        pack_a(apack, g, i0, mc, p0, kc);
+        for (int q = q0; q < q1; q++) {
+            const uint32_t *bp = g->bpack + ((size_t)q * g->kp + p0) * NR;
+            int n = g->N - q * NR < NR ? g->N - q * NR : NR;
+            for (int ir = 0; ir < mc; ir += MR)
+                ukernel(kc, apack + (size_t)ir * kc, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc, g->alpha,
+                        mc - ir < MR ? mc - ir : MR, n, p0 == 0 && !pro);
+        }
+    }
+}
+
+static void pack_whole_b(void *dst, void *arg) {
+    job *g = arg;
+    g->bpack = dst;
+    mrec_pool_run(g->pool, pack_b_panel, g, (g->N + NR - 1) / NR);
+}
+
+int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a,
+                       int trans_b, int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool) {
+    if (M <= 0 || N <= 0) return 1;
+    job g = {.C = C, .A = A, .B = B, .bias = bias, .alpha = alpha, .beta = beta, .trans_a = trans_a, .trans_b = trans_b,
+             .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool};
+    int panels = (N + NR - 1) / NR;
+    size_t bytes = (size_t)panels * (g.kp ? g.kp : 1) * NR * sizeof(uint32_t);
+    const void *cached = NULL;
+    void *own = NULL;
+    if (packs && trans_b && ldb == K && K > 0) cached = mrec_packs_cached(packs, B, N, K, MREC_PACK_TAG_BF16, bytes, pack_whole_b, &g);
+    if (cached) {
+        g.bpack = (uint32_t *)cached;
+    } else {
+        if (!(own = aligned_alloc(64, (bytes + 63) / 64 * 64))) return 0;
+        pack_whole_b(own, &g);
+    }
+    g.m_blocks = (M + MC - 1) / MC;
+    g.n_chunks = (panels + NCP - 1) / NCP;
+    mrec_pool_run(pool, tile, &g, g.m_blocks * g.n_chunks);
+    free(own);
+    return 1;
+}
