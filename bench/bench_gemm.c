@@ -10,7 +10,10 @@
  * clock (best of the repetitions in 0.3 s, twice each, alternating), and
  * print GFLOP/s, the fraction of peak and mrec / OpenBLAS. "packed" is mrec
  * with B (a weight, x W^T) packed once beforehand, as an encoder at
- * inference runs it (mrec_packs); "-" where B is not such a weight.
+ * inference runs it (mrec_packs); "-" where B is not such a weight. "bf16"
+ * is mrec's bf16 GEMM (products of bf16-rounded inputs, fp32 sums) where
+ * the CPU has AVX-512 BF16, its weights packed once likewise; its ratio is
+ * against OpenBLAS's fp32.
  * OpenBLAS is used here only; mrec does not link it.
  */
 #include "../kernels/mrec_kernels.h"
@@ -128,6 +131,8 @@ static double time_it(int which, const shape *s, float *C, const float *A, const
         double t0 = now();
         if (which == 0)
             mrec_gemm_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, pool);
+        else if (which == 3)
+            mrec_gemm_bf16_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, packs, pool);
         else if (which == 2)
             mrec_gemm_packed_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, packs, pool);
         else
@@ -156,8 +161,10 @@ int main(int argc, char **argv) {
     double peak = peak1 * threads;
     printf("GEMM fp32, %d threads, mrec kernel %s; FMA peak %.1f GFLOP/s (%.1f per thread, measured)\n", threads,
            mrec_simd_name(simd), peak, peak1);
-    printf("%-22s %5s %5s %5s  %9s %6s  %9s  %6s  %9s  %6s\n", "shape", "M", "N", "K", "mrec", "%peak", "OpenBLAS",
-           "ratio", "packed", "ratio");
+    int bf16 = mrec_cpu_has_bf16();
+    printf("%-22s %5s %5s %5s  %9s %6s  %9s  %6s  %9s  %6s", "shape", "M", "N", "K", "mrec", "%peak", "OpenBLAS", "ratio",
+           "packed", "ratio");
+    printf(bf16 ? "  %9s  %6s\n" : "\n", "bf16", "ratio");
     double log_ratio = 0, log_packed = 0;
     int n_packed = 0;
     int small = argc > 3 && strcmp(argv[3], "small") == 0;
@@ -193,6 +200,13 @@ int main(int argc, char **argv) {
         double ours = time_it(0, s, C, A, B, packs, pool), blas = time_it(1, s, C, A, B, packs, pool);
         double ours2 = time_it(0, s, C, A, B, packs, pool), blas2 = time_it(1, s, C, A, B, packs, pool);
         double packed = packs ? time_it(2, s, C, A, B, packs, pool) : 0;
+        double half = 0;
+        if (bf16) {
+            time_it(3, s, C, A, B, packs, pool); /* the first call packs */
+            half = time_it(3, s, C, A, B, packs, pool);
+            double half2 = time_it(3, s, C, A, B, packs, pool);
+            half = half2 > half ? half2 : half;
+        }
         double packed2 = packs ? time_it(2, s, C, A, B, packs, pool) : 0;
         ours = ours2 > ours ? ours2 : ours;
         blas = blas2 > blas ? blas2 : blas;
@@ -202,10 +216,12 @@ int main(int argc, char **argv) {
                peak > 0 ? 100 * ours / peak : 0, blas, ours / blas);
         if (packs) {
             log_packed += log(packed / blas), n_packed++;
-            printf("  %9.1f  %5.2fx\n", packed, packed / blas);
+            printf("  %9.1f  %5.2fx", packed, packed / blas);
         } else {
-            printf("  %9s  %6s\n", "-", "-");
+            printf("  %9s  %6s", "-", "-");
         }
+        if (bf16) printf("  %9.1f  %5.2fx", half, half / blas);
+        printf("\n");
         mrec_packs_free(packs);
         free(A), free(B), free(C);
     }

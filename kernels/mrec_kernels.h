@@ -86,7 +86,7 @@ typedef struct {
     mrec_device_request device;
     int n_threads;       /* <= 0: one per core */
     mrec_simd max_simd;  /* the highest SIMD level to use (tests pin lower ones) */
-    mrec_precision precision; /* of the GEMMs on the GPU; the CPU computes fp32 (see mrec_context_create) */
+    mrec_precision precision; /* of the GEMMs (see mrec_context_create for the CPU) */
 } mrec_context_options;
 
 /* Everything a forward pass needs besides weights and inputs: where it runs,
@@ -96,16 +96,18 @@ typedef struct {
     mrec_pool *pool;       /* always present: the CPU does I/O and small ops */
     mrec_cuda *cuda;       /* NULL unless device is MREC_DEVICE_CUDA */
     mrec_arena workspace;  /* activations, on ctx->device; sized by mrec_context_reserve */
-    mrec_precision precision; /* what mrec_gemm computes in on the GPU; MREC_PREC_FP32 on the CPU */
+    mrec_precision precision; /* what mrec_gemm computes in: on the GPU any; on the CPU fp32, or bf16 with AVX-512 BF16 */
     struct mrec_packs *packs; /* the running model's packed weights (CPU), set around its forward, or NULL */
     char notice[256];      /* e.g. why "auto" fell back to the CPU, for the tool to print */
 } mrec_context;
 
 mrec_context_options mrec_context_defaults(void);
 /* MREC_WANT_CUDA fails with MREC_ERR_DEVICE if no GPU can be used;
- * MREC_WANT_AUTO falls back to the CPU and says so in ctx->notice. TF32 and
- * bf16 are GPU precisions: asked for with MREC_WANT_CPU they are an error
- * (MREC_ERR_ARG), and an "auto" that falls back computes fp32 and says so. */
+ * MREC_WANT_AUTO falls back to the CPU and says so in ctx->notice. TF32 is
+ * a GPU precision, and so is bf16 on a CPU without AVX-512 BF16: asked for
+ * with MREC_WANT_CPU they are an error (MREC_ERR_ARG), and an "auto" that
+ * falls back computes fp32 and says so. On a CPU with it, bf16 is
+ * mrec_gemm_bf16_cpu in mrec_gemm; the other ops stay fp32. */
 mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *opt);
 void mrec_context_destroy(mrec_context *ctx);
 /* Makes the workspace at least `bytes` large (on the context's device),
@@ -604,8 +606,9 @@ mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, 
  * pointers then device pointers). Shapes and contracts are the variants'
  * above. Models call only these, so a model runs wherever its context does;
  * an op without a GPU kernel returns MREC_ERR_UNSUPPORTED naming it.
- * mrec_gemm computes in ctx->precision on the GPU (cuBLAS in fp32, cuBLASLt
- * in TF32 and bf16); mrec_gemm_batched is fp32 everywhere. */
+ * mrec_gemm computes in ctx->precision (on the GPU cuBLAS in fp32, cuBLASLt
+ * in TF32 and bf16; on the CPU mrec_gemm_bf16_cpu for bf16, with the weights
+ * in ctx->packs rounded once); mrec_gemm_batched is fp32 everywhere. */
 mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
                       float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc);
 /* On the CPU a row of C has the same bits in every GEMM of the same kind:

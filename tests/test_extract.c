@@ -116,6 +116,30 @@ static void test_text(const char *name, const char *env, const char *fallback, c
         mrec_packs_free(enc.packs), enc.packs = NULL;
         if (t_status(mrec_text_encoder_embed(ctx, &enc, texts, n, again), MREC_OK, "embed with %s, unpacked", name))
             t_check(!memcmp(got, again, sizeof *got * (size_t)n * dim), "%s: packed and unpacked weights give the same bytes", name);
+        /* bf16 products (AVX-512 BF16): each embedding within cosine 0.999 of sentence-transformers' fp32 */
+        o.precision = MREC_PREC_BF16;
+        mrec_context *half_ctx;
+        if (!mrec_cpu_has_bf16()) {
+            t_skip("%s in bf16: this CPU has no AVX-512 BF16", name);
+        } else if (t_status(mrec_context_create(&half_ctx, &o), MREC_OK, "a bf16 CPU context")) {
+            if (t_status(mrec_text_encoder_embed(half_ctx, &enc, texts, n, again), MREC_OK, "embed with %s in bf16", name)) {
+                double worst = 1, worst_fp32 = 1;
+                for (int i = 0; i < n; i++) {
+                    const float *w = want + (size_t)i * dim, *h = again + (size_t)i * dim, *g = got + (size_t)i * dim;
+                    double ww = 0, hh = 0, wh = 0, gg = 0, wg = 0;
+                    for (int d = 0; d < dim; d++)
+                        ww += (double)w[d] * w[d], hh += (double)h[d] * h[d], wh += (double)w[d] * h[d], gg += (double)g[d] * g[d],
+                            wg += (double)w[d] * g[d];
+                    double c = wh / sqrt(ww * hh), c32 = wg / sqrt(ww * gg);
+                    worst = c < worst ? c : worst, worst_fp32 = c32 < worst_fp32 ? c32 : worst_fp32;
+                }
+                if (getenv("MREC_TEST_VERBOSE"))
+                    printf("  %s in bf16: worst cosine to the fp32 reference %.6f (mrec fp32: %.8f)\n", name, worst, worst_fp32);
+                t_check(worst >= 0.999 && worst < worst_fp32, "%s in bf16: worst cosine to the fp32 reference %.6f (fp32: %.8f)",
+                        name, worst, worst_fp32);
+            }
+            mrec_context_destroy(half_ctx);
+        }
         free(got), free(again), free(want);
         mrec_context_destroy(ctx);
     }

@@ -37,8 +37,12 @@ mrec_status mrec_precision_parse(const char *name, mrec_precision *out) {
 mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *opt) {
     mrec_context_options o = opt ? *opt : mrec_context_defaults();
     *out = NULL;
-    if (o.precision != MREC_PREC_FP32 && o.device == MREC_WANT_CPU)
-        return mrec_fail(MREC_ERR_ARG, "precision %s runs on the GPU only; the CPU computes in fp32", mrec_precision_name(o.precision));
+    /* On the CPU: fp32, or bf16 products in the GEMMs where the CPU has AVX-512 BF16. */
+    int cpu_bf16 = o.precision == MREC_PREC_BF16 && mrec_cpu_has_bf16();
+    if (o.precision != MREC_PREC_FP32 && !cpu_bf16 && o.device == MREC_WANT_CPU)
+        return mrec_fail(MREC_ERR_ARG, "precision %s: %s", mrec_precision_name(o.precision),
+                         o.precision == MREC_PREC_BF16 ? "this CPU has no AVX-512 BF16; on it mrec computes in fp32"
+                                                       : "runs on the GPU only; the CPU computes in fp32 (or bf16)");
     mrec_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return mrec_fail(MREC_ERR_NOMEM, "context: allocating");
     mrec_status st = mrec_pool_create(&ctx->pool, o.n_threads, o.max_simd);
@@ -47,6 +51,7 @@ mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *
         return st;
     }
     ctx->device = MREC_DEVICE_CPU;
+    if (cpu_bf16) ctx->precision = MREC_PREC_BF16;
     if (o.device != MREC_WANT_CPU) {
         st = mrec_cuda_create(&ctx->cuda, 0);
         if (st == MREC_OK) {
@@ -56,9 +61,9 @@ mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *
             mrec_context_destroy(ctx);
             return st; /* the detail says why (no driver, no GPU, CPU-only build) */
         } else {
+            int fp32 = o.precision != MREC_PREC_FP32 && !cpu_bf16;
             snprintf(ctx->notice, sizeof ctx->notice, "no usable GPU (%s); running on the CPU%s%s", mrec_error_detail(),
-                     o.precision != MREC_PREC_FP32 ? " in fp32, not " : "",
-                     o.precision != MREC_PREC_FP32 ? mrec_precision_name(o.precision) : "");
+                     fp32 ? " in fp32, not " : "", fp32 ? mrec_precision_name(o.precision) : "");
             mrec_clear_error();
         }
     }

@@ -19,6 +19,8 @@ mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *
         return mrec_gemm_lt_cuda(C, A, B, bias, alpha, beta, ctx->precision, trans_a, trans_b, M, N, K, lda, ldb, ldc,
                                  ctx->cuda);
     if (on_gpu(ctx)) return mrec_gemm_cuda(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, ctx->cuda);
+    if (ctx->precision == MREC_PREC_BF16)
+        return mrec_gemm_bf16_cpu(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, ctx->packs, ctx->pool);
     mrec_gemm_packed_cpu(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, ctx->packs, ctx->pool);
     return MREC_OK;
 }

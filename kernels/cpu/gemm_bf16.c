@@ -23,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MR 12
+#define MR 12   /* rows per micro-kernel; 4 when A has at most 4 rows (a single text or query) */
+#define MR_FEW 4
 #define NR 32
 #define KCP 256 /* k pairs per block: an A micro-panel (12 x 512 bf16) in L1, a B panel (512 x 32) in L2 */
-#define MC 96   /* rows per task */
-#define NCP 8   /* NR panels per task */
+#define MC 96   /* rows per task, a multiple of both heights */
+#define NCP 8   /* NR panels per task, fewer when that leaves threads idle */
 
 static inline uint16_t bf16_round(float f) {
     uint32_t u;
@@ -56,7 +57,7 @@ typedef struct {
     float alpha, beta;
     int trans_a, trans_b, M, N, K, lda, ldb, ldc, kp;
     uint32_t *bpack; /* (panels, kp, NR) pairs */
-    int m_blocks, n_chunks;
+    int mr, m_blocks, n_chunks, ncp;
     mrec_pool *pool;
 } job;
 
@@ -72,32 +73,33 @@ static void pack_b_panel(void *arg, int panel, int thread) {
     }
 }
 
-/* op(A)[i0 : i0+mc, pairs p0 : p0+kc] as MR-row panels of (kc, MR) pairs. */
+/* op(A)[i0 : i0+mc, pairs p0 : p0+kc] as mr-row panels of (kc, mr) pairs. */
 static void pack_a(uint32_t *dst, const job *g, int i0, int mc, int p0, int kc) {
-    for (int ir = 0; ir < mc; ir += MR, dst += (size_t)kc * MR)
-        for (int i = 0; i < MR; i++) {
+    int mr = g->mr;
+    for (int ir = 0; ir < mc; ir += mr, dst += (size_t)kc * mr)
+        for (int i = 0; i < mr; i++) {
             int row = i0 + ir + i;
             if (ir + i >= mc) {
-                for (int p = 0; p < kc; p++) dst[(size_t)p * MR + i] = 0;
+                for (int p = 0; p < kc; p++) dst[(size_t)p * mr + i] = 0;
                 continue;
             }
             const float *x = g->trans_a ? g->A + row : g->A + (size_t)row * g->lda;
             int step = g->trans_a ? g->lda : 1;
-            for (int p = 0; p < kc; p++) dst[(size_t)p * MR + i] = pair(x, 2 * (p0 + p), step, g->K);
+            for (int p = 0; p < kc; p++) dst[(size_t)p * mr + i] = pair(x, 2 * (p0 + p), step, g->K);
         }
 }
 
-/* acc (MR x NR) = sum over kc pairs of a^T b; then C (m x n corner) =
+/* acc (mr x NR) = sum over kc pairs of a^T b; then C (m x n corner) =
  * alpha * acc, or C + alpha * acc. */
-static void ukernel(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, int m, int n,
-                    int overwrite) {
+static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, const uint32_t *a, const uint32_t *b,
+                                                         float *c, int ldc, float alpha, int m, int n, int overwrite) {
     __m512 acc[MR][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int p = 0; p < kc; p++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR + 16);
-        for (int i = 0; i < MR; i++) {
-            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[(size_t)p * MR + i]);
+        for (int i = 0; i < mr; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[(size_t)p * mr + i]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
@@ -115,12 +117,21 @@ static void ukernel(int kc, const uint32_t *a, const uint32_t *b, float *c, int 
     }
 }
 
-/* One task: rows [i0, i0 + MC), panels [q0, q0 + NCP). */
+static void ukernel_12(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, int m, int n, int ow) {
+    ukernel(MR, kc, a, b, c, ldc, alpha, m, n, ow);
+}
+
+static void ukernel_4(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, int m, int n, int ow) {
+    ukernel(MR_FEW, kc, a, b, c, ldc, alpha, m, n, ow);
+}
+
+/* One task: rows [i0, i0 + MC), panels [q0, q0 + ncp). */
 static void tile(void *arg, int task, int thread) {
     const job *g = arg;
-    int i0 = task / g->n_chunks * MC, q0 = task % g->n_chunks * NCP;
+    int i0 = task / g->n_chunks * MC, q0 = task % g->n_chunks * g->ncp;
     int mc = g->M - i0 < MC ? g->M - i0 : MC, panels = (g->N + NR - 1) / NR;
-    int q1 = q0 + NCP < panels ? q0 + NCP : panels;
+    int q1 = q0 + g->ncp < panels ? q0 + g->ncp : panels;
+    void (*uk)(int, const uint32_t *, const uint32_t *, float *, int, float, int, int, int) = g->mr == MR ? ukernel_12 : ukernel_4;
     int pro = g->beta != 0.0f || g->bias || g->K == 0;
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
@@ -139,9 +150,9 @@ static void tile(void *arg, int task, int thread) {
         for (int q = q0; q < q1; q++) {
             const uint32_t *bp = g->bpack + ((size_t)q * g->kp + p0) * NR;
             int n = g->N - q * NR < NR ? g->N - q * NR : NR;
-            for (int ir = 0; ir < mc; ir += MR)
-                ukernel(kc, apack + (size_t)ir * kc, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc, g->alpha,
-                        mc - ir < MR ? mc - ir : MR, n, p0 == 0 && !pro);
+            for (int ir = 0; ir < mc; ir += g->mr)
+                uk(kc, apack + (size_t)ir * kc, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc, g->alpha,
+                   mc - ir < g->mr ? mc - ir : g->mr, n, p0 == 0 && !pro);
         }
     }
 }
@@ -168,8 +179,10 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
         if (!(own = aligned_alloc(64, (bytes + 63) / 64 * 64))) return 0;
         pack_whole_b(own, &g);
     }
+    g.mr = M <= MR_FEW ? MR_FEW : MR;
     g.m_blocks = (M + MC - 1) / MC;
-    g.n_chunks = (panels + NCP - 1) / NCP;
+    for (g.ncp = NCP; g.ncp > 1 && g.m_blocks * ((panels + g.ncp - 1) / g.ncp) < 4 * mrec_pool_threads(pool);) g.ncp /= 2;
+    g.n_chunks = (panels + g.ncp - 1) / g.ncp;
     mrec_pool_run(pool, tile, &g, g.m_blocks * g.n_chunks);
     free(own);
     return 1;
