@@ -8,7 +8,9 @@
  * Texts: 512 H&M product descriptions from ../shared/data (median ~40 tokens).
  * Each figure is the best of 3 passes over all texts, tokenizing included.
  * "unpacked" is mrec packing each weight on every GEMM call instead of once
- * (enc.packs set aside), to show what packing once gains.
+ * (enc.packs set aside), to show what packing once gains. Where the CPU
+ * has AVX-512 BF16, a second table: mrec with --precision bf16 against
+ * sentence-transformers under torch.autocast(bfloat16).
  */
 #include "../extractors/mrec_extract.h"
 
@@ -75,15 +77,38 @@ int main(int argc, char **argv) {
         enc.packs = packs;
         ours[b] = best, unpacked[b] = best_unpacked;
     }
+    /* bf16: the same passes on a bf16 context; its packs hold the rounded weights beside the fp32 ones */
+    int bf16 = mrec_cpu_has_bf16();
+    double half[3] = {0, 0, 0};
+    mrec_context *half_ctx = NULL;
+    o.precision = MREC_PREC_BF16;
+    if (bf16 && mrec_context_create(&half_ctx, &o) == MREC_OK)
+        for (int b = 0; b < 3; b++) {
+            enc.batch_size = batches[b];
+            mrec_text_encoder_embed(half_ctx, &enc, texts, n, out); /* warm-up, and the weights packed */
+            double best = 1e30;
+            for (int rep = 0; rep < 3; rep++) {
+                double t0 = now();
+                mrec_text_encoder_embed(half_ctx, &enc, texts, n, out);
+                double s = now() - t0;
+                best = s < best ? s : best;
+            }
+            half[b] = best;
+        }
+    mrec_context_destroy(half_ctx);
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s bench/peers/text_peer.py %s %s %d 1 32 128 2>/dev/null", py, model, list, threads);
-    FILE *p = popen(cmd, "r");
-    double peer[3] = {0, 0, 0};
-    int pb;
-    for (int b = 0; p && b < 3; b++)
-        if (fscanf(p, "%d %lf", &pb, &peer[b]) != 2) peer[b] = 0;
-    if (p) pclose(p);
+    double peer[3] = {0, 0, 0}, peer_half[3] = {0, 0, 0};
+    for (int prec = 0; prec < 1 + (half[0] > 0); prec++) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s bench/peers/text_peer.py %s %s %d %s1 32 128 2>/dev/null", py, model, list, threads,
+                 prec ? "bf16 " : "");
+        FILE *p = popen(cmd, "r");
+        double *into = prec ? peer_half : peer;
+        int pb;
+        for (int b = 0; p && b < 3; b++)
+            if (fscanf(p, "%d %lf", &pb, &into[b]) != 2) into[b] = 0;
+        if (p) pclose(p);
+    }
     remove(list);
 
     printf("%s, %d H&M product descriptions, %d threads\n", model, n, threads);
@@ -92,6 +117,15 @@ int main(int argc, char **argv) {
         if (peer[b] > 0) printf("%6d %14.1f %16.1f %7.2fx", batches[b], n / ours[b], n / peer[b], peer[b] / ours[b]);
         else printf("%6d %14.1f %16s %8s", batches[b], n / ours[b], "(no peer)", "-");
         printf(" %10.1f\n", n / unpacked[b]);
+    }
+    if (half[0] > 0) {
+        printf("bf16 (AVX-512 BF16): mrec --precision bf16, PyTorch under torch.autocast(bfloat16)\n");
+        printf("%6s %14s %16s %8s %14s\n", "batch", "mrec texts/s", "PyTorch texts/s", "ratio", "mrec bf16/fp32");
+        for (int b = 0; b < 3; b++) {
+            if (peer_half[b] > 0) printf("%6d %14.1f %16.1f %7.2fx", batches[b], n / half[b], n / peer_half[b], peer_half[b] / half[b]);
+            else printf("%6d %14.1f %16s %8s", batches[b], n / half[b], "(no peer)", "-");
+            printf(" %13.2fx\n", ours[b] / half[b]);
+        }
     }
     free(out);
     mrec_context_destroy(ctx);

@@ -57,6 +57,7 @@ typedef struct {
     float alpha, beta;
     int trans_a, trans_b, M, N, K, lda, ldb, ldc, kp;
     uint32_t *bpack; /* (panels, kp, NR) pairs */
+    uint32_t *apack; /* (row panels, kp, mr) pairs */
     int mr, m_blocks, n_chunks, ncp;
     mrec_pool *pool;
 } job;
@@ -73,20 +74,43 @@ static void pack_b_panel(void *arg, int panel, int thread) {
     }
 }
 
-/* op(A)[i0 : i0+mc, pairs p0 : p0+kc] as mr-row panels of (kc, mr) pairs. */
-static void pack_a(uint32_t *dst, const job *g, int i0, int mc, int p0, int kc) {
-    int mr = g->mr;
-    for (int ir = 0; ir < mc; ir += mr, dst += (size_t)kc * mr)
-        for (int i = 0; i < mr; i++) {
-            int row = i0 + ir + i;
-            if (ir + i >= mc) {
-                for (int p = 0; p < kc; p++) dst[(size_t)p * mr + i] = 0;
-                continue;
-            }
-            const float *x = g->trans_a ? g->A + row : g->A + (size_t)row * g->lda;
-            int step = g->trans_a ? g->lda : 1;
-            for (int p = 0; p < kc; p++) dst[(size_t)p * mr + i] = pair(x, 2 * (p0 + p), step, g->K);
+/* Row `row` of op(A), pairs [0, kp), at dst[p * mr] (one panel row). A
+ * row-major row converts 32 floats at a time: VCVTNE2PS2BF16 rounds to
+ * nearest even as bf16_round does (it flushes denormals to zero, which
+ * VDPBF16PS would read as zero anyway). */
+static void pack_a_row(uint32_t *dst, const job *g, int row, int p0, int kc) {
+    int mr = g->mr, p = 0;
+    if (!g->trans_a) {
+        const float *x = g->A + (size_t)row * g->lda + 2 * (size_t)p0;
+        int K = g->K - 2 * p0;
+        for (; p + 16 <= kc && 2 * p + 32 <= K; p += 16) {
+            uint32_t lanes[16];
+            __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 2 * p + 16), _mm512_loadu_ps(x + 2 * p));
+            _mm512_storeu_si512(lanes, (__m512i)h);
+            for (int t = 0; t < 16; t++) dst[(size_t)(p + t) * mr] = lanes[t];
         }
+        for (; p < kc; p++) dst[(size_t)p * mr] = pair(x, 2 * p, 1, K);
+        return;
+    }
+    for (; p < kc; p++) dst[(size_t)p * mr] = pair(g->A + row, 2 * (p0 + p), g->lda, g->K);
+}
+
+/* Rows [i0, i0 + mc), pairs [p0, p0 + kc) as mr-row panels of (kc, mr). */
+static void pack_a_block(uint32_t *dst, const job *g, int i0, int mc, int p0, int kc) {
+    for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr)
+        for (int i = 0; i < g->mr; i++) {
+            if (ir + i < mc) pack_a_row(dst + i, g, i0 + ir + i, p0, kc);
+            else
+                for (int p = 0; p < kc; p++) dst[(size_t)p * g->mr + i] = 0;
+        }
+}
+
+/* All of op(A) as mr-row panels of (kp, mr) pairs, a task per panel. */
+static void pack_a_panel(void *arg, int panel, int thread) {
+    (void)thread;
+    const job *g = arg;
+    int i0 = panel * g->mr;
+    pack_a_block(g->apack + (size_t)i0 * g->kp, g, i0, g->M - i0 < g->mr ? g->M - i0 : g->mr, 0, g->kp);
 }
 
 /* acc (mr x NR) = sum over kc pairs of a^T b; then C (m x n corner) =
@@ -143,15 +167,15 @@ static void tile(void *arg, int task, int thread) {
             }
         }
     }
-    uint32_t *apack = (uint32_t *)mrec_pool_scratch(g->pool, thread);
+    uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
     for (int p0 = 0; p0 < g->kp; p0 += KCP) {
         int kc = g->kp - p0 < KCP ? g->kp - p0 : KCP;
-        pack_a(apack, g, i0, mc, p0, kc);
+        if (own_a) pack_a_block(own_a, g, i0, mc, p0, kc);
         for (int q = q0; q < q1; q++) {
             const uint32_t *bp = g->bpack + ((size_t)q * g->kp + p0) * NR;
             int n = g->N - q * NR < NR ? g->N - q * NR : NR;
             for (int ir = 0; ir < mc; ir += g->mr)
-                uk(kc, apack + (size_t)ir * kc, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc, g->alpha,
+                uk(kc, own_a ? own_a + (size_t)ir * kc : g->apack + ((size_t)(i0 + ir) * g->kp + (size_t)p0 * g->mr), bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc, g->alpha,
                    mc - ir < g->mr ? mc - ir : g->mr, n, p0 == 0 && !pro);
         }
     }
@@ -179,11 +203,26 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
         if (!(own = aligned_alloc(64, (bytes + 63) / 64 * 64))) return 0;
         pack_whole_b(own, &g);
     }
+    /* Many row blocks: a task per row block, all of N, packing its A block by
+     * block into its scratch. Few: tasks split N too, so A is packed once for
+     * them all beforehand, in the first scratch buffer when it fits (no task
+     * uses scratch then). */
     g.mr = M <= MR_FEW ? MR_FEW : MR;
     g.m_blocks = (M + MC - 1) / MC;
-    for (g.ncp = NCP; g.ncp > 1 && g.m_blocks * ((panels + g.ncp - 1) / g.ncp) < 4 * mrec_pool_threads(pool);) g.ncp /= 2;
+    int threads = mrec_pool_threads(pool);
+    void *own_a = NULL;
+    if (g.m_blocks >= 2 * threads) {
+        g.ncp = panels;
+    } else {
+        int a_panels = (M + g.mr - 1) / g.mr;
+        size_t a_bytes = (size_t)a_panels * g.mr * (g.kp ? g.kp : 1) * sizeof(uint32_t);
+        if (a_bytes <= MREC_GEMM_SCRATCH_FLOATS * sizeof(float)) g.apack = mrec_pool_scratch(pool, 0);
+        else if (!(g.apack = own_a = aligned_alloc(64, (a_bytes + 63) / 64 * 64))) return free(own), 0;
+        mrec_pool_run(pool, pack_a_panel, &g, a_panels);
+        for (g.ncp = NCP; g.ncp > 1 && g.m_blocks * ((panels + g.ncp - 1) / g.ncp) < 4 * threads;) g.ncp /= 2;
+    }
     g.n_chunks = (panels + g.ncp - 1) / g.ncp;
     mrec_pool_run(pool, tile, &g, g.m_blocks * g.n_chunks);
-    free(own);
+    free(own), free(own_a);
     return 1;
 }
