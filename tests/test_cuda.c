@@ -1330,6 +1330,10 @@ static void device_flags(int have_gpu) {
     snprintf(args, sizeof args, "%s %s/photos --out %s/t --device cpu --precision tf32", base, dir, dir);
     rc = run_cli(args, out, sizeof out);
     t_check(rc == 2 && strstr(out, "tf32") && strstr(out, "fp32"), "--device cpu --precision tf32 is refused: exit %d, %s", rc, out);
+    snprintf(args, sizeof args, "%s %s/photos --out %s/b --device cpu --precision bf16", base, dir, dir);
+    rc = run_cli(args, out, sizeof out);
+    if (mrec_cpu_has_bf16()) t_check(rc == 0, "--device cpu --precision bf16 on a CPU with AVX-512 BF16 runs: exit %d, %s", rc, out);
+    else t_check(rc == 2 && strstr(out, "AVX-512 BF16"), "--device cpu --precision bf16 without AVX-512 BF16 is refused: exit %d, %s", rc, out);
     snprintf(args, sizeof args, "%s %s/photos --out %s/cpu --device cpu", base, dir, dir);
     rc = run_cli(args, out, sizeof out);
     t_check(rc == 0 && !strstr(out, "notice") && !strstr(out, "GPU"), "--device cpu runs on the CPU, quietly: exit %d, %s", rc, out);

@@ -88,8 +88,8 @@ void mrec_options_help(FILE *f, const mrec_command *c);
      "auto", .choices = "auto|cpu|cuda", .section = "device"}
 #define MREC_OPTION_PRECISION                                                                                                         \
     {"--precision", MREC_OPT_ENUM, "fp32|tf32|bf16",                                                                                 \
-     "the GEMMs' precision on a GPU (bf16: weights converted once, fp32 accumulation); the CPU computes fp32, so tf32 or bf16 " \
-     "with --device cpu is an error",                                                                                              \
+     "the GEMMs' precision (bf16: weights converted once, fp32 accumulation); tf32 is for a GPU, bf16 for a GPU or a CPU with " \
+     "AVX-512 BF16; asking the CPU for one it lacks is an error",                                                                  \
      "fp32", .choices = "fp32|tf32|bf16"}
 /* Fills o's device and precision from those two rows' values; returns 1 when
  * --device was given (a fallback notice is then always printed). */
