@@ -14,7 +14,10 @@
  *   b: (kp, NR) pairs — for each pair p, NR columns' (B[2p][j], B[2p+1][j])
  * an odd K padded with a zero. B is packed whole once per call (in
  * parallel, a task per panel), or taken from a pack set (mrec_packs) where
- * it is a weight packed before; A one block per task.
+ * it is a weight packed before. A is packed whole once per call where the
+ * tasks split N, or a block at a time by the task that owns its rows.
+ * The bias goes in with the first k block's store (beta = 0), else into C
+ * beforehand, so both give the one rounding of alpha * acc + bias.
  */
 #include "gemm_internal.h"
 #include "parallel.h"
