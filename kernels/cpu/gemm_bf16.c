@@ -16,8 +16,8 @@
  * parallel, a task per panel), or taken from a pack set (mrec_packs) where
  * it is a weight packed before. A is packed whole once per call where the
  * tasks split N, or a block at a time by the task that owns its rows.
- * The bias goes in with the first k block's store (beta = 0), else into C
- * beforehand, so both give the one rounding of alpha * acc + bias.
+ * With beta = 0 the bias goes in with the first k block's store (the same
+ * bits as writing it into C first, which is what happens otherwise).
  */
 #include "gemm_internal.h"
 #include "parallel.h"
