@@ -133,13 +133,7 @@ static int needs_prologue(const gemm_job *g) { return g->beta != 0.0f || g->bias
 
 /* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc). */
 static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
-    for (int i = 0; i < mc; i++) {
-        float *c = C + (size_t)(i0 + i) * g->ldc + j0;
-        for (int j = 0; j < nc; j++) {
-            float v = g->beta == 0.0f ? 0.0f : g->beta * c[j];
-            c[j] = g->bias ? v + g->bias[j0 + j] : v;
-        }
-    }
+    mrec_gemm_prologue(C, g->ldc, g->beta, g->bias, i0, mc, j0, nc);
 }
 
 /* The micro-kernel sweep over one packed A block and packed B panels
@@ -181,8 +175,7 @@ static void shared_b_task(void *arg, int task, int thread) {
 }
 
 static void gemm_shared_b(gemm_job *g) {
-    float *scratch_b = (float *)mrec_pool_scratch(g->pool, 0) + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
-    g->bpack = scratch_b;
+    g->bpack = (float *)mrec_pool_scratch(g->pool, 0) + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
     for (g->j0 = 0; g->j0 < g->N; g->j0 += MREC_GEMM_NC) {
         g->nc = g->N - g->j0 < MREC_GEMM_NC ? g->N - g->j0 : MREC_GEMM_NC;
         /* enough tasks for every thread twice over, so uneven row blocks even out */

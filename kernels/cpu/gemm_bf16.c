@@ -172,13 +172,7 @@ static void tile(void *arg, int task, int thread) {
     int pro = g->beta != 0.0f || g->K == 0;
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
-        for (int i = i0; i < i0 + mc; i++) {
-            float *c = g->C + (size_t)i * g->ldc;
-            for (int j = q0 * NR; j < j_hi; j++) {
-                float v = g->beta == 0.0f ? 0.0f : g->beta * c[j];
-                c[j] = g->bias ? v + g->bias[j] : v;
-            }
-        }
+        mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
     }
     uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
     for (int p0 = 0; p0 < g->kp; p0 += KCP) {

@@ -52,6 +52,18 @@ void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows,
 /* The same for the avx2 kernel's MR = 6, through 8 x 8 register transposes. */
 void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows);
 
+/* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc), before a
+ * GEMM adds alpha * op(A) op(B) (beta = 0 ignores C, NaN included). */
+static inline void mrec_gemm_prologue(float *C, int ldc, float beta, const float *bias, int i0, int mc, int j0, int nc) {
+    for (int i = 0; i < mc; i++) {
+        float *c = C + (size_t)(i0 + i) * ldc + j0;
+        for (int j = 0; j < nc; j++) {
+            float v = beta == 0.0f ? 0.0f : beta * c[j];
+            c[j] = bias ? v + bias[j0 + j] : v;
+        }
+    }
+}
+
 /* A pack set's copy of weight w (N, K) in one layout (tag), made on first
  * use by make(dst, arg) into `bytes` bytes; NULL when w is outside the
  * set's storage or memory runs out. Holds the set's lock while it packs. */
