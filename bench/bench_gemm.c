@@ -148,7 +148,7 @@ static double time_it(int which, const shape *s, float *C, const float *A, const
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
-    mrec_simd want = MREC_SIMD_AVX512;
+    mrec_simd want = MREC_SIMD_AMX;
     if (argc > 2) want = strcmp(argv[2], "avx2") == 0 ? MREC_SIMD_AVX2 : strcmp(argv[2], "scalar") == 0 ? MREC_SIMD_SCALAR : want;
     mrec_pool *pool;
     if (mrec_pool_create(&pool, threads, want) != MREC_OK) {
@@ -157,14 +157,23 @@ int main(int argc, char **argv) {
     }
     openblas_set_num_threads(threads);
     mrec_simd simd = mrec_pool_simd(pool);
-    double peak1 = simd == MREC_SIMD_AVX512 ? peak_avx512() : simd == MREC_SIMD_AVX2 ? peak_avx2() : 0;
+    double peak1 = simd >= MREC_SIMD_AVX512 ? peak_avx512() : simd == MREC_SIMD_AVX2 ? peak_avx2() : 0;
     double peak = peak1 * threads;
     printf("GEMM fp32, %d threads, mrec kernel %s; FMA peak %.1f GFLOP/s (%.1f per thread, measured)\n", threads,
            mrec_simd_name(simd), peak, peak1);
-    int bf16 = mrec_cpu_has_bf16();
+    /* bf16 through AVX-512 BF16 on a pool pinned below AMX, and through the
+     * AMX tiles on the main pool where it has them */
+    int bf16 = mrec_cpu_has_bf16(), amx = simd == MREC_SIMD_AMX;
+    mrec_pool *pool_bf16 = pool;
+    if (amx && mrec_pool_create(&pool_bf16, threads, MREC_SIMD_AVX512) != MREC_OK) {
+        fprintf(stderr, "bench_gemm: %s\n", mrec_error_detail());
+        return 1;
+    }
     printf("%-22s %5s %5s %5s  %9s %6s  %9s  %6s  %9s  %6s", "shape", "M", "N", "K", "mrec", "%peak", "OpenBLAS", "ratio",
            "packed", "ratio");
-    printf(bf16 ? "  %9s  %6s\n" : "\n", "bf16", "ratio");
+    if (bf16) printf("  %9s  %6s", "bf16", "ratio");
+    if (amx) printf("  %9s  %6s", "bf16 amx", "ratio");
+    printf("\n");
     double log_ratio = 0, log_packed = 0;
     int n_packed = 0;
     int small = argc > 3 && strcmp(argv[3], "small") == 0;
@@ -200,12 +209,17 @@ int main(int argc, char **argv) {
         double ours = time_it(0, s, C, A, B, packs, pool), blas = time_it(1, s, C, A, B, packs, pool);
         double ours2 = time_it(0, s, C, A, B, packs, pool), blas2 = time_it(1, s, C, A, B, packs, pool);
         double packed = packs ? time_it(2, s, C, A, B, packs, pool) : 0;
-        double half = 0;
+        double half = 0, tiles = 0;
         if (bf16) {
-            time_it(3, s, C, A, B, packs, pool); /* the first call packs */
-            half = time_it(3, s, C, A, B, packs, pool);
-            double half2 = time_it(3, s, C, A, B, packs, pool);
+            time_it(3, s, C, A, B, packs, pool_bf16); /* the first call packs */
+            half = time_it(3, s, C, A, B, packs, pool_bf16);
+            double half2 = time_it(3, s, C, A, B, packs, pool_bf16);
             half = half2 > half ? half2 : half;
+        }
+        if (amx) {
+            tiles = time_it(3, s, C, A, B, packs, pool);
+            double tiles2 = time_it(3, s, C, A, B, packs, pool);
+            tiles = tiles2 > tiles ? tiles2 : tiles;
         }
         double packed2 = packs ? time_it(2, s, C, A, B, packs, pool) : 0;
         ours = ours2 > ours ? ours2 : ours;
@@ -221,6 +235,7 @@ int main(int argc, char **argv) {
             printf("  %9s  %6s", "-", "-");
         }
         if (bf16) printf("  %9.1f  %5.2fx", half, half / blas);
+        if (amx) printf("  %9.1f  %5.2fx", tiles, tiles / blas);
         printf("\n");
         mrec_packs_free(packs);
         free(A), free(B), free(C);
@@ -228,6 +243,7 @@ int main(int argc, char **argv) {
     printf("geometric mean mrec / OpenBLAS: %.2fx", exp(log_ratio / n));
     if (n_packed) printf("; packed weights / OpenBLAS on the x W^T shapes: %.2fx", exp(log_packed / n_packed));
     printf("\n");
+    if (pool_bf16 != pool) mrec_pool_destroy(pool_bf16);
     mrec_pool_destroy(pool);
     return 0;
 }

@@ -23,10 +23,13 @@
 
 /* ---- CPU execution: SIMD level and thread pool ------------------------- */
 
-typedef enum { MREC_SIMD_SCALAR = 0, MREC_SIMD_AVX2 = 1, MREC_SIMD_AVX512 = 2 } mrec_simd;
+/* AMX: AVX-512 and the AMX tiles with bf16 products (TDPBF16PS), which the
+ * bf16 GEMM uses; fp32 runs the AVX-512 kernels. */
+typedef enum { MREC_SIMD_SCALAR = 0, MREC_SIMD_AVX2 = 1, MREC_SIMD_AVX512 = 2, MREC_SIMD_AMX = 3 } mrec_simd;
 
 /* The best level this CPU and OS support (cpuid), so one binary runs on any
- * x86-64. */
+ * x86-64. AMX also needs the kernel's leave to use the tile registers,
+ * which the first call asks for (Linux's arch_prctl). */
 mrec_simd mrec_simd_detect(void);
 const char *mrec_simd_name(mrec_simd simd);
 

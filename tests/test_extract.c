@@ -116,12 +116,15 @@ static void test_text(const char *name, const char *env, const char *fallback, c
         mrec_packs_free(enc.packs), enc.packs = NULL;
         if (t_status(mrec_text_encoder_embed(ctx, &enc, texts, n, again), MREC_OK, "embed with %s, unpacked", name))
             t_check(!memcmp(got, again, sizeof *got * (size_t)n * dim), "%s: packed and unpacked weights give the same bytes", name);
-        /* bf16 products (AVX-512 BF16): each embedding within cosine 0.999 of sentence-transformers' fp32 */
+        /* bf16 products (AVX-512 BF16, and AMX tiles where the CPU has them): each embedding within cosine
+         * 0.999 of sentence-transformers' fp32 */
         o.precision = MREC_PREC_BF16;
-        mrec_context *half_ctx;
-        if (!mrec_cpu_has_bf16()) {
-            t_skip("%s in bf16: this CPU has no AVX-512 BF16", name);
-        } else if (t_status(mrec_context_create(&half_ctx, &o), MREC_OK, "a bf16 CPU context")) {
+        if (!mrec_cpu_has_bf16()) t_skip("%s in bf16: this CPU has no AVX-512 BF16", name);
+        if (mrec_cpu_has_bf16() && mrec_simd_detect() < MREC_SIMD_AMX) t_skip("%s in bf16 on AMX: this CPU has no AMX", name);
+        for (int simd = MREC_SIMD_AVX512; mrec_cpu_has_bf16() && simd <= (int)mrec_simd_detect(); simd++) {
+            mrec_context *half_ctx;
+            o.max_simd = (mrec_simd)simd;
+            if (!t_status(mrec_context_create(&half_ctx, &o), MREC_OK, "a bf16 CPU context")) continue;
             if (t_status(mrec_text_encoder_embed(half_ctx, &enc, texts, n, again), MREC_OK, "embed with %s in bf16", name)) {
                 double worst = 1, worst_fp32 = 1;
                 for (int i = 0; i < n; i++) {
@@ -133,10 +136,12 @@ static void test_text(const char *name, const char *env, const char *fallback, c
                     double c = wh / sqrt(ww * hh), c32 = wg / sqrt(ww * gg);
                     worst = c < worst ? c : worst, worst_fp32 = c32 < worst_fp32 ? c32 : worst_fp32;
                 }
+                const char *via = mrec_simd_name((mrec_simd)simd);
                 if (getenv("MREC_TEST_VERBOSE"))
-                    printf("  %s in bf16: worst cosine to the fp32 reference %.6f (mrec fp32: %.8f)\n", name, worst, worst_fp32);
-                t_check(worst >= 0.999 && worst < worst_fp32, "%s in bf16: worst cosine to the fp32 reference %.6f (fp32: %.8f)",
-                        name, worst, worst_fp32);
+                    printf("  %s in bf16 (%s): worst cosine to the fp32 reference %.6f (mrec fp32: %.8f)\n", name, via, worst,
+                           worst_fp32);
+                t_check(worst >= 0.999 && worst < worst_fp32, "%s in bf16 (%s): worst cosine to the fp32 reference %.6f (fp32: %.8f)",
+                        name, via, worst, worst_fp32);
             }
             mrec_context_destroy(half_ctx);
         }

@@ -21,7 +21,7 @@
 
 #define U 5.9604644775390625e-08 /* 2^-24 */
 
-static mrec_pool *pools[9];
+static mrec_pool *pools[12];
 static int n_pools;
 static uint64_t rng = 42;
 
@@ -76,7 +76,7 @@ static void gemm_case_in(int M, int N, int K, int ta, int tb, int with_bias, flo
     for (int64_t i = 0; i < c_n; i++) tol[i] = (K + 8) * U * Ca[i] + 1e-30;
 
     for (int p = 0; p < n_pools; p++) {
-        if (bf16 && mrec_pool_simd(pools[p]) != MREC_SIMD_AVX512) continue; /* it has one kernel */
+        if (bf16 && mrec_pool_simd(pools[p]) < MREC_SIMD_AVX512) continue; /* AVX-512 BF16, or AMX tiles */
         float *out = copyv(C0, c_n);
         if (!bf16) mrec_gemm_cpu(out, A, B, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc, pools[p]);
         else if (mrec_gemm_bf16_cpu(out, A, B, bias, alpha, beta, ta, tb, M, N, K, lda, ldb, ldc, packs, pools[p]))
@@ -745,7 +745,7 @@ int main(void) {
             T_REQUIRE(st == MREC_OK);
             n_pools++;
         }
-    for (int simd = (int)best + 1; simd <= MREC_SIMD_AVX512; simd++)
+    for (int simd = (int)best + 1; simd <= MREC_SIMD_AMX; simd++)
         t_skip("%s kernels: this CPU does not support them", mrec_simd_name((mrec_simd)simd));
     test_gemm();
     test_gemm_packed();

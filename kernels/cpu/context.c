@@ -7,7 +7,7 @@
 #include <string.h>
 
 mrec_context_options mrec_context_defaults(void) {
-    mrec_context_options o = {.device = MREC_WANT_AUTO, .n_threads = 0, .max_simd = MREC_SIMD_AVX512,
+    mrec_context_options o = {.device = MREC_WANT_AUTO, .n_threads = 0, .max_simd = MREC_SIMD_AMX,
                               .precision = MREC_PREC_FP32};
     return o;
 }

@@ -288,6 +288,7 @@ static int64_t padded_area(int M, int N, int MR, int NR) {
  * AVX-512, the shape that computes the least zero padding for this M x N). */
 static void pick_kernel(gemm_job *g) {
     switch (mrec_pool_simd(g->pool)) {
+    case MREC_SIMD_AMX: /* the tiles hold bf16 products only */
     case MREC_SIMD_AVX512:
         g->packer = PACK_AVX512;
         if (padded_area(g->M, g->N, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR) <

@@ -18,6 +18,14 @@
  * tasks split N, or a block at a time by the task that owns its rows.
  * With beta = 0 the bias goes in with the first k block's store (the same
  * bits as writing it into C first, which is what happens otherwise).
+ *
+ * On CPUs with AMX (pools at MREC_SIMD_AMX) the products go through tiles
+ * instead: TDPBF16PS multiplies a 16-row A tile by a 16-column B tile, 16
+ * k pairs at a time, into a 16 x 16 fp32 tile, 8 times the work of
+ * VDPBF16PS per instruction. A B tile row is 16 columns' pairs, 64 bytes:
+ * exactly half a row of the panel layout above, so both paths read one
+ * packing of B (its pairs padded with zeros to a multiple of 16, a tile's
+ * depth). A tile row of A is one row's 16 pairs, so AMX packs A row by row.
  */
 #include "gemm_internal.h"
 #include "parallel.h"
@@ -32,6 +40,8 @@
 #define KCP 256 /* k pairs per block: one block for K up to 512 (MiniLM end to end: 1.1-1.45x faster than 128) */
 #define MC 96   /* rows per task, a multiple of both heights */
 #define NCP 8   /* NR panels per task, fewer when that leaves threads idle */
+#define AMX_MR 32 /* rows per AMX step: two 16-row A tiles against two 16-column B tiles */
+#define AMX_KT 16 /* pairs per tile (64-byte rows) */
 
 static inline uint16_t bf16_round(float f) {
     uint32_t u;
@@ -59,30 +69,33 @@ typedef struct {
     const float *A, *B, *bias;
     float alpha, beta;
     int trans_a, trans_b, M, N, K, lda, ldb, ldc, kp;
-    uint32_t *bpack; /* (panels, kp, NR) pairs */
-    uint32_t *apack; /* (row panels, kp, mr) pairs */
-    int mr, m_blocks, n_chunks, ncp;
+    int kb;          /* pairs per B panel: kp rounded up to AMX_KT, the tail zero */
+    uint32_t *bpack; /* (panels, kb, NR) pairs */
+    uint32_t *apack; /* (row panels, kp, mr) pairs; with AMX (rows, kb) pairs */
+    int mr, m_blocks, n_chunks, ncp, amx;
     mrec_pool *pool;
 } job;
 
 static void pack_b_panel(void *arg, int panel, int thread) {
     (void)thread;
     const job *g = arg;
-    uint32_t *dst = g->bpack + (size_t)panel * g->kp * NR;
+    uint32_t *dst = g->bpack + (size_t)panel * g->kb * NR;
     for (int jj = 0; jj < NR; jj++) {
         int j = panel * NR + jj;
         if (j < g->N) pack_b_column(dst + jj, g->B, g->ldb, g->trans_b, j, g->K, g->kp);
         else
             for (int p = 0; p < g->kp; p++) dst[(size_t)p * NR + jj] = 0;
     }
+    memset(dst + (size_t)g->kp * NR, 0, (size_t)(g->kb - g->kp) * NR * sizeof *dst);
 }
 
-/* Row `row` of op(A), pairs [0, kp), at dst[p * mr] (one panel row). A
- * row-major row converts 32 floats at a time: VCVTNE2PS2BF16 rounds to
- * nearest even as bf16_round does (it flushes denormals to zero, which
- * VDPBF16PS would read as zero anyway). */
-static void pack_a_row(uint32_t *dst, const job *g, int row, int p0, int kc) {
-    int mr = g->mr, p = 0;
+/* Row `row` of op(A), pairs [p0, p0 + kc), at dst[p * step] (a panel row,
+ * step mr; or, for AMX, a row of its own, step 1). A row-major row
+ * converts 32 floats at a time: VCVTNE2PS2BF16 rounds to nearest even as
+ * bf16_round does (it flushes denormals to zero, which VDPBF16PS and
+ * TDPBF16PS would read as zero anyway). */
+static void pack_a_row(uint32_t *dst, size_t mr, const job *g, int row, int p0, int kc) {
+    int p = 0;
     if (!g->trans_a) {
         const float *x = g->A + (size_t)row * g->lda + 2 * (size_t)p0;
         int K = g->K - 2 * p0;
@@ -102,7 +115,7 @@ static void pack_a_row(uint32_t *dst, const job *g, int row, int p0, int kc) {
 static void pack_a_block(uint32_t *dst, const job *g, int i0, int mc, int p0, int kc) {
     for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr)
         for (int i = 0; i < g->mr; i++) {
-            if (ir + i < mc) pack_a_row(dst + i, g, i0 + ir + i, p0, kc);
+            if (ir + i < mc) pack_a_row(dst + i, (size_t)g->mr, g, i0 + ir + i, p0, kc);
             else
                 for (int p = 0; p < kc; p++) dst[(size_t)p * g->mr + i] = 0;
         }
@@ -179,7 +192,7 @@ static void tile(void *arg, int task, int thread) {
         int kc = g->kp - p0 < KCP ? g->kp - p0 : KCP;
         if (own_a) pack_a_block(own_a, g, i0, mc, p0, kc);
         for (int q = q0; q < q1; q++) {
-            const uint32_t *bp = g->bpack + ((size_t)q * g->kp + p0) * NR;
+            const uint32_t *bp = g->bpack + ((size_t)q * g->kb + p0) * NR;
             int n = g->N - q * NR < NR ? g->N - q * NR : NR;
             /* A's panels: kc pairs apart in the task's block, all kp in the whole packing */
             const uint32_t *ap = own_a ? own_a : g->apack + ((size_t)i0 * g->kp + (size_t)p0 * g->mr);
@@ -190,6 +203,114 @@ static void tile(void *arg, int task, int thread) {
                    mc - ir < g->mr ? mc - ir : g->mr, n, p0 == 0 && !pro);
         }
     }
+}
+
+/* ---- AMX ------------------------------------------------------------------ */
+
+/* Rows [i0, i0 + rows) of op(A), pairs [p0, p0 + kc), as rows of `stride`
+ * pairs (kc rounded up to a tile's depth, the tail zero); rows past M zero,
+ * up to a whole AMX_MR. */
+static void pack_a_rows_amx(uint32_t *dst, size_t stride, const job *g, int i0, int rows, int p0, int kc) {
+    int padded = (rows + AMX_MR - 1) / AMX_MR * AMX_MR;
+    for (int i = 0; i < padded; i++, dst += stride) {
+        int p = 0;
+        if (i < rows) pack_a_row(dst, 1, g, i0 + i, p0, kc), p = kc;
+        memset(dst + p, 0, (stride - (size_t)p) * sizeof *dst);
+    }
+}
+
+static void pack_a_panel_amx(void *arg, int panel, int thread) {
+    (void)thread;
+    const job *g = arg;
+    int i0 = panel * AMX_MR;
+    pack_a_rows_amx(g->apack + (size_t)i0 * g->kb, (size_t)g->kb, g, i0, g->M - i0 < AMX_MR ? g->M - i0 : AMX_MR, 0,
+                    g->kp);
+}
+
+/* The tile shapes, loaded by each thread before its first tile instruction:
+ * tiles 0-1 A (16 rows x 16 pairs), 2-3 B (16 pairs x 16 columns), 4-7 C
+ * (16 x 16 fp32); every one 16 rows of 64 bytes. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+static void amx_configure(void) {
+    tile_config cfg = {.palette = 1};
+    for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+}
+
+/* acc (32 x 32) = sum over kt pairs (a multiple of AMX_KT) of rows a (row
+ * stride lda pairs) times the panel b; then C's (m x n) corner as the
+ * AVX-512 micro-kernel writes it. */
+static void ukernel_amx(int kt, const uint32_t *a, size_t lda, const uint32_t *b, float *c, int ldc, float alpha,
+                        const float *bias, int m, int n, int overwrite) {
+    _Alignas(64) float acc[AMX_MR][NR];
+    _tile_zero(4);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (int p = 0; p < kt; p += AMX_KT) {
+        _tile_loadd(0, a + p, lda * 4);
+        _tile_loadd(1, a + 16 * lda + p, lda * 4);
+        _tile_loadd(2, b + (size_t)p * NR, NR * 4);
+        _tile_loadd(3, b + (size_t)p * NR + 16, NR * 4);
+        _tile_dpbf16ps(4, 0, 2);
+        _tile_dpbf16ps(5, 0, 3);
+        _tile_dpbf16ps(6, 1, 2);
+        _tile_dpbf16ps(7, 1, 3);
+    }
+    _tile_stored(4, &acc[0][0], NR * 4);
+    _tile_stored(5, &acc[0][16], NR * 4);
+    _tile_stored(6, &acc[16][0], NR * 4);
+    _tile_stored(7, &acc[16][16], NR * 4);
+    __m512 va = _mm512_set1_ps(alpha);
+    for (int v = 0; v < 2; v++) {
+        int cols = n - 16 * v;
+        if (cols <= 0) break;
+        __mmask16 mask = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+        __m512 vb = bias ? _mm512_maskz_loadu_ps(mask, bias + 16 * v) : _mm512_setzero_ps();
+        for (int i = 0; i < m; i++) {
+            float *ci = c + (size_t)i * ldc + 16 * v;
+            __m512 s = _mm512_load_ps(&acc[i][16 * v]);
+            __m512 out = overwrite ? (bias ? _mm512_fmadd_ps(va, s, vb) : _mm512_mul_ps(va, s))
+                                   : _mm512_fmadd_ps(va, s, _mm512_maskz_loadu_ps(mask, ci));
+            _mm512_mask_storeu_ps(ci, mask, out);
+        }
+    }
+}
+
+/* One task as tile() splits them, through the tiles. */
+static void tile_amx(void *arg, int task, int thread) {
+    const job *g = arg;
+    int i0 = task / g->n_chunks * MC, q0 = task % g->n_chunks * g->ncp;
+    int mc = g->M - i0 < MC ? g->M - i0 : MC, panels = (g->N + NR - 1) / NR;
+    int q1 = q0 + g->ncp < panels ? q0 + g->ncp : panels;
+    int pro = g->beta != 0.0f || g->K == 0;
+    if (pro) {
+        int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
+        mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
+    }
+    amx_configure();
+    uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
+    for (int p0 = 0; p0 < g->kp; p0 += KCP) {
+        int kc = g->kp - p0 < KCP ? g->kp - p0 : KCP;
+        int kt = (kc + AMX_KT - 1) / AMX_KT * AMX_KT; /* the zero tail of A and B adds nothing */
+        if (own_a) pack_a_rows_amx(own_a, (size_t)kt, g, i0, mc, p0, kc);
+        const uint32_t *ap = own_a ? own_a : g->apack + (size_t)i0 * g->kb + p0;
+        size_t lda = own_a ? (size_t)kt : (size_t)g->kb;
+        for (int q = q0; q < q1; q++) {
+            const uint32_t *bp = g->bpack + ((size_t)q * g->kb + p0) * NR;
+            int n = g->N - q * NR < NR ? g->N - q * NR : NR;
+            const float *bias = g->bias && !pro ? g->bias + q * NR : NULL;
+            for (int ir = 0; ir < mc; ir += AMX_MR)
+                ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc,
+                            g->alpha, bias, mc - ir < AMX_MR ? mc - ir : AMX_MR, n, p0 == 0 && !pro);
+        }
+    }
+    _tile_release();
 }
 
 static void pack_whole_b(void *dst, void *arg) {
@@ -203,8 +324,9 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
     if (M <= 0 || N <= 0) return 1;
     job g = {.C = C, .A = A, .B = B, .bias = bias, .alpha = alpha, .beta = beta, .trans_a = trans_a, .trans_b = trans_b,
              .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool};
+    g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;
     int panels = (N + NR - 1) / NR;
-    size_t bytes = (size_t)panels * (g.kp ? g.kp : 1) * NR * sizeof(uint32_t);
+    size_t bytes = (size_t)panels * (g.kb ? g.kb : 1) * NR * sizeof(uint32_t);
     const void *cached = NULL;
     void *own = NULL;
     if (packs && trans_b && ldb == K && K > 0) cached = mrec_packs_cached(packs, B, N, K, MREC_PACK_TAG_BF16, bytes, pack_whole_b, &g);
@@ -214,11 +336,14 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
         if (!(own = aligned_alloc(64, (bytes + 63) / 64 * 64))) return 0;
         pack_whole_b(own, &g);
     }
+    /* AMX where the pool has it and A has more rows than a few: for a single
+     * text or query the 32-row tiles would compute mostly padding. */
+    g.amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
     /* Many row blocks: a task per row block, all of N, packing its A block by
      * block into its scratch. Few: tasks split N too, so A is packed once for
      * them all beforehand, in the first scratch buffer when it fits (no task
      * uses scratch then). */
-    g.mr = M <= MR_FEW ? MR_FEW : MR;
+    g.mr = g.amx ? AMX_MR : M <= MR_FEW ? MR_FEW : MR;
     g.m_blocks = (M + MC - 1) / MC;
     int threads = mrec_pool_threads(pool);
     void *own_a = NULL;
@@ -226,14 +351,14 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
         g.ncp = panels;
     } else {
         int a_panels = (M + g.mr - 1) / g.mr;
-        size_t a_bytes = (size_t)a_panels * g.mr * (g.kp ? g.kp : 1) * sizeof(uint32_t);
+        size_t a_bytes = (size_t)a_panels * g.mr * (g.kb ? g.kb : 1) * sizeof(uint32_t);
         if (a_bytes <= MREC_GEMM_SCRATCH_FLOATS * sizeof(float)) g.apack = mrec_pool_scratch(pool, 0);
         else if (!(g.apack = own_a = aligned_alloc(64, (a_bytes + 63) / 64 * 64))) return free(own), 0;
-        mrec_pool_run(pool, pack_a_panel, &g, a_panels);
+        mrec_pool_run(pool, g.amx ? pack_a_panel_amx : pack_a_panel, &g, a_panels);
         for (g.ncp = NCP; g.ncp > 1 && g.m_blocks * ((panels + g.ncp - 1) / g.ncp) < 4 * threads;) g.ncp /= 2;
     }
     g.n_chunks = (panels + g.ncp - 1) / g.ncp;
-    mrec_pool_run(pool, tile, &g, g.m_blocks * g.n_chunks);
+    mrec_pool_run(pool, g.amx ? tile_amx : tile, &g, g.m_blocks * g.n_chunks);
     free(own), free(own_a);
     return 1;
 }

@@ -41,6 +41,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -79,10 +82,34 @@
 #define SPIN_MIN_NS 2000
 #define SPIN_START_NS 50000
 
+/* AMX-TILE and AMX-BF16 (cpuid leaf 7, EDX bits 24 and 22), AVX-512 BF16 for
+ * the conversions around them, the OS saving the tile state (XCR0 bits 17
+ * and 18), and Linux's leave to use it, asked for once per process. */
+static int amx_usable(void) {
+#if defined(__x86_64__) && defined(__linux__)
+    static int usable = -1;
+    if (usable >= 0) return usable;
+    unsigned a, b, c, d;
+    int ok = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1) && (d >> 22 & 1) &&
+             __builtin_cpu_supports("avx512bf16");
+    if (ok) {
+        unsigned lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        ok = (lo & (3u << 17)) == (3u << 17);
+    }
+    /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18) */
+    if (ok) ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+    usable = ok;
+    return ok;
+#else
+    return 0;
+#endif
+}
+
 mrec_simd mrec_simd_detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return MREC_SIMD_AVX512;
+    if (__builtin_cpu_supports("avx512f")) return amx_usable() ? MREC_SIMD_AMX : MREC_SIMD_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return MREC_SIMD_AVX2;
 #endif
     return MREC_SIMD_SCALAR;
@@ -90,6 +117,7 @@ mrec_simd mrec_simd_detect(void) {
 
 const char *mrec_simd_name(mrec_simd simd) {
     switch (simd) {
+    case MREC_SIMD_AMX:    return "amx";
     case MREC_SIMD_AVX512: return "avx512";
     case MREC_SIMD_AVX2:   return "avx2";
     case MREC_SIMD_SCALAR: return "scalar";
