@@ -1,7 +1,7 @@
 /* bench_gemm.c: GEMM throughput at encoder and ResNet shapes, side by side
  * with OpenBLAS in the same run, against the machine's measured FMA peak.
  *
- *   build/cpu/bench/bench_gemm [threads [avx512|avx2|scalar [small]]]   (make bench runs it)
+ *   build/cpu/bench/bench_gemm [threads [amx|avx512|avx2|scalar [small]]]   (make bench runs it)
  *
  * "small" times the batch-1 shapes (M = 1 to 197) instead of the large ones.
  *
@@ -12,8 +12,9 @@
  * with B (a weight, x W^T) packed once beforehand, as an encoder at
  * inference runs it (mrec_packs); "-" where B is not such a weight. "bf16"
  * is mrec's bf16 GEMM (products of bf16-rounded inputs, fp32 sums) where
- * the CPU has AVX-512 BF16, its weights packed once likewise; its ratio is
- * against OpenBLAS's fp32.
+ * the CPU has AVX-512 BF16, its weights packed once likewise; "bf16 amx"
+ * the same GEMM through the AMX tiles where the CPU has them (the default
+ * level there). Both ratios are against OpenBLAS's fp32.
  * OpenBLAS is used here only; mrec does not link it.
  */
 #include "../kernels/mrec_kernels.h"
@@ -149,7 +150,11 @@ static double time_it(int which, const shape *s, float *C, const float *A, const
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     mrec_simd want = MREC_SIMD_AMX;
-    if (argc > 2) want = strcmp(argv[2], "avx2") == 0 ? MREC_SIMD_AVX2 : strcmp(argv[2], "scalar") == 0 ? MREC_SIMD_SCALAR : want;
+    if (argc > 2)
+        want = strcmp(argv[2], "avx2") == 0     ? MREC_SIMD_AVX2
+               : strcmp(argv[2], "scalar") == 0 ? MREC_SIMD_SCALAR
+               : strcmp(argv[2], "avx512") == 0 ? MREC_SIMD_AVX512
+                                                : want;
     mrec_pool *pool;
     if (mrec_pool_create(&pool, threads, want) != MREC_OK) {
         fprintf(stderr, "bench_gemm: %s\n", mrec_error_detail());

@@ -9,8 +9,9 @@
  * Each figure is the best of 3 passes over all texts, tokenizing included.
  * "unpacked" is mrec packing each weight on every GEMM call instead of once
  * (enc.packs set aside), to show what packing once gains. Where the CPU
- * has AVX-512 BF16, a second table: mrec with --precision bf16 against
- * sentence-transformers under torch.autocast(bfloat16).
+ * has AVX-512 BF16, a second table: mrec with --precision bf16 (through
+ * the AMX tiles where the CPU has them) against sentence-transformers
+ * under torch.autocast(bfloat16).
  */
 #include "../extractors/mrec_extract.h"
 
@@ -119,7 +120,8 @@ int main(int argc, char **argv) {
         printf(" %10.1f\n", n / unpacked[b]);
     }
     if (half[0] > 0) {
-        printf("bf16 (AVX-512 BF16): mrec --precision bf16, PyTorch under torch.autocast(bfloat16)\n");
+        printf("bf16 (%s): mrec --precision bf16, PyTorch under torch.autocast(bfloat16)\n",
+               mrec_simd_detect() >= MREC_SIMD_AMX ? "AMX tiles" : "AVX-512 BF16");
         printf("%6s %14s %16s %8s %14s\n", "batch", "mrec texts/s", "PyTorch texts/s", "ratio", "mrec bf16/fp32");
         for (int b = 0; b < 3; b++) {
             if (peer_half[b] > 0) printf("%6d %14.1f %16.1f %7.2fx", batches[b], n / half[b], n / peer_half[b], peer_half[b] / half[b]);

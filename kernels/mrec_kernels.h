@@ -264,8 +264,9 @@ void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, in
  * H = heads * dh. bias = head_bias (heads, T, T), shared by all sequences
  * (MPNet's relative positions, CLIP's causal mask), plus mask_bias (B, T) on
  * each key (0 for a real token, -FLT_MAX for padding, as HF builds it);
- * either may be NULL. The CPU version moves heads first, (B, T, nh, dh) ->
- * (B, nh, T, dh), so one batched GEMM covers every (sequence, head) pair. */
+ * either may be NULL; out must not overlap q, k or v. The CPU version reads
+ * and writes each head in place (a batched GEMM per sequence, its heads dh
+ * apart); its scratch holds the scores, (B, heads, T, T). */
 size_t mrec_attention_scratch_floats(int B, int T, int heads, int dh); /* of mrec_attention_cpu */
 void mrec_attention_cpu(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
                         const float *head_bias, float scale, int B, int T, int heads, int dh, float *scratch,

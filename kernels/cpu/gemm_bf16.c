@@ -102,6 +102,10 @@ static void pack_a_row(uint32_t *dst, size_t mr, const job *g, int row, int p0, 
         for (; p + 16 <= kc && 2 * p + 32 <= K; p += 16) {
             uint32_t lanes[16];
             __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 2 * p + 16), _mm512_loadu_ps(x + 2 * p));
+            if (mr == 1) { /* an AMX row: the pairs are contiguous */
+                _mm512_storeu_si512(dst + p, (__m512i)h);
+                continue;
+            }
             _mm512_storeu_si512(lanes, (__m512i)h);
             for (int t = 0; t < 16; t++) dst[(size_t)(p + t) * mr] = lanes[t];
         }
