@@ -42,6 +42,7 @@
 #define NCP 8   /* NR panels per task, fewer when that leaves threads idle */
 #define AMX_MR 32 /* rows per AMX step: two 16-row A tiles against two 16-column B tiles */
 #define AMX_KT 16 /* pairs per tile (64-byte rows) */
+#define AMX_KCP 512 /* k pairs per block: each block adds its sums into C once, so fewer of them */
 
 static inline uint16_t bf16_round(float f) {
     uint32_t u;
@@ -246,16 +247,32 @@ static void amx_configure(void) {
     _tile_loadconfig(&cfg);
 }
 
-/* acc (32 x 32) = sum over kt pairs (a multiple of AMX_KT) of rows a (row
- * stride lda pairs) times the panel b; then C's (m x n) corner as the
- * AVX-512 micro-kernel writes it. */
+/* C's (m x n) corner (m <= 32, n <= 32) gets the sum over kt pairs (a
+ * multiple of AMX_KT) of rows a (row stride lda pairs) times the panel b,
+ * as the AVX-512 micro-kernel writes it: alpha * sum + bias (overwrite;
+ * bias NULL: none) or C + alpha * sum. A whole 32 x 32 corner with alpha 1
+ * is summed in the C tiles themselves: they start from the bias (bias_rows:
+ * 16 copies of the panel's 32 bias values) or zero, or from C, and are
+ * stored straight into C. Other corners go through a buffer. */
 static void ukernel_amx(int kt, const uint32_t *a, size_t lda, const uint32_t *b, float *c, int ldc, float alpha,
-                        const float *bias, int m, int n, int overwrite) {
-    _Alignas(64) float acc[AMX_MR][NR];
-    _tile_zero(4);
-    _tile_zero(5);
-    _tile_zero(6);
-    _tile_zero(7);
+                        const float *bias, const float (*bias_rows)[NR], int m, int n, int overwrite) {
+    int direct = m == AMX_MR && n == NR && alpha == 1.0f;
+    if (direct && !overwrite) {
+        _tile_loadd(4, c, ldc * 4);
+        _tile_loadd(5, c + 16, ldc * 4);
+        _tile_loadd(6, c + 16 * (size_t)ldc, ldc * 4);
+        _tile_loadd(7, c + 16 * (size_t)ldc + 16, ldc * 4);
+    } else if (direct && bias) {
+        _tile_loadd(4, &bias_rows[0][0], NR * 4);
+        _tile_loadd(5, &bias_rows[0][16], NR * 4);
+        _tile_loadd(6, &bias_rows[0][0], NR * 4);
+        _tile_loadd(7, &bias_rows[0][16], NR * 4);
+    } else {
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_zero(6);
+        _tile_zero(7);
+    }
     for (int p = 0; p < kt; p += AMX_KT) {
         _tile_loadd(0, a + p, lda * 4);
         _tile_loadd(1, a + 16 * lda + p, lda * 4);
@@ -266,6 +283,14 @@ static void ukernel_amx(int kt, const uint32_t *a, size_t lda, const uint32_t *b
         _tile_dpbf16ps(6, 1, 2);
         _tile_dpbf16ps(7, 1, 3);
     }
+    if (direct) {
+        _tile_stored(4, c, ldc * 4);
+        _tile_stored(5, c + 16, ldc * 4);
+        _tile_stored(6, c + 16 * (size_t)ldc, ldc * 4);
+        _tile_stored(7, c + 16 * (size_t)ldc + 16, ldc * 4);
+        return;
+    }
+    _Alignas(64) float acc[AMX_MR][NR];
     _tile_stored(4, &acc[0][0], NR * 4);
     _tile_stored(5, &acc[0][16], NR * 4);
     _tile_stored(6, &acc[16][0], NR * 4);
@@ -298,9 +323,10 @@ static void tile_amx(void *arg, int task, int thread) {
         mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
     }
     amx_configure();
+    _Alignas(64) float bias_rows[16][NR];
     uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
-    for (int p0 = 0; p0 < g->kp; p0 += KCP) {
-        int kc = g->kp - p0 < KCP ? g->kp - p0 : KCP;
+    for (int p0 = 0; p0 < g->kp; p0 += AMX_KCP) {
+        int kc = g->kp - p0 < AMX_KCP ? g->kp - p0 : AMX_KCP;
         int kt = (kc + AMX_KT - 1) / AMX_KT * AMX_KT; /* the zero tail of A and B adds nothing */
         if (own_a) pack_a_rows_amx(own_a, (size_t)kt, g, i0, mc, p0, kc);
         const uint32_t *ap = own_a ? own_a : g->apack + (size_t)i0 * g->kb + p0;
@@ -309,9 +335,12 @@ static void tile_amx(void *arg, int task, int thread) {
             const uint32_t *bp = g->bpack + ((size_t)q * g->kb + p0) * NR;
             int n = g->N - q * NR < NR ? g->N - q * NR : NR;
             const float *bias = g->bias && !pro ? g->bias + q * NR : NULL;
+            if (bias && p0 == 0 && n == NR)
+                for (int r = 0; r < 16; r++) memcpy(bias_rows[r], bias, sizeof bias_rows[r]);
             for (int ir = 0; ir < mc; ir += AMX_MR)
                 ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc,
-                            g->alpha, bias, mc - ir < AMX_MR ? mc - ir : AMX_MR, n, p0 == 0 && !pro);
+                            g->alpha, bias, (const float(*)[NR])bias_rows, mc - ir < AMX_MR ? mc - ir : AMX_MR, n,
+                            p0 == 0 && !pro);
         }
     }
     _tile_release();
