@@ -11,6 +11,7 @@
  *
  *   build/cpu/bench/bench_multimodal [threads [steps]]
  *   MREC_PYTHON=...   a Python with torch
+ *   MREC_BENCH_MODELS="VBPR NGCF-M"   time only these of mrec's (a profile of one)
  */
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_recsys.h"
@@ -89,8 +90,11 @@ int main(int argc, char **argv) {
     mrec_graph mean_self;
     mrec_graph_mean_self(&mean_self, &train);
     /* LATTICE first, so its peak memory is its own */
+    const char *only = getenv("MREC_BENCH_MODELS");
     for (int w4 = 0; w4 < 6; w4++) {
         int which = w4 == 0 ? 3 : w4 <= 3 ? w4 - 1 : w4;
+        ours[which] = 0;
+        if (only && !strstr(only, names[which])) continue;
         mrec_model m;
         struct rusage r0, r1;
         getrusage(RUSAGE_SELF, &r0);
@@ -139,7 +143,7 @@ int main(int argc, char **argv) {
     printf("%-28s %12s %12s %8s\n", "", "mrec s", "peer s", "ratio");
     printf("%-28s %12.2f %12.2f %7.2fx\n", "kNN item graph (k 10)", knn_s, peer_knn, knn_s > 0 && peer_knn > 0 ? peer_knn / knn_s : 0);
     for (int k = 0; k < 6; k++)
-        printf("%-28s %12.2f %12.2f %7.2fx\n", names[k], ours[k], peer[k], peer[k] > 0 ? peer[k] / ours[k] : 0);
+        printf("%-28s %12.2f %12.2f %7.2fx\n", names[k], ours[k], peer[k], peer[k] > 0 && ours[k] > 0 ? peer[k] / ours[k] : 0);
     printf("%-28s %12.0f %12.0f   (MB of peak memory added by building and training it)\n", "LATTICE memory", lattice_mb,
            peer_lattice_mb);
     return 0;

@@ -96,6 +96,87 @@ static void normalize_back(float *din, const float *dout, const float *in, const
 /* Layer l's message dropout key this step. */
 static uint64_t layer_key(const ngcfm *m, int l) { return mrec_mix64(m->step_key + (uint64_t)l + 1); }
 
+/* The host path's element-wise stages, row blocks on the pool: each row's
+ * values are computed as one loop over it would, so the bits do not depend
+ * on the threads (the column sums stay serial). */
+#define ROW_TASKS 16
+
+typedef enum {
+    F_SIDE_X,   /* tmp = side * x */
+    F_ACT_DROP, /* drop = dropout(lrelu(pre)), mask: what was kept */
+    F_NORM,     /* x_{l+1} = normalize(drop) */
+    F_NORM_P,   /* p = normalize(z) (the items' rows) */
+    B_NORM_P,   /* tmp = d z, from dp (tmp2) through p = normalize(z) */
+    B_NORM,     /* tmp = d drop, from dnext through x_{l+1} = normalize(drop) */
+    B_ACT_DROP, /* tmp = d pre; tmp2 = side * x */
+    B_SIDE,     /* dside += tmp2 * x; tmp2 *= side */
+    B_NEXT,     /* dnext = tmp + tmp2 + dx (dnext is dside here: read before written) */
+} stage;
+
+typedef struct {
+    ngcfm *m;
+    stage st;
+    int l, train, rows;
+    uint64_t key;
+    float *dside;
+} stage_job;
+
+static void stage_task(void *arg, int task, int thread) {
+    (void)thread;
+    const stage_job *j = arg;
+    ngcfm *m = j->m;
+    int d = m->dim, l = j->l;
+    int lo = (int)((int64_t)j->rows * task / ROW_TASKS), hi = (int)((int64_t)j->rows * (task + 1) / ROW_TASKS);
+    size_t e0 = (size_t)lo * d, e1 = (size_t)hi * d;
+    float keep = 1.0f - m->dropout;
+    switch (j->st) {
+    case F_SIDE_X:
+        for (size_t e = e0; e < e1; e++) m->tmp[e] = m->side[l][e] * m->x[l][e];
+        break;
+    case F_ACT_DROP:
+        for (size_t e = e0; e < e1; e++) {
+            float a = m->pre[l][e] > 0 ? m->pre[l][e] : SLOPE * m->pre[l][e];
+            int kept = !j->train || m->dropout <= 0 || mrec_hash_uniform(j->key, e) >= m->dropout;
+            m->mask[l][e] = (uint8_t)kept;
+            m->drop[l][e] = !j->train || m->dropout <= 0 ? a : kept ? a / keep : 0.0f;
+        }
+        break;
+    case F_NORM:
+        normalize_rows(m->x[l + 1] + e0, m->drop[l] + e0, hi - lo, d);
+        break;
+    case F_NORM_P:
+        normalize_rows(m->p + e0, m->z + e0, hi - lo, d);
+        break;
+    case B_NORM_P:
+        normalize_back(m->tmp + e0, m->tmp2 + e0, m->z + e0, m->p + e0, hi - lo, d);
+        break;
+    case B_NORM:
+        normalize_back(m->tmp + e0, m->dnext + e0, m->drop[l] + e0, m->x[l + 1] + e0, hi - lo, d);
+        break;
+    case B_ACT_DROP:
+        for (size_t e = e0; e < e1; e++) {
+            float dv = m->dropout <= 0 ? m->tmp[e] : m->mask[l][e] ? m->tmp[e] / keep : 0.0f;
+            m->tmp[e] = m->pre[l][e] > 0 ? dv : SLOPE * dv;
+            m->tmp2[e] = m->side[l][e] * m->x[l][e];
+        }
+        break;
+    case B_SIDE:
+        for (size_t e = e0; e < e1; e++) {
+            j->dside[e] += m->tmp2[e] * m->x[l][e];
+            m->tmp2[e] = m->tmp2[e] * m->side[l][e];
+        }
+        break;
+    case B_NEXT:
+        for (size_t e = e0; e < e1; e++) m->dnext[e] = m->tmp[e] + m->tmp2[e] + m->dx[e];
+        break;
+    }
+}
+
+static void run_stage(ngcfm *m, stage st, int l, int train, int rows, uint64_t key, float *dside) {
+    stage_job j = {m, st, l, train, rows, key, dside};
+    mrec_pool_run(m->ctx->pool, stage_task, &j, ROW_TASKS);
+}
+
 /* softplus(-clamp(pos - neg, -80, 1e8)) summed / n; dx (n) its derivative in pos - neg (0 on the clamp's flat part). */
 static double clamped_loss(float *dx, const float *pos, const float *neg, int n) {
     double loss = 0;
@@ -120,27 +201,20 @@ static mrec_status forward(ngcfm *m, int train) {
     mrec_csr g = mrec_graph_csr(train ? train_graph(m) : m->graph);
     memcpy(m->x[0], m->ego, nd * sizeof(float));
     memcpy(m->final, m->ego, nd * sizeof(float));
-    float keep = 1.0f - m->dropout;
     mrec_status st;
     for (int l = 0; l < m->layers; l++) {
         if ((st = mrec_spmm(ctx, m->side[l], &g, m->x[l], d, 0))) return st;
-        for (size_t e = 0; e < nd; e++) m->tmp[e] = m->side[l][e] * m->x[l][e];
+        run_stage(m, F_SIDE_X, l, train, N, 0, NULL);
         if ((st = mrec_gemm(ctx, m->pre[l], m->side[l], m->w1[l], m->b1[l], 1, 0, 0, 0, N, d, d, d, d, d))) return st;
         if ((st = mrec_gemm(ctx, m->pre[l], m->tmp, m->w2[l], m->b2[l], 1, 1, 0, 0, N, d, d, d, d, d))) return st;
-        uint64_t key = layer_key(m, l);
-        for (size_t e = 0; e < nd; e++) {
-            float a = m->pre[l][e] > 0 ? m->pre[l][e] : SLOPE * m->pre[l][e];
-            int kept = !train || m->dropout <= 0 || mrec_hash_uniform(key, e) >= m->dropout;
-            m->mask[l][e] = (uint8_t)kept;
-            m->drop[l][e] = !train || m->dropout <= 0 ? a : kept ? a / keep : 0.0f;
-        }
-        normalize_rows(m->x[l + 1], m->drop[l], N, d);
+        run_stage(m, F_ACT_DROP, l, train, N, layer_key(m, l), NULL);
+        run_stage(m, F_NORM, l, train, N, 0, NULL);
         if ((st = mrec_add(ctx, m->final, m->final, m->x[l + 1], (int64_t)nd))) return st;
     }
     if ((st = mrec_scale(ctx, m->final, m->final, 1.0f / (m->layers + 1), (int64_t)nd))) return st;
     /* the items' projected features */
     st = mrec_gemm(ctx, m->z, m->feat, m->pw, m->pb, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat, m->n_feat, d);
-    if (!st) normalize_rows(m->p, m->z, m->n_items, d);
+    if (!st) run_stage(m, F_NORM_P, 0, train, m->n_items, 0, NULL);
     return st;
 }
 
@@ -189,7 +263,7 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
         }
     }
     /* p = normalize(z), z = F P^T + c */
-    normalize_back(m->tmp, dp, m->z, m->p, I, d);
+    run_stage(m, B_NORM_P, 0, 1, I, 0, NULL); /* dp is tmp2 */
     if ((st = mrec_gemm(ctx, m->pw_grad, m->tmp, m->feat, NULL, 1, 0, 1, 0, d, m->n_feat, I, d, m->n_feat, m->n_feat)))
         return st;
     memset(m->pb_grad, 0, sizeof(float) * (size_t)d);
@@ -199,16 +273,11 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
     if ((st = mrec_scale(ctx, m->dx, m->dx, 1.0f / (m->layers + 1), (int64_t)nd))) return st;
     memcpy(m->dnext, m->dx, nd * sizeof(float)); /* d x_L */
     mrec_csr gr = mrec_graph_csr(train_graph(m));
-    float keep = 1.0f - m->dropout;
     for (int l = m->layers - 1; l >= 0; l--) {
         /* x_{l+1} = normalize(drop): dnext is the total gradient of x_{l+1} */
-        normalize_back(m->tmp, m->dnext, m->drop[l], m->x[l + 1], N, d);
-        for (size_t e = 0; e < nd; e++) { /* dropout, then LeakyReLU: tmp becomes d pre */
-            float dv = m->dropout <= 0 ? m->tmp[e] : m->mask[l][e] ? m->tmp[e] / keep : 0.0f;
-            m->tmp[e] = m->pre[l][e] > 0 ? dv : SLOPE * dv;
-        }
-        /* pre = side W1 + b1 + (side * x) W2 + b2 */
-        for (size_t e = 0; e < nd; e++) m->tmp2[e] = m->side[l][e] * m->x[l][e];
+        run_stage(m, B_NORM, l, 1, N, 0, NULL);
+        /* dropout, then LeakyReLU: tmp becomes d pre; pre = side W1 + b1 + (side * x) W2 + b2, so tmp2 = side * x */
+        run_stage(m, B_ACT_DROP, l, 1, N, 0, NULL);
         if ((st = mrec_gemm(ctx, m->gw1[l], m->side[l], m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
         if ((st = mrec_gemm(ctx, m->gw2[l], m->tmp2, m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
         memset(m->gb1[l], 0, sizeof(float) * (size_t)d);
@@ -219,13 +288,10 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
         if ((st = mrec_gemm(ctx, m->tmp2, m->tmp, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;
         float *dside = m->dnext; /* dnext is consumed: reuse it for d side */
         if ((st = mrec_gemm(ctx, dside, m->tmp, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;
-        for (size_t e = 0; e < nd; e++) {
-            dside[e] += m->tmp2[e] * m->x[l][e];
-            m->tmp2[e] = m->tmp2[e] * m->side[l][e]; /* the direct part of d x_l */
-        }
+        run_stage(m, B_SIDE, l, 1, N, 0, dside); /* tmp2 becomes the direct part of d x_l */
         /* side = Â x_l: d x_l = Â^T dside + direct + the mean's share */
         if ((st = mrec_spmm(ctx, m->tmp, &gr, dside, d, 1))) return st;
-        for (size_t e = 0; e < nd; e++) m->dnext[e] = m->tmp[e] + m->tmp2[e] + m->dx[e];
+        run_stage(m, B_NEXT, l, 1, N, 0, NULL);
     }
     memcpy(m->ego_grad, m->dnext, nd * sizeof(float));
     *loss_out = loss;

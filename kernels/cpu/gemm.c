@@ -102,7 +102,7 @@ static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int
             for (int panel = panel_lo; panel < panel_hi; panel++) {
                 int jr = panel * NR, cols = nc - jr < NR ? nc - jr : NR;
                 float *d = dst + ((size_t)panel * kc + k) * NR;
-                for (int j = 0; j < cols; j++) d[j] = src[jr + j];
+                memcpy(d, src + jr, sizeof(float) * (size_t)cols); /* a row of B: the panel's row as it is */
                 for (int j = cols; j < NR; j++) d[j] = 0.0f;
             }
         }
