@@ -18,6 +18,7 @@
  *
  *   build/cpu/bench/bench_recent [threads [steps]]
  *   MREC_PYTHON=...   a Python with torch
+ *   MREC_BENCH_MODELS="lgmrec pgl"   time only these of mrec's (a profile of one)
  */
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_registry.h"
@@ -72,7 +73,9 @@ int main(int argc, char **argv) {
     int per_epoch = 0, batch_used = 0;
     printf("bench_recent: %d threads, Baby (%d users, %d items, %lld pairs), each model at mrec's defaults:\n", threads, U, I,
            (long long)pairs);
+    const char *only = getenv("MREC_BENCH_MODELS");
     for (int k = 0; k < N_MODELS; k++) {
+        if (only && !strstr(only, names[k])) continue;
         const mrec_model_entry *e = mrec_model_find(names[k]);
         mrec_param_values given, p;
         memset(&given, 0, sizeof given);
@@ -130,7 +133,7 @@ int main(int argc, char **argv) {
     printf("%-8s %12s %12s %8s %10s %10s\n", "", "mrec s/ep", "PyTorch s/ep", "ratio", "build s", "peer bld s");
     for (int k = 0; k < N_MODELS; k++)
         printf("%-8s %12.2f %12.2f %7.2fx %10.2f %10.2f\n", mrec_model_find(names[k])->elliot, ours[k], peer[k],
-               peer[k] > 0 ? peer[k] / ours[k] : 0, build[k], peer_build[k]);
+               peer[k] > 0 && ours[k] > 0 ? peer[k] / ours[k] : 0, build[k], peer_build[k]);
     printf("(ratio: PyTorch's seconds over mrec's; above 1, mrec is faster)\n");
     mrec_context_destroy(ctx);
     return 0;
