@@ -72,6 +72,8 @@ static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int
             mrec_pack_a_avx512(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows, MR);
         } else if (!trans_a && packer == PACK_AVX2) {
             mrec_pack_a_avx2(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows);
+        } else if (packer == PACK_AVX512) {
+            mrec_pack_at_avx512(dst, A + (size_t)p0 * lda + i0 + ir, lda, kc, rows, MR);
         } else if (!trans_a) {
             const float *src = A + (size_t)(i0 + ir) * lda + p0;
             for (int k = 0; k < kc; k++) {

@@ -106,3 +106,13 @@ void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows,
     for (; k < kc; k++)
         for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? src[(size_t)i * lda + k] : 0.0f;
 }
+
+/* The same panel of op(A) = A^T: row k of the panel is `rows` consecutive
+ * values of A's row k (src steps lda per k), zero-padded to MR (<= 16). One
+ * masked load and store per k, where a loop of `rows` copies cost most of
+ * the time of a trans_a GEMM with a large K (InfoNCE's scores^T x rows). */
+void mrec_pack_at_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR) {
+    __mmask16 load = (__mmask16)((1u << rows) - 1), keep = (__mmask16)((1u << MR) - 1);
+    for (int k = 0; k < kc; k++)
+        _mm512_mask_storeu_ps(dst + (size_t)k * MR, keep, _mm512_maskz_loadu_ps(load, src + (size_t)k * lda));
+}

@@ -49,6 +49,7 @@ void mrec_pack_bt_avx2(float *dst, const float *src, int ldb, int kc, int cols, 
 /* One MR-row panel of a row-major A: dst (kc, MR) with dst[k][i] =
  * src[i * lda + k] for i < rows, zero beyond; MR <= 16 (avx512f). */
 void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR);
+void mrec_pack_at_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR); /* op(A) = A^T */
 /* The same for the avx2 kernel's MR = 6, through 8 x 8 register transposes. */
 void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows);
 
