@@ -107,6 +107,23 @@ __attribute__((target("avx2"))) static int64_t sigmoid_mul_avx2(float *y, const 
     return i;
 }
 
+/* tanh (MGCN's and SMORE's attention over modalities, a BERT / ViT pooler)
+ * through libmvec's tanhf likewise. */
+__attribute__((target("avx512f"))) __m512 _ZGVeN16v_tanhf(__m512 x);
+__attribute__((target("avx2"))) __m256 _ZGVdN8v_tanhf(__m256 x);
+
+__attribute__((target("avx512f"))) static int64_t tanh_avx512(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _ZGVeN16v_tanhf(_mm512_loadu_ps(x + i)));
+    return i;
+}
+
+__attribute__((target("avx2"))) static int64_t tanh_avx2(float *y, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _ZGVdN8v_tanhf(_mm256_loadu_ps(x + i)));
+    return i;
+}
+
 /* 2: avx512, 1: avx2, 0: none; a benign race, every thread writes the same */
 static int vector_level(void) {
     static int level = -1;
@@ -126,6 +143,10 @@ static int64_t sigmoid_mul_vector(float *y, const float *x, float a, int64_t n) 
     int level = vector_level();
     return level == 2 ? sigmoid_mul_avx512(y, x, a, n) : level == 1 ? sigmoid_mul_avx2(y, x, a, n) : 0;
 }
+static int64_t tanh_vector(float *y, const float *x, int64_t n) {
+    int level = vector_level();
+    return level == 2 ? tanh_avx512(y, x, n) : level == 1 ? tanh_avx2(y, x, n) : 0;
+}
 #else
 static int64_t gelu_erf_vector(float *y, const float *x, int64_t n) {
     (void)y, (void)x, (void)n;
@@ -133,6 +154,10 @@ static int64_t gelu_erf_vector(float *y, const float *x, int64_t n) {
 }
 static int64_t sigmoid_mul_vector(float *y, const float *x, float a, int64_t n) {
     (void)y, (void)x, (void)a, (void)n;
+    return 0;
+}
+static int64_t tanh_vector(float *y, const float *x, int64_t n) {
+    (void)y, (void)x, (void)n;
     return 0;
 }
 #endif
@@ -165,7 +190,7 @@ static void act_range(void *arg, int64_t lo, int64_t hi) {
         for (int64_t i = lo + sigmoid_mul_vector(y + lo, x + lo, 1.0f, hi - lo); i < hi; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
         break;
     case MREC_ACT_TANH:
-        for (int64_t i = lo; i < hi; i++) y[i] = tanhf(x[i]);
+        for (int64_t i = lo + tanh_vector(y + lo, x + lo, hi - lo); i < hi; i++) y[i] = tanhf(x[i]);
         break;
     }
 }
