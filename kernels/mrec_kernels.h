@@ -223,6 +223,13 @@ void mrec_softmax_rows_ref(float *out, const float *in, const float *mask,
                            int R, int C, int rows_per_mask);
 void mrec_softmax_rows_cpu(float *out, const float *in, const float *mask,
                            int R, int C, int rows_per_mask, mrec_pool *pool);
+/* The same rows 16 lanes at a time where the CPU has AVX-512 (libmvec's
+ * expf, sums in lanes): a few ulps from mrec_softmax_rows_cpu, which it is
+ * elsewhere. For forwards whose GEMMs round to bf16 anyway (attention in a
+ * bf16 context, as autocast runs it); fp32 keeps the scalar rows, which
+ * CLIP's fine-tuning is checked against PyTorch through AdamW with. */
+void mrec_softmax_rows_lanes_cpu(float *out, const float *in, const float *mask,
+                                 int R, int C, int rows_per_mask, mrec_pool *pool);
 
 /* LayerNorm over the last dim: out = (x - mean) / sqrt(var + eps) * w + b,
  * biased variance as nn.LayerNorm. weight, bias: (C) or NULL. */
@@ -270,7 +277,7 @@ void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, in
 size_t mrec_attention_scratch_floats(int B, int T, int heads, int dh); /* of mrec_attention_cpu */
 void mrec_attention_cpu(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
                         const float *head_bias, float scale, int B, int T, int heads, int dh, float *scratch,
-                        mrec_pool *pool);
+                        int lanes, mrec_pool *pool); /* lanes: the softmax by mrec_softmax_rows_lanes_cpu */
 
 /* ---- convolution and pooling (NCHW) ------------------------------------- */
 

@@ -508,7 +508,7 @@ static void test_attention(void) {
         float *dmb = up(mb, 4 * (size_t)B * T), *dout = up(ref, 4 * n);
         float scale = 1.0f / sqrtf((float)dh);
         for (int with_bias = 0; with_bias < 2; with_bias++) {
-            mrec_attention_cpu(ref, q, k, v, mb, with_bias ? hb : NULL, scale, B, T, nh, dh, scratch, pool);
+            mrec_attention_cpu(ref, q, k, v, mb, with_bias ? hb : NULL, scale, B, T, nh, dh, scratch, 0, pool);
             char what[96];
             snprintf(what, sizeof what, "attention B%d T%d heads %d dh %d%s", B, T, nh, dh, with_bias ? " + head bias" : "");
             if (t_status(mrec_attention_cuda(dout, dq, dk, dv, dmb, with_bias ? dhb : NULL, scale, B, T, nh, dh, cu), MREC_OK,

@@ -332,6 +332,9 @@ static void test_rows(void) {
             mrec_softmax_rows_cpu(out, x, mask, R, C, rows_per_mask, pools[p]);
             snprintf(what, sizeof what, "softmax+mask %s %dx%d", pn, R, C);
             t_allclose(what, ref, out, n, 1e-7, 1e-5);
+            mrec_softmax_rows_lanes_cpu(out, x, mask, R, C, rows_per_mask, pools[p]);
+            snprintf(what, sizeof what, "softmax in lanes+mask %s %dx%d", pn, R, C);
+            t_allclose(what, ref, out, n, 1e-7, 1e-5);
             mrec_layernorm_ref(ref, shifted, w, b, 1e-12f, R, C), mrec_layernorm_cpu(out, shifted, w, b, 1e-12f, R, C, pools[p]);
             snprintf(what, sizeof what, "layernorm %s %dx%d", pn, R, C);
             t_allclose(what, ref, out, n, 1e-5, 1e-5);

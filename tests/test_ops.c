@@ -263,7 +263,7 @@ static void test_entries(mrec_context *ctx) {
     t_fill_uniform(q, B * T * H, &seed, -1, 1), t_fill_uniform(k, B * T * H, &seed, -1, 1), t_fill_uniform(v, B * T * H, &seed, -1, 1);
     size_t bytes = mrec_attention_workspace_bytes(ctx, B, T, heads, dh);
     void *work = malloc(bytes);
-    mrec_attention_cpu(ar, q, k, v, NULL, NULL, 0.5f, B, T, heads, dh, work, ctx->pool);
+    mrec_attention_cpu(ar, q, k, v, NULL, NULL, 0.5f, B, T, heads, dh, work, 0, ctx->pool);
     t_status(mrec_attention(ctx, ao, q, k, v, NULL, NULL, 0.5f, B, T, heads, dh, work), MREC_OK, "attention entry");
     t_check(bytes > 0 && !memcmp(ar, ao, sizeof ao), "attention entry = attention_cpu");
     t_status(mrec_attention(ctx, ao, q, k, v, NULL, NULL, 0.5f, B, T, heads, dh, NULL), MREC_ERR_ARG, "attention without workspace");

@@ -13,7 +13,7 @@ size_t mrec_attention_scratch_floats(int B, int T, int heads, int dh) {
  * sequence), so no head is copied out and back. */
 void mrec_attention_cpu(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
                         const float *head_bias, float scale, int B, int T, int nh, int dh, float *scratch,
-                        mrec_pool *pool) {
+                        int lanes, mrec_pool *pool) {
     float *scores = scratch; /* (B, nh, T, T) */
     int ld = nh * dh;
     int64_t tt = (int64_t)T * T;
@@ -24,7 +24,7 @@ void mrec_attention_cpu(float *out, const float *q, const float *k, const float 
     if (head_bias)
         for (int b = 0; b < B; b++) mrec_add_cpu(scores + (size_t)b * nh * tt, scores + (size_t)b * nh * tt, head_bias, nh * tt, pool);
     /* each row of mask_bias serves the nh * T score rows of its sequence */
-    mrec_softmax_rows_cpu(scores, scores, mask_bias, B * nh * T, T, nh * T, pool);
+    (lanes ? mrec_softmax_rows_lanes_cpu : mrec_softmax_rows_cpu)(scores, scores, mask_bias, B * nh * T, T, nh * T, pool);
     for (int b = 0; b < B; b++)
         mrec_gemm_batched_cpu(out + b * seq, scores + (size_t)b * nh * tt, v + b * seq, 1, 0, 0, 0, nh, T, dh, T, T, ld, ld, tt,
                               dh, dh, pool);

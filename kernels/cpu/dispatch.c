@@ -116,7 +116,8 @@ mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const 
                            void *work) {
     if (on_gpu(ctx)) return mrec_attention_cuda(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, ctx->cuda);
     if (!work) return mrec_fail(MREC_ERR_ARG, "attention: no workspace (mrec_attention_workspace_bytes)");
-    mrec_attention_cpu(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, work, ctx->pool);
+    mrec_attention_cpu(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, work, ctx->precision == MREC_PREC_BF16,
+                       ctx->pool);
     return MREC_OK;
 }
 

@@ -217,10 +217,11 @@ static int64_t rows_per_chunk(int C) {
 
 /* LayerNorm rows 16 lanes at a time where the CPU has AVX-512 (one running
  * sum per row made it the largest op of a bf16 BERT forward after the
- * GEMMs and softmax): sums in 16 lanes. Softmax stays scalar: CLIP's
- * fine-tuning is checked against PyTorch through AdamW, and either
- * libmvec's expf or a sum in lanes moves a weight whose gradient nearly
- * cancels past the test's bound. */
+ * GEMMs and softmax): sums in 16 lanes. Softmax has a lanes version too,
+ * but mrec_softmax_rows_cpu stays scalar: CLIP's fine-tuning is checked
+ * against PyTorch through AdamW, and either libmvec's expf or a sum in
+ * lanes moves a weight whose gradient nearly cancels past the test's
+ * bound. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define ROW_MASK(C, c) ((C) - (c) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << ((C) - (c))) - 1))
 
@@ -244,8 +245,31 @@ __attribute__((target("avx512f"))) static void layernorm_row_avx512(float *y, co
         _mm512_mask_storeu_ps(y + c, k, v);
     }
 }
+__attribute__((target("avx512f"))) static void softmax_row_avx512(float *y, const float *x, const float *m, int C) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int c = 0; c < C; c += 16) {
+        __mmask16 k = ROW_MASK(C, c);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + c);
+        if (m) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, m + c));
+        _mm512_mask_storeu_ps(y + c, k, v);
+        vmax = _mm512_mask_max_ps(vmax, k, vmax, v);
+    }
+    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sum = _mm512_setzero_ps();
+    for (int c = 0; c < C; c += 16) {
+        __mmask16 k = ROW_MASK(C, c);
+        __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, y + c), vm));
+        _mm512_mask_storeu_ps(y + c, k, e);
+        sum = _mm512_mask_add_ps(sum, k, sum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (int c = 0; c < C; c += 16) {
+        __mmask16 k = ROW_MASK(C, c);
+        _mm512_mask_storeu_ps(y + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + c), inv));
+    }
+}
 #define ROWS_AVX512() (vector_level() == 2)
 #else
+#define softmax_row_avx512(y, x, m, C) ((void)0)
 #define ROWS_AVX512() 0
 #define layernorm_row_avx512(y, x, w, b, eps, C) ((void)0)
 #endif
@@ -276,6 +300,22 @@ void mrec_softmax_rows_cpu(float *out, const float *in, const float *mask,
                            int R, int C, int rows_per_mask, mrec_pool *pool) {
     row_args a = {.out = out, .in = in, .mask = mask, .C = C, .rows_per_mask = rows_per_mask};
     mrec_parallel_range(pool, R, rows_per_chunk(C), softmax_range, &a);
+}
+
+static void softmax_lanes_range(void *arg, int64_t lo, int64_t hi) {
+    row_args *a = arg;
+    if (!ROWS_AVX512()) {
+        softmax_range(arg, lo, hi);
+        return;
+    }
+    for (int64_t r = lo; r < hi; r++)
+        softmax_row_avx512(a->out + r * a->C, a->in + r * a->C, a->mask ? a->mask + (r / a->rows_per_mask) * a->C : NULL, a->C);
+}
+
+void mrec_softmax_rows_lanes_cpu(float *out, const float *in, const float *mask,
+                                 int R, int C, int rows_per_mask, mrec_pool *pool) {
+    row_args a = {.out = out, .in = in, .mask = mask, .C = C, .rows_per_mask = rows_per_mask};
+    mrec_parallel_range(pool, R, rows_per_chunk(C), softmax_lanes_range, &a);
 }
 
 static void layernorm_range(void *arg, int64_t lo, int64_t hi) {
