@@ -134,8 +134,29 @@ static void pack_a_panel(void *arg, int panel, int thread) {
     pack_a_block(g->apack + (size_t)i0 * g->kp, g, i0, g->M - i0 < g->mr ? g->M - i0 : g->mr, 0, g->kp);
 }
 
-/* acc (mr x NR) = sum over kc pairs of a^T b; then C (m x n corner) =
- * alpha * acc + bias (overwrite; bias NULL: none), or C + alpha * acc. */
+/* C's (m x n) corner (n <= NR) from the sums acc (rows NR apart): alpha *
+ * acc + bias (overwrite; bias NULL: none), or C + alpha * acc. With beta =
+ * 0 the bias goes in here, as the prologue would have put it in C first:
+ * the same one rounding. */
+static void write_corner(float *c, int ldc, const float *acc, float alpha, const float *bias, int m, int n, int overwrite) {
+    __m512 va = _mm512_set1_ps(alpha);
+    for (int v = 0; v < 2; v++) {
+        int cols = n - 16 * v;
+        if (cols <= 0) break;
+        __mmask16 mask = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+        __m512 vb = bias ? _mm512_maskz_loadu_ps(mask, bias + 16 * v) : _mm512_setzero_ps();
+        for (int i = 0; i < m; i++) {
+            float *ci = c + (size_t)i * ldc + 16 * v;
+            __m512 sum = _mm512_load_ps(acc + (size_t)i * NR + 16 * v);
+            __m512 out = overwrite ? (bias ? _mm512_fmadd_ps(va, sum, vb) : _mm512_mul_ps(va, sum))
+                                   : _mm512_fmadd_ps(va, sum, _mm512_maskz_loadu_ps(mask, ci));
+            _mm512_mask_storeu_ps(ci, mask, out);
+        }
+    }
+}
+
+/* acc (mr x NR) = sum over kc pairs of a^T b, written into C's (m x n)
+ * corner by write_corner. */
 static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, const uint32_t *a, const uint32_t *b,
                                                          float *c, int ldc, float alpha, const float *bias, int m, int n,
                                                          int overwrite) {
@@ -150,20 +171,9 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, 
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
     }
-    __m512 va = _mm512_set1_ps(alpha);
-    for (int v = 0; v < 2; v++) {
-        int cols = n - 16 * v;
-        if (cols <= 0) break;
-        __mmask16 mask = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
-        /* the bias as the prologue would have put it in C first: the same one rounding */
-        __m512 vb = bias ? _mm512_maskz_loadu_ps(mask, bias + 16 * v) : _mm512_setzero_ps();
-        for (int i = 0; i < m; i++) {
-            float *ci = c + (size_t)i * ldc + 16 * v;
-            __m512 out = overwrite ? (bias ? _mm512_fmadd_ps(va, acc[i][v], vb) : _mm512_mul_ps(va, acc[i][v]))
-                                   : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci));
-            _mm512_mask_storeu_ps(ci, mask, out);
-        }
-    }
+    _Alignas(64) float sums[MR][NR];
+    for (int i = 0; i < mr; i++) _mm512_store_ps(sums[i], acc[i][0]), _mm512_store_ps(sums[i] + 16, acc[i][1]);
+    write_corner(c, ldc, &sums[0][0], alpha, bias, m, n, overwrite);
 }
 
 typedef void (*ukernel_fn)(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
@@ -295,20 +305,7 @@ static void ukernel_amx(int kt, const uint32_t *a, size_t lda, const uint32_t *b
     _tile_stored(5, &acc[0][16], NR * 4);
     _tile_stored(6, &acc[16][0], NR * 4);
     _tile_stored(7, &acc[16][16], NR * 4);
-    __m512 va = _mm512_set1_ps(alpha);
-    for (int v = 0; v < 2; v++) {
-        int cols = n - 16 * v;
-        if (cols <= 0) break;
-        __mmask16 mask = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
-        __m512 vb = bias ? _mm512_maskz_loadu_ps(mask, bias + 16 * v) : _mm512_setzero_ps();
-        for (int i = 0; i < m; i++) {
-            float *ci = c + (size_t)i * ldc + 16 * v;
-            __m512 s = _mm512_load_ps(&acc[i][16 * v]);
-            __m512 out = overwrite ? (bias ? _mm512_fmadd_ps(va, s, vb) : _mm512_mul_ps(va, s))
-                                   : _mm512_fmadd_ps(va, s, _mm512_maskz_loadu_ps(mask, ci));
-            _mm512_mask_storeu_ps(ci, mask, out);
-        }
-    }
+    write_corner(c, ldc, &acc[0][0], alpha, bias, m, n, overwrite);
 }
 
 /* One task as tile() splits them, through the tiles. */
