@@ -62,9 +62,9 @@ LDFLAGS += -L$(DEPS_LIB) -Wl,-rpath,$(DEPS_LIB)
 endif
 
 # ---- what we found --------------------------------------------------------
-HOST_SIMD := $(shell grep -q avx512f /proc/cpuinfo 2>/dev/null && echo avx512 || (grep -q avx2 /proc/cpuinfo 2>/dev/null && echo avx2 || echo scalar))
+HOST_SIMD := $(shell grep -q amx_bf16 /proc/cpuinfo 2>/dev/null && echo amx || (grep -q avx512f /proc/cpuinfo 2>/dev/null && echo avx512 || (grep -q avx2 /proc/cpuinfo 2>/dev/null && echo avx2 || echo scalar)))
 $(info mrec build: $(VARIANT) -> $(BUILD))
-$(info   SIMD paths: scalar, avx2+fma, avx512f, chosen at run time (this CPU: $(HOST_SIMD)))
+$(info   SIMD paths: scalar, avx2+fma, avx512f (+ avx512bf16, amx for bf16), chosen at run time (this CPU: $(HOST_SIMD)))
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
 HAVE_GPU  := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ifeq ($(CUDA),1)
