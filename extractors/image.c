@@ -63,11 +63,10 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
          : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_load(&e->align, model)
                                        : mrec_resnet_load(&e->resnet, model);
     if (st) return st;
-    /* a ResNet's weights are separate arrays, and its convolutions read them as A */
-    if (e->kind != MREC_IMAGE_RESNET)
-        st = e->kind == MREC_IMAGE_VIT    ? mrec_packs_create(&e->packs, e->vit.storage, e->vit.floats)
-             : e->kind == MREC_IMAGE_CLIP ? mrec_packs_create(&e->packs, e->clip.vision.storage, e->clip.vision.floats)
-                                          : mrec_packs_create(&e->packs, e->align.storage, e->align.floats);
+    st = e->kind == MREC_IMAGE_VIT     ? mrec_packs_create(&e->packs, e->vit.storage, e->vit.floats)
+         : e->kind == MREC_IMAGE_CLIP  ? mrec_packs_create(&e->packs, e->clip.vision.storage, e->clip.vision.floats)
+         : e->kind == MREC_IMAGE_ALIGN ? mrec_packs_create(&e->packs, e->align.storage, e->align.floats)
+                                       : mrec_packs_create(&e->packs, e->resnet.storage, e->resnet.floats);
     if (!st) st = mrec_preprocess_preset(&e->pre, preset ? preset : presets[e->kind], S_ISDIR(sb.st_mode) ? model : NULL);
     if (!st && !e->pre.resize_h && !e->pre.crop_h)
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "preset %s gives images of varying sizes; a batch needs one size", e->pre.name);

@@ -52,7 +52,7 @@ typedef struct {
     mrec_status (*batch_done)(void *ctx, int first, int count);
     void *batch_done_ctx;
     /* the weights packed once for the CPU's GEMMs, as they are first used (see mrec_packs): they cost about
-     * the bytes of the weights used as nn.Linear's W again; NULL on a GPU, for a ResNet, or to do without */
+     * the bytes of the weights used as nn.Linear's W or as convolutions' weights again; NULL on a GPU or to do without */
     mrec_packs *packs;
 } mrec_image_encoder;
 

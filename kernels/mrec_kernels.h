@@ -154,7 +154,8 @@ void mrec_gemm_cpu(float *C, const float *A, const float *B, const float *bias,
  * storage (nn.Linear's W: trans_b = 1, ldb = K) and whose A has more than
  * MREC_GEMM_FEW_ROWS rows then reads B from a copy laid out for the
  * micro-kernel, packed on its first use and kept, instead of packing it on
- * every call. The bits are the same as without. The copy costs the bytes of
+ * every call. Likewise an A inside the storage, not transposed, lda = K (a
+ * convolution's weights, C_out x C_in k k), with more than that many rows. The bits are the same as without. The copy costs the bytes of
  * every W so used (each padded to whole panels); mrec_packs_bytes counts
  * them. Anything else goes to mrec_gemm_cpu. The set may be shared by
  * contexts on several threads; it must be freed before the storage. */
@@ -294,11 +295,11 @@ int mrec_conv2d_out_w(const mrec_conv2d_shape *s);
 /* out (N, C_out, Ho, Wo) = conv(in, weight) + bias (C_out, or NULL). */
 void mrec_conv2d_ref(float *out, const float *in, const float *weight, const float *bias,
                      const mrec_conv2d_shape *s);
-/* The fast path lowers to im2col + GEMM; work must hold
- * mrec_conv2d_workspace_floats(s) floats (0 for a 1x1 stride-1 conv). */
-size_t mrec_conv2d_workspace_floats(const mrec_conv2d_shape *s);
-void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
-                     float *work, const mrec_conv2d_shape *s, mrec_pool *pool);
+/* The fast path: a GEMM over the unfolded input, gathered panel by panel
+ * (no workspace). A weight inside `packs` (or NULL) is packed for the GEMM
+ * once and kept. */
+void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias, const mrec_conv2d_shape *s,
+                     mrec_packs *packs, mrec_pool *pool);
 
 /* BatchNorm2d in eval mode on x (N, C, HW): (x - mean)/sqrt(var + eps)*gamma + beta. */
 void mrec_batchnorm_ref(float *out, const float *in, const float *gamma, const float *beta,
@@ -650,6 +651,7 @@ size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int
 mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const float *k, const float *v,
                            const float *mask_bias, const float *head_bias, float scale, int B, int T, int heads, int dh,
                            void *work);
+/* work: mrec_conv2d_workspace_bytes of device memory (cuDNN's; none on the CPU) */
 mrec_status mrec_conv2d_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes);
 mrec_status mrec_conv2d(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
                         void *work, size_t work_bytes, const mrec_conv2d_shape *s);

@@ -310,7 +310,7 @@ static mrec_status plan(const mrec_efficientnet *m, mrec_context *ctx, int G, in
 #define SEE_CONV(s_)                                                                     \
     do {                                                                                 \
         mrec_conv2d_shape cs_ = s_;                                                      \
-        size_t c_ = mrec_conv2d_workspace_floats(&cs_) * sizeof(float);                  \
+        size_t c_ = 0; /* none on the CPU */                                             \
         if (ctx && !st) st = mrec_conv2d_workspace_bytes(ctx, &cs_, &c_);                \
         z->col = c_ > z->col ? c_ : z->col;                                              \
     } while (0)

@@ -59,8 +59,8 @@ mrec_status mrec_op_mean_pool(mrec_context *ctx, mrec_tensor *out, const mrec_te
                               const mrec_tensor *mask);
 
 /* out (N, C_out, Ho, Wo) = conv2d(in (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW))
- * + bias (C_out) or NULL. The im2col buffer is carved from ctx->workspace
- * (mrec_conv2d_workspace_floats floats) and given back before returning. */
+ * + bias (C_out) or NULL. The convolution's workspace (on a GPU, cuDNN's) is
+ * carved from ctx->workspace and given back before returning. */
 mrec_status mrec_op_conv2d(mrec_context *ctx, mrec_tensor *out, const mrec_tensor *in,
                            const mrec_tensor *weight, const mrec_tensor *bias, int stride, int pad,
                            int groups);

@@ -39,7 +39,8 @@ typedef struct {
     mrec_conv_bn stem;
     mrec_resnet_block *block; /* n_blocks[0] + ... + n_blocks[3] */
     float *fc_w, *fc_b;      /* (n_classes, features), (n_classes) */
-    float *storage;          /* on a GPU: every w and b above, one allocation; NULL while they are separate host arrays */
+    float *storage;          /* every w and b above, one allocation (host or device); NULL only while loading */
+    int64_t floats;          /* its size */
     mrec_context *on;        /* the GPU context holding them, NULL for host memory */
 } mrec_resnet;
 

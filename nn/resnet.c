@@ -112,32 +112,47 @@ void mrec_resnet_free(mrec_resnet *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* Gathers the separate host arrays into one block, moves it to ctx's device
- * and points every weight into it. */
-mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx) {
-    if (m->storage) return mrec_weights_check(ctx, m->on, "resnet");
-    if (mrec_weights_on_host(ctx)) return MREC_OK;
+/* Gathers the separate host arrays the loader read into one block (128-float
+ * aligned offsets, as the other models' loaders lay them out) and points
+ * every weight into it: one storage to move to a device, or to pack for the
+ * CPU's GEMMs (mrec_packs). */
+static mrec_status gather(mrec_resnet *m) {
     int cap = n_slots(m);
     float ***slot = malloc(sizeof *slot * (size_t)cap);
     int64_t *n = malloc(sizeof *n * (size_t)cap), *at = malloc(sizeof *at * (size_t)cap), total = 0;
     mrec_status st = slot && n && at ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "resnet: weight table");
     int k = st ? 0 : weight_slots(m, slot, n);
-    for (int i = 0; i < k; i++) { /* 128-float aligned offsets, as the other models' loaders lay them out */
+    for (int i = 0; i < k; i++) {
         at[i] = total;
         if (*slot[i]) total += (n[i] + MREC_WEIGHT_ALIGN - 1) / MREC_WEIGHT_ALIGN * MREC_WEIGHT_ALIGN;
     }
-    float *host = st ? NULL : calloc((size_t)(total ? total : 1), sizeof *host), *dev = NULL;
+    float *host = st ? NULL : calloc((size_t)(total ? total : 1), sizeof *host);
     if (!st && !host) st = mrec_fail(MREC_ERR_NOMEM, "resnet: %lld parameters", (long long)total);
     for (int i = 0; !st && i < k; i++)
-        if (*slot[i]) memcpy(host + at[i], *slot[i], sizeof(float) * (size_t)n[i]);
-    if (!st) st = mrec_weights_place(ctx, host, total, &dev, &m->on);
-    if (!st && dev) {
-        for (int i = 0; i < k; i++)
-            if (*slot[i]) free(*slot[i]), *slot[i] = dev + at[i];
-        m->storage = dev;
-    }
-    free(host), free(slot), free(n), free(at);
+        if (*slot[i]) memcpy(host + at[i], *slot[i], sizeof(float) * (size_t)n[i]), free(*slot[i]), *slot[i] = host + at[i];
+    if (!st) m->storage = host, m->floats = total;
+    free(slot), free(n), free(at);
     return st;
+}
+
+/* Moves the storage to ctx's device and points every weight into the copy. */
+mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx) {
+    float *dev;
+    mrec_status st = mrec_weights_place(ctx, m->storage, m->floats, &dev, &m->on);
+    if (st || !dev) return st;
+    int cap = n_slots(m);
+    float ***slot = malloc(sizeof *slot * (size_t)cap);
+    int64_t *n = malloc(sizeof *n * (size_t)cap);
+    if (!slot || !n) {
+        free(slot), free(n);
+        return mrec_fail(MREC_ERR_NOMEM, "resnet: weight table");
+    }
+    int k = weight_slots(m, slot, n);
+    for (int i = 0; i < k; i++)
+        if (*slot[i]) *slot[i] = dev + (*slot[i] - m->storage);
+    free(m->storage), free(slot), free(n);
+    m->storage = dev;
+    return MREC_OK;
 }
 
 mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
@@ -213,6 +228,7 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
         }
     }
     mrec_safetensors_close(&sf);
+    if (!st) st = gather(m);
     if (st) mrec_resnet_free(m);
     return st;
 }
@@ -235,7 +251,7 @@ static mrec_conv2d_shape conv_shape(const mrec_conv_bn *cv, int N, int h, int w)
 }
 
 /* Walks the shapes of a pass of N images: the largest activation (floats)
- * and convolution workspace (bytes: im2col on the CPU, what cuDNN asks for
+ * and convolution workspace (bytes: none on the CPU, what cuDNN asks for
  * on a GPU). ctx is the context that runs the model, NULL for the CPU's sizes. */
 static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, int w, size_t *act, size_t *col) {
     *act = 0, *col = 0;
@@ -243,8 +259,7 @@ static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, i
 #define SEE(cv, hh, ww)                                                                                            \
     do {                                                                                                           \
         mrec_conv2d_shape s_ = conv_shape(cv, N, hh, ww);                                                         \
-        size_t c_ = mrec_conv2d_workspace_floats(&s_) * sizeof(float),                                             \
-               a_ = (size_t)N * (cv)->c_out * conv_out(hh, cv) * conv_out(ww, cv);                                \
+        size_t c_ = 0, a_ = (size_t)N * (cv)->c_out * conv_out(hh, cv) * conv_out(ww, cv);                        \
         if (ctx && !st) st = mrec_conv2d_workspace_bytes(ctx, &s_, &c_);                                          \
         *col = c_ > *col ? c_ : *col, *act = a_ > *act ? a_ : *act;                                                \
     } while (0)

@@ -238,6 +238,60 @@ static void test_gemm_packed(void) {
     free(storage), free(outside), free(A), free(c), free(want);
 }
 
+/* A weight as A (a convolution's C_out x C_in k k), packed once: the bits of
+ * packing per call with one row block or several, K across KC blocks, N from
+ * a few pixels to more than an NC block, B either way, every SIMD level. */
+static void test_gemm_packed_a(void) {
+    static const int shapes[][2] = {{64, 27}, {301, 600}, {145, 1}}; /* (M, K); 301: a last row block of 13 */
+    static const int cols[] = {1, 7, 49, 400};
+    int64_t floats = 0;
+    for (int w = 0; w < 3; w++) floats += (int64_t)shapes[w][0] * shapes[w][1] + 3;
+    float *storage = randv(floats, -1, 1);
+    mrec_packs *packs;
+    if (!t_check(mrec_packs_create(&packs, storage, floats) == MREC_OK, "creating a pack set")) return;
+    size_t after_first = 0;
+    for (int round = 0; round < 2; round++) {
+        const float *W = storage;
+        for (int w = 0; w < 3; w++) {
+            int M = shapes[w][0], K = shapes[w][1];
+            float *bias = randv(400, -1, 1);
+            for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+                for (int tb = 0; tb < 2; tb++) {
+                    int N = cols[c], ldb = tb ? K : N;
+                    float *B = randv((int64_t)N * K, -1, 1), *C0 = randv((int64_t)M * N, -1, 1);
+                    float *want = copyv(C0, (int64_t)M * N), *got = copyv(C0, (int64_t)M * N);
+                    float beta = c % 2 ? 1.0f : 0.0f;
+                    for (int p = 0; p < n_pools; p++) {
+                        memcpy(want, C0, (size_t)M * N * 4), memcpy(got, C0, (size_t)M * N * 4);
+                        mrec_gemm_cpu(want, W, B, tb ? bias : NULL, 1.0f, beta, 0, tb, M, N, K, K, ldb, N, pools[p]);
+                        mrec_gemm_packed_cpu(got, W, B, tb ? bias : NULL, 1.0f, beta, 0, tb, M, N, K, K, ldb, N, packs, pools[p]);
+                        t_check(memcmp(want, got, (size_t)M * N * 4) == 0,
+                                "gemm with A packed once: bits differ, %s M=%d N=%d K=%d trans_b %d round %d", pool_name(pools[p]), M,
+                                N, K, tb, round);
+                    }
+                    free(B), free(C0), free(want), free(got);
+                }
+            free(bias);
+            W += (int64_t)M * K + 3;
+        }
+        if (round == 0) after_first = mrec_packs_bytes(packs);
+        t_check(after_first > 0 && mrec_packs_bytes(packs) == after_first,
+                "packed A: %zu bytes after the first round, %zu after the second", after_first, mrec_packs_bytes(packs));
+    }
+    /* a transposed A, or one with a wider row than K, is read as it is */
+    float *B = randv(64 * 300, -1, 1), *c = calloc(64 * 64, 4), *want = calloc(64 * 64, 4);
+    size_t before = mrec_packs_bytes(packs);
+    mrec_gemm_packed_cpu(c, storage, B, NULL, 1, 0, 1, 0, 64, 64, 27, 64, 64, 64, packs, pools[0]);
+    mrec_gemm_cpu(want, storage, B, NULL, 1, 0, 1, 0, 64, 64, 27, 64, 64, 64, pools[0]);
+    t_check(memcmp(c, want, 64 * 64 * 4) == 0, "packed gemm with A transposed differs");
+    mrec_gemm_packed_cpu(c, storage, B, NULL, 1, 0, 0, 0, 64, 64, 20, 27, 64, 64, packs, pools[0]);
+    mrec_gemm_cpu(want, storage, B, NULL, 1, 0, 0, 0, 64, 64, 20, 27, 64, 64, pools[0]);
+    t_check(memcmp(c, want, 64 * 64 * 4) == 0, "packed gemm with lda > K differs");
+    t_check(mrec_packs_bytes(packs) == before, "an A that cannot be packed was packed");
+    mrec_packs_free(packs);
+    free(storage), free(B), free(c), free(want);
+}
+
 static void test_gemm_batched(void) {
     int batch = 3, M = 17, N = 29, K = 31;
     float *A = randv((int64_t)batch * M * K, -1, 1), *B = randv((int64_t)batch * N * K, -1, 1);
@@ -414,16 +468,44 @@ static void conv_case(mrec_conv2d_shape s, int with_bias) {
     int64_t w_n = s.C_out * k, out_n = (int64_t)s.N * s.C_out * Ho * Wo;
     float *x = randv(in_n, -1, 1), *w = randv(w_n, -1, 1), *b = with_bias ? randv(s.C_out, -1, 1) : NULL;
     float *ref = malloc((size_t)out_n * 4), *out = malloc((size_t)out_n * 4);
-    float *work = malloc((mrec_conv2d_workspace_floats(&s) + 1) * 4);
     mrec_conv2d_ref(ref, x, w, b, &s);
+    /* the same GEMM over an unfolded input written out in full: the panels
+     * gathered straight from the input must give its bits */
+    int cig = s.C_in / s.groups, cog = s.C_out / s.groups, npix = Ho * Wo;
+    float *col = malloc((size_t)k * npix * 4), *unfolded = malloc((size_t)out_n * 4), *again = malloc((size_t)out_n * 4);
+    for (int n = 0; n < s.N; n++)
+        for (int g = 0; g < s.groups; g++) {
+            for (int64_t r = 0; r < k; r++)
+                for (int q = 0; q < npix; q++) {
+                    int ci = (int)(r / (s.KH * s.KW)), kh = (int)(r / s.KW % s.KH), kw = (int)(r % s.KW);
+                    int ih = q / Wo * s.stride_h - s.pad_h + kh, iw = q % Wo * s.stride_w - s.pad_w + kw;
+                    col[r * npix + q] = ih < 0 || ih >= s.H || iw < 0 || iw >= s.W
+                                            ? 0.0f
+                                            : x[(((size_t)n * s.C_in + g * cig + ci) * s.H + ih) * s.W + iw];
+                }
+            float *y = unfolded + ((size_t)n * s.C_out + (size_t)g * cog) * npix;
+            for (int co = 0; co < cog; co++)
+                for (int q = 0; q < npix; q++) y[(size_t)co * npix + q] = b ? b[g * cog + co] : 0.0f;
+            mrec_gemm_cpu(y, w + (size_t)g * cog * k, col, NULL, 1, 1, 0, 0, cog, npix, (int)k, (int)k, npix, npix, pools[0]);
+        }
+    mrec_packs *packs = NULL;
+    t_check(mrec_packs_create(&packs, w, w_n) == MREC_OK, "conv2d: creating a pack set");
     for (int p = 0; p < n_pools; p++) {
-        mrec_conv2d_cpu(out, x, w, b, work, &s, pools[p]);
+        mrec_conv2d_cpu(out, x, w, b, &s, NULL, pools[p]);
         char what[160];
         snprintf(what, sizeof what, "conv2d %s N=%d Ci=%d %dx%d Co=%d k=%dx%d s=%d p=%d g=%d", pool_name(pools[p]), s.N,
                  s.C_in, s.H, s.W, s.C_out, s.KH, s.KW, s.stride_h, s.pad_h, s.groups);
         t_allclose(what, ref, out, out_n, (k + 2) * U * (k + 1), 0); /* |x||w| <= 1 per term, |b| <= 1 */
+        if (p == 0 && cog > MREC_GEMM_FEW_ROWS) /* fewer rows take the GEMM's dot-product path */
+            t_check(memcmp(out, unfolded, (size_t)out_n * 4) == 0, "%s: bits differ from the GEMM on the unfolded input", what);
+        /* the weights packed once (twice over: packing, then the kept copy) give the same bits */
+        for (int round = 0; round < 2 && packs; round++) {
+            mrec_conv2d_cpu(again, x, w, b, &s, packs, pools[p]);
+            t_check(memcmp(out, again, (size_t)out_n * 4) == 0, "%s: bits differ with the weights packed once", what);
+        }
     }
-    free(x), free(w), free(b), free(ref), free(out), free(work);
+    mrec_packs_free(packs);
+    free(x), free(w), free(b), free(ref), free(out), free(again), free(col), free(unfolded);
 }
 
 static void test_conv(void) {
@@ -434,6 +516,10 @@ static void test_conv(void) {
     conv_case((mrec_conv2d_shape){1, 4, 8, 8, 6, 3, 3, 2, 2, 1, 1, 2}, 1);     /* groups 2 */
     conv_case((mrec_conv2d_shape){1, 5, 6, 7, 5, 3, 3, 1, 1, 1, 1, 5}, 1);     /* depthwise */
     conv_case((mrec_conv2d_shape){1, 3, 32, 32, 16, 16, 16, 16, 16, 0, 0, 1}, 1); /* ViT patches */
+    /* panels across output rows, K over several KC blocks, C_out over several row blocks */
+    conv_case((mrec_conv2d_shape){1, 32, 20, 23, 150, 3, 3, 1, 1, 1, 1, 1}, 1);
+    conv_case((mrec_conv2d_shape){2, 3, 11, 13, 6, 5, 3, 2, 1, 2, 1, 1}, 1);    /* KH != KW, strides and pads differ */
+    conv_case((mrec_conv2d_shape){1, 2, 5, 5, 5, 3, 3, 1, 1, 3, 3, 1}, 0);      /* padding wider than the kernel */
 }
 
 static void test_batchnorm(void) {
@@ -680,8 +766,7 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
             memcpy(xp + ((size_t)p * Hp + h + s.pad_top) * Wp + s.pad_left, x + ((size_t)p * s.H + h) * s.W, 4 * (size_t)s.W);
     mrec_conv2d_shape g = {s.N, s.C, Hp, Wp, s.C, s.KH, s.KW, s.stride_h, s.stride_w, 0, 0, s.C};
     t_check(mrec_conv2d_out_h(&g) == Ho && mrec_conv2d_out_w(&g) == Wo, "depthwise %s: output size of the grouped conv", what);
-    float *work = malloc((mrec_conv2d_workspace_floats(&g) + 1) * 4);
-    mrec_conv2d_cpu(grp, xp, w, b, work, &g, pools[0]);
+    mrec_conv2d_cpu(grp, xp, w, b, &g, NULL, pools[0]);
     char w2[320];
     snprintf(w2, sizeof w2, "depthwise ref = grouped conv2d on the padded input, %s", what);
     t_allclose(w2, grp, ref, out_n, tol, 0);
@@ -694,13 +779,11 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
     if (s.pad_top == s.pad_bottom && s.pad_left == s.pad_right && s.pad_top == s.pad_left) {
         /* symmetric padding: the grouped conv with its own padding too */
         mrec_conv2d_shape gs = {s.N, s.C, s.H, s.W, s.C, s.KH, s.KW, s.stride_h, s.stride_w, s.pad_top, s.pad_left, s.C};
-        float *work2 = malloc((mrec_conv2d_workspace_floats(&gs) + 1) * 4);
-        mrec_conv2d_cpu(grp, x, w, b, work2, &gs, pools[n_pools - 1]);
+        mrec_conv2d_cpu(grp, x, w, b, &gs, NULL, pools[n_pools - 1]);
         snprintf(w2, sizeof w2, "depthwise = grouped conv2d (symmetric pad), %s", what);
         t_allclose(w2, ref, grp, out_n, tol, 0);
-        free(work2);
     }
-    free(x), free(w), free(b), free(ref), free(out), free(grp), free(xp), free(work);
+    free(x), free(w), free(b), free(ref), free(out), free(grp), free(xp);
 }
 
 static void test_depthwise(void) {
@@ -752,6 +835,7 @@ int main(void) {
         t_skip("%s kernels: this CPU does not support them", mrec_simd_name((mrec_simd)simd));
     test_gemm();
     test_gemm_packed();
+    test_gemm_packed_a();
     test_gemm_bf16();
     test_gemm_batched();
     test_elementwise();

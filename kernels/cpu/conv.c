@@ -1,81 +1,81 @@
-/* conv.c: fast CPU convolution (im2col + GEMM), BatchNorm and 2-D pooling.
+/* conv.c: fast CPU convolution (implicit im2col + GEMM), BatchNorm and
+ * 2-D pooling.
  *
  * A conv of one image and one group is a GEMM:
  *   out (C_out/g, Ho*Wo) = weight (C_out/g, C_in/g*KH*KW) @ col (C_in/g*KH*KW, Ho*Wo)
- * where col is the unfolded input (im2col). A 1x1, stride-1, unpadded conv
- * needs no unfolding: col is the input itself. The caller provides col's
- * memory (mrec_conv2d_workspace_floats), sized once for the largest layer.
+ * where col is the unfolded input (im2col). col is never written: the GEMM
+ * asks for it panel by panel (NR pixels, KC rows of col at a time) and
+ * fill_panel gathers each panel straight from the input, so the unfolded
+ * matrix (9x the input for a 3x3 conv) costs neither memory nor a pass.
+ * The weights, packed for the GEMM, come from the pack set when they are in
+ * it (an encoder at inference) and are packed again per call otherwise.
  */
 #include "../mrec_kernels.h"
+#include "gemm_internal.h"
 #include "parallel.h"
 
 #include <math.h>
 #include <string.h>
 
-static int is_pointwise(const mrec_conv2d_shape *s) {
-    return s->KH == 1 && s->KW == 1 && s->stride_h == 1 && s->stride_w == 1 &&
-           s->pad_h == 0 && s->pad_w == 0;
-}
-
-size_t mrec_conv2d_workspace_floats(const mrec_conv2d_shape *s) {
-    if (is_pointwise(s)) return 0;
-    size_t rows = (size_t)(s->C_in / s->groups) * s->KH * s->KW;
-    return rows * (size_t)mrec_conv2d_out_h(s) * (size_t)mrec_conv2d_out_w(s);
-}
-
 typedef struct {
-    float *col;
     const float *in; /* (C_in/g, H, W) of one image and group */
     const mrec_conv2d_shape *s;
-    int Ho, Wo;
-} im2col_args;
+    int Wo;
+} unfold;
 
-/* One row of col per (ci, kh, kw). */
-static void im2col_range(void *arg, int64_t lo, int64_t hi) {
-    im2col_args *a = arg;
-    const mrec_conv2d_shape *s = a->s;
-    for (int64_t row = lo; row < hi; row++) {
-        int kw = (int)(row % s->KW), kh = (int)(row / s->KW % s->KH), ci = (int)(row / s->KW / s->KH);
-        const float *plane = a->in + (size_t)ci * s->H * s->W;
-        float *dst = a->col + (size_t)row * a->Ho * a->Wo;
-        for (int oh = 0; oh < a->Ho; oh++) {
-            int ih = oh * s->stride_h - s->pad_h + kh;
-            float *d = dst + (size_t)oh * a->Wo;
+/* The (kc, NR) panel of col: rows p0.. (each a (ci, kh, kw)), pixels
+ * j0..j0+cols. A panel's pixels are runs along output rows; with stride 1
+ * a run reads one contiguous stretch of an input row, padding aside. */
+static void fill_panel(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR) {
+    const unfold *u = arg;
+    const mrec_conv2d_shape *s = u->s;
+    int kw = p0 % s->KW, kh = p0 / s->KW % s->KH, ci = p0 / s->KW / s->KH; /* of row p0 + k, stepped below */
+    for (int k = 0; k < kc; k++) {
+        const float *plane = u->in + (size_t)ci * s->H * s->W;
+        float *d = dst + (size_t)k * NR;
+        for (int j = 0, oh = j0 / u->Wo, ow = j0 % u->Wo; j < cols; oh++, ow = 0) {
+            int run = cols - j < u->Wo - ow ? cols - j : u->Wo - ow;
+            int ih = oh * s->stride_h - s->pad_h + kh, iw0 = ow * s->stride_w - s->pad_w + kw;
             if (ih < 0 || ih >= s->H) {
-                memset(d, 0, (size_t)a->Wo * sizeof(float));
-                continue;
+                memset(d + j, 0, sizeof(float) * (size_t)run);
+            } else if (s->stride_w == 1) {
+                /* iw = iw0 + t is inside the row for t in [lo, hi) */
+                int lo = iw0 < 0 ? -iw0 : 0, hi = s->W - iw0 < run ? s->W - iw0 : run;
+                if (lo > run) lo = run;
+                if (hi < lo) hi = lo;
+                for (int t = 0; t < lo; t++) d[j + t] = 0.0f;
+                if (hi > lo) memcpy(d + j + lo, plane + (size_t)ih * s->W + (iw0 + lo), sizeof(float) * (size_t)(hi - lo));
+                for (int t = hi; t < run; t++) d[j + t] = 0.0f;
+            } else {
+                const float *src = plane + (size_t)ih * s->W;
+                for (int t = 0, iw = iw0; t < run; t++, iw += s->stride_w) d[j + t] = iw >= 0 && iw < s->W ? src[iw] : 0.0f;
             }
-            const float *src = plane + (size_t)ih * s->W;
-            for (int ow = 0; ow < a->Wo; ow++) {
-                int iw = ow * s->stride_w - s->pad_w + kw;
-                d[ow] = (iw >= 0 && iw < s->W) ? src[iw] : 0.0f;
-            }
+            j += run;
+        }
+        for (int j = cols; j < NR; j++) d[j] = 0.0f;
+        if (++kw == s->KW) {
+            kw = 0;
+            if (++kh == s->KH) kh = 0, ci++;
         }
     }
 }
 
-void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
-                     float *work, const mrec_conv2d_shape *s, mrec_pool *pool) {
+void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias, const mrec_conv2d_shape *s,
+                     mrec_packs *packs, mrec_pool *pool) {
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;
     for (int n = 0; n < s->N; n++) {
         for (int g = 0; g < s->groups; g++) {
-            const float *x = in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W;
+            unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo};
             float *y = out + ((size_t)n * s->C_out + (size_t)g * cog) * npix;
-            const float *col = x;
-            if (!is_pointwise(s)) {
-                im2col_args a = {work, x, s, Ho, Wo};
-                mrec_parallel_range(pool, krows, 1, im2col_range, &a);
-                col = work;
-            }
             /* The bias is per output row, GEMM's per column: put it in C first. */
             for (int co = 0; co < cog; co++) {
                 float b = bias ? bias[g * cog + co] : 0.0f;
                 for (int p = 0; p < npix; p++) y[(size_t)co * npix + p] = b;
             }
-            mrec_gemm_cpu(y, weight + (size_t)g * cog * krows, col, NULL, 1.0f, 1.0f, 0, 0,
-                          cog, npix, krows, krows, npix, npix, pool);
+            mrec_gemm_filled_cpu(y, weight + (size_t)g * cog * krows, fill_panel, &u, NULL, 1.0f, 1.0f, cog, npix, krows, krows,
+                                 npix, packs, pool);
         }
     }
 }

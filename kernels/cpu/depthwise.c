@@ -3,7 +3,7 @@
  * EfficientNet's MBConv blocks use them: references and CPU versions.
  *
  * A depthwise conv has one input channel per output channel, so lowering it
- * to im2col + GEMM (mrec_conv2d_cpu with groups = C) runs C GEMMs of one row
+ * to a GEMM (mrec_conv2d_cpu with groups = C) runs C GEMMs of one row
  * each and unfolds KH*KW copies of the input: memory-bound twice over. Here
  * each task owns one (image, channel) plane and, for every output row and
  * tap, adds weight * input over the span of columns whose tap lands inside

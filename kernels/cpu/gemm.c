@@ -57,6 +57,12 @@ typedef struct {
      * bpacked + p0 * bpacked_n + j0 * kc, panels of (kc, NR) in column order */
     const float *bpacked;
     int64_t bpacked_n;
+    /* op(A) packed once (a convolution's weights), or NULL: block (i0, p0)
+     * is at apacked_block(), panels of (kc, MR) in row order */
+    const float *apacked;
+    /* op(B) filled panel by panel by a function (mrec_gemm_filled_cpu), or NULL */
+    mrec_gemm_fill_b fill;
+    void *fill_arg;
     /* shared-B path: the current (jc, pc) block and how tasks split it */
     float *bpack;
     int j0, nc, p0, kc, m_blocks, j_chunks, j_chunk;
@@ -129,6 +135,34 @@ static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int
     }
 }
 
+/* pack_b for a job: from B, or from the job's fill function. */
+static void pack_b_job(const gemm_job *g, float *dst, const float *B, int p0, int kc, int j0, int nc, int panel_lo, int panel_hi) {
+    if (!g->fill) {
+        pack_b(dst, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, panel_lo, panel_hi, g->packer);
+        return;
+    }
+    for (int panel = panel_lo; panel < panel_hi; panel++) {
+        int jr = panel * g->NR, cols = nc - jr < g->NR ? nc - jr : g->NR;
+        g->fill(g->fill_arg, dst + (size_t)panel * kc * g->NR, p0, kc, j0 + jr, cols, g->NR);
+    }
+}
+
+/* Where block (i0, p0) of a whole packed op(A) lies: row blocks of MC one
+ * after another, each holding its KC blocks in turn, every block padded to
+ * whole MR panels (MC is a multiple of MR, so block i0 starts at i0 * K). */
+static const float *apacked_block(const gemm_job *g, int i0, int mc, int p0) {
+    int mcp = (mc + g->MR - 1) / g->MR * g->MR;
+    return g->apacked + (int64_t)i0 * g->K + (int64_t)p0 * mcp;
+}
+
+/* op(A)[i0 : i0+mc, p0 : p0+kc] packed for the micro-kernel: from the
+ * copy packed once, or packed now into the task's scratch. */
+static const float *a_block(const gemm_job *g, float *scratch, const float *A, int i0, int mc, int p0, int kc) {
+    if (g->apacked) return apacked_block(g, i0, mc, p0);
+    pack_a(scratch, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
+    return scratch;
+}
+
 /* With beta = 0 and no bias, the first K slice overwrites C and no
  * prologue pass is needed (nor any read of C's old contents). */
 static int needs_prologue(const gemm_job *g) { return g->beta != 0.0f || g->bias != NULL || g->K == 0; }
@@ -159,7 +193,7 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
 static void pack_b_task(void *arg, int task, int thread) {
     (void)thread;
     const gemm_job *g = arg;
-    pack_b(g->bpack, g->B, g->ldb, g->trans_b, g->p0, g->kc, g->j0, g->nc, g->NR, task, task + 1, g->packer);
+    pack_b_job(g, g->bpack, g->B, g->p0, g->kc, g->j0, g->nc, task, task + 1);
 }
 
 static void shared_b_task(void *arg, int task, int thread) {
@@ -171,8 +205,7 @@ static void shared_b_task(void *arg, int task, int thread) {
     int pro = needs_prologue(g);
     if (g->p0 == 0 && pro) prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
     if (g->kc == 0) return;
-    float *apack = mrec_pool_scratch(g->pool, thread);
-    pack_a(apack, g->A, g->lda, g->trans_a, i0, mc, g->p0, g->kc, g->MR, g->packer);
+    const float *apack = a_block(g, mrec_pool_scratch(g->pool, thread), g->A, i0, mc, g->p0, g->kc);
     macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc, g->p0 == 0 && !pro);
 }
 
@@ -222,9 +255,8 @@ static void private_task(void *arg, int task, int thread) {
         if (g->bpacked)
             bpack = (float *)g->bpacked + p0 * g->bpacked_n + (int64_t)j0 * kc;
         else
-            pack_b(bpack, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, 0, (nc + g->NR - 1) / g->NR, g->packer);
-        pack_a(apack, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
-        macro_kernel(g, C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0 && !pro);
+            pack_b_job(g, bpack, B, p0, kc, j0, nc, 0, (nc + g->NR - 1) / g->NR);
+        macro_kernel(g, C, a_block(g, apack, A, i0, mc, p0, kc), bpack, i0, mc, j0, 0, nc, kc, p0 == 0 && !pro);
     }
 }
 
@@ -315,7 +347,7 @@ static void gemm_run(gemm_job *g, int batch) {
     pick_kernel(g);
     int threads = mrec_pool_threads(g->pool);
     g->m_blocks = (g->M + MREC_GEMM_MC - 1) / MREC_GEMM_MC;
-    if (batch == 1 && g->M <= FEW_ROWS) {
+    if (batch == 1 && g->M <= FEW_ROWS && !g->fill) { /* a filled B exists only as panels */
         int chunks = 4 * threads;
         g->j_chunk = (g->N + chunks - 1) / chunks;
         if (g->j_chunk < 64) g->j_chunk = 64;
@@ -448,6 +480,37 @@ static void pack_whole_b(void *dst, void *arg) {
     }
 }
 
+/* The same for all of op(A): a task per (row block, KC block), each at
+ * apacked_block()'s place. */
+static void pack_a_task(void *arg, int task, int thread) {
+    (void)thread;
+    const gemm_job *g = arg;
+    int k_blocks = (g->K + MREC_GEMM_KC - 1) / MREC_GEMM_KC;
+    int i0 = task / k_blocks * MREC_GEMM_MC, p0 = task % k_blocks * MREC_GEMM_KC;
+    int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC, kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
+    pack_a((float *)apacked_block(g, i0, mc, p0), g->A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
+}
+
+static void pack_whole_a(void *dst, void *arg) {
+    gemm_job pack = *(const gemm_job *)arg;
+    pack.apacked = dst;
+    int k_blocks = (pack.K + MREC_GEMM_KC - 1) / MREC_GEMM_KC;
+    mrec_pool_run(pack.pool, pack_a_task, &pack, (pack.M + MREC_GEMM_MC - 1) / MREC_GEMM_MC * k_blocks);
+}
+
+/* Pack-set tags of the fp32 layouts: B by packer and NR, A by packer and MR. */
+static int tag_b(const gemm_job *g) { return g->packer * 1000 + g->NR; }
+static int tag_a(const gemm_job *g) { return 100000 + g->packer * 1000 + g->MR; }
+
+/* A convolution's weights are its A (C_out x C_in k k, row-major): taken
+ * from the pack set, packed on first use. */
+static void use_packed_a(gemm_job *g, mrec_packs *packs) {
+    if (!packs || g->trans_a || g->lda != g->K || g->M <= FEW_ROWS || g->N <= 0 || g->K <= 0) return;
+    pick_kernel(g);
+    int64_t m_pad = ((int64_t)g->M + g->MR - 1) / g->MR * g->MR;
+    g->apacked = mrec_packs_cached(packs, g->A, g->M, g->K, tag_a(g), (size_t)m_pad * g->K * sizeof(float), pack_whole_a, g);
+}
+
 void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float *bias,
                           float alpha, float beta, int trans_a, int trans_b,
                           int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool) {
@@ -460,9 +523,19 @@ void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float 
     if (packs && trans_b && ldb == K && M > FEW_ROWS && N > 0 && K > 0) {
         pick_kernel(&g);
         g.bpacked_n = ((int64_t)N + g.NR - 1) / g.NR * g.NR;
-        g.bpacked = mrec_packs_cached(packs, B, N, K, g.packer * 1000 + g.NR, (size_t)g.bpacked_n * K * sizeof(float),
-                                      pack_whole_b, &g);
+        g.bpacked = mrec_packs_cached(packs, B, N, K, tag_b(&g), (size_t)g.bpacked_n * K * sizeof(float), pack_whole_b, &g);
     }
+    use_packed_a(&g, packs);
+    gemm_run(&g, 1);
+}
+
+void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *bias, float alpha,
+                          float beta, int M, int N, int K, int lda, int ldc, mrec_packs *packs, mrec_pool *pool) {
+    gemm_job g = {
+        .C = C, .A = A, .bias = bias, .alpha = alpha, .beta = beta, .M = M, .N = N, .K = K,
+        .lda = lda, .ldc = ldc, .pool = pool, .fill = fill, .fill_arg = fill_arg,
+    };
+    use_packed_a(&g, packs);
     gemm_run(&g, 1);
 }
 
