@@ -152,6 +152,20 @@ static void test_gemm(void) {
     gemm_case(37, 41, 43, 0, 1, 1, 0.5f, 1.0f, 3);
     gemm_case(37, 41, 43, 1, 0, 0, -2.0f, 0.25f, 5);
     gemm_case(64, 768, 768, 0, 1, 1, 1.0f, 0.0f, 0);
+    {
+        /* a shared B and private tiles (20 rows) give a row of C the same bits
+         * through many KC blocks and two column blocks */
+        int N = 400, K = 5500;
+        float *A = randv((int64_t)150 * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
+        float *c150 = calloc((size_t)150 * N, 4), *c20 = calloc((size_t)20 * N, 4);
+        for (int p = 0; p < n_pools; p++) {
+            mrec_gemm_cpu(c150, A, B, NULL, 1, 0, 0, 0, 150, N, K, K, N, N, pools[p]);
+            mrec_gemm_cpu(c20, A, B, NULL, 1, 0, 0, 0, 20, N, K, K, N, N, pools[p]);
+            t_check(memcmp(c150, c20, (size_t)20 * N * 4) == 0, "gemm K=5500: rows differ between the shared and private paths (%s)",
+                    pool_name(pools[p]));
+        }
+        free(A), free(B), free(c150), free(c20);
+    }
 
     /* The result does not depend on the thread count (same SIMD level), at
      * the height that shares a packed B and at one that does not. */
