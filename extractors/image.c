@@ -238,11 +238,13 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     mrec_packs *caller_packs = ctx->packs;
     ctx->packs = e->packs;
     if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, slot_bytes, on_gpu ? dev : NULL, producer_threads(ctx, e->decode_threads));
+    double encode = 0, write = 0;
     for (int k = 0; k < n_batches && !st; k++) {
         int slot;
         void *host;
         const void *pixels;
         if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &pixels))) break;
+        double t0 = mrec_stage_clock();
         /* the job's numbers now: once released, the slot takes batch k + 2 */
         int first = d.job[slot].first, count = d.job[slot].count, m = d.job[slot].m;
         if (m) {
@@ -266,9 +268,12 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
         if (!st && m) st = mrec_event_sync(ctx, back);
         for (int i = 0, r = 0; !st && i < count; i++)
             if (ok[first + i]) memcpy(out + (size_t)(first + i) * D, feats + (size_t)r++ * D, sizeof(float) * (size_t)D);
-        if (!st && e->batch_done) st = e->batch_done(e->batch_done_ctx, first, count);
+        double t1 = mrec_stage_clock();
+        encode += t1 - t0;
+        if (!st && e->batch_done) st = e->batch_done(e->batch_done_ctx, first, count), write += mrec_stage_clock() - t1;
         if (!st && e->progress) e->progress(e->progress_ctx, first + count, n);
     }
+    if (e->times) mrec_batch_pipe_add_times(pipe, e->times), e->times->encode += encode, e->times->write += write;
     mrec_batch_pipe_stop(pipe); /* after a failure, waits for the batch the producers were on */
     mrec_event_destroy(ctx, back);
     mrec_host_free(ctx, feats);

@@ -47,6 +47,19 @@ typedef struct {
 
 typedef struct mrec_batch_pipe mrec_batch_pipe;
 
+/* Where an encoder's time went (mrec_image_encoder.times, mrec_text_encoder.times): seconds, added up over
+ * its embed calls. Preparing overlaps encoding, so the parts add up to more than the wall time. */
+typedef struct {
+    double prepare;        /* decoding + preprocessing images, or tokenizing + gathering texts: thread-seconds */
+    double prepare_caller; /* of prepare, on the encoding thread (it prepares a batch rather than wait for it) */
+    double wait;           /* the encoding thread waiting for a batch that other threads are preparing */
+    double encode;         /* forward passes, with their outputs back on the host */
+    double write;          /* the caller's batch_done: writing one batch while the next encodes */
+} mrec_stage_times;
+
+/* Seconds on a monotonic clock. */
+double mrec_stage_clock(void);
+
 /* host_bytes: a slot's size. dev: two device slots of host_bytes each (carved by the caller from the context's
  * workspace) for the uploads, or NULL (the forward reads the host slot). producers: threads preparing ahead (0: the
  * caller prepares every batch itself). */
@@ -59,6 +72,8 @@ mrec_status mrec_batch_pipe_start(mrec_batch_pipe **out, mrec_context *ctx, cons
 mrec_status mrec_batch_pipe_next(mrec_batch_pipe *p, int batch, int *slot, void **host, const void **input);
 /* The forward that reads the batch is queued: its slot may be prepared again once the compute stream passes here. */
 mrec_status mrec_batch_pipe_release(mrec_batch_pipe *p, int batch);
+/* Adds the pipe's preparing and waiting so far to t (prepare, prepare_caller, wait); p may be NULL. */
+void mrec_batch_pipe_add_times(mrec_batch_pipe *p, mrec_stage_times *t);
 /* Stops and joins the producers, waits for uploads in flight, frees the slots. Safe after an error; p may be NULL. */
 void mrec_batch_pipe_stop(mrec_batch_pipe *p);
 

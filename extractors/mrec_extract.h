@@ -18,6 +18,7 @@
 #include "../nn/mrec_bert.h"
 #include "../nn/mrec_clip.h"
 #include "../tokenizers/mrec_tokenizer.h"
+#include "mrec_batch_pipe.h"
 
 /* ---- item tables (CSV / TSV with a header) ---- */
 
@@ -59,6 +60,7 @@ typedef struct {
     /* the weights packed once for the CPU's GEMMs, as they are first used (see mrec_packs): they cost about
      * the weights' bytes again; NULL on a GPU, or to do without (free it and set NULL before embedding) */
     mrec_packs *packs;
+    mrec_stage_times *times; /* when set, each embed call adds where its time went (tokenizing is "prepare") */
 } mrec_text_encoder;
 
 /* Loads the folder; pooling / normalize / max length from the

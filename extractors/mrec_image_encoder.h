@@ -25,6 +25,7 @@
 #include "../nn/mrec_efficientnet.h"
 #include "../nn/mrec_resnet.h"
 #include "../nn/mrec_vit.h"
+#include "mrec_batch_pipe.h"
 #include "mrec_preprocess.h"
 
 typedef enum {
@@ -54,6 +55,7 @@ typedef struct {
     /* the weights packed once for the CPU's GEMMs, as they are first used (see mrec_packs): they cost about
      * the bytes of the weights used as nn.Linear's W or as convolutions' weights again; NULL on a GPU or to do without */
     mrec_packs *packs;
+    mrec_stage_times *times; /* when set, each embed call adds where its time went (decoding is "prepare") */
 } mrec_image_encoder;
 
 /* What the model path holds: a folder's config.json model_type (vit, clip,

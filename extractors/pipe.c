@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_PRODUCERS 16
 
@@ -39,7 +40,14 @@ struct mrec_batch_pipe {
     pthread_cond_t cv;
     pthread_t threads[MAX_PRODUCERS];
     int n_threads;
+    double prepare, prepare_caller, wait; /* seconds, under mu (mrec_stage_times) */
 };
+
+double mrec_stage_clock(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 /* With the lock held: a slot to work on (batch `only` when >= 0), beginning the next batch when its slot is
  * free; -1 when there is nothing to do now. */
@@ -69,16 +77,26 @@ static mrec_status upload(mrec_batch_pipe *p, int s, size_t bytes) {
     return st;
 }
 
-/* With the lock held, returns with it held: works on slot s, and finishes it when this thread is the last out. */
-static void run_slot(mrec_batch_pipe *p, int s) {
+/* Adds a stretch of preparing to the totals, with the lock held. */
+static void count_prepare(mrec_batch_pipe *p, double secs, int caller) {
+    p->prepare += secs;
+    if (caller) p->prepare_caller += secs;
+}
+
+/* With the lock held, returns with it held: works on slot s, and finishes it when this thread is the last out.
+ * caller: the thread is the encoding thread, inside next(). */
+static void run_slot(mrec_batch_pipe *p, int s, int caller) {
     slot_state *q = &p->slot[s];
     int batch = q->batch;
     q->active++;
     pthread_mutex_unlock(&p->mu);
+    double t0 = mrec_stage_clock();
     mrec_status st = p->jobs.work(p->jobs.arg, batch, s, p->host[s]);
     char detail[512] = "";
     if (st) snprintf(detail, sizeof detail, "%s", mrec_error_detail()); /* the detail is this thread's */
+    double t1 = mrec_stage_clock();
     pthread_mutex_lock(&p->mu);
+    count_prepare(p, t1 - t0, caller);
     q->exhausted = 1;
     if (st && !q->st) q->st = st, memcpy(q->detail, detail, sizeof detail);
     if (--q->active || q->state != SLOT_WORKING) return;
@@ -86,11 +104,14 @@ static void run_slot(mrec_batch_pipe *p, int s) {
     pthread_mutex_unlock(&p->mu);
     size_t bytes = 0;
     st = q->st;
+    t0 = mrec_stage_clock();
     if (!st) st = p->jobs.finish(p->jobs.arg, batch, s, p->host[s], &bytes);
     if (!st && bytes > p->host_bytes) st = mrec_fail(MREC_ERR_ARG, "batch %d: %zu bytes to upload, the slot holds %zu", batch, bytes, p->host_bytes);
     if (!st && bytes && p->dev[0]) st = upload(p, s, bytes);
     if (st && !q->st) snprintf(detail, sizeof detail, "%s", mrec_error_detail());
+    t1 = mrec_stage_clock();
     pthread_mutex_lock(&p->mu);
+    count_prepare(p, t1 - t0, caller);
     if (st && !q->st) q->st = st, memcpy(q->detail, detail, sizeof detail);
     if (!st && bytes && p->dev[0]) q->upload = bytes, q->uploaded_recorded = 1;
     q->state = st ? SLOT_FAILED : SLOT_READY;
@@ -104,7 +125,7 @@ static void *producer(void *arg) {
     while (!p->stop) {
         int s = pick(p, -1);
         if (s < 0) pthread_cond_wait(&p->cv, &p->mu);
-        else run_slot(p, s);
+        else run_slot(p, s, 0);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -152,8 +173,13 @@ mrec_status mrec_batch_pipe_next(mrec_batch_pipe *p, int batch, int *slot, void 
             return mrec_fail(MREC_ERR_ARG, "batch pipe: batch %d asked for after a failed batch", batch);
         }
         int t = pick(p, batch);
-        if (t >= 0) run_slot(p, t); /* help rather than wait */
-        else pthread_cond_wait(&p->cv, &p->mu);
+        if (t >= 0) {
+            run_slot(p, t, 1); /* help rather than wait */
+        } else {
+            double t0 = mrec_stage_clock();
+            pthread_cond_wait(&p->cv, &p->mu);
+            p->wait += mrec_stage_clock() - t0;
+        }
     }
     slot_state *q = &p->slot[s];
     mrec_status st = q->st;
@@ -189,6 +215,13 @@ mrec_status mrec_batch_pipe_release(mrec_batch_pipe *p, int batch) {
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     return MREC_OK;
+}
+
+void mrec_batch_pipe_add_times(mrec_batch_pipe *p, mrec_stage_times *t) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    t->prepare += p->prepare, t->prepare_caller += p->prepare_caller, t->wait += p->wait;
+    pthread_mutex_unlock(&p->mu);
 }
 
 void mrec_batch_pipe_stop(mrec_batch_pipe *p) {

@@ -228,8 +228,10 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     if (!ids || !mask || !lens || !order) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
     if (!st) st = mrec_host_alloc(ctx, (void **)&pooled, sizeof *pooled * (size_t)B * D);
     if (!st) st = mrec_event_create(ctx, &back);
+    double t_tok = mrec_stage_clock();
     if (!st && mrec_tokenizer_encode_batch(e->tok, texts, NULL, n, &opt, L, ids, NULL, mask, lens))
         st = mrec_fail(MREC_ERR_ARG, "tokenizing: %s", mrec_tok_error_detail());
+    t_tok = mrec_stage_clock() - t_tok; /* on the encoding thread, before any batch */
     /* the workspace: the batch's outputs, then the model's activations */
     mrec_arena measure = mrec_arena_measure();
     batch_out dev;
@@ -250,11 +252,13 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     ctx->packs = e->packs;
     int producers = e->producers >= 0 ? e->producers : ctx->device != MREC_DEVICE_CPU ? 1 : 0;
     if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, sizeof(int32_t) * 2 * (size_t)B * L, NULL, producers);
+    double encode = 0;
     for (int k = 0; k < n_batches && !st; k++) {
         int slot;
         void *host;
         const void *input;
         if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &input))) break;
+        double t0 = mrec_stage_clock();
         int at = g.job[slot].at, b = g.job[slot].b, T = g.job[slot].T; /* once released, the slot takes batch k + 2 */
         const int32_t *bids = input, *bmask = bids + (size_t)B * L;
         if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, dev.pooled);
@@ -270,7 +274,12 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
         if (!st) st = mrec_event_sync(ctx, back);
         if (st) break;
         for (int r = 0; r < b; r++) memcpy(out + (size_t)order[at + r].index * D, pooled + (size_t)r * D, sizeof *out * (size_t)D);
+        encode += mrec_stage_clock() - t0;
         if (e->progress) e->progress(e->progress_ctx, at + b, n);
+    }
+    if (e->times) {
+        mrec_batch_pipe_add_times(pipe, e->times);
+        e->times->prepare += t_tok, e->times->prepare_caller += t_tok, e->times->encode += encode;
     }
     mrec_batch_pipe_stop(pipe);
     ctx->packs = caller_packs;

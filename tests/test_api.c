@@ -90,19 +90,27 @@ static void test_images(const char *model) {
     if (t_status(mrec_encoder_embed_images(enc, photos, N_PHOTOS, got), MREC_OK, "%s: embed %d photos", model, N_PHOTOS) &&
         t_status(mrec_context_create(&ctx, &co), MREC_OK, "context")) {
         if (t_status(mrec_image_encoder_load(&ref, model, NULL, NULL), MREC_OK, "extractor's encoder")) {
-            ref.batch_size = 3, ref.decode_threads = 1;
+            mrec_stage_times times = {0};
+            ref.batch_size = 3, ref.decode_threads = 1, ref.times = &times;
             if (t_status(mrec_image_encoder_embed(ctx, &ref, photos, N_PHOTOS, want, ok, errors), MREC_OK, "extractor's embed"))
                 t_check(!memcmp(got, want, sizeof *got * N_PHOTOS * d), "%s: the public call equals the extractor, bit for bit", model);
             for (int i = 0; i < N_PHOTOS; i++) free(errors[i]);
-            if (ref.kind != MREC_IMAGE_RESNET) { /* weights packed once against packed per call: the same bytes */
-                t_check(mrec_packs_bytes(ref.packs) > 0, "%s: the weights were packed on first use", model);
-                mrec_packs_free(ref.packs), ref.packs = NULL;
-                float *again = malloc(sizeof *again * N_PHOTOS * (size_t)d);
-                if (t_status(mrec_image_encoder_embed(ctx, &ref, photos, N_PHOTOS, again, ok, errors), MREC_OK, "unpacked embed"))
-                    t_check(!memcmp(again, want, sizeof *got * N_PHOTOS * d), "%s: packed and unpacked weights, the same bytes", model);
-                for (int i = 0; i < N_PHOTOS; i++) free(errors[i]);
-                free(again);
-            }
+            t_check(times.prepare > 0 && times.encode > 0 && times.prepare_caller <= times.prepare && times.wait >= 0 && times.write == 0,
+                    "%s: stage times: decode %g s (%g on the encoding thread), encode %g s, wait %g s, write %g s", model, times.prepare,
+                    times.prepare_caller, times.encode, times.wait, times.write);
+            /* weights packed once against packed per call: the same bytes */
+            t_check(mrec_packs_bytes(ref.packs) > 0, "%s: the weights were packed on first use", model);
+            mrec_packs_free(ref.packs), ref.packs = NULL;
+            float *again = malloc(sizeof *again * N_PHOTOS * (size_t)d);
+            /* no decoding threads: the encoding thread decodes every batch itself, and never waits */
+            times = (mrec_stage_times){0};
+            ref.decode_threads = 0;
+            if (t_status(mrec_image_encoder_embed(ctx, &ref, photos, N_PHOTOS, again, ok, errors), MREC_OK, "unpacked embed"))
+                t_check(!memcmp(again, want, sizeof *got * N_PHOTOS * d), "%s: packed and unpacked weights, the same bytes", model);
+            t_check(times.prepare > 0 && times.prepare_caller == times.prepare && times.wait == 0,
+                    "%s: decoding on the encoding thread only: %g of %g s, wait %g s", model, times.prepare_caller, times.prepare, times.wait);
+            for (int i = 0; i < N_PHOTOS; i++) free(errors[i]);
+            free(again);
             mrec_image_encoder_free(&ref);
         }
         mrec_context_destroy(ctx);

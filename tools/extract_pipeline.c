@@ -202,6 +202,8 @@ int mrec_extract_text_run(const mrec_text_extract_spec *spec, mrec_extract_resul
     mrec_progress prog;
     mrec_progress_start(&prog, "extract-text", n);
     enc.progress = mrec_progress_update, enc.progress_ctx = &prog;
+    mrec_stage_times times = {0};
+    enc.times = &times;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!rc && !per_item && (st = mrec_text_encoder_embed(ctx, &enc, texts, n, emb))) rc = fail("extract-text", "embedding", st);
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -269,7 +271,7 @@ int mrec_extract_text_run(const mrec_text_extract_spec *spec, mrec_extract_resul
                                                                                          : "pooler");
         fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n - kept, D, how,
                 enc.normalize ? ", normalized" : "", secs, secs > 0 ? (n - kept) / secs : 0);
-        fprintf(stderr, "time: tokenize + encode %.2f s, write %.2f s\n", secs, mrec_now() - t_write);
+        fprintf(stderr, "time: tokenize %.2f s, encode %.2f s, write %.2f s\n", times.prepare, times.encode, mrec_now() - t_write);
         if (n_empty)
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,
                     !skip_empty ? "embedded the empty string" : "left out (not in the output)");
@@ -402,6 +404,8 @@ int mrec_extract_image_run(const mrec_image_extract_spec *spec, mrec_extract_res
     image_rows_out w = {.dir = od.scratch, .ids = (const char *const *)items.ids, .model = model, .feat = feat, .good = good, .D = D,
                         .per_item = per_item};
     if (loaded) enc.batch_done = image_rows_done, enc.batch_done_ctx = &w;
+    mrec_stage_times times = {0};
+    enc.times = &times;
     double embed_secs = 0;
     char path[4400];
     for (int i = 0; !rc && i < n; i++) good[i] = 0, errors[i] = NULL;
@@ -478,7 +482,11 @@ int mrec_extract_image_run(const mrec_image_extract_spec *spec, mrec_extract_res
         double secs = embed_secs;
         fprintf(stderr, "mrec extract-image: %d images (%d-d %s, preset %s) in %.2f s, %.1f images/s\n", n_ok - kept, D,
                 mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? (n - kept) / secs : 0);
-        fprintf(stderr, "time: decode + encode %.2f s (decoding overlaps the forward passes), write %.2f s\n", secs, write_secs + mrec_now() - t_write);
+        /* decoding runs beside the forward passes: its thread-seconds overlap the encoding */
+        fprintf(stderr,
+                "time: decode + preprocess %.2f thread-s (%.2f s of it on the encoding thread), encode %.2f s, waiting for "
+                "decoded images %.2f s, write %.2f s\n",
+                times.prepare, times.prepare_caller, times.encode, times.wait, write_secs + mrec_now() - t_write);
     }
     res->n_items = n, res->n_embedded = rc ? 0 : n_ok - kept, res->n_kept = kept, res->n_skipped = rc ? 0 : n - n_ok, res->dim = D;
     if (!rc && spec->run.keep) {
