@@ -15,9 +15,10 @@
 set -eu
 [ $# -ge 2 ] || { echo "usage: bench/catalogue.sh RESNET50 TEXT_MODEL [THREADS]" >&2; exit 2; }
 resnet=$1 text=$2 threads=${3:-2}
-data=${MREC_DATA:-../shared/data}/hm-fashion-sample
+data=$(cd "${MREC_DATA:-../shared/data}/hm-fashion-sample" && pwd) # absolute: the image table's paths are read from its folder
 mrec=${MREC:-build/cpu/mrec}
 [ -d "$data/images" ] || { echo "catalogue.sh: $data/images not found" >&2; exit 2; }
+[ -e "$mrec" ] || { echo "catalogue.sh: $mrec not found (make)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 { printf 'id\tpath\n'; find "$data/images" -name '*.jpg' | sort | awk -F/ '{id = $NF; sub(/\.jpg$/, "", id); print id "\t" $0}'; } > "$work/images.tsv"

@@ -50,15 +50,17 @@ typedef struct mrec_batch_pipe mrec_batch_pipe;
 /* Where an encoder's time went (mrec_image_encoder.times, mrec_text_encoder.times): seconds, added up over
  * its embed calls. Preparing overlaps encoding, so the parts add up to more than the wall time. */
 typedef struct {
-    double prepare;        /* decoding + preprocessing images, or tokenizing + gathering texts: thread-seconds */
+    double prepare;        /* decoding + preprocessing images, or tokenizing + gathering texts: CPU seconds of
+                            * the threads that did it (a thread waiting for a core does not count) */
     double prepare_caller; /* of prepare, on the encoding thread (it prepares a batch rather than wait for it) */
     double wait;           /* the encoding thread waiting for a batch that other threads are preparing */
     double encode;         /* forward passes, with their outputs back on the host */
     double write;          /* the caller's batch_done: writing one batch while the next encodes */
 } mrec_stage_times;
 
-/* Seconds on a monotonic clock. */
+/* Seconds on a monotonic clock, and the calling thread's CPU seconds. */
 double mrec_stage_clock(void);
+double mrec_stage_cpu(void);
 
 /* host_bytes: a slot's size. dev: two device slots of host_bytes each (carved by the caller from the context's
  * workspace) for the uploads, or NULL (the forward reads the host slot). producers: threads preparing ahead (0: the

@@ -271,7 +271,7 @@ int mrec_extract_text_run(const mrec_text_extract_spec *spec, mrec_extract_resul
                                                                                          : "pooler");
         fprintf(stderr, "mrec extract-text: %d items embedded (%d-d, %s%s) in %.2f s, %.1f items/s\n", n - kept, D, how,
                 enc.normalize ? ", normalized" : "", secs, secs > 0 ? (n - kept) / secs : 0);
-        fprintf(stderr, "time: tokenize %.2f s, encode %.2f s, write %.2f s\n", times.prepare, times.encode, mrec_now() - t_write);
+        fprintf(stderr, "time: tokenize %.2f CPU-s, encode %.2f s, write %.2f s\n", times.prepare, times.encode, mrec_now() - t_write);
         if (n_empty)
             fprintf(stderr, "mrec extract-text: %d items had empty text: %s\n", n_empty,
                     !skip_empty ? "embedded the empty string" : "left out (not in the output)");
@@ -484,7 +484,7 @@ int mrec_extract_image_run(const mrec_image_extract_spec *spec, mrec_extract_res
                 mrec_image_layer_name(enc.layer), enc.pre.name, secs, secs > 0 ? (n - kept) / secs : 0);
         /* decoding runs beside the forward passes: its thread-seconds overlap the encoding */
         fprintf(stderr,
-                "time: decode + preprocess %.2f thread-s (%.2f s of it on the encoding thread), encode %.2f s, waiting for "
+                "time: decode + preprocess %.2f CPU-s (%.2f of them on the encoding thread), encode %.2f s, waiting for "
                 "decoded images %.2f s, write %.2f s\n",
                 times.prepare, times.prepare_caller, times.encode, times.wait, write_secs + mrec_now() - t_write);
     }

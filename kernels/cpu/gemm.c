@@ -244,7 +244,7 @@ static void private_task(void *arg, int task, int thread) {
     int i0 = (t / g->j_chunks) * MREC_GEMM_MC, j0 = (t % g->j_chunks) * g->j_chunk;
     int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
     int nc = g->N - j0 < g->j_chunk ? g->N - j0 : g->j_chunk;
-    const float *A = g->A + b * g->stride_a, *B = g->B + b * g->stride_b;
+    const float *A = g->A + b * g->stride_a, *B = g->B ? g->B + b * g->stride_b : NULL; /* no B: filled (g->fill) */
     float *C = g->C + b * g->stride_c;
     float *apack = mrec_pool_scratch(g->pool, thread);
     float *bpack = apack + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
