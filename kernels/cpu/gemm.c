@@ -78,6 +78,8 @@ static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int
             mrec_pack_a_avx512(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows, MR);
         } else if (!trans_a && packer == PACK_AVX2) {
             mrec_pack_a_avx2(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows);
+        } else if (packer == PACK_AVX2) {
+            mrec_pack_at_avx2(dst, A + (size_t)p0 * lda + i0 + ir, lda, kc, rows);
         } else if (packer == PACK_AVX512) {
             mrec_pack_at_avx512(dst, A + (size_t)p0 * lda + i0 + ir, lda, kc, rows, MR);
         } else if (!trans_a) {
@@ -104,6 +106,12 @@ static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int
  * long contiguous run per k (or NR rows in step when B is transposed). */
 static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int kc, int j0,
                    int nc, int NR, int panel_lo, int panel_hi, int packer) {
+    if (!trans_b && (packer == PACK_AVX2 || packer == PACK_AVX512)) { /* every AVX-512 CPU has AVX2 */
+        int jr = panel_lo * NR;
+        mrec_pack_b_avx2(dst + (size_t)panel_lo * kc * NR, B + (size_t)p0 * ldb + j0 + jr, ldb, kc, nc - jr, NR,
+                         panel_hi - panel_lo, (size_t)kc * NR);
+        return;
+    }
     if (!trans_b) {
         for (int k = 0; k < kc; k++) {
             const float *src = B + (size_t)(p0 + k) * ldb + j0;

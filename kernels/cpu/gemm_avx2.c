@@ -100,3 +100,34 @@ void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows) {
     for (; k < kc; k++)
         for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? src[(size_t)i * lda + k] : 0.0f;
 }
+
+void mrec_pack_b_avx2(float *dst, const float *src, int ldb, int kc, int cols, int NR, int panels, size_t panel_stride) {
+    /* Row k of B is a run of panels * NR floats: read it in order and deal
+     * it out to the panels. Rows lie ldb apart, too far for the hardware
+     * prefetcher to guess, so each step asks for the row PF ahead. */
+    enum { PF = 20 };
+    for (int k = 0; k < kc; k++, src += ldb, dst += NR) {
+        int p = 0;
+        for (; p < panels && (p + 1) * NR <= cols; p++) {
+            const float *s = src + (size_t)p * NR;
+            float *d = dst + p * panel_stride;
+            for (int j = 0; j < NR; j += 16) _mm_prefetch((const char *)(s + PF * (size_t)ldb + j), _MM_HINT_T0);
+            for (int j = 0; j < NR; j += 8) _mm256_storeu_ps(d + j, _mm256_loadu_ps(s + j));
+        }
+        for (; p < panels; p++)
+            for (int j = 0; j < NR; j++) dst[p * panel_stride + j] = p * NR + j < cols ? src[p * NR + j] : 0.0f;
+    }
+}
+
+void mrec_pack_at_avx2(float *dst, const float *src, int lda, int kc, int rows) {
+    enum { MR = MREC_UK_AVX2_MR };
+    if (rows == MR) { /* four floats, then two, so nothing is read or written past the six */
+        for (int k = 0; k < kc; k++, src += lda, dst += MR) {
+            _mm_storeu_ps(dst, _mm_loadu_ps(src));
+            _mm_storel_pi((__m64 *)(dst + 4), _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(src + 4)));
+        }
+        return;
+    }
+    for (int k = 0; k < kc; k++, src += lda, dst += MR)
+        for (int i = 0; i < MR; i++) dst[i] = i < rows ? src[i] : 0.0f;
+}

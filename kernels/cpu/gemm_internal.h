@@ -52,6 +52,11 @@ void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows,
 void mrec_pack_at_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR); /* op(A) = A^T */
 /* The same for the avx2 kernel's MR = 6, through 8 x 8 register transposes. */
 void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows);
+void mrec_pack_at_avx2(float *dst, const float *src, int lda, int kc, int rows); /* op(A) = A^T */
+/* Panels [0, panels) of a row-major B: panel p at dst + p * panel_stride,
+ * (kc, NR) with dst[k][j] = src[k * ldb + p * NR + j] for p * NR + j < cols,
+ * zero beyond; NR a multiple of 8. */
+void mrec_pack_b_avx2(float *dst, const float *src, int ldb, int kc, int cols, int NR, int panels, size_t panel_stride);
 
 /* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc), before a
  * GEMM adds alpha * op(A) op(B) (beta = 0 ignores C, NaN included). */
