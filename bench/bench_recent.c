@@ -18,7 +18,7 @@
  *
  *   build/cpu/bench/bench_recent [threads [steps]]
  *   MREC_PYTHON=...   a Python with torch
- *   MREC_BENCH_MODELS="lgmrec pgl"   time only these of mrec's (a profile of one)
+ *   MREC_BENCH_MODELS="lgmrec pgl"   time only these (mrec and the peer alike)
  */
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_registry.h"

@@ -14,6 +14,7 @@ user or item, MENTOR's InfoNCE over all users and all items); the noise is torch
 rand). MENTOR's message passing (torch_geometric in the reference) is the same sum as a sparse product, and its
 gradient-free masking term is left out, as in mrec.
 """
+import os
 import sys
 import time
 import warnings
@@ -94,7 +95,11 @@ def main():
     R = sparse(rows, cols, torch.ones(len(rows)), (U, I))
     rng = np.random.default_rng(0)
 
+    only = os.environ.get("MREC_BENCH_MODELS")  # as bench_recent: time only these
+
     def timed(name, step_fn, params, lr, pre_epoch=None):
+        if only and name not in only.split():
+            return
         opt = torch.optim.Adam(params, lr=lr)
         total = 0.0
         for k in range(steps + 1):

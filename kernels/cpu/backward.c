@@ -654,14 +654,19 @@ typedef struct {
  * p.addcdiv_(m, sqrt(v) / sqrt(bc2) + eps, -lr / bc1), each scalar a double rounded once to float as torch's
  * CPU kernels take it */
 static MREC_VECTOR_CLONES void adamw_range(void *arg, int64_t lo, int64_t hi) {
+    /* Locals and restrict: through a->, every store might change a->w1 and the loop stays scalar. */
     const adamw_args *a = arg;
+    float *restrict param = a->param, *restrict m_ = a->m, *restrict v_ = a->v;
+    const float *restrict grad = a->grad;
+    const float decay = a->decay, w1 = a->w1, b2 = a->b2, w2 = a->w2, step_size = a->step_size, bc2_sqrt = a->bc2_sqrt,
+                eps = a->eps;
     for (int64_t i = lo; i < hi; i++) {
-        float g = a->grad[i], p = a->param[i] * a->decay;
-        float m = a->m[i] + a->w1 * (g - a->m[i]);
-        float v = a->v[i] * a->b2 + a->w2 * g * g;
-        float d = sqrtf(v) / a->bc2_sqrt + a->eps;
-        a->param[i] = p + a->step_size * m / d;
-        a->m[i] = m, a->v[i] = v;
+        float g = grad[i], p = param[i] * decay;
+        float m = m_[i] + w1 * (g - m_[i]);
+        float v = v_[i] * b2 + w2 * g * g;
+        float d = sqrtf(v) / bc2_sqrt + eps;
+        param[i] = p + step_size * m / d;
+        m_[i] = m, v_[i] = v;
     }
 }
 

@@ -493,12 +493,17 @@ typedef struct {
 } adam_args;
 
 MREC_VECTOR_CLONES static void adam_range(void *arg, int64_t lo, int64_t hi) {
-    adam_args *a = arg;
+    /* Locals and restrict: through a->, every store might change a->beta1 and the loop stays scalar. */
+    const adam_args *a = arg;
+    float *restrict param = a->param, *restrict m = a->m, *restrict v = a->v;
+    const float *restrict grad = a->grad;
+    const float beta1 = a->beta1, beta2 = a->beta2, eps = a->eps, wd = a->wd, step_size = a->step_size,
+                bias2_sqrt = a->bias2_sqrt;
     for (int64_t i = lo; i < hi; i++) {
-        float g = a->grad[i] + a->wd * a->param[i];
-        a->m[i] = a->beta1 * a->m[i] + (1 - a->beta1) * g;
-        a->v[i] = a->beta2 * a->v[i] + (1 - a->beta2) * g * g;
-        a->param[i] -= a->step_size * a->m[i] / (sqrtf(a->v[i]) / a->bias2_sqrt + a->eps);
+        float g = grad[i] + wd * param[i];
+        m[i] = beta1 * m[i] + (1 - beta1) * g;
+        v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+        param[i] -= step_size * m[i] / (sqrtf(v[i]) / bias2_sqrt + eps);
     }
 }
 
