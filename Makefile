@@ -164,6 +164,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/tools/cmd_serve.o: CFLAGS += $(if $(HAVE_MHD),-DMREC_HAVE_MHD)
+# The recommenders' host loops (dropout, activations, normalizations over
+# every node) are element-wise too: -O3 runs them several lanes at a time.
+$(BUILD)/recsys/%.o: CFLAGS += $(KFLAGS)
 
 # Kernels: -O3 for vectorization; the SIMD micro-kernels get their ISA flags
 # (only these files; dispatch at run time keeps the rest baseline x86-64).

@@ -421,8 +421,13 @@ mrec_status mrec_graph_layer_mean_back(float *dego, const float *dfinal, const m
 /* ---- training ---------------------------------------------------------------------- */
 
 /* SplitMix64's finalizer: a bijective 64-bit mix, the one hash behind the
- * generator, the per-user split shuffles and NGCF's dropout masks. */
-uint64_t mrec_mix64(uint64_t z);
+ * generator, the per-user split shuffles and NGCF's dropout masks (inline:
+ * a dropout mask calls it once per element). */
+static inline uint64_t mrec_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
 
 /* A seeded generator (splitmix64): the same seed gives the same run. */
 typedef struct { uint64_t state; } mrec_rng;

@@ -93,6 +93,13 @@ static void normalize_back(float *din, const float *dout, const float *in, const
     }
 }
 
+/* sum (d) = the column sums of x (rows, d), each summed down the rows in order. */
+static void column_sums(float *restrict sum, const float *restrict x, int rows, int d) {
+    memset(sum, 0, sizeof(float) * (size_t)d);
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < d; k++) sum[k] += x[(size_t)r * d + k];
+}
+
 /* Layer l's message dropout key this step. */
 static uint64_t layer_key(const ngcfm *m, int l) { return mrec_mix64(m->step_key + (uint64_t)l + 1); }
 
@@ -129,18 +136,30 @@ static void stage_task(void *arg, int task, int thread) {
     int lo = (int)((int64_t)j->rows * task / ROW_TASKS), hi = (int)((int64_t)j->rows * (task + 1) / ROW_TASKS);
     size_t e0 = (size_t)lo * d, e1 = (size_t)hi * d;
     float keep = 1.0f - m->dropout;
+    /* Each stage reads its arrays through restrict locals: through m->, a
+     * store might move m->tmp and no loop would run 8 lanes at a time. */
+    float *restrict tmp = m->tmp, *restrict tmp2 = m->tmp2;
+    const float *restrict x = m->x[l];
     switch (j->st) {
-    case F_SIDE_X:
-        for (size_t e = e0; e < e1; e++) m->tmp[e] = m->side[l][e] * m->x[l][e];
+    case F_SIDE_X: {
+        const float *restrict side = m->side[l];
+        for (size_t e = e0; e < e1; e++) tmp[e] = side[e] * x[e];
         break;
-    case F_ACT_DROP:
+    }
+    case F_ACT_DROP: {
+        const float *restrict pre = m->pre[l];
+        float *restrict drop = m->drop[l];
+        uint8_t *restrict mask = m->mask[l];
+        float p = m->dropout;
+        int dropping = j->train && p > 0;
         for (size_t e = e0; e < e1; e++) {
-            float a = m->pre[l][e] > 0 ? m->pre[l][e] : SLOPE * m->pre[l][e];
-            int kept = !j->train || m->dropout <= 0 || mrec_hash_uniform(j->key, e) >= m->dropout;
-            m->mask[l][e] = (uint8_t)kept;
-            m->drop[l][e] = !j->train || m->dropout <= 0 ? a : kept ? a / keep : 0.0f;
+            float a = pre[e] > 0 ? pre[e] : SLOPE * pre[e];
+            int kept = !dropping || mrec_hash_uniform(j->key, e) >= p;
+            mask[e] = (uint8_t)kept;
+            drop[e] = !dropping ? a : kept ? a / keep : 0.0f;
         }
         break;
+    }
     case F_NORM:
         normalize_rows(m->x[l + 1] + e0, m->drop[l] + e0, hi - lo, d);
         break;
@@ -148,27 +167,37 @@ static void stage_task(void *arg, int task, int thread) {
         normalize_rows(m->p + e0, m->z + e0, hi - lo, d);
         break;
     case B_NORM_P:
-        normalize_back(m->tmp + e0, m->tmp2 + e0, m->z + e0, m->p + e0, hi - lo, d);
+        normalize_back(tmp + e0, tmp2 + e0, m->z + e0, m->p + e0, hi - lo, d);
         break;
     case B_NORM:
-        normalize_back(m->tmp + e0, m->dnext + e0, m->drop[l] + e0, m->x[l + 1] + e0, hi - lo, d);
+        normalize_back(tmp + e0, m->dnext + e0, m->drop[l] + e0, m->x[l + 1] + e0, hi - lo, d);
         break;
-    case B_ACT_DROP:
+    case B_ACT_DROP: {
+        const float *restrict pre = m->pre[l], *restrict side = m->side[l];
+        const uint8_t *restrict mask = m->mask[l];
+        int dropping = m->dropout > 0;
         for (size_t e = e0; e < e1; e++) {
-            float dv = m->dropout <= 0 ? m->tmp[e] : m->mask[l][e] ? m->tmp[e] / keep : 0.0f;
-            m->tmp[e] = m->pre[l][e] > 0 ? dv : SLOPE * dv;
-            m->tmp2[e] = m->side[l][e] * m->x[l][e];
+            float dv = !dropping ? tmp[e] : mask[e] ? tmp[e] / keep : 0.0f;
+            tmp[e] = pre[e] > 0 ? dv : SLOPE * dv;
+            tmp2[e] = side[e] * x[e];
         }
         break;
-    case B_SIDE:
+    }
+    case B_SIDE: {
+        const float *restrict side = m->side[l];
+        float *restrict dside = j->dside;
         for (size_t e = e0; e < e1; e++) {
-            j->dside[e] += m->tmp2[e] * m->x[l][e];
-            m->tmp2[e] = m->tmp2[e] * m->side[l][e];
+            dside[e] += tmp2[e] * x[e];
+            tmp2[e] = tmp2[e] * side[e];
         }
         break;
-    case B_NEXT:
-        for (size_t e = e0; e < e1; e++) m->dnext[e] = m->tmp[e] + m->tmp2[e] + m->dx[e];
+    }
+    case B_NEXT: {
+        float *restrict dnext = m->dnext;
+        const float *restrict dx = m->dx;
+        for (size_t e = e0; e < e1; e++) dnext[e] = tmp[e] + tmp2[e] + dx[e];
         break;
+    }
     }
 }
 
@@ -266,9 +295,7 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
     run_stage(m, B_NORM_P, 0, 1, I, 0, NULL); /* dp is tmp2 */
     if ((st = mrec_gemm(ctx, m->pw_grad, m->tmp, m->feat, NULL, 1, 0, 1, 0, d, m->n_feat, I, d, m->n_feat, m->n_feat)))
         return st;
-    memset(m->pb_grad, 0, sizeof(float) * (size_t)d);
-    for (int r = 0; r < I; r++)
-        for (int k = 0; k < d; k++) m->pb_grad[k] += m->tmp[(size_t)r * d + k];
+    column_sums(m->pb_grad, m->tmp, I, d);
     /* g = mean of the layers: each x_l gets dg / (L + 1); go down the layers */
     if ((st = mrec_scale(ctx, m->dx, m->dx, 1.0f / (m->layers + 1), (int64_t)nd))) return st;
     memcpy(m->dnext, m->dx, nd * sizeof(float)); /* d x_L */
@@ -280,9 +307,7 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
         run_stage(m, B_ACT_DROP, l, 1, N, 0, NULL);
         if ((st = mrec_gemm(ctx, m->gw1[l], m->side[l], m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
         if ((st = mrec_gemm(ctx, m->gw2[l], m->tmp2, m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
-        memset(m->gb1[l], 0, sizeof(float) * (size_t)d);
-        for (int r = 0; r < N; r++)
-            for (int k = 0; k < d; k++) m->gb1[l][k] += m->tmp[(size_t)r * d + k];
+        column_sums(m->gb1[l], m->tmp, N, d);
         memcpy(m->gb2[l], m->gb1[l], sizeof(float) * (size_t)d);
         /* d(side * x) = dpre W2^T -> side gets it times x, x times side; side also gets dpre W1^T */
         if ((st = mrec_gemm(ctx, m->tmp2, m->tmp, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;

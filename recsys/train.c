@@ -7,12 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t mrec_mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 uint64_t mrec_rng_next(mrec_rng *r) { return mrec_mix64(r->state += 0x9E3779B97F4A7C15ull); }
 
 double mrec_rng_uniform(mrec_rng *r) { return (mrec_rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
