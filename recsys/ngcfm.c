@@ -48,9 +48,8 @@ typedef struct {
     float *ego, *ego_grad, *tu, *tu_grad, *pw, *pw_grad, *pb, *pb_grad;
     float *w1[MAX_LAYERS], *b1[MAX_LAYERS], *w2[MAX_LAYERS], *b2[MAX_LAYERS];
     float *gw1[MAX_LAYERS], *gb1[MAX_LAYERS], *gw2[MAX_LAYERS], *gb2[MAX_LAYERS];
-    /* per layer (N, d): input x_l (x_0 = ego), Â x_l, the pre-activation, the dropped-out output; the host's mask */
+    /* per layer (N, d): input x_l (x_0 = ego), Â x_l, the pre-activation, the dropped-out output */
     float *x[MAX_LAYERS + 1], *side[MAX_LAYERS], *pre[MAX_LAYERS], *drop[MAX_LAYERS];
-    uint8_t *mask[MAX_LAYERS];
     float *final, *dx, *dnext, *tmp, *tmp2, *tmp3; /* (N, d) */
     float *scoring;                               /* (N, 2d) [final ; T] per user, [final ; p] per item (prepare) */
     float *p, *z;                             /* (I, d) the projected features, after and before normalize */
@@ -110,12 +109,12 @@ static uint64_t layer_key(const ngcfm *m, int l) { return mrec_mix64(m->step_key
 
 typedef enum {
     F_SIDE_X,   /* tmp = side * x */
-    F_ACT_DROP, /* drop = dropout(lrelu(pre)), mask: what was kept */
+    F_ACT,      /* drop = lrelu(pre) (mrec_hash_dropout then drops it in place) */
     F_NORM,     /* x_{l+1} = normalize(drop) */
     F_NORM_P,   /* p = normalize(z) (the items' rows) */
     B_NORM_P,   /* tmp = d z, from dp (tmp2) through p = normalize(z) */
     B_NORM,     /* tmp = d drop, from dnext through x_{l+1} = normalize(drop) */
-    B_ACT_DROP, /* tmp = d pre; tmp2 = side * x */
+    B_ACT,      /* tmp = d pre, from the dropout's gradient in tmp; tmp2 = side * x */
     B_SIDE,     /* dside += tmp2 * x; tmp2 *= side */
     B_NEXT,     /* dnext = tmp + tmp2 + dx (dnext is dside here: read before written) */
 } stage;
@@ -123,8 +122,7 @@ typedef enum {
 typedef struct {
     ngcfm *m;
     stage st;
-    int l, train, rows;
-    uint64_t key;
+    int l, rows;
     float *dside;
 } stage_job;
 
@@ -135,7 +133,6 @@ static void stage_task(void *arg, int task, int thread) {
     int d = m->dim, l = j->l;
     int lo = (int)((int64_t)j->rows * task / ROW_TASKS), hi = (int)((int64_t)j->rows * (task + 1) / ROW_TASKS);
     size_t e0 = (size_t)lo * d, e1 = (size_t)hi * d;
-    float keep = 1.0f - m->dropout;
     /* Each stage reads its arrays through restrict locals: through m->, a
      * store might move m->tmp and no loop would run 8 lanes at a time. */
     float *restrict tmp = m->tmp, *restrict tmp2 = m->tmp2;
@@ -146,18 +143,10 @@ static void stage_task(void *arg, int task, int thread) {
         for (size_t e = e0; e < e1; e++) tmp[e] = side[e] * x[e];
         break;
     }
-    case F_ACT_DROP: {
+    case F_ACT: {
         const float *restrict pre = m->pre[l];
         float *restrict drop = m->drop[l];
-        uint8_t *restrict mask = m->mask[l];
-        float p = m->dropout;
-        int dropping = j->train && p > 0;
-        for (size_t e = e0; e < e1; e++) {
-            float a = pre[e] > 0 ? pre[e] : SLOPE * pre[e];
-            int kept = !dropping || mrec_hash_uniform(j->key, e) >= p;
-            mask[e] = (uint8_t)kept;
-            drop[e] = !dropping ? a : kept ? a / keep : 0.0f;
-        }
+        for (size_t e = e0; e < e1; e++) drop[e] = pre[e] > 0 ? pre[e] : SLOPE * pre[e];
         break;
     }
     case F_NORM:
@@ -172,13 +161,10 @@ static void stage_task(void *arg, int task, int thread) {
     case B_NORM:
         normalize_back(tmp + e0, m->dnext + e0, m->drop[l] + e0, m->x[l + 1] + e0, hi - lo, d);
         break;
-    case B_ACT_DROP: {
+    case B_ACT: {
         const float *restrict pre = m->pre[l], *restrict side = m->side[l];
-        const uint8_t *restrict mask = m->mask[l];
-        int dropping = m->dropout > 0;
         for (size_t e = e0; e < e1; e++) {
-            float dv = !dropping ? tmp[e] : mask[e] ? tmp[e] / keep : 0.0f;
-            tmp[e] = pre[e] > 0 ? dv : SLOPE * dv;
+            tmp[e] = pre[e] > 0 ? tmp[e] : SLOPE * tmp[e];
             tmp2[e] = side[e] * x[e];
         }
         break;
@@ -201,8 +187,8 @@ static void stage_task(void *arg, int task, int thread) {
     }
 }
 
-static void run_stage(ngcfm *m, stage st, int l, int train, int rows, uint64_t key, float *dside) {
-    stage_job j = {m, st, l, train, rows, key, dside};
+static void run_stage(ngcfm *m, stage st, int l, int rows, float *dside) {
+    stage_job j = {m, st, l, rows, dside};
     mrec_pool_run(m->ctx->pool, stage_task, &j, ROW_TASKS);
 }
 
@@ -233,17 +219,19 @@ static mrec_status forward(ngcfm *m, int train) {
     mrec_status st;
     for (int l = 0; l < m->layers; l++) {
         if ((st = mrec_spmm(ctx, m->side[l], &g, m->x[l], d, 0))) return st;
-        run_stage(m, F_SIDE_X, l, train, N, 0, NULL);
+        run_stage(m, F_SIDE_X, l, N, NULL);
         if ((st = mrec_gemm(ctx, m->pre[l], m->side[l], m->w1[l], m->b1[l], 1, 0, 0, 0, N, d, d, d, d, d))) return st;
         if ((st = mrec_gemm(ctx, m->pre[l], m->tmp, m->w2[l], m->b2[l], 1, 1, 0, 0, N, d, d, d, d, d))) return st;
-        run_stage(m, F_ACT_DROP, l, train, N, layer_key(m, l), NULL);
-        run_stage(m, F_NORM, l, train, N, 0, NULL);
+        run_stage(m, F_ACT, l, N, NULL);
+        if (train && m->dropout > 0 && (st = mrec_hash_dropout(ctx, m->drop[l], m->drop[l], NULL, (int64_t)nd, m->dropout, layer_key(m, l))))
+            return st;
+        run_stage(m, F_NORM, l, N, NULL);
         if ((st = mrec_add(ctx, m->final, m->final, m->x[l + 1], (int64_t)nd))) return st;
     }
     if ((st = mrec_scale(ctx, m->final, m->final, 1.0f / (m->layers + 1), (int64_t)nd))) return st;
     /* the items' projected features */
     st = mrec_gemm(ctx, m->z, m->feat, m->pw, m->pb, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat, m->n_feat, d);
-    if (!st) run_stage(m, F_NORM_P, 0, train, m->n_items, 0, NULL);
+    if (!st) run_stage(m, F_NORM_P, 0, m->n_items, NULL);
     return st;
 }
 
@@ -292,7 +280,7 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
         }
     }
     /* p = normalize(z), z = F P^T + c */
-    run_stage(m, B_NORM_P, 0, 1, I, 0, NULL); /* dp is tmp2 */
+    run_stage(m, B_NORM_P, 0, I, NULL); /* dp is tmp2 */
     if ((st = mrec_gemm(ctx, m->pw_grad, m->tmp, m->feat, NULL, 1, 0, 1, 0, d, m->n_feat, I, d, m->n_feat, m->n_feat)))
         return st;
     column_sums(m->pb_grad, m->tmp, I, d);
@@ -302,9 +290,11 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
     mrec_csr gr = mrec_graph_csr(train_graph(m));
     for (int l = m->layers - 1; l >= 0; l--) {
         /* x_{l+1} = normalize(drop): dnext is the total gradient of x_{l+1} */
-        run_stage(m, B_NORM, l, 1, N, 0, NULL);
-        /* dropout, then LeakyReLU: tmp becomes d pre; pre = side W1 + b1 + (side * x) W2 + b2, so tmp2 = side * x */
-        run_stage(m, B_ACT_DROP, l, 1, N, 0, NULL);
+        run_stage(m, B_NORM, l, N, NULL);
+        /* dropout (its mask again from its key), then LeakyReLU: tmp becomes d pre; pre = side W1 + b1 + (side * x) W2 + b2,
+         * so tmp2 = side * x */
+        if (m->dropout > 0 && (st = mrec_hash_dropout(ctx, m->tmp, m->tmp, NULL, (int64_t)nd, m->dropout, layer_key(m, l)))) return st;
+        run_stage(m, B_ACT, l, N, NULL);
         if ((st = mrec_gemm(ctx, m->gw1[l], m->side[l], m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
         if ((st = mrec_gemm(ctx, m->gw2[l], m->tmp2, m->tmp, NULL, 1, 0, 1, 0, d, d, N, d, d, d))) return st;
         column_sums(m->gb1[l], m->tmp, N, d);
@@ -313,10 +303,10 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
         if ((st = mrec_gemm(ctx, m->tmp2, m->tmp, m->w2[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;
         float *dside = m->dnext; /* dnext is consumed: reuse it for d side */
         if ((st = mrec_gemm(ctx, dside, m->tmp, m->w1[l], NULL, 1, 0, 0, 1, N, d, d, d, d, d))) return st;
-        run_stage(m, B_SIDE, l, 1, N, 0, dside); /* tmp2 becomes the direct part of d x_l */
+        run_stage(m, B_SIDE, l, N, dside); /* tmp2 becomes the direct part of d x_l */
         /* side = Â x_l: d x_l = Â^T dside + direct + the mean's share */
         if ((st = mrec_spmm(ctx, m->tmp, &gr, dside, d, 1))) return st;
-        run_stage(m, B_NEXT, l, 1, N, 0, NULL);
+        run_stage(m, B_NEXT, l, N, NULL);
     }
     memcpy(m->ego_grad, m->dnext, nd * sizeof(float));
     *loss_out = loss;
@@ -525,7 +515,6 @@ static void carve(ngcfm *m, mrec_arena *a) {
         m->gw2[l] = mrec_arena_alloc(a, dd), m->gb2[l] = mrec_arena_alloc(a, d * 4);
         m->x[l + 1] = mrec_arena_alloc(a, nd), m->side[l] = mrec_arena_alloc(a, nd);
         m->pre[l] = mrec_arena_alloc(a, nd), m->drop[l] = mrec_arena_alloc(a, nd);
-        m->mask[l] = m->on_gpu ? NULL : mrec_arena_alloc(a, nd / 4);
     }
     float **big[7] = {&m->x[0], &m->final, &m->dx, &m->dnext, &m->tmp, &m->tmp2, &m->tmp3};
     for (int k = 0; k < 7; k++) *big[k] = mrec_arena_alloc(a, nd);

@@ -833,6 +833,11 @@ int main(void) {
     list_matches_models(cpu);
     op_path_on_cpu(cpu);
     ngcf_ops(cpu, "cpu");
+    /* the same on a pool held to scalar code (the hashed dropout has an AVX2 path) */
+    mrec_context *scalar;
+    o.max_simd = MREC_SIMD_SCALAR;
+    if (t_status(mrec_context_create(&scalar, &o), MREC_OK, "a scalar CPU context")) ngcf_ops(scalar, "cpu, scalar"), mrec_context_destroy(scalar);
+    o.max_simd = mrec_context_defaults().max_simd;
     contrast_ops(cpu, "cpu");
     knn_scores_op(cpu, "cpu");
     transposed_graph(cpu);
