@@ -4,6 +4,7 @@
 #include "gemm_internal.h"
 
 #include <immintrin.h>
+#include <stdint.h>
 
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
                        float alpha, int m, int n, int overwrite) {
@@ -111,7 +112,9 @@ void mrec_pack_b_avx2(float *dst, const float *src, int ldb, int kc, int cols, i
         for (; p < panels && (p + 1) * NR <= cols; p++) {
             const float *s = src + (size_t)p * NR;
             float *d = dst + p * panel_stride;
-            for (int j = 0; j < NR; j += 16) _mm_prefetch((const char *)(s + PF * (size_t)ldb + j), _MM_HINT_T0);
+            /* an address, not a pointer into B: the row ahead may lie past B's end (a prefetch never faults) */
+            uintptr_t ahead = (uintptr_t)s + sizeof(float) * PF * (size_t)ldb;
+            for (int j = 0; j < NR; j += 16) _mm_prefetch((const char *)(ahead + sizeof(float) * j), _MM_HINT_T0);
             for (int j = 0; j < NR; j += 8) _mm256_storeu_ps(d + j, _mm256_loadu_ps(s + j));
         }
         for (; p < panels; p++)
