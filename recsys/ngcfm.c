@@ -134,7 +134,7 @@ static void stage_task(void *arg, int task, int thread) {
     int lo = (int)((int64_t)j->rows * task / ROW_TASKS), hi = (int)((int64_t)j->rows * (task + 1) / ROW_TASKS);
     size_t e0 = (size_t)lo * d, e1 = (size_t)hi * d;
     /* Each stage reads its arrays through restrict locals: through m->, a
-     * store might move m->tmp and no loop would run 8 lanes at a time. */
+     * store might move m->tmp and no loop would run several lanes at a time. */
     float *restrict tmp = m->tmp, *restrict tmp2 = m->tmp2;
     const float *restrict x = m->x[l];
     switch (j->st) {
