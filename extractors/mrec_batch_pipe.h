@@ -60,7 +60,7 @@ typedef struct {
 
 /* Seconds on a monotonic clock, and the calling thread's CPU seconds. */
 double mrec_stage_clock(void);
-double mrec_stage_cpu(void);
+double mrec_stage_thread_seconds(void);
 
 /* host_bytes: a slot's size. dev: two device slots of host_bytes each (carved by the caller from the context's
  * workspace) for the uploads, or NULL (the forward reads the host slot). producers: threads preparing ahead (0: the

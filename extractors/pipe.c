@@ -49,7 +49,7 @@ double mrec_stage_clock(void) {
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-double mrec_stage_cpu(void) {
+double mrec_stage_thread_seconds(void) {
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
@@ -96,11 +96,11 @@ static void run_slot(mrec_batch_pipe *p, int s, int caller) {
     int batch = q->batch;
     q->active++;
     pthread_mutex_unlock(&p->mu);
-    double t0 = mrec_stage_cpu();
+    double t0 = mrec_stage_thread_seconds();
     mrec_status st = p->jobs.work(p->jobs.arg, batch, s, p->host[s]);
     char detail[512] = "";
     if (st) snprintf(detail, sizeof detail, "%s", mrec_error_detail()); /* the detail is this thread's */
-    double t1 = mrec_stage_cpu();
+    double t1 = mrec_stage_thread_seconds();
     pthread_mutex_lock(&p->mu);
     count_prepare(p, t1 - t0, caller);
     q->exhausted = 1;
@@ -110,12 +110,12 @@ static void run_slot(mrec_batch_pipe *p, int s, int caller) {
     pthread_mutex_unlock(&p->mu);
     size_t bytes = 0;
     st = q->st;
-    t0 = mrec_stage_cpu();
+    t0 = mrec_stage_thread_seconds();
     if (!st) st = p->jobs.finish(p->jobs.arg, batch, s, p->host[s], &bytes);
     if (!st && bytes > p->host_bytes) st = mrec_fail(MREC_ERR_ARG, "batch %d: %zu bytes to upload, the slot holds %zu", batch, bytes, p->host_bytes);
     if (!st && bytes && p->dev[0]) st = upload(p, s, bytes);
     if (st && !q->st) snprintf(detail, sizeof detail, "%s", mrec_error_detail());
-    t1 = mrec_stage_cpu();
+    t1 = mrec_stage_thread_seconds();
     pthread_mutex_lock(&p->mu);
     count_prepare(p, t1 - t0, caller);
     if (st && !q->st) q->st = st, memcpy(q->detail, detail, sizeof detail);

@@ -228,10 +228,10 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     if (!ids || !mask || !lens || !order) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
     if (!st) st = mrec_host_alloc(ctx, (void **)&pooled, sizeof *pooled * (size_t)B * D);
     if (!st) st = mrec_event_create(ctx, &back);
-    double t_tok = mrec_stage_cpu();
+    double t_tok = mrec_stage_thread_seconds();
     if (!st && mrec_tokenizer_encode_batch(e->tok, texts, NULL, n, &opt, L, ids, NULL, mask, lens))
         st = mrec_fail(MREC_ERR_ARG, "tokenizing: %s", mrec_tok_error_detail());
-    t_tok = mrec_stage_cpu() - t_tok; /* on the encoding thread, before any batch */
+    t_tok = mrec_stage_thread_seconds() - t_tok; /* on the encoding thread, before any batch */
     /* the workspace: the batch's outputs, then the model's activations */
     mrec_arena measure = mrec_arena_measure();
     batch_out dev;
