@@ -164,7 +164,7 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/tools/cmd_serve.o: CFLAGS += $(if $(HAVE_MHD),-DMREC_HAVE_MHD)
-# The recommenders' host loops (dropout, activations, normalizations over
+# The recommenders' host loops (activations, normalizations, sums over
 # every node) are element-wise too: -O3 runs them several lanes at a time.
 $(BUILD)/recsys/%.o: CFLAGS += $(KFLAGS)
 
