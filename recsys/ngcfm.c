@@ -52,7 +52,9 @@ typedef struct {
     float *x[MAX_LAYERS + 1], *side[MAX_LAYERS], *pre[MAX_LAYERS], *drop[MAX_LAYERS];
     float *final, *dx, *dnext, *tmp, *tmp2, *tmp3; /* (N, d) */
     float *scoring;                               /* (N, 2d) [final ; T] per user, [final ; p] per item (prepare) */
-    float *p, *z;                             /* (I, d) the projected features, after and before normalize */
+    float *p, *z;                             /* (I, d) the projected features, after and before normalize (training: the
+                                                 batch's distinct items' in the first rows) */
+    mrec_batch_items drawn;                   /* the host path: a batch's distinct items and their features */
     float *ones;                              /* (max(N, I)) the op path: column sums as a GEMM */
     float *pos, *neg, *dxb;
     int cap;
@@ -229,14 +231,14 @@ static mrec_status forward(ngcfm *m, int train) {
         if ((st = mrec_add(ctx, m->final, m->final, m->x[l + 1], (int64_t)nd))) return st;
     }
     if ((st = mrec_scale(ctx, m->final, m->final, 1.0f / (m->layers + 1), (int64_t)nd))) return st;
-    /* the items' projected features */
+    if (train) return MREC_OK; /* a batch projects its own items' features */
     st = mrec_gemm(ctx, m->z, m->feat, m->pw, m->pb, 1, 0, 0, 1, m->n_items, d, m->n_feat, m->n_feat, m->n_feat, d);
     if (!st) run_stage(m, F_NORM_P, 0, m->n_items, NULL);
     return st;
 }
 
 static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
+    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes, F = m->n_feat;
     size_t nd = (size_t)N * d;
     mrec_context *ctx = m->ctx;
     if (n > m->cap) {
@@ -246,11 +248,17 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
         if (!m->cap) return mrec_fail(MREC_ERR_NOMEM, "ngcfm: a batch of %d", n);
     }
     mrec_status st = forward(m, 1);
+    /* p of the batch's distinct items, once each, in z's and p's first rows: row[b] the positive b's, row[n + b] the
+     * negative's (the fork projects every item at each step; the scores and gradients are the same) */
+    if (!st) st = mrec_batch_items_set(&m->drawn, ctx, m->feat, I, F, i, j, n);
+    if (!st) st = mrec_gemm(ctx, m->z, m->drawn.feat, m->pw, m->pb, 1, 0, 0, 1, m->drawn.n, d, F, F, F, d);
     if (st) return st;
+    run_stage(m, F_NORM_P, 0, m->drawn.n, NULL);
+    const int32_t *row = m->drawn.row;
     double reg = 0;
     for (int b = 0; b < n; b++) {
         const float *gu = m->final + (size_t)u[b] * d, *gi = m->final + (size_t)(U + i[b]) * d, *gj = m->final + (size_t)(U + j[b]) * d;
-        const float *t = m->tu + (size_t)u[b] * d, *pi = m->p + (size_t)i[b] * d, *pj = m->p + (size_t)j[b] * d;
+        const float *t = m->tu + (size_t)u[b] * d, *pi = m->p + (size_t)row[b] * d, *pj = m->p + (size_t)row[n + b] * d;
         float sp = 0, sn = 0;
         for (int k = 0; k < d; k++) {
             sp += gu[k] * gi[k] + t[k] * pi[k], sn += gu[k] * gj[k] + t[k] * pj[k];
@@ -263,13 +271,13 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
     float c = m->l_w / n;
     memset(m->dx, 0, nd * sizeof(float));
     memset(m->tu_grad, 0, sizeof(float) * (size_t)U * d);
-    float *dp = m->tmp2; /* (I, d) */
-    memset(dp, 0, sizeof(float) * (size_t)I * d);
+    float *dp = m->tmp2; /* (distinct items, d) */
+    memset(dp, 0, sizeof(float) * (size_t)m->drawn.n * d);
     for (int b = 0; b < n; b++) {
         const float *gu = m->final + (size_t)u[b] * d, *gi = m->final + (size_t)(U + i[b]) * d, *gj = m->final + (size_t)(U + j[b]) * d;
-        const float *t = m->tu + (size_t)u[b] * d, *pi = m->p + (size_t)i[b] * d, *pj = m->p + (size_t)j[b] * d;
+        const float *t = m->tu + (size_t)u[b] * d, *pi = m->p + (size_t)row[b] * d, *pj = m->p + (size_t)row[n + b] * d;
         float *du = m->dx + (size_t)u[b] * d, *di = m->dx + (size_t)(U + i[b]) * d, *dj = m->dx + (size_t)(U + j[b]) * d;
-        float *dt = m->tu_grad + (size_t)u[b] * d, *dpi = dp + (size_t)i[b] * d, *dpj = dp + (size_t)j[b] * d, g = m->dxb[b];
+        float *dt = m->tu_grad + (size_t)u[b] * d, *dpi = dp + (size_t)row[b] * d, *dpj = dp + (size_t)row[n + b] * d, g = m->dxb[b];
         for (int k = 0; k < d; k++) {
             du[k] += g * (gi[k] - gj[k]) + c * gu[k];
             di[k] += g * gu[k] + c * gi[k];
@@ -279,11 +287,10 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
             dpj[k] += -g * t[k] + c * pj[k];
         }
     }
-    /* p = normalize(z), z = F P^T + c */
-    run_stage(m, B_NORM_P, 0, I, NULL); /* dp is tmp2 */
-    if ((st = mrec_gemm(ctx, m->pw_grad, m->tmp, m->feat, NULL, 1, 0, 1, 0, d, m->n_feat, I, d, m->n_feat, m->n_feat)))
-        return st;
-    column_sums(m->pb_grad, m->tmp, I, d);
+    /* p = normalize(z), z = F P^T + c over the distinct items (a repeated item's gradient rows summed in dp) */
+    run_stage(m, B_NORM_P, 0, m->drawn.n, NULL); /* dp is tmp2 */
+    if ((st = mrec_gemm(ctx, m->pw_grad, m->tmp, m->drawn.feat, NULL, 1, 0, 1, 0, d, F, m->drawn.n, d, F, F))) return st;
+    column_sums(m->pb_grad, m->tmp, m->drawn.n, d);
     /* g = mean of the layers: each x_l gets dg / (L + 1); go down the layers */
     if ((st = mrec_scale(ctx, m->dx, m->dx, 1.0f / (m->layers + 1), (int64_t)nd))) return st;
     memcpy(m->dnext, m->dx, nd * sizeof(float)); /* d x_L */
@@ -495,6 +502,7 @@ static void ngcfm_destroy(void *self) {
     if (m->graph_mem.base) mrec_arena_release(&m->graph_mem, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     free(m->pos), free(m->neg), free(m->dxb);
+    mrec_batch_items_free(&m->drawn);
     mrec_graph_free(&m->dropped);
     free(m);
 }

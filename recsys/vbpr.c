@@ -6,8 +6,8 @@
  *              + reg * (|U_b|_F + |item(I_b+)|_F + |item(I_b-)|_F) / n
  * f_i concatenates the item's modalities (MMRec: textual, then visual). U
  * and I start xavier-uniform, W xavier-normal, b zero. Unlike MMRec, which
- * projects every item's features at each batch, only the batch's items are
- * projected in training (the same numbers); scoring projects all once.
+ * projects every item's features at each batch, training projects only the
+ * batch's distinct items, once each (the same numbers); scoring projects all.
  *
  * Two paths compute this: the host loops (a CPU context), and the op path
  * (a GPU context always, a CPU one after mrec_vbpr_use_ops) with every array
@@ -29,8 +29,8 @@ typedef struct {
     const float *feat;             /* (n_items, n_feat) */
     float *user, *item, *w, *b;    /* (n_users, 2d), (n_items, d), (d, n_feat), (d) */
     float *user_grad, *item_grad, *w_grad, *b_grad;
-    float *fb, *z, *dz;            /* batch: (2n, n_feat) features, (2n, d) projections and their gradients */
-    int32_t *slot, *uniq, *row;    /* (n_items) an item's row in fb (-1: none); (2n) fb's items; (2n) each triple's item's row */
+    mrec_batch_items drawn;        /* the host path: a batch's distinct items and their features */
+    float *fb, *z, *dz;            /* the op path's (2n, n_feat) features; (2n, d) projections and their gradients */
     float *pos, *neg, *dx;         /* (n) */
     float *all;                    /* (n_items, 2d) for scoring */
     int cap;
@@ -49,14 +49,10 @@ typedef struct {
 
 static int ensure_batch(vbpr *m, int n) {
     if (n <= m->cap) return 1;
-    free(m->fb), free(m->z), free(m->dz), free(m->pos), free(m->neg), free(m->dx), free(m->uniq), free(m->row);
-    if (!m->slot && (m->slot = malloc(sizeof(int32_t) * (size_t)m->n_items)))
-        for (int it = 0; it < m->n_items; it++) m->slot[it] = -1;
-    m->uniq = malloc(sizeof(int32_t) * 2 * (size_t)n), m->row = malloc(sizeof(int32_t) * 2 * (size_t)n);
-    m->fb = malloc(sizeof(float) * 2 * (size_t)n * m->n_feat);
+    free(m->z), free(m->dz), free(m->pos), free(m->neg), free(m->dx);
     m->z = malloc(sizeof(float) * 2 * (size_t)n * m->dim), m->dz = malloc(sizeof(float) * 2 * (size_t)n * m->dim);
     m->pos = malloc(sizeof(float) * (size_t)n), m->neg = malloc(sizeof(float) * (size_t)n), m->dx = malloc(sizeof(float) * (size_t)n);
-    m->cap = m->slot && m->uniq && m->row && m->fb && m->z && m->dz && m->pos && m->neg && m->dx ? n : 0;
+    m->cap = m->z && m->dz && m->pos && m->neg && m->dx ? n : 0;
     return m->cap > 0;
 }
 
@@ -68,52 +64,18 @@ static float dot2(const float *a, const float *lat, const float *con, int d) {
     return s;
 }
 
-/* The feature rows of the batch's distinct items, up to 2n rows of n_feat
- * floats (73 MB for a batch of 2048 and 4480 features): gathered in blocks
- * of rows on the pool. */
-#define GATHER_TASKS 16
-
-typedef struct {
-    vbpr *m;
-    int n_uniq;
-} gather_job;
-
-static void gather_task(void *arg, int task, int thread) {
-    (void)thread;
-    const gather_job *g = arg;
-    size_t F = (size_t)g->m->n_feat;
-    int lo = g->n_uniq * task / GATHER_TASKS, hi = g->n_uniq * (task + 1) / GATHER_TASKS;
-    for (int r = lo; r < hi; r++) memcpy(g->m->fb + (size_t)r * F, g->m->feat + (size_t)g->m->uniq[r] * F, sizeof(float) * F);
-}
-
-/* The batch's distinct items in order of first use (positives, then
- * negatives): m->uniq, and each draw's row among them, m->row[r] for the
- * positive r and m->row[n + r] for the negative. A Baby batch of 2048
- * triples draws about 2,860 distinct items of its 4,096, so projecting each
- * once, and summing a repeated item's gradients before W's product, saves
- * 30 % of both products. */
-static int distinct_items(vbpr *m, const int32_t *i, const int32_t *j, int n) {
-    int k = 0;
-    for (int r = 0; r < 2 * n; r++) {
-        int it = r < n ? i[r] : j[r - n];
-        if (m->slot[it] < 0) m->slot[it] = k, m->uniq[k++] = it;
-        m->row[r] = m->slot[it];
-    }
-    for (int r = 0; r < k; r++) m->slot[m->uniq[r]] = -1;
-    return k;
-}
-
 static mrec_status batch_loss_grad(vbpr *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, F = m->n_feat;
     if (!ensure_batch(m, n)) return mrec_fail(MREC_ERR_NOMEM, "vbpr: a batch of %d", n);
-    int n_uniq = distinct_items(m, i, j, n);
-    gather_job job = {m, n_uniq};
-    mrec_pool_run(m->ctx->pool, gather_task, &job, GATHER_TASKS);
-    mrec_status st = mrec_gemm(m->ctx, m->z, m->fb, m->w, m->b, 1, 0, 0, 1, n_uniq, d, F, F, F, d);
+    /* z: W f + b of the batch's distinct items, once each; row[r] and row[n + r] the positive's and the negative's */
+    mrec_status st = mrec_batch_items_set(&m->drawn, m->ctx, m->feat, m->n_items, F, i, j, n);
     if (st) return st;
+    const int32_t *row = m->drawn.row;
+    int n_uniq = m->drawn.n;
+    if ((st = mrec_gemm(m->ctx, m->z, m->drawn.feat, m->w, m->b, 1, 0, 0, 1, n_uniq, d, F, F, F, d))) return st;
     double sp = 0, sn = 0, su = 0;
     for (int r = 0; r < n; r++) {
-        const float *eu = m->user + (size_t)u[r] * 2 * d, *zi = m->z + (size_t)m->row[r] * d, *zj = m->z + (size_t)m->row[n + r] * d;
+        const float *eu = m->user + (size_t)u[r] * 2 * d, *zi = m->z + (size_t)row[r] * d, *zj = m->z + (size_t)row[n + r] * d;
         const float *li = m->item + (size_t)i[r] * d, *lj = m->item + (size_t)j[r] * d;
         m->pos[r] = dot2(eu, li, zi, d), m->neg[r] = dot2(eu, lj, zj, d);
         for (int k = 0; k < 2 * d; k++) su += (double)eu[k] * eu[k];
@@ -129,10 +91,10 @@ static mrec_status batch_loss_grad(vbpr *m, double *loss_out, const int32_t *u, 
     memset(m->item_grad, 0, sizeof(float) * (size_t)m->n_items * d);
     memset(m->dz, 0, sizeof(float) * (size_t)n_uniq * d);
     for (int r = 0; r < n; r++) {
-        const float *eu = m->user + (size_t)u[r] * 2 * d, *zi = m->z + (size_t)m->row[r] * d, *zj = m->z + (size_t)m->row[n + r] * d;
+        const float *eu = m->user + (size_t)u[r] * 2 * d, *zi = m->z + (size_t)row[r] * d, *zj = m->z + (size_t)row[n + r] * d;
         const float *li = m->item + (size_t)i[r] * d, *lj = m->item + (size_t)j[r] * d;
         float *gu = m->user_grad + (size_t)u[r] * 2 * d, *gi = m->item_grad + (size_t)i[r] * d, *gj = m->item_grad + (size_t)j[r] * d;
-        float *dzi = m->dz + (size_t)m->row[r] * d, *dzj = m->dz + (size_t)m->row[n + r] * d, g = m->dx[r];
+        float *dzi = m->dz + (size_t)row[r] * d, *dzj = m->dz + (size_t)row[n + r] * d, g = m->dx[r];
         for (int k = 0; k < d; k++) {
             gu[k] += g * (li[k] - lj[k]) + cu * eu[k];
             gu[d + k] += g * (zi[k] - zj[k]) + cu * eu[d + k];
@@ -142,8 +104,8 @@ static mrec_status batch_loss_grad(vbpr *m, double *loss_out, const int32_t *u, 
             dzj[k] += -g * eu[d + k] + cj * zj[k];
         }
     }
-    /* W's gradient (d, F) = dz^T fb (a repeated item's rows summed in dz); b's = the column sums of dz */
-    if ((st = mrec_gemm(m->ctx, m->w_grad, m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, n_uniq, d, F, F))) return st;
+    /* W's gradient (d, F) = dz^T f (a repeated item's rows summed in dz); b's = the column sums of dz */
+    if ((st = mrec_gemm(m->ctx, m->w_grad, m->dz, m->drawn.feat, NULL, 1, 0, 1, 0, d, F, n_uniq, d, F, F))) return st;
     memset(m->b_grad, 0, sizeof(float) * (size_t)d);
     for (int r = 0; r < n_uniq; r++)
         for (int k = 0; k < d; k++) m->b_grad[k] += m->dz[(size_t)r * d + k];
@@ -272,7 +234,7 @@ static void vbpr_destroy(void *self) {
     }
     free(m->user), free(m->item), free(m->w), free(m->b), free(m->user_grad), free(m->item_grad), free(m->w_grad), free(m->b_grad);
     free(m->fb), free(m->z), free(m->dz), free(m->pos), free(m->neg), free(m->dx), free(m->all);
-    free(m->slot), free(m->uniq), free(m->row);
+    mrec_batch_items_free(&m->drawn);
     free(m);
 }
 
@@ -280,8 +242,9 @@ mrec_status mrec_vbpr_use_ops(mrec_model *model) {
     vbpr *m = model->self;
     if (m->use_ops) return MREC_OK;
     /* the host path's batch buffers give way to the op path's */
-    free(m->fb), free(m->z), free(m->dz);
-    m->fb = m->z = m->dz = NULL, m->cap = 0;
+    free(m->z), free(m->dz);
+    mrec_batch_items_free(&m->drawn);
+    m->z = m->dz = NULL, m->cap = 0;
     m->feat_ops = m->feat, m->use_ops = 1;
     return MREC_OK;
 }
