@@ -53,6 +53,7 @@ typedef struct {
     mrec_ukernel_fn ukernel;
     int MR, NR;
     int packer; /* which transposing packers: PACK_PLAIN, PACK_AVX512 or PACK_AVX2 */
+    int a_rows; /* A read in place by mrec_ukernel_avx2_rows, not packed (a_block gives its rows) */
     /* op(B) packed once (mrec_packs), or NULL: block (p0, j0) of it is at
      * bpacked + p0 * bpacked_n + j0 * kc, panels of (kc, NR) in column order */
     const float *bpacked;
@@ -167,6 +168,7 @@ static const float *apacked_block(const gemm_job *g, int i0, int mc, int p0) {
  * copy packed once, or packed now into the task's scratch. */
 static const float *a_block(const gemm_job *g, float *scratch, const float *A, int i0, int mc, int p0, int kc) {
     if (g->apacked) return apacked_block(g, i0, mc, p0);
+    if (g->a_rows) return A + (size_t)i0 * g->lda + p0;
     pack_a(scratch, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
     return scratch;
 }
@@ -187,11 +189,15 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
                          int i0, int mc, int j0, int jr_lo, int jr_hi, int kc, int overwrite) {
     for (int ir = 0; ir < mc; ir += g->MR) {
         int m = mc - ir < g->MR ? mc - ir : g->MR;
-        const float *ap = apack + (size_t)(ir / g->MR) * kc * g->MR;
+        const float *ap = g->a_rows ? apack + (size_t)ir * g->lda : apack + (size_t)(ir / g->MR) * kc * g->MR;
         for (int jr = jr_lo; jr < jr_hi; jr += g->NR) {
             int n = jr_hi - jr < g->NR ? jr_hi - jr : g->NR;
             const float *bp = bpack + (size_t)(jr / g->NR) * kc * g->NR;
-            g->ukernel(kc, ap, bp, C + (size_t)(i0 + ir) * g->ldc + j0 + jr, g->ldc, g->alpha, m, n, overwrite);
+            float *c = C + (size_t)(i0 + ir) * g->ldc + j0 + jr;
+            if (g->a_rows)
+                mrec_ukernel_avx2_rows(kc, ap, g->lda, bp, c, g->ldc, g->alpha, m, n, overwrite);
+            else
+                g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, overwrite);
         }
     }
 }
@@ -350,9 +356,15 @@ static void pick_kernel(gemm_job *g) {
     }
 }
 
+/* A row-major A with few B panels to reuse its packed copy (N up to
+ * A_ROWS_MAX_N) is read in place: at N = 64 (a recommender's N x 64 by
+ * 64 x 64 layers) packing took a quarter of the time. */
+#define A_ROWS_MAX_N 64
+
 static void gemm_run(gemm_job *g, int batch) {
     if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
     pick_kernel(g);
+    g->a_rows = g->packer == PACK_AVX2 && !g->trans_a && !g->apacked && g->N <= A_ROWS_MAX_N && g->K <= MREC_GEMM_KC;
     int threads = mrec_pool_threads(g->pool);
     g->m_blocks = (g->M + MREC_GEMM_MC - 1) / MREC_GEMM_MC;
     if (batch == 1 && g->M <= FEW_ROWS && !g->fill) { /* a filled B exists only as panels */

@@ -6,23 +6,10 @@
 #include <immintrin.h>
 #include <stdint.h>
 
-void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
-                       float alpha, int m, int n, int overwrite) {
+/* C's (m, n) corner += alpha * acc (or = alpha * acc with overwrite). */
+static inline __attribute__((always_inline)) void store_tile(__m256 acc[MREC_UK_AVX2_MR][2], float *c, int ldc, float alpha,
+                                                             int m, int n, int overwrite) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
-    /* Named accumulators: with an indexed array GCC spills them to the
-     * stack on every iteration. */
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
-        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
-        ai = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
-        ai = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
-        ai = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
-        ai = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
-        ai = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
-        ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
-    }
-    __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     __m256 va = _mm256_set1_ps(alpha);
     if (n == NR) { /* a whole tile: plain stores (AMD runs a masked store as a slow microcode sequence) */
         for (int i = 0; i < MR && i < m; i++) {
@@ -47,6 +34,48 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
         _mm256_maskstore_ps(ci, mask0, _mm256_fmadd_ps(va, acc[i][0], c0));
         _mm256_maskstore_ps(ci + 8, mask1, _mm256_fmadd_ps(va, acc[i][1], c1));
     }
+}
+
+void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
+                       float alpha, int m, int n, int overwrite) {
+    enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
+    /* Named accumulators: with an indexed array GCC spills them to the
+     * stack on every iteration. */
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
+        ai = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
+        ai = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
+        ai = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
+        ai = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
+        ai = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
+        ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+    }
+    __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    store_tile(acc, c, ldc, alpha, m, n, overwrite);
+}
+
+void mrec_ukernel_avx2_rows(int kc, const float *a, int lda, const float *b, float *c, int ldc,
+                            float alpha, int m, int n, int overwrite) {
+    enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
+    /* rows past m read row m - 1 again; their sums are never stored */
+    const float *a0 = a, *a1 = a + (size_t)(m > 1) * lda, *a2 = a + (size_t)(m > 2 ? 2 : m - 1) * lda;
+    const float *a3 = a + (size_t)(m > 3 ? 3 : m - 1) * lda, *a4 = a + (size_t)(m > 4 ? 4 : m - 1) * lda;
+    const float *a5 = a + (size_t)(m > 5 ? 5 : m - 1) * lda;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int k = 0; k < kc; k++, b += NR) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
+        ai = _mm256_broadcast_ss(a0 + k), c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
+        ai = _mm256_broadcast_ss(a1 + k), c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
+        ai = _mm256_broadcast_ss(a2 + k), c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
+        ai = _mm256_broadcast_ss(a3 + k), c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
+        ai = _mm256_broadcast_ss(a4 + k), c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
+        ai = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+    }
+    __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    store_tile(acc, c, ldc, alpha, m, n, overwrite);
 }
 
 /* r[0..7] (8 rows of 8) -> r[c] = column c: pairs interleave, then quads

@@ -29,6 +29,10 @@ typedef void (*mrec_ukernel_fn)(int kc, const float *a, const float *b, float *c
 #define MREC_UK_AVX2_NR 16
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
                        float alpha, int m, int n, int overwrite);
+/* The same sums, a read straight from a row-major A (row i at a + i * lda):
+ * where B has few panels, packing A costs more than the strided reads. */
+void mrec_ukernel_avx2_rows(int kc, const float *a, int lda, const float *b, float *c, int ldc,
+                            float alpha, int m, int n, int overwrite);
 
 /* avx512f: 12 rows x 32 columns (24 zmm accumulators), and 8 x 48 for M a
  * multiple of 8 but not of 12. */
