@@ -1,15 +1,18 @@
 /* sparse.c: fast CPU sparse (CSR) x dense products for graph recommenders.
  *
  * spmm parallelizes over rows of A: each output row is a weighted sum of X
- * rows, accumulated in edge order. spmm_t (A^T X) would need a scatter; to
- * stay race-free and deterministic without a transposed copy of A, threads
- * split the feature dimension instead, each scattering its own columns in
- * edge order. Callers that apply A^T often should build A^T once as CSR and
- * call spmm: that is faster still.
+ * rows, accumulated in edge order. spmm_t (A^T X) builds A^T as CSR first
+ * (a stable counting sort by column, O(nnz) and a few MB) and runs the same
+ * row loop over it: each output row then sums its entries in A's edge order,
+ * the order a scatter would add them in, so the bits are a scatter's, but
+ * the sums stay in registers and the rows split over threads. Where memory
+ * for A^T runs out, threads scatter their own columns of the feature
+ * dimension instead (race-free, same order, slower).
  */
 #include "../mrec_kernels.h"
 #include "parallel.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -61,9 +64,27 @@ MREC_VECTOR_CLONES static void spmm_t_cols(void *arg, int64_t lo, int64_t hi) {
 
 void mrec_spmm_t_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                      const float *X, int R, int Cc, int D, mrec_pool *pool) {
-    spmm_args a = {out, row_ptr, col, val, X, R, Cc, D};
-    /* At least 16 columns a task, so each scatter touches whole cache lines. */
-    mrec_parallel_range(pool, D, 16, spmm_t_cols, &a);
+    int64_t nnz = row_ptr[R];
+    int64_t *t_ptr = calloc((size_t)Cc + 1, sizeof *t_ptr), *at = malloc(sizeof *at * ((size_t)Cc + 1));
+    int32_t *t_col = malloc(sizeof *t_col * (size_t)(nnz + 1));
+    float *t_val = val ? malloc(sizeof *t_val * (size_t)(nnz + 1)) : NULL;
+    if (t_ptr && at && t_col && (!val || t_val)) {
+        for (int64_t e = 0; e < nnz; e++) t_ptr[col[e] + 1]++;
+        for (int c = 0; c < Cc; c++) t_ptr[c + 1] += t_ptr[c];
+        memcpy(at, t_ptr, sizeof *at * ((size_t)Cc + 1));
+        for (int r = 0; r < R; r++)
+            for (int64_t e = row_ptr[r]; e < row_ptr[r + 1]; e++) {
+                int64_t p = at[col[e]]++;
+                t_col[p] = r;
+                if (val) t_val[p] = val[e];
+            }
+        mrec_spmm_cpu(out, t_ptr, t_col, t_val, X, Cc, R, D, pool);
+    } else {
+        spmm_args a = {out, row_ptr, col, val, X, R, Cc, D};
+        /* At least 16 columns a task, so each scatter touches whole cache lines. */
+        mrec_parallel_range(pool, D, 16, spmm_t_cols, &a);
+    }
+    free(t_ptr), free(at), free(t_col), free(t_val);
 }
 
 mrec_status mrec_csr_validate(const mrec_csr *a) {
