@@ -24,31 +24,43 @@ typedef struct {
 } unfold;
 
 /* The (kc, NR) panel of col: rows p0.. (each a (ci, kh, kw)), pixels
- * j0..j0+cols. A panel's pixels are runs along output rows; with stride 1
- * a run reads one contiguous stretch of an input row, padding aside. */
-static void fill_panel(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR) {
+ * j0..j0+cols. A panel's pixels are runs along output rows; a run reads
+ * one stretch of an input row (contiguous with stride 1, every stride-th
+ * value otherwise), padding aside. */
+MREC_VECTOR_CLONES static void fill_panel(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR) {
     const unfold *u = arg;
     const mrec_conv2d_shape *s = u->s;
     int kw = p0 % s->KW, kh = p0 / s->KW % s->KH, ci = p0 / s->KW / s->KH; /* of row p0 + k, stepped below */
+    int oh0 = j0 / u->Wo, ow0 = j0 % u->Wo, sw = s->stride_w;
     for (int k = 0; k < kc; k++) {
         const float *plane = u->in + (size_t)ci * s->H * s->W;
         float *d = dst + (size_t)k * NR;
-        for (int j = 0, oh = j0 / u->Wo, ow = j0 % u->Wo; j < cols; oh++, ow = 0) {
+        for (int j = 0, oh = oh0, ow = ow0; j < cols; oh++, ow = 0) {
             int run = cols - j < u->Wo - ow ? cols - j : u->Wo - ow;
             int ih = oh * s->stride_h - s->pad_h + kh, iw0 = ow * s->stride_w - s->pad_w + kw;
             if (ih < 0 || ih >= s->H) {
                 memset(d + j, 0, sizeof(float) * (size_t)run);
-            } else if (s->stride_w == 1) {
-                /* iw = iw0 + t is inside the row for t in [lo, hi) */
-                int lo = iw0 < 0 ? -iw0 : 0, hi = s->W - iw0 < run ? s->W - iw0 : run;
-                if (lo > run) lo = run;
-                if (hi < lo) hi = lo;
-                for (int t = 0; t < lo; t++) d[j + t] = 0.0f;
-                if (hi > lo) memcpy(d + j + lo, plane + (size_t)ih * s->W + (iw0 + lo), sizeof(float) * (size_t)(hi - lo));
-                for (int t = hi; t < run; t++) d[j + t] = 0.0f;
             } else {
-                const float *src = plane + (size_t)ih * s->W;
-                for (int t = 0, iw = iw0; t < run; t++, iw += s->stride_w) d[j + t] = iw >= 0 && iw < s->W ? src[iw] : 0.0f;
+                /* iw = iw0 + t * stride is inside the row for t in [lo, hi): zeros around one copy, no test per pixel */
+                int lo, hi;
+                if (sw == 1)
+                    lo = iw0 < 0 ? -iw0 : 0, hi = iw0 < s->W ? s->W - iw0 : 0;
+                else
+                    lo = iw0 < 0 ? (-iw0 + sw - 1) / sw : 0, hi = iw0 < s->W ? (s->W - iw0 + sw - 1) / sw : 0;
+                if (hi > run) hi = run;
+                if (lo > hi) lo = hi;
+                float *restrict o = d + j;
+                for (int t = 0; t < lo; t++) o[t] = 0.0f;
+                if (hi > lo) {
+                    const float *restrict src = plane + (size_t)ih * s->W + (iw0 + lo * sw);
+                    if (sw == 1)
+                        for (int t = 0; t < hi - lo; t++) o[lo + t] = src[t];
+                    else if (sw == 2) /* a constant stride: the compiler loads whole vectors and keeps every other value */
+                        for (int t = 0; t < hi - lo; t++) o[lo + t] = src[2 * t];
+                    else
+                        for (int t = 0; t < hi - lo; t++) o[lo + t] = src[t * sw];
+                }
+                for (int t = hi; t < run; t++) o[t] = 0.0f;
             }
             j += run;
         }
