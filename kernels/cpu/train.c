@@ -317,17 +317,54 @@ __attribute__((target("avx512f"))) static void xent_row_avx512(float *out, doubl
     out[t] -= alpha;
 }
 
-static int xent_avx512(void) {
+/* The same 8 lanes at a time with AVX2 (libmvec's 8-lane expf), the
+ * row's last C % 8 values through a padded block. */
+__attribute__((target("avx2,fma"))) __m256 _ZGVdN8v_expf(__m256 x);
+
+__attribute__((target("avx2,fma"))) static void xent_row_avx2(float *out, double *loss, const float *in, int t, float alpha, int C) {
+    int full = C / 8 * 8, rest = C - full;
+    float pad[8];
+    for (int c = 0; c < 8; c++) pad[c] = c < rest ? in[full + c] : -INFINITY;
+    __m256 vtop = _mm256_loadu_ps(pad);
+    for (int c = 0; c < full; c += 8) vtop = _mm256_max_ps(vtop, _mm256_loadu_ps(in + c));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vtop), _mm256_extractf128_ps(vtop, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    float top = _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1))), at_t = in[t];
+    __m256 vt = _mm256_set1_ps(top);
+    __m256d z0 = _mm256_setzero_pd(), z1 = _mm256_setzero_pd();
+    for (int c = 0; c <= full; c += 8) {
+        const float *src = c < full ? in + c : pad; /* the padding's -inf gives e = 0 */
+        if (c == full && !rest) break;
+        __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(src), vt));
+        if (c < full) _mm256_storeu_ps(out + c, e); /* out may be in: in[c .. c + 7] were read */
+        else _mm256_storeu_ps(pad, e);
+        z0 = _mm256_add_pd(z0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        z1 = _mm256_add_pd(z1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double zs[4];
+    _mm256_storeu_pd(zs, _mm256_add_pd(z0, z1));
+    double z = (zs[0] + zs[1]) + (zs[2] + zs[3]);
+    *loss = top + log(z) - at_t;
+    float scale = (float)(alpha / z);
+    __m256 vs = _mm256_set1_ps(scale);
+    for (int c = 0; c < full; c += 8) _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_loadu_ps(out + c), vs));
+    for (int c = 0; c < rest; c++) out[full + c] = pad[c] * scale;
+    out[t] -= alpha;
+}
+
+/* 2: AVX-512, 1: AVX2 and FMA, 0: neither */
+static int xent_level(void) {
     static int level = -1; /* a benign race: every thread writes the same */
     if (level < 0) {
         __builtin_cpu_init();
-        level = __builtin_cpu_supports("avx512f") != 0;
+        level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     }
     return level;
 }
 #else
-#define xent_avx512() 0
+#define xent_level() 0
 #define xent_row_avx512(out, loss, in, t, alpha, C) ((void)0)
+#define xent_row_avx2(out, loss, in, t, alpha, C) ((void)0)
 #endif
 
 static void xent_range(void *arg, int64_t lo, int64_t hi) {
@@ -337,7 +374,9 @@ static void xent_range(void *arg, int64_t lo, int64_t hi) {
         int32_t t = a->target ? a->target[r] : (int32_t)r;
         float *g = a->g + (size_t)r * a->C;
         const float *s = a->s + (size_t)r * a->C;
-        if (xent_avx512()) xent_row_avx512(g, a->loss + r, s, t, a->eps, a->C);
+        int level = xent_level();
+        if (level == 2) xent_row_avx512(g, a->loss + r, s, t, a->eps, a->C);
+        else if (level == 1) xent_row_avx2(g, a->loss + r, s, t, a->eps, a->C);
         else mrec_softmax_xent_rows_ref(g, a->loss + r, s, &t, a->eps, 1, a->C);
     }
 }
