@@ -65,6 +65,7 @@ typedef struct {
     float *dep;                     /* (I + U, K) A, then B: the softmaxes */
     float *drop;                    /* (I + U, K) A, B through dropout */
     float *xi;                      /* (I, d) F W */
+    float *hw, *fhw;                /* (f, K + d) [H | W] side by side; (I, K + d) F [H | W]: F read once for both */
     float *x0;                      /* (N, d) [D^-1 R F W ; F W] */
     float *x;                       /* (N, d) Â^Lmm x0 */
     float *y;                       /* (N, d) n(x) */
@@ -141,14 +142,19 @@ static mrec_status forward(lgmrec *m, uint64_t step) {
     for (int c = 0; c < N_MOD; c++) {
         modality *q = &m->mod[c];
         float *ilog = q->logit, *ulog = q->logit + (size_t)I * K;
+        /* F H and F W as one product: F (I x f, 4,096 wide for images) is read once, not twice */
+        int kd = K + d;
+        if ((st = mrec_copy_rows(ctx, q->hw, kd, q->h, K, q->f, K)) || (st = mrec_copy_rows(ctx, q->hw + K, kd, q->w, d, q->f, d)))
+            return st;
+        if ((st = mrec_gemm(ctx, q->fhw, q->feat, q->hw, NULL, 1, 0, 0, 0, I, kd, q->f, q->f, kd, kd))) return st;
+        if ((st = mrec_copy_rows(ctx, ilog, K, q->fhw, kd, I, K)) || (st = mrec_copy_rows(ctx, q->xi, d, q->fhw + K, kd, I, d)))
+            return st;
         /* the dependencies: A = gs(F H), B = gs(R F H), then dropout */
-        if ((st = mrec_gemm(ctx, ilog, q->feat, q->h, NULL, 1, 0, 0, 0, I, K, q->f, q->f, K, K))) return st;
         if ((st = mrec_spmm(ctx, ulog, &m->r, ilog, K, 0))) return st;
         if ((st = gumbel_softmax(m, q->dep, q->logit, q->noise, I + U))) return st;
         float p = m->training ? 1.0f - m->keep : 0.0f;
         if ((st = mrec_hash_dropout(ctx, q->drop, q->dep, NULL, nk, p, key_of(m, step, 2 + c)))) return st;
         /* the local modality embeddings: items F W, users their items' mean, Lmm propagations */
-        if ((st = mrec_gemm(ctx, q->xi, q->feat, q->w, NULL, 1, 0, 0, 0, I, d, q->f, q->f, d, d))) return st;
         if ((st = mrec_spmm(ctx, q->x0, &m->rm, q->xi, d, 0))) return st;
         if ((st = mrec_copy_rows(ctx, q->x0 + (size_t)U * d, d, q->xi, d, I, d))) return st;
         const float *prev = q->x0;
@@ -385,7 +391,7 @@ static void carve(lgmrec *m, mrec_arena *a, int64_t adj_nnz, int64_t r_nnz) {
         size_t f = (size_t)q->f;
         q->feat = F(I * f), q->w = F(f * d), q->w_grad = F(f * d), q->h = F(f * K), q->h_grad = F(f * K);
         q->noise = F((I + U) * K), q->logit = F((I + U) * K), q->dep = F((I + U) * K), q->drop = F((I + U) * K);
-        q->xi = F(I * d), q->x0 = F(N * d), q->x = F(N * d), q->y = F(N * d), q->z = F(N * d);
+        q->xi = F(I * d), q->hw = F(f * (K + d)), q->fhw = F(I * (K + d)), q->x0 = F(N * d), q->x = F(N * d), q->y = F(N * d), q->z = F(N * d);
         for (int l = 0; l < m->hyper_layers; l++) q->lat[l] = F(K * d), q->iret[l] = l ? F(I * d) : NULL;
     }
 #undef F
