@@ -4,6 +4,7 @@
  * for those bytes in base64 (so the map's double-array trie is mutated as
  * bytes, not through base64). A file that loads must then tokenize
  * multilingual text, encode and decode without fault, every id in range. */
+#define _GNU_SOURCE /* memmem */
 #include "../../tokenizers/mrec_tokenizer.h"
 #include "scratch.h"
 
@@ -44,13 +45,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t json_len = size - map_len - 1;
     FILE *f = fopen(path, "wb");
     if (!f) abort();
-    for (size_t i = 0; i < json_len;) {
-        if (json_len - i >= 10 && memcmp(json + i, "@CHARSMAP@", 10) == 0) {
-            fwrite(map, 1, b64_len, f);
-            i += 10;
-        } else {
-            fputc(json[i++], f);
-        }
+    /* Copy the text between markers in whole runs: a byte loop here cost a
+     * quarter of each execution in traced compares. */
+    for (const char *at = json, *end = json + json_len; at < end;) {
+        const char *mark = memmem(at, (size_t)(end - at), "@CHARSMAP@", 10);
+        fwrite(at, 1, (size_t)((mark ? mark : end) - at), f);
+        if (!mark) break;
+        fwrite(map, 1, b64_len, f);
+        at = mark + 10;
     }
     fclose(f);
     free(map);
