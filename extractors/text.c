@@ -262,7 +262,8 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
         int at = g.job[slot].at, b = g.job[slot].b, T = g.job[slot].T; /* once released, the slot takes batch k + 2 */
         const int32_t *bids = input, *bmask = bids + (size_t)B * L;
         if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, dev.pooled);
-        else st = mrec_bert_forward(ctx, &e->bert, bids, NULL, bmask, b, T, dev.hidden, e->pooling == MREC_POOL_POOLER ? dev.pooled : NULL);
+        else st = mrec_bert_forward_unpadded(ctx, &e->bert, bids, NULL, bmask, b, T, dev.hidden,
+                                              e->pooling == MREC_POOL_POOLER ? dev.pooled : NULL);
         if (!st && !e->is_clip && e->pooling == MREC_POOL_MEAN) st = mrec_copy_to_device(ctx, dev.mask, bmask, sizeof *bmask * (size_t)b * T);
         if (!st && !e->is_clip) st = pool_bert(ctx, e, dev.hidden, dev.mask, b, T, dev.pooled); /* CLIP's tower pools itself */
         if (!st && e->normalize) st = mrec_l2_normalize_rows(ctx, dev.pooled, dev.pooled, 1e-12f, b, D);

@@ -200,6 +200,8 @@ void mrec_mul_ref(float *out, const float *a, const float *b, int64_t n);
 void mrec_mul_cpu(float *out, const float *a, const float *b, int64_t n, mrec_pool *pool);
 void mrec_scale_ref(float *out, const float *a, float s, int64_t n);
 void mrec_scale_cpu(float *out, const float *a, float s, int64_t n, mrec_pool *pool);
+void mrec_fill_ref(float *out, float value, int64_t n);
+void mrec_fill_cpu(float *out, float value, int64_t n, mrec_pool *pool);
 
 /* Activations as PyTorch defines them:
  *   gelu_erf   x/2 (1 + erf(x/sqrt 2))                     nn.GELU()
@@ -549,6 +551,7 @@ mrec_status mrec_gemm_batched_cuda(float *C, const float *A, const float *B,
 mrec_status mrec_add_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu);
 mrec_status mrec_mul_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu);
 mrec_status mrec_scale_cuda(float *out, const float *a, float s, int64_t n, mrec_cuda *cu);
+mrec_status mrec_fill_cuda(float *out, float value, int64_t n, mrec_cuda *cu);
 mrec_status mrec_activation_cuda(float *out, const float *in, mrec_act act, float slope, int64_t n,
                                  mrec_cuda *cu);
 mrec_status mrec_softmax_rows_cuda(float *out, const float *in, const float *mask,
@@ -634,6 +637,7 @@ mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const
 mrec_status mrec_add(mrec_context *ctx, float *out, const float *a, const float *b, int64_t n);
 mrec_status mrec_mul(mrec_context *ctx, float *out, const float *a, const float *b, int64_t n);
 mrec_status mrec_scale(mrec_context *ctx, float *out, const float *a, float s, int64_t n);
+mrec_status mrec_fill(mrec_context *ctx, float *out, float value, int64_t n);
 mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec_act act, float slope, int64_t n);
 mrec_status mrec_softmax_rows(mrec_context *ctx, float *out, const float *in, const float *mask, int R, int C,
                               int rows_per_mask);

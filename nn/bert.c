@@ -241,6 +241,13 @@ size_t mrec_bert_workspace_bytes(const mrec_bert_config *c, int B, int T) {
     return a.peak;
 }
 
+/* A token's position id: its index, or for MPNet and RoBERTa the padding id
+ * plus its rank among the sequence's real tokens (real counts them). */
+static int position_of(const mrec_bert_config *c, int32_t id, int t, int *real) {
+    if (!c->mpnet && !c->roberta) return t;
+    return id != c->pad_token_id ? c->pad_token_id + ++*real : c->pad_token_id;
+}
+
 /* The ids arrive on the host: they are checked there, before any is copied,
  * so the ops can index with them. MPNet's positions count real tokens, so a
  * long sequence can run past the table even when T fits. */
@@ -254,8 +261,7 @@ static mrec_status check_ids(const mrec_bert *m, const int32_t *ids, const int32
             if (id < 0 || id >= c->vocab_size || tt < 0 || tt >= c->type_vocab)
                 return mrec_fail(MREC_ERR_ARG, "bert: token %d (type %d) at position %d is outside the vocabulary of %d", id, tt, i,
                                  c->vocab_size);
-            int pad_positions = c->mpnet || c->roberta;
-            int pos = pad_positions ? (id != c->pad_token_id ? c->pad_token_id + ++real : c->pad_token_id) : t;
+            int pos = position_of(c, id, t, &real);
             if (pos < 0 || pos >= c->max_positions)
                 return mrec_fail(MREC_ERR_ARG, "%s: position %d at token %d is past max_position_embeddings %d",
                                  c->mpnet ? "mpnet" : "roberta", pos, i, c->max_positions);
@@ -264,8 +270,70 @@ static mrec_status check_ids(const mrec_bert *m, const int32_t *ids, const int32
     return MREC_OK;
 }
 
-mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids,
-                              const int32_t *mask, int B, int T, float *hidden, float *pooled) {
+/* The batch without its padding, on the host: each sequence's length and its
+ * real tokens' ids, types and positions end to end (N in all). Only where
+ * every row of mask is ones then zeros (Hugging Face pads on the right), each
+ * with a real token, and some padding exists; else nothing is made. */
+typedef struct {
+    int *len, N;
+    int32_t *ids, *types, *pos;
+} unpadded;
+
+static mrec_status unpad(const mrec_bert_config *c, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B,
+                         int T, unpadded *u) {
+    *u = (unpadded){0};
+    int N = 0;
+    for (int b = 0; b < B; b++) {
+        const int32_t *row = mask + (size_t)b * T;
+        int n = 0;
+        while (n < T && row[n]) n++;
+        for (int t = n; t < T; t++)
+            if (row[t]) return MREC_OK; /* a hole or left padding: the padded path */
+        if (n == 0) return MREC_OK;
+        N += n;
+    }
+    if (N == B * T) return MREC_OK;
+    u->len = malloc(sizeof *u->len * (size_t)B);
+    u->ids = malloc(sizeof *u->ids * 3 * (size_t)N);
+    if (!u->len || !u->ids) {
+        free(u->len), free(u->ids), *u = (unpadded){0};
+        return mrec_fail(MREC_ERR_NOMEM, "bert: the unpadded ids of %d tokens", N);
+    }
+    u->types = u->ids + N, u->pos = u->ids + 2 * (size_t)N, u->N = N;
+    for (int b = 0, at = 0; b < B; b++) {
+        int real = 0, n = 0;
+        for (; n < T && mask[(size_t)b * T + n]; n++, at++) {
+            int32_t id = ids[(size_t)b * T + n];
+            u->ids[at] = id;
+            u->types[at] = type_ids ? type_ids[(size_t)b * T + n] : 0;
+            u->pos[at] = position_of(c, id, n, &real);
+        }
+        u->len[b] = n;
+    }
+    return MREC_OK;
+}
+
+/* Attention over each sequence's own tokens, q, k, v and out (N, H) without
+ * padding: no score is formed for a padding key, and none for a padding query. */
+static mrec_status attend_unpadded(mrec_context *ctx, const mrec_bert *m, const activations *t, const unpadded *u, int B, int T,
+                                   float scale) {
+    const mrec_bert_config *c = &m->cfg;
+    int H = c->hidden, nh = c->heads, dh = H / nh, last = 0;
+    mrec_status st = MREC_OK;
+    for (int b = 0, at = 0; b < B && !st; at += u->len[b++]) {
+        int L = u->len[b];
+        size_t o = (size_t)at * H;
+        if (c->mpnet && L != last) /* the distances of L tokens: the middle 2L - 1 of the T table's */
+            st = mrec_rel_bias(ctx, t->pos_bias, m->rel_bias, t->buckets + (T - L), nh, L), last = L;
+        if (!st)
+            st = mrec_attention(ctx, t->ctx + o, t->q + o, t->k + o, t->v + o, NULL, c->mpnet ? t->pos_bias : NULL, scale, 1, L, nh,
+                                dh, t->attn);
+    }
+    return st;
+}
+
+static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids, const int32_t *mask,
+                           int B, int T, float *hidden, float *pooled, int skip_padding) {
     const mrec_bert_config *c = &m->cfg;
     mrec_status st = mrec_weights_check(ctx, m->on, "bert");
     if (st) return st;
@@ -273,44 +341,74 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32
         return mrec_fail(MREC_ERR_ARG, "bert: batch %d x %d tokens (at most %d positions)", B, T, c->max_positions);
     if (pooled && !m->pooler_w) return mrec_fail(MREC_ERR_NOT_FOUND, "bert: this checkpoint has no pooler");
     if ((st = check_ids(m, ids, type_ids, B, T))) return st;
-    int H = c->hidden, I = c->intermediate, nh = c->heads, dh = H / nh, BT = B * T;
-    size_t mark = ctx->workspace.used, n_ids = sizeof(int32_t) * (size_t)BT;
+    unpadded u = {0};
+    if (skip_padding && mask && (st = unpad(c, ids, type_ids, mask, B, T, &u))) return st;
+    /* R token rows: all B T, or without padding the N real ones */
+    int H = c->hidden, I = c->intermediate, nh = c->heads, dh = H / nh, BT = B * T, R = u.len ? u.N : BT;
+    size_t mark = ctx->workspace.used, n_ids = sizeof(int32_t) * (size_t)R;
     activations t;
-    if ((st = carve(&ctx->workspace, &t, c, B, T))) return st;
+    if ((st = carve(&ctx->workspace, &t, c, B, T))) {
+        free(u.len), free(u.ids);
+        return st;
+    }
     /* embeddings: word + token type + position, then LayerNorm */
-    st = mrec_copy_to_device(ctx, t.ids, ids, n_ids);
-    if (!st && type_ids) st = mrec_copy_to_device(ctx, t.types, type_ids, n_ids);
-    if (!st && mask) st = mrec_copy_to_device(ctx, t.mask, mask, n_ids);
-    if (!st) st = mrec_position_ids(ctx, t.pos, t.ids, c->mpnet || c->roberta ? c->pad_token_id : -1, B, T);
+    if (u.len) {
+        st = mrec_copy_to_device(ctx, t.ids, u.ids, n_ids);
+        if (!st && type_ids) st = mrec_copy_to_device(ctx, t.types, u.types, n_ids);
+        if (!st) st = mrec_copy_to_device(ctx, t.pos, u.pos, n_ids);
+    } else {
+        st = mrec_copy_to_device(ctx, t.ids, ids, n_ids);
+        if (!st && type_ids) st = mrec_copy_to_device(ctx, t.types, type_ids, n_ids);
+        if (!st && mask) st = mrec_copy_to_device(ctx, t.mask, mask, n_ids);
+        if (!st) st = mrec_position_ids(ctx, t.pos, t.ids, c->mpnet || c->roberta ? c->pad_token_id : -1, B, T);
+        if (!st) st = mrec_mask_bias(ctx, t.mask_bias, mask ? t.mask : NULL, BT);
+    }
     if (!st)
-        st = mrec_embedding_sum(ctx, t.x, m->word, t.ids, m->token_type, type_ids ? t.types : NULL, m->position, t.pos, BT, H);
-    if (!st) st = mrec_mask_bias(ctx, t.mask_bias, mask ? t.mask : NULL, BT);
+        st = mrec_embedding_sum(ctx, t.x, m->word, t.ids, m->token_type, type_ids ? t.types : NULL, m->position, t.pos, R, H);
     if (!st && c->mpnet) { /* bias (nh, T, T), shared by all layers and sequences */
         st = mrec_copy_to_device(ctx, t.buckets, m->rel_buckets + (c->max_positions - T), sizeof(int32_t) * (2 * (size_t)T - 1));
-        if (!st) st = mrec_rel_bias(ctx, t.pos_bias, m->rel_bias, t.buckets, nh, T);
+        if (!st && !u.len) st = mrec_rel_bias(ctx, t.pos_bias, m->rel_bias, t.buckets, nh, T);
     }
-    if (!st) st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, BT, H);
+    if (!st) st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, R, H);
     float scale = 1.0f / sqrtf((float)dh);
     for (int l = 0; l < c->layers && !st; l++) {
         const mrec_bert_layer *L = &m->layer[l];
-        st = mrec_gemm(ctx, t.q, t.x, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H);
-        if (!st) st = mrec_gemm(ctx, t.k, t.x, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H);
-        if (!st) st = mrec_gemm(ctx, t.v, t.x, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H);
-        if (!st) st = mrec_attention(ctx, t.ctx, t.q, t.k, t.v, t.mask_bias, c->mpnet ? t.pos_bias : NULL, scale, B, T, nh, dh, t.attn);
-        if (!st) st = mrec_gemm(ctx, t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, BT, H, H, H, H, H);
-        if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)BT * H);
-        if (!st) st = mrec_layernorm(ctx, t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, BT, H);
-        if (!st) st = mrec_gemm(ctx, t.inter, t.x, L->inter_w, L->inter_b, 1, 0, 0, 1, BT, I, H, H, H, I);
-        if (!st) st = mrec_activation(ctx, t.inter, t.inter, c->act, 0, (int64_t)BT * I);
-        if (!st) st = mrec_gemm(ctx, t.tmp, t.inter, L->out_w, L->out_b, 1, 0, 0, 1, BT, H, I, I, I, H);
-        if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)BT * H);
-        if (!st) st = mrec_layernorm(ctx, l + 1 == c->layers ? hidden : t.x, t.tmp, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, BT, H);
+        st = mrec_gemm(ctx, t.q, t.x, L->q_w, L->q_b, 1, 0, 0, 1, R, H, H, H, H, H);
+        if (!st) st = mrec_gemm(ctx, t.k, t.x, L->k_w, L->k_b, 1, 0, 0, 1, R, H, H, H, H, H);
+        if (!st) st = mrec_gemm(ctx, t.v, t.x, L->v_w, L->v_b, 1, 0, 0, 1, R, H, H, H, H, H);
+        if (!st && u.len) st = attend_unpadded(ctx, m, &t, &u, B, T, scale);
+        else if (!st)
+            st = mrec_attention(ctx, t.ctx, t.q, t.k, t.v, t.mask_bias, c->mpnet ? t.pos_bias : NULL, scale, B, T, nh, dh, t.attn);
+        if (!st) st = mrec_gemm(ctx, t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, R, H, H, H, H, H);
+        if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)R * H);
+        if (!st) st = mrec_layernorm(ctx, t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, R, H);
+        if (!st) st = mrec_gemm(ctx, t.inter, t.x, L->inter_w, L->inter_b, 1, 0, 0, 1, R, I, H, H, H, I);
+        if (!st) st = mrec_activation(ctx, t.inter, t.inter, c->act, 0, (int64_t)R * I);
+        if (!st) st = mrec_gemm(ctx, t.tmp, t.inter, L->out_w, L->out_b, 1, 0, 0, 1, R, H, I, I, I, H);
+        if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)R * H);
+        float *to = l + 1 == c->layers && !u.len ? hidden : t.x;
+        if (!st) st = mrec_layernorm(ctx, to, t.tmp, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, R, H);
     }
+    /* back to (B, T, H), padding rows zero */
+    if (!st && u.len) st = mrec_fill(ctx, hidden, 0.0f, (int64_t)BT * H);
+    for (int b = 0, at = 0; u.len && b < B && !st; at += u.len[b++])
+        st = mrec_copy_rows(ctx, hidden + (size_t)b * T * H, H, t.x + (size_t)at * H, H, u.len[b], H);
     /* pooled = tanh([CLS] rows Wp^T + bp); the [CLS] rows are stride T * H in hidden */
     if (!st && pooled) st = mrec_gemm(ctx, pooled, hidden, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, H, H, T * H, H, H);
     if (!st && pooled) st = mrec_activation(ctx, pooled, pooled, MREC_ACT_TANH, 0, (int64_t)B * H);
     ctx->workspace.used = mark;
+    free(u.len), free(u.ids);
     return st;
+}
+
+mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids,
+                              const int32_t *mask, int B, int T, float *hidden, float *pooled) {
+    return forward(ctx, m, ids, type_ids, mask, B, T, hidden, pooled, 0);
+}
+
+mrec_status mrec_bert_forward_unpadded(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids,
+                                       const int32_t *mask, int B, int T, float *hidden, float *pooled) {
+    return forward(ctx, m, ids, type_ids, mask, B, T, hidden, pooled, 1);
 }
 
 mrec_status mrec_bert_project(mrec_context *ctx, const mrec_bert *m, const float *hidden, int B, int T, float *out) {

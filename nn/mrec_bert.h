@@ -110,6 +110,15 @@ size_t mrec_bert_workspace_bytes(const mrec_bert_config *cfg, int B, int T);
 mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *model, const int32_t *ids, const int32_t *type_ids,
                               const int32_t *mask, int B, int T, float *hidden, float *pooled);
 
+/* The same for a caller that reads only the real tokens' rows (any pooling):
+ * where the batch is padded on the right, the padding tokens are left out of
+ * every step (the per-token steps run over the real tokens end to end, the
+ * attention over each sequence's own length), and their rows of hidden are
+ * zero. A text's rows then do not depend on the batch around it: they are the
+ * rows it gets alone. Other masks run as mrec_bert_forward. */
+mrec_status mrec_bert_forward_unpadded(mrec_context *ctx, const mrec_bert *model, const int32_t *ids, const int32_t *type_ids,
+                                       const int32_t *mask, int B, int T, float *hidden, float *pooled);
+
 /* ALIGN: out (B, proj_dim) = hidden[:, 0] Wproj^T + bproj; AltCLIP: out =
  * (LayerNorm_pre(hidden[:, 0]) Wt^T + bt) Wproj^T. hidden (B, T, H) from
  * mrec_bert_forward, both on the context's device; AltCLIP's two (B, H)

@@ -31,6 +31,41 @@ static int32_t *read_i32(const char *path, int64_t *shape) {
     return a.data;
 }
 
+/* mrec_bert_forward_unpadded on a right-padded batch: the real tokens' rows
+ * and the pooled rows against the reference (bound tol), the padding rows
+ * exactly zero, and each sequence of more than MREC_GEMM_FEW_ROWS tokens with
+ * the bits it gets alone (the GEMMs of a few rows sum in another order). */
+static void unpadded_check(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *types, const int32_t *mask, int B,
+                           int T, const float *hidden_ref, const float *pooled_ref, double tol, const char *name) {
+    int H = m->cfg.hidden;
+    float *hidden = malloc(sizeof *hidden * (size_t)B * T * H), *pooled = malloc(sizeof *pooled * (size_t)B * H);
+    float *alone = malloc(sizeof *alone * (size_t)T * H);
+    if (!t_status(mrec_bert_forward_unpadded(ctx, m, ids, types, mask, B, T, hidden, pooled), MREC_OK, "%s unpadded", name)) goto out;
+    double worst = 0;
+    int64_t nonzero_pad = 0;
+    for (int64_t r = 0; r < (int64_t)B * T; r++)
+        for (int h = 0; h < H; h++) {
+            float g = hidden[r * H + h];
+            if (mask[r]) worst = fmax(worst, fabs((double)g - hidden_ref[r * H + h]));
+            else nonzero_pad += g != 0.0f || signbit(g);
+        }
+    t_check(worst <= tol, "%s unpadded: real rows within %g of the reference (worst %.3g)", name, tol, worst);
+    t_check(nonzero_pad == 0, "%s unpadded: padding rows are +0 (%lld values are not)", name, (long long)nonzero_pad);
+    t_allclose(name, pooled_ref, pooled, (int64_t)B * H, tol, 0);
+    for (int b = 0; b < B; b++) {
+        int L = 0;
+        while (L < T && mask[(size_t)b * T + L]) L++;
+        if (L <= MREC_GEMM_FEW_ROWS) continue;
+        if (!t_status(mrec_bert_forward(ctx, m, ids + (size_t)b * T, types ? types + (size_t)b * T : NULL, NULL, 1, L, alone, NULL),
+                      MREC_OK, "%s sequence %d alone", name, b))
+            continue;
+        t_check(!memcmp(alone, hidden + (size_t)b * T * H, sizeof *alone * (size_t)L * H),
+                "%s unpadded: sequence %d (%d tokens) has the bits it gets alone", name, b, L);
+    }
+out:
+    free(hidden), free(pooled), free(alone);
+}
+
 static void run(const char *dir, mrec_context *ctx) {
     mrec_bert m;
     if (!t_status(mrec_bert_load(&m, dir), MREC_OK, "load %s", dir)) return;
@@ -54,6 +89,7 @@ static void run(const char *dir, mrec_context *ctx) {
         t_allclose("last_hidden_state", hidden_ref, hidden, (int64_t)B * T * H, 1e-4, 0);
         t_allclose("pooler_output", pooled_ref, pooled, (int64_t)B * H, 1e-4, 0);
     }
+    unpadded_check(ctx, &m, ids, types, mask, B, T, hidden_ref, pooled_ref, 1e-4, dir);
     /* a token outside the vocabulary is an error naming it */
     ids[3] = 5000;
     t_status(mrec_bert_forward(ctx, &m, ids, types, mask, B, T, hidden, pooled), MREC_ERR_ARG, "id past the vocabulary");
@@ -262,6 +298,7 @@ static void mpnet(mrec_context *ctx) {
             t_allclose("mpnet last_hidden_state", hidden_ref, hidden, (int64_t)B * T * H, 1e-4, 0);
             t_allclose("mpnet pooler_output", pooled_ref, pooled, (int64_t)B * H, 1e-4, 0);
         }
+        unpadded_check(ctx, &m, ids, NULL, mask, B, T, hidden_ref, pooled_ref, 1e-4, "tiny_mpnet");
         free(hidden), free(pooled);
     }
     free(ids), free(mask), free(hidden_ref), free(pooled_ref);

@@ -84,6 +84,9 @@ static void test_elementwise(void) {
         mrec_scale_ref(ref, a, 0.125f, n);
         if (t_status(mrec_scale_cuda(dout, da, 0.125f, n, cu), MREC_OK, "scale") && down(got, dout, 4 * n))
             snprintf(what, sizeof what, "scale n=%lld", (long long)n), t_allclose(what, ref, got, n, 0, 0);
+        mrec_fill_ref(ref, -2.5f, n);
+        if (t_status(mrec_fill_cuda(dout, -2.5f, n, cu), MREC_OK, "fill") && down(got, dout, 4 * n))
+            snprintf(what, sizeof what, "fill n=%lld", (long long)n), t_allclose(what, ref, got, n, 0, 0);
         const char *names[] = {"gelu_erf", "gelu_tanh", "quick_gelu", "relu", "leaky_relu", "silu", "tanh"};
         for (int act = MREC_ACT_GELU_ERF; act <= MREC_ACT_TANH; act++) {
             mrec_activation_ref(ref, a, (mrec_act)act, 0.2f, n);

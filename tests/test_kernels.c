@@ -361,6 +361,9 @@ static void test_elementwise(void) {
             mrec_scale_ref(ref, a, 0.37f, n), mrec_scale_cpu(out, a, 0.37f, n, pools[p]);
             snprintf(what, sizeof what, "scale %s n=%lld", pool_name(pools[p]), (long long)n);
             t_allclose(what, ref, out, n, 0, 0);
+            mrec_fill_ref(ref, -2.5f, n), mrec_fill_cpu(out, -2.5f, n, pools[p]);
+            snprintf(what, sizeof what, "fill %s n=%lld", pool_name(pools[p]), (long long)n);
+            t_allclose(what, ref, out, n, 0, 0);
             for (int act = 0; act <= MREC_ACT_SILU; act++) {
                 mrec_activation_ref(ref, a, (mrec_act)act, 0.01f, n);
                 mrec_activation_cpu(out, a, (mrec_act)act, 0.01f, n, pools[p]);

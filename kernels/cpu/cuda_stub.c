@@ -55,6 +55,7 @@ mrec_status mrec_gemm_batched_cuda(float *C, const float *A, const float *B, flo
 mrec_status mrec_add_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu) { return no_cuda(); }
 mrec_status mrec_mul_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu) { return no_cuda(); }
 mrec_status mrec_scale_cuda(float *out, const float *a, float s, int64_t n, mrec_cuda *cu) { return no_cuda(); }
+mrec_status mrec_fill_cuda(float *out, float value, int64_t n, mrec_cuda *cu) { return no_cuda(); }
 mrec_status mrec_activation_cuda(float *out, const float *in, mrec_act act, float slope, int64_t n, mrec_cuda *cu) {
     return no_cuda();
 }

@@ -54,6 +54,12 @@ mrec_status mrec_scale(mrec_context *ctx, float *out, const float *a, float s, i
     return MREC_OK;
 }
 
+mrec_status mrec_fill(mrec_context *ctx, float *out, float value, int64_t n) {
+    if (on_gpu(ctx)) return mrec_fill_cuda(out, value, n, ctx->cuda);
+    mrec_fill_cpu(out, value, n, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec_act act, float slope, int64_t n) {
     if (on_gpu(ctx)) return mrec_activation_cuda(out, in, act, slope, n, ctx->cuda);
     mrec_activation_cpu(out, in, act, slope, n, ctx->pool);

@@ -35,6 +35,10 @@ MREC_VECTOR_CLONES static void scale_range(void *arg, int64_t lo, int64_t hi) {
     ew_args *e = arg;
     for (int64_t i = lo; i < hi; i++) e->out[i] = e->a[i] * e->s;
 }
+MREC_VECTOR_CLONES static void fill_range(void *arg, int64_t lo, int64_t hi) {
+    ew_args *e = arg;
+    for (int64_t i = lo; i < hi; i++) e->out[i] = e->s;
+}
 
 void mrec_add_cpu(float *out, const float *a, const float *b, int64_t n, mrec_pool *pool) {
     ew_args e = {.out = out, .a = a, .b = b};
@@ -47,6 +51,10 @@ void mrec_mul_cpu(float *out, const float *a, const float *b, int64_t n, mrec_po
 void mrec_scale_cpu(float *out, const float *a, float s, int64_t n, mrec_pool *pool) {
     ew_args e = {.out = out, .a = a, .s = s};
     mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, scale_range, &e);
+}
+void mrec_fill_cpu(float *out, float value, int64_t n, mrec_pool *pool) {
+    ew_args e = {.out = out, .s = value};
+    mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, fill_range, &e);
 }
 
 /* GELU(erf) is the hot spot of every BERT layer after the GEMMs, and scalar

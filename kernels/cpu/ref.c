@@ -45,6 +45,9 @@ void mrec_mul_ref(float *out, const float *a, const float *b, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = a[i] * b[i];
 }
 
+void mrec_fill_ref(float *out, float value, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = value;
+}
 void mrec_scale_ref(float *out, const float *a, float s, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = a[i] * s;
 }

@@ -35,6 +35,11 @@ __global__ static void scale_kernel(float *out, const float *a, float s, int64_t
         out[i] = a[i] * s;
 }
 
+__global__ static void fill_kernel(float *out, float value, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = value;
+}
+
 /* out, a, b: (n) */
 extern "C" mrec_status mrec_add_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
@@ -54,6 +59,13 @@ extern "C" mrec_status mrec_scale_cuda(float *out, const float *a, float s, int6
     if (n <= 0) return MREC_OK;
     scale_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, a, s, n);
     return MREC_CUDA_LAUNCHED("scale");
+}
+
+/* out: (n) */
+extern "C" mrec_status mrec_fill_cuda(float *out, float value, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    fill_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, value, n);
+    return MREC_CUDA_LAUNCHED("fill");
 }
 
 __device__ static float activate(float x, mrec_act act, float slope) {
