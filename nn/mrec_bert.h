@@ -114,8 +114,9 @@ mrec_status mrec_bert_forward(mrec_context *ctx, const mrec_bert *model, const i
  * where the batch is padded on the right, the padding tokens are left out of
  * every step (the per-token steps run over the real tokens end to end, the
  * attention over each sequence's own length), and their rows of hidden are
- * zero. A text's rows then do not depend on the batch around it: they are the
- * rows it gets alone. Other masks run as mrec_bert_forward. */
+ * zero. A sequence of more than MREC_GEMM_FEW_ROWS tokens then gets the bits
+ * it gets alone, whatever else is in its batch. Other masks (left padding, a
+ * row without a real token) run as mrec_bert_forward. */
 mrec_status mrec_bert_forward_unpadded(mrec_context *ctx, const mrec_bert *model, const int32_t *ids, const int32_t *type_ids,
                                        const int32_t *mask, int B, int T, float *hidden, float *pooled);
 
