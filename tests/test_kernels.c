@@ -378,6 +378,28 @@ static void test_elementwise(void) {
         t_allclose("gelu in place", out, inplace, n, 0, 0);
         free(a), free(b), free(ref), free(out), free(inplace);
     }
+    /* An element's bits do not depend on where it lies in the array: the
+     * vector paths (libmvec's erff, expf, tanhf) must not hand a ragged end
+     * to the scalar functions, which round differently. Each slice x[o, o + n)
+     * gives the bits of the whole array's y[o, o + n), on every pool. */
+    {
+        int64_t n_all = 301;
+        float *a = randv(n_all, -6, 6), *whole = malloc((size_t)n_all * 4), *part = malloc((size_t)n_all * 4);
+        static const int64_t slices[][2] = {{0, 37}, {5, 9}, {16, 1}, {3, 298}, {100, 15}};
+        for (int p = 0; p < n_pools; p++)
+            for (int act = 0; act <= MREC_ACT_TANH; act++) {
+                mrec_activation_cpu(whole, a, (mrec_act)act, 0.01f, n_all, pools[p]);
+                int64_t differ = 0;
+                for (size_t k = 0; k < sizeof slices / sizeof slices[0]; k++) {
+                    int64_t o = slices[k][0], n = slices[k][1];
+                    mrec_activation_cpu(part, a + o, (mrec_act)act, 0.01f, n, pools[p]);
+                    differ += memcmp(part, whole + o, (size_t)n * 4) != 0;
+                }
+                t_check(differ == 0, "activation %d %s: a slice gets the whole array's bits (%lld slices differ)", act,
+                        pool_name(pools[p]), (long long)differ);
+            }
+        free(a), free(whole), free(part);
+    }
     /* Known values from PyTorch (torch.nn.functional on float64, rounded to float). */
     float x[3] = {-1.0f, 0.5f, 2.0f}, y[3];
     float gelu_erf[3] = {-0.15865525f, 0.34573123f, 1.9544997f};

@@ -63,29 +63,44 @@ void mrec_fill_cpu(float *out, float value, int64_t n, mrec_pool *pool) {
  * erff to a few ulps (the tests hold it to the double-precision reference). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+
+/* The last, partial vector goes through the same vector function under a
+ * mask: every element gets libmvec's bits whatever its position, so a row's
+ * values do not depend on the length of the array around it (a text's rows
+ * are the same alone and in any batch) nor on how the threads split it. */
+__attribute__((target("avx512f"))) static inline __mmask16 tail_mask16(int64_t left) {
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+__attribute__((target("avx2"))) static inline __m256i tail_mask8(int64_t left) {
+    int r = left >= 8 ? 8 : (int)left;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 __attribute__((target("avx512f"))) __m512 _ZGVeN16v_erff(__m512 x);
 __attribute__((target("avx2"))) __m256 _ZGVdN8v_erff(__m256 x);
 
 __attribute__((target("avx512f"))) static int64_t gelu_erf_avx512(float *y, const float *x, int64_t n) {
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), s = _mm512_set1_ps((float)M_SQRT1_2);
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
+    for (; i < n; i += 16) {
+        __mmask16 k = tail_mask16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
         __m512 e = _ZGVeN16v_erff(_mm512_mul_ps(v, s));
-        _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e)));
+        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, e)));
     }
-    return i;
+    return n;
 }
 
 __attribute__((target("avx2"))) static int64_t gelu_erf_avx2(float *y, const float *x, int64_t n) {
     const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), s = _mm256_set1_ps((float)M_SQRT1_2);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
+    for (; i < n; i += 8) {
+        __m256i k = tail_mask8(n - i);
+        __m256 v = _mm256_maskload_ps(x + i, k);
         __m256 e = _ZGVdN8v_erff(_mm256_mul_ps(v, s));
-        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e)));
+        _mm256_maskstore_ps(y + i, k, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e)));
     }
-    return i;
+    return n;
 }
 
 /* SiLU, x / (1 + exp(-x)) (EfficientNet's swish: with scalar expf a quarter
@@ -98,21 +113,23 @@ __attribute__((target("avx2"))) __m256 _ZGVdN8v_expf(__m256 x);
 __attribute__((target("avx512f"))) static int64_t sigmoid_mul_avx512(float *y, const float *x, float a, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f), na = _mm512_set1_ps(-a);
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_loadu_ps(x + i);
-        _mm512_storeu_ps(y + i, _mm512_div_ps(v, _mm512_add_ps(one, _ZGVeN16v_expf(_mm512_mul_ps(na, v)))));
+    for (; i < n; i += 16) {
+        __mmask16 k = tail_mask16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(one, _ZGVeN16v_expf(_mm512_mul_ps(na, v)))));
     }
-    return i;
+    return n;
 }
 
 __attribute__((target("avx2"))) static int64_t sigmoid_mul_avx2(float *y, const float *x, float a, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f), na = _mm256_set1_ps(-a);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_mul_ps(na, v)))));
+    for (; i < n; i += 8) {
+        __m256i k = tail_mask8(n - i);
+        __m256 v = _mm256_maskload_ps(x + i, k);
+        _mm256_maskstore_ps(y + i, k, _mm256_div_ps(v, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_mul_ps(na, v)))));
     }
-    return i;
+    return n;
 }
 
 /* tanh (MGCN's and SMORE's attention over modalities, a BERT / ViT pooler)
@@ -122,14 +139,20 @@ __attribute__((target("avx2"))) __m256 _ZGVdN8v_tanhf(__m256 x);
 
 __attribute__((target("avx512f"))) static int64_t tanh_avx512(float *y, const float *x, int64_t n) {
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _ZGVeN16v_tanhf(_mm512_loadu_ps(x + i)));
-    return i;
+    for (; i < n; i += 16) {
+        __mmask16 k = tail_mask16(n - i);
+        _mm512_mask_storeu_ps(y + i, k, _ZGVeN16v_tanhf(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+    return n;
 }
 
 __attribute__((target("avx2"))) static int64_t tanh_avx2(float *y, const float *x, int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _ZGVdN8v_tanhf(_mm256_loadu_ps(x + i)));
-    return i;
+    for (; i < n; i += 8) {
+        __m256i k = tail_mask8(n - i);
+        _mm256_maskstore_ps(y + i, k, _ZGVdN8v_tanhf(_mm256_maskload_ps(x + i, k)));
+    }
+    return n;
 }
 
 /* 2: avx512, 1: avx2, 0: none; a benign race, every thread writes the same */
@@ -142,7 +165,8 @@ static int vector_level(void) {
     return level;
 }
 
-/* How many leading elements a vector path handled (the rest go scalar). */
+/* How many leading elements a vector path handled: all of them where the
+ * CPU has one, none where it has not (the scalar loop does them). */
 static int64_t gelu_erf_vector(float *y, const float *x, int64_t n) {
     int level = vector_level();
     return level == 2 ? gelu_erf_avx512(y, x, n) : level == 1 ? gelu_erf_avx2(y, x, n) : 0;
