@@ -259,6 +259,43 @@ static void gemm_shared_b(gemm_job *g) {
     }
 }
 
+/* ---- one large GEMM over a B packed whole beforehand (a weight) ---------
+ * No B to pack, so no pool round per (NC, KC) block: one round, a task per
+ * (row block, column range). Each task packs its A block once per KC block
+ * and sweeps its columns NC at a time; the rounds above would pack the same
+ * A block again for every NC block (12 % of BERT's FFN GEMM on one thread).
+ * Each element of C still sums its KC blocks in order: the same bits. */
+
+static void packed_b_task(void *arg, int task, int thread) {
+    const gemm_job *g = arg;
+    int ib = task / g->j_chunks, jb = task % g->j_chunks;
+    int i0 = ib * MREC_GEMM_MC, mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
+    int j_lo = jb * g->j_chunk, j_hi = j_lo + g->j_chunk < g->N ? j_lo + g->j_chunk : g->N;
+    if (j_lo >= j_hi) return;
+    int pro = needs_prologue(g);
+    if (pro) prologue(g, g->C, i0, mc, j_lo, j_hi - j_lo);
+    float *scratch = mrec_pool_scratch(g->pool, thread);
+    for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
+        int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
+        const float *apack = a_block(g, scratch, g->A, i0, mc, p0, kc);
+        for (int j0 = j_lo; j0 < j_hi; j0 += MREC_GEMM_NC) {
+            int nc = j_hi - j0 < MREC_GEMM_NC ? j_hi - j0 : MREC_GEMM_NC;
+            const float *bpack = g->bpacked + p0 * g->bpacked_n + (int64_t)j0 * kc;
+            macro_kernel(g, g->C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0 && !pro, NULL);
+        }
+    }
+}
+
+static void gemm_packed_b(gemm_job *g) {
+    /* enough tasks for every thread twice over, as gemm_shared_b; a range is whole NR panels */
+    int panels = (g->N + g->NR - 1) / g->NR, want = 2 * mrec_pool_threads(g->pool);
+    int split = g->m_blocks >= want ? 1 : (want + g->m_blocks - 1) / g->m_blocks;
+    if (split > panels) split = panels;
+    g->j_chunk = (panels + split - 1) / split * g->NR;
+    g->j_chunks = (g->N + g->j_chunk - 1) / g->j_chunk;
+    mrec_pool_run(g->pool, packed_b_task, g, g->m_blocks * g->j_chunks);
+}
+
 #define B_CHUNK 64
 
 /* ---- tiles with private packing ---------------------------------------
@@ -405,7 +442,8 @@ static void gemm_run(gemm_job *g, int batch) {
         if (g->j_chunk < 64) g->j_chunk = 64;
         mrec_pool_run(g->pool, few_rows_task, g, (g->N + g->j_chunk - 1) / g->j_chunk);
     } else if (batch == 1 && g->m_blocks >= 2) {
-        gemm_shared_b(g); /* one packing of B for all row blocks */
+        if (g->bpacked) gemm_packed_b(g);
+        else gemm_shared_b(g); /* one packing of B for all row blocks */
     } else {
         /* Column tiles of NC, or narrower (whole NR panels) when there would
          * be fewer tiles than threads: a single short GEMM still uses them all. */
