@@ -553,11 +553,27 @@ static void conv_case(mrec_conv2d_shape s, int with_bias) {
         t_allclose(what, ref, out, out_n, (k + 2) * U * (k + 1), 0); /* |x||w| <= 1 per term, |b| <= 1 */
         if (p == 0 && cog > MREC_GEMM_FEW_ROWS) /* fewer rows take the GEMM's dot-product path */
             t_check(memcmp(out, unfolded, (size_t)out_n * 4) == 0, "%s: bits differ from the GEMM on the unfolded input", what);
-        /* the weights packed once (twice over: packing, then the kept copy) give the same bits */
+        /* the weights packed once (twice over: packing, then the kept copy) give the same bits; a stride-1 3x3
+         * conv with a pack set runs as Winograd F(2x2, 3x3) instead: other bits, each output a sum of 9 of the
+         * 16 tile products (each |U| <= 2.25 |w|, |V| <= 4 |x|), so 36x the direct bound, and the same bits
+         * on the second call as on the first */
+        int winograd = s.KH == 3 && s.KW == 3 && s.stride_h == 1 && s.stride_w == 1 && s.groups == 1 && s.C_out >= 16 &&
+                       s.C_in >= 16 && (Ho + 1) / 2 * ((Wo + 1) / 2) > MREC_GEMM_FEW_ROWS;
+        float *first = winograd ? malloc((size_t)out_n * 4) : NULL;
         for (int round = 0; round < 2 && packs; round++) {
             mrec_conv2d_cpu(again, x, w, b, &s, packs, pools[p]);
-            t_check(memcmp(out, again, (size_t)out_n * 4) == 0, "%s: bits differ with the weights packed once", what);
+            if (!winograd) {
+                t_check(memcmp(out, again, (size_t)out_n * 4) == 0, "%s: bits differ with the weights packed once", what);
+            } else if (round == 0) {
+                char wwhat[200];
+                snprintf(wwhat, sizeof wwhat, "%s, Winograd", what);
+                t_allclose(wwhat, ref, again, out_n, 36 * (k + 2) * U * (k + 1), 0);
+                memcpy(first, again, (size_t)out_n * 4);
+            } else {
+                t_check(memcmp(first, again, (size_t)out_n * 4) == 0, "%s: Winograd's bits differ on the second call", what);
+            }
         }
+        free(first);
     }
     mrec_packs_free(packs);
     free(x), free(w), free(b), free(ref), free(out), free(again), free(col), free(unfolded);
@@ -575,6 +591,13 @@ static void test_conv(void) {
     conv_case((mrec_conv2d_shape){1, 32, 20, 23, 150, 3, 3, 1, 1, 1, 1, 1}, 1);
     conv_case((mrec_conv2d_shape){2, 3, 11, 13, 6, 5, 3, 2, 1, 2, 1, 1}, 1);    /* KH != KW, strides and pads differ */
     conv_case((mrec_conv2d_shape){1, 2, 5, 5, 5, 3, 3, 1, 1, 3, 3, 1}, 0);      /* padding wider than the kernel */
+    /* Winograd with a pack set: a ResNet stage's shape, odd sizes (tiles over the edge), no padding and two
+     * images in one GEMM, five images in groups of four and one */
+    conv_case((mrec_conv2d_shape){1, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1}, 1);
+    conv_case((mrec_conv2d_shape){1, 16, 7, 9, 40, 3, 3, 1, 1, 1, 1, 1}, 1);
+    conv_case((mrec_conv2d_shape){2, 24, 8, 11, 17, 3, 3, 1, 1, 0, 0, 1}, 0);
+    conv_case((mrec_conv2d_shape){5, 16, 16, 16, 20, 3, 3, 1, 1, 1, 1, 1}, 1);
+    conv_case((mrec_conv2d_shape){1, 300, 5, 6, 150, 3, 3, 1, 1, 1, 1, 1}, 1); /* K over two KC blocks, two row blocks */
 }
 
 static void test_batchnorm(void) {

@@ -9,12 +9,22 @@
  * matrix (9x the input for a 3x3 conv) costs neither memory nor a pass.
  * The weights, packed for the GEMM, come from the pack set when they are in
  * it (an encoder at inference) and are packed again per call otherwise.
+ *
+ * With a pack set, a stride-1 3x3 conv runs as Winograd F(2x2, 3x3)
+ * instead (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+ * Networks", 2016): each 2x2 block of output (a tile) is
+ *   Y = A^T [ sum_ci (G g G^T) .* (B^T d B) ] A
+ * with g a 3x3 filter and d the tile's 4x4 input window. The 16 products
+ * summed over ci are 16 GEMMs (C_out x C_in) x (C_in x tiles): 16
+ * multiplications per 4 outputs instead of 36. The filters' transform
+ * (U = G g G^T) is made once and kept in the pack set, packed for the GEMM.
  */
 #include "../mrec_kernels.h"
 #include "gemm_internal.h"
 #include "parallel.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -72,8 +82,198 @@ MREC_VECTOR_CLONES static void fill_panel(void *arg, float *dst, int p0, int kc,
     }
 }
 
+/* ---- Winograd F(2x2, 3x3) ------------------------------------------------
+ * The transforms, with the 16 elements of a 4x4 tile numbered 4 * row + col:
+ *   G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]            filter, 3 -> 4
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]            input, 4 -> 4
+ *   A^T = [1 1 1 0; 0 1 -1 -1]                               output, 4 -> 2
+ * They cost a few additions per value against C_out (or C_in) multiply-adds
+ * per value in the GEMMs. Each GEMM is M_k (tiles, C_out) = V_k^T U_k^T, the
+ * filters as the packed weight of an inference GEMM (a Linear's W): the few
+ * tiles of a small image are then the GEMM's rows, not a half-empty panel
+ * of columns. Several images share the GEMMs when each has few tiles. */
+
+#define WINO_MAX_W 512   /* widest input row the transforms' stack rows hold */
+#define WINO_TILES 256   /* tiles per GEMM to gather images up to */
+#define WINO_CO_BLOCK 16 /* output channels per output-transform task */
+
+/* A conv the Winograd path computes: 3x3, stride 1, no groups, more tiles
+ * than the GEMM's few-rows path takes, and enough channels for the GEMMs to
+ * outweigh the transforms. */
+static int winograd_fits(const mrec_conv2d_shape *s) {
+    int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
+    return s->KH == 3 && s->KW == 3 && s->stride_h == 1 && s->stride_w == 1 && s->groups == 1 && s->pad_h <= 2 &&
+           s->pad_w <= 2 && s->C_out >= 16 && s->C_in >= 16 && Ho >= 2 && Wo >= 2 &&
+           (Ho + 1) / 2 * ((Wo + 1) / 2) > MREC_GEMM_FEW_ROWS && s->W + 6 <= WINO_MAX_W;
+}
+
+typedef struct {
+    const float *w; /* (C_out, C_in, 3, 3) */
+    int C_out, C_in, rows;
+    size_t bytes; /* of one packed U_k */
+    mrec_pool *pool;
+} wino_filters;
+
+/* The pack set's copy: U_k (C_out, C_in) for k = 0..15, each packed as the
+ * GEMM's weight, one after another. */
+static int winograd_filters(void *dst, void *arg) {
+    const wino_filters *a = arg;
+    size_t per = (size_t)a->C_out * a->C_in;
+    float *u = malloc(sizeof(float) * 16 * per);
+    if (!u) return 0;
+    for (size_t f = 0; f < per; f++) {
+        const float *g = a->w + f * 9; /* g[3 * kh + kw] */
+        float t[4][3];                  /* G g */
+        for (int c = 0; c < 3; c++) {
+            t[0][c] = g[c];
+            t[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
+            t[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
+            t[3][c] = g[6 + c];
+        }
+        for (int r = 0; r < 4; r++) { /* (G g) G^T */
+            u[(4 * r + 0) * per + f] = t[r][0];
+            u[(4 * r + 1) * per + f] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+            u[(4 * r + 2) * per + f] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+            u[(4 * r + 3) * per + f] = t[r][2];
+        }
+    }
+    for (int k = 0; k < 16; k++)
+        mrec_gemm_pack_wt_cpu((float *)((char *)dst + k * a->bytes), u + k * per, a->rows, a->C_out, a->C_in, a->C_in,
+                              a->pool);
+    free(u);
+    return 1;
+}
+
+typedef struct {
+    float *out;      /* V (16, C_in, rows); or the images' outputs */
+    const float *in; /* the images (C_in, H, W); or M (16, rows, C_out) */
+    const float *bias;
+    const mrec_conv2d_shape *s;
+    int th, tw, Ho, Wo, rows; /* rows: tiles of all the images in one GEMM */
+} wino_pass;
+
+/* V for (image, channel) pairs [lo, hi): per row of tiles, the four input
+ * rows it reads (zero outside the image), B^T down them, then B across each
+ * tile. The image's tiles are columns [n T, (n + 1) T) of V. */
+MREC_VECTOR_CLONES static void winograd_input(void *arg, int64_t lo, int64_t hi) {
+    const wino_pass *a = arg;
+    const mrec_conv2d_shape *s = a->s;
+    int tw = a->tw, wp = 2 * tw + 2; /* padded row: x' = x + pad_w, x' in [0, wp) */
+    size_t T = (size_t)a->th * tw, plane_v = (size_t)s->C_in * a->rows;
+    float d[4][WINO_MAX_W], r[4][WINO_MAX_W];
+    for (int64_t nc = lo; nc < hi; nc++) {
+        int n = (int)(nc / s->C_in), ci = (int)(nc % s->C_in);
+        const float *plane = a->in + (size_t)nc * s->H * s->W;
+        for (int ty = 0; ty < a->th; ty++) {
+            for (int i = 0; i < 4; i++) { /* the input row, zeros around it */
+                int y = 2 * ty - s->pad_h + i, inside = wp - s->pad_w < s->W ? wp - s->pad_w : s->W;
+                memset(d[i], 0, sizeof(float) * (size_t)wp);
+                if (y >= 0 && y < s->H) memcpy(d[i] + s->pad_w, plane + (size_t)y * s->W, sizeof(float) * (size_t)inside);
+            }
+            for (int x = 0; x < wp; x++) {
+                r[0][x] = d[0][x] - d[2][x];
+                r[1][x] = d[1][x] + d[2][x];
+                r[2][x] = d[2][x] - d[1][x];
+                r[3][x] = d[1][x] - d[3][x];
+            }
+            for (int i = 0; i < 4; i++) {
+                float *v = a->out + (size_t)(4 * i) * plane_v + (size_t)ci * a->rows + n * T + (size_t)ty * tw;
+                const float *q = r[i];
+                for (int tx = 0; tx < tw; tx++) {
+                    v[tx] = q[2 * tx] - q[2 * tx + 2];
+                    v[plane_v + tx] = q[2 * tx + 1] + q[2 * tx + 2];
+                    v[2 * plane_v + tx] = q[2 * tx + 2] - q[2 * tx + 1];
+                    v[3 * plane_v + tx] = q[2 * tx + 1] - q[2 * tx + 3];
+                }
+            }
+        }
+    }
+}
+
+/* Y for (image, row of tiles, block of output channels) tasks [lo, hi): A^T
+ * down each tile's 4 rows, A across, plus the bias, into two output rows per
+ * channel (the last row and column of tiles may hang over the edge). */
+MREC_VECTOR_CLONES static void winograd_output(void *arg, int64_t lo, int64_t hi) {
+    const wino_pass *a = arg;
+    const mrec_conv2d_shape *s = a->s;
+    int tw = a->tw, blocks = (s->C_out + WINO_CO_BLOCK - 1) / WINO_CO_BLOCK;
+    size_t T = (size_t)a->th * tw, plane_m = (size_t)a->rows * s->C_out;
+    float y[WINO_CO_BLOCK][2][WINO_MAX_W];
+    for (int64_t task = lo; task < hi; task++) {
+        int n = (int)(task / blocks / a->th), ty = (int)(task / blocks % a->th), co0 = (int)(task % blocks) * WINO_CO_BLOCK;
+        int cos = s->C_out - co0 < WINO_CO_BLOCK ? s->C_out - co0 : WINO_CO_BLOCK;
+        for (int tx = 0; tx < tw; tx++) {
+            const float *m = a->in + (n * T + (size_t)ty * tw + tx) * s->C_out + co0;
+            float q[4][WINO_CO_BLOCK]; /* the tile's 2x2 outputs, a vector over channels each */
+            for (int c = 0; c < cos; c++) {
+                float s0[4], s1[4];
+                for (int j = 0; j < 4; j++) {
+                    float m0 = m[j * plane_m + c], m1 = m[(4 + j) * plane_m + c];
+                    float m2 = m[(8 + j) * plane_m + c], m3 = m[(12 + j) * plane_m + c];
+                    s0[j] = m0 + m1 + m2;
+                    s1[j] = m1 - m2 - m3;
+                }
+                q[0][c] = s0[0] + s0[1] + s0[2];
+                q[1][c] = s0[1] - s0[2] - s0[3];
+                q[2][c] = s1[0] + s1[1] + s1[2];
+                q[3][c] = s1[1] - s1[2] - s1[3];
+            }
+            for (int c = 0; c < cos; c++) {
+                y[c][0][2 * tx] = q[0][c], y[c][0][2 * tx + 1] = q[1][c];
+                y[c][1][2 * tx] = q[2][c], y[c][1][2 * tx + 1] = q[3][c];
+            }
+        }
+        for (int c = 0; c < cos; c++) {
+            float b = a->bias ? a->bias[co0 + c] : 0.0f;
+            for (int i = 0; i < 2 && 2 * ty + i < a->Ho; i++) {
+                float *o = a->out + (((size_t)n * s->C_out + co0 + c) * a->Ho + 2 * ty + i) * a->Wo;
+                for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b;
+            }
+        }
+    }
+}
+
+/* The Winograd conv, a group of images at a time; 0 (nothing written) when
+ * the filters' transform or the workspace cannot be had. */
+static int winograd_conv(float *out, const float *in, const float *weight, const float *bias, const mrec_conv2d_shape *s,
+                         mrec_packs *packs, mrec_pool *pool) {
+    int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s), th = (Ho + 1) / 2, tw = (Wo + 1) / 2, T = th * tw;
+    int group = T >= WINO_TILES ? 1 : (WINO_TILES + T - 1) / T;
+    if (group > s->N) group = s->N;
+    /* The packed layout may depend on the GEMM's rows: the full groups' and the last one's. */
+    const char *u[2] = {NULL, NULL};
+    size_t bytes[2];
+    for (int last = 0; last < 2; last++) {
+        int rows = (last ? s->N - (s->N - 1) / group * group : group) * T;
+        wino_filters f = {weight, s->C_out, s->C_in, rows, 0, pool};
+        int tag = mrec_gemm_b_layout(rows, s->C_out, s->C_in, pool, &f.bytes);
+        f.bytes = bytes[last] = (f.bytes + 63) / 64 * 64; /* each U_k on a cache line */
+        u[last] = mrec_packs_cached(packs, weight, s->C_out, s->C_in * 9, MREC_PACK_TAG_WINOGRAD + tag, 16 * f.bytes,
+                                    winograd_filters, &f);
+        if (!u[last]) return 0;
+    }
+    size_t rows_max = (size_t)group * T;
+    float *v = malloc(sizeof(float) * 16 * (size_t)(s->C_in + s->C_out) * rows_max);
+    if (!v) return 0;
+    float *m = v + 16 * (size_t)s->C_in * rows_max;
+    for (int n0 = 0; n0 < s->N; n0 += group) {
+        int g = s->N - n0 < group ? s->N - n0 : group, rows = g * T, last = n0 + group >= s->N;
+        wino_pass pin = {v, in + (size_t)n0 * s->C_in * s->H * s->W, NULL, s, th, tw, Ho, Wo, rows};
+        mrec_parallel_range(pool, (int64_t)g * s->C_in, 1, winograd_input, &pin);
+        for (int k = 0; k < 16; k++)
+            mrec_gemm_bpacked_cpu(m + (size_t)k * rows * s->C_out, v + (size_t)k * s->C_in * rows, 1, rows,
+                                  (const float *)(u[last] + k * bytes[last]), rows, s->C_out, s->C_in, s->C_out, pool);
+        wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, m, bias, s, th, tw, Ho, Wo, rows};
+        mrec_parallel_range(pool, (int64_t)g * th * ((s->C_out + WINO_CO_BLOCK - 1) / WINO_CO_BLOCK), 1, winograd_output,
+                            &pout);
+    }
+    free(v);
+    return 1;
+}
+
 void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias, const mrec_conv2d_shape *s,
                      mrec_packs *packs, mrec_pool *pool) {
+    if (packs && winograd_fits(s) && winograd_conv(out, in, weight, bias, s, packs, pool)) return;
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;

@@ -527,7 +527,7 @@ size_t mrec_packs_bytes(mrec_packs *p) {
 }
 
 const void *mrec_packs_cached(mrec_packs *p, const float *w, int N, int K, int tag, size_t bytes,
-                              void (*make)(void *dst, void *arg), void *arg) {
+                              int (*make)(void *dst, void *arg), void *arg) {
     if (w < p->lo || w + (int64_t)N * K > p->hi) return NULL;
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < p->n; i++) {
@@ -545,8 +545,7 @@ const void *mrec_packs_cached(mrec_packs *p, const float *w, int N, int K, int t
         if (item) p->item = item, p->cap = cap;
     }
     const void *data = NULL;
-    if (e.data && p->n < p->cap) {
-        make(e.data, arg);
+    if (e.data && p->n < p->cap && make(e.data, arg)) {
         p->item[p->n++] = e;
         p->bytes += bytes;
         data = e.data;
@@ -559,7 +558,7 @@ const void *mrec_packs_cached(mrec_packs *p, const float *w, int N, int K, int t
 
 /* The fp32 micro-kernel's layout of all of op(B): one pool round per KC
  * block, a task per panel; block (p0, j0) at p0 * Npad + j0 * kc. */
-static void pack_whole_b(void *dst, void *arg) {
+static int pack_whole_b(void *dst, void *arg) {
     gemm_job pack = *(const gemm_job *)arg;
     int64_t n_pad = ((int64_t)pack.N + pack.NR - 1) / pack.NR * pack.NR;
     pack.j0 = 0, pack.nc = pack.N;
@@ -568,6 +567,7 @@ static void pack_whole_b(void *dst, void *arg) {
         pack.bpack = (float *)dst + pack.p0 * n_pad;
         mrec_pool_run(pack.pool, pack_b_task, &pack, (int)(n_pad / pack.NR));
     }
+    return 1;
 }
 
 /* The same for all of op(A): a task per (row block, KC block), each at
@@ -581,11 +581,12 @@ static void pack_a_task(void *arg, int task, int thread) {
     pack_a((float *)apacked_block(g, i0, mc, p0), g->A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
 }
 
-static void pack_whole_a(void *dst, void *arg) {
+static int pack_whole_a(void *dst, void *arg) {
     gemm_job pack = *(const gemm_job *)arg;
     pack.apacked = dst;
     int k_blocks = (pack.K + MREC_GEMM_KC - 1) / MREC_GEMM_KC;
     mrec_pool_run(pack.pool, pack_a_task, &pack, (pack.M + MREC_GEMM_MC - 1) / MREC_GEMM_MC * k_blocks);
+    return 1;
 }
 
 /* Pack-set tags of the fp32 layouts: B by packer and NR, A by packer and MR. */
@@ -627,6 +628,30 @@ void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void 
     };
     use_packed_a(&g, packs);
     gemm_run(&g, 1);
+}
+
+int mrec_gemm_b_layout(int M, int N, int K, mrec_pool *pool, size_t *bytes) {
+    gemm_job g = {.M = M, .N = N, .K = K, .pool = pool};
+    pick_kernel(&g);
+    *bytes = (size_t)((N + g.NR - 1) / g.NR * g.NR) * (size_t)K * sizeof(float);
+    return tag_b(&g);
+}
+
+void mrec_gemm_pack_wt_cpu(float *dst, const float *W, int M, int N, int K, int ldw, mrec_pool *pool) {
+    gemm_job g = {.B = W, .trans_b = 1, .M = M, .N = N, .K = K, .ldb = ldw, .pool = pool};
+    pick_kernel(&g);
+    pack_whole_b(dst, &g);
+}
+
+void mrec_gemm_bpacked_cpu(float *C, const float *A, int trans_a, int lda, const float *bpacked, int M, int N, int K, int ldc,
+                           mrec_pool *pool) {
+    gemm_job g = {
+        .C = C, .A = A, .alpha = 1.0f, .beta = 0.0f, .trans_a = trans_a, .trans_b = 1, .M = M, .N = N, .K = K,
+        .lda = lda, .ldb = K, .ldc = ldc, .pool = pool, .bpacked = bpacked,
+    };
+    pick_kernel(&g);
+    g.bpacked_n = ((int64_t)N + g.NR - 1) / g.NR * g.NR;
+    if (M > FEW_ROWS) gemm_run(&g, 1); /* fewer rows would take the dot-product path, which reads B unpacked */
 }
 
 int mrec_cpu_has_bf16(void) {

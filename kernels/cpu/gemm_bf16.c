@@ -343,10 +343,11 @@ static void tile_amx(void *arg, int task, int thread) {
     _tile_release();
 }
 
-static void pack_whole_b(void *dst, void *arg) {
+static int pack_whole_b(void *dst, void *arg) {
     job *g = arg;
     g->bpack = dst;
     mrec_pool_run(g->pool, pack_b_panel, g, (g->N + NR - 1) / NR);
+    return 1;
 }
 
 int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a,

@@ -86,11 +86,24 @@ void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void 
                           float beta, int M, int N, int K, int lda, int ldc, struct mrec_packs *packs, struct mrec_pool *pool);
 
 /* A pack set's copy of weight w (N, K) in one layout (tag), made on first
- * use by make(dst, arg) into `bytes` bytes; NULL when w is outside the
- * set's storage or memory runs out. Holds the set's lock while it packs. */
+ * use by make(dst, arg) into `bytes` bytes (make returns 0 if it could not:
+ * nothing is kept); NULL when w is outside the set's storage or memory runs
+ * out. Holds the set's lock while it packs. */
 #define MREC_PACK_TAG_BF16 (-1)
+#define MREC_PACK_TAG_WINOGRAD (-1000000) /* plus the A layout's tag */
 const void *mrec_packs_cached(struct mrec_packs *p, const float *w, int N, int K, int tag, size_t bytes,
-                              void (*make)(void *dst, void *arg), void *arg);
+                              int (*make)(void *dst, void *arg), void *arg);
+
+/* A weight packed by its caller (a convolution's filters after a transform):
+ * mrec_gemm_b_layout gives the tag and bytes of the packed op(B) = W^T of a
+ * W (N, K) for an M x N x K GEMM on `pool`; mrec_gemm_pack_wt_cpu writes that
+ * copy of a row-major W (row stride ldw); mrec_gemm_bpacked_cpu then computes
+ * C (M, N) = op(A) W^T, overwriting C, with op(A) = A (M, K) or, if trans_a,
+ * A^T for A (K, M), row stride lda. M must exceed MREC_GEMM_FEW_ROWS. */
+int mrec_gemm_b_layout(int M, int N, int K, struct mrec_pool *pool, size_t *bytes);
+void mrec_gemm_pack_wt_cpu(float *dst, const float *W, int M, int N, int K, int ldw, struct mrec_pool *pool);
+void mrec_gemm_bpacked_cpu(float *C, const float *A, int trans_a, int lda, const float *bpacked, int M, int N, int K, int ldc,
+                           struct mrec_pool *pool);
 
 /* gemm_bf16.c (AVX-512 BF16): the GEMM with bf16 products and fp32 sums;
  * 0 when memory for packing B runs out (nothing written). */
