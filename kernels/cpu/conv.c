@@ -281,13 +281,9 @@ void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const flo
         for (int g = 0; g < s->groups; g++) {
             unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo};
             float *y = out + ((size_t)n * s->C_out + (size_t)g * cog) * npix;
-            /* The bias is per output row, GEMM's per column: put it in C first. */
-            for (int co = 0; co < cog; co++) {
-                float b = bias ? bias[g * cog + co] : 0.0f;
-                for (int p = 0; p < npix; p++) y[(size_t)co * npix + p] = b;
-            }
-            mrec_gemm_filled_cpu(y, weight + (size_t)g * cog * krows, fill_panel, &u, NULL, 1.0f, 1.0f, cog, npix, krows, krows,
-                                 npix, packs, pool);
+            /* the bias is per output channel: per row of C */
+            mrec_gemm_filled_cpu(y, weight + (size_t)g * cog * krows, fill_panel, &u, bias ? bias + g * cog : NULL, 1.0f, 0.0f,
+                                 cog, npix, krows, krows, npix, packs, pool);
         }
     }
 }

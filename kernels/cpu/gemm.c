@@ -64,6 +64,7 @@ typedef struct {
     /* op(B) filled panel by panel by a function (mrec_gemm_filled_cpu), or NULL */
     mrec_gemm_fill_b fill;
     void *fill_arg;
+    const float *row_bias; /* one per row of C (a convolution's, per output channel), or NULL */
     /* shared-B path: the current (jc, pc) block and how tasks split it */
     float *bpack;
     int j0, nc, p0, kc, m_blocks, j_chunks, j_chunk;
@@ -175,11 +176,23 @@ static const float *a_block(const gemm_job *g, float *scratch, const float *A, i
 
 /* With beta = 0 and no bias, the first K slice overwrites C and no
  * prologue pass is needed (nor any read of C's old contents). */
-static int needs_prologue(const gemm_job *g) { return g->beta != 0.0f || g->bias != NULL || g->K == 0; }
+static int needs_prologue(const gemm_job *g) { return g->beta != 0.0f || g->bias || g->row_bias || g->K == 0; }
 
-/* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc). */
+/* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc); a row bias
+ * instead is set (beta = 0) or added, row by row, by the task that then
+ * runs the micro-kernels on those rows, while they are in its cache. */
 static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
-    mrec_gemm_prologue(C, g->ldc, g->beta, g->bias, i0, mc, j0, nc);
+    if (!g->row_bias) {
+        mrec_gemm_prologue(C, g->ldc, g->beta, g->bias, i0, mc, j0, nc);
+        return;
+    }
+    for (int i = i0; i < i0 + mc; i++) {
+        float *c = C + (size_t)i * g->ldc + j0, b = g->row_bias[i];
+        if (g->beta == 0.0f)
+            for (int j = 0; j < nc; j++) c[j] = b;
+        else
+            for (int j = 0; j < nc; j++) c[j] = g->beta * c[j] + b;
+    }
 }
 
 /* Rows of B to fetch into the cache while the micro-kernels run: rows
@@ -620,11 +633,11 @@ void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float 
     gemm_run(&g, 1);
 }
 
-void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *bias, float alpha,
-                          float beta, int M, int N, int K, int lda, int ldc, mrec_packs *packs, mrec_pool *pool) {
+void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias,
+                          float alpha, float beta, int M, int N, int K, int lda, int ldc, mrec_packs *packs, mrec_pool *pool) {
     gemm_job g = {
-        .C = C, .A = A, .bias = bias, .alpha = alpha, .beta = beta, .M = M, .N = N, .K = K,
-        .lda = lda, .ldc = ldc, .pool = pool, .fill = fill, .fill_arg = fill_arg,
+        .C = C, .A = A, .alpha = alpha, .beta = beta, .M = M, .N = N, .K = K, .lda = lda, .ldc = ldc,
+        .pool = pool, .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias,
     };
     use_packed_a(&g, packs);
     gemm_run(&g, 1);

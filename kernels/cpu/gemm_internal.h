@@ -77,12 +77,14 @@ static inline void mrec_gemm_prologue(float *C, int ldc, float beta, const float
 /* op(B) from a function instead of a matrix: fill(arg, dst, p0, kc, j0,
  * cols, NR) writes the (kc, NR) panel of op(B) rows [p0, p0 + kc), columns
  * [j0, j0 + cols), zero past cols. A convolution fills panels straight from
- * its input (an implicit im2col) and never writes the unfolded matrix. Same
- * contract as mrec_gemm_packed_cpu otherwise (A may be packed once). */
+ * its input (an implicit im2col) and never writes the unfolded matrix. Its
+ * bias is one per row of C (row_bias, or NULL): C = alpha op(A) op(B) +
+ * beta C + row_bias. Same contract as mrec_gemm_packed_cpu otherwise (A may
+ * be packed once). */
 struct mrec_packs;
 struct mrec_pool;
 typedef void (*mrec_gemm_fill_b)(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR);
-void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *bias, float alpha,
+void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float alpha,
                           float beta, int M, int N, int K, int lda, int ldc, struct mrec_packs *packs, struct mrec_pool *pool);
 
 /* A pack set's copy of weight w (N, K) in one layout (tag), made on first
