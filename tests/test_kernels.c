@@ -641,6 +641,29 @@ static void test_pool2d(void) {
         }
         free(x), free(ref), free(out);
     }
+    /* max pooling bit for bit: NaNs with payloads, +0 and -0 ties, -inf, on strides 1 to 3, padding, a
+     * window wider than the stride, rows wider than a vector */
+    mrec_pool2d_shape more[] = {
+        {1, 3, 23, 37, 3, 3, 2, 2, 1, 1, 1}, {2, 2, 9, 40, 2, 3, 1, 1, 0, 1, 1}, {1, 2, 13, 50, 3, 5, 3, 3, 1, 2, 1},
+        {1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        mrec_pool2d_shape s = more[i];
+        int64_t in_n = (int64_t)s.N * s.C * s.H * s.W, out_n = (int64_t)s.N * s.C * mrec_pool2d_out_h(&s) * mrec_pool2d_out_w(&s);
+        float *x = randv(in_n, -3, 3), *ref = malloc((size_t)out_n * 4), *out = malloc((size_t)out_n * 4);
+        for (int64_t j = 0; j < in_n; j++) {
+            uint64_t r = t_rand_u64(&rng) % 16;
+            uint32_t bits = r == 0 ? 0x7fc00000u + (uint32_t)j : r == 1 ? 0xffc00001u : r < 5 ? 0x80000000u : r < 8 ? 0u : 0;
+            if (r == 8) x[j] = -INFINITY;
+            else if (r < 8) memcpy(&x[j], &bits, 4);
+        }
+        mrec_maxpool2d_ref(ref, x, &s);
+        for (int p = 0; p < n_pools; p++) {
+            mrec_maxpool2d_cpu(out, x, &s, pools[p]);
+            t_check(!memcmp(ref, out, (size_t)out_n * 4), "maxpool2d bits, %s, shape %zu (NaN, signed zeros)", pool_name(pools[p]), i);
+        }
+        free(x), free(ref), free(out);
+    }
 }
 
 /* ---- sparse --------------------------------------------------------------- */

@@ -338,7 +338,7 @@ static void pool2d_range(void *arg, int64_t lo, int64_t hi) {
                 for (int ih = h0; ih < h1; ih++)
                     for (int iw = w0; iw < w1; iw++) {
                         float v = x[(size_t)ih * s->W + iw];
-                        if (a->is_max) acc = (v > acc || isnan(v)) && !isnan(acc) ? v : acc;
+                        if (a->is_max) acc = v > acc || isnan(v) ? v : acc; /* PyTorch's rule: the last NaN */
                         else acc += v;
                     }
                 if (!a->is_max && !s->count_include_pad) count = (h1 - h0) * (w1 - w0);
@@ -347,10 +347,54 @@ static void pool2d_range(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
+/* Max pooling, a row of outputs at a time: each input row of the windows is
+ * copied once between -inf borders, and every output of the row then takes
+ * its window's values in the order above (row by row, left to right) from
+ * those copies, all outputs together in vector lanes. A value replaces the
+ * maximum if it is greater or NaN (PyTorch's rule: a NaN wins, the last NaN
+ * if several, the first of equal values), so -inf where the window leaves
+ * the image changes nothing: the bits of skipping those places. */
+#define MAXPOOL_ROW 2048 /* widest padded row the stack copy holds */
+
+static int maxpool_rows_fit(const mrec_pool2d_shape *s, int Wo) {
+    return (int64_t)(Wo - 1) * s->stride_w + s->KW <= MAXPOOL_ROW;
+}
+
+MREC_VECTOR_CLONES static void maxpool_range(void *arg, int64_t lo, int64_t hi) {
+    pool2d_args *a = arg;
+    const mrec_pool2d_shape *s = a->s;
+    int sw = s->stride_w, wide = (a->Wo - 1) * sw + s->KW; /* padded row: x' = iw + pad_w */
+    float row[MAXPOOL_ROW];
+    for (int64_t plane = lo; plane < hi; plane++) {
+        const float *x = a->in + plane * s->H * s->W;
+        float *y = a->out + plane * a->Ho * a->Wo;
+        for (int oh = 0; oh < a->Ho; oh++) {
+            float *restrict acc = y + (size_t)oh * a->Wo;
+            for (int ow = 0; ow < a->Wo; ow++) acc[ow] = -INFINITY;
+            int h0 = oh * s->stride_h - s->pad_h, h1 = h0 + s->KH;
+            for (int ih = h0 < 0 ? 0 : h0; ih < h1 && ih < s->H; ih++) {
+                const float *src = x + (size_t)ih * s->W;
+                for (int t = 0; t < wide; t++) {
+                    int iw = t - s->pad_w;
+                    row[t] = iw >= 0 && iw < s->W ? src[iw] : -INFINITY;
+                }
+                for (int kw = 0; kw < s->KW; kw++) {
+                    const float *restrict r = row + kw;
+                    for (int ow = 0; ow < a->Wo; ow++) {
+                        float v = r[ow * sw], m = acc[ow];
+                        acc[ow] = v > m || v != v ? v : m;
+                    }
+                }
+            }
+        }
+    }
+}
+
 static void pool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s, int is_max,
                        mrec_pool *pool) {
     pool2d_args a = {out, in, s, mrec_pool2d_out_h(s), mrec_pool2d_out_w(s), is_max};
-    mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, pool2d_range, &a);
+    int rows = is_max && a.Wo > 0 && maxpool_rows_fit(s, a.Wo);
+    mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, rows ? maxpool_range : pool2d_range, &a);
 }
 
 void mrec_maxpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s, mrec_pool *pool) {
