@@ -110,7 +110,8 @@ mrec_context_options mrec_context_defaults(void);
  * a GPU precision, and so is bf16 on a CPU without AVX-512 BF16: asked for
  * with MREC_WANT_CPU they are an error (MREC_ERR_ARG), and an "auto" that
  * falls back computes fp32 and says so. On a CPU with it, bf16 is
- * mrec_gemm_bf16_cpu in mrec_gemm; the other ops stay fp32. */
+ * mrec_gemm_bf16_cpu in mrec_gemm and mrec_conv2d_bf16_cpu in mrec_conv2d;
+ * the other ops stay fp32. */
 mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *opt);
 void mrec_context_destroy(mrec_context *ctx);
 /* Makes the workspace at least `bytes` large (on the context's device),
@@ -302,6 +303,11 @@ void mrec_conv2d_ref(float *out, const float *in, const float *weight, const flo
  * once and kept. */
 void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias, const mrec_conv2d_shape *s,
                      mrec_packs *packs, mrec_pool *pool);
+/* The same with the input and weights rounded to bf16 and fp32 sums (the
+ * bf16 GEMM's contract, weights rounded and packed once in `packs`), on
+ * CPUs with AVX-512 BF16 (MREC_ERR_UNSUPPORTED elsewhere). */
+mrec_status mrec_conv2d_bf16_cpu(float *out, const float *in, const float *weight, const float *bias,
+                                 const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool);
 
 /* BatchNorm2d in eval mode on x (N, C, HW): (x - mean)/sqrt(var + eps)*gamma + beta. */
 void mrec_batchnorm_ref(float *out, const float *in, const float *gamma, const float *beta,

@@ -600,6 +600,60 @@ static void test_conv(void) {
     conv_case((mrec_conv2d_shape){1, 300, 5, 6, 150, 3, 3, 1, 1, 1, 1, 1}, 1); /* K over two KC blocks, two row blocks */
 }
 
+/* The bf16 convolution against the reference on the input and weights
+ * rounded to bf16 (exact products, fp32 sums: the fp32 bound), on every
+ * pool with AVX-512 BF16 (AMX pools through the tiles); the same bits with
+ * the weights packed per call, packed once, and on every thread count of
+ * one SIMD level. */
+static void conv_bf16_case(mrec_conv2d_shape s, int with_bias) {
+    int Ho = mrec_conv2d_out_h(&s), Wo = mrec_conv2d_out_w(&s);
+    int64_t in_n = (int64_t)s.N * s.C_in * s.H * s.W, k = (int64_t)(s.C_in / s.groups) * s.KH * s.KW;
+    int64_t w_n = s.C_out * k, out_n = (int64_t)s.N * s.C_out * Ho * Wo;
+    float *x = randv(in_n, -1, 1), *w = randv(w_n, -1, 1), *b = with_bias ? randv(s.C_out, -1, 1) : NULL;
+    float *xr = malloc((size_t)in_n * 4), *wr = malloc((size_t)w_n * 4), *ref = malloc((size_t)out_n * 4);
+    float *out = malloc((size_t)out_n * 4), *again = malloc((size_t)out_n * 4), *first[4] = {NULL};
+    for (int64_t i = 0; i < in_n; i++) xr[i] = bf16_rounded(x[i]);
+    for (int64_t i = 0; i < w_n; i++) wr[i] = bf16_rounded(w[i]);
+    mrec_conv2d_ref(ref, xr, wr, b, &s);
+    mrec_packs *packs = NULL;
+    t_check(mrec_packs_create(&packs, w, w_n) == MREC_OK, "bf16 conv2d: creating a pack set");
+    for (int p = 0; p < n_pools; p++) {
+        mrec_simd level = mrec_pool_simd(pools[p]);
+        if (level < MREC_SIMD_AVX512) continue;
+        char what[160];
+        snprintf(what, sizeof what, "conv2d bf16 %s N=%d Ci=%d %dx%d Co=%d k=%dx%d s=%d p=%d g=%d", pool_name(pools[p]), s.N,
+                 s.C_in, s.H, s.W, s.C_out, s.KH, s.KW, s.stride_h, s.pad_h, s.groups);
+        if (!t_status(mrec_conv2d_bf16_cpu(out, x, w, b, &s, NULL, pools[p]), MREC_OK, "%s", what)) continue;
+        t_allclose(what, ref, out, out_n, (k + 2) * U * (k + 1), 0); /* |x||w| <= 1 per term, |b| <= 1 */
+        for (int round = 0; round < 2; round++) {
+            t_status(mrec_conv2d_bf16_cpu(again, x, w, b, &s, packs, pools[p]), MREC_OK, "%s, packed", what);
+            t_check(!memcmp(out, again, (size_t)out_n * 4), "%s: bits differ with the weights packed once (round %d)", what, round);
+        }
+        if (!first[level]) first[level] = copyv(out, out_n);
+        else t_check(!memcmp(first[level], out, (size_t)out_n * 4), "%s: bits differ from another thread count", what);
+    }
+    mrec_packs_free(packs);
+    for (int i = 0; i < 4; i++) free(first[i]);
+    free(x), free(w), free(b), free(xr), free(wr), free(ref), free(out), free(again);
+}
+
+static void test_conv_bf16(void) {
+    if (!mrec_cpu_has_bf16()) {
+        float z = 0;
+        mrec_conv2d_shape s = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1};
+        t_status(mrec_conv2d_bf16_cpu(&z, &z, &z, NULL, &s, NULL, pools[0]), MREC_ERR_UNSUPPORTED, "bf16 conv2d without AVX-512 BF16");
+        t_skip("bf16 conv2d: this CPU has no AVX-512 BF16");
+        return;
+    }
+    conv_bf16_case((mrec_conv2d_shape){1, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1}, 1);   /* npix 196: a partial panel */
+    conv_bf16_case((mrec_conv2d_shape){1, 256, 7, 7, 100, 1, 1, 1, 1, 0, 0, 1}, 0);   /* M not a multiple of 32 or 12 */
+    conv_bf16_case((mrec_conv2d_shape){1, 130, 6, 5, 40, 3, 3, 1, 1, 1, 1, 1}, 1);    /* K 1170: three AMX k blocks' worth of pairs */
+    conv_bf16_case((mrec_conv2d_shape){2, 8, 9, 11, 3, 3, 3, 2, 1, 1, 0, 1}, 1);      /* 3 rows: the 4-row panels */
+    conv_bf16_case((mrec_conv2d_shape){1, 12, 8, 8, 10, 3, 3, 1, 1, 1, 1, 2}, 1);     /* groups */
+    conv_bf16_case((mrec_conv2d_shape){1, 600, 4, 4, 70, 3, 3, 1, 1, 1, 1, 1}, 1);    /* K 5400: over 1024 pairs */
+    conv_bf16_case((mrec_conv2d_shape){2, 3, 20, 18, 64, 7, 7, 2, 2, 3, 3, 1}, 1);    /* a stem: odd K (147), after scratch that holds other rows */
+}
+
 static void test_batchnorm(void) {
     int N = 2, C = 5, H = 6, W = 7;
     float *x = randv(N * C * H * W, -2, 2), *g = randv(C, 0.5f, 2), *be = randv(C, -1, 1);
@@ -938,6 +992,7 @@ int main(void) {
     test_gemm_packed();
     test_gemm_packed_a();
     test_gemm_bf16();
+    test_conv_bf16();
     test_gemm_batched();
     test_elementwise();
     test_rows();

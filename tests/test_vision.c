@@ -71,6 +71,36 @@ static void resnet_case(mrec_context *ctx, const char *dir, const char *images) 
                 }
             }
             ctx->packs = NULL;
+            /* in bf16 (the convolutions' and the fc's products, AVX-512 BF16 or AMX tiles), weights packed once
+             * as the extractor packs them: each image's features within cosine 0.999 of torchvision's fp32 */
+            if (!mrec_cpu_has_bf16()) t_skip("%s in bf16: this CPU has no AVX-512 BF16", dir);
+            for (int simd = MREC_SIMD_AVX512; packs && mrec_cpu_has_bf16() && simd <= (int)mrec_simd_detect(); simd++) {
+                mrec_context_options o = mrec_context_defaults();
+                o.device = MREC_WANT_CPU, o.precision = MREC_PREC_BF16, o.max_simd = (mrec_simd)simd;
+                mrec_context *half = NULL;
+                if (!t_status(mrec_context_create(&half, &o), MREC_OK, "a bf16 CPU context") ||
+                    !t_status(mrec_context_reserve(half, mrec_resnet_workspace_bytes(&m, H, W)), MREC_OK, "bf16 workspace")) {
+                    mrec_context_destroy(half);
+                    continue;
+                }
+                half->packs = packs;
+                if (t_status(mrec_resnet_forward(half, &m, x, B, H, W, pooled, NULL), MREC_OK, "%s forward in bf16", dir)) {
+                    double worst = 1;
+                    for (int b = 0; b < B; b++) {
+                        const float *r = pooled_ref + (size_t)b * m.features, *h = pooled + (size_t)b * m.features;
+                        double rr = 0, hh = 0, rh = 0;
+                        for (int f = 0; f < m.features; f++) rr += (double)r[f] * r[f], hh += (double)h[f] * h[f], rh += (double)r[f] * h[f];
+                        double c = rh / sqrt(rr * hh);
+                        worst = c < worst ? c : worst;
+                    }
+                    t_check(worst >= 0.999, "%s in bf16 (%s): worst cosine to torchvision's fp32 features %.6f", dir,
+                            mrec_simd_name((mrec_simd)simd), worst);
+                    if (getenv("MREC_TEST_VERBOSE"))
+                        printf("  %s in bf16 (%s): worst cosine to torchvision's fp32 features %.6f\n", dir,
+                               mrec_simd_name((mrec_simd)simd), worst);
+                }
+                mrec_context_destroy(half);
+            }
             mrec_packs_free(packs);
         }
         free(pooled), free(logits);

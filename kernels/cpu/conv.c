@@ -40,6 +40,16 @@ typedef struct {
 MREC_VECTOR_CLONES static void fill_panel(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR) {
     const unfold *u = arg;
     const mrec_conv2d_shape *s = u->s;
+    if (s->KH == 1 && s->KW == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_h == 0 && s->pad_w == 0) {
+        /* pointwise: row k of col is input plane k itself, its pixels in a row */
+        for (int k = 0; k < kc; k++) {
+            const float *restrict src = u->in + (size_t)(p0 + k) * s->H * s->W + j0;
+            float *restrict d = dst + (size_t)k * NR;
+            for (int j = 0; j < cols; j++) d[j] = src[j];
+            for (int j = cols; j < NR; j++) d[j] = 0.0f;
+        }
+        return;
+    }
     int kw = p0 % s->KW, kh = p0 / s->KW % s->KH, ci = p0 / s->KW / s->KH; /* of row p0 + k, stepped below */
     int oh0 = j0 / u->Wo, ow0 = j0 % u->Wo, sw = s->stride_w;
     for (int k = 0; k < kc; k++) {
@@ -286,6 +296,23 @@ void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const flo
                                  cog, npix, krows, krows, npix, packs, pool);
         }
     }
+}
+
+mrec_status mrec_conv2d_bf16_cpu(float *out, const float *in, const float *weight, const float *bias,
+                                 const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+    if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 conv2d: this CPU has no AVX-512 BF16");
+    int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
+    int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
+    int krows = cig * s->KH * s->KW, npix = Ho * Wo;
+    for (int n = 0; n < s->N; n++)
+        for (int g = 0; g < s->groups; g++) {
+            unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo};
+            float *y = out + ((size_t)n * s->C_out + (size_t)g * cog) * npix;
+            if (!mrec_gemm_bf16_filled(y, weight + (size_t)g * cog * krows, fill_panel, &u, bias ? bias + g * cog : NULL, cog,
+                                       npix, krows, npix, packs, pool))
+                return mrec_fail(MREC_ERR_NOMEM, "bf16 conv2d: packing the weights (%d x %d)", cog, krows);
+        }
+    return MREC_OK;
 }
 
 typedef struct {

@@ -137,6 +137,7 @@ mrec_status mrec_conv2d(mrec_context *ctx, float *out, const float *in, const fl
                         void *work, size_t work_bytes, const mrec_conv2d_shape *s) {
     if (on_gpu(ctx)) return mrec_conv2d_cuda(out, in, weight, bias, work, work_bytes, s, ctx->cuda);
     (void)work, (void)work_bytes;
+    if (ctx->precision == MREC_PREC_BF16) return mrec_conv2d_bf16_cpu(out, in, weight, bias, s, ctx->packs, ctx->pool);
     mrec_conv2d_cpu(out, in, weight, bias, s, ctx->packs, ctx->pool);
     return MREC_OK;
 }

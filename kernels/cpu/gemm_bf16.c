@@ -75,6 +75,9 @@ typedef struct {
     uint32_t *apack; /* (row panels, kp, mr) pairs; with AMX (rows, kb) pairs */
     int mr, m_blocks, n_chunks, ncp, amx;
     mrec_pool *pool;
+    mrec_gemm_fill_b fill; /* op(B) from a function (mrec_gemm_bf16_filled), or NULL */
+    void *fill_arg;
+    const float *row_bias;
 } job;
 
 static void pack_b_panel(void *arg, int panel, int thread) {
@@ -135,10 +138,11 @@ static void pack_a_panel(void *arg, int panel, int thread) {
 }
 
 /* C's (m x n) corner (n <= NR) from the sums acc (rows NR apart): alpha *
- * acc + bias (overwrite; bias NULL: none), or C + alpha * acc. With beta =
- * 0 the bias goes in here, as the prologue would have put it in C first:
- * the same one rounding. */
-static void write_corner(float *c, int ldc, const float *acc, float alpha, const float *bias, int m, int n, int overwrite) {
+ * acc + bias (overwrite; bias NULL: none; or row_bias, one per row), or C +
+ * alpha * acc. With beta = 0 the bias goes in here, as the prologue would
+ * have put it in C first: the same one rounding. */
+static void write_corner(float *c, int ldc, const float *acc, float alpha, const float *bias, const float *row_bias, int m,
+                         int n, int overwrite) {
     __m512 va = _mm512_set1_ps(alpha);
     for (int v = 0; v < 2; v++) {
         int cols = n - 16 * v;
@@ -148,7 +152,8 @@ static void write_corner(float *c, int ldc, const float *acc, float alpha, const
         for (int i = 0; i < m; i++) {
             float *ci = c + (size_t)i * ldc + 16 * v;
             __m512 sum = _mm512_load_ps(acc + (size_t)i * NR + 16 * v);
-            __m512 out = overwrite ? (bias ? _mm512_fmadd_ps(va, sum, vb) : _mm512_mul_ps(va, sum))
+            if (row_bias) vb = _mm512_set1_ps(row_bias[i]);
+            __m512 out = overwrite ? (bias || row_bias ? _mm512_fmadd_ps(va, sum, vb) : _mm512_mul_ps(va, sum))
                                    : _mm512_fmadd_ps(va, sum, _mm512_maskz_loadu_ps(mask, ci));
             _mm512_mask_storeu_ps(ci, mask, out);
         }
@@ -158,8 +163,8 @@ static void write_corner(float *c, int ldc, const float *acc, float alpha, const
 /* acc (mr x NR) = sum over kc pairs of a^T b, written into C's (m x n)
  * corner by write_corner. */
 static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, const uint32_t *a, const uint32_t *b,
-                                                         float *c, int ldc, float alpha, const float *bias, int m, int n,
-                                                         int overwrite) {
+                                                         float *c, int ldc, float alpha, const float *bias,
+                                                         const float *row_bias, int m, int n, int overwrite) {
     __m512 acc[MR][2];
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int p = 0; p < kc; p++) {
@@ -173,20 +178,20 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, 
     }
     _Alignas(64) float sums[MR][NR];
     for (int i = 0; i < mr; i++) _mm512_store_ps(sums[i], acc[i][0]), _mm512_store_ps(sums[i] + 16, acc[i][1]);
-    write_corner(c, ldc, &sums[0][0], alpha, bias, m, n, overwrite);
+    write_corner(c, ldc, &sums[0][0], alpha, bias, row_bias, m, n, overwrite);
 }
 
 typedef void (*ukernel_fn)(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
-                           int m, int n, int overwrite);
+                           const float *row_bias, int m, int n, int overwrite);
 
-static void ukernel_12(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias, int m,
-                       int n, int ow) {
-    ukernel(MR, kc, a, b, c, ldc, alpha, bias, m, n, ow);
+static void ukernel_12(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
+                       const float *row_bias, int m, int n, int ow) {
+    ukernel(MR, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, ow);
 }
 
-static void ukernel_4(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias, int m,
-                      int n, int ow) {
-    ukernel(MR_FEW, kc, a, b, c, ldc, alpha, bias, m, n, ow);
+static void ukernel_4(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
+                      const float *row_bias, int m, int n, int ow) {
+    ukernel(MR_FEW, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, ow);
 }
 
 /* One task: rows [i0, i0 + MC), panels [q0, q0 + ncp). */
@@ -214,7 +219,7 @@ static void tile(void *arg, int task, int thread) {
             size_t a_step = own_a ? (size_t)kc : (size_t)g->kp;
             const float *bias = g->bias && !pro ? g->bias + q * NR : NULL;
             for (int ir = 0; ir < mc; ir += g->mr)
-                uk(kc, ap + (size_t)ir * a_step, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc, g->alpha, bias,
+                uk(kc, ap + (size_t)ir * a_step, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc, g->alpha, bias, NULL,
                    mc - ir < g->mr ? mc - ir : g->mr, n, p0 == 0 && !pro);
         }
     }
@@ -260,23 +265,24 @@ static void amx_configure(void) {
 /* C's (m x n) corner (m <= 32, n <= 32) gets the sum over kt pairs (a
  * multiple of AMX_KT) of rows a (row stride lda pairs) times the panel b,
  * as the AVX-512 micro-kernel writes it: alpha * sum + bias (overwrite;
- * bias NULL: none) or C + alpha * sum. A whole 32 x 32 corner with alpha 1
- * is summed in the C tiles themselves: they start from the bias (bias_rows:
- * 16 copies of the panel's 32 bias values) or zero, or from C, and are
- * stored straight into C. Other corners go through a buffer. */
+ * bias NULL: none; or row_bias, one per row) or C + alpha * sum. A whole
+ * 32 x 32 corner with alpha 1 is summed in the C tiles themselves: they
+ * start from the bias (init: the corner's 32 x 32 bias values) or zero, or
+ * from C, and are stored straight into C. Other corners go through a
+ * buffer. */
 static void ukernel_amx(int kt, const uint32_t *a, size_t lda, const uint32_t *b, float *c, int ldc, float alpha,
-                        const float *bias, const float (*bias_rows)[NR], int m, int n, int overwrite) {
+                        const float *bias, const float *row_bias, const float (*init)[NR], int m, int n, int overwrite) {
     int direct = m == AMX_MR && n == NR && alpha == 1.0f;
     if (direct && !overwrite) {
         _tile_loadd(4, c, ldc * 4);
         _tile_loadd(5, c + 16, ldc * 4);
         _tile_loadd(6, c + 16 * (size_t)ldc, ldc * 4);
         _tile_loadd(7, c + 16 * (size_t)ldc + 16, ldc * 4);
-    } else if (direct && bias) {
-        _tile_loadd(4, &bias_rows[0][0], NR * 4);
-        _tile_loadd(5, &bias_rows[0][16], NR * 4);
-        _tile_loadd(6, &bias_rows[0][0], NR * 4);
-        _tile_loadd(7, &bias_rows[0][16], NR * 4);
+    } else if (direct && (bias || row_bias)) {
+        _tile_loadd(4, &init[0][0], NR * 4);
+        _tile_loadd(5, &init[0][16], NR * 4);
+        _tile_loadd(6, &init[16][0], NR * 4);
+        _tile_loadd(7, &init[16][16], NR * 4);
     } else {
         _tile_zero(4);
         _tile_zero(5);
@@ -305,7 +311,7 @@ static void ukernel_amx(int kt, const uint32_t *a, size_t lda, const uint32_t *b
     _tile_stored(5, &acc[0][16], NR * 4);
     _tile_stored(6, &acc[16][0], NR * 4);
     _tile_stored(7, &acc[16][16], NR * 4);
-    write_corner(c, ldc, &acc[0][0], alpha, bias, m, n, overwrite);
+    write_corner(c, ldc, &acc[0][0], alpha, bias, row_bias, m, n, overwrite);
 }
 
 /* One task as tile() splits them, through the tiles. */
@@ -320,7 +326,7 @@ static void tile_amx(void *arg, int task, int thread) {
         mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
     }
     amx_configure();
-    _Alignas(64) float bias_rows[16][NR];
+    _Alignas(64) float bias_rows[AMX_MR][NR];
     uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
     for (int p0 = 0; p0 < g->kp; p0 += AMX_KCP) {
         int kc = g->kp - p0 < AMX_KCP ? g->kp - p0 : AMX_KCP;
@@ -333,10 +339,10 @@ static void tile_amx(void *arg, int task, int thread) {
             int n = g->N - q * NR < NR ? g->N - q * NR : NR;
             const float *bias = g->bias && !pro ? g->bias + q * NR : NULL;
             if (bias && p0 == 0 && n == NR)
-                for (int r = 0; r < 16; r++) memcpy(bias_rows[r], bias, sizeof bias_rows[r]);
+                for (int r = 0; r < AMX_MR; r++) memcpy(bias_rows[r], bias, sizeof bias_rows[r]);
             for (int ir = 0; ir < mc; ir += AMX_MR)
                 ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc,
-                            g->alpha, bias, (const float(*)[NR])bias_rows, mc - ir < AMX_MR ? mc - ir : AMX_MR, n,
+                            g->alpha, bias, NULL, (const float(*)[NR])bias_rows, mc - ir < AMX_MR ? mc - ir : AMX_MR, n,
                             p0 == 0 && !pro);
         }
     }
@@ -391,5 +397,117 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
     g.n_chunks = (panels + g.ncp - 1) / g.ncp;
     mrec_pool_run(pool, g.amx ? tile_amx : tile, &g, g.m_blocks * g.n_chunks);
     free(own), free(own_a);
+    return 1;
+}
+
+/* ---- a convolution: A the weights, op(B) filled --------------------------
+ * The unfolded input exists only as the panels its fill function writes, a
+ * KC block at a time, so each panel is filled once: a task owns a range of
+ * B panels and runs every row of A over them. A (the weights) is packed
+ * whole, into the pack set where it lies in one. */
+
+#define FILLED_NCP 4 /* B panels per task: their pairs and one fp32 panel fit a thread's scratch */
+_Static_assert((FILLED_NCP + 2) * AMX_KCP * NR <= MREC_GEMM_SCRATCH_FLOATS && AMX_KCP >= KCP, "filled_task's scratch");
+
+/* Pairs [p0, p0 + kc) of op(B)'s columns [j0, j0 + cols) as one panel
+ * (kt, NR), the pairs past kc zero: the fp32 rows from fill into tmp, two
+ * rows at a time rounded to bf16 (VCVTNEPS2BF16, as A is) and interleaved.
+ * An odd K's last pair has a zero second row. */
+static void fill_pairs(const job *g, uint32_t *dst, float *tmp, int p0, int kc, int kt, int j0, int cols) {
+    int k0 = 2 * p0, rows = g->K - k0 < 2 * kc ? g->K - k0 : 2 * kc;
+    g->fill(g->fill_arg, tmp, k0, rows, j0, cols, NR);
+    for (int p = 0; p < kc; p++) {
+        const float *r0 = tmp + (size_t)2 * p * NR, *r1 = r0 + NR;
+        int second = 2 * p + 1 < rows;
+        for (int h = 0; h < NR; h += 16) {
+            __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r0 + h)));
+            __m512i hi = second ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r1 + h)))
+                                : _mm512_setzero_si512();
+            _mm512_storeu_si512(dst + (size_t)p * NR + h, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+    }
+    memset(dst + (size_t)kc * NR, 0, (size_t)(kt - kc) * NR * sizeof *dst);
+}
+
+/* One task: B panels [q0, q0 + ncp), all rows. The first KC block writes
+ * its sums plus the row bias (the AMX tiles start from it), every later
+ * block adds its sums. */
+static void filled_task(void *arg, int task, int thread) {
+    const job *g = arg;
+    int panels = (g->N + NR - 1) / NR, q0 = task * g->ncp, q1 = q0 + g->ncp < panels ? q0 + g->ncp : panels;
+    int kcp = g->amx ? AMX_KCP : KCP;
+    uint32_t *bpack = (uint32_t *)mrec_pool_scratch(g->pool, thread);
+    float *tmp = (float *)(bpack + (size_t)FILLED_NCP * kcp * NR);
+    _Alignas(64) float init[AMX_MR][NR]; /* a row panel's bias, for the tiles */
+    if (g->amx) amx_configure();
+    for (int p0 = 0; p0 < g->kp; p0 += kcp) {
+        int kc = g->kp - p0 < kcp ? g->kp - p0 : kcp, kt = g->amx ? (kc + AMX_KT - 1) / AMX_KT * AMX_KT : kc;
+        for (int q = q0; q < q1; q++)
+            fill_pairs(g, bpack + (size_t)(q - q0) * kt * NR, tmp, p0, kc, kt, q * NR, g->N - q * NR < NR ? g->N - q * NR : NR);
+        int overwrite = p0 == 0;
+        for (int ir = 0; ir < g->M; ir += g->mr) {
+            int m = g->M - ir < g->mr ? g->M - ir : g->mr;
+            const float *rb = g->row_bias && overwrite ? g->row_bias + ir : NULL;
+            if (rb && g->amx && m == AMX_MR)
+                for (int r = 0; r < AMX_MR; r++)
+                    for (int j = 0; j < NR; j++) init[r][j] = rb[r];
+            for (int q = q0; q < q1; q++) {
+                const uint32_t *bp = bpack + (size_t)(q - q0) * kt * NR;
+                float *c = g->C + (size_t)ir * g->ldc + q * NR;
+                int n = g->N - q * NR < NR ? g->N - q * NR : NR;
+                if (g->amx)
+                    ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, g->ldc, 1.0f, NULL, rb,
+                                (const float(*)[NR])init, m, n, overwrite);
+                else if (g->mr == MR)
+                    ukernel_12(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR, bp, c, g->ldc, 1.0f, NULL, rb, m, n,
+                               overwrite);
+                else
+                    ukernel_4(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR_FEW, bp, c, g->ldc, 1.0f, NULL, rb, m, n,
+                              overwrite);
+            }
+        }
+    }
+    if (g->amx) _tile_release();
+}
+
+/* All of A in the layout the task reads: AMX rows of kb pairs, or panels. */
+static int pack_whole_a(void *dst, void *arg) {
+    job *g = arg;
+    g->apack = dst;
+    if (g->amx) mrec_pool_run(g->pool, pack_a_panel_amx, g, (g->M + AMX_MR - 1) / AMX_MR);
+    else mrec_pool_run(g->pool, pack_a_panel, g, (g->M + g->mr - 1) / g->mr);
+    return 1;
+}
+
+int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, int M,
+                          int N, int K, int ldc, mrec_packs *packs, mrec_pool *pool) {
+    if (M <= 0 || N <= 0) return 1;
+    job g = {.C = C, .A = A, .alpha = 1.0f, .M = M, .N = N, .K = K, .lda = K, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool,
+             .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias};
+    if (K <= 0) { /* no products: the bias, or zero */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = row_bias ? row_bias[i] : 0.0f;
+        return 1;
+    }
+    g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;
+    g.amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
+    g.mr = g.amx ? AMX_MR : M <= MR_FEW ? MR_FEW : MR;
+    size_t a_bytes = g.amx ? (size_t)(M + AMX_MR - 1) / AMX_MR * AMX_MR * g.kb * sizeof(uint32_t)
+                           : (size_t)(M + g.mr - 1) / g.mr * g.mr * g.kp * sizeof(uint32_t);
+    const void *cached = packs ? mrec_packs_cached(packs, A, M, K, MREC_PACK_TAG_BF16_A - g.mr, a_bytes, pack_whole_a, &g)
+                               : NULL;
+    void *own = NULL;
+    if (cached) {
+        g.apack = (uint32_t *)cached;
+    } else {
+        if (!(own = aligned_alloc(64, (a_bytes + 63) / 64 * 64))) return 0;
+        pack_whole_a(own, &g);
+    }
+    /* panels per task: FILLED_NCP, fewer when that leaves threads without two tasks each */
+    int panels = (N + NR - 1) / NR, threads = mrec_pool_threads(pool);
+    for (g.ncp = FILLED_NCP; g.ncp > 1 && (panels + g.ncp - 1) / g.ncp < 2 * threads;) g.ncp /= 2;
+    g.n_chunks = (panels + g.ncp - 1) / g.ncp;
+    mrec_pool_run(pool, filled_task, &g, g.n_chunks);
+    free(own);
     return 1;
 }

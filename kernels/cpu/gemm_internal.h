@@ -92,6 +92,7 @@ void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void 
  * nothing is kept); NULL when w is outside the set's storage or memory runs
  * out. Holds the set's lock while it packs. */
 #define MREC_PACK_TAG_BF16 (-1)
+#define MREC_PACK_TAG_BF16_A (-100) /* minus the row panel's height */
 #define MREC_PACK_TAG_WINOGRAD (-1000000) /* plus the A layout's tag */
 const void *mrec_packs_cached(struct mrec_packs *p, const float *w, int N, int K, int tag, size_t bytes,
                               int (*make)(void *dst, void *arg), void *arg);
@@ -113,5 +114,12 @@ struct mrec_pool;
 int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a,
                        int trans_b, int M, int N, int K, int lda, int ldb, int ldc, struct mrec_packs *packs,
                        struct mrec_pool *pool);
+/* A convolution's GEMM in bf16: C (M, N) = A op(B) + row_bias (NULL: none),
+ * A (M, K) row-major with lda = K (the weights, packed once where they lie
+ * in packs), op(B) filled in fp32 panel by panel by fill (as for
+ * mrec_gemm_filled_cpu) and rounded to bf16; 0 when memory for packing A
+ * runs out (nothing written). */
+int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, int M,
+                          int N, int K, int ldc, struct mrec_packs *packs, struct mrec_pool *pool);
 
 #endif
