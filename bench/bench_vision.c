@@ -9,8 +9,8 @@
  *   MREC_BENCH_BATCHES="1 32 128"
  * Each figure is the best of 3 passes (8 below batch 8). Both models run
  * as the image encoder runs them, their weights packed once (mrec_packs). Where the CPU has AVX-512
- * BF16, a "ViT-B/16 bf16" row: mrec with --precision bf16 against PyTorch
- * under torch.autocast(bfloat16).
+ * BF16, "ViT-B/16 bf16" and "ResNet50 bf16" rows: mrec with --precision bf16
+ * against PyTorch under torch.autocast(bfloat16).
  */
 #include "../extractors/mrec_preprocess.h"
 #include "../nn/mrec_resnet.h"
@@ -90,20 +90,21 @@ int main(int argc, char **argv) {
         if (b >= 1 && b <= N_IMAGES) batches[nb++] = (int)b;
         p = end;
     }
-    double ours[8][3] = {{0}};
-    int models = half_ctx ? 3 : 2;
+    double ours[8][4] = {{0}};
+    int models = half_ctx ? 4 : 2; /* ResNet50, ViT-B/16, and in bf16 ViT-B/16, ResNet50 */
     float *feat = malloc(sizeof(float) * 2048 * N_IMAGES);
-    if (half_ctx) half_ctx->packs = packs;
     for (int k = 0; k < nb; k++) {
         int b = batches[k];
         for (int m = 0; m < models; m++) {
             double best = 1e30;
-            if (m == 2) mrec_vit_forward(half_ctx, &v, x, b, feat, NULL); /* the weights rounded and packed */
-            ctx->packs = m == 0 ? resnet_packs : packs;
+            mrec_context *c = m < 2 ? ctx : half_ctx;
+            c->packs = m == 0 || m == 3 ? resnet_packs : packs;
+            if (m == 2) mrec_vit_forward(c, &v, x, b, feat, NULL); /* the weights rounded and packed */
+            if (m == 3) mrec_resnet_forward(c, &r, x, b, 224, 224, feat, NULL);
             for (int rep = 0; rep < (b >= 8 ? 3 : 8); rep++) { /* as the peer: more passes when one is short */
                 double t0 = now();
-                if (m == 0) mrec_resnet_forward(ctx, &r, x, b, 224, 224, feat, NULL);
-                else mrec_vit_forward(m == 1 ? ctx : half_ctx, &v, x, b, feat, NULL);
+                if (m == 0 || m == 3) mrec_resnet_forward(c, &r, x, b, 224, 224, feat, NULL);
+                else mrec_vit_forward(c, &v, x, b, feat, NULL);
                 double t = (now() - t0) / b;
                 best = t < best ? t : best;
             }
@@ -115,7 +116,7 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "%s bench/peers/vision_peer.py %s %s %d %s%s 2>/dev/null", py, full, list, threads,
              half_ctx ? "bf16 " : "", batches_s);
     FILE *p = popen(cmd, "r");
-    double peer_dec = 0, peer[8][3] = {{0}};
+    double peer_dec = 0, peer[8][4] = {{0}};
     char what[32];
     int pb;
     double secs;
@@ -123,7 +124,8 @@ int main(int argc, char **argv) {
         if (!strcmp(what, "decode") && fscanf(p, "%lf", &peer_dec) == 1) continue;
         if (fscanf(p, "%d %lf", &pb, &secs) != 2) break;
         for (int k = 0; k < nb; k++)
-            if (batches[k] == pb) peer[k][!strcmp(what, "resnet50") ? 0 : !strcmp(what, "vit_b16") ? 1 : 2] = secs;
+            if (batches[k] == pb)
+                peer[k][!strcmp(what, "resnet50") ? 0 : !strcmp(what, "vit_b16") ? 1 : !strcmp(what, "vit_b16_bf16") ? 2 : 3] = secs;
     }
     if (p) pclose(p);
     printf("bench_vision: %d threads, %d H&M photos\n", threads, n);
@@ -132,7 +134,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < nb; k++)
         for (int m = 0; m < models; m++) {
             char label[64];
-            snprintf(label, sizeof label, "%s batch %d", m == 2 ? "ViT-B/16 bf16" : m ? "ViT-B/16" : "ResNet50", batches[k]);
+            static const char *const names[4] = {"ResNet50", "ViT-B/16", "ViT-B/16 bf16", "ResNet50 bf16"};
+            snprintf(label, sizeof label, "%s batch %d", names[m], batches[k]);
             printf("%-28s %12.2f %12.2f %7.2fx\n", label, 1 / ours[k][m], peer[k][m] > 0 ? 1 / peer[k][m] : 0,
                    peer[k][m] > 0 ? peer[k][m] / ours[k][m] : 0);
         }

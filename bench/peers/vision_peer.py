@@ -8,7 +8,8 @@ FULL_DIR is tools/golden/vision.py --full's folder (resnet50/, vit_b16/). Prints
 image in IMAGES.txt, then "resnet50 <batch> <seconds per image>" and "vit_b16 <batch> <seconds per image>":
 the best of 3 forward passes (8 below batch 8, where one pass is short and a busy host
 moves it most; torch.no_grad, float32) on THREADS threads. With bf16, also
-"vit_b16_bf16 <batch> <seconds per image>": the ViT under torch.autocast("cpu", dtype=torch.bfloat16).
+"vit_b16_bf16 <batch> <seconds per image>" and "resnet50_bf16 <batch> <seconds per image>": the
+models under torch.autocast("cpu", dtype=torch.bfloat16).
 """
 import sys
 import time
@@ -55,6 +56,8 @@ def main():
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     v(pixel_values=x)  # warm up
                     print(f"vit_b16_bf16 {b} {best(lambda: v(pixel_values=x), reps) / b:.5f}", flush=True)
+                    r(x)  # warm up
+                    print(f"resnet50_bf16 {b} {best(lambda: r(x), reps) / b:.5f}", flush=True)
 
 
 if __name__ == "__main__":
