@@ -281,7 +281,9 @@ void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, in
 size_t mrec_attention_scratch_floats(int B, int T, int heads, int dh); /* of mrec_attention_cpu */
 void mrec_attention_cpu(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
                         const float *head_bias, float scale, int B, int T, int heads, int dh, float *scratch,
-                        int lanes, mrec_pool *pool); /* lanes: the softmax by mrec_softmax_rows_lanes_cpu */
+                        int bf16, mrec_pool *pool); /* bf16 (a bf16 context): the products with bf16 operands
+                                                     * where the CPU has AVX-512 BF16, the softmax in lanes
+                                                     * (mrec_softmax_rows_lanes_cpu) */
 
 /* ---- convolution and pooling (NCHW) ------------------------------------- */
 

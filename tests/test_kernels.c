@@ -12,6 +12,7 @@
  */
 #include "harness.h"
 
+#include "../kernels/cpu/gemm_internal.h"
 #include "../kernels/mrec_kernels.h"
 #include "../kernels/philox.h"
 
@@ -600,6 +601,52 @@ static void test_conv(void) {
     conv_case((mrec_conv2d_shape){1, 300, 5, 6, 150, 3, 3, 1, 1, 1, 1, 1}, 1); /* K over two KC blocks, two row blocks */
 }
 
+/* Many small bf16 GEMMs (a bf16 context's attention heads), each item
+ * against the reference on rounded inputs within the fp32 bound, items laid
+ * out as attention lays heads (in one matrix, dh apart); the same bits on
+ * every thread count of a SIMD level; an item too big for a thread's
+ * scratch is refused with nothing written. */
+static void bf16_batched_case(int batch, int M, int N, int K, int tb, float alpha) {
+    int lda = batch * K, ldb = tb ? batch * K : batch * N, ldc = batch * N;
+    int64_t a_n = (int64_t)M * lda, b_n = (int64_t)(tb ? N : K) * ldb, c_n = (int64_t)M * ldc;
+    float *A = randv(a_n, -1, 1), *B = randv(b_n, -1, 1), *Ar = copyv(A, a_n), *Br = copyv(B, b_n);
+    for (int64_t i = 0; i < a_n; i++) Ar[i] = bf16_rounded(A[i]);
+    for (int64_t i = 0; i < b_n; i++) Br[i] = bf16_rounded(B[i]);
+    float *ref = calloc((size_t)c_n, 4), *out = malloc((size_t)c_n * 4), *first[4] = {NULL};
+    for (int b = 0; b < batch; b++)
+        mrec_gemm_ref(ref + (size_t)b * N, Ar + (size_t)b * K, Br + (size_t)b * (tb ? K : N), NULL, alpha, 0, 0, tb, M, N, K, lda,
+                      ldb, ldc);
+    for (int p = 0; p < n_pools; p++) {
+        mrec_simd level = mrec_pool_simd(pools[p]);
+        if (level < MREC_SIMD_AVX512) continue;
+        char what[128];
+        snprintf(what, sizeof what, "bf16 batched gemm %s batch=%d M=%d N=%d K=%d tb=%d", pool_name(pools[p]), batch, M, N, K, tb);
+        for (int64_t i = 0; i < c_n; i++) out[i] = NAN; /* beta 0: every element written */
+        if (!t_check(mrec_gemm_bf16_batched(out, A, B, alpha, 0, tb, batch, M, N, K, lda, ldb, ldc, K, tb ? K : N, N, pools[p]),
+                     "%s: accepted", what))
+            continue;
+        t_allclose(what, ref, out, c_n, (K + 8) * U * K * fabsf(alpha), 0); /* |a||b| <= 1 per term */
+        if (!first[level]) first[level] = copyv(out, c_n);
+        else t_check(!memcmp(first[level], out, (size_t)c_n * 4), "%s: bits differ from another thread count", what);
+    }
+    for (int i = 0; i < 4; i++) free(first[i]);
+    free(A), free(B), free(Ar), free(Br), free(ref), free(out);
+}
+
+static void test_gemm_bf16_batched(void) {
+    if (!mrec_cpu_has_bf16()) {
+        t_skip("bf16 batched GEMM: this CPU has no AVX-512 BF16");
+        return;
+    }
+    bf16_batched_case(3, 197, 197, 64, 1, 0.125f); /* a ViT's scores: q k^T, scaled */
+    bf16_batched_case(2, 197, 64, 197, 0, 1.0f);   /* probabilities times v: odd K */
+    bf16_batched_case(2, 3, 40, 33, 1, 1.0f);      /* 3 rows: the 4-row kernel */
+    bf16_batched_case(4, 33, 31, 16, 0, -2.0f);
+    float c = 7.0f, a = 1.0f;
+    t_check(!mrec_gemm_bf16_batched(&c, &a, &a, 1, 0, 1, 1, 64, 4096, 4096, 4096, 4096, 4096, 0, 0, 0, pools[0]) && c == 7.0f,
+            "bf16 batched gemm: an item over a thread's scratch is refused, nothing written");
+}
+
 /* The bf16 convolution against the reference on the input and weights
  * rounded to bf16 (exact products, fp32 sums: the fp32 bound), on every
  * pool with AVX-512 BF16 (AMX pools through the tiles); the same bits with
@@ -993,6 +1040,7 @@ int main(void) {
     test_gemm_packed_a();
     test_gemm_bf16();
     test_conv_bf16();
+    test_gemm_bf16_batched();
     test_gemm_batched();
     test_elementwise();
     test_rows();

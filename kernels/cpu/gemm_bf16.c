@@ -58,13 +58,6 @@ static inline uint32_t pair(const float *x, int k, int step, int K) {
     return lo | hi << 16;
 }
 
-/* Column j of op(B), pairs [0, kp), at dst[p * NR + jj] (one panel column). */
-static void pack_b_column(uint32_t *dst, const float *B, int ldb, int trans_b, int j, int K, int kp) {
-    const float *col = trans_b ? B + (size_t)j * ldb : B + j;
-    int step = trans_b ? 1 : ldb;
-    for (int p = 0; p < kp; p++) dst[(size_t)p * NR] = pair(col, 2 * p, step, K);
-}
-
 typedef struct {
     float *C;
     const float *A, *B, *bias;
@@ -80,15 +73,49 @@ typedef struct {
     const float *row_bias;
 } job;
 
+/* 16 bf16 pairs from two rows of 16 floats (the second NULL: zeros), each
+ * rounded by VCVTNEPS2BF16 as A's are; m masks the columns present. */
+static inline __m512i pairs16(const float *r0, const float *r1, __mmask16 m) {
+    __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r0)));
+    if (!r1) return lo;
+    __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r1)));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+/* Panel `panel` of op(B): (kb, NR) pairs, columns past N and pairs past kp
+ * zero. B not transposed: a pair row is two rows of B, 16 columns at a time.
+ * Transposed (a column of op(B) is a row of B): 16 pairs of a column at a
+ * time from 32 consecutive floats, as A's rows are packed. */
 static void pack_b_panel(void *arg, int panel, int thread) {
     (void)thread;
     const job *g = arg;
     uint32_t *dst = g->bpack + (size_t)panel * g->kb * NR;
-    for (int jj = 0; jj < NR; jj++) {
-        int j = panel * NR + jj;
-        if (j < g->N) pack_b_column(dst + jj, g->B, g->ldb, g->trans_b, j, g->K, g->kp);
-        else
-            for (int p = 0; p < g->kp; p++) dst[(size_t)p * NR + jj] = 0;
+    int j0 = panel * NR, cols = g->N - j0 < NR ? g->N - j0 : NR;
+    if (!g->trans_b) {
+        for (int p = 0; p < g->kp; p++) {
+            const float *r0 = g->B + (size_t)2 * p * g->ldb + j0, *r1 = 2 * p + 1 < g->K ? r0 + g->ldb : NULL;
+            for (int h = 0; h < NR; h += 16) {
+                int w = cols - h;
+                __mmask16 m = w >= 16 ? (__mmask16)0xFFFF : w > 0 ? (__mmask16)((1u << w) - 1) : 0;
+                _mm512_storeu_si512(dst + (size_t)p * NR + h, m ? pairs16(r0 + h, r1 ? r1 + h : NULL, m) : _mm512_setzero_si512());
+            }
+        }
+    } else {
+        for (int jj = 0; jj < NR; jj++) {
+            if (jj >= cols) {
+                for (int p = 0; p < g->kp; p++) dst[(size_t)p * NR + jj] = 0;
+                continue;
+            }
+            const float *x = g->B + (size_t)(j0 + jj) * g->ldb;
+            int p = 0;
+            for (; 2 * p + 32 <= g->K; p += 16) {
+                uint32_t lanes[16];
+                __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 2 * p + 16), _mm512_loadu_ps(x + 2 * p));
+                _mm512_storeu_si512(lanes, (__m512i)h);
+                for (int t = 0; t < 16; t++) dst[(size_t)(p + t) * NR + jj] = lanes[t];
+            }
+            for (; p < g->kp; p++) dst[(size_t)p * NR + jj] = pair(x, 2 * p, 1, g->K);
+        }
     }
     memset(dst + (size_t)g->kp * NR, 0, (size_t)(g->kb - g->kp) * NR * sizeof *dst);
 }
@@ -509,5 +536,58 @@ int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void 
     g.n_chunks = (panels + g.ncp - 1) / g.ncp;
     mrec_pool_run(pool, filled_task, &g, g.n_chunks);
     free(own);
+    return 1;
+}
+
+/* ---- many small GEMMs (attention's heads) --------------------------------
+ * An item is too small to share among threads: each is a task on one
+ * thread, which packs B_b whole and A_b a row panel at a time into its
+ * scratch, with no pool round of its own. */
+
+typedef struct {
+    job g;
+    int64_t stride_a, stride_b, stride_c;
+} batched_job;
+
+static void batched_task(void *arg, int item, int thread) {
+    const batched_job *bj = arg;
+    job g = bj->g;
+    g.A += item * bj->stride_a, g.B += item * bj->stride_b, g.C += item * bj->stride_c;
+    int panels = (g.N + NR - 1) / NR;
+    g.bpack = (uint32_t *)mrec_pool_scratch(g.pool, thread);
+    uint32_t *apack = g.bpack + (size_t)panels * g.kb * NR;
+    for (int q = 0; q < panels; q++) pack_b_panel(&g, q, thread);
+    if (g.amx) amx_configure();
+    for (int i0 = 0; i0 < g.M; i0 += g.mr) {
+        int m = g.M - i0 < g.mr ? g.M - i0 : g.mr;
+        if (g.amx) pack_a_rows_amx(apack, (size_t)g.kb, &g, i0, m, 0, g.kp);
+        else pack_a_block(apack, &g, i0, m, 0, g.kp);
+        for (int q = 0; q < panels; q++) {
+            const uint32_t *bp = g.bpack + (size_t)q * g.kb * NR;
+            float *c = g.C + (size_t)i0 * g.ldc + q * NR;
+            int n = g.N - q * NR < NR ? g.N - q * NR : NR;
+            if (g.amx) ukernel_amx(g.kb, apack, (size_t)g.kb, bp, c, g.ldc, g.alpha, NULL, NULL, NULL, m, n, 1);
+            else if (g.mr == MR) ukernel_12(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, 1);
+            else ukernel_4(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, 1);
+        }
+    }
+    if (g.amx) _tile_release();
+}
+
+int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M,
+                           int N, int K, int lda, int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+                           mrec_pool *pool) {
+    if (batch <= 0 || M <= 0 || N <= 0) return 1;
+    if (K <= 0) return 0;
+    batched_job bj = {.g = {.C = C, .A = A, .B = B, .alpha = alpha, .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N,
+                            .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool},
+                      .stride_a = stride_a, .stride_b = stride_b, .stride_c = stride_c};
+    job *g = &bj.g;
+    g->kb = (g->kp + AMX_KT - 1) / AMX_KT * AMX_KT;
+    g->amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
+    g->mr = g->amx ? AMX_MR : M <= MR_FEW ? MR_FEW : MR;
+    size_t need = ((size_t)(N + NR - 1) / NR * NR + (size_t)g->mr) * g->kb * sizeof(uint32_t);
+    if (need > MREC_GEMM_SCRATCH_FLOATS * sizeof(float)) return 0;
+    mrec_pool_run(pool, batched_task, &bj, batch);
     return 1;
 }

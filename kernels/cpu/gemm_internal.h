@@ -12,6 +12,7 @@
 #define MREC_GEMM_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Cache blocking: an A block (MC x KC) stays in L2, a B panel (KC x NR) in
  * L1, a B block (KC x NC) in L2/L3. MC is a multiple of every MR below. */
@@ -119,6 +120,13 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
  * in packs), op(B) filled in fp32 panel by panel by fill (as for
  * mrec_gemm_filled_cpu) and rounded to bf16; 0 when memory for packing A
  * runs out (nothing written). */
+/* C_b = alpha op(A_b) op(B_b) for b < batch, item b at A + b stride_a and so
+ * on, in bf16 (beta 0, no bias): a task per item on one thread (attention's
+ * heads). 0 (nothing written) where an item's packing does not fit a
+ * thread's scratch, or K is 0: the caller computes it in fp32. */
+int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M,
+                           int N, int K, int lda, int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+                           struct mrec_pool *pool);
 int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, int M,
                           int N, int K, int ldc, struct mrec_packs *packs, struct mrec_pool *pool);
 
