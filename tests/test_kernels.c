@@ -224,7 +224,7 @@ static void test_gemm_packed(void) {
     float *storage = randv(floats, -1, 1), *outside = randv((int64_t)385 * 300, -1, 1);
     mrec_packs *packs;
     if (!t_check(mrec_packs_create(&packs, storage, floats) == MREC_OK, "creating a pack set")) return;
-    static const int rows[] = {3, 5, 17, 64, 145, 197, 300};
+    static const int rows[] = {3, 5, 17, 64, 145, 197, 300, 600}; /* 600: over PACKED_B_ROWS, tasks of 144 rows */
     for (int round = 0; round < 2; round++) {
         const float *W = storage;
         for (int w = 0; w < 3; w++) {

@@ -68,6 +68,7 @@ typedef struct {
     /* shared-B path: the current (jc, pc) block and how tasks split it */
     float *bpack;
     int j0, nc, p0, kc, m_blocks, j_chunks, j_chunk;
+    int task_rows; /* gemm_packed_b: rows of C per task */
 } gemm_job;
 
 /* Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) panels of (kc, MR).
@@ -282,7 +283,7 @@ static void gemm_shared_b(gemm_job *g) {
 static void packed_b_task(void *arg, int task, int thread) {
     const gemm_job *g = arg;
     int ib = task / g->j_chunks, jb = task % g->j_chunks;
-    int i0 = ib * MREC_GEMM_MC, mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
+    int i0 = ib * g->task_rows, mc = g->M - i0 < g->task_rows ? g->M - i0 : g->task_rows;
     int j_lo = jb * g->j_chunk, j_hi = j_lo + g->j_chunk < g->N ? j_lo + g->j_chunk : g->N;
     if (j_lo >= j_hi) return;
     int pro = needs_prologue(g);
@@ -299,14 +300,26 @@ static void packed_b_task(void *arg, int task, int thread) {
     }
 }
 
+/* Up to this many rows (a sequence, an image's patches) a task takes all of
+ * them, so each weight column is read from memory by one task only: at
+ * batch 1 a large model's weights come from memory once per forward, and
+ * ViT's FFN GEMM (197 rows) on two threads ran at 266 GFLOP/s with its
+ * weights re-read per 144-row block, 347 with them in cache. Its A block
+ * (the rows by KC) then fills the thread's scratch, which the packed B
+ * leaves free. */
+#define PACKED_B_ROWS 512
+_Static_assert((PACKED_B_ROWS + 16) * MREC_GEMM_KC <= MREC_GEMM_SCRATCH_FLOATS, "an A block of PACKED_B_ROWS fits the scratch");
+
 static void gemm_packed_b(gemm_job *g) {
+    g->task_rows = !g->apacked && g->M <= PACKED_B_ROWS ? g->M : MREC_GEMM_MC;
+    int row_tasks = (g->M + g->task_rows - 1) / g->task_rows;
     /* enough tasks for every thread twice over, as gemm_shared_b; a range is whole NR panels */
     int panels = (g->N + g->NR - 1) / g->NR, want = 2 * mrec_pool_threads(g->pool);
-    int split = g->m_blocks >= want ? 1 : (want + g->m_blocks - 1) / g->m_blocks;
+    int split = row_tasks >= want ? 1 : (want + row_tasks - 1) / row_tasks;
     if (split > panels) split = panels;
     g->j_chunk = (panels + split - 1) / split * g->NR;
     g->j_chunks = (g->N + g->j_chunk - 1) / g->j_chunk;
-    mrec_pool_run(g->pool, packed_b_task, g, g->m_blocks * g->j_chunks);
+    mrec_pool_run(g->pool, packed_b_task, g, row_tasks * g->j_chunks);
 }
 
 #define B_CHUNK 64
