@@ -219,6 +219,29 @@ static void encoder_case(void) {
             char what[120];
             snprintf(what, sizeof what, "extractor, layer %s, against Hugging Face", mrec_image_layer_name(enc.layer));
             compare_scaled(what, ref, out, 2 * (int64_t)D);
+            /* in bf16 (the EfficientNet's convolutions and the GEMMs; AVX-512 BF16, or AMX tiles): each photo's
+             * features within cosine 0.999 of Hugging Face's fp32 */
+            if (!mrec_cpu_has_bf16()) t_skip("ALIGN's image tower in bf16: this CPU has no AVX-512 BF16");
+            for (int simd = MREC_SIMD_AVX512; mrec_cpu_has_bf16() && simd <= (int)mrec_simd_detect(); simd++) {
+                mrec_context_options h = o;
+                h.precision = MREC_PREC_BF16, h.max_simd = (mrec_simd)simd;
+                mrec_context *half = NULL;
+                if (!t_status(mrec_context_create(&half, &h), MREC_OK, "a bf16 CPU context")) continue;
+                if (t_status(mrec_image_encoder_embed(half, &enc, paths, 2, out, ok, errors), MREC_OK, "embed two photos in bf16")) {
+                    double worst = 1;
+                    for (int i = 0; i < 2; i++) {
+                        double rr = 0, hh = 0, rh = 0;
+                        for (int d = 0; d < D; d++) {
+                            double r = ref[(size_t)i * D + d], v = out[(size_t)i * D + d];
+                            rr += r * r, hh += v * v, rh += r * v;
+                        }
+                        worst = fmin(worst, rh / sqrt(rr * hh));
+                    }
+                    t_check(worst >= 0.999, "ALIGN layer %s in bf16 (%s): worst cosine to Hugging Face's fp32 %.6f",
+                            mrec_image_layer_name(enc.layer), mrec_simd_name((mrec_simd)simd), worst);
+                }
+                mrec_context_destroy(half);
+            }
         }
         free(errors[0]), free(errors[1]), free(out), free(ref);
         mrec_image_encoder_free(&enc);
