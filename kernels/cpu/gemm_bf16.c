@@ -443,7 +443,7 @@ _Static_assert((FILLED_NCP + 2) * AMX_KCP * NR <= MREC_GEMM_SCRATCH_FLOATS && AM
 
 /* Pairs [p0, p0 + kc) of op(B)'s columns [j0, j0 + cols) as one panel
  * (kt, NR), the pairs past kc zero: the fp32 rows from fill into tmp, two
- * rows at a time rounded to bf16 (VCVTNEPS2BF16, as A is) and interleaved.
+ * rows at a time rounded and interleaved (pairs16).
  * An odd K's last pair has a zero second row. */
 static void fill_pairs(const job *g, uint32_t *dst, float *tmp, int p0, int kc, int kt, int j0, int cols) {
     int k0 = 2 * p0, rows = g->K - k0 < 2 * kc ? g->K - k0 : 2 * kc;
@@ -451,12 +451,8 @@ static void fill_pairs(const job *g, uint32_t *dst, float *tmp, int p0, int kc, 
     for (int p = 0; p < kc; p++) {
         const float *r0 = tmp + (size_t)2 * p * NR, *r1 = r0 + NR;
         int second = 2 * p + 1 < rows;
-        for (int h = 0; h < NR; h += 16) {
-            __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r0 + h)));
-            __m512i hi = second ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r1 + h)))
-                                : _mm512_setzero_si512();
-            _mm512_storeu_si512(dst + (size_t)p * NR + h, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-        }
+        for (int h = 0; h < NR; h += 16)
+            _mm512_storeu_si512(dst + (size_t)p * NR + h, pairs16(r0 + h, second ? r1 + h : NULL, (__mmask16)0xFFFF));
     }
     memset(dst + (size_t)kc * NR, 0, (size_t)(kt - kc) * NR * sizeof *dst);
 }
