@@ -214,6 +214,77 @@ static void test_gemm(void) {
     }
 }
 
+/* C = alpha op(A) op(B) + beta C + bias, exactly: with small integers in A
+ * and B and K within one KC block the sums are exact, alpha is a power of
+ * two, so each element rounds once, after beta * C + bias is formed as a
+ * prologue pass forms it (beta * C, then + bias, or the row bias). The
+ * micro-kernels form that start in their store; this pins their bits on
+ * every path (a few rows, private tiles, A read in place, a streamed B,
+ * shared B, weights packed once, a filled B with a row bias) and SIMD level.
+ * (Bits, save the sign of a zero where nothing starts C.) */
+typedef struct {
+    const float *B;
+    int N;
+} fill_rows;
+
+static void fill_from(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR) {
+    const fill_rows *f = arg;
+    for (int k = 0; k < kc; k++)
+        for (int j = 0; j < NR; j++) dst[(size_t)k * NR + j] = j < cols ? f->B[(size_t)(p0 + k) * f->N + j0 + j] : 0.0f;
+}
+
+static void test_gemm_start_exact(void) {
+    static const int shapes[][3] = {{300, 500, 200}, {20, 500, 200}, {157, 64, 200}, {20, 100, 256}, {5, 40, 30},
+                                    {13, 17, 0},     {301, 48, 97},  {37, 41, 43}};
+    static const float betas[] = {0.0f, 1.0f, 0.75f}, alphas[] = {1.0f, -0.5f};
+    mrec_packs *packs = NULL;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *A = randv((int64_t)M * K, -8, 8), *B = randv((int64_t)K * N, -8, 8), *bias = randv(N, -1, 1), *rbias = randv(M, -1, 1);
+        float *C0 = randv((int64_t)M * N, -1, 1), *got = randv((int64_t)M * N, 0, 0), *want = randv((int64_t)M * N, 0, 0);
+        double *acc = calloc((size_t)M * N + 1, sizeof(double));
+        for (int64_t i = 0; i < (int64_t)M * K; i++) A[i] = roundf(A[i]);
+        for (int64_t i = 0; i < (int64_t)K * N; i++) B[i] = roundf(B[i]);
+        for (int i = 0; i < M; i++)
+            for (int k = 0; k < K; k++)
+                for (int j = 0; j < N; j++) acc[(size_t)i * N + j] += (double)A[(size_t)i * K + k] * B[(size_t)k * N + j];
+        /* B as a weight (N x K) for the packed path */
+        float *Bt = randv((int64_t)K * N, 0, 0);
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++) Bt[(size_t)j * K + k] = B[(size_t)k * N + j];
+        mrec_packs_create(&packs, Bt, (int64_t)K * N);
+        for (int way = 0; way < 4; way++) /* 0 bias, 1 none, 2 packed weights with bias, 3 filled with a row bias */
+            for (size_t bi = 0; bi < 3; bi++)
+                for (size_t ai = 0; ai < 2; ai++) {
+                    float alpha = alphas[ai], beta = betas[bi];
+                    const float *cb = way == 0 || way == 2 ? bias : NULL, *rb = way == 3 ? rbias : NULL;
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++) {
+                            float c = C0[(size_t)i * N + j], v = beta == 0.0f ? 0.0f : beta * c;
+                            float start = rb ? (beta == 0.0f ? rb[i] : v + rb[i]) : cb ? v + cb[j] : v;
+                            want[(size_t)i * N + j] = start + alpha * (float)acc[(size_t)i * N + j];
+                        }
+                    for (int p = 0; p < n_pools; p++) {
+                        memcpy(got, C0, sizeof(float) * (size_t)M * N);
+                        fill_rows fr = {B, N};
+                        if (way < 2) mrec_gemm_cpu(got, A, B, cb, alpha, beta, 0, 0, M, N, K, K, N, N, pools[p]);
+                        else if (way == 2) mrec_gemm_packed_cpu(got, A, Bt, cb, alpha, beta, 0, 1, M, N, K, K, K, N, packs, pools[p]);
+                        else mrec_gemm_filled_cpu(got, A, fill_from, &fr, rb, alpha, beta, M, N, K, K, N, NULL, pools[p]);
+                        /* without a start (beta 0, no bias) the kernels store alpha * acc, whose zero's sign differs
+                         * between SIMD levels (a product or an FMA with +0) */
+                        int same = 1, start = beta != 0.0f || cb || rb;
+                        for (int64_t e = 0; e < (int64_t)M * N; e++)
+                            same &= memcmp(got + e, want + e, sizeof(float)) == 0 || (!start && got[e] == want[e]);
+                        t_check(same,
+                                "gemm start M=%d N=%d K=%d way %d alpha=%g beta=%g (%s): not the bits of beta C + bias, then the sum",
+                                M, N, K, way, alpha, beta, pool_name(pools[p]));
+                    }
+                }
+        mrec_packs_free(packs);
+        free(A), free(B), free(Bt), free(bias), free(rbias), free(C0), free(got), free(want), free(acc);
+    }
+}
+
 /* Weights packed once give the bits of packing per call: every path (a
  * few rows, private tiles, shared B), B spanning several KC and NC blocks,
  * each SIMD level's panel width from one shared pack set, a bias and beta. */
@@ -1036,6 +1107,7 @@ int main(void) {
     for (int simd = (int)best + 1; simd <= MREC_SIMD_AMX; simd++)
         t_skip("%s kernels: this CPU does not support them", mrec_simd_name((mrec_simd)simd));
     test_gemm();
+    test_gemm_start_exact();
     test_gemm_packed();
     test_gemm_packed_a();
     test_gemm_bf16();

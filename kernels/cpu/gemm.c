@@ -28,7 +28,7 @@
 #define UK_SCALAR_MR 4
 #define UK_SCALAR_NR 16
 static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int ldc,
-                           float alpha, int m, int n, int overwrite) {
+                           float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
     float acc[UK_SCALAR_MR][UK_SCALAR_NR] = {{0}};
     for (int k = 0; k < kc; k++) {
         for (int i = 0; i < UK_SCALAR_MR; i++) {
@@ -37,8 +37,12 @@ static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int
         }
     }
     for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++)
-            c[(size_t)i * ldc + j] = alpha * acc[i][j] + (overwrite ? 0.0f : c[(size_t)i * ldc + j]);
+        for (int j = 0; j < n; j++) {
+            float *cij = c + (size_t)i * ldc + j, from = overwrite ? 0.0f : *cij;
+            if (start && start->row_bias) from = start->beta == 0.0f ? start->row_bias[i] : start->beta * *cij + start->row_bias[i];
+            else if (start) from = (start->beta == 0.0f ? 0.0f : start->beta * *cij) + (start->bias ? start->bias[j] : 0.0f);
+            *cij = alpha * acc[i][j] + from;
+        }
 }
 
 enum { PACK_PLAIN, PACK_AVX512, PACK_AVX2 };
@@ -175,13 +179,14 @@ static const float *a_block(const gemm_job *g, float *scratch, const float *A, i
     return scratch;
 }
 
-/* With beta = 0 and no bias, the first K slice overwrites C and no
- * prologue pass is needed (nor any read of C's old contents). */
-static int needs_prologue(const gemm_job *g) { return g->beta != 0.0f || g->bias || g->row_bias || g->K == 0; }
+/* With beta = 0 and no bias, the first K slice overwrites C without reading
+ * it; otherwise the micro-kernels form beta * C + bias in that slice's
+ * store (mrec_uk_start). Only a GEMM with K = 0 needs the prologue pass. */
+static int has_start(const gemm_job *g) { return g->beta != 0.0f || g->bias || g->row_bias; }
 
-/* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc); a row bias
- * instead is set (beta = 0) or added, row by row, by the task that then
- * runs the micro-kernels on those rows, while they are in its cache. */
+/* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc), or with a
+ * row bias instead: where no micro-kernel runs (K = 0, a few rows). The
+ * micro-kernels' starts (mrec_uk_start) form the same values. */
 static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
     if (!g->row_bias) {
         mrec_gemm_prologue(C, g->ldc, g->beta, g->bias, i0, mc, j0, nc);
@@ -209,7 +214,8 @@ typedef struct {
  * stays in L1 while B panels stream from L2. With a plan, each call is
  * followed by prefetches of its share of the plan's rows. */
 static void macro_kernel(const gemm_job *g, float *C, const float *apack, const float *bpack,
-                         int i0, int mc, int j0, int jr_lo, int jr_hi, int kc, int overwrite, const prefetch_plan *pf) {
+                         int i0, int mc, int j0, int jr_lo, int jr_hi, int kc, int first, const prefetch_plan *pf) {
+    int from = first && has_start(g);
     int calls = ((mc + g->MR - 1) / g->MR) * ((jr_hi - jr_lo + g->NR - 1) / g->NR), call = 0;
     for (int ir = 0; ir < mc; ir += g->MR) {
         int m = mc - ir < g->MR ? mc - ir : g->MR;
@@ -218,10 +224,12 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
             int n = jr_hi - jr < g->NR ? jr_hi - jr : g->NR;
             const float *bp = bpack + (size_t)(jr / g->NR) * kc * g->NR;
             float *c = C + (size_t)(i0 + ir) * g->ldc + j0 + jr;
+            mrec_uk_start st = {g->bias && !g->row_bias ? g->bias + j0 + jr : NULL, g->row_bias ? g->row_bias + i0 + ir : NULL,
+                                g->beta};
             if (g->a_rows)
-                mrec_ukernel_avx2_rows(kc, ap, g->lda, bp, c, g->ldc, g->alpha, m, n, overwrite);
+                mrec_ukernel_avx2_rows(kc, ap, g->lda, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
             else
-                g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, overwrite);
+                g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
             if (pf)
                 for (int r = pf->rows * call / calls; r < pf->rows * (call + 1) / calls; r++)
                     for (int j = 0; j < pf->width; j += 16)
@@ -244,11 +252,12 @@ static void shared_b_task(void *arg, int task, int thread) {
     int i0 = ib * MREC_GEMM_MC, mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
     int jr_lo = jb * g->j_chunk, jr_hi = jr_lo + g->j_chunk < g->nc ? jr_lo + g->j_chunk : g->nc;
     if (jr_lo >= jr_hi) return;
-    int pro = needs_prologue(g);
-    if (g->p0 == 0 && pro) prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
-    if (g->kc == 0) return;
+    if (g->kc == 0) { /* K = 0: C = beta * C + bias, and nothing else */
+        prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
+        return;
+    }
     const float *apack = a_block(g, mrec_pool_scratch(g->pool, thread), g->A, i0, mc, g->p0, g->kc);
-    macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc, g->p0 == 0 && !pro, NULL);
+    macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc, g->p0 == 0, NULL);
 }
 
 static void gemm_shared_b(gemm_job *g) {
@@ -286,16 +295,14 @@ static void packed_b_task(void *arg, int task, int thread) {
     int i0 = ib * g->task_rows, mc = g->M - i0 < g->task_rows ? g->M - i0 : g->task_rows;
     int j_lo = jb * g->j_chunk, j_hi = j_lo + g->j_chunk < g->N ? j_lo + g->j_chunk : g->N;
     if (j_lo >= j_hi) return;
-    int pro = needs_prologue(g);
-    if (pro) prologue(g, g->C, i0, mc, j_lo, j_hi - j_lo);
-    float *scratch = mrec_pool_scratch(g->pool, thread);
+    float *scratch = mrec_pool_scratch(g->pool, thread); /* K > 0: B is packed */
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
         const float *apack = a_block(g, scratch, g->A, i0, mc, p0, kc);
         for (int j0 = j_lo; j0 < j_hi; j0 += MREC_GEMM_NC) {
             int nc = j_hi - j0 < MREC_GEMM_NC ? j_hi - j0 : MREC_GEMM_NC;
             const float *bpack = g->bpacked + p0 * g->bpacked_n + (int64_t)j0 * kc;
-            macro_kernel(g, g->C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0 && !pro, NULL);
+            macro_kernel(g, g->C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0, NULL);
         }
     }
 }
@@ -341,8 +348,7 @@ static void private_task(void *arg, int task, int thread) {
     float *C = g->C + b * g->stride_c;
     float *apack = mrec_pool_scratch(g->pool, thread);
     float *bpack = apack + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
-    int pro = needs_prologue(g);
-    if (pro) prologue(g, C, i0, mc, j0, nc);
+    if (g->K == 0) prologue(g, C, i0, mc, j0, nc); /* C = beta * C + bias, and nothing else */
     /* One row block of C over a long row-major B (a weight's gradient, x^T y with x tall): each element of B meets
      * few rows of A, so reading B costs as much as the arithmetic. B is packed B_CHUNK columns at a time, and the
      * micro-kernels on one chunk prefetch the next chunk's rows, so some of the reads overlap the arithmetic
@@ -351,13 +357,13 @@ static void private_task(void *arg, int task, int thread) {
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
         const float *ap = a_block(g, apack, A, i0, mc, p0, kc);
-        int overwrite = p0 == 0 && !pro;
+        int first = p0 == 0;
         if (stream) {
             for (int jc = 0; jc < nc; jc += B_CHUNK) {
                 int w = nc - jc < B_CHUNK ? nc - jc : B_CHUNK, next = nc - jc - w < B_CHUNK ? nc - jc - w : B_CHUNK;
                 prefetch_plan pf = {(uintptr_t)(B + (size_t)p0 * g->ldb + j0 + jc + w), (size_t)g->ldb, kc, next};
                 pack_b_job(g, bpack, B, p0, kc, j0 + jc, w, 0, (w + g->NR - 1) / g->NR);
-                macro_kernel(g, C, ap, bpack, i0, mc, j0 + jc, 0, w, kc, overwrite, next > 0 ? &pf : NULL);
+                macro_kernel(g, C, ap, bpack, i0, mc, j0 + jc, 0, w, kc, first, next > 0 ? &pf : NULL);
             }
             continue;
         }
@@ -365,7 +371,7 @@ static void private_task(void *arg, int task, int thread) {
             bpack = (float *)g->bpacked + p0 * g->bpacked_n + (int64_t)j0 * kc;
         else
             pack_b_job(g, bpack, B, p0, kc, j0, nc, 0, (nc + g->NR - 1) / g->NR);
-        macro_kernel(g, C, ap, bpack, i0, mc, j0, 0, nc, kc, overwrite, NULL);
+        macro_kernel(g, C, ap, bpack, i0, mc, j0, 0, nc, kc, first, NULL);
     }
 }
 

@@ -6,16 +6,29 @@
 #include <immintrin.h>
 #include <stdint.h>
 
-/* C's (m, n) corner += alpha * acc (or = alpha * acc with overwrite). */
+/* Row i's start (mrec_uk_start) at column col from c (8 floats, or those
+ * under mask), as mrec_gemm_prologue forms it: beta * C, then + bias. */
+static inline __attribute__((always_inline)) __m256 start_at(const mrec_uk_start *s, const float *c, int i, int col,
+                                                          __m256i mask, int whole) {
+    if (s->row_bias && s->beta == 0.0f) return _mm256_set1_ps(s->row_bias[i]);
+    __m256 v = _mm256_setzero_ps();
+    if (s->beta != 0.0f) v = _mm256_mul_ps(_mm256_set1_ps(s->beta), whole ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, mask));
+    if (s->row_bias) return _mm256_add_ps(v, _mm256_set1_ps(s->row_bias[i]));
+    if (!s->bias) return v;
+    return _mm256_add_ps(v, whole ? _mm256_loadu_ps(s->bias + col) : _mm256_maskload_ps(s->bias + col, mask));
+}
+
+/* C's (m, n) corner = alpha * acc + start, = alpha * acc (overwrite), or += alpha * acc. */
 static inline __attribute__((always_inline)) void store_tile(__m256 acc[MREC_UK_AVX2_MR][2], float *c, int ldc, float alpha,
-                                                             int m, int n, int overwrite) {
+                                                             int m, int n, int overwrite, const mrec_uk_start *start) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
     __m256 va = _mm256_set1_ps(alpha);
     if (n == NR) { /* a whole tile: plain stores (AMD runs a masked store as a slow microcode sequence) */
         for (int i = 0; i < MR && i < m; i++) {
             float *ci = c + (size_t)i * ldc;
-            __m256 c0 = overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(ci);
-            __m256 c1 = overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(ci + 8);
+            const __m256i all = _mm256_set1_epi32(-1);
+            __m256 c0 = start ? start_at(start, ci, i, 0, all, 1) : overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(ci);
+            __m256 c1 = start ? start_at(start, ci + 8, i, 8, all, 1) : overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(ci + 8);
             _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], c0));
             _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, acc[i][1], c1));
         }
@@ -29,15 +42,15 @@ static inline __attribute__((always_inline)) void store_tile(__m256 acc[MREC_UK_
     for (int i = 0; i < MR; i++) {
         if (i >= m) break;
         float *ci = c + (size_t)i * ldc;
-        __m256 c0 = overwrite ? zero : _mm256_maskload_ps(ci, mask0);
-        __m256 c1 = overwrite ? zero : _mm256_maskload_ps(ci + 8, mask1);
+        __m256 c0 = start ? start_at(start, ci, i, 0, mask0, 0) : overwrite ? zero : _mm256_maskload_ps(ci, mask0);
+        __m256 c1 = start ? start_at(start, ci + 8, i, 8, mask1, 0) : overwrite ? zero : _mm256_maskload_ps(ci + 8, mask1);
         _mm256_maskstore_ps(ci, mask0, _mm256_fmadd_ps(va, acc[i][0], c0));
         _mm256_maskstore_ps(ci + 8, mask1, _mm256_fmadd_ps(va, acc[i][1], c1));
     }
 }
 
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
-                       float alpha, int m, int n, int overwrite) {
+                       float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
     /* Named accumulators: with an indexed array GCC spills them to the
      * stack on every iteration. */
@@ -53,11 +66,11 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
         ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
     __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    store_tile(acc, c, ldc, alpha, m, n, overwrite);
+    store_tile(acc, c, ldc, alpha, m, n, overwrite, start);
 }
 
 void mrec_ukernel_avx2_rows(int kc, const float *a, int lda, const float *b, float *c, int ldc,
-                            float alpha, int m, int n, int overwrite) {
+                            float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
     /* rows past m read row m - 1 again; their sums are never stored */
     const float *a0 = a, *a1 = a + (size_t)(m > 1) * lda, *a2 = a + (size_t)(m > 2 ? 2 : m - 1) * lda;
@@ -75,7 +88,7 @@ void mrec_ukernel_avx2_rows(int kc, const float *a, int lda, const float *b, flo
         ai = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
     __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    store_tile(acc, c, ldc, alpha, m, n, overwrite);
+    store_tile(acc, c, ldc, alpha, m, n, overwrite, start);
 }
 
 /* r[0..7] (8 rows of 8) -> r[c] = column c: pairs interleave, then quads

@@ -11,9 +11,18 @@
 
 #include <immintrin.h>
 
+/* Row i's start (mrec_uk_start) at column col, as mrec_gemm_prologue forms it: beta * C, then + bias. */
+static inline __attribute__((always_inline)) __m512 start_at(const mrec_uk_start *s, const float *ci, int i, int col,
+                                                          __mmask16 mask) {
+    if (s->row_bias && s->beta == 0.0f) return _mm512_set1_ps(s->row_bias[i]);
+    __m512 v = s->beta == 0.0f ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_set1_ps(s->beta), _mm512_maskz_loadu_ps(mask, ci));
+    if (s->row_bias) return _mm512_add_ps(v, _mm512_set1_ps(s->row_bias[i]));
+    return s->bias ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, s->bias + col)) : v;
+}
+
 static inline __attribute__((always_inline)) void ukernel(const int MR, const int NV, int kc, const float *a,
                                                          const float *b, float *c, int ldc, float alpha,
-                                                         int m, int n, int overwrite) {
+                                                         int m, int n, int overwrite, const mrec_uk_start *start) {
     const int NR = 16 * NV;
     __m512 acc[12][3];
     for (int i = 0; i < MR; i++)
@@ -36,21 +45,22 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
         if (!mask) break;
         for (int i = 0; i < m; i++) {
             float *ci = c + (size_t)i * ldc + 16 * v;
-            __m512 out = overwrite ? _mm512_mul_ps(va, acc[i][v])
-                                   : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci));
+            __m512 out = start       ? _mm512_fmadd_ps(va, acc[i][v], start_at(start, ci, i, 16 * v, mask))
+                         : overwrite ? _mm512_mul_ps(va, acc[i][v])
+                                     : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci));
             _mm512_mask_storeu_ps(ci, mask, out);
         }
     }
 }
 
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
-                         int overwrite) {
-    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite);
+                         int overwrite, const mrec_uk_start *start) {
+    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite, start);
 }
 
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
-                              int overwrite) {
-    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite);
+                              int overwrite, const mrec_uk_start *start) {
+    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite, start);
 }
 
 /* r[0..15] (16 rows of 16) -> r[c] = column c. Pairs interleave, then

@@ -6,7 +6,8 @@
  *   a: (kc, MR) — for each k, MR consecutive values of one column of A
  *   b: (kc, NR) — for each k, NR consecutive values of one row of B
  * and adds alpha * a^T b into the (m, n) corner of C (m <= MR, n <= NR), or,
- * when overwrite is set, stores it there without reading C.
+ * when overwrite is set, stores it there without reading C, or on the first
+ * K block stores it plus beta * C + bias (mrec_uk_start).
  */
 #ifndef MREC_GEMM_INTERNAL_H
 #define MREC_GEMM_INTERNAL_H
@@ -22,29 +23,43 @@
 #define MREC_GEMM_SCRATCH_FLOATS \
     ((size_t)MREC_GEMM_MC * MREC_GEMM_KC + (size_t)MREC_GEMM_KC * (MREC_GEMM_NC + 32))
 
+/* What C starts from on the first K block, where the GEMM has a beta or a
+ * bias: beta * C + bias[j] (or + row_bias[i]), the values
+ * mrec_gemm_prologue would have written into C first. The micro-kernel
+ * forms them in its store instead, C = alpha * acc + start: the same bits,
+ * and C goes through the cache once (a pass of its own was 3 % of a ViT
+ * forward). bias and row_bias point at the tile's first column and row;
+ * at most one of them is set. */
+typedef struct {
+    const float *bias, *row_bias;
+    float beta;
+} mrec_uk_start;
+
+/* C's (m, n) corner = alpha * acc + start (start set), = alpha * acc
+ * (overwrite), or += alpha * acc. */
 typedef void (*mrec_ukernel_fn)(int kc, const float *a, const float *b, float *c, int ldc,
-                                float alpha, int m, int n, int overwrite);
+                                float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
 
 /* avx2 + fma: 6 rows x 16 columns (12 ymm accumulators). */
 #define MREC_UK_AVX2_MR 6
 #define MREC_UK_AVX2_NR 16
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
-                       float alpha, int m, int n, int overwrite);
+                       float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
 /* The same sums, a read straight from a row-major A (row i at a + i * lda):
  * where B has few panels, packing A costs more than the strided reads. */
 void mrec_ukernel_avx2_rows(int kc, const float *a, int lda, const float *b, float *c, int ldc,
-                            float alpha, int m, int n, int overwrite);
+                            float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
 
 /* avx512f: 12 rows x 32 columns (24 zmm accumulators), and 8 x 48 for M a
  * multiple of 8 but not of 12. */
 #define MREC_UK_AVX512_MR 12
 #define MREC_UK_AVX512_NR 32
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc,
-                         float alpha, int m, int n, int overwrite);
+                         float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
 #define MREC_UK_AVX512_8_MR 8
 #define MREC_UK_AVX512_8_NR 48
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc,
-                              float alpha, int m, int n, int overwrite);
+                              float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
 
 /* One NR-wide panel of a transposed B: dst (kc, NR) with dst[k][j] =
  * src[j * ldb + k] for j < cols, zero beyond (avx512f). */
