@@ -216,6 +216,19 @@ typedef enum {
 void mrec_activation_ref(float *out, const float *in, mrec_act act, float slope, int64_t n);
 void mrec_activation_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n,
                          mrec_pool *pool);
+/* The same on one span, on the calling thread: each element gets the bits
+ * mrec_activation_cpu gives it, wherever the span lies. */
+void mrec_activation_span_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n);
+
+/* A linear layer and its activation: C (M x N) = act(A W^T + bias), A (M x
+ * K) and W (N x K) row-major, bias (N) or NULL. The bits of
+ * mrec_gemm_packed_cpu (or mrec_gemm_bf16_cpu) and then mrec_activation_cpu,
+ * with each tile of C activated as its last K block is stored, while it is
+ * in cache, instead of in a pass of its own over C. */
+void mrec_linear_act_cpu(float *C, const float *A, const float *W, const float *bias, mrec_act act, int M, int N, int K,
+                         mrec_packs *packs, mrec_pool *pool);
+mrec_status mrec_linear_act_bf16_cpu(float *C, const float *A, const float *W, const float *bias, mrec_act act, int M, int N,
+                                     int K, mrec_packs *packs, mrec_pool *pool);
 
 /* ---- rows ----------------------------------------------------------------- */
 
@@ -647,6 +660,10 @@ mrec_status mrec_mul(mrec_context *ctx, float *out, const float *a, const float 
 mrec_status mrec_scale(mrec_context *ctx, float *out, const float *a, float s, int64_t n);
 mrec_status mrec_fill(mrec_context *ctx, float *out, float value, int64_t n);
 mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec_act act, float slope, int64_t n);
+/* C (M x N) = act(A W^T + bias): mrec_gemm then mrec_activation, the same
+ * bits, on the CPU in one pass over C (mrec_linear_act_cpu). */
+mrec_status mrec_linear_act(mrec_context *ctx, float *C, const float *A, const float *W, const float *bias, mrec_act act,
+                            int M, int N, int K);
 mrec_status mrec_softmax_rows(mrec_context *ctx, float *out, const float *in, const float *mask, int R, int C,
                               int rows_per_mask);
 mrec_status mrec_layernorm(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,

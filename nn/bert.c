@@ -382,8 +382,7 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
         if (!st) st = mrec_gemm(ctx, t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, R, H, H, H, H, H);
         if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)R * H);
         if (!st) st = mrec_layernorm(ctx, t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, R, H);
-        if (!st) st = mrec_gemm(ctx, t.inter, t.x, L->inter_w, L->inter_b, 1, 0, 0, 1, R, I, H, H, H, I);
-        if (!st) st = mrec_activation(ctx, t.inter, t.inter, c->act, 0, (int64_t)R * I);
+        if (!st) st = mrec_linear_act(ctx, t.inter, t.x, L->inter_w, L->inter_b, c->act, R, I, H);
         if (!st) st = mrec_gemm(ctx, t.tmp, t.inter, L->out_w, L->out_b, 1, 0, 0, 1, R, H, I, I, I, H);
         if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)R * H);
         float *to = l + 1 == c->layers && !u.len ? hidden : t.x;

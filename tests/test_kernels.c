@@ -285,6 +285,38 @@ static void test_gemm_start_exact(void) {
     }
 }
 
+/* A linear layer with its activation done tile by tile gives the bits of
+ * the GEMM and then the activation over all of C: every activation, every
+ * path (a few rows, private tiles, shared B, weights packed once), fp32 and
+ * bf16, every SIMD level. */
+static void test_linear_act(void) {
+    static const int shapes[][3] = {{3, 70, 50}, {20, 300, 200}, {301, 100, 300}, {197, 1000, 64}, {9, 40, 0}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *A = randv((int64_t)M * K, -2, 2), *W = randv((int64_t)N * K, -0.3f, 0.3f), *bias = randv(N, -1, 1);
+        float *want = randv((int64_t)M * N, 0, 0), *got = randv((int64_t)M * N, 0, 0);
+        mrec_packs *packs;
+        mrec_packs_create(&packs, W, (int64_t)N * K);
+        for (int act = MREC_ACT_GELU_ERF; act <= MREC_ACT_TANH; act++)
+            for (int bf16 = 0; bf16 < 1 + mrec_cpu_has_bf16(); bf16++)
+                for (int packed = 0; packed < 2; packed++)
+                    for (int p = 0; p < n_pools; p++) {
+                        mrec_packs *pk = packed ? packs : NULL;
+                        if (bf16) mrec_gemm_bf16_cpu(want, A, W, bias, 1, 0, 0, 1, M, N, K, K, K, N, pk, pools[p]);
+                        else mrec_gemm_packed_cpu(want, A, W, bias, 1, 0, 0, 1, M, N, K, K, K, N, pk, pools[p]);
+                        mrec_activation_cpu(want, want, (mrec_act)act, 0, (int64_t)M * N, pools[p]);
+                        memset(got, 0xff, sizeof(float) * (size_t)M * N);
+                        if (bf16) mrec_linear_act_bf16_cpu(got, A, W, bias, (mrec_act)act, M, N, K, pk, pools[p]);
+                        else mrec_linear_act_cpu(got, A, W, bias, (mrec_act)act, M, N, K, pk, pools[p]);
+                        t_check(memcmp(got, want, sizeof(float) * (size_t)M * N) == 0,
+                                "linear_act %s act %d M=%d N=%d K=%d%s (%s): not the bits of the GEMM, then the activation",
+                                bf16 ? "bf16" : "fp32", act, M, N, K, packed ? " packed" : "", pool_name(pools[p]));
+                    }
+        mrec_packs_free(packs);
+        free(A), free(W), free(bias), free(want), free(got);
+    }
+}
+
 /* Weights packed once give the bits of packing per call: every path (a
  * few rows, private tiles, shared B), B spanning several KC and NC blocks,
  * each SIMD level's panel width from one shared pack set, a bias and beta. */
@@ -1108,6 +1140,7 @@ int main(void) {
         t_skip("%s kernels: this CPU does not support them", mrec_simd_name((mrec_simd)simd));
     test_gemm();
     test_gemm_start_exact();
+    test_linear_act();
     test_gemm_packed();
     test_gemm_packed_a();
     test_gemm_bf16();

@@ -25,6 +25,17 @@ mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *
     return MREC_OK;
 }
 
+mrec_status mrec_linear_act(mrec_context *ctx, float *C, const float *A, const float *W, const float *bias, mrec_act act,
+                            int M, int N, int K) {
+    if (on_gpu(ctx)) {
+        mrec_status st = mrec_gemm(ctx, C, A, W, bias, 1, 0, 0, 1, M, N, K, K, K, N);
+        return st ? st : mrec_activation(ctx, C, C, act, 0, (int64_t)M * N);
+    }
+    if (ctx->precision == MREC_PREC_BF16) return mrec_linear_act_bf16_cpu(C, A, W, bias, act, M, N, K, ctx->packs, ctx->pool);
+    mrec_linear_act_cpu(C, A, W, bias, act, M, N, K, ctx->packs, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const float *B, float alpha, float beta,
                               int trans_a, int trans_b, int batch, int M, int N, int K, int lda, int ldb, int ldc,
                               int64_t stride_a, int64_t stride_b, int64_t stride_c) {

@@ -69,6 +69,7 @@ typedef struct {
     mrec_gemm_fill_b fill;
     void *fill_arg;
     const float *row_bias; /* one per row of C (a convolution's, per output channel), or NULL */
+    const mrec_act *act;   /* applied to each tile of C once it is whole (mrec_linear_act_cpu), or NULL */
     /* shared-B path: the current (jc, pc) block and how tasks split it */
     float *bpack;
     int j0, nc, p0, kc, m_blocks, j_chunks, j_chunk;
@@ -201,6 +202,11 @@ static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc
     }
 }
 
+/* The activation on C's (m x n) corner at c, once its sums are whole. */
+static void finish(const gemm_job *g, float *c, int m, int n) {
+    for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * g->ldc, c + (size_t)i * g->ldc, *g->act, 0.0f, n);
+}
+
 /* Rows of B to fetch into the cache while the micro-kernels run: rows
  * [0, rows) at base + r * ld floats, `width` floats of each. */
 typedef struct {
@@ -214,7 +220,7 @@ typedef struct {
  * stays in L1 while B panels stream from L2. With a plan, each call is
  * followed by prefetches of its share of the plan's rows. */
 static void macro_kernel(const gemm_job *g, float *C, const float *apack, const float *bpack,
-                         int i0, int mc, int j0, int jr_lo, int jr_hi, int kc, int first, const prefetch_plan *pf) {
+                         int i0, int mc, int j0, int jr_lo, int jr_hi, int kc, int first, int last, const prefetch_plan *pf) {
     int from = first && has_start(g);
     int calls = ((mc + g->MR - 1) / g->MR) * ((jr_hi - jr_lo + g->NR - 1) / g->NR), call = 0;
     for (int ir = 0; ir < mc; ir += g->MR) {
@@ -230,6 +236,7 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
                 mrec_ukernel_avx2_rows(kc, ap, g->lda, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
             else
                 g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
+            if (last && g->act) finish(g, c, m, n);
             if (pf)
                 for (int r = pf->rows * call / calls; r < pf->rows * (call + 1) / calls; r++)
                     for (int j = 0; j < pf->width; j += 16)
@@ -254,10 +261,11 @@ static void shared_b_task(void *arg, int task, int thread) {
     if (jr_lo >= jr_hi) return;
     if (g->kc == 0) { /* K = 0: C = beta * C + bias, and nothing else */
         prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
+        if (g->act) finish(g, g->C + (size_t)i0 * g->ldc + g->j0 + jr_lo, mc, jr_hi - jr_lo);
         return;
     }
     const float *apack = a_block(g, mrec_pool_scratch(g->pool, thread), g->A, i0, mc, g->p0, g->kc);
-    macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc, g->p0 == 0, NULL);
+    macro_kernel(g, g->C, apack, g->bpack, i0, mc, g->j0, jr_lo, jr_hi, g->kc, g->p0 == 0, g->p0 + g->kc >= g->K, NULL);
 }
 
 static void gemm_shared_b(gemm_job *g) {
@@ -302,7 +310,7 @@ static void packed_b_task(void *arg, int task, int thread) {
         for (int j0 = j_lo; j0 < j_hi; j0 += MREC_GEMM_NC) {
             int nc = j_hi - j0 < MREC_GEMM_NC ? j_hi - j0 : MREC_GEMM_NC;
             const float *bpack = g->bpacked + p0 * g->bpacked_n + (int64_t)j0 * kc;
-            macro_kernel(g, g->C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0, NULL);
+            macro_kernel(g, g->C, apack, bpack, i0, mc, j0, 0, nc, kc, p0 == 0, p0 + kc >= g->K, NULL);
         }
     }
 }
@@ -348,7 +356,10 @@ static void private_task(void *arg, int task, int thread) {
     float *C = g->C + b * g->stride_c;
     float *apack = mrec_pool_scratch(g->pool, thread);
     float *bpack = apack + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
-    if (g->K == 0) prologue(g, C, i0, mc, j0, nc); /* C = beta * C + bias, and nothing else */
+    if (g->K == 0) { /* C = beta * C + bias, and nothing else */
+        prologue(g, C, i0, mc, j0, nc);
+        if (g->act) finish(g, C + (size_t)i0 * g->ldc + j0, mc, nc);
+    }
     /* One row block of C over a long row-major B (a weight's gradient, x^T y with x tall): each element of B meets
      * few rows of A, so reading B costs as much as the arithmetic. B is packed B_CHUNK columns at a time, and the
      * micro-kernels on one chunk prefetch the next chunk's rows, so some of the reads overlap the arithmetic
@@ -357,13 +368,13 @@ static void private_task(void *arg, int task, int thread) {
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
         const float *ap = a_block(g, apack, A, i0, mc, p0, kc);
-        int first = p0 == 0;
+        int first = p0 == 0, last = p0 + kc >= g->K;
         if (stream) {
             for (int jc = 0; jc < nc; jc += B_CHUNK) {
                 int w = nc - jc < B_CHUNK ? nc - jc : B_CHUNK, next = nc - jc - w < B_CHUNK ? nc - jc - w : B_CHUNK;
                 prefetch_plan pf = {(uintptr_t)(B + (size_t)p0 * g->ldb + j0 + jc + w), (size_t)g->ldb, kc, next};
                 pack_b_job(g, bpack, B, p0, kc, j0 + jc, w, 0, (w + g->NR - 1) / g->NR);
-                macro_kernel(g, C, ap, bpack, i0, mc, j0 + jc, 0, w, kc, first, next > 0 ? &pf : NULL);
+                macro_kernel(g, C, ap, bpack, i0, mc, j0 + jc, 0, w, kc, first, last, next > 0 ? &pf : NULL);
             }
             continue;
         }
@@ -371,7 +382,7 @@ static void private_task(void *arg, int task, int thread) {
             bpack = (float *)g->bpacked + p0 * g->bpacked_n + (int64_t)j0 * kc;
         else
             pack_b_job(g, bpack, B, p0, kc, j0, nc, 0, (nc + g->NR - 1) / g->NR);
-        macro_kernel(g, C, ap, bpack, i0, mc, j0, 0, nc, kc, first, NULL);
+        macro_kernel(g, C, ap, bpack, i0, mc, j0, 0, nc, kc, first, last, NULL);
     }
 }
 
@@ -411,6 +422,7 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
                 }
             }
         }
+        if (g->act) finish(g, g->C + j_lo, g->M, j_hi - j_lo);
         return;
     }
     for (int i = 0; i < g->M; i++) {
@@ -426,6 +438,7 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
             }
         }
     }
+    if (g->act) finish(g, g->C + j_lo, g->M, j_hi - j_lo);
 }
 
 /* The area of C rounded up to whole MR x NR tiles. */
@@ -634,6 +647,18 @@ static void use_packed_a(gemm_job *g, mrec_packs *packs) {
     g->apacked = mrec_packs_cached(packs, g->A, g->M, g->K, tag_a(g), (size_t)m_pad * g->K * sizeof(float), pack_whole_a, g);
 }
 
+static void packed_run(gemm_job *g, mrec_packs *packs) {
+    /* A few rows take the dot-product path, which reads B as it is. */
+    if (packs && g->trans_b && g->ldb == g->K && g->M > FEW_ROWS && g->N > 0 && g->K > 0) {
+        pick_kernel(g);
+        g->bpacked_n = ((int64_t)g->N + g->NR - 1) / g->NR * g->NR;
+        g->bpacked = mrec_packs_cached(packs, g->B, g->N, g->K, tag_b(g), (size_t)g->bpacked_n * g->K * sizeof(float),
+                                       pack_whole_b, g);
+    }
+    use_packed_a(g, packs);
+    gemm_run(g, 1);
+}
+
 void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float *bias,
                           float alpha, float beta, int trans_a, int trans_b,
                           int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool) {
@@ -642,14 +667,16 @@ void mrec_gemm_packed_cpu(float *C, const float *A, const float *B, const float 
         .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
         .lda = lda, .ldb = ldb, .ldc = ldc, .pool = pool,
     };
-    /* A few rows take the dot-product path, which reads B as it is. */
-    if (packs && trans_b && ldb == K && M > FEW_ROWS && N > 0 && K > 0) {
-        pick_kernel(&g);
-        g.bpacked_n = ((int64_t)N + g.NR - 1) / g.NR * g.NR;
-        g.bpacked = mrec_packs_cached(packs, B, N, K, tag_b(&g), (size_t)g.bpacked_n * K * sizeof(float), pack_whole_b, &g);
-    }
-    use_packed_a(&g, packs);
-    gemm_run(&g, 1);
+    packed_run(&g, packs);
+}
+
+void mrec_linear_act_cpu(float *C, const float *A, const float *W, const float *bias, mrec_act act, int M, int N, int K,
+                         mrec_packs *packs, mrec_pool *pool) {
+    gemm_job g = {
+        .C = C, .A = A, .B = W, .bias = bias, .alpha = 1.0f, .trans_b = 1, .M = M, .N = N, .K = K,
+        .lda = K, .ldb = K, .ldc = N, .pool = pool, .act = &act,
+    };
+    packed_run(&g, packs);
 }
 
 void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias,
@@ -699,7 +726,15 @@ mrec_status mrec_gemm_bf16_cpu(float *C, const float *A, const float *B, const f
                                float alpha, float beta, int trans_a, int trans_b,
                                int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool) {
     if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 GEMM: this CPU has no AVX-512 BF16");
-    if (!mrec_gemm_bf16_run(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, packs, pool))
+    if (!mrec_gemm_bf16_run(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, NULL, packs, pool))
+        return mrec_fail(MREC_ERR_NOMEM, "bf16 GEMM: packing B (%d x %d)", K, N);
+    return MREC_OK;
+}
+
+mrec_status mrec_linear_act_bf16_cpu(float *C, const float *A, const float *W, const float *bias, mrec_act act, int M, int N,
+                                     int K, mrec_packs *packs, mrec_pool *pool) {
+    if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 GEMM: this CPU has no AVX-512 BF16");
+    if (!mrec_gemm_bf16_run(C, A, W, bias, 1.0f, 0.0f, 0, 1, M, N, K, K, K, N, &act, packs, pool))
         return mrec_fail(MREC_ERR_NOMEM, "bf16 GEMM: packing B (%d x %d)", K, N);
     return MREC_OK;
 }

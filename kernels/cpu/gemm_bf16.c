@@ -72,6 +72,7 @@ typedef struct {
     mrec_gemm_fill_b fill; /* op(B) from a function (mrec_gemm_bf16_filled), or NULL */
     void *fill_arg;
     const float *row_bias;
+    const mrec_act *act; /* applied to each tile of C once it is whole, or NULL */
 } job;
 
 /* 16 bf16 pairs from two rows of 16 floats (the second NULL: zeros), each
@@ -222,6 +223,11 @@ static void ukernel_4(int kc, const uint32_t *a, const uint32_t *b, float *c, in
     ukernel(MR_FEW, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, ow);
 }
 
+/* The activation on C's (m x n) corner at c, once its sums are whole. */
+static void finish(const job *g, float *c, int m, int n) {
+    for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * g->ldc, c + (size_t)i * g->ldc, *g->act, 0.0f, n);
+}
+
 /* One task: rows [i0, i0 + rows), panels [q0, q0 + ncp). */
 static void tile(void *arg, int task, int thread) {
     const job *g = arg;
@@ -234,6 +240,7 @@ static void tile(void *arg, int task, int thread) {
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
         mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
+        if (g->K == 0 && g->act) finish(g, g->C + (size_t)i0 * g->ldc + q0 * NR, mc, j_hi - q0 * NR);
     }
     uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
     for (int p0 = 0; p0 < g->kp; p0 += KCP) {
@@ -246,9 +253,12 @@ static void tile(void *arg, int task, int thread) {
             const uint32_t *ap = own_a ? own_a : g->apack + ((size_t)i0 * g->kp + (size_t)p0 * g->mr);
             size_t a_step = own_a ? (size_t)kc : (size_t)g->kp;
             const float *bias = g->bias && !pro ? g->bias + q * NR : NULL;
-            for (int ir = 0; ir < mc; ir += g->mr)
-                uk(kc, ap + (size_t)ir * a_step, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc, g->alpha, bias, NULL,
-                   mc - ir < g->mr ? mc - ir : g->mr, n, p0 == 0 && !pro);
+            for (int ir = 0; ir < mc; ir += g->mr) {
+                float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
+                int m = mc - ir < g->mr ? mc - ir : g->mr;
+                uk(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n, p0 == 0 && !pro);
+                if (p0 + kc >= g->kp && g->act) finish(g, c, m, n);
+            }
         }
     }
 }
@@ -352,6 +362,7 @@ static void tile_amx(void *arg, int task, int thread) {
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
         mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
+        if (g->K == 0 && g->act) finish(g, g->C + (size_t)i0 * g->ldc + q0 * NR, mc, j_hi - q0 * NR);
     }
     amx_configure();
     _Alignas(64) float bias_rows[AMX_MR][NR];
@@ -368,10 +379,13 @@ static void tile_amx(void *arg, int task, int thread) {
             const float *bias = g->bias && !pro ? g->bias + q * NR : NULL;
             if (bias && p0 == 0 && n == NR)
                 for (int r = 0; r < AMX_MR; r++) memcpy(bias_rows[r], bias, sizeof bias_rows[r]);
-            for (int ir = 0; ir < mc; ir += AMX_MR)
-                ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, g->C + (size_t)(i0 + ir) * g->ldc + q * NR, g->ldc,
-                            g->alpha, bias, NULL, (const float(*)[NR])bias_rows, mc - ir < AMX_MR ? mc - ir : AMX_MR, n,
-                            p0 == 0 && !pro);
+            for (int ir = 0; ir < mc; ir += AMX_MR) {
+                float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
+                int m = mc - ir < AMX_MR ? mc - ir : AMX_MR;
+                ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, c, g->ldc, g->alpha, bias, NULL, (const float(*)[NR])bias_rows, m,
+                            n, p0 == 0 && !pro);
+                if (p0 + kc >= g->kp && g->act) finish(g, c, m, n);
+            }
         }
     }
     _tile_release();
@@ -385,10 +399,11 @@ static int pack_whole_b(void *dst, void *arg) {
 }
 
 int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a,
-                       int trans_b, int M, int N, int K, int lda, int ldb, int ldc, mrec_packs *packs, mrec_pool *pool) {
+                       int trans_b, int M, int N, int K, int lda, int ldb, int ldc, const mrec_act *act, mrec_packs *packs,
+                       mrec_pool *pool) {
     if (M <= 0 || N <= 0) return 1;
     job g = {.C = C, .A = A, .B = B, .bias = bias, .alpha = alpha, .beta = beta, .trans_a = trans_a, .trans_b = trans_b,
-             .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool};
+             .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool, .act = act};
     g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;
     int panels = (N + NR - 1) / NR;
     size_t bytes = (size_t)panels * (g.kb ? g.kb : 1) * NR * sizeof(uint32_t);

@@ -12,6 +12,8 @@
 #ifndef MREC_GEMM_INTERNAL_H
 #define MREC_GEMM_INTERNAL_H
 
+#include "../mrec_kernels.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -124,12 +126,13 @@ void mrec_gemm_pack_wt_cpu(float *dst, const float *W, int M, int N, int K, int 
 void mrec_gemm_bpacked_cpu(float *C, const float *A, int trans_a, int lda, const float *bpacked, int M, int N, int K, int ldc,
                            struct mrec_pool *pool);
 
-/* gemm_bf16.c (AVX-512 BF16): the GEMM with bf16 products and fp32 sums;
- * 0 when memory for packing B runs out (nothing written). */
+/* gemm_bf16.c (AVX-512 BF16): the GEMM with bf16 products and fp32 sums,
+ * then act on each tile of C once it is whole (act NULL: none); 0 when
+ * memory for packing B runs out (nothing written). */
 struct mrec_pool;
 int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a,
-                       int trans_b, int M, int N, int K, int lda, int ldb, int ldc, struct mrec_packs *packs,
-                       struct mrec_pool *pool);
+                       int trans_b, int M, int N, int K, int lda, int ldb, int ldc, const mrec_act *act,
+                       struct mrec_packs *packs, struct mrec_pool *pool);
 /* A convolution's GEMM in bf16: C (M, N) = A op(B) + row_bias (NULL: none),
  * A (M, K) row-major with lda = K (the weights, packed once where they lie
  * in packs), op(B) filled in fp32 panel by panel by fill (as for

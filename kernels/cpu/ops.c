@@ -233,6 +233,11 @@ void mrec_activation_cpu(float *out, const float *in, mrec_act act, float slope,
     mrec_parallel_range(pool, n, ELEMS_PER_CHUNK / 4, act_range, &e);
 }
 
+void mrec_activation_span_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n) {
+    ew_args e = {.out = out, .a = in, .act = act, .slope = slope};
+    act_range(&e, 0, n);
+}
+
 /* ---- row ops ------------------------------------------------------------ */
 
 typedef struct {
