@@ -226,7 +226,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -std=c11 -g -O1 -Ikernels -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -pthread \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIB_SRC := kernels/cpu/status.c kernels/cpu/arena.c nn/io.c nn/hf_config.c nn/tensor.c kernels/cpu/cuda_stub.c nn/safetensors.c nn/npy.c \
+FUZZ_LIB_SRC := kernels/cpu/status.c kernels/cpu/arena.c nn/io.c nn/numbers.c nn/hf_config.c nn/tensor.c kernels/cpu/cuda_stub.c nn/safetensors.c nn/npy.c \
                 extractors/decode.c tools/config.c tools/parse.c tools/elliot_config.c $(wildcard tokenizers/*.c)
 FUZZ_SRC     := $(if $(FUZZ_TARGETS),$(patsubst %,tests/fuzz/fuzz_%.c,$(FUZZ_TARGETS)),$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))

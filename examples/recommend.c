@@ -18,8 +18,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s MODEL_DIR USER [K]\n", argv[0]);
         return 1;
     }
-    int k = argc > 3 ? atoi(argv[3]) : 10;
-    if (k < 1 || k > 1000) {
+    char *end = NULL;
+    long k = argc > 3 ? strtol(argv[3], &end, 10) : 10;
+    if ((end && (end == argv[3] || *end)) || k < 1 || k > 1000) {
         fprintf(stderr, "K must be from 1 to 1000\n");
         return 1;
     }

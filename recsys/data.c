@@ -666,6 +666,12 @@ static mrec_status conclude(builder *b, mrec_interactions *out, int has_time, co
         return st;
     }
     if ((st = finish(b, out))) return st;
+    int64_t negative = 0;
+    for (int64_t k = 0; k < out->n; k++) negative += out->rating[k] < 0;
+    if (negative)
+        mrec_interactions_notice(out, "%s: %lld rows have a negative rating: kept as given (the models take every row as an "
+                                 "interaction; a prefilter rating:X drops those below X)", out->source[0] ? out->source : "the interactions",
+                                 (long long)negative);
     if (out->has_split && !b->opt.resplit && (st = mrec_check_split(out, 0))) {
         mrec_interactions_free(out);
         return st;

@@ -24,6 +24,7 @@
 #include "mrec_np_random.h"
 
 #include "../nn/mrec_io.h"
+#include "../nn/mrec_numbers.h"
 
 #include <errno.h>
 #include <math.h>
@@ -318,12 +319,10 @@ mrec_status mrec_elliot_part_parse(const char *s, mrec_elliot_part *out) {
     if (!colon) return mrec_fail(MREC_ERR_ARG, "'%s': a splitting is STRATEGY:VALUE (random:0.2, temporal:n=1, timestamp:best)", s ? s : "");
     size_t len = (size_t)(colon - s);
     const char *v = colon + 1;
-    char *end = NULL;
     if (len == 5 && !strncmp(s, "kfold", 5)) {
         out->strategy = MREC_ELLIOT_KFOLD;
-        errno = 0;
-        long f = strtol(v, &end, 10);
-        if (end == v || *end || errno || f < 2 || f > MREC_ELLIOT_MAX_FOLDS)
+        long f;
+        if (mrec_parse_int(v, 2, MREC_ELLIOT_MAX_FOLDS, &f))
             return mrec_fail(MREC_ERR_ARG, "'%s': random_cross_validation (kfold:N) takes 2 to %d folds", s, MREC_ELLIOT_MAX_FOLDS);
         out->folds = (int)f;
         return MREC_OK;
@@ -335,23 +334,22 @@ mrec_status mrec_elliot_part_parse(const char *s, mrec_elliot_part *out) {
         const char *folds = strchr(v, ',');
         if (snprintf(value, sizeof value, "%.*s", folds ? (int)(folds - v) : (int)strlen(v), v) >= (int)sizeof value)
             return mrec_fail(MREC_ERR_ARG, "'%.80s': the value is too long", s);
-        errno = 0;
         if (folds) {
-            long f = -1;
-            if (!strncmp(folds, ",folds=", 7)) f = strtol(folds + 7, &end, 10);
-            if (f < 1 || f > MREC_ELLIOT_MAX_FOLDS || end == folds + 7 || *end || errno || out->strategy != MREC_ELLIOT_RANDOM)
+            long f;
+            if (strncmp(folds, ",folds=", 7) || mrec_parse_int(folds + 7, 1, MREC_ELLIOT_MAX_FOLDS, &f) ||
+                out->strategy != MREC_ELLIOT_RANDOM)
                 return mrec_fail(MREC_ERR_ARG, "'%s': random:VALUE,folds=N takes 1 to %d folds (temporal splits make one)", s,
                                  MREC_ELLIOT_MAX_FOLDS);
             out->folds = (int)f;
         }
         if (!strncmp(value, "n=", 2)) {
-            long n = strtol(value + 2, &end, 10);
-            if (end == value + 2 || *end || errno || n < 1 || n > 1000000)
+            long n;
+            if (mrec_parse_int(value + 2, 1, 1000000, &n))
                 return mrec_fail(MREC_ERR_ARG, "'%s': leave_n_out (n=N) must be a whole number from 1 to 1000000", s);
             out->leave_n = (int)n;
         } else {
-            double r = strtod(value, &end);
-            if (end == value || *end || !(r > 0 && r < 1))
+            double r;
+            if (mrec_parse_real(value, 0, 1, MREC_OPEN_LO | MREC_OPEN_HI, &r))
                 return mrec_fail(MREC_ERR_ARG, "'%s': test_ratio must be a number in (0, 1) (or n=N for leave_n_out)", s);
             out->ratio = r;
         }
@@ -362,24 +360,21 @@ mrec_status mrec_elliot_part_parse(const char *s, mrec_elliot_part *out) {
         if (!strncmp(v, "best", 4) && (!v[4] || v[4] == ':')) { /* best[:MIN_BELOW:MIN_OVER] */
             long below = 1, over = 1;
             out->best = 1;
+            int bad = 0;
             if (v[4]) {
-                errno = 0;
-                below = strtol(v + 5, &end, 10);
-                if (end == v + 5 || *end != ':') below = -1;
-                else {
-                    char *o = end + 1;
-                    over = strtol(o, &end, 10);
-                    if (end == o || *end) over = -1;
-                }
+                char part[64];
+                const char *o = strchr(v + 5, ':');
+                bad = !o || snprintf(part, sizeof part, "%.*s", (int)(o - (v + 5)), v + 5) >= (int)sizeof part ||
+                      mrec_parse_int(part, 0, 1000000, &below) || mrec_parse_int(o + 1, 0, 1000000, &over);
             }
-            if (errno || below < 0 || over < 0 || below > 1000000 || over > 1000000)
+            if (bad)
                 return mrec_fail(MREC_ERR_ARG, "'%s': timestamp:best:MIN_BELOW:MIN_OVER wants two whole numbers >= 0", s);
             out->min_below = (int)below, out->min_over = (int)over;
             return MREC_OK;
         }
         if (*v && strspn(v, "0123456789") == strlen(v)) { /* Elliot's timestamp.isdigit() */
             errno = 0;
-            long long t = strtoll(v, &end, 10);
+            long long t = strtoll(v, NULL, 10);
             if (!errno) {
                 out->cut = t;
                 return MREC_OK;
@@ -536,28 +531,23 @@ mrec_status mrec_prefilter_parse(const char *s, mrec_prefilter *steps, int cap, 
         if (*n_steps == cap) return mrec_fail(MREC_ERR_ARG, "prefilter '%s': at most %d steps", s, cap);
         mrec_prefilter *f = &steps[*n_steps];
         memset(f, 0, sizeof *f);
-        char *colon = strchr(one, ':'), *end = NULL;
+        char *colon = strchr(one, ':');
         int kind = -1;
         for (int k = 0; k < 5 && colon; k++)
             if ((size_t)(colon - one) == strlen(names[k]) && !strncmp(one, names[k], strlen(names[k]))) kind = k;
         if (kind < 0)
             return mrec_fail(MREC_ERR_ARG, "prefilter step '%s' is not rating:X, user:K, item:K, kcore:K or rounds:K:N", one);
         f->kind = (mrec_prefilter_kind)kind;
-        errno = 0;
         if (kind == MREC_PREFILTER_RATING) {
-            f->threshold = strtod(colon + 1, &end);
-            if (end == colon + 1 || *end || !isfinite(f->threshold))
+            if (mrec_parse_double(colon + 1, -INFINITY, INFINITY, &f->threshold))
                 return mrec_fail(MREC_ERR_ARG, "prefilter step '%s': the rating threshold is not a number", one);
         } else {
-            long core = strtol(colon + 1, &end, 10), rounds = 1;
-            if (kind == MREC_PREFILTER_ROUNDS && *end == ':') {
-                char *r = end + 1;
-                rounds = strtol(r, &end, 10);
-                if (end == r) rounds = 0;
-            } else if (kind == MREC_PREFILTER_ROUNDS) {
-                rounds = 0;
-            }
-            if (end == colon + 1 || *end || errno || core < 1 || core > 1000000 || rounds < 1 || rounds > 1000)
+            long core = 0, rounds = 1;
+            char k[128];
+            snprintf(k, sizeof k, "%s", colon + 1);
+            char *r = kind == MREC_PREFILTER_ROUNDS ? strchr(k, ':') : NULL;
+            if (r) *r++ = 0; /* K:N, cut at the second colon */
+            if ((kind == MREC_PREFILTER_ROUNDS && (!r || mrec_parse_int(r, 1, 1000, &rounds))) || mrec_parse_int(k, 1, 1000000, &core))
                 return mrec_fail(MREC_ERR_ARG, "prefilter step '%s': %s", one,
                                  kind == MREC_PREFILTER_ROUNDS ? "rounds:K:N wants a core K >= 1 and N from 1 to 1000 rounds"
                                                                : "the core is a whole number >= 1");

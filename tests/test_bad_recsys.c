@@ -226,7 +226,10 @@ static void test_tolerated(void) {
     mrec_interactions x;
     mrec_load_options o = options();
     const char *p = write_text("crlf.tsv", "\xEF\xBB\xBFu1\ti1\t-2\t978300760.0\r\nu2\ti1\t3.5\t5\r\nu2\ti2\t1\t7");
+    notices[0] = '\0';
     if (t_status(mrec_load_tsv_opt(&x, p, &o), MREC_OK, "CRLF, BOM, negative rating, float timestamp, no final newline")) {
+        t_check(strstr(notices, "crlf.tsv: 1 rows have a negative rating: kept as given") != NULL, "the negative rating is counted and said: %s",
+                notices);
         t_check(x.n == 3 && !strcmp(x.user_names[0], "u1") && !strcmp(x.item_names[1], "i2") && x.rating[0] == -2 &&
                     x.timestamp[0] == 978300760 && x.timestamp[2] == 7,
                 "their values read as written");

@@ -603,6 +603,35 @@ static void dates_and_errors(void) {
     expect_error("a timestamp that is not one", mrec_elliot_part_parse("timestamp:2020-02-30", &p), "fixed_timestamp wants whole seconds");
     expect_error("a prefilter that is not Elliot's", mrec_prefilter_parse("user_average:1", (mrec_prefilter[4]){0}, 4, &(int){0}),
                  "is not rating:X, user:K, item:K, kcore:K or rounds:K:N");
+    /* the numbers go through the checked parsers: no blanks, hexadecimal, NaN or trailing text that strtod forgives */
+    static const char *const loose_parts[][2] = {
+        {"random:0x1p-2", "test_ratio must be a number"}, {"random: 0.2", "test_ratio must be a number"},
+        {"random:nan", "test_ratio must be a number"},
+        {"kfold: 3", "takes 2 to"},                         {"kfold:3 ", "takes 2 to"},
+        {"kfold:0x3", "takes 2 to"},                        {"random:0.2,folds= 2", "folds=N takes 1 to"},
+        {"random:n= 1", "leave_n_out (n=N)"},               {"random:n=1e3", "leave_n_out (n=N)"},
+        {"timestamp:best: 1:1", "MIN_BELOW:MIN_OVER"},      {"timestamp:best:1:1x", "MIN_BELOW:MIN_OVER"},
+        {"timestamp:best:1", "MIN_BELOW:MIN_OVER"},
+    };
+    for (size_t i = 0; i < sizeof loose_parts / sizeof loose_parts[0]; i++)
+        expect_error(loose_parts[i][0], mrec_elliot_part_parse(loose_parts[i][0], &p), loose_parts[i][1]);
+    static const char *const loose_filters[][2] = {
+        {"rating: 3", "not a number"}, {"rating:0x3", "not a number"}, {"rating:inf", "not a number"},
+        {"user:5.0", "whole number"},  {"kcore: 5", "whole number"},   {"rounds:5: 2", "rounds:K:N"},
+        {"rounds:5", "rounds:K:N"},    {"rounds:5:2:1", "rounds:K:N"},
+    };
+    for (size_t i = 0; i < sizeof loose_filters / sizeof loose_filters[0]; i++)
+        expect_error(loose_filters[i][0], mrec_prefilter_parse(loose_filters[i][0], (mrec_prefilter[4]){0}, 4, &(int){0}),
+                     loose_filters[i][1]);
+    {
+        mrec_prefilter f[2];
+        int n = 0;
+        t_check(!mrec_prefilter_parse("rounds:5:2,rating:-1.5", f, 2, &n) && n == 2 && f[0].core == 5 && f[0].rounds == 2 &&
+                    f[1].threshold == -1.5,
+                "rounds:5:2,rating:-1.5 reads as two steps");
+        t_check(!mrec_elliot_part_parse("timestamp:best:3:0", &p) && p.best && p.min_below == 3 && p.min_over == 0,
+                "timestamp:best:3:0 reads");
+    }
     snprintf(path, sizeof path, "%s/small.tsv", dir);
     const char *small = "1\t10\t5\n1\t11\t4\n1\t12\t3\n2\t10\t5\n";
     write_text(path, small, strlen(small));
