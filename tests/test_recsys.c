@@ -203,8 +203,9 @@ static void test_loaders(void) {
 
 static void test_real_data(void) {
     mrec_interactions x;
-    if (access(DATA "amazon-baby-mmrec/baby_split.tsv", R_OK) == 0) {
-        if (t_status(mrec_load_inter(&x, DATA "amazon-baby-mmrec/baby_split.tsv"), MREC_OK, "load Baby")) {
+    const char *baby = DATA "amazon-baby-mmrec/baby_split.tsv";
+    if (access(baby, R_OK) == 0) {
+        if (t_status(mrec_load_inter(&x, baby), MREC_OK, "load Baby")) {
             int64_t count[3] = {0, 0, 0};
             for (int64_t i = 0; i < x.n; i++) count[x.split[i]]++;
             t_check(x.n_users == 19445 && x.n_items == 7050 && x.n == 160792, "Baby: %d users, %d items, %lld pairs",
@@ -215,9 +216,10 @@ static void test_real_data(void) {
             mrec_interactions_free(&x);
         }
     } else {
-        t_skip("Baby split not found");
+        t_skip("Baby split: %s not found", baby);
     }
-    if (access(DATA "gowalla-lightgcn/test.txt", R_OK) == 0) {
+    const char *gowalla_test = DATA "gowalla-lightgcn/test.txt";
+    if (access(gowalla_test, R_OK) == 0) {
         if (t_status(mrec_load_lightgcn(&x, DATA "gowalla-lightgcn/train_reconstructed.txt"), MREC_OK, "load Gowalla")) {
             int64_t test = 0;
             for (int64_t i = 0; i < x.n; i++) test += x.split[i] == MREC_SPLIT_TEST;
@@ -227,7 +229,7 @@ static void test_real_data(void) {
             mrec_interactions_free(&x);
         }
     } else {
-        t_skip("Gowalla not found");
+        t_skip("Gowalla: %s not found", gowalla_test);
     }
 }
 
@@ -279,12 +281,13 @@ static void test_splits(void) {
     mrec_interactions_free(&x);
 
     /* Filters on MovieLens-100K: ratings >= 4, 10-core, against counts computed in Python. */
-    if (access(DATA "ml-100k/raw/u.data", R_OK) != 0) {
-        t_skip("ml-100k not found");
+    const char *ml100k = DATA "ml-100k/raw/u.data";
+    if (access(ml100k, R_OK) != 0) {
+        t_skip("filters on ML-100K: %s not found", ml100k);
         return;
     }
     for (int iterative = 0; iterative < 2; iterative++) {
-        if (!t_status(mrec_load_tsv(&x, DATA "ml-100k/raw/u.data"), MREC_OK, "load u.data")) return;
+        if (!t_status(mrec_load_tsv(&x, ml100k), MREC_OK, "load u.data")) return;
         t_status(mrec_filter(&x, 4.0f, 10, 10, iterative), MREC_OK, "filter");
         long want_n = iterative ? 52764 : 52866;
         int want_u = iterative ? 887 : 897, want_i = iterative ? 822 : 824;
