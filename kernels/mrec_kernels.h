@@ -240,6 +240,8 @@ void mrec_softmax_rows_ref(float *out, const float *in, const float *mask,
                            int R, int C, int rows_per_mask);
 void mrec_softmax_rows_cpu(float *out, const float *in, const float *mask,
                            int R, int C, int rows_per_mask, mrec_pool *pool);
+/* The same rows on the calling thread. */
+void mrec_softmax_rows_span_cpu(float *out, const float *in, const float *mask, int R, int C, int rows_per_mask);
 /* The same rows 16 lanes at a time where the CPU has AVX-512 (libmvec's
  * expf, sums in lanes): a few ulps from mrec_softmax_rows_cpu, which it is
  * elsewhere. For forwards whose GEMMs round to bf16 anyway (attention in a
@@ -247,6 +249,7 @@ void mrec_softmax_rows_cpu(float *out, const float *in, const float *mask,
  * CLIP's fine-tuning is checked against PyTorch through AdamW with. */
 void mrec_softmax_rows_lanes_cpu(float *out, const float *in, const float *mask,
                                  int R, int C, int rows_per_mask, mrec_pool *pool);
+void mrec_softmax_rows_lanes_span_cpu(float *out, const float *in, const float *mask, int R, int C, int rows_per_mask);
 
 /* LayerNorm over the last dim: out = (x - mean) / sqrt(var + eps) * w + b,
  * biased variance as nn.LayerNorm. weight, bias: (C) or NULL. */

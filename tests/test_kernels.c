@@ -317,6 +317,47 @@ static void test_linear_act(void) {
     }
 }
 
+/* fp32 attention runs each head's product, softmax and product in one task
+ * while its scores are in cache; the bits are those of the three passes over
+ * all heads (the batched GEMMs and the scalar softmax rows; in bf16 the
+ * bf16 products and the softmax in lanes), with a mask, an additive head
+ * bias, one head of a few rows, and long sequences. */
+static void test_attention_heads(void) {
+    static const int shapes[][4] = {{2, 7, 3, 5}, {1, 3, 1, 8}, {3, 197, 12, 64}, {2, 150, 2, 16}, {1, 300, 4, 32}, {2, 1, 2, 4}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int B = shapes[s][0], T = shapes[s][1], nh = shapes[s][2], dh = shapes[s][3], ld = nh * dh;
+        int64_t n = (int64_t)B * T * ld, tt = (int64_t)T * T;
+        float *q = randv(n, -1, 1), *k = randv(n, -1, 1), *v = randv(n, -1, 1), *mask = randv((int64_t)B * T, -3, 0);
+        float *hb = randv(nh * tt, -1, 1), *want = randv(n, 0, 0), *got = randv(n, 0, 0);
+        float *scores = randv((int64_t)B * nh * tt, 0, 0), *scratch = randv((int64_t)mrec_attention_scratch_floats(B, T, nh, dh), 0, 0);
+        for (int with = 0; with < 8; with++) {
+            const float *mb = with & 1 ? mask : NULL, *bias = with & 2 ? hb : NULL;
+            int bf16 = with >> 2;
+            if (bf16 && !mrec_cpu_has_bf16()) break;
+            for (int p = 0; p < n_pools; p++) {
+                for (int b = 0; b < B; b++)
+                    if (!bf16) mrec_gemm_batched_cpu(scores + b * nh * tt, q + (size_t)b * T * ld, k + (size_t)b * T * ld, 0.125f, 0, 0, 1,
+                                                     nh, T, T, dh, ld, ld, T, dh, dh, tt, pools[p]);
+                    else mrec_gemm_bf16_batched(scores + b * nh * tt, q + (size_t)b * T * ld, k + (size_t)b * T * ld, 0.125f, 0, 1, nh, T,
+                                                T, dh, ld, ld, T, dh, dh, tt, pools[p]);
+                if (bias)
+                    for (int b = 0; b < B; b++) mrec_add_cpu(scores + b * nh * tt, scores + b * nh * tt, bias, nh * tt, pools[p]);
+                (bf16 ? mrec_softmax_rows_lanes_cpu : mrec_softmax_rows_cpu)(scores, scores, mb, B * nh * T, T, nh * T, pools[p]);
+                for (int b = 0; b < B; b++)
+                    if (!bf16) mrec_gemm_batched_cpu(want + (size_t)b * T * ld, scores + b * nh * tt, v + (size_t)b * T * ld, 1, 0, 0, 0, nh,
+                                                     T, dh, T, T, ld, ld, tt, dh, dh, pools[p]);
+                    else mrec_gemm_bf16_batched(want + (size_t)b * T * ld, scores + b * nh * tt, v + (size_t)b * T * ld, 1, 0, 0, nh, T,
+                                                dh, T, T, ld, ld, tt, dh, dh, pools[p]);
+                mrec_attention_cpu(got, q, k, v, mb, bias, 0.125f, B, T, nh, dh, scratch, bf16, pools[p]);
+                t_check(memcmp(got, want, sizeof(float) * (size_t)n) == 0,
+                        "attention%s B=%d T=%d nh=%d dh=%d mask=%d bias=%d (%s): not the bits of the three passes", bf16 ? " bf16" : "",
+                        B, T, nh, dh, with & 1, (with >> 1) & 1, pool_name(pools[p]));
+            }
+        }
+        free(q), free(k), free(v), free(mask), free(hb), free(want), free(got), free(scores), free(scratch);
+    }
+}
+
 /* Weights packed once give the bits of packing per call: every path (a
  * few rows, private tiles, shared B), B spanning several KC and NC blocks,
  * each SIMD level's panel width from one shared pack set, a bias and beta. */
@@ -1141,6 +1182,7 @@ int main(void) {
     test_gemm();
     test_gemm_start_exact();
     test_linear_act();
+    test_attention_heads();
     test_gemm_packed();
     test_gemm_packed_a();
     test_gemm_bf16();

@@ -1,6 +1,7 @@
 /* attention.c: multi-head self-attention on the CPU kernels. */
 #include "../mrec_kernels.h"
 #include "gemm_internal.h"
+#include "parallel.h"
 
 
 size_t mrec_attention_scratch_floats(int B, int T, int heads, int dh) {
@@ -8,10 +9,45 @@ size_t mrec_attention_scratch_floats(int B, int T, int heads, int dh) {
     return (size_t)B * heads * T * T;
 }
 
+/* One head of one sequence on one thread: its scores (T x T) stay in cache
+ * from the product to the softmax to the product with V, with no trip
+ * through memory between the three steps. The bits are those of the
+ * batched products and the softmax over all rows: each product is the
+ * batched GEMM's item (mrec_gemm_item_cpu, or mrec_gemm_bf16_item in a bf16
+ * context, as autocast's matmuls), each softmax row the same row (scalar in
+ * fp32, 16 lanes in bf16). */
+typedef struct {
+    float *out, *scores;
+    const float *q, *k, *v, *mask_bias, *head_bias;
+    float scale;
+    int T, nh, dh, bf16;
+    mrec_pool *pool;
+} head_job;
+
+static void head_task(void *arg, int task, int thread) {
+    const head_job *a = arg;
+    int b = task / a->nh, h = task % a->nh, T = a->T, ld = a->nh * a->dh;
+    size_t tt = (size_t)T * T, at = (size_t)b * T * ld + (size_t)h * a->dh;
+    float *scores = a->scores + (size_t)task * tt;
+    const float *mask = a->mask_bias ? a->mask_bias + (size_t)b * T : NULL;
+    if (a->bf16) mrec_gemm_bf16_item(scores, a->q + at, a->k + at, a->scale, 0, 1, T, T, a->dh, ld, ld, T, a->pool, thread);
+    else mrec_gemm_item_cpu(scores, a->q + at, a->k + at, a->scale, 0, 1, a->nh, T, T, a->dh, ld, ld, T, a->pool, thread);
+    if (a->head_bias) {
+        const float *hb = a->head_bias + (size_t)h * tt;
+        for (size_t i = 0; i < tt; i++) scores[i] = scores[i] + hb[i];
+    }
+    if (a->bf16) {
+        mrec_softmax_rows_lanes_span_cpu(scores, scores, mask, T, T, T);
+        mrec_gemm_bf16_item(a->out + at, scores, a->v + at, 1.0f, 0, 0, T, a->dh, T, T, ld, ld, a->pool, thread);
+    } else {
+        mrec_softmax_rows_span_cpu(scores, scores, mask, T, T, T);
+        mrec_gemm_item_cpu(a->out + at, scores, a->v + at, 1.0f, 0, 0, a->nh, T, a->dh, T, T, ld, ld, a->pool, thread);
+    }
+}
+
 /* q, k, v and out are (B, T, nh, dh): head h of sequence b is a (T, dh)
  * matrix at b * T * nh * dh + h * dh with rows nh * dh apart, which the
- * batched GEMM reads and writes in place (a batch of nh heads dh apart per
- * sequence), so no head is copied out and back. */
+ * GEMMs read and write in place, so no head is copied out and back. */
 void mrec_attention_cpu(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
                         const float *head_bias, float scale, int B, int T, int nh, int dh, float *scratch,
                         int bf16, mrec_pool *pool) {
@@ -19,21 +55,26 @@ void mrec_attention_cpu(float *out, const float *q, const float *k, const float 
     int ld = nh * dh;
     int64_t tt = (int64_t)T * T;
     size_t seq = (size_t)T * ld;
-    /* In a bf16 context both products take bf16 operands, as autocast's matmuls do; the softmax between stays fp32
-     * (16 lanes). Each falls back to fp32 where its packing does not fit a thread's scratch (very long sequences). */
     bf16 = bf16 && mrec_cpu_has_bf16();
+    if (!bf16 || (mrec_gemm_bf16_item_fits(T, T, dh, pool) && mrec_gemm_bf16_item_fits(T, dh, T, pool))) {
+        head_job a = {out, scores, q, k, v, mask_bias, head_bias, scale, T, nh, dh, bf16, pool};
+        mrec_pool_run(pool, head_task, &a, B * nh);
+        return;
+    }
+    /* Very long sequences in a bf16 context: a product whose packing does not fit a thread's scratch runs in fp32, in
+     * passes over all heads. */
     for (int b = 0; b < B; b++)
-        if (!bf16 || !mrec_gemm_bf16_batched(scores + (size_t)b * nh * tt, q + b * seq, k + b * seq, scale, 0, 1, nh, T, T, dh,
-                                             ld, ld, T, dh, dh, tt, pool))
+        if (!mrec_gemm_bf16_batched(scores + (size_t)b * nh * tt, q + b * seq, k + b * seq, scale, 0, 1, nh, T, T, dh, ld, ld, T,
+                                    dh, dh, tt, pool))
             mrec_gemm_batched_cpu(scores + (size_t)b * nh * tt, q + b * seq, k + b * seq, scale, 0, 0, 1, nh, T, T, dh, ld, ld,
                                   T, dh, dh, tt, pool);
     if (head_bias)
         for (int b = 0; b < B; b++) mrec_add_cpu(scores + (size_t)b * nh * tt, scores + (size_t)b * nh * tt, head_bias, nh * tt, pool);
     /* each row of mask_bias serves the nh * T score rows of its sequence */
-    (bf16 ? mrec_softmax_rows_lanes_cpu : mrec_softmax_rows_cpu)(scores, scores, mask_bias, B * nh * T, T, nh * T, pool);
+    mrec_softmax_rows_lanes_cpu(scores, scores, mask_bias, B * nh * T, T, nh * T, pool);
     for (int b = 0; b < B; b++)
-        if (!bf16 || !mrec_gemm_bf16_batched(out + b * seq, scores + (size_t)b * nh * tt, v + b * seq, 1, 0, 0, nh, T, dh, T,
-                                             T, ld, ld, tt, dh, dh, pool))
+        if (!mrec_gemm_bf16_batched(out + b * seq, scores + (size_t)b * nh * tt, v + b * seq, 1, 0, 0, nh, T, dh, T, T, ld, ld,
+                                    tt, dh, dh, pool))
             mrec_gemm_batched_cpu(out + b * seq, scores + (size_t)b * nh * tt, v + b * seq, 1, 0, 0, 0, nh, T, dh, T, T, ld, ld,
                                   tt, dh, dh, pool);
 }

@@ -475,12 +475,16 @@ static void pick_kernel(gemm_job *g) {
  * 64 x 64 layers) packing took a quarter of the time. */
 #define A_ROWS_MAX_N 64
 
-static void gemm_run(gemm_job *g, int batch) {
-    if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
+static void prepare(gemm_job *g) {
     pick_kernel(g);
     g->a_rows = g->packer == PACK_AVX2 && !g->trans_a && !g->apacked && g->N <= A_ROWS_MAX_N && g->K <= MREC_GEMM_KC;
-    int threads = mrec_pool_threads(g->pool);
     g->m_blocks = (g->M + MREC_GEMM_MC - 1) / MREC_GEMM_MC;
+}
+
+static void gemm_run(gemm_job *g, int batch) {
+    if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
+    prepare(g);
+    int threads = mrec_pool_threads(g->pool);
     if (batch == 1 && g->M <= FEW_ROWS && !g->fill) { /* a filled B exists only as panels */
         int chunks = 4 * threads;
         g->j_chunk = (g->N + chunks - 1) / chunks;
@@ -513,6 +517,25 @@ void mrec_gemm_cpu(float *C, const float *A, const float *B, const float *bias,
         .lda = lda, .ldb = ldb, .ldc = ldc, .pool = pool,
     };
     gemm_run(&g, 1);
+}
+
+void mrec_gemm_item_cpu(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M, int N,
+                        int K, int lda, int ldb, int ldc, mrec_pool *pool, int thread) {
+    gemm_job g = {
+        .C = C, .A = A, .B = B, .alpha = alpha, .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
+        .lda = lda, .ldb = ldb, .ldc = ldc, .pool = pool,
+    };
+    if (M <= 0 || N <= 0) return;
+    prepare(&g);
+    /* the path gemm_run takes for a batch of `batch`: dot products for a single item of a few rows, else tiles (a
+     * single tall item shares its packed B among tasks, with the tiles' bits) */
+    if (batch == 1 && M <= FEW_ROWS) {
+        g.j_chunk = N;
+        few_rows_task(&g, 0, thread);
+        return;
+    }
+    g.j_chunk = MREC_GEMM_NC, g.j_chunks = (N + MREC_GEMM_NC - 1) / MREC_GEMM_NC;
+    for (int t = 0; t < g.m_blocks * g.j_chunks; t++) private_task(&g, t, thread);
 }
 
 void mrec_gemm_batched_cpu(float *C, const float *A, const float *B,

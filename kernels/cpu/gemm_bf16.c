@@ -565,10 +565,8 @@ typedef struct {
     int64_t stride_a, stride_b, stride_c;
 } batched_job;
 
-static void batched_task(void *arg, int item, int thread) {
-    const batched_job *bj = arg;
-    job g = bj->g;
-    g.A += item * bj->stride_a, g.B += item * bj->stride_b, g.C += item * bj->stride_c;
+/* One item, g, on the calling thread. */
+static void item_run(job g, int thread) {
     int panels = (g.N + NR - 1) / NR;
     g.bpack = (uint32_t *)mrec_pool_scratch(g.pool, thread);
     uint32_t *apack = g.bpack + (size_t)panels * g.kb * NR;
@@ -590,20 +588,42 @@ static void batched_task(void *arg, int item, int thread) {
     if (g.amx) _tile_release();
 }
 
-int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M,
-                           int N, int K, int lda, int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c,
-                           mrec_pool *pool) {
-    if (batch <= 0 || M <= 0 || N <= 0) return 1;
-    if (K <= 0) return 0;
-    batched_job bj = {.g = {.C = C, .A = A, .B = B, .alpha = alpha, .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N,
-                            .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool},
-                      .stride_a = stride_a, .stride_b = stride_b, .stride_c = stride_c};
-    job *g = &bj.g;
+static void batched_task(void *arg, int item, int thread) {
+    const batched_job *bj = arg;
+    job g = bj->g;
+    g.A += item * bj->stride_a, g.B += item * bj->stride_b, g.C += item * bj->stride_c;
+    item_run(g, thread);
+}
+
+/* The job of an item, and whether its packing fits a thread's scratch. */
+static int item_job(job *g, float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int M, int N, int K,
+                    int lda, int ldb, int ldc, mrec_pool *pool) {
+    *g = (job){.C = C, .A = A, .B = B, .alpha = alpha, .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
+               .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool};
     g->kb = (g->kp + AMX_KT - 1) / AMX_KT * AMX_KT;
     g->amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
     g->mr = g->amx ? AMX_MR : M <= MR_FEW ? MR_FEW : MR;
     size_t need = ((size_t)(N + NR - 1) / NR * NR + (size_t)g->mr) * g->kb * sizeof(uint32_t);
-    if (need > MREC_GEMM_SCRATCH_FLOATS * sizeof(float)) return 0;
+    return K > 0 && need <= MREC_GEMM_SCRATCH_FLOATS * sizeof(float);
+}
+
+int mrec_gemm_bf16_item_fits(int M, int N, int K, mrec_pool *pool) {
+    job g;
+    return M > 0 && N > 0 && item_job(&g, NULL, NULL, NULL, 1.0f, 0, 0, M, N, K, 0, 0, 0, pool);
+}
+
+void mrec_gemm_bf16_item(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int M, int N, int K,
+                         int lda, int ldb, int ldc, mrec_pool *pool, int thread) {
+    job g;
+    if (M > 0 && N > 0 && item_job(&g, C, A, B, alpha, trans_a, trans_b, M, N, K, lda, ldb, ldc, pool)) item_run(g, thread);
+}
+
+int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M,
+                           int N, int K, int lda, int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+                           mrec_pool *pool) {
+    if (batch <= 0 || M <= 0 || N <= 0) return 1;
+    batched_job bj = {.stride_a = stride_a, .stride_b = stride_b, .stride_c = stride_c};
+    if (!item_job(&bj.g, C, A, B, alpha, trans_a, trans_b, M, N, K, lda, ldb, ldc, pool)) return 0;
     mrec_pool_run(pool, batched_task, &bj, batch);
     return 1;
 }

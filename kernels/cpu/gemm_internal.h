@@ -126,6 +126,20 @@ void mrec_gemm_pack_wt_cpu(float *dst, const float *W, int M, int N, int K, int 
 void mrec_gemm_bpacked_cpu(float *C, const float *A, int trans_a, int lda, const float *bpacked, int M, int N, int K, int ldc,
                            struct mrec_pool *pool);
 
+/* One item of mrec_gemm_batched_cpu (beta 0) on the calling thread, a task
+ * of `pool` numbered `thread`, whose scratch it uses: the bits that item
+ * gets in a batch of `batch`, with no pool round of its own (attention runs
+ * a head's products and softmax in one task while its scores are in cache). */
+void mrec_gemm_item_cpu(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M, int N,
+                        int K, int lda, int ldb, int ldc, struct mrec_pool *pool, int thread);
+
+/* One item of mrec_gemm_bf16_batched on the calling thread (as
+ * mrec_gemm_item_cpu), where mrec_gemm_bf16_item_fits says its packing fits
+ * a thread's scratch; else nothing is written. */
+int mrec_gemm_bf16_item_fits(int M, int N, int K, struct mrec_pool *pool);
+void mrec_gemm_bf16_item(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int M, int N, int K,
+                         int lda, int ldb, int ldc, struct mrec_pool *pool, int thread);
+
 /* gemm_bf16.c (AVX-512 BF16): the GEMM with bf16 products and fp32 sums,
  * then act on each tile of C once it is whole (act NULL: none); 0 when
  * memory for packing B runs out (nothing written). */

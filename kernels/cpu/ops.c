@@ -339,6 +339,11 @@ void mrec_softmax_rows_cpu(float *out, const float *in, const float *mask,
     mrec_parallel_range(pool, R, rows_per_chunk(C), softmax_range, &a);
 }
 
+void mrec_softmax_rows_span_cpu(float *out, const float *in, const float *mask, int R, int C, int rows_per_mask) {
+    row_args a = {.out = out, .in = in, .mask = mask, .C = C, .rows_per_mask = rows_per_mask};
+    softmax_range(&a, 0, R);
+}
+
 static void softmax_lanes_range(void *arg, int64_t lo, int64_t hi) {
     row_args *a = arg;
     if (!ROWS_AVX512()) {
@@ -353,6 +358,11 @@ void mrec_softmax_rows_lanes_cpu(float *out, const float *in, const float *mask,
                                  int R, int C, int rows_per_mask, mrec_pool *pool) {
     row_args a = {.out = out, .in = in, .mask = mask, .C = C, .rows_per_mask = rows_per_mask};
     mrec_parallel_range(pool, R, rows_per_chunk(C), softmax_lanes_range, &a);
+}
+
+void mrec_softmax_rows_lanes_span_cpu(float *out, const float *in, const float *mask, int R, int C, int rows_per_mask) {
+    row_args a = {.out = out, .in = in, .mask = mask, .C = C, .rows_per_mask = rows_per_mask};
+    softmax_lanes_range(&a, 0, R);
 }
 
 static void layernorm_range(void *arg, int64_t lo, int64_t hi) {
