@@ -358,6 +358,60 @@ static void test_attention_heads(void) {
     }
 }
 
+/* The fp32 softmax and QuickGELU run glibc's expf 16 lanes at a time where
+ * the CPU has AVX-512, restated to keep scalar expf's bits: each is held to
+ * the scalar loop on random bit patterns (every exponent, NaN payloads,
+ * infinities, the underflow and overflow edges) and on values around them.
+ * (Every one of the 2^32 floats was checked once when it was written.) */
+static float bits_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void test_expf_lanes(void) {
+    enum { N = 1 << 18 };
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+    uint64_t r = 7;
+    static const float edges[] = {0.0f, -0.0f, 88.0f, -88.0f, 0x1.62e42ep6f, 0x1.62e430p6f, -0x1.9fe368p6f, -0x1.9fe36ap6f,
+                                  -0x1.9d1d9ep6f, -0x1.9d1da0p6f, -0x1.9d1d9cp6f, INFINITY, -INFINITY, 1e-45f, -1e-45f};
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t u = (uint32_t)(r >> 32);
+        x[i] = i < (int)(sizeof edges / sizeof edges[0]) ? edges[i] : i % 3 ? bits_float(u) : (float)((int32_t)u) * 0x1p-24f;
+    }
+    for (int p = 0; p < n_pools; p++) {
+        mrec_activation_cpu(y, x, MREC_ACT_QUICK_GELU, 0, N, pools[p]);
+        int bad = 0;
+        for (int i = 0; i < N; i++) bad += !same_bits(y[i], x[i] / (1.0f + expf(-1.702f * x[i]))) && !(isnan(y[i]) && isnan(x[i]));
+        t_check(bad == 0, "QuickGELU (%s): %d of %d values differ from the scalar loop's bits", pool_name(pools[p]), bad, N);
+    }
+    /* softmax rows of 197 with a mask that sends some entries to -inf and some far below the rest */
+    int C = 197, R = N / C;
+    float *mask = malloc(sizeof(float) * C);
+    for (int c = 0; c < C; c++) mask[c] = c % 7 == 0 ? -INFINITY : c % 5 == 0 ? -1e4f : 0.0f;
+    for (int i = 0; i < R * C; i++) x[i] = (float)((int64_t)(i * 2654435761u % 4001) - 2000) * 0.05f;
+    /* every fourth row: a 0 (the row's largest) and values across expf's underflow edges, -103.0 to -105.0 */
+    for (int rr = 0; rr < R; rr += 4)
+        for (int c = 0; c < C; c++) x[(size_t)rr * C + c] = c == 1 ? 0.0f : -103.0f - (float)c * 0.01f;
+    for (int p = 0; p < n_pools; p++) {
+        mrec_softmax_rows_cpu(y, x, mask, R, C, R, pools[p]);
+        int bad = 0;
+        float row[256];
+        for (int rr = 0; rr < R; rr++) {
+            const float *m = mask, *in = x + (size_t)rr * C;
+            float max = -INFINITY, sum = 0.0f;
+            for (int c = 0; c < C; c++) row[c] = in[c] + m[c], max = row[c] > max ? row[c] : max;
+            for (int c = 0; c < C; c++) row[c] = expf(row[c] - max), sum += row[c];
+            for (int c = 0; c < C; c++) bad += !same_bits(y[(size_t)rr * C + c], row[c] * (1.0f / sum));
+        }
+        t_check(bad == 0, "softmax rows (%s): %d values differ from the scalar rows' bits", pool_name(pools[p]), bad);
+    }
+    free(x), free(y), free(mask);
+}
+
 /* Weights packed once give the bits of packing per call: every path (a
  * few rows, private tiles, shared B), B spanning several KC and NC blocks,
  * each SIMD level's panel width from one shared pack set, a bias and beta. */
@@ -1183,6 +1237,7 @@ int main(void) {
     test_gemm_start_exact();
     test_linear_act();
     test_attention_heads();
+    test_expf_lanes();
     test_gemm_packed();
     test_gemm_packed_a();
     test_gemm_bf16();

@@ -155,6 +155,69 @@ __attribute__((target("avx2"))) static int64_t tanh_avx2(float *y, const float *
     return n;
 }
 
+/* expf with the bits of glibc's scalar expf, 16 lanes at a time. The fp32
+ * softmax and QuickGELU keep scalar expf's bits (CLIP's fine-tuning is
+ * checked against PyTorch through AdamW, where a few ulps move a weight
+ * whose gradient nearly cancels), so libmvec's expf will not do for them.
+ * This restates glibc's algorithm (the FMA build it runs on every CPU with
+ * AVX2) step for step in double precision, with the same fused
+ * multiply-adds in the same places: k = round(x 32/ln2) by adding 1.5 2^52,
+ * r = x 32/ln2 - k, 2^(k/32) as a table entry for k mod 32 with k's high
+ * bits added into its exponent, times 1 + r c2 + r^2 (c1 + r c0). Its edge
+ * cases are glibc's: NaN stays NaN, above 88.72 +inf, below -103.97 (and
+ * -inf) 0, below -103.28 the least subnormal. test_kernels holds every lane
+ * to scalar expf's bits. */
+#define EXPF_N 32
+/* The bits of 2^(i/32) rounded to double, less i << 47: adding k << 47
+ * then puts k / 32 into the exponent (test_kernels recomputes them). */
+static const uint64_t expf_table[EXPF_N] = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51, 0x3fef72b83c7d517b, 0x3fef54873168b9aa,
+    0x3fef387a6e756238, 0x3fef1e9df51fdee1, 0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585, 0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74,
+    0x3feea11473eb0187, 0x3feea589994cce13, 0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069, 0x3fef5818dcfba487, 0x3fef7c97337b9b5f,
+    0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+};
+
+__attribute__((target("avx512f"))) static inline __m512d expf_core8(__m512d x) {
+    const __m512d inv_ln2_n = _mm512_set1_pd(0x1.71547652b82fep+0 * EXPF_N), shift = _mm512_set1_pd(0x1.8p+52);
+    const __m512d c0 = _mm512_set1_pd(0x1.c6af84b912394p-5 / EXPF_N / EXPF_N / EXPF_N);
+    const __m512d c1 = _mm512_set1_pd(0x1.ebfce50fac4f3p-3 / EXPF_N / EXPF_N), c2 = _mm512_set1_pd(0x1.62e42ff0c52d6p-1 / EXPF_N);
+    __m512d kd = _mm512_fmadd_pd(inv_ln2_n, x, shift);
+    __m512i ki = _mm512_castpd_si512(kd);
+    kd = _mm512_sub_pd(kd, shift);
+    __m512d r = _mm512_fmsub_pd(inv_ln2_n, x, kd);
+    __m512i idx = _mm512_and_si512(ki, _mm512_set1_epi64(EXPF_N - 1));
+    __m512i lo = _mm512_permutex2var_epi64(_mm512_loadu_si512(expf_table), idx, _mm512_loadu_si512(expf_table + 8));
+    __m512i hi = _mm512_permutex2var_epi64(_mm512_loadu_si512(expf_table + 16), idx, _mm512_loadu_si512(expf_table + 24));
+    __m512i t = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(idx, _mm512_set1_epi64(16)), lo, hi);
+    __m512d s = _mm512_castsi512_pd(_mm512_add_epi64(t, _mm512_slli_epi64(ki, 52 - 5)));
+    __m512d z = _mm512_fmadd_pd(c0, r, c1), r2 = _mm512_mul_pd(r, r);
+    __m512d y = _mm512_fmadd_pd(r, c2, _mm512_set1_pd(1.0));
+    return _mm512_mul_pd(_mm512_fmadd_pd(z, r2, y), s);
+}
+
+__attribute__((target("avx512f"))) static inline __m512 expf_exact16(__m512 x) {
+    __m256 lo = _mm512_cvtpd_ps(expf_core8(_mm512_cvtps_pd(_mm512_castps512_ps256(x))));
+    __m256 hi = _mm512_cvtpd_ps(expf_core8(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)))));
+    __m512 y = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, _mm512_set1_ps(-0x1.9d1d9ep6f), _CMP_LT_OQ), _mm512_set1_ps(0x1p-149f));
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, _mm512_set1_ps(-0x1.9fe368p6f), _CMP_LT_OQ), _mm512_setzero_ps());
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, _mm512_set1_ps(0x1.62e42ep6f), _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
+    return _mm512_mask_add_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x, x);
+}
+
+/* QuickGELU, x / (1 + expf(-1.702 x)), each step the scalar loop's. */
+__attribute__((target("avx512f"))) static int64_t quick_gelu_avx512(float *y, const float *x, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), a = _mm512_set1_ps(-1.702f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(v, _mm512_add_ps(one, expf_exact16(_mm512_mul_ps(a, v)))));
+    }
+    return n;
+}
+
 /* 2: avx512, 1: avx2, 0: none; a benign race, every thread writes the same */
 static int vector_level(void) {
     static int level = -1;
@@ -179,6 +242,8 @@ static int64_t tanh_vector(float *y, const float *x, int64_t n) {
     int level = vector_level();
     return level == 2 ? tanh_avx512(y, x, n) : level == 1 ? tanh_avx2(y, x, n) : 0;
 }
+/* Only where AVX-512 is: elsewhere the scalar loop runs, with the same bits. */
+static int64_t quick_gelu_vector(float *y, const float *x, int64_t n) { return vector_level() == 2 ? quick_gelu_avx512(y, x, n) : 0; }
 #else
 static int64_t gelu_erf_vector(float *y, const float *x, int64_t n) {
     (void)y, (void)x, (void)n;
@@ -189,6 +254,10 @@ static int64_t sigmoid_mul_vector(float *y, const float *x, float a, int64_t n) 
     return 0;
 }
 static int64_t tanh_vector(float *y, const float *x, int64_t n) {
+    (void)y, (void)x, (void)n;
+    return 0;
+}
+static int64_t quick_gelu_vector(float *y, const float *x, int64_t n) {
     (void)y, (void)x, (void)n;
     return 0;
 }
@@ -210,7 +279,7 @@ static void act_range(void *arg, int64_t lo, int64_t hi) {
         break;
     }
     case MREC_ACT_QUICK_GELU:
-        for (int64_t i = lo; i < hi; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+        for (int64_t i = lo + quick_gelu_vector(y + lo, x + lo, hi - lo); i < hi; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
         break;
     case MREC_ACT_RELU:
         for (int64_t i = lo; i < hi; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -304,8 +373,35 @@ __attribute__((target("avx512f"))) static void softmax_row_avx512(float *y, cons
         _mm512_mask_storeu_ps(y + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + c), inv));
     }
 }
+/* The scalar rows (softmax_range) 16 lanes at a time, with their bits: the
+ * maximum is the same value in any order (NaN skipped, as the scalar
+ * comparison skips it; a zero's sign cannot reach a result), expf is
+ * glibc's lane by lane (expf_exact16), and the sum runs in order. */
+__attribute__((target("avx512f"))) static void softmax_row_exact_avx512(float *y, const float *x, const float *m, int C) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int c = 0; c < C; c += 16) {
+        __mmask16 k = ROW_MASK(C, c);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + c);
+        if (m) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, m + c));
+        _mm512_mask_storeu_ps(y + c, k, v);
+        vmax = _mm512_mask_max_ps(vmax, k, v, vmax);
+    }
+    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    for (int c = 0; c < C; c += 16) {
+        __mmask16 k = ROW_MASK(C, c);
+        _mm512_mask_storeu_ps(y + c, k, expf_exact16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, y + c), vm)));
+    }
+    float sum = 0.0f;
+    for (int c = 0; c < C; c++) sum += y[c];
+    __m512 inv = _mm512_set1_ps(1.0f / sum);
+    for (int c = 0; c < C; c += 16) {
+        __mmask16 k = ROW_MASK(C, c);
+        _mm512_mask_storeu_ps(y + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + c), inv));
+    }
+}
 #define ROWS_AVX512() (vector_level() == 2)
 #else
+#define softmax_row_exact_avx512(y, x, m, C) ((void)0)
 #define softmax_row_avx512(y, x, m, C) ((void)0)
 #define ROWS_AVX512() 0
 #define layernorm_row_avx512(y, x, w, b, eps, C) ((void)0)
@@ -318,6 +414,10 @@ static void softmax_range(void *arg, int64_t lo, int64_t hi) {
         const float *x = a->in + r * C;
         const float *m = a->mask ? a->mask + (r / a->rows_per_mask) * C : NULL;
         float *y = a->out + r * C;
+        if (ROWS_AVX512()) {
+            softmax_row_exact_avx512(y, x, m, C);
+            continue;
+        }
         float max = -INFINITY;
         for (int c = 0; c < C; c++) {
             y[c] = m ? x[c] + m[c] : x[c];
