@@ -351,16 +351,22 @@ __attribute__((target("avx512f"))) static void layernorm_row_avx512(float *y, co
         _mm512_mask_storeu_ps(y + c, k, v);
     }
 }
-__attribute__((target("avx512f"))) static void softmax_row_avx512(float *y, const float *x, const float *m, int C) {
+/* y = x + m (m NULL: x) on a row, 16 lanes at a time; returns the row's
+ * maximum, NaN skipped as a scalar comparison skips it. */
+__attribute__((target("avx512f"))) static float row_plus_mask_max(float *y, const float *x, const float *m, int C) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (int c = 0; c < C; c += 16) {
         __mmask16 k = ROW_MASK(C, c);
         __m512 v = _mm512_maskz_loadu_ps(k, x + c);
         if (m) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, m + c));
         _mm512_mask_storeu_ps(y + c, k, v);
-        vmax = _mm512_mask_max_ps(vmax, k, vmax, v);
+        vmax = _mm512_mask_max_ps(vmax, k, v, vmax);
     }
-    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax)), sum = _mm512_setzero_ps();
+    return _mm512_reduce_max_ps(vmax);
+}
+
+__attribute__((target("avx512f"))) static void softmax_row_avx512(float *y, const float *x, const float *m, int C) {
+    __m512 vm = _mm512_set1_ps(row_plus_mask_max(y, x, m, C)), sum = _mm512_setzero_ps();
     for (int c = 0; c < C; c += 16) {
         __mmask16 k = ROW_MASK(C, c);
         __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, y + c), vm));
@@ -378,15 +384,7 @@ __attribute__((target("avx512f"))) static void softmax_row_avx512(float *y, cons
  * comparison skips it; a zero's sign cannot reach a result), expf is
  * glibc's lane by lane (expf_exact16), and the sum runs in order. */
 __attribute__((target("avx512f"))) static void softmax_row_exact_avx512(float *y, const float *x, const float *m, int C) {
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (int c = 0; c < C; c += 16) {
-        __mmask16 k = ROW_MASK(C, c);
-        __m512 v = _mm512_maskz_loadu_ps(k, x + c);
-        if (m) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, m + c));
-        _mm512_mask_storeu_ps(y + c, k, v);
-        vmax = _mm512_mask_max_ps(vmax, k, v, vmax);
-    }
-    __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vm = _mm512_set1_ps(row_plus_mask_max(y, x, m, C));
     for (int c = 0; c < C; c += 16) {
         __mmask16 k = ROW_MASK(C, c);
         _mm512_mask_storeu_ps(y + c, k, expf_exact16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, y + c), vm)));
