@@ -143,6 +143,21 @@ static const char NOTES[] =
 static const mrec_command TRAIN = {"train", NULL, NOTES, OPTIONS, N_OPTIONS, 0};
 
 
+/* --features is NAME=PATH[,NAME=PATH...]: a pair without its name or path is a usage error, said before any file
+ * is opened. */
+static int features_well_formed(const char *list) {
+    for (const char *p = list ? list : ""; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', len);
+        if (len && (!eq || eq == p || eq + 1 == p + len)) {
+            fprintf(stderr, "mrec train: --features wants NAME=PATH[,NAME=PATH...], got '%.*s'\n", (int)len, p);
+            return 0;
+        }
+        p += len + (p[len] == ',');
+    }
+    return 1;
+}
+
 /* Every input path up front, each part of a comma list (after NAME= with names): a FIFO or a device would block
  * or stream forever. */
 static int inputs_readable(const char *list, const char *flag, int named) {
@@ -151,7 +166,7 @@ static int inputs_readable(const char *list, const char *flag, int named) {
         size_t len = strcspn(p, ",");
         const char *eq = named ? memchr(p, '=', len) : NULL, *start = named ? (eq ? eq + 1 : NULL) : p;
         snprintf(file, sizeof file, "%.*s", start ? (int)(p + len - start) : 0, start ? start : "");
-        if (start && mrec_check_input(file, flag, 1)) return fprintf(stderr, "mrec train: %s\n", mrec_error_detail()), 0; /* a malformed pair is named later */
+        if (start && mrec_check_input(file, flag, 1)) return fprintf(stderr, "mrec train: %s\n", mrec_error_detail()), 0;
         p += len + (p[len] == ',');
     }
     return 1;
@@ -270,6 +285,7 @@ int mrec_cmd_train(int argc, char **argv) {
         fprintf(stderr, "mrec train: --prefilter: %s\n", mrec_error_detail());
         return 1;
     }
+    if (!features_well_formed(s.features)) return 1;
     if (!inputs_readable(s.data, "--data", 0) || !inputs_readable(s.features, "--features", 1)) return 2;
     int commas = 0;
     for (const char *p = s.data; *p; p++) commas += *p == ',';
