@@ -285,7 +285,8 @@ static void test_gemm_start_exact(void) {
     }
 }
 
-/* A linear layer with its activation done tile by tile gives the bits of
+/* A linear layer with its activation is within the naive reference's bound,
+ * and done tile by tile gives the bits of
  * the GEMM and then the activation over all of C: every activation, every
  * path (a few rows, private tiles, shared B, weights packed once), fp32 and
  * bf16, every SIMD level. */
@@ -297,6 +298,27 @@ static void test_linear_act(void) {
         float *want = randv((int64_t)M * N, 0, 0), *got = randv((int64_t)M * N, 0, 0);
         mrec_packs *packs;
         mrec_packs_create(&packs, W, (int64_t)N * K);
+        /* against the naive reference: the GEMM's bound (K u sum |a||b| + |bias| u), times the activations' largest
+         * slope (1.13, GELU's), plus a few ulps for the activation itself */
+        float *ref = randv((int64_t)M * N, 0, 0), *bound = randv((int64_t)M * N, 0, 0);
+        mrec_gemm_ref(ref, A, W, bias, 1, 0, 0, 1, M, N, K, K, K, N);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double sum = 0;
+                for (int k = 0; k < K; k++) sum += fabs((double)A[(size_t)i * K + k] * W[(size_t)j * K + k]);
+                bound[(size_t)i * N + j] = (float)(1.13 * ((K + 2) * U * sum + U * fabs(bias[j])));
+            }
+        for (int act = MREC_ACT_GELU_ERF; act <= MREC_ACT_TANH; act++) {
+            float *want_ref = randv((int64_t)M * N, 0, 0);
+            mrec_activation_ref(want_ref, ref, (mrec_act)act, 0, (int64_t)M * N);
+            mrec_linear_act_cpu(got, A, W, bias, (mrec_act)act, M, N, K, packs, pools[0]);
+            int bad = 0;
+            for (int64_t e = 0; e < (int64_t)M * N; e++)
+                bad += !(fabsf(got[e] - want_ref[e]) <= bound[e] + 1e-5f * fabsf(want_ref[e]) + 1e-6f);
+            t_check(bad == 0, "linear_act act %d M=%d N=%d K=%d: %d values outside the reference's bound", act, M, N, K, bad);
+            free(want_ref);
+        }
+        free(ref), free(bound);
         for (int act = MREC_ACT_GELU_ERF; act <= MREC_ACT_TANH; act++)
             for (int bf16 = 0; bf16 < 1 + mrec_cpu_has_bf16(); bf16++)
                 for (int packed = 0; packed < 2; packed++)
