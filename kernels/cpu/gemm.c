@@ -207,6 +207,12 @@ static void finish(const gemm_job *g, float *c, int m, int n) {
     for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * g->ldc, c + (size_t)i * g->ldc, *g->act, 0.0f, n);
 }
 
+/* K = 0: C = beta * C + bias (then the activation), and nothing else. */
+static void start_only(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
+    prologue(g, C, i0, mc, j0, nc);
+    if (g->act) finish(g, C + (size_t)i0 * g->ldc + j0, mc, nc);
+}
+
 /* Rows of B to fetch into the cache while the micro-kernels run: rows
  * [0, rows) at base + r * ld floats, `width` floats of each. */
 typedef struct {
@@ -259,9 +265,8 @@ static void shared_b_task(void *arg, int task, int thread) {
     int i0 = ib * MREC_GEMM_MC, mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
     int jr_lo = jb * g->j_chunk, jr_hi = jr_lo + g->j_chunk < g->nc ? jr_lo + g->j_chunk : g->nc;
     if (jr_lo >= jr_hi) return;
-    if (g->kc == 0) { /* K = 0: C = beta * C + bias, and nothing else */
-        prologue(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
-        if (g->act) finish(g, g->C + (size_t)i0 * g->ldc + g->j0 + jr_lo, mc, jr_hi - jr_lo);
+    if (g->kc == 0) {
+        start_only(g, g->C, i0, mc, g->j0 + jr_lo, jr_hi - jr_lo);
         return;
     }
     const float *apack = a_block(g, mrec_pool_scratch(g->pool, thread), g->A, i0, mc, g->p0, g->kc);
@@ -368,10 +373,7 @@ static void private_task(void *arg, int task, int thread) {
     float *C = g->C + b * g->stride_c;
     float *apack = mrec_pool_scratch(g->pool, thread);
     float *bpack = apack + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
-    if (g->K == 0) { /* C = beta * C + bias, and nothing else */
-        prologue(g, C, i0, mc, j0, nc);
-        if (g->act) finish(g, C + (size_t)i0 * g->ldc + j0, mc, nc);
-    }
+    if (g->K == 0) start_only(g, C, i0, mc, j0, nc);
     /* One row block of C over a long row-major B (a weight's gradient, x^T y with x tall): each element of B meets
      * few rows of A, so reading B costs as much as the arithmetic. B is packed B_CHUNK columns at a time, and the
      * micro-kernels on one chunk prefetch the next chunk's rows, so some of the reads overlap the arithmetic
