@@ -202,15 +202,10 @@ static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc
     }
 }
 
-/* The activation on C's (m x n) corner at c, once its sums are whole. */
-static void finish(const gemm_job *g, float *c, int m, int n) {
-    for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * g->ldc, c + (size_t)i * g->ldc, *g->act, 0.0f, n);
-}
-
 /* K = 0: C = beta * C + bias (then the activation), and nothing else. */
 static void start_only(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
     prologue(g, C, i0, mc, j0, nc);
-    if (g->act) finish(g, C + (size_t)i0 * g->ldc + j0, mc, nc);
+    if (g->act) mrec_gemm_activate(C + (size_t)i0 * g->ldc + j0, g->ldc, mc, nc, *g->act);
 }
 
 /* Rows of B to fetch into the cache while the micro-kernels run: rows
@@ -242,7 +237,7 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
                 mrec_ukernel_avx2_rows(kc, ap, g->lda, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
             else
                 g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
-            if (last && g->act) finish(g, c, m, n);
+            if (last && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act);
             if (pf)
                 for (int r = pf->rows * call / calls; r < pf->rows * (call + 1) / calls; r++)
                     for (int j = 0; j < pf->width; j += 16)
@@ -436,7 +431,7 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
                 }
             }
         }
-        if (g->act) finish(g, g->C + j_lo, g->M, j_hi - j_lo);
+        if (g->act) mrec_gemm_activate(g->C + j_lo, g->ldc, g->M, j_hi - j_lo, *g->act);
         return;
     }
     for (int i = 0; i < g->M; i++) {
@@ -452,7 +447,7 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
             }
         }
     }
-    if (g->act) finish(g, g->C + j_lo, g->M, j_hi - j_lo);
+    if (g->act) mrec_gemm_activate(g->C + j_lo, g->ldc, g->M, j_hi - j_lo, *g->act);
 }
 
 /* The area of C rounded up to whole MR x NR tiles. */

@@ -229,11 +229,6 @@ static int block_row(const job *g, int b) {
     return at < g->M ? (int)at : g->M;
 }
 
-/* The activation on C's (m x n) corner at c, once its sums are whole. */
-static void finish(const job *g, float *c, int m, int n) {
-    for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * g->ldc, c + (size_t)i * g->ldc, *g->act, 0.0f, n);
-}
-
 /* One task: rows [i0, i0 + rows), panels [q0, q0 + ncp). */
 static void tile(void *arg, int task, int thread) {
     const job *g = arg;
@@ -246,7 +241,7 @@ static void tile(void *arg, int task, int thread) {
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
         mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
-        if (g->K == 0 && g->act) finish(g, g->C + (size_t)i0 * g->ldc + q0 * NR, mc, j_hi - q0 * NR);
+        if (g->K == 0 && g->act) mrec_gemm_activate(g->C + (size_t)i0 * g->ldc + q0 * NR, g->ldc, mc, j_hi - q0 * NR, *g->act);
     }
     uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
     for (int p0 = 0; p0 < g->kp; p0 += KCP) {
@@ -263,7 +258,7 @@ static void tile(void *arg, int task, int thread) {
                 float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
                 int m = mc - ir < g->mr ? mc - ir : g->mr;
                 uk(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n, p0 == 0 && !pro);
-                if (p0 + kc >= g->kp && g->act) finish(g, c, m, n);
+                if (p0 + kc >= g->kp && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act);
             }
         }
     }
@@ -368,7 +363,7 @@ static void tile_amx(void *arg, int task, int thread) {
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
         mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
-        if (g->K == 0 && g->act) finish(g, g->C + (size_t)i0 * g->ldc + q0 * NR, mc, j_hi - q0 * NR);
+        if (g->K == 0 && g->act) mrec_gemm_activate(g->C + (size_t)i0 * g->ldc + q0 * NR, g->ldc, mc, j_hi - q0 * NR, *g->act);
     }
     amx_configure();
     _Alignas(64) float bias_rows[AMX_MR][NR];
@@ -390,7 +385,7 @@ static void tile_amx(void *arg, int task, int thread) {
                 int m = mc - ir < AMX_MR ? mc - ir : AMX_MR;
                 ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, c, g->ldc, g->alpha, bias, NULL, (const float(*)[NR])bias_rows, m,
                             n, p0 == 0 && !pro);
-                if (p0 + kc >= g->kp && g->act) finish(g, c, m, n);
+                if (p0 + kc >= g->kp && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act);
             }
         }
     }

@@ -92,6 +92,12 @@ static inline void mrec_gemm_prologue(float *C, int ldc, float beta, const float
     }
 }
 
+/* act on C's (m x n) corner at c, once its sums are whole (a linear layer's
+ * activation, applied to each tile while it is in cache). */
+static inline void mrec_gemm_activate(float *c, int ldc, int m, int n, mrec_act act) {
+    for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * ldc, c + (size_t)i * ldc, act, 0.0f, n);
+}
+
 /* op(B) from a function instead of a matrix: fill(arg, dst, p0, kc, j0,
  * cols, NR) writes the (kc, NR) panel of op(B) rows [p0, p0 + kc), columns
  * [j0, j0 + cols), zero past cols. A convolution fills panels straight from
