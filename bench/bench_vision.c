@@ -74,11 +74,11 @@ int main(int argc, char **argv) {
     o.device = MREC_WANT_CPU, o.n_threads = threads;
     mrec_context *ctx;
     if (mrec_context_create(&ctx, &o)) return 1;
-    size_t ws = mrec_resnet_workspace_bytes(&r, 224, 224), wv = mrec_vit_workspace_bytes(&v.cfg, N_IMAGES);
+    size_t ws = mrec_resnet_batch_workspace_bytes(ctx, &r, N_IMAGES, 224, 224), wv = mrec_vit_workspace_bytes(&v.cfg, N_IMAGES);
     mrec_context_reserve(ctx, ws > wv ? ws : wv);
     mrec_context *half_ctx = NULL;
     o.precision = MREC_PREC_BF16;
-    if (mrec_cpu_has_bf16() && mrec_context_create(&half_ctx, &o) == MREC_OK) mrec_context_reserve(half_ctx, wv);
+    if (mrec_cpu_has_bf16() && mrec_context_create(&half_ctx, &o) == MREC_OK) mrec_context_reserve(half_ctx, ws > wv ? ws : wv);
     mrec_packs *packs, *resnet_packs; /* the weights packed once, as the image extractor packs them */
     if (mrec_packs_create(&packs, v.storage, v.floats) || mrec_packs_create(&resnet_packs, r.storage, r.floats)) return 1;
     const char *batches_s = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 32 128";

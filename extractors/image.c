@@ -218,7 +218,7 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     need += e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit.cfg, B)
             : e->kind == MREC_IMAGE_CLIP  ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
             : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_workspace_bytes(&e->align, h, w)
-                                          : mrec_resnet_workspace_bytes(&e->resnet, h, w);
+                                          : mrec_resnet_batch_workspace_bytes(ctx, &e->resnet, B, h, w);
     mrec_status st = ctx->workspace.capacity - ctx->workspace.used >= need ? MREC_OK : mrec_context_reserve(ctx, need);
     if (st) return st;
     size_t mark = ctx->workspace.used;

@@ -53,6 +53,10 @@ void mrec_pool_destroy(mrec_pool *pool);
 int mrec_pool_threads(const mrec_pool *pool);
 mrec_simd mrec_pool_simd(const mrec_pool *pool);
 void *mrec_pool_scratch(mrec_pool *pool, int thread);
+/* Thread `thread`'s view of the pool: one thread (the caller), that
+ * thread's scratch, no workers. A task of the pool that runs whole ops of
+ * its own (a forward pass per thread) hands them this pool. */
+mrec_pool *mrec_pool_alone(mrec_pool *pool, int thread);
 void mrec_pool_run(mrec_pool *pool, mrec_task_fn fn, void *arg, int n_tasks);
 
 /* ---- devices, workspaces, the execution context ------------------------- */
@@ -119,6 +123,25 @@ void mrec_context_destroy(mrec_context *ctx);
  * size a measuring arena reported for the largest batch. */
 mrec_status mrec_context_reserve(mrec_context *ctx, size_t bytes);
 const char *mrec_device_name(mrec_device device);
+
+/* Items side by side: a forward pass of a few images on each thread beats
+ * every op of one pass split over the threads (no wait between ops, each
+ * thread's activations in its own cache). On a CPU pool of T > 1 threads
+ * and at least T items, thread t runs fn(sub, t q, (t + 1) q, arg), q =
+ * n / T, on sub: a copy of ctx with the thread's one-thread pool
+ * (mrec_pool_alone) and its own share(q, arg) bytes of ctx's free
+ * workspace; the last n - T q items then run on ctx, on all threads. Where
+ * that does not apply (a GPU, one thread, fewer items, or less free
+ * workspace than the T shares: reserve mrec_context_split_bytes) it is
+ * fn(ctx, 0, n, arg). fn's results are the same either way where its ops'
+ * bits do not depend on the thread count (the CPU kernels' contract). */
+typedef mrec_status (*mrec_items_fn)(mrec_context *ctx, int lo, int hi, void *arg);
+typedef size_t (*mrec_share_fn)(int items, void *arg);
+mrec_status mrec_context_split(mrec_context *ctx, int n, mrec_share_fn share, mrec_items_fn fn, void *arg);
+/* The workspace that lets mrec_context_split run n items side by side on
+ * ctx: the larger of share(n) and the T shares (share(n) where it would
+ * not split). */
+size_t mrec_context_split_bytes(const mrec_context *ctx, int n, mrec_share_fn share, void *arg);
 
 /* A sparse matrix in CSR form, with its shape; the caller checks it once
  * with mrec_csr_validate before handing it to ops. */
@@ -326,6 +349,14 @@ void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const flo
  * CPUs with AVX-512 BF16 (MREC_ERR_UNSUPPORTED elsewhere). */
 mrec_status mrec_conv2d_bf16_cpu(float *out, const float *in, const float *weight, const float *bias,
                                  const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool);
+/* out = act(conv(in, weight) + bias + beta out): a convolution, a residual
+ * added where beta is 1, and its activation, in one pass over out (each
+ * tile while it is in cache). With beta 0, the bits of the convolution and
+ * then mrec_activation_cpu. */
+void mrec_conv2d_act_cpu(float *out, const float *in, const float *weight, const float *bias, float beta, mrec_act act,
+                         const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool);
+mrec_status mrec_conv2d_act_bf16_cpu(float *out, const float *in, const float *weight, const float *bias, float beta,
+                                     mrec_act act, const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool);
 
 /* BatchNorm2d in eval mode on x (N, C, HW): (x - mean)/sqrt(var + eps)*gamma + beta. */
 void mrec_batchnorm_ref(float *out, const float *in, const float *gamma, const float *beta,
@@ -599,7 +630,8 @@ mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, i
 /* cuDNN, fp32 math; work: the bytes mrec_conv2d_workspace_bytes_cuda gives
  * for the shape, allocated once by the caller. */
 mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
-mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias,
+/* out = conv(in) + bias + beta out */
+mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias, float beta,
                              void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
 mrec_status mrec_batchnorm_cuda(float *out, const float *in, const float *gamma, const float *beta,
                                 const float *mean, const float *var, float eps, int N, int C, int HW,
@@ -687,6 +719,10 @@ mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const 
 mrec_status mrec_conv2d_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes);
 mrec_status mrec_conv2d(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
                         void *work, size_t work_bytes, const mrec_conv2d_shape *s);
+/* out = act(conv(in) + bias + beta out): mrec_conv2d, the residual, then
+ * mrec_activation; on the CPU in one pass over out (mrec_conv2d_act_cpu). */
+mrec_status mrec_conv2d_act(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
+                            float beta, mrec_act act, void *work, size_t work_bytes, const mrec_conv2d_shape *s);
 mrec_status mrec_batchnorm(mrec_context *ctx, float *out, const float *in, const float *gamma, const float *beta,
                            const float *mean, const float *var, float eps, int N, int C, int HW);
 mrec_status mrec_maxpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);

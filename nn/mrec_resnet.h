@@ -58,6 +58,10 @@ void mrec_resnet_free(mrec_resnet *m);
  * (after mrec_resnet_to_device) the convolutions' workspace is what cuDNN
  * asks for, queried through the model's context. */
 size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w);
+/* Workspace bytes that let a forward of B images on ctx run a pass per
+ * thread of a CPU pool side by side (mrec_context_split): the threads'
+ * passes, or one pass where it would not split. */
+size_t mrec_resnet_batch_workspace_bytes(const mrec_context *ctx, const mrec_resnet *m, int B, int h, int w);
 
 /* images (B, 3, h, w), normalized, host memory; pooled (B, features) =
  * avgpool output (flattened), logits (B, n_classes) = fc; either may be

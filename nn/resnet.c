@@ -282,10 +282,10 @@ static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, i
     return st;
 }
 
-/* The workspace of a pass: the images, the convolution workspace, five
+/* The workspace of a pass: the images, the convolution workspace, four
  * activations, the pooled features and the logits. */
 typedef struct {
-    float *image, *buf[5], *feat, *logit;
+    float *image, *buf[4], *feat, *logit;
     void *col;
 } activations;
 
@@ -293,7 +293,7 @@ static int carve(mrec_arena *a, activations *t, const mrec_resnet *m, int G, int
     int ok = (t->image = mrec_arena_alloc(a, sizeof(float) * (size_t)G * 3 * h * w)) != NULL;
     t->col = col ? mrec_arena_alloc(a, col) : NULL;
     ok &= !col || t->col;
-    for (int i = 0; i < 5; i++) ok &= (t->buf[i] = mrec_arena_alloc(a, act * sizeof(float))) != NULL;
+    for (int i = 0; i < 4; i++) ok &= (t->buf[i] = mrec_arena_alloc(a, act * sizeof(float))) != NULL;
     ok &= (t->feat = mrec_arena_alloc(a, sizeof(float) * (size_t)G * m->features)) != NULL;
     t->logit = m->n_classes ? mrec_arena_alloc(a, sizeof(float) * (size_t)G * m->n_classes) : NULL;
     return ok && (!m->n_classes || t->logit);
@@ -308,14 +308,93 @@ size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w) {
     return a.peak;
 }
 
-/* out = conv(in) + folded bias, then ReLU if relu; *h, *w become the output size. col holds
- * col_bytes of convolution workspace. */
+/* How a conv's output is finished: as is (a downsample), ReLU, or ReLU
+ * after adding the shortcut that out already holds (a block's last conv). */
+enum { PLAIN, RELU, ADD_RELU };
+
+/* out = conv(in) + folded bias, finished as `finish` says, in one pass over out; *h, *w become
+ * the output size. col holds col_bytes of convolution workspace. */
 static mrec_status conv(mrec_context *ctx, float *out, const float *in, const mrec_conv_bn *cv, int N, int *h, int *w, void *col,
-                        size_t col_bytes, int relu) {
+                        size_t col_bytes, int finish) {
     mrec_conv2d_shape s = conv_shape(cv, N, *h, *w);
-    mrec_status st = mrec_conv2d(ctx, out, in, cv->w, cv->b, col, col_bytes, &s);
     *h = conv_out(*h, cv), *w = conv_out(*w, cv);
-    if (!st && relu) st = mrec_activation(ctx, out, out, MREC_ACT_RELU, 0, (int64_t)N * cv->c_out * *h * *w);
+    if (finish == PLAIN) return mrec_conv2d(ctx, out, in, cv->w, cv->b, col, col_bytes, &s);
+    return mrec_conv2d_act(ctx, out, in, cv->w, cv->b, finish == ADD_RELU ? 1.0f : 0.0f, MREC_ACT_RELU, col, col_bytes, &s);
+}
+
+/* A forward's inputs and outputs, for the passes over a share of the images. */
+typedef struct {
+    const mrec_resnet *m;
+    const float *images;
+    int H, W;
+    float *pooled, *logits;
+} forward_args;
+
+static size_t pass_bytes(int items, void *arg) {
+    (void)items; /* a pass is G images whatever the share */
+    const forward_args *f = arg;
+    return mrec_resnet_workspace_bytes(f->m, f->H, f->W);
+}
+
+size_t mrec_resnet_batch_workspace_bytes(const mrec_context *ctx, const mrec_resnet *m, int B, int h, int w) {
+    forward_args f = {m, NULL, h, w, NULL, NULL};
+    return mrec_context_split_bytes(ctx, B, pass_bytes, &f);
+}
+
+/* Images [lo, hi): G a pass, from ctx's workspace. */
+static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
+    const forward_args *f = arg;
+    const mrec_resnet *m = f->m;
+    int G = group_of(m), H = f->H, W = f->W;
+    size_t act, cb, mark = ctx->workspace.used;
+    mrec_status st = plan(m, m->on, G, H, W, &act, &cb);
+    if (st) return st;
+    activations t;
+    if (!carve(&ctx->workspace, &t, m, G, H, W, act, cb)) {
+        ctx->workspace.used = mark;
+        return mrec_fail(MREC_ERR_NOMEM, "resnet: workspace of %zu bytes is too small for %dx%d images", ctx->workspace.capacity, H, W);
+    }
+    int n_blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3], C = m->features;
+    size_t image = (size_t)3 * H * W;
+    /* G images a pass; a short last pass computes the leftover slots too and keeps only its own rows */
+    for (int i0 = lo; i0 < hi && !st; i0 += G) {
+        int n = hi - i0 < G ? hi - i0 : G;
+        float *x = t.buf[0], *t1 = t.buf[1], *t2 = t.buf[2], *down = t.buf[3];
+        int h = H, w = W;
+        st = mrec_copy_to_device(ctx, t.image, f->images + i0 * image, sizeof(float) * image * n);
+        if (!st) st = conv(ctx, t1, t.image, &m->stem, G, &h, &w, t.col, cb, RELU);
+        mrec_pool2d_shape ps = {G, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
+        if (!st) st = mrec_maxpool2d(ctx, x, t1, &ps);
+        h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
+        for (int b = 0; b < n_blocks && !st; b++) {
+            const mrec_resnet_block *Bk = &m->block[b];
+            int hh = h, ww = w, hd = h, wd = w;
+            /* the shortcut: x itself, or its downsample; the last conv adds onto it in place, and the sum is the
+             * block's output (x is read by nothing after the first conv and the downsample) */
+            float *sum = x;
+            if (Bk->down.w) {
+                st = conv(ctx, down, x, &Bk->down, G, &hd, &wd, t.col, cb, PLAIN);
+                sum = down, down = x; /* x's buffer is free once the block's convs have read it */
+            }
+            if (!st) st = conv(ctx, t1, x, &Bk->conv1, G, &hh, &ww, t.col, cb, RELU);
+            if (m->bottleneck) {
+                if (!st) st = conv(ctx, t2, t1, &Bk->conv2, G, &hh, &ww, t.col, cb, RELU);
+                if (!st) st = conv(ctx, sum, t2, &Bk->conv3, G, &hh, &ww, t.col, cb, ADD_RELU);
+            } else if (!st) {
+                st = conv(ctx, sum, t1, &Bk->conv2, G, &hh, &ww, t.col, cb, ADD_RELU);
+            }
+            x = sum;
+            h = hh, w = ww;
+        }
+        /* AdaptiveAvgPool2d(1): the mean of each channel plane, a pooling window the size of the plane */
+        mrec_pool2d_shape gap = {G, C, h, w, h, w, 1, 1, 0, 0, 1};
+        if (!st) st = mrec_avgpool2d(ctx, t.feat, x, &gap);
+        if (!st && f->pooled) st = mrec_copy_rows(ctx, f->pooled + (size_t)i0 * C, C, t.feat, C, n, C);
+        if (!st && f->logits)
+            st = mrec_gemm(ctx, t.logit, t.feat, m->fc_w, m->fc_b, 1, 0, 0, 1, G, m->n_classes, C, C, C, m->n_classes);
+        if (!st && f->logits) st = mrec_copy_rows(ctx, f->logits + (size_t)i0 * m->n_classes, m->n_classes, t.logit, m->n_classes, n, m->n_classes);
+    }
+    ctx->workspace.used = mark;
     return st;
 }
 
@@ -326,56 +405,6 @@ mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const f
     if (B < 1 || H < 32 || W < 32 || H > 8192 || W > 8192)
         return mrec_fail(MREC_ERR_ARG, "resnet: batch of %d images of %dx%d (at least 32x32)", B, H, W);
     if (logits && !m->fc_w) return mrec_fail(MREC_ERR_NOT_FOUND, "resnet: this checkpoint has no fc layer");
-    int G = group_of(m);
-    size_t act, cb, mark = ctx->workspace.used;
-    if ((st = plan(m, m->on, G, H, W, &act, &cb))) return st;
-    activations t;
-    if (!carve(&ctx->workspace, &t, m, G, H, W, act, cb)) {
-        ctx->workspace.used = mark;
-        return mrec_fail(MREC_ERR_NOMEM, "resnet: workspace of %zu bytes is too small for %dx%d images", ctx->workspace.capacity, H, W);
-    }
-    int n_blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3], C = m->features;
-    size_t image = (size_t)3 * H * W;
-    /* G images a pass; a short last pass computes the leftover slots too and keeps only its own rows */
-    for (int i0 = 0; i0 < B && !st; i0 += G) {
-        int n = B - i0 < G ? B - i0 : G;
-        float *x = t.buf[0], *t1 = t.buf[1], *t2 = t.buf[2], *t3 = t.buf[3], *down = t.buf[4];
-        int h = H, w = W;
-        st = mrec_copy_to_device(ctx, t.image, images + i0 * image, sizeof(float) * image * n);
-        if (!st) st = conv(ctx, t1, t.image, &m->stem, G, &h, &w, t.col, cb, 1);
-        mrec_pool2d_shape ps = {G, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
-        if (!st) st = mrec_maxpool2d(ctx, x, t1, &ps);
-        h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
-        for (int b = 0; b < n_blocks && !st; b++) {
-            const mrec_resnet_block *Bk = &m->block[b];
-            int hh = h, ww = w, hd = h, wd = w;
-            st = conv(ctx, t1, x, &Bk->conv1, G, &hh, &ww, t.col, cb, 1);
-            if (m->bottleneck) {
-                if (!st) st = conv(ctx, t2, t1, &Bk->conv2, G, &hh, &ww, t.col, cb, 1);
-                if (!st) st = conv(ctx, t3, t2, &Bk->conv3, G, &hh, &ww, t.col, cb, 0);
-            } else if (!st) {
-                st = conv(ctx, t3, t1, &Bk->conv2, G, &hh, &ww, t.col, cb, 0);
-            }
-            const float *shortcut = x;
-            if (!st && Bk->down.w) {
-                st = conv(ctx, down, x, &Bk->down, G, &hd, &wd, t.col, cb, 0);
-                shortcut = down;
-            }
-            int64_t n_out = (int64_t)G * (m->bottleneck ? Bk->conv3.c_out : Bk->conv2.c_out) * hh * ww;
-            if (!st) st = mrec_add(ctx, t3, t3, shortcut, n_out);
-            if (!st) st = mrec_activation(ctx, t3, t3, MREC_ACT_RELU, 0, n_out);
-            float *swap = x; /* the block's output becomes the next input */
-            x = t3, t3 = swap;
-            h = hh, w = ww;
-        }
-        /* AdaptiveAvgPool2d(1): the mean of each channel plane, a pooling window the size of the plane */
-        mrec_pool2d_shape gap = {G, C, h, w, h, w, 1, 1, 0, 0, 1};
-        if (!st) st = mrec_avgpool2d(ctx, t.feat, x, &gap);
-        if (!st && pooled) st = mrec_copy_rows(ctx, pooled + (size_t)i0 * C, C, t.feat, C, n, C);
-        if (!st && logits)
-            st = mrec_gemm(ctx, t.logit, t.feat, m->fc_w, m->fc_b, 1, 0, 0, 1, G, m->n_classes, C, C, C, m->n_classes);
-        if (!st && logits) st = mrec_copy_rows(ctx, logits + (size_t)i0 * m->n_classes, m->n_classes, t.logit, m->n_classes, n, m->n_classes);
-    }
-    ctx->workspace.used = mark;
-    return st;
+    forward_args f = {m, images, H, W, pooled, logits};
+    return mrec_context_split(ctx, B, pass_bytes, passes, &f);
 }

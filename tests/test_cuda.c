@@ -224,7 +224,7 @@ static void test_conv_pool(void) {
         void *work = NULL;
         mrec_status st = mrec_conv2d_workspace_bytes_cuda(&bytes, s, cu);
         if (!st && bytes) st = mrec_cuda_malloc(cu, &work, bytes);
-        if (t_status(st, MREC_OK, "conv2d workspace") && t_status(mrec_conv2d_cuda(dout, din, dw, db, work, bytes, s, cu),
+        if (t_status(st, MREC_OK, "conv2d workspace") && t_status(mrec_conv2d_cuda(dout, din, dw, db, 0.0f, work, bytes, s, cu),
                                                                   MREC_OK, "conv2d case %d", si) &&
             down(got, dout, 4 * no)) {
             char what[96];
@@ -232,6 +232,13 @@ static void test_conv_pool(void) {
             snprintf(what, sizeof what, "conv2d case %d (%d->%d, %dx%d, groups %d)", si, s->C_in, s->C_out, s->KH, s->KW,
                      s->groups);
             t_allclose(what, ref, got, no, 1e-5, 1e-5);
+            /* beta 1 adds the output already there (a residual): conv + bias twice */
+            if (t_status(mrec_conv2d_cuda(dout, din, dw, db, 1.0f, work, bytes, s, cu), MREC_OK, "conv2d beta 1") &&
+                down(got, dout, 4 * no)) {
+                for (int64_t i = 0; i < no; i++) ref[i] *= 2.0f;
+                snprintf(what, sizeof what, "conv2d case %d with beta 1", si);
+                t_allclose(what, ref, got, no, 2e-5, 2e-5);
+            }
         }
         mrec_cuda_free(cu, work);
         mrec_cuda_free(cu, din), mrec_cuda_free(cu, dw), mrec_cuda_free(cu, db), mrec_cuda_free(cu, dout);

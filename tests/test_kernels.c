@@ -269,7 +269,7 @@ static void test_gemm_start_exact(void) {
                         fill_rows fr = {B, N};
                         if (way < 2) mrec_gemm_cpu(got, A, B, cb, alpha, beta, 0, 0, M, N, K, K, N, N, pools[p]);
                         else if (way == 2) mrec_gemm_packed_cpu(got, A, Bt, cb, alpha, beta, 0, 1, M, N, K, K, K, N, packs, pools[p]);
-                        else mrec_gemm_filled_cpu(got, A, fill_from, &fr, rb, alpha, beta, M, N, K, K, N, NULL, pools[p]);
+                        else mrec_gemm_filled_cpu(got, A, fill_from, &fr, rb, alpha, beta, M, N, K, K, N, NULL, NULL, pools[p]);
                         /* without a start (beta 0, no bias) the kernels store alpha * acc, whose zero's sign differs
                          * between SIMD levels (a product or an FMA with +0) */
                         int same = 1, start = beta != 0.0f || cb || rb;
@@ -738,6 +738,36 @@ static void test_topk(void) {
 
 /* ---- convolution, batchnorm, pooling ------------------------------------- */
 
+/* mrec_conv2d_act (fp32, or bf16 with ref from rounded operands), weights
+ * packed per call or from a pack set: with beta 1 and ReLU against
+ * relu(ref + r) for a residual r (the conv's bound `tol`, plus the one
+ * rounding of adding r, |r| <= 1); with beta 0 the bits of the plain conv
+ * and then the activation (C's old values, NaN here, ignored). */
+static void conv_act_checks(const char *what, mrec_conv2d_shape s, const float *x, const float *w, const float *b,
+                            const float *ref, double tol, int bf16, mrec_packs *packs, mrec_pool *pool) {
+    int64_t out_n = (int64_t)s.N * s.C_out * mrec_conv2d_out_h(&s) * mrec_conv2d_out_w(&s);
+    float *r = randv(out_n, -1, 1), *got = copyv(r, out_n), *want = malloc((size_t)out_n * 4), *plain = malloc((size_t)out_n * 4);
+    mrec_status st = bf16 ? mrec_conv2d_act_bf16_cpu(got, x, w, b, 1.0f, MREC_ACT_RELU, &s, packs, pool)
+                          : (mrec_conv2d_act_cpu(got, x, w, b, 1.0f, MREC_ACT_RELU, &s, packs, pool), MREC_OK);
+    for (int64_t i = 0; i < out_n; i++) want[i] = ref[i] + r[i] > 0.0f ? ref[i] + r[i] : 0.0f;
+    char msg[240];
+    snprintf(msg, sizeof msg, "%s%s, + residual, ReLU", what, packs ? ", packed" : "");
+    if (t_status(st, MREC_OK, "%s", msg)) t_allclose(msg, want, got, out_n, tol + (tol + 2) * U, 0);
+    static const mrec_act acts[] = {MREC_ACT_RELU, MREC_ACT_SILU};
+    for (int a = 0; a < 2; a++) {
+        for (int64_t i = 0; i < out_n; i++) got[i] = NAN;
+        st = bf16 ? mrec_conv2d_bf16_cpu(plain, x, w, b, &s, packs, pool) : (mrec_conv2d_cpu(plain, x, w, b, &s, packs, pool), MREC_OK);
+        if (!st) mrec_activation_cpu(plain, plain, acts[a], 0.0f, out_n, pool);
+        if (!st)
+            st = bf16 ? mrec_conv2d_act_bf16_cpu(got, x, w, b, 0.0f, acts[a], &s, packs, pool)
+                      : (mrec_conv2d_act_cpu(got, x, w, b, 0.0f, acts[a], &s, packs, pool), MREC_OK);
+        snprintf(msg, sizeof msg, "%s%s, %s in the conv's pass", what, packs ? ", packed" : "", a ? "SiLU" : "ReLU");
+        if (t_status(st, MREC_OK, "%s", msg))
+            t_check(!memcmp(plain, got, (size_t)out_n * 4), "%s: bits differ from the conv then the activation", msg);
+    }
+    free(r), free(got), free(want), free(plain);
+}
+
 static void conv_case(mrec_conv2d_shape s, int with_bias) {
     int Ho = mrec_conv2d_out_h(&s), Wo = mrec_conv2d_out_w(&s);
     int64_t in_n = (int64_t)s.N * s.C_in * s.H * s.W, k = (int64_t)(s.C_in / s.groups) * s.KH * s.KW;
@@ -780,6 +810,8 @@ static void conv_case(mrec_conv2d_shape s, int with_bias) {
          * on the second call as on the first */
         int winograd = s.KH == 3 && s.KW == 3 && s.stride_h == 1 && s.stride_w == 1 && s.groups == 1 && s.C_out >= 16 &&
                        s.C_in >= 16 && (Ho + 1) / 2 * ((Wo + 1) / 2) > MREC_GEMM_FEW_ROWS;
+        conv_act_checks(what, s, x, w, b, ref, (k + 2) * U * (k + 1), 0, NULL, pools[p]);
+        if (packs) conv_act_checks(what, s, x, w, b, ref, (winograd ? 36 : 1) * (k + 2) * U * (k + 1), 0, packs, pools[p]);
         float *first = winograd ? malloc((size_t)out_n * 4) : NULL;
         for (int round = 0; round < 2 && packs; round++) {
             mrec_conv2d_cpu(again, x, w, b, &s, packs, pools[p]);
@@ -892,6 +924,8 @@ static void conv_bf16_case(mrec_conv2d_shape s, int with_bias) {
                  s.C_in, s.H, s.W, s.C_out, s.KH, s.KW, s.stride_h, s.pad_h, s.groups);
         if (!t_status(mrec_conv2d_bf16_cpu(out, x, w, b, &s, NULL, pools[p]), MREC_OK, "%s", what)) continue;
         t_allclose(what, ref, out, out_n, (k + 2) * U * (k + 1), 0); /* |x||w| <= 1 per term, |b| <= 1 */
+        conv_act_checks(what, s, x, w, b, ref, (k + 2) * U * (k + 1), 1, NULL, pools[p]);
+        conv_act_checks(what, s, x, w, b, ref, (k + 2) * U * (k + 1), 1, packs, pools[p]);
         for (int round = 0; round < 2; round++) {
             t_status(mrec_conv2d_bf16_cpu(again, x, w, b, &s, packs, pools[p]), MREC_OK, "%s, packed", what);
             t_check(!memcmp(out, again, (size_t)out_n * 4), "%s: bits differ with the weights packed once (round %d)", what, round);

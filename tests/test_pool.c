@@ -1,7 +1,8 @@
 /* test_pool.c: the worker-thread pool: every task runs exactly once on any
  * number of threads, the default thread count follows the CPU affinity
  * mask, a worker that is stopped (descheduled, or held in a signal handler)
- * never holds up a job, and an idle pool takes no CPU.
+ * never holds up a job, and an idle pool takes no CPU. Items side by side
+ * (mrec_context_split): each item once, on the right pool and workspace.
  *
  * No case asserts on elapsed time: a stopped worker is released by a flag
  * the test sets once the job is back, and waits give up only after seconds,
@@ -275,6 +276,82 @@ static void test_idle_cpu(void) {
     mrec_pool_destroy(pool);
 }
 
+/* ---- items side by side ---- */
+
+typedef struct {
+    int n, fail_at;        /* the item whose fn fails, or -1 */
+    atomic_int seen[64];   /* per item: how many calls covered it */
+    atomic_int alone_calls; /* calls on a one-thread pool */
+    atomic_int calls;
+    size_t share;
+} split_probe;
+
+static size_t probe_share(int items, void *arg) {
+    const split_probe *p = arg;
+    return p->share * (size_t)items;
+}
+
+static mrec_status probe_items(mrec_context *ctx, int lo, int hi, void *arg) {
+    split_probe *p = arg;
+    atomic_fetch_add(&p->calls, 1);
+    if (mrec_pool_threads(ctx->pool) == 1) atomic_fetch_add(&p->alone_calls, 1);
+    /* the share is this call's own: all of it can be carved and written */
+    size_t need = p->share * (size_t)(hi - lo), mark = ctx->workspace.used;
+    unsigned char *w = mrec_arena_alloc(&ctx->workspace, need);
+    if (!w) return mrec_fail(MREC_ERR_NOMEM, "probe: no room for %zu bytes", need);
+    memset(w, 0xab, need);
+    ctx->workspace.used = mark;
+    for (int i = lo; i < hi; i++) {
+        atomic_fetch_add(&p->seen[i], 1);
+        if (i == p->fail_at) return mrec_fail(MREC_ERR_FORMAT, "probe: item %d is bad", i);
+    }
+    return MREC_OK;
+}
+
+static void test_split(void) {
+    for (int threads = 1; threads <= 4; threads++)
+        for (int n = 1; n <= 9; n++)
+            for (int room = 0; room < 2; room++) {
+                mrec_context_options o = mrec_context_defaults();
+                o.device = MREC_WANT_CPU, o.n_threads = threads;
+                mrec_context *ctx = NULL;
+                if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a %d-thread context", threads)) continue;
+                split_probe p = {.n = n, .fail_at = -1, .share = 1000};
+                /* room: what a split needs; else only what one call over all items needs */
+                size_t bytes = room ? mrec_context_split_bytes(ctx, n, probe_share, &p) : probe_share(n, &p) + 64;
+                mrec_context_reserve(ctx, bytes);
+                /* it splits where the T shares (each aligned to 64 bytes) fit the free workspace */
+                size_t shares = (size_t)threads * ((p.share * (size_t)(n / (threads ? threads : 1)) + 63) / 64 * 64) + 64;
+                int splits = threads > 1 && n >= threads && ctx->workspace.capacity >= shares;
+                t_check(!room || splits || threads == 1 || n < threads, "split: the bytes it asks for let %d items split on %d threads",
+                        n, threads);
+                mrec_status st = mrec_context_split(ctx, n, probe_share, probe_items, &p);
+                int once = 1;
+                for (int i = 0; i < n; i++) once &= atomic_load(&p.seen[i]) == 1;
+                t_check(st == MREC_OK && once, "split: %d items on %d threads (room %d): each item once", n, threads, room);
+                int want_calls = splits ? threads + (n % threads != 0) : 1;
+                t_check(atomic_load(&p.calls) == want_calls && atomic_load(&p.alone_calls) == (splits ? threads : threads == 1),
+                        "split: %d items on %d threads (room %d): %d calls, %d on one-thread pools", n, threads, room,
+                        atomic_load(&p.calls), atomic_load(&p.alone_calls));
+                t_check(ctx->workspace.used == 0, "split: the workspace is given back");
+                /* a failing item: its error and message come back from whichever thread ran it */
+                split_probe bad = {.n = n, .fail_at = n - 1, .share = 1000};
+                st = mrec_context_split(ctx, n, probe_share, probe_items, &bad);
+                t_check(st == MREC_ERR_FORMAT && strstr(mrec_error_detail(), "item") != NULL,
+                        "split: %d items on %d threads: the failure comes back (%d: %s)", n, threads, st, mrec_error_detail());
+                mrec_context_destroy(ctx);
+            }
+    /* a thread's view of the pool: one thread, that thread's scratch */
+    mrec_pool *pool = NULL;
+    if (t_status(mrec_pool_create(&pool, 3, MREC_SIMD_SCALAR), MREC_OK, "a 3-thread pool")) {
+        for (int t = 0; t < 3; t++)
+            t_check(mrec_pool_threads(mrec_pool_alone(pool, t)) == 1 &&
+                        mrec_pool_scratch(mrec_pool_alone(pool, t), 0) == mrec_pool_scratch(pool, t),
+                    "thread %d's view: one thread, its scratch", t);
+        mrec_pool_destroy(pool);
+    }
+}
+
 int main(void) {
     t_suite("pool");
     test_exactly_once();
@@ -283,5 +360,6 @@ int main(void) {
     test_stopped_worker();
     test_worker_stuck_in_task();
     test_idle_cpu();
+    test_split();
     return t_finish();
 }

@@ -39,6 +39,35 @@ static void compare(const char *what, const float *ref, const float *out, int64_
     t_allclose(what, ref, out, n, 1e-4 * scale, 0);
 }
 
+/* Images side by side (mrec_context_split): on 2 and 3 threads with the
+ * workspace for a pass per thread, the bits of the forward that ran each
+ * op on all threads (pooled, logits), the leftover images included (3
+ * images on 2 threads); the workspace given back. */
+static void split_case(const mrec_resnet *m, mrec_packs *packs, const float *x, int B, int H, int W, const float *pooled,
+                       const float *logits, const char *dir) {
+    for (int threads = 2; threads <= 3; threads++) {
+        mrec_context_options o = mrec_context_defaults();
+        o.device = MREC_WANT_CPU, o.n_threads = threads;
+        mrec_context *c = NULL;
+        float *p = malloc(sizeof(float) * (size_t)B * m->features), *l = logits ? malloc(sizeof(float) * (size_t)B * m->n_classes) : NULL;
+        size_t one = mrec_resnet_workspace_bytes(m, H, W);
+        if (t_status(mrec_context_create(&c, &o), MREC_OK, "a %d-thread context", threads) &&
+            t_check(mrec_resnet_batch_workspace_bytes(c, m, B, H, W) >= (size_t)threads * one, "%s: %d passes' workspace", dir,
+                    threads) &&
+            t_status(mrec_context_reserve(c, mrec_resnet_batch_workspace_bytes(c, m, B, H, W)), MREC_OK, "workspace") &&
+            (c->packs = packs, 1) &&
+            t_status(mrec_resnet_forward(c, m, x, B, H, W, p, l), MREC_OK, "%s forward, a pass per thread", dir)) {
+            t_check(!memcmp(p, pooled, sizeof(float) * (size_t)B * m->features),
+                    "%s, %d images on %d threads side by side: the features' bits differ", dir, B, threads);
+            t_check(!l || !memcmp(l, logits, sizeof(float) * (size_t)B * m->n_classes),
+                    "%s, %d images on %d threads side by side: the logits' bits differ", dir, B, threads);
+            t_check(c->workspace.used == 0, "%s: the workspace is given back after the threads' passes", dir);
+        }
+        mrec_context_destroy(c);
+        free(p), free(l);
+    }
+}
+
 static void resnet_case(mrec_context *ctx, const char *dir, const char *images) {
     mrec_resnet m;
     if (!t_status(mrec_resnet_load(&m, dir), MREC_OK, "load %s", dir)) return;
@@ -69,6 +98,7 @@ static void resnet_case(mrec_context *ctx, const char *dir, const char *images) 
                     snprintf(what, sizeof what, "%s: fc logits, weights packed once", dir);
                     compare(what, logits_ref, logits, (int64_t)B * m.n_classes);
                 }
+                split_case(&m, packs, x, B, H, W, pooled, logits, dir);
             }
             ctx->packs = NULL;
             /* in bf16 (the convolutions' and the fc's products, AVX-512 BF16 or AMX tiles), weights packed once

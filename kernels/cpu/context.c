@@ -80,6 +80,65 @@ mrec_status mrec_context_reserve(mrec_context *ctx, size_t bytes) {
     return mrec_arena_reserve(&ctx->workspace, bytes, ctx->device, ctx->cuda);
 }
 
+/* ---- items side by side (mrec_context_split) ---- */
+
+#define SPLIT_MAX 64 /* threads that take items; a larger pool splits each op instead */
+
+static int split_threads(const mrec_context *ctx, int n) {
+    int T = ctx->device == MREC_DEVICE_CPU && ctx->pool ? mrec_pool_threads(ctx->pool) : 1;
+    return T > 1 && T <= SPLIT_MAX && n >= T ? T : 1;
+}
+
+static size_t aligned(size_t bytes) { return (bytes + MREC_ARENA_ALIGN - 1) / MREC_ARENA_ALIGN * MREC_ARENA_ALIGN; }
+
+size_t mrec_context_split_bytes(const mrec_context *ctx, int n, mrec_share_fn share, void *arg) {
+    int T = split_threads(ctx, n);
+    size_t whole = share(n, arg), shares = T > 1 ? (size_t)T * aligned(share(n / T, arg)) + MREC_ARENA_ALIGN : 0;
+    return whole > shares ? whole : shares;
+}
+
+typedef struct {
+    mrec_context *ctx;
+    mrec_items_fn fn;
+    void *arg;
+    int q;
+    mrec_arena *arena;   /* one per task */
+    mrec_status *status; /* one per task */
+    char (*detail)[512]; /* a failed task's message (mrec_fail's is per thread) */
+} split_job;
+
+static void split_task(void *arg, int task, int thread) {
+    split_job *j = arg;
+    mrec_context sub = *j->ctx;
+    sub.pool = mrec_pool_alone(j->ctx->pool, thread);
+    sub.workspace = j->arena[task];
+    j->status[task] = j->fn(&sub, task * j->q, (task + 1) * j->q, j->arg);
+    if (j->status[task]) snprintf(j->detail[task], sizeof j->detail[task], "%s", mrec_error_detail());
+}
+
+mrec_status mrec_context_split(mrec_context *ctx, int n, mrec_share_fn share, mrec_items_fn fn, void *arg) {
+    int T = split_threads(ctx, n);
+    if (T < 2) return fn(ctx, 0, n, arg);
+    int q = n / T;
+    size_t bytes = aligned(share(q, arg)), mark = ctx->workspace.used;
+    mrec_arena arena[SPLIT_MAX];
+    mrec_status status[SPLIT_MAX];
+    char detail[SPLIT_MAX][512];
+    if (!ctx->workspace.base || ctx->workspace.capacity - ctx->workspace.used < (size_t)T * bytes + MREC_ARENA_ALIGN)
+        return fn(ctx, 0, n, arg);
+    for (int t = 0; t < T; t++) {
+        uint8_t *base = mrec_arena_alloc(&ctx->workspace, bytes);
+        arena[t] = (mrec_arena){.base = base, .capacity = bytes, .device = MREC_DEVICE_CPU};
+        status[t] = MREC_OK;
+    }
+    split_job j = {ctx, fn, arg, q, arena, status, detail};
+    mrec_pool_run(ctx->pool, split_task, &j, T);
+    ctx->workspace.used = mark;
+    for (int t = 0; t < T; t++)
+        if (status[t]) return mrec_fail(status[t], "%s", detail[t]);
+    return T * q < n ? fn(ctx, T * q, n, arg) : MREC_OK;
+}
+
 void mrec_context_destroy(mrec_context *ctx) {
     if (!ctx) return;
     mrec_arena_release(&ctx->workspace, ctx->cuda);

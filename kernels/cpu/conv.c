@@ -160,6 +160,8 @@ typedef struct {
     const float *bias;
     const mrec_conv2d_shape *s;
     int th, tw, Ho, Wo, rows; /* rows: tiles of all the images in one GEMM */
+    float beta;               /* the output: act(Y + bias + beta * out) */
+    const mrec_act *act;
 } wino_pass;
 
 /* V for (image, channel) pairs [lo, hi): per row of tiles, the four input
@@ -201,8 +203,9 @@ MREC_VECTOR_CLONES static void winograd_input(void *arg, int64_t lo, int64_t hi)
 }
 
 /* Y for (image, row of tiles, block of output channels) tasks [lo, hi): A^T
- * down each tile's 4 rows, A across, plus the bias, into two output rows per
- * channel (the last row and column of tiles may hang over the edge). */
+ * down each tile's 4 rows, A across, plus the bias (and beta times the
+ * output, then the activation), into two output rows per channel (the last
+ * row and column of tiles may hang over the edge). */
 MREC_VECTOR_CLONES static void winograd_output(void *arg, int64_t lo, int64_t hi) {
     const wino_pass *a = arg;
     const mrec_conv2d_shape *s = a->s;
@@ -237,7 +240,11 @@ MREC_VECTOR_CLONES static void winograd_output(void *arg, int64_t lo, int64_t hi
             float b = a->bias ? a->bias[co0 + c] : 0.0f;
             for (int i = 0; i < 2 && 2 * ty + i < a->Ho; i++) {
                 float *o = a->out + (((size_t)n * s->C_out + co0 + c) * a->Ho + 2 * ty + i) * a->Wo;
-                for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b;
+                if (a->beta == 0.0f)
+                    for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b;
+                else
+                    for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b + a->beta * o[x];
+                if (a->act) mrec_gemm_activate(o, a->Wo, 1, a->Wo, *a->act);
             }
         }
     }
@@ -245,8 +252,8 @@ MREC_VECTOR_CLONES static void winograd_output(void *arg, int64_t lo, int64_t hi
 
 /* The Winograd conv, a group of images at a time; 0 (nothing written) when
  * the filters' transform or the workspace cannot be had. */
-static int winograd_conv(float *out, const float *in, const float *weight, const float *bias, const mrec_conv2d_shape *s,
-                         mrec_packs *packs, mrec_pool *pool) {
+static int winograd_conv(float *out, const float *in, const float *weight, const float *bias, float beta, const mrec_act *act,
+                         const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s), th = (Ho + 1) / 2, tw = (Wo + 1) / 2, T = th * tw;
     int group = T >= WINO_TILES ? 1 : (WINO_TILES + T - 1) / T;
     if (group > s->N) group = s->N;
@@ -268,12 +275,12 @@ static int winograd_conv(float *out, const float *in, const float *weight, const
     float *m = v + 16 * (size_t)s->C_in * rows_max;
     for (int n0 = 0; n0 < s->N; n0 += group) {
         int g = s->N - n0 < group ? s->N - n0 : group, rows = g * T, last = n0 + group >= s->N;
-        wino_pass pin = {v, in + (size_t)n0 * s->C_in * s->H * s->W, NULL, s, th, tw, Ho, Wo, rows};
+        wino_pass pin = {v, in + (size_t)n0 * s->C_in * s->H * s->W, NULL, s, th, tw, Ho, Wo, rows, 0.0f, NULL};
         mrec_parallel_range(pool, (int64_t)g * s->C_in, 1, winograd_input, &pin);
         for (int k = 0; k < 16; k++)
             mrec_gemm_bpacked_cpu(m + (size_t)k * rows * s->C_out, v + (size_t)k * s->C_in * rows, 1, rows,
                                   (const float *)(u[last] + k * bytes[last]), rows, s->C_out, s->C_in, s->C_out, pool);
-        wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, m, bias, s, th, tw, Ho, Wo, rows};
+        wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, m, bias, s, th, tw, Ho, Wo, rows, beta, act};
         mrec_parallel_range(pool, (int64_t)g * th * ((s->C_out + WINO_CO_BLOCK - 1) / WINO_CO_BLOCK), 1, winograd_output,
                             &pout);
     }
@@ -281,9 +288,10 @@ static int winograd_conv(float *out, const float *in, const float *weight, const
     return 1;
 }
 
-void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias, const mrec_conv2d_shape *s,
-                     mrec_packs *packs, mrec_pool *pool) {
-    if (packs && winograd_fits(s) && winograd_conv(out, in, weight, bias, s, packs, pool)) return;
+/* out = act(conv(in) + bias + beta out), act NULL for none: a GEMM per image and group, or Winograd. */
+static void conv2d_run(float *out, const float *in, const float *weight, const float *bias, float beta, const mrec_act *act,
+                       const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+    if (packs && winograd_fits(s) && winograd_conv(out, in, weight, bias, beta, act, s, packs, pool)) return;
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;
@@ -292,14 +300,24 @@ void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const flo
             unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo};
             float *y = out + ((size_t)n * s->C_out + (size_t)g * cog) * npix;
             /* the bias is per output channel: per row of C */
-            mrec_gemm_filled_cpu(y, weight + (size_t)g * cog * krows, fill_panel, &u, bias ? bias + g * cog : NULL, 1.0f, 0.0f,
-                                 cog, npix, krows, krows, npix, packs, pool);
+            mrec_gemm_filled_cpu(y, weight + (size_t)g * cog * krows, fill_panel, &u, bias ? bias + g * cog : NULL, 1.0f, beta,
+                                 cog, npix, krows, krows, npix, act, packs, pool);
         }
     }
 }
 
-mrec_status mrec_conv2d_bf16_cpu(float *out, const float *in, const float *weight, const float *bias,
-                                 const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+void mrec_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias, const mrec_conv2d_shape *s,
+                     mrec_packs *packs, mrec_pool *pool) {
+    conv2d_run(out, in, weight, bias, 0.0f, NULL, s, packs, pool);
+}
+
+void mrec_conv2d_act_cpu(float *out, const float *in, const float *weight, const float *bias, float beta, mrec_act act,
+                         const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+    conv2d_run(out, in, weight, bias, beta, &act, s, packs, pool);
+}
+
+static mrec_status conv2d_bf16_run(float *out, const float *in, const float *weight, const float *bias, float beta,
+                                   const mrec_act *act, const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
     if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 conv2d: this CPU has no AVX-512 BF16");
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
@@ -308,11 +326,21 @@ mrec_status mrec_conv2d_bf16_cpu(float *out, const float *in, const float *weigh
         for (int g = 0; g < s->groups; g++) {
             unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo};
             float *y = out + ((size_t)n * s->C_out + (size_t)g * cog) * npix;
-            if (!mrec_gemm_bf16_filled(y, weight + (size_t)g * cog * krows, fill_panel, &u, bias ? bias + g * cog : NULL, cog,
-                                       npix, krows, npix, packs, pool))
+            if (!mrec_gemm_bf16_filled(y, weight + (size_t)g * cog * krows, fill_panel, &u, bias ? bias + g * cog : NULL, beta,
+                                       act, cog, npix, krows, npix, packs, pool))
                 return mrec_fail(MREC_ERR_NOMEM, "bf16 conv2d: packing the weights (%d x %d)", cog, krows);
         }
     return MREC_OK;
+}
+
+mrec_status mrec_conv2d_bf16_cpu(float *out, const float *in, const float *weight, const float *bias,
+                                 const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+    return conv2d_bf16_run(out, in, weight, bias, 0.0f, NULL, s, packs, pool);
+}
+
+mrec_status mrec_conv2d_act_bf16_cpu(float *out, const float *in, const float *weight, const float *bias, float beta,
+                                     mrec_act act, const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+    return conv2d_bf16_run(out, in, weight, bias, beta, &act, s, packs, pool);
 }
 
 typedef struct {

@@ -84,7 +84,7 @@ mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_sh
     *bytes = 0;
     return no_cuda();
 }
-mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias, void *work,
+mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias, float beta, void *work,
                              size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
     return no_cuda();
 }

@@ -189,17 +189,7 @@ static int has_start(const gemm_job *g) { return g->beta != 0.0f || g->bias || g
  * row bias instead: where no micro-kernel runs (K = 0, a few rows). The
  * micro-kernels' starts (mrec_uk_start) form the same values. */
 static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
-    if (!g->row_bias) {
-        mrec_gemm_prologue(C, g->ldc, g->beta, g->bias, i0, mc, j0, nc);
-        return;
-    }
-    for (int i = i0; i < i0 + mc; i++) {
-        float *c = C + (size_t)i * g->ldc + j0, b = g->row_bias[i];
-        if (g->beta == 0.0f)
-            for (int j = 0; j < nc; j++) c[j] = b;
-        else
-            for (int j = 0; j < nc; j++) c[j] = g->beta * c[j] + b;
-    }
+    mrec_gemm_prologue(C, g->ldc, g->beta, g->bias, g->row_bias, i0, mc, j0, nc);
 }
 
 /* K = 0: C = beta * C + bias (then the activation), and nothing else. */
@@ -712,10 +702,11 @@ void mrec_linear_act_cpu(float *C, const float *A, const float *W, const float *
 }
 
 void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias,
-                          float alpha, float beta, int M, int N, int K, int lda, int ldc, mrec_packs *packs, mrec_pool *pool) {
+                          float alpha, float beta, int M, int N, int K, int lda, int ldc, const mrec_act *act, mrec_packs *packs,
+                          mrec_pool *pool) {
     gemm_job g = {
         .C = C, .A = A, .alpha = alpha, .beta = beta, .M = M, .N = N, .K = K, .lda = lda, .ldc = ldc,
-        .pool = pool, .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias,
+        .pool = pool, .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias, .act = act,
     };
     use_packed_a(&g, packs);
     gemm_run(&g, 1);

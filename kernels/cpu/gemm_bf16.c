@@ -240,7 +240,7 @@ static void tile(void *arg, int task, int thread) {
     int pro = g->beta != 0.0f || g->K == 0;
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
-        mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
+        mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, NULL, i0, mc, q0 * NR, j_hi - q0 * NR);
         if (g->K == 0 && g->act) mrec_gemm_activate(g->C + (size_t)i0 * g->ldc + q0 * NR, g->ldc, mc, j_hi - q0 * NR, *g->act);
     }
     uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
@@ -362,7 +362,7 @@ static void tile_amx(void *arg, int task, int thread) {
     int pro = g->beta != 0.0f || g->K == 0;
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
-        mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, i0, mc, q0 * NR, j_hi - q0 * NR);
+        mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, NULL, i0, mc, q0 * NR, j_hi - q0 * NR);
         if (g->K == 0 && g->act) mrec_gemm_activate(g->C + (size_t)i0 * g->ldc + q0 * NR, g->ldc, mc, j_hi - q0 * NR, *g->act);
     }
     amx_configure();
@@ -494,7 +494,10 @@ static void filled_task(void *arg, int task, int thread) {
         int overwrite = p0 == 0;
         for (int ir = 0; ir < g->M; ir += g->mr) {
             int m = g->M - ir < g->mr ? g->M - ir : g->mr;
-            const float *rb = g->row_bias && overwrite ? g->row_bias + ir : NULL;
+            /* beta = 0: the first block overwrites C with its sums plus the row bias; else the tile becomes
+             * beta C + row_bias just before, while it is in cache, and every block adds to it */
+            int fresh = overwrite && g->beta == 0.0f;
+            const float *rb = g->row_bias && fresh ? g->row_bias + ir : NULL;
             if (rb && g->amx && m == AMX_MR)
                 for (int r = 0; r < AMX_MR; r++)
                     for (int j = 0; j < NR; j++) init[r][j] = rb[r];
@@ -502,15 +505,17 @@ static void filled_task(void *arg, int task, int thread) {
                 const uint32_t *bp = bpack + (size_t)(q - q0) * kt * NR;
                 float *c = g->C + (size_t)ir * g->ldc + q * NR;
                 int n = g->N - q * NR < NR ? g->N - q * NR : NR;
+                if (overwrite && !fresh) mrec_gemm_prologue(g->C, g->ldc, g->beta, NULL, g->row_bias, ir, m, q * NR, n);
                 if (g->amx)
                     ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, g->ldc, 1.0f, NULL, rb,
-                                (const float(*)[NR])init, m, n, overwrite);
+                                (const float(*)[NR])init, m, n, fresh);
                 else if (g->mr == MR)
                     ukernel_12(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR, bp, c, g->ldc, 1.0f, NULL, rb, m, n,
-                               overwrite);
+                               fresh);
                 else
                     ukernel_4(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR_FEW, bp, c, g->ldc, 1.0f, NULL, rb, m, n,
-                              overwrite);
+                              fresh);
+                if (p0 + kc >= g->kp && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act);
             }
         }
     }
@@ -526,14 +531,14 @@ static int pack_whole_a(void *dst, void *arg) {
     return 1;
 }
 
-int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, int M,
-                          int N, int K, int ldc, mrec_packs *packs, mrec_pool *pool) {
+int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float beta,
+                          const mrec_act *act, int M, int N, int K, int ldc, mrec_packs *packs, mrec_pool *pool) {
     if (M <= 0 || N <= 0) return 1;
-    job g = {.C = C, .A = A, .alpha = 1.0f, .M = M, .N = N, .K = K, .lda = K, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool,
-             .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias};
-    if (K <= 0) { /* no products: the bias, or zero */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = row_bias ? row_bias[i] : 0.0f;
+    job g = {.C = C, .A = A, .alpha = 1.0f, .beta = beta, .M = M, .N = N, .K = K, .lda = K, .ldc = ldc, .kp = (K + 1) / 2,
+             .pool = pool, .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias, .act = act};
+    if (K <= 0) { /* no products: beta C plus the bias, then the activation */
+        mrec_gemm_prologue(C, ldc, beta, NULL, row_bias, 0, M, 0, N);
+        if (act) mrec_gemm_activate(C, ldc, M, N, *act);
         return 1;
     }
     g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;

@@ -81,20 +81,31 @@ void mrec_pack_at_avx2(float *dst, const float *src, int lda, int kc, int rows);
 void mrec_pack_b_avx2(float *dst, const float *src, int ldb, int kc, int cols, int NR, int panels, size_t panel_stride);
 
 /* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc), before a
- * GEMM adds alpha * op(A) op(B) (beta = 0 ignores C, NaN included). */
-static inline void mrec_gemm_prologue(float *C, int ldc, float beta, const float *bias, int i0, int mc, int j0, int nc) {
+ * GEMM adds alpha * op(A) op(B) (beta = 0 ignores C, NaN included). bias is
+ * one per column, or row_bias one per row (a convolution's); at most one of
+ * them is set. */
+static inline void mrec_gemm_prologue(float *C, int ldc, float beta, const float *bias, const float *row_bias, int i0, int mc,
+                                      int j0, int nc) {
     for (int i = 0; i < mc; i++) {
         float *c = C + (size_t)(i0 + i) * ldc + j0;
         for (int j = 0; j < nc; j++) {
             float v = beta == 0.0f ? 0.0f : beta * c[j];
-            c[j] = bias ? v + bias[j0 + j] : v;
+            c[j] = bias ? v + bias[j0 + j] : row_bias ? v + row_bias[i0 + i] : v;
         }
     }
 }
 
 /* act on C's (m x n) corner at c, once its sums are whole (a linear layer's
- * activation, applied to each tile while it is in cache). */
+ * activation, applied to each tile while it is in cache). ReLU inline: a
+ * call per row of a tile cost as much as the ReLU's own pass over memory. */
 static inline void mrec_gemm_activate(float *c, int ldc, int m, int n, mrec_act act) {
+    if (act == MREC_ACT_RELU) {
+        for (int i = 0; i < m; i++) {
+            float *restrict r = c + (size_t)i * ldc;
+            for (int j = 0; j < n; j++) r[j] = r[j] > 0.0f ? r[j] : 0.0f; /* NaN to 0, as mrec_activation_cpu */
+        }
+        return;
+    }
     for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * ldc, c + (size_t)i * ldc, act, 0.0f, n);
 }
 
@@ -102,14 +113,15 @@ static inline void mrec_gemm_activate(float *c, int ldc, int m, int n, mrec_act 
  * cols, NR) writes the (kc, NR) panel of op(B) rows [p0, p0 + kc), columns
  * [j0, j0 + cols), zero past cols. A convolution fills panels straight from
  * its input (an implicit im2col) and never writes the unfolded matrix. Its
- * bias is one per row of C (row_bias, or NULL): C = alpha op(A) op(B) +
- * beta C + row_bias. Same contract as mrec_gemm_packed_cpu otherwise (A may
- * be packed once). */
+ * bias is one per row of C (row_bias, or NULL): C = act(alpha op(A) op(B) +
+ * beta C + row_bias), act NULL for none. Same contract as
+ * mrec_gemm_packed_cpu otherwise (A may be packed once). */
 struct mrec_packs;
 struct mrec_pool;
 typedef void (*mrec_gemm_fill_b)(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR);
 void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float alpha,
-                          float beta, int M, int N, int K, int lda, int ldc, struct mrec_packs *packs, struct mrec_pool *pool);
+                          float beta, int M, int N, int K, int lda, int ldc, const mrec_act *act, struct mrec_packs *packs,
+                          struct mrec_pool *pool);
 
 /* A pack set's copy of weight w (N, K) in one layout (tag), made on first
  * use by make(dst, arg) into `bytes` bytes (make returns 0 if it could not:
@@ -153,11 +165,6 @@ struct mrec_pool;
 int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a,
                        int trans_b, int M, int N, int K, int lda, int ldb, int ldc, const mrec_act *act,
                        struct mrec_packs *packs, struct mrec_pool *pool);
-/* A convolution's GEMM in bf16: C (M, N) = A op(B) + row_bias (NULL: none),
- * A (M, K) row-major with lda = K (the weights, packed once where they lie
- * in packs), op(B) filled in fp32 panel by panel by fill (as for
- * mrec_gemm_filled_cpu) and rounded to bf16; 0 when memory for packing A
- * runs out (nothing written). */
 /* C_b = alpha op(A_b) op(B_b) for b < batch, item b at A + b stride_a and so
  * on, in bf16 (beta 0, no bias): a task per item on one thread (attention's
  * heads). 0 (nothing written) where an item's packing does not fit a
@@ -165,7 +172,12 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
 int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M,
                            int N, int K, int lda, int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c,
                            struct mrec_pool *pool);
-int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, int M,
-                          int N, int K, int ldc, struct mrec_packs *packs, struct mrec_pool *pool);
+/* A convolution's GEMM in bf16: C (M, N) = act(A op(B) + beta C + row_bias)
+ * (row_bias NULL: none; act NULL: none), A (M, K) row-major with lda = K (the
+ * weights, packed once where they lie in packs), op(B) filled in fp32 panel
+ * by panel by fill (as for mrec_gemm_filled_cpu) and rounded to bf16; 0
+ * when memory for packing A runs out (nothing written). */
+int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float beta,
+                          const mrec_act *act, int M, int N, int K, int ldc, struct mrec_packs *packs, struct mrec_pool *pool);
 
 #endif

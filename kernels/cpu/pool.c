@@ -131,6 +131,7 @@ struct mrec_pool {
     pthread_t *threads; /* n_threads - 1 workers; thread 0 is the caller */
     float **scratch;    /* n_threads buffers of MREC_GEMM_SCRATCH_FLOATS */
     int n_started;      /* workers actually running, for destroy */
+    struct mrec_pool *alone; /* n_threads one-thread views (mrec_pool_alone), or NULL in a view */
 
     /* The job. The caller writes these before it publishes `remaining`; a
      * thread reads them only after it has claimed a task, and the job cannot
@@ -295,6 +296,15 @@ mrec_status mrec_pool_create(mrec_pool **out, int n_threads, mrec_simd simd) {
         p->scratch[t] = aligned_alloc(64, MREC_GEMM_SCRATCH_FLOATS * sizeof(float));
         if (!p->scratch[t]) goto nomem;
     }
+    /* thread t's view: a pool of one thread, thread t's scratch, no workers of its own */
+    p->alone = aligned_alloc(64, (size_t)n_threads * sizeof *p->alone);
+    if (!p->alone) goto nomem;
+    memset(p->alone, 0, (size_t)n_threads * sizeof *p->alone);
+    for (int t = 0; t < n_threads; t++) {
+        mrec_pool *v = &p->alone[t];
+        v->n_threads = 1, v->simd = p->simd, v->scratch = &p->scratch[t];
+        v->caller_spin_ns = SPIN_START_NS, v->exploit_len = EXPLOIT_START;
+    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     for (int t = 1; t < n_threads; t++) {
@@ -318,6 +328,7 @@ nomem:
         for (int t = 0; t < n_threads; t++) free(p->scratch[t]);
     free(p->scratch);
     free(p->threads);
+    free(p->alone);
     free(p);
     return mrec_fail(MREC_ERR_NOMEM, "pool: allocating %d scratch buffers", n_threads);
 }
@@ -333,12 +344,14 @@ void mrec_pool_destroy(mrec_pool *p) {
     for (int t = 0; t < p->n_threads; t++) free(p->scratch[t]);
     free(p->scratch);
     free(p->threads);
+    free(p->alone);
     free(p);
 }
 
 int mrec_pool_threads(const mrec_pool *p) { return p->n_threads; }
 mrec_simd mrec_pool_simd(const mrec_pool *p) { return p->simd; }
 void *mrec_pool_scratch(mrec_pool *p, int thread) { return p->scratch[thread]; }
+mrec_pool *mrec_pool_alone(mrec_pool *p, int thread) { return p->alone ? &p->alone[thread] : p; }
 
 /* Counts a job of n_tasks that took ns in the current window and, when the
  * window is full, moves to the next phase. */

@@ -79,9 +79,10 @@ __global__ static void add_channel_bias(float *out, const float *bias, int C, in
         out[i] += bias[(i / HW) % C];
 }
 
-/* out: (N, C_out, Ho, Wo); in: (N, C_in, H, W); weight: (C_out, C_in / groups, KH, KW); bias: (C_out) or NULL;
- * work: work_bytes of device memory (mrec_conv2d_workspace_bytes_cuda) */
-extern "C" mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias,
+/* out = conv(in) + bias + beta out. out: (N, C_out, Ho, Wo); in: (N, C_in, H, W); weight: (C_out, C_in / groups,
+ * KH, KW); bias: (C_out) or NULL; work: work_bytes of device memory (mrec_conv2d_workspace_bytes_cuda).
+ * cuDNN blends beta out into its output itself. */
+extern "C" mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias, float beta,
                                         void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
     if (s->N <= 0) return MREC_OK;
     conv_plan p;
@@ -92,9 +93,9 @@ extern "C" mrec_status mrec_conv2d_cuda(float *out, const float *in, const float
                           "conv2d workspace");
     if (!st && need > work_bytes)
         st = mrec_fail(MREC_ERR_ARG, "conv2d: workspace of %zu bytes, %zu needed", work_bytes, need);
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f;
     if (!st) st = mrec_cudnn_check(cudnnConvolutionForward(cu->dnn, &one, p.x, in, p.w, weight, p.conv, p.algo, work,
-                                                           need, &zero, p.y, out), "cudnnConvolutionForward");
+                                                           need, &beta, p.y, out), "cudnnConvolutionForward");
     plan_free(&p);
     if (st || !bias) return st;
     int64_t HW = (int64_t)mrec_conv2d_out_h(s) * mrec_conv2d_out_w(s), n = (int64_t)s->N * s->C_out * HW;
