@@ -58,6 +58,11 @@ void *mrec_pool_scratch(mrec_pool *pool, int thread);
  * its own (a forward pass per thread) hands them this pool. */
 mrec_pool *mrec_pool_alone(mrec_pool *pool, int thread);
 void mrec_pool_run(mrec_pool *pool, mrec_task_fn fn, void *arg, int n_tasks);
+/* The same for tasks that are whole forward passes (mrec_context_split):
+ * always on the pool's threads, and left out of the pool's judgement of
+ * whether its threads pay for small jobs (which a few long tasks would
+ * skew). */
+void mrec_pool_run_spread(mrec_pool *pool, mrec_task_fn fn, void *arg, int n_tasks);
 
 /* ---- devices, workspaces, the execution context ------------------------- */
 
@@ -124,23 +129,24 @@ void mrec_context_destroy(mrec_context *ctx);
 mrec_status mrec_context_reserve(mrec_context *ctx, size_t bytes);
 const char *mrec_device_name(mrec_device device);
 
-/* Items side by side: a forward pass of a few images on each thread beats
- * every op of one pass split over the threads (no wait between ops, each
+/* Items side by side: a forward pass of an image per thread beats every
+ * op of one image split over the threads (no wait between ops, each
  * thread's activations in its own cache). On a CPU pool of T > 1 threads
- * and at least T items, thread t runs fn(sub, t q, (t + 1) q, arg), q =
- * n / T, on sub: a copy of ctx with the thread's one-thread pool
- * (mrec_pool_alone) and its own share(q, arg) bytes of ctx's free
- * workspace; the last n - T q items then run on ctx, on all threads. Where
- * that does not apply (a GPU, one thread, fewer items, or less free
- * workspace than the T shares: reserve mrec_context_split_bytes) it is
- * fn(ctx, 0, n, arg). fn's results are the same either way where its ops'
- * bits do not depend on the thread count (the CPU kernels' contract). */
+ * and at least T items, items [0, T q), q = n / T, are tasks of one item
+ * each, handed to the threads as they come free: fn(sub, i, i + 1, arg) on
+ * sub, a copy of ctx with the thread's one-thread pool (mrec_pool_alone)
+ * and its own share(1, arg) bytes of ctx's free workspace. The last n - T q
+ * items then run on ctx, on all threads. Where that does not apply (a GPU,
+ * one thread, fewer items, or less free workspace than the T shares:
+ * reserve mrec_context_split_bytes) it is fn(ctx, 0, n, arg). fn's results
+ * are the same either way where its ops' bits do not depend on the thread
+ * count (the CPU kernels' contract). */
 typedef mrec_status (*mrec_items_fn)(mrec_context *ctx, int lo, int hi, void *arg);
 typedef size_t (*mrec_share_fn)(int items, void *arg);
 mrec_status mrec_context_split(mrec_context *ctx, int n, mrec_share_fn share, mrec_items_fn fn, void *arg);
 /* The workspace that lets mrec_context_split run n items side by side on
- * ctx: the larger of share(n) and the T shares (share(n) where it would
- * not split). */
+ * ctx: the larger of share(n) and the T shares of share(1) (share(n) where
+ * it would not split). */
 size_t mrec_context_split_bytes(const mrec_context *ctx, int n, mrec_share_fn share, void *arg);
 
 /* A sparse matrix in CSR form, with its shape; the caller checks it once

@@ -321,7 +321,7 @@ static void test_split(void) {
                 size_t bytes = room ? mrec_context_split_bytes(ctx, n, probe_share, &p) : probe_share(n, &p) + 64;
                 mrec_context_reserve(ctx, bytes);
                 /* it splits where the T shares (each aligned to 64 bytes) fit the free workspace */
-                size_t shares = (size_t)threads * ((p.share * (size_t)(n / (threads ? threads : 1)) + 63) / 64 * 64) + 64;
+                size_t shares = (size_t)threads * ((p.share + 63) / 64 * 64) + 64;
                 int splits = threads > 1 && n >= threads && ctx->workspace.capacity >= shares;
                 t_check(!room || splits || threads == 1 || n < threads, "split: the bytes it asks for let %d items split on %d threads",
                         n, threads);
@@ -329,16 +329,19 @@ static void test_split(void) {
                 int once = 1;
                 for (int i = 0; i < n; i++) once &= atomic_load(&p.seen[i]) == 1;
                 t_check(st == MREC_OK && once, "split: %d items on %d threads (room %d): each item once", n, threads, room);
-                int want_calls = splits ? threads + (n % threads != 0) : 1;
-                t_check(atomic_load(&p.calls) == want_calls && atomic_load(&p.alone_calls) == (splits ? threads : threads == 1),
+                int items = n / threads * threads, want_calls = splits ? items + (n != items) : 1;
+                t_check(atomic_load(&p.calls) == want_calls && atomic_load(&p.alone_calls) == (splits ? items : threads == 1),
                         "split: %d items on %d threads (room %d): %d calls, %d on one-thread pools", n, threads, room,
                         atomic_load(&p.calls), atomic_load(&p.alone_calls));
                 t_check(ctx->workspace.used == 0, "split: the workspace is given back");
                 /* a failing item: its error and message come back from whichever thread ran it */
                 split_probe bad = {.n = n, .fail_at = n - 1, .share = 1000};
                 st = mrec_context_split(ctx, n, probe_share, probe_items, &bad);
-                t_check(st == MREC_ERR_FORMAT && strstr(mrec_error_detail(), "item") != NULL,
+                char want[64];
+                snprintf(want, sizeof want, "probe: item %d is bad", n - 1);
+                t_check(st == MREC_ERR_FORMAT && !strcmp(mrec_error_detail(), want),
                         "split: %d items on %d threads: the failure comes back (%d: %s)", n, threads, st, mrec_error_detail());
+                t_check(ctx->workspace.used == 0, "split: the workspace is given back after a failure");
                 mrec_context_destroy(ctx);
             }
     /* a thread's view of the pool: one thread, that thread's scratch */

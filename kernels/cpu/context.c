@@ -93,7 +93,7 @@ static size_t aligned(size_t bytes) { return (bytes + MREC_ARENA_ALIGN - 1) / MR
 
 size_t mrec_context_split_bytes(const mrec_context *ctx, int n, mrec_share_fn share, void *arg) {
     int T = split_threads(ctx, n);
-    size_t whole = share(n, arg), shares = T > 1 ? (size_t)T * aligned(share(n / T, arg)) + MREC_ARENA_ALIGN : 0;
+    size_t whole = share(n, arg), shares = T > 1 ? (size_t)T * aligned(share(1, arg)) + MREC_ARENA_ALIGN : 0;
     return whole > shares ? whole : shares;
 }
 
@@ -101,42 +101,51 @@ typedef struct {
     mrec_context *ctx;
     mrec_items_fn fn;
     void *arg;
-    int q;
-    mrec_arena *arena;   /* one per task */
-    mrec_status *status; /* one per task */
-    char (*detail)[512]; /* a failed task's message (mrec_fail's is per thread) */
+    mrec_arena *arena;   /* one per thread */
+    mrec_status *status; /* one per item */
+    int *failed;         /* one per thread: the first item that failed on it, or -1 */
+    char (*detail)[512]; /* one per thread: that failure's message (mrec_fail's is per thread) */
 } split_job;
 
-static void split_task(void *arg, int task, int thread) {
+static void split_task(void *arg, int item, int thread) {
     split_job *j = arg;
     mrec_context sub = *j->ctx;
     sub.pool = mrec_pool_alone(j->ctx->pool, thread);
-    sub.workspace = j->arena[task];
-    j->status[task] = j->fn(&sub, task * j->q, (task + 1) * j->q, j->arg);
-    if (j->status[task]) snprintf(j->detail[task], sizeof j->detail[task], "%s", mrec_error_detail());
+    sub.workspace = j->arena[thread];
+    j->status[item] = j->fn(&sub, item, item + 1, j->arg);
+    if (j->status[item] && j->failed[thread] < 0)
+        j->failed[thread] = item, snprintf(j->detail[thread], sizeof j->detail[thread], "%s", mrec_error_detail());
 }
 
 mrec_status mrec_context_split(mrec_context *ctx, int n, mrec_share_fn share, mrec_items_fn fn, void *arg) {
     int T = split_threads(ctx, n);
     if (T < 2) return fn(ctx, 0, n, arg);
-    int q = n / T;
-    size_t bytes = aligned(share(q, arg)), mark = ctx->workspace.used;
-    mrec_arena arena[SPLIT_MAX];
-    mrec_status status[SPLIT_MAX];
-    char detail[SPLIT_MAX][512];
+    int items = n / T * T;
+    size_t bytes = aligned(share(1, arg)), mark = ctx->workspace.used;
     if (!ctx->workspace.base || ctx->workspace.capacity - ctx->workspace.used < (size_t)T * bytes + MREC_ARENA_ALIGN)
         return fn(ctx, 0, n, arg);
-    for (int t = 0; t < T; t++) {
-        uint8_t *base = mrec_arena_alloc(&ctx->workspace, bytes);
-        arena[t] = (mrec_arena){.base = base, .capacity = bytes, .device = MREC_DEVICE_CPU};
-        status[t] = MREC_OK;
+    mrec_status *status = calloc((size_t)items, sizeof *status);
+    int failed[SPLIT_MAX];
+    char(*detail)[512] = calloc((size_t)T, sizeof *detail);
+    mrec_arena arena[SPLIT_MAX];
+    if (!status || !detail) {
+        free(status), free(detail);
+        return fn(ctx, 0, n, arg);
     }
-    split_job j = {ctx, fn, arg, q, arena, status, detail};
-    mrec_pool_run(ctx->pool, split_task, &j, T);
+    for (int t = 0; t < T; t++) {
+        arena[t] = (mrec_arena){.base = mrec_arena_alloc(&ctx->workspace, bytes), .capacity = bytes, .device = MREC_DEVICE_CPU};
+        failed[t] = -1;
+    }
+    split_job j = {ctx, fn, arg, arena, status, failed, detail};
+    mrec_pool_run_spread(ctx->pool, split_task, &j, items);
     ctx->workspace.used = mark;
+    int first = -1; /* the thread whose failure is the earliest item: its message names it */
     for (int t = 0; t < T; t++)
-        if (status[t]) return mrec_fail(status[t], "%s", detail[t]);
-    return T * q < n ? fn(ctx, T * q, n, arg) : MREC_OK;
+        if (failed[t] >= 0 && (first < 0 || failed[t] < failed[first])) first = t;
+    mrec_status st = first >= 0 ? mrec_fail(status[failed[first]], "%s", detail[first]) : MREC_OK;
+    free(status), free(detail);
+    if (st) return st;
+    return items < n ? fn(ctx, items, n, arg) : MREC_OK;
 }
 
 void mrec_context_destroy(mrec_context *ctx) {

@@ -379,14 +379,17 @@ static void account(mrec_pool *p, int64_t ns, int n_tasks) {
     p->phase = EXPLOIT;
 }
 
-void mrec_pool_run(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks) {
+/* A job on the pool. judged: a job of small tasks, counted in the judgement
+ * of whether threads pay (and run solo when they do not); else a job of
+ * whole passes, always on the threads and left out of it. */
+static void run_job(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks, int judged) {
     if (n_tasks <= 0) return;
     if (p->n_threads == 1 || n_tasks == 1) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
         return;
     }
     int64_t start = now_ns();
-    if (p->solo) {
+    if (p->solo && judged) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
         account(p, now_ns() - start, n_tasks);
         return;
@@ -403,14 +406,15 @@ void mrec_pool_run(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks) {
 
     /* the caller's CPU time for its own tasks, when judging threads: wall
      * time would count the time it was descheduled while workers ran */
-    int64_t own_cpu = p->phase == MEASURE_THREADS ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
+    int measure = judged && p->phase == MEASURE_THREADS;
+    int64_t own_cpu = measure ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
     int mine = run_tasks(p, 0);
-    if (p->phase == MEASURE_THREADS) p->window_own_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - own_cpu, p->window_own_tasks += mine;
+    if (measure) p->window_own_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - own_cpu, p->window_own_tasks += mine;
 
     /* Every task is claimed; wait for those still running on workers. */
     int64_t own_done = now_ns();
     if (atomic_load(&p->done) != n_tasks) {
-        for (int i = 1; p->caller_spin_ns > 0; i++) {
+        for (int i = 1; judged && p->caller_spin_ns > 0; i++) {
             if (atomic_load_explicit(&p->done, memory_order_acquire) == n_tasks) break;
             cpu_relax();
             if (!(i & 63) && now_ns() - own_done > p->caller_spin_ns) break;
@@ -423,7 +427,11 @@ void mrec_pool_run(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks) {
             atomic_store(&p->caller_sleeping, 0);
         }
     }
+    if (!judged) return;
     int64_t end = now_ns();
     if (end > own_done) p->caller_spin_ns = next_spin(p->caller_spin_ns, end - own_done);
     account(p, end - start, n_tasks);
 }
+
+void mrec_pool_run(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks) { run_job(p, fn, arg, n_tasks, 1); }
+void mrec_pool_run_spread(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks) { run_job(p, fn, arg, n_tasks, 0); }
