@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
     co.device = MREC_WANT_CPU, co.n_threads = threads;
     mrec_context *ctx;
     if (mrec_context_create(&ctx, &co) || mrec_efficientnet_to_device(&m, ctx) ||
-        mrec_context_reserve(ctx, mrec_efficientnet_workspace_bytes(&m, SIZE, SIZE)))
+        mrec_context_reserve(ctx, mrec_efficientnet_batch_workspace_bytes(ctx, &m, N_IMAGES, SIZE, SIZE)))
         return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
     const char *batches = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 8 32";
     int bs[8], nb = 0;

@@ -217,7 +217,7 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     if (on_gpu) need += 2 * (slot_bytes + MREC_ARENA_ALIGN);
     need += e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit.cfg, B)
             : e->kind == MREC_IMAGE_CLIP  ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
-            : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_workspace_bytes(&e->align, h, w)
+            : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_batch_workspace_bytes(ctx, &e->align, B, h, w)
                                           : mrec_resnet_batch_workspace_bytes(ctx, &e->resnet, B, h, w);
     mrec_status st = ctx->workspace.capacity - ctx->workspace.used >= need ? MREC_OK : mrec_context_reserve(ctx, need);
     if (st) return st;

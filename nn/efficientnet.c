@@ -375,13 +375,12 @@ size_t mrec_efficientnet_workspace_bytes(const mrec_efficientnet *m, int h, int 
     return a.peak;
 }
 
-/* out (G, c_out, h, w) = conv1x1(in) + bias, then swish if act */
+/* out (G, c_out, h, w) = conv1x1(in) + bias, then swish if act, in one pass over out */
 static mrec_status conv1x1(mrec_context *ctx, float *out, const float *in, const float *wt, const float *bias, int G, int c_in,
                            int c_out, int h, int w, const activations *t, size_t col, int act) {
     mrec_conv2d_shape s = pointwise(G, c_in, c_out, h, w);
-    mrec_status st = mrec_conv2d(ctx, out, in, wt, bias, t->col, col, &s);
-    if (!st && act) st = mrec_activation(ctx, out, out, MREC_ACT_SILU, 0, (int64_t)G * c_out * h * w);
-    return st;
+    if (act) return mrec_conv2d_act(ctx, out, in, wt, bias, 0.0f, MREC_ACT_SILU, t->col, col, &s);
+    return mrec_conv2d(ctx, out, in, wt, bias, t->col, col, &s);
 }
 
 /* One MBConv block on x (G, c_in, h, w); *out receives the buffer holding its output, *h, *w its size. */
@@ -413,18 +412,35 @@ static mrec_status block_forward(mrec_context *ctx, const mrec_effnet_block *B, 
     return st;
 }
 
-mrec_status mrec_efficientnet_forward(mrec_context *ctx, const mrec_efficientnet *m, const float *images, int B, int H,
-                                      int W, float *pooled, float *embeds, float *last) {
-    mrec_status st = mrec_weights_check(ctx, m->on, "efficientnet");
-    if (st) return st;
-    if (B < 1 || H < 1 || W < 1 || H > 8192 || W > 8192)
-        return mrec_fail(MREC_ERR_ARG, "efficientnet: batch of %d images of %dx%d", B, H, W);
-    int G = group_of(m), C = m->features;
+/* A forward's inputs and outputs, for the passes over a share of the images. */
+typedef struct {
+    const mrec_efficientnet *m;
+    const float *images;
+    int H, W;
+    float *pooled, *embeds, *last;
+} forward_args;
+
+static size_t pass_bytes(int items, void *arg) {
+    (void)items; /* a pass is G images whatever the share */
+    const forward_args *f = arg;
+    return mrec_efficientnet_workspace_bytes(f->m, f->H, f->W);
+}
+
+size_t mrec_efficientnet_batch_workspace_bytes(const mrec_context *ctx, const mrec_efficientnet *m, int B, int h, int w) {
+    forward_args f = {m, NULL, h, w, NULL, NULL, NULL};
+    return mrec_context_split_bytes(ctx, B, pass_bytes, &f);
+}
+
+/* Images [lo, hi): G a pass, from ctx's workspace. */
+static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
+    const forward_args *f = arg;
+    const mrec_efficientnet *m = f->m;
+    const float *images = f->images;
+    float *pooled = f->pooled, *embeds = f->embeds, *last = f->last;
+    int G = group_of(m), C = m->features, H = f->H, W = f->W;
     sizes z;
-    if ((st = plan(m, m->on, G, H, W, &z))) return st;
-    if (z.out_h > m->pool_window || z.out_w > m->pool_window) /* AvgPool2d(hidden_dim) is then no global mean */
-        return mrec_fail(MREC_ERR_UNSUPPORTED, "efficientnet: a %dx%d last feature map is wider than the pooling window %d (hidden_dim)",
-                         z.out_w, z.out_h, m->pool_window);
+    mrec_status st = plan(m, m->on, G, H, W, &z);
+    if (st) return st;
     size_t mark = ctx->workspace.used;
     activations t;
     if (!carve(&ctx->workspace, &t, m, G, H, W, &z)) {
@@ -436,16 +452,15 @@ mrec_status mrec_efficientnet_forward(mrec_context *ctx, const mrec_efficientnet
     /* the stem's zero pad: one more row and column, zeros written once per call (mrec_mask_bias with no mask
      * writes zeros), the images' rows copied inside each pass */
     st = mrec_mask_bias(ctx, t.padded, NULL, (int64_t)G * 3 * plane_p);
-    for (int i0 = 0; i0 < B && !st; i0 += G) {
-        int n = B - i0 < G ? B - i0 : G, h = H, w = W;
+    for (int i0 = lo; i0 < hi && !st; i0 += G) {
+        int n = hi - i0 < G ? hi - i0 : G, h = H, w = W;
         float *x = t.buf[0], *f1 = t.buf[1], *f2 = t.buf[2];
         st = mrec_copy_to_device(ctx, t.image, images + i0 * image, sizeof(float) * image * n);
         for (int p = 0; p < n * 3 && !st; p++)
             st = mrec_copy_rows(ctx, t.padded + p * plane_p, W + 1, t.image + (size_t)p * H * W, W, H, W);
         mrec_conv2d_shape s = stem_shape(m, G, H, W);
-        if (!st) st = mrec_conv2d(ctx, x, t.padded, m->stem_w, m->stem_b, t.col, z.col, &s);
+        if (!st) st = mrec_conv2d_act(ctx, x, t.padded, m->stem_w, m->stem_b, 0.0f, MREC_ACT_SILU, t.col, z.col, &s);
         h = mrec_conv2d_out_h(&s), w = mrec_conv2d_out_w(&s);
-        if (!st) st = mrec_activation(ctx, x, x, MREC_ACT_SILU, 0, (int64_t)G * m->stem_c * h * w);
         for (int b = 0; b < m->n_blocks && !st; b++) {
             float *y;
             st = block_forward(ctx, &m->block[b], &t, z.col, x, &y, f1, f2, G, &h, &w);
@@ -462,4 +477,19 @@ mrec_status mrec_efficientnet_forward(mrec_context *ctx, const mrec_efficientnet
     }
     ctx->workspace.used = mark;
     return st;
+}
+
+mrec_status mrec_efficientnet_forward(mrec_context *ctx, const mrec_efficientnet *m, const float *images, int B, int H,
+                                      int W, float *pooled, float *embeds, float *last) {
+    mrec_status st = mrec_weights_check(ctx, m->on, "efficientnet");
+    if (st) return st;
+    if (B < 1 || H < 1 || W < 1 || H > 8192 || W > 8192)
+        return mrec_fail(MREC_ERR_ARG, "efficientnet: batch of %d images of %dx%d", B, H, W);
+    sizes z;
+    if ((st = plan(m, m->on, group_of(m), H, W, &z))) return st;
+    if (z.out_h > m->pool_window || z.out_w > m->pool_window) /* AvgPool2d(hidden_dim) is then no global mean */
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "efficientnet: a %dx%d last feature map is wider than the pooling window %d (hidden_dim)",
+                         z.out_w, z.out_h, m->pool_window);
+    forward_args f = {m, images, H, W, pooled, embeds, last};
+    return mrec_context_split(ctx, B, pass_bytes, passes, &f);
 }

@@ -59,6 +59,10 @@ void mrec_efficientnet_free(mrec_efficientnet *m);
 
 /* Workspace bytes for one forward pass on (h, w) images. */
 size_t mrec_efficientnet_workspace_bytes(const mrec_efficientnet *m, int h, int w);
+/* Workspace bytes that let a forward of B images on ctx run a pass per
+ * thread of a CPU pool side by side (mrec_context_split): the threads'
+ * passes, or one pass where it would not split. */
+size_t mrec_efficientnet_batch_workspace_bytes(const mrec_context *ctx, const mrec_efficientnet *m, int B, int h, int w);
 
 /* The last feature map's size for (h, w) images (0 x 0 if they are too small). */
 void mrec_efficientnet_out_size(const mrec_efficientnet *m, int h, int w, int *out_h, int *out_w);

@@ -107,6 +107,31 @@ static void tiny_processor(const float *want, int64_t per) {
     }
 }
 
+/* Images side by side (mrec_context_split), an image per thread on 2
+ * threads with the workspace for it: the bits of the forward that ran
+ * each op on all threads, every output. */
+static void split_case(const mrec_efficientnet *m, const float *x, int B, int H, int W, const float *pooled, const float *embeds,
+                       const float *last) {
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    mrec_context *c = NULL;
+    int oh, ow;
+    mrec_efficientnet_out_size(m, H, W, &oh, &ow);
+    size_t bytes = sizeof(float) * (size_t)B * m->features, lbytes = bytes * (size_t)oh * ow;
+    float *p = malloc(bytes), *e = malloc(bytes), *l = malloc(lbytes);
+    if (t_status(mrec_context_create(&c, &o), MREC_OK, "a 2-thread context") &&
+        t_check(mrec_efficientnet_batch_workspace_bytes(c, m, B, H, W) >= 2 * mrec_efficientnet_workspace_bytes(m, H, W),
+                "the workspace for a pass per thread") &&
+        t_status(mrec_context_reserve(c, mrec_efficientnet_batch_workspace_bytes(c, m, B, H, W)), MREC_OK, "workspace") &&
+        t_status(mrec_efficientnet_forward(c, m, x, B, H, W, p, e, l), MREC_OK, "tiny, a pass per thread")) {
+        t_check(!memcmp(p, pooled, bytes) && !memcmp(e, embeds, bytes) && !memcmp(l, last, lbytes),
+                "tiny, %d images on 2 threads side by side: the bits of the forward on all threads", B);
+        t_check(c->workspace.used == 0, "tiny: the workspace is given back after the threads' passes");
+    }
+    mrec_context_destroy(c);
+    free(p), free(e), free(l);
+}
+
 static void model_case(mrec_context *ctx, const char *device, const float *x, int B, int H, int W) {
     mrec_efficientnet m;
     if (!t_status(mrec_efficientnet_load(&m, FIX "tiny"), MREC_OK, "load tiny")) return;
@@ -147,6 +172,7 @@ static void model_case(mrec_context *ctx, const char *device, const float *x, in
             /* the map before pooling: a shifted window (a wrong pad) moves the mean little, the map much */
             snprintf(what, sizeof what, "%s: last_hidden_state (%d x %d x %d x %d)", device, B, m.features, oh, ow);
             compare_scaled(what, last_ref, last, (int64_t)B * m.features * oh * ow);
+            if (ctx->device == MREC_DEVICE_CPU) split_case(&m, x, B, H, W, pooled, embeds, last);
         }
         free(pooled), free(embeds), free(last);
     }
