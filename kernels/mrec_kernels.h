@@ -311,6 +311,11 @@ void mrec_mean_pool_cpu(float *out, const float *in, const int32_t *mask, int B,
 void mrec_topk_rows_ref(int32_t *idx, float *val, const float *scores, int R, int C, int k);
 void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, int C, int k,
                         mrec_pool *pool);
+/* idx, val (n, k) = mrec_topk_rows of S = x x^T (x: n x dim, row-major),
+ * without S: blocks of S are made once each and used for their rows and,
+ * by symmetry, their columns (half the products). val may be NULL. The
+ * same result as the top-k of the whole rows, ties and NaN included. */
+mrec_status mrec_gram_topk_cpu(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_pool *pool);
 
 /* ---- attention ------------------------------------------------------------
  * The multi-head self-attention core of the transformer encoders (BERT /
@@ -716,6 +721,8 @@ mrec_status mrec_l2_normalize_rows(mrec_context *ctx, float *out, const float *i
 mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V, int D);
 mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const int32_t *mask, int B, int T, int D);
 mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k);
+/* mrec_gram_topk_cpu; host memory, so the CPU (with ctx's pool) on any context */
+mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k);
 /* work: mrec_attention_workspace_bytes of memory on the context's device (0 on the GPU: fused) */
 size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh);
 mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const float *k, const float *v,

@@ -1,9 +1,10 @@
 /* knn.c: item-item graphs from features, as FREEDOM builds its frozen one:
  * per modality, cosine similarities of every item with every other, the k
  * largest of each row kept with weight 1, normalized D^-1/2 A D^-1/2 (row
- * sums + 1e-7), then the modalities summed with their weights. Rows of the
- * similarity matrix are made a block at a time (one GEMM against all items)
- * and reduced to their top k at once, so memory stays O(items x k).
+ * sums + 1e-7), then the modalities summed with their weights. The
+ * similarity matrix is made a block at a time, each block once for its rows
+ * and its columns (it is symmetric), and reduced to the rows' top k as it
+ * goes (mrec_gram_topk), so memory stays O(items x k).
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -15,17 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BLOCK 256
-
 mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, int dim, int k, mrec_context *ctx) {
     mrec_status st = mrec_recsys_host_only(ctx, "knn graph"); /* x and the results are host memory */
     if (st) return st;
-    float *xn = malloc(sizeof(float) * (size_t)n * dim), *sim = malloc(sizeof(float) * (size_t)BLOCK * n);
-    float *val = out_val ? NULL : malloc(sizeof(float) * (size_t)BLOCK * k);
-    if (!xn || !sim || (!out_val && !val)) {
-        free(xn), free(sim), free(val);
-        return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items", n);
-    }
+    float *xn = malloc(sizeof(float) * (size_t)n * dim);
+    if (!xn) return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items", n);
     /* rows divided by their norms; a zero row stays zero (MMRec would divide by 0) */
     for (int i = 0; i < n; i++) {
         double s = 0;
@@ -33,12 +28,9 @@ mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, i
         float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
         for (int d = 0; d < dim; d++) xn[(size_t)i * dim + d] = x[(size_t)i * dim + d] * inv;
     }
-    for (int r0 = 0; r0 < n && !st; r0 += BLOCK) {
-        int rows = n - r0 < BLOCK ? n - r0 : BLOCK;
-        st = mrec_gemm(ctx, sim, xn + (size_t)r0 * dim, xn, NULL, 1, 0, 0, 1, rows, n, dim, dim, dim, n);
-        if (!st) st = mrec_topk_rows(ctx, idx + (size_t)r0 * k, out_val ? out_val + (size_t)r0 * k : val, sim, rows, n, k);
-    }
-    free(xn), free(sim), free(val);
+    /* the rows' top k of xn xn^T, each block of it made once and used for its rows and its columns */
+    st = mrec_gram_topk(ctx, idx, out_val, xn, n, dim, k);
+    free(xn);
     return st;
 }
 

@@ -710,6 +710,40 @@ static void test_mean_pool(void) {
     free(x);
 }
 
+/* mrec_gram_topk_cpu against the whole rows of x x^T (mrec_gemm_ref, then
+ * mrec_topk_rows_ref): the same indices and values, bit for bit. x holds
+ * small integers so every product and sum is exact whatever the GEMM's
+ * path and order; repeated rows make ties, a NaN row NaN columns; sizes
+ * around the 512-row blocks; k from 1 to n; with and without values. */
+static void test_gram_topk(void) {
+    static const int cases[][3] = {{1, 1, 1}, {5, 3, 5}, {17, 7, 4}, {511, 9, 10}, {512, 33, 10}, {513, 1, 3}, {1100, 300, 10},
+                                   {1030, 16, 1030}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int n = cases[c][0], dim = cases[c][1], k = cases[c][2];
+        float *x = randv((int64_t)n * dim, -4, 4), *S = malloc(sizeof(float) * (size_t)n * n);
+        for (int64_t i = 0; i < (int64_t)n * dim; i++) x[i] = roundf(x[i]);
+        for (int i = 3; i + 1 < n; i += 5) memcpy(x + (size_t)i * dim, x + (size_t)(i / 2) * dim, sizeof(float) * dim);
+        if (n > 10) x[(size_t)7 * dim] = NAN;
+        int32_t *ri = malloc(4 * (size_t)n * k), *gi = malloc(4 * (size_t)n * k), *gi2 = malloc(4 * (size_t)n * k);
+        float *rv = malloc(4 * (size_t)n * k), *gv = malloc(4 * (size_t)n * k);
+        mrec_gemm_ref(S, x, x, NULL, 1, 0, 0, 1, n, n, dim, dim, dim, n);
+        mrec_topk_rows_ref(ri, rv, S, n, n, k);
+        for (int p = 0; p < n_pools; p++) {
+            char what[96];
+            snprintf(what, sizeof what, "gram top-k %s n=%d dim=%d k=%d", pool_name(pools[p]), n, dim, k);
+            if (!t_status(mrec_gram_topk_cpu(gi, gv, x, n, dim, k, pools[p]), MREC_OK, "%s", what)) continue;
+            t_check(!memcmp(ri, gi, 4 * (size_t)n * k), "%s: the indices of the whole rows' top k", what);
+            t_check(!memcmp(rv, gv, 4 * (size_t)n * k), "%s: the values of the whole rows' top k", what);
+            t_status(mrec_gram_topk_cpu(gi2, NULL, x, n, dim, k, pools[p]), MREC_OK, "%s without values", what);
+            t_check(!memcmp(gi, gi2, 4 * (size_t)n * k), "%s: the same indices without values", what);
+        }
+        free(x), free(S), free(ri), free(gi), free(gi2), free(rv), free(gv);
+    }
+    float one = 1.0f;
+    int32_t i2[2];
+    t_status(mrec_gram_topk_cpu(i2, NULL, &one, 1, 1, 2, pools[0]), MREC_ERR_ARG, "gram top-k: k above the rows");
+}
+
 static void test_topk(void) {
     static const int cases[][3] = {{1, 1, 1}, {3, 10, 10}, {5, 100, 1}, {7, 1000, 20}, {2, 50, 49}};
     for (size_t s = 0; s < 5; s++) {
@@ -1304,6 +1338,7 @@ int main(void) {
     test_rows();
     test_mean_pool();
     test_topk();
+    test_gram_topk();
     test_conv();
     test_batchnorm();
     test_pool2d();

@@ -124,6 +124,10 @@ mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const fl
     return MREC_OK;
 }
 
+mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k) {
+    return mrec_gram_topk_cpu(idx, val, x, n, dim, k, ctx->pool);
+}
+
 size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh) {
     return on_gpu(ctx) ? 0 : mrec_attention_scratch_floats(B, T, heads, dh) * sizeof(float);
 }

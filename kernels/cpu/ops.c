@@ -629,6 +629,96 @@ void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, in
     mrec_parallel_range(pool, R, 1, topk_range, &t);
 }
 
+/* ---- top-k of a Gram matrix ---------------------------------------------------
+ * Each row's k largest entries of S = x x^T without S: blocks S[I, J], J >= I,
+ * each one GEMM (x packed once, in a pack set of its own), feed the running
+ * top-k of I's rows and, since S[j, i] = S[i, j], of J's rows: half the
+ * products of forming every row. Both orientations sum the same products in
+ * the same order, so the halves are exact. */
+
+#define GRAM_BLOCK 512
+
+typedef struct {
+    int32_t *idx; /* heaps of row0.. */
+    float *val;
+    int *count;
+    const float *s; /* candidate c of row r at s[r rs + c cs], index col0 + c */
+    int64_t rs, cs;
+    int C, col0, k;
+} merge_args;
+
+static void merge_range(void *arg, int64_t lo, int64_t hi) {
+    const merge_args *m = arg;
+    int k = m->k;
+    for (int64_t r = lo; r < hi; r++) {
+        float *hv = m->val + r * k;
+        int32_t *hi_ = m->idx + r * k;
+        int n = m->count[r];
+        for (int c = 0; c < m->C; c++) {
+            float v = m->s[r * m->rs + c * m->cs];
+            int id = m->col0 + c;
+            if (n < k) {
+                hv[n] = v, hi_[n] = id;
+                if (++n == k)
+                    for (int at = k / 2 - 1; at >= 0; at--) sift_down(hv, hi_, k, at);
+            } else if (ranks_before(v, id, hv[0], hi_[0])) {
+                hv[0] = v, hi_[0] = id;
+                sift_down(hv, hi_, k, 0);
+            }
+        }
+        m->count[r] = n;
+    }
+}
+
+/* Each heap sorted best first, as topk_range leaves its rows. */
+static void finish_range(void *arg, int64_t lo, int64_t hi) {
+    const merge_args *m = arg;
+    int k = m->k;
+    for (int64_t r = lo; r < hi; r++) {
+        float *hv = m->val + r * k;
+        int32_t *hi_ = m->idx + r * k;
+        int n = m->count[r];
+        if (n < k)
+            for (int at = n / 2 - 1; at >= 0; at--) sift_down(hv, hi_, n, at);
+        for (int e = n - 1; e > 0; e--) {
+            float tv = hv[0]; hv[0] = hv[e]; hv[e] = tv;
+            int32_t ti = hi_[0]; hi_[0] = hi_[e]; hi_[e] = ti;
+            sift_down(hv, hi_, e, 0);
+        }
+    }
+}
+
+mrec_status mrec_gram_topk_cpu(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_pool *pool) {
+    if (n <= 0 || k <= 0) return MREC_OK;
+    if (k > n) return mrec_fail(MREC_ERR_ARG, "gram top-k: k = %d of %d rows", k, n);
+    float *s = malloc(sizeof(float) * GRAM_BLOCK * GRAM_BLOCK), *own = val ? NULL : malloc(sizeof(float) * (size_t)n * k);
+    int *count = calloc((size_t)n, sizeof *count);
+    mrec_packs *packs = NULL;
+    if (!s || (!val && !own) || !count || mrec_packs_create(&packs, x, (int64_t)n * dim)) {
+        free(s), free(own), free(count);
+        return mrec_fail(MREC_ERR_NOMEM, "gram top-k: %d rows", n);
+    }
+    if (!val) val = own;
+    for (int i0 = 0; i0 < n; i0 += GRAM_BLOCK) {
+        int ri = n - i0 < GRAM_BLOCK ? n - i0 : GRAM_BLOCK;
+        for (int j0 = i0; j0 < n; j0 += GRAM_BLOCK) {
+            int rj = n - j0 < GRAM_BLOCK ? n - j0 : GRAM_BLOCK;
+            mrec_gemm_packed_cpu(s, x + (size_t)i0 * dim, x + (size_t)j0 * dim, NULL, 1.0f, 0.0f, 0, 1, ri, rj, dim, dim, dim,
+                                 rj, packs, pool);
+            merge_args rows = {idx + (size_t)i0 * k, val + (size_t)i0 * k, count + i0, s, rj, 1, rj, j0, k};
+            mrec_parallel_range(pool, ri, 16, merge_range, &rows);
+            if (j0 == i0) continue;
+            merge_args cols = {idx + (size_t)j0 * k, val + (size_t)j0 * k, count + j0, s, 1, rj, ri, i0, k};
+            mrec_parallel_range(pool, rj, 16, merge_range, &cols);
+        }
+    }
+    merge_args all = {idx, val, count, NULL, 0, 0, 0, 0, k};
+    mrec_parallel_range(pool, n, 64, finish_range, &all);
+    mrec_packs_free(packs);
+    free(s), free(own), free(count);
+    return MREC_OK;
+}
+
 /* ---- Adam ------------------------------------------------------------------ */
 
 typedef struct {
