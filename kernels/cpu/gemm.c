@@ -323,9 +323,30 @@ static void packed_b_task(void *arg, int task, int thread) {
 #define PACKED_B_ROWS 512
 _Static_assert((PACKED_B_ROWS + 16) * MREC_GEMM_KC <= MREC_GEMM_SCRATCH_FLOATS, "an A block of PACKED_B_ROWS fits the scratch");
 
+/* All of op(A)'s rows as one block, a task per KC block: block (0, p0) at
+ * apacked_block(g, 0, M, p0). */
+static void pack_rows_task(void *arg, int task, int thread) {
+    (void)thread;
+    const gemm_job *g = arg;
+    int p0 = task * MREC_GEMM_KC, kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
+    pack_a((float *)apacked_block(g, 0, g->M, p0), g->A, g->lda, g->trans_a, 0, g->M, p0, kc, g->MR, g->packer);
+}
+
 static void gemm_packed_b(gemm_job *g) {
-    g->task_rows = !g->apacked && g->M <= PACKED_B_ROWS ? g->M : MREC_GEMM_MC;
-    int row_tasks = (g->M + g->task_rows - 1) / g->task_rows, threads = mrec_pool_threads(g->pool);
+    /* A few rows are one row block that the tasks split by columns, and each task would pack all of A again:
+     * packed once for them all instead (ViT-B/16 at batch 1 packed each activation four times, 6 % of its
+     * forward). Without the memory, each task packs its own as before. */
+    float *own = NULL;
+    int threads = mrec_pool_threads(g->pool), one_block = !g->apacked && g->M <= PACKED_B_ROWS;
+    if (one_block && !g->a_rows && threads > 1 && g->N > g->NR && g->K > 0) {
+        size_t bytes = sizeof(float) * (size_t)((g->M + g->MR - 1) / g->MR * g->MR) * g->K;
+        if ((own = aligned_alloc(64, (bytes + 63) / 64 * 64))) {
+            g->apacked = own;
+            mrec_pool_run(g->pool, pack_rows_task, g, (g->K + MREC_GEMM_KC - 1) / MREC_GEMM_KC);
+        }
+    }
+    g->task_rows = one_block ? g->M : MREC_GEMM_MC;
+    int row_tasks = (g->M + g->task_rows - 1) / g->task_rows;
     /* Row blocks in a multiple of the threads, each a whole number of micro-kernel rows: 11 blocks of 144 on two
      * threads (ViT-B/16 at batch 8) kept one thread a block longer than the other. A packed A keeps its blocks. */
     if (!g->apacked && row_tasks > 1) row_tasks = (row_tasks + threads - 1) / threads * threads;
@@ -337,6 +358,7 @@ static void gemm_packed_b(gemm_job *g) {
     g->j_chunk = (panels + split - 1) / split * g->NR;
     g->j_chunks = (g->N + g->j_chunk - 1) / g->j_chunk;
     mrec_pool_run(g->pool, packed_b_task, g, row_tasks * g->j_chunks);
+    if (own) free(own), g->apacked = NULL;
 }
 
 #define B_CHUNK 64
