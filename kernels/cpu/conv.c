@@ -250,6 +250,26 @@ MREC_VECTOR_CLONES static void winograd_output(void *arg, int64_t lo, int64_t hi
     }
 }
 
+/* The 16 GEMMs M_k (rows, C_out) = V_k^T U_k^T: a task each, on its thread
+ * alone. One pool round for all 16 instead of one each, and equal tasks,
+ * where each GEMM split over the threads left them waiting at its end (the
+ * bits do not depend on the threads). */
+typedef struct {
+    float *m;
+    const float *v;
+    const char *u;
+    size_t bytes; /* of one packed U_k */
+    int rows, C_in, C_out;
+    mrec_pool *pool;
+} wino_gemms;
+
+static void winograd_gemm_task(void *arg, int k, int thread) {
+    const wino_gemms *j = arg;
+    mrec_gemm_bpacked_cpu(j->m + (size_t)k * j->rows * j->C_out, j->v + (size_t)k * j->C_in * j->rows, 1, j->rows,
+                          (const float *)(j->u + k * j->bytes), j->rows, j->C_out, j->C_in, j->C_out,
+                          mrec_pool_alone(j->pool, thread));
+}
+
 /* The Winograd conv, a group of images at a time; 0 (nothing written) when
  * the filters' transform or the workspace cannot be had. */
 static int winograd_conv(float *out, const float *in, const float *weight, const float *bias, float beta, const mrec_act *act,
@@ -277,9 +297,8 @@ static int winograd_conv(float *out, const float *in, const float *weight, const
         int g = s->N - n0 < group ? s->N - n0 : group, rows = g * T, last = n0 + group >= s->N;
         wino_pass pin = {v, in + (size_t)n0 * s->C_in * s->H * s->W, NULL, s, th, tw, Ho, Wo, rows, 0.0f, NULL};
         mrec_parallel_range(pool, (int64_t)g * s->C_in, 1, winograd_input, &pin);
-        for (int k = 0; k < 16; k++)
-            mrec_gemm_bpacked_cpu(m + (size_t)k * rows * s->C_out, v + (size_t)k * s->C_in * rows, 1, rows,
-                                  (const float *)(u[last] + k * bytes[last]), rows, s->C_out, s->C_in, s->C_out, pool);
+        wino_gemms gj = {m, v, u[last], bytes[last], rows, s->C_in, s->C_out, pool};
+        mrec_pool_run(pool, winograd_gemm_task, &gj, 16);
         wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, m, bias, s, th, tw, Ho, Wo, rows, beta, act};
         mrec_parallel_range(pool, (int64_t)g * th * ((s->C_out + WINO_CO_BLOCK - 1) / WINO_CO_BLOCK), 1, winograd_output,
                             &pout);
