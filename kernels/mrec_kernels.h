@@ -135,19 +135,18 @@ const char *mrec_device_name(mrec_device device);
  * and at least T items, items [0, T q), q = n / T, are tasks of one item
  * each, handed to the threads as they come free: fn(sub, i, i + 1, arg) on
  * sub, a copy of ctx with the thread's one-thread pool (mrec_pool_alone)
- * and its own share(1, arg) bytes of ctx's free workspace. The last n - T q
- * items then run on ctx, on all threads. Where that does not apply (a GPU,
- * one thread, fewer items, or less free workspace than the T shares:
- * reserve mrec_context_split_bytes) it is fn(ctx, 0, n, arg). fn's results
- * are the same either way where its ops' bits do not depend on the thread
- * count (the CPU kernels' contract). */
+ * and its own item_bytes of ctx's free workspace. The last n - T q items
+ * then run on ctx, on all threads. Where that does not apply (a GPU, one
+ * thread, fewer items, or less free workspace than the T shares: reserve
+ * mrec_context_split_bytes) it is fn(ctx, 0, n, arg). fn's results are the
+ * same either way where its ops' bits do not depend on the thread count
+ * (the CPU kernels' contract). */
 typedef mrec_status (*mrec_items_fn)(mrec_context *ctx, int lo, int hi, void *arg);
-typedef size_t (*mrec_share_fn)(int items, void *arg);
-mrec_status mrec_context_split(mrec_context *ctx, int n, mrec_share_fn share, mrec_items_fn fn, void *arg);
+mrec_status mrec_context_split(mrec_context *ctx, int n, size_t item_bytes, mrec_items_fn fn, void *arg);
 /* The workspace that lets mrec_context_split run n items side by side on
- * ctx: the larger of share(n) and the T shares of share(1) (share(n) where
- * it would not split). */
-size_t mrec_context_split_bytes(const mrec_context *ctx, int n, mrec_share_fn share, void *arg);
+ * ctx: the larger of all_bytes (what fn needs for all n at once) and the T
+ * shares of item_bytes (all_bytes where it would not split). */
+size_t mrec_context_split_bytes(const mrec_context *ctx, int n, size_t item_bytes, size_t all_bytes);
 
 /* A sparse matrix in CSR form, with its shape; the caller checks it once
  * with mrec_csr_validate before handing it to ops. */

@@ -420,15 +420,9 @@ typedef struct {
     float *pooled, *embeds, *last;
 } forward_args;
 
-static size_t pass_bytes(int items, void *arg) {
-    (void)items; /* a pass is G images whatever the share */
-    const forward_args *f = arg;
-    return mrec_efficientnet_workspace_bytes(f->m, f->H, f->W);
-}
-
 size_t mrec_efficientnet_batch_workspace_bytes(const mrec_context *ctx, const mrec_efficientnet *m, int B, int h, int w) {
-    forward_args f = {m, NULL, h, w, NULL, NULL, NULL};
-    return mrec_context_split_bytes(ctx, B, pass_bytes, &f);
+    size_t pass = mrec_efficientnet_workspace_bytes(m, h, w); /* a pass is G images, whatever the share */
+    return mrec_context_split_bytes(ctx, B, pass, pass);
 }
 
 /* Images [lo, hi): G a pass, from ctx's workspace. */
@@ -491,5 +485,5 @@ mrec_status mrec_efficientnet_forward(mrec_context *ctx, const mrec_efficientnet
         return mrec_fail(MREC_ERR_UNSUPPORTED, "efficientnet: a %dx%d last feature map is wider than the pooling window %d (hidden_dim)",
                          z.out_w, z.out_h, m->pool_window);
     forward_args f = {m, images, H, W, pooled, embeds, last};
-    return mrec_context_split(ctx, B, pass_bytes, passes, &f);
+    return mrec_context_split(ctx, B, mrec_efficientnet_workspace_bytes(m, H, W), passes, &f);
 }

@@ -330,15 +330,9 @@ typedef struct {
     float *pooled, *logits;
 } forward_args;
 
-static size_t pass_bytes(int items, void *arg) {
-    (void)items; /* a pass is G images whatever the share */
-    const forward_args *f = arg;
-    return mrec_resnet_workspace_bytes(f->m, f->H, f->W);
-}
-
 size_t mrec_resnet_batch_workspace_bytes(const mrec_context *ctx, const mrec_resnet *m, int B, int h, int w) {
-    forward_args f = {m, NULL, h, w, NULL, NULL};
-    return mrec_context_split_bytes(ctx, B, pass_bytes, &f);
+    size_t pass = mrec_resnet_workspace_bytes(m, h, w); /* a pass is G images, whatever the share */
+    return mrec_context_split_bytes(ctx, B, pass, pass);
 }
 
 /* Images [lo, hi): G a pass, from ctx's workspace. */
@@ -406,5 +400,5 @@ mrec_status mrec_resnet_forward(mrec_context *ctx, const mrec_resnet *m, const f
         return mrec_fail(MREC_ERR_ARG, "resnet: batch of %d images of %dx%d (at least 32x32)", B, H, W);
     if (logits && !m->fc_w) return mrec_fail(MREC_ERR_NOT_FOUND, "resnet: this checkpoint has no fc layer");
     forward_args f = {m, images, H, W, pooled, logits};
-    return mrec_context_split(ctx, B, pass_bytes, passes, &f);
+    return mrec_context_split(ctx, B, mrec_resnet_workspace_bytes(m, H, W), passes, &f);
 }

@@ -318,14 +318,14 @@ static void test_split(void) {
                 if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a %d-thread context", threads)) continue;
                 split_probe p = {.n = n, .fail_at = -1, .share = 1000};
                 /* room: what a split needs; else only what one call over all items needs */
-                size_t bytes = room ? mrec_context_split_bytes(ctx, n, probe_share, &p) : probe_share(n, &p) + 64;
+                size_t bytes = room ? mrec_context_split_bytes(ctx, n, probe_share(1, &p), probe_share(n, &p)) : probe_share(n, &p) + 64;
                 mrec_context_reserve(ctx, bytes);
                 /* it splits where the T shares (each aligned to 64 bytes) fit the free workspace */
                 size_t shares = (size_t)threads * ((p.share + 63) / 64 * 64) + 64;
                 int splits = threads > 1 && n >= threads && ctx->workspace.capacity >= shares;
                 t_check(!room || splits || threads == 1 || n < threads, "split: the bytes it asks for let %d items split on %d threads",
                         n, threads);
-                mrec_status st = mrec_context_split(ctx, n, probe_share, probe_items, &p);
+                mrec_status st = mrec_context_split(ctx, n, probe_share(1, &p), probe_items, &p);
                 int once = 1;
                 for (int i = 0; i < n; i++) once &= atomic_load(&p.seen[i]) == 1;
                 t_check(st == MREC_OK && once, "split: %d items on %d threads (room %d): each item once", n, threads, room);
@@ -336,7 +336,7 @@ static void test_split(void) {
                 t_check(ctx->workspace.used == 0, "split: the workspace is given back");
                 /* a failing item: its error and message come back from whichever thread ran it */
                 split_probe bad = {.n = n, .fail_at = n - 1, .share = 1000};
-                st = mrec_context_split(ctx, n, probe_share, probe_items, &bad);
+                st = mrec_context_split(ctx, n, probe_share(1, &bad), probe_items, &bad);
                 char want[64];
                 snprintf(want, sizeof want, "probe: item %d is bad", n - 1);
                 t_check(st == MREC_ERR_FORMAT && !strcmp(mrec_error_detail(), want),

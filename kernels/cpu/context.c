@@ -91,10 +91,10 @@ static int split_threads(const mrec_context *ctx, int n) {
 
 static size_t aligned(size_t bytes) { return (bytes + MREC_ARENA_ALIGN - 1) / MREC_ARENA_ALIGN * MREC_ARENA_ALIGN; }
 
-size_t mrec_context_split_bytes(const mrec_context *ctx, int n, mrec_share_fn share, void *arg) {
+size_t mrec_context_split_bytes(const mrec_context *ctx, int n, size_t item_bytes, size_t all_bytes) {
     int T = split_threads(ctx, n);
-    size_t whole = share(n, arg), shares = T > 1 ? (size_t)T * aligned(share(1, arg)) + MREC_ARENA_ALIGN : 0;
-    return whole > shares ? whole : shares;
+    size_t shares = T > 1 ? (size_t)T * aligned(item_bytes) + MREC_ARENA_ALIGN : 0;
+    return all_bytes > shares ? all_bytes : shares;
 }
 
 typedef struct {
@@ -117,11 +117,11 @@ static void split_task(void *arg, int item, int thread) {
         j->failed[thread] = item, snprintf(j->detail[thread], sizeof j->detail[thread], "%s", mrec_error_detail());
 }
 
-mrec_status mrec_context_split(mrec_context *ctx, int n, mrec_share_fn share, mrec_items_fn fn, void *arg) {
+mrec_status mrec_context_split(mrec_context *ctx, int n, size_t item_bytes, mrec_items_fn fn, void *arg) {
     int T = split_threads(ctx, n);
     if (T < 2) return fn(ctx, 0, n, arg);
     int items = n / T * T;
-    size_t bytes = aligned(share(1, arg)), mark = ctx->workspace.used;
+    size_t bytes = aligned(item_bytes), mark = ctx->workspace.used;
     if (!ctx->workspace.base || ctx->workspace.capacity - ctx->workspace.used < (size_t)T * bytes + MREC_ARENA_ALIGN)
         return fn(ctx, 0, n, arg);
     mrec_status *status = calloc((size_t)items, sizeof *status);

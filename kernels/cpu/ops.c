@@ -598,6 +598,31 @@ static void sift_down(float *hv, int32_t *hi, int n, int at) {
     }
 }
 
+/* A candidate for a heap of k with n entries so far: the first k fill it
+ * (a heap once full), then each one that ranks before the worst replaces it. */
+static void heap_offer(float *hv, int32_t *hi, int *n, int k, float v, int id) {
+    if (*n < k) {
+        hv[*n] = v, hi[*n] = id;
+        if (++*n == k)
+            for (int at = k / 2 - 1; at >= 0; at--) sift_down(hv, hi, k, at);
+    } else if (ranks_before(v, id, hv[0], hi[0])) {
+        hv[0] = v, hi[0] = id;
+        sift_down(hv, hi, k, 0);
+    }
+}
+
+/* The n entries best first: heapified if fewer than k came, then the worst
+ * moved to the back until sorted. */
+static void heap_sorted(float *hv, int32_t *hi, int n, int k) {
+    if (n < k)
+        for (int at = n / 2 - 1; at >= 0; at--) sift_down(hv, hi, n, at);
+    for (int e = n - 1; e > 0; e--) {
+        float tv = hv[0]; hv[0] = hv[e]; hv[e] = tv;
+        int32_t ti = hi[0]; hi[0] = hi[e]; hi[e] = ti;
+        sift_down(hv, hi, e, 0);
+    }
+}
+
 static void topk_range(void *arg, int64_t lo, int64_t hi) {
     topk_args *t = arg;
     int k = t->k;
@@ -605,20 +630,9 @@ static void topk_range(void *arg, int64_t lo, int64_t hi) {
         const float *s = t->scores + r * t->C;
         float *hv = t->val + r * k;
         int32_t *hidx = t->idx + r * k;
-        for (int c = 0; c < k; c++) hv[c] = s[c], hidx[c] = c;
-        for (int at = k / 2 - 1; at >= 0; at--) sift_down(hv, hidx, k, at);
-        for (int c = k; c < t->C; c++) {
-            if (ranks_before(s[c], c, hv[0], hidx[0])) {
-                hv[0] = s[c], hidx[0] = c;
-                sift_down(hv, hidx, k, 0);
-            }
-        }
-        /* Heap sort in place: move the worst to the back until sorted. */
-        for (int n = k - 1; n > 0; n--) {
-            float tv = hv[0]; hv[0] = hv[n]; hv[n] = tv;
-            int32_t ti = hidx[0]; hidx[0] = hidx[n]; hidx[n] = ti;
-            sift_down(hv, hidx, n, 0);
-        }
+        int n = 0;
+        for (int c = 0; c < t->C; c++) heap_offer(hv, hidx, &n, k, s[c], c);
+        heap_sorted(hv, hidx, n, k);
     }
 }
 
@@ -649,43 +663,14 @@ typedef struct {
 
 static void merge_range(void *arg, int64_t lo, int64_t hi) {
     const merge_args *m = arg;
-    int k = m->k;
-    for (int64_t r = lo; r < hi; r++) {
-        float *hv = m->val + r * k;
-        int32_t *hi_ = m->idx + r * k;
-        int n = m->count[r];
-        for (int c = 0; c < m->C; c++) {
-            float v = m->s[r * m->rs + c * m->cs];
-            int id = m->col0 + c;
-            if (n < k) {
-                hv[n] = v, hi_[n] = id;
-                if (++n == k)
-                    for (int at = k / 2 - 1; at >= 0; at--) sift_down(hv, hi_, k, at);
-            } else if (ranks_before(v, id, hv[0], hi_[0])) {
-                hv[0] = v, hi_[0] = id;
-                sift_down(hv, hi_, k, 0);
-            }
-        }
-        m->count[r] = n;
-    }
+    for (int64_t r = lo; r < hi; r++)
+        for (int c = 0; c < m->C; c++)
+            heap_offer(m->val + r * m->k, m->idx + r * m->k, &m->count[r], m->k, m->s[r * m->rs + c * m->cs], m->col0 + c);
 }
 
-/* Each heap sorted best first, as topk_range leaves its rows. */
 static void finish_range(void *arg, int64_t lo, int64_t hi) {
     const merge_args *m = arg;
-    int k = m->k;
-    for (int64_t r = lo; r < hi; r++) {
-        float *hv = m->val + r * k;
-        int32_t *hi_ = m->idx + r * k;
-        int n = m->count[r];
-        if (n < k)
-            for (int at = n / 2 - 1; at >= 0; at--) sift_down(hv, hi_, n, at);
-        for (int e = n - 1; e > 0; e--) {
-            float tv = hv[0]; hv[0] = hv[e]; hv[e] = tv;
-            int32_t ti = hi_[0]; hi_[0] = hi_[e]; hi_[e] = ti;
-            sift_down(hv, hi_, e, 0);
-        }
-    }
+    for (int64_t r = lo; r < hi; r++) heap_sorted(m->val + r * m->k, m->idx + r * m->k, m->count[r], m->k);
 }
 
 mrec_status mrec_gram_topk_cpu(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_pool *pool) {
