@@ -97,14 +97,19 @@ size_t mrec_context_split_bytes(const mrec_context *ctx, int n, size_t item_byte
     return all_bytes > shares ? all_bytes : shares;
 }
 
+/* A thread's first failure: its item (or -1), status and message (mrec_fail's is per thread). */
+typedef struct {
+    int item;
+    mrec_status status;
+    char detail[512];
+} split_failure;
+
 typedef struct {
     mrec_context *ctx;
     mrec_items_fn fn;
     void *arg;
-    mrec_arena *arena;   /* one per thread */
-    mrec_status *status; /* one per item */
-    int *failed;         /* one per thread: the first item that failed on it, or -1 */
-    char (*detail)[512]; /* one per thread: that failure's message (mrec_fail's is per thread) */
+    mrec_arena *arena;      /* one per thread */
+    split_failure *failure; /* one per thread */
 } split_job;
 
 static void split_task(void *arg, int item, int thread) {
@@ -112,39 +117,30 @@ static void split_task(void *arg, int item, int thread) {
     mrec_context sub = *j->ctx;
     sub.pool = mrec_pool_alone(j->ctx->pool, thread);
     sub.workspace = j->arena[thread];
-    j->status[item] = j->fn(&sub, item, item + 1, j->arg);
-    if (j->status[item] && j->failed[thread] < 0)
-        j->failed[thread] = item, snprintf(j->detail[thread], sizeof j->detail[thread], "%s", mrec_error_detail());
+    mrec_status st = j->fn(&sub, item, item + 1, j->arg);
+    split_failure *f = &j->failure[thread];
+    if (st && f->item < 0) f->item = item, f->status = st, snprintf(f->detail, sizeof f->detail, "%s", mrec_error_detail());
 }
 
 mrec_status mrec_context_split(mrec_context *ctx, int n, size_t item_bytes, mrec_items_fn fn, void *arg) {
     int T = split_threads(ctx, n);
-    if (T < 2) return fn(ctx, 0, n, arg);
-    int items = n / T * T;
     size_t bytes = aligned(item_bytes), mark = ctx->workspace.used;
-    if (!ctx->workspace.base || ctx->workspace.capacity - ctx->workspace.used < (size_t)T * bytes + MREC_ARENA_ALIGN)
+    if (T < 2 || !ctx->workspace.base || ctx->workspace.capacity - ctx->workspace.used < (size_t)T * bytes + MREC_ARENA_ALIGN)
         return fn(ctx, 0, n, arg);
-    mrec_status *status = calloc((size_t)items, sizeof *status);
-    int failed[SPLIT_MAX];
-    char(*detail)[512] = calloc((size_t)T, sizeof *detail);
+    int items = n / T * T;
     mrec_arena arena[SPLIT_MAX];
-    if (!status || !detail) {
-        free(status), free(detail);
-        return fn(ctx, 0, n, arg);
-    }
+    split_failure failure[SPLIT_MAX];
     for (int t = 0; t < T; t++) {
         arena[t] = (mrec_arena){.base = mrec_arena_alloc(&ctx->workspace, bytes), .capacity = bytes, .device = MREC_DEVICE_CPU};
-        failed[t] = -1;
+        failure[t].item = -1;
     }
-    split_job j = {ctx, fn, arg, arena, status, failed, detail};
+    split_job j = {ctx, fn, arg, arena, failure};
     mrec_pool_run_spread(ctx->pool, split_task, &j, items);
     ctx->workspace.used = mark;
-    int first = -1; /* the thread whose failure is the earliest item: its message names it */
+    const split_failure *first = NULL; /* the earliest item's failure: its message names it */
     for (int t = 0; t < T; t++)
-        if (failed[t] >= 0 && (first < 0 || failed[t] < failed[first])) first = t;
-    mrec_status st = first >= 0 ? mrec_fail(status[failed[first]], "%s", detail[first]) : MREC_OK;
-    free(status), free(detail);
-    if (st) return st;
+        if (failure[t].item >= 0 && (!first || failure[t].item < first->item)) first = &failure[t];
+    if (first) return mrec_fail(first->status, "%s", first->detail);
     return items < n ? fn(ctx, items, n, arg) : MREC_OK;
 }
 
