@@ -244,9 +244,10 @@ typedef enum {
 void mrec_activation_ref(float *out, const float *in, mrec_act act, float slope, int64_t n);
 void mrec_activation_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n,
                          mrec_pool *pool);
-/* The same on one span, on the calling thread: each element gets the bits
- * mrec_activation_cpu gives it, wherever the span lies. */
-void mrec_activation_span_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n);
+/* The same on one span, on the calling thread, at the pool's SIMD level
+ * (NULL: the CPU's): each element gets the bits mrec_activation_cpu on that
+ * pool gives it, wherever the span lies. */
+void mrec_activation_span_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n, const mrec_pool *pool);
 
 /* A linear layer and its activation: C (M x N) = act(A W^T + bias), A (M x
  * K) and W (N x K) row-major, bias (N) or NULL. The bits of

@@ -162,6 +162,7 @@ typedef struct {
     int th, tw, Ho, Wo, rows; /* rows: tiles of all the images in one GEMM */
     float beta;               /* the output: act(Y + bias + beta * out) */
     const mrec_act *act;
+    const mrec_pool *pool; /* its SIMD level for the activation */
 } wino_pass;
 
 /* V for (image, channel) pairs [lo, hi): per row of tiles, the four input
@@ -244,7 +245,7 @@ MREC_VECTOR_CLONES static void winograd_output(void *arg, int64_t lo, int64_t hi
                     for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b;
                 else
                     for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b + a->beta * o[x];
-                if (a->act) mrec_gemm_activate(o, a->Wo, 1, a->Wo, *a->act);
+                if (a->act) mrec_gemm_activate(o, a->Wo, 1, a->Wo, *a->act, a->pool);
             }
         }
     }
@@ -295,11 +296,11 @@ static int winograd_conv(float *out, const float *in, const float *weight, const
     float *m = v + 16 * (size_t)s->C_in * rows_max;
     for (int n0 = 0; n0 < s->N; n0 += group) {
         int g = s->N - n0 < group ? s->N - n0 : group, rows = g * T, last = n0 + group >= s->N;
-        wino_pass pin = {v, in + (size_t)n0 * s->C_in * s->H * s->W, NULL, s, th, tw, Ho, Wo, rows, 0.0f, NULL};
+        wino_pass pin = {v, in + (size_t)n0 * s->C_in * s->H * s->W, NULL, s, th, tw, Ho, Wo, rows, 0.0f, NULL, pool};
         mrec_parallel_range(pool, (int64_t)g * s->C_in, 1, winograd_input, &pin);
         wino_gemms gj = {m, v, u[last], bytes[last], rows, s->C_in, s->C_out, pool};
         mrec_pool_run(pool, winograd_gemm_task, &gj, 16);
-        wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, m, bias, s, th, tw, Ho, Wo, rows, beta, act};
+        wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, m, bias, s, th, tw, Ho, Wo, rows, beta, act, pool};
         mrec_parallel_range(pool, (int64_t)g * th * ((s->C_out + WINO_CO_BLOCK - 1) / WINO_CO_BLOCK), 1, winograd_output,
                             &pout);
     }

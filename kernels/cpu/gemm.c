@@ -195,7 +195,7 @@ static void prologue(const gemm_job *g, float *C, int i0, int mc, int j0, int nc
 /* K = 0: C = beta * C + bias (then the activation), and nothing else. */
 static void start_only(const gemm_job *g, float *C, int i0, int mc, int j0, int nc) {
     prologue(g, C, i0, mc, j0, nc);
-    if (g->act) mrec_gemm_activate(C + (size_t)i0 * g->ldc + j0, g->ldc, mc, nc, *g->act);
+    if (g->act) mrec_gemm_activate(C + (size_t)i0 * g->ldc + j0, g->ldc, mc, nc, *g->act, g->pool);
 }
 
 /* Rows of B to fetch into the cache while the micro-kernels run: rows
@@ -227,7 +227,7 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
                 mrec_ukernel_avx2_rows(kc, ap, g->lda, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
             else
                 g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
-            if (last && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act);
+            if (last && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
             if (pf)
                 for (int r = pf->rows * call / calls; r < pf->rows * (call + 1) / calls; r++)
                     for (int j = 0; j < pf->width; j += 16)
@@ -443,7 +443,7 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
                 }
             }
         }
-        if (g->act) mrec_gemm_activate(g->C + j_lo, g->ldc, g->M, j_hi - j_lo, *g->act);
+        if (g->act) mrec_gemm_activate(g->C + j_lo, g->ldc, g->M, j_hi - j_lo, *g->act, g->pool);
         return;
     }
     for (int i = 0; i < g->M; i++) {
@@ -459,7 +459,7 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
             }
         }
     }
-    if (g->act) mrec_gemm_activate(g->C + j_lo, g->ldc, g->M, j_hi - j_lo, *g->act);
+    if (g->act) mrec_gemm_activate(g->C + j_lo, g->ldc, g->M, j_hi - j_lo, *g->act, g->pool);
 }
 
 /* The area of C rounded up to whole MR x NR tiles. */

@@ -97,8 +97,9 @@ static inline void mrec_gemm_prologue(float *C, int ldc, float beta, const float
 
 /* act on C's (m x n) corner at c, once its sums are whole (a linear layer's
  * activation, applied to each tile while it is in cache). ReLU inline: a
- * call per row of a tile cost as much as the ReLU's own pass over memory. */
-static inline void mrec_gemm_activate(float *c, int ldc, int m, int n, mrec_act act) {
+ * call per row of a tile cost as much as the ReLU's own pass over memory.
+ * The others at the pool's SIMD level, as mrec_activation_cpu on it. */
+static inline void mrec_gemm_activate(float *c, int ldc, int m, int n, mrec_act act, const struct mrec_pool *pool) {
     if (act == MREC_ACT_RELU) {
         for (int i = 0; i < m; i++) {
             float *restrict r = c + (size_t)i * ldc;
@@ -106,7 +107,7 @@ static inline void mrec_gemm_activate(float *c, int ldc, int m, int n, mrec_act 
         }
         return;
     }
-    for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * ldc, c + (size_t)i * ldc, act, 0.0f, n);
+    for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * ldc, c + (size_t)i * ldc, act, 0.0f, n, pool);
 }
 
 /* op(B) from a function instead of a matrix: fill(arg, dst, p0, kc, j0,
