@@ -244,10 +244,11 @@ typedef enum {
 void mrec_activation_ref(float *out, const float *in, mrec_act act, float slope, int64_t n);
 void mrec_activation_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n,
                          mrec_pool *pool);
-/* The same on one span, on the calling thread, at the pool's SIMD level
- * (NULL: the CPU's): each element gets the bits mrec_activation_cpu on that
- * pool gives it, wherever the span lies. */
-void mrec_activation_span_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n, const mrec_pool *pool);
+/* The same in place on the (m x n) corner at c (rows ldc apart), on the
+ * calling thread, at the pool's SIMD level (NULL: the CPU's): each element
+ * gets the bits mrec_activation_cpu on that pool gives it, wherever the
+ * corner lies (a GEMM's epilogue, tile by tile). */
+void mrec_activation_rows_cpu(float *c, int64_t ldc, int m, int64_t n, mrec_act act, float slope, const mrec_pool *pool);
 
 /* A linear layer and its activation: C (M x N) = act(A W^T + bias), A (M x
  * K) and W (N x K) row-major, bias (N) or NULL. The bits of

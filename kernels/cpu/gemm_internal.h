@@ -107,7 +107,7 @@ static inline void mrec_gemm_activate(float *c, int ldc, int m, int n, mrec_act 
         }
         return;
     }
-    for (int i = 0; i < m; i++) mrec_activation_span_cpu(c + (size_t)i * ldc, c + (size_t)i * ldc, act, 0.0f, n, pool);
+    mrec_activation_rows_cpu(c, ldc, m, n, act, 0.0f, pool);
 }
 
 /* op(B) from a function instead of a matrix: fill(arg, dst, p0, kc, j0,

@@ -98,21 +98,25 @@ __attribute__((target("avx2"))) static inline __m256i tail_mask8(int64_t left) {
 
 /* The table's interval of u: i = (int)(4u), its 32 entries looked up by
  * permutes (a lane's garbage index where u >= 8 or NaN is masked after). */
-__attribute__((target("avx512f"))) static int64_t gelu_erf_avx512(float *y, const float *x, int64_t n) {
+__attribute__((target("avx512f"))) static void gelu_erf_avx512_rows(float *y, const float *x, int64_t ld, int rows, int64_t n) {
     __m512 lo[GELU_ERFC_DEGREE + 1], hi[GELU_ERFC_DEGREE + 1];
     for (int d = 0; d <= GELU_ERFC_DEGREE; d++) lo[d] = _mm512_load_ps(GELU_ERFC[d]), hi[d] = _mm512_load_ps(GELU_ERFC[d] + 16);
     const __m512 eight = _mm512_set1_ps(8.0f), two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 k = tail_mask16(n - j);
-        __m512 v = _mm512_maskz_loadu_ps(k, x + j), u = _mm512_abs_ps(v);
-        __m512i i = _mm512_cvttps_epi32(_mm512_mul_ps(u, _mm512_set1_ps(4.0f)));
-        __m512 t = _mm512_sub_ps(u, _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(0.25f), _mm512_set1_ps(0.125f)));
-        __m512 e = _mm512_permutex2var_ps(lo[GELU_ERFC_DEGREE], i, hi[GELU_ERFC_DEGREE]);
-        for (int d = GELU_ERFC_DEGREE - 1; d >= 0; d--) e = _mm512_fmadd_ps(e, t, _mm512_permutex2var_ps(lo[d], i, hi[d]));
-        e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(u, eight, _CMP_GE_OQ), zero);
-        __m512 h = _mm512_mask_sub_ps(e, _mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ), two, e);
-        _mm512_mask_storeu_ps(y + j, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), h));
-    }
+    for (int r = 0; r < rows; r++, x += ld, y += ld)
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 k = tail_mask16(n - j);
+            __m512 v = _mm512_maskz_loadu_ps(k, x + j), u = _mm512_abs_ps(v);
+            __m512i i = _mm512_cvttps_epi32(_mm512_mul_ps(u, _mm512_set1_ps(4.0f)));
+            __m512 t = _mm512_sub_ps(u, _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(0.25f), _mm512_set1_ps(0.125f)));
+            __m512 e = _mm512_permutex2var_ps(lo[GELU_ERFC_DEGREE], i, hi[GELU_ERFC_DEGREE]);
+            for (int d = GELU_ERFC_DEGREE - 1; d >= 0; d--) e = _mm512_fmadd_ps(e, t, _mm512_permutex2var_ps(lo[d], i, hi[d]));
+            e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(u, eight, _CMP_GE_OQ), zero);
+            __m512 h = _mm512_mask_sub_ps(e, _mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ), two, e);
+            _mm512_mask_storeu_ps(y + j, k, _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), h));
+        }
+}
+__attribute__((target("avx512f"))) static int64_t gelu_erf_avx512(float *y, const float *x, int64_t n) {
+    gelu_erf_avx512_rows(y, x, 0, 1, n);
     return n;
 }
 
@@ -277,6 +281,8 @@ static int act_level(const mrec_pool *pool) {
     return level < cpu ? level : cpu;
 }
 
+static void gelu_erf_rows(float *y, const float *x, int64_t ld, int rows, int64_t n) { gelu_erf_avx512_rows(y, x, ld, rows, n); }
+
 /* How many leading elements a vector path handled: all of them at levels
  * 1 and 2, none at 0 (the scalar loop does them). */
 static int64_t gelu_erf_vector(int level, float *y, const float *x, int64_t n) {
@@ -295,6 +301,7 @@ static int act_level(const mrec_pool *pool) {
     (void)pool;
     return 0;
 }
+static void gelu_erf_rows(float *y, const float *x, int64_t ld, int rows, int64_t n) { (void)y, (void)x, (void)ld, (void)rows, (void)n; }
 static int64_t gelu_erf_vector(int level, float *y, const float *x, int64_t n) {
     (void)level, (void)y, (void)x, (void)n;
     return 0;
@@ -352,9 +359,16 @@ void mrec_activation_cpu(float *out, const float *in, mrec_act act, float slope,
     mrec_parallel_range(pool, n, ELEMS_PER_CHUNK / 4, act_range, &e);
 }
 
-void mrec_activation_span_cpu(float *out, const float *in, mrec_act act, float slope, int64_t n, const mrec_pool *pool) {
-    ew_args e = {.out = out, .a = in, .act = act, .slope = slope, .level = act_level(pool)};
-    act_range(&e, 0, n);
+void mrec_activation_rows_cpu(float *c, int64_t ldc, int m, int64_t n, mrec_act act, float slope, const mrec_pool *pool) {
+    ew_args e = {.act = act, .slope = slope, .level = act_level(pool)};
+    if (act == MREC_ACT_GELU_ERF && e.level == 2) { /* the table in registers once per corner, not once per row */
+        gelu_erf_rows(c, c, ldc, m, n);
+        return;
+    }
+    for (int i = 0; i < m; i++) {
+        e.out = c + (size_t)i * ldc, e.a = e.out;
+        act_range(&e, 0, n);
+    }
 }
 
 /* ---- row ops ------------------------------------------------------------ */
