@@ -176,6 +176,16 @@ void mrec_gemm_ref(float *C, const float *A, const float *B, const float *bias,
 void mrec_gemm_cpu(float *C, const float *A, const float *B, const float *bias,
                    float alpha, float beta, int trans_a, int trans_b,
                    int M, int N, int K, int lda, int ldb, int ldc, mrec_pool *pool);
+/* The same with the rows of A or B taken through an index, a gather done by
+ * the packing instead of into a matrix of its own: row i of A is A +
+ * a_rows[i] * lda, row k of B is B + b_rows[k] * ldb (NULL: row i, row k).
+ * An index applies to an operand that is not transposed (ignored on one
+ * that is). The bits of gathering the rows first and calling mrec_gemm_cpu.
+ * (A model's features for a batch's items: a Baby batch gathered 54 MB of
+ * rows for two GEMMs to read once each.) */
+void mrec_gemm_rows_cpu(float *C, const float *A, const int32_t *a_rows, const float *B, const int32_t *b_rows, const float *bias,
+                        float alpha, float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc,
+                        mrec_pool *pool);
 
 /* Weights packed once. A model whose weights will not change again (an
  * encoder at inference) hands its storage (floats from `storage`) to a pack
@@ -694,6 +704,12 @@ mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, 
  * in ctx->packs rounded once); mrec_gemm_batched is fp32 everywhere. */
 mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
                       float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc);
+/* mrec_gemm_rows_cpu's gathered GEMM, fp32, on the CPU only (models' GPU
+ * paths gather with mrec_embedding and call mrec_gemm): MREC_ERR_UNSUPPORTED
+ * on a GPU context, MREC_ERR_ARG for an index on a transposed operand. */
+mrec_status mrec_gemm_rows(mrec_context *ctx, float *C, const float *A, const int32_t *a_rows, const float *B,
+                           const int32_t *b_rows, const float *bias, float alpha, float beta, int trans_a, int trans_b, int M,
+                           int N, int K, int lda, int ldb, int ldc);
 /* On the CPU a row of C has the same bits in every GEMM of the same kind:
  * M <= MREC_GEMM_FEW_ROWS (dot products), or taller (the micro-kernels),
  * whatever M, the threads and the row's place. The two kinds sum in other

@@ -202,35 +202,17 @@ void mrec_graph_transpose_edges(int64_t *t_ptr, int32_t *t_col, int32_t *t_edge,
 
 /* ---- a batch's distinct items, on the host ---- */
 
-#define GATHER_TASKS 16
-
-typedef struct {
-    mrec_batch_items *b;
-    const float *feat;
-} gather_job;
-
-static void gather_task(void *arg, int task, int thread) {
-    (void)thread;
-    const gather_job *g = arg;
-    mrec_batch_items *b = g->b;
-    size_t F = (size_t)b->n_feat;
-    int lo = b->n * task / GATHER_TASKS, hi = b->n * (task + 1) / GATHER_TASKS;
-    for (int r = lo; r < hi; r++) memcpy(b->feat + (size_t)r * F, g->feat + (size_t)b->uniq[r] * F, sizeof(float) * F);
-}
-
-mrec_status mrec_batch_items_set(mrec_batch_items *b, mrec_context *ctx, const float *feat, int n_items, int n_feat,
-                                 const int32_t *i, const int32_t *j, int n) {
-    if (n > b->cap || n_items != b->n_items || n_feat != b->n_feat) {
+mrec_status mrec_batch_items_set(mrec_batch_items *b, int n_items, const int32_t *i, const int32_t *j, int n) {
+    if (n > b->cap || n_items != b->n_items) {
         mrec_batch_items_free(b);
         b->slot = malloc(sizeof(int32_t) * (size_t)n_items);
         b->uniq = malloc(sizeof(int32_t) * 2 * (size_t)n), b->row = malloc(sizeof(int32_t) * 2 * (size_t)n);
-        b->feat = malloc(sizeof(float) * 2 * (size_t)n * n_feat);
-        if (!b->slot || !b->uniq || !b->row || !b->feat) {
+        if (!b->slot || !b->uniq || !b->row) {
             mrec_batch_items_free(b);
-            return mrec_fail(MREC_ERR_NOMEM, "a batch's feature rows: %d items of %d features", 2 * n, n_feat);
+            return mrec_fail(MREC_ERR_NOMEM, "a batch's distinct items: %d draws of %d items", 2 * n, n_items);
         }
         for (int it = 0; it < n_items; it++) b->slot[it] = -1;
-        b->cap = n, b->n_items = n_items, b->n_feat = n_feat;
+        b->cap = n, b->n_items = n_items;
     }
     int k = 0;
     for (int r = 0; r < 2 * n; r++) {
@@ -240,12 +222,10 @@ mrec_status mrec_batch_items_set(mrec_batch_items *b, mrec_context *ctx, const f
     }
     for (int r = 0; r < k; r++) b->slot[b->uniq[r]] = -1;
     b->n = k;
-    gather_job g = {b, feat};
-    mrec_pool_run(ctx->pool, gather_task, &g, GATHER_TASKS);
     return MREC_OK;
 }
 
 void mrec_batch_items_free(mrec_batch_items *b) {
-    free(b->slot), free(b->uniq), free(b->row), free(b->feat);
+    free(b->slot), free(b->uniq), free(b->row);
     memset(b, 0, sizeof *b);
 }

@@ -250,8 +250,8 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
     mrec_status st = forward(m, 1);
     /* p of the batch's distinct items, once each, in z's and p's first rows: row[b] the positive b's, row[n + b] the
      * negative's (the fork projects every item at each step; the scores and gradients are the same) */
-    if (!st) st = mrec_batch_items_set(&m->drawn, ctx, m->feat, I, F, i, j, n);
-    if (!st) st = mrec_gemm(ctx, m->z, m->drawn.feat, m->pw, m->pb, 1, 0, 0, 1, m->drawn.n, d, F, F, F, d);
+    if (!st) st = mrec_batch_items_set(&m->drawn, I, i, j, n);
+    if (!st) st = mrec_gemm_rows(ctx, m->z, m->feat, m->drawn.uniq, m->pw, NULL, m->pb, 1, 0, 0, 1, m->drawn.n, d, F, F, F, d);
     if (st) return st;
     run_stage(m, F_NORM_P, 0, m->drawn.n, NULL);
     const int32_t *row = m->drawn.row;
@@ -289,7 +289,8 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
     }
     /* p = normalize(z), z = F P^T + c over the distinct items (a repeated item's gradient rows summed in dp) */
     run_stage(m, B_NORM_P, 0, m->drawn.n, NULL); /* dp is tmp2 */
-    if ((st = mrec_gemm(ctx, m->pw_grad, m->tmp, m->drawn.feat, NULL, 1, 0, 1, 0, d, F, m->drawn.n, d, F, F))) return st;
+    if ((st = mrec_gemm_rows(ctx, m->pw_grad, m->tmp, NULL, m->feat, m->drawn.uniq, NULL, 1, 0, 1, 0, d, F, m->drawn.n, d, F, F)))
+        return st;
     column_sums(m->pb_grad, m->tmp, m->drawn.n, d);
     /* g = mean of the layers: each x_l gets dg / (L + 1); go down the layers */
     if ((st = mrec_scale(ctx, m->dx, m->dx, 1.0f / (m->layers + 1), (int64_t)nd))) return st;

@@ -120,18 +120,18 @@ void mrec_batch_rows_free(mrec_batch_rows *r);
  * rows are summed) shrink by 30 % against the batch and 60 % against all
  * items. */
 typedef struct {
-    int n_items, n_feat, cap;
+    int n_items, cap;
     int32_t *slot;      /* (n_items) -1 between calls */
     int32_t *uniq;      /* (2 cap) the distinct items, in order of first draw: positives, then negatives */
     int32_t *row;       /* (2 cap) each draw's row among them: positive b at b, negative b at n + b */
-    float *feat;        /* (2 cap, n_feat) the distinct items' feature rows */
     int n;              /* distinct items of the last set */
 } mrec_batch_items;
 
 /* Fills b for the draws i (n) then j (n) of items in [0, n_items) (checked by
- * the caller's sampler), gathering rows of feat (n_items, n_feat) on the pool. */
-mrec_status mrec_batch_items_set(mrec_batch_items *b, mrec_context *ctx, const float *feat, int n_items, int n_feat,
-                                 const int32_t *i, const int32_t *j, int n);
+ * the caller's sampler). The products read the distinct items' feature rows
+ * through uniq (mrec_gemm_rows): gathered into a matrix of their own they
+ * were 54 MB a Baby batch, written and read twice. */
+mrec_status mrec_batch_items_set(mrec_batch_items *b, int n_items, const int32_t *i, const int32_t *j, int n);
 void mrec_batch_items_free(mrec_batch_items *b);
 
 /* ---- InfoNCE between two views' rows (contrast.c) ----------------------------

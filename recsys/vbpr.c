@@ -68,11 +68,11 @@ static mrec_status batch_loss_grad(vbpr *m, double *loss_out, const int32_t *u, 
     int d = m->dim, F = m->n_feat;
     if (!ensure_batch(m, n)) return mrec_fail(MREC_ERR_NOMEM, "vbpr: a batch of %d", n);
     /* z: W f + b of the batch's distinct items, once each; row[r] and row[n + r] the positive's and the negative's */
-    mrec_status st = mrec_batch_items_set(&m->drawn, m->ctx, m->feat, m->n_items, F, i, j, n);
+    mrec_status st = mrec_batch_items_set(&m->drawn, m->n_items, i, j, n);
     if (st) return st;
-    const int32_t *row = m->drawn.row;
+    const int32_t *row = m->drawn.row, *uniq = m->drawn.uniq;
     int n_uniq = m->drawn.n;
-    if ((st = mrec_gemm(m->ctx, m->z, m->drawn.feat, m->w, m->b, 1, 0, 0, 1, n_uniq, d, F, F, F, d))) return st;
+    if ((st = mrec_gemm_rows(m->ctx, m->z, m->feat, uniq, m->w, NULL, m->b, 1, 0, 0, 1, n_uniq, d, F, F, F, d))) return st;
     double sp = 0, sn = 0, su = 0;
     for (int r = 0; r < n; r++) {
         const float *eu = m->user + (size_t)u[r] * 2 * d, *zi = m->z + (size_t)row[r] * d, *zj = m->z + (size_t)row[n + r] * d;
@@ -105,7 +105,7 @@ static mrec_status batch_loss_grad(vbpr *m, double *loss_out, const int32_t *u, 
         }
     }
     /* W's gradient (d, F) = dz^T f (a repeated item's rows summed in dz); b's = the column sums of dz */
-    if ((st = mrec_gemm(m->ctx, m->w_grad, m->dz, m->drawn.feat, NULL, 1, 0, 1, 0, d, F, n_uniq, d, F, F))) return st;
+    if ((st = mrec_gemm_rows(m->ctx, m->w_grad, m->dz, NULL, m->feat, uniq, NULL, 1, 0, 1, 0, d, F, n_uniq, d, F, F))) return st;
     memset(m->b_grad, 0, sizeof(float) * (size_t)d);
     for (int r = 0; r < n_uniq; r++)
         for (int k = 0; k < d; k++) m->b_grad[k] += m->dz[(size_t)r * d + k];

@@ -441,6 +441,40 @@ static void test_expf_lanes(void) {
     free(x), free(y), free(mask), free(masks);
 }
 
+/* A GEMM over rows taken through an index has the bits of gathering them
+ * first: A's rows, B's rows, or both, with duplicates, on every path (a few
+ * rows, B shared by row blocks, one row block streaming a long B) and pool. */
+static void test_gemm_rows(void) {
+    static const int shapes[][3] = {{3, 40, 70}, {150, 64, 600}, {64, 300, 700}, {13, 7, 300}, {1, 33, 5}};
+    int pool_rows = 97;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        int32_t *ai = malloc(sizeof(int32_t) * M), *bi = malloc(sizeof(int32_t) * K);
+        for (int i = 0; i < M; i++) ai[i] = (int32_t)((i * 37 + 11) % pool_rows); /* repeats once M > 97 */
+        for (int k = 0; k < K; k++) bi[k] = (int32_t)((k * 53 + 5) % pool_rows);
+        int lda = K + 3, ldb = N + 5;
+        float *As = randv((int64_t)pool_rows * lda, -1, 1), *Bs = randv((int64_t)pool_rows * ldb, -1, 1);
+        float *Ag = malloc(sizeof(float) * (size_t)M * lda), *Bg = malloc(sizeof(float) * (size_t)K * ldb);
+        for (int i = 0; i < M; i++) memcpy(Ag + (size_t)i * lda, As + (size_t)ai[i] * lda, sizeof(float) * lda);
+        for (int k = 0; k < K; k++) memcpy(Bg + (size_t)k * ldb, Bs + (size_t)bi[k] * ldb, sizeof(float) * ldb);
+        float *bias = randv(N, -1, 1), *c0 = randv((int64_t)M * N, -1, 1);
+        float *want = malloc(sizeof(float) * (size_t)M * N), *got = malloc(sizeof(float) * (size_t)M * N);
+        for (int p = 0; p < n_pools; p++)
+            for (int which = 1; which <= 3; which++)
+                for (int beta = 0; beta < 2; beta++) {
+                    const float *A = which & 1 ? As : Ag, *B = which & 2 ? Bs : Bg;
+                    memcpy(want, c0, sizeof(float) * (size_t)M * N), memcpy(got, c0, sizeof(float) * (size_t)M * N);
+                    mrec_gemm_cpu(want, Ag, Bg, bias, 0.5f, (float)beta, 0, 0, M, N, K, lda, ldb, N, pools[p]);
+                    mrec_gemm_rows_cpu(got, A, which & 1 ? ai : NULL, B, which & 2 ? bi : NULL, bias, 0.5f, (float)beta, 0, 0, M, N,
+                                       K, lda, ldb, N, pools[p]);
+                    t_check(memcmp(want, got, sizeof(float) * (size_t)M * N) == 0,
+                            "gemm_rows M=%d N=%d K=%d (%s, index on %s, beta %d): the bits of gathering first", M, N, K,
+                            pool_name(pools[p]), which == 1 ? "A" : which == 2 ? "B" : "both", beta);
+                }
+        free(ai), free(bi), free(As), free(Bs), free(Ag), free(Bg), free(bias), free(c0), free(want), free(got);
+    }
+}
+
 /* GELU(erf) from its erfc table: the same bits at every SIMD level (the
  * scalar loop, AVX2 and AVX-512 do the same float operations), within 6 ulp
  * of the double-precision GELU on (-8, 8) (4.6 measured; 1 + erff(x / sqrt 2)
@@ -1388,6 +1422,7 @@ int main(void) {
     test_attention_heads();
     test_expf_lanes();
     test_gelu_erf();
+    test_gemm_rows();
     test_gemm_packed();
     test_gemm_packed_a();
     test_gemm_bf16();

@@ -259,6 +259,17 @@ static void test_entries(mrec_context *ctx) {
     mrec_gemm_cpu(want, x, y, NULL, 1, 0, 0, 1, R, R, C, C, C, R, ctx->pool);
     t_status(mrec_gemm(ctx, got, x, y, NULL, 1, 0, 0, 1, R, R, C, C, C, R), MREC_OK, "gemm entry");
     t_check(!memcmp(want, got, sizeof(float) * R * R), "gemm entry = gemm_cpu");
+    /* the gathered GEMM: x's rows reversed through an index, as x reversed */
+    int32_t rev[R];
+    float xr[N];
+    for (int i = 0; i < R; i++) rev[i] = R - 1 - i, memcpy(xr + i * C, x + (R - 1 - i) * C, sizeof(float) * C);
+    mrec_gemm_cpu(want, xr, y, b, 1, 0, 0, 1, R, R, C, C, C, R, ctx->pool);
+    t_status(mrec_gemm_rows(ctx, got, x, rev, y, NULL, b, 1, 0, 0, 1, R, R, C, C, C, R), MREC_OK, "gemm_rows entry");
+    t_check(!memcmp(want, got, sizeof(float) * R * R), "gemm_rows entry = gemm_cpu on the gathered rows");
+    t_status(mrec_gemm_rows(ctx, got, x, rev, y, NULL, NULL, 1, 0, 1, 1, R, R, C, R, C, R), MREC_ERR_ARG,
+             "gemm_rows: an index on a transposed A is refused");
+    t_status(mrec_gemm_rows(ctx, got, x, NULL, y, rev, NULL, 1, 0, 0, 1, R, R, C, C, C, R), MREC_ERR_ARG,
+             "gemm_rows: an index on a transposed B is refused");
     /* attention through the entry, with the workspace it asks for */
     int B = 2, T = 5, heads = 3, dh = 4, H = heads * dh;
     float q[2 * 5 * 12], k[2 * 5 * 12], v[2 * 5 * 12], ao[2 * 5 * 12], ar[2 * 5 * 12];

@@ -25,6 +25,16 @@ mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *
     return MREC_OK;
 }
 
+mrec_status mrec_gemm_rows(mrec_context *ctx, float *C, const float *A, const int32_t *a_rows, const float *B,
+                           const int32_t *b_rows, const float *bias, float alpha, float beta, int trans_a, int trans_b, int M,
+                           int N, int K, int lda, int ldb, int ldc) {
+    if (on_gpu(ctx)) return mrec_fail(MREC_ERR_UNSUPPORTED, "gemm_rows (a GEMM over gathered rows) on the GPU");
+    if ((a_rows && trans_a) || (b_rows && trans_b))
+        return mrec_fail(MREC_ERR_ARG, "gemm_rows: an index on a transposed operand (%s)", a_rows && trans_a ? "A" : "B");
+    mrec_gemm_rows_cpu(C, A, a_rows, B, b_rows, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_linear_act(mrec_context *ctx, float *C, const float *A, const float *W, const float *bias, mrec_act act,
                             int M, int N, int K) {
     if (on_gpu(ctx)) {

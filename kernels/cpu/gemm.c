@@ -50,6 +50,7 @@ enum { PACK_PLAIN, PACK_AVX512, PACK_AVX2 };
 typedef struct {
     float *C;
     const float *A, *B, *bias;
+    const int32_t *a_idx, *b_idx; /* rows of A (of B) through an index (mrec_gemm_rows_cpu; not transposed), or NULL */
     float alpha, beta;
     int trans_a, trans_b, M, N, K, lda, ldb, ldc;
     int64_t stride_a, stride_b, stride_c;
@@ -77,24 +78,26 @@ typedef struct {
 } gemm_job;
 
 /* Packs op(A)[i0 : i0+mc, p0 : p0+kc] as ceil(mc/MR) panels of (kc, MR).
- * Writes are sequential; reads walk MR rows (or one row) of A in step. */
-static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int mc, int p0,
+ * Writes are sequential; reads walk MR rows (or one row) of A in step. Row
+ * i of A is A + idx[i] * lda where there is an index (A not transposed). */
+static void pack_a(float *dst, const float *A, int lda, const int32_t *idx, int trans_a, int i0, int mc, int p0,
                    int kc, int MR, int packer) {
     for (int ir = 0; ir < mc; ir += MR) {
         int rows = mc - ir < MR ? mc - ir : MR;
+        const float *from = idx ? A + p0 : A + (size_t)(i0 + ir) * lda + p0;
+        const int32_t *at = idx ? idx + i0 + ir : NULL;
         if (!trans_a && packer == PACK_AVX512) {
-            mrec_pack_a_avx512(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows, MR);
+            mrec_pack_a_avx512(dst, from, lda, at, kc, rows, MR);
         } else if (!trans_a && packer == PACK_AVX2) {
-            mrec_pack_a_avx2(dst, A + (size_t)(i0 + ir) * lda + p0, lda, kc, rows);
+            mrec_pack_a_avx2(dst, from, lda, at, kc, rows);
         } else if (packer == PACK_AVX2) {
             mrec_pack_at_avx2(dst, A + (size_t)p0 * lda + i0 + ir, lda, kc, rows);
         } else if (packer == PACK_AVX512) {
             mrec_pack_at_avx512(dst, A + (size_t)p0 * lda + i0 + ir, lda, kc, rows, MR);
         } else if (!trans_a) {
-            const float *src = A + (size_t)(i0 + ir) * lda + p0;
             for (int k = 0; k < kc; k++) {
                 float *d = dst + (size_t)k * MR;
-                for (int i = 0; i < rows; i++) d[i] = src[(size_t)i * lda + k];
+                for (int i = 0; i < rows; i++) d[i] = from[(size_t)(at ? at[i] : i) * lda + k];
                 for (int i = rows; i < MR; i++) d[i] = 0.0f;
             }
         } else {
@@ -111,18 +114,19 @@ static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int
 
 /* Packs NR-column panels [panel_lo, panel_hi) of op(B)[p0 : p0+kc, j0 : j0+nc],
  * each as (kc, NR), at dst + panel * kc * NR. Reads follow B's rows: one
- * long contiguous run per k (or NR rows in step when B is transposed). */
-static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int kc, int j0,
+ * long contiguous run per k (or NR rows in step when B is transposed). Row
+ * k of B is B + idx[k] * ldb where there is an index (B not transposed). */
+static void pack_b(float *dst, const float *B, int ldb, const int32_t *idx, int trans_b, int p0, int kc, int j0,
                    int nc, int NR, int panel_lo, int panel_hi, int packer) {
     if (!trans_b && (packer == PACK_AVX2 || packer == PACK_AVX512)) { /* every AVX-512 CPU has AVX2 */
         int jr = panel_lo * NR;
-        mrec_pack_b_avx2(dst + (size_t)panel_lo * kc * NR, B + (size_t)p0 * ldb + j0 + jr, ldb, kc, nc - jr, NR,
-                         panel_hi - panel_lo, (size_t)kc * NR);
+        mrec_pack_b_avx2(dst + (size_t)panel_lo * kc * NR, (idx ? B : B + (size_t)p0 * ldb) + j0 + jr, ldb, idx ? idx + p0 : NULL, kc,
+                         nc - jr, NR, panel_hi - panel_lo, (size_t)kc * NR);
         return;
     }
     if (!trans_b) {
         for (int k = 0; k < kc; k++) {
-            const float *src = B + (size_t)(p0 + k) * ldb + j0;
+            const float *src = B + (size_t)(idx ? idx[p0 + k] : p0 + k) * ldb + j0;
             for (int panel = panel_lo; panel < panel_hi; panel++) {
                 int jr = panel * NR, cols = nc - jr < NR ? nc - jr : NR;
                 float *d = dst + ((size_t)panel * kc + k) * NR;
@@ -154,7 +158,7 @@ static void pack_b(float *dst, const float *B, int ldb, int trans_b, int p0, int
 /* pack_b for a job: from B, or from the job's fill function. */
 static void pack_b_job(const gemm_job *g, float *dst, const float *B, int p0, int kc, int j0, int nc, int panel_lo, int panel_hi) {
     if (!g->fill) {
-        pack_b(dst, B, g->ldb, g->trans_b, p0, kc, j0, nc, g->NR, panel_lo, panel_hi, g->packer);
+        pack_b(dst, B, g->ldb, g->b_idx, g->trans_b, p0, kc, j0, nc, g->NR, panel_lo, panel_hi, g->packer);
         return;
     }
     for (int panel = panel_lo; panel < panel_hi; panel++) {
@@ -176,7 +180,7 @@ static const float *apacked_block(const gemm_job *g, int i0, int mc, int p0) {
 static const float *a_block(const gemm_job *g, float *scratch, const float *A, int i0, int mc, int p0, int kc) {
     if (g->apacked) return apacked_block(g, i0, mc, p0);
     if (g->a_rows) return A + (size_t)i0 * g->lda + p0;
-    pack_a(scratch, A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
+    pack_a(scratch, A, g->lda, g->a_idx, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
     return scratch;
 }
 
@@ -199,11 +203,13 @@ static void start_only(const gemm_job *g, float *C, int i0, int mc, int j0, int 
 }
 
 /* Rows of B to fetch into the cache while the micro-kernels run: rows
- * [0, rows) at base + r * ld floats, `width` floats of each. */
+ * [0, rows) at base + r * ld floats (or base + idx[r] * ld), `width`
+ * floats of each. */
 typedef struct {
     uintptr_t base; /* an address, not a pointer: nothing is read through it */
     size_t ld;
     int rows, width;
+    const int32_t *idx;
 } prefetch_plan;
 
 /* The micro-kernel sweep over one packed A block and packed B panels
@@ -231,7 +237,7 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
             if (pf)
                 for (int r = pf->rows * call / calls; r < pf->rows * (call + 1) / calls; r++)
                     for (int j = 0; j < pf->width; j += 16)
-                        __builtin_prefetch((const void *)(pf->base + sizeof(float) * (r * pf->ld + (size_t)j)), 0, 3);
+                        __builtin_prefetch((const void *)(pf->base + sizeof(float) * ((pf->idx ? (size_t)pf->idx[r] : (size_t)r) * pf->ld + (size_t)j)), 0, 3);
         }
     }
 }
@@ -329,7 +335,7 @@ static void pack_rows_task(void *arg, int task, int thread) {
     (void)thread;
     const gemm_job *g = arg;
     int p0 = task * MREC_GEMM_KC, kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
-    pack_a((float *)apacked_block(g, 0, g->M, p0), g->A, g->lda, g->trans_a, 0, g->M, p0, kc, g->MR, g->packer);
+    pack_a((float *)apacked_block(g, 0, g->M, p0), g->A, g->lda, g->a_idx, g->trans_a, 0, g->M, p0, kc, g->MR, g->packer);
 }
 
 static void gemm_packed_b(gemm_job *g) {
@@ -386,14 +392,16 @@ static void private_task(void *arg, int task, int thread) {
      * micro-kernels on one chunk prefetch the next chunk's rows, so some of the reads overlap the arithmetic
      * (64 x 4096 x 7050 on one thread: 46-51 -> 54-57 GFLOP/s). */
     int stream = g->m_blocks == 1 && B && !g->bpacked && !g->trans_b && g->packer != PACK_PLAIN && nc > B_CHUNK;
+    int chunk = (B_CHUNK + g->NR - 1) / g->NR * g->NR; /* whole panels: 64 columns of 48-wide panels computed 96 */
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
         const float *ap = a_block(g, apack, A, i0, mc, p0, kc);
         int first = p0 == 0, last = p0 + kc >= g->K;
         if (stream) {
-            for (int jc = 0; jc < nc; jc += B_CHUNK) {
-                int w = nc - jc < B_CHUNK ? nc - jc : B_CHUNK, next = nc - jc - w < B_CHUNK ? nc - jc - w : B_CHUNK;
-                prefetch_plan pf = {(uintptr_t)(B + (size_t)p0 * g->ldb + j0 + jc + w), (size_t)g->ldb, kc, next};
+            for (int jc = 0; jc < nc; jc += chunk) {
+                int w = nc - jc < chunk ? nc - jc : chunk, next = nc - jc - w < chunk ? nc - jc - w : chunk;
+                prefetch_plan pf = {(uintptr_t)((g->b_idx ? B : B + (size_t)p0 * g->ldb) + j0 + jc + w), (size_t)g->ldb, kc, next,
+                                    g->b_idx ? g->b_idx + p0 : NULL};
                 pack_b_job(g, bpack, B, p0, kc, j0 + jc, w, 0, (w + g->NR - 1) / g->NR);
                 macro_kernel(g, C, ap, bpack, i0, mc, j0 + jc, 0, w, kc, first, last, next > 0 ? &pf : NULL);
             }
@@ -428,7 +436,7 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
         for (int jb = j_lo; jb < j_hi; jb += FEW_ROWS_JB) {
             int jb_hi = jb + FEW_ROWS_JB < j_hi ? jb + FEW_ROWS_JB : j_hi;
             for (int i = 0; i < g->M; i++) {
-                const float *a = g->A + (size_t)i * g->lda;
+                const float *a = g->A + (size_t)(g->a_idx ? g->a_idx[i] : i) * g->lda;
                 float *c = g->C + (size_t)i * g->ldc;
                 for (int j = jb; j < jb_hi; j++) {
                     const float *b = g->B + (size_t)j * g->ldb;
@@ -450,9 +458,10 @@ MREC_VECTOR_CLONES static void few_rows_task(void *arg, int task, int thread) {
         float *c = g->C + (size_t)i * g->ldc;
         /* c[j_lo:j_hi] += alpha * sum_k a[i][k] * op(B)[k][j_lo:j_hi] */
         for (int k = 0; k < g->K; k++) {
-            float a = g->alpha * (g->trans_a ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k]);
+            float a = g->alpha * (g->trans_a ? g->A[(size_t)k * g->lda + i]
+                                             : g->A[(size_t)(g->a_idx ? g->a_idx[i] : i) * g->lda + k]);
             if (!g->trans_b) {
-                const float *b = g->B + (size_t)k * g->ldb;
+                const float *b = g->B + (size_t)(g->b_idx ? g->b_idx[k] : k) * g->ldb;
                 for (int j = j_lo; j < j_hi; j++) c[j] += a * b[j];
             } else {
                 for (int j = j_lo; j < j_hi; j++) c[j] += a * g->B[(size_t)j * g->ldb + k];
@@ -498,7 +507,7 @@ static void pick_kernel(gemm_job *g) {
 
 static void prepare(gemm_job *g) {
     pick_kernel(g);
-    g->a_rows = g->packer == PACK_AVX2 && !g->trans_a && !g->apacked && g->N <= A_ROWS_MAX_N && g->K <= MREC_GEMM_KC;
+    g->a_rows = g->packer == PACK_AVX2 && !g->trans_a && !g->apacked && !g->a_idx && g->N <= A_ROWS_MAX_N && g->K <= MREC_GEMM_KC;
     g->m_blocks = (g->M + MREC_GEMM_MC - 1) / MREC_GEMM_MC;
 }
 
@@ -535,6 +544,17 @@ void mrec_gemm_cpu(float *C, const float *A, const float *B, const float *bias,
     gemm_job g = {
         .C = C, .A = A, .B = B, .bias = bias, .alpha = alpha, .beta = beta,
         .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
+        .lda = lda, .ldb = ldb, .ldc = ldc, .pool = pool,
+    };
+    gemm_run(&g, 1);
+}
+
+void mrec_gemm_rows_cpu(float *C, const float *A, const int32_t *a_rows, const float *B, const int32_t *b_rows, const float *bias,
+                        float alpha, float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc,
+                        mrec_pool *pool) {
+    gemm_job g = {
+        .C = C, .A = A, .B = B, .bias = bias, .a_idx = trans_a ? NULL : a_rows, .b_idx = trans_b ? NULL : b_rows,
+        .alpha = alpha, .beta = beta, .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
         .lda = lda, .ldb = ldb, .ldc = ldc, .pool = pool,
     };
     gemm_run(&g, 1);
@@ -667,7 +687,7 @@ static void pack_a_task(void *arg, int task, int thread) {
     int k_blocks = (g->K + MREC_GEMM_KC - 1) / MREC_GEMM_KC;
     int i0 = task / k_blocks * MREC_GEMM_MC, p0 = task % k_blocks * MREC_GEMM_KC;
     int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC, kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
-    pack_a((float *)apacked_block(g, i0, mc, p0), g->A, g->lda, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
+    pack_a((float *)apacked_block(g, i0, mc, p0), g->A, g->lda, g->a_idx, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
 }
 
 static int pack_whole_a(void *dst, void *arg) {

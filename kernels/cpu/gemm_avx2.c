@@ -126,13 +126,15 @@ void mrec_pack_bt_avx2(float *dst, const float *src, int ldb, int kc, int cols, 
         for (int i = j; i < NR; i++) dst[(size_t)k * NR + i] = i < cols ? src[(size_t)i * ldb + k] : 0.0f;
 }
 
-void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows) {
+void mrec_pack_a_avx2(float *dst, const float *src, int lda, const int32_t *idx, int kc, int rows) {
     enum { MR = MREC_UK_AVX2_MR };
+    const float *row[MR];
+    for (int i = 0; i < rows && i < MR; i++) row[i] = src + (size_t)(idx ? idx[i] : i) * lda;
     int k = 0;
     for (; k + 8 <= kc; k += 8) {
         /* six rows of eight, two zero rows, transposed: r[c] holds column k + c of the six rows */
         __m256 r[8];
-        for (int i = 0; i < 8; i++) r[i] = i < rows && i < MR ? _mm256_loadu_ps(src + (size_t)i * lda + k) : _mm256_setzero_ps();
+        for (int i = 0; i < 8; i++) r[i] = i < rows && i < MR ? _mm256_loadu_ps(row[i] + k) : _mm256_setzero_ps();
         transpose8(r);
         for (int c = 0; c < 8; c++) { /* six floats: four, then two, so nothing is written past them */
             float *d = dst + (size_t)(k + c) * MR;
@@ -141,26 +143,31 @@ void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows) {
         }
     }
     for (; k < kc; k++)
-        for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? src[(size_t)i * lda + k] : 0.0f;
+        for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? row[i][k] : 0.0f;
 }
 
-void mrec_pack_b_avx2(float *dst, const float *src, int ldb, int kc, int cols, int NR, int panels, size_t panel_stride) {
+void mrec_pack_b_avx2(float *dst, const float *src, int ldb, const int32_t *idx, int kc, int cols, int NR, int panels,
+                      size_t panel_stride) {
     /* Row k of B is a run of panels * NR floats: read it in order and deal
-     * it out to the panels. Rows lie ldb apart, too far for the hardware
-     * prefetcher to guess, so each step asks for the row PF ahead. */
+     * it out to the panels. Rows lie ldb apart (or anywhere, through idx),
+     * too far for the hardware prefetcher to guess, so each step asks for
+     * the row PF ahead. */
     enum { PF = 20 };
-    for (int k = 0; k < kc; k++, src += ldb, dst += NR) {
+    for (int k = 0; k < kc; k++, dst += NR) {
+        const float *r = src + (size_t)(idx ? idx[k] : k) * ldb;
+        /* an address, not a pointer into B: the row ahead may lie past B's end (a prefetch never faults) */
+        uintptr_t ahead = idx ? (k + PF < kc ? (uintptr_t)(src + (size_t)idx[k + PF] * ldb) : 0)
+                              : (uintptr_t)r + sizeof(float) * PF * (size_t)ldb;
         int p = 0;
         for (; p < panels && (p + 1) * NR <= cols; p++) {
-            const float *s = src + (size_t)p * NR;
+            const float *s = r + (size_t)p * NR;
             float *d = dst + p * panel_stride;
-            /* an address, not a pointer into B: the row ahead may lie past B's end (a prefetch never faults) */
-            uintptr_t ahead = (uintptr_t)s + sizeof(float) * PF * (size_t)ldb;
-            for (int j = 0; j < NR; j += 16) _mm_prefetch((const char *)(ahead + sizeof(float) * j), _MM_HINT_T0);
+            if (ahead)
+                for (int j = 0; j < NR; j += 16) _mm_prefetch((const char *)(ahead + sizeof(float) * ((size_t)p * NR + j)), _MM_HINT_T0);
             for (int j = 0; j < NR; j += 8) _mm256_storeu_ps(d + j, _mm256_loadu_ps(s + j));
         }
         for (; p < panels; p++)
-            for (int j = 0; j < NR; j++) dst[p * panel_stride + j] = p * NR + j < cols ? src[p * NR + j] : 0.0f;
+            for (int j = 0; j < NR; j++) dst[p * panel_stride + j] = p * NR + j < cols ? r[p * NR + j] : 0.0f;
     }
 }
 

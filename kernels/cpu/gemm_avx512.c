@@ -104,17 +104,19 @@ void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols
         for (int i = j; i < NR; i++) dst[(size_t)k * NR + i] = i < cols ? src[(size_t)i * ldb + k] : 0.0f;
 }
 
-void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR) {
+void mrec_pack_a_avx512(float *dst, const float *src, int lda, const int32_t *idx, int kc, int rows, int MR) {
     __mmask16 keep = (__mmask16)((1u << MR) - 1);
+    const float *row[16];
+    for (int i = 0; i < rows; i++) row[i] = src + (size_t)(idx ? idx[i] : i) * lda;
     int k = 0;
     for (; k + 16 <= kc; k += 16) {
         __m512 r[16];
-        for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_loadu_ps(src + (size_t)i * lda + k) : _mm512_setzero_ps();
+        for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_loadu_ps(row[i] + k) : _mm512_setzero_ps();
         transpose16(r);
         for (int c = 0; c < 16; c++) _mm512_mask_storeu_ps(dst + (size_t)(k + c) * MR, keep, r[c]);
     }
     for (; k < kc; k++)
-        for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? src[(size_t)i * lda + k] : 0.0f;
+        for (int i = 0; i < MR; i++) dst[(size_t)k * MR + i] = i < rows ? row[i][k] : 0.0f;
 }
 
 /* The same panel of op(A) = A^T: row k of the panel is `rows` consecutive

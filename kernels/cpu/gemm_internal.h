@@ -69,16 +69,19 @@ void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols
 /* The same with 8 x 8 blocks (avx2). */
 void mrec_pack_bt_avx2(float *dst, const float *src, int ldb, int kc, int cols, int NR);
 /* One MR-row panel of a row-major A: dst (kc, MR) with dst[k][i] =
- * src[i * lda + k] for i < rows, zero beyond; MR <= 16 (avx512f). */
-void mrec_pack_a_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR);
+ * src[r_i * lda + k] for i < rows, zero beyond, where r_i = idx[i] (rows
+ * through an index: a gather in the packing) or i (idx NULL); MR <= 16
+ * (avx512f). */
+void mrec_pack_a_avx512(float *dst, const float *src, int lda, const int32_t *idx, int kc, int rows, int MR);
 void mrec_pack_at_avx512(float *dst, const float *src, int lda, int kc, int rows, int MR); /* op(A) = A^T */
 /* The same for the avx2 kernel's MR = 6, through 8 x 8 register transposes. */
-void mrec_pack_a_avx2(float *dst, const float *src, int lda, int kc, int rows);
+void mrec_pack_a_avx2(float *dst, const float *src, int lda, const int32_t *idx, int kc, int rows);
 void mrec_pack_at_avx2(float *dst, const float *src, int lda, int kc, int rows); /* op(A) = A^T */
 /* Panels [0, panels) of a row-major B: panel p at dst + p * panel_stride,
- * (kc, NR) with dst[k][j] = src[k * ldb + p * NR + j] for p * NR + j < cols,
- * zero beyond; NR a multiple of 8. */
-void mrec_pack_b_avx2(float *dst, const float *src, int ldb, int kc, int cols, int NR, int panels, size_t panel_stride);
+ * (kc, NR) with dst[k][j] = src[r_k * ldb + p * NR + j] for p * NR + j <
+ * cols, zero beyond, r_k = idx[k] or k (idx NULL); NR a multiple of 8. */
+void mrec_pack_b_avx2(float *dst, const float *src, int ldb, const int32_t *idx, int kc, int cols, int NR, int panels,
+                      size_t panel_stride);
 
 /* C = beta * C + bias on rows [i0, i0+mc), columns [j0, j0+nc), before a
  * GEMM adds alpha * op(A) op(B) (beta = 0 ignores C, NaN included). bias is
