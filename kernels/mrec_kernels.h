@@ -183,6 +183,8 @@ void mrec_gemm_cpu(float *C, const float *A, const float *B, const float *bias,
  * that is). The bits of gathering the rows first and calling mrec_gemm_cpu.
  * (A model's features for a batch's items: a Baby batch gathered 54 MB of
  * rows for two GEMMs to read once each.) */
+void mrec_gemm_rows_ref(float *C, const float *A, const int32_t *a_rows, const float *B, const int32_t *b_rows, const float *bias,
+                        float alpha, float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc);
 void mrec_gemm_rows_cpu(float *C, const float *A, const int32_t *a_rows, const float *B, const int32_t *b_rows, const float *bias,
                         float alpha, float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc,
                         mrec_pool *pool);

@@ -470,6 +470,20 @@ static void test_gemm_rows(void) {
                     t_check(memcmp(want, got, sizeof(float) * (size_t)M * N) == 0,
                             "gemm_rows M=%d N=%d K=%d (%s, index on %s, beta %d): the bits of gathering first", M, N, K,
                             pool_name(pools[p]), which == 1 ? "A" : which == 2 ? "B" : "both", beta);
+                    if (p) continue;
+                    /* and the naive reference, within the GEMM's bound (K + 2 ulps of sum |a b| + |beta c| + |bias|) */
+                    memcpy(want, c0, sizeof(float) * (size_t)M * N);
+                    mrec_gemm_rows_ref(want, A, which & 1 ? ai : NULL, B, which & 2 ? bi : NULL, bias, 0.5f, (float)beta, 0, 0, M,
+                                       N, K, lda, ldb, N);
+                    int bad = 0;
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++) {
+                            double bound = fabs(bias[j]) + beta * fabs(c0[(size_t)i * N + j]);
+                            for (int k = 0; k < K; k++) bound += 0.5 * fabs((double)Ag[(size_t)i * lda + k] * Bg[(size_t)k * ldb + j]);
+                            bad += !(fabsf(got[(size_t)i * N + j] - want[(size_t)i * N + j]) <= (K + 2) * U * bound);
+                        }
+                    t_check(bad == 0, "gemm_rows M=%d N=%d K=%d (index on %s, beta %d): %d values outside the reference's bound", M,
+                            N, K, which == 1 ? "A" : which == 2 ? "B" : "both", beta, bad);
                 }
         free(ai), free(bi), free(As), free(Bs), free(Ag), free(Bg), free(bias), free(c0), free(want), free(got);
     }

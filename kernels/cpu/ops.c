@@ -447,45 +447,38 @@ __attribute__((target("avx512f"))) static void softmax_row_avx512(float *y, cons
  * maximum is the same value in any order (NaN skipped, as the scalar
  * comparison skips it; a zero's sign cannot reach a result), expf is
  * glibc's lane by lane (expf_exact16), and the sum runs in order. */
-__attribute__((target("avx512f"))) static void softmax_row_exact_avx512(float *y, const float *x, const float *m, int C) {
+/* A row's exp(x + m - max) into y, the scalar loop's bits. */
+__attribute__((target("avx512f"))) static void exp_row_exact(float *y, const float *x, const float *m, int C) {
     __m512 vm = _mm512_set1_ps(row_plus_mask_max(y, x, m, C));
     for (int c = 0; c < C; c += 16) {
         __mmask16 k = ROW_MASK(C, c);
         _mm512_mask_storeu_ps(y + c, k, expf_exact16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, y + c), vm)));
     }
-    float sum = 0.0f;
-    for (int c = 0; c < C; c++) sum += y[c];
-    __m512 inv = _mm512_set1_ps(1.0f / sum);
+}
+__attribute__((target("avx512f"))) static void scale_row(float *y, int C, float inv) {
+    __m512 vi = _mm512_set1_ps(inv);
     for (int c = 0; c < C; c += 16) {
         __mmask16 k = ROW_MASK(C, c);
-        _mm512_mask_storeu_ps(y + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + c), inv));
+        _mm512_mask_storeu_ps(y + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + c), vi));
     }
+}
+__attribute__((target("avx512f"))) static void softmax_row_exact_avx512(float *y, const float *x, const float *m, int C) {
+    exp_row_exact(y, x, m, C);
+    float sum = 0.0f;
+    for (int c = 0; c < C; c++) sum += y[c];
+    scale_row(y, C, 1.0f / sum);
 }
 /* Sixteen such rows: the same bits, their sums in one vector, lane r row r,
  * each still added in column order. Summed row by row, each sum was a chain
  * of C dependent adds, most of the row's time (4 % of ViT-B/16 in fp32). */
 __attribute__((target("avx512f"))) static void softmax_rows16_exact_avx512(float *y, const float *x, const float *const m[16], int C) {
-    for (int r = 0; r < 16; r++) {
-        float *yr = y + (size_t)r * C;
-        __m512 vm = _mm512_set1_ps(row_plus_mask_max(yr, x + (size_t)r * C, m[r], C));
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = ROW_MASK(C, c);
-            _mm512_mask_storeu_ps(yr + c, k, expf_exact16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, yr + c), vm)));
-        }
-    }
+    for (int r = 0; r < 16; r++) exp_row_exact(y + (size_t)r * C, x + (size_t)r * C, m[r], C);
     __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(C));
     __m512 sum = _mm512_setzero_ps();
     for (int c = 0; c < C; c++) sum = _mm512_add_ps(sum, _mm512_i32gather_ps(at, y + c, 4));
     float inv[16];
     _mm512_storeu_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.0f), sum));
-    for (int r = 0; r < 16; r++) {
-        float *yr = y + (size_t)r * C;
-        __m512 vi = _mm512_set1_ps(inv[r]);
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = ROW_MASK(C, c);
-            _mm512_mask_storeu_ps(yr + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, yr + c), vi));
-        }
-    }
+    for (int r = 0; r < 16; r++) scale_row(y + (size_t)r * C, C, inv[r]);
 }
 #define ROWS_AVX512() (vector_level() == 2)
 #else

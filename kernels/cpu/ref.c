@@ -13,12 +13,19 @@
 void mrec_gemm_ref(float *C, const float *A, const float *B, const float *bias,
                    float alpha, float beta, int trans_a, int trans_b,
                    int M, int N, int K, int lda, int ldb, int ldc) {
+    mrec_gemm_rows_ref(C, A, NULL, B, NULL, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc);
+}
+
+void mrec_gemm_rows_ref(float *C, const float *A, const int32_t *a_rows, const float *B, const int32_t *b_rows, const float *bias,
+                        float alpha, float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc) {
     for (int i = 0; i < M; i++) {
+        size_t ai = (size_t)(a_rows && !trans_a ? a_rows[i] : i);
         for (int j = 0; j < N; j++) {
             double sum = 0.0;
             for (int k = 0; k < K; k++) {
-                double a = trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-                double b = trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                size_t bk = (size_t)(b_rows && !trans_b ? b_rows[k] : k);
+                double a = trans_a ? A[(size_t)k * lda + i] : A[ai * lda + k];
+                double b = trans_b ? B[(size_t)j * ldb + k] : B[bk * ldb + j];
                 sum += a * b;
             }
             double c = beta == 0.0f ? 0.0 : (double)beta * C[(size_t)i * ldc + j];
