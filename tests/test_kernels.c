@@ -136,6 +136,29 @@ static void test_gemm_bf16(void) {
     gemm_case_in(37, 41, 43, 0, 1, 1, 0.5f, 1.0f, 3, 1, 0);
     gemm_case_in(37, 41, 43, 1, 0, 0, -2.0f, 0.25f, 5, 1, 0);
     gemm_case_in(64, 768, 768, 0, 1, 1, 1.0f, 0.0f, 0, 1, 1);
+    {
+        /* With AMX a whole 32 x 32 corner with alpha 1 sums its k block in C, a step at a time; with alpha 2 the
+         * corner sums it in the tiles in one go. The same products in the same order: exactly half the bits of
+         * the alpha-2 result (K = 1000 is four steps; 300 rows are several row blocks, the last one partial). */
+        int M = 300, N = 96, K = 1000;
+        float *A = randv((int64_t)M * K, -1, 1), *B = randv((int64_t)K * N, -1, 1), *bias = randv(N, -1, 1);
+        float *c1 = calloc((size_t)M * N, 4), *c2 = calloc((size_t)M * N, 4);
+        for (int p = 0; p < n_pools; p++) {
+            if (mrec_pool_simd(pools[p]) < MREC_SIMD_AVX512) continue;
+            mrec_gemm_bf16_cpu(c1, A, B, NULL, 1.0f, 0.0f, 0, 0, M, N, K, K, N, N, NULL, pools[p]);
+            mrec_gemm_bf16_cpu(c2, A, B, NULL, 2.0f, 0.0f, 0, 0, M, N, K, K, N, N, NULL, pools[p]);
+            int same = 1;
+            for (int64_t i = 0; i < (int64_t)M * N; i++) same &= 2.0f * c1[i] == c2[i];
+            t_check(same, "gemm bf16 M=%d N=%d K=%d: alpha 1 in steps is not half of alpha 2 (%s)", M, N, K, pool_name(pools[p]));
+            /* and a bias in the first step's start, then C again: C + bias + sum in that order either way */
+            mrec_gemm_bf16_cpu(c1, A, B, bias, 1.0f, 0.0f, 0, 0, M, N, K, K, N, N, NULL, pools[p]);
+            for (int64_t i = 0; i < (int64_t)M * N; i++) c2[i] = bias[i % N];
+            mrec_gemm_bf16_cpu(c2, A, B, NULL, 1.0f, 1.0f, 0, 0, M, N, K, K, N, N, NULL, pools[p]);
+            t_check(memcmp(c1, c2, (size_t)M * N * 4) == 0, "gemm bf16 M=%d N=%d K=%d: a bias is not C started from it (%s)", M, N,
+                    K, pool_name(pools[p]));
+        }
+        free(A), free(B), free(bias), free(c1), free(c2);
+    }
     /* the oracle's rounding: ties go to the even neighbour */
     t_check(bf16_rounded(1.0f + 0x1p-8f) == 1.0f && bf16_rounded(1.0f + 0x3p-8f) == 1.0f + 0x1p-6f &&
                 bf16_rounded(1.0f + 0x1.02p-8f) == 1.0f + 0x1p-7f,

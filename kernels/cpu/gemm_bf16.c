@@ -43,6 +43,9 @@
 #define AMX_MR 32 /* rows per AMX step: two 16-row A tiles against two 16-column B tiles */
 #define AMX_KT 16 /* pairs per tile (64-byte rows) */
 #define AMX_KCP 512 /* k pairs per block: each block adds its sums into C once, so fewer of them */
+#define AMX_MC 256  /* rows per task: each B panel, from memory, serves up to 8 row steps */
+#define AMX_KSUB 128 /* pairs per step over a panel's rows: its 16 KB of B stay in L1 while A streams */
+_Static_assert((size_t)AMX_MC * AMX_KCP <= MREC_GEMM_SCRATCH_FLOATS, "a task's A block fits its scratch");
 
 static inline uint16_t bf16_round(float f) {
     uint32_t u;
@@ -223,7 +226,7 @@ static void ukernel_4(int kc, const uint32_t *a, const uint32_t *b, float *c, in
 }
 
 /* Where row block b begins (b = m_blocks: M): the rows shared evenly among the blocks in whole micro-kernel
- * heights (at most MC rows each where there are several blocks). */
+ * heights (at most MC, or AMX_MC, rows each where there are several blocks). */
 static int block_row(const job *g, int b) {
     int64_t units = (g->M + g->mr - 1) / g->mr, at = b * units / g->m_blocks * g->mr;
     return at < g->M ? (int)at : g->M;
@@ -383,12 +386,24 @@ static void tile_amx(void *arg, int task, int thread) {
             const float *bias = g->bias && !pro ? g->bias + q * NR : NULL;
             if (bias && p0 == 0 && n == NR)
                 for (int r = 0; r < AMX_MR; r++) memcpy(bias_rows[r], bias, sizeof bias_rows[r]);
-            for (int ir = 0; ir < mc; ir += AMX_MR) {
-                float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
-                int m = mc - ir < AMX_MR ? mc - ir : AMX_MR;
-                ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, c, g->ldc, g->alpha, bias, NULL, (const float(*)[NR])bias_rows, m,
-                            n, p0 == 0 && !pro);
-                if (p0 + kc >= g->kp && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
+            /* A 32 x 32 corner with alpha 1 sums in C itself, so it can take its k block in steps of AMX_KSUB:
+             * a step's B stays in L1 across all the rows (at ViT-B/16's shapes the whole block per corner
+             * read A and B both from L2, 28 % of the tiles' peak). The same products in the same order as one
+             * step: the same bits. Other corners sum the whole block in the tiles, at the first step. */
+            int full = n == NR && g->alpha == 1.0f;
+            for (int s0 = 0; s0 < kt; s0 += AMX_KSUB) {
+                int st = kt - s0 < AMX_KSUB ? kt - s0 : AMX_KSUB, last = p0 + kc >= g->kp && s0 + st >= kt;
+                for (int ir = 0; ir < mc; ir += AMX_MR) {
+                    float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
+                    int m = mc - ir < AMX_MR ? mc - ir : AMX_MR;
+                    if (full && m == AMX_MR)
+                        ukernel_amx(st, ap + (size_t)ir * lda + s0, lda, bp + (size_t)s0 * NR, c, g->ldc, 1.0f, bias, NULL,
+                                    (const float(*)[NR])bias_rows, m, n, s0 == 0 && p0 == 0 && !pro);
+                    else if (s0 == 0)
+                        ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, c, g->ldc, g->alpha, bias, NULL,
+                                    (const float(*)[NR])bias_rows, m, n, p0 == 0 && !pro);
+                    if (last && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
+                }
             }
         }
     }
@@ -428,7 +443,7 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
      * them all beforehand, in the first scratch buffer when it fits (no task
      * uses scratch then). */
     g.mr = g.amx ? AMX_MR : M <= MR_FEW ? MR_FEW : MR;
-    g.m_blocks = (M + MC - 1) / MC;
+    g.m_blocks = (M + (g.amx ? AMX_MC : MC) - 1) / (g.amx ? AMX_MC : MC);
     int threads = mrec_pool_threads(pool);
     void *own_a = NULL;
     if (g.m_blocks >= 2 * threads) {
