@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     double t0 = now();
     mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx);
     double knn_s = now() - t0;
-    float *cat = malloc(sizeof(float) * (size_t)I * (4096 + 384));
+    float *cat = mrec_alloc_large(sizeof(float) * (size_t)I * (4096 + 384)); /* as the command line holds them */
     for (int i = 0; i < I; i++) { /* MMRec's VBPR: textual, then visual */
         memcpy(cat + (size_t)i * 4480, feat[1].x + (size_t)i * 384, sizeof(float) * 384);
         memcpy(cat + (size_t)i * 4480 + 384, feat[0].x + (size_t)i * 4096, sizeof(float) * 4096);

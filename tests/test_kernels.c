@@ -169,7 +169,7 @@ static void test_gemm(void) {
     static const int shapes[][3] = {
         {1, 1, 1}, {1, 7, 3}, {7, 1, 5}, {2, 2, 0}, {13, 17, 19}, {6, 16, 256}, {12, 32, 512},
         {31, 33, 257}, {97, 1, 1000}, {1, 385, 300}, {145, 385, 300}, {150, 70, 3001},
-        {29, 50, 1100}, {301, 64, 64}, {301, 48, 200}, {64, 203, 600},
+        {29, 50, 1100}, {301, 64, 64}, {301, 48, 200}, {64, 203, 600}, {301, 40, 700},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ta = 0; ta < 2; ta++)
@@ -194,18 +194,25 @@ static void test_gemm(void) {
 
     {
         /* up to 64 columns A is read in place, not packed: the same bits as the packed path gives those columns of a
-         * wider C, at each SIMD level (a wrong row at a strip's edge, M = 6 k + 1, would show) */
-        int M = 157, K = 200, N = 80;
-        float *A = randv((int64_t)M * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
-        float *wide = calloc((size_t)M * N, 4), *narrow = calloc((size_t)M * 64, 4);
-        for (int p = 0; p < n_pools; p++) {
-            mrec_gemm_cpu(wide, A, B, NULL, 1, 0, 0, 0, M, N, K, K, N, N, pools[p]);
-            mrec_gemm_cpu(narrow, A, B, NULL, 1, 0, 0, 0, M, 64, K, K, N, 64, pools[p]);
-            int same = 1;
-            for (int i = 0; i < M; i++) same &= memcmp(wide + (size_t)i * N, narrow + (size_t)i * 64, 64 * 4) == 0;
-            t_check(same, "gemm N=64 (A read in place) and N=80 (A packed): the first 64 columns differ (%s)", pool_name(pools[p]));
+         * wider C, at each SIMD level (a wrong row at a strip's edge, M = 6 k + 1, would show); over several KC
+         * blocks too (K = 700: B packed whole, a task per few rows), with A's rows through an index */
+        for (int K = 200; K; K = K == 200 ? 700 : 0) {
+            int M = 157, N = 80;
+            float *A = randv((int64_t)M * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
+            float *wide = calloc((size_t)M * N, 4), *narrow = calloc((size_t)M * 64, 4);
+            int32_t *idx = malloc(sizeof(int32_t) * (size_t)M);
+            for (int i = 0; i < M; i++) idx[i] = (int32_t)((i * 37 + 11) % 90); /* the first 90 rows, some twice */
+            const int32_t *rows = K == 200 ? NULL : idx;
+            for (int p = 0; p < n_pools; p++) {
+                mrec_gemm_rows_cpu(wide, A, rows, B, NULL, NULL, 1, 0, 0, 0, M, N, K, K, N, N, pools[p]);
+                mrec_gemm_rows_cpu(narrow, A, rows, B, NULL, NULL, 1, 0, 0, 0, M, 64, K, K, N, 64, pools[p]);
+                int same = 1;
+                for (int i = 0; i < M; i++) same &= memcmp(wide + (size_t)i * N, narrow + (size_t)i * 64, 64 * 4) == 0;
+                t_check(same, "gemm N=64 (A read in place) and N=80 (A packed), K=%d%s: the first 64 columns differ (%s)", K,
+                        rows ? " through an index" : "", pool_name(pools[p]));
+            }
+            free(A), free(B), free(wide), free(narrow), free(idx);
         }
-        free(A), free(B), free(wide), free(narrow);
     }
 
     /* The result does not depend on the thread count (same SIMD level), at

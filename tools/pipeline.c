@@ -579,7 +579,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     /* the modalities side by side, for models that take one feature vector per item */
     int feat_dim = 0;
     for (int m = 0; m < n_feat; m++) feat_dim += feat[m].dim;
-    if (!st && n_feat && !(item_feat = malloc(sizeof(float) * ((size_t)x.n_items * feat_dim + 1))))
+    if (!st && n_feat && !(item_feat = mrec_alloc_large(sizeof(float) * ((size_t)x.n_items * feat_dim + 1))))
         STEP("features", mrec_fail(MREC_ERR_NOMEM, "%d items x %d features", x.n_items, feat_dim));
     for (int i = 0, at = 0; !st && item_feat && i < x.n_items; i++, at = 0)
         for (int m = 0; m < n_feat; at += feat[m].dim, m++)

@@ -6,6 +6,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Large host buffers (activations, packed weights, item features) on 2 MB
+ * pages where the kernel offers them on request (transparent huge pages in
+ * "madvise" mode): a GEMM streaming a packed weight or gathered feature
+ * rows from L3 otherwise misses the TLB at every 4 KB page. */
+void *mrec_alloc_large(size_t bytes) {
+    enum { HUGE = 2u << 20 };
+    if (bytes < 2 * (size_t)HUGE) return aligned_alloc(64, (bytes + 63) / 64 * 64);
+    size_t padded = (bytes + HUGE - 1) / HUGE * HUGE;
+    void *p = aligned_alloc(HUGE, padded);
+#ifdef MADV_HUGEPAGE
+    if (p) madvise(p, padded, MADV_HUGEPAGE); /* advice only: no huge pages, no harm */
+#endif
+    return p;
+}
 
 mrec_arena mrec_arena_measure(void) {
     mrec_arena a = {0};
@@ -22,7 +38,7 @@ mrec_status mrec_arena_reserve(mrec_arena *a, size_t bytes, mrec_device device, 
         mrec_status st = mrec_cuda_malloc(cuda, &p, bytes);
         if (st) return st;
     } else {
-        p = aligned_alloc(MREC_ARENA_ALIGN, bytes);
+        p = mrec_alloc_large(bytes);
         if (!p) return mrec_fail(MREC_ERR_NOMEM, "arena: cannot reserve %zu bytes", bytes);
     }
     a->base = p;

@@ -56,9 +56,10 @@ typedef struct {
     int64_t stride_a, stride_b, stride_c;
     mrec_pool *pool;
     mrec_ukernel_fn ukernel;
+    mrec_ukernel_rows_fn ukernel_rows; /* the same shape reading A in place, or NULL */
     int MR, NR;
     int packer; /* which transposing packers: PACK_PLAIN, PACK_AVX512 or PACK_AVX2 */
-    int a_rows; /* A read in place by mrec_ukernel_avx2_rows, not packed (a_block gives its rows) */
+    int a_rows; /* A read in place by ukernel_rows, not packed (a_block gives A at column p0) */
     /* op(B) packed once (mrec_packs), or NULL: block (p0, j0) of it is at
      * bpacked + p0 * bpacked_n + j0 * kc, panels of (kc, NR) in column order */
     const float *bpacked;
@@ -179,7 +180,7 @@ static const float *apacked_block(const gemm_job *g, int i0, int mc, int p0) {
  * copy packed once, or packed now into the task's scratch. */
 static const float *a_block(const gemm_job *g, float *scratch, const float *A, int i0, int mc, int p0, int kc) {
     if (g->apacked) return apacked_block(g, i0, mc, p0);
-    if (g->a_rows) return A + (size_t)i0 * g->lda + p0;
+    if (g->a_rows) return A + p0;
     pack_a(scratch, A, g->lda, g->a_idx, g->trans_a, i0, mc, p0, kc, g->MR, g->packer);
     return scratch;
 }
@@ -222,7 +223,11 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
     int calls = ((mc + g->MR - 1) / g->MR) * ((jr_hi - jr_lo + g->NR - 1) / g->NR), call = 0;
     for (int ir = 0; ir < mc; ir += g->MR) {
         int m = mc - ir < g->MR ? mc - ir : g->MR;
-        const float *ap = g->a_rows ? apack + (size_t)ir * g->lda : apack + (size_t)(ir / g->MR) * kc * g->MR;
+        const float *ap = apack + (size_t)(ir / g->MR) * kc * g->MR, *rows[16];
+        for (int i = 0; g->a_rows && i < g->MR; i++) { /* rows past m repeat the last */
+            int r = i0 + ir + (i < m ? i : m - 1);
+            rows[i] = apack + (size_t)(g->a_idx ? g->a_idx[r] : r) * g->lda;
+        }
         for (int jr = jr_lo; jr < jr_hi; jr += g->NR, call++) {
             int n = jr_hi - jr < g->NR ? jr_hi - jr : g->NR;
             const float *bp = bpack + (size_t)(jr / g->NR) * kc * g->NR;
@@ -230,7 +235,7 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
             mrec_uk_start st = {g->bias && !g->row_bias ? g->bias + j0 + jr : NULL, g->row_bias ? g->row_bias + i0 + ir : NULL,
                                 g->beta};
             if (g->a_rows)
-                mrec_ukernel_avx2_rows(kc, ap, g->lda, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
+                g->ukernel_rows(kc, rows, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
             else
                 g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
             if (last && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
@@ -327,6 +332,8 @@ static void packed_b_task(void *arg, int task, int thread) {
  * (the rows by KC) then fills the thread's scratch, which the packed B
  * leaves free. */
 #define PACKED_B_ROWS 512
+/* Rows per task where A is read in place through several KC blocks (gemm_narrow): a multiple of every MR. */
+#define NARROW_ROWS 24
 _Static_assert((PACKED_B_ROWS + 16) * MREC_GEMM_KC <= MREC_GEMM_SCRATCH_FLOATS, "an A block of PACKED_B_ROWS fits the scratch");
 
 /* All of op(A)'s rows as one block, a task per KC block: block (0, p0) at
@@ -351,7 +358,7 @@ static void gemm_packed_b(gemm_job *g) {
             mrec_pool_run(g->pool, pack_rows_task, g, (g->K + MREC_GEMM_KC - 1) / MREC_GEMM_KC);
         }
     }
-    g->task_rows = one_block ? g->M : MREC_GEMM_MC;
+    g->task_rows = one_block ? g->M : g->a_rows && g->K > MREC_GEMM_KC ? NARROW_ROWS : MREC_GEMM_MC;
     int row_tasks = (g->M + g->task_rows - 1) / g->task_rows;
     /* Row blocks in a multiple of the threads, each a whole number of micro-kernel rows: 11 blocks of 144 on two
      * threads (ViT-B/16 at batch 8) kept one thread a block longer than the other. A packed A keeps its blocks. */
@@ -485,17 +492,19 @@ static void pick_kernel(gemm_job *g) {
         g->packer = PACK_AVX512;
         if (padded_area(g->M, g->N, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR) <
             padded_area(g->M, g->N, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR))
-            g->ukernel = mrec_ukernel_avx512_8x48, g->MR = MREC_UK_AVX512_8_MR, g->NR = MREC_UK_AVX512_8_NR;
+            g->ukernel = mrec_ukernel_avx512_8x48, g->ukernel_rows = mrec_ukernel_avx512_8x48_rows, g->MR = MREC_UK_AVX512_8_MR,
+            g->NR = MREC_UK_AVX512_8_NR;
         else
-            g->ukernel = mrec_ukernel_avx512, g->MR = MREC_UK_AVX512_MR, g->NR = MREC_UK_AVX512_NR;
+            g->ukernel = mrec_ukernel_avx512, g->ukernel_rows = mrec_ukernel_avx512_rows, g->MR = MREC_UK_AVX512_MR,
+            g->NR = MREC_UK_AVX512_NR;
         break;
     case MREC_SIMD_AVX2:
         g->packer = PACK_AVX2;
-        g->ukernel = mrec_ukernel_avx2, g->MR = MREC_UK_AVX2_MR, g->NR = MREC_UK_AVX2_NR;
+        g->ukernel = mrec_ukernel_avx2, g->ukernel_rows = mrec_ukernel_avx2_rows, g->MR = MREC_UK_AVX2_MR, g->NR = MREC_UK_AVX2_NR;
         break;
     default:
         g->packer = PACK_PLAIN;
-        g->ukernel = ukernel_scalar, g->MR = UK_SCALAR_MR, g->NR = UK_SCALAR_NR;
+        g->ukernel = ukernel_scalar, g->ukernel_rows = NULL, g->MR = UK_SCALAR_MR, g->NR = UK_SCALAR_NR;
         break;
     }
 }
@@ -507,8 +516,26 @@ static void pick_kernel(gemm_job *g) {
 
 static void prepare(gemm_job *g) {
     pick_kernel(g);
-    g->a_rows = g->packer == PACK_AVX2 && !g->trans_a && !g->apacked && !g->a_idx && g->N <= A_ROWS_MAX_N && g->K <= MREC_GEMM_KC;
+    g->a_rows = g->ukernel_rows && !g->trans_a && !g->apacked && g->N <= A_ROWS_MAX_N;
     g->m_blocks = (g->M + MREC_GEMM_MC - 1) / MREC_GEMM_MC;
+}
+
+static int pack_whole_b(void *dst, void *arg);
+
+/* A narrow GEMM reading A in place over many KC blocks (VBPR's item features times its 64 x 4480 projection):
+ * op(B) packed whole first, then a task per NARROW_ROWS rows takes them through every KC block in turn, so
+ * each row of A streams from memory in order. Shared-B rounds, one per KC block, read each row 1 KB at a time
+ * across the whole of A (7050 x 64 x 4480 on two threads: 18.3 -> 15.2 ms). False without the memory. */
+static int gemm_narrow(gemm_job *g) {
+    int64_t n_pad = ((int64_t)g->N + g->NR - 1) / g->NR * g->NR;
+    float *own = aligned_alloc(64, (size_t)n_pad * g->K * sizeof(float));
+    if (!own) return 0;
+    pack_whole_b(own, g);
+    g->bpacked = own, g->bpacked_n = n_pad;
+    gemm_packed_b(g);
+    g->bpacked = NULL;
+    free(own);
+    return 1;
 }
 
 static void gemm_run(gemm_job *g, int batch) {
@@ -522,7 +549,7 @@ static void gemm_run(gemm_job *g, int batch) {
         mrec_pool_run(g->pool, few_rows_task, g, (g->N + g->j_chunk - 1) / g->j_chunk);
     } else if (batch == 1 && g->m_blocks >= 2) {
         if (g->bpacked) gemm_packed_b(g);
-        else gemm_shared_b(g); /* one packing of B for all row blocks */
+        else if (!(g->a_rows && g->K > MREC_GEMM_KC && gemm_narrow(g))) gemm_shared_b(g); /* one packing of B for all row blocks */
     } else {
         /* Column tiles of NC, or narrower (whole NR panels) when there would
          * be fewer tiles than threads: a single short GEMM still uses them all. */
@@ -647,7 +674,7 @@ const void *mrec_packs_cached(mrec_packs *p, const float *w, int N, int K, int t
         }
     }
     bytes = (bytes + 63) / 64 * 64;
-    packed_b e = {w, N, K, tag, aligned_alloc(64, bytes)};
+    packed_b e = {w, N, K, tag, mrec_alloc_large(bytes)};
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 64;
         packed_b *item = realloc(p->item, (size_t)cap * sizeof *item);

@@ -69,13 +69,10 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
     store_tile(acc, c, ldc, alpha, m, n, overwrite, start);
 }
 
-void mrec_ukernel_avx2_rows(int kc, const float *a, int lda, const float *b, float *c, int ldc,
+void mrec_ukernel_avx2_rows(int kc, const float *const *a, const float *b, float *c, int ldc,
                             float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
-    /* rows past m read row m - 1 again; their sums are never stored */
-    const float *a0 = a, *a1 = a + (size_t)(m > 1) * lda, *a2 = a + (size_t)(m > 2 ? 2 : m - 1) * lda;
-    const float *a3 = a + (size_t)(m > 3 ? 3 : m - 1) * lda, *a4 = a + (size_t)(m > 4 ? 4 : m - 1) * lda;
-    const float *a5 = a + (size_t)(m > 5 ? 5 : m - 1) * lda;
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int k = 0; k < kc; k++, b += NR) {

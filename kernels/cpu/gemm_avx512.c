@@ -21,9 +21,10 @@ static inline __attribute__((always_inline)) __m512 start_at(const mrec_uk_start
     return s->bias ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, s->bias + col)) : v;
 }
 
+/* A packed (a[k * MR + i]), or, with rows, read in place (rows[i][k]). */
 static inline __attribute__((always_inline)) void ukernel(const int MR, const int NV, int kc, const float *a,
-                                                         const float *b, float *c, int ldc, float alpha,
-                                                         int m, int n, int overwrite, const mrec_uk_start *start) {
+                                                         const float *const *rows, const float *b, float *c, int ldc,
+                                                         float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
     const int NR = 16 * NV;
     __m512 acc[12][3];
     for (int i = 0; i < MR; i++)
@@ -41,7 +42,7 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
          * stops at each 4 KB page (3-5 % at ViT-B/16's shapes) */
         for (int v = 0; v < NV; v++) _mm_prefetch((const char *)(b + (k + 16) * NR + 16 * v), _MM_HINT_T0);
         for (int i = 0; i < MR; i++) {
-            __m512 ai = _mm512_set1_ps(a[k * MR + i]);
+            __m512 ai = _mm512_set1_ps(rows ? rows[i][k] : a[k * MR + i]);
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
     }
@@ -63,12 +64,22 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
 
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                          int overwrite, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite, start);
+    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, overwrite, start);
+}
+
+void mrec_ukernel_avx512_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
+                              int overwrite, const mrec_uk_start *start) {
+    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, overwrite, start);
 }
 
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                               int overwrite, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, b, c, ldc, alpha, m, n, overwrite, start);
+    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, overwrite, start);
+}
+
+void mrec_ukernel_avx512_8x48_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
+                                   int overwrite, const mrec_uk_start *start) {
+    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, overwrite, start);
 }
 
 void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols, int NR) {

@@ -41,15 +41,18 @@ typedef struct {
  * (overwrite), or += alpha * acc. */
 typedef void (*mrec_ukernel_fn)(int kc, const float *a, const float *b, float *c, int ldc,
                                 float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
+/* The same sums with A read in place: a[i] is row i's first element (rows
+ * past m repeat row m - 1; their sums are never stored). Where B has few
+ * panels, packing A costs more than the strided reads. */
+typedef void (*mrec_ukernel_rows_fn)(int kc, const float *const *a, const float *b, float *c, int ldc,
+                                     float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
 
 /* avx2 + fma: 6 rows x 16 columns (12 ymm accumulators). */
 #define MREC_UK_AVX2_MR 6
 #define MREC_UK_AVX2_NR 16
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
                        float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
-/* The same sums, a read straight from a row-major A (row i at a + i * lda):
- * where B has few panels, packing A costs more than the strided reads. */
-void mrec_ukernel_avx2_rows(int kc, const float *a, int lda, const float *b, float *c, int ldc,
+void mrec_ukernel_avx2_rows(int kc, const float *const *a, const float *b, float *c, int ldc,
                             float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
 
 /* avx512f: 12 rows x 32 columns (24 zmm accumulators), and 8 x 48 for M a
@@ -62,6 +65,10 @@ void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int l
 #define MREC_UK_AVX512_8_NR 48
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc,
                               float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
+void mrec_ukernel_avx512_rows(int kc, const float *const *a, const float *b, float *c, int ldc,
+                              float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
+void mrec_ukernel_avx512_8x48_rows(int kc, const float *const *a, const float *b, float *c, int ldc,
+                                   float alpha, int m, int n, int overwrite, const mrec_uk_start *start);
 
 /* One NR-wide panel of a transposed B: dst (kc, NR) with dst[k][j] =
  * src[j * ldb + k] for j < cols, zero beyond (avx512f). */
