@@ -88,8 +88,10 @@ mrec_arena mrec_arena_measure(void);
 /* Allocates `bytes` once (on the device the context runs on). */
 mrec_status mrec_arena_reserve(mrec_arena *a, size_t bytes, mrec_device device, void *cuda);
 /* Host memory for a large buffer, 64-byte aligned, on huge pages where the
- * system grants them (Linux's transparent huge pages); release with free(). */
+ * system grants them (Linux's transparent huge pages), or NULL; released
+ * with mrec_free_large and the same size. */
 void *mrec_alloc_large(size_t bytes);
+void mrec_free_large(void *p, size_t bytes);
 void mrec_arena_release(mrec_arena *a, void *cuda);
 void mrec_arena_reset(mrec_arena *a);
 /* Carves a 64-byte aligned block; NULL (and no change) if it would not fit,

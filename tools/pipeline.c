@@ -579,7 +579,8 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     /* the modalities side by side, for models that take one feature vector per item */
     int feat_dim = 0;
     for (int m = 0; m < n_feat; m++) feat_dim += feat[m].dim;
-    if (!st && n_feat && !(item_feat = mrec_alloc_large(sizeof(float) * ((size_t)x.n_items * feat_dim + 1))))
+    size_t feat_bytes = sizeof(float) * ((size_t)x.n_items * feat_dim + 1);
+    if (!st && n_feat && !(item_feat = mrec_alloc_large(feat_bytes)))
         STEP("features", mrec_fail(MREC_ERR_NOMEM, "%d items x %d features", x.n_items, feat_dim));
     for (int i = 0, at = 0; !st && item_feat && i < x.n_items; i++, at = 0)
         for (int m = 0; m < n_feat; at += feat[m].dim, m++)
@@ -645,7 +646,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     mrec_context_destroy(own);
     mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
     for (int m = 0; m < n_feat; m++) mrec_features_free(&feat[m]);
-    free(item_feat);
+    mrec_free_large(item_feat, feat_bytes);
     /* the names stay for the files that name users and items; the pairs go */
     free(x.user), free(x.item), free(x.rating), free(x.timestamp), free(x.split);
     x.user = x.item = NULL, x.rating = NULL, x.timestamp = NULL, x.split = NULL, x.n = 0;

@@ -11,16 +11,31 @@
 /* Large host buffers (activations, packed weights, item features) on 2 MB
  * pages where the kernel offers them on request (transparent huge pages in
  * "madvise" mode): a GEMM streaming a packed weight or gathered feature
- * rows from L3 otherwise misses the TLB at every 4 KB page. */
+ * rows from L3 otherwise misses the TLB at every 4 KB page. They come from
+ * mmap, not the heap: advice given to heap memory outlives the buffer, and
+ * the small buffers malloc later places there would fault in 2 MB pages,
+ * each one zeroed, every time the heap grows back. */
+enum { HUGE_PAGE = 2u << 20, LARGE = 2 * HUGE_PAGE };
+
 void *mrec_alloc_large(size_t bytes) {
-    enum { HUGE = 2u << 20 };
-    if (bytes < 2 * (size_t)HUGE) return aligned_alloc(64, (bytes + 63) / 64 * 64);
-    size_t padded = (bytes + HUGE - 1) / HUGE * HUGE;
-    void *p = aligned_alloc(HUGE, padded);
+    if (bytes < LARGE) return aligned_alloc(64, (bytes + 63) / 64 * 64);
+    size_t padded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    /* a huge page's worth more, to start on a 2 MB boundary; the rest is given back */
+    char *map = mmap(NULL, padded + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    char *p = (char *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > map) munmap(map, (size_t)(p - map));
+    if (map + HUGE_PAGE > p) munmap(p + padded, (size_t)(map + HUGE_PAGE - p));
 #ifdef MADV_HUGEPAGE
-    if (p) madvise(p, padded, MADV_HUGEPAGE); /* advice only: no huge pages, no harm */
+    madvise(p, padded, MADV_HUGEPAGE); /* advice only: no huge pages, no harm */
 #endif
     return p;
+}
+
+void mrec_free_large(void *p, size_t bytes) {
+    if (!p) return;
+    if (bytes < LARGE) free(p);
+    else munmap(p, (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
 }
 
 mrec_arena mrec_arena_measure(void) {
@@ -50,7 +65,7 @@ mrec_status mrec_arena_reserve(mrec_arena *a, size_t bytes, mrec_device device, 
 void mrec_arena_release(mrec_arena *a, void *cuda) {
     if (a->owned) {
         if (a->device == MREC_DEVICE_CUDA) mrec_cuda_free(cuda, a->base);
-        else free(a->base);
+        else mrec_free_large(a->base, a->capacity);
     }
     memset(a, 0, sizeof *a);
 }

@@ -626,6 +626,7 @@ typedef struct {
     const float *w; /* (N, K), row-major: op(B) = w^T */
     int N, K, tag;  /* tag: the layout (the fp32 micro-kernel's, or bf16 pairs) */
     void *data;
+    size_t bytes;
 } packed_b;
 
 struct mrec_packs {
@@ -648,7 +649,7 @@ mrec_status mrec_packs_create(mrec_packs **out, const float *storage, int64_t fl
 
 void mrec_packs_free(mrec_packs *p) {
     if (!p) return;
-    for (int i = 0; i < p->n; i++) free(p->item[i].data);
+    for (int i = 0; i < p->n; i++) mrec_free_large(p->item[i].data, p->item[i].bytes);
     free(p->item);
     pthread_mutex_destroy(&p->lock);
     free(p);
@@ -674,7 +675,7 @@ const void *mrec_packs_cached(mrec_packs *p, const float *w, int N, int K, int t
         }
     }
     bytes = (bytes + 63) / 64 * 64;
-    packed_b e = {w, N, K, tag, mrec_alloc_large(bytes)};
+    packed_b e = {w, N, K, tag, mrec_alloc_large(bytes), bytes};
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 64;
         packed_b *item = realloc(p->item, (size_t)cap * sizeof *item);
@@ -686,7 +687,7 @@ const void *mrec_packs_cached(mrec_packs *p, const float *w, int N, int K, int t
         p->bytes += bytes;
         data = e.data;
     } else {
-        free(e.data);
+        mrec_free_large(e.data, bytes);
     }
     pthread_mutex_unlock(&p->lock);
     return data;
