@@ -474,6 +474,23 @@ static void test_expf_lanes(void) {
 /* A GEMM over rows taken through an index has the bits of gathering them
  * first: A's rows, B's rows, or both, with duplicates, on every path (a few
  * rows, B shared by row blocks, one row block streaming a long B) and pool. */
+/* Large buffers: mapped on 2 MB boundaries (huge pages where granted), small
+ * ones from the heap; every byte usable; unmapped again without a trace. */
+static void test_alloc_large(void) {
+    static const size_t sizes[] = {1, 100, (4u << 20) - 1, 4u << 20, (5u << 20) + 12345, 33u << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        unsigned char *p = mrec_alloc_large(sizes[s]);
+        t_check(p != NULL, "alloc_large %zu bytes", sizes[s]);
+        if (!p) continue;
+        size_t align = sizes[s] >= (4u << 20) ? 2u << 20 : 64;
+        t_check((uintptr_t)p % align == 0, "alloc_large %zu bytes: aligned to %zu", sizes[s], align);
+        memset(p, 0xA5, sizes[s]);
+        t_check(p[0] == 0xA5 && p[sizes[s] - 1] == 0xA5, "alloc_large %zu bytes: written end to end", sizes[s]);
+        mrec_free_large(p, sizes[s]);
+    }
+    mrec_free_large(NULL, 5u << 20); /* as free(NULL) */
+}
+
 static void test_gemm_rows(void) {
     static const int shapes[][3] = {{3, 40, 70}, {150, 64, 600}, {64, 300, 700}, {13, 7, 300}, {1, 33, 5}};
     int pool_rows = 97;
@@ -1466,6 +1483,7 @@ int main(void) {
     test_attention_heads();
     test_expf_lanes();
     test_gelu_erf();
+    test_alloc_large();
     test_gemm_rows();
     test_gemm_packed();
     test_gemm_packed_a();
