@@ -20,11 +20,53 @@ typedef struct {
     const int64_t *row_ptr;
     const int32_t *col;
     const float *val, *X;
-    int R, Cc, D;
+    int R, Cc, D, avx512;
 } spmm_args;
 
-MREC_VECTOR_CLONES static void spmm_range(void *arg, int64_t lo, int64_t hi) {
-    spmm_args *a = arg;
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* A row of up to 16 * NV floats summed in registers, edge by edge: the
+ * loop below loads and stores its row for every edge. The same products
+ * and adds, so the same bits. */
+static inline __attribute__((always_inline, target("avx512f"))) void spmm_rows_regs(const spmm_args *a, int64_t lo, int64_t hi,
+                                                                                    const int NV) {
+    int D = a->D;
+    __mmask16 last = (__mmask16)((1u << (D - 16 * (NV - 1))) - 1);
+    for (int64_t r = lo; r < hi; r++) {
+        __m512 acc[8];
+        for (int i = 0; i < NV; i++) acc[i] = _mm512_setzero_ps();
+        for (int64_t e = a->row_ptr[r]; e < a->row_ptr[r + 1]; e++) {
+            __m512 v = _mm512_set1_ps(a->val ? a->val[e] : 1.0f);
+            const float *x = a->X + (int64_t)a->col[e] * D;
+            /* the rows are scattered over X: fetch the one 8 edges ahead (past the row's end, the next row's) */
+            if (e + 8 < a->row_ptr[hi]) {
+                const char *ahead = (const char *)(a->X + (int64_t)a->col[e + 8] * D);
+                for (int i = 0; i < NV; i++) _mm_prefetch(ahead + 64 * i, _MM_HINT_T0);
+            }
+            for (int i = 0; i < NV; i++)
+                acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(v, _mm512_maskz_loadu_ps(i < NV - 1 ? (__mmask16)0xFFFF : last, x + 16 * i)));
+        }
+        float *y = a->out + r * D;
+        for (int i = 0; i < NV; i++) _mm512_mask_storeu_ps(y + 16 * i, i < NV - 1 ? (__mmask16)0xFFFF : last, acc[i]);
+    }
+}
+
+__attribute__((target("avx512f"))) static int spmm_range_avx512(const spmm_args *a, int64_t lo, int64_t hi) {
+    switch ((a->D + 15) / 16) {
+    case 1: spmm_rows_regs(a, lo, hi, 1); return 1;
+    case 2: spmm_rows_regs(a, lo, hi, 2); return 1;
+    case 3: spmm_rows_regs(a, lo, hi, 3); return 1;
+    case 4: spmm_rows_regs(a, lo, hi, 4); return 1;
+    case 5: spmm_rows_regs(a, lo, hi, 5); return 1;
+    case 6: spmm_rows_regs(a, lo, hi, 6); return 1;
+    case 7: spmm_rows_regs(a, lo, hi, 7); return 1;
+    case 8: spmm_rows_regs(a, lo, hi, 8); return 1;
+    default: return 0;
+    }
+}
+#endif
+
+MREC_VECTOR_CLONES static void spmm_rows(const spmm_args *a, int64_t lo, int64_t hi) {
     int D = a->D;
     for (int64_t r = lo; r < hi; r++) {
         /* out and X never overlap: restrict lets the row update vectorize */
@@ -38,9 +80,17 @@ MREC_VECTOR_CLONES static void spmm_range(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
+static void spmm_range(void *arg, int64_t lo, int64_t hi) {
+    const spmm_args *a = arg;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (a->avx512 && spmm_range_avx512(a, lo, hi)) return;
+#endif
+    spmm_rows(a, lo, hi);
+}
+
 void mrec_spmm_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                    const float *X, int R, int Cc, int D, mrec_pool *pool) {
-    spmm_args a = {out, row_ptr, col, val, X, R, Cc, D};
+    spmm_args a = {out, row_ptr, col, val, X, R, Cc, D, D > 0 && mrec_pool_simd(pool) >= MREC_SIMD_AVX512};
     int64_t nnz = row_ptr[R];
     int64_t rows_per_chunk = R > 0 && nnz > 0 ? 1 + (int64_t)R * 4096 / (nnz * (D > 0 ? D : 1)) : 1;
     mrec_parallel_range(pool, R, rows_per_chunk, spmm_range, &a);
@@ -80,7 +130,7 @@ void mrec_spmm_t_cpu(float *out, const int64_t *row_ptr, const int32_t *col, con
             }
         mrec_spmm_cpu(out, t_ptr, t_col, t_val, X, Cc, R, D, pool);
     } else {
-        spmm_args a = {out, row_ptr, col, val, X, R, Cc, D};
+        spmm_args a = {out, row_ptr, col, val, X, R, Cc, D, 0};
         /* At least 16 columns a task, so each scatter touches whole cache lines. */
         mrec_parallel_range(pool, D, 16, spmm_t_cols, &a);
     }

@@ -1,6 +1,6 @@
 /* transpose16.h: a 16 x 16 transpose of 32-bit lanes in registers, for the
  * AVX-512 packers (fp32 panels; bf16 pairs travel as one 32-bit lane).
- * Include only from files built with -mavx512f. */
+ * Callable from code built with -mavx512f or marked target("avx512f"). */
 #ifndef MREC_TRANSPOSE16_H
 #define MREC_TRANSPOSE16_H
 
@@ -8,7 +8,7 @@
 
 /* r[0..15] (16 rows of 16) -> r[c] = column c. Pairs interleave, then
  * quads within each 128-bit lane, then lanes across the four quads. */
-static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+static inline __attribute__((always_inline, target("avx512f"))) void transpose16(__m512 r[16]) {
     __m512 t[16], u[16];
     for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     for (int g = 0; g < 16; g += 4) {
