@@ -1,7 +1,8 @@
 /* bench_recent.c: seconds per training epoch of the five newest multimodal
- * models (MGCN, LGMRec, PGL, SMORE, MENTOR) on Baby-sized data, side by side
- * with their reference code restated in PyTorch (bench/peers/recent_peer.py),
- * same threads, same run. bench_multimodal does the same for the older models
+ * models (MGCN, LGMRec, PGL, SMORE, MENTOR) and of the benchmark fork's GRCN
+ * on Baby-sized data, side by side with their reference code restated in
+ * PyTorch (bench/peers/recent_peer.py, bench/peers/fork_peer.py), same
+ * threads, same run. bench_multimodal does the same for the older models
  * with create calls written out; here each model is built through the
  * registry at its defaults (mrec_model_find, mrec_params_resolve,
  * mrec_model_build), so what is timed is what `mrec train --model X` trains,
@@ -35,7 +36,7 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-#define N_MODELS 5
+#define N_MODELS 6
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 10;
@@ -68,9 +69,9 @@ int main(int argc, char **argv) {
     mrec_bpr_sampler_init(&s, &train);
     mrec_bpr_sampler_epoch(&s, &rng);
 
-    const char *names[N_MODELS] = {"mgcn", "lgmrec", "pgl", "smore", "mentor"};
+    const char *names[N_MODELS] = {"mgcn", "lgmrec", "pgl", "smore", "mentor", "grcn"};
     double ours[N_MODELS] = {0}, build[N_MODELS] = {0};
-    int per_epoch = 0, batch_used = 0;
+    int per_epoch[N_MODELS] = {0}, batch_used[N_MODELS] = {0};
     printf("bench_recent: %d threads, Baby (%d users, %d items, %lld pairs), each model at mrec's defaults:\n", threads, U, I,
            (long long)pairs);
     const char *only = getenv("MREC_BENCH_MODELS");
@@ -108,32 +109,35 @@ int main(int argc, char **argv) {
                 return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
             if (step) t += now() - t1;
         }
-        per_epoch = (int)((pairs + batch - 1) / batch), batch_used = batch;
-        ours[k] = t / steps * per_epoch;
+        per_epoch[k] = (int)((pairs + batch - 1) / batch), batch_used[k] = batch;
+        ours[k] = t / steps * per_epoch[k];
         mrec_adam_free(&adam);
         mrec_built_model_free(&b);
     }
 
     fflush(stdout); /* the header before anything the peer prints */
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s bench/peers/recent_peer.py %s %d %d", py, data, threads, steps);
-    FILE *pp = popen(cmd, "r");
     double peer[N_MODELS] = {0}, peer_build[N_MODELS] = {0}, secs;
-    char what[32];
-    while (pp && fscanf(pp, "%31s %lf", what, &secs) == 2)
-        for (int k = 0; k < N_MODELS; k++) {
-            char b[40];
-            snprintf(b, sizeof b, "%s_build", names[k]);
-            if (!strcmp(what, names[k])) peer[k] = secs * per_epoch;
-            if (!strcmp(what, b)) peer_build[k] = secs;
-        }
-    if (pp && pclose(pp)) fprintf(stderr, "bench_recent: the peer (%s) failed; its columns are 0\n", cmd);
-    printf("%d steps of %d per epoch; mean of %d timed steps after one warm-up\n", per_epoch, batch_used, steps);
-    printf("%-8s %12s %12s %8s %10s %10s\n", "", "mrec s/ep", "PyTorch s/ep", "ratio", "build s", "peer bld s");
+    static const char *const peers[] = {"recent_peer.py", "fork_peer.py"};
+    for (int q = 0; q < 2; q++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s bench/peers/%s %s %d %d", py, peers[q], data, threads, steps);
+        FILE *pp = popen(cmd, "r");
+        char what[32];
+        while (pp && fscanf(pp, "%31s %lf", what, &secs) == 2)
+            for (int k = 0; k < N_MODELS; k++) {
+                char b[40];
+                snprintf(b, sizeof b, "%s_build", names[k]);
+                if (!strcmp(what, names[k])) peer[k] = secs * per_epoch[k];
+                if (!strcmp(what, b)) peer_build[k] = secs;
+            }
+        if (pp && pclose(pp)) fprintf(stderr, "bench_recent: the peer (%s) failed; its columns are 0\n", cmd);
+    }
+    printf("mean of %d timed steps after one warm-up, times the steps of an epoch\n", steps);
+    printf("%-8s %12s %12s %8s %10s %10s %12s\n", "", "mrec s/ep", "PyTorch s/ep", "ratio", "build s", "peer bld s", "steps x batch");
     for (int k = 0; k < N_MODELS; k++)
-        printf("%-8s %12.2f %12.2f %7.2fx %10.2f %10.2f\n", mrec_model_find(names[k])->elliot, ours[k], peer[k],
-               peer[k] > 0 && ours[k] > 0 ? peer[k] / ours[k] : 0, build[k], peer_build[k]);
+        printf("%-8s %12.2f %12.2f %7.2fx %10.2f %10.2f %7d x %d\n", mrec_model_find(names[k])->elliot, ours[k], peer[k],
+               peer[k] > 0 && ours[k] > 0 ? peer[k] / ours[k] : 0, build[k], peer_build[k], per_epoch[k], batch_used[k]);
     printf("(ratio: PyTorch's seconds over mrec's; above 1, mrec is faster)\n");
     mrec_context_destroy(ctx);
     return 0;
