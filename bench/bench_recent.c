@@ -1,6 +1,6 @@
 /* bench_recent.c: seconds per training epoch of the five newest multimodal
- * models (MGCN, LGMRec, PGL, SMORE, MENTOR) and of the benchmark fork's GRCN
- * on Baby-sized data, side by side with their reference code restated in
+ * models (MGCN, LGMRec, PGL, SMORE, MENTOR) and of the benchmark fork's GRCN,
+ * MMGCN, LightGCN-M, SGL and SimGCL on Baby-sized data, side by side with their reference code restated in
  * PyTorch (bench/peers/recent_peer.py, bench/peers/fork_peer.py), same
  * threads, same run. bench_multimodal does the same for the older models
  * with create calls written out; here each model is built through the
@@ -36,7 +36,15 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-#define N_MODELS 6
+#define N_MODELS 10
+
+/* name is one of the words of list ("mgcn" is not in "mmgcn") */
+static int listed(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0)) return 1;
+    return 0;
+}
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 10;
@@ -69,14 +77,14 @@ int main(int argc, char **argv) {
     mrec_bpr_sampler_init(&s, &train);
     mrec_bpr_sampler_epoch(&s, &rng);
 
-    const char *names[N_MODELS] = {"mgcn", "lgmrec", "pgl", "smore", "mentor", "grcn"};
+    const char *names[N_MODELS] = {"mgcn", "lgmrec", "pgl", "smore", "mentor", "grcn", "mmgcn", "lightgcnm", "sgl", "simgcl"};
     double ours[N_MODELS] = {0}, build[N_MODELS] = {0};
     int per_epoch[N_MODELS] = {0}, batch_used[N_MODELS] = {0};
     printf("bench_recent: %d threads, Baby (%d users, %d items, %lld pairs), each model at mrec's defaults:\n", threads, U, I,
            (long long)pairs);
     const char *only = getenv("MREC_BENCH_MODELS");
     for (int k = 0; k < N_MODELS; k++) {
-        if (only && !strstr(only, names[k])) continue;
+        if (only && !listed(only, names[k])) continue;
         const mrec_model_entry *e = mrec_model_find(names[k]);
         mrec_param_values given, p;
         memset(&given, 0, sizeof given);

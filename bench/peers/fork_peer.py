@@ -1,25 +1,27 @@
 #!/usr/bin/env python3
-"""fork_peer.py: GRCN as the Ducho-meets-Elliot benchmark's Elliot fork computes it
-(external/models/grcn: GraphRefiningLayer, GraphConvolutionalLayer), restated in PyTorch and timed
-as bench_recent times mrec.
+"""fork_peer.py: the Ducho-meets-Elliot benchmark's Elliot fork's GRCN, MMGCN, LightGCN-M, SGL and
+SimGCL (external/models/*) restated in PyTorch and timed as bench_recent times mrec.
 
     python bench/peers/fork_peer.py BABY_SPLIT.tsv THREADS STEPS
 
 Reads the split (training pairs, x_label 0) and build/bench_mm/{image,text}_feat.npy (written by
 bench_recent). Prints "<model> <seconds per step>": the mean of STEPS steps (forward over the whole
-graph, loss, backward, Adam) after one warm-up step, on THREADS threads, at mrec's defaults (which
-bench_recent prints): batch 1024, dim 64, 2 layers, 3 routings, modality size 128, confidences,
-pruning, concatenation, no activation, lr 1e-4, l_w 1e-5. The fork's message passing
+graph, loss, backward, Adam) after one warm-up step (which also draws SGL's views for the epoch), on
+THREADS threads, at mrec's defaults (which bench_recent prints). GRCN's message passing
 (torch_geometric's gather, segment softmax and scatter-add; torch_sparse's weighted product) is
-written with index_select and index_add, which do the same work.
+written with index_select and index_add, which do the same work; the other models' graph products
+(LGConv, torch_sparse's matmul with mean or sum) as torch.sparse.mm.
 """
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+warnings.filterwarnings("ignore", "Sparse invariant checks")  # coalesced COO built here
 
 
 def segment_softmax(s, index, n):
@@ -49,7 +51,7 @@ def main():
     rng = np.random.default_rng(0)
     only = os.environ.get("MREC_BENCH_MODELS")
 
-    def timed(name, step_fn, params, lr, batch):
+    def timed(name, step_fn, params, lr, batch, pre_epoch=None):
         if only and name not in only.split():
             return
         opt = torch.optim.Adam(params, lr=lr)
@@ -57,6 +59,8 @@ def main():
         for k in range(steps + 1):
             u, i, j = (torch.from_numpy(rng.integers(0, n, batch)) for n in (U, I, I))
             t0 = time.perf_counter()
+            if pre_epoch and k == 0:
+                pre_epoch()
             opt.zero_grad()
             step_fn(u, i, j).backward()
             opt.step()
@@ -97,6 +101,110 @@ def main():
         reg_content = sum(g[uu].pow(2).mean() for g in gum)
         return loss + reg_content + 1e-5 * (Gu[uu].pow(2) + Gi[torch.cat((i, j))].pow(2)).mean()
     timed("grcn", grcn, [Gu, Gi, conf] + gum + [q for p in proj for q in p.parameters()], 1e-4, 1024)
+
+    def adjacency(keep=None, mean=False):
+        """The bipartite graph of the kept pairs, both directions: D^-1/2 A D^-1/2 (LGConv), or D^-1 A (mean)."""
+        r, c = (rows, items) if keep is None else (rows[keep], items[keep])
+        a, b = torch.cat((r, c + U)), torch.cat((c + U, r))
+        deg = torch.bincount(a, minlength=N).float()
+        inv = deg.pow(-1.0 if mean else -0.5)
+        inv[torch.isinf(inv)] = 0.0
+        v = inv[a] if mean else inv[a] * inv[b]
+        return torch.sparse_coo_tensor(torch.stack((a, b)), v, (N, N)).coalesce()
+    adj, adj_mean = adjacency(), adjacency(mean=True)
+
+    def mean_of_layers(a, x, layers, with_ego=True, noise=0.0):
+        outs = [x] if with_ego else []
+        for _ in range(layers):
+            x = torch.sparse.mm(a, x)
+            if noise:
+                x = x + torch.sign(x) * F.normalize(torch.rand_like(x), dim=-1) * noise
+            outs.append(x)
+        return torch.stack(outs, 1).mean(1)
+
+    def info_nce(v1, v2, t):
+        v1, v2 = F.normalize(v1, dim=1), F.normalize(v2, dim=1)
+        return -torch.diag(F.log_softmax(v1 @ v2.T / t, dim=1)).mean()
+
+    # ---- MMGCN: dim 64, 3 layers, visual projected to 256, textual as it is, mean aggregation, no concatenation,
+    # id embeddings added, lr 1e-5, l_w 1e-5
+    Gu, Gi = xavier(U, dim), xavier(I, dim)
+    mods = []
+    for f, dm in zip(feats, (256, None)):
+        k0 = dm or f.shape[1]
+        mods.append(dict(gum=xavier(U, k0), proj=torch.nn.Linear(f.shape[1], dm) if dm else None,
+                         c=[xavier(k0 if l == 0 else dim, k0 if l == 0 else dim) for l in range(3)],
+                         l=[torch.nn.Linear(k0 if l == 0 else dim, dim) for l in range(3)],
+                         g=[torch.nn.Linear(k0 if l == 0 else dim, dim) for l in range(3)]))
+
+    def mmgcn(u, i, j):
+        ego, reps = torch.cat((Gu, Gi), 0), []
+        for m, f in zip(mods, feats):
+            x = F.normalize(torch.cat((m["gum"], m["proj"](f) if m["proj"] else f), 0))
+            for l in range(3):
+                h = F.leaky_relu(torch.sparse.mm(adj_mean, x @ m["c"][l]))
+                x = F.leaky_relu(m["g"][l](h) + F.leaky_relu(m["l"][l](x)) + ego)
+            reps.append(x)
+        x = torch.stack(reps).mean(0)
+        xu, xi = x[:U], x[U:]
+        loss = -torch.mean(torch.log(torch.sigmoid((xu[u] * xi[i]).sum(1) - (xu[u] * xi[j]).sum(1))))
+        return loss + 1e-5 * ((Gu[torch.cat((u, u))].pow(2) + Gi[torch.cat((i, j))].pow(2)).mean() + mods[0]["gum"].pow(2).mean())
+    params = [Gu, Gi]
+    for m in mods:
+        params += [m["gum"]] + m["c"] + [q for mod in m["l"] + m["g"] + ([m["proj"]] if m["proj"] else []) for q in mod.parameters()]
+    timed("mmgcn", mmgcn, params, 1e-5, 1024)
+
+    # ---- LightGCN-M: dim 64, 1 layer, the features trained with their projections, their mean, lr 5e-4, l_w 1e-2
+    user = xavier(U, dim)
+    fs = [torch.nn.Parameter(f.clone()) for f in feats]
+    lins = [torch.nn.Linear(f.shape[1], dim) for f in feats]
+
+    def lightgcnm(u, i, j):
+        x = torch.stack([F.normalize(lin(f), dim=1) for f, lin in zip(fs, lins)], -1).mean(-1)
+        out = mean_of_layers(adj, torch.cat((user, x), 0), 1)
+        gu, gi = out[:U], out[U:]
+        loss = torch.mean(F.softplus((gu[u] * gi[j]).sum(1) - (gu[u] * gi[i]).sum(1)))
+        return loss + 1e-2 * 0.5 * (user[u].norm(2).pow(2) + gi[i].norm(2).pow(2) + gi[j].norm(2).pow(2)) / float(len(u))
+    timed("lightgcnm", lightgcnm, [user] + fs + [q for lin in lins for q in lin.parameters()], 5e-4, 2048)
+    del fs
+
+    # ---- SGL: dim 64, 1 layer, node dropout 0.1 (two views drawn each epoch), InfoNCE against all users and all
+    # items (t 0.2, weight 0.1), lr 5e-4, l_w 1e-2
+    ego = xavier(N, dim)
+    views = []
+
+    def draw_views():
+        views.clear()
+        for _ in range(2):
+            kept = torch.rand(N) >= 0.1
+            views.append(adjacency(kept[rows] & kept[items + U]))
+
+    def sgl(u, i, j):
+        f = mean_of_layers(adj, ego, 1)
+        v1, v2 = (F.normalize(mean_of_layers(v, ego, 1), dim=1) for v in views)
+        gu, gi = f[:U], f[U:]
+        sup = (gu[u] * gi[i]).sum(1) - (gu[u] * gi[j]).sum(1)
+        lu = v1[:U][u] @ v2[:U].T - (v1[:U][u] * v2[:U][u]).sum(1)[:, None]
+        li = v1[U:][i] @ v2[U:].T - (v1[U:][i] * v2[U:][i]).sum(1)[:, None]
+        reg = 0.5 * (ego[u].pow(2).sum() + ego[U + i].pow(2).sum() + ego[U + j].pow(2).sum())
+        nce = torch.sum(torch.logsumexp(lu / 0.2, dim=1) + torch.logsumexp(li / 0.2, dim=1))
+        return -torch.sum(F.logsigmoid(sup)) + 0.1 * nce + 1e-2 * reg
+    timed("sgl", sgl, [ego], 5e-4, 2048, draw_views)
+
+    # ---- SimGCL: dim 64, 3 layers, noise 0.1, InfoNCE of two noisy views over the batch's users and items (t 0.2,
+    # weight 0.5), lr 1e-4, l_w 1e-4
+    ego = xavier(N, dim)
+
+    def simgcl(u, i, j):
+        f = mean_of_layers(adj, ego, 3, with_ego=False)
+        ue, pe, ne = f[:U][u], f[U:][i], f[U:][j]
+        rec = torch.mean(-torch.log(10e-6 + torch.sigmoid((ue * pe).sum(1) - (ue * ne).sum(1))))
+        l2 = 1e-4 * (torch.norm(ue, p=2) / ue.shape[0] + torch.norm(pe, p=2) / pe.shape[0])
+        v1, v2 = (mean_of_layers(adj, ego, 3, with_ego=False, noise=0.1) for _ in range(2))
+        uu, ii = torch.unique(u), torch.unique(i)
+        cl = info_nce(v1[:U][uu], v2[:U][uu], 0.2) + info_nce(v1[U:][ii], v2[U:][ii], 0.2)
+        return rec + l2 + 0.5 * cl
+    timed("simgcl", simgcl, [ego], 1e-4, 1024)
 
 
 if __name__ == "__main__":
