@@ -320,10 +320,23 @@ static int64_t quick_gelu_vector(int level, float *y, const float *x, int64_t n)
 }
 #endif
 
+/* The piecewise-linear activations, element by element: wide vectors help. */
+MREC_VECTOR_CLONES static void relu_range(float *restrict y, const float *restrict x, float slope, int leaky, int64_t n) {
+    if (leaky)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? x[i] : slope * x[i];
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
 static void act_range(void *arg, int64_t lo, int64_t hi) {
     ew_args *e = arg;
     const float *x = e->a;
     float *y = e->out;
+    /* in place (y == x) or apart: restrict holds for each element's own read and write */
+    if ((e->act == MREC_ACT_RELU || e->act == MREC_ACT_LEAKY_RELU) && (y == x || y + hi <= x + lo || x + hi <= y + lo)) {
+        relu_range(y + lo, x + lo, e->slope, e->act == MREC_ACT_LEAKY_RELU, hi - lo);
+        return;
+    }
     switch (e->act) {
     case MREC_ACT_GELU_ERF:
         for (int64_t i = lo + gelu_erf_vector(e->level, y + lo, x + lo, hi - lo); i < hi; i++)
