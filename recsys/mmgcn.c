@@ -73,7 +73,7 @@ typedef struct {
     float *x[MAX_LAYERS + 1];       /* (N, k_l) each layer's input; x[L] (N, d) the output */
     float *a[MAX_LAYERS];           /* (N, k_l) Â (x C), before h's lrelu */
     float *pl[MAX_LAYERS];          /* (N, d) x L^T + l, before x̂'s lrelu */
-    float *hx[MAX_LAYERS];          /* (N, k_l + d): h, then x̂ */
+    float *hx[MAX_LAYERS];          /* (N, k_l + d): h, then x̂; without concatenation (N, k_l): h alone */
     float *pg[MAX_LAYERS];          /* (N, d) before x_{l+1}'s lrelu */
 } modality;
 
@@ -116,18 +116,20 @@ static mrec_status forward(mmgcn *m) {
         else st = mrec_copy_rows(ctx, q->z + (size_t)U * dm, dm, q->feat, dm, I, dm);
         if (st || (st = mrec_l2_normalize_rows(ctx, q->x[0], q->z, NORM_EPS, N, dm))) return st;
         for (int l = 0; l < m->layers; l++) {
-            int kw = width(m, q, l), ld = kw + d;
+            int kw = width(m, q, l), ld = m->concat ? kw + d : kw;
             const float *x = q->x[l];
             /* h = lrelu(Â (x C)) into hx's first kw columns */
             if ((st = mrec_gemm(ctx, m->s, x, q->c[l], NULL, 1, 0, 0, 0, N, kw, kw, kw, kw, kw))) return st;
             if ((st = mrec_spmm(ctx, q->a[l], &m->adj, m->s, kw, 0))) return st;
-            if ((st = mrec_activation(ctx, m->s, q->a[l], MREC_ACT_LEAKY_RELU, SLOPE, (int64_t)N * kw))) return st;
-            if ((st = mrec_copy_rows(ctx, q->hx[l], ld, m->s, kw, N, kw))) return st;
-            /* x̂ = lrelu(x L^T + l) (+ [G_u ; G_i]) into the last d columns */
+            if (!m->concat) st = mrec_activation(ctx, q->hx[l], q->a[l], MREC_ACT_LEAKY_RELU, SLOPE, (int64_t)N * kw);
+            else if (!(st = mrec_activation(ctx, m->s, q->a[l], MREC_ACT_LEAKY_RELU, SLOPE, (int64_t)N * kw)))
+                st = mrec_copy_rows(ctx, q->hx[l], ld, m->s, kw, N, kw);
+            if (st) return st;
+            /* x̂ = lrelu(x L^T + l) (+ [G_u ; G_i]), with concatenation into hx's last d columns */
             if ((st = mrec_gemm(ctx, q->pl[l], x, q->lw[l], q->lb[l], 1, 0, 0, 1, N, d, kw, kw, kw, d))) return st;
             if ((st = mrec_activation(ctx, m->td, q->pl[l], MREC_ACT_LEAKY_RELU, SLOPE, nd))) return st;
             if (m->has_id && (st = mrec_add(ctx, m->td, m->td, m->ego, nd))) return st;
-            if ((st = mrec_copy_rows(ctx, q->hx[l] + kw, ld, m->td, d, N, d))) return st;
+            if (m->concat && (st = mrec_copy_rows(ctx, q->hx[l] + kw, ld, m->td, d, N, d))) return st;
             /* x_{l+1} = lrelu([h, x̂] W^T + w), or lrelu(h W^T + w + x̂) */
             if (m->concat) {
                 st = mrec_gemm(ctx, q->pg[l], q->hx[l], q->gw[l], q->gb[l], 1, 0, 0, 1, N, d, ld, ld, ld, d);
@@ -151,25 +153,31 @@ static mrec_status modality_back(mmgcn *m, modality *q) {
     mrec_status st;
     float *dx = m->dx, *dnext = m->dx2; /* the gradient of x_{l+1}; that of x_l */
     for (int l = m->layers - 1; l >= 0; l--) {
-        int kw = width(m, q, l), ld = kw + d, wk = m->concat ? ld : kw;
+        int kw = width(m, q, l), ld = m->concat ? kw + d : kw, wk = ld;
         /* dY = dx_{l+1} lrelu'(pg) */
         if ((st = mrec_leaky_relu_back(ctx, m->dy, dx, q->pg[l], SLOPE, nd))) return st;
         if ((st = col_sums(m, q->gb_grad[l], m->dy, N, d))) return st;
         /* dW = dY^T [h, x̂] (or dY^T h); d[h, x̂] = dY W (x̂ gets dY itself without concatenation) */
         if ((st = mrec_gemm(ctx, q->gw_grad[l], m->dy, q->hx[l], NULL, 1, 0, 1, 0, d, wk, N, d, ld, wk))) return st;
         if ((st = mrec_gemm(ctx, m->dhx, m->dy, q->gw[l], NULL, 1, 0, 0, 0, N, wk, d, d, wk, ld))) return st;
-        if (m->concat) st = mrec_copy_rows(ctx, m->td, d, m->dhx + kw, ld, N, d);
-        else st = mrec_copy_rows(ctx, m->td, d, m->dy, d, N, d);
-        if (st) return st;
-        /* x̂ = lrelu(pl) + ego: the ids get dx̂; dpl = dx̂ lrelu'(pl) */
-        if (m->has_id && (st = mrec_add(ctx, m->ego_grad, m->ego_grad, m->td, nd))) return st;
-        if ((st = mrec_leaky_relu_back(ctx, m->dy, m->td, q->pl[l], SLOPE, nd))) return st;
+        /* x̂ = lrelu(pl) + ego: the ids get dx̂ (dY itself without concatenation); dpl = dx̂ lrelu'(pl) */
+        const float *dxh = m->dy;
+        if (m->concat) {
+            if ((st = mrec_copy_rows(ctx, m->td, d, m->dhx + kw, ld, N, d))) return st;
+            dxh = m->td;
+        }
+        if (m->has_id && (st = mrec_add(ctx, m->ego_grad, m->ego_grad, dxh, nd))) return st;
+        if ((st = mrec_leaky_relu_back(ctx, m->dy, dxh, q->pl[l], SLOPE, nd))) return st;
         if ((st = col_sums(m, q->lb_grad[l], m->dy, N, d))) return st;
         if ((st = mrec_gemm(ctx, q->lw_grad[l], m->dy, q->x[l], NULL, 1, 0, 1, 0, d, kw, N, d, kw, kw))) return st;
         if ((st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 0, 0, 0, N, kw, d, d, kw, kw))) return st;
         /* h = lrelu(a), a = Â s, s = x C: da = dh lrelu'(a); ds = Â^T da; dC = x^T ds; d x_l += ds C^T */
-        if ((st = mrec_copy_rows(ctx, m->t, kw, m->dhx, ld, N, kw))) return st;
-        if ((st = mrec_leaky_relu_back(ctx, m->t, m->t, q->a[l], SLOPE, (int64_t)N * kw))) return st;
+        const float *dh = m->dhx; /* dh is dhx's first kw columns: apart with concatenation */
+        if (m->concat) {
+            if ((st = mrec_copy_rows(ctx, m->t, kw, m->dhx, ld, N, kw))) return st;
+            dh = m->t;
+        }
+        if ((st = mrec_leaky_relu_back(ctx, m->t, dh, q->a[l], SLOPE, (int64_t)N * kw))) return st;
         if ((st = mrec_spmm(ctx, m->s, &m->adj, m->t, kw, 1))) return st;
         if ((st = mrec_gemm(ctx, q->c_grad[l], q->x[l], m->s, NULL, 1, 0, 1, 0, kw, kw, N, kw, kw, kw))) return st;
         if ((st = mrec_gemm(ctx, dnext, m->s, q->c[l], NULL, 1, 1, 0, 1, N, kw, kw, kw, kw, kw))) return st;
@@ -278,7 +286,7 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
             q->c_grad[l] = g ? g + o[0] : NULL, q->lw_grad[l] = g ? g + o[1] : NULL, q->lb_grad[l] = g ? g + o[2] : NULL;
             q->gw_grad[l] = g ? g + o[3] : NULL, q->gb_grad[l] = g ? g + o[4] : NULL;
             at += layer_floats(m, q, l);
-            q->a[l] = F(N * kw), q->pl[l] = F(N * d), q->hx[l] = F(N * (kw + d)), q->pg[l] = F(N * d), q->x[l + 1] = F(N * d);
+            q->a[l] = F(N * kw), q->pl[l] = F(N * d), q->hx[l] = F(N * wk), q->pg[l] = F(N * d), q->x[l + 1] = F(N * d);
         }
     }
 #undef F
