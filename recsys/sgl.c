@@ -220,19 +220,10 @@ static double contrast(sgl *m, const int32_t *ids, int n, int offset, int count,
         for (int r = 0; r < c; r++) memcpy(m->zb + (size_t)r * d, m->z[0] + (size_t)(ids[b0 + r] + offset) * d, (size_t)d * 4);
         /* sim (c, count) = zb z2^T / temp */
         if ((*st = mrec_gemm(m->ctx, m->sim, m->zb, z2, NULL, inv, 0, 0, 1, c, count, d, d, d, count))) return NAN;
-        for (int r = 0; r < c; r++) {
-            float *s = m->sim + (size_t)r * count, top = s[0];
-            for (int q = 1; q < count; q++) top = s[q] > top ? s[q] : top;
-            int self_col = ids[b0 + r];
-            float diag = s[self_col];
-            double z = 0;
-            for (int q = 0; q < count; q++) s[q] = expf(s[q] - top), z += s[q];
-            loss += top + log(z) - diag;
-            /* d / d sim = ssl_reg (softmax - onehot), with the 1 / temp of the products below folded in */
-            float scale = (float)(m->ssl_reg * inv / z);
-            for (int q = 0; q < count; q++) s[q] *= scale;
-            s[self_col] -= m->ssl_reg * inv;
-        }
+        /* each anchor's InfoNCE against its own column; d / d sim = ssl_reg (softmax - onehot) in place, with the
+         * 1 / temp of the products below folded in (rows over the pool's threads) */
+        if ((*st = mrec_softmax_xent_rows(m->ctx, m->sim, m->h_loss, m->sim, ids + b0, m->ssl_reg * inv, c, count))) return NAN;
+        for (int r = 0; r < c; r++) loss += m->h_loss[r];
         /* gb = dS z2; dz2 += dS^T zb */
         if ((*st = mrec_gemm(m->ctx, m->gb, m->sim, z2, NULL, 1, 0, 0, 0, c, d, count, count, d, d))) return NAN;
         if ((*st = mrec_gemm(m->ctx, dz2, m->sim, m->zb, NULL, 1, 1, 1, 0, count, d, c, count, d, d))) return NAN;
