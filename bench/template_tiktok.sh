@@ -7,8 +7,8 @@
 # Not a test: it prints the best point of each model on validation, with its test metrics.
 #
 #   bench/template_tiktok.sh [WORK_DIR]
-#   GRID=quick   lr 0.001 and 0.005 for VBPR, BM3, FREEDOM and LATTICE, 0.001 for NGCF-M and GRCN, the
-#                smallest l_w (BM3: reg_weight 0.1): 10 points instead of the template's 60
+#   GRID=quick   lr 0.001 and 0.005 for VBPR, BM3, FREEDOM and LATTICE, 0.001 and 0.01 for GRCN, 0.001
+#                for NGCF-M, the smallest l_w (BM3: reg_weight 0.1): 11 points instead of the template's 60
 #   EPOCHS=N     caps every model's epochs (default: the template's 200)
 #   THREADS=N    default: one per core
 set -eu
@@ -51,7 +51,7 @@ CFG
 if [ "${GRID:-}" = quick ]; then
     # one model's block at a time: its lr list and its regularization lists cut down
     awk '/^    external\./ { m = $1 }
-         /^      lr:/ { print "      lr: " (m ~ /VBPR|BM3|FREEDOM|LATTICE/ ? "[ 0.001, 0.005 ]" : "[ 0.001 ]"); next }
+         /^      lr:/ { print "      lr: " (m ~ /VBPR|BM3|FREEDOM|LATTICE/ ? "[ 0.001, 0.005 ]" : m ~ /GRCN/ ? "[ 0.001, 0.01 ]" : "[ 0.001 ]"); next }
          /^      l_w:/ { print "      l_w: [ 1e-5 ]"; next }
          /^      reg_weight:/ { print "      reg_weight: [ 0.1 ]"; next }
          { print }' bench/elliot_template_models.yml >> "$work/config.yml"
