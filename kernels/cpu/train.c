@@ -77,7 +77,7 @@ static void gather_dot_range(void *arg, int64_t lo, int64_t hi) {
 void mrec_gather_dot_cpu(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib, int n, int d,
                          mrec_pool *pool) {
     gather_dot_args a = {out, A, B, ia, ib, d, mrec_pool_simd(pool) >= MREC_SIMD_AVX512};
-    /* chunks of whole 16-pair blocks */
+    /* at least a 16-pair block a chunk; a chunk's last pairs short of a block take the scalar loop */
     mrec_parallel_range(pool, n, (1 + 4096 / (d > 0 ? d : 1) + 15) / 16 * 16, gather_dot_range, &a);
 }
 
@@ -252,14 +252,15 @@ void mrec_l2_normalize_rows_back_ref(float *dx, const float *dy, const float *y,
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-/* Eight rows at a time with the reference's bits: lane i sums row i's
- * squares and y * dy in double, column by column as the reference does,
- * so eight sums advance per add where the reference waits on each; then
- * each row's gradient 8 columns at a time, the same double operations. */
 /* Up to 8 floats (m) with AVX-512F alone (the 256-bit masked load is AVX-512VL). */
 __attribute__((target("avx512f"))) static inline __m256 load8(__mmask16 m, const float *p) {
     return _mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, p));
 }
+
+/* Eight rows at a time with the reference's bits: lane i sums row i's
+ * squares and y * dy in double, column by column as the reference does,
+ * so eight sums advance per add where the reference waits on each; then
+ * each row's gradient 8 columns at a time, the same double operations. */
 __attribute__((target("avx512f"))) static int64_t l2_back_avx512(const ngcf_args *a, int64_t lo, int64_t hi) {
     int C = a->C;
     __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(C));
