@@ -69,7 +69,7 @@ typedef struct {
     float *lb[MAX_LAYERS], *lb_grad[MAX_LAYERS]; /* (d) */
     float *gw[MAX_LAYERS], *gw_grad[MAX_LAYERS]; /* (d, k + d) with concatenation, else (d, k) */
     float *gb[MAX_LAYERS], *gb_grad[MAX_LAYERS]; /* (d) */
-    float *z;                       /* (N, dm) before the unit rows */
+    float *z;                       /* (I, dm) the items' f P^T + p, before the unit rows (with P) */
     float *x[MAX_LAYERS + 1];       /* (N, k_l) each layer's input; x[L] (N, d) the output */
     float *a[MAX_LAYERS];           /* (N, k_l) Â (x C), before h's lrelu */
     float *pl[MAX_LAYERS];          /* (N, d) x L^T + l, before x̂'s lrelu */
@@ -110,11 +110,12 @@ static mrec_status forward(mmgcn *m) {
     for (int k = 0; k < m->n_mod; k++) {
         modality *q = &m->mod[k];
         int dm = q->dm;
-        /* z = [G_u^m ; f P^T + p], x_0 = its unit rows */
-        if ((st = mrec_copy_rows(ctx, q->z, dm, q->gum, dm, U, dm))) return st;
-        if (q->project) st = mrec_gemm(ctx, q->z + (size_t)U * dm, q->feat, q->pw, q->pb, 1, 0, 0, 1, I, dm, q->f, q->f, q->f, dm);
-        else st = mrec_copy_rows(ctx, q->z + (size_t)U * dm, dm, q->feat, dm, I, dm);
-        if (st || (st = mrec_l2_normalize_rows(ctx, q->x[0], q->z, NORM_EPS, N, dm))) return st;
+        /* x_0 = the unit rows of [G_u^m ; f P^T + p], row by row; without P the items' rows are the features'
+         * own, formed once (mrec_mmgcn_create) */
+        if ((st = mrec_l2_normalize_rows(ctx, q->x[0], q->gum, NORM_EPS, U, dm))) return st;
+        if (q->project && ((st = mrec_gemm(ctx, q->z, q->feat, q->pw, q->pb, 1, 0, 0, 1, I, dm, q->f, q->f, q->f, dm)) ||
+                           (st = mrec_l2_normalize_rows(ctx, q->x[0] + (size_t)U * dm, q->z, NORM_EPS, I, dm))))
+            return st;
         for (int l = 0; l < m->layers; l++) {
             int kw = width(m, q, l), ld = m->concat ? kw + d : kw;
             const float *x = q->x[l];
@@ -126,32 +127,35 @@ static mrec_status forward(mmgcn *m) {
                 st = mrec_copy_rows(ctx, q->hx[l], ld, m->s, kw, N, kw);
             if (st) return st;
             /* x̂ = lrelu(x L^T + l) (+ [G_u ; G_i]), with concatenation into hx's last d columns */
+            /* (without concatenation x̂ is formed where pg will be: the GEMM below adds into it) */
+            float *xh = m->concat ? m->td : q->pg[l];
             if ((st = mrec_gemm(ctx, q->pl[l], x, q->lw[l], q->lb[l], 1, 0, 0, 1, N, d, kw, kw, kw, d))) return st;
-            if ((st = mrec_activation(ctx, m->td, q->pl[l], MREC_ACT_LEAKY_RELU, SLOPE, nd))) return st;
-            if (m->has_id && (st = mrec_add(ctx, m->td, m->td, m->ego, nd))) return st;
+            if ((st = mrec_activation(ctx, xh, q->pl[l], MREC_ACT_LEAKY_RELU, SLOPE, nd))) return st;
+            if (m->has_id && (st = mrec_add(ctx, xh, xh, m->ego, nd))) return st;
             if (m->concat && (st = mrec_copy_rows(ctx, q->hx[l] + kw, ld, m->td, d, N, d))) return st;
             /* x_{l+1} = lrelu([h, x̂] W^T + w), or lrelu(h W^T + w + x̂) */
-            if (m->concat) {
-                st = mrec_gemm(ctx, q->pg[l], q->hx[l], q->gw[l], q->gb[l], 1, 0, 0, 1, N, d, ld, ld, ld, d);
-            } else {
-                if ((st = mrec_copy_rows(ctx, q->pg[l], d, m->td, d, N, d))) return st;
-                st = mrec_gemm(ctx, q->pg[l], q->hx[l], q->gw[l], q->gb[l], 1, 1, 0, 1, N, d, kw, ld, kw, d);
-            }
+            if (m->concat) st = mrec_gemm(ctx, q->pg[l], q->hx[l], q->gw[l], q->gb[l], 1, 0, 0, 1, N, d, ld, ld, ld, d);
+            else st = mrec_gemm(ctx, q->pg[l], q->hx[l], q->gw[l], q->gb[l], 1, 1, 0, 1, N, d, kw, ld, kw, d);
             if (st || (st = mrec_activation(ctx, q->x[l + 1], q->pg[l], MREC_ACT_LEAKY_RELU, SLOPE, nd))) return st;
         }
-        st = k ? mrec_add(ctx, m->final, m->final, q->x[m->layers], nd) : mrec_copy_rows(ctx, m->final, d, q->x[m->layers], d, N, d);
-        if (st) return st;
     }
+    /* final = (x_L^0 + x_L^1 + ...) / M, summed in that order */
+    const float *x0 = m->mod[0].x[m->layers];
+    if (m->n_mod == 1) return mrec_copy_rows(ctx, m->final, d, x0, d, N, d);
+    for (int k = 1; k < m->n_mod; k++)
+        if ((st = mrec_add(ctx, m->final, k == 1 ? x0 : m->final, m->mod[k].x[m->layers], nd))) return st;
     return mrec_scale(ctx, m->final, m->final, 1.0f / m->n_mod, nd);
 }
 
-/* One modality's gradients from dx_L (in m->dx, (N, d)); the id part adds into m->ego_grad. */
-static mrec_status modality_back(mmgcn *m, modality *q) {
+/* One modality's gradients from dx_L (m->dfinal, (N, d), read only); the id part adds into m->ego_grad, and
+ * G_u^m's gradient adds to what is there (the regularizer's share) when add_gum. */
+static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
     int64_t nd = (int64_t)N * d;
     mrec_context *ctx = m->ctx;
     mrec_status st;
-    float *dx = m->dx, *dnext = m->dx2; /* the gradient of x_{l+1}; that of x_l */
+    const float *dx = m->dfinal; /* the gradient of x_{l+1}; that of x_l into dnext, m->dx and m->dx2 by turns */
+    float *dnext = m->dx;
     for (int l = m->layers - 1; l >= 0; l--) {
         int kw = width(m, q, l), ld = m->concat ? kw + d : kw, wk = ld;
         /* dY = dx_{l+1} lrelu'(pg) */
@@ -181,17 +185,18 @@ static mrec_status modality_back(mmgcn *m, modality *q) {
         if ((st = mrec_spmm(ctx, m->s, &m->adj, m->t, kw, 1))) return st;
         if ((st = mrec_gemm(ctx, q->c_grad[l], q->x[l], m->s, NULL, 1, 0, 1, 0, kw, kw, N, kw, kw, kw))) return st;
         if ((st = mrec_gemm(ctx, dnext, m->s, q->c[l], NULL, 1, 1, 0, 1, N, kw, kw, kw, kw, kw))) return st;
-        float *swap = dx;
-        dx = dnext, dnext = swap;
+        dx = dnext, dnext = dnext == m->dx ? m->dx2 : m->dx;
     }
-    /* x_0 = z / |z|, then z = [G_u^m ; f P^T + p] */
+    /* x_0 = the unit rows of [G_u^m ; z]: the users' rows back into G_u^m's gradient, the items' back through
+     * z = f P^T + p where there is a P (the features are not trained) */
     int dm = q->dm;
-    if ((st = mrec_l2_normalize_rows_back(ctx, dnext, dx, q->x[0], q->z, NORM_EPS, 0, N, dm))) return st;
-    if ((st = mrec_copy_rows(ctx, q->gum_grad, dm, dnext, dm, U, dm))) return st;
+    if ((st = mrec_l2_normalize_rows_back(ctx, q->gum_grad, dx, q->x[0], q->gum, NORM_EPS, add_gum ? 1.0f : 0.0f, U, dm)))
+        return st;
     if (q->project) {
-        const float *dzi = dnext + (size_t)U * dm;
-        if ((st = mrec_gemm(ctx, q->pw_grad, dzi, q->feat, NULL, 1, 0, 1, 0, dm, q->f, I, dm, q->f, q->f))) return st;
-        if ((st = col_sums(m, q->pb_grad, dzi, I, dm))) return st;
+        size_t skip = (size_t)U * dm;
+        if ((st = mrec_l2_normalize_rows_back(ctx, dnext, dx + skip, q->x[0] + skip, q->z, NORM_EPS, 0, I, dm))) return st;
+        if ((st = mrec_gemm(ctx, q->pw_grad, dnext, q->feat, NULL, 1, 0, 1, 0, dm, q->f, I, dm, q->f, q->f))) return st;
+        if ((st = col_sums(m, q->pb_grad, dnext, I, dm))) return st;
     }
     return MREC_OK;
 }
@@ -219,13 +224,12 @@ static mrec_status batch_loss_grad(mmgcn *m, double *loss_out, const int32_t *u,
     float coef[3] = {(float)(4.0 * m->l_w / (2.0 * n * d)), (float)(2.0 * m->l_w / (2.0 * n * d)), (float)(2.0 * m->l_w / (2.0 * n * d))};
     if ((st = mrec_bpr_ops_scatter(&m->bpr, m->ego_grad, m->ego, NULL, coef))) return st;
     if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dfinal, m->final, m->bpr.dx, NULL))) return st;
-    for (int k = 0; k < m->n_mod; k++) {
-        if ((st = mrec_scale(ctx, m->dx, m->dfinal, 1.0f / m->n_mod, nd))) return st;
-        if ((st = modality_back(m, &m->mod[k]))) return st;
-    }
-    /* the first modality's preference vectors: + 2 l_w G / (U d_m) */
-    if ((st = mrec_scale(ctx, m->s, q0->gum, (float)(2.0 * m->l_w / (double)k0), k0))) return st;
-    if ((st = mrec_add(ctx, m->mod[0].gum_grad, m->mod[0].gum_grad, m->s, k0))) return st;
+    /* dx_L = dF / M, the same for every modality */
+    if (m->n_mod > 1 && (st = mrec_scale(ctx, m->dfinal, m->dfinal, 1.0f / m->n_mod, nd))) return st;
+    /* the first modality's preference vectors start from the regularizer's 2 l_w G / (U d_m) */
+    if ((st = mrec_scale(ctx, m->mod[0].gum_grad, q0->gum, (float)(2.0 * m->l_w / (double)k0), k0))) return st;
+    for (int k = 0; k < m->n_mod; k++)
+        if ((st = modality_back(m, &m->mod[k], k == 0))) return st;
     *loss_out = loss;
     return MREC_OK;
 }
@@ -271,7 +275,7 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
     for (int c = 0; c < m->n_mod; c++) {
         modality *q = &m->mod[c];
         size_t dm = (size_t)q->dm, f = (size_t)q->f;
-        q->feat = F(I * f), q->gum = F(U * dm), q->gum_grad = F(U * dm), q->z = F(N * dm), q->x[0] = F(N * dm);
+        q->feat = F(I * f), q->gum = F(U * dm), q->gum_grad = F(U * dm), q->z = F(I * dm), q->x[0] = F(N * dm);
         if (q->project) q->pw = F(dm * f), q->pw_grad = F(dm * f), q->pb = F(dm), q->pb_grad = F(dm);
         size_t block = 0;
         for (int l = 0; l < m->layers; l++) block += layer_floats(m, q, l);
@@ -358,6 +362,8 @@ static mrec_status upload(mmgcn *m, const mrec_graph *adj, const float *const *f
         if (!st && q->project) st = mrec_copy_to_device(ctx, q->pb, h + gum + (size_t)q->dm * q->f, sizeof(float) * (size_t)q->dm);
         if (!st) st = mrec_copy_to_device(ctx, q->block, w, sizeof(float) * (size_t)q->block_size);
         if (!st) st = mrec_copy_to_device(ctx, q->feat, feat[k], sizeof(float) * (size_t)I * q->f);
+        /* without P the items' rows of x_0 are the features' unit rows, for good */
+        if (!st && !q->project) st = mrec_l2_normalize_rows(ctx, q->x[0] + (size_t)U * q->dm, q->feat, NORM_EPS, I, q->dm);
     }
     free(h);
     mrec_csr *a[2] = {&m->adj, &m->adj_t};

@@ -177,6 +177,28 @@ static void test_gemm(void) {
     gemm_case(37, 41, 43, 0, 1, 1, 0.5f, 1.0f, 3);
     gemm_case(37, 41, 43, 1, 0, 0, -2.0f, 0.25f, 5);
     gemm_case(64, 768, 768, 0, 1, 1, 1.0f, 0.0f, 0);
+    /* a weight's gradient, X^T dY over a long K: K split into fixed lanes summed in order (one to three row blocks,
+     * a start from beta C + bias, padded rows) */
+    gemm_case(64, 64, 4700, 1, 0, 0, 1.0f, 0.0f, 0);
+    gemm_case(301, 97, 4099, 1, 1, 1, 0.5f, 1.0f, 3);
+    gemm_case(5, 384, 6000, 1, 0, 1, -1.0f, 0.25f, 1);
+    /* many columns over few row blocks: op(A) packed once, a task per column range */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) gemm_case(150, 800, 300, ta, tb, ta, 1.0f, 0.0f, tb);
+    gemm_case(290, 1000, 520, 1, 0, 1, 0.5f, 1.0f, 2);
+    {
+        /* and a row of C has the bits the private tiles give it (20 rows) */
+        int N = 800, K = 600;
+        float *A = randv((int64_t)150 * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
+        float *c150 = calloc((size_t)150 * N, 4), *c20 = calloc((size_t)20 * N, 4);
+        for (int p = 0; p < n_pools; p++) {
+            mrec_gemm_cpu(c150, A, B, NULL, 1, 0, 0, 0, 150, N, K, K, N, N, pools[p]);
+            mrec_gemm_cpu(c20, A, B, NULL, 1, 0, 0, 0, 20, N, K, K, N, N, pools[p]);
+            t_check(memcmp(c150, c20, (size_t)20 * N * 4) == 0, "gemm N=800: rows differ between A packed once and private tiles (%s)",
+                    pool_name(pools[p]));
+        }
+        free(A), free(B), free(c150), free(c20);
+    }
     {
         /* a shared B and private tiles (20 rows) give a row of C the same bits
          * through many KC blocks and two column blocks */
@@ -229,6 +251,20 @@ static void test_gemm(void) {
                 t_check(memcmp(c1, c2, (size_t)M * N * 4) == 0, "gemm bits differ between %d and %d threads (%s)",
                         mrec_pool_threads(pools[p]), mrec_pool_threads(pools[q]), mrec_simd_name(mrec_pool_simd(pools[p])));
             }
+        /* nor where K is split into lanes (X^T dY, K long) */
+        if (M == 300) {
+            int Kl = 4600, Nl = 70;
+            float *X = randv((int64_t)Kl * M, -1, 1), *Y = randv((int64_t)Kl * Nl, -1, 1);
+            for (int p = 0; p < n_pools; p++)
+                for (int q = p + 1; q < n_pools; q++) {
+                    if (mrec_pool_simd(pools[p]) != mrec_pool_simd(pools[q])) continue;
+                    mrec_gemm_cpu(c1, X, Y, NULL, 1, 0, 1, 0, M, Nl, Kl, M, Nl, Nl, pools[p]);
+                    mrec_gemm_cpu(c2, X, Y, NULL, 1, 0, 1, 0, M, Nl, Kl, M, Nl, Nl, pools[q]);
+                    t_check(memcmp(c1, c2, (size_t)M * Nl * 4) == 0, "gemm with K in lanes: bits differ between %d and %d threads (%s)",
+                            mrec_pool_threads(pools[p]), mrec_pool_threads(pools[q]), mrec_simd_name(mrec_pool_simd(pools[p])));
+                }
+            free(X), free(Y);
+        }
         /* A row of C does not depend on how many rows come with it: scoring
          * users in batches must give the bits of scoring them all at once. */
         if (M == 20)

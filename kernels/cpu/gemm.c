@@ -47,6 +47,16 @@ static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int
 
 enum { PACK_PLAIN, PACK_AVX512, PACK_AVX2 };
 
+/* Rows of B to fetch into the cache while the micro-kernels run: rows
+ * [0, rows) at base + r * ld floats (or base + idx[r] * ld), `width`
+ * floats of each. */
+typedef struct {
+    uintptr_t base; /* an address, not a pointer: nothing is read through it */
+    size_t ld;
+    int rows, width;
+    const int32_t *idx;
+} prefetch_plan;
+
 typedef struct {
     float *C;
     const float *A, *B, *bias;
@@ -203,15 +213,6 @@ static void start_only(const gemm_job *g, float *C, int i0, int mc, int j0, int 
     if (g->act) mrec_gemm_activate(C + (size_t)i0 * g->ldc + j0, g->ldc, mc, nc, *g->act, g->pool);
 }
 
-/* Rows of B to fetch into the cache while the micro-kernels run: rows
- * [0, rows) at base + r * ld floats (or base + idx[r] * ld), `width`
- * floats of each. */
-typedef struct {
-    uintptr_t base; /* an address, not a pointer: nothing is read through it */
-    size_t ld;
-    int rows, width;
-    const int32_t *idx;
-} prefetch_plan;
 
 /* The micro-kernel sweep over one packed A block and packed B panels
  * [jr_lo, jr_hi) (columns relative to j0). The A micro-panel (kc x MR)
@@ -538,6 +539,111 @@ static int gemm_narrow(gemm_job *g) {
     return 1;
 }
 
+/* ---- few rows of C, many columns: op(A) packed once, a task per column range ----
+ * Shared-B rounds pack each A block again for every NC block of columns, and take two pool rounds per
+ * (NC, KC) block: a projection's gradient, 256 x 4096 over 7050 items, ran 616 rounds, a sixth of its time
+ * spent waiting in them. Where op(A) packed is at most A_ONCE_FLOATS it is packed once, and each task takes
+ * a range of columns through every KC block, packing its own B: one round. Each element of C sums the same
+ * panels' products in the same order: the same bits. */
+#define A_ONCE_FLOATS (4 << 20)
+
+static int pack_whole_a(void *dst, void *arg);
+
+static void a_once_task(void *arg, int task, int thread) {
+    const gemm_job *g = arg;
+    int j0 = task * g->j_chunk, nc = g->N - j0 < g->j_chunk ? g->N - j0 : g->j_chunk;
+    float *bpack = (float *)mrec_pool_scratch(g->pool, thread) + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
+    for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
+        int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
+        pack_b_job(g, bpack, g->B, p0, kc, j0, nc, 0, (nc + g->NR - 1) / g->NR);
+        for (int i0 = 0; i0 < g->M; i0 += MREC_GEMM_MC) {
+            int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
+            macro_kernel(g, g->C, apacked_block(g, i0, mc, p0), bpack, i0, mc, j0, 0, nc, kc, p0 == 0, p0 + kc >= g->K, NULL);
+        }
+    }
+}
+
+/* False where it does not apply (a few column blocks, op(A) large or given packed) or without the memory. */
+static int gemm_a_once(gemm_job *g) {
+    int64_t m_pad = ((int64_t)g->M + g->MR - 1) / g->MR * g->MR;
+    if (g->apacked || g->a_rows || g->N <= 2 * MREC_GEMM_NC || g->K <= 0 || m_pad * g->K > A_ONCE_FLOATS) return 0;
+    float *own = aligned_alloc(64, (size_t)m_pad * g->K * sizeof(float));
+    if (!own) return 0;
+    pack_whole_a(own, g);
+    g->apacked = own;
+    g->j_chunk = MREC_GEMM_NC / 2 / g->NR * g->NR; /* more tasks than column blocks, so the threads end together */
+    mrec_pool_run(g->pool, a_once_task, g, (g->N + g->j_chunk - 1) / g->j_chunk);
+    g->apacked = NULL;
+    free(own);
+    return 1;
+}
+
+/* ---- a weight's gradient: a small C over a long K --------------------------
+ * dW = X^T dY with X and dY (K x M), (K x N) tall (K the graph's 26,495 nodes, M and N 64-384): C has one to
+ * three row blocks and one column block, so the tiles above split its columns between the threads, and each
+ * thread packs all of op(A) for its half (64 x 64 x 26495 on two threads: 127 GFLOP/s; 384 x 384: 229, its
+ * shared-B rounds two pool rounds per KC block). Here K is cut into SPLIT_K_LANES fixed ranges instead, a task
+ * each, which sums its range into a private C; then C = start + P_0 + P_1 + ... in lane order. The lanes do
+ * not depend on the thread count, so neither do the bits. */
+#define SPLIT_K_LANES 8
+
+typedef struct {
+    gemm_job lane;   /* the job for one lane: C, ldc, no start, no activation */
+    const gemm_job *g;
+    float *parts;    /* SPLIT_K_LANES x (M x N) */
+    int blocks;      /* KC blocks in K */
+} split_k_job;
+
+static void split_k_lane(void *arg, int task, int thread) {
+    const split_k_job *s = arg;
+    gemm_job lane = s->lane;
+    lane.C = s->parts + (size_t)task * lane.M * lane.N;
+    float *apack = mrec_pool_scratch(lane.pool, thread), *bpack = apack + (size_t)MREC_GEMM_MC * MREC_GEMM_KC;
+    int lo = task * s->blocks / SPLIT_K_LANES, hi = (task + 1) * s->blocks / SPLIT_K_LANES;
+    for (int kb = lo; kb < hi; kb++) {
+        int p0 = kb * MREC_GEMM_KC, kc = lane.K - p0 < MREC_GEMM_KC ? lane.K - p0 : MREC_GEMM_KC;
+        pack_b_job(&lane, bpack, lane.B, p0, kc, 0, lane.N, 0, (lane.N + lane.NR - 1) / lane.NR);
+        for (int i0 = 0; i0 < lane.M; i0 += MREC_GEMM_MC) {
+            int mc = lane.M - i0 < MREC_GEMM_MC ? lane.M - i0 : MREC_GEMM_MC;
+            const float *ap = a_block(&lane, apack, lane.A, i0, mc, p0, kc);
+            macro_kernel(&lane, lane.C, ap, bpack, i0, mc, 0, 0, lane.N, kc, kb == lo, 0, NULL);
+        }
+    }
+}
+
+static void split_k_sum(void *arg, int task, int thread) {
+    (void)thread;
+    const split_k_job *s = arg;
+    const gemm_job *g = s->g;
+    int rows = (g->M + 3) / 4, i0 = task * rows, i1 = i0 + rows < g->M ? i0 + rows : g->M;
+    size_t part = (size_t)g->M * g->N;
+    if (i0 >= i1) return;
+    if (has_start(g)) prologue(g, g->C, i0, i1 - i0, 0, g->N);
+    for (int i = i0; i < i1; i++) {
+        float *c = g->C + (size_t)i * g->ldc;
+        const float *p = s->parts + (size_t)i * g->N;
+        if (!has_start(g)) memcpy(c, p, sizeof(float) * (size_t)g->N);
+        for (int l = has_start(g) ? 0 : 1; l < SPLIT_K_LANES; l++)
+            for (int j = 0; j < g->N; j++) c[j] += p[l * part + j];
+    }
+}
+
+/* True where it ran: op(A) transposed (a gradient's X^T), C small enough to keep eight copies, K long enough
+ * for every lane to have two KC blocks, and the memory for them. */
+static int gemm_split_k(gemm_job *g) {
+    if (!g->trans_a || g->apacked || g->bpacked || g->fill || g->act || g->M <= FEW_ROWS || g->M > 3 * MREC_GEMM_MC ||
+        g->N > MREC_GEMM_NC || g->K < 2 * SPLIT_K_LANES * MREC_GEMM_KC)
+        return 0;
+    split_k_job s = {.lane = *g, .g = g, .blocks = (g->K + MREC_GEMM_KC - 1) / MREC_GEMM_KC};
+    s.parts = aligned_alloc(64, ((size_t)SPLIT_K_LANES * g->M * g->N * sizeof(float) + 63) / 64 * 64);
+    if (!s.parts) return 0;
+    s.lane.beta = 0, s.lane.bias = NULL, s.lane.row_bias = NULL, s.lane.ldc = g->N;
+    mrec_pool_run(g->pool, split_k_lane, &s, SPLIT_K_LANES);
+    mrec_pool_run(g->pool, split_k_sum, &s, 4);
+    free(s.parts);
+    return 1;
+}
+
 static void gemm_run(gemm_job *g, int batch) {
     if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
     prepare(g);
@@ -547,9 +653,11 @@ static void gemm_run(gemm_job *g, int batch) {
         g->j_chunk = (g->N + chunks - 1) / chunks;
         if (g->j_chunk < 64) g->j_chunk = 64;
         mrec_pool_run(g->pool, few_rows_task, g, (g->N + g->j_chunk - 1) / g->j_chunk);
+    } else if (batch == 1 && gemm_split_k(g)) {
     } else if (batch == 1 && g->m_blocks >= 2) {
         if (g->bpacked) gemm_packed_b(g);
-        else if (!(g->a_rows && g->K > MREC_GEMM_KC && gemm_narrow(g))) gemm_shared_b(g); /* one packing of B for all row blocks */
+        else if (!(g->a_rows && g->K > MREC_GEMM_KC && gemm_narrow(g)) && !gemm_a_once(g))
+            gemm_shared_b(g); /* one packing of B for all row blocks */
     } else {
         /* Column tiles of NC, or narrower (whole NR panels) when there would
          * be fewer tiles than threads: a single short GEMM still uses them all. */
