@@ -71,10 +71,10 @@ typedef struct {
     float *gb[MAX_LAYERS], *gb_grad[MAX_LAYERS]; /* (d) */
     float *z;                       /* (I, dm) the items' f P^T + p, before the unit rows (with P) */
     float *x[MAX_LAYERS + 1];       /* (N, k_l) each layer's input; x[L] (N, d) the output */
-    float *a[MAX_LAYERS];           /* (N, k_l) Â (x C), before h's lrelu */
+    float *a[MAX_LAYERS];           /* (N, k_l) Â (x C), before h's lrelu; without concatenation h itself (below) */
     float *pl[MAX_LAYERS];          /* (N, d) x L^T + l, before x̂'s lrelu */
     float *hx[MAX_LAYERS];          /* (N, k_l + d): h, then x̂; without concatenation (N, k_l): h alone */
-    float *pg[MAX_LAYERS];          /* (N, d) before x_{l+1}'s lrelu */
+    float *pg[MAX_LAYERS];          /* (N, d) before x_{l+1}'s lrelu, which then takes its place (x[l + 1]) */
 } modality;
 
 typedef struct {
@@ -292,7 +292,10 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
             q->c_grad[l] = g ? g + o[0] : NULL, q->lw_grad[l] = g ? g + o[1] : NULL, q->lb_grad[l] = g ? g + o[2] : NULL;
             q->gw_grad[l] = g ? g + o[3] : NULL, q->gb_grad[l] = g ? g + o[4] : NULL;
             at += layer_floats(m, q, l);
-            q->a[l] = F(N * kw), q->pl[l] = F(N * d), q->hx[l] = F(N * wk), q->pg[l] = F(N * d), q->x[l + 1] = F(N * d);
+            /* lrelu keeps the sign (lrelu(z) > 0 exactly where z > 0), so the backward's masks read h and x_{l+1} in
+             * place of their inputs: each activation runs in place, one array fewer to stream each */
+            q->hx[l] = F(N * wk), q->a[l] = m->concat ? F(N * kw) : q->hx[l];
+            q->pl[l] = F(N * d), q->x[l + 1] = q->pg[l] = F(N * d);
         }
     }
 #undef F
