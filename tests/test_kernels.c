@@ -1260,9 +1260,10 @@ static void test_spmm(void) {
             if (t_rand_u64(&rng) % 4 == 0) col[nnz] = c, val[nnz] = t_rand_uniform(&rng, -1, 1), nnz++;
     }
     row_ptr[R] = nnz;
-    /* up to 128 a row sums in registers on AVX-512, past it in memory: every pool's bits are the first's */
-    static const int dims[] = {1, 17, 64, 128, 130};
-    for (int di = 0; di < 5; di++) {
+    /* up to 128 a row sums in registers on AVX-512, wider rows in strips of 128 (a last strip of 2, 44 or
+     * 128 columns): every pool's bits are the first's (scalar) */
+    static const int dims[] = {1, 17, 64, 128, 130, 300, 384};
+    for (int di = 0; di < 7; di++) {
         int D = dims[di];
         float *X = randv((int64_t)Cc * D, -1, 1), *Xt = randv((int64_t)R * D, -1, 1);
         float *ref = malloc((size_t)R * D * 4), *out = malloc((size_t)R * D * 4), *first = malloc((size_t)R * D * 4);
@@ -1273,11 +1274,13 @@ static void test_spmm(void) {
             mrec_spmm_t_ref(reft, row_ptr, col, v, Xt, R, Cc, D);
             for (int p = 0; p < n_pools; p++) {
                 char what[96];
+                for (int64_t i = 0; i < (int64_t)R * D; i++) out[i] = NAN; /* every element written, by every pool */
                 mrec_spmm_cpu(out, row_ptr, col, v, X, R, Cc, D, pools[p]);
                 snprintf(what, sizeof what, "spmm %s D=%d weighted=%d", pool_name(pools[p]), D, weighted);
                 t_allclose(what, ref, out, (int64_t)R * D, Cc * U * Cc, 0);
                 if (p == 0) memcpy(first, out, (size_t)R * D * 4);
                 else t_check(!memcmp(first, out, (size_t)R * D * 4), "%s: the bits of %s", what, pool_name(pools[0]));
+                for (int64_t i = 0; i < (int64_t)Cc * D; i++) outt[i] = NAN;
                 mrec_spmm_t_cpu(outt, row_ptr, col, v, Xt, R, Cc, D, pools[p]);
                 snprintf(what, sizeof what, "spmm_t %s D=%d weighted=%d", pool_name(pools[p]), D, weighted);
                 t_allclose(what, reft, outt, (int64_t)Cc * D, R * U * R, 0);

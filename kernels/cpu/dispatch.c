@@ -289,7 +289,13 @@ mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const fl
             return mrec_fail(MREC_ERR_SHAPE, "spmm: the transpose kept with the matrix does not match it");
         return mrec_spmm_cuda(out, m->row_ptr, m->col, m->val, X, m->n_rows, m->n_cols, D, ctx->cuda);
     }
-    if (transpose) mrec_spmm_t_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
+    /* A^T X over the transpose kept with A (its rows A's columns, each in A's row order, as mrec_spmm_t_cpu
+     * would sort them: the same bits), else over one sorted now. A kept as its own transpose (symmetric) is
+     * sorted now too: its rows' order need not be that one. */
+    const mrec_csr *t = a->transposed;
+    if (transpose && t && t != a && t->device == ctx->device && t->n_rows == a->n_cols && t->n_cols == a->n_rows)
+        mrec_spmm_cpu(out, t->row_ptr, t->col, t->val, X, t->n_rows, t->n_cols, D, ctx->pool);
+    else if (transpose) mrec_spmm_t_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
     else mrec_spmm_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
     return MREC_OK;
 }
