@@ -1,9 +1,11 @@
 /* bench_gemm.c: GEMM throughput at encoder and ResNet shapes, side by side
  * with OpenBLAS in the same run, against the machine's measured FMA peak.
  *
- *   build/cpu/bench/bench_gemm [threads [amx|avx512|avx2|scalar [small]]]   (make bench runs it)
+ *   build/cpu/bench/bench_gemm [threads [amx|avx512|avx2|scalar [small|train]]]   (make bench runs it)
  *
- * "small" times the batch-1 shapes (M = 1 to 197) instead of the large ones.
+ * "small" times the batch-1 shapes (M = 1 to 197) instead of the large ones; "train" a graph
+ * recommender's on Baby (26,495 nodes, 7,050 items): weight gradients X^T dY over all the nodes, the
+ * visual projection's forward and gradient, the layers' X W.
  *
  * For each shape: validate mrec against a double-precision dot product on
  * sampled elements, warm up, then time both libraries with a monotonic
@@ -89,56 +91,64 @@ __attribute__((target("avx2,fma"))) static double peak_avx2(void) {
 
 typedef struct {
     const char *name;
-    int M, N, K, trans_b;
+    int M, N, K, trans_b, trans_a;
 } shape;
 
 static const shape shapes[] = {
-    {"BERT qkv/out   x W^T", 4096, 768, 768, 1},
-    {"BERT ffn up    x W^T", 4096, 3072, 768, 1},
-    {"BERT ffn down  x W^T", 4096, 768, 3072, 1},
-    {"ResNet stem    W col", 64, 12544, 147, 0},
-    {"ResNet 3x3 l1  W col", 64, 3136, 576, 0},
-    {"ResNet 1x1 l2  W col", 512, 784, 128, 0},
-    {"ResNet 3x3 l3  W col", 256, 196, 2304, 0},
-    {"ResNet 1x1 l4  W col", 2048, 49, 512, 0},
-    {"CLIP text 1    x W^T", 32, 2048, 512, 1},
-    {"ViT-B/16 1     x W^T", 197, 768, 768, 1},
-    {"batch-1 gemv   x W^T", 1, 3072, 768, 1},
+    {"BERT qkv/out   x W^T", 4096, 768, 768, 1, 0},
+    {"BERT ffn up    x W^T", 4096, 3072, 768, 1, 0},
+    {"BERT ffn down  x W^T", 4096, 768, 3072, 1, 0},
+    {"ResNet stem    W col", 64, 12544, 147, 0, 0},
+    {"ResNet 3x3 l1  W col", 64, 3136, 576, 0, 0},
+    {"ResNet 1x1 l2  W col", 512, 784, 128, 0, 0},
+    {"ResNet 3x3 l3  W col", 256, 196, 2304, 0, 0},
+    {"ResNet 1x1 l4  W col", 2048, 49, 512, 0, 0},
+    {"CLIP text 1    x W^T", 32, 2048, 512, 1, 0},
+    {"ViT-B/16 1     x W^T", 197, 768, 768, 1, 0},
+    {"batch-1 gemv   x W^T", 1, 3072, 768, 1, 0},
 };
 
 /* Batch-1 inference: one sequence or image, M from 1 to ~200 rows, at the
  * encoders' projections (x W^T) and ResNet's last 1x1 convolutions. */
 static const shape small_shapes[] = {
-    {"1   x W^T", 1, 768, 768, 1},      {"1   x W^T", 1, 2304, 768, 1},     {"1   x W^T", 1, 3072, 768, 1},
-    {"1   x W^T", 1, 768, 3072, 1},     {"8   x W^T", 8, 768, 768, 1},      {"8   x W^T", 8, 2304, 768, 1},
-    {"8   x W^T", 8, 3072, 768, 1},     {"8   x W^T", 8, 768, 3072, 1},     {"32  x W^T", 32, 768, 768, 1},
-    {"32  x W^T", 32, 2304, 768, 1},    {"32  x W^T", 32, 3072, 768, 1},    {"32  x W^T", 32, 768, 3072, 1},
-    {"32  x W^T", 32, 384, 384, 1},     {"32  x W^T", 32, 1536, 384, 1},    {"32  x W^T", 32, 384, 1536, 1},
-    {"49  x W^T", 49, 768, 768, 1},     {"49  x W^T", 49, 3072, 768, 1},    {"49  1x1 conv", 49, 2048, 512, 1},
-    {"128 x W^T", 128, 768, 768, 1},    {"128 x W^T", 128, 2304, 768, 1},   {"128 x W^T", 128, 3072, 768, 1},
-    {"128 x W^T", 128, 768, 3072, 1},   {"128 x W^T", 128, 384, 384, 1},    {"128 x W^T", 128, 1536, 384, 1},
-    {"128 x W^T", 128, 384, 1536, 1},   {"197 x W^T", 197, 768, 768, 1},    {"197 x W^T", 197, 2304, 768, 1},
-    {"197 x W^T", 197, 3072, 768, 1},   {"197 x W^T", 197, 768, 3072, 1},   {"196 1x1 conv", 196, 1024, 256, 1},
+    {"1   x W^T", 1, 768, 768, 1, 0},      {"1   x W^T", 1, 2304, 768, 1, 0},     {"1   x W^T", 1, 3072, 768, 1, 0},
+    {"1   x W^T", 1, 768, 3072, 1, 0},     {"8   x W^T", 8, 768, 768, 1, 0},      {"8   x W^T", 8, 2304, 768, 1, 0},
+    {"8   x W^T", 8, 3072, 768, 1, 0},     {"8   x W^T", 8, 768, 3072, 1, 0},     {"32  x W^T", 32, 768, 768, 1, 0},
+    {"32  x W^T", 32, 2304, 768, 1, 0},    {"32  x W^T", 32, 3072, 768, 1, 0},    {"32  x W^T", 32, 768, 3072, 1, 0},
+    {"32  x W^T", 32, 384, 384, 1, 0},     {"32  x W^T", 32, 1536, 384, 1, 0},    {"32  x W^T", 32, 384, 1536, 1, 0},
+    {"49  x W^T", 49, 768, 768, 1, 0},     {"49  x W^T", 49, 3072, 768, 1, 0},    {"49  1x1 conv", 49, 2048, 512, 1, 0},
+    {"128 x W^T", 128, 768, 768, 1, 0},    {"128 x W^T", 128, 2304, 768, 1, 0},   {"128 x W^T", 128, 3072, 768, 1, 0},
+    {"128 x W^T", 128, 768, 3072, 1, 0},   {"128 x W^T", 128, 384, 384, 1, 0},    {"128 x W^T", 128, 1536, 384, 1, 0},
+    {"128 x W^T", 128, 384, 1536, 1, 0},   {"197 x W^T", 197, 768, 768, 1, 0},    {"197 x W^T", 197, 2304, 768, 1, 0},
+    {"197 x W^T", 197, 3072, 768, 1, 0},   {"197 x W^T", 197, 768, 3072, 1, 0},   {"196 1x1 conv", 196, 1024, 256, 1, 0},
+};
+
+/* Training a graph recommender (MMGCN's shapes on Baby): X^T dY sums over all 26,495 nodes (or 7,050 items). */
+static const shape train_shapes[] = {
+    {"X^T dY  (nodes)", 64, 64, 26495, 0, 1},   {"X^T dY  (nodes)", 64, 384, 26495, 0, 1},
+    {"X^T dY  (nodes)", 384, 384, 26495, 0, 1}, {"X^T dY  (items)", 256, 4096, 7050, 0, 1},
+    {"f P^T   (items)", 7050, 256, 4096, 1, 0}, {"X W     (nodes)", 26495, 64, 64, 0, 0},
+    {"X W     (nodes)", 26495, 384, 384, 0, 0},
 };
 
 /* GFLOP/s of the fastest of the repetitions in 0.3 s (at least 3): on a
  * shared machine the best run is the one least disturbed. */
 static double time_it(int which, const shape *s, float *C, const float *A, const float *B, mrec_packs *packs,
                       mrec_pool *pool) {
-    int ldb = s->trans_b ? s->K : s->N;
+    int ldb = s->trans_b ? s->K : s->N, lda = s->trans_a ? s->M : s->K;
     double elapsed = 0, best = 1e30;
     int reps = 0;
     while (elapsed < 0.3 || reps < 3) {
         double t0 = now();
         if (which == 0)
-            mrec_gemm_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, pool);
+            mrec_gemm_cpu(C, A, B, NULL, 1, 0, s->trans_a, s->trans_b, s->M, s->N, s->K, lda, ldb, s->N, pool);
         else if (which == 3)
-            mrec_gemm_bf16_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, packs, pool);
+            mrec_gemm_bf16_cpu(C, A, B, NULL, 1, 0, s->trans_a, s->trans_b, s->M, s->N, s->K, lda, ldb, s->N, packs, pool);
         else if (which == 2)
-            mrec_gemm_packed_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, packs, pool);
+            mrec_gemm_packed_cpu(C, A, B, NULL, 1, 0, s->trans_a, s->trans_b, s->M, s->N, s->K, lda, ldb, s->N, packs, pool);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, s->trans_b ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f,
-                        A, s->K, B, ldb, 0.0f, C, s->N);
+            cblas_sgemm(CblasRowMajor, s->trans_a ? CblasTrans : CblasNoTrans, s->trans_b ? CblasTrans : CblasNoTrans, s->M, s->N,
+                        s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
         double t = now() - t0;
         elapsed += t;
         best = t < best ? t : best;
@@ -181,9 +191,11 @@ int main(int argc, char **argv) {
     printf("\n");
     double log_ratio = 0, log_packed = 0;
     int n_packed = 0;
-    int small = argc > 3 && strcmp(argv[3], "small") == 0;
-    const shape *list = small ? small_shapes : shapes;
-    int n = small ? (int)(sizeof small_shapes / sizeof small_shapes[0]) : (int)(sizeof shapes / sizeof shapes[0]);
+    int small = argc > 3 && strcmp(argv[3], "small") == 0, train = argc > 3 && strcmp(argv[3], "train") == 0;
+    const shape *list = small ? small_shapes : train ? train_shapes : shapes;
+    int n = small   ? (int)(sizeof small_shapes / sizeof small_shapes[0])
+            : train ? (int)(sizeof train_shapes / sizeof train_shapes[0])
+                    : (int)(sizeof shapes / sizeof shapes[0]);
     for (int i = 0; i < n; i++) {
         const shape *s = &list[i];
         size_t a_n = (size_t)s->M * s->K, b_n = (size_t)s->K * s->N, c_n = (size_t)s->M * s->N;
@@ -191,15 +203,16 @@ int main(int argc, char **argv) {
         for (size_t j = 0; j < a_n; j++) A[j] = (float)((j * 7919) % 1000) / 1000.0f - 0.5f;
         for (size_t j = 0; j < b_n; j++) B[j] = (float)((j * 104729) % 1000) / 1000.0f - 0.5f;
         /* Validate mrec on sampled elements against a double dot product. */
-        int ldb = s->trans_b ? s->K : s->N;
-        mrec_gemm_cpu(C, A, B, NULL, 1, 0, 0, s->trans_b, s->M, s->N, s->K, s->K, ldb, s->N, pool);
+        int ldb = s->trans_b ? s->K : s->N, lda = s->trans_a ? s->M : s->K;
+        mrec_gemm_cpu(C, A, B, NULL, 1, 0, s->trans_a, s->trans_b, s->M, s->N, s->K, lda, ldb, s->N, pool);
         for (int q = 0; q < 64; q++) {
             int r = (int)((q * 2654435761u) % (unsigned)s->M), c = (int)((q * 40503u + 17) % (unsigned)s->N);
             double want = 0, mag = 0;
             for (int k = 0; k < s->K; k++) {
                 double b = s->trans_b ? B[(size_t)c * s->K + k] : B[(size_t)k * s->N + c];
-                want += (double)A[(size_t)r * s->K + k] * b;
-                mag += fabs((double)A[(size_t)r * s->K + k] * b);
+                double a = s->trans_a ? A[(size_t)k * s->M + r] : A[(size_t)r * s->K + k];
+                want += a * b;
+                mag += fabs(a * b);
             }
             if (fabs(want - C[(size_t)r * s->N + c]) > s->K * 6e-8 * mag + 1e-6) {
                 printf("%s: INVALID at (%d, %d): %g vs %g\n", s->name, r, c, C[(size_t)r * s->N + c], want);
