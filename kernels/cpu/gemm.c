@@ -567,7 +567,7 @@ static void a_once_task(void *arg, int task, int thread) {
 static int gemm_a_once(gemm_job *g) {
     int64_t m_pad = ((int64_t)g->M + g->MR - 1) / g->MR * g->MR;
     if (g->apacked || g->a_rows || g->N <= 2 * MREC_GEMM_NC || g->K <= 0 || m_pad * g->K > A_ONCE_FLOATS) return 0;
-    float *own = aligned_alloc(64, (size_t)m_pad * g->K * sizeof(float));
+    float *own = aligned_alloc(64, ((size_t)m_pad * g->K * sizeof(float) + 63) / 64 * 64); /* a multiple of the alignment */
     if (!own) return 0;
     pack_whole_a(own, g);
     g->apacked = own;
