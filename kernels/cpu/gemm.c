@@ -47,16 +47,6 @@ static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int
 
 enum { PACK_PLAIN, PACK_AVX512, PACK_AVX2 };
 
-/* Rows of B to fetch into the cache while the micro-kernels run: rows
- * [0, rows) at base + r * ld floats (or base + idx[r] * ld), `width`
- * floats of each. */
-typedef struct {
-    uintptr_t base; /* an address, not a pointer: nothing is read through it */
-    size_t ld;
-    int rows, width;
-    const int32_t *idx;
-} prefetch_plan;
-
 typedef struct {
     float *C;
     const float *A, *B, *bias;
@@ -213,6 +203,15 @@ static void start_only(const gemm_job *g, float *C, int i0, int mc, int j0, int 
     if (g->act) mrec_gemm_activate(C + (size_t)i0 * g->ldc + j0, g->ldc, mc, nc, *g->act, g->pool);
 }
 
+/* Rows of B to fetch into the cache while the micro-kernels run: rows
+ * [0, rows) at base + r * ld floats (or base + idx[r] * ld), `width`
+ * floats of each. */
+typedef struct {
+    uintptr_t base; /* an address, not a pointer: nothing is read through it */
+    size_t ld;
+    int rows, width;
+    const int32_t *idx;
+} prefetch_plan;
 
 /* The micro-kernel sweep over one packed A block and packed B panels
  * [jr_lo, jr_hi) (columns relative to j0). The A micro-panel (kc x MR)
