@@ -126,8 +126,8 @@ static mrec_status forward(mmgcn *m) {
             else if (!(st = mrec_activation(ctx, m->s, q->a[l], MREC_ACT_LEAKY_RELU, SLOPE, (int64_t)N * kw)))
                 st = mrec_copy_rows(ctx, q->hx[l], ld, m->s, kw, N, kw);
             if (st) return st;
-            /* x̂ = lrelu(x L^T + l) (+ [G_u ; G_i]), with concatenation into hx's last d columns */
-            /* (without concatenation x̂ is formed where pg will be: the GEMM below adds into it) */
+            /* x̂ = lrelu(x L^T + l) (+ [G_u ; G_i]): with concatenation into hx's last d columns, without it
+             * where pg will be (the GEMM below adds into it) */
             float *xh = m->concat ? m->td : q->pg[l];
             if ((st = mrec_gemm(ctx, q->pl[l], x, q->lw[l], q->lb[l], 1, 0, 0, 1, N, d, kw, kw, kw, d))) return st;
             if ((st = mrec_activation(ctx, xh, q->pl[l], MREC_ACT_LEAKY_RELU, SLOPE, nd))) return st;
