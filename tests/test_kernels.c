@@ -165,6 +165,20 @@ static void test_gemm_bf16(void) {
             "bf16 rounding of the oracle");
 }
 
+/* The first 20 rows of a 150-row C (a path over several row blocks, `path`) have the bits the private tiles
+ * give 20 rows alone. */
+static void rows_as_private_tiles(int N, int K, const char *path) {
+    float *A = randv((int64_t)150 * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
+    float *c150 = calloc((size_t)150 * N, 4), *c20 = calloc((size_t)20 * N, 4);
+    for (int p = 0; p < n_pools; p++) {
+        mrec_gemm_cpu(c150, A, B, NULL, 1, 0, 0, 0, 150, N, K, K, N, N, pools[p]);
+        mrec_gemm_cpu(c20, A, B, NULL, 1, 0, 0, 0, 20, N, K, K, N, N, pools[p]);
+        t_check(memcmp(c150, c20, (size_t)20 * N * 4) == 0, "gemm N=%d K=%d: rows differ between %s and private tiles (%s)", N, K,
+                path, pool_name(pools[p]));
+    }
+    free(A), free(B), free(c150), free(c20);
+}
+
 static void test_gemm(void) {
     static const int shapes[][3] = {
         {1, 1, 1}, {1, 7, 3}, {7, 1, 5}, {2, 2, 0}, {13, 17, 19}, {6, 16, 256}, {12, 32, 512},
@@ -186,33 +200,10 @@ static void test_gemm(void) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) gemm_case(150, 800, 300, ta, tb, ta, 1.0f, 0.0f, tb);
     gemm_case(290, 1000, 520, 1, 0, 1, 0.5f, 1.0f, 2);
-    {
-        /* and a row of C has the bits the private tiles give it (20 rows) */
-        int N = 800, K = 600;
-        float *A = randv((int64_t)150 * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
-        float *c150 = calloc((size_t)150 * N, 4), *c20 = calloc((size_t)20 * N, 4);
-        for (int p = 0; p < n_pools; p++) {
-            mrec_gemm_cpu(c150, A, B, NULL, 1, 0, 0, 0, 150, N, K, K, N, N, pools[p]);
-            mrec_gemm_cpu(c20, A, B, NULL, 1, 0, 0, 0, 20, N, K, K, N, N, pools[p]);
-            t_check(memcmp(c150, c20, (size_t)20 * N * 4) == 0, "gemm N=800: rows differ between A packed once and private tiles (%s)",
-                    pool_name(pools[p]));
-        }
-        free(A), free(B), free(c150), free(c20);
-    }
-    {
-        /* a shared B and private tiles (20 rows) give a row of C the same bits
-         * through many KC blocks and two column blocks */
-        int N = 400, K = 5500;
-        float *A = randv((int64_t)150 * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
-        float *c150 = calloc((size_t)150 * N, 4), *c20 = calloc((size_t)20 * N, 4);
-        for (int p = 0; p < n_pools; p++) {
-            mrec_gemm_cpu(c150, A, B, NULL, 1, 0, 0, 0, 150, N, K, K, N, N, pools[p]);
-            mrec_gemm_cpu(c20, A, B, NULL, 1, 0, 0, 0, 20, N, K, K, N, N, pools[p]);
-            t_check(memcmp(c150, c20, (size_t)20 * N * 4) == 0, "gemm K=5500: rows differ between the shared and private paths (%s)",
-                    pool_name(pools[p]));
-        }
-        free(A), free(B), free(c150), free(c20);
-    }
+    /* and a row of C has the bits the private tiles give it (20 rows) */
+    rows_as_private_tiles(800, 600, "A packed once");
+    /* a shared B and private tiles give a row of C the same bits through many KC blocks and two column blocks */
+    rows_as_private_tiles(400, 5500, "the shared B");
 
     {
         /* up to 64 columns A is read in place, not packed: the same bits as the packed path gives those columns of a

@@ -50,7 +50,7 @@ static inline __attribute__((always_inline, target("avx512f"))) void spmm_rows_r
     }
 }
 
-/* Rows [lo, hi), columns from d0, in registers of nv vectors (1 to 8). */
+/* Rows [lo, hi), columns from d0, in registers of nv vectors (1 to 8; more take 8). */
 __attribute__((target("avx512f"))) static void spmm_strip(const spmm_args *a, int64_t lo, int64_t hi, int d0, int nv) {
     switch (nv) {
     case 1: spmm_rows_regs(a, lo, hi, d0, 1); break;
@@ -73,7 +73,7 @@ __attribute__((target("avx512f"))) static void spmm_range_avx512(const spmm_args
         return;
     }
     for (int64_t r = lo; r < hi; r++)
-        for (int d0 = 0; d0 < a->D; d0 += 128) spmm_strip(a, r, r + 1, d0, a->D - d0 >= 128 ? 8 : (a->D - d0 + 15) / 16);
+        for (int d0 = 0; d0 < a->D; d0 += 128) spmm_strip(a, r, r + 1, d0, (a->D - d0 + 15) / 16); /* 8 and more: 8 */
 }
 #endif
 
