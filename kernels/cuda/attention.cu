@@ -65,7 +65,10 @@ __global__ static void attention_kernel(float *out, const float *q, const float 
         float tile_max = s;
         for (int o = 16; o > 0; o >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
         float m_new = fmaxf(m, tile_max);
-        float p = lane < nk ? expf(s - m_new) : 0.0f;
+        /* Every score so far -inf (e.g. a causal and a padding bias, -FLT_MAX each, add to -inf): exp(-inf - -inf)
+         * would be NaN and poison the row although later keys count. Weigh them 0; a row that stays all -inf ends
+         * with l = 0 and comes out NaN, as the CPU's softmax gives it. */
+        float p = lane < nk && m_new != -INFINITY ? expf(s - m_new) : 0.0f;
         float tile_sum = p;
         for (int o = 16; o > 0; o >>= 1) tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, o);
         float rescale = m == -INFINITY ? 0.0f : expf(m - m_new);

@@ -129,6 +129,7 @@ extern "C" mrec_status mrec_layernorm_back_cuda(float *dx, float *dw, float *db,
                                                 const float *mean, const float *rstd, const float *w, int accumulate, int R,
                                                 int C, mrec_cuda *cu) {
     mrec_status st = MREC_OK;
+    if (C <= 0) return MREC_OK; /* nothing to write, and a grid of 0 blocks is a launch error */
     if (dx && R > 0) {
         ln_back_rows_kernel<<<R, THREADS, 0, cu->stream>>>(dx, dy, x, mean, rstd, w, accumulate, C);
         st = MREC_CUDA_LAUNCHED("layernorm backward rows");
@@ -230,7 +231,7 @@ extern "C" mrec_status mrec_attention_back_cuda(float *dq, float *dk, float *dv,
                                                 const float *k, const float *v, const float *mask_bias,
                                                 const float *head_bias, float scale, int B, int T, int nh, int dh,
                                                 void *work, mrec_cuda *cu) {
-    if (B <= 0) return MREC_OK;
+    if (B <= 0 || T <= 0 || nh <= 0 || dh <= 0) return MREC_OK; /* empty outputs; a grid of 0 blocks would fail */
     size_t n = (size_t)B * T * nh * dh;
     int64_t tdh = (int64_t)T * dh, tt = (int64_t)T * T;
     int bh = B * nh;

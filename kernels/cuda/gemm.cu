@@ -18,6 +18,8 @@ extern "C" mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, 
                                       float alpha, float beta, int trans_a, int trans_b,
                                       int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu) {
     if (M <= 0 || N <= 0) return MREC_OK;
+    /* K = 0 (C = beta C + bias) allows lda = K = 0, which cuBLAS refuses (it wants >= 1); nothing is read then. */
+    if (K == 0) lda = lda > 0 ? lda : 1, ldb = ldb > 0 ? ldb : 1;
     cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     mrec_status st = mrec_cublas_check(
@@ -36,6 +38,7 @@ extern "C" mrec_status mrec_gemm_batched_cuda(float *C, const float *A, const fl
                                               int ldb, int ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c,
                                               mrec_cuda *cu) {
     if (batch <= 0 || M <= 0 || N <= 0) return MREC_OK;
+    if (K == 0) lda = lda > 0 ? lda : 1, ldb = ldb > 0 ? ldb : 1; /* as in mrec_gemm_cuda */
     cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     return mrec_cublas_check(cublasSgemmStridedBatched(cu->blas, op_b, op_a, N, M, K, &alpha, B, ldb, stride_b, A, lda,
@@ -197,6 +200,8 @@ extern "C" mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *
                                          mrec_precision precision, int trans_a, int trans_b, int M, int N, int K, int lda,
                                          int ldb, int ldc, mrec_cuda *cu) {
     if (M <= 0 || N <= 0) return MREC_OK;
+    /* an empty product (beta C + bias) is the same in every precision: cuBLAS, without a K = 0 layout for cuBLASLt */
+    if (K <= 0) return mrec_gemm_cuda(C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, 0, lda, ldb, ldc, cu);
     int no_algo = 0;
     mrec_status st;
     if (precision == MREC_PREC_BF16) {

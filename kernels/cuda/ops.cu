@@ -257,18 +257,19 @@ extern "C" mrec_status mrec_embedding_cuda(float *out, const float *table, const
     return st ? st : mrec_fail(MREC_ERR_ARG, "embedding: id %d at position %d is outside [0, %d)", id, host_bad, V);
 }
 
-/* One thread per (b, d): tokens are summed in order, as the reference. */
+/* One thread per (b, d): tokens are summed in order, as the reference. A
+ * grid-stride loop: blocks_for caps the grid. */
 __global__ static void mean_pool_kernel(float *out, const float *in, const int32_t *mask, int B, int T, int D) {
-    int64_t at = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (at >= (int64_t)B * D) return;
-    int b = (int)(at / D), d = (int)(at % D);
-    float sum = 0.0f, count = 0.0f;
-    for (int t = 0; t < T; t++) {
-        if (mask && !mask[(size_t)b * T + t]) continue;
-        sum += in[((size_t)b * T + t) * D + d];
-        count += 1.0f;
+    for (int64_t at = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; at < (int64_t)B * D; at += (int64_t)gridDim.x * blockDim.x) {
+        int b = (int)(at / D), d = (int)(at % D);
+        float sum = 0.0f, count = 0.0f;
+        for (int t = 0; t < T; t++) {
+            if (mask && !mask[(size_t)b * T + t]) continue;
+            sum += in[((size_t)b * T + t) * D + d];
+            count += 1.0f;
+        }
+        out[at] = sum / fmaxf(count, 1e-9f);
     }
-    out[at] = sum / fmaxf(count, 1e-9f);
 }
 
 /* out: (B, D); in: (B, T, D); mask: (B, T) or NULL */
@@ -403,16 +404,19 @@ extern "C" mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mr
 /* ---- sparse ----------------------------------------------------------------- */
 
 /* One warp per row, lanes across D; each output is summed over the row's
- * entries in order, so the result is deterministic (no atomics). */
+ * entries in order, so the result is deterministic (no atomics). Rows in a
+ * grid-stride loop: the grid is capped at 2^21 blocks (16.7M rows). */
 __global__ static void spmm_kernel(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                                    const float *X, int R, int D) {
-    int r = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (r >= R) return;
-    int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
-    for (int d = lane; d < D; d += 32) {
-        float sum = 0.0f;
-        for (int64_t e = lo; e < hi; e++) sum += (val ? val[e] : 1.0f) * X[(size_t)col[e] * D + d];
-        out[(size_t)r * D + d] = sum;
+    int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
+    int lane = threadIdx.x & 31;
+    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < R; r += warps) {
+        int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
+        for (int d = lane; d < D; d += 32) {
+            float sum = 0.0f;
+            for (int64_t e = lo; e < hi; e++) sum += (val ? val[e] : 1.0f) * X[(size_t)col[e] * D + d];
+            out[(size_t)r * D + d] = sum;
+        }
     }
 }
 

@@ -114,16 +114,20 @@ extern "C" mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const
 
 /* ---- BPR ----------------------------------------------------------------------- */
 
-/* One warp per pair; lanes over d, then a fixed shuffle tree. */
+/* One warp per pair; lanes over d, then a fixed shuffle tree. Pairs in a
+ * grid-stride loop (the grid is capped), the same for the whole warp, so the
+ * shuffles always have all 32 lanes. */
 __global__ static void gather_dot_kernel(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib,
                                          int n, int d) {
-    int b = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (b >= n) return;
-    const float *x = A + (size_t)ia[b] * d, *y = B + (size_t)ib[b] * d;
-    float s = 0.0f;
-    for (int k = lane; k < d; k += 32) s += x[k] * y[k];
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) out[b] = s;
+    int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
+    int lane = threadIdx.x & 31;
+    for (int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; b < n; b += warps) {
+        const float *x = A + (size_t)ia[b] * d, *y = B + (size_t)ib[b] * d;
+        float s = 0.0f;
+        for (int k = lane; k < d; k += 32) s += x[k] * y[k];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) out[b] = s;
+    }
 }
 
 /* out: (n); A: (Ra, d); B: (Rb, d); ia, ib: (n), valid rows (the sampler's) */
@@ -162,14 +166,16 @@ extern "C" mrec_status mrec_bpr_loss_cuda(float *dx, double *loss, const float *
 
 /* ---- evaluation ------------------------------------------------------------------ */
 
-/* One warp per user row; lanes over the user's masked items. */
+/* One warp per user row; lanes over the user's masked items. Rows in a
+ * grid-stride loop: the grid is capped. */
 __global__ static void mask_rows_kernel(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C) {
-    int r = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (r >= R) return;
-    for (int64_t p = row_ptr[u0 + r] + lane; p < row_ptr[u0 + r + 1]; p += 32) {
-        int c = col[p];
-        if (c >= 0 && c < C) scores[(size_t)r * C + c] = -INFINITY;
-    }
+    int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
+    int lane = threadIdx.x & 31;
+    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < R; r += warps)
+        for (int64_t p = row_ptr[u0 + r] + lane; p < row_ptr[u0 + r + 1]; p += 32) {
+            int c = col[p];
+            if (c >= 0 && c < C) scores[(size_t)r * C + c] = -INFINITY;
+        }
 }
 
 /* scores: (R, C); row_ptr, col: the mask's CSR over all users */
