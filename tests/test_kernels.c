@@ -936,6 +936,32 @@ static void test_topk(void) {
         }
         free(x), free(ri), free(oi), free(rv), free(ov);
     }
+    /* The bar from the blocks' maxima and the heap's vector scan: NaN among the first k (a NaN root), masked items
+     * (-inf), runs of one value tied with the bar, a row of one value (too many at the bar), fewer numbers than k
+     * (a bar of -inf), widths not a multiple of 8 or 16 */
+    {
+        int R = 8, C = 333, k = 20;
+        float *x = randv((int64_t)R * C, -1, 1);
+        for (int c = 0; c < C; c++) {
+            if (c % 3 == 0) x[c] = -INFINITY;                    /* row 0: a third masked */
+            x[C + c] = (float)(c % 5);                            /* row 1: five values, many ties */
+            if (c < k && c % 4 == 0) x[2 * C + c] = NAN;          /* row 2: NaN roots */
+            if (c % 11 == 0) x[3 * C + c] = NAN;                  /* row 3: NaN throughout */
+            x[4 * C + c] = c < 40 ? -INFINITY : x[4 * C + c];     /* row 4: the heap fills with -inf */
+            x[5 * C + c] = (float)(C - c);                        /* row 5: descending: nothing enters late */
+            x[6 * C + c] = 0.5f;                                  /* row 6: one value (more at the bar than kept) */
+            x[7 * C + c] = c % 70 == 3 ? (float)c : NAN;          /* row 7: 5 numbers, NaN ranked after them */
+        }
+        int32_t *ri = malloc((size_t)R * k * 4), *oi = malloc((size_t)R * k * 4);
+        float *rv = malloc((size_t)R * k * 4), *ov = malloc((size_t)R * k * 4);
+        mrec_topk_rows_ref(ri, rv, x, R, C, k);
+        for (int p = 0; p < n_pools; p++) {
+            mrec_topk_rows_cpu(oi, ov, x, R, C, k, pools[p]);
+            t_check(memcmp(ri, oi, (size_t)R * k * 4) == 0, "topk indices, NaN / -inf / ties %s", pool_name(pools[p]));
+            t_check(memcmp(rv, ov, (size_t)R * k * 4) == 0, "topk values, NaN / -inf / ties %s", pool_name(pools[p]));
+        }
+        free(x), free(ri), free(oi), free(rv), free(ov);
+    }
     float s[6] = {1, 3, 3, NAN, 2, 3};
     int32_t idx[6];
     float val[6];

@@ -296,6 +296,54 @@ static int64_t tanh_vector(int level, float *y, const float *x, int64_t n) {
 }
 /* Only with AVX-512: elsewhere the scalar loop runs, with the same bits. */
 static int64_t quick_gelu_vector(int level, float *y, const float *x, int64_t n) { return level == 2 ? quick_gelu_avx512(y, x, n) : 0; }
+
+/* The first i in [0, n) with s[i] > thr (ordered: NaN never is), or n. */
+__attribute__((target("avx512f"))) static int first_above_avx512(const float *s, int n, float thr) {
+    __m512 t = _mm512_set1_ps(thr);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), t, _CMP_GT_OQ);
+        if (m) return i + __builtin_ctz(m);
+    }
+    for (; i < n && !(s[i] > thr); i++) {}
+    return i;
+}
+__attribute__((target("avx2"))) static int first_above_avx2(const float *s, int n, float thr) {
+    __m256 t = _mm256_set1_ps(thr);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i), t, _CMP_GT_OQ));
+        if (m) return i + __builtin_ctz(m);
+    }
+    for (; i < n && !(s[i] > thr); i++) {}
+    return i;
+}
+/* m[b] = the largest number among s[16 b .. 16 b + 15], NaN left out (-inf if all are NaN) */
+__attribute__((target("avx512f"))) static void block_max16_avx512(float *m, const float *s, int nb) {
+    __m512 none = _mm512_set1_ps(-INFINITY);
+    for (int b = 0; b < nb; b++) {
+        __m512 x = _mm512_loadu_ps(s + 16 * b);
+        m[b] = _mm512_reduce_max_ps(_mm512_mask_mov_ps(none, _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), x));
+    }
+}
+static void block_max16_plain(float *m, const float *s, int nb) {
+    for (int b = 0; b < nb; b++) {
+        float best = -INFINITY;
+        for (int e = 0; e < 16; e++) best = s[16 * b + e] > best ? s[16 * b + e] : best;
+        m[b] = best;
+    }
+}
+static void block_max16(int level, float *m, const float *s, int nb) {
+    if (level == 2) block_max16_avx512(m, s, nb);
+    else block_max16_plain(m, s, nb);
+}
+static int first_above(int level, const float *s, int n, float thr) {
+    if (level == 2) return first_above_avx512(s, n, thr);
+    if (level == 1) return first_above_avx2(s, n, thr);
+    int i = 0;
+    while (i < n && !(s[i] > thr)) i++;
+    return i;
+}
 #else
 static int act_level(const mrec_pool *pool) {
     (void)pool;
@@ -317,6 +365,20 @@ static int64_t tanh_vector(int level, float *y, const float *x, int64_t n) {
 static int64_t quick_gelu_vector(int level, float *y, const float *x, int64_t n) {
     (void)level, (void)y, (void)x, (void)n;
     return 0;
+}
+static void block_max16(int level, float *m, const float *s, int nb) {
+    (void)level;
+    for (int b = 0; b < nb; b++) {
+        float best = -INFINITY;
+        for (int e = 0; e < 16; e++) best = s[16 * b + e] > best ? s[16 * b + e] : best;
+        m[b] = best;
+    }
+}
+static int first_above(int level, const float *s, int n, float thr) {
+    (void)level;
+    int i = 0;
+    while (i < n && !(s[i] > thr)) i++;
+    return i;
 }
 #endif
 
@@ -679,7 +741,7 @@ typedef struct {
     int32_t *idx;
     float *val;
     const float *scores;
-    int C, k;
+    int C, k, level;
 } topk_args;
 
 /* a ranks before b: larger value first, NaN last, ties to the lower index. */
@@ -727,23 +789,108 @@ static void heap_sorted(float *hv, int32_t *hi, int n, int k) {
     }
 }
 
+static void swap_entry(float *v, int32_t *ix, int a, int b) {
+    float tv = v[a]; v[a] = v[b]; v[b] = tv;
+    int32_t ti = ix[a]; ix[a] = ix[b]; ix[b] = ti;
+}
+
+/* Reorders the n entries so that the best k (0 < k <= n) come first and the k-th best is at k - 1: a quickselect
+ * on the rank order, which is total (ties go to the lower index), so the best k are one set. */
+static void select_best(float *v, int32_t *ix, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        swap_entry(v, ix, lo + (hi - lo) / 2, hi);
+        float pv = v[hi];
+        int32_t pi = ix[hi];
+        int at = lo;
+        for (int e = lo; e < hi; e++)
+            if (ranks_before(v[e], ix[e], pv, pi)) swap_entry(v, ix, e, at++);
+        swap_entry(v, ix, at, hi);
+        if (at == k - 1) return;
+        if (at > k - 1) hi = at - 1;
+        else lo = at + 1;
+    }
+}
+
+/* The k-th largest of m[0, n) (n >= k; no NaN), m reordered. */
+static float kth_largest(float *m, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float t = m[lo + (hi - lo) / 2];
+        m[lo + (hi - lo) / 2] = m[hi], m[hi] = t;
+        int at = lo;
+        for (int e = lo; e < hi; e++)
+            if (m[e] > t) {
+                float u = m[e]; m[e] = m[at]; m[at++] = u;
+            }
+        m[hi] = m[at], m[at] = t;
+        if (at == k - 1) break;
+        if (at > k - 1) hi = at - 1;
+        else lo = at + 1;
+    }
+    return m[k - 1];
+}
+
+/* Every score to a heap of k, skipping (a vector at a time) those that cannot enter: once the heap is full, a
+ * later score enters only if it is above the root's value (ties go to the lower index, which the root has; NaN
+ * ranks last). Returns how many entries (C if below k). */
+static int topk_heap(float *val, int32_t *idx, const float *s, int C, int k, int level) {
+    int n = 0, c = 0;
+    for (; c < C && n < k; c++) heap_offer(val, idx, &n, k, s[c], c);
+    while (c < C) {
+        if (isnan(val[0])) { /* a NaN root: any number beats it */
+            heap_offer(val, idx, &n, k, s[c], c), c++;
+            continue;
+        }
+        c += first_above(level, s + c, C - c, val[0]);
+        if (c < C) heap_offer(val, idx, &n, k, s[c], c), c++;
+    }
+    heap_sorted(val, idx, n, k);
+    return n;
+}
+
+/* One row's best k, best first, from a bar: the k-th largest of the 16-wide blocks' maxima is a number that at
+ * least k scores reach, so each of the best k is at or above it. The scores at or above it (a few more than k)
+ * are gathered in index order, and the best k of them selected and sorted by rank. False where that does not
+ * apply (fewer than k whole blocks, a bar of -inf from NaN and masked scores, more than cap at the bar). */
+static int topk_bar(float *val, int32_t *idx, const float *s, int C, int k, int level, float *bv, int32_t *bi, int cap,
+                    float *m) {
+    int nb = C / 16, n = 0;
+    if (nb < k) return 0;
+    block_max16(level, m, s, nb);
+    float bar = kth_largest(m, nb, k);
+    if (!(bar > -INFINITY)) return 0;
+    float below = nextafterf(bar, -INFINITY); /* x > below exactly where x >= bar */
+    for (int c = first_above(level, s, C, below); c < C; c += 1 + first_above(level, s + c + 1, C - c - 1, below)) {
+        if (n == cap) return 0;
+        bv[n] = s[c], bi[n++] = c;
+    }
+    select_best(bv, bi, n, k);
+    /* best first: a heap whose root is the worst, the worst moved to the back in turn */
+    for (int at = k / 2 - 1; at >= 0; at--) sift_down(bv, bi, k, at);
+    for (int e = k - 1; e > 0; e--) swap_entry(bv, bi, 0, e), sift_down(bv, bi, e, 0);
+    memcpy(val, bv, sizeof(float) * (size_t)k), memcpy(idx, bi, sizeof(int32_t) * (size_t)k);
+    return 1;
+}
+
 static void topk_range(void *arg, int64_t lo, int64_t hi) {
     topk_args *t = arg;
-    int k = t->k;
+    int k = t->k, cap = 4 * k + 64;
+    float *bv = malloc(sizeof(float) * ((size_t)cap + (size_t)t->C / 16));
+    int32_t *bi = malloc(sizeof(int32_t) * (size_t)cap);
     for (int64_t r = lo; r < hi; r++) {
         const float *s = t->scores + r * t->C;
-        float *hv = t->val + r * k;
-        int32_t *hidx = t->idx + r * k;
-        int n = 0;
-        for (int c = 0; c < t->C; c++) heap_offer(hv, hidx, &n, k, s[c], c);
-        heap_sorted(hv, hidx, n, k);
+        float *val = t->val + r * k;
+        int32_t *idx = t->idx + r * k;
+        if (!bv || !bi || !topk_bar(val, idx, s, t->C, k, t->level, bv, bi, cap, bv + cap)) topk_heap(val, idx, s, t->C, k, t->level);
     }
+    free(bv), free(bi);
 }
 
 void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, int C, int k,
                         mrec_pool *pool) {
     if (k <= 0) return;
-    topk_args t = {idx, val, scores, C, k};
+    topk_args t = {idx, val, scores, C, k, act_level(pool)};
     mrec_parallel_range(pool, R, 1, topk_range, &t);
 }
 
