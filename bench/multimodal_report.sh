@@ -1,13 +1,17 @@
 #!/bin/sh
 # multimodal_report.sh: the runs behind the multimodal result tables (not part of the tests).
 #
-#   bench/multimodal_report.sh [tiktok|hm|all] [THREADS]
+#   bench/multimodal_report.sh [tiktok|hm|recent|all] [THREADS]
 #
 # TikTok (MMSSL/DiffMM split, its 128-d visual and acoustic features): BPRMF, LightGCN, VBPR,
 # FREEDOM, LATTICE, BM3 and NGCF-M with both modalities, and each multimodal model with one modality knocked
 # out (replaced by its mean). H&M (the 2-core sample; split 70/10/20 by time): text features extracted by mrec with
 # all-MiniLM-L6-v2 (build/weights, as .ci/run fetches it) and image features with a ResNet50 whose
 # weights are given by MREC_RESNET50 (a safetensors file; the README says how to make one).
+# recent: PGL, SMORE, MGCN, LGMRec and MENTOR at their defaults (the authors' best Baby settings) on TikTok, the
+# acoustic features in the textual slot (LGMRec and MENTOR take a visual and a textual modality by name), then
+# FREEDOM and LightGCN at their best TikTok grid points beside them. MODELS="pgl mgcn" runs some of them;
+# EPOCHS=N caps every run's epochs (early stopping may end it sooner).
 # Each run writes runs/report/<data>/<name>/results.tsv and a log; the grid points are MMRec's.
 # Selection is on validation recall@20; test metrics are reported at the best validation epoch.
 set -eu
@@ -22,7 +26,7 @@ mkdir -p "$out/tiktok" "$out/hm"
 run() { # dataset, name, then mrec train arguments
     set_name=$1 name=$2; shift 2
     echo "== $set_name $name"
-    ./bin/mrec train "$@" --threads "$threads" --metrics recall,ndcg,precision --k 10,20,50 \
+    ./bin/mrec train "$@" ${EPOCHS:+--epochs "$EPOCHS"} --threads "$threads" --metrics recall,ndcg,precision --k 10,20,50 \
         --out "$out/$set_name/$name" > "$out/$set_name/$name.log"
     grep '^test' "$out/$set_name/$name.log" || true
 }
@@ -46,6 +50,17 @@ grid() { # dataset, data arguments (a string), features
     done
 }
 
+recent() { # dataset, data arguments (a string), features
+    d=$1 args=$2 f=$3
+    for m in ${MODELS:-pgl smore mgcn lgmrec mentor freedom lightgcn}; do
+        case $m in # FREEDOM and LightGCN at their best grid points above, for the same table
+        freedom) run "$d" freedom_1e-3_0.8 $args --model freedom --reg 1e-3 --edge-dropout 0.8 --features "$f" ;;
+        lightgcn) run "$d" lightgcn_1e-4 $args --model lightgcn --reg 1e-4 ;;
+        *) run "$d" "$m" $args --model "$m" --features "$f" ;;
+        esac
+    done
+}
+
 case $what in tiktok|all)
     t="$data/tiktok-mmssl"
     grid tiktok "--data $t/tiktok_split.tsv" \
@@ -61,5 +76,9 @@ case $what in hm|all)
         f="visual=$out/hm/image/image_feat.npy,$f"
     fi
     grid hm "--data $out/hm/hm.tsv --format tsv --split temporal:0.2:0.1 --patience 50" "$f";; esac
-case $what in tiktok|hm|all) ;;
-    *) echo "usage: bench/multimodal_report.sh [tiktok|hm|all] [THREADS]" >&2; exit 2;; esac
+case $what in recent|all)
+    t="$data/tiktok-mmssl"
+    recent tiktok "--data $t/tiktok_split.tsv" \
+        "visual=$t/original_diffmm/image_feat.npy,textual=$t/original_diffmm/audio_feat.npy";; esac
+case $what in tiktok|hm|recent|all) ;;
+    *) echo "usage: bench/multimodal_report.sh [tiktok|hm|recent|all] [THREADS]" >&2; exit 2;; esac
