@@ -54,8 +54,9 @@ static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, mrec_cuda
         int pick = -1;
         for (int i = 0; !st && i < found && pick < 0; i++)
             if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].mathType == CUDNN_FMA_MATH) pick = i;
-        if (!st && pick < 0) st = mrec_fail(MREC_ERR_UNSUPPORTED, "conv2d: cuDNN has no fp32 algorithm for this shape");
-        if (!st) p->algo = perf[pick].algo;
+        /* None listed as FMA (a cuDNN may list its FMA algorithms under another math type): implicit GEMM runs
+         * every fp32 shape, and the descriptor's FMA math type keeps tensor cores out. */
+        if (!st) p->algo = pick >= 0 ? perf[pick].algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
     }
     if (st) plan_free(p);
     return st;

@@ -91,6 +91,15 @@ static uint32_t alignment_of(const void *p) {
  * run in the epilogue with the bias; other activations in one element-wise
  * pass after it. *no_algo is set (and MREC_ERR_UNSUPPORTED returned) when
  * cuBLASLt has no algorithm for the shape and alignments. */
+/* C (M, N), row stride ldc, = act(C) in place */
+static mrec_status activate(float *C, int act, float slope, int M, int N, int ldc, mrec_cuda *cu) {
+    if (ldc == N) return mrec_activation_cuda(C, C, (mrec_act)act, slope, (int64_t)M * N, cu);
+    mrec_status st = MREC_OK;
+    for (int i = 0; i < M && !st; i++) /* strided rows (ldc > N): one pass per row */
+        st = mrec_activation_cuda(C + (size_t)i * ldc, C + (size_t)i * ldc, (mrec_act)act, slope, N, cu);
+    return st;
+}
+
 static mrec_status lt_matmul(float *C, const void *A, const void *B, const float *bias, int act, float slope, float alpha,
                              float beta, cublasComputeType_t compute, cudaDataType_t in_type, int trans_a, int trans_b,
                              int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu, int *no_algo) {
@@ -148,11 +157,7 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
         add_bias_rows<<<blocks, 256, 0, cu->stream>>>(C, bias, M, N, ldc);
         st = MREC_CUDA_LAUNCHED("add_bias_rows");
     }
-    if (st || !act_after) return st;
-    if (ldc == N) return mrec_activation_cuda(C, C, (mrec_act)act, slope, (int64_t)M * N, cu);
-    for (int i = 0; i < M && !st; i++) /* strided rows (ldc > N): one pass per row */
-        st = mrec_activation_cuda(C + (size_t)i * ldc, C + (size_t)i * ldc, (mrec_act)act, slope, N, cu);
-    return st;
+    return st || !act_after ? st : activate(C, act, slope, M, N, ldc, cu);
 }
 
 /* C (M, N) fp32 = act(op(A) op(B) + bias), the row-major contract of
@@ -164,8 +169,13 @@ extern "C" mrec_status mrec_gemm_ex_cuda(float *C, const void *A, const void *B,
                                          int lda, int ldb, int ldc, mrec_cuda *cu) {
     cublasComputeType_t compute = precision == MREC_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     cudaDataType_t in_type = precision == MREC_PREC_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    return lt_matmul(C, A, B, bias, act, slope, 1.0f, 0.0f, compute, in_type, trans_a, trans_b, M, N, K, lda, ldb, ldc, cu,
-                     NULL);
+    int no_algo = 0;
+    mrec_status st = lt_matmul(C, A, B, bias, act, slope, 1.0f, 0.0f, compute, in_type, trans_a, trans_b, M, N, K, lda, ldb,
+                               ldc, cu, &no_algo);
+    if (!st || !no_algo || precision == MREC_PREC_BF16) return st;
+    /* fp32 operands cuBLASLt has no algorithm for (odd leading dimensions): cuBLAS's SGEMM, in full fp32 */
+    st = mrec_gemm_cuda(C, (const float *)A, (const float *)B, bias, 1.0f, 0.0f, trans_a, trans_b, M, N, K, lda, ldb, ldc, cu);
+    return st || act < 0 ? st : activate(C, act, slope, M, N, ldc, cu);
 }
 
 /* ---- the GEMM entry's TF32 and bf16 path -------------------------------------- */
