@@ -93,12 +93,13 @@ mrec_status mrec_csr_layer_mean(float *final, const float *ego, const mrec_csr *
         return mrec_fail(MREC_ERR_DEVICE, "layer mean: the graph is in %s memory, the context runs on %s",
                          mrec_device_name(adj->device), mrec_device_name(ctx->device));
     int64_t n = (int64_t)adj->n_rows * d;
-    mrec_status st = mrec_scale(ctx, final, ego, 1.0f, n); /* a copy on any device: x * 1 is exact */
+    /* final = ego + layer 1 (+ layer 2 ...): without layers a copy (x * 1 is exact on any device) */
+    mrec_status st = layers < 1 ? mrec_scale(ctx, final, ego, 1.0f, n) : MREC_OK;
     const float *prev = ego;
     for (int k = 1; k <= layers && !st; k++) {
         float *next = (k % 2) ? a : b;
         st = mrec_spmm(ctx, next, adj, prev, d, 0);
-        if (!st) st = mrec_add(ctx, final, final, next, n);
+        if (!st) st = mrec_add(ctx, final, k == 1 ? ego : final, next, n);
         prev = next;
     }
     return st ? st : mrec_scale(ctx, final, final, 1.0f / (layers + 1), n);
@@ -110,12 +111,12 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
         return mrec_fail(MREC_ERR_DEVICE, "layer mean: the graph is in %s memory, the context runs on %s",
                          mrec_device_name(adj->device), mrec_device_name(ctx->device));
     int64_t n = (int64_t)adj->n_rows * d;
-    mrec_status st = mrec_scale(ctx, dego, dfinal, 1.0f, n);
+    mrec_status st = layers < 1 ? mrec_scale(ctx, dego, dfinal, 1.0f, n) : MREC_OK;
     const float *prev = dfinal;
     for (int k = 1; k <= layers && !st; k++) {
         float *next = (k % 2) ? a : b;
         st = mrec_spmm(ctx, next, adj, prev, d, !symmetric);
-        if (!st) st = mrec_add(ctx, dego, dego, next, n);
+        if (!st) st = mrec_add(ctx, dego, k == 1 ? dfinal : dego, next, n);
         prev = next;
     }
     return st ? st : mrec_scale(ctx, dego, dego, 1.0f / (layers + 1), n);
