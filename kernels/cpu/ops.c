@@ -81,6 +81,22 @@ static float gelu_erf_scalar(float x) {
     return 0.5f * x * (x >= 0.0f ? 2.0f - e : e);
 }
 
+/* The first i in [0, n) with s[i] > thr (ordered: NaN never is), or n. */
+static int first_above_plain(const float *s, int n, float thr) {
+    int i = 0;
+    while (i < n && !(s[i] > thr)) i++;
+    return i;
+}
+
+/* m[b] = the largest number among s[16 b .. 16 b + 15], NaN left out (-inf if all are NaN) */
+static void block_max16_plain(float *m, const float *s, int nb) {
+    for (int b = 0; b < nb; b++) {
+        float best = -INFINITY;
+        for (int e = 0; e < 16; e++) best = s[16 * b + e] > best ? s[16 * b + e] : best;
+        m[b] = best;
+    }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -297,7 +313,7 @@ static int64_t tanh_vector(int level, float *y, const float *x, int64_t n) {
 /* Only with AVX-512: elsewhere the scalar loop runs, with the same bits. */
 static int64_t quick_gelu_vector(int level, float *y, const float *x, int64_t n) { return level == 2 ? quick_gelu_avx512(y, x, n) : 0; }
 
-/* The first i in [0, n) with s[i] > thr (ordered: NaN never is), or n. */
+/* first_above_plain and block_max16_plain, a vector at a time */
 __attribute__((target("avx512f"))) static int first_above_avx512(const float *s, int n, float thr) {
     __m512 t = _mm512_set1_ps(thr);
     int i = 0;
@@ -305,8 +321,7 @@ __attribute__((target("avx512f"))) static int first_above_avx512(const float *s,
         __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + i), t, _CMP_GT_OQ);
         if (m) return i + __builtin_ctz(m);
     }
-    for (; i < n && !(s[i] > thr); i++) {}
-    return i;
+    return i + first_above_plain(s + i, n - i, thr);
 }
 __attribute__((target("avx2"))) static int first_above_avx2(const float *s, int n, float thr) {
     __m256 t = _mm256_set1_ps(thr);
@@ -315,22 +330,13 @@ __attribute__((target("avx2"))) static int first_above_avx2(const float *s, int 
         int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + i), t, _CMP_GT_OQ));
         if (m) return i + __builtin_ctz(m);
     }
-    for (; i < n && !(s[i] > thr); i++) {}
-    return i;
+    return i + first_above_plain(s + i, n - i, thr);
 }
-/* m[b] = the largest number among s[16 b .. 16 b + 15], NaN left out (-inf if all are NaN) */
 __attribute__((target("avx512f"))) static void block_max16_avx512(float *m, const float *s, int nb) {
     __m512 none = _mm512_set1_ps(-INFINITY);
     for (int b = 0; b < nb; b++) {
         __m512 x = _mm512_loadu_ps(s + 16 * b);
         m[b] = _mm512_reduce_max_ps(_mm512_mask_mov_ps(none, _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), x));
-    }
-}
-static void block_max16_plain(float *m, const float *s, int nb) {
-    for (int b = 0; b < nb; b++) {
-        float best = -INFINITY;
-        for (int e = 0; e < 16; e++) best = s[16 * b + e] > best ? s[16 * b + e] : best;
-        m[b] = best;
     }
 }
 static void block_max16(int level, float *m, const float *s, int nb) {
@@ -340,9 +346,7 @@ static void block_max16(int level, float *m, const float *s, int nb) {
 static int first_above(int level, const float *s, int n, float thr) {
     if (level == 2) return first_above_avx512(s, n, thr);
     if (level == 1) return first_above_avx2(s, n, thr);
-    int i = 0;
-    while (i < n && !(s[i] > thr)) i++;
-    return i;
+    return first_above_plain(s, n, thr);
 }
 #else
 static int act_level(const mrec_pool *pool) {
@@ -368,17 +372,11 @@ static int64_t quick_gelu_vector(int level, float *y, const float *x, int64_t n)
 }
 static void block_max16(int level, float *m, const float *s, int nb) {
     (void)level;
-    for (int b = 0; b < nb; b++) {
-        float best = -INFINITY;
-        for (int e = 0; e < 16; e++) best = s[16 * b + e] > best ? s[16 * b + e] : best;
-        m[b] = best;
-    }
+    block_max16_plain(m, s, nb);
 }
 static int first_above(int level, const float *s, int n, float thr) {
     (void)level;
-    int i = 0;
-    while (i < n && !(s[i] > thr)) i++;
-    return i;
+    return first_above_plain(s, n, thr);
 }
 #endif
 
@@ -751,6 +749,11 @@ static int ranks_before(float va, int ia, float vb, int ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
+static void swap_entry(float *v, int32_t *ix, int a, int b) {
+    float tv = v[a]; v[a] = v[b]; v[b] = tv;
+    int32_t ti = ix[a]; ix[a] = ix[b]; ix[b] = ti;
+}
+
 /* The heap's root is its worst entry, so a candidate only has to beat it. */
 static void sift_down(float *hv, int32_t *hi, int n, int at) {
     for (;;) {
@@ -758,10 +761,13 @@ static void sift_down(float *hv, int32_t *hi, int n, int at) {
         if (l < n && ranks_before(hv[worst], hi[worst], hv[l], hi[l])) worst = l;
         if (r < n && ranks_before(hv[worst], hi[worst], hv[r], hi[r])) worst = r;
         if (worst == at) return;
-        float tv = hv[at]; hv[at] = hv[worst]; hv[worst] = tv;
-        int32_t ti = hi[at]; hi[at] = hi[worst]; hi[worst] = ti;
+        swap_entry(hv, hi, at, worst);
         at = worst;
     }
+}
+
+static void heapify(float *hv, int32_t *hi, int n) {
+    for (int at = n / 2 - 1; at >= 0; at--) sift_down(hv, hi, n, at);
 }
 
 /* A candidate for a heap of k with n entries so far: the first k fill it
@@ -769,8 +775,7 @@ static void sift_down(float *hv, int32_t *hi, int n, int at) {
 static void heap_offer(float *hv, int32_t *hi, int *n, int k, float v, int id) {
     if (*n < k) {
         hv[*n] = v, hi[*n] = id;
-        if (++*n == k)
-            for (int at = k / 2 - 1; at >= 0; at--) sift_down(hv, hi, k, at);
+        if (++*n == k) heapify(hv, hi, k);
     } else if (ranks_before(v, id, hv[0], hi[0])) {
         hv[0] = v, hi[0] = id;
         sift_down(hv, hi, k, 0);
@@ -780,18 +785,8 @@ static void heap_offer(float *hv, int32_t *hi, int *n, int k, float v, int id) {
 /* The n entries best first: heapified if fewer than k came, then the worst
  * moved to the back until sorted. */
 static void heap_sorted(float *hv, int32_t *hi, int n, int k) {
-    if (n < k)
-        for (int at = n / 2 - 1; at >= 0; at--) sift_down(hv, hi, n, at);
-    for (int e = n - 1; e > 0; e--) {
-        float tv = hv[0]; hv[0] = hv[e]; hv[e] = tv;
-        int32_t ti = hi[0]; hi[0] = hi[e]; hi[e] = ti;
-        sift_down(hv, hi, e, 0);
-    }
-}
-
-static void swap_entry(float *v, int32_t *ix, int a, int b) {
-    float tv = v[a]; v[a] = v[b]; v[b] = tv;
-    int32_t ti = ix[a]; ix[a] = ix[b]; ix[b] = ti;
+    if (n < k) heapify(hv, hi, n);
+    for (int e = n - 1; e > 0; e--) swap_entry(hv, hi, 0, e), sift_down(hv, hi, e, 0);
 }
 
 /* Reorders the n entries so that the best k (0 < k <= n) come first and the k-th best is at k - 1: a quickselect
@@ -812,7 +807,8 @@ static void select_best(float *v, int32_t *ix, int n, int k) {
     }
 }
 
-/* The k-th largest of m[0, n) (n >= k; no NaN), m reordered. */
+/* The k-th largest of m[0, n) (n >= k; no NaN), m reordered: select_best's quickselect on values alone, for the
+ * blocks' maxima (no indices to carry, no NaN to test; select_best there made a row's top-k a tenth slower). */
 static float kth_largest(float *m, int n, int k) {
     int lo = 0, hi = n - 1;
     while (lo < hi) {
@@ -866,9 +862,7 @@ static int topk_bar(float *val, int32_t *idx, const float *s, int C, int k, int 
         bv[n] = s[c], bi[n++] = c;
     }
     select_best(bv, bi, n, k);
-    /* best first: a heap whose root is the worst, the worst moved to the back in turn */
-    for (int at = k / 2 - 1; at >= 0; at--) sift_down(bv, bi, k, at);
-    for (int e = k - 1; e > 0; e--) swap_entry(bv, bi, 0, e), sift_down(bv, bi, e, 0);
+    heapify(bv, bi, k), heap_sorted(bv, bi, k, k); /* best first */
     memcpy(val, bv, sizeof(float) * (size_t)k), memcpy(idx, bi, sizeof(int32_t) * (size_t)k);
     return 1;
 }
@@ -876,7 +870,7 @@ static int topk_bar(float *val, int32_t *idx, const float *s, int C, int k, int 
 static void topk_range(void *arg, int64_t lo, int64_t hi) {
     topk_args *t = arg;
     int k = t->k, cap = 4 * k + 64;
-    float *bv = malloc(sizeof(float) * ((size_t)cap + (size_t)t->C / 16));
+    float *bv = malloc(sizeof(float) * ((size_t)cap + (size_t)t->C / 16));       /* the gathered, then the maxima */
     int32_t *bi = malloc(sizeof(int32_t) * (size_t)cap);
     for (int64_t r = lo; r < hi; r++) {
         const float *s = t->scores + r * t->C;
