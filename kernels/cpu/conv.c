@@ -121,6 +121,7 @@ typedef struct {
     const float *w; /* (C_out, C_in, 3, 3) */
     int C_out, C_in, rows;
     size_t bytes; /* of one packed U_k */
+    int bf16;     /* U_k rounded to bf16 and packed for mrec_gemm_bf16_item_wt */
     mrec_pool *pool;
 } wino_filters;
 
@@ -147,9 +148,10 @@ static int winograd_filters(void *dst, void *arg) {
             u[(4 * r + 3) * per + f] = t[r][2];
         }
     }
-    for (int k = 0; k < 16; k++)
-        mrec_gemm_pack_wt_cpu((float *)((char *)dst + k * a->bytes), u + k * per, a->rows, a->C_out, a->C_in, a->C_in,
-                              a->pool);
+    for (int k = 0; k < 16; k++) {
+        if (a->bf16) mrec_gemm_bf16_pack_wt((char *)dst + k * a->bytes, u + k * per, a->C_out, a->C_in, a->C_in);
+        else mrec_gemm_pack_wt_cpu((float *)((char *)dst + k * a->bytes), u + k * per, a->rows, a->C_out, a->C_in, a->C_in, a->pool);
+    }
     free(u);
     return 1;
 }
@@ -260,21 +262,29 @@ typedef struct {
     const float *v;
     const char *u;
     size_t bytes; /* of one packed U_k */
-    int rows, C_in, C_out;
+    int rows, C_in, C_out, bf16;
     mrec_pool *pool;
 } wino_gemms;
 
 static void winograd_gemm_task(void *arg, int k, int thread) {
     const wino_gemms *j = arg;
+    if (j->bf16) {
+        mrec_gemm_bf16_item_wt(j->m + (size_t)k * j->rows * j->C_out, j->v + (size_t)k * j->C_in * j->rows, 1,
+                               j->u + k * j->bytes, j->rows, j->C_out, j->C_in, j->rows, j->C_out, j->pool, thread);
+        return;
+    }
     mrec_gemm_bpacked_cpu(j->m + (size_t)k * j->rows * j->C_out, j->v + (size_t)k * j->C_in * j->rows, 1, j->rows,
                           (const float *)(j->u + k * j->bytes), j->rows, j->C_out, j->C_in, j->C_out,
                           mrec_pool_alone(j->pool, thread));
 }
 
 /* The Winograd conv, a group of images at a time; 0 (nothing written) when
- * the filters' transform or the workspace cannot be had. */
+ * the filters' transform or the workspace cannot be had. In bf16 the 16
+ * GEMMs take bf16 operands: V and U rounded (the transforms stay fp32), so
+ * the error is that of rounding the transformed tiles, not the inputs (the
+ * bound in test_kernels). */
 static int winograd_conv(float *out, const float *in, const float *weight, const float *bias, float beta, const mrec_act *act,
-                         const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+                         const mrec_conv2d_shape *s, int bf16, mrec_packs *packs, mrec_pool *pool) {
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s), th = (Ho + 1) / 2, tw = (Wo + 1) / 2, T = th * tw;
     int group = T >= WINO_TILES ? 1 : (WINO_TILES + T - 1) / T;
     if (group > s->N) group = s->N;
@@ -283,11 +293,12 @@ static int winograd_conv(float *out, const float *in, const float *weight, const
     size_t bytes[2];
     for (int last = 0; last < 2; last++) {
         int rows = (last ? s->N - (s->N - 1) / group * group : group) * T;
-        wino_filters f = {weight, s->C_out, s->C_in, rows, 0, pool};
-        int tag = mrec_gemm_b_layout(rows, s->C_out, s->C_in, pool, &f.bytes);
+        wino_filters f = {weight, s->C_out, s->C_in, rows, 0, bf16, pool};
+        int tag = MREC_PACK_TAG_BF16_WINOGRAD; /* bf16: one layout for any rows */
+        if (bf16) f.bytes = mrec_gemm_bf16_wt_bytes(s->C_out, s->C_in);
+        else tag = MREC_PACK_TAG_WINOGRAD + mrec_gemm_b_layout(rows, s->C_out, s->C_in, pool, &f.bytes);
         f.bytes = bytes[last] = (f.bytes + 63) / 64 * 64; /* each U_k on a cache line */
-        u[last] = mrec_packs_cached(packs, weight, s->C_out, s->C_in * 9, MREC_PACK_TAG_WINOGRAD + tag, 16 * f.bytes,
-                                    winograd_filters, &f);
+        u[last] = mrec_packs_cached(packs, weight, s->C_out, s->C_in * 9, tag, 16 * f.bytes, winograd_filters, &f);
         if (!u[last]) return 0;
     }
     size_t rows_max = (size_t)group * T;
@@ -298,7 +309,7 @@ static int winograd_conv(float *out, const float *in, const float *weight, const
         int g = s->N - n0 < group ? s->N - n0 : group, rows = g * T, last = n0 + group >= s->N;
         wino_pass pin = {v, in + (size_t)n0 * s->C_in * s->H * s->W, NULL, s, th, tw, Ho, Wo, rows, 0.0f, NULL, pool};
         mrec_parallel_range(pool, (int64_t)g * s->C_in, 1, winograd_input, &pin);
-        wino_gemms gj = {m, v, u[last], bytes[last], rows, s->C_in, s->C_out, pool};
+        wino_gemms gj = {m, v, u[last], bytes[last], rows, s->C_in, s->C_out, bf16, pool};
         mrec_pool_run(pool, winograd_gemm_task, &gj, 16);
         wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, m, bias, s, th, tw, Ho, Wo, rows, beta, act, pool};
         mrec_parallel_range(pool, (int64_t)g * th * ((s->C_out + WINO_CO_BLOCK - 1) / WINO_CO_BLOCK), 1, winograd_output,
@@ -311,7 +322,7 @@ static int winograd_conv(float *out, const float *in, const float *weight, const
 /* out = act(conv(in) + bias + beta out), act NULL for none: a GEMM per image and group, or Winograd. */
 static void conv2d_run(float *out, const float *in, const float *weight, const float *bias, float beta, const mrec_act *act,
                        const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
-    if (packs && winograd_fits(s) && winograd_conv(out, in, weight, bias, beta, act, s, packs, pool)) return;
+    if (packs && winograd_fits(s) && winograd_conv(out, in, weight, bias, beta, act, s, 0, packs, pool)) return;
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;
@@ -339,6 +350,8 @@ void mrec_conv2d_act_cpu(float *out, const float *in, const float *weight, const
 static mrec_status conv2d_bf16_run(float *out, const float *in, const float *weight, const float *bias, float beta,
                                    const mrec_act *act, const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
     if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 conv2d: this CPU has no AVX-512 BF16");
+    /* Winograd here too: at ResNet50's 3x3 convolutions the direct bf16 products ran no faster than fp32's Winograd */
+    if (packs && winograd_fits(s) && winograd_conv(out, in, weight, bias, beta, act, s, 1, packs, pool)) return MREC_OK;
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;

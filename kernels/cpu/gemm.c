@@ -28,7 +28,7 @@
 #define UK_SCALAR_MR 4
 #define UK_SCALAR_NR 16
 static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int ldc,
-                           float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
+                           float alpha, int m, int n, int flags, const mrec_uk_start *start) {
     float acc[UK_SCALAR_MR][UK_SCALAR_NR] = {{0}};
     for (int k = 0; k < kc; k++) {
         for (int i = 0; i < UK_SCALAR_MR; i++) {
@@ -38,10 +38,11 @@ static void ukernel_scalar(int kc, const float *a, const float *b, float *c, int
     }
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
-            float *cij = c + (size_t)i * ldc + j, from = overwrite ? 0.0f : *cij;
+            float *cij = c + (size_t)i * ldc + j, from = flags & MREC_UK_OVERWRITE ? 0.0f : *cij;
             if (start && start->row_bias) from = start->beta == 0.0f ? start->row_bias[i] : start->beta * *cij + start->row_bias[i];
             else if (start) from = (start->beta == 0.0f ? 0.0f : start->beta * *cij) + (start->bias ? start->bias[j] : 0.0f);
-            *cij = alpha * acc[i][j] + from;
+            float v = alpha * acc[i][j] + from;
+            *cij = flags & MREC_UK_RELU ? (v > 0.0f ? v : 0.0f) : v;
         }
 }
 
@@ -220,6 +221,8 @@ typedef struct {
 static void macro_kernel(const gemm_job *g, float *C, const float *apack, const float *bpack,
                          int i0, int mc, int j0, int jr_lo, int jr_hi, int kc, int first, int last, const prefetch_plan *pf) {
     int from = first && has_start(g);
+    /* a ReLU goes into the micro-kernel's store; other activations run on the finished tile */
+    int relu = last && g->act && *g->act == MREC_ACT_RELU, flags = (first ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0);
     int calls = ((mc + g->MR - 1) / g->MR) * ((jr_hi - jr_lo + g->NR - 1) / g->NR), call = 0;
     for (int ir = 0; ir < mc; ir += g->MR) {
         int m = mc - ir < g->MR ? mc - ir : g->MR;
@@ -235,10 +238,10 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
             mrec_uk_start st = {g->bias && !g->row_bias ? g->bias + j0 + jr : NULL, g->row_bias ? g->row_bias + i0 + ir : NULL,
                                 g->beta};
             if (g->a_rows)
-                g->ukernel_rows(kc, rows, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
+                g->ukernel_rows(kc, rows, bp, c, g->ldc, g->alpha, m, n, flags, from ? &st : NULL);
             else
-                g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, first, from ? &st : NULL);
-            if (last && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
+                g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, flags, from ? &st : NULL);
+            if (last && g->act && !relu) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
             if (pf)
                 for (int r = pf->rows * call / calls; r < pf->rows * (call + 1) / calls; r++)
                     for (int j = 0; j < pf->width; j += 16)
@@ -643,6 +646,38 @@ static int gemm_split_k(gemm_job *g) {
     return 1;
 }
 
+/* ---- a convolution's GEMM: A (the weights) packed once, op(B) filled ------
+ * Shared-B rounds take two pool rounds per (NC, KC) block: 18 for one image
+ * of a 1x1 convolution at 56 x 56 with K = 64, each a few tens of
+ * microseconds, and the threads waited at every one (ResNet50's 1x1
+ * convolutions ran at 110-170 GFLOP/s). Here a task owns a range of B
+ * panels and fills each once per KC block into its scratch, then runs every
+ * row of the packed A over them: one round. Each element of C sums the same
+ * panels' products in the same order: the same bits. */
+#define FILLED_NCP 4 /* B panels per task, fewer when that leaves threads without two tasks each */
+_Static_assert((size_t)FILLED_NCP * MREC_GEMM_KC * MREC_UK_AVX512_8_NR <= MREC_GEMM_SCRATCH_FLOATS, "a task's B panels fit its scratch");
+
+static void filled_task(void *arg, int task, int thread) {
+    const gemm_job *g = arg;
+    int j0 = task * g->j_chunk, nc = g->N - j0 < g->j_chunk ? g->N - j0 : g->j_chunk;
+    float *bpack = (float *)mrec_pool_scratch(g->pool, thread);
+    for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
+        int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
+        pack_b_job(g, bpack, NULL, p0, kc, j0, nc, 0, (nc + g->NR - 1) / g->NR);
+        for (int i0 = 0; i0 < g->M; i0 += MREC_GEMM_MC) {
+            int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
+            macro_kernel(g, g->C, apacked_block(g, i0, mc, p0), bpack, i0, mc, j0, 0, nc, kc, p0 == 0, p0 + kc >= g->K, NULL);
+        }
+    }
+}
+
+static void gemm_filled(gemm_job *g) {
+    int panels = (g->N + g->NR - 1) / g->NR, threads = mrec_pool_threads(g->pool), ncp = FILLED_NCP;
+    while (ncp > 1 && (panels + ncp - 1) / ncp < 2 * threads) ncp /= 2;
+    g->j_chunk = ncp * g->NR;
+    mrec_pool_run(g->pool, filled_task, g, (panels + ncp - 1) / ncp);
+}
+
 static void gemm_run(gemm_job *g, int batch) {
     if (g->M <= 0 || g->N <= 0 || batch <= 0) return;
     prepare(g);
@@ -652,6 +687,8 @@ static void gemm_run(gemm_job *g, int batch) {
         g->j_chunk = (g->N + chunks - 1) / chunks;
         if (g->j_chunk < 64) g->j_chunk = 64;
         mrec_pool_run(g->pool, few_rows_task, g, (g->N + g->j_chunk - 1) / g->j_chunk);
+    } else if (batch == 1 && g->fill && g->apacked && g->K > 0) {
+        gemm_filled(g);
     } else if (batch == 1 && gemm_split_k(g)) {
     } else if (batch == 1 && g->m_blocks >= 2) {
         if (g->bpacked) gemm_packed_b(g);

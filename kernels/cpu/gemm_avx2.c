@@ -18,19 +18,22 @@ static inline __attribute__((always_inline)) __m256 start_at(const mrec_uk_start
     return _mm256_add_ps(v, whole ? _mm256_loadu_ps(s->bias + col) : _mm256_maskload_ps(s->bias + col, mask));
 }
 
-/* C's (m, n) corner = alpha * acc + start, = alpha * acc (overwrite), or += alpha * acc. */
+/* C's (m, n) corner = alpha * acc + start, = alpha * acc (MREC_UK_OVERWRITE), or += alpha * acc; then the ReLU
+ * (MREC_UK_RELU): max(x, 0) takes its second operand where one is NaN. */
 static inline __attribute__((always_inline)) void store_tile(__m256 acc[MREC_UK_AVX2_MR][2], float *c, int ldc, float alpha,
-                                                             int m, int n, int overwrite, const mrec_uk_start *start) {
+                                                             int m, int n, int flags, const mrec_uk_start *start) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
-    __m256 va = _mm256_set1_ps(alpha);
+    __m256 va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
+    int overwrite = flags & MREC_UK_OVERWRITE, relu = flags & MREC_UK_RELU;
     if (n == NR) { /* a whole tile: plain stores (AMD runs a masked store as a slow microcode sequence) */
         for (int i = 0; i < MR && i < m; i++) {
             float *ci = c + (size_t)i * ldc;
             const __m256i all = _mm256_set1_epi32(-1);
             __m256 c0 = start ? start_at(start, ci, i, 0, all, 1) : overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(ci);
             __m256 c1 = start ? start_at(start, ci + 8, i, 8, all, 1) : overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(ci + 8);
-            _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], c0));
-            _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, acc[i][1], c1));
+            __m256 o0 = _mm256_fmadd_ps(va, acc[i][0], c0), o1 = _mm256_fmadd_ps(va, acc[i][1], c1);
+            _mm256_storeu_ps(ci, relu ? _mm256_max_ps(o0, zero) : o0);
+            _mm256_storeu_ps(ci + 8, relu ? _mm256_max_ps(o1, zero) : o1);
         }
         return;
     }
@@ -38,19 +41,19 @@ static inline __attribute__((always_inline)) void store_tile(__m256 acc[MREC_UK_
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
     __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), lane);
-    __m256 zero = _mm256_setzero_ps();
     for (int i = 0; i < MR; i++) {
         if (i >= m) break;
         float *ci = c + (size_t)i * ldc;
         __m256 c0 = start ? start_at(start, ci, i, 0, mask0, 0) : overwrite ? zero : _mm256_maskload_ps(ci, mask0);
         __m256 c1 = start ? start_at(start, ci + 8, i, 8, mask1, 0) : overwrite ? zero : _mm256_maskload_ps(ci + 8, mask1);
-        _mm256_maskstore_ps(ci, mask0, _mm256_fmadd_ps(va, acc[i][0], c0));
-        _mm256_maskstore_ps(ci + 8, mask1, _mm256_fmadd_ps(va, acc[i][1], c1));
+        __m256 o0 = _mm256_fmadd_ps(va, acc[i][0], c0), o1 = _mm256_fmadd_ps(va, acc[i][1], c1);
+        _mm256_maskstore_ps(ci, mask0, relu ? _mm256_max_ps(o0, zero) : o0);
+        _mm256_maskstore_ps(ci + 8, mask1, relu ? _mm256_max_ps(o1, zero) : o1);
     }
 }
 
 void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
-                       float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
+                       float alpha, int m, int n, int flags, const mrec_uk_start *start) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
     /* Named accumulators: with an indexed array GCC spills them to the
      * stack on every iteration. */
@@ -66,11 +69,11 @@ void mrec_ukernel_avx2(int kc, const float *a, const float *b, float *c, int ldc
         ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
     __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    store_tile(acc, c, ldc, alpha, m, n, overwrite, start);
+    store_tile(acc, c, ldc, alpha, m, n, flags, start);
 }
 
 void mrec_ukernel_avx2_rows(int kc, const float *const *a, const float *b, float *c, int ldc,
-                            float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
+                            float alpha, int m, int n, int flags, const mrec_uk_start *start) {
     enum { MR = MREC_UK_AVX2_MR, NR = MREC_UK_AVX2_NR };
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
@@ -85,7 +88,7 @@ void mrec_ukernel_avx2_rows(int kc, const float *const *a, const float *b, float
         ai = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
     __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    store_tile(acc, c, ldc, alpha, m, n, overwrite, start);
+    store_tile(acc, c, ldc, alpha, m, n, flags, start);
 }
 
 /* r[0..7] (8 rows of 8) -> r[c] = column c: pairs interleave, then quads

@@ -24,7 +24,7 @@ static inline __attribute__((always_inline)) __m512 start_at(const mrec_uk_start
 /* A packed (a[k * MR + i]), or, with rows, read in place (rows[i][k]). */
 static inline __attribute__((always_inline)) void ukernel(const int MR, const int NV, int kc, const float *a,
                                                          const float *const *rows, const float *b, float *c, int ldc,
-                                                         float alpha, int m, int n, int overwrite, const mrec_uk_start *start) {
+                                                         float alpha, int m, int n, int flags, const mrec_uk_start *start) {
     const int NR = 16 * NV;
     __m512 acc[12][3];
     for (int i = 0; i < MR; i++)
@@ -54,32 +54,33 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
         if (!mask) break;
         for (int i = 0; i < m; i++) {
             float *ci = c + (size_t)i * ldc + 16 * v;
-            __m512 out = start       ? _mm512_fmadd_ps(va, acc[i][v], start_at(start, ci, i, 16 * v, mask))
-                         : overwrite ? _mm512_mul_ps(va, acc[i][v])
-                                     : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci));
+            __m512 out = start                      ? _mm512_fmadd_ps(va, acc[i][v], start_at(start, ci, i, 16 * v, mask))
+                         : flags & MREC_UK_OVERWRITE ? _mm512_mul_ps(va, acc[i][v])
+                                                     : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci));
+            if (flags & MREC_UK_RELU) out = _mm512_max_ps(out, _mm512_setzero_ps()); /* the second operand where one is NaN */
             _mm512_mask_storeu_ps(ci, mask, out);
         }
     }
 }
 
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
-                         int overwrite, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, overwrite, start);
+                         int flags, const mrec_uk_start *start) {
+    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start);
 }
 
 void mrec_ukernel_avx512_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
-                              int overwrite, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, overwrite, start);
+                              int flags, const mrec_uk_start *start) {
+    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start);
 }
 
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
-                              int overwrite, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, overwrite, start);
+                              int flags, const mrec_uk_start *start) {
+    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start);
 }
 
 void mrec_ukernel_avx512_8x48_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
-                                   int overwrite, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, overwrite, start);
+                                   int flags, const mrec_uk_start *start) {
+    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start);
 }
 
 void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols, int NR) {

@@ -154,14 +154,59 @@ static void pack_a_row(uint32_t *dst, size_t mr, const job *g, int row, int p0, 
     for (; p < kc; p++) dst[(size_t)p * mr] = pair(g->A + row, 2 * (p0 + p), g->lda, g->K);
 }
 
+/* Pairs [p0, p0 + p16) (p16 a multiple of 16, each 16 pairs whole runs of
+ * 32 floats) of `rows` row-major rows from A's row i (the rest of the MR
+ * zero) as a panel of (p16, MR): 16 pairs of every row in registers, one
+ * transpose, then each pair row's MR lanes stored in place. Storing pair by
+ * pair, row by row, took 7 % of ViT-B/16's bf16 forward at batch 32. */
+static void pack_a_panel12(uint32_t *dst, const job *g, int i, int rows, int p0, int p16) {
+    const float *x[MR];
+    for (int t = 0; t < MR; t++) x[t] = t < rows ? g->A + (size_t)(i + t) * g->lda + 2 * (size_t)p0 : NULL;
+    for (int p = 0; p < p16; p += 16) {
+        __m512 r[16];
+        for (int t = 0; t < MR; t++)
+            r[t] = x[t] ? (__m512)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x[t] + 2 * p + 16), _mm512_loadu_ps(x[t] + 2 * p))
+                        : _mm512_setzero_ps();
+        for (int t = MR; t < 16; t++) r[t] = _mm512_setzero_ps();
+        transpose16(r);
+        for (int t = 0; t < 16; t++) _mm512_mask_storeu_ps((float *)(dst + (size_t)(p + t) * MR), (1u << MR) - 1, r[t]);
+    }
+}
+
+/* The same panel (mr <= 16 rows, all kc pairs) of a transposed A, whose
+ * row of op(A) is a column of A: pair p of the panel's rows is two rows of
+ * A side by side, rounded and interleaved in one step (pairs16); a value at
+ * a time took longer than the products it fed (Winograd's V^T U^T). */
+static void pack_a_panel_t(uint32_t *dst, const job *g, int i, int rows, int p0, int kc) {
+    __mmask16 load = (__mmask16)((1u << rows) - 1), keep = (__mmask16)((1u << g->mr) - 1);
+    for (int p = 0; p < kc; p++) {
+        int k = 2 * (p0 + p);
+        const float *r0 = g->A + (size_t)k * g->lda + i, *r1 = k + 1 < g->K ? r0 + g->lda : NULL;
+        _mm512_mask_storeu_epi32(dst + (size_t)p * g->mr, keep, pairs16(r0, r1, load));
+    }
+}
+
 /* Rows [i0, i0 + mc), pairs [p0, p0 + kc) as mr-row panels of (kc, mr). */
 static void pack_a_block(uint32_t *dst, const job *g, int i0, int mc, int p0, int kc) {
-    for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr)
+    if (g->trans_a) {
+        for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr)
+            pack_a_panel_t(dst, g, i0 + ir, mc - ir < g->mr ? mc - ir : g->mr, p0, kc);
+        return;
+    }
+    /* pairs taken 16 at a time through the transpose: whole 32-float runs of a row-major A */
+    int whole = g->K - 2 * p0 < 2 * kc ? (g->K - 2 * p0) / 2 : kc, p16 = g->mr == MR && !g->trans_a ? whole / 16 * 16 : 0;
+    for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr) {
+        int rows = mc - ir < g->mr ? mc - ir : g->mr;
+        if (p16) pack_a_panel12(dst, g, i0 + ir, rows, p0, p16);
         for (int i = 0; i < g->mr; i++) {
-            if (ir + i < mc) pack_a_row(dst + i, (size_t)g->mr, g, i0 + ir + i, p0, kc);
-            else
-                for (int p = 0; p < kc; p++) dst[(size_t)p * g->mr + i] = 0;
+            uint32_t *d = dst + (size_t)p16 * g->mr + i;
+            if (i < rows) {
+                if (p16 < kc) pack_a_row(d, (size_t)g->mr, g, i0 + ir + i, p0 + p16, kc - p16);
+            } else {
+                for (int p = p16; p < kc; p++) d[(size_t)(p - p16) * g->mr] = 0;
+            }
         }
+    }
 }
 
 /* All of op(A) as mr-row panels of (kp, mr) pairs, a task per panel. */
@@ -196,10 +241,11 @@ static void write_corner(float *c, int ldc, const float *acc, float alpha, const
 }
 
 /* acc (mr x NR) = sum over kc pairs of a^T b, written into C's (m x n)
- * corner by write_corner. */
+ * corner as write_corner writes it (MREC_UK_OVERWRITE in flags: overwrite),
+ * then the ReLU where flags has MREC_UK_RELU (gemm_internal.h). */
 static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, const uint32_t *a, const uint32_t *b,
                                                          float *c, int ldc, float alpha, const float *bias,
-                                                         const float *row_bias, int m, int n, int overwrite) {
+                                                         const float *row_bias, int m, int n, int flags) {
     __m512 acc[MR][2];
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int p = 0; p < kc; p++) {
@@ -211,22 +257,40 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, 
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
     }
-    _Alignas(64) float sums[MR][NR];
-    for (int i = 0; i < mr; i++) _mm512_store_ps(sums[i], acc[i][0]), _mm512_store_ps(sums[i] + 16, acc[i][1]);
-    write_corner(c, ldc, &sums[0][0], alpha, bias, row_bias, m, n, overwrite);
+    /* write_corner's arithmetic, from the registers: a sum stored and loaded back at once missed the store
+     * forwarding of a 512-bit load on Zen 4 (write_corner was 6 % of ViT-B/16's bf16 forward) */
+    __m512 va = _mm512_set1_ps(alpha);
+    __mmask16 mask[2] = {n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1),
+                         n >= NR ? (__mmask16)0xFFFF : n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0};
+    __m512 vb[2] = {bias ? _mm512_maskz_loadu_ps(mask[0], bias) : _mm512_setzero_ps(),
+                    bias ? _mm512_maskz_loadu_ps(mask[1], bias + 16) : _mm512_setzero_ps()};
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++) {
+        if (i >= m) break;
+        float *ci = c + (size_t)i * ldc;
+        if (row_bias) vb[0] = vb[1] = _mm512_set1_ps(row_bias[i]);
+        for (int v = 0; v < 2; v++) {
+            if (!mask[v]) break;
+            __m512 out = flags & MREC_UK_OVERWRITE
+                             ? (bias || row_bias ? _mm512_fmadd_ps(va, acc[i][v], vb[v]) : _mm512_mul_ps(va, acc[i][v]))
+                             : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask[v], ci + 16 * v));
+            if (flags & MREC_UK_RELU) out = _mm512_max_ps(out, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(ci + 16 * v, mask[v], out);
+        }
+    }
 }
 
 typedef void (*ukernel_fn)(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
-                           const float *row_bias, int m, int n, int overwrite);
+                           const float *row_bias, int m, int n, int flags);
 
 static void ukernel_12(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
-                       const float *row_bias, int m, int n, int ow) {
-    ukernel(MR, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, ow);
+                       const float *row_bias, int m, int n, int flags) {
+    ukernel(MR, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);
 }
 
 static void ukernel_4(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
-                      const float *row_bias, int m, int n, int ow) {
-    ukernel(MR_FEW, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, ow);
+                      const float *row_bias, int m, int n, int flags) {
+    ukernel(MR_FEW, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);
 }
 
 /* Where row block b begins (b = m_blocks: M): the rows shared evenly among the blocks in whole micro-kernel
@@ -264,8 +328,10 @@ static void tile(void *arg, int task, int thread) {
             for (int ir = 0; ir < mc; ir += g->mr) {
                 float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
                 int m = mc - ir < g->mr ? mc - ir : g->mr;
-                uk(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n, p0 == 0 && !pro);
-                if (p0 + kc >= g->kp && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
+                int last = p0 + kc >= g->kp, relu = last && g->act && *g->act == MREC_ACT_RELU;
+                uk(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n,
+                   (p0 == 0 && !pro ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0));
+                if (last && g->act && !relu) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
             }
         }
     }
@@ -480,6 +546,7 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
  * whole, into the pack set where it lies in one. */
 
 #define FILLED_NCP 4 /* B panels per task: their pairs and one fp32 panel fit a thread's scratch */
+#define FILL_PAIRS 16 /* pairs filled in fp32 and rounded at a time: 4 KB of rows */
 _Static_assert((FILLED_NCP + 2) * AMX_KCP * NR <= MREC_GEMM_SCRATCH_FLOATS && AMX_KCP >= KCP, "filled_task's scratch");
 
 /* Pairs [p0, p0 + kc) of op(B)'s columns [j0, j0 + cols) as one panel
@@ -487,13 +554,18 @@ _Static_assert((FILLED_NCP + 2) * AMX_KCP * NR <= MREC_GEMM_SCRATCH_FLOATS && AM
  * rows at a time rounded and interleaved (pairs16).
  * An odd K's last pair has a zero second row. */
 static void fill_pairs(const job *g, uint32_t *dst, float *tmp, int p0, int kc, int kt, int j0, int cols) {
-    int k0 = 2 * p0, rows = g->K - k0 < 2 * kc ? g->K - k0 : 2 * kc;
-    g->fill(g->fill_arg, tmp, k0, rows, j0, cols, NR);
-    for (int p = 0; p < kc; p++) {
-        const float *r0 = tmp + (size_t)2 * p * NR, *r1 = r0 + NR;
-        int second = 2 * p + 1 < rows;
-        for (int h = 0; h < NR; h += 16)
-            _mm512_storeu_si512(dst + (size_t)p * NR + h, pairs16(r0 + h, second ? r1 + h : NULL, (__mmask16)0xFFFF));
+    /* FILL_PAIRS pairs at a time, so the fp32 rows are read back from L1: the whole block's (64 KB at 256
+     * pairs) went out to L2 and back, and the fill was a quarter of ResNet50's bf16 forward */
+    for (int c0 = 0; c0 < kc; c0 += FILL_PAIRS) {
+        int cc = kc - c0 < FILL_PAIRS ? kc - c0 : FILL_PAIRS;
+        int k0 = 2 * (p0 + c0), rows = g->K - k0 < 2 * cc ? g->K - k0 : 2 * cc;
+        g->fill(g->fill_arg, tmp, k0, rows, j0, cols, NR);
+        for (int p = 0; p < cc; p++) {
+            const float *r0 = tmp + (size_t)2 * p * NR, *r1 = r0 + NR;
+            int second = 2 * p + 1 < rows;
+            for (int h = 0; h < NR; h += 16)
+                _mm512_storeu_si512(dst + (size_t)(c0 + p) * NR + h, pairs16(r0 + h, second ? r1 + h : NULL, (__mmask16)0xFFFF));
+        }
     }
     memset(dst + (size_t)kc * NR, 0, (size_t)(kt - kc) * NR * sizeof *dst);
 }
@@ -528,16 +600,17 @@ static void filled_task(void *arg, int task, int thread) {
                 float *c = g->C + (size_t)ir * g->ldc + q * NR;
                 int n = g->N - q * NR < NR ? g->N - q * NR : NR;
                 if (overwrite && !fresh) mrec_gemm_prologue(g->C, g->ldc, g->beta, NULL, g->row_bias, ir, m, q * NR, n);
+                /* the AVX-512 micro-kernels take a ReLU into their store */
+                int last = p0 + kc >= g->kp, relu = !g->amx && last && g->act && *g->act == MREC_ACT_RELU;
+                int flags = (fresh ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0);
                 if (g->amx)
                     ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, g->ldc, 1.0f, NULL, rb,
                                 (const float(*)[NR])init, m, n, fresh);
                 else if (g->mr == MR)
-                    ukernel_12(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR, bp, c, g->ldc, 1.0f, NULL, rb, m, n,
-                               fresh);
+                    ukernel_12(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR, bp, c, g->ldc, 1.0f, NULL, rb, m, n, flags);
                 else
-                    ukernel_4(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR_FEW, bp, c, g->ldc, 1.0f, NULL, rb, m, n,
-                              fresh);
-                if (p0 + kc >= g->kp && g->act) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
+                    ukernel_4(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR_FEW, bp, c, g->ldc, 1.0f, NULL, rb, m, n, flags);
+                if (last && g->act && !relu) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
             }
         }
     }
@@ -596,12 +669,16 @@ typedef struct {
     int64_t stride_a, stride_b, stride_c;
 } batched_job;
 
-/* One item, g, on the calling thread. */
+/* One item, g, on the calling thread; its B packed here into the thread's
+ * scratch, or given packed (g.bpack set). */
 static void item_run(job g, int thread) {
     int panels = (g.N + NR - 1) / NR;
-    g.bpack = (uint32_t *)mrec_pool_scratch(g.pool, thread);
-    uint32_t *apack = g.bpack + (size_t)panels * g.kb * NR;
-    for (int q = 0; q < panels; q++) pack_b_panel(&g, q, thread);
+    uint32_t *apack = (uint32_t *)mrec_pool_scratch(g.pool, thread);
+    if (!g.bpack) {
+        g.bpack = apack;
+        apack += (size_t)panels * g.kb * NR;
+        for (int q = 0; q < panels; q++) pack_b_panel(&g, q, thread);
+    }
     if (g.amx) amx_configure();
     for (int i0 = 0; i0 < g.M; i0 += g.mr) {
         int m = g.M - i0 < g.mr ? g.M - i0 : g.mr;
@@ -612,8 +689,8 @@ static void item_run(job g, int thread) {
             float *c = g.C + (size_t)i0 * g.ldc + q * NR;
             int n = g.N - q * NR < NR ? g.N - q * NR : NR;
             if (g.amx) ukernel_amx(g.kb, apack, (size_t)g.kb, bp, c, g.ldc, g.alpha, NULL, NULL, NULL, m, n, 1);
-            else if (g.mr == MR) ukernel_12(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, 1);
-            else ukernel_4(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, 1);
+            else if (g.mr == MR) ukernel_12(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
+            else ukernel_4(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
         }
     }
     if (g.amx) _tile_release();
@@ -647,6 +724,26 @@ void mrec_gemm_bf16_item(float *C, const float *A, const float *B, float alpha, 
                          int lda, int ldb, int ldc, mrec_pool *pool, int thread) {
     job g;
     if (M > 0 && N > 0 && item_job(&g, C, A, B, alpha, trans_a, trans_b, M, N, K, lda, ldb, ldc, pool)) item_run(g, thread);
+}
+
+size_t mrec_gemm_bf16_wt_bytes(int N, int K) {
+    size_t kb = ((size_t)(K + 1) / 2 + AMX_KT - 1) / AMX_KT * AMX_KT;
+    return (size_t)(N + NR - 1) / NR * NR * (kb ? kb : 1) * sizeof(uint32_t);
+}
+
+void mrec_gemm_bf16_pack_wt(void *dst, const float *B, int N, int K, int ldb) {
+    job g = {.B = B, .trans_b = 1, .N = N, .K = K, .ldb = ldb, .kp = (K + 1) / 2, .bpack = dst};
+    g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;
+    for (int q = 0; q < (N + NR - 1) / NR; q++) pack_b_panel(&g, q, 0);
+}
+
+void mrec_gemm_bf16_item_wt(float *C, const float *A, int trans_a, const void *wt, int M, int N, int K, int lda, int ldc,
+                            mrec_pool *pool, int thread) {
+    job g;
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    item_job(&g, C, A, NULL, 1.0f, trans_a, 1, M, N, K, lda, K, ldc, pool);
+    g.bpack = (uint32_t *)wt;
+    item_run(g, thread);
 }
 
 int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M,
