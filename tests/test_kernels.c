@@ -1092,6 +1092,9 @@ static void test_conv(void) {
     conv_case((mrec_conv2d_shape){2, 24, 8, 11, 17, 3, 3, 1, 1, 0, 0, 1}, 0);
     conv_case((mrec_conv2d_shape){5, 16, 16, 16, 20, 3, 3, 1, 1, 1, 1, 1}, 1);
     conv_case((mrec_conv2d_shape){1, 300, 5, 6, 150, 3, 3, 1, 1, 1, 1, 1}, 1); /* K over two KC blocks, two row blocks */
+    /* the batch as one GEMM (weights packed): 49 pixels an image, so tiles span two images; K over two KC blocks */
+    conv_case((mrec_conv2d_shape){3, 300, 7, 7, 40, 1, 1, 1, 1, 0, 0, 1}, 1);
+    conv_case((mrec_conv2d_shape){4, 20, 9, 9, 24, 3, 3, 2, 2, 1, 1, 1}, 1);    /* strided 3x3: 25 pixels an image */
 }
 
 /* Many small bf16 GEMMs (a bf16 context's attention heads), each item
@@ -1214,6 +1217,8 @@ static void test_conv_bf16(void) {
     conv_bf16_case((mrec_conv2d_shape){1, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1}, 1);   /* npix 196: a partial panel; Winograd packed */
     conv_bf16_case((mrec_conv2d_shape){3, 40, 9, 13, 24, 3, 3, 1, 1, 1, 1, 1}, 1);    /* Winograd: odd sizes, images grouped, 12-row tails */
     conv_bf16_case((mrec_conv2d_shape){1, 33, 16, 16, 70, 3, 3, 1, 1, 0, 0, 1}, 0);   /* Winograd: odd K (33 channels), no padding */
+    conv_bf16_case((mrec_conv2d_shape){3, 600, 7, 7, 40, 1, 1, 1, 1, 0, 0, 1}, 1);   /* the batch as one GEMM: tiles over two images, two k blocks */
+    conv_bf16_case((mrec_conv2d_shape){4, 20, 9, 9, 24, 3, 3, 2, 2, 1, 1, 1}, 1);    /* strided 3x3, the batch as one GEMM */
     conv_bf16_case((mrec_conv2d_shape){1, 256, 7, 7, 100, 1, 1, 1, 1, 0, 0, 1}, 0);   /* M not a multiple of 32 or 12 */
     conv_bf16_case((mrec_conv2d_shape){1, 130, 6, 5, 40, 3, 3, 1, 1, 1, 1, 1}, 1);    /* K 1170: three AMX k blocks' worth of pairs */
     conv_bf16_case((mrec_conv2d_shape){2, 8, 9, 11, 3, 3, 3, 2, 1, 1, 0, 1}, 1);      /* 3 rows: the 4-row panels */

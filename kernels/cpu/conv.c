@@ -28,17 +28,19 @@
 #include <string.h>
 
 typedef struct {
-    const float *in; /* (C_in/g, H, W) of one image and group */
+    const float *in; /* (C_in/g, H, W) of one image and group; with images, of the first */
     const mrec_conv2d_shape *s;
     int Wo;
+    int npix;     /* with the batch as one GEMM (images != 0): its columns per image */
+    size_t image; /* floats from one image's input to the next */
 } unfold;
 
 /* The (kc, NR) panel of col: rows p0.. (each a (ci, kh, kw)), pixels
- * j0..j0+cols. A panel's pixels are runs along output rows; a run reads
+ * j0..j0+cols of the image at u->in, into dst (rows NR apart; nothing past
+ * cols written). A panel's pixels are runs along output rows; a run reads
  * one stretch of an input row (contiguous with stride 1, every stride-th
  * value otherwise), padding aside. */
-MREC_VECTOR_CLONES static void fill_panel(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR) {
-    const unfold *u = arg;
+MREC_VECTOR_CLONES static void fill_columns(const unfold *u, float *dst, int p0, int kc, int j0, int cols, int NR) {
     const mrec_conv2d_shape *s = u->s;
     if (s->KH == 1 && s->KW == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_h == 0 && s->pad_w == 0) {
         /* pointwise: row k of col is input plane k itself, its pixels in a row */
@@ -46,7 +48,6 @@ MREC_VECTOR_CLONES static void fill_panel(void *arg, float *dst, int p0, int kc,
             const float *restrict src = u->in + (size_t)(p0 + k) * s->H * s->W + j0;
             float *restrict d = dst + (size_t)k * NR;
             for (int j = 0; j < cols; j++) d[j] = src[j];
-            for (int j = cols; j < NR; j++) d[j] = 0.0f;
         }
         return;
     }
@@ -84,12 +85,29 @@ MREC_VECTOR_CLONES static void fill_panel(void *arg, float *dst, int p0, int kc,
             }
             j += run;
         }
-        for (int j = cols; j < NR; j++) d[j] = 0.0f;
         if (++kw == s->KW) {
             kw = 0;
             if (++kh == s->KH) kh = 0, ci++;
         }
     }
+}
+
+/* The fill of a filled GEMM (mrec_gemm_fill_b): the panel's columns, image by image where the batch is one
+ * GEMM (a panel may end one image and begin the next), then zeros up to NR. */
+static void fill_panel(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR) {
+    const unfold *u = arg;
+    if (!u->npix) {
+        fill_columns(u, dst, p0, kc, j0, cols, NR);
+    } else {
+        for (int j = 0, run; j < cols; j += run) {
+            int n = (j0 + j) / u->npix, at = (j0 + j) % u->npix;
+            run = u->npix - at < cols - j ? u->npix - at : cols - j;
+            unfold one = *u;
+            one.in += n * u->image;
+            fill_columns(&one, dst + j, p0, kc, at, run, NR);
+        }
+    }
+    for (int k = 0; cols < NR && k < kc; k++) memset(dst + (size_t)k * NR + cols, 0, sizeof(float) * (size_t)(NR - cols));
 }
 
 /* ---- Winograd F(2x2, 3x3) ------------------------------------------------
@@ -326,9 +344,15 @@ static void conv2d_run(float *out, const float *in, const float *weight, const f
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;
+    /* the batch as one GEMM where the weights are packed: whole panels and enough tasks at a late layer's few pixels */
+    mrec_gemm_images images = {npix, (int64_t)s->C_out * npix};
+    unfold all = {in, s, Wo, npix, (size_t)s->C_in * s->H * s->W};
+    if (s->groups == 1 && s->N > 1 &&
+        mrec_gemm_filled_images_cpu(out, weight, fill_panel, &all, bias, beta, s->C_out, s->N * npix, krows, &images, act, packs, pool))
+        return;
     for (int n = 0; n < s->N; n++) {
         for (int g = 0; g < s->groups; g++) {
-            unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo};
+            unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo, 0, 0};
             float *y = out + ((size_t)n * s->C_out + (size_t)g * cog) * npix;
             /* the bias is per output channel: per row of C */
             mrec_gemm_filled_cpu(y, weight + (size_t)g * cog * krows, fill_panel, &u, bias ? bias + g * cog : NULL, 1.0f, beta,
@@ -355,12 +379,20 @@ static mrec_status conv2d_bf16_run(float *out, const float *in, const float *wei
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;
+    if (s->groups == 1 && s->N > 1 && krows > 0) { /* the batch as one GEMM, as conv2d_run */
+        mrec_gemm_images images = {npix, (int64_t)s->C_out * npix};
+        unfold all = {in, s, Wo, npix, (size_t)s->C_in * s->H * s->W};
+        if (!mrec_gemm_bf16_filled(out, weight, fill_panel, &all, bias, beta, act, s->C_out, s->N * npix, krows, npix, &images,
+                                   packs, pool))
+            return mrec_fail(MREC_ERR_NOMEM, "bf16 conv2d: packing the weights (%d x %d)", cog, krows);
+        return MREC_OK;
+    }
     for (int n = 0; n < s->N; n++)
         for (int g = 0; g < s->groups; g++) {
-            unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo};
+            unfold u = {in + ((size_t)n * s->C_in + (size_t)g * cig) * s->H * s->W, s, Wo, 0, 0};
             float *y = out + ((size_t)n * s->C_out + (size_t)g * cog) * npix;
             if (!mrec_gemm_bf16_filled(y, weight + (size_t)g * cog * krows, fill_panel, &u, bias ? bias + g * cog : NULL, beta,
-                                       act, cog, npix, krows, npix, packs, pool))
+                                       act, cog, npix, krows, npix, NULL, packs, pool))
                 return mrec_fail(MREC_ERR_NOMEM, "bf16 conv2d: packing the weights (%d x %d)", cog, krows);
         }
     return MREC_OK;

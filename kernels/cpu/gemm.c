@@ -72,6 +72,7 @@ typedef struct {
     mrec_gemm_fill_b fill;
     void *fill_arg;
     const float *row_bias; /* one per row of C (a convolution's, per output channel), or NULL */
+    const mrec_gemm_images *images; /* C's columns over images (mrec_gemm_filled_images_cpu), or NULL */
     const mrec_act *act;   /* applied to each tile of C once it is whole (mrec_linear_act_cpu), or NULL */
     /* shared-B path: the current (jc, pc) block and how tasks split it */
     float *bpack;
@@ -232,16 +233,20 @@ static void macro_kernel(const gemm_job *g, float *C, const float *apack, const 
             rows[i] = apack + (size_t)(g->a_idx ? g->a_idx[r] : r) * g->lda;
         }
         for (int jr = jr_lo; jr < jr_hi; jr += g->NR, call++) {
-            int n = jr_hi - jr < g->NR ? jr_hi - jr : g->NR;
+            int n = jr_hi - jr < g->NR ? jr_hi - jr : g->NR, run;
             const float *bp = bpack + (size_t)(jr / g->NR) * kc * g->NR;
-            float *c = C + (size_t)(i0 + ir) * g->ldc + j0 + jr;
+            float *c = mrec_images_at(g->images, C, g->ldc, i0 + ir, j0 + jr, n, &run);
+            int ldc = g->ldc;
+            _Alignas(64) float tile[MREC_UK_AVX512_MR * MREC_UK_AVX512_8_NR]; /* a tile over two images */
+            if (run < n) mrec_images_tile(g->images, C, g->ldc, i0 + ir, j0 + jr, m, n, c = tile, ldc = g->NR, 0);
             mrec_uk_start st = {g->bias && !g->row_bias ? g->bias + j0 + jr : NULL, g->row_bias ? g->row_bias + i0 + ir : NULL,
                                 g->beta};
             if (g->a_rows)
-                g->ukernel_rows(kc, rows, bp, c, g->ldc, g->alpha, m, n, flags, from ? &st : NULL);
+                g->ukernel_rows(kc, rows, bp, c, ldc, g->alpha, m, n, flags, from ? &st : NULL);
             else
-                g->ukernel(kc, ap, bp, c, g->ldc, g->alpha, m, n, flags, from ? &st : NULL);
-            if (last && g->act && !relu) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
+                g->ukernel(kc, ap, bp, c, ldc, g->alpha, m, n, flags, from ? &st : NULL);
+            if (last && g->act && !relu) mrec_gemm_activate(c, ldc, m, n, *g->act, g->pool);
+            if (run < n) mrec_images_tile(g->images, C, g->ldc, i0 + ir, j0 + jr, m, n, tile, g->NR, 1);
             if (pf)
                 for (int r = pf->rows * call / calls; r < pf->rows * (call + 1) / calls; r++)
                     for (int j = 0; j < pf->width; j += 16)
@@ -654,12 +659,13 @@ static int gemm_split_k(gemm_job *g) {
  * panels and fills each once per KC block into its scratch, then runs every
  * row of the packed A over them: one round. Each element of C sums the same
  * panels' products in the same order: the same bits. */
-#define FILLED_NCP 4 /* B panels per task, fewer when that leaves threads without two tasks each */
+#define FILLED_NCP 4 /* B panels per task at most (mrec_panel_tasks) */
 _Static_assert((size_t)FILLED_NCP * MREC_GEMM_KC * MREC_UK_AVX512_8_NR <= MREC_GEMM_SCRATCH_FLOATS, "a task's B panels fit its scratch");
 
 static void filled_task(void *arg, int task, int thread) {
     const gemm_job *g = arg;
-    int j0 = task * g->j_chunk, nc = g->N - j0 < g->j_chunk ? g->N - j0 : g->j_chunk;
+    int panels = (g->N + g->NR - 1) / g->NR, q1 = (int)((int64_t)(task + 1) * panels / g->j_chunks);
+    int j0 = (int)((int64_t)task * panels / g->j_chunks) * g->NR, nc = (q1 * g->NR < g->N ? q1 * g->NR : g->N) - j0;
     float *bpack = (float *)mrec_pool_scratch(g->pool, thread);
     for (int p0 = 0; p0 < g->K; p0 += MREC_GEMM_KC) {
         int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
@@ -672,10 +678,8 @@ static void filled_task(void *arg, int task, int thread) {
 }
 
 static void gemm_filled(gemm_job *g) {
-    int panels = (g->N + g->NR - 1) / g->NR, threads = mrec_pool_threads(g->pool), ncp = FILLED_NCP;
-    while (ncp > 1 && (panels + ncp - 1) / ncp < 2 * threads) ncp /= 2;
-    g->j_chunk = ncp * g->NR;
-    mrec_pool_run(g->pool, filled_task, g, (panels + ncp - 1) / ncp);
+    g->j_chunks = mrec_panel_tasks((g->N + g->NR - 1) / g->NR, FILLED_NCP, mrec_pool_threads(g->pool));
+    mrec_pool_run(g->pool, filled_task, g, g->j_chunks);
 }
 
 static void gemm_run(gemm_job *g, int batch) {
@@ -913,6 +917,20 @@ void mrec_linear_act_cpu(float *C, const float *A, const float *W, const float *
         .lda = K, .ldb = K, .ldc = N, .pool = pool, .act = &act,
     };
     packed_run(&g, packs);
+}
+
+int mrec_gemm_filled_images_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float beta,
+                                int M, int N, int K, const mrec_gemm_images *images, const mrec_act *act, mrec_packs *packs,
+                                mrec_pool *pool) {
+    gemm_job g = {
+        .C = C, .A = A, .alpha = 1.0f, .beta = beta, .M = M, .N = N, .K = K, .lda = K, .ldc = images->cols,
+        .pool = pool, .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias, .act = act, .images = images,
+    };
+    use_packed_a(&g, packs);
+    if (!g.apacked || M <= 0 || N <= 0 || K <= 0) return 0;
+    prepare(&g);
+    gemm_filled(&g);
+    return 1;
 }
 
 void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias,

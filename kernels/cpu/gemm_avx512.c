@@ -58,7 +58,8 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
                          : flags & MREC_UK_OVERWRITE ? _mm512_mul_ps(va, acc[i][v])
                                                      : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask, ci));
             if (flags & MREC_UK_RELU) out = _mm512_max_ps(out, _mm512_setzero_ps()); /* the second operand where one is NaN */
-            _mm512_mask_storeu_ps(ci, mask, out);
+            if (mask == 0xFFFF) _mm512_storeu_ps(ci, out);
+            else _mm512_mask_storeu_ps(ci, mask, out);
         }
     }
 }

@@ -76,6 +76,7 @@ typedef struct {
     void *fill_arg;
     const float *row_bias;
     const mrec_act *act; /* applied to each tile of C once it is whole, or NULL */
+    const mrec_gemm_images *images; /* a filled GEMM's C over images, or NULL */
 } job;
 
 /* 16 bf16 pairs from two rows of 16 floats (the second NULL: zeros), each
@@ -545,7 +546,7 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
  * B panels and runs every row of A over them. A (the weights) is packed
  * whole, into the pack set where it lies in one. */
 
-#define FILLED_NCP 4 /* B panels per task: their pairs and one fp32 panel fit a thread's scratch */
+#define FILLED_NCP 4 /* B panels per task at most (mrec_panel_tasks): their pairs and one fp32 panel fit a thread's scratch */
 #define FILL_PAIRS 16 /* pairs filled in fp32 and rounded at a time: 4 KB of rows */
 _Static_assert((FILLED_NCP + 2) * AMX_KCP * NR <= MREC_GEMM_SCRATCH_FLOATS && AMX_KCP >= KCP, "filled_task's scratch");
 
@@ -575,7 +576,8 @@ static void fill_pairs(const job *g, uint32_t *dst, float *tmp, int p0, int kc, 
  * block adds its sums. */
 static void filled_task(void *arg, int task, int thread) {
     const job *g = arg;
-    int panels = (g->N + NR - 1) / NR, q0 = task * g->ncp, q1 = q0 + g->ncp < panels ? q0 + g->ncp : panels;
+    int panels = (g->N + NR - 1) / NR, q0 = (int)((int64_t)task * panels / g->n_chunks);
+    int q1 = (int)((int64_t)(task + 1) * panels / g->n_chunks);
     int kcp = g->amx ? AMX_KCP : KCP;
     uint32_t *bpack = (uint32_t *)mrec_pool_scratch(g->pool, thread);
     float *tmp = (float *)(bpack + (size_t)FILLED_NCP * kcp * NR);
@@ -597,20 +599,23 @@ static void filled_task(void *arg, int task, int thread) {
                     for (int j = 0; j < NR; j++) init[r][j] = rb[r];
             for (int q = q0; q < q1; q++) {
                 const uint32_t *bp = bpack + (size_t)(q - q0) * kt * NR;
-                float *c = g->C + (size_t)ir * g->ldc + q * NR;
-                int n = g->N - q * NR < NR ? g->N - q * NR : NR;
-                if (overwrite && !fresh) mrec_gemm_prologue(g->C, g->ldc, g->beta, NULL, g->row_bias, ir, m, q * NR, n);
+                int n = g->N - q * NR < NR ? g->N - q * NR : NR, run, ldc = g->ldc;
+                float *c = mrec_images_at(g->images, g->C, g->ldc, ir, q * NR, n, &run);
+                _Alignas(64) float tile[AMX_MR * NR]; /* a tile over two images */
+                if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, c = tile, ldc = NR, 0);
+                if (overwrite && !fresh) mrec_gemm_prologue(c, ldc, g->beta, NULL, g->row_bias ? g->row_bias + ir : NULL, 0, m, 0, n);
                 /* the AVX-512 micro-kernels take a ReLU into their store */
                 int last = p0 + kc >= g->kp, relu = !g->amx && last && g->act && *g->act == MREC_ACT_RELU;
                 int flags = (fresh ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0);
                 if (g->amx)
-                    ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, g->ldc, 1.0f, NULL, rb,
+                    ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, ldc, 1.0f, NULL, rb,
                                 (const float(*)[NR])init, m, n, fresh);
                 else if (g->mr == MR)
-                    ukernel_12(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR, bp, c, g->ldc, 1.0f, NULL, rb, m, n, flags);
+                    ukernel_12(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR, bp, c, ldc, 1.0f, NULL, rb, m, n, flags);
                 else
-                    ukernel_4(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR_FEW, bp, c, g->ldc, 1.0f, NULL, rb, m, n, flags);
-                if (last && g->act && !relu) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
+                    ukernel_4(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR_FEW, bp, c, ldc, 1.0f, NULL, rb, m, n, flags);
+                if (last && g->act && !relu) mrec_gemm_activate(c, ldc, m, n, *g->act, g->pool);
+                if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, tile, NR, 1);
             }
         }
     }
@@ -627,10 +632,12 @@ static int pack_whole_a(void *dst, void *arg) {
 }
 
 int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float beta,
-                          const mrec_act *act, int M, int N, int K, int ldc, mrec_packs *packs, mrec_pool *pool) {
+                          const mrec_act *act, int M, int N, int K, int ldc, const mrec_gemm_images *images, mrec_packs *packs,
+                          mrec_pool *pool) {
     if (M <= 0 || N <= 0) return 1;
     job g = {.C = C, .A = A, .alpha = 1.0f, .beta = beta, .M = M, .N = N, .K = K, .lda = K, .ldc = ldc, .kp = (K + 1) / 2,
-             .pool = pool, .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias, .act = act};
+             .pool = pool, .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias, .act = act, .images = images};
+    if (K <= 0 && images) return 0; /* the caller goes image by image */
     if (K <= 0) { /* no products: beta C plus the bias, then the activation */
         mrec_gemm_prologue(C, ldc, beta, NULL, row_bias, 0, M, 0, N);
         if (act) mrec_gemm_activate(C, ldc, M, N, *act, pool);
@@ -650,10 +657,7 @@ int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void 
         if (!(own = aligned_alloc(64, (a_bytes + 63) / 64 * 64))) return 0;
         pack_whole_a(own, &g);
     }
-    /* panels per task: FILLED_NCP, fewer when that leaves threads without two tasks each */
-    int panels = (N + NR - 1) / NR, threads = mrec_pool_threads(pool);
-    for (g.ncp = FILLED_NCP; g.ncp > 1 && (panels + g.ncp - 1) / g.ncp < 2 * threads;) g.ncp /= 2;
-    g.n_chunks = (panels + g.ncp - 1) / g.ncp;
+    g.n_chunks = mrec_panel_tasks((N + NR - 1) / NR, FILLED_NCP, mrec_pool_threads(pool));
     mrec_pool_run(pool, filled_task, &g, g.n_chunks);
     free(own);
     return 1;

@@ -141,6 +141,55 @@ void mrec_gemm_filled_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void 
                           float beta, int M, int N, int K, int lda, int ldc, const mrec_act *act, struct mrec_packs *packs,
                           struct mrec_pool *pool);
 
+/* A filled GEMM's C over several images (a convolution's batch as one
+ * GEMM, so a late layer's few pixels per image still make whole panels and
+ * enough tasks): column j of row i is pixel j % cols of image j / cols, at
+ * C + (j / cols) * image + i * ldc + j % cols (ldc = cols: an NCHW output).
+ * A micro-kernel's tile that spans two images goes through a small buffer
+ * (mrec_images_tile); any other is written in place. */
+typedef struct {
+    int cols;      /* columns (pixels) per image */
+    int64_t image; /* floats from one image's C to the next */
+} mrec_gemm_images;
+
+/* The address of C's row i, column j, and how many columns from j lie in the same image (at most n). */
+static inline float *mrec_images_at(const mrec_gemm_images *im, float *C, int ldc, int i, int j, int n, int *run) {
+    if (!im) return *run = n, C + (size_t)i * ldc + j;
+    int at = j % im->cols;
+    *run = im->cols - at < n ? im->cols - at : n;
+    return C + (j / im->cols) * im->image + (size_t)i * ldc + at;
+}
+
+/* C's (m x n) tile at row i, column j into buf (rows NR apart), or back. */
+static inline void mrec_images_tile(const mrec_gemm_images *im, float *C, int ldc, int i, int j, int m, int n, float *buf, int NR,
+                                    int out) {
+    for (int c = 0, run; c < n; c += run) {
+        float *at = mrec_images_at(im, C, ldc, i, j + c, n - c, &run);
+        for (int r = 0; r < m; r++)
+            for (int t = 0; t < run; t++) {
+                float *x = at + (size_t)r * ldc + t, *b = buf + (size_t)r * NR + c + t;
+                if (out) *x = *b;
+                else *b = *x;
+            }
+    }
+}
+
+/* How many tasks split `panels` column panels, at most `most` each: at least two per thread where there are
+ * panels enough, a multiple of the threads, task t taking panels [t panels / tasks, (t + 1) panels / tasks).
+ * Chunks of `most` left a remainder: 13 panels as 4 + 4 + 4 + 1 kept one thread 8 panels, the other 5. */
+static inline int mrec_panel_tasks(int panels, int most, int threads) {
+    int tasks = (panels + most - 1) / most;
+    if (tasks < 2 * threads) tasks = 2 * threads;
+    tasks = (tasks + threads - 1) / threads * threads;
+    return tasks < panels ? tasks : panels;
+}
+
+/* mrec_gemm_filled_cpu with C over images (images->cols * images' count = N); 0 (nothing written) where the
+ * weights are not packed in `packs` (that path alone takes images), or K is 0. */
+int mrec_gemm_filled_images_cpu(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float beta,
+                                int M, int N, int K, const mrec_gemm_images *images, const mrec_act *act,
+                                struct mrec_packs *packs, struct mrec_pool *pool);
+
 /* A pack set's copy of weight w (N, K) in one layout (tag), made on first
  * use by make(dst, arg) into `bytes` bytes (make returns 0 if it could not:
  * nothing is kept); NULL when w is outside the set's storage or memory runs
@@ -203,9 +252,11 @@ void mrec_gemm_bf16_item_wt(float *C, const float *A, int trans_a, const void *w
 /* A convolution's GEMM in bf16: C (M, N) = act(A op(B) + beta C + row_bias)
  * (row_bias NULL: none; act NULL: none), A (M, K) row-major with lda = K (the
  * weights, packed once where they lie in packs), op(B) filled in fp32 panel
- * by panel by fill (as for mrec_gemm_filled_cpu) and rounded to bf16; 0
- * when memory for packing A runs out (nothing written). */
+ * by panel by fill (as for mrec_gemm_filled_cpu) and rounded to bf16, C over
+ * images where images is not NULL (then ldc = images->cols); 0 when memory
+ * for packing A runs out (nothing written). */
 int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float beta,
-                          const mrec_act *act, int M, int N, int K, int ldc, struct mrec_packs *packs, struct mrec_pool *pool);
+                          const mrec_act *act, int M, int N, int K, int ldc, const mrec_gemm_images *images,
+                          struct mrec_packs *packs, struct mrec_pool *pool);
 
 #endif
