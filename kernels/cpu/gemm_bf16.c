@@ -35,11 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MR 12   /* rows per micro-kernel; 4 when A has at most 4 rows (a single text or query) */
+#define MR 12   /* rows per micro-kernel; 4 when A has at most 4 rows (a single text or query), 8 where that pads less */
+#define MR_MID 8
 #define MR_FEW 4
 #define NR 32
 #define KCP 256 /* k pairs per block: one block for K up to 512 (MiniLM end to end: 1.1-1.45x faster than 128) */
-#define MC 96   /* rows per task, a multiple of both heights */
+#define MC 96   /* rows per task, a multiple of every height */
 #define NCP 8   /* NR panels per task, fewer when that leaves threads idle */
 #define AMX_MR 32 /* rows per AMX step: two 16-row A tiles against two 16-column B tiles */
 #define AMX_KT 16 /* pairs per tile (64-byte rows) */
@@ -156,21 +157,22 @@ static void pack_a_row(uint32_t *dst, size_t mr, const job *g, int row, int p0, 
 }
 
 /* Pairs [p0, p0 + p16) (p16 a multiple of 16, each 16 pairs whole runs of
- * 32 floats) of `rows` row-major rows from A's row i (the rest of the MR
- * zero) as a panel of (p16, MR): 16 pairs of every row in registers, one
- * transpose, then each pair row's MR lanes stored in place. Storing pair by
+ * 32 floats) of `rows` row-major rows from A's row i (the rest of the mr
+ * zero) as a panel of (p16, mr): 16 pairs of every row in registers, one
+ * transpose, then each pair row's mr lanes stored in place. Storing pair by
  * pair, row by row, took 7 % of ViT-B/16's bf16 forward at batch 32. */
-static void pack_a_panel12(uint32_t *dst, const job *g, int i, int rows, int p0, int p16) {
+static void pack_a_panel16(uint32_t *dst, const job *g, int i, int rows, int p0, int p16) {
     const float *x[MR];
-    for (int t = 0; t < MR; t++) x[t] = t < rows ? g->A + (size_t)(i + t) * g->lda + 2 * (size_t)p0 : NULL;
+    int mr = g->mr;
+    for (int t = 0; t < mr; t++) x[t] = t < rows ? g->A + (size_t)(i + t) * g->lda + 2 * (size_t)p0 : NULL;
     for (int p = 0; p < p16; p += 16) {
         __m512 r[16];
-        for (int t = 0; t < MR; t++)
+        for (int t = 0; t < mr; t++)
             r[t] = x[t] ? (__m512)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x[t] + 2 * p + 16), _mm512_loadu_ps(x[t] + 2 * p))
                         : _mm512_setzero_ps();
-        for (int t = MR; t < 16; t++) r[t] = _mm512_setzero_ps();
+        for (int t = mr; t < 16; t++) r[t] = _mm512_setzero_ps();
         transpose16(r);
-        for (int t = 0; t < 16; t++) _mm512_mask_storeu_ps((float *)(dst + (size_t)(p + t) * MR), (1u << MR) - 1, r[t]);
+        for (int t = 0; t < 16; t++) _mm512_mask_storeu_ps((float *)(dst + (size_t)(p + t) * mr), (__mmask16)((1u << mr) - 1), r[t]);
     }
 }
 
@@ -195,10 +197,10 @@ static void pack_a_block(uint32_t *dst, const job *g, int i0, int mc, int p0, in
         return;
     }
     /* pairs taken 16 at a time through the transpose: whole 32-float runs of a row-major A */
-    int whole = g->K - 2 * p0 < 2 * kc ? (g->K - 2 * p0) / 2 : kc, p16 = g->mr == MR && !g->trans_a ? whole / 16 * 16 : 0;
+    int whole = g->K - 2 * p0 < 2 * kc ? (g->K - 2 * p0) / 2 : kc, p16 = g->mr >= MR_MID && !g->trans_a ? whole / 16 * 16 : 0;
     for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr) {
         int rows = mc - ir < g->mr ? mc - ir : g->mr;
-        if (p16) pack_a_panel12(dst, g, i0 + ir, rows, p0, p16);
+        if (p16) pack_a_panel16(dst, g, i0 + ir, rows, p0, p16);
         for (int i = 0; i < g->mr; i++) {
             uint32_t *d = dst + (size_t)p16 * g->mr + i;
             if (i < rows) {
@@ -289,9 +291,26 @@ static void ukernel_12(int kc, const uint32_t *a, const uint32_t *b, float *c, i
     ukernel(MR, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);
 }
 
+static void ukernel_8(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
+                      const float *row_bias, int m, int n, int flags) {
+    ukernel(MR_MID, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);
+}
+
 static void ukernel_4(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
                       const float *row_bias, int m, int n, int flags) {
     ukernel(MR_FEW, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);
+}
+
+static ukernel_fn ukernel_of(int mr) { return mr == MR ? ukernel_12 : mr == MR_MID ? ukernel_8 : ukernel_4; }
+
+/* Rows per micro-kernel for M rows of A: the tiles' 32 where AMX runs them; 4 for a single text or query; 8
+ * where that computes a tenth fewer padding rows than 12 (a text of 40 tokens: 40 rows, not 48), else 12,
+ * whose 24 sums a step reuse each B load more. */
+static int rows_per_kernel(int M, int amx) {
+    if (amx) return AMX_MR;
+    if (M <= MR_FEW) return MR_FEW;
+    int by12 = (M + MR - 1) / MR * MR, by8 = (M + MR_MID - 1) / MR_MID * MR_MID;
+    return by8 * 10 < by12 * 9 ? MR_MID : MR;
 }
 
 /* Where row block b begins (b = m_blocks: M): the rows shared evenly among the blocks in whole micro-kernel
@@ -307,7 +326,7 @@ static void tile(void *arg, int task, int thread) {
     int i0 = block_row(g, task / g->n_chunks), q0 = task % g->n_chunks * g->ncp;
     int mc = block_row(g, task / g->n_chunks + 1) - i0, panels = (g->N + NR - 1) / NR;
     int q1 = q0 + g->ncp < panels ? q0 + g->ncp : panels;
-    ukernel_fn uk = g->mr == MR ? ukernel_12 : ukernel_4;
+    ukernel_fn uk = ukernel_of(g->mr);
     /* C = beta * C + bias first where C is read; else the first k block writes alpha * acc + bias */
     int pro = g->beta != 0.0f || g->K == 0;
     if (pro) {
@@ -513,7 +532,7 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
      * block into its scratch. Few: tasks split N too, so A is packed once for
      * them all beforehand, in the first scratch buffer when it fits (no task
      * uses scratch then). */
-    g.mr = g.amx ? AMX_MR : M <= MR_FEW ? MR_FEW : MR;
+    g.mr = rows_per_kernel(M, g.amx);
     g.m_blocks = (M + (g.amx ? AMX_MC : MC) - 1) / (g.amx ? AMX_MC : MC);
     int threads = mrec_pool_threads(pool);
     void *own_a = NULL;
@@ -610,10 +629,9 @@ static void filled_task(void *arg, int task, int thread) {
                 if (g->amx)
                     ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, ldc, 1.0f, NULL, rb,
                                 (const float(*)[NR])init, m, n, fresh);
-                else if (g->mr == MR)
-                    ukernel_12(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR, bp, c, ldc, 1.0f, NULL, rb, m, n, flags);
                 else
-                    ukernel_4(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * MR_FEW, bp, c, ldc, 1.0f, NULL, rb, m, n, flags);
+                    ukernel_of(g->mr)(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * g->mr, bp, c, ldc, 1.0f, NULL, rb, m, n,
+                                      flags);
                 if (last && g->act && !relu) mrec_gemm_activate(c, ldc, m, n, *g->act, g->pool);
                 if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, tile, NR, 1);
             }
@@ -645,7 +663,7 @@ int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void 
     }
     g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;
     g.amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
-    g.mr = g.amx ? AMX_MR : M <= MR_FEW ? MR_FEW : MR;
+    g.mr = rows_per_kernel(M, g.amx);
     size_t a_bytes = g.amx ? (size_t)(M + AMX_MR - 1) / AMX_MR * AMX_MR * g.kb * sizeof(uint32_t)
                            : (size_t)(M + g.mr - 1) / g.mr * g.mr * g.kp * sizeof(uint32_t);
     const void *cached = packs ? mrec_packs_cached(packs, A, M, K, MREC_PACK_TAG_BF16_A - g.mr, a_bytes, pack_whole_a, &g)
@@ -693,8 +711,7 @@ static void item_run(job g, int thread) {
             float *c = g.C + (size_t)i0 * g.ldc + q * NR;
             int n = g.N - q * NR < NR ? g.N - q * NR : NR;
             if (g.amx) ukernel_amx(g.kb, apack, (size_t)g.kb, bp, c, g.ldc, g.alpha, NULL, NULL, NULL, m, n, 1);
-            else if (g.mr == MR) ukernel_12(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
-            else ukernel_4(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
+            else ukernel_of(g.mr)(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
         }
     }
     if (g.amx) _tile_release();
@@ -714,7 +731,7 @@ static int item_job(job *g, float *C, const float *A, const float *B, float alph
                .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool};
     g->kb = (g->kp + AMX_KT - 1) / AMX_KT * AMX_KT;
     g->amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
-    g->mr = g->amx ? AMX_MR : M <= MR_FEW ? MR_FEW : MR;
+    g->mr = rows_per_kernel(M, g->amx);
     size_t need = ((size_t)(N + NR - 1) / NR * NR + (size_t)g->mr) * g->kb * sizeof(uint32_t);
     return K > 0 && need <= MREC_GEMM_SCRATCH_FLOATS * sizeof(float);
 }
