@@ -92,6 +92,13 @@ MREC_VECTOR_CLONES static void fill_columns(const unfold *u, float *dst, int p0,
     }
 }
 
+/* The unfolding of all of a batch's images as one GEMM's B, and where C's columns of each image lie. */
+static unfold whole_batch(const float *in, const mrec_conv2d_shape *s, int Wo, mrec_gemm_images *images) {
+    int npix = mrec_conv2d_out_h(s) * Wo;
+    *images = (mrec_gemm_images){npix, (int64_t)s->C_out * npix};
+    return (unfold){in, s, Wo, npix, (size_t)s->C_in * s->H * s->W};
+}
+
 /* The fill of a filled GEMM (mrec_gemm_fill_b): the panel's columns, image by image where the batch is one
  * GEMM (a panel may end one image and begin the next), then zeros up to NR. */
 static void fill_panel(void *arg, float *dst, int p0, int kc, int j0, int cols, int NR) {
@@ -345,8 +352,8 @@ static void conv2d_run(float *out, const float *in, const float *weight, const f
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;
     /* the batch as one GEMM where the weights are packed: whole panels and enough tasks at a late layer's few pixels */
-    mrec_gemm_images images = {npix, (int64_t)s->C_out * npix};
-    unfold all = {in, s, Wo, npix, (size_t)s->C_in * s->H * s->W};
+    mrec_gemm_images images;
+    unfold all = whole_batch(in, s, Wo, &images);
     if (s->groups == 1 && s->N > 1 &&
         mrec_gemm_filled_images_cpu(out, weight, fill_panel, &all, bias, beta, s->C_out, s->N * npix, krows, &images, act, packs, pool))
         return;
@@ -380,8 +387,8 @@ static mrec_status conv2d_bf16_run(float *out, const float *in, const float *wei
     int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     int krows = cig * s->KH * s->KW, npix = Ho * Wo;
     if (s->groups == 1 && s->N > 1 && krows > 0) { /* the batch as one GEMM, as conv2d_run */
-        mrec_gemm_images images = {npix, (int64_t)s->C_out * npix};
-        unfold all = {in, s, Wo, npix, (size_t)s->C_in * s->H * s->W};
+        mrec_gemm_images images;
+        unfold all = whole_batch(in, s, Wo, &images);
         if (!mrec_gemm_bf16_filled(out, weight, fill_panel, &all, bias, beta, act, s->C_out, s->N * npix, krows, npix, &images,
                                    packs, pool))
             return mrec_fail(MREC_ERR_NOMEM, "bf16 conv2d: packing the weights (%d x %d)", cog, krows);

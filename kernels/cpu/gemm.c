@@ -653,9 +653,8 @@ static int gemm_split_k(gemm_job *g) {
 
 /* ---- a convolution's GEMM: A (the weights) packed once, op(B) filled ------
  * Shared-B rounds take two pool rounds per (NC, KC) block: 18 for one image
- * of a 1x1 convolution at 56 x 56 with K = 64, each a few tens of
- * microseconds, and the threads waited at every one (ResNet50's 1x1
- * convolutions ran at 110-170 GFLOP/s). Here a task owns a range of B
+ * of a 1x1 convolution at 56 x 56 with K = 64, the threads waiting at the
+ * end of every one. Here a task owns a range of B
  * panels and fills each once per KC block into its scratch, then runs every
  * row of the packed A over them: one round. Each element of C sums the same
  * panels' products in the same order: the same bits. */

@@ -49,6 +49,9 @@
 #define AMX_KSUB 128 /* pairs per step over a panel's rows: its 16 KB of B stay in L1 while A streams */
 _Static_assert((size_t)AMX_MC * AMX_KCP <= MREC_GEMM_SCRATCH_FLOATS, "a task's A block fits its scratch");
 
+/* pairs rounded up to whole AMX tiles: a B panel's depth on every path (the tail zero) */
+static inline int tile_pairs(int kp) { return (kp + AMX_KT - 1) / AMX_KT * AMX_KT; }
+
 static inline uint16_t bf16_round(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -197,7 +200,7 @@ static void pack_a_block(uint32_t *dst, const job *g, int i0, int mc, int p0, in
         return;
     }
     /* pairs taken 16 at a time through the transpose: whole 32-float runs of a row-major A */
-    int whole = g->K - 2 * p0 < 2 * kc ? (g->K - 2 * p0) / 2 : kc, p16 = g->mr >= MR_MID && !g->trans_a ? whole / 16 * 16 : 0;
+    int whole = g->K - 2 * p0 < 2 * kc ? (g->K - 2 * p0) / 2 : kc, p16 = g->mr >= MR_MID ? whole / 16 * 16 : 0;
     for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr) {
         int rows = mc - ir < g->mr ? mc - ir : g->mr;
         if (p16) pack_a_panel16(dst, g, i0 + ir, rows, p0, p16);
@@ -466,7 +469,7 @@ static void tile_amx(void *arg, int task, int thread) {
     uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
     for (int p0 = 0; p0 < g->kp; p0 += AMX_KCP) {
         int kc = g->kp - p0 < AMX_KCP ? g->kp - p0 : AMX_KCP;
-        int kt = (kc + AMX_KT - 1) / AMX_KT * AMX_KT; /* the zero tail of A and B adds nothing */
+        int kt = tile_pairs(kc); /* the zero tail of A and B adds nothing */
         if (own_a) pack_a_rows_amx(own_a, (size_t)kt, g, i0, mc, p0, kc);
         const uint32_t *ap = own_a ? own_a : g->apack + (size_t)i0 * g->kb + p0;
         size_t lda = own_a ? (size_t)kt : (size_t)g->kb;
@@ -513,7 +516,7 @@ int mrec_gemm_bf16_run(float *C, const float *A, const float *B, const float *bi
     if (M <= 0 || N <= 0) return 1;
     job g = {.C = C, .A = A, .B = B, .bias = bias, .alpha = alpha, .beta = beta, .trans_a = trans_a, .trans_b = trans_b,
              .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool, .act = act};
-    g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;
+    g.kb = tile_pairs(g.kp);
     int panels = (N + NR - 1) / NR;
     size_t bytes = (size_t)panels * (g.kb ? g.kb : 1) * NR * sizeof(uint32_t);
     const void *cached = NULL;
@@ -603,7 +606,7 @@ static void filled_task(void *arg, int task, int thread) {
     _Alignas(64) float init[AMX_MR][NR]; /* a row panel's bias, for the tiles */
     if (g->amx) amx_configure();
     for (int p0 = 0; p0 < g->kp; p0 += kcp) {
-        int kc = g->kp - p0 < kcp ? g->kp - p0 : kcp, kt = g->amx ? (kc + AMX_KT - 1) / AMX_KT * AMX_KT : kc;
+        int kc = g->kp - p0 < kcp ? g->kp - p0 : kcp, kt = g->amx ? tile_pairs(kc) : kc;
         for (int q = q0; q < q1; q++)
             fill_pairs(g, bpack + (size_t)(q - q0) * kt * NR, tmp, p0, kc, kt, q * NR, g->N - q * NR < NR ? g->N - q * NR : NR);
         int overwrite = p0 == 0;
@@ -661,7 +664,7 @@ int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void 
         if (act) mrec_gemm_activate(C, ldc, M, N, *act, pool);
         return 1;
     }
-    g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;
+    g.kb = tile_pairs(g.kp);
     g.amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
     g.mr = rows_per_kernel(M, g.amx);
     size_t a_bytes = g.amx ? (size_t)(M + AMX_MR - 1) / AMX_MR * AMX_MR * g.kb * sizeof(uint32_t)
@@ -729,7 +732,7 @@ static int item_job(job *g, float *C, const float *A, const float *B, float alph
                     int lda, int ldb, int ldc, mrec_pool *pool) {
     *g = (job){.C = C, .A = A, .B = B, .alpha = alpha, .trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K,
                .lda = lda, .ldb = ldb, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool};
-    g->kb = (g->kp + AMX_KT - 1) / AMX_KT * AMX_KT;
+    g->kb = tile_pairs(g->kp);
     g->amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
     g->mr = rows_per_kernel(M, g->amx);
     size_t need = ((size_t)(N + NR - 1) / NR * NR + (size_t)g->mr) * g->kb * sizeof(uint32_t);
@@ -748,13 +751,13 @@ void mrec_gemm_bf16_item(float *C, const float *A, const float *B, float alpha, 
 }
 
 size_t mrec_gemm_bf16_wt_bytes(int N, int K) {
-    size_t kb = ((size_t)(K + 1) / 2 + AMX_KT - 1) / AMX_KT * AMX_KT;
-    return (size_t)(N + NR - 1) / NR * NR * (kb ? kb : 1) * sizeof(uint32_t);
+    int kb = tile_pairs((K + 1) / 2);
+    return (size_t)(N + NR - 1) / NR * NR * (size_t)(kb ? kb : 1) * sizeof(uint32_t);
 }
 
 void mrec_gemm_bf16_pack_wt(void *dst, const float *B, int N, int K, int ldb) {
     job g = {.B = B, .trans_b = 1, .N = N, .K = K, .ldb = ldb, .kp = (K + 1) / 2, .bpack = dst};
-    g.kb = (g.kp + AMX_KT - 1) / AMX_KT * AMX_KT;
+    g.kb = tile_pairs(g.kp);
     for (int q = 0; q < (N + NR - 1) / NR; q++) pack_b_panel(&g, q, 0);
 }
 
