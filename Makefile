@@ -218,6 +218,11 @@ $(BUILD)/bench/%: bench/%.c $(TOOLS_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(OPENBLAS_CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLS_LIB) $(LIB) $(OPENBLAS_LIBS) $(LDLIBS) $(SERVE_LDLIBS)
 
+# The GPU benches use no BLAS, and the GPU machine has no OpenBLAS.
+$(BUILD)/bench/bench_gpu_%: bench/bench_gpu_%.c $(TOOLS_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLS_LIB) $(LIB) $(LDLIBS) $(SERVE_LDLIBS)
+
 # Built, not run: most need a checkpoint or a Python with PyTorch (each says which when run without).
 bench: $(BENCH_BINS)
 	@echo "benchmarks built in $(BUILD)/bench/; run each by hand (README.md, Building, gives the setup)"

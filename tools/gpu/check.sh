@@ -7,11 +7,11 @@
 #      unpacked under build/deps and used from there; cuDNN comes from the
 #      CUDA toolkit or, failing that, from the nvidia-cudnn Python wheel;
 #   2. the CUDA build for this GPU's architecture;
-#   3. the whole test suite of that build (the GPU cases run instead of
-#      printing "skipped");
-#   4. the GPU test programs (tests/test_cuda*.c) under compute-sanitizer
-#      (memcheck, racecheck);
-#   5. the GPU benchmarks, when there are any (bench/bench_gpu_*).
+#   3. the GPU benchmarks (bench/bench_gpu_*), alone on the GPU, with
+#      full-size random checkpoints made here when MREC_FULL_DIR is unset;
+#   4. the whole test suite of that build (the GPU cases run instead of
+#      printing "skipped") and, beside it, the GPU test programs
+#      (tests/test_cuda*.c) under compute-sanitizer (memcheck, racecheck).
 #
 # The report goes to $OUT/gpu-check.md when OUT is set, else build/gpu-check.md,
 # with the logs beside it. The exit status is non-zero if a step failed.
@@ -85,51 +85,69 @@ else
 fi
 build/cuda/mrec info >> "$out/build.log" 2>&1
 
-# 3. tests
-say ""
-say "## Tests (CUDA build, GPU present)"
-start=$(date +%s)
-make $make_args test > "$out/test.log" 2>&1 || fail=1
-say "$(tail -n 1 "$out/test.log") in $(( $(date +%s) - start )) s"
-say '```'
-grep -E '^(FAIL|skipped|[a-z_]+: [0-9]+ passed)|failed:' "$out/test.log" | head -n 80 | tee -a "$report" > /dev/null
-say '```'
-
-# 4. sanitizer
-say ""
-say "## compute-sanitizer on the GPU test programs"
-if command -v compute-sanitizer > /dev/null 2>&1; then
-    for t in $gpu_tests; do
-        for tool in memcheck racecheck; do
-            log=$out/sanitizer-$(basename "$t")-$tool.log
-            # bounded, so one slow program cannot cost the report (124: timed out)
-            timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
-            rc=$?
-            summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1)
-            say "- $(basename "$t") $tool: exit $rc; ${summary:-no summary line}"
-            [ "$rc" -eq 0 ] || fail=1
-        done
-    done
-else
-    say "- compute-sanitizer not found"
-    fail=1
-fi
-
-# 5. benchmarks
+# 3. benchmarks, first, while nothing else uses the GPU. Without MREC_FULL_DIR,
+#    full-size checkpoints with random weights are written under build/full
+#    when this machine's python3 has PyTorch and transformers.
 say ""
 say "## Benchmarks"
+if [ -z "${MREC_FULL_DIR:-}" ] && python3 bench/peers/random_checkpoints.py build/full > build/checkpoints.log 2>&1; then
+    export MREC_FULL_DIR=$PWD/build/full
+fi
 found=0
 for b in bench/bench_gpu_*.c; do
     [ -f "$b" ] || continue
     found=1
     name=$(basename "$b" .c)
-    make $make_args "build/cuda/bench/$name" >> "$out/build.log" 2>&1 && "build/cuda/bench/$name" > "$out/$name.log" 2>&1
+    make $make_args "build/cuda/bench/$name" >> "$out/build.log" 2>&1 && timeout "${GPU_CHECK_BENCH_S:-300}" "build/cuda/bench/$name" > "$out/$name.log" 2>&1
     say "### $name (exit $?)"
     say '```'
     tail -n 40 "$out/$name.log" | tee -a "$report" > /dev/null
     say '```'
 done
 [ "$found" -eq 1 ] || say "none yet"
+
+# 4. the tests, and beside them (the GPU has room, the machine has cores) the
+#    GPU test programs under compute-sanitizer, each bounded so that one slow
+#    program cannot cost the report (exit 124: timed out).
+start=$(date +%s)
+sanitizers=""
+if command -v compute-sanitizer > /dev/null 2>&1; then
+    for t in $gpu_tests; do
+        for tool in memcheck racecheck; do
+            log=$out/sanitizer-$(basename "$t")-$tool.log
+            ( timeout "${GPU_CHECK_SANITIZER_S:-300}" compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
+              echo "exit $?" >> "$log" ) &
+            sanitizers="$sanitizers $log"
+        done
+    done
+fi
+# GPU_CHECK_TESTS=gpu runs the GPU test programs alone (a short first look).
+if [ "${GPU_CHECK_TESTS:-all}" = gpu ]; then
+    MREC_BIN=build/cuda/mrec timeout "${GPU_CHECK_TESTS_S:-600}" sh tests/run.sh build/cuda $gpu_tests > "$out/test.log" 2>&1 || fail=1
+else
+    timeout "${GPU_CHECK_TESTS_S:-600}" make $make_args test > "$out/test.log" 2>&1 || fail=1
+fi
+tests_s=$(( $(date +%s) - start ))
+wait
+say ""
+say "## Tests (CUDA build, GPU present)"
+say "$(tail -n 1 "$out/test.log") in $tests_s s"
+say '```'
+grep -E '^(FAIL|skipped|[a-z_]+: [0-9]+ passed)|failed:' "$out/test.log" | head -n 80 | tee -a "$report" > /dev/null
+say '```'
+
+say ""
+say "## compute-sanitizer on the GPU test programs ($(( $(date +%s) - start )) s)"
+if [ -z "$sanitizers" ]; then
+    say "- compute-sanitizer not found"
+    fail=1
+fi
+for log in $sanitizers; do
+    rc=$(tail -n 1 "$log" | sed 's/exit //')
+    summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1)
+    say "- $(basename "$log" .log | sed 's/^sanitizer-//'): exit $rc; ${summary:-no summary line}"
+    [ "$rc" = 0 ] || fail=1
+done
 
 say ""
 say "gpu-check: $([ "$fail" -eq 0 ] && echo passed || echo FAILED)"
