@@ -656,12 +656,19 @@ mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask
 /* k <= 128 on the GPU (MREC_ERR_UNSUPPORTED above: evaluation uses k <= 100). */
 mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k,
                                 mrec_cuda *cu);
-/* cuDNN, fp32 math; work: the bytes mrec_conv2d_workspace_bytes_cuda gives
- * for the shape, allocated once by the caller. */
-mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
+/* cuDNN on fp32 data: FMA math in fp32, the tensor cores (TF32) in tf32 and
+ * bf16; work: the bytes mrec_conv2d_workspace_bytes_cuda gives for the shape
+ * and precision, allocated once by the caller. */
+mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_precision prec,
+                                             mrec_cuda *cu);
 /* out = conv(in) + bias + beta out */
 mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias, float beta,
-                             void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
+                             mrec_precision prec, void *work, size_t work_bytes, const mrec_conv2d_shape *s,
+                             mrec_cuda *cu);
+/* out = act(conv(in) + bias + beta out), the bias and activation in one pass */
+mrec_status mrec_conv2d_act_cuda(float *out, const float *in, const float *weight, const float *bias, float beta,
+                                 mrec_act act, mrec_precision prec, void *work, size_t work_bytes,
+                                 const mrec_conv2d_shape *s, mrec_cuda *cu);
 mrec_status mrec_batchnorm_cuda(float *out, const float *in, const float *gamma, const float *beta,
                                 const float *mean, const float *var, float eps, int N, int C, int HW,
                                 mrec_cuda *cu);

@@ -237,8 +237,9 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
 
 /* Images per pass: one while the weights are in host memory (the CPU's
  * convolution runs image by image anyway, and the workspace stays small);
- * on a GPU a convolution over 16 images at once keeps the device busy. */
-#define GPU_GROUP 16
+ * on a GPU up to 32 at once, which keeps the device busy in the late
+ * stages (7 x 7 planes), and a short pass computes only its own images. */
+#define GPU_GROUP 32
 
 static int group_of(const mrec_resnet *m) { return m->on ? GPU_GROUP : 1; }
 
@@ -300,8 +301,11 @@ static int carve(mrec_arena *a, activations *t, const mrec_resnet *m, int G, int
 }
 
 size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w) {
-    size_t act, col;
+    size_t act, col, act1, col1;
     if (plan(m, m->on, group_of(m), h, w, &act, &col)) return SIZE_MAX; /* the reserve fails, naming the size */
+    /* a single image may get other algorithms than a full pass: room for either */
+    if (plan(m, m->on, 1, h, w, &act1, &col1)) return SIZE_MAX;
+    col = col1 > col ? col1 : col;
     mrec_arena a = mrec_arena_measure();
     activations t;
     carve(&a, &t, m, group_of(m), h, w, act, col);
@@ -340,8 +344,14 @@ static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
     const forward_args *f = arg;
     const mrec_resnet *m = f->m;
     int G = group_of(m), H = f->H, W = f->W;
-    size_t act, cb, mark = ctx->workspace.used;
+    size_t act, cb, act_n, cb_n, mark = ctx->workspace.used;
     mrec_status st = plan(m, m->on, G, H, W, &act, &cb);
+    /* the short last pass, and a single image (mrec_resnet_workspace_bytes has room for both) */
+    int last = (hi - lo) % G;
+    for (int k = 0; k < 2 && !st; k++) {
+        st = plan(m, m->on, k ? 1 : (last ? last : G), H, W, &act_n, &cb_n);
+        cb = cb_n > cb ? cb_n : cb;
+    }
     if (st) return st;
     activations t;
     if (!carve(&ctx->workspace, &t, m, G, H, W, act, cb)) {
@@ -350,14 +360,14 @@ static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
     }
     int n_blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3], C = m->features;
     size_t image = (size_t)3 * H * W;
-    /* G images a pass; a short last pass computes the leftover slots too and keeps only its own rows */
+    /* G images a pass, the last one n */
     for (int i0 = lo; i0 < hi && !st; i0 += G) {
         int n = hi - i0 < G ? hi - i0 : G;
         float *x = t.buf[0], *t1 = t.buf[1], *t2 = t.buf[2], *down = t.buf[3];
         int h = H, w = W;
         st = mrec_copy_to_device(ctx, t.image, f->images + i0 * image, sizeof(float) * image * n);
-        if (!st) st = conv(ctx, t1, t.image, &m->stem, G, &h, &w, t.col, cb, RELU);
-        mrec_pool2d_shape ps = {G, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
+        if (!st) st = conv(ctx, t1, t.image, &m->stem, n, &h, &w, t.col, cb, RELU);
+        mrec_pool2d_shape ps = {n, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
         if (!st) st = mrec_maxpool2d(ctx, x, t1, &ps);
         h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
         for (int b = 0; b < n_blocks && !st; b++) {
@@ -367,25 +377,25 @@ static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
              * block's output (x is read by nothing after the first conv and the downsample) */
             float *sum = x;
             if (Bk->down.w) {
-                st = conv(ctx, down, x, &Bk->down, G, &hd, &wd, t.col, cb, PLAIN);
+                st = conv(ctx, down, x, &Bk->down, n, &hd, &wd, t.col, cb, PLAIN);
                 sum = down, down = x; /* x's buffer is free once the block's convs have read it */
             }
-            if (!st) st = conv(ctx, t1, x, &Bk->conv1, G, &hh, &ww, t.col, cb, RELU);
+            if (!st) st = conv(ctx, t1, x, &Bk->conv1, n, &hh, &ww, t.col, cb, RELU);
             if (m->bottleneck) {
-                if (!st) st = conv(ctx, t2, t1, &Bk->conv2, G, &hh, &ww, t.col, cb, RELU);
-                if (!st) st = conv(ctx, sum, t2, &Bk->conv3, G, &hh, &ww, t.col, cb, ADD_RELU);
+                if (!st) st = conv(ctx, t2, t1, &Bk->conv2, n, &hh, &ww, t.col, cb, RELU);
+                if (!st) st = conv(ctx, sum, t2, &Bk->conv3, n, &hh, &ww, t.col, cb, ADD_RELU);
             } else if (!st) {
-                st = conv(ctx, sum, t1, &Bk->conv2, G, &hh, &ww, t.col, cb, ADD_RELU);
+                st = conv(ctx, sum, t1, &Bk->conv2, n, &hh, &ww, t.col, cb, ADD_RELU);
             }
             x = sum;
             h = hh, w = ww;
         }
         /* AdaptiveAvgPool2d(1): the mean of each channel plane, a pooling window the size of the plane */
-        mrec_pool2d_shape gap = {G, C, h, w, h, w, 1, 1, 0, 0, 1};
+        mrec_pool2d_shape gap = {n, C, h, w, h, w, 1, 1, 0, 0, 1};
         if (!st) st = mrec_avgpool2d(ctx, t.feat, x, &gap);
         if (!st && f->pooled) st = mrec_copy_rows(ctx, f->pooled + (size_t)i0 * C, C, t.feat, C, n, C);
         if (!st && f->logits)
-            st = mrec_gemm(ctx, t.logit, t.feat, m->fc_w, m->fc_b, 1, 0, 0, 1, G, m->n_classes, C, C, C, m->n_classes);
+            st = mrec_gemm(ctx, t.logit, t.feat, m->fc_w, m->fc_b, 1, 0, 0, 1, n, m->n_classes, C, C, C, m->n_classes);
         if (!st && f->logits) st = mrec_copy_rows(ctx, f->logits + (size_t)i0 * m->n_classes, m->n_classes, t.logit, m->n_classes, n, m->n_classes);
     }
     ctx->workspace.used = mark;

@@ -123,6 +123,10 @@ static void text_encoder_case(mrec_context *ctx) {
         free(buf);
         return;
     }
+    if (!t_status(mrec_text_encoder_to_device(&e, ctx), MREC_OK, "the text encoder to the context's device")) {
+        mrec_text_encoder_free(&e), free(buf);
+        return;
+    }
     t_check(e.pooling == MREC_POOL_EMBEDS && e.normalize && e.max_length == 512 && mrec_text_encoder_dim(&e) == P,
             "an AltCLIP folder: projected, normalized, cut at 512, 10-d (pooling %d, max_length %d)", e.pooling, e.max_length);
     int32_t *ids = malloc(sizeof(int32_t) * N_TEXTS * T_MAX), *mask = malloc(sizeof(int32_t) * N_TEXTS * T_MAX), lens[N_TEXTS];

@@ -924,7 +924,7 @@ int main(void) {
     test_golden_block();
     test_golden_loss();
     test_golden_optimizer();
+    test_cuda(); /* its AdamW reference runs on ctx's pool */
     mrec_context_destroy(ctx);
-    test_cuda();
     return t_finish();
 }

@@ -537,7 +537,7 @@ int main(void) {
     alarm(120); /* a load that waits on a FIFO fails the run instead of hanging it */
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
     mrec_context_options o = mrec_context_defaults();
-    o.n_threads = 1;
+    o.device = MREC_WANT_CPU, o.n_threads = 1; /* host weights throughout, on a machine with a GPU too */
     mrec_context *ctx;
     T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
     config_cases();

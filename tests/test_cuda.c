@@ -222,9 +222,9 @@ static void test_conv_pool(void) {
         float *din = up(in, 4 * ni), *dw = up(w, 4 * nw), *db = up(bias, 4 * s->C_out), *dout = up(ref, 4 * no);
         size_t bytes = 0;
         void *work = NULL;
-        mrec_status st = mrec_conv2d_workspace_bytes_cuda(&bytes, s, cu);
+        mrec_status st = mrec_conv2d_workspace_bytes_cuda(&bytes, s, MREC_PREC_FP32, cu);
         if (!st && bytes) st = mrec_cuda_malloc(cu, &work, bytes);
-        if (t_status(st, MREC_OK, "conv2d workspace") && t_status(mrec_conv2d_cuda(dout, din, dw, db, 0.0f, work, bytes, s, cu),
+        if (t_status(st, MREC_OK, "conv2d workspace") && t_status(mrec_conv2d_cuda(dout, din, dw, db, 0.0f, MREC_PREC_FP32, work, bytes, s, cu),
                                                                   MREC_OK, "conv2d case %d", si) &&
             down(got, dout, 4 * no)) {
             char what[96];
@@ -233,12 +233,39 @@ static void test_conv_pool(void) {
                      s->groups);
             t_allclose(what, ref, got, no, 1e-5, 1e-5);
             /* beta 1 adds the output already there (a residual): conv + bias twice */
-            if (t_status(mrec_conv2d_cuda(dout, din, dw, db, 1.0f, work, bytes, s, cu), MREC_OK, "conv2d beta 1") &&
+            if (t_status(mrec_conv2d_cuda(dout, din, dw, db, 1.0f, MREC_PREC_FP32, work, bytes, s, cu), MREC_OK, "conv2d beta 1") &&
                 down(got, dout, 4 * no)) {
                 for (int64_t i = 0; i < no; i++) ref[i] *= 2.0f;
                 snprintf(what, sizeof what, "conv2d case %d with beta 1", si);
                 t_allclose(what, ref, got, no, 2e-5, 2e-5);
             }
+            /* a block's last convolution: ReLU over conv + bias + the shortcut already in out, in one pass after
+             * cuDNN's (the float4 path where the planes are whole float4s, the scalar one elsewhere) */
+            float *prev = rnd(no, -1, 1), *act = malloc(4 * no);
+            mrec_conv2d_ref(ref, in, w, bias, s);
+            for (int64_t i = 0; i < no; i++) act[i] = ref[i] + prev[i] > 0 ? ref[i] + prev[i] : 0.0f;
+            if (t_status(mrec_cuda_copy_h2d(cu, dout, prev, 4 * no), MREC_OK, "upload") &&
+                t_status(mrec_conv2d_act_cuda(dout, din, dw, db, 1.0f, MREC_ACT_RELU, MREC_PREC_FP32, work, bytes, s, cu), MREC_OK,
+                         "conv2d_act case %d", si) &&
+                down(got, dout, 4 * no)) {
+                snprintf(what, sizeof what, "conv2d_act case %d: relu(conv + bias + out), %d x %d planes", si, Ho, Wo);
+                t_allclose(what, act, got, no, 2e-5, 2e-5);
+            }
+            /* TF32 on the tensor cores: its own plan and workspace, 10-bit mantissas in the products */
+            size_t tf_bytes = 0;
+            void *tf_work = NULL;
+            st = mrec_conv2d_workspace_bytes_cuda(&tf_bytes, s, MREC_PREC_TF32, cu);
+            if (!st && tf_bytes) st = mrec_cuda_malloc(cu, &tf_work, tf_bytes);
+            if (t_status(st, MREC_OK, "conv2d tf32 workspace") &&
+                t_status(mrec_conv2d_act_cuda(dout, din, dw, db, 0.0f, MREC_ACT_RELU, MREC_PREC_TF32, tf_work, tf_bytes, s, cu),
+                         MREC_OK, "conv2d_act tf32 case %d", si) &&
+                down(got, dout, 4 * no)) {
+                for (int64_t i = 0; i < no; i++) act[i] = ref[i] > 0 ? ref[i] : 0.0f;
+                snprintf(what, sizeof what, "conv2d_act tf32 case %d", si);
+                t_allclose(what, act, got, no, 1e-2, 1e-2);
+            }
+            mrec_cuda_free(cu, tf_work);
+            free(prev), free(act);
         }
         mrec_cuda_free(cu, work);
         mrec_cuda_free(cu, din), mrec_cuda_free(cu, dw), mrec_cuda_free(cu, db), mrec_cuda_free(cu, dout);

@@ -80,12 +80,16 @@ mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask
 mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k, mrec_cuda *cu) {
     return no_cuda();
 }
-mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
+mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_precision prec, mrec_cuda *cu) {
     *bytes = 0;
     return no_cuda();
 }
-mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias, float beta, void *work,
-                             size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
+mrec_status mrec_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias, float beta,
+                             mrec_precision prec, void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_conv2d_act_cuda(float *out, const float *in, const float *weight, const float *bias, float beta, mrec_act act,
+                                 mrec_precision prec, void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
     return no_cuda();
 }
 mrec_status mrec_batchnorm_cuda(float *out, const float *in, const float *gamma, const float *beta, const float *mean,

@@ -153,14 +153,14 @@ mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const 
 }
 
 mrec_status mrec_conv2d_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes) {
-    if (on_gpu(ctx)) return mrec_conv2d_workspace_bytes_cuda(bytes, s, ctx->cuda);
+    if (on_gpu(ctx)) return mrec_conv2d_workspace_bytes_cuda(bytes, s, ctx->precision, ctx->cuda);
     *bytes = 0; /* the CPU gathers the unfolded input panel by panel */
     return MREC_OK;
 }
 
 mrec_status mrec_conv2d(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
                         void *work, size_t work_bytes, const mrec_conv2d_shape *s) {
-    if (on_gpu(ctx)) return mrec_conv2d_cuda(out, in, weight, bias, 0.0f, work, work_bytes, s, ctx->cuda);
+    if (on_gpu(ctx)) return mrec_conv2d_cuda(out, in, weight, bias, 0.0f, ctx->precision, work, work_bytes, s, ctx->cuda);
     (void)work, (void)work_bytes;
     if (ctx->precision == MREC_PREC_BF16) return mrec_conv2d_bf16_cpu(out, in, weight, bias, s, ctx->packs, ctx->pool);
     mrec_conv2d_cpu(out, in, weight, bias, s, ctx->packs, ctx->pool);
@@ -169,11 +169,7 @@ mrec_status mrec_conv2d(mrec_context *ctx, float *out, const float *in, const fl
 
 mrec_status mrec_conv2d_act(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,
                             float beta, mrec_act act, void *work, size_t work_bytes, const mrec_conv2d_shape *s) {
-    if (on_gpu(ctx)) {
-        mrec_status st = mrec_conv2d_cuda(out, in, weight, bias, beta, work, work_bytes, s, ctx->cuda);
-        int64_t n = (int64_t)s->N * s->C_out * mrec_conv2d_out_h(s) * mrec_conv2d_out_w(s);
-        return st ? st : mrec_activation_cuda(out, out, act, 0.0f, n, ctx->cuda);
-    }
+    if (on_gpu(ctx)) return mrec_conv2d_act_cuda(out, in, weight, bias, beta, act, ctx->precision, work, work_bytes, s, ctx->cuda);
     (void)work, (void)work_bytes;
     if (ctx->precision == MREC_PREC_BF16)
         return mrec_conv2d_act_bf16_cpu(out, in, weight, bias, beta, act, s, ctx->packs, ctx->pool);

@@ -37,12 +37,31 @@ struct mrec_cuda {
     int n_weights, cap_weights;
     uint16_t *bf16_buf; /* activation operands converted for bf16 GEMMs */
     size_t bf16_cap;    /* its size in values */
+    struct mrec_conv_plan *conv_plans; /* cuDNN's descriptors and algorithm per convolution shape (conv.cu) */
+    int n_conv_plans, cap_conv_plans;
 };
+void mrec_conv_plans_free(mrec_cuda *cu);
 
 mrec_status mrec_cuda_check(cudaError_t err, const char *what);
 mrec_status mrec_cublas_check(cublasStatus_t st, const char *what);
 mrec_status mrec_cudnn_check(cudnnStatus_t st, const char *what);
 
+/* One activation, as mrec_activation_ref computes it. */
+__device__ inline float mrec_activate(float x, mrec_act act, float slope) {
+    switch (act) {
+    case MREC_ACT_GELU_ERF: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case MREC_ACT_GELU_TANH: {
+        float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+        return 0.5f * x * (1.0f + tanhf(u));
+    }
+    case MREC_ACT_QUICK_GELU: return x / (1.0f + expf(-1.702f * x));
+    case MREC_ACT_RELU: return x > 0.0f ? x : 0.0f; /* as the reference: NaN gives 0 */
+    case MREC_ACT_LEAKY_RELU: return x >= 0.0f ? x : x * slope;
+    case MREC_ACT_SILU: return x / (1.0f + expf(-x));
+    case MREC_ACT_TANH: return tanhf(x);
+    }
+    return NAN;
+}
 /* After every launch: a bad configuration shows up here, not later. */
 #define MREC_CUDA_LAUNCHED(what) mrec_cuda_check(cudaGetLastError(), what)
 

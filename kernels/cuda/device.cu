@@ -63,6 +63,7 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
         if (cu->weights[i].bf16) cudaFree(cu->weights[i].bf16);
     }
     free(cu->weights);
+    mrec_conv_plans_free(cu);
     if (cu->bf16_buf) cudaFree(cu->bf16_buf);
     if (cu->lt_work) cudaFree(cu->lt_work);
     if (cu->lt) cublasLtDestroy(cu->lt);

@@ -68,25 +68,9 @@ extern "C" mrec_status mrec_fill_cuda(float *out, float value, int64_t n, mrec_c
     return MREC_CUDA_LAUNCHED("fill");
 }
 
-__device__ static float activate(float x, mrec_act act, float slope) {
-    switch (act) {
-    case MREC_ACT_GELU_ERF: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case MREC_ACT_GELU_TANH: {
-        float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
-        return 0.5f * x * (1.0f + tanhf(u));
-    }
-    case MREC_ACT_QUICK_GELU: return x / (1.0f + expf(-1.702f * x));
-    case MREC_ACT_RELU: return x > 0.0f ? x : 0.0f; /* as the reference: NaN gives 0 */
-    case MREC_ACT_LEAKY_RELU: return x >= 0.0f ? x : x * slope;
-    case MREC_ACT_SILU: return x / (1.0f + expf(-x));
-    case MREC_ACT_TANH: return tanhf(x);
-    }
-    return NAN;
-}
-
 __global__ static void activation_kernel(float *out, const float *in, mrec_act act, float slope, int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = activate(in[i], act, slope);
+        out[i] = mrec_activate(in[i], act, slope);
 }
 
 /* out, in: (n) */

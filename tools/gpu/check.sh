@@ -8,7 +8,8 @@
 #      CUDA toolkit or, failing that, from the nvidia-cudnn Python wheel;
 #   2. the CUDA build for this GPU's architecture;
 #   3. the GPU benchmarks (bench/bench_gpu_*), alone on the GPU, with
-#      full-size random checkpoints made here when MREC_FULL_DIR is unset;
+#      full-size random checkpoints made here when MREC_FULL_DIR is unset
+#      (build/bench-full);
 #   4. the whole test suite of that build (the GPU cases run instead of
 #      printing "skipped") and, beside it, the GPU test programs
 #      (tests/test_cuda*.c) under compute-sanitizer (memcheck, racecheck).
@@ -90,15 +91,18 @@ build/cuda/mrec info >> "$out/build.log" 2>&1
 #    when this machine's python3 has PyTorch and transformers.
 say ""
 say "## Benchmarks"
-if [ -z "${MREC_FULL_DIR:-}" ] && python3 bench/peers/random_checkpoints.py build/full > build/checkpoints.log 2>&1; then
-    export MREC_FULL_DIR=$PWD/build/full
+# (The tests read MREC_FULL_DIR too, for reference outputs these checkpoints
+# lack: the folder is named to the benchmarks alone.)
+bench_full=${MREC_FULL_DIR:-}
+if [ -z "$bench_full" ] && python3 bench/peers/random_checkpoints.py build/bench-full > build/checkpoints.log 2>&1; then
+    bench_full=$PWD/build/bench-full
 fi
 found=0
 for b in bench/bench_gpu_*.c; do
     [ -f "$b" ] || continue
     found=1
     name=$(basename "$b" .c)
-    make $make_args "build/cuda/bench/$name" >> "$out/build.log" 2>&1 && timeout "${GPU_CHECK_BENCH_S:-300}" "build/cuda/bench/$name" > "$out/$name.log" 2>&1
+    make $make_args "build/cuda/bench/$name" >> "$out/build.log" 2>&1 && MREC_FULL_DIR=$bench_full timeout "${GPU_CHECK_BENCH_S:-300}" "build/cuda/bench/$name" > "$out/$name.log" 2>&1
     say "### $name (exit $?)"
     say '```'
     tail -n 40 "$out/$name.log" | tee -a "$report" > /dev/null
