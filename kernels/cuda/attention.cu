@@ -12,78 +12,150 @@
  * kernel that streams keys through shared memory with an online softmax
  * (the flash-attention recurrence) reads q, k, v once and writes out once.
  *
- * Layout: a block of 8 warps serves 8 queries of one (sequence, head); keys
- * and values come through shared memory 32 at a time. Lane j scores key j of
- * the tile; the running max and sum follow the online-softmax update; each
- * lane accumulates the output dimensions d = lane, lane + 32, ... Reading the
- * queries' heads in place (stride H) replaces the head-split copies.
+ * Layout: a block of 128 threads serves 64 queries of one (sequence, head);
+ * keys and values come through shared memory 64 at a time. The 64 x 64
+ * scores of a tile are a small GEMM over the head dimension: thread
+ * (rg, cg) = (t / 8, t % 8) holds the 4 x 8 scores of queries 4 rg .. 4 rg + 3
+ * and keys cg, cg + 8, ..., so each shared-memory read feeds several FMAs
+ * (the one-query-per-warp layout before it read two values per FMA and ran
+ * at a quarter of PyTorch's speed). The eight threads of a query row share
+ * its running max and sum through shuffles, write its probabilities to
+ * shared memory, and accumulate the output columns cg, cg + 8, ... of their
+ * four queries. The head dimension is padded to 32, 64 or 128 with zeros.
+ * Reading the queries' heads in place (stride H) replaces the head-split
+ * copies.
  */
 #include "cuda_internal.h"
 
 #include <float.h>
 #include <math.h>
 
-#define WARPS 8
-#define KEYS 32
+#define BQ 64  /* queries a block */
+#define BK 64  /* keys a tile */
+#define THREADS 128
 #define DH_MAX 128
 
-__global__ static void attention_kernel(float *out, const float *q, const float *k, const float *v,
-                                        const float *mask_bias, const float *head_bias, float scale, int T, int nh,
-                                        int dh) {
-    __shared__ float ks[KEYS][DH_MAX + 1]; /* +1: lanes reading one column hit distinct banks */
-    __shared__ float vs[KEYS][DH_MAX];
-    __shared__ float qs[WARPS][DH_MAX];
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int h = blockIdx.y, b = blockIdx.z, H = nh * dh;
-    int qi = blockIdx.x * WARPS + warp;
-    bool active = qi < T;
-    const size_t seq = (size_t)b * T * H;
-    if (active)
-        for (int d = lane; d < dh; d += 32) qs[warp][d] = q[seq + (size_t)qi * H + h * dh + d] * scale;
-    float acc[DH_MAX / 32];
-    for (int i = 0; i < DH_MAX / 32; i++) acc[i] = 0.0f;
-    float m = -INFINITY, l = 0.0f;
-    for (int k0 = 0; k0 < T; k0 += KEYS) {
-        int nk = T - k0 < KEYS ? T - k0 : KEYS;
+template <int DHP>
+__global__ static void __launch_bounds__(THREADS)
+    attention_kernel(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
+                     const float *head_bias, float scale, int T, int nh, int dh) {
+    extern __shared__ float smem[];
+    float *qs = smem;                /* [BQ][DHP + 1]: +1, rows read together fall in distinct banks */
+    float *ks = qs + BQ * (DHP + 1); /* [BK][DHP + 1] */
+    float *vs = ks + BK * (DHP + 1); /* [BK][DHP] */
+    float *ps = vs + BK * DHP;       /* [BQ][BK + 1]: the tile's probabilities */
+    constexpr int DC = DHP / 8;      /* output columns a thread */
+    const int t = threadIdx.x, rg = t >> 3, cg = t & 7;
+    const int h = blockIdx.y, b = blockIdx.z, H = nh * dh, q0 = blockIdx.x * BQ;
+    const size_t seq = (size_t)b * T * H + (size_t)h * dh;
+    for (int i = t; i < BQ * DHP; i += THREADS) {
+        int r = i / DHP, d = i % DHP;
+        qs[r * (DHP + 1) + d] = q0 + r < T && d < dh ? q[seq + (size_t)(q0 + r) * H + d] * scale : 0.0f;
+    }
+    float acc[4][DC], m[4], l[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        m[r] = -INFINITY, l[r] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < DC; j++) acc[r][j] = 0.0f;
+    }
+    for (int k0 = 0; k0 < T; k0 += BK) {
         __syncthreads(); /* the previous tile is no longer read */
-        for (int i = threadIdx.x; i < KEYS * dh; i += WARPS * 32) {
-            int j = i / dh, d = i % dh;
-            bool in = j < nk;
-            size_t at = seq + (size_t)(k0 + j) * H + h * dh + d;
-            ks[j][d] = in ? k[at] : 0.0f;
-            vs[j][d] = in ? v[at] : 0.0f;
+        for (int i = t; i < BK * DHP; i += THREADS) {
+            int j = i / DHP, d = i % DHP;
+            bool in = k0 + j < T && d < dh;
+            size_t at = seq + (size_t)(k0 + j) * H + d;
+            ks[j * (DHP + 1) + d] = in ? k[at] : 0.0f;
+            vs[j * DHP + d] = in ? v[at] : 0.0f;
         }
         __syncthreads();
-        if (!active) continue;
-        float s = -INFINITY;
-        if (lane < nk) {
-            s = 0.0f;
-            for (int d = 0; d < dh; d++) s += qs[warp][d] * ks[lane][d];
-            if (head_bias) s += head_bias[((size_t)h * T + qi) * T + k0 + lane];
-            if (mask_bias) s += mask_bias[(size_t)b * T + k0 + lane];
+        float s[4][8];
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+#pragma unroll
+            for (int c = 0; c < 8; c++) s[r][c] = 0.0f;
+#pragma unroll 4
+        for (int d = 0; d < DHP; d++) {
+            float a[4], kk[8];
+#pragma unroll
+            for (int r = 0; r < 4; r++) a[r] = qs[(rg * 4 + r) * (DHP + 1) + d];
+#pragma unroll
+            for (int c = 0; c < 8; c++) kk[c] = ks[(cg + 8 * c) * (DHP + 1) + d];
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+#pragma unroll
+                for (int c = 0; c < 8; c++) s[r][c] += a[r] * kk[c];
         }
-        float tile_max = s;
-        for (int o = 16; o > 0; o >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
-        float m_new = fmaxf(m, tile_max);
-        /* Every score so far -inf (e.g. a causal and a padding bias, -FLT_MAX each, add to -inf): exp(-inf - -inf)
-         * would be NaN and poison the row although later keys count. Weigh them 0; a row that stays all -inf ends
-         * with l = 0 and comes out NaN, as the CPU's softmax gives it. */
-        float p = lane < nk && m_new != -INFINITY ? expf(s - m_new) : 0.0f;
-        float tile_sum = p;
-        for (int o = 16; o > 0; o >>= 1) tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, o);
-        float rescale = m == -INFINITY ? 0.0f : expf(m - m_new);
-        l = l * rescale + tile_sum;
-        m = m_new;
-        for (int i = 0; i < DH_MAX / 32; i++) acc[i] *= rescale;
-        for (int j = 0; j < nk; j++) {
-            float pj = __shfl_sync(0xffffffffu, p, j);
-            for (int i = 0, d = lane; i < DH_MAX / 32 && d < dh; i++, d += 32) acc[i] += pj * vs[j][d];
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            int qi = q0 + rg * 4 + r;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int c = 0; c < 8; c++) {
+                int key = k0 + cg + 8 * c;
+                if (key >= T) s[r][c] = -INFINITY;
+                else {
+                    if (head_bias && qi < T) s[r][c] += head_bias[((size_t)h * T + qi) * T + key];
+                    if (mask_bias) s[r][c] += mask_bias[(size_t)b * T + key];
+                }
+                mx = fmaxf(mx, s[r][c]);
+            }
+#pragma unroll
+            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            float m_new = fmaxf(m[r], mx), sum = 0.0f;
+            /* Every score so far -inf (e.g. a causal and a padding bias, -FLT_MAX each, add to -inf): exp(-inf -
+             * -inf) would be NaN and poison the row although later keys count. Weigh them 0; a row that stays all
+             * -inf ends with l = 0 and comes out NaN, as the CPU's softmax gives it. */
+#pragma unroll
+            for (int c = 0; c < 8; c++) {
+                float p = m_new != -INFINITY ? expf(s[r][c] - m_new) : 0.0f;
+                ps[(rg * 4 + r) * (BK + 1) + cg + 8 * c] = p;
+                sum += p;
+            }
+#pragma unroll
+            for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            float rescale = m[r] == -INFINITY ? 0.0f : expf(m[r] - m_new);
+            l[r] = l[r] * rescale + sum, m[r] = m_new;
+#pragma unroll
+            for (int j = 0; j < DC; j++) acc[r][j] *= rescale;
+        }
+        __syncwarp(); /* a row's probabilities are written and read by the eight lanes of its group alone */
+#pragma unroll 4
+        for (int kk = 0; kk < BK; kk++) {
+            float p[4];
+#pragma unroll
+            for (int r = 0; r < 4; r++) p[r] = ps[(rg * 4 + r) * (BK + 1) + kk];
+#pragma unroll
+            for (int j = 0; j < DC; j++) {
+                float vv = vs[kk * DHP + cg + 8 * j];
+#pragma unroll
+                for (int r = 0; r < 4; r++) acc[r][j] += p[r] * vv;
+            }
         }
     }
-    if (!active) return;
-    float inv = 1.0f / l;
-    for (int i = 0, d = lane; i < DH_MAX / 32 && d < dh; i++, d += 32)
-        out[seq + (size_t)qi * H + h * dh + d] = acc[i] * inv;
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        int qi = q0 + rg * 4 + r;
+        if (qi >= T) continue;
+        float inv = 1.0f / l[r];
+#pragma unroll
+        for (int j = 0; j < DC; j++) {
+            int d = cg + 8 * j;
+            if (d < dh) out[seq + (size_t)qi * H + d] = acc[r][j] * inv;
+        }
+    }
+}
+
+template <int DHP>
+static mrec_status launch(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
+                          const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
+    size_t smem = sizeof(float) * (BQ * (DHP + 1) + BK * (DHP + 1) + BK * DHP + BQ * (BK + 1));
+    mrec_status st = mrec_cuda_check(cudaFuncSetAttribute(attention_kernel<DHP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                          (int)smem), "attention: shared memory");
+    if (st) return st;
+    dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)heads, (unsigned)B);
+    attention_kernel<DHP><<<grid, THREADS, smem, cu->stream>>>(out, q, k, v, mask_bias, head_bias, scale, T, heads, dh);
+    return MREC_CUDA_LAUNCHED("attention");
 }
 
 /* out, q, k, v: (B, T, heads * dh); mask_bias: (B, T) or NULL; head_bias: (heads, T, T) or NULL */
@@ -94,7 +166,7 @@ extern "C" mrec_status mrec_attention_cuda(float *out, const float *q, const flo
     if (heads <= 0 || dh <= 0 || dh > DH_MAX)
         return mrec_fail(MREC_ERR_UNSUPPORTED, "attention on the GPU: head size %d (1 to %d supported)", dh, DH_MAX);
     if (heads > 65535 || B > 65535) return mrec_fail(MREC_ERR_ARG, "attention: %d sequences of %d heads", B, heads);
-    dim3 grid((unsigned)((T + WARPS - 1) / WARPS), (unsigned)heads, (unsigned)B);
-    attention_kernel<<<grid, WARPS * 32, 0, cu->stream>>>(out, q, k, v, mask_bias, head_bias, scale, T, heads, dh);
-    return MREC_CUDA_LAUNCHED("attention");
+    if (dh <= 32) return launch<32>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+    if (dh <= 64) return launch<64>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+    return launch<128>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
 }

@@ -275,9 +275,22 @@ __device__ static bool ranks_before(float va, int ia, float vb, int ib) {
 
 #define TOPK_MAX 128
 
+/* The better of two (value, column) candidates, column -1 for none; the
+ * order is total, so every lane of a butterfly ends on the same one. */
+__device__ static void keep_better(float &v, int &i, int &t, float ov, int oi, int ot) {
+    if (oi >= 0 && (i < 0 || ranks_before(ov, oi, v, i))) v = ov, i = oi, t = ot;
+}
+
+__device__ static void warp_best(float &v, int &i, int &t) {
+    for (int o = 16; o > 0; o >>= 1)
+        keep_better(v, i, t, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o),
+                    __shfl_xor_sync(0xffffffffu, t, o));
+}
+
 /* One block per row. Each thread keeps the best k of its strided columns,
- * sorted, in local memory; then k rounds of a block-wide arg-best over the
- * heads of the threads' lists pick the row's top k in order. */
+ * sorted, in local memory; then k rounds pick the best of the threads' list
+ * heads, in order: a butterfly in each warp, then one over the warps' bests
+ * (two block barriers a round; a shared-memory tree took sixteen). */
 __global__ static void topk_kernel(int32_t *idx, float *val, const float *scores, int C, int k) {
     const float *s = scores + (size_t)blockIdx.x * C;
     float lv[TOPK_MAX];
@@ -290,28 +303,27 @@ __global__ static void topk_kernel(int32_t *idx, float *val, const float *scores
         while (j > 0 && ranks_before(v, c, lv[j - 1], li[j - 1])) lv[j] = lv[j - 1], li[j] = li[j - 1], j--;
         lv[j] = v, li[j] = c;
     }
-    __shared__ float bv[THREADS];
-    __shared__ int bi[THREADS], bt[THREADS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __shared__ float wv[THREADS / 32];
+    __shared__ int wi[THREADS / 32], wt[THREADS / 32], winner;
     int head = 0;
     for (int out = 0; out < k; out++) {
-        bv[threadIdx.x] = head < n ? lv[head] : NAN;
-        bi[threadIdx.x] = head < n ? li[head] : -1;
-        bt[threadIdx.x] = threadIdx.x;
+        float v = head < n ? lv[head] : NAN;
+        int i = head < n ? li[head] : -1, t = threadIdx.x;
+        warp_best(v, i, t);
+        if (lane == 0) wv[warp] = v, wi[warp] = i, wt[warp] = t;
         __syncthreads();
-        for (int w = THREADS / 2; w > 0; w >>= 1) {
-            if (threadIdx.x < w) {
-                int o = threadIdx.x + w;
-                bool take = bi[o] >= 0 && (bi[threadIdx.x] < 0 || ranks_before(bv[o], bi[o], bv[threadIdx.x], bi[threadIdx.x]));
-                if (take) bv[threadIdx.x] = bv[o], bi[threadIdx.x] = bi[o], bt[threadIdx.x] = bt[o];
+        if (warp == 0) {
+            v = lane < THREADS / 32 ? wv[lane] : NAN, i = lane < THREADS / 32 ? wi[lane] : -1;
+            t = lane < THREADS / 32 ? wt[lane] : -1;
+            warp_best(v, i, t);
+            if (lane == 0) {
+                idx[(size_t)blockIdx.x * k + out] = i, val[(size_t)blockIdx.x * k + out] = v;
+                winner = t;
             }
-            __syncthreads();
         }
-        if (threadIdx.x == 0) {
-            idx[(size_t)blockIdx.x * k + out] = bi[0];
-            val[(size_t)blockIdx.x * k + out] = bv[0];
-        }
-        if (threadIdx.x == bt[0]) head++;
         __syncthreads();
+        if (threadIdx.x == winner) head++;
     }
 }
 
