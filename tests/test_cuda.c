@@ -1588,6 +1588,12 @@ int main(void) {
     test_training();
     test_attention();
     test_op_layer();
+    if (getenv("MREC_UNDER_SANITIZER")) { /* tools/gpu/check.sh: the kernels at small shapes, in the time it allows */
+        t_skip("under compute-sanitizer: the encoders' shapes, the encoders, extractors and recommenders are left to the plain run");
+        mrec_cuda_destroy(cu);
+        mrec_pool_destroy(pool);
+        return t_finish();
+    }
     encoder_ops(1);
     for (int prec = MREC_PREC_FP32; prec <= MREC_PREC_BF16; prec++) gemm_entry((mrec_precision)prec);
     encoders_parity();

@@ -872,8 +872,17 @@ int main(void) {
     if (gctx) segment_softmax_op(gctx, "cuda");
     mrec_context_destroy(gctx);
     int clip_items = write_clip_items();
-    for (int i = 0; i < mrec_model_count(); i++)
-        if (mrec_model_runs_on_gpu(mrec_model_at(i)->name)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why, clip_items);
+    /* Under compute-sanitizer (tools/gpu/check.sh), four models that between them reach the training kernels
+     * the ops above do not: the plain run trains every one. */
+    const char *sanitized[] = {"lightgcn", "vbpr", "freedom", "grcn"};
+    int under = getenv("MREC_UNDER_SANITIZER") != NULL;
+    for (int i = 0; i < mrec_model_count(); i++) {
+        const char *name = mrec_model_at(i)->name;
+        int picked = !under;
+        for (size_t j = 0; j < sizeof sanitized / sizeof *sanitized && !picked; j++) picked = !strcmp(name, sanitized[j]);
+        if (mrec_model_runs_on_gpu(name) && picked) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why, clip_items);
+    }
+    if (under) t_skip("under compute-sanitizer: the other models' training is left to the plain run");
 
     mrec_context_destroy(cpu);
     char cmd[4200];
