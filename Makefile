@@ -216,12 +216,12 @@ OPENBLAS_LIBS   := -L/usr/lib/x86_64-linux-gnu/openblas-pthread -lopenblas
 
 $(BUILD)/bench/%: bench/%.c $(TOOLS_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(OPENBLAS_CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLS_LIB) $(LIB) $(OPENBLAS_LIBS) $(LDLIBS) $(SERVE_LDLIBS)
-
-# The GPU benches use no BLAS, and the GPU machine has no OpenBLAS.
-$(BUILD)/bench/bench_gpu_%: bench/bench_gpu_%.c $(TOOLS_LIB) $(LIB)
-	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLS_LIB) $(LIB) $(LDLIBS) $(SERVE_LDLIBS)
+
+# Only the GEMM bench links OpenBLAS, its peer (a GPU machine has none).
+$(BUILD)/bench/bench_gemm: bench/bench_gemm.c $(TOOLS_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(OPENBLAS_CFLAGS) $(LDFLAGS) -o $@ $< $(TOOLS_LIB) $(LIB) $(OPENBLAS_LIBS) $(LDLIBS) $(SERVE_LDLIBS)
 
 # Built, not run: most need a checkpoint or a Python with PyTorch (each says which when run without).
 bench: $(BENCH_BINS)

@@ -30,7 +30,7 @@ say() { printf '%s\n' "$*" | tee -a "$report"; }
 say "# mrec gpu-check"
 say ""
 say "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-say "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+say "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(git status --porcelain 2>/dev/null | wc -l) files differing from it"
 say "- GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo none found)"
 say "- nvcc: $(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
 
@@ -98,7 +98,11 @@ if [ -z "$bench_full" ] && python3 bench/peers/random_checkpoints.py build/bench
     bench_full=$PWD/build/bench-full
 fi
 found=0
-for b in bench/bench_gpu_*.c; do
+# bench_gpu_*: the ops and encoders against PyTorch; bench_train_gpu: every
+# GPU-trained model's epoch on the CPU and the GPU (synthetic data, 2 epochs).
+# GPU_CHECK_BENCHES="NAME..." picks some.
+for b in ${GPU_CHECK_BENCHES:-bench/bench_gpu_*.c bench/bench_train_gpu.c}; do
+    case $b in */*) ;; *) b=bench/$b.c ;; esac
     [ -f "$b" ] || continue
     found=1
     name=$(basename "$b" .c)
@@ -156,6 +160,8 @@ for log in $sanitizers; do
     say "- $(basename "$log" .log | sed 's/^sanitizer-//'): exit $rc; ${summary:-no summary line}"
     [ "$rc" = 0 ] || fail=1
 done
+# one file for the four logs: what comes back from a device machine is counted in files
+for log in $sanitizers; do printf '==== %s\n' "$(basename "$log")"; cat "$log"; done > "$out/sanitizer.log" 2>/dev/null && rm -f $sanitizers
 
 say ""
 say "gpu-check: $([ "$fail" -eq 0 ] && echo passed || echo FAILED)"
