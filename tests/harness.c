@@ -11,7 +11,10 @@
 static const char *suite = "tests";
 static int n_pass, n_fail, n_skip;
 
-void t_suite(const char *name) { suite = name; }
+void t_suite(const char *name) {
+    suite = name;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a run killed at a time limit still shows how far it got */
+}
 
 int t_check(int ok, const char *fmt, ...) {
     if (ok) {
