@@ -326,6 +326,10 @@ int main(void) {
     res[n] = (result){"attention B32 T128 12 heads of 64", 4.0 * R * C * 4, 4.0 * 32 * H * T * T * 64, 0};
     TIME(res[n], mrec_attention_cuda(y, x, x + (size_t)R * C, x + 2 * (size_t)R * C, mask, NULL, 0.125f, 32, T, H, 64, cu));
     n++;
+    /* the same on the tensor cores (the tf32 and bf16 precisions'); the peer runs it in bf16 */
+    res[n] = (result){"attention tf32 B32 T128 12 heads of 64", 4.0 * R * C * 4, 4.0 * 32 * H * T * T * 64, 0};
+    TIME(res[n], mrec_attention_tf32_cuda(y, x, x + (size_t)R * C, x + 2 * (size_t)R * C, mask, NULL, 0.125f, 32, T, H, 64, cu));
+    n++;
 
     /* Evaluation: scores of 1024 users over 40,981 items (Gowalla), top 20. */
     int U = 1024, V = 40981, k = 20;

@@ -684,6 +684,11 @@ mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *co
 mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, const float *v,
                                 const float *mask_bias, const float *head_bias, float scale,
                                 int B, int T, int heads, int dh, mrec_cuda *cu);
+/* The same, its two products as TF32 MMAs on the tensor cores (sm_80 and up;
+ * the fp32 kernel below that): the tf32 and bf16 precisions' attention. */
+mrec_status mrec_attention_tf32_cuda(float *out, const float *q, const float *k, const float *v,
+                                     const float *mask_bias, const float *head_bias, float scale,
+                                     int B, int T, int heads, int dh, mrec_cuda *cu);
 mrec_status mrec_dropout_cuda(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n,
                               mrec_cuda *cu);
 /* The CSR of mrec_index_csr_ref on the device, through a stable radix sort;

@@ -552,6 +552,13 @@ static void test_attention(void) {
                          "%s", what) &&
                 down(got, dout, 4 * n))
                 t_allclose(what, ref, got, n, 1e-5, 1e-4);
+            /* TF32 MMAs: 10-bit mantissas in q, k, the probabilities and v; outputs are weighted means of v in
+             * [-1, 1], off by a few 1e-4 at these sizes */
+            snprintf(what, sizeof what, "attention tf32 B%d T%d heads %d dh %d%s", B, T, nh, dh, with_bias ? " + head bias" : "");
+            if (t_status(mrec_attention_tf32_cuda(dout, dq, dk, dv, dmb, with_bias ? dhb : NULL, scale, B, T, nh, dh, cu), MREC_OK,
+                         "%s", what) &&
+                down(got, dout, 4 * n))
+                t_allclose(what, ref, got, n, 5e-3, 5e-3);
         }
         mrec_cuda_free(cu, dq), mrec_cuda_free(cu, dk), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dhb);
         mrec_cuda_free(cu, dmb), mrec_cuda_free(cu, dout);
@@ -559,6 +566,8 @@ static void test_attention(void) {
     }
     t_status(mrec_attention_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 1, 1, 4, 2, 129, cu), MREC_ERR_UNSUPPORTED,
              "a head size above 128 is refused");
+    t_status(mrec_attention_tf32_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 1, 1, 4, 2, 129, cu), MREC_ERR_UNSUPPORTED,
+             "tf32: a head size above 128 is refused");
 }
 
 /* A tensor of the shape in ctx's arena (on its device), filled from host. */

@@ -55,11 +55,13 @@ def main():
     q = x[: R * C].view(32, T, H, 64).transpose(1, 2)
     kk = x[R * C: 2 * R * C].view(32, T, H, 64).transpose(1, 2)
     vv = x[2 * R * C: 3 * R * C].view(32, T, H, 64).transpose(1, 2)
+    qh, kh, vh, mh = q.bfloat16(), kk.bfloat16(), vv.bfloat16(), mask.bfloat16()
     cases += [
         tf32_linear_gelu,
         lambda: F.gelu(F.linear(xa, wa, ba), approximate="tanh"),
         lambda: F.layer_norm(x[: R * C].view(R, C) + x[R * C: 2 * R * C].view(R, C), (C,), w, b, 1e-12),
         lambda: F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask, scale=0.125),
+        lambda: F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mh, scale=0.125),
     ]
     U, V, k = 1024, 40981, 20
     scores = torch.rand(U, V, device=dev) * 2 - 1

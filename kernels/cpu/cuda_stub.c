@@ -114,6 +114,10 @@ mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, cons
                                 const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_attention_tf32_cuda(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
+                                     const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_gemm_ex_cuda(float *C, const void *A, const void *B, const float *bias, int act, float slope,
                               mrec_precision precision, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb,
                               int ldc, mrec_cuda *cu) {

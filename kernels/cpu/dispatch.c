@@ -145,6 +145,8 @@ size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int
 mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const float *k, const float *v,
                            const float *mask_bias, const float *head_bias, float scale, int B, int T, int heads, int dh,
                            void *work) {
+    if (on_gpu(ctx) && ctx->precision != MREC_PREC_FP32)
+        return mrec_attention_tf32_cuda(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, ctx->cuda);
     if (on_gpu(ctx)) return mrec_attention_cuda(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, ctx->cuda);
     if (!work) return mrec_fail(MREC_ERR_ARG, "attention: no workspace (mrec_attention_workspace_bytes)");
     mrec_attention_cpu(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, work, ctx->precision == MREC_PREC_BF16,

@@ -29,6 +29,9 @@
 
 #include <float.h>
 #include <math.h>
+#include <mma.h>
+
+namespace wmma = nvcuda::wmma;
 
 #define BQ 64  /* queries a block */
 #define BK 64  /* keys a tile */
@@ -169,4 +172,136 @@ extern "C" mrec_status mrec_attention_cuda(float *out, const float *q, const flo
     if (dh <= 32) return launch<32>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
     if (dh <= 64) return launch<64>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
     return launch<128>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+}
+
+/* ---- TF32 on the tensor cores ---------------------------------------------
+ *
+ * The contract above, for the tf32 and bf16 precisions: both products of a
+ * tile (Q K^T and P V) run as 16 x 16 x 8 TF32 MMAs with fp32 accumulation,
+ * on the fp32 activations as they are (a bf16 forward's GEMMs round their
+ * operands anyway; its attention keeps TF32's 10-bit mantissas). Each of the
+ * 4 warps owns 16 of the block's 64 queries. A warp's scores go through
+ * shared memory, where two lanes a row apply the biases and the online
+ * softmax; its output rows live in shared memory too (a fragment's layout is
+ * opaque, so a row could not be rescaled in registers), loaded into the
+ * accumulators for each tile's P V and stored back.
+ */
+template <int DHP>
+__global__ static void __launch_bounds__(THREADS)
+    attention_tf32_kernel(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
+                          const float *head_bias, float scale, int T, int nh, int dh) {
+#if __CUDA_ARCH__ >= 800
+    constexpr int LD = DHP + 8, LS = BK + 8; /* +8 floats: 32-byte aligned rows in other banks */
+    extern __shared__ __align__(128) float smem[];
+    float *qs = smem, *ks = qs + BQ * LD, *vs = ks + BK * LD, *os = vs + BK * LD, *ss = os + BQ * LD;
+    const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+    const int h = blockIdx.y, b = blockIdx.z, H = nh * dh, q0 = blockIdx.x * BQ;
+    const size_t seq = (size_t)b * T * H + (size_t)h * dh;
+    for (int i = t; i < BQ * DHP; i += THREADS) {
+        int r = i / DHP, d = i % DHP;
+        qs[r * LD + d] = q0 + r < T && d < dh ? q[seq + (size_t)(q0 + r) * H + d] * scale : 0.0f;
+        os[r * LD + d] = 0.0f;
+    }
+    /* two lanes a row: row 16 warp + lane / 2, columns half * width .. of the scores and the output */
+    const int row = warp * 16 + (lane >> 1), half = lane & 1, qi = q0 + row;
+    float m = -INFINITY, l = 0.0f;
+    float *srow = ss + row * LS, *orow = os + row * LD;
+    for (int k0 = 0; k0 < T; k0 += BK) {
+        __syncthreads(); /* the previous tile is no longer read */
+        for (int i = t; i < BK * DHP; i += THREADS) {
+            int j = i / DHP, d = i % DHP;
+            bool in = k0 + j < T && d < dh;
+            size_t at = seq + (size_t)(k0 + j) * H + d;
+            ks[j * LD + d] = in ? k[at] : 0.0f;
+            vs[j * LD + d] = in ? v[at] : 0.0f;
+        }
+        __syncthreads();
+        /* S (16, BK) of this warp = Q (16, DHP) K^T */
+        for (int nb = 0; nb < BK / 16; nb++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kk = 0; kk < DHP; kk += 8) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fb;
+                wmma::load_matrix_sync(fa, qs + warp * 16 * LD + kk, LD);
+                wmma::load_matrix_sync(fb, ks + nb * 16 * LD + kk, LD); /* K^T column n is K's row n */
+                for (int e = 0; e < fa.num_elements; e++) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
+                for (int e = 0; e < fb.num_elements; e++) fb.x[e] = wmma::__float_to_tf32(fb.x[e]);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(ss + warp * 16 * LS + nb * 16, acc, LS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        /* the online softmax of the row's BK scores, half of them a lane */
+        float mx = -INFINITY;
+        for (int c = half * (BK / 2); c < (half + 1) * (BK / 2); c++) {
+            int key = k0 + c;
+            float s = srow[c];
+            if (key >= T) s = -INFINITY;
+            else {
+                if (head_bias && qi < T) s += head_bias[((size_t)h * T + qi) * T + key];
+                if (mask_bias) s += mask_bias[(size_t)b * T + key];
+            }
+            srow[c] = s, mx = fmaxf(mx, s);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        float m_new = fmaxf(m, mx), sum = 0.0f;
+        /* all -inf so far: weigh them 0 (the fp32 kernel's comment says why) */
+        for (int c = half * (BK / 2); c < (half + 1) * (BK / 2); c++) {
+            float p = m_new != -INFINITY ? expf(srow[c] - m_new) : 0.0f;
+            srow[c] = p, sum += p;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        float rescale = m == -INFINITY ? 0.0f : expf(m - m_new);
+        l = l * rescale + sum, m = m_new;
+        for (int d = half * (DHP / 2); d < (half + 1) * (DHP / 2); d++) orow[d] *= rescale;
+        __syncwarp();
+        /* O (16, DHP) of this warp += P (16, BK) V */
+        for (int db = 0; db < DHP / 16; db++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+            wmma::load_matrix_sync(acc, os + warp * 16 * LD + db * 16, LD, wmma::mem_row_major);
+            for (int kk = 0; kk < BK; kk += 8) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
+                wmma::load_matrix_sync(fa, ss + warp * 16 * LS + kk, LS);
+                wmma::load_matrix_sync(fb, vs + kk * LD + db * 16, LD);
+                for (int e = 0; e < fa.num_elements; e++) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
+                for (int e = 0; e < fb.num_elements; e++) fb.x[e] = wmma::__float_to_tf32(fb.x[e]);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(os + warp * 16 * LD + db * 16, acc, LD, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    if (qi >= T) return;
+    float inv = 1.0f / l;
+    for (int d = half * (DHP / 2); d < (half + 1) * (DHP / 2) && d < dh; d++) out[seq + (size_t)qi * H + d] = orow[d] * inv;
+#endif /* TF32 MMAs need sm_80; mrec_attention_tf32_cuda runs the fp32 kernel below that */
+}
+
+template <int DHP>
+static mrec_status launch_tf32(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
+                               const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
+    size_t smem = sizeof(float) * (2 * BQ * (DHP + 8) + 2 * BK * (DHP + 8) + BQ * (BK + 8));
+    mrec_status st = mrec_cuda_check(cudaFuncSetAttribute(attention_tf32_kernel<DHP>,
+                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                                     "attention (tf32): shared memory");
+    if (st) return st;
+    dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)heads, (unsigned)B);
+    attention_tf32_kernel<DHP><<<grid, THREADS, smem, cu->stream>>>(out, q, k, v, mask_bias, head_bias, scale, T, heads, dh);
+    return MREC_CUDA_LAUNCHED("attention (tf32)");
+}
+
+/* The contract of mrec_attention_cuda, its products in TF32 */
+extern "C" mrec_status mrec_attention_tf32_cuda(float *out, const float *q, const float *k, const float *v,
+                                                const float *mask_bias, const float *head_bias, float scale, int B, int T,
+                                                int heads, int dh, mrec_cuda *cu) {
+    if (B <= 0 || T <= 0) return MREC_OK;
+    if (heads <= 0 || dh <= 0 || dh > DH_MAX)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "attention on the GPU: head size %d (1 to %d supported)", dh, DH_MAX);
+    if (heads > 65535 || B > 65535) return mrec_fail(MREC_ERR_ARG, "attention: %d sequences of %d heads", B, heads);
+    if (cu->sm < 80) return mrec_attention_cuda(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+    if (dh <= 32) return launch_tf32<32>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+    if (dh <= 64) return launch_tf32<64>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+    return launch_tf32<128>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
 }

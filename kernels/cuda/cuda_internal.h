@@ -26,6 +26,7 @@ typedef struct {
 
 struct mrec_cuda {
     int device;
+    int sm; /* compute capability, 10 major + minor (90 on Hopper) */
     cudaStream_t stream;      /* every op */
     cudaStream_t copy_stream; /* uploads that overlap the ops (mrec_cuda_copy_h2d_async) */
     cublasHandle_t blas;
@@ -39,6 +40,8 @@ struct mrec_cuda {
     size_t bf16_cap;    /* its size in values */
     struct mrec_conv_plan *conv_plans; /* cuDNN's descriptors and algorithm per convolution shape (conv.cu) */
     int n_conv_plans, cap_conv_plans;
+    struct mrec_lt_algo *lt_algos; /* cuBLASLt's algorithm per product shape (gemm.cu) */
+    int n_lt_algos, cap_lt_algos;
 };
 void mrec_conv_plans_free(mrec_cuda *cu);
 

@@ -35,6 +35,10 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     if (!cu) return mrec_fail(MREC_ERR_NOMEM, "cuda: allocating the context");
     cu->device = device;
     mrec_status st = mrec_cuda_check(cudaSetDevice(device), "cudaSetDevice");
+    int major = 0, minor = 0;
+    if (!st) st = mrec_cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "compute capability");
+    if (!st) st = mrec_cuda_check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "compute capability");
+    cu->sm = 10 * major + minor;
     if (!st) st = mrec_cuda_check(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking),
                                   "cudaStreamCreate");
     if (!st) st = mrec_cuda_check(cudaStreamCreateWithFlags(&cu->copy_stream, cudaStreamNonBlocking),
@@ -64,6 +68,7 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     }
     free(cu->weights);
     mrec_conv_plans_free(cu);
+    free(cu->lt_algos);
     if (cu->bf16_buf) cudaFree(cu->bf16_buf);
     if (cu->lt_work) cudaFree(cu->lt_work);
     if (cu->lt) cublasLtDestroy(cu->lt);

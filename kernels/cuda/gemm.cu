@@ -5,6 +5,7 @@
 #include "cuda_internal.h"
 
 #include <cuda_bf16.h>
+#include <string.h>
 
 /* C (M, N) += bias (N) broadcast over rows; one thread per element. */
 __global__ static void add_bias_rows(float *C, const float *bias, int M, int N, int ldc) {
@@ -91,6 +92,41 @@ static uint32_t alignment_of(const void *p) {
  * run in the epilogue with the bias; other activations in one element-wise
  * pass after it. *no_algo is set (and MREC_ERR_UNSUPPORTED returned) when
  * cuBLASLt has no algorithm for the shape and alignments. */
+/* What cuBLASLt's heuristic answers depends on: the product's shape, types,
+ * epilogue and operand alignments. The query costs tens of microseconds of
+ * host time, as long as a bf16 product of an encoder's layer takes on the
+ * GPU, so its answer is kept per key in the device context. */
+typedef struct {
+    int compute, in_type, trans_a, trans_b, M, N, K, lda, ldb, ldc, epi;
+    uint32_t align_a, align_b, align_c;
+} lt_key;
+
+struct mrec_lt_algo {
+    lt_key key;
+    int found; /* 0: cuBLASLt has no algorithm for it */
+    cublasLtMatmulAlgo_t algo;
+};
+
+static struct mrec_lt_algo *lt_algo_find(mrec_cuda *cu, const lt_key *k) {
+    for (int i = 0; i < cu->n_lt_algos; i++)
+        if (!memcmp(&cu->lt_algos[i].key, k, sizeof *k)) return &cu->lt_algos[i];
+    return NULL;
+}
+
+static mrec_status lt_algo_keep(mrec_cuda *cu, const lt_key *k, int found, const cublasLtMatmulAlgo_t *algo) {
+    if (cu->n_lt_algos == cu->cap_lt_algos) {
+        int cap = cu->cap_lt_algos ? 2 * cu->cap_lt_algos : 32;
+        struct mrec_lt_algo *grown = (struct mrec_lt_algo *)realloc(cu->lt_algos, sizeof *grown * cap);
+        if (!grown) return mrec_fail(MREC_ERR_NOMEM, "cuBLASLt: %d algorithms", cap);
+        cu->lt_algos = grown, cu->cap_lt_algos = cap;
+    }
+    struct mrec_lt_algo *e = &cu->lt_algos[cu->n_lt_algos++];
+    memset(e, 0, sizeof *e);
+    e->key = *k, e->found = found;
+    if (found) e->algo = *algo;
+    return MREC_OK;
+}
+
 /* C (M, N), row stride ldc, = act(C) in place */
 static mrec_status activate(float *C, int act, float slope, int M, int N, int ldc, mrec_cuda *cu) {
     if (ldc == N) return mrec_activation_cuda(C, C, (mrec_act)act, slope, (int64_t)M * N, cu);
@@ -126,27 +162,39 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
     if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.a, in_type, trans_b ? K : N, trans_b ? N : K, ldb), "cublasLt layout");
     if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.b, in_type, trans_a ? M : K, trans_a ? K : M, lda), "cublasLt layout");
     if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, N, M, ldc), "cublasLt layout");
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
     size_t ws = MREC_LT_WORKSPACE;
     uint32_t align_first = alignment_of(B), align_second = alignment_of(A), align_c = alignment_of(C);
-    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceCreate(&p.pref), "cublasLt preference");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), "cublasLt");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof align_first), "cublasLt");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof align_second), "cublasLt");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c), "cublasLt");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c), "cublasLt");
-    if (!st) {
-        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(cu->lt, p.op, p.a, p.b, p.c, p.c, p.pref, 1, &heur, &found);
-        if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && found == 0)) {
-            if (no_algo) *no_algo = 1;
-            st = mrec_fail(MREC_ERR_UNSUPPORTED, "gemm %dx%dx%d: cuBLASLt has no algorithm for it", M, N, K);
-        } else {
+    lt_key key;
+    memset(&key, 0, sizeof key); /* no padding bytes left to compare */
+    key.compute = (int)compute, key.in_type = (int)in_type, key.trans_a = trans_a, key.trans_b = trans_b;
+    key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc, key.epi = (int)epi;
+    key.align_a = align_first, key.align_b = align_second, key.align_c = align_c;
+    const struct mrec_lt_algo *known = st ? NULL : lt_algo_find(cu, &key);
+    cublasLtMatmulAlgo_t algo;
+    int found = known ? known->found : 0;
+    if (known && found) algo = known->algo;
+    if (!st && !known) {
+        cublasLtMatmulHeuristicResult_t heur;
+        st = mrec_cublas_check(cublasLtMatmulPreferenceCreate(&p.pref), "cublasLt preference");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), "cublasLt");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof align_first), "cublasLt");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof align_second), "cublasLt");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c), "cublasLt");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c), "cublasLt");
+        if (!st) {
+            cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(cu->lt, p.op, p.a, p.b, p.c, p.c, p.pref, 1, &heur, &found);
+            if (hs == CUBLAS_STATUS_NOT_SUPPORTED) hs = CUBLAS_STATUS_SUCCESS, found = 0;
             st = mrec_cublas_check(hs, "cublasLt heuristic");
+            if (!st) st = lt_algo_keep(cu, &key, found, &heur.algo);
+            if (!st && found) algo = heur.algo;
         }
     }
+    if (!st && !found) {
+        if (no_algo) *no_algo = 1;
+        st = mrec_fail(MREC_ERR_UNSUPPORTED, "gemm %dx%dx%d: cuBLASLt has no algorithm for it", M, N, K);
+    }
     if (!st) {
-        cublasStatus_t ms = cublasLtMatmul(cu->lt, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &heur.algo, cu->lt_work, ws,
+        cublasStatus_t ms = cublasLtMatmul(cu->lt, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &algo, cu->lt_work, ws,
                                            cu->stream);
         if (ms == CUBLAS_STATUS_NOT_SUPPORTED && no_algo) *no_algo = 1;
         st = mrec_cublas_check(ms, "cublasLtMatmul");
