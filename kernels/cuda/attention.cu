@@ -38,6 +38,20 @@ namespace wmma = nvcuda::wmma;
 #define THREADS 128
 #define DH_MAX 128
 
+/* Keys and values k0 .. k0 + BK of a (sequence, head) into shared memory, rows of ldk and ldv floats, zeros past
+ * the sequence and the head size. */
+template <int DHP>
+__device__ static void load_tile(float *ks, int ldk, float *vs, int ldv, const float *k, const float *v, size_t seq,
+                                 int k0, int T, int H, int dh) {
+    for (int i = threadIdx.x; i < BK * DHP; i += THREADS) {
+        int j = i / DHP, d = i % DHP;
+        bool in = k0 + j < T && d < dh;
+        size_t at = seq + (size_t)(k0 + j) * H + d;
+        ks[j * ldk + d] = in ? k[at] : 0.0f;
+        vs[j * ldv + d] = in ? v[at] : 0.0f;
+    }
+}
+
 template <int DHP>
 __global__ static void __launch_bounds__(THREADS)
     attention_kernel(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
@@ -64,13 +78,7 @@ __global__ static void __launch_bounds__(THREADS)
     }
     for (int k0 = 0; k0 < T; k0 += BK) {
         __syncthreads(); /* the previous tile is no longer read */
-        for (int i = t; i < BK * DHP; i += THREADS) {
-            int j = i / DHP, d = i % DHP;
-            bool in = k0 + j < T && d < dh;
-            size_t at = seq + (size_t)(k0 + j) * H + d;
-            ks[j * (DHP + 1) + d] = in ? k[at] : 0.0f;
-            vs[j * DHP + d] = in ? v[at] : 0.0f;
-        }
+        load_tile<DHP>(ks, DHP + 1, vs, DHP, k, v, seq, k0, T, H, dh);
         __syncthreads();
         float s[4][8];
 #pragma unroll
@@ -149,31 +157,6 @@ __global__ static void __launch_bounds__(THREADS)
     }
 }
 
-template <int DHP>
-static mrec_status launch(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
-                          const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
-    size_t smem = sizeof(float) * (BQ * (DHP + 1) + BK * (DHP + 1) + BK * DHP + BQ * (BK + 1));
-    mrec_status st = mrec_cuda_check(cudaFuncSetAttribute(attention_kernel<DHP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                          (int)smem), "attention: shared memory");
-    if (st) return st;
-    dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)heads, (unsigned)B);
-    attention_kernel<DHP><<<grid, THREADS, smem, cu->stream>>>(out, q, k, v, mask_bias, head_bias, scale, T, heads, dh);
-    return MREC_CUDA_LAUNCHED("attention");
-}
-
-/* out, q, k, v: (B, T, heads * dh); mask_bias: (B, T) or NULL; head_bias: (heads, T, T) or NULL */
-extern "C" mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, const float *v,
-                                           const float *mask_bias, const float *head_bias, float scale, int B, int T,
-                                           int heads, int dh, mrec_cuda *cu) {
-    if (B <= 0 || T <= 0) return MREC_OK;
-    if (heads <= 0 || dh <= 0 || dh > DH_MAX)
-        return mrec_fail(MREC_ERR_UNSUPPORTED, "attention on the GPU: head size %d (1 to %d supported)", dh, DH_MAX);
-    if (heads > 65535 || B > 65535) return mrec_fail(MREC_ERR_ARG, "attention: %d sequences of %d heads", B, heads);
-    if (dh <= 32) return launch<32>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
-    if (dh <= 64) return launch<64>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
-    return launch<128>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
-}
-
 /* ---- TF32 on the tensor cores ---------------------------------------------
  *
  * The contract above, for the tf32 and bf16 precisions: both products of a
@@ -208,13 +191,7 @@ __global__ static void __launch_bounds__(THREADS)
     float *srow = ss + row * LS, *orow = os + row * LD;
     for (int k0 = 0; k0 < T; k0 += BK) {
         __syncthreads(); /* the previous tile is no longer read */
-        for (int i = t; i < BK * DHP; i += THREADS) {
-            int j = i / DHP, d = i % DHP;
-            bool in = k0 + j < T && d < dh;
-            size_t at = seq + (size_t)(k0 + j) * H + d;
-            ks[j * LD + d] = in ? k[at] : 0.0f;
-            vs[j * LD + d] = in ? v[at] : 0.0f;
-        }
+        load_tile<DHP>(ks, LD, vs, LD, k, v, seq, k0, T, H, dh);
         __syncthreads();
         /* S (16, BK) of this warp = Q (16, DHP) K^T */
         for (int nb = 0; nb < BK / 16; nb++) {
@@ -279,29 +256,46 @@ __global__ static void __launch_bounds__(THREADS)
 #endif /* TF32 MMAs need sm_80; mrec_attention_tf32_cuda runs the fp32 kernel below that */
 }
 
-template <int DHP>
-static mrec_status launch_tf32(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
-                               const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
-    size_t smem = sizeof(float) * (2 * BQ * (DHP + 8) + 2 * BK * (DHP + 8) + BQ * (BK + 8));
-    mrec_status st = mrec_cuda_check(cudaFuncSetAttribute(attention_tf32_kernel<DHP>,
-                                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-                                     "attention (tf32): shared memory");
-    if (st) return st;
-    dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)heads, (unsigned)B);
-    attention_tf32_kernel<DHP><<<grid, THREADS, smem, cu->stream>>>(out, q, k, v, mask_bias, head_bias, scale, T, heads, dh);
-    return MREC_CUDA_LAUNCHED("attention (tf32)");
-}
+/* ---- launches ----------------------------------------------------------------- */
 
-/* The contract of mrec_attention_cuda, its products in TF32 */
-extern "C" mrec_status mrec_attention_tf32_cuda(float *out, const float *q, const float *k, const float *v,
-                                                const float *mask_bias, const float *head_bias, float scale, int B, int T,
-                                                int heads, int dh, mrec_cuda *cu) {
+typedef void (*attention_fn)(float *, const float *, const float *, const float *, const float *, const float *, float, int,
+                             int, int);
+
+/* Shared memory of a block, by kernel and padded head size */
+static size_t smem_fp32(int dhp) { return sizeof(float) * (BQ * (dhp + 1) + BK * (dhp + 1) + BK * dhp + BQ * (BK + 1)); }
+static size_t smem_tf32(int dhp) { return sizeof(float) * (2 * BQ * (dhp + 8) + 2 * BK * (dhp + 8) + BQ * (BK + 8)); }
+
+/* Either kernel over (query blocks, heads, sequences), the head size padded to 32, 64 or 128. */
+static mrec_status attention(int tf32, float *out, const float *q, const float *k, const float *v, const float *mask_bias,
+                             const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
     if (B <= 0 || T <= 0) return MREC_OK;
     if (heads <= 0 || dh <= 0 || dh > DH_MAX)
         return mrec_fail(MREC_ERR_UNSUPPORTED, "attention on the GPU: head size %d (1 to %d supported)", dh, DH_MAX);
     if (heads > 65535 || B > 65535) return mrec_fail(MREC_ERR_ARG, "attention: %d sequences of %d heads", B, heads);
-    if (cu->sm < 80) return mrec_attention_cuda(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
-    if (dh <= 32) return launch_tf32<32>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
-    if (dh <= 64) return launch_tf32<64>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
-    return launch_tf32<128>(out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+    tf32 = tf32 && cu->sm >= 80; /* TF32 MMAs need Ampere or later: the fp32 kernel below that */
+    int dhp = dh <= 32 ? 32 : dh <= 64 ? 64 : 128;
+    attention_fn kernel = dhp == 32   ? (tf32 ? attention_tf32_kernel<32> : attention_kernel<32>)
+                          : dhp == 64 ? (tf32 ? attention_tf32_kernel<64> : attention_kernel<64>)
+                                      : (tf32 ? attention_tf32_kernel<128> : attention_kernel<128>);
+    size_t smem = tf32 ? smem_tf32(dhp) : smem_fp32(dhp);
+    mrec_status st = mrec_cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                                     "attention: shared memory");
+    if (st) return st;
+    dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)heads, (unsigned)B);
+    kernel<<<grid, THREADS, smem, cu->stream>>>(out, q, k, v, mask_bias, head_bias, scale, T, heads, dh);
+    return MREC_CUDA_LAUNCHED(tf32 ? "attention (tf32)" : "attention");
+}
+
+/* out, q, k, v: (B, T, heads * dh); mask_bias: (B, T) or NULL; head_bias: (heads, T, T) or NULL */
+extern "C" mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, const float *v,
+                                           const float *mask_bias, const float *head_bias, float scale, int B, int T,
+                                           int heads, int dh, mrec_cuda *cu) {
+    return attention(0, out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+}
+
+/* The same, its products in TF32 */
+extern "C" mrec_status mrec_attention_tf32_cuda(float *out, const float *q, const float *k, const float *v,
+                                                const float *mask_bias, const float *head_bias, float scale, int B, int T,
+                                                int heads, int dh, mrec_cuda *cu) {
+    return attention(1, out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
 }
