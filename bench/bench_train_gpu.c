@@ -14,7 +14,7 @@
  * batches and Adam; one evaluation at the end, timed apart). Without a GPU
  * the CPU column is printed and the GPU one says why it is missing.
  */
-#include "../recsys/mrec_registry.h"
+#include "bench_fit.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,41 +26,6 @@ static uint64_t mix(uint64_t *s) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
-}
-
-typedef struct {
-    double seconds_per_epoch, eval_seconds, recall;
-    int ok;
-} timing;
-
-static timing train_on(mrec_context *ctx, const mrec_model_entry *e, const mrec_model_inputs *in, const mrec_user_items *train,
-                       const mrec_user_items *valid, const mrec_user_items *test, int epochs) {
-    timing t = {0};
-    mrec_param_values given, p;
-    memset(&given, 0, sizeof given);
-    given.v[MREC_HP_DIM] = (mrec_param_value){.x = {64}, .given = 1};
-    mrec_built_model b;
-    memset(&b, 0, sizeof b);
-    mrec_status st = mrec_params_resolve(&p, e, &given);
-    if (!st) st = mrec_model_build(&b, e, in, &p, ctx);
-    if (st) {
-        fprintf(stderr, "bench_train_gpu: %s on %s: %s\n", e->name, mrec_device_name(ctx->device), mrec_error_detail());
-        return t;
-    }
-    mrec_fit_options opt = mrec_fit_defaults();
-    opt.epochs = epochs, opt.eval_every = epochs, opt.patience = 1000, opt.batch_size = 2048, opt.lr = 1e-3f, opt.seed = 7;
-    int k[1] = {20};
-    mrec_fit_result r;
-    memset(&r, 0, sizeof r);
-    if ((st = mrec_fit(&r, &b.model, train, valid, test, k, 1, 1, &opt, ctx)))
-        fprintf(stderr, "bench_train_gpu: %s on %s: %s\n", e->name, mrec_device_name(ctx->device), mrec_error_detail());
-    else
-        /* a model without training (ItemKNN) is timed on its scoring: the evaluation, in the epoch's column */
-        t.ok = 1, t.seconds_per_epoch = r.epochs_run ? r.train_seconds / r.epochs_run : r.eval_seconds, t.eval_seconds = r.eval_seconds,
-        t.recall = r.test.value[MREC_METRIC_RECALL][0];
-    free(r.topk);
-    mrec_built_model_free(&b);
-    return t;
 }
 
 int main(int argc, char **argv) {
@@ -122,9 +87,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < mrec_model_count(); i++) {
         const mrec_model_entry *e = mrec_model_at(i);
         if (!mrec_model_runs_on_gpu(e->name)) continue;
-        timing c = {0}, d = {0};
-        if (!gpu_only) c = train_on(cpu, e, &in, &train, &valid, &test, epochs);
-        if (gpu) d = train_on(gpu, e, &in, &train, &valid, &test, epochs);
+        bench_timing c = {0}, d = {0};
+        if (!gpu_only) c = bench_fit("bench_train_gpu", cpu, e, &in, &train, &valid, &test, epochs, 1e-3f);
+        if (gpu) d = bench_fit("bench_train_gpu", gpu, e, &in, &train, &valid, &test, epochs, 1e-3f);
         int valid_gpu = d.ok && c.ok && fabs(d.recall - c.recall) <= 0.01;
         if (gpu_only) { /* no CPU run to hold the GPU's to */
             failed |= !d.ok;

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""lightgcn_peer.py: plain PyTorch CPU LightGCN doing what bench_lightgcn does, for the ratio.
+"""lightgcn_peer.py: plain PyTorch LightGCN doing what bench_lightgcn (CPU) and bench_gpu_gowalla (GPU) do, for the ratio.
 
-    python bench/peers/lightgcn_peer.py TRAIN.txt TEST.txt THREADS STEPS
+    python bench/peers/lightgcn_peer.py TRAIN.txt TEST.txt THREADS STEPS [DEVICE]
+
+DEVICE: cpu (default) or cuda; on a GPU the graph, the embeddings and each batch live there, and
+each timed phase ends with a synchronization.
 
 The MMRec / LightGCN-PyTorch recipe: D^-1/2 A D^-1/2 as a torch sparse tensor, 3 layers, 64-d,
 batch 2048, BPR + EmbLoss, Adam; evaluation scores every user against every item in blocks of
@@ -29,6 +32,8 @@ def read(path):
 
 def main():
     train_path, test_path, threads, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    dev = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(threads)
     tu, ti = read(train_path)
     n_users, n_items = int(tu.max()) + 1, int(ti.max()) + 1
@@ -40,10 +45,10 @@ def main():
     deg = np.bincount(rows, minlength=n).astype(np.float64) + 1e-7
     d = np.power(deg, -0.5)
     vals = (d[rows] * d[cols]).astype(np.float32)
-    adj = torch.sparse_coo_tensor(np.stack([rows, cols]), vals, (n, n)).coalesce()
+    adj = torch.sparse_coo_tensor(np.stack([rows, cols]), vals, (n, n)).coalesce().to(dev)
     torch.manual_seed(0)
-    user = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(n_users, 64)))
-    item = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(n_items, 64)))
+    user = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(n_users, 64)).to(dev))
+    item = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(n_items, 64)).to(dev))
     opt = torch.optim.Adam([user, item], lr=1e-3)
     hist = [set() for _ in range(n_users)]
     for u, i in zip(tu, ti):
@@ -69,8 +74,8 @@ def main():
     times = []
     for s in range(steps + 1):
         b = order[s * 2048:(s + 1) * 2048]
-        u, i, j = torch.tensor(tu[b]), torch.tensor(ti[b]), torch.tensor(neg[s * 2048:(s + 1) * 2048])
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # the batch's copy to the device counts, as a loader's would
+        u, i, j = (torch.tensor(a).to(dev) for a in (tu[b], ti[b], neg[s * 2048:(s + 1) * 2048]))
         opt.zero_grad()
         fu, fi = forward()
         x = (fu[u] * fi[i]).sum(1) - (fu[u] * fi[j]).sum(1)
@@ -78,19 +83,21 @@ def main():
         loss = loss + 1e-4 * (user[u].norm() + item[i].norm() + item[j].norm()) / len(b)
         loss.backward()
         opt.step()
+        sync()
         if s:  # the first step warms up
             times.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     with torch.no_grad():
         fu, fi = forward()
-        train_rows = torch.tensor(tu)
-        train_cols = torch.tensor(ti)
+        train_rows = torch.tensor(tu).to(dev)
+        train_cols = torch.tensor(ti).to(dev)
         for u0 in range(0, n_users, 1024):
             scores = fu[u0:u0 + 1024] @ fi.T
             sel = (train_rows >= u0) & (train_rows < u0 + 1024)
             scores[train_rows[sel] - u0, train_cols[sel]] = -np.inf
             torch.topk(scores, 20, dim=1)
+        sync()
     t_eval = time.perf_counter() - t0
     print(f"sample {t_sample:.4f}\nstep {np.mean(times):.5f}\neval {t_eval:.4f}", flush=True)
 
