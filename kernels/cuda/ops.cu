@@ -73,11 +73,26 @@ __global__ static void activation_kernel(float *out, const float *in, mrec_act a
         out[i] = mrec_activate(in[i], act, slope);
 }
 
+/* Four values a thread, in 16-byte loads and stores: the scalar kernel moved a GELU's (4096, 3072) at
+ * 1.6 TB/s, PyTorch's at 2.6 */
+__global__ static void activation4_kernel(float4 *out, const float4 *in, mrec_act act, float slope, int64_t n4) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+        float4 v = in[i];
+        v.x = mrec_activate(v.x, act, slope), v.y = mrec_activate(v.y, act, slope);
+        v.z = mrec_activate(v.z, act, slope), v.w = mrec_activate(v.w, act, slope);
+        out[i] = v;
+    }
+}
+
 /* out, in: (n) */
 extern "C" mrec_status mrec_activation_cuda(float *out, const float *in, mrec_act act, float slope, int64_t n,
                                             mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    activation_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, in, act, slope, n);
+    if (n % 4 == 0 && ((uintptr_t)out & 15) == 0 && ((uintptr_t)in & 15) == 0)
+        activation4_kernel<<<blocks_for(n / 4, THREADS), THREADS, 0, cu->stream>>>((float4 *)out, (const float4 *)in, act,
+                                                                                 slope, n / 4);
+    else
+        activation_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, in, act, slope, n);
     return MREC_CUDA_LAUNCHED("activation");
 }
 
