@@ -1,15 +1,15 @@
 #!/bin/sh
 # check.sh (make gpu-check): everything a machine with a GPU should verify,
-# in one command that ends well inside ten minutes, with one markdown report.
+# in one command meant to end inside ten minutes, with one markdown report.
 #
 #   1. build dependencies: when the machine lacks the Debian -dev libraries,
 #      the packages in .deps/ (make gpu-deps, on a Debian machine) are
 #      unpacked under build/deps and used from there; cuDNN comes from the
 #      CUDA toolkit or, failing that, from the nvidia-cudnn Python wheel;
 #   2. the CUDA build for this GPU's architecture;
-#   3. the GPU benchmarks (bench/bench_gpu_*), alone on the GPU, with
-#      full-size random checkpoints made here when MREC_FULL_DIR is unset
-#      (build/bench-full);
+#   3. the GPU benchmarks (bench/bench_gpu_*, bench_train_gpu), alone on
+#      the GPU, with full-size random checkpoints made here when
+#      MREC_FULL_DIR is unset (build/bench-full);
 #   4. the whole test suite of that build (the GPU cases run instead of
 #      printing "skipped") and, beside it, the GPU test programs
 #      (tests/test_cuda*.c) under compute-sanitizer (memcheck, racecheck).
@@ -87,8 +87,8 @@ fi
 build/cuda/mrec info >> "$out/build.log" 2>&1
 
 # 3. benchmarks, first, while nothing else uses the GPU. Without MREC_FULL_DIR,
-#    full-size checkpoints with random weights are written under build/full
-#    when this machine's python3 has PyTorch and transformers.
+#    full-size checkpoints with random weights are written under
+#    build/bench-full when this machine's python3 has PyTorch and transformers.
 say ""
 say "## Benchmarks"
 # (The tests read MREC_FULL_DIR too, for reference outputs these checkpoints
