@@ -131,7 +131,9 @@ if command -v compute-sanitizer > /dev/null 2>&1; then
     done
 fi
 # GPU_CHECK_TESTS="gpu [NAME...]" runs the GPU test programs and the test_NAME
-# programs named (a short look); the default, all, runs the whole suite.
+# programs named (a short look); the default, all, runs the whole suite,
+# GPU_CHECK_TEST_JOBS programs at a time (default: half the cores).
+export MREC_TEST_JOBS=${GPU_CHECK_TEST_JOBS:-$(( jobs > 1 ? jobs / 2 : 1 ))}
 if [ "${GPU_CHECK_TESTS:-all}" != all ]; then
     picked=$gpu_tests
     for name in ${GPU_CHECK_TESTS#gpu}; do picked="$picked build/cuda/tests/test_$name"; done
