@@ -183,8 +183,8 @@ static void test_gather_pool(void) {
 }
 
 static void test_topk(void) {
-    int shapes[][3] = {{1, 1, 1}, {3, 50, 50}, {5, 1000, 20}, {4, 7050, 100}, {2, 40000, 128}, {9, 257, 10}};
-    for (int si = 0; si < 6; si++) {
+    int shapes[][3] = {{1, 1, 1}, {3, 50, 50}, {5, 1000, 20}, {4, 7050, 100}, {2, 40000, 128}, {9, 257, 10}, {3, 40981, 32}, {2, 33, 32}};
+    for (int si = 0; si < 8; si++) {
         int R = shapes[si][0], C = shapes[si][1], k = shapes[si][2];
         float *s = malloc(4 * (size_t)R * C);
         /* Coarse values so ties are common; a few NaN. */

@@ -342,13 +342,70 @@ __global__ static void topk_kernel(int32_t *idx, float *val, const float *scores
     }
 }
 
+/* a ranks before b, an empty slot (column -1) after everything */
+__device__ static bool better(float va, int ia, float vb, int ib) {
+    return ia >= 0 && (ib < 0 || ranks_before(va, ia, vb, ib));
+}
+
+/* k <= 32, as evaluation asks (top 10, 20): each thread's best 32 columns in
+ * registers, sorted, every index a constant once unrolled. The list above
+ * lives in local memory, a kilobyte a thread, and its inserts went out to
+ * L2: 0.23x PyTorch's torch.topk on Gowalla's scores. A column that ranks
+ * before a thread's 32nd is carried down the list by compare-and-swap; the
+ * merge takes the winner's head and shifts its list up. */
+__global__ static void __launch_bounds__(THREADS) topk32_kernel(int32_t *idx, float *val, const float *scores, int C, int k) {
+    const float *s = scores + (size_t)blockIdx.x * C;
+    float lv[32];
+    int li[32];
+#pragma unroll
+    for (int j = 0; j < 32; j++) lv[j] = NAN, li[j] = -1;
+    for (int c = threadIdx.x; c < C; c += THREADS) {
+        float v = s[c];
+        int ci = c;
+        if (!better(v, ci, lv[31], li[31])) continue;
+#pragma unroll
+        for (int j = 0; j < 32; j++)
+            if (better(v, ci, lv[j], li[j])) {
+                float tv = lv[j];
+                int ti = li[j];
+                lv[j] = v, li[j] = ci, v = tv, ci = ti;
+            }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __shared__ float wv[THREADS / 32];
+    __shared__ int wi[THREADS / 32], wt[THREADS / 32], winner;
+    for (int out = 0; out < k; out++) {
+        float v = lv[0];
+        int i = li[0], t = threadIdx.x;
+        warp_best(v, i, t);
+        if (lane == 0) wv[warp] = v, wi[warp] = i, wt[warp] = t;
+        __syncthreads();
+        if (warp == 0) {
+            v = lane < THREADS / 32 ? wv[lane] : NAN, i = lane < THREADS / 32 ? wi[lane] : -1;
+            t = lane < THREADS / 32 ? wt[lane] : -1;
+            warp_best(v, i, t);
+            if (lane == 0) {
+                idx[(size_t)blockIdx.x * k + out] = i, val[(size_t)blockIdx.x * k + out] = v;
+                winner = t;
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x == winner) {
+#pragma unroll
+            for (int j = 0; j < 31; j++) lv[j] = lv[j + 1], li[j] = li[j + 1];
+            lv[31] = NAN, li[31] = -1;
+        }
+    }
+}
+
 /* idx, val: (R, k); scores: (R, C); k <= min(C, 128) */
 extern "C" mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k,
                                            mrec_cuda *cu) {
     if (R <= 0 || k <= 0) return MREC_OK;
     if (k > C) return mrec_fail(MREC_ERR_ARG, "topk: k %d is larger than the row (%d)", k, C);
     if (k > TOPK_MAX) return mrec_fail(MREC_ERR_UNSUPPORTED, "topk on the GPU: k %d is above %d", k, TOPK_MAX);
-    topk_kernel<<<R, THREADS, 0, cu->stream>>>(idx, val, scores, C, k);
+    if (k <= 32) topk32_kernel<<<R, THREADS, 0, cu->stream>>>(idx, val, scores, C, k);
+    else topk_kernel<<<R, THREADS, 0, cu->stream>>>(idx, val, scores, C, k);
     return MREC_CUDA_LAUNCHED("topk_rows");
 }
 
