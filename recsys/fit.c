@@ -8,6 +8,7 @@
 #include "mrec_recsys.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +24,49 @@ static double now(void) {
 mrec_fit_options mrec_fit_defaults(void) {
     mrec_fit_options o = {.epochs = 1000, .batch_size = 2048, .patience = 20, .eval_every = 1, .lr = 0.001f,
                           .seed = 999, .select_metric = MREC_METRIC_RECALL, .select_k = 20, .lr_decay = 1,
-                          .lr_decay_every = 50};
+                          .lr_decay_every = 50, .sample_ahead = -1};
     return o;
 }
 
+
+/* An epoch's BPR triples, drawn from rng: on the caller's thread, or on a
+ * helper while the caller trains on the previous epoch's. A draw shuffles
+ * the previous one's order further (the pairs, and the users for
+ * sample_users), so a helper starts from a copy of it, made while the
+ * caller only reads it; with the draws on one generator in turn, the
+ * triples are the same either way. */
+typedef struct {
+    mrec_bpr_sampler *sampler, *from; /* from: the previous draw's sampler, or NULL (the same one) */
+    mrec_rng *rng;
+    int by_users, batch_size;
+    pthread_t thread;
+    int running;
+} draw;
+
+static void *draw_run(void *arg) {
+    draw *d = arg;
+    mrec_bpr_sampler *s = d->sampler;
+    if (d->from && d->from != s) {
+        memcpy(s->user, d->from->user, sizeof *s->user * (size_t)s->n);
+        memcpy(s->pos, d->from->pos, sizeof *s->pos * (size_t)s->n);
+        memcpy(s->users, d->from->users, sizeof *s->users * (size_t)s->n_users);
+    }
+    if (d->by_users) mrec_bpr_sampler_epoch_users(s, d->rng, d->batch_size);
+    else mrec_bpr_sampler_epoch(s, d->rng);
+    return NULL;
+}
+
+/* Starts drawing into sampler after from's draw; on the caller's thread when ahead is 0 or no thread can be had. */
+static void draw_start(draw *d, mrec_bpr_sampler *sampler, mrec_bpr_sampler *from, int ahead) {
+    d->sampler = sampler, d->from = from;
+    d->running = ahead && pthread_create(&d->thread, NULL, draw_run, d) == 0;
+    if (!d->running) draw_run(d);
+}
+
+static void draw_wait(draw *d) {
+    if (d->running) pthread_join(d->thread, NULL);
+    d->running = 0;
+}
 
 static void logf_(const mrec_fit_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(const mrec_fit_options *o, const char *fmt, ...) {
@@ -120,26 +160,37 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         return st;
     }
 
-    mrec_bpr_sampler sampler;
+    /* two samplers where the next epoch is drawn while one trains: on a GPU the host mostly waits, and a draw
+     * (53 ms on Gowalla) is a tenth of the epoch LightGCN aims at there */
+    int ahead = opt->sample_ahead < 0 ? ctx->device != MREC_DEVICE_CPU : opt->sample_ahead;
+    mrec_bpr_sampler samplers[2];
+    memset(samplers, 0, sizeof samplers);
     mrec_optimizer adam;
-    if ((st = mrec_bpr_sampler_init(&sampler, train))) return st;
+    if ((st = mrec_bpr_sampler_init(&samplers[0], train))) return st;
+    if (ahead && (st = mrec_bpr_sampler_init(&samplers[1], train))) {
+        mrec_bpr_sampler_free(&samplers[0]);
+        return st;
+    }
     mrec_adam_init_on(&adam, opt->lr, opt->weight_decay, ctx);
     for (int p = 0; p < m->n_params && !st; p++) st = mrec_adam_add(&adam, m->param[p], m->grad[p], m->size[p]);
     mrec_rng rng = {opt->seed};
+    draw next = {.rng = &rng, .by_users = opt->sample_users, .batch_size = opt->batch_size};
     double best = -1;
     int bad_evals = 0;
     for (int epoch = 1; epoch <= opt->epochs && !st; epoch++) {
         double t0 = now(), loss = 0;
-        if (opt->sample_users) mrec_bpr_sampler_epoch_users(&sampler, &rng, opt->batch_size);
-        else mrec_bpr_sampler_epoch(&sampler, &rng);
+        if (epoch == 1 || !ahead) draw_start(&next, &samplers[0], NULL, 0); /* this epoch's draw, here */
+        draw_wait(&next);
+        mrec_bpr_sampler *sampler = next.sampler;
+        if (ahead && epoch < opt->epochs) draw_start(&next, &samplers[sampler == &samplers[0]], sampler, 1);
         if (m->epoch_start && (st = m->epoch_start(m->self))) break;
         float decay = opt->lr_decay > 0 ? opt->lr_decay : 1.0f;
         int every = opt->lr_decay_every > 0 ? opt->lr_decay_every : 50;
         adam.lr = opt->lr * (decay == 1.0f ? 1.0f : powf(decay, (float)(epoch - 1) / every));
         int batches = 0;
-        for (int64_t at = 0; at < sampler.n; at += opt->batch_size, batches++) {
-            int n = (int)(sampler.n - at < opt->batch_size ? sampler.n - at : opt->batch_size);
-            double l = m->loss_grad(m->self, sampler.user + at, sampler.pos + at, sampler.neg + at, n);
+        for (int64_t at = 0; at < sampler->n; at += opt->batch_size, batches++) {
+            int n = (int)(sampler->n - at < opt->batch_size ? sampler->n - at : opt->batch_size);
+            double l = m->loss_grad(m->self, sampler->user + at, sampler->pos + at, sampler->neg + at, n);
             if (m->status && *m->status) { /* an op failed: its own error, not a loss to blame on the learning rate */
                 st = *m->status;
                 break;
@@ -187,7 +238,8 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
             break;
         }
     }
-    mrec_bpr_sampler_free(&sampler);
+    draw_wait(&next); /* a draw for an epoch that early stopping or an error cut off */
+    mrec_bpr_sampler_free(&samplers[0]), mrec_bpr_sampler_free(&samplers[1]);
     mrec_adam_free(&adam);
     return st;
 }

@@ -680,6 +680,9 @@ typedef struct {
     float lr_decay;            /* MMRec's learning_rate_scheduler [decay, every]: epoch e (from 0) */
     int lr_decay_every;        /* trains with lr * decay^(e / every); 1 and 50 by default */
     int keep_model;            /* keep the model as it was at the best epoch (its embeddings and parameters), to save it */
+    int sample_ahead;          /* draw the next epoch's triples on a helper thread while this one trains: 1 on, 0 off,
+                                * -1 (the default) on where the context runs on a GPU and the host would wait;
+                                * the same draws either way */
 } mrec_fit_options;
 
 mrec_fit_options mrec_fit_defaults(void);

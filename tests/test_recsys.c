@@ -521,6 +521,64 @@ static void test_trajectory(mrec_context *ctx) {
     cJSON_Delete(c);
 }
 
+/* Drawing the next epoch's triples on a helper thread (sample_ahead, on by default on a GPU) gives the same
+ * triples as drawing them in turn: the same epoch losses and the same trained weights, for both samplers. */
+static void fit_losses(void *arg, const char *line) {
+    double *l = arg;
+    const char *at = strstr(line, "loss ");
+    if (at && l[0] < 8) l[1 + (int)l[0]++] = atof(at + 5);
+}
+
+static void test_sample_ahead(mrec_context *ctx) {
+    enum { U = 120, I = 90, PER = 7 };
+    int64_t ptr[U + 1], tptr[U + 1];
+    int32_t col[U * PER], tcol[U];
+    float one[U * PER];
+    for (int u = 0; u < U; u++) {
+        ptr[u] = (int64_t)u * PER, tptr[u] = u;
+        for (int e = 0; e < PER; e++) col[u * PER + e] = (int32_t)((u * 3 + e * 11) % I); /* distinct per user, sorted below */
+        for (int a = 1; a < PER; a++) /* rows sorted, as mrec_user_items keeps them */
+            for (int b = a; b > 0 && col[u * PER + b - 1] > col[u * PER + b]; b--) {
+                int32_t t = col[u * PER + b];
+                col[u * PER + b] = col[u * PER + b - 1], col[u * PER + b - 1] = t;
+            }
+        tcol[u] = (int32_t)((u * 3 + 5) % I);
+        for (int e = 0; e < PER; e++) one[u * PER + e] = 1;
+    }
+    ptr[U] = (int64_t)U * PER, tptr[U] = U;
+    mrec_user_items train = {U, I, ptr, col, one}, test = {U, I, tptr, tcol, one};
+    for (int by_users = 0; by_users < 2; by_users++) {
+        double losses[2][9] = {{0}};
+        float *w[2] = {NULL, NULL};
+        size_t bytes = 0; /* of every parameter, one after another */
+        mrec_fit_result r[2];
+        int ok = 1;
+        for (int ahead = 0; ahead < 2; ahead++) {
+            mrec_rng rng = {5};
+            mrec_model m;
+            if (!t_status(mrec_bprmf_create(&m, U, I, 8, 1e-4f, &rng, ctx), MREC_OK, "bprmf")) return;
+            mrec_fit_options opt = mrec_fit_defaults();
+            opt.epochs = 4, opt.batch_size = 64, opt.lr = 0.01f, opt.sample_users = by_users, opt.sample_ahead = ahead, opt.select_k = 10;
+            opt.log = fit_losses, opt.log_ctx = losses[ahead];
+            int k[1] = {10};
+            memset(&r[ahead], 0, sizeof r[ahead]);
+            ok &= t_status(mrec_fit(&r[ahead], &m, &train, NULL, &test, k, 1, 1, &opt, ctx), MREC_OK, "fit, sample_ahead %d", ahead);
+            bytes = 0;
+            for (int p = 0; p < m.n_params; p++) bytes += sizeof(float) * (size_t)m.size[p];
+            w[ahead] = malloc(bytes);
+            for (size_t p = 0, at = 0; w[ahead] && p < (size_t)m.n_params; at += sizeof(float) * (size_t)m.size[p++])
+                memcpy((char *)w[ahead] + at, m.param[p], sizeof(float) * (size_t)m.size[p]);
+            ok &= w[ahead] != NULL;
+            mrec_model_destroy(&m);
+        }
+        t_check(ok && losses[0][0] == 4 && !memcmp(losses[0], losses[1], sizeof losses[0]) && !memcmp(w[0], w[1], bytes) &&
+                    !memcmp(r[0].test.value, r[1].test.value, sizeof r[0].test.value),
+                "%s: the next epoch drawn on a helper thread gives the same losses (%.6f .. %.6f), weights and metrics",
+                by_users ? "sample_users" : "shuffled pairs", losses[1][1], losses[1][4]);
+        free(w[0]), free(w[1]), free(r[0].topk), free(r[1].topk);
+    }
+}
+
 int main(void) {
     t_suite("recsys");
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
@@ -532,6 +590,7 @@ int main(void) {
     test_gradients(ctx);
     test_itemknn(ctx);
     test_trajectory(ctx);
+    test_sample_ahead(ctx);
     test_loaders();
     test_splits();
     test_real_data();
