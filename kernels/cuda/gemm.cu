@@ -101,12 +101,6 @@ static uint32_t alignment_of(const void *p) {
     return a;
 }
 
-/* C (M, N) fp32 = act(alpha op(A) op(B) + beta C + bias) through cuBLASLt, the
- * row-major contract of mrec_gemm_cuda; A, B of in_type (fp32 or bf16),
- * fp32 accumulation, compute 32F or 32F_FAST_TF32. ReLU and the tanh GELU
- * run in the epilogue with the bias; other activations in one element-wise
- * pass after it. *no_algo is set (and MREC_ERR_UNSUPPORTED returned) when
- * cuBLASLt has no algorithm for the shape and alignments. */
 /* What cuBLASLt's heuristic answers depends on: the product's shape, types,
  * epilogue and operand alignments. The query costs tens of microseconds of
  * host time, as long as a bf16 product of an encoder's layer takes on the
@@ -151,6 +145,12 @@ static mrec_status activate(float *C, int act, float slope, int M, int N, int ld
     return st;
 }
 
+/* C (M, N) fp32 = act(alpha op(A) op(B) + beta C + bias) through cuBLASLt, the
+ * row-major contract of mrec_gemm_cuda; A, B of in_type (fp32 or bf16),
+ * fp32 accumulation, compute 32F or 32F_FAST_TF32. ReLU and the tanh GELU
+ * run in the epilogue with the bias; other activations in one element-wise
+ * pass after it. *no_algo is set (and MREC_ERR_UNSUPPORTED returned) when
+ * cuBLASLt has no algorithm for the shape and alignments. */
 static mrec_status lt_matmul(float *C, const void *A, const void *B, const float *bias, int act, float slope, float alpha,
                              float beta, cublasComputeType_t compute, cudaDataType_t in_type, int trans_a, int trans_b,
                              int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu, int *no_algo) {
