@@ -13,6 +13,7 @@
  * count times its mean step. Without a GPU it says so and measures nothing.
  */
 #include "bench_fit.h"
+#include "lightgcn_peer.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -60,16 +61,8 @@ int main(int argc, char **argv) {
         else printf("%-10s %14s\n", models[i], "failed");
         if (i == 1) lightgcn_epoch = t.seconds_per_epoch, lightgcn_eval = t.eval_seconds;
     }
-    /* the peer: sampling, mean step and evaluation seconds, one a line */
-    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    char cmd[9000];
-    snprintf(cmd, sizeof cmd, "%s bench/peers/lightgcn_peer.py %s %s 16 20 cuda 2>/dev/null", py, train_path, test_path);
-    FILE *p = popen(cmd, "r");
-    double peer[3] = {0, 0, 0};
-    char name[16];
-    for (int i = 0; p && i < 3; i++)
-        if (fscanf(p, "%15s %lf", name, &peer[i]) != 2) peer[i] = 0;
-    if (p) pclose(p);
+    double peer[3];
+    lightgcn_peer(peer, train_path, test_path, 16, 20, "cuda");
     double peer_epoch = peer[0] + (double)((pairs + 2047) / 2048) * peer[1];
     if (peer[1] > 0 && lightgcn_epoch > 0)
         printf("PyTorch LightGCN on the same GPU: %.3f s an epoch (%.3f sampling + %lld steps of %.5f), eval %.3f s; "

@@ -10,6 +10,7 @@
  * the step time is the mean of `steps` steps after one warm-up step.
  */
 #include "../recsys/mrec_recsys.h"
+#include "lightgcn_peer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,15 +68,8 @@ int main(int argc, char **argv) {
     double t_eval = now() - t0;
     int steps_per_epoch = (int)((s.n + 2047) / 2048);
 
-    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s bench/peers/lightgcn_peer.py %s %s %d %d 2>/dev/null", py, TRAIN, TEST, threads, steps);
-    FILE *p = popen(cmd, "r");
-    double peer[3] = {0, 0, 0};
-    char name[16];
-    for (int i = 0; p && i < 3; i++)
-        if (fscanf(p, "%15s %lf", name, &peer[i]) != 2) peer[i] = 0;
-    if (p) pclose(p);
+    double peer[3];
+    lightgcn_peer(peer, TRAIN, TEST, threads, steps, "cpu");
 
     printf("LightGCN on Gowalla (%d users, %d items, %lld training pairs), 3 layers, 64-d, %d threads\n", x.n_users,
            x.n_items, (long long)s.n, threads);

@@ -302,10 +302,31 @@ __device__ static void warp_best(float &v, int &i, int &t) {
                     __shfl_xor_sync(0xffffffffu, t, o));
 }
 
+/* The best of the block's candidates, one a thread (column -1 for none): a
+ * butterfly in each warp, then one over the warps' bests, two block barriers.
+ * Thread 0 writes it to *idx, *val; every thread gets the winner's number. */
+__device__ static int block_best(float v, int i, int32_t *idx, float *val) {
+    __shared__ float wv[THREADS / 32];
+    __shared__ int wi[THREADS / 32], wt[THREADS / 32], winner;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int t = threadIdx.x;
+    warp_best(v, i, t);
+    if (lane == 0) wv[warp] = v, wi[warp] = i, wt[warp] = t;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < THREADS / 32 ? wv[lane] : NAN, i = lane < THREADS / 32 ? wi[lane] : -1;
+        t = lane < THREADS / 32 ? wt[lane] : -1;
+        warp_best(v, i, t);
+        if (lane == 0) *idx = i, *val = v, winner = t;
+    }
+    __syncthreads();
+    return winner; /* read by all before any thread's next call can write it (after that call's first barrier) */
+}
+
 /* One block per row. Each thread keeps the best k of its strided columns,
  * sorted, in local memory; then k rounds pick the best of the threads' list
- * heads, in order: a butterfly in each warp, then one over the warps' bests
- * (two block barriers a round; a shared-memory tree took sixteen). */
+ * heads, in order (block_best: two block barriers a round; a shared-memory
+ * tree took sixteen). */
 __global__ static void topk_kernel(int32_t *idx, float *val, const float *scores, int C, int k) {
     const float *s = scores + (size_t)blockIdx.x * C;
     float lv[TOPK_MAX];
@@ -318,27 +339,9 @@ __global__ static void topk_kernel(int32_t *idx, float *val, const float *scores
         while (j > 0 && ranks_before(v, c, lv[j - 1], li[j - 1])) lv[j] = lv[j - 1], li[j] = li[j - 1], j--;
         lv[j] = v, li[j] = c;
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __shared__ float wv[THREADS / 32];
-    __shared__ int wi[THREADS / 32], wt[THREADS / 32], winner;
-    int head = 0;
-    for (int out = 0; out < k; out++) {
-        float v = head < n ? lv[head] : NAN;
-        int i = head < n ? li[head] : -1, t = threadIdx.x;
-        warp_best(v, i, t);
-        if (lane == 0) wv[warp] = v, wi[warp] = i, wt[warp] = t;
-        __syncthreads();
-        if (warp == 0) {
-            v = lane < THREADS / 32 ? wv[lane] : NAN, i = lane < THREADS / 32 ? wi[lane] : -1;
-            t = lane < THREADS / 32 ? wt[lane] : -1;
-            warp_best(v, i, t);
-            if (lane == 0) {
-                idx[(size_t)blockIdx.x * k + out] = i, val[(size_t)blockIdx.x * k + out] = v;
-                winner = t;
-            }
-        }
-        __syncthreads();
-        if (threadIdx.x == winner) head++;
+    for (int out = 0, head = 0; out < k; out++) {
+        size_t at = (size_t)blockIdx.x * k + out;
+        if (block_best(head < n ? lv[head] : NAN, head < n ? li[head] : -1, idx + at, val + at) == (int)threadIdx.x) head++;
     }
 }
 
@@ -371,26 +374,9 @@ __global__ static void __launch_bounds__(THREADS) topk32_kernel(int32_t *idx, fl
                 lv[j] = v, li[j] = ci, v = tv, ci = ti;
             }
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __shared__ float wv[THREADS / 32];
-    __shared__ int wi[THREADS / 32], wt[THREADS / 32], winner;
     for (int out = 0; out < k; out++) {
-        float v = lv[0];
-        int i = li[0], t = threadIdx.x;
-        warp_best(v, i, t);
-        if (lane == 0) wv[warp] = v, wi[warp] = i, wt[warp] = t;
-        __syncthreads();
-        if (warp == 0) {
-            v = lane < THREADS / 32 ? wv[lane] : NAN, i = lane < THREADS / 32 ? wi[lane] : -1;
-            t = lane < THREADS / 32 ? wt[lane] : -1;
-            warp_best(v, i, t);
-            if (lane == 0) {
-                idx[(size_t)blockIdx.x * k + out] = i, val[(size_t)blockIdx.x * k + out] = v;
-                winner = t;
-            }
-        }
-        __syncthreads();
-        if (threadIdx.x == winner) {
+        size_t at = (size_t)blockIdx.x * k + out;
+        if (block_best(lv[0], li[0], idx + at, val + at) == (int)threadIdx.x) {
 #pragma unroll
             for (int j = 0; j < 31; j++) lv[j] = lv[j + 1], li[j] = li[j + 1];
             lv[31] = NAN, li[31] = -1;
