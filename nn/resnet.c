@@ -346,12 +346,9 @@ static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
     int G = group_of(m), H = f->H, W = f->W;
     size_t act, cb, act_n, cb_n, mark = ctx->workspace.used;
     mrec_status st = plan(m, m->on, G, H, W, &act, &cb);
-    /* the short last pass, and a single image (mrec_resnet_workspace_bytes has room for both) */
+    /* a short last pass may get other algorithms (mrec_resnet_workspace_bytes has room for a single image's) */
     int last = (hi - lo) % G;
-    for (int k = 0; k < 2 && !st; k++) {
-        st = plan(m, m->on, k ? 1 : (last ? last : G), H, W, &act_n, &cb_n);
-        cb = cb_n > cb ? cb_n : cb;
-    }
+    if (!st && last && !(st = plan(m, m->on, last, H, W, &act_n, &cb_n))) cb = cb_n > cb ? cb_n : cb;
     if (st) return st;
     activations t;
     if (!carve(&ctx->workspace, &t, m, G, H, W, act, cb)) {
