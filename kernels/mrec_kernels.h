@@ -656,6 +656,9 @@ mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask
 /* k <= 128 on the GPU (MREC_ERR_UNSUPPORTED above: evaluation uses k <= 100). */
 mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k,
                                 mrec_cuda *cu);
+/* mrec_gram_topk_cpu's result with the products on the GPU: x, idx and val
+ * are host memory (a block of rows of x x^T at a time on the device); k <= 128. */
+mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu);
 /* cuDNN on fp32 data: FMA math in fp32, the tensor cores (TF32) in tf32 and
  * bf16; work: the bytes mrec_conv2d_workspace_bytes_cuda gives for the shape
  * and precision, allocated once by the caller. */
@@ -757,7 +760,8 @@ mrec_status mrec_l2_normalize_rows(mrec_context *ctx, float *out, const float *i
 mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V, int D);
 mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const int32_t *mask, int B, int T, int D);
 mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k);
-/* mrec_gram_topk_cpu; host memory, so the CPU (with ctx's pool) on any context */
+/* mrec_gram_topk_cpu's result; x, idx and val are host memory on any context.
+ * A GPU context makes the products on its device (k <= 128; above, the CPU). */
 mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k);
 /* work: mrec_attention_workspace_bytes of memory on the context's device (0 on the GPU: fused) */
 size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh);

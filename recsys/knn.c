@@ -4,7 +4,9 @@
  * sums + 1e-7), then the modalities summed with their weights. The
  * similarity matrix is made a block at a time, each block once for its rows
  * and its columns (it is symmetric), and reduced to the rows' top k as it
- * goes (mrec_gram_topk), so memory stays O(items x k).
+ * goes (mrec_gram_topk), so memory stays O(items x k). On a GPU context the
+ * products run on the device, a block of rows at a time; the features and the
+ * graph stay host memory either way.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -17,8 +19,7 @@
 #include <string.h>
 
 mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, int dim, int k, mrec_context *ctx) {
-    mrec_status st = mrec_recsys_host_only(ctx, "knn graph"); /* x and the results are host memory */
-    if (st) return st;
+    /* x and the results are host memory on any context; a GPU context makes the products (mrec_gram_topk) */
     float *xn = malloc(sizeof(float) * (size_t)n * dim);
     if (!xn) return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items", n);
     /* rows divided by their norms; a zero row stays zero (MMRec would divide by 0) */
@@ -29,7 +30,7 @@ mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, i
         for (int d = 0; d < dim; d++) xn[(size_t)i * dim + d] = x[(size_t)i * dim + d] * inv;
     }
     /* the rows' top k of xn xn^T, each block of it made once and used for its rows and its columns */
-    st = mrec_gram_topk(ctx, idx, out_val, xn, n, dim, k);
+    mrec_status st = mrec_gram_topk(ctx, idx, out_val, xn, n, dim, k);
     free(xn);
     return st;
 }
@@ -52,11 +53,10 @@ mrec_status mrec_graph_knn(mrec_graph *g, const float *const *x, const int *dim,
         free(idx), mrec_graph_free(g);
         return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items x %d neighbours", n, k);
     }
-    /* the features and the graph are host memory, built once before training: the host's share of the context
-     * (its pool) builds it whatever device the model trains on, so a model refuses a device itself, by name */
-    mrec_context host = {.device = MREC_DEVICE_CPU, .pool = ctx->pool};
+    /* the features and the graph are host memory, built once before training; a GPU context makes the
+     * similarities on its device */
     mrec_status st = MREC_OK;
-    for (int m = 0; m < M && !st; m++) st = mrec_knn_rows(idx + (size_t)m * n * k, NULL, x[m], n, dim[m], k, &host);
+    for (int m = 0; m < M && !st; m++) st = mrec_knn_rows(idx + (size_t)m * n * k, NULL, x[m], n, dim[m], k, ctx);
     /* every row has k ones, so each normalized entry is 1 / (k + 1e-7), computed as torch does in float */
     float inv = powf((float)k + 1e-7f, -0.5f), unit = inv * inv;
     int32_t *cols = malloc(sizeof *cols * (size_t)M * k);

@@ -383,9 +383,8 @@ mrec_status mrec_mgcn_item_graph(mrec_graph *out, const float *x, int n_items, i
         free(deg), mrec_graph_free(out);
         return mrec_fail(MREC_ERR_NOMEM, "mgcn item graph: %d items x %d neighbours", n_items, k);
     }
-    /* built on the host from host features, whatever device trains (as FREEDOM's graph) */
-    mrec_context host = {.device = MREC_DEVICE_CPU, .pool = ctx->pool};
-    mrec_status st = mrec_knn_rows(out->col, out->val, x, n_items, dim, k, &host);
+    /* host features in, a host graph out, whatever device trains (as FREEDOM's graph); a GPU makes the products */
+    mrec_status st = mrec_knn_rows(out->col, out->val, x, n_items, dim, k, ctx);
     for (int i = 0; !st && i < n_items; i++) {
         float s = 0; /* scatter_add of a row's k similarities, in order */
         for (int t = 0; t < k; t++) s += out->val[(size_t)i * k + t];

@@ -392,7 +392,8 @@ mrec_status mrec_graph_from_pairs(mrec_graph *out, int n_users, int n_items, con
                                   int64_t n);
 /* idx, val (n, k): each row's k most cosine-similar rows of x (n, dim), best
  * first, ties to the lower index, a zero row similar to nothing; val may be
- * NULL. Computed a block of rows at a time. */
+ * NULL. Computed a block of rows at a time; x, idx and val are host memory
+ * on any context, and a GPU context makes the products on its device. */
 mrec_status mrec_knn_rows(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_context *ctx);
 /* FREEDOM's frozen item graph: for each modality, every item's k nearest
  * items by cosine similarity (itself included; ties to the lower id; a zero

@@ -17,10 +17,6 @@ static inline mrec_csr mrec_graph_csr(const mrec_graph *g) {
     return a;
 }
 
-/* What keeps its arrays in host memory runs on a CPU context only: on
- * another, an error naming it, so nothing hands host pointers to a GPU op. */
-mrec_status mrec_recsys_host_only(const mrec_context *ctx, const char *what);
-
 /* out = g transposed (entries of a row in increasing column order); free with mrec_graph_free. */
 mrec_status mrec_graph_transpose(mrec_graph *out, const mrec_graph *g);
 

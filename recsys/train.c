@@ -30,12 +30,6 @@ uint32_t mrec_rng_below(mrec_rng *r, uint32_t n) {
     return (uint32_t)(m >> 32);
 }
 
-mrec_status mrec_recsys_host_only(const mrec_context *ctx, const char *what) {
-    if (ctx->device == MREC_DEVICE_CPU) return MREC_OK;
-    return mrec_fail(MREC_ERR_UNSUPPORTED, "%s: runs on the CPU only (its arrays live in host memory), not on %s", what,
-                     mrec_device_name(ctx->device));
-}
-
 /* ---- sampler ---- */
 
 mrec_status mrec_bpr_sampler_init(mrec_bpr_sampler *s, const mrec_user_items *train) {

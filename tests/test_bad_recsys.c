@@ -470,13 +470,6 @@ static void test_fit(mrec_context *ctx) {
         free(r.topk);
         mrec_model_destroy(&b);
     }
-    /* code that keeps host arrays (the kNN graph of features) refuses a GPU context by name rather than hand host
-     * pointers to its ops */
-    mrec_context gpu = *ctx;
-    gpu.device = MREC_DEVICE_CUDA, gpu.cuda = NULL;
-    float x[4 * 3] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0};
-    int32_t idx[4];
-    expect("a kNN graph on a GPU context", mrec_knn_rows(idx, NULL, x, 4, 3, 1, &gpu), MREC_ERR_UNSUPPORTED, M("knn graph", "cuda"));
 }
 
 int main(void) {

@@ -204,6 +204,56 @@ static void test_topk(void) {
     t_status(mrec_topk_rows_cuda(NULL, NULL, NULL, 1, 1000, 129, cu), MREC_ERR_UNSUPPORTED, "k above 128 is refused");
 }
 
+/* The kNN selection with its products on the GPU (host memory in and out).
+ * Small integer rows make every product exact in fp32 on both sides, with
+ * ties everywhere, so the columns must be those of the CPU op, in the same
+ * order; 9001 rows take two blocks of rows. Then FREEDOM's whole frozen graph
+ * on a GPU context against a CPU one, on continuous features whose near-ties
+ * (1e-7 apart) the fixed seed does not draw: the same graph, bit for bit. */
+static void test_gram_topk(void) {
+    int shapes[][3] = {{1, 1, 1}, {37, 5, 3}, {300, 37, 10}, {2000, 64, 20}, {9001, 16, 10}, {130, 7, 128}};
+    for (int si = 0; si < 6; si++) {
+        int n = shapes[si][0], dim = shapes[si][1], k = shapes[si][2];
+        float *x = malloc(4 * (size_t)n * dim), *rv = malloc(4 * (size_t)n * k), *gv = malloc(4 * (size_t)n * k);
+        int32_t *ri = malloc(4 * (size_t)n * k), *gi = malloc(4 * (size_t)n * k);
+        for (int64_t i = 0; i < (int64_t)n * dim; i++) x[i] = (float)((int)(t_rand_u64(&seed) % 7) - 3);
+        T_REQUIRE_VOID(mrec_gram_topk_cpu(ri, rv, x, n, dim, k, pool) == MREC_OK);
+        if (t_status(mrec_gram_topk_cuda(gi, gv, x, n, dim, k, cu), MREC_OK, "gram top-k n=%d dim=%d k=%d", n, dim, k)) {
+            t_check(!memcmp(ri, gi, 4 * (size_t)n * k), "gram top-k n=%d dim=%d k=%d: the CPU's columns, in order", n, dim, k);
+            t_check(!memcmp(rv, gv, 4 * (size_t)n * k), "gram top-k n=%d dim=%d k=%d: the CPU's values", n, dim, k);
+        }
+        free(x), free(rv), free(gv), free(ri), free(gi);
+    }
+    float one = 1;
+    int32_t i2[2];
+    t_status(mrec_gram_topk_cuda(i2, NULL, &one, 1, 1, 2, cu), MREC_ERR_ARG, "gram top-k on the GPU: k above the rows");
+
+    mrec_context *ctx[2];
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    T_REQUIRE_VOID(mrec_context_create(&ctx[0], &o) == MREC_OK);
+    o.device = MREC_WANT_CUDA;
+    if (!t_status(mrec_context_create(&ctx[1], &o), MREC_OK, "a CUDA context")) {
+        mrec_context_destroy(ctx[0]);
+        return;
+    }
+    enum { I = 500, K = 10 };
+    int dims[2] = {64, 33};
+    float *xs[2] = {rnd((int64_t)I * dims[0], -1, 1), rnd((int64_t)I * dims[1], 0, 1)}, weights[2] = {0.1f, 0.9f};
+    mrec_graph g[2];
+    for (int c = 0; c < 2; c++)
+        t_status(mrec_graph_knn(&g[c], (const float *const *)xs, dims, weights, 2, I, K, ctx[c]), MREC_OK, "knn graph on %s",
+                 c ? "the GPU" : "the CPU");
+    int64_t nnz = g[0].row_ptr && g[1].row_ptr ? g[0].row_ptr[I] : -1;
+    if (t_check(nnz > 0 && nnz == g[1].row_ptr[I], "knn graph: %lld entries on the CPU and the GPU", (long long)nnz))
+        t_check(!memcmp(g[0].row_ptr, g[1].row_ptr, 8 * (I + 1)) && !memcmp(g[0].col, g[1].col, 4 * (size_t)nnz) &&
+                    !memcmp(g[0].val, g[1].val, 4 * (size_t)nnz),
+                "knn graph: the same rows, columns and values on the CPU and the GPU");
+    mrec_graph_free(&g[0]), mrec_graph_free(&g[1]);
+    free(xs[0]), free(xs[1]);
+    mrec_context_destroy(ctx[0]), mrec_context_destroy(ctx[1]);
+}
+
 static void test_conv_pool(void) {
     mrec_conv2d_shape shapes[] = {
         {1, 3, 23, 29, 8, 7, 7, 2, 2, 3, 3, 1},   /* a ResNet stem, odd sizes */
@@ -1591,6 +1641,7 @@ int main(void) {
     test_rows();
     test_gather_pool();
     test_topk();
+    test_gram_topk();
     test_conv_pool();
     test_sparse_adam_batched();
     test_gemm_ex();

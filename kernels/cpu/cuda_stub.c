@@ -80,6 +80,9 @@ mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask
 mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_precision prec, mrec_cuda *cu) {
     *bytes = 0;
     return no_cuda();

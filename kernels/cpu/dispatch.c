@@ -135,6 +135,7 @@ mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const fl
 }
 
 mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k) {
+    if (on_gpu(ctx) && k <= 128) return mrec_gram_topk_cuda(idx, val, x, n, dim, k, ctx->cuda);
     return mrec_gram_topk_cpu(idx, val, x, n, dim, k, ctx->pool);
 }
 

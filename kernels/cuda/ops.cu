@@ -395,6 +395,41 @@ extern "C" mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float
     return MREC_CUDA_LAUNCHED("topk_rows");
 }
 
+/* The kNN graph's selection on the GPU: x (n, dim), idx and val (n, k) are
+ * host memory, as for mrec_gram_topk_cpu (the graph is built once, before
+ * training). x goes up once; S = x x^T is made a block of rows at a time
+ * (cuBLAS, fp32) and each block reduced to its rows' top k by the kernels
+ * above, so the device holds a block of S, never all of it; the lists come
+ * back once at the end. A row's top k is that of its whole row of S, ties to
+ * the lower column, NaN last; the products' rounding is cuBLAS's, so a
+ * near-tie may fall the other way from the CPU's. */
+#define GRAM_BLOCK_BYTES ((size_t)256 << 20)
+
+extern "C" mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k,
+                                           mrec_cuda *cu) {
+    if (n <= 0 || k <= 0) return MREC_OK;
+    if (k > n) return mrec_fail(MREC_ERR_ARG, "gram top-k: k = %d of %d rows", k, n);
+    if (k > TOPK_MAX) return mrec_fail(MREC_ERR_UNSUPPORTED, "gram top-k on the GPU: k %d is above %d", k, TOPK_MAX);
+    size_t rows = GRAM_BLOCK_BYTES / (sizeof(float) * (size_t)n);
+    int block = rows < 1 ? 1 : rows > (size_t)n ? n : (int)rows;
+    float *dx = NULL, *ds = NULL, *dv = NULL;
+    int32_t *di = NULL;
+    mrec_status st = mrec_cuda_malloc(cu, (void **)&dx, sizeof(float) * (size_t)n * dim);
+    if (!st) st = mrec_cuda_malloc(cu, (void **)&ds, sizeof(float) * (size_t)block * n);
+    if (!st) st = mrec_cuda_malloc(cu, (void **)&di, sizeof(int32_t) * (size_t)n * k);
+    if (!st) st = mrec_cuda_malloc(cu, (void **)&dv, sizeof(float) * (size_t)n * k);
+    if (!st) st = mrec_cuda_copy_h2d(cu, dx, x, sizeof(float) * (size_t)n * dim);
+    for (int r0 = 0; r0 < n && !st; r0 += block) {
+        int r = n - r0 < block ? n - r0 : block;
+        st = mrec_gemm_cuda(ds, dx + (size_t)r0 * dim, dx, NULL, 1.0f, 0.0f, 0, 1, r, n, dim, dim, dim, n, cu);
+        if (!st) st = mrec_topk_rows_cuda(di + (size_t)r0 * k, dv + (size_t)r0 * k, ds, r, n, k, cu);
+    }
+    if (!st) st = mrec_cuda_copy_d2h(cu, idx, di, sizeof(int32_t) * (size_t)n * k);
+    if (!st && val) st = mrec_cuda_copy_d2h(cu, val, dv, sizeof(float) * (size_t)n * k);
+    mrec_cuda_free(cu, dx), mrec_cuda_free(cu, ds), mrec_cuda_free(cu, di), mrec_cuda_free(cu, dv);
+    return st;
+}
+
 /* ---- batchnorm and pooling (NCHW) ----------------------------------------------- */
 
 __global__ static void batchnorm_kernel(float *out, const float *in, const float *gamma, const float *beta,
