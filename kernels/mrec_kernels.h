@@ -703,6 +703,9 @@ mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *i
 /* out (n) = <A[ia[b]], B[ib[b]]> with A (Ra, d), B (Rb, d): BPR's scores. */
 mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib,
                                  int n, int d, mrec_cuda *cu);
+/* mrec_bpr_rows_ref on the device: dx (n) device memory, coef (3) host memory (passed by value) */
+mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n,
+                               int d, mrec_cuda *cu);
 /* mrec_bpr_loss on the device: dx (n), *loss (one device double, the mean),
  * summed in a fixed order. */
 mrec_status mrec_bpr_loss_cuda(float *dx, double *loss, const float *pos, const float *neg, int n, mrec_cuda *cu);
@@ -825,6 +828,19 @@ mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p
 void mrec_gather_dot_ref(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib, int n, int d);
 void mrec_gather_dot_cpu(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib, int n, int d,
                          mrec_pool *pool);
+/* The rows a BPR batch's gradient scatters, before the scatter: for n
+ * triples whose rows of T (R, d) are ids (3n: the users', then the
+ * positives', then the negatives'; valid, as mrec_index_csr checked them),
+ *   out[b]      = coef[0] T_u + dx_b T_i - dx_b T_j
+ *   out[n + b]  = dx_b T_u + coef[1] T_i
+ *   out[2n + b] = -dx_b T_u + coef[2] T_j
+ * out (3n, d); dx (n) NULL for no BPR part, coef (3, host memory) NULL for
+ * no norm part. Each row sums its terms from 0 in that order, as a sparse
+ * product over those entries does (the CPU rounds each product, the GPU
+ * fuses it into the add, as their mrec_spmm do). */
+void mrec_bpr_rows_ref(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n, int d);
+void mrec_bpr_rows_cpu(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n, int d,
+                       mrec_pool *pool);
 /* mrec_index_csr_ref in O(N + V): a stable counting sort. */
 mrec_status mrec_index_csr_cpu(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, mrec_pool *pool);
 /* scores (R, C) of users u0 .. u0 + R - 1: the columns of each user's row of
@@ -838,6 +854,9 @@ void mrec_mask_rows_cpu(float *scores, const int64_t *row_ptr, const int32_t *co
  * encoders' entries). */
 mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
                             const int32_t *ib, int n, int d);
+/* dx (n) on the context's device, coef (3) in host memory */
+mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
+                          const float *coef, int n, int d);
 /* work: *bytes of memory on the context's device (0 on the CPU) */
 mrec_status mrec_index_csr_workspace_bytes(const mrec_context *ctx, int N, int V, size_t *bytes);
 mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,

@@ -4,11 +4,12 @@
  * Per batch: the ids go to the device once (u, then n_users + i, then
  * n_users + j: rows of one table of users then items), gathered dot products
  * give the scores and the squared norms, and those 5n numbers come back for
- * the loss. The gradient rows are a sparse combination of gathered rows,
- * W (3n, 3n) times [T_u; T_i; T_j], with W's few entries per row built on the
- * host from dx and the norm coefficients; the batch's transposed index
- * (mrec_index_csr) then adds each table row's contributions in batch order,
- * so repeated rows sum the same way on every run and device.
+ * the loss. The gradient rows are a combination of each triple's three rows
+ * of T (mrec_bpr_rows: dx goes up, the norm coefficients ride in the launch),
+ * and the batch's transposed index (mrec_index_csr) then adds each table
+ * row's contributions in batch order, so repeated rows sum the same way on
+ * every run and device. The copies up do not wait for the device: the host
+ * buffers are pageable, which the driver stages as the call returns.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -18,14 +19,11 @@
 
 /* Carves the device buffers from a (a measuring arena counts them). */
 static void carve(mrec_bpr_ops *o, mrec_arena *a) {
-    size_t c3 = 3 * (size_t)o->cap, c7 = 7 * (size_t)o->cap;
+    size_t c3 = 3 * (size_t)o->cap;
     o->ids = mrec_arena_alloc(a, sizeof(int32_t) * c3);
     o->dots = mrec_arena_alloc(a, sizeof(float) * 5 * (size_t)o->cap);
-    o->rows = mrec_arena_alloc(a, sizeof(float) * c3 * o->d);
     o->mixed = mrec_arena_alloc(a, sizeof(float) * c3 * o->d);
-    o->w_ptr = mrec_arena_alloc(a, sizeof(int64_t) * (c3 + 1));
-    o->w_col = mrec_arena_alloc(a, sizeof(int32_t) * c7);
-    o->w_val = mrec_arena_alloc(a, sizeof(float) * c7);
+    o->dxd = mrec_arena_alloc(a, sizeof(float) * (size_t)o->cap);
     o->idx_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)o->n_rows + 1));
     o->idx_pos = mrec_arena_alloc(a, sizeof(int32_t) * c3);
     o->work = o->work_bytes ? mrec_arena_alloc(a, o->work_bytes) : NULL;
@@ -45,19 +43,14 @@ static mrec_status reserve(mrec_bpr_ops *o, mrec_context *ctx, int cap, int n_ro
         return st;
     }
     carve(o, &o->mem);
-    size_t c3 = 3 * (size_t)cap, c7 = 7 * (size_t)cap;
-    o->host = malloc(sizeof(int64_t) * (c3 + 1) + sizeof(float) * (6 * (size_t)cap + c7) + sizeof(int32_t) * (c3 + c7));
+    o->host = malloc(sizeof(float) * 6 * (size_t)cap + sizeof(int32_t) * 3 * (size_t)cap);
     if (!o->host) {
         mrec_bpr_ops_free(o);
         return mrec_fail(MREC_ERR_NOMEM, "bpr: host buffers for a batch of %d", cap);
     }
-    /* the int64 part first, so every part is aligned */
-    o->h_ptr = o->host;
-    o->h_dots = (float *)(o->h_ptr + c3 + 1);
+    o->h_dots = o->host;
     o->dx = o->h_dots + 5 * (size_t)cap;
-    o->h_val = o->dx + cap;
-    o->h_ids = (int32_t *)(o->h_val + c7);
-    o->h_col = o->h_ids + c3;
+    o->h_ids = (int32_t *)(o->dx + cap);
     return MREC_OK;
 }
 
@@ -74,7 +67,7 @@ mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float 
     if (st) return st;
     o->n = n;
     for (int b = 0; b < n; b++) o->h_ids[b] = u[b], o->h_ids[n + b] = n_users + i[b], o->h_ids[2 * n + b] = n_users + j[b];
-    if ((st = mrec_copy_to_device(ctx, o->ids, o->h_ids, sizeof(int32_t) * 3 * (size_t)n))) return st;
+    if ((st = mrec_copy_to_device_async(ctx, o->ids, o->h_ids, sizeof(int32_t) * 3 * (size_t)n, MREC_STREAM_COMPUTE))) return st;
     /* the index checks every id against the table before anything reads a row */
     st = mrec_index_csr(ctx, o->idx_ptr, o->idx_pos, o->ids, 3 * n, n_rows, o->work, o->work_bytes);
     if (!st) st = mrec_gather_dot(ctx, o->dots, F, o->ids, F, o->ids + n, n, d);
@@ -86,27 +79,9 @@ mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float 
 mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, const float *dx, const float coef[3]) {
     mrec_context *ctx = o->ctx;
     int n = o->n, d = o->d;
-    /* W's rows: the user's (cols u, i, j), the positive's (u, i), the negative's (u, j) */
-    int64_t e = 0;
-    for (int r = 0; r < 3 * n; r++) {
-        int b = r % n, part = r / n;
-        o->h_ptr[r] = e;
-        if (coef && part == 0) o->h_col[e] = b, o->h_val[e++] = coef[0];
-        if (dx && part == 0) {
-            o->h_col[e] = n + b, o->h_val[e++] = dx[b];
-            o->h_col[e] = 2 * n + b, o->h_val[e++] = -dx[b];
-        }
-        if (dx && part > 0) o->h_col[e] = b, o->h_val[e++] = part == 1 ? dx[b] : -dx[b];
-        if (coef && part > 0) o->h_col[e] = part * n + b, o->h_val[e++] = coef[part];
-    }
-    o->h_ptr[3 * n] = e;
-    mrec_status st = mrec_copy_to_device(ctx, o->w_ptr, o->h_ptr, sizeof(int64_t) * (3 * (size_t)n + 1));
-    if (!st && e) st = mrec_copy_to_device(ctx, o->w_col, o->h_col, sizeof(int32_t) * (size_t)e);
-    if (!st && e) st = mrec_copy_to_device(ctx, o->w_val, o->h_val, sizeof(float) * (size_t)e);
-    if (!st) st = mrec_embedding(ctx, o->rows, T, o->ids, 3 * n, o->n_rows, d);
-    mrec_csr w = {.n_rows = 3 * n, .n_cols = 3 * n, .row_ptr = o->w_ptr, .col = o->w_col, .val = o->w_val, .device = ctx->device};
+    mrec_status st = dx ? mrec_copy_to_device_async(ctx, o->dxd, dx, sizeof(float) * (size_t)n, MREC_STREAM_COMPUTE) : MREC_OK;
+    if (!st) st = mrec_bpr_rows(ctx, o->mixed, T, o->ids, dx ? o->dxd : NULL, coef, n, d);
     mrec_csr idx = {.n_rows = o->n_rows, .n_cols = 3 * n, .row_ptr = o->idx_ptr, .col = o->idx_pos, .device = ctx->device};
-    if (!st) st = mrec_spmm(ctx, o->mixed, &w, o->rows, d, 0);
     return st ? st : mrec_spmm(ctx, out, &idx, o->mixed, d, 0);
 }
 

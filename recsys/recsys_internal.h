@@ -34,7 +34,8 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
  * d) on the context's device. The batch's scores and squared row norms come
  * back to the host, where the loss is computed by the same code as on the
  * host path; the gradient rows are combined and scattered on the device in
- * a fixed order (no atomics). */
+ * a fixed order (no atomics). Per batch the host waits on the device twice:
+ * for the index's check of the ids and for the scores. */
 typedef struct {
     mrec_context *ctx;
     int cap, n_rows, d; /* batch capacity, table rows and width the buffers are sized for */
@@ -42,10 +43,8 @@ typedef struct {
     mrec_arena mem;     /* the buffers below, on the context's device */
     int32_t *ids;       /* (3 cap) the batch's rows: u, then n_users + i, then n_users + j */
     float *dots;        /* (5 cap) pos, neg, then the squared norms of the 3n rows of E */
-    float *rows, *mixed;    /* (3 cap, d) gathered rows, and their combination */
-    int64_t *w_ptr;         /* (3 cap + 1) the combination, a (3n, 3n) CSR */
-    int32_t *w_col;         /* (7 cap) */
-    float *w_val;           /* (7 cap) */
+    float *mixed;           /* (3 cap, d) the gradient rows before their scatter (mrec_bpr_rows) */
+    float *dxd;             /* (cap) dx, on the device */
     int64_t *idx_ptr;       /* (n_rows + 1) the batch's rows transposed: table row -> positions */
     int32_t *idx_pos;       /* (3 cap) */
     void *work;             /* mrec_index_csr's workspace */
@@ -54,9 +53,6 @@ typedef struct {
     int32_t *h_ids;         /* (3 cap) */
     float *h_dots;          /* (5 cap) the downloaded dots: pos, neg, squared norms */
     float *dx;              /* (cap) d loss / d (pos - neg), for the caller to fill */
-    int64_t *h_ptr;         /* (3 cap + 1) */
-    int32_t *h_col;         /* (7 cap) */
-    float *h_val;           /* (7 cap) */
 } mrec_bpr_ops;
 
 /* Scores the batch: pos = <F_u, F_i>, neg = <F_u, F_j> and |E_r|^2 for the

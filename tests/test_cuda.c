@@ -553,6 +553,27 @@ static void test_training(void) {
         t_allclose("BPR loss gradient", dx, gdx, B, 0, 1e-6); /* double exp/log of two libraries, rounded to float */
         t_check(fabs(gloss - loss) <= 1e-12 * fabs(loss), "BPR loss %.15g on the GPU, %.15g on the CPU", gloss, loss);
     }
+    /* the rows of the batch's gradient (the CPU's are the bits of the sparse product they replace, test_kernels):
+     * the GPU fuses each product into its add, so they agree to a rounding of each term */
+    {
+        int nb = 1031, R = 777, dw = 67;
+        float coef[3] = {0.25f, -0.75f, 1.5f}, *T = rnd((int64_t)R * dw, -1, 1), *want = malloc(4 * (size_t)3 * nb * dw);
+        float *got = malloc(4 * (size_t)3 * nb * dw);
+        int32_t *ids = malloc(4 * (size_t)3 * nb);
+        for (int r = 0; r < 3 * nb; r++) ids[r] = (int32_t)(t_rand_u64(&seed) % R);
+        float *dT = up(T, 4 * (size_t)R * dw), *dout = up(got, 4 * (size_t)3 * nb * dw), *ddxs = up(dx, 4 * (size_t)nb);
+        int32_t *dids = up(ids, 4 * (size_t)3 * nb);
+        for (int parts = 1; parts < 4; parts++) {
+            const float *c = parts & 2 ? coef : NULL;
+            mrec_bpr_rows_ref(want, T, ids, parts & 1 ? dx : NULL, c, nb, dw);
+            if (t_status(mrec_bpr_rows_cuda(dout, dT, dids, parts & 1 ? ddxs : NULL, c, nb, dw, cu), MREC_OK, "bpr rows") &&
+                down(got, dout, 4 * (size_t)3 * nb * dw))
+                t_allclose(parts == 1 ? "bpr rows, dx" : parts == 2 ? "bpr rows, coef" : "bpr rows, dx and coef", want, got,
+                           (int64_t)3 * nb * dw, 1e-6, 1e-6);
+        }
+        mrec_cuda_free(cu, dT), mrec_cuda_free(cu, dout), mrec_cuda_free(cu, ddxs), mrec_cuda_free(cu, dids);
+        free(T), free(want), free(got), free(ids);
+    }
     mrec_cuda_free(cu, duser), mrec_cuda_free(cu, ditem), mrec_cuda_free(cu, dpos_s), mrec_cuda_free(cu, dneg_s);
     mrec_cuda_free(cu, ddx), mrec_cuda_free(cu, dbu), mrec_cuda_free(cu, dbi), mrec_cuda_free(cu, dloss);
     free(user), free(item), free(bu), free(bi), free(bj), free(pos_s), free(neg_s), free(dx), free(gp), free(gdx);

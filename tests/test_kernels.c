@@ -1451,6 +1451,43 @@ static void test_training_ops(void) {
         }
     }
     free(first);
+    /* The rows of a BPR batch's gradient against what they replace: the sparse product W [T_u; T_i; T_j] with W's
+     * few entries a row in the same order (coef first in the user's row, the BPR entries first in the items'),
+     * bit for bit, with and without each part, on every pool */
+    {
+        int nb = 37, R = 50, dw = 19;
+        float *T = randv((int64_t)R * dw, -1, 1), *dxv = randv(nb, -0.5f, 0.5f), coef[3] = {0.25f, -0.75f, 1.5f};
+        int32_t *ids = malloc(sizeof(int32_t) * 3 * nb), *wc = malloc(sizeof(int32_t) * 7 * nb);
+        int64_t *wp = malloc(sizeof(int64_t) * (3 * nb + 1));
+        float *wv = malloc(sizeof(float) * 7 * nb), *rows = malloc(sizeof(float) * 3 * nb * dw);
+        float *want = malloc(sizeof(float) * 3 * nb * dw), *got = malloc(sizeof(float) * 3 * nb * dw);
+        for (int r = 0; r < 3 * nb; r++) ids[r] = (int32_t)(t_rand_u64(&rng) % R);
+        ids[5] = ids[nb + 5] = ids[2 * nb + 5]; /* a triple whose rows are one row */
+        for (int r = 0; r < 3 * nb; r++) memcpy(rows + (size_t)r * dw, T + (size_t)ids[r] * dw, sizeof(float) * dw);
+        for (int parts = 1; parts < 4; parts++) {
+            const float *dx = parts & 1 ? dxv : NULL, *c = parts & 2 ? coef : NULL;
+            int64_t e = 0;
+            for (int r = 0; r < 3 * nb; r++) {
+                int b = r % nb, part = r / nb;
+                wp[r] = e;
+                if (c && part == 0) wc[e] = b, wv[e++] = c[0];
+                if (dx && part == 0) wc[e] = nb + b, wv[e++] = dx[b], wc[e] = 2 * nb + b, wv[e++] = -dx[b];
+                if (dx && part > 0) wc[e] = b, wv[e++] = part == 1 ? dx[b] : -dx[b];
+                if (c && part > 0) wc[e] = part * nb + b, wv[e++] = c[part];
+            }
+            wp[3 * nb] = e;
+            mrec_spmm_cpu(want, wp, wc, wv, rows, 3 * nb, 3 * nb, dw, pools[0]);
+            mrec_bpr_rows_ref(got, T, ids, dx, c, nb, dw);
+            t_check(!memcmp(want, got, sizeof(float) * 3 * nb * dw), "bpr rows (%s%s): the bits of the sparse product",
+                    dx ? "dx" : "", c ? " coef" : "");
+            for (int p = 0; p < n_pools; p++) {
+                mrec_bpr_rows_cpu(got, T, ids, dx, c, nb, dw, pools[p]);
+                t_check(!memcmp(want, got, sizeof(float) * 3 * nb * dw), "bpr rows (%s%s) %s: the bits of the sparse product",
+                        dx ? "dx" : "", c ? " coef" : "", pool_name(pools[p]));
+            }
+        }
+        free(T), free(dxv), free(ids), free(wc), free(wp), free(wv), free(rows), free(want), free(got);
+    }
     /* L2 normalization's backward: eight rows at a time on AVX-512 with the reference's bits, rows left over, a
      * zero row (below eps), beta 0 and 1 */
     {

@@ -139,6 +139,10 @@ mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *i
                                 size_t work_bytes, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n,
+                               int d, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib,
                                  int n, int d, mrec_cuda *cu) {
     return no_cuda();

@@ -316,6 +316,14 @@ mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p
 
 /* ---- training and sparse ops ---------------------------------------------------- */
 
+mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
+                          const float *coef, int n, int d) {
+    if (n <= 0 || d <= 0) return MREC_OK;
+    if (on_gpu(ctx)) return mrec_bpr_rows_cuda(out, T, ids, dx, coef, n, d, ctx->cuda);
+    mrec_bpr_rows_cpu(out, T, ids, dx, coef, n, d, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
                             const int32_t *ib, int n, int d) {
     if (on_gpu(ctx)) return mrec_gather_dot_cuda(out, A, ia, B, ib, n, d, ctx->cuda);

@@ -138,6 +138,47 @@ extern "C" mrec_status mrec_gather_dot_cuda(float *out, const float *A, const in
     return MREC_CUDA_LAUNCHED("gather_dot");
 }
 
+/* One warp per output row, lanes over d; each sum starts at 0 and takes its
+ * terms in the order of mrec_bpr_rows_ref, each a fused multiply-add (as
+ * spmm_kernel's sums are), so the rows are those of a sparse product over
+ * the same entries on this device. */
+struct bpr_coef {
+    float c[3];
+    int on;
+};
+
+__global__ static void bpr_rows_kernel(float *out, const float *T, const int32_t *ids, const float *dx, bpr_coef coef, int n,
+                                       int d) {
+    int64_t warps = (int64_t)gridDim.x * blockDim.x / 32, rows = 3 * (int64_t)n;
+    int lane = threadIdx.x & 31;
+    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
+        int b = (int)(r % n), part = (int)(r / n);
+        const float *tu = T + (size_t)ids[b] * d, *own = T + (size_t)ids[r] * d;
+        const float *ti = T + (size_t)ids[n + b] * d, *tj = T + (size_t)ids[2 * n + b] * d;
+        float g = dx ? dx[b] : 0.0f;
+        for (int k = lane; k < d; k += 32) {
+            float s = 0.0f;
+            if (part == 0) {
+                if (coef.on) s = fmaf(coef.c[0], tu[k], s);
+                if (dx) s = fmaf(g, ti[k], s), s = fmaf(-g, tj[k], s);
+            } else {
+                if (dx) s = fmaf(part == 1 ? g : -g, tu[k], s);
+                if (coef.on) s = fmaf(coef.c[part], own[k], s);
+            }
+            out[(size_t)r * d + k] = s;
+        }
+    }
+}
+
+extern "C" mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef,
+                                          int n, int d, mrec_cuda *cu) {
+    if (n <= 0 || d <= 0) return MREC_OK;
+    bpr_coef c = {{0, 0, 0}, coef != NULL};
+    if (coef) c.c[0] = coef[0], c.c[1] = coef[1], c.c[2] = coef[2];
+    bpr_rows_kernel<<<blocks_for(3 * (int64_t)n * 32), THREADS, 0, cu->stream>>>(out, T, ids, dx, c, n, d);
+    return MREC_CUDA_LAUNCHED("bpr_rows");
+}
+
 /* One block: each thread sums its strided pairs in double, then a fixed tree. */
 __global__ static void bpr_loss_kernel(float *dx, double *loss, const float *pos, const float *neg, int n) {
     __shared__ double part[THREADS];
