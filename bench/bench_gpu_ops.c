@@ -25,7 +25,9 @@
  * images at 224 x 224, in batches of each size MREC_BENCH_BATCHES lists
  * (default "32"; "1 32 128 256" for the full table); the time is from the
  * host inputs to the outputs on the device, mean of 5 batches after one to
- * warm up.
+ * warm up. MREC_BENCH_COMPILE=1 adds the peer's bf16 step through
+ * torch.compile (the strongest PyTorch peer; its compilation takes about a
+ * minute a model and batch, so gpu-check leaves it off).
  */
 #include "../kernels/mrec_kernels.h"
 #include "../nn/mrec_bert.h"
@@ -223,17 +225,20 @@ static int bench_encoders(void) {
         enc_batch = batches[bi];
         for (int i = 0; i < n; i++)
             for (int p = MREC_PREC_FP32; p <= MREC_PREC_BF16; p++) cases[i].seconds[p] = enc_time(&cases[i], (mrec_precision)p, ids, mask, images);
-        /* the peer: one line of three numbers (fp32, tf32, bf16 seconds per batch) per case */
+        /* the peer: one line of three numbers (fp32, tf32, bf16 seconds per batch) per case, a fourth with compile */
         const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+        int compiled = getenv("MREC_BENCH_COMPILE") && !strcmp(getenv("MREC_BENCH_COMPILE"), "1");
         char cmd[16384];
-        int at = snprintf(cmd, sizeof cmd, "%s bench/peers/gpu_encoders_peer.py %d %d", py, ENC_REPS, enc_batch);
+        int at = snprintf(cmd, sizeof cmd, "%s%s bench/peers/gpu_encoders_peer.py %d %d", compiled ? "MREC_PEER_COMPILE=1 " : "", py,
+                          ENC_REPS, enc_batch);
         static const char *kinds[] = {"bert", "vit", "resnet", "clip-image", "clip-text"};
         for (int i = 0; i < n; i++) at += snprintf(cmd + at, sizeof cmd - at, " %s:%d:%s", kinds[cases[i].kind], cases[i].T, cases[i].dir);
         snprintf(cmd + at, sizeof cmd - at, " 2>/dev/null");
         FILE *pp = popen(cmd, "r");
-        double peer[8][3] = {{0}};
+        double peer[8][4] = {{0}};
         char line[256];
-        for (int i = 0; pp && i < n && fgets(line, sizeof line, pp); i++) sscanf(line, "%lf %lf %lf", &peer[i][0], &peer[i][1], &peer[i][2]);
+        for (int i = 0; pp && i < n && fgets(line, sizeof line, pp); i++)
+            sscanf(line, "%lf %lf %lf %lf", &peer[i][0], &peer[i][1], &peer[i][2], &peer[i][3]);
         if (pp) pclose(pp);
         printf("\nencoders on the GPU, batches of %d (texts of 128 tokens, CLIP's 77; images 224 x 224): items/s, mean of %d batches\n",
                enc_batch, ENC_REPS);
@@ -251,6 +256,17 @@ static int bench_encoders(void) {
             }
             printf("%-26s %9s %9s %9s %9s %9s %9s %8s %6s %6s\n", cases[i].name, col[0], col[1], col[2], col[3], col[4], col[5], ratio[0],
                    ratio[1], ratio[2]);
+        }
+        if (compiled) {
+            printf("against torch.compile, bf16 autocast (default mode):\n%-26s %9s %9s %9s\n", "model", "bf16", "compiled", "ratio");
+            for (int i = 0; i < n; i++) {
+                double ours = cases[i].seconds[MREC_PREC_BF16], theirs = peer[i][3];
+                char o[16] = "failed", t[16] = "-", r[12] = "-";
+                if (ours > 0) snprintf(o, 16, "%.0f", enc_batch / ours);
+                if (theirs > 0) snprintf(t, 16, "%.0f", enc_batch / theirs);
+                if (ours > 0 && theirs > 0) snprintf(r, 12, "%.2fx", theirs / ours);
+                printf("%-26s %9s %9s %9s\n", cases[i].name, o, t, r);
+            }
         }
     }
     free(ids), free(mask), free(images);

@@ -8,7 +8,10 @@ safetensors state dict), clip-image or clip-text; T the tokens per text. Prints 
 in the order given: the mean seconds per batch over REPS batches after one to warm up, in fp32 (TF32
 off), TF32 (matmuls and cuDNN) and bf16 (torch.autocast), "0" where a run failed. Inputs start on the
 host, as bench_gpu_ops's do: random ids in [1000, 21000) without padding, images of noise at 224 x 224.
+With MREC_PEER_COMPILE=1 in the environment a fourth number follows: the same bf16 autocast step
+through torch.compile (default mode; its compilation is in the warm-up, not the time).
 """
+import os
 import sys
 import time
 
@@ -55,7 +58,9 @@ def step(kind, model, batch, T, dev):
 def timed(fn, reps, precision):
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    if precision == "compile":
+        fn = torch.compile(fn)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision in ("bf16", "compile")):
         fn()
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -68,20 +73,20 @@ def timed(fn, reps, precision):
 def main():
     reps, batch = int(sys.argv[1]), int(sys.argv[2])
     dev = torch.device("cuda")
+    precisions = ["fp32", "tf32", "bf16"] + (["compile"] if os.environ.get("MREC_PEER_COMPILE") == "1" else [])
     for spec in sys.argv[3:]:
         kind, T, path = spec.split(":", 2)
         line = []
         try:
             model = load(kind, path, dev)
             fn = step(kind, model, batch, int(T), dev)
-            for precision in ("fp32", "tf32", "bf16"):
+            for precision in precisions:
                 line.append(f"{timed(fn, reps, precision):.6f}")
             del model
             torch.cuda.empty_cache()
         except Exception as e:  # one model failing leaves the others' lines in place
             print(f"{spec}: {e}", file=sys.stderr)
-            line = ["0"] * 3
-        print(" ".join(line + ["0"] * (3 - len(line))), flush=True)
+        print(" ".join(line + ["0"] * (len(precisions) - len(line))), flush=True)
 
 
 if __name__ == "__main__":
