@@ -8,7 +8,9 @@
  * run where the context runs (the scores stay there); only the top items
  * come back to the host for the metrics. Elliot's beyond-accuracy metrics
  * (beyond.c) take each list in user order after its block, with the
- * popularity of the first mask (the training pairs).
+ * popularity of the first mask (the training pairs). Those need the lists
+ * on the host, so the accuracy metrics are computed there too; on a GPU the
+ * host works on one block's lists while the device ranks the next.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -180,9 +182,8 @@ static mrec_status ranker_open(ranker *r, mrec_context *ctx, int block, int n_it
     return st;
 }
 
-/* top (n, k) on the host: the best k unmasked items of users u0 .. u0 + n - 1. */
-static mrec_status ranker_block(ranker *r, mrec_context *ctx, mrec_score_fn score, void *model, int u0, int n,
-                                int32_t *top) {
+/* The best k unmasked items of users u0 .. u0 + n - 1 into r->topk, on the context's device. */
+static mrec_status ranker_rank(ranker *r, mrec_context *ctx, mrec_score_fn score, void *model, int u0, int n) {
     mrec_status st = score(model, u0, n, r->scores);
     for (int m = 0; m < 2 && !st; m++) {
         const mrec_user_items *mask = r->masked[m];
@@ -190,8 +191,23 @@ static mrec_status ranker_block(ranker *r, mrec_context *ctx, mrec_score_fn scor
         int rows = mask->n_rows - u0 < n ? mask->n_rows - u0 : n;
         st = mrec_mask_rows(ctx, r->scores, r->mask_ptr[m], r->mask_col[m], u0, rows, r->n_items);
     }
-    if (!st) st = mrec_topk_rows(ctx, r->topk, r->topv, r->scores, n, r->n_items, r->k);
+    return st ? st : mrec_topk_rows(ctx, r->topk, r->topv, r->scores, n, r->n_items, r->k);
+}
+
+/* top (n, k) on the host: the best k unmasked items of users u0 .. u0 + n - 1. */
+static mrec_status ranker_block(ranker *r, mrec_context *ctx, mrec_score_fn score, void *model, int u0, int n,
+                                int32_t *top) {
+    mrec_status st = ranker_rank(r, ctx, score, model, u0, n);
     return st ? st : mrec_copy_to_host(ctx, top, r->topk, sizeof(int32_t) * (size_t)n * r->k);
+}
+
+/* The same without waiting: the lists are copied into top (mrec_host_alloc'd) behind the ranking, and done
+ * is recorded after them (the device's order keeps the next block's ranking from overwriting r->topk first). */
+static mrec_status ranker_launch(ranker *r, mrec_context *ctx, mrec_score_fn score, void *model, int u0, int n,
+                                 int32_t *top, mrec_event *done) {
+    mrec_status st = ranker_rank(r, ctx, score, model, u0, n);
+    if (!st) st = mrec_copy_to_host_async(ctx, top, r->topk, sizeof(int32_t) * (size_t)n * r->k, MREC_STREAM_COMPUTE);
+    return st ? st : mrec_event_record(ctx, done, MREC_STREAM_COMPUTE);
 }
 
 static void ranker_close(ranker *r, mrec_context *ctx) { mrec_arena_release(&r->mem, ctx->cuda); }
@@ -228,23 +244,31 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     int kmax = spec.k[spec.n_k - 1], threads = mrec_pool_threads(ctx->pool), B = spec.block_users;
     eval_block e = {.spec = &spec, .n_items = n_items, .kmax = kmax};
     ranker r;
+    /* two blocks' lists and their events: the host reads one while the device fills the other */
+    int32_t *lists[2] = {NULL, NULL};
+    mrec_event *done[2] = {NULL, NULL};
     mrec_status st = ranker_open(&r, ctx, B, n_items, kmax, spec.masked);
-    e.topk = malloc((size_t)B * kmax * sizeof *e.topk);
+    for (int s = 0; s < 2 && !st; s++) st = mrec_host_alloc(ctx, (void **)&lists[s], (size_t)B * kmax * sizeof *lists[s]);
+    for (int s = 0; s < 2 && !st; s++) st = mrec_event_create(ctx, &done[s]);
     e.gain = calloc((size_t)threads * n_items, sizeof *e.gain);
     e.sorted = malloc((size_t)threads * n_items * sizeof *e.sorted);
     e.sums = malloc((size_t)B * sizeof *e.sums);
     e.counted = malloc((size_t)B * sizeof *e.counted);
-    if (!st && (!e.topk || !e.gain || !e.sorted || !e.sums || !e.counted))
+    if (!st && (!e.gain || !e.sorted || !e.sums || !e.counted))
         st = mrec_fail(MREC_ERR_NOMEM, "evaluate: buffers for %d users x %d items", B, n_items);
     /* Elliot's beyond-accuracy metrics, with the popularity of the training pairs (the first mask) */
     mrec_beyond *beyond = NULL;
     int32_t *rel_buf = malloc(sizeof *rel_buf * ((size_t)n_items + 1));
     if (!st && !rel_buf) st = mrec_fail(MREC_ERR_NOMEM, "evaluate: %d items", n_items);
     if (!st) st = mrec_beyond_open(&beyond, spec.masked[0], n_items, spec.k, spec.n_k);
-    for (int u0 = 0; u0 < n_users && !st; u0 += B) {
-        int n = n_users - u0 < B ? n_users - u0 : B;
-        if ((st = ranker_block(&r, ctx, score, model, u0, n, e.topk))) break;
-        e.u0 = u0;
+    if (!st && n_users > 0) st = ranker_launch(&r, ctx, score, model, 0, n_users < B ? n_users : B, lists[0], done[0]);
+    for (int u0 = 0, slot = 0; u0 < n_users && !st; u0 += B, slot ^= 1) {
+        int n = n_users - u0 < B ? n_users - u0 : B, next = u0 + B;
+        if ((st = mrec_event_sync(ctx, done[slot]))) break;
+        if (next < n_users &&
+            (st = ranker_launch(&r, ctx, score, model, next, n_users - next < B ? n_users - next : B, lists[slot ^ 1], done[slot ^ 1])))
+            break;
+        e.u0 = u0, e.topk = lists[slot];
         mrec_pool_run(ctx->pool, metrics_task, &e, (n + USERS_PER_TASK - 1) / USERS_PER_TASK);
         for (int b = 0; b < n; b++) {
             if (beyond) beyond_add(beyond, &spec, u0 + b, e.topk + (size_t)b * kmax, kmax, rel_buf);
@@ -260,8 +284,11 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     if (!st) mrec_beyond_result(beyond, out->value);
     mrec_beyond_close(beyond);
     free(rel_buf);
+    for (int s = 0; st && s < 2; s++) /* a launched block may still be writing into lists */
+        if (done[s]) mrec_event_sync(ctx, done[s]);
     ranker_close(&r, ctx);
-    free(e.topk), free(e.gain), free(e.sorted), free(e.sums), free(e.counted);
+    for (int s = 0; s < 2; s++) mrec_host_free(ctx, lists[s]), mrec_event_destroy(ctx, done[s]);
+    free(e.gain), free(e.sorted), free(e.sums), free(e.counted);
     return st;
 }
 

@@ -25,12 +25,12 @@
 typedef struct {
     const float *scores;
     int n_items;
+    mrec_context *ctx; /* where the ranking runs: out is its memory */
 } matrix_model;
 
 static mrec_status score_rows(void *model, int u0, int n, float *out) {
     matrix_model *m = model;
-    memcpy(out, m->scores + (size_t)u0 * m->n_items, (size_t)n * m->n_items * sizeof *out);
-    return MREC_OK;
+    return mrec_copy_to_device(m->ctx, out, m->scores + (size_t)u0 * m->n_items, (size_t)n * m->n_items * sizeof *out);
 }
 
 /* CSR from a JSON array of per-user lists: item ids, or [item, rating] pairs. */
@@ -68,7 +68,7 @@ static void test_metrics(mrec_context *ctx) {
     csr_from_json(&train, cJSON_GetObjectItem(c, "train"), n_users, n_items);
     csr_from_json(&valid, cJSON_GetObjectItem(c, "valid"), n_users, n_items);
     csr_from_json(&test, cJSON_GetObjectItem(c, "test"), n_users, n_items);
-    matrix_model model = {scores, n_items};
+    matrix_model model = {scores, n_items, ctx};
     static const char *settings[2] = {"mmrec", "elliot"};
     for (int s = 0; s < 2; s++) {
         const cJSON *set = cJSON_GetObjectItem(c, settings[s]);
@@ -77,8 +77,8 @@ static void test_metrics(mrec_context *ctx) {
                                .block_users = 7};
         for (const cJSON *k = cJSON_GetObjectItem(c, "k")->child; k; k = k->next) spec.k[spec.n_k++] = k->valueint;
         mrec_eval_result r;
-        if (!t_status(mrec_evaluate(&r, &spec, score_rows, &model, ctx), MREC_OK, "evaluate %s", settings[s])) continue;
-        t_check(r.n_users == cJSON_GetObjectItem(set, "n_users")->valueint, "%s: %d users evaluated", settings[s], r.n_users);
+        if (!t_status(mrec_evaluate(&r, &spec, score_rows, &model, ctx), MREC_OK, "evaluate %s on %s", settings[s], mrec_device_name(ctx->device))) continue;
+        t_check(r.n_users == cJSON_GetObjectItem(set, "n_users")->valueint, "%s on %s: %d users evaluated", settings[s], mrec_device_name(ctx->device), r.n_users);
         int checked = 0, bad = 0;
         for (const cJSON *e = cJSON_GetObjectItem(set, "expected")->child; e; e = e->next) {
             char name[32];
@@ -93,7 +93,8 @@ static void test_metrics(mrec_context *ctx) {
                 fprintf(stderr, "  %s %s: got %.12f want %.12f\n", settings[s], e->string, got, want);
             checked++;
         }
-        t_check(bad == 0 && checked >= 20, "%s: %d of %d metrics differ from the reference", settings[s], bad, checked);
+        t_check(bad == 0 && checked >= 20, "%s on %s: %d of %d metrics differ from the reference", settings[s], mrec_device_name(ctx->device), bad,
+                checked);
     }
     /* Bad cut-offs are refused. */
     mrec_eval_spec bad = {.relevant = &test, .n_k = 2, .k = {10, 5}};
@@ -587,6 +588,12 @@ int main(void) {
     mrec_context *ctx;
     T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
     test_metrics(ctx);
+    /* the same on a GPU, where the host computes a block's metrics while the device ranks the next (blocks of 7) */
+    mrec_context *gpu = NULL;
+    o.device = MREC_WANT_CUDA;
+    if (mrec_context_create(&gpu, &o) == MREC_OK) test_metrics(gpu), mrec_context_destroy(gpu);
+    else t_skip("the metrics on a GPU context: %s", mrec_error_detail());
+    o.device = MREC_WANT_CPU;
     test_gradients(ctx);
     test_itemknn(ctx);
     test_trajectory(ctx);
