@@ -223,9 +223,10 @@ static mrec_status image_chunk(mrec_context *ctx, const mrec_clip *m, const acti
     float *h = t->pooled + (size_t)B * H;
     mrec_status st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * S * S);
     if (!st) st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
-    for (int b = 0; b < B && !st; b++)
-        st = mrec_gemm(ctx, t->x + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, tw->embed, NULL, 1, 0, 0, 1, N, H, K, K,
-                       K, H);
+    /* the batch's patch embeddings in one product (into the layers' scratch), then each image's N rows after
+     * its class row: one copy of B rows of N x H, a sequence apart */
+    if (!st) st = mrec_gemm(ctx, t->layer, t->patches, tw->embed, NULL, 1, 0, 0, 1, B * N, H, K, K, K, H);
+    if (!st) st = mrec_copy_rows(ctx, t->x + H, T * H, t->layer, N * H, B, N * H);
     if (!st) st = mrec_class_embed(ctx, t->x, tw->cls, tw->pos, B, T, H);
     /* pre_layrnorm, in place: each row is read whole before it is written */
     if (!st) st = mrec_layernorm(ctx, t->x, t->x, tw->pre_w, tw->pre_b, c->layer_norm_eps, B * T, H);

@@ -177,18 +177,18 @@ static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const act
     int H = c->hidden, P = c->patch_size, S = c->image_size, G = S / P, N = G * G, T = 1 + N, K = c->channels * P * P;
     mrec_status st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * S * S);
     if (!st) st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
-    /* patch embeddings into rows 1..N of each sequence (ldc skips the cls row) */
-    for (int b = 0; b < B && !st; b++)
-        st = mrec_gemm(ctx, t->x + ((size_t)b * T + 1) * H, t->patches + (size_t)b * N * K, m->patch_w, m->patch_b, 1, 0, 0, 1, N,
-                       H, K, K, K, H);
+    /* the patch embeddings of the batch in one product (into the layers' scratch, free until they run), then
+     * each image's N rows to rows 1..N of its sequence: one copy of B rows of N x H, a sequence apart */
+    if (!st) st = mrec_gemm(ctx, t->layer, t->patches, m->patch_w, m->patch_b, 1, 0, 0, 1, B * N, H, K, K, K, H);
+    if (!st) st = mrec_copy_rows(ctx, t->x + H, T * H, t->layer, N * H, B, N * H);
     if (!st) st = mrec_class_embed(ctx, t->x, m->cls, m->pos, B, T, H);
     for (int l = 0; l < c->layers && !st; l++)
         st = mrec_vit_layer_forward(ctx, &m->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL,
                                     NULL, t->layer);
-    /* the final LayerNorm is needed only on the cls rows (stride T * H) */
-    float *h = t->layer;
-    for (int b = 0; b < B && !st; b++)
-        st = mrec_layernorm(ctx, h + (size_t)b * H, t->x + (size_t)b * T * H, m->ln_w, m->ln_b, c->layer_norm_eps, 1, H);
+    /* the final LayerNorm is needed only on the cls rows: gathered (stride T * H), then normalized together */
+    float *h = t->layer, *rows = t->layer + (size_t)B * H;
+    if (!st) st = mrec_copy_rows(ctx, rows, H, t->x, T * H, B, H);
+    if (!st) st = mrec_layernorm(ctx, h, rows, m->ln_w, m->ln_b, c->layer_norm_eps, B, H);
     if (!st && cls) st = mrec_copy_rows(ctx, cls, H, h, H, B, H);
     if (!st && pooled) {
         st = mrec_gemm(ctx, pooled, h, m->pooler_w, m->pooler_b, 1, 0, 0, 1, B, c->pooler_size, H, H, H, c->pooler_size);
