@@ -700,6 +700,10 @@ mrec_status mrec_dropout_cuda(float *out, const float *in, float p, uint64_t see
 mrec_status mrec_index_csr_workspace_bytes_cuda(size_t *bytes, int N, int V);
 mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
                                 size_t work_bytes, mrec_cuda *cu);
+/* The same for ids the caller has checked (mrec_index_csr_host_checked):
+ * no check on the device, so the host does not wait. */
+mrec_status mrec_index_csr_checked_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                                        size_t work_bytes, mrec_cuda *cu);
 /* out (n) = <A[ia[b]], B[ib[b]]> with A (Ra, d), B (Rb, d): BPR's scores. */
 mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, const float *B, const int32_t *ib,
                                  int n, int d, mrec_cuda *cu);
@@ -861,6 +865,11 @@ mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const i
 mrec_status mrec_index_csr_workspace_bytes(const mrec_context *ctx, int N, int V, size_t *bytes);
 mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
                            size_t work_bytes);
+/* mrec_index_csr for ids (on the context's device) whose host copy host_ids
+ * is at hand: the check runs on the host, with the same error, and a GPU
+ * sorts without a wait (the BPR batches' ids come from the host sampler). */
+mrec_status mrec_index_csr_host_checked(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids,
+                                        const int32_t *host_ids, int N, int V, void *work, size_t work_bytes);
 mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,
                            int C);
 

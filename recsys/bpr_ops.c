@@ -8,8 +8,9 @@
  * of T (mrec_bpr_rows: dx goes up, the norm coefficients ride in the launch),
  * and the batch's transposed index (mrec_index_csr) then adds each table
  * row's contributions in batch order, so repeated rows sum the same way on
- * every run and device. The copies up do not wait for the device: the host
- * buffers are pageable, which the driver stages as the call returns.
+ * every run and device. Nothing here waits on the device but the scores'
+ * copy back: the ids are checked on the host, and the copies up come from
+ * pageable buffers, which the driver stages before the call returns.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -68,8 +69,8 @@ mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float 
     o->n = n;
     for (int b = 0; b < n; b++) o->h_ids[b] = u[b], o->h_ids[n + b] = n_users + i[b], o->h_ids[2 * n + b] = n_users + j[b];
     if ((st = mrec_copy_to_device_async(ctx, o->ids, o->h_ids, sizeof(int32_t) * 3 * (size_t)n, MREC_STREAM_COMPUTE))) return st;
-    /* the index checks every id against the table before anything reads a row */
-    st = mrec_index_csr(ctx, o->idx_ptr, o->idx_pos, o->ids, 3 * n, n_rows, o->work, o->work_bytes);
+    /* the index checks every id against the table (on the host, from h_ids) before anything reads a row */
+    st = mrec_index_csr_host_checked(ctx, o->idx_ptr, o->idx_pos, o->ids, o->h_ids, 3 * n, n_rows, o->work, o->work_bytes);
     if (!st) st = mrec_gather_dot(ctx, o->dots, F, o->ids, F, o->ids + n, n, d);
     if (!st) st = mrec_gather_dot(ctx, o->dots + n, F, o->ids, F, o->ids + 2 * n, n, d);
     if (!st) st = mrec_gather_dot(ctx, o->dots + 2 * n, E, o->ids, E, o->ids, 3 * n, d);
@@ -124,8 +125,8 @@ mrec_status mrec_batch_rows_set(mrec_batch_rows *r, mrec_context *ctx, int n_row
     r->n = n_parts * n;
     for (int k = 0; k < n_parts; k++)
         for (int b = 0; b < n; b++) r->h_ids[k * n + b] = part[k][b] + offset[k];
-    st = mrec_copy_to_device(ctx, r->ids, r->h_ids, sizeof(int32_t) * (size_t)r->n);
-    return st ? st : mrec_index_csr(ctx, r->ptr, r->pos, r->ids, r->n, n_rows, r->work, r->work_bytes);
+    st = mrec_copy_to_device_async(ctx, r->ids, r->h_ids, sizeof(int32_t) * (size_t)r->n, MREC_STREAM_COMPUTE);
+    return st ? st : mrec_index_csr_host_checked(ctx, r->ptr, r->pos, r->ids, r->h_ids, r->n, n_rows, r->work, r->work_bytes);
 }
 
 mrec_status mrec_batch_rows_scatter(const mrec_batch_rows *r, float *out, const float *G, int D) {

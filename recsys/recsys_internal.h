@@ -34,8 +34,8 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
  * d) on the context's device. The batch's scores and squared row norms come
  * back to the host, where the loss is computed by the same code as on the
  * host path; the gradient rows are combined and scattered on the device in
- * a fixed order (no atomics). Per batch the host waits on the device twice:
- * for the index's check of the ids and for the scores. */
+ * a fixed order (no atomics). Per batch the host waits on the device once,
+ * for the scores. */
 typedef struct {
     mrec_context *ctx;
     int cap, n_rows, d; /* batch capacity, table rows and width the buffers are sized for */

@@ -516,6 +516,12 @@ static void test_training(void) {
     if (t_status(mrec_index_csr_cuda(drp, dpos, dids, N, V, work, wb, cu), MREC_OK, "index") && down(grp, drp, 8 * (size_t)(V + 1)) &&
         down(gpos, dpos, 4 * (size_t)N))
         t_check(!memcmp(rp, grp, 8 * (size_t)(V + 1)) && !memcmp(pos, gpos, 4 * (size_t)N), "batch index on the GPU equals the reference");
+    memset(grp, 0, 8 * (size_t)(V + 1)), memset(gpos, 0, 4 * (size_t)N);
+    mrec_cuda_copy_h2d(cu, drp, grp, 8 * (size_t)(V + 1)), mrec_cuda_copy_h2d(cu, dpos, gpos, 4 * (size_t)N);
+    if (t_status(mrec_index_csr_checked_cuda(drp, dpos, dids, N, V, work, wb, cu), MREC_OK, "index of checked ids") &&
+        down(grp, drp, 8 * (size_t)(V + 1)) && down(gpos, dpos, 4 * (size_t)N))
+        t_check(!memcmp(rp, grp, 8 * (size_t)(V + 1)) && !memcmp(pos, gpos, 4 * (size_t)N),
+                "batch index of host-checked ids on the GPU equals the reference");
     float *g = rnd((int64_t)N * D, -1, 1), *sref = malloc(4 * (size_t)V * D), *sgot = malloc(4 * (size_t)V * D);
     float *dg = up(g, 4 * (size_t)N * D), *ds = up(sref, 4 * (size_t)V * D);
     mrec_spmm_ref(sref, rp, pos, NULL, g, V, N, D);
@@ -726,6 +732,24 @@ static void test_op_layer(void) {
                1e-4, 1e-4);
     t_allclose("op layer: conv2d and maxpool on the GPU", got[0][1], got[1][1], 2 * 8 * 5 * 5, 1e-4, 1e-4);
     t_allclose("op layer: A^T (A X) on the GPU with the kept transpose", got[0][2], got[1][2], 4 * 33, 1e-4, 1e-4);
+    /* a batch index whose ids are checked on the host: a bad one is refused there, by position, on either device */
+    {
+        int32_t hid[5] = {0, 3, 1, 7, 2};
+        for (int d = 0; d < 2; d++) {
+            size_t wb = 0;
+            mrec_index_csr_workspace_bytes(ctx[d], 5, 6, &wb);
+            mrec_arena mem = {0};
+            if (!t_status(mrec_arena_reserve(&mem, 1024 + wb, ctx[d]->device, ctx[d]->cuda), MREC_OK, "index buffers")) continue;
+            int32_t *ids = mrec_arena_alloc(&mem, sizeof hid), *pos = mrec_arena_alloc(&mem, sizeof hid);
+            int64_t *ptr = mrec_arena_alloc(&mem, 8 * 7);
+            void *work = wb ? mrec_arena_alloc(&mem, wb) : NULL;
+            mrec_copy_to_device(ctx[d], ids, hid, sizeof hid);
+            t_status(mrec_index_csr_host_checked(ctx[d], ptr, pos, ids, hid, 5, 6, work, wb), MREC_ERR_ARG, "index on %s: id 7 of 6",
+                     mrec_device_name(ctx[d]->device));
+            t_check(strstr(mrec_error_detail(), "position 3") != NULL, "the error names the position: %s", mrec_error_detail());
+            mrec_arena_release(&mem, ctx[d]->cuda);
+        }
+    }
     for (int d = 0; d < 2; d++) {
         for (int i = 0; i < 3; i++) free(got[d][i]);
         mrec_context_destroy(ctx[d]);

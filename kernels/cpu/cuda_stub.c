@@ -80,6 +80,10 @@ mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask
 mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_index_csr_checked_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                                        size_t work_bytes, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu) {
     return no_cuda();
 }

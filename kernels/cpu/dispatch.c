@@ -343,6 +343,15 @@ mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, co
     return mrec_index_csr_cpu(row_ptr, pos, ids, N, V, ctx->pool);
 }
 
+mrec_status mrec_index_csr_host_checked(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids,
+                                        const int32_t *host_ids, int N, int V, void *work, size_t work_bytes) {
+    if (!on_gpu(ctx)) return mrec_index_csr_cpu(row_ptr, pos, ids, N, V, ctx->pool); /* checks as it goes */
+    for (int p = 0; p < N; p++)
+        if (host_ids[p] < 0 || host_ids[p] >= V)
+            return mrec_fail(MREC_ERR_ARG, "index: id %d at position %d is outside [0, %d)", host_ids[p], p, V);
+    return mrec_index_csr_checked_cuda(row_ptr, pos, ids, N, V, work, work_bytes, ctx->cuda);
+}
+
 mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,
                            int C) {
     if (on_gpu(ctx)) return mrec_mask_rows_cuda(scores, row_ptr, col, u0, R, C, ctx->cuda);

@@ -37,10 +37,11 @@ extern "C" mrec_status mrec_dropout_cuda(float *out, const float *in, float p, u
 
 /* ---- the transposed index of a batch --------------------------------------------- */
 
+/* bad NULL: the ids were checked on the host */
 __global__ static void iota_check(int32_t *pos, const int32_t *ids, int N, int V, int *bad) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < N; i += gridDim.x * blockDim.x) {
         pos[i] = i;
-        if (ids[i] < 0 || ids[i] >= V) atomicMin(bad, i); /* an int minimum: order-free */
+        if (bad && (ids[i] < 0 || ids[i] >= V)) atomicMin(bad, i); /* an int minimum: order-free */
     }
 }
 
@@ -73,9 +74,9 @@ extern "C" mrec_status mrec_index_csr_workspace_bytes_cuda(size_t *bytes, int N,
     return MREC_OK;
 }
 
-/* row_ptr: (V + 1); pos: (N); ids: (N) */
-extern "C" mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
-                                           size_t work_bytes, mrec_cuda *cu) {
+/* row_ptr: (V + 1); pos: (N); ids: (N); checked: the caller checked the ids, so nothing waits on the device */
+static mrec_status index_csr(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work, size_t work_bytes,
+                             int checked, mrec_cuda *cu) {
     if (V < 0 || N < 0) return mrec_fail(MREC_ERR_ARG, "index: %d ids over %d rows", N, V);
     size_t need = 0;
     mrec_index_csr_workspace_bytes_cuda(&need, N, V);
@@ -88,12 +89,13 @@ extern "C" mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const
     void *scratch = (char *)work + 2 * align256(sizeof(int32_t) * (size_t)N);
     size_t scratch_bytes = sort_bytes(N);
     int bad = N;
-    mrec_status st = mrec_cuda_check(cudaMemcpyAsync(cu->flag, &bad, sizeof bad, cudaMemcpyHostToDevice, cu->stream), "index");
+    mrec_status st = checked ? MREC_OK
+                             : mrec_cuda_check(cudaMemcpyAsync(cu->flag, &bad, sizeof bad, cudaMemcpyHostToDevice, cu->stream), "index");
     if (st) return st;
-    iota_check<<<blocks_for(N), THREADS, 0, cu->stream>>>(iota, ids, N, V, cu->flag);
+    iota_check<<<blocks_for(N), THREADS, 0, cu->stream>>>(iota, ids, N, V, checked ? NULL : cu->flag);
     if ((st = MREC_CUDA_LAUNCHED("index check"))) return st;
-    st = mrec_cuda_check(cudaMemcpyAsync(&bad, cu->flag, sizeof bad, cudaMemcpyDeviceToHost, cu->stream), "index");
-    if (!st) st = mrec_cuda_check(cudaStreamSynchronize(cu->stream), "index");
+    if (!checked) st = mrec_cuda_check(cudaMemcpyAsync(&bad, cu->flag, sizeof bad, cudaMemcpyDeviceToHost, cu->stream), "index");
+    if (!st && !checked) st = mrec_cuda_check(cudaStreamSynchronize(cu->stream), "index");
     if (st) return st;
     if (bad < N) {
         int32_t id = 0;
@@ -110,6 +112,16 @@ extern "C" mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const
     if (st) return st;
     row_starts<<<blocks_for((int64_t)V + 1), THREADS, 0, cu->stream>>>(row_ptr, keys, N, V);
     return MREC_CUDA_LAUNCHED("index row starts");
+}
+
+extern "C" mrec_status mrec_index_csr_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                                           size_t work_bytes, mrec_cuda *cu) {
+    return index_csr(row_ptr, pos, ids, N, V, work, work_bytes, 0, cu);
+}
+
+extern "C" mrec_status mrec_index_csr_checked_cuda(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
+                                                   size_t work_bytes, mrec_cuda *cu) {
+    return index_csr(row_ptr, pos, ids, N, V, work, work_bytes, 1, cu);
 }
 
 /* ---- BPR ----------------------------------------------------------------------- */
