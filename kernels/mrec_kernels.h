@@ -651,6 +651,9 @@ mrec_status mrec_l2_normalize_rows_cuda(float *out, const float *in, float eps, 
 /* Checks the ids on the device and reads back one int: synchronizes. */
 mrec_status mrec_embedding_cuda(float *out, const float *table, const int32_t *ids,
                                 int N, int V, int D, mrec_cuda *cu);
+/* The gather alone, for ids the caller has checked (mrec_embedding_checked): no wait. */
+mrec_status mrec_embedding_checked_cuda(float *out, const float *table, const int32_t *ids, int N, int V, int D,
+                                        mrec_cuda *cu);
 mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask, int B, int T, int D,
                                 mrec_cuda *cu);
 /* k <= 128 on the GPU (MREC_ERR_UNSUPPORTED above: evaluation uses k <= 100). */
@@ -765,6 +768,10 @@ mrec_status mrec_add_layernorm(mrec_context *ctx, float *out, const float *a, co
                                const float *bias, float eps, int R, int C);
 mrec_status mrec_l2_normalize_rows(mrec_context *ctx, float *out, const float *in, float eps, int R, int C);
 mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V, int D);
+/* mrec_embedding for ids already checked against V (a mrec_batch_rows' ids,
+ * checked as they were set): a GPU gathers without reading a flag back, so
+ * the host does not wait; the CPU checks anyway (it costs nothing there). */
+mrec_status mrec_embedding_checked(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V, int D);
 mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const int32_t *mask, int B, int T, int D);
 mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k);
 /* mrec_gram_topk_cpu's result; x, idx and val are host memory on any context.

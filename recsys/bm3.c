@@ -296,8 +296,8 @@ static mrec_status ops_loss_grad(bm3 *m, double *loss_out, const int32_t *u, con
     if (!st) st = mrec_batch_rows_set(&m->nodes, ctx, N, 2, ui, node_off, n);
     if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 1, ui + 1, &zero, n);
     /* src: F_u, then F_i + I_i; tgt: their dropped-out copies, element e of the (2n, d) block under the views' key */
-    if (!st) st = mrec_embedding(ctx, m->src, m->final, m->nodes.ids, 2 * n, N, d);
-    if (!st) st = mrec_embedding(ctx, m->dsrc, m->ego, m->nodes.ids + n, n, N, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->src, m->final, m->nodes.ids, 2 * n, N, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->dsrc, m->ego, m->nodes.ids + n, n, N, d);
     if (!st) st = mrec_add(ctx, m->src + nd, m->src + nd, m->dsrc, (int64_t)nd);
     if (!st) st = mrec_hash_dropout(ctx, m->tgt, m->src, NULL, 2 * (int64_t)nd, m->dropout, target_key(m, 0));
     if (!st) st = mrec_gemm(ctx, m->on, m->src, m->wp, m->bp, 1, 0, 0, 1, 2 * n, d, d, d, d, d);
@@ -314,7 +314,7 @@ static mrec_status ops_loss_grad(bm3 *m, double *loss_out, const int32_t *u, con
     const float *ti = m->tgt + nd;
     for (int mo = 0; mo < m->n_mod && !st; mo++) {
         int F = m->fdim[mo];
-        st = mrec_embedding(ctx, m->fb, m->x[mo], m->items.ids, n, I, F);
+        st = mrec_embedding_checked(ctx, m->fb, m->x[mo], m->items.ids, n, I, F);
         if (!st) st = mrec_gemm(ctx, m->z, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, n, d, F, F, F, d);
         if (!st) st = mrec_hash_dropout(ctx, m->zt, m->z, NULL, (int64_t)nd, m->dropout, target_key(m, 1 + mo));
         if (!st) st = mrec_gemm(ctx, m->on, m->z, m->wp, m->bp, 1, 0, 0, 1, n, d, d, d, d, d);

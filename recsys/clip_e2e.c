@@ -229,8 +229,8 @@ static mrec_status batch_loss_grad(clip_e2e *m, double *loss_out, const int32_t 
         return st;
 
     /* Tb: the users' rows, then the positives' and the negatives' item vectors; their scores and squared norms */
-    st = mrec_embedding(ctx, m->Tb, m->user, m->users.ids, n, m->n_users, d);
-    if (!st) st = mrec_embedding(ctx, m->Tb + (size_t)n * d, m->Z, m->slots.ids, 2 * n, m->cap, d);
+    st = mrec_embedding_checked(ctx, m->Tb, m->user, m->users.ids, n, m->n_users, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->Tb + (size_t)n * d, m->Z, m->slots.ids, 2 * n, m->cap, d);
     const int32_t *iota = m->slots.h_iota;
     if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->Tb, m->Tb, iota, iota, iota + n, n, n, 3 * m->ntrip, d);
     if (st) return st;

@@ -195,8 +195,8 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
     st = mrec_batch_rows_set(&m->nodes, ctx, N, 3, uij, node_off, n);
     if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, uij + 1, item_off, n);
     /* T = [F_u ; F_i + h_i ; F_j + h_j] */
-    if (!st) st = mrec_embedding(ctx, m->T, m->final, m->nodes.ids, 3 * n, N, d);
-    if (!st) st = mrec_embedding(ctx, m->rows, m->h, m->items.ids, 2 * n, I, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->T, m->final, m->nodes.ids, 3 * n, N, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->rows, m->h, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_add(ctx, m->T + nd, m->T + nd, m->rows, 2 * (int64_t)nd);
     const int32_t *row = m->items.h_iota;
     int rows_cap = 3 * m->ops_cap;
@@ -208,7 +208,7 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
     for (int mo = 0; mo < m->n_mod && !st; mo++) {
         int F = m->fdim[mo];
         float *dz = m->mixed2 + nd; /* the z rows' gradients, (2n, d) */
-        st = mrec_embedding(ctx, m->fb, m->feat[mo], m->items.ids, 2 * n, I, F);
+        st = mrec_embedding_checked(ctx, m->fb, m->feat[mo], m->items.ids, 2 * n, I, F);
         if (!st) st = mrec_copy_rows(ctx, m->T2, d, m->T, d, n, d);
         if (!st) st = mrec_gemm(ctx, m->T2 + nd, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d);
         if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T2, m->T2, row, row, row + n, n, n, rows_cap, d);

@@ -535,8 +535,8 @@ static mrec_status ops_loss_grad(lattice *m, double *loss_out, const int32_t *u,
     if (!st) st = mrec_batch_rows_set(&m->nodes, ctx, N, 3, uij, node_off, n);
     if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, uij + 1, zero, n);
     /* T = [F_u ; F_i + hn_i ; F_j + hn_j] (the item rows' hn through mixed's tail as scratch) */
-    if (!st) st = mrec_embedding(ctx, m->T, m->final, m->nodes.ids, 3 * n, N, d);
-    if (!st) st = mrec_embedding(ctx, m->mixed, m->hn, m->items.ids, 2 * n, I, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->T, m->final, m->nodes.ids, 3 * n, N, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->mixed, m->hn, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_add(ctx, m->T + nd, m->T + nd, m->mixed, 2 * (int64_t)nd);
     const int32_t *row = m->items.h_iota;
     if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, d);

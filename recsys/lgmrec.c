@@ -220,7 +220,7 @@ static mrec_status contrast(lgmrec *m, double *loss, float *dzv, float *dq, cons
     int d = m->dim;
     mrec_context *ctx = m->ctx;
     mrec_status st;
-    if ((st = mrec_embedding(ctx, m->g, zv, r->ids, n, R, d))) return st;
+    if ((st = mrec_embedding_checked(ctx, m->g, zv, r->ids, n, R, d))) return st;
     if ((st = mrec_l2_normalize_rows(ctx, m->p, m->g, NORM_EPS, n, d))) return st;
     /* s = p q^T / tau; g = cl (softmax(s) - onehot(id)) */
     if ((st = mrec_gemm(ctx, m->s, m->p, q, NULL, 1.0f / TAU, 0, 0, 1, n, R, d, d, d, R))) return st;

@@ -261,7 +261,7 @@ static mrec_status reg_term(mentor *m, double *loss, const int32_t *u, int n) {
     mrec_status st = mrec_batch_rows_set(&m->rows, ctx, U, 1, parts, offset, n);
     for (int k = 0; k < 2 && !st; k++) {
         gcn *q = &m->net[k];
-        st = mrec_embedding(ctx, m->gath, q->P, m->rows.ids, n, U, d);
+        st = mrec_embedding_checked(ctx, m->gath, q->P, m->rows.ids, n, U, d);
         if (!st) st = mrec_copy_to_host(ctx, m->h_small, m->gath, sizeof(float) * (size_t)n * d);
         double s = 0;
         for (int64_t e = 0; e < (int64_t)n * d && !st; e++) s += (double)m->h_small[e] * m->h_small[e];

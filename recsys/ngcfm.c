@@ -382,11 +382,11 @@ static mrec_status ops_loss_grad(ngcfm *m, double *loss_out, const int32_t *u, c
     if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, uij + 1, zero, n);
     /* T (3n, 2d): [g_u ; T_u], [g_i ; p_i], [g_j ; p_j] */
     float *Tc = m->T + (size_t)n * D;
-    if (!st) st = mrec_embedding(ctx, m->rows, m->final, m->nodes.ids, 3 * n, N, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->rows, m->final, m->nodes.ids, 3 * n, N, d);
     if (!st) st = mrec_copy_rows(ctx, m->T, D, m->rows, d, 3 * n, d);
-    if (!st) st = mrec_embedding(ctx, m->rows, m->tu, m->users.ids, n, U, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->rows, m->tu, m->users.ids, n, U, d);
     if (!st) st = mrec_copy_rows(ctx, m->T + d, D, m->rows, d, n, d);
-    if (!st) st = mrec_embedding(ctx, m->rows, m->p, m->items.ids, 2 * n, I, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->rows, m->p, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_copy_rows(ctx, Tc + d, D, m->rows, d, 2 * n, d);
     const int32_t *row = m->items.h_iota;
     if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);

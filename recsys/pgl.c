@@ -193,7 +193,7 @@ static mrec_status contrast(pgl *m, double *loss, const int32_t *u, const int32_
     uint64_t key1 = dropout_key(m, 0), key2 = dropout_key(m, 1);
     double users = 0, items = 0;
     mrec_status st = mrec_batch_rows_set(&m->rows, ctx, N, 2, parts, offset, n);
-    if (!st) st = mrec_embedding(ctx, m->v, m->out, m->rows.ids, 2 * n, N, W);
+    if (!st) st = mrec_embedding_checked(ctx, m->v, m->out, m->rows.ids, 2 * n, N, W);
     if (!st) st = mrec_hash_dropout(ctx, m->v1, m->v, NULL, nw, m->dropout, key1);
     if (!st) st = mrec_hash_dropout(ctx, m->v2, m->v, NULL, nw, m->dropout, key2);
     if (!st) st = info_nce(m, &users, m->d1, m->d2, m->v1, m->v2, n, m->cl / 2);

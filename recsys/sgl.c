@@ -329,7 +329,7 @@ static double ops_contrast(sgl *m, const int32_t *ids, int n, int offset, int co
         const int32_t *anchor = m->anchors.ids + b0;
         float *g = m->G + (size_t)b0 * d;
         /* sim (c, count) = zb z2^T / temp; InfoNCE against each anchor's own column, ssl_reg / temp (softmax - onehot) in place */
-        *st = mrec_embedding(ctx, m->zb, z1, anchor, c, count, d);
+        *st = mrec_embedding_checked(ctx, m->zb, z1, anchor, c, count, d);
         if (!*st) *st = mrec_gemm(ctx, m->sim, m->zb, z2, NULL, inv, 0, 0, 1, c, count, d, d, d, count);
         if (!*st) *st = mrec_softmax_xent_rows(ctx, m->sim, m->closs, m->sim, anchor, m->ssl_reg * inv, c, count);
         if (!*st) *st = mrec_copy_to_host(ctx, m->h_loss, m->closs, sizeof(double) * (size_t)c);

@@ -317,7 +317,7 @@ static double ops_contrast(simgcl *m, const int32_t *ids, int n, int offset, mre
     float w = m->reg_cl / k;
     *st = mrec_batch_rows_set(&m->distinct, ctx, N, 1, &rows, &zero, k);
     for (int v = 0; v < 2 && !*st; v++) {
-        *st = mrec_embedding(ctx, m->cv[v], m->view[v], m->distinct.ids, k, N, d);
+        *st = mrec_embedding_checked(ctx, m->cv[v], m->view[v], m->distinct.ids, k, N, d);
         if (!*st) *st = mrec_l2_normalize_rows(ctx, m->cz[v], m->cv[v], 1e-12f, k, d);
     }
     /* sim (k, k) = za zb^T / temp; its InfoNCE rows and reg_cl / k (softmax - I) / temp, in place */

@@ -378,8 +378,8 @@ static mrec_status batch_loss_grad(smore *m, double *loss_out, const int32_t *u,
     size_t half = (size_t)n * d;
     double cl_users = 0, cl_items = 0;
     if ((st = mrec_batch_rows_set(&m->rows, ctx, N, 2, parts, offset, n))) return st;
-    if ((st = mrec_embedding(ctx, m->v1, m->side, m->rows.ids, 2 * n, N, d))) return st;
-    if ((st = mrec_embedding(ctx, m->v2, m->content, m->rows.ids, 2 * n, N, d))) return st;
+    if ((st = mrec_embedding_checked(ctx, m->v1, m->side, m->rows.ids, 2 * n, N, d))) return st;
+    if ((st = mrec_embedding_checked(ctx, m->v2, m->content, m->rows.ids, 2 * n, N, d))) return st;
     if ((st = info_nce(m, &cl_users, m->d1, m->d2, m->v1, m->v2, n))) return st;
     if ((st = info_nce(m, &cl_items, m->d1 + half, m->d2 + half, m->v1 + half, m->v2 + half, n))) return st;
     loss += cl_items + cl_users;

@@ -149,10 +149,10 @@ static mrec_status ops_loss_grad(vbpr *m, double *loss_out, const int32_t *u, co
     if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, ij, zero, n);
     /* T: the users' rows, then [I ; W f + b] for the positives and the negatives */
     float *Tc = m->T + (size_t)n * D;
-    if (!st) st = mrec_embedding(ctx, m->T, m->user, m->users.ids, n, U, D);
-    if (!st) st = mrec_embedding(ctx, m->rows, m->item, m->items.ids, 2 * n, I, d);
+    if (!st) st = mrec_embedding_checked(ctx, m->T, m->user, m->users.ids, n, U, D);
+    if (!st) st = mrec_embedding_checked(ctx, m->rows, m->item, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_copy_rows(ctx, Tc, D, m->rows, d, 2 * n, d);
-    if (!st) st = mrec_embedding(ctx, m->fb, m->feat_ops, m->items.ids, 2 * n, I, F);
+    if (!st) st = mrec_embedding_checked(ctx, m->fb, m->feat_ops, m->items.ids, 2 * n, I, F);
     if (!st) st = mrec_gemm(ctx, Tc + d, m->fb, m->w, m->b, 1, 0, 0, 1, 2 * n, d, F, F, F, D);
     /* pos, neg and the rows' squared norms: T's rows b, n + b and 2n + b as one table */
     const int32_t *row = m->items.h_iota;

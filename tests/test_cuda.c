@@ -161,6 +161,11 @@ static void test_gather_pool(void) {
     mrec_embedding_ref(ref, table, ids, N, V, D);
     if (t_status(mrec_embedding_cuda(dout, dt, di, N, V, D, cu), MREC_OK, "embedding") && down(got, dout, 4 * (size_t)N * D))
         t_allclose("embedding gather", ref, got, (int64_t)N * D, 0, 0);
+    memset(got, 0, 4 * (size_t)N * D);
+    mrec_cuda_copy_h2d(cu, dout, got, 4 * (size_t)N * D);
+    if (t_status(mrec_embedding_checked_cuda(dout, dt, di, N, V, D, cu), MREC_OK, "embedding of checked ids") &&
+        down(got, dout, 4 * (size_t)N * D))
+        t_allclose("embedding gather of checked ids", ref, got, (int64_t)N * D, 0, 0);
     ids[17] = V; /* one past the table */
     mrec_cuda_copy_h2d(cu, di, ids, sizeof ids);
     t_status(mrec_embedding_cuda(dout, dt, di, N, V, D, cu), MREC_ERR_ARG, "an id outside the table");

@@ -84,6 +84,9 @@ mrec_status mrec_index_csr_checked_cuda(int64_t *row_ptr, int32_t *pos, const in
                                         size_t work_bytes, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_embedding_checked_cuda(float *out, const float *table, const int32_t *ids, int N, int V, int D, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu) {
     return no_cuda();
 }

@@ -122,6 +122,12 @@ mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, co
     return mrec_embedding_cpu(out, table, ids, N, V, D, ctx->pool);
 }
 
+mrec_status mrec_embedding_checked(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V,
+                                   int D) {
+    if (on_gpu(ctx)) return mrec_embedding_checked_cuda(out, table, ids, N, V, D, ctx->cuda);
+    return mrec_embedding_cpu(out, table, ids, N, V, D, ctx->pool);
+}
+
 mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const int32_t *mask, int B, int T, int D) {
     if (on_gpu(ctx)) return mrec_mean_pool_cuda(out, in, mask, B, T, D, ctx->cuda);
     mrec_mean_pool_cpu(out, in, mask, B, T, D, ctx->pool);

@@ -227,8 +227,8 @@ __global__ static void embedding_kernel(float *out, const float *table, const in
                                         int *bad) {
     int i = blockIdx.x;
     int id = ids[i];
-    if (id < 0 || id >= V) {
-        if (threadIdx.x == 0) atomicMin(bad, i);
+    if (id < 0 || id >= V) { /* bad NULL: the caller checked the ids, and a row it missed is left as it was */
+        if (threadIdx.x == 0 && bad) atomicMin(bad, i);
         return;
     }
     for (int d = threadIdx.x; d < D; d += blockDim.x) out[(size_t)i * D + d] = table[(size_t)id * D + d];
@@ -254,6 +254,14 @@ extern "C" mrec_status mrec_embedding_cuda(float *out, const float *table, const
     int32_t id = 0;
     st = mrec_cuda_check(cudaMemcpy(&id, ids + host_bad, sizeof id, cudaMemcpyDeviceToHost), "embedding: id");
     return st ? st : mrec_fail(MREC_ERR_ARG, "embedding: id %d at position %d is outside [0, %d)", id, host_bad, V);
+}
+
+/* The same gather for ids the caller has checked: no flag, no wait. */
+extern "C" mrec_status mrec_embedding_checked_cuda(float *out, const float *table, const int32_t *ids, int N, int V, int D,
+                                                   mrec_cuda *cu) {
+    if (N <= 0 || D <= 0) return MREC_OK;
+    embedding_kernel<<<N, D < THREADS ? ((D + 31) / 32) * 32 : THREADS, 0, cu->stream>>>(out, table, ids, N, V, D, NULL);
+    return MREC_CUDA_LAUNCHED("embedding of checked ids");
 }
 
 /* One thread per (b, d): tokens are summed in order, as the reference. A
