@@ -379,14 +379,13 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
         if (!st && u.len) st = attend_unpadded(ctx, m, &t, &u, B, T, scale);
         else if (!st)
             st = mrec_attention(ctx, t.ctx, t.q, t.k, t.v, t.mask_bias, c->mpnet ? t.pos_bias : NULL, scale, B, T, nh, dh, t.attn);
+        /* the residual and the LayerNorm in one pass (on a GPU; the CPU adds, then normalizes while the sum is in cache) */
         if (!st) st = mrec_gemm(ctx, t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, R, H, H, H, H, H);
-        if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)R * H);
-        if (!st) st = mrec_layernorm(ctx, t.x, t.tmp, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, R, H);
+        if (!st) st = mrec_add_layernorm(ctx, t.x, t.tmp, t.x, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, R, H);
         if (!st) st = mrec_linear_act(ctx, t.inter, t.x, L->inter_w, L->inter_b, c->act, R, I, H);
         if (!st) st = mrec_gemm(ctx, t.tmp, t.inter, L->out_w, L->out_b, 1, 0, 0, 1, R, H, I, I, I, H);
-        if (!st) st = mrec_add(ctx, t.tmp, t.tmp, t.x, (int64_t)R * H);
         float *to = l + 1 == c->layers && !u.len ? hidden : t.x;
-        if (!st) st = mrec_layernorm(ctx, to, t.tmp, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, R, H);
+        if (!st) st = mrec_add_layernorm(ctx, to, t.tmp, t.x, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, R, H);
     }
     /* back to (B, T, H), padding rows zero */
     if (!st && u.len) st = mrec_fill(ctx, hidden, 0.0f, (int64_t)BT * H);
