@@ -493,6 +493,11 @@ mrec_status mrec_copy_rows_cuda(float *out, int ld_out, const float *in, int ld_
 mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta,
                               mrec_precision precision, int trans_a, int trans_b, int M, int N, int K, int lda,
                               int ldb, int ldc, mrec_cuda *cu);
+/* The feed-forward block of mrec_ffn in bf16 on the GPU: hidden (R, I) fp32
+ * receives the first product; the activation writes the second product's
+ * bf16 operand directly. */
+mrec_status mrec_ffn_bf16_cuda(float *out, const float *x, const float *W1, const float *b1, mrec_act act, const float *W2,
+                               const float *b2, float beta, float *hidden, int R, int H, int I, mrec_cuda *cu);
 /* Weights on the device: *out = one allocation holding a copy of host (n
  * floats), and, with bf16, its bf16 twin for mrec_gemm_lt_cuda (converted
  * once, here). mrec_cuda_weights_free releases both. */
@@ -759,6 +764,14 @@ mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec
  * bits, on the CPU in one pass over C (mrec_linear_act_cpu). */
 mrec_status mrec_linear_act(mrec_context *ctx, float *C, const float *A, const float *W, const float *bias, mrec_act act,
                             int M, int N, int K);
+/* A transformer's feed-forward block: out = beta out + act(x W1^T + b1) W2^T + b2,
+ * x (R, H), W1 (I, H), b1 (I), W2 (H, I), b2 (H) or NULL; hidden (R, I) is
+ * scratch on the context's device. The values of mrec_linear_act into hidden
+ * and then mrec_gemm from it; on a GPU in bf16 the activation writes the
+ * second product's bf16 operand itself (one pass over the (R, I) activations
+ * where there were three), and hidden keeps the first product. */
+mrec_status mrec_ffn(mrec_context *ctx, float *out, const float *x, const float *W1, const float *b1, mrec_act act,
+                     const float *W2, const float *b2, float beta, float *hidden, int R, int H, int I);
 mrec_status mrec_softmax_rows(mrec_context *ctx, float *out, const float *in, const float *mask, int R, int C,
                               int rows_per_mask);
 mrec_status mrec_layernorm(mrec_context *ctx, float *out, const float *in, const float *weight, const float *bias,

@@ -382,8 +382,7 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
         /* the residual and the LayerNorm in one pass (on a GPU; the CPU adds, then normalizes while the sum is in cache) */
         if (!st) st = mrec_gemm(ctx, t.tmp, t.ctx, L->attn_out_w, L->attn_out_b, 1, 0, 0, 1, R, H, H, H, H, H);
         if (!st) st = mrec_add_layernorm(ctx, t.x, t.tmp, t.x, L->attn_ln_w, L->attn_ln_b, c->layer_norm_eps, R, H);
-        if (!st) st = mrec_linear_act(ctx, t.inter, t.x, L->inter_w, L->inter_b, c->act, R, I, H);
-        if (!st) st = mrec_gemm(ctx, t.tmp, t.inter, L->out_w, L->out_b, 1, 0, 0, 1, R, H, I, I, I, H);
+        if (!st) st = mrec_ffn(ctx, t.tmp, t.x, L->inter_w, L->inter_b, c->act, L->out_w, L->out_b, 0.0f, t.inter, R, H, I);
         float *to = l + 1 == c->layers && !u.len ? hidden : t.x;
         if (!st) st = mrec_add_layernorm(ctx, to, t.tmp, t.x, L->out_ln_w, L->out_ln_b, c->layer_norm_eps, R, H);
     }

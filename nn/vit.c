@@ -166,8 +166,8 @@ mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, f
     /* x += att Wo^T + bo: beta 1 accumulates into the residual */
     if (!st) st = mrec_gemm(ctx, x, att, L->o_w, L->o_b, 1, 1, 0, 1, BT, H, H, H, H, H);
     if (!st) st = mrec_layernorm(ctx, h, x, L->ln2_w, L->ln2_b, eps, BT, H);
-    if (!st) st = mrec_linear_act(ctx, inter, h, L->inter_w, L->inter_b, act, BT, I, H);
-    if (!st) st = mrec_gemm(ctx, x, inter, L->out_w, L->out_b, 1, 1, 0, 1, BT, H, I, I, I, H);
+    /* x += act(h W1^T + b1) W2^T + b2 */
+    if (!st) st = mrec_ffn(ctx, x, h, L->inter_w, L->inter_b, act, L->out_w, L->out_b, 1.0f, inter, BT, H, I);
     return st;
 }
 

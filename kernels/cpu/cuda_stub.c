@@ -87,6 +87,10 @@ mrec_status mrec_index_csr_checked_cuda(int64_t *row_ptr, int32_t *pos, const in
 mrec_status mrec_embedding_checked_cuda(float *out, const float *table, const int32_t *ids, int N, int V, int D, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_ffn_bf16_cuda(float *out, const float *x, const float *W1, const float *b1, mrec_act act, const float *W2,
+                               const float *b2, float beta, float *hidden, int R, int H, int I, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu) {
     return no_cuda();
 }

@@ -46,6 +46,14 @@ mrec_status mrec_linear_act(mrec_context *ctx, float *C, const float *A, const f
     return MREC_OK;
 }
 
+mrec_status mrec_ffn(mrec_context *ctx, float *out, const float *x, const float *W1, const float *b1, mrec_act act,
+                     const float *W2, const float *b2, float beta, float *hidden, int R, int H, int I) {
+    if (on_gpu(ctx) && ctx->precision == MREC_PREC_BF16)
+        return mrec_ffn_bf16_cuda(out, x, W1, b1, act, W2, b2, beta, hidden, R, H, I, ctx->cuda);
+    mrec_status st = mrec_linear_act(ctx, hidden, x, W1, b1, act, R, I, H);
+    return st ? st : mrec_gemm(ctx, out, hidden, W2, b2, 1, beta, 0, 1, R, H, I, I, I, H);
+}
+
 mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const float *B, float alpha, float beta,
                               int trans_a, int trans_b, int batch, int M, int N, int K, int lda, int ldb, int ldc,
                               int64_t stride_a, int64_t stride_b, int64_t stride_c) {

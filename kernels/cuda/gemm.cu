@@ -302,6 +302,60 @@ extern "C" mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *
     return st;
 }
 
+/* ---- a transformer's feed-forward block in bf16 -------------------------------- */
+
+/* out (n) bf16 = act(in) (n) fp32, rounded to nearest even: the values of the
+ * activation pass and then the conversion, in one pass over in */
+__global__ static void act_to_bf16(__nv_bfloat16 *out, const float *in, mrec_act act, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16_rn(mrec_activate(in[i], act, 0.0f));
+}
+
+__global__ static void act_to_bf16_4(__nv_bfloat162 *out, const float4 *in, mrec_act act, int64_t n4) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+        float4 v = in[i];
+        out[2 * i] = __floats2bfloat162_rn(mrec_activate(v.x, act, 0.0f), mrec_activate(v.y, act, 0.0f));
+        out[2 * i + 1] = __floats2bfloat162_rn(mrec_activate(v.z, act, 0.0f), mrec_activate(v.w, act, 0.0f));
+    }
+}
+
+/* out (R, H) = beta out + act(x W1^T + b1) W2^T + b2 with bf16 operands and
+ * fp32 accumulation; hidden (R, I) fp32 receives the first product. The
+ * activation writes the second product's bf16 operand directly: the values
+ * of mrec_linear_act, its output converted, then mrec_gemm_lt_cuda, without
+ * the fp32 activations' write and read back in between. */
+extern "C" mrec_status mrec_ffn_bf16_cuda(float *out, const float *x, const float *W1, const float *b1, mrec_act act,
+                                          const float *W2, const float *b2, float beta, float *hidden, int R, int H, int I,
+                                          mrec_cuda *cu) {
+    if (R <= 0 || H <= 0 || I <= 0) return MREC_OK;
+    mrec_status st = mrec_gemm_lt_cuda(hidden, x, W1, b1, 1.0f, 0.0f, MREC_PREC_BF16, 0, 1, R, I, H, H, H, I, cu);
+    int64_t n = (int64_t)R * I, at_w = (n + 127) / 128 * 128; /* W2's conversion, if it has no twin, after the operand */
+    const uint16_t *w = bf16_twin(cu, W2, (int64_t)H * I);
+    if (!st) st = bf16_scratch(cu, at_w + (w ? 0 : (int64_t)H * I));
+    if (st) return st;
+    /* the buffer may have grown (and moved) just now; the first product read it before, in stream order */
+    uint16_t *a = cu->bf16_buf;
+    if (!w) {
+        if ((st = mrec_f32_to_bf16_cuda(a + at_w, W2, (int64_t)H * I, cu))) return st;
+        w = a + at_w;
+    }
+    int64_t blocks = n % 4 == 0 && ((uintptr_t)hidden & 15) == 0 ? (n / 4 + 255) / 256 : (n + 255) / 256;
+    unsigned grid = (unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32);
+    if (n % 4 == 0 && ((uintptr_t)hidden & 15) == 0)
+        act_to_bf16_4<<<grid, 256, 0, cu->stream>>>((__nv_bfloat162 *)a, (const float4 *)hidden, act, n / 4);
+    else
+        act_to_bf16<<<grid, 256, 0, cu->stream>>>((__nv_bfloat16 *)a, hidden, act, n);
+    if ((st = MREC_CUDA_LAUNCHED("ffn activation to bf16"))) return st;
+    int no_algo = 0;
+    st = lt_matmul(out, a, w, b2, MREC_GEMM_NO_ACT, 0, 1.0f, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, H, I, I, I, H, cu,
+                   &no_algo);
+    if (!st || !no_algo) return st;
+    /* no bf16 algorithm for the shape: the activation in fp32 in place, then the product in fp32 */
+    mrec_clear_error();
+    st = mrec_activation_cuda(hidden, hidden, act, 0.0f, n, cu);
+    return st ? st : mrec_gemm_cuda(out, hidden, W2, b2, 1.0f, beta, 0, 1, R, H, I, I, I, H, cu);
+}
+
 /* ---- weights on the device ------------------------------------------------------ */
 
 extern "C" mrec_status mrec_cuda_weights_upload(mrec_cuda *cu, float **out, const float *host, int64_t n, int with_bf16) {
