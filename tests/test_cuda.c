@@ -1016,6 +1016,32 @@ static void gemm_entry(mrec_precision prec) {
         mrec_cuda_free(cu, dA), mrec_cuda_free(cu, dB), mrec_cuda_free(cu, dC);
         free(A), free(B), free(ref), free(got);
     }
+    /* the feed-forward block against its two ops on the same context, bit for bit: in bf16 its activation writes
+     * the second product's operand itself, with the values the activation pass and the conversion give; weights
+     * uploaded (bf16 twins) and in plain device memory (converted per call), an odd bias offset, beta 1 */
+    for (int twins = 0; twins < 2; twins++) {
+        int R = 37, H = 40, I = 97;
+        int64_t w1 = 0, b1 = (int64_t)I * H, w2 = b1 + I, b2 = w2 + (int64_t)H * I + 1, nblock = b2 + H;
+        float *block = rnd(nblock, -0.5f, 0.5f), *X = rnd((int64_t)R * H, -1, 1), *C0 = rnd((int64_t)R * H, -1, 1);
+        float *want = malloc(4 * (size_t)R * H), *got = malloc(4 * (size_t)R * H), *dblock = NULL;
+        mrec_status st = twins ? mrec_weights_upload(ctx, &dblock, block, nblock) : MREC_OK;
+        if (!twins) dblock = up(block, 4 * (size_t)nblock);
+        float *dX = up(X, 4 * (size_t)R * H), *dC = up(C0, 4 * (size_t)R * H), *dH = NULL;
+        if (!st) st = mrec_cuda_malloc(cu, (void **)&dH, 4 * (size_t)R * I);
+        if (t_status(st, MREC_OK, "weights upload") &&
+            t_status(mrec_linear_act(ctx, dH, dX, dblock + w1, dblock + b1, MREC_ACT_GELU_ERF, R, I, H), MREC_OK, "linear_act") &&
+            t_status(mrec_gemm(ctx, dC, dH, dblock + w2, dblock + b2, 1, 1, 0, 1, R, H, I, I, I, H), MREC_OK, "gemm") &&
+            !mrec_copy_to_host(ctx, want, dC, 4 * (size_t)R * H) && !mrec_copy_to_device(ctx, dC, C0, 4 * (size_t)R * H) &&
+            t_status(mrec_ffn(ctx, dC, dX, dblock + w1, dblock + b1, MREC_ACT_GELU_ERF, dblock + w2, dblock + b2, 1.0f, dH, R, H, I),
+                     MREC_OK, "ffn %s", names[prec]) &&
+            !mrec_copy_to_host(ctx, got, dC, 4 * (size_t)R * H))
+            t_check(!memcmp(want, got, 4 * (size_t)R * H), "mrec_ffn on the GPU in %s%s: the bits of linear_act then gemm",
+                    names[prec], twins ? "" : ", no weight twins");
+        if (twins) mrec_weights_release(ctx, dblock);
+        else mrec_cuda_free(cu, dblock);
+        mrec_cuda_free(cu, dX), mrec_cuda_free(cu, dC), mrec_cuda_free(cu, dH);
+        free(block), free(X), free(C0), free(want), free(got);
+    }
     /* weights still on the context when it goes: it frees them (and their twin) itself */
     float host[300], *left = NULL;
     for (int i = 0; i < 300; i++) host[i] = (float)i;
