@@ -493,6 +493,9 @@ mrec_status mrec_copy_rows_cuda(float *out, int ld_out, const float *in, int ld_
 mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta,
                               mrec_precision precision, int trans_a, int trans_b, int M, int N, int K, int lda,
                               int ldb, int ldc, mrec_cuda *cu);
+/* mrec_linear3 in bf16 on the GPU: x converted once for the three products. */
+mrec_status mrec_linear3_bf16_cuda(float *const out[3], const float *x, const float *const W[3], const float *const b[3], int R,
+                                   int N, int K, mrec_cuda *cu);
 /* The feed-forward block of mrec_ffn in bf16 on the GPU: hidden (R, I) fp32
  * receives the first product; the activation writes the second product's
  * bf16 operand directly. */
@@ -764,6 +767,11 @@ mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec
  * bits, on the CPU in one pass over C (mrec_linear_act_cpu). */
 mrec_status mrec_linear_act(mrec_context *ctx, float *C, const float *A, const float *W, const float *bias, mrec_act act,
                             int M, int N, int K);
+/* Three products of one operand, out[i] (R, N) = x (R, K) W[i]^T + b[i]
+ * (attention's queries, keys and values): the values of three mrec_gemm
+ * calls; on a GPU in bf16, x is converted once instead of three times. */
+mrec_status mrec_linear3(mrec_context *ctx, float *const out[3], const float *x, const float *const W[3], const float *const b[3],
+                         int R, int N, int K);
 /* A transformer's feed-forward block: out = beta out + act(x W1^T + b1) W2^T + b2,
  * x (R, H), W1 (I, H), b1 (I), W2 (H, I), b2 (H) or NULL; hidden (R, I) is
  * scratch on the context's device. The values of mrec_linear_act into hidden

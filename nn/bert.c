@@ -373,9 +373,9 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
     float scale = 1.0f / sqrtf((float)dh);
     for (int l = 0; l < c->layers && !st; l++) {
         const mrec_bert_layer *L = &m->layer[l];
-        st = mrec_gemm(ctx, t.q, t.x, L->q_w, L->q_b, 1, 0, 0, 1, R, H, H, H, H, H);
-        if (!st) st = mrec_gemm(ctx, t.k, t.x, L->k_w, L->k_b, 1, 0, 0, 1, R, H, H, H, H, H);
-        if (!st) st = mrec_gemm(ctx, t.v, t.x, L->v_w, L->v_b, 1, 0, 0, 1, R, H, H, H, H, H);
+        float *const qkv[3] = {t.q, t.k, t.v};
+        const float *const w[3] = {L->q_w, L->k_w, L->v_w}, *const bias[3] = {L->q_b, L->k_b, L->v_b};
+        st = mrec_linear3(ctx, qkv, t.x, w, bias, R, H, H);
         if (!st && u.len) st = attend_unpadded(ctx, m, &t, &u, B, T, scale);
         else if (!st)
             st = mrec_attention(ctx, t.ctx, t.q, t.k, t.v, t.mask_bias, c->mpnet ? t.pos_bias : NULL, scale, B, T, nh, dh, t.attn);

@@ -159,9 +159,9 @@ mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, f
     float *h = scratch, *q = h + (size_t)BT * H, *k = q + (size_t)BT * H, *v = k + (size_t)BT * H, *att = v + (size_t)BT * H,
           *inter = att + (size_t)BT * H, *work = inter + (size_t)BT * I;
     mrec_status st = mrec_layernorm(ctx, h, x, L->ln1_w, L->ln1_b, eps, BT, H);
-    if (!st) st = mrec_gemm(ctx, q, h, L->q_w, L->q_b, 1, 0, 0, 1, BT, H, H, H, H, H);
-    if (!st) st = mrec_gemm(ctx, k, h, L->k_w, L->k_b, 1, 0, 0, 1, BT, H, H, H, H, H);
-    if (!st) st = mrec_gemm(ctx, v, h, L->v_w, L->v_b, 1, 0, 0, 1, BT, H, H, H, H, H);
+    float *const qkv[3] = {q, k, v};
+    const float *const w[3] = {L->q_w, L->k_w, L->v_w}, *const bias[3] = {L->q_b, L->k_b, L->v_b};
+    if (!st) st = mrec_linear3(ctx, qkv, h, w, bias, BT, H, H);
     if (!st) st = mrec_attention(ctx, att, q, k, v, mask_bias, head_bias, 1.0f / sqrtf((float)dh), B, T, nh, dh, work);
     /* x += att Wo^T + bo: beta 1 accumulates into the residual */
     if (!st) st = mrec_gemm(ctx, x, att, L->o_w, L->o_b, 1, 1, 0, 1, BT, H, H, H, H, H);

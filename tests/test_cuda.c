@@ -1042,6 +1042,30 @@ static void gemm_entry(mrec_precision prec) {
         mrec_cuda_free(cu, dX), mrec_cuda_free(cu, dC), mrec_cuda_free(cu, dH);
         free(block), free(X), free(C0), free(want), free(got);
     }
+    /* three products of one operand against three mrec_gemm calls, bit for bit (in bf16 x is converted once) */
+    for (int twins = 0; twins < 2; twins++) {
+        int R = 29, N = 48, K = 40;
+        int64_t nw = (int64_t)N * K + N + 1, nblock = 3 * nw; /* each W then its bias, the next W one float off */
+        float *block = rnd(nblock, -0.5f, 0.5f), *X = rnd((int64_t)R * K, -1, 1), *want = malloc(4 * 3 * (size_t)R * N);
+        float *got = malloc(4 * 3 * (size_t)R * N), *dblock = NULL, *dout = NULL;
+        mrec_status st = twins ? mrec_weights_upload(ctx, &dblock, block, nblock) : MREC_OK;
+        if (!twins) dblock = up(block, 4 * (size_t)nblock);
+        if (!st) st = mrec_cuda_malloc(cu, (void **)&dout, 4 * 3 * (size_t)R * N);
+        float *dX = up(X, 4 * (size_t)R * K);
+        float *const outs[3] = {dout, dout + (size_t)R * N, dout + 2 * (size_t)R * N};
+        const float *const W[3] = {dblock, dblock + nw, dblock + 2 * nw};
+        const float *const b[3] = {dblock + (int64_t)N * K, dblock + nw + (int64_t)N * K, dblock + 2 * nw + (int64_t)N * K};
+        for (int i = 0; i < 3 && !st; i++) st = mrec_gemm(ctx, outs[i], dX, W[i], b[i], 1, 0, 0, 1, R, N, K, K, K, N);
+        if (t_status(st, MREC_OK, "three gemms") && !mrec_copy_to_host(ctx, want, dout, 4 * 3 * (size_t)R * N) &&
+            t_status(mrec_linear3(ctx, outs, dX, W, b, R, N, K), MREC_OK, "linear3 %s", names[prec]) &&
+            !mrec_copy_to_host(ctx, got, dout, 4 * 3 * (size_t)R * N))
+            t_check(!memcmp(want, got, 4 * 3 * (size_t)R * N), "mrec_linear3 on the GPU in %s%s: the bits of three gemms", names[prec],
+                    twins ? "" : ", no weight twins");
+        if (twins) mrec_weights_release(ctx, dblock);
+        else mrec_cuda_free(cu, dblock);
+        mrec_cuda_free(cu, dX), mrec_cuda_free(cu, dout);
+        free(block), free(X), free(want), free(got);
+    }
     /* weights still on the context when it goes: it frees them (and their twin) itself */
     float host[300], *left = NULL;
     for (int i = 0; i < 300; i++) host[i] = (float)i;

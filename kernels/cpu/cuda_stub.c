@@ -91,6 +91,10 @@ mrec_status mrec_ffn_bf16_cuda(float *out, const float *x, const float *W1, cons
                                const float *b2, float beta, float *hidden, int R, int H, int I, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_linear3_bf16_cuda(float *const out[3], const float *x, const float *const W[3], const float *const b[3], int R,
+                                   int N, int K, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu) {
     return no_cuda();
 }

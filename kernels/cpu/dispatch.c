@@ -46,6 +46,14 @@ mrec_status mrec_linear_act(mrec_context *ctx, float *C, const float *A, const f
     return MREC_OK;
 }
 
+mrec_status mrec_linear3(mrec_context *ctx, float *const out[3], const float *x, const float *const W[3], const float *const b[3],
+                         int R, int N, int K) {
+    if (on_gpu(ctx) && ctx->precision == MREC_PREC_BF16) return mrec_linear3_bf16_cuda(out, x, W, b, R, N, K, ctx->cuda);
+    mrec_status st = MREC_OK;
+    for (int i = 0; i < 3 && !st; i++) st = mrec_gemm(ctx, out[i], x, W[i], b[i], 1, 0, 0, 1, R, N, K, K, K, N);
+    return st;
+}
+
 mrec_status mrec_ffn(mrec_context *ctx, float *out, const float *x, const float *W1, const float *b1, mrec_act act,
                      const float *W2, const float *b2, float beta, float *hidden, int R, int H, int I) {
     if (on_gpu(ctx) && ctx->precision == MREC_PREC_BF16)

@@ -302,6 +302,34 @@ extern "C" mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *
     return st;
 }
 
+/* ---- three products of one operand in bf16 (attention's Q, K, V) ----------------- */
+
+/* out[i] (R, N) = x (R, K) W[i]^T + b[i] for i = 0, 1, 2 with bf16 operands:
+ * x converted once where three mrec_gemm_lt_cuda calls convert it three
+ * times; the same conversion and the same products, so the same bits. */
+extern "C" mrec_status mrec_linear3_bf16_cuda(float *const out[3], const float *x, const float *const W[3],
+                                              const float *const b[3], int R, int N, int K, mrec_cuda *cu) {
+    if (R <= 0 || N <= 0 || K <= 0) return MREC_OK;
+    int64_t na = (int64_t)R * K, at_w = (na + 127) / 128 * 128, nw = (int64_t)N * K;
+    mrec_status st = bf16_scratch(cu, at_w + nw);
+    if (!st) st = mrec_f32_to_bf16_cuda(cu->bf16_buf, x, na, cu);
+    for (int i = 0; i < 3 && !st; i++) {
+        const uint16_t *w = bf16_twin(cu, W[i], nw);
+        if (!w) { /* no twin: converted after x, where the single product would put it */
+            if ((st = mrec_f32_to_bf16_cuda(cu->bf16_buf + at_w, W[i], nw, cu))) break;
+            w = cu->bf16_buf + at_w;
+        }
+        int no_algo = 0;
+        st = lt_matmul(out[i], cu->bf16_buf, w, b[i], MREC_GEMM_NO_ACT, 0, 1.0f, 0.0f, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, N,
+                       K, K, K, N, cu, &no_algo);
+        if (st && no_algo) { /* an odd shape: this product in fp32, as mrec_gemm_lt_cuda would */
+            mrec_clear_error();
+            st = mrec_gemm_cuda(out[i], x, W[i], b[i], 1.0f, 0.0f, 0, 1, R, N, K, K, K, N, cu);
+        }
+    }
+    return st;
+}
+
 /* ---- a transformer's feed-forward block in bf16 -------------------------------- */
 
 /* out (n) bf16 = act(in) (n) fp32, rounded to nearest even: the values of the
