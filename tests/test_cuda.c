@@ -68,6 +68,17 @@ static float *rnd(int64_t n, float lo, float hi) {
     return x;
 }
 
+/* A CPU context (2 threads) and a CUDA one, both or neither (a failure recorded). */
+static int cpu_and_gpu(mrec_context *ctx[2]) {
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 2;
+    if (!t_status(mrec_context_create(&ctx[0], &o), MREC_OK, "a CPU context")) return 0;
+    o.device = MREC_WANT_CUDA;
+    if (t_status(mrec_context_create(&ctx[1], &o), MREC_OK, "a CUDA context")) return 1;
+    mrec_context_destroy(ctx[0]);
+    return 0;
+}
+
 static void test_elementwise(void) {
     int64_t sizes[] = {1, 31, 257, 4099, 768 * 197};
     for (int si = 0; si < 5; si++) {
@@ -234,14 +245,7 @@ static void test_gram_topk(void) {
     t_status(mrec_gram_topk_cuda(i2, NULL, &one, 1, 1, 2, cu), MREC_ERR_ARG, "gram top-k on the GPU: k above the rows");
 
     mrec_context *ctx[2];
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = 2;
-    T_REQUIRE_VOID(mrec_context_create(&ctx[0], &o) == MREC_OK);
-    o.device = MREC_WANT_CUDA;
-    if (!t_status(mrec_context_create(&ctx[1], &o), MREC_OK, "a CUDA context")) {
-        mrec_context_destroy(ctx[0]);
-        return;
-    }
+    if (!cpu_and_gpu(ctx)) return;
     enum { I = 500, K = 10 };
     int dims[2] = {64, 33};
     float *xs[2] = {rnd((int64_t)I * dims[0], -1, 1), rnd((int64_t)I * dims[1], 0, 1)}, weights[2] = {0.1f, 0.9f};
@@ -668,14 +672,7 @@ static int tensor_from(mrec_context *ctx, mrec_tensor *t, mrec_dtype dtype, int 
  * differences (1e-4 absolute on values of order 1). */
 static void test_op_layer(void) {
     mrec_context *ctx[2];
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = 2;
-    T_REQUIRE_VOID(mrec_context_create(&ctx[0], &o) == MREC_OK);
-    o.device = MREC_WANT_CUDA;
-    if (!t_status(mrec_context_create(&ctx[1], &o), MREC_OK, "a CUDA context")) {
-        mrec_context_destroy(ctx[0]);
-        return;
-    }
+    if (!cpu_and_gpu(ctx)) return;
     int R = 37, K = 96, N = 80;
     float *x = rnd((int64_t)R * K, -1, 1), *w = rnd((int64_t)N * K, -0.2f, 0.2f), *b = rnd(N, -0.1f, 0.1f);
     float *g = rnd(N, 0.5f, 1.5f), *mask = calloc((size_t)N, 4), *img = rnd(2 * 3 * 17 * 19, -1, 1);
@@ -1384,14 +1381,7 @@ static void extractors_parity(void) {
         return;
     }
     mrec_context *ctx[2];
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = 2;
-    T_REQUIRE_VOID(mrec_context_create(&ctx[0], &o) == MREC_OK);
-    o.device = MREC_WANT_CUDA;
-    if (!t_status(mrec_context_create(&ctx[1], &o), MREC_OK, "a CUDA context")) {
-        mrec_context_destroy(ctx[0]);
-        return;
-    }
+    if (!cpu_and_gpu(ctx)) return;
     /* images: a ResNet, a ViT (cls, pooler), CLIP's vision tower (embeds) */
     static const char *const vit_links[] = {"config.json", "tests/fixtures/vision/vit_tiny/config.json", "model.safetensors",
                                             "tests/fixtures/vision/vit_tiny/model.safetensors", "preprocessor_config.json",
@@ -1650,14 +1640,7 @@ static void keep_loss(void *ctx, const char *line) {
  * of the 331 users' hits). */
 static void test_recommenders(void) {
     mrec_context *ctx[2];
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = 2;
-    T_REQUIRE_VOID(mrec_context_create(&ctx[0], &o) == MREC_OK);
-    o.device = MREC_WANT_CUDA;
-    if (!t_status(mrec_context_create(&ctx[1], &o), MREC_OK, "a CUDA context")) {
-        mrec_context_destroy(ctx[0]);
-        return;
-    }
+    if (!cpu_and_gpu(ctx)) return;
     /* 331 users with 6 to 20 distinct items of 211, the last two of each in valid and test */
     int U = 331, I = 211;
     mrec_interactions x = {0};
