@@ -12,7 +12,9 @@
  * the CPU's after the same epochs (tests/test_cuda_train.c holds the losses
  * to 1e-3). The time is mrec_fit's training time over the epochs (sampling,
  * batches and Adam; one evaluation at the end, timed apart). Without a GPU
- * the CPU column is printed and the GPU one says why it is missing.
+ * the CPU column is printed and the GPU one says why it is missing. Last, the
+ * kNN item graph of FREEDOM (k 10) from the item features, built on each
+ * device, and whether the two graphs are the same.
  */
 #include "bench_fit.h"
 
@@ -20,6 +22,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The kNN item graph (k 10) of the features on ctx: seconds, or -1 (the graph kept in *g) */
+static double knn_time(mrec_graph *g, mrec_context *ctx, const float *feat, int I, int F) {
+    const float *xs[1] = {feat};
+    int dims[1] = {F};
+    float w[1] = {1};
+    double t0 = now();
+    if (mrec_graph_knn(g, xs, dims, w, 1, I, 10, ctx)) return fprintf(stderr, "knn graph: %s\n", mrec_error_detail()), -1;
+    return now() - t0;
+}
 
 static uint64_t mix(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -105,6 +124,20 @@ int main(int argc, char **argv) {
             printf("%-10s %14.3f %14s %8s %8.4f\n", e->name, c.seconds_per_epoch, "-", "-", c.recall);
     }
     printf("(a model without training, as itemknn, shows its scoring time in the s/epoch columns)\n");
+    {
+        mrec_graph g[2] = {{0}};
+        double tc = gpu_only ? 0 : knn_time(&g[0], cpu, feat, I, F), tg = gpu ? knn_time(&g[1], gpu, feat, I, F) : 0;
+        int64_t nnz = g[0].row_ptr ? g[0].row_ptr[I] : -1;
+        int same = !gpu_only && gpu && tc >= 0 && tg >= 0 && nnz == g[1].row_ptr[I] &&
+                   !memcmp(g[0].col, g[1].col, sizeof(int32_t) * (size_t)nnz) && !memcmp(g[0].val, g[1].val, sizeof(float) * (size_t)nnz);
+        failed |= tc < 0 || tg < 0;
+        char cs[32] = "-", gs[32] = "-";
+        if (!gpu_only) snprintf(cs, sizeof cs, "%.3f", tc);
+        if (gpu) snprintf(gs, sizeof gs, "%.3f", tg);
+        printf("kNN item graph, %d items x %d-d, k 10: CPU %s s, GPU %s s%s\n", I, F, cs, gs,
+               !gpu_only && gpu ? (same ? ", the same graph" : ", graphs differ (near-ties)") : "");
+        mrec_graph_free(&g[0]), mrec_graph_free(&g[1]);
+    }
     if (!gpu) printf("GPU: skipped (%s)\n", why);
 done:
     mrec_context_destroy(cpu), mrec_context_destroy(gpu);
