@@ -12,9 +12,11 @@
 # (decoding overlaps the encoding on --decode-threads threads). With MREC_PYTHON set to a Python
 # with torch, torchvision and sentence-transformers, bench/peers/catalogue_peer.py does the same
 # work with PIL, torchvision and sentence-transformers on as many threads, in the same run.
+# MREC_DEVICE=cuda (and MREC_PRECISION=tf32 or bf16) extracts on the GPU instead, the peer too
+# (MREC=build/cuda/mrec for the CUDA build).
 set -eu
 [ $# -ge 2 ] || { echo "usage: bench/catalogue.sh RESNET50 TEXT_MODEL [THREADS]" >&2; exit 2; }
-resnet=$1 text=$2 threads=${3:-2}
+resnet=$1 text=$2 threads=${3:-2} device=${MREC_DEVICE:-cpu} precision=${MREC_PRECISION:-fp32}
 data=$(cd "${MREC_DATA:-../shared/data}/hm-fashion-sample" && pwd) # absolute: the image table's paths are read from its folder
 mrec=${MREC:-build/cpu/mrec}
 [ -d "$data/images" ] || { echo "catalogue.sh: $data/images not found" >&2; exit 2; }
@@ -22,16 +24,17 @@ mrec=${MREC:-build/cpu/mrec}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 { printf 'id\tpath\n'; find "$data/images" -name '*.jpg' | sort | awk -F/ '{id = $NF; sub(/\.jpg$/, "", id); print id "\t" $0}'; } > "$work/images.tsv"
-echo "== mrec extract-image ($resnet, $threads threads)"
-"$mrec" extract-image --model "$resnet" --images "$work/images.tsv" --out "$work/img" --device cpu --threads "$threads" 2>&1 |
+echo "== mrec extract-image ($resnet, $threads threads, $device, $precision)"
+"$mrec" extract-image --model "$resnet" --images "$work/images.tsv" --out "$work/img" --device "$device" --precision "$precision" \
+    --threads "$threads" 2>&1 |
     grep -E '^(mrec extract-image|time:)' | tee "$work/img.log"
-echo "== mrec extract-text ($text, $threads threads)"
+echo "== mrec extract-text ($text, $threads threads, $device, $precision)"
 "$mrec" extract-text --model "$text" --input "$data/original/articles_train_sample.csv" --id-column article_id \
-    --text-column detail_desc --out "$work/txt" --device cpu --threads "$threads" 2>&1 |
+    --text-column detail_desc --out "$work/txt" --device "$device" --precision "$precision" --threads "$threads" 2>&1 |
     grep -E '^(mrec extract-text|time:)' | tee "$work/txt.log"
 [ -n "${MREC_PYTHON:-}" ] || { echo "(set MREC_PYTHON for the PyTorch peer)"; exit 0; }
 echo "== PyTorch peer"
-"$MREC_PYTHON" bench/peers/catalogue_peer.py "$resnet" "$work/images.tsv" "$text" \
+MREC_PEER_DEVICE=$device "$MREC_PYTHON" bench/peers/catalogue_peer.py "$resnet" "$work/images.tsv" "$text" \
     "$data/original/articles_train_sample.csv" "$threads" 2>/dev/null | tee "$work/peer.log"
 # mrec's wall times against the peer's (decode + encode for images, everything for texts)
 img=$(sed -n 's/.* in \([0-9.]*\) s,.*/\1/p' "$work/img.log")

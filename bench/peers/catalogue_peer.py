@@ -8,9 +8,11 @@ ToTensor, Normalize (Ducho's ResNet50 preprocessing), batches of BATCH (default 
 torchvision's resnet50 up to the average pool. Each batch is decoded, then encoded, in this thread;
 the two times are printed apart. Texts: ARTICLES.csv's detail_desc column (empty ones as ""),
 sentence-transformers' encode with batch_size BATCH. Prints one line per stage:
-"<stage> <seconds> <items>".
+"<stage> <seconds> <items>". MREC_PEER_DEVICE=cuda runs both models on the GPU (the batches go up
+from the host, as Ducho's do; the encode time waits for the GPU).
 """
 import csv
+import os
 import sys
 import time
 
@@ -33,20 +35,23 @@ def main():
     r = torchvision.models.resnet50()
     r.load_state_dict(load_file(f"{resnet_dir}/model.safetensors"), strict=False)
     r.fc = torch.nn.Identity()
-    r.eval()
+    dev = torch.device(os.environ.get("MREC_PEER_DEVICE", "cpu"))
+    r.eval().to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     decode = encode = 0.0
     with torch.no_grad():
         for i in range(0, len(paths), batch):
             t0 = time.perf_counter()
             x = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[i:i + batch]])
             t1 = time.perf_counter()
-            r(x)
+            r(x.to(dev)).cpu()
+            sync()
             decode, encode = decode + t1 - t0, encode + time.perf_counter() - t1
     print(f"image_decode {decode:.2f} {len(paths)}", flush=True)
     print(f"image_encode {encode:.2f} {len(paths)}", flush=True)
     with open(articles, newline="", encoding="utf-8") as f:
         texts = [row["detail_desc"] or "" for row in csv.DictReader(f)]
-    st = SentenceTransformer(text_dir, device="cpu")
+    st = SentenceTransformer(text_dir, device=str(dev))
     t0 = time.perf_counter()
     st.encode(texts, batch_size=batch, normalize_embeddings=False)
     print(f"text {time.perf_counter() - t0:.2f} {len(texts)}", flush=True)

@@ -115,6 +115,31 @@ for b in ${GPU_CHECK_BENCHES:-bench/bench_gpu_*.c bench/bench_train_gpu.c}; do
 done
 [ "$found" -eq 1 ] || say "none yet"
 
+# The whole H&M catalogue (1,674 photos, 11,800 texts) extracted on the GPU in bf16, and where the
+# time goes, beside PyTorch on the GPU (bench/catalogue.sh). The text encoder is BERT-base sized,
+# Ducho's default's size: the random bert-base above under all-MiniLM-L6-v2's tokenizer and
+# sentence-transformers files (the same uncased vocabulary). GPU_CHECK_CATALOGUE=0 leaves it out.
+data=""
+for d in ${MREC_DATA:-} ../shared/data shared/data; do [ -d "$d/hm-fashion-sample/images" ] && { data=$d; break; }; done
+tok=$data/tokenizers/all-MiniLM-L6-v2
+if [ "${GPU_CHECK_CATALOGUE:-1}" != 0 ] && [ -n "$data" ] && [ -f "$tok/tokenizer.json" ] &&
+    [ -f "$bench_full/resnet50/model.safetensors" ] && [ -f "$bench_full/bert-base/model.safetensors" ]; then
+    st=build/bench-full-st-bert-base
+    mkdir -p "$st/1_Pooling" "$st/2_Normalize"
+    for f in tokenizer.json tokenizer_config.json special_tokens_map.json modules.json sentence_bert_config.json; do
+        [ -f "$tok/$f" ] && cp "$tok/$f" "$st/"
+    done
+    ln -sf "$bench_full/bert-base/config.json" "$st/config.json"
+    ln -sf "$bench_full/bert-base/model.safetensors" "$st/model.safetensors"
+    printf '{"word_embedding_dimension": 768, "pooling_mode_mean_tokens": true}\n' > "$st/1_Pooling/config.json"
+    MREC=build/cuda/mrec MREC_DATA=$data MREC_DEVICE=cuda MREC_PRECISION=bf16 MREC_PYTHON=python3 \
+        timeout "${GPU_CHECK_CATALOGUE_S:-300}" sh bench/catalogue.sh "$bench_full/resnet50" "$st" "$jobs" > build/catalogue.log 2>&1
+    say "### the H&M catalogue on the GPU, bf16 (bench/catalogue.sh, exit $?)"
+    say '```'
+    tail -n 20 build/catalogue.log | tee -a "$report" > /dev/null
+    say '```'
+fi
+
 # 4. the tests, and beside them (the GPU has room, the machine has cores) the
 #    GPU test programs under compute-sanitizer, each bounded so that one slow
 #    program cannot cost the report (exit 124: timed out).
