@@ -12,7 +12,8 @@
 #   make gpu-check    on a machine with a GPU: CUDA build, every test on the GPU,
 #                     compute-sanitizer, report (tools/gpu/check.sh)
 #   make gpu-deps     fetches the Debian packages the build needs into .deps/,
-#                     for a GPU machine without them (DEPS=prefix uses them)
+#                     for a GPU machine without them (DEPS=prefix uses them),
+#                     and stages the data gpu-check reads under shared/data
 #   SAN=1             AddressSanitizer + UndefinedBehaviorSanitizer
 #   DEBUG=1           -O0 -g3
 #   CUDA_ARCH="80 90" the GPU architectures to build for (sm_XX)
@@ -287,6 +288,7 @@ GPU_DEBS := libcjson-dev libcjson1 libyaml-dev libyaml-0-2 libutf8proc-dev libut
 gpu-deps:
 	@mkdir -p .deps && cd .deps && apt-get download $(GPU_DEBS)
 	@ls .deps
+	@sh tools/gpu/stage.sh
 
 gpu-check:
 	@sh tools/gpu/check.sh
