@@ -352,6 +352,16 @@ void mrec_attention_cpu(float *out, const float *q, const float *k, const float 
                         int bf16, mrec_pool *pool); /* bf16 (a bf16 context): the products with bf16 operands
                                                      * where the CPU has AVX-512 BF16, the softmax in lanes
                                                      * (mrec_softmax_rows_lanes_cpu) */
+/* The same over B sequences of different lengths laid end to end (a text
+ * encoder's batch without its padding): sequence b is rows starts[b] ..
+ * starts[b + 1] of q, k, v and out, none longer than T; head_bias NULL or
+ * (heads, T, T), a sequence of length L taking its top-left L x L block (a
+ * bias of the distance alone, as MPNet's); no mask. A sequence at a time,
+ * each with the bits mrec_attention_cpu gives it alone; scratch:
+ * mrec_attention_varlen_scratch_floats. */
+size_t mrec_attention_varlen_scratch_floats(int T, int heads, int dh);
+void mrec_attention_varlen_cpu(float *out, const float *q, const float *k, const float *v, const float *head_bias, float scale,
+                               const int32_t *starts, int B, int T, int heads, int dh, float *scratch, int bf16, mrec_pool *pool);
 
 /* ---- convolution and pooling (NCHW) ------------------------------------- */
 
@@ -703,6 +713,11 @@ mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, cons
 mrec_status mrec_attention_tf32_cuda(float *out, const float *q, const float *k, const float *v,
                                      const float *mask_bias, const float *head_bias, float scale,
                                      int B, int T, int heads, int dh, mrec_cuda *cu);
+/* mrec_attention_varlen_cpu's contract in one launch, starts (B + 1) in
+ * device memory; tf32: the tensor-core kernel (sm_80 and up). */
+mrec_status mrec_attention_varlen_cuda(float *out, const float *q, const float *k, const float *v, const float *head_bias,
+                                       const int32_t *starts, float scale, int B, int T, int heads, int dh, int tf32,
+                                       mrec_cuda *cu);
 mrec_status mrec_dropout_cuda(float *out, const float *in, float p, uint64_t seed, uint64_t offset, int64_t n,
                               mrec_cuda *cu);
 /* The CSR of mrec_index_csr_ref on the device, through a stable radix sort;
@@ -800,6 +815,13 @@ mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const fl
 mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k);
 /* work: mrec_attention_workspace_bytes of memory on the context's device (0 on the GPU: fused) */
 size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh);
+/* mrec_attention_varlen_cpu's contract where ctx runs: starts in host memory,
+ * dev_starts the same B + 1 ints in the context's device memory (the GPU
+ * reads those); work: mrec_attention_varlen_workspace_bytes (0 on a GPU). */
+size_t mrec_attention_varlen_workspace_bytes(const mrec_context *ctx, int T, int heads, int dh);
+mrec_status mrec_attention_varlen(mrec_context *ctx, float *out, const float *q, const float *k, const float *v,
+                                  const float *head_bias, float scale, const int32_t *starts, const int32_t *dev_starts, int B,
+                                  int T, int heads, int dh, void *work);
 mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const float *k, const float *v,
                            const float *mask_bias, const float *head_bias, float scale, int B, int T, int heads, int dh,
                            void *work);

@@ -206,20 +206,28 @@ void mrec_bert_free(mrec_bert *m) {
 
 typedef struct {
     float *x, *q, *k, *v, *attn, *ctx, *tmp, *inter, *mask_bias, *pos_bias;
-    int32_t *ids, *types, *mask, *pos, *buckets; /* the batch's inputs, copied from the host */
+    int32_t *ids, *types, *mask, *pos, *buckets, *starts; /* the batch's inputs, copied from the host */
 } activations;
+
+/* Floats of the CPU attention's scratch: for the padded batch or for a sequence at a time without padding */
+static size_t attention_scratch(const mrec_bert_config *c, int B, int T) {
+    int dh = c->hidden / c->heads;
+    size_t padded = mrec_attention_scratch_floats(B, T, c->heads, dh), varlen = mrec_attention_varlen_scratch_floats(T, c->heads, dh);
+    return padded > varlen ? padded : varlen;
+}
 
 /* Carves the activations; with a measuring arena this only counts. */
 static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert_config *c, int B, int T) {
     size_t BT = (size_t)B * T, H = (size_t)c->hidden;
     struct { float **p; size_t n; } parts[] = {
         {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H},
-        {&t->attn, mrec_attention_scratch_floats(B, T, c->heads, c->hidden / c->heads)},
+        {&t->attn, attention_scratch(c, B, T)},
         {&t->ctx, BT * H}, {&t->tmp, BT * H}, {&t->inter, BT * (size_t)c->intermediate}, {&t->mask_bias, BT},
         {&t->pos_bias, c->mpnet ? (size_t)c->heads * T * T : 1},
     };
     struct { int32_t **p; size_t n; } ints[] = {
         {&t->ids, BT}, {&t->types, BT}, {&t->mask, BT}, {&t->pos, BT}, {&t->buckets, c->mpnet ? 2 * (size_t)T - 1 : 1},
+        {&t->starts, (size_t)B + 1},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
@@ -277,6 +285,7 @@ static mrec_status check_ids(const mrec_bert *m, const int32_t *ids, const int32
 typedef struct {
     int *len, N;
     int32_t *ids, *types, *pos;
+    int32_t *starts; /* (B + 1): sequence b is tokens starts[b] .. starts[b + 1] */
 } unpadded;
 
 static mrec_status unpad(const mrec_bert_config *c, const int32_t *ids, const int32_t *type_ids, const int32_t *mask, int B,
@@ -294,13 +303,14 @@ static mrec_status unpad(const mrec_bert_config *c, const int32_t *ids, const in
     }
     if (N == B * T) return MREC_OK;
     u->len = malloc(sizeof *u->len * (size_t)B);
-    u->ids = malloc(sizeof *u->ids * 3 * (size_t)N);
+    u->ids = malloc(sizeof *u->ids * (3 * (size_t)N + B + 1));
     if (!u->len || !u->ids) {
         free(u->len), free(u->ids), *u = (unpadded){0};
         return mrec_fail(MREC_ERR_NOMEM, "bert: the unpadded ids of %d tokens", N);
     }
-    u->types = u->ids + N, u->pos = u->ids + 2 * (size_t)N, u->N = N;
+    u->types = u->ids + N, u->pos = u->ids + 2 * (size_t)N, u->starts = u->ids + 3 * (size_t)N, u->N = N;
     for (int b = 0, at = 0; b < B; b++) {
+        u->starts[b] = at;
         int real = 0, n = 0;
         for (; n < T && mask[(size_t)b * T + n]; n++, at++) {
             int32_t id = ids[(size_t)b * T + n];
@@ -310,26 +320,8 @@ static mrec_status unpad(const mrec_bert_config *c, const int32_t *ids, const in
         }
         u->len[b] = n;
     }
+    u->starts[B] = N;
     return MREC_OK;
-}
-
-/* Attention over each sequence's own tokens, q, k, v and out (N, H) without
- * padding: no score is formed for a padding key, and none for a padding query. */
-static mrec_status attend_unpadded(mrec_context *ctx, const mrec_bert *m, const activations *t, const unpadded *u, int B, int T,
-                                   float scale) {
-    const mrec_bert_config *c = &m->cfg;
-    int H = c->hidden, nh = c->heads, dh = H / nh, last = 0;
-    mrec_status st = MREC_OK;
-    for (int b = 0, at = 0; b < B && !st; at += u->len[b++]) {
-        int L = u->len[b];
-        size_t o = (size_t)at * H;
-        if (c->mpnet && L != last) /* the distances of L tokens: the middle 2L - 1 of the T table's */
-            st = mrec_rel_bias(ctx, t->pos_bias, m->rel_bias, t->buckets + (T - L), nh, L), last = L;
-        if (!st)
-            st = mrec_attention(ctx, t->ctx + o, t->q + o, t->k + o, t->v + o, NULL, c->mpnet ? t->pos_bias : NULL, scale, 1, L, nh,
-                                dh, t->attn);
-    }
-    return st;
 }
 
 static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids, const int32_t *mask,
@@ -365,10 +357,11 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
     }
     if (!st)
         st = mrec_embedding_sum(ctx, t.x, m->word, t.ids, m->token_type, type_ids ? t.types : NULL, m->position, t.pos, R, H);
-    if (!st && c->mpnet) { /* bias (nh, T, T), shared by all layers and sequences */
+    if (!st && c->mpnet) { /* bias (nh, T, T), shared by all layers and sequences (a shorter one reads its top-left) */
         st = mrec_copy_to_device(ctx, t.buckets, m->rel_buckets + (c->max_positions - T), sizeof(int32_t) * (2 * (size_t)T - 1));
-        if (!st && !u.len) st = mrec_rel_bias(ctx, t.pos_bias, m->rel_bias, t.buckets, nh, T);
+        if (!st) st = mrec_rel_bias(ctx, t.pos_bias, m->rel_bias, t.buckets, nh, T);
     }
+    if (!st && u.len) st = mrec_copy_to_device(ctx, t.starts, u.starts, sizeof(int32_t) * ((size_t)B + 1));
     if (!st) st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, R, H);
     float scale = 1.0f / sqrtf((float)dh);
     for (int l = 0; l < c->layers && !st; l++) {
@@ -376,7 +369,9 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
         float *const qkv[3] = {t.q, t.k, t.v};
         const float *const w[3] = {L->q_w, L->k_w, L->v_w}, *const bias[3] = {L->q_b, L->k_b, L->v_b};
         st = mrec_linear3(ctx, qkv, t.x, w, bias, R, H, H);
-        if (!st && u.len) st = attend_unpadded(ctx, m, &t, &u, B, T, scale);
+        if (!st && u.len) /* each sequence over its own tokens, all in one call */
+            st = mrec_attention_varlen(ctx, t.ctx, t.q, t.k, t.v, c->mpnet ? t.pos_bias : NULL, scale, u.starts, t.starts, B, T, nh,
+                                       dh, t.attn);
         else if (!st)
             st = mrec_attention(ctx, t.ctx, t.q, t.k, t.v, t.mask_bias, c->mpnet ? t.pos_bias : NULL, scale, B, T, nh, dh, t.attn);
         /* the residual and the LayerNorm in one pass (on a GPU; the CPU adds, then normalizes while the sum is in cache) */

@@ -650,6 +650,32 @@ static void test_attention(void) {
         mrec_cuda_free(cu, dmb), mrec_cuda_free(cu, dout);
         free(q), free(k), free(v), free(hb), free(mb), free(ref), free(got), free(scratch);
     }
+    /* sequences of different lengths end to end, one launch: lengths 1, 37, 64 (a whole tile), 65 (one past), 128
+     * (the longest, T), against the CPU's sequence at a time; with and without a (heads, T, T) bias */
+    {
+        int lens[5] = {1, 37, 64, 65, 128}, B = 5, T = 128, nh = 12, dh = 64, H = nh * dh, starts[6] = {0};
+        for (int b = 0; b < B; b++) starts[b + 1] = starts[b] + lens[b];
+        int64_t n = (int64_t)starts[B] * H;
+        float *q = rnd(n, -1, 1), *k = rnd(n, -1, 1), *v = rnd(n, -1, 1), *hb = rnd((int64_t)nh * T * T, -0.5f, 0.5f);
+        float *ref = malloc(4 * n), *got = malloc(4 * n), *scratch = malloc(sizeof(float) * mrec_attention_varlen_scratch_floats(T, nh, dh));
+        float *dq = up(q, 4 * n), *dk = up(k, 4 * n), *dv = up(v, 4 * n), *dhb = up(hb, 4 * (size_t)nh * T * T), *dout = up(q, 4 * n);
+        int32_t *dst = up(starts, sizeof starts);
+        float scale = 1.0f / sqrtf((float)dh);
+        for (int with_bias = 0; with_bias < 2; with_bias++)
+            for (int tf32 = 0; tf32 < 2; tf32++) {
+                mrec_attention_varlen_cpu(ref, q, k, v, with_bias ? hb : NULL, scale, starts, B, T, nh, dh, scratch, 0, pool);
+                char what[96];
+                snprintf(what, sizeof what, "attention%s, 5 sequences of 1 to 128 end to end%s", tf32 ? " tf32" : "",
+                         with_bias ? " + head bias" : "");
+                if (t_status(mrec_attention_varlen_cuda(dout, dq, dk, dv, with_bias ? dhb : NULL, dst, scale, B, T, nh, dh, tf32, cu),
+                             MREC_OK, "%s", what) &&
+                    down(got, dout, 4 * n))
+                    t_allclose(what, ref, got, n, tf32 ? 5e-3 : 1e-5, tf32 ? 5e-3 : 1e-4);
+            }
+        mrec_cuda_free(cu, dq), mrec_cuda_free(cu, dk), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dhb), mrec_cuda_free(cu, dout);
+        mrec_cuda_free(cu, dst);
+        free(q), free(k), free(v), free(hb), free(ref), free(got), free(scratch);
+    }
     t_status(mrec_attention_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 1, 1, 4, 2, 129, cu), MREC_ERR_UNSUPPORTED,
              "a head size above 128 is refused");
     t_status(mrec_attention_tf32_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 1, 1, 4, 2, 129, cu), MREC_ERR_UNSUPPORTED,

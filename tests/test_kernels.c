@@ -438,6 +438,33 @@ static void test_attention_heads(void) {
     }
 }
 
+/* Sequences of different lengths end to end (a text batch without padding): each sequence's rows hold the bits of
+ * mrec_attention_cpu on that sequence alone, with its own L x L bias block made here from the (heads, T, T) table. */
+static void test_attention_varlen(void) {
+    int lens[4] = {5, 1, 17, 12}, B = 4, T = 17, nh = 3, dh = 8, ld = nh * dh, starts[5] = {0};
+    for (int b = 0; b < B; b++) starts[b + 1] = starts[b] + lens[b];
+    int64_t n = (int64_t)starts[B] * ld;
+    float *q = randv(n, -1, 1), *k = randv(n, -1, 1), *v = randv(n, -1, 1), *hb = randv((int64_t)nh * T * T, -1, 1);
+    float *want = randv(n, 0, 0), *got = randv(n, 0, 0), *block = randv((int64_t)nh * T * T, 0, 0);
+    float *scratch = randv((int64_t)mrec_attention_varlen_scratch_floats(T, nh, dh), 0, 0);
+    for (int with_bias = 0; with_bias < 2; with_bias++)
+        for (int p = 0; p < n_pools; p++) {
+            for (int b = 0; b < B; b++) {
+                int L = lens[b];
+                for (int h = 0; h < nh; h++)
+                    for (int i = 0; i < L; i++)
+                        for (int j = 0; j < L; j++) block[(h * L + i) * L + j] = hb[(h * T + i) * T + j];
+                size_t o = (size_t)starts[b] * ld;
+                mrec_attention_cpu(want + o, q + o, k + o, v + o, NULL, with_bias ? block : NULL, 0.25f, 1, L, nh, dh, scratch, 0,
+                                   pools[p]);
+            }
+            mrec_attention_varlen_cpu(got, q, k, v, with_bias ? hb : NULL, 0.25f, starts, B, T, nh, dh, scratch, 0, pools[p]);
+            t_check(!memcmp(got, want, sizeof(float) * (size_t)n), "attention over sequences end to end%s (%s): each sequence's bits alone",
+                    with_bias ? ", head bias" : "", pool_name(pools[p]));
+        }
+    free(q), free(k), free(v), free(hb), free(want), free(got), free(block), free(scratch);
+}
+
 /* The fp32 softmax and QuickGELU run glibc's expf 16 lanes at a time where
  * the CPU has AVX-512, restated to keep scalar expf's bits: each is held to
  * the scalar loop on random bit patterns (every exponent, NaN payloads,
@@ -1641,6 +1668,7 @@ int main(void) {
     test_gemm_start_exact();
     test_linear_act();
     test_attention_heads();
+    test_attention_varlen();
     test_expf_lanes();
     test_gelu_erf();
     test_alloc_large();

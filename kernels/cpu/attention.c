@@ -3,6 +3,7 @@
 #include "gemm_internal.h"
 #include "parallel.h"
 
+#include <string.h>
 
 size_t mrec_attention_scratch_floats(int B, int T, int heads, int dh) {
     (void)dh;
@@ -77,4 +78,25 @@ void mrec_attention_cpu(float *out, const float *q, const float *k, const float 
                                     tt, dh, dh, pool))
             mrec_gemm_batched_cpu(out + b * seq, scores + (size_t)b * nh * tt, v + b * seq, 1, 0, 0, 0, nh, T, dh, T, T, ld, ld,
                                   tt, dh, dh, pool);
+}
+
+size_t mrec_attention_varlen_scratch_floats(int T, int heads, int dh) {
+    return mrec_attention_scratch_floats(1, T, heads, dh) + (size_t)heads * T * T; /* the scores, then a bias block */
+}
+
+void mrec_attention_varlen_cpu(float *out, const float *q, const float *k, const float *v, const float *head_bias, float scale,
+                               const int32_t *starts, int B, int T, int nh, int dh, float *scratch, int bf16, mrec_pool *pool) {
+    float *block = scratch + mrec_attention_scratch_floats(1, T, nh, dh);
+    size_t H = (size_t)nh * dh;
+    for (int b = 0; b < B; b++) {
+        int L = starts[b + 1] - starts[b];
+        size_t o = (size_t)starts[b] * H;
+        if (L <= 0) continue;
+        /* a sequence of L tokens reads the top-left L x L of each head's bias, contiguous here */
+        if (head_bias)
+            for (int h = 0; h < nh; h++)
+                for (int i = 0; i < L; i++)
+                    memcpy(block + ((size_t)h * L + i) * L, head_bias + ((size_t)h * T + i) * T, sizeof(float) * (size_t)L);
+        mrec_attention_cpu(out + o, q + o, k + o, v + o, NULL, head_bias ? block : NULL, scale, 1, L, nh, dh, scratch, bf16, pool);
+    }
 }

@@ -95,6 +95,11 @@ mrec_status mrec_linear3_bf16_cuda(float *const out[3], const float *x, const fl
                                    int N, int K, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_attention_varlen_cuda(float *out, const float *q, const float *k, const float *v, const float *head_bias,
+                                       const int32_t *starts, float scale, int B, int T, int heads, int dh, int tf32,
+                                       mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu) {
     return no_cuda();
 }

@@ -177,6 +177,22 @@ mrec_status mrec_attention(mrec_context *ctx, float *out, const float *q, const 
     return MREC_OK;
 }
 
+size_t mrec_attention_varlen_workspace_bytes(const mrec_context *ctx, int T, int heads, int dh) {
+    return on_gpu(ctx) ? 0 : mrec_attention_varlen_scratch_floats(T, heads, dh) * sizeof(float);
+}
+
+mrec_status mrec_attention_varlen(mrec_context *ctx, float *out, const float *q, const float *k, const float *v,
+                                  const float *head_bias, float scale, const int32_t *starts, const int32_t *dev_starts, int B,
+                                  int T, int heads, int dh, void *work) {
+    if (on_gpu(ctx))
+        return mrec_attention_varlen_cuda(out, q, k, v, head_bias, dev_starts, scale, B, T, heads, dh,
+                                          ctx->precision != MREC_PREC_FP32, ctx->cuda);
+    if (!work) return mrec_fail(MREC_ERR_ARG, "attention: no workspace (mrec_attention_varlen_workspace_bytes)");
+    mrec_attention_varlen_cpu(out, q, k, v, head_bias, scale, starts, B, T, heads, dh, work, ctx->precision == MREC_PREC_BF16,
+                              ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_conv2d_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes) {
     if (on_gpu(ctx)) return mrec_conv2d_workspace_bytes_cuda(bytes, s, ctx->precision, ctx->cuda);
     *bytes = 0; /* the CPU gathers the unfolded input panel by panel */

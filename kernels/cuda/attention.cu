@@ -55,7 +55,7 @@ __device__ static void load_tile(float *ks, int ldk, float *vs, int ldv, const f
 template <int DHP>
 __global__ static void __launch_bounds__(THREADS)
     attention_kernel(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
-                     const float *head_bias, float scale, int T, int nh, int dh) {
+                     const float *head_bias, const int32_t *starts, float scale, int T, int nh, int dh) {
     extern __shared__ float smem[];
     float *qs = smem;                /* [BQ][DHP + 1]: +1, rows read together fall in distinct banks */
     float *ks = qs + BQ * (DHP + 1); /* [BK][DHP + 1] */
@@ -64,10 +64,13 @@ __global__ static void __launch_bounds__(THREADS)
     constexpr int DC = DHP / 8;      /* output columns a thread */
     const int t = threadIdx.x, rg = t >> 3, cg = t & 7;
     const int h = blockIdx.y, b = blockIdx.z, H = nh * dh, q0 = blockIdx.x * BQ;
-    const size_t seq = (size_t)b * T * H + (size_t)h * dh;
+    /* L: this sequence's length (T, or its own without padding); T stays the biases' row stride */
+    const int L = starts ? starts[b + 1] - starts[b] : T;
+    if (q0 >= L) return; /* the whole block: a shorter sequence than the grid is made for */
+    const size_t seq = (starts ? (size_t)starts[b] * H : (size_t)b * T * H) + (size_t)h * dh;
     for (int i = t; i < BQ * DHP; i += THREADS) {
         int r = i / DHP, d = i % DHP;
-        qs[r * (DHP + 1) + d] = q0 + r < T && d < dh ? q[seq + (size_t)(q0 + r) * H + d] * scale : 0.0f;
+        qs[r * (DHP + 1) + d] = q0 + r < L && d < dh ? q[seq + (size_t)(q0 + r) * H + d] * scale : 0.0f;
     }
     float acc[4][DC], m[4], l[4];
 #pragma unroll
@@ -76,9 +79,9 @@ __global__ static void __launch_bounds__(THREADS)
 #pragma unroll
         for (int j = 0; j < DC; j++) acc[r][j] = 0.0f;
     }
-    for (int k0 = 0; k0 < T; k0 += BK) {
+    for (int k0 = 0; k0 < L; k0 += BK) {
         __syncthreads(); /* the previous tile is no longer read */
-        load_tile<DHP>(ks, DHP + 1, vs, DHP, k, v, seq, k0, T, H, dh);
+        load_tile<DHP>(ks, DHP + 1, vs, DHP, k, v, seq, k0, L, H, dh);
         __syncthreads();
         float s[4][8];
 #pragma unroll
@@ -104,9 +107,9 @@ __global__ static void __launch_bounds__(THREADS)
 #pragma unroll
             for (int c = 0; c < 8; c++) {
                 int key = k0 + cg + 8 * c;
-                if (key >= T) s[r][c] = -INFINITY;
+                if (key >= L) s[r][c] = -INFINITY;
                 else {
-                    if (head_bias && qi < T) s[r][c] += head_bias[((size_t)h * T + qi) * T + key];
+                    if (head_bias && qi < L) s[r][c] += head_bias[((size_t)h * T + qi) * T + key];
                     if (mask_bias) s[r][c] += mask_bias[(size_t)b * T + key];
                 }
                 mx = fmaxf(mx, s[r][c]);
@@ -147,7 +150,7 @@ __global__ static void __launch_bounds__(THREADS)
 #pragma unroll
     for (int r = 0; r < 4; r++) {
         int qi = q0 + rg * 4 + r;
-        if (qi >= T) continue;
+        if (qi >= L) continue;
         float inv = 1.0f / l[r];
 #pragma unroll
         for (int j = 0; j < DC; j++) {
@@ -172,26 +175,28 @@ __global__ static void __launch_bounds__(THREADS)
 template <int DHP>
 __global__ static void __launch_bounds__(THREADS)
     attention_tf32_kernel(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
-                          const float *head_bias, float scale, int T, int nh, int dh) {
+                          const float *head_bias, const int32_t *starts, float scale, int T, int nh, int dh) {
 #if __CUDA_ARCH__ >= 800
     constexpr int LD = DHP + 8, LS = BK + 8; /* +8 floats: 32-byte aligned rows in other banks */
     extern __shared__ __align__(128) float smem[];
     float *qs = smem, *ks = qs + BQ * LD, *vs = ks + BK * LD, *os = vs + BK * LD, *ss = os + BQ * LD;
     const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
     const int h = blockIdx.y, b = blockIdx.z, H = nh * dh, q0 = blockIdx.x * BQ;
-    const size_t seq = (size_t)b * T * H + (size_t)h * dh;
+    const int L = starts ? starts[b + 1] - starts[b] : T; /* as in attention_kernel */
+    if (q0 >= L) return;
+    const size_t seq = (starts ? (size_t)starts[b] * H : (size_t)b * T * H) + (size_t)h * dh;
     for (int i = t; i < BQ * DHP; i += THREADS) {
         int r = i / DHP, d = i % DHP;
-        qs[r * LD + d] = q0 + r < T && d < dh ? q[seq + (size_t)(q0 + r) * H + d] * scale : 0.0f;
+        qs[r * LD + d] = q0 + r < L && d < dh ? q[seq + (size_t)(q0 + r) * H + d] * scale : 0.0f;
         os[r * LD + d] = 0.0f;
     }
     /* two lanes a row: row 16 warp + lane / 2, columns half * width .. of the scores and the output */
     const int row = warp * 16 + (lane >> 1), half = lane & 1, qi = q0 + row;
     float m = -INFINITY, l = 0.0f;
     float *srow = ss + row * LS, *orow = os + row * LD;
-    for (int k0 = 0; k0 < T; k0 += BK) {
+    for (int k0 = 0; k0 < L; k0 += BK) {
         __syncthreads(); /* the previous tile is no longer read */
-        load_tile<DHP>(ks, LD, vs, LD, k, v, seq, k0, T, H, dh);
+        load_tile<DHP>(ks, LD, vs, LD, k, v, seq, k0, L, H, dh);
         __syncthreads();
         /* S (16, BK) of this warp = Q (16, DHP) K^T */
         for (int nb = 0; nb < BK / 16; nb++) {
@@ -214,9 +219,9 @@ __global__ static void __launch_bounds__(THREADS)
         for (int c = half * (BK / 2); c < (half + 1) * (BK / 2); c++) {
             int key = k0 + c;
             float s = srow[c];
-            if (key >= T) s = -INFINITY;
+            if (key >= L) s = -INFINITY;
             else {
-                if (head_bias && qi < T) s += head_bias[((size_t)h * T + qi) * T + key];
+                if (head_bias && qi < L) s += head_bias[((size_t)h * T + qi) * T + key];
                 if (mask_bias) s += mask_bias[(size_t)b * T + key];
             }
             srow[c] = s, mx = fmaxf(mx, s);
@@ -250,7 +255,7 @@ __global__ static void __launch_bounds__(THREADS)
         }
         __syncwarp();
     }
-    if (qi >= T) return;
+    if (qi >= L) return;
     float inv = 1.0f / l;
     for (int d = half * (DHP / 2); d < (half + 1) * (DHP / 2) && d < dh; d++) out[seq + (size_t)qi * H + d] = orow[d] * inv;
 #endif /* TF32 MMAs need sm_80; mrec_attention_tf32_cuda runs the fp32 kernel below that */
@@ -258,16 +263,18 @@ __global__ static void __launch_bounds__(THREADS)
 
 /* ---- launches ----------------------------------------------------------------- */
 
-typedef void (*attention_fn)(float *, const float *, const float *, const float *, const float *, const float *, float, int,
-                             int, int);
+typedef void (*attention_fn)(float *, const float *, const float *, const float *, const float *, const float *, const int32_t *,
+                             float, int, int, int);
 
 /* Shared memory of a block, by kernel and padded head size */
 static size_t smem_fp32(int dhp) { return sizeof(float) * (BQ * (dhp + 1) + BK * (dhp + 1) + BK * dhp + BQ * (BK + 1)); }
 static size_t smem_tf32(int dhp) { return sizeof(float) * (2 * BQ * (dhp + 8) + 2 * BK * (dhp + 8) + BQ * (BK + 8)); }
 
-/* Either kernel over (query blocks, heads, sequences), the head size padded to 32, 64 or 128. */
+/* Either kernel over (query blocks, heads, sequences), the head size padded to 32, 64 or 128; starts (B + 1) for
+ * sequences laid end to end, or NULL. */
 static mrec_status attention(int tf32, float *out, const float *q, const float *k, const float *v, const float *mask_bias,
-                             const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
+                             const float *head_bias, const int32_t *starts, float scale, int B, int T, int heads, int dh,
+                             mrec_cuda *cu) {
     if (B <= 0 || T <= 0) return MREC_OK;
     if (heads <= 0 || dh <= 0 || dh > DH_MAX)
         return mrec_fail(MREC_ERR_UNSUPPORTED, "attention on the GPU: head size %d (1 to %d supported)", dh, DH_MAX);
@@ -282,7 +289,7 @@ static mrec_status attention(int tf32, float *out, const float *q, const float *
                                      "attention: shared memory");
     if (st) return st;
     dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)heads, (unsigned)B);
-    kernel<<<grid, THREADS, smem, cu->stream>>>(out, q, k, v, mask_bias, head_bias, scale, T, heads, dh);
+    kernel<<<grid, THREADS, smem, cu->stream>>>(out, q, k, v, mask_bias, head_bias, starts, scale, T, heads, dh);
     return MREC_CUDA_LAUNCHED(tf32 ? "attention (tf32)" : "attention");
 }
 
@@ -290,12 +297,21 @@ static mrec_status attention(int tf32, float *out, const float *q, const float *
 extern "C" mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, const float *v,
                                            const float *mask_bias, const float *head_bias, float scale, int B, int T,
                                            int heads, int dh, mrec_cuda *cu) {
-    return attention(0, out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+    return attention(0, out, q, k, v, mask_bias, head_bias, NULL, scale, B, T, heads, dh, cu);
 }
 
 /* The same, its products in TF32 */
 extern "C" mrec_status mrec_attention_tf32_cuda(float *out, const float *q, const float *k, const float *v,
                                                 const float *mask_bias, const float *head_bias, float scale, int B, int T,
                                                 int heads, int dh, mrec_cuda *cu) {
-    return attention(1, out, q, k, v, mask_bias, head_bias, scale, B, T, heads, dh, cu);
+    return attention(1, out, q, k, v, mask_bias, head_bias, NULL, scale, B, T, heads, dh, cu);
+}
+
+/* B sequences laid end to end, sequence b rows starts[b] .. starts[b + 1] (device memory), none longer than T;
+ * head_bias (heads, T, T) or NULL, a sequence of length L reading its top-left L x L block; no mask. One launch
+ * for the batch, where a launch per sequence left most of the GPU idle at a text's few dozen tokens. */
+extern "C" mrec_status mrec_attention_varlen_cuda(float *out, const float *q, const float *k, const float *v,
+                                                  const float *head_bias, const int32_t *starts, float scale, int B, int T,
+                                                  int heads, int dh, int tf32, mrec_cuda *cu) {
+    return attention(tf32, out, q, k, v, NULL, head_bias, starts, scale, B, T, heads, dh, cu);
 }
