@@ -8,7 +8,9 @@
  * fp32 between layers, so bf16 asks no more of a convolution than TF32).
  * The caller supplies the workspace, sized by mrec_conv2d_workspace_bytes_cuda
  * for each shape, so a forward pass allocates nothing. The bias and the
- * activation are one pass over the output after cuDNN's.
+ * activation are one pass over the output after cuDNN's; a bottleneck's
+ * residual convolution (beta out added, then ReLU) is one cuDNN call with
+ * them where cuDNN has a fused form.
  */
 #include "cuda_internal.h"
 
@@ -22,6 +24,10 @@ struct mrec_conv_plan {
     cudnnConvolutionDescriptor_t conv;
     cudnnConvolutionFwdAlgo_t algo;
     size_t work; /* bytes of workspace the algorithm needs */
+    /* the residual's fused form (conv + beta out + bias, then ReLU, one cuDNN call): made on first use */
+    cudnnTensorDescriptor_t bias;
+    cudnnActivationDescriptor_t relu;
+    int unfused; /* cuDNN said no to the fused call for this shape: the two passes */
 };
 typedef struct mrec_conv_plan conv_plan;
 
@@ -30,6 +36,8 @@ static void plan_free(conv_plan *p) {
     if (p->y) cudnnDestroyTensorDescriptor(p->y);
     if (p->w) cudnnDestroyFilterDescriptor(p->w);
     if (p->conv) cudnnDestroyConvolutionDescriptor(p->conv);
+    if (p->bias) cudnnDestroyTensorDescriptor(p->bias);
+    if (p->relu) cudnnDestroyActivationDescriptor(p->relu);
 }
 
 void mrec_conv_plans_free(mrec_cuda *cu) {
@@ -77,6 +85,34 @@ static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int tenso
     if (!st) st = mrec_cudnn_check(cudnnGetConvolutionForwardWorkspaceSize(cu->dnn, p->x, p->w, p->conv, p->y, p->algo,
                                                                           &p->work), "conv2d workspace");
     if (st) plan_free(p);
+    return st;
+}
+
+/* The residual convolution of a bottleneck, out = ReLU(conv(in) + beta out + bias), as one cuDNN call where
+ * it has one: the sum is not written out and read back by a pass of its own. *done 0 (nothing written) where
+ * cuDNN has no fused form for the shape, which the plan then remembers. */
+static mrec_status fused_residual(conv_plan *p, float *out, const float *in, const float *weight, const float *bias, float beta,
+                                  void *work, mrec_cuda *cu, int *done) {
+    *done = 0;
+    if (p->unfused) return MREC_OK;
+    mrec_status st = MREC_OK;
+    if (!p->bias) {
+        st = mrec_cudnn_check(cudnnCreateTensorDescriptor(&p->bias), "conv2d bias");
+        if (!st) st = mrec_cudnn_check(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, p->s.C_out, 1, 1),
+                                       "conv2d bias");
+        if (!st) st = mrec_cudnn_check(cudnnCreateActivationDescriptor(&p->relu), "conv2d relu");
+        if (!st) st = mrec_cudnn_check(cudnnSetActivationDescriptor(p->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
+                                       "conv2d relu");
+        if (st) return st;
+    }
+    const float one = 1.0f;
+    /* z is out itself: its old values, beta times, join the sum before it is overwritten */
+    cudnnStatus_t cs = cudnnConvolutionBiasActivationForward(cu->dnn, &one, p->x, in, p->w, weight, p->conv, p->algo, work, p->work,
+                                                             &beta, p->y, out, p->bias, bias, p->relu, p->y, out);
+    /* no fused kernel for the shape, or a cuDNN that will not take out as z too: the two passes, from now on */
+    if (cs == CUDNN_STATUS_NOT_SUPPORTED || cs == CUDNN_STATUS_BAD_PARAM) return p->unfused = 1, MREC_OK;
+    st = mrec_cudnn_check(cs, "cudnnConvolutionBiasActivationForward");
+    if (!st) *done = 1;
     return st;
 }
 
@@ -140,6 +176,11 @@ static mrec_status conv(float *out, const float *in, const float *weight, const 
     mrec_status st = plan_get(&p, s, prec, cu);
     if (!st && p->work > work_bytes)
         st = mrec_fail(MREC_ERR_ARG, "conv2d: workspace of %zu bytes, %zu needed", work_bytes, p->work);
+    if (!st && act == MREC_ACT_RELU && bias && beta != 0.0f) {
+        int done = 0;
+        st = fused_residual((conv_plan *)p, out, in, weight, bias, beta, work, cu, &done);
+        if (st || done) return st;
+    }
     const float one = 1.0f;
     if (!st) st = mrec_cudnn_check(cudnnConvolutionForward(cu->dnn, &one, p->x, in, p->w, weight, p->conv, p->algo, work,
                                                            p->work, &beta, p->y, out), "cudnnConvolutionForward");
