@@ -1,7 +1,9 @@
-/* gemm.cu: fp32 GEMM on the GPU through cuBLAS, with mrec's row-major
- * contract. cuBLAS is column-major, and a row-major (M, N) matrix is a
- * column-major (N, M) one, so C = op(A) op(B) is computed as
- * C^T = op(B)^T op(A)^T with the operands swapped. */
+/* gemm.cu: GEMM on the GPU through cuBLAS and cuBLASLt, with mrec's
+ * row-major contract. cuBLAS is column-major, and a row-major (M, N) matrix
+ * is a column-major (N, M) one, so C = op(A) op(B) is computed as
+ * C^T = op(B)^T op(A)^T with the operands swapped. fp32 stays fp32 (no
+ * TF32) in both; a product with a bias goes through cuBLASLt, whose
+ * epilogue adds it. */
 #include "cuda_internal.h"
 
 #include <cuda_bf16.h>
@@ -15,10 +17,23 @@ __global__ static void add_bias_rows(float *C, const float *bias, int M, int N, 
     C[i * ldc + j] += bias[j];
 }
 
+static mrec_status lt_matmul(float *C, const void *A, const void *B, const float *bias, int act, float slope, float alpha,
+                             float beta, cublasComputeType_t compute, cudaDataType_t in_type, int trans_a, int trans_b,
+                             int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu, int *no_algo);
+
 extern "C" mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias,
                                       float alpha, float beta, int trans_a, int trans_b,
                                       int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu) {
     if (M <= 0 || N <= 0) return MREC_OK;
+    if (bias && K > 0) {
+        /* cuBLASLt in full fp32 (compute 32F: no TF32) adds the bias in the product's epilogue, where SGEMM
+         * wrote C and a pass of its own read it back (an encoder's every linear layer) */
+        int no_algo = 0;
+        mrec_status st = lt_matmul(C, A, B, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, CUBLAS_COMPUTE_32F, CUDA_R_32F, trans_a, trans_b,
+                                   M, N, K, lda, ldb, ldc, cu, &no_algo);
+        if (!st || !no_algo) return st;
+        mrec_clear_error(); /* a shape or alignment cuBLASLt has no algorithm for: SGEMM, then the bias */
+    }
     /* K = 0 (C = beta C + bias) allows lda = K = 0, which cuBLAS refuses (it wants >= 1); nothing is read then. */
     if (K == 0) lda = lda > 0 ? lda : 1, ldb = ldb > 0 ? ldb : 1;
     cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
