@@ -6,11 +6,13 @@
 # and 384-d textual features, then one epoch of each model; GNU time reports the peak resident memory.
 #
 #   bench/elec_size.sh [THREADS]        needs python3 with numpy, and /usr/bin/time
+#   MREC_DEVICE=cuda MREC=build/cuda/mrec bench/elec_size.sh    the same on a GPU (the peak is the host's)
 set -eu
 cd "$(dirname "$0")/.."
 threads=${1:-0}
 out=runs/elec
-[ -x bin/mrec ] || make -s
+mrec=${MREC:-bin/mrec}
+[ -x "$mrec" ] || make -s
 mkdir -p "$out"
 if [ ! -f "$out/elec.tsv" ]; then
     python3 - "$out" <<'PY'
@@ -39,7 +41,8 @@ PY
 fi
 for m in lattice freedom; do
     echo "== $m"
-    /usr/bin/time -f "$m: peak resident memory %M KB, %e s" ./bin/mrec train --data "$out/elec.tsv" --model "$m" \
+    /usr/bin/time -f "$m: peak resident memory %M KB, %e s" "$mrec" train --data "$out/elec.tsv" --model "$m" \
         --features "visual=$out/image_feat.npy,textual=$out/text_feat.npy" --epochs 1 --threads "$threads" \
+        --device "${MREC_DEVICE:-cpu}" \
         --cache "$out/cache" --overwrite --out "$out/$m" 2>&1 | grep -E '^(model|epoch|test)|peak resident'
 done
