@@ -64,32 +64,39 @@ extern "C" mrec_status mrec_gemm_batched_cuda(float *C, const float *A, const fl
 
 /* ---- cuBLASLt: precisions and fused epilogues ------------------------------- */
 
-__global__ static void f32_to_bf16(__nv_bfloat16 *out, const float *in, int64_t n) {
+/* act < 0: none; else the value passes through mrec_activate first (a feed-forward block's activation) */
+__device__ static __nv_bfloat16 to_bf16(float x, int act) {
+    return __float2bfloat16_rn(act < 0 ? x : mrec_activate(x, (mrec_act)act, 0.0f)); /* nearest even, as torch's .to(bfloat16) */
+}
+
+__global__ static void f32_to_bf16(__nv_bfloat16 *out, const float *in, int act, int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = __float2bfloat16_rn(in[i]); /* round to nearest even, as torch's .to(bfloat16) */
+        out[i] = to_bf16(in[i], act);
 }
 
 /* Four values a thread: a 16-byte load, an 8-byte store (each bf16 product's activation operand passes here) */
-__global__ static void f32_to_bf16_4(__nv_bfloat162 *out, const float4 *in, int64_t n4) {
+__global__ static void f32_to_bf16_4(__nv_bfloat162 *out, const float4 *in, int act, int64_t n4) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
         float4 v = in[i];
-        out[2 * i] = __floats2bfloat162_rn(v.x, v.y); /* .x the first: the lower address, as one at a time */
-        out[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
+        out[2 * i] = __halves2bfloat162(to_bf16(v.x, act), to_bf16(v.y, act)); /* .x the first: the lower address */
+        out[2 * i + 1] = __halves2bfloat162(to_bf16(v.z, act), to_bf16(v.w, act));
     }
+}
+
+/* out (n) bf16 = act(in) (n) fp32, act < 0 for none */
+static mrec_status convert_bf16(uint16_t *out, const float *in, int act, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    int wide = n % 4 == 0 && ((uintptr_t)in & 15) == 0 && ((uintptr_t)out & 7) == 0;
+    int64_t blocks = ((wide ? n / 4 : n) + 255) / 256;
+    unsigned grid = (unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32);
+    if (wide) f32_to_bf16_4<<<grid, 256, 0, cu->stream>>>((__nv_bfloat162 *)out, (const float4 *)in, act, n / 4);
+    else f32_to_bf16<<<grid, 256, 0, cu->stream>>>((__nv_bfloat16 *)out, in, act, n);
+    return MREC_CUDA_LAUNCHED(act < 0 ? "f32_to_bf16" : "activation to bf16");
 }
 
 /* out (n) bf16 = in (n) fp32 */
 extern "C" mrec_status mrec_f32_to_bf16_cuda(uint16_t *out, const float *in, int64_t n, mrec_cuda *cu) {
-    if (n <= 0) return MREC_OK;
-    if (n % 4 == 0 && ((uintptr_t)in & 15) == 0 && ((uintptr_t)out & 7) == 0) {
-        int64_t blocks = (n / 4 + 255) / 256;
-        f32_to_bf16_4<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>((__nv_bfloat162 *)out,
-                                                                                                    (const float4 *)in, n / 4);
-        return MREC_CUDA_LAUNCHED("f32_to_bf16");
-    }
-    int64_t blocks = (n + 255) / 256;
-    f32_to_bf16<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, in, n);
-    return MREC_CUDA_LAUNCHED("f32_to_bf16");
+    return convert_bf16(out, in, MREC_GEMM_NO_ACT, n, cu);
 }
 
 typedef struct {
@@ -284,6 +291,16 @@ static mrec_status bf16_scratch(mrec_cuda *cu, int64_t n) {
     return st;
 }
 
+/* W (n floats) as a bf16 operand: its twin, or converted into the conversion
+ * buffer at offset at (which the caller has made room for), where a single
+ * mrec_gemm_lt_cuda puts it, so the product is the same. */
+static mrec_status weight_bf16(const uint16_t **w, mrec_cuda *cu, const float *W, int64_t n, int64_t at) {
+    *w = bf16_twin(cu, W, n);
+    if (*w) return MREC_OK;
+    *w = cu->bf16_buf + at;
+    return mrec_f32_to_bf16_cuda(cu->bf16_buf + at, W, n, cu);
+}
+
 extern "C" mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta,
                                          mrec_precision precision, int trans_a, int trans_b, int M, int N, int K, int lda,
                                          int ldb, int ldc, mrec_cuda *cu) {
@@ -329,11 +346,8 @@ extern "C" mrec_status mrec_linear3_bf16_cuda(float *const out[3], const float *
     mrec_status st = bf16_scratch(cu, at_w + nw);
     if (!st) st = mrec_f32_to_bf16_cuda(cu->bf16_buf, x, na, cu);
     for (int i = 0; i < 3 && !st; i++) {
-        const uint16_t *w = bf16_twin(cu, W[i], nw);
-        if (!w) { /* no twin: converted after x, where the single product would put it */
-            if ((st = mrec_f32_to_bf16_cuda(cu->bf16_buf + at_w, W[i], nw, cu))) break;
-            w = cu->bf16_buf + at_w;
-        }
+        const uint16_t *w;
+        if ((st = weight_bf16(&w, cu, W[i], nw, at_w))) break;
         int no_algo = 0;
         st = lt_matmul(out[i], cu->bf16_buf, w, b[i], MREC_GEMM_NO_ACT, 0, 1.0f, 0.0f, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, N,
                        K, K, K, N, cu, &no_algo);
@@ -347,21 +361,6 @@ extern "C" mrec_status mrec_linear3_bf16_cuda(float *const out[3], const float *
 
 /* ---- a transformer's feed-forward block in bf16 -------------------------------- */
 
-/* out (n) bf16 = act(in) (n) fp32, rounded to nearest even: the values of the
- * activation pass and then the conversion, in one pass over in */
-__global__ static void act_to_bf16(__nv_bfloat16 *out, const float *in, mrec_act act, int64_t n) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = __float2bfloat16_rn(mrec_activate(in[i], act, 0.0f));
-}
-
-__global__ static void act_to_bf16_4(__nv_bfloat162 *out, const float4 *in, mrec_act act, int64_t n4) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
-        float4 v = in[i];
-        out[2 * i] = __floats2bfloat162_rn(mrec_activate(v.x, act, 0.0f), mrec_activate(v.y, act, 0.0f));
-        out[2 * i + 1] = __floats2bfloat162_rn(mrec_activate(v.z, act, 0.0f), mrec_activate(v.w, act, 0.0f));
-    }
-}
-
 /* out (R, H) = beta out + act(x W1^T + b1) W2^T + b2 with bf16 operands and
  * fp32 accumulation; hidden (R, I) fp32 receives the first product. The
  * activation writes the second product's bf16 operand directly: the values
@@ -373,25 +372,15 @@ extern "C" mrec_status mrec_ffn_bf16_cuda(float *out, const float *x, const floa
     if (R <= 0 || H <= 0 || I <= 0) return MREC_OK;
     mrec_status st = mrec_gemm_lt_cuda(hidden, x, W1, b1, 1.0f, 0.0f, MREC_PREC_BF16, 0, 1, R, I, H, H, H, I, cu);
     int64_t n = (int64_t)R * I, at_w = (n + 127) / 128 * 128; /* W2's conversion, if it has no twin, after the operand */
-    const uint16_t *w = bf16_twin(cu, W2, (int64_t)H * I);
-    if (!st) st = bf16_scratch(cu, at_w + (w ? 0 : (int64_t)H * I));
+    /* the buffer may grow (and move) here; the first product read it before, in stream order */
+    if (!st) st = bf16_scratch(cu, at_w + (int64_t)H * I);
+    const uint16_t *w = NULL;
+    if (!st) st = weight_bf16(&w, cu, W2, (int64_t)H * I, at_w);
+    if (!st) st = convert_bf16(cu->bf16_buf, hidden, act, n, cu); /* the activation, rounded: the second product's operand */
     if (st) return st;
-    /* the buffer may have grown (and moved) just now; the first product read it before, in stream order */
-    uint16_t *a = cu->bf16_buf;
-    if (!w) {
-        if ((st = mrec_f32_to_bf16_cuda(a + at_w, W2, (int64_t)H * I, cu))) return st;
-        w = a + at_w;
-    }
-    int64_t blocks = n % 4 == 0 && ((uintptr_t)hidden & 15) == 0 ? (n / 4 + 255) / 256 : (n + 255) / 256;
-    unsigned grid = (unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32);
-    if (n % 4 == 0 && ((uintptr_t)hidden & 15) == 0)
-        act_to_bf16_4<<<grid, 256, 0, cu->stream>>>((__nv_bfloat162 *)a, (const float4 *)hidden, act, n / 4);
-    else
-        act_to_bf16<<<grid, 256, 0, cu->stream>>>((__nv_bfloat16 *)a, hidden, act, n);
-    if ((st = MREC_CUDA_LAUNCHED("ffn activation to bf16"))) return st;
     int no_algo = 0;
-    st = lt_matmul(out, a, w, b2, MREC_GEMM_NO_ACT, 0, 1.0f, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, H, I, I, I, H, cu,
-                   &no_algo);
+    st = lt_matmul(out, cu->bf16_buf, w, b2, MREC_GEMM_NO_ACT, 0, 1.0f, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, H, I, I, I,
+                   H, cu, &no_algo);
     if (!st || !no_algo) return st;
     /* no bf16 algorithm for the shape: the activation in fp32 in place, then the product in fp32 */
     mrec_clear_error();

@@ -88,15 +88,17 @@ static mrec_status index_csr(int64_t *row_ptr, int32_t *pos, const int32_t *ids,
     int32_t *keys = (int32_t *)work, *iota = (int32_t *)((char *)work + align256(sizeof(int32_t) * (size_t)N));
     void *scratch = (char *)work + 2 * align256(sizeof(int32_t) * (size_t)N);
     size_t scratch_bytes = sort_bytes(N);
-    int bad = N;
-    mrec_status st = checked ? MREC_OK
-                             : mrec_cuda_check(cudaMemcpyAsync(cu->flag, &bad, sizeof bad, cudaMemcpyHostToDevice, cu->stream), "index");
-    if (st) return st;
-    iota_check<<<blocks_for(N), THREADS, 0, cu->stream>>>(iota, ids, N, V, checked ? NULL : cu->flag);
+    int bad = N, *flag = checked ? NULL : cu->flag; /* the first bad position, read back unless checked */
+    mrec_status st = MREC_OK;
+    if (flag && (st = mrec_cuda_check(cudaMemcpyAsync(flag, &bad, sizeof bad, cudaMemcpyHostToDevice, cu->stream), "index")))
+        return st;
+    iota_check<<<blocks_for(N), THREADS, 0, cu->stream>>>(iota, ids, N, V, flag);
     if ((st = MREC_CUDA_LAUNCHED("index check"))) return st;
-    if (!checked) st = mrec_cuda_check(cudaMemcpyAsync(&bad, cu->flag, sizeof bad, cudaMemcpyDeviceToHost, cu->stream), "index");
-    if (!st && !checked) st = mrec_cuda_check(cudaStreamSynchronize(cu->stream), "index");
-    if (st) return st;
+    if (flag) {
+        st = mrec_cuda_check(cudaMemcpyAsync(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost, cu->stream), "index");
+        if (!st) st = mrec_cuda_check(cudaStreamSynchronize(cu->stream), "index");
+        if (st) return st;
+    }
     if (bad < N) {
         int32_t id = 0;
         st = mrec_cuda_check(cudaMemcpy(&id, ids + bad, sizeof id, cudaMemcpyDeviceToHost), "index");
