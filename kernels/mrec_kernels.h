@@ -423,6 +423,30 @@ void mrec_maxpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s,
 void mrec_avgpool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s);
 void mrec_avgpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s, mrec_pool *pool);
 
+/* ---- channels-last bf16 (a GPU's bf16 ResNet) ----------------------------
+ * The layout and element type a GPU's tensor cores convolve fastest (cuDNN's
+ * NHWC kernels): activations (N, H, W, C) in bf16 between layers. A
+ * convolution's weight is (C_out, KH, KW, C_in) fp32, rounded to bf16 (on a
+ * GPU read from its bf16 twin, mrec_cuda_weights_upload), its bias (C_out)
+ * fp32; products and sums in fp32, each output rounded to bf16 once, after
+ * the bias, beta times the old output (a residual) and the ReLU; groups 1.
+ * Where cuDNN has no fused form a GPU rounds twice (the convolution with the
+ * residual, then the bias and ReLU): within a bf16 step of the reference.
+ * The references sum in double. The CPU runs them (tests do: its own ResNet
+ * keeps NCHW fp32 activations and packed bf16 convolutions, far faster). */
+
+/* out (N, HW, C_pad) = in (N, C, HW) rounded to bf16, channels C .. C_pad - 1 zero
+ * (ResNet's 3-channel images padded to 8, the tensor cores' smallest width). */
+void mrec_nhwc_bf16_from_nchw_ref(uint16_t *out, const float *in, int N, int C, int HW, int C_pad);
+/* out (N, Ho, Wo, C_out) = [relu](conv(in (N, H, W, C_in), weight) + bias + beta out) */
+void mrec_conv2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const float *weight, const float *bias, float beta, int relu,
+                               const mrec_conv2d_shape *s);
+/* out (N, Ho, Wo, C) = max over each window of in (N, H, W, C); padding counts as -inf */
+void mrec_maxpool2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s);
+/* out (N, C) fp32 = the mean over HW of in (N, HW, C): summed in float in
+ * pixel order, then divided by HW (AdaptiveAvgPool2d(1)); the GPU's bits too. */
+void mrec_mean_hw_nhwc_bf16_ref(float *out, const uint16_t *in, int N, int HW, int C);
+
 /* ---- encoders: the steps around the layers, and memory on the device --------
  * What the encoders used to do in host loops, as ops: token embeddings with
  * positions, the attention biases, ViT's patch unfold and class token,
@@ -696,6 +720,15 @@ mrec_status mrec_conv2d_act_cuda(float *out, const float *in, const float *weigh
 mrec_status mrec_batchnorm_cuda(float *out, const float *in, const float *gamma, const float *beta,
                                 const float *mean, const float *var, float eps, int N, int C, int HW,
                                 mrec_cuda *cu);
+/* The channels-last bf16 ops (contracts with their references above);
+ * mrec_conv2d_nhwc_bf16_cuda's work is what its _workspace_bytes_cuda gives
+ * for the shape. */
+mrec_status mrec_nhwc_bf16_from_nchw_cuda(uint16_t *out, const float *in, int N, int C, int HW, int C_pad, mrec_cuda *cu);
+mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
+mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const float *weight, const float *bias, float beta,
+                                       int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
+mrec_status mrec_maxpool2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s, mrec_cuda *cu);
+mrec_status mrec_mean_hw_nhwc_bf16_cuda(float *out, const uint16_t *in, int N, int HW, int C, mrec_cuda *cu);
 mrec_status mrec_maxpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu);
 mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu);
 /* Deterministic (no atomics). A^T @ X is this op on A's transpose, which
@@ -837,6 +870,14 @@ mrec_status mrec_batchnorm(mrec_context *ctx, float *out, const float *in, const
                            const float *mean, const float *var, float eps, int N, int C, int HW);
 mrec_status mrec_maxpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);
 mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);
+/* The channels-last bf16 ops where ctx runs (on the CPU their references,
+ * one thread; no workspace). */
+mrec_status mrec_nhwc_bf16_from_nchw(mrec_context *ctx, uint16_t *out, const float *in, int N, int C, int HW, int C_pad);
+mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes);
+mrec_status mrec_conv2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const float *weight, const float *bias,
+                                  float beta, int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s);
+mrec_status mrec_maxpool2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s);
+mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t *in, int N, int HW, int C);
 /* Encoders (the ops above) and their memory. A forward pass takes its
  * inputs from the host (token ids, masks, images: they arrive there) with
  * mrec_copy_to_device into memory it carved from the workspace, and a caller

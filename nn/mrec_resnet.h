@@ -42,6 +42,8 @@ typedef struct {
     float *storage;          /* every w and b above, one allocation (host or device); NULL only while loading */
     int64_t floats;          /* its size */
     mrec_context *on;        /* the GPU context holding them, NULL for host memory */
+    int channels_last;       /* the bf16 channels-last route (mrec_resnet_channels_last): every conv weight is
+                              * (c_out, k, k, c_in), the stem's c_in padded to 8 with zeros */
 } mrec_resnet;
 
 /* Reads path (a .safetensors file; a PyTorch checkpoint, .pt .pth or .bin,
@@ -50,7 +52,19 @@ typedef struct {
  * A missing tensor or a shape that does not chain is an error naming the
  * file and the tensor. */
 mrec_status mrec_resnet_load(mrec_resnet *m, const char *path);
+/* On a GPU context in bf16, the weights are first laid out for the
+ * channels-last route (below) where every width allows it. */
 mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx);
+/* The bf16 channels-last route, what a GPU runs in bf16: activations
+ * (N, H, W, C) in bf16 between layers (the mrec_conv2d_nhwc_bf16 ops), the
+ * layout and type cuDNN's tensor-core kernels read directly, each
+ * convolution with its bias, residual and ReLU one call. Rewrites the host
+ * weights for it, before mrec_resnet_to_device; a forward then takes that
+ * route on any context (on the CPU through the ops' references: how the
+ * tests check the route without a GPU). MREC_ERR_UNSUPPORTED where a width
+ * is not a multiple of 8 (the tensor cores' smallest; the stem's 3 input
+ * channels excepted, which are padded). */
+mrec_status mrec_resnet_channels_last(mrec_resnet *m);
 void mrec_resnet_free(mrec_resnet *m);
 
 /* Workspace bytes for one forward pass on (h, w) images (images run one at

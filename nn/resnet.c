@@ -6,9 +6,11 @@
  *                            x = relu(bn3(conv1x1(y)) + (downsample(x) or x))
  *   per block (BasicBlock):  y = relu(bn1(conv3x3/s(x))); x = relu(bn2(conv3x3(y)) + shortcut)
  *   pooled = mean over H, W of x (AdaptiveAvgPool2d(1) + flatten); logits = fc(pooled)
- * Each bn is folded into its conv at load. Images go through one at a time:
- * the convolutions are GEMMs over the pixels of one image, which keeps the
- * workspace small (about 20 MB at 224x224) for any batch.
+ * Each bn is folded into its conv at load. On the CPU images go through one
+ * at a time: the convolutions are GEMMs over the pixels of one image, which
+ * keeps the workspace small (about 20 MB at 224x224) for any batch. On a GPU
+ * a pass takes a group of images; in bf16 it runs channels-last, bf16
+ * activations (N, H, W, C) between layers (mrec_resnet_channels_last).
  * Reference: torchvision/models/resnet.py.
  */
 #include "mrec_resnet.h"
@@ -70,13 +72,21 @@ static void free_conv(mrec_conv_bn *cv) {
     cv->w = cv->b = NULL;
 }
 
+/* A conv's input channels as its weight holds them: on the channels-last
+ * route the stem's 3 are padded to 8, the tensor cores' smallest width. */
+static int cin_of(const mrec_resnet *m, const mrec_conv_bn *cv) {
+    return m->channels_last ? (cv->c_in + 7) / 8 * 8 : cv->c_in;
+}
+
 /* Every weight array of the model, in a fixed order: stem, blocks (conv1,
- * conv2, conv3, down; w then b), fc. NULL entries are absent ones. */
-static int weight_slots(mrec_resnet *m, float ***slot, int64_t *n) {
+ * conv2, conv3, down; w then b), fc. NULL entries are absent ones. conv
+ * (or NULL): the conv whose weight a slot is, NULL for the other slots. */
+static int weight_slots(mrec_resnet *m, float ***slot, int64_t *n, mrec_conv_bn **conv) {
     int k = 0, blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3];
 #define CONV(cv)                                                                                   \
     do {                                                                                           \
-        slot[k] = &(cv)->w, n[k++] = (int64_t)(cv)->c_out * (cv)->c_in * (cv)->k * (cv)->k;         \
+        if (conv) conv[k] = (cv), conv[k + 1] = NULL;                                              \
+        slot[k] = &(cv)->w, n[k++] = (int64_t)(cv)->c_out * cin_of(m, cv) * (cv)->k * (cv)->k;     \
         slot[k] = &(cv)->b, n[k++] = (cv)->c_out;                                                  \
     } while (0)
     CONV(&m->stem);
@@ -87,6 +97,7 @@ static int weight_slots(mrec_resnet *m, float ***slot, int64_t *n) {
         CONV(&m->block[i].down);
     }
 #undef CONV
+    if (conv) conv[k] = conv[k + 1] = NULL;
     slot[k] = &m->fc_w, n[k++] = (int64_t)m->n_classes * m->features;
     slot[k] = &m->fc_b, n[k++] = m->n_classes;
     return k;
@@ -121,7 +132,7 @@ static mrec_status gather(mrec_resnet *m) {
     float ***slot = malloc(sizeof *slot * (size_t)cap);
     int64_t *n = malloc(sizeof *n * (size_t)cap), *at = malloc(sizeof *at * (size_t)cap), total = 0;
     mrec_status st = slot && n && at ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "resnet: weight table");
-    int k = st ? 0 : weight_slots(m, slot, n);
+    int k = st ? 0 : weight_slots(m, slot, n, NULL);
     for (int i = 0; i < k; i++) {
         at[i] = total;
         if (*slot[i]) total += (n[i] + MREC_WEIGHT_ALIGN - 1) / MREC_WEIGHT_ALIGN * MREC_WEIGHT_ALIGN;
@@ -135,8 +146,62 @@ static mrec_status gather(mrec_resnet *m) {
     return st;
 }
 
+mrec_status mrec_resnet_channels_last(mrec_resnet *m) {
+    if (m->channels_last) return MREC_OK;
+    if (m->on) return mrec_fail(MREC_ERR_ARG, "resnet: the channels-last layout is made from host weights, before mrec_resnet_to_device");
+    int cap = n_slots(m);
+    float ***slot = malloc(sizeof *slot * (size_t)cap), **from = malloc(sizeof *from * (size_t)cap);
+    int64_t *n = malloc(sizeof *n * (size_t)cap);
+    mrec_conv_bn **conv = malloc(sizeof *conv * (size_t)cap);
+    mrec_status st = slot && from && n && conv ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "resnet: weight table");
+    int k = st ? 0 : weight_slots(m, slot, n, conv);
+    for (int i = 0; i < k && !st; i++) {
+        const mrec_conv_bn *cv = conv[i];
+        from[i] = *slot[i];
+        if (cv && ((cv != &m->stem && cv->c_in % 8) || cv->c_out % 8))
+            st = mrec_fail(MREC_ERR_UNSUPPORTED, "resnet: a conv of %d to %d channels (the channels-last route takes multiples of 8)",
+                           cv->c_in, cv->c_out);
+    }
+    float *host = NULL;
+    int64_t total = 0;
+    if (!st) {
+        m->channels_last = 1; /* the slots' sizes below are the new layout's */
+        weight_slots(m, slot, n, conv);
+        for (int i = 0; i < k; i++)
+            if (from[i]) total += (n[i] + MREC_WEIGHT_ALIGN - 1) / MREC_WEIGHT_ALIGN * MREC_WEIGHT_ALIGN;
+        if (!(host = calloc((size_t)(total ? total : 1), sizeof *host))) {
+            m->channels_last = 0;
+            st = mrec_fail(MREC_ERR_NOMEM, "resnet: %lld parameters", (long long)total);
+        }
+    }
+    int64_t at = 0;
+    for (int i = 0; !st && i < k; i++) {
+        if (!from[i]) continue;
+        float *to = host + at;
+        const mrec_conv_bn *cv = conv[i];
+        if (cv) { /* (c_out, c_in, k, k) to (c_out, k, k, c_in padded), the padding zero */
+            int kk = cv->k * cv->k, cp = cin_of(m, cv);
+            for (int o = 0; o < cv->c_out; o++)
+                for (int c = 0; c < cv->c_in; c++)
+                    for (int r = 0; r < kk; r++) to[((size_t)o * kk + r) * cp + c] = from[i][((size_t)o * cv->c_in + c) * kk + r];
+        } else {
+            memcpy(to, from[i], sizeof(float) * (size_t)n[i]);
+        }
+        *slot[i] = to;
+        at += (n[i] + MREC_WEIGHT_ALIGN - 1) / MREC_WEIGHT_ALIGN * MREC_WEIGHT_ALIGN;
+    }
+    if (!st) free(m->storage), m->storage = host, m->floats = total;
+    free(slot), free(from), free(n), free(conv);
+    return st;
+}
+
 /* Moves the storage to ctx's device and points every weight into the copy. */
 mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx) {
+    if (ctx->device == MREC_DEVICE_CUDA && ctx->precision == MREC_PREC_BF16 && !m->on) {
+        mrec_status st = mrec_resnet_channels_last(m);
+        if (st == MREC_ERR_UNSUPPORTED) mrec_clear_error(); /* odd widths: NCHW, the convolutions in TF32 */
+        else if (st) return st;
+    }
     float *dev;
     mrec_status st = mrec_weights_place(ctx, m->storage, m->floats, &dev, &m->on);
     if (st || !dev) return st;
@@ -147,7 +212,7 @@ mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx) {
         free(slot), free(n);
         return mrec_fail(MREC_ERR_NOMEM, "resnet: weight table");
     }
-    int k = weight_slots(m, slot, n);
+    int k = weight_slots(m, slot, n, NULL);
     for (int i = 0; i < k; i++)
         if (*slot[i]) *slot[i] = dev + (*slot[i] - m->storage);
     free(m->storage), free(slot), free(n);
@@ -238,20 +303,33 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
 /* Images per pass: one while the weights are in host memory (the CPU's
  * convolution runs image by image anyway, and the workspace stays small);
  * on a GPU up to 32 at once, which keeps the device busy in the late
- * stages (7 x 7 planes), and a short pass computes only its own images. */
+ * stages (7 x 7 planes), and a short pass computes only its own images.
+ * The channels-last route takes 128 on a GPU (its bf16 activations take
+ * half the room, and the tensor cores want long products: the last stage
+ * has 49 pixels an image), and 2 on the CPU (its references, in tests: more
+ * than one image a pass). */
 #define GPU_GROUP 32
+#define CL_GPU_GROUP 128
+#define CL_CPU_GROUP 2
 
-static int group_of(const mrec_resnet *m) { return m->on ? GPU_GROUP : 1; }
+static int group_of(const mrec_resnet *m) {
+    if (m->channels_last) return m->on ? CL_GPU_GROUP : CL_CPU_GROUP;
+    return m->on ? GPU_GROUP : 1;
+}
 
 static int conv_out(int n, const mrec_conv_bn *cv) {
     return (n + 2 * cv->pad - cv->k) / cv->stride + 1;
 }
 
-static mrec_conv2d_shape conv_shape(const mrec_conv_bn *cv, int N, int h, int w) {
-    return (mrec_conv2d_shape){N, cv->c_in, h, w, cv->c_out, cv->k, cv->k, cv->stride, cv->stride, cv->pad, cv->pad, 1};
+static mrec_conv2d_shape conv_shape(const mrec_resnet *m, const mrec_conv_bn *cv, int N, int h, int w) {
+    return (mrec_conv2d_shape){N, cin_of(m, cv), h, w, cv->c_out, cv->k, cv->k, cv->stride, cv->stride, cv->pad, cv->pad, 1};
 }
 
-/* Walks the shapes of a pass of N images: the largest activation (floats)
+static mrec_status conv_workspace(const mrec_resnet *m, mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes) {
+    return m->channels_last ? mrec_conv2d_nhwc_bf16_workspace_bytes(ctx, s, bytes) : mrec_conv2d_workspace_bytes(ctx, s, bytes);
+}
+
+/* Walks the shapes of a pass of N images: the largest activation (values)
  * and convolution workspace (bytes: none on the CPU, what cuDNN asks for
  * on a GPU). ctx is the context that runs the model, NULL for the CPU's sizes. */
 static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, int w, size_t *act, size_t *col) {
@@ -259,9 +337,9 @@ static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, i
     mrec_status st = MREC_OK;
 #define SEE(cv, hh, ww)                                                                                            \
     do {                                                                                                           \
-        mrec_conv2d_shape s_ = conv_shape(cv, N, hh, ww);                                                         \
+        mrec_conv2d_shape s_ = conv_shape(m, cv, N, hh, ww);                                                      \
         size_t c_ = 0, a_ = (size_t)N * (cv)->c_out * conv_out(hh, cv) * conv_out(ww, cv);                        \
-        if (ctx && !st) st = mrec_conv2d_workspace_bytes(ctx, &s_, &c_);                                          \
+        if (ctx && !st) st = conv_workspace(m, ctx, &s_, &c_);                                                    \
         *col = c_ > *col ? c_ : *col, *act = a_ > *act ? a_ : *act;                                                \
     } while (0)
     SEE(&m->stem, h, w);
@@ -283,18 +361,24 @@ static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, i
     return st;
 }
 
-/* The workspace of a pass: the images, the convolution workspace, four
- * activations, the pooled features and the logits. */
+/* The workspace of a pass: the images (and on the channels-last route
+ * their bf16 copy, channels padded), the convolution workspace, four
+ * activations (float, or bf16 on the channels-last route), the pooled
+ * features and the logits. */
 typedef struct {
-    float *image, *buf[4], *feat, *logit;
-    void *col;
+    float *image, *feat, *logit;
+    uint16_t *image_cl;
+    void *buf[4], *col;
 } activations;
 
 static int carve(mrec_arena *a, activations *t, const mrec_resnet *m, int G, int h, int w, size_t act, size_t col) {
+    size_t value = m->channels_last ? sizeof(uint16_t) : sizeof(float);
     int ok = (t->image = mrec_arena_alloc(a, sizeof(float) * (size_t)G * 3 * h * w)) != NULL;
+    t->image_cl = m->channels_last ? mrec_arena_alloc(a, sizeof(uint16_t) * (size_t)G * h * w * cin_of(m, &m->stem)) : NULL;
+    ok &= !m->channels_last || t->image_cl;
     t->col = col ? mrec_arena_alloc(a, col) : NULL;
     ok &= !col || t->col;
-    for (int i = 0; i < 4; i++) ok &= (t->buf[i] = mrec_arena_alloc(a, act * sizeof(float))) != NULL;
+    for (int i = 0; i < 4; i++) ok &= (t->buf[i] = mrec_arena_alloc(a, act * value)) != NULL;
     ok &= (t->feat = mrec_arena_alloc(a, sizeof(float) * (size_t)G * m->features)) != NULL;
     t->logit = m->n_classes ? mrec_arena_alloc(a, sizeof(float) * (size_t)G * m->n_classes) : NULL;
     return ok && (!m->n_classes || t->logit);
@@ -317,13 +401,16 @@ size_t mrec_resnet_workspace_bytes(const mrec_resnet *m, int h, int w) {
 enum { PLAIN, RELU, ADD_RELU };
 
 /* out = conv(in) + folded bias, finished as `finish` says, in one pass over out; *h, *w become
- * the output size. col holds col_bytes of convolution workspace. */
-static mrec_status conv(mrec_context *ctx, float *out, const float *in, const mrec_conv_bn *cv, int N, int *h, int *w, void *col,
-                        size_t col_bytes, int finish) {
-    mrec_conv2d_shape s = conv_shape(cv, N, *h, *w);
+ * the output size. col holds col_bytes of convolution workspace. out and in: float (N, C, H, W),
+ * or bf16 (N, H, W, C) on the channels-last route. */
+static mrec_status conv(mrec_context *ctx, const mrec_resnet *m, void *out, const void *in, const mrec_conv_bn *cv, int N, int *h,
+                        int *w, void *col, size_t col_bytes, int finish) {
+    mrec_conv2d_shape s = conv_shape(m, cv, N, *h, *w);
     *h = conv_out(*h, cv), *w = conv_out(*w, cv);
+    float beta = finish == ADD_RELU ? 1.0f : 0.0f;
+    if (m->channels_last) return mrec_conv2d_nhwc_bf16(ctx, out, in, cv->w, cv->b, beta, finish != PLAIN, col, col_bytes, &s);
     if (finish == PLAIN) return mrec_conv2d(ctx, out, in, cv->w, cv->b, col, col_bytes, &s);
-    return mrec_conv2d_act(ctx, out, in, cv->w, cv->b, finish == ADD_RELU ? 1.0f : 0.0f, MREC_ACT_RELU, col, col_bytes, &s);
+    return mrec_conv2d_act(ctx, out, in, cv->w, cv->b, beta, MREC_ACT_RELU, col, col_bytes, &s);
 }
 
 /* A forward's inputs and outputs, for the passes over a share of the images. */
@@ -343,7 +430,7 @@ size_t mrec_resnet_batch_workspace_bytes(const mrec_context *ctx, const mrec_res
 static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
     const forward_args *f = arg;
     const mrec_resnet *m = f->m;
-    int G = group_of(m), H = f->H, W = f->W;
+    int G = group_of(m), H = f->H, W = f->W, cl = m->channels_last;
     size_t act, cb, act_n, cb_n, mark = ctx->workspace.used;
     mrec_status st = plan(m, m->on, G, H, W, &act, &cb);
     /* a short last pass may get other algorithms (mrec_resnet_workspace_bytes has room for a single image's) */
@@ -360,36 +447,37 @@ static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
     /* G images a pass, the last one n */
     for (int i0 = lo; i0 < hi && !st; i0 += G) {
         int n = hi - i0 < G ? hi - i0 : G;
-        float *x = t.buf[0], *t1 = t.buf[1], *t2 = t.buf[2], *down = t.buf[3];
+        void *x = t.buf[0], *t1 = t.buf[1], *t2 = t.buf[2], *down = t.buf[3];
         int h = H, w = W;
         st = mrec_copy_to_device(ctx, t.image, f->images + i0 * image, sizeof(float) * image * n);
-        if (!st) st = conv(ctx, t1, t.image, &m->stem, n, &h, &w, t.col, cb, RELU);
+        if (!st && cl) st = mrec_nhwc_bf16_from_nchw(ctx, t.image_cl, t.image, n, m->stem.c_in, H * W, cin_of(m, &m->stem));
+        if (!st) st = conv(ctx, m, t1, cl ? (const void *)t.image_cl : t.image, &m->stem, n, &h, &w, t.col, cb, RELU);
         mrec_pool2d_shape ps = {n, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
-        if (!st) st = mrec_maxpool2d(ctx, x, t1, &ps);
+        if (!st) st = cl ? mrec_maxpool2d_nhwc_bf16(ctx, x, t1, &ps) : mrec_maxpool2d(ctx, x, t1, &ps);
         h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
         for (int b = 0; b < n_blocks && !st; b++) {
             const mrec_resnet_block *Bk = &m->block[b];
             int hh = h, ww = w, hd = h, wd = w;
             /* the shortcut: x itself, or its downsample; the last conv adds onto it in place, and the sum is the
              * block's output (x is read by nothing after the first conv and the downsample) */
-            float *sum = x;
+            void *sum = x;
             if (Bk->down.w) {
-                st = conv(ctx, down, x, &Bk->down, n, &hd, &wd, t.col, cb, PLAIN);
+                st = conv(ctx, m, down, x, &Bk->down, n, &hd, &wd, t.col, cb, PLAIN);
                 sum = down, down = x; /* x's buffer is free once the block's convs have read it */
             }
-            if (!st) st = conv(ctx, t1, x, &Bk->conv1, n, &hh, &ww, t.col, cb, RELU);
+            if (!st) st = conv(ctx, m, t1, x, &Bk->conv1, n, &hh, &ww, t.col, cb, RELU);
             if (m->bottleneck) {
-                if (!st) st = conv(ctx, t2, t1, &Bk->conv2, n, &hh, &ww, t.col, cb, RELU);
-                if (!st) st = conv(ctx, sum, t2, &Bk->conv3, n, &hh, &ww, t.col, cb, ADD_RELU);
+                if (!st) st = conv(ctx, m, t2, t1, &Bk->conv2, n, &hh, &ww, t.col, cb, RELU);
+                if (!st) st = conv(ctx, m, sum, t2, &Bk->conv3, n, &hh, &ww, t.col, cb, ADD_RELU);
             } else if (!st) {
-                st = conv(ctx, sum, t1, &Bk->conv2, n, &hh, &ww, t.col, cb, ADD_RELU);
+                st = conv(ctx, m, sum, t1, &Bk->conv2, n, &hh, &ww, t.col, cb, ADD_RELU);
             }
             x = sum;
             h = hh, w = ww;
         }
         /* AdaptiveAvgPool2d(1): the mean of each channel plane, a pooling window the size of the plane */
         mrec_pool2d_shape gap = {n, C, h, w, h, w, 1, 1, 0, 0, 1};
-        if (!st) st = mrec_avgpool2d(ctx, t.feat, x, &gap);
+        if (!st) st = cl ? mrec_mean_hw_nhwc_bf16(ctx, t.feat, x, n, h * w, C) : mrec_avgpool2d(ctx, t.feat, x, &gap);
         if (!st && f->pooled) st = mrec_copy_rows(ctx, f->pooled + (size_t)i0 * C, C, t.feat, C, n, C);
         if (!st && f->logits)
             st = mrec_gemm(ctx, t.logit, t.feat, m->fc_w, m->fc_b, 1, 0, 0, 1, n, m->n_classes, C, C, C, m->n_classes);

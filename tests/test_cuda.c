@@ -367,6 +367,98 @@ static void test_conv_pool(void) {
     free(x), free(g), free(b), free(mu), free(var), free(ref), free(got);
 }
 
+/* bf16 (n) of uniform values in [lo, hi) */
+static uint16_t *rnd_bf16(int64_t n, float lo, float hi) {
+    float *f = rnd(n, lo, hi);
+    uint16_t *b = malloc(2 * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++) b[i] = mrec_f32_to_bf16(f[i]);
+    free(f);
+    return b;
+}
+
+/* The channels-last bf16 ops against their references: the layout change, max pooling and the mean bit for
+ * bit; the convolution (cuDNN's NHWC bf16, fused with its bias, residual and ReLU where cuDNN has it) within
+ * two bf16 roundings, with beta 0 on an output full of NaN (the fused call must not read it then). The
+ * weights here are no model's, so they are rounded into the conversion buffer (a model's have bf16 twins). */
+static void test_channels_last(void) {
+    mrec_conv2d_shape shapes[] = {
+        {4, 8, 23, 29, 64, 7, 7, 2, 2, 3, 3, 1},  /* ResNet's stem, its 3 channels padded to 8 */
+        {3, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1},
+        {2, 256, 7, 9, 512, 1, 1, 2, 2, 0, 0, 1}, /* a downsample */
+        {1, 16, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1},
+    };
+    for (int si = 0; si < 4; si++) {
+        mrec_conv2d_shape *s = &shapes[si];
+        int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
+        int64_t ni = (int64_t)s->N * s->H * s->W * s->C_in, nw = (int64_t)s->C_out * s->KH * s->KW * s->C_in;
+        int64_t no = (int64_t)s->N * Ho * Wo * s->C_out;
+        uint16_t *x = rnd_bf16(ni, -2, 2), *old = rnd_bf16(no, -1, 1), *ref = malloc(2 * no), *got = malloc(2 * no), *nan = malloc(2 * no);
+        float *w = rnd(nw, -0.3f, 0.3f), *bias = rnd(s->C_out, -1, 1);
+        for (int64_t i = 0; i < no; i++) nan[i] = 0x7fc0;
+        void *dx = up(x, 2 * ni), *dw = up(w, 4 * nw), *db = up(bias, 4 * s->C_out), *dout = up(old, 2 * no), *work = NULL;
+        size_t bytes = 0;
+        mrec_status st = mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(&bytes, s, cu);
+        if (!st && bytes) st = mrec_cuda_malloc(cu, &work, bytes);
+        t_status(st, MREC_OK, "conv2d_nhwc_bf16 workspace");
+        for (int beta = 0; !st && beta <= 1; beta++)
+            for (int relu = 0; relu <= 1; relu++)
+                for (int with_bias = 0; with_bias <= 1; with_bias++) {
+                    memcpy(ref, old, 2 * no);
+                    mrec_conv2d_nhwc_bf16_ref(ref, x, w, with_bias ? bias : NULL, (float)beta, relu, s);
+                    if (!t_status(mrec_cuda_copy_h2d(cu, dout, beta ? old : nan, 2 * no), MREC_OK, "upload") ||
+                        !t_status(mrec_conv2d_nhwc_bf16_cuda(dout, dx, dw, with_bias ? db : NULL, (float)beta, relu, work, bytes, s, cu),
+                                  MREC_OK, "conv2d_nhwc_bf16 case %d", si) ||
+                        !down(got, dout, 2 * no))
+                        continue;
+                    double scale = 0, worst = 0;
+                    int finite = 1;
+                    for (int64_t i = 0; i < no; i++) scale = fmax(scale, fabs(mrec_bf16_to_f32(ref[i])));
+                    for (int64_t i = 0; i < no; i++) {
+                        double r = mrec_bf16_to_f32(ref[i]), g = mrec_bf16_to_f32(got[i]);
+                        finite &= isfinite(g) != 0;
+                        worst = fmax(worst, fabs(g - r) / (fabs(r) + scale / 64));
+                    }
+                    t_check(finite && worst <= 1.0 / 128, "conv2d_nhwc_bf16 case %d (%d->%d, %dx%d/%d), beta %d, relu %d, bias %d: "
+                            "error %.3g of |value| + scale/64 (two bf16 roundings: 2^-7)%s", si, s->C_in, s->C_out, s->KH, s->KW,
+                            s->stride_h, beta, relu, with_bias, worst, finite ? "" : ", values not finite (was the NaN output read?)");
+                    if (MREC_VERBOSE) printf("  conv2d_nhwc_bf16 case %d beta %d relu %d bias %d: error %.3g\n", si, beta, relu, with_bias, worst);
+                }
+        mrec_cuda_free(cu, work), mrec_cuda_free(cu, dx), mrec_cuda_free(cu, dw), mrec_cuda_free(cu, db), mrec_cuda_free(cu, dout);
+        free(x), free(old), free(ref), free(got), free(nan), free(w), free(bias);
+    }
+    /* images to channels-last bf16, 3 channels padded to 8 (and 5 kept at 5) */
+    for (int pad = 0; pad <= 1; pad++) {
+        int N = 3, C = pad ? 3 : 5, Cp = pad ? 8 : 5, HW = 37 * 41;
+        float *img = rnd((int64_t)N * C * HW, -2, 2), *dimg = up(img, 4 * (size_t)N * C * HW);
+        uint16_t *ref = malloc(2 * (size_t)N * HW * Cp), *got = malloc(2 * (size_t)N * HW * Cp);
+        void *dout = up(ref, 2 * (size_t)N * HW * Cp);
+        mrec_nhwc_bf16_from_nchw_ref(ref, img, N, C, HW, Cp);
+        if (t_status(mrec_nhwc_bf16_from_nchw_cuda(dout, dimg, N, C, HW, Cp, cu), MREC_OK, "nhwc_bf16_from_nchw") &&
+            down(got, dout, 2 * (size_t)N * HW * Cp))
+            t_check(!memcmp(ref, got, 2 * (size_t)N * HW * Cp), "nhwc_bf16_from_nchw, %d channels to %d: the reference's bits", C, Cp);
+        mrec_cuda_free(cu, dimg), mrec_cuda_free(cu, dout);
+        free(img), free(ref), free(got);
+    }
+    /* ResNet's max pooling and the mean over the planes */
+    mrec_pool2d_shape ps[] = {{2, 64, 56, 57, 3, 3, 2, 2, 1, 1, 1}, {1, 24, 7, 7, 3, 3, 2, 2, 1, 1, 1}};
+    for (int si = 0; si < 2; si++) {
+        mrec_pool2d_shape *p = &ps[si];
+        int64_t ni = (int64_t)p->N * p->H * p->W * p->C, no = (int64_t)p->N * mrec_pool2d_out_h(p) * mrec_pool2d_out_w(p) * p->C;
+        uint16_t *in = rnd_bf16(ni, -3, 3), *ref = malloc(2 * no), *got = malloc(2 * no);
+        void *din = up(in, 2 * ni), *dout = up(ref, 2 * no);
+        mrec_maxpool2d_nhwc_bf16_ref(ref, in, p);
+        if (t_status(mrec_maxpool2d_nhwc_bf16_cuda(dout, din, p, cu), MREC_OK, "maxpool2d_nhwc_bf16") && down(got, dout, 2 * no))
+            t_check(!memcmp(ref, got, 2 * no), "maxpool2d_nhwc_bf16 case %d: the reference's bits", si);
+        int HW = p->H * p->W;
+        float *mref = malloc(4 * (size_t)p->N * p->C), *mgot = malloc(4 * (size_t)p->N * p->C), *dm = up(mref, 4 * (size_t)p->N * p->C);
+        mrec_mean_hw_nhwc_bf16_ref(mref, in, p->N, HW, p->C);
+        if (t_status(mrec_mean_hw_nhwc_bf16_cuda(dm, din, p->N, HW, p->C, cu), MREC_OK, "mean_hw_nhwc_bf16") && down(mgot, dm, 4 * (size_t)p->N * p->C))
+            t_check(!memcmp(mref, mgot, 4 * (size_t)p->N * p->C), "mean_hw_nhwc_bf16 case %d (%d pixels): the reference's bits", si, HW);
+        mrec_cuda_free(cu, din), mrec_cuda_free(cu, dout), mrec_cuda_free(cu, dm);
+        free(in), free(ref), free(got), free(mref), free(mgot);
+    }
+}
+
 static void test_sparse_adam_batched(void) {
     /* A random CSR (R, Cc) with some empty rows, D off the warp size. */
     int R = 301, Cc = 517, D = 67;
@@ -1752,6 +1844,7 @@ int main(void) {
     test_topk();
     test_gram_topk();
     test_conv_pool();
+    test_channels_last();
     test_sparse_adam_batched();
     test_gemm_ex();
     test_training();

@@ -1320,6 +1320,123 @@ static void test_pool2d(void) {
     }
 }
 
+/* ---- channels-last bf16 ------------------------------------------------------ */
+
+/* x (n) rounded to bf16 in place: the references then see exact inputs on both layouts */
+static void round_bf16_inplace(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = mrec_bf16_widen(mrec_bf16_round(x[i]));
+}
+
+/* The channels-last references against the NCHW fp32 ones on the same (bf16-exact) values: the layout
+ * change, the channels' padding, a convolution with its bias, residual and ReLU within one bf16 rounding
+ * of the fp32 result (sums in another order), max pooling and the mean bit for bit or to float rounding;
+ * and the entries' checks. */
+static void channels_last_case(mrec_conv2d_shape s, int C_pad, int with_bias) {
+    int Ho = mrec_conv2d_out_h(&s), Wo = mrec_conv2d_out_w(&s), HW = s.H * s.W, HWo = Ho * Wo;
+    int64_t ni = (int64_t)s.N * s.C_in * HW, nw = (int64_t)s.C_out * s.C_in * s.KH * s.KW, no = (int64_t)s.N * s.C_out * HWo;
+    float *x = randv(ni, -2, 2), *w = randv(nw, -0.5f, 0.5f), *b = with_bias ? randv(s.C_out, -1, 1) : NULL;
+    round_bf16_inplace(x, ni);
+    /* the channels-last weight: (C_out, KH, KW, C_pad), the padding zero; fp32 values the op rounds itself */
+    int kk = s.KH * s.KW;
+    float *wcl = calloc((size_t)s.C_out * kk * C_pad, sizeof *wcl);
+    for (int o = 0; o < s.C_out; o++)
+        for (int c = 0; c < s.C_in; c++)
+            for (int r = 0; r < kk; r++) wcl[((size_t)o * kk + r) * C_pad + c] = w[((size_t)o * s.C_in + c) * kk + r];
+    float *wr = copyv(w, nw), *ref = malloc(sizeof(float) * (size_t)no), *prev = randv(no, -1, 1);
+    round_bf16_inplace(wr, nw), round_bf16_inplace(prev, no);
+    uint16_t *xcl = malloc(2 * (size_t)s.N * HW * C_pad), *ycl = malloc(2 * (size_t)no);
+    mrec_nhwc_bf16_from_nchw_ref(xcl, x, s.N, s.C_in, HW, C_pad);
+    int layout = 1;
+    for (int n = 0; n < s.N; n++)
+        for (int p = 0; p < HW; p++)
+            for (int c = 0; c < C_pad; c++)
+                layout &= mrec_bf16_widen(xcl[((size_t)n * HW + p) * C_pad + c]) == (c < s.C_in ? x[((size_t)n * s.C_in + c) * HW + p] : 0.0f);
+    t_check(layout, "nhwc_bf16_from_nchw: %d channels padded to %d, %d x %d", s.C_in, C_pad, s.H, s.W);
+    mrec_conv2d_shape scl = s;
+    scl.C_in = C_pad;
+    mrec_conv2d_ref(ref, x, wr, b, &s);
+    for (int beta = 0; beta <= 1; beta++)
+        for (int relu = 0; relu <= 1; relu++) {
+            for (int n = 0; n < s.N; n++) /* the old output, channels-last, for the residual */
+                for (int c = 0; c < s.C_out; c++)
+                    for (int p = 0; p < HWo; p++)
+                        ycl[((size_t)n * HWo + p) * s.C_out + c] = mrec_bf16_round(prev[((size_t)n * s.C_out + c) * HWo + p]);
+            mrec_conv2d_nhwc_bf16_ref(ycl, xcl, wcl, b, (float)beta, relu, &scl);
+            double worst = 0;
+            for (int n = 0; n < s.N; n++)
+                for (int c = 0; c < s.C_out; c++)
+                    for (int p = 0; p < HWo; p++) {
+                        size_t i = ((size_t)n * s.C_out + c) * HWo + p;
+                        float want = ref[i] + (beta ? prev[i] : 0.0f);
+                        want = relu ? (want > 0 ? want : 0.0f) : want;
+                        double err = fabs(mrec_bf16_widen(ycl[((size_t)n * HWo + p) * s.C_out + c]) - want);
+                        worst = fmax(worst, err / (fabs(want) + 1e-3));
+                    }
+            t_check(worst <= 1.0 / 256, "conv2d_nhwc_bf16 %d->%d (padded %d) %dx%d/%d on %dx%d, bias %d, beta %d, relu %d: "
+                    "relative error %.3g (one bf16 rounding: 2^-8)", s.C_in, s.C_out, C_pad, s.KH, s.KW, s.stride_h, s.H, s.W,
+                    with_bias, beta, relu, worst);
+        }
+    /* max pooling (ResNet's 3x3/2) and the mean over the planes, of the last output */
+    mrec_pool2d_shape ps = {s.N, s.C_out, Ho, Wo, 3, 3, 2, 2, 1, 1, 1};
+    int Hp = mrec_pool2d_out_h(&ps), Wp = mrec_pool2d_out_w(&ps);
+    if (Hp > 0 && Wp > 0) {
+        float *plain = malloc(sizeof(float) * (size_t)no), *pooled = malloc(sizeof(float) * (size_t)s.N * s.C_out * Hp * Wp);
+        uint16_t *pcl = malloc(2 * (size_t)s.N * s.C_out * Hp * Wp);
+        for (int n = 0; n < s.N; n++)
+            for (int c = 0; c < s.C_out; c++)
+                for (int p = 0; p < HWo; p++)
+                    plain[((size_t)n * s.C_out + c) * HWo + p] = mrec_bf16_widen(ycl[((size_t)n * HWo + p) * s.C_out + c]);
+        mrec_maxpool2d_ref(pooled, plain, &ps);
+        mrec_maxpool2d_nhwc_bf16_ref(pcl, ycl, &ps);
+        int same = 1;
+        for (int n = 0; n < s.N; n++)
+            for (int c = 0; c < s.C_out; c++)
+                for (int p = 0; p < Hp * Wp; p++)
+                    same &= mrec_bf16_widen(pcl[((size_t)n * Hp * Wp + p) * s.C_out + c]) == pooled[((size_t)n * s.C_out + c) * Hp * Wp + p];
+        t_check(same, "maxpool2d_nhwc_bf16 on %dx%d x %d: the values of the NCHW max pooling", Ho, Wo, s.C_out);
+        float *mean = malloc(sizeof(float) * (size_t)s.N * s.C_out), *avg = malloc(sizeof(float) * (size_t)s.N * s.C_out);
+        mrec_pool2d_shape gap = {s.N, s.C_out, Ho, Wo, Ho, Wo, 1, 1, 0, 0, 1};
+        mrec_avgpool2d_ref(avg, plain, &gap);
+        mrec_mean_hw_nhwc_bf16_ref(mean, ycl, s.N, HWo, s.C_out);
+        t_allclose("mean_hw_nhwc_bf16 against the NCHW average pool", avg, mean, (int64_t)s.N * s.C_out, 1e-6, 1e-6);
+        free(plain), free(pooled), free(pcl), free(mean), free(avg);
+    }
+    free(x), free(w), free(b), free(wcl), free(wr), free(ref), free(prev), free(xcl), free(ycl);
+}
+
+static void test_channels_last(void) {
+    channels_last_case((mrec_conv2d_shape){2, 3, 17, 19, 8, 7, 7, 2, 2, 3, 3, 1}, 8, 1); /* ResNet's stem, padded */
+    channels_last_case((mrec_conv2d_shape){3, 16, 9, 7, 8, 3, 3, 1, 1, 1, 1, 1}, 16, 1);
+    channels_last_case((mrec_conv2d_shape){1, 8, 10, 10, 24, 1, 1, 2, 2, 0, 0, 1}, 8, 0); /* a downsample */
+    channels_last_case((mrec_conv2d_shape){2, 5, 6, 5, 3, 3, 3, 2, 2, 1, 1, 1}, 5, 1);    /* odd widths: the references take any */
+    /* the entries on a CPU context: the references, and the shapes they refuse */
+    mrec_context *ctx;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 1;
+    if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CPU context")) return;
+    float x[2 * 3 * 4] = {0};
+    uint16_t a[64] = {0}, y[64];
+    t_status(mrec_nhwc_bf16_from_nchw(ctx, a, x, 2, 3, 4, 2), MREC_ERR_ARG, "3 channels padded to 2");
+    mrec_conv2d_shape grouped = {1, 4, 2, 2, 4, 1, 1, 1, 1, 0, 0, 2};
+    t_status(mrec_conv2d_nhwc_bf16(ctx, y, a, x, NULL, 0.0f, 0, NULL, 0, &grouped), MREC_ERR_SHAPE, "a grouped channels-last convolution");
+    mrec_pool2d_shape wide = {1, 2, 2, 2, 5, 5, 1, 1, 0, 0, 1};
+    t_status(mrec_maxpool2d_nhwc_bf16(ctx, y, a, &wide), MREC_ERR_SHAPE, "a pooling window wider than the input");
+    t_status(mrec_mean_hw_nhwc_bf16(ctx, x, a, 1, 0, 2), MREC_ERR_SHAPE, "the mean over no pixels");
+    mrec_conv2d_shape one = {1, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 1};
+    float w1[4] = {1, 0, 0, 1}, b1[2] = {0.5f, -4};
+    for (int i = 0; i < 8; i++) a[i] = mrec_bf16_round((float)i);
+    size_t bytes = 1;
+    if (t_status(mrec_conv2d_nhwc_bf16_workspace_bytes(ctx, &one, &bytes), MREC_OK, "workspace bytes") &&
+        t_check(bytes == 0, "no workspace on the CPU") &&
+        t_status(mrec_conv2d_nhwc_bf16(ctx, y, a, w1, b1, 0.0f, 1, NULL, 0, &one), MREC_OK, "an identity 1x1 convolution")) {
+        int ok = 1;
+        for (int p = 0; p < 4; p++) /* pixel p holds (2p, 2p + 1): + 0.5, then + (-4) and the ReLU */
+            ok &= mrec_bf16_widen(y[2 * p]) == 2 * p + 0.5f && mrec_bf16_widen(y[2 * p + 1]) == (2 * p - 3 > 0 ? 2 * p - 3 : 0);
+        t_check(ok, "the entry's identity convolution: bias per channel, then the ReLU");
+    }
+    mrec_context_destroy(ctx);
+}
+
 /* ---- sparse --------------------------------------------------------------- */
 
 static void test_spmm(void) {
@@ -1687,6 +1804,7 @@ int main(void) {
     test_conv();
     test_batchnorm();
     test_pool2d();
+    test_channels_last();
     test_spmm();
     test_adam();
     test_dropout();

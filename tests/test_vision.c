@@ -139,6 +139,50 @@ static void resnet_case(mrec_context *ctx, const char *dir, const char *images) 
     mrec_resnet_free(&m);
 }
 
+static double worst_cosine(const float *ref, const float *got, int rows, int cols) {
+    double worst = 1;
+    for (int b = 0; b < rows; b++) {
+        const float *r = ref + (size_t)b * cols, *h = got + (size_t)b * cols;
+        double rr = 0, hh = 0, rh = 0;
+        for (int f = 0; f < cols; f++) rr += (double)r[f] * r[f], hh += (double)h[f] * h[f], rh += (double)r[f] * h[f];
+        double c = rh / sqrt(rr * hh);
+        worst = c < worst ? c : worst;
+    }
+    return worst;
+}
+
+/* The channels-last bf16 route (what a GPU runs in bf16), here through the
+ * ops' references: each image's features and logits within cosine 0.999 of
+ * torchvision's fp32 (bf16 activations between layers, as autocast keeps
+ * them), and the weights refused once on a device. */
+static void channels_last_case(mrec_context *ctx, const char *dir, const char *images) {
+    mrec_resnet m;
+    if (!t_status(mrec_resnet_load(&m, dir), MREC_OK, "load %s", dir)) return;
+    int64_t s[4];
+    float *x = load(dir, images, s), *pooled_ref = load(dir, "pooled.npy", NULL), *logits_ref = load(dir, "logits.npy", NULL);
+    if (t_check(x && pooled_ref, "%s: fixtures", dir) &&
+        t_status(mrec_resnet_channels_last(&m), MREC_OK, "%s: the channels-last layout", dir) &&
+        t_status(mrec_resnet_channels_last(&m), MREC_OK, "%s: the channels-last layout, asked for twice", dir)) {
+        int B = (int)s[0], H = (int)s[2], W = (int)s[3];
+        float *pooled = malloc(sizeof(float) * (size_t)B * m.features);
+        float *logits = m.n_classes ? malloc(sizeof(float) * (size_t)B * m.n_classes) : NULL;
+        if (t_status(mrec_context_reserve(ctx, mrec_resnet_batch_workspace_bytes(ctx, &m, B, H, W)), MREC_OK, "workspace") &&
+            t_status(mrec_resnet_forward(ctx, &m, x, B, H, W, pooled, logits), MREC_OK, "%s forward, channels-last bf16", dir)) {
+            double wp = worst_cosine(pooled_ref, pooled, B, m.features);
+            t_check(wp >= 0.999, "%s channels-last bf16: worst cosine to torchvision's fp32 features %.6f", dir, wp);
+            if (logits && logits_ref) {
+                double wl = worst_cosine(logits_ref, logits, B, m.n_classes);
+                t_check(wl >= 0.999, "%s channels-last bf16: worst cosine to torchvision's fp32 logits %.6f", dir, wl);
+            }
+            if (getenv("MREC_TEST_VERBOSE")) printf("  %s channels-last bf16: worst cosine %.6f\n", dir, wp);
+            t_check(ctx->workspace.used == 0, "%s: the workspace is given back", dir);
+        }
+        free(pooled), free(logits);
+    }
+    free(x), free(pooled_ref), free(logits_ref);
+    mrec_resnet_free(&m);
+}
+
 static void resnet_errors(void) {
     mrec_resnet m;
     t_status(mrec_resnet_load(&m, FIX "vit_tiny"), MREC_ERR_NOT_FOUND, "a ViT file is not a ResNet");
@@ -181,6 +225,8 @@ int main(void) {
     T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
     resnet_case(ctx, FIX "resnet_tiny", "../images_64x72.npy");
     resnet_case(ctx, FIX "resnet_basic", "../images_64x72.npy");
+    channels_last_case(ctx, FIX "resnet_tiny", "../images_64x72.npy");
+    channels_last_case(ctx, FIX "resnet_basic", "../images_64x72.npy");
     resnet_errors();
     vit_case(ctx, FIX "vit_tiny", "../images_32.npy", FIX "vit_tiny");
     vit_case(ctx, FIX "vit_prefixed", "../images_32.npy", FIX "vit_tiny");

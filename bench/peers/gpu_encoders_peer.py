@@ -9,7 +9,9 @@ in the order given: the mean seconds per batch over REPS batches after one to wa
 off), TF32 (matmuls and cuDNN) and bf16 (torch.autocast), "0" where a run failed. Inputs start on the
 host, as bench_gpu_ops's do: random ids in [1000, 21000) without padding, images of noise at 224 x 224.
 With MREC_PEER_COMPILE=1 in the environment a fourth number follows: the same bf16 autocast step
-through torch.compile (default mode; its compilation is in the warm-up, not the time).
+through torch.compile (default mode; its compilation is in the warm-up, not the time), ResNet in
+channels-last memory format there (PyTorch's advice for convolutions on tensor cores, and what
+mrec's bf16 ResNet runs).
 """
 import os
 import sys
@@ -40,7 +42,7 @@ def features(out):
     return out if torch.is_tensor(out) else out.pooler_output  # transformers 4 returns a tensor, 5 an output
 
 
-def step(kind, model, batch, T, dev):
+def step(kind, model, batch, T, dev, channels_last=False):
     if kind in ("bert", "clip-text"):
         ids = torch.randint(1000, 21000, (batch, T))
         mask = torch.ones(batch, T, dtype=torch.long)
@@ -50,6 +52,8 @@ def step(kind, model, batch, T, dev):
     x = torch.rand(batch, 3, 224, 224) * 4 - 2
     if kind == "vit":
         return lambda: model(pixel_values=x.to(dev)).last_hidden_state[:, 0]
+    if kind == "resnet" and channels_last:
+        return lambda: model(x.to(dev).contiguous(memory_format=torch.channels_last))
     if kind == "resnet":
         return lambda: model(x.to(dev))
     return lambda: torch.nn.functional.normalize(features(model.get_image_features(pixel_values=x.to(dev))), dim=-1)
@@ -81,6 +85,9 @@ def main():
             model = load(kind, path, dev)
             fn = step(kind, model, batch, int(T), dev)
             for precision in precisions:
+                if precision == "compile" and kind == "resnet":
+                    model = model.to(memory_format=torch.channels_last)
+                    fn = step(kind, model, batch, int(T), dev, channels_last=True)
                 line.append(f"{timed(fn, reps, precision):.6f}")
             del model
             torch.cuda.empty_cache()

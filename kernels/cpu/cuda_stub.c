@@ -125,6 +125,23 @@ mrec_status mrec_maxpool2d_cuda(float *out, const float *in, const mrec_pool2d_s
 mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_nhwc_bf16_from_nchw_cuda(uint16_t *out, const float *in, int N, int C, int HW, int C_pad, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
+    *bytes = 0;
+    return no_cuda();
+}
+mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const float *weight, const float *bias, float beta,
+                                       int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_maxpool2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_mean_hw_nhwc_bf16_cuda(float *out, const uint16_t *in, int N, int HW, int C, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *col, const float *val, const float *X,
                            int R, int Cc, int D, mrec_cuda *cu) {
     return no_cuda();

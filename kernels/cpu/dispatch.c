@@ -237,6 +237,47 @@ mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const
     return MREC_OK;
 }
 
+/* ---- channels-last bf16 ---------------------------------------------------- */
+
+mrec_status mrec_nhwc_bf16_from_nchw(mrec_context *ctx, uint16_t *out, const float *in, int N, int C, int HW, int C_pad) {
+    if (C_pad < C) return mrec_fail(MREC_ERR_ARG, "nhwc_bf16_from_nchw: %d channels padded to %d", C, C_pad);
+    if (on_gpu(ctx)) return mrec_nhwc_bf16_from_nchw_cuda(out, in, N, C, HW, C_pad, ctx->cuda);
+    mrec_nhwc_bf16_from_nchw_ref(out, in, N, C, HW, C_pad);
+    return MREC_OK;
+}
+
+mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes) {
+    if (on_gpu(ctx)) return mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(bytes, s, ctx->cuda);
+    *bytes = 0;
+    return MREC_OK;
+}
+
+mrec_status mrec_conv2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const float *weight, const float *bias,
+                                  float beta, int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s) {
+    if (s->groups != 1 || mrec_conv2d_out_h(s) <= 0 || mrec_conv2d_out_w(s) <= 0)
+        return mrec_fail(MREC_ERR_SHAPE, "conv2d_nhwc_bf16: kernel %dx%d on %dx%d, groups %d (one group only)", s->KH, s->KW, s->H,
+                         s->W, s->groups);
+    if (on_gpu(ctx)) return mrec_conv2d_nhwc_bf16_cuda(out, in, weight, bias, beta, relu, work, work_bytes, s, ctx->cuda);
+    (void)work, (void)work_bytes;
+    mrec_conv2d_nhwc_bf16_ref(out, in, weight, bias, beta, relu, s);
+    return MREC_OK;
+}
+
+mrec_status mrec_maxpool2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s) {
+    if (mrec_pool2d_out_h(s) <= 0 || mrec_pool2d_out_w(s) <= 0)
+        return mrec_fail(MREC_ERR_SHAPE, "maxpool2d_nhwc_bf16: the window does not fit the input");
+    if (on_gpu(ctx)) return mrec_maxpool2d_nhwc_bf16_cuda(out, in, s, ctx->cuda);
+    mrec_maxpool2d_nhwc_bf16_ref(out, in, s);
+    return MREC_OK;
+}
+
+mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t *in, int N, int HW, int C) {
+    if (HW <= 0) return mrec_fail(MREC_ERR_SHAPE, "mean_hw_nhwc_bf16: %d pixels", HW);
+    if (on_gpu(ctx)) return mrec_mean_hw_nhwc_bf16_cuda(out, in, N, HW, C, ctx->cuda);
+    mrec_mean_hw_nhwc_bf16_ref(out, in, N, HW, C);
+    return MREC_OK;
+}
+
 /* ---- encoders ------------------------------------------------------------- */
 
 mrec_status mrec_embedding_sum(mrec_context *ctx, float *out, const float *word, const int32_t *ids, const float *type,

@@ -52,17 +52,9 @@ _Static_assert((size_t)AMX_MC * AMX_KCP <= MREC_GEMM_SCRATCH_FLOATS, "a task's A
 /* pairs rounded up to whole AMX tiles: a B panel's depth on every path (the tail zero) */
 static inline int tile_pairs(int kp) { return (kp + AMX_KT - 1) / AMX_KT * AMX_KT; }
 
-static inline uint16_t bf16_round(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 /* The pair (x[k], x[k + step]) as one 32-bit lane, k + step past K read as 0. */
 static inline uint32_t pair(const float *x, int k, int step, int K) {
-    uint32_t lo = bf16_round(x[(size_t)k * step]), hi = k + 1 < K ? bf16_round(x[(size_t)(k + 1) * step]) : 0;
+    uint32_t lo = mrec_bf16_round(x[(size_t)k * step]), hi = k + 1 < K ? mrec_bf16_round(x[(size_t)(k + 1) * step]) : 0;
     return lo | hi << 16;
 }
 
@@ -136,7 +128,7 @@ static void pack_b_panel(void *arg, int panel, int thread) {
 /* Row `row` of op(A), pairs [p0, p0 + kc), at dst[p * step] (a panel row,
  * step mr; or, for AMX, a row of its own, step 1). A row-major row
  * converts 32 floats at a time: VCVTNE2PS2BF16 rounds to nearest even as
- * bf16_round does (it flushes denormals to zero, which VDPBF16PS and
+ * mrec_bf16_round does (it flushes denormals to zero, which VDPBF16PS and
  * TDPBF16PS would read as zero anyway). */
 static void pack_a_row(uint32_t *dst, size_t mr, const job *g, int row, int p0, int kc) {
     int p = 0;

@@ -19,6 +19,23 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+/* f to bf16, round to nearest even (torch's .to(torch.bfloat16)); NaN stays NaN. */
+static inline uint16_t mrec_bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float mrec_bf16_widen(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 /* Cache blocking: an A block (MC x KC) stays in L2, a B panel (KC x NR) in
  * L1, a B block (KC x NC) in L2/L3. MC is a multiple of every MR below. */

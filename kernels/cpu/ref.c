@@ -5,6 +5,7 @@
  * obviously right over being fast; read them to learn what an op computes.
  */
 #include "../mrec_kernels.h"
+#include "gemm_internal.h"
 #include "../philox.h"
 
 #include <math.h>
@@ -272,6 +273,66 @@ void mrec_maxpool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s)
 
 void mrec_avgpool2d_ref(float *out, const float *in, const mrec_pool2d_shape *s) {
     pool2d_ref(out, in, s, 0);
+}
+
+/* ---- channels-last bf16 ---- */
+
+void mrec_nhwc_bf16_from_nchw_ref(uint16_t *out, const float *in, int N, int C, int HW, int C_pad) {
+    for (int n = 0; n < N; n++)
+        for (int p = 0; p < HW; p++)
+            for (int c = 0; c < C_pad; c++)
+                out[((size_t)n * HW + p) * C_pad + c] = c < C ? mrec_bf16_round(in[((size_t)n * C + c) * HW + p]) : 0;
+}
+
+void mrec_conv2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const float *weight, const float *bias, float beta, int relu,
+                               const mrec_conv2d_shape *s) {
+    int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s), Ci = s->C_in;
+    for (int n = 0; n < s->N; n++)
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++)
+                for (int co = 0; co < s->C_out; co++) {
+                    double acc = bias ? bias[co] : 0.0;
+                    for (int kh = 0; kh < s->KH; kh++)
+                        for (int kw = 0; kw < s->KW; kw++) {
+                            int ih = oh * s->stride_h - s->pad_h + kh, iw = ow * s->stride_w - s->pad_w + kw;
+                            if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                            const uint16_t *x = in + (((size_t)n * s->H + ih) * s->W + iw) * Ci;
+                            const float *w = weight + (((size_t)co * s->KH + kh) * s->KW + kw) * Ci;
+                            for (int c = 0; c < Ci; c++)
+                                acc += (double)mrec_bf16_widen(x[c]) * mrec_bf16_widen(mrec_bf16_round(w[c]));
+                        }
+                    uint16_t *y = out + (((size_t)n * Ho + oh) * Wo + ow) * s->C_out + co;
+                    if (beta != 0.0f) acc += (double)beta * mrec_bf16_widen(*y);
+                    if (relu) acc = acc > 0.0 ? acc : 0.0; /* NaN gives 0, as the fp32 ReLU */
+                    *y = mrec_bf16_round((float)acc);
+                }
+}
+
+void mrec_maxpool2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s) {
+    int Ho = mrec_pool2d_out_h(s), Wo = mrec_pool2d_out_w(s);
+    for (int n = 0; n < s->N; n++)
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++)
+                for (int c = 0; c < s->C; c++) {
+                    float acc = -INFINITY;
+                    for (int kh = 0; kh < s->KH; kh++)
+                        for (int kw = 0; kw < s->KW; kw++) {
+                            int ih = oh * s->stride_h - s->pad_h + kh, iw = ow * s->stride_w - s->pad_w + kw;
+                            if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                            float x = mrec_bf16_widen(in[(((size_t)n * s->H + ih) * s->W + iw) * s->C + c]);
+                            acc = (x > acc || isnan(x)) ? x : acc;
+                        }
+                    out[(((size_t)n * Ho + oh) * Wo + ow) * s->C + c] = mrec_bf16_round(acc);
+                }
+}
+
+void mrec_mean_hw_nhwc_bf16_ref(float *out, const uint16_t *in, int N, int HW, int C) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            float sum = 0.0f;
+            for (int p = 0; p < HW; p++) sum += mrec_bf16_widen(in[((size_t)n * HW + p) * C + c]);
+            out[(size_t)n * C + c] = sum / (float)HW;
+        }
 }
 
 void mrec_spmm_ref(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,

@@ -1,31 +1,38 @@
-/* conv.cu: 2-D convolution (NCHW) on the GPU through cuDNN.
+/* conv.cu: 2-D convolution on the GPU through cuDNN, NCHW fp32 and
+ * channels-last bf16, and the channels-last route's own small kernels.
  *
  * A convolution's descriptors and algorithm are made once per shape and
- * precision and kept in the device context (cuDNN's heuristic query costs
+ * mode and kept in the device context (cuDNN's heuristic query costs
  * milliseconds, longer than most of ResNet's convolutions take to run).
- * fp32 keeps cuDNN to FMA math, exact fp32 as the CPU reference; tf32 and
- * bf16 let it use the tensor cores on fp32 data (TF32: the activations stay
- * fp32 between layers, so bf16 asks no more of a convolution than TF32).
- * The caller supplies the workspace, sized by mrec_conv2d_workspace_bytes_cuda
- * for each shape, so a forward pass allocates nothing. The bias and the
- * activation are one pass over the output after cuDNN's; a bottleneck's
- * residual convolution (beta out added, then ReLU) is one cuDNN call with
- * them where cuDNN has a fused form.
+ * Three modes: fp32 NCHW with FMA math, exact fp32 as the CPU reference;
+ * fp32 NCHW on the tensor cores (TF32: the tf32 and bf16 precisions of
+ * mrec_conv2d); bf16 NHWC (mrec_conv2d_nhwc_bf16: bf16 activations between
+ * layers, the layout cuDNN's tensor-core kernels read without transposing).
+ * The caller supplies the workspace, sized by the _workspace_bytes_cuda
+ * entries for each shape, so a forward pass allocates nothing. A
+ * convolution with a ReLU is one cuDNN call with its bias, its residual
+ * (beta out added) and the ReLU where cuDNN has the fused form; elsewhere
+ * the bias and activation are one pass over the output after cuDNN's.
  */
 #include "cuda_internal.h"
 
+#include <cuda_bf16.h>
 #include <string.h>
+
+/* A plan's data and math (see the top of the file). */
+enum { FP32_NCHW, TF32_NCHW, BF16_NHWC };
 
 struct mrec_conv_plan {
     mrec_conv2d_shape s;
-    int tensor_ops;
+    int mode;
     cudnnTensorDescriptor_t x, y;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
     cudnnConvolutionFwdAlgo_t algo;
     size_t work; /* bytes of workspace the algorithm needs */
-    /* the residual's fused form (conv + beta out + bias, then ReLU, one cuDNN call): made on first use */
+    /* the fused form (conv + beta out + bias, then ReLU, one cuDNN call): made on first use */
     cudnnTensorDescriptor_t bias;
+    cudnnDataType_t bias_type; /* bf16 NHWC: bf16 first (as PyTorch passes it), then fp32 */
     cudnnActivationDescriptor_t relu;
     int unfused; /* cuDNN said no to the fused call for this shape: the two passes */
 };
@@ -46,25 +53,26 @@ void mrec_conv_plans_free(mrec_cuda *cu) {
     cu->conv_plans = NULL, cu->n_conv_plans = cu->cap_conv_plans = 0;
 }
 
-static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int tensor_ops, mrec_cuda *cu) {
+static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int mode, mrec_cuda *cu) {
     memset(p, 0, sizeof *p);
-    p->s = *s, p->tensor_ops = tensor_ops;
+    p->s = *s, p->mode = mode;
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
     if (Ho <= 0 || Wo <= 0 || s->groups <= 0 || s->C_in % s->groups || s->C_out % s->groups)
         return mrec_fail(MREC_ERR_SHAPE, "conv2d: invalid shape (C_in %d, C_out %d, groups %d, kernel %dx%d on %dx%d)",
                          s->C_in, s->C_out, s->groups, s->KH, s->KW, s->H, s->W);
-    cudnnMathType_t math = tensor_ops ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    cudnnMathType_t math = mode == FP32_NCHW ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+    /* the sizes go in as (n, c, h, w) whatever the format; the format sets the strides (NHWC filters: (k, r, s, c)) */
+    cudnnTensorFormat_t format = mode == BF16_NHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    cudnnDataType_t type = mode == BF16_NHWC ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     mrec_status st = mrec_cudnn_check(cudnnCreateTensorDescriptor(&p->x), "conv2d");
     if (!st) st = mrec_cudnn_check(cudnnCreateTensorDescriptor(&p->y), "conv2d");
     if (!st) st = mrec_cudnn_check(cudnnCreateFilterDescriptor(&p->w), "conv2d");
     if (!st) st = mrec_cudnn_check(cudnnCreateConvolutionDescriptor(&p->conv), "conv2d");
-    if (!st) st = mrec_cudnn_check(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->N,
-                                                              s->C_in, s->H, s->W), "conv2d input");
-    if (!st) st = mrec_cudnn_check(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->N,
-                                                              s->C_out, Ho, Wo), "conv2d output");
-    if (!st) st = mrec_cudnn_check(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->C_out,
-                                                              s->C_in / s->groups, s->KH, s->KW), "conv2d weight");
-    /* Cross-correlation is what PyTorch's Conv2d computes. */
+    if (!st) st = mrec_cudnn_check(cudnnSetTensor4dDescriptor(p->x, format, type, s->N, s->C_in, s->H, s->W), "conv2d input");
+    if (!st) st = mrec_cudnn_check(cudnnSetTensor4dDescriptor(p->y, format, type, s->N, s->C_out, Ho, Wo), "conv2d output");
+    if (!st) st = mrec_cudnn_check(cudnnSetFilter4dDescriptor(p->w, type, format, s->C_out, s->C_in / s->groups, s->KH, s->KW),
+                                   "conv2d weight");
+    /* Cross-correlation is what PyTorch's Conv2d computes; fp32 sums in every mode. */
     if (!st) st = mrec_cudnn_check(cudnnSetConvolution2dDescriptor(p->conv, s->pad_h, s->pad_w, s->stride_h,
                                                                    s->stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
                                                                    CUDNN_DATA_FLOAT), "conv2d");
@@ -77,10 +85,14 @@ static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int tenso
                                                                      perf), "conv2d algorithm");
         int pick = -1;
         for (int i = 0; !st && i < found && pick < 0; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && (tensor_ops || perf[i].mathType == CUDNN_FMA_MATH)) pick = i;
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && (mode != FP32_NCHW || perf[i].mathType == CUDNN_FMA_MATH)) pick = i;
         /* None listed as FMA (a cuDNN may list its FMA algorithms under another math type): implicit GEMM runs
          * every fp32 shape, and the descriptor's FMA math type keeps tensor cores out. */
-        if (!st) p->algo = pick >= 0 ? perf[pick].algo : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+        if (!st) p->algo = pick >= 0 ? perf[pick].algo : mode == BF16_NHWC ? CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM
+                                                                            : CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+        /* the algorithm runs in the math type it was listed with (cuDNN picks its kernels by both) */
+        if (!st && pick >= 0 && mode != FP32_NCHW)
+            st = mrec_cudnn_check(cudnnSetConvolutionMathType(p->conv, perf[pick].mathType), "conv2d math");
     }
     if (!st) st = mrec_cudnn_check(cudnnGetConvolutionForwardWorkspaceSize(cu->dnn, p->x, p->w, p->conv, p->y, p->algo,
                                                                           &p->work), "conv2d workspace");
@@ -88,39 +100,53 @@ static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int tenso
     return st;
 }
 
-/* The residual convolution of a bottleneck, out = ReLU(conv(in) + beta out + bias), as one cuDNN call where
- * it has one: the sum is not written out and read back by a pass of its own. *done 0 (nothing written) where
- * cuDNN has no fused form for the shape, which the plan then remembers. */
-static mrec_status fused_residual(conv_plan *p, float *out, const float *in, const float *weight, const float *bias, float beta,
-                                  void *work, mrec_cuda *cu, int *done) {
+/* out = ReLU(conv(in) + beta out + bias) as one cuDNN call where it has one (a bottleneck's residual
+ * convolution with beta 1, and in bf16 NHWC every convolution with a ReLU): the sum is not written out and
+ * read back by a pass of its own. bias: fp32; bias16: its bf16 copy (bf16 NHWC). *done 0 (nothing written)
+ * where cuDNN has no fused form for the shape, which the plan then remembers. */
+static mrec_status fused_relu(conv_plan *p, void *out, const void *in, const void *weight, const float *bias, const uint16_t *bias16,
+                              float beta, void *work, mrec_cuda *cu, int *done) {
     *done = 0;
-    if (p->unfused) return MREC_OK;
     mrec_status st = MREC_OK;
-    if (!p->bias) {
+    if (!p->relu) {
         st = mrec_cudnn_check(cudnnCreateTensorDescriptor(&p->bias), "conv2d bias");
-        if (!st) st = mrec_cudnn_check(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, p->s.C_out, 1, 1),
-                                       "conv2d bias");
         if (!st) st = mrec_cudnn_check(cudnnCreateActivationDescriptor(&p->relu), "conv2d relu");
         if (!st) st = mrec_cudnn_check(cudnnSetActivationDescriptor(p->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
                                        "conv2d relu");
+        p->bias_type = p->mode == BF16_NHWC ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+        if (!st) st = mrec_cudnn_check(cudnnSetTensor4dDescriptor(p->bias, p->mode == BF16_NHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                                                  p->bias_type, 1, p->s.C_out, 1, 1), "conv2d bias");
         if (st) return st;
     }
-    const float one = 1.0f;
-    /* z is out itself: its old values, beta times, join the sum before it is overwritten */
-    cudnnStatus_t cs = cudnnConvolutionBiasActivationForward(cu->dnn, &one, p->x, in, p->w, weight, p->conv, p->algo, work, p->work,
-                                                             &beta, p->y, out, p->bias, bias, p->relu, p->y, out);
-    /* no fused kernel for the shape, or a cuDNN that will not take out as z too: the two passes, from now on */
-    if (cs == CUDNN_STATUS_NOT_SUPPORTED || cs == CUDNN_STATUS_BAD_PARAM) return p->unfused = 1, MREC_OK;
-    st = mrec_cudnn_check(cs, "cudnnConvolutionBiasActivationForward");
-    if (!st) *done = 1;
-    return st;
+    const float one = 1.0f; /* scaling factors are float for fp32 and bf16 data alike */
+    while (!p->unfused) {
+        const void *b = p->bias_type == CUDNN_DATA_BFLOAT16 ? (const void *)bias16 : (const void *)bias;
+        /* z is out itself: its old values, beta times, join the sum before it is overwritten */
+        cudnnStatus_t cs = cudnnConvolutionBiasActivationForward(cu->dnn, &one, p->x, in, p->w, weight, p->conv, p->algo, work, p->work,
+                                                                 &beta, p->y, out, p->bias, b, p->relu, p->y, out);
+        if (cs != CUDNN_STATUS_NOT_SUPPORTED && cs != CUDNN_STATUS_BAD_PARAM) {
+            st = mrec_cudnn_check(cs, "cudnnConvolutionBiasActivationForward");
+            if (!st) *done = 1;
+            return st;
+        }
+        /* refused: a bf16 bias may be the reason (then fp32), else no fused kernel for the shape, or a cuDNN that
+         * will not take out as z too: the two passes, from now on */
+        if (p->bias_type == CUDNN_DATA_BFLOAT16) {
+            p->bias_type = CUDNN_DATA_FLOAT;
+            st = mrec_cudnn_check(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, p->s.C_out, 1, 1),
+                                  "conv2d bias");
+            if (st) return st;
+        } else {
+            p->unfused = 1;
+        }
+    }
+    return MREC_OK;
 }
 
 /* The plan for a shape, made on first use. */
-static mrec_status plan_get(const conv_plan **out, const mrec_conv2d_shape *s, mrec_precision prec, mrec_cuda *cu) {
-    int tensor_ops = prec != MREC_PREC_FP32;
+static mrec_status plan_get(conv_plan **out, const mrec_conv2d_shape *s, int mode, mrec_cuda *cu) {
     for (int i = 0; i < cu->n_conv_plans; i++)
-        if (cu->conv_plans[i].tensor_ops == tensor_ops && !memcmp(&cu->conv_plans[i].s, s, sizeof *s))
+        if (cu->conv_plans[i].mode == mode && !memcmp(&cu->conv_plans[i].s, s, sizeof *s))
             return *out = &cu->conv_plans[i], MREC_OK;
     if (cu->n_conv_plans == cu->cap_conv_plans) {
         int cap = cu->cap_conv_plans ? 2 * cu->cap_conv_plans : 32;
@@ -129,7 +155,7 @@ static mrec_status plan_get(const conv_plan **out, const mrec_conv2d_shape *s, m
         cu->conv_plans = grown, cu->cap_conv_plans = cap;
     }
     conv_plan *p = &cu->conv_plans[cu->n_conv_plans];
-    mrec_status st = plan_make(p, s, tensor_ops, cu);
+    mrec_status st = plan_make(p, s, mode, cu);
     if (st) return st;
     cu->n_conv_plans++;
     return *out = p, MREC_OK;
@@ -139,8 +165,8 @@ static mrec_status plan_get(const conv_plan **out, const mrec_conv2d_shape *s, m
 extern "C" mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_precision prec,
                                                         mrec_cuda *cu) {
     *bytes = 0;
-    const conv_plan *p;
-    mrec_status st = plan_get(&p, s, prec, cu);
+    conv_plan *p;
+    mrec_status st = plan_get(&p, s, prec == MREC_PREC_FP32 ? FP32_NCHW : TF32_NCHW, cu);
     if (!st) *bytes = p->work;
     return st;
 }
@@ -172,13 +198,13 @@ __global__ static void bias_act4(float4 *out, const float *bias, int act, int C,
 static mrec_status conv(float *out, const float *in, const float *weight, const float *bias, float beta, int act,
                         mrec_precision prec, void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
     if (s->N <= 0) return MREC_OK;
-    const conv_plan *p;
-    mrec_status st = plan_get(&p, s, prec, cu);
+    conv_plan *p;
+    mrec_status st = plan_get(&p, s, prec == MREC_PREC_FP32 ? FP32_NCHW : TF32_NCHW, cu);
     if (!st && p->work > work_bytes)
         st = mrec_fail(MREC_ERR_ARG, "conv2d: workspace of %zu bytes, %zu needed", work_bytes, p->work);
     if (!st && act == MREC_ACT_RELU && bias && beta != 0.0f) {
         int done = 0;
-        st = fused_residual((conv_plan *)p, out, in, weight, bias, beta, work, cu, &done);
+        st = fused_relu(p, out, in, weight, bias, NULL, beta, work, cu, &done);
         if (st || done) return st;
     }
     const float one = 1.0f;
@@ -210,4 +236,115 @@ extern "C" mrec_status mrec_conv2d_act_cuda(float *out, const float *in, const f
                                             float beta, mrec_act act, mrec_precision prec, void *work,
                                             size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
     return conv(out, in, weight, bias, beta, (int)act, prec, work, work_bytes, s, cu);
+}
+
+/* ---- channels-last bf16 ------------------------------------------------------ */
+
+/* out (N, HW, C_pad) bf16 = in (N, C, HW): a thread a pixel, reading each channel's plane at its pixel
+ * (neighbouring threads, neighbouring pixels) and writing the pixel's C_pad values together. */
+__global__ static void nchw_to_nhwc_bf16(__nv_bfloat16 *out, const float *in, int C, int64_t HW, int C_pad, int64_t pixels) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < pixels; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t n = i / HW, p = i % HW;
+        for (int c = 0; c < C_pad; c++)
+            out[i * C_pad + c] = __float2bfloat16_rn(c < C ? in[(n * C + c) * HW + p] : 0.0f);
+    }
+}
+
+extern "C" mrec_status mrec_nhwc_bf16_from_nchw_cuda(uint16_t *out, const float *in, int N, int C, int HW, int C_pad, mrec_cuda *cu) {
+    int64_t pixels = (int64_t)N * HW, blocks = (pixels + 255) / 256;
+    if (pixels <= 0) return MREC_OK;
+    nchw_to_nhwc_bf16<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, in, C, HW,
+                                                                                                     C_pad, pixels);
+    return MREC_CUDA_LAUNCHED("nhwc_bf16_from_nchw");
+}
+
+/* out (n values, channels-last, C a pixel) = [relu](out + bias[c]), rounded to bf16 again */
+__global__ static void bias_act_nhwc(__nv_bfloat16 *out, const float *bias, int relu, int C, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float v = __bfloat162float(out[i]) + (bias ? bias[i % C] : 0.0f);
+        out[i] = __float2bfloat16_rn(relu ? (v > 0.0f ? v : 0.0f) : v);
+    }
+}
+
+extern "C" mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_cuda *cu) {
+    *bytes = 0;
+    conv_plan *p;
+    mrec_status st = plan_get(&p, s, BF16_NHWC, cu);
+    if (!st) *bytes = p->work;
+    return st;
+}
+
+/* out (N, Ho, Wo, C_out) bf16 = [relu](conv(in (N, H, W, C_in) bf16, weight (C_out, KH, KW, C_in)) + bias + beta out).
+ * The weight and bias are read from their bf16 twins (or rounded into the conversion buffer first). */
+extern "C" mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const float *weight, const float *bias,
+                                                  float beta, int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s,
+                                                  mrec_cuda *cu) {
+    if (s->N <= 0) return MREC_OK;
+    conv_plan *p;
+    mrec_status st = plan_get(&p, s, BF16_NHWC, cu);
+    if (!st && p->work > work_bytes)
+        st = mrec_fail(MREC_ERR_ARG, "conv2d_nhwc_bf16: workspace of %zu bytes, %zu needed", work_bytes, p->work);
+    const float *arrays[2] = {weight, relu ? bias : NULL};
+    const int64_t sizes[2] = {(int64_t)s->C_out * s->KH * s->KW * s->C_in, s->C_out};
+    const uint16_t *w16[2] = {NULL, NULL};
+    if (!st) st = mrec_cuda_bf16_operands(w16, arrays, sizes, 2, cu);
+    if (!st && relu && bias) {
+        int done = 0;
+        st = fused_relu(p, out, in, w16[0], bias, w16[1], beta, work, cu, &done);
+        if (st || done) return st;
+    }
+    const float one = 1.0f;
+    if (!st) st = mrec_cudnn_check(cudnnConvolutionForward(cu->dnn, &one, p->x, in, p->w, w16[0], p->conv, p->algo, work, p->work, &beta,
+                                                           p->y, out), "cudnnConvolutionForward (bf16 NHWC)");
+    if (st || (!bias && !relu)) return st;
+    int64_t n = (int64_t)s->N * mrec_conv2d_out_h(s) * mrec_conv2d_out_w(s) * s->C_out, blocks = (n + 255) / 256;
+    bias_act_nhwc<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, bias, relu,
+                                                                                                 s->C_out, n);
+    return MREC_CUDA_LAUNCHED("conv2d_nhwc_bf16 bias and ReLU");
+}
+
+/* A thread an output value; neighbouring threads, neighbouring channels of one pixel. */
+__global__ static void maxpool_nhwc(__nv_bfloat16 *out, const __nv_bfloat16 *in, mrec_pool2d_shape s, int Ho, int Wo, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int c = (int)(i % s.C);
+        int64_t pix = i / s.C;
+        int ow = (int)(pix % Wo), oh = (int)(pix / Wo % Ho);
+        int64_t img = pix / ((int64_t)Wo * Ho);
+        float acc = -INFINITY;
+        for (int kh = 0; kh < s.KH; kh++)
+            for (int kw = 0; kw < s.KW; kw++) {
+                int ih = oh * s.stride_h - s.pad_h + kh, iw = ow * s.stride_w - s.pad_w + kw;
+                if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
+                float x = __bfloat162float(in[((img * s.H + ih) * s.W + iw) * s.C + c]);
+                acc = (x > acc || isnan(x)) ? x : acc;
+            }
+        out[i] = __float2bfloat16_rn(acc);
+    }
+}
+
+extern "C" mrec_status mrec_maxpool2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s, mrec_cuda *cu) {
+    int Ho = mrec_pool2d_out_h(s), Wo = mrec_pool2d_out_w(s);
+    int64_t n = (int64_t)s->N * Ho * Wo * s->C, blocks = (n + 255) / 256;
+    if (n <= 0) return MREC_OK;
+    maxpool_nhwc<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>(
+        (__nv_bfloat16 *)out, (const __nv_bfloat16 *)in, *s, Ho, Wo, n);
+    return MREC_CUDA_LAUNCHED("maxpool2d_nhwc_bf16");
+}
+
+/* A thread an (image, channel): the pixels summed in order, as the reference, so the bits match it. */
+__global__ static void mean_hw_nhwc(float *out, const __nv_bfloat16 *in, int HW, int C, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t img = i / C;
+        int c = (int)(i % C);
+        float sum = 0.0f;
+        for (int p = 0; p < HW; p++) sum = __fadd_rn(sum, __bfloat162float(in[(img * HW + p) * C + c]));
+        out[i] = __fdiv_rn(sum, (float)HW);
+    }
+}
+
+extern "C" mrec_status mrec_mean_hw_nhwc_bf16_cuda(float *out, const uint16_t *in, int N, int HW, int C, mrec_cuda *cu) {
+    int64_t n = (int64_t)N * C, blocks = (n + 255) / 256;
+    if (n <= 0) return MREC_OK;
+    mean_hw_nhwc<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>(out, (const __nv_bfloat16 *)in, HW, C, n);
+    return MREC_CUDA_LAUNCHED("mean_hw_nhwc_bf16");
 }

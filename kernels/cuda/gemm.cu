@@ -291,6 +291,24 @@ static mrec_status bf16_scratch(mrec_cuda *cu, int64_t n) {
     return st;
 }
 
+/* Device arrays (in[i], n[i] floats) as bf16 operands: each its twin, or
+ * rounded into the conversion buffer (grown to hold them, 256-byte aligned
+ * one after another). For ops outside a GEMM: a convolution's weight and bias. */
+mrec_status mrec_cuda_bf16_operands(const uint16_t **out, const float *const *in, const int64_t *n, int count, mrec_cuda *cu) {
+    int64_t need = 0;
+    for (int i = 0; i < count; i++)
+        if (!(out[i] = in[i] ? bf16_twin(cu, in[i], n[i]) : NULL) && in[i]) need += (n[i] + 127) / 128 * 128;
+    mrec_status st = need ? bf16_scratch(cu, need) : MREC_OK;
+    int64_t at = 0;
+    for (int i = 0; !st && i < count; i++) {
+        if (out[i] || !in[i]) continue;
+        out[i] = cu->bf16_buf + at;
+        st = mrec_f32_to_bf16_cuda(cu->bf16_buf + at, in[i], n[i], cu);
+        at += (n[i] + 127) / 128 * 128;
+    }
+    return st;
+}
+
 /* W (n floats) as a bf16 operand: its twin, or converted into the conversion
  * buffer at offset at (which the caller has made room for), where a single
  * mrec_gemm_lt_cuda puts it, so the product is the same. */
