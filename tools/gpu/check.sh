@@ -9,7 +9,8 @@
 #   2. the CUDA build for this GPU's architecture;
 #   3. the GPU benchmarks (bench/bench_gpu_*, bench_train_gpu), alone on
 #      the GPU, with full-size random checkpoints made here when
-#      MREC_FULL_DIR is unset (build/bench-full);
+#      MREC_FULL_DIR is unset (build/bench-full), and where one forward's
+#      time goes by kernel (ncu);
 #   4. the whole test suite of that build (the GPU cases run instead of
 #      printing "skipped") and, beside it, the GPU test programs
 #      (tests/test_cuda*.c) under compute-sanitizer (memcheck, racecheck).
@@ -114,6 +115,25 @@ for b in ${GPU_CHECK_BENCHES:-bench/bench_gpu_*.c bench/bench_train_gpu.c}; do
     say '```'
 done
 [ "$found" -eq 1 ] || say "none yet"
+
+# Where one forward's GPU time goes, kernel by kernel (ncu's gpu__time_duration over a
+# forward that bench_gpu_ops marks), beside the same forward timed without the profiler.
+# GPU_CHECK_PROFILE="MODEL PRECISION BATCH; ..." picks them; "" leaves it out.
+if command -v ncu > /dev/null 2>&1 && [ -n "$bench_full" ] && [ -n "${GPU_CHECK_PROFILE-x}" ]; then
+    say ""
+    say "## Where a forward's time goes (ncu, kernel time by kernel)"
+    make $make_args build/cuda/bench/bench_gpu_ops >> "$out/build.log" 2>&1
+    echo "${GPU_CHECK_PROFILE:-bert-base bf16 32; resnet50 bf16 128; vit-b16 bf16 32}" | tr ';' '\n' | while read -r spec; do
+        [ -n "$spec" ] || continue
+        tag=$(echo "$spec" | tr ' ' '-')
+        wall=$(MREC_FULL_DIR=$bench_full MREC_BENCH_PROFILE="$spec" timeout 120 build/cuda/bench/bench_gpu_ops 2>> build/profile.log |
+               sed -n 's/.*one forward in \([0-9.]*\) ms.*/\1/p')
+        MREC_FULL_DIR=$bench_full MREC_BENCH_PROFILE="$spec" timeout 180 ncu --profile-from-start off --csv \
+            --metrics gpu__time_duration.sum build/cuda/bench/bench_gpu_ops > "build/ncu-$tag.csv" 2>> build/profile.log
+        say "### $spec (ncu exit $?)"
+        python3 tools/gpu/kernel_times.py "build/ncu-$tag.csv" $wall 2>&1 | tee -a "$report" > /dev/null
+    done
+fi
 
 # The whole H&M catalogue (1,674 photos, 11,800 texts) extracted on the GPU in bf16, and where the
 # time goes, beside PyTorch on the GPU (bench/catalogue.sh). The text encoder is BERT-base sized,
