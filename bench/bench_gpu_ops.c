@@ -121,7 +121,38 @@ typedef struct {
     char dir[4096];
     int kind, T; /* T: tokens per text */
     double seconds[3]; /* per batch, per precision; 0: failed */
+    double flops;      /* per item: the products' multiply-adds times 2 (set once the model is loaded) */
 } enc_case;
+
+/* A transformer's FLOPs per sequence of T: the four projections and the feed-forward block's two
+ * products per layer, and attention's two products (scores and the weighted values). */
+static double transformer_flops(int layers, int H, int I, int T) {
+    return layers * (2.0 * T * (4.0 * H * H + 2.0 * H * I) + 4.0 * (double)T * T * H);
+}
+
+/* ResNet's FLOPs per h x w image: every convolution (and the fc, absent here: features are timed). */
+static double resnet_flops(const mrec_resnet *m, int h, int w) {
+    double f = 0;
+#define CONV(cv, hh, ww)                                                                                                  \
+    do {                                                                                                                  \
+        int ho = ((hh) + 2 * (cv)->pad - (cv)->k) / (cv)->stride + 1, wo = ((ww) + 2 * (cv)->pad - (cv)->k) / (cv)->stride + 1; \
+        f += 2.0 * ho * wo * (cv)->c_out * (cv)->c_in * (cv)->k * (cv)->k;                                              \
+        hh = ho, ww = wo;                                                                                                 \
+    } while (0)
+    CONV(&m->stem, h, w);
+    h = (h + 2 - 3) / 2 + 1, w = (w + 2 - 3) / 2 + 1; /* the max pool */
+    for (int b = 0; b < m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3]; b++) {
+        const mrec_resnet_block *B = &m->block[b];
+        int hh = h, ww = w, hd = h, wd = w;
+        CONV(&B->conv1, hh, ww);
+        CONV(&B->conv2, hh, ww);
+        if (m->bottleneck) CONV(&B->conv3, hh, ww);
+        if (B->down.w) CONV(&B->down, hd, wd);
+        h = hh, w = ww;
+    }
+#undef CONV
+    return f;
+}
 
 /* One timed batch of the case on ctx: inputs from the host, outputs on the device. */
 static mrec_status enc_forward(mrec_context *ctx, int kind, void *model, const int32_t *ids, const int32_t *mask, const float *images,
@@ -153,19 +184,32 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     case ENC_BERT:
         if (!(st = mrec_bert_load(&bert, c->dir))) loaded = &bert;
         if (!st && !(st = mrec_bert_to_device(&bert, ctx))) model = &bert, ws = mrec_bert_workspace_bytes(&bert.cfg, enc_batch, c->T);
+        if (!st) c->flops = transformer_flops(bert.cfg.layers, bert.cfg.hidden, bert.cfg.intermediate, c->T);
         break;
     case ENC_VIT:
         if (!(st = mrec_vit_load(&vit, c->dir))) loaded = &vit;
         if (!st && !(st = mrec_vit_to_device(&vit, ctx))) model = &vit, ws = mrec_vit_workspace_bytes(&vit.cfg, enc_batch);
+        if (!st) {
+            int p = vit.cfg.image_size / vit.cfg.patch_size;
+            c->flops = transformer_flops(vit.cfg.layers, vit.cfg.hidden, vit.cfg.intermediate, p * p + 1) +
+                       2.0 * p * p * vit.cfg.hidden * vit.cfg.channels * vit.cfg.patch_size * vit.cfg.patch_size;
+        }
         break;
     case ENC_RESNET:
         if (!(st = mrec_resnet_load(&resnet, c->dir))) loaded = &resnet;
         if (!st && !(st = mrec_resnet_to_device(&resnet, ctx))) model = &resnet, ws = mrec_resnet_workspace_bytes(&resnet, 224, 224);
+        if (!st) c->flops = resnet_flops(&resnet, 224, 224);
         break;
     default:
         if (!(st = mrec_clip_load(&clip, c->dir, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT))) loaded = &clip;
         if (!st && !(st = mrec_clip_to_device(&clip, ctx)))
             model = &clip, ws = mrec_clip_workspace_bytes(&clip, c->kind == ENC_CLIP_IMAGE ? MREC_CLIP_VISION : MREC_CLIP_TEXT, enc_batch, c->T);
+        if (!st) {
+            const mrec_clip_tower_config *t = c->kind == ENC_CLIP_IMAGE ? &clip.vision.cfg : &clip.text.cfg;
+            int p = c->kind == ENC_CLIP_IMAGE ? t->image_size / t->patch_size : 0;
+            c->flops = transformer_flops(t->layers, t->hidden, t->intermediate, p ? p * p + 1 : c->T) +
+                       2.0 * p * p * t->hidden * t->channels * t->patch_size * t->patch_size;
+        }
     }
     double secs = 0;
     float *dout = NULL;
@@ -315,6 +359,15 @@ static int bench_encoders(void) {
             }
             printf("%-26s %9s %9s %9s %9s %9s %9s %8s %6s %6s\n", cases[i].name, col[0], col[1], col[2], col[3], col[4], col[5], ratio[0],
                    ratio[1], ratio[2]);
+        }
+        /* the share of the tensor cores' dense bf16 peak (H100 SXM: about 790 TFLOP/s measured; MREC_BF16_PEAK for another) */
+        double peak = getenv("MREC_BF16_PEAK") ? atof(getenv("MREC_BF16_PEAK")) : 790;
+        printf("bf16 throughput of the products (each model's multiply-adds x 2 per item):\n%-26s %12s %9s %12s\n", "model",
+               "GFLOP/item", "TFLOP/s", "of peak");
+        for (int i = 0; i < n; i++) {
+            double ours = cases[i].seconds[MREC_PREC_BF16], tf = ours > 0 ? cases[i].flops * enc_batch / ours * 1e-12 : 0;
+            if (cases[i].flops > 0 && ours > 0)
+                printf("%-26s %12.2f %9.0f %10.1f %%\n", cases[i].name, cases[i].flops * 1e-9, tf, 100 * tf / peak);
         }
         if (compiled) {
             printf("against torch.compile, bf16 autocast (default mode):\n%-26s %9s %9s %9s\n", "model", "bf16", "compiled", "ratio");
