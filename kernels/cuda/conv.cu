@@ -100,6 +100,17 @@ static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int mode,
     return st;
 }
 
+/* cuDNN has no fused kernel for this call (cuDNN 9 refines both codes into sub-codes, 3001 "shape", 3003 "data
+ * type", 2008 "shape mismatch", ...: their category is what says so). */
+static bool refused(cudnnStatus_t cs) {
+#ifdef CUDNN_STATUS_CATEGORY
+    int category = CUDNN_STATUS_CATEGORY((int)cs);
+#else
+    int category = (int)cs;
+#endif
+    return category == CUDNN_STATUS_NOT_SUPPORTED || category == CUDNN_STATUS_BAD_PARAM;
+}
+
 /* out = ReLU(conv(in) + beta out + bias) as one cuDNN call where it has one (a bottleneck's residual
  * convolution with beta 1, and in bf16 NHWC every convolution with a ReLU): the sum is not written out and
  * read back by a pass of its own. bias: fp32; bias16: its bf16 copy (bf16 NHWC). *done 0 (nothing written)
@@ -124,7 +135,7 @@ static mrec_status fused_relu(conv_plan *p, void *out, const void *in, const voi
         /* z is out itself: its old values, beta times, join the sum before it is overwritten */
         cudnnStatus_t cs = cudnnConvolutionBiasActivationForward(cu->dnn, &one, p->x, in, p->w, weight, p->conv, p->algo, work, p->work,
                                                                  &beta, p->y, out, p->bias, b, p->relu, p->y, out);
-        if (cs != CUDNN_STATUS_NOT_SUPPORTED && cs != CUDNN_STATUS_BAD_PARAM) {
+        if (!refused(cs)) {
             st = mrec_cudnn_check(cs, "cudnnConvolutionBiasActivationForward");
             if (!st) *done = 1;
             return st;
