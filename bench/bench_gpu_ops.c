@@ -188,7 +188,7 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
         break;
     case ENC_VIT:
         if (!(st = mrec_vit_load(&vit, c->dir))) loaded = &vit;
-        if (!st && !(st = mrec_vit_to_device(&vit, ctx))) model = &vit, ws = mrec_vit_workspace_bytes(&vit.cfg, enc_batch);
+        if (!st && !(st = mrec_vit_to_device(&vit, ctx))) model = &vit, ws = mrec_vit_workspace_bytes(&vit, enc_batch);
         if (!st) {
             int p = vit.cfg.image_size / vit.cfg.patch_size;
             c->flops = transformer_flops(vit.cfg.layers, vit.cfg.hidden, vit.cfg.intermediate, p * p + 1) +

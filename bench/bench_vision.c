@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     o.device = MREC_WANT_CPU, o.n_threads = threads;
     mrec_context *ctx;
     if (mrec_context_create(&ctx, &o)) return 1;
-    size_t ws = mrec_resnet_batch_workspace_bytes(ctx, &r, N_IMAGES, 224, 224), wv = mrec_vit_workspace_bytes(&v.cfg, N_IMAGES);
+    size_t ws = mrec_resnet_batch_workspace_bytes(ctx, &r, N_IMAGES, 224, 224), wv = mrec_vit_workspace_bytes(&v, N_IMAGES);
     mrec_context_reserve(ctx, ws > wv ? ws : wv);
     mrec_context *half_ctx = NULL;
     o.precision = MREC_PREC_BF16;

@@ -215,7 +215,7 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     /* the workspace: the batch's features on the device, on a GPU the two upload slots, then the model's activations */
     size_t feat_bytes = sizeof(float) * (size_t)B * D, need = feat_bytes + MREC_ARENA_ALIGN;
     if (on_gpu) need += 2 * (slot_bytes + MREC_ARENA_ALIGN);
-    need += e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit.cfg, B)
+    need += e->kind == MREC_IMAGE_VIT    ? mrec_vit_workspace_bytes(&e->vit, B)
             : e->kind == MREC_IMAGE_CLIP  ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_VISION, B, 0)
             : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_batch_workspace_bytes(ctx, &e->align, B, h, w)
                                           : mrec_resnet_batch_workspace_bytes(ctx, &e->resnet, B, h, w);

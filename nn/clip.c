@@ -166,13 +166,17 @@ typedef struct {
     int32_t *ids, *mask, *pos; /* the text chunk's inputs, copied from the host */
 } activations;
 
-static mrec_status carve(mrec_arena *a, activations *t, const mrec_clip_tower_config *c, int vision, int B, int T) {
+/* Inputs a chunk: MREC_CLIP_CHUNK in host memory, ViT's GPU chunk on a GPU (mrec_vit_chunk) */
+static int chunk_of(const mrec_clip_tower *tw) { return tw->on ? mrec_vit_chunk(tw->on) : MREC_CLIP_CHUNK; }
+
+static mrec_status carve(mrec_arena *a, activations *t, const mrec_clip_tower *tw, int vision, int B, int T) {
+    const mrec_clip_tower_config *c = &tw->cfg;
     int G = vision ? c->image_size / c->patch_size : 0;
     size_t BT = (size_t)B * T, H = (size_t)c->hidden;
     memset(t, 0, sizeof *t);
     struct { float **p; size_t n; } parts[] = {
         {&t->x, BT * H},
-        {&t->layer, mrec_vit_layer_scratch_floats(B, T, c->hidden, c->intermediate, c->heads)},
+        {&t->layer, mrec_vit_layer_scratch_floats(tw->on, B, T, c->hidden, c->intermediate, c->heads)},
         {&t->pooled, 2 * (size_t)B * H},
         {&t->images, vision ? (size_t)B * c->channels * c->image_size * c->image_size : 0},
         {&t->patches, vision ? (size_t)B * G * G * c->channels * c->patch_size * c->patch_size : 0},
@@ -197,11 +201,13 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_clip_tower_co
 
 size_t mrec_clip_workspace_bytes(const mrec_clip *m, mrec_clip_towers tower, int B, int T) {
     int vision = tower == MREC_CLIP_VISION;
-    const mrec_clip_tower_config *c = vision ? &m->vision.cfg : &m->text.cfg;
+    const mrec_clip_tower *tw = vision ? &m->vision : &m->text;
+    const mrec_clip_tower_config *c = &tw->cfg;
     if (vision) T = 1 + (c->image_size / c->patch_size) * (c->image_size / c->patch_size);
+    int chunk = chunk_of(tw);
     mrec_arena a = mrec_arena_measure();
     activations t;
-    carve(&a, &t, c, vision, B < MREC_CLIP_CHUNK ? B : MREC_CLIP_CHUNK, T);
+    carve(&a, &t, tw, vision, B < chunk ? B : chunk, T);
     return a.peak;
 }
 
@@ -305,9 +311,10 @@ mrec_status mrec_clip_image_forward(mrec_context *ctx, const mrec_clip *m, const
     activations t;
     if ((st = ensure(ctx, mrec_clip_workspace_bytes(m, MREC_CLIP_VISION, B, 0)))) return st;
     mark = ctx->workspace.used;
-    if ((st = carve(&ctx->workspace, &t, c, 1, B < MREC_CLIP_CHUNK ? B : MREC_CLIP_CHUNK, 1 + G * G))) return st;
-    for (int b0 = 0; b0 < B && !st; b0 += MREC_CLIP_CHUNK) {
-        int n = B - b0 < MREC_CLIP_CHUNK ? B - b0 : MREC_CLIP_CHUNK;
+    int chunk = chunk_of(&m->vision);
+    if ((st = carve(&ctx->workspace, &t, &m->vision, 1, B < chunk ? B : chunk, 1 + G * G))) return st;
+    for (int b0 = 0; b0 < B && !st; b0 += chunk) {
+        int n = B - b0 < chunk ? B - b0 : chunk;
         st = image_chunk(ctx, m, &t, images + b0 * img, n, what, out + (size_t)b0 * D);
     }
     ctx->workspace.used = mark;
@@ -325,9 +332,10 @@ mrec_status mrec_clip_text_forward(mrec_context *ctx, const mrec_clip *m, const 
     activations t;
     if ((st = ensure(ctx, mrec_clip_workspace_bytes(m, MREC_CLIP_TEXT, B, T)))) return st;
     mark = ctx->workspace.used;
-    if ((st = carve(&ctx->workspace, &t, &m->text.cfg, 0, B < MREC_CLIP_CHUNK ? B : MREC_CLIP_CHUNK, T))) return st;
-    for (int b0 = 0; b0 < B && !st; b0 += MREC_CLIP_CHUNK) {
-        int n = B - b0 < MREC_CLIP_CHUNK ? B - b0 : MREC_CLIP_CHUNK;
+    int chunk = chunk_of(&m->text);
+    if ((st = carve(&ctx->workspace, &t, &m->text, 0, B < chunk ? B : chunk, T))) return st;
+    for (int b0 = 0; b0 < B && !st; b0 += chunk) {
+        int n = B - b0 < chunk ? B - b0 : chunk;
         st = text_chunk(ctx, m, &t, ids + (size_t)b0 * T, mask ? mask + (size_t)b0 * T : NULL, n, T, what, out + (size_t)b0 * D);
     }
     ctx->workspace.used = mark;

@@ -78,7 +78,8 @@ void mrec_clip_free(mrec_clip *m);
 int mrec_clip_dim(const mrec_clip *m, mrec_clip_towers tower, mrec_clip_output what);
 const char *mrec_clip_output_name(mrec_clip_output what);
 
-/* Inputs go through in chunks of at most this many, which bounds the workspace. */
+/* Inputs go through in chunks of at most this many in host memory, which
+ * bounds the workspace; on a GPU ViT's (mrec_vit_chunk). */
 #define MREC_CLIP_CHUNK 16
 size_t mrec_clip_workspace_bytes(const mrec_clip *m, mrec_clip_towers tower, int B, int T);
 

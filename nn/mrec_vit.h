@@ -53,9 +53,16 @@ mrec_status mrec_vit_load(mrec_vit *m, const char *dir);
 mrec_status mrec_vit_to_device(mrec_vit *m, mrec_context *ctx);
 void mrec_vit_free(mrec_vit *m);
 
-/* Images go through in chunks of at most this many, which bounds the workspace. */
+/* Images go through in chunks of at most this many, which bounds the
+ * workspace: 16 in host memory (the CPU attention's scratch grows with the
+ * square of the tokens), 128 on a GPU, where the attention needs no scratch
+ * and longer products fill the tensor cores' waves (16 ViT-B/16 images are
+ * 3,152 rows: 150 tiles of 128 x 128 on 132 SMs, a second wave nearly idle). */
 #define MREC_VIT_CHUNK 16
-size_t mrec_vit_workspace_bytes(const mrec_vit_config *cfg, int B);
+#define MREC_VIT_GPU_CHUNK 128
+/* The chunk for weights on `on` (a model's on: its GPU context, NULL for host memory). */
+int mrec_vit_chunk(const mrec_context *on);
+size_t mrec_vit_workspace_bytes(const mrec_vit *m, int B);
 
 /* images (B, channels, image_size, image_size), normalized, host memory.
  * cls (B, H) = last_hidden_state[:, 0]; pooled (B, pooler_size) =
@@ -67,7 +74,7 @@ mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *
 
 /* One layer, in place on x (B*T, H): x += Wo attn(LN1(x)); x += W2 act(W1 LN2(x)). mask_bias (B, T)
  * and head_bias (heads, T, T) as in mrec_attention_cpu (kernels/mrec_kernels.h; either may be NULL). q/k/v biases may be NULL. */
-size_t mrec_vit_layer_scratch_floats(int B, int T, int H, int I, int heads);
+size_t mrec_vit_layer_scratch_floats(const mrec_context *on, int B, int T, int H, int I, int heads);
 mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int heads,
                                    mrec_act act, float eps, const float *mask_bias, const float *head_bias, float *scratch);
 

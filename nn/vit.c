@@ -124,19 +124,23 @@ typedef struct {
     float *images, *patches, *x, *layer;
 } activations;
 
-size_t mrec_vit_layer_scratch_floats(int B, int T, int H, int I, int heads) {
+int mrec_vit_chunk(const mrec_context *on) { return on ? MREC_VIT_GPU_CHUNK : MREC_VIT_CHUNK; }
+
+/* h, q, k, v, the attention's output, the feed-forward's hidden rows, and on the CPU the attention's scratch */
+size_t mrec_vit_layer_scratch_floats(const mrec_context *on, int B, int T, int H, int I, int heads) {
     size_t BT = (size_t)B * T;
-    return 5 * BT * H + BT * I + mrec_attention_scratch_floats(B, T, heads, H / heads);
+    return 5 * BT * H + BT * I + (on ? 0 : mrec_attention_scratch_floats(B, T, heads, H / heads));
 }
 
-static mrec_status carve(mrec_arena *a, activations *t, const mrec_vit_config *c, int B) {
+static mrec_status carve(mrec_arena *a, activations *t, const mrec_vit *m, int B) {
+    const mrec_vit_config *c = &m->cfg;
     int G = c->image_size / c->patch_size, T = 1 + G * G;
     size_t BT = (size_t)B * T, H = (size_t)c->hidden;
     struct { float **p; size_t n; } parts[] = {
         {&t->images, (size_t)B * c->channels * c->image_size * c->image_size},
         {&t->patches, (size_t)B * G * G * c->channels * c->patch_size * c->patch_size},
         {&t->x, BT * H},
-        {&t->layer, mrec_vit_layer_scratch_floats(B, T, c->hidden, c->intermediate, c->heads)},
+        {&t->layer, mrec_vit_layer_scratch_floats(m->on, B, T, c->hidden, c->intermediate, c->heads)},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
@@ -146,10 +150,11 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_vit_config *c
     return MREC_OK;
 }
 
-size_t mrec_vit_workspace_bytes(const mrec_vit_config *c, int B) {
+size_t mrec_vit_workspace_bytes(const mrec_vit *m, int B) {
+    int chunk = mrec_vit_chunk(m->on);
     mrec_arena a = mrec_arena_measure();
     activations t;
-    carve(&a, &t, c, B < MREC_VIT_CHUNK ? B : MREC_VIT_CHUNK);
+    carve(&a, &t, m, B < chunk ? B : chunk);
     return a.peak;
 }
 
@@ -204,11 +209,12 @@ mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *
     if (B < 1) return mrec_fail(MREC_ERR_ARG, "vit: batch of %d images", B);
     if (pooled && !m->pooler_w) return mrec_fail(MREC_ERR_NOT_FOUND, "vit: this checkpoint has no pooler");
     size_t mark = ctx->workspace.used;
+    int chunk = mrec_vit_chunk(m->on);
     activations t;
-    if ((st = carve(&ctx->workspace, &t, c, B < MREC_VIT_CHUNK ? B : MREC_VIT_CHUNK))) return st;
+    if ((st = carve(&ctx->workspace, &t, m, B < chunk ? B : chunk))) return st;
     size_t img = (size_t)c->channels * c->image_size * c->image_size;
-    for (int b0 = 0; b0 < B && !st; b0 += MREC_VIT_CHUNK) {
-        int n = B - b0 < MREC_VIT_CHUNK ? B - b0 : MREC_VIT_CHUNK;
+    for (int b0 = 0; b0 < B && !st; b0 += chunk) {
+        int n = B - b0 < chunk ? B - b0 : chunk;
         st = forward_chunk(ctx, m, &t, images + b0 * img, n, cls ? cls + (size_t)b0 * c->hidden : NULL,
                            pooled ? pooled + (size_t)b0 * c->pooler_size : NULL);
     }

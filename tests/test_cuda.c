@@ -1338,7 +1338,7 @@ static int run_model(int which, mrec_context *ctx, outputs *o) {
         add_out(o, "last_hidden_state[:, 0]", (int64_t)B * m.cfg.hidden);
         add_out(o, "pooler_output", (int64_t)B * m.cfg.pooler_size);
         if (t_status(mrec_vit_to_device(&m, ctx), MREC_OK, "vit to %s", mrec_device_name(ctx->device)) &&
-            plan_outputs(&p, ctx, o, mrec_vit_workspace_bytes(&m.cfg, B)))
+            plan_outputs(&p, ctx, o, mrec_vit_workspace_bytes(&m, B)))
             bring_back(&p, mrec_vit_forward(ctx, &m, x, B, p.dev[0], p.dev[1]), "vit");
         mrec_vit_free(&m);
         free(x);

@@ -198,7 +198,7 @@ static void vit_case(mrec_context *ctx, const char *dir, const char *images, con
     if (t_check(x && cls_ref && pooled_ref, "%s: fixtures", dir)) {
         int B = (int)s[0], H = m.cfg.hidden;
         float *cls = malloc(sizeof(float) * (size_t)B * H), *pooled = malloc(sizeof(float) * (size_t)B * m.cfg.pooler_size);
-        if (t_status(mrec_context_reserve(ctx, mrec_vit_workspace_bytes(&m.cfg, B)), MREC_OK, "workspace") &&
+        if (t_status(mrec_context_reserve(ctx, mrec_vit_workspace_bytes(&m, B)), MREC_OK, "workspace") &&
             t_status(mrec_vit_forward(ctx, &m, x, B, cls, m.pooler_w ? pooled : NULL), MREC_OK, "%s forward", dir)) {
             char what[256];
             snprintf(what, sizeof what, "%s: last_hidden_state[:, 0] (%d x %d)", dir, B, H);
