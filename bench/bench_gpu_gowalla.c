@@ -12,6 +12,7 @@
  * (LightGCN: 3 layers). The peer's epoch is its sampling plus the batches'
  * count times its mean step. Without a GPU it says so and measures nothing.
  */
+#include "bench_data.h"
 #include "bench_fit.h"
 #include "lightgcn_peer.h"
 
@@ -22,15 +23,10 @@ int main(int argc, char **argv) {
     int epochs = argc > 1 ? atoi(argv[1]) : 3;
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (epochs < 1) return fprintf(stderr, "usage: bench_gpu_gowalla [epochs >= 1]\n"), 1;
-    const char *roots[] = {getenv("MREC_DATA"), "../shared/data", "shared/data"};
-    char train_path[4200] = "", test_path[4200];
-    for (int i = 0; i < 3 && !train_path[0]; i++) {
-        if (!roots[i]) continue;
-        snprintf(train_path, sizeof train_path, "%s/gowalla-lightgcn/train_reconstructed.txt", roots[i]);
-        snprintf(test_path, sizeof test_path, "%s/gowalla-lightgcn/test.txt", roots[i]);
-        if (access(train_path, R_OK) || access(test_path, R_OK)) train_path[0] = 0;
-    }
-    if (!train_path[0]) return printf("bench_gpu_gowalla: gowalla-lightgcn not found (MREC_DATA, ../shared/data, shared/data)\n"), 0;
+    char train_path[4200], test_path[4200];
+    if (!bench_data_path(train_path, sizeof train_path, "gowalla-lightgcn/train_reconstructed.txt") ||
+        !bench_data_path(test_path, sizeof test_path, "gowalla-lightgcn/test.txt"))
+        return printf("bench_gpu_gowalla: gowalla-lightgcn not found (MREC_DATA, ../shared/data, shared/data)\n"), 0;
     mrec_context *gpu;
     mrec_context_options o = mrec_context_defaults();
     o.device = MREC_WANT_CUDA;

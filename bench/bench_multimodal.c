@@ -12,8 +12,12 @@
  *   build/cpu/bench/bench_multimodal [threads [steps]]
  *   MREC_PYTHON=...   a Python with torch
  *   MREC_BENCH_MODELS="VBPR NGCF-M"   time only these of mrec's (a profile of one)
+ *   MREC_DEVICE=cuda  both sides on the GPU (build/cuda/bench/bench_multimodal; make gpu-check runs it):
+ *                     mrec on a CUDA context, the peer's models and data on torch's cuda device, each
+ *                     step ending with a wait for the device; no memory row (bench/elec_size.sh)
  */
 #include "../nn/mrec_npy.h"
+#include "bench_data.h"
 #include "../recsys/mrec_recsys.h"
 
 #include <math.h>
@@ -30,6 +34,11 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Waits for the work queued on a GPU context (a step's time ends there); nothing on the CPU. */
+static void wait_device(mrec_context *ctx) {
+    if (ctx->device == MREC_DEVICE_CUDA) mrec_cuda_sync(ctx->cuda);
+}
+
 /* mean seconds per step over `steps` batches, after one warm-up */
 static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *adam, int steps, mrec_context *ctx) {
     double t = 0;
@@ -39,6 +48,7 @@ static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *ada
         if (m->epoch_start && k == 0) m->epoch_start(m->self);
         m->loss_grad(m->self, s->user + at, s->pos + at, s->neg + at, 2048);
         mrec_adam_step(adam, ctx);
+        wait_device(ctx);
         if (k) t += now() - t0;
     }
     return t / steps;
@@ -46,7 +56,9 @@ static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *ada
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 10;
-    const char *data = "../shared/data/amazon-baby-mmrec/baby_split.tsv";
+    char data[4200];
+    if (!bench_data_path(data, sizeof data, "amazon-baby-mmrec/baby_split.tsv"))
+        return printf("bench_multimodal: amazon-baby-mmrec/baby_split.tsv not found (MREC_DATA, ../shared/data, shared/data)\n"), 0;
     mrec_interactions x;
     if (mrec_load_inter(&x, data)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
     mrec_user_items train;
@@ -65,10 +77,12 @@ int main(int argc, char **argv) {
         int64_t shape[2] = {I, feat[m].dim};
         if (mrec_npy_write(files[m], MREC_NPY_F32, 2, shape, feat[m].x)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
     }
+    const char *device = getenv("MREC_DEVICE") && !strcmp(getenv("MREC_DEVICE"), "cuda") ? "cuda" : "cpu";
+    int gpu = !strcmp(device, "cuda");
     mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    o.device = gpu ? MREC_WANT_CUDA : MREC_WANT_CPU, o.n_threads = threads;
     mrec_context *ctx;
-    if (mrec_context_create(&ctx, &o)) return 1;
+    if (mrec_context_create(&ctx, &o)) return fprintf(stderr, "bench_multimodal: %s\n", mrec_error_detail()), 1;
     mrec_bpr_sampler s;
     mrec_bpr_sampler_init(&s, &train);
     mrec_bpr_sampler_epoch(&s, &rng);
@@ -79,6 +93,7 @@ int main(int argc, char **argv) {
     float w[2] = {0.1f, 0.9f};
     double t0 = now();
     mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx);
+    wait_device(ctx);
     double knn_s = now() - t0;
     float *cat = mrec_alloc_large(sizeof(float) * (size_t)I * (4096 + 384)); /* as the command line holds them */
     for (int i = 0; i < I; i++) { /* MMRec's VBPR: textual, then visual */
@@ -114,6 +129,7 @@ int main(int argc, char **argv) {
             m.epoch_start(m.self);
             m.loss_grad(m.self, s.user, s.pos, s.neg, 2048);
             mrec_adam_step_active(&adam, m.active, ctx);
+            wait_device(ctx);
             double build = now() - t1;
             ours[which] = time_steps(&m, &s, &adam, steps, ctx) * (per_epoch - 1) + build;
             getrusage(RUSAGE_SELF, &r1);
@@ -125,8 +141,8 @@ int main(int argc, char **argv) {
         mrec_model_destroy(&m);
     }
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s bench/peers/multimodal_peer.py %s %d %d 2>/dev/null", py, data, threads, steps);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s bench/peers/multimodal_peer.py %s %d %d %s 2>/dev/null", py, data, threads, steps, device);
     FILE *p = popen(cmd, "r");
     double peer[6] = {0}, secs, peer_knn = 0, peer_lattice_mb = 0, peer_build = 0;
     char what[32];
@@ -138,13 +154,16 @@ int main(int argc, char **argv) {
             if (!strcmp(what, names[k])) peer[k] = k == 3 ? secs * (per_epoch - 1) + peer_build : secs * per_epoch;
     }
     if (p) pclose(p);
-    printf("bench_multimodal: %d threads, Baby (%d users, %d items, %lld pairs: %d steps of 2048 per epoch)\n", threads, U, I,
+    char where[32];
+    snprintf(where, sizeof where, gpu ? "the GPU, both sides" : "%d threads", threads);
+    printf("bench_multimodal: %s, Baby (%d users, %d items, %lld pairs: %d steps of 2048 per epoch)\n", where, U, I,
            (long long)pairs, per_epoch);
     printf("%-28s %12s %12s %8s\n", "", "mrec s", "peer s", "ratio");
     printf("%-28s %12.2f %12.2f %7.2fx\n", "kNN item graph (k 10)", knn_s, peer_knn, knn_s > 0 && peer_knn > 0 ? peer_knn / knn_s : 0);
     for (int k = 0; k < 6; k++)
         printf("%-28s %12.2f %12.2f %7.2fx\n", names[k], ours[k], peer[k], peer[k] > 0 && ours[k] > 0 ? peer[k] / ours[k] : 0);
-    printf("%-28s %12.0f %12.0f   (MB of peak memory added by building and training it)\n", "LATTICE memory", lattice_mb,
-           peer_lattice_mb);
+    if (!gpu)
+        printf("%-28s %12.0f %12.0f   (MB of peak memory added by building and training it)\n", "LATTICE memory", lattice_mb,
+               peer_lattice_mb);
     return 0;
 }

@@ -20,9 +20,12 @@
  *   build/cpu/bench/bench_recent [threads [steps]]
  *   MREC_PYTHON=...   a Python with torch
  *   MREC_BENCH_MODELS="lgmrec pgl"   time only these (mrec and the peer alike)
+ *   MREC_DEVICE=cuda   both sides on the GPU (build/cuda/bench/bench_recent; make gpu-check runs it): mrec on
+ *                      a CUDA context, the peers on torch's cuda device, each step ending with a wait
  */
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_registry.h"
+#include "bench_data.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +52,9 @@ static int listed(const char *list, const char *name) {
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 10;
     if (threads < 1 || steps < 1) return fprintf(stderr, "usage: bench_recent [threads >= 1 [steps >= 1]]\n"), 1;
-    const char *data = "../shared/data/amazon-baby-mmrec/baby_split.tsv";
+    char data[4200];
+    if (!bench_data_path(data, sizeof data, "amazon-baby-mmrec/baby_split.tsv"))
+        return printf("bench_recent: amazon-baby-mmrec/baby_split.tsv not found (MREC_DATA, ../shared/data, shared/data)\n"), 0;
     mrec_interactions x;
     if (mrec_load_inter(&x, data)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
     mrec_user_items train;
@@ -69,8 +74,10 @@ int main(int argc, char **argv) {
         int64_t shape[2] = {I, feat[m].dim};
         if (mrec_npy_write(files[m], MREC_NPY_F32, 2, shape, feat[m].x)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
     }
+    const char *device = getenv("MREC_DEVICE") && !strcmp(getenv("MREC_DEVICE"), "cuda") ? "cuda" : "cpu";
+    int gpu = !strcmp(device, "cuda");
     mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    o.device = gpu ? MREC_WANT_CUDA : MREC_WANT_CPU, o.n_threads = threads;
     mrec_context *ctx;
     if (mrec_context_create(&ctx, &o)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
     mrec_bpr_sampler s;
@@ -80,7 +87,9 @@ int main(int argc, char **argv) {
     const char *names[N_MODELS] = {"mgcn", "lgmrec", "pgl", "smore", "mentor", "grcn", "mmgcn", "lightgcnm", "sgl", "simgcl"};
     double ours[N_MODELS] = {0}, build[N_MODELS] = {0};
     int per_epoch[N_MODELS] = {0}, batch_used[N_MODELS] = {0};
-    printf("bench_recent: %d threads, Baby (%d users, %d items, %lld pairs), each model at mrec's defaults:\n", threads, U, I,
+    char where[32];
+    snprintf(where, sizeof where, gpu ? "the GPU, both sides" : "%d threads", threads);
+    printf("bench_recent: %s, Baby (%d users, %d items, %lld pairs), each model at mrec's defaults:\n", where, U, I,
            (long long)pairs);
     const char *only = getenv("MREC_BENCH_MODELS");
     for (int k = 0; k < N_MODELS; k++) {
@@ -97,6 +106,7 @@ int main(int argc, char **argv) {
         memset(&b, 0, sizeof b);
         double t0 = now();
         if (mrec_model_build(&b, e, &in, &p, ctx)) return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
+        if (gpu) mrec_cuda_sync(ctx->cuda);
         build[k] = now() - t0;
         char desc[512];
         mrec_model_describe(desc, sizeof desc, e, &p, feat, 2, -1);
@@ -115,6 +125,7 @@ int main(int argc, char **argv) {
             m->loss_grad(m->self, s.user + at, s.pos + at, s.neg + at, batch);
             if ((m->status && *m->status) || mrec_adam_step_active(&adam, m->active, ctx))
                 return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
+            if (gpu) mrec_cuda_sync(ctx->cuda); /* the step's time ends when the device is done */
             if (step) t += now() - t1;
         }
         per_epoch[k] = (int)((pairs + batch - 1) / batch), batch_used[k] = batch;
@@ -128,8 +139,8 @@ int main(int argc, char **argv) {
     double peer[N_MODELS] = {0}, peer_build[N_MODELS] = {0}, secs;
     static const char *const peers[] = {"recent_peer.py", "fork_peer.py"};
     for (int q = 0; q < 2; q++) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "%s bench/peers/%s %s %d %d", py, peers[q], data, threads, steps);
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "%s bench/peers/%s %s %d %d %s", py, peers[q], data, threads, steps, device);
         FILE *pp = popen(cmd, "r");
         char what[32];
         while (pp && fscanf(pp, "%31s %lf", what, &secs) == 2)

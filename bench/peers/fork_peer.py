@@ -2,7 +2,7 @@
 """fork_peer.py: the Ducho-meets-Elliot benchmark's Elliot fork's GRCN, MMGCN, LightGCN-M, SGL and
 SimGCL (external/models/*) restated in PyTorch and timed as bench_recent times mrec.
 
-    python bench/peers/fork_peer.py BABY_SPLIT.tsv THREADS STEPS
+    python bench/peers/fork_peer.py BABY_SPLIT.tsv THREADS STEPS [DEVICE]
 
 Reads the split (training pairs, x_label 0) and build/bench_mm/{image,text}_feat.npy (written by
 bench_recent). Prints "<model> <seconds per step>": the mean of STEPS steps (forward over the whole
@@ -10,7 +10,9 @@ graph, loss, backward, Adam) after one warm-up step (which also draws SGL's view
 THREADS threads, at mrec's defaults (which bench_recent prints). GRCN's message passing
 (torch_geometric's gather, segment softmax and scatter-add; torch_sparse's weighted product) is
 written with index_select and index_add, which do the same work; the other models' graph products
-(LGConv, torch_sparse's matmul with mean or sum) as torch.sparse.mm.
+(LGConv, torch_sparse's matmul with mean or sum) as torch.sparse.mm. DEVICE (default cpu) is where
+everything lives (torch's default device); a step's ids are drawn on the host and sent up inside its
+time, which ends waiting for the device.
 """
 import os
 import sys
@@ -38,6 +40,9 @@ def spread(w, src, dst, x, n):
 
 def main():
     path, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    dev = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
+    torch.set_default_device(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     d = np.loadtxt(path, dtype=np.int64, skiprows=1)
@@ -45,8 +50,8 @@ def main():
     tr = tr[np.lexsort((tr[:, 1], tr[:, 0]))]  # sp_i_train.nonzero(): user-major, items increasing
     U, I = int(d[:, 0].max()) + 1, int(d[:, 1].max()) + 1
     N = U + I
-    feats = [torch.from_numpy(np.load("build/bench_mm/image_feat.npy")), torch.from_numpy(np.load("build/bench_mm/text_feat.npy"))]
-    rows, items = torch.from_numpy(tr[:, 0]), torch.from_numpy(tr[:, 1])
+    feats = [torch.from_numpy(np.load(f"build/bench_mm/{m}_feat.npy")).to(dev) for m in ("image", "text")]
+    rows, items = torch.from_numpy(tr[:, 0]).to(dev), torch.from_numpy(tr[:, 1]).to(dev)
     dst, src = torch.cat((rows, items + U)), torch.cat((items + U, rows))  # both directions
     rng = np.random.default_rng(0)
     only = os.environ.get("MREC_BENCH_MODELS")
@@ -57,13 +62,16 @@ def main():
         opt = torch.optim.Adam(params, lr=lr)
         total = 0.0
         for k in range(steps + 1):
-            u, i, j = (torch.from_numpy(rng.integers(0, n, batch)) for n in (U, I, I))
+            ids = [rng.integers(0, n, batch) for n in (U, I, I)]
+            sync()
             t0 = time.perf_counter()
+            u, i, j = (torch.from_numpy(x).to(dev) for x in ids)
             if pre_epoch and k == 0:
                 pre_epoch()
             opt.zero_grad()
             step_fn(u, i, j).backward()
             opt.step()
+            sync()
             if k:
                 total += time.perf_counter() - t0
         print(f"{name} {total / steps:.5f}", flush=True)

@@ -2,12 +2,14 @@
 """multimodal_peer.py: MMRec's LightGCN, VBPR, FREEDOM, LATTICE and BM3 and the Ducho-meets-Elliot fork's NGCF-M
 restated in PyTorch, timed as bench_multimodal times mrec.
 
-    python bench/peers/multimodal_peer.py BABY_SPLIT.tsv THREADS STEPS
+    python bench/peers/multimodal_peer.py BABY_SPLIT.tsv THREADS STEPS [DEVICE]
 
 Reads the split (training pairs, x_label 0) and build/bench_mm/{image,text}_feat.npy (written by
 bench_multimodal). Prints "knn <seconds>" for FREEDOM's item graph (MMRec's dense similarity and
 torch.topk) and "<model> <seconds per step>": the mean of STEPS steps of 2048 triples (forward over
 the whole graph as MMRec does, BPR loss, backward, Adam), after one warm-up step, on THREADS threads.
+DEVICE (default cpu) is where the models and data live, "cuda" as MMRec trains; a step's ids are
+drawn on the host and sent up inside its time, and on a GPU each step ends waiting for the device.
 """
 import resource
 import sys
@@ -33,42 +35,55 @@ def bpr(u, p, n):
 
 def main():
     path, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    dev = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(threads)
     d = np.loadtxt(path, dtype=np.int64, skiprows=1)
     tr = d[d[:, 2] == 0]
     U, I = int(d[:, 0].max()) + 1, int(d[:, 1].max()) + 1
     N = U + I
-    v_feat = torch.from_numpy(np.load("build/bench_mm/image_feat.npy"))
-    t_feat = torch.from_numpy(np.load("build/bench_mm/text_feat.npy"))
-    adj = sym_norm(tr[:, 0], tr[:, 1], U, I, (N, N), U)
+    v_feat = torch.from_numpy(np.load("build/bench_mm/image_feat.npy")).to(dev)
+    t_feat = torch.from_numpy(np.load("build/bench_mm/text_feat.npy")).to(dev)
+    adj = sym_norm(tr[:, 0], tr[:, 1], U, I, (N, N), U).to(dev)
+
+    def param(*shape):
+        return torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(*shape, device=dev)))
+
+    def linear(i, o):
+        return torch.nn.Linear(i, o).to(dev)
     rng = np.random.default_rng(0)
 
     def batches():
         while True:
-            yield (torch.from_numpy(rng.integers(0, U, 2048)), torch.from_numpy(rng.integers(0, I, 2048)),
-                   torch.from_numpy(rng.integers(0, I, 2048)))
+            yield (rng.integers(0, U, 2048), rng.integers(0, I, 2048), rng.integers(0, I, 2048))
 
     def timed(step_fn, params, pre_epoch=None):
         opt = torch.optim.Adam(params, lr=1e-3)
         it = batches()
         total = 0.0
         for k in range(steps + 1):
-            u, i, j = next(it)
+            ids = next(it)
+            sync()
             t0 = time.perf_counter()
+            u, i, j = (torch.from_numpy(x).to(dev) for x in ids)
             if pre_epoch and k == 0:
                 pre_epoch()
             opt.zero_grad()
             step_fn(u, i, j).backward()
             opt.step()
+            sync()
             if k:
                 total += time.perf_counter() - t0
         return total / steps
 
     # LATTICE (MMRec, cf_model lightgcn): dense items x items graphs, rebuilt at an epoch's first step
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        gpu0 = torch.cuda.memory_allocated()
     deg = np.concatenate([np.bincount(tr[:, 0], minlength=U), np.bincount(tr[:, 1], minlength=I)]) + 1.0
     idx = np.concatenate([np.stack([tr[:, 0], tr[:, 1] + U]), np.stack([tr[:, 1] + U, tr[:, 0]]), np.stack([np.arange(N)] * 2)], 1)
-    mean_adj = torch.sparse_coo_tensor(torch.from_numpy(idx), torch.from_numpy((1.0 / deg[idx[0]]).astype(np.float32)), (N, N))
+    mean_adj = torch.sparse_coo_tensor(torch.from_numpy(idx), torch.from_numpy((1.0 / deg[idx[0]]).astype(np.float32)), (N, N)).to(dev)
 
     def knn_dense(a, k=10):
         val, ind = torch.topk(a, k, dim=-1)
@@ -83,11 +98,11 @@ def main():
         xn = x.div(torch.norm(x, p=2, dim=-1, keepdim=True))
         return xn @ xn.t()
     lvx, ltx = torch.nn.Parameter(v_feat.clone()), torch.nn.Parameter(t_feat.clone())
-    lvl, ltl = torch.nn.Linear(4096, 64), torch.nn.Linear(384, 64)
+    lvl, ltl = linear(4096, 64), linear(384, 64)
     with torch.no_grad():
         orig = [lap(knn_dense(sim(v_feat))), lap(knn_dense(sim(t_feat)))]
-    ego3 = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
-    mw = torch.nn.Parameter(torch.tensor([0.5, 0.5]))
+    ego3 = param(N, 64)
+    mw = torch.nn.Parameter(torch.tensor([0.5, 0.5], device=dev))
     st = {"build": True}
 
     def lattice(u, i, j):
@@ -109,17 +124,22 @@ def main():
         return bpr(a, p_, n_) + 1e-4 * (0.5 * (a ** 2).sum() + 0.5 * (p_ ** 2).sum() + 0.5 * (n_ ** 2).sum()) / 2048
     params = [ego3, lvx, lvl.weight, lvl.bias, ltx, ltl.weight, ltl.bias, mw]
     opt = torch.optim.Adam(params, lr=1e-3)
+    sync()
     t0 = time.perf_counter()
-    u, i, j = (torch.from_numpy(rng.integers(0, n, 2048)) for n in (U, I, I))
+    u, i, j = (torch.from_numpy(rng.integers(0, n, 2048)).to(dev) for n in (U, I, I))
     opt.zero_grad()
     lattice(u, i, j).backward()
     opt.step()
+    sync()
     print(f"lattice_build {time.perf_counter() - t0:.4f}", flush=True)
     print(f"LATTICE {timed(lattice, params):.5f}", flush=True)
-    print(f"lattice_mb {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024:.1f}", flush=True)
+    if dev.type == "cuda":  # the device's memory: what MMRec runs out of at Elec's size
+        print(f"lattice_mb {(torch.cuda.max_memory_allocated() - gpu0) / 2**20:.1f}", flush=True)
+    else:
+        print(f"lattice_mb {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024:.1f}", flush=True)
 
     # LightGCN (MMRec): 2 layers, mean, EmbLoss
-    ego = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
+    ego = param(N, 64)
 
     def lightgcn(u, i, j):
         acc, layer = [ego], ego
@@ -133,9 +153,9 @@ def main():
     print(f"LightGCN {timed(lightgcn, [ego]):.5f}", flush=True)
 
     # VBPR (MMRec): every item's features projected at each step
-    ue = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(U, 128)))
-    ie = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(I, 64)))
-    lin = torch.nn.Linear(4480, 64)
+    ue = param(U, 128)
+    ie = param(I, 64)
+    lin = linear(4480, 64)
     raw = torch.cat((t_feat, v_feat), -1)
 
     def vbpr(u, i, j):
@@ -145,22 +165,24 @@ def main():
     print(f"VBPR {timed(vbpr, [ue, ie, lin.weight, lin.bias]):.5f}", flush=True)
 
     # FREEDOM (MMRec): the dense-similarity kNN graph, edge pruning per epoch, trainable features
+    sync()
     t0 = time.perf_counter()
 
     def knn_adj(x, k=10):
         xn = x.div(torch.norm(x, p=2, dim=-1, keepdim=True))
         _, ind = torch.topk(xn @ xn.t(), k, dim=-1)
-        rows = torch.arange(I).unsqueeze(1).expand(-1, k).flatten()
+        rows = torch.arange(I, device=dev).unsqueeze(1).expand(-1, k).flatten()
         idx = torch.stack((rows, ind.flatten()), 0)
         a = torch.sparse_coo_tensor(idx, torch.ones_like(idx[0]), (I, I))
         r = torch.pow(1e-7 + torch.sparse.sum(a, -1).to_dense(), -0.5)
         return torch.sparse_coo_tensor(idx, r[idx[0]] * r[idx[1]], (I, I))
     mm = (0.1 * knn_adj(v_feat) + 0.9 * knn_adj(t_feat)).coalesce()
+    sync()
     print(f"knn {time.perf_counter() - t0:.4f}", flush=True)
-    ego2 = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
+    ego2 = param(N, 64)
     vx, tx = torch.nn.Parameter(v_feat.clone()), torch.nn.Parameter(t_feat.clone())
-    vl, tl = torch.nn.Linear(4096, 64), torch.nn.Linear(384, 64)
-    rows, cols = torch.from_numpy(tr[:, 0]), torch.from_numpy(tr[:, 1])
+    vl, tl = linear(4096, 64), linear(384, 64)
+    rows, cols = torch.from_numpy(tr[:, 0]).to(dev), torch.from_numpy(tr[:, 1]).to(dev)
     du = torch.bincount(rows, minlength=U).float() + 1e-7
     di = torch.bincount(cols, minlength=I).float() + 1e-7
     edge_w = du[rows] ** -0.5 * di[cols] ** -0.5
@@ -190,10 +212,10 @@ def main():
 
 
     # BM3 (MMRec): 1 layer, predictor, cosine losses against dropped-out targets, no negatives
-    ego4 = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
-    pred = torch.nn.Linear(64, 64)
+    ego4 = param(N, 64)
+    pred = linear(64, 64)
     bvx, btx = torch.nn.Parameter(v_feat.clone()), torch.nn.Parameter(t_feat.clone())
-    bvl, btl = torch.nn.Linear(4096, 64), torch.nn.Linear(384, 64)
+    bvl, btl = linear(4096, 64), linear(384, 64)
     cos = F.cosine_similarity
 
     def bm3(u, i, j):
@@ -211,11 +233,10 @@ def main():
     print(f"BM3 {timed(bm3, [ego4, pred.weight, pred.bias, bvx, bvl.weight, bvl.bias, btx, btl.weight, btl.bias]):.5f}", flush=True)
 
     # NGCF-M (the fork): 3 layers over D^-1 (A + I), message dropout 0.5, normalized outputs, the mean
-    ego5 = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(N, 64)))
-    lw = [torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(*s))) for _ in range(3)
-          for s in ((64, 64), (1, 64), (64, 64), (1, 64))]
-    tu = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(U, 64)))
-    proj = torch.nn.Linear(4480, 64)
+    ego5 = param(N, 64)
+    lw = [param(*s) for _ in range(3) for s in ((64, 64), (1, 64), (64, 64), (1, 64))]
+    tu = param(U, 64)
+    proj = linear(4480, 64)
 
     def ngcfm(u, i, j):
         acc = [ego5]

@@ -2,7 +2,7 @@
 """recent_peer.py: MGCN and LGMRec (MMRec), PGL, SMORE and MENTOR (their authors' code, on MMRec) restated in
 PyTorch as their reference code computes them, timed as bench_recent times mrec.
 
-    python bench/peers/recent_peer.py BABY_SPLIT.tsv THREADS STEPS
+    python bench/peers/recent_peer.py BABY_SPLIT.tsv THREADS STEPS [DEVICE]
 
 Reads the split (training pairs, x_label 0) and build/bench_mm/{image,text}_feat.npy (written by bench_recent).
 Prints "<model> <seconds per step>": the mean of STEPS steps of 2048 triples (forward over the whole graph, loss,
@@ -12,7 +12,9 @@ defaults (bench_recent prints them). Sparse where the reference is sparse (the u
 graphs: torch.sparse.mm), dense where it is dense (LGMRec's hypergraph products and its contrast against every
 user or item, MENTOR's InfoNCE over all users and all items); the noise is torch's (dropout, gumbel_softmax,
 rand). MENTOR's message passing (torch_geometric in the reference) is the same sum as a sparse product, and its
-gradient-free masking term is left out, as in mrec.
+gradient-free masking term is left out, as in mrec. DEVICE (default cpu) is where everything lives (torch's default
+device), "cuda" as the references train; a step's ids are drawn on the host and sent up inside its time, and every
+timed span ends waiting for the device.
 """
 import os
 import sys
@@ -83,15 +85,18 @@ def xavier(*shape):
 
 def main():
     path, threads, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    dev = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
+    torch.set_default_device(dev)  # every factory call below (parameters, layers, aranges, noise) makes its tensor there
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     d = np.loadtxt(path, dtype=np.int64, skiprows=1)
     tr = d[d[:, 2] == 0]
     U, I = int(d[:, 0].max()) + 1, int(d[:, 1].max()) + 1
     N = U + I
-    v_feat = torch.from_numpy(np.load("build/bench_mm/image_feat.npy"))
-    t_feat = torch.from_numpy(np.load("build/bench_mm/text_feat.npy"))
-    rows, cols = torch.from_numpy(tr[:, 0]), torch.from_numpy(tr[:, 1])
+    v_feat = torch.from_numpy(np.load("build/bench_mm/image_feat.npy")).to(dev)
+    t_feat = torch.from_numpy(np.load("build/bench_mm/text_feat.npy")).to(dev)
+    rows, cols = torch.from_numpy(tr[:, 0]).to(dev), torch.from_numpy(tr[:, 1]).to(dev)
     R = sparse(rows, cols, torch.ones(len(rows)), (U, I))
     rng = np.random.default_rng(0)
 
@@ -103,13 +108,16 @@ def main():
         opt = torch.optim.Adam(params, lr=lr)
         total = 0.0
         for k in range(steps + 1):
-            u, i, j = (torch.from_numpy(rng.integers(0, n, B)) for n in (U, I, I))
+            ids = [rng.integers(0, n, B) for n in (U, I, I)]
+            sync()
             t0 = time.perf_counter()
+            u, i, j = (torch.from_numpy(x).to(dev) for x in ids)
             if pre_epoch and k == 0:
                 pre_epoch()
             opt.zero_grad()
             step_fn(u, i, j).backward()
             opt.step()
+            sync()
             if k:
                 total += time.perf_counter() - t0
         print(f"{name} {total / steps:.5f}", flush=True)
@@ -118,6 +126,7 @@ def main():
     t0 = time.perf_counter()
     adj0 = ui_graph(rows, cols, U, I, 0.0)  # get_adj_mat: zero degrees give 0
     item_adj = [knn_sim(v_feat, 10), knn_sim(t_feat, 10)]
+    sync()
     print(f"mgcn_build {time.perf_counter() - t0:.4f}", flush=True)
     # R: the user-item block of the normalized adjacency (MMRec's self.R)
     du = torch.bincount(rows, minlength=U).float()
@@ -189,6 +198,7 @@ def main():
     # 30 % of the edges drawn by torch.multinomial each epoch, cl 0.05, dropout 0.2, t 0.2
     t0 = time.perf_counter()
     mm_adj = (0.1 * knn_binary(v_feat, 10) + 0.9 * knn_binary(t_feat, 10)).coalesce()
+    sync()
     print(f"pgl_build {time.perf_counter() - t0:.4f}", flush=True)
     edge_w = (du + 1e-7)[rows].pow(-0.5) * (di + 1e-7)[cols].pow(-0.5)
     user = torch.nn.Parameter(torch.cat((xavier(U, 64).data, xavier(U, 64).data), 1))
@@ -220,6 +230,7 @@ def main():
     vt[inv_[ia.indices().size(1):]] = ta.values()
     fa = torch.sparse_coo_tensor(comb, torch.max(vi, vt), ia.size()).coalesce()
     item_adj = [ia, ta, fa]
+    sync()
     print(f"smore_build {time.perf_counter() - t0:.4f}", flush=True)
     eu, ei = xavier(U, 64), xavier(I, 64)
     feats = [torch.nn.Parameter(v_feat.clone()), torch.nn.Parameter(t_feat.clone())]

@@ -116,6 +116,20 @@ for b in ${GPU_CHECK_BENCHES:-bench/bench_gpu_*.c bench/bench_train_gpu.c}; do
 done
 [ "$found" -eq 1 ] || say "none yet"
 
+# Every recommender's epoch on Baby on the GPU, beside its PyTorch peer on the same GPU (MMRec's models
+# and the recent ones, bench_multimodal and bench_recent with MREC_DEVICE=cuda). GPU_CHECK_BABY=0 leaves
+# it out.
+if [ "${GPU_CHECK_BABY:-1}" != 0 ]; then
+    for name in bench_multimodal bench_recent; do
+        make $make_args "build/cuda/bench/$name" >> "$out/build.log" 2>&1 &&
+            MREC_DEVICE=cuda MREC_PYTHON=python3 timeout "${GPU_CHECK_BABY_S:-240}" "build/cuda/bench/$name" 1 10 > "build/$name.log" 2>&1
+        say "### $name on the GPU, Baby (exit $?)"
+        say '```'
+        grep -v '^  ' "build/$name.log" | tail -n 16 | tee -a "$report" > /dev/null
+        say '```'
+    done
+fi
+
 # Where one forward's GPU time goes, kernel by kernel (ncu's gpu__time_duration over a
 # forward that bench_gpu_ops marks), beside the same forward timed without the profiler.
 # GPU_CHECK_PROFILE="MODEL PRECISION BATCH; ..." picks them; "" leaves it out.

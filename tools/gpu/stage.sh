@@ -1,7 +1,8 @@
 #!/bin/sh
 # stage.sh (make gpu-deps runs it): copies the part of ../shared/data that make gpu-check reads into
 # shared/data, which travels with the working tree to a GPU machine (../shared does not; /shared/ is
-# ignored by git): Gowalla for bench_gpu_gowalla, the H&M article texts, the all-MiniLM-L6-v2
+# ignored by git): Gowalla for bench_gpu_gowalla, Baby's split for bench_multimodal and bench_recent,
+# the H&M article texts, the all-MiniLM-L6-v2
 # tokenizer files and as many H&M photos as the tree's 64 MiB allow (every one when they fit; else
 # the first ones in path order, which bench/catalogue.sh then counts) for bench/catalogue.sh.
 set -eu
@@ -9,12 +10,13 @@ cd "$(dirname "$0")/../.."
 src=${MREC_DATA:-../shared/data}
 [ -d "$src" ] || { echo "stage.sh: $src not found: nothing staged"; exit 0; }
 rm -rf shared/data
-mkdir -p shared/data/hm-fashion-sample/original shared/data/tokenizers
+mkdir -p shared/data/hm-fashion-sample/original shared/data/tokenizers shared/data/amazon-baby-mmrec
 copy() {
     [ -e "$src/$1" ] || return 0
     cp -r "$src/$1" "shared/data/$1" && chmod -R u+w "shared/data/$1"
 }
 copy gowalla-lightgcn
+copy amazon-baby-mmrec/baby_split.tsv
 copy hm-fashion-sample/original/articles_train_sample.csv
 copy tokenizers/all-MiniLM-L6-v2
 # what travels besides the photos: the tracked files, .deps and the data above; 62 MiB in all, a margin kept
