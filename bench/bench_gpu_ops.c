@@ -183,7 +183,7 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     switch (c->kind) {
     case ENC_BERT:
         if (!(st = mrec_bert_load(&bert, c->dir))) loaded = &bert;
-        if (!st && !(st = mrec_bert_to_device(&bert, ctx))) model = &bert, ws = mrec_bert_workspace_bytes(&bert.cfg, enc_batch, c->T);
+        if (!st && !(st = mrec_bert_to_device(&bert, ctx))) model = &bert, ws = mrec_bert_workspace_bytes(&bert, enc_batch, c->T);
         if (!st) c->flops = transformer_flops(bert.cfg.layers, bert.cfg.hidden, bert.cfg.intermediate, c->T);
         break;
     case ENC_VIT:

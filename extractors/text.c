@@ -239,7 +239,7 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     if (!st)
         st = mrec_context_reserve(ctx, measure.peak + MREC_ARENA_ALIGN +
                                            (e->is_clip ? mrec_clip_workspace_bytes(&e->clip, MREC_CLIP_TEXT, B, L)
-                                                       : mrec_bert_workspace_bytes(&e->bert.cfg, B, L)));
+                                                       : mrec_bert_workspace_bytes(&e->bert, B, L)));
     size_t mark = ctx->workspace.used;
     if (!st && !carve_out(&ctx->workspace, &dev, B, L, H, D)) st = mrec_fail(MREC_ERR_NOMEM, "text batch of %d x %d", B, L);
     for (int i = 0; i < n && !st; i++) order[i] = (by_len){i, lens[i]};

@@ -209,19 +209,23 @@ typedef struct {
     int32_t *ids, *types, *mask, *pos, *buckets, *starts; /* the batch's inputs, copied from the host */
 } activations;
 
-/* Floats of the CPU attention's scratch: for the padded batch or for a sequence at a time without padding */
-static size_t attention_scratch(const mrec_bert_config *c, int B, int T) {
+/* Floats of the CPU attention's scratch: for the padded batch or for a sequence at a time without padding
+ * (none on a GPU: its attention is one fused kernel) */
+static size_t attention_scratch(const mrec_bert *m, int B, int T) {
+    const mrec_bert_config *c = &m->cfg;
+    if (m->on) return 1;
     int dh = c->hidden / c->heads;
     size_t padded = mrec_attention_scratch_floats(B, T, c->heads, dh), varlen = mrec_attention_varlen_scratch_floats(T, c->heads, dh);
     return padded > varlen ? padded : varlen;
 }
 
 /* Carves the activations; with a measuring arena this only counts. */
-static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert_config *c, int B, int T) {
+static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert *m, int B, int T) {
+    const mrec_bert_config *c = &m->cfg;
     size_t BT = (size_t)B * T, H = (size_t)c->hidden;
     struct { float **p; size_t n; } parts[] = {
         {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H},
-        {&t->attn, attention_scratch(c, B, T)},
+        {&t->attn, attention_scratch(m, B, T)},
         {&t->ctx, BT * H}, {&t->tmp, BT * H}, {&t->inter, BT * (size_t)c->intermediate}, {&t->mask_bias, BT},
         {&t->pos_bias, c->mpnet ? (size_t)c->heads * T * T : 1},
     };
@@ -242,10 +246,10 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert_config *
     return MREC_OK;
 }
 
-size_t mrec_bert_workspace_bytes(const mrec_bert_config *c, int B, int T) {
+size_t mrec_bert_workspace_bytes(const mrec_bert *m, int B, int T) {
     mrec_arena a = mrec_arena_measure();
     activations t;
-    carve(&a, &t, c, B, T);
+    carve(&a, &t, m, B, T);
     return a.peak;
 }
 
@@ -339,7 +343,7 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
     int H = c->hidden, I = c->intermediate, nh = c->heads, dh = H / nh, BT = B * T, R = u.len ? u.N : BT;
     size_t mark = ctx->workspace.used, n_ids = sizeof(int32_t) * (size_t)R;
     activations t;
-    if ((st = carve(&ctx->workspace, &t, c, B, T))) {
+    if ((st = carve(&ctx->workspace, &t, m, B, T))) {
         free(u.len), free(u.ids);
         return st;
     }

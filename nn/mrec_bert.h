@@ -100,8 +100,9 @@ mrec_status mrec_bert_to_device(mrec_bert *model, mrec_context *ctx);
 /* Frees the weights wherever they are; before the context they are on. */
 void mrec_bert_free(mrec_bert *model);
 
-/* Workspace bytes a forward pass of (B, T) needs. */
-size_t mrec_bert_workspace_bytes(const mrec_bert_config *cfg, int B, int T);
+/* Workspace bytes a forward pass of (B, T) needs where the model's weights
+ * are (on a GPU the attention needs no scratch; the CPU's grows with T^2). */
+size_t mrec_bert_workspace_bytes(const mrec_bert *model, int B, int T);
 
 /* hidden (B, T, H) = last_hidden_state; pooled (B, H) = pooler_output (may be
  * NULL; an error if asked for and the checkpoint has none), both on the

@@ -37,7 +37,7 @@ static inline void compare_scaled(const char *what, const float *ref, const floa
 static inline mrec_status bert_text_embeds(mrec_context *ctx, mrec_bert *m, const int32_t *ids, const int32_t *mask, int B, int T,
                                            float *proj, float *unit) {
     int H = m->cfg.hidden, P = m->cfg.proj_dim;
-    size_t ws = mrec_bert_workspace_bytes(&m->cfg, B, T) + sizeof(float) * ((size_t)B * T * H + 2 * (size_t)B * P) + 4096;
+    size_t ws = mrec_bert_workspace_bytes(m, B, T) + sizeof(float) * ((size_t)B * T * H + 2 * (size_t)B * P) + 4096;
     mrec_status st = mrec_bert_to_device(m, ctx);
     if (!st) st = mrec_context_reserve(ctx, ws);
     if (st) return st;

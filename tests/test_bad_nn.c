@@ -244,7 +244,7 @@ static void config_accepted(mrec_context *ctx) {
         return;
     int32_t ids[2] = {5, 7}, mask[2] = {1, 1};
     float hidden[2 * 32];
-    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m.cfg, 1, 2));
+    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m, 1, 2));
     if (t_status(mrec_bert_forward(ctx, &m, ids, NULL, mask, 1, 1, hidden, NULL), MREC_OK, "one real token runs")) {
         int finite = 1;
         for (int h = 0; h < m.cfg.hidden; h++) finite &= isfinite(hidden[h]) != 0;

@@ -83,7 +83,7 @@ static void run(const char *dir, mrec_context *ctx) {
         return;
     }
     int B = (int)shape[0], T = (int)shape[1], H = m.cfg.hidden;
-    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m.cfg, B, T));
+    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m, B, T));
     float *hidden = malloc(sizeof *hidden * (size_t)B * T * H), *pooled = malloc(sizeof *pooled * (size_t)B * H);
     if (t_status(mrec_bert_forward(ctx, &m, ids, types, mask, B, T, hidden, pooled), MREC_OK, "forward %s", dir)) {
         t_allclose("last_hidden_state", hidden_ref, hidden, (int64_t)B * T * H, 1e-4, 0);
@@ -147,7 +147,7 @@ static void embeddings_check(mrec_context *ctx, mrec_bert *m, mrec_tokenizer *to
     enum { BATCH = 8 };
     int32_t *ids = malloc(sizeof *ids * BATCH * L), *mask = malloc(sizeof *mask * BATCH * L), lens[BATCH];
     float *hidden = malloc(sizeof *hidden * BATCH * L * H), *emb = malloc(sizeof *emb * BATCH * H);
-    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m->cfg, BATCH, L));
+    mrec_context_reserve(ctx, mrec_bert_workspace_bytes(m, BATCH, L));
     while (done < n) {
         int b = n - done < BATCH ? n - done : BATCH;
         mrec_tok_options o = mrec_tok_defaults();
@@ -292,7 +292,7 @@ static void mpnet(mrec_context *ctx) {
                     !mrec_npy_read_f32(FIX "tiny_mpnet/mpnet_pooled.npy", &pooled_ref, &ndim, s2),
                 "read the MPNet reference")) {
         int B = (int)shape[0], T = (int)shape[1], H = m.cfg.hidden;
-        mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m.cfg, B, T));
+        mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m, B, T));
         float *hidden = malloc(sizeof *hidden * (size_t)B * T * H), *pooled = malloc(sizeof *pooled * (size_t)B * H);
         if (t_status(mrec_bert_forward(ctx, &m, ids, NULL, mask, B, T, hidden, pooled), MREC_OK, "mpnet forward")) {
             t_allclose("mpnet last_hidden_state", hidden_ref, hidden, (int64_t)B * T * H, 1e-4, 0);
@@ -332,7 +332,7 @@ static void full_size(mrec_context *ctx) {
         if (t_check(ids && mask && !mrec_npy_read_f32(p, &want, &nd, s2), "%s references", names[i])) {
             int B = (int)shape[0], T = (int)shape[1], H = m.cfg.hidden;
             float *got = malloc(sizeof *got * (size_t)B * T * H);
-            mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m.cfg, B, T));
+            mrec_context_reserve(ctx, mrec_bert_workspace_bytes(&m, B, T));
             if (t_status(mrec_bert_forward(ctx, &m, ids, NULL, mask, B, T, got, NULL), MREC_OK, "%s forward", names[i]))
                 t_allclose(names[i], want, got, (int64_t)B * T * H, 5e-4, 0);
             free(got);

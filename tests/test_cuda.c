@@ -1318,7 +1318,7 @@ static int run_model(int which, mrec_context *ctx, outputs *o) {
         add_out(o, "last_hidden_state", (int64_t)B * T * H);
         if (pool_out) add_out(o, "pooler_output", (int64_t)B * H);
         if (t_status(mrec_bert_to_device(&m, ctx), MREC_OK, "%s to %s", dir, mrec_device_name(ctx->device)) &&
-            plan_outputs(&p, ctx, o, mrec_bert_workspace_bytes(&m.cfg, B, T))) {
+            plan_outputs(&p, ctx, o, mrec_bert_workspace_bytes(&m, B, T))) {
             st = mrec_bert_forward(ctx, &m, ids, types, mask, B, T, p.dev[0], pool_out ? p.dev[1] : NULL);
             bring_back(&p, st, model_names[which]);
         }
@@ -1446,14 +1446,14 @@ static void encoders_parity(void) {
         mrec_bert m;
         int32_t ids[2] = {1, 2};
         if (t_status(mrec_bert_load(&m, FIX "tiny_bert"), MREC_OK, "load tiny_bert")) {
-            mrec_context_reserve(gpu, mrec_bert_workspace_bytes(&m.cfg, 1, 2) + 4096);
+            mrec_context_reserve(gpu, mrec_bert_workspace_bytes(&m, 1, 2) + 4096);
             float *h = mrec_arena_alloc(&gpu->workspace, 4 * 2 * (size_t)m.cfg.hidden);
             t_status(mrec_bert_forward(gpu, &m, ids, NULL, NULL, 1, 2, h, NULL), MREC_ERR_DEVICE, "host weights on a GPU context");
             t_check(strstr(mrec_error_detail(), "mrec_bert_to_device") != NULL, "the message names the move: %s", mrec_error_detail());
             gpu->workspace.used = 0;
             if (t_status(mrec_bert_to_device(&m, gpu), MREC_OK, "to the GPU")) {
                 float hh[64];
-                mrec_context_reserve(cpu, mrec_bert_workspace_bytes(&m.cfg, 1, 2));
+                mrec_context_reserve(cpu, mrec_bert_workspace_bytes(&m, 1, 2));
                 t_status(mrec_bert_forward(cpu, &m, ids, NULL, NULL, 1, 2, hh, NULL), MREC_ERR_DEVICE, "GPU weights on a CPU context");
                 t_status(mrec_bert_to_device(&m, gpu), MREC_OK, "moving twice is nothing");
             }
