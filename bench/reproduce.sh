@@ -6,6 +6,8 @@
 # Each run writes runs/<name>/ (results.tsv, the per-epoch log in log.txt) and prints
 # the test metrics at the best epoch next to the published ones. Data comes from
 # ../shared/data (MREC_DATA to point elsewhere); the Baby draws use data/baby, which ships here.
+# On a GPU: MREC_DEVICE=cuda MREC=build/cuda/mrec bench/reproduce.sh gowalla-lightgcn (the
+# models train and rank there; the same seeds, other bits than the CPU's).
 #
 # Amazon Baby here is MMRec's Baby interactions with DiffMM's split: DiffMM re-split MMRec's
 # 160,792 pairs at random with MMRec's per-user sizes (data/PROVENANCE.md). So the published
@@ -39,13 +41,15 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 threads=${2:-0}
 data=${MREC_DATA:-../shared/data}
-[ -x bin/mrec ] || make -s
+mrec=${MREC:-bin/mrec}
+device=${MREC_DEVICE:-cpu}
+[ -x "$mrec" ] || make -s
 mkdir -p runs
 
 run() { # name, then mrec train arguments
     name=$1; shift
     echo "== $name"
-    ./bin/mrec train "$@" --threads "$threads" --metrics recall,ndcg --k 20 --out "runs/$name" | tee "runs/$name.log"
+    "$mrec" train "$@" --device "$device" --threads "$threads" --metrics recall,ndcg --k 20 --out "runs/$name" | tee "runs/$name.log"
 }
 
 # Two rows per run in results.tsv (valid, test), columns model params split best_epoch recall@20 ndcg@20:
@@ -81,14 +85,14 @@ draws() {
         while [ "$s" -le "$k" ]; do
             echo "== $mode $model: MMRec's rule, draw $s of $k"
             [ -s "$dir/draw$s/results.tsv" ] || \
-                ./bin/mrec train --data "$fixed" --format tsv --split mmrec --seed-split "$s" "$@" --dim 64 --batch-size 2048 \
+                "$mrec" train --device "$device" --data "$fixed" --format tsv --split mmrec --seed-split "$s" "$@" --dim 64 --batch-size 2048 \
                     --seed 999 --threads "$threads" --metrics recall,ndcg --k 20 --out "$dir/draw$s" > "$dir/draw$s.log"
             echo "draw$s $(metrics "$dir/draw$s")" | tee -a "$dir/summary.tsv"
             s=$((s + 1))
         done
         echo "== $mode $model: DiffMM's split"
         [ -s "$dir/diffmm/results.tsv" ] || \
-            ./bin/mrec train --data "$fixed" --format tsv "$@" --dim 64 --batch-size 2048 \
+            "$mrec" train --device "$device" --data "$fixed" --format tsv "$@" --dim 64 --batch-size 2048 \
                 --seed 999 --threads "$threads" --metrics recall,ndcg --k 20 --out "$dir/diffmm" > "$dir/diffmm.log"
         echo "diffmm $(metrics "$dir/diffmm")" | tee -a "$dir/summary.tsv"
         case $model in
