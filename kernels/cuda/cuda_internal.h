@@ -44,6 +44,7 @@ struct mrec_cuda {
     int n_lt_algos, cap_lt_algos;
 };
 void mrec_conv_plans_free(mrec_cuda *cu);
+void mrec_lt_algos_free(mrec_cuda *cu);
 /* Device arrays as bf16 operands: their twins, or rounded into the
  * conversion buffer (gemm.cu); a NULL array gives NULL. */
 mrec_status mrec_cuda_bf16_operands(const uint16_t **out, const float *const *in, const int64_t *n, int count, mrec_cuda *cu);

@@ -70,7 +70,7 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     }
     free(cu->weights);
     mrec_conv_plans_free(cu);
-    free(cu->lt_algos);
+    mrec_lt_algos_free(cu);
     if (cu->bf16_buf) cudaFree(cu->bf16_buf);
     if (cu->lt_work) cudaFree(cu->lt_work);
     if (cu->lt) cublasLtDestroy(cu->lt);

@@ -126,7 +126,10 @@ static uint32_t alignment_of(const void *p) {
 /* What cuBLASLt's heuristic answers depends on: the product's shape, types,
  * epilogue and operand alignments. The query costs tens of microseconds of
  * host time, as long as a bf16 product of an encoder's layer takes on the
- * GPU, so its answer is kept per key in the device context. */
+ * GPU, so its answer is kept per key in the device context, with the
+ * descriptors it was asked with: making and destroying five of them around
+ * each product was host time a small batch (a single query in mrec serve)
+ * waited on; a later product of the key sets only its bias pointer. */
 typedef struct {
     int compute, in_type, trans_a, trans_b, M, N, K, lda, ldb, ldc, epi;
     uint32_t align_a, align_b, align_c;
@@ -136,7 +139,14 @@ struct mrec_lt_algo {
     lt_key key;
     int found; /* 0: cuBLASLt has no algorithm for it */
     cublasLtMatmulAlgo_t algo;
+    lt_plan plan; /* the descriptors (where found) */
 };
+
+void mrec_lt_algos_free(mrec_cuda *cu) {
+    for (int i = 0; i < cu->n_lt_algos; i++) lt_free(&cu->lt_algos[i].plan);
+    free(cu->lt_algos);
+    cu->lt_algos = NULL, cu->n_lt_algos = cu->cap_lt_algos = 0;
+}
 
 static struct mrec_lt_algo *lt_algo_find(mrec_cuda *cu, const lt_key *k) {
     for (int i = 0; i < cu->n_lt_algos; i++)
@@ -144,7 +154,8 @@ static struct mrec_lt_algo *lt_algo_find(mrec_cuda *cu, const lt_key *k) {
     return NULL;
 }
 
-static mrec_status lt_algo_keep(mrec_cuda *cu, const lt_key *k, int found, const cublasLtMatmulAlgo_t *algo) {
+/* Keeps the answer for k; the entry takes *plan over (zeroed here) where found, else frees it. */
+static mrec_status lt_algo_keep(mrec_cuda *cu, const lt_key *k, int found, const cublasLtMatmulAlgo_t *algo, lt_plan *plan) {
     if (cu->n_lt_algos == cu->cap_lt_algos) {
         int cap = cu->cap_lt_algos ? 2 * cu->cap_lt_algos : 32;
         struct mrec_lt_algo *grown = (struct mrec_lt_algo *)realloc(cu->lt_algos, sizeof *grown * cap);
@@ -154,7 +165,10 @@ static mrec_status lt_algo_keep(mrec_cuda *cu, const lt_key *k, int found, const
     struct mrec_lt_algo *e = &cu->lt_algos[cu->n_lt_algos++];
     memset(e, 0, sizeof *e);
     e->key = *k, e->found = found;
-    if (found) e->algo = *algo;
+    if (found) e->algo = *algo, e->plan = *plan;
+    else lt_free(plan);
+    if (e->plan.pref) cublasLtMatmulPreferenceDestroy(e->plan.pref), e->plan.pref = NULL; /* only the query reads it */
+    memset(plan, 0, sizeof *plan);
     return MREC_OK;
 }
 
@@ -186,19 +200,6 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
     if (act == MREC_ACT_GELU_TANH && epi_bias == bias)
         epi = bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU, act_after = 0;
     /* Column-major view: C^T (N, M) = op(B)^T (N, K) op(A)^T (K, M). */
-    cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cudaDataType_t bias_type = CUDA_R_32F;
-    lt_plan p = {0};
-    mrec_status st = mrec_cublas_check(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F), "cublasLt desc");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first), "cublasLt");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second), "cublasLt");
-    if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "cublasLt epilogue");
-    if (!st && epi_bias) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epi_bias, sizeof epi_bias), "cublasLt bias");
-    if (!st && epi_bias) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type), "cublasLt bias");
-    /* stored shapes, column-major: B is (N, K) when trans_b else (K, N) row-major, i.e. (K, N) or (N, K) column-major */
-    if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.a, in_type, trans_b ? K : N, trans_b ? N : K, ldb), "cublasLt layout");
-    if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.b, in_type, trans_a ? M : K, trans_a ? K : M, lda), "cublasLt layout");
-    if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, N, M, ldc), "cublasLt layout");
     size_t ws = MREC_LT_WORKSPACE;
     uint32_t align_first = alignment_of(B), align_second = alignment_of(A), align_c = alignment_of(C);
     lt_key key;
@@ -206,37 +207,53 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
     key.compute = (int)compute, key.in_type = (int)in_type, key.trans_a = trans_a, key.trans_b = trans_b;
     key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc, key.epi = (int)epi;
     key.align_a = align_first, key.align_b = align_second, key.align_c = align_c;
-    const struct mrec_lt_algo *known = st ? NULL : lt_algo_find(cu, &key);
-    cublasLtMatmulAlgo_t algo;
-    int found = known ? known->found : 0;
-    if (known && found) algo = known->algo;
-    if (!st && !known) {
-        cublasLtMatmulHeuristicResult_t heur;
-        st = mrec_cublas_check(cublasLtMatmulPreferenceCreate(&p.pref), "cublasLt preference");
+    mrec_status st = MREC_OK;
+    if (!lt_algo_find(cu, &key)) { /* the first product of the key: its descriptors, and the heuristic's answer */
+        cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+        cudaDataType_t bias_type = CUDA_R_32F;
+        lt_plan p = {0};
+        st = mrec_cublas_check(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F), "cublasLt desc");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first), "cublasLt");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second), "cublasLt");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "cublasLt epilogue");
+        if (!st && epi_bias) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type), "cublasLt bias");
+        if (!st && epi_bias) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epi_bias, sizeof epi_bias), "cublasLt bias");
+        /* stored shapes, column-major: B is (N, K) when trans_b else (K, N) row-major, i.e. (K, N) or (N, K) column-major */
+        if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.a, in_type, trans_b ? K : N, trans_b ? N : K, ldb), "cublasLt layout");
+        if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.b, in_type, trans_a ? M : K, trans_a ? K : M, lda), "cublasLt layout");
+        if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, N, M, ldc), "cublasLt layout");
+        if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceCreate(&p.pref), "cublasLt preference");
         if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), "cublasLt");
         if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof align_first), "cublasLt");
         if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof align_second), "cublasLt");
         if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c), "cublasLt");
         if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c), "cublasLt");
+        cublasLtMatmulHeuristicResult_t heur;
+        int found = 0;
         if (!st) {
             cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(cu->lt, p.op, p.a, p.b, p.c, p.c, p.pref, 1, &heur, &found);
             if (hs == CUBLAS_STATUS_NOT_SUPPORTED) hs = CUBLAS_STATUS_SUCCESS, found = 0;
             st = mrec_cublas_check(hs, "cublasLt heuristic");
-            if (!st) st = lt_algo_keep(cu, &key, found, &heur.algo);
-            if (!st && found) algo = heur.algo;
         }
+        if (!st) st = lt_algo_keep(cu, &key, found, &heur.algo, &p); /* the entry keeps the descriptors */
+        lt_free(&p); /* nothing left after a keep; everything after a failure */
     }
-    if (!st && !found) {
+    const struct mrec_lt_algo *known = st ? NULL : lt_algo_find(cu, &key);
+    if (!st && !known->found) {
         if (no_algo) *no_algo = 1;
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "gemm %dx%dx%d: cuBLASLt has no algorithm for it", M, N, K);
     }
+    /* this product's bias: the key fixes whether there is one, not where it is */
+    if (!st && epi_bias)
+        st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(known->plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &epi_bias, sizeof epi_bias),
+                               "cublasLt bias");
     if (!st) {
-        cublasStatus_t ms = cublasLtMatmul(cu->lt, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &algo, cu->lt_work, ws,
-                                           cu->stream);
+        const lt_plan *p = &known->plan;
+        cublasStatus_t ms = cublasLtMatmul(cu->lt, p->op, &alpha, B, p->a, A, p->b, &beta, C, p->c, C, p->c, &known->algo, cu->lt_work,
+                                           ws, cu->stream);
         if (ms == CUBLAS_STATUS_NOT_SUPPORTED && no_algo) *no_algo = 1;
         st = mrec_cublas_check(ms, "cublasLtMatmul");
     }
-    lt_free(&p);
     if (!st && bias && !epi_bias) {
         unsigned blocks = (unsigned)(((size_t)M * N + 255) / 256);
         add_bias_rows<<<blocks, 256, 0, cu->stream>>>(C, bias, M, N, ldc);
