@@ -728,6 +728,8 @@ mrec_status mrec_batchnorm_cuda(float *out, const float *in, const float *gamma,
  * mrec_conv2d_nhwc_bf16_cuda's work is what its _workspace_bytes_cuda gives
  * for the shape. */
 mrec_status mrec_nhwc_bf16_from_nchw_cuda(uint16_t *out, const float *in, int N, int C, int HW, int C_pad, mrec_cuda *cu);
+/* 1 where the GPU has bf16 tensor cores (compute capability 8.0 or later) */
+int mrec_cuda_bf16_native(const mrec_cuda *cu);
 mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
 mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const float *weight, const float *bias, float beta,
                                        int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
@@ -877,6 +879,9 @@ mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const
 /* The channels-last bf16 ops where ctx runs (on the CPU their references,
  * one thread; no workspace). */
 mrec_status mrec_nhwc_bf16_from_nchw(mrec_context *ctx, uint16_t *out, const float *in, int N, int C, int HW, int C_pad);
+/* 1 where ctx runs these on bf16 tensor cores (a GPU of compute capability 8.0 or later): where a model
+ * chooses the channels-last route; 0 elsewhere, the CPU included. */
+int mrec_nhwc_bf16_native(const mrec_context *ctx);
 mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes);
 mrec_status mrec_conv2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const float *weight, const float *bias,
                                   float beta, int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s);

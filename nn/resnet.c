@@ -195,11 +195,26 @@ mrec_status mrec_resnet_channels_last(mrec_resnet *m) {
     return st;
 }
 
-/* Moves the storage to ctx's device and points every weight into the copy. */
+static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, int w, size_t *act, size_t *col);
+
+/* The channels-last route on ctx: a GPU with bf16 tensor cores whose cuDNN plans every convolution of a
+ * 224 x 224 image in it (the plans are kept for the forwards); the widths are checked by the layout. */
+static int channels_last_fits(mrec_resnet *m, mrec_context *ctx) {
+    if (ctx->precision != MREC_PREC_BF16 || !mrec_nhwc_bf16_native(ctx)) return 0;
+    size_t act, col;
+    m->channels_last = 1; /* the route's shapes (the stem's padded channels) */
+    mrec_status st = plan(m, ctx, 1, 224, 224, &act, &col);
+    m->channels_last = 0;
+    if (st) mrec_clear_error();
+    return !st;
+}
+
+/* Moves the storage to ctx's device and points every weight into the copy; on a GPU in bf16, channels-last
+ * first where it fits (else NCHW, the convolutions in TF32). */
 mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx) {
-    if (ctx->device == MREC_DEVICE_CUDA && ctx->precision == MREC_PREC_BF16 && !m->on) {
+    if (!m->on && channels_last_fits(m, ctx)) {
         mrec_status st = mrec_resnet_channels_last(m);
-        if (st == MREC_ERR_UNSUPPORTED) mrec_clear_error(); /* odd widths: NCHW, the convolutions in TF32 */
+        if (st == MREC_ERR_UNSUPPORTED) mrec_clear_error(); /* odd widths */
         else if (st) return st;
     }
     float *dev;

@@ -129,6 +129,7 @@ mrec_status mrec_maxpool2d_cuda(float *out, const float *in, const mrec_pool2d_s
 mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu) {
     return no_cuda();
 }
+int mrec_cuda_bf16_native(const mrec_cuda *cu) { return 0; }
 mrec_status mrec_nhwc_bf16_from_nchw_cuda(uint16_t *out, const float *in, int N, int C, int HW, int C_pad, mrec_cuda *cu) {
     return no_cuda();
 }

@@ -246,6 +246,8 @@ mrec_status mrec_nhwc_bf16_from_nchw(mrec_context *ctx, uint16_t *out, const flo
     return MREC_OK;
 }
 
+int mrec_nhwc_bf16_native(const mrec_context *ctx) { return on_gpu(ctx) && mrec_cuda_bf16_native(ctx->cuda); }
+
 mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes) {
     if (on_gpu(ctx)) return mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(bytes, s, ctx->cuda);
     *bytes = 0;

@@ -261,6 +261,8 @@ __global__ static void nchw_to_nhwc_bf16(__nv_bfloat16 *out, const float *in, in
     }
 }
 
+extern "C" int mrec_cuda_bf16_native(const mrec_cuda *cu) { return cu->sm >= 80; }
+
 extern "C" mrec_status mrec_nhwc_bf16_from_nchw_cuda(uint16_t *out, const float *in, int N, int C, int HW, int C_pad, mrec_cuda *cu) {
     int64_t pixels = (int64_t)N * HW, blocks = (pixels + 255) / 256;
     if (pixels <= 0) return MREC_OK;
