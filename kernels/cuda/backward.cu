@@ -13,11 +13,6 @@
 
 #define THREADS 256
 
-static unsigned blocks_for(int64_t n) {
-    int64_t b = (n + THREADS - 1) / THREADS;
-    return (unsigned)(b < 65535 * 32 ? b : 65535 * 32);
-}
-
 /* A fixed-tree sum over the block's THREADS threads; every thread gets it. */
 __device__ static double block_sum(double v, double *shared) {
     shared[threadIdx.x] = v;
@@ -68,7 +63,7 @@ extern "C" mrec_status mrec_linear_back_cuda(float *dx, float *dw, float *db, co
     if (dx) st = mrec_gemm_cuda(dx, dy, w, NULL, 1, beta_x, 0, 0, M, K, N, N, K, K, cu);
     if (!st && dw) st = mrec_gemm_cuda(dw, dy, x, NULL, 1, beta_w, 1, 0, N, K, M, N, K, K, cu);
     if (!st && db) {
-        colsum_kernel<<<blocks_for(N), THREADS, 0, cu->stream>>>(db, dy, M, N, (accumulate & MREC_ACC_PARAMS) != 0);
+        colsum_kernel<<<mrec_grid(N, THREADS), THREADS, 0, cu->stream>>>(db, dy, M, N, (accumulate & MREC_ACC_PARAMS) != 0);
         st = MREC_CUDA_LAUNCHED("linear backward bias");
     }
     return st;
@@ -135,7 +130,7 @@ extern "C" mrec_status mrec_layernorm_back_cuda(float *dx, float *dw, float *db,
         st = MREC_CUDA_LAUNCHED("layernorm backward rows");
     }
     if (!st && (dw || db)) {
-        ln_back_cols_kernel<<<blocks_for(C), THREADS, 0, cu->stream>>>(dw, db, dy, x, mean, rstd, accumulate, R, C);
+        ln_back_cols_kernel<<<mrec_grid(C, THREADS), THREADS, 0, cu->stream>>>(dw, db, dy, x, mean, rstd, accumulate, R, C);
         st = MREC_CUDA_LAUNCHED("layernorm backward columns");
     }
     return st;
@@ -177,7 +172,7 @@ __global__ static void act_back_kernel(float *dx, const float *dy, const float *
 extern "C" mrec_status mrec_activation_back_cuda(float *dx, const float *dy, const float *x, mrec_act act, float slope,
                                                  int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    act_back_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(dx, dy, x, (int)act, slope, n);
+    act_back_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(dx, dy, x, (int)act, slope, n);
     return MREC_CUDA_LAUNCHED("activation backward");
 }
 
@@ -241,13 +236,13 @@ extern "C" mrec_status mrec_attention_back_cuda(float *dq, float *dk, float *dv,
     float *dst[4] = {qh, kh, vh, doh};
     mrec_status st = MREC_OK;
     for (int i = 0; i < 4 && !st; i++) {
-        permute_heads_kernel<<<blocks_for((int64_t)n), THREADS, 0, cu->stream>>>(dst[i], src[i], B, T, nh, dh, 1);
+        permute_heads_kernel<<<mrec_grid((int64_t)n, THREADS), THREADS, 0, cu->stream>>>(dst[i], src[i], B, T, nh, dh, 1);
         st = MREC_CUDA_LAUNCHED("attention backward: heads first");
     }
     /* the forward's probabilities again */
     if (!st) st = mrec_gemm_batched_cuda(p, qh, kh, scale, 0, 0, 1, bh, T, T, dh, dh, dh, T, tdh, tdh, tt, cu);
     if (!st && head_bias) {
-        add_head_bias_kernel<<<blocks_for((int64_t)bh * tt), THREADS, 0, cu->stream>>>(p, head_bias, (int64_t)nh * tt,
+        add_head_bias_kernel<<<mrec_grid((int64_t)bh * tt, THREADS), THREADS, 0, cu->stream>>>(p, head_bias, (int64_t)nh * tt,
                                                                                          (int64_t)bh * tt);
         st = MREC_CUDA_LAUNCHED("attention backward: head bias");
     }
@@ -261,7 +256,7 @@ extern "C" mrec_status mrec_attention_back_cuda(float *dq, float *dk, float *dv,
     const float *hsrc[3] = {gq, gk, gv};
     float *hdst[3] = {dq, dk, dv};
     for (int i = 0; i < 3 && !st; i++) {
-        permute_heads_kernel<<<blocks_for((int64_t)n), THREADS, 0, cu->stream>>>(hdst[i], hsrc[i], B, T, nh, dh, 0);
+        permute_heads_kernel<<<mrec_grid((int64_t)n, THREADS), THREADS, 0, cu->stream>>>(hdst[i], hsrc[i], B, T, nh, dh, 0);
         st = MREC_CUDA_LAUNCHED("attention backward: tokens first");
     }
     return st;
@@ -285,7 +280,7 @@ __global__ static void embedding_back_kernel(float *dtable, const float *dy, con
 extern "C" mrec_status mrec_embedding_back_cuda(float *dtable, const float *dy, const int64_t *row_ptr, const int32_t *pos,
                                                 int V, int D, mrec_cuda *cu) {
     if ((int64_t)V * D <= 0) return MREC_OK;
-    embedding_back_kernel<<<blocks_for((int64_t)V * D), THREADS, 0, cu->stream>>>(dtable, dy, row_ptr, pos, V, D);
+    embedding_back_kernel<<<mrec_grid((int64_t)V * D, THREADS), THREADS, 0, cu->stream>>>(dtable, dy, row_ptr, pos, V, D);
     return MREC_CUDA_LAUNCHED("embedding backward");
 }
 
@@ -308,7 +303,7 @@ __global__ static void patchify_back_kernel(float *dimages, const float *dpatche
 extern "C" mrec_status mrec_patchify_back_cuda(float *dimages, const float *dpatches, int B, int C, int S, int P, mrec_cuda *cu) {
     int64_t n = (int64_t)B * C * S * S;
     if (n <= 0) return MREC_OK;
-    patchify_back_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(dimages, dpatches, B, C, S, P);
+    patchify_back_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(dimages, dpatches, B, C, S, P);
     return MREC_CUDA_LAUNCHED("patch backward");
 }
 
@@ -325,7 +320,7 @@ __global__ static void class_back_kernel(float *dcls, float *dpos, const float *
 extern "C" mrec_status mrec_class_embed_back_cuda(float *dcls, float *dpos, const float *dx, int B, int T, int H, mrec_cuda *cu) {
     int64_t cols = dpos ? (int64_t)T * H : H;
     if (cols <= 0) return MREC_OK;
-    class_back_kernel<<<blocks_for(cols), THREADS, 0, cu->stream>>>(dcls, dpos, dx, B, cols, (int64_t)T * H, H);
+    class_back_kernel<<<mrec_grid(cols, THREADS), THREADS, 0, cu->stream>>>(dcls, dpos, dx, B, cols, (int64_t)T * H, H);
     return MREC_CUDA_LAUNCHED("class embedding backward");
 }
 
@@ -338,7 +333,7 @@ __global__ static void gather_back_kernel(float *dx, const float *dy, const int3
 
 extern "C" mrec_status mrec_gather_rows_back_cuda(float *dx, const float *dy, const int32_t *rows, int B, int H, mrec_cuda *cu) {
     if (B <= 0 || H <= 0) return MREC_OK;
-    gather_back_kernel<<<blocks_for(H), THREADS, 0, cu->stream>>>(dx, dy, rows, B, H);
+    gather_back_kernel<<<mrec_grid(H, THREADS), THREADS, 0, cu->stream>>>(dx, dy, rows, B, H);
     return MREC_CUDA_LAUNCHED("gathered rows backward");
 }
 
@@ -392,7 +387,7 @@ extern "C" mrec_status mrec_clip_loss_cuda(float *dlogits, double *out, const fl
     clip_rows_kernel<<<N, THREADS, 0, cu->stream>>>(work, logits, N);
     mrec_status st = MREC_CUDA_LAUNCHED("clip loss rows");
     if (st) return st;
-    clip_cols_kernel<<<blocks_for(N), THREADS, 0, cu->stream>>>(work + N, logits, N);
+    clip_cols_kernel<<<mrec_grid(N, THREADS), THREADS, 0, cu->stream>>>(work + N, logits, N);
     if ((st = MREC_CUDA_LAUNCHED("clip loss columns"))) return st;
     clip_grad_kernel<<<N, THREADS, 0, cu->stream>>>(dlogits, work + 2 * (size_t)N, logits, work, work + N, N);
     if ((st = MREC_CUDA_LAUNCHED("clip loss gradient"))) return st;
@@ -420,7 +415,7 @@ extern "C" mrec_status mrec_adamw_cuda(float *param, float *m, float *v, const f
                                        double eps, double weight_decay, int64_t step, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
     double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
-    adamw_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(param, m, v, grad, (float)(1 - lr * weight_decay), (float)(1 - beta1),
+    adamw_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(param, m, v, grad, (float)(1 - lr * weight_decay), (float)(1 - beta1),
                                                              (float)beta2, (float)(1 - beta2), (float)(-lr / bc1), (float)sqrt(bc2),
                                                              (float)eps, n);
     return MREC_CUDA_LAUNCHED("adamw");

@@ -224,13 +224,9 @@ static mrec_status conv(float *out, const float *in, const float *weight, const 
     if (st || (!bias && act < 0)) return st;
     int64_t HW = (int64_t)mrec_conv2d_out_h(s) * mrec_conv2d_out_w(s), n = (int64_t)s->N * s->C_out * HW;
     if (HW % 4 == 0 && ((uintptr_t)out & 15) == 0) {
-        int64_t blocks = (n / 4 + 255) / 256;
-        bias_act4<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>((float4 *)out, bias, act,
-                                                                                               s->C_out, HW / 4, n / 4);
+        bias_act4<<<mrec_grid(n / 4, 256), 256, 0, cu->stream>>>((float4 *)out, bias, act, s->C_out, HW / 4, n / 4);
     } else {
-        int64_t blocks = (n + 255) / 256;
-        bias_act<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>(out, bias, act, s->C_out,
-                                                                                              HW, n);
+        bias_act<<<mrec_grid(n, 256), 256, 0, cu->stream>>>(out, bias, act, s->C_out, HW, n);
     }
     return MREC_CUDA_LAUNCHED("conv2d bias and activation");
 }
@@ -264,10 +260,9 @@ __global__ static void nchw_to_nhwc_bf16(__nv_bfloat16 *out, const float *in, in
 extern "C" int mrec_cuda_bf16_native(const mrec_cuda *cu) { return cu->sm >= 80; }
 
 extern "C" mrec_status mrec_nhwc_bf16_from_nchw_cuda(uint16_t *out, const float *in, int N, int C, int HW, int C_pad, mrec_cuda *cu) {
-    int64_t pixels = (int64_t)N * HW, blocks = (pixels + 255) / 256;
+    int64_t pixels = (int64_t)N * HW;
     if (pixels <= 0) return MREC_OK;
-    nchw_to_nhwc_bf16<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, in, C, HW,
-                                                                                                     C_pad, pixels);
+    nchw_to_nhwc_bf16<<<mrec_grid(pixels, 256), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, in, C, HW, C_pad, pixels);
     return MREC_CUDA_LAUNCHED("nhwc_bf16_from_nchw");
 }
 
@@ -310,9 +305,8 @@ extern "C" mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t 
     if (!st) st = mrec_cudnn_check(cudnnConvolutionForward(cu->dnn, &one, p->x, in, p->w, w16[0], p->conv, p->algo, work, p->work, &beta,
                                                            p->y, out), "cudnnConvolutionForward (bf16 NHWC)");
     if (st || (!bias && !relu)) return st;
-    int64_t n = (int64_t)s->N * mrec_conv2d_out_h(s) * mrec_conv2d_out_w(s) * s->C_out, blocks = (n + 255) / 256;
-    bias_act_nhwc<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, bias, relu,
-                                                                                                 s->C_out, n);
+    int64_t n = (int64_t)s->N * mrec_conv2d_out_h(s) * mrec_conv2d_out_w(s) * s->C_out;
+    bias_act_nhwc<<<mrec_grid(n, 256), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, bias, relu, s->C_out, n);
     return MREC_CUDA_LAUNCHED("conv2d_nhwc_bf16 bias and ReLU");
 }
 
@@ -337,10 +331,9 @@ __global__ static void maxpool_nhwc(__nv_bfloat16 *out, const __nv_bfloat16 *in,
 
 extern "C" mrec_status mrec_maxpool2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s, mrec_cuda *cu) {
     int Ho = mrec_pool2d_out_h(s), Wo = mrec_pool2d_out_w(s);
-    int64_t n = (int64_t)s->N * Ho * Wo * s->C, blocks = (n + 255) / 256;
+    int64_t n = (int64_t)s->N * Ho * Wo * s->C;
     if (n <= 0) return MREC_OK;
-    maxpool_nhwc<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>(
-        (__nv_bfloat16 *)out, (const __nv_bfloat16 *)in, *s, Ho, Wo, n);
+    maxpool_nhwc<<<mrec_grid(n, 256), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)in, *s, Ho, Wo, n);
     return MREC_CUDA_LAUNCHED("maxpool2d_nhwc_bf16");
 }
 
@@ -356,8 +349,8 @@ __global__ static void mean_hw_nhwc(float *out, const __nv_bfloat16 *in, int HW,
 }
 
 extern "C" mrec_status mrec_mean_hw_nhwc_bf16_cuda(float *out, const uint16_t *in, int N, int HW, int C, mrec_cuda *cu) {
-    int64_t n = (int64_t)N * C, blocks = (n + 255) / 256;
+    int64_t n = (int64_t)N * C;
     if (n <= 0) return MREC_OK;
-    mean_hw_nhwc<<<(unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32), 256, 0, cu->stream>>>(out, (const __nv_bfloat16 *)in, HW, C, n);
+    mean_hw_nhwc<<<mrec_grid(n, 256), 256, 0, cu->stream>>>(out, (const __nv_bfloat16 *)in, HW, C, n);
     return MREC_CUDA_LAUNCHED("mean_hw_nhwc_bf16");
 }

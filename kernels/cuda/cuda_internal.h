@@ -69,6 +69,12 @@ __device__ inline float mrec_activate(float x, mrec_act act, float slope) {
     }
     return NAN;
 }
+/* Blocks of `threads` for n items, capped at 2^21: the kernels' grid-stride loops cover the rest. */
+static inline unsigned mrec_grid(int64_t n, int threads) {
+    int64_t blocks = (n + threads - 1) / threads;
+    return (unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32);
+}
+
 /* After every launch: a bad configuration shows up here, not later. */
 #define MREC_CUDA_LAUNCHED(what) mrec_cuda_check(cudaGetLastError(), what)
 

@@ -11,11 +11,6 @@
  */
 #include "cuda_internal.h"
 
-static unsigned grid_for(int64_t n, int threads) {
-    int64_t blocks = (n + threads - 1) / threads;
-    return (unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32);
-}
-
 /* out (N, C, Ho, Wo); in (N, C, H, W); weight (C, KH, KW); bias (C) or NULL */
 __global__ static void depthwise_kernel(float *__restrict__ out, const float *__restrict__ in,
                                         const float *__restrict__ weight, const float *__restrict__ bias,
@@ -46,7 +41,7 @@ extern "C" mrec_status mrec_depthwise_conv2d_cuda(float *out, const float *in, c
     int Ho = mrec_depthwise_out_h(s), Wo = mrec_depthwise_out_w(s);
     int64_t n = (int64_t)s->N * s->C * Ho * Wo;
     if (n <= 0) return MREC_OK;
-    depthwise_kernel<<<grid_for(n, 256), 256, 0, cu->stream>>>(out, in, weight, bias, *s, Ho, Wo, n);
+    depthwise_kernel<<<mrec_grid(n, 256), 256, 0, cu->stream>>>(out, in, weight, bias, *s, Ho, Wo, n);
     return MREC_CUDA_LAUNCHED("depthwise conv2d");
 }
 
@@ -85,6 +80,6 @@ extern "C" mrec_status mrec_sigmoid_gate_rows_cuda(float *out, const float *in, 
                                                    mrec_cuda *cu) {
     int64_t n = (int64_t)R * HW;
     if (n <= 0) return MREC_OK;
-    sigmoid_gate_kernel<<<grid_for(n, 256), 256, 0, cu->stream>>>(out, in, gate, HW, n);
+    sigmoid_gate_kernel<<<mrec_grid(n, 256), 256, 0, cu->stream>>>(out, in, gate, HW, n);
     return MREC_CUDA_LAUNCHED("sigmoid gate");
 }

@@ -14,11 +14,6 @@
 
 #define THREADS 256
 
-static unsigned blocks_for(int64_t n) {
-    int64_t b = (n + THREADS - 1) / THREADS;
-    return (unsigned)(b < 65535 * 32 ? b : 65535 * 32); /* grid-stride loops cover the rest */
-}
-
 /* One thread per (token, feature): word + type + position, that order. */
 __global__ static void embedding_sum_kernel(float *out, const float *word, const int32_t *ids, const float *type,
                                             const int32_t *type_ids, const float *position, const int32_t *pos, int H,
@@ -38,7 +33,7 @@ extern "C" mrec_status mrec_embedding_sum_cuda(float *out, const float *word, co
                                                int H, mrec_cuda *cu) {
     int64_t n = (int64_t)N * H;
     if (n <= 0) return MREC_OK;
-    embedding_sum_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, word, ids, type, type_ids, position, pos, H, n);
+    embedding_sum_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, word, ids, type, type_ids, position, pos, H, n);
     return MREC_CUDA_LAUNCHED("embedding_sum");
 }
 
@@ -70,7 +65,7 @@ __global__ static void mask_bias_kernel(float *out, const int32_t *mask, int64_t
 /* out, mask: (n) */
 extern "C" mrec_status mrec_mask_bias_cuda(float *out, const int32_t *mask, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    mask_bias_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, mask, n);
+    mask_bias_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, mask, n);
     return MREC_CUDA_LAUNCHED("mask_bias");
 }
 
@@ -88,7 +83,7 @@ extern "C" mrec_status mrec_rel_bias_cuda(float *out, const float *table, const 
                                           mrec_cuda *cu) {
     int64_t n = (int64_t)heads * T * T;
     if (n <= 0) return MREC_OK;
-    attention_bias_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, table, bucket, heads, T, n);
+    attention_bias_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, table, bucket, heads, T, n);
     return MREC_CUDA_LAUNCHED("rel_bias");
 }
 
@@ -96,7 +91,7 @@ extern "C" mrec_status mrec_rel_bias_cuda(float *out, const float *table, const 
 extern "C" mrec_status mrec_causal_bias_cuda(float *out, int heads, int T, mrec_cuda *cu) {
     int64_t n = (int64_t)heads * T * T;
     if (n <= 0) return MREC_OK;
-    attention_bias_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, NULL, NULL, heads, T, n);
+    attention_bias_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, NULL, NULL, heads, T, n);
     return MREC_CUDA_LAUNCHED("causal_bias");
 }
 
@@ -118,7 +113,7 @@ extern "C" mrec_status mrec_patchify_cuda(float *out, const float *images, int B
     if (P < 1 || S % P) return mrec_fail(MREC_ERR_SHAPE, "patchify: %dx%d images do not split into %dx%d patches", S, S, P, P);
     int64_t n = (int64_t)B * (S / P) * (S / P) * C * P * P;
     if (n <= 0) return MREC_OK;
-    patchify_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, images, C, S, P, n);
+    patchify_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, images, C, S, P, n);
     return MREC_CUDA_LAUNCHED("patchify");
 }
 
@@ -134,7 +129,7 @@ extern "C" mrec_status mrec_class_embed_cuda(float *x, const float *cls, const f
                                              mrec_cuda *cu) {
     int64_t n = (int64_t)B * T * H;
     if (n <= 0) return MREC_OK;
-    class_embed_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(x, cls, pos, T, H, n);
+    class_embed_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(x, cls, pos, T, H, n);
     return MREC_CUDA_LAUNCHED("class_embed");
 }
 

@@ -87,8 +87,7 @@ __global__ static void f32_to_bf16_4(__nv_bfloat162 *out, const float4 *in, int 
 static mrec_status convert_bf16(uint16_t *out, const float *in, int act, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
     int wide = n % 4 == 0 && ((uintptr_t)in & 15) == 0 && ((uintptr_t)out & 7) == 0;
-    int64_t blocks = ((wide ? n / 4 : n) + 255) / 256;
-    unsigned grid = (unsigned)(blocks < 65535 * 32 ? blocks : 65535 * 32);
+    unsigned grid = mrec_grid(wide ? n / 4 : n, 256);
     if (wide) f32_to_bf16_4<<<grid, 256, 0, cu->stream>>>((__nv_bfloat162 *)out, (const float4 *)in, act, n / 4);
     else f32_to_bf16<<<grid, 256, 0, cu->stream>>>((__nv_bfloat16 *)out, in, act, n);
     return MREC_CUDA_LAUNCHED(act < 0 ? "f32_to_bf16" : "activation to bf16");

@@ -13,11 +13,6 @@
 
 #define THREADS 256
 
-static unsigned blocks_for(int64_t n, int per_block) {
-    int64_t b = (n + per_block - 1) / per_block;
-    return (unsigned)(b < 65535 * 32 ? b : 65535 * 32); /* grid-stride loops cover the rest */
-}
-
 /* ---- element-wise ------------------------------------------------------- */
 
 __global__ static void add_kernel(float *out, const float *a, const float *b, int64_t n) {
@@ -43,28 +38,28 @@ __global__ static void fill_kernel(float *out, float value, int64_t n) {
 /* out, a, b: (n) */
 extern "C" mrec_status mrec_add_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    add_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, a, b, n);
+    add_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, a, b, n);
     return MREC_CUDA_LAUNCHED("add");
 }
 
 /* out, a, b: (n) */
 extern "C" mrec_status mrec_mul_cuda(float *out, const float *a, const float *b, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    mul_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, a, b, n);
+    mul_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, a, b, n);
     return MREC_CUDA_LAUNCHED("mul");
 }
 
 /* out, a: (n) */
 extern "C" mrec_status mrec_scale_cuda(float *out, const float *a, float s, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    scale_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, a, s, n);
+    scale_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, a, s, n);
     return MREC_CUDA_LAUNCHED("scale");
 }
 
 /* out: (n) */
 extern "C" mrec_status mrec_fill_cuda(float *out, float value, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    fill_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, value, n);
+    fill_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, value, n);
     return MREC_CUDA_LAUNCHED("fill");
 }
 
@@ -89,10 +84,10 @@ extern "C" mrec_status mrec_activation_cuda(float *out, const float *in, mrec_ac
                                             mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
     if (n % 4 == 0 && ((uintptr_t)out & 15) == 0 && ((uintptr_t)in & 15) == 0)
-        activation4_kernel<<<blocks_for(n / 4, THREADS), THREADS, 0, cu->stream>>>((float4 *)out, (const float4 *)in, act,
+        activation4_kernel<<<mrec_grid(n / 4, THREADS), THREADS, 0, cu->stream>>>((float4 *)out, (const float4 *)in, act,
                                                                                  slope, n / 4);
     else
-        activation_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, in, act, slope, n);
+        activation_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, in, act, slope, n);
     return MREC_CUDA_LAUNCHED("activation");
 }
 
@@ -304,7 +299,7 @@ extern "C" mrec_status mrec_embedding_checked_cuda(float *out, const float *tabl
 }
 
 /* One thread per (b, d): tokens are summed in order, as the reference. A
- * grid-stride loop: blocks_for caps the grid. */
+ * grid-stride loop: mrec_grid caps the grid. */
 __global__ static void mean_pool_kernel(float *out, const float *in, const int32_t *mask, int B, int T, int D) {
     for (int64_t at = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; at < (int64_t)B * D; at += (int64_t)gridDim.x * blockDim.x) {
         int b = (int)(at / D), d = (int)(at % D);
@@ -322,7 +317,7 @@ __global__ static void mean_pool_kernel(float *out, const float *in, const int32
 extern "C" mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask, int B, int T, int D,
                                            mrec_cuda *cu) {
     if (B <= 0 || D <= 0) return MREC_OK;
-    mean_pool_kernel<<<blocks_for((int64_t)B * D, THREADS), THREADS, 0, cu->stream>>>(out, in, mask, B, T, D);
+    mean_pool_kernel<<<mrec_grid((int64_t)B * D, THREADS), THREADS, 0, cu->stream>>>(out, in, mask, B, T, D);
     return MREC_CUDA_LAUNCHED("mean_pool");
 }
 
@@ -493,7 +488,7 @@ extern "C" mrec_status mrec_batchnorm_cuda(float *out, const float *in, const fl
                                            mrec_cuda *cu) {
     int64_t n = (int64_t)N * C * HW;
     if (n <= 0) return MREC_OK;
-    batchnorm_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, in, gamma, beta, mean, var, eps, C, HW, n);
+    batchnorm_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, in, gamma, beta, mean, var, eps, C, HW, n);
     return MREC_CUDA_LAUNCHED("batchnorm");
 }
 
@@ -524,7 +519,7 @@ static mrec_status pool2d_cuda(float *out, const float *in, const mrec_pool2d_sh
     if (Ho <= 0 || Wo <= 0) return mrec_fail(MREC_ERR_SHAPE, "pool2d: the window does not fit the input");
     int64_t n = (int64_t)s->N * s->C * Ho * Wo;
     if (n <= 0) return MREC_OK;
-    pool2d_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(out, in, *s, Ho, Wo, is_max);
+    pool2d_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, in, *s, Ho, Wo, is_max);
     return MREC_CUDA_LAUNCHED(is_max ? "maxpool2d" : "avgpool2d");
 }
 
@@ -563,7 +558,7 @@ extern "C" mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const 
                                       const float *X, int R, int Cc, int D, mrec_cuda *cu) {
     (void)Cc;
     if (R <= 0 || D <= 0) return MREC_OK;
-    spmm_kernel<<<blocks_for((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, row_ptr, col, val, X, R, D);
+    spmm_kernel<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, row_ptr, col, val, X, R, D);
     return MREC_CUDA_LAUNCHED("spmm");
 }
 
@@ -587,7 +582,7 @@ extern "C" mrec_status mrec_adam_cuda(float *param, float *m, float *v, const fl
     if (n <= 0) return MREC_OK;
     if (step < 1) return mrec_fail(MREC_ERR_ARG, "adam: step %lld (steps count from 1)", (long long)step);
     double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
-    adam_kernel<<<blocks_for(n, THREADS), THREADS, 0, cu->stream>>>(param, m, v, grad, lr, beta1, beta2, eps,
+    adam_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(param, m, v, grad, lr, beta1, beta2, eps,
                                                                     weight_decay, (float)bias1,
                                                                     (float)(1.0 / sqrt(bias2)), n);
     return MREC_CUDA_LAUNCHED("adam");

@@ -15,11 +15,6 @@
 
 #define THREADS 256
 
-static unsigned blocks_for(int64_t n) {
-    int64_t b = (n + THREADS - 1) / THREADS;
-    return (unsigned)(b < 65535 * 32 ? b : 65535 * 32);
-}
-
 __global__ static void dropout_kernel(float *out, const float *in, float p, float scale, uint64_t seed, uint64_t offset,
                                       int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
@@ -31,7 +26,7 @@ extern "C" mrec_status mrec_dropout_cuda(float *out, const float *in, float p, u
                                          mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
     if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "dropout: p %g is outside [0, 1)", p);
-    dropout_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, in, p, (float)(1.0 / (1.0 - p)), seed, offset, n);
+    dropout_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, in, p, (float)(1.0 / (1.0 - p)), seed, offset, n);
     return MREC_CUDA_LAUNCHED("dropout");
 }
 
@@ -82,7 +77,7 @@ static mrec_status index_csr(int64_t *row_ptr, int32_t *pos, const int32_t *ids,
     mrec_index_csr_workspace_bytes_cuda(&need, N, V);
     if (need > work_bytes) return mrec_fail(MREC_ERR_ARG, "index: workspace of %zu bytes, %zu needed", work_bytes, need);
     if (N == 0) {
-        row_starts<<<blocks_for((int64_t)V + 1), THREADS, 0, cu->stream>>>(row_ptr, NULL, 0, V);
+        row_starts<<<mrec_grid((int64_t)V + 1, THREADS), THREADS, 0, cu->stream>>>(row_ptr, NULL, 0, V);
         return MREC_CUDA_LAUNCHED("index row starts");
     }
     int32_t *keys = (int32_t *)work, *iota = (int32_t *)((char *)work + align256(sizeof(int32_t) * (size_t)N));
@@ -92,7 +87,7 @@ static mrec_status index_csr(int64_t *row_ptr, int32_t *pos, const int32_t *ids,
     mrec_status st = MREC_OK;
     if (flag && (st = mrec_cuda_check(cudaMemcpyAsync(flag, &bad, sizeof bad, cudaMemcpyHostToDevice, cu->stream), "index")))
         return st;
-    iota_check<<<blocks_for(N), THREADS, 0, cu->stream>>>(iota, ids, N, V, flag);
+    iota_check<<<mrec_grid(N, THREADS), THREADS, 0, cu->stream>>>(iota, ids, N, V, flag);
     if ((st = MREC_CUDA_LAUNCHED("index check"))) return st;
     if (flag) {
         st = mrec_cuda_check(cudaMemcpyAsync(&bad, flag, sizeof bad, cudaMemcpyDeviceToHost, cu->stream), "index");
@@ -112,7 +107,7 @@ static mrec_status index_csr(int64_t *row_ptr, int32_t *pos, const int32_t *ids,
                                                          cu->stream),
                          "index sort");
     if (st) return st;
-    row_starts<<<blocks_for((int64_t)V + 1), THREADS, 0, cu->stream>>>(row_ptr, keys, N, V);
+    row_starts<<<mrec_grid((int64_t)V + 1, THREADS), THREADS, 0, cu->stream>>>(row_ptr, keys, N, V);
     return MREC_CUDA_LAUNCHED("index row starts");
 }
 
@@ -148,7 +143,7 @@ __global__ static void gather_dot_kernel(float *out, const float *A, const int32
 extern "C" mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, const float *B,
                                             const int32_t *ib, int n, int d, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    gather_dot_kernel<<<blocks_for((int64_t)n * 32), THREADS, 0, cu->stream>>>(out, A, ia, B, ib, n, d);
+    gather_dot_kernel<<<mrec_grid((int64_t)n * 32, THREADS), THREADS, 0, cu->stream>>>(out, A, ia, B, ib, n, d);
     return MREC_CUDA_LAUNCHED("gather_dot");
 }
 
@@ -189,7 +184,7 @@ extern "C" mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int3
     if (n <= 0 || d <= 0) return MREC_OK;
     bpr_coef c = {{0, 0, 0}, coef != NULL};
     if (coef) c.c[0] = coef[0], c.c[1] = coef[1], c.c[2] = coef[2];
-    bpr_rows_kernel<<<blocks_for(3 * (int64_t)n * 32), THREADS, 0, cu->stream>>>(out, T, ids, dx, c, n, d);
+    bpr_rows_kernel<<<mrec_grid(3 * (int64_t)n * 32, THREADS), THREADS, 0, cu->stream>>>(out, T, ids, dx, c, n, d);
     return MREC_CUDA_LAUNCHED("bpr_rows");
 }
 
@@ -237,7 +232,7 @@ __global__ static void mask_rows_kernel(float *scores, const int64_t *row_ptr, c
 extern "C" mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
                                            mrec_cuda *cu) {
     if (R <= 0) return MREC_OK;
-    mask_rows_kernel<<<blocks_for((int64_t)R * 32), THREADS, 0, cu->stream>>>(scores, row_ptr, col, u0, R, C);
+    mask_rows_kernel<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(scores, row_ptr, col, u0, R, C);
     return MREC_CUDA_LAUNCHED("mask_rows");
 }
 
@@ -262,7 +257,7 @@ __global__ static void hash_dropout_kernel(float *out, const float *x, const int
 extern "C" mrec_status mrec_hash_dropout_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key,
                                               mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    hash_dropout_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, x, idx, n, p, key);
+    hash_dropout_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, x, idx, n, p, key);
     return MREC_CUDA_LAUNCHED("hash dropout");
 }
 
@@ -275,7 +270,7 @@ __global__ static void leaky_relu_back_kernel(float *dz, const float *dy, const 
 extern "C" mrec_status mrec_leaky_relu_back_cuda(float *dz, const float *dy, const float *z, float slope, int64_t n,
                                                  mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    leaky_relu_back_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(dz, dy, z, slope, n);
+    leaky_relu_back_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(dz, dy, z, slope, n);
     return MREC_CUDA_LAUNCHED("leaky relu backward");
 }
 
@@ -301,7 +296,7 @@ __global__ static void l2_back_kernel(float *dx, const float *dy, const float *y
 extern "C" mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const float *y, const float *x, float eps,
                                                         float beta, int R, int C, mrec_cuda *cu) {
     if (R <= 0 || C <= 0) return MREC_OK;
-    l2_back_kernel<<<blocks_for((int64_t)R * 32), THREADS, 0, cu->stream>>>(dx, dy, y, x, eps, beta, R, C);
+    l2_back_kernel<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(dx, dy, y, x, eps, beta, R, C);
     return MREC_CUDA_LAUNCHED("l2 normalize backward");
 }
 
@@ -333,7 +328,7 @@ __global__ static void sign_noise_kernel(float *x, const float *u, float eps, ui
 extern "C" mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C,
                                             mrec_cuda *cu) {
     if (R <= 0 || C <= 0) return MREC_OK;
-    sign_noise_kernel<<<blocks_for(R), THREADS, 0, cu->stream>>>(x, u, eps, key, offset, R, C);
+    sign_noise_kernel<<<mrec_grid(R, THREADS), THREADS, 0, cu->stream>>>(x, u, eps, key, offset, R, C);
     return MREC_CUDA_LAUNCHED("sign noise");
 }
 
@@ -395,7 +390,7 @@ __global__ static void inv_sqrt_kernel(float *out, const float *in, int64_t n) {
 /* out, in: (n) */
 extern "C" mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    inv_sqrt_kernel<<<blocks_for(n), THREADS, 0, cu->stream>>>(out, in, n);
+    inv_sqrt_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, in, n);
     return MREC_CUDA_LAUNCHED("inverse square root");
 }
 
@@ -428,7 +423,7 @@ __global__ static void knn_scores_kernel(float *scores, const int64_t *row_ptr, 
 extern "C" mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
                                             const float *sim, int u0, int R, int C, int k, mrec_cuda *cu) {
     if ((int64_t)R * C <= 0) return MREC_OK;
-    knn_scores_kernel<<<blocks_for((int64_t)R * C), THREADS, 0, cu->stream>>>(scores, row_ptr, col, nbr, sim, u0, R, C, k);
+    knn_scores_kernel<<<mrec_grid((int64_t)R * C, THREADS), THREADS, 0, cu->stream>>>(scores, row_ptr, col, nbr, sim, u0, R, C, k);
     return MREC_CUDA_LAUNCHED("knn scores");
 }
 
@@ -466,10 +461,7 @@ __global__ static void segment_softmax_back_kernel(float *dx, const float *dy, c
     }
 }
 
-static unsigned segment_blocks(int R) {
-    int64_t b = ((int64_t)R + SEG_WARPS - 1) / SEG_WARPS;
-    return (unsigned)(b < 65535 * 32 ? b : 65535 * 32);
-}
+static unsigned segment_blocks(int R) { return mrec_grid(R, SEG_WARPS); }
 
 /* y, x: (row_ptr[R]); row_ptr: (R + 1) */
 extern "C" mrec_status mrec_segment_softmax_cuda(float *y, const float *x, const int64_t *row_ptr, int R, mrec_cuda *cu) {
