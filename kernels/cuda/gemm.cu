@@ -166,7 +166,6 @@ static mrec_status lt_algo_keep(mrec_cuda *cu, const lt_key *k, int found, const
     e->key = *k, e->found = found;
     if (found) e->algo = *algo, e->plan = *plan;
     else lt_free(plan);
-    if (e->plan.pref) cublasLtMatmulPreferenceDestroy(e->plan.pref), e->plan.pref = NULL; /* only the query reads it */
     memset(plan, 0, sizeof *plan);
     return MREC_OK;
 }
@@ -234,6 +233,7 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
             if (hs == CUBLAS_STATUS_NOT_SUPPORTED) hs = CUBLAS_STATUS_SUCCESS, found = 0;
             st = mrec_cublas_check(hs, "cublasLt heuristic");
         }
+        if (p.pref) cublasLtMatmulPreferenceDestroy(p.pref), p.pref = NULL; /* only the query reads it */
         if (!st) st = lt_algo_keep(cu, &key, found, &heur.algo, &p); /* the entry keeps the descriptors */
         lt_free(&p); /* nothing left after a keep; everything after a failure */
     }
