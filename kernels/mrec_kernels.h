@@ -447,6 +447,37 @@ void mrec_maxpool2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const mrec_
  * pixel order, then divided by HW (AdaptiveAvgPool2d(1)); the GPU's bits too. */
 void mrec_mean_hw_nhwc_bf16_ref(float *out, const uint16_t *in, int N, int HW, int C);
 
+/* ---- bf16 activations (a GPU's bf16 transformers) --------------------------
+ * A transformer layer in bf16 the way PyTorch runs one under autocast: each
+ * linear layer's output rounded to bf16 once (after its bias, the bias
+ * itself rounded), an activation applied to those rounded values and
+ * rounded again, attention on bf16 queries, keys and values; the residual
+ * stream and the LayerNorms' statistics stay fp32, and a LayerNorm writes
+ * the next product's bf16 operand directly. A GPU moves half the bytes of
+ * fp32 activations and converts nothing between its products. Weights are
+ * fp32 arrays rounded to bf16 (a GPU reads their bf16 twins). The
+ * references sum in double; the CPU runs them (tests do). */
+
+/* out16 (R, C) bf16 = LayerNorm(a + b) (b NULL: of a alone), weight and bias (C) or NULL; out (R, C) fp32,
+ * where not NULL, the same values unrounded. out may be a or b. */
+void mrec_layernorm_bf16_ref(float *out, uint16_t *out16, const float *a, const float *b, const float *weight, const float *bias,
+                             float eps, int R, int C);
+/* C (M, N), row stride ldc, = A (M, K) bf16 times W (N, K)^T (W rounded to bf16), fp32 sums, then:
+ * c_bf16 0: C fp32 = sum + bias + beta C (bias fp32, NULL for none; act must be MREC_GEMM_NO_ACT);
+ * c_bf16 1: C bf16 = round(sum + round(bias)), then with an act, round(act(C)) (beta must be 0). */
+void mrec_linear_bf16_ref(void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act, float beta, int M,
+                          int N, int K, int ldc);
+/* x (n) bf16 = round(act(x)) in place */
+void mrec_activation_bf16_ref(uint16_t *x, mrec_act act, int64_t n);
+/* out (rows, H) bf16, H = heads * dh: per sequence and head, softmax(q k^T scale + head_bias + mask_bias) v
+ * rounded; q, k, v bf16 rows of stride ld (a packed product: q, q + H, q + 2 H and ld 3 H). Sequences padded
+ * (B, T), mask_bias (B, T) or NULL, or laid end to end: starts (B + 1, host memory), sequence b rows
+ * starts[b] .. starts[b + 1], none longer than T, no mask. head_bias (heads, T, T) or NULL, a shorter
+ * sequence reading its top-left block. */
+void mrec_attention_bf16_ref(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                             const float *mask_bias, const float *head_bias, const int32_t *starts, float scale, int B, int T,
+                             int heads, int dh);
+
 /* ---- encoders: the steps around the layers, and memory on the device --------
  * What the encoders used to do in host loops, as ops: token embeddings with
  * positions, the attention biases, ViT's patch unfold and class token,
@@ -735,6 +766,21 @@ mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const 
                                        int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s, mrec_cuda *cu);
 mrec_status mrec_maxpool2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s, mrec_cuda *cu);
 mrec_status mrec_mean_hw_nhwc_bf16_cuda(float *out, const uint16_t *in, int N, int HW, int C, mrec_cuda *cu);
+/* The bf16-activation ops (contracts of their references): the LayerNorm a
+ * block of threads a row; the products through cuBLASLt (bf16 in, fp32 or bf16
+ * out, the bias in its epilogue); the activation in place, 16-byte loads;
+ * attention on the tensor cores (bf16 MMAs, fp32 softmax, the probabilities
+ * rounded to bf16 for the second product, as flash attention does: within a
+ * few bf16 steps of the reference). dev_starts: the B + 1 starts in device
+ * memory, or NULL for padded sequences. */
+mrec_status mrec_layernorm_bf16_cuda(float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
+                                     const float *bias, float eps, int R, int C, mrec_cuda *cu);
+mrec_status mrec_linear_bf16_cuda(void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act, float beta,
+                                  int M, int N, int K, int ldc, mrec_cuda *cu);
+mrec_status mrec_activation_bf16_cuda(uint16_t *x, mrec_act act, int64_t n, mrec_cuda *cu);
+mrec_status mrec_attention_bf16_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                                     const float *mask_bias, const float *head_bias, const int32_t *dev_starts, float scale, int B,
+                                     int T, int heads, int dh, mrec_cuda *cu);
 mrec_status mrec_maxpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu);
 mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_shape *s, mrec_cuda *cu);
 /* Deterministic (no atomics). A^T @ X is this op on A's transpose, which
@@ -887,6 +933,25 @@ mrec_status mrec_conv2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16
                                   float beta, int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s);
 mrec_status mrec_maxpool2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s);
 mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t *in, int N, int HW, int C);
+/* The bf16-activation ops where ctx runs (on the CPU their references, one
+ * thread). mrec_bf16_activations_native: ctx is a GPU context in bf16 with
+ * bf16 tensor cores (compute capability 8.0 or later), where the encoders
+ * take this route. attention_bf16: starts and dev_starts as in
+ * mrec_attention_varlen, both NULL for padded sequences. */
+int mrec_bf16_activations_native(const mrec_context *ctx);
+mrec_status mrec_layernorm_bf16(mrec_context *ctx, float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
+                                const float *bias, float eps, int R, int C);
+mrec_status mrec_linear_bf16(mrec_context *ctx, void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act,
+                             float beta, int M, int N, int K, int ldc);
+mrec_status mrec_activation_bf16(mrec_context *ctx, uint16_t *x, mrec_act act, int64_t n);
+/* qkv (R, 3 H) bf16 = the rows [x Wq^T + bq, x Wk^T + bk, x Wv^T + bv] (mrec_linear_bf16, bf16 out), x (R, H)
+ * bf16, each W (H, H), the biases (H) or all NULL: one (3 H, H) product where the weights, and the biases,
+ * lie one after another in memory, else three. */
+mrec_status mrec_qkv_bf16(mrec_context *ctx, uint16_t *qkv, const uint16_t *x, const float *q_w, const float *k_w, const float *v_w,
+                          const float *q_b, const float *k_b, const float *v_b, int R, int H);
+mrec_status mrec_attention_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                                const float *mask_bias, const float *head_bias, const int32_t *starts, const int32_t *dev_starts,
+                                float scale, int B, int T, int heads, int dh);
 /* Encoders (the ops above) and their memory. A forward pass takes its
  * inputs from the host (token ids, masks, images: they arrive there) with
  * mrec_copy_to_device into memory it carved from the workspace, and a caller

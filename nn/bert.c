@@ -77,11 +77,12 @@ static mrec_status take_all(mrec_bert *m, mrec_weight_loader *l) {
         mrec_bert_layer *L = &m->layer[i];
         int mp = c->mpnet;
         struct { float **dst; const char *name; int nd; int64_t a, b; } w[] = {
+            /* Q, K, V weights one after another, then their biases: a bf16 forward multiplies them as one (3 H, H) */
             {&L->q_w, mp ? "attention.attn.q.weight" : "attention.self.query.weight", 2, H, H},
-            {&L->q_b, mp ? "attention.attn.q.bias" : "attention.self.query.bias", 1, H, 0},
             {&L->k_w, mp ? "attention.attn.k.weight" : "attention.self.key.weight", 2, H, H},
-            {&L->k_b, mp ? "attention.attn.k.bias" : "attention.self.key.bias", 1, H, 0},
             {&L->v_w, mp ? "attention.attn.v.weight" : "attention.self.value.weight", 2, H, H},
+            {&L->q_b, mp ? "attention.attn.q.bias" : "attention.self.query.bias", 1, H, 0},
+            {&L->k_b, mp ? "attention.attn.k.bias" : "attention.self.key.bias", 1, H, 0},
             {&L->v_b, mp ? "attention.attn.v.bias" : "attention.self.value.bias", 1, H, 0},
             {&L->attn_out_w, mp ? "attention.attn.o.weight" : "attention.output.dense.weight", 2, H, H},
             {&L->attn_out_b, mp ? "attention.attn.o.bias" : "attention.output.dense.bias", 1, H, 0},
@@ -192,6 +193,7 @@ mrec_status mrec_bert_to_device(mrec_bert *m, mrec_context *ctx) {
     st = take_all(m, &l); /* re-points every tensor into the device copy */
     free(m->storage);
     m->storage = dev;
+    m->bf16_acts = mrec_bf16_activations_native(ctx);
     return st;
 }
 
@@ -206,6 +208,7 @@ void mrec_bert_free(mrec_bert *m) {
 
 typedef struct {
     float *x, *q, *k, *v, *attn, *ctx, *tmp, *inter, *mask_bias, *pos_bias;
+    uint16_t *h16, *qkv16, *ctx16, *inter16; /* the bf16 forward's (layer_bf16), in place of q .. inter but tmp */
     int32_t *ids, *types, *mask, *pos, *buckets, *starts; /* the batch's inputs, copied from the host */
 } activations;
 
@@ -219,21 +222,25 @@ static size_t attention_scratch(const mrec_bert *m, int B, int T) {
     return padded > varlen ? padded : varlen;
 }
 
-/* Carves the activations; with a measuring arena this only counts. */
-static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert *m, int B, int T) {
+/* Carves the activations (bf16: those of the bf16 forward); with a measuring arena this only counts. */
+static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert *m, int B, int T, int bf16) {
     const mrec_bert_config *c = &m->cfg;
-    size_t BT = (size_t)B * T, H = (size_t)c->hidden;
+    size_t BT = (size_t)B * T, H = (size_t)c->hidden, I = (size_t)c->intermediate;
+    memset(t, 0, sizeof *t);
     struct { float **p; size_t n; } parts[] = {
-        {&t->x, BT * H}, {&t->q, BT * H}, {&t->k, BT * H}, {&t->v, BT * H},
-        {&t->attn, attention_scratch(m, B, T)},
-        {&t->ctx, BT * H}, {&t->tmp, BT * H}, {&t->inter, BT * (size_t)c->intermediate}, {&t->mask_bias, BT},
-        {&t->pos_bias, c->mpnet ? (size_t)c->heads * T * T : 1},
+        {&t->x, BT * H}, {&t->tmp, BT * H}, {&t->mask_bias, BT}, {&t->pos_bias, c->mpnet ? (size_t)c->heads * T * T : 1},
+        {&t->q, bf16 ? 0 : BT * H}, {&t->k, bf16 ? 0 : BT * H}, {&t->v, bf16 ? 0 : BT * H},
+        {&t->attn, bf16 ? 0 : attention_scratch(m, B, T)}, {&t->ctx, bf16 ? 0 : BT * H}, {&t->inter, bf16 ? 0 : BT * I},
+        /* the bf16 arrays, in floats */
+        {(float **)&t->h16, bf16 ? (BT * H + 1) / 2 : 0}, {(float **)&t->qkv16, bf16 ? (3 * BT * H + 1) / 2 : 0},
+        {(float **)&t->ctx16, bf16 ? (BT * H + 1) / 2 : 0}, {(float **)&t->inter16, bf16 ? (BT * I + 1) / 2 : 0},
     };
     struct { int32_t **p; size_t n; } ints[] = {
         {&t->ids, BT}, {&t->types, BT}, {&t->mask, BT}, {&t->pos, BT}, {&t->buckets, c->mpnet ? 2 * (size_t)T - 1 : 1},
         {&t->starts, (size_t)B + 1},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (!parts[i].n) continue;
         *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
         if (!*parts[i].p && a->base)
             return mrec_fail(MREC_ERR_NOMEM, "bert: workspace of %zu bytes is too small for batch %d x %d", a->capacity, B, T);
@@ -249,7 +256,7 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_bert *m, int 
 size_t mrec_bert_workspace_bytes(const mrec_bert *m, int B, int T) {
     mrec_arena a = mrec_arena_measure();
     activations t;
-    carve(&a, &t, m, B, T);
+    carve(&a, &t, m, B, T, m->bf16_acts);
     return a.peak;
 }
 
@@ -328,6 +335,27 @@ static mrec_status unpad(const mrec_bert_config *c, const int32_t *ids, const in
     return MREC_OK;
 }
 
+/* One post-LN layer with bf16 activations (mrec_kernels.h, "bf16 activations"), from t->h16, x's bf16 copy:
+ * Q, K, V in one (3 H, H) product, bf16 out; attention on the packed rows (starts: the sequences without
+ * padding, else padded with t->mask_bias); each block's output product in fp32 into t->tmp, then the
+ * residual and LayerNorm into x (or `to`) and, where `more` layers follow, its bf16 copy into t->h16. */
+static mrec_status layer_bf16(mrec_context *ctx, const mrec_bert *m, const mrec_bert_layer *L, const activations *t,
+                              const int32_t *starts, int B, int T, int R, float *to, int more) {
+    const mrec_bert_config *c = &m->cfg;
+    int H = c->hidden, I = c->intermediate, nh = c->heads, dh = H / nh;
+    float eps = c->layer_norm_eps;
+    mrec_status st = mrec_qkv_bf16(ctx, t->qkv16, t->h16, L->q_w, L->k_w, L->v_w, L->q_b, L->k_b, L->v_b, R, H);
+    if (!st)
+        st = mrec_attention_bf16(ctx, t->ctx16, t->qkv16, t->qkv16 + H, t->qkv16 + 2 * H, 3 * H, starts ? NULL : t->mask_bias,
+                                 c->mpnet ? t->pos_bias : NULL, starts, starts ? t->starts : NULL, 1.0f / sqrtf((float)dh), B, T, nh, dh);
+    if (!st) st = mrec_linear_bf16(ctx, t->tmp, 0, t->ctx16, L->attn_out_w, L->attn_out_b, MREC_GEMM_NO_ACT, 0.0f, R, H, H, H);
+    if (!st) st = mrec_layernorm_bf16(ctx, t->x, t->h16, t->x, t->tmp, L->attn_ln_w, L->attn_ln_b, eps, R, H);
+    if (!st) st = mrec_linear_bf16(ctx, t->inter16, 1, t->h16, L->inter_w, L->inter_b, c->act, 0.0f, R, I, H, I);
+    if (!st) st = mrec_linear_bf16(ctx, t->tmp, 0, t->inter16, L->out_w, L->out_b, MREC_GEMM_NO_ACT, 0.0f, R, H, I, H);
+    if (!st) st = mrec_layernorm_bf16(ctx, to, more ? t->h16 : NULL, t->x, t->tmp, L->out_ln_w, L->out_ln_b, eps, R, H);
+    return st;
+}
+
 static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t *ids, const int32_t *type_ids, const int32_t *mask,
                            int B, int T, float *hidden, float *pooled, int skip_padding) {
     const mrec_bert_config *c = &m->cfg;
@@ -342,8 +370,9 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
     /* R token rows: all B T, or without padding the N real ones */
     int H = c->hidden, I = c->intermediate, nh = c->heads, dh = H / nh, BT = B * T, R = u.len ? u.N : BT;
     size_t mark = ctx->workspace.used, n_ids = sizeof(int32_t) * (size_t)R;
+    int bf16 = m->bf16_acts;
     activations t;
-    if ((st = carve(&ctx->workspace, &t, m, B, T))) {
+    if ((st = carve(&ctx->workspace, &t, m, B, T, bf16))) {
         free(u.len), free(u.ids);
         return st;
     }
@@ -366,9 +395,13 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
         if (!st) st = mrec_rel_bias(ctx, t.pos_bias, m->rel_bias, t.buckets, nh, T);
     }
     if (!st && u.len) st = mrec_copy_to_device(ctx, t.starts, u.starts, sizeof(int32_t) * ((size_t)B + 1));
-    if (!st) st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, R, H);
+    if (!st && bf16) st = mrec_layernorm_bf16(ctx, t.x, t.h16, t.x, NULL, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, R, H);
+    else if (!st) st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, R, H);
     float scale = 1.0f / sqrtf((float)dh);
-    for (int l = 0; l < c->layers && !st; l++) {
+    for (int l = 0; bf16 && l < c->layers && !st; l++)
+        st = layer_bf16(ctx, m, &m->layer[l], &t, u.len ? u.starts : NULL, B, T, R, l + 1 == c->layers && !u.len ? hidden : t.x,
+                        l + 1 < c->layers);
+    for (int l = 0; !bf16 && l < c->layers && !st; l++) {
         const mrec_bert_layer *L = &m->layer[l];
         float *const qkv[3] = {t.q, t.k, t.v};
         const float *const w[3] = {L->q_w, L->k_w, L->v_w}, *const bias[3] = {L->q_b, L->k_b, L->v_b};

@@ -63,9 +63,10 @@ static mrec_status take_tower(mrec_clip_tower *t, mrec_weight_loader *lp, int vi
         mrec_vit_layer *L = &t->layer[i];
         struct { float **dst; const char *name; int nd; int64_t a, b; } w[] = {
             {&L->ln1_w, "layer_norm1.weight", 1, H, 0}, {&L->ln1_b, "layer_norm1.bias", 1, H, 0},
-            {&L->q_w, "self_attn.q_proj.weight", 2, H, H}, {&L->q_b, "self_attn.q_proj.bias", 1, H, 0},
-            {&L->k_w, "self_attn.k_proj.weight", 2, H, H}, {&L->k_b, "self_attn.k_proj.bias", 1, H, 0},
-            {&L->v_w, "self_attn.v_proj.weight", 2, H, H}, {&L->v_b, "self_attn.v_proj.bias", 1, H, 0},
+            /* Q, K, V weights one after another, then their biases: a bf16 forward multiplies them as one (3 H, H) */
+            {&L->q_w, "self_attn.q_proj.weight", 2, H, H}, {&L->k_w, "self_attn.k_proj.weight", 2, H, H},
+            {&L->v_w, "self_attn.v_proj.weight", 2, H, H}, {&L->q_b, "self_attn.q_proj.bias", 1, H, 0},
+            {&L->k_b, "self_attn.k_proj.bias", 1, H, 0}, {&L->v_b, "self_attn.v_proj.bias", 1, H, 0},
             {&L->o_w, "self_attn.out_proj.weight", 2, H, H}, {&L->o_b, "self_attn.out_proj.bias", 1, H, 0},
             {&L->ln2_w, "layer_norm2.weight", 1, H, 0}, {&L->ln2_b, "layer_norm2.bias", 1, H, 0},
             {&L->inter_w, "mlp.fc1.weight", 2, I, H}, {&L->inter_b, "mlp.fc1.bias", 1, I, 0},
@@ -108,6 +109,7 @@ static mrec_status tower_to_device(mrec_clip_tower *t, mrec_context *ctx, int vi
     st = take_tower(t, &l, vision, D); /* re-points every tensor into the device copy */
     free(t->storage);
     t->storage = dev;
+    t->bf16_acts = mrec_bf16_activations_native(ctx);
     return st;
 }
 
@@ -167,6 +169,14 @@ typedef struct {
 } activations;
 
 /* Inputs a chunk: MREC_CLIP_CHUNK in host memory, ViT's GPU chunk on a GPU (mrec_vit_chunk) */
+typedef mrec_status (*layer_fn)(mrec_context *, const mrec_vit_layer *, float *, int, int, int, int, int, mrec_act, float,
+                                const float *, const float *, float *);
+
+/* ViT's pre-LN layer, with bf16 activations where the tower keeps them */
+static layer_fn layer_forward(const mrec_clip_tower *tw) {
+    return tw->bf16_acts ? mrec_vit_layer_forward_bf16 : mrec_vit_layer_forward;
+}
+
 static int chunk_of(const mrec_clip_tower *tw) { return tw->on ? mrec_vit_chunk(tw->on) : MREC_CLIP_CHUNK; }
 
 static mrec_status carve(mrec_arena *a, activations *t, const mrec_clip_tower *tw, int vision, int B, int T) {
@@ -237,8 +247,8 @@ static mrec_status image_chunk(mrec_context *ctx, const mrec_clip *m, const acti
     /* pre_layrnorm, in place: each row is read whole before it is written */
     if (!st) st = mrec_layernorm(ctx, t->x, t->x, tw->pre_w, tw->pre_b, c->layer_norm_eps, B * T, H);
     for (int l = 0; l < c->layers && !st; l++)
-        st = mrec_vit_layer_forward(ctx, &tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL,
-                                    NULL, t->layer);
+        st = layer_forward(tw)(ctx, &tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL, NULL,
+                                    t->layer);
     if (!st) st = mrec_copy_rows(ctx, h, H, t->x, T * H, B, H); /* the class token of each image */
     if (!st) st = mrec_layernorm(ctx, t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H);
     if (!st) st = head(ctx, tw, m->projection_dim, t->pooled, B, what, out);
@@ -272,7 +282,7 @@ static mrec_status text_chunk(mrec_context *ctx, const mrec_clip *m, const activ
     if (!st) st = mrec_mask_bias(ctx, t->mask_bias, mask ? t->mask : NULL, (int64_t)B * T);
     if (!st) st = mrec_causal_bias(ctx, t->causal, c->heads, T); /* query i sees keys j <= i */
     for (int l = 0; l < c->layers && !st; l++)
-        st = mrec_vit_layer_forward(ctx, &tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps,
+        st = layer_forward(tw)(ctx, &tw->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps,
                                     t->mask_bias, t->causal, t->layer);
     /* final_layer_norm acts per row, so only the pooled rows need it */
     float *h = t->pooled + (size_t)B * H;

@@ -88,6 +88,9 @@ typedef struct {
     float *storage;                            /* all of the above, one allocation (host, or on->device) */
     int64_t floats;                            /* its size */
     mrec_context *on;                          /* the GPU context holding the weights, NULL for host memory */
+    int bf16_acts;                             /* its forward keeps bf16 activations between its steps (PyTorch's
+                                                * autocast): set by mrec_bert_to_device where mrec_bf16_activations_native
+                                                * (a test sets it on the CPU) */
     int32_t *rel_buckets;                      /* MPNet: the bucket of each distance d in [-(P-1), P-1] at d + P - 1 (host) */
 } mrec_bert;
 

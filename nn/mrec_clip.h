@@ -57,6 +57,7 @@ typedef struct {
     float *storage;            /* all of the above (host, or on->device) */
     int64_t floats;
     mrec_context *on;          /* the GPU context holding the weights, NULL for host memory */
+    int bf16_acts;             /* its forward keeps bf16 activations, as mrec_vit's */
 } mrec_clip_tower;
 
 typedef enum { MREC_CLIP_VISION = 1, MREC_CLIP_TEXT = 2, MREC_CLIP_BOTH = 3 } mrec_clip_towers;

@@ -47,6 +47,8 @@ typedef struct {
     float *storage;             /* all of the above (host, or on->device) */
     int64_t floats;
     mrec_context *on;           /* the GPU context holding the weights, NULL for host memory */
+    int bf16_acts;              /* its forward keeps bf16 activations (mrec_vit_layer_forward_bf16): set by
+                                 * mrec_vit_to_device where mrec_bf16_activations_native (a test sets it on the CPU) */
 } mrec_vit;
 
 mrec_status mrec_vit_load(mrec_vit *m, const char *dir);
@@ -77,5 +79,9 @@ mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *
 size_t mrec_vit_layer_scratch_floats(const mrec_context *on, int B, int T, int H, int I, int heads);
 mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int heads,
                                    mrec_act act, float eps, const float *mask_bias, const float *head_bias, float *scratch);
+/* The same layer with bf16 activations between its steps, PyTorch's bf16 autocast (mrec_kernels.h, "bf16
+ * activations"): x stays fp32; the same scratch. For a context in bf16. */
+mrec_status mrec_vit_layer_forward_bf16(mrec_context *ctx, const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int heads,
+                                        mrec_act act, float eps, const float *mask_bias, const float *head_bias, float *scratch);
 
 #endif

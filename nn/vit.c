@@ -48,9 +48,10 @@ static mrec_status take_all(mrec_vit *m, mrec_weight_loader *l) {
         mrec_vit_layer *L = &m->layer[i];
         struct { float **dst; const char *name; int nd; int64_t a, b; int bias_of_qkv; } w[] = {
             {&L->ln1_w, "layernorm_before.weight", 1, H, 0, 0}, {&L->ln1_b, "layernorm_before.bias", 1, H, 0, 0},
-            {&L->q_w, "attention.attention.query.weight", 2, H, H, 0}, {&L->q_b, "attention.attention.query.bias", 1, H, 0, 1},
-            {&L->k_w, "attention.attention.key.weight", 2, H, H, 0}, {&L->k_b, "attention.attention.key.bias", 1, H, 0, 1},
-            {&L->v_w, "attention.attention.value.weight", 2, H, H, 0}, {&L->v_b, "attention.attention.value.bias", 1, H, 0, 1},
+            /* Q, K, V weights one after another, then their biases: a bf16 forward multiplies them as one (3 H, H) */
+            {&L->q_w, "attention.attention.query.weight", 2, H, H, 0}, {&L->k_w, "attention.attention.key.weight", 2, H, H, 0},
+            {&L->v_w, "attention.attention.value.weight", 2, H, H, 0}, {&L->q_b, "attention.attention.query.bias", 1, H, 0, 1},
+            {&L->k_b, "attention.attention.key.bias", 1, H, 0, 1}, {&L->v_b, "attention.attention.value.bias", 1, H, 0, 1},
             {&L->o_w, "attention.output.dense.weight", 2, H, H, 0}, {&L->o_b, "attention.output.dense.bias", 1, H, 0, 0},
             {&L->ln2_w, "layernorm_after.weight", 1, H, 0, 0}, {&L->ln2_b, "layernorm_after.bias", 1, H, 0, 0},
             {&L->inter_w, "intermediate.dense.weight", 2, I, H, 0}, {&L->inter_b, "intermediate.dense.bias", 1, I, 0, 0},
@@ -109,6 +110,7 @@ mrec_status mrec_vit_to_device(mrec_vit *m, mrec_context *ctx) {
     st = take_all(m, &l); /* re-points every tensor into the device copy */
     free(m->storage);
     m->storage = dev;
+    m->bf16_acts = mrec_bf16_activations_native(ctx);
     return st;
 }
 
@@ -129,7 +131,8 @@ int mrec_vit_chunk(const mrec_context *on) { return on ? MREC_VIT_GPU_CHUNK : MR
 /* h, q, k, v, the attention's output, the feed-forward's hidden rows, and on the CPU the attention's scratch */
 size_t mrec_vit_layer_scratch_floats(const mrec_context *on, int B, int T, int H, int I, int heads) {
     size_t BT = (size_t)B * T;
-    return 5 * BT * H + BT * I + (on ? 0 : mrec_attention_scratch_floats(B, T, heads, H / heads));
+    /* + 128: the bf16 forward's four arrays (half the size) each start on a 128-byte boundary */
+    return 5 * BT * H + BT * I + 128 + (on ? 0 : mrec_attention_scratch_floats(B, T, heads, H / heads));
 }
 
 static mrec_status carve(mrec_arena *a, activations *t, const mrec_vit *m, int B) {
@@ -176,6 +179,28 @@ mrec_status mrec_vit_layer_forward(mrec_context *ctx, const mrec_vit_layer *L, f
     return st;
 }
 
+/* The bf16-activation form of the layer (mrec_kernels.h, "bf16 activations"): LN1 writes the product's bf16
+ * operand; Q, K, V in one (3 H, H) product where the weights lie one after another (as the loaders place
+ * them), bf16 out; attention on the packed rows; the output product and the second feed-forward product add
+ * into the fp32 residual x; the first feed-forward product rounds, then its activation. */
+mrec_status mrec_vit_layer_forward_bf16(mrec_context *ctx, const mrec_vit_layer *L, float *x, int B, int T, int H, int I, int nh,
+                                        mrec_act act, float eps, const float *mask_bias, const float *head_bias, float *scratch) {
+    int BT = B * T, dh = H / nh;
+    size_t n = (size_t)BT * H, step = 64; /* bf16 values: 128-byte starts */
+    uint16_t *h = (uint16_t *)scratch, *qkv = h + (n + step - 1) / step * step, *att = qkv + (3 * n + step - 1) / step * step,
+             *inter = att + (n + step - 1) / step * step;
+    mrec_status st = mrec_layernorm_bf16(ctx, NULL, h, x, NULL, L->ln1_w, L->ln1_b, eps, BT, H);
+    if (!st) st = mrec_qkv_bf16(ctx, qkv, h, L->q_w, L->k_w, L->v_w, L->q_b, L->k_b, L->v_b, BT, H);
+    if (!st)
+        st = mrec_attention_bf16(ctx, att, qkv, qkv + H, qkv + 2 * H, 3 * H, mask_bias, head_bias, NULL, NULL, 1.0f / sqrtf((float)dh),
+                                 B, T, nh, dh);
+    if (!st) st = mrec_linear_bf16(ctx, x, 0, att, L->o_w, L->o_b, MREC_GEMM_NO_ACT, 1.0f, BT, H, H, H);
+    if (!st) st = mrec_layernorm_bf16(ctx, NULL, h, x, NULL, L->ln2_w, L->ln2_b, eps, BT, H);
+    if (!st) st = mrec_linear_bf16(ctx, inter, 1, h, L->inter_w, L->inter_b, act, 0.0f, BT, I, H, I);
+    if (!st) st = mrec_linear_bf16(ctx, x, 0, inter, L->out_w, L->out_b, MREC_GEMM_NO_ACT, 1.0f, BT, H, I, H);
+    return st;
+}
+
 static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const activations *t, const float *images, int B,
                                  float *cls, float *pooled) {
     const mrec_vit_config *c = &m->cfg;
@@ -187,9 +212,10 @@ static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const act
     if (!st) st = mrec_gemm(ctx, t->layer, t->patches, m->patch_w, m->patch_b, 1, 0, 0, 1, B * N, H, K, K, K, H);
     if (!st) st = mrec_copy_rows(ctx, t->x + H, T * H, t->layer, N * H, B, N * H);
     if (!st) st = mrec_class_embed(ctx, t->x, m->cls, m->pos, B, T, H);
+    int bf16 = m->bf16_acts;
     for (int l = 0; l < c->layers && !st; l++)
-        st = mrec_vit_layer_forward(ctx, &m->layer[l], t->x, B, T, H, c->intermediate, c->heads, c->act, c->layer_norm_eps, NULL,
-                                    NULL, t->layer);
+        st = (bf16 ? mrec_vit_layer_forward_bf16 : mrec_vit_layer_forward)(ctx, &m->layer[l], t->x, B, T, H, c->intermediate, c->heads,
+                                                                           c->act, c->layer_norm_eps, NULL, NULL, t->layer);
     /* the final LayerNorm is needed only on the cls rows: gathered (stride T * H), then normalized together */
     float *h = t->layer, *rows = t->layer + (size_t)B * H;
     if (!st) st = mrec_copy_rows(ctx, rows, H, t->x, T * H, B, H);

@@ -1404,6 +1404,125 @@ static void channels_last_case(mrec_conv2d_shape s, int C_pad, int with_bias) {
     free(x), free(w), free(b), free(wcl), free(wr), free(ref), free(prev), free(xcl), free(ycl);
 }
 
+/* The bf16-activation references against the fp32 ones on the same (bf16-exact) values: the LayerNorm's
+ * fp32 output to float rounding and its bf16 copy that output rounded; a product's fp32 output to float
+ * rounding, its bf16 output the fp32 one (with the bias rounded) rounded, an activation applied to those
+ * values and rounded; attention on packed rows within one bf16 rounding of the fp32 attention's, padded
+ * with a mask and a head bias, and sequences end to end; and the entries' argument checks. */
+static void test_bf16_activations(void) {
+    int R = 11, C = 24, N = 20, K = 24;
+    float *a = randv((int64_t)R * C, -2, 2), *b = randv((int64_t)R * C, -2, 2), *w = randv(C, 0.5f, 1.5f), *bias = randv(C, -1, 1);
+    float *want = randv((int64_t)R * C, 0, 0), *sum = randv((int64_t)R * C, 0, 0), *got = randv((int64_t)R * C, 0, 0);
+    uint16_t *got16 = malloc(2 * (size_t)R * C);
+    for (int with_b = 0; with_b < 2; with_b++) {
+        for (int64_t i = 0; i < (int64_t)R * C; i++) sum[i] = with_b ? a[i] + b[i] : a[i];
+        mrec_layernorm_ref(want, sum, w, bias, 1e-5f, R, C);
+        mrec_layernorm_bf16_ref(got, got16, a, with_b ? b : NULL, w, bias, 1e-5f, R, C);
+        t_allclose(with_b ? "layernorm_bf16 (a + b): the fp32 output" : "layernorm_bf16: the fp32 output", want, got, (int64_t)R * C,
+                   1e-5, 1e-5);
+        int same = 1;
+        for (int64_t i = 0; i < (int64_t)R * C; i++) same &= got16[i] == mrec_bf16_round(got[i]);
+        t_check(same, "layernorm_bf16%s: the bf16 output is the fp32 one rounded", with_b ? " (a + b)" : "");
+    }
+    /* in place on a, with no fp32 output asked for */
+    float *a2 = copyv(a, (int64_t)R * C);
+    mrec_layernorm_bf16_ref(a2, NULL, a2, b, w, bias, 1e-5f, R, C);
+    mrec_layernorm_bf16_ref(got, NULL, a, b, w, bias, 1e-5f, R, C);
+    t_check(!memcmp(a2, got, sizeof(float) * (size_t)R * C), "layernorm_bf16 in place on a: the values out of place");
+
+    /* products */
+    float *x = randv((int64_t)R * K, -1, 1), *W = randv((int64_t)N * K, -0.5f, 0.5f), *lb = randv(N, -1, 1);
+    round_bf16_inplace(x, (int64_t)R * K);
+    uint16_t *x16 = malloc(2 * (size_t)R * K), *y16 = malloc(2 * (size_t)R * (N + 3));
+    for (int64_t i = 0; i < (int64_t)R * K; i++) x16[i] = mrec_bf16_round(x[i]);
+    float *Wr = copyv(W, (int64_t)N * K), *lbr = copyv(lb, N);
+    round_bf16_inplace(Wr, (int64_t)N * K), round_bf16_inplace(lbr, N);
+    float *ref = randv((int64_t)R * N, 0, 0), *prev = randv((int64_t)R * (N + 3), -1, 1), *y = copyv(prev, (int64_t)R * (N + 3));
+    mrec_gemm_ref(ref, x, Wr, lb, 1, 0, 0, 1, R, N, K, K, K, N);
+    mrec_linear_bf16_ref(y, 0, x16, W, lb, MREC_GEMM_NO_ACT, 1.0f, R, N, K, N + 3); /* beta 1, a wider row: ldc */
+    double worst = 0;
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < N + 3; j++) {
+            float want_ij = j < N ? ref[(size_t)i * N + j] + prev[(size_t)i * (N + 3) + j] : prev[(size_t)i * (N + 3) + j];
+            worst = fmax(worst, fabs(y[(size_t)i * (N + 3) + j] - want_ij));
+        }
+    t_check(worst <= 1e-5, "linear_bf16, fp32 out, beta 1, ldc %d: off the fp32 product of the rounded values by %.3g", N + 3, worst);
+    mrec_gemm_ref(ref, x, Wr, lbr, 1, 0, 0, 1, R, N, K, K, K, N);
+    mrec_act acts[3] = {(mrec_act)MREC_GEMM_NO_ACT, MREC_ACT_GELU_ERF, MREC_ACT_RELU};
+    for (int ai = 0; ai < 3; ai++) {
+        mrec_linear_bf16_ref(y16, 1, x16, W, lb, acts[ai], 0.0f, R, N, K, N);
+        int off = 0;
+        for (int64_t i = 0; i < (int64_t)R * N; i++) {
+            uint16_t once = mrec_bf16_round(ref[i]);
+            float after = mrec_bf16_widen(once);
+            if (ai) mrec_activation_ref(&after, &after, acts[ai], 0, 1);
+            uint16_t want16 = ai ? mrec_bf16_round(after) : once;
+            off += abs((int)y16[i] - (int)want16) > 1; /* the double sum may round the other way at a tie */
+        }
+        t_check(!off, "linear_bf16, bf16 out, activation %d: %d values more than one bf16 step from the rounded fp32 product", ai, off);
+    }
+    uint16_t *act16 = malloc(2 * (size_t)R * N);
+    memcpy(act16, y16, 2 * (size_t)R * N);
+    mrec_activation_bf16_ref(act16, MREC_ACT_QUICK_GELU, (int64_t)R * N);
+    int same = 1;
+    for (int64_t i = 0; i < (int64_t)R * N; i++) {
+        float v = mrec_bf16_widen(y16[i]);
+        mrec_activation_ref(&v, &v, MREC_ACT_QUICK_GELU, 0, 1);
+        same &= act16[i] == mrec_bf16_round(v);
+    }
+    t_check(same, "activation_bf16: the fp32 activation of the widened values, rounded");
+
+    /* attention: packed rows (ld 3 H) against the fp32 attention on the widened values */
+    int B = 3, T = 13, nh = 2, dh = 6, H = nh * dh, ld = 3 * H;
+    int64_t rows = (int64_t)B * T;
+    float *qkv = randv(rows * ld, -1.5f, 1.5f), *hb = randv((int64_t)nh * T * T, -1, 1), *mb = randv(rows, 0, 0);
+    round_bf16_inplace(qkv, rows * ld);
+    for (int bb = 0; bb < B; bb++)
+        for (int t = 0; t < T; t++) mb[bb * T + t] = t >= T - 2 * bb ? -FLT_MAX : 0.0f; /* sequence b ends 2 b early */
+    uint16_t *qkv16 = malloc(2 * (size_t)rows * ld), *o16 = malloc(2 * (size_t)rows * H);
+    for (int64_t i = 0; i < rows * ld; i++) qkv16[i] = mrec_bf16_round(qkv[i]);
+    float *q = randv(rows * H, 0, 0), *k = randv(rows * H, 0, 0), *v = randv(rows * H, 0, 0), *o = randv(rows * H, 0, 0);
+    for (int64_t r = 0; r < rows; r++)
+        for (int c = 0; c < H; c++)
+            q[r * H + c] = qkv[r * ld + c], k[r * H + c] = qkv[r * ld + H + c], v[r * H + c] = qkv[r * ld + 2 * H + c];
+    float *scratch = randv((int64_t)mrec_attention_scratch_floats(B, T, nh, dh) + (int64_t)mrec_attention_varlen_scratch_floats(T, nh, dh),
+                           0, 0);
+    for (int with = 0; with < 4; with++) {
+        const float *mask = with & 1 ? mb : NULL, *head = with & 2 ? hb : NULL;
+        mrec_attention_cpu(o, q, k, v, mask, head, 0.4f, B, T, nh, dh, scratch, 0, pools[0]);
+        mrec_attention_bf16_ref(o16, qkv16, qkv16 + H, qkv16 + 2 * H, ld, mask, head, NULL, 0.4f, B, T, nh, dh);
+        worst = 0;
+        for (int64_t i = 0; i < rows * H; i++) worst = fmax(worst, fabs(mrec_bf16_widen(o16[i]) - o[i]) / (fabs(o[i]) + 1e-2));
+        t_check(worst <= 1.0 / 256, "attention_bf16 padded, mask %d, head bias %d: relative error %.3g (one bf16 rounding: 2^-8)",
+                with & 1, with >> 1, worst);
+    }
+    int starts[4] = {0, 13, 14, 22}; /* lengths 13, 1, 8 */
+    mrec_attention_varlen_cpu(o, q, k, v, hb, 0.4f, starts, 3, T, nh, dh, scratch, 0, pools[0]);
+    mrec_attention_bf16_ref(o16, qkv16, qkv16 + H, qkv16 + 2 * H, ld, NULL, hb, starts, 0.4f, 3, T, nh, dh);
+    worst = 0;
+    for (int64_t i = 0; i < (int64_t)starts[3] * H; i++) worst = fmax(worst, fabs(mrec_bf16_widen(o16[i]) - o[i]) / (fabs(o[i]) + 1e-2));
+    t_check(worst <= 1.0 / 256, "attention_bf16 over sequences end to end, head bias: relative error %.3g", worst);
+
+    /* the entries refuse what the references do not define */
+    mrec_context_options opt = mrec_context_defaults();
+    opt.device = MREC_WANT_CPU, opt.n_threads = 1;
+    mrec_context *cpu = NULL;
+    if (!mrec_context_create(&cpu, &opt)) {
+        t_check(mrec_linear_bf16(cpu, y, 0, x16, W, lb, MREC_ACT_RELU, 0.0f, R, N, K, N) == MREC_ERR_ARG,
+                "linear_bf16: an activation on an fp32 output is refused");
+        t_check(mrec_linear_bf16(cpu, y16, 1, x16, W, lb, MREC_GEMM_NO_ACT, 1.0f, R, N, K, N) == MREC_ERR_ARG,
+                "linear_bf16: beta on a bf16 output is refused");
+        t_check(mrec_attention_bf16(cpu, o16, qkv16, qkv16 + H, qkv16 + 2 * H, ld, mb, NULL, starts, NULL, 0.4f, 3, T, nh, dh) ==
+                    MREC_ERR_ARG,
+                "attention_bf16: host starts without device starts (and with a mask) are refused");
+        t_check(!mrec_bf16_activations_native(cpu), "bf16 activations are a GPU route: not native on the CPU");
+        mrec_context_destroy(cpu);
+    }
+    free(a), free(b), free(w), free(bias), free(want), free(sum), free(got), free(got16), free(a2);
+    free(x), free(W), free(lb), free(x16), free(y16), free(Wr), free(lbr), free(ref), free(prev), free(y), free(act16);
+    free(qkv), free(hb), free(mb), free(qkv16), free(o16), free(q), free(k), free(v), free(o), free(scratch);
+}
+
 static void test_channels_last(void) {
     channels_last_case((mrec_conv2d_shape){2, 3, 17, 19, 8, 7, 7, 2, 2, 3, 3, 1}, 8, 1); /* ResNet's stem, padded */
     channels_last_case((mrec_conv2d_shape){3, 16, 9, 7, 8, 3, 3, 1, 1, 1, 1, 1}, 16, 1);
@@ -1805,6 +1924,7 @@ int main(void) {
     test_batchnorm();
     test_pool2d();
     test_channels_last();
+    test_bf16_activations();
     test_spmm();
     test_adam();
     test_dropout();

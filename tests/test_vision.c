@@ -217,6 +217,45 @@ static void vit_case(mrec_context *ctx, const char *dir, const char *images, con
     mrec_vit_free(&m);
 }
 
+/* ViT with bf16 activations between its steps (what a GPU runs in bf16), here through the ops' references:
+ * the class rows and the pooler within cosine 0.999 of transformers' fp32, the class rows within one bf16 step
+ * of their largest value, and not the fp32 forward's bits (the route ran). */
+static void vit_bf16_case(mrec_context *ctx, const char *dir, const char *images, const char *ref_dir) {
+    mrec_vit m;
+    if (!t_status(mrec_vit_load(&m, dir), MREC_OK, "load %s", dir)) return;
+    int64_t s[4];
+    float *x = load(dir, images, s), *cls_ref = load(ref_dir, "cls.npy", NULL), *pooled_ref = load(ref_dir, "pooled.npy", NULL);
+    if (t_check(x && cls_ref && pooled_ref, "%s: fixtures", dir)) {
+        int B = (int)s[0], H = m.cfg.hidden, P = m.cfg.pooler_size;
+        float *cls = malloc(sizeof(float) * (size_t)B * H), *pooled = malloc(sizeof(float) * (size_t)B * P);
+        float *cls32 = malloc(sizeof(float) * (size_t)B * H);
+        int ok = t_status(mrec_context_reserve(ctx, mrec_vit_workspace_bytes(&m, B)), MREC_OK, "workspace") &&
+                 t_status(mrec_vit_forward(ctx, &m, x, B, cls32, NULL), MREC_OK, "%s forward, fp32", dir);
+        m.bf16_acts = 1;
+        if (ok && t_status(mrec_vit_forward(ctx, &m, x, B, cls, m.pooler_w ? pooled : NULL), MREC_OK, "%s forward, bf16 activations", dir)) {
+            double wc = worst_cosine(cls_ref, cls, B, H);
+            t_check(wc >= 0.999, "%s bf16 activations: worst cosine to transformers' fp32 class rows %.6f", dir, wc);
+            if (m.pooler_w) {
+                double wp = worst_cosine(pooled_ref, pooled, B, P);
+                t_check(wp >= 0.999, "%s bf16 activations: worst cosine to transformers' fp32 pooler %.6f", dir, wp);
+            }
+            t_check(memcmp(cls, cls32, sizeof(float) * (size_t)B * H) != 0, "%s bf16 activations: not the fp32 forward's bits", dir);
+            /* the fp32 residual stream keeps the cosine near 1 even for a wrong layer (a ReLU for the GELU: 0.9998);
+             * the largest error, within one bf16 step of the largest value (2^-8 of it), tells them apart (0.0005 of
+             * 2.2 here, 0.05 with that ReLU) */
+            double err = 0, top = 0;
+            for (int64_t i = 0; i < (int64_t)B * H; i++) err = fmax(err, fabs(cls[i] - cls_ref[i])), top = fmax(top, fabs(cls_ref[i]));
+            t_check(err <= top / 256, "%s bf16 activations: class rows off transformers' fp32 by %.3g, over one bf16 step of %.3g", dir,
+                    err, top);
+            if (getenv("MREC_TEST_VERBOSE")) printf("  %s bf16 activations: worst cosine %.8f, largest error %.3g of %.3g\n", dir, wc, err, top);
+            t_check(ctx->workspace.used == 0, "%s: the workspace is given back", dir);
+        }
+        free(cls), free(pooled), free(cls32);
+    }
+    free(x), free(cls_ref), free(pooled_ref);
+    mrec_vit_free(&m);
+}
+
 int main(void) {
     t_suite("vision");
     mrec_context_options o = mrec_context_defaults();
@@ -230,6 +269,7 @@ int main(void) {
     resnet_errors();
     vit_case(ctx, FIX "vit_tiny", "../images_32.npy", FIX "vit_tiny");
     vit_case(ctx, FIX "vit_prefixed", "../images_32.npy", FIX "vit_tiny");
+    vit_bf16_case(ctx, FIX "vit_tiny", "../images_32.npy", FIX "vit_tiny");
     mrec_vit v;
     t_status(mrec_vit_load(&v, FIX "resnet_tiny"), MREC_ERR_IO, "a folder without config.json");
     const char *full = getenv("MREC_FULL_DIR");

@@ -348,3 +348,20 @@ mrec_status mrec_row_mean_cuda(float *out, const float *in, int R, int HW, mrec_
 mrec_status mrec_sigmoid_gate_rows_cuda(float *out, const float *in, const float *gate, int R, int HW, mrec_cuda *cu) {
     return no_cuda();
 }
+
+mrec_status mrec_layernorm_bf16_cuda(float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
+                                     const float *bias, float eps, int R, int C, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_linear_bf16_cuda(void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act, float beta,
+                                  int M, int N, int K, int ldc, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_activation_bf16_cuda(uint16_t *x, mrec_act act, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_attention_bf16_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                                     const float *mask_bias, const float *head_bias, const int32_t *dev_starts, float scale, int B,
+                                     int T, int heads, int dh, mrec_cuda *cu) {
+    return no_cuda();
+}

@@ -280,6 +280,57 @@ mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t
     return MREC_OK;
 }
 
+/* ---- bf16 activations ------------------------------------------------------ */
+
+int mrec_bf16_activations_native(const mrec_context *ctx) {
+    return on_gpu(ctx) && ctx->precision == MREC_PREC_BF16 && mrec_cuda_bf16_native(ctx->cuda);
+}
+
+mrec_status mrec_layernorm_bf16(mrec_context *ctx, float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
+                                const float *bias, float eps, int R, int C) {
+    if (on_gpu(ctx)) return mrec_layernorm_bf16_cuda(out, out16, a, b, weight, bias, eps, R, C, ctx->cuda);
+    mrec_layernorm_bf16_ref(out, out16, a, b, weight, bias, eps, R, C);
+    return MREC_OK;
+}
+
+mrec_status mrec_linear_bf16(mrec_context *ctx, void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act,
+                             float beta, int M, int N, int K, int ldc) {
+    if (ldc < N || (c_bf16 && beta != 0.0f) || (!c_bf16 && act != MREC_GEMM_NO_ACT))
+        return mrec_fail(MREC_ERR_ARG, "linear_bf16: %s output with ldc %d < N %d, beta %g or an activation", c_bf16 ? "bf16" : "fp32",
+                         ldc, N, beta);
+    if (on_gpu(ctx)) return mrec_linear_bf16_cuda(C, c_bf16, A, W, bias, act, beta, M, N, K, ldc, ctx->cuda);
+    mrec_linear_bf16_ref(C, c_bf16, A, W, bias, act, beta, M, N, K, ldc);
+    return MREC_OK;
+}
+
+mrec_status mrec_qkv_bf16(mrec_context *ctx, uint16_t *qkv, const uint16_t *x, const float *q_w, const float *k_w, const float *v_w,
+                          const float *q_b, const float *k_b, const float *v_b, int R, int H) {
+    size_t w = (size_t)H * H;
+    int packed = k_w == q_w + w && v_w == k_w + w && (q_b ? k_b == q_b + H && v_b == k_b + H : !k_b && !v_b);
+    if (packed) return mrec_linear_bf16(ctx, qkv, 1, x, q_w, q_b, MREC_GEMM_NO_ACT, 0.0f, R, 3 * H, H, 3 * H);
+    const float *W[3] = {q_w, k_w, v_w}, *b[3] = {q_b, k_b, v_b};
+    mrec_status st = MREC_OK;
+    for (int i = 0; i < 3 && !st; i++) st = mrec_linear_bf16(ctx, qkv + (size_t)i * H, 1, x, W[i], b[i], MREC_GEMM_NO_ACT, 0.0f, R, H, H, 3 * H);
+    return st;
+}
+
+mrec_status mrec_activation_bf16(mrec_context *ctx, uint16_t *x, mrec_act act, int64_t n) {
+    if (on_gpu(ctx)) return mrec_activation_bf16_cuda(x, act, n, ctx->cuda);
+    mrec_activation_bf16_ref(x, act, n);
+    return MREC_OK;
+}
+
+mrec_status mrec_attention_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                                const float *mask_bias, const float *head_bias, const int32_t *starts, const int32_t *dev_starts,
+                                float scale, int B, int T, int heads, int dh) {
+    if (!starts != !dev_starts || (starts && mask_bias))
+        return mrec_fail(MREC_ERR_ARG, "attention_bf16: starts on the host and the device together, and no mask with them");
+    if (on_gpu(ctx))
+        return mrec_attention_bf16_cuda(out, q, k, v, ld, mask_bias, head_bias, dev_starts, scale, B, T, heads, dh, ctx->cuda);
+    mrec_attention_bf16_ref(out, q, k, v, ld, mask_bias, head_bias, starts, scale, B, T, heads, dh);
+    return MREC_OK;
+}
+
 /* ---- encoders ------------------------------------------------------------- */
 
 mrec_status mrec_embedding_sum(mrec_context *ctx, float *out, const float *word, const int32_t *ids, const float *type,

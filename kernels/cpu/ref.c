@@ -335,6 +335,87 @@ void mrec_mean_hw_nhwc_bf16_ref(float *out, const uint16_t *in, int N, int HW, i
         }
 }
 
+/* ---- bf16 activations ---- */
+
+void mrec_layernorm_bf16_ref(float *out, uint16_t *out16, const float *a, const float *b, const float *weight, const float *bias,
+                             float eps, int R, int C) {
+    for (int r = 0; r < R; r++) {
+        const float *x = a + (size_t)r * C, *y = b ? b + (size_t)r * C : NULL;
+        double mean = 0.0, var = 0.0;
+        for (int c = 0; c < C; c++) mean += (double)x[c] + (y ? y[c] : 0.0);
+        mean /= C;
+        for (int c = 0; c < C; c++) {
+            double d = (double)x[c] + (y ? y[c] : 0.0) - mean;
+            var += d * d;
+        }
+        double rstd = 1.0 / sqrt(var / C + eps);
+        for (int c = 0; c < C; c++) { /* out may be a or b: element c is read before it is written */
+            double v = ((double)x[c] + (y ? y[c] : 0.0) - mean) * rstd;
+            if (weight) v *= weight[c];
+            if (bias) v += bias[c];
+            if (out) out[(size_t)r * C + c] = (float)v;
+            if (out16) out16[(size_t)r * C + c] = mrec_bf16_round((float)v);
+        }
+    }
+}
+
+void mrec_linear_bf16_ref(void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act, float beta, int M,
+                          int N, int K, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double sum = 0.0;
+            for (int k = 0; k < K; k++)
+                sum += (double)mrec_bf16_widen(A[(size_t)i * K + k]) * mrec_bf16_widen(mrec_bf16_round(W[(size_t)j * K + k]));
+            if (c_bf16) {
+                uint16_t *y = (uint16_t *)C + (size_t)i * ldc + j;
+                if (bias) sum += mrec_bf16_widen(mrec_bf16_round(bias[j]));
+                *y = mrec_bf16_round((float)sum);
+                if (act != MREC_GEMM_NO_ACT) *y = mrec_bf16_round((float)activation(mrec_bf16_widen(*y), (mrec_act)act, 0.0));
+            } else {
+                float *y = (float *)C + (size_t)i * ldc + j;
+                if (bias) sum += bias[j];
+                if (beta != 0.0f) sum += (double)beta * *y;
+                *y = (float)sum;
+            }
+        }
+}
+
+void mrec_activation_bf16_ref(uint16_t *x, mrec_act act, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = mrec_bf16_round((float)activation(mrec_bf16_widen(x[i]), act, 0.0));
+}
+
+void mrec_attention_bf16_ref(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                             const float *mask_bias, const float *head_bias, const int32_t *starts, float scale, int B, int T,
+                             int heads, int dh) {
+    int H = heads * dh;
+    double s[T > 0 ? T : 1];
+    for (int b = 0; b < B; b++) {
+        size_t row0 = starts ? (size_t)starts[b] : (size_t)b * T;
+        int L = starts ? starts[b + 1] - starts[b] : T;
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < L; i++) {
+                const uint16_t *qi = q + (row0 + i) * ld + (size_t)h * dh;
+                double max = -INFINITY;
+                for (int j = 0; j < L; j++) {
+                    const uint16_t *kj = k + (row0 + j) * ld + (size_t)h * dh;
+                    double dot = 0.0;
+                    for (int d = 0; d < dh; d++) dot += (double)mrec_bf16_widen(qi[d]) * mrec_bf16_widen(kj[d]);
+                    s[j] = dot * scale;
+                    if (head_bias) s[j] += head_bias[((size_t)h * T + i) * T + j];
+                    if (mask_bias && !starts) s[j] += mask_bias[(size_t)b * T + j];
+                    if (s[j] > max) max = s[j];
+                }
+                double sum = 0.0;
+                for (int j = 0; j < L; j++) sum += s[j] = exp(s[j] - max);
+                for (int d = 0; d < dh; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j < L; j++) o += s[j] * mrec_bf16_widen(v[(row0 + j) * ld + (size_t)h * dh + d]);
+                    out[(row0 + i) * H + (size_t)h * dh + d] = mrec_bf16_round((float)(o / sum));
+                }
+            }
+    }
+}
+
 void mrec_spmm_ref(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                    const float *X, int R, int Cc, int D) {
     (void)Cc;

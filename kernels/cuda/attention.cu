@@ -27,6 +27,7 @@
  */
 #include "cuda_internal.h"
 
+#include <cuda_bf16.h>
 #include <float.h>
 #include <math.h>
 #include <mma.h>
@@ -259,6 +260,208 @@ __global__ static void __launch_bounds__(THREADS)
     float inv = 1.0f / l;
     for (int d = half * (DHP / 2); d < (half + 1) * (DHP / 2) && d < dh; d++) out[seq + (size_t)qi * H + d] = orow[d] * inv;
 #endif /* TF32 MMAs need sm_80; mrec_attention_tf32_cuda runs the fp32 kernel below that */
+}
+
+/* ---- bf16 on the tensor cores ----------------------------------------------
+ *
+ * mrec_attention_bf16_ref's contract: q, k, v and out bf16, rows of stride
+ * ld (a packed Q K V product) and H. The flash-attention recurrence with the
+ * scores and probabilities kept in registers: each of the 4 warps owns 16 of
+ * the block's 64 queries; per tile of 64 keys, S = Q K^T is 8 x (DHP / 16)
+ * m16n8k16 bf16 MMAs with fp32 accumulation, the online softmax runs on the
+ * accumulators (a row's values sit in the 4 lanes of a quad), and the
+ * probabilities, rounded to bf16, are already the A fragments of O += P V
+ * (an accumulator's row and column pairs are an A fragment's). V is stored
+ * transposed in shared memory so that a B fragment's two keys are one
+ * 32-bit read. The row sums add the rounded probabilities, so the weights
+ * of each output sum to one.
+ *
+ * Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, c = lane % 4):
+ * A (16 x 16) registers: (row g, cols 2c, 2c+1), (g + 8, 2c..), (g, 2c+8..),
+ * (g + 8, 2c+8..); B (16 x 8): (rows 2c, 2c+1, col g), (2c+8, 2c+9, col g);
+ * C (16 x 8): (row g, cols 2c, 2c+1), (row g + 8, cols 2c, 2c+1).
+ */
+__device__ static inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* two floats as one register of two bf16, the first in the low half (the lower column) */
+__device__ static inline uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+/* Rows r0 .. r0 + rows of a head (columns 0 .. dh of x + row * ld) into shared memory as rows of
+ * LD bf16 (or, transposed, columns of a [DHP][LD] array), zeros past n valid rows and past dh. vec: 16-byte
+ * loads (dh and ld multiples of 8, x 16-byte aligned). */
+template <int DHP, bool TRANSPOSE>
+__device__ static void load_rows_bf16(__nv_bfloat16 *dst, int LD, const __nv_bfloat16 *x, int ld, size_t row0, int n, int rows,
+                                      int dh, bool vec) {
+    const __nv_bfloat16 zero = __float2bfloat16_rn(0.0f);
+    for (int i = threadIdx.x; i < rows * (DHP / 8); i += THREADS) {
+        int j = i / (DHP / 8), d0 = i % (DHP / 8) * 8;
+        __nv_bfloat16 e[8];
+        const __nv_bfloat16 *src = x + (row0 + j) * (size_t)ld + d0;
+        if (j < n && vec && d0 < dh) {
+            *(uint4 *)e = *(const uint4 *)src;
+        } else {
+#pragma unroll
+            for (int u = 0; u < 8; u++) e[u] = j < n && d0 + u < dh ? src[u] : zero;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            if (TRANSPOSE) dst[(d0 + u) * LD + j] = e[u];
+            else dst[j * LD + d0 + u] = e[u];
+        }
+    }
+}
+
+template <int DHP>
+__global__ static void __launch_bounds__(THREADS)
+    attention_bf16_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k, const __nv_bfloat16 *v, int ld,
+                          const float *mask_bias, const float *head_bias, const int32_t *starts, float scale, int T, int nh, int dh,
+                          bool vec) {
+#if __CUDA_ARCH__ >= 800
+    constexpr int LD = DHP + 8, LV = BK + 8; /* +8 bf16: a quad's 32-bit reads of consecutive rows fall in distinct banks */
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __nv_bfloat16 *qs = (__nv_bfloat16 *)smem_raw, *ks = qs + BQ * LD, *vt = ks + BK * LD; /* vt: [DHP][LV], V transposed */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
+    const int h = blockIdx.y, b = blockIdx.z, H = nh * dh, q0 = blockIdx.x * BQ;
+    const int L = starts ? starts[b + 1] - starts[b] : T;
+    if (q0 >= L) return;
+    const size_t row0 = starts ? (size_t)starts[b] : (size_t)b * T; /* the sequence's first row */
+    const size_t col = (size_t)h * dh;
+    load_rows_bf16<DHP, false>(qs, LD, q + col, ld, row0 + q0, L - q0, BQ, dh, vec);
+    __syncthreads();
+    uint32_t qf[DHP / 16][4]; /* this warp's 16 queries as A fragments */
+    const __nv_bfloat16 *qw = qs + warp * 16 * LD;
+#pragma unroll
+    for (int kk = 0; kk < DHP / 16; kk++) {
+        qf[kk][0] = *(const uint32_t *)(qw + g * LD + kk * 16 + 2 * c);
+        qf[kk][1] = *(const uint32_t *)(qw + (g + 8) * LD + kk * 16 + 2 * c);
+        qf[kk][2] = *(const uint32_t *)(qw + g * LD + kk * 16 + 8 + 2 * c);
+        qf[kk][3] = *(const uint32_t *)(qw + (g + 8) * LD + kk * 16 + 8 + 2 * c);
+    }
+    float o[DHP / 8][4];
+#pragma unroll
+    for (int j = 0; j < DHP / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int qrow[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8}; /* the two query rows of this lane */
+    for (int k0 = 0; k0 < L; k0 += BK) {
+        __syncthreads(); /* the previous tile is no longer read */
+        load_rows_bf16<DHP, false>(ks, LD, k + col, ld, row0 + k0, L - k0, BK, dh, vec);
+        load_rows_bf16<DHP, true>(vt, LV, v + col, ld, row0 + k0, L - k0, BK, dh, vec);
+        __syncthreads();
+        float s[BK / 8][4]; /* S (16, BK) of this warp, 8 keys a fragment */
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++) {
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            const __nv_bfloat16 *kr = ks + (j * 8 + g) * LD + 2 * c;
+#pragma unroll
+            for (int kk = 0; kk < DHP / 16; kk++)
+                mma_bf16(s[j], qf[kk], *(const uint32_t *)(kr + kk * 16), *(const uint32_t *)(kr + kk * 16 + 8));
+        }
+        /* scale, biases, keys past the sequence; each row's max over its quad */
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1, key = k0 + j * 8 + 2 * c + (e & 1);
+                float x = -INFINITY;
+                if (key < L) {
+                    x = s[j][e] * scale;
+                    if (head_bias && qrow[r] < L) x += head_bias[((size_t)h * T + qrow[r]) * T + key];
+                    if (mask_bias) x += mask_bias[(size_t)b * T + key];
+                }
+                s[j][e] = x, mx[r] = fmaxf(mx[r], x);
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        }
+        /* the probabilities, rounded as the second product reads them; all -inf so far weighs 0 (attention_kernel) */
+        uint32_t pf[BK / 8][2];
+        float sum[2] = {0.0f, 0.0f}, m_new[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) m_new[r] = fmaxf(m[r], mx[r]);
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float p0 = m_new[r] != -INFINITY ? expf(s[j][2 * r] - m_new[r]) : 0.0f;
+                float p1 = m_new[r] != -INFINITY ? expf(s[j][2 * r + 1] - m_new[r]) : 0.0f;
+                pf[j][r] = pack_bf16(p0, p1);
+                float2 back = __bfloat1622float2(*(__nv_bfloat162 *)&pf[j][r]);
+                sum[r] += back.x + back.y;
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+            float rescale = m[r] == -INFINITY ? 0.0f : expf(m[r] - m_new[r]);
+            l[r] = l[r] * rescale + sum[r], m[r] = m_new[r];
+#pragma unroll
+            for (int j = 0; j < DHP / 8; j++) o[j][2 * r] *= rescale, o[j][2 * r + 1] *= rescale;
+        }
+        /* O (16, DHP) += P (16, BK) V (BK, DHP), 16 keys a step */
+#pragma unroll
+        for (int kc = 0; kc < BK / 16; kc++) {
+            const uint32_t a[4] = {pf[2 * kc][0], pf[2 * kc][1], pf[2 * kc + 1][0], pf[2 * kc + 1][1]};
+#pragma unroll
+            for (int j = 0; j < DHP / 8; j++) {
+                const __nv_bfloat16 *vr = vt + (j * 8 + g) * LV + kc * 16 + 2 * c;
+                mma_bf16(o[j], a, *(const uint32_t *)vr, *(const uint32_t *)(vr + 8));
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (qrow[r] >= L) continue;
+        float inv = 1.0f / l[r];
+        __nv_bfloat16 *y = out + (row0 + qrow[r]) * (size_t)H + col;
+#pragma unroll
+        for (int j = 0; j < DHP / 8; j++) {
+            int d = j * 8 + 2 * c;
+            if (d < dh) y[d] = __float2bfloat16_rn(o[j][2 * r] * inv);
+            if (d + 1 < dh) y[d + 1] = __float2bfloat16_rn(o[j][2 * r + 1] * inv);
+        }
+    }
+#endif /* bf16 MMAs need sm_80: mrec_attention_bf16_cuda refuses below that */
+}
+
+static size_t smem_bf16(int dhp) { return sizeof(__nv_bfloat16) * ((size_t)(BQ + BK) * (dhp + 8) + (size_t)dhp * (BK + 8)); }
+
+extern "C" mrec_status mrec_attention_bf16_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                                                const float *mask_bias, const float *head_bias, const int32_t *dev_starts,
+                                                float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
+    if (B <= 0 || T <= 0) return MREC_OK;
+    if (heads <= 0 || dh <= 0 || dh > DH_MAX)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "attention_bf16 on the GPU: head size %d (1 to %d supported)", dh, DH_MAX);
+    if (heads > 65535 || B > 65535) return mrec_fail(MREC_ERR_ARG, "attention_bf16: %d sequences of %d heads", B, heads);
+    if (cu->sm < 80) return mrec_fail(MREC_ERR_UNSUPPORTED, "attention_bf16: bf16 tensor cores need compute capability 8.0 (this GPU: %d.%d)",
+                                      cu->sm / 10, cu->sm % 10);
+    if (ld < heads * dh) return mrec_fail(MREC_ERR_ARG, "attention_bf16: row stride %d under %d x %d", ld, heads, dh);
+    int dhp = dh <= 32 ? 32 : dh <= 64 ? 64 : 128;
+    bool vec = dh % 8 == 0 && ld % 8 == 0 && ((uintptr_t)q & 15) == 0 && ((uintptr_t)k & 15) == 0 && ((uintptr_t)v & 15) == 0;
+    typedef void (*fn)(__nv_bfloat16 *, const __nv_bfloat16 *, const __nv_bfloat16 *, const __nv_bfloat16 *, int, const float *,
+                       const float *, const int32_t *, float, int, int, int, bool);
+    fn kernel = dhp == 32 ? attention_bf16_kernel<32> : dhp == 64 ? attention_bf16_kernel<64> : attention_bf16_kernel<128>;
+    size_t smem = smem_bf16(dhp);
+    mrec_status st = mrec_cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                                     "attention_bf16: shared memory");
+    if (st) return st;
+    dim3 grid((unsigned)((T + BQ - 1) / BQ), (unsigned)heads, (unsigned)B);
+    kernel<<<grid, THREADS, smem, cu->stream>>>((__nv_bfloat16 *)out, (const __nv_bfloat16 *)q, (const __nv_bfloat16 *)k,
+                                                (const __nv_bfloat16 *)v, ld, mask_bias, head_bias, dev_starts, scale, T, heads, dh,
+                                                vec);
+    return MREC_CUDA_LAUNCHED("attention_bf16");
 }
 
 /* ---- launches ----------------------------------------------------------------- */

@@ -17,8 +17,8 @@ __global__ static void add_bias_rows(float *C, const float *bias, int M, int N, 
     C[i * ldc + j] += bias[j];
 }
 
-static mrec_status lt_matmul(float *C, const void *A, const void *B, const float *bias, int act, float slope, float alpha,
-                             float beta, cublasComputeType_t compute, cudaDataType_t in_type, int trans_a, int trans_b,
+static mrec_status lt_matmul(void *C, cudaDataType_t c_type, const void *A, const void *B, const void *bias, int act, float slope,
+                             float alpha, float beta, cublasComputeType_t compute, cudaDataType_t in_type, int trans_a, int trans_b,
                              int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu, int *no_algo);
 
 extern "C" mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias,
@@ -29,7 +29,7 @@ extern "C" mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, 
         /* cuBLASLt in full fp32 (compute 32F: no TF32) adds the bias in the product's epilogue, where SGEMM
          * wrote C and a pass of its own read it back (an encoder's every linear layer) */
         int no_algo = 0;
-        mrec_status st = lt_matmul(C, A, B, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, CUBLAS_COMPUTE_32F, CUDA_R_32F, trans_a, trans_b,
+        mrec_status st = lt_matmul(C, CUDA_R_32F, A, B, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, CUBLAS_COMPUTE_32F, CUDA_R_32F, trans_a, trans_b,
                                    M, N, K, lda, ldb, ldc, cu, &no_algo);
         if (!st || !no_algo) return st;
         mrec_clear_error(); /* a shape or alignment cuBLASLt has no algorithm for: SGEMM, then the bias */
@@ -130,7 +130,7 @@ static uint32_t alignment_of(const void *p) {
  * each product was host time a small batch (a single query in mrec serve)
  * waited on; a later product of the key sets only its bias pointer. */
 typedef struct {
-    int compute, in_type, trans_a, trans_b, M, N, K, lda, ldb, ldc, epi;
+    int compute, in_type, c_type, trans_a, trans_b, M, N, K, lda, ldb, ldc, epi;
     uint32_t align_a, align_b, align_c;
 } lt_key;
 
@@ -179,19 +179,26 @@ static mrec_status activate(float *C, int act, float slope, int M, int N, int ld
     return st;
 }
 
-/* C (M, N) fp32 = act(alpha op(A) op(B) + beta C + bias) through cuBLASLt, the
+/* C (M, N) = act(alpha op(A) op(B) + beta C + bias) through cuBLASLt, the
  * row-major contract of mrec_gemm_cuda; A, B of in_type (fp32 or bf16),
- * fp32 accumulation, compute 32F or 32F_FAST_TF32. ReLU and the tanh GELU
- * run in the epilogue with the bias; other activations in one element-wise
- * pass after it. *no_algo is set (and MREC_ERR_UNSUPPORTED returned) when
- * cuBLASLt has no algorithm for the shape and alignments. */
-static mrec_status lt_matmul(float *C, const void *A, const void *B, const float *bias, int act, float slope, float alpha,
-                             float beta, cublasComputeType_t compute, cudaDataType_t in_type, int trans_a, int trans_b,
+ * fp32 accumulation, compute 32F or 32F_FAST_TF32. C and the bias are fp32,
+ * or both bf16 (c_type CUDA_R_16BF, bf16 operands: C rounded once, after the
+ * bias and the epilogue's activation). ReLU and the tanh GELU run in the
+ * epilogue with the bias; on an fp32 C other activations in one
+ * element-wise pass after it (a bf16 C takes only the epilogue's). *no_algo
+ * is set (and MREC_ERR_UNSUPPORTED returned) when cuBLASLt has no algorithm
+ * for the shape and alignments. */
+static mrec_status lt_matmul(void *C, cudaDataType_t c_type, const void *A, const void *B, const void *bias, int act, float slope,
+                             float alpha, float beta, cublasComputeType_t compute, cudaDataType_t in_type, int trans_a, int trans_b,
                              int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu, int *no_algo) {
     if (no_algo) *no_algo = 0;
     if (M <= 0 || N <= 0) return MREC_OK;
-    /* A bias that is not 16-byte aligned is added by its own kernel after the product. */
-    const float *epi_bias = bias && alignment_of(bias) >= 16 ? bias : NULL;
+    /* A bias that is not 16-byte aligned is added by its own kernel after the product (into an fp32 C). */
+    const void *epi_bias = bias && alignment_of(bias) >= 16 ? bias : NULL;
+    int c_bf16 = c_type == CUDA_R_16BF;
+    if (c_bf16 && ((bias && !epi_bias) || (act >= 0 && act != MREC_ACT_RELU && act != MREC_ACT_GELU_TANH)))
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "gemm %dx%dx%d to bf16: a bias at %p or activation %d outside the epilogue", M, N, K,
+                         bias, act);
     cublasLtEpilogue_t epi = epi_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     int act_after = act >= 0;
     if (act == MREC_ACT_RELU && epi_bias == bias) epi = bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU, act_after = 0;
@@ -203,12 +210,12 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
     lt_key key;
     memset(&key, 0, sizeof key); /* no padding bytes left to compare */
     key.compute = (int)compute, key.in_type = (int)in_type, key.trans_a = trans_a, key.trans_b = trans_b;
-    key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc, key.epi = (int)epi;
+    key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc, key.epi = (int)epi, key.c_type = (int)c_type;
     key.align_a = align_first, key.align_b = align_second, key.align_c = align_c;
     mrec_status st = MREC_OK;
     if (!lt_algo_find(cu, &key)) { /* the first product of the key: its descriptors, and the heuristic's answer */
         cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-        cudaDataType_t bias_type = CUDA_R_32F;
+        cudaDataType_t bias_type = c_type; /* a bf16 C takes a bf16 bias, as PyTorch's bf16 linear layers do */
         lt_plan p = {0};
         st = mrec_cublas_check(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F), "cublasLt desc");
         if (!st) st = mrec_cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first), "cublasLt");
@@ -219,7 +226,7 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
         /* stored shapes, column-major: B is (N, K) when trans_b else (K, N) row-major, i.e. (K, N) or (N, K) column-major */
         if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.a, in_type, trans_b ? K : N, trans_b ? N : K, ldb), "cublasLt layout");
         if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.b, in_type, trans_a ? M : K, trans_a ? K : M, lda), "cublasLt layout");
-        if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, N, M, ldc), "cublasLt layout");
+        if (!st) st = mrec_cublas_check(cublasLtMatrixLayoutCreate(&p.c, c_type, N, M, ldc), "cublasLt layout");
         if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceCreate(&p.pref), "cublasLt preference");
         if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), "cublasLt");
         if (!st) st = mrec_cublas_check(cublasLtMatmulPreferenceSetAttribute(p.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof align_first), "cublasLt");
@@ -255,10 +262,10 @@ static mrec_status lt_matmul(float *C, const void *A, const void *B, const float
     }
     if (!st && bias && !epi_bias) {
         unsigned blocks = (unsigned)(((size_t)M * N + 255) / 256);
-        add_bias_rows<<<blocks, 256, 0, cu->stream>>>(C, bias, M, N, ldc);
+        add_bias_rows<<<blocks, 256, 0, cu->stream>>>((float *)C, (const float *)bias, M, N, ldc);
         st = MREC_CUDA_LAUNCHED("add_bias_rows");
     }
-    return st || !act_after ? st : activate(C, act, slope, M, N, ldc, cu);
+    return st || !act_after ? st : activate((float *)C, act, slope, M, N, ldc, cu);
 }
 
 /* C (M, N) fp32 = act(op(A) op(B) + bias), the row-major contract of
@@ -271,7 +278,7 @@ extern "C" mrec_status mrec_gemm_ex_cuda(float *C, const void *A, const void *B,
     cublasComputeType_t compute = precision == MREC_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     cudaDataType_t in_type = precision == MREC_PREC_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     int no_algo = 0;
-    mrec_status st = lt_matmul(C, A, B, bias, act, slope, 1.0f, 0.0f, compute, in_type, trans_a, trans_b, M, N, K, lda, ldb,
+    mrec_status st = lt_matmul(C, CUDA_R_32F, A, B, bias, act, slope, 1.0f, 0.0f, compute, in_type, trans_a, trans_b, M, N, K, lda, ldb,
                                ldc, cu, &no_algo);
     if (!st || !no_algo || precision == MREC_PREC_BF16) return st;
     /* fp32 operands cuBLASLt has no algorithm for (odd leading dimensions): cuBLAS's SGEMM, in full fp32 */
@@ -354,11 +361,11 @@ extern "C" mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *
             st = mrec_f32_to_bf16_cuda(to, B, nb, cu), b = to;
         }
         if (!st)
-            st = lt_matmul(C, a, b, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, trans_a, trans_b, M,
+            st = lt_matmul(C, CUDA_R_32F, a, b, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, trans_a, trans_b, M,
                            N, K, lda, ldb, ldc, cu, &no_algo);
     } else {
         cublasComputeType_t compute = precision == MREC_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-        st = lt_matmul(C, A, B, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, compute, CUDA_R_32F, trans_a, trans_b, M, N, K, lda,
+        st = lt_matmul(C, CUDA_R_32F, A, B, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, compute, CUDA_R_32F, trans_a, trans_b, M, N, K, lda,
                        ldb, ldc, cu, &no_algo);
     }
     if (st && no_algo) { /* an odd shape or alignment: this one product runs in fp32 */
@@ -383,7 +390,7 @@ extern "C" mrec_status mrec_linear3_bf16_cuda(float *const out[3], const float *
         const uint16_t *w;
         if ((st = weight_bf16(&w, cu, W[i], nw, at_w))) break;
         int no_algo = 0;
-        st = lt_matmul(out[i], cu->bf16_buf, w, b[i], MREC_GEMM_NO_ACT, 0, 1.0f, 0.0f, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, N,
+        st = lt_matmul(out[i], CUDA_R_32F, cu->bf16_buf, w, b[i], MREC_GEMM_NO_ACT, 0, 1.0f, 0.0f, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, N,
                        K, K, K, N, cu, &no_algo);
         if (st && no_algo) { /* an odd shape: this product in fp32, as mrec_gemm_lt_cuda would */
             mrec_clear_error();
@@ -413,13 +420,37 @@ extern "C" mrec_status mrec_ffn_bf16_cuda(float *out, const float *x, const floa
     if (!st) st = convert_bf16(cu->bf16_buf, hidden, act, n, cu); /* the activation, rounded: the second product's operand */
     if (st) return st;
     int no_algo = 0;
-    st = lt_matmul(out, cu->bf16_buf, w, b2, MREC_GEMM_NO_ACT, 0, 1.0f, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, H, I, I, I,
+    st = lt_matmul(out, CUDA_R_32F, cu->bf16_buf, w, b2, MREC_GEMM_NO_ACT, 0, 1.0f, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, R, H, I, I, I,
                    H, cu, &no_algo);
     if (!st || !no_algo) return st;
     /* no bf16 algorithm for the shape: the activation in fp32 in place, then the product in fp32 */
     mrec_clear_error();
     st = mrec_activation_cuda(hidden, hidden, act, 0.0f, n, cu);
     return st ? st : mrec_gemm_cuda(out, hidden, W2, b2, 1.0f, beta, 0, 1, R, H, I, I, I, H, cu);
+}
+
+/* ---- a product of a bf16 transformer: bf16 activations in, fp32 or bf16 out -------- */
+
+/* mrec_linear_bf16_ref's contract. The weight (and for a bf16 C the bias) is
+ * its bf16 twin or converted; a bf16 C gets the bias and a ReLU in cuBLASLt's
+ * epilogue, another activation in one pass over C after it. */
+extern "C" mrec_status mrec_linear_bf16_cuda(void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act,
+                                             float beta, int M, int N, int K, int ldc, mrec_cuda *cu) {
+    if (M <= 0 || N <= 0) return MREC_OK;
+    if (K <= 0) return mrec_fail(MREC_ERR_ARG, "linear_bf16: %d x %d from K = %d", M, N, K);
+    const float *in[2] = {W, c_bf16 ? bias : NULL};
+    int64_t n[2] = {(int64_t)N * K, N};
+    const uint16_t *ops[2];
+    mrec_status st = mrec_cuda_bf16_operands(ops, in, n, 2, cu);
+    if (st) return st;
+    int relu = act == MREC_ACT_RELU, no_algo = 0;
+    st = lt_matmul(C, c_bf16 ? CUDA_R_16BF : CUDA_R_32F, A, ops[0], c_bf16 ? (const void *)ops[1] : (const void *)bias,
+                   relu ? MREC_ACT_RELU : MREC_GEMM_NO_ACT, 0, 1.0f, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, M, N, K, K, K, ldc,
+                   cu, &no_algo);
+    if (st || !c_bf16 || act == MREC_GEMM_NO_ACT || relu) return st;
+    if (ldc == N) return mrec_activation_bf16_cuda((uint16_t *)C, (mrec_act)act, (int64_t)M * N, cu);
+    for (int i = 0; i < M && !st; i++) st = mrec_activation_bf16_cuda((uint16_t *)C + (size_t)i * ldc, (mrec_act)act, N, cu);
+    return st;
 }
 
 /* ---- weights on the device ------------------------------------------------------ */

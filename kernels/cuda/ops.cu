@@ -9,6 +9,7 @@
  */
 #include "cuda_internal.h"
 
+#include <cuda_bf16.h>
 #include <math.h>
 
 #define THREADS 256
@@ -89,6 +90,35 @@ extern "C" mrec_status mrec_activation_cuda(float *out, const float *in, mrec_ac
     else
         activation_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, in, act, slope, n);
     return MREC_CUDA_LAUNCHED("activation");
+}
+
+/* x (n) bf16 = round(act(x)) in place, eight values a thread where x is 16-byte aligned (the feed-forward
+ * activations of a bf16 transformer: (tokens, 3072) values a layer) */
+__global__ static void activation_bf16_kernel(__nv_bfloat16 *x, mrec_act act, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = __float2bfloat16_rn(mrec_activate(__bfloat162float(x[i]), act, 0.0f));
+}
+
+__global__ static void activation_bf16x8_kernel(uint4 *x, mrec_act act, int64_t n8) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        uint4 u = x[i];
+        __nv_bfloat162 *h = (__nv_bfloat162 *)&u;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float2 f = __bfloat1622float2(h[j]);
+            h[j] = __floats2bfloat162_rn(mrec_activate(f.x, act, 0.0f), mrec_activate(f.y, act, 0.0f));
+        }
+        x[i] = u;
+    }
+}
+
+extern "C" mrec_status mrec_activation_bf16_cuda(uint16_t *x, mrec_act act, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    if (n % 8 == 0 && ((uintptr_t)x & 15) == 0)
+        activation_bf16x8_kernel<<<mrec_grid(n / 8, THREADS), THREADS, 0, cu->stream>>>((uint4 *)x, act, n / 8);
+    else
+        activation_bf16_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>((__nv_bfloat16 *)x, act, n);
+    return MREC_CUDA_LAUNCHED("activation_bf16");
 }
 
 /* ---- block reductions ---------------------------------------------------- */
@@ -228,6 +258,37 @@ extern "C" mrec_status mrec_add_layernorm_cuda(float *out, const float *a, const
     if (R <= 0 || C <= 0) return MREC_OK;
     add_layernorm_kernel<<<R, THREADS, 0, cu->stream>>>(out, a, b, weight, bias, eps, C);
     return MREC_CUDA_LAUNCHED("add_layernorm");
+}
+
+/* The LayerNorm of a bf16 transformer: out16 = LayerNorm(a + b) rounded (b
+ * NULL: of a), out the fp32 values where not NULL. The row (a + b) is read
+ * three times, as in add_layernorm_kernel; out may alias a or b. */
+__global__ static void layernorm_bf16_kernel(float *out, __nv_bfloat16 *out16, const float *a, const float *b, const float *w,
+                                             const float *bias, float eps, int C) {
+    const float *x = a + (size_t)blockIdx.x * C, *y = b ? b + (size_t)blockIdx.x * C : NULL;
+    float s = 0.0f;
+    for (int c = threadIdx.x; c < C; c += THREADS) s += y ? x[c] + y[c] : x[c];
+    float mean = block_reduce(s, 0) / C;
+    float v = 0.0f;
+    for (int c = threadIdx.x; c < C; c += THREADS) {
+        float d = (y ? x[c] + y[c] : x[c]) - mean;
+        v += d * d;
+    }
+    float rstd = rsqrtf(block_reduce(v, 0) / C + eps);
+    for (int c = threadIdx.x; c < C; c += THREADS) {
+        float t = ((y ? x[c] + y[c] : x[c]) - mean) * rstd;
+        if (w) t *= w[c];
+        if (bias) t += bias[c];
+        if (out) out[(size_t)blockIdx.x * C + c] = t;
+        if (out16) out16[(size_t)blockIdx.x * C + c] = __float2bfloat16_rn(t);
+    }
+}
+
+extern "C" mrec_status mrec_layernorm_bf16_cuda(float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
+                                                const float *bias, float eps, int R, int C, mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    layernorm_bf16_kernel<<<R, THREADS, 0, cu->stream>>>(out, (__nv_bfloat16 *)out16, a, b, weight, bias, eps, C);
+    return MREC_CUDA_LAUNCHED("layernorm_bf16");
 }
 
 /* out, in: (R, C); weight, bias: (C) or NULL */
