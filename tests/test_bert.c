@@ -66,6 +66,48 @@ out:
     free(hidden), free(pooled), free(alone);
 }
 
+/* The bf16-activation forward (what a GPU runs in bf16), here through the ops' references, padded and
+ * without padding: the real tokens' rows within `steps` bf16 steps of the largest reference value (each
+ * LayerNorm output rounds once, so errors do not shrink into an fp32 residual as in ViT), cosine 0.999 per
+ * token, and not the fp32 forward's bits (the route ran). */
+static void bf16_route_check(mrec_context *ctx, mrec_bert *m, const int32_t *ids, const int32_t *types, const int32_t *mask, int B,
+                             int T, const float *hidden_ref, double steps, const char *name) {
+    int H = m->cfg.hidden;
+    size_t n = (size_t)B * T * H;
+    float *h32 = calloc(n, sizeof *h32), *h16 = calloc(n, sizeof *h16);
+    m->bf16_acts = 0;
+    int ok = t_status(mrec_context_reserve(ctx, mrec_bert_workspace_bytes(m, B, T)), MREC_OK, "%s workspace", name) &&
+             t_status(mrec_bert_forward(ctx, m, ids, types, mask, B, T, h32, NULL), MREC_OK, "%s fp32", name);
+    m->bf16_acts = 1;
+    ok = ok && t_status(mrec_context_reserve(ctx, mrec_bert_workspace_bytes(m, B, T)), MREC_OK, "%s bf16 workspace", name);
+    for (int unpadded = 0; ok && unpadded < 2; unpadded++) {
+        if (!t_status((unpadded ? mrec_bert_forward_unpadded : mrec_bert_forward)(ctx, m, ids, types, mask, B, T, h16, NULL), MREC_OK,
+                      "%s bf16 activations%s", name, unpadded ? ", unpadded" : ""))
+            continue;
+        double err = 0, top = 0, worst_cos = 1;
+        for (int r = 0; r < B * T; r++) {
+            if (mask && !mask[r]) continue;
+            const float *want = hidden_ref + (size_t)r * H, *got = h16 + (size_t)r * H;
+            double ww = 0, gg = 0, wg = 0;
+            for (int c = 0; c < H; c++) {
+                err = fmax(err, fabs(got[c] - want[c])), top = fmax(top, fabs(want[c]));
+                ww += (double)want[c] * want[c], gg += (double)got[c] * got[c], wg += (double)want[c] * got[c];
+            }
+            worst_cos = fmin(worst_cos, wg / sqrt(ww * gg));
+        }
+        t_check(err <= steps * top / 256 && worst_cos >= 0.999,
+                "%s bf16 activations%s: off the fp32 reference by %.3g (bound %g bf16 steps of %.3g), worst cosine %.6f", name,
+                unpadded ? ", unpadded" : "", err, steps, top, worst_cos);
+        t_check(memcmp(h16, h32, sizeof *h16 * n) != 0, "%s bf16 activations%s: not the fp32 forward's bits", name,
+                unpadded ? ", unpadded" : "");
+        if (getenv("MREC_TEST_VERBOSE"))
+            printf("  %s bf16 activations%s: largest error %.3g of %.3g, worst cosine %.8f\n", name, unpadded ? ", unpadded" : "", err, top,
+                   worst_cos);
+    }
+    m->bf16_acts = 0;
+    free(h32), free(h16);
+}
+
 static void run(const char *dir, mrec_context *ctx) {
     mrec_bert m;
     if (!t_status(mrec_bert_load(&m, dir), MREC_OK, "load %s", dir)) return;
@@ -90,6 +132,7 @@ static void run(const char *dir, mrec_context *ctx) {
         t_allclose("pooler_output", pooled_ref, pooled, (int64_t)B * H, 1e-4, 0);
     }
     unpadded_check(ctx, &m, ids, types, mask, B, T, hidden_ref, pooled_ref, 1e-4, dir);
+    bf16_route_check(ctx, &m, ids, types, mask, B, T, hidden_ref, 4, dir);
     /* a token outside the vocabulary is an error naming it */
     ids[3] = 5000;
     t_status(mrec_bert_forward(ctx, &m, ids, types, mask, B, T, hidden, pooled), MREC_ERR_ARG, "id past the vocabulary");
@@ -138,10 +181,10 @@ static void bad_configs(void) {
 }
 
 /* A sentence-transformers model as mrec computes it: tokenize (tokenizer.json, max_seq_length L), BERT / MPNet,
- * mean over real tokens, L2 normalize; each text's embedding against want (n, H): cosine >= 0.99999 and max abs
- * <= 1e-5. */
+ * mean over real tokens, L2 normalize; each text's embedding against want (n, H): cosine >= min_cos and max abs
+ * <= max_abs. */
 static void embeddings_check(mrec_context *ctx, mrec_bert *m, mrec_tokenizer *tok, int L, char **texts, int n, const float *want,
-                             const char *what) {
+                             double min_cos, double max_abs, const char *what) {
     int H = m->cfg.hidden, done = 0, bad = 0;
     double worst_cos = 1, worst_abs = 0;
     enum { BATCH = 8 };
@@ -172,7 +215,7 @@ static void embeddings_check(mrec_context *ctx, mrec_bert *m, mrec_tokenizer *to
             }
             double cs = dot / sqrt(nw * ng);
             worst_cos = fmin(worst_cos, cs), worst_abs = fmax(worst_abs, mx);
-            if ((cs < 0.99999 || mx > 1e-5) && bad++ < 3)
+            if ((cs < min_cos || mx > max_abs) && bad++ < 3)
                 fprintf(stderr, "  %s, text %d: cosine %.8f, max abs %.3g\n", what, done + i, cs, mx);
         }
         done += b;
@@ -253,14 +296,22 @@ static void real_sentence_model(mrec_context *ctx, const char *name, const char 
     snprintf(what, sizeof what, "%s, item texts", name);
     if (t_check(n > 0 && !mrec_npy_read_f32(path, &want, &ndim, shape) && shape[0] == n && shape[1] == m.cfg.hidden,
                 "%s fixtures: %d texts, %s", name, n, path))
-        embeddings_check(ctx, &m, tok, L, texts, n, want, what);
+    {
+        embeddings_check(ctx, &m, tok, L, texts, n, want, 0.99999, 1e-5, what);
+        /* bf16 activations between the steps (a GPU's bf16 route), through the ops' references: the bound of bf16
+         * embeddings, cosine 0.999 */
+        snprintf(what, sizeof what, "%s, item texts, bf16 activations", name);
+        m.bf16_acts = 1;
+        embeddings_check(ctx, &m, tok, L, texts, n < 16 ? n : 16, want, 0.999, 1e-2, what);
+        m.bf16_acts = 0;
+    }
     free(want), want = NULL;
     n = shared_texts(texts);
     snprintf(path, sizeof path, "%s/shared.npy", fixdir);
     snprintf(what, sizeof what, "%s, ML-100K and H&M texts", name);
     if (!n) t_skip("%s: ../shared/data is not beside the repository (those texts may not be copied here)", what);
     else if (t_check(n == 48 && !mrec_npy_read_f32(path, &want, &ndim, shape) && shape[0] == n, "%s: 48 texts (%d), %s", what, n, path))
-        embeddings_check(ctx, &m, tok, L, texts, n, want, what);
+        embeddings_check(ctx, &m, tok, L, texts, n, want, 0.99999, 1e-5, what);
     for (int i = 0; i < n; i++) free(texts[i]);
     free(want);
     mrec_tokenizer_free(tok);
@@ -299,6 +350,7 @@ static void mpnet(mrec_context *ctx) {
             t_allclose("mpnet pooler_output", pooled_ref, pooled, (int64_t)B * H, 1e-4, 0);
         }
         unpadded_check(ctx, &m, ids, NULL, mask, B, T, hidden_ref, pooled_ref, 1e-4, "tiny_mpnet");
+        bf16_route_check(ctx, &m, ids, NULL, mask, B, T, hidden_ref, 4, "tiny_mpnet");
         free(hidden), free(pooled);
     }
     free(ids), free(mask), free(hidden_ref), free(pooled_ref);

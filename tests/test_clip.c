@@ -14,6 +14,7 @@
 #include "../nn/mrec_npy.h"
 #include "../tokenizers/mrec_tokenizer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,50 @@ static void towers(mrec_context *ctx, const char *dir) {
     for (int w = 0; w < 3; w++) free(img[w]), free(txt[w]);
     free(logits);
 done:
+    free(pixels), free(ids), free(mask);
+    mrec_clip_free(&m);
+}
+
+/* Both towers with bf16 activations between their steps (what a GPU runs in bf16), here through the ops'
+ * references: each image's and text's embedding within cosine 0.999 of transformers' fp32 (the issue's bf16
+ * bound on final embeddings), and not the fp32 forward's bits (the route ran). */
+static void bf16_towers(mrec_context *ctx, const char *dir) {
+    mrec_clip m;
+    if (!t_status(mrec_clip_load(&m, dir, MREC_CLIP_BOTH), MREC_OK, "load %s", dir)) return;
+    int64_t ps[4], is[2], rs[2];
+    float *pixels = load(dir, "pixel_values.npy", ps);
+    int32_t *ids = load_ids(dir, "input_ids.npy", is), *mask = load_ids(dir, "attention_mask.npy", is);
+    for (int tower = 0; tower < 2 && pixels && ids && mask; tower++) {
+        int n = tower ? (int)is[0] : (int)ps[0], D = m.projection_dim;
+        float *ref = load(dir, tower ? "text_embeds.npy" : "image_embeds.npy", rs), *got = malloc(sizeof(float) * (size_t)n * D),
+              *f32 = malloc(sizeof(float) * (size_t)n * D);
+        mrec_clip_tower *tw = tower ? &m.text : &m.vision;
+        int ok = 1;
+        for (int bf16 = 0; bf16 < 2 && ok; bf16++) {
+            tw->bf16_acts = bf16;
+            ok = t_status(tower ? mrec_clip_text_forward(ctx, &m, ids, mask, n, (int)is[1], MREC_CLIP_EMBEDS, bf16 ? got : f32)
+                                : mrec_clip_image_forward(ctx, &m, pixels, n, MREC_CLIP_EMBEDS, bf16 ? got : f32),
+                          MREC_OK, "%s: %s forward%s", dir, tower ? "text" : "image", bf16 ? ", bf16 activations" : "");
+        }
+        tw->bf16_acts = 0;
+        if (ok && t_check(ref && rs[0] == n && rs[1] == D, "%s: %s embeddings reference", dir, tower ? "text" : "image")) {
+            double worst = 1;
+            for (int i = 0; i < n; i++) {
+                double rr = 0, gg = 0, rg = 0;
+                for (int d = 0; d < D; d++) {
+                    double r = ref[(size_t)i * D + d], g = got[(size_t)i * D + d];
+                    rr += r * r, gg += g * g, rg += r * g;
+                }
+                worst = fmin(worst, rg / sqrt(rr * gg));
+            }
+            t_check(worst >= 0.999, "%s: %s embeddings with bf16 activations, worst cosine %.6f to transformers' fp32", dir,
+                    tower ? "text" : "image", worst);
+            t_check(memcmp(got, f32, sizeof(float) * (size_t)n * D) != 0, "%s: %s, bf16 activations: not the fp32 forward's bits", dir,
+                    tower ? "text" : "image");
+            if (getenv("MREC_TEST_VERBOSE")) printf("  %s: %s embeddings, bf16 activations: worst cosine %.8f\n", dir, tower ? "text" : "image", worst);
+        }
+        free(ref), free(got), free(f32);
+    }
     free(pixels), free(ids), free(mask);
     mrec_clip_free(&m);
 }
@@ -214,6 +259,7 @@ int main(void) {
     mrec_context *ctx;
     T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
     towers(ctx, FIX);
+    bf16_towers(ctx, FIX);
     pooling_rules(ctx);
     gelu(ctx);
     tokenizer_ids();
@@ -223,6 +269,7 @@ int main(void) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/clip_b16", full);
         towers(ctx, dir);
+        bf16_towers(ctx, dir);
     } else {
         t_skip("ViT-B/16-sized CLIP: set MREC_FULL_DIR (tools/golden/clip.py --full DIR/clip_b16)");
     }
