@@ -459,6 +459,132 @@ static void test_channels_last(void) {
     }
 }
 
+/* largest |x - y| over |y| + scale * floor, bf16 arrays (scale: the largest |y|) */
+static double bf16_error(const uint16_t *x, const uint16_t *y, int64_t n, double floor) {
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(mrec_bf16_to_f32(y[i])));
+    for (int64_t i = 0; i < n; i++) {
+        double a = mrec_bf16_to_f32(x[i]), b = mrec_bf16_to_f32(y[i]);
+        worst = isfinite(a) ? fmax(worst, fabs(a - b) / (fabs(b) + scale * floor)) : INFINITY;
+    }
+    return worst;
+}
+
+/* The bf16-activation ops (a GPU's bf16 transformers) against their references, at the encoders' shapes and
+ * odd ones: the LayerNorm (fp32 to float rounding, bf16 within one step), the products (fp32 out to the
+ * sums' order, bf16 out within one step, with the bias and an activation), the activation in place (16-byte
+ * and scalar), the tensor-core attention within 2^-6 (its probabilities rounded to bf16, as flash attention's)
+ * on packed rows, padded with a mask, a head bias, head sizes 64, 32, 80 and 6, and sequences end to end. */
+static void test_bf16_activations(void) {
+    int ln_shapes[3][2] = {{37, 768}, {5, 37}, {130, 384}};
+    for (int si = 0; si < 3; si++) {
+        int R = ln_shapes[si][0], C = ln_shapes[si][1];
+        int64_t n = (int64_t)R * C;
+        float *a = rnd(n, -3, 3), *b = rnd(n, -1, 1), *w = rnd(C, 0.5f, 1.5f), *bias = rnd(C, -1, 1), *ref = rnd(n, 0, 0), *got = rnd(n, 0, 0);
+        uint16_t *ref16 = malloc(2 * n), *got16 = malloc(2 * n);
+        void *da = up(a, 4 * n), *db = up(b, 4 * n), *dw = up(w, 4 * C), *dbias = up(bias, 4 * C), *dout = up(ref, 4 * n), *dout16 = up(ref16, 2 * n);
+        for (int with_b = 0; with_b < 2; with_b++) {
+            mrec_layernorm_bf16_ref(ref, ref16, a, with_b ? b : NULL, w, bias, 1e-5f, R, C);
+            if (t_status(mrec_layernorm_bf16_cuda(dout, dout16, da, with_b ? db : NULL, dw, dbias, 1e-5f, R, C, cu), MREC_OK, "layernorm_bf16") &&
+                down(got, dout, 4 * n) && down(got16, dout16, 2 * n)) {
+                t_allclose("layernorm_bf16: the fp32 output", ref, got, n, 1e-5, 1e-5);
+                double e = bf16_error(got16, ref16, n, 0);
+                t_check(e <= 1.0 / 256, "layernorm_bf16 %d x %d%s: the bf16 output within one step (%.3g)", R, C, with_b ? " (a + b)" : "", e);
+            }
+        }
+        mrec_cuda_free(cu, da), mrec_cuda_free(cu, db), mrec_cuda_free(cu, dw), mrec_cuda_free(cu, dbias), mrec_cuda_free(cu, dout),
+            mrec_cuda_free(cu, dout16);
+        free(a), free(b), free(w), free(bias), free(ref), free(got), free(ref16), free(got16);
+    }
+
+    int gemm_shapes[4][3] = {{64, 2304, 768}, {130, 384, 1536}, {7, 40, 24}, {61, 33, 17}}; /* Q K V packed, a feed-forward's second, odd */
+    for (int si = 0; si < 4; si++) {
+        int M = gemm_shapes[si][0], N = gemm_shapes[si][1], K = gemm_shapes[si][2];
+        uint16_t *x = rnd_bf16((int64_t)M * K, -1, 1), *ref16 = malloc(2 * (size_t)M * N), *got16 = malloc(2 * (size_t)M * N);
+        float *W = rnd((int64_t)N * K, -0.1f, 0.1f), *bias = rnd(N, -1, 1), *prev = rnd((int64_t)M * N, -1, 1), *ref = rnd((int64_t)M * N, 0, 0),
+              *got = rnd((int64_t)M * N, 0, 0);
+        void *dx = up(x, 2 * (size_t)M * K), *dW = up(W, 4 * (size_t)N * K), *dbias = up(bias, 4 * (size_t)N), *dC = up(prev, 4 * (size_t)M * N),
+             *dC16 = up(ref16, 2 * (size_t)M * N);
+        for (int beta = 0; beta <= 1; beta++) {
+            memcpy(ref, prev, 4 * (size_t)M * N);
+            mrec_linear_bf16_ref(ref, 0, x, W, bias, MREC_GEMM_NO_ACT, (float)beta, M, N, K, N);
+            if (t_status(mrec_cuda_copy_h2d(cu, dC, prev, 4 * (size_t)M * N), MREC_OK, "upload") &&
+                t_status(mrec_linear_bf16_cuda(dC, 0, dx, dW, dbias, MREC_GEMM_NO_ACT, (float)beta, M, N, K, N, cu), MREC_OK,
+                         "linear_bf16 %dx%dx%d, fp32 out", M, N, K) &&
+                down(got, dC, 4 * (size_t)M * N))
+                t_allclose("linear_bf16, fp32 out (the sums' order)", ref, got, (int64_t)M * N, 1e-4, 1e-4);
+        }
+        mrec_act acts[4] = {(mrec_act)MREC_GEMM_NO_ACT, MREC_ACT_GELU_ERF, MREC_ACT_RELU, MREC_ACT_QUICK_GELU};
+        for (int ai = 0; ai < 4; ai++) {
+            mrec_linear_bf16_ref(ref16, 1, x, W, si == 2 ? NULL : bias, acts[ai], 0.0f, M, N, K, N);
+            if (t_status(mrec_linear_bf16_cuda(dC16, 1, dx, dW, si == 2 ? NULL : dbias, acts[ai], 0.0f, M, N, K, N, cu), MREC_OK,
+                         "linear_bf16 %dx%dx%d, bf16 out, activation %d", M, N, K, acts[ai]) &&
+                down(got16, dC16, 2 * (size_t)M * N)) {
+                double e = bf16_error(got16, ref16, (int64_t)M * N, 1.0 / 64);
+                t_check(e <= 1.0 / 128, "linear_bf16 %dx%dx%d, bf16 out, activation %d: error %.3g (a step after a sum in another order)", M,
+                        N, K, acts[ai], e);
+            }
+        }
+        mrec_cuda_free(cu, dx), mrec_cuda_free(cu, dW), mrec_cuda_free(cu, dbias), mrec_cuda_free(cu, dC), mrec_cuda_free(cu, dC16);
+        free(x), free(ref16), free(got16), free(W), free(bias), free(prev), free(ref), free(got);
+    }
+
+    for (int odd = 0; odd <= 1; odd++) {
+        int64_t n = odd ? 1001 : 8 * 1000;
+        uint16_t *x = rnd_bf16(n, -4, 4), *ref = malloc(2 * n), *got = malloc(2 * n);
+        memcpy(ref, x, 2 * n);
+        mrec_activation_bf16_ref(ref, MREC_ACT_GELU_ERF, n);
+        void *dx = up(x, 2 * n);
+        if (t_status(mrec_activation_bf16_cuda(dx, MREC_ACT_GELU_ERF, n, cu), MREC_OK, "activation_bf16") && down(got, dx, 2 * n)) {
+            double e = bf16_error(got, ref, n, 1.0 / 256);
+            t_check(e <= 1.0 / 256, "activation_bf16 (GELU) over %lld values: within one step (%.3g)", (long long)n, e);
+        }
+        mrec_cuda_free(cu, dx);
+        free(x), free(ref), free(got);
+    }
+
+    /* B, T, heads, dh, mask, head bias */
+    int att[5][6] = {{2, 197, 12, 64, 0, 0}, {2, 77, 8, 64, 1, 1}, {4, 128, 12, 32, 1, 0}, {2, 50, 3, 80, 0, 1}, {3, 21, 2, 6, 1, 1}};
+    for (int ci = 0; ci < 5; ci++) {
+        int B = att[ci][0], T = att[ci][1], nh = att[ci][2], dh = att[ci][3], H = nh * dh, ld = 3 * H;
+        int64_t rows = (int64_t)B * T;
+        uint16_t *qkv = rnd_bf16(rows * ld, -2, 2), *ref = malloc(2 * (size_t)rows * H), *got = malloc(2 * (size_t)rows * H);
+        float *mb = rnd(rows, 0, 0), *hb = rnd((int64_t)nh * T * T, -1, 1);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) mb[b * T + t] = t >= T - 3 * b ? -FLT_MAX : 0.0f;
+        const float *mask = att[ci][4] ? mb : NULL, *head = att[ci][5] ? hb : NULL;
+        void *dqkv = up(qkv, 2 * (size_t)rows * ld), *dout = up(ref, 2 * (size_t)rows * H), *dmb = up(mb, 4 * rows),
+             *dhb = up(hb, 4 * (size_t)nh * T * T);
+        float scale = 1.0f / sqrtf((float)dh);
+        mrec_attention_bf16_ref(ref, qkv, qkv + H, qkv + 2 * H, ld, mask, head, NULL, scale, B, T, nh, dh);
+        const uint16_t *d = dqkv;
+        if (t_status(mrec_attention_bf16_cuda(dout, d, d + H, d + 2 * H, ld, mask ? dmb : NULL, head ? dhb : NULL, NULL, scale, B, T, nh, dh,
+                                              cu),
+                     MREC_OK, "attention_bf16 case %d", ci) &&
+            down(got, dout, 2 * (size_t)rows * H)) {
+            double e = bf16_error(got, ref, rows * H, 1.0 / 16);
+            t_check(e <= 1.0 / 64, "attention_bf16 B=%d T=%d heads=%d dh=%d mask %d bias %d: error %.3g (bound 2^-6)", B, T, nh, dh,
+                    att[ci][4], att[ci][5], e);
+            if (MREC_VERBOSE) printf("  attention_bf16 case %d: error %.3g\n", ci, e);
+        }
+        if (ci == 1 || ci == 4) { /* the same rows as sequences end to end, lengths T, T - 3, ... (the mask's) */
+            int32_t starts[8] = {0};
+            for (int b = 0; b < B; b++) starts[b + 1] = starts[b] + T - 3 * b;
+            void *dstarts = up(starts, 4 * (size_t)(B + 1));
+            mrec_attention_bf16_ref(ref, qkv, qkv + H, qkv + 2 * H, ld, NULL, head, starts, scale, B, T, nh, dh);
+            if (t_status(mrec_attention_bf16_cuda(dout, d, d + H, d + 2 * H, ld, NULL, head ? dhb : NULL, dstarts, scale, B, T, nh, dh, cu),
+                         MREC_OK, "attention_bf16 end to end, case %d", ci) &&
+                down(got, dout, 2 * (size_t)rows * H)) {
+                double e = bf16_error(got, ref, (int64_t)starts[B] * H, 1.0 / 16);
+                t_check(e <= 1.0 / 64, "attention_bf16 end to end, case %d: error %.3g", ci, e);
+            }
+            mrec_cuda_free(cu, dstarts);
+        }
+        mrec_cuda_free(cu, dqkv), mrec_cuda_free(cu, dout), mrec_cuda_free(cu, dmb), mrec_cuda_free(cu, dhb);
+        free(qkv), free(ref), free(got), free(mb), free(hb);
+    }
+}
+
 static void test_sparse_adam_batched(void) {
     /* A random CSR (R, Cc) with some empty rows, D off the warp size. */
     int R = 301, Cc = 517, D = 67;
@@ -1290,6 +1416,11 @@ static int minilm_batch(int32_t **ids, int32_t **mask, int *B, int *T) {
     return ok;
 }
 
+/* Whether the transformers keep bf16 activations on ctx: bf16 on a GPU with bf16 tensor cores */
+static int bf16_route(const mrec_context *ctx) {
+    return ctx->device == MREC_DEVICE_CUDA && ctx->precision == MREC_PREC_BF16 && mrec_nhwc_bf16_native(ctx);
+}
+
 /* Runs model `which` on ctx (moving it there first); fills o (host copies). 0 when its files are absent. */
 static int run_model(int which, mrec_context *ctx, outputs *o) {
     memset(o, 0, sizeof *o);
@@ -1317,8 +1448,10 @@ static int run_model(int which, mrec_context *ctx, outputs *o) {
         int H = m.cfg.hidden, pool_out = m.pooler_w != NULL;
         add_out(o, "last_hidden_state", (int64_t)B * T * H);
         if (pool_out) add_out(o, "pooler_output", (int64_t)B * H);
-        if (t_status(mrec_bert_to_device(&m, ctx), MREC_OK, "%s to %s", dir, mrec_device_name(ctx->device)) &&
-            plan_outputs(&p, ctx, o, mrec_bert_workspace_bytes(&m, B, T))) {
+        int to = t_status(mrec_bert_to_device(&m, ctx), MREC_OK, "%s to %s", dir, mrec_device_name(ctx->device));
+        /* bf16 on a GPU with bf16 tensor cores keeps bf16 activations: said, so its parity below is that route's */
+        if (to) t_check(m.bf16_acts == bf16_route(ctx), "%s on %s: bf16 activations %d", dir, mrec_device_name(ctx->device), m.bf16_acts);
+        if (to && plan_outputs(&p, ctx, o, mrec_bert_workspace_bytes(&m, B, T))) {
             st = mrec_bert_forward(ctx, &m, ids, types, mask, B, T, p.dev[0], pool_out ? p.dev[1] : NULL);
             bring_back(&p, st, model_names[which]);
         }
@@ -1337,8 +1470,9 @@ static int run_model(int which, mrec_context *ctx, outputs *o) {
         free(x0);
         add_out(o, "last_hidden_state[:, 0]", (int64_t)B * m.cfg.hidden);
         add_out(o, "pooler_output", (int64_t)B * m.cfg.pooler_size);
-        if (t_status(mrec_vit_to_device(&m, ctx), MREC_OK, "vit to %s", mrec_device_name(ctx->device)) &&
-            plan_outputs(&p, ctx, o, mrec_vit_workspace_bytes(&m, B)))
+        int to = t_status(mrec_vit_to_device(&m, ctx), MREC_OK, "vit to %s", mrec_device_name(ctx->device));
+        if (to) t_check(m.bf16_acts == bf16_route(ctx), "vit on %s: bf16 activations %d", mrec_device_name(ctx->device), m.bf16_acts);
+        if (to && plan_outputs(&p, ctx, o, mrec_vit_workspace_bytes(&m, B)))
             bring_back(&p, mrec_vit_forward(ctx, &m, x, B, p.dev[0], p.dev[1]), "vit");
         mrec_vit_free(&m);
         free(x);
@@ -1382,8 +1516,10 @@ static int run_model(int which, mrec_context *ctx, outputs *o) {
         for (int w = 0; w < 3; w++) add_out(o, img_names[w], (int64_t)nI * mrec_clip_dim(&m, MREC_CLIP_VISION, w));
         for (int w = 0; w < 3; w++) add_out(o, txt_names[w], (int64_t)nT * mrec_clip_dim(&m, MREC_CLIP_TEXT, w));
         size_t ws = mrec_clip_workspace_bytes(&m, MREC_CLIP_VISION, nI, 0), wt = mrec_clip_workspace_bytes(&m, MREC_CLIP_TEXT, nT, T);
-        if (t_status(mrec_clip_to_device(&m, ctx), MREC_OK, "clip to %s", mrec_device_name(ctx->device)) &&
-            plan_outputs(&p, ctx, o, ws > wt ? ws : wt)) {
+        int to = t_status(mrec_clip_to_device(&m, ctx), MREC_OK, "clip to %s", mrec_device_name(ctx->device));
+        if (to) t_check(m.vision.bf16_acts == bf16_route(ctx) && m.text.bf16_acts == bf16_route(ctx), "clip on %s: bf16 activations %d, %d",
+                        mrec_device_name(ctx->device), m.vision.bf16_acts, m.text.bf16_acts);
+        if (to && plan_outputs(&p, ctx, o, ws > wt ? ws : wt)) {
             st = MREC_OK;
             for (int w = 0; w < 3 && !st; w++) st = mrec_clip_image_forward(ctx, &m, img, nI, w, p.dev[w]);
             for (int w = 0; w < 3 && !st; w++) st = mrec_clip_text_forward(ctx, &m, tid, tmask, nT, T, w, p.dev[3 + w]);
@@ -1849,6 +1985,7 @@ int main(void) {
     test_gram_topk();
     test_conv_pool();
     test_channels_last();
+    test_bf16_activations();
     test_sparse_adam_batched();
     test_gemm_ex();
     test_training();
