@@ -431,6 +431,26 @@ extern "C" mrec_status mrec_ffn_bf16_cuda(float *out, const float *x, const floa
 
 /* ---- a product of a bf16 transformer: bf16 activations in, fp32 or bf16 out -------- */
 
+/* The product of mrec_linear_bf16_cuda where cuBLASLt has no algorithm (odd
+ * row strides): one thread an output, fp32 sums, then the epilogue's steps in
+ * its order. Slow, and only for shapes no encoder has. */
+__global__ static void linear_bf16_plain(void *C, int c_bf16, const __nv_bfloat16 *A, const __nv_bfloat16 *W, const float *bias,
+                                         const __nv_bfloat16 *bias16, int act, float beta, int M, int N, int K, int ldc) {
+    for (int64_t at = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; at < (int64_t)M * N; at += (int64_t)gridDim.x * blockDim.x) {
+        int i = (int)(at / N), j = (int)(at % N);
+        float sum = 0.0f;
+        for (int k = 0; k < K; k++) sum += __bfloat162float(A[(size_t)i * K + k]) * __bfloat162float(W[(size_t)j * K + k]);
+        if (c_bf16) {
+            __nv_bfloat16 *y = (__nv_bfloat16 *)C + (size_t)i * ldc + j;
+            *y = __float2bfloat16_rn(sum + (bias16 ? __bfloat162float(bias16[j]) : 0.0f));
+            if (act >= 0) *y = __float2bfloat16_rn(mrec_activate(__bfloat162float(*y), (mrec_act)act, 0.0f));
+        } else {
+            float *y = (float *)C + (size_t)i * ldc + j;
+            *y = sum + (bias ? bias[j] : 0.0f) + (beta != 0.0f ? beta * *y : 0.0f);
+        }
+    }
+}
+
 /* mrec_linear_bf16_ref's contract. The weight (and for a bf16 C the bias) is
  * its bf16 twin or converted; a bf16 C gets the bias and a ReLU in cuBLASLt's
  * epilogue, another activation in one pass over C after it. */
@@ -447,6 +467,12 @@ extern "C" mrec_status mrec_linear_bf16_cuda(void *C, int c_bf16, const uint16_t
     st = lt_matmul(C, c_bf16 ? CUDA_R_16BF : CUDA_R_32F, A, ops[0], c_bf16 ? (const void *)ops[1] : (const void *)bias,
                    relu ? MREC_ACT_RELU : MREC_GEMM_NO_ACT, 0, 1.0f, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, 0, 1, M, N, K, K, K, ldc,
                    cu, &no_algo);
+    if (st && no_algo) {
+        mrec_clear_error();
+        linear_bf16_plain<<<mrec_grid((int64_t)M * N, 256), 256, 0, cu->stream>>>(
+            C, c_bf16, (const __nv_bfloat16 *)A, (const __nv_bfloat16 *)ops[0], bias, (const __nv_bfloat16 *)ops[1], act, beta, M, N, K, ldc);
+        return MREC_CUDA_LAUNCHED("linear_bf16 (plain)");
+    }
     if (st || !c_bf16 || act == MREC_GEMM_NO_ACT || relu) return st;
     if (ldc == N) return mrec_activation_bf16_cuda((uint16_t *)C, (mrec_act)act, (int64_t)M * N, cu);
     for (int i = 0; i < M && !st; i++) st = mrec_activation_bf16_cuda((uint16_t *)C + (size_t)i * ldc, (mrec_act)act, N, cu);
