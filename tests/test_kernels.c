@@ -1250,6 +1250,8 @@ static void test_conv_bf16(void) {
     conv_bf16_case((mrec_conv2d_shape){1, 130, 6, 5, 40, 3, 3, 1, 1, 1, 1, 1}, 1);    /* K 1170: three AMX k blocks' worth of pairs */
     conv_bf16_case((mrec_conv2d_shape){2, 8, 9, 11, 3, 3, 3, 2, 1, 1, 0, 1}, 1);      /* 3 rows: the 4-row panels */
     conv_bf16_case((mrec_conv2d_shape){1, 12, 8, 8, 10, 3, 3, 1, 1, 1, 1, 2}, 1);     /* groups */
+    conv_bf16_case((mrec_conv2d_shape){2, 33, 5, 7, 20, 1, 1, 1, 1, 0, 0, 1}, 1);     /* pointwise, odd K: a pair with one plane */
+    conv_bf16_case((mrec_conv2d_shape){1, 18, 6, 6, 8, 1, 1, 1, 1, 0, 0, 2}, 0);      /* pointwise groups of 9 channels */
     conv_bf16_case((mrec_conv2d_shape){1, 600, 4, 4, 70, 3, 3, 1, 1, 1, 1, 1}, 1);    /* K 5400: over 1024 pairs */
     conv_bf16_case((mrec_conv2d_shape){2, 3, 20, 18, 64, 7, 7, 2, 2, 3, 3, 1}, 1);    /* a stem: odd K (147), after scratch that holds other rows */
 }

@@ -69,8 +69,10 @@ typedef struct {
     int mr, m_blocks, n_chunks, ncp, amx;
     mrec_pool *pool;
     mrec_gemm_fill_b fill; /* op(B) from a function (mrec_gemm_bf16_filled), or NULL */
+    mrec_gemm_fill_pairs fill_pairs; /* or as bf16 pairs straight away */
     void *fill_arg;
     const float *row_bias;
+    const uint32_t *a_pairs; /* op(A) given in pairs: pair p of row i at a_pairs[p * lda + i], or NULL */
     const mrec_act *act; /* applied to each tile of C once it is whole, or NULL */
     const mrec_gemm_images *images; /* a filled GEMM's C over images, or NULL */
 } job;
@@ -132,6 +134,10 @@ static void pack_b_panel(void *arg, int panel, int thread) {
  * TDPBF16PS would read as zero anyway). */
 static void pack_a_row(uint32_t *dst, size_t mr, const job *g, int row, int p0, int kc) {
     int p = 0;
+    if (g->a_pairs) {
+        for (; p < kc; p++) dst[(size_t)p * mr] = g->a_pairs[(size_t)(p0 + p) * g->lda + row];
+        return;
+    }
     if (!g->trans_a) {
         const float *x = g->A + (size_t)row * g->lda + 2 * (size_t)p0;
         int K = g->K - 2 * p0;
@@ -186,6 +192,16 @@ static void pack_a_panel_t(uint32_t *dst, const job *g, int i, int rows, int p0,
 
 /* Rows [i0, i0 + mc), pairs [p0, p0 + kc) as mr-row panels of (kc, mr). */
 static void pack_a_block(uint32_t *dst, const job *g, int i0, int mc, int p0, int kc) {
+    if (g->a_pairs) { /* a copy: a panel's pair row is mr consecutive lanes of a pair row of A */
+        for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr) {
+            __mmask16 rows = (__mmask16)((1u << (mc - ir < g->mr ? mc - ir : g->mr)) - 1);
+            const uint32_t *src = g->a_pairs + (size_t)p0 * g->lda + i0 + ir;
+            for (int p = 0; p < kc; p++)
+                _mm512_mask_storeu_epi32(dst + (size_t)p * g->mr, (__mmask16)((1u << g->mr) - 1),
+                                         _mm512_maskz_loadu_epi32(rows, src + (size_t)p * g->lda));
+        }
+        return;
+    }
     if (g->trans_a) {
         for (int ir = 0; ir < mc; ir += g->mr, dst += (size_t)kc * g->mr)
             pack_a_panel_t(dst, g, i0 + ir, mc - ir < g->mr ? mc - ir : g->mr, p0, kc);
@@ -569,6 +585,11 @@ _Static_assert((FILLED_NCP + 2) * AMX_KCP * NR <= MREC_GEMM_SCRATCH_FLOATS && AM
  * rows at a time rounded and interleaved (pairs16).
  * An odd K's last pair has a zero second row. */
 static void fill_pairs(const job *g, uint32_t *dst, float *tmp, int p0, int kc, int kt, int j0, int cols) {
+    if (g->fill_pairs) {
+        g->fill_pairs(g->fill_arg, dst, p0, kc, j0, cols, NR);
+        memset(dst + (size_t)kc * NR, 0, (size_t)(kt - kc) * NR * sizeof *dst);
+        return;
+    }
     /* FILL_PAIRS pairs at a time, so the fp32 rows are read back from L1: the whole block's (64 KB at 256
      * pairs) went out to L2 and back, and the fill was a quarter of ResNet50's bf16 forward */
     for (int c0 = 0; c0 < kc; c0 += FILL_PAIRS) {
@@ -583,6 +604,18 @@ static void fill_pairs(const job *g, uint32_t *dst, float *tmp, int p0, int kc, 
         }
     }
     memset(dst + (size_t)kc * NR, 0, (size_t)(kt - kc) * NR * sizeof *dst);
+}
+
+void mrec_gemm_bf16_pair_rows(uint32_t *dst, int nr, const float *x, size_t ld, int rows, int cols) {
+    for (int p = 0; 2 * p < rows; p++) {
+        const float *r0 = x + (size_t)2 * p * ld, *r1 = 2 * p + 1 < rows ? r0 + ld : NULL;
+        if (2 * p + 9 < rows) /* rows of other planes: too far apart for the hardware's prefetch */
+            for (int h = 0; h < cols; h += 16) __builtin_prefetch(r0 + 8 * ld + h), __builtin_prefetch(r0 + 9 * ld + h);
+        for (int h = 0; h < cols; h += 16) {
+            __mmask16 m = cols - h >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - h)) - 1);
+            _mm512_mask_storeu_epi32(dst + (size_t)p * nr + h, m, pairs16(r0 + h, r1 ? r1 + h : NULL, m));
+        }
+    }
 }
 
 /* One task: B panels [q0, q0 + ncp), all rows. The first KC block writes
@@ -644,12 +677,13 @@ static int pack_whole_a(void *dst, void *arg) {
     return 1;
 }
 
-int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float beta,
-                          const mrec_act *act, int M, int N, int K, int ldc, const mrec_gemm_images *images, mrec_packs *packs,
-                          mrec_pool *pool) {
+int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, mrec_gemm_fill_pairs pairs, void *fill_arg,
+                          const float *row_bias, float beta, const mrec_act *act, int M, int N, int K, int ldc,
+                          const mrec_gemm_images *images, mrec_packs *packs, mrec_pool *pool) {
     if (M <= 0 || N <= 0) return 1;
     job g = {.C = C, .A = A, .alpha = 1.0f, .beta = beta, .M = M, .N = N, .K = K, .lda = K, .ldc = ldc, .kp = (K + 1) / 2,
-             .pool = pool, .fill = fill, .fill_arg = fill_arg, .row_bias = row_bias, .act = act, .images = images};
+             .pool = pool, .fill = fill, .fill_pairs = pairs, .fill_arg = fill_arg, .row_bias = row_bias, .act = act,
+             .images = images};
     if (K <= 0 && images) return 0; /* the caller goes image by image */
     if (K <= 0) { /* no products: beta C plus the bias, then the activation */
         mrec_gemm_prologue(C, ldc, beta, NULL, row_bias, 0, M, 0, N);
@@ -758,6 +792,16 @@ void mrec_gemm_bf16_item_wt(float *C, const float *A, int trans_a, const void *w
     job g;
     if (M <= 0 || N <= 0 || K <= 0) return;
     item_job(&g, C, A, NULL, 1.0f, trans_a, 1, M, N, K, lda, K, ldc, pool);
+    g.bpack = (uint32_t *)wt;
+    item_run(g, thread);
+}
+
+void mrec_gemm_bf16_item_pairs_wt(float *C, const uint32_t *A, const void *wt, int M, int N, int K, int lda, int ldc,
+                                  mrec_pool *pool, int thread) {
+    job g;
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    item_job(&g, C, NULL, NULL, 1.0f, 1, 1, M, N, K, lda, K, ldc, pool);
+    g.a_pairs = A;
     g.bpack = (uint32_t *)wt;
     item_run(g, thread);
 }

@@ -264,14 +264,26 @@ size_t mrec_gemm_bf16_wt_bytes(int N, int K);
 void mrec_gemm_bf16_pack_wt(void *dst, const float *W, int N, int K, int ldw);
 void mrec_gemm_bf16_item_wt(float *C, const float *A, int trans_a, const void *wt, int M, int N, int K, int lda, int ldc,
                             struct mrec_pool *pool, int thread);
+/* The same with op(A) given as bf16 pairs, rounded before: pair p (columns
+ * 2p, 2p + 1) of row i of op(A) at A[p * lda + i]. */
+void mrec_gemm_bf16_item_pairs_wt(float *C, const uint32_t *A, const void *wt, int M, int N, int K, int lda, int ldc,
+                                  struct mrec_pool *pool, int thread);
 /* A convolution's GEMM in bf16: C (M, N) = act(A op(B) + beta C + row_bias)
  * (row_bias NULL: none; act NULL: none), A (M, K) row-major with lda = K (the
  * weights, packed once where they lie in packs), op(B) filled in fp32 panel
- * by panel by fill (as for mrec_gemm_filled_cpu) and rounded to bf16, C over
- * images where images is not NULL (then ldc = images->cols); 0 when memory
- * for packing A runs out (nothing written). */
-int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, void *fill_arg, const float *row_bias, float beta,
-                          const mrec_act *act, int M, int N, int K, int ldc, const mrec_gemm_images *images,
-                          struct mrec_packs *packs, struct mrec_pool *pool);
+ * by panel by fill (as for mrec_gemm_filled_cpu) and rounded to bf16, or,
+ * where pairs is not NULL, written as bf16 pairs by pairs(arg, dst, p0, kc,
+ * j0, cols, NR) (pair rows [p0, p0 + kc) of the panel, the lanes past cols
+ * zero). C over images where images is not NULL (then ldc = images->cols);
+ * 0 when memory for packing A runs out (nothing written). */
+typedef void (*mrec_gemm_fill_pairs)(void *arg, uint32_t *dst, int p0, int kc, int j0, int cols, int NR);
+int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, mrec_gemm_fill_pairs pairs, void *fill_arg,
+                          const float *row_bias, float beta, const mrec_act *act, int M, int N, int K, int ldc,
+                          const mrec_gemm_images *images, struct mrec_packs *packs, struct mrec_pool *pool);
+/* Rows [0, rows) of a row-major x (row stride ld), columns [0, cols), as
+ * (rows + 1) / 2 pair rows of a bf16 B panel at dst (stride NR; an odd
+ * last row paired with zero; lanes [cols, NR) untouched): for a fill_pairs
+ * whose rows of op(B) lie in its input as they are, with no fp32 copy. */
+void mrec_gemm_bf16_pair_rows(uint32_t *dst, int NR, const float *x, size_t ld, int rows, int cols);
 
 #endif
