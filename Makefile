@@ -183,6 +183,9 @@ $(BUILD)/kernels/cpu/gemm_avx512.o: kernels/cpu/gemm_avx512.c
 $(BUILD)/kernels/cpu/gemm_bf16.o: kernels/cpu/gemm_bf16.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bf16 -mamx-tile -mamx-bf16 -mfma -c $< -o $@
+$(BUILD)/kernels/cpu/conv_nhwc.o: kernels/cpu/conv_nhwc.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bf16 -mfma -c $< -o $@
 
 $(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
 	@mkdir -p $(dir $@)
@@ -249,6 +252,7 @@ build/fuzz/obj/%.o: %.c
 build/fuzz/obj/kernels/cpu/gemm_avx2.o: FUZZ_ISA := -mavx2 -mfma
 build/fuzz/obj/kernels/cpu/gemm_avx512.o: FUZZ_ISA := -mavx512f -mfma
 build/fuzz/obj/kernels/cpu/gemm_bf16.o: FUZZ_ISA := -mavx512f -mavx512bf16 -mamx-tile -mamx-bf16 -mfma
+build/fuzz/obj/kernels/cpu/conv_nhwc.o: FUZZ_ISA := -mavx512f -mavx512bf16 -mfma
 
 $(FUZZ_REST): $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_REST_SRC))
 	@rm -f $@

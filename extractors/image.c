@@ -96,10 +96,18 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
 
 mrec_status mrec_image_encoder_to_device(mrec_image_encoder *e, mrec_context *ctx) {
     if (ctx->device != MREC_DEVICE_CPU) mrec_packs_free(e->packs), e->packs = NULL; /* before the host weights go */
-    return e->kind == MREC_IMAGE_VIT     ? mrec_vit_to_device(&e->vit, ctx)
-           : e->kind == MREC_IMAGE_CLIP  ? mrec_clip_to_device(&e->clip, ctx)
-           : e->kind == MREC_IMAGE_ALIGN ? mrec_efficientnet_to_device(&e->align, ctx)
-                                         : mrec_resnet_to_device(&e->resnet, ctx);
+    if (e->kind != MREC_IMAGE_RESNET)
+        return e->kind == MREC_IMAGE_VIT    ? mrec_vit_to_device(&e->vit, ctx)
+               : e->kind == MREC_IMAGE_CLIP ? mrec_clip_to_device(&e->clip, ctx)
+                                            : mrec_efficientnet_to_device(&e->align, ctx);
+    /* a bf16 CPU context lays the ResNet's weights out again (channels-last): the packs follow the new storage */
+    const float *before = e->resnet.storage;
+    mrec_status st = mrec_resnet_to_device(&e->resnet, ctx);
+    if (!st && ctx->device == MREC_DEVICE_CPU && e->resnet.storage != before) {
+        mrec_packs_free(e->packs), e->packs = NULL;
+        st = mrec_packs_create(&e->packs, e->resnet.storage, e->resnet.floats);
+    }
+    return st;
 }
 
 void mrec_image_encoder_free(mrec_image_encoder *e) {

@@ -432,8 +432,10 @@ void mrec_avgpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s,
  * the bias, beta times the old output (a residual) and the ReLU; groups 1.
  * Where cuDNN has no fused form a GPU rounds twice (the convolution with the
  * residual, then the bias and ReLU): within a bf16 step of the reference.
- * The references sum in double. The CPU runs them (tests do: its own ResNet
- * keeps NCHW fp32 activations and packed bf16 convolutions, far faster). */
+ * The references sum in double. A CPU with AVX-512 BF16 runs the _cpu
+ * variants below (sums in fp32; a 3x3 stride-1 convolution as Winograd
+ * F(2x2, 3x3) where its weights lie in a pack set); another CPU the
+ * references. */
 
 /* out (N, HW, C_pad) = in (N, C, HW) rounded to bf16, channels C .. C_pad - 1 zero
  * (ResNet's 3-channel images padded to 8, the tensor cores' smallest width). */
@@ -446,6 +448,11 @@ void mrec_maxpool2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const mrec_
 /* out (N, C) fp32 = the mean over HW of in (N, HW, C): summed in float in
  * pixel order, then divided by HW (AdaptiveAvgPool2d(1)); the GPU's bits too. */
 void mrec_mean_hw_nhwc_bf16_ref(float *out, const uint16_t *in, int N, int HW, int C);
+mrec_status mrec_conv2d_nhwc_bf16_cpu(uint16_t *out, const uint16_t *in, const float *weight, const float *bias, float beta,
+                                      int relu, const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool);
+void mrec_maxpool2d_nhwc_bf16_cpu(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s, mrec_pool *pool);
+void mrec_mean_hw_nhwc_bf16_cpu(float *out, const uint16_t *in, int N, int HW, int C);
+void mrec_nhwc_bf16_from_nchw_cpu(uint16_t *out, const float *in, int N, int C, int HW, int C_pad);
 
 /* ---- bf16 activations (a GPU's bf16 transformers) --------------------------
  * A transformer layer in bf16 the way PyTorch runs one under autocast: each
@@ -922,11 +929,12 @@ mrec_status mrec_batchnorm(mrec_context *ctx, float *out, const float *in, const
                            const float *mean, const float *var, float eps, int N, int C, int HW);
 mrec_status mrec_maxpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);
 mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const mrec_pool2d_shape *s);
-/* The channels-last bf16 ops where ctx runs (on the CPU their references,
- * one thread; no workspace). */
+/* The channels-last bf16 ops where ctx runs (on a CPU with AVX-512 BF16 the
+ * _cpu variants, the convolution from ctx's pack set where its weight lies
+ * in it; on another CPU the references, one thread; no workspace on a CPU). */
 mrec_status mrec_nhwc_bf16_from_nchw(mrec_context *ctx, uint16_t *out, const float *in, int N, int C, int HW, int C_pad);
-/* 1 where ctx runs these on bf16 tensor cores (a GPU of compute capability 8.0 or later): where a model
- * chooses the channels-last route; 0 elsewhere, the CPU included. */
+/* 1 where ctx runs these fast, where a model chooses the channels-last route in bf16: bf16 tensor cores (a
+ * GPU of compute capability 8.0 or later) or a CPU with AVX-512 BF16; 0 elsewhere. */
 int mrec_nhwc_bf16_native(const mrec_context *ctx);
 mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes);
 mrec_status mrec_conv2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const float *weight, const float *bias,

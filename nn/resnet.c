@@ -197,8 +197,9 @@ mrec_status mrec_resnet_channels_last(mrec_resnet *m) {
 
 static mrec_status plan(const mrec_resnet *m, mrec_context *ctx, int N, int h, int w, size_t *act, size_t *col);
 
-/* The channels-last route on ctx: a GPU with bf16 tensor cores whose cuDNN plans every convolution of a
- * 224 x 224 image in it (the plans are kept for the forwards); the widths are checked by the layout. */
+/* The channels-last route on ctx, in bf16: a GPU with bf16 tensor cores whose cuDNN plans every convolution
+ * of a 224 x 224 image in it (the plans are kept for the forwards), or a CPU with AVX-512 BF16; the widths
+ * are checked by the layout. */
 static int channels_last_fits(mrec_resnet *m, mrec_context *ctx) {
     if (ctx->precision != MREC_PREC_BF16 || !mrec_nhwc_bf16_native(ctx)) return 0;
     size_t act, col;
@@ -209,8 +210,9 @@ static int channels_last_fits(mrec_resnet *m, mrec_context *ctx) {
     return !st;
 }
 
-/* Moves the storage to ctx's device and points every weight into the copy; on a GPU in bf16, channels-last
- * first where it fits (else NCHW, the convolutions in TF32). */
+/* Moves the storage to ctx's device and points every weight into the copy; in bf16, channels-last first
+ * where it fits (else NCHW: on a GPU the convolutions in TF32, on a CPU bf16 products of fp32 activations).
+ * On the CPU the weights stay in host memory, laid out again (a pack set made before must be made again). */
 mrec_status mrec_resnet_to_device(mrec_resnet *m, mrec_context *ctx) {
     if (!m->on && channels_last_fits(m, ctx)) {
         mrec_status st = mrec_resnet_channels_last(m);
@@ -321,11 +323,12 @@ mrec_status mrec_resnet_load(mrec_resnet *m, const char *path) {
  * stages (7 x 7 planes), and a short pass computes only its own images.
  * The channels-last route takes 128 on a GPU (its bf16 activations take
  * half the room, and the tensor cores want long products: the last stage
- * has 49 pixels an image), and 2 on the CPU (its references, in tests: more
- * than one image a pass). */
+ * has 49 pixels an image), and CL_CPU_GROUP on the CPU, whose products
+ * run over the pass's pixels: a late stage's few per image still fill
+ * whole row blocks. */
 #define GPU_GROUP 32
 #define CL_GPU_GROUP 128
-#define CL_CPU_GROUP 2
+#define CL_CPU_GROUP 4
 
 static int group_of(const mrec_resnet *m) {
     if (m->channels_last) return m->on ? CL_GPU_GROUP : CL_CPU_GROUP;

@@ -1487,8 +1487,9 @@ static int run_model(int which, mrec_context *ctx, outputs *o) {
         add_out(o, "avgpool", (int64_t)B * m.features);
         if (m.n_classes) add_out(o, "fc logits", (int64_t)B * m.n_classes);
         int to = t_status(mrec_resnet_to_device(&m, ctx), MREC_OK, "%s to %s", dir, mrec_device_name(ctx->device));
-        /* bf16 on a GPU with bf16 tensor cores takes the channels-last route: said, so its parity below is that route's */
-        int cl = ctx->device == MREC_DEVICE_CUDA && ctx->precision == MREC_PREC_BF16 && mrec_nhwc_bf16_native(ctx);
+        /* bf16 on a GPU with bf16 tensor cores, or a CPU with AVX-512 BF16, takes the channels-last route: said, so
+         * its parity below is that route's */
+        int cl = ctx->precision == MREC_PREC_BF16 && mrec_nhwc_bf16_native(ctx);
         if (to) t_check(m.channels_last == cl, "%s on %s: the %s route", dir, mrec_device_name(ctx->device), cl ? "channels-last" : "NCHW");
         if (to && cl && MREC_VERBOSE) printf("  %s: channels-last bf16\n", dir);
         if (to && plan_outputs(&p, ctx, o, mrec_resnet_workspace_bytes(&m, H, W)))

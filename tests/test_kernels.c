@@ -1525,11 +1525,90 @@ static void test_bf16_activations(void) {
     free(qkv), free(hb), free(mb), free(qkv16), free(o16), free(q), free(k), free(v), free(o), free(scratch);
 }
 
+/* The CPU's channels-last ops against the references, on every pool with AVX-512 BF16: the convolution
+ * direct (no pack set) and, where a pack set is given, as Winograd for a 3x3 stride-1 one, with a bias, a
+ * residual and the ReLU; max pooling and the mean bit for bit. Direct, the sums are fp32 in another order
+ * than the reference's doubles, so an output may round to the neighbouring bf16 value: within 2^-7 of its
+ * size. Winograd rounds the transformed tiles and filters instead (conv_bf16_case's bound): the error's RMS
+ * within 2^-6 of the outputs'. The bits do not depend on the thread count. */
+static void nhwc_cpu_case(mrec_conv2d_shape s, int with_bias) {
+    int Ho = mrec_conv2d_out_h(&s), Wo = mrec_conv2d_out_w(&s);
+    int64_t ni = (int64_t)s.N * s.H * s.W * s.C_in, nw = (int64_t)s.C_out * s.KH * s.KW * s.C_in, no = (int64_t)s.N * Ho * Wo * s.C_out;
+    float *x = randv(ni, -2, 2), *w = randv(nw, -0.5f, 0.5f), *b = with_bias ? randv(s.C_out, -1, 1) : NULL, *prev = randv(no, -1, 1);
+    uint16_t *x16 = malloc(2 * (size_t)ni), *ref = malloc(2 * (size_t)no), *got = malloc(2 * (size_t)no), *first[2] = {NULL, NULL};
+    for (int64_t i = 0; i < ni; i++) x16[i] = mrec_bf16_round(x[i]);
+    int winograd = s.KH == 3 && s.KW == 3 && s.stride_h == 1 && s.stride_w == 1 && s.C_in >= 16 && s.C_out >= 16 &&
+                   (Ho + 1) / 2 * ((Wo + 1) / 2) > MREC_GEMM_FEW_ROWS;
+    mrec_packs *packs = NULL;
+    t_check(mrec_packs_create(&packs, w, nw) == MREC_OK, "nhwc: a pack set");
+    for (int p = 0; p < n_pools; p++) {
+        if (mrec_pool_simd(pools[p]) < MREC_SIMD_AVX512) continue;
+        for (int packed = 0; packed < 2; packed++)
+            for (int beta = 0; beta <= 1; beta++)
+                for (int relu = 0; relu <= 1; relu++) {
+                    char what[200];
+                    snprintf(what, sizeof what, "conv2d_nhwc_bf16_cpu %s N=%d %d->%d %dx%d/%d on %dx%d%s, beta %d, relu %d", pool_name(pools[p]),
+                             s.N, s.C_in, s.C_out, s.KH, s.KW, s.stride_h, s.H, s.W, packed && winograd ? ", Winograd" : packed ? ", packed" : "",
+                             beta, relu);
+                    for (int64_t i = 0; i < no; i++) ref[i] = got[i] = mrec_bf16_round(prev[i]);
+                    mrec_conv2d_nhwc_bf16_ref(ref, x16, w, b, (float)beta, relu, &s);
+                    if (!t_status(mrec_conv2d_nhwc_bf16_cpu(got, x16, w, b, (float)beta, relu, &s, packed ? packs : NULL, pools[p]), MREC_OK,
+                                  "%s", what))
+                        continue;
+                    double worst = 0, err = 0, size = 0;
+                    for (int64_t i = 0; i < no; i++) {
+                        double r = mrec_bf16_widen(ref[i]), g = mrec_bf16_widen(got[i]);
+                        worst = fmax(worst, fabs(g - r) / (fabs(r) + 1e-3)), err += (g - r) * (g - r), size += r * r;
+                    }
+                    if (packed && winograd)
+                        t_check(err <= 0x1p-12 * size, "%s: error RMS %.3g of the outputs' RMS (at most 2^-6)", what, sqrt(err / size));
+                    else
+                        t_check(worst <= 1.0 / 128, "%s: relative error %.3g (one bf16 step: 2^-7)", what, worst);
+                    if (beta && relu) {
+                        if (!first[packed]) first[packed] = (uint16_t *)copyv((const float *)got, (no + 1) / 2);
+                        else t_check(!memcmp(first[packed], got, 2 * (size_t)no), "%s: bits differ from another pool", what);
+                    }
+                }
+    }
+    /* ResNet's max pooling and the mean over the planes, of the last output */
+    mrec_pool2d_shape ps = {s.N, s.C_out, Ho, Wo, 3, 3, 2, 2, 1, 1, 1};
+    int Hp = mrec_pool2d_out_h(&ps), Wp = mrec_pool2d_out_w(&ps);
+    got[0] = 0x7fc0, got[no - 1] = 0xff80; /* a NaN and -inf among them */
+    if (Hp > 0 && Wp > 0) {
+        int64_t np = (int64_t)s.N * Hp * Wp * s.C_out;
+        uint16_t *pr = malloc(2 * (size_t)np), *pg = malloc(2 * (size_t)np);
+        mrec_maxpool2d_nhwc_bf16_ref(pr, got, &ps);
+        mrec_maxpool2d_nhwc_bf16_cpu(pg, got, &ps, pools[n_pools - 1]);
+        t_check(!memcmp(pr, pg, 2 * (size_t)np), "maxpool2d_nhwc_bf16_cpu on %dx%d x %d: the reference's bits", Ho, Wo, s.C_out);
+        free(pr), free(pg);
+    }
+    float *mr = malloc(sizeof(float) * (size_t)s.N * s.C_out), *mg = malloc(sizeof(float) * (size_t)s.N * s.C_out);
+    got[0] = 0;
+    mrec_mean_hw_nhwc_bf16_ref(mr, got, s.N, Ho * Wo, s.C_out);
+    mrec_mean_hw_nhwc_bf16_cpu(mg, got, s.N, Ho * Wo, s.C_out);
+    t_check(!memcmp(mr, mg, sizeof(float) * (size_t)s.N * s.C_out), "mean_hw_nhwc_bf16_cpu over %d pixels x %d: the reference's bits",
+            Ho * Wo, s.C_out);
+    mrec_packs_free(packs);
+    free(x), free(w), free(b), free(prev), free(x16), free(ref), free(got), free(first[0]), free(first[1]), free(mr), free(mg);
+}
+
 static void test_channels_last(void) {
     channels_last_case((mrec_conv2d_shape){2, 3, 17, 19, 8, 7, 7, 2, 2, 3, 3, 1}, 8, 1); /* ResNet's stem, padded */
     channels_last_case((mrec_conv2d_shape){3, 16, 9, 7, 8, 3, 3, 1, 1, 1, 1, 1}, 16, 1);
     channels_last_case((mrec_conv2d_shape){1, 8, 10, 10, 24, 1, 1, 2, 2, 0, 0, 1}, 8, 0); /* a downsample */
     channels_last_case((mrec_conv2d_shape){2, 5, 6, 5, 3, 3, 3, 2, 2, 1, 1, 1}, 5, 1);    /* odd widths: the references take any */
+    if (mrec_cpu_has_bf16()) {
+        nhwc_cpu_case((mrec_conv2d_shape){2, 8, 17, 19, 64, 7, 7, 2, 2, 3, 3, 1}, 1);   /* ResNet's stem, padded: 4-pair runs */
+        nhwc_cpu_case((mrec_conv2d_shape){3, 64, 9, 11, 48, 3, 3, 1, 1, 1, 1, 1}, 1);   /* Winograd over images */
+        nhwc_cpu_case((mrec_conv2d_shape){2, 40, 8, 7, 24, 3, 3, 1, 1, 1, 1, 1}, 0);    /* Winograd: channels past 16s, odd width */
+        nhwc_cpu_case((mrec_conv2d_shape){5, 96, 7, 7, 40, 1, 1, 1, 1, 0, 0, 1}, 1);    /* pointwise: 245 rows, three row blocks */
+        nhwc_cpu_case((mrec_conv2d_shape){1, 64, 10, 10, 272, 1, 1, 2, 2, 0, 0, 1}, 1); /* a downsample: two column blocks */
+        nhwc_cpu_case((mrec_conv2d_shape){1, 128, 9, 9, 32, 3, 3, 2, 2, 1, 1, 1}, 1);   /* 576 pairs: three k blocks */
+        nhwc_cpu_case((mrec_conv2d_shape){1, 192, 7, 7, 24, 3, 3, 2, 2, 1, 1, 1}, 0);   /* window rows over 256 pairs: by position */
+        nhwc_cpu_case((mrec_conv2d_shape){1, 6, 3, 3, 2, 3, 3, 1, 1, 1, 1, 1}, 1);      /* tiny: 4-row panels, 2 columns */
+    } else {
+        t_skip("channels-last bf16 on the CPU: this CPU has no AVX-512 BF16");
+    }
     /* the entries on a CPU context: the references, and the shapes they refuse */
     mrec_context *ctx;
     mrec_context_options o = mrec_context_defaults();

@@ -151,10 +151,32 @@ static double worst_cosine(const float *ref, const float *got, int rows, int col
     return worst;
 }
 
-/* The channels-last bf16 route (what a GPU runs in bf16), here through the
- * ops' references: each image's features and logits within cosine 0.999 of
- * torchvision's fp32 (bf16 activations between layers, as autocast keeps
- * them), and the weights refused once on a device. */
+/* The channels-last bf16 route: bf16 activations between layers, as autocast
+ * keeps them. On ctx (fp32, no pack set) its ops run direct (with AVX-512
+ * BF16) or as the references; then, where the CPU has AVX-512 BF16, as the
+ * image extractor runs it: a bf16 context's to_device lays the weights out,
+ * a pack set over the new storage, Winograd for the 3x3 convolutions. Each
+ * image's features and logits within cosine 0.999 of torchvision's fp32,
+ * and the weights refused once on a device. */
+static void channels_last_run(mrec_context *ctx, mrec_resnet *m, const char *dir, const char *how, const float *x, const int64_t *s,
+                              const float *pooled_ref, const float *logits_ref) {
+    int B = (int)s[0], H = (int)s[2], W = (int)s[3];
+    float *pooled = malloc(sizeof(float) * (size_t)B * m->features);
+    float *logits = m->n_classes ? malloc(sizeof(float) * (size_t)B * m->n_classes) : NULL;
+    if (t_status(mrec_context_reserve(ctx, mrec_resnet_batch_workspace_bytes(ctx, m, B, H, W)), MREC_OK, "workspace") &&
+        t_status(mrec_resnet_forward(ctx, m, x, B, H, W, pooled, logits), MREC_OK, "%s forward, channels-last bf16 %s", dir, how)) {
+        double wp = worst_cosine(pooled_ref, pooled, B, m->features);
+        t_check(wp >= 0.999, "%s channels-last bf16 %s: worst cosine to torchvision's fp32 features %.6f", dir, how, wp);
+        if (logits && logits_ref) {
+            double wl = worst_cosine(logits_ref, logits, B, m->n_classes);
+            t_check(wl >= 0.999, "%s channels-last bf16 %s: worst cosine to torchvision's fp32 logits %.6f", dir, how, wl);
+        }
+        if (getenv("MREC_TEST_VERBOSE")) printf("  %s channels-last bf16 %s: worst cosine %.6f\n", dir, how, wp);
+        t_check(ctx->workspace.used == 0, "%s: the workspace is given back", dir);
+    }
+    free(pooled), free(logits);
+}
+
 static void channels_last_case(mrec_context *ctx, const char *dir, const char *images) {
     mrec_resnet m;
     if (!t_status(mrec_resnet_load(&m, dir), MREC_OK, "load %s", dir)) return;
@@ -162,25 +184,28 @@ static void channels_last_case(mrec_context *ctx, const char *dir, const char *i
     float *x = load(dir, images, s), *pooled_ref = load(dir, "pooled.npy", NULL), *logits_ref = load(dir, "logits.npy", NULL);
     if (t_check(x && pooled_ref, "%s: fixtures", dir) &&
         t_status(mrec_resnet_channels_last(&m), MREC_OK, "%s: the channels-last layout", dir) &&
-        t_status(mrec_resnet_channels_last(&m), MREC_OK, "%s: the channels-last layout, asked for twice", dir)) {
-        int B = (int)s[0], H = (int)s[2], W = (int)s[3];
-        float *pooled = malloc(sizeof(float) * (size_t)B * m.features);
-        float *logits = m.n_classes ? malloc(sizeof(float) * (size_t)B * m.n_classes) : NULL;
-        if (t_status(mrec_context_reserve(ctx, mrec_resnet_batch_workspace_bytes(ctx, &m, B, H, W)), MREC_OK, "workspace") &&
-            t_status(mrec_resnet_forward(ctx, &m, x, B, H, W, pooled, logits), MREC_OK, "%s forward, channels-last bf16", dir)) {
-            double wp = worst_cosine(pooled_ref, pooled, B, m.features);
-            t_check(wp >= 0.999, "%s channels-last bf16: worst cosine to torchvision's fp32 features %.6f", dir, wp);
-            if (logits && logits_ref) {
-                double wl = worst_cosine(logits_ref, logits, B, m.n_classes);
-                t_check(wl >= 0.999, "%s channels-last bf16: worst cosine to torchvision's fp32 logits %.6f", dir, wl);
-            }
-            if (getenv("MREC_TEST_VERBOSE")) printf("  %s channels-last bf16: worst cosine %.6f\n", dir, wp);
-            t_check(ctx->workspace.used == 0, "%s: the workspace is given back", dir);
+        t_status(mrec_resnet_channels_last(&m), MREC_OK, "%s: the channels-last layout, asked for twice", dir))
+        channels_last_run(ctx, &m, dir, "(no pack set)", x, s, pooled_ref, logits_ref);
+    mrec_resnet_free(&m);
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.precision = MREC_PREC_BF16;
+    mrec_context *half = NULL;
+    mrec_packs *packs = NULL;
+    if (!mrec_cpu_has_bf16()) {
+        t_skip("%s: the CPU's channels-last route needs AVX-512 BF16", dir);
+    } else if (x && pooled_ref && t_status(mrec_resnet_load(&m, dir), MREC_OK, "load %s", dir)) {
+        if (t_status(mrec_context_create(&half, &o), MREC_OK, "a bf16 CPU context") &&
+            t_status(mrec_resnet_to_device(&m, half), MREC_OK, "%s to a bf16 CPU context", dir) &&
+            t_check(m.channels_last, "%s: a bf16 CPU context takes the channels-last route", dir) &&
+            t_status(mrec_packs_create(&packs, m.storage, m.floats), MREC_OK, "a pack set")) {
+            half->packs = packs;
+            channels_last_run(half, &m, dir, "(to_device, packed)", x, s, pooled_ref, logits_ref);
         }
-        free(pooled), free(logits);
+        mrec_packs_free(packs);
+        mrec_context_destroy(half);
+        mrec_resnet_free(&m);
     }
     free(x), free(pooled_ref), free(logits_ref);
-    mrec_resnet_free(&m);
 }
 
 static void resnet_errors(void) {
@@ -277,6 +302,7 @@ int main(void) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/resnet50", full);
         resnet_case(ctx, dir, "../images_224.npy");
+        channels_last_case(ctx, dir, "../images_224.npy");
         snprintf(dir, sizeof dir, "%s/vit_b16", full);
         vit_case(ctx, dir, "../images_224.npy", dir);
     } else {

@@ -242,11 +242,13 @@ mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const
 mrec_status mrec_nhwc_bf16_from_nchw(mrec_context *ctx, uint16_t *out, const float *in, int N, int C, int HW, int C_pad) {
     if (C_pad < C) return mrec_fail(MREC_ERR_ARG, "nhwc_bf16_from_nchw: %d channels padded to %d", C, C_pad);
     if (on_gpu(ctx)) return mrec_nhwc_bf16_from_nchw_cuda(out, in, N, C, HW, C_pad, ctx->cuda);
-    mrec_nhwc_bf16_from_nchw_ref(out, in, N, C, HW, C_pad);
+    mrec_nhwc_bf16_from_nchw_cpu(out, in, N, C, HW, C_pad);
     return MREC_OK;
 }
 
-int mrec_nhwc_bf16_native(const mrec_context *ctx) { return on_gpu(ctx) && mrec_cuda_bf16_native(ctx->cuda); }
+int mrec_nhwc_bf16_native(const mrec_context *ctx) {
+    return on_gpu(ctx) ? mrec_cuda_bf16_native(ctx->cuda) : mrec_cpu_has_bf16();
+}
 
 mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes) {
     if (on_gpu(ctx)) return mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(bytes, s, ctx->cuda);
@@ -261,6 +263,8 @@ mrec_status mrec_conv2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16
                          s->W, s->groups);
     if (on_gpu(ctx)) return mrec_conv2d_nhwc_bf16_cuda(out, in, weight, bias, beta, relu, work, work_bytes, s, ctx->cuda);
     (void)work, (void)work_bytes;
+    if (mrec_cpu_has_bf16() && s->C_in % 2 == 0)
+        return mrec_conv2d_nhwc_bf16_cpu(out, in, weight, bias, beta, relu, s, ctx->packs, ctx->pool);
     mrec_conv2d_nhwc_bf16_ref(out, in, weight, bias, beta, relu, s);
     return MREC_OK;
 }
@@ -269,14 +273,16 @@ mrec_status mrec_maxpool2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uin
     if (mrec_pool2d_out_h(s) <= 0 || mrec_pool2d_out_w(s) <= 0)
         return mrec_fail(MREC_ERR_SHAPE, "maxpool2d_nhwc_bf16: the window does not fit the input");
     if (on_gpu(ctx)) return mrec_maxpool2d_nhwc_bf16_cuda(out, in, s, ctx->cuda);
-    mrec_maxpool2d_nhwc_bf16_ref(out, in, s);
+    if (mrec_cpu_has_bf16()) mrec_maxpool2d_nhwc_bf16_cpu(out, in, s, ctx->pool);
+    else mrec_maxpool2d_nhwc_bf16_ref(out, in, s);
     return MREC_OK;
 }
 
 mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t *in, int N, int HW, int C) {
     if (HW <= 0) return mrec_fail(MREC_ERR_SHAPE, "mean_hw_nhwc_bf16: %d pixels", HW);
     if (on_gpu(ctx)) return mrec_mean_hw_nhwc_bf16_cuda(out, in, N, HW, C, ctx->cuda);
-    mrec_mean_hw_nhwc_bf16_ref(out, in, N, HW, C);
+    if (mrec_cpu_has_bf16()) mrec_mean_hw_nhwc_bf16_cpu(out, in, N, HW, C);
+    else mrec_mean_hw_nhwc_bf16_ref(out, in, N, HW, C);
     return MREC_OK;
 }
 

@@ -32,6 +32,7 @@
 #include "transpose16.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -804,6 +805,111 @@ void mrec_gemm_bf16_item_pairs_wt(float *C, const uint32_t *A, const void *wt, i
     g.a_pairs = A;
     g.bpack = (uint32_t *)wt;
     item_run(g, thread);
+}
+
+/* ---- A's rows from a function, C in fp32 or bf16 (channels-last convolutions) ----
+ * Activations that are bf16 already come as pairs (two channels side by
+ * side): a panel of A is a copy, with no rounding. A task is a block of at
+ * most ROWS_MC rows and ROWS_NC columns of one item; with a bf16 C its sums
+ * stay in the task's scratch until the last k block, and the epilogue
+ * rounds each output once, after the bias, the residual and the ReLU. */
+#define ROWS_MC 96
+#define ROWS_NC 256
+_Static_assert((size_t)ROWS_MC * (KCP + ROWS_NC) <= MREC_GEMM_SCRATCH_FLOATS, "rows_task's scratch");
+
+typedef struct {
+    mrec_gemm_fill_a fill;
+    void *arg;
+    const char *wt;
+    size_t wt_stride;
+    float *c32;
+    uint16_t *c16;
+    int64_t c_stride;
+    const float *bias;
+    float beta;
+    int relu, M, N, kp, kb, mr, mc, row_blocks, col_blocks;
+    mrec_pool *pool_;
+} rows_job;
+
+void mrec_bf16_panel_from_rows(uint32_t *dst, int mr, const uint32_t *const *rows, int kc) {
+    int p = 0;
+    for (; p < kc && mr >= MR_MID; p += 16) { /* 16 pairs of every row through a transpose, the last ones masked */
+        int w = kc - p < 16 ? kc - p : 16;
+        __mmask16 m = (__mmask16)((1u << w) - 1);
+        __m512 r[16];
+        for (int t = 0; t < 16; t++) r[t] = t < mr && rows[t] ? _mm512_maskz_loadu_ps(m, rows[t] + p) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int t = 0; t < w; t++) _mm512_mask_storeu_ps((float *)(dst + (size_t)(p + t) * mr), (__mmask16)((1u << mr) - 1), r[t]);
+    }
+    for (; p < kc; p++)
+        for (int t = 0; t < mr; t++) dst[(size_t)p * mr + t] = rows[t] ? rows[t][p] : 0;
+}
+
+/* Sums (m, n) at acc (rows ROWS_NC apart) into bf16 C at c (rows ldc apart):
+ * round(relu(acc + bias + beta c)). */
+static void rows_epilogue(uint16_t *c, int ldc, const float *acc, const float *bias, float beta, int relu, int m, int n) {
+    for (int i = 0; i < m; i++) {
+        uint16_t *o = c + (size_t)i * ldc;
+        const float *a = acc + (size_t)i * ROWS_NC;
+        int j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m512 v = _mm512_loadu_ps(a + j);
+            if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
+            if (beta != 0.0f) {
+                __m512i old = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(o + j))), 16);
+                v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_castsi512_ps(old), v);
+            }
+            if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps()); /* a NaN gives 0, as the fp32 ReLU */
+            _mm256_storeu_si256((__m256i *)(o + j), (__m256i)_mm512_cvtneps_pbh(v));
+        }
+        for (; j < n; j++) {
+            float v = a[j] + (bias ? bias[j] : 0.0f);
+            if (beta != 0.0f) v = fmaf(beta, mrec_bf16_widen(o[j]), v);
+            if (relu) v = v > 0.0f ? v : 0.0f;
+            o[j] = mrec_bf16_round(v);
+        }
+    }
+}
+
+static void rows_task(void *arg, int task, int thread) {
+    const rows_job *r = arg;
+    int per = r->row_blocks * r->col_blocks, item = task / per, rb = task % per / r->col_blocks, cb = task % r->col_blocks;
+    int i0 = rb * r->mc, m = r->M - i0 < r->mc ? r->M - i0 : r->mc, j0 = cb * ROWS_NC, n = r->N - j0 < ROWS_NC ? r->N - j0 : ROWS_NC;
+    if (m <= 0) return;
+    uint32_t *apack = (uint32_t *)mrec_pool_scratch(r->pool_, thread);
+    float *acc = (float *)(apack + (size_t)ROWS_MC * KCP);
+    const uint32_t *wt = (const uint32_t *)(r->wt + (size_t)item * r->wt_stride);
+    float *c = r->c32 ? r->c32 + item * r->c_stride + (size_t)i0 * r->N + j0 : acc;
+    int ldc = r->c32 ? r->N : ROWS_NC;
+    for (int p0 = 0; p0 < r->kp; p0 += KCP) {
+        int kc = r->kp - p0 < KCP ? r->kp - p0 : KCP;
+        for (int ir = 0; ir < m; ir += r->mr)
+            r->fill(r->arg, item, apack + (size_t)ir * kc, r->mr, i0 + ir, m - ir < r->mr ? m - ir : r->mr, p0, kc);
+        for (int q = 0; q < n; q += NR) {
+            const uint32_t *bp = wt + ((size_t)(j0 + q) / NR * r->kb + p0) * NR;
+            for (int ir = 0; ir < m; ir += r->mr)
+                ukernel_of(r->mr)(kc, apack + (size_t)ir * kc, bp, c + (size_t)ir * ldc + q, ldc, 1.0f, NULL, NULL,
+                                  m - ir < r->mr ? m - ir : r->mr, n - q < NR ? n - q : NR, p0 == 0 ? MREC_UK_OVERWRITE : 0);
+        }
+    }
+    if (r->c16)
+        rows_epilogue(r->c16 + item * r->c_stride + (size_t)i0 * r->N + j0, r->N, acc, r->bias ? r->bias + j0 : NULL, r->beta,
+                      r->relu, m, n);
+}
+
+void mrec_gemm_bf16_rows(float *C32, uint16_t *C16, int64_t c_stride, mrec_gemm_fill_a fill, void *arg, const void *wt,
+                         size_t wt_stride, const float *bias, float beta, int relu, int batch, int M, int N, int K,
+                         mrec_pool *pool) {
+    if (batch <= 0 || M <= 0 || N <= 0 || K <= 0) return;
+    rows_job r = {fill, arg, wt, wt_stride, C32, C16, c_stride, bias, beta, relu, M, N, (K + 1) / 2, 0, 0, 0, 0, 0, pool};
+    r.kb = tile_pairs(r.kp);
+    r.mr = rows_per_kernel(M, 0);
+    r.row_blocks = (M + ROWS_MC - 1) / ROWS_MC;
+    int panels = (M + r.mr - 1) / r.mr;
+    r.mc = (panels + r.row_blocks - 1) / r.row_blocks * r.mr; /* the rows shared evenly, in whole panels */
+    r.row_blocks = (M + r.mc - 1) / r.mc;
+    r.col_blocks = (N + ROWS_NC - 1) / ROWS_NC;
+    mrec_pool_run(pool, rows_task, &r, batch * r.row_blocks * r.col_blocks);
 }
 
 int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M,

@@ -213,6 +213,8 @@ int mrec_gemm_filled_images_cpu(float *C, const float *A, mrec_gemm_fill_b fill,
 #define MREC_PACK_TAG_BF16_A (-100) /* minus the row panel's height */
 #define MREC_PACK_TAG_WINOGRAD (-1000000) /* plus the A layout's tag */
 #define MREC_PACK_TAG_BF16_WINOGRAD (-2000000) /* Winograd's U in bf16 (mrec_gemm_bf16_pack_wt) */
+#define MREC_PACK_TAG_BF16_NHWC (-3000000) /* a channels-last conv's (C_out, KH KW C_in) weight, mrec_gemm_bf16_pack_wt */
+#define MREC_PACK_TAG_BF16_WINOGRAD_NHWC (-4000000) /* its Winograd U, from the channels-last weight */
 const void *mrec_packs_cached(struct mrec_packs *p, const float *w, int N, int K, int tag, size_t bytes,
                               int (*make)(void *dst, void *arg), void *arg);
 
@@ -285,5 +287,20 @@ int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, mrec_
  * last row paired with zero; lanes [cols, NR) untouched): for a fill_pairs
  * whose rows of op(B) lie in its input as they are, with no fp32 copy. */
 void mrec_gemm_bf16_pair_rows(uint32_t *dst, int NR, const float *x, size_t ld, int rows, int cols);
+
+/* C (M, N) = A B for each of `batch` items, in bf16 products and fp32
+ * sums, A's rows as bf16 pairs from fill(arg, item, dst, mr, i0, rows, p0,
+ * kc): the panel (kc, mr) of rows [i0, i0 + rows) and pairs [p0, p0 + kc),
+ * dst[p * mr + t], rows past `rows` zero. B is item's packed weight
+ * (mrec_gemm_bf16_pack_wt of B^T (N, K)) at wt + item * wt_stride bytes.
+ * C is fp32 (C32: the sums) or bf16 (C16: round(relu(sum + bias + beta C)),
+ * relu 0 or 1, bias (N) or NULL), rows N apart, items c_stride apart. */
+typedef void (*mrec_gemm_fill_a)(void *arg, int item, uint32_t *dst, int mr, int i0, int rows, int p0, int kc);
+void mrec_gemm_bf16_rows(float *C32, uint16_t *C16, int64_t c_stride, mrec_gemm_fill_a fill, void *arg, const void *wt,
+                         size_t wt_stride, const float *bias, float beta, int relu, int batch, int M, int N, int K,
+                         struct mrec_pool *pool);
+/* A panel (kc, mr) of pairs from mr rows of pairs (rows[t] at the panel's
+ * first pair of row t; NULL: a row of zeros), for a fill. */
+void mrec_bf16_panel_from_rows(uint32_t *dst, int mr, const uint32_t *const *rows, int kc);
 
 #endif
