@@ -934,7 +934,8 @@ mrec_status mrec_avgpool2d(mrec_context *ctx, float *out, const float *in, const
  * in it; on another CPU the references, one thread; no workspace on a CPU). */
 mrec_status mrec_nhwc_bf16_from_nchw(mrec_context *ctx, uint16_t *out, const float *in, int N, int C, int HW, int C_pad);
 /* 1 where ctx runs these fast, where a model chooses the channels-last route in bf16: bf16 tensor cores (a
- * GPU of compute capability 8.0 or later) or a CPU with AVX-512 BF16; 0 elsewhere. */
+ * GPU of compute capability 8.0 or later) or a CPU with AVX-512 BF16 and no AMX (whose tiles the NCHW
+ * route uses); 0 elsewhere. */
 int mrec_nhwc_bf16_native(const mrec_context *ctx);
 mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes);
 mrec_status mrec_conv2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const float *weight, const float *bias,

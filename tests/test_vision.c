@@ -188,7 +188,7 @@ static void channels_last_case(mrec_context *ctx, const char *dir, const char *i
         channels_last_run(ctx, &m, dir, "(no pack set)", x, s, pooled_ref, logits_ref);
     mrec_resnet_free(&m);
     mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.precision = MREC_PREC_BF16;
+    o.device = MREC_WANT_CPU, o.precision = MREC_PREC_BF16, o.max_simd = MREC_SIMD_AVX512; /* below AMX, which keeps NCHW */
     mrec_context *half = NULL;
     mrec_packs *packs = NULL;
     if (!mrec_cpu_has_bf16()) {

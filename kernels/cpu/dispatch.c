@@ -246,8 +246,10 @@ mrec_status mrec_nhwc_bf16_from_nchw(mrec_context *ctx, uint16_t *out, const flo
     return MREC_OK;
 }
 
+/* On a CPU with AMX tiles the NCHW route keeps them (its products run on the tiles, the channels-last
+ * ones on VDPBF16PS alone). */
 int mrec_nhwc_bf16_native(const mrec_context *ctx) {
-    return on_gpu(ctx) ? mrec_cuda_bf16_native(ctx->cuda) : mrec_cpu_has_bf16();
+    return on_gpu(ctx) ? mrec_cuda_bf16_native(ctx->cuda) : mrec_cpu_has_bf16() && mrec_pool_simd(ctx->pool) < MREC_SIMD_AMX;
 }
 
 mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes(const mrec_context *ctx, const mrec_conv2d_shape *s, size_t *bytes) {
