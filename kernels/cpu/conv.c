@@ -186,20 +186,9 @@ static int winograd_filters(void *dst, void *arg) {
     float *u = malloc(sizeof(float) * 16 * per);
     if (!u) return 0;
     for (size_t f = 0; f < per; f++) {
-        const float *g = a->w + f * 9; /* g[3 * kh + kw] */
-        float t[4][3];                  /* G g */
-        for (int c = 0; c < 3; c++) {
-            t[0][c] = g[c];
-            t[1][c] = 0.5f * (g[c] + g[3 + c] + g[6 + c]);
-            t[2][c] = 0.5f * (g[c] - g[3 + c] + g[6 + c]);
-            t[3][c] = g[6 + c];
-        }
-        for (int r = 0; r < 4; r++) { /* (G g) G^T */
-            u[(4 * r + 0) * per + f] = t[r][0];
-            u[(4 * r + 1) * per + f] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
-            u[(4 * r + 2) * per + f] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
-            u[(4 * r + 3) * per + f] = t[r][2];
-        }
+        float uf[16];
+        mrec_winograd_filter(a->w + f * 9, 1, uf);
+        for (int k = 0; k < 16; k++) u[k * per + f] = uf[k];
     }
     for (int k = 0; k < 16; k++) {
         if (a->bf16) mrec_gemm_bf16_pack_wt((char *)dst + k * a->bytes, u + k * per, a->C_out, a->C_in, a->C_in);

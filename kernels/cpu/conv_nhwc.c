@@ -137,7 +137,7 @@ typedef struct {
 } wino_filters;
 
 /* U_k = (G g G^T)_k (C_out, C_in) for k = 0..15, each packed as the GEMM's
- * weight, one after another (G as in conv.c). */
+ * weight, one after another. */
 static int winograd_filters(void *dst, void *arg) {
     const wino_filters *a = arg;
     size_t per = (size_t)a->C_out * a->C_in;
@@ -145,19 +145,9 @@ static int winograd_filters(void *dst, void *arg) {
     if (!u) return 0;
     for (int o = 0; o < a->C_out; o++)
         for (int ci = 0; ci < a->C_in; ci++) {
-            const float *g = a->w + (size_t)o * 9 * a->C_in + ci; /* g[(3 kh + kw) C_in] */
-            size_t f = (size_t)o * a->C_in + ci;
-            float t[4][3]; /* G g */
-            for (int c = 0; c < 3; c++) {
-                float g0 = g[(size_t)c * a->C_in], g1 = g[(size_t)(3 + c) * a->C_in], g2 = g[(size_t)(6 + c) * a->C_in];
-                t[0][c] = g0, t[1][c] = 0.5f * (g0 + g1 + g2), t[2][c] = 0.5f * (g0 - g1 + g2), t[3][c] = g2;
-            }
-            for (int r = 0; r < 4; r++) { /* (G g) G^T */
-                u[(4 * r + 0) * per + f] = t[r][0];
-                u[(4 * r + 1) * per + f] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
-                u[(4 * r + 2) * per + f] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
-                u[(4 * r + 3) * per + f] = t[r][2];
-            }
+            float uf[16];
+            mrec_winograd_filter(a->w + (size_t)o * 9 * a->C_in + ci, (size_t)a->C_in, uf);
+            for (int k = 0; k < 16; k++) u[k * per + (size_t)o * a->C_in + ci] = uf[k];
         }
     for (int k = 0; k < 16; k++) mrec_gemm_bf16_pack_wt((char *)dst + k * a->bytes, u + k * per, a->C_out, a->C_in, a->C_in);
     free(u);

@@ -288,6 +288,24 @@ int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, mrec_
  * whose rows of op(B) lie in its input as they are, with no fp32 copy. */
 void mrec_gemm_bf16_pair_rows(uint32_t *dst, int NR, const float *x, size_t ld, int rows, int cols);
 
+/* Winograd F(2x2, 3x3)'s filter transform (Lavin and Gray, 2016): the
+ * 4x4 U = G g G^T, G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], of a 3x3
+ * filter g whose tap (kh, kw) is g[(3 kh + kw) step] (step 1 in NCHW
+ * weights, C_in in channels-last ones); u[4 r + c]. */
+static inline void mrec_winograd_filter(const float *g, size_t step, float u[16]) {
+    float t[4][3]; /* G g */
+    for (int c = 0; c < 3; c++) {
+        float g0 = g[c * step], g1 = g[(3 + c) * step], g2 = g[(6 + c) * step];
+        t[0][c] = g0, t[1][c] = 0.5f * (g0 + g1 + g2), t[2][c] = 0.5f * (g0 - g1 + g2), t[3][c] = g2;
+    }
+    for (int r = 0; r < 4; r++) { /* (G g) G^T */
+        u[4 * r] = t[r][0];
+        u[4 * r + 1] = 0.5f * (t[r][0] + t[r][1] + t[r][2]);
+        u[4 * r + 2] = 0.5f * (t[r][0] - t[r][1] + t[r][2]);
+        u[4 * r + 3] = t[r][2];
+    }
+}
+
 /* C (M, N) = A B for each of `batch` items, in bf16 products and fp32
  * sums, A's rows as bf16 pairs from fill(arg, item, dst, mr, i0, rows, p0,
  * kc): the panel (kc, mr) of rows [i0, i0 + rows) and pairs [p0, p0 + kc),
