@@ -827,8 +827,9 @@ typedef struct {
     int64_t c_stride;
     const float *bias;
     float beta;
-    int relu, M, N, kp, kb, mr, mc, row_blocks, col_blocks;
-    mrec_pool *pool_;
+    int relu, M, N, kp, kb, mr;
+    int mc, row_blocks, col_blocks; /* rows a block, and the blocks of rows and of columns */
+    mrec_pool *pool;
 } rows_job;
 
 void mrec_bf16_panel_from_rows(uint32_t *dst, int mr, const uint32_t *const *rows, int kc) {
@@ -876,7 +877,7 @@ static void rows_task(void *arg, int task, int thread) {
     int per = r->row_blocks * r->col_blocks, item = task / per, rb = task % per / r->col_blocks, cb = task % r->col_blocks;
     int i0 = rb * r->mc, m = r->M - i0 < r->mc ? r->M - i0 : r->mc, j0 = cb * ROWS_NC, n = r->N - j0 < ROWS_NC ? r->N - j0 : ROWS_NC;
     if (m <= 0) return;
-    uint32_t *apack = (uint32_t *)mrec_pool_scratch(r->pool_, thread);
+    uint32_t *apack = (uint32_t *)mrec_pool_scratch(r->pool, thread);
     float *acc = (float *)(apack + (size_t)ROWS_MC * KCP);
     const uint32_t *wt = (const uint32_t *)(r->wt + (size_t)item * r->wt_stride);
     float *c = r->c32 ? r->c32 + item * r->c_stride + (size_t)i0 * r->N + j0 : acc;
@@ -901,8 +902,9 @@ void mrec_gemm_bf16_rows(float *C32, uint16_t *C16, int64_t c_stride, mrec_gemm_
                          size_t wt_stride, const float *bias, float beta, int relu, int batch, int M, int N, int K,
                          mrec_pool *pool) {
     if (batch <= 0 || M <= 0 || N <= 0 || K <= 0) return;
-    rows_job r = {fill, arg, wt, wt_stride, C32, C16, c_stride, bias, beta, relu, M, N, (K + 1) / 2, 0, 0, 0, 0, 0, pool};
-    r.kb = tile_pairs(r.kp);
+    rows_job r = {.fill = fill, .arg = arg, .wt = wt, .wt_stride = wt_stride, .c32 = C32, .c16 = C16, .c_stride = c_stride,
+                  .bias = bias, .beta = beta, .relu = relu, .M = M, .N = N, .kp = (K + 1) / 2, .pool = pool};
+    r.kb = tile_pairs(r.kp); /* the packed weight's panel depth */
     r.mr = rows_per_kernel(M, 0);
     r.row_blocks = (M + ROWS_MC - 1) / ROWS_MC;
     int panels = (M + r.mr - 1) / r.mr;
