@@ -182,10 +182,13 @@ $(BUILD)/kernels/cpu/gemm_avx512.o: kernels/cpu/gemm_avx512.c
 	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mfma -c $< -o $@
 $(BUILD)/kernels/cpu/gemm_bf16.o: kernels/cpu/gemm_bf16.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bf16 -mamx-tile -mamx-bf16 -mfma -c $< -o $@
+	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mamx-tile -mamx-bf16 -mfma -c $< -o $@
 $(BUILD)/kernels/cpu/conv_nhwc.o: kernels/cpu/conv_nhwc.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bf16 -mfma -c $< -o $@
+	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma -c $< -o $@
+$(BUILD)/kernels/cpu/encoder_bf16.o: kernels/cpu/encoder_bf16.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma -c $< -o $@
 
 $(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
 	@mkdir -p $(dir $@)
@@ -251,8 +254,9 @@ build/fuzz/obj/%.o: %.c
 	$(FUZZ_CC) $(subst -fsanitize=fuzzer,-fsanitize=fuzzer-no-link,$(FUZZ_FLAGS)) $(FUZZ_ISA) -c $< -o $@
 build/fuzz/obj/kernels/cpu/gemm_avx2.o: FUZZ_ISA := -mavx2 -mfma
 build/fuzz/obj/kernels/cpu/gemm_avx512.o: FUZZ_ISA := -mavx512f -mfma
-build/fuzz/obj/kernels/cpu/gemm_bf16.o: FUZZ_ISA := -mavx512f -mavx512bf16 -mamx-tile -mamx-bf16 -mfma
-build/fuzz/obj/kernels/cpu/conv_nhwc.o: FUZZ_ISA := -mavx512f -mavx512bf16 -mfma
+build/fuzz/obj/kernels/cpu/gemm_bf16.o: FUZZ_ISA := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mamx-tile -mamx-bf16 -mfma
+build/fuzz/obj/kernels/cpu/conv_nhwc.o: FUZZ_ISA := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma
+build/fuzz/obj/kernels/cpu/encoder_bf16.o: FUZZ_ISA := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma
 
 $(FUZZ_REST): $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_REST_SRC))
 	@rm -f $@

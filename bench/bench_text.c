@@ -83,7 +83,9 @@ int main(int argc, char **argv) {
     double half[3] = {0, 0, 0};
     mrec_context *half_ctx = NULL;
     o.precision = MREC_PREC_BF16;
-    if (bf16 && mrec_context_create(&half_ctx, &o) == MREC_OK)
+    /* to_device on the bf16 context sets the model's route as extract-text does (bf16 activations between
+     * the steps where the CPU has AVX-512 BF16 without AMX) */
+    if (bf16 && mrec_context_create(&half_ctx, &o) == MREC_OK && mrec_text_encoder_to_device(&enc, half_ctx) == MREC_OK)
         for (int b = 0; b < 3; b++) {
             enc.batch_size = batches[b];
             mrec_text_encoder_embed(half_ctx, &enc, texts, n, out); /* warm-up, and the weights packed */

@@ -110,6 +110,9 @@ int main(int argc, char **argv) {
             double best = 1e30;
             mrec_context *c = m < 2 ? ctx : half_ctx;
             c->packs = m == 0 ? resnet_packs : m == 3 ? resnet16_packs : packs;
+            /* ViT's route as mrec_vit_to_device sets it on each context: in bf16, bf16 activations between its
+             * steps where the CPU has AVX-512 BF16 without AMX (one model serves both contexts here) */
+            v.bf16_acts = m == 2 && mrec_bf16_activations_native(c);
             if (m == 2) mrec_vit_forward(c, &v, x, b, feat, NULL); /* the weights rounded and packed */
             if (m == 3) mrec_resnet_forward(c, &r16, x, b, 224, 224, feat, NULL);
             for (int rep = 0; rep < (b >= 8 ? 3 : 8); rep++) { /* as the peer: more passes when one is short */

@@ -453,6 +453,23 @@ mrec_status mrec_conv2d_nhwc_bf16_cpu(uint16_t *out, const uint16_t *in, const f
 void mrec_maxpool2d_nhwc_bf16_cpu(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s, mrec_pool *pool);
 void mrec_mean_hw_nhwc_bf16_cpu(float *out, const uint16_t *in, int N, int HW, int C);
 void mrec_nhwc_bf16_from_nchw_cpu(uint16_t *out, const float *in, int N, int C, int HW, int C_pad);
+/* The bf16-activation ops (below) on a CPU with AVX-512 BF16: LayerNorm in
+ * double as the reference; products through the bf16 instructions with the
+ * weight packed once where it lies in packs, each output rounded once;
+ * activations and a bf16 product's activation from a table of the
+ * reference's images of all 65,536 inputs (mrec_bf16_act_table: NULL for
+ * an unknown act or without memory), so bit for bit; attention with fp32
+ * scores and its probabilities rounded to bf16 for the product with V.
+ * Odd widths (K, dh, ld) run the references. */
+const uint16_t *mrec_bf16_act_table(mrec_act act);
+void mrec_layernorm_bf16_cpu(float *out, uint16_t *out16, const float *a, const float *b, const float *weight, const float *bias,
+                             float eps, int R, int C, mrec_pool *pool);
+mrec_status mrec_linear_bf16_cpu(void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act, float beta,
+                                 int M, int N, int K, int ldc, mrec_packs *packs, mrec_pool *pool);
+mrec_status mrec_activation_bf16_cpu(uint16_t *x, mrec_act act, int64_t n, mrec_pool *pool);
+mrec_status mrec_attention_bf16_cpu(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                                    const float *mask_bias, const float *head_bias, const int32_t *starts, float scale, int B,
+                                    int T, int heads, int dh, mrec_pool *pool);
 
 /* ---- bf16 activations (a GPU's bf16 transformers) --------------------------
  * A transformer layer in bf16 the way PyTorch runs one under autocast: each
@@ -942,11 +959,13 @@ mrec_status mrec_conv2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16
                                   float beta, int relu, void *work, size_t work_bytes, const mrec_conv2d_shape *s);
 mrec_status mrec_maxpool2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s);
 mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t *in, int N, int HW, int C);
-/* The bf16-activation ops where ctx runs (on the CPU their references, one
- * thread). mrec_bf16_activations_native: ctx is a GPU context in bf16 with
- * bf16 tensor cores (compute capability 8.0 or later), where the encoders
- * take this route. attention_bf16: starts and dev_starts as in
- * mrec_attention_varlen, both NULL for padded sequences. */
+/* The bf16-activation ops where ctx runs (on a CPU with AVX-512 BF16 the
+ * _cpu variants, on another CPU the references, one thread).
+ * mrec_bf16_activations_native: ctx is in bf16 where mrec_nhwc_bf16_native
+ * (bf16 tensor cores, or AVX-512 BF16 without AMX, whose tiles the
+ * fp32-activation route uses), where the encoders take this route.
+ * attention_bf16: starts and dev_starts as in mrec_attention_varlen, both
+ * NULL for padded sequences. */
 int mrec_bf16_activations_native(const mrec_context *ctx);
 mrec_status mrec_layernorm_bf16(mrec_context *ctx, float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
                                 const float *bias, float eps, int R, int C);

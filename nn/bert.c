@@ -188,12 +188,13 @@ mrec_status mrec_bert_load(mrec_bert *m, const char *dir) {
 mrec_status mrec_bert_to_device(mrec_bert *m, mrec_context *ctx) {
     float *dev;
     mrec_status st = mrec_weights_place(ctx, m->storage, m->floats, &dev, &m->on);
-    if (st || !dev) return st;
+    if (st) return st;
+    m->bf16_acts = mrec_bf16_activations_native(ctx);
+    if (!dev) return st; /* the CPU: the weights stay where they are */
     mrec_weight_loader l = {NULL, m->cfg.proj_dim ? tower_prefix(&m->cfg) : "", dev, 0};
     st = take_all(m, &l); /* re-points every tensor into the device copy */
     free(m->storage);
     m->storage = dev;
-    m->bf16_acts = mrec_bf16_activations_native(ctx);
     return st;
 }
 

@@ -104,12 +104,13 @@ static mrec_status load_tower(mrec_clip_tower *t, const mrec_safetensors *sf, in
 static mrec_status tower_to_device(mrec_clip_tower *t, mrec_context *ctx, int vision, int D) {
     float *dev;
     mrec_status st = mrec_weights_place(ctx, t->storage, t->floats, &dev, &t->on);
-    if (st || !dev) return st;
+    if (st) return st;
+    t->bf16_acts = mrec_bf16_activations_native(ctx);
+    if (!dev) return st; /* the CPU: the weights stay where they are */
     mrec_weight_loader l = {NULL, "", dev, 0};
     st = take_tower(t, &l, vision, D); /* re-points every tensor into the device copy */
     free(t->storage);
     t->storage = dev;
-    t->bf16_acts = mrec_bf16_activations_native(ctx);
     return st;
 }
 

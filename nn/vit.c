@@ -105,12 +105,13 @@ mrec_status mrec_vit_load(mrec_vit *m, const char *dir) {
 mrec_status mrec_vit_to_device(mrec_vit *m, mrec_context *ctx) {
     float *dev;
     mrec_status st = mrec_weights_place(ctx, m->storage, m->floats, &dev, &m->on);
-    if (st || !dev) return st;
+    if (st) return st;
+    m->bf16_acts = mrec_bf16_activations_native(ctx);
+    if (!dev) return st; /* the CPU: the weights stay where they are */
     mrec_weight_loader l = {NULL, "", dev, 0};
     st = take_all(m, &l); /* re-points every tensor into the device copy */
     free(m->storage);
     m->storage = dev;
-    m->bf16_acts = mrec_bf16_activations_native(ctx);
     return st;
 }
 

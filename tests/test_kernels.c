@@ -1517,12 +1517,193 @@ static void test_bf16_activations(void) {
         t_check(mrec_attention_bf16(cpu, o16, qkv16, qkv16 + H, qkv16 + 2 * H, ld, mb, NULL, starts, NULL, 0.4f, 3, T, nh, dh) ==
                     MREC_ERR_ARG,
                 "attention_bf16: host starts without device starts (and with a mask) are refused");
-        t_check(!mrec_bf16_activations_native(cpu), "bf16 activations are a GPU route: not native on the CPU");
+        t_check(!mrec_bf16_activations_native(cpu), "bf16 activations: not the route of an fp32 context");
+        mrec_context_destroy(cpu);
+    }
+    opt.precision = MREC_PREC_BF16;
+    if (!mrec_context_create(&cpu, &opt)) {
+        t_check(mrec_bf16_activations_native(cpu) == (mrec_cpu_has_bf16() && mrec_pool_simd(cpu->pool) < MREC_SIMD_AMX),
+                "bf16 activations: the route of a bf16 CPU context exactly where the CPU has AVX-512 BF16 and no AMX");
         mrec_context_destroy(cpu);
     }
     free(a), free(b), free(w), free(bias), free(want), free(sum), free(got), free(got16), free(a2);
     free(x), free(W), free(lb), free(x16), free(y16), free(Wr), free(lbr), free(ref), free(prev), free(y), free(act16);
     free(qkv), free(hb), free(mb), free(qkv16), free(o16), free(q), free(k), free(v), free(o), free(scratch);
+}
+
+/* ---- the bf16-activation ops on the CPU (encoder_bf16.c) against their references ---- */
+
+/* LayerNorm: the reference's double arithmetic in another order of the sums, so the fp32 output within
+ * 2^-22 of its size (a few fp32 steps) and the bf16 one the fp32 one rounded (or its neighbour at a tie). */
+static void layernorm_bf16_cpu_case(int R, int C, int with_b, int affine) {
+    int64_t n = (int64_t)R * C;
+    float *a = randv(n, -3, 5), *b = with_b ? randv(n, -2, 2) : NULL, *w = affine ? randv(C, 0.5f, 1.5f) : NULL;
+    float *bias = affine ? randv(C, -1, 1) : NULL, *want = randv(n, 0, 0), *got = randv(n, 0, 0);
+    uint16_t *want16 = malloc(2 * (size_t)n), *got16 = malloc(2 * (size_t)n);
+    mrec_layernorm_bf16_ref(want, want16, a, b, w, bias, 1e-5f, R, C);
+    for (int p = 0; p < n_pools; p++) {
+        if (mrec_pool_simd(pools[p]) < MREC_SIMD_AVX512) continue;
+        mrec_layernorm_bf16_cpu(got, got16, a, b, w, bias, 1e-5f, R, C, pools[p]);
+        double worst = 0;
+        int off = 0;
+        for (int64_t i = 0; i < n; i++) {
+            worst = fmax(worst, fabs(got[i] - want[i]) / (fabs(want[i]) + 1e-3));
+            off += got16[i] != mrec_bf16_round(got[i]) || abs((int)got16[i] - (int)want16[i]) > 1;
+        }
+        t_check(worst <= 0x1p-22 && !off, "layernorm_bf16_cpu %s %dx%d%s%s: relative error %.3g, %d bf16 outputs off", pool_name(pools[p]), R,
+                C, with_b ? ", a + b" : "", affine ? ", affine" : "", worst, off);
+    }
+    /* in place on b, only the bf16 output */
+    float *b2 = with_b ? copyv(b, n) : NULL;
+    if (b2) {
+        mrec_layernorm_bf16_cpu(b2, NULL, a, b2, w, bias, 1e-5f, R, C, pools[n_pools - 1]);
+        mrec_layernorm_bf16_cpu(got, NULL, a, b, w, bias, 1e-5f, R, C, pools[n_pools - 1]);
+        t_check(!memcmp(b2, got, sizeof(float) * (size_t)n), "layernorm_bf16_cpu %dx%d in place on b: the values out of place", R, C);
+    }
+    free(a), free(b), free(w), free(bias), free(want), free(got), free(want16), free(got16), free(b2);
+}
+
+/* A product: fp32 sums in another order than the reference's doubles, so an fp32 output within 2^-16 of the
+ * products' magnitude, a bf16 one the same value or its neighbour (and through an activation the image of
+ * either). Packed once in a pack set or on each call, with the same bits; the bits do not depend on the
+ * thread count. */
+static void linear_bf16_cpu_case(int M, int N, int K) {
+    int64_t nx = (int64_t)M * K, ldc = N + 5;
+    float *x = randv(nx, -1, 1), *W = randv((int64_t)N * K, -0.5f, 0.5f), *lb = randv(N, -1, 1), *prev = randv(M * ldc, -1, 1);
+    uint16_t *x16 = malloc(2 * (size_t)nx), *ref16 = malloc(2 * (size_t)(M * ldc)), *got16 = malloc(2 * (size_t)(M * ldc));
+    uint16_t *first16 = NULL;
+    float *ref = randv(M * ldc, 0, 0), *got = randv(M * ldc, 0, 0), *first = NULL;
+    for (int64_t i = 0; i < nx; i++) x16[i] = mrec_bf16_round(x[i]);
+    double bound = 0x1p-16 * K; /* |x| <= 1, |w| <= 0.5: the sums' magnitude is at most K / 2 */
+    mrec_packs *packs = NULL;
+    t_check(mrec_packs_create(&packs, W, (int64_t)N * K) == MREC_OK, "linear_bf16: a pack set");
+    mrec_act acts[4] = {(mrec_act)MREC_GEMM_NO_ACT, MREC_ACT_GELU_ERF, MREC_ACT_QUICK_GELU, MREC_ACT_GELU_TANH};
+    for (int p = 0; p < n_pools; p++) {
+        if (mrec_pool_simd(pools[p]) < MREC_SIMD_AVX512) continue;
+        for (int packed = 0; packed < 2; packed++) {
+            mrec_packs *pk = packed ? packs : NULL;
+            char what[160];
+            for (int beta = 0; beta < 2; beta++)
+                for (int with_bias = 0; with_bias < 2; with_bias++) {
+                    snprintf(what, sizeof what, "linear_bf16_cpu %s %dx%dx%d%s, fp32 out, beta %d, bias %d", pool_name(pools[p]), M, N, K,
+                             packed ? ", packed" : "", beta, with_bias);
+                    memcpy(ref, prev, sizeof(float) * (size_t)(M * ldc)), memcpy(got, prev, sizeof(float) * (size_t)(M * ldc));
+                    mrec_linear_bf16_ref(ref, 0, x16, W, with_bias ? lb : NULL, MREC_GEMM_NO_ACT, (float)beta, M, N, K, (int)ldc);
+                    if (!t_status(mrec_linear_bf16_cpu(got, 0, x16, W, with_bias ? lb : NULL, MREC_GEMM_NO_ACT, (float)beta, M, N, K,
+                                                       (int)ldc, pk, pools[p]),
+                                  MREC_OK, "%s", what))
+                        continue;
+                    double worst = 0;
+                    for (int64_t i = 0; i < M * ldc; i++) worst = fmax(worst, fabs(got[i] - ref[i]));
+                    t_check(worst <= bound, "%s: off the reference by %.3g (bound %.3g), the columns past N untouched", what, worst, bound);
+                    if (beta && with_bias) {
+                        if (!first) first = copyv(got, M * ldc);
+                        else t_check(!memcmp(first, got, sizeof(float) * (size_t)(M * ldc)), "%s: bits differ from another pool", what);
+                    }
+                }
+            for (int ai = 0; ai < 4; ai++) {
+                snprintf(what, sizeof what, "linear_bf16_cpu %s %dx%dx%d%s, bf16 out, activation %d", pool_name(pools[p]), M, N, K,
+                         packed ? ", packed" : "", ai);
+                for (int64_t i = 0; i < M * ldc; i++) ref16[i] = got16[i] = mrec_bf16_round(prev[i]);
+                mrec_linear_bf16_ref(ref16, 1, x16, W, lb, acts[ai], 0.0f, M, N, K, (int)ldc);
+                if (!t_status(mrec_linear_bf16_cpu(got16, 1, x16, W, lb, acts[ai], 0.0f, M, N, K, (int)ldc, pk, pools[p]), MREC_OK, "%s",
+                              what))
+                    continue;
+                /* the sum before its activation, from the reference without one, either neighbour allowed */
+                uint16_t *pre = malloc(2 * (size_t)(M * ldc));
+                memcpy(pre, got16, 2 * (size_t)(M * ldc));
+                mrec_linear_bf16_ref(pre, 1, x16, W, lb, MREC_GEMM_NO_ACT, 0.0f, M, N, K, (int)ldc);
+                const uint16_t *table = ai ? mrec_bf16_act_table(acts[ai]) : NULL;
+                int off = 0;
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < ldc; j++) {
+                        size_t at = (size_t)i * ldc + j;
+                        if (j >= N) {
+                            off += got16[at] != mrec_bf16_round(prev[at]);
+                            continue;
+                        }
+                        int ok = 0;
+                        for (int d = -1; d <= 1; d++) {
+                            uint16_t v = (uint16_t)(pre[at] + d);
+                            ok |= got16[at] == (table ? table[v] : v);
+                        }
+                        off += !ok;
+                    }
+                t_check(!off, "%s: %d values neither the reference's nor a neighbour's image", what, off);
+                free(pre);
+                if (ai == 1) {
+                    if (!first16) first16 = (uint16_t *)copyv((const float *)got16, (M * ldc + 1) / 2);
+                    else t_check(!memcmp(first16, got16, 2 * (size_t)(M * ldc)), "%s: bits differ from another pool", what);
+                }
+            }
+        }
+    }
+    mrec_packs_free(packs);
+    free(x), free(W), free(lb), free(prev), free(x16), free(ref16), free(got16), free(first16), free(ref), free(got), free(first);
+}
+
+/* Attention: fp32 scores, then probabilities rounded to bf16 for the product with V, so an output within
+ * 2^-7 of the larger of its size and the head's largest |v| (a bf16 step of each weight, then the output's
+ * rounding). Padded with a mask and a head bias, and end to end. */
+static void attention_bf16_cpu_case(int B, int T, int nh, int dh) {
+    int H = nh * dh, ld = 3 * H;
+    int64_t rows = (int64_t)B * T;
+    float *qkv = randv(rows * ld, -2, 2), *hb = randv((int64_t)nh * T * T, -1, 1), *mb = randv(rows, 0, 0);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) mb[b * T + t] = t >= T - 3 * b ? -FLT_MAX : 0.0f; /* sequence b ends 3 b early */
+    uint16_t *qkv16 = malloc(2 * (size_t)rows * ld), *ref = malloc(2 * (size_t)rows * H), *got = malloc(2 * (size_t)rows * H);
+    double vmax = 0;
+    for (int64_t i = 0; i < rows * ld; i++) qkv16[i] = mrec_bf16_round(qkv[i]), vmax = fmax(vmax, fabs(qkv[i]));
+    int starts[5] = {0, T, T + 1, 2 * T - 3, 2 * T + 4}, S = B < 4 ? B : 4; /* lengths T, 1, T - 4, 7 */
+    if (S == 4 && starts[4] > rows) S = 3;
+    for (int p = 0; p < n_pools; p++) {
+        if (mrec_pool_simd(pools[p]) < MREC_SIMD_AVX512) continue;
+        for (int with = 0; with < 5; with++) {
+            const float *mask = with == 1 || with == 3 ? mb : NULL, *head = with >= 2 ? hb : NULL;
+            const int32_t *st = with == 4 ? starts : NULL;
+            int n = st ? S : B;
+            int64_t out_rows = st ? starts[S] : rows;
+            memset(ref, 0, 2 * (size_t)rows * H), memset(got, 0, 2 * (size_t)rows * H);
+            mrec_attention_bf16_ref(ref, qkv16, qkv16 + H, qkv16 + 2 * H, ld, mask, head, st, 0.3f, n, T, nh, dh);
+            mrec_attention_bf16_cpu(got, qkv16, qkv16 + H, qkv16 + 2 * H, ld, mask, head, st, 0.3f, n, T, nh, dh, pools[p]);
+            double worst = 0;
+            for (int64_t i = 0; i < out_rows * H; i++) {
+                double r = mrec_bf16_widen(ref[i]);
+                worst = fmax(worst, fabs(mrec_bf16_widen(got[i]) - r) / fmax(fabs(r), vmax));
+            }
+            t_check(worst <= 1.0 / 128, "attention_bf16_cpu %s B=%d T=%d %dx%d, %s%s%s: error %.3g of max(|out|, max |v|) (bound 2^-7)",
+                    pool_name(pools[p]), n, T, nh, dh, st ? "end to end" : "padded", mask ? ", mask" : "", head ? ", head bias" : "", worst);
+        }
+    }
+    free(qkv), free(hb), free(mb), free(qkv16), free(ref), free(got);
+}
+
+static void test_bf16_activations_cpu(void) {
+    if (!mrec_cpu_has_bf16()) {
+        t_skip("bf16 activations on the CPU: this CPU has no AVX-512 BF16");
+        return;
+    }
+    layernorm_bf16_cpu_case(7, 24, 0, 1);
+    layernorm_bf16_cpu_case(37, 389, 1, 1); /* past 16s */
+    layernorm_bf16_cpu_case(5, 768, 1, 0);  /* no weight and bias */
+    linear_bf16_cpu_case(1, 20, 24);        /* a single row */
+    linear_bf16_cpu_case(37, 300, 64);      /* two column blocks, 8-row panels */
+    linear_bf16_cpu_case(130, 48, 1030);    /* three k blocks, two row blocks */
+    linear_bf16_cpu_case(5, 3, 2);
+    /* every bf16 value through each activation: the reference's bits */
+    uint16_t *all = malloc(2 * 65536), *want = malloc(2 * 65536);
+    for (int act = MREC_ACT_GELU_ERF; act <= MREC_ACT_TANH; act++) {
+        for (int i = 0; i < 65536; i++) all[i] = want[i] = (uint16_t)i;
+        mrec_activation_bf16_ref(want, (mrec_act)act, 65536);
+        t_status(mrec_activation_bf16_cpu(all, (mrec_act)act, 65535, pools[n_pools - 1]), MREC_OK, "activation_bf16_cpu %d", act);
+        t_check(!memcmp(all, want, 2 * 65535) && all[65535] == 65535,
+                "activation_bf16_cpu %d over every bf16 value: the reference's bits, nothing written past n", act);
+    }
+    t_check(mrec_bf16_act_table((mrec_act)99) == NULL, "an unknown activation has no table");
+    free(all), free(want);
+    attention_bf16_cpu_case(3, 13, 2, 6);   /* odd lengths, a head narrower than 16 */
+    attention_bf16_cpu_case(4, 40, 12, 32); /* MiniLM's heads */
+    attention_bf16_cpu_case(2, 70, 3, 64);  /* BERT's heads, keys over five panels */
 }
 
 /* The CPU's channels-last ops against the references, on every pool with AVX-512 BF16: the convolution
@@ -2006,6 +2187,7 @@ int main(void) {
     test_pool2d();
     test_channels_last();
     test_bf16_activations();
+    test_bf16_activations_cpu();
     test_spmm();
     test_adam();
     test_dropout();

@@ -117,7 +117,8 @@ static mrec_status direct_conv(uint16_t *out, const uint16_t *in, const float *w
         wt = own;
     }
     direct_a d = {(const uint32_t *)in, s, mrec_conv2d_out_h(s), mrec_conv2d_out_w(s), s->C_in / 2};
-    mrec_gemm_bf16_rows(NULL, out, 0, direct_fill, &d, wt, 0, bias, beta, relu, 1, s->N * d.Ho * d.Wo, s->C_out, K, pool);
+    mrec_gemm_rows_out o = {.c16 = out, .ldc = s->C_out, .bias = bias, .beta = beta, .relu = relu};
+    mrec_gemm_bf16_rows(&o, direct_fill, &d, wt, 0, 1, s->N * d.Ho * d.Wo, s->C_out, K, pool);
     free(own);
     return MREC_OK;
 }
@@ -319,8 +320,8 @@ static int winograd_conv(uint16_t *out, const uint16_t *in, const float *weight,
         wino_pass a = {in + (size_t)n0 * s->H * s->W * s->C_in, v, m, out + (size_t)n0 * Ho * Wo * s->C_out, bias, beta, relu, s,
                        th, tw, Ho, Wo, rows};
         mrec_parallel_range(pool, (int64_t)g * th, 1, winograd_input, &a);
-        mrec_gemm_bf16_rows(m, NULL, (int64_t)rows * s->C_out, winograd_fill, &a, u, f.bytes, NULL, 0.0f, 0, 16, rows, s->C_out,
-                            s->C_in, pool);
+        mrec_gemm_rows_out o = {.c32 = m, .item_stride = (int64_t)rows * s->C_out, .ldc = s->C_out};
+        mrec_gemm_bf16_rows(&o, winograd_fill, &a, u, f.bytes, 16, rows, s->C_out, s->C_in, pool);
         mrec_parallel_range(pool, (int64_t)g * th, 1, winograd_output, &a);
     }
     free(v), free(m);

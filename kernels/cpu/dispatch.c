@@ -291,13 +291,14 @@ mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t
 /* ---- bf16 activations ------------------------------------------------------ */
 
 int mrec_bf16_activations_native(const mrec_context *ctx) {
-    return on_gpu(ctx) && ctx->precision == MREC_PREC_BF16 && mrec_cuda_bf16_native(ctx->cuda);
+    return ctx->precision == MREC_PREC_BF16 && mrec_nhwc_bf16_native(ctx);
 }
 
 mrec_status mrec_layernorm_bf16(mrec_context *ctx, float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
                                 const float *bias, float eps, int R, int C) {
     if (on_gpu(ctx)) return mrec_layernorm_bf16_cuda(out, out16, a, b, weight, bias, eps, R, C, ctx->cuda);
-    mrec_layernorm_bf16_ref(out, out16, a, b, weight, bias, eps, R, C);
+    if (mrec_cpu_has_bf16()) mrec_layernorm_bf16_cpu(out, out16, a, b, weight, bias, eps, R, C, ctx->pool);
+    else mrec_layernorm_bf16_ref(out, out16, a, b, weight, bias, eps, R, C);
     return MREC_OK;
 }
 
@@ -307,6 +308,7 @@ mrec_status mrec_linear_bf16(mrec_context *ctx, void *C, int c_bf16, const uint1
         return mrec_fail(MREC_ERR_ARG, "linear_bf16: %s output with ldc %d < N %d, beta %g or an activation", c_bf16 ? "bf16" : "fp32",
                          ldc, N, beta);
     if (on_gpu(ctx)) return mrec_linear_bf16_cuda(C, c_bf16, A, W, bias, act, beta, M, N, K, ldc, ctx->cuda);
+    if (mrec_cpu_has_bf16()) return mrec_linear_bf16_cpu(C, c_bf16, A, W, bias, act, beta, M, N, K, ldc, ctx->packs, ctx->pool);
     mrec_linear_bf16_ref(C, c_bf16, A, W, bias, act, beta, M, N, K, ldc);
     return MREC_OK;
 }
@@ -324,6 +326,7 @@ mrec_status mrec_qkv_bf16(mrec_context *ctx, uint16_t *qkv, const uint16_t *x, c
 
 mrec_status mrec_activation_bf16(mrec_context *ctx, uint16_t *x, mrec_act act, int64_t n) {
     if (on_gpu(ctx)) return mrec_activation_bf16_cuda(x, act, n, ctx->cuda);
+    if (mrec_cpu_has_bf16()) return mrec_activation_bf16_cpu(x, act, n, ctx->pool);
     mrec_activation_bf16_ref(x, act, n);
     return MREC_OK;
 }
@@ -335,6 +338,8 @@ mrec_status mrec_attention_bf16(mrec_context *ctx, uint16_t *out, const uint16_t
         return mrec_fail(MREC_ERR_ARG, "attention_bf16: starts on the host and the device together, and no mask with them");
     if (on_gpu(ctx))
         return mrec_attention_bf16_cuda(out, q, k, v, ld, mask_bias, head_bias, dev_starts, scale, B, T, heads, dh, ctx->cuda);
+    if (mrec_cpu_has_bf16())
+        return mrec_attention_bf16_cpu(out, q, k, v, ld, mask_bias, head_bias, starts, scale, B, T, heads, dh, ctx->pool);
     mrec_attention_bf16_ref(out, q, k, v, ld, mask_bias, head_bias, starts, scale, B, T, heads, dh);
     return MREC_OK;
 }

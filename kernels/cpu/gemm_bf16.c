@@ -807,12 +807,13 @@ void mrec_gemm_bf16_item_pairs_wt(float *C, const uint32_t *A, const void *wt, i
     item_run(g, thread);
 }
 
-/* ---- A's rows from a function, C in fp32 or bf16 (channels-last convolutions) ----
- * Activations that are bf16 already come as pairs (two channels side by
- * side): a panel of A is a copy, with no rounding. A task is a block of at
- * most ROWS_MC rows and ROWS_NC columns of one item; with a bf16 C its sums
- * stay in the task's scratch until the last k block, and the epilogue
- * rounds each output once, after the bias, the residual and the ReLU. */
+/* ---- A's rows from a function, C in fp32 or bf16 (channels-last convolutions, bf16 activations) ----
+ * Activations that are bf16 already come as pairs (two channels, or two
+ * features, side by side): a panel of A is a copy, with no rounding. A task
+ * is a block of at most ROWS_MC rows and ROWS_NC columns of one item; with
+ * a bf16 C, or an fp32 C with a residual, its sums stay in the task's
+ * scratch until the last k block, and the epilogue finishes each output
+ * once: after the bias, the residual and the ReLU, then the activation. */
 #define ROWS_MC 96
 #define ROWS_NC 256
 _Static_assert((size_t)ROWS_MC * (KCP + ROWS_NC) <= MREC_GEMM_SCRATCH_FLOATS, "rows_task's scratch");
@@ -822,12 +823,8 @@ typedef struct {
     void *arg;
     const char *wt;
     size_t wt_stride;
-    float *c32;
-    uint16_t *c16;
-    int64_t c_stride;
-    const float *bias;
-    float beta;
-    int relu, M, N, kp, kb, mr;
+    mrec_gemm_rows_out out;
+    int M, N, kp, kb, mr;
     int mc, row_blocks, col_blocks; /* rows a block, and the blocks of rows and of columns */
     mrec_pool *pool;
 } rows_job;
@@ -846,42 +843,52 @@ void mrec_bf16_panel_from_rows(uint32_t *dst, int mr, const uint32_t *const *row
         for (int t = 0; t < mr; t++) dst[(size_t)p * mr + t] = rows[t] ? rows[t][p] : 0;
 }
 
-/* Sums (m, n) at acc (rows ROWS_NC apart) into bf16 C at c (rows ldc apart):
- * round(relu(acc + bias + beta c)). */
-static void rows_epilogue(uint16_t *c, int ldc, const float *acc, const float *bias, float beta, int relu, int m, int n) {
+/* 16 bf16 values as fp32 (exact) */
+static inline __m512 widen16(const uint16_t *p, __mmask16 k) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
+}
+
+/* Sums (m, n) at acc (rows ROWS_NC apart) into C's corner (rows o->ldc
+ * apart, bias already at its first column) as mrec_gemm_rows_out says. */
+static void rows_epilogue(const mrec_gemm_rows_out *o, float *c32, uint16_t *c16, const float *acc, const float *bias, int m, int n) {
+    __m512 beta = _mm512_set1_ps(o->beta);
     for (int i = 0; i < m; i++) {
-        uint16_t *o = c + (size_t)i * ldc;
         const float *a = acc + (size_t)i * ROWS_NC;
-        int j = 0;
-        for (; j + 16 <= n; j += 16) {
-            __m512 v = _mm512_loadu_ps(a + j);
-            if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
-            if (beta != 0.0f) {
-                __m512i old = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(o + j))), 16);
-                v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_castsi512_ps(old), v);
+        for (int j = 0; j < n; j += 16) {
+            __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(k, a + j);
+            if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + j));
+            if (c32) {
+                float *y = c32 + (size_t)i * o->ldc + j;
+                if (o->beta != 0.0f) v = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(k, y), v);
+                _mm512_mask_storeu_ps(y, k, v);
+                continue;
             }
-            if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps()); /* a NaN gives 0, as the fp32 ReLU */
-            _mm256_storeu_si256((__m256i *)(o + j), (__m256i)_mm512_cvtneps_pbh(v));
-        }
-        for (; j < n; j++) {
-            float v = a[j] + (bias ? bias[j] : 0.0f);
-            if (beta != 0.0f) v = fmaf(beta, mrec_bf16_widen(o[j]), v);
-            if (relu) v = v > 0.0f ? v : 0.0f;
-            o[j] = mrec_bf16_round(v);
+            uint16_t *y = c16 + (size_t)i * o->ldc + j;
+            if (o->beta != 0.0f) v = _mm512_fmadd_ps(beta, widen16(y, k), v);
+            if (o->relu) v = _mm512_max_ps(v, _mm512_setzero_ps()); /* a NaN gives 0, as the fp32 ReLU */
+            __m256i r = (__m256i)_mm512_cvtneps_pbh(v);
+            if (o->act16) /* the rounded value's image, from the table: 4 bytes gathered at 2 r, the low 2 kept */
+                r = _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(_mm512_cvtepu16_epi32(r), (const void *)o->act16, 2));
+            _mm256_mask_storeu_epi16(y, k, r);
         }
     }
 }
 
 static void rows_task(void *arg, int task, int thread) {
     const rows_job *r = arg;
+    const mrec_gemm_rows_out *o = &r->out;
     int per = r->row_blocks * r->col_blocks, item = task / per, rb = task % per / r->col_blocks, cb = task % r->col_blocks;
     int i0 = rb * r->mc, m = r->M - i0 < r->mc ? r->M - i0 : r->mc, j0 = cb * ROWS_NC, n = r->N - j0 < ROWS_NC ? r->N - j0 : ROWS_NC;
     if (m <= 0) return;
     uint32_t *apack = (uint32_t *)mrec_pool_scratch(r->pool, thread);
     float *acc = (float *)(apack + (size_t)ROWS_MC * KCP);
     const uint32_t *wt = (const uint32_t *)(r->wt + (size_t)item * r->wt_stride);
-    float *c = r->c32 ? r->c32 + item * r->c_stride + (size_t)i0 * r->N + j0 : acc;
-    int ldc = r->c32 ? r->N : ROWS_NC;
+    size_t at = (size_t)item * o->item_stride + (size_t)i0 * o->ldc + j0;
+    const float *bias = o->bias ? o->bias + j0 : NULL;
+    int direct = o->c32 && o->beta == 0.0f; /* the micro-kernel writes C, with the bias, at once */
+    float *c = direct ? o->c32 + at : acc;
+    int ldc = direct ? o->ldc : ROWS_NC;
     for (int p0 = 0; p0 < r->kp; p0 += KCP) {
         int kc = r->kp - p0 < KCP ? r->kp - p0 : KCP;
         for (int ir = 0; ir < m; ir += r->mr)
@@ -889,21 +896,19 @@ static void rows_task(void *arg, int task, int thread) {
         for (int q = 0; q < n; q += NR) {
             const uint32_t *bp = wt + ((size_t)(j0 + q) / NR * r->kb + p0) * NR;
             for (int ir = 0; ir < m; ir += r->mr)
-                ukernel_of(r->mr)(kc, apack + (size_t)ir * kc, bp, c + (size_t)ir * ldc + q, ldc, 1.0f, NULL, NULL,
-                                  m - ir < r->mr ? m - ir : r->mr, n - q < NR ? n - q : NR, p0 == 0 ? MREC_UK_OVERWRITE : 0);
+                ukernel_of(r->mr)(kc, apack + (size_t)ir * kc, bp, c + (size_t)ir * ldc + q, ldc, 1.0f,
+                                  direct && bias && p0 == 0 ? bias + q : NULL, NULL, m - ir < r->mr ? m - ir : r->mr,
+                                  n - q < NR ? n - q : NR, p0 == 0 ? MREC_UK_OVERWRITE : 0);
         }
     }
-    if (r->c16)
-        rows_epilogue(r->c16 + item * r->c_stride + (size_t)i0 * r->N + j0, r->N, acc, r->bias ? r->bias + j0 : NULL, r->beta,
-                      r->relu, m, n);
+    if (!direct) rows_epilogue(o, o->c32 ? o->c32 + at : NULL, o->c16 ? o->c16 + at : NULL, acc, bias, m, n);
 }
 
-void mrec_gemm_bf16_rows(float *C32, uint16_t *C16, int64_t c_stride, mrec_gemm_fill_a fill, void *arg, const void *wt,
-                         size_t wt_stride, const float *bias, float beta, int relu, int batch, int M, int N, int K,
-                         mrec_pool *pool) {
+void mrec_gemm_bf16_rows(const mrec_gemm_rows_out *out, mrec_gemm_fill_a fill, void *arg, const void *wt, size_t wt_stride,
+                         int batch, int M, int N, int K, mrec_pool *pool) {
     if (batch <= 0 || M <= 0 || N <= 0 || K <= 0) return;
-    rows_job r = {.fill = fill, .arg = arg, .wt = wt, .wt_stride = wt_stride, .c32 = C32, .c16 = C16, .c_stride = c_stride,
-                  .bias = bias, .beta = beta, .relu = relu, .M = M, .N = N, .kp = (K + 1) / 2, .pool = pool};
+    rows_job r = {.fill = fill, .arg = arg, .wt = wt, .wt_stride = wt_stride, .out = *out, .M = M, .N = N, .kp = (K + 1) / 2,
+                  .pool = pool};
     r.kb = tile_pairs(r.kp); /* the packed weight's panel depth */
     r.mr = rows_per_kernel(M, 0);
     r.row_blocks = (M + ROWS_MC - 1) / ROWS_MC;

@@ -306,17 +306,31 @@ static inline void mrec_winograd_filter(const float *g, size_t step, float u[16]
     }
 }
 
+/* Where mrec_gemm_bf16_rows writes C (M, N), rows ldc apart, items
+ * item_stride apart: fp32 (c32 = sum + bias + beta C) or bf16 (c16 =
+ * round(relu(sum + bias + beta C)), then, where act16 is not NULL,
+ * act16[that]: a bf16 activation's table, mrec_bf16_act_table). bias (N) or
+ * NULL; relu 0 or 1. */
+typedef struct {
+    float *c32;
+    uint16_t *c16;
+    int64_t item_stride;
+    int ldc;
+    const float *bias;
+    float beta;
+    int relu;
+    const uint16_t *act16;
+} mrec_gemm_rows_out;
+
 /* C (M, N) = A B for each of `batch` items, in bf16 products and fp32
  * sums, A's rows as bf16 pairs from fill(arg, item, dst, mr, i0, rows, p0,
  * kc): the panel (kc, mr) of rows [i0, i0 + rows) and pairs [p0, p0 + kc),
  * dst[p * mr + t], rows past `rows` zero. B is item's packed weight
  * (mrec_gemm_bf16_pack_wt of B^T (N, K)) at wt + item * wt_stride bytes.
- * C is fp32 (C32: the sums) or bf16 (C16: round(relu(sum + bias + beta C)),
- * relu 0 or 1, bias (N) or NULL), rows N apart, items c_stride apart. */
+ * C as `out` says. */
 typedef void (*mrec_gemm_fill_a)(void *arg, int item, uint32_t *dst, int mr, int i0, int rows, int p0, int kc);
-void mrec_gemm_bf16_rows(float *C32, uint16_t *C16, int64_t c_stride, mrec_gemm_fill_a fill, void *arg, const void *wt,
-                         size_t wt_stride, const float *bias, float beta, int relu, int batch, int M, int N, int K,
-                         struct mrec_pool *pool);
+void mrec_gemm_bf16_rows(const mrec_gemm_rows_out *out, mrec_gemm_fill_a fill, void *arg, const void *wt, size_t wt_stride,
+                         int batch, int M, int N, int K, struct mrec_pool *pool);
 /* A panel (kc, mr) of pairs from mr rows of pairs (rows[t] at the panel's
  * first pair of row t; NULL: a row of zeros), for a fill. */
 void mrec_bf16_panel_from_rows(uint32_t *dst, int mr, const uint32_t *const *rows, int kc);
