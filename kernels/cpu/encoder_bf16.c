@@ -262,10 +262,13 @@ static void attn_task(void *arg, int task, int thread) {
         for (int t = 0; t < 16; t++) src[t] = kb * 16 + t < L ? (const uint32_t *)(k + (size_t)(kb * 16 + t) * a->ld) : NULL;
         mrec_bf16_panel_from_rows(kt + (size_t)kb * 16 * dp, 16, src, dp);
     }
-    for (int j = 0; j < pairs; j++)
-        for (int d = 0; d < dh; d++) {
-            uint32_t lo = v[(size_t)2 * j * a->ld + d], hi = 2 * j + 1 < L ? v[(size_t)(2 * j + 1) * a->ld + d] : 0;
-            vp[(size_t)j * dh + d] = lo | hi << 16;
+    for (int j = 0; j < pairs; j++) /* keys 2 j and 2 j + 1 side by side, 16 features at a time */
+        for (int d = 0; d < dh; d += 16) {
+            __mmask16 m = lanes(dh - d);
+            __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, v + (size_t)2 * j * a->ld + d));
+            __m512i hi = 2 * j + 1 < L ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, v + (size_t)(2 * j + 1) * a->ld + d))
+                                       : _mm512_setzero_si512();
+            _mm512_mask_storeu_epi32(vp + (size_t)j * dh + d, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
         }
     for (int r = 0; r < QB; r++) p32[(size_t)r * pairs + pairs - 1] = 0; /* an odd last key's partner weighs nothing */
     __m512 scale = _mm512_set1_ps(a->scale);
