@@ -92,30 +92,12 @@ static void direct_fill(void *arg, int item, uint32_t *dst, int mr, int i0, int 
     }
 }
 
-typedef struct {
-    const float *w;
-    int N, K;
-} pack_args;
-
-static int pack_weight(void *dst, void *arg) {
-    const pack_args *a = arg;
-    mrec_gemm_bf16_pack_wt(dst, a->w, a->N, a->K, a->K);
-    return 1;
-}
-
 static mrec_status direct_conv(uint16_t *out, const uint16_t *in, const float *weight, const float *bias, float beta, int relu,
                                const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
     int K = s->KH * s->KW * s->C_in;
-    size_t bytes = mrec_gemm_bf16_wt_bytes(s->C_out, K);
-    pack_args pa = {weight, s->C_out, K};
-    const void *wt = packs ? mrec_packs_cached(packs, weight, s->C_out, K, MREC_PACK_TAG_BF16_NHWC, bytes, pack_weight, &pa) : NULL;
-    void *own = NULL;
-    if (!wt) {
-        if (!(own = aligned_alloc(64, (bytes + 63) / 64 * 64)))
-            return mrec_fail(MREC_ERR_NOMEM, "conv2d_nhwc_bf16: packing the weights (%d x %d)", s->C_out, K);
-        pack_weight(own, &pa);
-        wt = own;
-    }
+    void *own;
+    const void *wt = mrec_gemm_bf16_wt(packs, weight, s->C_out, K, MREC_PACK_TAG_BF16_NHWC, &own);
+    if (!wt) return mrec_fail(MREC_ERR_NOMEM, "conv2d_nhwc_bf16: packing the weights (%d x %d)", s->C_out, K);
     direct_a d = {(const uint32_t *)in, s, mrec_conv2d_out_h(s), mrec_conv2d_out_w(s), s->C_in / 2};
     mrec_gemm_rows_out o = {.c16 = out, .ldc = s->C_out, .bias = bias, .beta = beta, .relu = relu};
     mrec_gemm_bf16_rows(&o, direct_fill, &d, wt, 0, 1, s->N * d.Ho * d.Wo, s->C_out, K, pool);

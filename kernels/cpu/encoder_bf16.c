@@ -173,17 +173,6 @@ static void rows_fill(void *arg, int item, uint32_t *dst, int mr, int i0, int ro
     mrec_bf16_panel_from_rows(dst, mr, src, kc);
 }
 
-typedef struct {
-    const float *w;
-    int N, K;
-} pack_args;
-
-static int pack_weight(void *dst, void *arg) {
-    const pack_args *a = arg;
-    mrec_gemm_bf16_pack_wt(dst, a->w, a->N, a->K, a->K);
-    return 1;
-}
-
 mrec_status mrec_linear_bf16_cpu(void *C, int c_bf16, const uint16_t *A, const float *W, const float *bias, int act, float beta,
                                  int M, int N, int K, int ldc, mrec_packs *packs, mrec_pool *pool) {
     if (M <= 0 || N <= 0) return MREC_OK;
@@ -194,13 +183,10 @@ mrec_status mrec_linear_bf16_cpu(void *C, int c_bf16, const uint16_t *A, const f
     const uint16_t *table = NULL;
     if (c_bf16 && act != MREC_GEMM_NO_ACT && !(table = mrec_bf16_act_table((mrec_act)act)))
         return mrec_fail(MREC_ERR_NOMEM, "linear_bf16: the table of activation %d", act);
-    size_t bytes = mrec_gemm_bf16_wt_bytes(N, K);
-    pack_args pa = {W, N, K};
     /* the fp32-activation bf16 GEMM's layout and tag: a weight is packed once for both */
-    const void *wt = packs ? mrec_packs_cached(packs, W, N, K, MREC_PACK_TAG_BF16, bytes, pack_weight, &pa) : NULL;
-    void *own = NULL;
+    void *own;
+    const void *wt = mrec_gemm_bf16_wt(packs, W, N, K, MREC_PACK_TAG_BF16, &own);
     float *rounded = NULL; /* a bf16 C adds the bias rounded to bf16, as autocast's bf16 bias */
-    if (!wt && (own = aligned_alloc(64, (bytes + 63) / 64 * 64))) pack_weight(own, &pa), wt = own;
     if (wt && c_bf16 && bias && (rounded = malloc(sizeof(float) * (size_t)N)))
         for (int j = 0; j < N; j++) rounded[j] = mrec_bf16_widen(mrec_bf16_round(bias[j]));
     if (!wt || (c_bf16 && bias && !rounded)) {

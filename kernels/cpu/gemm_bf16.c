@@ -788,6 +788,26 @@ void mrec_gemm_bf16_pack_wt(void *dst, const float *B, int N, int K, int ldb) {
     for (int q = 0; q < (N + NR - 1) / NR; q++) pack_b_panel(&g, q, 0);
 }
 
+typedef struct {
+    const float *w;
+    int N, K;
+} wt_args;
+
+static int pack_wt(void *dst, void *arg) {
+    const wt_args *a = arg;
+    mrec_gemm_bf16_pack_wt(dst, a->w, a->N, a->K, a->K);
+    return 1;
+}
+
+const void *mrec_gemm_bf16_wt(mrec_packs *packs, const float *W, int N, int K, int tag, void **own) {
+    size_t bytes = mrec_gemm_bf16_wt_bytes(N, K);
+    wt_args a = {W, N, K};
+    const void *wt = packs ? mrec_packs_cached(packs, W, N, K, tag, bytes, pack_wt, &a) : NULL;
+    *own = NULL;
+    if (!wt && (*own = aligned_alloc(64, (bytes + 63) / 64 * 64))) pack_wt(*own, &a), wt = *own;
+    return wt;
+}
+
 void mrec_gemm_bf16_item_wt(float *C, const float *A, int trans_a, const void *wt, int M, int N, int K, int lda, int ldc,
                             mrec_pool *pool, int thread) {
     job g;

@@ -264,6 +264,10 @@ int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha
  * scratch. Winograd's 16 products per tile in bf16. */
 size_t mrec_gemm_bf16_wt_bytes(int N, int K);
 void mrec_gemm_bf16_pack_wt(void *dst, const float *W, int N, int K, int ldw);
+/* W (N, K) as mrec_gemm_bf16_pack_wt packs it: from packs, under tag, where
+ * W lies in them (packed on first use), else packed into *own (the caller
+ * frees it; NULL when none was needed). NULL when memory runs out. */
+const void *mrec_gemm_bf16_wt(struct mrec_packs *packs, const float *W, int N, int K, int tag, void **own);
 void mrec_gemm_bf16_item_wt(float *C, const float *A, int trans_a, const void *wt, int M, int N, int K, int lda, int ldc,
                             struct mrec_pool *pool, int thread);
 /* The same with op(A) given as bf16 pairs, rounded before: pair p (columns
