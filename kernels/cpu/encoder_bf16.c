@@ -29,11 +29,6 @@
 
 __m512 _ZGVeN16v_expf(__m512 x); /* glibc's libmvec */
 
-/* 16 bf16 values as fp32 (exact), lanes outside k zero */
-static inline __m512 widen16(const uint16_t *p, __mmask16 k) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
-}
-
 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
 
 /* ---- activations: a table per function ---- */
