@@ -1632,7 +1632,7 @@ static void linear_bf16_cpu_case(int M, int N, int K) {
                 t_check(!off, "%s: %d values neither the reference's nor a neighbour's image", what, off);
                 free(pre);
                 if (ai == 1) {
-                    if (!first16) first16 = (uint16_t *)copyv((const float *)got16, (M * ldc + 1) / 2);
+                    if (!first16) first16 = memcpy(malloc(2 * (size_t)(M * ldc)), got16, 2 * (size_t)(M * ldc));
                     else t_check(!memcmp(first16, got16, 2 * (size_t)(M * ldc)), "%s: bits differ from another pool", what);
                 }
             }
@@ -1746,7 +1746,7 @@ static void nhwc_cpu_case(mrec_conv2d_shape s, int with_bias) {
                     else
                         t_check(worst <= 1.0 / 128, "%s: relative error %.3g (one bf16 step: 2^-7)", what, worst);
                     if (beta && relu) {
-                        if (!first[packed]) first[packed] = (uint16_t *)copyv((const float *)got, (no + 1) / 2);
+                        if (!first[packed]) first[packed] = memcpy(malloc(2 * (size_t)no), got, 2 * (size_t)no);
                         else t_check(!memcmp(first[packed], got, 2 * (size_t)no), "%s: bits differ from another pool", what);
                     }
                 }
