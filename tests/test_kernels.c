@@ -137,6 +137,24 @@ static void test_gemm_bf16(void) {
     gemm_case_in(37, 41, 43, 1, 0, 0, -2.0f, 0.25f, 5, 1, 0);
     gemm_case_in(64, 768, 768, 0, 1, 1, 1.0f, 0.0f, 0, 1, 1);
     {
+        /* The first rows of a 150-row C have the bits those rows alone give: panels 12, 8 or 4 rows wide, a short
+         * last one summing fewer rows (on the AVX-512 micro-kernels; AMX's tiles take 32 rows) */
+        int N = 70, K = 90;
+        float *A = randv((int64_t)150 * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
+        float *all = calloc((size_t)150 * N, 4), *few = calloc((size_t)25 * N, 4);
+        for (int p = 0; p < n_pools; p++) {
+            if (mrec_pool_simd(pools[p]) != MREC_SIMD_AVX512) continue;
+            mrec_gemm_bf16_cpu(all, A, B, NULL, 1.0f, 0.0f, 0, 0, 150, N, K, K, N, N, NULL, pools[p]);
+            int same = 1;
+            for (int rows = 1; rows <= 25; rows++) {
+                mrec_gemm_bf16_cpu(few, A, B, NULL, 1.0f, 0.0f, 0, 0, rows, N, K, K, N, N, NULL, pools[p]);
+                same &= memcmp(all, few, (size_t)rows * N * 4) == 0;
+            }
+            t_check(same, "gemm bf16: the first 1 to 25 rows of 150 differ from those rows alone (%s)", pool_name(pools[p]));
+        }
+        free(A), free(B), free(all), free(few);
+    }
+    {
         /* With AMX a whole 32 x 32 corner with alpha 1 sums its k block in C, a step at a time; with alpha 2 the
          * corner sums it in the tiles in one go. The same products in the same order: exactly half the bits of
          * the alpha-2 result (K = 1000 is four steps; 300 rows are several row blocks, the last one partial). */
@@ -165,18 +183,18 @@ static void test_gemm_bf16(void) {
             "bf16 rounding of the oracle");
 }
 
-/* The first 20 rows of a 150-row C (a path over several row blocks, `path`) have the bits the private tiles
- * give 20 rows alone. */
-static void rows_as_private_tiles(int N, int K, const char *path) {
+/* The first `rows` rows of a 150-row C (a path over several row blocks, `path`) have the bits the private tiles
+ * give those rows alone (a short last panel sums fewer rows than a full one). */
+static void rows_as_private_tiles(int rows, int N, int K, const char *path) {
     float *A = randv((int64_t)150 * K, -1, 1), *B = randv((int64_t)K * N, -1, 1);
-    float *c150 = calloc((size_t)150 * N, 4), *c20 = calloc((size_t)20 * N, 4);
+    float *c150 = calloc((size_t)150 * N, 4), *few = calloc((size_t)rows * N, 4);
     for (int p = 0; p < n_pools; p++) {
         mrec_gemm_cpu(c150, A, B, NULL, 1, 0, 0, 0, 150, N, K, K, N, N, pools[p]);
-        mrec_gemm_cpu(c20, A, B, NULL, 1, 0, 0, 0, 20, N, K, K, N, N, pools[p]);
-        t_check(memcmp(c150, c20, (size_t)20 * N * 4) == 0, "gemm N=%d K=%d: rows differ between %s and private tiles (%s)", N, K,
-                path, pool_name(pools[p]));
+        mrec_gemm_cpu(few, A, B, NULL, 1, 0, 0, 0, rows, N, K, K, N, N, pools[p]);
+        t_check(memcmp(c150, few, (size_t)rows * N * 4) == 0, "gemm N=%d K=%d: %d rows differ between %s and private tiles (%s)",
+                N, K, rows, path, pool_name(pools[p]));
     }
-    free(A), free(B), free(c150), free(c20);
+    free(A), free(B), free(c150), free(few);
 }
 
 static void test_gemm(void) {
@@ -201,9 +219,11 @@ static void test_gemm(void) {
         for (int tb = 0; tb < 2; tb++) gemm_case(150, 800, 300, ta, tb, ta, 1.0f, 0.0f, tb);
     gemm_case(290, 1000, 520, 1, 0, 1, 0.5f, 1.0f, 2);
     /* and a row of C has the bits the private tiles give it (20 rows) */
-    rows_as_private_tiles(800, 600, "A packed once");
+    rows_as_private_tiles(20, 800, 600, "A packed once");
     /* a shared B and private tiles give a row of C the same bits through many KC blocks and two column blocks */
-    rows_as_private_tiles(400, 5500, "the shared B");
+    rows_as_private_tiles(20, 400, 5500, "the shared B");
+    /* every height of a short last panel (M <= MREC_GEMM_FEW_ROWS takes the dot products instead) */
+    for (int rows = MREC_GEMM_FEW_ROWS + 1; rows <= 25; rows++) rows_as_private_tiles(rows, 100, 70, "full panels");
 
     {
         /* up to 64 columns A is read in place, not packed: the same bits as the packed path gives those columns of a

@@ -21,8 +21,9 @@ static inline __attribute__((always_inline)) __m512 start_at(const mrec_uk_start
     return s->bias ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, s->bias + col)) : v;
 }
 
-/* A packed (a[k * MR + i]), or, with rows, read in place (rows[i][k]). */
-static inline __attribute__((always_inline)) void ukernel(const int MR, const int NV, int kc, const float *a,
+/* A packed (a[k * AS + i], panels AS rows wide), or, with rows, read in place (rows[i][k]). MR rows are
+ * summed (at least m): a short last panel runs fewer rows, not the whole width over padding. */
+static inline __attribute__((always_inline)) void ukernel(const int MR, const int AS, const int NV, int kc, const float *a,
                                                          const float *const *rows, const float *b, float *c, int ldc,
                                                          float alpha, int m, int n, int flags, const mrec_uk_start *start) {
     const int NR = 16 * NV;
@@ -42,7 +43,7 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
          * stops at each 4 KB page (3-5 % at ViT-B/16's shapes) */
         for (int v = 0; v < NV; v++) _mm_prefetch((const char *)(b + (k + 16) * NR + 16 * v), _MM_HINT_T0);
         for (int i = 0; i < MR; i++) {
-            __m512 ai = _mm512_set1_ps(rows ? rows[i][k] : a[k * MR + i]);
+            __m512 ai = _mm512_set1_ps(rows ? rows[i][k] : a[k * AS + i]);
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
     }
@@ -64,24 +65,44 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
     }
 }
 
+/* The row count of the sweep, from m: a compile-time constant in each branch. Each row of C sums
+ * its products in the same order whatever MR is, so the bits do not depend on the branch taken. */
+#define BY_ROWS(FULL, m, call)                                                                                           \
+    do {                                                                                                               \
+        if ((m) <= 2) call(2);                                                                                         \
+        else if ((m) <= 4) call(4);                                                                                    \
+        else if ((m) <= 6 && (FULL) > 6) call(6);                                                                      \
+        else if ((m) <= 8 && (FULL) > 8) call(8);                                                                      \
+        else if ((m) <= 10 && (FULL) > 10) call(10);                                                                   \
+        else call(FULL);                                                                                               \
+    } while (0)
+
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                          int flags, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start);
+#define SWEEP(R) ukernel(R, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+    BY_ROWS(MREC_UK_AVX512_MR, m, SWEEP);
+#undef SWEEP
 }
 
 void mrec_ukernel_avx512_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                               int flags, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start);
+#define SWEEP(R) ukernel(R, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
+    BY_ROWS(MREC_UK_AVX512_MR, m, SWEEP);
+#undef SWEEP
 }
 
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                               int flags, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start);
+#define SWEEP(R) ukernel(R, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+    BY_ROWS(MREC_UK_AVX512_8_MR, m, SWEEP);
+#undef SWEEP
 }
 
 void mrec_ukernel_avx512_8x48_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                                    int flags, const mrec_uk_start *start) {
-    ukernel(MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start);
+#define SWEEP(R) ukernel(R, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
+    BY_ROWS(MREC_UK_AVX512_8_MR, m, SWEEP);
+#undef SWEEP
 }
 
 void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols, int NR) {

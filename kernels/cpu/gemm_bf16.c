@@ -257,8 +257,10 @@ static void write_corner(float *c, int ldc, const float *acc, float alpha, const
 
 /* acc (mr x NR) = sum over kc pairs of a^T b, written into C's (m x n)
  * corner as write_corner writes it (MREC_UK_OVERWRITE in flags: overwrite),
- * then the ReLU where flags has MREC_UK_RELU (gemm_internal.h). */
-static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, const uint32_t *a, const uint32_t *b,
+ * then the ReLU where flags has MREC_UK_RELU (gemm_internal.h). A's panels
+ * are `as` rows wide; the mr rows summed (at least m) may be fewer, so a
+ * short last panel does not run over its padding. */
+static inline __attribute__((always_inline)) void ukernel(const int mr, const int as, int kc, const uint32_t *a, const uint32_t *b,
                                                          float *c, int ldc, float alpha, const float *bias,
                                                          const float *row_bias, int m, int n, int flags) {
     __m512 acc[MR][2];
@@ -267,7 +269,7 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, 
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR + 16);
         for (int i = 0; i < mr; i++) {
-            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[(size_t)p * mr + i]);
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[(size_t)p * as + i]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
@@ -298,22 +300,26 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, int kc, 
 typedef void (*ukernel_fn)(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
                            const float *row_bias, int m, int n, int flags);
 
-static void ukernel_12(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
-                       const float *row_bias, int m, int n, int flags) {
-    ukernel(MR, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);
-}
+#define UKERNEL(ROWS, AS)                                                                                             \
+    static void ukernel_##ROWS##_of_##AS(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, \
+                                         const float *bias, const float *row_bias, int m, int n, int flags) {          \
+        ukernel(ROWS, AS, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);                                       \
+    }
+UKERNEL(12, 12)
+UKERNEL(8, 12)
+UKERNEL(4, 12)
+UKERNEL(8, 8)
+UKERNEL(4, 8)
+UKERNEL(4, 4)
+#undef UKERNEL
 
-static void ukernel_8(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
-                      const float *row_bias, int m, int n, int flags) {
-    ukernel(MR_MID, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);
+/* The micro-kernel for m rows of a panel mr wide: the fewest of 4, 8 and 12 rows that holds them (each row's sums
+ * do not depend on how many rows run beside it, so neither do the bits). */
+static ukernel_fn ukernel_of(int mr, int m) {
+    if (mr == MR) return m <= MR_FEW ? ukernel_4_of_12 : m <= MR_MID ? ukernel_8_of_12 : ukernel_12_of_12;
+    if (mr == MR_MID) return m <= MR_FEW ? ukernel_4_of_8 : ukernel_8_of_8;
+    return ukernel_4_of_4;
 }
-
-static void ukernel_4(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
-                      const float *row_bias, int m, int n, int flags) {
-    ukernel(MR_FEW, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);
-}
-
-static ukernel_fn ukernel_of(int mr) { return mr == MR ? ukernel_12 : mr == MR_MID ? ukernel_8 : ukernel_4; }
 
 /* Rows per micro-kernel for M rows of A: the tiles' 32 where AMX runs them; 4 for a single text or query; 8
  * where that computes a tenth fewer padding rows than 12 (a text of 40 tokens: 40 rows, not 48), else 12,
@@ -338,7 +344,6 @@ static void tile(void *arg, int task, int thread) {
     int i0 = block_row(g, task / g->n_chunks), q0 = task % g->n_chunks * g->ncp;
     int mc = block_row(g, task / g->n_chunks + 1) - i0, panels = (g->N + NR - 1) / NR;
     int q1 = q0 + g->ncp < panels ? q0 + g->ncp : panels;
-    ukernel_fn uk = ukernel_of(g->mr);
     /* C = beta * C + bias first where C is read; else the first k block writes alpha * acc + bias */
     int pro = g->beta != 0.0f || g->K == 0;
     if (pro) {
@@ -361,7 +366,7 @@ static void tile(void *arg, int task, int thread) {
                 float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
                 int m = mc - ir < g->mr ? mc - ir : g->mr;
                 int last = p0 + kc >= g->kp, relu = last && g->act && *g->act == MREC_ACT_RELU;
-                uk(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n,
+                ukernel_of(g->mr, m)(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n,
                    (p0 == 0 && !pro ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0));
                 if (last && g->act && !relu) mrec_gemm_activate(c, g->ldc, m, n, *g->act, g->pool);
             }
@@ -659,7 +664,7 @@ static void filled_task(void *arg, int task, int thread) {
                     ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, ldc, 1.0f, NULL, rb,
                                 (const float(*)[NR])init, m, n, fresh);
                 else
-                    ukernel_of(g->mr)(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * g->mr, bp, c, ldc, 1.0f, NULL, rb, m, n,
+                    ukernel_of(g->mr, m)(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * g->mr, bp, c, ldc, 1.0f, NULL, rb, m, n,
                                       flags);
                 if (last && g->act && !relu) mrec_gemm_activate(c, ldc, m, n, *g->act, g->pool);
                 if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, tile, NR, 1);
@@ -741,7 +746,7 @@ static void item_run(job g, int thread) {
             float *c = g.C + (size_t)i0 * g.ldc + q * NR;
             int n = g.N - q * NR < NR ? g.N - q * NR : NR;
             if (g.amx) ukernel_amx(g.kb, apack, (size_t)g.kb, bp, c, g.ldc, g.alpha, NULL, NULL, NULL, m, n, 1);
-            else ukernel_of(g.mr)(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
+            else ukernel_of(g.mr, m)(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
         }
     }
     if (g.amx) _tile_release();
@@ -926,7 +931,7 @@ static void rows_task(void *arg, int task, int thread) {
                 const uint32_t *bp = wt + ((size_t)(j0 + q) / NR * r->kb + p0) * NR;
                 for (int ir = 0; ir < m; ir += r->mr) {
                     int mt = m - ir < r->mr ? m - ir : r->mr, nt = n - q < NR ? n - q : NR;
-                    ukernel_of(r->mr)(kc, apack + (size_t)ir * kc, bp, c + (size_t)ir * ldc + q, ldc, 1.0f,
+                    ukernel_of(r->mr, mt)(kc, apack + (size_t)ir * kc, bp, c + (size_t)ir * ldc + q, ldc, 1.0f,
                                       direct && bias && p0 == 0 ? bias + q : NULL, NULL, mt, nt, p0 == 0 ? MREC_UK_OVERWRITE : 0);
                     if (last && !direct) {
                         size_t tile = at + (size_t)ir * o->ldc + q;
