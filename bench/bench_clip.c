@@ -15,7 +15,8 @@
  * batched and padded to the longest in each batch, on both sides. Each
  * figure is the best of 3 passes. Where the CPU has AVX-512 BF16, mrec with
  * --precision bf16 too, alternated with fp32 in the same passes (its route
- * as to_device sets it on a bf16 context), against mrec's own fp32.
+ * as to_device sets it on a bf16 context), against mrec's own fp32 and
+ * against the peer under torch.autocast(bfloat16).
  */
 #include "../extractors/mrec_extract.h"
 
@@ -25,7 +26,7 @@
 #include <time.h>
 
 #define N_TEXTS 256
-#define MAX_BATCH 32
+#define MAX_BATCH 128
 
 /* Both towers' route: bf16 activations between their steps, or not (one model serves both contexts) */
 static void set_route(mrec_text_encoder *enc, mrec_clip *vis, int bf16_acts) {
@@ -121,26 +122,33 @@ int main(int argc, char **argv) {
     }
     mrec_context_destroy(half_ctx);
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s bench/peers/clip_peer.py %s %s %d %s 2>/dev/null", py, dir, list, threads, batches_s);
-    FILE *p = popen(cmd, "r");
-    double peer[8][2] = {{0}}, secs;
-    char what[16];
-    int pb;
-    while (p && fscanf(p, "%15s %d %lf", what, &pb, &secs) == 3)
-        for (int k = 0; k < nb; k++)
-            if (batches[k] == pb) peer[k][strcmp(what, "image") ? 1 : 0] = secs;
-    if (p) pclose(p);
+    double peer[2][8][2] = {{{0}}}; /* [fp32, autocast bf16][batch][image, text] */
+    for (int prec = 0; prec < 1 + (half[0][0] > 0); prec++) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "%s bench/peers/clip_peer.py %s %s %d %s%s 2>/dev/null", py, dir, list, threads,
+                 prec ? "bf16 " : "", batches_s);
+        FILE *p = popen(cmd, "r");
+        double secs;
+        char what[16];
+        int pb;
+        while (p && fscanf(p, "%15s %d %lf", what, &pb, &secs) == 3)
+            for (int k = 0; k < nb; k++)
+                if (batches[k] == pb) peer[prec][k][strcmp(what, "image") ? 1 : 0] = secs;
+        if (p) pclose(p);
+    }
     printf("bench_clip: %d threads, %s %dx%d patch %d, %d H&M texts\n", threads, enc.is_clip ? "CLIP" : "AltCLIP", S, S,
            vis.vision.cfg.patch_size, n);
-    printf("%-24s %12s %12s %8s %14s %10s\n", "", "mrec /s", "peer /s", "ratio", "mrec bf16 /s", "bf16/fp32");
+    printf("%-24s %10s %10s %7s %10s %12s %7s %10s\n", "", "mrec /s", "peer /s", "ratio", "mrec bf16", "peer bf16 /s", "ratio",
+           "bf16/fp32");
     for (int k = 0; k < nb; k++)
         for (int m = 0; m < 2; m++) {
             char label[64];
+            double p32 = peer[0][k][m], p16 = peer[1][k][m];
             snprintf(label, sizeof label, "%s batch %d", m ? "text embeds" : "image embeds", batches[k]);
-            printf("%-24s %12.2f %12.2f %7.2fx", label, 1 / ours[k][m], peer[k][m] > 0 ? 1 / peer[k][m] : 0,
-                   peer[k][m] > 0 ? peer[k][m] / ours[k][m] : 0);
-            if (half[k][m] > 0) printf(" %14.2f %9.2fx", 1 / half[k][m], ours[k][m] / half[k][m]);
+            printf("%-24s %10.2f %10.2f %6.2fx", label, 1 / ours[k][m], p32 > 0 ? 1 / p32 : 0, p32 > 0 ? p32 / ours[k][m] : 0);
+            if (half[k][m] > 0)
+                printf(" %10.2f %12.2f %6.2fx %9.2fx", 1 / half[k][m], p16 > 0 ? 1 / p16 : 0, p16 > 0 ? p16 / half[k][m] : 0,
+                       ours[k][m] / half[k][m]);
             printf("\n");
         }
     mrec_context_destroy(ctx);

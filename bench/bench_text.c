@@ -5,6 +5,7 @@
  *
  *   build/cpu/bench/bench_text [threads [texts [model_dir]]]   (make bench runs it)
  *   MREC_MINILM_DIR=...  MREC_PYTHON=...            the checkpoint; a Python with sentence-transformers
+ *   MREC_BENCH_BATCHES="1 8 32 128"                 the batch sizes (up to 8 of them; default 1 32 128)
  * Texts: 512 H&M product descriptions from ../shared/data (median ~40 tokens).
  * Each figure is the best of 3 passes over all texts, tokenizing included.
  * "unpacked" is mrec packing each weight on every GEMM call instead of once
@@ -60,8 +61,20 @@ int main(int argc, char **argv) {
     mrec_context *ctx;
     mrec_context_create(&ctx, &o);
     float *out = malloc(sizeof *out * (size_t)n * mrec_text_encoder_dim(&enc));
-    static const int batches[3] = {1, 32, 128};
-    double ours[3], unpacked[3], half[3] = {0, 0, 0};
+    int batches[8] = {1, 32, 128}, nb = 3;
+    char batches_s[128] = "1 32 128";
+    if (getenv("MREC_BENCH_BATCHES")) {
+        nb = 0, batches_s[0] = 0;
+        for (char *s = getenv("MREC_BENCH_BATCHES"), *end; nb < 8; s = end) {
+            long v = strtol(s, &end, 10);
+            if (end == s) break;
+            if (v < 1 || v > 4096) continue;
+            batches[nb++] = (int)v;
+            snprintf(batches_s + strlen(batches_s), sizeof batches_s - strlen(batches_s), "%s%ld", nb > 1 ? " " : "", v);
+        }
+        if (!nb) return fprintf(stderr, "bench_text: MREC_BENCH_BATCHES has no batch size from 1 to 4096\n"), 1;
+    }
+    double ours[8], unpacked[8], half[8] = {0};
     mrec_packs *packs = enc.packs;
     /* bf16: a bf16 context, whose packs hold the rounded weights beside the fp32 ones. Its route is what
      * to_device sets on it, as extract-text runs it (bf16 activations between the steps where the CPU has
@@ -73,7 +86,7 @@ int main(int argc, char **argv) {
         if (mrec_text_encoder_to_device(&enc, half_ctx) == MREC_OK) half_route = enc.bert.bf16_acts;
         else mrec_context_destroy(half_ctx), half_ctx = NULL;
     }
-    for (int b = 0; b < 3; b++) {
+    for (int b = 0; b < nb; b++) {
         enc.batch_size = batches[b];
         enc.bert.bf16_acts = 0;
         mrec_text_encoder_embed(ctx, &enc, texts, n, out); /* warm-ups, and the weights packed */
@@ -94,15 +107,15 @@ int main(int argc, char **argv) {
     }
     mrec_context_destroy(half_ctx);
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    double peer[3] = {0, 0, 0}, peer_half[3] = {0, 0, 0};
+    double peer[8] = {0}, peer_half[8] = {0};
     for (int prec = 0; prec < 1 + (half[0] > 0); prec++) {
         char cmd[2048];
-        snprintf(cmd, sizeof cmd, "%s bench/peers/text_peer.py %s %s %d %s1 32 128 2>/dev/null", py, model, list, threads,
-                 prec ? "bf16 " : "");
+        snprintf(cmd, sizeof cmd, "%s bench/peers/text_peer.py %s %s %d %s%s 2>/dev/null", py, model, list, threads,
+                 prec ? "bf16 " : "", batches_s);
         FILE *p = popen(cmd, "r");
         double *into = prec ? peer_half : peer;
         int pb;
-        for (int b = 0; p && b < 3; b++)
+        for (int b = 0; p && b < nb; b++)
             if (fscanf(p, "%d %lf", &pb, &into[b]) != 2) into[b] = 0;
         if (p) pclose(p);
     }
@@ -110,7 +123,7 @@ int main(int argc, char **argv) {
 
     printf("%s, %d H&M product descriptions, %d threads\n", model, n, threads);
     printf("%6s %14s %16s %8s %10s\n", "batch", "mrec texts/s", "PyTorch texts/s", "ratio", "unpacked");
-    for (int b = 0; b < 3; b++) {
+    for (int b = 0; b < nb; b++) {
         if (peer[b] > 0) printf("%6d %14.1f %16.1f %7.2fx", batches[b], n / ours[b], n / peer[b], peer[b] / ours[b]);
         else printf("%6d %14.1f %16s %8s", batches[b], n / ours[b], "(no peer)", "-");
         printf(" %10.1f\n", n / unpacked[b]);
@@ -119,7 +132,7 @@ int main(int argc, char **argv) {
         printf("bf16 (%s): mrec --precision bf16, PyTorch under torch.autocast(bfloat16)\n",
                mrec_simd_detect() >= MREC_SIMD_AMX ? "AMX tiles" : "AVX-512 BF16");
         printf("%6s %14s %16s %8s %14s\n", "batch", "mrec texts/s", "PyTorch texts/s", "ratio", "mrec bf16/fp32");
-        for (int b = 0; b < 3; b++) {
+        for (int b = 0; b < nb; b++) {
             if (peer_half[b] > 0) printf("%6d %14.1f %16.1f %7.2fx", batches[b], n / half[b], n / peer_half[b], peer_half[b] / half[b]);
             else printf("%6d %14.1f %16s %8s", batches[b], n / half[b], "(no peer)", "-");
             printf(" %13.2fx\n", ours[b] / half[b]);
