@@ -332,6 +332,25 @@ mrec_status mrec_clip_image_forward(mrec_context *ctx, const mrec_clip *m, const
     return st;
 }
 
+/* The positions a chunk of rows needs: up to its last real token, or its pooled one where that lies later. The
+ * attention is causal, so no position sees the padding after it: the rest can go (a chunk of short texts in a
+ * batch padded to a long one ran the whole length). */
+static int chunk_length(const int32_t *ids, const int32_t *mask, int n, int T, int eos_token_id) {
+    int len = 1;
+    for (int b = 0; b < n; b++) {
+        int last = mask ? 0 : T - 1;
+        for (int t = T - 1; mask && t > 0; t--)
+            if (mask[(size_t)b * T + t]) {
+                last = t;
+                break;
+            }
+        int pooled = eos_position(ids + (size_t)b * T, T, eos_token_id);
+        last = pooled > last ? pooled : last;
+        len = last + 1 > len ? last + 1 : len;
+    }
+    return len;
+}
+
 mrec_status mrec_clip_text_forward(mrec_context *ctx, const mrec_clip *m, const int32_t *ids, const int32_t *mask, int B, int T,
                                    mrec_clip_output what, float *out) {
     mrec_status st = check(ctx, m, MREC_CLIP_TEXT, B);
@@ -343,12 +362,26 @@ mrec_status mrec_clip_text_forward(mrec_context *ctx, const mrec_clip *m, const 
     activations t;
     if ((st = ensure(ctx, mrec_clip_workspace_bytes(m, MREC_CLIP_TEXT, B, T)))) return st;
     mark = ctx->workspace.used;
-    int chunk = chunk_of(&m->text);
-    if ((st = carve(&ctx->workspace, &t, &m->text, 0, B < chunk ? B : chunk, T))) return st;
+    int chunk = chunk_of(&m->text), n0 = B < chunk ? B : chunk;
+    if ((st = carve(&ctx->workspace, &t, &m->text, 0, n0, T))) return st;
+    /* a chunk shorter than T: its ids and mask at its own length */
+    int32_t *cut = malloc(sizeof(int32_t) * 2 * (size_t)n0 * T);
+    if (!cut) st = mrec_fail(MREC_ERR_NOMEM, "clip: a chunk of %d x %d ids", n0, T);
     for (int b0 = 0; b0 < B && !st; b0 += chunk) {
         int n = B - b0 < chunk ? B - b0 : chunk;
-        st = text_chunk(ctx, m, &t, ids + (size_t)b0 * T, mask ? mask + (size_t)b0 * T : NULL, n, T, what, out + (size_t)b0 * D);
+        const int32_t *ci = ids + (size_t)b0 * T, *cm = mask ? mask + (size_t)b0 * T : NULL;
+        int L = chunk_length(ci, cm, n, T, m->text.cfg.eos_token_id);
+        if (L < T) {
+            int32_t *to_ids = cut, *to_mask = cm ? cut + (size_t)n * L : NULL;
+            for (int b = 0; b < n; b++) {
+                memcpy(to_ids + (size_t)b * L, ci + (size_t)b * T, sizeof(int32_t) * (size_t)L);
+                if (cm) memcpy(to_mask + (size_t)b * L, cm + (size_t)b * T, sizeof(int32_t) * (size_t)L);
+            }
+            ci = to_ids, cm = to_mask;
+        }
+        st = text_chunk(ctx, m, &t, ci, cm, n, L, what, out + (size_t)b0 * D);
     }
+    free(cut);
     ctx->workspace.used = mark;
     return st;
 }

@@ -98,6 +98,26 @@ static void towers(mrec_context *ctx, const char *dir) {
         compare(dir, "text_embeds.npy", out2, (int64_t)nT * D, "first chunk of the repeated texts");
     }
     free(ids2), free(mask2), free(out2);
+    /* the texts shorter than the longest, alone: their chunk then runs only up to its own last real token (the
+     * attention is causal), and each row keeps the bits it had beside the longest (which match the reference) */
+    {
+        int32_t *ids3 = malloc(sizeof *ids3 * (size_t)nT * T), *mask3 = malloc(sizeof *mask3 * (size_t)nT * T), *row = malloc(sizeof *row * (size_t)nT);
+        float *out3 = malloc(sizeof(float) * (size_t)nT * D);
+        int k = 0;
+        for (int b = 0; b < nT; b++)
+            if (!mask[(size_t)b * T + T - 1]) {
+                memcpy(ids3 + (size_t)k * T, ids + (size_t)b * T, sizeof *ids * (size_t)T);
+                memcpy(mask3 + (size_t)k * T, mask + (size_t)b * T, sizeof *mask * (size_t)T);
+                row[k++] = b;
+            }
+        if (t_check(k > 0, "%s: the fixture has texts shorter than %d tokens", dir, T) &&
+            t_status(mrec_clip_text_forward(ctx, &m, ids3, mask3, k, T, MREC_CLIP_EMBEDS, out3), MREC_OK, "%d shorter texts", k)) {
+            int same = 1;
+            for (int i = 0; i < k; i++) same &= !memcmp(out3 + (size_t)i * D, txt[0] + (size_t)row[i] * D, sizeof(float) * (size_t)D);
+            t_check(same, "%s: %d texts shorter than %d tokens, alone: other bits than beside the longest", dir, k, T);
+        }
+        free(ids3), free(mask3), free(row), free(out3);
+    }
     for (int w = 0; w < 3; w++) free(img[w]), free(txt[w]);
     free(logits);
 done:
