@@ -61,18 +61,14 @@ int main(int argc, char **argv) {
     mrec_context *ctx;
     mrec_context_create(&ctx, &o);
     float *out = malloc(sizeof *out * (size_t)n * mrec_text_encoder_dim(&enc));
-    int batches[8] = {1, 32, 128}, nb = 3;
-    char batches_s[128] = "1 32 128";
-    if (getenv("MREC_BENCH_BATCHES")) {
-        nb = 0, batches_s[0] = 0;
-        for (char *s = getenv("MREC_BENCH_BATCHES"), *end; nb < 8; s = end) {
-            long v = strtol(s, &end, 10);
-            if (end == s) break;
-            if (v < 1 || v > 4096) continue;
-            batches[nb++] = (int)v;
-            snprintf(batches_s + strlen(batches_s), sizeof batches_s - strlen(batches_s), "%s%ld", nb > 1 ? " " : "", v);
-        }
-        if (!nb) return fprintf(stderr, "bench_text: MREC_BENCH_BATCHES has no batch size from 1 to 4096\n"), 1;
+    const char *batches_s = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 32 128";
+    int batches[8], nb = 0;
+    for (const char *p = batches_s; nb < 8 && *p;) {
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p) break;
+        if (b >= 1 && b <= 4096) batches[nb++] = (int)b;
+        p = end;
     }
     double ours[8], unpacked[8], half[8] = {0};
     mrec_packs *packs = enc.packs;
