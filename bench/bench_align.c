@@ -12,6 +12,7 @@
  */
 #include "../extractors/mrec_preprocess.h"
 #include "../nn/mrec_efficientnet.h"
+#include "bench_batches.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,17 +73,9 @@ int main(int argc, char **argv) {
     if (mrec_context_create(&ctx, &co) || mrec_efficientnet_to_device(&m, ctx) ||
         mrec_context_reserve(ctx, mrec_efficientnet_batch_workspace_bytes(ctx, &m, N_IMAGES, SIZE, SIZE)))
         return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-    const char *batches = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 8 32";
-    int bs[8], nb = 0;
-    for (const char *p = batches; nb < 8 && *p;) {
-        char *end;
-        long b = strtol(p, &end, 10);
-        if (end == p) break;
-        if (b >= 1 && b <= N_IMAGES) bs[nb++] = (int)b;
-        p = end;
-    }
+    int bs[BENCH_MAX_BATCHES], nb = bench_batches(bs, "1 8 32", 1, N_IMAGES);
     float *emb = malloc(sizeof(float) * (size_t)m.features * N_IMAGES);
-    double ours[8];
+    double ours[BENCH_MAX_BATCHES];
     for (int k = 0; k < nb; k++) {
         ours[k] = 1e30;
         for (int rep = 0; rep < 3; rep++) {
@@ -92,10 +85,10 @@ int main(int argc, char **argv) {
             ours[k] = t < ours[k] ? t : ours[k];
         }
     }
-    int at = snprintf(cmd, sizeof cmd, "%s bench/peers/align_peer.py %s %d %s", py, dir, threads, inputs);
-    for (int k = 0; k < nb; k++) at += snprintf(cmd + at, sizeof cmd - (size_t)at, " %d", bs[k]);
-    snprintf(cmd + at, sizeof cmd - (size_t)at, " 2>/dev/null");
-    double peer[8] = {0};
+    char sizes[128];
+    snprintf(cmd, sizeof cmd, "%s bench/peers/align_peer.py %s %d %s %s 2>/dev/null", py, dir, threads, inputs,
+             bench_batches_text(sizes, sizeof sizes, bs, nb));
+    double peer[BENCH_MAX_BATCHES] = {0};
     FILE *p = popen(cmd, "r");
     int b;
     double secs;

@@ -19,6 +19,7 @@
  * against the peer under torch.autocast(bfloat16).
  */
 #include "../extractors/mrec_extract.h"
+#include "bench_batches.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,15 +81,7 @@ int main(int argc, char **argv) {
     int S = vis.vision.cfg.image_size, D = vis.projection_dim;
     float *x = malloc(sizeof(float) * 3 * S * S * MAX_BATCH), *out = malloc(sizeof(float) * D * N_TEXTS);
     for (size_t i = 0; i < (size_t)3 * S * S * MAX_BATCH; i++) x[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
-    const char *batches_s = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 32";
-    int batches[8], nb = 0;
-    for (const char *p = batches_s; nb < 8 && *p;) {
-        char *end;
-        long b = strtol(p, &end, 10);
-        if (end == p) break;
-        if (b >= 1 && b <= MAX_BATCH) batches[nb++] = (int)b;
-        p = end;
-    }
+    int batches[BENCH_MAX_BATCHES], nb = bench_batches(batches, "1 32", 1, MAX_BATCH);
     mrec_context *half_ctx = NULL;
     o.precision = MREC_PREC_BF16;
     int half_route = 0;
@@ -97,7 +90,7 @@ int main(int argc, char **argv) {
             half_route = vis.vision.bf16_acts;
         else mrec_context_destroy(half_ctx), half_ctx = NULL;
     }
-    double ours[8][2], half[8][2] = {{0}};
+    double ours[BENCH_MAX_BATCHES][2], half[BENCH_MAX_BATCHES][2] = {{0}};
     for (int k = 0; k < nb; k++) {
         int b = batches[k];
         double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}}; /* [precision][image, text] */
@@ -122,11 +115,11 @@ int main(int argc, char **argv) {
     }
     mrec_context_destroy(half_ctx);
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    double peer[2][8][2] = {{{0}}}; /* [fp32, autocast bf16][batch][image, text] */
+    double peer[2][BENCH_MAX_BATCHES][2] = {{{0}}}; /* [fp32, autocast bf16][batch][image, text] */
     for (int prec = 0; prec < 1 + (half[0][0] > 0); prec++) {
-        char cmd[8192];
+        char cmd[8192], sizes[128];
         snprintf(cmd, sizeof cmd, "%s bench/peers/clip_peer.py %s %s %d %s%s 2>/dev/null", py, dir, list, threads,
-                 prec ? "bf16 " : "", batches_s);
+                 prec ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, batches, nb));
         FILE *p = popen(cmd, "r");
         double secs;
         char what[16];

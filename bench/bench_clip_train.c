@@ -22,6 +22,7 @@
  * of the weights plus autograd's saved activations).
  */
 #include "../tools/mrec_finetune.h"
+#include "bench_batches.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,6 @@ int main(int argc, char **argv) {
     else if (getenv("MREC_FULL_DIR")) snprintf(dir, sizeof dir, "%s/clip_b16", getenv("MREC_FULL_DIR"));
     else return fprintf(stderr, "bench_clip_train: set MREC_FULL_DIR (tools/golden/clip.py --full DIR/clip_b16)\n"), 1;
     int steps = getenv("MREC_BENCH_STEPS") ? atoi(getenv("MREC_BENCH_STEPS")) : 3;
-    const char *batches = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "8 32";
     if (steps < 1) steps = 1;
 
     mrec_context_options o = mrec_context_defaults();
@@ -66,12 +66,9 @@ int main(int argc, char **argv) {
     printf("bench_clip_train: %s, %d threads, %d timed steps after one warm-up, texts of %d tokens\n", dir, threads, steps, T_TOKENS);
     printf("%6s %14s %14s %8s %12s %12s %12s\n", "batch", "mrec pairs/s", "torch pairs/s", "ratio", "mrec MB", "mrec peak MB",
            "torch peak MB");
-    for (const char *b = batches; *b;) {
-        char *end;
-        long B = strtol(b, &end, 10);
-        if (end == b) break;
-        b = end;
-        if (B < 2) continue;
+    int batches[BENCH_MAX_BATCHES], nb = bench_batches(batches, "8 32", 2, 4096);
+    for (int bi = 0; bi < nb; bi++) {
+        long B = batches[bi];
         mrec_clip m;
         if (mrec_clip_load(&m, dir, MREC_CLIP_BOTH) || mrec_clip_to_device(&m, ctx)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
         int S = m.vision.cfg.image_size, C = m.vision.cfg.channels, V = m.text.cfg.vocab_size;

