@@ -13,7 +13,8 @@
  * runs it) and the normalization on preprocessed (B, 3, S,
  * S) input. Texts: the first H&M descriptions, tokenized, sorted by length,
  * batched and padded to the longest in each batch, on both sides. Each
- * figure is the best of 3 passes. Where the CPU has AVX-512 BF16, mrec with
+ * figure is the best of 3 passes (images: and of at least 3 s of passes, on
+ * both sides). Where the CPU has AVX-512 BF16, mrec with
  * --precision bf16 too, alternated with fp32 in the same passes (its route
  * as to_device sets it on a bf16 context), against mrec's own fp32 and
  * against the peer under torch.autocast(bfloat16).
@@ -28,6 +29,7 @@
 
 #define N_TEXTS 256
 #define MAX_BATCH 128
+#define MIN_SECONDS 3.0 /* of timed image passes per batch size and precision (the peer's too) */
 
 /* Both towers' route: bf16 activations between their steps, or not (one model serves both contexts) */
 static void set_route(mrec_text_encoder *enc, mrec_clip *vis, int bf16_acts) {
@@ -40,6 +42,16 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* One pass of the vision tower over b images, its weights packed once as the image extractor runs it:
+ * its seconds, or -1 */
+static double image_pass(mrec_context *c, mrec_clip *vis, mrec_packs *packs, const float *x, int b, float *out) {
+    double t0 = now();
+    c->packs = packs;
+    mrec_status st = mrec_clip_image_forward(c, vis, x, b, MREC_CLIP_EMBEDS, out);
+    c->packs = NULL;
+    return st ? -1 : now() - t0;
 }
 
 int main(int argc, char **argv) {
@@ -94,22 +106,31 @@ int main(int argc, char **argv) {
     for (int k = 0; k < nb; k++) {
         int b = batches[k];
         double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}}; /* [precision][image, text] */
+        double spent[2] = {0, 0};                           /* in timed image passes, per precision */
         enc.batch_size = b;
         for (int rep = 0; rep < 4; rep++) /* the first pass of each precision packs the weights: not counted */
             for (int prec = 0; prec < (half_ctx ? 2 : 1); prec++) {
                 mrec_context *c = prec ? half_ctx : ctx;
                 set_route(&enc, &vis, prec ? half_route : 0);
-                double t0 = now();
-                c->packs = vis_packs; /* as the image extractor runs it */
-                if (mrec_clip_image_forward(c, &vis, x, b, MREC_CLIP_EMBEDS, out)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-                c->packs = NULL;
-                double t1 = now();
-                if (mrec_text_encoder_embed(c, &enc, texts, n, out)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-                double t2 = now();
+                double ti = image_pass(c, &vis, vis_packs, x, b, out), t1 = now();
+                if (ti < 0 || mrec_text_encoder_embed(c, &enc, texts, n, out)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+                double tt = now() - t1;
                 if (!rep) continue;
-                best[prec][0] = (t1 - t0) / b < best[prec][0] ? (t1 - t0) / b : best[prec][0];
-                best[prec][1] = (t2 - t1) / n < best[prec][1] ? (t2 - t1) / n : best[prec][1];
+                spent[prec] += ti;
+                best[prec][0] = ti / b < best[prec][0] ? ti / b : best[prec][0];
+                best[prec][1] = tt / n < best[prec][1] ? tt / n : best[prec][1];
             }
+        /* more image passes where those were short, to 3 s of them, as the peer: one busy moment of the host
+         * can slow a few short passes together */
+        for (int prec = 0; prec < (half_ctx ? 2 : 1); prec++) {
+            set_route(&enc, &vis, prec ? half_route : 0);
+            while (spent[prec] < MIN_SECONDS) {
+                double ti = image_pass(prec ? half_ctx : ctx, &vis, vis_packs, x, b, out);
+                if (ti < 0) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+                spent[prec] += ti;
+                best[prec][0] = ti / b < best[prec][0] ? ti / b : best[prec][0];
+            }
+        }
         ours[k][0] = best[0][0], ours[k][1] = best[0][1];
         if (half_ctx) half[k][0] = best[1][0], half[k][1] = best[1][1];
     }
