@@ -192,7 +192,8 @@ if [ "$part" != benches ]; then
         for t in $gpu_tests; do
             for tool in memcheck racecheck; do
                 log=$out/sanitizer-$(basename "$t")-$tool.log
-                ( MREC_UNDER_SANITIZER=1 timeout "${GPU_CHECK_SANITIZER_S:-300}" compute-sanitizer --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
+                ( MREC_UNDER_SANITIZER=1 timeout "${GPU_CHECK_SANITIZER_S:-300}" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+                      --target-processes application-only "$t" > "$log" 2>&1
                   echo "exit $?" >> "$log" ) &
                 sanitizers="$sanitizers $log"
             done
@@ -225,10 +226,21 @@ if [ "$part" != benches ]; then
         say "- compute-sanitizer not found"
         fail=1
     fi
+    # racecheck also reports hazards inside cuBLASLt's and cuDNN's own Hopper kernels (nvjet_*, *xmma*,
+    # cutlass), whose asynchronous copies and barriers it does not follow: counted apart, and a finding
+    # only when one of this project's kernels has a hazard.
+    library='nvjet_|xmma|cutlass|cudnn|cublas'
     for log in $sanitizers; do
         rc=$(tail -n 1 "$log" | sed 's/exit //')
         summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -n 1)
-        say "- $(basename "$log" .log | sed 's/^sanitizer-//'): exit $rc; ${summary:-no summary line}"
+        races=$(grep -c 'Race reported between' "$log")
+        theirs=$(grep 'Race reported between' "$log" | grep -cE "$library")
+        note=""
+        if [ "$rc" = 9 ] && [ "$races" -gt 0 ] && [ "$races" = "$theirs" ] && ! grep -qE 'ERROR SUMMARY: [1-9]|Target application returned an error' "$log"; then
+            rc=0
+            note="; all $races in the libraries' kernels ($(grep 'Race reported between' "$log" | grep -oE "($library)[A-Za-z0-9_]*" | sort -u | head -n 3 | tr '\n' ' '))"
+        fi
+        say "- $(basename "$log" .log | sed 's/^sanitizer-//'): exit $rc; ${summary:-no summary line}$note"
         [ "$rc" = 0 ] || fail=1
     done
     # one file for the four logs: what comes back from a device machine is counted in files
