@@ -271,10 +271,11 @@ __global__ static void __launch_bounds__(THREADS)
  * m16n8k16 bf16 MMAs with fp32 accumulation, the online softmax runs on the
  * accumulators (a row's values sit in the 4 lanes of a quad), and the
  * probabilities, rounded to bf16, are already the A fragments of O += P V
- * (an accumulator's row and column pairs are an A fragment's). V is stored
- * transposed in shared memory so that a B fragment's two keys are one
- * 32-bit read. The row sums add the rounded probabilities, so the weights
- * of each output sum to one.
+ * (an accumulator's row and column pairs are an A fragment's). Q, K and V
+ * go to shared memory as rows, in 16-byte stores; V's B fragments (two
+ * consecutive keys of one column a register) come from a transposing
+ * ldmatrix. The row sums add the rounded probabilities, so the weights of
+ * each output sum to one.
  *
  * Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, c = lane % 4):
  * A (16 x 16) registers: (row g, cols 2c, 2c+1), (g + 8, 2c..), (g, 2c+8..),
@@ -297,28 +298,37 @@ __device__ static inline uint32_t pack_bf16(float lo, float hi) {
 }
 
 /* Rows r0 .. r0 + rows of a head (columns 0 .. dh of x + row * ld) into shared memory as rows of
- * LD bf16 (or, transposed, columns of a [DHP][LD] array), zeros past n valid rows and past dh. vec: 16-byte
- * loads (dh and ld multiples of 8, x 16-byte aligned). */
-template <int DHP, bool TRANSPOSE>
+ * LD bf16, zeros past n valid rows and past dh. vec: 16-byte loads (dh and ld multiples of 8, x 16-byte
+ * aligned). */
+template <int DHP>
 __device__ static void load_rows_bf16(__nv_bfloat16 *dst, int LD, const __nv_bfloat16 *x, int ld, size_t row0, int n, int rows,
                                       int dh, bool vec) {
     const __nv_bfloat16 zero = __float2bfloat16_rn(0.0f);
     for (int i = threadIdx.x; i < rows * (DHP / 8); i += THREADS) {
         int j = i / (DHP / 8), d0 = i % (DHP / 8) * 8;
-        __nv_bfloat16 e[8];
+        uint4 raw;
+        __nv_bfloat16 *e = (__nv_bfloat16 *)&raw;
         const __nv_bfloat16 *src = x + (row0 + j) * (size_t)ld + d0;
         if (j < n && vec && d0 < dh) {
-            *(uint4 *)e = *(const uint4 *)src;
+            raw = *(const uint4 *)src;
         } else {
 #pragma unroll
             for (int u = 0; u < 8; u++) e[u] = j < n && d0 + u < dh ? src[u] : zero;
         }
-#pragma unroll
-        for (int u = 0; u < 8; u++) {
-            if (TRANSPOSE) dst[(d0 + u) * LD + j] = e[u];
-            else dst[j * LD + d0 + u] = e[u];
-        }
+        *(uint4 *)(dst + j * LD + d0) = raw; /* LD and d0 multiples of 8: 16-byte aligned */
     }
+}
+
+/* Four 8 x 8 bf16 matrices from shared memory, each transposed: this lane gives the address of row lane % 8 of
+ * matrix lane / 8 (16 bytes, 16-byte aligned) and receives, of each matrix, the elements (2c, g) and (2c + 1, g)
+ * as one register: a B fragment's half when the stored rows are the product's k. */
+__device__ static inline void ldmatrix_x4_trans(uint32_t (&r)[4], const __nv_bfloat16 *row) {
+#if __CUDA_ARCH__ >= 800
+    uint32_t at = (uint32_t)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(at));
+#endif
 }
 
 template <int DHP>
@@ -327,16 +337,18 @@ __global__ static void __launch_bounds__(THREADS)
                           const float *mask_bias, const float *head_bias, const int32_t *starts, float scale, int T, int nh, int dh,
                           bool vec) {
 #if __CUDA_ARCH__ >= 800
-    constexpr int LD = DHP + 8, LV = BK + 8; /* +8 bf16: a quad's 32-bit reads of consecutive rows fall in distinct banks */
+    /* +8 bf16: a quad's 32-bit reads of consecutive rows, and an ldmatrix's 8 rows, fall in distinct banks */
+    constexpr int LD = DHP + 8;
+    constexpr float LOG2E = 1.4426950408889634f; /* exp(x) = 2^(x log2 e): the probabilities through exp2f */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    __nv_bfloat16 *qs = (__nv_bfloat16 *)smem_raw, *ks = qs + BQ * LD, *vt = ks + BK * LD; /* vt: [DHP][LV], V transposed */
+    __nv_bfloat16 *qs = (__nv_bfloat16 *)smem_raw, *ks = qs + BQ * LD, *vs = ks + BK * LD;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int h = blockIdx.y, b = blockIdx.z, H = nh * dh, q0 = blockIdx.x * BQ;
     const int L = starts ? starts[b + 1] - starts[b] : T;
     if (q0 >= L) return;
     const size_t row0 = starts ? (size_t)starts[b] : (size_t)b * T; /* the sequence's first row */
     const size_t col = (size_t)h * dh;
-    load_rows_bf16<DHP, false>(qs, LD, q + col, ld, row0 + q0, L - q0, BQ, dh, vec);
+    load_rows_bf16<DHP>(qs, LD, q + col, ld, row0 + q0, L - q0, BQ, dh, vec);
     __syncthreads();
     uint32_t qf[DHP / 16][4]; /* this warp's 16 queries as A fragments */
     const __nv_bfloat16 *qw = qs + warp * 16 * LD;
@@ -354,8 +366,8 @@ __global__ static void __launch_bounds__(THREADS)
     const int qrow[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8}; /* the two query rows of this lane */
     for (int k0 = 0; k0 < L; k0 += BK) {
         __syncthreads(); /* the previous tile is no longer read */
-        load_rows_bf16<DHP, false>(ks, LD, k + col, ld, row0 + k0, L - k0, BK, dh, vec);
-        load_rows_bf16<DHP, true>(vt, LV, v + col, ld, row0 + k0, L - k0, BK, dh, vec);
+        load_rows_bf16<DHP>(ks, LD, k + col, ld, row0 + k0, L - k0, BK, dh, vec);
+        load_rows_bf16<DHP>(vs, LD, v + col, ld, row0 + k0, L - k0, BK, dh, vec);
         __syncthreads();
         float s[BK / 8][4]; /* S (16, BK) of this warp, 8 keys a fragment */
 #pragma unroll
@@ -395,8 +407,8 @@ __global__ static void __launch_bounds__(THREADS)
         for (int j = 0; j < BK / 8; j++)
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                float p0 = m_new[r] != -INFINITY ? expf(s[j][2 * r] - m_new[r]) : 0.0f;
-                float p1 = m_new[r] != -INFINITY ? expf(s[j][2 * r + 1] - m_new[r]) : 0.0f;
+                float p0 = m_new[r] != -INFINITY ? exp2f((s[j][2 * r] - m_new[r]) * LOG2E) : 0.0f;
+                float p1 = m_new[r] != -INFINITY ? exp2f((s[j][2 * r + 1] - m_new[r]) * LOG2E) : 0.0f;
                 pf[j][r] = pack_bf16(p0, p1);
                 float2 back = __bfloat1622float2(*(__nv_bfloat162 *)&pf[j][r]);
                 sum[r] += back.x + back.y;
@@ -405,19 +417,24 @@ __global__ static void __launch_bounds__(THREADS)
         for (int r = 0; r < 2; r++) {
             sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
             sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
-            float rescale = m[r] == -INFINITY ? 0.0f : expf(m[r] - m_new[r]);
+            float rescale = m[r] == -INFINITY ? 0.0f : exp2f((m[r] - m_new[r]) * LOG2E);
             l[r] = l[r] * rescale + sum[r], m[r] = m_new[r];
 #pragma unroll
             for (int j = 0; j < DHP / 8; j++) o[j][2 * r] *= rescale, o[j][2 * r + 1] *= rescale;
         }
-        /* O (16, DHP) += P (16, BK) V (BK, DHP), 16 keys a step */
+        /* O (16, DHP) += P (16, BK) V (BK, DHP), 16 keys a step; V's B fragments for two 8-column blocks at a
+         * time by one transposing ldmatrix from V's rows: lanes 0-7 address keys 0-7 of block j, 8-15 keys 8-15
+         * of block j, 16-31 the same of block j + 1 */
+        const int lk = ((lane >> 3) & 1) * 8 + (lane & 7), lcol = (lane >> 4) * 8;
 #pragma unroll
         for (int kc = 0; kc < BK / 16; kc++) {
             const uint32_t a[4] = {pf[2 * kc][0], pf[2 * kc][1], pf[2 * kc + 1][0], pf[2 * kc + 1][1]};
 #pragma unroll
-            for (int j = 0; j < DHP / 8; j++) {
-                const __nv_bfloat16 *vr = vt + (j * 8 + g) * LV + kc * 16 + 2 * c;
-                mma_bf16(o[j], a, *(const uint32_t *)vr, *(const uint32_t *)(vr + 8));
+            for (int j = 0; j < DHP / 8; j += 2) {
+                uint32_t bf[4];
+                ldmatrix_x4_trans(bf, vs + (kc * 16 + lk) * LD + j * 8 + lcol);
+                mma_bf16(o[j], a, bf[0], bf[1]);
+                mma_bf16(o[j + 1], a, bf[2], bf[3]);
             }
         }
     }
@@ -436,7 +453,7 @@ __global__ static void __launch_bounds__(THREADS)
 #endif /* bf16 MMAs need sm_80: mrec_attention_bf16_cuda refuses below that */
 }
 
-static size_t smem_bf16(int dhp) { return sizeof(__nv_bfloat16) * ((size_t)(BQ + BK) * (dhp + 8) + (size_t)dhp * (BK + 8)); }
+static size_t smem_bf16(int dhp) { return sizeof(__nv_bfloat16) * (size_t)(BQ + 2 * BK) * (dhp + 8); }
 
 extern "C" mrec_status mrec_attention_bf16_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
                                                 const float *mask_bias, const float *head_bias, const int32_t *dev_starts,
