@@ -9,15 +9,94 @@
  *
  * Gowalla: 29,858 users, 40,981 items, 810,128 training pairs (LightGCN's
  * split). 64-d, batch 2048, Adam at 1e-3, the models' registry defaults
- * (LightGCN: 3 layers). The peer's epoch is its sampling plus the batches'
- * count times its mean step. Without a GPU it says so and measures nothing.
+ * (LightGCN: 3 layers). An epoch's seconds are the mean of the epochs after
+ * the first, which is given apart (it carries the one-time setup). The peer's
+ * epoch is its sampling plus the batches' count times its mean step. Without
+ * a GPU it says so and measures nothing.
+ *
+ *   MREC_BENCH_PROFILE="MODEL STEPS"  instead: STEPS training steps of MODEL
+ *   after 3 to warm up, inside a profiler range (ncu --profile-from-start off,
+ *   as tools/gpu/check.sh runs it), and where the host's time went: the
+ *   model's loss and gradient calls, Adam's, and the wait for the device.
  */
 #include "bench_data.h"
 #include "bench_fit.h"
 #include "lightgcn_peer.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
+
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* MREC_BENCH_PROFILE: `steps` steps of one model as mrec_fit takes them (the sampler's pairs in order, the loss
+ * and gradient, Adam on the active rows), the last `steps` inside a profiler range. */
+static int profile_steps(const char *spec, mrec_context *ctx, const mrec_model_inputs *in, const mrec_user_items *train) {
+    char name[64];
+    int steps = 0;
+    if (sscanf(spec, "%63s %d", name, &steps) != 2 || steps < 1 || steps > 1000)
+        return fprintf(stderr, "MREC_BENCH_PROFILE=\"%s\": want \"MODEL STEPS\" (e.g. \"lightgcn 20\")\n", spec), 2;
+    const mrec_model_entry *e = mrec_model_find(name);
+    if (!e) return fprintf(stderr, "MREC_BENCH_PROFILE: no model \"%s\"\n", name), 2;
+    mrec_param_values given, p;
+    memset(&given, 0, sizeof given);
+    given.v[MREC_HP_DIM] = (mrec_param_value){.x = {64}, .given = 1};
+    mrec_built_model b;
+    memset(&b, 0, sizeof b);
+    mrec_bpr_sampler s;
+    memset(&s, 0, sizeof s);
+    mrec_optimizer adam;
+    mrec_adam_init_on(&adam, 1e-3f, 0, ctx);
+    mrec_rng rng = {7};
+    mrec_status st = mrec_params_resolve(&p, e, &given);
+    if (!st) st = mrec_model_build(&b, e, in, &p, ctx);
+    if (!st) st = mrec_bpr_sampler_init(&s, train);
+    double t_draw = seconds();
+    if (!st) mrec_bpr_sampler_epoch(&s, &rng);
+    t_draw = seconds() - t_draw;
+    mrec_model *m = &b.model;
+    for (int q = 0; q < m->n_params && !st; q++) st = mrec_adam_add(&adam, m->param[q], m->grad[q], m->size[q]);
+    if (!st && m->epoch_start) st = m->epoch_start(m->self);
+    double t_loss = 0, t_adam = 0, t_wait = 0, t0 = 0;
+    for (int k = 0; k < 3 + steps && !st; k++) {
+        if (k == 3) {
+            st = mrec_cuda_sync(ctx->cuda);
+            if (!st) st = mrec_cuda_profile(ctx->cuda, 1);
+            t0 = seconds();
+        }
+        int64_t at = (int64_t)k * 2048 % (s.n > 2048 ? s.n - 2048 : 1);
+        double a = seconds();
+        double l = m->loss_grad(m->self, s.user + at, s.pos + at, s.neg + at, (int)(s.n < 2048 ? s.n : 2048));
+        double c = seconds();
+        if (m->status && *m->status) st = *m->status;
+        else if (!isfinite(l)) st = mrec_fail(MREC_ERR_ARG, "%s: loss %g at step %d", name, l, k + 1);
+        if (!st) st = mrec_adam_step_active(&adam, m->active, ctx);
+        if (k >= 3) t_loss += c - a, t_adam += seconds() - c;
+    }
+    double total = 0;
+    if (!st) {
+        double w = seconds();
+        st = mrec_cuda_sync(ctx->cuda);
+        t_wait = seconds() - w, total = seconds() - t0;
+    }
+    mrec_status closed = mrec_cuda_profile(ctx->cuda, 0);
+    if (!st) st = closed;
+    if (st) fprintf(stderr, "bench_gpu_gowalla: %s: %s\n", name, mrec_error_detail());
+    else {
+        printf("%s, %d steps of 2048: all of them in %.3f ms (%.3f ms a step), profiled\n", name, steps, total * 1e3, total * 1e3 / steps);
+        printf("  host: a step's loss and gradient call %.3f ms, Adam's call %.3f ms, the final wait %.3f ms in all; an epoch's "
+               "draw %.1f ms\n", t_loss * 1e3 / steps, t_adam * 1e3 / steps, t_wait * 1e3, t_draw * 1e3);
+    }
+    mrec_adam_free(&adam);
+    mrec_bpr_sampler_free(&s);
+    mrec_built_model_free(&b);
+    return st ? 1 : 0;
+}
 
 int main(int argc, char **argv) {
     int epochs = argc > 1 ? atoi(argv[1]) : 3;
@@ -43,9 +122,17 @@ int main(int argc, char **argv) {
     mrec_user_items_build(&test, &x, MREC_SPLIT_TEST);
     mrec_model_inputs in = {.n_users = x.n_users, .n_items = x.n_items, .train = &train};
     long long pairs = (long long)train.row_ptr[train.n_rows];
+    const char *profile = getenv("MREC_BENCH_PROFILE");
+    if (profile) {
+        int rc = profile_steps(profile, gpu, &in, &train);
+        mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
+        mrec_interactions_free(&x);
+        mrec_context_destroy(gpu);
+        return rc;
+    }
     printf("Gowalla on the GPU: %d users, %d items, %lld training pairs, 64-d, batch 2048, %d epoch(s)\n", x.n_users, x.n_items,
            pairs, epochs);
-    printf("%-10s %14s %14s %10s\n", "model", "train s/epoch", "eval s", "Recall@20");
+    printf("%-10s %14s %14s %14s %10s\n", "model", "train s/epoch", "first epoch s", "eval s", "Recall@20");
     const char *models[] = {"bprmf", "lightgcn", "ngcf"};
     double lightgcn_epoch = 0, lightgcn_eval = 0;
     int failed = 0;
@@ -53,7 +140,7 @@ int main(int argc, char **argv) {
         const mrec_model_entry *e = mrec_model_find(models[i]);
         bench_timing t = e ? bench_fit("bench_gpu_gowalla", gpu, e, &in, &train, &valid, &test, epochs, 1e-3f) : (bench_timing){0};
         failed |= !t.ok;
-        if (t.ok) printf("%-10s %14.3f %14.3f %10.4f\n", models[i], t.seconds_per_epoch, t.eval_seconds, t.recall);
+        if (t.ok) printf("%-10s %14.3f %14.3f %14.3f %10.4f\n", models[i], t.seconds_per_epoch, t.first_epoch, t.eval_seconds, t.recall);
         else printf("%-10s %14s\n", models[i], "failed");
         if (i == 1) lightgcn_epoch = t.seconds_per_epoch, lightgcn_eval = t.eval_seconds;
     }

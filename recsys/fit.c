@@ -208,6 +208,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
                            batches ? loss / batches : NAN, batches);
         double t1 = now();
         out->train_seconds += t1 - t0;
+        if (epoch == 1) out->first_epoch_seconds = t1 - t0;
         out->epochs_run = epoch;
         if (st || (epoch % opt->eval_every != 0 && epoch != opt->epochs)) continue; /* the last epoch is always evaluated */
         mrec_eval_result r;

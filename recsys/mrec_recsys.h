@@ -692,6 +692,8 @@ typedef struct {
     int best_epoch, epochs_run;
     mrec_eval_result valid, test; /* at the best epoch */
     double train_seconds, eval_seconds;
+    double first_epoch_seconds;    /* the first epoch's share of train_seconds: it carries one-time setup (buffers,
+                                    * library handles, the first draw), which the later epochs do not */
     int selected_on_test;          /* no validation split: selection on test, as LightGCN's code does */
     int32_t *topk;                 /* (n_users, save_topk) when asked; free() it */
     /* with keep_model, at the best epoch, in host memory: the model's

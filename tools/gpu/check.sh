@@ -137,20 +137,23 @@ if [ "$part" != tests ]; then
     fi
 
     # Where one forward's GPU time goes, kernel by kernel (ncu's gpu__time_duration over a
-    # forward that bench_gpu_ops marks), beside the same forward timed without the profiler.
+    # forward that bench_gpu_ops marks), beside the same forward timed without the profiler;
+    # "gowalla MODEL STEPS" does the same for training steps on Gowalla (bench_gpu_gowalla).
     # GPU_CHECK_PROFILE="MODEL PRECISION BATCH; ..." picks them; "" leaves it out.
     if command -v ncu > /dev/null 2>&1 && [ -n "$bench_full" ] && [ -n "${GPU_CHECK_PROFILE-x}" ]; then
         say ""
         say "## Where a forward's time goes (ncu, kernel time by kernel)"
-        make $make_args build/cuda/bench/bench_gpu_ops >> "$out/build.log" 2>&1
-        echo "${GPU_CHECK_PROFILE:-bert-base bf16 32; resnet50 bf16 128; vit-b16 bf16 32}" | tr ';' '\n' | while read -r spec; do
+        make $make_args build/cuda/bench/bench_gpu_ops build/cuda/bench/bench_gpu_gowalla >> "$out/build.log" 2>&1
+        echo "${GPU_CHECK_PROFILE:-bert-base bf16 32; resnet50 bf16 128; vit-b16 bf16 32; gowalla lightgcn 20}" | tr ';' '\n' | while read -r spec; do
             [ -n "$spec" ] || continue
-            tag=$(echo "$spec" | tr ' ' '-')
-            MREC_FULL_DIR=$bench_full MREC_BENCH_PROFILE="$spec" timeout 120 build/cuda/bench/bench_gpu_ops > "build/profile-$tag.txt" 2>> build/profile.log
-            wall=$(sed -n 's/.*one forward in \([0-9.]*\) ms.*/\1/p' "build/profile-$tag.txt")
+            tag=$(echo "$spec" | tr ' ' '-') label=$spec
+            prog=build/cuda/bench/bench_gpu_ops
+            case $spec in gowalla\ *) prog=build/cuda/bench/bench_gpu_gowalla spec=${spec#gowalla } ;; esac
+            MREC_FULL_DIR=$bench_full MREC_BENCH_PROFILE="$spec" timeout 120 $prog > "build/profile-$tag.txt" 2>> build/profile.log
+            wall=$(sed -nE 's/.*(one forward|all of them) in ([0-9.]+) ms.*/\2/p' "build/profile-$tag.txt")
             MREC_FULL_DIR=$bench_full MREC_BENCH_PROFILE="$spec" timeout 180 ncu --profile-from-start off --csv \
-                --metrics gpu__time_duration.sum build/cuda/bench/bench_gpu_ops > "build/ncu-$tag.csv" 2>> build/profile.log
-            say "### $spec (ncu exit $?)"
+                --metrics gpu__time_duration.sum $prog > "build/ncu-$tag.csv" 2>> build/profile.log
+            say "### $label (ncu exit $?)"
             python3 tools/gpu/kernel_times.py "build/ncu-$tag.csv" $wall 2>&1 | tee -a "$report" > /dev/null
             sed -n 's/^  host: /host (without the profiler): /p' "build/profile-$tag.txt" | tee -a "$report" > /dev/null
         done

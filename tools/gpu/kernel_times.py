@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""kernel_times.py: where a forward's GPU time goes, from ncu's CSV.
+"""kernel_times.py: where a forward's (or a few training steps') GPU time goes, from ncu's CSV.
 
     ncu --profile-from-start off --csv --metrics gpu__time_duration.sum PROGRAM > k.csv
     python3 tools/gpu/kernel_times.py k.csv [WALL_MS]
 
 Sums gpu__time_duration by kernel (the name up to its argument list) and prints a markdown table,
 longest first: calls, total microseconds, share of the kernels' sum; then the sum itself, and
-beside it WALL_MS (the same forward timed without the profiler) when given: the difference is
+beside it WALL_MS (the same range timed without the profiler) when given: the difference is
 time the GPU spent idle between kernels (launch overhead, host waits).
 """
 import csv
@@ -50,7 +50,7 @@ def main():
     line = f"\nkernels: {sum(v[0] for v in by.values())} launches, {total / 1e3:.3f} ms on the GPU"
     if len(sys.argv) > 2:
         wall = float(sys.argv[2])
-        line += f"; the forward unprofiled: {wall:.3f} ms ({100 * total / 1e3 / wall:.0f} % of it in kernels)"
+        line += f"; the same range unprofiled: {wall:.3f} ms ({100 * total / 1e3 / wall:.0f} % of it in kernels)"
     print(line)
     return 0
 
