@@ -332,8 +332,12 @@ void mrec_topk_rows_cpu(int32_t *idx, float *val, const float *scores, int R, in
 /* idx, val (n, k) = mrec_topk_rows of S = x x^T (x: n x dim, row-major),
  * without S: blocks of S are made once each and used for their rows and,
  * by symmetry, their columns (half the products). val may be NULL. The
- * same result as the top-k of the whole rows, ties and NaN included. */
-mrec_status mrec_gram_topk_cpu(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_pool *pool);
+ * same result as the top-k of the whole rows, ties and NaN included.
+ * unit_rows: x's rows divided by their norms first (cosine similarities:
+ * each row's sum of squares in double, 1 / sqrt of it rounded to float, a
+ * zero row left zero), as mrec_unit_rows_ref; x itself is not changed. */
+void mrec_unit_rows_ref(float *out, const float *x, int64_t n, int dim);
+mrec_status mrec_gram_topk_cpu(int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows, mrec_pool *pool);
 
 /* ---- attention ------------------------------------------------------------
  * The multi-head self-attention core of the transformer encoders (BERT /
@@ -761,8 +765,9 @@ mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask
 mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k,
                                 mrec_cuda *cu);
 /* mrec_gram_topk_cpu's result with the products on the GPU: x, idx and val
- * are host memory (a block of rows of x x^T at a time on the device); k <= 128. */
-mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu);
+ * are host memory (a block of rows of x x^T at a time on the device, the
+ * rows made unit there); k <= 128. */
+mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows, mrec_cuda *cu);
 /* cuDNN on fp32 data: FMA math in fp32, the tensor cores (TF32) in tf32 and
  * bf16; work: the bytes mrec_conv2d_workspace_bytes_cuda gives for the shape
  * and precision, allocated once by the caller. */
@@ -921,7 +926,7 @@ mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const
 mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k);
 /* mrec_gram_topk_cpu's result; x, idx and val are host memory on any context.
  * A GPU context makes the products on its device (k <= 128; above, the CPU). */
-mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k);
+mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows);
 /* work: mrec_attention_workspace_bytes of memory on the context's device (0 on the GPU: fused) */
 size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh);
 /* mrec_attention_varlen_cpu's contract where ctx runs: starts in host memory,

@@ -19,20 +19,10 @@
 #include <string.h>
 
 mrec_status mrec_knn_rows(int32_t *idx, float *out_val, const float *x, int n, int dim, int k, mrec_context *ctx) {
-    /* x and the results are host memory on any context; a GPU context makes the products (mrec_gram_topk) */
-    float *xn = malloc(sizeof(float) * (size_t)n * dim);
-    if (!xn) return mrec_fail(MREC_ERR_NOMEM, "knn graph: %d items", n);
-    /* rows divided by their norms; a zero row stays zero (MMRec would divide by 0) */
-    for (int i = 0; i < n; i++) {
-        double s = 0;
-        for (int d = 0; d < dim; d++) s += (double)x[(size_t)i * dim + d] * x[(size_t)i * dim + d];
-        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-        for (int d = 0; d < dim; d++) xn[(size_t)i * dim + d] = x[(size_t)i * dim + d] * inv;
-    }
-    /* the rows' top k of xn xn^T, each block of it made once and used for its rows and its columns */
-    mrec_status st = mrec_gram_topk(ctx, idx, out_val, xn, n, dim, k);
-    free(xn);
-    return st;
+    /* x and the results are host memory on any context; the rows are made unit (a zero row stays zero, where
+     * MMRec would divide by 0) and multiplied by the op, on a GPU context on the device, a block of the rows'
+     * products made once for its rows and its columns */
+    return mrec_gram_topk(ctx, idx, out_val, x, n, dim, k, 1);
 }
 
 static int by_col(const void *a, const void *b) {

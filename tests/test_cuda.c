@@ -233,16 +233,25 @@ static void test_gram_topk(void) {
         float *x = malloc(4 * (size_t)n * dim), *rv = malloc(4 * (size_t)n * k), *gv = malloc(4 * (size_t)n * k);
         int32_t *ri = malloc(4 * (size_t)n * k), *gi = malloc(4 * (size_t)n * k);
         for (int64_t i = 0; i < (int64_t)n * dim; i++) x[i] = (float)((int)(t_rand_u64(&seed) % 7) - 3);
-        T_REQUIRE_VOID(mrec_gram_topk_cpu(ri, rv, x, n, dim, k, pool) == MREC_OK);
-        if (t_status(mrec_gram_topk_cuda(gi, gv, x, n, dim, k, cu), MREC_OK, "gram top-k n=%d dim=%d k=%d", n, dim, k)) {
+        T_REQUIRE_VOID(mrec_gram_topk_cpu(ri, rv, x, n, dim, k, 0, pool) == MREC_OK);
+        if (t_status(mrec_gram_topk_cuda(gi, gv, x, n, dim, k, 0, cu), MREC_OK, "gram top-k n=%d dim=%d k=%d", n, dim, k)) {
             t_check(!memcmp(ri, gi, 4 * (size_t)n * k), "gram top-k n=%d dim=%d k=%d: the CPU's columns, in order", n, dim, k);
             t_check(!memcmp(rv, gv, 4 * (size_t)n * k), "gram top-k n=%d dim=%d k=%d: the CPU's values", n, dim, k);
         }
+        /* the rows made unit on the device against the same products of rows made unit by the reference: the
+         * device's norms are the host's, bit for bit */
+        float *xu = malloc(4 * (size_t)n * dim);
+        mrec_unit_rows_ref(xu, x, n, dim);
+        if (t_status(mrec_gram_topk_cuda(ri, rv, xu, n, dim, k, 0, cu), MREC_OK, "gram top-k n=%d, rows made unit first", n) &&
+            t_status(mrec_gram_topk_cuda(gi, gv, x, n, dim, k, 1, cu), MREC_OK, "gram top-k n=%d, unit rows", n))
+            t_check(!memcmp(ri, gi, 4 * (size_t)n * k) && !memcmp(rv, gv, 4 * (size_t)n * k),
+                    "gram top-k n=%d dim=%d k=%d, unit rows on the device: the reference's unit rows' top k", n, dim, k);
+        free(xu);
         free(x), free(rv), free(gv), free(ri), free(gi);
     }
     float one = 1;
     int32_t i2[2];
-    t_status(mrec_gram_topk_cuda(i2, NULL, &one, 1, 1, 2, cu), MREC_ERR_ARG, "gram top-k on the GPU: k above the rows");
+    t_status(mrec_gram_topk_cuda(i2, NULL, &one, 1, 1, 2, 0, cu), MREC_ERR_ARG, "gram top-k on the GPU: k above the rows");
 
     mrec_context *ctx[2];
     if (!cpu_and_gpu(ctx)) return;

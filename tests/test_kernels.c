@@ -953,17 +953,28 @@ static void test_gram_topk(void) {
         for (int p = 0; p < n_pools; p++) {
             char what[96];
             snprintf(what, sizeof what, "gram top-k %s n=%d dim=%d k=%d", pool_name(pools[p]), n, dim, k);
-            if (!t_status(mrec_gram_topk_cpu(gi, gv, x, n, dim, k, pools[p]), MREC_OK, "%s", what)) continue;
+            if (!t_status(mrec_gram_topk_cpu(gi, gv, x, n, dim, k, 0, pools[p]), MREC_OK, "%s", what)) continue;
             t_check(!memcmp(ri, gi, 4 * (size_t)n * k), "%s: the indices of the whole rows' top k", what);
             t_check(!memcmp(rv, gv, 4 * (size_t)n * k), "%s: the values of the whole rows' top k", what);
-            t_status(mrec_gram_topk_cpu(gi2, NULL, x, n, dim, k, pools[p]), MREC_OK, "%s without values", what);
+            t_status(mrec_gram_topk_cpu(gi2, NULL, x, n, dim, k, 0, pools[p]), MREC_OK, "%s without values", what);
             t_check(!memcmp(gi, gi2, 4 * (size_t)n * k), "%s: the same indices without values", what);
+            /* unit rows: the op's own normalization (over the pool's threads) against the reference's, then the
+             * same products: the same bits */
+            float *xu = malloc(sizeof(float) * (size_t)n * dim);
+            mrec_unit_rows_ref(xu, x, n, dim);
+            if (t_status(mrec_gram_topk_cpu(ri, rv, xu, n, dim, k, 0, pools[p]), MREC_OK, "%s, rows made unit first", what) &&
+                t_status(mrec_gram_topk_cpu(gi, gv, x, n, dim, k, 1, pools[p]), MREC_OK, "%s, unit rows", what))
+                t_check(!memcmp(ri, gi, 4 * (size_t)n * k) && !memcmp(rv, gv, 4 * (size_t)n * k),
+                        "%s, unit rows: the top k of the rows made unit by mrec_unit_rows_ref", what);
+            mrec_gemm_ref(S, x, x, NULL, 1, 0, 0, 1, n, n, dim, dim, dim, n); /* ri and rv back to the plain case */
+            mrec_topk_rows_ref(ri, rv, S, n, n, k);
+            free(xu);
         }
         free(x), free(S), free(ri), free(gi), free(gi2), free(rv), free(gv);
     }
     float one = 1.0f;
     int32_t i2[2];
-    t_status(mrec_gram_topk_cpu(i2, NULL, &one, 1, 1, 2, pools[0]), MREC_ERR_ARG, "gram top-k: k above the rows");
+    t_status(mrec_gram_topk_cpu(i2, NULL, &one, 1, 1, 2, 0, pools[0]), MREC_ERR_ARG, "gram top-k: k above the rows");
 }
 
 static void test_topk(void) {

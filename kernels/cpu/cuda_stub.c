@@ -104,7 +104,7 @@ mrec_status mrec_attention_varlen_cuda(float *out, const float *q, const float *
                                        mrec_cuda *cu) {
     return no_cuda();
 }
-mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_cuda *cu) {
+mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows, mrec_cuda *cu) {
     return no_cuda();
 }
 mrec_status mrec_conv2d_workspace_bytes_cuda(size_t *bytes, const mrec_conv2d_shape *s, mrec_precision prec, mrec_cuda *cu) {

@@ -156,9 +156,9 @@ mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const fl
     return MREC_OK;
 }
 
-mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k) {
-    if (on_gpu(ctx) && k <= 128) return mrec_gram_topk_cuda(idx, val, x, n, dim, k, ctx->cuda);
-    return mrec_gram_topk_cpu(idx, val, x, n, dim, k, ctx->pool);
+mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows) {
+    if (on_gpu(ctx) && k <= 128) return mrec_gram_topk_cuda(idx, val, x, n, dim, k, unit_rows, ctx->cuda);
+    return mrec_gram_topk_cpu(idx, val, x, n, dim, k, unit_rows, ctx->pool);
 }
 
 size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh) {

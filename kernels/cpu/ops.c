@@ -918,14 +918,31 @@ static void finish_range(void *arg, int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; r++) heap_sorted(m->val + r * m->k, m->idx + r * m->k, m->count[r], m->k);
 }
 
-mrec_status mrec_gram_topk_cpu(int32_t *idx, float *val, const float *x, int n, int dim, int k, mrec_pool *pool) {
+typedef struct {
+    float *out;
+    const float *x;
+    int dim;
+} unit_args;
+
+static void unit_range(void *arg, int64_t lo, int64_t hi) {
+    const unit_args *u = arg;
+    mrec_unit_rows_ref(u->out + lo * u->dim, u->x + lo * u->dim, hi - lo, u->dim);
+}
+
+mrec_status mrec_gram_topk_cpu(int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows, mrec_pool *pool) {
     if (n <= 0 || k <= 0) return MREC_OK;
     if (k > n) return mrec_fail(MREC_ERR_ARG, "gram top-k: k = %d of %d rows", k, n);
+    float *unit = unit_rows ? malloc(sizeof(float) * (size_t)n * dim) : NULL;
+    if (unit) {
+        unit_args u = {unit, x, dim};
+        mrec_parallel_range(pool, n, 64, unit_range, &u);
+        x = unit;
+    }
     float *s = malloc(sizeof(float) * GRAM_BLOCK * GRAM_BLOCK), *own = val ? NULL : malloc(sizeof(float) * (size_t)n * k);
     int *count = calloc((size_t)n, sizeof *count);
     mrec_packs *packs = NULL;
-    if (!s || (!val && !own) || !count || mrec_packs_create(&packs, x, (int64_t)n * dim)) {
-        free(s), free(own), free(count);
+    if (!s || (!val && !own) || !count || (unit_rows && !unit) || mrec_packs_create(&packs, x, (int64_t)n * dim)) {
+        free(s), free(own), free(count), free(unit);
         return mrec_fail(MREC_ERR_NOMEM, "gram top-k: %d rows", n);
     }
     if (!val) val = own;
@@ -945,7 +962,7 @@ mrec_status mrec_gram_topk_cpu(int32_t *idx, float *val, const float *x, int n, 
     merge_args all = {idx, val, count, NULL, 0, 0, 0, 0, k};
     mrec_parallel_range(pool, n, 64, finish_range, &all);
     mrec_packs_free(packs);
-    free(s), free(own), free(count);
+    free(s), free(own), free(count), free(unit);
     return MREC_OK;
 }
 

@@ -156,6 +156,16 @@ static int ranks_before(float va, int ia, float vb, int ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
+void mrec_unit_rows_ref(float *out, const float *x, int64_t n, int dim) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *r = x + i * dim;
+        double s = 0;
+        for (int d = 0; d < dim; d++) s += (double)r[d] * r[d];
+        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f; /* a zero row stays zero (MMRec would divide by 0) */
+        for (int d = 0; d < dim; d++) out[i * dim + d] = r[d] * inv;
+    }
+}
+
 void mrec_topk_rows_ref(int32_t *idx, float *val, const float *scores, int R, int C, int k) {
     for (int r = 0; r < R; r++) {
         const float *s = scores + (size_t)r * C;

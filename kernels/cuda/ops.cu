@@ -500,15 +500,32 @@ extern "C" mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float
 
 /* The kNN graph's selection on the GPU: x (n, dim), idx and val (n, k) are
  * host memory, as for mrec_gram_topk_cpu (the graph is built once, before
- * training). x goes up once; S = x x^T is made a block of rows at a time
- * (cuBLAS, fp32) and each block reduced to its rows' top k by the kernels
- * above, so the device holds a block of S, never all of it; the lists come
+ * training). x goes up once (its rows made unit there when asked: one
+ * host thread took longer over them than the GPU over all the rest); S =
+ * x x^T is made a block of rows at a time (cuBLAS, fp32) and each block
+ * reduced to its rows' top k by the kernels above, so the device holds a
+ * block of S, never all of it; the lists come
  * back once at the end. A row's top k is that of its whole row of S, ties to
  * the lower column, NaN last; the products' rounding is cuBLAS's, so a
  * near-tie may fall the other way from the CPU's. */
 #define GRAM_BLOCK_BYTES ((size_t)256 << 20)
 
-extern "C" mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k,
+/* x (n, dim) in place: each row divided by its norm as mrec_unit_rows_ref (the sum of squares in double, so the
+ * same floats as the host's: the squares are exact in double and the sums differ by their order alone). A warp
+ * a row. */
+__global__ static void unit_rows_kernel(float *x, int64_t n, int dim) {
+    const int lane = threadIdx.x & 31;
+    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < n; r += (int64_t)gridDim.x * blockDim.x / 32) {
+        float *row = x + r * dim;
+        double s = 0;
+        for (int d = lane; d < dim; d += 32) s += (double)row[d] * row[d];
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+        for (int d = lane; d < dim; d += 32) row[d] *= inv;
+    }
+}
+
+extern "C" mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows,
                                            mrec_cuda *cu) {
     if (n <= 0 || k <= 0) return MREC_OK;
     if (k > n) return mrec_fail(MREC_ERR_ARG, "gram top-k: k = %d of %d rows", k, n);
@@ -522,6 +539,10 @@ extern "C" mrec_status mrec_gram_topk_cuda(int32_t *idx, float *val, const float
     if (!st) st = mrec_cuda_malloc(cu, (void **)&di, sizeof(int32_t) * (size_t)n * k);
     if (!st) st = mrec_cuda_malloc(cu, (void **)&dv, sizeof(float) * (size_t)n * k);
     if (!st) st = mrec_cuda_copy_h2d(cu, dx, x, sizeof(float) * (size_t)n * dim);
+    if (!st && unit_rows) {
+        unit_rows_kernel<<<mrec_grid((int64_t)n * 32, THREADS), THREADS, 0, cu->stream>>>(dx, n, dim);
+        st = MREC_CUDA_LAUNCHED("gram top-k: unit rows");
+    }
     for (int r0 = 0; r0 < n && !st; r0 += block) {
         int r = n - r0 < block ? n - r0 : block;
         st = mrec_gemm_cuda(ds, dx + (size_t)r0 * dim, dx, NULL, 1.0f, 0.0f, 0, 1, r, n, dim, dim, dim, n, cu);
