@@ -113,8 +113,9 @@ static void test_elementwise(void) {
 }
 
 static void test_rows(void) {
-    int shapes[][2] = {{1, 1}, {3, 31}, {7, 33}, {5, 255}, {2, 257}, {12 * 197, 197}, {64, 768}, {3, 3072}};
-    for (int si = 0; si < 8; si++) {
+    /* 384, 768 and 1,024 wide: the LayerNorms' warp-a-row kernel (widths 128 V); the others, its block kernel */
+    int shapes[][2] = {{1, 1}, {3, 31}, {7, 33}, {5, 255}, {2, 257}, {12 * 197, 197}, {64, 768}, {3, 3072}, {131, 384}, {9, 1024}};
+    for (int si = 0; si < 10; si++) {
         int R = shapes[si][0], C = shapes[si][1];
         int64_t n = (int64_t)R * C;
         float *x = rnd(n, -6, 6), *w = rnd(C, 0.5f, 1.5f), *b = rnd(C, -1, 1), *ref = malloc(4 * n), *got = malloc(4 * n);

@@ -253,10 +253,14 @@ __global__ static void add_layernorm_kernel(float *out, const float *a, const fl
 }
 
 /* out = LayerNorm(a + b): out, a, b (R, C), out may be a or b; weight, bias (C) or NULL */
+static bool layernorm_by_warps(float *out, __nv_bfloat16 *out16, const float *a, const float *b, const float *weight,
+                               const float *bias, float eps, int R, int C, mrec_cuda *cu);
+
 extern "C" mrec_status mrec_add_layernorm_cuda(float *out, const float *a, const float *b, const float *weight,
                                                const float *bias, float eps, int R, int C, mrec_cuda *cu) {
     if (R <= 0 || C <= 0) return MREC_OK;
-    add_layernorm_kernel<<<R, THREADS, 0, cu->stream>>>(out, a, b, weight, bias, eps, C);
+    if (!layernorm_by_warps(out, NULL, a, b, weight, bias, eps, R, C, cu))
+        add_layernorm_kernel<<<R, THREADS, 0, cu->stream>>>(out, a, b, weight, bias, eps, C);
     return MREC_CUDA_LAUNCHED("add_layernorm");
 }
 
@@ -287,7 +291,8 @@ __global__ static void layernorm_bf16_kernel(float *out, __nv_bfloat16 *out16, c
 /* The same with a warp a row and the row in its registers, V float4s a lane (C = 128 V: the encoders' 384, 512,
  * 768 and 1,024): each value is read once, 16 bytes at a time, and the sums are the warp's shuffles, with no
  * block barrier. A block of THREADS threads took a 768-wide row at 3 values a thread, and a ViT-B/16 LayerNorm
- * at batch 32 ran at half the memory's rate. a, b, out, weight and bias 16-byte aligned, out16 8-byte. */
+ * at batch 32 ran at half the memory's rate. a, b, out, weight and bias 16-byte aligned, out16 8-byte; the fp32
+ * LayerNorms (out16 NULL) take it too. */
 template <int V>
 __global__ static void layernorm_bf16_warp(float *out, __nv_bfloat16 *out16, const float *a, const float *b, const float *w,
                                            const float *bias, float eps, int R) {
@@ -336,9 +341,10 @@ __global__ static void layernorm_bf16_warp(float *out, __nv_bfloat16 *out16, con
 
 static bool aligned(const void *p, uintptr_t to) { return ((uintptr_t)p & (to - 1)) == 0; }
 
-extern "C" mrec_status mrec_layernorm_bf16_cuda(float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
-                                                const float *bias, float eps, int R, int C, mrec_cuda *cu) {
-    if (R <= 0 || C <= 0) return MREC_OK;
+/* LayerNorm(a + b) (b NULL: of a) by layernorm_bf16_warp where the width and the alignments allow; 0 where they
+ * do not (nothing launched). */
+static bool layernorm_by_warps(float *out, __nv_bfloat16 *out16, const float *a, const float *b, const float *weight,
+                               const float *bias, float eps, int R, int C, mrec_cuda *cu) {
     typedef void (*warp_fn)(float *, __nv_bfloat16 *, const float *, const float *, const float *, const float *, float, int);
     static const warp_fn by_v[9] = {NULL,
                                     layernorm_bf16_warp<1>,
@@ -351,12 +357,15 @@ extern "C" mrec_status mrec_layernorm_bf16_cuda(float *out, uint16_t *out16, con
                                     layernorm_bf16_warp<8>};
     bool fits = C % 128 == 0 && C / 128 <= 8 && R <= 65535 * THREADS && aligned(a, 16) && aligned(b, 16) && aligned(out, 16) &&
                 aligned(weight, 16) && aligned(bias, 16) && aligned(out16, 8);
-    if (fits) {
-        by_v[C / 128]<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, (__nv_bfloat16 *)out16, a, b, weight,
-                                                                                         bias, eps, R);
-    } else {
+    if (fits) by_v[C / 128]<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, out16, a, b, weight, bias, eps, R);
+    return fits;
+}
+
+extern "C" mrec_status mrec_layernorm_bf16_cuda(float *out, uint16_t *out16, const float *a, const float *b, const float *weight,
+                                                const float *bias, float eps, int R, int C, mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    if (!layernorm_by_warps(out, (__nv_bfloat16 *)out16, a, b, weight, bias, eps, R, C, cu))
         layernorm_bf16_kernel<<<R, THREADS, 0, cu->stream>>>(out, (__nv_bfloat16 *)out16, a, b, weight, bias, eps, C);
-    }
     return MREC_CUDA_LAUNCHED("layernorm_bf16");
 }
 
@@ -364,7 +373,8 @@ extern "C" mrec_status mrec_layernorm_bf16_cuda(float *out, uint16_t *out16, con
 extern "C" mrec_status mrec_layernorm_cuda(float *out, const float *in, const float *weight, const float *bias,
                                            float eps, int R, int C, mrec_cuda *cu) {
     if (R <= 0 || C <= 0) return MREC_OK;
-    layernorm_kernel<<<R, THREADS, 0, cu->stream>>>(out, in, weight, bias, eps, C);
+    if (!layernorm_by_warps(out, NULL, in, NULL, weight, bias, eps, R, C, cu))
+        layernorm_kernel<<<R, THREADS, 0, cu->stream>>>(out, in, weight, bias, eps, C);
     return MREC_CUDA_LAUNCHED("layernorm");
 }
 
