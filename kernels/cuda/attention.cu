@@ -364,15 +364,22 @@ __global__ static void __launch_bounds__(THREADS)
     for (int j = 0; j < DHP / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     const int qrow[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8}; /* the two query rows of this lane */
+    /* A warp whose 16 queries are all past the sequence (the last block of a 197-token one has 5 rows) only
+     * helps load the tiles; past the last key, a tile's 8-key and 16-key steps are skipped (their scores are
+     * -inf, their probabilities 0). Both conditions are the same in every lane of a warp. */
+    const bool active = q0 + warp * 16 < L;
     for (int k0 = 0; k0 < L; k0 += BK) {
         __syncthreads(); /* the previous tile is no longer read */
         load_rows_bf16<DHP>(ks, LD, k + col, ld, row0 + k0, L - k0, BK, dh, vec);
         load_rows_bf16<DHP>(vs, LD, v + col, ld, row0 + k0, L - k0, BK, dh, vec);
         __syncthreads();
+        if (!active) continue;
+        const int keys = L - k0; /* valid keys in this tile (more than BK: all of it) */
         float s[BK / 8][4]; /* S (16, BK) of this warp, 8 keys a fragment */
 #pragma unroll
         for (int j = 0; j < BK / 8; j++) {
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            if (j * 8 >= keys) continue;
             const __nv_bfloat16 *kr = ks + (j * 8 + g) * LD + 2 * c;
 #pragma unroll
             for (int kk = 0; kk < DHP / 16; kk++)
@@ -428,6 +435,7 @@ __global__ static void __launch_bounds__(THREADS)
         const int lk = ((lane >> 3) & 1) * 8 + (lane & 7), lcol = (lane >> 4) * 8;
 #pragma unroll
         for (int kc = 0; kc < BK / 16; kc++) {
+            if (kc * 16 >= keys) break;
             const uint32_t a[4] = {pf[2 * kc][0], pf[2 * kc][1], pf[2 * kc + 1][0], pf[2 * kc + 1][1]};
 #pragma unroll
             for (int j = 0; j < DHP / 8; j += 2) {
