@@ -714,6 +714,28 @@ mrec_status mrec_event_record(mrec_context *ctx, mrec_event *ev, mrec_stream str
 mrec_status mrec_stream_wait(mrec_context *ctx, mrec_stream stream, mrec_event *ev);
 mrec_status mrec_event_sync(mrec_context *ctx, mrec_event *ev);
 
+/* ---- CUDA graphs: a run of launches replayed as one ----------------------
+ * mrec_graph_run runs body(ctx, arg). On a GPU context, the second call with
+ * the same key captures the body's launches into a CUDA graph, and from then
+ * on a call with that key replays the graph: the host no longer issues each
+ * launch, whose cost (a few to tens of microseconds, more through cuDNN's
+ * legacy calls) left the GPU idle between short kernels. The key holds the
+ * bytes of everything the launches depend on that may change between calls
+ * (device pointers, sizes); the context's own scratch is added to it, and
+ * every graph is dropped when weights are uploaded or freed. The body must
+ * launch on the context's stream alone and need nothing back from the
+ * device in between (no waits, no copies to the host): where capturing
+ * fails, the body runs as it is, and that key is not tried again. The first
+ * call runs as it is, so the one-time work (plans, algorithm searches,
+ * buffers grown) is done before a capture. MREC_CUDA_GRAPHS=0 in the
+ * environment turns graphs off. On the CPU: body(ctx, arg). */
+typedef mrec_status (*mrec_graph_body)(mrec_context *ctx, void *arg);
+mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes, mrec_graph_body body, void *arg);
+#define MREC_GRAPH_KEY_MAX 256
+mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_t key_bytes, mrec_status (*fn)(void *), void *arg);
+/* The graphs captured and kept (for the tests: whether capturing took). */
+int mrec_cuda_graph_count(const mrec_cuda *cu);
+
 /* fp32 GEMM through cuBLAS (TF32 off), same contract as mrec_gemm_cpu. */
 mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias,
                            float alpha, float beta, int trans_a, int trans_b,

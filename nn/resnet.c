@@ -444,11 +444,67 @@ size_t mrec_resnet_batch_workspace_bytes(const mrec_context *ctx, const mrec_res
     return mrec_context_split_bytes(ctx, B, pass, pass);
 }
 
+/* One pass of n images already on the device (t->image): everything from the
+ * channels-last copy to the pooled features (and logits), launches only, so
+ * that on a GPU it can be one CUDA graph (mrec_graph_run). */
+typedef struct {
+    const forward_args *f;
+    const activations *t;
+    int i0, n;
+    size_t cb;
+} pass_args;
+
+static mrec_status pass_body(mrec_context *ctx, void *arg) {
+    const pass_args *p = arg;
+    const forward_args *f = p->f;
+    const mrec_resnet *m = f->m;
+    const activations *t = p->t;
+    int n = p->n, i0 = p->i0, H = f->H, W = f->W, cl = m->channels_last, C = m->features;
+    int n_blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3];
+    size_t cb = p->cb;
+    void *x = t->buf[0], *t1 = t->buf[1], *t2 = t->buf[2], *down = t->buf[3];
+    int h = H, w = W;
+    mrec_status st = MREC_OK;
+    if (cl) st = mrec_nhwc_bf16_from_nchw(ctx, t->image_cl, t->image, n, m->stem.c_in, H * W, cin_of(m, &m->stem));
+    if (!st) st = conv(ctx, m, t1, cl ? (const void *)t->image_cl : t->image, &m->stem, n, &h, &w, t->col, cb, RELU);
+    mrec_pool2d_shape ps = {n, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
+    if (!st) st = cl ? mrec_maxpool2d_nhwc_bf16(ctx, x, t1, &ps) : mrec_maxpool2d(ctx, x, t1, &ps);
+    h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
+    for (int b = 0; b < n_blocks && !st; b++) {
+        const mrec_resnet_block *Bk = &m->block[b];
+        int hh = h, ww = w, hd = h, wd = w;
+        /* the shortcut: x itself, or its downsample; the last conv adds onto it in place, and the sum is the
+         * block's output (x is read by nothing after the first conv and the downsample) */
+        void *sum = x;
+        if (Bk->down.w) {
+            st = conv(ctx, m, down, x, &Bk->down, n, &hd, &wd, t->col, cb, PLAIN);
+            sum = down, down = x; /* x's buffer is free once the block's convs have read it */
+        }
+        if (!st) st = conv(ctx, m, t1, x, &Bk->conv1, n, &hh, &ww, t->col, cb, RELU);
+        if (m->bottleneck) {
+            if (!st) st = conv(ctx, m, t2, t1, &Bk->conv2, n, &hh, &ww, t->col, cb, RELU);
+            if (!st) st = conv(ctx, m, sum, t2, &Bk->conv3, n, &hh, &ww, t->col, cb, ADD_RELU);
+        } else if (!st) {
+            st = conv(ctx, m, sum, t1, &Bk->conv2, n, &hh, &ww, t->col, cb, ADD_RELU);
+        }
+        x = sum;
+        h = hh, w = ww;
+    }
+    /* AdaptiveAvgPool2d(1): the mean of each channel plane, a pooling window the size of the plane */
+    mrec_pool2d_shape gap = {n, C, h, w, h, w, 1, 1, 0, 0, 1};
+    if (!st) st = cl ? mrec_mean_hw_nhwc_bf16(ctx, t->feat, x, n, h * w, C) : mrec_avgpool2d(ctx, t->feat, x, &gap);
+    if (!st && f->pooled) st = mrec_copy_rows(ctx, f->pooled + (size_t)i0 * C, C, t->feat, C, n, C);
+    if (!st && f->logits)
+        st = mrec_gemm(ctx, t->logit, t->feat, m->fc_w, m->fc_b, 1, 0, 0, 1, n, m->n_classes, C, C, C, m->n_classes);
+    if (!st && f->logits) st = mrec_copy_rows(ctx, f->logits + (size_t)i0 * m->n_classes, m->n_classes, t->logit, m->n_classes, n, m->n_classes);
+    return st;
+}
+
 /* Images [lo, hi): G a pass, from ctx's workspace. */
 static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
     const forward_args *f = arg;
     const mrec_resnet *m = f->m;
-    int G = group_of(m), H = f->H, W = f->W, cl = m->channels_last;
+    int G = group_of(m), H = f->H, W = f->W;
     size_t act, cb, act_n, cb_n, mark = ctx->workspace.used;
     mrec_status st = plan(m, m->on, G, H, W, &act, &cb);
     /* a short last pass may get other algorithms (mrec_resnet_workspace_bytes has room for a single image's) */
@@ -460,46 +516,24 @@ static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
         ctx->workspace.used = mark;
         return mrec_fail(MREC_ERR_NOMEM, "resnet: workspace of %zu bytes is too small for %dx%d images", ctx->workspace.capacity, H, W);
     }
-    int n_blocks = m->n_blocks[0] + m->n_blocks[1] + m->n_blocks[2] + m->n_blocks[3], C = m->features;
     size_t image = (size_t)3 * H * W;
-    /* G images a pass, the last one n */
+    /* G images a pass, the last one n: the images go up, then the pass's launches, on a GPU one graph from the
+     * second time the same pass comes (the same images' buffer, outputs and sizes) */
     for (int i0 = lo; i0 < hi && !st; i0 += G) {
         int n = hi - i0 < G ? hi - i0 : G;
-        void *x = t.buf[0], *t1 = t.buf[1], *t2 = t.buf[2], *down = t.buf[3];
-        int h = H, w = W;
         st = mrec_copy_to_device(ctx, t.image, f->images + i0 * image, sizeof(float) * image * n);
-        if (!st && cl) st = mrec_nhwc_bf16_from_nchw(ctx, t.image_cl, t.image, n, m->stem.c_in, H * W, cin_of(m, &m->stem));
-        if (!st) st = conv(ctx, m, t1, cl ? (const void *)t.image_cl : t.image, &m->stem, n, &h, &w, t.col, cb, RELU);
-        mrec_pool2d_shape ps = {n, m->stem.c_out, h, w, 3, 3, 2, 2, 1, 1, 1};
-        if (!st) st = cl ? mrec_maxpool2d_nhwc_bf16(ctx, x, t1, &ps) : mrec_maxpool2d(ctx, x, t1, &ps);
-        h = mrec_pool2d_out_h(&ps), w = mrec_pool2d_out_w(&ps);
-        for (int b = 0; b < n_blocks && !st; b++) {
-            const mrec_resnet_block *Bk = &m->block[b];
-            int hh = h, ww = w, hd = h, wd = w;
-            /* the shortcut: x itself, or its downsample; the last conv adds onto it in place, and the sum is the
-             * block's output (x is read by nothing after the first conv and the downsample) */
-            void *sum = x;
-            if (Bk->down.w) {
-                st = conv(ctx, m, down, x, &Bk->down, n, &hd, &wd, t.col, cb, PLAIN);
-                sum = down, down = x; /* x's buffer is free once the block's convs have read it */
-            }
-            if (!st) st = conv(ctx, m, t1, x, &Bk->conv1, n, &hh, &ww, t.col, cb, RELU);
-            if (m->bottleneck) {
-                if (!st) st = conv(ctx, m, t2, t1, &Bk->conv2, n, &hh, &ww, t.col, cb, RELU);
-                if (!st) st = conv(ctx, m, sum, t2, &Bk->conv3, n, &hh, &ww, t.col, cb, ADD_RELU);
-            } else if (!st) {
-                st = conv(ctx, m, sum, t1, &Bk->conv2, n, &hh, &ww, t.col, cb, ADD_RELU);
-            }
-            x = sum;
-            h = hh, w = ww;
-        }
-        /* AdaptiveAvgPool2d(1): the mean of each channel plane, a pooling window the size of the plane */
-        mrec_pool2d_shape gap = {n, C, h, w, h, w, 1, 1, 0, 0, 1};
-        if (!st) st = cl ? mrec_mean_hw_nhwc_bf16(ctx, t.feat, x, n, h * w, C) : mrec_avgpool2d(ctx, t.feat, x, &gap);
-        if (!st && f->pooled) st = mrec_copy_rows(ctx, f->pooled + (size_t)i0 * C, C, t.feat, C, n, C);
-        if (!st && f->logits)
-            st = mrec_gemm(ctx, t.logit, t.feat, m->fc_w, m->fc_b, 1, 0, 0, 1, n, m->n_classes, C, C, C, m->n_classes);
-        if (!st && f->logits) st = mrec_copy_rows(ctx, f->logits + (size_t)i0 * m->n_classes, m->n_classes, t.logit, m->n_classes, n, m->n_classes);
+        pass_args p = {f, &t, i0, n, cb};
+        struct {
+            const void *model, *workspace, *pooled, *logits;
+            size_t used, cb;
+            int n, H, W, precision;
+        } key;
+        memset(&key, 0, sizeof key); /* the padding too: the key is compared as bytes */
+        key.model = m, key.workspace = ctx->workspace.base, key.used = mark, key.cb = cb;
+        key.pooled = f->pooled ? f->pooled + (size_t)i0 * m->features : NULL;
+        key.logits = f->logits ? f->logits + (size_t)i0 * m->n_classes : NULL;
+        key.n = n, key.H = H, key.W = W, key.precision = (int)ctx->precision;
+        if (!st) st = mrec_graph_run(ctx, &key, sizeof key, pass_body, &p);
     }
     ctx->workspace.used = mark;
     return st;

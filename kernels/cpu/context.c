@@ -181,6 +181,23 @@ mrec_status mrec_copy_to_host_async(mrec_context *ctx, void *dst, const void *sr
     return MREC_OK;
 }
 
+typedef struct {
+    mrec_graph_body body;
+    mrec_context *ctx;
+    void *arg;
+} graph_thunk;
+
+static mrec_status graph_body(void *arg) {
+    graph_thunk *t = arg;
+    return t->body(t->ctx, t->arg);
+}
+
+mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes, mrec_graph_body body, void *arg) {
+    if (!on_gpu(ctx)) return body(ctx, arg);
+    graph_thunk t = {body, ctx, arg};
+    return mrec_cuda_graph_run(ctx->cuda, key, key_bytes, graph_body, &t);
+}
+
 mrec_status mrec_event_create(mrec_context *ctx, mrec_event **ev) {
     *ev = NULL;
     return on_gpu(ctx) ? mrec_cuda_event_create(ctx->cuda, ev) : MREC_OK;

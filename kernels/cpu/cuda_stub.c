@@ -40,6 +40,14 @@ mrec_status mrec_cuda_profile(mrec_cuda *cu, int on) {
     (void)cu, (void)on;
     return no_cuda();
 }
+mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_t key_bytes, mrec_status (*fn)(void *), void *arg) {
+    (void)cu, (void)key, (void)key_bytes, (void)fn, (void)arg;
+    return no_cuda();
+}
+int mrec_cuda_graph_count(const mrec_cuda *cu) {
+    (void)cu;
+    return 0;
+}
 mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias,
                            float alpha, float beta, int trans_a, int trans_b,
                            int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu) {

@@ -42,7 +42,11 @@ struct mrec_cuda {
     int n_conv_plans, cap_conv_plans;
     struct mrec_lt_algo *lt_algos; /* cuBLASLt's algorithm per product shape (gemm.cu) */
     int n_lt_algos, cap_lt_algos;
+    struct mrec_cuda_graph *graphs; /* mrec_cuda_graph_run's keys and graphs (device.cu) */
+    int n_graphs, next_graph;
 };
+/* Drops every graph (their launches name weights that are about to change). */
+void mrec_cuda_graphs_clear(mrec_cuda *cu);
 void mrec_conv_plans_free(mrec_cuda *cu);
 void mrec_lt_algos_free(mrec_cuda *cu);
 /* Device arrays as bf16 operands: their twins, or rounded into the

@@ -8,6 +8,7 @@
 #include "cuda_internal.h"
 
 #include <cuda_profiler_api.h>
+#include <string.h>
 
 extern "C" int mrec_cuda_compiled(void) { return 1; }
 
@@ -69,6 +70,8 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
         if (cu->weights[i].bf16) cudaFree(cu->weights[i].bf16);
     }
     free(cu->weights);
+    mrec_cuda_graphs_clear(cu);
+    free(cu->graphs);
     mrec_conv_plans_free(cu);
     mrec_lt_algos_free(cu);
     if (cu->bf16_buf) cudaFree(cu->bf16_buf);
@@ -193,4 +196,76 @@ extern "C" mrec_status mrec_cuda_event_sync(mrec_cuda *cu, mrec_event *ev) {
 extern "C" mrec_status mrec_cuda_stream_sync(mrec_cuda *cu, mrec_stream s) {
     mrec_status st = on_device(cu);
     return st ? st : mrec_cuda_check(cudaStreamSynchronize(stream_of(cu, s)), "cudaStreamSynchronize");
+}
+
+/* ---- CUDA graphs (mrec_kernels.h, mrec_graph_run) ---- */
+
+#define GRAPHS 16 /* keys kept; past that the oldest is dropped */
+
+enum { GRAPH_SEEN, GRAPH_READY, GRAPH_REFUSED };
+
+struct mrec_cuda_graph {
+    unsigned char key[MREC_GRAPH_KEY_MAX + 3 * sizeof(void *)];
+    size_t len;
+    int state;
+    cudaGraphExec_t exec; /* GRAPH_READY */
+};
+
+void mrec_cuda_graphs_clear(mrec_cuda *cu) {
+    for (int i = 0; i < cu->n_graphs; i++)
+        if (cu->graphs[i].exec) cudaGraphExecDestroy(cu->graphs[i].exec);
+    cu->n_graphs = cu->next_graph = 0;
+}
+
+/* Runs fn(arg) for real; a capture that failed leaves no error behind it. */
+static mrec_status run_plain(mrec_cuda_graph *g, mrec_status (*fn)(void *), void *arg) {
+    g->state = GRAPH_REFUSED;
+    cudaGetLastError();
+    mrec_clear_error();
+    return fn(arg);
+}
+
+extern "C" mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_t key_bytes, mrec_status (*fn)(void *), void *arg) {
+    static int off = -1;
+    if (off < 0) off = getenv("MREC_CUDA_GRAPHS") && !strcmp(getenv("MREC_CUDA_GRAPHS"), "0");
+    if (off || key_bytes > MREC_GRAPH_KEY_MAX) return fn(arg);
+    /* the key, and the context's scratch a launch may name: the bf16 conversion buffer moves when it grows */
+    unsigned char full[sizeof ((mrec_cuda_graph *)0)->key];
+    const void *scratch[3] = {cu->bf16_buf, (const void *)(uintptr_t)cu->bf16_cap, cu->lt_work};
+    memcpy(full, key, key_bytes);
+    memcpy(full + key_bytes, scratch, sizeof scratch);
+    size_t len = key_bytes + sizeof scratch;
+    mrec_cuda_graph *g = NULL;
+    for (int i = 0; i < cu->n_graphs && !g; i++)
+        if (cu->graphs[i].len == len && !memcmp(cu->graphs[i].key, full, len)) g = &cu->graphs[i];
+    if (!g) { /* first seen: noted, and run as it is */
+        if (!cu->graphs && !(cu->graphs = (mrec_cuda_graph *)calloc(GRAPHS, sizeof *cu->graphs))) return fn(arg);
+        if (cu->n_graphs < GRAPHS) g = &cu->graphs[cu->n_graphs++];
+        else {
+            g = &cu->graphs[cu->next_graph], cu->next_graph = (cu->next_graph + 1) % GRAPHS;
+            if (g->exec) cudaGraphExecDestroy(g->exec);
+        }
+        memcpy(g->key, full, len);
+        g->len = len, g->state = GRAPH_SEEN, g->exec = NULL;
+        return fn(arg);
+    }
+    if (g->state == GRAPH_REFUSED) return fn(arg);
+    if (g->state == GRAPH_SEEN) { /* the second call: captured, then replayed */
+        cudaGraph_t graph = NULL;
+        if (cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return run_plain(g, fn, arg);
+        mrec_status st = fn(arg);
+        cudaError_t end = cudaStreamEndCapture(cu->stream, &graph);
+        cudaGraphExec_t exec = NULL;
+        bool made = !st && end == cudaSuccess && graph && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+        if (graph) cudaGraphDestroy(graph);
+        if (!made) return run_plain(g, fn, arg);
+        g->exec = exec, g->state = GRAPH_READY;
+    }
+    return mrec_cuda_check(cudaGraphLaunch(g->exec, cu->stream), "cudaGraphLaunch");
+}
+
+extern "C" int mrec_cuda_graph_count(const mrec_cuda *cu) {
+    int n = 0;
+    for (int i = 0; i < cu->n_graphs; i++) n += cu->graphs[i].state == GRAPH_READY;
+    return n;
 }

@@ -501,6 +501,7 @@ extern "C" mrec_status mrec_cuda_weights_upload(mrec_cuda *cu, float **out, cons
         if (w.bf16) cudaFree(w.bf16);
         return st;
     }
+    mrec_cuda_graphs_clear(cu);
     cu->weights[cu->n_weights++] = w;
     *out = w.f32;
     return MREC_OK;
@@ -509,6 +510,7 @@ extern "C" mrec_status mrec_cuda_weights_upload(mrec_cuda *cu, float **out, cons
 extern "C" void mrec_cuda_weights_free(mrec_cuda *cu, float *weights) {
     for (int i = 0; i < cu->n_weights; i++)
         if (cu->weights[i].f32 == weights) {
+            mrec_cuda_graphs_clear(cu);
             cudaFree(cu->weights[i].f32);
             if (cu->weights[i].bf16) cudaFree(cu->weights[i].bf16);
             cu->weights[i] = cu->weights[--cu->n_weights];
