@@ -202,12 +202,23 @@ mrec_status mrec_vit_layer_forward_bf16(mrec_context *ctx, const mrec_vit_layer 
     return st;
 }
 
-static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const activations *t, const float *images, int B,
-                                 float *cls, float *pooled) {
+/* A chunk of B images already on the device (t->images) to its outputs: launches only, so that on a GPU it can
+ * be one CUDA graph (mrec_graph_run). */
+typedef struct {
+    const mrec_vit *m;
+    const activations *t;
+    int B;
+    float *cls, *pooled;
+} chunk_args;
+
+static mrec_status chunk_body(mrec_context *ctx, void *arg) {
+    const chunk_args *a = arg;
+    const mrec_vit *m = a->m;
+    const activations *t = a->t;
     const mrec_vit_config *c = &m->cfg;
-    int H = c->hidden, P = c->patch_size, S = c->image_size, G = S / P, N = G * G, T = 1 + N, K = c->channels * P * P;
-    mrec_status st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * S * S);
-    if (!st) st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
+    float *cls = a->cls, *pooled = a->pooled;
+    int B = a->B, H = c->hidden, P = c->patch_size, S = c->image_size, G = S / P, N = G * G, T = 1 + N, K = c->channels * P * P;
+    mrec_status st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
     /* the patch embeddings of the batch in one product (into the layers' scratch, free until they run), then
      * each image's N rows to rows 1..N of its sequence: one copy of B rows of N x H, a sequence apart */
     if (!st) st = mrec_gemm(ctx, t->layer, t->patches, m->patch_w, m->patch_b, 1, 0, 0, 1, B * N, H, K, K, K, H);
@@ -227,6 +238,24 @@ static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const act
         if (!st) st = mrec_activation(ctx, pooled, pooled, MREC_ACT_TANH, 0, (int64_t)B * c->pooler_size);
     }
     return st;
+}
+
+/* The images up, then the chunk's launches: on a GPU one graph from the second time the same chunk comes (the
+ * same workspace, outputs and size) */
+static mrec_status forward_chunk(mrec_context *ctx, const mrec_vit *m, const activations *t, const float *images, int B,
+                                 float *cls, float *pooled) {
+    const mrec_vit_config *c = &m->cfg;
+    mrec_status st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * c->image_size * c->image_size);
+    chunk_args a = {m, t, B, cls, pooled};
+    struct {
+        const void *model, *images, *cls, *pooled;
+        size_t carved; /* where the activations end: another chunk size lays them out elsewhere */
+        int B, precision;
+    } key;
+    memset(&key, 0, sizeof key); /* the padding too: the key is compared as bytes */
+    key.model = m, key.images = t->images, key.cls = cls, key.pooled = pooled, key.carved = ctx->workspace.used, key.B = B,
+    key.precision = (int)ctx->precision;
+    return st ? st : mrec_graph_run(ctx, &key, sizeof key, chunk_body, &a);
 }
 
 mrec_status mrec_vit_forward(mrec_context *ctx, const mrec_vit *m, const float *images, int B, float *cls, float *pooled) {

@@ -2006,55 +2006,77 @@ static void test_recommenders(void) {
     mrec_context_destroy(ctx[0]), mrec_context_destroy(ctx[1]);
 }
 
-/* ResNet's passes as CUDA graphs (mrec_graph_run): on one GPU context, the same batch three times (run as it
- * is, captured, replayed) gives the same bits each time; a new batch through the replayed graph gives the bits
- * the same context gives it without a graph (another output buffer is another key: run as it is). */
+/* One forward of resnet_tiny (vit 0) or vit_tiny (vit 1), loaded and moved to ctx once, into out (device). */
+typedef struct {
+    int vit;
+    mrec_resnet resnet;
+    mrec_vit v;
+    int B, H, W, width;
+} replay_model;
+
+static mrec_status replay_forward(mrec_context *ctx, replay_model *r, const float *x, float *out) {
+    return r->vit ? mrec_vit_forward(ctx, &r->v, x, r->B, out, NULL) : mrec_resnet_forward(ctx, &r->resnet, x, r->B, r->H, r->W, out, NULL);
+}
+
+/* The models' forwards as CUDA graphs (mrec_graph_run): on one GPU context, the same batch three times (run as
+ * it is, captured, replayed) gives the same bits each time; a new batch through the replayed graph gives the bits
+ * the same context gives it without a graph (another output buffer is another key: run as it is). ResNet's
+ * passes and ViT's chunks, each in fp32 and bf16 (for ResNet the NCHW and the channels-last route). */
 static void test_graph_replay(void) {
-    int64_t s[4];
-    float *a = read_f32(FIX "vision/images_64x72.npy", s);
-    if (!a) return t_skip("CUDA graphs: " FIX "vision/images_64x72.npy not found");
-    int B = (int)s[0], H = (int)s[2], W = (int)s[3];
-    size_t image = (size_t)3 * H * W;
-    float *b = malloc(sizeof(float) * image * B);
-    for (size_t i = 0; i < image * B; i++) b[i] = 0.5f * a[i] + 0.25f;
-    const mrec_precision precs[2] = {MREC_PREC_FP32, MREC_PREC_BF16}; /* the NCHW route and the channels-last one */
-    for (int pi = 0; pi < 2; pi++) {
-        mrec_precision prec = precs[pi];
-        mrec_context_options o = mrec_context_defaults();
-        o.device = MREC_WANT_CUDA, o.precision = prec;
-        mrec_context *ctx;
-        mrec_resnet m;
-        if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CUDA context")) continue;
-        if (!t_status(mrec_resnet_load(&m, FIX "vision/resnet_tiny"), MREC_OK, "load resnet_tiny")) {
-            mrec_context_destroy(ctx);
+    for (int vit = 0; vit <= 1; vit++) {
+        const char *name = vit ? "vit_tiny" : "resnet_tiny";
+        int64_t s[8];
+        float *a = read_f32(vit ? FIX "vision/images_32.npy" : FIX "vision/images_64x72.npy", s);
+        if (!a) {
+            t_skip("CUDA graphs of %s: its images not found", name);
             continue;
         }
-        size_t n = (size_t)B * m.features, bytes = sizeof(float) * n;
-        float *got[5], *dev[2] = {NULL, NULL};
-        for (int i = 0; i < 5; i++) got[i] = malloc(bytes);
-        mrec_status st = mrec_resnet_to_device(&m, ctx);
-        if (!st) st = mrec_context_reserve(ctx, mrec_resnet_workspace_bytes(&m, H, W) + 2 * bytes + 4 * MREC_ARENA_ALIGN);
-        for (int i = 0; i < 2 && !st; i++)
-            if (!(dev[i] = mrec_arena_alloc(&ctx->workspace, bytes))) st = mrec_fail(MREC_ERR_NOMEM, "outputs");
-        const char *what = mrec_precision_name(prec);
-        for (int r = 0; r < 5 && !st; r++) { /* a, a, a, b (replayed), b into the other buffer (as it is) */
-            st = mrec_resnet_forward(ctx, &m, r < 3 ? a : b, B, H, W, dev[r == 4], NULL);
-            if (!st) st = mrec_copy_to_host(ctx, got[r], dev[r == 4], bytes);
+        replay_model r = {.vit = vit, .B = (int)s[0], .H = (int)s[2], .W = (int)s[3]};
+        size_t image = (size_t)3 * r.H * r.W;
+        float *b = malloc(sizeof(float) * image * r.B);
+        for (size_t i = 0; i < image * r.B; i++) b[i] = 0.5f * a[i] + 0.25f;
+        const mrec_precision precs[2] = {MREC_PREC_FP32, MREC_PREC_BF16};
+        for (int pi = 0; pi < 2; pi++) {
+            mrec_precision prec = precs[pi];
+            const char *what = mrec_precision_name(prec);
+            mrec_context_options o = mrec_context_defaults();
+            o.device = MREC_WANT_CUDA, o.precision = prec;
+            mrec_context *ctx;
+            if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CUDA context")) continue;
+            mrec_status st = vit ? mrec_vit_load(&r.v, FIX "vision/vit_tiny") : mrec_resnet_load(&r.resnet, FIX "vision/resnet_tiny");
+            if (!t_status(st, MREC_OK, "load %s", name)) {
+                mrec_context_destroy(ctx);
+                continue;
+            }
+            r.width = vit ? r.v.cfg.hidden : r.resnet.features;
+            size_t bytes = sizeof(float) * (size_t)r.B * r.width;
+            float *got[5], *dev[2] = {NULL, NULL};
+            for (int i = 0; i < 5; i++) got[i] = malloc(bytes);
+            st = vit ? mrec_vit_to_device(&r.v, ctx) : mrec_resnet_to_device(&r.resnet, ctx);
+            size_t ws = vit ? mrec_vit_workspace_bytes(&r.v, r.B) : mrec_resnet_workspace_bytes(&r.resnet, r.H, r.W);
+            if (!st) st = mrec_context_reserve(ctx, ws + 2 * bytes + 4 * MREC_ARENA_ALIGN);
+            for (int i = 0; i < 2 && !st; i++)
+                if (!(dev[i] = mrec_arena_alloc(&ctx->workspace, bytes))) st = mrec_fail(MREC_ERR_NOMEM, "outputs");
+            for (int k = 0; k < 5 && !st; k++) { /* a, a, a, b (replayed), b into the other buffer (as it is) */
+                st = replay_forward(ctx, &r, k < 3 ? a : b, dev[k == 4]);
+                if (!st) st = mrec_copy_to_host(ctx, got[k], dev[k == 4], bytes);
+            }
+            if (t_status(st, MREC_OK, "%s in %s, five forwards", name, what)) {
+                t_check(!memcmp(got[0], got[1], bytes) && !memcmp(got[0], got[2], bytes),
+                        "%s in %s: captured and replayed, the bits of the forward run as it is", name, what);
+                t_check(!memcmp(got[3], got[4], bytes), "%s in %s: a new batch through the replayed graph, the bits of it run as it is",
+                        name, what);
+                t_check(memcmp(got[0], got[3], bytes), "%s in %s: the new batch gives other outputs (the graph read it)", name, what);
+                t_check(mrec_cuda_graph_count(ctx->cuda) >= 1, "%s in %s: its forward captured as a CUDA graph (%d kept)", name, what,
+                        mrec_cuda_graph_count(ctx->cuda));
+            }
+            for (int i = 0; i < 5; i++) free(got[i]);
+            if (vit) mrec_vit_free(&r.v);
+            else mrec_resnet_free(&r.resnet);
+            mrec_context_destroy(ctx);
         }
-        if (t_status(st, MREC_OK, "resnet_tiny in %s, five forwards", what)) {
-            t_check(!memcmp(got[0], got[1], bytes) && !memcmp(got[0], got[2], bytes),
-                    "resnet_tiny in %s: captured and replayed, the bits of the forward run as it is", what);
-            t_check(!memcmp(got[3], got[4], bytes), "resnet_tiny in %s: a new batch through the replayed graph, the bits of it run as it is",
-                    what);
-            t_check(memcmp(got[0], got[3], bytes), "resnet_tiny in %s: the new batch gives other features (the graph read it)", what);
-            t_check(mrec_cuda_graph_count(ctx->cuda) >= 1, "resnet_tiny in %s: its pass captured as a CUDA graph (%d kept)", what,
-                    mrec_cuda_graph_count(ctx->cuda));
-        }
-        for (int i = 0; i < 5; i++) free(got[i]);
-        mrec_resnet_free(&m);
-        mrec_context_destroy(ctx);
+        free(a), free(b);
     }
-    free(a), free(b);
 }
 
 int main(void) {
