@@ -232,14 +232,26 @@ static mrec_status head(mrec_context *ctx, const mrec_clip_tower *tw, int D, con
     return st;
 }
 
-static mrec_status image_chunk(mrec_context *ctx, const mrec_clip *m, const activations *t, const float *images, int B,
-                               mrec_clip_output what, float *out) {
+/* A chunk of B images already on the device (t->images) to its outputs: launches only, so that on a GPU it can
+ * be one CUDA graph (mrec_graph_run). */
+typedef struct {
+    const mrec_clip *m;
+    const activations *t;
+    int B;
+    mrec_clip_output what;
+    float *out;
+} image_args;
+
+static mrec_status image_body(mrec_context *ctx, void *arg) {
+    const image_args *a = arg;
+    const mrec_clip *m = a->m;
+    const activations *t = a->t;
     const mrec_clip_tower *tw = &m->vision;
     const mrec_clip_tower_config *c = &tw->cfg;
-    int H = c->hidden, P = c->patch_size, S = c->image_size, G = S / P, N = G * G, T = 1 + N, K = c->channels * P * P;
-    float *h = t->pooled + (size_t)B * H;
-    mrec_status st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * S * S);
-    if (!st) st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
+    int B = a->B, H = c->hidden, P = c->patch_size, S = c->image_size, G = S / P, N = G * G, T = 1 + N, K = c->channels * P * P;
+    mrec_clip_output what = a->what;
+    float *out = a->out, *h = t->pooled + (size_t)B * H;
+    mrec_status st = mrec_patchify(ctx, t->patches, t->images, B, c->channels, S, P);
     /* the batch's patch embeddings in one product (into the layers' scratch), then each image's N rows after
      * its class row: one copy of B rows of N x H, a sequence apart */
     if (!st) st = mrec_gemm(ctx, t->layer, t->patches, tw->embed, NULL, 1, 0, 0, 1, B * N, H, K, K, K, H);
@@ -254,6 +266,24 @@ static mrec_status image_chunk(mrec_context *ctx, const mrec_clip *m, const acti
     if (!st) st = mrec_layernorm(ctx, t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H);
     if (!st) st = head(ctx, tw, m->projection_dim, t->pooled, B, what, out);
     return st;
+}
+
+/* The images up, then the chunk's launches: on a GPU one graph from the second time the same chunk comes (the
+ * same workspace, outputs and size) */
+static mrec_status image_chunk(mrec_context *ctx, const mrec_clip *m, const activations *t, const float *images, int B,
+                               mrec_clip_output what, float *out) {
+    const mrec_clip_tower_config *c = &m->vision.cfg;
+    mrec_status st = mrec_copy_to_device(ctx, t->images, images, sizeof(float) * (size_t)B * c->channels * c->image_size * c->image_size);
+    image_args a = {m, t, B, what, out};
+    struct {
+        const void *model, *images, *out;
+        size_t carved; /* where the activations end: another chunk size lays them out elsewhere */
+        int B, what, precision;
+    } key;
+    memset(&key, 0, sizeof key); /* the padding too: the key is compared as bytes */
+    key.model = m, key.images = t->images, key.out = out, key.carved = ctx->workspace.used, key.B = B, key.what = (int)what,
+    key.precision = (int)ctx->precision;
+    return st ? st : mrec_graph_run(ctx, &key, sizeof key, image_body, &a);
 }
 
 /* HF's pooling position: the largest id (eos_token_id 2, legacy configs) or

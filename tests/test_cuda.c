@@ -2006,32 +2006,39 @@ static void test_recommenders(void) {
     mrec_context_destroy(ctx[0]), mrec_context_destroy(ctx[1]);
 }
 
-/* One forward of resnet_tiny (vit 0) or vit_tiny (vit 1), loaded and moved to ctx once, into out (device). */
+/* One forward of resnet_tiny (kind 0), vit_tiny (1) or the tiny CLIP's image tower (2), loaded and moved to ctx
+ * once, into out (device). */
 typedef struct {
-    int vit;
+    int kind;
     mrec_resnet resnet;
     mrec_vit v;
+    mrec_clip clip;
     int B, H, W, width;
 } replay_model;
 
 static mrec_status replay_forward(mrec_context *ctx, replay_model *r, const float *x, float *out) {
-    return r->vit ? mrec_vit_forward(ctx, &r->v, x, r->B, out, NULL) : mrec_resnet_forward(ctx, &r->resnet, x, r->B, r->H, r->W, out, NULL);
+    if (r->kind == 1) return mrec_vit_forward(ctx, &r->v, x, r->B, out, NULL);
+    if (r->kind == 2) return mrec_clip_image_forward(ctx, &r->clip, x, r->B, MREC_CLIP_EMBEDS, out);
+    return mrec_resnet_forward(ctx, &r->resnet, x, r->B, r->H, r->W, out, NULL);
 }
 
 /* The models' forwards as CUDA graphs (mrec_graph_run): on one GPU context, the same batch three times (run as
  * it is, captured, replayed) gives the same bits each time; a new batch through the replayed graph gives the bits
  * the same context gives it without a graph (another output buffer is another key: run as it is). ResNet's
- * passes and ViT's chunks, each in fp32 and bf16 (for ResNet the NCHW and the channels-last route). */
+ * passes, ViT's chunks and CLIP's image chunks, each in fp32 and bf16 (for ResNet the NCHW and the channels-last
+ * route). */
 static void test_graph_replay(void) {
-    for (int vit = 0; vit <= 1; vit++) {
-        const char *name = vit ? "vit_tiny" : "resnet_tiny";
+    static const char *names[3] = {"resnet_tiny", "vit_tiny", "the tiny CLIP's image tower"};
+    static const char *inputs[3] = {FIX "vision/images_64x72.npy", FIX "vision/images_32.npy", FIX "clip/pixel_values.npy"};
+    for (int kind = 0; kind < 3; kind++) {
+        const char *name = names[kind];
         int64_t s[8];
-        float *a = read_f32(vit ? FIX "vision/images_32.npy" : FIX "vision/images_64x72.npy", s);
+        float *a = read_f32(inputs[kind], s);
         if (!a) {
             t_skip("CUDA graphs of %s: its images not found", name);
             continue;
         }
-        replay_model r = {.vit = vit, .B = (int)s[0], .H = (int)s[2], .W = (int)s[3]};
+        replay_model r = {.kind = kind, .B = (int)s[0], .H = (int)s[2], .W = (int)s[3]};
         size_t image = (size_t)3 * r.H * r.W;
         float *b = malloc(sizeof(float) * image * r.B);
         for (size_t i = 0; i < image * r.B; i++) b[i] = 0.5f * a[i] + 0.25f;
@@ -2043,17 +2050,21 @@ static void test_graph_replay(void) {
             o.device = MREC_WANT_CUDA, o.precision = prec;
             mrec_context *ctx;
             if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CUDA context")) continue;
-            mrec_status st = vit ? mrec_vit_load(&r.v, FIX "vision/vit_tiny") : mrec_resnet_load(&r.resnet, FIX "vision/resnet_tiny");
+            mrec_status st = kind == 1   ? mrec_vit_load(&r.v, FIX "vision/vit_tiny")
+                             : kind == 2 ? mrec_clip_load(&r.clip, FIX "clip", MREC_CLIP_VISION)
+                                         : mrec_resnet_load(&r.resnet, FIX "vision/resnet_tiny");
             if (!t_status(st, MREC_OK, "load %s", name)) {
                 mrec_context_destroy(ctx);
                 continue;
             }
-            r.width = vit ? r.v.cfg.hidden : r.resnet.features;
+            r.width = kind == 1 ? r.v.cfg.hidden : kind == 2 ? mrec_clip_dim(&r.clip, MREC_CLIP_VISION, MREC_CLIP_EMBEDS) : r.resnet.features;
             size_t bytes = sizeof(float) * (size_t)r.B * r.width;
             float *got[5], *dev[2] = {NULL, NULL};
             for (int i = 0; i < 5; i++) got[i] = malloc(bytes);
-            st = vit ? mrec_vit_to_device(&r.v, ctx) : mrec_resnet_to_device(&r.resnet, ctx);
-            size_t ws = vit ? mrec_vit_workspace_bytes(&r.v, r.B) : mrec_resnet_workspace_bytes(&r.resnet, r.H, r.W);
+            st = kind == 1 ? mrec_vit_to_device(&r.v, ctx) : kind == 2 ? mrec_clip_to_device(&r.clip, ctx) : mrec_resnet_to_device(&r.resnet, ctx);
+            size_t ws = kind == 1   ? mrec_vit_workspace_bytes(&r.v, r.B)
+                        : kind == 2 ? mrec_clip_workspace_bytes(&r.clip, MREC_CLIP_VISION, r.B, 0)
+                                    : mrec_resnet_workspace_bytes(&r.resnet, r.H, r.W);
             if (!st) st = mrec_context_reserve(ctx, ws + 2 * bytes + 4 * MREC_ARENA_ALIGN);
             for (int i = 0; i < 2 && !st; i++)
                 if (!(dev[i] = mrec_arena_alloc(&ctx->workspace, bytes))) st = mrec_fail(MREC_ERR_NOMEM, "outputs");
@@ -2071,7 +2082,8 @@ static void test_graph_replay(void) {
                         mrec_cuda_graph_count(ctx->cuda));
             }
             for (int i = 0; i < 5; i++) free(got[i]);
-            if (vit) mrec_vit_free(&r.v);
+            if (kind == 1) mrec_vit_free(&r.v);
+            else if (kind == 2) mrec_clip_free(&r.clip);
             else mrec_resnet_free(&r.resnet);
             mrec_context_destroy(ctx);
         }
