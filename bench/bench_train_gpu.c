@@ -3,6 +3,7 @@
  *
  *   build/cuda/bench/bench_train_gpu [threads [epochs [users [items]]]]   (make gpu-check runs it, GPU only)
  *   MREC_BENCH_GPU_ONLY=1   the GPU column alone, unchecked against the CPU's
+ *   MREC_BENCH_MODELS="a b" those models alone (by registry name)
  *
  * Data: `users` users (default 20,000) with 10 to 49 items each among `items`
  * (default 10,000), in overlapping bands so the models have something to
@@ -45,6 +46,18 @@ static uint64_t mix(uint64_t *s) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+/* Whether MREC_BENCH_MODELS (names apart by spaces or commas) names the model; all of them without it. */
+static int picked(const char *name) {
+    const char *list = getenv("MREC_BENCH_MODELS");
+    if (!list || !*list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n) {
+        int starts = p == list || p[-1] == ' ' || p[-1] == ',', ends = p[n] == '\0' || p[n] == ' ' || p[n] == ',';
+        if (starts && ends) return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -105,7 +118,7 @@ int main(int argc, char **argv) {
     printf("%-10s %14s %14s %8s %18s\n", "model", "CPU s/epoch", "GPU s/epoch", "ratio", "Recall@20 CPU/GPU");
     for (int i = 0; i < mrec_model_count(); i++) {
         const mrec_model_entry *e = mrec_model_at(i);
-        if (!mrec_model_runs_on_gpu(e->name)) continue;
+        if (!mrec_model_runs_on_gpu(e->name) || !picked(e->name)) continue;
         bench_timing c = {0}, d = {0};
         if (!gpu_only) c = bench_fit("bench_train_gpu", cpu, e, &in, &train, &valid, &test, epochs, 1e-3f);
         if (gpu) d = bench_fit("bench_train_gpu", gpu, e, &in, &train, &valid, &test, epochs, 1e-3f);
