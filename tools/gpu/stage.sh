@@ -19,9 +19,11 @@ copy gowalla-lightgcn
 copy amazon-baby-mmrec/baby_split.tsv
 copy hm-fashion-sample/original/articles_train_sample.csv
 copy tokenizers/all-MiniLM-L6-v2
-# what travels besides the photos: the tracked files, .deps and the data above; 62 MiB in all, a margin kept
+# what travels besides the photos: the tracked files, .deps and the data above; 56 MiB in all. The device
+# tool refused a tree of 62.3 MiB by this count (65.3 million bytes), so its limit is not counted the same way:
+# the margin is wide
 used=$(( $(git ls-files -z | xargs -0 cat | wc -c) + $(du -sb shared .deps 2>/dev/null | awk '{s += $1} END {print s}') ))
-room=$(( 62 * 1048576 - used ))
+room=$(( 56 * 1048576 - used ))
 n=0
 if [ -d "$src/hm-fashion-sample/images" ]; then
     find "$src/hm-fashion-sample/images" -name '*.jpg' | sort | while read -r f; do
