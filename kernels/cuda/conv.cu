@@ -35,7 +35,13 @@ struct mrec_conv_plan {
     cudnnDataType_t bias_type; /* bf16 NHWC: bf16 first (as PyTorch passes it), then fp32 */
     cudnnActivationDescriptor_t relu;
     int unfused; /* cuDNN said no to the fused call for this shape: the two passes */
+    /* bf16 NHWC with 8 input channels (a stem's 3 padded) and a window: the product as an explicit im2col of
+     * this many output pixels at a time and one cuBLASLt product each (0: cuDNN's) */
+    int64_t im2col_rows;
 };
+
+/* A stem's columns a chunk at a time: at most this many bytes of them */
+#define IM2COL_BYTES ((size_t)32 << 20)
 typedef struct mrec_conv_plan conv_plan;
 
 static void plan_free(conv_plan *p) {
@@ -96,6 +102,14 @@ static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int mode,
     }
     if (!st) st = mrec_cudnn_check(cudnnGetConvolutionForwardWorkspaceSize(cu->dnn, p->x, p->w, p->conv, p->y, p->algo,
                                                                           &p->work), "conv2d workspace");
+    /* ResNet50's 7x7 stem on its 3 channels padded to 8: cuDNN's heuristic gave an sm80 kernel that ran at 7 TFLOP/s on
+     * an H200 (a quarter of the bf16 forward's kernel time at batch 32); its columns and a product move fewer bytes */
+    if (!st && mode == BF16_NHWC && s->C_in == 8 && s->KH * s->KW > 1 && s->groups == 1) {
+        int64_t K = (int64_t)s->KH * s->KW * s->C_in, rows = (int64_t)s->N * Ho * Wo, most = (int64_t)(IM2COL_BYTES / (2 * (size_t)K));
+        p->im2col_rows = rows < most ? rows : most;
+        size_t bytes = (size_t)p->im2col_rows * K * 2;
+        p->work = bytes > p->work ? bytes : p->work;
+    }
     if (st) plan_free(p);
     return st;
 }
@@ -300,6 +314,24 @@ extern "C" mrec_status mrec_conv2d_nhwc_bf16_workspace_bytes_cuda(size_t *bytes,
     return st;
 }
 
+/* rows (pixels r0 .. r0 + n8 / (KH KW C_in / 8) of the output, then (KH, KW, C_in)) bf16: each output pixel's
+ * window of the channels-last input, zeros where it leaves the image; a thread 8 channels (C_in a multiple of 8,
+ * in and rows 16-byte aligned). The rows times the weight (C_out, KH KW C_in) are the convolution. */
+__global__ static void im2col_nhwc8(uint4 *rows, const uint4 *in, mrec_conv2d_shape s, int Ho, int Wo, int64_t r0, int64_t n8) {
+    const int C8 = s.C_in / 8;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n8; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t t = i / C8;
+        int c8 = (int)(i % C8), kw = (int)(t % s.KW);
+        t /= s.KW;
+        int kh = (int)(t % s.KH);
+        int64_t r = r0 + t / s.KH, img = r / ((int64_t)Ho * Wo);
+        int ow = (int)(r % Wo), oh = (int)(r / Wo % Ho);
+        int ih = oh * s.stride_h - s.pad_h + kh, iw = ow * s.stride_w - s.pad_w + kw;
+        bool inside = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+        rows[i] = inside ? in[((img * s.H + ih) * s.W + iw) * C8 + c8] : make_uint4(0, 0, 0, 0);
+    }
+}
+
 /* out (N, Ho, Wo, C_out) bf16 = [relu](conv(in (N, H, W, C_in) bf16, weight (C_out, KH, KW, C_in)) + bias + beta out).
  * The weight and bias are read from their bf16 twins (or rounded into the conversion buffer first). */
 extern "C" mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t *in, const float *weight, const float *bias,
@@ -310,6 +342,22 @@ extern "C" mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t 
     mrec_status st = plan_get(&p, s, BF16_NHWC, cu);
     if (!st && p->work > work_bytes)
         st = mrec_fail(MREC_ERR_ARG, "conv2d_nhwc_bf16: workspace of %zu bytes, %zu needed", work_bytes, p->work);
+    if (!st && p->im2col_rows && beta == 0.0f && ((uintptr_t)in & 15) == 0 && ((uintptr_t)work & 15) == 0) {
+        /* the columns of a chunk of output pixels, then their product with the weight, its bias and ReLU in
+         * cuBLASLt's epilogue: out's rows (pixels) of C_out are the channels-last output itself */
+        int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s), K = s->KH * s->KW * s->C_in;
+        int64_t rows = (int64_t)s->N * Ho * Wo;
+        for (int64_t r0 = 0; r0 < rows && !st; r0 += p->im2col_rows) {
+            int m = (int)(rows - r0 < p->im2col_rows ? rows - r0 : p->im2col_rows);
+            int64_t n8 = (int64_t)m * K / 8;
+            im2col_nhwc8<<<mrec_grid(n8, 256), 256, 0, cu->stream>>>((uint4 *)work, (const uint4 *)in, *s, Ho, Wo, r0, n8);
+            st = MREC_CUDA_LAUNCHED("conv2d_nhwc_bf16 columns");
+            if (!st)
+                st = mrec_linear_bf16_cuda(out + (size_t)r0 * s->C_out, 1, (const uint16_t *)work, weight, bias,
+                                           relu ? MREC_ACT_RELU : MREC_GEMM_NO_ACT, 0.0f, m, s->C_out, K, s->C_out, cu);
+        }
+        return st;
+    }
     const float *arrays[2] = {weight, relu ? bias : NULL};
     const int64_t sizes[2] = {(int64_t)s->C_out * s->KH * s->KW * s->C_in, s->C_out};
     const uint16_t *w16[2] = {NULL, NULL};
