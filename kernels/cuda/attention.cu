@@ -272,8 +272,9 @@ __global__ static void __launch_bounds__(THREADS)
  * accumulators (a row's values sit in the 4 lanes of a quad), and the
  * probabilities, rounded to bf16, are already the A fragments of O += P V
  * (an accumulator's row and column pairs are an A fragment's). Q, K and V
- * go to shared memory as rows, in 16-byte stores; V's B fragments (two
- * consecutive keys of one column a register) come from a transposing
+ * go to shared memory as rows, in 16-byte stores; K and V in two stages,
+ * the next tile copied by cp.async while this one is used; V's B fragments
+ * (two consecutive keys of one column a register) come from a transposing
  * ldmatrix. The row sums add the rounded probabilities, so the weights of
  * each output sum to one.
  *
@@ -319,6 +320,39 @@ __device__ static void load_rows_bf16(__nv_bfloat16 *dst, int LD, const __nv_bfl
     }
 }
 
+/* 16 bytes from global to shared memory without passing through registers (cp.async, sm_80 on): the copy
+ * runs while the block computes; bytes 0 writes 16 zero bytes (the source is not read, but must be an address
+ * the kernel may read). commit closes a group of copies; wait<N> waits until at most N groups are in flight. */
+__device__ static inline void cp_async16(void *smem, const void *gmem, int bytes) {
+#if __CUDA_ARCH__ >= 800
+    uint32_t at = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(gmem), "r"(bytes));
+#endif
+}
+__device__ static inline void cp_async_commit(void) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N>
+__device__ static inline void cp_async_wait(void) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+/* load_rows_bf16's rows through cp.async (its vec case: dh and ld multiples of 8, x 16-byte aligned), zeros past
+ * n rows and past dh; a zero-filled copy names the first row's start, which exists. */
+template <int DHP>
+__device__ static void issue_rows_bf16(__nv_bfloat16 *dst, int LD, const __nv_bfloat16 *x, int ld, size_t row0, int n, int rows,
+                                       int dh) {
+    for (int i = threadIdx.x; i < rows * (DHP / 8); i += THREADS) {
+        int j = i / (DHP / 8), d0 = i % (DHP / 8) * 8;
+        bool real = j < n && d0 < dh;
+        cp_async16(dst + j * LD + d0, x + (row0 + (real ? j : 0)) * (size_t)ld + (real ? d0 : 0), real ? 16 : 0);
+    }
+}
+
 /* Four 8 x 8 bf16 matrices from shared memory, each transposed: this lane gives the address of row lane % 8 of
  * matrix lane / 8 (16 bytes, 16-byte aligned) and receives, of each matrix, the elements (2c, g) and (2c + 1, g)
  * as one register: a B fragment's half when the stored rows are the product's k. */
@@ -341,7 +375,8 @@ __global__ static void __launch_bounds__(THREADS)
     constexpr int LD = DHP + 8;
     constexpr float LOG2E = 1.4426950408889634f; /* exp(x) = 2^(x log2 e): the probabilities through exp2f */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    __nv_bfloat16 *qs = (__nv_bfloat16 *)smem_raw, *ks = qs + BQ * LD, *vs = ks + BK * LD;
+    /* Q, then two stages of a K tile and a V tile: the next tile's copies run while this one is used */
+    __nv_bfloat16 *qs = (__nv_bfloat16 *)smem_raw, *kv = qs + BQ * LD;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int h = blockIdx.y, b = blockIdx.z, H = nh * dh, q0 = blockIdx.x * BQ;
     const int L = starts ? starts[b + 1] - starts[b] : T;
@@ -368,11 +403,28 @@ __global__ static void __launch_bounds__(THREADS)
      * helps load the tiles; past the last key, a tile's 8-key and 16-key steps are skipped (their scores are
      * -inf, their probabilities 0). Both conditions are the same in every lane of a warp. */
     const bool active = q0 + warp * 16 < L;
-    for (int k0 = 0; k0 < L; k0 += BK) {
-        __syncthreads(); /* the previous tile is no longer read */
-        load_rows_bf16<DHP>(ks, LD, k + col, ld, row0 + k0, L - k0, BK, dh, vec);
-        load_rows_bf16<DHP>(vs, LD, v + col, ld, row0 + k0, L - k0, BK, dh, vec);
-        __syncthreads();
+    /* tile k0's K and V into stage `at` (2 BK rows of LD from kv): by cp.async where the rows allow 16-byte
+     * copies, else loaded (then nothing overlaps) */
+    auto fetch = [&](int at, int k0) {
+        __nv_bfloat16 *kd = kv + (size_t)at * 2 * BK * LD, *vd = kd + BK * LD;
+        if (vec) {
+            issue_rows_bf16<DHP>(kd, LD, k + col, ld, row0 + k0, L - k0, BK, dh);
+            issue_rows_bf16<DHP>(vd, LD, v + col, ld, row0 + k0, L - k0, BK, dh);
+            cp_async_commit();
+        } else {
+            load_rows_bf16<DHP>(kd, LD, k + col, ld, row0 + k0, L - k0, BK, dh, vec);
+            load_rows_bf16<DHP>(vd, LD, v + col, ld, row0 + k0, L - k0, BK, dh, vec);
+        }
+    };
+    fetch(0, 0);
+    for (int k0 = 0, stage = 0; k0 < L; k0 += BK, stage ^= 1) {
+        __syncthreads(); /* the other stage was read last time round and may be filled now */
+        const bool next = k0 + BK < L;
+        if (next) fetch(stage ^ 1, k0 + BK);
+        if (vec && next) cp_async_wait<1>(); /* this tile's group done, the next one's may still run */
+        else if (vec) cp_async_wait<0>();
+        __syncthreads(); /* this tile is in shared memory, every thread's part of it */
+        const __nv_bfloat16 *ks = kv + (size_t)stage * 2 * BK * LD, *vs = ks + BK * LD;
         if (!active) continue;
         const int keys = L - k0; /* valid keys in this tile (more than BK: all of it) */
         float s[BK / 8][4]; /* S (16, BK) of this warp, 8 keys a fragment */
@@ -461,7 +513,7 @@ __global__ static void __launch_bounds__(THREADS)
 #endif /* bf16 MMAs need sm_80: mrec_attention_bf16_cuda refuses below that */
 }
 
-static size_t smem_bf16(int dhp) { return sizeof(__nv_bfloat16) * (size_t)(BQ + 2 * BK) * (dhp + 8); }
+static size_t smem_bf16(int dhp) { return sizeof(__nv_bfloat16) * (size_t)(BQ + 4 * BK) * (dhp + 8); }
 
 extern "C" mrec_status mrec_attention_bf16_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
                                                 const float *mask_bias, const float *head_bias, const int32_t *dev_starts,
