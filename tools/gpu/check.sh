@@ -156,6 +156,10 @@ if [ "$part" != tests ]; then
             say "### $label (ncu exit $?)"
             python3 tools/gpu/kernel_times.py "build/ncu-$tag.csv" $wall 2>&1 | tee -a "$report" > /dev/null
             sed -n 's/^  host: /host (without the profiler): /p' "build/profile-$tag.txt" | tee -a "$report" > /dev/null
+            # the same range with CUDA graphs off (mrec_graph_run runs each body as it is): what the graphs save
+            nograph=$(MREC_CUDA_GRAPHS=0 MREC_FULL_DIR=$bench_full MREC_BENCH_PROFILE="$spec" timeout 120 $prog 2>> build/profile.log |
+                      sed -nE 's/.*(one forward|all of them) in ([0-9.]+) ms.*/\2/p')
+            say "the same range with CUDA graphs off (MREC_CUDA_GRAPHS=0): ${nograph:-failed} ms, with them ${wall:-failed} ms"
         done
     fi
 
