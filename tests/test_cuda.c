@@ -628,29 +628,42 @@ static void test_bf16_activations(void) {
 }
 
 static void test_sparse_adam_batched(void) {
-    /* A random CSR (R, Cc) with some empty rows, D off the warp size. */
-    int R = 301, Cc = 517, D = 67;
+    /* A random CSR (R, Cc) with some empty rows and one of 100 entries; widths off the warp size, and those the
+     * vector form takes with 4 to 32 lanes a row and 1 to 4 slices a lane (X one float off its alignment: the
+     * general form) */
+    int R = 301, Cc = 517;
     int64_t *rp = malloc(8 * (size_t)(R + 1));
-    int32_t *col = malloc(4 * (size_t)R * 40);
+    int32_t *col = malloc(4 * (size_t)R * 100);
     rp[0] = 0;
     for (int r = 0; r < R; r++) {
-        int deg = r % 11 == 0 ? 0 : (int)(t_rand_u64(&seed) % 40);
+        int deg = r % 11 == 0 ? 0 : r == 7 ? 100 : (int)(t_rand_u64(&seed) % 40);
         for (int e = 0; e < deg; e++) col[rp[r] + e] = (int32_t)(t_rand_u64(&seed) % Cc);
         rp[r + 1] = rp[r] + deg;
     }
     int64_t nnz = rp[R];
-    float *val = rnd(nnz, -1, 1), *X = rnd((int64_t)Cc * D, -1, 1), *ref = malloc(4 * (size_t)R * D), *got = malloc(4 * (size_t)R * D);
+    float *val = rnd(nnz, -1, 1);
     int64_t *drp = up(rp, 8 * (size_t)(R + 1));
     int32_t *dcol = up(col, 4 * (size_t)nnz);
-    float *dval = up(val, 4 * (size_t)nnz), *dX = up(X, 4 * (size_t)Cc * D), *dout = up(ref, 4 * (size_t)R * D);
-    mrec_spmm_ref(ref, rp, col, val, X, R, Cc, D);
-    if (t_status(mrec_spmm_cuda(dout, drp, dcol, dval, dX, R, Cc, D, cu), MREC_OK, "spmm") && down(got, dout, 4 * (size_t)R * D))
-        t_allclose("spmm weighted", ref, got, (int64_t)R * D, 1e-5, 1e-5);
-    mrec_spmm_ref(ref, rp, col, NULL, X, R, Cc, D);
-    if (t_status(mrec_spmm_cuda(dout, drp, dcol, NULL, dX, R, Cc, D, cu), MREC_OK, "spmm") && down(got, dout, 4 * (size_t)R * D))
-        t_allclose("spmm pattern only", ref, got, (int64_t)R * D, 1e-5, 1e-5);
-    mrec_cuda_free(cu, drp), mrec_cuda_free(cu, dcol), mrec_cuda_free(cu, dval), mrec_cuda_free(cu, dX), mrec_cuda_free(cu, dout);
-    free(rp), free(col), free(val), free(X), free(ref), free(got);
+    float *dval = up(val, 4 * (size_t)nnz);
+    const int widths[] = {67, 4, 12, 64, 100, 128, 200, 256, 384, 512, 516, 64};
+    for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+        int D = widths[wi], shifted = wi + 1 == sizeof widths / sizeof *widths;
+        float *X = rnd((int64_t)Cc * D + 1, -1, 1), *ref = malloc(4 * (size_t)R * D), *got = malloc(4 * (size_t)R * D);
+        float *dX = up(X, 4 * ((size_t)Cc * D + 1)), *dout = up(ref, 4 * (size_t)R * D);
+        char what[64];
+        snprintf(what, sizeof what, "spmm weighted, D %d%s", D, shifted ? ", X unaligned" : "");
+        mrec_spmm_ref(ref, rp, col, val, X + shifted, R, Cc, D);
+        if (t_status(mrec_spmm_cuda(dout, drp, dcol, dval, dX + shifted, R, Cc, D, cu), MREC_OK, "spmm") && down(got, dout, 4 * (size_t)R * D))
+            t_allclose(what, ref, got, (int64_t)R * D, 1e-5, 1e-5);
+        snprintf(what, sizeof what, "spmm pattern only, D %d%s", D, shifted ? ", X unaligned" : "");
+        mrec_spmm_ref(ref, rp, col, NULL, X + shifted, R, Cc, D);
+        if (t_status(mrec_spmm_cuda(dout, drp, dcol, NULL, dX + shifted, R, Cc, D, cu), MREC_OK, "spmm") && down(got, dout, 4 * (size_t)R * D))
+            t_allclose(what, ref, got, (int64_t)R * D, 1e-5, 1e-5);
+        mrec_cuda_free(cu, dX), mrec_cuda_free(cu, dout);
+        free(X), free(ref), free(got);
+    }
+    mrec_cuda_free(cu, drp), mrec_cuda_free(cu, dcol), mrec_cuda_free(cu, dval);
+    free(rp), free(col), free(val);
 
     int64_t n = 10007;
     float *p = rnd(n, -1, 1), *m = rnd(n, -0.1f, 0.1f), *v = rnd(n, 0, 0.01f), *grad = rnd(n, -1, 1);

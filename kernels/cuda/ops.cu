@@ -697,7 +697,8 @@ extern "C" mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mr
 
 /* One warp per row, lanes across D; each output is summed over the row's
  * entries in order, so the result is deterministic (no atomics). Rows in a
- * grid-stride loop: the grid is capped at 2^21 blocks (16.7M rows). */
+ * grid-stride loop: the grid is capped at 2^21 blocks (16.7M rows). The
+ * general form, for widths the vector form below does not take. */
 __global__ static void spmm_kernel(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                                    const float *X, int R, int D) {
     int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
@@ -712,6 +713,71 @@ __global__ static void spmm_kernel(float *out, const int64_t *row_ptr, const int
     }
 }
 
+/* The same sums for D a multiple of 4 (recommenders' embeddings: 64 wide),
+ * G lanes a row, each lane CH float4 slices of it. In the kernel above each
+ * lane walked the row's entries alone, a load of the entry before each load
+ * of X, and a 64-wide row twice: latency, not bandwidth, set its pace. Here
+ * the group reads G entries at once (one coalesced load), hands each one's
+ * column and value round by shuffles, and the X loads of several entries
+ * are in flight together. Each output is still summed over the entries in
+ * order, one fused multiply-add after another, as in the kernel above. */
+template <int G, int CH>
+__global__ static void spmm_vec4_kernel(float4 *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                                        const float4 *X, int R, int D4) {
+    int lane = threadIdx.x & 31, sub = lane & (G - 1);
+    unsigned mask = G == 32 ? 0xffffffffu : ((1u << G) - 1) << (lane - sub);
+    int64_t groups = (int64_t)gridDim.x * blockDim.x / G;
+    /* a lane past the row's end reads the last slice again and stores nothing: no branch between the loads */
+    int slice[CH];
+#pragma unroll
+    for (int k = 0; k < CH; k++) slice[k] = sub + k * G < D4 ? sub + k * G : D4 - 1;
+    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / G; r < R; r += groups) {
+        int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
+        float4 acc[CH];
+#pragma unroll
+        for (int k = 0; k < CH; k++) acc[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int64_t e0 = lo; e0 < hi; e0 += G) {
+            int n = hi - e0 < G ? (int)(hi - e0) : G, c = 0;
+            float v = 1.0f;
+            if (sub < n) c = __ldg(col + e0 + sub), v = val ? __ldg(val + e0 + sub) : 1.0f;
+#pragma unroll 8
+            for (int j = 0; j < n; j++) {
+                int cj = __shfl_sync(mask, c, j, G);
+                float vj = __shfl_sync(mask, v, j, G);
+                const float4 *x = X + (size_t)cj * D4;
+#pragma unroll
+                for (int k = 0; k < CH; k++) {
+                    float4 xv = __ldg(x + slice[k]);
+                    acc[k].x = fmaf(vj, xv.x, acc[k].x), acc[k].y = fmaf(vj, xv.y, acc[k].y);
+                    acc[k].z = fmaf(vj, xv.z, acc[k].z), acc[k].w = fmaf(vj, xv.w, acc[k].w);
+                }
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < CH; k++)
+            if (sub + k * G < D4) out[(size_t)r * D4 + sub + k * G] = acc[k];
+    }
+}
+
+template <int G, int CH>
+static void spmm_vec4(float *out, const int64_t *row_ptr, const int32_t *col, const float *val, const float *X, int R, int D,
+                      mrec_cuda *cu) {
+    spmm_vec4_kernel<G, CH><<<mrec_grid((int64_t)R * G, THREADS), THREADS, 0, cu->stream>>>(
+        (float4 *)out, row_ptr, col, val, (const float4 *)X, R, D / 4);
+}
+
+/* The vector form's lanes a row and slices a lane for D4 float4s (0: the general form): a whole warp from
+ * 32 slices up, at most 4 slices a lane. */
+static int spmm_vec4_plan(int D, const void *out, const void *X, int *lanes) {
+    if (D % 4 || ((uintptr_t)out | (uintptr_t)X) % 16) return 0;
+    int D4 = D / 4, G = 4;
+    while (G < 32 && G < D4) G *= 2;
+    int ch = (D4 + G - 1) / G;
+    if (ch > 4) return 0;
+    *lanes = G;
+    return ch == 3 ? 4 : ch;
+}
+
 /* out: (R, D) = A (R, Cc) @ X (Cc, D); A in CSR. The transposed product runs
  * as this one on A's transpose (kept by the caller, built once per graph):
  * a scatter with atomics would make the sums depend on timing. */
@@ -719,7 +785,17 @@ extern "C" mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const 
                                       const float *X, int R, int Cc, int D, mrec_cuda *cu) {
     (void)Cc;
     if (R <= 0 || D <= 0) return MREC_OK;
-    spmm_kernel<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, row_ptr, col, val, X, R, D);
+    int G = 0, ch = spmm_vec4_plan(D, out, X, &G);
+    switch (ch * 100 + G) {
+    case 104: spmm_vec4<4, 1>(out, row_ptr, col, val, X, R, D, cu); break;
+    case 108: spmm_vec4<8, 1>(out, row_ptr, col, val, X, R, D, cu); break;
+    case 116: spmm_vec4<16, 1>(out, row_ptr, col, val, X, R, D, cu); break;
+    case 132: spmm_vec4<32, 1>(out, row_ptr, col, val, X, R, D, cu); break;
+    case 232: spmm_vec4<32, 2>(out, row_ptr, col, val, X, R, D, cu); break;
+    case 432: spmm_vec4<32, 4>(out, row_ptr, col, val, X, R, D, cu); break;
+    default:
+        spmm_kernel<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, row_ptr, col, val, X, R, D);
+    }
     return MREC_CUDA_LAUNCHED("spmm");
 }
 
