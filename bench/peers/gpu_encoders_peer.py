@@ -6,9 +6,10 @@
 KIND is bert (BertModel or MPNetModel, by config.json), vit, resnet (torchvision resnet50 from a
 safetensors state dict), clip-image or clip-text; T the tokens per text. Prints one line per model,
 in the order given: the mean seconds per batch over REPS batches after one to warm up, in fp32 (TF32
-off), TF32 (matmuls and cuDNN) and bf16 (torch.autocast), "0" where a run failed. Inputs start on the
-host, as bench_gpu_ops's do: random ids in [1000, 21000) without padding, images of noise at 224 x 224.
-With MREC_PEER_COMPILE=1 in the environment a fourth number follows: the same bf16 autocast step
+off), TF32 (matmuls and cuDNN) and bf16 (torch.autocast), then bf16 again with the images already on
+the GPU (the encoder alone; "0" for a text model), "0" where a run failed. Inputs start on the host
+otherwise, as bench_gpu_ops's do: random ids in [1000, 21000) without padding, images of noise at
+224 x 224. With MREC_PEER_COMPILE=1 in the environment a fifth number follows: the same bf16 autocast step
 through torch.compile (default mode; its compilation is in the warm-up, not the time), ResNet in
 channels-last memory format there (PyTorch's advice for convolutions on tensor cores, and what
 mrec's bf16 ResNet runs).
@@ -42,7 +43,7 @@ def features(out):
     return out if torch.is_tensor(out) else out.pooler_output  # transformers 4 returns a tensor, 5 an output
 
 
-def step(kind, model, batch, T, dev, channels_last=False):
+def step(kind, model, batch, T, dev, channels_last=False, resident=False):
     if kind in ("bert", "clip-text"):
         ids = torch.randint(1000, 21000, (batch, T))
         mask = torch.ones(batch, T, dtype=torch.long)
@@ -50,6 +51,8 @@ def step(kind, model, batch, T, dev, channels_last=False):
             return lambda: model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state
         return lambda: torch.nn.functional.normalize(features(model.get_text_features(input_ids=ids.to(dev), attention_mask=mask.to(dev))), dim=-1)
     x = torch.rand(batch, 3, 224, 224) * 4 - 2
+    if resident:
+        x = x.to(dev)
     if kind == "vit":
         return lambda: model(pixel_values=x.to(dev)).last_hidden_state[:, 0]
     if kind == "resnet" and channels_last:
@@ -77,7 +80,7 @@ def timed(fn, reps, precision):
 def main():
     reps, batch = int(sys.argv[1]), int(sys.argv[2])
     dev = torch.device("cuda")
-    precisions = ["fp32", "tf32", "bf16"] + (["compile"] if os.environ.get("MREC_PEER_COMPILE") == "1" else [])
+    precisions = ["fp32", "tf32", "bf16", "resident"] + (["compile"] if os.environ.get("MREC_PEER_COMPILE") == "1" else [])
     for spec in sys.argv[3:]:
         kind, T, path = spec.split(":", 2)
         line = []
@@ -85,6 +88,12 @@ def main():
             model = load(kind, path, dev)
             fn = step(kind, model, batch, int(T), dev)
             for precision in precisions:
+                if precision == "resident":
+                    if kind in ("bert", "clip-text"):
+                        line.append("0")
+                        continue
+                    line.append(f"{timed(step(kind, model, batch, int(T), dev, resident=True), reps, 'bf16'):.6f}")
+                    continue
                 if precision == "compile" and kind == "resnet":
                     model = model.to(memory_format=torch.channels_last)
                     fn = step(kind, model, batch, int(T), dev, channels_last=True)

@@ -117,7 +117,7 @@ if [ "$part" != tests ]; then
         make $make_args "build/cuda/bench/$name" >> "$out/build.log" 2>&1 && MREC_FULL_DIR=$bench_full MREC_BENCH_GPU_ONLY=1 timeout "${GPU_CHECK_BENCH_S:-300}" "build/cuda/bench/$name" > "$out/$name.log" 2>&1
         say "### $name (exit $?)"
         say '```'
-        tail -n 40 "$out/$name.log" | tee -a "$report" > /dev/null
+        tail -n 70 "$out/$name.log" | tee -a "$report" > /dev/null
         say '```'
     done
     [ "$found" -eq 1 ] || say "none yet"
