@@ -94,7 +94,15 @@ int main(int argc, char **argv) {
     double t0 = now();
     mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx);
     wait_device(ctx);
-    double knn_s = now() - t0;
+    double knn_s = now() - t0, knn_first = knn_s;
+    if (gpu) { /* the first build paid for the GPU's start-up (cuBLAS's kernels loaded on first use); the peer's
+                * products are warm by its kNN graph: timed again */
+        mrec_graph_free(&item_graph);
+        t0 = now();
+        mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx);
+        wait_device(ctx);
+        knn_s = now() - t0;
+    }
     float *cat = mrec_alloc_large(sizeof(float) * (size_t)I * (4096 + 384)); /* as the command line holds them */
     for (int i = 0; i < I; i++) { /* MMRec's VBPR: textual, then visual */
         memcpy(cat + (size_t)i * 4480, feat[1].x + (size_t)i * 384, sizeof(float) * 384);
@@ -160,6 +168,7 @@ int main(int argc, char **argv) {
            (long long)pairs, per_epoch);
     printf("%-28s %12s %12s %8s\n", "", "mrec s", "peer s", "ratio");
     printf("%-28s %12.2f %12.2f %7.2fx\n", "kNN item graph (k 10)", knn_s, peer_knn, knn_s > 0 && peer_knn > 0 ? peer_knn / knn_s : 0);
+    if (gpu) printf("%-28s %12.2f   (the first build on the context, with the GPU's start-up)\n", "kNN item graph, first", knn_first);
     for (int k = 0; k < 6; k++)
         printf("%-28s %12.2f %12.2f %7.2fx\n", names[k], ours[k], peer[k], peer[k] > 0 && ours[k] > 0 ? peer[k] / ours[k] : 0);
     if (!gpu)
