@@ -3,7 +3,7 @@
 #
 #   bench/reproduce.sh [baby-bprmf|baby-lightgcn|baby-draws|baby-draws-demo|gowalla-lightgcn|gowalla-ngcf|all] [THREADS]
 #
-# Each run writes runs/<name>/ (results.tsv, the per-epoch log in log.txt) and prints
+# Each run writes runs/<name>/ (results.tsv, history.tsv) and runs/<name>.log (its epochs), and prints
 # the test metrics at the best epoch next to the published ones. Data comes from
 # ../shared/data (MREC_DATA to point elsewhere); the Baby draws use data/baby, which ships here.
 # On a GPU: MREC_DEVICE=cuda MREC=build/cuda/mrec bench/reproduce.sh gowalla-lightgcn (the

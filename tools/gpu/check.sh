@@ -20,6 +20,10 @@
 #
 # GPU_CHECK_PART=tests runs steps 1, 2 and 4 only, GPU_CHECK_PART=benches 1 to 3:
 # two commands that each fit a device machine's ten minutes where the whole does not.
+# GPU_CHECK_PART=reproduce runs steps 1 and 2, then a published-number run of
+# bench/reproduce.sh on the GPU (GPU_CHECK_REPRODUCE, default gowalla-lightgcn:
+# 1,000 epochs), cut at GPU_CHECK_REPRODUCE_S seconds (default 540): the report
+# gives its last epochs and, when it ended, its best one beside the published.
 set -u
 cd "$(dirname "$0")/../.."
 out=${OUT:-build}
@@ -91,6 +95,23 @@ else
     exit 1
 fi
 build/cuda/mrec info >> "$out/build.log" 2>&1
+
+if [ "$part" = reproduce ]; then
+    run=${GPU_CHECK_REPRODUCE:-gowalla-lightgcn}
+    start=$(date +%s)
+    MREC_DEVICE=cuda MREC=build/cuda/mrec timeout "${GPU_CHECK_REPRODUCE_S:-540}" sh bench/reproduce.sh "$run" > "$out/reproduce.log" 2>&1
+    rc=$?
+    say ""
+    say "## bench/reproduce.sh $run on the GPU (exit $rc$([ "$rc" = 124 ] && echo ': cut by the time limit'), $(( $(date +%s) - start )) s)"
+    say '```'
+    grep '^epoch' "$out/reproduce.log" | tail -n 6 | tee -a "$report" > /dev/null
+    grep -v '^epoch' "$out/reproduce.log" | tail -n 10 | tee -a "$report" > /dev/null
+    say '```'
+    [ "$rc" = 0 ] || fail=1
+    say ""
+    say "gpu-check: $([ "$fail" -eq 0 ] && echo passed || echo FAILED)"
+    exit "$fail"
+fi
 
 if [ "$part" != tests ]; then
     # 3. benchmarks, first, while nothing else uses the GPU. Without MREC_FULL_DIR,
