@@ -401,7 +401,8 @@ static double bf16_steps(const uint16_t *x, const uint16_t *y, const float *extr
 }
 
 /* The channels-last bf16 ops against their references: the layout change, max pooling and the mean bit for
- * bit; the convolution (cuDNN's NHWC bf16, fused with its bias, residual and ReLU where cuDNN has it) within
+ * bit; the convolution (cuDNN's NHWC bf16, fused with its bias, residual and ReLU where cuDNN has it; the stem
+ * and the 1x1s without a residual as cuBLASLt products) within
  * one bf16 step of the reference and one more rounding of the sum before its bias (cuDNN's output, where the
  * bias and ReLU are a pass of their own) and of the bias (the fused call takes it in bf16, as PyTorch passes
  * it), with beta 0 on an output full of NaN (the fused call must not read it then). The weights here are no
@@ -410,10 +411,11 @@ static void test_channels_last(void) {
     mrec_conv2d_shape shapes[] = {
         {4, 8, 23, 29, 64, 7, 7, 2, 2, 3, 3, 1},  /* ResNet's stem, its 3 channels padded to 8 */
         {3, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1},
-        {2, 256, 7, 9, 512, 1, 1, 2, 2, 0, 0, 1}, /* a downsample */
+        {2, 256, 7, 9, 512, 1, 1, 2, 2, 0, 0, 1}, /* a downsample: its columns and a product */
         {1, 16, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1},
+        {3, 64, 9, 11, 256, 1, 1, 1, 1, 0, 0, 1}, /* a bottleneck's 1x1: one product of the pixels */
     };
-    for (int si = 0; si < 4; si++) {
+    for (int si = 0; si < (int)(sizeof shapes / sizeof *shapes); si++) {
         mrec_conv2d_shape *s = &shapes[si];
         int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
         int64_t ni = (int64_t)s->N * s->H * s->W * s->C_in, nw = (int64_t)s->C_out * s->KH * s->KW * s->C_in;

@@ -12,7 +12,9 @@
  * entries for each shape, so a forward pass allocates nothing. A
  * convolution with a ReLU is one cuDNN call with its bias, its residual
  * (beta out added) and the ReLU where cuDNN has the fused form; elsewhere
- * the bias and activation are one pass over the output after cuDNN's.
+ * the bias and activation are one pass over the output after cuDNN's. In
+ * bf16 NHWC, the 1x1 convolutions without a residual and the stem are
+ * cuBLASLt products instead, the bias and ReLU in their epilogue.
  */
 #include "cuda_internal.h"
 
@@ -35,8 +37,11 @@ struct mrec_conv_plan {
     cudnnDataType_t bias_type; /* bf16 NHWC: bf16 first (as PyTorch passes it), then fp32 */
     cudnnActivationDescriptor_t relu;
     int unfused; /* cuDNN said no to the fused call for this shape: the two passes */
-    /* bf16 NHWC with 8 input channels (a stem's 3 padded) and a window: the product as an explicit im2col of
-     * this many output pixels at a time and one cuBLASLt product each (0: cuDNN's) */
+    /* bf16 NHWC, beta 0, as cuBLASLt products with the bias and ReLU in their epilogue (gemm_route): a 1x1
+     * convolution with stride 1 is one product of the input's pixels as they lie (im2col_rows 0); a strided
+     * 1x1, or a window over 8 input channels (a stem's 3 padded), an explicit im2col of im2col_rows output
+     * pixels at a time and a product each. 0: cuDNN's (and always with beta 1: a block's residual). */
+    int gemm_route;
     int64_t im2col_rows;
 };
 
@@ -103,12 +108,19 @@ static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int mode,
     if (!st) st = mrec_cudnn_check(cudnnGetConvolutionForwardWorkspaceSize(cu->dnn, p->x, p->w, p->conv, p->y, p->algo,
                                                                           &p->work), "conv2d workspace");
     /* ResNet50's 7x7 stem on its 3 channels padded to 8: cuDNN's heuristic gave an sm80 kernel that ran at 7 TFLOP/s on
-     * an H200 (a quarter of the bf16 forward's kernel time at batch 32); its columns and a product move fewer bytes */
-    if (!st && mode == BF16_NHWC && s->C_in == 8 && s->KH * s->KW > 1 && s->groups == 1) {
-        int64_t K = (int64_t)s->KH * s->KW * s->C_in, rows = (int64_t)s->N * Ho * Wo, most = (int64_t)(IM2COL_BYTES / (2 * (size_t)K));
-        p->im2col_rows = rows < most ? rows : most;
-        size_t bytes = (size_t)p->im2col_rows * K * 2;
-        p->work = bytes > p->work ? bytes : p->work;
+     * an H200 (a quarter of the bf16 forward's kernel time at batch 32); its columns and a product move fewer bytes.
+     * A 1x1 convolution is a product already; as one, a downsample's bias joins in the epilogue, where cuDNN's
+     * unfused call left it to a pass of its own (9 % of that forward's kernel time). */
+    int one_by_one = s->KH == 1 && s->KW == 1 && s->pad_h == 0 && s->pad_w == 0;
+    if (!st && mode == BF16_NHWC && s->groups == 1 && s->C_in % 8 == 0 && (one_by_one || (s->C_in == 8 && s->KH * s->KW > 1))) {
+        p->gemm_route = 1;
+        if (!one_by_one || s->stride_h != 1 || s->stride_w != 1) {
+            int64_t K = (int64_t)s->KH * s->KW * s->C_in, rows = (int64_t)s->N * Ho * Wo;
+            int64_t most = (int64_t)(IM2COL_BYTES / (2 * (size_t)K));
+            p->im2col_rows = rows < most ? rows : most > 0 ? most : 1;
+            size_t bytes = (size_t)p->im2col_rows * K * 2;
+            p->work = bytes > p->work ? bytes : p->work;
+        }
     }
     if (st) plan_free(p);
     return st;
@@ -342,6 +354,10 @@ extern "C" mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t 
     mrec_status st = plan_get(&p, s, BF16_NHWC, cu);
     if (!st && p->work > work_bytes)
         st = mrec_fail(MREC_ERR_ARG, "conv2d_nhwc_bf16: workspace of %zu bytes, %zu needed", work_bytes, p->work);
+    int act = relu ? MREC_ACT_RELU : MREC_GEMM_NO_ACT;
+    if (!st && p->gemm_route && !p->im2col_rows && beta == 0.0f)
+        /* a 1x1 with stride 1: the input's pixels (rows of C_in) times the weight (C_out, C_in) are the output's */
+        return mrec_linear_bf16_cuda(out, 1, in, weight, bias, act, 0.0f, s->N * s->H * s->W, s->C_out, s->C_in, s->C_out, cu);
     if (!st && p->im2col_rows && beta == 0.0f && ((uintptr_t)in & 15) == 0 && ((uintptr_t)work & 15) == 0) {
         /* the columns of a chunk of output pixels, then their product with the weight, its bias and ReLU in
          * cuBLASLt's epilogue: out's rows (pixels) of C_out are the channels-last output itself */
@@ -353,8 +369,8 @@ extern "C" mrec_status mrec_conv2d_nhwc_bf16_cuda(uint16_t *out, const uint16_t 
             im2col_nhwc8<<<mrec_grid(n8, 256), 256, 0, cu->stream>>>((uint4 *)work, (const uint4 *)in, *s, Ho, Wo, r0, n8);
             st = MREC_CUDA_LAUNCHED("conv2d_nhwc_bf16 columns");
             if (!st)
-                st = mrec_linear_bf16_cuda(out + (size_t)r0 * s->C_out, 1, (const uint16_t *)work, weight, bias,
-                                           relu ? MREC_ACT_RELU : MREC_GEMM_NO_ACT, 0.0f, m, s->C_out, K, s->C_out, cu);
+                st = mrec_linear_bf16_cuda(out + (size_t)r0 * s->C_out, 1, (const uint16_t *)work, weight, bias, act, 0.0f, m,
+                                           s->C_out, K, s->C_out, cu);
         }
         return st;
     }
