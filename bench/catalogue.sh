@@ -13,7 +13,9 @@
 # with torch, torchvision and sentence-transformers, bench/peers/catalogue_peer.py does the same
 # work with PIL, torchvision and sentence-transformers on as many threads, in the same run.
 # MREC_DEVICE=cuda (and MREC_PRECISION=tf32 or bf16) extracts on the GPU instead, the peer too
-# (MREC=build/cuda/mrec for the CUDA build).
+# (MREC=build/cuda/mrec for the CUDA build). MREC_CATALOGUE_ITEMS=N lists the photos over and over
+# (each time under new ids) until the image table has N items, for a catalogue larger than the
+# sample (N = 10000: where a GPU leaves the time, decoding or encoding).
 set -eu
 [ $# -ge 2 ] || { echo "usage: bench/catalogue.sh RESNET50 TEXT_MODEL [THREADS]" >&2; exit 2; }
 resnet=$1 text=$2 threads=${3:-2} device=${MREC_DEVICE:-cpu} precision=${MREC_PRECISION:-fp32}
@@ -23,7 +25,11 @@ mrec=${MREC:-build/cpu/mrec}
 [ -e "$mrec" ] || { echo "catalogue.sh: $mrec not found (make)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-{ printf 'id\tpath\n'; find "$data/images" -name '*.jpg' | sort | awk -F/ '{id = $NF; sub(/\.jpg$/, "", id); print id "\t" $0}'; } > "$work/images.tsv"
+{ printf 'id\tpath\n'; find "$data/images" -name '*.jpg' | sort | awk -F/ -v n="${MREC_CATALOGUE_ITEMS:-0}" '
+    { id[NR] = $NF; sub(/\.jpg$/, "", id[NR]); path[NR] = $0 }
+    END { total = n > NR ? n : NR
+          for (k = 0; k < total; k++) { i = k % NR + 1; print (k < NR ? id[i] : id[i] "-" int(k / NR)) "\t" path[i] } }'
+} > "$work/images.tsv"
 echo "== mrec extract-image ($resnet, $threads threads, $device, $precision)"
 "$mrec" extract-image --model "$resnet" --images "$work/images.tsv" --out "$work/img" --device "$device" --precision "$precision" \
     --threads "$threads" 2>&1 |

@@ -187,7 +187,8 @@ if [ "$part" != tests ]; then
     # The whole H&M catalogue (1,674 photos, 11,800 texts) extracted on the GPU in bf16, and where the
     # time goes, beside PyTorch on the GPU (bench/catalogue.sh). The text encoder is BERT-base sized,
     # Ducho's default's size: the random bert-base above under all-MiniLM-L6-v2's tokenizer and
-    # sentence-transformers files (the same uncased vocabulary). GPU_CHECK_CATALOGUE=0 leaves it out.
+    # sentence-transformers files (the same uncased vocabulary). GPU_CHECK_CATALOGUE=0 leaves it out;
+    # GPU_CHECK_CATALOGUE_ITEMS=10000 lists the photos over again up to that many items.
     data=""
     for d in ${MREC_DATA:-} ../shared/data shared/data; do [ -d "$d/hm-fashion-sample/images" ] && { data=$d; break; }; done
     tok=$data/tokenizers/all-MiniLM-L6-v2
@@ -202,6 +203,7 @@ if [ "$part" != tests ]; then
         ln -sf "$bench_full/bert-base/model.safetensors" "$st/model.safetensors"
         printf '{"word_embedding_dimension": 768, "pooling_mode_mean_tokens": true}\n' > "$st/1_Pooling/config.json"
         MREC=build/cuda/mrec MREC_DATA=$data MREC_DEVICE=cuda MREC_PRECISION=bf16 MREC_PYTHON=python3 \
+            MREC_CATALOGUE_ITEMS=${GPU_CHECK_CATALOGUE_ITEMS:-0} \
             timeout "${GPU_CHECK_CATALOGUE_S:-300}" sh bench/catalogue.sh "$bench_full/resnet50" "$st" "$jobs" > build/catalogue.log 2>&1
         say "### the H&M catalogue on the GPU, bf16 (bench/catalogue.sh, exit $?)"
         say '```'
