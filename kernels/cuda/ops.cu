@@ -719,50 +719,88 @@ __global__ static void spmm_kernel(float *out, const int64_t *row_ptr, const int
  * of X, and a 64-wide row twice: latency, not bandwidth, set its pace. Here
  * the group reads G entries at once (one coalesced load), hands each one's
  * column and value round by shuffles, and the X loads of several entries
- * are in flight together. Each output is still summed over the entries in
- * order, one fused multiply-add after another, as in the kernel above. */
+ * are in flight together. Each output is summed over the entries in order,
+ * one fused multiply-add after another, as in the kernel above.
+ *
+ * A block owns THREADS / G consecutive rows. A row of more than 8 G entries
+ * (Gowalla's most connected items have 1,415) would keep its group, and its
+ * block, busy long after the rest: the whole block takes such a row after
+ * its short ones, each group one of THREADS / G equal runs of its entries,
+ * and the runs' sums are added in run order. Those rows' bits differ from
+ * one sum in order, and depend on nothing but the row's length. */
+template <int G, int CH>
+__device__ __forceinline__ static void spmm_run(float4 acc[CH], int64_t lo, int64_t hi, const int32_t *col, const float *val, const float4 *X,
+                                int D4, const int slice[CH], int sub, unsigned mask) {
+#pragma unroll
+    for (int k = 0; k < CH; k++) acc[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int64_t e0 = lo; e0 < hi; e0 += G) {
+        int n = hi - e0 < G ? (int)(hi - e0) : G, c = 0;
+        float v = 1.0f;
+        if (sub < n) c = __ldg(col + e0 + sub), v = val ? __ldg(val + e0 + sub) : 1.0f;
+#pragma unroll 8
+        for (int j = 0; j < n; j++) {
+            int cj = __shfl_sync(mask, c, j, G);
+            float vj = __shfl_sync(mask, v, j, G);
+            const float4 *x = X + (size_t)cj * D4;
+#pragma unroll
+            for (int k = 0; k < CH; k++) {
+                float4 xv = __ldg(x + slice[k]);
+                acc[k].x = fmaf(vj, xv.x, acc[k].x), acc[k].y = fmaf(vj, xv.y, acc[k].y);
+                acc[k].z = fmaf(vj, xv.z, acc[k].z), acc[k].w = fmaf(vj, xv.w, acc[k].w);
+            }
+        }
+    }
+}
+
 template <int G, int CH>
 __global__ static void spmm_vec4_kernel(float4 *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                                         const float4 *X, int R, int D4) {
-    int lane = threadIdx.x & 31, sub = lane & (G - 1);
-    unsigned mask = G == 32 ? 0xffffffffu : ((1u << G) - 1) << (lane - sub);
-    int64_t groups = (int64_t)gridDim.x * blockDim.x / G;
+    constexpr int ROWS = THREADS / G, LONG = 8 * G;
+    extern __shared__ float4 runs[]; /* (ROWS, D4): a long row's run sums, a group's each */
+    const int lane = threadIdx.x & 31, sub = lane & (G - 1), group = threadIdx.x / G;
+    const unsigned mask = G == 32 ? 0xffffffffu : ((1u << G) - 1) << (lane - sub);
     /* a lane past the row's end reads the last slice again and stores nothing: no branch between the loads */
     int slice[CH];
 #pragma unroll
     for (int k = 0; k < CH; k++) slice[k] = sub + k * G < D4 ? sub + k * G : D4 - 1;
-    for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / G; r < R; r += groups) {
-        int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
-        float4 acc[CH];
+    float4 acc[CH];
+    for (int64_t r0 = (int64_t)blockIdx.x * ROWS; r0 < R; r0 += (int64_t)gridDim.x * ROWS) {
+        int64_t r = r0 + group;
+        if (r < R && row_ptr[r + 1] - row_ptr[r] <= LONG) {
+            spmm_run<G, CH>(acc, row_ptr[r], row_ptr[r + 1], col, val, X, D4, slice, sub, mask);
 #pragma unroll
-        for (int k = 0; k < CH; k++) acc[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        for (int64_t e0 = lo; e0 < hi; e0 += G) {
-            int n = hi - e0 < G ? (int)(hi - e0) : G, c = 0;
-            float v = 1.0f;
-            if (sub < n) c = __ldg(col + e0 + sub), v = val ? __ldg(val + e0 + sub) : 1.0f;
-#pragma unroll 8
-            for (int j = 0; j < n; j++) {
-                int cj = __shfl_sync(mask, c, j, G);
-                float vj = __shfl_sync(mask, v, j, G);
-                const float4 *x = X + (size_t)cj * D4;
-#pragma unroll
-                for (int k = 0; k < CH; k++) {
-                    float4 xv = __ldg(x + slice[k]);
-                    acc[k].x = fmaf(vj, xv.x, acc[k].x), acc[k].y = fmaf(vj, xv.y, acc[k].y);
-                    acc[k].z = fmaf(vj, xv.z, acc[k].z), acc[k].w = fmaf(vj, xv.w, acc[k].w);
-                }
-            }
+            for (int k = 0; k < CH; k++)
+                if (sub + k * G < D4) out[(size_t)r * D4 + sub + k * G] = acc[k];
         }
+        /* the long rows, every thread of the block on each (the test is the same for all: the barriers are reached
+         * by all or none) */
+        for (int64_t q = r0; q < r0 + ROWS && q < R; q++) {
+            int64_t lo = row_ptr[q], hi = row_ptr[q + 1];
+            if (hi - lo <= LONG) continue;
+            int64_t len = (hi - lo + ROWS - 1) / ROWS, a = lo + group * len < hi ? lo + group * len : hi;
+            spmm_run<G, CH>(acc, a, a + len < hi ? a + len : hi, col, val, X, D4, slice, sub, mask);
 #pragma unroll
-        for (int k = 0; k < CH; k++)
-            if (sub + k * G < D4) out[(size_t)r * D4 + sub + k * G] = acc[k];
+            for (int k = 0; k < CH; k++)
+                if (sub + k * G < D4) runs[group * D4 + sub + k * G] = acc[k];
+            __syncthreads();
+            for (int d = threadIdx.x; d < D4; d += THREADS) {
+                float4 t = runs[d];
+                for (int g = 1; g < ROWS; g++) {
+                    float4 u = runs[g * D4 + d];
+                    t.x += u.x, t.y += u.y, t.z += u.z, t.w += u.w;
+                }
+                out[(size_t)q * D4 + d] = t;
+            }
+            __syncthreads();
+        }
     }
 }
 
 template <int G, int CH>
 static void spmm_vec4(float *out, const int64_t *row_ptr, const int32_t *col, const float *val, const float *X, int R, int D,
                       mrec_cuda *cu) {
-    spmm_vec4_kernel<G, CH><<<mrec_grid((int64_t)R * G, THREADS), THREADS, 0, cu->stream>>>(
+    size_t shared = sizeof(float4) * (THREADS / G) * (size_t)(D / 4);
+    spmm_vec4_kernel<G, CH><<<mrec_grid((int64_t)R * G, THREADS), THREADS, shared, cu->stream>>>(
         (float4 *)out, row_ptr, col, val, (const float4 *)X, R, D / 4);
 }
 
