@@ -11,8 +11,10 @@
  * split). 64-d, batch 2048, Adam at 1e-3, the models' registry defaults
  * (LightGCN: 3 layers). An epoch's seconds are the mean of the epochs after
  * the first, which is given apart (it carries the one-time setup). The peer's
- * epoch is its sampling plus the batches' count times its mean step. Without
- * a GPU it says so and measures nothing.
+ * epoch is its sampling plus the batches' count times its mean step. First,
+ * one propagation alone: the normalized adjacency times 64-wide rows (the
+ * SpMM a LightGCN step runs six times). Without a GPU it says so and
+ * measures nothing.
  *
  *   MREC_BENCH_PROFILE="MODEL STEPS"  instead: STEPS training steps of MODEL
  *   after 3 to warm up, inside a profiler range (ncu --profile-from-start off,
@@ -98,6 +100,43 @@ static int profile_steps(const char *spec, mrec_context *ctx, const mrec_model_i
     return st ? 1 : 0;
 }
 
+/* One propagation of LightGCN's: the normalized adjacency (both directions) times 64-wide rows, alone, the mean of
+ * 20 after one; the bytes are those of the rows gathered (one per entry) and written. */
+static void spmm_alone(mrec_context *ctx, const mrec_user_items *train) {
+    mrec_graph g;
+    if (mrec_graph_normalized(&g, train)) return (void)fprintf(stderr, "spmm: %s\n", mrec_error_detail());
+    int n = g.n_nodes, d = 64;
+    int64_t nnz = g.row_ptr[n];
+    float *x = malloc(sizeof(float) * (size_t)n * d);
+    for (int64_t i = 0; x && i < (int64_t)n * d; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    void *rp = NULL, *col = NULL, *val = NULL, *dx = NULL, *dy = NULL;
+    mrec_cuda *cu = ctx->cuda;
+    mrec_status st = x ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "spmm");
+    if (!st) st = mrec_cuda_malloc(cu, &rp, sizeof(int64_t) * ((size_t)n + 1));
+    if (!st) st = mrec_cuda_malloc(cu, &col, sizeof(int32_t) * (size_t)nnz);
+    if (!st) st = mrec_cuda_malloc(cu, &val, sizeof(float) * (size_t)nnz);
+    if (!st) st = mrec_cuda_malloc(cu, &dx, sizeof(float) * (size_t)n * d);
+    if (!st) st = mrec_cuda_malloc(cu, &dy, sizeof(float) * (size_t)n * d);
+    if (!st) st = mrec_cuda_copy_h2d(cu, rp, g.row_ptr, sizeof(int64_t) * ((size_t)n + 1));
+    if (!st) st = mrec_cuda_copy_h2d(cu, col, g.col, sizeof(int32_t) * (size_t)nnz);
+    if (!st) st = mrec_cuda_copy_h2d(cu, val, g.val, sizeof(float) * (size_t)nnz);
+    if (!st) st = mrec_cuda_copy_h2d(cu, dx, x, sizeof(float) * (size_t)n * d);
+    double t0 = 0;
+    for (int r = 0; r <= 20 && !st; r++) {
+        if (r == 1 && !(st = mrec_cuda_sync(cu))) t0 = seconds();
+        if (!st) st = mrec_spmm_cuda(dy, rp, col, val, dx, n, n, d, cu);
+    }
+    if (!st) st = mrec_cuda_sync(cu);
+    double each = (seconds() - t0) / 20;
+    if (st) fprintf(stderr, "spmm: %s\n", mrec_error_detail());
+    else
+        printf("spmm, the adjacency (%d x %d, %lld entries) x 64-wide rows: %.3f ms (%.0f GB/s of rows gathered and written)\n", n, n,
+               (long long)nnz, each * 1e3, ((double)nnz + n) * d * 4 / each * 1e-9);
+    mrec_cuda_free(cu, rp), mrec_cuda_free(cu, col), mrec_cuda_free(cu, val), mrec_cuda_free(cu, dx), mrec_cuda_free(cu, dy);
+    free(x);
+    mrec_graph_free(&g);
+}
+
 int main(int argc, char **argv) {
     int epochs = argc > 1 ? atoi(argv[1]) : 3;
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -132,6 +171,7 @@ int main(int argc, char **argv) {
     }
     printf("Gowalla on the GPU: %d users, %d items, %lld training pairs, 64-d, batch 2048, %d epoch(s)\n", x.n_users, x.n_items,
            pairs, epochs);
+    spmm_alone(gpu, &train);
     printf("%-10s %14s %14s %14s %10s\n", "model", "train s/epoch", "first epoch s", "eval s", "Recall@20");
     const char *models[] = {"bprmf", "lightgcn", "ngcf"};
     double lightgcn_epoch = 0, lightgcn_eval = 0;
