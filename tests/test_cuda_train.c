@@ -2,7 +2,8 @@
  *
  * Without a GPU: `mrec train --device` as a user meets it (a model without a
  * GPU path refused by name before the data is read, auto falling back to the
- * CPU with a one-line notice, a bad value named), the Elliot config's `gpu`
+ * CPU with a one-line notice, a bad value named), `--precision` (bf16 on a
+ * CPU with AVX-512 BF16, TF32 the GPU's), the Elliot config's `gpu`
  * key, the list of models with a GPU path against the models themselves (each
  * one off the list refuses a GPU context, naming itself), every model with a
  * switch to its op path (NGCF, VBPR, FREEDOM, LightGCN-M, SimGCL, SGL, NGCF-M,
@@ -191,6 +192,53 @@ static void device_flag(int gpu) {
     t_check(rc == 1 && strstr(out, "--device"), "--device without a value: refused (exit %d: %.300s)", rc, out);
     rc = run("train --help", out, sizeof out);
     t_check(rc == 0 && strstr(out, "--device auto|cpu|cuda"), "--device in mrec train --help");
+}
+
+/* The last epoch's loss in mrec train's output, or NAN. */
+static double last_loss(const char *out) {
+    double loss = NAN;
+    for (const char *p = strstr(out, "loss "); p; p = strstr(p + 1, "loss ")) loss = atof(p + 5);
+    return loss;
+}
+
+/* mrec train --precision: the GEMMs in bf16 where the CPU has AVX-512 BF16 (else refused, saying why), TF32 on a
+ * GPU only (auto falls back to fp32 with a notice), each run close to its fp32 one (NGCF: GEMMs forward and back). */
+static void precision_flag(int gpu) {
+    char out[65536], ref[65536];
+    int rc = run("train " DATA " --model ngcf --out p0", ref, sizeof ref);
+    T_REQUIRE_VOID_OK(rc == 0);
+    double fp32 = last_loss(ref);
+    rc = run("train " DATA " --model ngcf --precision bf16 --out p1", out, sizeof out);
+    if (mrec_cpu_has_bf16())
+        t_check(rc == 0 && strstr(out, "precision: bf16") && fabs(last_loss(out) - fp32) <= 1e-2 * fabs(fp32),
+                "--precision bf16 on a CPU with AVX-512 BF16: trains, says so, loss %.6f against fp32's %.6f (exit %d: %.300s)",
+                last_loss(out), fp32, rc, rc ? out : "");
+    else
+        t_check(rc == 2 && strstr(out, "AVX-512 BF16"), "--precision bf16 on a CPU without AVX-512 BF16: exit 2 saying why "
+                "(exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model ngcf --precision tf32 --out p2", out, sizeof out);
+    t_check(rc == 2 && strstr(out, "precision tf32") && strstr(out, "GPU"),
+            "--precision tf32 on the CPU: exit 2, the GPU's (exit %d: %.300s)", rc, out);
+    rc = run("train " DATA " --model ngcf --precision tf32 --device auto --out p3", out, sizeof out);
+    if (gpu)
+        t_check(rc == 0 && strstr(out, "precision: tf32"), "--precision tf32 --device auto on a GPU (exit %d: %.300s)", rc, out);
+    else
+        t_check(rc == 0 && strstr(out, "mrec train: precision tf32: TF32 is the GPU's; computing in fp32\n") &&
+                    fabs(last_loss(out) - fp32) <= 1e-6 * fabs(fp32),
+                "--precision tf32 --device auto without a GPU: fp32 on the CPU, with a notice (exit %d: %.300s)", rc, out);
+    if (gpu) {
+        rc = run("train " DATA " --model ngcf --device cuda --out p4", ref, sizeof ref);
+        double gpu32 = last_loss(ref);
+        rc |= run("train " DATA " --model ngcf --device cuda --precision bf16 --out p5", out, sizeof out);
+        t_check(rc == 0 && strstr(out, "precision: bf16") && fabs(last_loss(out) - gpu32) <= 1e-2 * fabs(gpu32),
+                "--device cuda --precision bf16: loss %.6f against the GPU's fp32 %.6f (exit %d: %.300s)", last_loss(out), gpu32, rc,
+                rc ? out : "");
+    }
+    rc = run("train " DATA " --model ngcf --precision fp16 --out p6", out, sizeof out);
+    t_check(rc == 1 && strstr(out, "--precision") && strstr(out, "fp32|tf32|bf16"),
+            "--precision fp16: refused, naming the flag and the choices (exit %d: %.300s)", rc, out);
+    rc = run("train --help", out, sizeof out);
+    t_check(rc == 0 && strstr(out, "--precision fp32|tf32|bf16"), "--precision in mrec train --help");
 }
 
 /* Elliot's `gpu`: -1 the CPU; a GPU index takes that GPU where it can, the CPU with a notice otherwise. */
@@ -849,7 +897,7 @@ int main(void) {
 
     /* the command line's flags spawn the binary a dozen times, each loading cuBLAS and cuDNN, which under
      * compute-sanitizer takes longer than the check allows: the plain run has them */
-    if (!getenv("MREC_UNDER_SANITIZER")) device_flag(gpu), elliot_gpu(gpu);
+    if (!getenv("MREC_UNDER_SANITIZER")) device_flag(gpu), precision_flag(gpu), elliot_gpu(gpu);
     else t_skip("under compute-sanitizer: --device and Elliot's gpu key, spawning the binary, are left to the plain run");
     list_matches_models(cpu);
     op_path_on_cpu(cpu);

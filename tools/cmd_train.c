@@ -22,7 +22,7 @@
 enum {
     O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_FOLD, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_PREFILTER, O_FEATURES, O_MISSING, O_KNOCKOUT,
     O_SAVE_SPLITS, O_CACHE, O_CLIP, O_ITEMS, O_ID_COLUMN, O_TEXT_COLUMN, O_IMAGES, O_IMAGE_COLUMN, O_MODEL, O_PARAMS, O_METRICS, O_K, O_SELECT, O_THRESHOLD, O_MASK_VALID, O_OUT, O_OVERWRITE, O_RESUME,
-    O_SAVE_TOPK, O_PER_USER, O_SAVE, O_RESTORE, O_THREADS, O_DEVICE, N_OPTIONS
+    O_SAVE_TOPK, O_PER_USER, O_SAVE, O_RESTORE, O_THREADS, O_DEVICE, O_PRECISION, N_OPTIONS
 };
 
 static const mrec_option OPTIONS[N_OPTIONS] = {
@@ -91,6 +91,11 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [O_DEVICE] = {"--device", MREC_OPT_ENUM, "auto|cpu|cuda",
                   "where the model trains and ranks: cuda refuses a model without a GPU path, auto takes the CPU then", "cpu",
                   .choices = "auto|cpu|cuda"},
+    [O_PRECISION] = {"--precision", MREC_OPT_ENUM, "fp32|tf32|bf16",
+                     "the GEMMs' precision in training and ranking (fp32 sums either way; the sparse products stay fp32): tf32 "
+                     "on a GPU, bf16 on a GPU or a CPU with AVX-512 BF16; asking the CPU for one it lacks is an error (auto falls "
+                     "back to fp32 with a notice)",
+                     "fp32", .choices = "fp32|tf32|bf16"},
 };
 
 static char usage_text[4096];
@@ -272,6 +277,7 @@ int mrec_cmd_train(int argc, char **argv) {
     s.save_topk = (int)v[O_SAVE_TOPK].i, s.per_user = v[O_PER_USER].given;
     s.threads = (int)v[O_THREADS].i;
     if (v[O_DEVICE].given) s.device = v[O_DEVICE].i == 0 ? MREC_WANT_AUTO : v[O_DEVICE].i == 1 ? MREC_WANT_CPU : MREC_WANT_CUDA;
+    if (v[O_PRECISION].given) mrec_precision_parse(v[O_PRECISION].text, &s.precision); /* checked against its choices */
     s.log = mrec_train_log_stdout, s.notice = mrec_train_notice_stderr;
     int kind;
     double a, b;

@@ -57,6 +57,8 @@ typedef struct {
     mrec_device_request device; /* that context's device: MREC_WANT_CPU (the default), MREC_WANT_CUDA (a model without a
                                  * GPU path, or no usable GPU, is an error), MREC_WANT_AUTO (the CPU then, with a notice) */
     int gpu;                   /* which GPU, for cuda and auto (Elliot's `gpu` key) */
+    mrec_precision precision;  /* that context's GEMMs: fp32 (the default); tf32 on a GPU; bf16 on a GPU or a CPU with
+                                * AVX-512 BF16 (else an error on the CPU, and auto's CPU computes in fp32 with a notice) */
     mrec_context *ctx;         /* the caller's context, or NULL */
     mrec_notice_fn log;        /* each progress line (data, features, model, epochs, results), or NULL */
     mrec_notice_fn notice;     /* what loading changed in the data (rows dropped, ...), or NULL */

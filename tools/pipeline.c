@@ -454,25 +454,38 @@ static mrec_status run_context(const mrec_train_spec *s, const mrec_model_entry 
         if (s->notice) s->notice(s->log_ctx, line);
         want_gpu = 0;
     }
+    /* the CPU's precision: asked for, on the CPU alone (the context refuses one the CPU lacks, saying why); bf16
+     * where the CPU has it otherwise, the GPU's choice (or auto's fallback) to come */
+    int cpu_bf16 = s->precision == MREC_PREC_BF16 && mrec_cpu_has_bf16();
     mrec_context_options co = mrec_context_defaults();
     co.device = MREC_WANT_CPU, co.n_threads = s->threads;
+    co.precision = !want_gpu && s->device == MREC_WANT_CPU ? s->precision : cpu_bf16 ? MREC_PREC_BF16 : MREC_PREC_FP32;
     mrec_status st = mrec_context_create(out, &co);
-    if (st || !want_gpu) return st;
-    /* the GPU joins the CPU context (its pool stays for the host's share of the work) */
+    if (st) return st;
     mrec_context *ctx = *out;
-    if (!(st = mrec_cuda_create(&ctx->cuda, s->gpu))) {
-        ctx->device = MREC_DEVICE_CUDA;
-        say(s, "device: cuda (GPU %d)", s->gpu);
-        return MREC_OK;
+    if (want_gpu) {
+        /* the GPU joins the CPU context (its pool stays for the host's share of the work) */
+        if (!(st = mrec_cuda_create(&ctx->cuda, s->gpu))) {
+            ctx->device = MREC_DEVICE_CUDA, ctx->precision = s->precision;
+            say(s, "device: cuda (GPU %d)", s->gpu);
+        } else if (s->device == MREC_WANT_CUDA) {
+            mrec_context_destroy(ctx);
+            *out = NULL;
+            return st;
+        } else {
+            snprintf(line, sizeof line, "no usable GPU (%s); running on the CPU", mrec_error_detail());
+            mrec_clear_error();
+            if (s->notice) s->notice(s->log_ctx, line);
+        }
     }
-    if (s->device == MREC_WANT_CUDA) {
-        mrec_context_destroy(ctx);
-        *out = NULL;
-        return st;
+    if (ctx->precision != s->precision) {
+        snprintf(line, sizeof line, "precision %s: %s; computing in fp32", mrec_precision_name(s->precision),
+                 s->precision == MREC_PREC_TF32 ? "TF32 is the GPU's" : "this CPU has no AVX-512 BF16");
+        if (s->notice) s->notice(s->log_ctx, line);
+    } else if (ctx->precision != MREC_PREC_FP32) {
+        say(s, "precision: %s (the GEMMs' operands rounded, fp32 sums; the sparse products and the rest in fp32)",
+            mrec_precision_name(ctx->precision));
     }
-    snprintf(line, sizeof line, "no usable GPU (%s); running on the CPU", mrec_error_detail());
-    mrec_clear_error();
-    if (s->notice) s->notice(s->log_ctx, line);
     return MREC_OK;
 }
 
@@ -554,7 +567,8 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
     if (e->needs != MREC_NEEDS_NONE && !s->features)
         return STEP("model", mrec_fail(MREC_ERR_ARG, "%s needs item features: --features visual=PATH,textual=PATH", e->name));
     if (!ctx) {
-        if (STEP(s->device == MREC_WANT_CPU ? "threads" : "device", run_context(s, e, &own))) return st;
+        const char *stage = s->device != MREC_WANT_CPU ? "device" : s->precision != MREC_PREC_FP32 ? "precision" : "threads";
+        if (STEP(stage, run_context(s, e, &own))) return st;
         ctx = own;
     }
     if (!STEP("loading data", load_data(s, &x)) && (s->kcore > 0 || s->min_rating > -INFINITY))
