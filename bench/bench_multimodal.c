@@ -12,6 +12,7 @@
  *   build/cpu/bench/bench_multimodal [threads [steps]]
  *   MREC_PYTHON=...   a Python with torch
  *   MREC_BENCH_MODELS="VBPR NGCF-M"   time only these of mrec's (a profile of one)
+ *   MREC_PRECISION=bf16  mrec's GEMMs in bf16 (tf32 on the GPU too), as mrec train --precision; the peer in fp32
  *   MREC_DEVICE=cuda  both sides on the GPU (build/cuda/bench/bench_multimodal; make gpu-check runs it):
  *                     mrec on a CUDA context, the peer's models and data on torch's cuda device, each
  *                     step ending with a wait for the device; no memory row (bench/elec_size.sh)
@@ -81,6 +82,9 @@ int main(int argc, char **argv) {
     int gpu = !strcmp(device, "cuda");
     mrec_context_options o = mrec_context_defaults();
     o.device = gpu ? MREC_WANT_CUDA : MREC_WANT_CPU, o.n_threads = threads;
+    /* MREC_PRECISION=tf32|bf16: mrec's GEMMs so (mrec train --precision); the peer stays fp32 */
+    if (getenv("MREC_PRECISION") && mrec_precision_parse(getenv("MREC_PRECISION"), &o.precision))
+        return fprintf(stderr, "MREC_PRECISION: %s\n", mrec_error_detail()), 1;
     mrec_context *ctx;
     if (mrec_context_create(&ctx, &o)) return fprintf(stderr, "bench_multimodal: %s\n", mrec_error_detail()), 1;
     mrec_bpr_sampler s;

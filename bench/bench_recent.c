@@ -20,6 +20,7 @@
  *   build/cpu/bench/bench_recent [threads [steps]]
  *   MREC_PYTHON=...   a Python with torch
  *   MREC_BENCH_MODELS="lgmrec pgl"   time only these (mrec and the peer alike)
+ *   MREC_PRECISION=bf16              mrec's GEMMs in bf16 (tf32 on the GPU too), as mrec train --precision
  *   MREC_DEVICE=cuda   both sides on the GPU (build/cuda/bench/bench_recent; make gpu-check runs it): mrec on
  *                      a CUDA context, the peers on torch's cuda device, each step ending with a wait
  */
@@ -78,6 +79,9 @@ int main(int argc, char **argv) {
     int gpu = !strcmp(device, "cuda");
     mrec_context_options o = mrec_context_defaults();
     o.device = gpu ? MREC_WANT_CUDA : MREC_WANT_CPU, o.n_threads = threads;
+    /* MREC_PRECISION=tf32|bf16: mrec's GEMMs so (mrec train --precision); the peer stays fp32 */
+    if (getenv("MREC_PRECISION") && mrec_precision_parse(getenv("MREC_PRECISION"), &o.precision))
+        return fprintf(stderr, "MREC_PRECISION: %s\n", mrec_error_detail()), 1;
     mrec_context *ctx;
     if (mrec_context_create(&ctx, &o)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
     mrec_bpr_sampler s;
