@@ -392,7 +392,8 @@ static int bench_encoders(void) {
             printf("%-26s %9s %9s %9s %9s %9s %9s %8s %6s %6s\n", cases[i].name, col[0], col[1], col[2], col[3], col[4], col[5], ratio[0],
                    ratio[1], ratio[2]);
         }
-        printf("bf16, the images already on the GPU (the encoder alone, no upload from the host): images/s\n%-26s %9s %9s %9s\n",
+        printf("bf16, the images already on the GPU (the encoder alone, no upload from the host; PyTorch's ResNet channels-last): "
+               "images/s\n%-26s %9s %9s %9s\n",
                "model", "mrec", "torch", "ratio");
         for (int i = 0; i < n; i++) {
             double ours = cases[i].resident, theirs = peer[i][3];

@@ -7,7 +7,8 @@ KIND is bert (BertModel or MPNetModel, by config.json), vit, resnet (torchvision
 safetensors state dict), clip-image or clip-text; T the tokens per text. Prints one line per model,
 in the order given: the mean seconds per batch over REPS batches after one to warm up, in fp32 (TF32
 off), TF32 (matmuls and cuDNN) and bf16 (torch.autocast), then bf16 again with the images already on
-the GPU (the encoder alone; "0" for a text model), "0" where a run failed. Inputs start on the host
+the GPU (the encoder alone, ResNet in channels-last memory format; "0" for a text model), "0" where
+a run failed. Inputs start on the host
 otherwise, as bench_gpu_ops's do: random ids in [1000, 21000) without padding, images of noise at
 224 x 224. With MREC_PEER_COMPILE=1 in the environment a fifth number follows: the same bf16 autocast step
 through torch.compile (default mode; its compilation is in the warm-up, not the time), ResNet in
@@ -92,7 +93,10 @@ def main():
                     if kind in ("bert", "clip-text"):
                         line.append("0")
                         continue
-                    line.append(f"{timed(step(kind, model, batch, int(T), dev, resident=True), reps, 'bf16'):.6f}")
+                    if kind == "resnet":  # channels-last, PyTorch's advice for convolutions on tensor cores (as compile below)
+                        model = model.to(memory_format=torch.channels_last)
+                    fn_r = step(kind, model, batch, int(T), dev, channels_last=kind == "resnet", resident=True)
+                    line.append(f"{timed(fn_r, reps, 'bf16'):.6f}")
                     continue
                 if precision == "compile" and kind == "resnet":
                     model = model.to(memory_format=torch.channels_last)
