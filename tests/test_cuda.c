@@ -89,6 +89,11 @@ static void test_elementwise(void) {
         mrec_add_ref(ref, a, b, n);
         if (t_status(mrec_add_cuda(dout, da, db, n, cu), MREC_OK, "add") && down(got, dout, 4 * n))
             snprintf(what, sizeof what, "add n=%lld", (long long)n), t_allclose(what, ref, got, n, 0, 0);
+        if (n > 1) { /* one float off the 16-byte alignment: the one-value form */
+            mrec_add_ref(ref, a + 1, b + 1, n - 1);
+            if (t_status(mrec_add_cuda(dout + 1, da + 1, db + 1, n - 1, cu), MREC_OK, "add") && down(got, dout, 4 * n))
+                snprintf(what, sizeof what, "add n=%lld, unaligned", (long long)n - 1), t_allclose(what, ref, got + 1, n - 1, 0, 0);
+        }
         mrec_mul_ref(ref, a, b, n);
         if (t_status(mrec_mul_cuda(dout, da, db, n, cu), MREC_OK, "mul") && down(got, dout, 4 * n))
             snprintf(what, sizeof what, "mul n=%lld", (long long)n), t_allclose(what, ref, got, n, 0, 0);
