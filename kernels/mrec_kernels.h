@@ -619,6 +619,11 @@ void mrec_spmm_t_ref(float *out, const int64_t *row_ptr, const int32_t *col, con
                      const float *X, int R, int Cc, int D);
 void mrec_spmm_t_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                      const float *X, int R, int Cc, int D, mrec_pool *pool);
+/* mrec_spmm_cpu, then sum (R, D) = (sum_in + out) * scale, each row while it is fresh: a graph model's sum of its
+ * layers (LightGCN's mean), without passes of its own over the whole table. The bits of mrec_spmm_cpu,
+ * mrec_add_cpu and mrec_scale_cpu in turn. sum may be sum_in; out may be neither. */
+void mrec_spmm_sum_cpu(float *out, float *sum, const float *sum_in, float scale, const int64_t *row_ptr, const int32_t *col,
+                       const float *val, const float *X, int R, int Cc, int D, mrec_pool *pool);
 
 /* ---- optimizer ----------------------------------------------------------------
  * One Adam step as torch.optim.Adam (L2 weight decay added to the gradient;
@@ -838,6 +843,9 @@ mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mrec_pool2d_s
  * the caller builds once per graph. */
 mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                            const float *X, int R, int Cc, int D, mrec_cuda *cu);
+/* The same, then sum = (sum_in + out) * scale row by row, as mrec_spmm_sum_cpu. */
+mrec_status mrec_spmm_sum_cuda(float *out, float *sum, const float *sum_in, float scale, const int64_t *row_ptr, const int32_t *col,
+                               const float *val, const float *X, int R, int Cc, int D, mrec_cuda *cu);
 /* Fused multi-head self-attention, the contract of mrec_attention_cpu:
  * out, q, k, v (B, T, heads * dh); mask_bias (B, T) or NULL; head_bias
  * (heads, T, T) or NULL; dh <= 128. No scratch. */
@@ -1034,6 +1042,10 @@ void mrec_weights_release(mrec_context *ctx, float *weights);
 /* out = A @ X (X: (a->n_cols, D)) or, with transpose, A^T @ X (X: (a->n_rows, D)); on the GPU A^T
  * needs a->transposed */
 mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const float *X, int D, int transpose);
+/* mrec_spmm, then sum = (sum_in + out) * scale (the output's rows, D wide) in the same pass where it can: the same
+ * bits as mrec_spmm, mrec_add and mrec_scale in turn. sum may be sum_in; out may be neither. */
+mrec_status mrec_spmm_sum(mrec_context *ctx, float *out, float *sum, const float *sum_in, float scale, const mrec_csr *a,
+                          const float *X, int D, int transpose);
 mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const float *grad, float lr, float beta1,
                       float beta2, float eps, float weight_decay, int64_t step, int64_t n);
 mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p, uint64_t seed, uint64_t offset,

@@ -95,14 +95,15 @@ mrec_status mrec_csr_layer_mean(float *final, const float *ego, const mrec_csr *
     int64_t n = (int64_t)adj->n_rows * d;
     /* final = ego + layer 1 (+ layer 2 ...): without layers a copy (x * 1 is exact on any device) */
     mrec_status st = layers < 1 ? mrec_scale(ctx, final, ego, 1.0f, n) : MREC_OK;
+    /* each layer added to the sum as the product makes it, the last one scaled too: the bits of a product, an add
+     * and, at the end, a scaling, without their passes over the whole table */
     const float *prev = ego;
     for (int k = 1; k <= layers && !st; k++) {
         float *next = (k % 2) ? a : b;
-        st = mrec_spmm(ctx, next, adj, prev, d, 0);
-        if (!st) st = mrec_add(ctx, final, k == 1 ? ego : final, next, n);
+        st = mrec_spmm_sum(ctx, next, final, k == 1 ? ego : final, k == layers ? 1.0f / (layers + 1) : 1.0f, adj, prev, d, 0);
         prev = next;
     }
-    return st ? st : mrec_scale(ctx, final, final, 1.0f / (layers + 1), n);
+    return st;
 }
 
 mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mrec_csr *adj, int symmetric, int layers, int d,
@@ -115,11 +116,11 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
     const float *prev = dfinal;
     for (int k = 1; k <= layers && !st; k++) {
         float *next = (k % 2) ? a : b;
-        st = mrec_spmm(ctx, next, adj, prev, d, !symmetric);
-        if (!st) st = mrec_add(ctx, dego, k == 1 ? dfinal : dego, next, n);
+        st = mrec_spmm_sum(ctx, next, dego, k == 1 ? dfinal : dego, k == layers ? 1.0f / (layers + 1) : 1.0f, adj, prev, d,
+                           !symmetric);
         prev = next;
     }
-    return st ? st : mrec_scale(ctx, dego, dego, 1.0f / (layers + 1), n);
+    return st;
 }
 
 mrec_status mrec_graph_layer_mean(float *final, const float *ego, const mrec_graph *g, int layers, int d, float *a, float *b,

@@ -662,6 +662,19 @@ static void test_sparse_adam_batched(void) {
         mrec_spmm_ref(ref, rp, col, val, X + shifted, R, Cc, D);
         if (t_status(mrec_spmm_cuda(dout, drp, dcol, dval, dX + shifted, R, Cc, D, cu), MREC_OK, "spmm") && down(got, dout, 4 * (size_t)R * D))
             t_allclose(what, ref, got, (int64_t)R * D, 1e-5, 1e-5);
+        /* with the layer sum (in place, a last layer's scale): out as before, the sum an add and a scaling of it */
+        {
+            float *tin = rnd((int64_t)R * D, -1, 1), *tot = malloc(4 * (size_t)R * D), *o2 = malloc(4 * (size_t)R * D);
+            float *dtot = up(tin, 4 * (size_t)R * D);
+            if (t_status(mrec_spmm_sum_cuda(dout, dtot, dtot, 0.25f, drp, dcol, dval, dX + shifted, R, Cc, D, cu), MREC_OK, "spmm_sum") &&
+                down(o2, dout, 4 * (size_t)R * D) && down(tot, dtot, 4 * (size_t)R * D)) {
+                int same = !memcmp(o2, got, 4 * (size_t)R * D);
+                for (int64_t i = 0; same && i < (int64_t)R * D; i++) same = tot[i] == (tin[i] + o2[i]) * 0.25f;
+                t_check(same, "%s: with the layer sum in place, spmm's bits, then an add's and a scaling's", what);
+            }
+            mrec_cuda_free(cu, dtot);
+            free(tin), free(tot), free(o2);
+        }
         /* the same bits again: no sum depends on timing */
         float *again = malloc(4 * (size_t)R * D);
         if (t_status(mrec_spmm_cuda(dout, drp, dcol, dval, dX + shifted, R, Cc, D, cu), MREC_OK, "spmm") && down(again, dout, 4 * (size_t)R * D))

@@ -1882,6 +1882,21 @@ static void test_spmm(void) {
                 t_allclose(what, ref, out, (int64_t)R * D, Cc * U * Cc, 0);
                 if (p == 0) memcpy(first, out, (size_t)R * D * 4);
                 else t_check(!memcmp(first, out, (size_t)R * D * 4), "%s: the bits of %s", what, pool_name(pools[0]));
+                /* with the layer sum: out's bits, and the sum's those of an add and then a scaling of them, in place
+                 * and not, at a scale of 1 and of a last layer's 1/4 */
+                float *sum_in = randv((int64_t)R * D, -1, 1), *sum = malloc((size_t)R * D * 4), *want = malloc((size_t)R * D * 4);
+                for (int k = 0; k < 2; k++) {
+                    float scale = k ? 0.25f : 1.0f;
+                    for (int64_t i = 0; i < (int64_t)R * D; i++) want[i] = (sum_in[i] + first[i]) * scale, out[i] = sum[i] = NAN;
+                    mrec_spmm_sum_cpu(out, sum, sum_in, scale, row_ptr, col, v, X, R, Cc, D, pools[p]);
+                    t_check(!memcmp(first, out, (size_t)R * D * 4) && !memcmp(want, sum, (size_t)R * D * 4),
+                            "spmm_sum %s D=%d weighted=%d scale %g: spmm's bits, then an add's and a scaling's", pool_name(pools[p]), D,
+                            weighted, scale);
+                }
+                memcpy(sum, sum_in, (size_t)R * D * 4);
+                mrec_spmm_sum_cpu(out, sum, sum, 0.25f, row_ptr, col, v, X, R, Cc, D, pools[p]);
+                t_check(!memcmp(want, sum, (size_t)R * D * 4), "spmm_sum %s D=%d weighted=%d: in place", pool_name(pools[p]), D, weighted);
+                free(sum_in), free(sum), free(want);
                 for (int64_t i = 0; i < (int64_t)Cc * D; i++) outt[i] = NAN;
                 mrec_spmm_t_cpu(outt, row_ptr, col, v, Xt, R, Cc, D, pools[p]);
                 snprintf(what, sizeof what, "spmm_t %s D=%d weighted=%d", pool_name(pools[p]), D, weighted);

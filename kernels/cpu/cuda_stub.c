@@ -159,6 +159,10 @@ mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *co
                            int R, int Cc, int D, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_spmm_sum_cuda(float *out, float *sum, const float *sum_in, float scale, const int64_t *row_ptr, const int32_t *col,
+                               const float *val, const float *X, int R, int Cc, int D, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2,
                            float eps, float weight_decay, int64_t step, int64_t n, mrec_cuda *cu) {
     return no_cuda();

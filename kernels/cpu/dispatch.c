@@ -444,6 +444,32 @@ mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const fl
     return MREC_OK;
 }
 
+mrec_status mrec_spmm_sum(mrec_context *ctx, float *out, float *sum, const float *sum_in, float scale, const mrec_csr *a,
+                          const float *X, int D, int transpose) {
+    if (a->device != ctx->device) return mrec_fail(MREC_ERR_DEVICE, "spmm: the sparse matrix is on another device");
+    if (on_gpu(ctx)) {
+        const mrec_csr *m = transpose ? a->transposed : a;
+        if (!m) return mrec_fail(MREC_ERR_UNSUPPORTED, "spmm of a matrix without its transpose (mrec_csr.transposed) on the GPU");
+        int rows = transpose ? a->n_cols : a->n_rows, cols = transpose ? a->n_rows : a->n_cols;
+        if (m->device != ctx->device || m->n_rows != rows || m->n_cols != cols)
+            return mrec_fail(MREC_ERR_SHAPE, "spmm: the transpose kept with the matrix does not match it");
+        return mrec_spmm_sum_cuda(out, sum, sum_in, scale, m->row_ptr, m->col, m->val, X, m->n_rows, m->n_cols, D, ctx->cuda);
+    }
+    /* as mrec_spmm: a row loop over A, or over the transpose kept with it; A^T sorted now takes the passes apart */
+    const mrec_csr *t = a->transposed;
+    if (!transpose) {
+        mrec_spmm_sum_cpu(out, sum, sum_in, scale, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
+    } else if (t && t != a && t->device == ctx->device && t->n_rows == a->n_cols && t->n_cols == a->n_rows) {
+        mrec_spmm_sum_cpu(out, sum, sum_in, scale, t->row_ptr, t->col, t->val, X, t->n_rows, t->n_cols, D, ctx->pool);
+    } else {
+        int64_t n = (int64_t)a->n_cols * D;
+        mrec_spmm_t_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
+        mrec_add_cpu(sum, sum_in, out, n, ctx->pool);
+        mrec_scale_cpu(sum, sum, scale, n, ctx->pool);
+    }
+    return MREC_OK;
+}
+
 mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const float *grad, float lr, float beta1,
                       float beta2, float eps, float weight_decay, int64_t step, int64_t n) {
     if (on_gpu(ctx)) return mrec_adam_cuda(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->cuda);

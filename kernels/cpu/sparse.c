@@ -21,6 +21,9 @@ typedef struct {
     const int32_t *col;
     const float *val, *X;
     int R, Cc, D, avx512;
+    float *sum; /* mrec_spmm_sum_cpu: sum = (sum_in + out) * scale after each range of rows, or NULL */
+    const float *sum_in;
+    float scale;
 } spmm_args;
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -91,23 +94,42 @@ MREC_VECTOR_CLONES static void spmm_rows(const spmm_args *a, int64_t lo, int64_t
     }
 }
 
+/* The layer sum of rows [lo, hi): their out rows are still in cache. (s + o) * scale, two roundings, as an add
+ * and then a scaling. */
+MREC_VECTOR_CLONES static void sum_rows(const spmm_args *a, int64_t lo, int64_t hi) {
+    const float *restrict o = a->out + lo * a->D, *s_in = a->sum_in + lo * a->D;
+    float *s = a->sum + lo * a->D, scale = a->scale;
+    for (int64_t i = 0; i < (hi - lo) * a->D; i++) s[i] = (s_in[i] + o[i]) * scale;
+}
+
 static void spmm_range(void *arg, int64_t lo, int64_t hi) {
     const spmm_args *a = arg;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (a->avx512) {
-        spmm_range_avx512(a, lo, hi);
-        return;
-    }
+    if (a->avx512) spmm_range_avx512(a, lo, hi);
+    else
 #endif
-    spmm_rows(a, lo, hi);
+        spmm_rows(a, lo, hi);
+    if (a->sum) sum_rows(a, lo, hi);
+}
+
+static void spmm_run(spmm_args *a, mrec_pool *pool) {
+    a->avx512 = a->D > 0 && mrec_pool_simd(pool) >= MREC_SIMD_AVX512;
+    int64_t nnz = a->row_ptr[a->R];
+    int64_t rows_per_chunk = a->R > 0 && nnz > 0 ? 1 + (int64_t)a->R * 4096 / (nnz * (a->D > 0 ? a->D : 1)) : 1;
+    mrec_parallel_range(pool, a->R, rows_per_chunk, spmm_range, a);
 }
 
 void mrec_spmm_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                    const float *X, int R, int Cc, int D, mrec_pool *pool) {
-    spmm_args a = {out, row_ptr, col, val, X, R, Cc, D, D > 0 && mrec_pool_simd(pool) >= MREC_SIMD_AVX512};
-    int64_t nnz = row_ptr[R];
-    int64_t rows_per_chunk = R > 0 && nnz > 0 ? 1 + (int64_t)R * 4096 / (nnz * (D > 0 ? D : 1)) : 1;
-    mrec_parallel_range(pool, R, rows_per_chunk, spmm_range, &a);
+    spmm_args a = {.out = out, .row_ptr = row_ptr, .col = col, .val = val, .X = X, .R = R, .Cc = Cc, .D = D};
+    spmm_run(&a, pool);
+}
+
+void mrec_spmm_sum_cpu(float *out, float *sum, const float *sum_in, float scale, const int64_t *row_ptr, const int32_t *col,
+                       const float *val, const float *X, int R, int Cc, int D, mrec_pool *pool) {
+    spmm_args a = {.out = out, .row_ptr = row_ptr, .col = col, .val = val, .X = X, .R = R, .Cc = Cc, .D = D,
+                   .sum = sum, .sum_in = sum_in, .scale = scale};
+    spmm_run(&a, pool);
 }
 
 /* Columns [lo, hi) of the feature dimension. */
@@ -144,7 +166,7 @@ void mrec_spmm_t_cpu(float *out, const int64_t *row_ptr, const int32_t *col, con
             }
         mrec_spmm_cpu(out, t_ptr, t_col, t_val, X, Cc, R, D, pool);
     } else {
-        spmm_args a = {out, row_ptr, col, val, X, R, Cc, D, 0};
+        spmm_args a = {.out = out, .row_ptr = row_ptr, .col = col, .val = val, .X = X, .R = R, .Cc = Cc, .D = D};
         /* At least 16 columns a task, so each scatter touches whole cache lines. */
         mrec_parallel_range(pool, D, 16, spmm_t_cols, &a);
     }

@@ -715,7 +715,7 @@ extern "C" mrec_status mrec_avgpool2d_cuda(float *out, const float *in, const mr
  * grid-stride loop: the grid is capped at 2^21 blocks (16.7M rows). The
  * general form, for widths the vector form below does not take. */
 __global__ static void spmm_kernel(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
-                                   const float *X, int R, int D) {
+                                   const float *X, int R, int D, float *total, const float *total_in, float scale) {
     int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
     int lane = threadIdx.x & 31;
     for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < R; r += warps) {
@@ -723,9 +723,17 @@ __global__ static void spmm_kernel(float *out, const int64_t *row_ptr, const int
         for (int d = lane; d < D; d += 32) {
             float sum = 0.0f;
             for (int64_t e = lo; e < hi; e++) sum += (val ? val[e] : 1.0f) * X[(size_t)col[e] * D + d];
-            out[(size_t)r * D + d] = sum;
+            size_t at = (size_t)r * D + d;
+            out[at] = sum;
+            if (total) total[at] = __fmul_rn(__fadd_rn(total_in[at], sum), scale);
         }
     }
+}
+
+/* The layer sum's slice: (s + o) * scale, an add and then a scaling, each rounded. */
+__device__ __forceinline__ static float4 layer_sum(float4 s, float4 o, float scale) {
+    return make_float4(__fmul_rn(__fadd_rn(s.x, o.x), scale), __fmul_rn(__fadd_rn(s.y, o.y), scale),
+                       __fmul_rn(__fadd_rn(s.z, o.z), scale), __fmul_rn(__fadd_rn(s.w, o.w), scale));
 }
 
 /* The same sums for D a multiple of 4 (recommenders' embeddings: 64 wide),
@@ -769,7 +777,7 @@ __device__ __forceinline__ static void spmm_run(float4 acc[CH], int64_t lo, int6
 
 template <int G, int CH>
 __global__ static void spmm_vec4_kernel(float4 *out, const int64_t *row_ptr, const int32_t *col, const float *val,
-                                        const float4 *X, int R, int D4) {
+                                        const float4 *X, int R, int D4, float4 *total, const float4 *total_in, float scale) {
     constexpr int ROWS = THREADS / G, LONG = 8 * G;
     extern __shared__ float4 runs[]; /* (ROWS, D4): a long row's run sums, a group's each */
     const int lane = threadIdx.x & 31, sub = lane & (G - 1), group = threadIdx.x / G;
@@ -785,7 +793,11 @@ __global__ static void spmm_vec4_kernel(float4 *out, const int64_t *row_ptr, con
             spmm_run<G, CH>(acc, row_ptr[r], row_ptr[r + 1], col, val, X, D4, slice, sub, mask);
 #pragma unroll
             for (int k = 0; k < CH; k++)
-                if (sub + k * G < D4) out[(size_t)r * D4 + sub + k * G] = acc[k];
+                if (sub + k * G < D4) {
+                    size_t at = (size_t)r * D4 + sub + k * G;
+                    out[at] = acc[k];
+                    if (total) total[at] = layer_sum(total_in[at], acc[k], scale);
+                }
         }
         /* the long rows, every thread of the block on each (the test is the same for all: the barriers are reached
          * by all or none) */
@@ -805,6 +817,7 @@ __global__ static void spmm_vec4_kernel(float4 *out, const int64_t *row_ptr, con
                     t.x += u.x, t.y += u.y, t.z += u.z, t.w += u.w;
                 }
                 out[(size_t)q * D4 + d] = t;
+                if (total) total[(size_t)q * D4 + d] = layer_sum(total_in[(size_t)q * D4 + d], t, scale);
             }
             __syncthreads();
         }
@@ -813,16 +826,16 @@ __global__ static void spmm_vec4_kernel(float4 *out, const int64_t *row_ptr, con
 
 template <int G, int CH>
 static void spmm_vec4(float *out, const int64_t *row_ptr, const int32_t *col, const float *val, const float *X, int R, int D,
-                      mrec_cuda *cu) {
+                      float *total, const float *total_in, float scale, mrec_cuda *cu) {
     size_t shared = sizeof(float4) * (THREADS / G) * (size_t)(D / 4);
     spmm_vec4_kernel<G, CH><<<mrec_grid((int64_t)R * G, THREADS), THREADS, shared, cu->stream>>>(
-        (float4 *)out, row_ptr, col, val, (const float4 *)X, R, D / 4);
+        (float4 *)out, row_ptr, col, val, (const float4 *)X, R, D / 4, (float4 *)total, (const float4 *)total_in, scale);
 }
 
 /* The vector form's lanes a row and slices a lane for D4 float4s (0: the general form): a whole warp from
  * 32 slices up, at most 4 slices a lane. */
-static int spmm_vec4_plan(int D, const void *out, const void *X, int *lanes) {
-    if (D % 4 || ((uintptr_t)out | (uintptr_t)X) % 16) return 0;
+static int spmm_vec4_plan(int D, const void *out, const void *X, const void *total, const void *total_in, int *lanes) {
+    if (D % 4 || ((uintptr_t)out | (uintptr_t)X | (uintptr_t)total | (uintptr_t)total_in) % 16) return 0;
     int D4 = D / 4, G = 4;
     while (G < 32 && G < D4) G *= 2;
     int ch = (D4 + G - 1) / G;
@@ -831,25 +844,33 @@ static int spmm_vec4_plan(int D, const void *out, const void *X, int *lanes) {
     return ch == 3 ? 4 : ch;
 }
 
+/* out: (R, D) = A (R, Cc) @ X (Cc, D), then total = (total_in + out) * scale where total is not NULL (a graph
+ * model's layer sum, mrec_spmm_sum_cpu's contract). */
+extern "C" mrec_status mrec_spmm_sum_cuda(float *out, float *total, const float *total_in, float scale, const int64_t *row_ptr,
+                                          const int32_t *col, const float *val, const float *X, int R, int Cc, int D, mrec_cuda *cu) {
+    (void)Cc;
+    if (R <= 0 || D <= 0) return MREC_OK;
+    int G = 0, ch = spmm_vec4_plan(D, out, X, total, total_in, &G);
+    switch (ch * 100 + G) {
+    case 104: spmm_vec4<4, 1>(out, row_ptr, col, val, X, R, D, total, total_in, scale, cu); break;
+    case 108: spmm_vec4<8, 1>(out, row_ptr, col, val, X, R, D, total, total_in, scale, cu); break;
+    case 116: spmm_vec4<16, 1>(out, row_ptr, col, val, X, R, D, total, total_in, scale, cu); break;
+    case 132: spmm_vec4<32, 1>(out, row_ptr, col, val, X, R, D, total, total_in, scale, cu); break;
+    case 232: spmm_vec4<32, 2>(out, row_ptr, col, val, X, R, D, total, total_in, scale, cu); break;
+    case 432: spmm_vec4<32, 4>(out, row_ptr, col, val, X, R, D, total, total_in, scale, cu); break;
+    default:
+        spmm_kernel<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, row_ptr, col, val, X, R, D, total, total_in,
+                                                                                      scale);
+    }
+    return MREC_CUDA_LAUNCHED("spmm");
+}
+
 /* out: (R, D) = A (R, Cc) @ X (Cc, D); A in CSR. The transposed product runs
  * as this one on A's transpose (kept by the caller, built once per graph):
  * a scatter with atomics would make the sums depend on timing. */
 extern "C" mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
                                       const float *X, int R, int Cc, int D, mrec_cuda *cu) {
-    (void)Cc;
-    if (R <= 0 || D <= 0) return MREC_OK;
-    int G = 0, ch = spmm_vec4_plan(D, out, X, &G);
-    switch (ch * 100 + G) {
-    case 104: spmm_vec4<4, 1>(out, row_ptr, col, val, X, R, D, cu); break;
-    case 108: spmm_vec4<8, 1>(out, row_ptr, col, val, X, R, D, cu); break;
-    case 116: spmm_vec4<16, 1>(out, row_ptr, col, val, X, R, D, cu); break;
-    case 132: spmm_vec4<32, 1>(out, row_ptr, col, val, X, R, D, cu); break;
-    case 232: spmm_vec4<32, 2>(out, row_ptr, col, val, X, R, D, cu); break;
-    case 432: spmm_vec4<32, 4>(out, row_ptr, col, val, X, R, D, cu); break;
-    default:
-        spmm_kernel<<<mrec_grid((int64_t)R * 32, THREADS), THREADS, 0, cu->stream>>>(out, row_ptr, col, val, X, R, D);
-    }
-    return MREC_CUDA_LAUNCHED("spmm");
+    return mrec_spmm_sum_cuda(out, NULL, NULL, 1.0f, row_ptr, col, val, X, R, Cc, D, cu);
 }
 
 /* ---- optimizer ------------------------------------------------------------------ */
