@@ -423,6 +423,11 @@ void mrec_weights_release(mrec_context *ctx, float *weights) {
 /* ---- sparse and training ------------------------------------------------------ */
 
 mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const float *X, int D, int transpose) {
+    return mrec_spmm_sum(ctx, out, NULL, NULL, 1.0f, a, X, D, transpose);
+}
+
+mrec_status mrec_spmm_sum(mrec_context *ctx, float *out, float *sum, const float *sum_in, float scale, const mrec_csr *a,
+                          const float *X, int D, int transpose) {
     if (a->device != ctx->device) return mrec_fail(MREC_ERR_DEVICE, "spmm: the sparse matrix is on another device");
     if (on_gpu(ctx)) {
         /* A^T @ X runs as a plain product on the transpose, so the sums need no atomics */
@@ -431,31 +436,11 @@ mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const fl
         int rows = transpose ? a->n_cols : a->n_rows, cols = transpose ? a->n_rows : a->n_cols;
         if (m->device != ctx->device || m->n_rows != rows || m->n_cols != cols)
             return mrec_fail(MREC_ERR_SHAPE, "spmm: the transpose kept with the matrix does not match it");
-        return mrec_spmm_cuda(out, m->row_ptr, m->col, m->val, X, m->n_rows, m->n_cols, D, ctx->cuda);
-    }
-    /* A^T X over the transpose kept with A (its rows A's columns, each in A's row order, as mrec_spmm_t_cpu
-     * would sort them: the same bits), else over one sorted now. A kept as its own transpose (symmetric) is
-     * sorted now too: its rows' order need not be that one. */
-    const mrec_csr *t = a->transposed;
-    if (transpose && t && t != a && t->device == ctx->device && t->n_rows == a->n_cols && t->n_cols == a->n_rows)
-        mrec_spmm_cpu(out, t->row_ptr, t->col, t->val, X, t->n_rows, t->n_cols, D, ctx->pool);
-    else if (transpose) mrec_spmm_t_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
-    else mrec_spmm_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
-    return MREC_OK;
-}
-
-mrec_status mrec_spmm_sum(mrec_context *ctx, float *out, float *sum, const float *sum_in, float scale, const mrec_csr *a,
-                          const float *X, int D, int transpose) {
-    if (a->device != ctx->device) return mrec_fail(MREC_ERR_DEVICE, "spmm: the sparse matrix is on another device");
-    if (on_gpu(ctx)) {
-        const mrec_csr *m = transpose ? a->transposed : a;
-        if (!m) return mrec_fail(MREC_ERR_UNSUPPORTED, "spmm of a matrix without its transpose (mrec_csr.transposed) on the GPU");
-        int rows = transpose ? a->n_cols : a->n_rows, cols = transpose ? a->n_rows : a->n_cols;
-        if (m->device != ctx->device || m->n_rows != rows || m->n_cols != cols)
-            return mrec_fail(MREC_ERR_SHAPE, "spmm: the transpose kept with the matrix does not match it");
         return mrec_spmm_sum_cuda(out, sum, sum_in, scale, m->row_ptr, m->col, m->val, X, m->n_rows, m->n_cols, D, ctx->cuda);
     }
-    /* as mrec_spmm: a row loop over A, or over the transpose kept with it; A^T sorted now takes the passes apart */
+    /* A^T X over the transpose kept with A (its rows A's columns, each in A's row order, as mrec_spmm_t_cpu
+     * would sort them: the same bits), else over one sorted now, the sum then a pass of its own. A kept as its
+     * own transpose (symmetric) is sorted now too: its rows' order need not be that one. */
     const mrec_csr *t = a->transposed;
     if (!transpose) {
         mrec_spmm_sum_cpu(out, sum, sum_in, scale, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
@@ -464,8 +449,7 @@ mrec_status mrec_spmm_sum(mrec_context *ctx, float *out, float *sum, const float
     } else {
         int64_t n = (int64_t)a->n_cols * D;
         mrec_spmm_t_cpu(out, a->row_ptr, a->col, a->val, X, a->n_rows, a->n_cols, D, ctx->pool);
-        mrec_add_cpu(sum, sum_in, out, n, ctx->pool);
-        mrec_scale_cpu(sum, sum, scale, n, ctx->pool);
+        if (sum) mrec_add_cpu(sum, sum_in, out, n, ctx->pool), mrec_scale_cpu(sum, sum, scale, n, ctx->pool);
     }
     return MREC_OK;
 }

@@ -112,24 +112,18 @@ static void spmm_range(void *arg, int64_t lo, int64_t hi) {
     if (a->sum) sum_rows(a, lo, hi);
 }
 
-static void spmm_run(spmm_args *a, mrec_pool *pool) {
-    a->avx512 = a->D > 0 && mrec_pool_simd(pool) >= MREC_SIMD_AVX512;
-    int64_t nnz = a->row_ptr[a->R];
-    int64_t rows_per_chunk = a->R > 0 && nnz > 0 ? 1 + (int64_t)a->R * 4096 / (nnz * (a->D > 0 ? a->D : 1)) : 1;
-    mrec_parallel_range(pool, a->R, rows_per_chunk, spmm_range, a);
-}
-
-void mrec_spmm_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
-                   const float *X, int R, int Cc, int D, mrec_pool *pool) {
-    spmm_args a = {.out = out, .row_ptr = row_ptr, .col = col, .val = val, .X = X, .R = R, .Cc = Cc, .D = D};
-    spmm_run(&a, pool);
-}
-
 void mrec_spmm_sum_cpu(float *out, float *sum, const float *sum_in, float scale, const int64_t *row_ptr, const int32_t *col,
                        const float *val, const float *X, int R, int Cc, int D, mrec_pool *pool) {
     spmm_args a = {.out = out, .row_ptr = row_ptr, .col = col, .val = val, .X = X, .R = R, .Cc = Cc, .D = D,
                    .sum = sum, .sum_in = sum_in, .scale = scale};
-    spmm_run(&a, pool);
+    int64_t nnz = row_ptr[R];
+    a.avx512 = D > 0 && mrec_pool_simd(pool) >= MREC_SIMD_AVX512;
+    mrec_parallel_range(pool, R, R > 0 && nnz > 0 ? 1 + (int64_t)R * 4096 / (nnz * (D > 0 ? D : 1)) : 1, spmm_range, &a);
+}
+
+void mrec_spmm_cpu(float *out, const int64_t *row_ptr, const int32_t *col, const float *val,
+                   const float *X, int R, int Cc, int D, mrec_pool *pool) {
+    mrec_spmm_sum_cpu(out, NULL, NULL, 1.0f, row_ptr, col, val, X, R, Cc, D, pool);
 }
 
 /* Columns [lo, hi) of the feature dimension. */
