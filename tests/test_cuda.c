@@ -409,7 +409,8 @@ static double bf16_steps(const uint16_t *x, const uint16_t *y, const float *extr
  * bit; the convolution (cuDNN's NHWC bf16, fused with its bias, residual and ReLU where cuDNN has it; the stem
  * and the 1x1s without a residual as cuBLASLt products) within
  * one bf16 step of the reference and one more rounding of the sum before its bias (cuDNN's output, where the
- * bias and ReLU are a pass of their own) and of the bias (the fused call takes it in bf16, as PyTorch passes
+ * bias and ReLU are a pass of their own), of the bias, and with a residual, of the product before it (one H200's cuDNN
+ * rounds a 1x1's product to bf16 and then adds the residual: 1.6 of the bound without it) (the fused call takes it in bf16, as PyTorch passes
  * it), with beta 0 on an output full of NaN (the fused call must not read it then). The weights here are no
  * model's, so they are rounded into the conversion buffer (a model's have bf16 twins). */
 static void test_channels_last(void) {
@@ -442,6 +443,10 @@ static void test_channels_last(void) {
                     memcpy(pre, old, 2 * no); /* the sum before the bias, and the bias: what may be rounded once more */
                     mrec_conv2d_nhwc_bf16_ref(pre, x, w, NULL, (float)beta, 0, s);
                     for (int64_t i = 0; i < no; i++) extra[i] = fabsf(mrec_bf16_to_f32(pre[i])) + (with_bias ? fabsf(bias[i % s->C_out]) : 0.0f);
+                    if (beta) { /* and the product alone, which cuDNN may round before it adds the residual (as PyTorch does) */
+                        mrec_conv2d_nhwc_bf16_ref(pre, x, w, NULL, 0.0f, 0, s);
+                        for (int64_t i = 0; i < no; i++) extra[i] += fabsf(mrec_bf16_to_f32(pre[i]));
+                    }
                     if (!t_status(mrec_cuda_copy_h2d(cu, dout, beta ? old : nan, 2 * no), MREC_OK, "upload") ||
                         !t_status(mrec_conv2d_nhwc_bf16_cuda(dout, dx, dw, with_bias ? db : NULL, (float)beta, relu, work, bytes, s, cu),
                                   MREC_OK, "conv2d_nhwc_bf16 case %d", si) ||
