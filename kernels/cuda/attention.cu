@@ -30,9 +30,6 @@
 #include <cuda_bf16.h>
 #include <float.h>
 #include <math.h>
-#include <mma.h>
-
-namespace wmma = nvcuda::wmma;
 
 #define BQ 64  /* queries a block */
 #define BK 64  /* keys a tile */
@@ -163,102 +160,171 @@ __global__ static void __launch_bounds__(THREADS)
 
 /* ---- TF32 on the tensor cores ---------------------------------------------
  *
- * The contract above, for the tf32 and bf16 precisions: both products of a
- * tile (Q K^T and P V) run as 16 x 16 x 8 TF32 MMAs with fp32 accumulation,
- * on the fp32 activations as they are (a bf16 forward's GEMMs round their
- * operands anyway; its attention keeps TF32's 10-bit mantissas). Each of the
- * 4 warps owns 16 of the block's 64 queries. A warp's scores go through
- * shared memory, where two lanes a row apply the biases and the online
- * softmax; its output rows live in shared memory too (a fragment's layout is
- * opaque, so a row could not be rescaled in registers), loaded into the
- * accumulators for each tile's P V and stored back.
+ * The contract above, for the tf32 precision: both products of a tile
+ * (Q K^T and P V) run as m16n8k8 TF32 MMAs with fp32 accumulation, on the
+ * fp32 activations rounded to TF32 (10-bit mantissas: q after its scaling,
+ * k, v, and the probabilities). The flash-attention recurrence with the
+ * scores and probabilities kept in registers, as in the bf16 kernel below:
+ * each of the 4 warps owns 16 of the block's 64 queries, its Q fragments
+ * held for the whole kernel; K and V come through shared memory a tile of
+ * 64 keys at a time, rounded once as they are stored. The row sums add the
+ * rounded probabilities, so the weights of each output sum to one.
+ *
+ * (The wmma form before it passed every tile's scores and outputs through
+ * shared memory, with two lanes a row for the softmax: on an H100 it ran at
+ * half the fp32 kernel's speed, 8.8 TFLOP/s at BERT-base's shapes.)
+ *
+ * Fragment layouts (PTX ISA, mma.m16n8k8 .tf32, g = lane / 4, c = lane % 4):
+ * A (16 x 8): (row g, col c), (g + 8, c), (g, c + 4), (g + 8, c + 4);
+ * B (8 x 8): (row c, col g), (c + 4, g); C (16 x 8): (row g, cols 2c, 2c+1),
+ * (row g + 8, cols 2c, 2c+1). An accumulator of scores holds keys 2c and
+ * 2c + 1 of its 8; P V reads them as the A fragment's columns c and c + 4,
+ * and V's B fragment takes rows 2c and 2c + 1 to match (a sum over keys
+ * does not care about their order).
  */
+
+/* x rounded to TF32 (to nearest, ties away from zero, as cuBLAS's TF32 conversion): its bits as an MMA operand */
+__device__ static inline uint32_t tf32_bits(float x) {
+    uint32_t r;
+#if __CUDA_ARCH__ >= 800
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+#else
+    r = __float_as_uint(x);
+#endif
+    return r;
+}
+
+__device__ static inline void mma_tf32(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                       uint32_t b1) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
 template <int DHP>
 __global__ static void __launch_bounds__(THREADS)
     attention_tf32_kernel(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
                           const float *head_bias, const int32_t *starts, float scale, int T, int nh, int dh) {
 #if __CUDA_ARCH__ >= 800
-    constexpr int LD = DHP + 8, LS = BK + 8; /* +8 floats: 32-byte aligned rows in other banks */
-    extern __shared__ __align__(128) float smem[];
-    float *qs = smem, *ks = qs + BQ * LD, *vs = ks + BK * LD, *os = vs + BK * LD, *ss = os + BQ * LD;
-    const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+    /* +4 floats: a quad's reads of 8 rows (Q, K) or of 4 pairs of rows (V) fall in distinct banks */
+    constexpr int LD = DHP + 4;
+    constexpr float LOG2E = 1.4426950408889634f; /* exp(x) = 2^(x log2 e) */
+    extern __shared__ __align__(16) uint32_t smem_u32[];
+    uint32_t *qs = smem_u32, *ks = qs + BQ * LD, *vs = ks + BK * LD; /* TF32 bits */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
     const int h = blockIdx.y, b = blockIdx.z, H = nh * dh, q0 = blockIdx.x * BQ;
     const int L = starts ? starts[b + 1] - starts[b] : T; /* as in attention_kernel */
     if (q0 >= L) return;
     const size_t seq = (starts ? (size_t)starts[b] * H : (size_t)b * T * H) + (size_t)h * dh;
-    for (int i = t; i < BQ * DHP; i += THREADS) {
+    for (int i = threadIdx.x; i < BQ * DHP; i += THREADS) {
         int r = i / DHP, d = i % DHP;
-        qs[r * LD + d] = q0 + r < L && d < dh ? q[seq + (size_t)(q0 + r) * H + d] * scale : 0.0f;
-        os[r * LD + d] = 0.0f;
+        qs[r * LD + d] = tf32_bits(q0 + r < L && d < dh ? q[seq + (size_t)(q0 + r) * H + d] * scale : 0.0f);
     }
-    /* two lanes a row: row 16 warp + lane / 2, columns half * width .. of the scores and the output */
-    const int row = warp * 16 + (lane >> 1), half = lane & 1, qi = q0 + row;
-    float m = -INFINITY, l = 0.0f;
-    float *srow = ss + row * LS, *orow = os + row * LD;
+    __syncthreads();
+    uint32_t qf[DHP / 8][4]; /* this warp's 16 queries as A fragments */
+    const uint32_t *qw = qs + warp * 16 * LD;
+#pragma unroll
+    for (int kk = 0; kk < DHP / 8; kk++) {
+        qf[kk][0] = qw[g * LD + kk * 8 + c];
+        qf[kk][1] = qw[(g + 8) * LD + kk * 8 + c];
+        qf[kk][2] = qw[g * LD + kk * 8 + c + 4];
+        qf[kk][3] = qw[(g + 8) * LD + kk * 8 + c + 4];
+    }
+    float o[DHP / 8][4];
+#pragma unroll
+    for (int j = 0; j < DHP / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int qrow[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8}; /* the two query rows of this lane */
+    const bool active = q0 + warp * 16 < L;                           /* as in the bf16 kernel */
     for (int k0 = 0; k0 < L; k0 += BK) {
         __syncthreads(); /* the previous tile is no longer read */
-        load_tile<DHP>(ks, LD, vs, LD, k, v, seq, k0, L, H, dh);
+        for (int i = threadIdx.x; i < BK * DHP; i += THREADS) {
+            int j = i / DHP, d = i % DHP;
+            bool in = k0 + j < L && d < dh;
+            size_t at = seq + (size_t)(k0 + j) * H + d;
+            ks[j * LD + d] = tf32_bits(in ? k[at] : 0.0f);
+            vs[j * LD + d] = tf32_bits(in ? v[at] : 0.0f);
+        }
         __syncthreads();
-        /* S (16, BK) of this warp = Q (16, DHP) K^T */
-        for (int nb = 0; nb < BK / 16; nb++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kk = 0; kk < DHP; kk += 8) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fb;
-                wmma::load_matrix_sync(fa, qs + warp * 16 * LD + kk, LD);
-                wmma::load_matrix_sync(fb, ks + nb * 16 * LD + kk, LD); /* K^T column n is K's row n */
-                for (int e = 0; e < fa.num_elements; e++) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
-                for (int e = 0; e < fb.num_elements; e++) fb.x[e] = wmma::__float_to_tf32(fb.x[e]);
-                wmma::mma_sync(acc, fa, fb, acc);
+        if (!active) continue;
+        const int keys = L - k0; /* valid keys in this tile (more than BK: all of it) */
+        float s[BK / 8][4];      /* S (16, BK) of this warp, 8 keys a fragment */
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++) {
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            if (j * 8 >= keys) continue;
+            const uint32_t *kr = ks + (j * 8 + g) * LD + c; /* K^T's column g is K's row g */
+#pragma unroll
+            for (int kk = 0; kk < DHP / 8; kk++) mma_tf32(s[j], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], kr[kk * 8], kr[kk * 8 + 4]);
+        }
+        /* biases, keys past the sequence; each row's max over its quad */
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1, key = k0 + j * 8 + 2 * c + (e & 1);
+                float x = -INFINITY;
+                if (key < L) {
+                    x = s[j][e];
+                    if (head_bias && qrow[r] < L) x += head_bias[((size_t)h * T + qrow[r]) * T + key];
+                    if (mask_bias) x += mask_bias[(size_t)b * T + key];
+                }
+                s[j][e] = x, mx[r] = fmaxf(mx[r], x);
             }
-            wmma::store_matrix_sync(ss + warp * 16 * LS + nb * 16, acc, LS, wmma::mem_row_major);
+        float sum[2] = {0.0f, 0.0f}, m_new[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            m_new[r] = fmaxf(m[r], mx[r]);
         }
-        __syncwarp();
-        /* the online softmax of the row's BK scores, half of them a lane */
-        float mx = -INFINITY;
-        for (int c = half * (BK / 2); c < (half + 1) * (BK / 2); c++) {
-            int key = k0 + c;
-            float s = srow[c];
-            if (key >= L) s = -INFINITY;
-            else {
-                if (head_bias && qi < L) s += head_bias[((size_t)h * T + qi) * T + key];
-                if (mask_bias) s += mask_bias[(size_t)b * T + key];
+        /* the probabilities, rounded to TF32 in place as the second product reads them; all -inf so far weighs 0
+         * (attention_kernel) */
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1;
+                float p = m_new[r] != -INFINITY ? exp2f((s[j][e] - m_new[r]) * LOG2E) : 0.0f;
+                s[j][e] = __uint_as_float(tf32_bits(p));
+                sum[r] += s[j][e];
             }
-            srow[c] = s, mx = fmaxf(mx, s);
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+            float rescale = m[r] == -INFINITY ? 0.0f : exp2f((m[r] - m_new[r]) * LOG2E);
+            l[r] = l[r] * rescale + sum[r], m[r] = m_new[r];
+#pragma unroll
+            for (int j = 0; j < DHP / 8; j++) o[j][2 * r] *= rescale, o[j][2 * r + 1] *= rescale;
         }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        float m_new = fmaxf(m, mx), sum = 0.0f;
-        /* all -inf so far: weigh them 0 (the fp32 kernel's comment says why) */
-        for (int c = half * (BK / 2); c < (half + 1) * (BK / 2); c++) {
-            float p = m_new != -INFINITY ? expf(srow[c] - m_new) : 0.0f;
-            srow[c] = p, sum += p;
+        /* O (16, DHP) += P (16, BK) V (BK, DHP), 8 keys a step: this lane's keys 2c and 2c + 1 of the step */
+#pragma unroll
+        for (int j = 0; j < BK / 8; j++) {
+            if (j * 8 >= keys) break;
+            const uint32_t a0 = __float_as_uint(s[j][0]), a1 = __float_as_uint(s[j][2]);
+            const uint32_t a2 = __float_as_uint(s[j][1]), a3 = __float_as_uint(s[j][3]);
+            const uint32_t *vr = vs + (j * 8 + 2 * c) * LD + g;
+#pragma unroll
+            for (int jd = 0; jd < DHP / 8; jd++) mma_tf32(o[jd], a0, a1, a2, a3, vr[jd * 8], vr[LD + jd * 8]);
         }
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        float rescale = m == -INFINITY ? 0.0f : expf(m - m_new);
-        l = l * rescale + sum, m = m_new;
-        for (int d = half * (DHP / 2); d < (half + 1) * (DHP / 2); d++) orow[d] *= rescale;
-        __syncwarp();
-        /* O (16, DHP) of this warp += P (16, BK) V */
-        for (int db = 0; db < DHP / 16; db++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
-            wmma::load_matrix_sync(acc, os + warp * 16 * LD + db * 16, LD, wmma::mem_row_major);
-            for (int kk = 0; kk < BK; kk += 8) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
-                wmma::load_matrix_sync(fa, ss + warp * 16 * LS + kk, LS);
-                wmma::load_matrix_sync(fb, vs + kk * LD + db * 16, LD);
-                for (int e = 0; e < fa.num_elements; e++) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
-                for (int e = 0; e < fb.num_elements; e++) fb.x[e] = wmma::__float_to_tf32(fb.x[e]);
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            wmma::store_matrix_sync(os + warp * 16 * LD + db * 16, acc, LD, wmma::mem_row_major);
-        }
-        __syncwarp();
     }
-    if (qi >= L) return;
-    float inv = 1.0f / l;
-    for (int d = half * (DHP / 2); d < (half + 1) * (DHP / 2) && d < dh; d++) out[seq + (size_t)qi * H + d] = orow[d] * inv;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (qrow[r] >= L) continue;
+        float inv = 1.0f / l[r];
+        float *y = out + seq + (size_t)qrow[r] * H;
+#pragma unroll
+        for (int j = 0; j < DHP / 8; j++) {
+            int d = j * 8 + 2 * c;
+            if (d < dh) y[d] = o[j][2 * r] * inv;
+            if (d + 1 < dh) y[d + 1] = o[j][2 * r + 1] * inv;
+        }
+    }
 #endif /* TF32 MMAs need sm_80; mrec_attention_tf32_cuda runs the fp32 kernel below that */
 }
 
@@ -548,7 +614,7 @@ typedef void (*attention_fn)(float *, const float *, const float *, const float 
 
 /* Shared memory of a block, by kernel and padded head size */
 static size_t smem_fp32(int dhp) { return sizeof(float) * (BQ * (dhp + 1) + BK * (dhp + 1) + BK * dhp + BQ * (BK + 1)); }
-static size_t smem_tf32(int dhp) { return sizeof(float) * (2 * BQ * (dhp + 8) + 2 * BK * (dhp + 8) + BQ * (BK + 8)); }
+static size_t smem_tf32(int dhp) { return sizeof(float) * (size_t)(BQ + 2 * BK) * (dhp + 4); }
 
 /* Either kernel over (query blocks, heads, sequences), the head size padded to 32, 64 or 128; starts (B + 1) for
  * sequences laid end to end, or NULL. */
