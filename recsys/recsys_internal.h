@@ -129,7 +129,7 @@ void mrec_batch_items_free(mrec_batch_items *b);
 /* ---- InfoNCE between two views' rows (contrast.c) ----------------------------
  * alpha InfoNCE(a, b) = alpha / n sum_r -log softmax_c(<â_r, b̂_c> / temp)[r]
  * over unit rows (F.normalize's), with its gradients; the logits a block of
- * rows at a time (block_rows, or 0: as many as 4M logits hold), so nothing
+ * rows at a time (block_rows, or 0: as many as 4M logits hold on a CPU, 64M on a GPU), so nothing
  * n x n is formed for a large n. The buffers are grown, not per call. */
 typedef struct {
     mrec_context *ctx;
@@ -137,9 +137,9 @@ typedef struct {
     mrec_arena mem;           /* the buffers below, on the context's device */
     float *na, *nb, *ga, *gb; /* (cap_n, cap_w) the unit rows, their gradients */
     float *sim;               /* (cap_rows, cap_n) a block's logits, then their gradient */
-    double *closs;            /* (cap_rows) */
+    double *closs;            /* (cap_n) each row's loss */
     int32_t *iota;            /* (cap_n) 0, 1, ..: each row's own column */
-    double *h_loss;           /* (cap_rows) host */
+    double *h_loss;           /* (cap_n) host */
 } mrec_info_nce;
 
 /* *loss = alpha InfoNCE(a, b); da, db (n, w) its gradients, written. a, b (n, w), on the context's device. */
