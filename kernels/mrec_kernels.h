@@ -1153,6 +1153,12 @@ void mrec_sign_noise_ref(float *x, const float *u, float eps, uint64_t key, uint
 void mrec_sign_noise_cpu(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C, mrec_pool *pool);
 mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C,
                                  mrec_cuda *cu);
+/* LGMRec's Gumbel noise, out (n): out[e] = -log(-log(u)) with u = ((mix64(key ^ e * 0x9E3779B97F4A7C15) >> 40) + 0.5)
+ * / 2^24, the hash stream's uniform moved to the middle of its cell (in (0, 1): both logs finite); in double, rounded
+ * once to float. A GPU's double log is within an ulp of the C library's, so a float may differ by one in a rare case. */
+void mrec_gumbel_noise_ref(float *out, uint64_t key, int64_t n);
+void mrec_gumbel_noise_cpu(float *out, uint64_t key, int64_t n, mrec_pool *pool);
+mrec_status mrec_gumbel_noise_cuda(float *out, uint64_t key, int64_t n, mrec_cuda *cu);
 /* Softmax cross-entropy of each row of s (R, C) against a target column
  * (InfoNCE's positive): target (R) valid columns, or NULL for column r (the
  * diagonal of a square s).
@@ -1184,6 +1190,7 @@ mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const in
                                  int u0, int R, int C, int k, mrec_cuda *cu);
 /* Their entries. */
 mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C);
+mrec_status mrec_gumbel_noise(mrec_context *ctx, float *out, uint64_t key, int64_t n);
 mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                    int R, int C);
 mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n);

@@ -38,8 +38,8 @@
  * last the layer mean back to E.
  *
  * One path, through the op entries only: every array lives on the context's
- * device (the noise is drawn on the host, (U + I) K numbers per modality and
- * step, and copied there), so the same code trains on the CPU and a GPU.
+ * device (the noise too, (U + I) K numbers per modality and step, drawn
+ * there by mrec_gumbel_noise), so the same code trains on the CPU and a GPU.
  * Dense (I, K) and (U, K) dependency matrices; the contrast's scores are
  * (batch, U) and (batch, I), never larger.
  */
@@ -90,7 +90,6 @@ typedef struct {
     float *ddep, *dlogit;           /* (I + U, K) */
     float *rows;                    /* (I + U) row sums */
     float *ones;                    /* (max(N, K)) */
-    float *h_noise;                 /* host: (I + U, K) one draw */
     /* the batch's contrast, grown with the batch */
     int cap;
     mrec_arena batch;
@@ -101,25 +100,16 @@ typedef struct {
     mrec_status status;
 } lgmrec;
 
-/* The hash stream's uniform moved to the middle of its cell: in (0, 1), so both logs are finite. */
-static float gumbel(uint64_t key, uint64_t e) {
-    double u = ((double)(mrec_mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) + 0.5) * (1.0 / 16777216.0);
-    return (float)-log(-log(u));
-}
-
 /* Keys of the step's draws: what 0..1 the modalities' noise, 2..3 their dropout; step ~0 is ranking's. */
 static uint64_t key_of(const lgmrec *m, uint64_t step, int what) { return mrec_mix64(m->seed ^ mrec_mix64(step * 8 + (uint64_t)what)); }
 
 static mrec_status draw_noise(lgmrec *m, uint64_t step) {
     if (m->fixed_noise) return MREC_OK;
-    size_t n = (size_t)(m->n_items + m->n_users) * m->k;
-    for (int c = 0; c < N_MOD; c++) {
-        uint64_t key = key_of(m, step, c);
-        for (size_t e = 0; e < n; e++) m->h_noise[e] = gumbel(key, e);
-        mrec_status st = mrec_copy_to_device(m->ctx, m->mod[c].noise, m->h_noise, sizeof(float) * n);
-        if (st) return st;
-    }
-    return MREC_OK;
+    /* drawn where the model lives: on the host, its two logs a value were most of a GPU step */
+    int64_t n = (int64_t)(m->n_items + m->n_users) * m->k;
+    mrec_status st = MREC_OK;
+    for (int c = 0; c < N_MOD && !st; c++) st = mrec_gumbel_noise(m->ctx, m->mod[c].noise, key_of(m, step, c), n);
+    return st;
 }
 
 /* out (R, K) = softmax((logit + noise) / tau) by rows; logit (R, K) is left holding the softmax's input */
@@ -372,7 +362,7 @@ static void lgmrec_destroy(void *self) {
     mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->items);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->h_closs), free(m->h_noise);
+    free(m->h_closs);
     free(m);
 }
 
@@ -508,17 +498,12 @@ mrec_status mrec_lgmrec_create(mrec_model *out, const mrec_graph *adj, const mre
     m->ui_layers = ui_layers, m->mm_layers = mm_layers, m->hyper_layers = hyper_layers, m->k = hyper_num;
     m->keep = keep_rate, m->alpha = alpha, m->cl = cl_weight, m->reg = reg_weight, m->ctx = ctx;
     for (int c = 0; c < N_MOD; c++) m->mod[c].f = feat_dim[c];
-    m->h_noise = malloc(sizeof(float) * (size_t)(n_items + n_users) * (size_t)hyper_num);
-    if (!m->h_noise) {
-        free(m);
-        return mrec_fail(MREC_ERR_NOMEM, "lgmrec: noise of %d hyperedges", hyper_num);
-    }
     int64_t adj_nnz = adj->row_ptr[adj->n_nodes], r_nnz = train->row_ptr[n_users];
     mrec_arena measure = mrec_arena_measure();
     carve(m, &measure, adj_nnz, r_nnz);
     mrec_status st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda);
     if (st) {
-        free(m->h_noise), free(m);
+        free(m);
         return st;
     }
     carve(m, &m->mem, adj_nnz, r_nnz);

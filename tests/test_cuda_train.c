@@ -26,6 +26,7 @@
 #include "../recsys/recsys_internal.h"
 #include "../tools/mrec_pipeline.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -547,9 +548,10 @@ done:
     free(x), free(y), free(dy), free(wide), free(ref), free(out), free(idx);
 }
 
-/* ---- SimGCL's, SGL's and LATTICE's ops: the sign noise, InfoNCE's rows and the inverse square root, each entry
- * against a naive computation here and against its reference. The noise and the inverse square root bit for bit on
- * both devices (correctly rounded float operations, no contraction); InfoNCE's rows on the CPU bit for bit, on the
+/* ---- SimGCL's, SGL's, LGMRec's and LATTICE's ops: the sign noise, the Gumbel noise, InfoNCE's rows and the
+ * inverse square root, each entry against a naive computation here and against its reference. The sign noise and
+ * the inverse square root bit for bit on both devices (correctly rounded float operations, no contraction); the
+ * Gumbel noise bit for bit on the CPU, within a float ulp on the GPU; InfoNCE's rows on the CPU bit for bit, on the
  * GPU within 1e-6 + 1e-5 relative for the gradient and 1e-9 + 1e-6 relative for the loss (expf within 2 ulp there,
  * the row sums in double in another order). ---- */
 
@@ -602,6 +604,29 @@ static void contrast_ops(mrec_context *ctx, const char *where) {
                 "%s: sign noise leaves a zero entry at zero%s", where, form ? "" : " and a row of zero draws unchanged");
     }
     t_status(mrec_sign_noise(ctx, dout, NULL, 0.1f, 1, 0, -1, C), MREC_ERR_ARG, "%s: sign noise of -1 rows refused", where);
+
+    /* LGMRec's Gumbel noise: the reference against the formula here, the entry against the reference (the CPU's
+     * threads bit for bit; a GPU's double log within an ulp of the C library's, so within one float ulp) */
+    {
+        uint64_t key = 0x5EED;
+        for (int64_t e = 0; e < n; e++) {
+            double v = ((double)(mrec_mix64(key ^ ((uint64_t)e * 0x9E3779B97F4A7C15ull)) >> 40) + 0.5) / 16777216.0;
+            naive[e] = (float)-log(-log(v));
+        }
+        mrec_gumbel_noise_ref(ref, key, n);
+        t_allclose(where, naive, ref, n, 0, 0);
+        if (t_status(mrec_gumbel_noise(ctx, dout, key, n), MREC_OK, "%s: Gumbel noise", where) && fetch(ctx, out, dout, n)) {
+            int64_t same = 0;
+            double worst = 0;
+            for (int64_t e = 0; e < n; e++) {
+                same += out[e] == ref[e];
+                worst = fmax(worst, fabs((double)out[e] - ref[e]) / fmax(fabs((double)ref[e]) * FLT_EPSILON, FLT_MIN));
+            }
+            t_check(gpu ? worst <= 1 : same == n, "%s: Gumbel noise against the reference (%lld of %lld the same, worst %.2f ulp)",
+                    where, (long long)same, (long long)n, worst);
+        }
+        t_status(mrec_gumbel_noise(ctx, dout, key, -1), MREC_ERR_ARG, "%s: Gumbel noise of -1 values refused", where);
+    }
 
     /* InfoNCE's rows: (C, R) scores against targets, and a square (K, K) against its diagonal, written over s */
     for (int form = 0; form < 2; form++) {

@@ -261,6 +261,9 @@ mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t k
                                  mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_gumbel_noise_cuda(float *out, uint64_t key, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R,
                                         int C, mrec_cuda *cu) {
     return no_cuda();

@@ -542,6 +542,13 @@ mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float e
     return MREC_OK;
 }
 
+mrec_status mrec_gumbel_noise(mrec_context *ctx, float *out, uint64_t key, int64_t n) {
+    if (n < 0) return mrec_fail(MREC_ERR_ARG, "Gumbel noise: %lld values", (long long)n);
+    if (on_gpu(ctx)) return mrec_gumbel_noise_cuda(out, key, n, ctx->cuda);
+    mrec_gumbel_noise_cpu(out, key, n, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                    int R, int C) {
     if (R < 0 || C < 1 || (!target && R > C))

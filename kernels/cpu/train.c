@@ -406,6 +406,25 @@ void mrec_sign_noise_cpu(float *x, const float *u, float eps, uint64_t key, uint
     mrec_parallel_range(pool, R, 1 + 4096 / (C > 0 ? C : 1), sign_noise_range, &a);
 }
 
+static float gumbel_one(uint64_t key, int64_t e) {
+    double u = ((double)(mix64(key ^ ((uint64_t)e * 0x9E3779B97F4A7C15ull)) >> 40) + 0.5) * (1.0 / 16777216.0);
+    return (float)-log(-log(u));
+}
+
+void mrec_gumbel_noise_ref(float *out, uint64_t key, int64_t n) {
+    for (int64_t e = 0; e < n; e++) out[e] = gumbel_one(key, e);
+}
+
+static void gumbel_range(void *arg, int64_t lo, int64_t hi) {
+    const cl_args *a = arg;
+    for (int64_t e = lo; e < hi; e++) a->x[e] = gumbel_one(a->key, e);
+}
+
+void mrec_gumbel_noise_cpu(float *out, uint64_t key, int64_t n, mrec_pool *pool) {
+    cl_args a = {.x = out, .key = key};
+    mrec_parallel_range(pool, n, 4096, gumbel_range, &a);
+}
+
 void mrec_softmax_xent_rows_ref(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C) {
     for (int r = 0; r < R; r++) {
         const float *in = s + (size_t)r * C;

@@ -332,6 +332,20 @@ extern "C" mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps,
     return MREC_CUDA_LAUNCHED("sign noise");
 }
 
+__global__ static void gumbel_kernel(float *out, uint64_t key, int64_t n) {
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        double u = ((double)(mix64(key ^ ((uint64_t)e * 0x9E3779B97F4A7C15ull)) >> 40) + 0.5) * (1.0 / 16777216.0);
+        out[e] = (float)-log(-log(u));
+    }
+}
+
+/* out: (n) */
+extern "C" mrec_status mrec_gumbel_noise_cuda(float *out, uint64_t key, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    gumbel_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, key, n);
+    return MREC_CUDA_LAUNCHED("Gumbel noise");
+}
+
 /* One block per row: the maximum (exact in any order), then z in double reduced in a fixed tree, then the row. */
 __global__ static void xent_rows_kernel(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C) {
     __shared__ float top_part[THREADS];
