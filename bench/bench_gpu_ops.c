@@ -516,6 +516,29 @@ int main(void) {
     res[n] = (result){"attention tf32 B32 T128 12 heads of 64", 4.0 * R * C * 4, 4.0 * 32 * H * T * T * 64, 0};
     TIME(res[n], mrec_attention_tf32_cuda(y, x, x + (size_t)R * C, x + 2 * (size_t)R * C, mask, NULL, 0.125f, 32, T, H, 64, cu));
     n++;
+    /* bf16, q, k and v the columns of one packed QKV product (rows of 3 x 768), as the encoders run it; then ViT-B/16's
+     * shape at batch 128 (197 tokens, no mask) in TF32 and bf16: attention's share of a forward at those sizes */
+    {
+        int VB = 128, VT = 197, VR = VB * VT;
+        float *vq = dev_random((size_t)VR * 3 * C, -1, 1, &seed), *vo = dev_random((size_t)VR * C, 0, 0, &seed);
+        uint16_t *qkv = NULL, *o16 = NULL;
+        if (mrec_cuda_malloc(cu, (void **)&qkv, sizeof(uint16_t) * (size_t)VR * 3 * C) ||
+            mrec_cuda_malloc(cu, (void **)&o16, sizeof(uint16_t) * (size_t)VR * C) ||
+            mrec_f32_to_bf16_cuda(qkv, vq, (int64_t)VR * 3 * C, cu)) {
+            fprintf(stderr, "bench_gpu_ops: bf16 attention operands: %s\n", mrec_error_detail());
+            return 1;
+        }
+        res[n] = (result){"attention bf16 B32 T128 12 heads of 64", 4.0 * R * C * 2, 4.0 * 32 * H * T * T * 64, 0};
+        TIME(res[n], mrec_attention_bf16_cuda(o16, qkv, qkv + C, qkv + 2 * C, 3 * C, mask, NULL, NULL, 0.125f, 32, T, H, 64, cu));
+        n++;
+        res[n] = (result){"attention tf32 B128 T197 (ViT-B/16)", 4.0 * VR * C * 4, 4.0 * VB * H * VT * VT * 64, 0};
+        TIME(res[n], mrec_attention_tf32_cuda(vo, vq, vq + (size_t)VR * C, vq + 2 * (size_t)VR * C, NULL, NULL, 0.125f, VB, VT, H, 64, cu));
+        n++;
+        res[n] = (result){"attention bf16 B128 T197 (ViT-B/16)", 4.0 * VR * C * 2, 4.0 * VB * H * VT * VT * 64, 0};
+        TIME(res[n], mrec_attention_bf16_cuda(o16, qkv, qkv + C, qkv + 2 * C, 3 * C, NULL, NULL, NULL, 0.125f, VB, VT, H, 64, cu));
+        n++;
+        mrec_cuda_free(cu, qkv), mrec_cuda_free(cu, o16), mrec_cuda_free(cu, vq), mrec_cuda_free(cu, vo);
+    }
 
     /* Evaluation: scores of 1024 users over 40,981 items (Gowalla), top 20. */
     int U = 1024, V = 40981, k = 20;
