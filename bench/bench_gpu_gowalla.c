@@ -1,7 +1,8 @@
 /* bench_gpu_gowalla.c: BPRMF, LightGCN and NGCF on Gowalla, trained on the
  * GPU: seconds per epoch (training; the evaluation of every user against
- * every item timed apart), beside PyTorch's LightGCN on the same GPU
- * (bench/peers/lightgcn_peer.py: MMRec's recipe, torch.sparse.mm).
+ * every item timed apart), beside PyTorch's LightGCN and NGCF on the same GPU
+ * (bench/peers/lightgcn_peer.py: MMRec's recipe for LightGCN, NGCF's authors'
+ * computation, torch.sparse.mm).
  *
  *   build/cuda/bench/bench_gpu_gowalla [epochs]     (make gpu-check runs it; default 3)
  *   MREC_DATA=DIR      the folder holding gowalla-lightgcn (default ../shared/data, else shared/data)
@@ -174,7 +175,7 @@ int main(int argc, char **argv) {
     spmm_alone(gpu, &train);
     printf("%-10s %14s %14s %14s %10s\n", "model", "train s/epoch", "first epoch s", "eval s", "Recall@20");
     const char *models[] = {"bprmf", "lightgcn", "ngcf"};
-    double lightgcn_epoch = 0, lightgcn_eval = 0;
+    double epoch[3] = {0}, eval[3] = {0};
     int failed = 0;
     for (int i = 0; i < 3; i++) {
         const mrec_model_entry *e = mrec_model_find(models[i]);
@@ -182,18 +183,21 @@ int main(int argc, char **argv) {
         failed |= !t.ok;
         if (t.ok) printf("%-10s %14.3f %14.3f %14.3f %10.4f\n", models[i], t.seconds_per_epoch, t.first_epoch, t.eval_seconds, t.recall);
         else printf("%-10s %14s\n", models[i], "failed");
-        if (i == 1) lightgcn_epoch = t.seconds_per_epoch, lightgcn_eval = t.eval_seconds;
+        if (t.ok) epoch[i] = t.seconds_per_epoch, eval[i] = t.eval_seconds;
     }
-    double peer[3];
-    lightgcn_peer(peer, train_path, test_path, 16, 20, "cuda");
-    double peer_epoch = peer[0] + (double)((pairs + 2047) / 2048) * peer[1];
-    if (peer[1] > 0 && lightgcn_epoch > 0)
-        printf("PyTorch LightGCN on the same GPU: %.3f s an epoch (%.3f sampling + %lld steps of %.5f), eval %.3f s; "
-               "mrec %.1fx, eval %.1fx\n",
-               peer_epoch, peer[0], (pairs + 2047) / 2048, peer[1], peer[2], peer_epoch / lightgcn_epoch,
-               lightgcn_eval > 0 ? peer[2] / lightgcn_eval : 0);
-    else
-        printf("PyTorch LightGCN: no peer (MREC_PYTHON with torch and a GPU)\n");
+    for (int i = 1; i < 3; i++) {
+        const char *label = i == 1 ? "LightGCN" : "NGCF";
+        double peer[3];
+        lightgcn_peer(peer, train_path, test_path, 16, 20, "cuda", models[i]);
+        double peer_epoch = peer[0] + (double)((pairs + 2047) / 2048) * peer[1];
+        if (peer[1] > 0 && epoch[i] > 0)
+            printf("PyTorch %s on the same GPU: %.3f s an epoch (%.3f sampling + %lld steps of %.5f), eval %.3f s; "
+                   "mrec %.1fx, eval %.1fx\n",
+                   label, peer_epoch, peer[0], (pairs + 2047) / 2048, peer[1], peer[2], peer_epoch / epoch[i],
+                   eval[i] > 0 ? peer[2] / eval[i] : 0);
+        else
+            printf("PyTorch %s: no peer (MREC_PYTHON with torch and a GPU)\n", label);
+    }
     mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
     mrec_interactions_free(&x);
     mrec_context_destroy(gpu);

@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
     int steps_per_epoch = (int)((s.n + 2047) / 2048);
 
     double peer[3];
-    lightgcn_peer(peer, TRAIN, TEST, threads, steps, "cpu");
+    lightgcn_peer(peer, TRAIN, TEST, threads, steps, "cpu", "lightgcn");
 
     printf("LightGCN on Gowalla (%d users, %d items, %lld training pairs), 3 layers, 64-d, %d threads\n", x.n_users,
            x.n_items, (long long)s.n, threads);

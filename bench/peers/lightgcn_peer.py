@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""lightgcn_peer.py: plain PyTorch LightGCN doing what bench_lightgcn (CPU) and bench_gpu_gowalla (GPU) do, for the ratio.
+"""lightgcn_peer.py: plain PyTorch LightGCN (or NGCF) doing what bench_lightgcn (CPU) and bench_gpu_gowalla (GPU)
+do, for the ratio.
 
-    python bench/peers/lightgcn_peer.py TRAIN.txt TEST.txt THREADS STEPS [DEVICE]
+    python bench/peers/lightgcn_peer.py TRAIN.txt TEST.txt THREADS STEPS [DEVICE [MODEL]]
 
 DEVICE: cpu (default) or cuda; on a GPU the graph, the embeddings and each batch live there, and
-each timed phase ends with a synchronization.
+each timed phase ends with a synchronization. MODEL: lightgcn (default) or ngcf.
 
-The MMRec / LightGCN-PyTorch recipe: D^-1/2 A D^-1/2 as a torch sparse tensor, 3 layers, 64-d,
-batch 2048, BPR + EmbLoss, Adam; evaluation scores every user against every item in blocks of
-1024 users, masks training items, torch.topk(20). Prints "sample <s>", "step <s>" (mean of
-STEPS training steps) and "eval <s>".
+LightGCN, the MMRec / LightGCN-PyTorch recipe: D^-1/2 A D^-1/2 as a torch sparse tensor, 3 layers,
+64-d, batch 2048, BPR + EmbLoss, Adam. NGCF as its authors' code computes it (and mrec's ngcf):
+D^-1 (A + I) with 10 % of its entries dropped each step (kept ones scaled by 1 / 0.9), per layer
+S = A E, E' = lrelu(S W1 + b1) + lrelu((E * S) W2 + b2) (slope 0.2), 10 % message dropout, the
+final rows [E0, normalize(E1), ..] (3 layers of 64), BPR + 1e-5 |batch rows|^2 / 2 / batch, Adam.
+Evaluation scores every user against every item in blocks of 1024 users, masks training items,
+torch.topk(20). Prints "sample <s>", "step <s>" (mean of STEPS training steps) and "eval <s>".
 """
 import sys
 import time
@@ -33,6 +37,7 @@ def read(path):
 def main():
     train_path, test_path, threads, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     dev = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
+    model = sys.argv[6] if len(sys.argv) > 6 else "lightgcn"
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(threads)
     tu, ti = read(train_path)
@@ -42,14 +47,20 @@ def main():
     n = n_users + n_items
     rows = np.concatenate([tu, ti + n_users])
     cols = np.concatenate([ti + n_users, tu])
-    deg = np.bincount(rows, minlength=n).astype(np.float64) + 1e-7
-    d = np.power(deg, -0.5)
-    vals = (d[rows] * d[cols]).astype(np.float32)
+    if model == "ngcf":  # D^-1 (A + I)
+        rows, cols = np.concatenate([rows, np.arange(n)]), np.concatenate([cols, np.arange(n)])
+        vals = (1.0 / np.bincount(rows, minlength=n)[rows]).astype(np.float32)
+    else:
+        deg = np.bincount(rows, minlength=n).astype(np.float64) + 1e-7
+        d = np.power(deg, -0.5)
+        vals = (d[rows] * d[cols]).astype(np.float32)
     adj = torch.sparse_coo_tensor(np.stack([rows, cols]), vals, (n, n)).coalesce().to(dev)
     torch.manual_seed(0)
     user = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(n_users, 64)).to(dev))
     item = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(n_items, 64)).to(dev))
-    opt = torch.optim.Adam([user, item], lr=1e-3)
+    layers = [torch.nn.Linear(64, 64).to(dev) for _ in range(6)]  # W1, W2 of each of the 3 layers
+    params = [user, item] + ([p for lin in layers for p in lin.parameters()] if model == "ngcf" else [])
+    opt = torch.optim.Adam(params, lr=1e-3)
     hist = [set() for _ in range(n_users)]
     for u, i in zip(tu, ti):
         hist[u].add(i)
@@ -62,7 +73,26 @@ def main():
             neg[k] = np.random.randint(0, n_items)
     t_sample = time.perf_counter() - t0
 
-    def forward():
+    def forward_ngcf(training):
+        a = adj
+        if training:  # node dropout: 10 % of the entries, the rest scaled up
+            keep = torch.rand(adj._nnz(), device=dev) >= 0.1
+            a = torch.sparse_coo_tensor(adj.indices()[:, keep], adj.values()[keep] / 0.9, adj.shape)
+        ego = torch.cat([user, item])
+        acc = [ego]
+        for k in range(3):
+            side = torch.sparse.mm(a, ego)
+            ego = (torch.nn.functional.leaky_relu(layers[2 * k](side), 0.2) +
+                   torch.nn.functional.leaky_relu(layers[2 * k + 1](ego * side), 0.2))
+            if training:
+                ego = torch.nn.functional.dropout(ego, 0.1)
+            acc.append(torch.nn.functional.normalize(ego, dim=1))
+        f = torch.cat(acc, 1)
+        return f[:n_users], f[n_users:]
+
+    def forward(training=False):
+        if model == "ngcf":
+            return forward_ngcf(training)
         ego = torch.cat([user, item])
         acc, layer = [ego], ego
         for _ in range(3):
@@ -77,10 +107,14 @@ def main():
         t0 = time.perf_counter()  # the batch's copy to the device counts, as a loader's would
         u, i, j = (torch.tensor(a).to(dev) for a in (tu[b], ti[b], neg[s * 2048:(s + 1) * 2048]))
         opt.zero_grad()
-        fu, fi = forward()
+        fu, fi = forward(True)
         x = (fu[u] * fi[i]).sum(1) - (fu[u] * fi[j]).sum(1)
-        loss = -torch.log(1e-10 + torch.sigmoid(x)).mean()
-        loss = loss + 1e-4 * (user[u].norm() + item[i].norm() + item[j].norm()) / len(b)
+        if model == "ngcf":
+            loss = torch.nn.functional.softplus(-x).mean()
+            loss = loss + 1e-5 * ((fu[u] ** 2).sum() + (fi[i] ** 2).sum() + (fi[j] ** 2).sum()) / 2 / len(b)
+        else:
+            loss = -torch.log(1e-10 + torch.sigmoid(x)).mean()
+            loss = loss + 1e-4 * (user[u].norm() + item[i].norm() + item[j].norm()) / len(b)
         loss.backward()
         opt.step()
         sync()
