@@ -223,6 +223,31 @@ static void test_topk(void) {
         mrec_cuda_free(cu, ds), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dix);
         free(s), free(ri), free(gi), free(rv), free(gv);
     }
+    /* Rows of 256 columns or more and k <= 32 take the filter (the k-th best of the threads' bests bounds the top k):
+     * scores as evaluation's (distinct values), an evaluation row with its training items masked to -inf, and rows
+     * whose best values all lie on the first 8 of the 256 threads' columns (c % 256 < 8: 1,280 candidates, more than
+     * the filter holds, so it falls back to the plain selection) */
+    for (int form = 0; form < 3; form++) {
+        int R = 6, C = 40981, k = form == 2 ? 32 : 20;
+        float *s = malloc(4 * (size_t)R * C);
+        for (int64_t i = 0; i < (int64_t)R * C; i++) {
+            float u = (float)(t_rand_u64(&seed) >> 40) / 16777216.0f;
+            s[i] = form == 2 ? ((i % C) % 256 < 8 ? 2.0f + u : u) : 2.0f * u - 1.0f;
+            if (form == 1 && t_rand_u64(&seed) % 4 == 0) s[i] = -INFINITY;
+        }
+        int32_t *ri = malloc(4 * (size_t)R * k), *gi = malloc(4 * (size_t)R * k);
+        float *rv = malloc(4 * (size_t)R * k), *gv = malloc(4 * (size_t)R * k);
+        float *ds = up(s, 4 * (size_t)R * C), *dv = up(rv, 4 * (size_t)R * k);
+        int32_t *dix = up(ri, 4 * (size_t)R * k);
+        mrec_topk_rows_ref(ri, rv, s, R, C, k);
+        const char *what[3] = {"scores", "scores with a quarter masked to -inf", "the best on 8 threads' columns (fallback)"};
+        if (t_status(mrec_topk_rows_cuda(dix, dv, ds, R, C, k, cu), MREC_OK, "topk %dx%d k=%d, %s", R, C, k, what[form]) &&
+            down(gi, dix, 4 * (size_t)R * k) && down(gv, dv, 4 * (size_t)R * k))
+            t_check(!memcmp(ri, gi, 4 * (size_t)R * k) && !memcmp(rv, gv, 4 * (size_t)R * k),
+                    "topk %dx%d k=%d, %s: the reference's columns and values, in order", R, C, k, what[form]);
+        mrec_cuda_free(cu, ds), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dix);
+        free(s), free(ri), free(gi), free(rv), free(gv);
+    }
     t_status(mrec_topk_rows_cuda(NULL, NULL, NULL, 1, 1000, 129, cu), MREC_ERR_UNSUPPORTED, "k above 128 is refused");
 }
 
