@@ -41,7 +41,8 @@
 #include <string.h>
 
 #define MAX_LAYERS 16
-#define CHUNK 256 /* anchors per similarity block: memory CHUNK x max(U, I) */
+#define CHUNK 256      /* anchors per similarity block: memory CHUNK x max(U, I) */
+#define GPU_CHUNK 4096 /* the same on a GPU, where 256 anchors left the block's products small */
 
 typedef struct {
     const mrec_graph *graph;
@@ -65,12 +66,14 @@ typedef struct {
     float *a, *b, *acc;     /* (N, d) scratch */
     float *sim;             /* (CHUNK, max(U, I)) */
     float *zb, *gb;         /* (CHUNK, d) anchors' rows and their gradient */
-    double *closs;          /* (CHUNK) the op path: a block's per-anchor losses */
     double *h_loss;         /* (CHUNK) host */
     /* the op path's batch */
-    int use_ops, on_gpu, ops_cap;
+    int use_ops, on_gpu, ops_cap, chunk;
     mrec_arena batch;
     float *G;               /* (cap, d) the anchors' gradient rows */
+    double *closs_all;      /* (cap) each anchor's loss, read once a contrast */
+    double *h_loss_all;     /* (cap) host */
+    float *sim_ops, *zb_ops; /* (chunk, max(U, I)), (chunk, d): sim and zb on a CPU, larger blocks on a GPU */
     mrec_batch_rows anchors;
     mrec_bpr_ops ops;
     mrec_rng rng;
@@ -305,12 +308,28 @@ static mrec_status step(sgl *m, double *loss_out, const int32_t *u, const int32_
 /* ---- the op path ---- */
 
 /* The anchors' gradient rows, for batches of up to n triples: grown, not per batch. */
+/* The op path's buffers for batches of n: the anchors' gradient rows and losses, and on a GPU blocks of up to
+ * GPU_CHUNK anchors (on a CPU the model's own CHUNK ones, so its bits stay those of the host loops' blocks). */
+static void carve_batch(sgl *m, mrec_arena *a, int n) {
+    size_t d = (size_t)m->dim, wide = (size_t)(m->n_users > m->n_items ? m->n_users : m->n_items);
+    m->chunk = m->on_gpu ? (n < GPU_CHUNK ? n : GPU_CHUNK) : CHUNK;
+    m->G = mrec_arena_alloc(a, (size_t)n * d * 4);
+    m->closs_all = mrec_arena_alloc(a, (size_t)n * sizeof(double));
+    m->sim_ops = m->on_gpu ? mrec_arena_alloc(a, (size_t)m->chunk * wide * 4) : m->sim;
+    m->zb_ops = m->on_gpu ? mrec_arena_alloc(a, (size_t)m->chunk * d * 4) : m->zb;
+}
+
 static mrec_status ensure_ops_batch(sgl *m, int n) {
     if (n <= m->ops_cap) return MREC_OK;
     mrec_arena_release(&m->batch, m->ctx->cuda);
     m->ops_cap = 0;
-    mrec_status st = mrec_arena_reserve(&m->batch, sizeof(float) * (size_t)n * m->dim, m->ctx->device, m->ctx->cuda);
-    if (!st) m->G = (float *)m->batch.base, m->ops_cap = n;
+    double *h = realloc(m->h_loss_all, sizeof(double) * (size_t)n);
+    if (!h) return mrec_fail(MREC_ERR_NOMEM, "sgl: a batch of %d", n);
+    m->h_loss_all = h;
+    mrec_arena measure = mrec_arena_measure();
+    carve_batch(m, &measure, n);
+    mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, m->ctx->device, m->ctx->cuda);
+    if (!st) carve_batch(m, &m->batch, n), m->ops_cap = n;
     return st;
 }
 
@@ -324,20 +343,22 @@ static double ops_contrast(sgl *m, const int32_t *ids, int n, int offset, int co
     double loss = 0;
     /* the anchors' index checks the ids before a row is read */
     *st = mrec_batch_rows_set(&m->anchors, ctx, count, 1, &ids, &zero, n);
-    for (int b0 = 0; b0 < n && !*st; b0 += CHUNK) {
-        int c = n - b0 < CHUNK ? n - b0 : CHUNK;
+    float *sim = m->sim_ops, *zb = m->zb_ops;
+    for (int b0 = 0; b0 < n && !*st; b0 += m->chunk) {
+        int c = n - b0 < m->chunk ? n - b0 : m->chunk;
         const int32_t *anchor = m->anchors.ids + b0;
         float *g = m->G + (size_t)b0 * d;
         /* sim (c, count) = zb z2^T / temp; InfoNCE against each anchor's own column, ssl_reg / temp (softmax - onehot) in place */
-        *st = mrec_embedding_checked(ctx, m->zb, z1, anchor, c, count, d);
-        if (!*st) *st = mrec_gemm(ctx, m->sim, m->zb, z2, NULL, inv, 0, 0, 1, c, count, d, d, d, count);
-        if (!*st) *st = mrec_softmax_xent_rows(ctx, m->sim, m->closs, m->sim, anchor, m->ssl_reg * inv, c, count);
-        if (!*st) *st = mrec_copy_to_host(ctx, m->h_loss, m->closs, sizeof(double) * (size_t)c);
+        *st = mrec_embedding_checked(ctx, zb, z1, anchor, c, count, d);
+        if (!*st) *st = mrec_gemm(ctx, sim, zb, z2, NULL, inv, 0, 0, 1, c, count, d, d, d, count);
+        if (!*st) *st = mrec_softmax_xent_rows(ctx, sim, m->closs_all + b0, sim, anchor, m->ssl_reg * inv, c, count);
         /* the anchors' rows dS z2 (scattered below); dz2 += dS^T zb */
-        if (!*st) *st = mrec_gemm(ctx, g, m->sim, z2, NULL, 1, 0, 0, 0, c, d, count, count, d, d);
-        if (!*st) *st = mrec_gemm(ctx, dz2, m->sim, m->zb, NULL, 1, 1, 1, 0, count, d, c, count, d, d);
-        for (int r = 0; r < c && !*st; r++) loss += m->h_loss[r];
+        if (!*st) *st = mrec_gemm(ctx, g, sim, z2, NULL, 1, 0, 0, 0, c, d, count, count, d, d);
+        if (!*st) *st = mrec_gemm(ctx, dz2, sim, zb, NULL, 1, 1, 1, 0, count, d, c, count, d, d);
     }
+    /* the anchors' losses, read once (a copy a block stopped the device at every block) */
+    if (!*st) *st = mrec_copy_to_host(ctx, m->h_loss_all, m->closs_all, sizeof(double) * (size_t)n);
+    for (int r = 0; r < n && !*st; r++) loss += m->h_loss_all[r];
     if (!*st) *st = mrec_batch_rows_scatter(&m->anchors, m->acc, m->G, d); /* acc: rows [0, count) are free here */
     if (!*st) *st = mrec_add(ctx, dz1, dz1, m->acc, (int64_t)count * d);
     return *st ? NAN : m->ssl_reg * loss;
@@ -410,7 +431,7 @@ static void sgl_destroy(void *self) {
     mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->anchors);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->pair_user), free(m->pair_item), free(m->perm), free(m->kept_user), free(m->kept_item), free(m->h_loss);
+    free(m->pair_user), free(m->pair_item), free(m->perm), free(m->kept_user), free(m->kept_item), free(m->h_loss), free(m->h_loss_all);
     free(m);
 }
 
@@ -423,7 +444,6 @@ static void carve(sgl *m, mrec_arena *a) {
     for (int v = 0; v < 2; v++) m->norm[v] = mrec_arena_alloc(a, (size_t)m->n_nodes * 4);
     m->sim = mrec_arena_alloc(a, (size_t)CHUNK * wide * 4);
     m->zb = mrec_arena_alloc(a, (size_t)CHUNK * d * 4), m->gb = mrec_arena_alloc(a, (size_t)CHUNK * d * 4);
-    m->closs = mrec_arena_alloc(a, (size_t)CHUNK * sizeof(double));
     if (!m->on_gpu) return;
     int64_t nnz = m->graph->row_ptr[m->n_nodes];
     int per_layer = m->augment == 2 ? m->layers : 1;
