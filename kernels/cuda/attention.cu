@@ -204,6 +204,50 @@ __device__ static inline void mma_tf32(float (&d)[4], uint32_t a0, uint32_t a1, 
 #endif
 }
 
+#define LOG2E 1.4426950408889634f /* exp(x) = 2^(x log2 e): the tensor-core kernels' probabilities through exp2f */
+
+/* A warp's tile of scores on the tensor cores, this lane's accumulators s (keys k0 + 8 j + 2 c + (e & 1) of the
+ * query rows qrow[e >> 1]): times scale, plus the biases, -inf past the sequence's L keys; mx gets the max of each
+ * of the lane's two rows over its quad. */
+__device__ static inline void tile_scores(float (&s)[BK / 8][4], float (&mx)[2], float scale, const float *head_bias,
+                                          const float *mask_bias, const int (&qrow)[2], int k0, int L, int T, int h, int b,
+                                          int c) {
+    mx[0] = mx[1] = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < BK / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = e >> 1, key = k0 + j * 8 + 2 * c + (e & 1);
+            float x = -INFINITY;
+            if (key < L) {
+                x = s[j][e] * scale;
+                if (head_bias && qrow[r] < L) x += head_bias[((size_t)h * T + qrow[r]) * T + key];
+                if (mask_bias) x += mask_bias[(size_t)b * T + key];
+            }
+            s[j][e] = x, mx[r] = fmaxf(mx[r], x);
+        }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    }
+}
+
+/* The online softmax's step for the lane's two rows: the tile's sums (this lane's share) added over the quad, the
+ * running sums l and the outputs o rescaled from the old maxima m to m_new, and m moved there. */
+template <int NJ>
+__device__ static inline void online_step(float (&o)[NJ][4], float (&m)[2], float (&l)[2], float (&sum)[2], const float (&m_new)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+        sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+        float rescale = m[r] == -INFINITY ? 0.0f : exp2f((m[r] - m_new[r]) * LOG2E);
+        l[r] = l[r] * rescale + sum[r], m[r] = m_new[r];
+#pragma unroll
+        for (int j = 0; j < NJ; j++) o[j][2 * r] *= rescale, o[j][2 * r + 1] *= rescale;
+    }
+}
+
 template <int DHP>
 __global__ static void __launch_bounds__(THREADS)
     attention_tf32_kernel(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
@@ -211,7 +255,6 @@ __global__ static void __launch_bounds__(THREADS)
 #if __CUDA_ARCH__ >= 800
     /* +4 floats: a quad's reads of 8 rows (Q, K) or of 4 pairs of rows (V) fall in distinct banks */
     constexpr int LD = DHP + 4;
-    constexpr float LOG2E = 1.4426950408889634f; /* exp(x) = 2^(x log2 e) */
     extern __shared__ __align__(16) uint32_t smem_u32[];
     uint32_t *qs = smem_u32, *ks = qs + BQ * LD, *vs = ks + BK * LD; /* TF32 bits */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, c = lane & 3;
@@ -260,28 +303,10 @@ __global__ static void __launch_bounds__(THREADS)
 #pragma unroll
             for (int kk = 0; kk < DHP / 8; kk++) mma_tf32(s[j], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], kr[kk * 8], kr[kk * 8 + 4]);
         }
-        /* biases, keys past the sequence; each row's max over its quad */
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int j = 0; j < BK / 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1, key = k0 + j * 8 + 2 * c + (e & 1);
-                float x = -INFINITY;
-                if (key < L) {
-                    x = s[j][e];
-                    if (head_bias && qrow[r] < L) x += head_bias[((size_t)h * T + qrow[r]) * T + key];
-                    if (mask_bias) x += mask_bias[(size_t)b * T + key];
-                }
-                s[j][e] = x, mx[r] = fmaxf(mx[r], x);
-            }
-        float sum[2] = {0.0f, 0.0f}, m_new[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            m_new[r] = fmaxf(m[r], mx[r]);
-        }
+        /* biases (q came scaled), keys past the sequence; each row's max */
+        float mx[2], sum[2] = {0.0f, 0.0f}, m_new[2];
+        tile_scores(s, mx, 1.0f, head_bias, mask_bias, qrow, k0, L, T, h, b, c);
+        for (int r = 0; r < 2; r++) m_new[r] = fmaxf(m[r], mx[r]);
         /* the probabilities, rounded to TF32 in place as the second product reads them; all -inf so far weighs 0
          * (attention_kernel) */
 #pragma unroll
@@ -293,15 +318,7 @@ __global__ static void __launch_bounds__(THREADS)
                 s[j][e] = __uint_as_float(tf32_bits(p));
                 sum[r] += s[j][e];
             }
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
-            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
-            float rescale = m[r] == -INFINITY ? 0.0f : exp2f((m[r] - m_new[r]) * LOG2E);
-            l[r] = l[r] * rescale + sum[r], m[r] = m_new[r];
-#pragma unroll
-            for (int j = 0; j < DHP / 8; j++) o[j][2 * r] *= rescale, o[j][2 * r + 1] *= rescale;
-        }
+        online_step(o, m, l, sum, m_new);
         /* O (16, DHP) += P (16, BK) V (BK, DHP), 8 keys a step: this lane's keys 2c and 2c + 1 of the step */
 #pragma unroll
         for (int j = 0; j < BK / 8; j++) {
@@ -439,7 +456,6 @@ __global__ static void __launch_bounds__(THREADS)
 #if __CUDA_ARCH__ >= 800
     /* +8 bf16: a quad's 32-bit reads of consecutive rows, and an ldmatrix's 8 rows, fall in distinct banks */
     constexpr int LD = DHP + 8;
-    constexpr float LOG2E = 1.4426950408889634f; /* exp(x) = 2^(x log2 e): the probabilities through exp2f */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     /* Q, then two stages of a K tile and a V tile: the next tile's copies run while this one is used */
     __nv_bfloat16 *qs = (__nv_bfloat16 *)smem_raw, *kv = qs + BQ * LD;
@@ -503,26 +519,9 @@ __global__ static void __launch_bounds__(THREADS)
             for (int kk = 0; kk < DHP / 16; kk++)
                 mma_bf16(s[j], qf[kk], *(const uint32_t *)(kr + kk * 16), *(const uint32_t *)(kr + kk * 16 + 8));
         }
-        /* scale, biases, keys past the sequence; each row's max over its quad */
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int j = 0; j < BK / 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1, key = k0 + j * 8 + 2 * c + (e & 1);
-                float x = -INFINITY;
-                if (key < L) {
-                    x = s[j][e] * scale;
-                    if (head_bias && qrow[r] < L) x += head_bias[((size_t)h * T + qrow[r]) * T + key];
-                    if (mask_bias) x += mask_bias[(size_t)b * T + key];
-                }
-                s[j][e] = x, mx[r] = fmaxf(mx[r], x);
-            }
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        }
+        /* scale, biases, keys past the sequence; each row's max */
+        float mx[2];
+        tile_scores(s, mx, scale, head_bias, mask_bias, qrow, k0, L, T, h, b, c);
         /* the probabilities, rounded as the second product reads them; all -inf so far weighs 0 (attention_kernel) */
         uint32_t pf[BK / 8][2];
         float sum[2] = {0.0f, 0.0f}, m_new[2];
@@ -538,15 +537,7 @@ __global__ static void __launch_bounds__(THREADS)
                 float2 back = __bfloat1622float2(*(__nv_bfloat162 *)&pf[j][r]);
                 sum[r] += back.x + back.y;
             }
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
-            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
-            float rescale = m[r] == -INFINITY ? 0.0f : exp2f((m[r] - m_new[r]) * LOG2E);
-            l[r] = l[r] * rescale + sum[r], m[r] = m_new[r];
-#pragma unroll
-            for (int j = 0; j < DHP / 8; j++) o[j][2 * r] *= rescale, o[j][2 * r + 1] *= rescale;
-        }
+        online_step(o, m, l, sum, m_new);
         /* O (16, DHP) += P (16, BK) V (BK, DHP), 16 keys a step; V's B fragments for two 8-column blocks at a
          * time by one transposing ldmatrix from V's rows: lanes 0-7 address keys 0-7 of block j, 8-15 keys 8-15
          * of block j, 16-31 the same of block j + 1 */
