@@ -105,7 +105,7 @@ static uint64_t key_of(const lgmrec *m, uint64_t step, int what) { return mrec_m
 
 static mrec_status draw_noise(lgmrec *m, uint64_t step) {
     if (m->fixed_noise) return MREC_OK;
-    /* drawn where the model lives: on the host, its two logs a value were most of a GPU step */
+    /* drawn where the model lives: on the host, with two logs a value, it took about half of a GPU step on Baby */
     int64_t n = (int64_t)(m->n_items + m->n_users) * m->k;
     mrec_status st = MREC_OK;
     for (int c = 0; c < N_MOD && !st; c++) st = mrec_gumbel_noise(m->ctx, m->mod[c].noise, key_of(m, step, c), n);

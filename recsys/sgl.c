@@ -307,9 +307,8 @@ static mrec_status step(sgl *m, double *loss_out, const int32_t *u, const int32_
 
 /* ---- the op path ---- */
 
-/* The anchors' gradient rows, for batches of up to n triples: grown, not per batch. */
-/* The op path's buffers for batches of n: the anchors' gradient rows and losses, and on a GPU blocks of up to
- * GPU_CHUNK anchors (on a CPU the model's own CHUNK ones, so its bits stay those of the host loops' blocks). */
+/* The op path's buffers for batches of up to n triples (grown, not per batch): the anchors' gradient rows and
+ * losses, and on a GPU blocks of up to GPU_CHUNK anchors (on a CPU the model's own CHUNK ones, so its bits stay those of the host loops' blocks). */
 static void carve_batch(sgl *m, mrec_arena *a, int n) {
     size_t d = (size_t)m->dim, wide = (size_t)(m->n_users > m->n_items ? m->n_users : m->n_items);
     m->chunk = m->on_gpu ? (n < GPU_CHUNK ? n : GPU_CHUNK) : CHUNK;
