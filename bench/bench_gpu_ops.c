@@ -532,7 +532,8 @@ int main(void) {
         TIME(res[n], mrec_attention_bf16_cuda(o16, qkv, qkv + C, qkv + 2 * C, 3 * C, mask, NULL, NULL, 0.125f, 32, T, H, 64, cu));
         n++;
         res[n] = (result){"attention tf32 B128 T197 (ViT-B/16)", 4.0 * VR * C * 4, 4.0 * VB * H * VT * VT * 64, 0};
-        TIME(res[n], mrec_attention_tf32_cuda(vo, vq, vq + (size_t)VR * C, vq + 2 * (size_t)VR * C, NULL, NULL, 0.125f, VB, VT, H, 64, cu));
+        TIME(res[n], mrec_attention_tf32_cuda(vo, vq, vq + (size_t)VR * C, vq + 2 * (size_t)VR * C, NULL, NULL, 0.125f, VB, VT, H, 64,
+                                              cu));
         n++;
         res[n] = (result){"attention bf16 B128 T197 (ViT-B/16)", 4.0 * VR * C * 2, 4.0 * VB * H * VT * VT * 64, 0};
         TIME(res[n], mrec_attention_bf16_cuda(o16, qkv, qkv + C, qkv + 2 * C, 3 * C, NULL, NULL, NULL, 0.125f, VB, VT, H, 64, cu));

@@ -83,7 +83,8 @@ int main(int argc, char **argv) {
     float *feat = malloc(sizeof(float) * (size_t)I * F), *text = malloc(sizeof(float) * (size_t)I * FT);
     float *both = malloc(sizeof(float) * (size_t)I * (F + FT));
     uint8_t *seen = calloc((size_t)I, 1);
-    if (!x.user || !x.item || !x.rating || !x.split || !feat || !text || !both || !seen) return fprintf(stderr, "bench_train_gpu: out of memory\n"), 1;
+    if (!x.user || !x.item || !x.rating || !x.split || !feat || !text || !both || !seen)
+        return fprintf(stderr, "bench_train_gpu: out of memory\n"), 1;
     uint64_t s = 1;
     for (int u = 0; u < U; u++) {
         int n = 10 + (int)(mix(&s) % 40), first = (int)x.n;

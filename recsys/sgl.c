@@ -308,7 +308,8 @@ static mrec_status step(sgl *m, double *loss_out, const int32_t *u, const int32_
 /* ---- the op path ---- */
 
 /* The op path's buffers for batches of up to n triples (grown, not per batch): the anchors' gradient rows and
- * losses, and on a GPU blocks of up to GPU_CHUNK anchors (on a CPU the model's own CHUNK ones, so its bits stay those of the host loops' blocks). */
+ * losses, and on a GPU blocks of up to GPU_CHUNK anchors (on a CPU the model's own CHUNK ones, so its bits stay
+ * those of the host loops' blocks). */
 static void carve_batch(sgl *m, mrec_arena *a, int n) {
     size_t d = (size_t)m->dim, wide = (size_t)(m->n_users > m->n_items ? m->n_users : m->n_items);
     m->chunk = m->on_gpu ? (n < GPU_CHUNK ? n : GPU_CHUNK) : CHUNK;
@@ -430,7 +431,8 @@ static void sgl_destroy(void *self) {
     mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->anchors);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->pair_user), free(m->pair_item), free(m->perm), free(m->kept_user), free(m->kept_item), free(m->h_loss), free(m->h_loss_all);
+    free(m->pair_user), free(m->pair_item), free(m->perm), free(m->kept_user), free(m->kept_item);
+    free(m->h_loss), free(m->h_loss_all);
     free(m);
 }
 

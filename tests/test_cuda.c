@@ -432,12 +432,12 @@ static double bf16_steps(const uint16_t *x, const uint16_t *y, const float *extr
 
 /* The channels-last bf16 ops against their references: the layout change, max pooling and the mean bit for
  * bit; the convolution (cuDNN's NHWC bf16, fused with its bias, residual and ReLU where cuDNN has it; the stem
- * and the 1x1s without a residual as cuBLASLt products) within
- * one bf16 step of the reference and one more rounding of the sum before its bias (cuDNN's output, where the
- * bias and ReLU are a pass of their own), of the bias, and with a residual, of the product before it (one H200's cuDNN
- * rounds a 1x1's product to bf16 and then adds the residual: 1.6 of the bound without it) (the fused call takes it in bf16, as PyTorch passes
- * it), with beta 0 on an output full of NaN (the fused call must not read it then). The weights here are no
- * model's, so they are rounded into the conversion buffer (a model's have bf16 twins). */
+ * and the 1x1s without a residual as cuBLASLt products) within one bf16 step of the reference, plus one more
+ * rounding of each of: the sum before its bias (cuDNN's output, where the bias and ReLU are a pass of their
+ * own), the bias (the fused call takes it in bf16, as PyTorch passes it), and with a residual the product
+ * before it (cuDNN on an H200 rounds a 1x1's product to bf16, then adds the residual, as PyTorch does: 1.6 of
+ * the bound without that term). Beta 0 runs on an output full of NaN (the fused call must not read it then).
+ * The weights here are no model's, so they are rounded into the conversion buffer (a model's have bf16 twins). */
 static void test_channels_last(void) {
     mrec_conv2d_shape shapes[] = {
         {4, 8, 23, 29, 64, 7, 7, 2, 2, 3, 3, 1},  /* ResNet's stem, its 3 channels padded to 8 */

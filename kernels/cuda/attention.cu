@@ -236,7 +236,8 @@ __device__ static inline void tile_scores(float (&s)[BK / 8][4], float (&mx)[2],
 /* The online softmax's step for the lane's two rows: the tile's sums (this lane's share) added over the quad, the
  * running sums l and the outputs o rescaled from the old maxima m to m_new, and m moved there. */
 template <int NJ>
-__device__ static inline void online_step(float (&o)[NJ][4], float (&m)[2], float (&l)[2], float (&sum)[2], const float (&m_new)[2]) {
+__device__ static inline void online_step(float (&o)[NJ][4], float (&m)[2], float (&l)[2], float (&sum)[2],
+                                          const float (&m_new)[2]) {
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
@@ -301,7 +302,8 @@ __global__ static void __launch_bounds__(THREADS)
             if (j * 8 >= keys) continue;
             const uint32_t *kr = ks + (j * 8 + g) * LD + c; /* K^T's column g is K's row g */
 #pragma unroll
-            for (int kk = 0; kk < DHP / 8; kk++) mma_tf32(s[j], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], kr[kk * 8], kr[kk * 8 + 4]);
+            for (int kk = 0; kk < DHP / 8; kk++)
+                mma_tf32(s[j], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], kr[kk * 8], kr[kk * 8 + 4]);
         }
         /* biases (q came scaled), keys past the sequence; each row's max */
         float mx[2], sum[2] = {0.0f, 0.0f}, m_new[2];
