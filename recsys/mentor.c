@@ -93,9 +93,9 @@ typedef struct {
     float *tab[N_TAB], *dtab[N_TAB];     /* (N, 2d) */
     float *ta, *tb, *tc, *td;            /* (N, 2d) each, (I, 4d) scratch */
     float *ones, *zeros;                 /* (max(N, 4d)), (N 2d) */
-    float *bvec;                         /* (2d) */
+    float *bvec;                         /* (8, 2d) the align term's column sums, then its four offsets */
     double *h_sums;                      /* (4 d) host: column sums downloaded */
-    float *h_small;                      /* (max(2U, 2d, cap d)) host scratch */
+    float *h_small;                      /* (max(2U, 16d, cap d)) host scratch */
     mrec_info_nce nce;                   /* the contrast's buffers, a block of rows at a time */
     int cap;                             /* batch rows the host scratch and gath hold */
     mrec_arena bat;
@@ -214,34 +214,41 @@ static mrec_status align_term(mentor *m, double *loss) {
     mrec_context *ctx = m->ctx;
     double mean[4], var[4];
     mrec_status st = MREC_OK;
+    /* each table's column sums and sums of squares, rows 2a and 2a + 1 of bvec, read in one copy (a copy each
+     * stopped the GPU eight times a step) */
     for (int a = 0; a < 4 && !st; a++) {
         st = mrec_mul(ctx, m->ta, m->tab[a], m->tab[a], n);
-        if (!st) st = col_sums(m, m->bvec, m->tab[a], N, W, 0);
-        if (!st) st = mrec_copy_to_host(ctx, m->h_small, m->bvec, sizeof(float) * (size_t)W);
+        if (!st) st = col_sums(m, m->bvec + (size_t)2 * a * W, m->tab[a], N, W, 0);
+        if (!st) st = col_sums(m, m->bvec + (size_t)(2 * a + 1) * W, m->ta, N, W, 0);
+    }
+    if (!st) st = mrec_copy_to_host(ctx, m->h_small, m->bvec, sizeof(float) * 8 * (size_t)W);
+    if (st) return st;
+    for (int a = 0; a < 4; a++) {
         double s = 0, q = 0;
-        for (int c = 0; c < W; c++) s += m->h_small[c];
-        if (!st) st = col_sums(m, m->bvec, m->ta, N, W, 0);
-        if (!st) st = mrec_copy_to_host(ctx, m->h_small, m->bvec, sizeof(float) * (size_t)W);
-        for (int c = 0; c < W; c++) q += m->h_small[c];
+        for (int c = 0; c < W; c++) s += m->h_small[(size_t)2 * a * W + c];
+        for (int c = 0; c < W; c++) q += m->h_small[(size_t)(2 * a + 1) * W + c];
         mean[a] = s / (double)n, var[a] = (q - s * s / (double)n) / (double)(n - 1);
     }
-    if (st) return st;
     double total = 0;
     for (int a = 0; a < 4; a++)
         for (int b = a + 1; b < 4; b++) total += fabs(var[a] - var[b]) + fabs(mean[a] - mean[b]);
     *loss = m->align * total;
-    /* d/dx of |var_a - var_b| and |mean_a - mean_b| (torch's abs: sign, 0 at 0): alpha x + beta per entry */
-    for (int a = 0; a < 4 && !st; a++) {
+    /* d/dx of |var_a - var_b| and |mean_a - mean_b| (torch's abs: sign, 0 at 0): alpha x + beta per entry; the
+     * four betas, a row of bvec each, go up in one copy */
+    double alpha[4], beta[4];
+    for (int a = 0; a < 4; a++) {
         double cv = 0, cm = 0;
         for (int b = 0; b < 4; b++)
             if (b != a) cv += (var[a] > var[b]) - (var[a] < var[b]), cm += (mean[a] > mean[b]) - (mean[a] < mean[b]);
-        double alpha = m->align * cv * 2.0 / (double)(n - 1), beta = m->align * cm / (double)n - alpha * mean[a];
-        if (alpha == 0 && beta == 0) continue;
-        st = mrec_scale(ctx, m->ta, m->tab[a], (float)alpha, n);
+        alpha[a] = m->align * cv * 2.0 / (double)(n - 1), beta[a] = m->align * cm / (double)n - alpha[a] * mean[a];
+        for (int c = 0; c < W; c++) m->h_small[(size_t)a * W + c] = (float)beta[a];
+    }
+    st = mrec_copy_to_device(ctx, m->bvec, m->h_small, sizeof(float) * 4 * (size_t)W);
+    for (int a = 0; a < 4 && !st; a++) {
+        if (alpha[a] == 0 && beta[a] == 0) continue;
+        st = mrec_scale(ctx, m->ta, m->tab[a], (float)alpha[a], n);
         if (!st) st = mrec_add(ctx, m->dtab[a], m->dtab[a], m->ta, n);
-        for (int c = 0; c < W; c++) m->h_small[c] = (float)beta;
-        if (!st) st = mrec_copy_to_device(ctx, m->bvec, m->h_small, sizeof(float) * (size_t)W);
-        if (!st) st = mrec_gemm(ctx, m->dtab[a], m->ones, m->bvec, NULL, 1, 1, 0, 0, N, W, 1, 1, W, W);
+        if (!st) st = mrec_gemm(ctx, m->dtab[a], m->ones, m->bvec + (size_t)a * W, NULL, 1, 1, 0, 0, N, W, 1, 1, W, W);
     }
     return st;
 }
@@ -318,7 +325,7 @@ static mrec_status ensure_host(mentor *m, int n) {
     if (n <= m->cap) return MREC_OK;
     int64_t most = (int64_t)n * m->dim;
     if (most < 2 * (int64_t)m->n_users) most = 2 * (int64_t)m->n_users;
-    if (most < 2 * (int64_t)m->dim) most = 2 * (int64_t)m->dim;
+    if (most < 16 * (int64_t)m->dim) most = 16 * (int64_t)m->dim; /* the align term's 8 rows of 2d */
     float *h = realloc(m->h_small, sizeof(float) * (size_t)most);
     if (!h) return mrec_fail(MREC_ERR_NOMEM, "mentor: a batch of %d", n);
     m->h_small = h, m->cap = 0;
@@ -434,7 +441,7 @@ static void carve(mentor *m, mrec_arena *a, int64_t adj_nnz, int64_t s_nnz) {
     m->net[2].x = m->id_feat, m->net[2].gx = m->id_grad;
     for (int t = 0; t < N_TAB; t++) m->tab[t] = F(N * W), m->dtab[t] = F(N * W);
     m->ta = F(N * W), m->tb = F(N * W), m->tc = F(N * W), m->td = F(I * 4 * d), m->ones = F(N > 4 * d ? N : 4 * d);
-    m->zeros = F(N * W), m->bvec = F(W);
+    m->zeros = F(N * W), m->bvec = F(8 * W);
 #undef F
     mrec_device dev = m->ctx->device;
     m->adj = mrec_graph_carve(a, (int)N, (int)N, adj_nnz, dev);
