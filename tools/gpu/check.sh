@@ -15,8 +15,8 @@
 #      printing "skipped") and, beside it, the GPU test programs
 #      (tests/test_cuda*.c) under compute-sanitizer (memcheck, racecheck).
 #
-# The report goes to $OUT/gpu-check.md when OUT is set, else build/gpu-check.md,
-# with the logs beside it. The exit status is non-zero if a step failed.
+# The report goes to $OUT/gpu-check.md when OUT is set, with every log in $OUT/logs.tar.gz,
+# else to build/gpu-check.md with the logs beside it. The exit status is non-zero if a step failed.
 #
 # GPU_CHECK_PART=tests runs steps 1, 2 and 4 only, GPU_CHECK_PART=benches 1 to 3:
 # two commands that each fit a device machine's ten minutes where the whole does not.
@@ -280,4 +280,14 @@ if [ "$part" != benches ]; then
 fi
 say ""
 say "gpu-check: $([ "$fail" -eq 0 ] && echo passed || echo FAILED)"
+# A device machine returns at most 8 files from $OUT: with OUT set, every log (those above and the benches' and
+# profiles' under build/) goes into one archive beside the report.
+if [ -n "${OUT:-}" ]; then
+    logs=$(cd "$out" && ls *.log 2>/dev/null)
+    extra=$(ls build/bench_*.log build/catalogue.log build/checkpoints.log build/profile*.txt build/profile.log build/ncu-*.csv 2>/dev/null)
+    mkdir -p build/check-logs
+    for f in $logs; do mv "$out/$f" build/check-logs/; done
+    for f in $extra; do cp "$f" build/check-logs/; done
+    tar czf "$out/logs.tar.gz" -C build check-logs && rm -rf build/check-logs
+fi
 exit "$fail"
