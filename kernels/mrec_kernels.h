@@ -1119,6 +1119,22 @@ void mrec_hash_dropout_ref(float *out, const float *x, const int32_t *idx, int64
 void mrec_hash_dropout_cpu(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key, mrec_pool *pool);
 mrec_status mrec_hash_dropout_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key,
                                    mrec_cuda *cu);
+/* NGCF's layer output, fused: mask (n) = mrec_hash_dropout's mask (x NULL) of (p, key), and
+ *   e = (lrelu(z1) + lrelu(z2)) * mask,   lrelu(z) = z >= 0 ? z : slope z (mrec_activation's)
+ * and its backward: t = de * mask, dz1 = z1 > 0 ? t : slope t, dz2 likewise (mrec_leaky_relu_back's). Each
+ * gives the bits of the ops it replaces (a dropout, two activations, an add and a multiply; a multiply and two
+ * LeakyReLU backwards), in one pass over the arrays. All arrays (n). */
+void mrec_ngcf_combine_ref(float *e, float *mask, const float *z1, const float *z2, float slope, float p, uint64_t key, int64_t n);
+void mrec_ngcf_combine_cpu(float *e, float *mask, const float *z1, const float *z2, float slope, float p, uint64_t key, int64_t n,
+                           mrec_pool *pool);
+mrec_status mrec_ngcf_combine_cuda(float *e, float *mask, const float *z1, const float *z2, float slope, float p, uint64_t key,
+                                   int64_t n, mrec_cuda *cu);
+void mrec_ngcf_combine_back_ref(float *dz1, float *dz2, const float *de, const float *mask, const float *z1, const float *z2,
+                                float slope, int64_t n);
+void mrec_ngcf_combine_back_cpu(float *dz1, float *dz2, const float *de, const float *mask, const float *z1, const float *z2,
+                                float slope, int64_t n, mrec_pool *pool);
+mrec_status mrec_ngcf_combine_back_cuda(float *dz1, float *dz2, const float *de, const float *mask, const float *z1,
+                                        const float *z2, float slope, int64_t n, mrec_cuda *cu);
 /* LeakyReLU's backward: dz (n) = dy where z > 0, else slope * dy (z: its input, (n)). */
 void mrec_leaky_relu_back_ref(float *dz, const float *dy, const float *z, float slope, int64_t n);
 void mrec_leaky_relu_back_cpu(float *dz, const float *dy, const float *z, float slope, int64_t n, mrec_pool *pool);
@@ -1137,6 +1153,10 @@ mrec_status mrec_l2_normalize_rows_back_cuda(float *dx, const float *dy, const f
 mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
                               uint64_t key);
 mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, const float *z, float slope, int64_t n);
+mrec_status mrec_ngcf_combine(mrec_context *ctx, float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                              uint64_t key, int64_t n);
+mrec_status mrec_ngcf_combine_back(mrec_context *ctx, float *dz1, float *dz2, const float *de, const float *mask, const float *z1,
+                                   const float *z2, float slope, int64_t n);
 mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
                                         float eps, float beta, int R, int C);
 

@@ -291,12 +291,9 @@ static mrec_status forward_ops(ngcf *m, int training) {
         if (!st) st = mrec_gemm(ctx, m->Z1[k], S, m->w1[k], m->b1[k], 1, 0, 0, 0, N, d, d, d, d, d);
         if (!st) st = mrec_mul(ctx, m->tmp, E, S, nd);
         if (!st) st = mrec_gemm(ctx, m->Z2[k], m->tmp, m->w2[k], m->b2[k], 1, 0, 0, 0, N, d, d, d, d, d);
-        /* E_{k+1} = (lrelu(Z1) + lrelu(Z2)) * mask */
-        if (!st) st = mrec_hash_dropout(ctx, m->mask[k], NULL, NULL, nd, mess_p, drop_key(m, PH_ACTIVATE, k));
-        if (!st) st = mrec_activation(ctx, m->tmp, m->Z1[k], MREC_ACT_LEAKY_RELU, SLOPE, nd);
-        if (!st) st = mrec_activation(ctx, m->tmp2, m->Z2[k], MREC_ACT_LEAKY_RELU, SLOPE, nd);
-        if (!st) st = mrec_add(ctx, m->E[k + 1], m->tmp, m->tmp2, nd);
-        if (!st) st = mrec_mul(ctx, m->E[k + 1], m->E[k + 1], m->mask[k], nd);
+        /* E_{k+1} = (lrelu(Z1) + lrelu(Z2)) * mask, the mask drawn on the way: one pass */
+        if (!st)
+            st = mrec_ngcf_combine(ctx, m->E[k + 1], m->mask[k], m->Z1[k], m->Z2[k], SLOPE, mess_p, drop_key(m, PH_ACTIVATE, k), nd);
     }
     /* final = [E0 | normalize(E1) | ...] */
     if (!st) st = mrec_copy_rows(ctx, m->final, W, m->E[0], d, N, d);
@@ -336,10 +333,8 @@ static mrec_status ops_loss_grad(ngcf *m, double *loss_out, const int32_t *u, co
         if (!st) st = mrec_copy_rows(ctx, m->tmp2, d, m->final + (size_t)k * d, W, N, d);
         if (!st) st = mrec_l2_normalize_rows_back(ctx, m->dE, m->nrm, m->tmp2, m->E[k], 1e-12f, k == m->layers ? 0.0f : 1.0f, N, d);
         int l = k - 1; /* the layer that made E_k */
-        /* dZ1, dZ2 through the mask and LeakyReLU */
-        if (!st) st = mrec_mul(ctx, m->tmp2, m->dE, m->mask[l], nd);
-        if (!st) st = mrec_leaky_relu_back(ctx, m->dZ1, m->tmp2, m->Z1[l], SLOPE, nd);
-        if (!st) st = mrec_leaky_relu_back(ctx, m->dZ2, m->tmp2, m->Z2[l], SLOPE, nd);
+        /* dZ1, dZ2 through the mask and LeakyReLU: one pass */
+        if (!st) st = mrec_ngcf_combine_back(ctx, m->dZ1, m->dZ2, m->dE, m->mask[l], m->Z1[l], m->Z2[l], SLOPE, nd);
         /* weights: dW1 = S^T dZ1, dW2 = (E*S)^T dZ2, biases: ones^T dZ */
         if (!st) st = mrec_gemm(ctx, m->gw1[l], m->S[l], m->dZ1, NULL, 1, 0, 1, 0, d, d, N, d, d, d);
         if (!st) st = mrec_mul(ctx, m->tmp, m->E[l], m->S[l], nd);

@@ -501,6 +501,49 @@ static void ngcf_ops(mrec_context *ctx, const char *where) {
             t_allclose(where, ref, out, n, 0, 0);
     }
 
+    /* NGCF's fused layer output and its backward: the references against the ops they replace, run one after
+     * another here, and the entries against the references, bit for bit on both devices (zeros included) */
+    {
+        const float slope = 0.2f;
+        float *z2 = wide, *mask = malloc(sizeof(float) * n), *e = malloc(sizeof(float) * n), *t1 = malloc(sizeof(float) * n);
+        float *t2 = malloc(sizeof(float) * n), *dz1 = malloc(sizeof(float) * n), *dz2 = malloc(sizeof(float) * n);
+        float *d_e = place(ctx, &a, NULL, sizeof(float) * n), *d_mask = place(ctx, &a, NULL, sizeof(float) * n);
+        float *d_z2 = place(ctx, &a, z2, sizeof(float) * n), *d_dz2 = place(ctx, &a, NULL, sizeof(float) * n);
+        for (int k = 0; k < 2 && d_e && d_mask && d_z2 && d_dz2; k++) {
+            uint64_t key = 0xABCDEFull + (uint64_t)k;
+            const float p = k ? 0.1f : 0.0f; /* 0: the mask all ones */
+            mrec_hash_dropout_ref(mask, NULL, NULL, n, p, key);
+            mrec_activation_ref(t1, x, MREC_ACT_LEAKY_RELU, slope, n);
+            mrec_activation_ref(t2, z2, MREC_ACT_LEAKY_RELU, slope, n);
+            for (int64_t t = 0; t < n; t++) t1[t] = t1[t] + t2[t], t1[t] = t1[t] * mask[t];
+            mrec_ngcf_combine_ref(e, ref, x, z2, slope, p, key, n);
+            t_check(!memcmp(e, t1, sizeof(float) * n) && !memcmp(ref, mask, sizeof(float) * n),
+                    "ngcf combine reference: the bits of a dropout, two LeakyReLUs, an add and a multiply (p %g)", p);
+            if (t_status(mrec_ngcf_combine(ctx, d_e, d_mask, dx, d_z2, slope, p, key, n), MREC_OK, "%s: ngcf combine",
+                         where) &&
+                fetch(ctx, out, d_e, n)) {
+                t_allclose(where, e, out, n, 0, 0);
+                if (fetch(ctx, out, d_mask, n)) t_allclose(where, mask, out, n, 0, 0);
+            }
+            /* backward: the mask, then LeakyReLU's backward of each branch */
+            for (int64_t t = 0; t < n; t++) t2[t] = dy[t] * mask[t];
+            mrec_leaky_relu_back_ref(t1, t2, x, slope, n);
+            mrec_leaky_relu_back_ref(e, t2, z2, slope, n);
+            mrec_ngcf_combine_back_ref(dz1, dz2, dy, mask, x, z2, slope, n);
+            t_check(!memcmp(dz1, t1, sizeof(float) * n) && !memcmp(dz2, e, sizeof(float) * n),
+                    "ngcf combine backward reference: the bits of a multiply and two LeakyReLU backwards");
+            if (t_status(mrec_ngcf_combine_back(ctx, d_e, d_dz2, ddy, d_mask, dx, d_z2, slope, n), MREC_OK,
+                         "%s: ngcf combine backward", where) &&
+                fetch(ctx, out, d_e, n)) {
+                t_allclose(where, dz1, out, n, 0, 0);
+                if (fetch(ctx, out, d_dz2, n)) t_allclose(where, dz2, out, n, 0, 0);
+            }
+        }
+        t_status(mrec_ngcf_combine(ctx, d_e, d_mask, dx, d_z2, slope, 1.0f, 1, n), MREC_ERR_ARG, "%s: ngcf combine with p = 1 refused",
+                 where);
+        free(mask), free(e), free(t1), free(t2), free(dz1), free(dz2);
+    }
+
     /* row copies into and out of a wider matrix */
     memcpy(ref, wide, sizeof(float) * R * W);
     mrec_copy_rows_ref(ref + C + 2, W, x, C, R, C);

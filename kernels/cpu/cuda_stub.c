@@ -250,6 +250,14 @@ mrec_status mrec_hash_dropout_cuda(float *out, const float *x, const int32_t *id
                                    mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_ngcf_combine_cuda(float *e, float *mask, const float *z1, const float *z2, float slope, float p, uint64_t key,
+                                   int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_ngcf_combine_back_cuda(float *dz1, float *dz2, const float *de, const float *mask, const float *z1,
+                                        const float *z2, float slope, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_leaky_relu_back_cuda(float *dz, const float *dy, const float *z, float slope, int64_t n, mrec_cuda *cu) {
     return no_cuda();
 }

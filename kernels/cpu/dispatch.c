@@ -522,6 +522,23 @@ mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, con
     return MREC_OK;
 }
 
+mrec_status mrec_ngcf_combine(mrec_context *ctx, float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                              uint64_t key, int64_t n) {
+    if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "ngcf combine: p %g is outside [0, 1)", p);
+    if (n < 0) return mrec_fail(MREC_ERR_ARG, "ngcf combine: %lld values", (long long)n);
+    if (on_gpu(ctx)) return mrec_ngcf_combine_cuda(e, mask, z1, z2, slope, p, key, n, ctx->cuda);
+    mrec_ngcf_combine_cpu(e, mask, z1, z2, slope, p, key, n, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_ngcf_combine_back(mrec_context *ctx, float *dz1, float *dz2, const float *de, const float *mask, const float *z1,
+                                   const float *z2, float slope, int64_t n) {
+    if (n < 0) return mrec_fail(MREC_ERR_ARG, "ngcf combine backward: %lld values", (long long)n);
+    if (on_gpu(ctx)) return mrec_ngcf_combine_back_cuda(dz1, dz2, de, mask, z1, z2, slope, n, ctx->cuda);
+    mrec_ngcf_combine_back_cpu(dz1, dz2, de, mask, z1, z2, slope, n, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, const float *z, float slope, int64_t n) {
     if (on_gpu(ctx)) return mrec_leaky_relu_back_cuda(dz, dy, z, slope, n, ctx->cuda);
     mrec_leaky_relu_back_cpu(dz, dy, z, slope, n, ctx->pool);

@@ -270,6 +270,71 @@ void mrec_hash_dropout_cpu(float *out, const float *x, const int32_t *idx, int64
     mrec_parallel_range(pool, n, 4096, hash_dropout_range, &a);
 }
 
+void mrec_ngcf_combine_ref(float *e, float *mask, const float *z1, const float *z2, float slope, float p, uint64_t key, int64_t n) {
+    mrec_hash_dropout_ref(mask, NULL, NULL, n, p, key);
+    for (int64_t t = 0; t < n; t++) {
+        float a = z1[t] >= 0.0f ? z1[t] : slope * z1[t], b = z2[t] >= 0.0f ? z2[t] : slope * z2[t];
+        e[t] = (a + b) * mask[t];
+    }
+}
+
+MREC_VECTOR_CLONES static void combine_rows(float *restrict e, const float *restrict mask, const float *restrict z1,
+                                            const float *restrict z2, float slope, int64_t n) {
+    for (int64_t t = 0; t < n; t++) {
+        float a = z1[t] >= 0.0f ? z1[t] : slope * z1[t], b = z2[t] >= 0.0f ? z2[t] : slope * z2[t];
+        e[t] = (a + b) * mask[t];
+    }
+}
+
+static void combine_range(void *arg, int64_t lo, int64_t hi) {
+    const ngcf_args *a = arg;
+    ngcf_args m = *a; /* the mask first, by the dropout's own loop (x NULL: the mask itself) */
+    m.out = (float *)a->z, m.x = NULL, m.idx = NULL;
+    hash_dropout_range(&m, lo, hi);
+    combine_rows(a->out + lo, a->z + lo, a->x + lo, a->y + lo, a->s, hi - lo);
+}
+
+void mrec_ngcf_combine_cpu(float *e, float *mask, const float *z1, const float *z2, float slope, float p, uint64_t key, int64_t n,
+                           mrec_pool *pool) {
+    ngcf_args a = {.out = e, .x = z1, .y = z2, .z = mask, .p = p, .s = slope, .key = key,
+                   .avx2 = mrec_pool_simd(pool) >= MREC_SIMD_AVX2};
+    mrec_parallel_range(pool, n, 4096, combine_range, &a);
+}
+
+void mrec_ngcf_combine_back_ref(float *dz1, float *dz2, const float *de, const float *mask, const float *z1, const float *z2,
+                                float slope, int64_t n) {
+    for (int64_t t = 0; t < n; t++) {
+        float g = de[t] * mask[t];
+        dz1[t] = z1[t] > 0 ? g : slope * g, dz2[t] = z2[t] > 0 ? g : slope * g;
+    }
+}
+
+typedef struct {
+    float *dz1, *dz2;
+    const float *de, *mask, *z1, *z2;
+    float slope;
+} combine_back_args;
+
+MREC_VECTOR_CLONES static void combine_back_rows(float *restrict dz1, float *restrict dz2, const float *restrict de,
+                                                 const float *restrict mask, const float *restrict z1, const float *restrict z2,
+                                                 float slope, int64_t n) {
+    for (int64_t t = 0; t < n; t++) {
+        float g = de[t] * mask[t];
+        dz1[t] = z1[t] > 0 ? g : slope * g, dz2[t] = z2[t] > 0 ? g : slope * g;
+    }
+}
+
+static void combine_back_range(void *arg, int64_t lo, int64_t hi) {
+    const combine_back_args *a = arg;
+    combine_back_rows(a->dz1 + lo, a->dz2 + lo, a->de + lo, a->mask + lo, a->z1 + lo, a->z2 + lo, a->slope, hi - lo);
+}
+
+void mrec_ngcf_combine_back_cpu(float *dz1, float *dz2, const float *de, const float *mask, const float *z1, const float *z2,
+                                float slope, int64_t n, mrec_pool *pool) {
+    combine_back_args a = {dz1, dz2, de, mask, z1, z2, slope};
+    mrec_parallel_range(pool, n, 8192, combine_back_range, &a);
+}
+
 void mrec_leaky_relu_back_ref(float *dz, const float *dy, const float *z, float slope, int64_t n) {
     for (int64_t t = 0; t < n; t++) dz[t] = z[t] > 0 ? dy[t] : slope * dy[t];
 }

@@ -261,6 +261,41 @@ extern "C" mrec_status mrec_hash_dropout_cuda(float *out, const float *x, const 
     return MREC_CUDA_LAUNCHED("hash dropout");
 }
 
+/* the dropout's mask as hash_dropout_kernel draws it, then the layer's output; no contraction, as the ops it replaces */
+__global__ static void ngcf_combine_kernel(float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                                           uint64_t key, int64_t n) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        float u = (float)((mix64(key ^ ((uint64_t)t * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
+        float m = u < p ? 0.0f : __fdiv_rn(1.0f, 1.0f - p);
+        float a = z1[t] >= 0.0f ? z1[t] : __fmul_rn(z1[t], slope), b = z2[t] >= 0.0f ? z2[t] : __fmul_rn(z2[t], slope);
+        mask[t] = m, e[t] = __fmul_rn(__fadd_rn(a, b), m);
+    }
+}
+
+/* e, mask, z1, z2: (n) */
+extern "C" mrec_status mrec_ngcf_combine_cuda(float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                                              uint64_t key, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    ngcf_combine_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(e, mask, z1, z2, slope, p, key, n);
+    return MREC_CUDA_LAUNCHED("ngcf combine");
+}
+
+__global__ static void ngcf_combine_back_kernel(float *dz1, float *dz2, const float *de, const float *mask, const float *z1,
+                                                const float *z2, float slope, int64_t n) {
+    for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
+        float g = __fmul_rn(de[t], mask[t]);
+        dz1[t] = z1[t] > 0 ? g : __fmul_rn(slope, g), dz2[t] = z2[t] > 0 ? g : __fmul_rn(slope, g);
+    }
+}
+
+/* dz1, dz2, de, mask, z1, z2: (n) */
+extern "C" mrec_status mrec_ngcf_combine_back_cuda(float *dz1, float *dz2, const float *de, const float *mask, const float *z1,
+                                                   const float *z2, float slope, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    ngcf_combine_back_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(dz1, dz2, de, mask, z1, z2, slope, n);
+    return MREC_CUDA_LAUNCHED("ngcf combine backward");
+}
+
 __global__ static void leaky_relu_back_kernel(float *dz, const float *dy, const float *z, float slope, int64_t n) {
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x)
         dz[t] = z[t] > 0 ? dy[t] : __fmul_rn(slope, dy[t]);
