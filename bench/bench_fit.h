@@ -1,12 +1,21 @@
-/* bench_fit.h: one model trained through mrec_fit on a context, timed; what
- * the training benches (bench_train_gpu, bench_gpu_gowalla) share. */
+/* bench_fit.h: one model trained through mrec_fit on a context, timed, and
+ * one step as mrec_fit takes it; what the training benches share. */
 #ifndef MREC_BENCH_FIT_H
 #define MREC_BENCH_FIT_H
 #include "../recsys/mrec_registry.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* One training step as mrec_fit takes it: the model's step where it has one
+ * (its loss left on the device, nothing waited for), else loss_grad. 0 when
+ * the step failed or its loss (read only where loss_grad returns it) is not finite. */
+static inline int bench_step(mrec_model *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    if (m->step) return m->step(m->self, u, i, j, n) != NULL;
+    return isfinite(m->loss_grad(m->self, u, i, j, n)) && !(m->status && *m->status);
+}
 
 typedef struct {
     double seconds_per_epoch, first_epoch, eval_seconds, recall;
@@ -19,7 +28,7 @@ typedef struct {
  * epochs after the first where there are some (the first carries one-time
  * setup, given apart in first_epoch). A model without training (ItemKNN) is
  * timed on its scoring, in the epoch's place. */
-static bench_timing bench_fit(const char *bench, mrec_context *ctx, const mrec_model_entry *e, const mrec_model_inputs *in,
+static inline bench_timing bench_fit(const char *bench, mrec_context *ctx, const mrec_model_entry *e, const mrec_model_inputs *in,
                               const mrec_user_items *train, const mrec_user_items *valid, const mrec_user_items *test,
                               int epochs, float lr) {
     bench_timing t = {0};

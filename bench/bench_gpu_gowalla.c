@@ -74,10 +74,10 @@ static int profile_steps(const char *spec, mrec_context *ctx, const mrec_model_i
         }
         int64_t at = (int64_t)k * 2048 % (s.n > 2048 ? s.n - 2048 : 1);
         double a = seconds();
-        double l = m->loss_grad(m->self, s.user + at, s.pos + at, s.neg + at, (int)(s.n < 2048 ? s.n : 2048));
+        int ok = bench_step(m, s.user + at, s.pos + at, s.neg + at, (int)(s.n < 2048 ? s.n : 2048));
         double c = seconds();
         if (m->status && *m->status) st = *m->status;
-        else if (!isfinite(l)) st = mrec_fail(MREC_ERR_ARG, "%s: loss %g at step %d", name, l, k + 1);
+        else if (!ok) st = mrec_fail(MREC_ERR_ARG, "%s: no finite loss at step %d", name, k + 1);
         if (!st) st = mrec_adam_step_active(&adam, m->active, ctx);
         if (k >= 3) t_loss += c - a, t_adam += seconds() - c;
     }

@@ -14,12 +14,15 @@
  *   MREC_BENCH_MODELS="VBPR NGCF-M"   time only these of mrec's (a profile of one)
  *   MREC_PRECISION=bf16  mrec's GEMMs in bf16 (tf32 on the GPU too), as mrec train --precision; the peer in fp32
  *   MREC_DEVICE=cuda  both sides on the GPU (build/cuda/bench/bench_multimodal; make gpu-check runs it):
- *                     mrec on a CUDA context, the peer's models and data on torch's cuda device, each
- *                     step ending with a wait for the device; no memory row (bench/elec_size.sh)
+ *                     mrec on a CUDA context, the peer's models and data on torch's cuda device; the
+ *                     timed steps run back to back on both sides as each trainer runs them (mrec's
+ *                     losses stay on the device, the peer reads each back as MMRec's trainer does),
+ *                     timed to the end of the last one's work; no memory row (bench/elec_size.sh)
  */
 #include "../nn/mrec_npy.h"
 #include "bench_data.h"
 #include "../recsys/mrec_recsys.h"
+#include "bench_fit.h"
 
 #include <math.h>
 #include <sys/resource.h>
@@ -40,19 +43,19 @@ static void wait_device(mrec_context *ctx) {
     if (ctx->device == MREC_DEVICE_CUDA) mrec_cuda_sync(ctx->cuda);
 }
 
-/* mean seconds per step over `steps` batches, after one warm-up */
+/* mean seconds per step over `steps` batches after one warm-up, taken back to back as mrec_fit takes them (no wait
+ * between steps) and timed to the end of the last one's work */
 static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *adam, int steps, mrec_context *ctx) {
-    double t = 0;
+    double t0 = 0;
     for (int k = 0; k <= steps; k++) {
         int64_t at = (int64_t)k * 2048 % (s->n - 2048);
-        double t0 = now();
         if (m->epoch_start && k == 0) m->epoch_start(m->self);
-        m->loss_grad(m->self, s->user + at, s->pos + at, s->neg + at, 2048);
+        bench_step(m, s->user + at, s->pos + at, s->neg + at, 2048);
         mrec_adam_step(adam, ctx);
-        wait_device(ctx);
-        if (k) t += now() - t0;
+        if (k == 0) wait_device(ctx), t0 = now();
     }
-    return t / steps;
+    wait_device(ctx);
+    return (now() - t0) / steps;
 }
 
 int main(int argc, char **argv) {

@@ -22,11 +22,14 @@
  *   MREC_BENCH_MODELS="lgmrec pgl"   time only these (mrec and the peer alike)
  *   MREC_PRECISION=bf16              mrec's GEMMs in bf16 (tf32 on the GPU too), as mrec train --precision
  *   MREC_DEVICE=cuda   both sides on the GPU (build/cuda/bench/bench_recent; make gpu-check runs it): mrec on
- *                      a CUDA context, the peers on torch's cuda device, each step ending with a wait
+ *                      a CUDA context, the peers on torch's cuda device; the timed steps back to back
+ *                      on both sides as each trainer runs them (the peers read each loss back, as
+ *                      MMRec's and Elliot's loops do), timed to the end of the last one's work
  */
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_registry.h"
 #include "bench_data.h"
+#include "bench_fit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,18 +123,22 @@ int main(int argc, char **argv) {
         mrec_adam_init_on(&adam, mrec_hp_real(&p, MREC_HP_LR), 0, ctx);
         for (int q = 0; q < m->n_params; q++)
             if (mrec_adam_add(&adam, m->param[q], m->grad[q], m->size[q])) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
-        /* one warm-up step (with the epoch's start), then `steps` timed ones, as mrec_fit runs them */
+        /* one warm-up step (with the epoch's start), then `steps` timed ones back to back, as mrec_fit runs them,
+         * timed to the end of the last one's work on the device */
         double t = 0;
         for (int step = 0; step <= steps; step++) {
             int64_t at = (int64_t)step * batch % (s.n - batch + 1);
-            double t1 = now();
             if (m->epoch_start && step == 0 && m->epoch_start(m->self)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
-            m->loss_grad(m->self, s.user + at, s.pos + at, s.neg + at, batch);
+            bench_step(m, s.user + at, s.pos + at, s.neg + at, batch);
             if ((m->status && *m->status) || mrec_adam_step_active(&adam, m->active, ctx))
                 return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
-            if (gpu) mrec_cuda_sync(ctx->cuda); /* the step's time ends when the device is done */
-            if (step) t += now() - t1;
+            if (step == 0) {
+                if (gpu) mrec_cuda_sync(ctx->cuda);
+                t = now();
+            }
         }
+        if (gpu) mrec_cuda_sync(ctx->cuda);
+        t = now() - t;
         per_epoch[k] = (int)((pairs + batch - 1) / batch), batch_used[k] = batch;
         ours[k] = t / steps * per_epoch[k];
         mrec_adam_free(&adam);

@@ -651,6 +651,43 @@ void mrec_dropout_cpu(float *out, const float *in, float p, uint64_t seed, uint6
  * are an error naming the position. */
 mrec_status mrec_index_csr_ref(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V);
 
+/* ---- a BPR batch's loss where its scores are ----
+ * A training step that leaves its loss on the device does not wait for it:
+ * the gradient's factors are computed beside the scores, and the loss is
+ * added up there (mrec_loss_add) for the host to read once an epoch.
+ *
+ * mrec_bpr_loss is MMRec's BPR loss (common/loss.py), -mean log(1e-10 +
+ * sigmoid(pos - neg)); mrec_bpr_softplus_loss the LightGCN authors', mean
+ * softplus(neg - pos); mrec_bpr_clamped_loss the Ducho-meets-Elliot fork's
+ * (NGCF-M), softplus with pos - neg clamped to [-80, 1e8] and no gradient
+ * below -80. Each writes dx (n) = d loss / d (pos - neg) and returns the
+ * loss, summed in double in batch order. */
+double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n);
+double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n);
+double mrec_bpr_clamped_loss(float *dx, const float *pos, const float *neg, int n);
+typedef enum { MREC_BPR_LOG_SIGMOID, MREC_BPR_SOFTPLUS, MREC_BPR_CLAMPED } mrec_bpr_form;
+/* The regularizer on the batch's rows, from their squared norms s_u, s_i,
+ * s_j (each the sum over the batch): NORMS is MMRec's reg (|U_b| + |I_b|
+ * + |J_b|) / n, the row factors reg / n / |.|; SQUARED the LightGCN
+ * authors' reg (s_u + s_i + s_j) / 2 / n (each norm squared again after
+ * its square root, as they write it), factors reg / n; SQUARED_ALL
+ * LATTICE's reg (one sum of all 3n) / 2 / reg_div, factors reg / reg_div. */
+typedef enum { MREC_BPR_REG_NONE, MREC_BPR_REG_NORMS, MREC_BPR_REG_SQUARED, MREC_BPR_REG_SQUARED_ALL } mrec_bpr_reg;
+typedef struct {
+    mrec_bpr_form form;
+    float weight;        /* the term's weight: loss weight * bpr, dx weight * dx (a float product); 1 for none */
+    mrec_bpr_reg reg_form;
+    float reg;
+    int reg_div;         /* SQUARED_ALL's divisor (>= 1) */
+    int accumulate;      /* add the term to *loss (a later term of the same batch), else set it */
+} mrec_bpr_spec;
+/* A run's batch losses, added where they are: the sum in batch order and
+ * the first batch whose loss was not finite (bad -1: none yet). */
+typedef struct {
+    double sum, bad_loss;
+    int32_t batches, bad;
+} mrec_loss_sum;
+
 /* ---- CUDA (CUDA build only; kernels/cuda/) -------------------------------
  * mrec_cuda owns the device's stream and cuBLAS handle. In a CPU-only build
  * mrec_cuda_create reports MREC_ERR_DEVICE and nothing else is called. */
@@ -880,9 +917,15 @@ mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, 
 /* mrec_bpr_rows_ref on the device: dx (n) device memory, coef (3) host memory (passed by value) */
 mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n,
                                int d, mrec_cuda *cu);
-/* mrec_bpr_loss on the device: dx (n), *loss (one device double, the mean),
- * summed in a fixed order. */
-mrec_status mrec_bpr_loss_cuda(float *dx, double *loss, const float *pos, const float *neg, int n, mrec_cuda *cu);
+/* mrec_bpr_rows_cuda with coef (3) in device memory (mrec_bpr_batch_loss's) */
+mrec_status mrec_bpr_rows_at_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n,
+                                  int d, mrec_cuda *cu);
+/* mrec_bpr_batch_loss_cpu on the device, one block: every sum in a fixed
+ * tree where the CPU's runs in order, so the loss may differ from the CPU's
+ * in its last bits, and a norm (so coef) in the last bit of a double. */
+mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *loss, const float *dots, int n, const mrec_bpr_spec *spec,
+                                     mrec_cuda *cu);
+mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda *cu);
 /* scores (R, C) of users u0 .. u0 + R - 1: the columns of each user's row of
  * the mask CSR (row_ptr, col over all users) set to -inf, as evaluation
  * masks the training items. */
@@ -1077,6 +1120,15 @@ void mrec_gather_dot_cpu(float *out, const float *A, const int32_t *ia, const fl
 void mrec_bpr_rows_ref(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n, int d);
 void mrec_bpr_rows_cpu(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n, int d,
                        mrec_pool *pool);
+/* dots: pos (n), neg (n), then the squared norms of the batch's user,
+ * positive and negative rows (3n; read when reg_form is not NONE). Writes
+ * dx (n), coef (3: the regularizer's row factors, for mrec_bpr_rows_at;
+ * untouched without one) and *loss (the term, with its regularizer), with
+ * the bits of the host code these replaced (mrec_bpr_loss and the models'
+ * regularizers, in that order). */
+void mrec_bpr_batch_loss_cpu(float *dx, float *coef, double *loss, const float *dots, int n, const mrec_bpr_spec *spec);
+void mrec_loss_add_cpu(mrec_loss_sum *sum, const double *loss);
+
 /* mrec_index_csr_ref in O(N + V): a stable counting sort. */
 mrec_status mrec_index_csr_cpu(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, mrec_pool *pool);
 /* scores (R, C) of users u0 .. u0 + R - 1: the columns of each user's row of
@@ -1093,6 +1145,14 @@ mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const
 /* dx (n) on the context's device, coef (3) in host memory */
 mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
                           const float *coef, int n, int d);
+/* the same with coef (3) in the context's memory, as mrec_bpr_batch_loss leaves it */
+mrec_status mrec_bpr_rows_at(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
+                             const float *coef, int n, int d);
+/* dx (n), coef (3), *loss, dots (5n) in the context's memory; spec on the host */
+mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, double *loss, const float *dots, int n,
+                                const mrec_bpr_spec *spec);
+/* sum and loss in the context's memory */
+mrec_status mrec_loss_add(mrec_context *ctx, mrec_loss_sum *sum, const double *loss);
 /* work: *bytes of memory on the context's device (0 on the CPU) */
 mrec_status mrec_index_csr_workspace_bytes(const mrec_context *ctx, int N, int V, size_t *bytes);
 mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,

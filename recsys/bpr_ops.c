@@ -8,9 +8,11 @@
  * of T (mrec_bpr_rows: dx goes up, the norm coefficients ride in the launch),
  * and the batch's transposed index (mrec_index_csr) then adds each table
  * row's contributions in batch order, so repeated rows sum the same way on
- * every run and device. Nothing here waits on the device but the scores'
- * copy back: the ids are checked on the host, and the copies up come from
- * pageable buffers, which the driver stages before the call returns.
+ * every run and device. A model that takes its loss on the device
+ * (mrec_bpr_ops_dots, _loss, _scatter_at) never waits on it: the ids are
+ * checked on the host, and the copies up come from pageable buffers, which
+ * the driver stages before the call returns. mrec_bpr_ops_scores copies the
+ * dots back for a model whose loss is still the host's.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -25,6 +27,8 @@ static void carve(mrec_bpr_ops *o, mrec_arena *a) {
     o->dots = mrec_arena_alloc(a, sizeof(float) * 5 * (size_t)o->cap);
     o->mixed = mrec_arena_alloc(a, sizeof(float) * c3 * o->d);
     o->dxd = mrec_arena_alloc(a, sizeof(float) * (size_t)o->cap);
+    o->coef = mrec_arena_alloc(a, sizeof(float) * 3);
+    o->loss = mrec_arena_alloc(a, sizeof(double));
     o->idx_ptr = mrec_arena_alloc(a, sizeof(int64_t) * ((size_t)o->n_rows + 1));
     o->idx_pos = mrec_arena_alloc(a, sizeof(int32_t) * c3);
     o->work = o->work_bytes ? mrec_arena_alloc(a, o->work_bytes) : NULL;
@@ -61,8 +65,8 @@ void mrec_bpr_ops_free(mrec_bpr_ops *o) {
     memset(o, 0, sizeof *o);
 }
 
-mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
-                                const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d) {
+mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
+                              const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d) {
     if (n < 1) return mrec_fail(MREC_ERR_ARG, "bpr: an empty batch");
     mrec_status st = reserve(o, ctx, n, n_rows, d);
     if (st) return st;
@@ -73,8 +77,24 @@ mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float 
     st = mrec_index_csr_host_checked(ctx, o->idx_ptr, o->idx_pos, o->ids, o->h_ids, 3 * n, n_rows, o->work, o->work_bytes);
     if (!st) st = mrec_gather_dot(ctx, o->dots, F, o->ids, F, o->ids + n, n, d);
     if (!st) st = mrec_gather_dot(ctx, o->dots + n, F, o->ids, F, o->ids + 2 * n, n, d);
-    if (!st) st = mrec_gather_dot(ctx, o->dots + 2 * n, E, o->ids, E, o->ids, 3 * n, d);
+    return st ? st : mrec_gather_dot(ctx, o->dots + 2 * n, E, o->ids, E, o->ids, 3 * n, d);
+}
+
+mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
+                                const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d) {
+    mrec_status st = mrec_bpr_ops_dots(o, ctx, F, E, u, i, j, n, n_users, n_rows, d);
     return st ? st : mrec_copy_to_host(ctx, o->h_dots, o->dots, sizeof(float) * 5 * (size_t)n);
+}
+
+mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec) {
+    return mrec_bpr_batch_loss(o->ctx, o->dxd, o->coef, o->loss, o->dots, o->n, spec);
+}
+
+mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T, int with_dx, int with_coef) {
+    mrec_context *ctx = o->ctx;
+    mrec_status st = mrec_bpr_rows_at(ctx, o->mixed, T, o->ids, with_dx ? o->dxd : NULL, with_coef ? o->coef : NULL, o->n, o->d);
+    mrec_csr idx = {.n_rows = o->n_rows, .n_cols = 3 * o->n, .row_ptr = o->idx_ptr, .col = o->idx_pos, .device = ctx->device};
+    return st ? st : mrec_spmm(ctx, out, &idx, o->mixed, o->d, 0);
 }
 
 mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, const float *dx, const float coef[3]) {

@@ -29,6 +29,7 @@ typedef struct {
     int cap;
     mrec_context *ctx;
     mrec_status status;           /* of the last loss_grad */
+    double host_loss;             /* the last batch's loss on the host path */
     int use_ops;                  /* batches through the op entries */
     mrec_arena dev;               /* on a GPU: the table and its gradient */
     mrec_bpr_ops ops;
@@ -89,27 +90,27 @@ static mrec_status host_loss_grad(bprmf *m, double *loss_out, const int32_t *u, 
     return MREC_OK;
 }
 
-/* The same batch through the op entries: the table is its own regularized table. */
-static mrec_status ops_loss_grad(bprmf *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The same batch through the op entries, its loss left on the device: the table is its own regularized table. */
+static mrec_status ops_loss_grad(bprmf *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mrec_bpr_ops *o = &m->ops;
     int N = m->n_users + m->n_items;
-    mrec_status st = mrec_bpr_ops_scores(o, m->ctx, m->user, m->user, u, i, j, n, m->n_users, N, m->dim);
-    if (st) return st;
-    const float *pos = o->h_dots, *neg = pos + n, *sq = pos + 2 * n;
-    double loss = mrec_bpr_loss(o->dx, pos, neg, n), s[3] = {0, 0, 0};
-    for (int t = 0; t < 3; t++)
-        for (int b = 0; b < n; b++) s[t] += sq[t * n + b];
-    float c[3];
-    loss += reg_loss(m, sqrt(s[0]), sqrt(s[1]), sqrt(s[2]), n, c);
-    *loss_out = loss;
-    return mrec_bpr_ops_scatter(o, m->user_grad, m->user, o->dx, c);
+    mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = m->reg};
+    mrec_status st = mrec_bpr_ops_dots(o, m->ctx, m->user, m->user, u, i, j, n, m->n_users, N, m->dim);
+    if (!st) st = mrec_bpr_ops_loss(o, &spec);
+    return st ? st : mrec_bpr_ops_scatter_at(o, m->user_grad, m->user, 1, 1);
+}
+
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *bprmf_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    bprmf *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, u, i, j, n) : host_loss_grad(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->ops.loss : &m->host_loss;
 }
 
 static double bprmf_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     bprmf *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : host_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, bprmf_step(self, u, i, j, n));
 }
 
 static mrec_status bprmf_score(void *self, int u0, int n, float *scores) {
@@ -169,7 +170,7 @@ mrec_status mrec_bprmf_create(mrec_model *out, int n_users, int n_items, int dim
     out->param[0] = m->user, out->grad[0] = m->user_grad, out->size[0] = (int64_t)nu;
     out->param[1] = m->item, out->grad[1] = m->item_grad, out->size[1] = (int64_t)ni;
     out->status = &m->status;
-    out->loss_grad = bprmf_loss_grad, out->score = bprmf_score, out->destroy = bprmf_destroy;
+    out->loss_grad = bprmf_loss_grad, out->step = bprmf_step, out->score = bprmf_score, out->destroy = bprmf_destroy;
     out->embed_dim = dim, out->embeddings = bprmf_embeddings;
     return MREC_OK;
 }

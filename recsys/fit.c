@@ -122,6 +122,11 @@ void mrec_fit_result_free(mrec_fit_result *r) {
     memset(r, 0, sizeof *r);
 }
 
+static mrec_status bad_loss(const char *name, double l, int epoch, int batch) {
+    return mrec_fail(MREC_ERR_ARG, "fit: %s: loss is %g at epoch %d, batch %d; stopped (learning rate too high, or "
+                     "non-finite inputs?)", name, l, epoch, batch);
+}
+
 static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,
                             const mrec_user_items *also_masked, const int *k, int n_k, float threshold, mrec_context *ctx) {
     mrec_eval_spec spec = {.relevant = rel, .masked = {train, also_masked}, .n_k = n_k, .rel_threshold = threshold};
@@ -173,6 +178,11 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     }
     mrec_adam_init_on(&adam, opt->lr, opt->weight_decay, ctx);
     for (int p = 0; p < m->n_params && !st; p++) st = mrec_adam_add(&adam, m->param[p], m->grad[p], m->size[p]);
+    /* the sum of the losses a model leaves on the device (mrec_model.batch_loss), kept there */
+    mrec_arena sum_mem = {0};
+    mrec_loss_sum *on_device = NULL;
+    if (!st && m->step && !(st = mrec_arena_reserve(&sum_mem, sizeof *on_device, ctx->device, ctx->cuda)))
+        on_device = mrec_arena_alloc(&sum_mem, sizeof *on_device);
     mrec_rng rng = {opt->seed};
     draw next = {.rng = &rng, .by_users = opt->sample_users, .batch_size = opt->batch_size};
     double best = -1;
@@ -188,20 +198,37 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         int every = opt->lr_decay_every > 0 ? opt->lr_decay_every : 50;
         adam.lr = opt->lr * (decay == 1.0f ? 1.0f : powf(decay, (float)(epoch - 1) / every));
         int batches = 0;
+        mrec_loss_sum sum = {.bad = -1};
+        if (on_device && (st = mrec_copy_to_device(ctx, on_device, &sum, sizeof sum))) break;
         for (int64_t at = 0; at < sampler->n; at += opt->batch_size, batches++) {
             int n = (int)(sampler->n - at < opt->batch_size ? sampler->n - at : opt->batch_size);
-            double l = m->loss_grad(m->self, sampler->user + at, sampler->pos + at, sampler->neg + at, n);
+            const int32_t *u = sampler->user + at, *i = sampler->pos + at, *j = sampler->neg + at;
+            const double *left = m->step ? m->step(m->self, u, i, j, n) : NULL;
+            double l = m->step ? 0 : m->loss_grad(m->self, u, i, j, n);
             if (m->status && *m->status) { /* an op failed: its own error, not a loss to blame on the learning rate */
                 st = *m->status;
                 break;
             }
-            if (!isfinite(l)) {
-                st = mrec_fail(MREC_ERR_ARG, "fit: %s: loss is %g at epoch %d, batch %d; stopped (learning rate too high, or "
-                               "non-finite inputs?)", name, l, epoch, batches + 1);
+            if (m->step) {
+                if (!left) {
+                    st = mrec_fail(MREC_ERR_ARG, "fit: %s: batch %d of epoch %d left no loss", name, batches + 1, epoch);
+                    break;
+                }
+                /* on the CPU the sum is in host memory: a bad loss stops here, as one the host adds does */
+                if ((st = mrec_loss_add(ctx, on_device, left))) break;
+                if (ctx->device == MREC_DEVICE_CPU && on_device->bad >= 0) break;
+            } else if (!isfinite(l)) {
+                st = bad_loss(name, l, epoch, batches + 1);
                 break;
+            } else {
+                loss += l;
             }
-            loss += l;
             if ((st = mrec_adam_step_active(&adam, m->active, ctx))) break;
+        }
+        /* the device's sum, read once an epoch; the first bad loss it saw stops training as the host's check would */
+        if (!st && on_device && !(st = mrec_copy_to_host(ctx, &sum, on_device, sizeof sum))) {
+            if (sum.bad >= 0) st = bad_loss(name, sum.bad_loss, epoch, sum.bad + 1);
+            loss += sum.sum;
         }
         if (!st && (batches == 0 || !isfinite(loss / batches)))
             st = mrec_fail(MREC_ERR_ARG, "fit: %s: epoch %d loss is %g over %d batches; stopped", name, epoch,
@@ -242,5 +269,6 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     draw_wait(&next); /* a draw for an epoch that early stopping or an error cut off */
     mrec_bpr_sampler_free(&samplers[0]), mrec_bpr_sampler_free(&samplers[1]);
     mrec_adam_free(&adam);
+    mrec_arena_release(&sum_mem, ctx->cuda);
     return st;
 }

@@ -51,6 +51,7 @@ typedef struct {
     int cap, f_max;
     mrec_context *ctx;
     mrec_status status;                   /* of the last loss_grad */
+    double host_loss;                     /* the last batch's loss on the host path */
     /* the op path */
     int use_ops, on_device;               /* on_device: the arrays above are carved from mem */
     mrec_arena mem, batch;                /* on the context's device: the model's arrays and graphs; a batch's */
@@ -182,7 +183,7 @@ static mrec_status ensure_ops_batch(freedom *m, int n) {
 }
 
 /* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+static mrec_status ops_loss_grad(freedom *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
     size_t nd = (size_t)n * d;
     mrec_context *ctx = m->ctx;
@@ -200,10 +201,12 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
     if (!st) st = mrec_add(ctx, m->T + nd, m->T + nd, m->rows, 2 * (int64_t)nd);
     const int32_t *row = m->items.h_iota;
     int rows_cap = 3 * m->ops_cap;
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, rows_cap, d);
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, rows_cap, d);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, 0);
     if (st) return st;
-    double loss = mrec_bpr_softplus_loss(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, NULL))) return st;
+    spec.weight = m->reg, spec.accumulate = 1; /* the modality terms add reg times theirs */
     /* the modality losses: T2 = [F_u ; z_i ; z_j] */
     for (int mo = 0; mo < m->n_mod && !st; mo++) {
         int F = m->fdim[mo];
@@ -211,11 +214,9 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
         st = mrec_embedding_checked(ctx, m->fb, m->feat[mo], m->items.ids, 2 * n, I, F);
         if (!st) st = mrec_copy_rows(ctx, m->T2, d, m->T, d, n, d);
         if (!st) st = mrec_gemm(ctx, m->T2 + nd, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d);
-        if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T2, m->T2, row, row, row + n, n, n, rows_cap, d);
-        if (st) break;
-        loss += m->reg * mrec_bpr_softplus_loss(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n);
-        for (int b = 0; b < n; b++) m->bpr.dx[b] = m->reg * m->bpr.dx[b];
-        st = mrec_bpr_ops_scatter(&m->bpr, m->mixed2, m->T2, m->bpr.dx, NULL);
+        if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T2, m->T2, row, row, row + n, n, n, rows_cap, d);
+        if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+        if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed2, m->T2, 1, 0);
         /* the users' rows join the main loss's; dW = dz^T fb, db = ones^T dz, dX rows = dz W scattered */
         if (!st) st = mrec_add(ctx, m->mixed, m->mixed, m->mixed2, (int64_t)nd);
         if (!st) st = mrec_gemm(ctx, m->w_grad[mo], dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F);
@@ -231,15 +232,20 @@ static mrec_status ops_loss_grad(freedom *m, double *loss_out, const int32_t *u,
     const mrec_csr *adj = m->dropout > 0 ? &m->pruned_ops : &m->full_ops;
     if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, adj, 1, m->layers, d, m->a, m->c, ctx);
     if (!st) st = mrec_add(ctx, m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->h, (int64_t)I * d);
-    *loss_out = loss;
     return st;
+}
+
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *freedom_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    freedom *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, u, i, j, n) : batch_loss_grad(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->bpr.loss : &m->host_loss;
 }
 
 static double freedom_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     freedom *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, freedom_step(self, u, i, j, n));
 }
 
 /* Degree-sensitive pruning: keys log(u) / w, the largest int(E (1 - p)) kept
@@ -503,7 +509,7 @@ mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const m
     }
     out->n_params = p;
     out->status = &m->status;
-    out->loss_grad = freedom_loss_grad, out->epoch_start = freedom_epoch_start, out->prepare = freedom_prepare;
+    out->loss_grad = freedom_loss_grad, out->step = freedom_step, out->epoch_start = freedom_epoch_start, out->prepare = freedom_prepare;
     out->score = freedom_score, out->destroy = freedom_destroy;
     out->embed_dim = m->dim, out->embeddings = freedom_embeddings;
     return MREC_OK;

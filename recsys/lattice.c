@@ -102,6 +102,7 @@ typedef struct {
     mrec_bpr_ops bpr;
     mrec_context *ctx;
     mrec_status status;                   /* of the last loss_grad */
+    double host_loss;                     /* the last batch's loss on the host path */
 } lattice;
 
 /* ---- the item graph ---- */
@@ -519,7 +520,7 @@ static mrec_status ensure_ops_batch(lattice *m, int n) {
 }
 
 /* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(lattice *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+static mrec_status ops_loss_grad(lattice *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mrec_context *ctx = m->ctx;
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
     size_t nd = (size_t)n * d;
@@ -539,15 +540,14 @@ static mrec_status ops_loss_grad(lattice *m, double *loss_out, const int32_t *u,
     if (!st) st = mrec_embedding_checked(ctx, m->mixed, m->hn, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_add(ctx, m->T + nd, m->T + nd, m->mixed, 2 * (int64_t)nd);
     const int32_t *row = m->items.h_iota;
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, d);
-    if (st) return st;
-    double reg = 0;
-    for (int b = 0; b < 3 * n; b++) reg += m->bpr.h_dots[2 * n + b];
-    *loss_out = mrec_bpr_softplus_loss(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n) + m->reg * reg / 2 / m->batch_size;
-    float cr = m->reg / m->batch_size, coef[3] = {cr, cr, cr};
+    /* the regularizer: reg / 2 |T|^2 over the configured batch size, MMRec's */
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->reg,
+                          .reg_div = m->batch_size};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, d);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* dF of the batch's rows, and d hn of the item rows (into y), back through the unit rows into dh */
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, coef))) return st;
-    st = mrec_batch_rows_scatter(&m->nodes, m->dfinal, m->mixed, d);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, 1);
+    if (!st) st = mrec_batch_rows_scatter(&m->nodes, m->dfinal, m->mixed, d);
     if (!st) st = mrec_batch_rows_scatter(&m->items, m->y, m->mixed + nd, d);
     if (!st) st = mrec_l2_normalize_rows_back(ctx, m->dh, m->y, m->hn, m->h, 1e-12f, 0, I, d);
     /* dE0 = (dF + A^T dF + A^T A^T dF) / 3 */
@@ -574,11 +574,17 @@ static mrec_status ops_loss_grad(lattice *m, double *loss_out, const int32_t *u,
     return st;
 }
 
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *lattice_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lattice *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, u, i, j, n) : batch_loss_grad(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->bpr.loss : &m->host_loss;
+}
+
 static double lattice_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     lattice *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, lattice_step(self, u, i, j, n));
 }
 
 static mrec_status lattice_epoch_start(void *self) {
@@ -763,7 +769,7 @@ static void publish(mrec_model *out, lattice *m) {
     memset(m->active, 1, sizeof m->active);
     out->active = m->active;
     out->status = &m->status;
-    out->loss_grad = lattice_loss_grad, out->epoch_start = lattice_epoch_start, out->prepare = lattice_prepare;
+    out->loss_grad = lattice_loss_grad, out->step = lattice_step, out->epoch_start = lattice_epoch_start, out->prepare = lattice_prepare;
     out->score = lattice_score, out->destroy = lattice_destroy;
     out->embed_dim = m->dim, out->embeddings = lattice_embeddings;
 }

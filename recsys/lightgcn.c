@@ -35,6 +35,7 @@ typedef struct {
     int authors_loss;       /* LightGCN-PyTorch's loss instead of MMRec's */
     mrec_context *ctx;
     mrec_status status;     /* of the last loss_grad */
+    double host_loss;       /* the last batch's loss on the host path */
     int use_ops;            /* batches through the op entries */
     mrec_arena dev;         /* on a GPU: everything above of (N, d), and the graph */
     mrec_bpr_ops ops;
@@ -120,34 +121,34 @@ static mrec_status host_loss_grad(lightgcn *m, double *loss_out, const int32_t *
     return MREC_OK;
 }
 
-/* The same batch through the op entries. */
-static mrec_status ops_loss_grad(lightgcn *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j,
-                                 int n) {
+/* The same batch through the op entries, its loss left on the device. */
+static mrec_status ops_loss_grad(lightgcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mrec_context *ctx = m->ctx;
     mrec_bpr_ops *o = &m->ops;
     int d = m->dim;
+    mrec_bpr_spec spec = {.form = m->authors_loss ? MREC_BPR_SOFTPLUS : MREC_BPR_LOG_SIGMOID, .weight = 1,
+                          .reg_form = m->authors_loss ? MREC_BPR_REG_SQUARED : MREC_BPR_REG_NORMS, .reg = m->reg};
     mrec_status st = propagate(m);
-    if (!st) st = mrec_bpr_ops_scores(o, ctx, m->final, m->ego, u, i, j, n, m->n_users, m->n_nodes, d);
-    if (st) return st;
-    const float *pos = o->h_dots, *neg = pos + n, *sq = pos + 2 * n;
-    double loss = bpr_part(m, o->dx, pos, neg, n), s[3] = {0, 0, 0};
-    for (int t = 0; t < 3; t++)
-        for (int b = 0; b < n; b++) s[t] += sq[t * n + b];
-    float c[3];
-    loss += reg_part(m, sqrt(s[0]), sqrt(s[1]), sqrt(s[2]), n, c);
-    *loss_out = loss;
+    if (!st) st = mrec_bpr_ops_dots(o, ctx, m->final, m->ego, u, i, j, n, m->n_users, m->n_nodes, d);
+    if (!st) st = mrec_bpr_ops_loss(o, &spec);
     /* dF of the batch's rows, back through the layers, then the regularizer's rows (a is free by then) */
-    if ((st = mrec_bpr_ops_scatter(o, m->dfinal, m->final, o->dx, NULL))) return st;
-    if ((st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, &m->adj, 1, m->layers, d, m->a, m->b, ctx))) return st;
-    if ((st = mrec_bpr_ops_scatter(o, m->a, m->ego, NULL, c))) return st;
-    return mrec_add(ctx, m->ego_grad, m->ego_grad, m->a, (int64_t)m->n_nodes * d);
+    if (!st) st = mrec_bpr_ops_scatter_at(o, m->dfinal, m->final, 1, 0);
+    if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, &m->adj, 1, m->layers, d, m->a, m->b, ctx);
+    if (!st) st = mrec_bpr_ops_scatter_at(o, m->a, m->ego, 0, 1);
+    return st ? st : mrec_add(ctx, m->ego_grad, m->ego_grad, m->a, (int64_t)m->n_nodes * d);
+}
+
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *lightgcn_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lightgcn *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, u, i, j, n) : host_loss_grad(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->ops.loss : &m->host_loss;
 }
 
 static double lightgcn_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     lightgcn *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : host_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, lightgcn_step(self, u, i, j, n));
 }
 
 void mrec_lightgcn_use_authors_loss(mrec_model *m) { ((lightgcn *)m->self)->authors_loss = 1; }
@@ -251,7 +252,7 @@ mrec_status mrec_lightgcn_create(mrec_model *out, const mrec_graph *graph, int n
     out->name = "LightGCN", out->self = m, out->n_params = 1;
     out->param[0] = m->ego, out->grad[0] = m->ego_grad, out->size[0] = (int64_t)total;
     out->status = &m->status;
-    out->loss_grad = lightgcn_loss_grad, out->prepare = lightgcn_prepare, out->score = lightgcn_score;
+    out->loss_grad = lightgcn_loss_grad, out->step = lightgcn_step, out->prepare = lightgcn_prepare, out->score = lightgcn_score;
     out->destroy = lightgcn_destroy;
     out->embed_dim = dim, out->embeddings = lightgcn_embeddings;
     return MREC_OK;

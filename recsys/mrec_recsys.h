@@ -488,10 +488,6 @@ mrec_status mrec_adam_step(mrec_optimizer *a, mrec_context *ctx);
 mrec_status mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx);
 void mrec_adam_free(mrec_optimizer *a);
 
-/* BPR loss of MMRec (common/loss.py): -mean log(1e-10 + sigmoid(pos - neg)).
- * dx (n) receives d loss / d (pos - neg). Returns the loss. */
-double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n);
-
 /* ---- item features ------------------------------------------------------------------ */
 
 /* One modality's features, row i for dense item i. */
@@ -543,6 +539,11 @@ typedef struct {
     int64_t size[MREC_MAX_PARAMS];
     /* loss of a batch of triples, gradients into grad[]; NULL for models without training */
     double (*loss_grad)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
+    /* NULL, or loss_grad that leaves the batch's loss in the context's
+     * memory and returns where (NULL when the batch failed, *status saying
+     * why): the trainer adds the losses up there (mrec_loss_add) and reads
+     * them once an epoch on a GPU, so a step never waits for the device. */
+    const double *(*step)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
     /* called once before a round of scoring (LightGCN propagates here) */
     mrec_status (*prepare)(void *self);
     /* called before each training epoch, or NULL (FREEDOM prunes its graph here) */

@@ -45,6 +45,7 @@ typedef struct {
     uint64_t drop_seed, step;
     mrec_context *ctx;
     mrec_status status;                                   /* of the last loss_grad */
+    double host_loss;                                     /* the last batch's loss on the host path */
     /* parameters and gradients */
     float *ego, *g_ego;                                   /* (N, d) */
     float *w1[MAX_LAYERS], *b1[MAX_LAYERS], *w2[MAX_LAYERS], *b2[MAX_LAYERS]; /* (d, d), (d) */
@@ -304,27 +305,20 @@ static mrec_status forward_ops(ngcf *m, int training) {
     return st;
 }
 
-/* batch_loss_grad through the op entries: the batch's scores and norms come back for the loss, its gradient rows
- * are scattered in a fixed order (bpr_ops.c), and the layers run backward as the host loops do. */
-static mrec_status ops_loss_grad(ngcf *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* batch_loss_grad through the op entries: the batch's loss stays on the device (its gradient's dx -sigmoid(-x) / n
+ * written as the softplus form writes it, its squared norms summed over the 3n rows in order: the host loops' values
+ * to rounding), the gradient rows are scattered in a fixed order (bpr_ops.c), and the layers run backward as the host
+ * loops do. */
+static mrec_status ops_loss_grad(ngcf *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, W = m->width, N = m->n_nodes;
     int64_t nd = (int64_t)N * d;
     mrec_context *ctx = m->ctx;
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->decay, .reg_div = n};
     mrec_status st = forward_ops(m, 1);
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->final, m->final, u, i, j, n, m->n_users, N, W);
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->final, u, i, j, n, m->n_users, N, W);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal_rows, m->final, 1, 1);
     if (st) return st;
-    /* the loss of batch_loss_grad, from the scores and squared norms of the batch's final rows */
-    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n;
-    double loss = 0, reg = 0;
-    for (int b = 0; b < n; b++) {
-        double x = (double)pos[b] - neg[b], sig = 1.0 / (1.0 + exp(-x));
-        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
-        reg += (double)sq[b] + sq[n + b] + sq[2 * n + b];
-        m->bpr.dx[b] = (float)(-(1.0 - sig) / n);
-    }
-    *loss_out = loss / n + m->decay * reg / 2 / n;
-    float r = m->decay / n, coef[3] = {r, r, r};
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dfinal_rows, m->final, m->bpr.dx, coef))) return st;
 
     /* backward through the layers; dE holds d loss / d E_k (the unnormalized output) */
     for (int k = m->layers; k >= 1 && !st; k--) {
@@ -356,11 +350,17 @@ static mrec_status ops_loss_grad(ngcf *m, double *loss_out, const int32_t *u, co
     return st;
 }
 
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *ngcf_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    ngcf *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, u, i, j, n) : batch_loss_grad(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->bpr.loss : &m->host_loss;
+}
+
 static double ngcf_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     ngcf *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, ngcf_step(self, u, i, j, n));
 }
 
 static mrec_status ngcf_prepare(void *self) { return forward(self, 0); }
@@ -505,7 +505,7 @@ static mrec_status finish(mrec_model *out, ngcf *m) {
         memset(out, 0, sizeof *out);
         return st;
     }
-    out->name = "NGCF", out->self = m, out->status = &m->status, out->loss_grad = ngcf_loss_grad, out->prepare = ngcf_prepare;
+    out->name = "NGCF", out->self = m, out->status = &m->status, out->loss_grad = ngcf_loss_grad, out->step = ngcf_step, out->prepare = ngcf_prepare;
     out->score = ngcf_score, out->destroy = ngcf_destroy;
     out->embed_dim = m->width, out->embeddings = ngcf_embeddings;
     return MREC_OK;

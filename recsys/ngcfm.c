@@ -70,6 +70,7 @@ typedef struct {
     mrec_bpr_ops bpr;
     mrec_context *ctx;
     mrec_status status;                       /* of the last loss_grad */
+    double host_loss;                         /* the last batch's loss on the host path */
 } ngcfm;
 
 /* out rows = in rows / max(|row|, 1e-12) */
@@ -194,17 +195,6 @@ static void run_stage(ngcfm *m, stage st, int l, int rows, float *dside) {
     mrec_pool_run(m->ctx->pool, stage_task, &j, ROW_TASKS);
 }
 
-/* softplus(-clamp(pos - neg, -80, 1e8)) summed / n; dx (n) its derivative in pos - neg (0 on the clamp's flat part). */
-static double clamped_loss(float *dx, const float *pos, const float *neg, int n) {
-    double loss = 0;
-    for (int b = 0; b < n; b++) {
-        double x = fmin(fmax((double)pos[b] - neg[b], -80.0), 1e8);
-        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
-        dx[b] = (double)pos[b] - neg[b] < -80.0 ? 0.0f : (float)(-1.0 / (1.0 + exp(x)) / n);
-    }
-    return loss / n;
-}
-
 static const mrec_graph *train_graph(const ngcfm *m) { return m->node_dropout > 0 && m->dropped.row_ptr ? &m->dropped : m->graph; }
 
 static mrec_status forward_ops(ngcfm *m, int train);
@@ -267,7 +257,7 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
         }
         m->pos[b] = sp, m->neg[b] = sn;
     }
-    double loss = clamped_loss(m->dxb, m->pos, m->neg, n) + m->l_w / 2 * reg / n;
+    double loss = mrec_bpr_clamped_loss(m->dxb, m->pos, m->neg, n) + m->l_w / 2 * reg / n;
     float c = m->l_w / n;
     memset(m->dx, 0, nd * sizeof(float));
     memset(m->tu_grad, 0, sizeof(float) * (size_t)U * d);
@@ -368,7 +358,7 @@ static mrec_status ensure_ops_batch(ngcfm *m, int n) {
 }
 
 /* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(ngcfm *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+static mrec_status ops_loss_grad(ngcfm *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mrec_context *ctx = m->ctx;
     int d = m->dim, D = 2 * d, U = m->n_users, I = m->n_items, N = m->n_nodes;
     int64_t nd = (int64_t)N * d;
@@ -389,15 +379,13 @@ static mrec_status ops_loss_grad(ngcfm *m, double *loss_out, const int32_t *u, c
     if (!st) st = mrec_embedding_checked(ctx, m->rows, m->p, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_copy_rows(ctx, Tc + d, D, m->rows, d, 2 * n, d);
     const int32_t *row = m->items.h_iota;
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
-    if (st) return st;
-    double reg = 0;
-    for (int b = 0; b < 3 * n; b++) reg += m->bpr.h_dots[2 * n + b];
-    *loss_out = clamped_loss(m->bpr.dx, m->bpr.h_dots, m->bpr.h_dots + n, n) + m->l_w / 2 * reg / n;
-    float c = m->l_w / n, coef[3] = {c, c, c};
+    /* the fork's loss: l_w / 2 |T|^2 / n beside the clamped softplus (l_w / 2 * s = l_w * s / 2 exactly) */
+    mrec_bpr_spec spec = {.form = MREC_BPR_CLAMPED, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->l_w, .reg_div = n};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* each row's gradient; the g halves to dx's rows, T's to the users, p's to the items (dp in tmp2) */
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, coef))) return st;
-    st = mrec_copy_rows(ctx, m->rows, d, m->mixed, D, 3 * n, d);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, 1);
+    if (!st) st = mrec_copy_rows(ctx, m->rows, d, m->mixed, D, 3 * n, d);
     if (!st) st = mrec_batch_rows_scatter(&m->nodes, m->dx, m->rows, d);
     if (!st) st = mrec_copy_rows(ctx, m->rows, d, m->mixed + d, D, n, d);
     if (!st) st = mrec_batch_rows_scatter(&m->users, m->tu_grad, m->rows, d);
@@ -439,11 +427,17 @@ static mrec_status ops_loss_grad(ngcfm *m, double *loss_out, const int32_t *u, c
     return st ? st : mrec_scale(ctx, m->ego_grad, m->dnext, 1.0f, nd);
 }
 
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *ngcfm_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    ngcfm *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, u, i, j, n) : batch_loss_grad(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->bpr.loss : &m->host_loss;
+}
+
 static double ngcfm_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     ngcfm *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, ngcfm_step(self, u, i, j, n));
 }
 
 /* the fork's sparse_dropout: entries kept with probability 1 - p, scaled by 1 / (1 - p), drawn under a new key */
@@ -666,7 +660,7 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
     out->param[p] = m->pb, out->grad[p] = m->pb_grad, out->size[p++] = dim;
     out->n_params = p;
     out->status = &m->status;
-    out->loss_grad = ngcfm_loss_grad, out->epoch_start = ngcfm_epoch_start, out->prepare = ngcfm_prepare, out->score = ngcfm_score;
+    out->loss_grad = ngcfm_loss_grad, out->step = ngcfm_step, out->epoch_start = ngcfm_epoch_start, out->prepare = ngcfm_prepare, out->score = ngcfm_score;
     out->destroy = ngcfm_destroy;
     out->embed_dim = 2 * m->dim, out->embeddings = ngcfm_embeddings;
     return MREC_OK;

@@ -45,6 +45,8 @@ typedef struct {
     float *dots;        /* (5 cap) pos, neg, then the squared norms of the 3n rows of E */
     float *mixed;           /* (3 cap, d) the gradient rows before their scatter (mrec_bpr_rows) */
     float *dxd;             /* (cap) dx, on the device */
+    float *coef;            /* (3) the regularizer's row factors, on the device (mrec_bpr_ops_loss) */
+    double *loss;           /* (1) the batch's loss, on the device (mrec_bpr_ops_loss) */
     int64_t *idx_ptr;       /* (n_rows + 1) the batch's rows transposed: table row -> positions */
     int32_t *idx_pos;       /* (3 cap) */
     void *work;             /* mrec_index_csr's workspace */
@@ -69,6 +71,18 @@ mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float 
  * with T (n_rows, d) on the device, dx (n) on the host (NULL: no BPR part)
  * and coef NULL for no norm part. */
 mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, const float *dx, const float coef[3]);
+/* A model's loss_grad from its step (mrec_model.step): the loss the step
+ * left at `at`, read back (the host waits for the device); NaN where the
+ * step failed (at NULL) or the copy did (its status into *status). */
+double mrec_step_loss(mrec_context *ctx, mrec_status *status, const double *at);
+/* mrec_bpr_ops_scores without the copy back, for mrec_bpr_ops_loss */
+mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
+                              const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d);
+/* The batch's loss where its dots are (mrec_bpr_batch_loss): dx, the
+ * regularizer's factors and the loss into o->dxd, o->coef and o->loss. */
+mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec);
+/* mrec_bpr_ops_scatter with the dx and factors mrec_bpr_ops_loss left on the device (each used or not) */
+mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T, int with_dx, int with_coef);
 void mrec_bpr_ops_free(mrec_bpr_ops *o);
 
 /* ---- a batch's rows of one table, on the device (bpr_ops.c) ----------------------
@@ -173,9 +187,6 @@ static inline float mrec_hash_uniform(uint64_t key, uint64_t e) {
     return (float)((mrec_mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
 }
 
-/* -mean log sigmoid(pos - neg) without MMRec's 1e-10 (the authors' LightGCN
- * loss, FREEDOM's and LATTICE's); dx (n) = d loss / d (pos - neg). */
-double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n);
 /* scores (n, n_items) = users u0 .. u0 + n - 1 against every item, by dot
  * product of final embeddings: final (n_users + n_items, d), users first. */
 mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *final, int n_users, int n_items, int d, int u0, int n);

@@ -113,26 +113,12 @@ void mrec_bpr_sampler_free(mrec_bpr_sampler *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* ---- loss ---- */
-
-double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n) {
-    double loss = 0;
-    for (int k = 0; k < n; k++) {
-        double x = (double)pos[k] - neg[k], sig = 1.0 / (1.0 + exp(-x));
-        loss += -log(1e-10 + sig);
-        dx[k] = (float)(-(sig * (1.0 - sig)) / (1e-10 + sig) / n);
-    }
-    return loss / n;
-}
-
-double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n) {
-    double loss = 0;
-    for (int b = 0; b < n; b++) {
-        double x = (double)pos[b] - neg[b];
-        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)); /* softplus(-x), stably */
-        dx[b] = (float)(-1.0 / (1.0 + exp(x)) / n);
-    }
-    return loss / n;
+double mrec_step_loss(mrec_context *ctx, mrec_status *status, const double *at) {
+    double l = NAN;
+    if (!at) return NAN;
+    mrec_status st = mrec_copy_to_host(ctx, &l, at, sizeof l);
+    if (st) *status = st;
+    return st ? NAN : l;
 }
 
 mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *final, int n_users, int n_items, int d, int u0, int n) {

@@ -36,6 +36,7 @@ typedef struct {
     int cap;
     mrec_context *ctx;
     mrec_status status;            /* of the last loss_grad */
+    double host_loss;              /* the last batch's loss on the host path */
     /* the op path */
     int use_ops, on_device;        /* on_device: the arrays above are carved from mem */
     mrec_arena mem, batch;         /* on the context's device: the model's arrays; a batch's (sized for ops_cap) */
@@ -138,7 +139,7 @@ static mrec_status ensure_ops_batch(vbpr *m, int n) {
 }
 
 /* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(vbpr *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+static mrec_status ops_loss_grad(vbpr *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, D = 2 * d, F = m->n_feat, U = m->n_users, I = m->n_items;
     mrec_context *ctx = m->ctx;
     const int32_t *ij[2] = {i, j};
@@ -156,19 +157,13 @@ static mrec_status ops_loss_grad(vbpr *m, double *loss_out, const int32_t *u, co
     if (!st) st = mrec_gemm(ctx, Tc + d, m->fb, m->w, m->b, 1, 0, 0, 1, 2 * n, d, F, F, F, D);
     /* pos, neg and the rows' squared norms: T's rows b, n + b and 2n + b as one table */
     const int32_t *row = m->items.h_iota;
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
-    if (st) return st;
-    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n;
-    double loss = mrec_bpr_loss(m->bpr.dx, pos, neg, n), su = 0, sp = 0, sn = 0;
-    for (int b = 0; b < n; b++) su += sq[b], sp += sq[n + b], sn += sq[2 * n + b];
-    double nu = sqrt(su), np_ = sqrt(sp), nn = sqrt(sn);
-    *loss_out = loss + m->reg * (nu + np_ + nn) / n;
-    float coef[3] = {nu > 0 ? (float)(m->reg / n / nu) : 0, np_ > 0 ? (float)(m->reg / n / np_) : 0,
-                     nn > 0 ? (float)(m->reg / n / nn) : 0};
+    mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = m->reg};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* mixed: each of T's rows' gradient; the users' to U, the items' halves to I and to z */
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->T, m->bpr.dx, coef))) return st;
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, 1);
     const float *mc = m->mixed + (size_t)n * D;
-    st = mrec_batch_rows_scatter(&m->users, m->user_grad, m->mixed, D);
+    if (!st) st = mrec_batch_rows_scatter(&m->users, m->user_grad, m->mixed, D);
     if (!st) st = mrec_copy_rows(ctx, m->rows, d, mc, D, 2 * n, d);
     if (!st) st = mrec_batch_rows_scatter(&m->items, m->item_grad, m->rows, d);
     if (!st) st = mrec_copy_rows(ctx, m->dz, d, mc + d, D, 2 * n, d);
@@ -178,11 +173,17 @@ static mrec_status ops_loss_grad(vbpr *m, double *loss_out, const int32_t *u, co
     return st;
 }
 
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *vbpr_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    vbpr *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, u, i, j, n) : batch_loss_grad(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->bpr.loss : &m->host_loss;
+}
+
 static double vbpr_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     vbpr *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, j, n) : batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, vbpr_step(self, u, i, j, n));
 }
 
 /* Every item's [I_i ; W f_i + b], for scoring. */
@@ -315,7 +316,7 @@ mrec_status mrec_vbpr_create(mrec_model *out, int n_users, int n_items, int dim,
     out->param[2] = m->w, out->grad[2] = m->w_grad, out->size[2] = (int64_t)nw;
     out->param[3] = m->b, out->grad[3] = m->b_grad, out->size[3] = dim;
     out->status = &m->status;
-    out->loss_grad = vbpr_loss_grad, out->prepare = vbpr_prepare, out->score = vbpr_score, out->destroy = vbpr_destroy;
+    out->loss_grad = vbpr_loss_grad, out->step = vbpr_step, out->prepare = vbpr_prepare, out->score = vbpr_score, out->destroy = vbpr_destroy;
     out->embed_dim = 2 * dim, out->embeddings = vbpr_embeddings;
     return MREC_OK;
 }

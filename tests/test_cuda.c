@@ -883,18 +883,69 @@ static void test_training(void) {
         for (int k = 0; k < d; k++) sp += (double)user[bu[b] * d + k] * item[bi[b] * d + k], sn += (double)user[bu[b] * d + k] * item[bj[b] * d + k];
         pos_s[b] = (float)sp, neg_s[b] = (float)sn;
     }
-    double loss = mrec_bpr_loss(dx, pos_s, neg_s, B), gloss = 0;
+    double gloss = 0;
     float *duser = up(user, 4 * (size_t)U * d), *ditem = up(item, 4 * (size_t)I * d), *dpos_s = up(pos_s, 4 * (size_t)B),
           *dneg_s = up(neg_s, 4 * (size_t)B), *ddx = up(dx, 4 * (size_t)B);
     int32_t *dbu = up(bu, 4 * (size_t)B), *dbi = up(bi, 4 * (size_t)B);
     double *dloss = up(&gloss, sizeof gloss);
     if (t_status(mrec_gather_dot_cuda(dpos_s, duser, dbu, ditem, dbi, B, d, cu), MREC_OK, "gather_dot") && down(gp, dpos_s, 4 * (size_t)B))
         t_allclose("BPR positive scores", pos_s, gp, B, 1e-6, 1e-5);
-    mrec_cuda_copy_h2d(cu, dpos_s, pos_s, 4 * (size_t)B);
-    if (t_status(mrec_bpr_loss_cuda(ddx, dloss, dpos_s, dneg_s, B, cu), MREC_OK, "bpr loss") && down(gdx, ddx, 4 * (size_t)B) &&
-        down(&gloss, dloss, sizeof gloss)) {
-        t_allclose("BPR loss gradient", dx, gdx, B, 0, 1e-6); /* double exp/log of two libraries, rounded to float */
-        t_check(fabs(gloss - loss) <= 1e-12 * fabs(loss), "BPR loss %.15g on the GPU, %.15g on the CPU", gloss, loss);
+    /* the batch's loss where its scores are: every form and regularizer, a weight, a later term, against the CPU's
+     * (its dx the same double formulas through two libraries' exp and log, rounded to float; its sums in a tree where
+     * the CPU's run in order, so the loss to 1e-12 and the factors to a float's last bit) */
+    {
+        float *dots = malloc(4 * 5 * (size_t)B), coef[3], gcoef[3];
+        memcpy(dots, pos_s, 4 * (size_t)B), memcpy(dots + B, neg_s, 4 * (size_t)B);
+        for (int b = 0; b < 3 * B; b++) dots[2 * B + b] = (float)(t_rand_u64(&seed) % 1000) / 300.0f;
+        float *ddots = up(dots, 4 * 5 * (size_t)B), *dcoef = up(coef, sizeof coef);
+        dots[7] = -45.0f, dots[B + 7] = 45.0f; /* pos - neg -90: past the fork's clamp */
+        for (int form = 0; form < 3; form++)
+            for (int reg_form = 0; reg_form < 4; reg_form++) {
+                mrec_bpr_spec spec = {.form = form, .weight = reg_form == 1 ? 0.375f : 1.0f, .reg_form = reg_form, .reg = 1e-3f,
+                                      .reg_div = 2048};
+                double loss = 0, gl = 0;
+                for (int later = 0; later < 2; later++) {
+                    spec.accumulate = later;
+                    mrec_bpr_batch_loss_cpu(dx, coef, &loss, dots, B, &spec);
+                    if (!t_status(mrec_bpr_batch_loss_cuda(ddx, dcoef, dloss, ddots, B, &spec, cu), MREC_OK, "bpr batch loss") ||
+                        !down(gdx, ddx, 4 * (size_t)B) || !down(gcoef, dcoef, sizeof gcoef) || !down(&gl, dloss, sizeof gl))
+                        break;
+                    char what[96];
+                    snprintf(what, sizeof what, "bpr batch loss form %d reg %d%s: dx", form, reg_form, later ? ", a later term" : "");
+                    t_allclose(what, dx, gdx, B, 0, 1e-6);
+                    t_check(fabs(gl - loss) <= 1e-12 * fabs(loss), "bpr batch loss form %d reg %d: %.15g on the GPU, %.15g on the CPU",
+                            form, reg_form, gl, loss);
+                    if (reg_form) {
+                        snprintf(what, sizeof what, "bpr batch loss form %d reg %d: the row factors", form, reg_form);
+                        t_allclose(what, coef, gcoef, 3, 0, 1.2e-7);
+                    }
+                }
+            }
+        /* the rows from factors on the device equal those from the same factors on the host */
+        int nb = 97, R = 131, dw = 33;
+        float *T = rnd((int64_t)R * dw, -1, 1), *want = malloc(4 * (size_t)3 * nb * dw), *got = malloc(4 * (size_t)3 * nb * dw);
+        int32_t *ids = malloc(4 * (size_t)3 * nb);
+        for (int r = 0; r < 3 * nb; r++) ids[r] = (int32_t)(t_rand_u64(&seed) % R);
+        float *dT = up(T, 4 * (size_t)R * dw), *dout = up(got, 4 * (size_t)3 * nb * dw);
+        int32_t *dids = up(ids, 4 * (size_t)3 * nb);
+        if (t_status(mrec_bpr_rows_cuda(dout, dT, dids, ddx, gcoef, nb, dw, cu), MREC_OK, "bpr rows") &&
+            down(want, dout, 4 * (size_t)3 * nb * dw) &&
+            t_status(mrec_bpr_rows_at_cuda(dout, dT, dids, ddx, dcoef, nb, dw, cu), MREC_OK, "bpr rows, factors on the device") &&
+            down(got, dout, 4 * (size_t)3 * nb * dw))
+            t_check(!memcmp(want, got, 4 * (size_t)3 * nb * dw), "bpr rows: factors on the device, the bits of factors passed in");
+        /* the run's sum: batch order, and the first bad batch */
+        mrec_loss_sum sum = {.bad = -1}, gsum;
+        double ls[5] = {0.75, 1.5, INFINITY, NAN, 2.0};
+        mrec_loss_sum *dsum = up(&sum, sizeof sum);
+        double *dls = up(ls, sizeof ls);
+        int added = 1;
+        for (int b = 0; b < 5; b++) mrec_loss_add_cpu(&sum, &ls[b]), added &= mrec_loss_add_cuda(dsum, dls + b, cu) == MREC_OK;
+        if (t_check(added, "loss sum: added on the GPU") && down(&gsum, dsum, sizeof gsum))
+            t_check(gsum.batches == 5 && gsum.bad == sum.bad && gsum.bad == 2 && gsum.bad_loss == INFINITY && isnan(gsum.sum),
+                    "loss sum on the GPU: 5 batches, the first bad one 2 (%d, %d)", gsum.batches, gsum.bad);
+        mrec_cuda_free(cu, ddots), mrec_cuda_free(cu, dcoef), mrec_cuda_free(cu, dT), mrec_cuda_free(cu, dout);
+        mrec_cuda_free(cu, dids), mrec_cuda_free(cu, dsum), mrec_cuda_free(cu, dls);
+        free(dots), free(T), free(want), free(got), free(ids);
     }
     /* the rows of the batch's gradient (the CPU's are the bits of the sparse product they replace, test_kernels):
      * the GPU fuses each product into its add, so they agree to a rounding of each term */

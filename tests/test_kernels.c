@@ -2057,6 +2057,81 @@ static void test_training_ops(void) {
         }
         free(T), free(dxv), free(ids), free(wc), free(wp), free(wv), free(rows), free(want), free(got);
     }
+    /* a BPR batch's loss where its scores are: each form, weight and regularizer against the formulas written out
+     * here (MMRec's -log(1e-10 + sigmoid(x)), the authors' softplus(-x), the three regularizers), a zero norm's
+     * factor, a later term added to the first; then the run's sum with a NaN batch in it */
+    {
+        int nb = 41;
+        float *dots = randv(5 * nb, -2, 2), dx[41], coef[3], want_c[3];
+        for (int b = 2 * nb; b < 5 * nb; b++) dots[b] = fabsf(dots[b]);
+        for (int b = 4 * nb; b < 5 * nb; b++) dots[b] = 0.0f; /* the negatives' norms: all zero */
+        dots[0] = -50.0f, dots[nb] = 50.0f;                  /* pos - neg -100: past the clamp's -80 */
+        const float *pos = dots, *neg = dots + nb, *sq = dots + 2 * nb;
+        double s[3] = {0, 0, 0};
+        for (int t = 0; t < 3; t++)
+            for (int b = 0; b < nb; b++) s[t] += sq[t * nb + b];
+        for (int form = 0; form < 3; form++)
+            for (int reg_form = 0; reg_form < 4; reg_form++) {
+                mrec_bpr_spec spec = {.form = form, .weight = reg_form == 1 ? 0.375f : 1.0f, .reg_form = reg_form, .reg = 0.01f,
+                                      .reg_div = 64};
+                double want = 0, loss = 0;
+                int dx_ok = 1;
+                mrec_bpr_batch_loss_cpu(dx, coef, &loss, dots, nb, &spec);
+                for (int b = 0; b < nb; b++) {
+                    double x = (double)pos[b] - neg[b], sig = 1 / (1 + exp(-x)), g;
+                    if (form == MREC_BPR_CLAMPED) {
+                        double c = x < -80 ? -80 : x;
+                        want += c > 0 ? log1p(exp(-c)) : -c + log1p(exp(c)), g = x < -80 ? 0 : -(1 - sig) / nb;
+                    } else if (form == MREC_BPR_SOFTPLUS) {
+                        want += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)), g = -(1 - sig) / nb;
+                    } else {
+                        want += -log(1e-10 + sig), g = -sig * (1 - sig) / (1e-10 + sig) / nb;
+                    }
+                    dx_ok &= fabs(dx[b] - spec.weight * g) <= 1e-6 * fabs(g);
+                }
+                want = spec.weight * want / nb;
+                double r = spec.reg;
+                if (reg_form == MREC_BPR_REG_NORMS) {
+                    want += r * (sqrt(s[0]) + sqrt(s[1]) + sqrt(s[2])) / nb;
+                    for (int t = 0; t < 3; t++) want_c[t] = s[t] > 0 ? (float)(r / nb / sqrt(s[t])) : 0.0f;
+                } else if (reg_form == MREC_BPR_REG_SQUARED) {
+                    want += r * (s[0] + s[1] + s[2]) / 2 / nb;
+                    for (int t = 0; t < 3; t++) want_c[t] = (float)(r / nb);
+                } else if (reg_form == MREC_BPR_REG_SQUARED_ALL) {
+                    want += r * (s[0] + s[1] + s[2]) / 2 / 64;
+                    for (int t = 0; t < 3; t++) want_c[t] = (float)(r / 64);
+                }
+                t_check(fabs(loss - want) <= 1e-12 * fabs(want), "bpr batch loss form %d reg %d: %.15g, the formula %.15g", form,
+                        reg_form, loss, want);
+                t_check(dx_ok, "bpr batch loss form %d reg %d: dx", form, reg_form);
+                if (reg_form)
+                    t_check(fabsf(coef[0] - want_c[0]) <= 1e-6f * want_c[0] && fabsf(coef[1] - want_c[1]) <= 1e-6f * want_c[1] &&
+                                fabsf(coef[2] - want_c[2]) <= 1e-6f * want_c[2] && (reg_form != 1 || coef[2] == 0.0f),
+                            "bpr batch loss form %d reg %d: the row factors (%g %g %g)", form, reg_form, coef[0], coef[1], coef[2]);
+                spec.accumulate = 1;
+                double twice = loss;
+                mrec_bpr_batch_loss_cpu(dx, coef, &twice, dots, nb, &spec);
+                t_check(twice == loss + loss, "bpr batch loss form %d reg %d: a later term adds to the first", form, reg_form);
+            }
+        mrec_loss_sum sum = {.bad = -1};
+        double l[4] = {0.5, 0.25, NAN, 1.0};
+        for (int b = 0; b < 4; b++) mrec_loss_add_cpu(&sum, &l[b]);
+        t_check(sum.batches == 4 && sum.bad == 2 && isnan(sum.bad_loss) && isnan(sum.sum), "loss sum: the first bad batch, 2 (%d)",
+                sum.bad);
+        mrec_context_options o = mrec_context_defaults();
+        o.device = MREC_WANT_CPU, o.n_threads = 1;
+        mrec_context *cpu = NULL;
+        if (t_status(mrec_context_create(&cpu, &o), MREC_OK, "a CPU context")) {
+            double loss;
+            mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = 0.1f};
+            t_status(mrec_bpr_batch_loss(cpu, dx, NULL, &loss, dots, nb, &spec), MREC_ERR_ARG, "bpr loss: a regularizer without coef");
+            spec.reg_form = MREC_BPR_REG_SQUARED_ALL;
+            t_status(mrec_bpr_batch_loss(cpu, dx, coef, &loss, dots, nb, &spec), MREC_ERR_ARG, "bpr loss: a divisor of 0");
+            t_status(mrec_bpr_batch_loss(cpu, dx, coef, &loss, dots, 0, &spec), MREC_ERR_ARG, "bpr loss: an empty batch");
+            mrec_context_destroy(cpu);
+        }
+        free(dots);
+    }
     /* L2 normalization's backward: eight rows at a time on AVX-512 with the reference's bits, rows left over, a
      * zero row (below eps), beta 0 and 1 */
     {

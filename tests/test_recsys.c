@@ -580,6 +580,60 @@ static void test_sample_ahead(mrec_context *ctx) {
     }
 }
 
+/* A model whose loss stays where its step ran (mrec_model.step): mrec_fit adds the batches' losses there and reads
+ * them once an epoch. BPRMF through the op entries against its host loops, on the same batches: the epoch losses (the
+ * scores summed in double there, in float here: 1e-6), and a learning rate that makes a batch's loss infinite stops
+ * both at the same epoch and batch, the error naming them. */
+static void test_loss_on_device(mrec_context *ctx) {
+    enum { U = 60, I = 50, PER = 5 };
+    int64_t ptr[U + 1], tptr[U + 1];
+    int32_t col[U * PER], tcol[U];
+    float one[U * PER];
+    for (int u = 0; u <= U; u++) ptr[u] = (int64_t)u * PER, tptr[u] = u;
+    for (int u = 0; u < U; u++) {
+        for (int e = 0; e < PER; e++) col[u * PER + e] = (int32_t)((u * 7 + e * 11) % I), one[u * PER + e] = 1;
+        tcol[u] = (int32_t)((u * 3 + 1) % I);
+    }
+    for (int u = 0; u < U; u++) /* distinct items in each row, ascending */
+        for (int a = 1; a < PER; a++)
+            for (int b = a; b > 0 && col[u * PER + b] < col[u * PER + b - 1]; b--) {
+                int32_t t = col[u * PER + b];
+                col[u * PER + b] = col[u * PER + b - 1], col[u * PER + b - 1] = t;
+            }
+    mrec_user_items train = {U, I, ptr, col, one}, test = {U, I, tptr, tcol, one};
+    double losses[2][9] = {{0}};
+    char errors[2][256] = {"", ""};
+    for (int path = 0; path < 2; path++)
+        for (int blow = 0; blow < 2; blow++) {
+            mrec_rng rng = {9};
+            mrec_model m;
+            if (!t_status(mrec_bprmf_create(&m, U, I, 8, 1e-3f, &rng, ctx), MREC_OK, "bprmf")) return;
+            if (path) mrec_bprmf_use_ops(&m);
+            t_check(m.step != NULL, "bprmf: a step that leaves its loss where it ran");
+            mrec_fit_options opt = mrec_fit_defaults();
+            opt.epochs = 3, opt.batch_size = 32, opt.lr = blow ? 1e30f : 0.01f, opt.select_k = 10, opt.sample_ahead = 0;
+            opt.log = fit_losses, opt.log_ctx = losses[path];
+            int k[1] = {10};
+            mrec_fit_result r;
+            mrec_status st = mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, ctx);
+            if (blow) {
+                t_check(st == MREC_ERR_ARG, "bprmf (%s), learning rate 1e30: training stops", path ? "op path" : "host loops");
+                snprintf(errors[path], sizeof errors[path], "%s", mrec_error_detail());
+            } else {
+                t_status(st, MREC_OK, "bprmf (%s): three epochs", path ? "op path" : "host loops");
+            }
+            mrec_fit_result_free(&r);
+            mrec_model_destroy(&m);
+        }
+    int close = losses[0][0] == 3 && losses[1][0] == 3;
+    for (int e = 1; e <= 3; e++) close &= fabs(losses[1][e] - losses[0][e]) <= 1e-6 * fabs(losses[0][e]);
+    t_check(close, "bprmf: the epoch losses summed where the op path ran equal the host loops' (%.8f %.8f, %.8f %.8f)", losses[0][1],
+            losses[1][1], losses[0][3], losses[1][3]);
+    const char *at = strstr(errors[1], "at epoch");
+    t_check(at && strstr(errors[0], "at epoch") && !strcmp(at, strstr(errors[0], "at epoch")),
+            "bprmf: an infinite loss stops both paths at the same batch (\"%s\", \"%s\")", errors[0], errors[1]);
+}
+
 int main(void) {
     t_suite("recsys");
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
@@ -598,6 +652,7 @@ int main(void) {
     test_itemknn(ctx);
     test_trajectory(ctx);
     test_sample_ahead(ctx);
+    test_loss_on_device(ctx);
     test_loaders();
     test_splits();
     test_real_data();

@@ -479,6 +479,31 @@ mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const i
     return MREC_OK;
 }
 
+mrec_status mrec_bpr_rows_at(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
+                             const float *coef, int n, int d) {
+    if (n <= 0 || d <= 0) return MREC_OK;
+    if (on_gpu(ctx)) return mrec_bpr_rows_at_cuda(out, T, ids, dx, coef, n, d, ctx->cuda);
+    mrec_bpr_rows_cpu(out, T, ids, dx, coef, n, d, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, double *loss, const float *dots, int n,
+                                const mrec_bpr_spec *spec) {
+    if (n < 1) return mrec_fail(MREC_ERR_ARG, "bpr loss: an empty batch");
+    if (spec->reg_form != MREC_BPR_REG_NONE && !coef) return mrec_fail(MREC_ERR_ARG, "bpr loss: a regularizer without coef");
+    if (spec->reg_form == MREC_BPR_REG_SQUARED_ALL && spec->reg_div < 1)
+        return mrec_fail(MREC_ERR_ARG, "bpr loss: the regularizer's divisor is %d", spec->reg_div);
+    if (on_gpu(ctx)) return mrec_bpr_batch_loss_cuda(dx, coef, loss, dots, n, spec, ctx->cuda);
+    mrec_bpr_batch_loss_cpu(dx, coef, loss, dots, n, spec);
+    return MREC_OK;
+}
+
+mrec_status mrec_loss_add(mrec_context *ctx, mrec_loss_sum *sum, const double *loss) {
+    if (on_gpu(ctx)) return mrec_loss_add_cuda(sum, loss, ctx->cuda);
+    mrec_loss_add_cpu(sum, loss);
+    return MREC_OK;
+}
+
 mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
                             const int32_t *ib, int n, int d) {
     if (on_gpu(ctx)) return mrec_gather_dot_cuda(out, A, ia, B, ib, n, d, ctx->cuda);

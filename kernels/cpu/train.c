@@ -133,6 +133,76 @@ void mrec_bpr_rows_cpu(float *out, const float *T, const int32_t *ids, const flo
     mrec_parallel_range(pool, 3 * (int64_t)n, 1 + 4096 / (d > 0 ? d : 1), bpr_rows_task, &a);
 }
 
+/* ---- a BPR batch's loss ---- */
+
+double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int k = 0; k < n; k++) {
+        double x = (double)pos[k] - neg[k], sig = 1.0 / (1.0 + exp(-x));
+        loss += -log(1e-10 + sig);
+        dx[k] = (float)(-(sig * (1.0 - sig)) / (1e-10 + sig) / n);
+    }
+    return loss / n;
+}
+
+double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        double x = (double)pos[b] - neg[b];
+        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)); /* softplus(-x), stably */
+        dx[b] = (float)(-1.0 / (1.0 + exp(x)) / n);
+    }
+    return loss / n;
+}
+
+double mrec_bpr_clamped_loss(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        double x = fmin(fmax((double)pos[b] - neg[b], -80.0), 1e8);
+        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+        dx[b] = (double)pos[b] - neg[b] < -80.0 ? 0.0f : (float)(-1.0 / (1.0 + exp(x)) / n);
+    }
+    return loss / n;
+}
+
+void mrec_bpr_batch_loss_cpu(float *dx, float *coef, double *loss, const float *dots, int n, const mrec_bpr_spec *spec) {
+    const float *pos = dots, *neg = dots + n, *sq = dots + 2 * (size_t)n;
+    float reg = spec->reg;
+    double l = spec->form == MREC_BPR_SOFTPLUS ? mrec_bpr_softplus_loss(dx, pos, neg, n)
+               : spec->form == MREC_BPR_CLAMPED ? mrec_bpr_clamped_loss(dx, pos, neg, n)
+                                                 : mrec_bpr_loss(dx, pos, neg, n);
+    if (spec->weight != 1.0f) {
+        l = spec->weight * l;
+        for (int b = 0; b < n; b++) dx[b] = spec->weight * dx[b];
+    }
+    if (spec->reg_form == MREC_BPR_REG_NORMS || spec->reg_form == MREC_BPR_REG_SQUARED) {
+        double s[3] = {0, 0, 0};
+        for (int t = 0; t < 3; t++)
+            for (int b = 0; b < n; b++) s[t] += sq[(size_t)t * n + b];
+        double nu = sqrt(s[0]), ni = sqrt(s[1]), nj = sqrt(s[2]);
+        if (spec->reg_form == MREC_BPR_REG_NORMS) {
+            coef[0] = nu > 0 ? (float)(reg / n / nu) : 0, coef[1] = ni > 0 ? (float)(reg / n / ni) : 0;
+            coef[2] = nj > 0 ? (float)(reg / n / nj) : 0;
+            l += reg * (nu + ni + nj) / n;
+        } else {
+            coef[0] = coef[1] = coef[2] = reg / n;
+            l += reg * (nu * nu + ni * ni + nj * nj) / 2 / n;
+        }
+    } else if (spec->reg_form == MREC_BPR_REG_SQUARED_ALL) {
+        double s = 0;
+        for (size_t b = 0; b < 3 * (size_t)n; b++) s += sq[b];
+        coef[0] = coef[1] = coef[2] = reg / spec->reg_div;
+        l += reg * s / 2 / spec->reg_div;
+    }
+    *loss = spec->accumulate ? *loss + l : l;
+}
+
+void mrec_loss_add_cpu(mrec_loss_sum *sum, const double *loss) {
+    if (!isfinite(*loss) && sum->bad < 0) sum->bad = sum->batches, sum->bad_loss = *loss;
+    sum->sum += *loss;
+    sum->batches++;
+}
+
 /* ---- the transposed index of a batch ---- */
 
 mrec_status mrec_index_csr_cpu(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, mrec_pool *pool) {

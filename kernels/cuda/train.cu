@@ -156,10 +156,12 @@ struct bpr_coef {
     int on;
 };
 
-__global__ static void bpr_rows_kernel(float *out, const float *T, const int32_t *ids, const float *dx, bpr_coef coef, int n,
-                                       int d) {
+/* coef_at: the factors in device memory (mrec_bpr_batch_loss's), read in place of coef's */
+__global__ static void bpr_rows_kernel(float *out, const float *T, const int32_t *ids, const float *dx, bpr_coef coef,
+                                       const float *coef_at, int n, int d) {
     int64_t warps = (int64_t)gridDim.x * blockDim.x / 32, rows = 3 * (int64_t)n;
     int lane = threadIdx.x & 31;
+    if (coef_at) coef.c[0] = coef_at[0], coef.c[1] = coef_at[1], coef.c[2] = coef_at[2];
     for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
         int b = (int)(r % n), part = (int)(r / n);
         const float *tu = T + (size_t)ids[b] * d, *own = T + (size_t)ids[r] * d;
@@ -179,39 +181,110 @@ __global__ static void bpr_rows_kernel(float *out, const float *T, const int32_t
     }
 }
 
-extern "C" mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef,
-                                          int n, int d, mrec_cuda *cu) {
+static mrec_status bpr_rows(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef,
+                            const float *coef_at, int n, int d, mrec_cuda *cu) {
     if (n <= 0 || d <= 0) return MREC_OK;
-    bpr_coef c = {{0, 0, 0}, coef != NULL};
+    bpr_coef c = {{0, 0, 0}, coef != NULL || coef_at != NULL};
     if (coef) c.c[0] = coef[0], c.c[1] = coef[1], c.c[2] = coef[2];
-    bpr_rows_kernel<<<mrec_grid(3 * (int64_t)n * 32, THREADS), THREADS, 0, cu->stream>>>(out, T, ids, dx, c, n, d);
+    bpr_rows_kernel<<<mrec_grid(3 * (int64_t)n * 32, THREADS), THREADS, 0, cu->stream>>>(out, T, ids, dx, c, coef_at, n, d);
     return MREC_CUDA_LAUNCHED("bpr_rows");
 }
 
-/* One block: each thread sums its strided pairs in double, then a fixed tree. */
-__global__ static void bpr_loss_kernel(float *dx, double *loss, const float *pos, const float *neg, int n) {
-    __shared__ double part[THREADS];
-    double s = 0.0;
-    for (int k = threadIdx.x; k < n; k += THREADS) {
-        double x = (double)pos[k] - neg[k], sig = 1.0 / (1.0 + exp(-x));
-        s += -log(1e-10 + sig);
-        dx[k] = (float)(-(sig * (1.0 - sig)) / (1e-10 + sig) / n);
-    }
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int w = THREADS / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) *loss = part[0] / n;
+extern "C" mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef,
+                                          int n, int d, mrec_cuda *cu) {
+    return bpr_rows(out, T, ids, dx, coef, NULL, n, d, cu);
 }
 
-/* dx, pos, neg: (n); loss: one double on the device */
-extern "C" mrec_status mrec_bpr_loss_cuda(float *dx, double *loss, const float *pos, const float *neg, int n,
-                                          mrec_cuda *cu) {
+extern "C" mrec_status mrec_bpr_rows_at_cuda(float *out, const float *T, const int32_t *ids, const float *dx,
+                                             const float *coef, int n, int d, mrec_cuda *cu) {
+    return bpr_rows(out, T, ids, dx, NULL, coef, n, d, cu);
+}
+
+/* Sums each of the block's four partial sums in one fixed tree; thread 0 gets the totals. */
+__device__ static void block_sum4(double (*part)[4], double v[4]) {
+    for (int q = 0; q < 4; q++) part[threadIdx.x][q] = v[q];
+    __syncthreads();
+    for (int w = THREADS / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w)
+            for (int q = 0; q < 4; q++) part[threadIdx.x][q] += part[threadIdx.x + w][q];
+        __syncthreads();
+    }
+    for (int q = 0; q < 4; q++) v[q] = part[0][q];
+}
+
+/* One block: each thread takes its strided pairs, the loss's and the squared
+ * norms' partial sums in double, then a fixed tree; thread 0 finishes the
+ * formulas of mrec_bpr_batch_loss_cpu (each element's dx with its double
+ * arithmetic; CUDA's exp and log are within an ulp of the host's). */
+__global__ static void bpr_batch_loss_kernel(float *dx, float *coef, double *loss, const float *dots, int n,
+                                             mrec_bpr_spec spec) {
+    __shared__ double part[THREADS][4];
+    const float *pos = dots, *neg = dots + n, *sq = dots + 2 * (size_t)n;
+    double v[4] = {0, 0, 0, 0};
+    for (int k = threadIdx.x; k < n; k += THREADS) {
+        double x = (double)pos[k] - neg[k];
+        float g;
+        if (spec.form == MREC_BPR_CLAMPED) {
+            int flat = x < -80.0;
+            x = fmin(fmax(x, -80.0), 1e8);
+            v[0] += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+            g = flat ? 0.0f : (float)(-1.0 / (1.0 + exp(x)) / n);
+        } else if (spec.form == MREC_BPR_SOFTPLUS) {
+            v[0] += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+            g = (float)(-1.0 / (1.0 + exp(x)) / n);
+        } else {
+            double sig = 1.0 / (1.0 + exp(-x));
+            v[0] += -log(1e-10 + sig);
+            g = (float)(-(sig * (1.0 - sig)) / (1e-10 + sig) / n);
+        }
+        dx[k] = spec.weight != 1.0f ? __fmul_rn(spec.weight, g) : g;
+        if (spec.reg_form == MREC_BPR_REG_SQUARED_ALL) {
+            v[1] += sq[k], v[1] += sq[n + k], v[1] += sq[2 * (size_t)n + k];
+        } else if (spec.reg_form != MREC_BPR_REG_NONE) {
+            v[1] += sq[k], v[2] += sq[n + k], v[3] += sq[2 * (size_t)n + k];
+        }
+    }
+    block_sum4(part, v);
+    if (threadIdx.x) return;
+    float reg = spec.reg;
+    double l = v[0] / n;
+    if (spec.weight != 1.0f) l = spec.weight * l;
+    if (spec.reg_form == MREC_BPR_REG_NORMS || spec.reg_form == MREC_BPR_REG_SQUARED) {
+        double nu = sqrt(v[1]), ni = sqrt(v[2]), nj = sqrt(v[3]);
+        if (spec.reg_form == MREC_BPR_REG_NORMS) {
+            coef[0] = nu > 0 ? (float)(reg / n / nu) : 0, coef[1] = ni > 0 ? (float)(reg / n / ni) : 0;
+            coef[2] = nj > 0 ? (float)(reg / n / nj) : 0;
+            l += reg * (nu + ni + nj) / n;
+        } else {
+            coef[0] = coef[1] = coef[2] = reg / n; /* the squares unfused, as the host rounds them */
+            l += reg * __dadd_rn(__dadd_rn(__dmul_rn(nu, nu), __dmul_rn(ni, ni)), __dmul_rn(nj, nj)) / 2 / n;
+        }
+    } else if (spec.reg_form == MREC_BPR_REG_SQUARED_ALL) {
+        coef[0] = coef[1] = coef[2] = reg / spec.reg_div;
+        l += reg * v[1] / 2 / spec.reg_div;
+    }
+    *loss = spec.accumulate ? *loss + l : l;
+}
+
+/* dx (n), coef (3), loss (1), dots (5n): device memory */
+extern "C" mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *loss, const float *dots, int n,
+                                                const mrec_bpr_spec *spec, mrec_cuda *cu) {
     if (n <= 0) return mrec_fail(MREC_ERR_ARG, "bpr loss of an empty batch");
-    bpr_loss_kernel<<<1, THREADS, 0, cu->stream>>>(dx, loss, pos, neg, n);
-    return MREC_CUDA_LAUNCHED("bpr_loss");
+    bpr_batch_loss_kernel<<<1, THREADS, 0, cu->stream>>>(dx, coef, loss, dots, n, *spec);
+    return MREC_CUDA_LAUNCHED("bpr_batch_loss");
+}
+
+/* One thread: the batches' losses in batch order, as the CPU adds them. */
+__global__ static void loss_add_kernel(mrec_loss_sum *sum, const double *loss) {
+    double l = *loss;
+    if (!isfinite(l) && sum->bad < 0) sum->bad = sum->batches, sum->bad_loss = l;
+    sum->sum += l;
+    sum->batches++;
+}
+
+extern "C" mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda *cu) {
+    loss_add_kernel<<<1, 1, 0, cu->stream>>>(sum, loss);
+    return MREC_CUDA_LAUNCHED("loss_add");
 }
 
 /* ---- evaluation ------------------------------------------------------------------ */
