@@ -443,9 +443,11 @@ static void carve(sgl *m, mrec_arena *a) {
                        &m->a, &m->b, &m->acc};
     for (int k = 0; k < 12; k++) *big[k] = mrec_arena_alloc(a, total);
     for (int v = 0; v < 2; v++) m->norm[v] = mrec_arena_alloc(a, (size_t)m->n_nodes * 4);
-    m->sim = mrec_arena_alloc(a, (size_t)CHUNK * wide * 4);
-    m->zb = mrec_arena_alloc(a, (size_t)CHUNK * d * 4), m->gb = mrec_arena_alloc(a, (size_t)CHUNK * d * 4);
-    if (!m->on_gpu) return;
+    if (!m->on_gpu) { /* the host loops' blocks (the op path's too on a CPU); a GPU carves its own larger ones */
+        m->sim = mrec_arena_alloc(a, (size_t)CHUNK * wide * 4);
+        m->zb = mrec_arena_alloc(a, (size_t)CHUNK * d * 4), m->gb = mrec_arena_alloc(a, (size_t)CHUNK * d * 4);
+        return;
+    }
     int64_t nnz = m->graph->row_ptr[m->n_nodes];
     int per_layer = m->augment == 2 ? m->layers : 1;
     m->adj = mrec_graph_carve(a, m->n_nodes, m->n_nodes, nnz, m->ctx->device);
