@@ -917,15 +917,17 @@ mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, 
 /* mrec_bpr_rows_ref on the device: dx (n) device memory, coef (3) host memory (passed by value) */
 mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n,
                                int d, mrec_cuda *cu);
-/* mrec_bpr_rows_cuda with coef (3) in device memory (mrec_bpr_batch_loss's) */
-mrec_status mrec_bpr_rows_at_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n,
-                                  int d, mrec_cuda *cu);
+/* mrec_bpr_rows_cuda with coef (3) in device memory (mrec_bpr_batch_loss's), 0 for the parts not in `parts` */
+mrec_status mrec_bpr_rows_at_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int parts,
+                                  int n, int d, mrec_cuda *cu);
 /* mrec_bpr_batch_loss_cpu on the device, one block: every sum in a fixed
  * tree where the CPU's runs in order, so the loss may differ from the CPU's
  * in its last bits, and a norm (so coef) in the last bit of a double. */
 mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *loss, const float *dots, int n, const mrec_bpr_spec *spec,
                                      mrec_cuda *cu);
 mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda *cu);
+/* mrec_loss_term_cpu on the device, one block (the sum in a fixed tree) */
+mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu);
 /* scores (R, C) of users u0 .. u0 + R - 1: the columns of each user's row of
  * the mask CSR (row_ptr, col over all users) set to -inf, as evaluation
  * masks the training items. */
@@ -1128,6 +1130,9 @@ void mrec_bpr_rows_cpu(float *out, const float *T, const int32_t *ids, const flo
  * regularizers, in that order). */
 void mrec_bpr_batch_loss_cpu(float *dx, float *coef, double *loss, const float *dots, int n, const mrec_bpr_spec *spec);
 void mrec_loss_add_cpu(mrec_loss_sum *sum, const double *loss);
+/* *loss += scale * (x[0] + ... + x[n - 1]) / div: a term of a batch's loss made of per-row losses (InfoNCE's),
+ * summed in order in double */
+void mrec_loss_term_cpu(double *loss, const double *x, int n, float scale, double div);
 
 /* mrec_index_csr_ref in O(N + V): a stable counting sort. */
 mrec_status mrec_index_csr_cpu(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, mrec_pool *pool);
@@ -1145,14 +1150,18 @@ mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const
 /* dx (n) on the context's device, coef (3) in host memory */
 mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
                           const float *coef, int n, int d);
-/* the same with coef (3) in the context's memory, as mrec_bpr_batch_loss leaves it */
+/* the same with coef (3) in the context's memory, as mrec_bpr_batch_loss leaves it; the parts whose bit is
+ * clear in `parts` (1 the users' rows, 2 the positives', 4 the negatives') take a factor of 0 */
+#define MREC_BPR_PARTS_ALL 7
 mrec_status mrec_bpr_rows_at(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
-                             const float *coef, int n, int d);
+                             const float *coef, int parts, int n, int d);
 /* dx (n), coef (3), *loss, dots (5n) in the context's memory; spec on the host */
 mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, double *loss, const float *dots, int n,
                                 const mrec_bpr_spec *spec);
 /* sum and loss in the context's memory */
 mrec_status mrec_loss_add(mrec_context *ctx, mrec_loss_sum *sum, const double *loss);
+/* loss (1) and x (n) in the context's memory */
+mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int n, float scale, double div);
 /* work: *bytes of memory on the context's device (0 on the CPU) */
 mrec_status mrec_index_csr_workspace_bytes(const mrec_context *ctx, int N, int V, size_t *bytes);
 mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,

@@ -90,9 +90,10 @@ mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec) {
     return mrec_bpr_batch_loss(o->ctx, o->dxd, o->coef, o->loss, o->dots, o->n, spec);
 }
 
-mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T, int with_dx, int with_coef) {
+mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T, int with_dx, int coef_parts) {
     mrec_context *ctx = o->ctx;
-    mrec_status st = mrec_bpr_rows_at(ctx, o->mixed, T, o->ids, with_dx ? o->dxd : NULL, with_coef ? o->coef : NULL, o->n, o->d);
+    const float *coef = coef_parts ? o->coef : NULL;
+    mrec_status st = mrec_bpr_rows_at(ctx, o->mixed, T, o->ids, with_dx ? o->dxd : NULL, coef, coef_parts, o->n, o->d);
     mrec_csr idx = {.n_rows = o->n_rows, .n_cols = 3 * o->n, .row_ptr = o->idx_ptr, .col = o->idx_pos, .device = ctx->device};
     return st ? st : mrec_spmm(ctx, out, &idx, o->mixed, o->d, 0);
 }

@@ -97,7 +97,7 @@ static mrec_status ops_loss_grad(bprmf *m, const int32_t *u, const int32_t *i, c
     mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = m->reg};
     mrec_status st = mrec_bpr_ops_dots(o, m->ctx, m->user, m->user, u, i, j, n, m->n_users, N, m->dim);
     if (!st) st = mrec_bpr_ops_loss(o, &spec);
-    return st ? st : mrec_bpr_ops_scatter_at(o, m->user_grad, m->user, 1, 1);
+    return st ? st : mrec_bpr_ops_scatter_at(o, m->user_grad, m->user, 1, MREC_BPR_PARTS_ALL);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */

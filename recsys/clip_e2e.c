@@ -201,7 +201,8 @@ static mrec_status fuse(clip_e2e *m, float *Z, const float *E, int K) {
 
 /* ---- a batch ---- */
 
-static mrec_status batch_loss_grad(clip_e2e *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The batch's loss stays on the context's device (m->bpr.loss). */
+static mrec_status batch_loss_grad(clip_e2e *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mrec_context *ctx = m->ctx;
     int d = m->dim, D = m->D, D2 = 2 * D;
     if (n < 1) return mrec_fail(MREC_ERR_ARG, "clip-e2e: an empty batch");
@@ -232,19 +233,14 @@ static mrec_status batch_loss_grad(clip_e2e *m, double *loss_out, const int32_t 
     st = mrec_embedding_checked(ctx, m->Tb, m->user, m->users.ids, n, m->n_users, d);
     if (!st) st = mrec_embedding_checked(ctx, m->Tb + (size_t)n * d, m->Z, m->slots.ids, 2 * n, m->cap, d);
     const int32_t *iota = m->slots.h_iota;
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->Tb, m->Tb, iota, iota, iota + n, n, n, 3 * m->ntrip, d);
-    if (st) return st;
-    /* the BPR loss, EmbLoss over the batch's user rows and item rows (each row as often as it appears) */
-    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n;
-    double loss = mrec_bpr_loss(m->bpr.dx, pos, neg, n), su = 0, sp = 0, sn = 0;
-    for (int r = 0; r < n; r++) su += sq[r], sp += sq[n + r], sn += sq[2 * n + r];
-    double nu = sqrt(su), np_ = sqrt(sp), nn = sqrt(sn);
-    *loss_out = loss + m->reg * (nu + np_ + nn) / n;
-    /* d|X|_F / dX = X / |X|_F */
-    float coef[3] = {nu > 0 ? (float)(m->reg / n / nu) : 0, np_ > 0 ? (float)(m->reg / n / np_) : 0, nn > 0 ? (float)(m->reg / n / nn) : 0};
+    /* the BPR loss, EmbLoss over the batch's user rows and item rows (each row as often as it appears; d|X|_F / dX =
+     * X / |X|_F), where the scores are */
+    mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = m->reg};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->Tb, m->Tb, iota, iota, iota + n, n, n, 3 * m->ntrip, d);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* each of Tb's rows' gradient; the users' into U's, the items' summed into their slots' rows of dZ */
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->mixed, m->Tb, m->bpr.dx, coef))) return st;
-    st = mrec_batch_rows_scatter(&m->users, m->user_grad, m->mixed, d);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->Tb, 1, MREC_BPR_PARTS_ALL);
+    if (!st) st = mrec_batch_rows_scatter(&m->users, m->user_grad, m->mixed, d);
     if (!st) st = mrec_batch_rows_scatter(&m->slots, m->dZ, m->mixed + (size_t)n * d, d);
     /* the fusion's gradients: W (dim, 2D) = dZ^T E, b = ones^T dZ */
     if (!st) st = mrec_gemm(ctx, m->w_grad, m->dZ, m->E, NULL, 1, 0, 1, 0, d, D2, K, d, D2, D2);
@@ -263,11 +259,15 @@ static mrec_status batch_loss_grad(clip_e2e *m, double *loss_out, const int32_t 
     return st;
 }
 
+static const double *clip_e2e_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    clip_e2e *m = self;
+    m->status = batch_loss_grad(m, u, i, j, n);
+    return m->status ? NULL : m->bpr.loss;
+}
+
 static double clip_e2e_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     clip_e2e *m = self;
-    double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, clip_e2e_step(self, u, i, j, n));
 }
 
 /* Every item's vector: the kept embeddings' fusion at once, or the tops in chunks of the batch buffers' size. */
@@ -454,7 +454,7 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
     out->param[1] = m->w, out->grad[1] = m->w_grad, out->size[1] = (int64_t)nw;
     out->param[2] = m->b, out->grad[2] = m->b_grad, out->size[2] = o->dim;
     out->status = &m->status;
-    out->loss_grad = clip_e2e_loss_grad, out->prepare = clip_e2e_prepare, out->score = clip_e2e_score, out->destroy = clip_e2e_destroy;
+    out->loss_grad = clip_e2e_loss_grad, out->step = clip_e2e_step, out->prepare = clip_e2e_prepare, out->score = clip_e2e_score, out->destroy = clip_e2e_destroy;
     out->embed_dim = o->dim, out->embeddings = clip_e2e_embeddings;
     return MREC_OK;
 }

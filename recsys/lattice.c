@@ -546,7 +546,7 @@ static mrec_status ops_loss_grad(lattice *m, const int32_t *u, const int32_t *i,
     if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, d);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* dF of the batch's rows, and d hn of the item rows (into y), back through the unit rows into dh */
-    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, 1);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, MREC_BPR_PARTS_ALL);
     if (!st) st = mrec_batch_rows_scatter(&m->nodes, m->dfinal, m->mixed, d);
     if (!st) st = mrec_batch_rows_scatter(&m->items, m->y, m->mixed + nd, d);
     if (!st) st = mrec_l2_normalize_rows_back(ctx, m->dh, m->y, m->hn, m->h, 1e-12f, 0, I, d);

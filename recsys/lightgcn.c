@@ -134,7 +134,7 @@ static mrec_status ops_loss_grad(lightgcn *m, const int32_t *u, const int32_t *i
     /* dF of the batch's rows, back through the layers, then the regularizer's rows (a is free by then) */
     if (!st) st = mrec_bpr_ops_scatter_at(o, m->dfinal, m->final, 1, 0);
     if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, &m->adj, 1, m->layers, d, m->a, m->b, ctx);
-    if (!st) st = mrec_bpr_ops_scatter_at(o, m->a, m->ego, 0, 1);
+    if (!st) st = mrec_bpr_ops_scatter_at(o, m->a, m->ego, 0, MREC_BPR_PARTS_ALL);
     return st ? st : mrec_add(ctx, m->ego_grad, m->ego_grad, m->a, (int64_t)m->n_nodes * d);
 }
 

@@ -55,6 +55,7 @@ typedef struct {
     mrec_arena mem;                             /* everything above, on the context's device */
     mrec_context *ctx;
     mrec_status status;
+    double host_loss; /* the last batch's loss on the host path */
     int use_ops;
     mrec_bpr_ops ops;
 } lightgcnm;
@@ -157,26 +158,24 @@ static mrec_status step(lightgcnm *m, double *loss_out, const int32_t *u, const 
 }
 
 /* step through the op entries. */
-static mrec_status ops_step(lightgcnm *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+static mrec_status ops_step(lightgcnm *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mrec_context *ctx = m->ctx;
     mrec_bpr_ops *o = &m->ops;
     int d = m->dim, U = m->n_users, I = m->n_items;
+    /* the loss where the scores are: softplus, and l_w / 2 over n of the squared norms of the users' ego rows and the
+     * items' final rows; each part's factor l_w / n */
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->l_w, .reg_div = n};
     mrec_status st = propagate(m);
     /* pos, neg and |F_r|^2 of the batch's rows; then |U_u|^2 (the users' ego rows) over the first n norms */
-    if (!st) st = mrec_bpr_ops_scores(o, ctx, m->final, m->final, u, i, j, n, U, m->n_nodes, d);
+    if (!st) st = mrec_bpr_ops_dots(o, ctx, m->final, m->final, u, i, j, n, U, m->n_nodes, d);
     if (!st) st = mrec_gather_dot(ctx, o->dots + 2 * n, m->ego, o->ids, m->ego, o->ids, n, d);
-    if (!st) st = mrec_copy_to_host(ctx, o->h_dots + 2 * n, o->dots + 2 * n, sizeof(float) * (size_t)n);
-    if (st) return st;
-    const float *sq = o->h_dots + 2 * n;
-    double loss = mrec_bpr_softplus_loss(o->dx, o->h_dots, o->h_dots + n, n), reg = 0;
-    for (int b = 0; b < 3 * n; b++) reg += sq[b];
-    *loss_out = loss + m->l_w * reg / 2 / n;
-    float cr = m->l_w / n, c_items[3] = {0, cr, cr}, c_users[3] = {cr, 0, 0};
+    if (!st) st = mrec_bpr_ops_loss(o, &spec);
     /* dF: BPR and the items' regularizer; back through the layers; the users' regularizer on their ego rows */
-    if ((st = mrec_bpr_ops_scatter(o, m->dfinal, m->final, o->dx, c_items))) return st;
-    if ((st = mrec_csr_layer_mean_back(m->dego, m->dfinal, &m->adj, 1, m->layers, d, m->a, m->b, ctx))) return st;
-    if ((st = mrec_bpr_ops_scatter(o, m->a, m->ego, NULL, c_users))) return st;
-    if ((st = mrec_add(ctx, m->user_grad, m->dego, m->a, (int64_t)U * d))) return st;
+    if (!st) st = mrec_bpr_ops_scatter_at(o, m->dfinal, m->final, 1, 2 | 4);
+    if (!st) st = mrec_csr_layer_mean_back(m->dego, m->dfinal, &m->adj, 1, m->layers, d, m->a, m->b, ctx);
+    if (!st) st = mrec_bpr_ops_scatter_at(o, m->a, m->ego, 0, 1);
+    if (!st) st = mrec_add(ctx, m->user_grad, m->dego, m->a, (int64_t)U * d);
+    if (st) return st;
     /* each modality: dY = normalize's backward of c dX (c dX in b, free by now), then W, b and the features */
     const float *dx = m->dego + (size_t)U * d;
     float c = m->sum ? 1.0f : 1.0f / m->n_mod;
@@ -191,11 +190,17 @@ static mrec_status ops_step(lightgcnm *m, double *loss_out, const int32_t *u, co
     return st;
 }
 
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *lightgcnm_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lightgcnm *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_step(m, u, i, j, n) : step(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->ops.loss : &m->host_loss;
+}
+
 static double lightgcnm_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     lightgcnm *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_step(m, &loss, u, i, j, n) : step(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, lightgcnm_step(self, u, i, j, n));
 }
 
 static mrec_status lightgcnm_prepare(void *self) { return propagate(self); }
@@ -304,7 +309,7 @@ mrec_status mrec_lightgcnm_create(mrec_model *out, const mrec_graph *graph, int 
     }
     out->n_params = p;
     out->status = &m->status;
-    out->loss_grad = lightgcnm_loss_grad, out->prepare = lightgcnm_prepare, out->score = lightgcnm_score;
+    out->loss_grad = lightgcnm_loss_grad, out->step = lightgcnm_step, out->prepare = lightgcnm_prepare, out->score = lightgcnm_score;
     out->destroy = lightgcnm_destroy;
     out->embed_dim = m->dim, out->embeddings = lightgcnm_embeddings;
     return MREC_OK;

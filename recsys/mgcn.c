@@ -260,47 +260,47 @@ static mrec_status ensure_batch(mgcn *m, int n) {
 }
 
 /* cl InfoNCE(a, b) over n rows into *loss; da, db (n, d) its gradients. a, b (n, d). */
-static mrec_status info_nce(mgcn *m, double *loss, float *da, float *db, const float *a, const float *b, int n) {
-    return mrec_info_nce_run(&m->nce, m->ctx, loss, da, db, a, b, n, m->dim, m->temp, m->cl, 0);
+static mrec_status info_nce(mgcn *m, double *loss_at, float *da, float *db, const float *a, const float *b, int n) {
+    return mrec_info_nce_run_at(&m->nce, m->ctx, loss_at, da, db, a, b, n, m->dim, m->temp, m->cl, 0);
 }
 
-static mrec_status batch_loss_grad(mgcn *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The batch's loss stays on the context's device (m->bpr.loss): BPR and its regularizer, then the contrast's two terms
+ * added there. */
+static mrec_status batch_loss_grad(mgcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, U = m->n_users, N = m->n_nodes;
     mrec_context *ctx = m->ctx;
     mrec_status st = ensure_batch(m, n);
     if (!st) st = forward(m);
     /* BPR on final's rows, and their squared norms over the configured batch size (MMRec's self.batch_size) */
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->final, m->final, u, i, j, n, U, N, d);
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->reg,
+                          .reg_div = m->batch_size};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->final, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal, m->final, 1, MREC_BPR_PARTS_ALL);
     if (st) return st;
-    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n;
-    double loss = mrec_bpr_softplus_loss(m->bpr.dx, pos, neg, n), norms = 0;
-    for (int b = 0; b < 3 * n; b++) norms += sq[b];
-    loss += m->reg * norms / (2.0 * m->batch_size);
-    float c = (float)(m->reg / m->batch_size), coef[3] = {c, c, c};
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dfinal, m->final, m->bpr.dx, coef))) return st;
     /* the contrastive terms: rows [users ; U + positives] of side against the same rows of C */
     const int32_t *parts[2] = {u, i};
     const int offset[2] = {0, U};
     size_t half = (size_t)n * d;
-    double cl_users = 0, cl_items = 0;
     if ((st = mrec_batch_rows_set(&m->rows, ctx, N, 2, parts, offset, n))) return st;
     if ((st = mrec_embedding_checked(ctx, m->v1, m->side, m->rows.ids, 2 * n, N, d))) return st;
     if ((st = mrec_embedding_checked(ctx, m->v2, m->content, m->rows.ids, 2 * n, N, d))) return st;
-    if ((st = info_nce(m, &cl_users, m->d1, m->d2, m->v1, m->v2, n))) return st;
-    if ((st = info_nce(m, &cl_items, m->d1 + half, m->d2 + half, m->v1 + half, m->v2 + half, n))) return st;
-    loss += cl_items + cl_users;
+    if ((st = info_nce(m, m->bpr.loss, m->d1, m->d2, m->v1, m->v2, n))) return st;
+    if ((st = info_nce(m, m->bpr.loss, m->d1 + half, m->d2 + half, m->v1 + half, m->v2 + half, n))) return st;
     if ((st = mrec_batch_rows_scatter(&m->rows, m->dside, m->d1, d))) return st;
     if ((st = mrec_batch_rows_scatter(&m->rows, m->dcontent, m->d2, d))) return st;
-    if ((st = backward(m))) return st;
-    *loss_out = loss;
-    return MREC_OK;
+    return backward(m);
+}
+
+static const double *mgcn_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mgcn *m = self;
+    m->status = batch_loss_grad(m, u, i, j, n);
+    return m->status ? NULL : m->bpr.loss;
 }
 
 static double mgcn_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mgcn *m = self;
-    double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, mgcn_step(self, u, i, j, n));
 }
 
 static mrec_status mgcn_prepare(void *self) { return forward(self); }
@@ -520,7 +520,7 @@ mrec_status mrec_mgcn_create(mrec_model *out, const mrec_graph *adj, const mrec_
     out->n_params = p;
     out->name = "MGCN", out->self = m;
     out->status = &m->status;
-    out->loss_grad = mgcn_loss_grad, out->prepare = mgcn_prepare, out->score = mgcn_score;
+    out->loss_grad = mgcn_loss_grad, out->step = mgcn_step, out->prepare = mgcn_prepare, out->score = mgcn_score;
     out->embed_dim = dim, out->embeddings = mgcn_embeddings;
     out->destroy = mgcn_destroy;
     return MREC_OK;

@@ -317,7 +317,7 @@ static mrec_status ops_loss_grad(ngcf *m, const int32_t *u, const int32_t *i, co
     mrec_status st = forward_ops(m, 1);
     if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->final, u, i, j, n, m->n_users, N, W);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
-    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal_rows, m->final, 1, 1);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal_rows, m->final, 1, MREC_BPR_PARTS_ALL);
     if (st) return st;
 
     /* backward through the layers; dE holds d loss / d E_k (the unnormalized output) */

@@ -384,7 +384,7 @@ static mrec_status ops_loss_grad(ngcfm *m, const int32_t *u, const int32_t *i, c
     if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* each row's gradient; the g halves to dx's rows, T's to the users, p's to the items (dp in tmp2) */
-    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, 1);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, MREC_BPR_PARTS_ALL);
     if (!st) st = mrec_copy_rows(ctx, m->rows, d, m->mixed, D, 3 * n, d);
     if (!st) st = mrec_batch_rows_scatter(&m->nodes, m->dx, m->rows, d);
     if (!st) st = mrec_copy_rows(ctx, m->rows, d, m->mixed + d, D, n, d);

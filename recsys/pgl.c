@@ -177,13 +177,15 @@ static mrec_status ensure_batch(pgl *m, int n) {
     return st;
 }
 
-/* alpha / n times InfoNCE(a, b) over n rows into *loss; da, db (n, W) its gradients. a, b (n, W). */
-static mrec_status info_nce(pgl *m, double *loss, float *da, float *db, const float *a, const float *b, int n, float alpha) {
-    return mrec_info_nce_run(&m->nce, m->ctx, loss, da, db, a, b, n, m->width, m->temp, alpha, 0);
+/* alpha / n times InfoNCE(a, b) over n rows added to *loss_at (on the context's device); da, db (n, W) its gradients.
+ * a, b (n, W). */
+static mrec_status info_nce(pgl *m, double *loss_at, float *da, float *db, const float *a, const float *b, int n, float alpha) {
+    return mrec_info_nce_run_at(&m->nce, m->ctx, loss_at, da, db, a, b, n, m->width, m->temp, alpha, 0);
 }
 
-/* The contrast of the batch's rows [users ; U + positives] of f: its loss into *loss, its gradient added to dout. */
-static mrec_status contrast(pgl *m, double *loss, const int32_t *u, const int32_t *i, int n) {
+/* The contrast of the batch's rows [users ; U + positives] of f: its loss added to *loss_at (on the context's
+ * device), its gradient added to dout. */
+static mrec_status contrast(pgl *m, double *loss_at, const int32_t *u, const int32_t *i, int n) {
     int W = m->width, U = m->n_users, N = m->n_nodes;
     int64_t nw = 2 * (int64_t)n * W;
     size_t half = (size_t)n * W;
@@ -191,49 +193,50 @@ static mrec_status contrast(pgl *m, double *loss, const int32_t *u, const int32_
     const int32_t *parts[2] = {u, i};
     const int offset[2] = {0, U};
     uint64_t key1 = dropout_key(m, 0), key2 = dropout_key(m, 1);
-    double users = 0, items = 0;
     mrec_status st = mrec_batch_rows_set(&m->rows, ctx, N, 2, parts, offset, n);
     if (!st) st = mrec_embedding_checked(ctx, m->v, m->out, m->rows.ids, 2 * n, N, W);
     if (!st) st = mrec_hash_dropout(ctx, m->v1, m->v, NULL, nw, m->dropout, key1);
     if (!st) st = mrec_hash_dropout(ctx, m->v2, m->v, NULL, nw, m->dropout, key2);
-    if (!st) st = info_nce(m, &users, m->d1, m->d2, m->v1, m->v2, n, m->cl / 2);
-    if (!st) st = info_nce(m, &items, m->d1 + half, m->d2 + half, m->v1 + half, m->v2 + half, n, m->cl / 2);
+    if (!st) st = info_nce(m, loss_at, m->d1, m->d2, m->v1, m->v2, n, m->cl / 2);
+    if (!st) st = info_nce(m, loss_at, m->d1 + half, m->d2 + half, m->v1 + half, m->v2 + half, n, m->cl / 2);
     /* back through each dropout (its own mask, the same scale), both views to the same rows */
     if (!st) st = mrec_hash_dropout(ctx, m->d1, m->d1, NULL, nw, m->dropout, key1);
     if (!st) st = mrec_hash_dropout(ctx, m->d2, m->d2, NULL, nw, m->dropout, key2);
     if (!st) st = mrec_add(ctx, m->d1, m->d1, m->d2, nw);
     if (!st) st = mrec_batch_rows_scatter(&m->rows, m->t, m->d1, W);
-    if (!st) st = mrec_add(ctx, m->dout, m->dout, m->t, (int64_t)N * W);
-    *loss = users + items;
-    return st;
+    return st ? st : mrec_add(ctx, m->dout, m->dout, m->t, (int64_t)N * W);
 }
 
 static const mrec_csr *train_graph(const pgl *m) { return m->edge_dropout > 0 ? &m->sub : &m->full; }
 
-static mrec_status batch_loss_grad(pgl *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The batch's loss stays on the context's device (m->bpr.loss): BPR, then the contrast's two terms added there. */
+static mrec_status batch_loss_grad(pgl *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int W = m->width, U = m->n_users, N = m->n_nodes;
     mrec_context *ctx = m->ctx;
     const mrec_csr *adj = train_graph(m);
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1};
     mrec_status st = ensure_batch(m, n);
     if (!st) st = forward(m, adj);
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->out, m->out, u, i, j, n, U, N, W);
-    if (st) return st;
-    const float *pos = m->bpr.h_dots, *neg = pos + n;
-    double loss = mrec_bpr_softplus_loss(m->bpr.dx, pos, neg, n), cl = 0;
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dout, m->out, m->bpr.dx, NULL))) return st;
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->out, m->out, u, i, j, n, U, N, W);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dout, m->out, 1, 0);
     /* cl 0 adds nothing to the loss or the gradients: the contrast is skipped */
-    if (m->cl > 0 && (st = contrast(m, &cl, u, i, n))) return st;
-    if ((st = backward(m, adj))) return st;
+    if (!st && m->cl > 0) st = contrast(m, m->bpr.loss, u, i, n);
+    if (!st) st = backward(m, adj);
+    if (st) return st;
     m->step++;
-    *loss_out = loss + cl;
     return MREC_OK;
+}
+
+static const double *pgl_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    pgl *m = self;
+    m->status = batch_loss_grad(m, u, i, j, n);
+    return m->status ? NULL : m->bpr.loss;
 }
 
 static double pgl_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     pgl *m = self;
-    double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, pgl_step(self, u, i, j, n));
 }
 
 /* ---- the principal subgraph ---- */
@@ -477,7 +480,7 @@ mrec_status mrec_pgl_create(mrec_model *out, const mrec_graph *adj, const mrec_g
     out->n_params = p;
     out->name = "PGL", out->self = m;
     out->status = &m->status;
-    out->loss_grad = pgl_loss_grad, out->epoch_start = pgl_epoch_start, out->prepare = pgl_prepare, out->score = pgl_score;
+    out->loss_grad = pgl_loss_grad, out->step = pgl_step, out->epoch_start = pgl_epoch_start, out->prepare = pgl_prepare, out->score = pgl_score;
     out->embed_dim = m->width, out->embeddings = pgl_embeddings;
     out->destroy = pgl_destroy;
     return MREC_OK;

@@ -81,8 +81,9 @@ mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F
 /* The batch's loss where its dots are (mrec_bpr_batch_loss): dx, the
  * regularizer's factors and the loss into o->dxd, o->coef and o->loss. */
 mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec);
-/* mrec_bpr_ops_scatter with the dx and factors mrec_bpr_ops_loss left on the device (each used or not) */
-mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T, int with_dx, int with_coef);
+/* mrec_bpr_ops_scatter with the dx and the factors mrec_bpr_ops_loss left on the device: dx or none, the factors of
+ * the parts in coef_parts (a mask as mrec_bpr_rows_at's; 0 for none) */
+mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T, int with_dx, int coef_parts);
 void mrec_bpr_ops_free(mrec_bpr_ops *o);
 
 /* ---- a batch's rows of one table, on the device (bpr_ops.c) ----------------------
@@ -159,6 +160,10 @@ typedef struct {
 /* *loss = alpha InfoNCE(a, b); da, db (n, w) its gradients, written. a, b (n, w), on the context's device. */
 mrec_status mrec_info_nce_run(mrec_info_nce *c, mrec_context *ctx, double *loss, float *da, float *db, const float *a,
                               const float *b, int n, int w, float temp, float alpha, int block_rows);
+/* The same, adding alpha InfoNCE(a, b) to *loss_at in the context's memory (a batch's loss left on the device):
+ * nothing comes back to the host. The term is alpha * sum / n, the rows' sum in order (a fixed tree on a GPU). */
+mrec_status mrec_info_nce_run_at(mrec_info_nce *c, mrec_context *ctx, double *loss_at, float *da, float *db, const float *a,
+                                 const float *b, int n, int w, float temp, float alpha, int block_rows);
 void mrec_info_nce_free(mrec_info_nce *c);
 
 /* A graph's copy where ctx runs, carved from a (a measuring arena counts

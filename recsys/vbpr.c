@@ -161,7 +161,7 @@ static mrec_status ops_loss_grad(vbpr *m, const int32_t *u, const int32_t *i, co
     if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* mixed: each of T's rows' gradient; the users' to U, the items' halves to I and to z */
-    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, 1);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, MREC_BPR_PARTS_ALL);
     const float *mc = m->mixed + (size_t)n * D;
     if (!st) st = mrec_batch_rows_scatter(&m->users, m->user_grad, m->mixed, D);
     if (!st) st = mrec_copy_rows(ctx, m->rows, d, mc, D, 2 * n, d);

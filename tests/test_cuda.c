@@ -930,9 +930,16 @@ static void test_training(void) {
         int32_t *dids = up(ids, 4 * (size_t)3 * nb);
         if (t_status(mrec_bpr_rows_cuda(dout, dT, dids, ddx, gcoef, nb, dw, cu), MREC_OK, "bpr rows") &&
             down(want, dout, 4 * (size_t)3 * nb * dw) &&
-            t_status(mrec_bpr_rows_at_cuda(dout, dT, dids, ddx, dcoef, nb, dw, cu), MREC_OK, "bpr rows, factors on the device") &&
+            t_status(mrec_bpr_rows_at_cuda(dout, dT, dids, ddx, dcoef, MREC_BPR_PARTS_ALL, nb, dw, cu), MREC_OK,
+                     "bpr rows, factors on the device") &&
             down(got, dout, 4 * (size_t)3 * nb * dw))
             t_check(!memcmp(want, got, 4 * (size_t)3 * nb * dw), "bpr rows: factors on the device, the bits of factors passed in");
+        float zeroed[3] = {0.0f, gcoef[1], gcoef[2]};
+        if (t_status(mrec_bpr_rows_cuda(dout, dT, dids, ddx, zeroed, nb, dw, cu), MREC_OK, "bpr rows") &&
+            down(want, dout, 4 * (size_t)3 * nb * dw) &&
+            t_status(mrec_bpr_rows_at_cuda(dout, dT, dids, ddx, dcoef, 2 | 4, nb, dw, cu), MREC_OK, "bpr rows, the items' factors") &&
+            down(got, dout, 4 * (size_t)3 * nb * dw))
+            t_check(!memcmp(want, got, 4 * (size_t)3 * nb * dw), "bpr rows: the items' factors only, the bits of 0 for the users'");
         /* the run's sum: batch order, and the first bad batch */
         mrec_loss_sum sum = {.bad = -1}, gsum;
         double ls[5] = {0.75, 1.5, INFINITY, NAN, 2.0};
@@ -943,6 +950,14 @@ static void test_training(void) {
         if (t_check(added, "loss sum: added on the GPU") && down(&gsum, dsum, sizeof gsum))
             t_check(gsum.batches == 5 && gsum.bad == sum.bad && gsum.bad == 2 && gsum.bad_loss == INFINITY && isnan(gsum.sum),
                     "loss sum on the GPU: 5 batches, the first bad one 2 (%d, %d)", gsum.batches, gsum.bad);
+        /* a term of per-row losses (InfoNCE's) added to a batch's: the CPU's in order, the GPU's in a tree */
+        double rows[1000], term = 0.25, gterm;
+        for (int r = 0; r < 1000; r++) rows[r] = (double)(t_rand_u64(&seed) % 100000) / 7919.0;
+        double *drows = up(rows, sizeof rows), *dterm = up(&term, sizeof term);
+        mrec_loss_term_cpu(&term, rows, 1000, 0.05f, 1000.0);
+        if (t_status(mrec_loss_term_cuda(dterm, drows, 1000, 0.05f, 1000.0, cu), MREC_OK, "loss term") && down(&gterm, dterm, sizeof gterm))
+            t_check(fabs(gterm - term) <= 1e-13 * fabs(term), "loss term: %.15g on the GPU, %.15g on the CPU", gterm, term);
+        mrec_cuda_free(cu, drows), mrec_cuda_free(cu, dterm);
         mrec_cuda_free(cu, ddots), mrec_cuda_free(cu, dcoef), mrec_cuda_free(cu, dT), mrec_cuda_free(cu, dout);
         mrec_cuda_free(cu, dids), mrec_cuda_free(cu, dsum), mrec_cuda_free(cu, dls);
         free(dots), free(T), free(want), free(got), free(ids);

@@ -2118,6 +2118,9 @@ static void test_training_ops(void) {
         for (int b = 0; b < 4; b++) mrec_loss_add_cpu(&sum, &l[b]);
         t_check(sum.batches == 4 && sum.bad == 2 && isnan(sum.bad_loss) && isnan(sum.sum), "loss sum: the first bad batch, 2 (%d)",
                 sum.bad);
+        double rows[3] = {0.5, 1.25, 2.0}, term = 1.0;
+        mrec_loss_term_cpu(&term, rows, 3, 0.5f, 4.0);
+        t_check(term == 1.0 + 0.5 * 3.75 / 4.0, "loss term: 1 + 0.5 (0.5 + 1.25 + 2) / 4 (%.17g)", term);
         mrec_context_options o = mrec_context_defaults();
         o.device = MREC_WANT_CPU, o.n_threads = 1;
         mrec_context *cpu = NULL;
@@ -2128,6 +2131,20 @@ static void test_training_ops(void) {
             spec.reg_form = MREC_BPR_REG_SQUARED_ALL;
             t_status(mrec_bpr_batch_loss(cpu, dx, coef, &loss, dots, nb, &spec), MREC_ERR_ARG, "bpr loss: a divisor of 0");
             t_status(mrec_bpr_batch_loss(cpu, dx, coef, &loss, dots, 0, &spec), MREC_ERR_ARG, "bpr loss: an empty batch");
+            /* the factors of some parts only: the bits of the host's factors with 0 for the others */
+            int R = 23, w = 9;
+            float *T = randv((int64_t)R * w, -1, 1), *want = malloc(sizeof(float) * 3 * nb * w), *got = malloc(sizeof(float) * 3 * nb * w);
+            float f[3] = {0.5f, -0.25f, 2.0f};
+            int32_t *ids = malloc(sizeof(int32_t) * 3 * nb);
+            for (int r = 0; r < 3 * nb; r++) ids[r] = (int32_t)(t_rand_u64(&rng) % R);
+            for (int parts = 1; parts < 8; parts++) {
+                float zeroed[3] = {parts & 1 ? f[0] : 0.0f, parts & 2 ? f[1] : 0.0f, parts & 4 ? f[2] : 0.0f};
+                mrec_bpr_rows_ref(want, T, ids, dx, zeroed, nb, w);
+                t_status(mrec_bpr_rows_at(cpu, got, T, ids, dx, f, parts, nb, w), MREC_OK, "bpr rows, parts %d", parts);
+                t_check(!memcmp(want, got, sizeof(float) * 3 * nb * w), "bpr rows, the factors of parts %d: the bits of 0 for the others",
+                        parts);
+            }
+            free(T), free(want), free(got), free(ids);
             mrec_context_destroy(cpu);
         }
         free(dots);

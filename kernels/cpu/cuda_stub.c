@@ -201,8 +201,8 @@ mrec_status mrec_gather_dot_cuda(float *out, const float *A, const int32_t *ia, 
                                  int n, int d, mrec_cuda *cu) {
     return no_cuda();
 }
-mrec_status mrec_bpr_rows_at_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int n,
-                                  int d, mrec_cuda *cu) {
+mrec_status mrec_bpr_rows_at_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef, int parts,
+                                  int n, int d, mrec_cuda *cu) {
     return no_cuda();
 }
 mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *loss, const float *dots, int n, const mrec_bpr_spec *spec,
@@ -210,6 +210,9 @@ mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *loss, const
     return no_cuda();
 }
 mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu) {
     return no_cuda();
 }
 mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,

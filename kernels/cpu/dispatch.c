@@ -480,10 +480,12 @@ mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const i
 }
 
 mrec_status mrec_bpr_rows_at(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
-                             const float *coef, int n, int d) {
+                             const float *coef, int parts, int n, int d) {
     if (n <= 0 || d <= 0) return MREC_OK;
-    if (on_gpu(ctx)) return mrec_bpr_rows_at_cuda(out, T, ids, dx, coef, n, d, ctx->cuda);
-    mrec_bpr_rows_cpu(out, T, ids, dx, coef, n, d, ctx->pool);
+    if (on_gpu(ctx)) return mrec_bpr_rows_at_cuda(out, T, ids, dx, coef, parts, n, d, ctx->cuda);
+    float c[3]; /* the factors are in host memory here */
+    for (int p = 0; coef && p < 3; p++) c[p] = parts >> p & 1 ? coef[p] : 0.0f;
+    mrec_bpr_rows_cpu(out, T, ids, dx, coef ? c : NULL, n, d, ctx->pool);
     return MREC_OK;
 }
 
@@ -501,6 +503,13 @@ mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, doubl
 mrec_status mrec_loss_add(mrec_context *ctx, mrec_loss_sum *sum, const double *loss) {
     if (on_gpu(ctx)) return mrec_loss_add_cuda(sum, loss, ctx->cuda);
     mrec_loss_add_cpu(sum, loss);
+    return MREC_OK;
+}
+
+mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int n, float scale, double div) {
+    if (n < 0 || !(div != 0)) return mrec_fail(MREC_ERR_ARG, "loss term: %d values over %g", n, div);
+    if (on_gpu(ctx)) return mrec_loss_term_cuda(loss, x, n, scale, div, ctx->cuda);
+    mrec_loss_term_cpu(loss, x, n, scale, div);
     return MREC_OK;
 }
 

@@ -197,6 +197,12 @@ void mrec_bpr_batch_loss_cpu(float *dx, float *coef, double *loss, const float *
     *loss = spec->accumulate ? *loss + l : l;
 }
 
+void mrec_loss_term_cpu(double *loss, const double *x, int n, float scale, double div) {
+    double s = 0;
+    for (int r = 0; r < n; r++) s += x[r];
+    *loss += scale * s / div;
+}
+
 void mrec_loss_add_cpu(mrec_loss_sum *sum, const double *loss) {
     if (!isfinite(*loss) && sum->bad < 0) sum->bad = sum->batches, sum->bad_loss = *loss;
     sum->sum += *loss;

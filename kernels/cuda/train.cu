@@ -156,12 +156,14 @@ struct bpr_coef {
     int on;
 };
 
-/* coef_at: the factors in device memory (mrec_bpr_batch_loss's), read in place of coef's */
+/* coef_at: the factors in device memory (mrec_bpr_batch_loss's), read in place of coef's, 0 for the parts not in
+ * `parts` */
 __global__ static void bpr_rows_kernel(float *out, const float *T, const int32_t *ids, const float *dx, bpr_coef coef,
-                                       const float *coef_at, int n, int d) {
+                                       const float *coef_at, int parts, int n, int d) {
     int64_t warps = (int64_t)gridDim.x * blockDim.x / 32, rows = 3 * (int64_t)n;
     int lane = threadIdx.x & 31;
-    if (coef_at) coef.c[0] = coef_at[0], coef.c[1] = coef_at[1], coef.c[2] = coef_at[2];
+    if (coef_at)
+        for (int p = 0; p < 3; p++) coef.c[p] = parts >> p & 1 ? coef_at[p] : 0.0f;
     for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
         int b = (int)(r % n), part = (int)(r / n);
         const float *tu = T + (size_t)ids[b] * d, *own = T + (size_t)ids[r] * d;
@@ -182,22 +184,22 @@ __global__ static void bpr_rows_kernel(float *out, const float *T, const int32_t
 }
 
 static mrec_status bpr_rows(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef,
-                            const float *coef_at, int n, int d, mrec_cuda *cu) {
+                            const float *coef_at, int parts, int n, int d, mrec_cuda *cu) {
     if (n <= 0 || d <= 0) return MREC_OK;
     bpr_coef c = {{0, 0, 0}, coef != NULL || coef_at != NULL};
     if (coef) c.c[0] = coef[0], c.c[1] = coef[1], c.c[2] = coef[2];
-    bpr_rows_kernel<<<mrec_grid(3 * (int64_t)n * 32, THREADS), THREADS, 0, cu->stream>>>(out, T, ids, dx, c, coef_at, n, d);
+    bpr_rows_kernel<<<mrec_grid(3 * (int64_t)n * 32, THREADS), THREADS, 0, cu->stream>>>(out, T, ids, dx, c, coef_at, parts, n, d);
     return MREC_CUDA_LAUNCHED("bpr_rows");
 }
 
 extern "C" mrec_status mrec_bpr_rows_cuda(float *out, const float *T, const int32_t *ids, const float *dx, const float *coef,
                                           int n, int d, mrec_cuda *cu) {
-    return bpr_rows(out, T, ids, dx, coef, NULL, n, d, cu);
+    return bpr_rows(out, T, ids, dx, coef, NULL, MREC_BPR_PARTS_ALL, n, d, cu);
 }
 
 extern "C" mrec_status mrec_bpr_rows_at_cuda(float *out, const float *T, const int32_t *ids, const float *dx,
-                                             const float *coef, int n, int d, mrec_cuda *cu) {
-    return bpr_rows(out, T, ids, dx, NULL, coef, n, d, cu);
+                                             const float *coef, int parts, int n, int d, mrec_cuda *cu) {
+    return bpr_rows(out, T, ids, dx, NULL, coef, parts, n, d, cu);
 }
 
 /* Sums each of the block's four partial sums in one fixed tree; thread 0 gets the totals. */
@@ -272,6 +274,20 @@ extern "C" mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *
     if (n <= 0) return mrec_fail(MREC_ERR_ARG, "bpr loss of an empty batch");
     bpr_batch_loss_kernel<<<1, THREADS, 0, cu->stream>>>(dx, coef, loss, dots, n, *spec);
     return MREC_CUDA_LAUNCHED("bpr_batch_loss");
+}
+
+/* One block: each thread's strided values, then a fixed tree; thread 0 adds the term. */
+__global__ static void loss_term_kernel(double *loss, const double *x, int n, float scale, double div) {
+    __shared__ double part[THREADS][4];
+    double v[4] = {0, 0, 0, 0};
+    for (int r = threadIdx.x; r < n; r += THREADS) v[0] += x[r];
+    block_sum4(part, v);
+    if (threadIdx.x == 0) *loss += scale * v[0] / div;
+}
+
+extern "C" mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu) {
+    loss_term_kernel<<<1, THREADS, 0, cu->stream>>>(loss, x, n, scale, div);
+    return MREC_CUDA_LAUNCHED("loss_term");
 }
 
 /* One thread: the batches' losses in batch order, as the CPU adds them. */
