@@ -926,8 +926,12 @@ mrec_status mrec_bpr_rows_at_cuda(float *out, const float *T, const int32_t *ids
 mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *loss, const float *dots, int n, const mrec_bpr_spec *spec,
                                      mrec_cuda *cu);
 mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda *cu);
-/* mrec_loss_term_cpu on the device, one block (the sum in a fixed tree) */
+/* mrec_loss_term_cpu, _cos_cpu and _norm_cpu on the device, one block each (the sums in a fixed tree) */
 mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu);
+mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n, float weight, mrec_cuda *cu);
+mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const float *sq, int n, float reg, int div, mrec_cuda *cu);
+/* out = a * *s, s one float in device memory (a factor computed there) */
+mrec_status mrec_scale_at_cuda(float *out, const float *a, const float *s, int64_t n, mrec_cuda *cu);
 /* scores (R, C) of users u0 .. u0 + R - 1: the columns of each user's row of
  * the mask CSR (row_ptr, col over all users) set to -inf, as evaluation
  * masks the training items. */
@@ -1133,6 +1137,12 @@ void mrec_loss_add_cpu(mrec_loss_sum *sum, const double *loss);
 /* *loss += scale * (x[0] + ... + x[n - 1]) / div: a term of a batch's loss made of per-row losses (InfoNCE's),
  * summed in order in double */
 void mrec_loss_term_cpu(double *loss, const double *x, int n, float scale, double div);
+/* *loss += weight (1 - (cos[0] + ... + cos[n - 1]) / n): BM3's cosine loss, the sum in order in double */
+void mrec_loss_cos_cpu(double *loss, const float *cos, int n, float weight);
+/* The regularizer reg |X| / div of one table from its squared entries' partial sums sq (n, summed in order
+ * in double): *loss += reg |X| / div, *coef = reg / div / |X| (0 for a zero table), the factor of X in
+ * its gradient (BM3's EmbLoss). */
+void mrec_loss_norm_cpu(float *coef, double *loss, const float *sq, int n, float reg, int div);
 
 /* mrec_index_csr_ref in O(N + V): a stable counting sort. */
 mrec_status mrec_index_csr_cpu(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, mrec_pool *pool);
@@ -1162,6 +1172,10 @@ mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, doubl
 mrec_status mrec_loss_add(mrec_context *ctx, mrec_loss_sum *sum, const double *loss);
 /* loss (1) and x (n) in the context's memory */
 mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int n, float scale, double div);
+mrec_status mrec_loss_cos(mrec_context *ctx, double *loss, const float *cos, int n, float weight);
+mrec_status mrec_loss_norm(mrec_context *ctx, float *coef, double *loss, const float *sq, int n, float reg, int div);
+/* out = a * *s (n), s one float in the context's memory */
+mrec_status mrec_scale_at(mrec_context *ctx, float *out, const float *a, const float *s, int64_t n);
 /* work: *bytes of memory on the context's device (0 on the CPU) */
 mrec_status mrec_index_csr_workspace_bytes(const mrec_context *ctx, int N, int V, size_t *bytes);
 mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,

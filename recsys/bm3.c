@@ -55,11 +55,14 @@ typedef struct {
     /* the op path: the batch's buffers above on the device, and */
     int use_ops, on_gpu, ops_cap;
     mrec_arena batch;
-    float *ah, *th, *cosv, *h_cos;            /* (n, d) x2 unit rows of a cosine, (n) its values, (n) host */
+    float *ah, *th, *cosv;                    /* (n, d) x2 unit rows of a cosine, (n) its values */
+    float *coef;                              /* (2) EmbLoss's factors of the user and the item views */
+    double *loss;                             /* (1) the batch's loss, left on the device */
     int32_t *iota;                            /* (2 cap) 0, 1, ... on the device */
     mrec_batch_rows nodes, items;             /* u, U + i; i */
     mrec_context *ctx;
     mrec_status status;                       /* of the last loss_grad */
+    double host_loss;                         /* the last batch's loss on the host path */
 } bm3;
 
 static mrec_status propagate(bm3 *m) {
@@ -226,20 +229,19 @@ static void carve_batch(bm3 *m, mrec_arena *a) {
     for (int k = 0; k < 5; k++) *one[k] = mrec_arena_alloc(a, sizeof(float) * c * d);
     m->fb = mrec_arena_alloc(a, sizeof(float) * c * (size_t)m->f_max);
     m->cosv = mrec_arena_alloc(a, sizeof(float) * c), m->iota = mrec_arena_alloc(a, sizeof(int32_t) * c);
+    m->coef = mrec_arena_alloc(a, sizeof(float) * 2), m->loss = mrec_arena_alloc(a, sizeof(double));
 }
 
 /* The batch's device buffers, grown (not per batch) when a batch is larger than any before. */
 static mrec_status ensure_ops_batch(bm3 *m, int n) {
     if (n <= m->ops_cap) return MREC_OK;
     mrec_arena_release(&m->batch, m->ctx->cuda);
-    free(m->h_cos);
     m->ops_cap = n;
     mrec_arena measure = mrec_arena_measure();
     carve_batch(m, &measure);
     mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, m->ctx->device, m->ctx->cuda);
     int32_t *iota = malloc(sizeof(int32_t) * (size_t)n);
-    m->h_cos = malloc(sizeof(float) * (size_t)(n > m->dim ? n : m->dim)); /* also EmbLoss's d column sums */
-    if (!st && (!iota || !m->h_cos)) st = mrec_fail(MREC_ERR_NOMEM, "bm3: a batch of %d", n);
+    if (!st && !iota) st = mrec_fail(MREC_ERR_NOMEM, "bm3: a batch of %d", n);
     if (!st) {
         carve_batch(m, &m->batch);
         for (int r = 0; r < n; r++) iota[r] = r;
@@ -250,39 +252,35 @@ static mrec_status ensure_ops_batch(bm3 *m, int n) {
     return st;
 }
 
-/* cos_loss through the op entries: 1 - mean cos(a_r, t_r) over n rows, da (n, d) its gradient in a. The cosine's
- * gradient is the unit rows' backward: d cos / d a = (t^ - a^ cos) / |a| with dy = t^, scaled by -1 / n first. */
-static mrec_status ops_cos_loss(bm3 *m, double *loss, float *da, const float *a, const float *t, int n) {
+/* cos_loss through the op entries: weight (1 - mean cos(a_r, t_r)) over n rows added to the batch's loss on the device,
+ * da (n, d) the gradient of 1 - mean cos in a. The cosine's gradient is the unit rows' backward: d cos / d a = (t^ - a^
+ * cos) / |a| with dy = t^, scaled by -1 / n first. */
+static mrec_status ops_cos_loss(bm3 *m, float weight, float *da, const float *a, const float *t, int n) {
     mrec_context *ctx = m->ctx;
     int d = m->dim;
     mrec_status st = mrec_l2_normalize_rows(ctx, m->ah, a, 1e-8f, n, d); /* the norms floored at 1e-8, as the host's */
     if (!st) st = mrec_l2_normalize_rows(ctx, m->th, t, 1e-8f, n, d);
     if (!st) st = mrec_gather_dot(ctx, m->cosv, m->ah, m->iota, m->th, m->iota, n, d);
-    if (!st) st = mrec_copy_to_host(ctx, m->h_cos, m->cosv, sizeof(float) * (size_t)n);
+    if (!st) st = mrec_loss_cos(ctx, m->loss, m->cosv, n, weight);
     if (!st) st = mrec_scale(ctx, m->th, m->th, -1.0f / n, (int64_t)n * d);
     if (!st) st = mrec_l2_normalize_rows_back(ctx, da, m->th, m->ah, a, 1e-8f, 0, n, d);
-    double c = 0;
-    for (int r = 0; !st && r < n; r++) c += m->h_cos[r];
-    *loss = 1.0 - c / n;
     return st;
 }
 
-/* The sum of squares of x (R, d): squares into sq (R, d), a GEMM of ones into d column sums (in dz, free after the
- * modalities), those summed on the host. */
-static mrec_status ops_sum_squares(bm3 *m, double *out, const float *x, float *sq, int R) {
+/* EmbLoss's term of x (R, d) on the device: squares into sq (R, d), a GEMM of ones into d column sums (in dz, free
+ * after the modalities), then reg |x| / I added to the batch's loss and the factor reg / I / |x| into *coef. */
+static mrec_status ops_norm_reg(bm3 *m, float *coef, const float *x, float *sq, int R) {
     mrec_context *ctx = m->ctx;
     int d = m->dim;
     mrec_status st = mrec_mul(ctx, sq, x, x, (int64_t)R * d);
     if (!st) st = mrec_gemm(ctx, m->dz, m->ones, sq, NULL, 1, 0, 0, 0, 1, d, R, R, d, d);
-    if (!st) st = mrec_copy_to_host(ctx, m->h_cos, m->dz, sizeof(float) * (size_t)d);
-    double s = 0;
-    for (int k = 0; !st && k < d; k++) s += m->h_cos[k];
-    *out = s;
-    return st;
+    return st ? st : mrec_loss_norm(ctx, coef, m->loss, m->dz, d, m->reg, m->n_items);
 }
 
-/* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(bm3 *m, double *loss_out, const int32_t *u, const int32_t *i, int n) {
+/* batch_loss_grad through the op entries, the batch's loss left on the device (m->loss; its terms added in another
+ * order than the host loops', so the loss's last digits may differ from theirs). */
+static mrec_status ops_loss_grad(bm3 *m, const int32_t *u, const int32_t *i, int n) {
+    static const double nothing = 0.0; /* the loss's start */
     mrec_context *ctx = m->ctx;
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
     size_t nd = (size_t)n * d;
@@ -301,9 +299,9 @@ static mrec_status ops_loss_grad(bm3 *m, double *loss_out, const int32_t *u, con
     if (!st) st = mrec_add(ctx, m->src + nd, m->src + nd, m->dsrc, (int64_t)nd);
     if (!st) st = mrec_hash_dropout(ctx, m->tgt, m->src, NULL, 2 * (int64_t)nd, m->dropout, target_key(m, 0));
     if (!st) st = mrec_gemm(ctx, m->on, m->src, m->wp, m->bp, 1, 0, 0, 1, 2 * n, d, d, d, d, d);
-    double loss = 0, part;
-    if (!st) st = ops_cos_loss(m, &part, m->don, m->on, m->tgt + nd, n), loss += part;
-    if (!st) st = ops_cos_loss(m, &part, m->don + nd, m->on + nd, m->tgt, n), loss += part;
+    if (!st) st = mrec_copy_to_device_async(ctx, m->loss, &nothing, sizeof nothing, MREC_STREAM_COMPUTE);
+    if (!st) st = ops_cos_loss(m, 1.0f, m->don, m->on, m->tgt + nd, n);
+    if (!st) st = ops_cos_loss(m, 1.0f, m->don + nd, m->on + nd, m->tgt, n);
     /* the predictor's backward: dW_p = don^T src, db_p = ones^T don, dsrc = don W_p */
     if (!st) st = mrec_gemm(ctx, m->wp_grad, m->don, m->src, NULL, 1, 0, 1, 0, d, d, 2 * n, d, d, d);
     if (!st) st = mrec_gemm(ctx, m->bp_grad, m->nodes.ones, m->don, NULL, 1, 0, 0, 0, 1, d, 2 * n, 2 * n, d, d); /* 2n ones */
@@ -318,10 +316,8 @@ static mrec_status ops_loss_grad(bm3 *m, double *loss_out, const int32_t *u, con
         if (!st) st = mrec_gemm(ctx, m->z, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, n, d, F, F, F, d);
         if (!st) st = mrec_hash_dropout(ctx, m->zt, m->z, NULL, (int64_t)nd, m->dropout, target_key(m, 1 + mo));
         if (!st) st = mrec_gemm(ctx, m->on, m->z, m->wp, m->bp, 1, 0, 0, 1, n, d, d, d, d, d);
-        double a = 0, b = 0;
-        if (!st) st = ops_cos_loss(m, &a, m->don, m->on, ti, n);
-        if (!st) st = ops_cos_loss(m, &b, m->don + nd, m->on, m->zt, n);
-        loss += m->cl * (a + b);
+        if (!st) st = ops_cos_loss(m, m->cl, m->don, m->on, ti, n);
+        if (!st) st = ops_cos_loss(m, m->cl, m->don + nd, m->on, m->zt, n);
         /* don = cl (don_a + don_b); the predictor's backward (accumulating), then W_m, b_m and the features */
         if (!st) st = mrec_add(ctx, m->don, m->don, m->don + nd, (int64_t)nd);
         if (!st) st = mrec_scale(ctx, m->don, m->don, m->cl, (int64_t)nd);
@@ -333,34 +329,34 @@ static mrec_status ops_loss_grad(bm3 *m, double *loss_out, const int32_t *u, con
         if (!st) st = mrec_gemm(ctx, m->fb, m->dz, m->w[mo], NULL, 1, 0, 0, 0, n, F, d, d, F, F);
         if (!st) st = mrec_batch_rows_scatter(&m->items, m->x_grad[mo], m->fb, F);
     }
-    /* EmbLoss over every user row and item view: t1 = [F_u ; F_i + I_i], its two sums of squares (t2 as scratch) */
-    double su = 0, si = 0;
+    /* EmbLoss over every user row and item view: t1 = [F_u ; F_i + I_i], its two norms' terms (t2 as scratch) */
     size_t ud = (size_t)U * d;
     if (!st) st = mrec_scale(ctx, m->t1, m->final, 1.0f, (int64_t)ud);
     if (!st) st = mrec_add(ctx, m->t1 + ud, m->final + ud, m->ego + ud, (int64_t)I * d);
-    if (!st) st = ops_sum_squares(m, &su, m->t1, m->t2, U);
-    if (!st) st = ops_sum_squares(m, &si, m->t1 + ud, m->t2 + ud, I);
-    if (st) return st;
-    su = sqrt(su), si = sqrt(si);
-    loss += m->reg * (su + si) / I;
-    float cu = su > 0 ? (float)(m->reg / I / su) : 0, ci = si > 0 ? (float)(m->reg / I / si) : 0;
-    st = mrec_scale(ctx, m->t2, m->t1, cu, (int64_t)ud);
-    if (!st) st = mrec_scale(ctx, m->t2 + ud, m->t1 + ud, ci, (int64_t)I * d);
+    if (!st) st = ops_norm_reg(m, m->coef, m->t1, m->t2, U);
+    if (!st) st = ops_norm_reg(m, m->coef + 1, m->t1 + ud, m->t2 + ud, I);
+    if (!st) st = mrec_scale_at(ctx, m->t2, m->t1, m->coef, (int64_t)ud);
+    if (!st) st = mrec_scale_at(ctx, m->t2 + ud, m->t1 + ud, m->coef + 1, (int64_t)I * d);
     if (!st) st = mrec_add(ctx, m->dfinal, m->dfinal, m->t2, (int64_t)N * d);
     if (!st) st = mrec_add(ctx, m->ddirect, m->ddirect, m->t2 + ud, (int64_t)I * d);
     /* dE0 = (dF + Â dF + .. + Â^L dF) / (L + 1), plus the items' direct part */
     if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, &m->adj, 1, m->layers, d, m->t1, m->t2, ctx);
     if (!st) st = mrec_add(ctx, m->ego_grad + ud, m->ego_grad + ud, m->ddirect, (int64_t)I * d);
-    *loss_out = loss;
     return st;
 }
 
-static double bm3_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *bm3_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     (void)j; /* BM3 samples no negatives */
     bm3 *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_loss_grad(m, &loss, u, i, n) : batch_loss_grad(m, &loss, u, i, n);
-    return m->status ? NAN : loss;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_loss_grad(m, u, i, n) : batch_loss_grad(m, &m->host_loss, u, i, n);
+    return m->status ? NULL : m->use_ops ? m->loss : &m->host_loss;
+}
+
+static double bm3_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    bm3 *m = self;
+    return mrec_step_loss(m->ctx, &m->status, bm3_step(self, u, i, j, n));
 }
 
 /* P(u) for every user and P(i) for every item, in final's place (both paths: the item view F_i + I_i is one sum) */
@@ -391,7 +387,7 @@ static void bm3_destroy(void *self) {
     mrec_batch_rows_free(&m->nodes), mrec_batch_rows_free(&m->items);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->h_cos), free(m->ft_user), free(m->ft_item);
+    free(m->ft_user), free(m->ft_item);
     for (int k = 0; k < MAX_MOD; k++) free(m->ft_z[k]);
     free(m);
 }
@@ -507,7 +503,7 @@ mrec_status mrec_bm3_create(mrec_model *out, const mrec_graph *graph, const mrec
     }
     out->n_params = p;
     out->status = &m->status;
-    out->loss_grad = bm3_loss_grad, out->prepare = bm3_prepare, out->score = bm3_score, out->destroy = bm3_destroy;
+    out->loss_grad = bm3_loss_grad, out->step = bm3_step, out->prepare = bm3_prepare, out->score = bm3_score, out->destroy = bm3_destroy;
     out->embed_dim = m->dim, out->embeddings = bm3_embeddings;
     return MREC_OK;
 }

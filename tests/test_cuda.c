@@ -957,6 +957,26 @@ static void test_training(void) {
         mrec_loss_term_cpu(&term, rows, 1000, 0.05f, 1000.0);
         if (t_status(mrec_loss_term_cuda(dterm, drows, 1000, 0.05f, 1000.0, cu), MREC_OK, "loss term") && down(&gterm, dterm, sizeof gterm))
             t_check(fabs(gterm - term) <= 1e-13 * fabs(term), "loss term: %.15g on the GPU, %.15g on the CPU", gterm, term);
+        /* BM3's cosine loss and one table's norm regularizer; a factor read from the device */
+        float cosv[777], nf = 0, gnf = 0, sc[777], gsc[777];
+        for (int r = 0; r < 777; r++) cosv[r] = (float)(t_rand_u64(&seed) % 2001) / 1000.0f - 1.0f;
+        term = 0.125;
+        float *dcos = up(cosv, sizeof cosv), *dnf = up(&nf, sizeof nf), *dsc = up(cosv, sizeof cosv);
+        if (dterm) mrec_cuda_copy_h2d(cu, dterm, &term, sizeof term);
+        mrec_loss_cos_cpu(&term, cosv, 777, 0.3f);
+        if (t_status(mrec_loss_cos_cuda(dterm, dcos, 777, 0.3f, cu), MREC_OK, "cosine loss") && down(&gterm, dterm, sizeof gterm))
+            t_check(fabs(gterm - term) <= 1e-13 * fabs(term), "cosine loss: %.15g on the GPU, %.15g on the CPU", gterm, term);
+        for (int r = 0; r < 777; r++) cosv[r] = fabsf(cosv[r]);
+        if (dcos) mrec_cuda_copy_h2d(cu, dcos, cosv, sizeof cosv);
+        mrec_loss_norm_cpu(&nf, &term, cosv, 777, 1e-3f, 7050);
+        if (t_status(mrec_loss_norm_cuda(dnf, dterm, dcos, 777, 1e-3f, 7050, cu), MREC_OK, "norm regularizer") && down(&gnf, dnf, sizeof gnf) &&
+            down(&gterm, dterm, sizeof gterm))
+            t_check(fabs(gterm - term) <= 1e-13 * fabs(term) && fabsf(gnf - nf) <= 1.2e-7f * nf,
+                    "norm regularizer: loss %.15g / %.15g, factor %g / %g on the GPU / CPU", gterm, term, gnf, nf);
+        mrec_scale_ref(sc, cosv, gnf, 777);
+        if (t_status(mrec_scale_at_cuda(dsc, dcos, dnf, 777, cu), MREC_OK, "scale by a factor on the device") && down(gsc, dsc, sizeof gsc))
+            t_check(!memcmp(sc, gsc, sizeof sc), "scale by a factor on the device: the bits of the same factor passed in");
+        mrec_cuda_free(cu, dcos), mrec_cuda_free(cu, dnf), mrec_cuda_free(cu, dsc);
         mrec_cuda_free(cu, drows), mrec_cuda_free(cu, dterm);
         mrec_cuda_free(cu, ddots), mrec_cuda_free(cu, dcoef), mrec_cuda_free(cu, dT), mrec_cuda_free(cu, dout);
         mrec_cuda_free(cu, dids), mrec_cuda_free(cu, dsum), mrec_cuda_free(cu, dls);

@@ -414,7 +414,9 @@ static void op_path_on_cpu(mrec_context *cpu) {
         if (getenv("MREC_TEST_VERBOSE"))
             fprintf(stderr, "  %s on the CPU, host loops / op entries: loss %.10f / %.10f, Recall@10 %.4f / %.4f, nDCG@10 %.4f / %.4f\n",
                     e->name, loss[0][0], loss[1][0], recall[0], recall[1], ndcg[0], ndcg[1]);
-        t_check(fabs(loss[1][0] - loss[0][0]) <= 1e-4 * fabs(loss[0][0]) + 1e-6,
+        /* 1e-6: the two paths round sums in other orders (a few 1e-8 apart after 4 epochs); a wrong transpose in one
+         * term of BM3's regularizer moved it 1e-4 */
+        t_check(fabs(loss[1][0] - loss[0][0]) <= 1e-6 * fabs(loss[0][0]) + 1e-8,
                 "%s through the op entries on the CPU: after 4 epochs a batch's loss %.7f, %.7f on the host loops", e->name, loss[1][0],
                 loss[0][0]);
         t_check(recall[0] > 0 && fabs(recall[1] - recall[0]) <= 0.01 && fabs(ndcg[1] - ndcg[0]) <= 0.01,

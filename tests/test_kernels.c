@@ -2121,6 +2121,16 @@ static void test_training_ops(void) {
         double rows[3] = {0.5, 1.25, 2.0}, term = 1.0;
         mrec_loss_term_cpu(&term, rows, 3, 0.5f, 4.0);
         t_check(term == 1.0 + 0.5 * 3.75 / 4.0, "loss term: 1 + 0.5 (0.5 + 1.25 + 2) / 4 (%.17g)", term);
+        float cosv[4] = {0.5f, -0.25f, 1.0f, 0.75f}, sq3[3] = {1.0f, 2.0f, 6.0f}, zero[3] = {0, 0, 0}, nf = -1;
+        term = 0.5;
+        mrec_loss_cos_cpu(&term, cosv, 4, 0.25f);
+        t_check(term == 0.5 + 0.25 * (1.0 - 2.0 / 4), "cosine loss: 0.5 + 0.25 (1 - mean cos) (%.17g)", term);
+        term = 0;
+        mrec_loss_norm_cpu(&nf, &term, sq3, 3, 0.5f, 7);
+        t_check(fabs(term - 0.5 * 3.0 / 7) <= 1e-15 && nf == (float)(0.5f / 7 / 3.0), "norm regularizer: 0.5 |x| / 7 with |x| 3, factor %g",
+                nf);
+        mrec_loss_norm_cpu(&nf, &term, zero, 3, 0.5f, 7);
+        t_check(nf == 0.0f, "norm regularizer: a zero table's factor is 0, not inf (%g)", nf);
         mrec_context_options o = mrec_context_defaults();
         o.device = MREC_WANT_CPU, o.n_threads = 1;
         mrec_context *cpu = NULL;

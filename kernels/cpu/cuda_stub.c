@@ -215,6 +215,15 @@ mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda
 mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n, float weight, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const float *sq, int n, float reg, int div, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_scale_at_cuda(float *out, const float *a, const float *s, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
                                 mrec_cuda *cu) {
     return no_cuda();

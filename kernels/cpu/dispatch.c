@@ -513,6 +513,26 @@ mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int
     return MREC_OK;
 }
 
+mrec_status mrec_loss_cos(mrec_context *ctx, double *loss, const float *cos, int n, float weight) {
+    if (n < 1) return mrec_fail(MREC_ERR_ARG, "cosine loss of %d rows", n);
+    if (on_gpu(ctx)) return mrec_loss_cos_cuda(loss, cos, n, weight, ctx->cuda);
+    mrec_loss_cos_cpu(loss, cos, n, weight);
+    return MREC_OK;
+}
+
+mrec_status mrec_loss_norm(mrec_context *ctx, float *coef, double *loss, const float *sq, int n, float reg, int div) {
+    if (n < 0 || div < 1) return mrec_fail(MREC_ERR_ARG, "norm regularizer: %d sums over %d", n, div);
+    if (on_gpu(ctx)) return mrec_loss_norm_cuda(coef, loss, sq, n, reg, div, ctx->cuda);
+    mrec_loss_norm_cpu(coef, loss, sq, n, reg, div);
+    return MREC_OK;
+}
+
+mrec_status mrec_scale_at(mrec_context *ctx, float *out, const float *a, const float *s, int64_t n) {
+    if (on_gpu(ctx)) return mrec_scale_at_cuda(out, a, s, n, ctx->cuda);
+    mrec_scale_cpu(out, a, *s, n, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
                             const int32_t *ib, int n, int d) {
     if (on_gpu(ctx)) return mrec_gather_dot_cuda(out, A, ia, B, ib, n, d, ctx->cuda);

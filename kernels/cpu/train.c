@@ -203,6 +203,20 @@ void mrec_loss_term_cpu(double *loss, const double *x, int n, float scale, doubl
     *loss += scale * s / div;
 }
 
+void mrec_loss_cos_cpu(double *loss, const float *cos, int n, float weight) {
+    double c = 0;
+    for (int r = 0; r < n; r++) c += cos[r];
+    *loss += weight * (1.0 - c / n);
+}
+
+void mrec_loss_norm_cpu(float *coef, double *loss, const float *sq, int n, float reg, int div) {
+    double s = 0;
+    for (int k = 0; k < n; k++) s += sq[k];
+    double norm = sqrt(s);
+    *coef = norm > 0 ? (float)(reg / div / norm) : 0.0f;
+    *loss += reg * norm / div;
+}
+
 void mrec_loss_add_cpu(mrec_loss_sum *sum, const double *loss) {
     if (!isfinite(*loss) && sum->bad < 0) sum->bad = sum->batches, sum->bad_loss = *loss;
     sum->sum += *loss;

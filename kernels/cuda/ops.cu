@@ -41,6 +41,10 @@ struct scale_op {
     float s;
     __device__ float operator()(float x, float) const { return x * s; }
 };
+struct scale_at_op { /* the factor in device memory, read by each thread (cached) */
+    const float *s;
+    __device__ float operator()(float x, float) const { return x * *s; }
+};
 
 static int aligned16(const void *a, const void *b, const void *c) { return (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) & 15) == 0; }
 
@@ -70,6 +74,11 @@ extern "C" mrec_status mrec_mul_cuda(float *out, const float *a, const float *b,
 /* out, a: (n) */
 extern "C" mrec_status mrec_scale_cuda(float *out, const float *a, float s, int64_t n, mrec_cuda *cu) {
     return map(out, a, (const float *)NULL, scale_op{s}, n, "scale", cu);
+}
+
+/* out, a: (n); s: (1) */
+extern "C" mrec_status mrec_scale_at_cuda(float *out, const float *a, const float *s, int64_t n, mrec_cuda *cu) {
+    return map(out, a, (const float *)NULL, scale_at_op{s}, n, "scale_at", cu);
 }
 
 /* out: (n) */

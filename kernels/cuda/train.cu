@@ -290,6 +290,32 @@ extern "C" mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n,
     return MREC_CUDA_LAUNCHED("loss_term");
 }
 
+/* One block, as loss_term_kernel, over floats: BM3's cosine loss, or (norm) the regularizer of one table. */
+__global__ static void loss_floats_kernel(double *loss, float *coef, const float *x, int n, float w, int div, int norm) {
+    __shared__ double part[THREADS][4];
+    double v[4] = {0, 0, 0, 0};
+    for (int r = threadIdx.x; r < n; r += THREADS) v[0] += x[r];
+    block_sum4(part, v);
+    if (threadIdx.x) return;
+    if (!norm) {
+        *loss += w * (1.0 - v[0] / n);
+        return;
+    }
+    double s = sqrt(v[0]);
+    *coef = s > 0 ? (float)(w / div / s) : 0.0f;
+    *loss += w * s / div;
+}
+
+extern "C" mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n, float weight, mrec_cuda *cu) {
+    loss_floats_kernel<<<1, THREADS, 0, cu->stream>>>(loss, NULL, cos, n, weight, 1, 0);
+    return MREC_CUDA_LAUNCHED("loss_cos");
+}
+
+extern "C" mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const float *sq, int n, float reg, int div, mrec_cuda *cu) {
+    loss_floats_kernel<<<1, THREADS, 0, cu->stream>>>(loss, coef, sq, n, reg, div, 1);
+    return MREC_CUDA_LAUNCHED("loss_norm");
+}
+
 /* One thread: the batches' losses in batch order, as the CPU adds them. */
 __global__ static void loss_add_kernel(mrec_loss_sum *sum, const double *loss) {
     double l = *loss;
