@@ -660,12 +660,13 @@ mrec_status mrec_index_csr_ref(int64_t *row_ptr, int32_t *pos, const int32_t *id
  * sigmoid(pos - neg)); mrec_bpr_softplus_loss the LightGCN authors', mean
  * softplus(neg - pos); mrec_bpr_clamped_loss the Ducho-meets-Elliot fork's
  * (NGCF-M), softplus with pos - neg clamped to [-80, 1e8] and no gradient
- * below -80. Each writes dx (n) = d loss / d (pos - neg) and returns the
- * loss, summed in double in batch order. */
+ * below -80; MREC_BPR_SOFTPLUS_SUM the fork's SGL, softplus summed over the
+ * batch (not its mean). Each writes dx (n) = d loss / d (pos - neg) and
+ * returns the loss, summed in double in batch order. */
 double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n);
 double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n);
 double mrec_bpr_clamped_loss(float *dx, const float *pos, const float *neg, int n);
-typedef enum { MREC_BPR_LOG_SIGMOID, MREC_BPR_SOFTPLUS, MREC_BPR_CLAMPED } mrec_bpr_form;
+typedef enum { MREC_BPR_LOG_SIGMOID, MREC_BPR_SOFTPLUS, MREC_BPR_CLAMPED, MREC_BPR_SOFTPLUS_SUM } mrec_bpr_form;
 /* The regularizer on the batch's rows, from their squared norms s_u, s_i,
  * s_j (each the sum over the batch): NORMS is MMRec's reg (|U_b| + |I_b|
  * + |J_b|) / n, the row factors reg / n / |.|; SQUARED the LightGCN

@@ -71,14 +71,14 @@ typedef struct {
     int use_ops, on_gpu, ops_cap, chunk;
     mrec_arena batch;
     float *G;               /* (cap, d) the anchors' gradient rows */
-    double *closs_all;      /* (cap) each anchor's loss, read once a contrast */
-    double *h_loss_all;     /* (cap) host */
+    double *closs_all;      /* (cap) each anchor's loss, summed on the device */
     float *sim_ops, *zb_ops; /* (chunk, max(U, I)), (chunk, d): sim and zb on a CPU, larger blocks on a GPU */
     mrec_batch_rows anchors;
     mrec_bpr_ops ops;
     mrec_rng rng;
     mrec_context *ctx;
     mrec_status status;
+    double host_loss;       /* the last batch's loss on the host path */
 } sgl;
 
 static const mrec_graph *layer_graph(const sgl *m, int view, int k) { return &m->views[view][m->augment == 2 ? k : 0]; }
@@ -193,17 +193,6 @@ static mrec_status draw_views(sgl *m) {
         }
     free(keep);
     return st ? st : upload_views(m);
-}
-
-/* -sum_b log sigmoid(pos - neg), summed as the fork; dx (n) its derivative in pos - neg. */
-static double bpr_sum(float *dx, const float *pos, const float *neg, int n) {
-    double loss = 0;
-    for (int b = 0; b < n; b++) {
-        double x = (double)pos[b] - neg[b];
-        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)); /* -log sigmoid(x), stably */
-        dx[b] = (float)(-1.0 / (1.0 + exp(x)));
-    }
-    return loss;
 }
 
 static mrec_status sgl_epoch_start(void *self) {
@@ -323,9 +312,6 @@ static mrec_status ensure_ops_batch(sgl *m, int n) {
     if (n <= m->ops_cap) return MREC_OK;
     mrec_arena_release(&m->batch, m->ctx->cuda);
     m->ops_cap = 0;
-    double *h = realloc(m->h_loss_all, sizeof(double) * (size_t)n);
-    if (!h) return mrec_fail(MREC_ERR_NOMEM, "sgl: a batch of %d", n);
-    m->h_loss_all = h;
     mrec_arena measure = mrec_arena_measure();
     carve_batch(m, &measure, n);
     mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, m->ctx->device, m->ctx->cuda);
@@ -333,14 +319,13 @@ static mrec_status ensure_ops_batch(sgl *m, int n) {
     return st;
 }
 
-/* contrast through the op entries. */
-static double ops_contrast(sgl *m, const int32_t *ids, int n, int offset, int count, mrec_status *st) {
+/* contrast through the op entries: ssl_reg times the anchors' losses added to the batch's loss on the device. */
+static void ops_contrast(sgl *m, const int32_t *ids, int n, int offset, int count, mrec_status *st) {
     mrec_context *ctx = m->ctx;
     int d = m->dim;
     static const int zero = 0;
     const float *z1 = m->z[0] + (size_t)offset * d, *z2 = m->z[1] + (size_t)offset * d;
     float *dz1 = m->dz[0] + (size_t)offset * d, *dz2 = m->dz[1] + (size_t)offset * d, inv = 1.0f / m->temp;
-    double loss = 0;
     /* the anchors' index checks the ids before a row is read */
     *st = mrec_batch_rows_set(&m->anchors, ctx, count, 1, &ids, &zero, n);
     float *sim = m->sim_ops, *zb = m->zb_ops;
@@ -356,16 +341,14 @@ static double ops_contrast(sgl *m, const int32_t *ids, int n, int offset, int co
         if (!*st) *st = mrec_gemm(ctx, g, sim, z2, NULL, 1, 0, 0, 0, c, d, count, count, d, d);
         if (!*st) *st = mrec_gemm(ctx, dz2, sim, zb, NULL, 1, 1, 1, 0, count, d, c, count, d, d);
     }
-    /* the anchors' losses, read once (a copy a block stopped the device at every block) */
-    if (!*st) *st = mrec_copy_to_host(ctx, m->h_loss_all, m->closs_all, sizeof(double) * (size_t)n);
-    for (int r = 0; r < n && !*st; r++) loss += m->h_loss_all[r];
+    /* the anchors' losses, summed where they are */
+    if (!*st) *st = mrec_loss_term(ctx, m->ops.loss, m->closs_all, n, m->ssl_reg, 1.0);
     if (!*st) *st = mrec_batch_rows_scatter(&m->anchors, m->acc, m->G, d); /* acc: rows [0, count) are free here */
     if (!*st) *st = mrec_add(ctx, dz1, dz1, m->acc, (int64_t)count * d);
-    return *st ? NAN : m->ssl_reg * loss;
 }
 
 /* step through the op entries. */
-static mrec_status ops_step(sgl *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+static mrec_status ops_step(sgl *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mrec_context *ctx = m->ctx;
     mrec_bpr_ops *o = &m->ops;
     int d = m->dim, U = m->n_users, N = m->n_nodes;
@@ -378,18 +361,16 @@ static mrec_status ops_step(sgl *m, double *loss_out, const int32_t *u, const in
         if (!st) st = mrec_l2_normalize_rows(ctx, m->z[v], m->v[v], 1e-12f, N, d); /* F.normalize's floor */
         if (!st) st = mrec_scale(ctx, m->dz[v], m->z[v], 0.0f, total); /* zeros (z is finite) */
     }
-    /* pos, neg from F, the squared norms of the batch's ego rows */
-    if (!st) st = mrec_bpr_ops_scores(o, ctx, m->final, m->ego, u, i, j, n, U, N, d);
-    if (st) return st;
-    double loss = bpr_sum(o->dx, o->h_dots, o->h_dots + n, n), reg = 0;
-    for (int b = 0; b < 3 * n; b++) reg += o->h_dots[2 * n + b];
+    /* pos, neg from F, the squared norms of the batch's ego rows; the loss where they are: BPR summed over the batch,
+     * l_w / 2 the squared norms (repeats counted), each row's factor l_w */
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS_SUM, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->l_w, .reg_div = 1};
+    if (!st) st = mrec_bpr_ops_dots(o, ctx, m->final, m->ego, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_loss(o, &spec);
     /* dF into acc after the contrasts (which use acc as scratch) */
-    if (views) {
-        loss += ops_contrast(m, u, n, 0, U, &st);
-        if (!st) loss += ops_contrast(m, i, n, U, m->n_items, &st);
-        if (st) return st;
-    }
-    if ((st = mrec_bpr_ops_scatter(o, m->acc, m->final, o->dx, NULL))) return st;
+    if (views && !st) ops_contrast(m, u, n, 0, U, &st);
+    if (views && !st) ops_contrast(m, i, n, U, m->n_items, &st);
+    if (!st) st = mrec_bpr_ops_scatter_at(o, m->acc, m->final, 1, 0);
+    if (st) return st;
     if ((st = mrec_scale(ctx, m->ego_grad, m->ego, 0.0f, total))) return st;
     if ((st = layer_mean_back(m, m->ego_grad, m->acc, -1))) return st;
     /* through the unit rows into final (free now), then back through each view's graphs */
@@ -398,18 +379,21 @@ static mrec_status ops_step(sgl *m, double *loss_out, const int32_t *u, const in
         if (!st) st = layer_mean_back(m, m->ego_grad, m->final, v);
     }
     /* l_w / 2 squared norms of the batch's ego rows, repeats counted: l_w E0 on those rows */
-    float c[3] = {m->l_w, m->l_w, m->l_w};
-    if (!st) st = mrec_bpr_ops_scatter(o, m->acc, m->ego, NULL, c);
-    if (!st) st = mrec_add(ctx, m->ego_grad, m->ego_grad, m->acc, total);
-    *loss_out = loss + m->l_w * reg / 2;
-    return st;
+    if (!st) st = mrec_bpr_ops_scatter_at(o, m->acc, m->ego, 0, MREC_BPR_PARTS_ALL);
+    return st ? st : mrec_add(ctx, m->ego_grad, m->ego_grad, m->acc, total);
+}
+
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *sgl_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    sgl *m = self;
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_step(m, u, i, j, n) : step(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->ops.loss : &m->host_loss;
 }
 
 static double sgl_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     sgl *m = self;
-    double loss = NAN;
-    m->status = m->use_ops ? ops_step(m, &loss, u, i, j, n) : step(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, sgl_step(self, u, i, j, n));
 }
 
 static mrec_status sgl_prepare(void *self) { return layer_mean(self, ((sgl *)self)->final, -1); }
@@ -432,7 +416,7 @@ static void sgl_destroy(void *self) {
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     free(m->pair_user), free(m->pair_item), free(m->perm), free(m->kept_user), free(m->kept_item);
-    free(m->h_loss), free(m->h_loss_all);
+    free(m->h_loss);
     free(m);
 }
 
@@ -518,7 +502,7 @@ mrec_status mrec_sgl_create(mrec_model *out, const mrec_graph *graph, const mrec
     out->name = "SGL", out->self = m, out->n_params = 1;
     out->param[0] = m->ego, out->grad[0] = m->ego_grad, out->size[0] = (int64_t)total;
     out->status = &m->status;
-    out->loss_grad = sgl_loss_grad, out->prepare = sgl_prepare, out->score = sgl_score, out->epoch_start = sgl_epoch_start;
+    out->loss_grad = sgl_loss_grad, out->step = sgl_step, out->prepare = sgl_prepare, out->score = sgl_score, out->epoch_start = sgl_epoch_start;
     out->destroy = sgl_destroy;
     out->embed_dim = m->dim, out->embeddings = sgl_embeddings;
     return MREC_OK;

@@ -899,7 +899,7 @@ static void test_training(void) {
         for (int b = 0; b < 3 * B; b++) dots[2 * B + b] = (float)(t_rand_u64(&seed) % 1000) / 300.0f;
         float *ddots = up(dots, 4 * 5 * (size_t)B), *dcoef = up(coef, sizeof coef);
         dots[7] = -45.0f, dots[B + 7] = 45.0f; /* pos - neg -90: past the fork's clamp */
-        for (int form = 0; form < 3; form++)
+        for (int form = 0; form < 4; form++)
             for (int reg_form = 0; reg_form < 4; reg_form++) {
                 mrec_bpr_spec spec = {.form = form, .weight = reg_form == 1 ? 0.375f : 1.0f, .reg_form = reg_form, .reg = 1e-3f,
                                       .reg_div = 2048};

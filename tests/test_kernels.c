@@ -2070,7 +2070,7 @@ static void test_training_ops(void) {
         double s[3] = {0, 0, 0};
         for (int t = 0; t < 3; t++)
             for (int b = 0; b < nb; b++) s[t] += sq[t * nb + b];
-        for (int form = 0; form < 3; form++)
+        for (int form = 0; form < 4; form++)
             for (int reg_form = 0; reg_form < 4; reg_form++) {
                 mrec_bpr_spec spec = {.form = form, .weight = reg_form == 1 ? 0.375f : 1.0f, .reg_form = reg_form, .reg = 0.01f,
                                       .reg_div = 64};
@@ -2082,14 +2082,14 @@ static void test_training_ops(void) {
                     if (form == MREC_BPR_CLAMPED) {
                         double c = x < -80 ? -80 : x;
                         want += c > 0 ? log1p(exp(-c)) : -c + log1p(exp(c)), g = x < -80 ? 0 : -(1 - sig) / nb;
-                    } else if (form == MREC_BPR_SOFTPLUS) {
-                        want += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)), g = -(1 - sig) / nb;
+                    } else if (form == MREC_BPR_SOFTPLUS || form == MREC_BPR_SOFTPLUS_SUM) {
+                        want += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)), g = -(1 - sig) / (form == MREC_BPR_SOFTPLUS ? nb : 1);
                     } else {
                         want += -log(1e-10 + sig), g = -sig * (1 - sig) / (1e-10 + sig) / nb;
                     }
                     dx_ok &= fabs(dx[b] - spec.weight * g) <= 1e-6 * fabs(g);
                 }
-                want = spec.weight * want / nb;
+                want = spec.weight * want / (form == MREC_BPR_SOFTPLUS_SUM ? 1 : nb);
                 double r = spec.reg;
                 if (reg_form == MREC_BPR_REG_NORMS) {
                     want += r * (sqrt(s[0]) + sqrt(s[1]) + sqrt(s[2])) / nb;

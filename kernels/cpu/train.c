@@ -165,12 +165,24 @@ double mrec_bpr_clamped_loss(float *dx, const float *pos, const float *neg, int 
     return loss / n;
 }
 
+/* softplus(neg - pos) summed, dx not over n (the fork's SGL) */
+static double softplus_sum(float *dx, const float *pos, const float *neg, int n) {
+    double loss = 0;
+    for (int b = 0; b < n; b++) {
+        double x = (double)pos[b] - neg[b];
+        loss += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
+        dx[b] = (float)(-1.0 / (1.0 + exp(x)));
+    }
+    return loss;
+}
+
 void mrec_bpr_batch_loss_cpu(float *dx, float *coef, double *loss, const float *dots, int n, const mrec_bpr_spec *spec) {
     const float *pos = dots, *neg = dots + n, *sq = dots + 2 * (size_t)n;
     float reg = spec->reg;
     double l = spec->form == MREC_BPR_SOFTPLUS ? mrec_bpr_softplus_loss(dx, pos, neg, n)
-               : spec->form == MREC_BPR_CLAMPED ? mrec_bpr_clamped_loss(dx, pos, neg, n)
-                                                 : mrec_bpr_loss(dx, pos, neg, n);
+               : spec->form == MREC_BPR_CLAMPED      ? mrec_bpr_clamped_loss(dx, pos, neg, n)
+               : spec->form == MREC_BPR_SOFTPLUS_SUM ? softplus_sum(dx, pos, neg, n)
+                                                     : mrec_bpr_loss(dx, pos, neg, n);
     if (spec->weight != 1.0f) {
         l = spec->weight * l;
         for (int b = 0; b < n; b++) dx[b] = spec->weight * dx[b];

@@ -231,9 +231,9 @@ __global__ static void bpr_batch_loss_kernel(float *dx, float *coef, double *los
             x = fmin(fmax(x, -80.0), 1e8);
             v[0] += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
             g = flat ? 0.0f : (float)(-1.0 / (1.0 + exp(x)) / n);
-        } else if (spec.form == MREC_BPR_SOFTPLUS) {
+        } else if (spec.form == MREC_BPR_SOFTPLUS || spec.form == MREC_BPR_SOFTPLUS_SUM) {
             v[0] += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
-            g = (float)(-1.0 / (1.0 + exp(x)) / n);
+            g = spec.form == MREC_BPR_SOFTPLUS ? (float)(-1.0 / (1.0 + exp(x)) / n) : (float)(-1.0 / (1.0 + exp(x)));
         } else {
             double sig = 1.0 / (1.0 + exp(-x));
             v[0] += -log(1e-10 + sig);
@@ -249,7 +249,7 @@ __global__ static void bpr_batch_loss_kernel(float *dx, float *coef, double *los
     block_sum4(part, v);
     if (threadIdx.x) return;
     float reg = spec.reg;
-    double l = v[0] / n;
+    double l = spec.form == MREC_BPR_SOFTPLUS_SUM ? v[0] : v[0] / n;
     if (spec.weight != 1.0f) l = spec.weight * l;
     if (spec.reg_form == MREC_BPR_REG_NORMS || spec.reg_form == MREC_BPR_REG_SQUARED) {
         double nu = sqrt(v[1]), ni = sqrt(v[2]), nj = sqrt(v[3]);
