@@ -178,7 +178,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     }
     mrec_adam_init_on(&adam, opt->lr, opt->weight_decay, ctx);
     for (int p = 0; p < m->n_params && !st; p++) st = mrec_adam_add(&adam, m->param[p], m->grad[p], m->size[p]);
-    /* the sum of the losses a model leaves on the device (mrec_model.batch_loss), kept there */
+    /* the sum of the losses a model leaves on the device (mrec_model.step), kept there */
     mrec_arena sum_mem = {0};
     mrec_loss_sum *on_device = NULL;
     if (!st && m->step && !(st = mrec_arena_reserve(&sum_mem, sizeof *on_device, ctx->device, ctx->cuda)))
