@@ -661,25 +661,45 @@ mrec_status mrec_index_csr_ref(int64_t *row_ptr, int32_t *pos, const int32_t *id
  * softplus(neg - pos); mrec_bpr_clamped_loss the Ducho-meets-Elliot fork's
  * (NGCF-M), softplus with pos - neg clamped to [-80, 1e8] and no gradient
  * below -80; MREC_BPR_SOFTPLUS_SUM the fork's SGL, softplus summed over the
- * batch (not its mean). Each writes dx (n) = d loss / d (pos - neg) and
- * returns the loss, summed in double in batch order. */
+ * batch (not its mean); MREC_BPR_LOG_SIGMOID_1E5 SELFRec's (SimGCL),
+ * -mean log(1e-5 + sigmoid). Each writes dx (n) = d loss / d (pos - neg)
+ * and returns the loss, summed in double in batch order. */
 double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n);
+/* -mean log(eps + sigmoid(pos - neg)): mrec_bpr_loss is eps 1e-10 */
+double mrec_bpr_log_sigmoid_loss(float *dx, const float *pos, const float *neg, int n, double eps);
 double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n);
 double mrec_bpr_clamped_loss(float *dx, const float *pos, const float *neg, int n);
-typedef enum { MREC_BPR_LOG_SIGMOID, MREC_BPR_SOFTPLUS, MREC_BPR_CLAMPED, MREC_BPR_SOFTPLUS_SUM } mrec_bpr_form;
+typedef enum {
+    MREC_BPR_LOG_SIGMOID,
+    MREC_BPR_SOFTPLUS,
+    MREC_BPR_CLAMPED,
+    MREC_BPR_SOFTPLUS_SUM,
+    MREC_BPR_LOG_SIGMOID_1E5
+} mrec_bpr_form;
 /* The regularizer on the batch's rows, from their squared norms s_u, s_i,
  * s_j (each the sum over the batch): NORMS is MMRec's reg (|U_b| + |I_b|
  * + |J_b|) / n, the row factors reg / n / |.|; SQUARED the LightGCN
  * authors' reg (s_u + s_i + s_j) / 2 / n (each norm squared again after
  * its square root, as they write it), factors reg / n; SQUARED_ALL
- * LATTICE's reg (one sum of all 3n) / 2 / reg_div, factors reg / reg_div. */
-typedef enum { MREC_BPR_REG_NONE, MREC_BPR_REG_NORMS, MREC_BPR_REG_SQUARED, MREC_BPR_REG_SQUARED_ALL } mrec_bpr_reg;
+ * LATTICE's reg (one sum of all 3n) / 2 / reg_div, factors reg / reg_div;
+ * NORMS_UI SELFRec's (SimGCL) NORMS without the negatives' rows (factor 0);
+ * PAIRS MMGCN's and GRCN's mean square of [u, u] and [i, j], reg (2 s_u +
+ * s_i + s_j) / (2 reg_div) with reg_div = n d, factors (4, 2, 2) reg /
+ * (2 reg_div). */
+typedef enum {
+    MREC_BPR_REG_NONE,
+    MREC_BPR_REG_NORMS,
+    MREC_BPR_REG_SQUARED,
+    MREC_BPR_REG_SQUARED_ALL,
+    MREC_BPR_REG_NORMS_UI,
+    MREC_BPR_REG_PAIRS
+} mrec_bpr_reg;
 typedef struct {
     mrec_bpr_form form;
     float weight;        /* the term's weight: loss weight * bpr, dx weight * dx (a float product); 1 for none */
     mrec_bpr_reg reg_form;
     float reg;
-    int reg_div;         /* SQUARED_ALL's divisor (>= 1) */
+    int reg_div;         /* SQUARED_ALL's and PAIRS' divisor (>= 1) */
     int accumulate;      /* add the term to *loss (a later term of the same batch), else set it */
 } mrec_bpr_spec;
 /* A run's batch losses, added where they are: the sum in batch order and
@@ -931,6 +951,10 @@ mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda
 mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu);
 mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n, float weight, mrec_cuda *cu);
 mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const float *sq, int n, float reg, int div, mrec_cuda *cu);
+/* mrec_loss_dot_cpu, one block of 1024 threads (a fixed tree) */
+mrec_status mrec_loss_dot_cuda(double *loss, const float *x, const float *y, int64_t n, float scale, double div, mrec_cuda *cu);
+/* mrec_moment_align_cpu, one block (each row's sum in a fixed tree) */
+mrec_status mrec_moment_align_cuda(float *alpha, float *sums, double *loss, int W, int64_t n, float w, mrec_cuda *cu);
 /* out = a * *s, s one float in device memory (a factor computed there) */
 mrec_status mrec_scale_at_cuda(float *out, const float *a, const float *s, int64_t n, mrec_cuda *cu);
 /* scores (R, C) of users u0 .. u0 + R - 1: the columns of each user's row of
@@ -1144,6 +1168,17 @@ void mrec_loss_cos_cpu(double *loss, const float *cos, int n, float weight);
  * in double): *loss += reg |X| / div, *coef = reg / div / |X| (0 for a zero table), the factor of X in
  * its gradient (BM3's EmbLoss). */
 void mrec_loss_norm_cpu(float *coef, double *loss, const float *sq, int n, float reg, int div);
+/* *loss += scale * (x[0] y[0] + ... + x[n-1] y[n-1]) / div, products and sum in double, in order (y may be x: a
+ * table's squared norm, MMGCN's and MENTOR's regularizers) */
+void mrec_loss_dot_cpu(double *loss, const float *x, const float *y, int64_t n, float scale, double div);
+/* MENTOR's alignment of four tables' moments from their column sums. sums (8, W): rows 2a and 2a + 1 the column
+ * sums of table a's entries and of their squares, n entries a table. With mean_a = S_a / n and var_a = (Q_a -
+ * S_a^2 / n) / (n - 1) (S, Q: a row's sum, in double):
+ *   *loss += w sum_{a < b} |var_a - var_b| + |mean_a - mean_b|
+ * and the gradient in an entry x of table a is alpha_a x + beta_a: alpha (4) written, and beta_a into every
+ * column of sums' row a (rows 0-3 overwritten, the rows a GEMM with a column of ones spreads). |.|'s slope is
+ * torch's sign, 0 at 0. n >= 2. */
+void mrec_moment_align_cpu(float *alpha, float *sums, double *loss, int W, int64_t n, float w);
 
 /* mrec_index_csr_ref in O(N + V): a stable counting sort. */
 mrec_status mrec_index_csr_cpu(int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, mrec_pool *pool);
@@ -1175,6 +1210,10 @@ mrec_status mrec_loss_add(mrec_context *ctx, mrec_loss_sum *sum, const double *l
 mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int n, float scale, double div);
 mrec_status mrec_loss_cos(mrec_context *ctx, double *loss, const float *cos, int n, float weight);
 mrec_status mrec_loss_norm(mrec_context *ctx, float *coef, double *loss, const float *sq, int n, float reg, int div);
+/* loss (1), x, y (n) in the context's memory */
+mrec_status mrec_loss_dot(mrec_context *ctx, double *loss, const float *x, const float *y, int64_t n, float scale, double div);
+/* alpha (4), sums (8, W), loss (1) in the context's memory */
+mrec_status mrec_moment_align(mrec_context *ctx, float *alpha, float *sums, double *loss, int W, int64_t n, float w);
 /* out = a * *s (n), s one float in the context's memory */
 mrec_status mrec_scale_at(mrec_context *ctx, float *out, const float *a, const float *s, int64_t n);
 /* work: *bytes of memory on the context's device (0 on the CPU) */

@@ -899,8 +899,8 @@ static void test_training(void) {
         for (int b = 0; b < 3 * B; b++) dots[2 * B + b] = (float)(t_rand_u64(&seed) % 1000) / 300.0f;
         float *ddots = up(dots, 4 * 5 * (size_t)B), *dcoef = up(coef, sizeof coef);
         dots[7] = -45.0f, dots[B + 7] = 45.0f; /* pos - neg -90: past the fork's clamp */
-        for (int form = 0; form < 4; form++)
-            for (int reg_form = 0; reg_form < 4; reg_form++) {
+        for (int form = 0; form <= MREC_BPR_LOG_SIGMOID_1E5; form++)
+            for (int reg_form = 0; reg_form <= MREC_BPR_REG_PAIRS; reg_form++) {
                 mrec_bpr_spec spec = {.form = form, .weight = reg_form == 1 ? 0.375f : 1.0f, .reg_form = reg_form, .reg = 1e-3f,
                                       .reg_div = 2048};
                 double loss = 0, gl = 0;
@@ -976,6 +976,48 @@ static void test_training(void) {
         mrec_scale_ref(sc, cosv, gnf, 777);
         if (t_status(mrec_scale_at_cuda(dsc, dcos, dnf, 777, cu), MREC_OK, "scale by a factor on the device") && down(gsc, dsc, sizeof gsc))
             t_check(!memcmp(sc, gsc, sizeof sc), "scale by a factor on the device: the bits of the same factor passed in");
+        /* a dot product added to the loss: a table's squared norm of a million entries (one block of 1024 threads
+         * over it), and three products; the CPU's in order, the GPU's in a tree */
+        for (int big = 0; big < 2; big++) {
+            int64_t n = big ? 1234567 : 3;
+            float *x = rnd(n, -1, 1), *y = big ? x : rnd(n, -1, 1);
+            float *dx_ = up(x, 4 * (size_t)n), *dy_ = big ? dx_ : up(y, 4 * (size_t)n);
+            term = 0.5;
+            if (dterm) mrec_cuda_copy_h2d(cu, dterm, &term, sizeof term);
+            mrec_loss_dot_cpu(&term, x, y, n, 1e-3f, (double)n);
+            if (t_status(mrec_loss_dot_cuda(dterm, dx_, dy_, n, 1e-3f, (double)n, cu), MREC_OK, "loss dot") && down(&gterm, dterm, sizeof gterm))
+                t_check(fabs(gterm - term) <= 1e-13 * fabs(term), "loss dot of %lld: %.15g on the GPU, %.15g on the CPU", (long long)n,
+                        gterm, term);
+            mrec_cuda_free(cu, dx_);
+            if (!big) mrec_cuda_free(cu, dy_), free(y);
+            free(x);
+        }
+        /* MENTOR's moment alignment from four random tables' column sums (37 x 130): the loss, alpha and the beta rows */
+        {
+            enum { NR = 37, W = 130 };
+            float *sums = calloc(8 * W, 4), *gsums = malloc(4 * 8 * W), alpha[4], galpha[4];
+            for (int a = 0; a < 4; a++) {
+                float *t = rnd(NR * W, -1, 1);
+                for (int e = 0; e < NR * W; e++) {
+                    float x = t[e] * (float)(a + 1) + 0.1f * (float)a;
+                    sums[2 * a * W + e % W] += x, sums[(2 * a + 1) * W + e % W] += x * x;
+                }
+                free(t);
+            }
+            float *dsums = up(sums, 4 * 8 * W), *dalpha = up(alpha, sizeof alpha);
+            term = 0.5;
+            if (dterm) mrec_cuda_copy_h2d(cu, dterm, &term, sizeof term);
+            mrec_moment_align_cpu(alpha, sums, &term, W, (int64_t)NR * W, 0.1f);
+            if (t_status(mrec_moment_align_cuda(dalpha, dsums, dterm, W, (int64_t)NR * W, 0.1f, cu), MREC_OK, "moment alignment") &&
+                down(&gterm, dterm, sizeof gterm) && down(galpha, dalpha, sizeof galpha) && down(gsums, dsums, 4 * 8 * W)) {
+                t_check(fabs(gterm - term) <= 1e-12 * fabs(term), "moment alignment: loss %.15g on the GPU, %.15g on the CPU", gterm, term);
+                t_allclose("moment alignment: alpha", alpha, galpha, 4, 0, 1.2e-7);
+                t_allclose("moment alignment: the beta rows", sums, gsums, 4 * W, 1e-9, 1e-6);
+                t_allclose("moment alignment: the square sums' rows left", sums + 4 * W, gsums + 4 * W, 4 * W, 0, 0);
+            }
+            mrec_cuda_free(cu, dsums), mrec_cuda_free(cu, dalpha);
+            free(sums), free(gsums);
+        }
         mrec_cuda_free(cu, dcos), mrec_cuda_free(cu, dnf), mrec_cuda_free(cu, dsc);
         mrec_cuda_free(cu, drows), mrec_cuda_free(cu, dterm);
         mrec_cuda_free(cu, ddots), mrec_cuda_free(cu, dcoef), mrec_cuda_free(cu, dT), mrec_cuda_free(cu, dout);

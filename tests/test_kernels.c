@@ -2070,8 +2070,8 @@ static void test_training_ops(void) {
         double s[3] = {0, 0, 0};
         for (int t = 0; t < 3; t++)
             for (int b = 0; b < nb; b++) s[t] += sq[t * nb + b];
-        for (int form = 0; form < 4; form++)
-            for (int reg_form = 0; reg_form < 4; reg_form++) {
+        for (int form = 0; form <= MREC_BPR_LOG_SIGMOID_1E5; form++)
+            for (int reg_form = 0; reg_form <= MREC_BPR_REG_PAIRS; reg_form++) {
                 mrec_bpr_spec spec = {.form = form, .weight = reg_form == 1 ? 0.375f : 1.0f, .reg_form = reg_form, .reg = 0.01f,
                                       .reg_div = 64};
                 double want = 0, loss = 0;
@@ -2085,9 +2085,10 @@ static void test_training_ops(void) {
                     } else if (form == MREC_BPR_SOFTPLUS || form == MREC_BPR_SOFTPLUS_SUM) {
                         want += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x)), g = -(1 - sig) / (form == MREC_BPR_SOFTPLUS ? nb : 1);
                     } else {
-                        want += -log(1e-10 + sig), g = -sig * (1 - sig) / (1e-10 + sig) / nb;
+                        double eps = form == MREC_BPR_LOG_SIGMOID_1E5 ? 1e-5 : 1e-10;
+                        want += -log(eps + sig), g = -sig * (1 - sig) / (eps + sig) / nb;
                     }
-                    dx_ok &= fabs(dx[b] - spec.weight * g) <= 1e-6 * fabs(g);
+                    dx_ok &= fabs(dx[b] - spec.weight * g) <= 1e-6 * fabs(g) + 1e-40; /* past the clamp: a subnormal */
                 }
                 want = spec.weight * want / (form == MREC_BPR_SOFTPLUS_SUM ? 1 : nb);
                 double r = spec.reg;
@@ -2100,6 +2101,13 @@ static void test_training_ops(void) {
                 } else if (reg_form == MREC_BPR_REG_SQUARED_ALL) {
                     want += r * (s[0] + s[1] + s[2]) / 2 / 64;
                     for (int t = 0; t < 3; t++) want_c[t] = (float)(r / 64);
+                } else if (reg_form == MREC_BPR_REG_NORMS_UI) {
+                    want += r * (sqrt(s[0]) + sqrt(s[1])) / nb;
+                    for (int t = 0; t < 2; t++) want_c[t] = (float)(r / nb / sqrt(s[t]));
+                    want_c[2] = 0;
+                } else if (reg_form == MREC_BPR_REG_PAIRS) { /* the mean square of [u, u] and [i, j], n d = 64 */
+                    want += r * (2 * s[0] + s[1] + s[2]) / (2 * 64);
+                    want_c[0] = (float)(4 * r / 128), want_c[1] = want_c[2] = (float)(2 * r / 128);
                 }
                 t_check(fabs(loss - want) <= 1e-12 * fabs(want), "bpr batch loss form %d reg %d: %.15g, the formula %.15g", form,
                         reg_form, loss, want);
@@ -2108,6 +2116,7 @@ static void test_training_ops(void) {
                     t_check(fabsf(coef[0] - want_c[0]) <= 1e-6f * want_c[0] && fabsf(coef[1] - want_c[1]) <= 1e-6f * want_c[1] &&
                                 fabsf(coef[2] - want_c[2]) <= 1e-6f * want_c[2] && (reg_form != 1 || coef[2] == 0.0f),
                             "bpr batch loss form %d reg %d: the row factors (%g %g %g)", form, reg_form, coef[0], coef[1], coef[2]);
+                if (reg_form == MREC_BPR_REG_NORMS_UI) t_check(coef[2] == 0.0f, "bpr batch loss NORMS_UI: no factor on the negatives");
                 spec.accumulate = 1;
                 double twice = loss;
                 mrec_bpr_batch_loss_cpu(dx, coef, &twice, dots, nb, &spec);
@@ -2131,6 +2140,44 @@ static void test_training_ops(void) {
                 nf);
         mrec_loss_norm_cpu(&nf, &term, zero, 3, 0.5f, 7);
         t_check(nf == 0.0f, "norm regularizer: a zero table's factor is 0, not inf (%g)", nf);
+        term = 1;
+        mrec_loss_dot_cpu(&term, cosv, sq3, 3, 0.5f, 2.0);
+        t_check(term == 1 + 0.5 * (0.5 - 0.5 + 6.0) / 2.0, "loss dot: 1 + 0.5 (x . y) / 2 (%.17g)", term);
+        /* MENTOR's moment alignment: four 2 x 3 tables (n = 6 entries each), their moments by hand (two passes) */
+        {
+            enum { W = 3, NE = 6 };
+            float tab[4][NE], sums[8 * W], alpha[4];
+            double mean[4], var[4], want = 0.25;
+            for (int a = 0; a < 4; a++) {
+                double s1 = 0, s2 = 0;
+                float *r = randv(NE, -1, 1); /* random: no two tables' moments tie, where a sign would flip */
+                for (int e = 0; e < NE; e++) tab[a][e] = r[e] * (float)(a + 1), s1 += tab[a][e];
+                free(r);
+                mean[a] = s1 / NE;
+                for (int e = 0; e < NE; e++) s2 += (tab[a][e] - mean[a]) * (tab[a][e] - mean[a]);
+                var[a] = s2 / (NE - 1);
+                for (int c = 0; c < W; c++) {
+                    float x = tab[a][c], y = tab[a][W + c]; /* column c: rows 0 and 1 */
+                    sums[(2 * a) * W + c] = x + y, sums[(2 * a + 1) * W + c] = x * x + y * y;
+                }
+            }
+            for (int a = 0; a < 4; a++)
+                for (int b = a + 1; b < 4; b++) want += 0.1 * (fabs(var[a] - var[b]) + fabs(mean[a] - mean[b]));
+            term = 0.25;
+            mrec_moment_align_cpu(alpha, sums, &term, W, NE, 0.1f);
+            int ok = fabs(term - want) <= 1e-6;
+            for (int a = 0; a < 4; a++) {
+                /* d/dx of sum_b |var_a - var_b| + |mean_a - mean_b| = sign-sums times 2 (x - mean_a) / (n - 1) and 1 / n */
+                double cv = 0, cm = 0;
+                for (int b = 0; b < 4; b++)
+                    if (b != a) cv += (var[a] > var[b]) - (var[a] < var[b]), cm += (mean[a] > mean[b]) - (mean[a] < mean[b]);
+                for (int e = 0; e < NE; e++) {
+                    double g = 0.1 * (cv * 2 * (tab[a][e] - mean[a]) / (NE - 1) + cm / NE);
+                    ok &= fabs(alpha[a] * tab[a][e] + sums[a * W + e % W] - g) <= 1e-6;
+                    }
+            }
+            t_check(ok, "moment alignment: the loss (%.9g, by hand %.9g) and alpha x + beta, the gradient by hand", term, want);
+        }
         mrec_context_options o = mrec_context_defaults();
         o.device = MREC_WANT_CPU, o.n_threads = 1;
         mrec_context *cpu = NULL;
@@ -2141,6 +2188,10 @@ static void test_training_ops(void) {
             spec.reg_form = MREC_BPR_REG_SQUARED_ALL;
             t_status(mrec_bpr_batch_loss(cpu, dx, coef, &loss, dots, nb, &spec), MREC_ERR_ARG, "bpr loss: a divisor of 0");
             t_status(mrec_bpr_batch_loss(cpu, dx, coef, &loss, dots, 0, &spec), MREC_ERR_ARG, "bpr loss: an empty batch");
+            spec.reg_form = MREC_BPR_REG_PAIRS;
+            t_status(mrec_bpr_batch_loss(cpu, dx, coef, &loss, dots, nb, &spec), MREC_ERR_ARG, "bpr loss: PAIRS with a divisor of 0");
+            float al[4], sm[8];
+            t_status(mrec_moment_align(cpu, al, sm, &loss, 1, 1, 0.1f), MREC_ERR_ARG, "moment alignment: one entry has no variance");
             /* the factors of some parts only: the bits of the host's factors with 0 for the others */
             int R = 23, w = 9;
             float *T = randv((int64_t)R * w, -1, 1), *want = malloc(sizeof(float) * 3 * nb * w), *got = malloc(sizeof(float) * 3 * nb * w);

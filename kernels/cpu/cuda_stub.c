@@ -221,6 +221,12 @@ mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n, float weig
 mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const float *sq, int n, float reg, int div, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_loss_dot_cuda(double *loss, const float *x, const float *y, int64_t n, float scale, double div, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_moment_align_cuda(float *alpha, float *sums, double *loss, int W, int64_t n, float w, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_scale_at_cuda(float *out, const float *a, const float *s, int64_t n, mrec_cuda *cu) {
     return no_cuda();
 }

@@ -493,7 +493,7 @@ mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, doubl
                                 const mrec_bpr_spec *spec) {
     if (n < 1) return mrec_fail(MREC_ERR_ARG, "bpr loss: an empty batch");
     if (spec->reg_form != MREC_BPR_REG_NONE && !coef) return mrec_fail(MREC_ERR_ARG, "bpr loss: a regularizer without coef");
-    if (spec->reg_form == MREC_BPR_REG_SQUARED_ALL && spec->reg_div < 1)
+    if ((spec->reg_form == MREC_BPR_REG_SQUARED_ALL || spec->reg_form == MREC_BPR_REG_PAIRS) && spec->reg_div < 1)
         return mrec_fail(MREC_ERR_ARG, "bpr loss: the regularizer's divisor is %d", spec->reg_div);
     if (on_gpu(ctx)) return mrec_bpr_batch_loss_cuda(dx, coef, loss, dots, n, spec, ctx->cuda);
     mrec_bpr_batch_loss_cpu(dx, coef, loss, dots, n, spec);
@@ -524,6 +524,20 @@ mrec_status mrec_loss_norm(mrec_context *ctx, float *coef, double *loss, const f
     if (n < 0 || div < 1) return mrec_fail(MREC_ERR_ARG, "norm regularizer: %d sums over %d", n, div);
     if (on_gpu(ctx)) return mrec_loss_norm_cuda(coef, loss, sq, n, reg, div, ctx->cuda);
     mrec_loss_norm_cpu(coef, loss, sq, n, reg, div);
+    return MREC_OK;
+}
+
+mrec_status mrec_loss_dot(mrec_context *ctx, double *loss, const float *x, const float *y, int64_t n, float scale, double div) {
+    if (n < 0 || !(div != 0)) return mrec_fail(MREC_ERR_ARG, "loss dot: %lld products over %g", (long long)n, div);
+    if (on_gpu(ctx)) return mrec_loss_dot_cuda(loss, x, y, n, scale, div, ctx->cuda);
+    mrec_loss_dot_cpu(loss, x, y, n, scale, div);
+    return MREC_OK;
+}
+
+mrec_status mrec_moment_align(mrec_context *ctx, float *alpha, float *sums, double *loss, int W, int64_t n, float w) {
+    if (W < 1 || n < 2) return mrec_fail(MREC_ERR_ARG, "moment alignment: %d columns, %lld entries a table", W, (long long)n);
+    if (on_gpu(ctx)) return mrec_moment_align_cuda(alpha, sums, loss, W, n, w, ctx->cuda);
+    mrec_moment_align_cpu(alpha, sums, loss, W, n, w);
     return MREC_OK;
 }
 

@@ -135,14 +135,18 @@ void mrec_bpr_rows_cpu(float *out, const float *T, const int32_t *ids, const flo
 
 /* ---- a BPR batch's loss ---- */
 
-double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n) {
+double mrec_bpr_log_sigmoid_loss(float *dx, const float *pos, const float *neg, int n, double eps) {
     double loss = 0;
     for (int k = 0; k < n; k++) {
         double x = (double)pos[k] - neg[k], sig = 1.0 / (1.0 + exp(-x));
-        loss += -log(1e-10 + sig);
-        dx[k] = (float)(-(sig * (1.0 - sig)) / (1e-10 + sig) / n);
+        loss += -log(eps + sig);
+        dx[k] = (float)(-(sig * (1.0 - sig)) / (eps + sig) / n);
     }
     return loss / n;
+}
+
+double mrec_bpr_loss(float *dx, const float *pos, const float *neg, int n) {
+    return mrec_bpr_log_sigmoid_loss(dx, pos, neg, n, 1e-10);
 }
 
 double mrec_bpr_softplus_loss(float *dx, const float *pos, const float *neg, int n) {
@@ -182,6 +186,7 @@ void mrec_bpr_batch_loss_cpu(float *dx, float *coef, double *loss, const float *
     double l = spec->form == MREC_BPR_SOFTPLUS ? mrec_bpr_softplus_loss(dx, pos, neg, n)
                : spec->form == MREC_BPR_CLAMPED      ? mrec_bpr_clamped_loss(dx, pos, neg, n)
                : spec->form == MREC_BPR_SOFTPLUS_SUM ? softplus_sum(dx, pos, neg, n)
+               : spec->form == MREC_BPR_LOG_SIGMOID_1E5 ? mrec_bpr_log_sigmoid_loss(dx, pos, neg, n, 1e-5)
                                                      : mrec_bpr_loss(dx, pos, neg, n);
     if (spec->weight != 1.0f) {
         l = spec->weight * l;
@@ -205,6 +210,18 @@ void mrec_bpr_batch_loss_cpu(float *dx, float *coef, double *loss, const float *
         for (size_t b = 0; b < 3 * (size_t)n; b++) s += sq[b];
         coef[0] = coef[1] = coef[2] = reg / spec->reg_div;
         l += reg * s / 2 / spec->reg_div;
+    } else if (spec->reg_form == MREC_BPR_REG_NORMS_UI) {
+        double nu = 0, ni = 0;
+        for (int b = 0; b < n; b++) nu += sq[b], ni += sq[n + b];
+        nu = sqrt(nu), ni = sqrt(ni);
+        coef[0] = nu > 0 ? (float)(reg / n / nu) : 0, coef[1] = ni > 0 ? (float)(reg / n / ni) : 0, coef[2] = 0;
+        l += reg * (nu + ni) / n;
+    } else if (spec->reg_form == MREC_BPR_REG_PAIRS) {
+        double s = 0;
+        for (int b = 0; b < n; b++) s += 2.0 * sq[b] + (double)sq[n + b] + (double)sq[2 * (size_t)n + b];
+        double half = 2.0 * spec->reg_div;
+        coef[0] = (float)(4.0 * reg / half), coef[1] = coef[2] = (float)(2.0 * reg / half);
+        l += reg * (s / half);
     }
     *loss = spec->accumulate ? *loss + l : l;
 }
@@ -227,6 +244,33 @@ void mrec_loss_norm_cpu(float *coef, double *loss, const float *sq, int n, float
     double norm = sqrt(s);
     *coef = norm > 0 ? (float)(reg / div / norm) : 0.0f;
     *loss += reg * norm / div;
+}
+
+void mrec_loss_dot_cpu(double *loss, const float *x, const float *y, int64_t n, float scale, double div) {
+    double s = 0;
+    for (int64_t k = 0; k < n; k++) s += (double)x[k] * y[k];
+    *loss += scale * s / div;
+}
+
+/* The eight row sums, then the loss, alpha and beta in double (train.cu's thread 0 finishes with these lines). */
+void mrec_moment_align_cpu(float *alpha, float *sums, double *loss, int W, int64_t n, float w) {
+    double row[8], mean[4], var[4], total = 0;
+    for (int r = 0; r < 8; r++) {
+        row[r] = 0;
+        for (int c = 0; c < W; c++) row[r] += sums[(size_t)r * W + c];
+    }
+    for (int a = 0; a < 4; a++) mean[a] = row[2 * a] / (double)n, var[a] = (row[2 * a + 1] - row[2 * a] * row[2 * a] / (double)n) / (double)(n - 1);
+    for (int a = 0; a < 4; a++)
+        for (int b = a + 1; b < 4; b++) total += fabs(var[a] - var[b]) + fabs(mean[a] - mean[b]);
+    *loss += w * total;
+    for (int a = 0; a < 4; a++) {
+        double cv = 0, cm = 0;
+        for (int b = 0; b < 4; b++)
+            if (b != a) cv += (var[a] > var[b]) - (var[a] < var[b]), cm += (mean[a] > mean[b]) - (mean[a] < mean[b]);
+        double al = w * cv * 2.0 / (double)(n - 1), be = w * cm / (double)n - al * mean[a];
+        alpha[a] = (float)al;
+        for (int c = 0; c < W; c++) sums[(size_t)a * W + c] = (float)be;
+    }
 }
 
 void mrec_loss_add_cpu(mrec_loss_sum *sum, const double *loss) {

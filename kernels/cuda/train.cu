@@ -235,13 +235,15 @@ __global__ static void bpr_batch_loss_kernel(float *dx, float *coef, double *los
             v[0] += x > 0 ? log1p(exp(-x)) : -x + log1p(exp(x));
             g = spec.form == MREC_BPR_SOFTPLUS ? (float)(-1.0 / (1.0 + exp(x)) / n) : (float)(-1.0 / (1.0 + exp(x)));
         } else {
-            double sig = 1.0 / (1.0 + exp(-x));
-            v[0] += -log(1e-10 + sig);
-            g = (float)(-(sig * (1.0 - sig)) / (1e-10 + sig) / n);
+            double eps = spec.form == MREC_BPR_LOG_SIGMOID_1E5 ? 1e-5 : 1e-10, sig = 1.0 / (1.0 + exp(-x));
+            v[0] += -log(eps + sig);
+            g = (float)(-(sig * (1.0 - sig)) / (eps + sig) / n);
         }
         dx[k] = spec.weight != 1.0f ? __fmul_rn(spec.weight, g) : g;
         if (spec.reg_form == MREC_BPR_REG_SQUARED_ALL) {
             v[1] += sq[k], v[1] += sq[n + k], v[1] += sq[2 * (size_t)n + k];
+        } else if (spec.reg_form == MREC_BPR_REG_PAIRS) {
+            v[1] += 2.0 * sq[k] + (double)sq[n + k] + (double)sq[2 * (size_t)n + k]; /* 2x is exact: fused or not */
         } else if (spec.reg_form != MREC_BPR_REG_NONE) {
             v[1] += sq[k], v[2] += sq[n + k], v[3] += sq[2 * (size_t)n + k];
         }
@@ -264,6 +266,14 @@ __global__ static void bpr_batch_loss_kernel(float *dx, float *coef, double *los
     } else if (spec.reg_form == MREC_BPR_REG_SQUARED_ALL) {
         coef[0] = coef[1] = coef[2] = reg / spec.reg_div;
         l += reg * v[1] / 2 / spec.reg_div;
+    } else if (spec.reg_form == MREC_BPR_REG_NORMS_UI) {
+        double nu = sqrt(v[1]), ni = sqrt(v[2]);
+        coef[0] = nu > 0 ? (float)(reg / n / nu) : 0, coef[1] = ni > 0 ? (float)(reg / n / ni) : 0, coef[2] = 0;
+        l += reg * (nu + ni) / n;
+    } else if (spec.reg_form == MREC_BPR_REG_PAIRS) {
+        double half = 2.0 * spec.reg_div;
+        coef[0] = (float)(4.0 * reg / half), coef[1] = coef[2] = (float)(2.0 * reg / half);
+        l += reg * (v[1] / half);
     }
     *loss = spec.accumulate ? *loss + l : l;
 }
@@ -314,6 +324,70 @@ extern "C" mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n,
 extern "C" mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const float *sq, int n, float reg, int div, mrec_cuda *cu) {
     loss_floats_kernel<<<1, THREADS, 0, cu->stream>>>(loss, coef, sq, n, reg, div, 1);
     return MREC_CUDA_LAUNCHED("loss_norm");
+}
+
+/* One block of 1024 threads (a table's squared norm runs to a million entries): each thread's strided products
+ * in double, then a fixed tree. */
+#define DOT_THREADS 1024
+__global__ static void __launch_bounds__(DOT_THREADS) loss_dot_kernel(double *loss, const float *x, const float *y,
+                                                                      int64_t n, float scale, double div) {
+    __shared__ double part[DOT_THREADS];
+    double v = 0;
+    for (int64_t k = threadIdx.x; k < n; k += DOT_THREADS) v += __dmul_rn((double)x[k], (double)y[k]);
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = DOT_THREADS / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *loss += scale * part[0] / div;
+}
+
+extern "C" mrec_status mrec_loss_dot_cuda(double *loss, const float *x, const float *y, int64_t n, float scale, double div,
+                                          mrec_cuda *cu) {
+    loss_dot_kernel<<<1, DOT_THREADS, 0, cu->stream>>>(loss, x, y, n, scale, div);
+    return MREC_CUDA_LAUNCHED("loss_dot");
+}
+
+/* One block: the eight rows' sums (two passes of block_sum4), then thread 0 finishes as mrec_moment_align_cpu and
+ * every thread spreads the betas over rows 0-3, read by then. */
+__global__ static void moment_align_kernel(float *alpha, float *sums, double *loss, int W, int64_t n, float w) {
+    __shared__ double part[THREADS][4];
+    __shared__ float beta[4];
+    double row[8];
+    for (int h = 0; h < 2; h++) {
+        double v[4] = {0, 0, 0, 0};
+        for (int c = threadIdx.x; c < W; c += THREADS)
+            for (int q = 0; q < 4; q++) v[q] += sums[(size_t)(4 * h + q) * W + c];
+        if (h) __syncthreads(); /* every thread has read the first pass's totals */
+        block_sum4(part, v);
+        for (int q = 0; q < 4; q++) row[4 * h + q] = v[q];
+    }
+    if (threadIdx.x == 0) {
+        double mean[4], var[4], total = 0;
+        for (int a = 0; a < 4; a++) {
+            mean[a] = row[2 * a] / (double)n;
+            var[a] = (row[2 * a + 1] - __dmul_rn(row[2 * a], row[2 * a]) / (double)n) / (double)(n - 1);
+        }
+        for (int a = 0; a < 4; a++)
+            for (int b = a + 1; b < 4; b++) total += fabs(var[a] - var[b]) + fabs(mean[a] - mean[b]);
+        *loss += w * total;
+        for (int a = 0; a < 4; a++) {
+            double cv = 0, cm = 0;
+            for (int b = 0; b < 4; b++)
+                if (b != a) cv += (var[a] > var[b]) - (var[a] < var[b]), cm += (mean[a] > mean[b]) - (mean[a] < mean[b]);
+            double al = w * cv * 2.0 / (double)(n - 1), be = __dadd_rn(w * cm / (double)n, -__dmul_rn(al, mean[a]));
+            alpha[a] = (float)al, beta[a] = (float)be;
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < 4 * W; e += THREADS) sums[e] = beta[e / W];
+}
+
+extern "C" mrec_status mrec_moment_align_cuda(float *alpha, float *sums, double *loss, int W, int64_t n, float w,
+                                              mrec_cuda *cu) {
+    moment_align_kernel<<<1, THREADS, 0, cu->stream>>>(alpha, sums, loss, W, n, w);
+    return MREC_CUDA_LAUNCHED("moment_align");
 }
 
 /* One thread: the batches' losses in batch order, as the CPU adds them. */
