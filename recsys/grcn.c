@@ -144,7 +144,6 @@ typedef struct {
     float *ev, *ev2, *edot;         /* scratch (2E) x 3 */
     float *ones;                    /* (N) */
     float *cnt;                     /* (U) how often each user is in the batch */
-    float *sq;                      /* (1) */
     mrec_bpr_ops bpr, bpr_id;       /* the batch's scores on F; its id rows on [G_u ; G_i] */
     mrec_batch_rows rows;           /* the batch's users, for the preference regularizer */
     mrec_status status;
@@ -402,52 +401,53 @@ static mrec_status modality_back(grcn *m, modality *q, int index) {
     return col_sums(m, q->pb_grad, m->tmp, I, k);
 }
 
-static mrec_status batch_loss_grad(grcn *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The batch's step; its loss left in m->bpr.loss, on the context's device. */
+static mrec_status batch_step(grcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, k = m->k, U = m->n_users, N = m->n_nodes;
     int64_t uk = (int64_t)U * k;
     mrec_context *ctx = m->ctx;
     mrec_status st = forward(m);
-    /* the batch's scores on F; the squared norms of its id rows on [G_u ; G_i] (rows u, then i, then j) */
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->final, m->final, u, i, j, n, U, N, m->width);
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr_id, ctx, m->ego, m->ego, u, i, j, n, U, N, d);
+    /* the batch's scores on F; the squared norms of its id rows on [G_u ; G_i] (rows u, then i, then j), moved
+     * beside the scores: the softplus BPR loss and l_w times the mean square of [u, u] and [i, j] */
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_PAIRS, .reg = m->l_w, .reg_div = n * d};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->final, u, i, j, n, U, N, m->width);
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr_id, ctx, m->ego, m->ego, u, i, j, n, U, N, d);
+    if (!st) st = mrec_copy_rows(ctx, m->bpr.dots + 2 * n, 3 * n, m->bpr_id.dots + 2 * n, 3 * n, 1, 3 * n);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+    /* ego_grad starts as the regularizer's rows (every row written; its factors to the id rows' ops), dF as the
+     * BPR part's */
+    if (!st) st = mrec_copy_rows(ctx, m->bpr_id.coef, 3, m->bpr.coef, 3, 1, 3);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr_id, m->ego_grad, m->ego, 0, MREC_BPR_PARTS_ALL);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal, m->final, 1, 0);
     if (st) return st;
-    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = m->bpr_id.h_dots + 2 * n;
-    double loss = mrec_bpr_softplus_loss(m->bpr.dx, pos, neg, n), reg_id = 0, reg_pref = 0;
-    for (int b = 0; b < n; b++) reg_id += 2.0 * sq[b] + (double)sq[n + b] + (double)sq[2 * n + b];
-    loss += m->l_w * reg_id / (2.0 * n * d);
     /* the preferences' rows: cnt[v] = how often user v is in the batch; sum_b |G_u^m[u_b]|^2 = <diag(cnt) G_u^m, G_u^m> */
     const int32_t *parts[1] = {u};
     int offset[1] = {0};
     if ((st = mrec_batch_rows_set(&m->rows, ctx, U, 1, parts, offset, n))) return st;
     if ((st = mrec_batch_rows_scatter(&m->rows, m->cnt, m->rows.ones, 1))) return st;
     mrec_csr diag = {.n_rows = U, .n_cols = U, .row_ptr = m->diag_ptr, .col = m->diag_col, .val = m->cnt, .device = ctx->device};
-    if (uk > 0x7fffffff) return mrec_fail(MREC_ERR_ARG, "grcn: %lld preference values in one table", (long long)uk);
-    /* ego_grad starts as the regularizer's rows (every row written), dF as the BPR part's */
-    float coef[3] = {(float)(4.0 * m->l_w / (2.0 * n * d)), (float)(2.0 * m->l_w / (2.0 * n * d)), (float)(2.0 * m->l_w / (2.0 * n * d))};
-    if ((st = mrec_bpr_ops_scatter(&m->bpr_id, m->ego_grad, m->ego, NULL, coef))) return st;
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dfinal, m->final, m->bpr.dx, NULL))) return st;
     if ((st = id_back(m)) || (st = combine_back(m))) return st;
     for (int q = 0; q < m->n_mod; q++) {
         modality *o = &m->mod[q];
         if ((st = modality_back(m, o, q))) return st;
         /* + 2 cnt[v] G_u^m[v] / (n k), and its loss term */
-        float part = 0;
         if ((st = mrec_spmm(ctx, m->dy, &diag, o->gum, k, 0))) return st;
-        if ((st = mrec_gemm(ctx, m->sq, m->dy, o->gum, NULL, 1, 0, 0, 1, 1, 1, (int)uk, (int)uk, (int)uk, 1))) return st;
-        if ((st = mrec_copy_to_host(ctx, &part, m->sq, sizeof part))) return st;
-        reg_pref += part;
+        if ((st = mrec_loss_dot(ctx, m->bpr.loss, m->dy, o->gum, uk, 1.0f, (double)n * k))) return st;
         if ((st = mrec_scale(ctx, m->dy, m->dy, (float)(2.0 / ((double)n * k)), uk))) return st;
         if ((st = mrec_add(ctx, o->gum_grad, o->gum_grad, m->dy, uk))) return st;
     }
-    *loss_out = loss + reg_pref / ((double)n * k);
     return MREC_OK;
+}
+
+static const double *grcn_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    grcn *m = self;
+    m->status = batch_step(m, u, i, j, n);
+    return m->status ? NULL : m->bpr.loss;
 }
 
 static double grcn_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     grcn *m = self;
-    double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, grcn_step(self, u, i, j, n));
 }
 
 static mrec_status grcn_prepare(void *self) { return forward(self); }
@@ -489,7 +489,7 @@ static void carve(grcn *m, mrec_arena *a) {
     m->final = F(N * W), m->dfinal = F(N * W);
     m->dx = F(N * kx), m->tmp = F(N * kx), m->t2 = F(N * kx), m->dy = F(U * k), m->dagg = m->has_act ? F(U * k) : NULL;
     m->g = F(N * d), m->dz = F(N * d), m->ev = F(2 * E + 1), m->ev2 = F(2 * E + 1), m->edot = F(2 * E + 1);
-    m->ones = F(N), m->cnt = F(U), m->sq = F(1);
+    m->ones = F(N), m->cnt = F(U);
     for (int c = 0; c < m->n_mod; c++) {
         modality *q = &m->mod[c];
         size_t f = (size_t)q->f;
@@ -681,7 +681,7 @@ mrec_status mrec_grcn_create(mrec_model *out, const mrec_graph *adj_graph, int n
     out->n_params = p;
     out->name = "GRCN", out->self = m;
     out->status = &m->status;
-    out->loss_grad = grcn_loss_grad, out->prepare = grcn_prepare, out->score = grcn_score;
+    out->loss_grad = grcn_loss_grad, out->step = grcn_step, out->prepare = grcn_prepare, out->score = grcn_score;
     out->embed_dim = m->width, out->embeddings = grcn_embeddings;
     out->destroy = grcn_destroy;
     return MREC_OK;

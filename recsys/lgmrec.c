@@ -94,7 +94,7 @@ typedef struct {
     int cap;
     mrec_arena batch;
     float *s, *p, *g, *dp, *dg;     /* (cap, max(U, I)), (cap, d) x 4 */
-    double *closs, *h_closs;        /* (cap) on the device, and its host copy */
+    double *closs;                  /* (cap) the contrast's per-row losses */
     mrec_batch_rows users, items;
     mrec_bpr_ops bpr;
     mrec_status status;
@@ -189,10 +189,7 @@ static mrec_status batch_room(lgmrec *m, int n) {
     if (n <= m->cap) return MREC_OK;
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     memset(&m->batch, 0, sizeof m->batch);
-    free(m->h_closs);
     m->cap = 0;
-    m->h_closs = malloc(sizeof(double) * (size_t)n);
-    if (!m->h_closs) return mrec_fail(MREC_ERR_NOMEM, "lgmrec: a batch of %d", n);
     mrec_arena measure = mrec_arena_measure();
     carve_batch(m, &measure, (size_t)n);
     mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, m->ctx->device, m->ctx->cuda);
@@ -203,8 +200,8 @@ static mrec_status batch_room(lgmrec *m, int n) {
 }
 
 /* One side of the contrast: rows ids (r->ids, n of them) of the first view's table zv (R, d) against every row of the
- * second's, its unit rows q (R, d). The loss's sum into *loss; dzv (R, d) every row written (the scatter), dq (R, d)
- * overwritten: d loss / d q, cl times. */
+ * second's, its unit rows q (R, d). cl times the loss's sum added to *loss (in the context's memory); dzv (R, d)
+ * every row written (the scatter), dq (R, d) overwritten: d loss / d q, cl times. */
 static mrec_status contrast(lgmrec *m, double *loss, float *dzv, float *dq, const float *zv, const float *q, const mrec_batch_rows *r,
                             int n, int R) {
     int d = m->dim;
@@ -215,8 +212,7 @@ static mrec_status contrast(lgmrec *m, double *loss, float *dzv, float *dq, cons
     /* s = p q^T / tau; g = cl (softmax(s) - onehot(id)) */
     if ((st = mrec_gemm(ctx, m->s, m->p, q, NULL, 1.0f / TAU, 0, 0, 1, n, R, d, d, d, R))) return st;
     if ((st = mrec_softmax_xent_rows(ctx, m->s, m->closs, m->s, r->ids, m->cl, n, R))) return st;
-    if ((st = mrec_copy_to_host(ctx, m->h_closs, m->closs, sizeof(double) * (size_t)n))) return st;
-    for (int b = 0; b < n; b++) *loss += m->h_closs[b];
+    if ((st = mrec_loss_term(ctx, loss, m->closs, n, m->cl, 1.0))) return st;
     /* dp = g q / tau, dq = g^T p / tau; p = n(zv rows) */
     if ((st = mrec_gemm(ctx, m->dp, m->s, q, NULL, 1.0f / TAU, 0, 0, 0, n, d, R, R, d, d))) return st;
     if ((st = mrec_gemm(ctx, dq, m->s, m->p, NULL, 1.0f / TAU, 0, 1, 0, R, d, n, R, d, d))) return st;
@@ -281,26 +277,21 @@ static mrec_status local_back(lgmrec *m, modality *q) {
     return mrec_gemm(ctx, q->w_grad, q->feat, m->t1, NULL, 1, 0, 1, 0, q->f, d, I, q->f, d, d);
 }
 
-static mrec_status batch_loss_grad(lgmrec *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The batch's step; its loss left in m->bpr.loss, on the context's device. */
+static mrec_status batch_step(lgmrec *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
     int64_t nd = (int64_t)N * d;
     mrec_context *ctx = m->ctx;
     uint64_t step = m->step++;
     m->training = 1;
     mrec_status st = forward(m, step);
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->all, m->all, u, i, j, n, U, N, d);
+    /* the softplus BPR loss and reg (|U_b| + |I_b| + |J_b|) / n; d |X| / dX = X / |X| (0 where X is 0, the
+     * subgradient torch takes) */
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = m->reg};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->all, m->all, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dall, m->all, 1, MREC_BPR_PARTS_ALL);
     if (st) return st;
-    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n; /* sq: rows u, then i, then j */
-    double loss = mrec_bpr_softplus_loss(m->bpr.dx, pos, neg, n), norm[3] = {0, 0, 0};
-    for (int k = 0; k < 3; k++) {
-        for (int b = 0; b < n; b++) norm[k] += sq[k * n + b];
-        norm[k] = sqrt(norm[k]);
-    }
-    loss += m->reg * (norm[0] + norm[1] + norm[2]) / n;
-    /* d |X| / dX = X / |X| (0 where X is 0, the subgradient torch takes) */
-    float coef[3];
-    for (int k = 0; k < 3; k++) coef[k] = norm[k] > 0 ? (float)(m->reg / (n * norm[k])) : 0.0f;
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dall, m->all, m->bpr.dx, coef))) return st;
     /* the contrast: users, then positive items, of Z_v against Z_t's unit rows */
     const int32_t *ui[2] = {u, i};
     const int zero = 0;
@@ -308,12 +299,11 @@ static mrec_status batch_loss_grad(lgmrec *m, double *loss_out, const int32_t *u
     if ((st = mrec_batch_rows_set(&m->users, ctx, U, 1, ui, &zero, n))) return st;
     if ((st = mrec_batch_rows_set(&m->items, ctx, I, 1, ui + 1, &zero, n))) return st;
     modality *v = &m->mod[0], *t = &m->mod[1];
-    double cl = 0;
+    double *loss = m->bpr.loss;
     if ((st = mrec_l2_normalize_rows(ctx, m->q, t->z, NORM_EPS, N, d))) return st;
-    if ((st = contrast(m, &cl, m->dz2, m->t2, v->z, m->q, &m->users, n, U))) return st;
-    if ((st = contrast(m, &cl, m->dz2 + (size_t)U * d, m->t2 + (size_t)U * d, v->z + (size_t)U * d, m->q + (size_t)U * d, &m->items, n, I)))
+    if ((st = contrast(m, loss, m->dz2, m->t2, v->z, m->q, &m->users, n, U))) return st;
+    if ((st = contrast(m, loss, m->dz2 + (size_t)U * d, m->t2 + (size_t)U * d, v->z + (size_t)U * d, m->q + (size_t)U * d, &m->items, n, I)))
         return st;
-    loss += m->cl * cl;
     /* dZ_t (cl) = n'(dq) into dghe's room for now */
     if ((st = mrec_l2_normalize_rows_back(ctx, m->t1, m->t2, m->q, t->z, NORM_EPS, 0, N, d))) return st;
     /* dC = dF; dghe = alpha n'(dF); dZ_v = dghe + its contrast, dZ_t = dghe + its */
@@ -327,16 +317,18 @@ static mrec_status batch_loss_grad(lgmrec *m, double *loss_out, const int32_t *u
     if ((st = hyper_back(m, t, m->dghe, step))) return st;
     for (int c = 0; c < N_MOD; c++)
         if ((st = local_back(m, &m->mod[c]))) return st;
-    if ((st = mrec_csr_layer_mean_back(m->ego_grad, m->dcge, &m->adj, 1, m->ui_layers, d, m->t1, m->t2, ctx))) return st;
-    *loss_out = loss;
-    return MREC_OK;
+    return mrec_csr_layer_mean_back(m->ego_grad, m->dcge, &m->adj, 1, m->ui_layers, d, m->t1, m->t2, ctx);
+}
+
+static const double *lgmrec_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lgmrec *m = self;
+    m->status = batch_step(m, u, i, j, n);
+    return m->status ? NULL : m->bpr.loss;
 }
 
 static double lgmrec_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     lgmrec *m = self;
-    double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, lgmrec_step(self, u, i, j, n));
 }
 
 /* ranking: no dropout, one fixed draw of the noise */
@@ -362,7 +354,6 @@ static void lgmrec_destroy(void *self) {
     mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->items);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->h_closs);
     free(m);
 }
 
@@ -525,7 +516,7 @@ mrec_status mrec_lgmrec_create(mrec_model *out, const mrec_graph *adj, const mre
     out->n_params = p;
     out->name = "LGMRec", out->self = m;
     out->status = &m->status;
-    out->loss_grad = lgmrec_loss_grad, out->prepare = lgmrec_prepare, out->score = lgmrec_score;
+    out->loss_grad = lgmrec_loss_grad, out->step = lgmrec_step, out->prepare = lgmrec_prepare, out->score = lgmrec_score;
     out->embed_dim = dim, out->embeddings = lgmrec_embeddings;
     out->destroy = lgmrec_destroy;
     return MREC_OK;

@@ -89,7 +89,6 @@ typedef struct {
     float *s, *t, *dx, *dx2, *dhx;  /* scratch: (N, k_max) x 4, (N, k_max + d) */
     float *dy, *td;                 /* scratch (N, d) */
     float *ones;                    /* (N) */
-    float *sq;                      /* (1) |G_u^{m_0}|^2 */
     mrec_bpr_ops bpr;
     mrec_status status;
 } mmgcn;
@@ -203,44 +202,43 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
     return MREC_OK;
 }
 
-static mrec_status batch_loss_grad(mmgcn *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The batch's step; its loss left in m->bpr.loss, on the context's device. */
+static mrec_status batch_step(mmgcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, U = m->n_users, N = m->n_nodes;
     int64_t nd = (int64_t)N * d;
     mrec_context *ctx = m->ctx;
     mrec_status st = forward(m);
-    /* the batch's scores from F, and the squared norms of its id rows from [G_u ; G_i] */
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->final, m->ego, u, i, j, n, U, N, d);
+    /* the batch's scores from F and the squared norms of its id rows from [G_u ; G_i]: the softplus BPR loss and
+     * l_w times the mean square of [u, u] and [i, j]; ego_grad starts as that regularizer's rows (every row
+     * written), the graph's share is added */
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_PAIRS, .reg = m->l_w, .reg_div = n * d};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->ego, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->ego_grad, m->ego, 0, MREC_BPR_PARTS_ALL);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal, m->final, 1, 0);
     if (st) return st;
-    const float *pos = m->bpr.h_dots, *neg = pos + n, *sq = pos + 2 * n; /* sq: rows u, then i, then j */
-    double loss = mrec_bpr_softplus_loss(m->bpr.dx, pos, neg, n), reg_id = 0;
-    for (int b = 0; b < n; b++) reg_id += 2.0 * sq[b] + (double)sq[n + b] + (double)sq[2 * n + b];
-    /* |G_u^{m_0}|^2 as a dot product of the table with itself */
+    /* + l_w |G_u^{m_0}|^2 / (U d_m) */
     const modality *q0 = &m->mod[0];
     int64_t k0 = (int64_t)U * q0->dm;
-    float sum_sq = 0;
-    if (k0 > 0x7fffffff) return mrec_fail(MREC_ERR_ARG, "mmgcn: %lld preference values in one table", (long long)k0);
-    if ((st = mrec_gemm(ctx, m->sq, q0->gum, q0->gum, NULL, 1, 0, 0, 1, 1, 1, (int)k0, (int)k0, (int)k0, 1))) return st;
-    if ((st = mrec_copy_to_host(ctx, &sum_sq, m->sq, sizeof sum_sq))) return st;
-    loss += m->l_w * (reg_id / (2.0 * n * d) + (double)sum_sq / (double)k0);
-    /* ego_grad starts as the regularizer's rows (every row written), the graph's share is added */
-    float coef[3] = {(float)(4.0 * m->l_w / (2.0 * n * d)), (float)(2.0 * m->l_w / (2.0 * n * d)), (float)(2.0 * m->l_w / (2.0 * n * d))};
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->ego_grad, m->ego, NULL, coef))) return st;
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dfinal, m->final, m->bpr.dx, NULL))) return st;
+    if ((st = mrec_loss_dot(ctx, m->bpr.loss, q0->gum, q0->gum, k0, m->l_w, (double)k0))) return st;
     /* dx_L = dF / M, the same for every modality */
     if (m->n_mod > 1 && (st = mrec_scale(ctx, m->dfinal, m->dfinal, 1.0f / m->n_mod, nd))) return st;
     /* the first modality's preference vectors start from the regularizer's 2 l_w G / (U d_m) */
     if ((st = mrec_scale(ctx, m->mod[0].gum_grad, q0->gum, (float)(2.0 * m->l_w / (double)k0), k0))) return st;
     for (int k = 0; k < m->n_mod; k++)
         if ((st = modality_back(m, &m->mod[k], k == 0))) return st;
-    *loss_out = loss;
     return MREC_OK;
+}
+
+static const double *mmgcn_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mmgcn *m = self;
+    m->status = batch_step(m, u, i, j, n);
+    return m->status ? NULL : m->bpr.loss;
 }
 
 static double mmgcn_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mmgcn *m = self;
-    double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, mmgcn_step(self, u, i, j, n));
 }
 
 static mrec_status mmgcn_prepare(void *self) { return forward(self); }
@@ -273,7 +271,7 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
 #define F(count) mrec_arena_alloc(a, sizeof(float) * (count))
     m->ego = F(N * d), m->ego_grad = F(N * d), m->final = F(N * d), m->dfinal = F(N * d);
     m->s = F(N * k), m->t = F(N * k), m->dx = F(N * k), m->dx2 = F(N * k), m->dhx = F(N * (k + d));
-    m->dy = F(N * d), m->td = F(N * d), m->ones = F(N), m->sq = F(1);
+    m->dy = F(N * d), m->td = F(N * d), m->ones = F(N);
     for (int c = 0; c < m->n_mod; c++) {
         modality *q = &m->mod[c];
         size_t dm = (size_t)q->dm, f = (size_t)q->f;
@@ -430,7 +428,7 @@ mrec_status mrec_mmgcn_create(mrec_model *out, const mrec_graph *adj, int n_user
     out->n_params = p;
     out->name = "MMGCN", out->self = m;
     out->status = &m->status;
-    out->loss_grad = mmgcn_loss_grad, out->prepare = mmgcn_prepare, out->score = mmgcn_score;
+    out->loss_grad = mmgcn_loss_grad, out->step = mmgcn_step, out->prepare = mmgcn_prepare, out->score = mmgcn_score;
     out->embed_dim = dim, out->embeddings = mmgcn_embeddings;
     out->destroy = mmgcn_destroy;
     return MREC_OK;
