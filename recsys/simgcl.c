@@ -73,11 +73,11 @@ typedef struct {
     float *cv[2], *cz[2], *cg[2], *cx; /* (cap, d) the rows of the views, at unit length, their gradients, the views' */
     float *csim;            /* (cap, cap) */
     double *closs;          /* (cap) the contrast's per-row losses */
-    double *h_loss;         /* (cap) host */
     mrec_batch_rows distinct;
     mrec_bpr_ops ops;
     mrec_context *ctx;
     mrec_status status;
+    double host_loss;       /* the host path's step's loss */
 } simgcl;
 
 /* out (N, d) = (Â^1 + .. + Â^L) x / L, plus the noise of `view` (0 or 1) at
@@ -120,17 +120,6 @@ static void draw_noise(simgcl *m) {
     if (m->use_ops) return;
     size_t n = (size_t)2 * m->layers * m->n_nodes * m->dim;
     for (size_t e = 0; e < n; e++) m->noise[e] = mrec_hash_uniform(m->key, e);
-}
-
-/* BPR with the fork's 1e-5 inside the log: -mean log(1e-5 + sigmoid(pos - neg)); dx (n) its derivative in pos - neg. */
-static double bpr_1e5(float *dx, const float *pos, const float *neg, int n) {
-    double loss = 0;
-    for (int b = 0; b < n; b++) {
-        double x = (double)pos[b] - neg[b], sg = 1.0 / (1.0 + exp(-x));
-        loss -= log(1e-5 + sg);
-        dx[b] = (float)(-sg * (1.0 - sg) / (1e-5 + sg) / n);
-    }
-    return loss / n;
 }
 
 /* The distinct table rows of ids (n, offset added: users 0, items n_users) into m->rows, in first-seen order. */
@@ -229,7 +218,7 @@ static mrec_status step(simgcl *m, double *loss_out, const int32_t *u, const int
         for (int c = 0; c < d; c++) sp += fu[c] * fi[c], sn += fu[c] * fj[c];
         m->pos[b] = sp, m->neg[b] = sn;
     }
-    double loss = bpr_1e5(m->dx, m->pos, m->neg, n);
+    double loss = mrec_bpr_log_sigmoid_loss(m->dx, m->pos, m->neg, n, 1e-5); /* the fork's 1e-5 inside the log */
     memset(m->dsum, 0, (size_t)total * sizeof(float));
     for (int b = 0; b < n; b++) {
         const float *fu = m->final + (size_t)u[b] * d, *fi = m->final + (size_t)(U + i[b]) * d;
@@ -295,50 +284,47 @@ static mrec_status ensure_ops_batch(simgcl *m, int n) {
     if (n <= m->ops_cap) return MREC_OK;
     mrec_context *ctx = m->ctx;
     mrec_arena_release(&m->batch, ctx->cuda);
-    free(m->h_loss), free(m->rows);
+    free(m->rows);
     m->ops_cap = n;
     mrec_arena measure = mrec_arena_measure();
     carve_batch(m, &measure);
     mrec_status st = mrec_arena_reserve(&m->batch, measure.peak, ctx->device, ctx->cuda);
-    m->h_loss = malloc(sizeof(double) * (size_t)n), m->rows = malloc(sizeof(int32_t) * (size_t)n);
+    m->rows = malloc(sizeof(int32_t) * (size_t)n);
     m->cap = 0; /* rows is the op path's now: the host path regrows its scratch if it runs again */
-    if (!st && (!m->h_loss || !m->rows)) st = mrec_fail(MREC_ERR_NOMEM, "simgcl: a batch of %d", n);
+    if (!st && !m->rows) st = mrec_fail(MREC_ERR_NOMEM, "simgcl: a batch of %d", n);
     if (!st) carve_batch(m, &m->batch);
     else m->ops_cap = 0;
     return st;
 }
 
-/* contrast through the op entries: the gradient is added into dsum's rows. */
-static double ops_contrast(simgcl *m, const int32_t *ids, int n, int offset, mrec_status *st) {
+/* contrast through the op entries: reg_cl times its mean row loss added to *loss (in the context's memory), the
+ * gradient into dsum's rows. */
+static mrec_status ops_contrast(simgcl *m, double *loss, const int32_t *ids, int n, int offset) {
     mrec_context *ctx = m->ctx;
     int d = m->dim, N = m->n_nodes, k = distinct_rows(m, ids, n, offset);
     static const int zero = 0;
     const int32_t *rows = m->rows;
     float w = m->reg_cl / k;
-    *st = mrec_batch_rows_set(&m->distinct, ctx, N, 1, &rows, &zero, k);
-    for (int v = 0; v < 2 && !*st; v++) {
-        *st = mrec_embedding_checked(ctx, m->cv[v], m->view[v], m->distinct.ids, k, N, d);
-        if (!*st) *st = mrec_l2_normalize_rows(ctx, m->cz[v], m->cv[v], 1e-12f, k, d);
+    mrec_status st = mrec_batch_rows_set(&m->distinct, ctx, N, 1, &rows, &zero, k);
+    for (int v = 0; v < 2 && !st; v++) {
+        st = mrec_embedding_checked(ctx, m->cv[v], m->view[v], m->distinct.ids, k, N, d);
+        if (!st) st = mrec_l2_normalize_rows(ctx, m->cz[v], m->cv[v], 1e-12f, k, d);
     }
     /* sim (k, k) = za zb^T / temp; its InfoNCE rows and reg_cl / k (softmax - I) / temp, in place */
-    if (!*st) *st = mrec_gemm(ctx, m->csim, m->cz[0], m->cz[1], NULL, 1.0f / m->temp, 0, 0, 1, k, k, d, d, d, k);
-    if (!*st) *st = mrec_softmax_xent_rows(ctx, m->csim, m->closs, m->csim, NULL, w / m->temp, k, k);
-    if (!*st) *st = mrec_copy_to_host(ctx, m->h_loss, m->closs, sizeof(double) * (size_t)k);
+    if (!st) st = mrec_gemm(ctx, m->csim, m->cz[0], m->cz[1], NULL, 1.0f / m->temp, 0, 0, 1, k, k, d, d, d, k);
+    if (!st) st = mrec_softmax_xent_rows(ctx, m->csim, m->closs, m->csim, NULL, w / m->temp, k, k);
+    if (!st) st = mrec_loss_term(ctx, loss, m->closs, k, m->reg_cl, k);
     /* ga = dS zb, gb = dS^T za; through the unit rows into cx; added into the views' rows of dsum (a is free) */
-    if (!*st) *st = mrec_gemm(ctx, m->cg[0], m->csim, m->cz[1], NULL, 1, 0, 0, 0, k, d, k, k, d, d);
-    if (!*st) *st = mrec_gemm(ctx, m->cg[1], m->csim, m->cz[0], NULL, 1, 0, 1, 0, k, d, k, k, d, d);
-    if (!*st) *st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[0], m->cz[0], m->cv[0], 1e-12f, 0, k, d);
-    if (!*st) *st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[1], m->cz[1], m->cv[1], 1e-12f, 1, k, d);
-    if (!*st) *st = mrec_batch_rows_scatter(&m->distinct, m->a, m->cx, d);
-    if (!*st) *st = mrec_add(ctx, m->dsum, m->dsum, m->a, (int64_t)N * d);
-    if (*st) return NAN;
-    double loss = 0;
-    for (int t = 0; t < k; t++) loss += m->h_loss[t];
-    return m->reg_cl * loss / k;
+    if (!st) st = mrec_gemm(ctx, m->cg[0], m->csim, m->cz[1], NULL, 1, 0, 0, 0, k, d, k, k, d, d);
+    if (!st) st = mrec_gemm(ctx, m->cg[1], m->csim, m->cz[0], NULL, 1, 0, 1, 0, k, d, k, k, d, d);
+    if (!st) st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[0], m->cz[0], m->cv[0], 1e-12f, 0, k, d);
+    if (!st) st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[1], m->cz[1], m->cv[1], 1e-12f, 1, k, d);
+    if (!st) st = mrec_batch_rows_scatter(&m->distinct, m->a, m->cx, d);
+    return st ? st : mrec_add(ctx, m->dsum, m->dsum, m->a, (int64_t)N * d);
 }
 
-/* step through the op entries. */
-static mrec_status ops_step(simgcl *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* step through the op entries; its loss left in m->ops.loss. */
+static mrec_status ops_step(simgcl *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mrec_context *ctx = m->ctx;
     mrec_bpr_ops *o = &m->ops;
     int d = m->dim, U = m->n_users;
@@ -348,30 +334,27 @@ static mrec_status ops_step(simgcl *m, double *loss_out, const int32_t *u, const
     if (views && !m->noise_fixed) draw_noise(m);
     if ((st = propagate(m, m->final, -1)) || (views && ((st = propagate(m, m->view[0], 0)) || (st = propagate(m, m->view[1], 1)))))
         return st;
-    /* pos, neg and |F_r|^2 of the batch's rows */
-    if ((st = mrec_bpr_ops_scores(o, ctx, m->final, m->final, u, i, j, n, U, m->n_nodes, d))) return st;
-    const float *sq = o->h_dots + 2 * n;
-    double loss = bpr_1e5(o->dx, o->h_dots, o->h_dots + n, n), nu = 0, ni = 0;
-    for (int b = 0; b < n; b++) nu += sq[b], ni += sq[n + b];
-    nu = sqrt(nu), ni = sqrt(ni);
-    loss += m->l_w * (nu + ni) / n;
-    float coef[3] = {nu > 0 ? (float)(m->l_w / n / nu) : 0, ni > 0 ? (float)(m->l_w / n / ni) : 0, 0};
-    if ((st = mrec_bpr_ops_scatter(o, m->dsum, m->final, o->dx, coef))) return st;
-    if (views) {
-        loss += ops_contrast(m, u, n, 0, &st);
-        if (!st) loss += ops_contrast(m, i, n, U, &st);
-        if (st) return st;
-    }
-    *loss_out = loss;
+    /* the fork's BPR (1e-5 inside the log) and l_w (|F_u|_F + |F_i|_F) / n, a repeated row counted each time */
+    mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID_1E5, .weight = 1, .reg_form = MREC_BPR_REG_NORMS_UI, .reg = m->l_w};
+    if ((st = mrec_bpr_ops_dots(o, ctx, m->final, m->final, u, i, j, n, U, m->n_nodes, d))) return st;
+    if ((st = mrec_bpr_ops_loss(o, &spec))) return st;
+    if ((st = mrec_bpr_ops_scatter_at(o, m->dsum, m->final, 1, MREC_BPR_PARTS_ALL))) return st;
+    if (views && ((st = ops_contrast(m, o->loss, u, n, 0)) || (st = ops_contrast(m, o->loss, i, n, U)))) return st;
     return back(m);
+}
+
+/* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static const double *simgcl_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    simgcl *m = self;
+    if (m->noise_fixed < 0) return NULL; /* set_noise failed: its status stands */
+    m->host_loss = NAN;
+    m->status = m->use_ops ? ops_step(m, u, i, j, n) : step(m, &m->host_loss, u, i, j, n);
+    return m->status ? NULL : m->use_ops ? m->ops.loss : &m->host_loss;
 }
 
 static double simgcl_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     simgcl *m = self;
-    double loss = NAN;
-    if (m->noise_fixed < 0) return NAN; /* set_noise failed: its status stands */
-    m->status = m->use_ops ? ops_step(m, &loss, u, i, j, n) : step(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, simgcl_step(self, u, i, j, n));
 }
 
 static mrec_status simgcl_prepare(void *self) {
@@ -395,7 +378,7 @@ static void simgcl_destroy(void *self) {
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->noise_mem.base) mrec_arena_release(&m->noise_mem, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->noise), free(m->seen), free(m->h_loss);
+    free(m->noise), free(m->seen);
     free(m->pos), free(m->neg), free(m->dx), free(m->rows), free(m->za), free(m->zb), free(m->na), free(m->nb);
     free(m->sim), free(m->ga), free(m->gb);
     free(m);
@@ -469,7 +452,7 @@ mrec_status mrec_simgcl_create(mrec_model *out, const mrec_graph *graph, int n_u
     out->name = "SimGCL", out->self = m, out->n_params = 1;
     out->param[0] = m->ego, out->grad[0] = m->ego_grad, out->size[0] = (int64_t)total;
     out->status = &m->status;
-    out->loss_grad = simgcl_loss_grad, out->prepare = simgcl_prepare, out->score = simgcl_score;
+    out->loss_grad = simgcl_loss_grad, out->step = simgcl_step, out->prepare = simgcl_prepare, out->score = simgcl_score;
     out->destroy = simgcl_destroy;
     out->embed_dim = m->dim, out->embeddings = simgcl_embeddings;
     return MREC_OK;
