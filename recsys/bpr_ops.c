@@ -1,18 +1,16 @@
-/* bpr_ops.c: a BPR batch through the op entries, the step BPRMF and LightGCN
- * take where their context runs (see recsys_internal.h).
+/* bpr_ops.c: a BPR batch through the op entries, the step every model with
+ * a GPU path takes where its context runs (see recsys_internal.h).
  *
  * Per batch: the ids go to the device once (u, then n_users + i, then
  * n_users + j: rows of one table of users then items), gathered dot products
- * give the scores and the squared norms, and those 5n numbers come back for
- * the loss. The gradient rows are a combination of each triple's three rows
- * of T (mrec_bpr_rows: dx goes up, the norm coefficients ride in the launch),
- * and the batch's transposed index (mrec_index_csr) then adds each table
- * row's contributions in batch order, so repeated rows sum the same way on
- * every run and device. A model that takes its loss on the device
- * (mrec_bpr_ops_dots, _loss, _scatter_at) never waits on it: the ids are
- * checked on the host, and the copies up come from pageable buffers, which
- * the driver stages before the call returns. mrec_bpr_ops_scores copies the
- * dots back for a model whose loss is still the host's.
+ * give the scores and the squared norms, and the loss and its gradient are
+ * computed beside them (mrec_bpr_batch_loss). The gradient rows are a
+ * combination of each triple's three rows of T (mrec_bpr_rows_at), and the
+ * batch's transposed index (mrec_index_csr) then adds each table row's
+ * contributions in batch order, so repeated rows sum the same way on every
+ * run and device. Nothing waits on the device: the ids are checked on the
+ * host, and the copies up come from pageable buffers, which the driver
+ * stages before the call returns.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -36,7 +34,7 @@ static void carve(mrec_bpr_ops *o, mrec_arena *a) {
 
 /* Buffers for batches of up to cap triples on a table of n_rows x d. */
 static mrec_status reserve(mrec_bpr_ops *o, mrec_context *ctx, int cap, int n_rows, int d) {
-    if (o->host && o->ctx == ctx && cap <= o->cap && n_rows == o->n_rows && d == o->d) return MREC_OK;
+    if (o->h_ids && o->ctx == ctx && cap <= o->cap && n_rows == o->n_rows && d == o->d) return MREC_OK;
     mrec_bpr_ops_free(o);
     o->ctx = ctx, o->cap = cap, o->n_rows = n_rows, o->d = d;
     mrec_status st = mrec_index_csr_workspace_bytes(ctx, 3 * cap, n_rows, &o->work_bytes);
@@ -48,20 +46,17 @@ static mrec_status reserve(mrec_bpr_ops *o, mrec_context *ctx, int cap, int n_ro
         return st;
     }
     carve(o, &o->mem);
-    o->host = malloc(sizeof(float) * 6 * (size_t)cap + sizeof(int32_t) * 3 * (size_t)cap);
-    if (!o->host) {
+    o->h_ids = malloc(sizeof(int32_t) * 3 * (size_t)cap);
+    if (!o->h_ids) {
         mrec_bpr_ops_free(o);
         return mrec_fail(MREC_ERR_NOMEM, "bpr: host buffers for a batch of %d", cap);
     }
-    o->h_dots = o->host;
-    o->dx = o->h_dots + 5 * (size_t)cap;
-    o->h_ids = (int32_t *)(o->dx + cap);
     return MREC_OK;
 }
 
 void mrec_bpr_ops_free(mrec_bpr_ops *o) {
     if (o->ctx) mrec_arena_release(&o->mem, o->ctx->cuda);
-    free(o->host);
+    free(o->h_ids);
     memset(o, 0, sizeof *o);
 }
 
@@ -80,12 +75,6 @@ mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F
     return st ? st : mrec_gather_dot(ctx, o->dots + 2 * n, E, o->ids, E, o->ids, 3 * n, d);
 }
 
-mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
-                                const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d) {
-    mrec_status st = mrec_bpr_ops_dots(o, ctx, F, E, u, i, j, n, n_users, n_rows, d);
-    return st ? st : mrec_copy_to_host(ctx, o->h_dots, o->dots, sizeof(float) * 5 * (size_t)n);
-}
-
 mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec) {
     return mrec_bpr_batch_loss(o->ctx, o->dxd, o->coef, o->loss, o->dots, o->n, spec);
 }
@@ -96,15 +85,6 @@ mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T,
     mrec_status st = mrec_bpr_rows_at(ctx, o->mixed, T, o->ids, with_dx ? o->dxd : NULL, coef, coef_parts, o->n, o->d);
     mrec_csr idx = {.n_rows = o->n_rows, .n_cols = 3 * o->n, .row_ptr = o->idx_ptr, .col = o->idx_pos, .device = ctx->device};
     return st ? st : mrec_spmm(ctx, out, &idx, o->mixed, o->d, 0);
-}
-
-mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, const float *dx, const float coef[3]) {
-    mrec_context *ctx = o->ctx;
-    int n = o->n, d = o->d;
-    mrec_status st = dx ? mrec_copy_to_device_async(ctx, o->dxd, dx, sizeof(float) * (size_t)n, MREC_STREAM_COMPUTE) : MREC_OK;
-    if (!st) st = mrec_bpr_rows(ctx, o->mixed, T, o->ids, dx ? o->dxd : NULL, coef, n, d);
-    mrec_csr idx = {.n_rows = o->n_rows, .n_cols = 3 * n, .row_ptr = o->idx_ptr, .col = o->idx_pos, .device = ctx->device};
-    return st ? st : mrec_spmm(ctx, out, &idx, o->mixed, d, 0);
 }
 
 /* ---- a batch's rows of one table ---- */

@@ -39,9 +39,8 @@ static mrec_status reserve(mrec_info_nce *c, mrec_context *ctx, int n, int w, in
     mrec_arena measure = mrec_arena_measure();
     carve(c, &measure);
     mrec_status st = mrec_arena_reserve(&c->mem, measure.peak, ctx->device, ctx->cuda);
-    c->h_loss = malloc(sizeof(double) * (size_t)n);
     int32_t *iota = malloc(sizeof(int32_t) * (size_t)n);
-    if (!st && (!c->h_loss || !iota)) st = mrec_fail(MREC_ERR_NOMEM, "InfoNCE: %d rows", n);
+    if (!st && !iota) st = mrec_fail(MREC_ERR_NOMEM, "InfoNCE: %d rows", n);
     if (!st) {
         carve(c, &c->mem);
         for (int r = 0; r < n; r++) iota[r] = r;
@@ -52,9 +51,8 @@ static mrec_status reserve(mrec_info_nce *c, mrec_context *ctx, int n, int w, in
     return st;
 }
 
-/* The loss into *loss on the host, or added to *loss_at in the context's memory. */
-static mrec_status run(mrec_info_nce *c, mrec_context *ctx, double *loss, double *loss_at, float *da, float *db, const float *a,
-                       const float *b, int n, int w, float temp, float alpha, int block_rows) {
+mrec_status mrec_info_nce_run(mrec_info_nce *c, mrec_context *ctx, double *loss_at, float *da, float *db, const float *a,
+                              const float *b, int n, int w, float temp, float alpha, int block_rows) {
     if (n < 1 || w < 1) return mrec_fail(MREC_ERR_ARG, "InfoNCE: %d rows of width %d", n, w);
     int64_t auto_rows = (ctx->device == MREC_DEVICE_CPU ? BLOCK_FLOATS : BLOCK_FLOATS_GPU) / n;
     int rows = block_rows > 0 ? block_rows : auto_rows < 1 ? 1 : auto_rows > n ? n : (int)auto_rows;
@@ -62,7 +60,6 @@ static mrec_status run(mrec_info_nce *c, mrec_context *ctx, double *loss, double
     mrec_status st = reserve(c, ctx, n, w, rows);
     if (!st) st = mrec_l2_normalize_rows(ctx, c->na, a, NORM_EPS, n, w);
     if (!st) st = mrec_l2_normalize_rows(ctx, c->nb, b, NORM_EPS, n, w);
-    double sum = 0;
     for (int r0 = 0; r0 < n && !st; r0 += rows) {
         int R = n - r0 < rows ? n - r0 : rows;
         const float *ar = c->na + (size_t)r0 * w;
@@ -73,32 +70,14 @@ static mrec_status run(mrec_info_nce *c, mrec_context *ctx, double *loss, double
         if (!st) st = mrec_gemm(ctx, c->ga + (size_t)r0 * w, c->sim, c->nb, NULL, 1, 0, 0, 0, R, w, n, n, w, w);
         if (!st) st = mrec_gemm(ctx, c->gb, c->sim, ar, NULL, 1, r0 ? 1.0f : 0.0f, 1, 0, n, w, R, n, w, w);
     }
-    /* the rows' losses, read once (a copy a block waited for the device every few products), or summed where they are */
-    if (loss_at) {
-        if (!st) st = mrec_loss_term(ctx, loss_at, c->closs, n, alpha, n);
-    } else {
-        if (!st) st = mrec_copy_to_host(ctx, c->h_loss, c->closs, sizeof(double) * (size_t)n);
-        for (int r = 0; r < n && !st; r++) sum += c->h_loss[r];
-    }
+    /* the rows' losses summed where they are: nothing waits for the device */
+    if (!st) st = mrec_loss_term(ctx, loss_at, c->closs, n, alpha, n);
     /* back through the unit rows */
     if (!st) st = mrec_l2_normalize_rows_back(ctx, da, c->ga, c->na, a, NORM_EPS, 0, n, w);
-    if (!st) st = mrec_l2_normalize_rows_back(ctx, db, c->gb, c->nb, b, NORM_EPS, 0, n, w);
-    if (loss) *loss = st ? NAN : alpha * sum / n;
-    return st;
-}
-
-mrec_status mrec_info_nce_run(mrec_info_nce *c, mrec_context *ctx, double *loss, float *da, float *db, const float *a,
-                              const float *b, int n, int w, float temp, float alpha, int block_rows) {
-    return run(c, ctx, loss, NULL, da, db, a, b, n, w, temp, alpha, block_rows);
-}
-
-mrec_status mrec_info_nce_run_at(mrec_info_nce *c, mrec_context *ctx, double *loss_at, float *da, float *db, const float *a,
-                                 const float *b, int n, int w, float temp, float alpha, int block_rows) {
-    return run(c, ctx, NULL, loss_at, da, db, a, b, n, w, temp, alpha, block_rows);
+    return st ? st : mrec_l2_normalize_rows_back(ctx, db, c->gb, c->nb, b, NORM_EPS, 0, n, w);
 }
 
 void mrec_info_nce_free(mrec_info_nce *c) {
     if (c->ctx && c->mem.base) mrec_arena_release(&c->mem, c->ctx->cuda);
-    free(c->h_loss);
     memset(c, 0, sizeof *c);
 }

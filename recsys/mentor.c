@@ -94,10 +94,9 @@ typedef struct {
     float *ta, *tb, *tc, *td;            /* (N, 2d) each, (I, 4d) scratch */
     float *ones, *zeros;                 /* (max(N, 4d)), (N 2d) */
     float *bvec;                         /* (8, 2d) the align term's column sums, then its four offsets */
-    double *h_sums;                      /* (4 d) host: column sums downloaded */
-    float *h_small;                      /* (max(2U, 16d, cap d)) host scratch */
+    float *alpha;                        /* (4) the align term's slopes */
     mrec_info_nce nce;                   /* the contrast's buffers, a block of rows at a time */
-    int cap;                             /* batch rows the host scratch and gath hold */
+    int cap;                             /* batch rows gath holds */
     mrec_arena bat;
     float *gath;                         /* (cap, d) the batch users' rows of P */
     mrec_batch_rows rows;
@@ -207,84 +206,55 @@ static mrec_status forward(mentor *m) {
 
 /* ---- the losses ---- */
 
-/* var and mean of each of R, G, V, Tt (all N x 2d entries); the align term's loss, and its gradient added to dtab */
+/* var and mean of each of R, G, V, Tt (all N x 2d entries): the align term added to *loss (in the context's memory),
+ * its gradient added to dtab */
 static mrec_status align_term(mentor *m, double *loss) {
     int W = 2 * m->dim, N = m->n_nodes;
     int64_t n = (int64_t)N * W;
     mrec_context *ctx = m->ctx;
-    double mean[4], var[4];
     mrec_status st = MREC_OK;
-    /* each table's column sums and sums of squares, rows 2a and 2a + 1 of bvec, read in one copy (a copy each
-     * stopped the GPU eight times a step) */
+    /* each table's column sums and sums of squares, rows 2a and 2a + 1 of bvec; then the loss, each table's slope
+     * and (into row a) its offset: d/dx = alpha_a x + beta_a */
     for (int a = 0; a < 4 && !st; a++) {
         st = mrec_mul(ctx, m->ta, m->tab[a], m->tab[a], n);
         if (!st) st = col_sums(m, m->bvec + (size_t)2 * a * W, m->tab[a], N, W, 0);
         if (!st) st = col_sums(m, m->bvec + (size_t)(2 * a + 1) * W, m->ta, N, W, 0);
     }
-    if (!st) st = mrec_copy_to_host(ctx, m->h_small, m->bvec, sizeof(float) * 8 * (size_t)W);
-    if (st) return st;
-    for (int a = 0; a < 4; a++) {
-        double s = 0, q = 0;
-        for (int c = 0; c < W; c++) s += m->h_small[(size_t)2 * a * W + c];
-        for (int c = 0; c < W; c++) q += m->h_small[(size_t)(2 * a + 1) * W + c];
-        mean[a] = s / (double)n, var[a] = (q - s * s / (double)n) / (double)(n - 1);
-    }
-    double total = 0;
-    for (int a = 0; a < 4; a++)
-        for (int b = a + 1; b < 4; b++) total += fabs(var[a] - var[b]) + fabs(mean[a] - mean[b]);
-    *loss = m->align * total;
-    /* d/dx of |var_a - var_b| and |mean_a - mean_b| (torch's abs: sign, 0 at 0): alpha x + beta per entry; the
-     * four betas, a row of bvec each, go up in one copy */
-    double alpha[4], beta[4];
-    for (int a = 0; a < 4; a++) {
-        double cv = 0, cm = 0;
-        for (int b = 0; b < 4; b++)
-            if (b != a) cv += (var[a] > var[b]) - (var[a] < var[b]), cm += (mean[a] > mean[b]) - (mean[a] < mean[b]);
-        alpha[a] = m->align * cv * 2.0 / (double)(n - 1), beta[a] = m->align * cm / (double)n - alpha[a] * mean[a];
-        for (int c = 0; c < W; c++) m->h_small[(size_t)a * W + c] = (float)beta[a];
-    }
-    st = mrec_copy_to_device(ctx, m->bvec, m->h_small, sizeof(float) * 4 * (size_t)W);
+    if (!st) st = mrec_moment_align(ctx, m->alpha, m->bvec, loss, W, n, m->align);
     for (int a = 0; a < 4 && !st; a++) {
-        if (alpha[a] == 0 && beta[a] == 0) continue;
-        st = mrec_scale(ctx, m->ta, m->tab[a], (float)alpha[a], n);
+        st = mrec_scale_at(ctx, m->ta, m->tab[a], m->alpha + a, n);
         if (!st) st = mrec_add(ctx, m->dtab[a], m->dtab[a], m->ta, n);
         if (!st) st = mrec_gemm(ctx, m->dtab[a], m->ones, m->bvec + (size_t)a * W, NULL, 1, 1, 0, 0, N, W, 1, 1, W, W);
     }
     return st;
 }
 
-/* alpha times InfoNCE(a, b) over n rows (W wide) into *loss; da, db (n, W) its gradients (written). Blocks of rows. */
+/* alpha times InfoNCE(a, b) over n rows (W wide) added to *loss (in the context's memory); da, db (n, W) its
+ * gradients (written). Blocks of rows. */
 static mrec_status info_nce(mentor *m, double *loss, float *da, float *db, const float *a, const float *b, int n, float alpha) {
     return mrec_info_nce_run(&m->nce, m->ctx, loss, da, db, a, b, n, 2 * m->dim, m->temp, alpha, m->block_rows);
 }
 
-/* reg mean(P[u]^2) over the batch's users (repeats kept) for the visual and textual networks, and reg mean(w^2) */
+/* reg mean(P[u]^2) over the batch's users (repeats kept) for the visual and textual networks, and reg mean(w^2),
+ * added to *loss (in the context's memory) */
 static mrec_status reg_term(mentor *m, double *loss, const int32_t *u, int n) {
     int d = m->dim, U = m->n_users;
+    int64_t nd = (int64_t)n * d;
     mrec_context *ctx = m->ctx;
     const int32_t *parts[1] = {u};
     const int offset[1] = {0};
-    double total = 0;
     mrec_status st = mrec_batch_rows_set(&m->rows, ctx, U, 1, parts, offset, n);
     for (int k = 0; k < 2 && !st; k++) {
         gcn *q = &m->net[k];
         st = mrec_embedding_checked(ctx, m->gath, q->P, m->rows.ids, n, U, d);
-        if (!st) st = mrec_copy_to_host(ctx, m->h_small, m->gath, sizeof(float) * (size_t)n * d);
-        double s = 0;
-        for (int64_t e = 0; e < (int64_t)n * d && !st; e++) s += (double)m->h_small[e] * m->h_small[e];
-        total += s / ((double)n * d);
-        if (!st) st = mrec_scale(ctx, m->gath, m->gath, 2.0f * m->reg / ((float)n * d), (int64_t)n * d);
+        if (!st) st = mrec_loss_dot(ctx, loss, m->gath, m->gath, nd, m->reg, (double)nd);
+        if (!st) st = mrec_scale(ctx, m->gath, m->gath, 2.0f * m->reg / ((float)n * d), nd);
         if (!st) st = mrec_batch_rows_scatter(&m->rows, m->tb, m->gath, d);
         if (!st) st = mrec_add(ctx, q->gP, q->gP, m->tb, (int64_t)U * d);
     }
-    if (!st) st = mrec_copy_to_host(ctx, m->h_small, m->wu, sizeof(float) * 2 * (size_t)U);
-    double s = 0;
-    for (int e = 0; e < 2 * U && !st; e++) s += (double)m->h_small[e] * m->h_small[e];
-    total += s / (2.0 * U);
+    if (!st) st = mrec_loss_dot(ctx, loss, m->wu, m->wu, 2 * (int64_t)U, m->reg, 2.0 * U);
     if (!st) st = mrec_scale(ctx, m->ta, m->wu, m->reg / (float)U, 2 * (int64_t)U);
-    if (!st) st = mrec_add(ctx, m->wu_grad, m->wu_grad, m->ta, 2 * (int64_t)U);
-    *loss = m->reg * total;
-    return st;
+    return st ? st : mrec_add(ctx, m->wu_grad, m->wu_grad, m->ta, 2 * (int64_t)U);
 }
 
 /* From dtab to each network's dout (through T^T on the items' rows) and w's gradient */
@@ -321,14 +291,10 @@ static mrec_status tables_back(mentor *m) {
     return st;
 }
 
-static mrec_status ensure_host(mentor *m, int n) {
+/* Room for a batch of n users' rows of P (gath), grown, not per batch. */
+static mrec_status ensure_batch(mentor *m, int n) {
     if (n <= m->cap) return MREC_OK;
-    int64_t most = (int64_t)n * m->dim;
-    if (most < 2 * (int64_t)m->n_users) most = 2 * (int64_t)m->n_users;
-    if (most < 16 * (int64_t)m->dim) most = 16 * (int64_t)m->dim; /* the align term's 8 rows of 2d */
-    float *h = realloc(m->h_small, sizeof(float) * (size_t)most);
-    if (!h) return mrec_fail(MREC_ERR_NOMEM, "mentor: a batch of %d", n);
-    m->h_small = h, m->cap = 0;
+    m->cap = 0;
     if (m->bat.base) mrec_arena_release(&m->bat, m->ctx->cuda);
     mrec_status st = mrec_arena_reserve(&m->bat, sizeof(float) * (size_t)n * m->dim + 256, m->ctx->device, m->ctx->cuda);
     if (st) return st;
@@ -337,42 +303,45 @@ static mrec_status ensure_host(mentor *m, int n) {
     return MREC_OK;
 }
 
-static mrec_status batch_loss_grad(mentor *m, double *loss_out, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The batch's step; its loss left in m->bpr.loss, on the context's device. */
+static mrec_status batch_step(mentor *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     int d = m->dim, U = m->n_users, N = m->n_nodes, W = 2 * d;
     mrec_context *ctx = m->ctx;
     int64_t nw = (int64_t)N * W;
-    mrec_status st = ensure_host(m, n);
+    mrec_status st = ensure_batch(m, n);
     if (!st) st = forward(m);
     m->ran = 1;
-    if (!st) st = mrec_bpr_ops_scores(&m->bpr, ctx, m->tab[0], m->tab[0], u, i, j, n, U, N, W);
-    if (st) return st;
     /* log2: MMRec's softplus loss over ln 2 */
-    const float *pos = m->bpr.h_dots, *neg = pos + n;
-    double bpr = mrec_bpr_softplus_loss(m->bpr.dx, pos, neg, n) / LN2, align = 0, reg = 0, users = 0, items = 0;
-    for (int b = 0; b < n; b++) m->bpr.dx[b] = (float)(m->bpr.dx[b] / LN2);
-    if ((st = mrec_bpr_ops_scatter(&m->bpr, m->dtab[0], m->tab[0], m->bpr.dx, NULL))) return st;
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = (float)(1.0 / LN2)};
+    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->tab[0], m->tab[0], u, i, j, n, U, N, W);
+    if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
+    if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dtab[0], m->tab[0], 1, 0);
     for (int t = 1; t < N_TAB && !st; t++) st = zero(m, m->dtab[t], nw);
-    if (!st) st = align_term(m, &align);
+    double *loss = m->bpr.loss;
+    if (!st) st = align_term(m, loss);
     /* the contrast of the perturbed tables over all users, then all items */
     if (!st && m->mask_g > 0) {
         size_t iu = (size_t)U * W;
-        st = info_nce(m, &users, m->dtab[4], m->dtab[5], m->tab[4], m->tab[5], U, m->mask_g);
-        if (!st) st = info_nce(m, &items, m->dtab[4] + iu, m->dtab[5] + iu, m->tab[4] + iu, m->tab[5] + iu, m->n_items, m->mask_g);
+        st = info_nce(m, loss, m->dtab[4], m->dtab[5], m->tab[4], m->tab[5], U, m->mask_g);
+        if (!st) st = info_nce(m, loss, m->dtab[4] + iu, m->dtab[5] + iu, m->tab[4] + iu, m->tab[5] + iu, m->n_items, m->mask_g);
     }
     if (!st) st = tables_back(m);
     for (int k = 0; k < N_GCN && !st; k++) st = gcn_backward(m, k);
-    if (!st) st = reg_term(m, &reg, u, n);
+    if (!st) st = reg_term(m, loss, u, n);
     if (st) return st;
     m->step++;
-    *loss_out = bpr + reg + align + users + items;
     return MREC_OK;
+}
+
+static const double *mentor_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mentor *m = self;
+    m->status = batch_step(m, u, i, j, n);
+    return m->status ? NULL : m->bpr.loss;
 }
 
 static double mentor_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mentor *m = self;
-    double loss = NAN;
-    m->status = batch_loss_grad(m, &loss, u, i, j, n);
-    return m->status ? NAN : loss;
+    return mrec_step_loss(m->ctx, &m->status, mentor_step(self, u, i, j, n));
 }
 
 mrec_status mrec_mentor_set_noise_seed(mrec_model *model, uint64_t seed, int freeze) {
@@ -419,7 +388,6 @@ static void mentor_destroy(void *self) {
     mrec_info_nce_free(&m->nce);
     if (m->bat.base) mrec_arena_release(&m->bat, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->h_small), free(m->h_sums);
     free(m);
 }
 
@@ -441,7 +409,7 @@ static void carve(mentor *m, mrec_arena *a, int64_t adj_nnz, int64_t s_nnz) {
     m->net[2].x = m->id_feat, m->net[2].gx = m->id_grad;
     for (int t = 0; t < N_TAB; t++) m->tab[t] = F(N * W), m->dtab[t] = F(N * W);
     m->ta = F(N * W), m->tb = F(N * W), m->tc = F(N * W), m->td = F(I * 4 * d), m->ones = F(N > 4 * d ? N : 4 * d);
-    m->zeros = F(N * W), m->bvec = F(8 * W);
+    m->zeros = F(N * W), m->bvec = F(8 * W), m->alpha = F(4);
 #undef F
     mrec_device dev = m->ctx->device;
     m->adj = mrec_graph_carve(a, (int)N, (int)N, adj_nnz, dev);
@@ -531,7 +499,7 @@ mrec_status mrec_mentor_create(mrec_model *out, const mrec_graph *adj, const mre
         return st;
     }
     carve(m, &m->mem, adj_nnz, s_nnz);
-    if ((st = upload(m, adj, item_graph, feat, rng)) || (st = ensure_host(m, 1))) {
+    if ((st = upload(m, adj, item_graph, feat, rng)) || (st = ensure_batch(m, 1))) {
         mentor_destroy(m);
         return st;
     }
@@ -544,7 +512,7 @@ mrec_status mrec_mentor_create(mrec_model *out, const mrec_graph *adj, const mre
     out->n_params = p;
     out->name = "MENTOR", out->self = m;
     out->status = &m->status;
-    out->loss_grad = mentor_loss_grad, out->prepare = mentor_prepare, out->score = mentor_score;
+    out->loss_grad = mentor_loss_grad, out->step = mentor_step, out->prepare = mentor_prepare, out->score = mentor_score;
     out->embed_dim = 2 * dim, out->embeddings = mentor_embeddings;
     out->destroy = mentor_destroy;
     return MREC_OK;

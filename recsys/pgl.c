@@ -180,7 +180,7 @@ static mrec_status ensure_batch(pgl *m, int n) {
 /* alpha / n times InfoNCE(a, b) over n rows added to *loss_at (on the context's device); da, db (n, W) its gradients.
  * a, b (n, W). */
 static mrec_status info_nce(pgl *m, double *loss_at, float *da, float *db, const float *a, const float *b, int n, float alpha) {
-    return mrec_info_nce_run_at(&m->nce, m->ctx, loss_at, da, db, a, b, n, m->width, m->temp, alpha, 0);
+    return mrec_info_nce_run(&m->nce, m->ctx, loss_at, da, db, a, b, n, m->width, m->temp, alpha, 0);
 }
 
 /* The contrast of the batch's rows [users ; U + positives] of f: its loss added to *loss_at (on the context's

@@ -28,63 +28,49 @@ mrec_status mrec_csr_layer_mean_back(float *dego, const float *dfinal, const mre
                                      float *a, float *b, mrec_context *ctx);
 
 /* ---- BPR through the op entries (bpr_ops.c) ----------------------------------
- * The batch step BPRMF and LightGCN take where their context runs (the other models with a GPU path score and
- * combine their batch's rows through it too): on a GPU always, on the CPU when a test asks (mrec_bprmf_use_ops,
- * mrec_lightgcn_use_ops, ...), so the CPU checks the path the GPU takes. The tables hold users then items (n_rows,
- * d) on the context's device. The batch's scores and squared row norms come
- * back to the host, where the loss is computed by the same code as on the
- * host path; the gradient rows are combined and scattered on the device in
- * a fixed order (no atomics). Per batch the host waits on the device once,
- * for the scores. */
+ * The batch step every model with a GPU path takes where its context runs: on a GPU always, on the CPU when a test
+ * asks (mrec_bprmf_use_ops, mrec_lightgcn_use_ops, ...), so the CPU checks the path the GPU takes. The tables hold
+ * users then items (n_rows, d) on the context's device. The batch's scores and squared row norms, its loss and the
+ * loss's gradient stay there; the gradient rows are combined and scattered in a fixed order (no atomics). Nothing
+ * in a step waits for the device. */
 typedef struct {
     mrec_context *ctx;
     int cap, n_rows, d; /* batch capacity, table rows and width the buffers are sized for */
-    int n;              /* the batch of the last mrec_bpr_ops_scores */
+    int n;              /* the batch of the last mrec_bpr_ops_dots */
     mrec_arena mem;     /* the buffers below, on the context's device */
     int32_t *ids;       /* (3 cap) the batch's rows: u, then n_users + i, then n_users + j */
     float *dots;        /* (5 cap) pos, neg, then the squared norms of the 3n rows of E */
     float *mixed;           /* (3 cap, d) the gradient rows before their scatter (mrec_bpr_rows) */
-    float *dxd;             /* (cap) dx, on the device */
-    float *coef;            /* (3) the regularizer's row factors, on the device (mrec_bpr_ops_loss) */
-    double *loss;           /* (1) the batch's loss, on the device (mrec_bpr_ops_loss) */
+    float *dxd;             /* (cap) dx = d loss / d (pos - neg) */
+    float *coef;            /* (3) the regularizer's row factors (mrec_bpr_ops_loss) */
+    double *loss;           /* (1) the batch's loss (mrec_bpr_ops_loss) */
     int64_t *idx_ptr;       /* (n_rows + 1) the batch's rows transposed: table row -> positions */
     int32_t *idx_pos;       /* (3 cap) */
     void *work;             /* mrec_index_csr's workspace */
     size_t work_bytes;
-    void *host;             /* one host allocation for: */
-    int32_t *h_ids;         /* (3 cap) */
-    float *h_dots;          /* (5 cap) the downloaded dots: pos, neg, squared norms */
-    float *dx;              /* (cap) d loss / d (pos - neg), for the caller to fill */
+    int32_t *h_ids;         /* (3 cap) host: the ids, checked there before they go up */
 } mrec_bpr_ops;
 
-/* Scores the batch: pos = <F_u, F_i>, neg = <F_u, F_j> and |E_r|^2 for the
- * rows u, i, j of E, into o->h_dots; keeps the batch's index for the
- * scatters. F and E (n_rows, d) on ctx's device, u, i, j (n) on the host.
- * The buffers are allocated when a batch is larger than any before (as the
- * host path's scratch is), not per batch. */
-mrec_status mrec_bpr_ops_scores(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
-                                const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d);
+/* Dots of the batch: pos = <F_u, F_i>, neg = <F_u, F_j> and |E_r|^2 for the rows u, i, j of E, into o->dots; keeps
+ * the batch's index for the scatters. F and E (n_rows, d) on ctx's device, u, i, j (n) on the host. The buffers are
+ * allocated when a batch is larger than any before, not per batch. */
+mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
+                              const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d);
+/* The batch's loss where its dots are (mrec_bpr_batch_loss): dx, the regularizer's factors and the loss into
+ * o->dxd, o->coef and o->loss. */
+mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec);
 /* out (n_rows, d), every row written: the scatter-add over the batch of
  *   row u:  dx_b (T_i - T_j) + coef[0] T_u
  *   row i:  dx_b T_u + coef[1] T_i
  *   row j: -dx_b T_u + coef[2] T_j
- * with T (n_rows, d) on the device, dx (n) on the host (NULL: no BPR part)
- * and coef NULL for no norm part. */
-mrec_status mrec_bpr_ops_scatter(mrec_bpr_ops *o, float *out, const float *T, const float *dx, const float coef[3]);
+ * with T (n_rows, d) on the device, and dx and the factors mrec_bpr_ops_loss left: dx or none (with_dx), the
+ * factors of the parts in coef_parts (a mask as mrec_bpr_rows_at's; 0 for none). */
+mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T, int with_dx, int coef_parts);
+void mrec_bpr_ops_free(mrec_bpr_ops *o);
 /* A model's loss_grad from its step (mrec_model.step): the loss the step
  * left at `at`, read back (the host waits for the device); NaN where the
  * step failed (at NULL) or the copy did (its status into *status). */
 double mrec_step_loss(mrec_context *ctx, mrec_status *status, const double *at);
-/* mrec_bpr_ops_scores without the copy back, for mrec_bpr_ops_loss */
-mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
-                              const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d);
-/* The batch's loss where its dots are (mrec_bpr_batch_loss): dx, the
- * regularizer's factors and the loss into o->dxd, o->coef and o->loss. */
-mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec);
-/* mrec_bpr_ops_scatter with the dx and the factors mrec_bpr_ops_loss left on the device: dx or none, the factors of
- * the parts in coef_parts (a mask as mrec_bpr_rows_at's; 0 for none) */
-mrec_status mrec_bpr_ops_scatter_at(mrec_bpr_ops *o, float *out, const float *T, int with_dx, int coef_parts);
-void mrec_bpr_ops_free(mrec_bpr_ops *o);
 
 /* ---- a batch's rows of one table, on the device (bpr_ops.c) ----------------------
  * The ids a batch reads from one table (users, items, or users then items),
@@ -154,16 +140,13 @@ typedef struct {
     float *sim;               /* (cap_rows, cap_n) a block's logits, then their gradient */
     double *closs;            /* (cap_n) each row's loss */
     int32_t *iota;            /* (cap_n) 0, 1, ..: each row's own column */
-    double *h_loss;           /* (cap_n) host */
 } mrec_info_nce;
 
-/* *loss = alpha InfoNCE(a, b); da, db (n, w) its gradients, written. a, b (n, w), on the context's device. */
-mrec_status mrec_info_nce_run(mrec_info_nce *c, mrec_context *ctx, double *loss, float *da, float *db, const float *a,
+/* alpha InfoNCE(a, b) added to *loss_at in the context's memory (a batch's loss left on the device): nothing comes
+ * back to the host. The term is alpha * sum / n, the rows' sum in order (a fixed tree on a GPU). da, db (n, w) its
+ * gradients, written. a, b (n, w), on the context's device. */
+mrec_status mrec_info_nce_run(mrec_info_nce *c, mrec_context *ctx, double *loss_at, float *da, float *db, const float *a,
                               const float *b, int n, int w, float temp, float alpha, int block_rows);
-/* The same, adding alpha InfoNCE(a, b) to *loss_at in the context's memory (a batch's loss left on the device):
- * nothing comes back to the host. The term is alpha * sum / n, the rows' sum in order (a fixed tree on a GPU). */
-mrec_status mrec_info_nce_run_at(mrec_info_nce *c, mrec_context *ctx, double *loss_at, float *da, float *db, const float *a,
-                                 const float *b, int n, int w, float temp, float alpha, int block_rows);
 void mrec_info_nce_free(mrec_info_nce *c);
 
 /* A graph's copy where ctx runs, carved from a (a measuring arena counts

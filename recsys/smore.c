@@ -355,7 +355,7 @@ static mrec_status ensure_batch(smore *m, int n) {
 
 /* cl InfoNCE(a, b) over n rows into *loss; da, db (n, d) its gradients. a, b (n, d). */
 static mrec_status info_nce(smore *m, double *loss_at, float *da, float *db, const float *a, const float *b, int n) {
-    return mrec_info_nce_run_at(&m->nce, m->ctx, loss_at, da, db, a, b, n, m->dim, m->temp, m->cl, 0);
+    return mrec_info_nce_run(&m->nce, m->ctx, loss_at, da, db, a, b, n, m->dim, m->temp, m->cl, 0);
 }
 
 /* The batch's loss stays on the context's device (m->bpr.loss): BPR and its regularizer, then the contrast's two terms
