@@ -753,6 +753,17 @@ mrec_status mrec_cuda_host_free(mrec_cuda *cu, void *ptr);
  * valid (and src unchanged) until an event recorded after it completes. */
 mrec_status mrec_cuda_copy_h2d_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream stream);
 mrec_status mrec_cuda_copy_d2h_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream stream);
+/* A small upload from any host memory (a batch's ids, a few numbers), queued
+ * on the compute stream through the context's ring of pinned slots: src is
+ * copied into a slot at once, so it may change as soon as the call returns,
+ * and the host waits only when the slot's copy of MREC_STAGE_SLOTS uploads
+ * ago has not run yet. An async copy straight from pageable memory may wait
+ * for the stream to drain (the CUDA documentation allows it), which would
+ * stall a training step that otherwise never waits. Larger than a slot: a
+ * plain async copy. */
+#define MREC_STAGE_SLOTS 8
+#define MREC_STAGE_BYTES (256u << 10)
+mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const void *src, size_t bytes);
 mrec_status mrec_cuda_event_create(mrec_cuda *cu, mrec_event **ev);
 mrec_status mrec_cuda_event_destroy(mrec_cuda *cu, mrec_event *ev);
 /* ev marks the work queued on `stream` so far. */
@@ -771,6 +782,7 @@ mrec_status mrec_host_alloc(mrec_context *ctx, void **ptr, size_t bytes);
 void mrec_host_free(mrec_context *ctx, void *ptr);
 mrec_status mrec_copy_to_device_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream);
 mrec_status mrec_copy_to_host_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream);
+mrec_status mrec_copy_to_device_staged(mrec_context *ctx, void *dst, const void *src, size_t bytes);
 mrec_status mrec_event_create(mrec_context *ctx, mrec_event **ev);
 void mrec_event_destroy(mrec_context *ctx, mrec_event *ev);
 mrec_status mrec_event_record(mrec_context *ctx, mrec_event *ev, mrec_stream stream);

@@ -299,7 +299,7 @@ static mrec_status ops_loss_grad(bm3 *m, const int32_t *u, const int32_t *i, int
     if (!st) st = mrec_add(ctx, m->src + nd, m->src + nd, m->dsrc, (int64_t)nd);
     if (!st) st = mrec_hash_dropout(ctx, m->tgt, m->src, NULL, 2 * (int64_t)nd, m->dropout, target_key(m, 0));
     if (!st) st = mrec_gemm(ctx, m->on, m->src, m->wp, m->bp, 1, 0, 0, 1, 2 * n, d, d, d, d, d);
-    if (!st) st = mrec_copy_to_device_async(ctx, m->loss, &nothing, sizeof nothing, MREC_STREAM_COMPUTE);
+    if (!st) st = mrec_copy_to_device_staged(ctx, m->loss, &nothing, sizeof nothing);
     if (!st) st = ops_cos_loss(m, 1.0f, m->don, m->on, m->tgt + nd, n);
     if (!st) st = ops_cos_loss(m, 1.0f, m->don + nd, m->on + nd, m->tgt, n);
     /* the predictor's backward: dW_p = don^T src, db_p = ones^T don, dsrc = don W_p */

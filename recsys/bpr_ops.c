@@ -9,8 +9,9 @@
  * batch's transposed index (mrec_index_csr) then adds each table row's
  * contributions in batch order, so repeated rows sum the same way on every
  * run and device. Nothing waits on the device: the ids are checked on the
- * host, and the copies up come from pageable buffers, which the driver
- * stages before the call returns.
+ * host, and they go up through the context's pinned upload slots
+ * (mrec_copy_to_device_staged), where a copy from pageable memory could
+ * wait for the stream to drain.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -67,7 +68,7 @@ mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F
     if (st) return st;
     o->n = n;
     for (int b = 0; b < n; b++) o->h_ids[b] = u[b], o->h_ids[n + b] = n_users + i[b], o->h_ids[2 * n + b] = n_users + j[b];
-    if ((st = mrec_copy_to_device_async(ctx, o->ids, o->h_ids, sizeof(int32_t) * 3 * (size_t)n, MREC_STREAM_COMPUTE))) return st;
+    if ((st = mrec_copy_to_device_staged(ctx, o->ids, o->h_ids, sizeof(int32_t) * 3 * (size_t)n))) return st;
     /* the index checks every id against the table (on the host, from h_ids) before anything reads a row */
     st = mrec_index_csr_host_checked(ctx, o->idx_ptr, o->idx_pos, o->ids, o->h_ids, 3 * n, n_rows, o->work, o->work_bytes);
     if (!st) st = mrec_gather_dot(ctx, o->dots, F, o->ids, F, o->ids + n, n, d);
@@ -126,7 +127,7 @@ mrec_status mrec_batch_rows_set(mrec_batch_rows *r, mrec_context *ctx, int n_row
     r->n = n_parts * n;
     for (int k = 0; k < n_parts; k++)
         for (int b = 0; b < n; b++) r->h_ids[k * n + b] = part[k][b] + offset[k];
-    st = mrec_copy_to_device_async(ctx, r->ids, r->h_ids, sizeof(int32_t) * (size_t)r->n, MREC_STREAM_COMPUTE);
+    st = mrec_copy_to_device_staged(ctx, r->ids, r->h_ids, sizeof(int32_t) * (size_t)r->n);
     return st ? st : mrec_index_csr_host_checked(ctx, r->ptr, r->pos, r->ids, r->h_ids, r->n, n_rows, r->work, r->work_bytes);
 }
 

@@ -177,7 +177,7 @@ static mrec_status concat(clip_e2e *m, float *E, int K) {
 static mrec_status embed_items(clip_e2e *m, const int32_t *items, int K, float *E) {
     mrec_context *ctx = m->ctx;
     int T = m->T;
-    mrec_status st = mrec_copy_to_device(ctx, m->items_dev, items, sizeof(int32_t) * (size_t)K);
+    mrec_status st = mrec_copy_to_device_staged(ctx, m->items_dev, items, sizeof(int32_t) * (size_t)K);
     if (st) return st;
     if (!m->blocks) return mrec_embedding(ctx, E, m->emb, m->items_dev, K, m->n_items, 2 * m->D);
     for (int k = 0; k < K; k++) {

@@ -2223,6 +2223,36 @@ static mrec_status replay_forward(mrec_context *ctx, replay_model *r, const floa
  * the same context gives it without a graph (another output buffer is another key: run as it is). ResNet's
  * passes, ViT's chunks and CLIP's image chunks, each in fp32 and bf16 (for ResNet the NCHW and the channels-last
  * route). */
+/* Staged uploads: the source changed as soon as each call returns, three times round the ring of slots, behind a
+ * kernel that keeps the stream busy; then one larger than a slot (a plain copy). Every upload lands as it was. */
+static void test_staged_uploads(void) {
+    enum { N = 1000, ROUNDS = 3 * MREC_STAGE_SLOTS };
+    int32_t *dev = NULL, src[N], *back = malloc(sizeof(int32_t) * N * ROUNDS);
+    size_t big_n = MREC_STAGE_BYTES / 4 + 1;
+    float *x = rnd(1 << 22, -1, 1), *dx = up(x, 4u << 22);
+    if (mrec_cuda_malloc(cu, (void **)&dev, sizeof(int32_t) * N * ROUNDS)) return;
+    int ok = 1;
+    for (int r = 0; r < ROUNDS && ok; r++) {
+        if (dx && r % 4 == 0) ok &= mrec_scale_cuda(dx, dx, 1.0f, 1 << 22, cu) == MREC_OK; /* work ahead of the copies */
+        for (int e = 0; e < N; e++) src[e] = r * N + e;
+        ok &= mrec_cuda_copy_h2d_staged(cu, dev + (size_t)r * N, src, sizeof src) == MREC_OK;
+        memset(src, 0xff, sizeof src); /* the slot holds the copy now */
+    }
+    if (t_check(ok, "staged uploads: %s", ok ? "" : mrec_error_detail()) && down(back, dev, sizeof(int32_t) * N * ROUNDS)) {
+        int bad = 0;
+        for (int e = 0; e < N * ROUNDS; e++) bad += back[e] != e;
+        t_check(bad == 0, "staged uploads: %d rounds of %d ids land as they were when each call returned (%d wrong)", ROUNDS, N, bad);
+    }
+    int32_t *big = malloc(4 * big_n), *dbig = NULL, *bigback = malloc(4 * big_n);
+    for (size_t e = 0; e < big_n; e++) big[e] = (int32_t)(e * 7);
+    if (!mrec_cuda_malloc(cu, (void **)&dbig, 4 * big_n) &&
+        t_status(mrec_cuda_copy_h2d_staged(cu, dbig, big, 4 * big_n), MREC_OK, "a staged upload larger than a slot") &&
+        t_status(mrec_cuda_sync(cu), MREC_OK, "sync") && down(bigback, dbig, 4 * big_n))
+        t_check(!memcmp(big, bigback, 4 * big_n), "a staged upload larger than a slot: a plain copy, every value");
+    mrec_cuda_free(cu, dev), mrec_cuda_free(cu, dbig), mrec_cuda_free(cu, dx);
+    free(back), free(big), free(bigback), free(x);
+}
+
 static void test_graph_replay(void) {
     static const char *names[3] = {"resnet_tiny", "vit_tiny", "the tiny CLIP's image tower"};
     static const char *inputs[3] = {FIX "vision/images_64x72.npy", FIX "vision/images_32.npy", FIX "clip/pixel_values.npy"};
@@ -2316,6 +2346,7 @@ int main(void) {
     test_training();
     test_attention();
     test_op_layer();
+    test_staged_uploads();
     if (getenv("MREC_UNDER_SANITIZER")) { /* tools/gpu/check.sh: the kernels at small shapes, in the time it allows */
         t_skip("under compute-sanitizer: the encoders' shapes, the encoders, extractors and recommenders are left to the plain run");
         mrec_cuda_destroy(cu);

@@ -175,6 +175,12 @@ mrec_status mrec_copy_to_device_async(mrec_context *ctx, void *dst, const void *
     return MREC_OK;
 }
 
+mrec_status mrec_copy_to_device_staged(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (on_gpu(ctx)) return mrec_cuda_copy_h2d_staged(ctx->cuda, dst, src, bytes);
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+    return MREC_OK;
+}
+
 mrec_status mrec_copy_to_host_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream) {
     if (on_gpu(ctx)) return mrec_cuda_copy_d2h_async(ctx->cuda, dst, src, bytes, stream);
     if (bytes && dst != src) memcpy(dst, src, bytes);

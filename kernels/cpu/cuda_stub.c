@@ -325,6 +325,9 @@ mrec_status mrec_cuda_host_alloc(mrec_cuda *cu, void **ptr, size_t bytes) {
     return no_cuda_transfer("pinned host memory");
 }
 mrec_status mrec_cuda_host_free(mrec_cuda *cu, void *ptr) { return ptr ? no_cuda_transfer("pinned host memory") : MREC_OK; }
+mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
+    return no_cuda();
+}
 mrec_status mrec_cuda_copy_h2d_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream stream) {
     return no_cuda_transfer("async copy to GPU");
 }

@@ -44,6 +44,9 @@ struct mrec_cuda {
     int n_lt_algos, cap_lt_algos;
     struct mrec_cuda_graph *graphs; /* mrec_cuda_graph_run's keys and graphs (device.cu) */
     int n_graphs, next_graph;
+    void *stage[MREC_STAGE_SLOTS];            /* mrec_cuda_copy_h2d_staged's pinned slots, made when first used */
+    cudaEvent_t stage_done[MREC_STAGE_SLOTS]; /* each slot's last copy */
+    int stage_next;
 };
 /* Drops every graph (their launches name weights that are about to change). */
 void mrec_cuda_graphs_clear(mrec_cuda *cu);

@@ -72,6 +72,10 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     free(cu->weights);
     mrec_cuda_graphs_clear(cu);
     free(cu->graphs);
+    for (int k = 0; k < MREC_STAGE_SLOTS; k++) {
+        if (cu->stage_done[k]) cudaEventSynchronize(cu->stage_done[k]), cudaEventDestroy(cu->stage_done[k]);
+        if (cu->stage[k]) cudaFreeHost(cu->stage[k]);
+    }
     mrec_conv_plans_free(cu);
     mrec_lt_algos_free(cu);
     if (cu->bf16_buf) cudaFree(cu->bf16_buf);
@@ -152,6 +156,29 @@ extern "C" mrec_status mrec_cuda_copy_h2d_async(mrec_cuda *cu, void *dst, const 
     mrec_status st = on_device(cu);
     if (st || !bytes) return st;
     return mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_of(cu, s)), "async copy to GPU");
+}
+
+extern "C" mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
+    mrec_status st = on_device(cu);
+    if (st || !bytes) return st;
+    if (bytes > MREC_STAGE_BYTES) return mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream), "copy to GPU");
+    int k = cu->stage_next;
+    if (!cu->stage[k]) {
+        st = mrec_cuda_check(cudaHostAlloc(&cu->stage[k], MREC_STAGE_BYTES, cudaHostAllocDefault), "cudaHostAlloc (upload slot)");
+        if (!st) st = mrec_cuda_check(cudaEventCreateWithFlags(&cu->stage_done[k], cudaEventDisableTiming), "cudaEventCreate (upload slot)");
+        if (st) {
+            if (cu->stage[k]) cudaFreeHost(cu->stage[k]);
+            cu->stage[k] = NULL, cu->stage_done[k] = NULL;
+            return st;
+        }
+    } else if ((st = mrec_cuda_check(cudaEventSynchronize(cu->stage_done[k]), "waiting for an upload slot"))) {
+        return st;
+    }
+    memcpy(cu->stage[k], src, bytes);
+    st = mrec_cuda_check(cudaMemcpyAsync(dst, cu->stage[k], bytes, cudaMemcpyHostToDevice, cu->stream), "copy to GPU");
+    if (!st) st = mrec_cuda_check(cudaEventRecord(cu->stage_done[k], cu->stream), "upload slot");
+    cu->stage_next = (k + 1) % MREC_STAGE_SLOTS;
+    return st;
 }
 
 extern "C" mrec_status mrec_cuda_copy_d2h_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream s) {
