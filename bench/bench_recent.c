@@ -25,6 +25,9 @@
  *                      a CUDA context, the peers on torch's cuda device; the timed steps back to back
  *                      on both sides as each trainer runs them (the peers read each loss back, as
  *                      MMRec's and Elliot's loops do), timed to the end of the last one's work
+ *   MREC_BENCH_PROFILE="MODEL STEPS"   on the GPU instead: STEPS steps of MODEL after one warm-up inside a
+ *                      profiler range (ncu --profile-from-start off; tools/gpu/check.sh's "baby MODEL STEPS"),
+ *                      and where the host's time went; no peer
  */
 #include "../nn/mrec_npy.h"
 #include "../recsys/mrec_registry.h"
@@ -92,13 +95,21 @@ int main(int argc, char **argv) {
     mrec_bpr_sampler_epoch(&s, &rng);
 
     const char *names[N_MODELS] = {"mgcn", "lgmrec", "pgl", "smore", "mentor", "grcn", "mmgcn", "lightgcnm", "sgl", "simgcl"};
+    /* the profile mode: one model's steps in a profiler range */
+    const char *profile = getenv("MREC_BENCH_PROFILE");
+    char profiled[64] = "";
+    if (profile) {
+        if (!gpu) return fprintf(stderr, "bench_recent: MREC_BENCH_PROFILE wants MREC_DEVICE=cuda\n"), 1;
+        if (sscanf(profile, "%63s %d", profiled, &steps) != 2 || steps < 1 || steps > 1000)
+            return fprintf(stderr, "MREC_BENCH_PROFILE=\"%s\": want \"MODEL STEPS\" (e.g. \"mentor 5\")\n", profile), 2;
+    }
     double ours[N_MODELS] = {0}, build[N_MODELS] = {0};
     int per_epoch[N_MODELS] = {0}, batch_used[N_MODELS] = {0};
     char where[32];
     snprintf(where, sizeof where, gpu ? "the GPU, both sides" : "%d threads", threads);
     printf("bench_recent: %s, Baby (%d users, %d items, %lld pairs), each model at mrec's defaults:\n", where, U, I,
            (long long)pairs);
-    const char *only = getenv("MREC_BENCH_MODELS");
+    const char *only = profile ? profiled : getenv("MREC_BENCH_MODELS");
     for (int k = 0; k < N_MODELS; k++) {
         if (only && !listed(only, names[k])) continue;
         const mrec_model_entry *e = mrec_model_find(names[k]);
@@ -125,20 +136,36 @@ int main(int argc, char **argv) {
             if (mrec_adam_add(&adam, m->param[q], m->grad[q], m->size[q])) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
         /* one warm-up step (with the epoch's start), then `steps` timed ones back to back, as mrec_fit runs them,
          * timed to the end of the last one's work on the device */
-        double t = 0;
+        double t = 0, t_step = 0, t_adam = 0, t_wait = 0;
         for (int step = 0; step <= steps; step++) {
             int64_t at = (int64_t)step * batch % (s.n - batch + 1);
             if (m->epoch_start && step == 0 && m->epoch_start(m->self)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
+            double a = now();
             bench_step(m, s.user + at, s.pos + at, s.neg + at, batch);
+            double c = now();
             if ((m->status && *m->status) || mrec_adam_step_active(&adam, m->active, ctx))
                 return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
+            if (step) t_step += c - a, t_adam += now() - c;
             if (step == 0) {
                 if (gpu) mrec_cuda_sync(ctx->cuda);
+                if (profile && mrec_cuda_profile(ctx->cuda, 1)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
                 t = now();
             }
         }
+        t_wait = now();
         if (gpu) mrec_cuda_sync(ctx->cuda);
-        t = now() - t;
+        t_wait = now() - t_wait, t = now() - t;
+        if (profile) {
+            if (mrec_cuda_profile(ctx->cuda, 0)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
+            printf("%s on Baby, %d steps of %d: all of them in %.3f ms (%.3f ms a step), profiled\n", e->elliot, steps, batch, t * 1e3,
+                   t * 1e3 / steps);
+            printf("  host: a step's call %.3f ms, Adam's call %.3f ms, the final wait %.3f ms in all\n", t_step * 1e3 / steps,
+                   t_adam * 1e3 / steps, t_wait * 1e3);
+            mrec_adam_free(&adam);
+            mrec_built_model_free(&b);
+            mrec_context_destroy(ctx);
+            return 0;
+        }
         per_epoch[k] = (int)((pairs + batch - 1) / batch), batch_used[k] = batch;
         ours[k] = t / steps * per_epoch[k];
         mrec_adam_free(&adam);

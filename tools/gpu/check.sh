@@ -159,17 +159,21 @@ if [ "$part" != tests ]; then
 
     # Where one forward's GPU time goes, kernel by kernel (ncu's gpu__time_duration over a
     # forward that bench_gpu_ops marks), beside the same forward timed without the profiler;
-    # "gowalla MODEL STEPS" does the same for training steps on Gowalla (bench_gpu_gowalla).
+    # "gowalla MODEL STEPS" does the same for training steps on Gowalla (bench_gpu_gowalla), and
+    # "baby MODEL STEPS" for one of bench_recent's models on Baby at its defaults.
     # GPU_CHECK_PROFILE="MODEL PRECISION BATCH; ..." picks them; "" leaves it out.
     if command -v ncu > /dev/null 2>&1 && [ -n "$bench_full" ] && [ -n "${GPU_CHECK_PROFILE-x}" ]; then
         say ""
         say "## Where a forward's time goes (ncu, kernel time by kernel)"
-        make $make_args build/cuda/bench/bench_gpu_ops build/cuda/bench/bench_gpu_gowalla >> "$out/build.log" 2>&1
+        make $make_args build/cuda/bench/bench_gpu_ops build/cuda/bench/bench_gpu_gowalla build/cuda/bench/bench_recent >> "$out/build.log" 2>&1
         echo "${GPU_CHECK_PROFILE:-bert-base bf16 32; resnet50 bf16 128; vit-b16 bf16 32; gowalla lightgcn 20}" | tr ';' '\n' | while read -r spec; do
             [ -n "$spec" ] || continue
             tag=$(echo "$spec" | tr ' ' '-') label=$spec
             prog=build/cuda/bench/bench_gpu_ops
-            case $spec in gowalla\ *) prog=build/cuda/bench/bench_gpu_gowalla spec=${spec#gowalla } ;; esac
+            case $spec in
+                gowalla\ *) prog=build/cuda/bench/bench_gpu_gowalla spec=${spec#gowalla } ;;
+                baby\ *) prog="env MREC_DEVICE=cuda build/cuda/bench/bench_recent" spec=${spec#baby } ;;
+            esac
             MREC_FULL_DIR=$bench_full MREC_BENCH_PROFILE="$spec" timeout 120 $prog > "build/profile-$tag.txt" 2>> build/profile.log
             wall=$(sed -nE 's/.*(one forward|all of them) in ([0-9.]+) ms.*/\2/p' "build/profile-$tag.txt")
             MREC_FULL_DIR=$bench_full MREC_BENCH_PROFILE="$spec" timeout 180 ncu --profile-from-start off --csv \
