@@ -963,7 +963,7 @@ mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda
 mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu);
 mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n, float weight, mrec_cuda *cu);
 mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const float *sq, int n, float reg, int div, mrec_cuda *cu);
-/* mrec_loss_dot_cpu, one block of 1024 threads (a fixed tree) */
+/* mrec_loss_dot_cpu: blocks' shares (their count from n alone), then their sums, each in a fixed tree */
 mrec_status mrec_loss_dot_cuda(double *loss, const float *x, const float *y, int64_t n, float scale, double div, mrec_cuda *cu);
 /* mrec_moment_align_cpu, one block (each row's sum in a fixed tree) */
 mrec_status mrec_moment_align_cuda(float *alpha, float *sums, double *loss, int W, int64_t n, float w, mrec_cuda *cu);

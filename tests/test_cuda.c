@@ -976,10 +976,11 @@ static void test_training(void) {
         mrec_scale_ref(sc, cosv, gnf, 777);
         if (t_status(mrec_scale_at_cuda(dsc, dcos, dnf, 777, cu), MREC_OK, "scale by a factor on the device") && down(gsc, dsc, sizeof gsc))
             t_check(!memcmp(sc, gsc, sizeof sc), "scale by a factor on the device: the bits of the same factor passed in");
-        /* a dot product added to the loss: a table's squared norm of a million entries (one block of 1024 threads
-         * over it), and three products; the CPU's in order, the GPU's in a tree */
-        for (int big = 0; big < 2; big++) {
-            int64_t n = big ? 1234567 : 3;
+        /* a dot product added to the loss: three products (one block's share), a table's squared norm of a million
+         * entries (151 shares) and one of four million (256 shares, each longer); the CPU's in order, the GPU's in
+         * trees */
+        for (int big = 0; big < 3; big++) {
+            int64_t n = big == 2 ? 4194309 : big ? 1234567 : 3;
             float *x = rnd(n, -1, 1), *y = big ? x : rnd(n, -1, 1);
             float *dx_ = up(x, 4 * (size_t)n), *dy_ = big ? dx_ : up(y, 4 * (size_t)n);
             term = 0.5;

@@ -24,6 +24,7 @@ typedef struct {
     uint16_t *bf16;
 } mrec_cuda_weights;
 
+#define MREC_DOT_PARTS 256
 struct mrec_cuda {
     int device;
     int sm; /* compute capability, 10 major + minor (90 on Hopper) */
@@ -34,6 +35,7 @@ struct mrec_cuda {
     cublasLtHandle_t lt;
     void *lt_work; /* cuBLASLt's workspace, MREC_LT_WORKSPACE bytes */
     int *flag; /* one device int for kernels that report a bad input */
+    double *dot_part; /* (MREC_DOT_PARTS) mrec_loss_dot's per-block sums */
     mrec_cuda_weights *weights; /* the uploaded blocks, for bf16 GEMMs to find an operand's twin */
     int n_weights, cap_weights;
     uint16_t *bf16_buf; /* activation operands converted for bf16 GEMMs */

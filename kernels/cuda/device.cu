@@ -53,6 +53,7 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     if (!st) st = mrec_cudnn_check(cudnnCreate(&cu->dnn), "cudnnCreate");
     if (!st) st = mrec_cudnn_check(cudnnSetStream(cu->dnn, cu->stream), "cudnnSetStream");
     if (!st) st = mrec_cuda_check(cudaMalloc((void **)&cu->flag, sizeof *cu->flag), "cudaMalloc");
+    if (!st) st = mrec_cuda_check(cudaMalloc((void **)&cu->dot_part, sizeof(double) * MREC_DOT_PARTS), "cudaMalloc");
     if (!st) st = mrec_cublas_check(cublasLtCreate(&cu->lt), "cublasLtCreate");
     if (!st) st = mrec_cuda_check(cudaMalloc(&cu->lt_work, MREC_LT_WORKSPACE), "cudaMalloc (cuBLASLt workspace)");
     if (st) {
@@ -82,6 +83,7 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     if (cu->lt_work) cudaFree(cu->lt_work);
     if (cu->lt) cublasLtDestroy(cu->lt);
     if (cu->flag) cudaFree(cu->flag);
+    if (cu->dot_part) cudaFree(cu->dot_part);
     if (cu->dnn) cudnnDestroy(cu->dnn);
     if (cu->blas) cublasDestroy(cu->blas);
     if (cu->copy_stream) cudaStreamDestroy(cu->copy_stream);

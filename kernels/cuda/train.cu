@@ -326,27 +326,36 @@ extern "C" mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const floa
     return MREC_CUDA_LAUNCHED("loss_norm");
 }
 
-/* One block of 1024 threads (a table's squared norm runs to a million entries): each thread's strided products
- * in double, then a fixed tree. */
-#define DOT_THREADS 1024
-__global__ static void __launch_bounds__(DOT_THREADS) loss_dot_kernel(double *loss, const float *x, const float *y,
-                                                                      int64_t n, float scale, double div) {
-    __shared__ double part[DOT_THREADS];
-    double v = 0;
-    for (int64_t k = threadIdx.x; k < n; k += DOT_THREADS) v += __dmul_rn((double)x[k], (double)y[k]);
-    part[threadIdx.x] = v;
-    __syncthreads();
-    for (int w = DOT_THREADS / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) *loss += scale * part[0] / div;
+/* A table's squared norm runs to a million entries: P blocks (P from n alone, so the sums' tree is the same on
+ * every GPU) each sum a contiguous share's products in double into cu->dot_part, then one block adds the P sums in a
+ * fixed tree. */
+__global__ static void loss_dot_parts_kernel(double *part, const float *x, const float *y, int64_t n, int64_t share) {
+    __shared__ double tree[THREADS][4];
+    int64_t lo = blockIdx.x * share, hi = lo + share < n ? lo + share : n;
+    double v[4] = {0, 0, 0, 0};
+    for (int64_t k = lo + threadIdx.x; k < hi; k += THREADS) v[0] += __dmul_rn((double)x[k], (double)y[k]);
+    block_sum4(tree, v);
+    if (threadIdx.x == 0) part[blockIdx.x] = v[0];
+}
+
+__global__ static void loss_dot_total_kernel(double *loss, const double *part, int P, float scale, double div) {
+    __shared__ double tree[THREADS][4];
+    double v[4] = {0, 0, 0, 0};
+    for (int b = threadIdx.x; b < P; b += THREADS) v[0] += part[b];
+    block_sum4(tree, v);
+    if (threadIdx.x == 0) *loss += scale * v[0] / div;
 }
 
 extern "C" mrec_status mrec_loss_dot_cuda(double *loss, const float *x, const float *y, int64_t n, float scale, double div,
                                           mrec_cuda *cu) {
-    loss_dot_kernel<<<1, DOT_THREADS, 0, cu->stream>>>(loss, x, y, n, scale, div);
-    return MREC_CUDA_LAUNCHED("loss_dot");
+    int64_t P = (n + 8191) / 8192;
+    P = P < 1 ? 1 : P > MREC_DOT_PARTS ? MREC_DOT_PARTS : P;
+    int64_t share = (n + P - 1) / P;
+    loss_dot_parts_kernel<<<(unsigned)P, THREADS, 0, cu->stream>>>(cu->dot_part, x, y, n, share);
+    mrec_status st = MREC_CUDA_LAUNCHED("loss dot (parts)");
+    if (st) return st;
+    loss_dot_total_kernel<<<1, THREADS, 0, cu->stream>>>(loss, cu->dot_part, (int)P, scale, div);
+    return MREC_CUDA_LAUNCHED("loss dot");
 }
 
 /* One block: the eight rows' sums (two passes of block_sum4), then thread 0 finishes as mrec_moment_align_cpu and
