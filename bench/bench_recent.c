@@ -95,13 +95,14 @@ int main(int argc, char **argv) {
     mrec_bpr_sampler_epoch(&s, &rng);
 
     const char *names[N_MODELS] = {"mgcn", "lgmrec", "pgl", "smore", "mentor", "grcn", "mmgcn", "lightgcnm", "sgl", "simgcl"};
-    /* the profile mode: one model's steps in a profiler range */
+    /* the profile mode: one model's steps in a profiler range, any model of the registry (bench_multimodal's too) */
     const char *profile = getenv("MREC_BENCH_PROFILE");
     char profiled[64] = "";
     if (profile) {
         if (!gpu) return fprintf(stderr, "bench_recent: MREC_BENCH_PROFILE wants MREC_DEVICE=cuda\n"), 1;
         if (sscanf(profile, "%63s %d", profiled, &steps) != 2 || steps < 1 || steps > 1000)
             return fprintf(stderr, "MREC_BENCH_PROFILE=\"%s\": want \"MODEL STEPS\" (e.g. \"mentor 5\")\n", profile), 2;
+        names[0] = profiled;
     }
     double ours[N_MODELS] = {0}, build[N_MODELS] = {0};
     int per_epoch[N_MODELS] = {0}, batch_used[N_MODELS] = {0};
@@ -110,12 +111,13 @@ int main(int argc, char **argv) {
     printf("bench_recent: %s, Baby (%d users, %d items, %lld pairs), each model at mrec's defaults:\n", where, U, I,
            (long long)pairs);
     const char *only = profile ? profiled : getenv("MREC_BENCH_MODELS");
-    for (int k = 0; k < N_MODELS; k++) {
+    for (int k = 0; k < (profile ? 1 : N_MODELS); k++) {
         if (only && !listed(only, names[k])) continue;
         const mrec_model_entry *e = mrec_model_find(names[k]);
         mrec_param_values given, p;
         memset(&given, 0, sizeof given);
-        if (!e || mrec_params_resolve(&p, e, &given)) return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
+        if (!e) return fprintf(stderr, "bench_recent: no model \"%s\"\n", names[k]), 1;
+        if (mrec_params_resolve(&p, e, &given)) return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
         int batch = mrec_hp_int(&p, MREC_HP_BATCH_SIZE);
         if (batch > s.n) return fprintf(stderr, "bench_recent: %s: batch %d exceeds the %lld pairs\n", names[k], batch, (long long)s.n), 1;
         /* no cache: the kNN graphs are built here and timed apart */
