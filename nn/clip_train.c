@@ -212,8 +212,9 @@ static mrec_status head_forward(mrec_context *ctx, const mrec_clip_tower *tw, to
     int B = t->B, H = t->H, D = t->D;
     float eps = tw->cfg.layer_norm_eps;
     const float *x = t->layer[t->last - t->first].x;
-    mrec_status st = mrec_copy_to_device(ctx, t->rows, rows_host, sizeof(int32_t) * (size_t)B);
-    for (int b = 0; b < B && !st; b++) st = mrec_copy_rows(ctx, t->hp + (size_t)b * H, H, x + (size_t)rows_host[b] * H, H, 1, H);
+    /* the rows (checked by the caller) go up without a wait, and are gathered in one launch, not one a row */
+    mrec_status st = mrec_copy_to_device_staged(ctx, t->rows, rows_host, sizeof(int32_t) * (size_t)B);
+    if (!st) st = mrec_embedding(ctx, t->hp, x, t->rows, B, B * t->T, H);
     if (!st) st = mrec_layernorm_stats(ctx, t->mp, t->rp, t->hp, eps, B, H);
     if (!st) st = mrec_layernorm(ctx, t->pooled, t->hp, tw->post_w, tw->post_b, eps, B, H);
     if (!st) st = mrec_gemm(ctx, t->e, t->pooled, tw->proj, NULL, 1, 0, 0, 1, B, D, H, H, H, D);
@@ -277,7 +278,7 @@ static mrec_status embed_forward(mrec_context *ctx, const mrec_clip_tower *tw, i
 /* The text tower's attention biases alone, for a forward that starts past the embeddings. */
 static mrec_status text_biases(mrec_context *ctx, const mrec_clip_tower *tw, tower_acts *t, const int32_t *mask) {
     int64_t BT = (int64_t)t->B * t->T;
-    mrec_status st = mask ? mrec_copy_to_device(ctx, t->mask, mask, sizeof(int32_t) * (size_t)BT) : MREC_OK;
+    mrec_status st = mask ? mrec_copy_to_device_staged(ctx, t->mask, mask, sizeof(int32_t) * (size_t)BT) : MREC_OK;
     if (!st) st = mrec_mask_bias(ctx, t->mask_bias, mask ? t->mask : NULL, BT);
     if (!st) st = mrec_causal_bias(ctx, t->causal, tw->cfg.heads, t->T);
     return st;
