@@ -167,6 +167,7 @@ const char *mrec_clip_output_name(mrec_clip_output what) {
 typedef struct {
     float *x, *layer, *images, *patches, *mask_bias, *causal, *pooled;
     int32_t *ids, *mask, *pos; /* the text chunk's inputs, copied from the host */
+    int32_t *rows;             /* (B) the text chunk's pooled rows of x */
 } activations;
 
 /* Inputs a chunk: MREC_CLIP_CHUNK in host memory, ViT's GPU chunk on a GPU (mrec_vit_chunk) */
@@ -194,7 +195,8 @@ static mrec_status carve(mrec_arena *a, activations *t, const mrec_clip_tower *t
         {&t->mask_bias, vision ? 0 : BT},
         {&t->causal, vision ? 0 : (size_t)c->heads * T * T},
     };
-    struct { int32_t **p; size_t n; } ints[] = {{&t->ids, vision ? 0 : BT}, {&t->mask, vision ? 0 : BT}, {&t->pos, vision ? 0 : BT}};
+    struct { int32_t **p; size_t n; } ints[] = {
+        {&t->ids, vision ? 0 : BT}, {&t->mask, vision ? 0 : BT}, {&t->pos, vision ? 0 : BT}, {&t->rows, vision ? 0 : (size_t)B}};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (!parts[i].n) continue;
         *parts[i].p = mrec_arena_alloc(a, parts[i].n * sizeof(float));
@@ -296,8 +298,9 @@ static int eos_position(const int32_t *ids, int T, int eos_token_id) {
     return best;
 }
 
+/* rows_host (B): host scratch for the pooled rows */
 static mrec_status text_chunk(mrec_context *ctx, const mrec_clip *m, const activations *t, const int32_t *ids, const int32_t *mask,
-                              int B, int T, mrec_clip_output what, float *out) {
+                              int32_t *rows_host, int B, int T, mrec_clip_output what, float *out) {
     const mrec_clip_tower *tw = &m->text;
     const mrec_clip_tower_config *c = &tw->cfg;
     int H = c->hidden;
@@ -306,8 +309,11 @@ static mrec_status text_chunk(mrec_context *ctx, const mrec_clip *m, const activ
     for (int i = 0; i < B * T; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
             return mrec_fail(MREC_ERR_ARG, "clip: token %d at position %d is outside the vocabulary of %d", ids[i], i, c->vocab_size);
-    mrec_status st = mrec_copy_to_device(ctx, t->ids, ids, n_ids);
-    if (!st && mask) st = mrec_copy_to_device(ctx, t->mask, mask, n_ids);
+    /* the ids, the mask and the pooled rows go up without waiting for the previous chunk's forward */
+    for (int b = 0; b < B; b++) rows_host[b] = b * T + eos_position(ids + (size_t)b * T, T, c->eos_token_id);
+    mrec_status st = mrec_copy_to_device_staged(ctx, t->ids, ids, n_ids);
+    if (!st && mask) st = mrec_copy_to_device_staged(ctx, t->mask, mask, n_ids);
+    if (!st) st = mrec_copy_to_device_staged(ctx, t->rows, rows_host, sizeof(int32_t) * (size_t)B);
     if (!st) st = mrec_position_ids(ctx, t->pos, NULL, -1, B, T);
     if (!st) st = mrec_embedding_sum(ctx, t->x, tw->embed, t->ids, NULL, NULL, tw->pos, t->pos, B * T, H);
     if (!st) st = mrec_mask_bias(ctx, t->mask_bias, mask ? t->mask : NULL, (int64_t)B * T);
@@ -317,9 +323,7 @@ static mrec_status text_chunk(mrec_context *ctx, const mrec_clip *m, const activ
                                     t->mask_bias, t->causal, t->layer);
     /* final_layer_norm acts per row, so only the pooled rows need it */
     float *h = t->pooled + (size_t)B * H;
-    for (int b = 0; b < B && !st; b++)
-        st = mrec_copy_rows(ctx, h + (size_t)b * H, H, t->x + ((size_t)b * T + eos_position(ids + (size_t)b * T, T, c->eos_token_id)) * H,
-                            H, 1, H);
+    if (!st) st = mrec_embedding(ctx, h, t->x, t->rows, B, B * T, H);
     if (!st) st = mrec_layernorm(ctx, t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H);
     if (!st) st = head(ctx, tw, m->projection_dim, t->pooled, B, what, out);
     return st;
@@ -395,8 +399,9 @@ mrec_status mrec_clip_text_forward(mrec_context *ctx, const mrec_clip *m, const 
     int chunk = chunk_of(&m->text), n0 = B < chunk ? B : chunk;
     if ((st = carve(&ctx->workspace, &t, &m->text, 0, n0, T))) return st;
     /* a chunk shorter than T: its ids and mask at its own length */
-    int32_t *cut = malloc(sizeof(int32_t) * 2 * (size_t)n0 * T);
+    int32_t *cut = malloc(sizeof(int32_t) * (2 * (size_t)n0 * T + (size_t)n0)), *rows = NULL; /* rows: the chunk's pooled rows */
     if (!cut) st = mrec_fail(MREC_ERR_NOMEM, "clip: a chunk of %d x %d ids", n0, T);
+    else rows = cut + 2 * (size_t)n0 * T;
     for (int b0 = 0; b0 < B && !st; b0 += chunk) {
         int n = B - b0 < chunk ? B - b0 : chunk;
         const int32_t *ci = ids + (size_t)b0 * T, *cm = mask ? mask + (size_t)b0 * T : NULL;
@@ -409,7 +414,7 @@ mrec_status mrec_clip_text_forward(mrec_context *ctx, const mrec_clip *m, const 
             }
             ci = to_ids, cm = to_mask;
         }
-        st = text_chunk(ctx, m, &t, ci, cm, n, L, what, out + (size_t)b0 * D);
+        st = text_chunk(ctx, m, &t, ci, cm, rows, n, L, what, out + (size_t)b0 * D);
     }
     free(cut);
     ctx->workspace.used = mark;
