@@ -377,25 +377,26 @@ static mrec_status forward(mrec_context *ctx, const mrec_bert *m, const int32_t 
         free(u.len), free(u.ids);
         return st;
     }
-    /* embeddings: word + token type + position, then LayerNorm */
+    /* embeddings: word + token type + position, then LayerNorm. The inputs go up without waiting for the work
+     * queued before (a forward behind another queues behind it, the GPU never idle between them) */
     if (u.len) {
-        st = mrec_copy_to_device(ctx, t.ids, u.ids, n_ids);
-        if (!st && type_ids) st = mrec_copy_to_device(ctx, t.types, u.types, n_ids);
-        if (!st) st = mrec_copy_to_device(ctx, t.pos, u.pos, n_ids);
+        st = mrec_copy_to_device_staged(ctx, t.ids, u.ids, n_ids);
+        if (!st && type_ids) st = mrec_copy_to_device_staged(ctx, t.types, u.types, n_ids);
+        if (!st) st = mrec_copy_to_device_staged(ctx, t.pos, u.pos, n_ids);
     } else {
-        st = mrec_copy_to_device(ctx, t.ids, ids, n_ids);
-        if (!st && type_ids) st = mrec_copy_to_device(ctx, t.types, type_ids, n_ids);
-        if (!st && mask) st = mrec_copy_to_device(ctx, t.mask, mask, n_ids);
+        st = mrec_copy_to_device_staged(ctx, t.ids, ids, n_ids);
+        if (!st && type_ids) st = mrec_copy_to_device_staged(ctx, t.types, type_ids, n_ids);
+        if (!st && mask) st = mrec_copy_to_device_staged(ctx, t.mask, mask, n_ids);
         if (!st) st = mrec_position_ids(ctx, t.pos, t.ids, c->mpnet || c->roberta ? c->pad_token_id : -1, B, T);
         if (!st) st = mrec_mask_bias(ctx, t.mask_bias, mask ? t.mask : NULL, BT);
     }
     if (!st)
         st = mrec_embedding_sum(ctx, t.x, m->word, t.ids, m->token_type, type_ids ? t.types : NULL, m->position, t.pos, R, H);
     if (!st && c->mpnet) { /* bias (nh, T, T), shared by all layers and sequences (a shorter one reads its top-left) */
-        st = mrec_copy_to_device(ctx, t.buckets, m->rel_buckets + (c->max_positions - T), sizeof(int32_t) * (2 * (size_t)T - 1));
+        st = mrec_copy_to_device_staged(ctx, t.buckets, m->rel_buckets + (c->max_positions - T), sizeof(int32_t) * (2 * (size_t)T - 1));
         if (!st) st = mrec_rel_bias(ctx, t.pos_bias, m->rel_bias, t.buckets, nh, T);
     }
-    if (!st && u.len) st = mrec_copy_to_device(ctx, t.starts, u.starts, sizeof(int32_t) * ((size_t)B + 1));
+    if (!st && u.len) st = mrec_copy_to_device_staged(ctx, t.starts, u.starts, sizeof(int32_t) * ((size_t)B + 1));
     if (!st && bf16) st = mrec_layernorm_bf16(ctx, t.x, t.h16, t.x, NULL, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, R, H);
     else if (!st) st = mrec_layernorm(ctx, t.x, t.x, m->emb_ln_w, m->emb_ln_b, c->layer_norm_eps, R, H);
     float scale = 1.0f / sqrtf((float)dh);
