@@ -222,12 +222,15 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     int32_t *ids = malloc(sizeof *ids * (size_t)n * L), *mask = malloc(sizeof *mask * (size_t)n * L);
     int32_t *lens = malloc(sizeof *lens * (size_t)(n ? n : 1));
     by_len *order = malloc(sizeof *order * (size_t)(n ? n : 1));
-    float *pooled = NULL; /* the batch's rows back on the host: pinned on a GPU, so the copy back is asynchronous */
-    mrec_event *back = NULL;
+    /* two batches' rows back on the host, pinned on a GPU, so the copy back is asynchronous: batch k's are waited for
+     * once batch k + 1 is queued behind it, so the GPU does not idle while the host takes them */
+    float *pooled = NULL;
+    mrec_event *back[2] = {NULL, NULL};
     mrec_status st = MREC_OK;
     if (!ids || !mask || !lens || !order) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
-    if (!st) st = mrec_host_alloc(ctx, (void **)&pooled, sizeof *pooled * (size_t)B * D);
-    if (!st) st = mrec_event_create(ctx, &back);
+    if (!st) st = mrec_host_alloc(ctx, (void **)&pooled, sizeof *pooled * 2 * (size_t)B * D);
+    if (!st) st = mrec_event_create(ctx, &back[0]);
+    if (!st) st = mrec_event_create(ctx, &back[1]);
     double t_tok = mrec_stage_thread_seconds();
     if (!st && mrec_tokenizer_encode_batch(e->tok, texts, NULL, n, &opt, L, ids, NULL, mask, lens))
         st = mrec_fail(MREC_ERR_ARG, "tokenizing: %s", mrec_tok_error_detail());
@@ -253,30 +256,44 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     int producers = e->producers >= 0 ? e->producers : ctx->device != MREC_DEVICE_CPU ? 1 : 0;
     if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, sizeof(int32_t) * 2 * (size_t)B * L, NULL, producers);
     double encode = 0;
-    for (int k = 0; k < n_batches && !st; k++) {
-        int slot;
-        void *host;
-        const void *input;
-        if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &input))) break;
+    int prev_at = 0, prev_b = 0; /* the batch queued last, whose rows are still to be taken */
+    for (int k = 0; k <= n_batches && !st; k++) {
         double t0 = mrec_stage_clock();
-        int at = g.job[slot].at, b = g.job[slot].b, T = g.job[slot].T; /* once released, the slot takes batch k + 2 */
-        const int32_t *bids = input, *bmask = bids + (size_t)B * L;
-        if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, dev.pooled);
-        else st = mrec_bert_forward_unpadded(ctx, &e->bert, bids, NULL, bmask, b, T, dev.hidden,
-                                              e->pooling == MREC_POOL_POOLER ? dev.pooled : NULL);
-        if (!st && !e->is_clip && e->pooling == MREC_POOL_MEAN) st = mrec_copy_to_device(ctx, dev.mask, bmask, sizeof *bmask * (size_t)b * T);
-        if (!st && !e->is_clip) st = pool_bert(ctx, e, dev.hidden, dev.mask, b, T, dev.pooled); /* CLIP's tower pools itself */
-        if (!st && e->normalize) st = mrec_l2_normalize_rows(ctx, dev.pooled, dev.pooled, 1e-12f, b, D);
-        /* only the pooled rows come back: queued behind the forward, then waited for */
-        if (!st) st = mrec_copy_to_host_async(ctx, pooled, dev.pooled, sizeof *pooled * (size_t)b * D, MREC_STREAM_COMPUTE);
-        if (!st) st = mrec_event_record(ctx, back, MREC_STREAM_COMPUTE);
-        mrec_status rel = mrec_batch_pipe_release(pipe, k); /* the slot's ids were copied in by the forward */
-        if (!st) st = rel;
-        if (!st) st = mrec_event_sync(ctx, back);
-        if (st) break;
-        for (int r = 0; r < b; r++) memcpy(out + (size_t)order[at + r].index * D, pooled + (size_t)r * D, sizeof *out * (size_t)D);
+        int at = 0, b = 0;
+        float *rows = pooled + (size_t)(k & 1) * B * D;
+        if (k < n_batches) {
+            int slot;
+            void *host;
+            const void *input;
+            if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &input))) break;
+            t0 = mrec_stage_clock();
+            at = g.job[slot].at, b = g.job[slot].b; /* once released, the slot takes batch k + 2 */
+            int T = g.job[slot].T;
+            const int32_t *bids = input, *bmask = bids + (size_t)B * L;
+            if (e->is_clip) st = mrec_clip_text_forward(ctx, &e->clip, bids, bmask, b, T, e->clip_output, dev.pooled);
+            else st = mrec_bert_forward_unpadded(ctx, &e->bert, bids, NULL, bmask, b, T, dev.hidden,
+                                                  e->pooling == MREC_POOL_POOLER ? dev.pooled : NULL);
+            if (!st && !e->is_clip && e->pooling == MREC_POOL_MEAN)
+                st = mrec_copy_to_device_staged(ctx, dev.mask, bmask, sizeof *bmask * (size_t)b * T);
+            if (!st && !e->is_clip) st = pool_bert(ctx, e, dev.hidden, dev.mask, b, T, dev.pooled); /* CLIP's tower pools itself */
+            if (!st && e->normalize) st = mrec_l2_normalize_rows(ctx, dev.pooled, dev.pooled, 1e-12f, b, D);
+            /* only the pooled rows come back, queued behind the forward (the next batch's forward, queued behind
+             * this copy, may then overwrite dev) */
+            if (!st) st = mrec_copy_to_host_async(ctx, rows, dev.pooled, sizeof *rows * (size_t)b * D, MREC_STREAM_COMPUTE);
+            if (!st) st = mrec_event_record(ctx, back[k & 1], MREC_STREAM_COMPUTE);
+            mrec_status rel = mrec_batch_pipe_release(pipe, k); /* the slot's ids were copied in by the forward */
+            if (!st) st = rel;
+        }
+        /* the batch before this one: its rows, now that this one is queued behind it */
+        if (!st && k > 0) {
+            const float *done = pooled + (size_t)((k - 1) & 1) * B * D;
+            st = mrec_event_sync(ctx, back[(k - 1) & 1]);
+            for (int r = 0; r < prev_b && !st; r++)
+                memcpy(out + (size_t)order[prev_at + r].index * D, done + (size_t)r * D, sizeof *out * (size_t)D);
+            if (!st && e->progress) e->progress(e->progress_ctx, prev_at + prev_b, n);
+        }
+        prev_at = at, prev_b = b;
         encode += mrec_stage_clock() - t0;
-        if (e->progress) e->progress(e->progress_ctx, at + b, n);
     }
     if (e->times) {
         mrec_batch_pipe_add_times(pipe, e->times);
@@ -285,7 +302,7 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     mrec_batch_pipe_stop(pipe);
     ctx->packs = caller_packs;
     ctx->workspace.used = mark;
-    mrec_event_destroy(ctx, back);
+    mrec_event_destroy(ctx, back[0]), mrec_event_destroy(ctx, back[1]);
     mrec_host_free(ctx, pooled);
     free(ids), free(mask), free(lens), free(order);
     return st;
