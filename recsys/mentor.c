@@ -213,6 +213,7 @@ static mrec_status align_term(mentor *m, double *loss) {
     int64_t n = (int64_t)N * W;
     mrec_context *ctx = m->ctx;
     mrec_status st = MREC_OK;
+    if (m->align == 0) return MREC_OK; /* no term, no gradient: the passes below would add zeros */
     /* each table's column sums and sums of squares, rows 2a and 2a + 1 of bvec; then the loss, each table's slope
      * and (into row a) its offset: d/dx = alpha_a x + beta_a */
     for (int a = 0; a < 4 && !st; a++) {
