@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
             return fprintf(stderr, "MREC_BENCH_PROFILE=\"%s\": want \"MODEL STEPS\" (e.g. \"mentor 5\")\n", profile), 2;
         names[0] = profiled;
     }
-    double ours[N_MODELS] = {0}, build[N_MODELS] = {0};
+    double ours[N_MODELS] = {0}, build[N_MODELS] = {0}, queued[N_MODELS] = {0};
     int per_epoch[N_MODELS] = {0}, batch_used[N_MODELS] = {0};
     char where[32];
     snprintf(where, sizeof where, gpu ? "the GPU, both sides" : "%d threads", threads);
@@ -168,6 +168,7 @@ int main(int argc, char **argv) {
             mrec_context_destroy(ctx);
             return 0;
         }
+        queued[k] = t > 0 ? (t_step + t_adam) / t : 0;
         per_epoch[k] = (int)((pairs + batch - 1) / batch), batch_used[k] = batch;
         ours[k] = t / steps * per_epoch[k];
         mrec_adam_free(&adam);
@@ -194,10 +195,14 @@ int main(int argc, char **argv) {
     }
     printf("mean of %d timed steps after one warm-up, times the steps of an epoch\n", steps);
     printf("%-8s %12s %12s %8s %10s %10s %12s\n", "", "mrec s/ep", "PyTorch s/ep", "ratio", "build s", "peer bld s", "steps x batch");
-    for (int k = 0; k < N_MODELS; k++)
-        printf("%-8s %12.2f %12.2f %7.2fx %10.2f %10.2f %7d x %d\n", mrec_model_find(names[k])->elliot, ours[k], peer[k],
+    for (int k = 0; k < N_MODELS; k++) {
+        printf("%-8s %12.2f %12.2f %7.2fx %10.2f %10.2f %7d x %d", mrec_model_find(names[k])->elliot, ours[k], peer[k],
                peer[k] > 0 && ours[k] > 0 ? peer[k] / ours[k] : 0, build[k], peer_build[k], per_epoch[k], batch_used[k]);
-    printf("(ratio: PyTorch's seconds over mrec's; above 1, mrec is faster)\n");
+        if (gpu) printf("  %5.0f %%", 100 * queued[k]);
+        printf("\n");
+    }
+    printf("(ratio: PyTorch's seconds over mrec's; above 1, mrec is faster%s)\n",
+           gpu ? "; %: the share of mrec's time the host took to queue the steps, near 100 where its launches bound them" : "");
     mrec_context_destroy(ctx);
     return 0;
 }
