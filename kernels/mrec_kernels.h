@@ -765,6 +765,9 @@ mrec_status mrec_cuda_copy_d2h_async(mrec_cuda *cu, void *dst, const void *src, 
 #define MREC_STAGE_SLOTS 8
 #define MREC_STAGE_BYTES (256u << 10)
 mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const void *src, size_t bytes);
+/* Seconds the host has waited for a slot so far: the time a run of queued steps spent blocked on the GPU, not
+ * issuing work (the benchmarks' "host busy" share) */
+double mrec_cuda_stage_wait(const mrec_cuda *cu);
 mrec_status mrec_cuda_event_create(mrec_cuda *cu, mrec_event **ev);
 mrec_status mrec_cuda_event_destroy(mrec_cuda *cu, mrec_event *ev);
 /* ev marks the work queued on `stream` so far. */

@@ -328,6 +328,9 @@ mrec_status mrec_cuda_host_free(mrec_cuda *cu, void *ptr) { return ptr ? no_cuda
 mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
     return no_cuda();
 }
+double mrec_cuda_stage_wait(const mrec_cuda *cu) {
+    return 0;
+}
 mrec_status mrec_cuda_copy_h2d_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream stream) {
     return no_cuda_transfer("async copy to GPU");
 }

@@ -49,6 +49,7 @@ struct mrec_cuda {
     void *stage[MREC_STAGE_SLOTS];            /* mrec_cuda_copy_h2d_staged's pinned slots, made when first used */
     cudaEvent_t stage_done[MREC_STAGE_SLOTS]; /* each slot's last copy */
     int stage_next;
+    double stage_wait; /* seconds waited for a slot */
 };
 /* Drops every graph (their launches name weights that are about to change). */
 void mrec_cuda_graphs_clear(mrec_cuda *cu);

@@ -9,6 +9,7 @@
 
 #include <cuda_profiler_api.h>
 #include <string.h>
+#include <time.h>
 
 extern "C" int mrec_cuda_compiled(void) { return 1; }
 
@@ -173,8 +174,14 @@ extern "C" mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const
             cu->stage[k] = NULL, cu->stage_done[k] = NULL;
             return st;
         }
-    } else if ((st = mrec_cuda_check(cudaEventSynchronize(cu->stage_done[k]), "waiting for an upload slot"))) {
-        return st;
+    } else { /* returns at once unless the GPU is eight uploads behind (not cudaEventQuery, whose "not ready" may
+              * linger as the thread's last error for the next launch's check to report) */
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        st = mrec_cuda_check(cudaEventSynchronize(cu->stage_done[k]), "waiting for an upload slot");
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        cu->stage_wait += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+        if (st) return st;
     }
     memcpy(cu->stage[k], src, bytes);
     st = mrec_cuda_check(cudaMemcpyAsync(dst, cu->stage[k], bytes, cudaMemcpyHostToDevice, cu->stream), "copy to GPU");
@@ -182,6 +189,8 @@ extern "C" mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const
     cu->stage_next = (k + 1) % MREC_STAGE_SLOTS;
     return st;
 }
+
+extern "C" double mrec_cuda_stage_wait(const mrec_cuda *cu) { return cu ? cu->stage_wait : 0; }
 
 extern "C" mrec_status mrec_cuda_copy_d2h_async(mrec_cuda *cu, void *dst, const void *src, size_t bytes, mrec_stream s) {
     mrec_status st = on_device(cu);
