@@ -327,8 +327,8 @@ extern "C" mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const floa
 }
 
 /* A table's squared norm runs to a million entries: P blocks (P from n alone, so the sums' tree is the same on
- * every GPU) each sum a contiguous share's products in double into cu->dot_part, then one block adds the P sums in a
- * fixed tree. */
+ * every GPU) each sum a contiguous share's products in double into cu->dot_part, then loss_term_kernel adds the P
+ * sums in a fixed tree. */
 __global__ static void loss_dot_parts_kernel(double *part, const float *x, const float *y, int64_t n, int64_t share) {
     __shared__ double tree[THREADS][4];
     int64_t lo = blockIdx.x * share, hi = lo + share < n ? lo + share : n;
@@ -336,14 +336,6 @@ __global__ static void loss_dot_parts_kernel(double *part, const float *x, const
     for (int64_t k = lo + threadIdx.x; k < hi; k += THREADS) v[0] += __dmul_rn((double)x[k], (double)y[k]);
     block_sum4(tree, v);
     if (threadIdx.x == 0) part[blockIdx.x] = v[0];
-}
-
-__global__ static void loss_dot_total_kernel(double *loss, const double *part, int P, float scale, double div) {
-    __shared__ double tree[THREADS][4];
-    double v[4] = {0, 0, 0, 0};
-    for (int b = threadIdx.x; b < P; b += THREADS) v[0] += part[b];
-    block_sum4(tree, v);
-    if (threadIdx.x == 0) *loss += scale * v[0] / div;
 }
 
 extern "C" mrec_status mrec_loss_dot_cuda(double *loss, const float *x, const float *y, int64_t n, float scale, double div,
@@ -354,7 +346,7 @@ extern "C" mrec_status mrec_loss_dot_cuda(double *loss, const float *x, const fl
     loss_dot_parts_kernel<<<(unsigned)P, THREADS, 0, cu->stream>>>(cu->dot_part, x, y, n, share);
     mrec_status st = MREC_CUDA_LAUNCHED("loss dot (parts)");
     if (st) return st;
-    loss_dot_total_kernel<<<1, THREADS, 0, cu->stream>>>(loss, cu->dot_part, (int)P, scale, div);
+    loss_term_kernel<<<1, THREADS, 0, cu->stream>>>(loss, cu->dot_part, (int)P, scale, div); /* the shares' sums, a term */
     return MREC_CUDA_LAUNCHED("loss dot");
 }
 
