@@ -634,6 +634,12 @@ void mrec_adam_ref(float *param, float *m, float *v, const float *grad, float lr
                    float weight_decay, int64_t step, int64_t n);
 void mrec_adam_cpu(float *param, float *m, float *v, const float *grad, float lr, float beta1, float beta2, float eps,
                    float weight_decay, int64_t step, int64_t n, mrec_pool *pool);
+/* The same step with its two step-dependent factors read from memory: k (2) = mrec_adam_factors(lr, b1, b2, step),
+ * k[0] = lr / (1 - b1^step), k[1] = sqrt(1 - b2^step), in the context's memory. A step queued once and replayed
+ * (a CUDA graph) then takes each step's values from there. The bits of mrec_adam_cpu, on either device. */
+void mrec_adam_factors(float k[2], float lr, float beta1, float beta2, int64_t step);
+void mrec_adam_at_cpu(float *param, float *m, float *v, const float *grad, const float *k, float beta1, float beta2,
+                      float eps, float weight_decay, int64_t n, mrec_pool *pool);
 
 /* ---- randomness and training helpers ----------------------------------------
  * Dropout as torch's F.dropout in training: out = in / (1 - p) where element
@@ -981,6 +987,8 @@ mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int
 mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1,
                            float beta2, float eps, float weight_decay, int64_t step, int64_t n,
                            mrec_cuda *cu);
+mrec_status mrec_adam_at_cuda(float *param, float *m, float *v, const float *grad, const float *k, float beta1, float beta2,
+                              float eps, float weight_decay, int64_t n, mrec_cuda *cu);
 
 /* ---- the op entries ----------------------------------------------------------
  * One per op: mrec_<op>(ctx, ...) runs mrec_<op>_cpu on the context's pool,
@@ -1138,6 +1146,8 @@ mrec_status mrec_spmm_sum(mrec_context *ctx, float *out, float *sum, const float
                           const float *X, int D, int transpose);
 mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const float *grad, float lr, float beta1,
                       float beta2, float eps, float weight_decay, int64_t step, int64_t n);
+mrec_status mrec_adam_at(mrec_context *ctx, float *param, float *m, float *v, const float *grad, const float *k, float beta1,
+                         float beta2, float eps, float weight_decay, int64_t n);
 mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p, uint64_t seed, uint64_t offset,
                          int64_t n);
 
@@ -1241,6 +1251,13 @@ mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, co
  * sorts without a wait (the BPR batches' ids come from the host sampler). */
 mrec_status mrec_index_csr_host_checked(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids,
                                         const int32_t *host_ids, int N, int V, void *work, size_t work_bytes);
+/* The two halves of mrec_index_csr_host_checked, for a step whose host part
+ * runs apart from its launches: the ids' host copy checked against [0, V)
+ * (the same error), then the index of ids the caller has checked (on the
+ * CPU mrec_index_csr, which checks as it goes). */
+mrec_status mrec_ids_check(const int32_t *host_ids, int N, int V);
+mrec_status mrec_index_csr_prechecked(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V,
+                                      void *work, size_t work_bytes);
 mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,
                            int C);
 

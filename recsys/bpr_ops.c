@@ -11,7 +11,9 @@
  * run and device. Nothing waits on the device: the ids are checked on the
  * host, and they go up through the context's pinned upload slots
  * (mrec_copy_to_device_staged), where a copy from pageable memory could
- * wait for the stream to drain.
+ * wait for the stream to drain. That host part (stage) comes apart from the
+ * launches (gather, index), so that a model's launches can be one CUDA
+ * graph replayed for every batch (mrec_model.stage and .launch).
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -61,19 +63,31 @@ void mrec_bpr_ops_free(mrec_bpr_ops *o) {
     memset(o, 0, sizeof *o);
 }
 
-mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
-                              const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d) {
+mrec_status mrec_bpr_ops_stage(mrec_bpr_ops *o, mrec_context *ctx, const int32_t *u, const int32_t *i, const int32_t *j, int n,
+                               int n_users, int n_rows, int d) {
     if (n < 1) return mrec_fail(MREC_ERR_ARG, "bpr: an empty batch");
     mrec_status st = reserve(o, ctx, n, n_rows, d);
     if (st) return st;
     o->n = n;
     for (int b = 0; b < n; b++) o->h_ids[b] = u[b], o->h_ids[n + b] = n_users + i[b], o->h_ids[2 * n + b] = n_users + j[b];
-    if ((st = mrec_copy_to_device_staged(ctx, o->ids, o->h_ids, sizeof(int32_t) * 3 * (size_t)n))) return st;
-    /* the index checks every id against the table (on the host, from h_ids) before anything reads a row */
-    st = mrec_index_csr_host_checked(ctx, o->idx_ptr, o->idx_pos, o->ids, o->h_ids, 3 * n, n_rows, o->work, o->work_bytes);
+    /* every id checked against the table here, before anything on the device reads a row */
+    if ((st = mrec_ids_check(o->h_ids, 3 * n, n_rows))) return st;
+    return mrec_copy_to_device_staged(ctx, o->ids, o->h_ids, sizeof(int32_t) * 3 * (size_t)n);
+}
+
+mrec_status mrec_bpr_ops_gather(mrec_bpr_ops *o, const float *F, const float *E) {
+    mrec_context *ctx = o->ctx;
+    int n = o->n, d = o->d;
+    mrec_status st = mrec_index_csr_prechecked(ctx, o->idx_ptr, o->idx_pos, o->ids, 3 * n, o->n_rows, o->work, o->work_bytes);
     if (!st) st = mrec_gather_dot(ctx, o->dots, F, o->ids, F, o->ids + n, n, d);
     if (!st) st = mrec_gather_dot(ctx, o->dots + n, F, o->ids, F, o->ids + 2 * n, n, d);
     return st ? st : mrec_gather_dot(ctx, o->dots + 2 * n, E, o->ids, E, o->ids, 3 * n, d);
+}
+
+mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
+                              const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d) {
+    mrec_status st = mrec_bpr_ops_stage(o, ctx, u, i, j, n, n_users, n_rows, d);
+    return st ? st : mrec_bpr_ops_gather(o, F, E);
 }
 
 mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec) {
@@ -119,16 +133,26 @@ static mrec_status reserve_rows(mrec_batch_rows *r, mrec_context *ctx, int cap, 
     return st;
 }
 
-mrec_status mrec_batch_rows_set(mrec_batch_rows *r, mrec_context *ctx, int n_rows, int n_parts, const int32_t *const *part,
-                                const int *offset, int n) {
+mrec_status mrec_batch_rows_stage(mrec_batch_rows *r, mrec_context *ctx, int n_rows, int n_parts, const int32_t *const *part,
+                                  const int *offset, int n) {
     if (n < 1 || n_parts < 1) return mrec_fail(MREC_ERR_ARG, "batch: an empty batch");
     mrec_status st = reserve_rows(r, ctx, n_parts * n, n_rows);
     if (st) return st;
     r->n = n_parts * n;
     for (int k = 0; k < n_parts; k++)
         for (int b = 0; b < n; b++) r->h_ids[k * n + b] = part[k][b] + offset[k];
-    st = mrec_copy_to_device_staged(ctx, r->ids, r->h_ids, sizeof(int32_t) * (size_t)r->n);
-    return st ? st : mrec_index_csr_host_checked(ctx, r->ptr, r->pos, r->ids, r->h_ids, r->n, n_rows, r->work, r->work_bytes);
+    if ((st = mrec_ids_check(r->h_ids, r->n, n_rows))) return st;
+    return mrec_copy_to_device_staged(ctx, r->ids, r->h_ids, sizeof(int32_t) * (size_t)r->n);
+}
+
+mrec_status mrec_batch_rows_index(mrec_batch_rows *r) {
+    return mrec_index_csr_prechecked(r->ctx, r->ptr, r->pos, r->ids, r->n, r->n_rows, r->work, r->work_bytes);
+}
+
+mrec_status mrec_batch_rows_set(mrec_batch_rows *r, mrec_context *ctx, int n_rows, int n_parts, const int32_t *const *part,
+                                const int *offset, int n) {
+    mrec_status st = mrec_batch_rows_stage(r, ctx, n_rows, n_parts, part, offset, n);
+    return st ? st : mrec_batch_rows_index(r);
 }
 
 mrec_status mrec_batch_rows_scatter(const mrec_batch_rows *r, float *out, const float *G, int D) {

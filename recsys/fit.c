@@ -127,6 +127,44 @@ static mrec_status bad_loss(const char *name, double l, int epoch, int batch) {
                      "non-finite inputs?)", name, l, epoch, batch);
 }
 
+/* A batch's work on the device, for a model in two halves (mrec_model.stage and .launch): the model's launches, its
+ * loss added to the epoch's, then Adam. On a GPU it is one CUDA graph from the second batch of a size on, replayed
+ * (mrec_graph_run), so the host queues one launch a batch where it queued dozens. */
+typedef struct {
+    mrec_model *m;
+    mrec_optimizer *adam;
+    mrec_loss_sum *sum;
+} batch_work;
+
+static mrec_status batch_body(mrec_context *ctx, void *arg) {
+    batch_work *w = arg;
+    const double *loss = NULL;
+    mrec_status st = w->m->launch(w->m->self, &loss);
+    if (!st && !loss) st = mrec_fail(MREC_ERR_ARG, "fit: %s: a batch left no loss", w->m->name ? w->m->name : "model");
+    if (!st) st = mrec_loss_add(ctx, w->sum, loss);
+    /* on the CPU the sum is in host memory: a bad loss stops before Adam, as the host's check does */
+    if (st || (ctx->device == MREC_DEVICE_CPU && w->sum->bad >= 0)) return st;
+    return mrec_adam_launch(w->adam, w->m->active, ctx);
+}
+
+static mrec_status batch_run(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
+                             const int32_t *j, int n, mrec_context *ctx) {
+    mrec_status st = m->stage(m->self, u, i, j, n);
+    if (!st) st = mrec_adam_stage(adam, m->active, ctx);
+    if (st) return st;
+    /* the graph's key: everything its launches depend on that may differ between batches */
+    struct {
+        const void *self, *adam, *sum;
+        int n;
+        uint8_t active[MREC_MAX_PARAMS];
+    } key;
+    memset(&key, 0, sizeof key);
+    key.self = m->self, key.adam = adam, key.sum = sum, key.n = n;
+    for (int p = 0; p < m->n_params; p++) key.active[p] = !m->active || m->active[p];
+    batch_work w = {m, adam, sum};
+    return mrec_graph_run(ctx, &key, sizeof key, batch_body, &w);
+}
+
 static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,
                             const mrec_user_items *also_masked, const int *k, int n_k, float threshold, mrec_context *ctx) {
     mrec_eval_spec spec = {.relevant = rel, .masked = {train, also_masked}, .n_k = n_k, .rel_threshold = threshold};
@@ -181,7 +219,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     /* the sum of the losses a model leaves on the device (mrec_model.step), kept there */
     mrec_arena sum_mem = {0};
     mrec_loss_sum *on_device = NULL;
-    if (!st && m->step && !(st = mrec_arena_reserve(&sum_mem, sizeof *on_device, ctx->device, ctx->cuda)))
+    if (!st && (m->step || m->stage) && !(st = mrec_arena_reserve(&sum_mem, sizeof *on_device, ctx->device, ctx->cuda)))
         on_device = mrec_arena_alloc(&sum_mem, sizeof *on_device);
     mrec_rng rng = {opt->seed};
     draw next = {.rng = &rng, .by_users = opt->sample_users, .batch_size = opt->batch_size};
@@ -203,6 +241,11 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         for (int64_t at = 0; at < sampler->n; at += opt->batch_size, batches++) {
             int n = (int)(sampler->n - at < opt->batch_size ? sampler->n - at : opt->batch_size);
             const int32_t *u = sampler->user + at, *i = sampler->pos + at, *j = sampler->neg + at;
+            if (m->stage && m->launch) { /* the model's work, its loss and Adam queued as one body */
+                if ((st = batch_run(m, &adam, on_device, u, i, j, n, ctx))) break;
+                if (ctx->device == MREC_DEVICE_CPU && on_device->bad >= 0) break;
+                continue;
+            }
             const double *left = m->step ? m->step(m->self, u, i, j, n) : NULL;
             double l = m->step ? 0 : m->loss_grad(m->self, u, i, j, n);
             if (m->status && *m->status) { /* an op failed: its own error, not a loss to blame on the learning rate */

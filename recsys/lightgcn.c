@@ -11,8 +11,9 @@
  * a CPU context the batch's scores and gradient rows are the loops below;
  * on a GPU context (or after mrec_lightgcn_use_ops) the embeddings, the
  * buffers and a copy of the graph live on the device and the batch runs
- * through the op entries too (bpr_ops.c), the loss computed by the same
- * host code from the scores and norms it sends back.
+ * through the op entries too (bpr_ops.c), its loss left on the device. That
+ * path comes in the trainer's two halves (stage, then launch), so that on a
+ * GPU a batch's launches are one CUDA graph.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -121,21 +122,36 @@ static mrec_status host_loss_grad(lightgcn *m, double *loss_out, const int32_t *
     return MREC_OK;
 }
 
-/* The same batch through the op entries, its loss left on the device. */
-static mrec_status ops_loss_grad(lightgcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The same batch through the op entries, in the trainer's two halves (mrec_model.stage, .launch): the host's part,
+ * then the launches, the loss left on the device. */
+static mrec_status lightgcn_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lightgcn *m = self;
+    return mrec_bpr_ops_stage(&m->ops, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
+}
+
+static mrec_status lightgcn_launch(void *self, const double **loss) {
+    lightgcn *m = self;
     mrec_context *ctx = m->ctx;
     mrec_bpr_ops *o = &m->ops;
     int d = m->dim;
     mrec_bpr_spec spec = {.form = m->authors_loss ? MREC_BPR_SOFTPLUS : MREC_BPR_LOG_SIGMOID, .weight = 1,
                           .reg_form = m->authors_loss ? MREC_BPR_REG_SQUARED : MREC_BPR_REG_NORMS, .reg = m->reg};
     mrec_status st = propagate(m);
-    if (!st) st = mrec_bpr_ops_dots(o, ctx, m->final, m->ego, u, i, j, n, m->n_users, m->n_nodes, d);
+    if (!st) st = mrec_bpr_ops_gather(o, m->final, m->ego);
     if (!st) st = mrec_bpr_ops_loss(o, &spec);
     /* dF of the batch's rows, back through the layers, then the regularizer's rows (a is free by then) */
     if (!st) st = mrec_bpr_ops_scatter_at(o, m->dfinal, m->final, 1, 0);
     if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, &m->adj, 1, m->layers, d, m->a, m->b, ctx);
     if (!st) st = mrec_bpr_ops_scatter_at(o, m->a, m->ego, 0, MREC_BPR_PARTS_ALL);
-    return st ? st : mrec_add(ctx, m->ego_grad, m->ego_grad, m->a, (int64_t)m->n_nodes * d);
+    if (!st) st = mrec_add(ctx, m->ego_grad, m->ego_grad, m->a, (int64_t)m->n_nodes * d);
+    *loss = st ? NULL : o->loss;
+    return st;
+}
+
+static mrec_status ops_loss_grad(lightgcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    const double *loss;
+    mrec_status st = lightgcn_stage(m, u, i, j, n);
+    return st ? st : lightgcn_launch(m, &loss);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -153,7 +169,10 @@ static double lightgcn_loss_grad(void *self, const int32_t *u, const int32_t *i,
 
 void mrec_lightgcn_use_authors_loss(mrec_model *m) { ((lightgcn *)m->self)->authors_loss = 1; }
 
-void mrec_lightgcn_use_ops(mrec_model *m) { ((lightgcn *)m->self)->use_ops = 1; }
+void mrec_lightgcn_use_ops(mrec_model *m) {
+    ((lightgcn *)m->self)->use_ops = 1;
+    m->stage = lightgcn_stage, m->launch = lightgcn_launch;
+}
 
 static mrec_status lightgcn_prepare(void *self) { return propagate(self); }
 
@@ -255,5 +274,6 @@ mrec_status mrec_lightgcn_create(mrec_model *out, const mrec_graph *graph, int n
     out->loss_grad = lightgcn_loss_grad, out->step = lightgcn_step, out->prepare = lightgcn_prepare, out->score = lightgcn_score;
     out->destroy = lightgcn_destroy;
     out->embed_dim = dim, out->embeddings = lightgcn_embeddings;
+    if (m->use_ops) mrec_lightgcn_use_ops(out);
     return MREC_OK;
 }

@@ -476,6 +476,8 @@ typedef struct {
     int64_t steps[MREC_MAX_PARAMS]; /* per parameter: one skipped by a step keeps its count, as in PyTorch */
     mrec_context *ctx;              /* the device of the moments (NULL: host memory) */
     mrec_arena moments[MREC_MAX_PARAMS]; /* there, m and v of each parameter */
+    float factors_host[2 * MREC_MAX_PARAMS]; /* the staged step's factors, per parameter (mrec_adam_factors) */
+    mrec_arena factors_mem;                  /* on the moments' device: factors_host as sent up (mrec_adam_stage) */
 } mrec_optimizer;
 
 mrec_status mrec_adam_init(mrec_optimizer *a, float lr, float weight_decay);
@@ -486,6 +488,13 @@ mrec_status mrec_adam_step(mrec_optimizer *a, mrec_context *ctx);
  * left alone, moments and count included, as torch.optim.Adam skips a
  * parameter whose .grad is None (one the batch's loss did not reach). */
 mrec_status mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx);
+/* mrec_adam_step_active in two halves, for a step queued as one CUDA graph and
+ * replayed: stage (the host's part) counts the step and sends each active
+ * parameter's factors up beside the moments; launch queues the updates,
+ * which read them there (mrec_adam_at), and reads nothing of the host that
+ * changes between steps. The same bits as mrec_adam_step_active on the CPU. */
+mrec_status mrec_adam_stage(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx);
+mrec_status mrec_adam_launch(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx);
 void mrec_adam_free(mrec_optimizer *a);
 
 /* ---- item features ------------------------------------------------------------------ */
@@ -544,6 +553,16 @@ typedef struct {
      * why): the trainer adds the losses up there (mrec_loss_add) and reads
      * them once an epoch on a GPU, so a step never waits for the device. */
     const double *(*step)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
+    /* NULL, or step in two halves, so that on a GPU the trainer queues a
+     * batch's work as one CUDA graph, captured once and replayed for every
+     * batch of the same size: stage does the host's part (the ids laid out,
+     * checked and sent up; active set), launch only queues work on the
+     * context's stream and says where the loss is left. launch must queue
+     * the same work for every batch of n triples: it reads nothing of the
+     * host that changes between batches and changes nothing there (a
+     * replay does not run it). step is stage, then launch. */
+    mrec_status (*stage)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
+    mrec_status (*launch)(void *self, const double **loss);
     /* called once before a round of scoring (LightGCN propagates here) */
     mrec_status (*prepare)(void *self);
     /* called before each training epoch, or NULL (FREEDOM prunes its graph here) */

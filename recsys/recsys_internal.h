@@ -56,6 +56,11 @@ typedef struct {
  * allocated when a batch is larger than any before, not per batch. */
 mrec_status mrec_bpr_ops_dots(mrec_bpr_ops *o, mrec_context *ctx, const float *F, const float *E, const int32_t *u,
                               const int32_t *i, const int32_t *j, int n, int n_users, int n_rows, int d);
+/* The same in its two halves: stage lays the ids out, checks them and sends them up (the host's part; it sets
+ * o->n), gather queues the index and the dots, reading nothing of the host (a graph's body may replay it). */
+mrec_status mrec_bpr_ops_stage(mrec_bpr_ops *o, mrec_context *ctx, const int32_t *u, const int32_t *i, const int32_t *j, int n,
+                               int n_users, int n_rows, int d);
+mrec_status mrec_bpr_ops_gather(mrec_bpr_ops *o, const float *F, const float *E);
 /* The batch's loss where its dots are (mrec_bpr_batch_loss): dx, the regularizer's factors and the loss into
  * o->dxd, o->coef and o->loss. */
 mrec_status mrec_bpr_ops_loss(mrec_bpr_ops *o, const mrec_bpr_spec *spec);
@@ -100,6 +105,11 @@ typedef struct {
  * host), checked against [0, n_rows) by the index before any row is read. */
 mrec_status mrec_batch_rows_set(mrec_batch_rows *r, mrec_context *ctx, int n_rows, int n_parts, const int32_t *const *part,
                                 const int *offset, int n);
+/* The same in its two halves: stage (the host's part: ids laid out, checked and sent up), then index (launches
+ * only). */
+mrec_status mrec_batch_rows_stage(mrec_batch_rows *r, mrec_context *ctx, int n_rows, int n_parts, const int32_t *const *part,
+                                  const int *offset, int n);
+mrec_status mrec_batch_rows_index(mrec_batch_rows *r);
 /* out (n_rows, D), every row written: row v = the sum of G's rows at the positions of v, in batch order. G (r->n, D). */
 mrec_status mrec_batch_rows_scatter(const mrec_batch_rows *r, float *out, const float *G, int D);
 void mrec_batch_rows_free(mrec_batch_rows *r);

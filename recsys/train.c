@@ -191,9 +191,36 @@ mrec_status mrec_adam_step_active(mrec_optimizer *a, const uint8_t *active, mrec
 
 mrec_status mrec_adam_step(mrec_optimizer *a, mrec_context *ctx) { return mrec_adam_step_active(a, NULL, ctx); }
 
+mrec_status mrec_adam_stage(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx) {
+    if (moments_device(a) != ctx->device)
+        return mrec_fail(MREC_ERR_DEVICE, "adam: the moments are in %s memory, the context runs on %s (mrec_adam_init_on)",
+                         mrec_device_name(moments_device(a)), mrec_device_name(ctx->device));
+    if (a->ctx && !a->factors_mem.base) {
+        mrec_status st = mrec_arena_reserve(&a->factors_mem, sizeof a->factors_host, a->ctx->device, a->ctx->cuda);
+        if (st) return st;
+    }
+    a->step++;
+    for (int p = 0; p < a->n_params; p++)
+        if (!active || active[p]) mrec_adam_factors(a->factors_host + 2 * p, a->lr, a->beta1, a->beta2, ++a->steps[p]);
+    if (!a->ctx || !a->n_params) return MREC_OK;
+    return mrec_copy_to_device_staged(ctx, a->factors_mem.base, a->factors_host, sizeof(float) * 2 * (size_t)a->n_params);
+}
+
+mrec_status mrec_adam_launch(mrec_optimizer *a, const uint8_t *active, mrec_context *ctx) {
+    const float *k = a->ctx ? (const float *)a->factors_mem.base : a->factors_host; /* host memory: the host's own */
+    if (!k) return mrec_fail(MREC_ERR_ARG, "adam: a step launched before one was staged (mrec_adam_stage)");
+    mrec_status st = MREC_OK;
+    for (int p = 0; p < a->n_params && !st; p++)
+        if (!active || active[p])
+            st = mrec_adam_at(ctx, a->param[p], a->m[p], a->v[p], a->grad[p], k + 2 * p, a->beta1, a->beta2, a->eps,
+                              a->weight_decay, a->size[p]);
+    return st;
+}
+
 void mrec_adam_free(mrec_optimizer *a) {
     for (int p = 0; p < a->n_params; p++)
         if (a->ctx) mrec_arena_release(&a->moments[p], a->ctx->cuda);
         else free(a->m[p]), free(a->v[p]);
+    if (a->ctx) mrec_arena_release(&a->factors_mem, a->ctx->cuda);
     memset(a, 0, sizeof *a);
 }

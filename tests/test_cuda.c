@@ -729,6 +729,24 @@ static void test_sparse_adam_batched(void) {
     }
     if (down(gp, dp, 4 * n)) t_allclose("adam, 3 steps", p, gp, n, 1e-6, 1e-5);
     mrec_cuda_free(cu, dp), mrec_cuda_free(cu, dm), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dg);
+    /* its factors read from device memory (a replayed graph's form), the CPU's bits: over n and n - 1 (the tail one
+     * a thread), each step's factors sent up before its launch */
+    for (int64_t len = n; len >= n - 1; len--) {
+        float *pc = rnd(len, -1, 1), *mc = rnd(len, -0.1f, 0.1f), *vc = rnd(len, 0, 0.01f), *gc = rnd(len, -1, 1);
+        float *dpc = up(pc, 4 * len), *dmc = up(mc, 4 * len), *dvc = up(vc, 4 * len), *dgc = up(gc, 4 * len), k[2];
+        float *dk = up(k, sizeof k), *gpc = malloc(4 * len), *gvc = malloc(4 * len);
+        for (int step = 1; step <= 3; step++) {
+            mrec_adam_factors(k, 1e-3f, 0.9f, 0.999f, step);
+            mrec_adam_at_cpu(pc, mc, vc, gc, k, 0.9f, 0.999f, 1e-8f, 1e-4f, len, pool);
+            t_status(mrec_cuda_copy_h2d(cu, dk, k, sizeof k), MREC_OK, "adam factors up");
+            t_status(mrec_adam_at_cuda(dpc, dmc, dvc, dgc, dk, 0.9f, 0.999f, 1e-8f, 1e-4f, len, cu), MREC_OK, "adam_at step %d", step);
+        }
+        if (down(gpc, dpc, 4 * len) && down(gvc, dvc, 4 * len))
+            t_check(!memcmp(gpc, pc, 4 * (size_t)len) && !memcmp(gvc, vc, 4 * (size_t)len),
+                    "adam with its factors from device memory, %lld values: the CPU's bits after 3 steps", (long long)len);
+        mrec_cuda_free(cu, dpc), mrec_cuda_free(cu, dmc), mrec_cuda_free(cu, dvc), mrec_cuda_free(cu, dgc), mrec_cuda_free(cu, dk);
+        free(pc), free(mc), free(vc), free(gc), free(gpc), free(gvc);
+    }
     free(p), free(m), free(v), free(grad), free(gp);
 
     /* Attention-shaped batched GEMM: (B*H) heads of (T, dh) @ (T, dh)^T. */

@@ -1919,6 +1919,15 @@ static void test_adam(void) {
         /* float vs double moments: a few ulps of the parameter after 5 steps */
         t_allclose("adam parameters", pr, pc, n, 1e-6, 1e-5);
         t_allclose("adam second moments", vr, vc, n, 1e-9, 1e-5);
+        /* the same steps with their factors read from memory (a replayed graph's form): mrec_adam_cpu's bits */
+        float *pa = copyv(p0, n), *ma = calloc(n, 4), *va = calloc(n, 4), k[2];
+        for (int step = 1; step <= 5; step++) {
+            mrec_adam_factors(k, 1e-2f, 0.9f, 0.999f, step);
+            mrec_adam_at_cpu(pa, ma, va, g, k, 0.9f, 0.999f, 1e-8f, 1e-4f, n, pools[p]);
+        }
+        t_check(!memcmp(pa, pc, 4 * (size_t)n) && !memcmp(ma, mc, 4 * (size_t)n) && !memcmp(va, vc, 4 * (size_t)n),
+                "adam with its factors from memory, %s: mrec_adam_cpu's bits after 5 steps", pool_name(pools[p]));
+        free(pa), free(ma), free(va);
         free(pr), free(pc), free(mr), free(vr), free(mc), free(vc);
     }
     free(g), free(p0);

@@ -167,6 +167,10 @@ mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, 
                            float eps, float weight_decay, int64_t step, int64_t n, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_adam_at_cuda(float *param, float *m, float *v, const float *grad, const float *k, float beta1, float beta2,
+                              float eps, float weight_decay, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_attention_cuda(float *out, const float *q, const float *k, const float *v, const float *mask_bias,
                                 const float *head_bias, float scale, int B, int T, int heads, int dh, mrec_cuda *cu) {
     return no_cuda();

@@ -461,6 +461,13 @@ mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const
     return MREC_OK;
 }
 
+mrec_status mrec_adam_at(mrec_context *ctx, float *param, float *m, float *v, const float *grad, const float *k, float beta1,
+                         float beta2, float eps, float weight_decay, int64_t n) {
+    if (on_gpu(ctx)) return mrec_adam_at_cuda(param, m, v, grad, k, beta1, beta2, eps, weight_decay, n, ctx->cuda);
+    mrec_adam_at_cpu(param, m, v, grad, k, beta1, beta2, eps, weight_decay, n, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p, uint64_t seed, uint64_t offset,
                          int64_t n) {
     if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "dropout: p %g is outside [0, 1)", p);
@@ -566,13 +573,23 @@ mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, co
     return mrec_index_csr_cpu(row_ptr, pos, ids, N, V, ctx->pool);
 }
 
-mrec_status mrec_index_csr_host_checked(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids,
-                                        const int32_t *host_ids, int N, int V, void *work, size_t work_bytes) {
-    if (!on_gpu(ctx)) return mrec_index_csr_cpu(row_ptr, pos, ids, N, V, ctx->pool); /* checks as it goes */
+mrec_status mrec_ids_check(const int32_t *host_ids, int N, int V) {
     for (int p = 0; p < N; p++)
         if (host_ids[p] < 0 || host_ids[p] >= V)
             return mrec_fail(MREC_ERR_ARG, "index: id %d at position %d is outside [0, %d)", host_ids[p], p, V);
+    return MREC_OK;
+}
+
+mrec_status mrec_index_csr_prechecked(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V,
+                                      void *work, size_t work_bytes) {
+    if (!on_gpu(ctx)) return mrec_index_csr_cpu(row_ptr, pos, ids, N, V, ctx->pool); /* checks as it goes */
     return mrec_index_csr_checked_cuda(row_ptr, pos, ids, N, V, work, work_bytes, ctx->cuda);
+}
+
+mrec_status mrec_index_csr_host_checked(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids,
+                                        const int32_t *host_ids, int N, int V, void *work, size_t work_bytes) {
+    mrec_status st = on_gpu(ctx) ? mrec_ids_check(host_ids, N, V) : MREC_OK;
+    return st ? st : mrec_index_csr_prechecked(ctx, row_ptr, pos, ids, N, V, work, work_bytes);
 }
 
 mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,

@@ -997,6 +997,17 @@ void mrec_adam_cpu(float *param, float *m, float *v, const float *grad, float lr
     mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, adam_range, &a);
 }
 
+void mrec_adam_factors(float k[2], float lr, float beta1, float beta2, int64_t step) {
+    double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
+    k[0] = (float)(lr / bias1), k[1] = (float)sqrt(bias2);
+}
+
+void mrec_adam_at_cpu(float *param, float *m, float *v, const float *grad, const float *k, float beta1, float beta2,
+                      float eps, float weight_decay, int64_t n, mrec_pool *pool) {
+    adam_args a = {param, m, v, grad, beta1, beta2, eps, weight_decay, k[0], k[1]};
+    mrec_parallel_range(pool, n, ELEMS_PER_CHUNK, adam_range, &a);
+}
+
 /* ---- dropout ------------------------------------------------------------------ */
 
 typedef struct {

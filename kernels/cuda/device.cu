@@ -98,9 +98,12 @@ extern "C" mrec_status mrec_cuda_malloc(mrec_cuda *cu, void **ptr, size_t bytes)
     return mrec_cuda_check(cudaMalloc(ptr, bytes), "cudaMalloc");
 }
 
+/* A graph may name the memory freed, and a later allocation may reuse its address for something else: the
+ * graphs are dropped (an arena is freed when it grows or its owner goes, not per batch). */
 extern "C" void mrec_cuda_free(mrec_cuda *cu, void *ptr) {
-    (void)cu;
-    if (ptr) cudaFree(ptr);
+    if (!ptr) return;
+    cudaFree(ptr);
+    if (cu) mrec_cuda_graphs_clear(cu);
 }
 
 /* cudaMemcpyDefault: src may already be on the device (a batch uploaded ahead on the copy stream). */
@@ -164,6 +167,10 @@ extern "C" mrec_status mrec_cuda_copy_h2d_async(mrec_cuda *cu, void *dst, const 
 extern "C" mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
     mrec_status st = on_device(cu);
     if (st || !bytes) return st;
+    /* a captured copy would replay the slot as it was then: a graph's body has its inputs uploaded before it */
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(cu->stream, &capturing) == cudaSuccess && capturing != cudaStreamCaptureStatusNone)
+        return mrec_fail(MREC_ERR_DEVICE, "an upload inside a CUDA graph's capture");
     if (bytes > MREC_STAGE_BYTES) return mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream), "copy to GPU");
     int k = cu->stage_next;
     if (!cu->stage[k]) {
