@@ -90,14 +90,28 @@ static mrec_status host_loss_grad(bprmf *m, double *loss_out, const int32_t *u, 
     return MREC_OK;
 }
 
-/* The same batch through the op entries, its loss left on the device: the table is its own regularized table. */
-static mrec_status ops_loss_grad(bprmf *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The same batch through the op entries, its loss left on the device: the table is its own regularized table. In
+ * the trainer's two halves (mrec_model.stage, .launch): the host's part, then the launches. */
+static mrec_status bprmf_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    bprmf *m = self;
+    return mrec_bpr_ops_stage(&m->ops, m->ctx, u, i, j, n, m->n_users, m->n_users + m->n_items, m->dim);
+}
+
+static mrec_status bprmf_launch(void *self, const double **loss) {
+    bprmf *m = self;
     mrec_bpr_ops *o = &m->ops;
-    int N = m->n_users + m->n_items;
     mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = m->reg};
-    mrec_status st = mrec_bpr_ops_dots(o, m->ctx, m->user, m->user, u, i, j, n, m->n_users, N, m->dim);
+    mrec_status st = mrec_bpr_ops_gather(o, m->user, m->user);
     if (!st) st = mrec_bpr_ops_loss(o, &spec);
-    return st ? st : mrec_bpr_ops_scatter_at(o, m->user_grad, m->user, 1, MREC_BPR_PARTS_ALL);
+    if (!st) st = mrec_bpr_ops_scatter_at(o, m->user_grad, m->user, 1, MREC_BPR_PARTS_ALL);
+    *loss = st ? NULL : o->loss;
+    return st;
+}
+
+static mrec_status ops_loss_grad(bprmf *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    const double *loss;
+    mrec_status st = bprmf_stage(m, u, i, j, n);
+    return st ? st : bprmf_launch(m, &loss);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -133,7 +147,10 @@ static void bprmf_destroy(void *self) {
     free(m);
 }
 
-void mrec_bprmf_use_ops(mrec_model *model) { ((bprmf *)model->self)->use_ops = 1; }
+void mrec_bprmf_use_ops(mrec_model *model) {
+    ((bprmf *)model->self)->use_ops = 1;
+    model->stage = bprmf_stage, model->launch = bprmf_launch;
+}
 
 mrec_status mrec_bprmf_create(mrec_model *out, int n_users, int n_items, int dim, float reg, mrec_rng *rng,
                               mrec_context *ctx) {
@@ -172,5 +189,6 @@ mrec_status mrec_bprmf_create(mrec_model *out, int n_users, int n_items, int dim
     out->status = &m->status;
     out->loss_grad = bprmf_loss_grad, out->step = bprmf_step, out->score = bprmf_score, out->destroy = bprmf_destroy;
     out->embed_dim = dim, out->embeddings = bprmf_embeddings;
+    if (m->use_ops) mrec_bprmf_use_ops(out);
     return MREC_OK;
 }

@@ -401,17 +401,28 @@ static mrec_status modality_back(grcn *m, modality *q, int index) {
     return col_sums(m, q->pb_grad, m->tmp, I, k);
 }
 
-/* The batch's step; its loss left in m->bpr.loss, on the context's device. */
-static mrec_status batch_step(grcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, k = m->k, U = m->n_users, N = m->n_nodes;
+/* The batch's step, its loss left in m->bpr.loss on the context's device, in the trainer's two halves
+ * (mrec_model.stage, .launch): the host's part (the triples' ids for the scores and the id rows, the users for the
+ * preference regularizer, checked and sent up), then the launches. */
+static mrec_status grcn_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    grcn *m = self;
+    const int32_t *parts[1] = {u};
+    int offset[1] = {0};
+    mrec_status st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->width);
+    if (!st) st = mrec_bpr_ops_stage(&m->bpr_id, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
+    return st ? st : mrec_batch_rows_stage(&m->rows, m->ctx, m->n_users, 1, parts, offset, n);
+}
+
+static mrec_status batch_launch(grcn *m) {
+    int d = m->dim, k = m->k, U = m->n_users, n = m->bpr.n;
     int64_t uk = (int64_t)U * k;
     mrec_context *ctx = m->ctx;
     mrec_status st = forward(m);
     /* the batch's scores on F; the squared norms of its id rows on [G_u ; G_i] (rows u, then i, then j), moved
      * beside the scores: the softplus BPR loss and l_w times the mean square of [u, u] and [i, j] */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_PAIRS, .reg = m->l_w, .reg_div = n * d};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->final, u, i, j, n, U, N, m->width);
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr_id, ctx, m->ego, m->ego, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->final, m->final);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr_id, m->ego, m->ego);
     if (!st) st = mrec_copy_rows(ctx, m->bpr.dots + 2 * n, 3 * n, m->bpr_id.dots + 2 * n, 3 * n, 1, 3 * n);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* ego_grad starts as the regularizer's rows (every row written; its factors to the id rows' ops), dF as the
@@ -421,9 +432,7 @@ static mrec_status batch_step(grcn *m, const int32_t *u, const int32_t *i, const
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal, m->final, 1, 0);
     if (st) return st;
     /* the preferences' rows: cnt[v] = how often user v is in the batch; sum_b |G_u^m[u_b]|^2 = <diag(cnt) G_u^m, G_u^m> */
-    const int32_t *parts[1] = {u};
-    int offset[1] = {0};
-    if ((st = mrec_batch_rows_set(&m->rows, ctx, U, 1, parts, offset, n))) return st;
+    if ((st = mrec_batch_rows_index(&m->rows))) return st;
     if ((st = mrec_batch_rows_scatter(&m->rows, m->cnt, m->rows.ones, 1))) return st;
     mrec_csr diag = {.n_rows = U, .n_cols = U, .row_ptr = m->diag_ptr, .col = m->diag_col, .val = m->cnt, .device = ctx->device};
     if ((st = id_back(m)) || (st = combine_back(m))) return st;
@@ -439,9 +448,17 @@ static mrec_status batch_step(grcn *m, const int32_t *u, const int32_t *i, const
     return MREC_OK;
 }
 
+static mrec_status grcn_launch(void *self, const double **loss) {
+    grcn *m = self;
+    mrec_status st = batch_launch(m);
+    *loss = st ? NULL : m->bpr.loss;
+    return st;
+}
+
 static const double *grcn_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     grcn *m = self;
-    m->status = batch_step(m, u, i, j, n);
+    m->status = grcn_stage(m, u, i, j, n);
+    if (!m->status) m->status = batch_launch(m);
     return m->status ? NULL : m->bpr.loss;
 }
 
@@ -682,6 +699,7 @@ mrec_status mrec_grcn_create(mrec_model *out, const mrec_graph *adj_graph, int n
     out->name = "GRCN", out->self = m;
     out->status = &m->status;
     out->loss_grad = grcn_loss_grad, out->step = grcn_step, out->prepare = grcn_prepare, out->score = grcn_score;
+    out->stage = grcn_stage, out->launch = grcn_launch;
     out->embed_dim = m->width, out->embeddings = grcn_embeddings;
     out->destroy = grcn_destroy;
     return MREC_OK;

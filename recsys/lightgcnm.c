@@ -158,16 +158,23 @@ static mrec_status step(lightgcnm *m, double *loss_out, const int32_t *u, const 
 }
 
 /* step through the op entries. */
-static mrec_status ops_step(lightgcnm *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* The op path in the trainer's two halves (mrec_model.stage, .launch): the batch's ids checked and sent up, then the
+ * launches. */
+static mrec_status lightgcnm_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lightgcnm *m = self;
+    return mrec_bpr_ops_stage(&m->ops, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
+}
+
+static mrec_status ops_launch(lightgcnm *m) {
     mrec_context *ctx = m->ctx;
     mrec_bpr_ops *o = &m->ops;
-    int d = m->dim, U = m->n_users, I = m->n_items;
+    int d = m->dim, U = m->n_users, I = m->n_items, n = o->n;
     /* the loss where the scores are: softplus, and l_w / 2 over n of the squared norms of the users' ego rows and the
      * items' final rows; each part's factor l_w / n */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->l_w, .reg_div = n};
     mrec_status st = propagate(m);
     /* pos, neg and |F_r|^2 of the batch's rows; then |U_u|^2 (the users' ego rows) over the first n norms */
-    if (!st) st = mrec_bpr_ops_dots(o, ctx, m->final, m->final, u, i, j, n, U, m->n_nodes, d);
+    if (!st) st = mrec_bpr_ops_gather(o, m->final, m->final);
     if (!st) st = mrec_gather_dot(ctx, o->dots + 2 * n, m->ego, o->ids, m->ego, o->ids, n, d);
     if (!st) st = mrec_bpr_ops_loss(o, &spec);
     /* dF: BPR and the items' regularizer; back through the layers; the users' regularizer on their ego rows */
@@ -191,6 +198,18 @@ static mrec_status ops_step(lightgcnm *m, const int32_t *u, const int32_t *i, co
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
+static mrec_status lightgcnm_launch(void *self, const double **loss) {
+    lightgcnm *m = self;
+    mrec_status st = ops_launch(m);
+    *loss = st ? NULL : m->ops.loss;
+    return st;
+}
+
+static mrec_status ops_step(lightgcnm *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_status st = lightgcnm_stage(m, u, i, j, n);
+    return st ? st : ops_launch(m);
+}
+
 static const double *lightgcnm_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     lightgcnm *m = self;
     m->host_loss = NAN;
@@ -243,6 +262,7 @@ static void carve(lightgcnm *m, mrec_arena *a, int with_graph) {
 mrec_status mrec_lightgcnm_use_ops(mrec_model *model) {
     lightgcnm *m = model->self;
     m->use_ops = 1; /* the arrays are shared with the host path; the graph is the host's */
+    model->stage = lightgcnm_stage, model->launch = lightgcnm_launch;
     return MREC_OK;
 }
 
@@ -312,5 +332,6 @@ mrec_status mrec_lightgcnm_create(mrec_model *out, const mrec_graph *graph, int 
     out->loss_grad = lightgcnm_loss_grad, out->step = lightgcnm_step, out->prepare = lightgcnm_prepare, out->score = lightgcnm_score;
     out->destroy = lightgcnm_destroy;
     out->embed_dim = m->dim, out->embeddings = lightgcnm_embeddings;
+    if (m->use_ops) out->stage = lightgcnm_stage, out->launch = lightgcnm_launch;
     return MREC_OK;
 }

@@ -265,37 +265,50 @@ static mrec_status info_nce(mgcn *m, double *loss_at, float *da, float *db, cons
 }
 
 /* The batch's loss stays on the context's device (m->bpr.loss): BPR and its regularizer, then the contrast's two terms
- * added there. */
-static mrec_status batch_loss_grad(mgcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, U = m->n_users, N = m->n_nodes;
-    mrec_context *ctx = m->ctx;
+ * added there. In the trainer's two halves (mrec_model.stage, .launch): the host's part (buffers grown, the batch's
+ * ids checked and sent up: the BPR triples, and [users ; U + positives] for the contrast), then the launches. */
+static mrec_status mgcn_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mgcn *m = self;
+    const int32_t *parts[2] = {u, i};
+    const int offset[2] = {0, m->n_users};
     mrec_status st = ensure_batch(m, n);
-    if (!st) st = forward(m);
+    if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
+    return st ? st : mrec_batch_rows_stage(&m->rows, m->ctx, m->n_nodes, 2, parts, offset, n);
+}
+
+static mrec_status mgcn_launch(void *self, const double **loss) {
+    mgcn *m = self;
+    int d = m->dim, N = m->n_nodes, n = m->bpr.n;
+    mrec_context *ctx = m->ctx;
+    *loss = NULL;
+    mrec_status st = forward(m);
     /* BPR on final's rows, and their squared norms over the configured batch size (MMRec's self.batch_size) */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->reg,
                           .reg_div = m->batch_size};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->final, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->final, m->final);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal, m->final, 1, MREC_BPR_PARTS_ALL);
     if (st) return st;
     /* the contrastive terms: rows [users ; U + positives] of side against the same rows of C */
-    const int32_t *parts[2] = {u, i};
-    const int offset[2] = {0, U};
     size_t half = (size_t)n * d;
-    if ((st = mrec_batch_rows_set(&m->rows, ctx, N, 2, parts, offset, n))) return st;
+    if ((st = mrec_batch_rows_index(&m->rows))) return st;
     if ((st = mrec_embedding_checked(ctx, m->v1, m->side, m->rows.ids, 2 * n, N, d))) return st;
     if ((st = mrec_embedding_checked(ctx, m->v2, m->content, m->rows.ids, 2 * n, N, d))) return st;
     if ((st = info_nce(m, m->bpr.loss, m->d1, m->d2, m->v1, m->v2, n))) return st;
     if ((st = info_nce(m, m->bpr.loss, m->d1 + half, m->d2 + half, m->v1 + half, m->v2 + half, n))) return st;
     if ((st = mrec_batch_rows_scatter(&m->rows, m->dside, m->d1, d))) return st;
     if ((st = mrec_batch_rows_scatter(&m->rows, m->dcontent, m->d2, d))) return st;
-    return backward(m);
+    if ((st = backward(m))) return st;
+    *loss = m->bpr.loss;
+    return MREC_OK;
 }
 
 static const double *mgcn_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mgcn *m = self;
-    m->status = batch_loss_grad(m, u, i, j, n);
-    return m->status ? NULL : m->bpr.loss;
+    const double *loss = NULL;
+    m->status = mgcn_stage(m, u, i, j, n);
+    if (!m->status) m->status = mgcn_launch(m, &loss);
+    return m->status ? NULL : loss;
 }
 
 static double mgcn_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
@@ -521,6 +534,7 @@ mrec_status mrec_mgcn_create(mrec_model *out, const mrec_graph *adj, const mrec_
     out->name = "MGCN", out->self = m;
     out->status = &m->status;
     out->loss_grad = mgcn_loss_grad, out->step = mgcn_step, out->prepare = mgcn_prepare, out->score = mgcn_score;
+    out->stage = mgcn_stage, out->launch = mgcn_launch;
     out->embed_dim = dim, out->embeddings = mgcn_embeddings;
     out->destroy = mgcn_destroy;
     return MREC_OK;

@@ -202,17 +202,23 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
     return MREC_OK;
 }
 
-/* The batch's step; its loss left in m->bpr.loss, on the context's device. */
-static mrec_status batch_step(mmgcn *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, U = m->n_users, N = m->n_nodes;
-    int64_t nd = (int64_t)N * d;
+/* The batch's step, its loss left in m->bpr.loss on the context's device, in the trainer's two halves
+ * (mrec_model.stage, .launch): the batch's ids checked and sent up, then the launches. */
+static mrec_status mmgcn_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mmgcn *m = self;
+    return mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
+}
+
+static mrec_status batch_launch(mmgcn *m) {
+    int d = m->dim, U = m->n_users, n = m->bpr.n;
+    int64_t nd = (int64_t)m->n_nodes * d;
     mrec_context *ctx = m->ctx;
     mrec_status st = forward(m);
     /* the batch's scores from F and the squared norms of its id rows from [G_u ; G_i]: the softplus BPR loss and
      * l_w times the mean square of [u, u] and [i, j]; ego_grad starts as that regularizer's rows (every row
      * written), the graph's share is added */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_PAIRS, .reg = m->l_w, .reg_div = n * d};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->ego, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->final, m->ego);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->ego_grad, m->ego, 0, MREC_BPR_PARTS_ALL);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal, m->final, 1, 0);
@@ -230,9 +236,17 @@ static mrec_status batch_step(mmgcn *m, const int32_t *u, const int32_t *i, cons
     return MREC_OK;
 }
 
+static mrec_status mmgcn_launch(void *self, const double **loss) {
+    mmgcn *m = self;
+    mrec_status st = batch_launch(m);
+    *loss = st ? NULL : m->bpr.loss;
+    return st;
+}
+
 static const double *mmgcn_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mmgcn *m = self;
-    m->status = batch_step(m, u, i, j, n);
+    m->status = mmgcn_stage(m, u, i, j, n);
+    if (!m->status) m->status = batch_launch(m);
     return m->status ? NULL : m->bpr.loss;
 }
 
@@ -429,6 +443,7 @@ mrec_status mrec_mmgcn_create(mrec_model *out, const mrec_graph *adj, int n_user
     out->name = "MMGCN", out->self = m;
     out->status = &m->status;
     out->loss_grad = mmgcn_loss_grad, out->step = mmgcn_step, out->prepare = mmgcn_prepare, out->score = mmgcn_score;
+    out->stage = mmgcn_stage, out->launch = mmgcn_launch;
     out->embed_dim = dim, out->embeddings = mmgcn_embeddings;
     out->destroy = mmgcn_destroy;
     return MREC_OK;

@@ -39,6 +39,7 @@ typedef struct {
     double host_loss;              /* the last batch's loss on the host path */
     /* the op path */
     int use_ops, on_device;        /* on_device: the arrays above are carved from mem */
+    int n_batch;                   /* the op path's staged batch */
     mrec_arena mem, batch;         /* on the context's device: the model's arrays; a batch's (sized for ops_cap) */
     const float *feat_ops;         /* feat where the ops read it */
     int ops_cap;
@@ -138,27 +139,39 @@ static mrec_status ensure_ops_batch(vbpr *m, int n) {
     return st;
 }
 
-/* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(vbpr *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, D = 2 * d, F = m->n_feat, U = m->n_users, I = m->n_items;
+/* batch_loss_grad through the op entries, in the trainer's two halves (mrec_model.stage, .launch): the host's part
+ * (buffers grown, the batch's ids checked and sent up), then the launches. */
+static mrec_status vbpr_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    vbpr *m = self;
     mrec_context *ctx = m->ctx;
     const int32_t *ij[2] = {i, j};
     static const int zero[2] = {0, 0};
-    /* the users' and the items' indexes check the ids before a row is read */
     mrec_status st = ensure_ops_batch(m, n);
-    if (!st) st = mrec_batch_rows_set(&m->users, ctx, U, 1, &u, zero, n);
-    if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, ij, zero, n);
+    if (!st) st = mrec_batch_rows_stage(&m->users, ctx, m->n_users, 1, &u, zero, n);
+    if (!st) st = mrec_batch_rows_stage(&m->items, ctx, m->n_items, 2, ij, zero, n);
+    /* the BPR step's ids are T's own rows b, n + b and 2n + b (T one table) */
+    const int32_t *row = m->items.h_iota;
+    if (!st) st = mrec_bpr_ops_stage(&m->bpr, ctx, row, row, row + n, n, n, 3 * m->ops_cap, 2 * m->dim);
+    if (!st) m->n_batch = n;
+    return st;
+}
+
+static mrec_status vbpr_launch(void *self, const double **loss) {
+    vbpr *m = self;
+    int n = m->n_batch, d = m->dim, D = 2 * d, F = m->n_feat, U = m->n_users, I = m->n_items;
+    mrec_context *ctx = m->ctx;
     /* T: the users' rows, then [I ; W f + b] for the positives and the negatives */
     float *Tc = m->T + (size_t)n * D;
+    mrec_status st = mrec_batch_rows_index(&m->users);
+    if (!st) st = mrec_batch_rows_index(&m->items);
     if (!st) st = mrec_embedding_checked(ctx, m->T, m->user, m->users.ids, n, U, D);
     if (!st) st = mrec_embedding_checked(ctx, m->rows, m->item, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_copy_rows(ctx, Tc, D, m->rows, d, 2 * n, d);
     if (!st) st = mrec_embedding_checked(ctx, m->fb, m->feat_ops, m->items.ids, 2 * n, I, F);
     if (!st) st = mrec_gemm(ctx, Tc + d, m->fb, m->w, m->b, 1, 0, 0, 1, 2 * n, d, F, F, F, D);
-    /* pos, neg and the rows' squared norms: T's rows b, n + b and 2n + b as one table */
-    const int32_t *row = m->items.h_iota;
+    /* pos, neg and the rows' squared norms */
     mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = m->reg};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->T, m->T);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* mixed: each of T's rows' gradient; the users' to U, the items' halves to I and to z */
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, MREC_BPR_PARTS_ALL);
@@ -170,7 +183,14 @@ static mrec_status ops_loss_grad(vbpr *m, const int32_t *u, const int32_t *i, co
     /* W's gradient (d, F) = dz^T fb; b's = ones^T dz */
     if (!st) st = mrec_gemm(ctx, m->w_grad, m->dz, m->fb, NULL, 1, 0, 1, 0, d, F, 2 * n, d, F, F);
     if (!st) st = mrec_gemm(ctx, m->b_grad, m->items.ones, m->dz, NULL, 1, 0, 0, 0, 1, d, 2 * n, 2 * n, d, d);
+    *loss = st ? NULL : m->bpr.loss;
     return st;
+}
+
+static mrec_status ops_loss_grad(vbpr *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    const double *loss;
+    mrec_status st = vbpr_stage(m, u, i, j, n);
+    return st ? st : vbpr_launch(m, &loss);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -247,6 +267,7 @@ mrec_status mrec_vbpr_use_ops(mrec_model *model) {
     mrec_batch_items_free(&m->drawn);
     m->z = m->dz = NULL, m->cap = 0;
     m->feat_ops = m->feat, m->use_ops = 1;
+    model->stage = vbpr_stage, model->launch = vbpr_launch;
     return MREC_OK;
 }
 
@@ -318,5 +339,6 @@ mrec_status mrec_vbpr_create(mrec_model *out, int n_users, int n_items, int dim,
     out->status = &m->status;
     out->loss_grad = vbpr_loss_grad, out->step = vbpr_step, out->prepare = vbpr_prepare, out->score = vbpr_score, out->destroy = vbpr_destroy;
     out->embed_dim = 2 * dim, out->embeddings = vbpr_embeddings;
+    if (m->use_ops) out->stage = vbpr_stage, out->launch = vbpr_launch;
     return MREC_OK;
 }
