@@ -182,27 +182,34 @@ static mrec_status ensure_ops_batch(freedom *m, int n) {
     return st;
 }
 
-/* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(freedom *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
+/* batch_loss_grad through the op entries, in the trainer's two halves (mrec_model.stage, .launch): the host's part
+ * (buffers grown; the batch's nodes, its items, and T's own rows b, n + b, 2n + b as the BPR step's ids, checked and
+ * sent up), then the launches. */
+static mrec_status freedom_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    freedom *m = self;
+    mrec_context *ctx = m->ctx;
+    const int32_t *uij[3] = {u, i, j};
+    const int node_off[3] = {0, m->n_users, m->n_users}, item_off[2] = {0, 0};
+    mrec_status st = ensure_ops_batch(m, n);
+    if (!st) st = mrec_batch_rows_stage(&m->nodes, ctx, m->n_nodes, 3, uij, node_off, n);
+    if (!st) st = mrec_batch_rows_stage(&m->items, ctx, m->n_items, 2, uij + 1, item_off, n);
+    const int32_t *row = m->items.h_iota;
+    return st ? st : mrec_bpr_ops_stage(&m->bpr, ctx, row, row, row + n, n, n, 3 * m->ops_cap, m->dim);
+}
+
+static mrec_status ops_launch(freedom *m) {
+    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes, n = m->bpr.n;
     size_t nd = (size_t)n * d;
     mrec_context *ctx = m->ctx;
-    mrec_status st = ensure_ops_batch(m, n);
-    if (!st) st = propagate(m, train_graph(m));
-    if (st) return st;
-    const int32_t *uij[3] = {u, i, j};
-    const int node_off[3] = {0, U, U}, item_off[2] = {0, 0};
-    /* the indexes check every id before a row is read */
-    st = mrec_batch_rows_set(&m->nodes, ctx, N, 3, uij, node_off, n);
-    if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, uij + 1, item_off, n);
+    mrec_status st = propagate(m, train_graph(m));
+    if (!st) st = mrec_batch_rows_index(&m->nodes);
+    if (!st) st = mrec_batch_rows_index(&m->items);
     /* T = [F_u ; F_i + h_i ; F_j + h_j] */
     if (!st) st = mrec_embedding_checked(ctx, m->T, m->final, m->nodes.ids, 3 * n, N, d);
     if (!st) st = mrec_embedding_checked(ctx, m->rows, m->h, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_add(ctx, m->T + nd, m->T + nd, m->rows, 2 * (int64_t)nd);
-    const int32_t *row = m->items.h_iota;
-    int rows_cap = 3 * m->ops_cap;
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, rows_cap, d);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->T, m->T);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, 0);
     if (st) return st;
@@ -214,7 +221,7 @@ static mrec_status ops_loss_grad(freedom *m, const int32_t *u, const int32_t *i,
         st = mrec_embedding_checked(ctx, m->fb, m->feat[mo], m->items.ids, 2 * n, I, F);
         if (!st) st = mrec_copy_rows(ctx, m->T2, d, m->T, d, n, d);
         if (!st) st = mrec_gemm(ctx, m->T2 + nd, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, 2 * n, d, F, F, F, d);
-        if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T2, m->T2, row, row, row + n, n, n, rows_cap, d);
+        if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->T2, m->T2);
         if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
         if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed2, m->T2, 1, 0);
         /* the users' rows join the main loss's; dW = dz^T fb, db = ones^T dz, dX rows = dz W scattered */
@@ -233,6 +240,18 @@ static mrec_status ops_loss_grad(freedom *m, const int32_t *u, const int32_t *i,
     if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, adj, 1, m->layers, d, m->a, m->c, ctx);
     if (!st) st = mrec_add(ctx, m->ego_grad + (size_t)U * d, m->ego_grad + (size_t)U * d, m->h, (int64_t)I * d);
     return st;
+}
+
+static mrec_status freedom_launch(void *self, const double **loss) {
+    freedom *m = self;
+    mrec_status st = ops_launch(m);
+    *loss = st ? NULL : m->bpr.loss;
+    return st;
+}
+
+static mrec_status ops_loss_grad(freedom *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_status st = freedom_stage(m, u, i, j, n);
+    return st ? st : ops_launch(m);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -426,6 +445,7 @@ mrec_status mrec_freedom_use_ops(mrec_model *model) {
     free(m->fb), free(m->z), free(m->dz);
     m->fb = m->z = m->dz = NULL, m->cap = 0;
     m->use_ops = 1;
+    model->stage = freedom_stage, model->launch = freedom_launch;
     if (m->dropout > 0 && m->pruned.row_ptr) {
         mrec_csr src = mrec_graph_csr(&m->pruned);
         st = mrec_graph_upload(m->ctx, &m->pruned_ops, &src);
@@ -512,5 +532,6 @@ mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const m
     out->loss_grad = freedom_loss_grad, out->step = freedom_step, out->epoch_start = freedom_epoch_start, out->prepare = freedom_prepare;
     out->score = freedom_score, out->destroy = freedom_destroy;
     out->embed_dim = m->dim, out->embeddings = freedom_embeddings;
+    if (m->use_ops) out->stage = freedom_stage, out->launch = freedom_launch;
     return MREC_OK;
 }
