@@ -729,22 +729,25 @@ static void test_sparse_adam_batched(void) {
     }
     if (down(gp, dp, 4 * n)) t_allclose("adam, 3 steps", p, gp, n, 1e-6, 1e-5);
     mrec_cuda_free(cu, dp), mrec_cuda_free(cu, dm), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dg);
-    /* its factors read from device memory (a replayed graph's form), the CPU's bits: over n and n - 1 (the tail one
-     * a thread), each step's factors sent up before its launch */
+    /* the CPU's bits, with the factors as values (mrec_adam_cuda) and read from device memory (mrec_adam_at_cuda, a
+     * replayed graph's form, each step's factors sent up before its launch): over n and n - 1 (the tail one a thread) */
     for (int64_t len = n; len >= n - 1; len--) {
-        float *pc = rnd(len, -1, 1), *mc = rnd(len, -0.1f, 0.1f), *vc = rnd(len, 0, 0.01f), *gc = rnd(len, -1, 1);
-        float *dpc = up(pc, 4 * len), *dmc = up(mc, 4 * len), *dvc = up(vc, 4 * len), *dgc = up(gc, 4 * len), k[2];
-        float *dk = up(k, sizeof k), *gpc = malloc(4 * len), *gvc = malloc(4 * len);
+        float *pc = rnd(len, -1, 1), *mc = rnd(len, -0.1f, 0.1f), *vc = rnd(len, 0, 0.01f), *gc = rnd(len, -1, 1), k[2];
+        float *dp2[2], *dm2[2], *dv2[2], *dgc = up(gc, 4 * len), *dk = up(k, sizeof k), *gpc = malloc(4 * len), *gvc = malloc(4 * len);
+        for (int f = 0; f < 2; f++) dp2[f] = up(pc, 4 * len), dm2[f] = up(mc, 4 * len), dv2[f] = up(vc, 4 * len);
         for (int step = 1; step <= 3; step++) {
             mrec_adam_factors(k, 1e-3f, 0.9f, 0.999f, step);
-            mrec_adam_at_cpu(pc, mc, vc, gc, k, 0.9f, 0.999f, 1e-8f, 1e-4f, len, pool);
+            mrec_adam_cpu(pc, mc, vc, gc, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, len, pool);
+            t_status(mrec_adam_cuda(dp2[0], dm2[0], dv2[0], dgc, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, len, cu), MREC_OK, "adam step %d", step);
             t_status(mrec_cuda_copy_h2d(cu, dk, k, sizeof k), MREC_OK, "adam factors up");
-            t_status(mrec_adam_at_cuda(dpc, dmc, dvc, dgc, dk, 0.9f, 0.999f, 1e-8f, 1e-4f, len, cu), MREC_OK, "adam_at step %d", step);
+            t_status(mrec_adam_at_cuda(dp2[1], dm2[1], dv2[1], dgc, dk, 0.9f, 0.999f, 1e-8f, 1e-4f, len, cu), MREC_OK, "adam_at step %d", step);
         }
-        if (down(gpc, dpc, 4 * len) && down(gvc, dvc, 4 * len))
-            t_check(!memcmp(gpc, pc, 4 * (size_t)len) && !memcmp(gvc, vc, 4 * (size_t)len),
-                    "adam with its factors from device memory, %lld values: the CPU's bits after 3 steps", (long long)len);
-        mrec_cuda_free(cu, dpc), mrec_cuda_free(cu, dmc), mrec_cuda_free(cu, dvc), mrec_cuda_free(cu, dgc), mrec_cuda_free(cu, dk);
+        for (int f = 0; f < 2; f++)
+            if (down(gpc, dp2[f], 4 * len) && down(gvc, dv2[f], 4 * len))
+                t_check(!memcmp(gpc, pc, 4 * (size_t)len) && !memcmp(gvc, vc, 4 * (size_t)len), "adam %s, %lld values: the CPU's bits after 3 steps",
+                        f ? "with its factors from device memory" : "with its factors as values", (long long)len);
+        for (int f = 0; f < 2; f++) mrec_cuda_free(cu, dp2[f]), mrec_cuda_free(cu, dm2[f]), mrec_cuda_free(cu, dv2[f]);
+        mrec_cuda_free(cu, dgc), mrec_cuda_free(cu, dk);
         free(pc), free(mc), free(vc), free(gc), free(gpc), free(gvc);
     }
     free(p), free(m), free(v), free(grad), free(gp);

@@ -15,6 +15,7 @@ extern "C" {
 
 /* cuBLASLt's workspace: 32 MiB covers its Hopper kernels' needs. */
 #define MREC_LT_WORKSPACE ((size_t)32 << 20)
+#define MREC_BLAS_WORKSPACE ((size_t)32 << 20) /* NVIDIA's figure for Hopper in the cuBLAS guide */
 
 /* A model's weights on the device (mrec_cuda_weights_upload) and their bf16
  * twin, or NULL. */
@@ -34,6 +35,7 @@ struct mrec_cuda {
     cudnnHandle_t dnn;
     cublasLtHandle_t lt;
     void *lt_work; /* cuBLASLt's workspace, MREC_LT_WORKSPACE bytes */
+    void *blas_work; /* cuBLAS's, MREC_BLAS_WORKSPACE bytes (cublasSetWorkspace) */
     int *flag; /* one device int for kernels that report a bad input */
     double *dot_part; /* (MREC_DOT_PARTS) mrec_loss_dot's per-block sums */
     mrec_cuda_weights *weights; /* the uploaded blocks, for bf16 GEMMs to find an operand's twin */

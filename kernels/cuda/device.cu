@@ -57,6 +57,10 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     if (!st) st = mrec_cuda_check(cudaMalloc((void **)&cu->dot_part, sizeof(double) * MREC_DOT_PARTS), "cudaMalloc");
     if (!st) st = mrec_cublas_check(cublasLtCreate(&cu->lt), "cublasLtCreate");
     if (!st) st = mrec_cuda_check(cudaMalloc(&cu->lt_work, MREC_LT_WORKSPACE), "cudaMalloc (cuBLASLt workspace)");
+    /* cuBLAS's own workspace, given rather than left to it: a product captured into a CUDA graph then never asks
+     * for memory during the capture, and the graph's replays use this one */
+    if (!st) st = mrec_cuda_check(cudaMalloc(&cu->blas_work, MREC_BLAS_WORKSPACE), "cudaMalloc (cuBLAS workspace)");
+    if (!st) st = mrec_cublas_check(cublasSetWorkspace(cu->blas, cu->blas_work, MREC_BLAS_WORKSPACE), "cublasSetWorkspace");
     if (st) {
         mrec_cuda_destroy(cu);
         return st;
@@ -82,6 +86,7 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     mrec_lt_algos_free(cu);
     if (cu->bf16_buf) cudaFree(cu->bf16_buf);
     if (cu->lt_work) cudaFree(cu->lt_work);
+    if (cu->blas_work) cudaFree(cu->blas_work);
     if (cu->lt) cublasLtDestroy(cu->lt);
     if (cu->flag) cudaFree(cu->flag);
     if (cu->dot_part) cudaFree(cu->dot_part);

@@ -937,31 +937,44 @@ extern "C" mrec_status mrec_spmm_cuda(float *out, const int64_t *row_ptr, const 
 
 /* ---- optimizer ------------------------------------------------------------------ */
 
-/* One parameter's step; the same arithmetic in either form of the kernel below. */
-__device__ __forceinline__ static void adam_one(float &p, float &mi, float &vi, float grad, float lr, float beta1, float beta2,
-                                                float eps, float wd, float bias1, float rsqrt_bias2) {
-    float g = grad + wd * p;
-    mi = beta1 * mi + (1.0f - beta1) * g;
-    vi = beta2 * vi + (1.0f - beta2) * g * g;
-    p -= lr / bias1 * mi / (sqrtf(vi) * rsqrt_bias2 + eps);
+/* One parameter's step: mrec_adam_cpu's arithmetic in its order (torch's step_size * m / (sqrt(v) / bias2_sqrt +
+ * eps)), each operation rounded on its own so that nvcc contracts nothing into an FMA: the CPU's bits. */
+__device__ __forceinline__ static void adam_one(float &p, float &mi, float &vi, float grad, float beta1, float beta2, float eps,
+                                                float wd, float step_size, float bias2_sqrt) {
+    float g = __fadd_rn(grad, __fmul_rn(wd, p));
+    mi = __fadd_rn(__fmul_rn(beta1, mi), __fmul_rn(1.0f - beta1, g));
+    vi = __fadd_rn(__fmul_rn(beta2, vi), __fmul_rn(__fmul_rn(1.0f - beta2, g), g));
+    p = __fsub_rn(p, __fdiv_rn(__fmul_rn(step_size, mi), __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bias2_sqrt), eps)));
 }
 
 /* Four parameters a thread in 16-byte loads and stores where the four arrays are 16-byte aligned (vec), then the
  * n % 4 past the last four (or all n otherwise) one a thread: it reads four arrays and writes three over a whole
- * table each step. */
-__global__ static void adam_kernel(float *param, float *m, float *v, const float *grad, float lr, float beta1,
-                                   float beta2, float eps, float wd, float bias1, float rsqrt_bias2, int64_t n, int vec) {
+ * table each step. The step's factors (mrec_adam_factors) come as values, or from k (2) in device memory where k is
+ * given, read when the kernel runs (a replayed graph's step takes its own). */
+__global__ static void adam_kernel(float *param, float *m, float *v, const float *grad, const float *k, float step_size,
+                                   float bias2_sqrt, float beta1, float beta2, float eps, float wd, int64_t n, int vec) {
     const int64_t first = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, stride = (int64_t)gridDim.x * blockDim.x;
     const int64_t n4 = vec ? n / 4 : 0;
+    if (k) step_size = k[0], bias2_sqrt = k[1];
     for (int64_t i = first; i < n4; i += stride) {
         float4 p = ((float4 *)param)[i], mi = ((float4 *)m)[i], vi = ((float4 *)v)[i], g = ((const float4 *)grad)[i];
-        adam_one(p.x, mi.x, vi.x, g.x, lr, beta1, beta2, eps, wd, bias1, rsqrt_bias2);
-        adam_one(p.y, mi.y, vi.y, g.y, lr, beta1, beta2, eps, wd, bias1, rsqrt_bias2);
-        adam_one(p.z, mi.z, vi.z, g.z, lr, beta1, beta2, eps, wd, bias1, rsqrt_bias2);
-        adam_one(p.w, mi.w, vi.w, g.w, lr, beta1, beta2, eps, wd, bias1, rsqrt_bias2);
+        adam_one(p.x, mi.x, vi.x, g.x, beta1, beta2, eps, wd, step_size, bias2_sqrt);
+        adam_one(p.y, mi.y, vi.y, g.y, beta1, beta2, eps, wd, step_size, bias2_sqrt);
+        adam_one(p.z, mi.z, vi.z, g.z, beta1, beta2, eps, wd, step_size, bias2_sqrt);
+        adam_one(p.w, mi.w, vi.w, g.w, beta1, beta2, eps, wd, step_size, bias2_sqrt);
         ((float4 *)param)[i] = p, ((float4 *)m)[i] = mi, ((float4 *)v)[i] = vi;
     }
-    for (int64_t i = 4 * n4 + first; i < n; i += stride) adam_one(param[i], m[i], v[i], grad[i], lr, beta1, beta2, eps, wd, bias1, rsqrt_bias2);
+    for (int64_t i = 4 * n4 + first; i < n; i += stride)
+        adam_one(param[i], m[i], v[i], grad[i], beta1, beta2, eps, wd, step_size, bias2_sqrt);
+}
+
+static mrec_status adam_launch(float *param, float *m, float *v, const float *grad, const float *k, float step_size,
+                               float bias2_sqrt, float beta1, float beta2, float eps, float wd, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    int vec = aligned16(param, m, v) && aligned16(grad, grad, grad);
+    adam_kernel<<<mrec_grid(vec ? (n + 3) / 4 : n, THREADS), THREADS, 0, cu->stream>>>(param, m, v, grad, k, step_size, bias2_sqrt,
+                                                                                     beta1, beta2, eps, wd, n, vec);
+    return MREC_CUDA_LAUNCHED("adam");
 }
 
 /* param, m, v, grad: (n) */
@@ -970,47 +983,12 @@ extern "C" mrec_status mrec_adam_cuda(float *param, float *m, float *v, const fl
                                       mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
     if (step < 1) return mrec_fail(MREC_ERR_ARG, "adam: step %lld (steps count from 1)", (long long)step);
-    double bias1 = 1.0 - pow(beta1, (double)step), bias2 = 1.0 - pow(beta2, (double)step);
-    int vec = aligned16(param, m, v) && aligned16(grad, grad, grad);
-    adam_kernel<<<mrec_grid(vec ? (n + 3) / 4 : n, THREADS), THREADS, 0, cu->stream>>>(param, m, v, grad, lr, beta1, beta2, eps,
-                                                                                     weight_decay, (float)bias1,
-                                                                                     (float)(1.0 / sqrt(bias2)), n, vec);
-    return MREC_CUDA_LAUNCHED("adam");
-}
-
-/* mrec_adam_at_cpu's arithmetic in its order (torch's step_size * m / (sqrt(v) / bias2_sqrt + eps)), each operation
- * rounded on its own so that nvcc contracts nothing into an FMA: the CPU's bits. */
-__device__ __forceinline__ static void adam_at_one(float &p, float &mi, float &vi, float grad, float beta1, float beta2,
-                                                   float eps, float wd, float step_size, float bias2_sqrt) {
-    float g = __fadd_rn(grad, __fmul_rn(wd, p));
-    mi = __fadd_rn(__fmul_rn(beta1, mi), __fmul_rn(1.0f - beta1, g));
-    vi = __fadd_rn(__fmul_rn(beta2, vi), __fmul_rn(__fmul_rn(1.0f - beta2, g), g));
-    p = __fsub_rn(p, __fdiv_rn(__fmul_rn(step_size, mi), __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bias2_sqrt), eps)));
-}
-
-/* k (2): the step's factors in device memory, read when the kernel runs (a replayed graph's step takes its own) */
-__global__ static void adam_at_kernel(float *param, float *m, float *v, const float *grad, const float *k, float beta1,
-                                      float beta2, float eps, float wd, int64_t n, int vec) {
-    const int64_t first = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, stride = (int64_t)gridDim.x * blockDim.x;
-    const int64_t n4 = vec ? n / 4 : 0;
-    const float step_size = k[0], bias2_sqrt = k[1];
-    for (int64_t i = first; i < n4; i += stride) {
-        float4 p = ((float4 *)param)[i], mi = ((float4 *)m)[i], vi = ((float4 *)v)[i], g = ((const float4 *)grad)[i];
-        adam_at_one(p.x, mi.x, vi.x, g.x, beta1, beta2, eps, wd, step_size, bias2_sqrt);
-        adam_at_one(p.y, mi.y, vi.y, g.y, beta1, beta2, eps, wd, step_size, bias2_sqrt);
-        adam_at_one(p.z, mi.z, vi.z, g.z, beta1, beta2, eps, wd, step_size, bias2_sqrt);
-        adam_at_one(p.w, mi.w, vi.w, g.w, beta1, beta2, eps, wd, step_size, bias2_sqrt);
-        ((float4 *)param)[i] = p, ((float4 *)m)[i] = mi, ((float4 *)v)[i] = vi;
-    }
-    for (int64_t i = 4 * n4 + first; i < n; i += stride)
-        adam_at_one(param[i], m[i], v[i], grad[i], beta1, beta2, eps, wd, step_size, bias2_sqrt);
+    float k[2];
+    mrec_adam_factors(k, lr, beta1, beta2, step);
+    return adam_launch(param, m, v, grad, NULL, k[0], k[1], beta1, beta2, eps, weight_decay, n, cu);
 }
 
 extern "C" mrec_status mrec_adam_at_cuda(float *param, float *m, float *v, const float *grad, const float *k, float beta1,
                                          float beta2, float eps, float weight_decay, int64_t n, mrec_cuda *cu) {
-    if (n <= 0) return MREC_OK;
-    int vec = aligned16(param, m, v) && aligned16(grad, grad, grad);
-    adam_at_kernel<<<mrec_grid(vec ? (n + 3) / 4 : n, THREADS), THREADS, 0, cu->stream>>>(param, m, v, grad, k, beta1, beta2, eps,
-                                                                                        weight_decay, n, vec);
-    return MREC_CUDA_LAUNCHED("adam");
+    return adam_launch(param, m, v, grad, k, 0.0f, 1.0f, beta1, beta2, eps, weight_decay, n, cu);
 }
