@@ -1315,6 +1315,16 @@ mrec_status mrec_ngcf_combine_back(mrec_context *ctx, float *dz1, float *dz2, co
                                    const float *z2, float slope, int64_t n);
 mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
                                         float eps, float beta, int R, int C);
+/* The same with the key in the context's memory, read when the op runs: a step queued once and replayed (a CUDA
+ * graph) then draws with each step's own key, sent up before it. */
+mrec_status mrec_hash_dropout_at_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, const uint64_t *key,
+                                      mrec_cuda *cu);
+mrec_status mrec_ngcf_combine_at_cuda(float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                                      const uint64_t *key, int64_t n, mrec_cuda *cu);
+mrec_status mrec_hash_dropout_at(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
+                                 const uint64_t *key);
+mrec_status mrec_ngcf_combine_at(mrec_context *ctx, float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                                 const uint64_t *key, int64_t n);
 
 /* What SimGCL, SGL, LATTICE and ItemKNN need on top (references and CPU
  * variants in kernels/cpu/train.c, GPU ones in kernels/cuda/train.cu).
@@ -1367,6 +1377,13 @@ mrec_status mrec_knn_scores_cuda(float *scores, const int64_t *row_ptr, const in
 /* Their entries. */
 mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C);
 mrec_status mrec_gumbel_noise(mrec_context *ctx, float *out, uint64_t key, int64_t n);
+/* The same with the key in the context's memory (mrec_hash_dropout_at). */
+mrec_status mrec_sign_noise_at_cuda(float *x, const float *u, float eps, const uint64_t *key, uint64_t offset, int R, int C,
+                                    mrec_cuda *cu);
+mrec_status mrec_gumbel_noise_at_cuda(float *out, const uint64_t *key, int64_t n, mrec_cuda *cu);
+mrec_status mrec_sign_noise_at(mrec_context *ctx, float *x, const float *u, float eps, const uint64_t *key, uint64_t offset, int R,
+                               int C);
+mrec_status mrec_gumbel_noise_at(mrec_context *ctx, float *out, const uint64_t *key, int64_t n);
 mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                    int R, int C);
 mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n);

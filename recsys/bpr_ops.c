@@ -166,6 +166,24 @@ void mrec_batch_rows_free(mrec_batch_rows *r) {
     memset(r, 0, sizeof *r);
 }
 
+/* ---- a step's random keys ---- */
+
+mrec_status mrec_step_keys_send(mrec_step_keys *k, mrec_context *ctx, const uint64_t *keys, int n) {
+    if (n < 0 || n > MREC_STEP_KEYS) return mrec_fail(MREC_ERR_ARG, "step keys: %d of at most %d", n, MREC_STEP_KEYS);
+    if (!k->at || k->ctx != ctx) {
+        mrec_step_keys_free(k);
+        mrec_status st = mrec_arena_reserve(&k->mem, sizeof(uint64_t) * MREC_STEP_KEYS, ctx->device, ctx->cuda);
+        if (st) return st;
+        k->ctx = ctx, k->at = (uint64_t *)k->mem.base;
+    }
+    return mrec_copy_to_device_staged(ctx, k->at, keys, sizeof(uint64_t) * (size_t)n);
+}
+
+void mrec_step_keys_free(mrec_step_keys *k) {
+    if (k->ctx) mrec_arena_release(&k->mem, k->ctx->cuda);
+    memset(k, 0, sizeof *k);
+}
+
 /* ---- a graph's copy on the device ---- */
 
 mrec_csr mrec_graph_carve(mrec_arena *a, int n_rows, int n_cols, int64_t nnz, mrec_device device) {

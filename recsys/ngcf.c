@@ -68,6 +68,7 @@ typedef struct {
     float *ones;                  /* (N) the bias gradients are ones^T dZ */
     float *tmp2, *nrm;            /* (N, d) */
     mrec_bpr_ops bpr;
+    mrec_step_keys keys;          /* the op path's step: node dropout's key, then each layer's message dropout's */
 } ngcf;
 
 /* ---- row-parallel pieces ---- */
@@ -181,11 +182,11 @@ static mrec_csr step_adj(const ngcf *m) {
     return a;
 }
 
-static mrec_status forward_ops(ngcf *m, int training);
+static mrec_status forward_ops(ngcf *m, const uint64_t *keys);
 
 /* One forward pass; with dropout when training. */
 static mrec_status forward(ngcf *m, int training) {
-    if (m->use_ops) return forward_ops(m, training);
+    if (m->use_ops) return forward_ops(m, NULL); /* the op path trains through stage and launch */
     size_t n = (size_t)m->n_nodes * m->dim;
     int d = m->dim, N = m->n_nodes;
     mrec_context *ctx = m->ctx;
@@ -275,16 +276,21 @@ static mrec_status batch_loss_grad(ngcf *m, double *loss_out, const int32_t *u, 
 
 /* ---- the op path ---- */
 
-/* The forward of `forward` through the op entries, on the context's device. */
-static mrec_status forward_ops(ngcf *m, int training) {
+/* The forward of `forward` through the op entries, on the context's device: training with the step's keys in the
+ * context's memory (keys: node dropout's, then each layer's message dropout's; the stage drew them), or without
+ * dropout (keys NULL). */
+static mrec_status forward_ops(ngcf *m, const uint64_t *keys) {
     int d = m->dim, N = m->n_nodes, W = m->width;
     int64_t nd = (int64_t)N * d, nnz = m->adj->row_ptr[N];
     mrec_context *ctx = m->ctx;
-    if (training) m->step++;
-    float node_p = training ? m->node_p : 0.0f, mess_p = training ? m->mess_p : 0.0f;
-    uint64_t key = drop_key(m, PH_NODE_DROP, 0);
-    mrec_status st = mrec_hash_dropout(ctx, m->adj_val, m->g_val, NULL, nnz, node_p, key);
-    if (!st) st = mrec_hash_dropout(ctx, m->t_val, m->t_gval, m->t_edge, nnz, node_p, key);
+    mrec_status st;
+    if (keys) {
+        st = mrec_hash_dropout_at(ctx, m->adj_val, m->g_val, NULL, nnz, m->node_p, keys);
+        if (!st) st = mrec_hash_dropout_at(ctx, m->t_val, m->t_gval, m->t_edge, nnz, m->node_p, keys);
+    } else {
+        st = mrec_hash_dropout(ctx, m->adj_val, m->g_val, NULL, nnz, 0.0f, 0);
+        if (!st) st = mrec_hash_dropout(ctx, m->t_val, m->t_gval, m->t_edge, nnz, 0.0f, 0);
+    }
     if (!st) st = mrec_copy_rows(ctx, m->E[0], d, m->ego, d, N, d);
     for (int k = 0; k < m->layers && !st; k++) {
         float *E = m->E[k], *S = m->S[k];
@@ -293,8 +299,8 @@ static mrec_status forward_ops(ngcf *m, int training) {
         if (!st) st = mrec_mul(ctx, m->tmp, E, S, nd);
         if (!st) st = mrec_gemm(ctx, m->Z2[k], m->tmp, m->w2[k], m->b2[k], 1, 0, 0, 0, N, d, d, d, d, d);
         /* E_{k+1} = (lrelu(Z1) + lrelu(Z2)) * mask, the mask drawn on the way: one pass */
-        if (!st)
-            st = mrec_ngcf_combine(ctx, m->E[k + 1], m->mask[k], m->Z1[k], m->Z2[k], SLOPE, mess_p, drop_key(m, PH_ACTIVATE, k), nd);
+        if (!st && keys) st = mrec_ngcf_combine_at(ctx, m->E[k + 1], m->mask[k], m->Z1[k], m->Z2[k], SLOPE, m->mess_p, keys + 1 + k, nd);
+        else if (!st) st = mrec_ngcf_combine(ctx, m->E[k + 1], m->mask[k], m->Z1[k], m->Z2[k], SLOPE, 0.0f, 0, nd);
     }
     /* final = [E0 | normalize(E1) | ...] */
     if (!st) st = mrec_copy_rows(ctx, m->final, W, m->E[0], d, N, d);
@@ -308,14 +314,26 @@ static mrec_status forward_ops(ngcf *m, int training) {
 /* batch_loss_grad through the op entries: the batch's loss stays on the device (its gradient's dx -sigmoid(-x) / n
  * written as the softplus form writes it, its squared norms summed over the 3n rows in order: the host loops' values
  * to rounding), the gradient rows are scattered in a fixed order (bpr_ops.c), and the layers run backward as the host
- * loops do. */
-static mrec_status ops_loss_grad(ngcf *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+ * loops do. In the trainer's two halves (mrec_model.stage, .launch): the step counted, its dropout keys drawn and the
+ * batch's ids checked, all sent up; then the launches. */
+static mrec_status ngcf_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    ngcf *m = self;
+    uint64_t keys[1 + MAX_LAYERS];
+    m->step++;
+    keys[0] = drop_key(m, PH_NODE_DROP, 0);
+    for (int k = 0; k < m->layers; k++) keys[1 + k] = drop_key(m, PH_ACTIVATE, k);
+    mrec_status st = mrec_step_keys_send(&m->keys, m->ctx, keys, 1 + m->layers);
+    return st ? st : mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->width);
+}
+
+static mrec_status ops_launch(ngcf *m) {
     int d = m->dim, W = m->width, N = m->n_nodes;
     int64_t nd = (int64_t)N * d;
     mrec_context *ctx = m->ctx;
-    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->decay, .reg_div = n};
-    mrec_status st = forward_ops(m, 1);
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->final, u, i, j, n, m->n_users, N, W);
+    mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->decay,
+                          .reg_div = m->bpr.n};
+    mrec_status st = forward_ops(m, m->keys.at);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->final, m->final);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal_rows, m->final, 1, MREC_BPR_PARTS_ALL);
     if (st) return st;
@@ -350,6 +368,18 @@ static mrec_status ops_loss_grad(ngcf *m, const int32_t *u, const int32_t *i, co
     return st;
 }
 
+static mrec_status ngcf_launch(void *self, const double **loss) {
+    ngcf *m = self;
+    mrec_status st = ops_launch(m);
+    *loss = st ? NULL : m->bpr.loss;
+    return st;
+}
+
+static mrec_status ops_loss_grad(ngcf *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_status st = ngcf_stage(m, u, i, j, n);
+    return st ? st : ops_launch(m);
+}
+
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
 static const double *ngcf_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     ngcf *m = self;
@@ -379,6 +409,7 @@ static mrec_status ngcf_embeddings(void *self, float *users, float *items) {
 static void ngcf_destroy(void *self) {
     ngcf *m = self;
     mrec_bpr_ops_free(&m->bpr);
+    mrec_step_keys_free(&m->keys);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     if (m->on_device) { /* every array was carved from mem */
         free(m->pos), free(m->neg), free(m->dx);
@@ -477,6 +508,7 @@ mrec_status mrec_ngcf_use_ops(mrec_model *model) {
     if (m->use_ops) return MREC_OK;
     mrec_status st = ops_setup(m, 0);
     if (!st) m->use_ops = 1, st = forward(m, 0);
+    if (!st) model->stage = ngcf_stage, model->launch = ngcf_launch;
     return st;
 }
 
@@ -508,6 +540,7 @@ static mrec_status finish(mrec_model *out, ngcf *m) {
     out->name = "NGCF", out->self = m, out->status = &m->status, out->loss_grad = ngcf_loss_grad, out->step = ngcf_step, out->prepare = ngcf_prepare;
     out->score = ngcf_score, out->destroy = ngcf_destroy;
     out->embed_dim = m->width, out->embeddings = ngcf_embeddings;
+    if (m->use_ops) out->stage = ngcf_stage, out->launch = ngcf_launch;
     return MREC_OK;
 }
 

@@ -77,6 +77,20 @@ void mrec_bpr_ops_free(mrec_bpr_ops *o);
  * step failed (at NULL) or the copy did (its status into *status). */
 double mrec_step_loss(mrec_context *ctx, mrec_status *status, const double *at);
 
+/* ---- a step's random keys, in the context's memory (bpr_ops.c) ---------------------
+ * The keys a step's draws use (mrec_hash_dropout_at, mrec_ngcf_combine_at, ...), drawn on the host by the step's
+ * stage and sent up there through the upload slots, so that its launches, replayed as one CUDA graph, read each
+ * step's own keys where a key in a launch's arguments would replay the first step's. */
+#define MREC_STEP_KEYS 32
+typedef struct {
+    mrec_context *ctx;
+    mrec_arena mem;
+    uint64_t *at; /* (MREC_STEP_KEYS) in the context's memory: key i at at + i */
+} mrec_step_keys;
+
+mrec_status mrec_step_keys_send(mrec_step_keys *k, mrec_context *ctx, const uint64_t *keys, int n);
+void mrec_step_keys_free(mrec_step_keys *k);
+
 /* ---- a batch's rows of one table, on the device (bpr_ops.c) ----------------------
  * The ids a batch reads from one table (users, items, or users then items),
  * copied to the context's device once, with their transposed index: a

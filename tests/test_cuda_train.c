@@ -500,6 +500,13 @@ static void ngcf_ops(mrec_context *ctx, const char *where) {
                 !fetch(ctx, out, dout, n))
                 continue;
             t_allclose(where, ref, out, n, 0, 0);
+            /* the key read from the context's memory (a replayed graph's form): the same bits */
+            uint64_t *dkey = place(ctx, &a, &key, sizeof key);
+            if (dkey && t_status(mrec_hash_dropout_at(ctx, dout, form == 1 ? NULL : dx, form == 2 ? didx : NULL, n, ps[k], dkey), MREC_OK,
+                                 "%s: hash dropout, its key in memory", where) &&
+                fetch(ctx, out, dout, n))
+                t_check(!memcmp(ref, out, sizeof(float) * (size_t)n), "%s: hash dropout p=%g form %d with its key in memory: the bits of "
+                        "the key as a value", where, ps[k], form);
             int agree = 1, dropped = 0;
             for (int64_t t = 0; t < n && agree; t++) {
                 int drop = host_uniform(key, is ? (uint64_t)is[t] : (uint64_t)t) < ps[k];
@@ -544,6 +551,12 @@ static void ngcf_ops(mrec_context *ctx, const char *where) {
                 t_allclose(where, e, out, n, 0, 0);
                 if (fetch(ctx, out, d_mask, n)) t_allclose(where, mask, out, n, 0, 0);
             }
+            uint64_t *dkey = place(ctx, &a, &key, sizeof key);
+            if (dkey && t_status(mrec_ngcf_combine_at(ctx, d_e, d_mask, dx, d_z2, slope, p, dkey, n), MREC_OK,
+                                 "%s: ngcf combine, its key in memory", where) &&
+                fetch(ctx, out, d_e, n))
+                t_check(!memcmp(e, out, sizeof(float) * (size_t)n), "%s: ngcf combine (p %g) with its key in memory: the bits of the "
+                        "key as a value", where, p);
             /* backward: the mask, then LeakyReLU's backward of each branch */
             for (int64_t t = 0; t < n; t++) t2[t] = dy[t] * mask[t];
             mrec_leaky_relu_back_ref(t1, t2, x, slope, n);

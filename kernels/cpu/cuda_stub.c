@@ -424,3 +424,18 @@ mrec_status mrec_attention_bf16_cuda(uint16_t *out, const uint16_t *q, const uin
                                      int T, int heads, int dh, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_hash_dropout_at_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, const uint64_t *key,
+                                      mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_ngcf_combine_at_cuda(float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                                      const uint64_t *key, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_sign_noise_at_cuda(float *x, const float *u, float eps, const uint64_t *key, uint64_t offset, int R, int C,
+                                    mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_gumbel_noise_at_cuda(float *out, const uint64_t *key, int64_t n, mrec_cuda *cu) {
+    return no_cuda();
+}

@@ -616,6 +616,23 @@ mrec_status mrec_ngcf_combine(mrec_context *ctx, float *e, float *mask, const fl
     return MREC_OK;
 }
 
+mrec_status mrec_hash_dropout_at(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
+                                 const uint64_t *key) {
+    if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "hash dropout: p %g is outside [0, 1)", p);
+    if (on_gpu(ctx)) return mrec_hash_dropout_at_cuda(out, x, idx, n, p, key, ctx->cuda);
+    mrec_hash_dropout_cpu(out, x, idx, n, p, *key, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_ngcf_combine_at(mrec_context *ctx, float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                                 const uint64_t *key, int64_t n) {
+    if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "ngcf combine: p %g is outside [0, 1)", p);
+    if (n < 0) return mrec_fail(MREC_ERR_ARG, "ngcf combine: %lld values", (long long)n);
+    if (on_gpu(ctx)) return mrec_ngcf_combine_at_cuda(e, mask, z1, z2, slope, p, key, n, ctx->cuda);
+    mrec_ngcf_combine_cpu(e, mask, z1, z2, slope, p, *key, n, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_ngcf_combine_back(mrec_context *ctx, float *dz1, float *dz2, const float *de, const float *mask, const float *z1,
                                    const float *z2, float slope, int64_t n) {
     if (n < 0) return mrec_fail(MREC_ERR_ARG, "ngcf combine backward: %lld values", (long long)n);
@@ -641,6 +658,21 @@ mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float e
     if (R < 0 || C < 0) return mrec_fail(MREC_ERR_ARG, "sign noise: a (%d, %d) matrix", R, C);
     if (on_gpu(ctx)) return mrec_sign_noise_cuda(x, u, eps, key, offset, R, C, ctx->cuda);
     mrec_sign_noise_cpu(x, u, eps, key, offset, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_sign_noise_at(mrec_context *ctx, float *x, const float *u, float eps, const uint64_t *key, uint64_t offset, int R,
+                               int C) {
+    if (R < 0 || C < 0) return mrec_fail(MREC_ERR_ARG, "sign noise: a (%d, %d) matrix", R, C);
+    if (on_gpu(ctx)) return mrec_sign_noise_at_cuda(x, u, eps, key, offset, R, C, ctx->cuda);
+    mrec_sign_noise_cpu(x, u, eps, *key, offset, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_gumbel_noise_at(mrec_context *ctx, float *out, const uint64_t *key, int64_t n) {
+    if (n < 0) return mrec_fail(MREC_ERR_ARG, "Gumbel noise: %lld values", (long long)n);
+    if (on_gpu(ctx)) return mrec_gumbel_noise_at_cuda(out, key, n, ctx->cuda);
+    mrec_gumbel_noise_cpu(out, *key, n, ctx->pool);
     return MREC_OK;
 }
 

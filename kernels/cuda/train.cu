@@ -435,7 +435,10 @@ __device__ static uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-__global__ static void hash_dropout_kernel(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key) {
+/* key_at: the key in device memory, read when the kernel runs (a replayed graph's step takes its own), or NULL for key */
+__global__ static void hash_dropout_kernel(float *out, const float *x, const int32_t *idx, int64_t n, float p, const uint64_t *key_at,
+                                           uint64_t key) {
+    if (key_at) key = *key_at;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         uint64_t e = idx ? (uint64_t)idx[t] : (uint64_t)t;
         float u = (float)((mix64(key ^ (e * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
@@ -447,13 +450,21 @@ __global__ static void hash_dropout_kernel(float *out, const float *x, const int
 extern "C" mrec_status mrec_hash_dropout_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, uint64_t key,
                                               mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    hash_dropout_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, x, idx, n, p, key);
+    hash_dropout_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, x, idx, n, p, NULL, key);
+    return MREC_CUDA_LAUNCHED("hash dropout");
+}
+
+extern "C" mrec_status mrec_hash_dropout_at_cuda(float *out, const float *x, const int32_t *idx, int64_t n, float p, const uint64_t *key,
+                                                 mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    hash_dropout_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, x, idx, n, p, key, 0);
     return MREC_CUDA_LAUNCHED("hash dropout");
 }
 
 /* the dropout's mask as hash_dropout_kernel draws it, then the layer's output; no contraction, as the ops it replaces */
 __global__ static void ngcf_combine_kernel(float *e, float *mask, const float *z1, const float *z2, float slope, float p,
-                                           uint64_t key, int64_t n) {
+                                           const uint64_t *key_at, uint64_t key, int64_t n) {
+    if (key_at) key = *key_at;
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n; t += (int64_t)gridDim.x * blockDim.x) {
         float u = (float)((mix64(key ^ ((uint64_t)t * 0x9E3779B97F4A7C15ull)) >> 40) * (1.0 / 16777216.0));
         float m = u < p ? 0.0f : __fdiv_rn(1.0f, 1.0f - p);
@@ -466,7 +477,14 @@ __global__ static void ngcf_combine_kernel(float *e, float *mask, const float *z
 extern "C" mrec_status mrec_ngcf_combine_cuda(float *e, float *mask, const float *z1, const float *z2, float slope, float p,
                                               uint64_t key, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    ngcf_combine_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(e, mask, z1, z2, slope, p, key, n);
+    ngcf_combine_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(e, mask, z1, z2, slope, p, NULL, key, n);
+    return MREC_CUDA_LAUNCHED("ngcf combine");
+}
+
+extern "C" mrec_status mrec_ngcf_combine_at_cuda(float *e, float *mask, const float *z1, const float *z2, float slope, float p,
+                                                 const uint64_t *key, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    ngcf_combine_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(e, mask, z1, z2, slope, p, key, 0, n);
     return MREC_CUDA_LAUNCHED("ngcf combine");
 }
 
@@ -532,7 +550,9 @@ __device__ static float hash_uniform(uint64_t key, uint64_t e) {
 }
 
 /* One thread per row: the row's sum in float in column order (no contraction), as the CPU's, so the bits agree. */
-__global__ static void sign_noise_kernel(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C) {
+__global__ static void sign_noise_kernel(float *x, const float *u, float eps, const uint64_t *key_at, uint64_t key, uint64_t offset,
+                                         int R, int C) {
+    if (key_at) key = *key_at;
     for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < R; r += (int64_t)gridDim.x * blockDim.x) {
         float *row = x + (size_t)r * C, s = 0;
         uint64_t e0 = offset + (uint64_t)r * (uint64_t)C;
@@ -553,11 +573,19 @@ __global__ static void sign_noise_kernel(float *x, const float *u, float eps, ui
 extern "C" mrec_status mrec_sign_noise_cuda(float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C,
                                             mrec_cuda *cu) {
     if (R <= 0 || C <= 0) return MREC_OK;
-    sign_noise_kernel<<<mrec_grid(R, THREADS), THREADS, 0, cu->stream>>>(x, u, eps, key, offset, R, C);
+    sign_noise_kernel<<<mrec_grid(R, THREADS), THREADS, 0, cu->stream>>>(x, u, eps, NULL, key, offset, R, C);
     return MREC_CUDA_LAUNCHED("sign noise");
 }
 
-__global__ static void gumbel_kernel(float *out, uint64_t key, int64_t n) {
+extern "C" mrec_status mrec_sign_noise_at_cuda(float *x, const float *u, float eps, const uint64_t *key, uint64_t offset, int R, int C,
+                                               mrec_cuda *cu) {
+    if (R <= 0 || C <= 0) return MREC_OK;
+    sign_noise_kernel<<<mrec_grid(R, THREADS), THREADS, 0, cu->stream>>>(x, u, eps, key, 0, offset, R, C);
+    return MREC_CUDA_LAUNCHED("sign noise");
+}
+
+__global__ static void gumbel_kernel(float *out, const uint64_t *key_at, uint64_t key, int64_t n) {
+    if (key_at) key = *key_at;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
         double u = ((double)(mix64(key ^ ((uint64_t)e * 0x9E3779B97F4A7C15ull)) >> 40) + 0.5) * (1.0 / 16777216.0);
         out[e] = (float)-log(-log(u));
@@ -567,7 +595,13 @@ __global__ static void gumbel_kernel(float *out, uint64_t key, int64_t n) {
 /* out: (n) */
 extern "C" mrec_status mrec_gumbel_noise_cuda(float *out, uint64_t key, int64_t n, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
-    gumbel_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, key, n);
+    gumbel_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, NULL, key, n);
+    return MREC_CUDA_LAUNCHED("Gumbel noise");
+}
+
+extern "C" mrec_status mrec_gumbel_noise_at_cuda(float *out, const uint64_t *key, int64_t n, mrec_cuda *cu) {
+    if (n <= 0) return MREC_OK;
+    gumbel_kernel<<<mrec_grid(n, THREADS), THREADS, 0, cu->stream>>>(out, key, 0, n);
     return MREC_CUDA_LAUNCHED("Gumbel noise");
 }
 
