@@ -68,6 +68,7 @@ typedef struct {
     float *T, *mixed, *rows;                  /* (3 cap, 2d) [g; T or p] of the batch's rows, their gradients; (3 cap, d) */
     mrec_batch_rows nodes, users, items;      /* u, U + i, U + j; u; i, j */
     mrec_bpr_ops bpr;
+    mrec_step_keys keys;                      /* the op path's step: each layer's message dropout key */
     mrec_context *ctx;
     mrec_status status;                       /* of the last loss_grad */
     double host_loss;                         /* the last batch's loss on the host path */
@@ -197,11 +198,11 @@ static void run_stage(ngcfm *m, stage st, int l, int rows, float *dside) {
 
 static const mrec_graph *train_graph(const ngcfm *m) { return m->node_dropout > 0 && m->dropped.row_ptr ? &m->dropped : m->graph; }
 
-static mrec_status forward_ops(ngcfm *m, int train);
+static mrec_status forward_ops(ngcfm *m, const uint64_t *keys);
 
 static mrec_status forward(ngcfm *m, int train) {
+    if (m->use_ops) return forward_ops(m, NULL); /* the op path trains through stage and launch */
     if (train) m->step_key = mrec_rng_next(&m->rng);
-    if (m->use_ops) return forward_ops(m, train);
     int d = m->dim, N = m->n_nodes;
     size_t nd = (size_t)N * d;
     mrec_context *ctx = m->ctx;
@@ -313,8 +314,10 @@ static mrec_status batch_loss_grad(ngcfm *m, double *loss_out, const int32_t *u,
 
 /* ---- the op path ---- */
 
-/* forward through the op entries (train: this epoch's Â and this step's message dropout). */
-static mrec_status forward_ops(ngcfm *m, int train) {
+/* forward through the op entries: training with this epoch's Â and this step's message dropout, its layers' keys in
+ * the context's memory (the stage drew them), or for scoring (keys NULL). */
+static mrec_status forward_ops(ngcfm *m, const uint64_t *keys) {
+    int train = keys != NULL;
     mrec_context *ctx = m->ctx;
     int d = m->dim, N = m->n_nodes, I = m->n_items;
     int64_t nd = (int64_t)N * d;
@@ -330,7 +333,7 @@ static mrec_status forward_ops(ngcfm *m, int train) {
         if (!st) st = mrec_gemm(ctx, m->pre[l], m->side[l], m->w1[l], m->b1[l], 1, 0, 0, 0, N, d, d, d, d, d);
         if (!st) st = mrec_gemm(ctx, m->pre[l], m->tmp, m->w2[l], m->b2[l], 1, 1, 0, 0, N, d, d, d, d, d);
         if (!st) st = mrec_activation(ctx, m->drop[l], m->pre[l], MREC_ACT_LEAKY_RELU, SLOPE, nd);
-        if (!st && train && m->dropout > 0) st = mrec_hash_dropout(ctx, m->drop[l], m->drop[l], NULL, nd, m->dropout, layer_key(m, l));
+        if (!st && train && m->dropout > 0) st = mrec_hash_dropout_at(ctx, m->drop[l], m->drop[l], NULL, nd, m->dropout, keys + l);
         if (!st) st = mrec_l2_normalize_rows(ctx, m->x[l + 1], m->drop[l], 1e-12f, N, d);
         if (!st) st = mrec_add(ctx, m->final, m->final, m->x[l + 1], nd);
     }
@@ -357,19 +360,34 @@ static mrec_status ensure_ops_batch(ngcfm *m, int n) {
     return st;
 }
 
-/* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(ngcfm *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* batch_loss_grad through the op entries, in the trainer's two halves (mrec_model.stage, .launch): the host's part
+ * (buffers grown, the step's dropout keys drawn, the batch's nodes, users, items and BPR rows checked, all sent up),
+ * then the launches. */
+static mrec_status ngcfm_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    ngcfm *m = self;
     mrec_context *ctx = m->ctx;
-    int d = m->dim, D = 2 * d, U = m->n_users, I = m->n_items, N = m->n_nodes;
-    int64_t nd = (int64_t)N * d;
     const int32_t *uij[3] = {u, i, j};
-    const int node_off[3] = {0, U, U}, zero[2] = {0, 0};
+    const int node_off[3] = {0, m->n_users, m->n_users}, zero[2] = {0, 0};
+    uint64_t keys[MAX_LAYERS];
+    m->step_key = mrec_rng_next(&m->rng);
+    for (int l = 0; l < m->layers; l++) keys[l] = layer_key(m, l);
     mrec_status st = ensure_ops_batch(m, n);
-    if (!st) st = forward(m, 1);
-    /* the indexes check every id before a row is read */
-    if (!st) st = mrec_batch_rows_set(&m->nodes, ctx, N, 3, uij, node_off, n);
-    if (!st) st = mrec_batch_rows_set(&m->users, ctx, U, 1, uij, zero, n);
-    if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, uij + 1, zero, n);
+    if (!st) st = mrec_step_keys_send(&m->keys, ctx, keys, m->layers);
+    if (!st) st = mrec_batch_rows_stage(&m->nodes, ctx, m->n_nodes, 3, uij, node_off, n);
+    if (!st) st = mrec_batch_rows_stage(&m->users, ctx, m->n_users, 1, uij, zero, n);
+    if (!st) st = mrec_batch_rows_stage(&m->items, ctx, m->n_items, 2, uij + 1, zero, n);
+    const int32_t *row = m->items.h_iota;
+    return st ? st : mrec_bpr_ops_stage(&m->bpr, ctx, row, row, row + n, n, n, 3 * m->ops_cap, 2 * m->dim);
+}
+
+static mrec_status ops_launch(ngcfm *m) {
+    mrec_context *ctx = m->ctx;
+    int d = m->dim, D = 2 * d, U = m->n_users, I = m->n_items, N = m->n_nodes, n = m->bpr.n;
+    int64_t nd = (int64_t)N * d;
+    mrec_status st = forward_ops(m, m->keys.at);
+    if (!st) st = mrec_batch_rows_index(&m->nodes);
+    if (!st) st = mrec_batch_rows_index(&m->users);
+    if (!st) st = mrec_batch_rows_index(&m->items);
     /* T (3n, 2d): [g_u ; T_u], [g_i ; p_i], [g_j ; p_j] */
     float *Tc = m->T + (size_t)n * D;
     if (!st) st = mrec_embedding_checked(ctx, m->rows, m->final, m->nodes.ids, 3 * n, N, d);
@@ -378,10 +396,9 @@ static mrec_status ops_loss_grad(ngcfm *m, const int32_t *u, const int32_t *i, c
     if (!st) st = mrec_copy_rows(ctx, m->T + d, D, m->rows, d, n, d);
     if (!st) st = mrec_embedding_checked(ctx, m->rows, m->p, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_copy_rows(ctx, Tc + d, D, m->rows, d, 2 * n, d);
-    const int32_t *row = m->items.h_iota;
     /* the fork's loss: l_w / 2 |T|^2 / n beside the clamped softplus (l_w / 2 * s = l_w * s / 2 exactly) */
     mrec_bpr_spec spec = {.form = MREC_BPR_CLAMPED, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->l_w, .reg_div = n};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, D);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->T, m->T);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* each row's gradient; the g halves to dx's rows, T's to the users, p's to the items (dp in tmp2) */
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, MREC_BPR_PARTS_ALL);
@@ -404,7 +421,7 @@ static mrec_status ops_loss_grad(ngcfm *m, const int32_t *u, const int32_t *i, c
     for (int l = m->layers - 1; l >= 0 && !st; l--) {
         /* x_{l+1} = normalize(drop); the dropout's mask again from its key; LeakyReLU: tmp becomes d pre */
         st = mrec_l2_normalize_rows_back(ctx, m->tmp, m->dnext, m->x[l + 1], m->drop[l], 1e-12f, 0, N, d);
-        if (!st && m->dropout > 0) st = mrec_hash_dropout(ctx, m->tmp, m->tmp, NULL, nd, m->dropout, layer_key(m, l));
+        if (!st && m->dropout > 0) st = mrec_hash_dropout_at(ctx, m->tmp, m->tmp, NULL, nd, m->dropout, m->keys.at + l);
         if (!st) st = mrec_leaky_relu_back(ctx, m->tmp, m->tmp, m->pre[l], SLOPE, nd);
         /* pre = side W1 + b1 + (side * x) W2 + b2 */
         if (!st) st = mrec_mul(ctx, m->tmp2, m->side[l], m->x[l], nd);
@@ -425,6 +442,18 @@ static mrec_status ops_loss_grad(ngcfm *m, const int32_t *u, const int32_t *i, c
         if (!st) st = mrec_add(ctx, m->dnext, m->dnext, m->dx, nd);
     }
     return st ? st : mrec_scale(ctx, m->ego_grad, m->dnext, 1.0f, nd);
+}
+
+static mrec_status ngcfm_launch(void *self, const double **loss) {
+    ngcfm *m = self;
+    mrec_status st = ops_launch(m);
+    *loss = st ? NULL : m->bpr.loss;
+    return st;
+}
+
+static mrec_status ops_loss_grad(ngcfm *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_status st = ngcfm_stage(m, u, i, j, n);
+    return st ? st : ops_launch(m);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -492,6 +521,7 @@ static mrec_status ngcfm_embeddings(void *self, float *users, float *items) {
 static void ngcfm_destroy(void *self) {
     ngcfm *m = self;
     mrec_bpr_ops_free(&m->bpr);
+    mrec_step_keys_free(&m->keys);
     mrec_batch_rows_free(&m->nodes), mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->items);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->graph_mem.base) mrec_arena_release(&m->graph_mem, m->ctx->cuda);
@@ -571,6 +601,7 @@ mrec_status mrec_ngcfm_use_ops(mrec_model *model) {
     mrec_status st = ops_setup(m);
     if (st) return st;
     m->use_ops = 1;
+    model->stage = ngcfm_stage, model->launch = ngcfm_launch;
     /* an epoch already under way keeps its dropped entries: the host's dropped graph is this epoch's Â */
     if (m->dropped.row_ptr) {
         int64_t nnz = m->graph->row_ptr[m->n_nodes];
@@ -663,5 +694,6 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
     out->loss_grad = ngcfm_loss_grad, out->step = ngcfm_step, out->epoch_start = ngcfm_epoch_start, out->prepare = ngcfm_prepare, out->score = ngcfm_score;
     out->destroy = ngcfm_destroy;
     out->embed_dim = 2 * m->dim, out->embeddings = ngcfm_embeddings;
+    if (m->use_ops) out->stage = ngcfm_stage, out->launch = ngcfm_launch;
     return MREC_OK;
 }
