@@ -820,6 +820,9 @@ mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes,
 mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_t key_bytes, mrec_status (*fn)(void *), void *arg);
 /* The graphs captured and kept (for the tests: whether capturing took). */
 int mrec_cuda_graph_count(const mrec_cuda *cu);
+/* The graph replays launched in this process, over every context (for the tests and benches: whether a loop's
+ * steps were replayed). */
+long long mrec_cuda_graph_launches(void);
 
 /* fp32 GEMM through cuBLAS (TF32 off), same contract as mrec_gemm_cpu. */
 mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias,

@@ -911,6 +911,14 @@ static void transposed_graph(mrec_context *cpu) {
 static int drifts(const char *model) { return !strcmp(model, "mmgcn") || !strcmp(model, "grcn"); }
 
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
+/* The models whose op path comes in the trainer's two halves (mrec_model.stage, .launch) */
+static int in_halves(const char *name) {
+    static const char *const halves[] = {"bprmf", "lightgcn", "ngcf", "vbpr", "ngcfm", "lightgcnm", "freedom", "mgcn", "mmgcn", "grcn"};
+    for (size_t k = 0; k < sizeof halves / sizeof halves[0]; k++)
+        if (!strcmp(name, halves[k])) return 1;
+    return 0;
+}
+
 static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not, int have_clip_items) {
     int clip = !strcmp(e->name, "clip-e2e");
     if (clip && !have_clip_items) {
@@ -944,8 +952,13 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not, int have
             s.params.v[MREC_HP_BLOCKS] = (mrec_param_value){.x = {1}, .given = 1};
             s.params.v[MREC_HP_TOWER_LR] = (mrec_param_value){.x = {1e-3}, .given = 1};
         }
+        long long replays = mrec_cuda_graph_launches();
         mrec_status st = mrec_train(&s, &r[dev]);
         ok[dev] = t_status(st, MREC_OK, "%s trains on the %s (%s)", e->name, dev ? "GPU" : "CPU", r[dev].stage ? r[dev].stage : "");
+        /* a model in two halves (stage, launch) has its batches replayed as CUDA graphs on the GPU */
+        if (dev && ok[dev] && in_halves(e->name) && !getenv("MREC_CUDA_GRAPHS"))
+            t_check(mrec_cuda_graph_launches() > replays, "%s: its steps on the GPU replayed as CUDA graphs (%lld replays)", e->name,
+                    mrec_cuda_graph_launches() - replays);
     }
     if (why_not) t_skip("%s trained on the CPU and the GPU: %s", e->name, why_not);
     if (ok[0] && ok[1] && (e->flags & MREC_MODEL_TRAINS)) { /* ItemKNN has no epochs: its rankings alone */

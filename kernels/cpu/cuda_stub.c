@@ -44,6 +44,7 @@ mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_t key_bytes
     (void)cu, (void)key, (void)key_bytes, (void)fn, (void)arg;
     return no_cuda();
 }
+long long mrec_cuda_graph_launches(void) { return 0; }
 int mrec_cuda_graph_count(const mrec_cuda *cu) {
     (void)cu;
     return 0;

@@ -252,6 +252,8 @@ extern "C" mrec_status mrec_cuda_stream_sync(mrec_cuda *cu, mrec_stream s) {
 
 #define GRAPHS 16 /* keys kept; past that the oldest is dropped */
 
+static long long graph_launches; /* mrec_cuda_graph_launches */
+
 enum { GRAPH_SEEN, GRAPH_READY, GRAPH_REFUSED };
 
 struct mrec_cuda_graph {
@@ -311,8 +313,12 @@ extern "C" mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_
         if (!made) return run_plain(g, fn, arg);
         g->exec = exec, g->state = GRAPH_READY;
     }
-    return mrec_cuda_check(cudaGraphLaunch(g->exec, cu->stream), "cudaGraphLaunch");
+    mrec_status st = mrec_cuda_check(cudaGraphLaunch(g->exec, cu->stream), "cudaGraphLaunch");
+    if (!st) __atomic_add_fetch(&graph_launches, 1, __ATOMIC_RELAXED);
+    return st;
 }
+
+extern "C" long long mrec_cuda_graph_launches(void) { return __atomic_load_n(&graph_launches, __ATOMIC_RELAXED); }
 
 extern "C" int mrec_cuda_graph_count(const mrec_cuda *cu) {
     int n = 0;
