@@ -73,7 +73,7 @@ typedef struct {
     float *G;               /* (cap, d) the anchors' gradient rows */
     double *closs_all;      /* (cap) each anchor's loss, summed on the device */
     float *sim_ops, *zb_ops; /* (chunk, max(U, I)), (chunk, d): sim and zb on a CPU, larger blocks on a GPU */
-    mrec_batch_rows anchors;
+    mrec_batch_rows anchors, anchors_i; /* the op path's contrast: the batch's users, its positives */
     mrec_bpr_ops ops;
     mrec_rng rng;
     mrec_context *ctx;
@@ -319,19 +319,18 @@ static mrec_status ensure_ops_batch(sgl *m, int n) {
     return st;
 }
 
-/* contrast through the op entries: ssl_reg times the anchors' losses added to the batch's loss on the device. */
-static void ops_contrast(sgl *m, const int32_t *ids, int n, int offset, int count, mrec_status *st) {
+/* contrast through the op entries: ssl_reg times the anchors' losses added to the batch's loss on the device. The
+ * anchors are r's rows (staged: the batch's users, or its positives). */
+static void ops_contrast(sgl *m, mrec_batch_rows *r, int n, int offset, int count, mrec_status *st) {
     mrec_context *ctx = m->ctx;
     int d = m->dim;
-    static const int zero = 0;
     const float *z1 = m->z[0] + (size_t)offset * d, *z2 = m->z[1] + (size_t)offset * d;
     float *dz1 = m->dz[0] + (size_t)offset * d, *dz2 = m->dz[1] + (size_t)offset * d, inv = 1.0f / m->temp;
-    /* the anchors' index checks the ids before a row is read */
-    *st = mrec_batch_rows_set(&m->anchors, ctx, count, 1, &ids, &zero, n);
+    *st = mrec_batch_rows_index(r);
     float *sim = m->sim_ops, *zb = m->zb_ops;
     for (int b0 = 0; b0 < n && !*st; b0 += m->chunk) {
         int c = n - b0 < m->chunk ? n - b0 : m->chunk;
-        const int32_t *anchor = m->anchors.ids + b0;
+        const int32_t *anchor = r->ids + b0;
         float *g = m->G + (size_t)b0 * d;
         /* sim (c, count) = zb z2^T / temp; InfoNCE against each anchor's own column, ssl_reg / temp (softmax - onehot) in place */
         *st = mrec_embedding_checked(ctx, zb, z1, anchor, c, count, d);
@@ -343,18 +342,28 @@ static void ops_contrast(sgl *m, const int32_t *ids, int n, int offset, int coun
     }
     /* the anchors' losses, summed where they are */
     if (!*st) *st = mrec_loss_term(ctx, m->ops.loss, m->closs_all, n, m->ssl_reg, 1.0);
-    if (!*st) *st = mrec_batch_rows_scatter(&m->anchors, m->acc, m->G, d); /* acc: rows [0, count) are free here */
+    if (!*st) *st = mrec_batch_rows_scatter(r, m->acc, m->G, d); /* acc: rows [0, count) are free here */
     if (!*st) *st = mrec_add(ctx, dz1, dz1, m->acc, (int64_t)count * d);
 }
 
-/* step through the op entries. */
-static mrec_status ops_step(sgl *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* step through the op entries, in the trainer's two halves (mrec_model.stage, .launch): the host's part (buffers
+ * grown; the batch's triples and the contrast's anchors checked and sent up), then the launches. */
+static mrec_status sgl_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    sgl *m = self;
+    static const int zero = 0;
+    mrec_status st = ensure_ops_batch(m, n);
+    if (!st) st = mrec_bpr_ops_stage(&m->ops, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
+    if (!st && m->ssl_reg != 0) st = mrec_batch_rows_stage(&m->anchors, m->ctx, m->n_users, 1, &u, &zero, n);
+    if (!st && m->ssl_reg != 0) st = mrec_batch_rows_stage(&m->anchors_i, m->ctx, m->n_items, 1, &i, &zero, n);
+    return st;
+}
+
+static mrec_status ops_launch(sgl *m) {
     mrec_context *ctx = m->ctx;
     mrec_bpr_ops *o = &m->ops;
-    int d = m->dim, U = m->n_users, N = m->n_nodes;
+    int d = m->dim, U = m->n_users, N = m->n_nodes, n = o->n;
     int64_t total = (int64_t)N * d;
-    mrec_status st = ensure_ops_batch(m, n);
-    if (!st) st = layer_mean(m, m->final, -1);
+    mrec_status st = layer_mean(m, m->final, -1);
     int views = m->ssl_reg != 0;
     for (int v = 0; v < 2 && views && !st; v++) {
         st = layer_mean(m, m->v[v], v);
@@ -364,11 +373,11 @@ static mrec_status ops_step(sgl *m, const int32_t *u, const int32_t *i, const in
     /* pos, neg from F, the squared norms of the batch's ego rows; the loss where they are: BPR summed over the batch,
      * l_w / 2 the squared norms (repeats counted), each row's factor l_w */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS_SUM, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->l_w, .reg_div = 1};
-    if (!st) st = mrec_bpr_ops_dots(o, ctx, m->final, m->ego, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_gather(o, m->final, m->ego);
     if (!st) st = mrec_bpr_ops_loss(o, &spec);
     /* dF into acc after the contrasts (which use acc as scratch) */
-    if (views && !st) ops_contrast(m, u, n, 0, U, &st);
-    if (views && !st) ops_contrast(m, i, n, U, m->n_items, &st);
+    if (views && !st) ops_contrast(m, &m->anchors, n, 0, U, &st);
+    if (views && !st) ops_contrast(m, &m->anchors_i, n, U, m->n_items, &st);
     if (!st) st = mrec_bpr_ops_scatter_at(o, m->acc, m->final, 1, 0);
     if (st) return st;
     if ((st = mrec_scale(ctx, m->ego_grad, m->ego, 0.0f, total))) return st;
@@ -381,6 +390,18 @@ static mrec_status ops_step(sgl *m, const int32_t *u, const int32_t *i, const in
     /* l_w / 2 squared norms of the batch's ego rows, repeats counted: l_w E0 on those rows */
     if (!st) st = mrec_bpr_ops_scatter_at(o, m->acc, m->ego, 0, MREC_BPR_PARTS_ALL);
     return st ? st : mrec_add(ctx, m->ego_grad, m->ego_grad, m->acc, total);
+}
+
+static mrec_status sgl_launch(void *self, const double **loss) {
+    sgl *m = self;
+    mrec_status st = ops_launch(m);
+    *loss = st ? NULL : m->ops.loss;
+    return st;
+}
+
+static mrec_status ops_step(sgl *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_status st = sgl_stage(m, u, i, j, n);
+    return st ? st : ops_launch(m);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -412,7 +433,7 @@ static void sgl_destroy(void *self) {
     sgl *m = self;
     for (int v = 0; v < 2; v++)
         for (int k = 0; k < MAX_LAYERS; k++) mrec_graph_free(&m->views[v][k]);
-    mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->anchors);
+    mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->anchors), mrec_batch_rows_free(&m->anchors_i);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     free(m->pair_user), free(m->pair_item), free(m->perm), free(m->kept_user), free(m->kept_item);
@@ -441,6 +462,7 @@ static void carve(sgl *m, mrec_arena *a) {
 
 mrec_status mrec_sgl_use_ops(mrec_model *model) {
     ((sgl *)model->self)->use_ops = 1; /* the arrays are shared with the host path; the graphs are the host's */
+    model->stage = sgl_stage, model->launch = sgl_launch;
     return MREC_OK;
 }
 
@@ -505,6 +527,7 @@ mrec_status mrec_sgl_create(mrec_model *out, const mrec_graph *graph, const mrec
     out->loss_grad = sgl_loss_grad, out->step = sgl_step, out->prepare = sgl_prepare, out->score = sgl_score, out->epoch_start = sgl_epoch_start;
     out->destroy = sgl_destroy;
     out->embed_dim = m->dim, out->embeddings = sgl_embeddings;
+    if (m->use_ops) out->stage = sgl_stage, out->launch = sgl_launch;
     return MREC_OK;
 }
 
