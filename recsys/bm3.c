@@ -54,12 +54,14 @@ typedef struct {
     float *ft_user, *ft_item, *ft_z[MAX_MOD]; /* (U, d), (I, d), (I, d) */
     /* the op path: the batch's buffers above on the device, and */
     int use_ops, on_gpu, ops_cap;
+    int n_batch;                              /* the op path's staged batch */
     mrec_arena batch;
     float *ah, *th, *cosv;                    /* (n, d) x2 unit rows of a cosine, (n) its values */
     float *coef;                              /* (2) EmbLoss's factors of the user and the item views */
     double *loss;                             /* (1) the batch's loss, left on the device */
     int32_t *iota;                            /* (2 cap) 0, 1, ... on the device */
     mrec_batch_rows nodes, items;             /* u, U + i; i */
+    mrec_step_keys keys;                      /* the op path's step: target_key(0), target_key(1 + mo) */
     mrec_context *ctx;
     mrec_status status;                       /* of the last loss_grad */
     double host_loss;                         /* the last batch's loss on the host path */
@@ -278,28 +280,42 @@ static mrec_status ops_norm_reg(bm3 *m, float *coef, const float *x, float *sq, 
 }
 
 /* batch_loss_grad through the op entries, the batch's loss left on the device (m->loss; its terms added in another
- * order than the host loops', so the loss's last digits may differ from theirs). */
-static mrec_status ops_loss_grad(bm3 *m, const int32_t *u, const int32_t *i, int n) {
+ * order than the host loops', so the loss's last digits may differ from theirs). In the trainer's two halves
+ * (mrec_model.stage, .launch): the host's part (buffers grown, the step's dropout keys drawn, the batch's rows
+ * checked, the loss's start of 0, all sent up), then the launches. */
+static mrec_status bm3_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    (void)j; /* BM3 samples no negatives */
     static const double nothing = 0.0; /* the loss's start */
+    bm3 *m = self;
     mrec_context *ctx = m->ctx;
-    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
-    size_t nd = (size_t)n * d;
-    if (m->frozen) return mrec_fail(MREC_ERR_UNSUPPORTED, "bm3: frozen targets are the host path's (a test's)");
     const int32_t *ui[2] = {u, i};
-    const int node_off[2] = {0, U}, zero = 0;
+    const int node_off[2] = {0, m->n_users}, zero = 0;
+    if (m->frozen) return mrec_fail(MREC_ERR_UNSUPPORTED, "bm3: frozen targets are the host path's (a test's)");
     mrec_status st = ensure_ops_batch(m, n);
-    if (!st) st = propagate(m);
     m->key = mrec_rng_next(&m->rng);
-    /* the indexes check every id before a row is read */
-    if (!st) st = mrec_batch_rows_set(&m->nodes, ctx, N, 2, ui, node_off, n);
-    if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 1, ui + 1, &zero, n);
+    uint64_t keys[1 + MAX_MOD];
+    for (int w = 0; w <= m->n_mod; w++) keys[w] = target_key(m, w);
+    if (!st) st = mrec_step_keys_send(&m->keys, ctx, keys, 1 + m->n_mod);
+    if (!st) st = mrec_batch_rows_stage(&m->nodes, ctx, m->n_nodes, 2, ui, node_off, n);
+    if (!st) st = mrec_batch_rows_stage(&m->items, ctx, m->n_items, 1, ui + 1, &zero, n);
+    if (!st) st = mrec_copy_to_device_staged(ctx, m->loss, &nothing, sizeof nothing);
+    if (!st) m->n_batch = n;
+    return st;
+}
+
+static mrec_status ops_launch(bm3 *m) {
+    mrec_context *ctx = m->ctx;
+    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes, n = m->n_batch;
+    size_t nd = (size_t)n * d;
+    mrec_status st = propagate(m);
+    if (!st) st = mrec_batch_rows_index(&m->nodes);
+    if (!st) st = mrec_batch_rows_index(&m->items);
     /* src: F_u, then F_i + I_i; tgt: their dropped-out copies, element e of the (2n, d) block under the views' key */
     if (!st) st = mrec_embedding_checked(ctx, m->src, m->final, m->nodes.ids, 2 * n, N, d);
     if (!st) st = mrec_embedding_checked(ctx, m->dsrc, m->ego, m->nodes.ids + n, n, N, d);
     if (!st) st = mrec_add(ctx, m->src + nd, m->src + nd, m->dsrc, (int64_t)nd);
-    if (!st) st = mrec_hash_dropout(ctx, m->tgt, m->src, NULL, 2 * (int64_t)nd, m->dropout, target_key(m, 0));
+    if (!st) st = mrec_hash_dropout_at(ctx, m->tgt, m->src, NULL, 2 * (int64_t)nd, m->dropout, m->keys.at);
     if (!st) st = mrec_gemm(ctx, m->on, m->src, m->wp, m->bp, 1, 0, 0, 1, 2 * n, d, d, d, d, d);
-    if (!st) st = mrec_copy_to_device_staged(ctx, m->loss, &nothing, sizeof nothing);
     if (!st) st = ops_cos_loss(m, 1.0f, m->don, m->on, m->tgt + nd, n);
     if (!st) st = ops_cos_loss(m, 1.0f, m->don + nd, m->on + nd, m->tgt, n);
     /* the predictor's backward: dW_p = don^T src, db_p = ones^T don, dsrc = don W_p */
@@ -314,7 +330,7 @@ static mrec_status ops_loss_grad(bm3 *m, const int32_t *u, const int32_t *i, int
         int F = m->fdim[mo];
         st = mrec_embedding_checked(ctx, m->fb, m->x[mo], m->items.ids, n, I, F);
         if (!st) st = mrec_gemm(ctx, m->z, m->fb, m->w[mo], m->b[mo], 1, 0, 0, 1, n, d, F, F, F, d);
-        if (!st) st = mrec_hash_dropout(ctx, m->zt, m->z, NULL, (int64_t)nd, m->dropout, target_key(m, 1 + mo));
+        if (!st) st = mrec_hash_dropout_at(ctx, m->zt, m->z, NULL, (int64_t)nd, m->dropout, m->keys.at + 1 + mo);
         if (!st) st = mrec_gemm(ctx, m->on, m->z, m->wp, m->bp, 1, 0, 0, 1, n, d, d, d, d, d);
         if (!st) st = ops_cos_loss(m, m->cl, m->don, m->on, ti, n);
         if (!st) st = ops_cos_loss(m, m->cl, m->don + nd, m->on, m->zt, n);
@@ -343,6 +359,18 @@ static mrec_status ops_loss_grad(bm3 *m, const int32_t *u, const int32_t *i, int
     if (!st) st = mrec_csr_layer_mean_back(m->ego_grad, m->dfinal, &m->adj, 1, m->layers, d, m->t1, m->t2, ctx);
     if (!st) st = mrec_add(ctx, m->ego_grad + ud, m->ego_grad + ud, m->ddirect, (int64_t)I * d);
     return st;
+}
+
+static mrec_status bm3_launch(void *self, const double **loss) {
+    bm3 *m = self;
+    mrec_status st = ops_launch(m);
+    *loss = st ? NULL : m->loss;
+    return st;
+}
+
+static mrec_status ops_loss_grad(bm3 *m, const int32_t *u, const int32_t *i, int n) {
+    mrec_status st = bm3_stage(m, u, i, NULL, n);
+    return st ? st : ops_launch(m);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -385,6 +413,7 @@ static void bm3_destroy(void *self) {
     if (m->use_ops) m->src = m->tgt = m->on = m->don = m->dsrc = m->z = m->zt = m->dz = m->fb = NULL; /* carved from batch */
     free(m->src), free(m->tgt), free(m->on), free(m->don), free(m->dsrc), free(m->z), free(m->zt), free(m->dz), free(m->fb);
     mrec_batch_rows_free(&m->nodes), mrec_batch_rows_free(&m->items);
+    mrec_step_keys_free(&m->keys);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     free(m->ft_user), free(m->ft_item);
@@ -399,6 +428,7 @@ mrec_status mrec_bm3_use_ops(mrec_model *model) {
     free(m->src), free(m->tgt), free(m->on), free(m->don), free(m->dsrc), free(m->z), free(m->zt), free(m->dz), free(m->fb);
     m->src = m->tgt = m->on = m->don = m->dsrc = m->z = m->zt = m->dz = m->fb = NULL, m->cap = 0;
     m->use_ops = 1;
+    model->stage = bm3_stage, model->launch = bm3_launch;
     return MREC_OK;
 }
 
@@ -505,5 +535,6 @@ mrec_status mrec_bm3_create(mrec_model *out, const mrec_graph *graph, const mrec
     out->status = &m->status;
     out->loss_grad = bm3_loss_grad, out->step = bm3_step, out->prepare = bm3_prepare, out->score = bm3_score, out->destroy = bm3_destroy;
     out->embed_dim = m->dim, out->embeddings = bm3_embeddings;
+    if (m->use_ops) out->stage = bm3_stage, out->launch = bm3_launch;
     return MREC_OK;
 }
