@@ -89,6 +89,7 @@ typedef struct {
     mrec_info_nce nce;
     mrec_batch_rows rows;
     mrec_bpr_ops bpr;
+    mrec_step_keys step_keys;           /* the step's two dropout keys, in the context's memory */
     mrec_status status;
 } pgl;
 
@@ -183,25 +184,23 @@ static mrec_status info_nce(pgl *m, double *loss_at, float *da, float *db, const
     return mrec_info_nce_run(&m->nce, m->ctx, loss_at, da, db, a, b, n, m->width, m->temp, alpha, 0);
 }
 
-/* The contrast of the batch's rows [users ; U + positives] of f: its loss added to *loss_at (on the context's
- * device), its gradient added to dout. */
-static mrec_status contrast(pgl *m, double *loss_at, const int32_t *u, const int32_t *i, int n) {
-    int W = m->width, U = m->n_users, N = m->n_nodes;
+/* The contrast of the batch's rows [users ; U + positives] of f (staged in m->rows), under the step's two dropout
+ * keys (in the context's memory): its loss added to *loss_at (on the context's device), its gradient added to dout. */
+static mrec_status contrast(pgl *m, double *loss_at, int n) {
+    int W = m->width, N = m->n_nodes;
     int64_t nw = 2 * (int64_t)n * W;
     size_t half = (size_t)n * W;
     mrec_context *ctx = m->ctx;
-    const int32_t *parts[2] = {u, i};
-    const int offset[2] = {0, U};
-    uint64_t key1 = dropout_key(m, 0), key2 = dropout_key(m, 1);
-    mrec_status st = mrec_batch_rows_set(&m->rows, ctx, N, 2, parts, offset, n);
+    const uint64_t *key1 = m->step_keys.at, *key2 = m->step_keys.at + 1;
+    mrec_status st = mrec_batch_rows_index(&m->rows);
     if (!st) st = mrec_embedding_checked(ctx, m->v, m->out, m->rows.ids, 2 * n, N, W);
-    if (!st) st = mrec_hash_dropout(ctx, m->v1, m->v, NULL, nw, m->dropout, key1);
-    if (!st) st = mrec_hash_dropout(ctx, m->v2, m->v, NULL, nw, m->dropout, key2);
+    if (!st) st = mrec_hash_dropout_at(ctx, m->v1, m->v, NULL, nw, m->dropout, key1);
+    if (!st) st = mrec_hash_dropout_at(ctx, m->v2, m->v, NULL, nw, m->dropout, key2);
     if (!st) st = info_nce(m, loss_at, m->d1, m->d2, m->v1, m->v2, n, m->cl / 2);
     if (!st) st = info_nce(m, loss_at, m->d1 + half, m->d2 + half, m->v1 + half, m->v2 + half, n, m->cl / 2);
     /* back through each dropout (its own mask, the same scale), both views to the same rows */
-    if (!st) st = mrec_hash_dropout(ctx, m->d1, m->d1, NULL, nw, m->dropout, key1);
-    if (!st) st = mrec_hash_dropout(ctx, m->d2, m->d2, NULL, nw, m->dropout, key2);
+    if (!st) st = mrec_hash_dropout_at(ctx, m->d1, m->d1, NULL, nw, m->dropout, key1);
+    if (!st) st = mrec_hash_dropout_at(ctx, m->d2, m->d2, NULL, nw, m->dropout, key2);
     if (!st) st = mrec_add(ctx, m->d1, m->d1, m->d2, nw);
     if (!st) st = mrec_batch_rows_scatter(&m->rows, m->t, m->d1, W);
     return st ? st : mrec_add(ctx, m->dout, m->dout, m->t, (int64_t)N * W);
@@ -209,29 +208,44 @@ static mrec_status contrast(pgl *m, double *loss_at, const int32_t *u, const int
 
 static const mrec_csr *train_graph(const pgl *m) { return m->edge_dropout > 0 ? &m->sub : &m->full; }
 
-/* The batch's loss stays on the context's device (m->bpr.loss): BPR, then the contrast's two terms added there. */
-static mrec_status batch_loss_grad(pgl *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int W = m->width, U = m->n_users, N = m->n_nodes;
-    mrec_context *ctx = m->ctx;
+/* The batch's loss stays on the context's device (m->bpr.loss): BPR, then the contrast's two terms added there. In
+ * the trainer's two halves (mrec_model.stage, .launch): the host's part (buffers grown, the step's two dropout keys
+ * drawn and the step counted, the batch's triples and contrast rows checked, all sent up), then the launches. */
+static mrec_status pgl_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    pgl *m = self;
+    const int32_t *parts[2] = {u, i};
+    const int offset[2] = {0, m->n_users};
+    uint64_t keys[2] = {dropout_key(m, 0), dropout_key(m, 1)};
+    mrec_status st = ensure_batch(m, n);
+    if (!st) st = mrec_step_keys_send(&m->step_keys, m->ctx, keys, 2);
+    if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->width);
+    if (!st && m->cl > 0) st = mrec_batch_rows_stage(&m->rows, m->ctx, m->n_nodes, 2, parts, offset, n);
+    if (!st) m->step++;
+    return st;
+}
+
+static mrec_status pgl_launch(void *self, const double **loss) {
+    pgl *m = self;
     const mrec_csr *adj = train_graph(m);
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1};
-    mrec_status st = ensure_batch(m, n);
-    if (!st) st = forward(m, adj);
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->out, m->out, u, i, j, n, U, N, W);
+    *loss = NULL;
+    mrec_status st = forward(m, adj);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->out, m->out);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dout, m->out, 1, 0);
     /* cl 0 adds nothing to the loss or the gradients: the contrast is skipped */
-    if (!st && m->cl > 0) st = contrast(m, m->bpr.loss, u, i, n);
+    if (!st && m->cl > 0) st = contrast(m, m->bpr.loss, m->bpr.n);
     if (!st) st = backward(m, adj);
-    if (st) return st;
-    m->step++;
-    return MREC_OK;
+    if (!st) *loss = m->bpr.loss;
+    return st;
 }
 
 static const double *pgl_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     pgl *m = self;
-    m->status = batch_loss_grad(m, u, i, j, n);
-    return m->status ? NULL : m->bpr.loss;
+    const double *loss = NULL;
+    m->status = pgl_stage(m, u, i, j, n);
+    if (!m->status) m->status = pgl_launch(m, &loss);
+    return m->status ? NULL : loss;
 }
 
 static double pgl_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
@@ -336,6 +350,7 @@ static void pgl_destroy(void *self) {
     pgl *m = self;
     mrec_bpr_ops_free(&m->bpr);
     mrec_batch_rows_free(&m->rows);
+    mrec_step_keys_free(&m->step_keys);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     mrec_info_nce_free(&m->nce);
@@ -481,6 +496,7 @@ mrec_status mrec_pgl_create(mrec_model *out, const mrec_graph *adj, const mrec_g
     out->name = "PGL", out->self = m;
     out->status = &m->status;
     out->loss_grad = pgl_loss_grad, out->step = pgl_step, out->epoch_start = pgl_epoch_start, out->prepare = pgl_prepare, out->score = pgl_score;
+    out->stage = pgl_stage, out->launch = pgl_launch;
     out->embed_dim = m->width, out->embeddings = pgl_embeddings;
     out->destroy = pgl_destroy;
     return MREC_OK;
