@@ -130,6 +130,7 @@ typedef struct {
     mrec_info_nce nce;
     mrec_batch_rows rows;
     mrec_bpr_ops bpr;
+    mrec_step_keys step_keys;               /* the step's dropout keys, one a view, in the context's memory */
     mrec_status status;
 } smore;
 
@@ -177,8 +178,9 @@ static mrec_status mul_pair(mrec_context *ctx, float *out, const float *a, const
 /* Keys of a step's dropout masks, one per view */
 static uint64_t key_of(const smore *m, uint64_t step, int g) { return mrec_mix64(m->seed ^ mrec_mix64(step * 4 + (uint64_t)g)); }
 
-/* final and everything the backward reads; the preferences' dropout only while training (step's masks) */
-static mrec_status forward(smore *m, int training) {
+/* final and everything the backward reads; the preferences' dropout only while training, under keys: the step's
+ * dropout keys in the context's memory, one a view (the stage drew them); NULL for ranking (no dropout). */
+static mrec_status forward(smore *m, const uint64_t *keys) {
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes, K = m->n_bins;
     int64_t nd = (int64_t)N * d, id = (int64_t)I * d, ik = (int64_t)I * K, kd = (int64_t)K * d;
     mrec_context *ctx = m->ctx;
@@ -220,7 +222,9 @@ static mrec_status forward(smore *m, int training) {
         /* p_g = sigmoid(C P^T + p) * mask */
         if ((st = mrec_gemm(ctx, m->t1, m->content, w->pw, w->pb, 1, 0, 0, 1, N, d, d, d, d, d))) break;
         if ((st = half_tanh(ctx, w->pt, m->t1, nd))) break;
-        if ((st = mrec_hash_dropout(ctx, w->mask, NULL, NULL, nd, training ? m->dropout : 0.0f, key_of(m, m->step, g)))) break;
+        if ((st = keys ? mrec_hash_dropout_at(ctx, w->mask, NULL, NULL, nd, m->dropout, keys + g)
+                       : mrec_hash_dropout(ctx, w->mask, NULL, NULL, nd, 0.0f, 0)))
+            break;
         st = gated(ctx, w->pref, w->mask, w->pt, m->t1, nd);
     }
     /* a_m = softmax over the columns of tanh(M_f Q^T + q) W^T; agg_m = a_m * M_m */
@@ -359,38 +363,55 @@ static mrec_status info_nce(smore *m, double *loss_at, float *da, float *db, con
 }
 
 /* The batch's loss stays on the context's device (m->bpr.loss): BPR and its regularizer, then the contrast's two terms
- * added there. */
-static mrec_status batch_loss_grad(smore *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, U = m->n_users, N = m->n_nodes;
-    mrec_context *ctx = m->ctx;
+ * added there. In the trainer's two halves (mrec_model.stage, .launch): the host's part (buffers grown, the step's
+ * dropout keys drawn and the step counted, the batch's triples and contrast rows [users ; U + positives] checked, all
+ * sent up), then the launches. */
+static mrec_status smore_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    smore *m = self;
+    const int32_t *parts[2] = {u, i};
+    const int offset[2] = {0, m->n_users};
+    uint64_t keys[N_VIEW];
+    for (int g = 0; g < N_VIEW; g++) keys[g] = key_of(m, m->step, g);
+    m->step++; /* each batch its own masks, whatever happens */
     mrec_status st = ensure_batch(m, n);
-    if (!st) st = forward(m, 1);
+    if (!st) st = mrec_step_keys_send(&m->step_keys, m->ctx, keys, N_VIEW);
+    if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
+    return st ? st : mrec_batch_rows_stage(&m->rows, m->ctx, m->n_nodes, 2, parts, offset, n);
+}
+
+static mrec_status smore_launch(void *self, const double **loss) {
+    smore *m = self;
+    int d = m->dim, N = m->n_nodes, n = m->bpr.n;
+    mrec_context *ctx = m->ctx;
+    *loss = NULL;
+    mrec_status st = forward(m, m->step_keys.at);
     /* BPR on final's rows, and their squared norms over the configured batch size (the reference's self.batch_size) */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->reg,
                           .reg_div = m->batch_size};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->final, m->final, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->final, m->final);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dfinal, m->final, 1, MREC_BPR_PARTS_ALL);
     if (st) return st;
     /* the contrastive terms: rows [users ; U + positives] of side against the same rows of C */
-    const int32_t *parts[2] = {u, i};
-    const int offset[2] = {0, U};
     size_t half = (size_t)n * d;
-    if ((st = mrec_batch_rows_set(&m->rows, ctx, N, 2, parts, offset, n))) return st;
+    if ((st = mrec_batch_rows_index(&m->rows))) return st;
     if ((st = mrec_embedding_checked(ctx, m->v1, m->side, m->rows.ids, 2 * n, N, d))) return st;
     if ((st = mrec_embedding_checked(ctx, m->v2, m->content, m->rows.ids, 2 * n, N, d))) return st;
     if ((st = info_nce(m, m->bpr.loss, m->d1, m->d2, m->v1, m->v2, n))) return st;
     if ((st = info_nce(m, m->bpr.loss, m->d1 + half, m->d2 + half, m->v1 + half, m->v2 + half, n))) return st;
     if ((st = mrec_batch_rows_scatter(&m->rows, m->dside, m->d1, d))) return st;
     if ((st = mrec_batch_rows_scatter(&m->rows, m->dcontent, m->d2, d))) return st;
-    return backward(m);
+    if ((st = backward(m))) return st;
+    *loss = m->bpr.loss;
+    return MREC_OK;
 }
 
 static const double *smore_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     smore *m = self;
-    m->status = batch_loss_grad(m, u, i, j, n);
-    m->step++; /* each batch its own masks, whatever happened */
-    return m->status ? NULL : m->bpr.loss;
+    const double *loss = NULL;
+    m->status = smore_stage(m, u, i, j, n);
+    if (!m->status) m->status = smore_launch(m, &loss);
+    return m->status ? NULL : loss;
 }
 
 static double smore_loss_grad(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
@@ -399,7 +420,7 @@ static double smore_loss_grad(void *self, const int32_t *u, const int32_t *i, co
 }
 
 /* ranking: no dropout (the reference's eval mode) */
-static mrec_status smore_prepare(void *self) { return forward(self, 0); }
+static mrec_status smore_prepare(void *self) { return forward(self, NULL); }
 
 static mrec_status smore_score(void *self, int u0, int n, float *scores) {
     smore *m = self;
@@ -415,6 +436,7 @@ static void smore_destroy(void *self) {
     smore *m = self;
     mrec_bpr_ops_free(&m->bpr);
     mrec_batch_rows_free(&m->rows);
+    mrec_step_keys_free(&m->step_keys);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     mrec_info_nce_free(&m->nce);
@@ -653,7 +675,7 @@ mrec_status mrec_smore_create(mrec_model *out, const mrec_graph *adj, const mrec
         return st;
     }
     carve(m, &m->mem, adj_nnz, s_nnz);
-    if ((st = upload(m, adj, item_graph, feat, rng)) || (st = forward(m, 0))) {
+    if ((st = upload(m, adj, item_graph, feat, rng)) || (st = forward(m, NULL))) {
         smore_destroy(m);
         return st;
     }
@@ -680,6 +702,7 @@ mrec_status mrec_smore_create(mrec_model *out, const mrec_graph *adj, const mrec
     out->name = "SMORE", out->self = m;
     out->status = &m->status;
     out->loss_grad = smore_loss_grad, out->step = smore_step, out->prepare = smore_prepare, out->score = smore_score;
+    out->stage = smore_stage, out->launch = smore_launch;
     out->embed_dim = dim, out->embeddings = smore_embeddings;
     out->destroy = smore_destroy;
     return MREC_OK;
