@@ -78,7 +78,7 @@ typedef struct {
     int n_users, n_items, n_nodes, dim, ui_layers, mm_layers, hyper_layers, k;
     float keep, alpha, cl, reg;
     uint64_t seed, step;
-    int fixed_noise, training;
+    int fixed_noise;
     mrec_context *ctx;
     mrec_arena mem;                 /* everything below that points to memory, on the context's device */
     mrec_csr adj, r, r_t, rm, rm_t; /* Â; R and R^T; D^-1 R and its transpose */
@@ -97,18 +97,21 @@ typedef struct {
     double *closs;                  /* (cap) the contrast's per-row losses */
     mrec_batch_rows users, items;
     mrec_bpr_ops bpr;
+    mrec_step_keys step_keys;       /* a training step's keys, key_of(step, 0..3), in the context's memory */
     mrec_status status;
 } lgmrec;
 
 /* Keys of the step's draws: what 0..1 the modalities' noise, 2..3 their dropout; step ~0 is ranking's. */
 static uint64_t key_of(const lgmrec *m, uint64_t step, int what) { return mrec_mix64(m->seed ^ mrec_mix64(step * 8 + (uint64_t)what)); }
 
-static mrec_status draw_noise(lgmrec *m, uint64_t step) {
+/* keys: a training step's keys in the context's memory (the stage drew them), or NULL for step's, as values */
+static mrec_status draw_noise(lgmrec *m, uint64_t step, const uint64_t *keys) {
     if (m->fixed_noise) return MREC_OK;
     /* drawn where the model lives: on the host, with two logs a value, it took about half of a GPU step on Baby */
     int64_t n = (int64_t)(m->n_items + m->n_users) * m->k;
     mrec_status st = MREC_OK;
-    for (int c = 0; c < N_MOD && !st; c++) st = mrec_gumbel_noise(m->ctx, m->mod[c].noise, key_of(m, step, c), n);
+    for (int c = 0; c < N_MOD && !st; c++)
+        st = keys ? mrec_gumbel_noise_at(m->ctx, m->mod[c].noise, keys + c, n) : mrec_gumbel_noise(m->ctx, m->mod[c].noise, key_of(m, step, c), n);
     return st;
 }
 
@@ -120,12 +123,13 @@ static mrec_status gumbel_softmax(lgmrec *m, float *out, float *logit, const flo
     return st ? st : mrec_softmax_rows(m->ctx, out, logit, NULL, R, m->k, 1);
 }
 
-/* F (m->all) and everything the backward reads; dropout only while training */
-static mrec_status forward(lgmrec *m, uint64_t step) {
+/* F (m->all) and everything the backward reads: a training step's with its keys in the context's memory (keys; with
+ * dropout), or ranking's with step's keys as values (keys NULL; no dropout) */
+static mrec_status forward(lgmrec *m, uint64_t step, const uint64_t *keys) {
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes, K = m->k;
     int64_t nd = (int64_t)N * d, nk = (int64_t)(I + U) * K;
     mrec_context *ctx = m->ctx;
-    mrec_status st = draw_noise(m, step);
+    mrec_status st = draw_noise(m, step, keys);
     /* C: the collaborative layer mean */
     if (!st) st = mrec_csr_layer_mean(m->cge, m->ego, &m->adj, m->ui_layers, d, m->t1, m->t2, ctx);
     if (st) return st;
@@ -142,8 +146,9 @@ static mrec_status forward(lgmrec *m, uint64_t step) {
         /* the dependencies: A = gs(F H), B = gs(R F H), then dropout */
         if ((st = mrec_spmm(ctx, ulog, &m->r, ilog, K, 0))) return st;
         if ((st = gumbel_softmax(m, q->dep, q->logit, q->noise, I + U))) return st;
-        float p = m->training ? 1.0f - m->keep : 0.0f;
-        if ((st = mrec_hash_dropout(ctx, q->drop, q->dep, NULL, nk, p, key_of(m, step, 2 + c)))) return st;
+        if ((st = keys ? mrec_hash_dropout_at(ctx, q->drop, q->dep, NULL, nk, 1.0f - m->keep, keys + 2 + c)
+                       : mrec_hash_dropout(ctx, q->drop, q->dep, NULL, nk, 0.0f, key_of(m, step, 2 + c))))
+            return st;
         /* the local modality embeddings: items F W, users their items' mean, Lmm propagations */
         if ((st = mrec_spmm(ctx, q->x0, &m->rm, q->xi, d, 0))) return st;
         if ((st = mrec_copy_rows(ctx, q->x0 + (size_t)U * d, d, q->xi, d, I, d))) return st;
@@ -221,7 +226,7 @@ static mrec_status contrast(lgmrec *m, double *loss, float *dzv, float *dq, cons
 }
 
 /* One modality's hypergraph back from dz (N, d): C's items' share into m->dcge, then H's gradient. */
-static mrec_status hyper_back(lgmrec *m, modality *q, const float *dz, uint64_t step) {
+static mrec_status hyper_back(lgmrec *m, modality *q, const float *dz, const uint64_t *keys) {
     int d = m->dim, U = m->n_users, I = m->n_items, K = m->k, L = m->hyper_layers;
     int64_t nk = (int64_t)(I + U) * K;
     mrec_context *ctx = m->ctx;
@@ -246,8 +251,7 @@ static mrec_status hyper_back(lgmrec *m, modality *q, const float *dz, uint64_t 
     }
     if ((st = mrec_add(ctx, m->dcge + (size_t)U * d, m->dcge + (size_t)U * d, dy, (int64_t)I * d))) return st;
     /* the dropout's mask (the same key), then the softmax: dx = y (dy - <y, dy>) / tau */
-    float p = m->training ? 1.0f - m->keep : 0.0f;
-    if ((st = mrec_hash_dropout(ctx, m->ddep, m->ddep, NULL, nk, p, key_of(m, step, 2 + (int)(q - m->mod))))) return st;
+    if ((st = mrec_hash_dropout_at(ctx, m->ddep, m->ddep, NULL, nk, 1.0f - m->keep, keys + 2 + (int)(q - m->mod)))) return st;
     if ((st = mrec_mul(ctx, m->dlogit, q->dep, m->ddep, nk))) return st;
     if ((st = mrec_gemm(ctx, m->rows, m->dlogit, m->ones, NULL, 1, 0, 0, 0, I + U, 1, K, K, 1, 1))) return st;
     if ((st = mrec_gemm(ctx, m->ddep, m->rows, m->ones, NULL, -1, 1, 0, 0, I + U, K, 1, 1, K, K))) return st;
@@ -277,27 +281,38 @@ static mrec_status local_back(lgmrec *m, modality *q) {
     return mrec_gemm(ctx, q->w_grad, q->feat, m->t1, NULL, 1, 0, 1, 0, q->f, d, I, q->f, d, d);
 }
 
-/* The batch's step; its loss left in m->bpr.loss, on the context's device. */
-static mrec_status batch_step(lgmrec *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
+/* The batch's step, its loss left in m->bpr.loss on the context's device, in the trainer's two halves
+ * (mrec_model.stage, .launch): the host's part (the step counted, its noise and dropout keys drawn, the batch's
+ * triples and the contrast's users and positives checked, all sent up), then the launches. */
+static mrec_status lgmrec_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lgmrec *m = self;
+    const int32_t *ui[2] = {u, i};
+    const int zero = 0;
+    uint64_t step = m->step++, keys[4];
+    for (int w = 0; w < 4; w++) keys[w] = key_of(m, step, w);
+    mrec_status st = mrec_step_keys_send(&m->step_keys, m->ctx, keys, 4);
+    if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
+    if (!st) st = batch_room(m, n);
+    if (!st) st = mrec_batch_rows_stage(&m->users, m->ctx, m->n_users, 1, ui, &zero, n);
+    return st ? st : mrec_batch_rows_stage(&m->items, m->ctx, m->n_items, 1, ui + 1, &zero, n);
+}
+
+static mrec_status batch_launch(lgmrec *m) {
+    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes, n = m->bpr.n;
     int64_t nd = (int64_t)N * d;
     mrec_context *ctx = m->ctx;
-    uint64_t step = m->step++;
-    m->training = 1;
-    mrec_status st = forward(m, step);
+    const uint64_t *keys = m->step_keys.at;
+    mrec_status st = forward(m, 0, keys);
     /* the softplus BPR loss and reg (|U_b| + |I_b| + |J_b|) / n; d |X| / dX = X / |X| (0 where X is 0, the
      * subgradient torch takes) */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_NORMS, .reg = m->reg};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->all, m->all, u, i, j, n, U, N, d);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->all, m->all);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dall, m->all, 1, MREC_BPR_PARTS_ALL);
     if (st) return st;
     /* the contrast: users, then positive items, of Z_v against Z_t's unit rows */
-    const int32_t *ui[2] = {u, i};
-    const int zero = 0;
-    if ((st = batch_room(m, n))) return st;
-    if ((st = mrec_batch_rows_set(&m->users, ctx, U, 1, ui, &zero, n))) return st;
-    if ((st = mrec_batch_rows_set(&m->items, ctx, I, 1, ui + 1, &zero, n))) return st;
+    if ((st = mrec_batch_rows_index(&m->users))) return st;
+    if ((st = mrec_batch_rows_index(&m->items))) return st;
     modality *v = &m->mod[0], *t = &m->mod[1];
     double *loss = m->bpr.loss;
     if ((st = mrec_l2_normalize_rows(ctx, m->q, t->z, NORM_EPS, N, d))) return st;
@@ -313,16 +328,24 @@ static mrec_status batch_step(lgmrec *m, const int32_t *u, const int32_t *i, con
     if ((st = mrec_add(ctx, m->dz2, m->dz2, m->dghe, nd))) return st;
     /* dZ_t into dghe: hyper_back takes t1 and t2 as scratch */
     if ((st = mrec_add(ctx, m->dghe, m->dghe, m->t1, nd))) return st;
-    if ((st = hyper_back(m, v, m->dz2, step))) return st;
-    if ((st = hyper_back(m, t, m->dghe, step))) return st;
+    if ((st = hyper_back(m, v, m->dz2, keys))) return st;
+    if ((st = hyper_back(m, t, m->dghe, keys))) return st;
     for (int c = 0; c < N_MOD; c++)
         if ((st = local_back(m, &m->mod[c]))) return st;
     return mrec_csr_layer_mean_back(m->ego_grad, m->dcge, &m->adj, 1, m->ui_layers, d, m->t1, m->t2, ctx);
 }
 
+static mrec_status lgmrec_launch(void *self, const double **loss) {
+    lgmrec *m = self;
+    mrec_status st = batch_launch(m);
+    *loss = st ? NULL : m->bpr.loss;
+    return st;
+}
+
 static const double *lgmrec_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     lgmrec *m = self;
-    m->status = batch_step(m, u, i, j, n);
+    m->status = lgmrec_stage(m, u, i, j, n);
+    if (!m->status) m->status = batch_launch(m);
     return m->status ? NULL : m->bpr.loss;
 }
 
@@ -334,8 +357,7 @@ static double lgmrec_loss_grad(void *self, const int32_t *u, const int32_t *i, c
 /* ranking: no dropout, one fixed draw of the noise */
 static mrec_status lgmrec_prepare(void *self) {
     lgmrec *m = self;
-    m->training = 0;
-    return forward(m, ~(uint64_t)0);
+    return forward(m, ~(uint64_t)0, NULL);
 }
 
 static mrec_status lgmrec_score(void *self, int u0, int n, float *scores) {
@@ -352,6 +374,7 @@ static void lgmrec_destroy(void *self) {
     lgmrec *m = self;
     mrec_bpr_ops_free(&m->bpr);
     mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->items);
+    mrec_step_keys_free(&m->step_keys);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
     free(m);
@@ -517,6 +540,7 @@ mrec_status mrec_lgmrec_create(mrec_model *out, const mrec_graph *adj, const mre
     out->name = "LGMRec", out->self = m;
     out->status = &m->status;
     out->loss_grad = lgmrec_loss_grad, out->step = lgmrec_step, out->prepare = lgmrec_prepare, out->score = lgmrec_score;
+    out->stage = lgmrec_stage, out->launch = lgmrec_launch;
     out->embed_dim = dim, out->embeddings = lgmrec_embeddings;
     out->destroy = lgmrec_destroy;
     return MREC_OK;
