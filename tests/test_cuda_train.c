@@ -675,6 +675,13 @@ static void contrast_ops(mrec_context *ctx, const char *where) {
         if (t_status(mrec_sign_noise(ctx, dout, form ? NULL : du, eps, key, off, R, C), MREC_OK, "%s: sign noise", where) &&
             fetch(ctx, out, dout, n))
             t_allclose(where, ref, out, n, 0, 0);
+        /* the key read from the context's memory (a replayed graph's form): the same bits */
+        uint64_t *dkey = place(ctx, &a, &key, sizeof key);
+        if (dkey && mrec_copy_to_device(ctx, dout, x, sizeof(float) * n) == MREC_OK &&
+            t_status(mrec_sign_noise_at(ctx, dout, form ? NULL : du, eps, dkey, off, R, C), MREC_OK, "%s: sign noise, its key in memory", where) &&
+            fetch(ctx, out, dout, n))
+            t_check(!memcmp(ref, out, sizeof(float) * (size_t)n), "%s: sign noise (form %d) with its key in memory: the bits of the key "
+                    "as a value", where, form);
         t_check(ref[4] == 0.0f && (form || !memcmp(ref + 2 * C, x + 2 * C, sizeof(float) * C)),
                 "%s: sign noise leaves a zero entry at zero%s", where, form ? "" : " and a row of zero draws unchanged");
     }
@@ -700,6 +707,12 @@ static void contrast_ops(mrec_context *ctx, const char *where) {
             t_check(gpu ? worst <= 1 : same == n, "%s: Gumbel noise against the reference (%lld of %lld the same, worst %.2f ulp)",
                     where, (long long)same, (long long)n, worst);
         }
+        uint64_t *dkey = place(ctx, &a, &key, sizeof key);
+        if (dkey && t_status(mrec_gumbel_noise(ctx, dout, key, n), MREC_OK, "%s: Gumbel noise", where) && fetch(ctx, ref, dout, n) &&
+            t_status(mrec_gumbel_noise_at(ctx, dout, dkey, n), MREC_OK, "%s: Gumbel noise, its key in memory", where) &&
+            fetch(ctx, out, dout, n))
+            t_check(!memcmp(ref, out, sizeof(float) * (size_t)n), "%s: Gumbel noise with its key in memory: the bits of the key as a value",
+                    where);
         t_status(mrec_gumbel_noise(ctx, dout, key, -1), MREC_ERR_ARG, "%s: Gumbel noise of -1 values refused", where);
     }
 
