@@ -101,6 +101,7 @@ typedef struct {
     float *gath;                         /* (cap, d) the batch users' rows of P */
     mrec_batch_rows rows;
     mrec_bpr_ops bpr;
+    mrec_step_keys step_keys;            /* a training step's noise keys (network 3 + k / 2, layer k % 2), in the context's memory */
     mrec_status status;
 } mentor;
 
@@ -124,8 +125,9 @@ static uint64_t noise_key(const mentor *m, int k, int layer) {
     return mrec_mix64(m->seed ^ mrec_mix64(step * 8 + (uint64_t)(k - 3) * 2 + (uint64_t)layer));
 }
 
-/* one network's forward: q->out, and what its backward reads */
-static mrec_status gcn_forward(mentor *m, int k) {
+/* one network's forward: q->out, and what its backward reads; the perturbed copies' noise under a training step's
+ * keys in the context's memory (keys, the stage drew them), or the current step's as values (keys NULL) */
+static mrec_status gcn_forward(mentor *m, int k, const uint64_t *keys) {
     gcn *q = &m->net[k];
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes, h4 = 4 * d;
     int64_t nd = (int64_t)N * d;
@@ -137,9 +139,13 @@ static mrec_status gcn_forward(mentor *m, int k) {
     if (!st) st = mrec_l2_normalize_rows(ctx, q->xn, q->x0, NORM_EPS, N, d);
     /* h = Â x, h1 = Â h, each perturbed in the noisy copies; out = x + h + h1 (h1 in m->ta) */
     if (!st) st = mrec_spmm(ctx, q->h, &m->adj, q->xn, d, 0);
-    if (!st && k >= 3 && m->eps > 0) st = mrec_sign_noise(ctx, q->h, NULL, m->eps, noise_key(m, k, 0), 0, N, d);
+    if (!st && k >= 3 && m->eps > 0)
+        st = keys ? mrec_sign_noise_at(ctx, q->h, NULL, m->eps, keys + (k - 3) * 2, 0, N, d)
+                  : mrec_sign_noise(ctx, q->h, NULL, m->eps, noise_key(m, k, 0), 0, N, d);
     if (!st) st = mrec_spmm(ctx, m->ta, &m->adj, q->h, d, 0);
-    if (!st && k >= 3 && m->eps > 0) st = mrec_sign_noise(ctx, m->ta, NULL, m->eps, noise_key(m, k, 1), 0, N, d);
+    if (!st && k >= 3 && m->eps > 0)
+        st = keys ? mrec_sign_noise_at(ctx, m->ta, NULL, m->eps, keys + (k - 3) * 2 + 1, 0, N, d)
+                  : mrec_sign_noise(ctx, m->ta, NULL, m->eps, noise_key(m, k, 1), 0, N, d);
     if (!st) st = mrec_add(ctx, q->out, q->xn, q->h, nd);
     if (!st) st = mrec_add(ctx, q->out, q->out, m->ta, nd);
     /* T(out_I) = out_I + S^L out_I */
@@ -182,11 +188,11 @@ static mrec_status gcn_backward(mentor *m, int k) {
 }
 
 /* every network, then the six tables */
-static mrec_status forward(mentor *m) {
+static mrec_status forward(mentor *m, const uint64_t *keys) {
     int d = m->dim, U = m->n_users, I = m->n_items, W = 2 * d;
     mrec_context *ctx = m->ctx;
     mrec_status st = MREC_OK;
-    for (int k = 0; k < N_GCN && !st; k++) st = gcn_forward(m, k);
+    for (int k = 0; k < N_GCN && !st; k++) st = gcn_forward(m, k, keys);
     /* w_b spread over d columns: w[:, b] (U x 1) times ones (1 x d) */
     for (int b = 0; b < 2 && !st; b++)
         st = mrec_gemm(ctx, m->wexp + (size_t)b * U * d, m->wu + b, m->ones, NULL, 1, 0, 0, 0, U, d, 1, 2, d, d);
@@ -238,13 +244,11 @@ static mrec_status info_nce(mentor *m, double *loss, float *da, float *db, const
 
 /* reg mean(P[u]^2) over the batch's users (repeats kept) for the visual and textual networks, and reg mean(w^2),
  * added to *loss (in the context's memory) */
-static mrec_status reg_term(mentor *m, double *loss, const int32_t *u, int n) {
+static mrec_status reg_term(mentor *m, double *loss, int n) {
     int d = m->dim, U = m->n_users;
     int64_t nd = (int64_t)n * d;
     mrec_context *ctx = m->ctx;
-    const int32_t *parts[1] = {u};
-    const int offset[1] = {0};
-    mrec_status st = mrec_batch_rows_set(&m->rows, ctx, U, 1, parts, offset, n);
+    mrec_status st = mrec_batch_rows_index(&m->rows); /* the batch's users, staged */
     for (int k = 0; k < 2 && !st; k++) {
         gcn *q = &m->net[k];
         st = mrec_embedding_checked(ctx, m->gath, q->P, m->rows.ids, n, U, d);
@@ -304,17 +308,31 @@ static mrec_status ensure_batch(mentor *m, int n) {
     return MREC_OK;
 }
 
-/* The batch's step; its loss left in m->bpr.loss, on the context's device. */
-static mrec_status batch_step(mentor *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    int d = m->dim, U = m->n_users, N = m->n_nodes, W = 2 * d;
-    mrec_context *ctx = m->ctx;
-    int64_t nw = (int64_t)N * W;
+/* The batch's step, its loss left in m->bpr.loss on the context's device, in the trainer's two halves
+ * (mrec_model.stage, .launch): the host's part (buffers grown, the step's noise keys drawn and the step counted, the
+ * batch's triples and users checked, all sent up), then the launches. */
+static mrec_status mentor_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mentor *m = self;
+    const int32_t *parts[1] = {u};
+    const int offset[1] = {0};
+    uint64_t keys[8];
+    for (int k = 3; k < N_GCN; k++) keys[(k - 3) * 2] = noise_key(m, k, 0), keys[(k - 3) * 2 + 1] = noise_key(m, k, 1);
     mrec_status st = ensure_batch(m, n);
-    if (!st) st = forward(m);
-    m->ran = 1;
+    if (!st) st = mrec_step_keys_send(&m->step_keys, m->ctx, keys, 8);
+    if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, 2 * m->dim);
+    if (!st) st = mrec_batch_rows_stage(&m->rows, m->ctx, m->n_users, 1, parts, offset, n);
+    if (st) return st;
+    m->ran = 1, m->step++;
+    return MREC_OK;
+}
+
+static mrec_status batch_launch(mentor *m) {
+    int U = m->n_users, N = m->n_nodes, W = 2 * m->dim;
+    int64_t nw = (int64_t)N * W;
+    mrec_status st = forward(m, m->step_keys.at);
     /* log2: MMRec's softplus loss over ln 2 */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = (float)(1.0 / LN2)};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->tab[0], m->tab[0], u, i, j, n, U, N, W);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->tab[0], m->tab[0]);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->dtab[0], m->tab[0], 1, 0);
     for (int t = 1; t < N_TAB && !st; t++) st = zero(m, m->dtab[t], nw);
@@ -328,15 +346,20 @@ static mrec_status batch_step(mentor *m, const int32_t *u, const int32_t *i, con
     }
     if (!st) st = tables_back(m);
     for (int k = 0; k < N_GCN && !st; k++) st = gcn_backward(m, k);
-    if (!st) st = reg_term(m, loss, u, n);
-    if (st) return st;
-    m->step++;
-    return MREC_OK;
+    return st ? st : reg_term(m, loss, m->bpr.n);
+}
+
+static mrec_status mentor_launch(void *self, const double **loss) {
+    mentor *m = self;
+    mrec_status st = batch_launch(m);
+    *loss = st ? NULL : m->bpr.loss;
+    return st;
 }
 
 static const double *mentor_step(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
     mentor *m = self;
-    m->status = batch_step(m, u, i, j, n);
+    m->status = mentor_stage(m, u, i, j, n);
+    if (!m->status) m->status = batch_launch(m);
     return m->status ? NULL : m->bpr.loss;
 }
 
@@ -367,7 +390,7 @@ mrec_status mrec_mentor_set_block_rows(mrec_model *model, int rows) {
 static mrec_status mentor_prepare(void *self) {
     mentor *m = self;
     if (m->ran) return MREC_OK;
-    mrec_status st = forward(m);
+    mrec_status st = forward(m, NULL);
     m->ran = !st;
     return st;
 }
@@ -386,6 +409,7 @@ static void mentor_destroy(void *self) {
     mentor *m = self;
     mrec_bpr_ops_free(&m->bpr);
     mrec_batch_rows_free(&m->rows);
+    mrec_step_keys_free(&m->step_keys);
     mrec_info_nce_free(&m->nce);
     if (m->bat.base) mrec_arena_release(&m->bat, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
@@ -514,6 +538,7 @@ mrec_status mrec_mentor_create(mrec_model *out, const mrec_graph *adj, const mre
     out->name = "MENTOR", out->self = m;
     out->status = &m->status;
     out->loss_grad = mentor_loss_grad, out->step = mentor_step, out->prepare = mentor_prepare, out->score = mentor_score;
+    out->stage = mentor_stage, out->launch = mentor_launch;
     out->embed_dim = 2 * dim, out->embeddings = mentor_embeddings;
     out->destroy = mentor_destroy;
     return MREC_OK;
