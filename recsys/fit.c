@@ -152,16 +152,22 @@ static mrec_status batch_run(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum 
     mrec_status st = m->stage(m->self, u, i, j, n);
     if (!st) st = mrec_adam_stage(adam, m->active, ctx);
     if (st) return st;
+    batch_work w = {m, adam, sum};
+    if (m->launch_syncs && *m->launch_syncs) return batch_body(ctx, &w);
     /* the graph's key: everything its launches depend on that may differ between batches */
     struct {
         const void *self, *adam, *sum;
         int n;
         uint8_t active[MREC_MAX_PARAMS];
+        unsigned char model[64];
     } key;
     memset(&key, 0, sizeof key);
     key.self = m->self, key.adam = adam, key.sum = sum, key.n = n;
     for (int p = 0; p < m->n_params; p++) key.active[p] = !m->active || m->active[p];
-    batch_work w = {m, adam, sum};
+    if (m->launch_key && m->launch_key_bytes > (int)sizeof key.model)
+        return mrec_fail(MREC_ERR_ARG, "fit: %s: a launch key of %d bytes (at most %zu)", m->name ? m->name : "model", m->launch_key_bytes,
+                         sizeof key.model);
+    if (m->launch_key) memcpy(key.model, m->launch_key, (size_t)m->launch_key_bytes);
     return mrec_graph_run(ctx, &key, sizeof key, batch_body, &w);
 }
 

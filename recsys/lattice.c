@@ -63,6 +63,7 @@ typedef struct {
     float *c[MAX_MOD], *cn[MAX_MOD], *cnorm[MAX_MOD]; /* (I, fd) projections, normalized; (I) norms */
     int32_t *k_idx[MAX_MOD];              /* (I, k) learned neighbours */
     int build, build_always;
+    int built;                            /* the op path's staged batch rebuilt S: its launches run the graph's backward */
     uint8_t active[MREC_MAX_PARAMS];
     int n_params;
     float *final, *t1, *t2, *dfinal, *h, *hn, *dh;
@@ -519,31 +520,42 @@ static mrec_status ensure_ops_batch(lattice *m, int n) {
     return st;
 }
 
-/* batch_loss_grad through the op entries. */
-static mrec_status ops_loss_grad(lattice *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* batch_loss_grad through the op entries, in the trainer's two halves (mrec_model.stage, .launch): the host's part
+ * (buffers grown; at a rebuild S's learned parts, which read M numbers back; the batch's rows checked and sent up),
+ * then the launches, which take the modality weights s_soft as arguments (the graph's key) and, after a rebuild,
+ * read S's backward's few sums back (run as they are). */
+static mrec_status lattice_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    lattice *m = self;
     mrec_context *ctx = m->ctx;
-    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
-    size_t nd = (size_t)n * d;
-    int64_t id = (int64_t)I * d;
     const int32_t *uij[3] = {u, i, j};
-    const int node_off[3] = {0, U, U}, zero[2] = {0, 0};
+    const int node_off[3] = {0, m->n_users, m->n_users}, zero[2] = {0, 0};
     int build = m->build || m->build_always;
     mrec_status st = ensure_ops_batch(m, n);
     if (!st && build) st = ops_build(m);
-    m->build = 0;
-    if (!st) st = ops_forward(m);
-    /* the indexes check every id before a row is read */
-    if (!st) st = mrec_batch_rows_set(&m->nodes, ctx, N, 3, uij, node_off, n);
-    if (!st) st = mrec_batch_rows_set(&m->items, ctx, I, 2, uij + 1, zero, n);
+    m->build = 0, m->built = build;
+    for (int p = 1; p < m->n_params; p++) m->active[p] = (uint8_t)build;
+    if (!st) st = mrec_batch_rows_stage(&m->nodes, ctx, m->n_nodes, 3, uij, node_off, n);
+    if (!st) st = mrec_batch_rows_stage(&m->items, ctx, m->n_items, 2, uij + 1, zero, n);
+    const int32_t *row = m->items.h_iota;
+    return st ? st : mrec_bpr_ops_stage(&m->bpr, ctx, row, row, row + n, n, n, 3 * m->ops_cap, m->dim);
+}
+
+static mrec_status ops_launch(lattice *m) {
+    mrec_context *ctx = m->ctx;
+    int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes, n = m->bpr.n;
+    size_t nd = (size_t)n * d;
+    int64_t id = (int64_t)I * d;
+    mrec_status st = ops_forward(m);
+    if (!st) st = mrec_batch_rows_index(&m->nodes);
+    if (!st) st = mrec_batch_rows_index(&m->items);
     /* T = [F_u ; F_i + hn_i ; F_j + hn_j] (the item rows' hn through mixed's tail as scratch) */
     if (!st) st = mrec_embedding_checked(ctx, m->T, m->final, m->nodes.ids, 3 * n, N, d);
     if (!st) st = mrec_embedding_checked(ctx, m->mixed, m->hn, m->items.ids, 2 * n, I, d);
     if (!st) st = mrec_add(ctx, m->T + nd, m->T + nd, m->mixed, 2 * (int64_t)nd);
-    const int32_t *row = m->items.h_iota;
     /* the regularizer: reg / 2 |T|^2 over the configured batch size, MMRec's */
     mrec_bpr_spec spec = {.form = MREC_BPR_SOFTPLUS, .weight = 1, .reg_form = MREC_BPR_REG_SQUARED_ALL, .reg = m->reg,
                           .reg_div = m->batch_size};
-    if (!st) st = mrec_bpr_ops_dots(&m->bpr, ctx, m->T, m->T, row, row, row + n, n, n, 3 * m->ops_cap, d);
+    if (!st) st = mrec_bpr_ops_gather(&m->bpr, m->T, m->T);
     if (!st) st = mrec_bpr_ops_loss(&m->bpr, &spec);
     /* dF of the batch's rows, and d hn of the item rows (into y), back through the unit rows into dh */
     if (!st) st = mrec_bpr_ops_scatter_at(&m->bpr, m->mixed, m->T, 1, MREC_BPR_PARTS_ALL);
@@ -569,9 +581,20 @@ static mrec_status ops_loss_grad(lattice *m, const int32_t *u, const int32_t *i,
     }
     float *ge = m->ego_grad + (size_t)U * d;
     if (!st) st = mrec_add(ctx, ge, ge, m->t2, id);
-    for (int p = 1; p < m->n_params; p++) m->active[p] = (uint8_t)build;
-    if (!st && build) st = ops_graph_backward(m);
+    if (!st && m->built) st = ops_graph_backward(m);
     return st;
+}
+
+static mrec_status lattice_launch(void *self, const double **loss) {
+    lattice *m = self;
+    mrec_status st = ops_launch(m);
+    *loss = st ? NULL : m->bpr.loss;
+    return st;
+}
+
+static mrec_status ops_loss_grad(lattice *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_status st = lattice_stage(m, u, i, j, n);
+    return st ? st : ops_launch(m);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -742,12 +765,18 @@ static mrec_status ops_frozen(lattice *m) {
     return st;
 }
 
+/* The op path's halves, and what its launches read of the host: the modality weights, and whether S was rebuilt. */
+static void publish_halves(mrec_model *out, lattice *m) {
+    out->stage = lattice_stage, out->launch = lattice_launch;
+    out->launch_key = m->s_soft, out->launch_key_bytes = (int)sizeof(float) * m->n_mod, out->launch_syncs = &m->built;
+}
+
 mrec_status mrec_lattice_use_ops(mrec_model *model) {
     lattice *m = model->self;
     if (m->use_ops) return MREC_OK;
     mrec_status st = ops_setup(m);
     if (!st) st = ops_frozen(m);
-    if (!st) m->use_ops = 1;
+    if (!st) m->use_ops = 1, publish_halves(model, m);
     return st;
 }
 
@@ -772,6 +801,7 @@ static void publish(mrec_model *out, lattice *m) {
     out->loss_grad = lattice_loss_grad, out->step = lattice_step, out->epoch_start = lattice_epoch_start, out->prepare = lattice_prepare;
     out->score = lattice_score, out->destroy = lattice_destroy;
     out->embed_dim = m->dim, out->embeddings = lattice_embeddings;
+    if (m->use_ops) publish_halves(out, m);
 }
 
 /* On a GPU: every array carved on the device, the values drawn on the host as on the CPU (the same start for a

@@ -563,6 +563,14 @@ typedef struct {
      * replay does not run it). step is stage, then launch. */
     mrec_status (*stage)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
     mrec_status (*launch)(void *self, const double **loss);
+    /* NULL, or after stage: launch_key_bytes (at most 64) of host values the
+     * batch's launches take as arguments and that may change between
+     * batches (LATTICE's modality weights, new at each rebuild), made part
+     * of the graph's key; and launch_syncs: nonzero where this batch's
+     * launches wait for the device (run as they are, not captured). */
+    const void *launch_key;
+    int launch_key_bytes;
+    const int *launch_syncs;
     /* called once before a round of scoring (LightGCN propagates here) */
     mrec_status (*prepare)(void *self);
     /* called before each training epoch, or NULL (FREEDOM prunes its graph here) */

@@ -371,7 +371,10 @@ static void op_path_on_cpu(mrec_context *cpu) {
                   {"lattice", mrec_lattice_use_ops, 0, 0},     {"itemknn", mrec_itemknn_use_ops, MREC_HP_NEIGHBOURS, 10},
                   /* one path, the op entries', on every device: run 0 and run 1 are the same, run 2 checks the halves */
                   {"mgcn", NULL, 0, 0},                        {"mmgcn", NULL, 0, 0},
-                  {"grcn", NULL, 0, 0}};
+                  {"grcn", NULL, 0, 0},                        {"pgl", NULL, 0, 0},
+                  {"smore", NULL, MREC_HP_IMAGE_KNN_K, 10}, /* and the text's (the default 40: all 40 items, a negative sum) */
+                  {"lgmrec", NULL, 0, 0},
+                  {"mentor", NULL, 0, 0}};
     int k[2] = {5, 10};
     for (size_t w = 0; w < sizeof models / sizeof models[0]; w++) {
         const mrec_model_entry *e = mrec_model_find(models[w].name);
@@ -379,6 +382,7 @@ static void op_path_on_cpu(mrec_context *cpu) {
         memset(&given, 0, sizeof given);
         given.v[MREC_HP_DIM] = (mrec_param_value){.x = {8}, .given = 1};
         if (models[w].hp) given.v[models[w].hp] = (mrec_param_value){.x = {models[w].value}, .given = 1};
+        if (models[w].hp == MREC_HP_IMAGE_KNN_K) given.v[MREC_HP_TEXT_KNN_K] = given.v[MREC_HP_IMAGE_KNN_K];
         if (!t_check(e != NULL, "%s in the registry", models[w].name) ||
             !t_status(mrec_params_resolve(&p, e, &given), MREC_OK, "%s: its parameters", e->name))
             continue;
@@ -926,7 +930,8 @@ static int drifts(const char *model) { return !strcmp(model, "mmgcn") || !strcmp
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
 /* The models whose op path comes in the trainer's two halves (mrec_model.stage, .launch) */
 static int in_halves(const char *name) {
-    static const char *const halves[] = {"bprmf", "lightgcn", "ngcf", "vbpr", "ngcfm", "lightgcnm", "freedom", "mgcn", "mmgcn", "grcn"};
+    static const char *const halves[] = {"bprmf", "lightgcn", "ngcf", "vbpr", "ngcfm", "lightgcnm", "freedom", "lattice", "bm3", "sgl",
+                                         "pgl", "mgcn", "smore", "mmgcn", "grcn", "lgmrec", "mentor"};
     for (size_t k = 0; k < sizeof halves / sizeof halves[0]; k++)
         if (!strcmp(name, halves[k])) return 1;
     return 0;
