@@ -9,12 +9,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One training step as mrec_fit takes it: the model's step where it has one
- * (its loss left on the device, nothing waited for), else loss_grad. 0 when
- * the step failed or its loss (read only where loss_grad returns it) is not finite. */
-static inline int bench_step(mrec_model *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
-    if (m->step) return m->step(m->self, u, i, j, n) != NULL;
-    return isfinite(m->loss_grad(m->self, u, i, j, n)) && !(m->status && *m->status);
+/* A loss sum in the context's memory, as mrec_fit keeps an epoch's (bench_batch adds each batch's there). */
+typedef struct {
+    mrec_arena mem;
+    mrec_loss_sum *at;
+    mrec_context *ctx;
+} bench_sum;
+
+static inline int bench_sum_init(bench_sum *b, mrec_context *ctx) {
+    mrec_loss_sum zero = {.bad = -1};
+    memset(b, 0, sizeof *b);
+    b->ctx = ctx;
+    if (mrec_arena_reserve(&b->mem, sizeof zero, ctx->device, ctx->cuda)) return 0;
+    b->at = (mrec_loss_sum *)b->mem.base;
+    return mrec_copy_to_device(ctx, b->at, &zero, sizeof zero) == MREC_OK;
+}
+
+static inline void bench_sum_free(bench_sum *b) {
+    if (b->ctx) mrec_arena_release(&b->mem, b->ctx->cuda);
+    memset(b, 0, sizeof *b);
+}
+
+/* One training batch as mrec_fit takes it (mrec_fit_batch): the model's step (on a GPU one CUDA graph with what
+ * follows, where the model comes in two halves), its loss added to the sum, Adam; nothing waited for. 0 when it
+ * failed (mrec_error_detail says why). */
+static inline int bench_batch(mrec_model *m, mrec_optimizer *adam, bench_sum *sum, const int32_t *u, const int32_t *i, const int32_t *j,
+                              int n, mrec_context *ctx) {
+    return mrec_fit_batch(m, adam, sum->at, u, i, j, n, ctx) == MREC_OK;
 }
 
 typedef struct {

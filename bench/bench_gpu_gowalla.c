@@ -65,21 +65,22 @@ static int profile_steps(const char *spec, mrec_context *ctx, const mrec_model_i
     mrec_model *m = &b.model;
     for (int q = 0; q < m->n_params && !st; q++) st = mrec_adam_add(&adam, m->param[q], m->grad[q], m->size[q]);
     if (!st && m->epoch_start) st = m->epoch_start(m->self);
-    double t_loss = 0, t_adam = 0, t_wait = 0, t0 = 0, w0 = 0;
+    double t_batch = 0, t_wait = 0, t0 = 0, w0 = 0;
+    long long replays = 0;
+    bench_sum sum;
+    memset(&sum, 0, sizeof sum);
+    if (!st && !bench_sum_init(&sum, ctx)) st = mrec_fail(MREC_ERR_NOMEM, "%s: the loss's sum", name);
     for (int k = 0; k < 3 + steps && !st; k++) {
         if (k == 3) {
             st = mrec_cuda_sync(ctx->cuda);
             if (!st) st = mrec_cuda_profile(ctx->cuda, 1);
-            t0 = seconds(), w0 = mrec_cuda_stage_wait(ctx->cuda);
+            t0 = seconds(), w0 = mrec_cuda_stage_wait(ctx->cuda), replays = mrec_cuda_graph_launches();
         }
         int64_t at = (int64_t)k * 2048 % (s.n > 2048 ? s.n - 2048 : 1);
         double a = seconds();
-        int ok = bench_step(m, s.user + at, s.pos + at, s.neg + at, (int)(s.n < 2048 ? s.n : 2048));
-        double c = seconds();
-        if (m->status && *m->status) st = *m->status;
-        else if (!ok) st = mrec_fail(MREC_ERR_ARG, "%s: no finite loss at step %d", name, k + 1);
-        if (!st) st = mrec_adam_step_active(&adam, m->active, ctx);
-        if (k >= 3) t_loss += c - a, t_adam += seconds() - c;
+        if (!bench_batch(m, &adam, &sum, s.user + at, s.pos + at, s.neg + at, (int)(s.n < 2048 ? s.n : 2048), ctx))
+            st = MREC_ERR_ARG; /* mrec_error_detail has its words */
+        if (k >= 3) t_batch += seconds() - a;
     }
     double total = 0;
     if (!st) {
@@ -92,10 +93,12 @@ static int profile_steps(const char *spec, mrec_context *ctx, const mrec_model_i
     if (st) fprintf(stderr, "bench_gpu_gowalla: %s: %s\n", name, mrec_error_detail());
     else {
         printf("%s, %d steps of 2048: all of them in %.3f ms (%.3f ms a step), profiled\n", name, steps, total * 1e3, total * 1e3 / steps);
-        printf("  host: a step's loss and gradient call %.3f ms, Adam's call %.3f ms (of them %.3f ms waiting for upload slots), "
-               "the final wait %.3f ms in all; an epoch's draw %.1f ms\n", t_loss * 1e3 / steps, t_adam * 1e3 / steps,
-               (mrec_cuda_stage_wait(ctx->cuda) - w0) * 1e3 / steps, t_wait * 1e3, t_draw * 1e3);
+        printf("  host: a batch's call (step, loss, Adam) %.3f ms (of it %.3f ms waiting for upload slots), the final wait %.3f ms in "
+               "all; %lld of the %d steps replayed as CUDA graphs; an epoch's draw %.1f ms\n", t_batch * 1e3 / steps,
+               (mrec_cuda_stage_wait(ctx->cuda) - w0) * 1e3 / steps, t_wait * 1e3, mrec_cuda_graph_launches() - replays, steps,
+               t_draw * 1e3);
     }
+    bench_sum_free(&sum);
     mrec_adam_free(&adam);
     mrec_bpr_sampler_free(&s);
     mrec_built_model_free(&b);

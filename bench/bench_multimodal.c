@@ -43,21 +43,29 @@ static void wait_device(mrec_context *ctx) {
     if (ctx->device == MREC_DEVICE_CUDA) mrec_cuda_sync(ctx->cuda);
 }
 
-/* mean seconds per step over `steps` batches after one warm-up, taken back to back as mrec_fit takes them (no wait
- * between steps) and timed to the end of the last one's work; *busy: the share of that time the host spent issuing
- * them, its waits for upload slots (the GPU behind) left out: near 1, the launches bound the steps, not the GPU */
+/* mean seconds per step over `steps` batches after two warm-up ones (on a GPU the first runs a two-halved model's
+ * launches as they are, the second captures them, as in each of mrec_fit's epochs), taken back to back as mrec_fit
+ * takes them (mrec_fit_batch, no wait between) and timed to the end of the last one's work; *busy: the share of that
+ * time the host spent issuing them, its waits for upload slots (the GPU behind) left out: near 1, the launches bound
+ * the steps, not the GPU */
 static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *adam, int steps, mrec_context *ctx, double *busy) {
     double t0 = 0, w0 = 0;
-    for (int k = 0; k <= steps; k++) {
+    bench_sum sum;
+    if (!bench_sum_init(&sum, ctx)) return fprintf(stderr, "bench_multimodal: %s\n", mrec_error_detail()), NAN;
+    for (int k = 0; k < steps + 2; k++) {
         int64_t at = (int64_t)k * 2048 % (s->n - 2048);
         if (m->epoch_start && k == 0) m->epoch_start(m->self);
-        bench_step(m, s->user + at, s->pos + at, s->neg + at, 2048);
-        mrec_adam_step(adam, ctx);
-        if (k == 0) wait_device(ctx), t0 = now(), w0 = mrec_cuda_stage_wait(ctx->cuda);
+        if (!bench_batch(m, adam, &sum, s->user + at, s->pos + at, s->neg + at, 2048, ctx)) {
+            fprintf(stderr, "bench_multimodal: %s: %s\n", m->name, mrec_error_detail());
+            bench_sum_free(&sum);
+            return NAN;
+        }
+        if (k == 1) wait_device(ctx), t0 = now(), w0 = mrec_cuda_stage_wait(ctx->cuda);
     }
     double issued = now() - t0 - (mrec_cuda_stage_wait(ctx->cuda) - w0);
     wait_device(ctx);
     double t = now() - t0;
+    bench_sum_free(&sum);
     *busy = t > 0 ? issued / t : 0;
     return t / steps;
 }

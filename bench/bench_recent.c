@@ -136,19 +136,20 @@ int main(int argc, char **argv) {
         mrec_adam_init_on(&adam, mrec_hp_real(&p, MREC_HP_LR), 0, ctx);
         for (int q = 0; q < m->n_params; q++)
             if (mrec_adam_add(&adam, m->param[q], m->grad[q], m->size[q])) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
-        /* one warm-up step (with the epoch's start), then `steps` timed ones back to back, as mrec_fit runs them,
-         * timed to the end of the last one's work on the device */
-        double t = 0, t_step = 0, t_adam = 0, t_wait = 0, w0 = 0;
-        for (int step = 0; step <= steps; step++) {
+        /* two warm-up batches (with the epoch's start; on a GPU a two-halved model's second captures its graph), then
+         * `steps` timed ones back to back, as mrec_fit runs them (mrec_fit_batch), timed to the end of the last one's
+         * work on the device */
+        double t = 0, t_step = 0, t_wait = 0, w0 = 0;
+        bench_sum sum;
+        if (!bench_sum_init(&sum, ctx)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
+        for (int step = 0; step < steps + 2; step++) {
             int64_t at = (int64_t)step * batch % (s.n - batch + 1);
             if (m->epoch_start && step == 0 && m->epoch_start(m->self)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
             double a = now();
-            bench_step(m, s.user + at, s.pos + at, s.neg + at, batch);
-            double c = now();
-            if ((m->status && *m->status) || mrec_adam_step_active(&adam, m->active, ctx))
+            if (!bench_batch(m, &adam, &sum, s.user + at, s.pos + at, s.neg + at, batch, ctx))
                 return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
-            if (step) t_step += c - a, t_adam += now() - c;
-            if (step == 0) {
+            if (step > 1) t_step += now() - a;
+            if (step == 1) {
                 if (gpu) mrec_cuda_sync(ctx->cuda);
                 if (profile && mrec_cuda_profile(ctx->cuda, 1)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
                 t = now(), w0 = mrec_cuda_stage_wait(ctx->cuda);
@@ -161,18 +162,20 @@ int main(int argc, char **argv) {
             if (mrec_cuda_profile(ctx->cuda, 0)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;
             printf("%s on Baby, %d steps of %d: all of them in %.3f ms (%.3f ms a step), profiled\n", e->elliot, steps, batch, t * 1e3,
                    t * 1e3 / steps);
-            printf("  host: a step's call %.3f ms, Adam's call %.3f ms (of them %.3f ms waiting for upload slots), the final wait "
-                   "%.3f ms in all\n", t_step * 1e3 / steps, t_adam * 1e3 / steps, (mrec_cuda_stage_wait(ctx->cuda) - w0) * 1e3 / steps,
-                   t_wait * 1e3);
+            printf("  host: a batch's call (step, loss, Adam) %.3f ms (of it %.3f ms waiting for upload slots), the final wait %.3f ms "
+                   "in all; %lld graph replays in the process\n", t_step * 1e3 / steps, (mrec_cuda_stage_wait(ctx->cuda) - w0) * 1e3 / steps,
+                   t_wait * 1e3, mrec_cuda_graph_launches());
+            bench_sum_free(&sum);
             mrec_adam_free(&adam);
             mrec_built_model_free(&b);
             mrec_context_destroy(ctx);
             return 0;
         }
         double slot_wait = mrec_cuda_stage_wait(ctx->cuda) - w0; /* the host blocked on the GPU, not issuing */
-        busy[k] = t > 0 ? (t_step + t_adam - slot_wait) / t : 0;
+        busy[k] = t > 0 ? (t_step - slot_wait) / t : 0;
         per_epoch[k] = (int)((pairs + batch - 1) / batch), batch_used[k] = batch;
         ours[k] = t / steps * per_epoch[k];
+        bench_sum_free(&sum);
         mrec_adam_free(&adam);
         mrec_built_model_free(&b);
     }
@@ -195,7 +198,7 @@ int main(int argc, char **argv) {
             }
         if (pp && pclose(pp)) fprintf(stderr, "bench_recent: the peer (%s) failed; its columns are 0\n", cmd);
     }
-    printf("mean of %d timed steps after one warm-up, times the steps of an epoch\n", steps);
+    printf("mean of %d timed steps after two warm-up ones, times the steps of an epoch\n", steps);
     printf("%-8s %12s %12s %8s %10s %10s %12s\n", "", "mrec s/ep", "PyTorch s/ep", "ratio", "build s", "peer bld s", "steps x batch");
     for (int k = 0; k < N_MODELS; k++) {
         printf("%-8s %12.2f %12.2f %7.2fx %10.2f %10.2f %7d x %d", mrec_model_find(names[k])->elliot, ours[k], peer[k],

@@ -147,8 +147,8 @@ static mrec_status batch_body(mrec_context *ctx, void *arg) {
     return mrec_adam_launch(w->adam, w->m->active, ctx);
 }
 
-static mrec_status batch_run(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
-                             const int32_t *j, int n, mrec_context *ctx) {
+static mrec_status halves_run(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
+                              const int32_t *j, int n, mrec_context *ctx) {
     mrec_status st = m->stage(m->self, u, i, j, n);
     if (!st) st = mrec_adam_stage(adam, m->active, ctx);
     if (st) return st;
@@ -169,6 +169,30 @@ static mrec_status batch_run(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum 
                          sizeof key.model);
     if (m->launch_key) memcpy(key.model, m->launch_key, (size_t)m->launch_key_bytes);
     return mrec_graph_run(ctx, &key, sizeof key, batch_body, &w);
+}
+
+mrec_status mrec_fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
+                           const int32_t *j, int n, mrec_context *ctx) {
+    const char *name = m->name ? m->name : "model";
+    if (!m->loss_grad && !m->step && !m->stage) return mrec_fail(MREC_ERR_ARG, "fit: %s has no training step", name);
+    if (m->stage && m->launch) return halves_run(m, adam, sum, u, i, j, n, ctx); /* its work, loss and Adam as one body */
+    mrec_status st;
+    if (m->step) {
+        const double *left = m->step(m->self, u, i, j, n);
+        /* an op failed: its own error, not a loss to blame on the learning rate */
+        if (m->status && *m->status) return *m->status;
+        if (!left) return mrec_fail(MREC_ERR_ARG, "fit: %s: a batch left no loss", name);
+        st = mrec_loss_add(ctx, sum, left);
+    } else { /* the loss comes back to the host: a sum in host memory (a CPU context's) */
+        if (ctx->device != MREC_DEVICE_CPU)
+            return mrec_fail(MREC_ERR_UNSUPPORTED, "fit: %s returns its loss to the host only: it trains on the CPU", name);
+        double l = m->loss_grad(m->self, u, i, j, n);
+        if (m->status && *m->status) return *m->status;
+        st = mrec_loss_add(ctx, sum, &l);
+    }
+    /* on the CPU the sum is in host memory: a bad loss stops before Adam */
+    if (st || (ctx->device == MREC_DEVICE_CPU && sum->bad >= 0)) return st;
+    return mrec_adam_step_active(adam, m->active, ctx);
 }
 
 static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,
@@ -225,7 +249,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     /* the sum of the losses a model leaves on the device (mrec_model.step), kept there */
     mrec_arena sum_mem = {0};
     mrec_loss_sum *on_device = NULL;
-    if (!st && (m->step || m->stage) && !(st = mrec_arena_reserve(&sum_mem, sizeof *on_device, ctx->device, ctx->cuda)))
+    if (!st && !(st = mrec_arena_reserve(&sum_mem, sizeof *on_device, ctx->device, ctx->cuda)))
         on_device = mrec_arena_alloc(&sum_mem, sizeof *on_device);
     mrec_rng rng = {opt->seed};
     draw next = {.rng = &rng, .by_users = opt->sample_users, .batch_size = opt->batch_size};
@@ -243,39 +267,16 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         adam.lr = opt->lr * (decay == 1.0f ? 1.0f : powf(decay, (float)(epoch - 1) / every));
         int batches = 0;
         mrec_loss_sum sum = {.bad = -1};
-        if (on_device && (st = mrec_copy_to_device(ctx, on_device, &sum, sizeof sum))) break;
+        if ((st = mrec_copy_to_device(ctx, on_device, &sum, sizeof sum))) break;
         for (int64_t at = 0; at < sampler->n; at += opt->batch_size, batches++) {
             int n = (int)(sampler->n - at < opt->batch_size ? sampler->n - at : opt->batch_size);
             const int32_t *u = sampler->user + at, *i = sampler->pos + at, *j = sampler->neg + at;
-            if (m->stage && m->launch) { /* the model's work, its loss and Adam queued as one body */
-                if ((st = batch_run(m, &adam, on_device, u, i, j, n, ctx))) break;
-                if (ctx->device == MREC_DEVICE_CPU && on_device->bad >= 0) break;
-                continue;
-            }
-            const double *left = m->step ? m->step(m->self, u, i, j, n) : NULL;
-            double l = m->step ? 0 : m->loss_grad(m->self, u, i, j, n);
-            if (m->status && *m->status) { /* an op failed: its own error, not a loss to blame on the learning rate */
-                st = *m->status;
-                break;
-            }
-            if (m->step) {
-                if (!left) {
-                    st = mrec_fail(MREC_ERR_ARG, "fit: %s: batch %d of epoch %d left no loss", name, batches + 1, epoch);
-                    break;
-                }
-                /* on the CPU the sum is in host memory: a bad loss stops here, as one the host adds does */
-                if ((st = mrec_loss_add(ctx, on_device, left))) break;
-                if (ctx->device == MREC_DEVICE_CPU && on_device->bad >= 0) break;
-            } else if (!isfinite(l)) {
-                st = bad_loss(name, l, epoch, batches + 1);
-                break;
-            } else {
-                loss += l;
-            }
-            if ((st = mrec_adam_step_active(&adam, m->active, ctx))) break;
+            if ((st = mrec_fit_batch(m, &adam, on_device, u, i, j, n, ctx))) break;
+            /* on the CPU the sum is in host memory: a bad loss stops here */
+            if (ctx->device == MREC_DEVICE_CPU && on_device->bad >= 0) break;
         }
         /* the device's sum, read once an epoch; the first bad loss it saw stops training as the host's check would */
-        if (!st && on_device && !(st = mrec_copy_to_host(ctx, &sum, on_device, sizeof sum))) {
+        if (!st && !(st = mrec_copy_to_host(ctx, &sum, on_device, sizeof sum))) {
             if (sum.bad >= 0) st = bad_loss(name, sum.bad_loss, epoch, sum.bad + 1);
             loss += sum.sum;
         }

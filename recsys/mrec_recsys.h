@@ -596,6 +596,16 @@ typedef struct {
     void (*destroy)(void *self);
 } mrec_model;
 
+/* One training batch as mrec_fit takes it: the model's step (through its two
+ * halves where it has them: on a GPU one CUDA graph with what follows), its
+ * loss added to *sum (mrec_loss_add; in the context's memory), then Adam on
+ * the parameters the batch reached. On the CPU a batch whose loss is not
+ * finite stops before Adam (sum->bad says which); on a GPU the sum notes it
+ * for the host's read at the epoch's end. For the benches, which time the
+ * trainer's steps. */
+mrec_status mrec_fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
+                           const int32_t *j, int n, mrec_context *ctx);
+
 /* MostPop: every user gets the items by training popularity. */
 mrec_status mrec_mostpop_create(mrec_model *m, const mrec_user_items *train);
 /* BPRMF as MMRec's BPR: xavier-normal embeddings, loss = BPR + reg * (|U_b| + |I_b+| + |I_b-|) / n
