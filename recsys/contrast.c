@@ -25,17 +25,23 @@ static void carve(mrec_info_nce *c, mrec_arena *a) {
     size_t nw = (size_t)c->cap_n * c->cap_w;
 #define F(count) mrec_arena_alloc(a, sizeof(float) * (count))
     c->na = F(nw), c->nb = F(nw), c->ga = F(nw), c->gb = F(nw);
-    c->sim = F((size_t)c->cap_rows * c->cap_n);
+    c->sim = F((size_t)c->cap_sim);
 #undef F
     c->closs = mrec_arena_alloc(a, sizeof(double) * (size_t)c->cap_n);
     c->iota = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)c->cap_n);
 }
 
-/* Buffers for n rows of width w in blocks of rows, grown when asked for more than ever before. */
+/* Buffers for n rows of width w in blocks of rows, grown when asked for more than ever before: each size to the
+ * largest asked for, so that calls of two sizes in turn (MENTOR's users, then its items: fewer rows, taller blocks)
+ * do not reallocate at every call. */
 static mrec_status reserve(mrec_info_nce *c, mrec_context *ctx, int n, int w, int rows) {
-    if (c->ctx == ctx && n <= c->cap_n && w <= c->cap_w && rows <= c->cap_rows) return MREC_OK;
+    int64_t sim = (int64_t)rows * n;
+    if (c->ctx == ctx && n <= c->cap_n && w <= c->cap_w && sim <= c->cap_sim) return MREC_OK;
+    if (c->ctx == ctx) { /* grown: the larger of each */
+        n = n > c->cap_n ? n : c->cap_n, w = w > c->cap_w ? w : c->cap_w, sim = sim > c->cap_sim ? sim : c->cap_sim;
+    }
     mrec_info_nce_free(c);
-    c->ctx = ctx, c->cap_n = n, c->cap_w = w, c->cap_rows = rows;
+    c->ctx = ctx, c->cap_n = n, c->cap_w = w, c->cap_sim = sim;
     mrec_arena measure = mrec_arena_measure();
     carve(c, &measure);
     mrec_status st = mrec_arena_reserve(&c->mem, measure.peak, ctx->device, ctx->cuda);
@@ -51,12 +57,22 @@ static mrec_status reserve(mrec_info_nce *c, mrec_context *ctx, int n, int w, in
     return st;
 }
 
+/* the rows of a block of logits over n columns */
+static int block_of(const mrec_context *ctx, int n, int block_rows) {
+    int64_t auto_rows = (ctx->device == MREC_DEVICE_CPU ? BLOCK_FLOATS : BLOCK_FLOATS_GPU) / n;
+    int rows = block_rows > 0 ? block_rows : auto_rows < 1 ? 1 : auto_rows > n ? n : (int)auto_rows;
+    return rows > n ? n : rows;
+}
+
+mrec_status mrec_info_nce_reserve(mrec_info_nce *c, mrec_context *ctx, int n, int w, int block_rows) {
+    if (n < 1 || w < 1) return mrec_fail(MREC_ERR_ARG, "InfoNCE: %d rows of width %d", n, w);
+    return reserve(c, ctx, n, w, block_of(ctx, n, block_rows));
+}
+
 mrec_status mrec_info_nce_run(mrec_info_nce *c, mrec_context *ctx, double *loss_at, float *da, float *db, const float *a,
                               const float *b, int n, int w, float temp, float alpha, int block_rows) {
     if (n < 1 || w < 1) return mrec_fail(MREC_ERR_ARG, "InfoNCE: %d rows of width %d", n, w);
-    int64_t auto_rows = (ctx->device == MREC_DEVICE_CPU ? BLOCK_FLOATS : BLOCK_FLOATS_GPU) / n;
-    int rows = block_rows > 0 ? block_rows : auto_rows < 1 ? 1 : auto_rows > n ? n : (int)auto_rows;
-    if (rows > n) rows = n;
+    int rows = block_of(ctx, n, block_rows);
     mrec_status st = reserve(c, ctx, n, w, rows);
     if (!st) st = mrec_l2_normalize_rows(ctx, c->na, a, NORM_EPS, n, w);
     if (!st) st = mrec_l2_normalize_rows(ctx, c->nb, b, NORM_EPS, n, w);

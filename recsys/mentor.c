@@ -318,6 +318,9 @@ static mrec_status mentor_stage(void *self, const int32_t *u, const int32_t *i, 
     uint64_t keys[8];
     for (int k = 3; k < N_GCN; k++) keys[(k - 3) * 2] = noise_key(m, k, 0), keys[(k - 3) * 2 + 1] = noise_key(m, k, 1);
     mrec_status st = ensure_batch(m, n);
+    /* the contrast over all users, then all items */
+    if (!st && m->mask_g > 0) st = mrec_info_nce_reserve(&m->nce, m->ctx, m->n_users, 2 * m->dim, m->block_rows);
+    if (!st && m->mask_g > 0) st = mrec_info_nce_reserve(&m->nce, m->ctx, m->n_items, 2 * m->dim, m->block_rows);
     if (!st) st = mrec_step_keys_send(&m->step_keys, m->ctx, keys, 8);
     if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, 2 * m->dim);
     if (!st) st = mrec_batch_rows_stage(&m->rows, m->ctx, m->n_users, 1, parts, offset, n);

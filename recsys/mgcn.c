@@ -272,6 +272,7 @@ static mrec_status mgcn_stage(void *self, const int32_t *u, const int32_t *i, co
     const int32_t *parts[2] = {u, i};
     const int offset[2] = {0, m->n_users};
     mrec_status st = ensure_batch(m, n);
+    if (!st) st = mrec_info_nce_reserve(&m->nce, m->ctx, n, m->dim, 0);
     if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
     return st ? st : mrec_batch_rows_stage(&m->rows, m->ctx, m->n_nodes, 2, parts, offset, n);
 }

@@ -217,6 +217,7 @@ static mrec_status pgl_stage(void *self, const int32_t *u, const int32_t *i, con
     const int offset[2] = {0, m->n_users};
     uint64_t keys[2] = {dropout_key(m, 0), dropout_key(m, 1)};
     mrec_status st = ensure_batch(m, n);
+    if (!st && m->cl > 0) st = mrec_info_nce_reserve(&m->nce, m->ctx, n, m->width, 0);
     if (!st) st = mrec_step_keys_send(&m->step_keys, m->ctx, keys, 2);
     if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->width);
     if (!st && m->cl > 0) st = mrec_batch_rows_stage(&m->rows, m->ctx, m->n_nodes, 2, parts, offset, n);

@@ -158,10 +158,11 @@ void mrec_batch_items_free(mrec_batch_items *b);
  * n x n is formed for a large n. The buffers are grown, not per call. */
 typedef struct {
     mrec_context *ctx;
-    int cap_n, cap_w, cap_rows;
+    int cap_n, cap_w;
+    int64_t cap_sim;          /* floats of sim: the largest rows x n asked for */
     mrec_arena mem;           /* the buffers below, on the context's device */
     float *na, *nb, *ga, *gb; /* (cap_n, cap_w) the unit rows, their gradients */
-    float *sim;               /* (cap_rows, cap_n) a block's logits, then their gradient */
+    float *sim;               /* (cap_sim) a block's logits (rows, n), then their gradient */
     double *closs;            /* (cap_n) each row's loss */
     int32_t *iota;            /* (cap_n) 0, 1, ..: each row's own column */
 } mrec_info_nce;
@@ -171,6 +172,9 @@ typedef struct {
  * gradients, written. a, b (n, w), on the context's device. */
 mrec_status mrec_info_nce_run(mrec_info_nce *c, mrec_context *ctx, double *loss_at, float *da, float *db, const float *a,
                               const float *b, int n, int w, float temp, float alpha, int block_rows);
+/* The buffers mrec_info_nce_run will want for n rows of width w (grown, never shrunk; a step's stage calls it, so
+ * that its launches never allocate or upload). */
+mrec_status mrec_info_nce_reserve(mrec_info_nce *c, mrec_context *ctx, int n, int w, int block_rows);
 void mrec_info_nce_free(mrec_info_nce *c);
 
 /* A graph's copy where ctx runs, carved from a (a measuring arena counts

@@ -374,6 +374,7 @@ static mrec_status smore_stage(void *self, const int32_t *u, const int32_t *i, c
     for (int g = 0; g < N_VIEW; g++) keys[g] = key_of(m, m->step, g);
     m->step++; /* each batch its own masks, whatever happens */
     mrec_status st = ensure_batch(m, n);
+    if (!st) st = mrec_info_nce_reserve(&m->nce, m->ctx, n, m->dim, 0);
     if (!st) st = mrec_step_keys_send(&m->step_keys, m->ctx, keys, N_VIEW);
     if (!st) st = mrec_bpr_ops_stage(&m->bpr, m->ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim);
     return st ? st : mrec_batch_rows_stage(&m->rows, m->ctx, m->n_nodes, 2, parts, offset, n);

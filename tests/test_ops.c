@@ -292,6 +292,41 @@ static void test_entries(mrec_context *ctx) {
     t_status(mrec_dropout(ctx, got, x, 1.0f, 1, 0, N), MREC_ERR_ARG, "dropout with p = 1 is refused");
 }
 
+/* A graph's body on a CPU context: it runs, and a copy between host and device inside it is refused as a GPU's
+ * capture refuses it (a captured copy would replay its first source), with every kind of copy; outside, copies work. */
+typedef struct {
+    int kind, ran;
+    float src[4], dst[4];
+} copy_body_arg;
+
+static mrec_status copy_body(mrec_context *ctx, void *arg) {
+    copy_body_arg *a = arg;
+    a->ran = 1;
+    switch (a->kind) {
+    case 0: return MREC_OK;
+    case 1: return mrec_copy_to_device(ctx, a->dst, a->src, sizeof a->src);
+    case 2: return mrec_copy_to_host(ctx, a->dst, a->src, sizeof a->src);
+    case 3: return mrec_copy_to_device_staged(ctx, a->dst, a->src, sizeof a->src);
+    case 4: return mrec_copy_to_device_async(ctx, a->dst, a->src, sizeof a->src, MREC_STREAM_COMPUTE);
+    default: return mrec_copy_to_host_async(ctx, a->dst, a->src, sizeof a->src, MREC_STREAM_COMPUTE);
+    }
+}
+
+static void test_graph_body(mrec_context *ctx) {
+    int key = 1;
+    for (int kind = 0; kind < 6; kind++) {
+        copy_body_arg a = {.kind = kind, .src = {1, 2, 3, 4}};
+        mrec_status st = mrec_graph_run(ctx, &key, sizeof key, copy_body, &a);
+        if (kind == 0) t_check(st == MREC_OK && a.ran, "a graph's body runs on the CPU");
+        else
+            t_check(st == MREC_ERR_DEVICE && strstr(mrec_error_detail(), "inside a graph's body") && a.dst[0] == 0,
+                    "a copy inside a graph's body is refused on the CPU (kind %d): %s", kind, mrec_error_detail());
+    }
+    copy_body_arg a = {.src = {1, 2, 3, 4}};
+    t_check(ctx->in_graph == 0 && mrec_copy_to_device(ctx, a.dst, a.src, sizeof a.src) == MREC_OK && a.dst[3] == 4,
+            "after the body, copies work again");
+}
+
 int main(void) {
     t_suite("ops");
     test_context();
@@ -301,6 +336,7 @@ int main(void) {
     o.n_threads = 2;
     mrec_context *ctx;
     T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
+    test_graph_body(ctx);
     t_status(mrec_context_reserve(ctx, 1000), MREC_OK, "reserve a workspace");
     t_check(ctx->workspace.capacity >= 1000 && ctx->workspace.device == MREC_DEVICE_CPU, "workspace on the cpu");
     t_status(mrec_context_reserve(ctx, 500), MREC_OK, "a smaller reserve keeps the workspace");

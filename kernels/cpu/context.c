@@ -171,20 +171,28 @@ void mrec_host_free(mrec_context *ctx, void *ptr) {
 
 mrec_status mrec_copy_to_device_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream) {
     if (on_gpu(ctx)) return mrec_cuda_copy_h2d_async(ctx->cuda, dst, src, bytes, stream);
+    if (ctx->in_graph) return mrec_graph_copy_refused(bytes);
     if (bytes && dst != src) memcpy(dst, src, bytes);
     return MREC_OK;
 }
 
 mrec_status mrec_copy_to_device_staged(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
     if (on_gpu(ctx)) return mrec_cuda_copy_h2d_staged(ctx->cuda, dst, src, bytes);
+    if (ctx->in_graph) return mrec_graph_copy_refused(bytes);
     if (bytes && dst != src) memcpy(dst, src, bytes);
     return MREC_OK;
 }
 
 mrec_status mrec_copy_to_host_async(mrec_context *ctx, void *dst, const void *src, size_t bytes, mrec_stream stream) {
     if (on_gpu(ctx)) return mrec_cuda_copy_d2h_async(ctx->cuda, dst, src, bytes, stream);
+    if (ctx->in_graph) return mrec_graph_copy_refused(bytes);
     if (bytes && dst != src) memcpy(dst, src, bytes);
     return MREC_OK;
+}
+
+mrec_status mrec_graph_copy_refused(size_t bytes) {
+    return mrec_fail(MREC_ERR_DEVICE, "a copy of %zu bytes between host and device inside a graph's body (its launches may not copy: "
+                     "a captured copy would replay its first source)", bytes);
 }
 
 typedef struct {
@@ -199,7 +207,12 @@ static mrec_status graph_body(void *arg) {
 }
 
 mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes, mrec_graph_body body, void *arg) {
-    if (!on_gpu(ctx)) return body(ctx, arg);
+    if (!on_gpu(ctx)) {
+        ctx->in_graph++;
+        mrec_status st = body(ctx, arg);
+        ctx->in_graph--;
+        return st;
+    }
     graph_thunk t = {body, ctx, arg};
     return mrec_cuda_graph_run(ctx->cuda, key, key_bytes, graph_body, &t);
 }

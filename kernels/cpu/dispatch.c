@@ -400,12 +400,14 @@ mrec_status mrec_copy_rows(mrec_context *ctx, float *out, int ld_out, const floa
 
 mrec_status mrec_copy_to_device(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
     if (on_gpu(ctx)) return bytes ? mrec_cuda_copy_h2d(ctx->cuda, dst, src, bytes) : MREC_OK;
+    if (ctx->in_graph) return mrec_graph_copy_refused(bytes);
     if (bytes && dst != src) memcpy(dst, src, bytes);
     return MREC_OK;
 }
 
 mrec_status mrec_copy_to_host(mrec_context *ctx, void *dst, const void *src, size_t bytes) {
     if (on_gpu(ctx)) return bytes ? mrec_cuda_copy_d2h(ctx->cuda, dst, src, bytes) : MREC_OK;
+    if (ctx->in_graph) return mrec_graph_copy_refused(bytes);
     if (bytes && dst != src) memcpy(dst, src, bytes);
     return MREC_OK;
 }
