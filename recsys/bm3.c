@@ -21,8 +21,10 @@
  * targets are mrec_hash_dropout under the host path's keys (the same masks),
  * a cosine's gradient is the backward of unit rows (mrec_l2_normalize_rows),
  * the batch's rows are gathered and their gradients scattered back in batch
- * order, and EmbLoss's norms are column sums by GEMM. The host sees the
- * batch's cosines and those d sums. Both paths share the model's arrays.
+ * order, and EmbLoss's norms are column sums by GEMM. The batch's loss stays
+ * on the device, and the step's dropout keys go up with its rows, so its
+ * launches replay as one CUDA graph on a GPU. Both paths share the model's
+ * arrays.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"

@@ -10,8 +10,8 @@
  * U and I are one table, users then items. On a CPU context a batch runs as
  * the loops below; on a GPU context (or after mrec_bprmf_use_ops) the table
  * and its gradient live on the device and a batch runs through the op
- * entries (bpr_ops.c), the loss computed by the same host code from the
- * scores and norms it sends back.
+ * entries (bpr_ops.c), its loss left on the device; that path comes in the
+ * trainer's two halves (stage, launch), one CUDA graph a batch on a GPU.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"

@@ -28,9 +28,10 @@
  * (mrec_index_csr), so no sum needs an atomic. The learned kNN is a GEMM of
  * unit rows and mrec_topk_rows per block, the graph's backward the same
  * algebra on the entries (gathered dot products, group sums by sparse
- * products). The host sees the batch's scores and norms, the modality
- * weights (M numbers) at each rebuild, and the few sums of the graph's
- * backward.
+ * products). The host sees the modality weights (M numbers) at each
+ * rebuild and the few sums of the graph's backward; a batch's loss stays on
+ * the device, and a batch that does not rebuild S waits for nothing (on a
+ * GPU, one CUDA graph with Adam).
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"

@@ -21,7 +21,7 @@
  * Two paths compute this: the host loops (a CPU context), and the op path (a
  * GPU context always, a CPU one after mrec_lightgcnm_use_ops) where every
  * array, the features and a copy of the graph stay on the context's device
- * and the host sees the batch's scores and norms. There the unit rows are
+ * and a batch's loss stays there too. There the unit rows are
  * mrec_l2_normalize_rows and its backward, the batch's rows go through the
  * BPR step of bpr_ops.c (the regularizer's item rows with the BPR part, the
  * users' ego rows in a second scatter), and the bias gradient is ones^T dY.

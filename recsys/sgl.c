@@ -29,8 +29,8 @@
  * (each epoch's view graphs are copied there once, as FREEDOM's pruned
  * graph), the batch goes through the BPR step of bpr_ops.c, the unit rows
  * through mrec_l2_normalize_rows and its backward, and each block of anchors
- * through a GEMM and mrec_softmax_xent_rows; the host sees the scores, the
- * norms and the contrast's per-row losses. Both paths share the arrays,
+ * through a GEMM and mrec_softmax_xent_rows; the batch's loss, the
+ * contrast's included, stays on the device. Both paths share the arrays,
  * carved from one allocation on the device.
  */
 #include "mrec_recsys.h"

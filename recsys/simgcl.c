@@ -31,8 +31,10 @@
  * the noise is drawn inside mrec_sign_noise from the same key (the same
  * numbers as the host's buffer), the batch goes through the BPR step of
  * bpr_ops.c, and each contrast gathers its distinct rows, scores them with a
- * GEMM and takes mrec_softmax_xent_rows; the host sees the scores, the norms
- * and the contrast's per-row losses. Both paths share the (N, d) arrays.
+ * GEMM and takes mrec_softmax_xent_rows; the batch's loss stays on the
+ * device. The contrast is as wide as the batch's distinct rows, found on the
+ * host, so the op path is not split for a CUDA graph (a graph's sizes are
+ * fixed). Both paths share the (N, d) arrays.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
