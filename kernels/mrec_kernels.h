@@ -808,8 +808,11 @@ mrec_status mrec_event_sync(mrec_context *ctx, mrec_event *ev);
  * launch, whose cost (a few to tens of microseconds, more through cuDNN's
  * legacy calls) left the GPU idle between short kernels. The key holds the
  * bytes of everything the launches depend on that may change between calls
- * (device pointers, sizes); the context's own scratch is added to it, and
- * every graph is dropped when weights are uploaded or freed. The body must
+ * (device pointers, sizes); the context's own scratch is added to it. Every
+ * graph is dropped when weights are uploaded or freed, and freeing a block of
+ * device memory drops the graphs captured while it lived (not those captured
+ * before it was allocated: an evaluation's buffers between two epochs leave a
+ * training loop's graphs alone). The body must
  * launch on the context's stream alone and need nothing back from the
  * device in between (no waits, no copies to the host): where capturing
  * fails, the body runs as it is, and that key is not tried again. The first

@@ -2275,6 +2275,60 @@ static void test_staged_uploads(void) {
     free(back), free(big), free(bigback), free(x);
 }
 
+/* Freeing device memory drops the graphs that may name it, and only those: a graph captured before a block was
+ * allocated survives its free (an evaluation's buffers between two epochs), one captured while it lived does not,
+ * and the dropped key is captured anew on its next call. */
+typedef struct {
+    float *x;
+    int n;
+} scale_body;
+
+static mrec_status scale_run(void *arg) {
+    scale_body *b = arg;
+    return mrec_scale_cuda(b->x, b->x, 2.0f, b->n, cu);
+}
+
+static void test_graph_frees(void) {
+    enum { N = 4099 };
+    float *a = NULL, *later = NULL, one = 1, back = 0;
+    scale_body body = {.n = N};
+    int c0 = mrec_cuda_graph_count(cu); /* graphs an earlier test left */
+    int key = 7, ok = !mrec_cuda_malloc(cu, (void **)&a, sizeof(float) * N);
+    ok = ok && !mrec_fill_cuda(a, 1.0f, N, cu);
+    body.x = a;
+    for (int i = 0; ok && i < 3; i++) ok = !mrec_cuda_graph_run(cu, &key, sizeof key, scale_run, &body); /* plain, captured, replayed */
+    if (!t_check(ok && mrec_cuda_graph_count(cu) == c0 + 1, "graph frees: a body captured (%d graphs) %s", mrec_cuda_graph_count(cu),
+                 ok ? "" : mrec_error_detail()))
+        goto done;
+    ok = !mrec_cuda_malloc(cu, (void **)&later, 64);
+    mrec_cuda_free(cu, later);
+    t_check(ok && mrec_cuda_graph_count(cu) == c0 + 1, "graph frees: a block allocated after the capture and freed leaves the graph (%d)",
+            mrec_cuda_graph_count(cu));
+    long long replays = mrec_cuda_graph_launches();
+    ok = !mrec_cuda_graph_run(cu, &key, sizeof key, scale_run, &body);
+    t_check(ok && mrec_cuda_graph_launches() == replays + 1, "graph frees: the kept graph replays");
+    float *b = NULL; /* a second block the graph lived beside: its free drops it */
+    if (!mrec_cuda_malloc(cu, (void **)&b, 64)) {
+        ok = !mrec_cuda_graph_run(cu, &key, sizeof key, scale_run, &body);
+        int key2 = 8;
+        for (int i = 0; ok && i < 2; i++) ok = !mrec_cuda_graph_run(cu, &key2, sizeof key2, scale_run, &body);
+        t_check(ok && mrec_cuda_graph_count(cu) == c0 + 2, "graph frees: a second key captured (%d)", mrec_cuda_graph_count(cu));
+        mrec_cuda_free(cu, b);
+        t_check(mrec_cuda_graph_count(cu) == c0 + 1, "graph frees: the free of a block that lived at a capture drops that graph alone (%d left)",
+                mrec_cuda_graph_count(cu));
+        replays = mrec_cuda_graph_launches();
+        ok = !mrec_cuda_graph_run(cu, &key2, sizeof key2, scale_run, &body);
+        t_check(ok && mrec_cuda_graph_count(cu) == c0 + 2 && mrec_cuda_graph_launches() == replays + 1,
+                "graph frees: the dropped key is captured anew on its next call and replayed");
+    }
+    /* 1 doubled by each call: 3 + 1 + 1 + 2 + 1 */
+    if (t_status(mrec_cuda_sync(cu), MREC_OK, "graph frees: sync") && down(&back, a + N - 1, sizeof back))
+        t_check(back == ldexpf(one, 8), "graph frees: every call ran once, replayed or not (%g, want 256)", back);
+done:
+    mrec_cuda_free(cu, a);
+    t_check(mrec_cuda_graph_count(cu) == c0, "graph frees: the free of the graph's own buffer drops it (%d left)", mrec_cuda_graph_count(cu));
+}
+
 static void test_graph_replay(void) {
     static const char *names[3] = {"resnet_tiny", "vit_tiny", "the tiny CLIP's image tower"};
     static const char *inputs[3] = {FIX "vision/images_64x72.npy", FIX "vision/images_32.npy", FIX "clip/pixel_values.npy"};
@@ -2369,6 +2423,7 @@ int main(void) {
     test_attention();
     test_op_layer();
     test_staged_uploads();
+    test_graph_frees();
     if (getenv("MREC_UNDER_SANITIZER")) { /* tools/gpu/check.sh: the kernels at small shapes, in the time it allows */
         t_skip("under compute-sanitizer: the encoders' shapes, the encoders, extractors and recommenders are left to the plain run");
         mrec_cuda_destroy(cu);

@@ -48,6 +48,9 @@ struct mrec_cuda {
     int n_lt_algos, cap_lt_algos;
     struct mrec_cuda_graph *graphs; /* mrec_cuda_graph_run's keys and graphs (device.cu) */
     int n_graphs, next_graph;
+    struct mrec_cuda_block *blocks; /* mrec_cuda_malloc's live allocations and their numbers (device.cu) */
+    int n_blocks, cap_blocks;
+    unsigned long long n_allocs;    /* allocations made so far: the last one's number */
     void *stage[MREC_STAGE_SLOTS];            /* mrec_cuda_copy_h2d_staged's pinned slots, made when first used */
     cudaEvent_t stage_done[MREC_STAGE_SLOTS]; /* each slot's last copy */
     int stage_next;

@@ -78,6 +78,7 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     free(cu->weights);
     mrec_cuda_graphs_clear(cu);
     free(cu->graphs);
+    free(cu->blocks);
     for (int k = 0; k < MREC_STAGE_SLOTS; k++) {
         if (cu->stage_done[k]) cudaEventSynchronize(cu->stage_done[k]), cudaEventDestroy(cu->stage_done[k]);
         if (cu->stage[k]) cudaFreeHost(cu->stage[k]);
@@ -97,18 +98,44 @@ extern "C" void mrec_cuda_destroy(mrec_cuda *cu) {
     free(cu);
 }
 
+/* An allocation and its number: a graph captured before it was made cannot name it (mrec_cuda_free). */
+struct mrec_cuda_block {
+    void *ptr;
+    unsigned long long n;
+};
+
+static void graphs_drop_since(mrec_cuda *cu, unsigned long long n);
+
 extern "C" mrec_status mrec_cuda_malloc(mrec_cuda *cu, void **ptr, size_t bytes) {
-    (void)cu;
     *ptr = NULL;
-    return mrec_cuda_check(cudaMalloc(ptr, bytes), "cudaMalloc");
+    mrec_status st = mrec_cuda_check(cudaMalloc(ptr, bytes), "cudaMalloc");
+    if (st || !cu) return st;
+    if (cu->n_blocks == cu->cap_blocks) { /* untracked if this fails: its free then drops every graph */
+        int cap = cu->cap_blocks ? 2 * cu->cap_blocks : 64;
+        mrec_cuda_block *b = (mrec_cuda_block *)realloc(cu->blocks, sizeof *b * (size_t)cap);
+        if (!b) return MREC_OK;
+        cu->blocks = b, cu->cap_blocks = cap;
+    }
+    cu->blocks[cu->n_blocks++] = (mrec_cuda_block){*ptr, ++cu->n_allocs};
+    return MREC_OK;
 }
 
 /* A graph may name the memory freed, and a later allocation may reuse its address for something else: the
- * graphs are dropped (an arena is freed when it grows or its owner goes, not per batch). */
+ * graphs captured while it lived are dropped. One captured before it was allocated cannot name it (any block
+ * that lived at that capture and shared its address was freed first, and dropped the graph then), so an
+ * evaluation's buffers, made and freed between two epochs, leave the training batches' graphs alone. */
 extern "C" void mrec_cuda_free(mrec_cuda *cu, void *ptr) {
     if (!ptr) return;
     cudaFree(ptr);
-    if (cu) mrec_cuda_graphs_clear(cu);
+    if (!cu) return;
+    for (int i = 0; i < cu->n_blocks; i++)
+        if (cu->blocks[i].ptr == ptr) {
+            unsigned long long n = cu->blocks[i].n;
+            cu->blocks[i] = cu->blocks[--cu->n_blocks];
+            graphs_drop_since(cu, n);
+            return;
+        }
+    mrec_cuda_graphs_clear(cu); /* not from mrec_cuda_malloc: nothing known of it */
 }
 
 /* cudaMemcpyDefault: src may already be on the device (a batch uploaded ahead on the copy stream). */
@@ -260,13 +287,24 @@ struct mrec_cuda_graph {
     unsigned char key[MREC_GRAPH_KEY_MAX + 3 * sizeof(void *)];
     size_t len;
     int state;
-    cudaGraphExec_t exec; /* GRAPH_READY */
+    cudaGraphExec_t exec;         /* GRAPH_READY */
+    unsigned long long allocs;    /* cu->n_allocs when captured: blocks numbered above it came later */
 };
 
 void mrec_cuda_graphs_clear(mrec_cuda *cu) {
     for (int i = 0; i < cu->n_graphs; i++)
         if (cu->graphs[i].exec) cudaGraphExecDestroy(cu->graphs[i].exec);
     cu->n_graphs = cu->next_graph = 0;
+}
+
+/* Drops the graphs captured once block n had been allocated; their keys stay, so the next call captures anew. */
+static void graphs_drop_since(mrec_cuda *cu, unsigned long long n) {
+    for (int i = 0; i < cu->n_graphs; i++) {
+        mrec_cuda_graph *g = &cu->graphs[i];
+        if (g->state != GRAPH_READY || g->allocs < n) continue;
+        cudaGraphExecDestroy(g->exec);
+        g->exec = NULL, g->state = GRAPH_SEEN;
+    }
 }
 
 /* Runs fn(arg) for real; a capture that failed leaves no error behind it. */
@@ -304,6 +342,7 @@ extern "C" mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_
     if (g->state == GRAPH_REFUSED) return fn(arg);
     if (g->state == GRAPH_SEEN) { /* the second call: captured, then replayed */
         cudaGraph_t graph = NULL;
+        unsigned long long allocs = cu->n_allocs;
         if (cudaStreamBeginCapture(cu->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return run_plain(g, fn, arg);
         mrec_status st = fn(arg);
         cudaError_t end = cudaStreamEndCapture(cu->stream, &graph);
@@ -311,7 +350,7 @@ extern "C" mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_
         bool made = !st && end == cudaSuccess && graph && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
         if (graph) cudaGraphDestroy(graph);
         if (!made) return run_plain(g, fn, arg);
-        g->exec = exec, g->state = GRAPH_READY;
+        g->exec = exec, g->state = GRAPH_READY, g->allocs = allocs;
     }
     mrec_status st = mrec_cuda_check(cudaGraphLaunch(g->exec, cu->stream), "cudaGraphLaunch");
     if (!st) __atomic_add_fetch(&graph_launches, 1, __ATOMIC_RELAXED);
