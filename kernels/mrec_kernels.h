@@ -981,6 +981,7 @@ mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *loss, const
 mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda *cu);
 /* mrec_loss_term_cpu, _cos_cpu and _norm_cpu on the device, one block each (the sums in a fixed tree) */
 mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu);
+mrec_status mrec_loss_term_at_cuda(double *loss, const double *x, const int32_t *live, float scale, mrec_cuda *cu);
 mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n, float weight, mrec_cuda *cu);
 mrec_status mrec_loss_norm_cuda(float *coef, double *loss, const float *sq, int n, float reg, int div, mrec_cuda *cu);
 /* mrec_loss_dot_cpu: blocks' shares (their count from n alone), then their sums, each in a fixed tree */
@@ -1198,6 +1199,9 @@ void mrec_loss_add_cpu(mrec_loss_sum *sum, const double *loss);
 /* *loss += scale * (x[0] + ... + x[n - 1]) / div: a term of a batch's loss made of per-row losses (InfoNCE's),
  * summed in order in double */
 void mrec_loss_term_cpu(double *loss, const double *x, int n, float scale, double div);
+/* The same with n = div = *live, read from memory (nothing added for live <= 0): the bits of
+ * mrec_loss_term_cpu(loss, x, live, scale, live) */
+void mrec_loss_term_at_cpu(double *loss, const double *x, const int32_t *live, float scale);
 /* *loss += weight (1 - (cos[0] + ... + cos[n - 1]) / n): BM3's cosine loss, the sum in order in double */
 void mrec_loss_cos_cpu(double *loss, const float *cos, int n, float weight);
 /* The regularizer reg |X| / div of one table from its squared entries' partial sums sq (n, summed in order
@@ -1244,6 +1248,8 @@ mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, doubl
 mrec_status mrec_loss_add(mrec_context *ctx, mrec_loss_sum *sum, const double *loss);
 /* loss (1) and x (n) in the context's memory */
 mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int n, float scale, double div);
+/* the same with n = div = *live, live too in the context's memory */
+mrec_status mrec_loss_term_at(mrec_context *ctx, double *loss, const double *x, const int32_t *live, float scale);
 mrec_status mrec_loss_cos(mrec_context *ctx, double *loss, const float *cos, int n, float weight);
 mrec_status mrec_loss_norm(mrec_context *ctx, float *coef, double *loss, const float *sq, int n, float reg, int div);
 /* loss (1), x, y (n) in the context's memory */
@@ -1367,6 +1373,15 @@ void mrec_softmax_xent_rows_cpu(float *g, double *loss, const float *s, const in
                                 mrec_pool *pool);
 mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R,
                                         int C, mrec_cuda *cu);
+/* The same over a square problem padded to (R, C), its size and alpha in the context's memory, where a graph
+ * replayed for every batch finds them (SimGCL's contrast over a batch's distinct rows, at most the batch):
+ * with live = *live (clamped to [0, min(R, C)]), row r < live is the row of live columns (pitch C) against
+ * the diagonal with alpha *alpha, its bits those of mrec_softmax_xent_rows over the (live, live) problem;
+ * every other entry of g and loss is 0. */
+void mrec_softmax_xent_rows_at_cpu(float *g, double *loss, const float *s, const float *alpha, const int32_t *live, int R, int C,
+                                   mrec_pool *pool);
+mrec_status mrec_softmax_xent_rows_at_cuda(float *g, double *loss, const float *s, const float *alpha, const int32_t *live, int R,
+                                           int C, mrec_cuda *cu);
 /* LATTICE's normalized Laplacian: out (n) = in^-1/2 where in > 0, 0 where in
  * is 0, NaN below (torch.pow(rowsum, -0.5) with its infinities zeroed), as
  * 1 / sqrt(in) with both steps correctly rounded: the same bits everywhere;
@@ -1396,6 +1411,8 @@ mrec_status mrec_sign_noise_at(mrec_context *ctx, float *x, const float *u, floa
 mrec_status mrec_gumbel_noise_at(mrec_context *ctx, float *out, const uint64_t *key, int64_t n);
 mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                    int R, int C);
+mrec_status mrec_softmax_xent_rows_at(mrec_context *ctx, float *g, double *loss, const float *s, const float *alpha, const int32_t *live,
+                                      int R, int C);
 mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n);
 mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, const int32_t *nbr,
                             const float *sim, int u0, int R, int C, int k);

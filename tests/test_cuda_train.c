@@ -766,6 +766,51 @@ static void contrast_ops(mrec_context *ctx, const char *where) {
         t_status(mrec_softmax_xent_rows(ctx, out, lout, x, bad, 1, 2, C), MREC_ERR_ARG, "%s: a target outside the columns refused",
                  where);
     }
+    /* Padded (mrec_softmax_xent_rows_at, SimGCL's contrast in a graph): a (K, K) problem whose first LIVE rows and
+     * columns are the (LIVE, LIVE) one: its rows the bits of that problem's on the same device, every other entry 0;
+     * then the loss term over the live rows (mrec_loss_term_at), and none for a count of 0 */
+    {
+        enum { LIVE = 29 };
+        const float alpha = 0.61f;
+        const int32_t live = LIVE, none = 0;
+        const double start = 0.25;
+        float sub[LIVE * LIVE], want[LIVE * LIVE];
+        double lwant[LIVE], got[3];
+        for (int r = 0; r < LIVE; r++) memcpy(sub + r * LIVE, x + (size_t)r * K, sizeof(float) * LIVE);
+        float *dsub = place(ctx, &a, sub, sizeof sub), *dalpha = place(ctx, &a, &alpha, sizeof alpha);
+        int32_t *dlive = place(ctx, &a, &live, sizeof live), *dnone = place(ctx, &a, &none, sizeof none);
+        double *dsum[3];
+        for (int q = 0; q < 3; q++) dsum[q] = place(ctx, &a, &start, sizeof start);
+        if (dsub && dalpha && dlive && dnone && dsum[0] && dsum[1] && dsum[2] &&
+            t_status(mrec_softmax_xent_rows(ctx, dsub, dloss, dsub, NULL, alpha, LIVE, LIVE), MREC_OK, "%s: a (%d, %d) InfoNCE", where,
+                     LIVE, LIVE) &&
+            fetch(ctx, want, dsub, LIVE * LIVE) &&
+            t_status(mrec_copy_to_host(ctx, lwant, dloss, sizeof lwant), MREC_OK, "%s: its losses", where) &&
+            t_status(mrec_copy_to_device(ctx, dout, x, sizeof(float) * K * K), MREC_OK, "%s: scores up", where) &&
+            t_status(mrec_softmax_xent_rows_at(ctx, dout, dloss, dout, dalpha, dlive, K, K), MREC_OK, "%s: InfoNCE padded", where) &&
+            fetch(ctx, out, dout, (int64_t)K * K) &&
+            t_status(mrec_copy_to_host(ctx, lout, dloss, sizeof(double) * K), MREC_OK, "%s: its losses", where)) {
+            int wrong = 0;
+            for (int r = 0; r < K; r++) {
+                for (int c = 0; c < K; c++) {
+                    float w = r < LIVE && c < LIVE ? want[r * LIVE + c] : 0.0f;
+                    wrong += memcmp(&w, &out[(size_t)r * K + c], sizeof w) != 0;
+                }
+                double lw = r < LIVE ? lwant[r] : 0.0;
+                wrong += memcmp(&lw, &lout[r], sizeof lw) != 0;
+            }
+            t_check(wrong == 0, "%s: InfoNCE's rows padded from (%d, %d) to (%d, %d), the count and alpha in memory: the live block's "
+                    "bits, zeros elsewhere (%d wrong)", where, LIVE, LIVE, K, K, wrong);
+            if (t_status(mrec_loss_term(ctx, dsum[0], dloss, LIVE, 0.7f, LIVE), MREC_OK, "%s: loss term", where) &&
+                t_status(mrec_loss_term_at(ctx, dsum[1], dloss, dlive, 0.7f), MREC_OK, "%s: loss term, its count in memory", where) &&
+                t_status(mrec_loss_term_at(ctx, dsum[2], dloss, dnone, 0.7f), MREC_OK, "%s: loss term of none", where)) {
+                for (int q = 0; q < 3; q++) mrec_copy_to_host(ctx, &got[q], dsum[q], sizeof got[q]);
+                t_check(!memcmp(&got[0], &got[1], sizeof got[0]) && got[0] != start && got[2] == start,
+                        "%s: a loss term with its count in memory, the bits of the count as a value (%.17g, %.17g); a count of 0 adds "
+                        "nothing (%.17g)", where, got[0], got[1], got[2]);
+            }
+        }
+    }
     /* LATTICE's inverse square root: positive, zero and negative entries, in place, against 1 / sqrt in double rounded */
     for (int64_t t = 0; t < n; t++) u[t] = t % 7 == 0 ? 0.0f : t % 11 == 0 ? -u[t] : u[t] * 50.0f;
     mrec_inv_sqrt_ref(ref, u, n);

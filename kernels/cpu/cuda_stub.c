@@ -220,6 +220,9 @@ mrec_status mrec_loss_add_cuda(mrec_loss_sum *sum, const double *loss, mrec_cuda
 mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_loss_term_at_cuda(double *loss, const double *x, const int32_t *live, float scale, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_loss_cos_cuda(double *loss, const float *cos, int n, float weight, mrec_cuda *cu) {
     return no_cuda();
 }
@@ -305,6 +308,10 @@ mrec_status mrec_gumbel_noise_cuda(float *out, uint64_t key, int64_t n, mrec_cud
 }
 mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R,
                                         int C, mrec_cuda *cu) {
+    return no_cuda();
+}
+mrec_status mrec_softmax_xent_rows_at_cuda(float *g, double *loss, const float *s, const float *alpha, const int32_t *live, int R,
+                                           int C, mrec_cuda *cu) {
     return no_cuda();
 }
 mrec_status mrec_inv_sqrt_cuda(float *out, const float *in, int64_t n, mrec_cuda *cu) {

@@ -522,6 +522,12 @@ mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int
     return MREC_OK;
 }
 
+mrec_status mrec_loss_term_at(mrec_context *ctx, double *loss, const double *x, const int32_t *live, float scale) {
+    if (on_gpu(ctx)) return mrec_loss_term_at_cuda(loss, x, live, scale, ctx->cuda);
+    mrec_loss_term_at_cpu(loss, x, live, scale);
+    return MREC_OK;
+}
+
 mrec_status mrec_loss_cos(mrec_context *ctx, double *loss, const float *cos, int n, float weight) {
     if (n < 1) return mrec_fail(MREC_ERR_ARG, "cosine loss of %d rows", n);
     if (on_gpu(ctx)) return mrec_loss_cos_cuda(loss, cos, n, weight, ctx->cuda);
@@ -695,6 +701,14 @@ mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, co
             if (target[r] < 0 || target[r] >= C)
                 return mrec_fail(MREC_ERR_ARG, "softmax cross-entropy: target %d of row %d is outside [0, %d)", target[r], r, C);
     mrec_softmax_xent_rows_cpu(g, loss, s, target, alpha, R, C, ctx->pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_softmax_xent_rows_at(mrec_context *ctx, float *g, double *loss, const float *s, const float *alpha, const int32_t *live,
+                                      int R, int C) {
+    if (R < 0 || C < 1) return mrec_fail(MREC_ERR_ARG, "softmax cross-entropy: (%d, %d) scores", R, C);
+    if (on_gpu(ctx)) return mrec_softmax_xent_rows_at_cuda(g, loss, s, alpha, live, R, C, ctx->cuda);
+    mrec_softmax_xent_rows_at_cpu(g, loss, s, alpha, live, R, C, ctx->pool);
     return MREC_OK;
 }
 

@@ -232,6 +232,10 @@ void mrec_loss_term_cpu(double *loss, const double *x, int n, float scale, doubl
     *loss += scale * s / div;
 }
 
+void mrec_loss_term_at_cpu(double *loss, const double *x, const int32_t *live, float scale) {
+    if (*live > 0) mrec_loss_term_cpu(loss, x, *live, scale, *live);
+}
+
 void mrec_loss_cos_cpu(double *loss, const float *cos, int n, float weight) {
     double c = 0;
     for (int r = 0; r < n; r++) c += cos[r];
@@ -603,7 +607,7 @@ typedef struct {
     const int32_t *target;
     float eps;
     uint64_t key, offset;
-    int C;
+    int C, live;
 } cl_args;
 
 static void sign_noise_range(void *arg, int64_t lo, int64_t hi) {
@@ -739,17 +743,28 @@ static int xent_level(void) {
 #define xent_row_avx2(out, loss, in, t, alpha, C) ((void)0)
 #endif
 
+/* One row of C scores against its target t, by the widest instructions the CPU has. */
+static void xent_row(float *g, double *loss, const float *s, int32_t t, float alpha, int C) {
+    int level = xent_level();
+    if (level == 2) xent_row_avx512(g, loss, s, t, alpha, C);
+    else if (level == 1) xent_row_avx2(g, loss, s, t, alpha, C);
+    else mrec_softmax_xent_rows_ref(g, loss, s, &t, alpha, 1, C);
+}
+
 static void xent_range(void *arg, int64_t lo, int64_t hi) {
     const cl_args *a = arg;
+    for (int64_t r = lo; r < hi; r++) /* the diagonal (no targets): row r's target is r */
+        xent_row(a->g + (size_t)r * a->C, a->loss + r, a->s + (size_t)r * a->C, a->target ? a->target[r] : (int32_t)r, a->eps, a->C);
+}
+
+/* The live rows as rows of live columns (their pitch C); the rest zeros. */
+static void xent_live_range(void *arg, int64_t lo, int64_t hi) {
+    const cl_args *a = arg;
     for (int64_t r = lo; r < hi; r++) {
-        /* the diagonal (no targets): row r's target is r */
-        int32_t t = a->target ? a->target[r] : (int32_t)r;
         float *g = a->g + (size_t)r * a->C;
-        const float *s = a->s + (size_t)r * a->C;
-        int level = xent_level();
-        if (level == 2) xent_row_avx512(g, a->loss + r, s, t, a->eps, a->C);
-        else if (level == 1) xent_row_avx2(g, a->loss + r, s, t, a->eps, a->C);
-        else mrec_softmax_xent_rows_ref(g, a->loss + r, s, &t, a->eps, 1, a->C);
+        if (r < a->live) xent_row(g, a->loss + r, a->s + (size_t)r * a->C, (int32_t)r, a->eps, a->live);
+        else a->loss[r] = 0;
+        memset(g + (r < a->live ? a->live : 0), 0, sizeof(float) * (size_t)(a->C - (r < a->live ? a->live : 0)));
     }
 }
 
@@ -757,6 +772,13 @@ void mrec_softmax_xent_rows_cpu(float *g, double *loss, const float *s, const in
                                 mrec_pool *pool) {
     cl_args a = {.g = g, .loss = loss, .s = s, .target = target, .eps = alpha, .C = C};
     mrec_parallel_range(pool, R, 1 + 4096 / (C > 0 ? C : 1), xent_range, &a);
+}
+
+void mrec_softmax_xent_rows_at_cpu(float *g, double *loss, const float *s, const float *alpha, const int32_t *live, int R, int C,
+                                   mrec_pool *pool) {
+    int n = *live < 0 ? 0 : *live > R ? R : *live;
+    cl_args a = {.g = g, .loss = loss, .s = s, .eps = *alpha, .C = C, .live = n > C ? C : n};
+    mrec_parallel_range(pool, R, 1 + 4096 / (C > 0 ? C : 1), xent_live_range, &a);
 }
 
 /* ---- LATTICE's normalized Laplacian ---- */

@@ -287,8 +287,10 @@ extern "C" mrec_status mrec_bpr_batch_loss_cuda(float *dx, float *coef, double *
 }
 
 /* One block: each thread's strided values, then a fixed tree; thread 0 adds the term. */
-__global__ static void loss_term_kernel(double *loss, const double *x, int n, float scale, double div) {
+__global__ static void loss_term_kernel(double *loss, const double *x, int n, float scale, double div, const int32_t *live) {
     __shared__ double part[THREADS][4];
+    if (live && (n = *live) <= 0) return; /* mrec_loss_term_at: the count in memory, nothing for none */
+    if (live) div = n;
     double v[4] = {0, 0, 0, 0};
     for (int r = threadIdx.x; r < n; r += THREADS) v[0] += x[r];
     block_sum4(part, v);
@@ -296,7 +298,13 @@ __global__ static void loss_term_kernel(double *loss, const double *x, int n, fl
 }
 
 extern "C" mrec_status mrec_loss_term_cuda(double *loss, const double *x, int n, float scale, double div, mrec_cuda *cu) {
-    loss_term_kernel<<<1, THREADS, 0, cu->stream>>>(loss, x, n, scale, div);
+    loss_term_kernel<<<1, THREADS, 0, cu->stream>>>(loss, x, n, scale, div, NULL);
+    return MREC_CUDA_LAUNCHED("loss_term");
+}
+
+/* x (at most its capacity), *live: device memory */
+extern "C" mrec_status mrec_loss_term_at_cuda(double *loss, const double *x, const int32_t *live, float scale, mrec_cuda *cu) {
+    loss_term_kernel<<<1, THREADS, 0, cu->stream>>>(loss, x, 0, scale, 1, live);
     return MREC_CUDA_LAUNCHED("loss_term");
 }
 
@@ -346,7 +354,7 @@ extern "C" mrec_status mrec_loss_dot_cuda(double *loss, const float *x, const fl
     loss_dot_parts_kernel<<<(unsigned)P, THREADS, 0, cu->stream>>>(cu->dot_part, x, y, n, share);
     mrec_status st = MREC_CUDA_LAUNCHED("loss dot (parts)");
     if (st) return st;
-    loss_term_kernel<<<1, THREADS, 0, cu->stream>>>(loss, cu->dot_part, (int)P, scale, div); /* the shares' sums, a term */
+    loss_term_kernel<<<1, THREADS, 0, cu->stream>>>(loss, cu->dot_part, (int)P, scale, div, NULL); /* the shares' sums, a term */
     return MREC_CUDA_LAUNCHED("loss dot");
 }
 
@@ -606,12 +614,22 @@ extern "C" mrec_status mrec_gumbel_noise_at_cuda(float *out, const uint64_t *key
 }
 
 /* One block per row: the maximum (exact in any order), then z in double reduced in a fixed tree, then the row. */
-__global__ static void xent_rows_kernel(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int C) {
+__global__ static void xent_rows_kernel(float *g, double *loss, const float *s, const int32_t *target, float alpha, int R, int ld,
+                                        const float *alpha_at, const int32_t *live_at) {
     __shared__ float top_part[THREADS];
     __shared__ double z_part[THREADS];
-    for (int r = blockIdx.x; r < R; r += gridDim.x) {
-        const float *in = s + (size_t)r * C;
-        float *out = g + (size_t)r * C;
+    int C = ld, live = R; /* mrec_softmax_xent_rows_at: rows [live, R) zeros, the live rows live wide and the rest of them zeros */
+    if (live_at) {
+        live = min(max(*live_at, 0), min(R, ld)), C = live, alpha = *alpha_at;
+        for (int r = blockIdx.x; r < R; r += gridDim.x) {
+            float *out = g + (size_t)r * ld;
+            for (int c = (r < live ? live : 0) + threadIdx.x; c < ld; c += blockDim.x) out[c] = 0;
+            if (r >= live && threadIdx.x == 0) loss[r] = 0;
+        }
+    }
+    for (int r = blockIdx.x; r < live; r += gridDim.x) {
+        const float *in = s + (size_t)r * ld;
+        float *out = g + (size_t)r * ld;
         float top = -INFINITY;
         for (int c = threadIdx.x; c < C; c += blockDim.x) top = fmaxf(top, in[c]);
         top_part[threadIdx.x] = top;
@@ -647,7 +665,15 @@ __global__ static void xent_rows_kernel(float *g, double *loss, const float *s, 
 extern "C" mrec_status mrec_softmax_xent_rows_cuda(float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                                    int R, int C, mrec_cuda *cu) {
     if (R <= 0) return MREC_OK;
-    xent_rows_kernel<<<(unsigned)(R < 65535 ? R : 65535), THREADS, 0, cu->stream>>>(g, loss, s, target, alpha, R, C);
+    xent_rows_kernel<<<(unsigned)(R < 65535 ? R : 65535), THREADS, 0, cu->stream>>>(g, loss, s, target, alpha, R, C, NULL, NULL);
+    return MREC_CUDA_LAUNCHED("softmax cross-entropy rows");
+}
+
+/* g, s: (R, C); loss (R); *alpha, *live: device memory */
+extern "C" mrec_status mrec_softmax_xent_rows_at_cuda(float *g, double *loss, const float *s, const float *alpha, const int32_t *live,
+                                                      int R, int C, mrec_cuda *cu) {
+    if (R <= 0) return MREC_OK;
+    xent_rows_kernel<<<(unsigned)(R < 65535 ? R : 65535), THREADS, 0, cu->stream>>>(g, loss, s, NULL, 1, R, C, alpha, live);
     return MREC_CUDA_LAUNCHED("softmax cross-entropy rows");
 }
 
