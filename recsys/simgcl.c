@@ -32,9 +32,14 @@
  * numbers as the host's buffer), the batch goes through the BPR step of
  * bpr_ops.c, and each contrast gathers its distinct rows, scores them with a
  * GEMM and takes mrec_softmax_xent_rows; the batch's loss stays on the
- * device. The contrast is as wide as the batch's distinct rows, found on the
- * host, so the op path is not split for a CUDA graph (a graph's sizes are
- * fixed). Both paths share the (N, d) arrays.
+ * device. The op path comes in the trainer's two halves (mrec_model.stage,
+ * .launch: one CUDA graph a batch on a GPU). A contrast is as wide as the
+ * batch's distinct rows, a count that changes every batch where a graph's
+ * sizes are fixed: the stage finds the rows on the host and pads them to the
+ * batch (repeating the first), and sends the count and alpha up; the launches
+ * run the contrast at the batch's width and mrec_softmax_xent_rows_at and
+ * mrec_loss_term_at read the count, so the padding's rows and columns add
+ * nothing (their gradients are zeros). Both paths share the (N, d) arrays.
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
@@ -58,7 +63,8 @@ typedef struct {
     const float *noise_ops; /* the fixed draws where the ops read them: noise, or noise_mem on a GPU */
     mrec_arena noise_mem;
     int noise_fixed;       /* the draws stay as they are (tests) */
-    uint64_t key;          /* the step's noise key */
+    uint64_t key;          /* the step's noise key (the op path reads it from keys) */
+    mrec_step_keys keys;
     mrec_rng rng;
     /* the host path's batch scratch, grown with the batch */
     int cap;
@@ -75,7 +81,11 @@ typedef struct {
     float *cv[2], *cz[2], *cg[2], *cx; /* (cap, d) the rows of the views, at unit length, their gradients, the views' */
     float *csim;            /* (cap, cap) */
     double *closs;          /* (cap) the contrast's per-row losses */
-    mrec_batch_rows distinct;
+    mrec_batch_rows distinct[2]; /* the users' contrast's rows, the items', each padded to the batch */
+    struct contrast_sizes { /* the two contrasts' distinct rows and their alphas (reg_cl / rows / temp) */
+        int32_t live[2];
+        float alpha[2];
+    } *sizes, h_sizes;      /* on the device; the host's copy */
     mrec_bpr_ops ops;
     mrec_context *ctx;
     mrec_status status;
@@ -95,7 +105,7 @@ static mrec_status propagate(simgcl *m, float *out, int view) {
         size_t off = ((size_t)view * L + k) * (size_t)n;
         if (view >= 0 && m->use_ops) {
             /* the key's stream at the host buffer's offsets: the same draws */
-            st = mrec_sign_noise(m->ctx, next, m->noise_fixed ? m->noise_ops + off : NULL, m->eps, m->key, off, m->n_nodes, d);
+            st = mrec_sign_noise_at(m->ctx, next, m->noise_fixed ? m->noise_ops + off : NULL, m->eps, m->keys.at, off, m->n_nodes, d);
             if (st) return st;
         } else if (view >= 0) {
             const float *r = m->noise + off;
@@ -279,6 +289,7 @@ static void carve_batch(simgcl *m, mrec_arena *a) {
     }
     m->cx = mrec_arena_alloc(a, c * d * 4), m->csim = mrec_arena_alloc(a, c * c * 4);
     m->closs = mrec_arena_alloc(a, c * sizeof(double));
+    m->sizes = mrec_arena_alloc(a, sizeof *m->sizes);
 }
 
 /* Buffers for batches of up to n triples (a contrast has at most n rows), grown, not per batch. */
@@ -299,50 +310,84 @@ static mrec_status ensure_ops_batch(simgcl *m, int n) {
     return st;
 }
 
-/* contrast through the op entries: reg_cl times its mean row loss added to *loss (in the context's memory), the
- * gradient into dsum's rows. */
-static mrec_status ops_contrast(simgcl *m, double *loss, const int32_t *ids, int n, int offset) {
+/* Contrast c (0: the batch's users, 1: its positives) through the op entries, over its distinct rows padded to the
+ * batch's n: reg_cl times its mean row loss added to the batch's loss (in the context's memory), the gradient into
+ * dsum's rows. */
+static mrec_status ops_contrast(simgcl *m, int c, int n) {
     mrec_context *ctx = m->ctx;
-    int d = m->dim, N = m->n_nodes, k = distinct_rows(m, ids, n, offset);
-    static const int zero = 0;
-    const int32_t *rows = m->rows;
-    float w = m->reg_cl / k;
-    mrec_status st = mrec_batch_rows_set(&m->distinct, ctx, N, 1, &rows, &zero, k);
+    int d = m->dim, N = m->n_nodes;
+    mrec_batch_rows *r = &m->distinct[c];
+    const int32_t *live = &m->sizes->live[c];
+    mrec_status st = mrec_batch_rows_index(r);
     for (int v = 0; v < 2 && !st; v++) {
-        st = mrec_embedding_checked(ctx, m->cv[v], m->view[v], m->distinct.ids, k, N, d);
-        if (!st) st = mrec_l2_normalize_rows(ctx, m->cz[v], m->cv[v], 1e-12f, k, d);
+        st = mrec_embedding_checked(ctx, m->cv[v], m->view[v], r->ids, n, N, d);
+        if (!st) st = mrec_l2_normalize_rows(ctx, m->cz[v], m->cv[v], 1e-12f, n, d);
     }
-    /* sim (k, k) = za zb^T / temp; its InfoNCE rows and reg_cl / k (softmax - I) / temp, in place */
-    if (!st) st = mrec_gemm(ctx, m->csim, m->cz[0], m->cz[1], NULL, 1.0f / m->temp, 0, 0, 1, k, k, d, d, d, k);
-    if (!st) st = mrec_softmax_xent_rows(ctx, m->csim, m->closs, m->csim, NULL, w / m->temp, k, k);
-    if (!st) st = mrec_loss_term(ctx, loss, m->closs, k, m->reg_cl, k);
+    /* sim (n, n) = za zb^T / temp; its live rows' InfoNCE and reg_cl / live (softmax - I) / temp, in place, zeros
+     * past the live rows and columns */
+    if (!st) st = mrec_gemm(ctx, m->csim, m->cz[0], m->cz[1], NULL, 1.0f / m->temp, 0, 0, 1, n, n, d, d, d, n);
+    if (!st) st = mrec_softmax_xent_rows_at(ctx, m->csim, m->closs, m->csim, &m->sizes->alpha[c], live, n, n);
+    if (!st) st = mrec_loss_term_at(ctx, m->ops.loss, m->closs, live, m->reg_cl);
     /* ga = dS zb, gb = dS^T za; through the unit rows into cx; added into the views' rows of dsum (a is free) */
-    if (!st) st = mrec_gemm(ctx, m->cg[0], m->csim, m->cz[1], NULL, 1, 0, 0, 0, k, d, k, k, d, d);
-    if (!st) st = mrec_gemm(ctx, m->cg[1], m->csim, m->cz[0], NULL, 1, 0, 1, 0, k, d, k, k, d, d);
-    if (!st) st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[0], m->cz[0], m->cv[0], 1e-12f, 0, k, d);
-    if (!st) st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[1], m->cz[1], m->cv[1], 1e-12f, 1, k, d);
-    if (!st) st = mrec_batch_rows_scatter(&m->distinct, m->a, m->cx, d);
+    if (!st) st = mrec_gemm(ctx, m->cg[0], m->csim, m->cz[1], NULL, 1, 0, 0, 0, n, d, n, n, d, d);
+    if (!st) st = mrec_gemm(ctx, m->cg[1], m->csim, m->cz[0], NULL, 1, 0, 1, 0, n, d, n, n, d, d);
+    if (!st) st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[0], m->cz[0], m->cv[0], 1e-12f, 0, n, d);
+    if (!st) st = mrec_l2_normalize_rows_back(ctx, m->cx, m->cg[1], m->cz[1], m->cv[1], 1e-12f, 1, n, d);
+    if (!st) st = mrec_batch_rows_scatter(r, m->a, m->cx, d);
     return st ? st : mrec_add(ctx, m->dsum, m->dsum, m->a, (int64_t)N * d);
 }
 
-/* step through the op entries; its loss left in m->ops.loss. */
-static mrec_status ops_step(simgcl *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+/* step through the op entries, in the trainer's two halves (mrec_model.stage, .launch): the host's part (buffers
+ * grown, the noise's key drawn, the batch's triples and the contrasts' rows checked, padded and sent up with their
+ * counts), then the launches. */
+static mrec_status simgcl_stage(void *self, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    simgcl *m = self;
     mrec_context *ctx = m->ctx;
-    mrec_bpr_ops *o = &m->ops;
-    int d = m->dim, U = m->n_users;
+    static const int zero = 0;
     int views = m->reg_cl != 0;
+    if (m->noise_fixed < 0) return m->status; /* set_noise failed: its status stands */
     mrec_status st = ensure_ops_batch(m, n);
-    if (st) return st;
-    if (views && !m->noise_fixed) draw_noise(m);
+    if (!st && views && !m->noise_fixed) draw_noise(m);
+    if (!st) st = mrec_step_keys_send(&m->keys, ctx, &m->key, 1);
+    if (!st) st = mrec_bpr_ops_stage(&m->ops, ctx, u, i, j, n, m->n_users, m->n_nodes, m->dim); /* checks the ids */
+    const int32_t *ids[2] = {u, i};
+    for (int c = 0; c < 2 && views && !st; c++) {
+        int k = distinct_rows(m, ids[c], n, c ? m->n_users : 0);
+        for (int t = k; t < n; t++) m->rows[t] = m->rows[0]; /* the padding: rows whose gradients are zeros */
+        float w = m->reg_cl / k;
+        m->h_sizes.live[c] = k, m->h_sizes.alpha[c] = w / m->temp;
+        const int32_t *rows = m->rows;
+        st = mrec_batch_rows_stage(&m->distinct[c], ctx, m->n_nodes, 1, &rows, &zero, n);
+    }
+    if (!st && views) st = mrec_copy_to_device_staged(ctx, m->sizes, &m->h_sizes, sizeof m->h_sizes);
+    return st;
+}
+
+static mrec_status ops_launch(simgcl *m) {
+    mrec_bpr_ops *o = &m->ops;
+    int n = o->n, views = m->reg_cl != 0;
+    mrec_status st;
     if ((st = propagate(m, m->final, -1)) || (views && ((st = propagate(m, m->view[0], 0)) || (st = propagate(m, m->view[1], 1)))))
         return st;
     /* the fork's BPR (1e-5 inside the log) and l_w (|F_u|_F + |F_i|_F) / n, a repeated row counted each time */
     mrec_bpr_spec spec = {.form = MREC_BPR_LOG_SIGMOID_1E5, .weight = 1, .reg_form = MREC_BPR_REG_NORMS_UI, .reg = m->l_w};
-    if ((st = mrec_bpr_ops_dots(o, ctx, m->final, m->final, u, i, j, n, U, m->n_nodes, d))) return st;
+    if ((st = mrec_bpr_ops_gather(o, m->final, m->final))) return st;
     if ((st = mrec_bpr_ops_loss(o, &spec))) return st;
     if ((st = mrec_bpr_ops_scatter_at(o, m->dsum, m->final, 1, MREC_BPR_PARTS_ALL))) return st;
-    if (views && ((st = ops_contrast(m, o->loss, u, n, 0)) || (st = ops_contrast(m, o->loss, i, n, U)))) return st;
+    if (views && ((st = ops_contrast(m, 0, n)) || (st = ops_contrast(m, 1, n)))) return st;
     return back(m);
+}
+
+static mrec_status simgcl_launch(void *self, const double **loss) {
+    simgcl *m = self;
+    mrec_status st = ops_launch(m);
+    *loss = st ? NULL : m->ops.loss;
+    return st;
+}
+
+static mrec_status ops_step(simgcl *m, const int32_t *u, const int32_t *i, const int32_t *j, int n) {
+    mrec_status st = simgcl_stage(m, u, i, j, n);
+    return st ? st : ops_launch(m);
 }
 
 /* The batch's step; its loss where it was left (the host's own loss on the host path). */
@@ -376,7 +421,8 @@ static mrec_status simgcl_embeddings(void *self, float *users, float *items) {
 
 static void simgcl_destroy(void *self) {
     simgcl *m = self;
-    mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->distinct);
+    mrec_bpr_ops_free(&m->ops), mrec_batch_rows_free(&m->distinct[0]), mrec_batch_rows_free(&m->distinct[1]);
+    mrec_step_keys_free(&m->keys);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->noise_mem.base) mrec_arena_release(&m->noise_mem, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
@@ -398,6 +444,7 @@ mrec_status mrec_simgcl_use_ops(mrec_model *model) {
     simgcl *m = model->self;
     m->use_ops = 1; /* the arrays are shared with the host path; the graph and a fixed noise are the host's */
     m->noise_ops = m->noise;
+    model->stage = simgcl_stage, model->launch = simgcl_launch;
     return MREC_OK;
 }
 
@@ -455,6 +502,7 @@ mrec_status mrec_simgcl_create(mrec_model *out, const mrec_graph *graph, int n_u
     out->param[0] = m->ego, out->grad[0] = m->ego_grad, out->size[0] = (int64_t)total;
     out->status = &m->status;
     out->loss_grad = simgcl_loss_grad, out->step = simgcl_step, out->prepare = simgcl_prepare, out->score = simgcl_score;
+    if (m->use_ops) out->stage = simgcl_stage, out->launch = simgcl_launch;
     out->destroy = simgcl_destroy;
     out->embed_dim = m->dim, out->embeddings = simgcl_embeddings;
     return MREC_OK;

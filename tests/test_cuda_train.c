@@ -979,7 +979,7 @@ static int drifts(const char *model) { return !strcmp(model, "mmgcn") || !strcmp
 /* The models whose op path comes in the trainer's two halves (mrec_model.stage, .launch) */
 static int in_halves(const char *name) {
     static const char *const halves[] = {"bprmf", "lightgcn", "ngcf", "vbpr", "ngcfm", "lightgcnm", "freedom", "lattice", "bm3", "sgl",
-                                         "pgl", "mgcn", "smore", "mmgcn", "grcn", "lgmrec", "mentor"};
+                                         "pgl", "mgcn", "smore", "mmgcn", "grcn", "lgmrec", "mentor", "simgcl"};
     for (size_t k = 0; k < sizeof halves / sizeof halves[0]; k++)
         if (!strcmp(name, halves[k])) return 1;
     return 0;
