@@ -116,8 +116,9 @@ typedef struct {
     mrec_precision precision; /* what mrec_gemm computes in: on the GPU any; on the CPU fp32, or bf16 with AVX-512 BF16 */
     struct mrec_packs *packs; /* the running model's packed weights (CPU), set around its forward, or NULL */
     char notice[256];      /* e.g. why "auto" fell back to the CPU, for the tool to print */
-    int in_graph;          /* inside mrec_graph_run's body: on a CPU context a copy between host and device is refused
-                            * there, as a GPU's capture refuses it, so the CPU's tests hold a body to the contract */
+    int in_graph;          /* inside mrec_graph_run's body: on a CPU context a copy between host and device, or an op
+                            * that waits for a GPU, is refused there, as a GPU's capture refuses it, so the CPU's tests
+                            * hold a body to the contract */
 } mrec_context;
 
 mrec_context_options mrec_context_defaults(void);
@@ -820,8 +821,11 @@ mrec_status mrec_event_sync(mrec_context *ctx, mrec_event *ev);
  * buffers grown) is done before a capture. MREC_CUDA_GRAPHS=0 in the
  * environment turns graphs off. On the CPU: body(ctx, arg). */
 typedef mrec_status (*mrec_graph_body)(mrec_context *ctx, void *arg);
-/* The error of a copy between host and device inside a body (mrec_context.in_graph). */
+/* The error of a copy between host and device inside a body (mrec_context.in_graph), and of an op that waits
+ * for the device on a GPU (an embedding or an index whose ids it checks, an event's wait): a CPU context refuses
+ * both, so the CPU's tests hold a body to what a capture allows. */
 mrec_status mrec_graph_copy_refused(size_t bytes);
+mrec_status mrec_graph_wait_refused(const char *what);
 mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes, mrec_graph_body body, void *arg);
 #define MREC_GRAPH_KEY_MAX 256
 mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_t key_bytes, mrec_status (*fn)(void *), void *arg);

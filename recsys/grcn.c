@@ -227,9 +227,10 @@ static mrec_status combine(grcn *m) {
     mrec_status st;
     if (m->weight_mode == WEIGHT_CONFID) {
         int E = m->n_pairs, N = m->n_nodes;
-        /* the fork's cat(C[rows], C[cols]): list position p < E reads row u_e, p >= E row U + i_e (A's column of entry e) */
-        if ((st = mrec_embedding(ctx, m->conf_e, m->conf, m->row, E, N, M))) return st;
-        if ((st = mrec_embedding(ctx, m->conf_e + (size_t)E * M, m->conf, m->col, E, N, M))) return st;
+        /* the fork's cat(C[rows], C[cols]): list position p < E reads row u_e, p >= E row U + i_e (A's column of entry e);
+         * the graph's own ids, in range by construction: no check read back (a batch's graph may not wait) */
+        if ((st = mrec_embedding_checked(ctx, m->conf_e, m->conf, m->row, E, N, M))) return st;
+        if ((st = mrec_embedding_checked(ctx, m->conf_e + (size_t)E * M, m->conf, m->col, E, N, M))) return st;
     }
     for (int q = 0; q < M; q++) {
         modality *o = &m->mod[q];

@@ -293,10 +293,15 @@ static void test_entries(mrec_context *ctx) {
 }
 
 /* A graph's body on a CPU context: it runs, and a copy between host and device inside it is refused as a GPU's
- * capture refuses it (a captured copy would replay its first source), with every kind of copy; outside, copies work. */
+ * capture refuses it (a captured copy would replay its first source), with every kind of copy; so is an op that
+ * waits for a GPU (the ids' check of an embedding or an index read back, an event's wait), where the checked forms
+ * run; outside, copies work. */
 typedef struct {
     int kind, ran;
     float src[4], dst[4];
+    int64_t ptr[5];
+    int32_t ids[2], pos[2];
+    mrec_event *ev;
 } copy_body_arg;
 
 static mrec_status copy_body(mrec_context *ctx, void *arg) {
@@ -308,20 +313,33 @@ static mrec_status copy_body(mrec_context *ctx, void *arg) {
     case 2: return mrec_copy_to_host(ctx, a->dst, a->src, sizeof a->src);
     case 3: return mrec_copy_to_device_staged(ctx, a->dst, a->src, sizeof a->src);
     case 4: return mrec_copy_to_device_async(ctx, a->dst, a->src, sizeof a->src, MREC_STREAM_COMPUTE);
-    default: return mrec_copy_to_host_async(ctx, a->dst, a->src, sizeof a->src, MREC_STREAM_COMPUTE);
+    case 5: return mrec_copy_to_host_async(ctx, a->dst, a->src, sizeof a->src, MREC_STREAM_COMPUTE);
+    case 6: return mrec_embedding(ctx, a->dst, a->src, a->ids, 2, 2, 2);
+    case 7: return mrec_index_csr(ctx, a->ptr, a->pos, a->ids, 2, 4, NULL, 0);
+    case 8: return mrec_event_sync(ctx, a->ev);
+    default: { /* the forms that read nothing back */
+        mrec_status st = mrec_embedding_checked(ctx, a->dst, a->src, a->ids, 2, 2, 2);
+        return st ? st : mrec_index_csr_prechecked(ctx, a->ptr, a->pos, a->ids, 2, 4, NULL, 0);
+    }
     }
 }
 
 static void test_graph_body(mrec_context *ctx) {
     int key = 1;
-    for (int kind = 0; kind < 6; kind++) {
-        copy_body_arg a = {.kind = kind, .src = {1, 2, 3, 4}};
+    mrec_event *ev = NULL;
+    t_status(mrec_event_create(ctx, &ev), MREC_OK, "an event");
+    for (int kind = 0; kind < 10; kind++) {
+        copy_body_arg a = {.kind = kind, .src = {1, 2, 3, 4}, .ids = {1, 0}, .ev = ev};
         mrec_status st = mrec_graph_run(ctx, &key, sizeof key, copy_body, &a);
         if (kind == 0) t_check(st == MREC_OK && a.ran, "a graph's body runs on the CPU");
+        else if (kind == 9)
+            t_check(st == MREC_OK && a.dst[0] == 3 && a.ptr[4] == 2, "the checked embedding and the prechecked index run in a graph's "
+                    "body: %s", st ? mrec_error_detail() : "");
         else
-            t_check(st == MREC_ERR_DEVICE && strstr(mrec_error_detail(), "inside a graph's body") && a.dst[0] == 0,
-                    "a copy inside a graph's body is refused on the CPU (kind %d): %s", kind, mrec_error_detail());
+            t_check(st == MREC_ERR_DEVICE && strstr(mrec_error_detail(), "inside a graph's body") && a.dst[0] == 0 && a.ptr[1] == 0,
+                    "a copy or a wait inside a graph's body is refused on the CPU (kind %d): %s", kind, mrec_error_detail());
     }
+    mrec_event_destroy(ctx, ev);
     copy_body_arg a = {.src = {1, 2, 3, 4}};
     t_check(ctx->in_graph == 0 && mrec_copy_to_device(ctx, a.dst, a.src, sizeof a.src) == MREC_OK && a.dst[3] == 4,
             "after the body, copies work again");

@@ -195,6 +195,11 @@ mrec_status mrec_graph_copy_refused(size_t bytes) {
                      "a captured copy would replay its first source)", bytes);
 }
 
+mrec_status mrec_graph_wait_refused(const char *what) {
+    return mrec_fail(MREC_ERR_DEVICE, "%s waits for the device inside a graph's body (a capture cannot wait: the graph would never "
+                     "be made)", what);
+}
+
 typedef struct {
     mrec_graph_body body;
     mrec_context *ctx;
@@ -235,5 +240,6 @@ mrec_status mrec_stream_wait(mrec_context *ctx, mrec_stream stream, mrec_event *
 }
 
 mrec_status mrec_event_sync(mrec_context *ctx, mrec_event *ev) {
+    if (!on_gpu(ctx) && ctx->in_graph) return mrec_graph_wait_refused("an event's wait");
     return on_gpu(ctx) ? mrec_cuda_event_sync(ctx->cuda, ev) : MREC_OK;
 }

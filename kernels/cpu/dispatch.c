@@ -135,6 +135,7 @@ mrec_status mrec_l2_normalize_rows(mrec_context *ctx, float *out, const float *i
 mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V,
                            int D) {
     if (on_gpu(ctx)) return mrec_embedding_cuda(out, table, ids, N, V, D, ctx->cuda);
+    if (ctx->in_graph) return mrec_graph_wait_refused("an embedding gather reading its ids' check back");
     return mrec_embedding_cpu(out, table, ids, N, V, D, ctx->pool);
 }
 
@@ -578,6 +579,7 @@ mrec_status mrec_index_csr_workspace_bytes(const mrec_context *ctx, int N, int V
 mrec_status mrec_index_csr(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V, void *work,
                            size_t work_bytes) {
     if (on_gpu(ctx)) return mrec_index_csr_cuda(row_ptr, pos, ids, N, V, work, work_bytes, ctx->cuda);
+    if (ctx->in_graph) return mrec_graph_wait_refused("an index reading its ids' check back");
     return mrec_index_csr_cpu(row_ptr, pos, ids, N, V, ctx->pool);
 }
 
