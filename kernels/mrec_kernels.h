@@ -119,6 +119,8 @@ typedef struct {
     int in_graph;          /* inside mrec_graph_run's body: on a CPU context a copy between host and device, or an op
                             * that waits for a GPU, is refused there, as a GPU's capture refuses it, so the CPU's tests
                             * hold a body to the contract */
+    struct mrec_graph_check *graph_check; /* NULL, or (tests, mrec_graph_check_enable) a CPU body's launches compared
+                                           * between calls with the same key, as a GPU's replay would freeze them */
 } mrec_context;
 
 mrec_context_options mrec_context_defaults(void);
@@ -826,6 +828,16 @@ typedef mrec_status (*mrec_graph_body)(mrec_context *ctx, void *arg);
  * both, so the CPU's tests hold a body to what a capture allows. */
 mrec_status mrec_graph_copy_refused(size_t bytes);
 mrec_status mrec_graph_wait_refused(const char *what);
+/* The replay check, for tests on a CPU context: a GPU captures a body's second call under a key and replays it
+ * for the later ones, so every launch's arguments (device pointers, sizes, scalars) must be those of the second
+ * call. With the check on, the op entries note their arguments inside a body (mrec_graph_note), and a later call
+ * whose launches differ from the second's fails with MREC_ERR_DEVICE, naming the first op that differs (a host
+ * value a replay would have frozen). Freeing memory on the CPU forgets the calls seen, as a GPU drops its graphs. */
+mrec_status mrec_graph_check_enable(mrec_context *ctx);
+/* One launch of op inside a body: its n arguments, each as 64 bits (an address, a number's bits). */
+void mrec_graph_note(mrec_context *ctx, const char *op, const uint64_t *v, int n);
+/* The arena frees on the CPU so far, in this process (the replay check forgets its calls when it changes). */
+long long mrec_arena_cpu_frees(void);
 mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes, mrec_graph_body body, void *arg);
 #define MREC_GRAPH_KEY_MAX 256
 mrec_status mrec_cuda_graph_run(mrec_cuda *cu, const void *key, size_t key_bytes, mrec_status (*fn)(void *), void *arg);

@@ -338,6 +338,8 @@ static mrec_status lightgcn_ops(mrec_model *m) { return mrec_lightgcn_use_ops(m)
 
 static void op_path_on_cpu(mrec_context *cpu) {
     enum { U = 60, I = 40, D = 6 };
+    /* every batch's launches held to its key's second call, as a GPU replays that one */
+    t_status(mrec_graph_check_enable(cpu), MREC_OK, "the replay check on the CPU");
     mrec_interactions x = {0};
     int32_t user[U * 8], item[U * 8];
     int8_t split[U * 8];

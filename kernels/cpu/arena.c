@@ -62,10 +62,14 @@ mrec_status mrec_arena_reserve(mrec_arena *a, size_t bytes, mrec_device device, 
     return MREC_OK;
 }
 
+static long long cpu_frees; /* mrec_arena_cpu_frees */
+
+long long mrec_arena_cpu_frees(void) { return __atomic_load_n(&cpu_frees, __ATOMIC_RELAXED); }
+
 void mrec_arena_release(mrec_arena *a, void *cuda) {
     if (a->owned) {
         if (a->device == MREC_DEVICE_CUDA) mrec_cuda_free(cuda, a->base);
-        else mrec_free_large(a->base, a->capacity);
+        else mrec_free_large(a->base, a->capacity), __atomic_add_fetch(&cpu_frees, 1, __ATOMIC_RELAXED);
     }
     memset(a, 0, sizeof *a);
 }

@@ -144,8 +144,11 @@ mrec_status mrec_context_split(mrec_context *ctx, int n, size_t item_bytes, mrec
     return items < n ? fn(ctx, items, n, arg) : MREC_OK;
 }
 
+static void graph_check_free(struct mrec_graph_check *c);
+
 void mrec_context_destroy(mrec_context *ctx) {
     if (!ctx) return;
+    graph_check_free(ctx->graph_check);
     mrec_arena_release(&ctx->workspace, ctx->cuda);
     if (ctx->cuda) mrec_cuda_destroy(ctx->cuda);
     mrec_pool_destroy(ctx->pool);
@@ -211,11 +214,106 @@ static mrec_status graph_body(void *arg) {
     return t->body(t->ctx, t->arg);
 }
 
+/* ---- the replay check (mrec_graph_check_enable) ---- */
+
+#define CHECK_KEYS 16 /* keys kept, as the GPU's graphs; past that the oldest is dropped */
+
+typedef struct {
+    unsigned char key[MREC_GRAPH_KEY_MAX];
+    size_t len;
+    int calls;          /* calls seen since the key was new or its record forgotten */
+    long long frees;    /* mrec_arena_cpu_frees() when the record was made */
+    uint64_t *hash;     /* (n_ops) the second call's launches, each its arguments' hash */
+    const char **name;
+    int n_ops;
+} check_key;
+
+struct mrec_graph_check {
+    check_key keys[CHECK_KEYS];
+    int n_keys, next;
+    uint64_t *hash; /* the running body's launches */
+    const char **name;
+    int n_ops, cap;
+    int failed;     /* a note could not be kept (memory): nothing is compared */
+};
+
+static void graph_check_free(struct mrec_graph_check *c) {
+    if (!c) return;
+    for (int k = 0; k < c->n_keys; k++) free(c->keys[k].hash), free(c->keys[k].name);
+    free(c->hash), free(c->name), free(c);
+}
+
+mrec_status mrec_graph_check_enable(mrec_context *ctx) {
+    if (on_gpu(ctx)) return mrec_fail(MREC_ERR_ARG, "the replay check runs on a CPU context (a GPU replays for real)");
+    if (!ctx->graph_check && !(ctx->graph_check = calloc(1, sizeof *ctx->graph_check)))
+        return mrec_fail(MREC_ERR_NOMEM, "the replay check");
+    return MREC_OK;
+}
+
+void mrec_graph_note(mrec_context *ctx, const char *op, const uint64_t *v, int n) {
+    struct mrec_graph_check *c = ctx->graph_check;
+    if (c->n_ops == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 256;
+        uint64_t *h = realloc(c->hash, sizeof *h * (size_t)cap);
+        if (h) c->hash = h;
+        const char **nm = h ? realloc(c->name, sizeof *nm * (size_t)cap) : NULL;
+        if (nm) c->name = nm;
+        if (!h || !nm) {
+            c->failed = 1;
+            return;
+        }
+        c->cap = cap;
+    }
+    uint64_t x = 0xcbf29ce484222325ull; /* FNV-1a over the op's name and its arguments' bytes */
+    for (const char *p = op; *p; p++) x = (x ^ (unsigned char)*p) * 0x100000001b3ull;
+    for (int k = 0; k < n; k++)
+        for (int b = 0; b < 8; b++) x = (x ^ ((v[k] >> (8 * b)) & 0xff)) * 0x100000001b3ull;
+    c->hash[c->n_ops] = x, c->name[c->n_ops++] = op;
+}
+
+/* After a body's call under key: the second call's launches kept, a later call's compared with them. */
+static mrec_status graph_check_call(struct mrec_graph_check *c, const void *key, size_t len) {
+    check_key *e = NULL;
+    for (int k = 0; k < c->n_keys && !e; k++)
+        if (c->keys[k].len == len && !memcmp(c->keys[k].key, key, len)) e = &c->keys[k];
+    long long frees = mrec_arena_cpu_frees();
+    if (!e) {
+        if (c->n_keys < CHECK_KEYS) e = &c->keys[c->n_keys++];
+        else e = &c->keys[c->next], c->next = (c->next + 1) % CHECK_KEYS;
+        free(e->hash), free(e->name);
+        memset(e, 0, sizeof *e);
+        memcpy(e->key, key, len), e->len = len;
+    }
+    if (e->calls >= 2 && e->frees != frees) e->calls = 1; /* memory freed: a GPU would capture this call anew */
+    if (++e->calls < 2 || c->failed) return MREC_OK;
+    if (e->calls == 2) { /* the call a GPU captures */
+        free(e->hash), free(e->name);
+        e->hash = malloc(sizeof *e->hash * (size_t)(c->n_ops + 1)), e->name = malloc(sizeof *e->name * (size_t)(c->n_ops + 1));
+        if (!e->hash || !e->name) {
+            free(e->hash), free(e->name), e->hash = NULL, e->name = NULL, e->calls = 0;
+            return MREC_OK;
+        }
+        if (c->n_ops) memcpy(e->hash, c->hash, sizeof *e->hash * (size_t)c->n_ops), memcpy(e->name, c->name, sizeof *e->name * (size_t)c->n_ops);
+        e->n_ops = c->n_ops, e->frees = frees;
+        return MREC_OK;
+    }
+    int at = 0;
+    while (at < c->n_ops && at < e->n_ops && c->hash[at] == e->hash[at]) at++;
+    if (at == c->n_ops && at == e->n_ops) return MREC_OK;
+    return mrec_fail(MREC_ERR_DEVICE, "a graph's body launched differently from its captured call (call %d under its key): launch %d "
+                     "of %d, %s, %s; a GPU's replay would have run the captured one", e->calls, at + 1, c->n_ops,
+                     at < c->n_ops ? c->name[at] : "none (fewer launches)",
+                     at < e->n_ops ? "with other arguments or another op" : "one more than captured");
+}
+
 mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes, mrec_graph_body body, void *arg) {
     if (!on_gpu(ctx)) {
+        struct mrec_graph_check *c = ctx->graph_check;
+        if (c) c->n_ops = 0, c->failed = 0;
         ctx->in_graph++;
         mrec_status st = body(ctx, arg);
         ctx->in_graph--;
+        if (!st && c && key_bytes <= MREC_GRAPH_KEY_MAX) st = graph_check_call(c, key, key_bytes);
         return st;
     }
     graph_thunk t = {body, ctx, arg};

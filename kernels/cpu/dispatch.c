@@ -13,8 +13,75 @@
 
 static int on_gpu(const mrec_context *ctx) { return ctx->device == MREC_DEVICE_CUDA; }
 
+/* ---- the replay check (mrec_graph_check_enable): inside a CPU body with the check on, an entry notes its
+ * arguments as a GPU's capture would freeze them: a pointer's address, a number's bits, a CSR's arrays and
+ * sizes, a BPR spec's fields. NOTE(ctx, a, b, ...) takes up to 20 arguments of any of those types. ---- */
+
+static uint64_t note_u(uint64_t x) { return x; }
+static uint64_t note_p(const volatile void *p) { return (uint64_t)(uintptr_t)p; }
+static uint64_t note_f(float x) {
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+static uint64_t note_d(double x) {
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+static uint64_t note_mix(uint64_t h, uint64_t x) { return (h ^ x) * 0x100000001b3ull; }
+static uint64_t note_csr(const mrec_csr *a) {
+    if (!a) return 0;
+    uint64_t h = note_mix(note_mix(0xcbf29ce484222325ull, (uint64_t)a->n_rows), (uint64_t)a->n_cols);
+    h = note_mix(note_mix(note_mix(h, note_p(a->row_ptr)), note_p(a->col)), note_p(a->val));
+    return note_mix(h, note_p(a->transposed));
+}
+static uint64_t note_spec(const mrec_bpr_spec *b) {
+    if (!b) return 0;
+    uint64_t h = note_mix(note_mix(0xcbf29ce484222325ull, (uint64_t)b->form), note_f(b->weight));
+    h = note_mix(note_mix(h, (uint64_t)b->reg_form), note_f(b->reg));
+    return note_mix(note_mix(h, (uint64_t)b->reg_div), (uint64_t)b->accumulate);
+}
+#define NOTE_ONE(x)                                                                                                   \
+    _Generic((x), float: note_f, double: note_d, const mrec_csr *: note_csr, mrec_csr *: note_csr,                     \
+             const mrec_bpr_spec *: note_spec, int: note_u, unsigned: note_u, long: note_u, unsigned long: note_u,   \
+             long long: note_u, unsigned long long: note_u, default: note_p)(x)
+/* NOTE_ONE over each argument (up to 20) */
+#define NOTE_N(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, _20, n, ...) n
+#define NOTE_1(a) NOTE_ONE(a)
+#define NOTE_2(a, ...) NOTE_ONE(a), NOTE_1(__VA_ARGS__)
+#define NOTE_3(a, ...) NOTE_ONE(a), NOTE_2(__VA_ARGS__)
+#define NOTE_4(a, ...) NOTE_ONE(a), NOTE_3(__VA_ARGS__)
+#define NOTE_5(a, ...) NOTE_ONE(a), NOTE_4(__VA_ARGS__)
+#define NOTE_6(a, ...) NOTE_ONE(a), NOTE_5(__VA_ARGS__)
+#define NOTE_7(a, ...) NOTE_ONE(a), NOTE_6(__VA_ARGS__)
+#define NOTE_8(a, ...) NOTE_ONE(a), NOTE_7(__VA_ARGS__)
+#define NOTE_9(a, ...) NOTE_ONE(a), NOTE_8(__VA_ARGS__)
+#define NOTE_10(a, ...) NOTE_ONE(a), NOTE_9(__VA_ARGS__)
+#define NOTE_11(a, ...) NOTE_ONE(a), NOTE_10(__VA_ARGS__)
+#define NOTE_12(a, ...) NOTE_ONE(a), NOTE_11(__VA_ARGS__)
+#define NOTE_13(a, ...) NOTE_ONE(a), NOTE_12(__VA_ARGS__)
+#define NOTE_14(a, ...) NOTE_ONE(a), NOTE_13(__VA_ARGS__)
+#define NOTE_15(a, ...) NOTE_ONE(a), NOTE_14(__VA_ARGS__)
+#define NOTE_16(a, ...) NOTE_ONE(a), NOTE_15(__VA_ARGS__)
+#define NOTE_17(a, ...) NOTE_ONE(a), NOTE_16(__VA_ARGS__)
+#define NOTE_18(a, ...) NOTE_ONE(a), NOTE_17(__VA_ARGS__)
+#define NOTE_19(a, ...) NOTE_ONE(a), NOTE_18(__VA_ARGS__)
+#define NOTE_20(a, ...) NOTE_ONE(a), NOTE_19(__VA_ARGS__)
+#define NOTE_ALL(...)                                                                                                   \
+    NOTE_N(__VA_ARGS__, NOTE_20, NOTE_19, NOTE_18, NOTE_17, NOTE_16, NOTE_15, NOTE_14, NOTE_13, NOTE_12, NOTE_11,     \
+           NOTE_10, NOTE_9, NOTE_8, NOTE_7, NOTE_6, NOTE_5, NOTE_4, NOTE_3, NOTE_2, NOTE_1, 0)(__VA_ARGS__)
+#define NOTE(ctx, ...)                                                                                                  \
+    do {                                                                                                                \
+        if ((ctx)->graph_check && (ctx)->in_graph) {                                                                    \
+            const uint64_t note_v[] = {NOTE_ALL(__VA_ARGS__)};                                                          \
+            mrec_graph_note(ctx, __func__, note_v, (int)(sizeof note_v / sizeof note_v[0]));                             \
+        }                                                                                                               \
+    } while (0)
+
 mrec_status mrec_gemm(mrec_context *ctx, float *C, const float *A, const float *B, const float *bias, float alpha,
                       float beta, int trans_a, int trans_b, int M, int N, int K, int lda, int ldb, int ldc) {
+    NOTE(ctx, C, A, B, bias, alpha, beta, trans_a, trans_b, M, N, K, lda, ldb, ldc);
     if (on_gpu(ctx) && ctx->precision != MREC_PREC_FP32)
         return mrec_gemm_lt_cuda(C, A, B, bias, alpha, beta, ctx->precision, trans_a, trans_b, M, N, K, lda, ldb, ldc,
                                  ctx->cuda);
@@ -65,6 +132,7 @@ mrec_status mrec_ffn(mrec_context *ctx, float *out, const float *x, const float 
 mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const float *B, float alpha, float beta,
                               int trans_a, int trans_b, int batch, int M, int N, int K, int lda, int ldb, int ldc,
                               int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+    NOTE(ctx, C, A, B, alpha, beta, trans_a, trans_b, batch, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c);
     if (on_gpu(ctx))
         return mrec_gemm_batched_cuda(C, A, B, alpha, beta, trans_a, trans_b, batch, M, N, K, lda, ldb, ldc, stride_a,
                                       stride_b, stride_c, ctx->cuda);
@@ -74,30 +142,35 @@ mrec_status mrec_gemm_batched(mrec_context *ctx, float *C, const float *A, const
 }
 
 mrec_status mrec_add(mrec_context *ctx, float *out, const float *a, const float *b, int64_t n) {
+    NOTE(ctx, out, a, b, n);
     if (on_gpu(ctx)) return mrec_add_cuda(out, a, b, n, ctx->cuda);
     mrec_add_cpu(out, a, b, n, ctx->pool);
     return MREC_OK;
 }
 
 mrec_status mrec_mul(mrec_context *ctx, float *out, const float *a, const float *b, int64_t n) {
+    NOTE(ctx, out, a, b, n);
     if (on_gpu(ctx)) return mrec_mul_cuda(out, a, b, n, ctx->cuda);
     mrec_mul_cpu(out, a, b, n, ctx->pool);
     return MREC_OK;
 }
 
 mrec_status mrec_scale(mrec_context *ctx, float *out, const float *a, float s, int64_t n) {
+    NOTE(ctx, out, a, s, n);
     if (on_gpu(ctx)) return mrec_scale_cuda(out, a, s, n, ctx->cuda);
     mrec_scale_cpu(out, a, s, n, ctx->pool);
     return MREC_OK;
 }
 
 mrec_status mrec_fill(mrec_context *ctx, float *out, float value, int64_t n) {
+    NOTE(ctx, out, value, n);
     if (on_gpu(ctx)) return mrec_fill_cuda(out, value, n, ctx->cuda);
     mrec_fill_cpu(out, value, n, ctx->pool);
     return MREC_OK;
 }
 
 mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec_act act, float slope, int64_t n) {
+    NOTE(ctx, out, in, act, slope, n);
     if (on_gpu(ctx)) return mrec_activation_cuda(out, in, act, slope, n, ctx->cuda);
     mrec_activation_cpu(out, in, act, slope, n, ctx->pool);
     return MREC_OK;
@@ -105,6 +178,7 @@ mrec_status mrec_activation(mrec_context *ctx, float *out, const float *in, mrec
 
 mrec_status mrec_softmax_rows(mrec_context *ctx, float *out, const float *in, const float *mask, int R, int C,
                               int rows_per_mask) {
+    NOTE(ctx, out, in, mask, R, C, rows_per_mask);
     if (on_gpu(ctx)) return mrec_softmax_rows_cuda(out, in, mask, R, C, rows_per_mask, ctx->cuda);
     mrec_softmax_rows_cpu(out, in, mask, R, C, rows_per_mask, ctx->pool);
     return MREC_OK;
@@ -127,6 +201,7 @@ mrec_status mrec_add_layernorm(mrec_context *ctx, float *out, const float *a, co
 }
 
 mrec_status mrec_l2_normalize_rows(mrec_context *ctx, float *out, const float *in, float eps, int R, int C) {
+    NOTE(ctx, out, in, eps, R, C);
     if (on_gpu(ctx)) return mrec_l2_normalize_rows_cuda(out, in, eps, R, C, ctx->cuda);
     mrec_l2_normalize_rows_cpu(out, in, eps, R, C, ctx->pool);
     return MREC_OK;
@@ -141,6 +216,7 @@ mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, co
 
 mrec_status mrec_embedding_checked(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V,
                                    int D) {
+    NOTE(ctx, out, table, ids, N, V, D);
     if (on_gpu(ctx)) return mrec_embedding_checked_cuda(out, table, ids, N, V, D, ctx->cuda);
     return mrec_embedding_cpu(out, table, ids, N, V, D, ctx->pool);
 }
@@ -392,6 +468,7 @@ mrec_status mrec_class_embed(mrec_context *ctx, float *x, const float *cls, cons
 }
 
 mrec_status mrec_copy_rows(mrec_context *ctx, float *out, int ld_out, const float *in, int ld_in, int rows, int cols) {
+    NOTE(ctx, out, ld_out, in, ld_in, rows, cols);
     if (rows < 0 || cols < 0 || ld_out < cols || ld_in < cols)
         return mrec_fail(MREC_ERR_ARG, "copy_rows: %d rows of %d with strides %d and %d", rows, cols, ld_out, ld_in);
     if (on_gpu(ctx)) return mrec_copy_rows_cuda(out, ld_out, in, ld_in, rows, cols, ctx->cuda);
@@ -426,11 +503,13 @@ void mrec_weights_release(mrec_context *ctx, float *weights) {
 /* ---- sparse and training ------------------------------------------------------ */
 
 mrec_status mrec_spmm(mrec_context *ctx, float *out, const mrec_csr *a, const float *X, int D, int transpose) {
+    NOTE(ctx, out, a, X, D, transpose);
     return mrec_spmm_sum(ctx, out, NULL, NULL, 1.0f, a, X, D, transpose);
 }
 
 mrec_status mrec_spmm_sum(mrec_context *ctx, float *out, float *sum, const float *sum_in, float scale, const mrec_csr *a,
                           const float *X, int D, int transpose) {
+    NOTE(ctx, out, sum, sum_in, scale, a, X, D, transpose);
     if (a->device != ctx->device) return mrec_fail(MREC_ERR_DEVICE, "spmm: the sparse matrix is on another device");
     if (on_gpu(ctx)) {
         /* A^T @ X runs as a plain product on the transpose, so the sums need no atomics */
@@ -459,6 +538,7 @@ mrec_status mrec_spmm_sum(mrec_context *ctx, float *out, float *sum, const float
 
 mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const float *grad, float lr, float beta1,
                       float beta2, float eps, float weight_decay, int64_t step, int64_t n) {
+    NOTE(ctx, param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n);
     if (on_gpu(ctx)) return mrec_adam_cuda(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->cuda);
     mrec_adam_cpu(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step, n, ctx->pool);
     return MREC_OK;
@@ -466,6 +546,7 @@ mrec_status mrec_adam(mrec_context *ctx, float *param, float *m, float *v, const
 
 mrec_status mrec_adam_at(mrec_context *ctx, float *param, float *m, float *v, const float *grad, const float *k, float beta1,
                          float beta2, float eps, float weight_decay, int64_t n) {
+    NOTE(ctx, param, m, v, grad, k, beta1, beta2, eps, weight_decay, n);
     if (on_gpu(ctx)) return mrec_adam_at_cuda(param, m, v, grad, k, beta1, beta2, eps, weight_decay, n, ctx->cuda);
     mrec_adam_at_cpu(param, m, v, grad, k, beta1, beta2, eps, weight_decay, n, ctx->pool);
     return MREC_OK;
@@ -473,6 +554,7 @@ mrec_status mrec_adam_at(mrec_context *ctx, float *param, float *m, float *v, co
 
 mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p, uint64_t seed, uint64_t offset,
                          int64_t n) {
+    NOTE(ctx, out, in, p, seed, offset, n);
     if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "dropout: p %g is outside [0, 1)", p);
     if (on_gpu(ctx)) return mrec_dropout_cuda(out, in, p, seed, offset, n, ctx->cuda);
     mrec_dropout_cpu(out, in, p, seed, offset, n, ctx->pool);
@@ -483,6 +565,7 @@ mrec_status mrec_dropout(mrec_context *ctx, float *out, const float *in, float p
 
 mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
                           const float *coef, int n, int d) {
+    NOTE(ctx, out, T, ids, dx, coef, n, d);
     if (n <= 0 || d <= 0) return MREC_OK;
     if (on_gpu(ctx)) return mrec_bpr_rows_cuda(out, T, ids, dx, coef, n, d, ctx->cuda);
     mrec_bpr_rows_cpu(out, T, ids, dx, coef, n, d, ctx->pool);
@@ -491,6 +574,7 @@ mrec_status mrec_bpr_rows(mrec_context *ctx, float *out, const float *T, const i
 
 mrec_status mrec_bpr_rows_at(mrec_context *ctx, float *out, const float *T, const int32_t *ids, const float *dx,
                              const float *coef, int parts, int n, int d) {
+    NOTE(ctx, out, T, ids, dx, coef, parts, n, d);
     if (n <= 0 || d <= 0) return MREC_OK;
     if (on_gpu(ctx)) return mrec_bpr_rows_at_cuda(out, T, ids, dx, coef, parts, n, d, ctx->cuda);
     float c[3]; /* the factors are in host memory here */
@@ -501,6 +585,7 @@ mrec_status mrec_bpr_rows_at(mrec_context *ctx, float *out, const float *T, cons
 
 mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, double *loss, const float *dots, int n,
                                 const mrec_bpr_spec *spec) {
+    NOTE(ctx, dx, coef, loss, dots, n, spec);
     if (n < 1) return mrec_fail(MREC_ERR_ARG, "bpr loss: an empty batch");
     if (spec->reg_form != MREC_BPR_REG_NONE && !coef) return mrec_fail(MREC_ERR_ARG, "bpr loss: a regularizer without coef");
     if ((spec->reg_form == MREC_BPR_REG_SQUARED_ALL || spec->reg_form == MREC_BPR_REG_PAIRS) && spec->reg_div < 1)
@@ -511,12 +596,14 @@ mrec_status mrec_bpr_batch_loss(mrec_context *ctx, float *dx, float *coef, doubl
 }
 
 mrec_status mrec_loss_add(mrec_context *ctx, mrec_loss_sum *sum, const double *loss) {
+    NOTE(ctx, sum, loss);
     if (on_gpu(ctx)) return mrec_loss_add_cuda(sum, loss, ctx->cuda);
     mrec_loss_add_cpu(sum, loss);
     return MREC_OK;
 }
 
 mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int n, float scale, double div) {
+    NOTE(ctx, loss, x, n, scale, div);
     if (n < 0 || !(div != 0)) return mrec_fail(MREC_ERR_ARG, "loss term: %d values over %g", n, div);
     if (on_gpu(ctx)) return mrec_loss_term_cuda(loss, x, n, scale, div, ctx->cuda);
     mrec_loss_term_cpu(loss, x, n, scale, div);
@@ -524,12 +611,14 @@ mrec_status mrec_loss_term(mrec_context *ctx, double *loss, const double *x, int
 }
 
 mrec_status mrec_loss_term_at(mrec_context *ctx, double *loss, const double *x, const int32_t *live, float scale) {
+    NOTE(ctx, loss, x, live, scale);
     if (on_gpu(ctx)) return mrec_loss_term_at_cuda(loss, x, live, scale, ctx->cuda);
     mrec_loss_term_at_cpu(loss, x, live, scale);
     return MREC_OK;
 }
 
 mrec_status mrec_loss_cos(mrec_context *ctx, double *loss, const float *cos, int n, float weight) {
+    NOTE(ctx, loss, cos, n, weight);
     if (n < 1) return mrec_fail(MREC_ERR_ARG, "cosine loss of %d rows", n);
     if (on_gpu(ctx)) return mrec_loss_cos_cuda(loss, cos, n, weight, ctx->cuda);
     mrec_loss_cos_cpu(loss, cos, n, weight);
@@ -537,6 +626,7 @@ mrec_status mrec_loss_cos(mrec_context *ctx, double *loss, const float *cos, int
 }
 
 mrec_status mrec_loss_norm(mrec_context *ctx, float *coef, double *loss, const float *sq, int n, float reg, int div) {
+    NOTE(ctx, coef, loss, sq, n, reg, div);
     if (n < 0 || div < 1) return mrec_fail(MREC_ERR_ARG, "norm regularizer: %d sums over %d", n, div);
     if (on_gpu(ctx)) return mrec_loss_norm_cuda(coef, loss, sq, n, reg, div, ctx->cuda);
     mrec_loss_norm_cpu(coef, loss, sq, n, reg, div);
@@ -544,6 +634,7 @@ mrec_status mrec_loss_norm(mrec_context *ctx, float *coef, double *loss, const f
 }
 
 mrec_status mrec_loss_dot(mrec_context *ctx, double *loss, const float *x, const float *y, int64_t n, float scale, double div) {
+    NOTE(ctx, loss, x, y, n, scale, div);
     if (n < 0 || !(div != 0)) return mrec_fail(MREC_ERR_ARG, "loss dot: %lld products over %g", (long long)n, div);
     if (on_gpu(ctx)) return mrec_loss_dot_cuda(loss, x, y, n, scale, div, ctx->cuda);
     mrec_loss_dot_cpu(loss, x, y, n, scale, div);
@@ -551,6 +642,7 @@ mrec_status mrec_loss_dot(mrec_context *ctx, double *loss, const float *x, const
 }
 
 mrec_status mrec_moment_align(mrec_context *ctx, float *alpha, float *sums, double *loss, int W, int64_t n, float w) {
+    NOTE(ctx, alpha, sums, loss, W, n, w);
     if (W < 1 || n < 2) return mrec_fail(MREC_ERR_ARG, "moment alignment: %d columns, %lld entries a table", W, (long long)n);
     if (on_gpu(ctx)) return mrec_moment_align_cuda(alpha, sums, loss, W, n, w, ctx->cuda);
     mrec_moment_align_cpu(alpha, sums, loss, W, n, w);
@@ -558,6 +650,7 @@ mrec_status mrec_moment_align(mrec_context *ctx, float *alpha, float *sums, doub
 }
 
 mrec_status mrec_scale_at(mrec_context *ctx, float *out, const float *a, const float *s, int64_t n) {
+    NOTE(ctx, out, a, s, n);
     if (on_gpu(ctx)) return mrec_scale_at_cuda(out, a, s, n, ctx->cuda);
     mrec_scale_cpu(out, a, *s, n, ctx->pool);
     return MREC_OK;
@@ -565,6 +658,7 @@ mrec_status mrec_scale_at(mrec_context *ctx, float *out, const float *a, const f
 
 mrec_status mrec_gather_dot(mrec_context *ctx, float *out, const float *A, const int32_t *ia, const float *B,
                             const int32_t *ib, int n, int d) {
+    NOTE(ctx, out, A, ia, B, ib, n, d);
     if (on_gpu(ctx)) return mrec_gather_dot_cuda(out, A, ia, B, ib, n, d, ctx->cuda);
     mrec_gather_dot_cpu(out, A, ia, B, ib, n, d, ctx->pool);
     return MREC_OK;
@@ -592,6 +686,7 @@ mrec_status mrec_ids_check(const int32_t *host_ids, int N, int V) {
 
 mrec_status mrec_index_csr_prechecked(mrec_context *ctx, int64_t *row_ptr, int32_t *pos, const int32_t *ids, int N, int V,
                                       void *work, size_t work_bytes) {
+    NOTE(ctx, row_ptr, pos, ids, N, V, work, work_bytes);
     if (!on_gpu(ctx)) return mrec_index_csr_cpu(row_ptr, pos, ids, N, V, ctx->pool); /* checks as it goes */
     return mrec_index_csr_checked_cuda(row_ptr, pos, ids, N, V, work, work_bytes, ctx->cuda);
 }
@@ -604,6 +699,7 @@ mrec_status mrec_index_csr_host_checked(mrec_context *ctx, int64_t *row_ptr, int
 
 mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,
                            int C) {
+    NOTE(ctx, scores, row_ptr, col, u0, R, C);
     if (on_gpu(ctx)) return mrec_mask_rows_cuda(scores, row_ptr, col, u0, R, C, ctx->cuda);
     mrec_mask_rows_cpu(scores, row_ptr, col, u0, R, C, ctx->pool);
     return MREC_OK;
@@ -611,6 +707,7 @@ mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_
 
 mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
                               uint64_t key) {
+    NOTE(ctx, out, x, idx, n, p, key);
     if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "hash dropout: p %g is outside [0, 1)", p);
     if (on_gpu(ctx)) return mrec_hash_dropout_cuda(out, x, idx, n, p, key, ctx->cuda);
     mrec_hash_dropout_cpu(out, x, idx, n, p, key, ctx->pool);
@@ -619,6 +716,7 @@ mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, con
 
 mrec_status mrec_ngcf_combine(mrec_context *ctx, float *e, float *mask, const float *z1, const float *z2, float slope, float p,
                               uint64_t key, int64_t n) {
+    NOTE(ctx, e, mask, z1, z2, slope, p, key, n);
     if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "ngcf combine: p %g is outside [0, 1)", p);
     if (n < 0) return mrec_fail(MREC_ERR_ARG, "ngcf combine: %lld values", (long long)n);
     if (on_gpu(ctx)) return mrec_ngcf_combine_cuda(e, mask, z1, z2, slope, p, key, n, ctx->cuda);
@@ -628,6 +726,7 @@ mrec_status mrec_ngcf_combine(mrec_context *ctx, float *e, float *mask, const fl
 
 mrec_status mrec_hash_dropout_at(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
                                  const uint64_t *key) {
+    NOTE(ctx, out, x, idx, n, p, key);
     if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "hash dropout: p %g is outside [0, 1)", p);
     if (on_gpu(ctx)) return mrec_hash_dropout_at_cuda(out, x, idx, n, p, key, ctx->cuda);
     mrec_hash_dropout_cpu(out, x, idx, n, p, *key, ctx->pool);
@@ -636,6 +735,7 @@ mrec_status mrec_hash_dropout_at(mrec_context *ctx, float *out, const float *x, 
 
 mrec_status mrec_ngcf_combine_at(mrec_context *ctx, float *e, float *mask, const float *z1, const float *z2, float slope, float p,
                                  const uint64_t *key, int64_t n) {
+    NOTE(ctx, e, mask, z1, z2, slope, p, key, n);
     if (!(p >= 0.0f && p < 1.0f)) return mrec_fail(MREC_ERR_ARG, "ngcf combine: p %g is outside [0, 1)", p);
     if (n < 0) return mrec_fail(MREC_ERR_ARG, "ngcf combine: %lld values", (long long)n);
     if (on_gpu(ctx)) return mrec_ngcf_combine_at_cuda(e, mask, z1, z2, slope, p, key, n, ctx->cuda);
@@ -645,6 +745,7 @@ mrec_status mrec_ngcf_combine_at(mrec_context *ctx, float *e, float *mask, const
 
 mrec_status mrec_ngcf_combine_back(mrec_context *ctx, float *dz1, float *dz2, const float *de, const float *mask, const float *z1,
                                    const float *z2, float slope, int64_t n) {
+    NOTE(ctx, dz1, dz2, de, mask, z1, z2, slope, n);
     if (n < 0) return mrec_fail(MREC_ERR_ARG, "ngcf combine backward: %lld values", (long long)n);
     if (on_gpu(ctx)) return mrec_ngcf_combine_back_cuda(dz1, dz2, de, mask, z1, z2, slope, n, ctx->cuda);
     mrec_ngcf_combine_back_cpu(dz1, dz2, de, mask, z1, z2, slope, n, ctx->pool);
@@ -652,6 +753,7 @@ mrec_status mrec_ngcf_combine_back(mrec_context *ctx, float *dz1, float *dz2, co
 }
 
 mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, const float *z, float slope, int64_t n) {
+    NOTE(ctx, dz, dy, z, slope, n);
     if (on_gpu(ctx)) return mrec_leaky_relu_back_cuda(dz, dy, z, slope, n, ctx->cuda);
     mrec_leaky_relu_back_cpu(dz, dy, z, slope, n, ctx->pool);
     return MREC_OK;
@@ -659,12 +761,14 @@ mrec_status mrec_leaky_relu_back(mrec_context *ctx, float *dz, const float *dy, 
 
 mrec_status mrec_l2_normalize_rows_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const float *x,
                                         float eps, float beta, int R, int C) {
+    NOTE(ctx, dx, dy, y, x, eps, beta, R, C);
     if (on_gpu(ctx)) return mrec_l2_normalize_rows_back_cuda(dx, dy, y, x, eps, beta, R, C, ctx->cuda);
     mrec_l2_normalize_rows_back_cpu(dx, dy, y, x, eps, beta, R, C, ctx->pool);
     return MREC_OK;
 }
 
 mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float eps, uint64_t key, uint64_t offset, int R, int C) {
+    NOTE(ctx, x, u, eps, key, offset, R, C);
     if (R < 0 || C < 0) return mrec_fail(MREC_ERR_ARG, "sign noise: a (%d, %d) matrix", R, C);
     if (on_gpu(ctx)) return mrec_sign_noise_cuda(x, u, eps, key, offset, R, C, ctx->cuda);
     mrec_sign_noise_cpu(x, u, eps, key, offset, R, C, ctx->pool);
@@ -673,6 +777,7 @@ mrec_status mrec_sign_noise(mrec_context *ctx, float *x, const float *u, float e
 
 mrec_status mrec_sign_noise_at(mrec_context *ctx, float *x, const float *u, float eps, const uint64_t *key, uint64_t offset, int R,
                                int C) {
+    NOTE(ctx, x, u, eps, key, offset, R, C);
     if (R < 0 || C < 0) return mrec_fail(MREC_ERR_ARG, "sign noise: a (%d, %d) matrix", R, C);
     if (on_gpu(ctx)) return mrec_sign_noise_at_cuda(x, u, eps, key, offset, R, C, ctx->cuda);
     mrec_sign_noise_cpu(x, u, eps, *key, offset, R, C, ctx->pool);
@@ -680,6 +785,7 @@ mrec_status mrec_sign_noise_at(mrec_context *ctx, float *x, const float *u, floa
 }
 
 mrec_status mrec_gumbel_noise_at(mrec_context *ctx, float *out, const uint64_t *key, int64_t n) {
+    NOTE(ctx, out, key, n);
     if (n < 0) return mrec_fail(MREC_ERR_ARG, "Gumbel noise: %lld values", (long long)n);
     if (on_gpu(ctx)) return mrec_gumbel_noise_at_cuda(out, key, n, ctx->cuda);
     mrec_gumbel_noise_cpu(out, *key, n, ctx->pool);
@@ -687,6 +793,7 @@ mrec_status mrec_gumbel_noise_at(mrec_context *ctx, float *out, const uint64_t *
 }
 
 mrec_status mrec_gumbel_noise(mrec_context *ctx, float *out, uint64_t key, int64_t n) {
+    NOTE(ctx, out, key, n);
     if (n < 0) return mrec_fail(MREC_ERR_ARG, "Gumbel noise: %lld values", (long long)n);
     if (on_gpu(ctx)) return mrec_gumbel_noise_cuda(out, key, n, ctx->cuda);
     mrec_gumbel_noise_cpu(out, key, n, ctx->pool);
@@ -695,6 +802,7 @@ mrec_status mrec_gumbel_noise(mrec_context *ctx, float *out, uint64_t key, int64
 
 mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, const float *s, const int32_t *target, float alpha,
                                    int R, int C) {
+    NOTE(ctx, g, loss, s, target, alpha, R, C);
     if (R < 0 || C < 1 || (!target && R > C))
         return mrec_fail(MREC_ERR_ARG, "softmax cross-entropy: (%d, %d) scores%s", R, C, target ? "" : " against their diagonal");
     if (on_gpu(ctx)) return mrec_softmax_xent_rows_cuda(g, loss, s, target, alpha, R, C, ctx->cuda);
@@ -708,6 +816,7 @@ mrec_status mrec_softmax_xent_rows(mrec_context *ctx, float *g, double *loss, co
 
 mrec_status mrec_softmax_xent_rows_at(mrec_context *ctx, float *g, double *loss, const float *s, const float *alpha, const int32_t *live,
                                       int R, int C) {
+    NOTE(ctx, g, loss, s, alpha, live, R, C);
     if (R < 0 || C < 1) return mrec_fail(MREC_ERR_ARG, "softmax cross-entropy: (%d, %d) scores", R, C);
     if (on_gpu(ctx)) return mrec_softmax_xent_rows_at_cuda(g, loss, s, alpha, live, R, C, ctx->cuda);
     mrec_softmax_xent_rows_at_cpu(g, loss, s, alpha, live, R, C, ctx->pool);
@@ -715,6 +824,7 @@ mrec_status mrec_softmax_xent_rows_at(mrec_context *ctx, float *g, double *loss,
 }
 
 mrec_status mrec_inv_sqrt(mrec_context *ctx, float *out, const float *in, int64_t n) {
+    NOTE(ctx, out, in, n);
     if (n < 0) return mrec_fail(MREC_ERR_ARG, "inverse square root of %lld values", (long long)n);
     if (on_gpu(ctx)) return mrec_inv_sqrt_cuda(out, in, n, ctx->cuda);
     mrec_inv_sqrt_cpu(out, in, n, ctx->pool);
@@ -733,6 +843,7 @@ mrec_status mrec_knn_scores(mrec_context *ctx, float *scores, const int64_t *row
 
 mrec_status mrec_linear_back(mrec_context *ctx, float *dx, float *dw, float *db, const float *dy, const float *x,
                              const float *w, int accumulate, int M, int N, int K) {
+    NOTE(ctx, dx, dw, db, dy, x, w, accumulate, M, N, K);
     if (M < 0 || N < 0 || K < 0) return mrec_fail(MREC_ERR_ARG, "linear backward: (%d, %d) x (%d, %d)", M, K, N, K);
     if (on_gpu(ctx)) return mrec_linear_back_cuda(dx, dw, db, dy, x, w, accumulate, M, N, K, ctx->cuda);
     mrec_linear_back_cpu(dx, dw, db, dy, x, w, accumulate, M, N, K, ctx->pool);
@@ -756,6 +867,7 @@ mrec_status mrec_layernorm_back(mrec_context *ctx, float *dx, float *dw, float *
 
 mrec_status mrec_activation_back(mrec_context *ctx, float *dx, const float *dy, const float *x, mrec_act act, float slope,
                                  int64_t n) {
+    NOTE(ctx, dx, dy, x, act, slope, n);
     if ((int)act < MREC_ACT_GELU_ERF || (int)act > MREC_ACT_TANH) return mrec_fail(MREC_ERR_ARG, "activation backward: unknown activation %d", (int)act);
     if (on_gpu(ctx)) return mrec_activation_back_cuda(dx, dy, x, act, slope, n, ctx->cuda);
     mrec_activation_back_cpu(dx, dy, x, act, slope, n, ctx->pool);
@@ -788,6 +900,7 @@ mrec_status mrec_attention_back(mrec_context *ctx, float *dq, float *dk, float *
 
 mrec_status mrec_embedding_back(mrec_context *ctx, float *dtable, const float *dy, const int64_t *row_ptr, const int32_t *pos,
                                 int V, int D) {
+    NOTE(ctx, dtable, dy, row_ptr, pos, V, D);
     if (V < 0 || D < 0) return mrec_fail(MREC_ERR_ARG, "embedding backward: a (%d, %d) table", V, D);
     if (on_gpu(ctx)) return mrec_embedding_back_cuda(dtable, dy, row_ptr, pos, V, D, ctx->cuda);
     mrec_embedding_back_cpu(dtable, dy, row_ptr, pos, V, D, ctx->pool);
@@ -809,6 +922,7 @@ mrec_status mrec_class_embed_back(mrec_context *ctx, float *dcls, float *dpos, c
 }
 
 mrec_status mrec_gather_rows_back(mrec_context *ctx, float *dx, const float *dy, const int32_t *rows, int B, int H) {
+    NOTE(ctx, dx, dy, rows, B, H);
     if (B < 0 || H < 0) return mrec_fail(MREC_ERR_ARG, "gathered rows backward: (%d, %d)", B, H);
     if (on_gpu(ctx)) return mrec_gather_rows_back_cuda(dx, dy, rows, B, H, ctx->cuda);
     mrec_gather_rows_back_cpu(dx, dy, rows, B, H, ctx->pool);
@@ -832,12 +946,14 @@ mrec_status mrec_adamw(mrec_context *ctx, float *param, float *m, float *v, cons
 }
 
 mrec_status mrec_sum_squares(mrec_context *ctx, double *out, const float *x, int64_t n) {
+    NOTE(ctx, out, x, n);
     if (on_gpu(ctx)) return mrec_sum_squares_cuda(out, x, n, ctx->cuda);
     mrec_sum_squares_cpu(out, x, n, ctx->pool);
     return MREC_OK;
 }
 
 mrec_status mrec_segment_softmax(mrec_context *ctx, float *y, const float *x, const int64_t *row_ptr, int R) {
+    NOTE(ctx, y, x, row_ptr, R);
     if (R < 0) return mrec_fail(MREC_ERR_ARG, "segment softmax over %d rows", R);
     if (on_gpu(ctx)) return mrec_segment_softmax_cuda(y, x, row_ptr, R, ctx->cuda);
     mrec_segment_softmax_cpu(y, x, row_ptr, R, ctx->pool);
@@ -845,6 +961,7 @@ mrec_status mrec_segment_softmax(mrec_context *ctx, float *y, const float *x, co
 }
 
 mrec_status mrec_segment_softmax_back(mrec_context *ctx, float *dx, const float *dy, const float *y, const int64_t *row_ptr, int R) {
+    NOTE(ctx, dx, dy, y, row_ptr, R);
     if (R < 0) return mrec_fail(MREC_ERR_ARG, "segment softmax backward over %d rows", R);
     if (on_gpu(ctx)) return mrec_segment_softmax_back_cuda(dx, dy, y, row_ptr, R, ctx->cuda);
     mrec_segment_softmax_back_cpu(dx, dy, y, row_ptr, R, ctx->pool);
@@ -863,6 +980,7 @@ mrec_status mrec_depthwise_conv2d(mrec_context *ctx, float *out, const float *in
 }
 
 mrec_status mrec_row_mean(mrec_context *ctx, float *out, const float *in, int R, int HW) {
+    NOTE(ctx, out, in, R, HW);
     if (R < 0 || HW < 1) return mrec_fail(MREC_ERR_ARG, "row mean: %d rows of %d", R, HW);
     if (on_gpu(ctx)) return mrec_row_mean_cuda(out, in, R, HW, ctx->cuda);
     mrec_row_mean_cpu(out, in, R, HW, ctx->pool);
@@ -870,6 +988,7 @@ mrec_status mrec_row_mean(mrec_context *ctx, float *out, const float *in, int R,
 }
 
 mrec_status mrec_sigmoid_gate_rows(mrec_context *ctx, float *out, const float *in, const float *gate, int R, int HW) {
+    NOTE(ctx, out, in, gate, R, HW);
     if (R < 0 || HW < 0) return mrec_fail(MREC_ERR_ARG, "sigmoid gate: %d rows of %d", R, HW);
     if (on_gpu(ctx)) return mrec_sigmoid_gate_rows_cuda(out, in, gate, R, HW, ctx->cuda);
     mrec_sigmoid_gate_rows_cpu(out, in, gate, R, HW, ctx->pool);
