@@ -833,7 +833,7 @@ mrec_status mrec_graph_wait_refused(const char *what);
  * call. With the check on, the op entries note their arguments inside a body (mrec_graph_note), and a later call
  * whose launches differ from the second's fails with MREC_ERR_DEVICE, naming the first op that differs (a host
  * value a replay would have frozen). Freeing memory on the CPU forgets the calls seen, as a GPU drops its graphs. */
-mrec_status mrec_graph_check_enable(mrec_context *ctx);
+mrec_status mrec_graph_check_enable(mrec_context *ctx);  /* MREC_GRAPH_CHECK=1: every CPU context made has it on */
 /* One launch of op inside a body: its n arguments, each as 64 bits (an address, a number's bits). */
 void mrec_graph_note(mrec_context *ctx, const char *op, const uint64_t *v, int n);
 /* The arena frees on the CPU so far, in this process (the replay check forgets its calls when it changes). */

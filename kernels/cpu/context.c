@@ -67,6 +67,12 @@ mrec_status mrec_context_create(mrec_context **out, const mrec_context_options *
             mrec_clear_error();
         }
     }
+    /* the replay check on request (a developer's run on real data; see mrec_graph_check_enable) */
+    const char *check = getenv("MREC_GRAPH_CHECK");
+    if (check && !strcmp(check, "1") && ctx->device == MREC_DEVICE_CPU && (st = mrec_graph_check_enable(ctx))) {
+        mrec_context_destroy(ctx);
+        return st;
+    }
     *out = ctx;
     return MREC_OK;
 }
