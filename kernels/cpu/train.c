@@ -762,9 +762,10 @@ static void xent_live_range(void *arg, int64_t lo, int64_t hi) {
     const cl_args *a = arg;
     for (int64_t r = lo; r < hi; r++) {
         float *g = a->g + (size_t)r * a->C;
+        int zeros_from = r < a->live ? a->live : 0;
         if (r < a->live) xent_row(g, a->loss + r, a->s + (size_t)r * a->C, (int32_t)r, a->eps, a->live);
         else a->loss[r] = 0;
-        memset(g + (r < a->live ? a->live : 0), 0, sizeof(float) * (size_t)(a->C - (r < a->live ? a->live : 0)));
+        memset(g + zeros_from, 0, sizeof(float) * (size_t)(a->C - zeros_from));
     }
 }
 
