@@ -32,6 +32,12 @@
  * mean and add (sum). G_u, G_i, G_u^m, C_l, L_l, W_l start xavier-uniform,
  * P_m and the biases as nn.Linear (uniform in +-1/sqrt(fan_in)).
  *
+ * Where the features enter unprojected (no P_m), layer 0 runs as lrelu((Â x_0) C_0), the same product
+ * associated the other way: Â joins users to items only, so the users' rows of y = Â x_0 sum the items'
+ * rows of x_0, the fixed features, and are formed once. A step forms y's items' rows alone (half of Â's
+ * entries), and x_0's gradient, wanted at the users' rows only, is Â^T (da C^T) with da C^T formed at the
+ * items' rows alone: I x d_m x d_m where (Â^T da) C^T took U x d_m x d_m.
+ *
  * Backward, layer by layer from dx_L = dF / M: dY = dx_{l+1} lrelu'(.), then
  * through the combination, x̂'s linear layer and the propagation (Â^T); x_0's
  * unit rows back to G_u^m and the projection. The features are not trained.
@@ -70,6 +76,7 @@ typedef struct {
     float *gw[MAX_LAYERS], *gw_grad[MAX_LAYERS]; /* (d, k + d) with concatenation, else (d, k) */
     float *gb[MAX_LAYERS], *gb_grad[MAX_LAYERS]; /* (d) */
     float *z;                       /* (I, dm) the items' f P^T + p, before the unit rows (with P) */
+    float *y;                       /* (N, dm) Â x_0 without P: its users' rows fixed, its items' formed each step */
     float *x[MAX_LAYERS + 1];       /* (N, k_l) each layer's input; x[L] (N, d) the output */
     float *a[MAX_LAYERS];           /* (N, k_l) Â (x C), before h's lrelu; without concatenation h itself (below) */
     float *pl[MAX_LAYERS];          /* (N, d) x L^T + l, before x̂'s lrelu */
@@ -83,6 +90,9 @@ typedef struct {
     mrec_context *ctx;
     mrec_arena mem;                 /* everything below that points to memory, on the context's device */
     mrec_csr adj, adj_t;            /* Â there, and Â^T (the GPU's transposed products) */
+    mrec_csr iu, iu_t;              /* Â's items' rows (I, U) and their transpose, where a modality has no P */
+    int64_t *iu_rows;               /* iu's row pointers (iu's entries are Â's; iu_t's row pointers Â^T's first U + 1) */
+    int32_t *iut_col;               /* iu_t's columns: Â^T's users' entries less U */
     float *ego, *ego_grad;          /* (N, d) [G_u ; G_i] */
     modality mod[MAX_MOD];
     float *final, *dfinal;          /* (N, d) */
@@ -118,9 +128,14 @@ static mrec_status forward(mmgcn *m) {
         for (int l = 0; l < m->layers; l++) {
             int kw = width(m, q, l), ld = m->concat ? kw + d : kw;
             const float *x = q->x[l];
-            /* h = lrelu(Â (x C)) into hx's first kw columns */
-            if ((st = mrec_gemm(ctx, m->s, x, q->c[l], NULL, 1, 0, 0, 0, N, kw, kw, kw, kw, kw))) return st;
-            if ((st = mrec_spmm(ctx, q->a[l], &m->adj, m->s, kw, 0))) return st;
+            /* h = lrelu(Â (x C)) into hx's first kw columns; lrelu((Â x_0) C) where y holds Â x_0's fixed rows */
+            if (l == 0 && q->y) {
+                if ((st = mrec_spmm(ctx, q->y + (size_t)U * kw, &m->iu, x, kw, 0)) ||
+                    (st = mrec_gemm(ctx, q->a[l], q->y, q->c[l], NULL, 1, 0, 0, 0, N, kw, kw, kw, kw, kw)))
+                    return st;
+            } else if ((st = mrec_gemm(ctx, m->s, x, q->c[l], NULL, 1, 0, 0, 0, N, kw, kw, kw, kw, kw)) ||
+                       (st = mrec_spmm(ctx, q->a[l], &m->adj, m->s, kw, 0)))
+                return st;
             if (!m->concat) st = mrec_activation(ctx, q->hx[l], q->a[l], MREC_ACT_LEAKY_RELU, SLOPE, (int64_t)N * kw);
             else if (!(st = mrec_activation(ctx, m->s, q->a[l], MREC_ACT_LEAKY_RELU, SLOPE, (int64_t)N * kw)))
                 st = mrec_copy_rows(ctx, q->hx[l], ld, m->s, kw, N, kw);
@@ -158,7 +173,7 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
     for (int l = m->layers - 1; l >= 0; l--) {
         int kw = width(m, q, l), ld = m->concat ? kw + d : kw, wk = ld;
         /* the rows of d x_l wanted: at layer 0 without P only the users' (the items' rows of x_0 are constant) */
-        int rows = l == 0 && !q->project ? U : N;
+        int rows = l == 0 && !q->project ? U : N, via_y = l == 0 && q->y;
         /* dY = dx_{l+1} lrelu'(pg) */
         if ((st = mrec_leaky_relu_back(ctx, m->dy, dx, q->pg[l], SLOPE, nd))) return st;
         if ((st = col_sums(m, q->gb_grad[l], m->dy, N, d))) return st;
@@ -175,7 +190,7 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
         if ((st = mrec_leaky_relu_back(ctx, m->dy, dxh, q->pl[l], SLOPE, nd))) return st;
         if ((st = col_sums(m, q->lb_grad[l], m->dy, N, d))) return st;
         if ((st = mrec_gemm(ctx, q->lw_grad[l], m->dy, q->x[l], NULL, 1, 0, 1, 0, d, kw, N, d, kw, kw))) return st;
-        if ((st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 0, 0, 0, rows, kw, d, d, kw, kw))) return st;
+        if (!via_y && (st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 0, 0, 0, rows, kw, d, d, kw, kw))) return st;
         /* h = lrelu(a), a = Â s, s = x C: da = dh lrelu'(a); ds = Â^T da; dC = x^T ds; d x_l += ds C^T */
         const float *dh = m->dhx; /* dh is dhx's first kw columns: apart with concatenation */
         if (m->concat) {
@@ -183,9 +198,17 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
             dh = m->t;
         }
         if ((st = mrec_leaky_relu_back(ctx, m->t, dh, q->a[l], SLOPE, (int64_t)N * kw))) return st;
-        if ((st = mrec_spmm(ctx, m->s, &m->adj, m->t, kw, 1))) return st;
-        if ((st = mrec_gemm(ctx, q->c_grad[l], q->x[l], m->s, NULL, 1, 0, 1, 0, kw, kw, N, kw, kw, kw))) return st;
-        if ((st = mrec_gemm(ctx, dnext, m->s, q->c[l], NULL, 1, 1, 0, 1, rows, kw, kw, kw, kw, kw))) return st;
+        if (via_y) {
+            /* a = y C: dC = y^T da; the users' d x_0 = Â_iu^T (da_i C^T) + dpl L */
+            if ((st = mrec_gemm(ctx, q->c_grad[l], q->y, m->t, NULL, 1, 0, 1, 0, kw, kw, N, kw, kw, kw)) ||
+                (st = mrec_gemm(ctx, m->s, m->t + (size_t)U * kw, q->c[l], NULL, 1, 0, 0, 1, I, kw, kw, kw, kw, kw)) ||
+                (st = mrec_spmm(ctx, dnext, &m->iu, m->s, kw, 1)) ||
+                (st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 1, 0, 0, U, kw, d, d, kw, kw)))
+                return st;
+        } else if ((st = mrec_spmm(ctx, m->s, &m->adj, m->t, kw, 1)) ||
+                   (st = mrec_gemm(ctx, q->c_grad[l], q->x[l], m->s, NULL, 1, 0, 1, 0, kw, kw, N, kw, kw, kw)) ||
+                   (st = mrec_gemm(ctx, dnext, m->s, q->c[l], NULL, 1, 1, 0, 1, rows, kw, kw, kw, kw, kw)))
+            return st;
         dx = dnext, dnext = dnext == m->dx ? m->dx2 : m->dx;
     }
     /* x_0 = the unit rows of [G_u^m ; z]: the users' rows back into G_u^m's gradient, the items' back through
@@ -290,6 +313,7 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
         modality *q = &m->mod[c];
         size_t dm = (size_t)q->dm, f = (size_t)q->f;
         q->feat = F(I * f), q->gum = F(U * dm), q->gum_grad = F(U * dm), q->z = F(I * dm), q->x[0] = F(N * dm);
+        q->y = q->project ? NULL : F(N * dm);
         if (q->project) q->pw = F(dm * f), q->pw_grad = F(dm * f), q->pb = F(dm), q->pb_grad = F(dm);
         size_t block = 0;
         for (int l = 0; l < m->layers; l++) block += layer_floats(m, q, l);
@@ -314,6 +338,10 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
     m->adj.row_ptr = mrec_arena_alloc(a, sizeof(int64_t) * (N + 1)), m->adj_t.row_ptr = mrec_arena_alloc(a, sizeof(int64_t) * (N + 1));
     m->adj.col = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(nnz + 1)), m->adj_t.col = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(nnz + 1));
     m->adj.val = mrec_arena_alloc(a, sizeof(float) * (size_t)(nnz + 1)), m->adj_t.val = mrec_arena_alloc(a, sizeof(float) * (size_t)(nnz + 1));
+    int fixed = 0;
+    for (int c = 0; c < m->n_mod; c++) fixed |= !m->mod[c].project;
+    m->iu_rows = fixed ? mrec_arena_alloc(a, sizeof(int64_t) * (I + 1)) : NULL;
+    m->iut_col = fixed ? mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(nnz + 1)) : NULL;
 }
 
 static void uniform(float *w, size_t count, double bound, mrec_rng *rng) {
@@ -331,6 +359,35 @@ mrec_status mrec_graph_mmgcn(mrec_graph *out, const mrec_user_items *train, int 
         for (int64_t e = lo; e < hi; e++) out->val[e] = mean ? 1.0f / (float)(hi - lo) : 1.0f;
     }
     return MREC_OK;
+}
+
+/* Â's items' rows as a matrix of their own, iu (I, U), and its transpose iu_t (U, I), for the modalities without P:
+ * iu's entries and iu_t's row pointers and values are Â's and Â^T's own; iu's row pointers start again from 0,
+ * iu_t's columns count items from 0. Then y's fixed rows: Â x_0, with x_0's users' rows formed as forward forms
+ * them (the users' rows of y read only the items' rows of x_0; the items' rows of y are formed again each step). */
+static mrec_status upload_items_rows(mmgcn *m, const mrec_graph *adj, const mrec_graph *t) {
+    int U = m->n_users, I = m->n_items;
+    int64_t base = adj->row_ptr[U], nnz_t = t->row_ptr[U];
+    size_t count = (size_t)I + 1 > (size_t)nnz_t ? (size_t)I + 1 : (size_t)nnz_t;
+    int64_t *rows = malloc(sizeof(int64_t) * count);
+    if (!rows) return mrec_fail(MREC_ERR_NOMEM, "mmgcn: %zu row pointers", count);
+    for (int r = 0; r <= I; r++) rows[r] = adj->row_ptr[U + r] - base;
+    mrec_status st = mrec_copy_to_device(m->ctx, m->iu_rows, rows, sizeof(int64_t) * ((size_t)I + 1));
+    int32_t *cols = (int32_t *)rows; /* I + 1 int64 hold nnz_t int32 */
+    for (int64_t e = 0; e < nnz_t; e++) cols[e] = t->col[e] - U;
+    if (!st && nnz_t) st = mrec_copy_to_device(m->ctx, m->iut_col, cols, sizeof(int32_t) * (size_t)nnz_t);
+    free(rows);
+    m->iu = (mrec_csr){.n_rows = I, .n_cols = U, .row_ptr = m->iu_rows, .col = m->adj.col + base, .val = m->adj.val + base,
+                       .device = m->ctx->device, .transposed = &m->iu_t};
+    m->iu_t = (mrec_csr){.n_rows = U, .n_cols = I, .row_ptr = m->adj_t.row_ptr, .col = m->iut_col, .val = m->adj_t.val,
+                         .device = m->ctx->device};
+    for (int k = 0; k < m->n_mod && !st; k++) {
+        modality *q = &m->mod[k];
+        if (!q->y) continue;
+        st = mrec_l2_normalize_rows(m->ctx, q->x[0], q->gum, NORM_EPS, U, q->dm);
+        if (!st) st = mrec_spmm(m->ctx, q->y, &m->adj, q->x[0], q->dm, 0);
+    }
+    return st;
 }
 
 /* The initial values, drawn on the host in a fixed order (the same on every device), then copied to the device:
@@ -392,6 +449,7 @@ static mrec_status upload(mmgcn *m, const mrec_graph *adj, const float *const *f
         a[k]->n_rows = a[k]->n_cols = N, a[k]->device = ctx->device;
     }
     m->adj.transposed = &m->adj_t;
+    if (!st && m->iu_rows) st = upload_items_rows(m, adj, &t);
     mrec_graph_free(&t);
     return st;
 }
