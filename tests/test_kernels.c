@@ -2219,13 +2219,15 @@ static void test_training_ops(void) {
         }
         free(dots);
     }
-    /* L2 normalization's backward: eight rows at a time on AVX-512 with the reference's bits, rows left over, a
-     * zero row (below eps), beta 0 and 1 */
-    {
-        int R = 29, C = 67;
+    /* L2 normalization's backward: sixteen rows at a time on AVX-512 with the reference's bits (16 x 16 blocks
+     * turned in registers, the columns past them gathered, the next rows fetched ahead), rows left over, a zero
+     * row (below eps), beta 0 and 1; widths with and without a block, with and without columns left over */
+    static const int l2_shapes[][2] = {{29, 67}, {70, 384}, {33, 16}, {17, 5}, {1, 256}};
+    for (int sh = 0; sh < (int)(sizeof l2_shapes / sizeof l2_shapes[0]); sh++) {
+        int R = l2_shapes[sh][0], C = l2_shapes[sh][1];
         float *x = randv((int64_t)R * C, -1, 1), *dy = randv((int64_t)R * C, -1, 1), *y = malloc(sizeof(float) * R * C);
         float *want = malloc(sizeof(float) * R * C), *got = malloc(sizeof(float) * R * C), *dx0 = randv((int64_t)R * C, -1, 1);
-        for (int c = 0; c < C; c++) x[3 * C + c] = 0.0f;
+        for (int c = 0; c < C; c++) x[(R > 3 ? 3 : 0) * C + c] = 0.0f;
         for (int r = 0; r < R; r++) {
             double ss = 0;
             for (int c = 0; c < C; c++) ss += (double)x[r * C + c] * x[r * C + c];
@@ -2237,8 +2239,8 @@ static void test_training_ops(void) {
             for (int p = 0; p < n_pools; p++) {
                 memcpy(got, dx0, sizeof(float) * R * C);
                 mrec_l2_normalize_rows_back_cpu(got, dy, y, x, 1e-12f, (float)beta, R, C, pools[p]);
-                t_check(!memcmp(want, got, sizeof(float) * R * C), "l2 backward %s beta %d: the reference's bits", pool_name(pools[p]),
-                        beta);
+                t_check(!memcmp(want, got, sizeof(float) * R * C), "l2 backward %d x %d %s beta %d: the reference's bits", R, C,
+                        pool_name(pools[p]), beta);
             }
         }
         free(x), free(dy), free(y), free(want), free(got), free(dx0);

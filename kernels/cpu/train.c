@@ -524,40 +524,80 @@ __attribute__((target("avx512f"))) static inline __m256 load8(__mmask16 m, const
     return _mm512_castps512_ps256(_mm512_maskz_loadu_ps(m, p));
 }
 
-/* Eight rows at a time with the reference's bits: lane i sums row i's
- * squares and y * dy in double, column by column as the reference does,
- * so eight sums advance per add where the reference waits on each; then
- * each row's gradient 8 columns at a time, the same double operations. */
-__attribute__((target("avx512f"))) static int64_t l2_back_avx512(const ngcf_args *a, int64_t lo, int64_t hi) {
+/* The rows' gradients from their sums (norm, y . dy), 8 columns at a time: the reference's double operations.
+ * The divisions bound this part, so it fetches the next rows' x, y and dy (n of each from `next`, NULL at
+ * the end), which the sums then read from cache. */
+__attribute__((target("avx512f"))) static void l2_back_rows(const ngcf_args *a, int64_t lo, int n, const double *norm,
+                                                           const double *yd, int64_t next) {
     int C = a->C;
-    __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(C));
-    for (; lo + 8 <= hi && (int64_t)8 * C <= INT32_MAX; lo += 8) {
-        size_t o = (size_t)lo * C;
-        __m512d ss = _mm512_setzero_pd(), ydy = _mm512_setzero_pd();
-        for (int c = 0; c < C; c++) {
-            __m512d x = _mm512_cvtps_pd(_mm256_i32gather_ps(a->z + o + c, idx, 4));
-            __m512d y = _mm512_cvtps_pd(_mm256_i32gather_ps(a->y + o + c, idx, 4));
-            __m512d dy = _mm512_cvtps_pd(_mm256_i32gather_ps(a->x + o + c, idx, 4));
-            ss = _mm512_add_pd(ss, _mm512_mul_pd(x, x));
-            ydy = _mm512_add_pd(ydy, _mm512_mul_pd(y, dy));
-        }
-        double norm[8], yd[8];
-        _mm512_storeu_pd(norm, _mm512_sqrt_pd(ss));
-        _mm512_storeu_pd(yd, ydy);
-        for (int i = 0; i < 8; i++) {
-            const float *dyr = a->x + o + (size_t)i * C, *yr = a->y + o + (size_t)i * C;
-            float *dx = a->out + o + (size_t)i * C;
-            int far = norm[i] > a->p;
-            __m512d n = _mm512_set1_pd(far ? norm[i] : (double)a->p), s = _mm512_set1_pd(yd[i]);
-            for (int c = 0; c < C; c += 8) {
-                __mmask16 m = (__mmask16)(C - c >= 8 ? 0xFF : (1u << (C - c)) - 1);
-                __m512d dyv = _mm512_cvtps_pd(load8(m, dyr + c));
-                __m512d num = far ? _mm512_sub_pd(dyv, _mm512_mul_pd(_mm512_cvtps_pd(load8(m, yr + c)), s)) : dyv;
-                __m256 g = _mm512_cvtpd_ps(_mm512_div_pd(num, n));
-                if (a->s != 0.0f) g = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(a->s), load8(m, dx + c)), g);
-                _mm512_mask_storeu_ps(dx + c, m, _mm512_castps256_ps512(g));
+    for (int i = 0; i < n; i++) {
+        if (next >= 0) {
+            size_t p = (size_t)(next + i) * C;
+            for (int c = 0; c < C; c += 16) {
+                _mm_prefetch((const char *)(a->z + p + c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(a->y + p + c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(a->x + p + c), _MM_HINT_T0);
             }
         }
+        size_t o = (size_t)(lo + i) * C;
+        const float *dyr = a->x + o, *yr = a->y + o;
+        float *dx = a->out + o;
+        int far = norm[i] > a->p;
+        __m512d nv = _mm512_set1_pd(far ? norm[i] : (double)a->p), s = _mm512_set1_pd(yd[i]);
+        for (int c = 0; c < C; c += 8) {
+            __mmask16 m = (__mmask16)(C - c >= 8 ? 0xFF : (1u << (C - c)) - 1);
+            __m512d dyv = _mm512_cvtps_pd(load8(m, dyr + c));
+            __m512d num = far ? _mm512_sub_pd(dyv, _mm512_mul_pd(_mm512_cvtps_pd(load8(m, yr + c)), s)) : dyv;
+            __m256 g = _mm512_cvtpd_ps(_mm512_div_pd(num, nv));
+            if (a->s != 0.0f) g = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(a->s), load8(m, dx + c)), g);
+            _mm512_mask_storeu_ps(dx + c, m, _mm512_castps256_ps512(g));
+        }
+    }
+}
+
+/* A zmm of 16 floats as two of 8 doubles: lanes 0-7, 8-15. */
+__attribute__((target("avx512f"))) static inline __m512d lo_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+__attribute__((target("avx512f"))) static inline __m512d hi_pd(__m512 v) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+/* Sixteen rows at a time with the reference's bits: lane i sums row i's squares and y * dy in double, column by
+ * column as the reference does, so sixteen sums advance per add where the reference waits on each. The columns
+ * come 16 x 16 blocks at a time, turned in registers (a gather per column cost twice as much), the last C % 16
+ * gathered. Then each row's gradient, the same double operations. */
+__attribute__((target("avx512f"))) static int64_t l2_back_avx512(const ngcf_args *a, int64_t lo, int64_t hi) {
+    int C = a->C;
+    if ((int64_t)16 * C > INT32_MAX) return lo;
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(C));
+    const float *src[3] = {a->z, a->y, a->x}; /* x, y, dy */
+    for (; lo + 16 <= hi; lo += 16) {
+        size_t o = (size_t)lo * C;
+        __m512d ss[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()}, ydy[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
+        int c = 0;
+        for (; c + 16 <= C; c += 16) {
+            __m512 t[3][16];
+            for (int k = 0; k < 3; k++) {
+                for (int i = 0; i < 16; i++) t[k][i] = _mm512_loadu_ps(src[k] + o + (size_t)i * C + c);
+                transpose16(t[k]);
+            }
+            for (int j = 0; j < 16; j++) {
+                __m512d x0 = lo_pd(t[0][j]), x1 = hi_pd(t[0][j]);
+                ss[0] = _mm512_add_pd(ss[0], _mm512_mul_pd(x0, x0)), ss[1] = _mm512_add_pd(ss[1], _mm512_mul_pd(x1, x1));
+                ydy[0] = _mm512_add_pd(ydy[0], _mm512_mul_pd(lo_pd(t[1][j]), lo_pd(t[2][j])));
+                ydy[1] = _mm512_add_pd(ydy[1], _mm512_mul_pd(hi_pd(t[1][j]), hi_pd(t[2][j])));
+            }
+        }
+        for (; c < C; c++) {
+            __m512 x = _mm512_i32gather_ps(idx, src[0] + o + c, 4), y = _mm512_i32gather_ps(idx, src[1] + o + c, 4);
+            __m512 dy = _mm512_i32gather_ps(idx, src[2] + o + c, 4);
+            ss[0] = _mm512_add_pd(ss[0], _mm512_mul_pd(lo_pd(x), lo_pd(x))), ss[1] = _mm512_add_pd(ss[1], _mm512_mul_pd(hi_pd(x), hi_pd(x)));
+            ydy[0] = _mm512_add_pd(ydy[0], _mm512_mul_pd(lo_pd(y), lo_pd(dy)));
+            ydy[1] = _mm512_add_pd(ydy[1], _mm512_mul_pd(hi_pd(y), hi_pd(dy)));
+        }
+        double norm[16], yd[16];
+        _mm512_storeu_pd(norm, _mm512_sqrt_pd(ss[0])), _mm512_storeu_pd(norm + 8, _mm512_sqrt_pd(ss[1]));
+        _mm512_storeu_pd(yd, ydy[0]), _mm512_storeu_pd(yd + 8, ydy[1]);
+        l2_back_rows(a, lo, 16, norm, yd, lo + 32 <= hi ? lo + 16 : -1);
     }
     return lo;
 }
