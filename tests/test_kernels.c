@@ -909,6 +909,29 @@ static void test_rows(void) {
     float zero[4] = {0}, zout[4] = {1, 1, 1, 1};
     mrec_l2_normalize_rows_cpu(zout, zero, 1e-12f, 1, 4, pools[0]);
     t_allclose("l2_normalize zero row", zero, zout, 4, 0, 0);
+    /* Sixteen rows at a time on AVX-512: the bits of the row-by-row loop (the float sum in column order, sqrtf,
+     * the eps floor, a division each), widths with and without whole 16-column blocks and columns past them,
+     * rows left over, a zero row */
+    static const int l2_shapes[][2] = {{37, 384}, {16, 16}, {33, 7}, {20, 67}};
+    for (int sh = 0; sh < (int)(sizeof l2_shapes / sizeof l2_shapes[0]); sh++) {
+        int R = l2_shapes[sh][0], C = l2_shapes[sh][1];
+        float *x = randv((int64_t)R * C, -1, 1), *want = malloc(sizeof(float) * R * C), *got = malloc(sizeof(float) * R * C);
+        memset(x + (size_t)3 * C, 0, sizeof(float) * C);
+        for (int r = 0; r < R; r++) {
+            const float *xr = x + (size_t)r * C;
+            float ss = 0.0f;
+            for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
+            float norm = sqrtf(ss);
+            if (norm < 1e-12f) norm = 1e-12f;
+            for (int c = 0; c < C; c++) want[(size_t)r * C + c] = xr[c] / norm;
+        }
+        for (int p = 0; p < n_pools; p++) {
+            mrec_l2_normalize_rows_cpu(got, x, 1e-12f, R, C, pools[p]);
+            t_check(!memcmp(want, got, sizeof(float) * R * C), "l2_normalize %d x %d %s: the row-by-row loop's bits", R, C,
+                    pool_name(pools[p]));
+        }
+        free(x), free(want), free(got);
+    }
     int32_t bad_ids[3] = {0, 5, 1};
     float table[8] = {0}, eout[6];
     t_status(mrec_embedding_cpu(eout, table, bad_ids, 3, 4, 2, pools[0]), MREC_ERR_ARG, "embedding id 5 of 4");

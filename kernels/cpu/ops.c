@@ -99,6 +99,7 @@ static void block_max16_plain(float *m, const float *s, int nb) {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include "transpose16.h"
 
 /* The last, partial vector goes through the same vector function under a
  * mask: every element gets libmvec's bits whatever its position, so a row's
@@ -553,8 +554,38 @@ __attribute__((target("avx512f"))) static void softmax_rows16_exact_avx512(float
     _mm512_storeu_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.0f), sum));
     for (int r = 0; r < 16; r++) scale_row(y + (size_t)r * C, C, inv[r]);
 }
+/* Sixteen rows of mrec_l2_normalize_rows_cpu with its bits: each row's sum of squares still in column order,
+ * lane r row r, the columns taken 16 x 16 blocks at a time and turned in registers (the rest gathered); then
+ * x / norm. Summed row by row, each sum was a chain of C dependent adds (MMGCN's preference vectors,
+ * 19,445 x 384, twice a step). */
+__attribute__((target("avx512f"))) static void l2norm_rows16_avx512(float *y, const float *x, float eps, int C) {
+    __m512 ss = _mm512_setzero_ps();
+    int c = 0;
+    for (; c + 16 <= C; c += 16) {
+        __m512 t[16];
+        for (int r = 0; r < 16; r++) t[r] = _mm512_loadu_ps(x + (size_t)r * C + c);
+        transpose16(t);
+        for (int j = 0; j < 16; j++) ss = _mm512_add_ps(ss, _mm512_mul_ps(t[j], t[j]));
+    }
+    __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(C));
+    for (; c < C; c++) {
+        __m512 v = _mm512_i32gather_ps(at, x + c, 4);
+        ss = _mm512_add_ps(ss, _mm512_mul_ps(v, v));
+    }
+    __m512 norm = _mm512_sqrt_ps(ss), veps = _mm512_set1_ps(eps);
+    float n[16];
+    _mm512_storeu_ps(n, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(norm, veps, _CMP_LT_OQ), norm, veps));
+    for (int r = 0; r < 16; r++) {
+        __m512 vn = _mm512_set1_ps(n[r]);
+        for (c = 0; c < C; c += 16) {
+            __mmask16 k = ROW_MASK(C, c);
+            _mm512_mask_storeu_ps(y + (size_t)r * C + c, k, _mm512_div_ps(_mm512_maskz_loadu_ps(k, x + (size_t)r * C + c), vn));
+        }
+    }
+}
 #define ROWS_AVX512() (vector_level() == 2)
 #else
+#define l2norm_rows16_avx512(y, x, eps, C) ((void)0)
 #define softmax_row_exact_avx512(y, x, m, C) ((void)0)
 #define softmax_rows16_exact_avx512(y, x, m, C) ((void)0)
 #define softmax_row_avx512(y, x, m, C) ((void)0)
@@ -661,6 +692,8 @@ void mrec_layernorm_cpu(float *out, const float *in, const float *weight, const 
 static void l2norm_range(void *arg, int64_t lo, int64_t hi) {
     row_args *a = arg;
     int C = a->C;
+    if (ROWS_AVX512() && (int64_t)C * 16 <= INT32_MAX) /* the gather's offsets are 32-bit */
+        for (; lo + 16 <= hi; lo += 16) l2norm_rows16_avx512(a->out + lo * C, a->in + lo * C, a->eps, C);
     for (int64_t r = lo; r < hi; r++) {
         const float *x = a->in + r * C;
         float *y = a->out + r * C;
