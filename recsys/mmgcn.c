@@ -172,8 +172,9 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
     float *dnext = m->dx;
     for (int l = m->layers - 1; l >= 0; l--) {
         int kw = width(m, q, l), ld = m->concat ? kw + d : kw, wk = ld;
-        /* the rows of d x_l wanted: at layer 0 without P only the users' (the items' rows of x_0 are constant) */
-        int rows = l == 0 && !q->project ? U : N, via_y = l == 0 && q->y;
+        /* layer 0 without P runs through y (forward), and only the users' rows of d x_0 are wanted there: the
+         * items' rows of x_0 are constant */
+        int via_y = l == 0 && q->y;
         /* dY = dx_{l+1} lrelu'(pg) */
         if ((st = mrec_leaky_relu_back(ctx, m->dy, dx, q->pg[l], SLOPE, nd))) return st;
         if ((st = col_sums(m, q->gb_grad[l], m->dy, N, d))) return st;
@@ -190,7 +191,7 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
         if ((st = mrec_leaky_relu_back(ctx, m->dy, dxh, q->pl[l], SLOPE, nd))) return st;
         if ((st = col_sums(m, q->lb_grad[l], m->dy, N, d))) return st;
         if ((st = mrec_gemm(ctx, q->lw_grad[l], m->dy, q->x[l], NULL, 1, 0, 1, 0, d, kw, N, d, kw, kw))) return st;
-        if (!via_y && (st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 0, 0, 0, rows, kw, d, d, kw, kw))) return st;
+        if (!via_y && (st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 0, 0, 0, N, kw, d, d, kw, kw))) return st;
         /* h = lrelu(a), a = Â s, s = x C: da = dh lrelu'(a); ds = Â^T da; dC = x^T ds; d x_l += ds C^T */
         const float *dh = m->dhx; /* dh is dhx's first kw columns: apart with concatenation */
         if (m->concat) {
@@ -207,7 +208,7 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
                 return st;
         } else if ((st = mrec_spmm(ctx, m->s, &m->adj, m->t, kw, 1)) ||
                    (st = mrec_gemm(ctx, q->c_grad[l], q->x[l], m->s, NULL, 1, 0, 1, 0, kw, kw, N, kw, kw, kw)) ||
-                   (st = mrec_gemm(ctx, dnext, m->s, q->c[l], NULL, 1, 1, 0, 1, rows, kw, kw, kw, kw, kw)))
+                   (st = mrec_gemm(ctx, dnext, m->s, q->c[l], NULL, 1, 1, 0, 1, N, kw, kw, kw, kw, kw)))
             return st;
         dx = dnext, dnext = dnext == m->dx ? m->dx2 : m->dx;
     }

@@ -525,8 +525,8 @@ __attribute__((target("avx512f"))) static inline __m256 load8(__mmask16 m, const
 }
 
 /* The rows' gradients from their sums (norm, y . dy), 8 columns at a time: the reference's double operations.
- * The divisions bound this part, so it fetches the next rows' x, y and dy (n of each from `next`, NULL at
- * the end), which the sums then read from cache. */
+ * The divisions bound this part, so it fetches the next rows' x, y and dy (n of each from `next`; -1 at
+ * the end: none), which the sums then read from cache. */
 __attribute__((target("avx512f"))) static void l2_back_rows(const ngcf_args *a, int64_t lo, int n, const double *norm,
                                                            const double *yd, int64_t next) {
     int C = a->C;
