@@ -32,11 +32,12 @@
  * mean and add (sum). G_u, G_i, G_u^m, C_l, L_l, W_l start xavier-uniform,
  * P_m and the biases as nn.Linear (uniform in +-1/sqrt(fan_in)).
  *
- * Where the features enter unprojected (no P_m), layer 0 runs as lrelu((Â x_0) C_0), the same product
- * associated the other way: Â joins users to items only, so the users' rows of y = Â x_0 sum the items'
- * rows of x_0, the fixed features, and are formed once. A step forms y's items' rows alone (half of Â's
- * entries), and x_0's gradient, wanted at the users' rows only, is Â^T (da C^T) with da C^T formed at the
- * items' rows alone: I x d_m x d_m where (Â^T da) C^T took U x d_m x d_m.
+ * Â joins users to items only, so each side's rows of Â (x C) read the other side's rows of x alone, and each
+ * side may associate the product its own way. Both run theirs over the smaller side's rows (S; B the other):
+ * a_B = Â_BS (x_S C) and a_S = (Â_SB x_B) C, two products of |S| rows where x C took N (on Baby 14,100 rows
+ * for 26,495, the items being the fewer), and the same sparse entries. The backward likewise: dC = x_S^T
+ * (Â_BS^T da_B) + (Â_SB x_B)^T da_S, dx_S gets (Â_BS^T da_B) C^T and dx_B gets Â_SB^T (da_S C^T). Where the
+ * features enter unprojected (no P_m), x_0's items' rows are constant and their gradient is not formed.
  *
  * Backward, layer by layer from dx_L = dF / M: dY = dx_{l+1} lrelu'(.), then
  * through the combination, x̂'s linear layer and the propagation (Â^T); x_0's
@@ -76,7 +77,7 @@ typedef struct {
     float *gw[MAX_LAYERS], *gw_grad[MAX_LAYERS]; /* (d, k + d) with concatenation, else (d, k) */
     float *gb[MAX_LAYERS], *gb_grad[MAX_LAYERS]; /* (d) */
     float *z;                       /* (I, dm) the items' f P^T + p, before the unit rows (with P) */
-    float *y;                       /* (N, dm) Â x_0 without P: its users' rows fixed, its items' formed each step */
+    float *y[MAX_LAYERS];           /* (|S|, k_l) Â_SB x_B, the smaller side's rows of Â x (propagate) */
     float *x[MAX_LAYERS + 1];       /* (N, k_l) each layer's input; x[L] (N, d) the output */
     float *a[MAX_LAYERS];           /* (N, k_l) Â (x C), before h's lrelu; without concatenation h itself (below) */
     float *pl[MAX_LAYERS];          /* (N, d) x L^T + l, before x̂'s lrelu */
@@ -84,15 +85,20 @@ typedef struct {
     float *pg[MAX_LAYERS];          /* (N, d) before x_{l+1}'s lrelu, which then takes its place (x[l + 1]) */
 } modality;
 
+/* One side of the graph, its nodes [first, first + n), and Â's rows there as a matrix of their own (n, the other
+ * side's count), columns counted from the other side's first node, with its transpose (the GPU's A^T products). */
+typedef struct {
+    int first, n;
+    mrec_csr rows, rows_t;
+} side;
+
 typedef struct {
     int n_users, n_items, n_nodes, dim, layers, n_mod, concat, has_id, kmax;
     float l_w;
     mrec_context *ctx;
     mrec_arena mem;                 /* everything below that points to memory, on the context's device */
-    mrec_csr adj, adj_t;            /* Â there, and Â^T (the GPU's transposed products) */
-    mrec_csr iu, iu_t;              /* Â's items' rows (I, U) and their transpose, where a modality has no P */
-    int64_t *iu_rows;               /* iu's row pointers (iu's entries are Â's; iu_t's row pointers Â^T's first U + 1) */
-    int32_t *iut_col;               /* iu_t's columns: Â^T's users' entries less U */
+    side small, big;                /* the side with fewer nodes (the items where they are as many), and the other */
+    int items_small;                /* small is the items' side */
     float *ego, *ego_grad;          /* (N, d) [G_u ; G_i] */
     modality mod[MAX_MOD];
     float *final, *dfinal;          /* (N, d) */
@@ -108,6 +114,36 @@ static int width(const mmgcn *m, const modality *q, int l) { return l ? m->dim :
 /* bias gradient (cols) = the column sums of g (rows, cols): ones^T g */
 static mrec_status col_sums(mmgcn *m, float *out, const float *g, int rows, int cols) {
     return mrec_gemm(m->ctx, out, m->ones, g, NULL, 1, 0, 0, 0, 1, cols, rows, rows, cols, cols);
+}
+
+/* a (N, k) = Â (x C): a_B = Â_BS (x_S C) and a_S = y C with y = Â_SB x_B, both products over |S| rows */
+static mrec_status propagate(mmgcn *m, float *a, float *y, const float *x, const float *c, int k) {
+    const side *S = &m->small, *B = &m->big;
+    mrec_context *ctx = m->ctx;
+    mrec_status st;
+    if ((st = mrec_gemm(ctx, m->s, x + (size_t)S->first * k, c, NULL, 1, 0, 0, 0, S->n, k, k, k, k, k)) ||
+        (st = mrec_spmm(ctx, a + (size_t)B->first * k, &B->rows, m->s, k, 0)) ||
+        (st = mrec_spmm(ctx, y, &S->rows, x + (size_t)B->first * k, k, 0)))
+        return st;
+    return mrec_gemm(ctx, a + (size_t)S->first * k, y, c, NULL, 1, 0, 0, 0, S->n, k, k, k, k, k);
+}
+
+/* propagate's backward from da (N, k): dC = x_S^T ds + y^T da_S with ds = Â_BS^T da_B; dx_S = ds C^T and
+ * dx_B = Â_SB^T (da_S C^T), each side's rows written (not added to) unless its rows of x are constant */
+static mrec_status propagate_back(mmgcn *m, float *dc, float *dx, const float *da, const float *x, const float *y,
+                                  const float *c, int k, int small_fixed, int big_fixed) {
+    const side *S = &m->small, *B = &m->big;
+    size_t s0 = (size_t)S->first * k, b0 = (size_t)B->first * k;
+    mrec_context *ctx = m->ctx;
+    mrec_status st;
+    if ((st = mrec_spmm(ctx, m->s, &B->rows, da + b0, k, 1)) ||
+        (st = mrec_gemm(ctx, dc, x + s0, m->s, NULL, 1, 0, 1, 0, k, k, S->n, k, k, k)) ||
+        (st = mrec_gemm(ctx, dc, y, da + s0, NULL, 1, 1, 1, 0, k, k, S->n, k, k, k)))
+        return st;
+    if (!small_fixed && (st = mrec_gemm(ctx, dx + s0, m->s, c, NULL, 1, 0, 0, 1, S->n, k, k, k, k, k))) return st;
+    if (big_fixed) return MREC_OK;
+    if ((st = mrec_gemm(ctx, m->dhx, da + s0, c, NULL, 1, 0, 0, 1, S->n, k, k, k, k, k))) return st;
+    return mrec_spmm(ctx, dx + b0, &S->rows, m->dhx, k, 1);
 }
 
 /* final = the mean over the modalities of x_L */
@@ -128,14 +164,8 @@ static mrec_status forward(mmgcn *m) {
         for (int l = 0; l < m->layers; l++) {
             int kw = width(m, q, l), ld = m->concat ? kw + d : kw;
             const float *x = q->x[l];
-            /* h = lrelu(Â (x C)) into hx's first kw columns; lrelu((Â x_0) C) where y holds Â x_0's fixed rows */
-            if (l == 0 && q->y) {
-                if ((st = mrec_spmm(ctx, q->y + (size_t)U * kw, &m->iu, x, kw, 0)) ||
-                    (st = mrec_gemm(ctx, q->a[l], q->y, q->c[l], NULL, 1, 0, 0, 0, N, kw, kw, kw, kw, kw)))
-                    return st;
-            } else if ((st = mrec_gemm(ctx, m->s, x, q->c[l], NULL, 1, 0, 0, 0, N, kw, kw, kw, kw, kw)) ||
-                       (st = mrec_spmm(ctx, q->a[l], &m->adj, m->s, kw, 0)))
-                return st;
+            /* h = lrelu(Â (x C)) into hx's first kw columns */
+            if ((st = propagate(m, q->a[l], q->y[l], x, q->c[l], kw))) return st;
             if (!m->concat) st = mrec_activation(ctx, q->hx[l], q->a[l], MREC_ACT_LEAKY_RELU, SLOPE, (int64_t)N * kw);
             else if (!(st = mrec_activation(ctx, m->s, q->a[l], MREC_ACT_LEAKY_RELU, SLOPE, (int64_t)N * kw)))
                 st = mrec_copy_rows(ctx, q->hx[l], ld, m->s, kw, N, kw);
@@ -172,9 +202,8 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
     float *dnext = m->dx;
     for (int l = m->layers - 1; l >= 0; l--) {
         int kw = width(m, q, l), ld = m->concat ? kw + d : kw, wk = ld;
-        /* layer 0 without P runs through y (forward), and only the users' rows of d x_0 are wanted there: the
-         * items' rows of x_0 are constant */
-        int via_y = l == 0 && q->y;
+        /* without P, x_0's items' rows are constant: d x_0 is wanted at the users' rows alone */
+        int items_fixed = l == 0 && !q->project, rows = items_fixed ? U : N;
         /* dY = dx_{l+1} lrelu'(pg) */
         if ((st = mrec_leaky_relu_back(ctx, m->dy, dx, q->pg[l], SLOPE, nd))) return st;
         if ((st = col_sums(m, q->gb_grad[l], m->dy, N, d))) return st;
@@ -191,24 +220,16 @@ static mrec_status modality_back(mmgcn *m, modality *q, int add_gum) {
         if ((st = mrec_leaky_relu_back(ctx, m->dy, dxh, q->pl[l], SLOPE, nd))) return st;
         if ((st = col_sums(m, q->lb_grad[l], m->dy, N, d))) return st;
         if ((st = mrec_gemm(ctx, q->lw_grad[l], m->dy, q->x[l], NULL, 1, 0, 1, 0, d, kw, N, d, kw, kw))) return st;
-        if (!via_y && (st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 0, 0, 0, N, kw, d, d, kw, kw))) return st;
-        /* h = lrelu(a), a = Â s, s = x C: da = dh lrelu'(a); ds = Â^T da; dC = x^T ds; d x_l += ds C^T */
+        /* h = lrelu(a), a = Â (x C): da = dh lrelu'(a), then propagate_back; d x_l += dpl L */
         const float *dh = m->dhx; /* dh is dhx's first kw columns: apart with concatenation */
         if (m->concat) {
             if ((st = mrec_copy_rows(ctx, m->t, kw, m->dhx, ld, N, kw))) return st;
             dh = m->t;
         }
         if ((st = mrec_leaky_relu_back(ctx, m->t, dh, q->a[l], SLOPE, (int64_t)N * kw))) return st;
-        if (via_y) {
-            /* a = y C: dC = y^T da; the users' d x_0 = Â_iu^T (da_i C^T) + dpl L */
-            if ((st = mrec_gemm(ctx, q->c_grad[l], q->y, m->t, NULL, 1, 0, 1, 0, kw, kw, N, kw, kw, kw)) ||
-                (st = mrec_gemm(ctx, m->s, m->t + (size_t)U * kw, q->c[l], NULL, 1, 0, 0, 1, I, kw, kw, kw, kw, kw)) ||
-                (st = mrec_spmm(ctx, dnext, &m->iu, m->s, kw, 1)) ||
-                (st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 1, 0, 0, U, kw, d, d, kw, kw)))
-                return st;
-        } else if ((st = mrec_spmm(ctx, m->s, &m->adj, m->t, kw, 1)) ||
-                   (st = mrec_gemm(ctx, q->c_grad[l], q->x[l], m->s, NULL, 1, 0, 1, 0, kw, kw, N, kw, kw, kw)) ||
-                   (st = mrec_gemm(ctx, dnext, m->s, q->c[l], NULL, 1, 1, 0, 1, N, kw, kw, kw, kw, kw)))
+        if ((st = propagate_back(m, q->c_grad[l], dnext, m->t, q->x[l], q->y[l], q->c[l], kw, items_fixed && m->items_small,
+                                 items_fixed && !m->items_small)) ||
+            (st = mrec_gemm(ctx, dnext, m->dy, q->lw[l], NULL, 1, 1, 0, 0, rows, kw, d, d, kw, kw)))
             return st;
         dx = dnext, dnext = dnext == m->dx ? m->dx2 : m->dx;
     }
@@ -303,8 +324,9 @@ static size_t layer_floats(const mmgcn *m, const modality *q, int l) {
     return kw * kw + d * kw + d + d * wk + d;
 }
 
-/* Every array from a (a measuring arena counts them), the graph's too. */
-static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
+/* Every array from a (a measuring arena counts them), the graph's too: Â's users' rows hold nnz_u entries, its
+ * items' rows the rest. */
+static void carve(mmgcn *m, mrec_arena *a, int64_t nnz_u, int64_t nnz_i) {
     size_t N = (size_t)m->n_nodes, d = (size_t)m->dim, U = (size_t)m->n_users, I = (size_t)m->n_items, k = (size_t)m->kmax;
 #define F(count) mrec_arena_alloc(a, sizeof(float) * (count))
     m->ego = F(N * d), m->ego_grad = F(N * d), m->final = F(N * d), m->dfinal = F(N * d);
@@ -314,7 +336,6 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
         modality *q = &m->mod[c];
         size_t dm = (size_t)q->dm, f = (size_t)q->f;
         q->feat = F(I * f), q->gum = F(U * dm), q->gum_grad = F(U * dm), q->z = F(I * dm), q->x[0] = F(N * dm);
-        q->y = q->project ? NULL : F(N * dm);
         if (q->project) q->pw = F(dm * f), q->pw_grad = F(dm * f), q->pb = F(dm), q->pb_grad = F(dm);
         size_t block = 0;
         for (int l = 0; l < m->layers; l++) block += layer_floats(m, q, l);
@@ -332,17 +353,14 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz) {
             /* lrelu keeps the sign (lrelu(z) > 0 exactly where z > 0), so the backward's masks read h and x_{l+1} in
              * place of their inputs: each activation runs in place, one array fewer to stream each */
             q->hx[l] = F(N * wk), q->a[l] = m->concat ? F(N * kw) : q->hx[l];
-            q->pl[l] = F(N * d), q->x[l + 1] = q->pg[l] = F(N * d);
+            q->pl[l] = F(N * d), q->x[l + 1] = q->pg[l] = F(N * d), q->y[l] = F((size_t)m->small.n * kw);
         }
     }
 #undef F
-    m->adj.row_ptr = mrec_arena_alloc(a, sizeof(int64_t) * (N + 1)), m->adj_t.row_ptr = mrec_arena_alloc(a, sizeof(int64_t) * (N + 1));
-    m->adj.col = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(nnz + 1)), m->adj_t.col = mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(nnz + 1));
-    m->adj.val = mrec_arena_alloc(a, sizeof(float) * (size_t)(nnz + 1)), m->adj_t.val = mrec_arena_alloc(a, sizeof(float) * (size_t)(nnz + 1));
-    int fixed = 0;
-    for (int c = 0; c < m->n_mod; c++) fixed |= !m->mod[c].project;
-    m->iu_rows = fixed ? mrec_arena_alloc(a, sizeof(int64_t) * (I + 1)) : NULL;
-    m->iut_col = fixed ? mrec_arena_alloc(a, sizeof(int32_t) * (size_t)(nnz + 1)) : NULL;
+    side *users = m->items_small ? &m->big : &m->small, *items = m->items_small ? &m->small : &m->big;
+    mrec_device dev = m->ctx->device;
+    users->rows = mrec_graph_carve(a, m->n_users, m->n_items, nnz_u, dev), users->rows_t = mrec_graph_carve(a, m->n_items, m->n_users, nnz_u, dev);
+    items->rows = mrec_graph_carve(a, m->n_items, m->n_users, nnz_i, dev), items->rows_t = mrec_graph_carve(a, m->n_users, m->n_items, nnz_i, dev);
 }
 
 static void uniform(float *w, size_t count, double bound, mrec_rng *rng) {
@@ -362,32 +380,31 @@ mrec_status mrec_graph_mmgcn(mrec_graph *out, const mrec_user_items *train, int 
     return MREC_OK;
 }
 
-/* Â's items' rows as a matrix of their own, iu (I, U), and its transpose iu_t (U, I), for the modalities without P:
- * iu's entries and iu_t's row pointers and values are Â's and Â^T's own; iu's row pointers start again from 0,
- * iu_t's columns count items from 0. Then y's fixed rows: Â x_0, with x_0's users' rows formed as forward forms
- * them (the users' rows of y read only the items' rows of x_0; the items' rows of y are formed again each step). */
-static mrec_status upload_items_rows(mmgcn *m, const mrec_graph *adj, const mrec_graph *t) {
-    int U = m->n_users, I = m->n_items;
-    int64_t base = adj->row_ptr[U], nnz_t = t->row_ptr[U];
-    size_t count = (size_t)I + 1 > (size_t)nnz_t ? (size_t)I + 1 : (size_t)nnz_t;
-    int64_t *rows = malloc(sizeof(int64_t) * count);
-    if (!rows) return mrec_fail(MREC_ERR_NOMEM, "mmgcn: %zu row pointers", count);
-    for (int r = 0; r <= I; r++) rows[r] = adj->row_ptr[U + r] - base;
-    mrec_status st = mrec_copy_to_device(m->ctx, m->iu_rows, rows, sizeof(int64_t) * ((size_t)I + 1));
-    int32_t *cols = (int32_t *)rows; /* I + 1 int64 hold nnz_t int32 */
-    for (int64_t e = 0; e < nnz_t; e++) cols[e] = t->col[e] - U;
-    if (!st && nnz_t) st = mrec_copy_to_device(m->ctx, m->iut_col, cols, sizeof(int32_t) * (size_t)nnz_t);
-    free(rows);
-    m->iu = (mrec_csr){.n_rows = I, .n_cols = U, .row_ptr = m->iu_rows, .col = m->adj.col + base, .val = m->adj.val + base,
-                       .device = m->ctx->device, .transposed = &m->iu_t};
-    m->iu_t = (mrec_csr){.n_rows = U, .n_cols = I, .row_ptr = m->adj_t.row_ptr, .col = m->iut_col, .val = m->adj_t.val,
-                         .device = m->ctx->device};
-    for (int k = 0; k < m->n_mod && !st; k++) {
-        modality *q = &m->mod[k];
-        if (!q->y) continue;
-        st = mrec_l2_normalize_rows(m->ctx, q->x[0], q->gum, NORM_EPS, U, q->dm);
-        if (!st) st = mrec_spmm(m->ctx, q->y, &m->adj, q->x[0], q->dm, 0);
-    }
+/* g's rows [r0, r0 + n) as a matrix of their own on the host, their columns counted from c0 (each side's rows of
+ * Â and of Â^T: the other side's nodes), then copied into dst. row_ptr holds n + 1, col the rows' entries. */
+static mrec_status upload_rows(mmgcn *m, const mrec_csr *dst, const mrec_graph *g, int r0, int n, int c0, int64_t *row_ptr,
+                               int32_t *col) {
+    int64_t base = g->row_ptr[r0];
+    for (int r = 0; r <= n; r++) row_ptr[r] = g->row_ptr[r0 + r] - base;
+    for (int64_t e = 0; e < row_ptr[n]; e++) col[e] = g->col[base + e] - c0;
+    mrec_csr host = {.n_rows = dst->n_rows, .n_cols = dst->n_cols, .row_ptr = row_ptr, .col = col, .val = g->val + base};
+    return mrec_graph_upload(m->ctx, dst, &host);
+}
+
+/* Both sides' rows of Â (adj) and of Â^T (t), the one side's rows of Â^T the transpose of the other's of Â */
+static mrec_status upload_sides(mmgcn *m, const mrec_graph *adj, const mrec_graph *t) {
+    int U = m->n_users, I = m->n_items, most = U > I ? U : I;
+    int64_t nnz = adj->row_ptr[U + I];
+    int64_t *row_ptr = malloc(sizeof(int64_t) * ((size_t)most + 1));
+    int32_t *col = malloc(sizeof(int32_t) * (size_t)(nnz + 1));
+    mrec_status st = row_ptr && col ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "mmgcn: the graph's %lld entries", (long long)nnz);
+    side *users = m->items_small ? &m->big : &m->small, *items = m->items_small ? &m->small : &m->big;
+    if (!st) st = upload_rows(m, &users->rows, adj, 0, U, U, row_ptr, col);
+    if (!st) st = upload_rows(m, &users->rows_t, t, U, I, 0, row_ptr, col);
+    if (!st) st = upload_rows(m, &items->rows, adj, U, I, 0, row_ptr, col);
+    if (!st) st = upload_rows(m, &items->rows_t, t, 0, U, U, row_ptr, col);
+    users->rows.transposed = &users->rows_t, items->rows.transposed = &items->rows_t;
+    free(row_ptr), free(col);
     return st;
 }
 
@@ -395,7 +412,6 @@ static mrec_status upload_items_rows(mmgcn *m, const mrec_graph *adj, const mrec
  * G_u, G_i, then per modality G_u^m, P_m and p_m, and per layer C, L, l, W, w; Â and Â^T with them. */
 static mrec_status upload(mmgcn *m, const mrec_graph *adj, const float *const *feat, mrec_rng *rng) {
     int d = m->dim, U = m->n_users, I = m->n_items, N = m->n_nodes;
-    int64_t nnz = adj->row_ptr[N];
     mrec_context *ctx = m->ctx;
     size_t most = (size_t)N * d + (size_t)N;
     for (int k = 0; k < m->n_mod; k++) {
@@ -441,16 +457,7 @@ static mrec_status upload(mmgcn *m, const mrec_graph *adj, const float *const *f
         if (!st && !q->project) st = mrec_l2_normalize_rows(ctx, q->x[0] + (size_t)U * q->dm, q->feat, NORM_EPS, I, q->dm);
     }
     free(h);
-    mrec_csr *a[2] = {&m->adj, &m->adj_t};
-    const mrec_graph *g[2] = {adj, &t};
-    for (int k = 0; k < 2 && !st; k++) {
-        st = mrec_copy_to_device(ctx, (void *)a[k]->row_ptr, g[k]->row_ptr, sizeof(int64_t) * ((size_t)N + 1));
-        if (!st && nnz) st = mrec_copy_to_device(ctx, (void *)a[k]->col, g[k]->col, sizeof(int32_t) * (size_t)nnz);
-        if (!st && nnz) st = mrec_copy_to_device(ctx, (void *)a[k]->val, g[k]->val, sizeof(float) * (size_t)nnz);
-        a[k]->n_rows = a[k]->n_cols = N, a[k]->device = ctx->device;
-    }
-    m->adj.transposed = &m->adj_t;
-    if (!st && m->iu_rows) st = upload_items_rows(m, adj, &t);
+    if (!st) st = upload_sides(m, adj, &t);
     mrec_graph_free(&t);
     return st;
 }
@@ -466,6 +473,12 @@ mrec_status mrec_mmgcn_create(mrec_model *out, const mrec_graph *adj, int n_user
     for (int k = 0; k < n_modalities; k++)
         if (feat_dim[k] < 1 || proj_dim[k] < 0)
             return mrec_fail(MREC_ERR_ARG, "mmgcn: modality %d has %d features and a projection to %d", k, feat_dim[k], proj_dim[k]);
+    /* the products run side by side (propagate): every entry must join a user to an item */
+    for (int r = 0; r < adj->n_nodes; r++)
+        for (int64_t e = adj->row_ptr[r]; e < adj->row_ptr[r + 1]; e++)
+            if ((r < n_users) == (adj->col[e] < n_users))
+                return mrec_fail(MREC_ERR_ARG, "mmgcn: the graph joins node %d to node %d, both %s (users 0 to %d, then items)", r,
+                                 adj->col[e], r < n_users ? "users" : "items", n_users - 1);
     mmgcn *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "mmgcn");
     m->n_users = n_users, m->n_items = n_items, m->n_nodes = n_users + n_items, m->dim = dim, m->layers = layers;
@@ -475,15 +488,18 @@ mrec_status mrec_mmgcn_create(mrec_model *out, const mrec_graph *adj, int n_user
         q->f = feat_dim[k], q->project = proj_dim[k] > 0, q->dm = q->project ? proj_dim[k] : feat_dim[k];
         if (q->dm > m->kmax) m->kmax = q->dm;
     }
-    int64_t nnz = adj->row_ptr[adj->n_nodes];
+    m->items_small = n_items <= n_users;
+    side *users = m->items_small ? &m->big : &m->small, *items = m->items_small ? &m->small : &m->big;
+    users->first = 0, users->n = n_users, items->first = n_users, items->n = n_items;
+    int64_t nnz_u = adj->row_ptr[n_users], nnz_i = adj->row_ptr[adj->n_nodes] - nnz_u;
     mrec_arena measure = mrec_arena_measure();
-    carve(m, &measure, nnz);
+    carve(m, &measure, nnz_u, nnz_i);
     mrec_status st = mrec_arena_reserve(&m->mem, measure.peak, ctx->device, ctx->cuda);
     if (st) {
         free(m);
         return st;
     }
-    carve(m, &m->mem, nnz);
+    carve(m, &m->mem, nnz_u, nnz_i);
     if ((st = upload(m, adj, feat, rng)) || (st = forward(m))) {
         mmgcn_destroy(m);
         return st;

@@ -30,15 +30,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The shared fixture's graph, features (visual 6-d, textual 5-d) and batches. */
+/* The shared fixture's graph, features (visual 6-d, textual 5-d) and batches; with `extra` items after its own that
+ * no one has chosen (their features those of its first item). */
 typedef struct {
     cJSON *c, *ref;
-    int U, I, d;
+    int U, I, d, extra;
     float *feat[2];
     mrec_user_items train;
 } fixture;
 
-static int fixture_open(fixture *fx) {
+static int fixture_open(fixture *fx, int extra) {
     memset(fx, 0, sizeof *fx);
     if (!(fx->c = read_fixture_json("tests/fixtures/multimodal/trajectory.json"))) return 0;
     if (!(fx->ref = read_fixture_json("tests/fixtures/multimodal/mmgcn.json"))) {
@@ -49,9 +50,12 @@ static int fixture_open(fixture *fx) {
     fx->d = cJSON_GetObjectItem(fx->c, "dim")->valueint;
     static const char *const names[2] = {"visual", "textual"};
     for (int m = 0; m < 2; m++) {
-        fx->feat[m] = malloc(sizeof(float) * (size_t)fx->I * (m ? 5 : 6));
+        size_t f = m ? 5 : 6;
+        fx->feat[m] = malloc(sizeof(float) * (size_t)(fx->I + extra) * f);
         fill_floats(fx->feat[m], cJSON_GetObjectItem(fx->c, names[m]));
+        for (int i = fx->I; i < fx->I + extra; i++) memcpy(fx->feat[m] + (size_t)i * f, fx->feat[m], sizeof(float) * f);
     }
+    fx->I += extra, fx->extra = extra;
     build_train(&fx->train, cJSON_GetObjectItem(fx->c, "pairs"), fx->U, fx->I);
     return 1;
 }
@@ -120,9 +124,13 @@ static void check_gradients_kinked(mrec_model *m, const char *name) {
     free(grad);
 }
 
-static void test_against_pytorch(mrec_context *ctx) {
+/* With extra items (none chosen), the items outnumber the users and the layers' products run over the users' rows
+ * (mrec_mmgcn_create's side); the other items' losses, gradients and weights are unchanged: the extra rows of
+ * [G_u ; G_i] come after PyTorch's and keep mrec's values. */
+static void test_against_pytorch(mrec_context *ctx, int extra) {
     fixture fx;
-    if (!fixture_open(&fx)) return;
+    if (!fixture_open(&fx, extra)) return;
+    int64_t more = (int64_t)extra * fx.d; /* [G_u ; G_i]'s floats past PyTorch's */
     for (const cJSON *cs = fx.ref->child; cs; cs = cs->next) {
         mrec_graph g;
         mrec_model m;
@@ -131,7 +139,7 @@ static void test_against_pytorch(mrec_context *ctx) {
         /* the same tensors in the same order, with PyTorch's initial values */
         int p = 0, sizes_ok = 1;
         for (const cJSON *w = cJSON_GetObjectItem(cs, "init")->child; w; w = w->next, p++) {
-            sizes_ok &= p < m.n_params && cJSON_GetArraySize(w) == m.size[p];
+            sizes_ok &= p < m.n_params && cJSON_GetArraySize(w) == m.size[p] - (p ? 0 : more);
             if (sizes_ok) fill_floats(m.param[p], w);
         }
         if (!t_check(sizes_ok && p == m.n_params, "%s: %d parameter tensors of PyTorch's sizes (mrec has %d)", cs->string, p, m.n_params)) {
@@ -158,25 +166,29 @@ static void test_against_pytorch(mrec_context *ctx) {
             if (step == 0) { /* the first batch's gradients against autograd's */
                 int q = 0;
                 for (const cJSON *g = cJSON_GetObjectItem(cs, "grad0")->child; g && q < m.n_params; g = g->next, q++) {
-                    float *gv = malloc(sizeof(float) * (size_t)m.size[q]);
+                    int64_t size = m.size[q] - (q ? 0 : more);
+                    float *gv = malloc(sizeof(float) * (size_t)size);
                     fill_floats(gv, g);
                     char what[96];
-                    snprintf(what, sizeof what, "%s gradient %d of the first batch", cs->string, q);
-                    t_allclose(what, gv, m.grad[q], m.size[q], 1e-6, 1e-4);
+                    snprintf(what, sizeof what, "%s%s gradient %d of the first batch", cs->string, extra ? " (more items)" : "", q);
+                    t_allclose(what, gv, m.grad[q], size, 1e-6, 1e-4);
                     free(gv);
                 }
             }
             mrec_adam_step_active(&adam, m.active, ctx);
         }
-        t_check(bad == 0 && step == 6, "%s: loss at each of %d Adam steps within 1e-4 of PyTorch (worst %.2g)", cs->string, step, worst);
-        printf("  %s: losses over %d Adam steps at most %.2g from PyTorch's\n", cs->string, step, worst);
+        const char *more_items = extra ? " with more items than users" : "";
+        t_check(bad == 0 && step == 6, "%s%s: loss at each of %d Adam steps within 1e-4 of PyTorch (worst %.2g)", cs->string, more_items, step,
+                worst);
+        printf("  %s%s: losses over %d Adam steps at most %.2g from PyTorch's\n", cs->string, more_items, step, worst);
         p = 0;
         for (const cJSON *w = cJSON_GetObjectItem(cs, "weights")->child; w; w = w->next, p++) {
-            float *wv = malloc(sizeof(float) * (size_t)m.size[p]);
+            int64_t size = m.size[p] - (p ? 0 : more);
+            float *wv = malloc(sizeof(float) * (size_t)size);
             fill_floats(wv, w);
             char what[96];
-            snprintf(what, sizeof what, "%s parameter %d after 6 steps", cs->string, p);
-            t_allclose(what, wv, m.param[p], m.size[p], 1e-4, 0);
+            snprintf(what, sizeof what, "%s%s parameter %d after 6 steps", cs->string, more_items, p);
+            t_allclose(what, wv, m.param[p], size, 1e-4, 0);
             free(wv);
         }
         /* scoring: the propagated rows' dot products, the same after prepare as the embeddings say */
@@ -204,7 +216,7 @@ static void test_against_pytorch(mrec_context *ctx) {
         mrec_model m;
         mrec_rng rng = {7};
         char what[64];
-        snprintf(what, sizeof what, "mmgcn %s d=4", cs->string);
+        snprintf(what, sizeof what, "mmgcn %s d=4%s", cs->string, extra ? ", more items" : "");
         if (t_status(create_case(&m, &g, &fx, cs, 4, &rng, ctx), MREC_OK, "create %s", what)) {
             check_gradients_kinked(&m, what);
             mrec_model_destroy(&m);
@@ -217,7 +229,7 @@ static void test_against_pytorch(mrec_context *ctx) {
 /* Â: mean divides a row by its degree, add keeps ones; no self-loops */
 static void test_graph(void) {
     fixture fx;
-    if (!fixture_open(&fx)) return;
+    if (!fixture_open(&fx, 0)) return;
     mrec_graph mean, add;
     if (t_status(mrec_graph_mmgcn(&mean, &fx.train, 1), MREC_OK, "mean graph") && t_status(mrec_graph_mmgcn(&add, &fx.train, 0), MREC_OK, "add graph")) {
         int bad = 0;
@@ -246,6 +258,12 @@ static void test_graph(void) {
                 mrec_error_detail());
         st = mrec_mmgcn_create(&m, &g, fx.U + 1, fx.I, xs, dims, proj, 1, 8, 2, 0, 1, 0.1f, &rng, ctx);
         t_check(st == MREC_ERR_ARG && strstr(mrec_error_detail(), "graph of"), "a graph of other nodes refused: %s", mrec_error_detail());
+        int32_t keep = g.col[0]; /* user 0's first item, made user 1 */
+        g.col[0] = 1;
+        st = mrec_mmgcn_create(&m, &g, fx.U, fx.I, xs, dims, proj, 1, 8, 2, 0, 1, 0.1f, &rng, ctx);
+        t_check(st == MREC_ERR_ARG && strstr(mrec_error_detail(), "node 0 to node 1, both users"), "an entry joining two users refused: %s",
+                mrec_error_detail());
+        g.col[0] = keep;
         mrec_context_destroy(ctx);
     }
     mrec_graph_free(&g);
@@ -421,7 +439,8 @@ int main(void) {
     T_REQUIRE(mrec_context_create(&ctx, &o) == MREC_OK);
     test_registry();
     test_graph();
-    test_against_pytorch(ctx);
+    test_against_pytorch(ctx, 0);
+    test_against_pytorch(ctx, 10);
     mrec_context_destroy(ctx);
     test_cli();
     return t_finish();
