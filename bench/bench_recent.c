@@ -201,6 +201,7 @@ int main(int argc, char **argv) {
     printf("mean of %d timed steps after two warm-up ones, times the steps of an epoch\n", steps);
     printf("%-8s %12s %12s %8s %10s %10s %12s\n", "", "mrec s/ep", "PyTorch s/ep", "ratio", "build s", "peer bld s", "steps x batch");
     for (int k = 0; k < N_MODELS; k++) {
+        if (!per_epoch[k]) continue; /* not timed (MREC_BENCH_MODELS) */
         printf("%-8s %12.2f %12.2f %7.2fx %10.2f %10.2f %7d x %d", mrec_model_find(names[k])->elliot, ours[k], peer[k],
                peer[k] > 0 && ours[k] > 0 ? peer[k] / ours[k] : 0, build[k], peer_build[k], per_epoch[k], batch_used[k]);
         if (gpu) printf("  %5.0f %%", 100 * busy[k]);
