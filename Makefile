@@ -168,6 +168,8 @@ $(BUILD)/tools/cmd_serve.o: CFLAGS += $(if $(HAVE_MHD),-DMREC_HAVE_MHD)
 # The recommenders' host loops (activations, normalizations, sums over
 # every node) are element-wise too: -O3 runs them several lanes at a time.
 $(BUILD)/recsys/%.o: CFLAGS += $(KFLAGS)
+# PIL's resampling sums a row of pixels per tap: -O3 runs those sums in vector lanes.
+$(BUILD)/extractors/resize.o: CFLAGS += $(KFLAGS)
 
 # Kernels: -O3 for vectorization; the SIMD micro-kernels get their ISA flags
 # (only these files; dispatch at run time keeps the rest baseline x86-64).

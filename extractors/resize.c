@@ -63,32 +63,45 @@ static uint8_t clip8(int32_t v) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* out (rows, out_w, c): each row of in (from row `offset`), resampled. */
+/* out (rows, out_w, c): each row of in (from row `offset`), resampled. An RGB pixel's three sums run in one pass
+ * over its taps; the integer sums are exact, so their order leaves the bits as PIL's. */
 static void horizontal(uint8_t *out, const uint8_t *in, int rows, int in_w, int out_w, int c, int offset, const int *bounds,
                        const int32_t *kk, int ksize) {
     for (int y = 0; y < rows; y++)
         for (int xx = 0; xx < out_w; xx++) {
             const int32_t *k = kk + (size_t)xx * ksize;
             const uint8_t *p = in + ((size_t)(y + offset) * in_w + bounds[xx * 2]) * c;
+            uint8_t *o = out + ((size_t)y * out_w + xx) * c;
+            int n = bounds[xx * 2 + 1];
+            if (c == 3) {
+                int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+                for (int x = 0; x < n; x++) s0 += p[3 * x] * k[x], s1 += p[3 * x + 1] * k[x], s2 += p[3 * x + 2] * k[x];
+                o[0] = clip8(s0), o[1] = clip8(s1), o[2] = clip8(s2);
+                continue;
+            }
             for (int ch = 0; ch < c; ch++) {
                 int32_t ss = 1 << (PRECISION_BITS - 1);
-                for (int x = 0; x < bounds[xx * 2 + 1]; x++) ss += p[(size_t)x * c + ch] * k[x];
-                out[((size_t)y * out_w + xx) * c + ch] = clip8(ss);
+                for (int x = 0; x < n; x++) ss += p[(size_t)x * c + ch] * k[x];
+                o[ch] = clip8(ss);
             }
         }
 }
 
-/* out (out_h, w, c): each column of in resampled. */
-static void vertical(uint8_t *out, const uint8_t *in, int out_h, int w, int c, const int *bounds, const int32_t *kk, int ksize) {
+/* out (out_h, w, c): each column of in resampled, a whole row of sums (acc, w c) at a time so that every tap
+ * reads one source row in order (the sums exact, as above). */
+static void vertical(uint8_t *out, const uint8_t *in, int out_h, int w, int c, const int *bounds, const int32_t *kk, int ksize,
+                     int32_t *acc) {
+    size_t row = (size_t)w * c;
     for (int yy = 0; yy < out_h; yy++) {
         const int32_t *k = kk + (size_t)yy * ksize;
         int ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1];
-        for (int x = 0; x < w; x++)
-            for (int ch = 0; ch < c; ch++) {
-                int32_t ss = 1 << (PRECISION_BITS - 1);
-                for (int y = 0; y < ymax; y++) ss += in[((size_t)(y + ymin) * w + x) * c + ch] * k[y];
-                out[((size_t)yy * w + x) * c + ch] = clip8(ss);
-            }
+        for (size_t i = 0; i < row; i++) acc[i] = 1 << (PRECISION_BITS - 1);
+        for (int y = 0; y < ymax; y++) {
+            const uint8_t *p = in + (size_t)(y + ymin) * row;
+            int32_t ky = k[y];
+            for (size_t i = 0; i < row; i++) acc[i] += p[i] * ky;
+        }
+        for (size_t i = 0; i < row; i++) out[(size_t)yy * row + i] = clip8(acc[i]);
     }
 }
 
@@ -114,8 +127,9 @@ mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c,
      * 8-bit intermediate, so it is kept */
     int h_first = !(h - oh > 0 && h - oh > (w - ow) * 2);
     uint8_t *tmp = NULL;
-    mrec_status st = MREC_OK;
-    if (need_h && need_v) {
+    int32_t *acc = need_v ? malloc(sizeof *acc * (size_t)(w > ow ? w : ow) * c) : NULL; /* the vertical pass's row of sums */
+    mrec_status st = need_v && !acc ? mrec_fail(MREC_ERR_NOMEM, "resize: a row of %d pixels", w) : MREC_OK;
+    if (!st && need_h && need_v) {
         size_t rows = h_first ? (size_t)(bv[oh * 2 - 2] + bv[oh * 2 - 1] - bv[0]) : (size_t)oh;
         tmp = malloc(rows * (size_t)(h_first ? ow : w) * c);
         if (!tmp) st = mrec_fail(MREC_ERR_NOMEM, "resize: intermediate of %zu rows", rows);
@@ -126,18 +140,18 @@ mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c,
         int y_first = bv[0], rows = bv[oh * 2 - 2] + bv[oh * 2 - 1] - y_first;
         for (int i = 0; i < oh; i++) bv[i * 2] -= y_first;
         horizontal(tmp, in, rows, w, ow, c, y_first, bh, kh, ksh);
-        vertical(out, tmp, oh, ow, c, bv, kv, ksv);
+        vertical(out, tmp, oh, ow, c, bv, kv, ksv, acc);
     } else if (need_h && need_v) {
-        vertical(tmp, in, oh, w, c, bv, kv, ksv);
+        vertical(tmp, in, oh, w, c, bv, kv, ksv, acc);
         horizontal(out, tmp, oh, w, ow, c, 0, bh, kh, ksh);
     } else if (need_h) {
         horizontal(out, in, oh, w, ow, c, 0, bh, kh, ksh);
     } else if (need_v) {
-        vertical(out, in, oh, w, c, bv, kv, ksv);
+        vertical(out, in, oh, w, c, bv, kv, ksv, acc);
     } else {
         memcpy(out, in, (size_t)oh * ow * c);
     }
-    free(tmp), free(bh), free(kh), free(bv), free(kv);
+    free(tmp), free(acc), free(bh), free(kh), free(bv), free(kv);
     return st;
 }
 
