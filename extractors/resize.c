@@ -87,6 +87,15 @@ static void horizontal(uint8_t *out, const uint8_t *in, int rows, int in_w, int 
         }
 }
 
+/* acc (n) += p (n) k, in vector lanes: AVX-512 and AVX2 versions where the CPU has them (integer sums, so every
+ * version gives the same bits). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void add_row(int32_t *restrict acc, const uint8_t *restrict p, int32_t k, size_t n) {
+    for (size_t i = 0; i < n; i++) acc[i] += p[i] * k;
+}
+
 /* out (out_h, w, c): each column of in resampled, a whole row of sums (acc, w c) at a time so that every tap
  * reads one source row in order (the sums exact, as above). */
 static void vertical(uint8_t *out, const uint8_t *in, int out_h, int w, int c, const int *bounds, const int32_t *kk, int ksize,
@@ -96,11 +105,7 @@ static void vertical(uint8_t *out, const uint8_t *in, int out_h, int w, int c, c
         const int32_t *k = kk + (size_t)yy * ksize;
         int ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1];
         for (size_t i = 0; i < row; i++) acc[i] = 1 << (PRECISION_BITS - 1);
-        for (int y = 0; y < ymax; y++) {
-            const uint8_t *p = in + (size_t)(y + ymin) * row;
-            int32_t ky = k[y];
-            for (size_t i = 0; i < row; i++) acc[i] += p[i] * ky;
-        }
+        for (int y = 0; y < ymax; y++) add_row(acc, in + (size_t)(y + ymin) * row, k[y], row);
         for (size_t i = 0; i < row; i++) out[(size_t)yy * row + i] = clip8(acc[i]);
     }
 }
