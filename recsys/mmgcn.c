@@ -129,7 +129,8 @@ static mrec_status propagate(mmgcn *m, float *a, float *y, const float *x, const
 }
 
 /* propagate's backward from da (N, k): dC = x_S^T ds + y^T da_S with ds = Â_BS^T da_B; dx_S = ds C^T and
- * dx_B = Â_SB^T (da_S C^T), each side's rows written (not added to) unless its rows of x are constant */
+ * dx_B = Â_SB^T (da_S C^T), each side's rows written (not added to) unless its rows of x are constant. ds goes
+ * in m->s, da_S C^T in m->dhx (read by then). */
 static mrec_status propagate_back(mmgcn *m, float *dc, float *dx, const float *da, const float *x, const float *y,
                                   const float *c, int k, int small_fixed, int big_fixed) {
     const side *S = &m->small, *B = &m->big;
