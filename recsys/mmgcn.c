@@ -111,6 +111,9 @@ typedef struct {
 
 static int width(const mmgcn *m, const modality *q, int l) { return l ? m->dim : q->dm; }
 
+static side *users_side(mmgcn *m) { return m->items_small ? &m->big : &m->small; }
+static side *items_side(mmgcn *m) { return m->items_small ? &m->small : &m->big; }
+
 /* bias gradient (cols) = the column sums of g (rows, cols): ones^T g */
 static mrec_status col_sums(mmgcn *m, float *out, const float *g, int rows, int cols) {
     return mrec_gemm(m->ctx, out, m->ones, g, NULL, 1, 0, 0, 0, 1, cols, rows, rows, cols, cols);
@@ -358,7 +361,7 @@ static void carve(mmgcn *m, mrec_arena *a, int64_t nnz_u, int64_t nnz_i) {
         }
     }
 #undef F
-    side *users = m->items_small ? &m->big : &m->small, *items = m->items_small ? &m->small : &m->big;
+    side *users = users_side(m), *items = items_side(m);
     mrec_device dev = m->ctx->device;
     users->rows = mrec_graph_carve(a, m->n_users, m->n_items, nnz_u, dev), users->rows_t = mrec_graph_carve(a, m->n_items, m->n_users, nnz_u, dev);
     items->rows = mrec_graph_carve(a, m->n_items, m->n_users, nnz_i, dev), items->rows_t = mrec_graph_carve(a, m->n_users, m->n_items, nnz_i, dev);
@@ -399,7 +402,7 @@ static mrec_status upload_sides(mmgcn *m, const mrec_graph *adj, const mrec_grap
     int64_t *row_ptr = malloc(sizeof(int64_t) * ((size_t)most + 1));
     int32_t *col = malloc(sizeof(int32_t) * (size_t)(nnz + 1));
     mrec_status st = row_ptr && col ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "mmgcn: the graph's %lld entries", (long long)nnz);
-    side *users = m->items_small ? &m->big : &m->small, *items = m->items_small ? &m->small : &m->big;
+    side *users = users_side(m), *items = items_side(m);
     if (!st) st = upload_rows(m, &users->rows, adj, 0, U, U, row_ptr, col);
     if (!st) st = upload_rows(m, &users->rows_t, t, U, I, 0, row_ptr, col);
     if (!st) st = upload_rows(m, &items->rows, adj, U, I, 0, row_ptr, col);
@@ -490,7 +493,7 @@ mrec_status mrec_mmgcn_create(mrec_model *out, const mrec_graph *adj, int n_user
         if (q->dm > m->kmax) m->kmax = q->dm;
     }
     m->items_small = n_items <= n_users;
-    side *users = m->items_small ? &m->big : &m->small, *items = m->items_small ? &m->small : &m->big;
+    side *users = users_side(m), *items = items_side(m);
     users->first = 0, users->n = n_users, items->first = n_users, items->n = n_items;
     int64_t nnz_u = adj->row_ptr[n_users], nnz_i = adj->row_ptr[adj->n_nodes] - nnz_u;
     mrec_arena measure = mrec_arena_measure();
