@@ -174,6 +174,24 @@ mrec_status mrec_preprocess_image(const mrec_preprocess *p, const mrec_rgb_image
     if (!resized) return mrec_fail(MREC_ERR_NOMEM, "%s: %dx%d image", p->name, rw, rh);
     mrec_status st = resized == img->rgb ? MREC_OK : mrec_resize_u8(resized, img->rgb, img->h, img->w, 3, rh, rw, p->filter, NULL);
     if (!st) {
+        /* Each output value depends only on its byte and channel: the 3 x 256 values, each by the formula of the
+         * reference (its float divisions and all), then looked up; the same bits for a fraction of the divisions */
+        float value[3][256];
+        for (int c = 0; c < 3; c++)
+            for (int v = 0; v < 256; v++) {
+                if (p->rescale_offset) {
+                    /* HF: float32(uint8 * factor in double), then - 1 in float32 */
+                    value[c][v] = (float)(v * p->rescale) - 1.0f;
+                } else if (!p->do_normalize) {
+                    value[c][v] = (float)(v * p->rescale);
+                } else if (p->hf) {
+                    /* HF folds the rescale into the statistics: float32 mean * (1 / factor) */
+                    float f = (float)(1.0 / p->rescale), m = p->mean[c] * f, s = p->std[c] * f;
+                    value[c][v] = ((float)v - m) / s;
+                } else {
+                    value[c][v] = ((float)v / 255.0f - p->mean[c]) / p->std[c];
+                }
+            }
         /* torchvision: int(round((full - size) / 2)); Hugging Face: (full - size) // 2 */
         int top = p->hf ? (rh - oh) / 2 : mrec_center_crop_offset(rh, oh), left = p->hf ? (rw - ow) / 2 : mrec_center_crop_offset(rw, ow);
         size_t plane = (size_t)oh * ow;
@@ -182,18 +200,7 @@ mrec_status mrec_preprocess_image(const mrec_preprocess *p, const mrec_rgb_image
             if (u8_out) memcpy(u8_out + (size_t)y * ow * 3, row, (size_t)ow * 3);
             for (int c = 0; c < 3; c++) {
                 float *dst = out + c * plane + (size_t)y * ow;
-                if (p->rescale_offset) {
-                    /* HF: float32(uint8 * factor in double), then - 1 in float32 */
-                    for (int x = 0; x < ow; x++) dst[x] = (float)(row[3 * x + c] * p->rescale) - 1.0f;
-                } else if (!p->do_normalize) {
-                    for (int x = 0; x < ow; x++) dst[x] = (float)(row[3 * x + c] * p->rescale);
-                } else if (p->hf) {
-                    /* HF folds the rescale into the statistics: float32 mean * (1 / factor) */
-                    float f = (float)(1.0 / p->rescale), m = p->mean[c] * f, s = p->std[c] * f;
-                    for (int x = 0; x < ow; x++) dst[x] = ((float)row[3 * x + c] - m) / s;
-                } else {
-                    for (int x = 0; x < ow; x++) dst[x] = ((float)row[3 * x + c] / 255.0f - p->mean[c]) / p->std[c];
-                }
+                for (int x = 0; x < ow; x++) dst[x] = value[c][row[3 * x + c]];
             }
         }
     }

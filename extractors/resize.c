@@ -63,30 +63,6 @@ static uint8_t clip8(int32_t v) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* out (rows, out_w, c): each row of in (from row `offset`), resampled. An RGB pixel's three sums run in one pass
- * over its taps; the integer sums are exact, so their order leaves the bits as PIL's. */
-static void horizontal(uint8_t *out, const uint8_t *in, int rows, int in_w, int out_w, int c, int offset, const int *bounds,
-                       const int32_t *kk, int ksize) {
-    for (int y = 0; y < rows; y++)
-        for (int xx = 0; xx < out_w; xx++) {
-            const int32_t *k = kk + (size_t)xx * ksize;
-            const uint8_t *p = in + ((size_t)(y + offset) * in_w + bounds[xx * 2]) * c;
-            uint8_t *o = out + ((size_t)y * out_w + xx) * c;
-            int n = bounds[xx * 2 + 1];
-            if (c == 3) {
-                int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                for (int x = 0; x < n; x++) s0 += p[3 * x] * k[x], s1 += p[3 * x + 1] * k[x], s2 += p[3 * x + 2] * k[x];
-                o[0] = clip8(s0), o[1] = clip8(s1), o[2] = clip8(s2);
-                continue;
-            }
-            for (int ch = 0; ch < c; ch++) {
-                int32_t ss = 1 << (PRECISION_BITS - 1);
-                for (int x = 0; x < n; x++) ss += p[(size_t)x * c + ch] * k[x];
-                o[ch] = clip8(ss);
-            }
-        }
-}
-
 /* acc (n) += p (n) k, in vector lanes: AVX-512 and AVX2 versions where the CPU has them (integer sums, so every
  * version gives the same bits). */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -94,6 +70,54 @@ __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void add_row(int32_t *restrict acc, const uint8_t *restrict p, int32_t k, size_t n) {
     for (size_t i = 0; i < n; i++) acc[i] += p[i] * k;
+}
+
+/* out (n) = the bytes of the sums acc (n), as clip8, in vector lanes likewise */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void clip_row(uint8_t *restrict out, const int32_t *restrict acc, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = clip8(acc[i]);
+}
+
+static void start_row(int32_t *acc, size_t n) {
+    for (size_t i = 0; i < n; i++) acc[i] = 1 << (PRECISION_BITS - 1);
+}
+
+/* Rows per strip of the horizontal pass. 32 rows of RGB make a column 96 sums (six AVX-512 vectors) and keep
+ * the strip (in_w x 32 pixels) small: strips of 64 and 256 rows read the same and made every image's buffers
+ * grow and shrink the heap (a fault per page, a sixth of the time) */
+#define STRIP_ROWS 32
+
+/* out (rows, out_w, c): each row of in (from row `offset`), resampled. A strip of rows at a time is laid out by
+ * columns (t: in_w columns of STRIP_ROWS pixels), so that each output column is a sum of whole source columns
+ * in vector lanes (add_row), as the vertical pass sums rows; the integer sums are exact, so their order leaves
+ * the bits as PIL's. t holds in_w * STRIP_ROWS pixels, acc STRIP_ROWS. */
+static void horizontal(uint8_t *out, const uint8_t *in, int rows, int in_w, int out_w, int c, int offset, const int *bounds,
+                       const int32_t *kk, int ksize, uint8_t *t, int32_t *acc) {
+    for (int y0 = 0; y0 < rows; y0 += STRIP_ROWS) {
+        int sr = rows - y0 < STRIP_ROWS ? rows - y0 : STRIP_ROWS;
+        size_t col = (size_t)sr * c; /* a column of the strip, in t */
+        const uint8_t *src = in + (size_t)(y0 + offset) * in_w * c;
+        size_t stride = (size_t)in_w * c;
+        for (int x = 0; x < in_w; x++) { /* column x of the strip, written in order */
+            uint8_t *d = t + (size_t)x * col;
+            const uint8_t *p = src + (size_t)x * c;
+            if (c == 3)
+                for (int y = 0; y < sr; y++, d += 3, p += stride) d[0] = p[0], d[1] = p[1], d[2] = p[2];
+            else
+                for (int y = 0; y < sr; y++, d += c, p += stride) memcpy(d, p, (size_t)c);
+        }
+        for (int xx = 0; xx < out_w; xx++) {
+            const int32_t *k = kk + (size_t)xx * ksize;
+            const uint8_t *first = t + (size_t)bounds[xx * 2] * col;
+            start_row(acc, col);
+            for (int x = 0; x < bounds[xx * 2 + 1]; x++) add_row(acc, first + (size_t)x * col, k[x], col);
+            uint8_t *o = out + ((size_t)y0 * out_w + xx) * c;
+            for (int y = 0; y < sr; y++)
+                for (int ch = 0; ch < c; ch++) o[(size_t)y * out_w * c + ch] = clip8(acc[(size_t)y * c + ch]);
+        }
+    }
 }
 
 /* out (out_h, w, c): each column of in resampled, a whole row of sums (acc, w c) at a time so that every tap
@@ -104,9 +128,9 @@ static void vertical(uint8_t *out, const uint8_t *in, int out_h, int w, int c, c
     for (int yy = 0; yy < out_h; yy++) {
         const int32_t *k = kk + (size_t)yy * ksize;
         int ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1];
-        for (size_t i = 0; i < row; i++) acc[i] = 1 << (PRECISION_BITS - 1);
+        start_row(acc, row);
         for (int y = 0; y < ymax; y++) add_row(acc, in + (size_t)(y + ymin) * row, k[y], row);
-        for (size_t i = 0; i < row; i++) out[(size_t)yy * row + i] = clip8(acc[i]);
+        clip_row(out + (size_t)yy * row, acc, row);
     }
 }
 
@@ -132,8 +156,12 @@ mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c,
      * 8-bit intermediate, so it is kept */
     int h_first = !(h - oh > 0 && h - oh > (w - ow) * 2);
     uint8_t *tmp = NULL;
-    int32_t *acc = need_v ? malloc(sizeof *acc * (size_t)(w > ow ? w : ow) * c) : NULL; /* the vertical pass's row of sums */
-    mrec_status st = need_v && !acc ? mrec_fail(MREC_ERR_NOMEM, "resize: a row of %d pixels", w) : MREC_OK;
+    /* the vertical pass's row of sums, or the horizontal pass's column; the horizontal pass's strip by columns */
+    size_t sums = STRIP_ROWS, widest = (size_t)(w > ow ? w : ow);
+    if (need_v && widest > sums) sums = widest;
+    int32_t *acc = malloc(sizeof *acc * sums * c + (need_h ? (size_t)w * STRIP_ROWS * c : 0));
+    uint8_t *strip = need_h && acc ? (uint8_t *)(acc + sums * c) : NULL;
+    mrec_status st = !acc ? mrec_fail(MREC_ERR_NOMEM, "resize: a row of %d pixels", w) : MREC_OK;
     if (!st && need_h && need_v) {
         size_t rows = h_first ? (size_t)(bv[oh * 2 - 2] + bv[oh * 2 - 1] - bv[0]) : (size_t)oh;
         tmp = malloc(rows * (size_t)(h_first ? ow : w) * c);
@@ -144,13 +172,13 @@ mrec_status mrec_resize_u8(uint8_t *out, const uint8_t *in, int h, int w, int c,
         /* only the rows the vertical pass will read */
         int y_first = bv[0], rows = bv[oh * 2 - 2] + bv[oh * 2 - 1] - y_first;
         for (int i = 0; i < oh; i++) bv[i * 2] -= y_first;
-        horizontal(tmp, in, rows, w, ow, c, y_first, bh, kh, ksh);
+        horizontal(tmp, in, rows, w, ow, c, y_first, bh, kh, ksh, strip, acc);
         vertical(out, tmp, oh, ow, c, bv, kv, ksv, acc);
     } else if (need_h && need_v) {
         vertical(tmp, in, oh, w, c, bv, kv, ksv, acc);
-        horizontal(out, tmp, oh, w, ow, c, 0, bh, kh, ksh);
+        horizontal(out, tmp, oh, w, ow, c, 0, bh, kh, ksh, strip, acc);
     } else if (need_h) {
-        horizontal(out, in, oh, w, ow, c, 0, bh, kh, ksh);
+        horizontal(out, in, oh, w, ow, c, 0, bh, kh, ksh, strip, acc);
     } else if (need_v) {
         vertical(out, in, oh, w, c, bv, kv, ksv, acc);
     } else {
