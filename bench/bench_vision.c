@@ -4,7 +4,8 @@
  * CPU (bench/peers/vision_peer.py) at the same thread count, in one run.
  *
  *   build/cpu/bench/bench_vision [threads [full_dir]]
- *   MREC_FULL_DIR=DIR   full-size random checkpoints (tools/golden/vision.py --full DIR)
+ *   MREC_FULL_DIR=DIR   full-size random checkpoints (tools/golden/vision.py --full DIR); without
+ *                       them, decode + preprocess only
  *   MREC_PYTHON=...     a Python with torch, torchvision, transformers
  *   MREC_BENCH_BATCHES="1 32 128"
  *   MREC_BENCH_ROUNDS=3  mrec and the peer in turn 3 times, each keeping its best (bench_batches.h)
@@ -111,13 +112,41 @@ static void run_peer(bench *B) {
     if (p) pclose(p);
 }
 
+/* The models, their contexts and their packed weights, as the image extractor holds them. Returns 1 on an error
+ * (printed). */
+static int load_models(bench *B, const char *full, int threads) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/resnet50", full);
+    if (mrec_resnet_load(&B->r, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    snprintf(dir, sizeof dir, "%s/vit_b16", full);
+    if (mrec_vit_load(&B->v, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = threads;
+    if (mrec_context_create(&B->ctx, &o)) return 1;
+    size_t ws = mrec_resnet_batch_workspace_bytes(B->ctx, &B->r, N_IMAGES, 224, 224), wv = mrec_vit_workspace_bytes(&B->v, N_IMAGES);
+    mrec_context_reserve(B->ctx, ws > wv ? ws : wv);
+    o.precision = MREC_PREC_BF16;
+    /* bf16 ResNet50 as the image extractor runs it: its own copy moved to the bf16 context, which lays it out
+     * channels-last (bf16 activations between layers) where the CPU has AVX-512 BF16 */
+    snprintf(dir, sizeof dir, "%s/resnet50", full);
+    if (mrec_resnet_load(&B->r16, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    if (mrec_cpu_has_bf16() && mrec_context_create(&B->half_ctx, &o) == MREC_OK) {
+        if (mrec_resnet_to_device(&B->r16, B->half_ctx)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+        size_t w16 = mrec_resnet_batch_workspace_bytes(B->half_ctx, &B->r16, N_IMAGES, 224, 224);
+        mrec_context_reserve(B->half_ctx, w16 > wv ? w16 : wv);
+    }
+    /* the weights packed once, as the image extractor packs them */
+    if (mrec_packs_create(&B->packs, B->v.storage, B->v.floats) || mrec_packs_create(&B->resnet_packs, B->r.storage, B->r.floats) ||
+        mrec_packs_create(&B->resnet16_packs, B->r16.storage, B->r16.floats))
+        return 1;
+    B->models = B->half_ctx ? 4 : 2;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     const char *full = argc > 2 ? argv[2] : getenv("MREC_FULL_DIR");
-    if (!full) {
-        fprintf(stderr, "bench_vision: set MREC_FULL_DIR (tools/golden/vision.py --full DIR)\n");
-        return 1;
-    }
+    if (!full) fprintf(stderr, "bench_vision: decode + preprocess only (MREC_FULL_DIR: tools/golden/vision.py --full DIR)\n");
     static bench B; /* its arrays are large for the stack */
     /* the image list: every 13th H&M photo */
     const char *list = "build/bench_vision_images.txt";
@@ -131,36 +160,12 @@ int main(int argc, char **argv) {
     if (f) fclose(f);
     mrec_preprocess_preset(&B.pre, "ducho-resnet", NULL);
     B.x = malloc(sizeof(float) * 3 * 224 * 224 * N_IMAGES);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/resnet50", full);
-    if (mrec_resnet_load(&B.r, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-    snprintf(dir, sizeof dir, "%s/vit_b16", full);
-    if (mrec_vit_load(&B.v, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-    mrec_context_options o = mrec_context_defaults();
-    o.device = MREC_WANT_CPU, o.n_threads = threads;
-    if (mrec_context_create(&B.ctx, &o)) return 1;
-    size_t ws = mrec_resnet_batch_workspace_bytes(B.ctx, &B.r, N_IMAGES, 224, 224), wv = mrec_vit_workspace_bytes(&B.v, N_IMAGES);
-    mrec_context_reserve(B.ctx, ws > wv ? ws : wv);
-    o.precision = MREC_PREC_BF16;
-    /* bf16 ResNet50 as the image extractor runs it: its own copy moved to the bf16 context, which lays it out
-     * channels-last (bf16 activations between layers) where the CPU has AVX-512 BF16 */
-    snprintf(dir, sizeof dir, "%s/resnet50", full);
-    if (mrec_resnet_load(&B.r16, dir)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-    if (mrec_cpu_has_bf16() && mrec_context_create(&B.half_ctx, &o) == MREC_OK) {
-        if (mrec_resnet_to_device(&B.r16, B.half_ctx)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-        size_t w16 = mrec_resnet_batch_workspace_bytes(B.half_ctx, &B.r16, N_IMAGES, 224, 224);
-        mrec_context_reserve(B.half_ctx, w16 > wv ? w16 : wv);
-    }
-    /* the weights packed once, as the image extractor packs them */
-    if (mrec_packs_create(&B.packs, B.v.storage, B.v.floats) || mrec_packs_create(&B.resnet_packs, B.r.storage, B.r.floats) ||
-        mrec_packs_create(&B.resnet16_packs, B.r16.storage, B.r16.floats))
-        return 1;
+    if (full && load_models(&B, full, threads)) return 1;
     B.nb = bench_batches(B.batches, "1 32 128", 1, N_IMAGES);
-    B.models = B.half_ctx ? 4 : 2;
     B.feat = malloc(sizeof(float) * 2048 * N_IMAGES);
     const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    snprintf(B.peer_cmd, sizeof B.peer_cmd, "%s bench/peers/vision_peer.py %s %s %d %s%s 2>/dev/null", py, full, list, threads,
-             B.half_ctx ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, B.batches, B.nb));
+    snprintf(B.peer_cmd, sizeof B.peer_cmd, "%s bench/peers/vision_peer.py %s %s %d %s%s 2>/dev/null", py, full ? full : "-", list,
+             threads, B.half_ctx ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, B.batches, B.nb));
     for (int round = 0, rounds = bench_rounds(); round < rounds; round++)
         for (int turn = 0; turn < 2; turn++)
             if (bench_peer_turn(round, turn)) run_peer(&B);
@@ -177,10 +182,12 @@ int main(int argc, char **argv) {
             snprintf(label, sizeof label, "%s batch %d", names[m], B.batches[k]);
             printf("%-28s %12.2f %12.2f %7.2fx\n", label, 1 / ours, peer > 0 ? 1 / peer : 0, peer > 0 ? peer / ours : 0);
         }
-    mrec_context_destroy(B.ctx);
-    mrec_context_destroy(B.half_ctx);
-    mrec_packs_free(B.packs), mrec_packs_free(B.resnet_packs), mrec_packs_free(B.resnet16_packs);
-    mrec_resnet_free(&B.r), mrec_resnet_free(&B.r16), mrec_vit_free(&B.v);
+    if (B.models) {
+        mrec_context_destroy(B.ctx);
+        mrec_context_destroy(B.half_ctx);
+        mrec_packs_free(B.packs), mrec_packs_free(B.resnet_packs), mrec_packs_free(B.resnet16_packs);
+        mrec_resnet_free(&B.r), mrec_resnet_free(&B.r16), mrec_vit_free(&B.v);
+    }
     for (int i = 0; i < B.n; i++) free(B.paths[i]);
     free(B.x), free(B.feat);
     return 0;

@@ -3,7 +3,7 @@
 
     python bench/peers/vision_peer.py FULL_DIR IMAGES.txt THREADS [bf16] BATCH...
 
-FULL_DIR is tools/golden/vision.py --full's folder (resnet50/, vit_b16/). Prints
+FULL_DIR is tools/golden/vision.py --full's folder (resnet50/, vit_b16/), or - for the decoding alone. Prints
 "decode <seconds>" for PIL open + convert + Resize((224, 224), bicubic) + ToTensor + Normalize of every
 image in IMAGES.txt, then "resnet50 <batch> <seconds per image>" and "vit_b16 <batch> <seconds per image>":
 the best of 3 forward passes (8 below batch 8, where one pass is short and a busy host
@@ -39,6 +39,8 @@ def main():
     tf = T.Compose([T.Resize((224, 224), interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(),
                     T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     print(f"decode {best(lambda: [tf(Image.open(p).convert('RGB')) for p in paths]):.4f}", flush=True)
+    if full == "-":  # decode + preprocess only
+        return
     r = torchvision.models.resnet50()
     r.load_state_dict(load_file(f"{full}/resnet50/model.safetensors"), strict=False)
     r.fc = torch.nn.Identity()
