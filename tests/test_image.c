@@ -286,6 +286,23 @@ int main(void) {
         t_allclose("Ducho Resize((48, 48), bicubic) + Normalize", want, dg, 3 * 48 * 48, 1e-6, 0);
         free(want);
     }
+    /* One channel, and four: each channel is summed alone, so each plane of the RGB resize above (the Ducho
+     * fixture's bytes) comes back from a one-channel image of that plane, and RGB + a constant alpha gives the
+     * same RGB bytes; both passes run (48 x 48 from the fixture's size) */
+    int64_t px = ish[0] * ish[1];
+    uint8_t *plane = malloc((size_t)px * 4), one[48 * 48], four[48 * 48 * 4];
+    int same1 = 1, same4 = 1;
+    for (int ch = 0; ch < 3; ch++) {
+        for (int64_t i = 0; i < px; i++) plane[i] = in[i * 3 + ch];
+        t_status(mrec_resize_u8(one, plane, (int)ish[0], (int)ish[1], 1, 48, 48, MREC_RESAMPLE_BICUBIC, NULL), MREC_OK, "one channel");
+        for (int i = 0; i < 48 * 48; i++) same1 &= one[i] == d[i * 3 + ch];
+    }
+    for (int64_t i = 0; i < px; i++) memcpy(plane + i * 4, in + i * 3, 3), plane[i * 4 + 3] = 200;
+    t_status(mrec_resize_u8(four, plane, (int)ish[0], (int)ish[1], 4, 48, 48, MREC_RESAMPLE_BICUBIC, NULL), MREC_OK, "four channels");
+    for (int i = 0; i < 48 * 48; i++) same4 &= !memcmp(four + i * 4, d + i * 3, 3) && four[i * 4 + 3] == 200;
+    t_check(same1, "a one-channel resize gives each RGB plane's bytes");
+    t_check(same4, "a four-channel resize gives the RGB bytes and keeps a constant alpha");
+    free(plane);
     free(r), free(c);
     t_check(mrec_center_crop_offset(85, 56) == 14 && mrec_center_crop_offset(7, 2) == 2 && mrec_center_crop_offset(9, 2) == 4,
             "center crop offsets round half to even, as Python's round");
