@@ -54,6 +54,15 @@ static inline int bench_rounds(void) {
     int r = getenv("MREC_BENCH_ROUNDS") ? atoi(getenv("MREC_BENCH_ROUNDS")) : 1;
     return r < 1 ? 1 : r > 20 ? 20 : r;
 }
+/* out = the command that runs bench/peers/SCRIPT on dir and list with the thread count, the batch sizes and, with
+ * bf16, autocast; through MREC_PYTHON (python3 by default), its errors discarded */
+static inline void bench_peer_command(char *out, size_t cap, const char *script, const char *dir, const char *list, int threads,
+                                      int bf16, const int *batches, int nb) {
+    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
+    char sizes[128];
+    snprintf(out, cap, "%s bench/peers/%s %s %s %d %s%s 2>/dev/null", py, script, dir, list, threads, bf16 ? "bf16 " : "",
+             bench_batches_text(sizes, sizeof sizes, batches, nb));
+}
 /* In round `round`, whether turn 0 or 1 is the peer's */
 static inline int bench_peer_turn(int round, int turn) { return turn != round % 2; }
 /* *best = the lesser of *best and seconds, where 0 is none yet (and a seconds of 0 or less is no figure) */

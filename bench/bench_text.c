@@ -117,12 +117,8 @@ int main(int argc, char **argv) {
         if (mrec_text_encoder_to_device(enc, B.half_ctx) == MREC_OK) B.half_route = enc->bert.bf16_acts;
         else mrec_context_destroy(B.half_ctx), B.half_ctx = NULL;
     }
-    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    for (int prec = 0; prec < 1 + (B.half_ctx != NULL); prec++) {
-        char sizes[128];
-        snprintf(B.peer_cmd[prec], sizeof B.peer_cmd[prec], "%s bench/peers/text_peer.py %s %s %d %s%s 2>/dev/null", py, model,
-                 list, threads, prec ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, B.batches, B.nb));
-    }
+    for (int prec = 0; prec < 1 + (B.half_ctx != NULL); prec++)
+        bench_peer_command(B.peer_cmd[prec], sizeof B.peer_cmd[prec], "text_peer.py", model, list, threads, prec, B.batches, B.nb);
     for (int round = 0, rounds = bench_rounds(); round < rounds; round++)
         for (int turn = 0; turn < 2; turn++)
             if (bench_peer_turn(round, turn)) run_peer(&B);

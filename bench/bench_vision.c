@@ -150,7 +150,7 @@ int main(int argc, char **argv) {
     static bench B; /* its arrays are large for the stack */
     /* the image list: every 13th H&M photo */
     const char *list = "build/bench_vision_images.txt";
-    char cmd[4096], sizes[128];
+    char cmd[4096];
     snprintf(cmd, sizeof cmd, "find ../shared/data/hm-fashion-sample/images -name '*.jpg' | sort | awk 'NR %% 13 == 1' | head -%d > %s",
              N_IMAGES, list);
     if (system(cmd) != 0) return 1;
@@ -163,9 +163,8 @@ int main(int argc, char **argv) {
     if (full && load_models(&B, full, threads)) return 1;
     B.nb = bench_batches(B.batches, "1 32 128", 1, N_IMAGES);
     B.feat = malloc(sizeof(float) * 2048 * N_IMAGES);
-    const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-    snprintf(B.peer_cmd, sizeof B.peer_cmd, "%s bench/peers/vision_peer.py %s %s %d %s%s 2>/dev/null", py, full ? full : "-", list,
-             threads, B.half_ctx ? "bf16 " : "", bench_batches_text(sizes, sizeof sizes, B.batches, B.nb));
+    bench_peer_command(B.peer_cmd, sizeof B.peer_cmd, "vision_peer.py", full ? full : "-", list, threads, B.half_ctx != NULL, B.batches,
+                       B.nb);
     for (int round = 0, rounds = bench_rounds(); round < rounds; round++)
         for (int turn = 0; turn < 2; turn++)
             if (bench_peer_turn(round, turn)) run_peer(&B);
