@@ -92,7 +92,7 @@ static void start_row(int32_t *acc, size_t n) {
 /* out (rows, out_w, c): each row of in (from row `offset`), resampled. A strip of rows at a time is laid out by
  * columns (t: in_w columns of STRIP_ROWS pixels), so that each output column is a sum of whole source columns
  * in vector lanes (add_row), as the vertical pass sums rows; the integer sums are exact, so their order leaves
- * the bits as PIL's. t holds in_w * STRIP_ROWS pixels, acc STRIP_ROWS. */
+ * the bits as PIL's. t holds in_w * STRIP_ROWS pixels, acc the sums of STRIP_ROWS pixels. */
 static void horizontal(uint8_t *out, const uint8_t *in, int rows, int in_w, int out_w, int c, int offset, const int *bounds,
                        const int32_t *kk, int ksize, uint8_t *t, int32_t *acc) {
     for (int y0 = 0; y0 < rows; y0 += STRIP_ROWS) {
