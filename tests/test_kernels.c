@@ -423,7 +423,8 @@ static void test_linear_act(void) {
  * bf16 products and the softmax in lanes), with a mask, an additive head
  * bias, one head of a few rows, and long sequences. */
 static void test_attention_heads(void) {
-    static const int shapes[][4] = {{2, 7, 3, 5}, {1, 3, 1, 8}, {3, 197, 12, 64}, {2, 150, 2, 16}, {1, 300, 4, 32}, {2, 1, 2, 4}};
+    static const int shapes[][4] = {{2, 7, 3, 5}, {1, 3, 1, 8}, {3, 197, 12, 64}, {2, 150, 2, 16}, {1, 300, 4, 32}, {2, 1, 2, 4},
+                                    {2, 33, 2, 80}, {1, 64, 3, 96}, {1, 77, 2, 63}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int B = shapes[s][0], T = shapes[s][1], nh = shapes[s][2], dh = shapes[s][3], ld = nh * dh;
         int64_t n = (int64_t)B * T * ld, tt = (int64_t)T * T;

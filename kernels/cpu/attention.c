@@ -21,9 +21,24 @@ typedef struct {
     float *out, *scores;
     const float *q, *k, *v, *mask_bias, *head_bias;
     float scale;
-    int T, nh, dh, bf16;
+    int T, nh, dh, bf16, B;
     mrec_pool *pool;
 } head_job;
+
+/* Head `task`'s rows of q, k and v toward L2 while an earlier head runs. A
+ * head's rows are dh floats in every nh * dh, a stride the prefetchers do
+ * not follow across pages: packing them waited on memory for a third of a
+ * bf16 head through the tiles. */
+static void prefetch_head(const head_job *a, int task) {
+    if (task >= a->B * a->nh) return;
+    int ld = a->nh * a->dh;
+    size_t at = (size_t)(task / a->nh) * a->T * ld + (size_t)(task % a->nh) * a->dh;
+    for (int t = 0; t < a->T; t++)
+        for (int c = 0; c < a->dh; c += 16) {
+            size_t o = at + (size_t)t * ld + c;
+            __builtin_prefetch(a->q + o, 0, 2), __builtin_prefetch(a->k + o, 0, 2), __builtin_prefetch(a->v + o, 0, 2);
+        }
+}
 
 static void head_task(void *arg, int task, int thread) {
     const head_job *a = arg;
@@ -31,6 +46,12 @@ static void head_task(void *arg, int task, int thread) {
     size_t tt = (size_t)T * T, at = (size_t)b * T * ld + (size_t)h * a->dh;
     float *scores = a->scores + (size_t)task * tt;
     const float *mask = a->mask_bias ? a->mask_bias + (size_t)b * T : NULL;
+    prefetch_head(a, task + mrec_pool_threads(a->pool)); /* the tasks go to the threads in turn, roughly */
+    if (a->bf16 && mrec_attention_head_amx_fits(T, a->dh, a->pool)) {
+        mrec_attention_head_amx(a->out + at, a->q + at, a->k + at, a->v + at, mask, a->head_bias ? a->head_bias + (size_t)h * tt : NULL,
+                                a->scale, T, a->dh, ld, a->pool, thread);
+        return;
+    }
     if (a->bf16) mrec_gemm_bf16_item(scores, a->q + at, a->k + at, a->scale, 0, 1, T, T, a->dh, ld, ld, T, a->pool, thread);
     else mrec_gemm_item_cpu(scores, a->q + at, a->k + at, a->scale, 0, 1, a->nh, T, T, a->dh, ld, ld, T, a->pool, thread);
     if (a->head_bias) {
@@ -58,7 +79,7 @@ void mrec_attention_cpu(float *out, const float *q, const float *k, const float 
     size_t seq = (size_t)T * ld;
     bf16 = bf16 && mrec_cpu_has_bf16();
     if (!bf16 || (mrec_gemm_bf16_item_fits(T, T, dh, pool) && mrec_gemm_bf16_item_fits(T, dh, T, pool))) {
-        head_job a = {out, scores, q, k, v, mask_bias, head_bias, scale, T, nh, dh, bf16, pool};
+        head_job a = {out, scores, q, k, v, mask_bias, head_bias, scale, T, nh, dh, bf16, B, pool};
         mrec_pool_run(pool, head_task, &a, B * nh);
         return;
     }

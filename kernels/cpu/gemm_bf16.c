@@ -782,6 +782,109 @@ void mrec_gemm_bf16_item(float *C, const float *A, const float *B, float alpha, 
     if (M > 0 && N > 0 && item_job(&g, C, A, B, alpha, trans_a, trans_b, M, N, K, lda, ldb, ldc, pool)) item_run(g, thread);
 }
 
+/* ---- one attention head through the tiles ---------------------------------
+ * The keys and values are packed once per head, as the items pack them;
+ * then each strip of 32 queries runs its scores, their softmax and their
+ * product with the values while the strip's scores are in L1. The scores
+ * leave the tiles unscaled into their own buffer and are scaled in a pass
+ * of their own: scaled on the way out (write_corner) they were read back
+ * right behind the tile stores, and waiting on those stores was 38 % of
+ * the scores' product at ViT-B/16's heads. */
+
+typedef struct {
+    int kq, kt;     /* pairs of a query (dh) and of a key row of the weights (T), in whole tiles */
+    int keys, cols; /* key panels (T) and output panels (dh) */
+    int lds;        /* floats per row of scaled scores: T rounded up to 64-byte rows */
+    size_t floats; /* the scratch the head uses */
+} head_shape;
+
+static head_shape head_layout(int T, int dh) {
+    head_shape h = {tile_pairs((dh + 1) / 2), tile_pairs((T + 1) / 2), (T + NR - 1) / NR, (dh + NR - 1) / NR, (T + 15) / 16 * 16, 0};
+    /* key panels, value panels, a strip of queries, its raw and its scaled scores, its weights */
+    h.floats = (size_t)h.keys * h.kq * NR + (size_t)h.cols * h.kt * NR + (size_t)AMX_MR * h.kq + (size_t)AMX_MR * h.keys * NR +
+               (size_t)AMX_MR * h.lds + (size_t)AMX_MR * h.kt;
+    return h;
+}
+
+int mrec_attention_head_amx_fits(int T, int dh, mrec_pool *pool) {
+    return mrec_pool_simd(pool) >= MREC_SIMD_AMX && T > MR_FEW && dh > 0 && head_layout(T, dh).floats <= MREC_GEMM_SCRATCH_FLOATS;
+}
+
+void mrec_attention_head_amx(float *out, const float *q, const float *k, const float *v, const float *mask, const float *head_bias,
+                             float scale, int T, int dh, int ld, mrec_pool *pool, int thread) {
+    head_shape h = head_layout(T, dh);
+    uint32_t *kpan = (uint32_t *)mrec_pool_scratch(pool, thread), *vpan = kpan + (size_t)h.keys * h.kq * NR,
+             *qa = vpan + (size_t)h.cols * h.kt * NR;
+    float *raw = (float *)(qa + (size_t)AMX_MR * h.kq), *s = raw + (size_t)AMX_MR * h.keys * NR;
+    uint32_t *pa = (uint32_t *)(s + (size_t)AMX_MR * h.lds);
+    /* the items' jobs: k^T and v as B, packed whole; a strip of q and of the weights as A */
+    job keys = {.B = k, .trans_b = 1, .N = T, .K = dh, .ldb = ld, .kp = (dh + 1) / 2, .kb = h.kq, .bpack = kpan};
+    job vals = {.B = v, .trans_b = 0, .N = dh, .K = T, .ldb = ld, .kp = (T + 1) / 2, .kb = h.kt, .bpack = vpan};
+    job qs = {.lda = ld, .K = dh, .kp = (dh + 1) / 2};
+    for (int j = 0; j < h.keys; j++) pack_b_panel(&keys, j, thread);
+    for (int c = 0; c < h.cols; c++) pack_b_panel(&vals, c, thread);
+    amx_configure();
+    for (int i0 = 0; i0 < T; i0 += AMX_MR) {
+        int m = T - i0 < AMX_MR ? T - i0 : AMX_MR, ldr = h.keys * NR;
+        qs.A = q + (size_t)i0 * ld;
+        pack_a_rows_amx(qa, (size_t)h.kq, &qs, 0, m, 0, qs.kp);
+        for (int j = 0; j < h.keys; j++) {
+            const uint32_t *b = kpan + (size_t)j * h.kq * NR;
+            float *c = raw + (size_t)j * NR;
+            _tile_zero(4);
+            _tile_zero(5);
+            _tile_zero(6);
+            _tile_zero(7);
+            for (int p = 0; p < h.kq; p += AMX_KT) { /* ukernel_amx's order */
+                _tile_loadd(0, qa + p, h.kq * 4);
+                _tile_loadd(2, b + (size_t)p * NR, NR * 4);
+                _tile_dpbf16ps(4, 0, 2);
+                _tile_loadd(3, b + (size_t)p * NR + 16, NR * 4);
+                _tile_dpbf16ps(5, 0, 3);
+                _tile_loadd(1, qa + 16 * h.kq + p, h.kq * 4);
+                _tile_dpbf16ps(6, 1, 2);
+                _tile_dpbf16ps(7, 1, 3);
+            }
+            _tile_stored(4, c, ldr * 4);
+            _tile_stored(5, c + 16, ldr * 4);
+            _tile_stored(6, c + 16 * (size_t)ldr, ldr * 4);
+            _tile_stored(7, c + 16 * (size_t)ldr + 16, ldr * 4);
+        }
+        /* scale times the sum, then the head's bias, two roundings as the item and the head task make them;
+         * then the softmax's row (mrec_softmax_rows_lanes_span_cpu), its last pass rounding straight into
+         * the weights' pairs, as the item's packing rounds them. Rows on 64-byte boundaries and whole
+         * stores, so that each pass's loads are forwarded from the last one's stores: rows T floats apart,
+         * and masked stores, left the packing of the weights waiting on half its loads. */
+        __m512 va = _mm512_set1_ps(scale);
+        for (int r = 0; r < m; r++) {
+            const float *hb = head_bias ? head_bias + (size_t)(i0 + r) * T : NULL;
+            float *sr = s + (size_t)r * h.lds;
+            for (int c = 0; c < T; c += 16) {
+                __mmask16 in = T - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (T - c)) - 1);
+                __m512 x = _mm512_mul_ps(va, _mm512_loadu_ps(raw + (size_t)r * ldr + c));
+                if (hb) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(in, hb + c));
+                _mm512_store_ps(sr + c, x);
+            }
+            __m512 inv = _mm512_set1_ps(mrec_softmax_row_exp_lanes(sr, sr, mask, T));
+            uint32_t *pr = pa + (size_t)r * h.kt;
+            for (int p = 0; p < h.kt; p += 16) {
+                int c = 2 * p;
+                __mmask16 lo = T - c >= 16 ? (__mmask16)0xFFFF : T > c ? (__mmask16)((1u << (T - c)) - 1) : 0,
+                          hi = T - c >= 32 ? (__mmask16)0xFFFF : T > c + 16 ? (__mmask16)((1u << (T - c - 16)) - 1) : 0;
+                __m512 wl = _mm512_mul_ps(_mm512_maskz_loadu_ps(lo, sr + c), inv), wh = _mm512_mul_ps(_mm512_maskz_loadu_ps(hi, sr + c + 16), inv);
+                _mm512_store_si512(pr + p, (__m512i)_mm512_cvtne2ps_pbh(wh, wl));
+            }
+        }
+        if (m < AMX_MR) memset(pa + (size_t)m * h.kt, 0, (size_t)(AMX_MR - m) * h.kt * sizeof *pa);
+        for (int c = 0; c < h.cols; c++) {
+            int n = dh - c * NR < NR ? dh - c * NR : NR;
+            ukernel_amx(h.kt, pa, (size_t)h.kt, vpan + (size_t)c * h.kt * NR, out + (size_t)i0 * ld + c * NR, ld, 1.0f, NULL, NULL,
+                        NULL, m, n, 1);
+        }
+    }
+    _tile_release();
+}
+
 size_t mrec_gemm_bf16_wt_bytes(int N, int K) {
     int kb = tile_pairs((K + 1) / 2);
     return (size_t)(N + NR - 1) / NR * NR * (size_t)(kb ? kb : 1) * sizeof(uint32_t);

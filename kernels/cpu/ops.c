@@ -489,6 +489,14 @@ __attribute__((target("avx512f"))) static void layernorm_row_avx512(float *y, co
         _mm512_mask_storeu_ps(y + c, k, v);
     }
 }
+/* A row's 16 values at y + c, k the lanes present: a whole store where all
+ * are, as the next pass's loads find their values forwarded from whole
+ * stores only (not from masked ones). */
+__attribute__((target("avx512f"))) static inline void store_row16(float *y, __mmask16 k, __m512 v) {
+    if (k == 0xFFFF) _mm512_storeu_ps(y, v);
+    else _mm512_mask_storeu_ps(y, k, v);
+}
+
 /* y = x + m (m NULL: x) on a row, 16 lanes at a time; returns the row's
  * maximum, NaN skipped as a scalar comparison skips it. */
 __attribute__((target("avx512f"))) static float row_plus_mask_max(float *y, const float *x, const float *m, int C) {
@@ -497,24 +505,28 @@ __attribute__((target("avx512f"))) static float row_plus_mask_max(float *y, cons
         __mmask16 k = ROW_MASK(C, c);
         __m512 v = _mm512_maskz_loadu_ps(k, x + c);
         if (m) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, m + c));
-        _mm512_mask_storeu_ps(y + c, k, v);
+        store_row16(y + c, k, v);
         vmax = _mm512_mask_max_ps(vmax, k, v, vmax);
     }
     return _mm512_reduce_max_ps(vmax);
 }
 
-__attribute__((target("avx512f"))) static void softmax_row_avx512(float *y, const float *x, const float *m, int C) {
+__attribute__((target("avx512f"))) float mrec_softmax_row_exp_lanes(float *y, const float *x, const float *m, int C) {
     __m512 vm = _mm512_set1_ps(row_plus_mask_max(y, x, m, C)), sum = _mm512_setzero_ps();
     for (int c = 0; c < C; c += 16) {
         __mmask16 k = ROW_MASK(C, c);
         __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, y + c), vm));
-        _mm512_mask_storeu_ps(y + c, k, e);
+        store_row16(y + c, k, e);
         sum = _mm512_mask_add_ps(sum, k, sum, e);
     }
-    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+__attribute__((target("avx512f"))) static void softmax_row_avx512(float *y, const float *x, const float *m, int C) {
+    __m512 inv = _mm512_set1_ps(mrec_softmax_row_exp_lanes(y, x, m, C));
     for (int c = 0; c < C; c += 16) {
         __mmask16 k = ROW_MASK(C, c);
-        _mm512_mask_storeu_ps(y + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + c), inv));
+        store_row16(y + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, y + c), inv));
     }
 }
 /* The scalar rows (softmax_range) 16 lanes at a time, with their bits: the
