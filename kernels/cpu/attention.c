@@ -46,8 +46,8 @@ static void head_task(void *arg, int task, int thread) {
     size_t tt = (size_t)T * T, at = (size_t)b * T * ld + (size_t)h * a->dh;
     float *scores = a->scores + (size_t)task * tt;
     const float *mask = a->mask_bias ? a->mask_bias + (size_t)b * T : NULL;
-    prefetch_head(a, task + mrec_pool_threads(a->pool)); /* the tasks go to the threads in turn, roughly */
     if (a->bf16 && mrec_attention_head_amx_fits(T, a->dh, a->pool)) {
+        prefetch_head(a, task + mrec_pool_threads(a->pool)); /* the tasks go to the threads in turn, roughly */
         mrec_attention_head_amx(a->out + at, a->q + at, a->k + at, a->v + at, mask, a->head_bias ? a->head_bias + (size_t)h * tt : NULL,
                                 a->scale, T, a->dh, ld, a->pool, thread);
         return;

@@ -806,6 +806,9 @@ static head_shape head_layout(int T, int dh) {
     return h;
 }
 
+/* The lanes of 16 that hold values when n remain (none, some, or all) */
+static inline __mmask16 lanes16(int n) { return n >= 16 ? (__mmask16)0xFFFF : n > 0 ? (__mmask16)((1u << n) - 1) : 0; }
+
 int mrec_attention_head_amx_fits(int T, int dh, mrec_pool *pool) {
     return mrec_pool_simd(pool) >= MREC_SIMD_AMX && T > MR_FEW && dh > 0 && head_layout(T, dh).floats <= MREC_GEMM_SCRATCH_FLOATS;
 }
@@ -860,18 +863,16 @@ void mrec_attention_head_amx(float *out, const float *q, const float *k, const f
             const float *hb = head_bias ? head_bias + (size_t)(i0 + r) * T : NULL;
             float *sr = s + (size_t)r * h.lds;
             for (int c = 0; c < T; c += 16) {
-                __mmask16 in = T - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (T - c)) - 1);
                 __m512 x = _mm512_mul_ps(va, _mm512_loadu_ps(raw + (size_t)r * ldr + c));
-                if (hb) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(in, hb + c));
+                if (hb) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(lanes16(T - c), hb + c));
                 _mm512_store_ps(sr + c, x);
             }
             __m512 inv = _mm512_set1_ps(mrec_softmax_row_exp_lanes(sr, sr, mask, T));
             uint32_t *pr = pa + (size_t)r * h.kt;
             for (int p = 0; p < h.kt; p += 16) {
                 int c = 2 * p;
-                __mmask16 lo = T - c >= 16 ? (__mmask16)0xFFFF : T > c ? (__mmask16)((1u << (T - c)) - 1) : 0,
-                          hi = T - c >= 32 ? (__mmask16)0xFFFF : T > c + 16 ? (__mmask16)((1u << (T - c - 16)) - 1) : 0;
-                __m512 wl = _mm512_mul_ps(_mm512_maskz_loadu_ps(lo, sr + c), inv), wh = _mm512_mul_ps(_mm512_maskz_loadu_ps(hi, sr + c + 16), inv);
+                __m512 wl = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes16(T - c), sr + c), inv),
+                       wh = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes16(T - c - 16), sr + c + 16), inv);
                 _mm512_store_si512(pr + p, (__m512i)_mm512_cvtne2ps_pbh(wh, wl));
             }
         }

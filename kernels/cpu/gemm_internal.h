@@ -252,12 +252,12 @@ void mrec_gemm_bf16_item(float *C, const float *A, const float *B, float alpha, 
  * says the pool has the tiles and the head fits a thread's scratch; the
  * scores of 32 queries stay in L1 in place of a T x T buffer in L2. */
 int mrec_attention_head_amx_fits(int T, int dh, struct mrec_pool *pool);
+void mrec_attention_head_amx(float *out, const float *q, const float *k, const float *v, const float *mask, const float *head_bias,
+                             float scale, int T, int dh, int ld, struct mrec_pool *pool, int thread);
 /* The first two passes of a row of mrec_softmax_rows_lanes_span_cpu (ops.c,
  * CPUs with AVX-512): y = exp(x + m - max) (m NULL: none); returns 1 / the
  * sum, by which the softmax multiplies y. */
 float mrec_softmax_row_exp_lanes(float *y, const float *x, const float *m, int C);
-void mrec_attention_head_amx(float *out, const float *q, const float *k, const float *v, const float *mask, const float *head_bias,
-                             float scale, int T, int dh, int ld, struct mrec_pool *pool, int thread);
 
 /* gemm_bf16.c (AVX-512 BF16): the GEMM with bf16 products and fp32 sums,
  * then act on each tile of C once it is whole (act NULL: none); 0 when
