@@ -1121,9 +1121,9 @@ mrec_status mrec_maxpool2d_nhwc_bf16(mrec_context *ctx, uint16_t *out, const uin
 mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t *in, int N, int HW, int C);
 /* The bf16-activation ops where ctx runs (on a CPU with AVX-512 BF16 the
  * _cpu variants, on another CPU the references, one thread).
- * mrec_bf16_activations_native: ctx is in bf16 where mrec_nhwc_bf16_native
- * (bf16 tensor cores, or AVX-512 BF16 without AMX, whose tiles the
- * fp32-activation route uses), where the encoders take this route.
+ * mrec_bf16_activations_native: ctx is in bf16 on bf16 tensor cores or a
+ * CPU with AVX-512 BF16 (AMX's tiles too), where the encoders take this
+ * route.
  * attention_bf16: starts and dev_starts as in mrec_attention_varlen, both
  * NULL for padded sequences. */
 int mrec_bf16_activations_native(const mrec_context *ctx);

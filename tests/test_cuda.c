@@ -1677,9 +1677,9 @@ static int minilm_batch(int32_t **ids, int32_t **mask, int *B, int *T) {
 }
 
 /* Whether the transformers keep bf16 activations on ctx: bf16 on a GPU with bf16 tensor cores, or on a CPU
- * with AVX-512 BF16 and no AMX (a GPU machine's host CPU may have it) */
+ * with AVX-512 BF16 (a GPU machine's host CPU may have it) */
 static int bf16_route(const mrec_context *ctx) {
-    return ctx->precision == MREC_PREC_BF16 && mrec_nhwc_bf16_native(ctx);
+    return mrec_bf16_activations_native(ctx);
 }
 
 /* Runs model `which` on ctx (moving it there first); fills o (host copies). 0 when its files are absent. */

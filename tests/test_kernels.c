@@ -1575,8 +1575,8 @@ static void test_bf16_activations(void) {
     }
     opt.precision = MREC_PREC_BF16;
     if (!mrec_context_create(&cpu, &opt)) {
-        t_check(mrec_bf16_activations_native(cpu) == (mrec_cpu_has_bf16() && mrec_pool_simd(cpu->pool) < MREC_SIMD_AMX),
-                "bf16 activations: the route of a bf16 CPU context exactly where the CPU has AVX-512 BF16 and no AMX");
+        t_check(mrec_bf16_activations_native(cpu) == mrec_cpu_has_bf16(),
+                "bf16 activations: the route of a bf16 CPU context exactly where the CPU has AVX-512 BF16 (AMX too)");
         mrec_context_destroy(cpu);
     }
     free(a), free(b), free(w), free(bias), free(want), free(sum), free(got), free(got16), free(a2);
@@ -1619,7 +1619,7 @@ static void layernorm_bf16_cpu_case(int R, int C, int with_b, int affine) {
 /* A product: fp32 sums in another order than the reference's doubles, so an fp32 output within 2^-16 of the
  * products' magnitude, a bf16 one the same value or its neighbour (and through an activation the image of
  * either). Packed once in a pack set or on each call, with the same bits; the bits do not depend on the
- * thread count. */
+ * thread count (AMX's tiles sum in another order than VDPBF16PS: the bits are compared within a SIMD level). */
 static void linear_bf16_cpu_case(int M, int N, int K) {
     int64_t nx = (int64_t)M * K, ldc = N + 5;
     float *x = randv(nx, -1, 1), *W = randv((int64_t)N * K, -0.5f, 0.5f), *lb = randv(N, -1, 1), *prev = randv(M * ldc, -1, 1);
@@ -1633,6 +1633,10 @@ static void linear_bf16_cpu_case(int M, int N, int K) {
     mrec_act acts[4] = {(mrec_act)MREC_GEMM_NO_ACT, MREC_ACT_GELU_ERF, MREC_ACT_QUICK_GELU, MREC_ACT_GELU_TANH};
     for (int p = 0; p < n_pools; p++) {
         if (mrec_pool_simd(pools[p]) < MREC_SIMD_AVX512) continue;
+        if (p && mrec_pool_simd(pools[p]) != mrec_pool_simd(pools[p - 1])) { /* a new SIMD level: new bits */
+            free(first), free(first16);
+            first = NULL, first16 = NULL;
+        }
         for (int packed = 0; packed < 2; packed++) {
             mrec_packs *pk = packed ? packs : NULL;
             char what[160];
@@ -1742,6 +1746,8 @@ static void test_bf16_activations_cpu(void) {
     linear_bf16_cpu_case(1, 20, 24);        /* a single row */
     linear_bf16_cpu_case(37, 300, 64);      /* two column blocks, 8-row panels */
     linear_bf16_cpu_case(130, 48, 1030);    /* three k blocks, two row blocks */
+    linear_bf16_cpu_case(290, 330, 1088);   /* with AMX read in place: two row blocks, a short last strip, two k blocks */
+    linear_bf16_cpu_case(64, 40, 32);       /* whole strips only, one tile deep, a short last panel */
     linear_bf16_cpu_case(5, 3, 2);
     /* every bf16 value through each activation: the reference's bits */
     uint16_t *all = malloc(2 * 65536), *want = malloc(2 * 65536);
@@ -1757,6 +1763,8 @@ static void test_bf16_activations_cpu(void) {
     attention_bf16_cpu_case(3, 13, 2, 6);   /* odd lengths, a head narrower than 16 */
     attention_bf16_cpu_case(4, 40, 12, 32); /* MiniLM's heads */
     attention_bf16_cpu_case(2, 70, 3, 64);  /* BERT's heads, keys over five panels */
+    attention_bf16_cpu_case(2, 197, 2, 64); /* ViT-B/16's: with AMX, six whole strips of queries read in place and a short one */
+    attention_bf16_cpu_case(2, 50, 2, 80);  /* with AMX, a head of whole pairs but not whole tiles: copied */
 }
 
 /* The CPU's channels-last ops against the references, on every pool with AVX-512 BF16: the convolution

@@ -368,7 +368,7 @@ mrec_status mrec_mean_hw_nhwc_bf16(mrec_context *ctx, float *out, const uint16_t
 /* ---- bf16 activations ------------------------------------------------------ */
 
 int mrec_bf16_activations_native(const mrec_context *ctx) {
-    return ctx->precision == MREC_PREC_BF16 && mrec_nhwc_bf16_native(ctx);
+    return ctx->precision == MREC_PREC_BF16 && (on_gpu(ctx) ? mrec_cuda_bf16_native(ctx->cuda) : mrec_cpu_has_bf16());
 }
 
 mrec_status mrec_layernorm_bf16(mrec_context *ctx, float *out, uint16_t *out16, const float *a, const float *b, const float *weight,

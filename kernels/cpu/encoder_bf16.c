@@ -191,7 +191,7 @@ mrec_status mrec_linear_bf16_cpu(void *C, int c_bf16, const uint16_t *A, const f
     rows_a r = {(const uint32_t *)A, K / 2};
     mrec_gemm_rows_out o = {.c32 = c_bf16 ? NULL : C, .c16 = c_bf16 ? C : NULL, .ldc = ldc, .bias = c_bf16 ? rounded : bias,
                             .beta = beta, .act16 = table};
-    mrec_gemm_bf16_rows(&o, rows_fill, &r, wt, 0, 1, M, N, K, pool);
+    if (!mrec_gemm_bf16_rows_amx(&o, r.a, (size_t)r.kp, wt, M, N, K, pool)) mrec_gemm_bf16_rows(&o, rows_fill, &r, wt, 0, 1, M, N, K, pool);
     free(own), free(rounded);
     return MREC_OK;
 }
@@ -308,6 +308,18 @@ static void attn_task(void *arg, int task, int thread) {
     }
 }
 
+/* The same task through the tiles (mrec_attention_head_bf16_amx) */
+static void attn_task_amx(void *arg, int task, int thread) {
+    const attn_job *a = arg;
+    int b = task / a->heads, h = task % a->heads, dh = a->dh, H = a->heads * dh, T = a->T;
+    size_t row0 = a->starts ? (size_t)a->starts[b] : (size_t)b * T, at = row0 * a->ld + (size_t)h * dh;
+    int L = a->starts ? a->starts[b + 1] - a->starts[b] : T;
+    if (L <= 0) return;
+    mrec_attention_head_bf16_amx(a->out + row0 * H + (size_t)h * dh, (size_t)H, a->q + at, a->k + at, a->v + at, a->ld,
+                                 a->mask_bias && !a->starts ? a->mask_bias + (size_t)b * T : NULL,
+                                 a->head_bias ? a->head_bias + (size_t)h * T * T : NULL, T, a->scale, L, dh, a->pool, thread);
+}
+
 mrec_status mrec_attention_bf16_cpu(uint16_t *out, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
                                     const float *mask_bias, const float *head_bias, const int32_t *starts, float scale, int B,
                                     int T, int heads, int dh, mrec_pool *pool) {
@@ -318,6 +330,6 @@ mrec_status mrec_attention_bf16_cpu(uint16_t *out, const uint16_t *q, const uint
         return MREC_OK;
     }
     attn_job a = {out, q, k, v, mask_bias, head_bias, starts, scale, ld, T, heads, dh, pool};
-    mrec_pool_run(pool, attn_task, &a, B * heads);
+    mrec_pool_run(pool, mrec_attention_bf16_amx_fits(T, dh, pool) ? attn_task_amx : attn_task, &a, B * heads);
     return MREC_OK;
 }

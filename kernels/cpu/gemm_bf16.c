@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+__m512 _ZGVeN16v_expf(__m512 x); /* glibc's libmvec */
+
 #define MR 12   /* rows per micro-kernel; 4 when A has at most 4 rows (a single text or query), 8 where that pads less */
 #define MR_MID 8
 #define MR_FEW 4
@@ -886,6 +888,147 @@ void mrec_attention_head_amx(float *out, const float *q, const float *k, const f
     _tile_release();
 }
 
+/* ---- one head of bf16 queries, keys and values through the tiles ----------
+ * mrec_attention_bf16_cpu's head, its arithmetic unchanged (fp32 scores,
+ * exp(s - max) rounded to bf16, the sum of the rounded weights dividing the
+ * output), with both products in the tiles as mrec_attention_head_amx runs
+ * them: keys and values packed once a head, then a strip of 32 queries at
+ * a time. The queries are bf16 pairs already: a whole strip of a head dh a
+ * multiple of 32 wide is read where it lies. */
+
+typedef struct {
+    int dp, kq, kt, keys, cols; /* pairs of a query, the same in whole tiles, key pairs in whole tiles, key and output panels */
+    size_t floats;              /* the scratch: key and value panels, a strip's queries, scores, weights and sums */
+} bf16_head_shape;
+
+static bf16_head_shape bf16_head_layout(int T, int dh) {
+    bf16_head_shape h = {dh / 2, tile_pairs(dh / 2), tile_pairs((T + 1) / 2), (T + NR - 1) / NR, (dh + NR - 1) / NR, 0};
+    h.floats = (size_t)h.keys * h.kq * NR + (size_t)h.cols * h.kt * NR + (size_t)AMX_MR * (h.kq + (size_t)h.keys * NR + h.kt + NR);
+    return h;
+}
+
+int mrec_attention_bf16_amx_fits(int T, int dh, mrec_pool *pool) {
+    return mrec_pool_simd(pool) >= MREC_SIMD_AMX && T > MR_FEW && dh > 0 && dh % 2 == 0 &&
+           bf16_head_layout(T, dh).floats <= MREC_GEMM_SCRATCH_FLOATS;
+}
+
+void mrec_attention_head_bf16_amx(uint16_t *out, size_t ldo, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                                  const float *mask, const float *head_bias, int ldh, float scale, int L, int dh, mrec_pool *pool,
+                                  int thread) {
+    bf16_head_shape h = bf16_head_layout(L, dh);
+    uint32_t *kpan = (uint32_t *)mrec_pool_scratch(pool, thread), *vpan = kpan + (size_t)h.keys * h.kq * NR,
+             *qa = vpan + (size_t)h.cols * h.kt * NR;
+    float *raw = (float *)(qa + (size_t)AMX_MR * h.kq); /* a strip's scores, keys * NR a row */
+    uint32_t *pa = (uint32_t *)(raw + (size_t)AMX_MR * h.keys * NR); /* its weights, kt pairs a row */
+    float *acc = (float *)(pa + (size_t)AMX_MR * h.kt); /* (AMX_MR, NR) sums of weights times values */
+    int ldr = h.keys * NR;
+    /* keys: panel j's pair row p is pair p of its 32 keys, 16 keys' 16 pairs through a transpose */
+    for (int j = 0; j < h.keys; j++)
+        for (int half = 0; half < NR; half += 16) {
+            const uint32_t *rows[16];
+            for (int t = 0; t < 16; t++) {
+                int key = j * NR + half + t;
+                rows[t] = key < L ? (const uint32_t *)(k + (size_t)key * ld) : NULL;
+            }
+            for (int p = 0; p < h.kq; p += 16) {
+                __mmask16 m = lanes16(h.dp - p);
+                __m512 r[16];
+                for (int t = 0; t < 16; t++) r[t] = rows[t] ? _mm512_maskz_loadu_ps(m, rows[t] + p) : _mm512_setzero_ps();
+                transpose16(r);
+                for (int t = 0; t < 16; t++) _mm512_storeu_ps((float *)(kpan + ((size_t)j * h.kq + p + t) * NR + half), r[t]);
+            }
+        }
+    /* values: panel c's pair row p is keys 2 p and 2 p + 1 of its 32 features side by side */
+    for (int c = 0; c < h.cols; c++)
+        for (int p = 0; p < h.kt; p++)
+            for (int half = 0; half < NR; half += 16) {
+                int d = c * NR + half;
+                __mmask16 m = lanes16(dh - d);
+                __m512i lo = 2 * p < L ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, v + (size_t)2 * p * ld + d)) : _mm512_setzero_si512();
+                __m512i hi = 2 * p + 1 < L ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, v + (size_t)(2 * p + 1) * ld + d))
+                                           : _mm512_setzero_si512();
+                _mm512_storeu_si512(vpan + ((size_t)c * h.kt + p) * NR + half, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            }
+    amx_configure();
+    __m512 va = _mm512_set1_ps(scale);
+    for (int i0 = 0; i0 < L; i0 += AMX_MR) {
+        int m = L - i0 < AMX_MR ? L - i0 : AMX_MR;
+        const uint32_t *qs = (const uint32_t *)(q + (size_t)i0 * ld);
+        size_t ldq = (size_t)ld / 2;
+        if (m < AMX_MR || h.kq != h.dp) { /* a copy, zero past the head's pairs and the strip's rows */
+            for (int r = 0; r < AMX_MR; r++) {
+                uint32_t *d = qa + (size_t)r * h.kq;
+                int have = r < m ? h.dp : 0;
+                if (have) memcpy(d, qs + (size_t)r * ldq, sizeof *d * (size_t)have);
+                memset(d + have, 0, sizeof *d * (size_t)(h.kq - have));
+            }
+            qs = qa, ldq = (size_t)h.kq;
+        }
+        for (int j = 0; j < h.keys; j++) { /* the raw scores, every key panel, before any is read back */
+            const uint32_t *b = kpan + (size_t)j * h.kq * NR;
+            float *c = raw + (size_t)j * NR;
+            _tile_zero(4);
+            _tile_zero(5);
+            _tile_zero(6);
+            _tile_zero(7);
+            for (int p = 0; p < h.kq; p += AMX_KT) { /* ukernel_amx's order */
+                _tile_loadd(0, qs + p, ldq * 4);
+                _tile_loadd(2, b + (size_t)p * NR, NR * 4);
+                _tile_dpbf16ps(4, 0, 2);
+                _tile_loadd(3, b + (size_t)p * NR + 16, NR * 4);
+                _tile_dpbf16ps(5, 0, 3);
+                _tile_loadd(1, qs + 16 * ldq + p, ldq * 4);
+                _tile_dpbf16ps(6, 1, 2);
+                _tile_dpbf16ps(7, 1, 3);
+            }
+            _tile_stored(4, c, ldr * 4);
+            _tile_stored(5, c + 16, ldr * 4);
+            _tile_stored(6, c + 16 * (size_t)ldr, ldr * 4);
+            _tile_stored(7, c + 16 * (size_t)ldr + 16, ldr * 4);
+        }
+        /* a row's scores as the AVX-512 head makes them (times the scale, then the head's and the mask's
+         * biases), their exponentials rounded straight into the weights' pairs, and the sum of the rounded */
+        float inv[AMX_MR];
+        for (int r = 0; r < m; r++) {
+            float *x = raw + (size_t)r * ldr;
+            const float *hb = head_bias ? head_bias + (size_t)(i0 + r) * ldh : NULL;
+            __m512 vmax = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+            for (int c = 0; c < L; c += 16) {
+                __mmask16 lanes = lanes16(L - c);
+                __m512 s = _mm512_mul_ps(_mm512_loadu_ps(x + c), va);
+                if (hb) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lanes, hb + c));
+                if (mask) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lanes, mask + c));
+                _mm512_storeu_ps(x + c, s);
+                vmax = _mm512_mask_max_ps(vmax, lanes, s, vmax);
+            }
+            __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+            uint32_t *w = pa + (size_t)r * h.kt;
+            for (int c = 0; c < 2 * h.kt; c += 32) {
+                __m512 e0 = _mm512_maskz_mov_ps(lanes16(L - c), _ZGVeN16v_expf(_mm512_sub_ps(_mm512_loadu_ps(x + c), mx)));
+                __m512 e1 = _mm512_maskz_mov_ps(lanes16(L - c - 16), _ZGVeN16v_expf(_mm512_sub_ps(_mm512_loadu_ps(x + c + 16), mx)));
+                __m512i e = (__m512i)_mm512_cvtne2ps_pbh(e1, e0); /* keys c .. c + 31 in order: 16 pairs */
+                _mm512_storeu_si512(w + c / 2, e);
+                sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_slli_epi32(e, 16)));           /* the even keys */
+                sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_and_si512(e, _mm512_set1_epi32((int)0xFFFF0000u)))); /* the odd */
+            }
+            inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
+        }
+        if (m < AMX_MR) memset(pa + (size_t)m * h.kt, 0, (size_t)(AMX_MR - m) * h.kt * sizeof *pa);
+        for (int c = 0; c < h.cols; c++) {
+            ukernel_amx(h.kt, pa, (size_t)h.kt, vpan + (size_t)c * h.kt * NR, acc, NR, 1.0f, NULL, NULL, NULL, AMX_MR, NR, 1);
+            for (int r = 0; r < m; r++)
+                for (int half = 0; half < NR; half += 16) {
+                    int d = c * NR + half;
+                    __mmask16 lanes = lanes16(dh - d);
+                    if (!lanes) break;
+                    __m512 o = _mm512_mul_ps(_mm512_load_ps(acc + (size_t)r * NR + half), _mm512_set1_ps(inv[r]));
+                    _mm256_mask_storeu_epi16(out + (size_t)(i0 + r) * ldo + d, lanes, (__m256i)_mm512_cvtneps_pbh(o));
+                }
+        }
+    }
+    _tile_release();
+}
+
 size_t mrec_gemm_bf16_wt_bytes(int N, int K) {
     int kb = tile_pairs((K + 1) / 2);
     return (size_t)(N + NR - 1) / NR * NR * (size_t)(kb ? kb : 1) * sizeof(uint32_t);
@@ -1048,6 +1191,20 @@ static void rows_task(void *arg, int task, int thread) {
     }
 }
 
+/* Columns per block (whole panels, at most ROWS_NC) for N columns beside `rows` blocks of rows: blocks of
+ * equal width, and where there are few tasks (a single text: one block of rows), as many blocks as make the
+ * tasks a multiple of the threads: MiniLM's (40, 384) output as blocks of 256 and 128 columns left a thread
+ * idle a third of the time. */
+static int column_width(int N, int rows, int threads) {
+    int col_panels = (N + NR - 1) / NR, blocks = (col_panels + ROWS_NC / NR - 1) / (ROWS_NC / NR);
+    if (rows * blocks < 4 * threads && rows * blocks % threads) {
+        int more = blocks;
+        while (rows * more % threads && more < col_panels) more++;
+        if (rows * more % threads == 0) blocks = more;
+    }
+    return (col_panels + blocks - 1) / blocks * NR;
+}
+
 void mrec_gemm_bf16_rows(const mrec_gemm_rows_out *out, mrec_gemm_fill_a fill, void *arg, const void *wt, size_t wt_stride,
                          int batch, int M, int N, int K, mrec_pool *pool) {
     if (batch <= 0 || M <= 0 || N <= 0 || K <= 0) return;
@@ -1059,23 +1216,91 @@ void mrec_gemm_bf16_rows(const mrec_gemm_rows_out *out, mrec_gemm_fill_a fill, v
     int panels = (M + r.mr - 1) / r.mr;
     r.mc = (panels + r.row_blocks - 1) / r.row_blocks * r.mr; /* the rows shared evenly, in whole panels */
     r.row_blocks = (M + r.mc - 1) / r.mc;
-    /* the columns in blocks of equal width, and where there are few tasks (a single text: one block of
-     * rows), as many blocks as make the tasks a multiple of the threads: MiniLM's (40, 384) output as
-     * blocks of 256 and 128 columns left a thread idle a third of the time */
-    int col_panels = (N + NR - 1) / NR, threads = mrec_pool_threads(pool);
-    r.col_blocks = (col_panels + ROWS_NC / NR - 1) / (ROWS_NC / NR);
-    int tasks = batch * r.row_blocks * r.col_blocks;
-    if (tasks < 4 * threads && tasks % threads) {
-        int more = r.col_blocks;
-        while (batch * r.row_blocks * more % threads && more < col_panels) more++;
-        if (batch * r.row_blocks * more % threads == 0) r.col_blocks = more;
-    }
-    r.nc = (col_panels + r.col_blocks - 1) / r.col_blocks * NR;
+    int threads = mrec_pool_threads(pool);
+    r.nc = column_width(N, batch * r.row_blocks, threads);
     r.col_blocks = (N + r.nc - 1) / r.nc;
     /* with one k block and rows enough for the threads, a task takes all the columns: A's panel is filled
      * once, not once per block of columns (5 % of MiniLM's bf16 forward at batch 128) */
     r.group = r.kp <= KCP && batch * r.row_blocks >= 2 * threads ? r.col_blocks : 1;
     mrec_pool_run(pool, rows_task, &r, batch * r.row_blocks * ((r.col_blocks + r.group - 1) / r.group));
+}
+
+/* ---- bf16 rows in place through the tiles ---------------------------------
+ * A transformer's bf16 activations are rows of pairs already, and a tile of
+ * A is 16 rows of 16 pairs: the tiles read A where it lies, with no packing
+ * (packing the fp32 activations' rows was 6 % of ViT-B/16's bf16 forward).
+ * A task is a block of rows, in strips of AMX_MR, and of columns. Its sums
+ * stay in its scratch across the k blocks, ROWS_NC floats a row, so the
+ * epilogue (rows_epilogue) finishes each panel once, straight after its
+ * last step; as in tile_amx, a step's AMX_KSUB pairs of B stay in L1 while
+ * the strips pass. A last strip of fewer rows is copied, zero-padded, a k
+ * block at a time: a tile past the last row would read past the array. */
+
+typedef struct {
+    const uint32_t *a;
+    size_t lda;
+    const uint32_t *wt;
+    mrec_gemm_rows_out out;
+    int M, N, kp, kb, mc, nc, col_blocks;
+    mrec_pool *pool;
+} amx_rows_job;
+
+static void amx_rows_task(void *arg, int task, int thread) {
+    const amx_rows_job *r = arg;
+    const mrec_gemm_rows_out *o = &r->out;
+    int i0 = task / r->col_blocks * r->mc, m = r->M - i0 < r->mc ? r->M - i0 : r->mc;
+    int j0 = task % r->col_blocks * r->nc, n = r->N - j0 < r->nc ? r->N - j0 : r->nc;
+    if (m <= 0 || n <= 0) return;
+    float *acc = (float *)mrec_pool_scratch(r->pool, thread); /* (AMX_MC, ROWS_NC) */
+    uint32_t *tail = (uint32_t *)(acc + (size_t)AMX_MC * ROWS_NC); /* (AMX_MR, AMX_KCP) */
+    int whole = m / AMX_MR * AMX_MR;
+    amx_configure();
+    for (int p0 = 0; p0 < r->kp; p0 += AMX_KCP) {
+        int kc = r->kp - p0 < AMX_KCP ? r->kp - p0 : AMX_KCP; /* whole tiles: kp is */
+        if (whole < m) {
+            for (int i = 0; i < m - whole; i++)
+                memcpy(tail + (size_t)i * kc, r->a + (size_t)(i0 + whole + i) * r->lda + p0, sizeof *tail * (size_t)kc);
+            memset(tail + (size_t)(m - whole) * kc, 0, sizeof *tail * (size_t)(AMX_MR - (m - whole)) * kc);
+        }
+        for (int q = 0; q < n; q += NR) {
+            const uint32_t *bp = r->wt + ((size_t)(j0 + q) / NR * r->kb + p0) * NR;
+            size_t at = (size_t)i0 * o->ldc + j0 + q;
+            if (p0 + kc >= r->kp) /* the panel's outputs toward L2 while its last sums run: rows a row of C apart */
+                for (int i = 0; i < m; i++) {
+                    const char *row = o->c32 ? (const char *)(o->c32 + at + (size_t)i * o->ldc) : (const char *)(o->c16 + at + (size_t)i * o->ldc);
+                    _mm_prefetch(row, _MM_HINT_T1);
+                    if (o->c32) _mm_prefetch(row + 64, _MM_HINT_T1);
+                }
+            for (int s0 = 0; s0 < kc; s0 += AMX_KSUB) {
+                int st = kc - s0 < AMX_KSUB ? kc - s0 : AMX_KSUB;
+                for (int ir = 0; ir < m; ir += AMX_MR) {
+                    const uint32_t *a = ir < whole ? r->a + (size_t)(i0 + ir) * r->lda + p0 + s0 : tail + s0;
+                    ukernel_amx(st, a, ir < whole ? r->lda : (size_t)kc, bp + (size_t)s0 * NR, acc + (size_t)ir * ROWS_NC + q, ROWS_NC,
+                                1.0f, NULL, NULL, NULL, AMX_MR, NR, p0 == 0 && s0 == 0);
+                }
+            }
+            if (p0 + kc >= r->kp)
+                rows_epilogue(o, o->c32 ? o->c32 + at : NULL, o->c16 ? o->c16 + at : NULL, acc + q, o->bias ? o->bias + j0 + q : NULL, m,
+                              n - q < NR ? n - q : NR);
+        }
+    }
+    _tile_release();
+}
+_Static_assert((size_t)AMX_MC * ROWS_NC + (size_t)AMX_MR * AMX_KCP <= MREC_GEMM_SCRATCH_FLOATS, "amx_rows_task's scratch");
+
+int mrec_gemm_bf16_rows_amx(const mrec_gemm_rows_out *out, const uint32_t *a, size_t lda, const void *wt, int M, int N, int K,
+                            mrec_pool *pool) {
+    int kp = (K + 1) / 2;
+    if (mrec_pool_simd(pool) < MREC_SIMD_AMX || M <= MR_FEW || N <= 0 || K <= 0 || kp % AMX_KT) return 0;
+    amx_rows_job r = {.a = a, .lda = lda, .wt = wt, .out = *out, .M = M, .N = N, .kp = kp, .kb = tile_pairs(kp), .pool = pool};
+    /* the rows shared evenly among blocks of at most AMX_MC, in whole strips */
+    int strips = (M + AMX_MR - 1) / AMX_MR, row_blocks = (M + AMX_MC - 1) / AMX_MC;
+    r.mc = (strips + row_blocks - 1) / row_blocks * AMX_MR;
+    row_blocks = (M + r.mc - 1) / r.mc;
+    r.nc = column_width(N, row_blocks, mrec_pool_threads(pool));
+    r.col_blocks = (N + r.nc - 1) / r.nc;
+    mrec_pool_run(pool, amx_rows_task, &r, row_blocks * r.col_blocks);
+    return 1;
 }
 
 int mrec_gemm_bf16_batched(float *C, const float *A, const float *B, float alpha, int trans_a, int trans_b, int batch, int M,

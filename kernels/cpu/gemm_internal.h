@@ -351,6 +351,18 @@ typedef struct {
 typedef void (*mrec_gemm_fill_a)(void *arg, int item, uint32_t *dst, int mr, int i0, int rows, int p0, int kc);
 void mrec_gemm_bf16_rows(const mrec_gemm_rows_out *out, mrec_gemm_fill_a fill, void *arg, const void *wt, size_t wt_stride,
                          int batch, int M, int N, int K, struct mrec_pool *pool);
+/* The same where A's rows lie in memory as bf16 pairs (row i's pairs at a + i * lda) and the pool has AMX
+ * tiles: they read A in place. 0 (nothing written) where it does not apply: no tiles, a few rows, or K
+ * not whole tiles (a multiple of 32). */
+int mrec_gemm_bf16_rows_amx(const mrec_gemm_rows_out *out, const uint32_t *a, size_t lda, const void *wt, int M, int N, int K,
+                            struct mrec_pool *pool);
+/* One head of mrec_attention_bf16_cpu through AMX tiles, on the calling thread: L queries, keys and values
+ * (rows ld apart, the head's first feature first) into out (rows ldo apart); mask (L) or NULL, head_bias
+ * (L rows ldh apart) or NULL. _fits: the pool has the tiles and a head of T x dh fits the thread's scratch. */
+int mrec_attention_bf16_amx_fits(int T, int dh, struct mrec_pool *pool);
+void mrec_attention_head_bf16_amx(uint16_t *out, size_t ldo, const uint16_t *q, const uint16_t *k, const uint16_t *v, int ld,
+                                  const float *mask, const float *head_bias, int ldh, float scale, int L, int dh,
+                                  struct mrec_pool *pool, int thread);
 /* A panel (kc, mr) of pairs from mr rows of pairs (rows[t] at the panel's
  * first pair of row t; NULL: a row of zeros), for a fill. */
 void mrec_bf16_panel_from_rows(uint32_t *dst, int mr, const uint32_t *const *rows, int kc);
