@@ -8,7 +8,9 @@
  * panel of A is a transposed copy (mrec_gemm_bf16_rows) with nothing
  * rounded, and each output is rounded once, in the product's epilogue.
  * The fp32-activation route rounded every activation again for each
- * product that read it.
+ * product that read it. Where the pool has AMX, the products and the
+ * attention's heads run through the tiles (gemm_bf16.c), which read the
+ * activations' rows where they lie.
  *
  * An activation of a bf16 value has 65,536 possible inputs: it is a table
  * of their rounded images, made once from the reference's own function, so
