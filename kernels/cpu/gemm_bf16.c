@@ -413,6 +413,40 @@ static void amx_configure(void) {
     _tile_loadconfig(&cfg);
 }
 
+/* Tiles 4-7 (a 32 x 32 corner) += rows a (lda pairs apart) times the panel b, over kt pairs (whole tiles).
+ * Each load just before the first product that needs it: tiles are not renamed, so a load waits for the
+ * products still reading its tile, and four loads up front left the unit idle until all four had arrived
+ * (5-15 % at ViT-B/16's shapes). */
+static inline __attribute__((always_inline)) void amx_products(int kt, const uint32_t *a, size_t lda, const uint32_t *b) {
+    for (int p = 0; p < kt; p += AMX_KT) {
+        _tile_loadd(0, a + p, lda * 4);
+        _tile_loadd(2, b + (size_t)p * NR, NR * 4);
+        _tile_dpbf16ps(4, 0, 2);
+        _tile_loadd(3, b + (size_t)p * NR + 16, NR * 4);
+        _tile_dpbf16ps(5, 0, 3);
+        _tile_loadd(1, a + 16 * lda + p, lda * 4);
+        _tile_dpbf16ps(6, 1, 2);
+        _tile_dpbf16ps(7, 1, 3);
+    }
+}
+
+/* A strip of 32 queries (rows a, lda pairs apart) against `keys` panels of keys (kq pairs each) as its raw
+ * scores (rows ldr floats apart), every panel's stored before any is read back. */
+static void amx_strip_scores(float *raw, int ldr, const uint32_t *a, size_t lda, const uint32_t *kpan, int kq, int keys) {
+    for (int j = 0; j < keys; j++) {
+        float *c = raw + (size_t)j * NR;
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_zero(6);
+        _tile_zero(7);
+        amx_products(kq, a, lda, kpan + (size_t)j * kq * NR);
+        _tile_stored(4, c, ldr * 4);
+        _tile_stored(5, c + 16, ldr * 4);
+        _tile_stored(6, c + 16 * (size_t)ldr, ldr * 4);
+        _tile_stored(7, c + 16 * (size_t)ldr + 16, ldr * 4);
+    }
+}
+
 /* C's (m x n) corner (m <= 32, n <= 32) gets the sum over kt pairs (a
  * multiple of AMX_KT) of rows a (row stride lda pairs) times the panel b,
  * as the AVX-512 micro-kernel writes it: alpha * sum + bias (overwrite;
@@ -440,19 +474,7 @@ static void ukernel_amx(int kt, const uint32_t *a, size_t lda, const uint32_t *b
         _tile_zero(6);
         _tile_zero(7);
     }
-    for (int p = 0; p < kt; p += AMX_KT) {
-        /* each load just before the first product that needs it: tiles are not renamed, so a load waits for
-         * the products still reading its tile, and four loads up front left the unit idle until all four
-         * had arrived (5-15 % at ViT-B/16's shapes) */
-        _tile_loadd(0, a + p, lda * 4);
-        _tile_loadd(2, b + (size_t)p * NR, NR * 4);
-        _tile_dpbf16ps(4, 0, 2);
-        _tile_loadd(3, b + (size_t)p * NR + 16, NR * 4);
-        _tile_dpbf16ps(5, 0, 3);
-        _tile_loadd(1, a + 16 * lda + p, lda * 4);
-        _tile_dpbf16ps(6, 1, 2);
-        _tile_dpbf16ps(7, 1, 3);
-    }
+    amx_products(kt, a, lda, b);
     if (direct) {
         _tile_stored(4, c, ldc * 4);
         _tile_stored(5, c + 16, ldc * 4);
@@ -833,28 +855,7 @@ void mrec_attention_head_amx(float *out, const float *q, const float *k, const f
         int m = T - i0 < AMX_MR ? T - i0 : AMX_MR, ldr = h.keys * NR;
         qs.A = q + (size_t)i0 * ld;
         pack_a_rows_amx(qa, (size_t)h.kq, &qs, 0, m, 0, qs.kp);
-        for (int j = 0; j < h.keys; j++) {
-            const uint32_t *b = kpan + (size_t)j * h.kq * NR;
-            float *c = raw + (size_t)j * NR;
-            _tile_zero(4);
-            _tile_zero(5);
-            _tile_zero(6);
-            _tile_zero(7);
-            for (int p = 0; p < h.kq; p += AMX_KT) { /* ukernel_amx's order */
-                _tile_loadd(0, qa + p, h.kq * 4);
-                _tile_loadd(2, b + (size_t)p * NR, NR * 4);
-                _tile_dpbf16ps(4, 0, 2);
-                _tile_loadd(3, b + (size_t)p * NR + 16, NR * 4);
-                _tile_dpbf16ps(5, 0, 3);
-                _tile_loadd(1, qa + 16 * h.kq + p, h.kq * 4);
-                _tile_dpbf16ps(6, 1, 2);
-                _tile_dpbf16ps(7, 1, 3);
-            }
-            _tile_stored(4, c, ldr * 4);
-            _tile_stored(5, c + 16, ldr * 4);
-            _tile_stored(6, c + 16 * (size_t)ldr, ldr * 4);
-            _tile_stored(7, c + 16 * (size_t)ldr + 16, ldr * 4);
-        }
+        amx_strip_scores(raw, ldr, qa, (size_t)h.kq, kpan, h.kq, h.keys);
         /* scale times the sum, then the head's bias, two roundings as the item and the head task make them;
          * then the softmax's row (mrec_softmax_rows_lanes_span_cpu), its last pass rounding straight into
          * the weights' pairs, as the item's packing rounds them. Rows on 64-byte boundaries and whole
@@ -964,28 +965,7 @@ void mrec_attention_head_bf16_amx(uint16_t *out, size_t ldo, const uint16_t *q, 
             }
             qs = qa, ldq = (size_t)h.kq;
         }
-        for (int j = 0; j < h.keys; j++) { /* the raw scores, every key panel, before any is read back */
-            const uint32_t *b = kpan + (size_t)j * h.kq * NR;
-            float *c = raw + (size_t)j * NR;
-            _tile_zero(4);
-            _tile_zero(5);
-            _tile_zero(6);
-            _tile_zero(7);
-            for (int p = 0; p < h.kq; p += AMX_KT) { /* ukernel_amx's order */
-                _tile_loadd(0, qs + p, ldq * 4);
-                _tile_loadd(2, b + (size_t)p * NR, NR * 4);
-                _tile_dpbf16ps(4, 0, 2);
-                _tile_loadd(3, b + (size_t)p * NR + 16, NR * 4);
-                _tile_dpbf16ps(5, 0, 3);
-                _tile_loadd(1, qs + 16 * ldq + p, ldq * 4);
-                _tile_dpbf16ps(6, 1, 2);
-                _tile_dpbf16ps(7, 1, 3);
-            }
-            _tile_stored(4, c, ldr * 4);
-            _tile_stored(5, c + 16, ldr * 4);
-            _tile_stored(6, c + 16 * (size_t)ldr, ldr * 4);
-            _tile_stored(7, c + 16 * (size_t)ldr + 16, ldr * 4);
-        }
+        amx_strip_scores(raw, ldr, qs, ldq, kpan, h.kq, h.keys);
         /* a row's scores as the AVX-512 head makes them (times the scale, then the head's and the mask's
          * biases), their exponentials rounded straight into the weights' pairs, and the sum of the rounded */
         float inv[AMX_MR];
