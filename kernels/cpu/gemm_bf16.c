@@ -1236,7 +1236,7 @@ static void amx_rows_task(void *arg, int task, int thread) {
     int whole = m / AMX_MR * AMX_MR;
     amx_configure();
     for (int p0 = 0; p0 < r->kp; p0 += AMX_KCP) {
-        int kc = r->kp - p0 < AMX_KCP ? r->kp - p0 : AMX_KCP; /* whole tiles: kp is */
+        int kc = r->kp - p0 < AMX_KCP ? r->kp - p0 : AMX_KCP; /* whole tiles, as kp is */
         if (whole < m) {
             for (int i = 0; i < m - whole; i++)
                 memcpy(tail + (size_t)i * kc, r->a + (size_t)(i0 + whole + i) * r->lda + p0, sizeof *tail * (size_t)kc);
@@ -1246,10 +1246,10 @@ static void amx_rows_task(void *arg, int task, int thread) {
             const uint32_t *bp = r->wt + ((size_t)(j0 + q) / NR * r->kb + p0) * NR;
             size_t at = (size_t)i0 * o->ldc + j0 + q;
             if (p0 + kc >= r->kp) /* the panel's outputs toward L2 while its last sums run: rows a row of C apart */
-                for (int i = 0; i < m; i++) {
-                    const char *row = o->c32 ? (const char *)(o->c32 + at + (size_t)i * o->ldc) : (const char *)(o->c16 + at + (size_t)i * o->ldc);
-                    _mm_prefetch(row, _MM_HINT_T1);
-                    if (o->c32) _mm_prefetch(row + 64, _MM_HINT_T1);
+                for (size_t i = 0; i < (size_t)m; i++) {
+                    if (o->c32) _mm_prefetch((const char *)(o->c32 + at + i * o->ldc), _MM_HINT_T1),
+                        _mm_prefetch((const char *)(o->c32 + at + i * o->ldc + 16), _MM_HINT_T1);
+                    else _mm_prefetch((const char *)(o->c16 + at + i * o->ldc), _MM_HINT_T1);
                 }
             for (int s0 = 0; s0 < kc; s0 += AMX_KSUB) {
                 int st = kc - s0 < AMX_KSUB ? kc - s0 : AMX_KSUB;
