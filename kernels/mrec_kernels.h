@@ -37,7 +37,8 @@ const char *mrec_simd_name(mrec_simd simd);
  * packing), created once; ops split their work into tasks on it. The level
  * of SIMD is a property of the pool so tests and benches can pin one. Each
  * task writes a disjoint part of the output in a fixed order, so results do
- * not depend on scheduling. Tasks are claimed one at a time by whichever
+ * not depend on scheduling (every task runs in the caller's floating-point
+ * mode: mrec_flush_subnormals_begin). Tasks are claimed one at a time by whichever
  * thread is free, the caller included (thread 0), so a task may use its
  * thread's scratch but must not compute differently by thread. Idle threads
  * sleep after a short adaptive spin. Pools are not re-entrant: a task must
@@ -63,6 +64,27 @@ void mrec_pool_run(mrec_pool *pool, mrec_task_fn fn, void *arg, int n_tasks);
  * whether its threads pay for small jobs (which a few long tasks would
  * skew). */
 void mrec_pool_run_spread(mrec_pool *pool, mrec_task_fn fn, void *arg, int n_tasks);
+
+/* ---- subnormals ----------------------------------------------------------
+ * Training flushes subnormal floats (below 1.2e-38) to zero. On x86 CPUs a
+ * multiply or add that reads or makes one takes a microcode assist, about
+ * a hundred times its cost, and gradients drift into that range as a model
+ * trains: LGMRec's hypergraph gradient (4,096 x 4 over 7,050 items) took
+ * 18 ms a product at first and 250 ms a few steps on. PyTorch keeps them
+ * unless asked (torch.set_flush_denormal). A gradient that small gives no
+ * visible update through Adam's eps (1e-8). A training batch
+ * (mrec_fit_batch, so each of mrec_fit's) flushes on the calling thread and
+ * puts its mode back before it returns; evaluation and ranking keep the
+ * caller's mode. A pool's workers run each job in the mode of the thread
+ * that starts it.
+ * x86 only (MXCSR's FTZ and DAZ bits); elsewhere these do nothing. GPUs
+ * keep subnormals, at no cost there. */
+typedef struct {
+    unsigned bits; /* the thread's mode before */
+} mrec_fp_mode;
+mrec_fp_mode mrec_flush_subnormals_begin(void);
+void mrec_flush_subnormals_end(mrec_fp_mode before);
+int mrec_flushing_subnormals(void); /* on the calling thread */
 
 /* ---- devices, workspaces, the execution context ------------------------- */
 

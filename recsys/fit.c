@@ -171,8 +171,8 @@ static mrec_status halves_run(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum
     return mrec_graph_run(ctx, &key, sizeof key, batch_body, &w);
 }
 
-mrec_status mrec_fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
-                           const int32_t *j, int n, mrec_context *ctx) {
+static mrec_status fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
+                             const int32_t *j, int n, mrec_context *ctx) {
     const char *name = m->name ? m->name : "model";
     if (!m->loss_grad && !m->step && !m->stage) return mrec_fail(MREC_ERR_ARG, "fit: %s has no training step", name);
     if (m->stage && m->launch) return halves_run(m, adam, sum, u, i, j, n, ctx); /* its work, loss and Adam as one body */
@@ -193,6 +193,16 @@ mrec_status mrec_fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *s
     /* on the CPU the sum is in host memory: a bad loss stops before Adam */
     if (st || (ctx->device == MREC_DEVICE_CPU && sum->bad >= 0)) return st;
     return mrec_adam_step_active(adam, m->active, ctx);
+}
+
+/* Subnormals flushed while a batch trains (mrec_flush_subnormals_begin); the caller's mode back for what follows
+ * (evaluation and top-k as mrec recommend ranks them). */
+mrec_status mrec_fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
+                           const int32_t *j, int n, mrec_context *ctx) {
+    mrec_fp_mode before = mrec_flush_subnormals_begin();
+    mrec_status st = fit_batch(m, adam, sum, u, i, j, n, ctx);
+    mrec_flush_subnormals_end(before);
+    return st;
 }
 
 static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,

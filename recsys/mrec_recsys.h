@@ -601,8 +601,9 @@ typedef struct {
  * loss added to *sum (mrec_loss_add; in the context's memory), then Adam on
  * the parameters the batch reached. On the CPU a batch whose loss is not
  * finite stops before Adam (sum->bad says which); on a GPU the sum notes it
- * for the host's read at the epoch's end. For the benches, which time the
- * trainer's steps. */
+ * for the host's read at the epoch's end. With subnormals flushed to zero
+ * (mrec_flush_subnormals_begin), the caller's mode back on return. For the
+ * benches, which time the trainer's steps. */
 mrec_status mrec_fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
                            const int32_t *j, int n, mrec_context *ctx);
 
@@ -751,7 +752,9 @@ void mrec_fit_result_free(mrec_fit_result *r);
  * evaluates test at each new best epoch. eval_k / n_k are the cut-offs.
  * A NaN or infinite loss (a batch's or the epoch's mean) stops training with
  * an error naming the model and the epoch; so does a train split with no
- * pairs, before any epoch. */
+ * pairs, before any epoch. Its batches train with subnormals flushed to
+ * zero on the CPU (mrec_fit_batch); its evaluations and top-k keep the
+ * caller's mode, so they rank as mrec recommend does. */
 mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
                      const mrec_user_items *test, const int *k, int n_k, float rel_threshold,
                      const mrec_fit_options *opt, mrec_context *ctx);

@@ -355,6 +355,58 @@ static void test_split(void) {
     }
 }
 
+/* ---- every task in the caller's floating-point mode ----
+ * Each task multiplies two tiny floats whose product (1e-40) is subnormal, and reads a subnormal through a product:
+ * with the caller flushing (mrec_flush_subnormals_begin) both are 0 on every thread; without, neither is. The jobs
+ * alternate the two modes, so a worker carrying the last job's mode over fails. */
+
+typedef struct {
+    float *out;     /* (n_tasks, 2) */
+    float a, b, s;  /* a * b subnormal; s subnormal */
+} tiny_job;
+
+static void tiny_task(void *arg, int task, int thread) {
+    (void)thread;
+    tiny_job *j = arg;
+    volatile float a = j->a, b = j->b, s = j->s, one = 1.0f; /* volatile: no product folded away */
+    j->out[2 * task] = a * b;
+    j->out[2 * task + 1] = s * one;
+}
+
+static void test_fp_mode(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    enum { TASKS = 64 };
+    float out[2 * TASKS];
+    tiny_job j = {out, 1e-20f, 1e-20f, 1e-40f};
+    t_check(!mrec_flushing_subnormals(), "a fresh thread keeps subnormals");
+    for (int threads = 1; threads <= 4; threads++) {
+        mrec_pool *pool;
+        if (!t_status(mrec_pool_create(&pool, threads, MREC_SIMD_SCALAR), MREC_OK, "pool of %d threads", threads)) continue;
+        int wrong = 0;
+        for (int round = 0; round < 40 && !wrong; round++) {
+            int flush = round % 2;
+            mrec_fp_mode before = {0};
+            if (flush) before = mrec_flush_subnormals_begin();
+            memset(out, 0xFF, sizeof out);
+            mrec_pool_run(pool, tiny_task, &j, TASKS);
+            if (flush) mrec_flush_subnormals_end(before);
+            for (int t = 0; t < 2 * TASKS && !wrong; t++)
+                if ((out[t] == 0.0f) != flush) {
+                    wrong = 1;
+                    t_check(0, "%d threads, round %d, task %d: %s %g where the caller %s subnormals", threads, round, t / 2,
+                            t % 2 ? "a subnormal read as" : "a subnormal product made", (double)out[t],
+                            flush ? "flushes" : "keeps");
+                }
+        }
+        t_check(!wrong, "%d threads: every task in its caller's mode, 40 jobs alternating", threads);
+        t_check(!mrec_flushing_subnormals(), "%d threads: the caller's mode back after each job", threads);
+        mrec_pool_destroy(pool);
+    }
+#else
+    t_skip("subnormals flushed: x86 only");
+#endif
+}
+
 int main(void) {
     t_suite("pool");
     test_exactly_once();
@@ -364,5 +416,6 @@ int main(void) {
     test_worker_stuck_in_task();
     test_idle_cpu();
     test_split();
+    test_fp_mode();
     return t_finish();
 }

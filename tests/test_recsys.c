@@ -634,6 +634,81 @@ static void test_loss_on_device(mrec_context *ctx) {
             "bprmf: an infinite loss stops both paths at the same batch (\"%s\", \"%s\")", errors[0], errors[1]);
 }
 
+/* ---- subnormals flushed while training ----
+ * A model that notes, in its step, whether the thread flushes subnormals and what a subnormal product gives on the
+ * pool (the ops' threads): mrec_fit's batches and mrec_fit_batch train with them flushed; its evaluations (the
+ * model's scores) keep the caller's mode, as mrec recommend ranks; and the caller has its own mode back after, an
+ * error's return included. */
+typedef struct {
+    int steps, flushed, kept, scored, scored_flushed;
+    mrec_context *ctx;
+} mode_probe;
+
+static void tiny_products(void *arg, int task, int thread) {
+    (void)thread;
+    volatile float a = 1e-20f, b = 1e-20f;
+    ((float *)arg)[task] = a * b; /* 1e-40: subnormal, or 0 where flushed */
+}
+
+static double probe_loss(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n) {
+    (void)user, (void)pos, (void)neg, (void)n;
+    mode_probe *p = self;
+    float out[16];
+    mrec_pool_run(p->ctx->pool, tiny_products, out, 16);
+    int zero = 1;
+    for (int t = 0; t < 16; t++) zero &= out[t] == 0.0f;
+    p->steps++, p->flushed += mrec_flushing_subnormals() && zero, p->kept += !mrec_flushing_subnormals() && !zero;
+    return p->steps == 5 ? NAN : 0.5; /* the fifth step stops training */
+}
+
+static mrec_status probe_scores(void *self, int u0, int n, float *scores) {
+    (void)u0;
+    mode_probe *p = self;
+    p->scored++, p->scored_flushed += mrec_flushing_subnormals();
+    memset(scores, 0, sizeof *scores * (size_t)n * 3);
+    return MREC_OK;
+}
+
+static void test_subnormals(mrec_context *ctx) {
+#if defined(__x86_64__) || defined(__i386__)
+    int64_t ptr[3] = {0, 1, 2};
+    int32_t tr_col[2] = {0, 1}, te_col[2] = {2, 0};
+    float ones[2] = {1, 1}, w[4] = {0}, g[4] = {0};
+    mrec_user_items train = {2, 3, ptr, tr_col, ones}, test = {2, 3, ptr, te_col, ones};
+    mode_probe probe = {.ctx = ctx};
+    mrec_model m = {.name = "probe", .self = &probe, .n_params = 1, .param = {w}, .grad = {g}, .size = {4},
+                    .loss_grad = probe_loss, .score = probe_scores};
+    mrec_fit_options opt = mrec_fit_defaults();
+    opt.epochs = 2, opt.batch_size = 1, opt.select_k = 1, opt.sample_ahead = 0;
+    int k[1] = {1};
+    mrec_fit_result r;
+    t_status(mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, ctx), MREC_OK, "fit: two epochs of the probe");
+    mrec_fit_result_free(&r);
+    t_check(probe.steps == 4 && probe.flushed == 4, "fit: all %d steps flushed subnormals, the pool's threads too (%d)", probe.steps,
+            probe.flushed);
+    t_check(!mrec_flushing_subnormals(), "fit: the caller's mode back after training");
+    t_check(probe.scored > 0 && probe.scored_flushed == 0, "fit: its %d evaluations' scores in the caller's mode", probe.scored);
+    opt.epochs = 3;
+    t_check(mrec_fit(&r, &m, &train, NULL, &test, k, 1, 1, &opt, ctx) == MREC_ERR_ARG, "fit: a NaN loss stops the probe");
+    mrec_fit_result_free(&r);
+    t_check(probe.steps == 5 && probe.flushed == 5 && !mrec_flushing_subnormals(),
+            "fit: flushed until the error, the caller's mode back after it");
+    mrec_optimizer adam;
+    mrec_adam_init(&adam, 0.01f, 0);
+    mrec_adam_add(&adam, w, g, 4);
+    mrec_loss_sum sum = {.bad = -1}; /* a CPU context's sum: in host memory */
+    int32_t u = 0, i = 0, j = 1;
+    t_status(mrec_fit_batch(&m, &adam, &sum, &u, &i, &j, 1, ctx), MREC_OK, "fit_batch: one batch of the probe");
+    t_check(probe.flushed == 6 && !mrec_flushing_subnormals(), "fit_batch: its step flushed, the caller's mode back after");
+    mrec_adam_free(&adam);
+    probe_loss(&probe, &u, &i, &j, 1);
+    t_check(probe.kept == 1, "outside training the pool's threads keep subnormals");
+#else
+    (void)ctx;
+    t_skip("subnormals flushed in training: x86 only");
+#endif
+}
+
 int main(void) {
     t_suite("recsys");
     T_REQUIRE(mkdtemp(tmpdir) != NULL);
@@ -653,6 +728,7 @@ int main(void) {
     test_trajectory(ctx);
     test_sample_ahead(ctx);
     test_loss_on_device(ctx);
+    test_subnormals(ctx);
     test_loaders();
     test_splits();
     test_real_data();

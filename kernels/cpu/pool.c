@@ -6,8 +6,9 @@
  * for tasks that were claimed and are still running: a worker that is asleep
  * or descheduled holds no task, so the caller simply runs the tasks itself
  * and returns without it. Which thread runs a task never changes what the
- * task computes (ops split work by the task index, never by the thread), so
- * results are the same bits on any number of threads and any scheduling.
+ * task computes (ops split work by the task index, never by the thread, and
+ * every task runs in the caller's floating-point mode), so results are the
+ * same bits on any number of threads and any scheduling.
  *
  * Idle threads sleep on a futex (a condition variable off Linux). Between
  * two jobs a worker first spins for a while, because a model issues op
@@ -115,6 +116,31 @@ mrec_simd mrec_simd_detect(void) {
     return MREC_SIMD_SCALAR;
 }
 
+/* ---- the floating-point mode: subnormals flushed or kept ----
+ * SSE's control bits (MXCSR without its six sticky exception flags): FTZ
+ * (bit 15) writes a subnormal result as zero, DAZ (bit 6) reads a
+ * subnormal input as zero. */
+#if defined(__x86_64__) || defined(__i386__)
+#define FP_FLAGS 0x3Fu
+#define FP_FLUSH 0x8040u
+static unsigned fp_mode_get(void) { return _mm_getcsr() & ~FP_FLAGS; }
+static void fp_mode_set(unsigned mode) { _mm_setcsr((_mm_getcsr() & FP_FLAGS) | (mode & ~FP_FLAGS)); }
+#else
+#define FP_FLUSH 0u
+static unsigned fp_mode_get(void) { return 0; }
+static void fp_mode_set(unsigned mode) { (void)mode; }
+#endif
+
+mrec_fp_mode mrec_flush_subnormals_begin(void) {
+    mrec_fp_mode before = {fp_mode_get()};
+    fp_mode_set(before.bits | FP_FLUSH);
+    return before;
+}
+
+void mrec_flush_subnormals_end(mrec_fp_mode before) { fp_mode_set(before.bits); }
+
+int mrec_flushing_subnormals(void) { return FP_FLUSH && (fp_mode_get() & FP_FLUSH) == FP_FLUSH; }
+
 const char *mrec_simd_name(mrec_simd simd) {
     switch (simd) {
     case MREC_SIMD_AMX:    return "amx";
@@ -139,6 +165,7 @@ struct mrec_pool {
     mrec_task_fn fn;
     void *arg;
     int n_tasks;
+    unsigned fp_mode; /* the caller's floating-point mode (fp_mode_get), which every task of the job runs in */
 
     /* Tasks not yet claimed: task n_tasks - r goes to whoever takes r > 0.
      * It may go below zero (every thread's last, failed claim); publishing
@@ -223,10 +250,12 @@ static int next_spin(int spin_ns, int64_t waited_ns) {
 /* Claims and runs tasks until none is left. Each finished task counts in
  * `done`; the one that finishes the job wakes the caller if it sleeps. */
 static int run_tasks(mrec_pool *p, int thread) {
+    unsigned mode = fp_mode_get();
     for (int ran = 0;; ran++) {
         long long r = atomic_fetch_sub_explicit(&p->remaining, 1, memory_order_acq_rel);
         if (r <= 0) return ran;
         int n_tasks = p->n_tasks; /* read after the claim: stable until this task is done */
+        if (p->fp_mode != mode) fp_mode_set(mode = p->fp_mode); /* on a worker: the caller's mode */
         p->fn(p->arg, n_tasks - (int)r, thread);
         /* nothing of the job may be read after this: the caller may move on */
         if (atomic_fetch_add(&p->done, 1) + 1 == n_tasks && atomic_load(&p->caller_sleeping))
@@ -397,6 +426,7 @@ static void run_job(mrec_pool *p, mrec_task_fn fn, void *arg, int n_tasks, int j
     p->fn = fn;
     p->arg = arg;
     p->n_tasks = n_tasks;
+    p->fp_mode = fp_mode_get();
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->remaining, n_tasks, memory_order_release);
     atomic_fetch_add(&p->job_seq, 1);
