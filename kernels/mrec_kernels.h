@@ -83,7 +83,7 @@ typedef struct {
     unsigned bits; /* the thread's mode before */
 } mrec_fp_mode;
 mrec_fp_mode mrec_flush_subnormals_begin(void);
-void mrec_flush_subnormals_end(mrec_fp_mode before);
+void mrec_flush_subnormals_end(mrec_fp_mode before); /* FTZ and DAZ as before; nothing else of the mode */
 int mrec_flushing_subnormals(void); /* on the calling thread */
 
 /* ---- devices, workspaces, the execution context ------------------------- */

@@ -137,7 +137,8 @@ mrec_fp_mode mrec_flush_subnormals_begin(void) {
     return before;
 }
 
-void mrec_flush_subnormals_end(mrec_fp_mode before) { fp_mode_set(before.bits); }
+/* FTZ and DAZ as they were; the rounding mode and the exception masks stay as they are */
+void mrec_flush_subnormals_end(mrec_fp_mode before) { fp_mode_set((fp_mode_get() & ~FP_FLUSH) | (before.bits & FP_FLUSH)); }
 
 int mrec_flushing_subnormals(void) { return FP_FLUSH && (fp_mode_get() & FP_FLUSH) == FP_FLUSH; }
 
