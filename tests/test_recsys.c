@@ -703,6 +703,20 @@ static void test_subnormals(mrec_context *ctx) {
     mrec_adam_free(&adam);
     probe_loss(&probe, &u, &i, &j, 1);
     t_check(probe.kept == 1, "outside training the pool's threads keep subnormals");
+    /* a row's top k whose k-th best is 0 (most scores 0, as ItemKNN's and LATTICE's graph rows can be): the same
+     * items flushed or not; the bar just below 0 is a subnormal, which DAZ reads as 0 */
+    enum { C = 640, K = 20 };
+    float row[C], val[2][K];
+    int32_t idx[2][K];
+    for (int c = 0; c < C; c++) row[c] = c % 97 == 3 ? 1.0f + c : 0.0f;
+    for (int flush = 0; flush < 2; flush++) {
+        mrec_fp_mode before = {0};
+        if (flush) before = mrec_flush_subnormals_begin();
+        t_status(mrec_topk_rows(ctx, idx[flush], val[flush], row, 1, C, K), MREC_OK, "top %d of a row of zeros and a few scores", K);
+        if (flush) mrec_flush_subnormals_end(before);
+    }
+    t_check(!memcmp(idx[0], idx[1], sizeof idx[0]) && !memcmp(val[0], val[1], sizeof val[0]) && idx[0][K - 1] == 13,
+            "top %d with subnormals flushed: the same items (last %d, %d)", K, idx[0][K - 1], idx[1][K - 1]);
 #else
     (void)ctx;
     t_skip("subnormals flushed in training: x86 only");

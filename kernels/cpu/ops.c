@@ -9,6 +9,7 @@
 #include "parallel.h"
 #include "../philox.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -900,7 +901,9 @@ static int topk_bar(float *val, int32_t *idx, const float *s, int C, int k, int 
     if (nb < k) return 0;
     block_max16(level, m, s, nb);
     float bar = kth_largest(m, nb, k);
-    if (!(bar > -INFINITY)) return 0;
+    /* a bar within the least normal of zero: the float just below it is subnormal, which DAZ (a training batch's mode,
+     * mrec_flush_subnormals_begin) reads as zero */
+    if (!(bar > -INFINITY) || fabsf(bar) <= FLT_MIN) return 0;
     float below = nextafterf(bar, -INFINITY); /* x > below exactly where x >= bar */
     for (int c = first_above(level, s, C, below); c < C; c += 1 + first_above(level, s + c + 1, C - c - 1, below)) {
         if (n == cap) return 0;
