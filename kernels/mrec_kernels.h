@@ -38,8 +38,8 @@ const char *mrec_simd_name(mrec_simd simd);
  * of SIMD is a property of the pool so tests and benches can pin one. Each
  * task writes a disjoint part of the output in a fixed order, so results do
  * not depend on scheduling (every task runs in the caller's floating-point
- * mode: mrec_flush_subnormals_begin). Tasks are claimed one at a time by whichever
- * thread is free, the caller included (thread 0), so a task may use its
+ * mode: mrec_flush_subnormals_begin). Tasks are claimed one at a time by
+ * whichever thread is free, the caller included (thread 0), so a task may use its
  * thread's scratch but must not compute differently by thread. Idle threads
  * sleep after a short adaptive spin. Pools are not re-entrant: a task must
  * not call mrec_pool_run on the same pool, nor two threads run one pool. */
