@@ -270,6 +270,10 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const in
     for (int p = 0; p < kc; p++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR + 16);
+        /* B's panel 32 pairs ahead, as the fp32 kernel's: at batch 1 a packed weight streams from memory, and
+         * the hardware prefetcher stops at each 4 KB page (MPNet in bf16 at batch 1 on Zen 4: 4-6 % faster) */
+        _mm_prefetch((const char *)(b + (size_t)(p + 32) * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + (size_t)(p + 32) * NR + 16), _MM_HINT_T0);
         for (int i = 0; i < mr; i++) {
             __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[(size_t)p * as + i]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
