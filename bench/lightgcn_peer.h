@@ -1,13 +1,13 @@
-/* lightgcn_peer.h: bench/peers/lightgcn_peer.py run and read, for the LightGCN
- * benches (bench_lightgcn on the CPU, bench_gpu_gowalla on the GPU, which also
- * runs its NGCF). */
+/* lightgcn_peer.h: bench/peers/lightgcn_peer.py run and read, for the Gowalla
+ * benches (bench_lightgcn on the CPU, bench_gpu_gowalla on the GPU: BPRMF,
+ * LightGCN and NGCF). */
 #ifndef MREC_BENCH_LIGHTGCN_PEER_H
 #define MREC_BENCH_LIGHTGCN_PEER_H
 #include <stdio.h>
 #include <stdlib.h>
 
 /* PyTorch's seconds for one epoch's sampling, a mean training step and an
- * evaluation into out[0..2] of model "lightgcn" or "ngcf"; 0 where the peer
+ * evaluation into out[0..2] of model "lightgcn", "ngcf" or "bprmf"; 0 where the peer
  * gave nothing (no Python with torch, no GPU for device "cuda"). MREC_PYTHON
  * names the interpreter. */
 static void lightgcn_peer(double out[3], const char *train, const char *test, int threads, int steps, const char *device,

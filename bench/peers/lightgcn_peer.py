@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""lightgcn_peer.py: plain PyTorch LightGCN (or NGCF) doing what bench_lightgcn (CPU) and bench_gpu_gowalla (GPU)
-do, for the ratio.
+"""lightgcn_peer.py: plain PyTorch LightGCN (or NGCF, or BPRMF) doing what bench_lightgcn (CPU) and
+bench_gpu_gowalla (GPU) do, for the ratio.
 
     python bench/peers/lightgcn_peer.py TRAIN.txt TEST.txt THREADS STEPS [DEVICE [MODEL]]
 
 DEVICE: cpu (default) or cuda; on a GPU the graph, the embeddings and each batch live there, and
-each timed phase ends with a synchronization. MODEL: lightgcn (default) or ngcf.
+each timed phase ends with a synchronization. MODEL: lightgcn (default), ngcf or bprmf.
 
 LightGCN, the MMRec / LightGCN-PyTorch recipe: D^-1/2 A D^-1/2 as a torch sparse tensor, 3 layers,
 64-d, batch 2048, BPR + EmbLoss, Adam. NGCF as its authors' code computes it (and mrec's ngcf):
 D^-1 (A + I) with 10 % of its entries dropped each step (kept ones scaled by 1 / 0.9), per layer
 S = A E, E' = lrelu(S W1 + b1) + lrelu((E * S) W2 + b2) (slope 0.2), 10 % message dropout, the
-final rows [E0, normalize(E1), ..] (3 layers of 64), BPR + 1e-5 |batch rows|^2 / 2 / batch, Adam.
+final rows [E0, normalize(E1), ..] (3 layers of 64), BPR + 1e-5 |batch rows|^2 / 2 / batch, Adam. BPRMF, MMRec's
+BPR: the embeddings themselves, BPR + EmbLoss at 1e-5, Adam.
 Evaluation scores every user against every item in blocks of 1024 users, masks training items,
 torch.topk(20). Prints "sample <s>", "step <s>" (mean of STEPS training steps) and "eval <s>".
 """
@@ -93,6 +94,8 @@ def main():
     def forward(training=False):
         if model == "ngcf":
             return forward_ngcf(training)
+        if model == "bprmf":
+            return user, item
         ego = torch.cat([user, item])
         acc, layer = [ego], ego
         for _ in range(3):
@@ -114,7 +117,8 @@ def main():
             loss = loss + 1e-5 * ((fu[u] ** 2).sum() + (fi[i] ** 2).sum() + (fi[j] ** 2).sum()) / 2 / len(b)
         else:
             loss = -torch.log(1e-10 + torch.sigmoid(x)).mean()
-            loss = loss + 1e-4 * (user[u].norm() + item[i].norm() + item[j].norm()) / len(b)
+            reg = 1e-5 if model == "bprmf" else 1e-4
+            loss = loss + reg * (user[u].norm() + item[i].norm() + item[j].norm()) / len(b)
         loss.backward()
         opt.step()
         sync()
