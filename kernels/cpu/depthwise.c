@@ -16,6 +16,7 @@
 #include "parallel.h"
 
 #include <math.h>
+#include <stdint.h>
 
 static int out_size(int in, int k, int stride, int pad_a, int pad_b) {
     if (in < 1 || k < 1 || stride < 1 || pad_a < 0 || pad_b < 0 || in + pad_a + pad_b < k) return 0;
@@ -94,10 +95,84 @@ MREC_VECTOR_CLONES static void depthwise_range(void *arg, int64_t lo, int64_t hi
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* ---- AVX-512, strides 1 and 2: each output row's sums in registers ----
+ * The loop above reads and writes the output row once per tap, 25 times
+ * for a 5x5 kernel, in spans of 9 to 18 columns on EfficientNet's small
+ * late planes (C = 960 at 18 x 18, k5: 1.7 GB/s, 11 GFLOP/s on two
+ * threads). Here 64 columns of an output row stay in four registers across
+ * all the taps and are stored once. A tap's input is a masked load (stride
+ * 2: two loads and their even lanes); the lanes whose tap falls outside
+ * the image add nothing, as the loop above skips them, and each tap is a
+ * product rounded and then added: the same bits. */
+
+/* lanes [lo, hi) of 16, clamped */
+__attribute__((target("avx512f"))) static inline __mmask16 span16(int lo, int hi) {
+    lo = lo < 0 ? 0 : lo, hi = hi > 16 ? 16 : hi;
+    return hi <= lo ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+#define DW_KW_MAX 7 /* widest kernel the path takes (EfficientNet's: 5) */
+
+__attribute__((target("avx512f"))) static void depthwise_range_avx512(void *arg, int64_t lo, int64_t hi) {
+    const dw_args *a = arg;
+    const mrec_depthwise_shape *s = a->s;
+    const int W = s->W, Wo = a->Wo, sw = s->stride_w, KW = s->KW;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int ow0 = 0; ow0 < Wo; ow0 += 64) {
+        /* what a tap reads and keeps depends on its column only, not on the row: worked out once per block */
+        int nv = (Wo - ow0 + 15) / 16 < 4 ? (Wo - ow0 + 15) / 16 : 4, at[DW_KW_MAX][4];
+        __mmask16 keep[DW_KW_MAX][4], m0[DW_KW_MAX][4], m1[DW_KW_MAX][4];
+        for (int kw = 0; kw < KW; kw++)
+            for (int v = 0; v < nv; v++) {
+                int ow = ow0 + 16 * v, c = at[kw][v] = ow * sw + kw - s->pad_left; /* lane 0's input column */
+                __mmask16 out = span16(0, Wo - ow);
+                if (sw == 1) keep[kw][v] = span16(-c, W - c) & out;
+                else keep[kw][v] = span16((-c + 1) / 2, W - c <= 0 ? 0 : (W - 1 - c) / 2 + 1) & out; /* lane l: c + 2 l */
+                m0[kw][v] = span16(-c, W - c), m1[kw][v] = span16(-c - 16, W - c - 16);
+            }
+        for (int64_t plane = lo; plane < hi; plane++) {
+            int ch = (int)(plane % s->C);
+            const float *x = a->in + plane * s->H * W;
+            const float *w = a->weight + (size_t)ch * s->KH * KW;
+            float *y = a->out + plane * a->Ho * Wo;
+            __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f);
+            for (int oh = 0; oh < a->Ho; oh++) {
+                __m512 acc[4] = {b, b, b, b};
+                for (int kh = 0; kh < s->KH; kh++) {
+                    int ih = oh * s->stride_h - s->pad_top + kh;
+                    if (ih < 0 || ih >= s->H) continue;
+                    uintptr_t xr = (uintptr_t)(x + (size_t)ih * W); /* lanes outside the row are masked, never read */
+                    for (int kw = 0; kw < KW; kw++) {
+                        __m512 wv = _mm512_set1_ps(w[kh * KW + kw]);
+                        for (int v = 0; v < nv; v++) {
+                            const float *p = (const float *)(xr + (intptr_t)at[kw][v] * (intptr_t)sizeof(float));
+                            __m512 in = _mm512_maskz_loadu_ps(m0[kw][v], p);
+                            if (sw == 2) in = _mm512_permutex2var_ps(in, even, _mm512_maskz_loadu_ps(m1[kw][v], p + 16));
+                            acc[v] = _mm512_mask_add_ps(acc[v], keep[kw][v], acc[v], _mm512_mul_ps(wv, in));
+                        }
+                    }
+                }
+                float *yr = y + (size_t)oh * Wo + ow0;
+                for (int v = 0; v < nv; v++) _mm512_mask_storeu_ps(yr + 16 * v, span16(0, Wo - ow0 - 16 * v), acc[v]);
+            }
+        }
+    }
+}
+#endif
+
 void mrec_depthwise_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
                                const mrec_depthwise_shape *s, mrec_pool *pool) {
     dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s)};
     if (a.Ho <= 0 || a.Wo <= 0) return;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (mrec_pool_simd(pool) >= MREC_SIMD_AVX512 && (s->stride_w == 1 || s->stride_w == 2) && s->KW <= DW_KW_MAX) {
+        mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, depthwise_range_avx512, &a);
+        return;
+    }
+#endif
     mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, depthwise_range, &a);
 }
 
