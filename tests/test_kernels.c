@@ -2339,12 +2339,19 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
     char w2[320];
     snprintf(w2, sizeof w2, "depthwise ref = grouped conv2d on the padded input, %s", what);
     t_allclose(w2, grp, ref, out_n, tol, 0);
+    /* every pool (SIMD level, threads) gives the first pool's bits: each output is the bias plus each tap's
+     * rounded product, in (kh, kw) order, on every path */
+    float *first = malloc((size_t)out_n * 4);
     for (int p = 0; p < n_pools; p++) {
         for (int64_t i = 0; i < out_n; i++) out[i] = NAN; /* every output must be written */
         mrec_depthwise_conv2d_cpu(out, x, w, b, &s, pools[p]);
         snprintf(w2, sizeof w2, "depthwise cpu %s %s", pool_name(pools[p]), what);
         t_allclose(w2, ref, out, out_n, tol, 0);
+        if (p == 0) memcpy(first, out, (size_t)out_n * 4);
+        else t_check(memcmp(first, out, (size_t)out_n * 4) == 0, "depthwise cpu %s %s: the bits of %s", pool_name(pools[p]), what,
+                     pool_name(pools[0]));
     }
+    free(first);
     if (s.pad_top == s.pad_bottom && s.pad_left == s.pad_right && s.pad_top == s.pad_left) {
         /* symmetric padding: the grouped conv with its own padding too */
         mrec_conv2d_shape gs = {s.N, s.C, s.H, s.W, s.C, s.KH, s.KW, s.stride_h, s.stride_w, s.pad_top, s.pad_left, s.C};
@@ -2364,6 +2371,10 @@ static void test_depthwise(void) {
     depthwise_case((mrec_depthwise_shape){1, 4, 17, 7, 3, 5, 2, 1, 0, 2, 3, 1}, 1); /* mixed everything */
     depthwise_case((mrec_depthwise_shape){3, 2, 5, 5, 5, 5, 2, 2, 0, 0, 0, 0}, 0);  /* one output column */
     depthwise_case((mrec_depthwise_shape){1, 9, 40, 37, 3, 3, 1, 1, 1, 1, 1, 1}, 1); /* long rows: the vector body */
+    /* rows past 64 columns: blocks of four vectors and a short last block, strides 1 and 2 */
+    depthwise_case((mrec_depthwise_shape){1, 3, 6, 150, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
+    depthwise_case((mrec_depthwise_shape){2, 2, 7, 145, 5, 5, 2, 2, 1, 2, 1, 2}, 1);
+    depthwise_case((mrec_depthwise_shape){1, 2, 5, 101, 5, 3, 1, 2, 2, 2, 0, 1}, 0);
     mrec_depthwise_shape bad = {1, 2, 2, 2, 5, 5, 1, 1, 1, 1, 1, 1};
     t_check(mrec_depthwise_out_h(&bad) == 0, "depthwise: a kernel wider than the padded input has no output");
     bad = (mrec_depthwise_shape){1, 2, 8, 8, 3, 3, 1, 1, -1, 1, 1, 1};

@@ -116,49 +116,69 @@ __attribute__((target("avx512f"))) static inline __mmask16 span16(int lo, int hi
 
 #define DW_KW_MAX 7 /* widest kernel the path takes (EfficientNet's: 5) */
 
+/* What the taps of a block of NV vectors read and keep: per kernel column, per vector */
+typedef struct {
+    int at[DW_KW_MAX][4];                                      /* lane 0's input column */
+    __mmask16 keep[DW_KW_MAX][4], m0[DW_KW_MAX][4], m1[DW_KW_MAX][4]; /* lanes summed; lanes of the two loads */
+} dw_taps;
+
+/* One plane's output rows, columns [ow0, ow0 + 16 NV), stride S: NV and S constants, so the sums stay in
+ * registers (indexed by a variable they went through the stack, and on Zen 4 a 512-bit load straight after
+ * its store misses the store forwarding) */
+static inline __attribute__((always_inline, target("avx512f"))) void dw_block(const int NV, const int S, const dw_args *a,
+                                                                             const dw_taps *t, int64_t plane, int ow0) {
+    const mrec_depthwise_shape *s = a->s;
+    const int W = s->W, Wo = a->Wo, KW = s->KW, ch = (int)(plane % s->C);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const float *x = a->in + plane * s->H * W, *w = a->weight + (size_t)ch * s->KH * KW;
+    float *y = a->out + plane * a->Ho * Wo + ow0;
+    __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f);
+    for (int oh = 0; oh < a->Ho; oh++, y += Wo) {
+        __m512 acc[4] = {b, b, b, b};
+        for (int kh = 0; kh < s->KH; kh++) {
+            int ih = oh * s->stride_h - s->pad_top + kh;
+            if (ih < 0 || ih >= s->H) continue;
+            uintptr_t xr = (uintptr_t)(x + (size_t)ih * W); /* lanes outside the row are masked, never read */
+            for (int kw = 0; kw < KW; kw++) {
+                __m512 wv = _mm512_set1_ps(w[kh * KW + kw]);
+                for (int v = 0; v < NV; v++) {
+                    const float *p = (const float *)(xr + (intptr_t)t->at[kw][v] * (intptr_t)sizeof(float));
+                    __m512 in = _mm512_maskz_loadu_ps(t->m0[kw][v], p);
+                    if (S == 2) in = _mm512_permutex2var_ps(in, even, _mm512_maskz_loadu_ps(t->m1[kw][v], p + 16));
+                    acc[v] = _mm512_mask_add_ps(acc[v], t->keep[kw][v], acc[v], _mm512_mul_ps(wv, in));
+                }
+            }
+        }
+        for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(y + 16 * v, span16(0, Wo - ow0 - 16 * v), acc[v]);
+    }
+}
+
 __attribute__((target("avx512f"))) static void depthwise_range_avx512(void *arg, int64_t lo, int64_t hi) {
     const dw_args *a = arg;
     const mrec_depthwise_shape *s = a->s;
-    const int W = s->W, Wo = a->Wo, sw = s->stride_w, KW = s->KW;
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const int W = s->W, Wo = a->Wo, sw = s->stride_w;
     for (int ow0 = 0; ow0 < Wo; ow0 += 64) {
         /* what a tap reads and keeps depends on its column only, not on the row: worked out once per block */
-        int nv = (Wo - ow0 + 15) / 16 < 4 ? (Wo - ow0 + 15) / 16 : 4, at[DW_KW_MAX][4];
-        __mmask16 keep[DW_KW_MAX][4], m0[DW_KW_MAX][4], m1[DW_KW_MAX][4];
-        for (int kw = 0; kw < KW; kw++)
+        int nv = (Wo - ow0 + 15) / 16 < 4 ? (Wo - ow0 + 15) / 16 : 4;
+        dw_taps t;
+        for (int kw = 0; kw < s->KW; kw++)
             for (int v = 0; v < nv; v++) {
-                int ow = ow0 + 16 * v, c = at[kw][v] = ow * sw + kw - s->pad_left; /* lane 0's input column */
+                int ow = ow0 + 16 * v, c = t.at[kw][v] = ow * sw + kw - s->pad_left;
                 __mmask16 out = span16(0, Wo - ow);
-                if (sw == 1) keep[kw][v] = span16(-c, W - c) & out;
-                else keep[kw][v] = span16((-c + 1) / 2, W - c <= 0 ? 0 : (W - 1 - c) / 2 + 1) & out; /* lane l: c + 2 l */
-                m0[kw][v] = span16(-c, W - c), m1[kw][v] = span16(-c - 16, W - c - 16);
+                if (sw == 1) t.keep[kw][v] = span16(-c, W - c) & out;
+                else t.keep[kw][v] = span16((-c + 1) / 2, W - c <= 0 ? 0 : (W - 1 - c) / 2 + 1) & out; /* lane l: c + 2 l */
+                t.m0[kw][v] = span16(-c, W - c), t.m1[kw][v] = span16(-c - 16, W - c - 16);
             }
-        for (int64_t plane = lo; plane < hi; plane++) {
-            int ch = (int)(plane % s->C);
-            const float *x = a->in + plane * s->H * W;
-            const float *w = a->weight + (size_t)ch * s->KH * KW;
-            float *y = a->out + plane * a->Ho * Wo;
-            __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f);
-            for (int oh = 0; oh < a->Ho; oh++) {
-                __m512 acc[4] = {b, b, b, b};
-                for (int kh = 0; kh < s->KH; kh++) {
-                    int ih = oh * s->stride_h - s->pad_top + kh;
-                    if (ih < 0 || ih >= s->H) continue;
-                    uintptr_t xr = (uintptr_t)(x + (size_t)ih * W); /* lanes outside the row are masked, never read */
-                    for (int kw = 0; kw < KW; kw++) {
-                        __m512 wv = _mm512_set1_ps(w[kh * KW + kw]);
-                        for (int v = 0; v < nv; v++) {
-                            const float *p = (const float *)(xr + (intptr_t)at[kw][v] * (intptr_t)sizeof(float));
-                            __m512 in = _mm512_maskz_loadu_ps(m0[kw][v], p);
-                            if (sw == 2) in = _mm512_permutex2var_ps(in, even, _mm512_maskz_loadu_ps(m1[kw][v], p + 16));
-                            acc[v] = _mm512_mask_add_ps(acc[v], keep[kw][v], acc[v], _mm512_mul_ps(wv, in));
-                        }
-                    }
-                }
-                float *yr = y + (size_t)oh * Wo + ow0;
-                for (int v = 0; v < nv; v++) _mm512_mask_storeu_ps(yr + 16 * v, span16(0, Wo - ow0 - 16 * v), acc[v]);
+        for (int64_t plane = lo; plane < hi; plane++) switch (nv * 2 + (sw == 2)) {
+            case 2: dw_block(1, 1, a, &t, plane, ow0); break;
+            case 3: dw_block(1, 2, a, &t, plane, ow0); break;
+            case 4: dw_block(2, 1, a, &t, plane, ow0); break;
+            case 5: dw_block(2, 2, a, &t, plane, ow0); break;
+            case 6: dw_block(3, 1, a, &t, plane, ow0); break;
+            case 7: dw_block(3, 2, a, &t, plane, ow0); break;
+            case 8: dw_block(4, 1, a, &t, plane, ow0); break;
+            default: dw_block(4, 2, a, &t, plane, ow0); break;
             }
-        }
     }
 }
 #endif
