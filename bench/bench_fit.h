@@ -38,6 +38,17 @@ static inline int bench_batch(mrec_model *m, mrec_optimizer *adam, bench_sum *su
     return mrec_fit_batch(m, adam, sum->at, u, i, j, n, ctx) == MREC_OK;
 }
 
+/* e built at its registry defaults and 64-d on ctx, as the training benches time it; b zeroed first, so
+ * mrec_built_model_free may take it whether or not this failed */
+static inline mrec_status bench_build(mrec_built_model *b, const mrec_model_entry *e, const mrec_model_inputs *in, mrec_context *ctx) {
+    mrec_param_values given, p;
+    memset(&given, 0, sizeof given);
+    memset(b, 0, sizeof *b);
+    given.v[MREC_HP_DIM] = (mrec_param_value){.x = {64}, .given = 1};
+    mrec_status st = mrec_params_resolve(&p, e, &given);
+    return st ? st : mrec_model_build(b, e, in, &p, ctx);
+}
+
 typedef struct {
     double seconds_per_epoch, first_epoch, eval_seconds, recall;
     int ok;
@@ -53,13 +64,8 @@ static inline bench_timing bench_fit(const char *bench, mrec_context *ctx, const
                               const mrec_user_items *train, const mrec_user_items *valid, const mrec_user_items *test,
                               int epochs, float lr) {
     bench_timing t = {0};
-    mrec_param_values given, p;
-    memset(&given, 0, sizeof given);
-    given.v[MREC_HP_DIM] = (mrec_param_value){.x = {64}, .given = 1};
     mrec_built_model b;
-    memset(&b, 0, sizeof b);
-    mrec_status st = mrec_params_resolve(&p, e, &given);
-    if (!st) st = mrec_model_build(&b, e, in, &p, ctx);
+    mrec_status st = bench_build(&b, e, in, ctx);
     if (st) {
         fprintf(stderr, "%s: %s on %s: %s\n", bench, e->name, mrec_device_name(ctx->device), mrec_error_detail());
         return t;

@@ -36,20 +36,15 @@ typedef struct {
 
 static mrec_status time_model(timing *t, const mrec_model_entry *e, const mrec_model_inputs *in, const mrec_user_items *test,
                               int steps, mrec_context *ctx) {
-    mrec_param_values given, p;
-    memset(&given, 0, sizeof given);
-    given.v[MREC_HP_DIM] = (mrec_param_value){.x = {64}, .given = 1};
     mrec_built_model b;
-    memset(&b, 0, sizeof b);
     mrec_bpr_sampler s;
     memset(&s, 0, sizeof s);
     mrec_optimizer adam;
     bench_sum sum;
     memset(&sum, 0, sizeof sum);
     mrec_rng rng = {1};
-    mrec_status st = mrec_adam_init_on(&adam, 1e-3f, 0, ctx);
-    if (!st) st = mrec_params_resolve(&p, e, &given);
-    if (!st) st = mrec_model_build(&b, e, in, &p, ctx);
+    mrec_status st = bench_build(&b, e, in, ctx), ready = mrec_adam_init_on(&adam, 1e-3f, 0, ctx); /* both freed below */
+    if (!st) st = ready;
     if (!st) st = mrec_bpr_sampler_init(&s, in->train);
     mrec_model *m = &b.model;
     for (int q = 0; !st && q < m->n_params; q++) st = mrec_adam_add(&adam, m->param[q], m->grad[q], m->size[q]);
