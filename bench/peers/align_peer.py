@@ -9,10 +9,12 @@ PyTorch CPU, timed as bench_align times mrec's.
         writes DIR as a kakaobrain/align-base folder with random weights: the whole AlignModel (that vision
         tower, BERT-base text tower, text_projection 768 -> 640), bert-base-uncased's vocabulary and align-base's
         processor config from tests/, for end-to-end runs (`mrec extract` of a Ducho config)
-    python bench/peers/align_peer.py DIR THREADS INPUTS BATCH...
+    python bench/peers/align_peer.py DIR THREADS [--bf16] INPUTS BATCH...
         INPUTS: float32 (N, 3, 289, 289) written by bench_align; prints "<batch> <seconds per image>", the best of
-        3 passes over the first BATCH images, image_embeds (pooled output, L2-normalized) as AlignModel gives them
+        3 passes over the first BATCH images, image_embeds (pooled output, L2-normalized) as AlignModel gives them;
+        --bf16 runs them under torch.autocast("cpu", dtype=torch.bfloat16)
 """
+import contextlib
 import shutil
 import sys
 import time
@@ -48,12 +50,14 @@ def main():
         return make(sys.argv[2])
     if sys.argv[1] == "--make-model":
         return make_model(sys.argv[2])
-    path, threads, inputs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    batches = [int(b) for b in sys.argv[4:]]
+    path, threads, rest = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    bf16 = rest[0] == "--bf16"
+    inputs, batches = rest[bf16], [int(b) for b in rest[bf16 + 1:]]
     torch.set_num_threads(threads)
     m = AlignVisionModel.from_pretrained(path).eval()
     x = torch.from_numpy(np.fromfile(inputs, dtype=np.float32).reshape(-1, 3, 289, 289))
-    with torch.inference_mode():
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
         m(pixel_values=x[:1])
         for b in batches:
             best = 1e30
