@@ -32,6 +32,9 @@ int main(int argc, char **argv) {
         {1, 288, 72, 72, 5, 5, 2, 2, 1, 2, 1, 2},   {1, 480, 36, 36, 3, 3, 2, 2, 0, 1, 0, 1},
         {1, 960, 18, 18, 5, 5, 1, 1, 2, 2, 2, 2},   {1, 1344, 18, 18, 5, 5, 2, 2, 1, 2, 1, 2},
         {1, 2304, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1},
+        /* and the repeated blocks of the stages with the most multiply-adds */
+        {1, 288, 72, 72, 3, 3, 1, 1, 1, 1, 1, 1},   {1, 480, 36, 36, 5, 5, 1, 1, 2, 2, 2, 2},
+        {1, 1344, 18, 18, 5, 5, 1, 1, 2, 2, 2, 2},  {1, 2304, 9, 9, 5, 5, 1, 1, 2, 2, 2, 2},
     };
     printf("depthwise conv, %d threads (%s): direct vs grouped conv as a GEMM\n", threads, mrec_simd_name(mrec_simd_detect()));
     printf("%-34s %10s %8s %10s %8s\n", "shape", "direct ms", "GB/s", "GEMM ms", "ratio");

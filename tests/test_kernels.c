@@ -2340,7 +2340,8 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
     snprintf(w2, sizeof w2, "depthwise ref = grouped conv2d on the padded input, %s", what);
     t_allclose(w2, grp, ref, out_n, tol, 0);
     /* every pool (SIMD level, threads) gives the first pool's bits: each output is the bias plus each tap's
-     * rounded product, in (kh, kw) order, on every path */
+     * rounded product, in (kh, kw) order, on every path (the padded copy of the AVX-512 path adds the zero
+     * products of the padding, which only a sum of exactly -0 would tell) */
     float *first = malloc((size_t)out_n * 4);
     for (int p = 0; p < n_pools; p++) {
         for (int64_t i = 0; i < out_n; i++) out[i] = NAN; /* every output must be written */
@@ -2350,6 +2351,19 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
         if (p == 0) memcpy(first, out, (size_t)out_n * 4);
         else t_check(memcmp(first, out, (size_t)out_n * 4) == 0, "depthwise cpu %s %s: the bits of %s", pool_name(pools[p]), what,
                      pool_name(pools[0]));
+        /* with an activation: the bits of the conv then mrec_activation_cpu on the same pool (swish is fused
+         * on the AVX-512 path, the others follow the conv) */
+        static const mrec_act acts[] = {MREC_ACT_SILU, MREC_ACT_RELU};
+        for (int a = 0; a < 2; a++) {
+            float *fused = malloc((size_t)out_n * 4);
+            for (int64_t i = 0; i < out_n; i++) fused[i] = NAN;
+            mrec_depthwise_conv2d_act_cpu(fused, x, w, b, acts[a], &s, pools[p]);
+            mrec_activation_cpu(out, out, acts[a], 0.0f, out_n, pools[p]);
+            t_check(memcmp(fused, out, (size_t)out_n * 4) == 0, "depthwise + %s in one pass, cpu %s %s: the bits of the two passes",
+                    a ? "relu" : "swish", pool_name(pools[p]), what);
+            mrec_depthwise_conv2d_cpu(out, x, w, b, &s, pools[p]);
+            free(fused);
+        }
     }
     free(first);
     if (s.pad_top == s.pad_bottom && s.pad_left == s.pad_right && s.pad_top == s.pad_left) {
@@ -2371,6 +2385,10 @@ static void test_depthwise(void) {
     depthwise_case((mrec_depthwise_shape){1, 4, 17, 7, 3, 5, 2, 1, 0, 2, 3, 1}, 1); /* mixed everything */
     depthwise_case((mrec_depthwise_shape){3, 2, 5, 5, 5, 5, 2, 2, 0, 0, 0, 0}, 0);  /* one output column */
     depthwise_case((mrec_depthwise_shape){1, 9, 40, 37, 3, 3, 1, 1, 1, 1, 1, 1}, 1); /* long rows: the vector body */
+    /* rows summed together: eight of one vector, four of two, then two, then one */
+    depthwise_case((mrec_depthwise_shape){2, 3, 19, 18, 5, 5, 1, 1, 2, 2, 2, 2}, 1);
+    depthwise_case((mrec_depthwise_shape){1, 4, 23, 9, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
+    depthwise_case((mrec_depthwise_shape){1, 3, 38, 36, 5, 5, 2, 2, 1, 2, 1, 2}, 0);
     /* rows past 64 columns: blocks of four vectors and a short last block, strides 1 and 2 */
     depthwise_case((mrec_depthwise_shape){1, 3, 6, 150, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
     depthwise_case((mrec_depthwise_shape){2, 2, 7, 145, 5, 5, 2, 2, 1, 2, 1, 2}, 1);

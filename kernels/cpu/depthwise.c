@@ -9,14 +9,17 @@
  * tap, adds weight * input over the span of columns whose tap lands inside
  * the image, so the inner loop has no branch and vectorizes (contiguous
  * loads at stride 1, strided at stride 2). Borders are the span's ends, not
- * a padded copy. Each output is bias + the taps in (kh, kw) order in float,
- * whatever the thread count.
+ * a padded copy (but on the AVX-512 path for rows of up to 64 columns,
+ * below). Each output is bias + the taps in (kh, kw) order in float,
+ * whatever the thread count and SIMD level.
  */
 #include "../mrec_kernels.h"
 #include "parallel.h"
+#include "vector_act.h"
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 static int out_size(int in, int k, int stride, int pad_a, int pad_b) {
     if (in < 1 || k < 1 || stride < 1 || pad_a < 0 || pad_b < 0 || in + pad_a + pad_b < k) return 0;
@@ -58,6 +61,7 @@ typedef struct {
     const float *in, *weight, *bias;
     const mrec_depthwise_shape *s;
     int Ho, Wo;
+    int silu; /* the AVX-512 path: swish on the sums before they are stored */
 } dw_args;
 
 MREC_VECTOR_CLONES static void depthwise_range(void *arg, int64_t lo, int64_t hi) {
@@ -98,7 +102,7 @@ MREC_VECTOR_CLONES static void depthwise_range(void *arg, int64_t lo, int64_t hi
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-/* ---- AVX-512, strides 1 and 2: each output row's sums in registers ----
+/* ---- AVX-512, strides 1 and 2: output rows' sums in registers ----
  * The loop above reads and writes the output row once per tap, 25 times
  * for a 5x5 kernel, in spans of 9 to 18 columns on EfficientNet's small
  * late planes (C = 960 at 18 x 18, k5: 1.7 GB/s, 11 GFLOP/s on two
@@ -122,19 +126,34 @@ typedef struct {
     __mmask16 keep[DW_KW_MAX][4], m0[DW_KW_MAX][4], m1[DW_KW_MAX][4]; /* lanes summed; lanes of the two loads */
 } dw_taps;
 
+/* The sums of output rows [oh0, oh0 + RW), columns [ow0, ow0 + 16 NV), into the plane */
+static inline __attribute__((always_inline, target("avx512f"))) void dw_store(const int RW, const int NV, const dw_args *a,
+                                                                             __m512 acc[8][4], int64_t plane, int oh0, int ow0) {
+    float *y = a->out + plane * a->Ho * a->Wo + (size_t)oh0 * a->Wo + ow0;
+    for (int r = 0; r < RW; r++, y += a->Wo)
+        for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(y + 16 * v, span16(0, a->Wo - ow0 - 16 * v), acc[r][v]);
+}
+
+/* Swish on a task's planes [lo, hi) while they are in its cache, as mrec_activation_cpu takes it at this level
+ * (vector_act.h): taken on the sums before their store, the lanes past a short row (9 or 18 columns) made
+ * twice the exponentials of a dense pass */
+static void dw_silu(const dw_args *a, int64_t lo, int64_t hi) {
+    int64_t plane = (int64_t)a->Ho * a->Wo;
+    if (a->silu) mrec_silu_avx512(a->out + lo * plane, a->out + lo * plane, (hi - lo) * plane);
+}
+
 /* One plane's output rows, columns [ow0, ow0 + 16 NV), stride S: NV and S constants, so the sums stay in
  * registers (indexed by a variable they went through the stack, and on Zen 4 a 512-bit load straight after
  * its store misses the store forwarding) */
 static inline __attribute__((always_inline, target("avx512f"))) void dw_block(const int NV, const int S, const dw_args *a,
                                                                              const dw_taps *t, int64_t plane, int ow0) {
     const mrec_depthwise_shape *s = a->s;
-    const int W = s->W, Wo = a->Wo, KW = s->KW, ch = (int)(plane % s->C);
+    const int W = s->W, KW = s->KW, ch = (int)(plane % s->C);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const float *x = a->in + plane * s->H * W, *w = a->weight + (size_t)ch * s->KH * KW;
-    float *y = a->out + plane * a->Ho * Wo + ow0;
     __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f);
-    for (int oh = 0; oh < a->Ho; oh++, y += Wo) {
-        __m512 acc[4] = {b, b, b, b};
+    for (int oh = 0; oh < a->Ho; oh++) {
+        __m512 acc[8][4] = {{b, b, b, b}};
         for (int kh = 0; kh < s->KH; kh++) {
             int ih = oh * s->stride_h - s->pad_top + kh;
             if (ih < 0 || ih >= s->H) continue;
@@ -145,11 +164,11 @@ static inline __attribute__((always_inline, target("avx512f"))) void dw_block(co
                     const float *p = (const float *)(xr + (intptr_t)t->at[kw][v] * (intptr_t)sizeof(float));
                     __m512 in = _mm512_maskz_loadu_ps(t->m0[kw][v], p);
                     if (S == 2) in = _mm512_permutex2var_ps(in, even, _mm512_maskz_loadu_ps(t->m1[kw][v], p + 16));
-                    acc[v] = _mm512_mask_add_ps(acc[v], t->keep[kw][v], acc[v], _mm512_mul_ps(wv, in));
+                    acc[0][v] = _mm512_mask_add_ps(acc[0][v], t->keep[kw][v], acc[0][v], _mm512_mul_ps(wv, in));
                 }
             }
         }
-        for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(y + 16 * v, span16(0, Wo - ow0 - 16 * v), acc[v]);
+        dw_store(1, NV, a, acc, plane, oh, ow0);
     }
 }
 
@@ -180,20 +199,136 @@ __attribute__((target("avx512f"))) static void depthwise_range_avx512(void *arg,
             default: dw_block(4, 2, a, &t, plane, ow0); break;
             }
     }
+    dw_silu(a, lo, hi);
+}
+/* ---- AVX-512, planes of up to 32 output columns: a zero-padded copy ----
+ * On the small late planes (9 and 18 columns, half of EfficientNet-B7's
+ * depthwise work) the loop above spent more instructions on its masks than
+ * on the arithmetic: each tap's load mask and add mask came back from the
+ * stack into a mask register, for every row. Here each plane is first
+ * copied into a zero-padded buffer, by phase for stride 2 (the even padded
+ * columns, then the odd ones), so that every tap of a row is one plain load
+ * at a fixed offset, a product and an add. The taps on the padding add a
+ * zero product where the loop above skips them: the same bits, but that a
+ * sum of exactly -0 comes out +0. */
+
+#define DW_PAD_FLOATS 16384 /* a task's padded plane, on its stack: 64 KB */
+#define DW_PAD_COLUMNS 64   /* the widest output row the path takes */
+
+/* floats per padded row of one phase; 0 where the path does not take the shape */
+static int dw_pad_row(const mrec_depthwise_shape *s, int Ho, int Wo) {
+    int S = s->stride_w, nv = (Wo + 15) / 16, rowf = (16 * nv + s->KW + 15) / 16 * 16, Hp = (Ho - 1) * s->stride_h + s->KH;
+    if (Wo > DW_PAD_COLUMNS || (S != 1 && S != 2) || s->KW > DW_KW_MAX) return 0;
+    if ((s->pad_left + s->W + S - 1) / S > rowf || (int64_t)Hp * S * rowf > DW_PAD_FLOATS) return 0;
+    return rowf;
+}
+
+/* One plane's input into buf's rows (padded row ih + pad_top, each S phases of rowf floats); the padding is
+ * buf's zeros, written once per task */
+__attribute__((target("avx512f"))) static void dwp_fill(const dw_args *a, float *buf, int rowf, int Hp, int64_t plane) {
+    const mrec_depthwise_shape *s = a->s;
+    const int W = s->W, pl = s->pad_left;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const float *x = a->in + plane * s->H * W;
+    for (int ih = 0; ih < s->H && ih + s->pad_top < Hp; ih++) {
+        float *row = buf + (size_t)(ih + s->pad_top) * s->stride_w * rowf;
+        const float *src = x + (size_t)ih * W;
+        if (s->stride_w == 1) {
+            for (int j = 0; j < W; j += 16)
+                _mm512_mask_storeu_ps(row + pl + j, span16(0, W - j), _mm512_maskz_loadu_ps(span16(0, W - j), src + j));
+            continue;
+        }
+        /* input column iw is padded column iw + pl: phase (iw + pl) % 2, at (iw + pl) / 2 */
+        for (int t = 0; 2 * t < W; t += 16) {
+            __m512 lo = _mm512_maskz_loadu_ps(span16(0, W - 2 * t), src + 2 * t);
+            __m512 hi = _mm512_maskz_loadu_ps(span16(0, W - 2 * t - 16), src + 2 * t + 16);
+            _mm512_mask_storeu_ps(row + (pl % 2) * rowf + pl / 2 + t, span16(0, (W - 2 * t + 1) / 2), _mm512_permutex2var_ps(lo, even, hi));
+            _mm512_mask_storeu_ps(row + ((pl + 1) % 2) * rowf + (pl + 1) / 2 + t, span16(0, (W - 2 * t) / 2),
+                                  _mm512_permutex2var_ps(lo, odd, hi));
+        }
+    }
+}
+
+/* Output rows [oh0, oh0 + RW) of one plane (NV vectors, stride S: constants) from its padded copy */
+static inline __attribute__((always_inline, target("avx512f"))) void dwp_rows(const int RW, const int NV, const int S,
+                                                                             const dw_args *a, const float *buf, int rowf,
+                                                                             int64_t plane, int oh0) {
+    const mrec_depthwise_shape *s = a->s;
+    const int KW = s->KW, ch = (int)(plane % s->C);
+    const float *w = a->weight + (size_t)ch * s->KH * KW;
+    __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f), acc[8][4];
+    for (int r = 0; r < RW; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = b;
+    for (int kh = 0; kh < s->KH; kh++)
+        for (int kw = 0; kw < KW; kw++) {
+            __m512 wv = _mm512_set1_ps(w[kh * KW + kw]);
+            const float *col = buf + (size_t)(kw % S) * rowf + kw / S;
+            for (int r = 0; r < RW; r++) {
+                const float *p = col + (size_t)((oh0 + r) * s->stride_h + kh) * S * rowf;
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_mul_ps(wv, _mm512_loadu_ps(p + 16 * v)));
+            }
+        }
+    dw_store(RW, NV, a, acc, plane, oh0, 0);
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) void dwp_block(const int NV, const int S, const dw_args *a,
+                                                                              const float *buf, int rowf, int64_t plane) {
+    int oh = 0;
+    for (; oh + 8 / NV <= a->Ho; oh += 8 / NV) dwp_rows(8 / NV, NV, S, a, buf, rowf, plane, oh);
+    for (; oh + 2 <= a->Ho; oh += 2) dwp_rows(2, NV, S, a, buf, rowf, plane, oh);
+    for (; oh < a->Ho; oh++) dwp_rows(1, NV, S, a, buf, rowf, plane, oh);
+}
+
+__attribute__((target("avx512f"))) static void depthwise_range_padded(void *arg, int64_t lo, int64_t hi) {
+    const dw_args *a = arg;
+    const mrec_depthwise_shape *s = a->s;
+    float buf[DW_PAD_FLOATS] __attribute__((aligned(64)));
+    int rowf = dw_pad_row(s, a->Ho, a->Wo), Hp = (a->Ho - 1) * s->stride_h + s->KH, nv = (a->Wo + 15) / 16;
+    memset(buf, 0, sizeof(float) * (size_t)Hp * s->stride_w * rowf);
+    for (int64_t plane = lo; plane < hi; plane++) {
+        dwp_fill(a, buf, rowf, Hp, plane);
+        switch (nv * 2 + (s->stride_w == 2)) {
+        case 2: dwp_block(1, 1, a, buf, rowf, plane); break;
+        case 3: dwp_block(1, 2, a, buf, rowf, plane); break;
+        case 4: dwp_block(2, 1, a, buf, rowf, plane); break;
+        case 5: dwp_block(2, 2, a, buf, rowf, plane); break;
+        case 6: dwp_block(3, 1, a, buf, rowf, plane); break;
+        case 7: dwp_block(3, 2, a, buf, rowf, plane); break;
+        case 8: dwp_block(4, 1, a, buf, rowf, plane); break;
+        default: dwp_block(4, 2, a, buf, rowf, plane); break;
+        }
+    }
+    dw_silu(a, lo, hi);
 }
 #endif
 
-void mrec_depthwise_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
-                               const mrec_depthwise_shape *s, mrec_pool *pool) {
-    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s)};
+/* act < 0: none */
+static void depthwise(float *out, const float *in, const float *weight, const float *bias, int act,
+                      const mrec_depthwise_shape *s, mrec_pool *pool) {
+    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0};
     if (a.Ho <= 0 || a.Wo <= 0) return;
 #if defined(__x86_64__) && defined(__GNUC__)
     if (mrec_pool_simd(pool) >= MREC_SIMD_AVX512 && (s->stride_w == 1 || s->stride_w == 2) && s->KW <= DW_KW_MAX) {
-        mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, depthwise_range_avx512, &a);
+        a.silu = act == MREC_ACT_SILU;
+        mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, dw_pad_row(s, a.Ho, a.Wo) ? depthwise_range_padded : depthwise_range_avx512,
+                            &a);
+        if (act >= 0 && !a.silu) mrec_activation_cpu(out, out, (mrec_act)act, 0.0f, (int64_t)s->N * s->C * a.Ho * a.Wo, pool);
         return;
     }
 #endif
     mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, depthwise_range, &a);
+    if (act >= 0) mrec_activation_cpu(out, out, (mrec_act)act, 0.0f, (int64_t)s->N * s->C * a.Ho * a.Wo, pool);
+}
+
+void mrec_depthwise_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
+                               const mrec_depthwise_shape *s, mrec_pool *pool) {
+    depthwise(out, in, weight, bias, -1, s, pool);
+}
+
+void mrec_depthwise_conv2d_act_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
+                                   const mrec_depthwise_shape *s, mrec_pool *pool) {
+    depthwise(out, in, weight, bias, (int)act, s, pool);
 }
 
 void mrec_row_mean_ref(float *out, const float *in, int R, int HW) {

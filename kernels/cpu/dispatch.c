@@ -979,6 +979,15 @@ mrec_status mrec_depthwise_conv2d(mrec_context *ctx, float *out, const float *in
     return MREC_OK;
 }
 
+mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float *in, const float *weight,
+                                      const float *bias, mrec_act act, const mrec_depthwise_shape *s) {
+    if (s->N < 0 || s->C < 1 || mrec_depthwise_out_h(s) < 1 || mrec_depthwise_out_w(s) < 1)
+        return mrec_depthwise_conv2d(ctx, out, in, weight, bias, s); /* its error */
+    if (on_gpu(ctx)) return mrec_depthwise_conv2d_act_cuda(out, in, weight, bias, act, s, ctx->cuda);
+    mrec_depthwise_conv2d_act_cpu(out, in, weight, bias, act, s, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_row_mean(mrec_context *ctx, float *out, const float *in, int R, int HW) {
     NOTE(ctx, out, in, R, HW);
     if (R < 0 || HW < 1) return mrec_fail(MREC_ERR_ARG, "row mean: %d rows of %d", R, HW);

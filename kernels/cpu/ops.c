@@ -7,6 +7,7 @@
  */
 #include "../mrec_kernels.h"
 #include "parallel.h"
+#include "vector_act.h"
 #include "../philox.h"
 
 #include <float.h>
@@ -181,6 +182,8 @@ __attribute__((target("avx512f"))) static int64_t sigmoid_mul_avx512(float *y, c
     }
     return n;
 }
+
+void mrec_silu_avx512(float *y, const float *x, int64_t n) { sigmoid_mul_avx512(y, x, 1.0f, n); }
 
 __attribute__((target("avx2"))) static int64_t sigmoid_mul_avx2(float *y, const float *x, float a, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f), na = _mm256_set1_ps(-a);

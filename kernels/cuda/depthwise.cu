@@ -11,10 +11,11 @@
  */
 #include "cuda_internal.h"
 
-/* out (N, C, Ho, Wo); in (N, C, H, W); weight (C, KH, KW); bias (C) or NULL */
+/* out (N, C, Ho, Wo); in (N, C, H, W); weight (C, KH, KW); bias (C) or NULL; act < 0: none, else an
+ * mrec_act taken on each sum before its store */
 __global__ static void depthwise_kernel(float *__restrict__ out, const float *__restrict__ in,
                                         const float *__restrict__ weight, const float *__restrict__ bias,
-                                        mrec_depthwise_shape s, int Ho, int Wo, int64_t n) {
+                                        mrec_depthwise_shape s, int Ho, int Wo, int64_t n, int act) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int ow = (int)(i % Wo);
         int oh = (int)(i / Wo % Ho);
@@ -32,17 +33,27 @@ __global__ static void depthwise_kernel(float *__restrict__ out, const float *__
                 acc = fmaf(__ldg(w + kh * s.KW + kw), __ldg(x + (size_t)ih * s.W + iw), acc);
             }
         }
-        out[i] = acc;
+        out[i] = act < 0 ? acc : mrec_activate(acc, (mrec_act)act, 0.0f);
     }
+}
+
+static mrec_status depthwise(float *out, const float *in, const float *weight, const float *bias, int act,
+                             const mrec_depthwise_shape *s, mrec_cuda *cu) {
+    int Ho = mrec_depthwise_out_h(s), Wo = mrec_depthwise_out_w(s);
+    int64_t n = (int64_t)s->N * s->C * Ho * Wo;
+    if (n <= 0) return MREC_OK;
+    depthwise_kernel<<<mrec_grid(n, 256), 256, 0, cu->stream>>>(out, in, weight, bias, *s, Ho, Wo, n, act);
+    return MREC_CUDA_LAUNCHED("depthwise conv2d");
 }
 
 extern "C" mrec_status mrec_depthwise_conv2d_cuda(float *out, const float *in, const float *weight, const float *bias,
                                                   const mrec_depthwise_shape *s, mrec_cuda *cu) {
-    int Ho = mrec_depthwise_out_h(s), Wo = mrec_depthwise_out_w(s);
-    int64_t n = (int64_t)s->N * s->C * Ho * Wo;
-    if (n <= 0) return MREC_OK;
-    depthwise_kernel<<<mrec_grid(n, 256), 256, 0, cu->stream>>>(out, in, weight, bias, *s, Ho, Wo, n);
-    return MREC_CUDA_LAUNCHED("depthwise conv2d");
+    return depthwise(out, in, weight, bias, -1, s, cu);
+}
+
+extern "C" mrec_status mrec_depthwise_conv2d_act_cuda(float *out, const float *in, const float *weight, const float *bias,
+                                                      mrec_act act, const mrec_depthwise_shape *s, mrec_cuda *cu) {
+    return depthwise(out, in, weight, bias, (int)act, s, cu);
 }
 
 /* one block of 256 threads per row: strided partial sums, then a tree */
