@@ -1698,14 +1698,16 @@ mrec_status mrec_depthwise_conv2d_cuda(float *out, const float *in, const float 
                                        const mrec_depthwise_shape *s, mrec_cuda *cu);
 mrec_status mrec_depthwise_conv2d(mrec_context *ctx, float *out, const float *in, const float *weight,
                                   const float *bias, const mrec_depthwise_shape *s);
-/* The same, then act (slope 0) on every output: the bits of mrec_depthwise_conv2d then mrec_activation, with
- * swish taken before the store on the CPU's AVX-512 path and in the kernel on the GPU (one write of out). */
+/* The same, then act (slope 0) on every output, and with means (N * C, or NULL) each output plane's mean after
+ * that (squeeze-excite's squeeze): the bits of mrec_depthwise_conv2d, mrec_activation and mrec_row_mean in turn,
+ * with swish and the means taken while the planes are in cache on the CPU's AVX-512 path (one write of out,
+ * no second read), swish in the kernel on the GPU. */
 void mrec_depthwise_conv2d_act_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
-                                   const mrec_depthwise_shape *s, mrec_pool *pool);
+                                   float *means, const mrec_depthwise_shape *s, mrec_pool *pool);
 mrec_status mrec_depthwise_conv2d_act_cuda(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
-                                           const mrec_depthwise_shape *s, mrec_cuda *cu);
+                                           float *means, const mrec_depthwise_shape *s, mrec_cuda *cu);
 mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float *in, const float *weight,
-                                      const float *bias, mrec_act act, const mrec_depthwise_shape *s);
+                                      const float *bias, mrec_act act, float *means, const mrec_depthwise_shape *s);
 /* out (R) = the mean of each row of in (R, HW): a global average pool of (N, C, HW) with R = N * C. */
 void mrec_row_mean_ref(float *out, const float *in, int R, int HW);
 void mrec_row_mean_cpu(float *out, const float *in, int R, int HW, mrec_pool *pool);

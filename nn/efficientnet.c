@@ -395,9 +395,9 @@ static mrec_status block_forward(mrec_context *ctx, const mrec_effnet_block *B, 
     mrec_depthwise_shape d = dw_shape(B, G, *h, *w);
     int h2 = mrec_depthwise_out_h(&d), w2 = mrec_depthwise_out_w(&d);
     int64_t R = (int64_t)G * B->c_exp, HW = (int64_t)h2 * w2;
-    if (!st) st = mrec_depthwise_conv2d_act(ctx, free2, y, B->dw_w, B->dw_b, MREC_ACT_SILU, &d);
-    /* squeeze-excite: per-channel means (G, c_exp) -> (G, c_se) -> swish -> (G, c_exp) -> sigmoid gate */
-    if (!st) st = mrec_row_mean(ctx, t->se[0], free2, (int)R, (int)HW);
+    /* squeeze-excite: per-channel means (G, c_exp), taken with the depthwise conv -> (G, c_se) -> swish ->
+     * (G, c_exp) -> sigmoid gate */
+    if (!st) st = mrec_depthwise_conv2d_act(ctx, free2, y, B->dw_w, B->dw_b, MREC_ACT_SILU, t->se[0], &d);
     if (!st) st = mrec_gemm(ctx, t->se[1], t->se[0], B->se_reduce_w, B->se_reduce_b, 1, 0, 0, 1, G, B->c_se, B->c_exp,
                             B->c_exp, B->c_exp, B->c_se);
     if (!st) st = mrec_activation(ctx, t->se[1], t->se[1], MREC_ACT_SILU, 0, (int64_t)G * B->c_se);

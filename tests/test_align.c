@@ -461,12 +461,18 @@ static void gpu_kernels(mrec_context *g) {
         if (!st) st = mrec_copy_to_host(g, out, dy, 4 * nout);
         if (t_status(st, MREC_OK, "depthwise conv on the GPU, case %zu", c))
             t_allclose("depthwise conv2d_cuda", ref, out, (int64_t)nout, 1e-5, 1e-5);
-        /* with swish in the kernel: the reference's outputs through swish in double */
-        if (!st) st = mrec_depthwise_conv2d_act(g, dy, dx, dw, db, MREC_ACT_SILU, &s);
+        /* with swish in the kernel and the planes' means: the reference's outputs through swish in double */
+        int planes = s.N * s.C;
+        float *dm = mrec_arena_alloc(&g->workspace, 4 * (size_t)planes), means[64], want[64];
+        if (!st) st = dm ? mrec_depthwise_conv2d_act(g, dy, dx, dw, db, MREC_ACT_SILU, dm, &s) : MREC_ERR_NOMEM;
         if (!st) st = mrec_copy_to_host(g, out, dy, 4 * nout);
+        if (!st) st = mrec_copy_to_host(g, means, dm, 4 * (size_t)planes);
         for (size_t i = 0; i < nout; i++) ref[i] = (float)(ref[i] / (1.0 + exp(-(double)ref[i])));
-        if (t_status(st, MREC_OK, "depthwise conv + swish on the GPU, case %zu", c))
+        mrec_row_mean_ref(want, ref, planes, Ho * Wo);
+        if (t_status(st, MREC_OK, "depthwise conv + swish + means on the GPU, case %zu", c)) {
             t_allclose("depthwise conv2d_act_cuda (swish)", ref, out, (int64_t)nout, 2e-5, 2e-5);
+            t_allclose("depthwise conv2d_act_cuda (means)", want, means, planes, 2e-5, 2e-5);
+        }
         g->workspace.used = mark;
         free(x), free(w), free(b), free(ref), free(out);
     }

@@ -858,6 +858,33 @@ static void test_elementwise(void) {
     t_allclose("quick_gelu known values", quick, y, 3, 0, 1e-6);
     mrec_activation_cpu(y, x, MREC_ACT_SILU, 0, 3, pools[0]);
     t_allclose("silu known values", silu, y, 3, 0, 1e-6);
+    /* swish over its whole range on every pool (the AVX-512 one through its own exponential): within 4 ulps of
+     * x / (1 + e^-x) in double where that is over 1e-30 (AVX-512: 2.3 at worst; AVX2 through libmvec's expf: 3.5); -0 and x where e^-x is inf and 0; NaN kept */
+    {
+        int64_t n = 400003;
+        float *in = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+        for (int64_t i = 0; i < n; i++) in[i] = -110.0f + 220.0f * (float)i / (float)(n - 1);
+        float special[6] = {-200.0f, 200.0f, NAN, -0.0f, INFINITY, -INFINITY};
+        memcpy(in, special, sizeof special);
+        for (int p = 0; p < n_pools; p++) {
+            mrec_activation_cpu(out, in, MREC_ACT_SILU, 0, n, pools[p]);
+            double worst = 0;
+            int64_t at = 0;
+            for (int64_t i = 6; i < n; i++) {
+                double want = in[i] / (1.0 + exp(-(double)in[i]));
+                float w = (float)want;
+                /* below -88.7, e^-x overflows float and x / inf is 0: the ulps of a result under 1e-30 do not count */
+                double ulp = nextafterf(fabsf(w), INFINITY) - fabsf(w), err = fabs(want) < 1e-30 ? (fabs(out[i]) > 1e-30) * 1e9
+                                                                                                  : fabs(out[i] - want) / ulp;
+                if (err > worst) worst = err, at = i;
+            }
+            t_check(worst <= 4, "swish %s: within 4 ulps over [-110, 110] (worst %.2f at %g)", pool_name(pools[p]), worst, in[at]);
+            t_check(out[0] == 0 && signbit(out[0]) && out[1] == 200.0f && isnan(out[2]) && out[3] == 0 && signbit(out[3]) &&
+                        out[4] == INFINITY,
+                    "swish %s: -200 -> -0, 200 -> 200, NaN -> NaN, -0 -> -0, inf -> inf", pool_name(pools[p]));
+        }
+        free(in), free(out);
+    }
 }
 
 static void test_rows(void) {
@@ -2351,18 +2378,25 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
         if (p == 0) memcpy(first, out, (size_t)out_n * 4);
         else t_check(memcmp(first, out, (size_t)out_n * 4) == 0, "depthwise cpu %s %s: the bits of %s", pool_name(pools[p]), what,
                      pool_name(pools[0]));
-        /* with an activation: the bits of the conv then mrec_activation_cpu on the same pool (swish is fused
-         * on the AVX-512 path, the others follow the conv) */
+        /* with an activation and the planes' means: the bits of the conv, mrec_activation_cpu and
+         * mrec_row_mean_cpu on the same pool (swish and the means are taken in the conv's tasks on the AVX-512
+         * path, the others follow the conv) */
         static const mrec_act acts[] = {MREC_ACT_SILU, MREC_ACT_RELU};
+        int planes = s.N * s.C;
         for (int a = 0; a < 2; a++) {
-            float *fused = malloc((size_t)out_n * 4);
+            float *fused = malloc((size_t)out_n * 4), *means = malloc((size_t)planes * 4), *want = malloc((size_t)planes * 4);
             for (int64_t i = 0; i < out_n; i++) fused[i] = NAN;
-            mrec_depthwise_conv2d_act_cpu(fused, x, w, b, acts[a], &s, pools[p]);
+            mrec_depthwise_conv2d_act_cpu(fused, x, w, b, acts[a], a ? NULL : means, &s, pools[p]);
             mrec_activation_cpu(out, out, acts[a], 0.0f, out_n, pools[p]);
             t_check(memcmp(fused, out, (size_t)out_n * 4) == 0, "depthwise + %s in one pass, cpu %s %s: the bits of the two passes",
                     a ? "relu" : "swish", pool_name(pools[p]), what);
+            if (!a) {
+                mrec_row_mean_cpu(want, out, planes, Ho * Wo, pools[p]);
+                t_check(memcmp(means, want, (size_t)planes * 4) == 0, "depthwise + swish + means, cpu %s %s: the bits of mrec_row_mean_cpu",
+                        pool_name(pools[p]), what);
+            }
             mrec_depthwise_conv2d_cpu(out, x, w, b, &s, pools[p]);
-            free(fused);
+            free(fused), free(means), free(want);
         }
     }
     free(first);

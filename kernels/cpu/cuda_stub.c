@@ -412,7 +412,7 @@ mrec_status mrec_depthwise_conv2d_cuda(float *out, const float *in, const float 
     return no_cuda();
 }
 mrec_status mrec_depthwise_conv2d_act_cuda(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
-                                           const mrec_depthwise_shape *s, mrec_cuda *cu) {
+                                           float *means, const mrec_depthwise_shape *s, mrec_cuda *cu) {
     return no_cuda();
 }
 mrec_status mrec_row_mean_cuda(float *out, const float *in, int R, int HW, mrec_cuda *cu) { return no_cuda(); }

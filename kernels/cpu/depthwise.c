@@ -58,10 +58,33 @@ void mrec_depthwise_conv2d_ref(float *out, const float *in, const float *weight,
 
 typedef struct {
     float *out;
+    const float *in, *gate;
+    int HW;
+} rows_args;
+
+/* Eight partial sums (a fixed order, vectorizable), added pairwise, then
+ * the tail: the same bits on every thread count and SIMD level. */
+MREC_VECTOR_CLONES static void row_mean_range(void *arg, int64_t lo, int64_t hi) {
+    const rows_args *a = arg;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = a->in + r * a->HW;
+        float p[8] = {0};
+        int i = 0;
+        for (; i + 8 <= a->HW; i += 8)
+            for (int j = 0; j < 8; j++) p[j] += x[i + j];
+        float acc = ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
+        for (; i < a->HW; i++) acc += x[i];
+        a->out[r] = acc / (float)a->HW;
+    }
+}
+
+typedef struct {
+    float *out;
     const float *in, *weight, *bias;
     const mrec_depthwise_shape *s;
     int Ho, Wo;
-    int silu; /* the AVX-512 path: swish on the sums before they are stored */
+    int silu;    /* the AVX-512 path: swish on each task's planes */
+    float *means; /* the AVX-512 path: each plane's mean after that, or NULL */
 } dw_args;
 
 MREC_VECTOR_CLONES static void depthwise_range(void *arg, int64_t lo, int64_t hi) {
@@ -134,12 +157,14 @@ static inline __attribute__((always_inline, target("avx512f"))) void dw_store(co
         for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(y + 16 * v, span16(0, a->Wo - ow0 - 16 * v), acc[r][v]);
 }
 
-/* Swish on a task's planes [lo, hi) while they are in its cache, as mrec_activation_cpu takes it at this level
- * (vector_act.h): taken on the sums before their store, the lanes past a short row (9 or 18 columns) made
- * twice the exponentials of a dense pass */
-static void dw_silu(const dw_args *a, int64_t lo, int64_t hi) {
+/* Swish on planes [lo, hi) while they are in the task's cache, as mrec_activation_cpu takes it at this level
+ * (vector_act.h; taken on the sums before their store, the lanes past a short row of 9 or 18 columns made
+ * twice the exponentials of a dense pass), then their means as mrec_row_mean_cpu takes them */
+static void dw_finish(const dw_args *a, int64_t lo, int64_t hi) {
     int64_t plane = (int64_t)a->Ho * a->Wo;
     if (a->silu) mrec_silu_avx512(a->out + lo * plane, a->out + lo * plane, (hi - lo) * plane);
+    rows_args r = {a->means, a->out, NULL, (int)plane};
+    if (a->means) row_mean_range(&r, lo, hi);
 }
 
 /* One plane's output rows, columns [ow0, ow0 + 16 NV), stride S: NV and S constants, so the sums stay in
@@ -199,7 +224,7 @@ __attribute__((target("avx512f"))) static void depthwise_range_avx512(void *arg,
             default: dw_block(4, 2, a, &t, plane, ow0); break;
             }
     }
-    dw_silu(a, lo, hi);
+    dw_finish(a, lo, hi);
 }
 /* ---- AVX-512, planes of up to 32 output columns: a zero-padded copy ----
  * On the small late planes (9 and 18 columns, half of EfficientNet-B7's
@@ -298,37 +323,39 @@ __attribute__((target("avx512f"))) static void depthwise_range_padded(void *arg,
         case 8: dwp_block(4, 1, a, buf, rowf, plane); break;
         default: dwp_block(4, 2, a, buf, rowf, plane); break;
         }
+        dw_finish(a, plane, plane + 1);
     }
-    dw_silu(a, lo, hi);
 }
 #endif
 
-/* act < 0: none */
-static void depthwise(float *out, const float *in, const float *weight, const float *bias, int act,
+/* act < 0: none; means NULL: none */
+static void depthwise(float *out, const float *in, const float *weight, const float *bias, int act, float *means,
                       const mrec_depthwise_shape *s, mrec_pool *pool) {
-    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0};
+    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0, NULL};
     if (a.Ho <= 0 || a.Wo <= 0) return;
+    int64_t planes = (int64_t)s->N * s->C, plane = (int64_t)a.Ho * a.Wo;
 #if defined(__x86_64__) && defined(__GNUC__)
     if (mrec_pool_simd(pool) >= MREC_SIMD_AVX512 && (s->stride_w == 1 || s->stride_w == 2) && s->KW <= DW_KW_MAX) {
-        a.silu = act == MREC_ACT_SILU;
-        mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, dw_pad_row(s, a.Ho, a.Wo) ? depthwise_range_padded : depthwise_range_avx512,
-                            &a);
-        if (act >= 0 && !a.silu) mrec_activation_cpu(out, out, (mrec_act)act, 0.0f, (int64_t)s->N * s->C * a.Ho * a.Wo, pool);
+        a.silu = act == MREC_ACT_SILU, a.means = act < 0 || a.silu ? means : NULL;
+        mrec_parallel_range(pool, planes, 1, dw_pad_row(s, a.Ho, a.Wo) ? depthwise_range_padded : depthwise_range_avx512, &a);
+        if (act >= 0 && !a.silu) mrec_activation_cpu(out, out, (mrec_act)act, 0.0f, planes * plane, pool);
+        if (means && !a.means) mrec_row_mean_cpu(means, out, (int)planes, (int)plane, pool);
         return;
     }
 #endif
-    mrec_parallel_range(pool, (int64_t)s->N * s->C, 1, depthwise_range, &a);
-    if (act >= 0) mrec_activation_cpu(out, out, (mrec_act)act, 0.0f, (int64_t)s->N * s->C * a.Ho * a.Wo, pool);
+    mrec_parallel_range(pool, planes, 1, depthwise_range, &a);
+    if (act >= 0) mrec_activation_cpu(out, out, (mrec_act)act, 0.0f, planes * plane, pool);
+    if (means) mrec_row_mean_cpu(means, out, (int)planes, (int)plane, pool);
 }
 
 void mrec_depthwise_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
                                const mrec_depthwise_shape *s, mrec_pool *pool) {
-    depthwise(out, in, weight, bias, -1, s, pool);
+    depthwise(out, in, weight, bias, -1, NULL, s, pool);
 }
 
 void mrec_depthwise_conv2d_act_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
-                                   const mrec_depthwise_shape *s, mrec_pool *pool) {
-    depthwise(out, in, weight, bias, (int)act, s, pool);
+                                   float *means, const mrec_depthwise_shape *s, mrec_pool *pool) {
+    depthwise(out, in, weight, bias, (int)act, means, s, pool);
 }
 
 void mrec_row_mean_ref(float *out, const float *in, int R, int HW) {
@@ -336,28 +363,6 @@ void mrec_row_mean_ref(float *out, const float *in, int R, int HW) {
         double acc = 0;
         for (int i = 0; i < HW; i++) acc += in[(size_t)r * HW + i];
         out[r] = (float)(acc / HW);
-    }
-}
-
-typedef struct {
-    float *out;
-    const float *in, *gate;
-    int HW;
-} rows_args;
-
-/* Eight partial sums (a fixed order, vectorizable), added pairwise, then
- * the tail: the same bits on every thread count and SIMD level. */
-MREC_VECTOR_CLONES static void row_mean_range(void *arg, int64_t lo, int64_t hi) {
-    const rows_args *a = arg;
-    for (int64_t r = lo; r < hi; r++) {
-        const float *x = a->in + r * a->HW;
-        float p[8] = {0};
-        int i = 0;
-        for (; i + 8 <= a->HW; i += 8)
-            for (int j = 0; j < 8; j++) p[j] += x[i + j];
-        float acc = ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
-        for (; i < a->HW; i++) acc += x[i];
-        a->out[r] = acc / (float)a->HW;
     }
 }
 

@@ -980,11 +980,11 @@ mrec_status mrec_depthwise_conv2d(mrec_context *ctx, float *out, const float *in
 }
 
 mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float *in, const float *weight,
-                                      const float *bias, mrec_act act, const mrec_depthwise_shape *s) {
+                                      const float *bias, mrec_act act, float *means, const mrec_depthwise_shape *s) {
     if (s->N < 0 || s->C < 1 || mrec_depthwise_out_h(s) < 1 || mrec_depthwise_out_w(s) < 1)
         return mrec_depthwise_conv2d(ctx, out, in, weight, bias, s); /* its error */
-    if (on_gpu(ctx)) return mrec_depthwise_conv2d_act_cuda(out, in, weight, bias, act, s, ctx->cuda);
-    mrec_depthwise_conv2d_act_cpu(out, in, weight, bias, act, s, ctx->pool);
+    if (on_gpu(ctx)) return mrec_depthwise_conv2d_act_cuda(out, in, weight, bias, act, means, s, ctx->cuda);
+    mrec_depthwise_conv2d_act_cpu(out, in, weight, bias, act, means, s, ctx->pool);
     return MREC_OK;
 }
 

@@ -52,8 +52,11 @@ extern "C" mrec_status mrec_depthwise_conv2d_cuda(float *out, const float *in, c
 }
 
 extern "C" mrec_status mrec_depthwise_conv2d_act_cuda(float *out, const float *in, const float *weight, const float *bias,
-                                                      mrec_act act, const mrec_depthwise_shape *s, mrec_cuda *cu) {
-    return depthwise(out, in, weight, bias, (int)act, s, cu);
+                                                      mrec_act act, float *means, const mrec_depthwise_shape *s, mrec_cuda *cu) {
+    mrec_status st = depthwise(out, in, weight, bias, (int)act, s, cu);
+    if (!st && means)
+        st = mrec_row_mean_cuda(means, out, s->N * s->C, mrec_depthwise_out_h(s) * mrec_depthwise_out_w(s), cu);
+    return st;
 }
 
 /* one block of 256 threads per row: strided partial sums, then a tree */
