@@ -5,13 +5,15 @@
  * weights and inputs, same threads, in one run: fp32 against fp32, and
  * where the CPU has AVX-512 BF16, mrec's bf16 against torch.autocast bf16.
  * mrec runs as the image extractor does, its weights packed once (the first
- * pass packs them and is not timed). Each figure is the best of 3 passes;
- * inputs are H&M photos through the hf-align preset.
+ * pass packs them and is not timed). Each figure is the best of 3 passes
+ * (of every round: MREC_BENCH_ROUNDS, bench_batches.h); inputs are H&M
+ * photos through the hf-align preset.
  *
  *   build/cpu/bench/bench_align [threads [model_dir]]
  *   MREC_FULL_DIR=DIR   DIR/align_b7 (written by the peer, align_peer.py --make DIR/align_b7, if missing)
  *   MREC_PYTHON=...     a Python with torch and transformers
  *   MREC_BENCH_BATCHES="1 8 32"
+ *   MREC_BENCH_ROUNDS=3  mrec and the peer in turn 3 times, each keeping its best
  */
 #include "../extractors/mrec_preprocess.h"
 #include "../nn/mrec_efficientnet.h"
@@ -83,32 +85,35 @@ int main(int argc, char **argv) {
     }
     int bs[BENCH_MAX_BATCHES], nb = bench_batches(bs, "1 8 32", 1, N_IMAGES);
     float *emb = malloc(sizeof(float) * (size_t)m.features * N_IMAGES);
-    double ours[2][BENCH_MAX_BATCHES] = {{0}};
-    for (int prec = 0; prec < 2 && ctx[prec]; prec++)
-        for (int k = 0; k < nb; k++) {
-            ours[prec][k] = 1e30;
-            for (int rep = 0; rep < (k ? 3 : 4); rep++) { /* the first pass packs the weights */
-                double t0 = now();
-                if (mrec_efficientnet_forward(ctx[prec], &m, x, bs[k], SIZE, SIZE, NULL, emb, NULL))
-                    return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
-                double t = (now() - t0) / bs[k];
-                if (k || rep) ours[prec][k] = t < ours[prec][k] ? t : ours[prec][k];
-            }
-        }
+    double ours[2][BENCH_MAX_BATCHES] = {{0}}, peer[2][BENCH_MAX_BATCHES] = {{0}}; /* best seconds per image, 0: none */
     char sizes[128];
-    double peer[2][BENCH_MAX_BATCHES] = {{0}};
-    for (int prec = 0; prec < 2 && ctx[prec]; prec++) {
-        snprintf(cmd, sizeof cmd, "%s bench/peers/align_peer.py %s %d %s%s %s 2>/dev/null", py, dir, threads, prec ? "--bf16 " : "",
-                 inputs, bench_batches_text(sizes, sizeof sizes, bs, nb));
-        FILE *p = popen(cmd, "r");
-        int b;
-        double secs;
-        while (p && fscanf(p, "%d %lf", &b, &secs) == 2)
-            for (int k = 0; k < nb; k++)
-                if (bs[k] == b) peer[prec][k] = secs;
-        if (p) pclose(p);
-    }
-    printf("bench_align: ALIGN image tower (%d features, %dx%d), %d threads, images/s, best of 3\n", m.features, SIZE, SIZE, threads);
+    for (int prec = 0; prec < 2 && ctx[prec]; prec++) /* the first pass packs the weights: not timed */
+        if (mrec_efficientnet_forward(ctx[prec], &m, x, 1, SIZE, SIZE, NULL, emb, NULL)) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+    for (int round = 0, rounds = bench_rounds(); round < rounds; round++)
+        for (int turn = 0; turn < 2; turn++)
+            for (int prec = 0; prec < 2 && ctx[prec]; prec++) {
+                if (!bench_peer_turn(round, turn)) {
+                    for (int k = 0; k < nb; k++)
+                        for (int rep = 0; rep < 3; rep++) {
+                            double t0 = now();
+                            if (mrec_efficientnet_forward(ctx[prec], &m, x, bs[k], SIZE, SIZE, NULL, emb, NULL))
+                                return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
+                            bench_keep(&ours[prec][k], (now() - t0) / bs[k]);
+                        }
+                    continue;
+                }
+                snprintf(cmd, sizeof cmd, "%s bench/peers/align_peer.py %s %d %s%s %s 2>/dev/null", py, dir, threads,
+                         prec ? "--bf16 " : "", inputs, bench_batches_text(sizes, sizeof sizes, bs, nb));
+                FILE *p = popen(cmd, "r");
+                int b;
+                double secs;
+                while (p && fscanf(p, "%d %lf", &b, &secs) == 2)
+                    for (int k = 0; k < nb; k++)
+                        if (bs[k] == b) bench_keep(&peer[prec][k], secs);
+                if (p) pclose(p);
+            }
+    printf("bench_align: ALIGN image tower (%d features, %dx%d), %d threads, images/s, best of 3 passes a round, %d round%s\n",
+           m.features, SIZE, SIZE, threads, bench_rounds(), bench_rounds() > 1 ? "s" : "");
     printf("%6s %12s %12s %8s %12s %14s %8s\n", "batch", "mrec fp32", "PyTorch", "ratio", "mrec bf16", "autocast bf16", "ratio");
     for (int k = 0; k < nb; k++) {
         printf("%6d", bs[k]);

@@ -151,15 +151,15 @@ typedef struct {
 
 /* The sums of output rows [oh0, oh0 + RW), columns [ow0, ow0 + 16 NV), into the plane */
 static inline __attribute__((always_inline, target("avx512f"))) void dw_store(const int RW, const int NV, const dw_args *a,
-                                                                             __m512 acc[8][4], int64_t plane, int oh0, int ow0) {
+                                                                             __m512 (*acc)[4], int64_t plane, int oh0, int ow0) {
     float *y = a->out + plane * a->Ho * a->Wo + (size_t)oh0 * a->Wo + ow0;
     for (int r = 0; r < RW; r++, y += a->Wo)
         for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(y + 16 * v, span16(0, a->Wo - ow0 - 16 * v), acc[r][v]);
 }
 
 /* Swish on planes [lo, hi) while they are in the task's cache, as mrec_activation_cpu takes it at this level
- * (vector_act.h; taken on the sums before their store, the lanes past a short row of 9 or 18 columns made
- * twice the exponentials of a dense pass), then their means as mrec_row_mean_cpu takes them */
+ * (vector_act.h), then their means as mrec_row_mean_cpu takes them. Swish goes over the stored planes, not the
+ * sums in registers: there the lanes past a short row (9 or 18 columns) doubled the exponentials. */
 static void dw_finish(const dw_args *a, int64_t lo, int64_t hi) {
     int64_t plane = (int64_t)a->Ho * a->Wo;
     if (a->silu) mrec_silu_avx512(a->out + lo * plane, a->out + lo * plane, (hi - lo) * plane);
@@ -178,7 +178,7 @@ static inline __attribute__((always_inline, target("avx512f"))) void dw_block(co
     const float *x = a->in + plane * s->H * W, *w = a->weight + (size_t)ch * s->KH * KW;
     __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f);
     for (int oh = 0; oh < a->Ho; oh++) {
-        __m512 acc[8][4] = {{b, b, b, b}};
+        __m512 acc[1][4] = {{b, b, b, b}};
         for (int kh = 0; kh < s->KH; kh++) {
             int ih = oh * s->stride_h - s->pad_top + kh;
             if (ih < 0 || ih >= s->H) continue;
