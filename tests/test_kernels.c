@@ -2419,10 +2419,11 @@ static void test_depthwise(void) {
     depthwise_case((mrec_depthwise_shape){1, 4, 17, 7, 3, 5, 2, 1, 0, 2, 3, 1}, 1); /* mixed everything */
     depthwise_case((mrec_depthwise_shape){3, 2, 5, 5, 5, 5, 2, 2, 0, 0, 0, 0}, 0);  /* one output column */
     depthwise_case((mrec_depthwise_shape){1, 9, 40, 37, 3, 3, 1, 1, 1, 1, 1, 1}, 1); /* long rows: the vector body */
-    /* rows summed together: eight of one vector, four of two, then two, then one */
+    /* the padded copy: rows summed together (eight of one vector, four of two, then two, then one) */
     depthwise_case((mrec_depthwise_shape){2, 3, 19, 18, 5, 5, 1, 1, 2, 2, 2, 2}, 1);
     depthwise_case((mrec_depthwise_shape){1, 4, 23, 9, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
     depthwise_case((mrec_depthwise_shape){1, 3, 38, 36, 5, 5, 2, 2, 1, 2, 1, 2}, 0);
+    depthwise_case((mrec_depthwise_shape){1, 2, 9, 75, 3, 3, 1, 1, 1, 1, 1, 1}, 1); /* five vectors a row */
     /* rows past 64 columns: blocks of four vectors and a short last block, strides 1 and 2 */
     depthwise_case((mrec_depthwise_shape){1, 3, 6, 150, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
     depthwise_case((mrec_depthwise_shape){2, 2, 7, 145, 5, 5, 2, 2, 1, 2, 1, 2}, 1);

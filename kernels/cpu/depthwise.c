@@ -142,6 +142,7 @@ __attribute__((target("avx512f"))) static inline __mmask16 span16(int lo, int hi
 }
 
 #define DW_KW_MAX 7 /* widest kernel the path takes (EfficientNet's: 5) */
+#define DW_NV_MAX 5 /* most vectors of sums a row keeps */
 
 /* What the taps of a block of NV vectors read and keep: per kernel column, per vector */
 typedef struct {
@@ -151,7 +152,7 @@ typedef struct {
 
 /* The sums of output rows [oh0, oh0 + RW), columns [ow0, ow0 + 16 NV), into the plane */
 static inline __attribute__((always_inline, target("avx512f"))) void dw_store(const int RW, const int NV, const dw_args *a,
-                                                                             __m512 (*acc)[4], int64_t plane, int oh0, int ow0) {
+                                                                             __m512 (*acc)[DW_NV_MAX], int64_t plane, int oh0, int ow0) {
     float *y = a->out + plane * a->Ho * a->Wo + (size_t)oh0 * a->Wo + ow0;
     for (int r = 0; r < RW; r++, y += a->Wo)
         for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(y + 16 * v, span16(0, a->Wo - ow0 - 16 * v), acc[r][v]);
@@ -178,7 +179,7 @@ static inline __attribute__((always_inline, target("avx512f"))) void dw_block(co
     const float *x = a->in + plane * s->H * W, *w = a->weight + (size_t)ch * s->KH * KW;
     __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f);
     for (int oh = 0; oh < a->Ho; oh++) {
-        __m512 acc[1][4] = {{b, b, b, b}};
+        __m512 acc[1][DW_NV_MAX] = {{b, b, b, b}};
         for (int kh = 0; kh < s->KH; kh++) {
             int ih = oh * s->stride_h - s->pad_top + kh;
             if (ih < 0 || ih >= s->H) continue;
@@ -238,7 +239,7 @@ __attribute__((target("avx512f"))) static void depthwise_range_avx512(void *arg,
  * sum of exactly -0 comes out +0. */
 
 #define DW_PAD_FLOATS 16384 /* a task's padded plane, on its stack: 64 KB */
-#define DW_PAD_COLUMNS 64   /* the widest output row the path takes */
+#define DW_PAD_COLUMNS 80   /* the widest output row the path takes: five vectors */
 
 /* floats per padded row of one phase; 0 where the path does not take the shape */
 static int dw_pad_row(const mrec_depthwise_shape *s, int Ho, int Wo) {
@@ -282,7 +283,7 @@ static inline __attribute__((always_inline, target("avx512f"))) void dwp_rows(co
     const mrec_depthwise_shape *s = a->s;
     const int KW = s->KW, ch = (int)(plane % s->C);
     const float *w = a->weight + (size_t)ch * s->KH * KW;
-    __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f), acc[8][4];
+    __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f), acc[8][DW_NV_MAX];
     for (int r = 0; r < RW; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = b;
     for (int kh = 0; kh < s->KH; kh++)
@@ -321,7 +322,9 @@ __attribute__((target("avx512f"))) static void depthwise_range_padded(void *arg,
         case 6: dwp_block(3, 1, a, buf, rowf, plane); break;
         case 7: dwp_block(3, 2, a, buf, rowf, plane); break;
         case 8: dwp_block(4, 1, a, buf, rowf, plane); break;
-        default: dwp_block(4, 2, a, buf, rowf, plane); break;
+        case 9: dwp_block(4, 2, a, buf, rowf, plane); break;
+        case 10: dwp_block(5, 1, a, buf, rowf, plane); break;
+        default: dwp_block(5, 2, a, buf, rowf, plane); break;
         }
         dw_finish(a, plane, plane + 1);
     }
