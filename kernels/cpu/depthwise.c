@@ -9,7 +9,7 @@
  * tap, adds weight * input over the span of columns whose tap lands inside
  * the image, so the inner loop has no branch and vectorizes (contiguous
  * loads at stride 1, strided at stride 2). Borders are the span's ends, not
- * a padded copy (but on the AVX-512 path for rows of up to 64 columns,
+ * a padded copy (but on the AVX-512 path for rows of up to 80 columns,
  * below). Each output is bias + the taps in (kh, kw) order in float,
  * whatever the thread count and SIMD level.
  */
@@ -227,7 +227,8 @@ __attribute__((target("avx512f"))) static void depthwise_range_avx512(void *arg,
     }
     dw_finish(a, lo, hi);
 }
-/* ---- AVX-512, planes of up to 32 output columns: a zero-padded copy ----
+
+/* ---- AVX-512, rows of up to 80 output columns: a zero-padded copy ----
  * On the small late planes (9 and 18 columns, half of EfficientNet-B7's
  * depthwise work) the loop above spent more instructions on its masks than
  * on the arithmetic: each tap's load mask and add mask came back from the
