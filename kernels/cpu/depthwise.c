@@ -179,7 +179,8 @@ static inline __attribute__((always_inline, target("avx512f"))) void dw_block(co
     const float *x = a->in + plane * s->H * W, *w = a->weight + (size_t)ch * s->KH * KW;
     __m512 b = _mm512_set1_ps(a->bias ? a->bias[ch] : 0.0f);
     for (int oh = 0; oh < a->Ho; oh++) {
-        __m512 acc[1][DW_NV_MAX] = {{b, b, b, b}};
+        __m512 acc[1][DW_NV_MAX];
+        for (int v = 0; v < NV; v++) acc[0][v] = b;
         for (int kh = 0; kh < s->KH; kh++) {
             int ih = oh * s->stride_h - s->pad_top + kh;
             if (ih < 0 || ih >= s->H) continue;
