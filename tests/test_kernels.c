@@ -2394,6 +2394,15 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
                 mrec_row_mean_cpu(want, out, planes, Ho * Wo, pools[p]);
                 t_check(memcmp(means, want, (size_t)planes * 4) == 0, "depthwise + swish + means, cpu %s %s: the bits of mrec_row_mean_cpu",
                         pool_name(pools[p]), what);
+                /* and against the references in turn: swish's slope is under 1.1, a mean adds HW rounded terms */
+                float *naive = malloc((size_t)out_n * 4);
+                mrec_activation_ref(naive, ref, MREC_ACT_SILU, 0.0f, out_n);
+                mrec_row_mean_ref(want, naive, planes, Ho * Wo);
+                snprintf(w2, sizeof w2, "depthwise + swish cpu %s %s against the references", pool_name(pools[p]), what);
+                t_allclose(w2, naive, fused, out_n, 1.1 * tol + 1e-6, 1e-5);
+                snprintf(w2, sizeof w2, "depthwise + swish, means cpu %s %s against the references", pool_name(pools[p]), what);
+                t_allclose(w2, want, means, planes, 1.1 * tol + (Ho * Wo + 2) * U * (k + 2), 1e-5);
+                free(naive);
             }
             mrec_depthwise_conv2d_cpu(out, x, w, b, &s, pools[p]);
             free(fused), free(means), free(want);
