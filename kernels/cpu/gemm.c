@@ -340,7 +340,7 @@ static void packed_b_task(void *arg, int task, int thread) {
  * (the rows by KC) then fills the thread's scratch, which the packed B
  * leaves free. */
 #define PACKED_B_ROWS 512
-/* Rows per task where A is read in place through several KC blocks (gemm_narrow): a multiple of every MR. */
+/* Rows per task where A is read in place through several KC blocks (gemm_whole_b): a multiple of every MR. */
 #define NARROW_ROWS 24
 _Static_assert((PACKED_B_ROWS + 16) * MREC_GEMM_KC <= MREC_GEMM_SCRATCH_FLOATS, "an A block of PACKED_B_ROWS fits the scratch");
 
@@ -353,12 +353,13 @@ static void pack_rows_task(void *arg, int task, int thread) {
     pack_a((float *)apacked_block(g, 0, g->M, p0), g->A, g->lda, g->a_idx, g->trans_a, 0, g->M, p0, kc, g->MR, g->packer);
 }
 
-static void gemm_packed_b(gemm_job *g) {
+static void gemm_packed_b(gemm_job *g, int from_memory) {
     /* A few rows are one row block that the tasks split by columns, and each task would pack all of A again:
      * packed once for them all instead (ViT-B/16 at batch 1 packed each activation four times, 6 % of its
-     * forward). Without the memory, each task packs its own as before. */
+     * forward). Without the memory, each task packs its own as before. A B just packed is in cache, and rows
+     * split between the threads as well as columns balance better (256 x 196 columns: 7 panels in 4 tasks). */
     float *own = NULL;
-    int threads = mrec_pool_threads(g->pool), one_block = !g->apacked && g->M <= PACKED_B_ROWS;
+    int threads = mrec_pool_threads(g->pool), one_block = from_memory && !g->apacked && g->M <= PACKED_B_ROWS;
     if (one_block && !g->a_rows && threads > 1 && g->N > g->NR && g->K > 0) {
         size_t bytes = sizeof(float) * (size_t)((g->M + g->MR - 1) / g->MR * g->MR) * g->K;
         if ((own = aligned_alloc(64, (bytes + 63) / 64 * 64))) {
@@ -394,9 +395,10 @@ static void private_task(void *arg, int task, int thread) {
     const gemm_job *g = arg;
     int per_item = g->m_blocks * g->j_chunks;
     int b = task / per_item, t = task % per_item;
-    int i0 = (t / g->j_chunks) * MREC_GEMM_MC, j0 = (t % g->j_chunks) * g->j_chunk;
-    int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC;
-    int nc = g->N - j0 < g->j_chunk ? g->N - j0 : g->j_chunk;
+    int panels = (g->N + g->NR - 1) / g->NR, jb = t % g->j_chunks;
+    int i0 = (t / g->j_chunks) * MREC_GEMM_MC, j0 = (int)((int64_t)jb * panels / g->j_chunks) * g->NR;
+    int j1 = (int)((int64_t)(jb + 1) * panels / g->j_chunks) * g->NR;
+    int mc = g->M - i0 < MREC_GEMM_MC ? g->M - i0 : MREC_GEMM_MC, nc = (j1 < g->N ? j1 : g->N) - j0;
     const float *A = g->A + b * g->stride_a, *B = g->B ? g->B + b * g->stride_b : NULL; /* no B: filled (g->fill) */
     float *C = g->C + b * g->stride_c;
     float *apack = mrec_pool_scratch(g->pool, thread);
@@ -530,17 +532,24 @@ static void prepare(gemm_job *g) {
 
 static int pack_whole_b(void *dst, void *arg);
 
-/* A narrow GEMM reading A in place over many KC blocks (VBPR's item features times its 64 x 4480 projection):
- * op(B) packed whole first, then a task per NARROW_ROWS rows takes them through every KC block in turn, so
- * each row of A streams from memory in order. Shared-B rounds, one per KC block, read each row 1 KB at a time
- * across the whole of A (7050 x 64 x 4480 on two threads: 18.3 -> 15.2 ms). False without the memory. */
-static int gemm_narrow(gemm_job *g) {
+/* ---- op(B) packed whole first, then one round over it ---------------------
+ * Shared-B rounds take two pool rounds per (NC, KC) block, each with its row blocks, and a row block of
+ * MC split in two leaves one thread waiting at every round's end (256 x 196 x 2304, a ResNet 3x3 layer:
+ * 18 rounds of 4 uneven tasks). Where op(B) packed is at most WHOLE_B_FLOATS, it is packed whole in one
+ * round and gemm_packed_b takes the rest in one more. A narrow A read in place (VBPR's item features
+ * times its 64 x 4480 projection) is the same case: each row of A then streams from memory in order
+ * through every KC block (7050 x 64 x 4480 on two threads: 18.3 -> 15.2 ms). Each element of C sums the
+ * same panels' products in the same order: the same bits. False without the memory. */
+#define WHOLE_B_FLOATS (4 << 20)
+
+static int gemm_whole_b(gemm_job *g) {
     int64_t n_pad = ((int64_t)g->N + g->NR - 1) / g->NR * g->NR;
+    if (g->K <= 0 || n_pad * g->K > WHOLE_B_FLOATS || (g->a_rows && g->K <= MREC_GEMM_KC)) return 0;
     float *own = aligned_alloc(64, (size_t)n_pad * g->K * sizeof(float));
     if (!own) return 0;
     pack_whole_b(own, g);
     g->bpacked = own, g->bpacked_n = n_pad;
-    gemm_packed_b(g);
+    gemm_packed_b(g, 0);
     g->bpacked = NULL;
     free(own);
     return 1;
@@ -694,20 +703,15 @@ static void gemm_run(gemm_job *g, int batch) {
         gemm_filled(g);
     } else if (batch == 1 && gemm_split_k(g)) {
     } else if (batch == 1 && g->m_blocks >= 2) {
-        if (g->bpacked) gemm_packed_b(g);
-        else if (!(g->a_rows && g->K > MREC_GEMM_KC && gemm_narrow(g)) && !gemm_a_once(g))
+        if (g->bpacked) gemm_packed_b(g, 1);
+        else if (!gemm_whole_b(g) && !gemm_a_once(g))
             gemm_shared_b(g); /* one packing of B for all row blocks */
     } else {
-        /* Column tiles of NC, or narrower (whole NR panels) when there would
-         * be fewer tiles than threads: a single short GEMM still uses them all. */
-        g->j_chunk = MREC_GEMM_NC;
-        int tiles = batch * g->m_blocks * ((g->N + MREC_GEMM_NC - 1) / MREC_GEMM_NC);
-        if (tiles < threads) {
-            int want = (threads + batch * g->m_blocks - 1) / (batch * g->m_blocks);
-            int panels = (g->N + g->NR - 1) / g->NR, per = (panels + want - 1) / want;
-            g->j_chunk = per * g->NR;
-        }
-        g->j_chunks = (g->N + g->j_chunk - 1) / g->j_chunk;
+        /* Column tiles of about NC, whole NR panels each, as many as make the tasks a multiple of the threads
+         * while they are few: 64 x 3136 in 9 tiles kept one thread a tile longer than the other. */
+        int items = batch * g->m_blocks, panels = (g->N + g->NR - 1) / g->NR, tiles = (g->N + MREC_GEMM_NC - 1) / MREC_GEMM_NC;
+        while ((int64_t)items * tiles % threads && tiles < panels && (int64_t)items * tiles < 8 * threads) tiles++;
+        g->j_chunks = tiles < panels ? tiles : panels;
         mrec_pool_run(g->pool, private_task, g, batch * g->m_blocks * g->j_chunks);
     }
 }
@@ -749,7 +753,7 @@ void mrec_gemm_item_cpu(float *C, const float *A, const float *B, float alpha, i
         few_rows_task(&g, 0, thread);
         return;
     }
-    g.j_chunk = MREC_GEMM_NC, g.j_chunks = (N + MREC_GEMM_NC - 1) / MREC_GEMM_NC;
+    g.j_chunks = (N + MREC_GEMM_NC - 1) / MREC_GEMM_NC;
     for (int t = 0; t < g.m_blocks * g.j_chunks; t++) private_task(&g, t, thread);
 }
 
@@ -840,17 +844,21 @@ const void *mrec_packs_cached(mrec_packs *p, const float *w, int N, int K, int t
     return data;
 }
 
-/* The fp32 micro-kernel's layout of all of op(B): one pool round per KC
- * block, a task per panel; block (p0, j0) at p0 * Npad + j0 * kc. */
+/* The fp32 micro-kernel's layout of all of op(B): one pool round, a task
+ * per (KC block, panel); block (p0, j0) at p0 * Npad + j0 * kc. */
+static void pack_whole_b_task(void *arg, int task, int thread) {
+    (void)thread;
+    const gemm_job *g = arg;
+    int panels = (int)(g->bpacked_n / g->NR), p0 = task / panels * MREC_GEMM_KC, panel = task % panels;
+    int kc = g->K - p0 < MREC_GEMM_KC ? g->K - p0 : MREC_GEMM_KC;
+    pack_b_job(g, (float *)g->bpacked + p0 * g->bpacked_n, g->B, p0, kc, 0, g->N, panel, panel + 1);
+}
+
 static int pack_whole_b(void *dst, void *arg) {
     gemm_job pack = *(const gemm_job *)arg;
-    int64_t n_pad = ((int64_t)pack.N + pack.NR - 1) / pack.NR * pack.NR;
-    pack.j0 = 0, pack.nc = pack.N;
-    for (pack.p0 = 0; pack.p0 < pack.K; pack.p0 += MREC_GEMM_KC) {
-        pack.kc = pack.K - pack.p0 < MREC_GEMM_KC ? pack.K - pack.p0 : MREC_GEMM_KC;
-        pack.bpack = (float *)dst + pack.p0 * n_pad;
-        mrec_pool_run(pack.pool, pack_b_task, &pack, (int)(n_pad / pack.NR));
-    }
+    pack.bpacked = dst, pack.bpacked_n = ((int64_t)pack.N + pack.NR - 1) / pack.NR * pack.NR;
+    int k_blocks = (pack.K + MREC_GEMM_KC - 1) / MREC_GEMM_KC;
+    mrec_pool_run(pack.pool, pack_whole_b_task, &pack, k_blocks * (int)(pack.bpacked_n / pack.NR));
     return 1;
 }
 
