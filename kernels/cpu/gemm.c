@@ -354,13 +354,15 @@ static void pack_rows_task(void *arg, int task, int thread) {
 }
 
 static void gemm_packed_b(gemm_job *g, int from_memory) {
-    /* A few rows are one row block that the tasks split by columns, and each task would pack all of A again:
-     * packed once for them all instead (ViT-B/16 at batch 1 packed each activation four times, 6 % of its
-     * forward). Without the memory, each task packs its own as before. A B just packed is in cache, and rows
-     * split between the threads as well as columns balance better (256 x 196 columns: 7 panels in 4 tasks). */
+    /* A few rows are one row block that the tasks split by columns, a task per thread, and each task would pack
+     * all of A again. From three threads A is packed once for them all instead (ViT-B/16 at batch 1 packed each
+     * activation four times, 6 % of its forward); on two, each packing its own into its own cache was faster
+     * (197 x 768 x 768: 1.24 -> 1.19 ms, 1.66 -> 1.36 in a slow spell of the host). Without the memory, each
+     * task packs its own. A B just packed is in cache, and rows split between the threads as well as columns
+     * balance better (256 x 196 columns: 7 panels in 4 tasks). */
     float *own = NULL;
     int threads = mrec_pool_threads(g->pool), one_block = from_memory && !g->apacked && g->M <= PACKED_B_ROWS;
-    if (one_block && !g->a_rows && threads > 1 && g->N > g->NR && g->K > 0) {
+    if (one_block && !g->a_rows && threads > 2 && g->N > g->NR && g->K > 0) {
         size_t bytes = sizeof(float) * (size_t)((g->M + g->MR - 1) / g->MR * g->MR) * g->K;
         if ((own = aligned_alloc(64, (bytes + 63) / 64 * 64))) {
             g->apacked = own;
@@ -373,8 +375,9 @@ static void gemm_packed_b(gemm_job *g, int from_memory) {
      * threads (ViT-B/16 at batch 8) kept one thread a block longer than the other. A packed A keeps its blocks. */
     if (!g->apacked && row_tasks > 1) row_tasks = (row_tasks + threads - 1) / threads * threads;
     g->row_tasks = row_tasks;
-    /* enough tasks for every thread twice over, as gemm_shared_b; a range is whole NR panels */
-    int panels = (g->N + g->NR - 1) / g->NR, want = 2 * threads;
+    /* enough tasks for every thread twice over, as gemm_shared_b, or one each for one block; a range is whole NR
+     * panels */
+    int panels = (g->N + g->NR - 1) / g->NR, want = (one_block ? 1 : 2) * threads;
     int split = row_tasks >= want ? 1 : (want + row_tasks - 1) / row_tasks;
     if (split > panels) split = panels;
     g->j_chunk = (panels + split - 1) / split * g->NR;
@@ -702,9 +705,10 @@ static void gemm_run(gemm_job *g, int batch) {
     } else if (batch == 1 && g->fill && g->apacked && g->K > 0) {
         gemm_filled(g);
     } else if (batch == 1 && gemm_split_k(g)) {
+    } else if (batch == 1 && g->bpacked) {
+        gemm_packed_b(g, 1);
     } else if (batch == 1 && g->m_blocks >= 2) {
-        if (g->bpacked) gemm_packed_b(g, 1);
-        else if (!gemm_whole_b(g) && !gemm_a_once(g))
+        if (!gemm_whole_b(g) && !gemm_a_once(g))
             gemm_shared_b(g); /* one packing of B for all row blocks */
     } else {
         /* Column tiles of about NC, whole NR panels each, as many as make the tasks a multiple of the threads
