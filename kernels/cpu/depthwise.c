@@ -62,19 +62,19 @@ typedef struct {
     int HW;
 } rows_args;
 
-/* Eight partial sums (a fixed order, vectorizable), added pairwise, then
- * the tail: the same bits on every thread count and SIMD level. */
+/* Sixteen partial sums, element i into sum i % 16 (a fixed order, vectorizable, with one add a vector where
+ * eight partials kept a chain of adds twice as long), then added as halves of a vector are (mrec_sum16_tree):
+ * the same bits on every thread count and SIMD level, and those of mrec_silu_sum_avx512's sums. */
 MREC_VECTOR_CLONES static void row_mean_range(void *arg, int64_t lo, int64_t hi) {
     const rows_args *a = arg;
     for (int64_t r = lo; r < hi; r++) {
         const float *x = a->in + r * a->HW;
-        float p[8] = {0};
+        float p[16] = {0};
         int i = 0;
-        for (; i + 8 <= a->HW; i += 8)
-            for (int j = 0; j < 8; j++) p[j] += x[i + j];
-        float acc = ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
-        for (; i < a->HW; i++) acc += x[i];
-        a->out[r] = acc / (float)a->HW;
+        for (; i + 16 <= a->HW; i += 16)
+            for (int j = 0; j < 16; j++) p[j] += x[i + j];
+        for (int j = 0; i + j < a->HW; j++) p[j] += x[i + j];
+        a->out[r] = mrec_sum16_tree(p) / (float)a->HW;
     }
 }
 
@@ -163,6 +163,11 @@ static inline __attribute__((always_inline, target("avx512f"))) void dw_store(co
  * sums in registers: there the lanes past a short row (9 or 18 columns) doubled the exponentials. */
 static void dw_finish(const dw_args *a, int64_t lo, int64_t hi) {
     int64_t plane = (int64_t)a->Ho * a->Wo;
+    if (a->silu && a->means) { /* the sums as swish stores each vector: no second pass over the plane */
+        for (int64_t r = lo; r < hi; r++)
+            a->means[r] = mrec_silu_sum_avx512(a->out + r * plane, a->out + r * plane, plane) / (float)plane;
+        return;
+    }
     if (a->silu) mrec_silu_avx512(a->out + lo * plane, a->out + lo * plane, (hi - lo) * plane);
     rows_args r = {a->means, a->out, NULL, (int)plane};
     if (a->means) row_mean_range(&r, lo, hi);

@@ -208,6 +208,21 @@ __attribute__((target("avx512f"))) static int64_t sigmoid_mul_avx512(float *y, c
 
 void mrec_silu_avx512(float *y, const float *x, int64_t n) { sigmoid_mul_avx512(y, x, 1.0f, n); }
 
+__attribute__((target("avx512f"))) float mrec_silu_sum_avx512(float *y, const float *x, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
+    __m512 sums = _mm512_setzero_ps(); /* a lane never holds -0, so the tail's zeros leave it as it is */
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = tail_mask16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        v = _mm512_maskz_div_ps(k, v, _mm512_add_ps(one, exp16(_mm512_mul_ps(minus, v))));
+        _mm512_mask_storeu_ps(y + i, k, v);
+        sums = _mm512_add_ps(sums, v);
+    }
+    _Alignas(64) float p[16];
+    _mm512_store_ps(p, sums);
+    return mrec_sum16_tree(p);
+}
+
 __attribute__((target("avx2"))) static int64_t sigmoid_mul_avx2(float *y, const float *x, float a, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f), na = _mm256_set1_ps(-a);
     int64_t i = 0;
