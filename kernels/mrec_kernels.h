@@ -1704,6 +1704,13 @@ mrec_status mrec_depthwise_conv2d(mrec_context *ctx, float *out, const float *in
  * no second read), swish in the kernel on the GPU. */
 void mrec_depthwise_conv2d_act_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
                                    float *means, const mrec_depthwise_shape *s, mrec_pool *pool);
+/* The same in a bf16 context (mrec_depthwise_conv2d_act with precision bf16 on the CPU): where the AVX-512 path
+ * copies a plane into a padded buffer (output rows of up to 80 columns, stride 1 or 2, KH 2 to 7), the plane and
+ * the weights rounded to bf16 (nearest even, as autocast rounds them) and their products summed in float by
+ * VDPBF16PS, a pair of kernel rows at a time; wider planes as mrec_depthwise_conv2d_act_cpu. Refused without
+ * AVX-512 BF16. */
+mrec_status mrec_depthwise_conv2d_act_bf16_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
+                                               float *means, const mrec_depthwise_shape *s, mrec_pool *pool);
 mrec_status mrec_depthwise_conv2d_act_cuda(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
                                            float *means, const mrec_depthwise_shape *s, mrec_cuda *cu);
 mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float *in, const float *weight,

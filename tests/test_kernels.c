@@ -2409,6 +2409,42 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
         }
     }
     free(first);
+    /* bf16 (AVX-512 BF16): against the reference on the input and weights rounded to bf16, where every product
+     * is exact in float and only the sums round (the shapes the bf16 path does not take run the float path on the
+     * unrounded input: the bound of a bf16 rounding of each term); then swish and the means, whose bits are those
+     * of mrec_activation_cpu and mrec_row_mean_cpu on the AVX-512 pool */
+    if (mrec_cpu_has_bf16()) {
+        float *xr = malloc((size_t)in_n * 4), *wr = malloc((size_t)s.C * k * 4), *half = malloc((size_t)out_n * 4);
+        float *conv = malloc((size_t)out_n * 4), *refb = malloc((size_t)out_n * 4);
+        int planes = s.N * s.C;
+        float *means = malloc((size_t)planes * 4), *want = malloc((size_t)planes * 4);
+        for (int64_t i = 0; i < in_n; i++) xr[i] = bf16_rounded(x[i]);
+        for (int64_t i = 0; i < s.C * k; i++) wr[i] = bf16_rounded(w[i]);
+        mrec_depthwise_conv2d_ref(conv, xr, wr, b, &s);
+        mrec_activation_ref(refb, conv, MREC_ACT_RELU, 0.0f, out_n); /* ReLU: no larger a difference */
+        mrec_pool *p512 = NULL;
+        for (int p = 0; p < n_pools; p++)
+            if (mrec_pool_simd(pools[p]) == MREC_SIMD_AVX512) p512 = pools[p];
+        for (int a = 0; a < 2 && p512; a++) {
+            for (int64_t i = 0; i < out_n; i++) half[i] = NAN;
+            mrec_status st = mrec_depthwise_conv2d_act_bf16_cpu(half, x, w, b, a ? MREC_ACT_SILU : MREC_ACT_RELU, a ? means : NULL, &s, p512);
+            snprintf(w2, sizeof w2, "depthwise bf16 + %s %s", a ? "swish + means" : "relu", what);
+            if (!t_status(st, MREC_OK, w2)) break;
+            if (!a) {
+                t_allclose(w2, refb, half, out_n, tol + (k + 1) * 2 * 0x1p-8, 0); /* loose only where it ran in float */
+                int64_t off = 0;
+                for (int64_t i = 0; i < out_n; i++) off += fabsf(half[i] - refb[i]) > tol;
+                if (Wo <= 80 && s.KH >= 2) t_check(off == 0, "%s: %lld outputs past the float sums' bound", w2, (long long)off);
+                continue;
+            }
+            /* swish's slope is under 1.1; the means are mrec_row_mean_cpu's of what was stored */
+            mrec_activation_ref(out, conv, MREC_ACT_SILU, 0.0f, out_n);
+            t_allclose(w2, out, half, out_n, 1.1 * (Wo <= 80 && s.KH >= 2 ? tol : tol + (k + 1) * 2 * 0x1p-8) + 1e-6, 1e-5);
+            mrec_row_mean_cpu(want, half, planes, Ho * Wo, p512);
+            t_check(memcmp(means, want, (size_t)planes * 4) == 0, "%s: the means' bits", w2);
+        }
+        free(xr), free(wr), free(half), free(means), free(want), free(conv), free(refb);
+    }
     if (s.pad_top == s.pad_bottom && s.pad_left == s.pad_right && s.pad_top == s.pad_left) {
         /* symmetric padding: the grouped conv with its own padding too */
         mrec_conv2d_shape gs = {s.N, s.C, s.H, s.W, s.C, s.KH, s.KW, s.stride_h, s.stride_w, s.pad_top, s.pad_left, s.C};

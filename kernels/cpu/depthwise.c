@@ -14,6 +14,7 @@
  * whatever the thread count and SIMD level.
  */
 #include "../mrec_kernels.h"
+#include "gemm_internal.h"
 #include "parallel.h"
 #include "vector_act.h"
 
@@ -336,18 +337,147 @@ __attribute__((target("avx512f"))) static void depthwise_range_padded(void *arg,
         dw_finish(a, plane, plane + 1);
     }
 }
+
+/* ---- bf16: two rows a dword, through VDPBF16PS ------------------------
+ * In a bf16 context (AVX-512 BF16) the padded path's planes and weights are
+ * rounded to bf16, as autocast's depthwise conv takes them, and the products
+ * summed in float. Each dword of the padded copy holds one column of two
+ * consecutive padded rows (row r low, row r + 1 high), so one VDPBF16PS
+ * multiplies a pair of taps (kh, kh + 1 at one kw) and adds both to a sum per
+ * lane, where the float path loads, multiplies and adds each tap: a 5 x 5
+ * kernel takes 15 loads and instructions a vector of sums instead of 25 loads,
+ * products and adds. An odd KH's last tap pairs with the row above it at
+ * weight 0, a row inside the window, so a non-finite input there makes the
+ * sum NaN as the float path's own product with it does. */
+#define DWB_PAIRS_MAX 4 /* (DW_KW_MAX + 1) / 2 pairs of rows a kernel column */
+
+/* Two rows of 16 floats as 16 dwords of bf16: (a[i], b[i]), each rounded to nearest even */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) __m512i dwb_pair16(__m512 a, __m512 b) {
+    static const uint16_t order[32] __attribute__((aligned(64))) = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                                   21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
+                                                                   11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    return _mm512_permutexvar_epi16(_mm512_load_si512(order), (__m512i)_mm512_cvtne2ps_pbh(b, a)); /* cvtne2ps: [a | b] */
+}
+
+/* One plane into buf: pair row r (padded rows r, r + 1) at buf + r * S * rowd, phase p at + p * rowd; the padding
+ * is buf's zeros, written once per task (every plane writes the same dwords). Each row is rounded twice, once in
+ * each of its pairs: rounding it once into a staging copy and pairing rows by unpacks ran slower. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void dwb_fill(const dw_args *a, uint32_t *buf, int rowd, int Hp,
+                                                                             int64_t plane) {
+    const mrec_depthwise_shape *s = a->s;
+    const int W = s->W, pl = s->pad_left;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const float *x = a->in + plane * s->H * W;
+    for (int r = 0; r + 1 < Hp; r++) {
+        int i0 = r - s->pad_top, i1 = i0 + 1;
+        if (i1 < 0 || i0 >= s->H) continue;
+        const float *s0 = i0 >= 0 ? x + (size_t)i0 * W : NULL, *s1 = i1 < s->H ? x + (size_t)i1 * W : NULL;
+        uint32_t *row = buf + (size_t)r * s->stride_w * rowd;
+        if (s->stride_w == 1) {
+            for (int j = 0; j < W; j += 16) {
+                __mmask16 m = span16(0, W - j);
+                __m512 v0 = s0 ? _mm512_maskz_loadu_ps(m, s0 + j) : _mm512_setzero_ps();
+                __m512 v1 = s1 ? _mm512_maskz_loadu_ps(m, s1 + j) : _mm512_setzero_ps();
+                _mm512_mask_storeu_epi32(row + pl + j, m, dwb_pair16(v0, v1));
+            }
+            continue;
+        }
+        /* input column iw is padded column iw + pl: phase (iw + pl) % 2, at (iw + pl) / 2 */
+        for (int t = 0; 2 * t < W; t += 16) {
+            __mmask16 m0 = span16(0, W - 2 * t), m1 = span16(0, W - 2 * t - 16);
+            __m512 lo0 = s0 ? _mm512_maskz_loadu_ps(m0, s0 + 2 * t) : _mm512_setzero_ps();
+            __m512 hi0 = s0 ? _mm512_maskz_loadu_ps(m1, s0 + 2 * t + 16) : _mm512_setzero_ps();
+            __m512 lo1 = s1 ? _mm512_maskz_loadu_ps(m0, s1 + 2 * t) : _mm512_setzero_ps();
+            __m512 hi1 = s1 ? _mm512_maskz_loadu_ps(m1, s1 + 2 * t + 16) : _mm512_setzero_ps();
+            __m512i ev = dwb_pair16(_mm512_permutex2var_ps(lo0, even, hi0), _mm512_permutex2var_ps(lo1, even, hi1));
+            __m512i od = dwb_pair16(_mm512_permutex2var_ps(lo0, odd, hi0), _mm512_permutex2var_ps(lo1, odd, hi1));
+            _mm512_mask_storeu_epi32(row + (pl % 2) * rowd + pl / 2 + t, span16(0, (W - 2 * t + 1) / 2), ev);
+            _mm512_mask_storeu_epi32(row + ((pl + 1) % 2) * rowd + (pl + 1) / 2 + t, span16(0, (W - 2 * t) / 2), od);
+        }
+    }
+}
+
+/* Output rows [oh0, oh0 + RW) of one plane (NV vectors, stride S: constants) from its pair-row copy; wp: the weight
+ * pairs, (KH + 1) / 2 by KW, pair q over padded rows row[q] and row[q] + 1 of the window */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
+dwb_rows(const int RW, const int NV, const int S, const dw_args *a, const uint32_t *buf, int rowd, const uint32_t *wp,
+         const int *row, float bias, int64_t plane, int oh0) {
+    const mrec_depthwise_shape *s = a->s;
+    const int KW = s->KW, pairs = (s->KH + 1) / 2;
+    __m512 acc[8][DW_NV_MAX];
+    for (int r = 0; r < RW; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_set1_ps(bias);
+    for (int q = 0; q < pairs; q++)
+        for (int kw = 0; kw < KW; kw++) {
+            __m512bh wv = (__m512bh)_mm512_set1_epi32((int)wp[q * KW + kw]);
+            const uint32_t *col = buf + (size_t)(kw % S) * rowd + kw / S;
+            for (int r = 0; r < RW; r++) {
+                const uint32_t *p = col + (size_t)((oh0 + r) * s->stride_h + row[q]) * S * rowd;
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)_mm512_loadu_si512(p + 16 * v), wv);
+            }
+        }
+    dw_store(RW, NV, a, acc, plane, oh0, 0);
+}
+
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
+dwb_block(const int NV, const int S, const dw_args *a, const uint32_t *buf, int rowd, const uint32_t *wp, const int *row,
+          float bias, int64_t plane) {
+    int oh = 0;
+    for (; oh + 8 / NV <= a->Ho; oh += 8 / NV) dwb_rows(8 / NV, NV, S, a, buf, rowd, wp, row, bias, plane, oh);
+    for (; oh + 2 <= a->Ho; oh += 2) dwb_rows(2, NV, S, a, buf, rowd, wp, row, bias, plane, oh);
+    for (; oh < a->Ho; oh++) dwb_rows(1, NV, S, a, buf, rowd, wp, row, bias, plane, oh);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void depthwise_range_bf16(void *arg, int64_t lo, int64_t hi) {
+    const dw_args *a = arg;
+    const mrec_depthwise_shape *s = a->s;
+    uint32_t buf[DW_PAD_FLOATS] __attribute__((aligned(64)));
+    int rowd = dw_pad_row(s, a->Ho, a->Wo), Hp = (a->Ho - 1) * s->stride_h + s->KH, nv = (a->Wo + 15) / 16;
+    int KH = s->KH, KW = s->KW, pairs = (KH + 1) / 2, row[DWB_PAIRS_MAX];
+    for (int q = 0; q < pairs; q++) row[q] = 2 * q + 1 < KH ? 2 * q : KH - 2; /* an odd KH's last: rows KH - 2, KH - 1 */
+    memset(buf, 0, sizeof(uint32_t) * (size_t)(Hp - 1) * s->stride_w * rowd);
+    for (int64_t plane = lo; plane < hi; plane++) {
+        int ch = (int)(plane % s->C);
+        const float *w = a->weight + (size_t)ch * KH * KW;
+        uint32_t wp[DWB_PAIRS_MAX * DW_KW_MAX];
+        for (int q = 0; q < pairs; q++)
+            for (int kw = 0; kw < KW; kw++) {
+                int top = row[q];
+                float lo_w = 2 * q + 1 < KH ? w[top * KW + kw] : 0.0f, hi_w = w[(top + 1) * KW + kw];
+                wp[q * KW + kw] = (uint32_t)mrec_bf16_round(lo_w) | (uint32_t)mrec_bf16_round(hi_w) << 16;
+            }
+        float bias = a->bias ? a->bias[ch] : 0.0f;
+        dwb_fill(a, buf, rowd, Hp, plane);
+        switch (nv * 2 + (s->stride_w == 2)) {
+        case 2: dwb_block(1, 1, a, buf, rowd, wp, row, bias, plane); break;
+        case 3: dwb_block(1, 2, a, buf, rowd, wp, row, bias, plane); break;
+        case 4: dwb_block(2, 1, a, buf, rowd, wp, row, bias, plane); break;
+        case 5: dwb_block(2, 2, a, buf, rowd, wp, row, bias, plane); break;
+        case 6: dwb_block(3, 1, a, buf, rowd, wp, row, bias, plane); break;
+        case 7: dwb_block(3, 2, a, buf, rowd, wp, row, bias, plane); break;
+        case 8: dwb_block(4, 1, a, buf, rowd, wp, row, bias, plane); break;
+        case 9: dwb_block(4, 2, a, buf, rowd, wp, row, bias, plane); break;
+        case 10: dwb_block(5, 1, a, buf, rowd, wp, row, bias, plane); break;
+        default: dwb_block(5, 2, a, buf, rowd, wp, row, bias, plane); break;
+        }
+        dw_finish(a, plane, plane + 1);
+    }
+}
 #endif
 
-/* act < 0: none; means NULL: none */
+/* act < 0: none; means NULL: none; bf16: the bf16 path where it takes the shape (the CPU has AVX-512 BF16) */
 static void depthwise(float *out, const float *in, const float *weight, const float *bias, int act, float *means,
-                      const mrec_depthwise_shape *s, mrec_pool *pool) {
+                      const mrec_depthwise_shape *s, int bf16, mrec_pool *pool) {
     dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0, NULL};
     if (a.Ho <= 0 || a.Wo <= 0) return;
     int64_t planes = (int64_t)s->N * s->C, plane = (int64_t)a.Ho * a.Wo;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (mrec_pool_simd(pool) >= MREC_SIMD_AVX512 && (s->stride_w == 1 || s->stride_w == 2) && s->KW <= DW_KW_MAX) {
+    int padded = dw_pad_row(s, a.Ho, a.Wo) > 0, pairs = bf16 && padded && s->KH >= 2; /* padded: stride 1 or 2, KW <= 7 */
+    if (pairs || (mrec_pool_simd(pool) >= MREC_SIMD_AVX512 && (s->stride_w == 1 || s->stride_w == 2) && s->KW <= DW_KW_MAX)) {
         a.silu = act == MREC_ACT_SILU, a.means = act < 0 || a.silu ? means : NULL;
-        mrec_parallel_range(pool, planes, 1, dw_pad_row(s, a.Ho, a.Wo) ? depthwise_range_padded : depthwise_range_avx512, &a);
+        void (*range)(void *, int64_t, int64_t) = pairs ? depthwise_range_bf16 : padded ? depthwise_range_padded : depthwise_range_avx512;
+        mrec_parallel_range(pool, planes, 1, range, &a);
         if (act >= 0 && !a.silu) mrec_activation_cpu(out, out, (mrec_act)act, 0.0f, planes * plane, pool);
         if (means && !a.means) mrec_row_mean_cpu(means, out, (int)planes, (int)plane, pool);
         return;
@@ -360,12 +490,19 @@ static void depthwise(float *out, const float *in, const float *weight, const fl
 
 void mrec_depthwise_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
                                const mrec_depthwise_shape *s, mrec_pool *pool) {
-    depthwise(out, in, weight, bias, -1, NULL, s, pool);
+    depthwise(out, in, weight, bias, -1, NULL, s, 0, pool);
 }
 
 void mrec_depthwise_conv2d_act_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
                                    float *means, const mrec_depthwise_shape *s, mrec_pool *pool) {
-    depthwise(out, in, weight, bias, (int)act, means, s, pool);
+    depthwise(out, in, weight, bias, (int)act, means, s, 0, pool);
+}
+
+mrec_status mrec_depthwise_conv2d_act_bf16_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
+                                               float *means, const mrec_depthwise_shape *s, mrec_pool *pool) {
+    if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 depthwise conv: this CPU has no AVX-512 BF16");
+    depthwise(out, in, weight, bias, (int)act, means, s, 1, pool);
+    return MREC_OK;
 }
 
 void mrec_row_mean_ref(float *out, const float *in, int R, int HW) {

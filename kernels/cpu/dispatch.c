@@ -984,6 +984,7 @@ mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float
     if (s->N < 0 || s->C < 1 || mrec_depthwise_out_h(s) < 1 || mrec_depthwise_out_w(s) < 1)
         return mrec_depthwise_conv2d(ctx, out, in, weight, bias, s); /* its error */
     if (on_gpu(ctx)) return mrec_depthwise_conv2d_act_cuda(out, in, weight, bias, act, means, s, ctx->cuda);
+    if (ctx->precision == MREC_PREC_BF16) return mrec_depthwise_conv2d_act_bf16_cpu(out, in, weight, bias, act, means, s, ctx->pool);
     mrec_depthwise_conv2d_act_cpu(out, in, weight, bias, act, means, s, ctx->pool);
     return MREC_OK;
 }
