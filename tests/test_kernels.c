@@ -13,6 +13,7 @@
 #include "harness.h"
 
 #include "../kernels/cpu/gemm_internal.h"
+#include "../kernels/cpu/vector_act.h"
 #include "../kernels/mrec_kernels.h"
 #include "../kernels/philox.h"
 
@@ -404,7 +405,10 @@ static void test_linear_act(void) {
                         mrec_packs *pk = packed ? packs : NULL;
                         if (bf16) mrec_gemm_bf16_cpu(want, A, W, bias, 1, 0, 0, 1, M, N, K, K, K, N, pk, pools[p]);
                         else mrec_gemm_packed_cpu(want, A, W, bias, 1, 0, 0, 1, M, N, K, K, K, N, pk, pools[p]);
-                        mrec_activation_cpu(want, want, (mrec_act)act, 0, (int64_t)M * N, pools[p]);
+                        if (bf16 && act == MREC_ACT_SILU) /* swish to bf16's precision where what reads it rounds to bf16 */
+                            for (int i = 0; i < M; i++) mrec_silu_bf16_avx512(want + (size_t)i * N, want + (size_t)i * N, N);
+                        else
+                            mrec_activation_cpu(want, want, (mrec_act)act, 0, (int64_t)M * N, pools[p]);
                         memset(got, 0xff, sizeof(float) * (size_t)M * N);
                         if (bf16) mrec_linear_act_bf16_cpu(got, A, W, bias, (mrec_act)act, M, N, K, pk, pools[p]);
                         else mrec_linear_act_cpu(got, A, W, bias, (mrec_act)act, M, N, K, pk, pools[p]);
@@ -883,6 +887,24 @@ static void test_elementwise(void) {
                         out[4] == INFINITY,
                     "swish %s: -200 -> -0, 200 -> 200, NaN -> NaN, -0 -> -0, inf -> inf", pool_name(pools[p]));
         }
+        /* swish for bf16 contexts (AVX-512): within 2^-12 relative where x / (1 + e^-x) is over 1e-30, under 1e-30 where
+         * it is not; inf and NaN kept */
+        if (mrec_cpu_has_bf16()) {
+            mrec_silu_bf16_avx512(out, in, n);
+            double worst = 0;
+            int64_t at = 0;
+            for (int64_t i = 6; i < n; i++) {
+                double want = in[i] / (1.0 + exp(-(double)in[i]));
+                double err = fabs(want) < 1e-30 ? (fabs(out[i]) >= 1e-30) * 1e9 : fabs(out[i] - want) / fabs(want);
+                if (err > worst) worst = err, at = i;
+            }
+            t_check(worst <= 0x1p-12, "swish for bf16: within 2^-12 over [-110, 110] (worst %.3g at %g)", worst, in[at]);
+            t_check(fabsf(out[0]) < 1e-30f && fabsf(out[1] - 200.0f) <= 200.0f * 0x1p-12f && isnan(out[2]) && out[3] == 0 &&
+                        out[4] == INFINITY,
+                    "swish for bf16: -200 -> 0, 200 -> 200, NaN -> NaN, -0 -> 0, inf -> inf");
+        } else {
+            t_skip("swish for bf16 contexts: this CPU has no AVX-512 BF16");
+        }
         free(in), free(out);
     }
 }
@@ -1084,7 +1106,8 @@ static void test_topk(void) {
  * packed per call or from a pack set: with beta 1 and ReLU against
  * relu(ref + r) for a residual r (the conv's bound `tol`, plus the one
  * rounding of adding r, |r| <= 1); with beta 0 the bits of the plain conv
- * and then the activation (C's old values, NaN here, ignored). */
+ * and then the activation (C's old values, NaN here, ignored; bf16's swish
+ * mrec_silu_bf16_avx512). */
 static void conv_act_checks(const char *what, mrec_conv2d_shape s, const float *x, const float *w, const float *b,
                             const float *ref, double tol, int bf16, mrec_packs *packs, mrec_pool *pool) {
     int64_t out_n = (int64_t)s.N * s.C_out * mrec_conv2d_out_h(&s) * mrec_conv2d_out_w(&s);
@@ -1099,7 +1122,10 @@ static void conv_act_checks(const char *what, mrec_conv2d_shape s, const float *
     for (int a = 0; a < 2; a++) {
         for (int64_t i = 0; i < out_n; i++) got[i] = NAN;
         st = bf16 ? mrec_conv2d_bf16_cpu(plain, x, w, b, &s, packs, pool) : (mrec_conv2d_cpu(plain, x, w, b, &s, packs, pool), MREC_OK);
-        if (!st) mrec_activation_cpu(plain, plain, acts[a], 0.0f, out_n, pool);
+        if (!st && bf16 && acts[a] == MREC_ACT_SILU) /* swish to bf16's precision where what reads it rounds to bf16 */
+            mrec_silu_bf16_avx512(plain, plain, out_n);
+        else if (!st)
+            mrec_activation_cpu(plain, plain, acts[a], 0.0f, out_n, pool);
         if (!st)
             st = bf16 ? mrec_conv2d_act_bf16_cpu(got, x, w, b, 0.0f, acts[a], &s, packs, pool)
                       : (mrec_conv2d_act_cpu(got, x, w, b, 0.0f, acts[a], &s, packs, pool), MREC_OK);
@@ -2437,9 +2463,10 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
                 if (Wo <= 80 && s.KH >= 2) t_check(off == 0, "%s: %lld outputs past the float sums' bound", w2, (long long)off);
                 continue;
             }
-            /* swish's slope is under 1.1; the means are mrec_row_mean_cpu's of what was stored */
+            /* swish's slope is under 1.1, and bf16's swish within 2^-12; the means are mrec_row_mean_cpu's of what was
+             * stored */
             mrec_activation_ref(out, conv, MREC_ACT_SILU, 0.0f, out_n);
-            t_allclose(w2, out, half, out_n, 1.1 * (Wo <= 80 && s.KH >= 2 ? tol : tol + (k + 1) * 2 * 0x1p-8) + 1e-6, 1e-5);
+            t_allclose(w2, out, half, out_n, 1.1 * (Wo <= 80 && s.KH >= 2 ? tol : tol + (k + 1) * 2 * 0x1p-8) + 1e-6, 0x1p-12);
             mrec_row_mean_cpu(want, half, planes, Ho * Wo, p512);
             t_check(memcmp(means, want, (size_t)planes * 4) == 0, "%s: the means' bits", w2);
         }

@@ -22,6 +22,7 @@
 #include "../mrec_kernels.h"
 #include "gemm_internal.h"
 #include "parallel.h"
+#include "vector_act.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -208,6 +209,7 @@ typedef struct {
     float beta;               /* the output: act(Y + bias + beta * out) */
     const mrec_act *act;
     const mrec_pool *pool; /* its SIMD level for the activation */
+    int bf16;              /* a bf16 context's swish (mrec_silu_bf16_avx512) */
 } wino_pass;
 
 /* The 16 rows of V of row ty of tiles of one input plane: v[k * kstride +
@@ -320,7 +322,8 @@ MREC_VECTOR_CLONES static void winograd_output(void *arg, int64_t lo, int64_t hi
                     for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b;
                 else
                     for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b + a->beta * o[x];
-                if (a->act) mrec_gemm_activate(o, a->Wo, 1, a->Wo, *a->act, a->pool);
+                if (a->act && a->bf16 && *a->act == MREC_ACT_SILU) mrec_silu_bf16_avx512(o, o, a->Wo);
+                else if (a->act) mrec_gemm_activate(o, a->Wo, 1, a->Wo, *a->act, a->pool);
             }
         }
     }
@@ -382,12 +385,12 @@ static int winograd_conv(float *out, const float *in, const float *weight, const
     for (int n0 = 0; n0 < s->N; n0 += group) {
         int g = s->N - n0 < group ? s->N - n0 : group, rows = g * T, last = n0 + group >= s->N;
         wino_pass pin = {v, bf16 ? (uint32_t *)v : NULL, in + (size_t)n0 * s->C_in * s->H * s->W, NULL, s, th, tw, Ho, Wo, rows,
-                         0.0f, NULL, pool};
+                         0.0f, NULL, pool, bf16};
         if (bf16) mrec_parallel_range(pool, (int64_t)g * ((s->C_in + 1) / 2), 1, winograd_input_pairs, &pin);
         else mrec_parallel_range(pool, (int64_t)g * s->C_in, 1, winograd_input, &pin);
         wino_gemms gj = {m, v, u[last], bytes[last], rows, s->C_in, s->C_out, bf16, pool};
         mrec_pool_run(pool, winograd_gemm_task, &gj, 16);
-        wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, NULL, m, bias, s, th, tw, Ho, Wo, rows, beta, act, pool};
+        wino_pass pout = {out + (size_t)n0 * s->C_out * Ho * Wo, NULL, m, bias, s, th, tw, Ho, Wo, rows, beta, act, pool, bf16};
         mrec_parallel_range(pool, (int64_t)g * th * ((s->C_out + WINO_CO_BLOCK - 1) / WINO_CO_BLOCK), 1, winograd_output,
                             &pout);
     }

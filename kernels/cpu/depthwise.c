@@ -86,6 +86,7 @@ typedef struct {
     int Ho, Wo;
     int silu;    /* the AVX-512 path: swish on each task's planes */
     float *means; /* the AVX-512 path: each plane's mean after that, or NULL */
+    int bf16;     /* a bf16 context's: swish to bf16's precision (mrec_silu_bf16_avx512) */
 } dw_args;
 
 MREC_VECTOR_CLONES static void depthwise_range(void *arg, int64_t lo, int64_t hi) {
@@ -166,10 +167,10 @@ static void dw_finish(const dw_args *a, int64_t lo, int64_t hi) {
     int64_t plane = (int64_t)a->Ho * a->Wo;
     if (a->silu && a->means) { /* the sums as swish stores each vector: no second pass over the plane */
         for (int64_t r = lo; r < hi; r++)
-            a->means[r] = mrec_silu_sum_avx512(a->out + r * plane, a->out + r * plane, plane) / (float)plane;
+            a->means[r] = mrec_silu_sum_avx512(a->out + r * plane, a->out + r * plane, plane, a->bf16) / (float)plane;
         return;
     }
-    if (a->silu) mrec_silu_avx512(a->out + lo * plane, a->out + lo * plane, (hi - lo) * plane);
+    if (a->silu) (a->bf16 ? mrec_silu_bf16_avx512 : mrec_silu_avx512)(a->out + lo * plane, a->out + lo * plane, (hi - lo) * plane);
     rows_args r = {a->means, a->out, NULL, (int)plane};
     if (a->means) row_mean_range(&r, lo, hi);
 }
@@ -469,7 +470,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void depthwise_ran
 /* act < 0: none; means NULL: none; bf16: the bf16 path where it takes the shape (the CPU has AVX-512 BF16) */
 static void depthwise(float *out, const float *in, const float *weight, const float *bias, int act, float *means,
                       const mrec_depthwise_shape *s, int bf16, mrec_pool *pool) {
-    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0, NULL};
+    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0, NULL, bf16};
     if (a.Ho <= 0 || a.Wo <= 0) return;
     int64_t planes = (int64_t)s->N * s->C, plane = (int64_t)a.Ho * a.Wo;
 #if defined(__x86_64__) && defined(__GNUC__)
