@@ -1,6 +1,7 @@
 /* vector_act.h: the activations' vector loops of ops.c that other kernels
  * take on their own outputs while those are in cache, with the bits of
- * mrec_activation_cpu at the same SIMD level. */
+ * mrec_activation_cpu at the same SIMD level; and swish to bf16's
+ * precision, which bf16 contexts take instead. */
 #ifndef MREC_VECTOR_ACT_H
 #define MREC_VECTOR_ACT_H
 
