@@ -22,7 +22,6 @@
 #include "../mrec_kernels.h"
 #include "gemm_internal.h"
 #include "parallel.h"
-#include "vector_act.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -209,7 +208,7 @@ typedef struct {
     float beta;               /* the output: act(Y + bias + beta * out) */
     const mrec_act *act;
     const mrec_pool *pool; /* its SIMD level for the activation */
-    int bf16;              /* a bf16 context's swish (mrec_silu_bf16_avx512) */
+    int bf16;              /* a bf16 context: its activation (mrec_gemm_activate_bf16) */
 } wino_pass;
 
 /* The 16 rows of V of row ty of tiles of one input plane: v[k * kstride +
@@ -322,8 +321,7 @@ MREC_VECTOR_CLONES static void winograd_output(void *arg, int64_t lo, int64_t hi
                     for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b;
                 else
                     for (int x = 0; x < a->Wo; x++) o[x] = y[c][i][x] + b + a->beta * o[x];
-                if (a->act && a->bf16 && *a->act == MREC_ACT_SILU) mrec_silu_bf16_avx512(o, o, a->Wo);
-                else if (a->act) mrec_gemm_activate(o, a->Wo, 1, a->Wo, *a->act, a->pool);
+                if (a->act) (a->bf16 ? mrec_gemm_activate_bf16 : mrec_gemm_activate)(o, a->Wo, 1, a->Wo, *a->act, a->pool);
             }
         }
     }

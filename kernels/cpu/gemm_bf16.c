@@ -30,22 +30,11 @@
 #include "gemm_internal.h"
 #include "parallel.h"
 #include "transpose16.h"
-#include "vector_act.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* The activation on a finished tile of C: swish to bf16's precision (mrec_silu_bf16_avx512: what reads C next
- * rounds it to bf16), the others as the fp32 GEMM takes them */
-static void activate(float *c, int ldc, int m, int n, mrec_act act, const mrec_pool *pool) {
-    if (act != MREC_ACT_SILU) {
-        mrec_gemm_activate(c, ldc, m, n, act, pool);
-        return;
-    }
-    for (int i = 0; i < m; i++) mrec_silu_bf16_avx512(c + (size_t)i * ldc, c + (size_t)i * ldc, n);
-}
 
 __m512 _ZGVeN16v_expf(__m512 x); /* glibc's libmvec */
 
@@ -366,7 +355,7 @@ static void tile(void *arg, int task, int thread) {
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
         mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, NULL, i0, mc, q0 * NR, j_hi - q0 * NR);
-        if (g->K == 0 && g->act) activate(g->C + (size_t)i0 * g->ldc + q0 * NR, g->ldc, mc, j_hi - q0 * NR, *g->act, g->pool);
+        if (g->K == 0 && g->act) mrec_gemm_activate_bf16(g->C + (size_t)i0 * g->ldc + q0 * NR, g->ldc, mc, j_hi - q0 * NR, *g->act, g->pool);
     }
     uint32_t *own_a = g->apack ? NULL : (uint32_t *)mrec_pool_scratch(g->pool, thread);
     for (int p0 = 0; p0 < g->kp; p0 += KCP) {
@@ -385,7 +374,7 @@ static void tile(void *arg, int task, int thread) {
                 int last = p0 + kc >= g->kp, relu = last && g->act && *g->act == MREC_ACT_RELU;
                 ukernel_of(g->mr, m)(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n,
                    (p0 == 0 && !pro ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0));
-                if (last && g->act && !relu) activate(c, g->ldc, m, n, *g->act, g->pool);
+                if (last && g->act && !relu) mrec_gemm_activate_bf16(c, g->ldc, m, n, *g->act, g->pool);
             }
         }
     }
@@ -515,7 +504,7 @@ static void tile_amx(void *arg, int task, int thread) {
     if (pro) {
         int j_hi = q1 * NR < g->N ? q1 * NR : g->N;
         mrec_gemm_prologue(g->C, g->ldc, g->beta, g->bias, NULL, i0, mc, q0 * NR, j_hi - q0 * NR);
-        if (g->K == 0 && g->act) activate(g->C + (size_t)i0 * g->ldc + q0 * NR, g->ldc, mc, j_hi - q0 * NR, *g->act, g->pool);
+        if (g->K == 0 && g->act) mrec_gemm_activate_bf16(g->C + (size_t)i0 * g->ldc + q0 * NR, g->ldc, mc, j_hi - q0 * NR, *g->act, g->pool);
     }
     amx_configure();
     _Alignas(64) float bias_rows[AMX_MR][NR];
@@ -548,7 +537,7 @@ static void tile_amx(void *arg, int task, int thread) {
                     else if (s0 == 0)
                         ukernel_amx(kt, ap + (size_t)ir * lda, lda, bp, c, g->ldc, g->alpha, bias, NULL,
                                     (const float(*)[NR])bias_rows, m, n, p0 == 0 && !pro);
-                    if (last && g->act) activate(c, g->ldc, m, n, *g->act, g->pool);
+                    if (last && g->act) mrec_gemm_activate_bf16(c, g->ldc, m, n, *g->act, g->pool);
                 }
             }
         }
@@ -705,7 +694,7 @@ static void filled_task(void *arg, int task, int thread) {
                 else
                     ukernel_of(g->mr, m)(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * g->mr, bp, c, ldc, 1.0f, NULL, rb, m, n,
                                       flags);
-                if (last && g->act && !relu) activate(c, ldc, m, n, *g->act, g->pool);
+                if (last && g->act && !relu) mrec_gemm_activate_bf16(c, ldc, m, n, *g->act, g->pool);
                 if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, tile, NR, 1);
             }
         }
@@ -732,7 +721,7 @@ int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, mrec_
     if (K <= 0 && images) return 0; /* the caller goes image by image */
     if (K <= 0) { /* no products: beta C plus the bias, then the activation */
         mrec_gemm_prologue(C, ldc, beta, NULL, row_bias, 0, M, 0, N);
-        if (act) activate(C, ldc, M, N, *act, pool);
+        if (act) mrec_gemm_activate_bf16(C, ldc, M, N, *act, pool);
         return 1;
     }
     g.kb = tile_pairs(g.kp);

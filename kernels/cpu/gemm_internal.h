@@ -16,6 +16,7 @@
 #define MREC_GEMM_INTERNAL_H
 
 #include "../mrec_kernels.h"
+#include "vector_act.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -140,6 +141,16 @@ static inline void mrec_gemm_activate(float *c, int ldc, int m, int n, mrec_act 
         return;
     }
     mrec_activation_rows_cpu(c, ldc, m, n, act, 0.0f, pool);
+}
+
+/* The same in a bf16 context (AVX-512 BF16), where what reads C next rounds it to bf16: swish to that precision
+ * (mrec_silu_bf16_avx512), the others as above */
+static inline void mrec_gemm_activate_bf16(float *c, int ldc, int m, int n, mrec_act act, const struct mrec_pool *pool) {
+    if (act != MREC_ACT_SILU) {
+        mrec_gemm_activate(c, ldc, m, n, act, pool);
+        return;
+    }
+    for (int i = 0; i < m; i++) mrec_silu_bf16_avx512(c + (size_t)i * ldc, c + (size_t)i * ldc, n);
 }
 
 /* op(B) from a function instead of a matrix: fill(arg, dst, p0, kc, j0,
