@@ -364,6 +364,41 @@ static void test_gemm_start_exact(void) {
     }
 }
 
+/* A column of C does not depend on how many columns come with it: a tile's last 1 to 4 columns are summed one
+ * column at a time (a vector over the rows), the others a vector of columns at a time; plain, packed once and
+ * filled (a convolution's 9 x 9 plane is 81 columns) */
+static void test_gemm_columns(void) {
+    static const int widths[] = {1, 3, 4, 17, 20, 49, 81, 100, 116};
+    int M = 61, K = 150, W = 128;
+    float *A = randv((int64_t)M * K, -1, 1), *B = randv((int64_t)K * W, -1, 1), *Bt = randv((int64_t)K * W, 0, 0);
+    float *wide = calloc((size_t)M * W, 4), *narrow = calloc((size_t)M * W, 4), *bias = randv(W, -1, 1);
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < W; j++) Bt[(size_t)j * K + k] = B[(size_t)k * W + j];
+    mrec_packs *packs = NULL;
+    mrec_packs_create(&packs, Bt, (int64_t)K * W);
+    for (int p = 0; p < n_pools; p++)
+        for (int way = 0; way < 3; way++) {
+            fill_rows fr = {B, W};
+            for (size_t w = 0; w <= sizeof widths / sizeof widths[0]; w++) {
+                int N = w < sizeof widths / sizeof widths[0] ? widths[w] : W;
+                float *c = N == W ? wide : narrow;
+                if (way == 0) mrec_gemm_cpu(c, A, B, bias, 1, 0, 0, 0, M, N, K, K, W, N, pools[p]);
+                else if (way == 1) mrec_gemm_packed_cpu(c, A, Bt, bias, 1, 0, 0, 1, M, N, K, K, K, N, packs, pools[p]);
+                else mrec_gemm_filled_cpu(c, A, fill_from, &fr, NULL, 1, 0, M, N, K, K, N, NULL, NULL, pools[p]);
+            }
+            for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+                int N = widths[w], same = 1;
+                if (way == 0) mrec_gemm_cpu(narrow, A, B, bias, 1, 0, 0, 0, M, N, K, K, W, N, pools[p]);
+                else if (way == 1) mrec_gemm_packed_cpu(narrow, A, Bt, bias, 1, 0, 0, 1, M, N, K, K, K, N, packs, pools[p]);
+                else mrec_gemm_filled_cpu(narrow, A, fill_from, &fr, NULL, 1, 0, M, N, K, K, N, NULL, NULL, pools[p]);
+                for (int i = 0; i < M; i++) same &= memcmp(narrow + (size_t)i * N, wide + (size_t)i * W, sizeof(float) * N) == 0;
+                t_check(same, "gemm N=%d (way %d) and N=%d: the first %d columns differ (%s)", N, way, W, N, pool_name(pools[p]));
+            }
+        }
+    mrec_packs_free(packs);
+    free(A), free(B), free(Bt), free(wide), free(narrow), free(bias);
+}
+
 /* A linear layer with its activation is within the naive reference's bound,
  * and done tile by tile gives the bits of
  * the GEMM and then the activation over all of C: every activation, every
@@ -2570,6 +2605,7 @@ int main(void) {
     test_index_csr();
     test_training_ops();
     test_depthwise();
+    test_gemm_columns();
     for (int p = 0; p < n_pools; p++) mrec_pool_destroy(pools[p]);
     return t_finish();
 }

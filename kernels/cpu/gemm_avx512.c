@@ -4,6 +4,8 @@
  * Two shapes from one body: 12 x 32 (24 zmm accumulators) for general M,
  * and 8 x 48 for M a multiple of 8 but not of 12 (every conv layer of
  * ResNet has 64k output channels), where 12-row panels would waste rows.
+ * A tile's last 1 to 4 columns (a 7 x 7 or 9 x 9 plane's 49 or 81) are
+ * summed a column at a time, a vector over the rows, not as a whole vector.
  * Also the packings that transpose (A row-major into k-major panels, B
  * given transposed as nn.Linear weights are), 16 x 16 blocks in registers.
  */
@@ -11,6 +13,7 @@
 #include "transpose16.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 /* Row i's start (mrec_uk_start) at column col, as mrec_gemm_prologue forms it: beta * C, then + bias. */
 static inline __attribute__((always_inline)) __m512 start_at(const mrec_uk_start *s, const float *ci, int i, int col,
@@ -21,15 +24,41 @@ static inline __attribute__((always_inline)) __m512 start_at(const mrec_uk_start
     return s->bias ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, s->bias + col)) : v;
 }
 
+/* Row i's start at column col, one value: start_at's arithmetic (a product and a sum, each rounded) */
+static inline float start_one(const mrec_uk_start *s, const float *cij, int i, int col) {
+    if (s->row_bias && s->beta == 0.0f) return s->row_bias[i];
+    float v = s->beta == 0.0f ? 0.0f : s->beta * *cij;
+    if (s->row_bias) return v + s->row_bias[i];
+    return s->bias ? v + s->bias[col] : v;
+}
+
+/* Column j of C's corner from its sums over the rows (sum[i], i < m), with the arithmetic of the vector
+ * store below, a value at a time; out of line, as the tiles that have single columns are a row's last */
+static __attribute__((noinline)) void store_column(float *c, int ldc, const float *sum, float alpha, int m, int j, int flags,
+                                                   const mrec_uk_start *start) {
+    for (int i = 0; i < m; i++) {
+        float *cij = c + (size_t)i * ldc + j;
+        float out = start ? fmaf(alpha, sum[i], start_one(start, cij, i, j))
+                    : flags & MREC_UK_OVERWRITE ? alpha * sum[i] : fmaf(alpha, sum[i], *cij);
+        *cij = flags & MREC_UK_RELU ? (out > 0.0f ? out : 0.0f) : out; /* NaN as 0, as the vectors' max */
+    }
+}
+
 /* A packed (a[k * AS + i], panels AS rows wide), or, with rows, read in place (rows[i][k]). MR rows are
- * summed (at least m): a short last panel runs fewer rows, not the whole width over padding. */
-static inline __attribute__((always_inline)) void ukernel(const int MR, const int AS, const int NV, int kc, const float *a,
-                                                         const float *const *rows, const float *b, float *c, int ldc,
-                                                         float alpha, int m, int n, int flags, const mrec_uk_start *start) {
-    const int NR = 16 * NV;
-    __m512 acc[12][3];
+ * summed (at least m): a short last panel runs fewer rows, not the whole width over padding. NV vectors of
+ * B's columns, then, with TC (packed A only), the next TC columns one at a time: a column's sums are a vector
+ * over the rows, A's panel row times one of B's values. A tile 81 columns wide (a 9 x 9 plane) ran its last
+ * 17 as a second whole vector; now one vector and a column. Each sum adds the same products in the same
+ * order either way (a product commutes, and each is one rounding in an FMA): the same bits. */
+static inline __attribute__((always_inline)) void ukernel(const int MR, const int AS, const int NV, const int TC, int kc,
+                                                         const float *a, const float *const *rows, const float *b, float *c,
+                                                         int ldc, float alpha, int m, int n, int flags,
+                                                         const mrec_uk_start *start) {
+    const int NR = AS == MREC_UK_AVX512_MR ? MREC_UK_AVX512_NR : MREC_UK_AVX512_8_NR;
+    __m512 acc[12][3], col[4];
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int t = 0; t < TC; t++) col[t] = _mm512_setzero_ps();
     /* Touch all of C's corner now so its lines arrive while the loop runs. */
     for (int i = 0; i < m; i++) {
         const float *ci = c + (size_t)i * ldc;
@@ -41,7 +70,14 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
         for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + k * NR + 16 * v);
         /* B's panel 16 rows ahead: a weight packed at load streams from L3, and the hardware prefetcher
          * stops at each 4 KB page (3-5 % at ViT-B/16's shapes) */
-        for (int v = 0; v < NV; v++) _mm_prefetch((const char *)(b + (k + 16) * NR + 16 * v), _MM_HINT_T0);
+        for (int v = 0; v < NV + (TC > 0); v++) _mm_prefetch((const char *)(b + (k + 16) * NR + 16 * v), _MM_HINT_T0);
+        if (TC) {
+            /* the panel row's AS values (8 or 12) by plain loads: with a masked load the compiler kept the
+             * sums above in memory, stored on every step */
+            __m512 av = _mm512_zextps256_ps512(_mm256_loadu_ps(a + k * AS));
+            if (AS > 8) av = _mm512_insertf32x4(av, _mm_loadu_ps(a + k * AS + 8), 2);
+            for (int t = 0; t < TC; t++) col[t] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[k * NR + 16 * NV + t]), col[t]);
+        }
         for (int i = 0; i < MR; i++) {
             __m512 ai = _mm512_set1_ps(rows ? rows[i][k] : a[k * AS + i]);
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
@@ -53,7 +89,7 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
         int cols = n - 16 * v;
         __mmask16 mask = cols >= 16 ? (__mmask16)0xFFFF : cols <= 0 ? 0 : (__mmask16)((1u << cols) - 1);
         if (!mask) break;
-        for (int i = 0; i < m; i++) {
+        for (int i = 0; i < (m < MR ? m : MR); i++) { /* m <= MR: said so, the compiler sees no sum unset */
             float *ci = c + (size_t)i * ldc + 16 * v;
             __m512 out = start                      ? _mm512_fmadd_ps(va, acc[i][v], start_at(start, ci, i, 16 * v, mask))
                          : flags & MREC_UK_OVERWRITE ? _mm512_mul_ps(va, acc[i][v])
@@ -63,6 +99,10 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
             else _mm512_mask_storeu_ps(ci, mask, out);
         }
     }
+    _Alignas(64) float sum[4][16];
+#pragma GCC unroll 4
+    for (int t = 0; t < TC; t++) _mm512_store_ps(sum[t], col[t]); /* unrolled: col indexed by a variable lives in memory */
+    for (int t = 0; t < TC && 16 * NV + t < n; t++) store_column(c, ldc, sum[t], alpha, m, 16 * NV + t, flags, start);
 }
 
 /* The row count of the sweep, from m: a compile-time constant in each branch. Each row of C sums
@@ -77,30 +117,86 @@ static inline __attribute__((always_inline)) void ukernel(const int MR, const in
         else call(FULL);                                                                                               \
     } while (0)
 
+/* A tile n wide as NV vectors of B's columns and TC single ones: n % 16 of 1 to 4 as columns (TC 1, or 4 for
+ * 2 to 4: the panel's columns past n are zeros, their sums never stored), more as a masked last vector. */
+static inline int tile_vectors(int n, int *tc) {
+    *tc = n % 16 == 1 ? 1 : n % 16 >= 2 && n % 16 <= 4 ? 4 : 0;
+    return n / 16 + (n % 16 > 4);
+}
+
+/* One function per (panel, NV, TC) (all of them in one function, the compiler kept some sweeps' sums in
+ * memory, stored on every step of the loop over k). A tile of the full width has its row counts (BY_ROWS); a
+ * narrower one, the last of a row of tiles, sums all the panel's rows (those past m are not stored). */
+#define SWEEPS(NAME, PANEL, NV, TC, FULL)                                                                              \
+    static __attribute__((noinline)) void NAME(int kc, const float *a, const float *b, float *c, int ldc, float alpha,  \
+                                               int m, int n, int flags, const mrec_uk_start *start) {                  \
+        if (FULL) BY_ROWS(PANEL, m, SWEEP_##NV##_##TC);                                                                \
+        else SWEEP_##NV##_##TC(PANEL);                                                                                 \
+    }
+#define SWEEP_0_1(R) ukernel(R, AS_, 0, 1, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP_1_1(R) ukernel(R, AS_, 1, 1, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP_2_1(R) ukernel(R, AS_, 2, 1, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP_0_4(R) ukernel(R, AS_, 0, 4, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP_1_4(R) ukernel(R, AS_, 1, 4, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP_2_4(R) ukernel(R, AS_, 2, 4, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP_1_0(R) ukernel(R, AS_, 1, 0, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP_2_0(R) ukernel(R, AS_, 2, 0, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP_3_0(R) ukernel(R, AS_, 3, 0, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define AS_ MREC_UK_AVX512_MR
+SWEEPS(k12_0_1, MREC_UK_AVX512_MR, 0, 1, 0)
+SWEEPS(k12_1_1, MREC_UK_AVX512_MR, 1, 1, 0)
+SWEEPS(k12_0_4, MREC_UK_AVX512_MR, 0, 4, 0)
+SWEEPS(k12_1_4, MREC_UK_AVX512_MR, 1, 4, 0)
+SWEEPS(k12_1_0, MREC_UK_AVX512_MR, 1, 0, 0)
+SWEEPS(k12_2_0, MREC_UK_AVX512_MR, 2, 0, 1)
+#undef AS_
+#define AS_ MREC_UK_AVX512_8_MR
+SWEEPS(k8_0_1, MREC_UK_AVX512_8_MR, 0, 1, 0)
+SWEEPS(k8_1_1, MREC_UK_AVX512_8_MR, 1, 1, 0)
+SWEEPS(k8_2_1, MREC_UK_AVX512_8_MR, 2, 1, 0)
+SWEEPS(k8_0_4, MREC_UK_AVX512_8_MR, 0, 4, 0)
+SWEEPS(k8_1_4, MREC_UK_AVX512_8_MR, 1, 4, 0)
+SWEEPS(k8_2_4, MREC_UK_AVX512_8_MR, 2, 4, 0)
+SWEEPS(k8_1_0, MREC_UK_AVX512_8_MR, 1, 0, 0)
+SWEEPS(k8_2_0, MREC_UK_AVX512_8_MR, 2, 0, 0)
+SWEEPS(k8_3_0, MREC_UK_AVX512_8_MR, 3, 0, 1)
+#undef AS_
+#undef SWEEPS
+#undef SWEEP_0_1
+#undef SWEEP_1_1
+#undef SWEEP_2_1
+#undef SWEEP_0_4
+#undef SWEEP_1_4
+#undef SWEEP_2_4
+#undef SWEEP_1_0
+#undef SWEEP_2_0
+#undef SWEEP_3_0
+
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                          int flags, const mrec_uk_start *start) {
-#define SWEEP(R) ukernel(R, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-    BY_ROWS(MREC_UK_AVX512_MR, m, SWEEP);
-#undef SWEEP
+    int tc, nv = tile_vectors(n, &tc);
+    mrec_ukernel_fn k = tc == 1 ? (nv ? k12_1_1 : k12_0_1) : tc ? (nv ? k12_1_4 : k12_0_4) : nv <= 1 ? k12_1_0 : k12_2_0;
+    k(kc, a, b, c, ldc, alpha, m, n, flags, start);
 }
 
 void mrec_ukernel_avx512_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                               int flags, const mrec_uk_start *start) {
-#define SWEEP(R) ukernel(R, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP(R) ukernel(R, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, 0, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
     BY_ROWS(MREC_UK_AVX512_MR, m, SWEEP);
 #undef SWEEP
 }
 
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                               int flags, const mrec_uk_start *start) {
-#define SWEEP(R) ukernel(R, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-    BY_ROWS(MREC_UK_AVX512_8_MR, m, SWEEP);
-#undef SWEEP
+    int tc, nv = tile_vectors(n, &tc);
+    static const mrec_ukernel_fn one_col[3] = {k8_0_1, k8_1_1, k8_2_1}, with_cols[3] = {k8_0_4, k8_1_4, k8_2_4},
+                                 vectors[4] = {k8_1_0, k8_1_0, k8_2_0, k8_3_0};
+    (tc == 1 ? one_col : tc ? with_cols : vectors)[nv](kc, a, b, c, ldc, alpha, m, n, flags, start);
 }
 
 void mrec_ukernel_avx512_8x48_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                                    int flags, const mrec_uk_start *start) {
-#define SWEEP(R) ukernel(R, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
+#define SWEEP(R) ukernel(R, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, 0, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
     BY_ROWS(MREC_UK_AVX512_8_MR, m, SWEEP);
 #undef SWEEP
 }
