@@ -366,10 +366,24 @@ static void test_gemm_start_exact(void) {
 
 /* A column of C does not depend on how many columns come with it: a tile's last 1 to 4 columns are summed one
  * column at a time (a vector over the rows), the others a vector of columns at a time; plain, packed once and
- * filled (a convolution's 9 x 9 plane is 81 columns) */
+ * filled (a convolution's 9 x 9 plane is 81 columns), fp32 and bf16 */
+static void gemm_columns_way(int way, float *c, const float *A, const float *B, const float *Bt, const float *bias, int M,
+                             int N, int K, int W, mrec_packs *packs, mrec_pool *pool) {
+    fill_rows fr = {B, W};
+    mrec_act relu = MREC_ACT_RELU;
+    switch (way) {
+    case 0: mrec_gemm_cpu(c, A, B, bias, 1, 0, 0, 0, M, N, K, K, W, N, pool); break;
+    case 1: mrec_gemm_packed_cpu(c, A, Bt, bias, 1, 0, 0, 1, M, N, K, K, K, N, packs, pool); break;
+    case 2: mrec_gemm_filled_cpu(c, A, fill_from, &fr, NULL, 1, 0, M, N, K, K, N, NULL, NULL, pool); break;
+    case 3: mrec_gemm_bf16_cpu(c, A, B, bias, 1, 0, 0, 0, M, N, K, K, W, N, NULL, pool); break;
+    case 4: mrec_gemm_bf16_cpu(c, A, Bt, bias, 1, 0, 0, 1, M, N, K, K, K, N, packs, pool); break;
+    default: mrec_gemm_bf16_filled(c, A, fill_from, NULL, &fr, bias, 0, &relu, M, N, K, N, NULL, NULL, pool); break;
+    }
+}
+
 static void test_gemm_columns(void) {
     static const int widths[] = {1, 3, 4, 17, 20, 49, 81, 100, 116};
-    int M = 61, K = 150, W = 128;
+    int M = 61, K = 150, W = 128, nw = (int)(sizeof widths / sizeof widths[0]);
     float *A = randv((int64_t)M * K, -1, 1), *B = randv((int64_t)K * W, -1, 1), *Bt = randv((int64_t)K * W, 0, 0);
     float *wide = calloc((size_t)M * W, 4), *narrow = calloc((size_t)M * W, 4), *bias = randv(W, -1, 1);
     for (int k = 0; k < K; k++)
@@ -377,20 +391,13 @@ static void test_gemm_columns(void) {
     mrec_packs *packs = NULL;
     mrec_packs_create(&packs, Bt, (int64_t)K * W);
     for (int p = 0; p < n_pools; p++)
-        for (int way = 0; way < 3; way++) {
-            fill_rows fr = {B, W};
-            for (size_t w = 0; w <= sizeof widths / sizeof widths[0]; w++) {
-                int N = w < sizeof widths / sizeof widths[0] ? widths[w] : W;
-                float *c = N == W ? wide : narrow;
-                if (way == 0) mrec_gemm_cpu(c, A, B, bias, 1, 0, 0, 0, M, N, K, K, W, N, pools[p]);
-                else if (way == 1) mrec_gemm_packed_cpu(c, A, Bt, bias, 1, 0, 0, 1, M, N, K, K, K, N, packs, pools[p]);
-                else mrec_gemm_filled_cpu(c, A, fill_from, &fr, NULL, 1, 0, M, N, K, K, N, NULL, NULL, pools[p]);
-            }
-            for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        for (int way = 0; way < 6; way++) {
+            if (way >= 3 && (!mrec_cpu_has_bf16() || mrec_pool_simd(pools[p]) < MREC_SIMD_AVX512)) continue;
+            /* the filled bf16 GEMM's bias is a row's (M of them), and it takes a ReLU into its store */
+            gemm_columns_way(way, wide, A, B, Bt, bias, M, W, K, W, packs, pools[p]);
+            for (int w = 0; w < nw; w++) {
                 int N = widths[w], same = 1;
-                if (way == 0) mrec_gemm_cpu(narrow, A, B, bias, 1, 0, 0, 0, M, N, K, K, W, N, pools[p]);
-                else if (way == 1) mrec_gemm_packed_cpu(narrow, A, Bt, bias, 1, 0, 0, 1, M, N, K, K, K, N, packs, pools[p]);
-                else mrec_gemm_filled_cpu(narrow, A, fill_from, &fr, NULL, 1, 0, M, N, K, K, N, NULL, NULL, pools[p]);
+                gemm_columns_way(way, narrow, A, B, Bt, bias, M, N, K, W, packs, pools[p]);
                 for (int i = 0; i < M; i++) same &= memcmp(narrow + (size_t)i * N, wide + (size_t)i * W, sizeof(float) * N) == 0;
                 t_check(same, "gemm N=%d (way %d) and N=%d: the first %d columns differ (%s)", N, way, W, N, pool_name(pools[p]));
             }

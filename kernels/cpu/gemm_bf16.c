@@ -257,27 +257,46 @@ static void write_corner(float *c, int ldc, const float *acc, float alpha, const
     }
 }
 
+/* Column j of C's corner from its sums over the rows (sum[i], i < m), with the arithmetic of the micro-kernel's
+ * vector store, a value at a time; out of line, as a tile with single columns is a row's last */
+static __attribute__((noinline)) void store_column(float *c, int ldc, const float *sum, float alpha, const float *bias,
+                                                   const float *row_bias, int m, int j, int flags) {
+    for (int i = 0; i < m; i++) {
+        float *cij = c + (size_t)i * ldc + j, b = row_bias ? row_bias[i] : bias ? bias[j] : 0.0f;
+        float out = flags & MREC_UK_OVERWRITE ? (bias || row_bias ? fmaf(alpha, sum[i], b) : alpha * sum[i])
+                                              : fmaf(alpha, sum[i], *cij);
+        *cij = flags & MREC_UK_RELU ? (out > 0.0f ? out : 0.0f) : out; /* NaN as 0, as the vectors' max */
+    }
+}
+
 /* acc (mr x NR) = sum over kc pairs of a^T b, written into C's (m x n)
  * corner as write_corner writes it (MREC_UK_OVERWRITE in flags: overwrite),
  * then the ReLU where flags has MREC_UK_RELU (gemm_internal.h). A's panels
  * are `as` rows wide; the mr rows summed (at least m) may be fewer, so a
  * short last panel does not run over its padding. */
-static inline __attribute__((always_inline)) void ukernel(const int mr, const int as, int kc, const uint32_t *a, const uint32_t *b,
-                                                         float *c, int ldc, float alpha, const float *bias,
-                                                         const float *row_bias, int m, int n, int flags) {
-    __m512 acc[MR][2];
+static inline __attribute__((always_inline)) void ukernel(const int mr, const int as, const int NV, const int TC, int kc,
+                                                         const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha,
+                                                         const float *bias, const float *row_bias, int m, int n, int flags) {
+    __m512 acc[MR][2], col[4];
     for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int t = 0; t < TC; t++) col[t] = _mm512_setzero_ps();
     for (int p = 0; p < kc; p++) {
-        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR);
-        __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR + 16);
+        __m512bh bv[2];
+        for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_loadu_si512(b + (size_t)p * NR + 16 * v);
         /* B's panel 32 pairs ahead, as the fp32 kernel's: at batch 1 a packed weight streams from memory, and
          * the hardware prefetcher stops at each 4 KB page (MPNet in bf16 at batch 1 on Zen 4: 4-6 % faster) */
-        _mm_prefetch((const char *)(b + (size_t)(p + 32) * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + (size_t)(p + 32) * NR + 16), _MM_HINT_T0);
+        for (int v = 0; v < NV + (TC > 0); v++) _mm_prefetch((const char *)(b + (size_t)(p + 32) * NR + 16 * v), _MM_HINT_T0);
+        if (TC) { /* the panel row's pairs by plain loads (a masked load kept the sums above in memory) */
+            const uint32_t *ap = a + (size_t)p * as;
+            __m512i av = as == 4 ? _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)ap))
+                                 : _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)ap));
+            if (as > 8) av = _mm512_inserti32x4(av, _mm_loadu_si128((const __m128i *)(ap + 8)), 2);
+            for (int t = 0; t < TC; t++)
+                col[t] = _mm512_dpbf16_ps(col[t], (__m512bh)av, (__m512bh)_mm512_set1_epi32((int)b[(size_t)p * NR + 16 * NV + t]));
+        }
         for (int i = 0; i < mr; i++) {
             __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[(size_t)p * as + i]);
-            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
-            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);
         }
     }
     /* write_corner's arithmetic, from the registers: a sum stored and loaded back at once missed the store
@@ -292,7 +311,7 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const in
         if (i >= m) break;
         float *ci = c + (size_t)i * ldc;
         if (row_bias) vb[0] = vb[1] = _mm512_set1_ps(row_bias[i]);
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < NV; v++) {
             if (!mask[v]) break;
             __m512 out = flags & MREC_UK_OVERWRITE
                              ? (bias || row_bias ? _mm512_fmadd_ps(va, acc[i][v], vb[v]) : _mm512_mul_ps(va, acc[i][v]))
@@ -301,30 +320,59 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const in
             _mm512_mask_storeu_ps(ci + 16 * v, mask[v], out);
         }
     }
+    _Alignas(64) float sum[4][16];
+#pragma GCC unroll 4
+    for (int t = 0; t < TC; t++) _mm512_store_ps(sum[t], col[t]); /* unrolled: col indexed by a variable lives in memory */
+    for (int t = 0; t < TC && 16 * NV + t < n; t++)
+        store_column(c, ldc, sum[t], alpha, bias, row_bias, m < mr ? m : mr, 16 * NV + t, flags);
 }
 
 typedef void (*ukernel_fn)(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, const float *bias,
                            const float *row_bias, int m, int n, int flags);
 
-#define UKERNEL(ROWS, AS)                                                                                             \
-    static void ukernel_##ROWS##_of_##AS(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, \
-                                         const float *bias, const float *row_bias, int m, int n, int flags) {          \
-        ukernel(ROWS, AS, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);                                       \
+#define UKERNEL(NAME, ROWS, AS, NV, TC)                                                                                \
+    static __attribute__((noinline)) void NAME(int kc, const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha, \
+                                               const float *bias, const float *row_bias, int m, int n, int flags) {    \
+        ukernel(ROWS, AS, NV, TC, kc, a, b, c, ldc, alpha, bias, row_bias, m, n, flags);                               \
     }
-UKERNEL(12, 12)
-UKERNEL(8, 12)
-UKERNEL(4, 12)
-UKERNEL(8, 8)
-UKERNEL(4, 8)
-UKERNEL(4, 4)
+/* a whole tile (two vectors of columns) of the fewest of 4, 8 and 12 rows that holds m */
+UKERNEL(ukernel_12_of_12, 12, 12, 2, 0)
+UKERNEL(ukernel_8_of_12, 8, 12, 2, 0)
+UKERNEL(ukernel_4_of_12, 4, 12, 2, 0)
+UKERNEL(ukernel_8_of_8, 8, 8, 2, 0)
+UKERNEL(ukernel_4_of_8, 4, 8, 2, 0)
+UKERNEL(ukernel_4_of_4, 4, 4, 2, 0)
+/* a row's last tile, narrower, over all the panel's rows: one vector, one or up to four single columns, or both
+ * (as the fp32 kernels: a 9 x 9 plane's 81 columns were three whole tiles) */
+#define TAILS(AS)                                                                                                      \
+    UKERNEL(tail_##AS##_1_0, AS, AS, 1, 0)                                                                             \
+    UKERNEL(tail_##AS##_0_1, AS, AS, 0, 1)                                                                             \
+    UKERNEL(tail_##AS##_1_1, AS, AS, 1, 1)                                                                             \
+    UKERNEL(tail_##AS##_0_4, AS, AS, 0, 4)                                                                             \
+    UKERNEL(tail_##AS##_1_4, AS, AS, 1, 4)                                                                             \
+    static const ukernel_fn tails_##AS[5] = {tail_##AS##_1_0, tail_##AS##_0_1, tail_##AS##_1_1, tail_##AS##_0_4,        \
+                                             tail_##AS##_1_4};
+TAILS(12)
+TAILS(8)
+TAILS(4)
+#undef TAILS
 #undef UKERNEL
 
-/* The micro-kernel for m rows of a panel mr wide: the fewest of 4, 8 and 12 rows that holds them (each row's sums
- * do not depend on how many rows run beside it, so neither do the bits). */
-static ukernel_fn ukernel_of(int mr, int m) {
-    if (mr == MR) return m <= MR_FEW ? ukernel_4_of_12 : m <= MR_MID ? ukernel_8_of_12 : ukernel_12_of_12;
-    if (mr == MR_MID) return m <= MR_FEW ? ukernel_4_of_8 : ukernel_8_of_8;
-    return ukernel_4_of_4;
+/* The micro-kernel for m rows and n columns of a panel mr wide. A whole tile runs the fewest of 4, 8 and 12 rows
+ * that holds m, a narrower one all mr; a tile's last 1 to 4 columns (n % 16) run as single columns, more as a
+ * masked vector. Each sum adds the same products in the same order whichever runs it, so the bits do not
+ * depend on it. */
+static ukernel_fn ukernel_of(int mr, int m, int n) {
+    int rem = n % 16;
+    if (n > NR - 16 && (rem == 0 || rem > 4)) {
+        if (mr == MR) return m <= MR_FEW ? ukernel_4_of_12 : m <= MR_MID ? ukernel_8_of_12 : ukernel_12_of_12;
+        if (mr == MR_MID) return m <= MR_FEW ? ukernel_4_of_8 : ukernel_8_of_8;
+        return ukernel_4_of_4;
+    }
+    const ukernel_fn *t = mr == MR ? tails_12 : mr == MR_MID ? tails_8 : tails_4;
+    if (rem == 0 || rem > 4) return t[0];         /* one vector */
+    if (rem == 1) return t[n > 16 ? 2 : 1];       /* a column, after a vector or alone */
+    return t[n > 16 ? 4 : 3];                     /* up to four columns (the panel's past n are zeros) */
 }
 
 /* Rows per micro-kernel for M rows of A: the tiles' 32 where AMX runs them; 4 for a single text or query; 8
@@ -372,7 +420,7 @@ static void tile(void *arg, int task, int thread) {
                 float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
                 int m = mc - ir < g->mr ? mc - ir : g->mr;
                 int last = p0 + kc >= g->kp, relu = last && g->act && *g->act == MREC_ACT_RELU;
-                ukernel_of(g->mr, m)(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n,
+                ukernel_of(g->mr, m, n)(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n,
                    (p0 == 0 && !pro ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0));
                 if (last && g->act && !relu) mrec_gemm_activate_bf16(c, g->ldc, m, n, *g->act, g->pool);
             }
@@ -692,7 +740,7 @@ static void filled_task(void *arg, int task, int thread) {
                     ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, ldc, 1.0f, NULL, rb,
                                 (const float(*)[NR])init, m, n, fresh);
                 else
-                    ukernel_of(g->mr, m)(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * g->mr, bp, c, ldc, 1.0f, NULL, rb, m, n,
+                    ukernel_of(g->mr, m, n)(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * g->mr, bp, c, ldc, 1.0f, NULL, rb, m, n,
                                       flags);
                 if (last && g->act && !relu) mrec_gemm_activate_bf16(c, ldc, m, n, *g->act, g->pool);
                 if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, tile, NR, 1);
@@ -774,7 +822,7 @@ static void item_run(job g, int thread) {
             float *c = g.C + (size_t)i0 * g.ldc + q * NR;
             int n = g.N - q * NR < NR ? g.N - q * NR : NR;
             if (g.amx) ukernel_amx(g.kb, apack, (size_t)g.kb, bp, c, g.ldc, g.alpha, NULL, NULL, NULL, m, n, 1);
-            else ukernel_of(g.mr, m)(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
+            else ukernel_of(g.mr, m, n)(g.kp, apack, bp, c, g.ldc, g.alpha, NULL, NULL, m, n, MREC_UK_OVERWRITE);
         }
     }
     if (g.amx) _tile_release();
@@ -1162,7 +1210,7 @@ static void rows_task(void *arg, int task, int thread) {
                 const uint32_t *bp = wt + ((size_t)(j0 + q) / NR * r->kb + p0) * NR;
                 for (int ir = 0; ir < m; ir += r->mr) {
                     int mt = m - ir < r->mr ? m - ir : r->mr, nt = n - q < NR ? n - q : NR;
-                    ukernel_of(r->mr, mt)(kc, apack + (size_t)ir * kc, bp, c + (size_t)ir * ldc + q, ldc, 1.0f,
+                    ukernel_of(r->mr, mt, nt)(kc, apack + (size_t)ir * kc, bp, c + (size_t)ir * ldc + q, ldc, 1.0f,
                                       direct && bias && p0 == 0 ? bias + q : NULL, NULL, mt, nt, p0 == 0 ? MREC_UK_OVERWRITE : 0);
                     if (last && !direct) {
                         size_t tile = at + (size_t)ir * o->ldc + q;
