@@ -208,38 +208,54 @@ __attribute__((target("avx512f"))) static int64_t sigmoid_mul_avx512(float *y, c
 
 void mrec_silu_avx512(float *y, const float *x, int64_t n) { sigmoid_mul_avx512(y, x, 1.0f, n); }
 
-/* Swish for a bf16 context, where what reads swish's output next rounds it to bf16 (2^-9): within 2^-13.5 of
- * x / (1 + e^-x) (a sweep of [-90, 90]), e^-x as 2^n times a degree-4 Taylor polynomial on |r| <= ln2 / 2 and
- * the reciprocal by VRCP14PS (2^-14): 12 operations a vector, where exp16 and a division take 17 and the divider. */
-__attribute__((target("avx512f"))) static inline __m512 silu16_bf16(__m512 v) {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 t = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_sub_ps(_mm512_setzero_ps(), v)));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147180559945f), t);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 24), r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, one);
-    p = _mm512_fmadd_ps(p, r, one);
-    return _mm512_mul_ps(v, _mm512_rcp14_ps(_mm512_add_ps(one, _mm512_scalef_ps(p, n))));
+/* Swish for a bf16 context, where what reads swish's output next rounds it to bf16 (2^-9): within 2^-14.1 of
+ * x / (1 + e^-x) (a sweep of [-110, 110]). e^-x = 2^t, t = -x log2(e): VREDUCEPS gives f = t - floor(t) in
+ * [0, 1), a degree-4 polynomial 2^f (within 2^-18.5), and scalef multiplies by 2^floor(t) (it takes the floor
+ * itself); the reciprocal by VRCP14PS (2^-14). 11 operations a vector, where exp16 and a division take 17 and
+ * the divider. t is kept above -150 (2^t is 0 there, and -inf would reduce to NaN); NaN passes. AVX-512 DQ for
+ * VREDUCEPS: every CPU with AVX-512 BF16 has it, and only bf16 contexts call these. */
+__attribute__((target("avx512f,avx512dq"))) static inline __m512 silu16_bf16(__m512 v) {
+    __m512 t = _mm512_max_ps(_mm512_set1_ps(-150.0f), _mm512_mul_ps(v, _mm512_set1_ps(-1.44269504088896341f)));
+    __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.013534125f), f, _mm512_set1_ps(0.052011427f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24144287f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.69300377f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000026f));
+    return _mm512_mul_ps(v, _mm512_rcp14_ps(_mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(p, t))));
 }
 
-__attribute__((target("avx512f"))) void mrec_silu_bf16_avx512(float *y, const float *x, int64_t n) {
+__attribute__((target("avx512f,avx512dq"))) void mrec_silu_bf16_avx512(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = tail_mask16(n - i);
         _mm512_mask_storeu_ps(y + i, k, silu16_bf16(_mm512_maskz_loadu_ps(k, x + i)));
     }
 }
 
-__attribute__((target("avx512f"))) float mrec_silu_sum_avx512(float *y, const float *x, int64_t n, int bf16) {
-    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
-    __m512 sums = _mm512_setzero_ps(); /* a lane never holds -0, so the tail's zeros leave it as it is */
+/* The sum of what swish stores, element i into lane i % 16 (a lane never holds -0, so the tail's zeros leave
+ * it as it is) */
+__attribute__((target("avx512f,avx512dq"))) static __m512 silu_sums_bf16(float *y, const float *x, int64_t n) {
+    __m512 sums = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = tail_mask16(n - i);
-        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-        v = bf16 ? _mm512_maskz_mov_ps(k, silu16_bf16(v)) : _mm512_maskz_div_ps(k, v, _mm512_add_ps(one, exp16(_mm512_mul_ps(minus, v))));
+        __m512 v = _mm512_maskz_mov_ps(k, silu16_bf16(_mm512_maskz_loadu_ps(k, x + i)));
         _mm512_mask_storeu_ps(y + i, k, v);
         sums = _mm512_add_ps(sums, v);
     }
+    return sums;
+}
+
+__attribute__((target("avx512f"))) float mrec_silu_sum_avx512(float *y, const float *x, int64_t n, int bf16) {
+    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
+    __m512 sums = _mm512_setzero_ps();
+    if (bf16) sums = silu_sums_bf16(y, x, n);
+    else
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 k = tail_mask16(n - i);
+            __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+            v = _mm512_maskz_div_ps(k, v, _mm512_add_ps(one, exp16(_mm512_mul_ps(minus, v))));
+            _mm512_mask_storeu_ps(y + i, k, v);
+            sums = _mm512_add_ps(sums, v);
+        }
     _Alignas(64) float p[16];
     _mm512_store_ps(p, sums);
     return mrec_sum16_tree(p);
