@@ -184,7 +184,7 @@ $(BUILD)/kernels/cpu/gemm_avx512.o: kernels/cpu/gemm_avx512.c
 	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mfma -c $< -o $@
 $(BUILD)/kernels/cpu/gemm_bf16.o: kernels/cpu/gemm_bf16.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mamx-tile -mamx-bf16 -mfma -c $< -o $@
+	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mamx-tile -mamx-bf16 -mfma -c $< -o $@
 $(BUILD)/kernels/cpu/conv_nhwc.o: kernels/cpu/conv_nhwc.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma -c $< -o $@
@@ -256,7 +256,7 @@ build/fuzz/obj/%.o: %.c
 	$(FUZZ_CC) $(subst -fsanitize=fuzzer,-fsanitize=fuzzer-no-link,$(FUZZ_FLAGS)) $(FUZZ_ISA) -c $< -o $@
 build/fuzz/obj/kernels/cpu/gemm_avx2.o: FUZZ_ISA := -mavx2 -mfma
 build/fuzz/obj/kernels/cpu/gemm_avx512.o: FUZZ_ISA := -mavx512f -mfma
-build/fuzz/obj/kernels/cpu/gemm_bf16.o: FUZZ_ISA := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mamx-tile -mamx-bf16 -mfma
+build/fuzz/obj/kernels/cpu/gemm_bf16.o: FUZZ_ISA := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mamx-tile -mamx-bf16 -mfma
 build/fuzz/obj/kernels/cpu/conv_nhwc.o: FUZZ_ISA := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma
 build/fuzz/obj/kernels/cpu/encoder_bf16.o: FUZZ_ISA := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma
 

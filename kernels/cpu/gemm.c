@@ -982,9 +982,10 @@ void mrec_gemm_bpacked_cpu(float *C, const float *A, int trans_a, int lda, const
 int mrec_cpu_has_bf16(void) {
 #if defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 10)
     __builtin_cpu_init();
-    /* every CPU with AVX-512 BF16 has BW and VL, whose 16-bit masked loads and stores the bf16 kernels use */
+    /* every CPU with AVX-512 BF16 has BW and VL, whose 16-bit masked loads and stores the bf16 kernels use, and DQ,
+     * whose VREDUCEPS bf16's swish takes */
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bf16");
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16");
 #else
     return 0;
 #endif

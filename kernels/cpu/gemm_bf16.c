@@ -261,19 +261,24 @@ static void write_corner(float *c, int ldc, const float *acc, float alpha, const
  * vector store, a value at a time; out of line, as a tile with single columns is a row's last */
 static __attribute__((noinline)) void store_column(float *c, int ldc, const float *sum, float alpha, const float *bias,
                                                    const float *row_bias, int m, int j, int flags) {
+    _Alignas(64) float out[16];
     for (int i = 0; i < m; i++) {
-        float *cij = c + (size_t)i * ldc + j, b = row_bias ? row_bias[i] : bias ? bias[j] : 0.0f;
-        float out = flags & MREC_UK_OVERWRITE ? (bias || row_bias ? fmaf(alpha, sum[i], b) : alpha * sum[i])
-                                              : fmaf(alpha, sum[i], *cij);
-        *cij = flags & MREC_UK_RELU ? (out > 0.0f ? out : 0.0f) : out; /* NaN as 0, as the vectors' max */
+        float b = row_bias ? row_bias[i] : bias ? bias[j] : 0.0f, *cij = c + (size_t)i * ldc + j;
+        out[i] = flags & MREC_UK_OVERWRITE ? (bias || row_bias ? fmaf(alpha, sum[i], b) : alpha * sum[i]) : fmaf(alpha, sum[i], *cij);
+        if (flags & MREC_UK_RELU) out[i] = out[i] > 0.0f ? out[i] : 0.0f; /* NaN as 0, as the vectors' max */
     }
+    if (flags & MREC_UK_SILU_BF16) _mm512_store_ps(out, mrec_silu16_bf16(_mm512_load_ps(out))); /* lanes past m unread */
+    for (int i = 0; i < m; i++) c[(size_t)i * ldc + j] = out[i];
 }
 
 /* acc (mr x NR) = sum over kc pairs of a^T b, written into C's (m x n)
  * corner as write_corner writes it (MREC_UK_OVERWRITE in flags: overwrite),
- * then the ReLU where flags has MREC_UK_RELU (gemm_internal.h). A's panels
- * are `as` rows wide; the mr rows summed (at least m) may be fewer, so a
- * short last panel does not run over its padding. */
+ * then the ReLU where flags has MREC_UK_RELU, or bf16's swish where it has
+ * MREC_UK_SILU_BF16 (gemm_internal.h), in the registers before the store. A's
+ * panels are `as` rows wide; the mr rows summed (at least m) may be fewer, so
+ * a short last panel does not run over its padding. NV vectors of columns,
+ * then TC single columns as vectors over the rows (gemm_avx512.c's kernels
+ * say why). */
 static inline __attribute__((always_inline)) void ukernel(const int mr, const int as, const int NV, const int TC, int kc,
                                                          const uint32_t *a, const uint32_t *b, float *c, int ldc, float alpha,
                                                          const float *bias, const float *row_bias, int m, int n, int flags) {
@@ -317,6 +322,7 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const in
                              ? (bias || row_bias ? _mm512_fmadd_ps(va, acc[i][v], vb[v]) : _mm512_mul_ps(va, acc[i][v]))
                              : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask[v], ci + 16 * v));
             if (flags & MREC_UK_RELU) out = _mm512_max_ps(out, _mm512_setzero_ps());
+            if (flags & MREC_UK_SILU_BF16) out = mrec_silu16_bf16(out);
             _mm512_mask_storeu_ps(ci + 16 * v, mask[v], out);
         }
     }
@@ -420,9 +426,10 @@ static void tile(void *arg, int task, int thread) {
                 float *c = g->C + (size_t)(i0 + ir) * g->ldc + q * NR;
                 int m = mc - ir < g->mr ? mc - ir : g->mr;
                 int last = p0 + kc >= g->kp, relu = last && g->act && *g->act == MREC_ACT_RELU;
+                int silu = last && g->act && *g->act == MREC_ACT_SILU;
                 ukernel_of(g->mr, m, n)(kc, ap + (size_t)ir * a_step, bp, c, g->ldc, g->alpha, bias, NULL, m, n,
-                   (p0 == 0 && !pro ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0));
-                if (last && g->act && !relu) mrec_gemm_activate_bf16(c, g->ldc, m, n, *g->act, g->pool);
+                   (p0 == 0 && !pro ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0) | (silu ? MREC_UK_SILU_BF16 : 0));
+                if (last && g->act && !relu && !silu) mrec_gemm_activate_bf16(c, g->ldc, m, n, *g->act, g->pool);
             }
         }
     }
@@ -733,16 +740,17 @@ static void filled_task(void *arg, int task, int thread) {
                 _Alignas(64) float tile[AMX_MR * NR]; /* a tile over two images */
                 if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, c = tile, ldc = NR, 0);
                 if (overwrite && !fresh) mrec_gemm_prologue(c, ldc, g->beta, NULL, g->row_bias ? g->row_bias + ir : NULL, 0, m, 0, n);
-                /* the AVX-512 micro-kernels take a ReLU into their store */
+                /* the AVX-512 micro-kernels take a ReLU or swish into their store */
                 int last = p0 + kc >= g->kp, relu = !g->amx && last && g->act && *g->act == MREC_ACT_RELU;
-                int flags = (fresh ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0);
+                int silu = !g->amx && last && g->act && *g->act == MREC_ACT_SILU;
+                int flags = (fresh ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0) | (silu ? MREC_UK_SILU_BF16 : 0);
                 if (g->amx)
                     ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, ldc, 1.0f, NULL, rb,
                                 (const float(*)[NR])init, m, n, fresh);
                 else
                     ukernel_of(g->mr, m, n)(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * g->mr, bp, c, ldc, 1.0f, NULL, rb, m, n,
                                       flags);
-                if (last && g->act && !relu) mrec_gemm_activate_bf16(c, ldc, m, n, *g->act, g->pool);
+                if (last && g->act && !relu && !silu) mrec_gemm_activate_bf16(c, ldc, m, n, *g->act, g->pool);
                 if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, tile, NR, 1);
             }
         }

@@ -58,7 +58,7 @@ typedef struct {
     float beta;
 } mrec_uk_start;
 
-enum { MREC_UK_OVERWRITE = 1, MREC_UK_RELU = 2 };
+enum { MREC_UK_OVERWRITE = 1, MREC_UK_RELU = 2, MREC_UK_SILU_BF16 = 4 /* the bf16 kernels: mrec_silu16_bf16 */ };
 
 /* C's (m, n) corner = alpha * acc + start (start set), = alpha * acc
  * (MREC_UK_OVERWRITE), or += alpha * acc; then the ReLU (MREC_UK_RELU). */

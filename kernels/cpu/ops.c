@@ -208,26 +208,11 @@ __attribute__((target("avx512f"))) static int64_t sigmoid_mul_avx512(float *y, c
 
 void mrec_silu_avx512(float *y, const float *x, int64_t n) { sigmoid_mul_avx512(y, x, 1.0f, n); }
 
-/* Swish for a bf16 context, where what reads swish's output next rounds it to bf16 (2^-9): within 2^-14.1 of
- * x / (1 + e^-x) (a sweep of [-110, 110]). e^-x = 2^t, t = -x log2(e): VREDUCEPS gives f = t - floor(t) in
- * [0, 1), a degree-4 polynomial 2^f (within 2^-18.5), and scalef multiplies by 2^floor(t) (it takes the floor
- * itself); the reciprocal by VRCP14PS (2^-14). 11 operations a vector, where exp16 and a division take 17 and
- * the divider. t is kept above -150 (2^t is 0 there, and -inf would reduce to NaN); NaN passes. AVX-512 DQ for
- * VREDUCEPS: every CPU with AVX-512 BF16 has it, and only bf16 contexts call these. */
-__attribute__((target("avx512f,avx512dq"))) static inline __m512 silu16_bf16(__m512 v) {
-    __m512 t = _mm512_max_ps(_mm512_set1_ps(-150.0f), _mm512_mul_ps(v, _mm512_set1_ps(-1.44269504088896341f)));
-    __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0.013534125f), f, _mm512_set1_ps(0.052011427f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24144287f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.69300377f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000026f));
-    return _mm512_mul_ps(v, _mm512_rcp14_ps(_mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(p, t))));
-}
-
+/* Swish for a bf16 context: mrec_silu16_bf16 (vector_act.h) over the whole vectors and a masked last one */
 __attribute__((target("avx512f,avx512dq"))) void mrec_silu_bf16_avx512(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = tail_mask16(n - i);
-        _mm512_mask_storeu_ps(y + i, k, silu16_bf16(_mm512_maskz_loadu_ps(k, x + i)));
+        _mm512_mask_storeu_ps(y + i, k, mrec_silu16_bf16(_mm512_maskz_loadu_ps(k, x + i)));
     }
 }
 
@@ -237,7 +222,7 @@ __attribute__((target("avx512f,avx512dq"))) static __m512 silu_sums_bf16(float *
     __m512 sums = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 k = tail_mask16(n - i);
-        __m512 v = _mm512_maskz_mov_ps(k, silu16_bf16(_mm512_maskz_loadu_ps(k, x + i)));
+        __m512 v = _mm512_maskz_mov_ps(k, mrec_silu16_bf16(_mm512_maskz_loadu_ps(k, x + i)));
         _mm512_mask_storeu_ps(y + i, k, v);
         sums = _mm512_add_ps(sums, v);
     }
