@@ -124,53 +124,45 @@ static inline int tile_vectors(int n, int *tc) {
     return n / 16 + (n % 16 > 4);
 }
 
+/* The sweeps: over a packed A, NV vectors and TC columns; over A in place (rows), whole tiles */
+#define PACKED(R, AS, NV, TC) ukernel(R, AS, NV, TC, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
+#define PACKED_12(R) PACKED(R, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, 0)
+#define PACKED_8(R) PACKED(R, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, 0)
+#define IN_PLACE_12(R) ukernel(R, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, 0, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
+#define IN_PLACE_8(R) ukernel(R, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, 0, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
+
 /* One function per (panel, NV, TC) (all of them in one function, the compiler kept some sweeps' sums in
  * memory, stored on every step of the loop over k). A tile of the full width has its row counts (BY_ROWS); a
  * narrower one, the last of a row of tiles, sums all the panel's rows (those past m are not stored). */
-#define SWEEPS(NAME, PANEL, NV, TC, FULL)                                                                              \
+#define SWEEPS(NAME, AS, NV, TC)                                                                                       \
     static __attribute__((noinline)) void NAME(int kc, const float *a, const float *b, float *c, int ldc, float alpha,  \
                                                int m, int n, int flags, const mrec_uk_start *start) {                  \
-        if (FULL) BY_ROWS(PANEL, m, SWEEP_##NV##_##TC);                                                                \
-        else SWEEP_##NV##_##TC(PANEL);                                                                                 \
+        PACKED(AS, AS, NV, TC);                                                                                        \
     }
-#define SWEEP_0_1(R) ukernel(R, AS_, 0, 1, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define SWEEP_1_1(R) ukernel(R, AS_, 1, 1, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define SWEEP_2_1(R) ukernel(R, AS_, 2, 1, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define SWEEP_0_4(R) ukernel(R, AS_, 0, 4, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define SWEEP_1_4(R) ukernel(R, AS_, 1, 4, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define SWEEP_2_4(R) ukernel(R, AS_, 2, 4, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define SWEEP_1_0(R) ukernel(R, AS_, 1, 0, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define SWEEP_2_0(R) ukernel(R, AS_, 2, 0, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define SWEEP_3_0(R) ukernel(R, AS_, 3, 0, kc, a, NULL, b, c, ldc, alpha, m, n, flags, start)
-#define AS_ MREC_UK_AVX512_MR
-SWEEPS(k12_0_1, MREC_UK_AVX512_MR, 0, 1, 0)
-SWEEPS(k12_1_1, MREC_UK_AVX512_MR, 1, 1, 0)
-SWEEPS(k12_0_4, MREC_UK_AVX512_MR, 0, 4, 0)
-SWEEPS(k12_1_4, MREC_UK_AVX512_MR, 1, 4, 0)
-SWEEPS(k12_1_0, MREC_UK_AVX512_MR, 1, 0, 0)
-SWEEPS(k12_2_0, MREC_UK_AVX512_MR, 2, 0, 1)
-#undef AS_
-#define AS_ MREC_UK_AVX512_8_MR
-SWEEPS(k8_0_1, MREC_UK_AVX512_8_MR, 0, 1, 0)
-SWEEPS(k8_1_1, MREC_UK_AVX512_8_MR, 1, 1, 0)
-SWEEPS(k8_2_1, MREC_UK_AVX512_8_MR, 2, 1, 0)
-SWEEPS(k8_0_4, MREC_UK_AVX512_8_MR, 0, 4, 0)
-SWEEPS(k8_1_4, MREC_UK_AVX512_8_MR, 1, 4, 0)
-SWEEPS(k8_2_4, MREC_UK_AVX512_8_MR, 2, 4, 0)
-SWEEPS(k8_1_0, MREC_UK_AVX512_8_MR, 1, 0, 0)
-SWEEPS(k8_2_0, MREC_UK_AVX512_8_MR, 2, 0, 0)
-SWEEPS(k8_3_0, MREC_UK_AVX512_8_MR, 3, 0, 1)
-#undef AS_
+SWEEPS(k12_0_1, MREC_UK_AVX512_MR, 0, 1)
+SWEEPS(k12_1_1, MREC_UK_AVX512_MR, 1, 1)
+SWEEPS(k12_0_4, MREC_UK_AVX512_MR, 0, 4)
+SWEEPS(k12_1_4, MREC_UK_AVX512_MR, 1, 4)
+SWEEPS(k12_1_0, MREC_UK_AVX512_MR, 1, 0)
+SWEEPS(k8_0_1, MREC_UK_AVX512_8_MR, 0, 1)
+SWEEPS(k8_1_1, MREC_UK_AVX512_8_MR, 1, 1)
+SWEEPS(k8_2_1, MREC_UK_AVX512_8_MR, 2, 1)
+SWEEPS(k8_0_4, MREC_UK_AVX512_8_MR, 0, 4)
+SWEEPS(k8_1_4, MREC_UK_AVX512_8_MR, 1, 4)
+SWEEPS(k8_2_4, MREC_UK_AVX512_8_MR, 2, 4)
+SWEEPS(k8_1_0, MREC_UK_AVX512_8_MR, 1, 0)
+SWEEPS(k8_2_0, MREC_UK_AVX512_8_MR, 2, 0)
 #undef SWEEPS
-#undef SWEEP_0_1
-#undef SWEEP_1_1
-#undef SWEEP_2_1
-#undef SWEEP_0_4
-#undef SWEEP_1_4
-#undef SWEEP_2_4
-#undef SWEEP_1_0
-#undef SWEEP_2_0
-#undef SWEEP_3_0
+
+static __attribute__((noinline)) void k12_2_0(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m,
+                                              int n, int flags, const mrec_uk_start *start) {
+    BY_ROWS(MREC_UK_AVX512_MR, m, PACKED_12);
+}
+
+static __attribute__((noinline)) void k8_3_0(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m,
+                                             int n, int flags, const mrec_uk_start *start) {
+    BY_ROWS(MREC_UK_AVX512_8_MR, m, PACKED_8);
+}
 
 void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                          int flags, const mrec_uk_start *start) {
@@ -181,9 +173,7 @@ void mrec_ukernel_avx512(int kc, const float *a, const float *b, float *c, int l
 
 void mrec_ukernel_avx512_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                               int flags, const mrec_uk_start *start) {
-#define SWEEP(R) ukernel(R, MREC_UK_AVX512_MR, MREC_UK_AVX512_NR / 16, 0, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
-    BY_ROWS(MREC_UK_AVX512_MR, m, SWEEP);
-#undef SWEEP
+    BY_ROWS(MREC_UK_AVX512_MR, m, IN_PLACE_12);
 }
 
 void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, int ldc, float alpha, int m, int n,
@@ -196,10 +186,13 @@ void mrec_ukernel_avx512_8x48(int kc, const float *a, const float *b, float *c, 
 
 void mrec_ukernel_avx512_8x48_rows(int kc, const float *const *a, const float *b, float *c, int ldc, float alpha, int m, int n,
                                    int flags, const mrec_uk_start *start) {
-#define SWEEP(R) ukernel(R, MREC_UK_AVX512_8_MR, MREC_UK_AVX512_8_NR / 16, 0, kc, NULL, a, b, c, ldc, alpha, m, n, flags, start)
-    BY_ROWS(MREC_UK_AVX512_8_MR, m, SWEEP);
-#undef SWEEP
+    BY_ROWS(MREC_UK_AVX512_8_MR, m, IN_PLACE_8);
 }
+#undef PACKED
+#undef PACKED_12
+#undef PACKED_8
+#undef IN_PLACE_12
+#undef IN_PLACE_8
 
 void mrec_pack_bt_avx512(float *dst, const float *src, int ldb, int kc, int cols, int NR) {
     int j = 0;
