@@ -1713,7 +1713,7 @@ static void layernorm_bf16_cpu_case(int R, int C, int with_b, int affine) {
 
 /* A product: fp32 sums in another order than the reference's doubles, so an fp32 output within 2^-16 of the
  * products' magnitude, a bf16 one the same value or its neighbour (and through an activation the image of
- * either). Packed once in a pack set or on each call, with the same bits; the bits do not depend on the
+ * either), or, where the sum cancels, a bf16 value within the fp32 sums' error bound of the exact sum. Packed once in a pack set or on each call, with the same bits; the bits do not depend on the
  * thread count (AMX's tiles sum in another order than VDPBF16PS: the bits are compared within a SIMD level). */
 static void linear_bf16_cpu_case(int M, int N, int K) {
     int64_t nx = (int64_t)M * K, ldc = N + 5;
@@ -1778,6 +1778,17 @@ static void linear_bf16_cpu_case(int M, int N, int K) {
                         for (int d = -1; d <= 1; d++) {
                             uint16_t v = (uint16_t)(pre[at] + d);
                             ok |= got16[at] == (table ? table[v] : v);
+                        }
+                        if (!ok) { /* a sum that cancels: any bf16 value within the fp32 sums' bound of the exact sum */
+                            double sum = mrec_bf16_widen(mrec_bf16_round(lb[j])), mag = fabs(sum);
+                            for (int k = 0; k < K; k++) {
+                                double t = (double)mrec_bf16_widen(x16[(size_t)i * K + k]) *
+                                           mrec_bf16_widen(mrec_bf16_round(W[(size_t)j * K + k]));
+                                sum += t, mag += fabs(t);
+                            }
+                            double e = (K + 2) * 0x1p-24 * mag;
+                            for (int v = 0; v < 65536 && !ok; v++)
+                                ok = fabs(mrec_bf16_widen((uint16_t)v) - sum) <= e && got16[at] == (table ? table[v] : v);
                         }
                         off += !ok;
                     }
