@@ -261,13 +261,13 @@ static void write_corner(float *c, int ldc, const float *acc, float alpha, const
  * vector store, a value at a time; out of line, as a tile with single columns is a row's last */
 static __attribute__((noinline)) void store_column(float *c, int ldc, const float *sum, float alpha, const float *bias,
                                                    const float *row_bias, int m, int j, int flags) {
-    _Alignas(64) float out[16];
+    _Alignas(64) float out[16] = {0}; /* the lanes past m too: swish reads all sixteen */
     for (int i = 0; i < m; i++) {
         float b = row_bias ? row_bias[i] : bias ? bias[j] : 0.0f, *cij = c + (size_t)i * ldc + j;
         out[i] = flags & MREC_UK_OVERWRITE ? (bias || row_bias ? fmaf(alpha, sum[i], b) : alpha * sum[i]) : fmaf(alpha, sum[i], *cij);
         if (flags & MREC_UK_RELU) out[i] = out[i] > 0.0f ? out[i] : 0.0f; /* NaN as 0, as the vectors' max */
     }
-    if (flags & MREC_UK_SILU_BF16) _mm512_store_ps(out, mrec_silu16_bf16(_mm512_load_ps(out))); /* lanes past m unread */
+    if (flags & MREC_UK_SILU_BF16) _mm512_store_ps(out, mrec_silu16_bf16(_mm512_load_ps(out)));
     for (int i = 0; i < m; i++) c[(size_t)i * ldc + j] = out[i];
 }
 
