@@ -2544,11 +2544,17 @@ static void test_depthwise(void) {
     depthwise_case((mrec_depthwise_shape){1, 4, 17, 7, 3, 5, 2, 1, 0, 2, 3, 1}, 1); /* mixed everything */
     depthwise_case((mrec_depthwise_shape){3, 2, 5, 5, 5, 5, 2, 2, 0, 0, 0, 0}, 0);  /* one output column */
     depthwise_case((mrec_depthwise_shape){1, 9, 40, 37, 3, 3, 1, 1, 1, 1, 1, 1}, 1); /* long rows: the vector body */
-    /* the padded copy: rows summed together (eight of one vector, four of two, then two, then one) */
+    /* the padded copy: rows summed together (fp32: eight of one vector, four of two, then two, then one) */
     depthwise_case((mrec_depthwise_shape){2, 3, 19, 18, 5, 5, 1, 1, 2, 2, 2, 2}, 1);
     depthwise_case((mrec_depthwise_shape){1, 4, 23, 9, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
     depthwise_case((mrec_depthwise_shape){1, 3, 38, 36, 5, 5, 2, 2, 1, 2, 1, 2}, 0);
     depthwise_case((mrec_depthwise_shape){1, 2, 9, 75, 3, 3, 1, 1, 1, 1, 1, 1}, 1); /* five vectors a row */
+    /* bf16: kernels other than 3 x 3 and 5 x 5 (the window read from the shape), an even height, a block of rows
+     * moved up to end at the last row (Ho 11, nine rows a block), one output row at a time (Ho 4) */
+    depthwise_case((mrec_depthwise_shape){1, 3, 15, 20, 7, 7, 1, 1, 3, 3, 3, 3}, 1);
+    depthwise_case((mrec_depthwise_shape){1, 2, 10, 30, 4, 3, 2, 2, 1, 2, 1, 1}, 1);
+    depthwise_case((mrec_depthwise_shape){1, 3, 21, 15, 5, 5, 2, 2, 1, 2, 1, 2}, 0);
+    depthwise_case((mrec_depthwise_shape){2, 2, 4, 13, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
     /* rows past 64 columns: blocks of four vectors and a short last block, strides 1 and 2 */
     depthwise_case((mrec_depthwise_shape){1, 3, 6, 150, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
     depthwise_case((mrec_depthwise_shape){2, 2, 7, 145, 5, 5, 2, 2, 1, 2, 1, 2}, 1);

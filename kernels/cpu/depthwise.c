@@ -346,88 +346,153 @@ __attribute__((target("avx512f"))) static void depthwise_range_padded(void *arg,
  * consecutive padded rows (row r low, row r + 1 high), so one VDPBF16PS
  * multiplies a pair of taps (kh, kh + 1 at one kw) and adds both to a sum per
  * lane, where the float path loads, multiplies and adds each tap: a 5 x 5
- * kernel takes 15 loads and instructions a vector of sums instead of 25 loads,
- * products and adds. An odd KH's last tap pairs with the row above it at
+ * kernel takes 15 instructions a vector of sums instead of 25 loads, products
+ * and adds. An odd KH's last tap pairs with the row above it at
  * weight 0, a row inside the window, so a non-finite input there makes the
  * sum NaN as the float path's own product with it does. */
 #define DWB_PAIRS_MAX 4 /* (DW_KW_MAX + 1) / 2 pairs of rows a kernel column */
+#define DWB_ROWS_MAX 9  /* output rows a block keeps the sums of */
 
-/* Two rows of 16 floats as 16 dwords of bf16: (a[i], b[i]), each rounded to nearest even */
-static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) __m512i dwb_pair16(__m512 a, __m512 b) {
-    static const uint16_t order[32] __attribute__((aligned(64))) = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
-                                                                   21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
-                                                                   11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-    return _mm512_permutexvar_epi16(_mm512_load_si512(order), (__m512i)_mm512_cvtne2ps_pbh(b, a)); /* cvtne2ps: [a | b] */
+/* Two rows of 16 bf16 as 16 dwords: (a[i], b[i]) */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) __m512i dwb_pair16(__m256i a, __m256i b) {
+    static const uint16_t order[32] __attribute__((aligned(64))) = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
+                                                                   37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
+                                                                   11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+    return _mm512_permutex2var_epi16(_mm512_castsi256_si512(a), _mm512_load_si512(order), _mm512_castsi256_si512(b));
+}
+
+/* 16 floats rounded to bf16 (nearest even), the lanes off m read as zeros */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) __m256i dwb_round16(const float *x,
+                                                                                                         __mmask16 m) {
+    return (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x));
 }
 
 /* One plane into buf: pair row r (padded rows r, r + 1) at buf + r * S * rowd, phase p at + p * rowd; the padding
- * is buf's zeros, written once per task (every plane writes the same dwords). Each row is rounded twice, once in
- * each of its pairs: rounding it once into a staging copy and pairing rows by unpacks ran slower. */
+ * is buf's zeros, written once per task (every plane writes the same dwords). A strip of 16 columns (stride 2:
+ * 32 input columns, 16 of each phase) at a time down the plane: each input row rounded once, then paired with the
+ * row above it (the padding above the first row and below the last pairs with zeros). */
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void dwb_fill(const dw_args *a, uint32_t *buf, int rowd, int Hp,
                                                                              int64_t plane) {
     const mrec_depthwise_shape *s = a->s;
-    const int W = s->W, pl = s->pad_left;
+    const int W = s->W, H = s->H, pl = s->pad_left, pt = s->pad_top, S = s->stride_w;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    const float *x = a->in + plane * s->H * W;
-    for (int r = 0; r + 1 < Hp; r++) {
-        int i0 = r - s->pad_top, i1 = i0 + 1;
-        if (i1 < 0 || i0 >= s->H) continue;
-        const float *s0 = i0 >= 0 ? x + (size_t)i0 * W : NULL, *s1 = i1 < s->H ? x + (size_t)i1 * W : NULL;
-        uint32_t *row = buf + (size_t)r * s->stride_w * rowd;
-        if (s->stride_w == 1) {
-            for (int j = 0; j < W; j += 16) {
-                __mmask16 m = span16(0, W - j);
-                __m512 v0 = s0 ? _mm512_maskz_loadu_ps(m, s0 + j) : _mm512_setzero_ps();
-                __m512 v1 = s1 ? _mm512_maskz_loadu_ps(m, s1 + j) : _mm512_setzero_ps();
-                _mm512_mask_storeu_epi32(row + pl + j, m, dwb_pair16(v0, v1));
+    const float *x = a->in + plane * H * W;
+    /* pair rows [first, end) hold an input row: padded rows pt - 1 .. pt + H - 1 begin them, within Hp - 1 */
+    int first = pt > 0 ? pt - 1 : 0, end = pt + H < Hp - 1 ? pt + H : Hp - 1;
+    for (int t = 0; t * S < W; t += 16) {
+        /* input columns [S t, S t + 16 S): stride 1 at padded column pl + t; stride 2, phase (c + pl) % 2 at (c + pl) / 2 */
+        __mmask16 m0 = span16(0, W - S * t), m1 = span16(0, W - S * t - 16);
+        __mmask16 me = span16(0, (W - 2 * t + 1) / 2), mo = span16(0, (W - 2 * t) / 2);
+        uint32_t *at0 = buf + (S == 1 ? (size_t)(pl + t) : (size_t)(pl % 2) * rowd + pl / 2 + t);
+        uint32_t *at1 = buf + (size_t)((pl + 1) % 2) * rowd + (pl + 1) / 2 + t; /* stride 2: the odd input columns */
+        __m256i prev0 = _mm256_setzero_si256(), prev1 = prev0;
+        for (int r = first; r < end + 1; r++) {
+            int ih = r - pt; /* padded row r is input row ih */
+            __m256i cur0 = prev0, cur1 = prev1;
+            if (ih < 0 || ih >= H) {
+                cur0 = cur1 = _mm256_setzero_si256();
+            } else if (S == 1) {
+                cur0 = dwb_round16(x + (size_t)ih * W + t, m0);
+            } else {
+                __m512 lo = _mm512_maskz_loadu_ps(m0, x + (size_t)ih * W + 2 * t);
+                __m512 hi = _mm512_maskz_loadu_ps(m1, x + (size_t)ih * W + 2 * t + 16);
+                cur0 = (__m256i)_mm512_cvtneps_pbh(_mm512_permutex2var_ps(lo, even, hi));
+                cur1 = (__m256i)_mm512_cvtneps_pbh(_mm512_permutex2var_ps(lo, odd, hi));
             }
-            continue;
-        }
-        /* input column iw is padded column iw + pl: phase (iw + pl) % 2, at (iw + pl) / 2 */
-        for (int t = 0; 2 * t < W; t += 16) {
-            __mmask16 m0 = span16(0, W - 2 * t), m1 = span16(0, W - 2 * t - 16);
-            __m512 lo0 = s0 ? _mm512_maskz_loadu_ps(m0, s0 + 2 * t) : _mm512_setzero_ps();
-            __m512 hi0 = s0 ? _mm512_maskz_loadu_ps(m1, s0 + 2 * t + 16) : _mm512_setzero_ps();
-            __m512 lo1 = s1 ? _mm512_maskz_loadu_ps(m0, s1 + 2 * t) : _mm512_setzero_ps();
-            __m512 hi1 = s1 ? _mm512_maskz_loadu_ps(m1, s1 + 2 * t + 16) : _mm512_setzero_ps();
-            __m512i ev = dwb_pair16(_mm512_permutex2var_ps(lo0, even, hi0), _mm512_permutex2var_ps(lo1, even, hi1));
-            __m512i od = dwb_pair16(_mm512_permutex2var_ps(lo0, odd, hi0), _mm512_permutex2var_ps(lo1, odd, hi1));
-            _mm512_mask_storeu_epi32(row + (pl % 2) * rowd + pl / 2 + t, span16(0, (W - 2 * t + 1) / 2), ev);
-            _mm512_mask_storeu_epi32(row + ((pl + 1) % 2) * rowd + (pl + 1) / 2 + t, span16(0, (W - 2 * t) / 2), od);
+            if (r > first) { /* pair row r - 1: padded rows r - 1 and r */
+                size_t off = (size_t)(r - 1) * S * rowd;
+                if (S == 1) {
+                    _mm512_mask_storeu_epi32(at0 + off, m0, dwb_pair16(prev0, cur0));
+                } else {
+                    _mm512_mask_storeu_epi32(at0 + off, me, dwb_pair16(prev0, cur0));
+                    _mm512_mask_storeu_epi32(at1 + off, mo, dwb_pair16(prev1, cur1));
+                }
+            }
+            prev0 = cur0, prev1 = cur1;
         }
     }
 }
 
 /* Output rows [oh0, oh0 + RW) of one plane (NV vectors, stride S: constants) from its pair-row copy; wp: the weight
- * pairs, (KH + 1) / 2 by KW, pair q over padded rows row[q] and row[q] + 1 of the window */
+ * pairs, (KH + 1) / 2 by KW, pair q over padded rows row[q] and row[q] + 1 of the window. K: the kernel's height
+ * as a constant (stride_h = S then), or 0 to read both from the shape. With the window a constant, the loads of
+ * one kernel column are the distinct pair rows alone (output row r's pair q reads pair row r S + row[q], the same
+ * as row r + 1's pair q - 1 at stride 1): the compiler keeps each in a register for every product that reads it,
+ * where a load per product made the loop wait on loads (a 5 x 5 kernel over nine rows: 13 loads a column, not
+ * 27). Each sum adds its products in (kw, q) order. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
-dwb_rows(const int RW, const int NV, const int S, const dw_args *a, const uint32_t *buf, int rowd, const uint32_t *wp,
-         const int *row, float bias, int64_t plane, int oh0) {
+dwb_rows(const int RW, const int NV, const int S, const int K, const dw_args *a, const uint32_t *buf, int rowd,
+         const uint32_t *wp, const int *row, float bias, int64_t plane, int oh0) {
     const mrec_depthwise_shape *s = a->s;
-    const int KW = s->KW, pairs = (s->KH + 1) / 2;
-    __m512 acc[8][DW_NV_MAX];
+    const int KW = s->KW, KH = K ? K : s->KH, pairs = (KH + 1) / 2, sh = K ? S : s->stride_h;
+    __m512 acc[DWB_ROWS_MAX][DW_NV_MAX];
     for (int r = 0; r < RW; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = _mm512_set1_ps(bias);
-    for (int q = 0; q < pairs; q++)
-        for (int kw = 0; kw < KW; kw++) {
-            __m512bh wv = (__m512bh)_mm512_set1_epi32((int)wp[q * KW + kw]);
-            const uint32_t *col = buf + (size_t)(kw % S) * rowd + kw / S;
-            for (int r = 0; r < RW; r++) {
-                const uint32_t *p = col + (size_t)((oh0 + r) * s->stride_h + row[q]) * S * rowd;
-                for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)_mm512_loadu_si512(p + 16 * v), wv);
+    const uint32_t *top = buf + (size_t)oh0 * sh * S * rowd;
+    for (int kw = 0; kw < KW; kw++) {
+        const uint32_t *col = top + (size_t)(kw % S) * rowd + kw / S;
+        __m512bh wv[DWB_PAIRS_MAX];
+        for (int q = 0; q < pairs; q++) wv[q] = (__m512bh)_mm512_set1_epi32((int)wp[q * KW + kw]);
+        if (K) {
+            /* pair row j once, into every sum that reads it (r S + at(q) = j); the loops unrolled, so that the
+             * sums' indices are constants and the sums stay in registers */
+            const int last = (RW - 1) * S + K - 2;
+#pragma GCC unroll 32
+            for (int j = 0; j <= last; j++) {
+                __m512bh x[DW_NV_MAX];
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; v++) x[v] = (__m512bh)_mm512_loadu_si512(col + (size_t)j * S * rowd + 16 * v);
+#pragma GCC unroll 8
+                for (int q = 0; q < pairs; q++) {
+                    int d = j - (2 * q + 1 < K ? 2 * q : K - 2);
+                    if (d < 0 || d % S || d / S >= RW) continue;
+#pragma GCC unroll 8
+                    for (int v = 0; v < NV; v++) acc[d / S][v] = _mm512_dpbf16_ps(acc[d / S][v], x[v], wv[q]);
+                }
             }
+            continue;
         }
+        for (int q = 0; q < pairs; q++)
+            for (int r = 0; r < RW; r++) {
+                const uint32_t *p = col + (size_t)(r * sh + row[q]) * S * rowd;
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)_mm512_loadu_si512(p + 16 * v), wv[q]);
+            }
+    }
     dw_store(RW, NV, a, acc, plane, oh0, 0);
 }
 
+/* All output rows of one plane: blocks of DWB_ROWS(NV) rows, the last one moved up to end at the last row (it
+ * writes again some rows the one before wrote, with the same sums); fewer rows than a block one at a time */
+#define DWB_ROWS(NV) ((NV) == 1 ? 9 : (NV) == 2 ? 6 : (NV) == 3 ? 4 : (NV) == 4 ? 3 : 2)
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
-dwb_block(const int NV, const int S, const dw_args *a, const uint32_t *buf, int rowd, const uint32_t *wp, const int *row,
-          float bias, int64_t plane) {
-    int oh = 0;
-    for (; oh + 8 / NV <= a->Ho; oh += 8 / NV) dwb_rows(8 / NV, NV, S, a, buf, rowd, wp, row, bias, plane, oh);
-    for (; oh + 2 <= a->Ho; oh += 2) dwb_rows(2, NV, S, a, buf, rowd, wp, row, bias, plane, oh);
-    for (; oh < a->Ho; oh++) dwb_rows(1, NV, S, a, buf, rowd, wp, row, bias, plane, oh);
+dwb_block(const int NV, const int S, const int K, const dw_args *a, const uint32_t *buf, int rowd, const uint32_t *wp,
+          const int *row, float bias, int64_t plane) {
+    const int RW = DWB_ROWS(NV);
+    if (a->Ho < RW) {
+        for (int oh = 0; oh < a->Ho; oh++) dwb_rows(1, NV, S, K, a, buf, rowd, wp, row, bias, plane, oh);
+        return;
+    }
+    for (int oh = 0; oh < a->Ho; oh += RW)
+        dwb_rows(RW, NV, S, K, a, buf, rowd, wp, row, bias, plane, oh + RW <= a->Ho ? oh : a->Ho - RW);
+}
+
+/* dwb_block with NV and S constants, for one kernel height K (or 0: any) */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
+dwb_plane(const int K, int nv, const dw_args *a, const uint32_t *buf, int rowd, const uint32_t *wp, const int *row, float bias,
+          int64_t plane) {
+    switch (nv * 2 + (a->s->stride_w == 2)) {
+    case 2: dwb_block(1, 1, K, a, buf, rowd, wp, row, bias, plane); break;
+    case 3: dwb_block(1, 2, K, a, buf, rowd, wp, row, bias, plane); break;
+    case 4: dwb_block(2, 1, K, a, buf, rowd, wp, row, bias, plane); break;
+    case 5: dwb_block(2, 2, K, a, buf, rowd, wp, row, bias, plane); break;
+    case 6: dwb_block(3, 1, K, a, buf, rowd, wp, row, bias, plane); break;
+    case 7: dwb_block(3, 2, K, a, buf, rowd, wp, row, bias, plane); break;
+    case 8: dwb_block(4, 1, K, a, buf, rowd, wp, row, bias, plane); break;
+    case 9: dwb_block(4, 2, K, a, buf, rowd, wp, row, bias, plane); break;
+    case 10: dwb_block(5, 1, K, a, buf, rowd, wp, row, bias, plane); break;
+    default: dwb_block(5, 2, K, a, buf, rowd, wp, row, bias, plane); break;
+    }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void depthwise_range_bf16(void *arg, int64_t lo, int64_t hi) {
@@ -450,18 +515,11 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void depthwise_ran
             }
         float bias = a->bias ? a->bias[ch] : 0.0f;
         dwb_fill(a, buf, rowd, Hp, plane);
-        switch (nv * 2 + (s->stride_w == 2)) {
-        case 2: dwb_block(1, 1, a, buf, rowd, wp, row, bias, plane); break;
-        case 3: dwb_block(1, 2, a, buf, rowd, wp, row, bias, plane); break;
-        case 4: dwb_block(2, 1, a, buf, rowd, wp, row, bias, plane); break;
-        case 5: dwb_block(2, 2, a, buf, rowd, wp, row, bias, plane); break;
-        case 6: dwb_block(3, 1, a, buf, rowd, wp, row, bias, plane); break;
-        case 7: dwb_block(3, 2, a, buf, rowd, wp, row, bias, plane); break;
-        case 8: dwb_block(4, 1, a, buf, rowd, wp, row, bias, plane); break;
-        case 9: dwb_block(4, 2, a, buf, rowd, wp, row, bias, plane); break;
-        case 10: dwb_block(5, 1, a, buf, rowd, wp, row, bias, plane); break;
-        default: dwb_block(5, 2, a, buf, rowd, wp, row, bias, plane); break;
-        }
+        /* EfficientNet's 3 x 3 and 5 x 5 kernels with the window a constant (their strides are square) */
+        int k = s->stride_h == s->stride_w ? KH : 0;
+        if (k == 3) dwb_plane(3, nv, a, buf, rowd, wp, row, bias, plane);
+        else if (k == 5) dwb_plane(5, nv, a, buf, rowd, wp, row, bias, plane);
+        else dwb_plane(0, nv, a, buf, rowd, wp, row, bias, plane);
         dw_finish(a, plane, plane + 1);
     }
 }
