@@ -1715,6 +1715,23 @@ mrec_status mrec_depthwise_conv2d_act_cuda(float *out, const float *in, const fl
                                            float *means, const mrec_depthwise_shape *s, mrec_cuda *cu);
 mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float *in, const float *weight,
                                       const float *bias, mrec_act act, float *means, const mrec_depthwise_shape *s);
+/* EfficientNet's expansion handed to its depthwise conv in bf16, as autocast hands it on: the same values the
+ * bf16 depthwise conv rounds its float input to, in half the bytes, and no rounding pass in the conv (written
+ * once by the GEMM's store, read once as pair rows). A bf16 context on a CPU with AVX-512 BF16 and no AMX
+ * (mrec_bf16_planes_native; a GPU runs its own route). mrec_conv2d_to_bf16: out = mrec_conv2d_act's output (act
+ * an mrec_act or MREC_GEMM_NO_ACT, beta 0) rounded to nearest even as VCVTNEPS2BF16 rounds; through a float
+ * copy where the bf16 GEMM's store does not take it (groups, K past 1024, another activation).
+ * mrec_depthwise_conv2d_act_from_bf16: mrec_depthwise_conv2d_act in a bf16 context on a bf16 input, the bits
+ * it gives on that input widened (where its pair rows do not take the shape, widened into a float copy). */
+int mrec_bf16_planes_native(const mrec_context *ctx);
+mrec_status mrec_conv2d_to_bf16_cpu(uint16_t *out, const float *in, const float *weight, const float *bias, int act,
+                                    const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool);
+mrec_status mrec_conv2d_to_bf16(mrec_context *ctx, uint16_t *out, const float *in, const float *weight, const float *bias, int act,
+                                const mrec_conv2d_shape *s);
+mrec_status mrec_depthwise_conv2d_act_from_bf16_cpu(float *out, const uint16_t *in, const float *weight, const float *bias,
+                                                    mrec_act act, float *means, const mrec_depthwise_shape *s, mrec_pool *pool);
+mrec_status mrec_depthwise_conv2d_act_from_bf16(mrec_context *ctx, float *out, const uint16_t *in, const float *weight,
+                                                const float *bias, mrec_act act, float *means, const mrec_depthwise_shape *s);
 /* out (R) = the mean of each row of in (R, HW): a global average pool of (N, C, HW) with R = N * C. */
 void mrec_row_mean_ref(float *out, const float *in, int R, int HW);
 void mrec_row_mean_cpu(float *out, const float *in, int R, int HW, mrec_pool *pool);

@@ -385,19 +385,26 @@ static mrec_status conv1x1(mrec_context *ctx, float *out, const float *in, const
 
 /* One MBConv block on x (G, c_in, h, w); *out receives the buffer holding its output, *h, *w its size. */
 static mrec_status block_forward(mrec_context *ctx, const mrec_effnet_block *B, const activations *t, size_t col, float *x,
-                                 float **out, float *free1, float *free2, int G, int *h, int *w) {
+                                 float **out, float *free1, float *free2, int G, int *h, int *w, int half) {
     mrec_status st = MREC_OK;
-    const float *y = x;
-    if (B->expands) {
-        st = conv1x1(ctx, free1, x, B->expand_w, B->expand_b, G, B->c_in, B->c_exp, *h, *w, t, col, 1);
-        y = free1;
-    }
     mrec_depthwise_shape d = dw_shape(B, G, *h, *w);
     int h2 = mrec_depthwise_out_h(&d), w2 = mrec_depthwise_out_w(&d);
     int64_t R = (int64_t)G * B->c_exp, HW = (int64_t)h2 * w2;
-    /* squeeze-excite: per-channel means (G, c_exp), taken with the depthwise conv -> (G, c_se) -> swish ->
-     * (G, c_exp) -> sigmoid gate */
-    if (!st) st = mrec_depthwise_conv2d_act(ctx, free2, y, B->dw_w, B->dw_b, MREC_ACT_SILU, t->se[0], &d);
+    /* the expansion, then the depthwise conv with squeeze-excite's per-channel means (G, c_exp); in bf16 on a CPU
+     * the expansion's output goes over as bf16, the values the depthwise conv would round it to */
+    if (B->expands && half) {
+        mrec_conv2d_shape s = pointwise(G, B->c_in, B->c_exp, *h, *w);
+        st = mrec_conv2d_to_bf16(ctx, (uint16_t *)free1, x, B->expand_w, B->expand_b, MREC_ACT_SILU, &s);
+        if (!st) st = mrec_depthwise_conv2d_act_from_bf16(ctx, free2, (const uint16_t *)free1, B->dw_w, B->dw_b, MREC_ACT_SILU, t->se[0], &d);
+    } else {
+        const float *y = x;
+        if (B->expands) {
+            st = conv1x1(ctx, free1, x, B->expand_w, B->expand_b, G, B->c_in, B->c_exp, *h, *w, t, col, 1);
+            y = free1;
+        }
+        if (!st) st = mrec_depthwise_conv2d_act(ctx, free2, y, B->dw_w, B->dw_b, MREC_ACT_SILU, t->se[0], &d);
+    }
+    /* squeeze-excite: the means -> (G, c_se) -> swish -> (G, c_exp) -> sigmoid gate */
     if (!st) st = mrec_gemm(ctx, t->se[1], t->se[0], B->se_reduce_w, B->se_reduce_b, 1, 0, 0, 1, G, B->c_se, B->c_exp,
                             B->c_exp, B->c_exp, B->c_se);
     if (!st) st = mrec_activation(ctx, t->se[1], t->se[1], MREC_ACT_SILU, 0, (int64_t)G * B->c_se);
@@ -454,9 +461,10 @@ static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
         mrec_conv2d_shape s = stem_shape(m, G, H, W);
         if (!st) st = mrec_conv2d_act(ctx, x, t.padded, m->stem_w, m->stem_b, 0.0f, MREC_ACT_SILU, t.col, z.col, &s);
         h = mrec_conv2d_out_h(&s), w = mrec_conv2d_out_w(&s);
+        int half = mrec_bf16_planes_native(ctx) && !m->float_planes;
         for (int b = 0; b < m->n_blocks && !st; b++) {
             float *y;
-            st = block_forward(ctx, &m->block[b], &t, z.col, x, &y, f1, f2, G, &h, &w);
+            st = block_forward(ctx, &m->block[b], &t, z.col, x, &y, f1, f2, G, &h, &w, half);
             /* the output becomes the next input; the old input is free */
             f1 = x, x = y;
         }

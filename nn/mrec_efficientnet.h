@@ -48,6 +48,8 @@ typedef struct {
     float *storage; /* every tensor above, one allocation (host, or the device after mrec_efficientnet_to_device) */
     int64_t floats;
     mrec_context *on;
+    int float_planes; /* 1: each expansion hands its output to the depthwise conv in float even where
+                       * mrec_bf16_planes_native (the same bits; a test compares the two) */
 } mrec_efficientnet;
 
 /* Reads dir/config.json and dir/model.safetensors. A missing tensor, a shape

@@ -265,6 +265,17 @@ static void encoder_case(void) {
                     }
                     t_check(worst >= 0.999, "ALIGN layer %s in bf16 (%s): worst cosine to Hugging Face's fp32 %.6f",
                             mrec_image_layer_name(enc.layer), mrec_simd_name((mrec_simd)simd), worst);
+                    /* the expansions handed to the depthwise convs in bf16 (without AMX) or in float: the same bits
+                     * (tiny's expansions sum K in one block either way) */
+                    t_check(mrec_bf16_planes_native(half) == (simd < MREC_SIMD_AMX), "bf16 planes on %s: %d",
+                            mrec_simd_name((mrec_simd)simd), mrec_bf16_planes_native(half));
+                    float *planes = malloc(2 * (size_t)D * sizeof(float));
+                    enc.align.float_planes = 1;
+                    if (t_status(mrec_image_encoder_embed(half, &enc, paths, 2, planes, ok, errors), MREC_OK, "in bf16, float planes"))
+                        t_check(!memcmp(planes, out, 2 * (size_t)D * sizeof(float)), "ALIGN layer %s in bf16 (%s): the bits with "
+                                "the expansions in float", mrec_image_layer_name(enc.layer), mrec_simd_name((mrec_simd)simd));
+                    enc.align.float_planes = 0;
+                    free(planes);
                 }
                 mrec_context_destroy(half);
             }

@@ -1318,6 +1318,41 @@ static void test_gemm_bf16_batched(void) {
             "bf16 batched gemm: an item over a thread's scratch is refused, nothing written");
 }
 
+/* mrec_conv2d_to_bf16_cpu against the float-output bf16 convolution (no pack set) rounded as VCVTNEPS2BF16
+ * rounds: the same bits where both sum K in one block (K up to 512) or the float route serves it (groups, K past
+ * 1024, an activation the store does not take), else within one bf16 step (the float route sums K in blocks of
+ * 512, adding each block's sum into C; the bf16 store's sums run through K in one chain). With a pack set
+ * (where a 3x3 conv would run Winograd in float) the same bits as without. */
+static void conv_to_bf16_checks(const char *what, mrec_conv2d_shape s, const float *x, const float *w, const float *b,
+                                mrec_packs *packs, int winograd, mrec_pool *pool) {
+    int64_t out_n = (int64_t)s.N * s.C_out * mrec_conv2d_out_h(&s) * mrec_conv2d_out_w(&s), k = (int64_t)(s.C_in / s.groups) * s.KH * s.KW;
+    static const int acts[4] = {MREC_GEMM_NO_ACT, MREC_ACT_SILU, MREC_ACT_RELU, MREC_ACT_GELU_ERF};
+    float *full = malloc((size_t)out_n * 4);
+    uint16_t *want = malloc((size_t)out_n * 2), *got = malloc((size_t)out_n * 2);
+    for (int a = 0; a < 4; a++) {
+        char w2[240];
+        snprintf(w2, sizeof w2, "%s, to bf16 with activation %d", what, acts[a]);
+        mrec_status st = acts[a] == MREC_GEMM_NO_ACT ? mrec_conv2d_bf16_cpu(full, x, w, b, &s, NULL, pool)
+                                                     : mrec_conv2d_act_bf16_cpu(full, x, w, b, 0.0f, (mrec_act)acts[a], &s, NULL, pool);
+        if (!t_status(st, MREC_OK, "%s: the float route", w2)) continue;
+        mrec_bf16_round_array(want, full, out_n);
+        int exact = s.groups != 1 || k <= 512 || k > 1024 || acts[a] == MREC_ACT_GELU_ERF;
+        for (int with = 0; with < 1 + (packs && !winograd); with++) {
+            for (int64_t i = 0; i < out_n; i++) got[i] = 0x7fc1; /* every output must be written */
+            if (!t_status(mrec_conv2d_to_bf16_cpu(got, x, w, b, acts[a], &s, with ? packs : NULL, pool), MREC_OK, "%s", w2)) continue;
+            int64_t off = 0;
+            for (int64_t i = 0; i < out_n; i++) {
+                if (got[i] == want[i]) continue;
+                float g = mrec_bf16_widen(got[i]), f = mrec_bf16_widen(want[i]);
+                off += exact || !(fabsf(g - f) <= ldexpf(1.0f, ilogbf(fmaxf(fabsf(g), fabsf(f))) - 7));
+            }
+            t_check(off == 0, "%s%s: %lld of %lld outputs off the float route's %s", w2, with ? ", packed" : "", (long long)off,
+                    (long long)out_n, exact ? "bits" : "by more than one bf16 step");
+        }
+    }
+    free(full), free(want), free(got);
+}
+
 /* The bf16 convolution against the reference on the input and weights
  * rounded to bf16 (exact products, fp32 sums: the fp32 bound), on every
  * pool with AVX-512 BF16 (AMX pools through the tiles); the same bits with
@@ -1356,6 +1391,7 @@ static void conv_bf16_case(mrec_conv2d_shape s, int with_bias) {
         t_allclose(what, ref, out, out_n, direct_tol, 0); /* |x||w| <= 1 per term, |b| <= 1 */
         conv_act_checks(what, s, x, w, b, ref, direct_tol, 1, NULL, pools[p]);
         conv_act_checks(what, s, x, w, b, ref, packed_tol, 1, packs, pools[p]);
+        conv_to_bf16_checks(what, s, x, w, b, packs, winograd, pools[p]);
         float *packed = malloc((size_t)out_n * 4);
         for (int round = 0; round < 2; round++) {
             float *dst = round ? again : packed;
@@ -1402,6 +1438,8 @@ static void test_conv_bf16(void) {
     conv_bf16_case((mrec_conv2d_shape){1, 18, 6, 6, 8, 1, 1, 1, 1, 0, 0, 2}, 0);      /* pointwise groups of 9 channels */
     conv_bf16_case((mrec_conv2d_shape){1, 600, 4, 4, 70, 3, 3, 1, 1, 1, 1, 1}, 1);    /* K 5400: over 1024 pairs */
     conv_bf16_case((mrec_conv2d_shape){2, 3, 20, 18, 64, 7, 7, 2, 2, 3, 3, 1}, 1);    /* a stem: odd K (147), after scratch that holds other rows */
+    conv_bf16_case((mrec_conv2d_shape){1, 48, 17, 19, 40, 1, 1, 1, 1, 0, 0, 1}, 1);   /* EfficientNet's expansions: single columns */
+    conv_bf16_case((mrec_conv2d_shape){2, 640, 3, 3, 30, 1, 1, 1, 1, 0, 0, 1}, 1);    /* K 640 over two images */
 }
 
 static void test_batchnorm(void) {
@@ -2523,6 +2561,21 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
             mrec_row_mean_cpu(want, half, planes, Ho * Wo, p512);
             t_check(memcmp(means, want, (size_t)planes * 4) == 0, "%s: the means' bits", w2);
         }
+        /* the input in bf16: the bits of the float input rounded to it, swish and the means too */
+        uint16_t *x16 = malloc((size_t)in_n * 2);
+        float *m16 = malloc((size_t)planes * 4), *got = malloc((size_t)out_n * 4);
+        for (int64_t i = 0; i < in_n; i++) x16[i] = mrec_bf16_round(x[i]);
+        for (int a = 0; a < 2 && p512; a++) {
+            mrec_act act = a ? MREC_ACT_SILU : MREC_ACT_RELU;
+            for (int64_t i = 0; i < out_n; i++) got[i] = NAN;
+            mrec_status st = mrec_depthwise_conv2d_act_bf16_cpu(half, xr, w, b, act, a ? means : NULL, &s, p512);
+            mrec_status st16 = mrec_depthwise_conv2d_act_from_bf16_cpu(got, x16, w, b, act, a ? m16 : NULL, &s, p512);
+            snprintf(w2, sizeof w2, "depthwise from bf16 + %s %s", a ? "swish + means" : "relu", what);
+            if (!t_status(st, MREC_OK, "%s: the float input", w2) || !t_status(st16, MREC_OK, "%s", w2)) continue;
+            t_check(!memcmp(got, half, (size_t)out_n * 4), "%s: the bits of the rounded float input", w2);
+            if (a) t_check(!memcmp(m16, means, (size_t)planes * 4), "%s: the means' bits", w2);
+        }
+        free(x16), free(m16), free(got);
         free(xr), free(wr), free(half), free(means), free(want), free(conv), free(refb);
     }
     if (s.pad_top == s.pad_bottom && s.pad_left == s.pad_right && s.pad_top == s.pad_left) {

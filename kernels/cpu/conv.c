@@ -458,6 +458,34 @@ static mrec_status conv2d_bf16_run(float *out, const float *in, const float *wei
     return MREC_OK;
 }
 
+/* out = conv2d_bf16_run(in) rounded to bf16, through a float copy: where the bf16-output GEMM does not apply */
+static mrec_status conv2d_to16_through_float(uint16_t *out, const float *in, const float *weight, const float *bias,
+                                             const mrec_act *act, const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+    int64_t n = (int64_t)s->N * s->C_out * mrec_conv2d_out_h(s) * mrec_conv2d_out_w(s);
+    float *full = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!full) return mrec_fail(MREC_ERR_NOMEM, "bf16 conv2d: %lld outputs in float", (long long)n);
+    mrec_status st = conv2d_bf16_run(full, in, weight, bias, 0.0f, act, s, packs, pool);
+    if (!st) mrec_bf16_round_array(out, full, n);
+    free(full);
+    return st;
+}
+
+mrec_status mrec_conv2d_to_bf16_cpu(uint16_t *out, const float *in, const float *weight, const float *bias, int act,
+                                    const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
+    if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 conv2d: this CPU has no AVX-512 BF16");
+    mrec_act a = (mrec_act)act, *pa = act == MREC_GEMM_NO_ACT ? NULL : &a;
+    int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s), npix = Ho * Wo, krows = s->C_in * s->KH * s->KW;
+    if (s->groups != 1 || s->N < 1 || npix < 1) return conv2d_to16_through_float(out, in, weight, bias, pa, s, packs, pool);
+    mrec_gemm_fill_pairs pairs = pointwise(s) ? fill_pairs_pointwise : NULL;
+    mrec_gemm_images images, *im = NULL;
+    unfold u = {in, s, Wo, 0, 0};
+    if (s->N > 1) u = whole_batch(in, s, Wo, &images), im = &images; /* the batch as one GEMM, as conv2d_run */
+    if (mrec_gemm_bf16_filled_to16(out, weight, fill_panel, pairs, &u, bias, pa, s->C_out, s->N * npix, krows, npix, im, packs,
+                                   pool))
+        return MREC_OK;
+    return conv2d_to16_through_float(out, in, weight, bias, pa, s, packs, pool);
+}
+
 mrec_status mrec_conv2d_bf16_cpu(float *out, const float *in, const float *weight, const float *bias,
                                  const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool) {
     return conv2d_bf16_run(out, in, weight, bias, 0.0f, NULL, s, packs, pool);

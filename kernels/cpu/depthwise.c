@@ -20,6 +20,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int out_size(int in, int k, int stride, int pad_a, int pad_b) {
@@ -87,6 +88,7 @@ typedef struct {
     int silu;    /* the AVX-512 path: swish on each task's planes */
     float *means; /* the AVX-512 path: each plane's mean after that, or NULL */
     int bf16;     /* a bf16 context's: swish to bf16's precision (mrec_silu_bf16_avx512) */
+    const uint16_t *in16; /* the bf16 path's input in bf16 (in NULL then), or NULL */
 } dw_args;
 
 MREC_VECTOR_CLONES static void depthwise_range(void *arg, int64_t lo, int64_t hi) {
@@ -353,63 +355,56 @@ __attribute__((target("avx512f"))) static void depthwise_range_padded(void *arg,
 #define DWB_PAIRS_MAX 4 /* (DW_KW_MAX + 1) / 2 pairs of rows a kernel column */
 #define DWB_ROWS_MAX 9  /* output rows a block keeps the sums of */
 
-/* Two rows of 16 bf16 as 16 dwords: (a[i], b[i]) */
-static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) __m512i dwb_pair16(__m256i a, __m256i b) {
-    static const uint16_t order[32] __attribute__((aligned(64))) = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,
-                                                                   37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
-                                                                   11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-    return _mm512_permutex2var_epi16(_mm512_castsi256_si512(a), _mm512_load_si512(order), _mm512_castsi256_si512(b));
+/* Pair dwords (a[j], b[j]) of two rows of 32 bf16, for j in the first 16 columns, the last 16, or the even and the
+ * odd columns (a stride 2's two phases) */
+enum { DWB_FIRST, DWB_LAST, DWB_EVEN, DWB_ODD };
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) __m512i dwb_pairs(__m512i a, __m512i b, int which) {
+    static const uint16_t order[4][32] __attribute__((aligned(64))) = {
+        {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39, 8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47},
+        {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63},
+        {0, 32, 2, 34, 4, 36, 6, 38, 8, 40, 10, 42, 12, 44, 14, 46, 16, 48, 18, 50, 20, 52, 22, 54, 24, 56, 26, 58, 28, 60, 30, 62},
+        {1, 33, 3, 35, 5, 37, 7, 39, 9, 41, 11, 43, 13, 45, 15, 47, 17, 49, 19, 51, 21, 53, 23, 55, 25, 57, 27, 59, 29, 61, 31, 63}};
+    return _mm512_permutex2var_epi16(a, _mm512_load_si512(order[which]), b);
 }
 
-/* 16 floats rounded to bf16 (nearest even), the lanes off m read as zeros */
-static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) __m256i dwb_round16(const float *x,
-                                                                                                         __mmask16 m) {
-    return (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x));
+/* 32 values of a row from x (bf16) or x32 (float, rounded to nearest even), the lanes off m, lo and hi zeros */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) __m512i dwb_row32(const uint16_t *x, const float *x32,
+                                                                                                       __mmask32 m, __mmask16 lo,
+                                                                                                       __mmask16 hi) {
+    if (x) return _mm512_maskz_loadu_epi16(m, x);
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x32 + 16), _mm512_maskz_loadu_ps(lo, x32)); /* [lo | hi] */
 }
 
 /* One plane into buf: pair row r (padded rows r, r + 1) at buf + r * S * rowd, phase p at + p * rowd; the padding
- * is buf's zeros, written once per task (every plane writes the same dwords). A strip of 16 columns (stride 2:
- * 32 input columns, 16 of each phase) at a time down the plane: each input row rounded once, then paired with the
- * row above it (the padding above the first row and below the last pairs with zeros). */
+ * is buf's zeros, written once per task (every plane writes the same dwords). A strip of 32 input columns at a
+ * time down the plane: each input row rounded once (or read as it is in bf16), then paired with the row above
+ * it (the padding above the first row and below the last pairs with zeros). */
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void dwb_fill(const dw_args *a, uint32_t *buf, int rowd, int Hp,
                                                                              int64_t plane) {
     const mrec_depthwise_shape *s = a->s;
     const int W = s->W, H = s->H, pl = s->pad_left, pt = s->pad_top, S = s->stride_w;
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    const float *x = a->in + plane * H * W;
     /* pair rows [first, end) hold an input row: padded rows pt - 1 .. pt + H - 1 begin them, within Hp - 1 */
     int first = pt > 0 ? pt - 1 : 0, end = pt + H < Hp - 1 ? pt + H : Hp - 1;
-    for (int t = 0; t * S < W; t += 16) {
-        /* input columns [S t, S t + 16 S): stride 1 at padded column pl + t; stride 2, phase (c + pl) % 2 at (c + pl) / 2 */
-        __mmask16 m0 = span16(0, W - S * t), m1 = span16(0, W - S * t - 16);
-        __mmask16 me = span16(0, (W - 2 * t + 1) / 2), mo = span16(0, (W - 2 * t) / 2);
-        uint32_t *at0 = buf + (S == 1 ? (size_t)(pl + t) : (size_t)(pl % 2) * rowd + pl / 2 + t);
-        uint32_t *at1 = buf + (size_t)((pl + 1) % 2) * rowd + (pl + 1) / 2 + t; /* stride 2: the odd input columns */
-        __m256i prev0 = _mm256_setzero_si256(), prev1 = prev0;
+    for (int c = 0; c < W; c += 32) {
+        /* stride 1: input column c + i at padded column pl + c + i; stride 2: phase (c + i + pl) % 2 at (c + i + pl) / 2 */
+        uint32_t *at0 = buf + (S == 1 ? (size_t)(pl + c) : (size_t)(pl % 2) * rowd + (pl + c) / 2);
+        uint32_t *at1 = S == 1 ? at0 + 16 : buf + (size_t)((pl + 1) % 2) * rowd + (pl + c + 1) / 2;
+        __mmask16 m0 = S == 1 ? span16(0, W - c) : span16(0, (W - c + 1) / 2), m1 = S == 1 ? span16(0, W - c - 16) : span16(0, (W - c) / 2);
+        __mmask16 lo = span16(0, W - c), hi = span16(0, W - c - 16);
+        __mmask32 m = W - c >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (W - c)) - 1);
+        const uint16_t *x = a->in16 ? a->in16 + (size_t)plane * H * W + c : NULL;
+        const float *x32 = a->in16 ? NULL : a->in + (size_t)plane * H * W + c;
+        __m512i prev = _mm512_setzero_si512();
         for (int r = first; r < end + 1; r++) {
             int ih = r - pt; /* padded row r is input row ih */
-            __m256i cur0 = prev0, cur1 = prev1;
-            if (ih < 0 || ih >= H) {
-                cur0 = cur1 = _mm256_setzero_si256();
-            } else if (S == 1) {
-                cur0 = dwb_round16(x + (size_t)ih * W + t, m0);
-            } else {
-                __m512 lo = _mm512_maskz_loadu_ps(m0, x + (size_t)ih * W + 2 * t);
-                __m512 hi = _mm512_maskz_loadu_ps(m1, x + (size_t)ih * W + 2 * t + 16);
-                cur0 = (__m256i)_mm512_cvtneps_pbh(_mm512_permutex2var_ps(lo, even, hi));
-                cur1 = (__m256i)_mm512_cvtneps_pbh(_mm512_permutex2var_ps(lo, odd, hi));
-            }
+            __m512i cur = ih < 0 || ih >= H ? _mm512_setzero_si512()
+                                            : dwb_row32(x ? x + (size_t)ih * W : NULL, x32 ? x32 + (size_t)ih * W : NULL, m, lo, hi);
             if (r > first) { /* pair row r - 1: padded rows r - 1 and r */
                 size_t off = (size_t)(r - 1) * S * rowd;
-                if (S == 1) {
-                    _mm512_mask_storeu_epi32(at0 + off, m0, dwb_pair16(prev0, cur0));
-                } else {
-                    _mm512_mask_storeu_epi32(at0 + off, me, dwb_pair16(prev0, cur0));
-                    _mm512_mask_storeu_epi32(at1 + off, mo, dwb_pair16(prev1, cur1));
-                }
+                _mm512_mask_storeu_epi32(at0 + off, m0, dwb_pairs(prev, cur, S == 1 ? DWB_FIRST : DWB_EVEN));
+                if (m1) _mm512_mask_storeu_epi32(at1 + off, m1, dwb_pairs(prev, cur, S == 1 ? DWB_LAST : DWB_ODD));
             }
-            prev0 = cur0, prev1 = cur1;
+            prev = cur;
         }
     }
 }
@@ -525,14 +520,20 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void depthwise_ran
 }
 #endif
 
-/* act < 0: none; means NULL: none; bf16: the bf16 path where it takes the shape (the CPU has AVX-512 BF16) */
-static void depthwise(float *out, const float *in, const float *weight, const float *bias, int act, float *means,
-                      const mrec_depthwise_shape *s, int bf16, mrec_pool *pool) {
-    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0, NULL, bf16};
+/* The pair-row path takes the shape (in a bf16 context, the CPU with AVX-512 BF16) */
+static int takes_pairs(const mrec_depthwise_shape *s) {
+    return dw_pad_row(s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s)) > 0 && s->KH >= 2; /* stride 1 or 2, KW <= 7 */
+}
+
+/* act < 0: none; means NULL: none; bf16: the bf16 path where it takes the shape (the CPU has AVX-512 BF16), with
+ * the input in bf16 (in16, in NULL) where it does */
+static void depthwise(float *out, const float *in, const uint16_t *in16, const float *weight, const float *bias, int act,
+                      float *means, const mrec_depthwise_shape *s, int bf16, mrec_pool *pool) {
+    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0, NULL, bf16, in16};
     if (a.Ho <= 0 || a.Wo <= 0) return;
     int64_t planes = (int64_t)s->N * s->C, plane = (int64_t)a.Ho * a.Wo;
 #if defined(__x86_64__) && defined(__GNUC__)
-    int padded = dw_pad_row(s, a.Ho, a.Wo) > 0, pairs = bf16 && padded && s->KH >= 2; /* padded: stride 1 or 2, KW <= 7 */
+    int padded = dw_pad_row(s, a.Ho, a.Wo) > 0, pairs = bf16 && takes_pairs(s);
     if (pairs || (mrec_pool_simd(pool) >= MREC_SIMD_AVX512 && (s->stride_w == 1 || s->stride_w == 2) && s->KW <= DW_KW_MAX)) {
         a.silu = act == MREC_ACT_SILU, a.means = act < 0 || a.silu ? means : NULL;
         void (*range)(void *, int64_t, int64_t) = pairs ? depthwise_range_bf16 : padded ? depthwise_range_padded : depthwise_range_avx512;
@@ -549,18 +550,35 @@ static void depthwise(float *out, const float *in, const float *weight, const fl
 
 void mrec_depthwise_conv2d_cpu(float *out, const float *in, const float *weight, const float *bias,
                                const mrec_depthwise_shape *s, mrec_pool *pool) {
-    depthwise(out, in, weight, bias, -1, NULL, s, 0, pool);
+    depthwise(out, in, NULL, weight, bias, -1, NULL, s, 0, pool);
 }
 
 void mrec_depthwise_conv2d_act_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
                                    float *means, const mrec_depthwise_shape *s, mrec_pool *pool) {
-    depthwise(out, in, weight, bias, (int)act, means, s, 0, pool);
+    depthwise(out, in, NULL, weight, bias, (int)act, means, s, 0, pool);
 }
 
 mrec_status mrec_depthwise_conv2d_act_bf16_cpu(float *out, const float *in, const float *weight, const float *bias, mrec_act act,
                                                float *means, const mrec_depthwise_shape *s, mrec_pool *pool) {
     if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 depthwise conv: this CPU has no AVX-512 BF16");
-    depthwise(out, in, weight, bias, (int)act, means, s, 1, pool);
+    depthwise(out, in, NULL, weight, bias, (int)act, means, s, 1, pool);
+    return MREC_OK;
+}
+
+mrec_status mrec_depthwise_conv2d_act_from_bf16_cpu(float *out, const uint16_t *in, const float *weight, const float *bias,
+                                                    mrec_act act, float *means, const mrec_depthwise_shape *s, mrec_pool *pool) {
+    if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 depthwise conv: this CPU has no AVX-512 BF16");
+    if (takes_pairs(s)) {
+        depthwise(out, NULL, in, weight, bias, (int)act, means, s, 1, pool);
+        return MREC_OK;
+    }
+    /* a shape the pair rows do not take: its float path on the input widened */
+    int64_t n = (int64_t)s->N * s->C * s->H * s->W;
+    float *wide = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    if (!wide) return mrec_fail(MREC_ERR_NOMEM, "bf16 depthwise conv: %lld inputs in float", (long long)n);
+    for (int64_t i = 0; i < n; i++) wide[i] = mrec_bf16_widen(in[i]);
+    depthwise(out, wide, NULL, weight, bias, (int)act, means, s, 1, pool);
+    free(wide);
     return MREC_OK;
 }
 

@@ -295,6 +295,18 @@ mrec_status mrec_conv2d_act(mrec_context *ctx, float *out, const float *in, cons
     return MREC_OK;
 }
 
+int mrec_bf16_planes_native(const mrec_context *ctx) {
+    return !on_gpu(ctx) && ctx->precision == MREC_PREC_BF16 && mrec_cpu_has_bf16() && mrec_pool_simd(ctx->pool) < MREC_SIMD_AMX;
+}
+
+mrec_status mrec_conv2d_to_bf16(mrec_context *ctx, uint16_t *out, const float *in, const float *weight, const float *bias, int act,
+                                const mrec_conv2d_shape *s) {
+    if (on_gpu(ctx) || ctx->precision != MREC_PREC_BF16)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "conv2d to bf16: a bf16 context on the CPU only (mrec_bf16_planes_native)");
+    if (act != MREC_GEMM_NO_ACT && (act < 0 || act > MREC_ACT_TANH)) return mrec_fail(MREC_ERR_ARG, "conv2d to bf16: activation %d", act);
+    return mrec_conv2d_to_bf16_cpu(out, in, weight, bias, act, s, ctx->packs, ctx->pool);
+}
+
 mrec_status mrec_batchnorm(mrec_context *ctx, float *out, const float *in, const float *gamma, const float *beta,
                            const float *mean, const float *var, float eps, int N, int C, int HW) {
     if (on_gpu(ctx)) return mrec_batchnorm_cuda(out, in, gamma, beta, mean, var, eps, N, C, HW, ctx->cuda);
@@ -987,6 +999,16 @@ mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float
     if (ctx->precision == MREC_PREC_BF16) return mrec_depthwise_conv2d_act_bf16_cpu(out, in, weight, bias, act, means, s, ctx->pool);
     mrec_depthwise_conv2d_act_cpu(out, in, weight, bias, act, means, s, ctx->pool);
     return MREC_OK;
+}
+
+mrec_status mrec_depthwise_conv2d_act_from_bf16(mrec_context *ctx, float *out, const uint16_t *in, const float *weight,
+                                                const float *bias, mrec_act act, float *means, const mrec_depthwise_shape *s) {
+    if (on_gpu(ctx) || ctx->precision != MREC_PREC_BF16)
+        return mrec_fail(MREC_ERR_UNSUPPORTED, "depthwise conv from bf16: a bf16 context on the CPU only (mrec_bf16_planes_native)");
+    if (s->N < 0 || s->C < 1 || mrec_depthwise_out_h(s) < 1 || mrec_depthwise_out_w(s) < 1)
+        return mrec_fail(MREC_ERR_ARG, "depthwise conv from bf16: N %d, C %d, a %dx%d output", s->N, s->C, mrec_depthwise_out_w(s),
+                         mrec_depthwise_out_h(s));
+    return mrec_depthwise_conv2d_act_from_bf16_cpu(out, in, weight, bias, act, means, s, ctx->pool);
 }
 
 mrec_status mrec_row_mean(mrec_context *ctx, float *out, const float *in, int R, int HW) {

@@ -78,6 +78,7 @@ typedef struct {
     const uint32_t *a_pairs; /* op(A) given in pairs: pair p of row i at a_pairs[p * lda + i], or NULL */
     const mrec_act *act; /* applied to each tile of C once it is whole, or NULL */
     const mrec_gemm_images *images; /* a filled GEMM's C over images, or NULL */
+    uint16_t *c16;                  /* a filled GEMM's C in bf16 (mrec_gemm_bf16_filled_to16), or NULL */
 } job;
 
 /* 16 bf16 pairs from two rows of 16 floats (the second NULL: zeros), each
@@ -268,6 +269,12 @@ static __attribute__((noinline)) void store_column(float *c, int ldc, const floa
         if (flags & MREC_UK_RELU) out[i] = out[i] > 0.0f ? out[i] : 0.0f; /* NaN as 0, as the vectors' max */
     }
     if (flags & MREC_UK_SILU_BF16) _mm512_store_ps(out, mrec_silu16_bf16(_mm512_load_ps(out)));
+    if (flags & MREC_UK_OUT_BF16) { /* rounded as the vectors are */
+        _Alignas(32) uint16_t half[16];
+        _mm256_store_si256((__m256i *)half, (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(out)));
+        for (int i = 0; i < m; i++) ((uint16_t *)c)[(size_t)i * ldc + j] = half[i];
+        return;
+    }
     for (int i = 0; i < m; i++) c[(size_t)i * ldc + j] = out[i];
 }
 
@@ -315,6 +322,7 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const in
     for (int i = 0; i < mr; i++) {
         if (i >= m) break;
         float *ci = c + (size_t)i * ldc;
+        uint16_t *ci16 = (uint16_t *)c + (size_t)i * ldc; /* MREC_UK_OUT_BF16 */
         if (row_bias) vb[0] = vb[1] = _mm512_set1_ps(row_bias[i]);
         for (int v = 0; v < NV; v++) {
             if (!mask[v]) break;
@@ -323,7 +331,8 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const in
                              : _mm512_fmadd_ps(va, acc[i][v], _mm512_maskz_loadu_ps(mask[v], ci + 16 * v));
             if (flags & MREC_UK_RELU) out = _mm512_max_ps(out, _mm512_setzero_ps());
             if (flags & MREC_UK_SILU_BF16) out = mrec_silu16_bf16(out);
-            _mm512_mask_storeu_ps(ci + 16 * v, mask[v], out);
+            if (flags & MREC_UK_OUT_BF16) _mm256_mask_storeu_epi16(ci16 + 16 * v, mask[v], (__m256i)_mm512_cvtneps_pbh(out));
+            else _mm512_mask_storeu_ps(ci + 16 * v, mask[v], out);
         }
     }
     _Alignas(64) float sum[4][16];
@@ -707,6 +716,27 @@ void mrec_gemm_bf16_pair_rows(uint32_t *dst, int nr, const float *x, size_t ld, 
     }
 }
 
+void mrec_bf16_round_array(uint16_t *out, const float *in, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        _mm256_mask_storeu_epi16(out + i, k, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, in + i)));
+    }
+}
+
+/* A filled GEMM's (m x n) tile at row i, column j from tile (rows NR apart) into its bf16 C, each value rounded
+ * as the micro-kernel's store rounds it */
+static void tile_to16(const job *g, int i, int j, int m, int n, const float *tile) {
+    for (int c = 0, run; c < n; c += run) {
+        uint16_t *at = g->c16 + mrec_images_offset(g->images, g->ldc, i, j + c, n - c, &run);
+        for (int r = 0; r < m; r++)
+            for (int t = 0; t < run; t += 16) {
+                __mmask16 k = run - t >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (run - t)) - 1);
+                __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, tile + (size_t)r * NR + c + t));
+                _mm256_mask_storeu_epi16(at + (size_t)r * g->ldc + t, k, h);
+            }
+    }
+}
+
 /* One task: B panels [q0, q0 + ncp), all rows. The first KC block writes
  * its sums plus the row bias (the AMX tiles start from it), every later
  * block adds its sums. */
@@ -714,7 +744,7 @@ static void filled_task(void *arg, int task, int thread) {
     const job *g = arg;
     int panels = (g->N + NR - 1) / NR, q0 = (int)((int64_t)task * panels / g->n_chunks);
     int q1 = (int)((int64_t)(task + 1) * panels / g->n_chunks);
-    int kcp = g->amx ? AMX_KCP : KCP;
+    int kcp = g->amx ? AMX_KCP : g->c16 ? g->kp : KCP; /* bf16 C: one block of k (kp <= AMX_KCP) */
     uint32_t *bpack = (uint32_t *)mrec_pool_scratch(g->pool, thread);
     float *tmp = (float *)(bpack + (size_t)FILLED_NCP * kcp * NR);
     _Alignas(64) float init[AMX_MR][NR]; /* a row panel's bias, for the tiles */
@@ -736,14 +766,19 @@ static void filled_task(void *arg, int task, int thread) {
             for (int q = q0; q < q1; q++) {
                 const uint32_t *bp = bpack + (size_t)(q - q0) * kt * NR;
                 int n = g->N - q * NR < NR ? g->N - q * NR : NR, run, ldc = g->ldc;
-                float *c = mrec_images_at(g->images, g->C, g->ldc, ir, q * NR, n, &run);
-                _Alignas(64) float tile[AMX_MR * NR]; /* a tile over two images */
-                if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, c = tile, ldc = NR, 0);
+                int64_t at = mrec_images_offset(g->images, g->ldc, ir, q * NR, n, &run);
+                float *c = g->c16 ? (float *)(g->c16 + at) : g->C + at;
+                /* a tile over two images, or AMX's into a bf16 C, goes through a buffer (bf16 C: nothing to read) */
+                _Alignas(64) float tile[AMX_MR * NR];
+                int buffered = run < n || (g->c16 && g->amx);
+                if (buffered && g->c16) c = tile, ldc = NR;
+                else if (buffered) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, c = tile, ldc = NR, 0);
                 if (overwrite && !fresh) mrec_gemm_prologue(c, ldc, g->beta, NULL, g->row_bias ? g->row_bias + ir : NULL, 0, m, 0, n);
-                /* the AVX-512 micro-kernels take a ReLU or swish into their store */
+                /* the AVX-512 micro-kernels take a ReLU or swish into their store, and a bf16 C */
                 int last = p0 + kc >= g->kp, relu = !g->amx && last && g->act && *g->act == MREC_ACT_RELU;
                 int silu = !g->amx && last && g->act && *g->act == MREC_ACT_SILU;
-                int flags = (fresh ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0) | (silu ? MREC_UK_SILU_BF16 : 0);
+                int flags = (fresh ? MREC_UK_OVERWRITE : 0) | (relu ? MREC_UK_RELU : 0) | (silu ? MREC_UK_SILU_BF16 : 0) |
+                            (g->c16 && !buffered ? MREC_UK_OUT_BF16 : 0);
                 if (g->amx)
                     ukernel_amx(kt, g->apack + (size_t)ir * g->kb + p0, (size_t)g->kb, bp, c, ldc, 1.0f, NULL, rb,
                                 (const float(*)[NR])init, m, n, fresh);
@@ -751,7 +786,8 @@ static void filled_task(void *arg, int task, int thread) {
                     ukernel_of(g->mr, m, n)(kc, g->apack + (size_t)ir * g->kp + (size_t)p0 * g->mr, bp, c, ldc, 1.0f, NULL, rb, m, n,
                                       flags);
                 if (last && g->act && !relu && !silu) mrec_gemm_activate_bf16(c, ldc, m, n, *g->act, g->pool);
-                if (run < n) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, tile, NR, 1);
+                if (buffered && g->c16) tile_to16(g, ir, q * NR, m, n, tile);
+                else if (buffered) mrec_images_tile(g->images, g->C, g->ldc, ir, q * NR, m, n, tile, NR, 1);
             }
         }
     }
@@ -764,6 +800,29 @@ static int pack_whole_a(void *dst, void *arg) {
     g->apack = dst;
     if (g->amx) mrec_pool_run(g->pool, pack_a_panel_amx, g, (g->M + AMX_MR - 1) / AMX_MR);
     else mrec_pool_run(g->pool, pack_a_panel, g, (g->M + g->mr - 1) / g->mr);
+    return 1;
+}
+
+/* A filled GEMM g (its A, fill and C set) on the pool: A packed or taken from packs, then the tasks. 0 where
+ * memory for packing A runs out. */
+static int filled_run(job *g, mrec_packs *packs) {
+    g->kb = tile_pairs(g->kp);
+    g->amx = mrec_pool_simd(g->pool) >= MREC_SIMD_AMX && g->M > MR_FEW;
+    g->mr = rows_per_kernel(g->M, g->amx);
+    size_t a_bytes = g->amx ? (size_t)(g->M + AMX_MR - 1) / AMX_MR * AMX_MR * g->kb * sizeof(uint32_t)
+                            : (size_t)(g->M + g->mr - 1) / g->mr * g->mr * g->kp * sizeof(uint32_t);
+    const void *cached = packs ? mrec_packs_cached(packs, g->A, g->M, g->K, MREC_PACK_TAG_BF16_A - g->mr, a_bytes, pack_whole_a, g)
+                               : NULL;
+    void *own = NULL;
+    if (cached) {
+        g->apack = (uint32_t *)cached;
+    } else {
+        if (!(own = aligned_alloc(64, (a_bytes + 63) / 64 * 64))) return 0;
+        pack_whole_a(own, g);
+    }
+    g->n_chunks = mrec_panel_tasks((g->N + NR - 1) / NR, FILLED_NCP, mrec_pool_threads(g->pool));
+    mrec_pool_run(g->pool, filled_task, g, g->n_chunks);
+    free(own);
     return 1;
 }
 
@@ -780,24 +839,18 @@ int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, mrec_
         if (act) mrec_gemm_activate_bf16(C, ldc, M, N, *act, pool);
         return 1;
     }
-    g.kb = tile_pairs(g.kp);
-    g.amx = mrec_pool_simd(pool) >= MREC_SIMD_AMX && M > MR_FEW;
-    g.mr = rows_per_kernel(M, g.amx);
-    size_t a_bytes = g.amx ? (size_t)(M + AMX_MR - 1) / AMX_MR * AMX_MR * g.kb * sizeof(uint32_t)
-                           : (size_t)(M + g.mr - 1) / g.mr * g.mr * g.kp * sizeof(uint32_t);
-    const void *cached = packs ? mrec_packs_cached(packs, A, M, K, MREC_PACK_TAG_BF16_A - g.mr, a_bytes, pack_whole_a, &g)
-                               : NULL;
-    void *own = NULL;
-    if (cached) {
-        g.apack = (uint32_t *)cached;
-    } else {
-        if (!(own = aligned_alloc(64, (a_bytes + 63) / 64 * 64))) return 0;
-        pack_whole_a(own, &g);
-    }
-    g.n_chunks = mrec_panel_tasks((N + NR - 1) / NR, FILLED_NCP, mrec_pool_threads(pool));
-    mrec_pool_run(pool, filled_task, &g, g.n_chunks);
-    free(own);
-    return 1;
+    return filled_run(&g, packs);
+}
+
+int mrec_gemm_bf16_filled_to16(uint16_t *C, const float *A, mrec_gemm_fill_b fill, mrec_gemm_fill_pairs pairs, void *fill_arg,
+                               const float *row_bias, const mrec_act *act, int M, int N, int K, int ldc,
+                               const mrec_gemm_images *images, mrec_packs *packs, mrec_pool *pool) {
+    _Static_assert(MREC_GEMM_BF16_TO16_MAX_K <= 2 * AMX_KCP, "a bf16 C's sums in one block of k");
+    if (M <= 0 || N <= 0) return 1;
+    if (K <= 0 || K > MREC_GEMM_BF16_TO16_MAX_K || (act && *act != MREC_ACT_RELU && *act != MREC_ACT_SILU)) return 0;
+    job g = {.c16 = C, .A = A, .alpha = 1.0f, .M = M, .N = N, .K = K, .lda = K, .ldc = ldc, .kp = (K + 1) / 2, .pool = pool,
+             .fill = fill, .fill_pairs = pairs, .fill_arg = fill_arg, .row_bias = row_bias, .act = act, .images = images};
+    return filled_run(&g, packs);
 }
 
 /* ---- many small GEMMs (attention's heads) --------------------------------

@@ -31,6 +31,10 @@ static inline uint16_t mrec_bf16_round(float f) {
     return (uint16_t)(u >> 16);
 }
 
+/* out[i] = in[i] rounded as VCVTNEPS2BF16 rounds it (the bf16 GEMM's stores): nearest even; on CPUs with
+ * AVX-512 BF16 only */
+void mrec_bf16_round_array(uint16_t *out, const float *in, int64_t n);
+
 static inline float mrec_bf16_widen(uint16_t b) {
     uint32_t u = (uint32_t)b << 16;
     float f;
@@ -58,7 +62,12 @@ typedef struct {
     float beta;
 } mrec_uk_start;
 
-enum { MREC_UK_OVERWRITE = 1, MREC_UK_RELU = 2, MREC_UK_SILU_BF16 = 4 /* the bf16 kernels: mrec_silu16_bf16 */ };
+enum {
+    MREC_UK_OVERWRITE = 1,
+    MREC_UK_RELU = 2,
+    MREC_UK_SILU_BF16 = 4, /* the bf16 kernels: mrec_silu16_bf16 */
+    MREC_UK_OUT_BF16 = 8   /* the bf16 kernels, overwriting: c is bf16 storage (uint16_t), each value rounded to nearest even */
+};
 
 /* C's (m, n) corner = alpha * acc + start (start set), = alpha * acc
  * (MREC_UK_OVERWRITE), or += alpha * acc; then the ReLU (MREC_UK_RELU). */
@@ -178,12 +187,16 @@ typedef struct {
     int64_t image; /* floats from one image's C to the next */
 } mrec_gemm_images;
 
-/* The address of C's row i, column j, and how many columns from j lie in the same image (at most n). */
-static inline float *mrec_images_at(const mrec_gemm_images *im, float *C, int ldc, int i, int j, int n, int *run) {
-    if (!im) return *run = n, C + (size_t)i * ldc + j;
+/* Where C's row i, column j lies (elements from C), and how many columns from j lie in the same image (at most n). */
+static inline int64_t mrec_images_offset(const mrec_gemm_images *im, int ldc, int i, int j, int n, int *run) {
+    if (!im) return *run = n, (int64_t)i * ldc + j;
     int at = j % im->cols;
     *run = im->cols - at < n ? im->cols - at : n;
-    return C + (j / im->cols) * im->image + (size_t)i * ldc + at;
+    return (j / im->cols) * im->image + (int64_t)i * ldc + at;
+}
+
+static inline float *mrec_images_at(const mrec_gemm_images *im, float *C, int ldc, int i, int j, int n, int *run) {
+    return C + mrec_images_offset(im, ldc, i, j, n, run);
 }
 
 /* C's (m x n) tile at row i, column j into buf (rows NR apart), or back. */
@@ -313,6 +326,13 @@ typedef void (*mrec_gemm_fill_pairs)(void *arg, uint32_t *dst, int p0, int kc, i
 int mrec_gemm_bf16_filled(float *C, const float *A, mrec_gemm_fill_b fill, mrec_gemm_fill_pairs pairs, void *fill_arg,
                           const float *row_bias, float beta, const mrec_act *act, int M, int N, int K, int ldc,
                           const mrec_gemm_images *images, struct mrec_packs *packs, struct mrec_pool *pool);
+/* The same with C in bf16 (uint16_t, each value rounded to nearest even once whole, after act), beta 0: act
+ * NULL, ReLU or swish, and K at most MREC_GEMM_BF16_TO16_MAX_K (C's sums in one block of k). 0 where it does
+ * not apply or memory for packing A runs out (nothing written): the caller computes C in fp32 and rounds it. */
+#define MREC_GEMM_BF16_TO16_MAX_K 1024
+int mrec_gemm_bf16_filled_to16(uint16_t *C, const float *A, mrec_gemm_fill_b fill, mrec_gemm_fill_pairs pairs, void *fill_arg,
+                               const float *row_bias, const mrec_act *act, int M, int N, int K, int ldc,
+                               const mrec_gemm_images *images, struct mrec_packs *packs, struct mrec_pool *pool);
 /* Rows [0, rows) of a row-major x (row stride ld), columns [0, cols), as
  * (rows + 1) / 2 pair rows of a bf16 B panel at dst (stride NR; an odd
  * last row paired with zero; lanes [cols, NR) untouched): for a fill_pairs
