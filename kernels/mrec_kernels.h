@@ -1719,8 +1719,10 @@ mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float
  * bf16 depthwise conv rounds its float input to, in half the bytes, and no rounding pass in the conv (written
  * once by the GEMM's store, read once as pair rows). A bf16 context on a CPU with AVX-512 BF16 and no AMX
  * (mrec_bf16_planes_native; a GPU runs its own route). mrec_conv2d_to_bf16: out = mrec_conv2d_act's output (act
- * an mrec_act or MREC_GEMM_NO_ACT, beta 0) rounded to nearest even as VCVTNEPS2BF16 rounds; through a float
- * copy where the bf16 GEMM's store does not take it (groups, K past 1024, another activation).
+ * an mrec_act or MREC_GEMM_NO_ACT, beta 0) rounded to nearest even as VCVTNEPS2BF16 rounds, its bits where K
+ * is at most 512; for K in (512, 1024] each output's sum runs in one chain where the float route adds blocks of
+ * 512 (within a bf16 step of it); through a float copy where the bf16 GEMM's store does not take the shape
+ * (groups, K past 1024, an activation other than ReLU and swish).
  * mrec_depthwise_conv2d_act_from_bf16: mrec_depthwise_conv2d_act in a bf16 context on a bf16 input, the bits
  * it gives on that input widened (where its pair rows do not take the shape, widened into a float copy). */
 int mrec_bf16_planes_native(const mrec_context *ctx);
