@@ -2612,6 +2612,8 @@ static void test_depthwise(void) {
     depthwise_case((mrec_depthwise_shape){1, 3, 6, 150, 3, 3, 1, 1, 1, 1, 1, 1}, 1);
     depthwise_case((mrec_depthwise_shape){2, 2, 7, 145, 5, 5, 2, 2, 1, 2, 1, 2}, 1);
     depthwise_case((mrec_depthwise_shape){1, 2, 5, 101, 5, 3, 1, 2, 2, 2, 0, 1}, 0);
+    /* a bf16 input: a plane widened on a task's stack (above), and one past it (the whole input widened) */
+    depthwise_case((mrec_depthwise_shape){1, 2, 182, 181, 3, 3, 2, 2, 0, 1, 0, 1}, 1);
     mrec_depthwise_shape bad = {1, 2, 2, 2, 5, 5, 1, 1, 1, 1, 1, 1};
     t_check(mrec_depthwise_out_h(&bad) == 0, "depthwise: a kernel wider than the padded input has no output");
     bad = (mrec_depthwise_shape){1, 2, 8, 8, 3, 3, 1, 1, -1, 1, 1, 1};

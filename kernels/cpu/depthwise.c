@@ -88,7 +88,8 @@ typedef struct {
     int silu;    /* the AVX-512 path: swish on each task's planes */
     float *means; /* the AVX-512 path: each plane's mean after that, or NULL */
     int bf16;     /* a bf16 context's: swish to bf16's precision (mrec_silu_bf16_avx512) */
-    const uint16_t *in16; /* the bf16 path's input in bf16 (in NULL then), or NULL */
+    const uint16_t *in16; /* the input in bf16 (in NULL then), or NULL */
+    void (*wide)(void *, int64_t, int64_t); /* in16's float path, a plane widened at a time (depthwise_range_widened) */
 } dw_args;
 
 MREC_VECTOR_CLONES static void depthwise_range(void *arg, int64_t lo, int64_t hi) {
@@ -518,18 +519,47 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void depthwise_ran
         dw_finish(a, plane, plane + 1);
     }
 }
-#endif
+
+/* ---- a bf16 input where the pair rows do not take the shape ----
+ * Each plane is widened into the task's stack and the float path runs on it as a one-channel conv: no copy
+ * of the whole input (16 MB for ALIGN's 192 planes of 144 x 144, whose stride-2 pair rows outgrow a task's
+ * buffer), and the same bits as the float path on the widened input. */
+#define DW_WIDE_FLOATS 32768 /* the widest plane widened on the stack: 128 KB */
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void depthwise_range_widened(void *arg, int64_t lo, int64_t hi) {
+    const dw_args *a = arg;
+    const mrec_depthwise_shape *s = a->s;
+    float buf[DW_WIDE_FLOATS] __attribute__((aligned(64)));
+    int64_t hw = (int64_t)s->H * s->W, out = (int64_t)a->Ho * a->Wo;
+    mrec_depthwise_shape one = *s;
+    one.N = 1, one.C = 1;
+    for (int64_t plane = lo; plane < hi; plane++) {
+        const uint16_t *x = a->in16 + plane * hw;
+        for (int64_t i = 0; i < hw; i += 16) {
+            __mmask16 k = hw - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (hw - i)) - 1);
+            __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, x + i));
+            _mm512_mask_storeu_ps(buf + i, k, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+        }
+        int ch = (int)(plane % s->C);
+        dw_args p = *a;
+        p.out = a->out + plane * out, p.in = buf, p.in16 = NULL, p.s = &one;
+        p.weight = a->weight + (size_t)ch * s->KH * s->KW, p.bias = a->bias ? a->bias + ch : NULL;
+        p.means = a->means ? a->means + plane : NULL;
+        a->wide(&p, 0, 1);
+    }
+}
 
 /* The pair-row path takes the shape (in a bf16 context, the CPU with AVX-512 BF16) */
 static int takes_pairs(const mrec_depthwise_shape *s) {
     return dw_pad_row(s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s)) > 0 && s->KH >= 2; /* stride 1 or 2, KW <= 7 */
 }
+#endif
 
 /* act < 0: none; means NULL: none; bf16: the bf16 path where it takes the shape (the CPU has AVX-512 BF16), with
  * the input in bf16 (in16, in NULL) where it does */
 static void depthwise(float *out, const float *in, const uint16_t *in16, const float *weight, const float *bias, int act,
                       float *means, const mrec_depthwise_shape *s, int bf16, mrec_pool *pool) {
-    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0, NULL, bf16, in16};
+    dw_args a = {out, in, weight, bias, s, mrec_depthwise_out_h(s), mrec_depthwise_out_w(s), 0, NULL, bf16, in16, NULL};
     if (a.Ho <= 0 || a.Wo <= 0) return;
     int64_t planes = (int64_t)s->N * s->C, plane = (int64_t)a.Ho * a.Wo;
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -537,6 +567,7 @@ static void depthwise(float *out, const float *in, const uint16_t *in16, const f
     if (pairs || (mrec_pool_simd(pool) >= MREC_SIMD_AVX512 && (s->stride_w == 1 || s->stride_w == 2) && s->KW <= DW_KW_MAX)) {
         a.silu = act == MREC_ACT_SILU, a.means = act < 0 || a.silu ? means : NULL;
         void (*range)(void *, int64_t, int64_t) = pairs ? depthwise_range_bf16 : padded ? depthwise_range_padded : depthwise_range_avx512;
+        if (in16 && !pairs) a.wide = range, range = depthwise_range_widened; /* mrec_depthwise_conv2d_act_from_bf16_cpu: fits */
         mrec_parallel_range(pool, planes, 1, range, &a);
         if (act >= 0 && !a.silu) mrec_activation_cpu(out, out, (mrec_act)act, 0.0f, planes * plane, pool);
         if (means && !a.means) mrec_row_mean_cpu(means, out, (int)planes, (int)plane, pool);
@@ -568,11 +599,15 @@ mrec_status mrec_depthwise_conv2d_act_bf16_cpu(float *out, const float *in, cons
 mrec_status mrec_depthwise_conv2d_act_from_bf16_cpu(float *out, const uint16_t *in, const float *weight, const float *bias,
                                                     mrec_act act, float *means, const mrec_depthwise_shape *s, mrec_pool *pool) {
     if (!mrec_cpu_has_bf16()) return mrec_fail(MREC_ERR_UNSUPPORTED, "bf16 depthwise conv: this CPU has no AVX-512 BF16");
-    if (takes_pairs(s)) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* the pair rows, or the AVX-512 float path on each plane widened where it fits a task's stack */
+    if (takes_pairs(s) || ((int64_t)s->H * s->W <= DW_WIDE_FLOATS && mrec_pool_simd(pool) >= MREC_SIMD_AVX512 &&
+                           (s->stride_w == 1 || s->stride_w == 2) && s->KW <= DW_KW_MAX)) {
         depthwise(out, NULL, in, weight, bias, (int)act, means, s, 1, pool);
         return MREC_OK;
     }
-    /* a shape the pair rows do not take: its float path on the input widened */
+#endif
+    /* else the float path on the whole input widened */
     int64_t n = (int64_t)s->N * s->C * s->H * s->W;
     float *wide = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
     if (!wide) return mrec_fail(MREC_ERR_NOMEM, "bf16 depthwise conv: %lld inputs in float", (long long)n);
