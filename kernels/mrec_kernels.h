@@ -1724,7 +1724,8 @@ mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float
  * 512 (within a bf16 step of it); through a float copy where the bf16 GEMM's store does not take the shape
  * (groups, K past 1024, an activation other than ReLU and swish).
  * mrec_depthwise_conv2d_act_from_bf16: mrec_depthwise_conv2d_act in a bf16 context on a bf16 input, the bits
- * it gives on that input widened (where its pair rows do not take the shape, widened into a float copy). */
+ * it gives on that input widened (where its pair rows do not take the shape, its float path on each plane
+ * widened in turn; a float copy of the whole input for planes past 32768 values or off the AVX-512 path). */
 int mrec_bf16_planes_native(const mrec_context *ctx);
 mrec_status mrec_conv2d_to_bf16_cpu(uint16_t *out, const float *in, const float *weight, const float *bias, int act,
                                     const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool);

@@ -1704,12 +1704,31 @@ static void test_bf16_activations(void) {
                     MREC_ERR_ARG,
                 "attention_bf16: host starts without device starts (and with a mask) are refused");
         t_check(!mrec_bf16_activations_native(cpu), "bf16 activations: not the route of an fp32 context");
+        /* EfficientNet's bf16 handoff: a bf16 context's ops */
+        mrec_conv2d_shape cs = {1, 2, 3, 3, 2, 1, 1, 1, 1, 0, 0, 1};
+        mrec_depthwise_shape ds = {1, 2, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1};
+        float cw[4] = {1, 0, 0, 1}, dw[18] = {0}, dout[18], means[2];
+        uint16_t planes[18] = {0};
+        t_check(!mrec_bf16_planes_native(cpu), "bf16 planes: not the route of an fp32 context");
+        t_check(mrec_conv2d_to_bf16(cpu, planes, x, cw, NULL, MREC_ACT_SILU, &cs) == MREC_ERR_UNSUPPORTED,
+                "conv2d to bf16: refused in an fp32 context");
+        t_check(mrec_depthwise_conv2d_act_from_bf16(cpu, dout, planes, dw, NULL, MREC_ACT_SILU, means, &ds) == MREC_ERR_UNSUPPORTED,
+                "depthwise conv from bf16: refused in an fp32 context");
         mrec_context_destroy(cpu);
     }
     opt.precision = MREC_PREC_BF16;
     if (!mrec_context_create(&cpu, &opt)) {
         t_check(mrec_bf16_activations_native(cpu) == mrec_cpu_has_bf16(),
                 "bf16 activations: the route of a bf16 CPU context exactly where the CPU has AVX-512 BF16 (AMX too)");
+        t_check(mrec_bf16_planes_native(cpu) == (mrec_cpu_has_bf16() && mrec_pool_simd(cpu->pool) < MREC_SIMD_AMX),
+                "bf16 planes: the route of a bf16 CPU context where the CPU has AVX-512 BF16 and no AMX");
+        mrec_conv2d_shape cs = {1, 2, 3, 3, 2, 1, 1, 1, 1, 0, 0, 1};
+        mrec_depthwise_shape bad = {1, 2, 2, 2, 5, 5, 1, 1, 0, 0, 0, 0}; /* no output */
+        float cw[4] = {1, 0, 0, 1}, dw[50] = {0}, dout[8];
+        uint16_t planes[18] = {0};
+        t_check(mrec_conv2d_to_bf16(cpu, planes, x, cw, NULL, 99, &cs) == MREC_ERR_ARG, "conv2d to bf16: an unknown activation");
+        t_check(mrec_depthwise_conv2d_act_from_bf16(cpu, dout, planes, dw, NULL, MREC_ACT_SILU, NULL, &bad) == MREC_ERR_ARG,
+                "depthwise conv from bf16: a shape with no output: %s", mrec_error_detail());
         mrec_context_destroy(cpu);
     }
     free(a), free(b), free(w), free(bias), free(want), free(sum), free(got), free(got16), free(a2);
