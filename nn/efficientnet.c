@@ -14,7 +14,8 @@
  * the first block of a stage strides. Dropout and drop-connect are off
  * (inference). Every bn is folded into its conv at load. Images go through
  * one at a time on the CPU (the 1x1 convs are GEMMs over one image's
- * pixels), sixteen at a time on a GPU.
+ * pixels), sixteen at a time on a GPU. In bf16 on a CPU each expansion hands
+ * its output to the depthwise conv in bf16 (mrec_bf16_planes_native).
  * Reference: transformers' models/align/modeling_align.py and
  * configuration_align.py (AlignVisionConfig's defaults are the ones below).
  */
@@ -395,7 +396,9 @@ static mrec_status block_forward(mrec_context *ctx, const mrec_effnet_block *B, 
     if (B->expands && half) {
         mrec_conv2d_shape s = pointwise(G, B->c_in, B->c_exp, *h, *w);
         st = mrec_conv2d_to_bf16(ctx, (uint16_t *)free1, x, B->expand_w, B->expand_b, MREC_ACT_SILU, &s);
-        if (!st) st = mrec_depthwise_conv2d_act_from_bf16(ctx, free2, (const uint16_t *)free1, B->dw_w, B->dw_b, MREC_ACT_SILU, t->se[0], &d);
+        if (!st)
+            st = mrec_depthwise_conv2d_act_from_bf16(ctx, free2, (const uint16_t *)free1, B->dw_w, B->dw_b, MREC_ACT_SILU, t->se[0],
+                                                     &d);
     } else {
         const float *y = x;
         if (B->expands) {
