@@ -412,11 +412,11 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void dwb_fill(cons
 
 /* Output rows [oh0, oh0 + RW) of one plane (NV vectors, stride S: constants) from its pair-row copy; wp: the weight
  * pairs, (KH + 1) / 2 by KW, pair q over padded rows row[q] and row[q] + 1 of the window. K: the kernel's height
- * as a constant (stride_h = S then), or 0 to read both from the shape. With the window a constant, the loads of
- * one kernel column are the distinct pair rows alone (output row r's pair q reads pair row r S + row[q], the same
- * as row r + 1's pair q - 1 at stride 1): the compiler keeps each in a register for every product that reads it,
- * where a load per product made the loop wait on loads (a 5 x 5 kernel over nine rows: 13 loads a column, not
- * 27). Each sum adds its products in (kw, q) order. */
+ * as a constant (stride_h = S then), or 0 to read both from the shape. With the window a constant, each distinct
+ * pair row of a kernel column is loaded once and added into every sum that reads it (output row r's pair q reads
+ * pair row r S + row[q], the same as row r + 1's pair q - 1 at stride 1), where a load per product made the loop
+ * wait on its loads (a 5 x 5 kernel over nine rows: 13 loads a column, not 27). Each sum adds its products in
+ * (kw, q) order. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
 dwb_rows(const int RW, const int NV, const int S, const int K, const dw_args *a, const uint32_t *buf, int rowd,
          const uint32_t *wp, const int *row, float bias, int64_t plane, int oh0) {
