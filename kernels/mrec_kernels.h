@@ -1727,6 +1727,10 @@ mrec_status mrec_depthwise_conv2d_act(mrec_context *ctx, float *out, const float
  * it gives on that input widened (where its pair rows do not take the shape, its float path on each plane
  * widened in turn; a float copy of the whole input for planes past 32768 values or off the AVX-512 path). */
 int mrec_bf16_planes_native(const mrec_context *ctx);
+void mrec_conv2d_to_bf16_ref(uint16_t *out, const float *in, const float *weight, const float *bias, int act,
+                             const mrec_conv2d_shape *s);
+void mrec_depthwise_conv2d_act_from_bf16_ref(float *out, const uint16_t *in, const float *weight, const float *bias,
+                                             mrec_act act, float *means, const mrec_depthwise_shape *s);
 mrec_status mrec_conv2d_to_bf16_cpu(uint16_t *out, const float *in, const float *weight, const float *bias, int act,
                                     const mrec_conv2d_shape *s, mrec_packs *packs, mrec_pool *pool);
 mrec_status mrec_conv2d_to_bf16(mrec_context *ctx, uint16_t *out, const float *in, const float *weight, const float *bias, int act,

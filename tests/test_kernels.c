@@ -1324,11 +1324,11 @@ static void test_gemm_bf16_batched(void) {
  * 512, adding each block's sum into C; the bf16 store's sums run through K in one chain). With a pack set
  * (where a 3x3 conv would run Winograd in float) the same bits as without. */
 static void conv_to_bf16_checks(const char *what, mrec_conv2d_shape s, const float *x, const float *w, const float *b,
-                                mrec_packs *packs, int winograd, mrec_pool *pool) {
+                                mrec_packs *packs, int winograd, double tol, mrec_pool *pool) {
     int64_t out_n = (int64_t)s.N * s.C_out * mrec_conv2d_out_h(&s) * mrec_conv2d_out_w(&s), k = (int64_t)(s.C_in / s.groups) * s.KH * s.KW;
     static const int acts[4] = {MREC_GEMM_NO_ACT, MREC_ACT_SILU, MREC_ACT_RELU, MREC_ACT_GELU_ERF};
     float *full = malloc((size_t)out_n * 4);
-    uint16_t *want = malloc((size_t)out_n * 2), *got = malloc((size_t)out_n * 2);
+    uint16_t *want = malloc((size_t)out_n * 2), *got = malloc((size_t)out_n * 2), *ref = malloc((size_t)out_n * 2);
     for (int a = 0; a < 4; a++) {
         char w2[240];
         snprintf(w2, sizeof w2, "%s, to bf16 with activation %d", what, acts[a]);
@@ -1348,9 +1348,19 @@ static void conv_to_bf16_checks(const char *what, mrec_conv2d_shape s, const flo
             }
             t_check(off == 0, "%s%s: %lld of %lld outputs off the float route's %s", w2, with ? ", packed" : "", (long long)off,
                     (long long)out_n, exact ? "bits" : "by more than one bf16 step");
+            if (with) continue;
+            /* against the reference: the float sums' bound tol, through an activation of slope under 1.13, then
+             * two roundings to bf16 of values that close: one bf16 step apart at most */
+            mrec_conv2d_to_bf16_ref(ref, x, w, b, acts[a], &s);
+            off = 0;
+            for (int64_t i = 0; i < out_n; i++) {
+                float g = mrec_bf16_widen(got[i]), r = mrec_bf16_widen(ref[i]);
+                off += !(fabsf(g - r) <= 1.13 * tol + 0x1p-20 + ldexpf(1.0f, ilogbf(fmaxf(fabsf(g), fabsf(r))) - 7));
+            }
+            t_check(off == 0, "%s: %lld of %lld outputs off the reference by more than the bound", w2, (long long)off, (long long)out_n);
         }
     }
-    free(full), free(want), free(got);
+    free(full), free(want), free(got), free(ref);
 }
 
 /* The bf16 convolution against the reference on the input and weights
@@ -1391,7 +1401,7 @@ static void conv_bf16_case(mrec_conv2d_shape s, int with_bias) {
         t_allclose(what, ref, out, out_n, direct_tol, 0); /* |x||w| <= 1 per term, |b| <= 1 */
         conv_act_checks(what, s, x, w, b, ref, direct_tol, 1, NULL, pools[p]);
         conv_act_checks(what, s, x, w, b, ref, packed_tol, 1, packs, pools[p]);
-        conv_to_bf16_checks(what, s, x, w, b, packs, winograd, pools[p]);
+        conv_to_bf16_checks(what, s, x, w, b, packs, winograd, direct_tol, pools[p]);
         float *packed = malloc((size_t)out_n * 4);
         for (int round = 0; round < 2; round++) {
             float *dst = round ? again : packed;
@@ -2583,6 +2593,7 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
         /* the input in bf16: the bits of the float input rounded to it, swish and the means too */
         uint16_t *x16 = malloc((size_t)in_n * 2);
         float *m16 = malloc((size_t)planes * 4), *got = malloc((size_t)out_n * 4);
+        float *refo = malloc((size_t)out_n * 4), *refm = malloc((size_t)planes * 4);
         for (int64_t i = 0; i < in_n; i++) x16[i] = mrec_bf16_round(x[i]);
         for (int a = 0; a < 2 && p512; a++) {
             mrec_act act = a ? MREC_ACT_SILU : MREC_ACT_RELU;
@@ -2593,8 +2604,13 @@ static void depthwise_case(mrec_depthwise_shape s, int with_bias) {
             if (!t_status(st, MREC_OK, "%s: the float input", w2) || !t_status(st16, MREC_OK, "%s", w2)) continue;
             t_check(!memcmp(got, half, (size_t)out_n * 4), "%s: the bits of the rounded float input", w2);
             if (a) t_check(!memcmp(m16, means, (size_t)planes * 4), "%s: the means' bits", w2);
+            /* against the reference, bounds as above (the means: a mean of outputs within them, summed in float) */
+            mrec_depthwise_conv2d_act_from_bf16_ref(refo, x16, w, b, act, a ? refm : NULL, &s);
+            double bound = Wo <= 80 && s.KH >= 2 ? tol : tol + (k + 1) * 2 * 0x1p-8;
+            t_allclose(w2, refo, got, out_n, 1.1 * bound + 1e-6, a ? 0x1p-12 : 0);
+            if (a) t_allclose(w2, refm, m16, planes, 1.1 * bound + 1e-6 + Ho * Wo * U, 0x1p-12);
         }
-        free(x16), free(m16), free(got);
+        free(x16), free(m16), free(got), free(refo), free(refm);
         free(xr), free(wr), free(half), free(means), free(want), free(conv), free(refb);
     }
     if (s.pad_top == s.pad_bottom && s.pad_left == s.pad_right && s.pad_top == s.pad_left) {

@@ -318,6 +318,59 @@ void mrec_conv2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const float *w
                 }
 }
 
+/* The expansion's output as autocast hands it on: the conv of the input and weights rounded to bf16 (bias in
+ * float), then act, then rounded to bf16. */
+void mrec_conv2d_to_bf16_ref(uint16_t *out, const float *in, const float *weight, const float *bias, int act,
+                             const mrec_conv2d_shape *s) {
+    int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
+    int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
+    for (int n = 0; n < s->N; n++)
+        for (int co = 0; co < s->C_out; co++)
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    double sum = bias ? bias[co] : 0.0;
+                    for (int ci = 0; ci < cig; ci++)
+                        for (int kh = 0; kh < s->KH; kh++)
+                            for (int kw = 0; kw < s->KW; kw++) {
+                                int ih = oh * s->stride_h - s->pad_h + kh, iw = ow * s->stride_w - s->pad_w + kw;
+                                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                                float x = in[(((size_t)n * s->C_in + co / cog * cig + ci) * s->H + ih) * s->W + iw];
+                                float w = weight[(((size_t)co * cig + ci) * s->KH + kh) * s->KW + kw];
+                                sum += (double)mrec_bf16_widen(mrec_bf16_round(x)) * mrec_bf16_widen(mrec_bf16_round(w));
+                            }
+                    if (act != MREC_GEMM_NO_ACT) sum = activation(sum, (mrec_act)act, 0.0);
+                    out[(((size_t)n * s->C_out + co) * Ho + oh) * Wo + ow] = mrec_bf16_round((float)sum);
+                }
+}
+
+/* The depthwise conv that takes it: the bf16 input widened, the weights rounded to bf16 (bias in float), act, and
+ * with means (N * C, or NULL) each output plane's mean. */
+void mrec_depthwise_conv2d_act_from_bf16_ref(float *out, const uint16_t *in, const float *weight, const float *bias,
+                                             mrec_act act, float *means, const mrec_depthwise_shape *s) {
+    int Ho = mrec_depthwise_out_h(s), Wo = mrec_depthwise_out_w(s);
+    for (int n = 0; n < s->N; n++)
+        for (int c = 0; c < s->C; c++) {
+            const uint16_t *x = in + ((size_t)n * s->C + c) * s->H * s->W;
+            const float *w = weight + (size_t)c * s->KH * s->KW;
+            float *y = out + ((size_t)n * s->C + c) * Ho * Wo;
+            double plane = 0.0;
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    double acc = bias ? bias[c] : 0.0;
+                    for (int kh = 0; kh < s->KH; kh++)
+                        for (int kw = 0; kw < s->KW; kw++) {
+                            int ih = oh * s->stride_h - s->pad_top + kh, iw = ow * s->stride_w - s->pad_left + kw;
+                            if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                            acc += (double)mrec_bf16_widen(x[(size_t)ih * s->W + iw]) *
+                                   mrec_bf16_widen(mrec_bf16_round(w[kh * s->KW + kw]));
+                        }
+                    y[(size_t)oh * Wo + ow] = (float)activation(acc, act, 0.0);
+                    plane += y[(size_t)oh * Wo + ow];
+                }
+            if (means) means[(size_t)n * s->C + c] = (float)(plane / ((double)Ho * Wo));
+        }
+}
+
 void mrec_maxpool2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s) {
     int Ho = mrec_pool2d_out_h(s), Wo = mrec_pool2d_out_w(s);
     for (int n = 0; n < s->N; n++)
