@@ -36,28 +36,6 @@ int mrec_depthwise_out_w(const mrec_depthwise_shape *s) {
     return out_size(s->W, s->KW, s->stride_w, s->pad_left, s->pad_right);
 }
 
-void mrec_depthwise_conv2d_ref(float *out, const float *in, const float *weight, const float *bias,
-                               const mrec_depthwise_shape *s) {
-    int Ho = mrec_depthwise_out_h(s), Wo = mrec_depthwise_out_w(s);
-    for (int n = 0; n < s->N; n++)
-        for (int c = 0; c < s->C; c++) {
-            const float *x = in + ((size_t)n * s->C + c) * s->H * s->W;
-            const float *w = weight + (size_t)c * s->KH * s->KW;
-            float *y = out + ((size_t)n * s->C + c) * Ho * Wo;
-            for (int oh = 0; oh < Ho; oh++)
-                for (int ow = 0; ow < Wo; ow++) {
-                    double acc = bias ? bias[c] : 0.0;
-                    for (int kh = 0; kh < s->KH; kh++)
-                        for (int kw = 0; kw < s->KW; kw++) {
-                            int ih = oh * s->stride_h - s->pad_top + kh, iw = ow * s->stride_w - s->pad_left + kw;
-                            if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
-                            acc += (double)x[(size_t)ih * s->W + iw] * w[kh * s->KW + kw];
-                        }
-                    y[(size_t)oh * Wo + ow] = (float)acc;
-                }
-        }
-}
-
 typedef struct {
     float *out;
     const float *in, *gate;

@@ -195,29 +195,32 @@ int mrec_conv2d_out_w(const mrec_conv2d_shape *s) {
     return (s->W + 2 * s->pad_w - s->KW) / s->stride_w + 1;
 }
 
+/* One output: sum (the bias) plus its products, the input and weights rounded to bf16 first where bf16. */
+static double conv_at(double sum, const float *in, const float *weight, const mrec_conv2d_shape *s, int n, int co, int oh,
+                      int ow, int bf16) {
+    int cig = s->C_in / s->groups, g = co / (s->C_out / s->groups);
+    for (int ci = 0; ci < cig; ci++)
+        for (int kh = 0; kh < s->KH; kh++)
+            for (int kw = 0; kw < s->KW; kw++) {
+                int ih = oh * s->stride_h - s->pad_h + kh, iw = ow * s->stride_w - s->pad_w + kw;
+                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+                float x = in[(((size_t)n * s->C_in + g * cig + ci) * s->H + ih) * s->W + iw];
+                float w = weight[(((size_t)co * cig + ci) * s->KH + kh) * s->KW + kw];
+                if (bf16) x = mrec_bf16_widen(mrec_bf16_round(x)), w = mrec_bf16_widen(mrec_bf16_round(w));
+                sum += (double)x * w;
+            }
+    return sum;
+}
+
 void mrec_conv2d_ref(float *out, const float *in, const float *weight, const float *bias,
                      const mrec_conv2d_shape *s) {
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
-    int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     for (int n = 0; n < s->N; n++)
-        for (int co = 0; co < s->C_out; co++) {
-            int g = co / cog;
+        for (int co = 0; co < s->C_out; co++)
             for (int oh = 0; oh < Ho; oh++)
-                for (int ow = 0; ow < Wo; ow++) {
-                    double sum = bias ? bias[co] : 0.0;
-                    for (int ci = 0; ci < cig; ci++)
-                        for (int kh = 0; kh < s->KH; kh++)
-                            for (int kw = 0; kw < s->KW; kw++) {
-                                int ih = oh * s->stride_h - s->pad_h + kh;
-                                int iw = ow * s->stride_w - s->pad_w + kw;
-                                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
-                                double x = in[(((size_t)n * s->C_in + g * cig + ci) * s->H + ih) * s->W + iw];
-                                double w = weight[(((size_t)co * cig + ci) * s->KH + kh) * s->KW + kw];
-                                sum += x * w;
-                            }
-                    out[(((size_t)n * s->C_out + co) * Ho + oh) * Wo + ow] = (float)sum;
-                }
-        }
+                for (int ow = 0; ow < Wo; ow++)
+                    out[(((size_t)n * s->C_out + co) * Ho + oh) * Wo + ow] =
+                        (float)conv_at(bias ? bias[co] : 0.0, in, weight, s, n, co, oh, ow, 0);
 }
 
 void mrec_batchnorm_ref(float *out, const float *in, const float *gamma, const float *beta,
@@ -323,24 +326,40 @@ void mrec_conv2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const float *w
 void mrec_conv2d_to_bf16_ref(uint16_t *out, const float *in, const float *weight, const float *bias, int act,
                              const mrec_conv2d_shape *s) {
     int Ho = mrec_conv2d_out_h(s), Wo = mrec_conv2d_out_w(s);
-    int cig = s->C_in / s->groups, cog = s->C_out / s->groups;
     for (int n = 0; n < s->N; n++)
         for (int co = 0; co < s->C_out; co++)
             for (int oh = 0; oh < Ho; oh++)
                 for (int ow = 0; ow < Wo; ow++) {
-                    double sum = bias ? bias[co] : 0.0;
-                    for (int ci = 0; ci < cig; ci++)
-                        for (int kh = 0; kh < s->KH; kh++)
-                            for (int kw = 0; kw < s->KW; kw++) {
-                                int ih = oh * s->stride_h - s->pad_h + kh, iw = ow * s->stride_w - s->pad_w + kw;
-                                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
-                                float x = in[(((size_t)n * s->C_in + co / cog * cig + ci) * s->H + ih) * s->W + iw];
-                                float w = weight[(((size_t)co * cig + ci) * s->KH + kh) * s->KW + kw];
-                                sum += (double)mrec_bf16_widen(mrec_bf16_round(x)) * mrec_bf16_widen(mrec_bf16_round(w));
-                            }
+                    double sum = conv_at(bias ? bias[co] : 0.0, in, weight, s, n, co, oh, ow, 1);
                     if (act != MREC_GEMM_NO_ACT) sum = activation(sum, (mrec_act)act, 0.0);
                     out[(((size_t)n * s->C_out + co) * Ho + oh) * Wo + ow] = mrec_bf16_round((float)sum);
                 }
+}
+
+/* One output of a depthwise conv's plane: acc (the bias) plus its products, x (H, W) in float or, where x is
+ * NULL, x16 in bf16; the weights w (KH, KW) rounded to bf16 first where round_w. */
+static double depthwise_at(double acc, const float *x, const uint16_t *x16, const float *w, int round_w,
+                           const mrec_depthwise_shape *s, int oh, int ow) {
+    for (int kh = 0; kh < s->KH; kh++)
+        for (int kw = 0; kw < s->KW; kw++) {
+            int ih = oh * s->stride_h - s->pad_top + kh, iw = ow * s->stride_w - s->pad_left + kw;
+            if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
+            size_t at = (size_t)ih * s->W + iw;
+            float wk = round_w ? mrec_bf16_widen(mrec_bf16_round(w[kh * s->KW + kw])) : w[kh * s->KW + kw];
+            acc += (double)(x ? x[at] : mrec_bf16_widen(x16[at])) * wk;
+        }
+    return acc;
+}
+
+void mrec_depthwise_conv2d_ref(float *out, const float *in, const float *weight, const float *bias,
+                               const mrec_depthwise_shape *s) {
+    int Ho = mrec_depthwise_out_h(s), Wo = mrec_depthwise_out_w(s);
+    for (int p = 0; p < s->N * s->C; p++) { /* p: plane n * C + c */
+        const float *x = in + (size_t)p * s->H * s->W, *w = weight + (size_t)(p % s->C) * s->KH * s->KW;
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++)
+                out[((size_t)p * Ho + oh) * Wo + ow] = (float)depthwise_at(bias ? bias[p % s->C] : 0.0, x, NULL, w, 0, s, oh, ow);
+    }
 }
 
 /* The depthwise conv that takes it: the bf16 input widened, the weights rounded to bf16 (bias in float), act, and
@@ -348,27 +367,19 @@ void mrec_conv2d_to_bf16_ref(uint16_t *out, const float *in, const float *weight
 void mrec_depthwise_conv2d_act_from_bf16_ref(float *out, const uint16_t *in, const float *weight, const float *bias,
                                              mrec_act act, float *means, const mrec_depthwise_shape *s) {
     int Ho = mrec_depthwise_out_h(s), Wo = mrec_depthwise_out_w(s);
-    for (int n = 0; n < s->N; n++)
-        for (int c = 0; c < s->C; c++) {
-            const uint16_t *x = in + ((size_t)n * s->C + c) * s->H * s->W;
-            const float *w = weight + (size_t)c * s->KH * s->KW;
-            float *y = out + ((size_t)n * s->C + c) * Ho * Wo;
-            double plane = 0.0;
-            for (int oh = 0; oh < Ho; oh++)
-                for (int ow = 0; ow < Wo; ow++) {
-                    double acc = bias ? bias[c] : 0.0;
-                    for (int kh = 0; kh < s->KH; kh++)
-                        for (int kw = 0; kw < s->KW; kw++) {
-                            int ih = oh * s->stride_h - s->pad_top + kh, iw = ow * s->stride_w - s->pad_left + kw;
-                            if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W) continue;
-                            acc += (double)mrec_bf16_widen(x[(size_t)ih * s->W + iw]) *
-                                   mrec_bf16_widen(mrec_bf16_round(w[kh * s->KW + kw]));
-                        }
-                    y[(size_t)oh * Wo + ow] = (float)activation(acc, act, 0.0);
-                    plane += y[(size_t)oh * Wo + ow];
-                }
-            if (means) means[(size_t)n * s->C + c] = (float)(plane / ((double)Ho * Wo));
-        }
+    for (int p = 0; p < s->N * s->C; p++) {
+        const uint16_t *x = in + (size_t)p * s->H * s->W;
+        const float *w = weight + (size_t)(p % s->C) * s->KH * s->KW;
+        float *y = out + (size_t)p * Ho * Wo;
+        double plane = 0.0;
+        for (int oh = 0; oh < Ho; oh++)
+            for (int ow = 0; ow < Wo; ow++) {
+                double acc = depthwise_at(bias ? bias[p % s->C] : 0.0, NULL, x, w, 1, s, oh, ow);
+                y[(size_t)oh * Wo + ow] = (float)activation(acc, act, 0.0);
+                plane += y[(size_t)oh * Wo + ow];
+            }
+        if (means) means[p] = (float)(plane / ((double)Ho * Wo));
+    }
 }
 
 void mrec_maxpool2d_nhwc_bf16_ref(uint16_t *out, const uint16_t *in, const mrec_pool2d_shape *s) {
