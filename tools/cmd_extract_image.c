@@ -66,7 +66,9 @@ static const mrec_command COMMAND = {
     "only with --overwrite (and stays as it was until then). A second run into DIR at the same time is\n"
     "refused. --resume (per-item) takes up the items a killed run finished (or DIR's, when it is\n"
     "complete), keeping the files that verify, and redoes the rest. A NaN or infinite feature stops the\n"
-    "run, naming the item, with nothing written. ResNet's convolutions stay fp32 at every --precision.\n",
+    "run, naming the item, with nothing written. In bf16 ResNet runs channels-last in bf16 (a GPU with bf16\n"
+    "tensor cores, a CPU with AVX-512 BF16), elsewhere its convolutions take bf16 products of fp32 activations\n"
+    "on a CPU and TF32 on a GPU.\n",
     OPTIONS, N_OPTIONS, 0};
 
 /* The command's front: the option table into a spec. */
