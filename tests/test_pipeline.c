@@ -182,6 +182,9 @@ static void ducho(void) {
     write_file("ducho.yml", config);
     int rc = run("extract ducho.yml --weights weights --matrix", out, sizeof out);
     t_check(rc == 0 && strstr(out, "3 models"), "mrec extract on a Ducho config: exit %d, %s", rc, out);
+    /* 'gpu list: 0' asks for a GPU: a build without one says it runs on the CPU */
+    if (!mrec_cuda_compiled())
+        t_check(strstr(out, "no usable GPU") != NULL, "gpu list 0 on a CPU-only build: the CPU's notice: %s", out);
     /* sentence-transformers' embeddings, through the config and Ducho's tree */
     float *want = NULL, got[512];
     int nd;

@@ -350,8 +350,8 @@ static mrec_status gpu_list_device(const mrec_cfg *c, const mrec_cfg_node *root,
     long gpu;
     if (first->kind != MREC_CFG_SCALAR || mrec_parse_int(text, -1, 1024, &gpu))
         return mrec_fail(MREC_ERR_FORMAT, "%s: line %d: gpu list: a GPU number (-1 for the CPU) or a list of them", c->path, first->line);
-    if (gpu < 0) *device = "cpu";
-    else if (gpu > 0) fprintf(stderr, "mrec extract: gpu list %ld: mrec runs on the first GPU\n", gpu);
+    *device = gpu < 0 ? "cpu" : "gpu"; /* a GPU: asked for, so a run that falls back to the CPU says so */
+    if (gpu > 0) fprintf(stderr, "mrec extract: gpu list %ld: mrec runs on the first GPU\n", gpu);
     return MREC_OK;
 }
 
@@ -450,9 +450,10 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_duch
     if (!st) st = mrec_cfg_string(c, root, "dataset_path", 0, &base);
     const char *device = NULL;
     if (!st) st = gpu_list_device(c, root, &device);
-    /* the command line's device, else the config's 'gpu list' (which only ever asks for the CPU) */
+    /* the command line's device, else the config's 'gpu list': -1 the CPU, a GPU number auto's choice (a GPU
+     * where there is one, else the CPU with a notice) */
     mrec_ducho_options o = *opt;
-    if (!o.device_given && device) o.device = MREC_WANT_CPU, o.device_given = 1;
+    if (!o.device_given && device) o.device = !strcmp(device, "cpu") ? MREC_WANT_CPU : MREC_WANT_AUTO, o.device_given = 1;
     if (!st && *base && !is_dir(base))
         st = mrec_fail(MREC_ERR_IO, "%s: line %d: dataset_path %s: no such folder", c->path, mrec_cfg_get(root, "dataset_path")->line, base);
     for (int m = 0; m < 3 && !st; m++) {
