@@ -429,6 +429,8 @@ static void cli(void) {
         {"train elliot.yml --out OUT --threads", "--threads needs a value", 1},
         {"run elliot.yml --out OUT --epochs 0", "--epochs", 1},
         {"run elliot.yml --out OUT --threads 1e3", "--threads", 1},
+        {"train elliot.yml --out OUT --device gpu", "--device", 1},
+        {"run elliot.yml --out OUT --precision fp16", "fp32|tf32|bf16", 1},
         {"train epochs_1e3.yml --out OUT", "epochs_1e3.yml: line 18: epochs", 2},
         {"train lw_abc.yml --out OUT", "lw_abc.yml: line 21: l_w", 2},
         {"train seed_neg.yml --out OUT", "seed_neg.yml: line 22: seed", 2},

@@ -275,6 +275,20 @@ static void elliot_gpu(int gpu) {
             t_check(rc != 0 && strstr(out, "elliot.yml") && strstr(out, "gpu"), "Elliot gpu: %s refused, naming the key (exit %d: %.300s)",
                     values[v], rc, out);
     }
+    /* the command line over the key: --device cpu silences gpu: 0, --device cuda with MostPop refuses it by name,
+     * --precision reaches each model's run (tf32 on a CPU is refused, naming it) */
+    snprintf(cfg, sizeof cfg, fmt, "0");
+    T_REQUIRE_VOID_OK(write_file("elliot.yml", cfg));
+    int rc = run("train elliot.yml --out res4 --threads 1 --device cpu", out, sizeof out);
+    t_check(rc == 0 && !strstr(out, "GPU"), "Elliot gpu: 0 with --device cpu: the CPU, silently (exit %d: %.300s)", rc, out);
+    rc = run("train elliot.yml --out res5 --threads 1 --device cuda", out, sizeof out);
+    t_check(rc != 0 && strstr(out, "mostpop has no GPU path"), "Elliot config with --device cuda: MostPop refused by name (exit %d: %.300s)",
+            rc, out);
+    rc = run("train elliot.yml --out res6 --threads 1 --device cpu --precision tf32", out, sizeof out);
+    t_check(rc != 0 && strstr(out, "tf32"), "Elliot config with --device cpu --precision tf32: refused, naming it (exit %d: %.300s)", rc, out);
+    rc = run("train elliot.yml --out res7 --threads 1 --precision fp16", out, sizeof out);
+    t_check(rc != 0 && strstr(out, "--precision") && strstr(out, "fp32|tf32|bf16"),
+            "Elliot config with --precision fp16: refused, naming the choices (exit %d: %.300s)", rc, out);
 }
 
 /* Every model off the GPU list refuses a GPU context, naming itself: the list and the models agree. (The

@@ -466,7 +466,7 @@ static void elliot_split_and_run(void) {
              "experiment:\n%s",
              text);
     write_file("run.yml", full);
-    rc = run("run run.yml --weights weights --out res3", out, sizeof out);
+    rc = run("run run.yml --weights weights --out res3 --device cpu --precision fp32", out, sizeof out);
     snprintf(path, sizeof path, "%s/res3/ResNet50/performance/rec_cutoff_10_relthreshold_1.tsv", dir);
     char summary[4096];
     snprintf(summary, sizeof summary, "%s/res3/summary.tsv", dir);

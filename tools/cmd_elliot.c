@@ -46,7 +46,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { C_OUT, C_WEIGHTS, C_THREADS, C_CACHE, C_EPOCHS, C_SKIP, C_OVERWRITE, C_RESUME, N_CONFIG_OPTIONS };
+enum { C_OUT, C_WEIGHTS, C_THREADS, C_DEVICE, C_PRECISION, C_CACHE, C_EPOCHS, C_SKIP, C_OVERWRITE, C_RESUME, N_CONFIG_OPTIONS };
 
 /* The options of mrec train CONFIG and mrec run CONFIG (--weights only for run). */
 static const mrec_option CONFIG_OPTIONS[N_CONFIG_OPTIONS] = {
@@ -54,6 +54,13 @@ static const mrec_option CONFIG_OPTIONS[N_CONFIG_OPTIONS] = {
                .section = "options"},
     [C_WEIGHTS] = {"--weights", MREC_OPT_TEXT, "DIR", "where model_name folders are looked up", "weights/ beside the binary"},
     [C_THREADS] = {"--threads", MREC_OPT_INT, "N", "threads", "0 (one per core)", 0, 1024},
+    [C_DEVICE] = {"--device", MREC_OPT_ENUM, "auto|cpu|cuda",
+                  "where every model trains and ranks (and mrec run extracts), over the config's gpu key: cuda refuses a model "
+                  "without a GPU path, auto takes the CPU then", "the config's gpu key (-1: cpu; a GPU number: auto)",
+                  .choices = "auto|cpu|cuda"},
+    [C_PRECISION] = {"--precision", MREC_OPT_ENUM, "fp32|tf32|bf16",
+                     "the GEMMs' precision in training and ranking (and in mrec run's extraction): tf32 on a GPU, bf16 on a GPU or a "
+                     "CPU with AVX-512 BF16", "fp32", .choices = "fp32|tf32|bf16"},
     [C_CACHE] = {"--cache", MREC_OPT_TEXT, "DIR|none", "kNN item graphs kept between runs", "$MREC_CACHE, else ~/.cache/mrec"},
     [C_EPOCHS] = {"--epochs", MREC_OPT_INT, "N", "caps every model's epochs (for a quick look)", NULL, 1, 1000000},
     [C_SKIP] = {"--skip-unsupported", MREC_OPT_SWITCH, NULL, "models (and encoders) mrec lacks are listed and left out, not refused"},
@@ -83,6 +90,9 @@ int mrec_config_command_args(int argc, char **argv, const char *cmd, const char 
     o->threads = (int)v[row[C_THREADS]].i, o->max_epochs = (int)v[row[C_EPOCHS]].i;
     o->skip_unsupported = v[row[C_SKIP]].given;
     o->out_flags = (v[row[C_OVERWRITE]].given ? MREC_OUT_OVERWRITE : 0) | (v[row[C_RESUME]].given ? MREC_OUT_RESUME : 0);
+    /* the parser checked both against their choices, so these cannot fail */
+    if ((o->device_given = v[row[C_DEVICE]].given)) mrec_device_request_parse(v[row[C_DEVICE]].text, &o->device);
+    if ((o->precision_given = v[row[C_PRECISION]].given)) mrec_precision_parse(v[row[C_PRECISION]].text, &o->precision);
     return -1;
 }
 
@@ -108,8 +118,8 @@ static const char *usage_lines(void) {
     static char text[8192];
     if (text[0]) return text;
     size_t at = (size_t)snprintf(text, sizeof text,
-                                 "usage: mrec train CONFIG.yml [--out DIR] [--threads N] [--cache DIR|none] [--epochs N] [--skip-unsupported]\n"
-                                 "                             [--overwrite]\n"
+                                 "usage: mrec train CONFIG.yml [--out DIR] [--threads N] [--device auto|cpu|cuda] [--precision fp32|tf32|bf16]\n"
+                                 "                             [--cache DIR|none] [--epochs N] [--skip-unsupported] [--overwrite]\n"
                                  "\nmodels (with or without Elliot's 'external.') and the keys each takes:\n");
     for (int i = 0; i < mrec_model_count() && at < sizeof text; i++) {
         const mrec_model_entry *e = mrec_model_at(i);
@@ -215,6 +225,8 @@ int mrec_elliot_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_exp
                 elliot_point_spec(&e, m, pick, &s); /* checked above */
                 if (o->max_epochs > 0) s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {o->max_epochs}, .given = 1};
                 s.threads = o->threads, s.cache = o->cache, s.log = mrec_train_log_stdout, s.notice = mrec_train_notice_stderr;
+                if (o->device_given) s.device = o->device;
+                if (o->precision_given) s.precision = o->precision;
                 s.split_fold[0] = t, s.split_fold[1] = v;
                 if (folded) printf("== %s (%d/%d, test fold %d of %d, validation fold %d of %d)\n", p->name, g + 1, total, t + 1, n_test,
                                    v + 1, n_valid);

@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char USAGE[] = "usage: mrec run CONFIG.yml [--out DIR] [--weights DIR] [--threads N] [--cache DIR|none] [--epochs N]\n"
+static const char USAGE[] = "usage: mrec run CONFIG.yml [--out DIR] [--weights DIR] [--threads N] [--device auto|cpu|cuda]\n"
+                            "                           [--precision fp32|tf32|bf16] [--cache DIR|none] [--epochs N]\n"
                             "                           [--skip-unsupported] [--overwrite] [--resume]\n";
 
 static const char NOTES[] =
@@ -55,6 +56,8 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o, mrec_be
     static mrec_extracted got;
     mrec_ducho_options xo = mrec_ducho_defaults();
     xo.weights = o->weights, xo.threads = o->threads, xo.skip_unsupported = o->skip_unsupported, xo.out_flags = o->out_flags;
+    if (o->device_given) xo.device = o->device, xo.device_given = 1;
+    if (o->precision_given) xo.precision = o->precision;
     int rc = mrec_ducho_run(c, ex, &xo, &got);
     if (rc) return rc;
     /* combinations: each visual with each textual; one modality alone when the other is absent */

@@ -76,6 +76,9 @@ typedef struct {
     int threads, max_epochs; /* max_epochs > 0 caps every model's epochs */
     int skip_unsupported;  /* models mrec lacks are listed and left out instead of refused */
     int out_flags;         /* MREC_OUT_OVERWRITE, MREC_OUT_RESUME (--overwrite, --resume) */
+    int device_given, precision_given;  /* --device, --precision: over the config's gpu key (and mrec run's gpu list) */
+    mrec_device_request device;
+    mrec_precision precision;
 } mrec_experiment_options;
 
 /* Runs the Elliot experiment under `root` (a whole file, or the experiment
