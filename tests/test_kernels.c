@@ -1343,8 +1343,8 @@ static void conv_to_bf16_checks(const char *what, mrec_conv2d_shape s, const flo
             int64_t off = 0;
             for (int64_t i = 0; i < out_n; i++) {
                 if (got[i] == want[i]) continue;
-                float g = mrec_bf16_widen(got[i]), f = mrec_bf16_widen(want[i]);
-                off += exact || !(fabsf(g - f) <= ldexpf(1.0f, ilogbf(fmaxf(fabsf(g), fabsf(f))) - 7));
+                float g = mrec_bf16_widen(got[i]), f = mrec_bf16_widen(want[i]), m = fmaxf(fmaxf(fabsf(g), fabsf(f)), FLT_MIN);
+                off += exact || !(fabsf(g - f) <= ldexpf(1.0f, ilogbf(m) - 7));
             }
             t_check(off == 0, "%s%s: %lld of %lld outputs off the float route's %s", w2, with ? ", packed" : "", (long long)off,
                     (long long)out_n, exact ? "bits" : "by more than one bf16 step");
@@ -1354,8 +1354,8 @@ static void conv_to_bf16_checks(const char *what, mrec_conv2d_shape s, const flo
             mrec_conv2d_to_bf16_ref(ref, x, w, b, acts[a], &s);
             off = 0;
             for (int64_t i = 0; i < out_n; i++) {
-                float g = mrec_bf16_widen(got[i]), r = mrec_bf16_widen(ref[i]);
-                off += !(fabsf(g - r) <= 1.13 * tol + 0x1p-20 + ldexpf(1.0f, ilogbf(fmaxf(fabsf(g), fabsf(r))) - 7));
+                float g = mrec_bf16_widen(got[i]), r = mrec_bf16_widen(ref[i]), m = fmaxf(fmaxf(fabsf(g), fabsf(r)), FLT_MIN);
+                off += !(fabsf(g - r) <= 1.13 * tol + 0x1p-20 + ldexpf(1.0f, ilogbf(m) - 7)); /* FLT_MIN: ilogb(0) is INT_MIN */
             }
             t_check(off == 0, "%s: %lld of %lld outputs off the reference by more than the bound", w2, (long long)off, (long long)out_n);
         }
