@@ -26,8 +26,11 @@
  * (default "32"; "1 32 128 256" for the full table); the time is from the
  * host inputs to the outputs on the device, mean of 5 batches after one to
  * warm up. MREC_BENCH_COMPILE=1 adds the peer's bf16 step through
- * torch.compile (the strongest PyTorch peer; its compilation takes about a
- * minute a model and batch, so gpu-check leaves it off).
+ * torch.compile (the strongest PyTorch peer) at every batch size,
+ * MREC_BENCH_COMPILE="128 256" at those sizes alone: its compilation takes
+ * about a minute a model and batch, so gpu-check asks for it only in its
+ * encoder part (GPU_CHECK_PART=encoders). MREC_BENCH_ENCODERS_ONLY=1 leaves
+ * the op table out.
  *
  * MREC_BENCH_PROFILE="MODEL PRECISION BATCH" (MODEL a case's first word:
  * all-MiniLM-L6-v2, bert-base, mpnet-base, vit-b16, resnet50, clip-b16 for
@@ -331,6 +334,18 @@ static int bench_profile(const char *spec) {
     return 2;
 }
 
+/* Whether the peer's torch.compile step runs at this batch size: MREC_BENCH_COMPILE "1" (every size) or a list of
+ * sizes. */
+static int compile_at(int batch) {
+    const char *c = getenv("MREC_BENCH_COMPILE");
+    if (!c || !*c || !strcmp(c, "0")) return 0;
+    if (!strcmp(c, "1")) return 1;
+    int listed[BENCH_MAX_BATCHES], n = bench_batches_in(listed, c, 1, 1024);
+    for (int k = 0; k < n; k++)
+        if (listed[k] == batch) return 1;
+    return 0;
+}
+
 static int bench_encoders(void) {
     enc_case cases[8];
     int n = 0;
@@ -362,7 +377,7 @@ static int bench_encoders(void) {
         /* the peer: one line per case of four numbers (fp32, tf32, bf16 seconds per batch, then bf16 with the images
          * already on the GPU), a fifth with compile */
         const char *py = getenv("MREC_PYTHON") ? getenv("MREC_PYTHON") : "python3";
-        int compiled = getenv("MREC_BENCH_COMPILE") && !strcmp(getenv("MREC_BENCH_COMPILE"), "1");
+        int compiled = compile_at(enc_batch);
         char cmd[16384];
         int at = snprintf(cmd, sizeof cmd, "%s%s bench/peers/gpu_encoders_peer.py %d %d", compiled ? "MREC_PEER_COMPILE=1 " : "", py,
                           ENC_REPS, enc_batch);
@@ -404,10 +419,12 @@ static int bench_encoders(void) {
             if (ours > 0 && theirs > 0) snprintf(r, 12, "%.2fx", theirs / ours);
             printf("%-26s %9s %9s %9s\n", cases[i].name, o, t, r);
         }
-        /* the share of the tensor cores' dense bf16 peak (H100 SXM: about 790 TFLOP/s measured; MREC_BF16_PEAK for another) */
+        /* the share of the tensor cores' dense bf16 peak: about 790 TFLOP/s measured on an H100 SXM, and the H200 has
+         * the same chip at the same clocks (more and faster memory only); MREC_BF16_PEAK for another GPU */
         double peak = getenv("MREC_BF16_PEAK") ? atof(getenv("MREC_BF16_PEAK")) : 790;
-        printf("bf16 throughput of the products (each model's multiply-adds x 2 per item):\n%-26s %12s %9s %12s\n", "model",
-               "GFLOP/item", "TFLOP/s", "of peak");
+        printf("bf16 throughput of the products (each model's multiply-adds x 2 per item; peak taken as %.0f TFLOP/s):\n"
+               "%-26s %12s %9s %12s\n",
+               peak, "model", "GFLOP/item", "TFLOP/s", "of peak");
         for (int i = 0; i < n; i++) {
             double ours = cases[i].seconds[MREC_PREC_BF16], tf = ours > 0 ? cases[i].flops * enc_batch / ours * 1e-12 : 0;
             if (cases[i].flops > 0 && ours > 0)
@@ -435,6 +452,10 @@ int main(void) {
         return 0;
     }
     if (getenv("MREC_BENCH_PROFILE")) return bench_profile(getenv("MREC_BENCH_PROFILE"));
+    if (getenv("MREC_BENCH_ENCODERS_ONLY") && !strcmp(getenv("MREC_BENCH_ENCODERS_ONLY"), "1")) {
+        mrec_cuda_destroy(cu);
+        return bench_encoders();
+    }
     uint64_t seed = 7;
     result res[24];
     int n = 0;

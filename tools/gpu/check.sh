@@ -13,7 +13,8 @@
 #      time goes by kernel (ncu);
 #   4. the whole test suite of that build (the GPU cases run instead of
 #      printing "skipped") and, beside it, the GPU test programs
-#      (tests/test_cuda*.c) under compute-sanitizer (memcheck, racecheck).
+#      (tests/test_cuda*.c, test_align, test_altclip) under compute-sanitizer
+#      (memcheck, racecheck).
 #
 # The report goes to $OUT/gpu-check.md when OUT is set, with every log in $OUT/logs.tar.gz,
 # else to build/gpu-check.md with the logs beside it. The exit status is non-zero if a step failed.
@@ -24,6 +25,9 @@
 # bench/reproduce.sh on the GPU (GPU_CHECK_REPRODUCE, default gowalla-lightgcn:
 # 1,000 epochs), cut at GPU_CHECK_REPRODUCE_S seconds (default 540): the report
 # gives its last epochs and, when it ended, its best one beside the published.
+# GPU_CHECK_PART=encoders runs steps 1 and 2, then bench_gpu_ops' encoder table alone
+# at batch 1, 32, 128 and 256 (GPU_CHECK_ENCODER_BATCHES) with torch.compile's
+# bf16 peer at batch 128 (GPU_CHECK_COMPILE, a list of sizes; 0 for none).
 set -u
 cd "$(dirname "$0")/../.."
 out=${OUT:-build}
@@ -85,7 +89,10 @@ say ""
 say "## Build"
 start=$(date +%s)
 gpu_tests=$(ls tests/test_cuda*.c | sed 's|tests/\(.*\)\.c|build/cuda/tests/\1|')
-if make -j"$jobs" $make_args > "$out/build.log" 2>&1 && make -j"$jobs" $make_args $gpu_tests >> "$out/build.log" 2>&1; then
+# the programs compute-sanitizer runs: the GPU test programs, and the two whose GPU kernels live beside their model
+# (ALIGN's depthwise conv, row mean and sigmoid gate; AltCLIP's text tower)
+sanitized="$gpu_tests build/cuda/tests/test_align build/cuda/tests/test_altclip"
+if make -j"$jobs" $make_args > "$out/build.log" 2>&1 && make -j"$jobs" $make_args $sanitized >> "$out/build.log" 2>&1; then
     say "make $make_args: ok in $(( $(date +%s) - start )) s"
 else
     say "make $make_args: FAILED (build.log):"
@@ -106,6 +113,30 @@ if [ "$part" = reproduce ]; then
     say '```'
     grep '^epoch' "$out/reproduce.log" | tail -n 6 | tee -a "$report" > /dev/null
     grep -v '^epoch' "$out/reproduce.log" | tail -n 10 | tee -a "$report" > /dev/null
+    say '```'
+    [ "$rc" = 0 ] || fail=1
+    say ""
+    say "gpu-check: $([ "$fail" -eq 0 ] && echo passed || echo FAILED)"
+    exit "$fail"
+fi
+
+if [ "$part" = encoders ]; then
+    # the encoder table alone at every batch size the targets name, beside PyTorch eager and, at the sizes
+    # GPU_CHECK_COMPILE lists (default 128: its compilation takes about a minute a model and size), torch.compile
+    bench_full=${MREC_FULL_DIR:-}
+    if [ -z "$bench_full" ] && python3 bench/peers/random_checkpoints.py build/bench-full > build/checkpoints.log 2>&1; then
+        bench_full=$PWD/build/bench-full
+    fi
+    start=$(date +%s)
+    make $make_args build/cuda/bench/bench_gpu_ops >> "$out/build.log" 2>&1 &&
+        MREC_FULL_DIR=$bench_full MREC_BENCH_ENCODERS_ONLY=1 MREC_BENCH_BATCHES="${GPU_CHECK_ENCODER_BATCHES:-1 32 128 256}" \
+        MREC_BENCH_COMPILE="${GPU_CHECK_COMPILE:-128}" timeout "${GPU_CHECK_ENCODERS_S:-540}" build/cuda/bench/bench_gpu_ops \
+        > "$out/bench_gpu_encoders.log" 2>&1
+    rc=$?
+    say ""
+    say "## The encoders on the GPU against PyTorch (bench_gpu_ops, exit $rc, $(( $(date +%s) - start )) s)"
+    say '```'
+    cat "$out/bench_gpu_encoders.log" | tee -a "$report" > /dev/null
     say '```'
     [ "$rc" = 0 ] || fail=1
     say ""
@@ -224,7 +255,7 @@ if [ "$part" != benches ]; then
     start=$(date +%s)
     sanitizers=""
     if command -v compute-sanitizer > /dev/null 2>&1; then
-        for t in $gpu_tests; do
+        for t in $sanitized; do
             for tool in memcheck racecheck; do
                 log=$out/sanitizer-$(basename "$t")-$tool.log
                 ( MREC_UNDER_SANITIZER=1 timeout "${GPU_CHECK_SANITIZER_S:-300}" compute-sanitizer --tool "$tool" --error-exitcode 9 \
