@@ -26,6 +26,7 @@
 #include "../tokenizers/tok_internal.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -126,6 +127,53 @@ static void corpus_parity(mrec_tokenizer *tok, const char *name, const lines_t *
     t_check(bad == 0, "%s: %d of %d texts differ from Hugging Face", name, bad, corpus->n);
     printf("%s: %d of %d texts identical to Hugging Face\n", name, corpus->n - bad, corpus->n);
     free_lines(&want);
+}
+
+/* One BPE tokenizer shared by four threads, its word cache empty at the start so that they fill it and read it
+ * at once, each thread taking every fourth text of the corpus (the threads and the cache's replacements
+ * interleave): every text's ids are still Hugging Face's. */
+typedef struct {
+    mrec_tokenizer *tok;
+    const lines_t *corpus, *want;
+    int first, bad;
+} shared_job;
+
+static void *shared_encode(void *arg) {
+    shared_job *j = arg;
+    char *text = malloc(1 << 16);
+    int32_t *got = malloc(sizeof *got * (1 << 14)), *exp = malloc(sizeof *exp * (1 << 14));
+    for (int round = 0; text && got && exp && round < 2; round++)
+        for (int i = j->first; i < j->corpus->n; i += 4) {
+            size_t len = unescape(j->corpus->lines[i], text), n;
+            mrec_tok_status st = mrec_tokenize(j->tok, text, len, got, 1 << 14, &n);
+            int ne = parse_ids(j->want->lines[i], exp, 1 << 14);
+            j->bad += st || (int)n != ne || memcmp(got, exp, n * sizeof *got) != 0;
+        }
+    if (!text || !got || !exp) j->bad = -1;
+    free(text), free(got), free(exp);
+    return NULL;
+}
+
+static void shared_tokenizer(const lines_t *corpus) {
+    mrec_tokenizer *tok;
+    lines_t want;
+    if (!t_check(mrec_tokenizer_load(&tok, TOK "clip/clip-vit-base-patch32.tokenizer.json") == MREC_TOK_OK, "a fresh CLIP tokenizer"))
+        return;
+    if (t_check(read_lines(FIX "clip_ids.txt.gz", &want) && want.n == corpus->n, "the CLIP references")) {
+        shared_job job[4];
+        pthread_t th[4];
+        int started = 0, bad = 0;
+        for (int k = 0; k < 4; k++) {
+            job[k] = (shared_job){tok, corpus, &want, k, 0};
+            if (pthread_create(&th[k], NULL, shared_encode, &job[k]) == 0) started++;
+            else break;
+        }
+        for (int k = 0; k < started; k++) pthread_join(th[k], NULL), bad += job[k].bad;
+        t_check(started == 4 && bad == 0, "clip bpe from 4 threads at once, twice over the corpus: %d of %d encodings differ", bad,
+                2 * corpus->n);
+        free_lines(&want);
+    }
+    mrec_tokenizer_free(tok);
 }
 
 static char *slurp(const char *path, size_t *n) {
@@ -845,6 +893,7 @@ int main(void) {
     corpus_parity(minilm, "wordpiece (tokenizer.json)", &corpus, FIX "bert_ids.txt.gz");
     corpus_parity(clip, "clip bpe", &corpus, FIX "clip_ids.txt.gz");
     corpus_parity(mpnet, "wordpiece (mpnet tokenizer.json)", &corpus, FIX "mpnet_ids.txt.gz");
+    shared_tokenizer(&corpus);
     free_lines(&corpus);
     shared_parity(bert, minilm, clip, mpnet);
     heldout(bert, minilm, clip);

@@ -89,6 +89,8 @@ mrec_tok_status tok_bpe_finish(mrec_tokenizer *t, const char *src) {
     t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
     if (!t->cache) return tok_fail(MREC_TOK_ERR_NOMEM, "%s: cache", src);
     t->cache_cap = CACHE_SLOTS;
+    for (int i = 0; i < TOK_CACHE_LOCKS; i++) pthread_mutex_init(&t->cache_lock[i], NULL);
+    t->cache_locks_ready = 1;
     return MREC_TOK_OK;
 }
 
@@ -135,11 +137,15 @@ static void push_if_merge(const mrec_tokenizer *t, bpe_pair *h, size_t *n, const
 static int bpe_piece(mrec_tokenizer *t, const char *bytes, size_t n, tok_ints *out) {
     size_t slot = (size_t)(tok_hash(bytes, n) & (t->cache_cap - 1));
     tok_cache_entry *e = &t->cache[slot];
+    pthread_mutex_t *lock = &t->cache_lock[slot % TOK_CACHE_LOCKS];
+    pthread_mutex_lock(lock);
     if (e->word && strlen(e->word) == n && memcmp(e->word, bytes, n) == 0) {
-        for (int i = 0; i < e->n; i++)
-            if (!tok_ints_push(out, e->ids[i])) return 0;
-        return 1;
+        int ok = 1;
+        for (int i = 0; i < e->n && ok; i++) ok = tok_ints_push(out, e->ids[i]);
+        pthread_mutex_unlock(lock);
+        return ok;
     }
+    pthread_mutex_unlock(lock);
     if (n > (size_t)INT32_MAX / 4) return 0;
     int32_t *id = malloc(sizeof *id * (n + 1)), *next = malloc(sizeof *next * (n + 1)), *prev = malloc(sizeof *prev * (n + 1));
     /* each merge pushes at most two pairs: n - 1 at the start, 2 per merge after, fewer than 3n in all */
@@ -169,8 +175,10 @@ static int bpe_piece(mrec_tokenizer *t, const char *bytes, size_t n, tok_ints *o
     if (ok && memchr(bytes, 0, n) == NULL) {
         memcpy(word, bytes, n);
         word[n] = '\0';
+        pthread_mutex_lock(lock);
         free(e->word), free(e->ids);
         e->word = word, e->ids = ids, e->n = (int)n_ids;
+        pthread_mutex_unlock(lock);
         word = NULL, ids = NULL;
     }
     free(id), free(next), free(prev), free(heap), free(ids), free(word);

@@ -990,6 +990,7 @@ void mrec_tokenizer_free(mrec_tokenizer *t) {
     free(t->merges);
     for (size_t i = 0; i < t->cache_cap; i++) free(t->cache[i].word), free(t->cache[i].ids);
     free(t->cache);
+    for (int i = 0; t->cache_locks_ready && i < TOK_CACHE_LOCKS; i++) pthread_mutex_destroy(&t->cache_lock[i]);
     tok_unigram_free(t);
     free(t);
 }

@@ -43,8 +43,8 @@
  * Added tokens (a tokenizer.json's added_tokens) are matched in the raw text first;
  * their lstrip / rstrip take the whitespace before / after them.
  *
- * A tokenizer keeps a cache of words it has split, so it is not safe to use
- * one from two threads at once; load one per thread.
+ * A loaded tokenizer may encode from several threads at once: it is read-only
+ * but for BPE's cache of words it has split, whose slots are locked.
  *
  * Errors: functions return an mrec_tok_status; mrec_tok_error_detail() names
  * the file, key or line. This module depends on no other part of mrec.

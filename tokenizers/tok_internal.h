@@ -4,6 +4,7 @@
 
 #include "mrec_tokenizer.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -98,6 +99,8 @@ typedef struct {
     int min_run, max_run;
 } tok_norm_step;
 
+#define TOK_CACHE_LOCKS 64
+
 typedef struct {
     char *word;      /* NULL = empty */
     int32_t *ids;
@@ -129,6 +132,10 @@ struct mrec_tokenizer {
     size_t merges_cap;
     tok_cache_entry *cache;    /* word -> ids, replaced when full */
     size_t cache_cap, cache_n;
+    /* the cache's slots guarded in stripes (slot % TOK_CACHE_LOCKS), so that threads encoding with one tokenizer
+     * rarely wait on each other; the rest of a tokenizer is read-only once loaded */
+    pthread_mutex_t cache_lock[TOK_CACHE_LOCKS];
+    int cache_locks_ready;
 
     /* Unigram (SentencePiece, as Hugging Face's tokenizers runs it) */
     double *scores;            /* per id: the piece's log probability */
