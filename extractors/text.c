@@ -134,9 +134,17 @@ typedef struct {
     int index, len;
 } by_len;
 
+/* longest first, then in the texts' order */
 static int cmp_len(const void *a, const void *b) {
     const by_len *x = a, *y = b;
-    return x->len != y->len ? (x->len < y->len ? -1 : 1) : x->index - y->index;
+    return x->len != y->len ? (x->len > y->len ? -1 : 1) : x->index - y->index;
+}
+
+/* A text's length in characters (UTF-8 sequences): what sentence-transformers sorts by */
+static int char_length(const char *t) {
+    int n = 0;
+    for (; *t; t++) n += ((unsigned char)*t & 0xC0) != 0x80;
+    return n;
 }
 
 /* BERT's hidden states (b, T, H) -> pooled (b, H), on the context's device;
@@ -164,51 +172,63 @@ static int carve_out(mrec_arena *a, batch_out *o, int B, int L, int H, int D) {
     return o->pooled && (!H || (o->hidden && o->mask));
 }
 
-/* ---- batches gathered one ahead of the forward (mrec_batch_pipe.h) ----
- * The texts are tokenized once, up front: sorting them by length, which makes
- * the batches, needs every length (tokenizing is a fraction of a percent of
- * the encoding: 0.3 s of 224 s for 11,800 H&M descriptions with MiniLM on two
- * cores). A producer gathers batch k+1's rows, padded to its longest, into a
+/* ---- batches tokenized one ahead of the forward (mrec_batch_pipe.h) ----
+ * The texts are put in batches longest first by their length in characters,
+ * as sentence-transformers does, so that a batch pads little and nothing is
+ * tokenized before the first batch: threads (the pipe's producers, and the
+ * caller when it would wait) tokenize batch k+1's texts, a text each, into a
  * host slot (pinned on a GPU, so the forward's copy in is a DMA) while batch
- * k encodes. */
+ * k encodes; the slot's rows are then cut to the batch's longest. */
 
 typedef struct {
     int at, b, T;
     atomic_int next;
-} gather_job;
+    int32_t *lens; /* (B) */
+} tok_job;
 
 typedef struct {
-    const int32_t *ids, *mask; /* (n, L) */
-    const by_len *order;       /* (n) */
+    mrec_tokenizer *tok; /* shared: encoding is safe from several threads */
+    const mrec_tok_options *opt;
+    const char *const *texts;
+    const by_len *order; /* (n) */
     int n, B, L;
-    gather_job job[2];
-} gather_jobs;
+    tok_job job[2];
+} tok_jobs;
 
-static void gather_begin(void *arg, int batch, int slot) {
-    gather_jobs *g = arg;
-    gather_job *j = &g->job[slot];
+static void tok_begin(void *arg, int batch, int slot) {
+    tok_jobs *g = arg;
+    tok_job *j = &g->job[slot];
     j->at = batch * g->B, j->b = g->n - j->at < g->B ? g->n - j->at : g->B;
-    j->T = g->order[j->at + j->b - 1].len; /* the longest in this batch */
     atomic_store(&j->next, 0);
 }
 
-/* host: ids (b, T) then mask (b, T), from offset B * L */
-static mrec_status gather_work(void *arg, int batch, int slot, void *host) {
+/* host: ids (b, L) then mask (b, L) from offset B * L, each row padded to L */
+static mrec_status tok_work(void *arg, int batch, int slot, void *host) {
     (void)batch;
-    gather_jobs *g = arg;
-    gather_job *j = &g->job[slot];
+    tok_jobs *g = arg;
+    tok_job *j = &g->job[slot];
     int32_t *bids = host, *bmask = bids + (size_t)g->B * g->L;
     for (int r; (r = atomic_fetch_add(&j->next, 1)) < j->b;) {
         int src = g->order[j->at + r].index;
-        memcpy(bids + (size_t)r * j->T, g->ids + (size_t)src * g->L, sizeof *bids * (size_t)j->T);
-        memcpy(bmask + (size_t)r * j->T, g->mask + (size_t)src * g->L, sizeof *bmask * (size_t)j->T);
+        if (mrec_tokenizer_encode_batch(g->tok, &g->texts[src], NULL, 1, g->opt, g->L, bids + (size_t)r * g->L, NULL,
+                                        bmask + (size_t)r * g->L, &j->lens[r]))
+            return mrec_fail(MREC_ERR_ARG, "tokenizing text %d: %s", src, mrec_tok_error_detail());
     }
     return MREC_OK;
 }
 
-/* Nothing goes up ahead: the forward checks the ids on the host before it copies them. */
-static mrec_status gather_finish(void *arg, int batch, int slot, void *host, size_t *upload) {
-    (void)arg, (void)batch, (void)slot, (void)host;
+/* The rows cut to the batch's longest, T: ids (b, T), mask (b, T) from offset B * L, where the forward reads them.
+ * Nothing goes up ahead: the forward checks the ids on the host before it copies them. */
+static mrec_status tok_finish(void *arg, int batch, int slot, void *host, size_t *upload) {
+    (void)batch;
+    tok_jobs *g = arg;
+    tok_job *j = &g->job[slot];
+    int32_t *bids = host, *bmask = bids + (size_t)g->B * g->L;
+    j->T = 1;
+    for (int r = 0; r < j->b; r++) j->T = j->lens[r] > j->T ? j->lens[r] : j->T;
+    for (int r = 1; r < j->b; r++) /* row r moves down: r * T <= r * L */
+        memmove(bids + (size_t)r * j->T, bids + (size_t)r * g->L, sizeof *bids * (size_t)j->T),
+            memmove(bmask + (size_t)r * j->T, bmask + (size_t)r * g->L, sizeof *bmask * (size_t)j->T);
     *upload = 0;
     return MREC_OK;
 }
@@ -218,23 +238,17 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     int H = e->is_clip ? 0 : e->bert.cfg.hidden; /* BERT's hidden states, before pooling */
     mrec_tok_options opt = mrec_tok_defaults();
     opt.max_length = L;
-    /* tokenize everything once: ids (n, L), lengths, then sort by length */
-    int32_t *ids = malloc(sizeof *ids * (size_t)n * L), *mask = malloc(sizeof *mask * (size_t)n * L);
-    int32_t *lens = malloc(sizeof *lens * (size_t)(n ? n : 1));
     by_len *order = malloc(sizeof *order * (size_t)(n ? n : 1));
+    int32_t *lens = malloc(sizeof *lens * 2 * (size_t)B); /* each slot's row lengths */
     /* two batches' rows back on the host, pinned on a GPU, so the copy back is asynchronous: batch k's are waited for
      * once batch k + 1 is queued behind it, so the GPU does not idle while the host takes them */
     float *pooled = NULL;
     mrec_event *back[2] = {NULL, NULL};
     mrec_status st = MREC_OK;
-    if (!ids || !mask || !lens || !order) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
+    if (!order || !lens) st = mrec_fail(MREC_ERR_NOMEM, "embedding %d texts", n);
     if (!st) st = mrec_host_alloc(ctx, (void **)&pooled, sizeof *pooled * 2 * (size_t)B * D);
     if (!st) st = mrec_event_create(ctx, &back[0]);
     if (!st) st = mrec_event_create(ctx, &back[1]);
-    double t_tok = mrec_stage_thread_seconds();
-    if (!st && mrec_tokenizer_encode_batch(e->tok, texts, NULL, n, &opt, L, ids, NULL, mask, lens))
-        st = mrec_fail(MREC_ERR_ARG, "tokenizing: %s", mrec_tok_error_detail());
-    t_tok = mrec_stage_thread_seconds() - t_tok; /* on the encoding thread, before any batch */
     /* the workspace: the batch's outputs, then the model's activations */
     mrec_arena measure = mrec_arena_measure();
     batch_out dev;
@@ -245,10 +259,11 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
                                                        : mrec_bert_workspace_bytes(&e->bert, B, L)));
     size_t mark = ctx->workspace.used;
     if (!st && !carve_out(&ctx->workspace, &dev, B, L, H, D)) st = mrec_fail(MREC_ERR_NOMEM, "text batch of %d x %d", B, L);
-    for (int i = 0; i < n && !st; i++) order[i] = (by_len){i, lens[i]};
+    for (int i = 0; i < n && !st; i++) order[i] = (by_len){i, char_length(texts[i])};
     if (!st) qsort(order, (size_t)n, sizeof *order, cmp_len);
-    gather_jobs g = {.ids = ids, .mask = mask, .order = order, .n = n, .B = B, .L = L};
-    mrec_batch_jobs jobs = {gather_begin, gather_work, gather_finish, &g};
+    tok_jobs g = {.tok = e->tok, .opt = &opt, .texts = texts, .order = order, .n = n, .B = B, .L = L};
+    g.job[0].lens = lens, g.job[1].lens = lens + B;
+    mrec_batch_jobs jobs = {tok_begin, tok_work, tok_finish, &g};
     mrec_batch_pipe *pipe = NULL;
     int n_batches = (n + B - 1) / B;
     mrec_packs *caller_packs = ctx->packs;
@@ -297,13 +312,13 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
     }
     if (e->times) {
         mrec_batch_pipe_add_times(pipe, e->times);
-        e->times->prepare += t_tok, e->times->prepare_caller += t_tok, e->times->encode += encode;
+        e->times->encode += encode;
     }
     mrec_batch_pipe_stop(pipe);
     ctx->packs = caller_packs;
     ctx->workspace.used = mark;
     mrec_event_destroy(ctx, back[0]), mrec_event_destroy(ctx, back[1]);
     mrec_host_free(ctx, pooled);
-    free(ids), free(mask), free(lens), free(order);
+    free(lens), free(order);
     return st;
 }

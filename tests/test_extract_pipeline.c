@@ -501,16 +501,17 @@ static void pipelined_texts(mrec_context *cpu1, mrec_context *cpu2, mrec_context
     for (int c = 0; c < 3; c++) {
         mrec_text_encoder e;
         if (!ctxs[c] || mrec_text_encoder_load(&e, minilm)) continue;
-        e.batch_size = 4, e.producers = c == 0 ? 0 : 1;
+        e.batch_size = 4, e.producers = c == 0 ? 0 : c == 1 ? 3 : 1;
         D = mrec_text_encoder_dim(&e);
         emb[c] = calloc((size_t)NT * D, sizeof(float));
         if (emb[c] && (mrec_text_encoder_to_device(&e, ctxs[c]) || mrec_text_encoder_embed(ctxs[c], &e, texts, NT, emb[c])))
             free(emb[c]), emb[c] = NULL;
         mrec_text_encoder_free(&e);
     }
-    /* no producer on 1 thread, the batches gathered in turn; one producer gathering ahead of 2 threads */
+    /* no producer on 1 thread, each batch tokenized in turn; three producers sharing the tokenizer, a text each,
+     * a batch ahead of 2 threads */
     t_check(emb[0] && emb[1] && !memcmp(emb[0], emb[1], sizeof(float) * NT * D),
-            "texts: gathered a batch ahead (2 threads) and in turn (1 thread): the same bytes in input order");
+            "texts: tokenized a batch ahead by 3 producers (2 threads) and in turn (1 thread): the same bytes in input order");
     /* the oracle: each text alone (its own length, no padding), so a row scattered to the wrong text shows;
      * other padded lengths may sum in another order, so fp32 rounding is allowed (measured: 0) */
     mrec_text_encoder e;
