@@ -233,11 +233,14 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     float *dfeats = mrec_arena_alloc(&ctx->workspace, feat_bytes);
     void *dev[2] = {NULL, NULL};
     if (on_gpu) dev[0] = mrec_arena_alloc(&ctx->workspace, slot_bytes), dev[1] = mrec_arena_alloc(&ctx->workspace, slot_bytes);
-    float *feats = NULL; /* the batch's features back on the host: pinned on a GPU, so the copy back is asynchronous */
-    mrec_event *back = NULL;
+    /* two batches' features back on the host, pinned on a GPU, so the copy back is asynchronous: batch k's are waited
+     * for (and written) once batch k + 1 is queued behind it, so the GPU does not idle while the host takes them */
+    float *feats = NULL;
+    mrec_event *back[2] = {NULL, NULL};
     if (!dfeats || (on_gpu && (!dev[0] || !dev[1]))) st = mrec_fail(MREC_ERR_NOMEM, "image batch of %d", B);
-    if (!st) st = mrec_host_alloc(ctx, (void **)&feats, feat_bytes);
-    if (!st) st = mrec_event_create(ctx, &back);
+    if (!st) st = mrec_host_alloc(ctx, (void **)&feats, 2 * feat_bytes);
+    if (!st) st = mrec_event_create(ctx, &back[0]);
+    if (!st) st = mrec_event_create(ctx, &back[1]);
     for (int i = 0; i < n; i++) errors[i] = NULL, ok[i] = 0;
     decode_jobs d = {.enc = e, .paths = paths, .data = data, .sizes = sizes, .n = n, .B = B, .h = h, .w = w, .ok = ok, .errors = errors};
     mrec_batch_jobs jobs = {decode_begin, decode_work, decode_finish, &d};
@@ -247,43 +250,57 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     ctx->packs = e->packs;
     if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, slot_bytes, on_gpu ? dev : NULL, producer_threads(ctx, e->decode_threads));
     double encode = 0, write = 0;
-    for (int k = 0; k < n_batches && !st; k++) {
-        int slot;
-        void *host;
-        const void *pixels;
-        if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &pixels))) break;
+    int prev_first = 0, prev_count = 0, prev_m = 0; /* the batch queued last, whose features are still to be taken */
+    for (int k = 0; k <= n_batches && !st; k++) {
         double t0 = mrec_stage_clock();
-        /* the job's numbers now: once released, the slot takes batch k + 2 */
-        int first = d.job[slot].first, count = d.job[slot].count, m = d.job[slot].m;
-        if (m) {
-            if (e->kind == MREC_IMAGE_CLIP)
-                st = mrec_clip_image_forward(ctx, &e->clip, pixels, m, clip_output(e->layer), dfeats);
-            else if (e->kind == MREC_IMAGE_ALIGN)
-                st = mrec_efficientnet_forward(ctx, &e->align, pixels, m, h, w, e->layer == MREC_LAYER_POOLER ? dfeats : NULL,
-                                               e->layer == MREC_LAYER_EMBEDS ? dfeats : NULL, NULL);
-            else if (e->kind == MREC_IMAGE_VIT)
-                st = mrec_vit_forward(ctx, &e->vit, pixels, m, e->layer == MREC_LAYER_CLS ? dfeats : NULL,
-                                      e->layer == MREC_LAYER_POOLER ? dfeats : NULL);
-            else
-                st = mrec_resnet_forward(ctx, &e->resnet, pixels, m, h, w, e->layer == MREC_LAYER_AVGPOOL ? dfeats : NULL,
-                                         e->layer == MREC_LAYER_LOGITS ? dfeats : NULL);
-            /* only the features come back: queued behind the forward, then waited for */
-            if (!st) st = mrec_copy_to_host_async(ctx, feats, dfeats, sizeof(float) * (size_t)m * D, MREC_STREAM_COMPUTE);
-            if (!st) st = mrec_event_record(ctx, back, MREC_STREAM_COMPUTE);
+        int first = 0, count = 0, m = 0;
+        if (k < n_batches) {
+            int slot;
+            void *host;
+            const void *pixels;
+            if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &pixels))) break;
+            t0 = mrec_stage_clock();
+            /* the job's numbers now: once released, the slot takes batch k + 2 */
+            first = d.job[slot].first, count = d.job[slot].count, m = d.job[slot].m;
+            if (m) {
+                if (e->kind == MREC_IMAGE_CLIP)
+                    st = mrec_clip_image_forward(ctx, &e->clip, pixels, m, clip_output(e->layer), dfeats);
+                else if (e->kind == MREC_IMAGE_ALIGN)
+                    st = mrec_efficientnet_forward(ctx, &e->align, pixels, m, h, w, e->layer == MREC_LAYER_POOLER ? dfeats : NULL,
+                                                   e->layer == MREC_LAYER_EMBEDS ? dfeats : NULL, NULL);
+                else if (e->kind == MREC_IMAGE_VIT)
+                    st = mrec_vit_forward(ctx, &e->vit, pixels, m, e->layer == MREC_LAYER_CLS ? dfeats : NULL,
+                                          e->layer == MREC_LAYER_POOLER ? dfeats : NULL);
+                else
+                    st = mrec_resnet_forward(ctx, &e->resnet, pixels, m, h, w, e->layer == MREC_LAYER_AVGPOOL ? dfeats : NULL,
+                                             e->layer == MREC_LAYER_LOGITS ? dfeats : NULL);
+                /* only the features come back, queued behind the forward (the next batch's forward, queued behind this
+                 * copy, may then overwrite dfeats) */
+                if (!st)
+                    st = mrec_copy_to_host_async(ctx, feats + (size_t)(k & 1) * B * D, dfeats, sizeof(float) * (size_t)m * D,
+                                                 MREC_STREAM_COMPUTE);
+                if (!st) st = mrec_event_record(ctx, back[k & 1], MREC_STREAM_COMPUTE);
+            }
+            mrec_status rel = mrec_batch_pipe_release(pipe, k); /* the next batch may go up while this one finishes */
+            if (!st) st = rel;
         }
-        mrec_status rel = mrec_batch_pipe_release(pipe, k); /* the next batch may go up while this one finishes */
-        if (!st) st = rel;
-        if (!st && m) st = mrec_event_sync(ctx, back);
-        for (int i = 0, r = 0; !st && i < count; i++)
-            if (ok[first + i]) memcpy(out + (size_t)(first + i) * D, feats + (size_t)r++ * D, sizeof(float) * (size_t)D);
+        /* the batch before this one: its features, now that this one is queued behind it, then written */
         double t1 = mrec_stage_clock();
+        if (!st && k > 0) {
+            const float *done = feats + (size_t)((k - 1) & 1) * B * D;
+            if (prev_m) st = mrec_event_sync(ctx, back[(k - 1) & 1]);
+            for (int i = 0, r = 0; !st && i < prev_count; i++)
+                if (ok[prev_first + i]) memcpy(out + (size_t)(prev_first + i) * D, done + (size_t)r++ * D, sizeof(float) * (size_t)D);
+            t1 = mrec_stage_clock();
+            if (!st && e->batch_done) st = e->batch_done(e->batch_done_ctx, prev_first, prev_count), write += mrec_stage_clock() - t1;
+            if (!st && e->progress) e->progress(e->progress_ctx, prev_first + prev_count, n);
+        }
         encode += t1 - t0;
-        if (!st && e->batch_done) st = e->batch_done(e->batch_done_ctx, first, count), write += mrec_stage_clock() - t1;
-        if (!st && e->progress) e->progress(e->progress_ctx, first + count, n);
+        prev_first = first, prev_count = count, prev_m = m;
     }
     if (e->times) mrec_batch_pipe_add_times(pipe, e->times), e->times->encode += encode, e->times->write += write;
     mrec_batch_pipe_stop(pipe); /* after a failure, waits for the batch the producers were on */
-    mrec_event_destroy(ctx, back);
+    mrec_event_destroy(ctx, back[0]), mrec_event_destroy(ctx, back[1]);
     mrec_host_free(ctx, feats);
     ctx->packs = caller_packs;
     ctx->workspace.used = mark;

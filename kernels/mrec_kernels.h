@@ -769,9 +769,11 @@ mrec_status mrec_cuda_profile(mrec_cuda *cu, int on);
  * overlap (pageable memory makes the driver stage them synchronously).
  *
  * mrec_cuda_copy_h2d (and so mrec_copy_to_device) infers the direction from
- * the pointers (cudaMemcpyDefault): a source already on the device, such as
- * a batch uploaded ahead, becomes a device-to-device copy, so a forward that
- * copies its input in takes a pre-uploaded batch unchanged.
+ * the pointers: a source already on the device, such as a batch uploaded
+ * ahead, becomes a device-to-device copy queued on the compute stream
+ * without a wait (a host source is waited for), so a forward that copies
+ * its input in takes a pre-uploaded batch unchanged and queues behind the
+ * previous batch's instead of draining it.
  *
  * Every call returns a status (MREC_ERR_DEVICE with the CUDA error in the
  * detail; in a CPU-only build, "built without CUDA"); none exits. The

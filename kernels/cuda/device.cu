@@ -139,10 +139,25 @@ extern "C" void mrec_cuda_free(mrec_cuda *cu, void *ptr) {
 }
 
 /* cudaMemcpyDefault: src may already be on the device (a batch uploaded ahead on the copy stream). */
+/* Whether p is memory of a device (not host memory, pinned or not). */
+static int on_a_device(const void *p) {
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        cudaGetLastError(); /* older drivers fail on a pageable pointer: host memory */
+        return 0;
+    }
+    return a.type == cudaMemoryTypeDevice;
+}
+
+/* From the host it waits for the copy, so that src may change at once; from the device (a batch uploaded ahead)
+ * the copy is queued on the stream like any op and the host goes on: nothing on the host reads either buffer, and
+ * a wait there would drain the stream, the previous batch's forward with it, before this one's launches. */
 extern "C" mrec_status mrec_cuda_copy_h2d(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
-    mrec_status st = mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cu->stream),
+    int from_device = on_a_device(src);
+    mrec_status st = mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, from_device ? cudaMemcpyDeviceToDevice : cudaMemcpyDefault,
+                                                     cu->stream),
                                      "copy to GPU");
-    return st ? st : mrec_cuda_check(cudaStreamSynchronize(cu->stream), "copy to GPU");
+    return st || from_device ? st : mrec_cuda_check(cudaStreamSynchronize(cu->stream), "copy to GPU");
 }
 
 extern "C" mrec_status mrec_cuda_copy_d2h(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
