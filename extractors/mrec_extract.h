@@ -9,10 +9,9 @@
  * CLIP folder (config.json with model_type "clip", model.safetensors,
  * tokenizer.json or vocab.json + merges.txt), whose text tower gives
  * text_embeds (or the projection or the pooler: clip_output). Texts are
- * sorted by length in characters, longest first (as sentence-transformers
- * sorts them), and padded per batch, so short product titles are cheap; each
- * batch is tokenized while the one before it encodes; results come back in
- * the input order.
+ * tokenized by the context's threads, sorted by token count and padded per
+ * batch, so short product titles are cheap; results come back in the input
+ * order.
  */
 #ifndef MREC_EXTRACT_H
 #define MREC_EXTRACT_H

@@ -488,7 +488,7 @@ static void pipelined_texts(mrec_context *cpu1, mrec_context *cpu2, mrec_context
         t_skip("pipelined texts: %s not found", path);
         return;
     }
-    enum { NT = 23 };
+    enum { NT = 150 }; /* more than two chunks of 64 texts: the tokenizing threads share the tokenizer */
     static char buf[NT][96];
     const char *texts[NT];
     for (int i = 0; i < NT; i++) { /* lengths that sort into batches unlike the input order */
@@ -508,10 +508,10 @@ static void pipelined_texts(mrec_context *cpu1, mrec_context *cpu2, mrec_context
             free(emb[c]), emb[c] = NULL;
         mrec_text_encoder_free(&e);
     }
-    /* no producer on 1 thread, each batch tokenized in turn; three producers sharing the tokenizer, a text each,
-     * a batch ahead of 2 threads */
+    /* 1 thread: tokenized alone, no producer, the batches gathered in turn; 2 threads sharing the tokenizer (a chunk
+     * of texts each), three producers gathering a batch ahead */
     t_check(emb[0] && emb[1] && !memcmp(emb[0], emb[1], sizeof(float) * NT * D),
-            "texts: tokenized a batch ahead by 3 producers (2 threads) and in turn (1 thread): the same bytes in input order");
+            "texts: gathered a batch ahead by 3 producers (2 threads) and in turn (1 thread): the same bytes in input order");
     /* the oracle: each text alone (its own length, no padding), so a row scattered to the wrong text shows;
      * other padded lengths may sum in another order, so fp32 rounding is allowed (measured: 0) */
     mrec_text_encoder e;
