@@ -1139,17 +1139,20 @@ static void weights_after_steps(const mrec_model_entry *e, const char *why_not) 
 
 /* The same seed twice on one device, the same bits: every epoch's loss and the test metrics equal, not close (the
  * GPU's sums run in fixed orders: no float atomics, the long rows' runs fixed by their length, dropout from a
- * counter-based stream). Every model that trains on the GPU (CLIP-E2E apart: its towers are cpu_and_gpu's), two
- * epochs at 16 dimensions, on the CPU (which holds the check itself to account without a GPU) and on the GPU. */
-static void same_bits_twice(int on_gpu, const char *why_not) {
-    char data[4096 * 3], features[4200];
+ * counter-based stream), and the parameters kept at the best epoch. Every model that trains on the GPU (CLIP-E2E
+ * when tests/data has its photos), two epochs at 16 dimensions, on the CPU (which holds the check itself to account
+ * without a GPU) and on the GPU. */
+static void same_bits_twice(int on_gpu, const char *why_not, int have_clip_items) {
+    char data[4096 * 3], features[4200], clip_dir[4200], clip_items[4200];
     snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
     snprintf(features, sizeof features, "visual=%s/visual.npy,textual=%s/textual.npy", dir, dir);
+    snprintf(clip_dir, sizeof clip_dir, "%s/clip", dir), snprintf(clip_items, sizeof clip_items, "%s/clip_items.tsv", dir);
     for (int dev = 0; dev < 2; dev++)
         for (int i = 0; i < mrec_model_count(); i++) {
             const mrec_model_entry *e = mrec_model_at(i);
             const char *where = dev ? "GPU" : "CPU";
-            if (!mrec_model_runs_on_gpu(e->name) || !(e->flags & MREC_MODEL_TRAINS) || !strcmp(e->name, "clip-e2e")) continue;
+            int clip = !strcmp(e->name, "clip-e2e");
+            if (!mrec_model_runs_on_gpu(e->name) || !(e->flags & MREC_MODEL_TRAINS) || (clip && !have_clip_items)) continue;
             if (dev && !on_gpu) {
                 t_skip("%s twice on the GPU from one seed, the same bits: %s", e->name, why_not);
                 continue;
@@ -1166,13 +1169,24 @@ static void same_bits_twice(int on_gpu, const char *why_not) {
                 s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
                 s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
                 s.params.v[MREC_HP_SEED] = (mrec_param_value){.x = {5}, .given = 1};
+                s.keep_model = 1;
+                if (clip) { /* the tiny CLIP, one block of each tower trained */
+                    s.clip = clip_dir, s.clip_items = clip_items, s.clip_id_col = "id", s.clip_text_col = "text", s.clip_image_col = "image";
+                    s.params.v[MREC_HP_BLOCKS] = (mrec_param_value){.x = {1}, .given = 1};
+                    s.params.v[MREC_HP_TOWER_LR] = (mrec_param_value){.x = {1e-3}, .given = 1};
+                }
                 ok &= t_status(mrec_train(&s, &r[run]), MREC_OK, "%s on the %s, run %d", e->name, where, run + 1);
             }
             int same = ok && r[0].n_history == r[1].n_history && r[0].n_history == 2;
             for (int h = 0; same && h < r[0].n_history; h++) same = r[0].history[h].loss == r[1].history[h].loss;
             same = same && r[0].test.value[MREC_METRIC_RECALL][0] == r[1].test.value[MREC_METRIC_RECALL][0] &&
                    r[0].test.value[MREC_METRIC_NDCG][0] == r[1].test.value[MREC_METRIC_NDCG][0];
-            t_check(same, "%s twice on the %s from one seed: the same losses and metrics, bit for bit", e->name, where);
+            /* and the trained parameters at the best epoch */
+            same = same && r[0].saved.n_params == r[1].saved.n_params && r[0].saved.best_epoch == r[1].saved.best_epoch;
+            for (int p = 0; same && p < r[0].saved.n_params; p++)
+                same = r[0].saved.size[p] == r[1].saved.size[p] &&
+                       !memcmp(r[0].saved.param[p], r[1].saved.param[p], sizeof(float) * (size_t)r[0].saved.size[p]);
+            t_check(same, "%s twice on the %s from one seed: the same losses, metrics and parameters, bit for bit", e->name, where);
             mrec_train_result_free(&r[0]), mrec_train_result_free(&r[1]);
         }
 }
@@ -1240,7 +1254,7 @@ int main(void) {
             weights_after_steps(e, gpu ? NULL : why);
     }
     if (under) t_skip("under compute-sanitizer: the other models, and epochs 3 to 6, are left to the plain run");
-    if (!under) same_bits_twice(gpu, why);
+    if (!under) same_bits_twice(gpu, why, clip_items);
 
     mrec_context_destroy(cpu);
     char cmd[4200];
