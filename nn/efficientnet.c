@@ -14,8 +14,9 @@
  * the first block of a stage strides. Dropout and drop-connect are off
  * (inference). Every bn is folded into its conv at load. Images go through
  * one at a time on the CPU (the 1x1 convs are GEMMs over one image's
- * pixels), sixteen at a time on a GPU. In bf16 on a CPU each expansion hands
- * its output to the depthwise conv in bf16 (mrec_bf16_planes_native).
+ * pixels), sixteen at a time on a GPU, where a pass's launches become one
+ * CUDA graph. In bf16 on a CPU each expansion hands its output to the
+ * depthwise conv in bf16 (mrec_bf16_planes_native).
  * Reference: transformers' models/align/modeling_align.py and
  * configuration_align.py (AlignVisionConfig's defaults are the ones below).
  */
@@ -434,13 +435,52 @@ size_t mrec_efficientnet_batch_workspace_bytes(const mrec_context *ctx, const mr
     return mrec_context_split_bytes(ctx, B, pass, pass);
 }
 
+/* One pass of G images already on the device (t->image), n of them kept: everything from the stem's padded copy
+ * to the outputs, launches only, so that on a GPU it can be one CUDA graph (mrec_graph_run): 55 blocks of about ten
+ * launches each are ALIGN's, whose launch costs would otherwise leave the GPU idle between short kernels. */
+typedef struct {
+    const forward_args *f;
+    const activations *t;
+    const sizes *z;
+    int i0, n;
+} pass_args;
+
+static mrec_status pass_body(mrec_context *ctx, void *arg) {
+    const pass_args *p = arg;
+    const forward_args *f = p->f;
+    const mrec_efficientnet *m = f->m;
+    const activations *t = p->t;
+    int G = group_of(m), C = m->features, H = f->H, W = f->W, n = p->n, i0 = p->i0, h = H, w = W;
+    size_t plane_p = (size_t)(H + 1) * (W + 1);
+    float *x = t->buf[0], *f1 = t->buf[1], *f2 = t->buf[2];
+    mrec_status st = MREC_OK;
+    for (int q = 0; q < n * 3 && !st; q++) /* into the zero-padded planes: one row and one column more */
+        st = mrec_copy_rows(ctx, t->padded + q * plane_p, W + 1, t->image + (size_t)q * H * W, W, H, W);
+    mrec_conv2d_shape s = stem_shape(m, G, H, W);
+    if (!st) st = mrec_conv2d_act(ctx, x, t->padded, m->stem_w, m->stem_b, 0.0f, MREC_ACT_SILU, t->col, p->z->col, &s);
+    h = mrec_conv2d_out_h(&s), w = mrec_conv2d_out_w(&s);
+    int half = mrec_bf16_planes_native(ctx) && !m->float_planes;
+    for (int b = 0; b < m->n_blocks && !st; b++) {
+        float *y;
+        st = block_forward(ctx, &m->block[b], t, p->z->col, x, &y, f1, f2, G, &h, &w, half);
+        /* the output becomes the next input; the old input is free */
+        f1 = x, x = y;
+    }
+    size_t map = (size_t)C * h * w;
+    if (!st && f->last) st = mrec_copy_rows(ctx, f->last + i0 * map, (int)map, x, (int)map, n, (int)map);
+    if (!st) st = mrec_row_mean(ctx, t->feat, x, G * C, h * w);
+    if (!st && f->pooled) st = mrec_copy_rows(ctx, f->pooled + (size_t)i0 * C, C, t->feat, C, n, C);
+    /* HF divides by the norm with no floor; 1e-12 only keeps an all-zero row at zero instead of NaN */
+    if (!st && f->embeds) st = mrec_l2_normalize_rows(ctx, t->emb, t->feat, 1e-12f, G, C);
+    if (!st && f->embeds) st = mrec_copy_rows(ctx, f->embeds + (size_t)i0 * C, C, t->emb, C, n, C);
+    return st;
+}
+
 /* Images [lo, hi): G a pass, from ctx's workspace. */
 static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
     const forward_args *f = arg;
     const mrec_efficientnet *m = f->m;
-    const float *images = f->images;
-    float *pooled = f->pooled, *embeds = f->embeds, *last = f->last;
-    int G = group_of(m), C = m->features, H = f->H, W = f->W;
+    int G = group_of(m), H = f->H, W = f->W;
     sizes z;
     mrec_status st = plan(m, m->on, G, H, W, &z);
     if (st) return st;
@@ -455,29 +495,25 @@ static mrec_status passes(mrec_context *ctx, int lo, int hi, void *arg) {
     /* the stem's zero pad: one more row and column, zeros written once per call (mrec_mask_bias with no mask
      * writes zeros), the images' rows copied inside each pass */
     st = mrec_mask_bias(ctx, t.padded, NULL, (int64_t)G * 3 * plane_p);
+    /* the images go up, then the pass's launches, on a GPU one graph from the second time the same pass comes (the
+     * same buffers, outputs and sizes) */
     for (int i0 = lo; i0 < hi && !st; i0 += G) {
-        int n = hi - i0 < G ? hi - i0 : G, h = H, w = W;
-        float *x = t.buf[0], *f1 = t.buf[1], *f2 = t.buf[2];
-        st = mrec_copy_to_device(ctx, t.image, images + i0 * image, sizeof(float) * image * n);
-        for (int p = 0; p < n * 3 && !st; p++)
-            st = mrec_copy_rows(ctx, t.padded + p * plane_p, W + 1, t.image + (size_t)p * H * W, W, H, W);
-        mrec_conv2d_shape s = stem_shape(m, G, H, W);
-        if (!st) st = mrec_conv2d_act(ctx, x, t.padded, m->stem_w, m->stem_b, 0.0f, MREC_ACT_SILU, t.col, z.col, &s);
-        h = mrec_conv2d_out_h(&s), w = mrec_conv2d_out_w(&s);
-        int half = mrec_bf16_planes_native(ctx) && !m->float_planes;
-        for (int b = 0; b < m->n_blocks && !st; b++) {
-            float *y;
-            st = block_forward(ctx, &m->block[b], &t, z.col, x, &y, f1, f2, G, &h, &w, half);
-            /* the output becomes the next input; the old input is free */
-            f1 = x, x = y;
-        }
-        size_t map = (size_t)C * h * w;
-        if (!st && last) st = mrec_copy_rows(ctx, last + i0 * map, (int)map, x, (int)map, n, (int)map);
-        if (!st) st = mrec_row_mean(ctx, t.feat, x, G * C, h * w);
-        if (!st && pooled) st = mrec_copy_rows(ctx, pooled + (size_t)i0 * C, C, t.feat, C, n, C);
-        /* HF divides by the norm with no floor; 1e-12 only keeps an all-zero row at zero instead of NaN */
-        if (!st && embeds) st = mrec_l2_normalize_rows(ctx, t.emb, t.feat, 1e-12f, G, C);
-        if (!st && embeds) st = mrec_copy_rows(ctx, embeds + (size_t)i0 * C, C, t.emb, C, n, C);
+        int n = hi - i0 < G ? hi - i0 : G;
+        st = mrec_copy_to_device(ctx, t.image, f->images + i0 * image, sizeof(float) * image * n);
+        pass_args p = {f, &t, &z, i0, n};
+        struct {
+            const void *model, *workspace, *pooled, *embeds, *last;
+            size_t used;
+            int n, H, W, precision;
+        } key;
+        memset(&key, 0, sizeof key); /* the padding too: the key is compared as bytes */
+        size_t map = (size_t)m->features * z.out_h * z.out_w;
+        key.model = m, key.workspace = ctx->workspace.base, key.used = mark;
+        key.pooled = f->pooled ? f->pooled + (size_t)i0 * m->features : NULL;
+        key.embeds = f->embeds ? f->embeds + (size_t)i0 * m->features : NULL;
+        key.last = f->last ? f->last + i0 * map : NULL;
+        key.n = n, key.H = H, key.W = W, key.precision = (int)ctx->precision;
+        if (!st) st = mrec_graph_run(ctx, &key, sizeof key, pass_body, &p);
     }
     ctx->workspace.used = mark;
     return st;

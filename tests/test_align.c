@@ -132,6 +132,34 @@ static void split_case(const mrec_efficientnet *m, const float *x, int B, int H,
     free(p), free(e), free(l);
 }
 
+/* A pass's launches are one CUDA graph on a GPU, captured at its second call under a key and replayed after: on a
+ * CPU context with the replay check (mrec_graph_check_enable) four forwards into the same outputs, the photos in
+ * turn, must launch what the second did (a host value the key misses would differ), with the first forward's bits. */
+static void replay_case(const mrec_efficientnet *m, const float *x, int B, int H, int W, const float *pooled) {
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CPU, o.n_threads = 1;
+    mrec_context *c = NULL;
+    size_t bytes = sizeof(float) * (size_t)B * m->features;
+    float *p = malloc(bytes), *swapped = malloc(sizeof(float) * (size_t)B * 3 * H * W);
+    size_t image = (size_t)3 * H * W;
+    for (int i = 0; swapped && i < B; i++) memcpy(swapped + (size_t)i * image, x + (size_t)(B - 1 - i) * image, sizeof(float) * image);
+    int ok = p && swapped && t_status(mrec_context_create(&c, &o), MREC_OK, "a 1-thread context") &&
+             t_status(mrec_graph_check_enable(c), MREC_OK, "the replay check") &&
+             t_status(mrec_context_reserve(c, mrec_efficientnet_workspace_bytes(m, H, W)), MREC_OK, "workspace");
+    for (int r = 0; ok && r < 4; r++) {
+        ok = t_status(mrec_efficientnet_forward(c, m, r & 1 ? swapped : x, B, H, W, p, NULL, NULL), MREC_OK,
+                      "tiny under the replay check, forward %d", r + 1);
+        const float *want = pooled; /* the photos in the other order: the rows swap */
+        int same = 1;
+        for (int i = 0; ok && i < B; i++)
+            same &= !memcmp(p + (size_t)i * m->features, want + (size_t)((r & 1) ? B - 1 - i : i) * m->features,
+                            sizeof(float) * (size_t)m->features);
+        if (ok) t_check(same, "tiny under the replay check, forward %d: the plain forward's bits", r + 1);
+    }
+    mrec_context_destroy(c);
+    free(p), free(swapped);
+}
+
 static void model_case(mrec_context *ctx, const char *device, const float *x, int B, int H, int W) {
     mrec_efficientnet m;
     if (!t_status(mrec_efficientnet_load(&m, FIX "tiny"), MREC_OK, "load tiny")) return;
@@ -172,7 +200,7 @@ static void model_case(mrec_context *ctx, const char *device, const float *x, in
             /* the map before pooling: a shifted window (a wrong pad) moves the mean little, the map much */
             snprintf(what, sizeof what, "%s: last_hidden_state (%d x %d x %d x %d)", device, B, m.features, oh, ow);
             compare_scaled(what, last_ref, last, (int64_t)B * m.features * oh * ow);
-            if (ctx->device == MREC_DEVICE_CPU) split_case(&m, x, B, H, W, pooled, embeds, last);
+            if (ctx->device == MREC_DEVICE_CPU) split_case(&m, x, B, H, W, pooled, embeds, last), replay_case(&m, x, B, H, W, pooled);
         }
         free(pooled), free(embeds), free(last);
     }

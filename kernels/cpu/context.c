@@ -123,6 +123,9 @@ static void split_task(void *arg, int item, int thread) {
     mrec_context sub = *j->ctx;
     sub.pool = mrec_pool_alone(j->ctx->pool, thread);
     sub.workspace = j->arena[thread];
+    /* the replay check follows one stream of launches, as a GPU's capture does; threads side by side interleave
+     * theirs, and a GPU never splits (the rest of the items, after the split, keep the check) */
+    sub.graph_check = NULL;
     mrec_status st = j->fn(&sub, item, item + 1, j->arg);
     split_failure *f = &j->failure[thread];
     if (st && f->item < 0) f->item = item, f->status = st, snprintf(f->detail, sizeof f->detail, "%s", mrec_error_detail());
