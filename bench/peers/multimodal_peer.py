@@ -7,7 +7,11 @@ restated in PyTorch, timed as bench_multimodal times mrec.
 Reads the split (training pairs, x_label 0) and build/bench_mm/{image,text}_feat.npy (written by
 bench_multimodal). Prints "knn <seconds>" for FREEDOM's item graph (MMRec's dense similarity and
 torch.topk) and "<model> <seconds per step>": the mean of STEPS steps of 2048 triples (forward over
-the whole graph as MMRec does, BPR loss, backward, Adam), after one warm-up step, on THREADS threads.
+the whole graph as MMRec does, BPR loss, backward, Adam), after one warm-up step, on THREADS threads;
+then "eval <seconds>": LightGCN's evaluation as MMRec runs it after an epoch (the forward, the scores of
+every test user in batches of 4,096 against all items, training items set to -1e10, torch.topk 20, the
+lists brought to the host and Recall / nDCG@20 computed there in numpy, as its TopKEvaluator does),
+the second of two.
 DEVICE (default cpu) is where the models and data live, "cuda" as MMRec trains; a step's ids are
 drawn on the host and sent up inside its time, and on a GPU each step ends waiting for the device.
 """
@@ -153,6 +157,48 @@ def main():
         reg = (ego[u].norm() + ego[U + i].norm() + ego[U + j].norm()) / 2048
         return bpr(fu[u], fi[i], fi[j]) + 1e-4 * reg
     print(f"LightGCN {timed(lightgcn, [ego]):.5f}", flush=True)
+
+    # LightGCN's evaluation after an epoch, as MMRec's trainer and TopKEvaluator run it
+    te = d[d[:, 2] == 2]
+    test_users = np.unique(te[:, 0])
+    train_items = [[] for _ in range(U)]
+    for a, b in tr[:, :2]:
+        train_items[a].append(b)
+    test_items = [set() for _ in range(U)]
+    for a, b in te[:, :2]:
+        test_items[a].add(b)
+
+    def evaluate():
+        with torch.no_grad():
+            acc, layer = [ego], ego
+            for _ in range(2):
+                layer = torch.sparse.mm(adj, layer)
+                acc.append(layer)
+            f = torch.stack(acc, 1).mean(1)
+            fu, fi = f[:U], f[U:]
+            tops = []
+            for s in range(0, len(test_users), 4096):
+                users = test_users[s:s + 4096]
+                scores = fu[torch.from_numpy(users).to(dev)] @ fi.t()
+                rows = np.concatenate([np.full(len(train_items[x]), r) for r, x in enumerate(users)])
+                cols = np.concatenate([np.asarray(train_items[x], dtype=np.int64) for x in users])
+                scores[torch.from_numpy(rows).to(dev), torch.from_numpy(cols).to(dev)] = -1e10
+                tops.append(torch.topk(scores, 20, dim=-1)[1])
+            top = torch.cat(tops).cpu().numpy()
+        hits = np.array([[item in test_items[x] for item in row] for x, row in zip(test_users, top)], dtype=np.float64)
+        n_rel = np.array([len(test_items[x]) for x in test_users])
+        recall = (hits.sum(1) / n_rel).mean()
+        disc = 1.0 / np.log2(np.arange(2, 22))
+        idcg = np.array([disc[:min(n, 20)].sum() for n in n_rel])
+        ndcg = ((hits * disc).sum(1) / idcg).mean()
+        return recall, ndcg
+    for _ in range(2):
+        sync()
+        t0 = time.perf_counter()
+        evaluate()
+        sync()
+        secs = time.perf_counter() - t0
+    print(f"eval {secs:.4f}", flush=True)
 
     # VBPR (MMRec): every item's features projected at each step
     ue = param(U, 128)
