@@ -1,8 +1,8 @@
 /* bench_gpu_gowalla.c: BPRMF, LightGCN and NGCF on Gowalla, trained on the
  * GPU: seconds per epoch (training; the evaluation of every user against
- * every item timed apart), beside PyTorch's LightGCN and NGCF on the same GPU
- * (bench/peers/lightgcn_peer.py: MMRec's recipe for LightGCN, NGCF's authors'
- * computation, torch.sparse.mm).
+ * every item timed apart), beside PyTorch's BPRMF, LightGCN and NGCF on the
+ * same GPU (bench/peers/lightgcn_peer.py: MMRec's recipes for BPRMF and
+ * LightGCN, NGCF's authors' computation, torch.sparse.mm).
  *
  *   build/cuda/bench/bench_gpu_gowalla [epochs]     (make gpu-check runs it; default 3)
  *   MREC_DATA=DIR      the folder holding gowalla-lightgcn (default ../shared/data, else shared/data)
@@ -184,8 +184,8 @@ int main(int argc, char **argv) {
         else printf("%-10s %14s\n", models[i], "failed");
         if (t.ok) epoch[i] = t.seconds_per_epoch, eval[i] = t.eval_seconds;
     }
-    for (int i = 1; i < 3; i++) {
-        const char *label = i == 1 ? "LightGCN" : "NGCF";
+    for (int i = 0; i < 3; i++) {
+        const char *label = i == 0 ? "BPRMF" : i == 1 ? "LightGCN" : "NGCF";
         double peer[3];
         lightgcn_peer(peer, train_path, test_path, 16, 20, "cuda", models[i]);
         double peer_epoch = peer[0] + (double)((pairs + 2047) / 2048) * peer[1];
