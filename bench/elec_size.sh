@@ -6,7 +6,8 @@
 # and 384-d textual features, then one epoch of each model; GNU time reports the peak resident memory.
 #
 #   bench/elec_size.sh [THREADS]        needs python3 with numpy, and /usr/bin/time
-#   MREC_DEVICE=cuda MREC=build/cuda/mrec bench/elec_size.sh    the same on a GPU (the peak is the host's)
+#   MREC_DEVICE=cuda MREC=build/cuda/mrec bench/elec_size.sh    the same on a GPU: the host's peak, and the GPU's
+#                                                               memory in use at its highest (nvidia-smi every 100 ms)
 set -eu
 cd "$(dirname "$0")/.."
 threads=${1:-0}
@@ -39,10 +40,21 @@ np.save(out + "/image_feat.npy", rng.random((I, 4096), dtype=np.float32))
 np.save(out + "/text_feat.npy", rng.random((I, 384), dtype=np.float32))
 PY
 fi
+gpu=0
+[ "${MREC_DEVICE:-cpu}" = cuda ] && command -v nvidia-smi > /dev/null 2>&1 && gpu=1
 for m in lattice freedom; do
     echo "== $m"
+    if [ "$gpu" = 1 ]; then # the device's memory in use, sampled while the run lasts
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$out/$m.gpu_mem" 2>/dev/null &
+        poll=$!
+        before=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -n 1)
+    fi
     /usr/bin/time -f "$m: peak resident memory %M KB, %e s" "$mrec" train --data "$out/elec.tsv" --model "$m" \
         --features "visual=$out/image_feat.npy,textual=$out/text_feat.npy" --epochs 1 --threads "$threads" \
         --device "${MREC_DEVICE:-cpu}" \
         --cache "$out/cache" --overwrite --out "$out/$m" 2>&1 | grep -E '^(model|epoch|test)|peak resident'
+    if [ "$gpu" = 1 ]; then
+        kill "$poll" 2>/dev/null; wait "$poll" 2>/dev/null || true
+        sort -n "$out/$m.gpu_mem" | tail -n 1 | awk -v m="$m" -v b="$before" '{ printf "%s: GPU memory in use at most %d MiB (%d MiB before the run)\n", m, $1, b }'
+    fi
 done
