@@ -250,43 +250,44 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
     ctx->packs = e->packs;
     if (!st) st = mrec_batch_pipe_start(&pipe, ctx, &jobs, n_batches, slot_bytes, on_gpu ? dev : NULL, producer_threads(ctx, e->decode_threads));
     double encode = 0, write = 0;
+    int slot;
+    void *host;
+    const void *pixels;
     int prev_first = 0, prev_count = 0, prev_m = 0; /* the batch queued last, whose features are still to be taken */
     for (int k = 0; k <= n_batches && !st; k++) {
         double t0 = mrec_stage_clock();
         int first = 0, count = 0, m = 0;
-        if (k < n_batches) {
-            int slot;
-            void *host;
-            const void *pixels;
-            if ((st = mrec_batch_pipe_next(pipe, k, &slot, &host, &pixels))) break;
+        mrec_status queued = MREC_OK; /* this batch's failure: said once the batch before it is taken and written */
+        if (k < n_batches && !(queued = mrec_batch_pipe_next(pipe, k, &slot, &host, &pixels))) {
             t0 = mrec_stage_clock();
             /* the job's numbers now: once released, the slot takes batch k + 2 */
             first = d.job[slot].first, count = d.job[slot].count, m = d.job[slot].m;
             if (m) {
                 if (e->kind == MREC_IMAGE_CLIP)
-                    st = mrec_clip_image_forward(ctx, &e->clip, pixels, m, clip_output(e->layer), dfeats);
+                    queued = mrec_clip_image_forward(ctx, &e->clip, pixels, m, clip_output(e->layer), dfeats);
                 else if (e->kind == MREC_IMAGE_ALIGN)
-                    st = mrec_efficientnet_forward(ctx, &e->align, pixels, m, h, w, e->layer == MREC_LAYER_POOLER ? dfeats : NULL,
-                                                   e->layer == MREC_LAYER_EMBEDS ? dfeats : NULL, NULL);
+                    queued = mrec_efficientnet_forward(ctx, &e->align, pixels, m, h, w, e->layer == MREC_LAYER_POOLER ? dfeats : NULL,
+                                                       e->layer == MREC_LAYER_EMBEDS ? dfeats : NULL, NULL);
                 else if (e->kind == MREC_IMAGE_VIT)
-                    st = mrec_vit_forward(ctx, &e->vit, pixels, m, e->layer == MREC_LAYER_CLS ? dfeats : NULL,
-                                          e->layer == MREC_LAYER_POOLER ? dfeats : NULL);
+                    queued = mrec_vit_forward(ctx, &e->vit, pixels, m, e->layer == MREC_LAYER_CLS ? dfeats : NULL,
+                                              e->layer == MREC_LAYER_POOLER ? dfeats : NULL);
                 else
-                    st = mrec_resnet_forward(ctx, &e->resnet, pixels, m, h, w, e->layer == MREC_LAYER_AVGPOOL ? dfeats : NULL,
-                                             e->layer == MREC_LAYER_LOGITS ? dfeats : NULL);
+                    queued = mrec_resnet_forward(ctx, &e->resnet, pixels, m, h, w, e->layer == MREC_LAYER_AVGPOOL ? dfeats : NULL,
+                                                 e->layer == MREC_LAYER_LOGITS ? dfeats : NULL);
                 /* only the features come back, queued behind the forward (the next batch's forward, queued behind this
                  * copy, may then overwrite dfeats) */
-                if (!st)
-                    st = mrec_copy_to_host_async(ctx, feats + (size_t)(k & 1) * B * D, dfeats, sizeof(float) * (size_t)m * D,
-                                                 MREC_STREAM_COMPUTE);
-                if (!st) st = mrec_event_record(ctx, back[k & 1], MREC_STREAM_COMPUTE);
+                if (!queued)
+                    queued = mrec_copy_to_host_async(ctx, feats + (size_t)(k & 1) * B * D, dfeats, sizeof(float) * (size_t)m * D,
+                                                     MREC_STREAM_COMPUTE);
+                if (!queued) queued = mrec_event_record(ctx, back[k & 1], MREC_STREAM_COMPUTE);
             }
             mrec_status rel = mrec_batch_pipe_release(pipe, k); /* the next batch may go up while this one finishes */
-            if (!st) st = rel;
+            if (!queued) queued = rel;
         }
-        /* the batch before this one: its features, now that this one is queued behind it, then written */
+        /* the batch before this one: its features, now that this one is queued behind it, then written (also when
+         * this one failed: what was done is kept) */
         double t1 = mrec_stage_clock();
-        if (!st && k > 0) {
+        if (k > 0) {
             const float *done = feats + (size_t)((k - 1) & 1) * B * D;
             if (prev_m) st = mrec_event_sync(ctx, back[(k - 1) & 1]);
             for (int i = 0, r = 0; !st && i < prev_count; i++)
@@ -296,6 +297,7 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
             if (!st && e->progress) e->progress(e->progress_ctx, prev_first + prev_count, n);
         }
         encode += t1 - t0;
+        if (!st) st = queued;
         prev_first = first, prev_count = count, prev_m = m;
     }
     if (e->times) mrec_batch_pipe_add_times(pipe, e->times), e->times->encode += encode, e->times->write += write;
