@@ -291,6 +291,23 @@ static void elliot_gpu(int gpu) {
     rc = run("train elliot.yml --out res7 --threads 1 --precision fp16", out, sizeof out);
     t_check(rc != 0 && strstr(out, "--precision") && strstr(out, "fp32|tf32|bf16"),
             "Elliot config with --precision fp16: refused, naming the choices (exit %d: %.300s)", rc, out);
+    /* mrec's own key, precision: read (tf32 on the CPU refused, naming it), the command line over it, a bad value named
+     * with its file and line */
+    static const char *keyed[] = {"-1\n  precision: tf32", "-1\n  precision: fp16"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cfg, sizeof cfg, fmt, keyed[k]);
+        T_REQUIRE_VOID_OK(write_file("elliot.yml", cfg));
+        rc = run(k ? "train elliot.yml --out res9 --threads 1" : "train elliot.yml --out res8 --threads 1", out, sizeof out);
+        if (k == 0) {
+            t_check(rc != 0 && strstr(out, "tf32"), "Elliot config with precision: tf32 and gpu: -1: refused on the CPU, naming it "
+                    "(exit %d: %.300s)", rc, out);
+            rc = run("train elliot.yml --out res10 --threads 1 --precision fp32", out, sizeof out);
+            t_check(rc == 0, "Elliot config with precision: tf32, --precision fp32 over it: runs (exit %d: %.300s)", rc, out);
+        } else {
+            t_check(rc != 0 && strstr(out, "elliot.yml") && strstr(out, "line 7") && strstr(out, "precision") && strstr(out, "fp16"),
+                    "Elliot config with precision: fp16: refused, naming the file, the line and the value (exit %d: %.300s)", rc, out);
+        }
+    }
 }
 
 /* Every model off the GPU list refuses a GPU context, naming itself: the list and the models agree. (The

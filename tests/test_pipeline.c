@@ -185,6 +185,23 @@ static void ducho(void) {
     /* 'gpu list: 0' asks for a GPU: a build without one says it runs on the CPU */
     if (!mrec_cuda_compiled())
         t_check(strstr(out, "no usable GPU") != NULL, "gpu list 0 on a CPU-only build: the CPU's notice: %s", out);
+    /* mrec's own 'precision' key: read (tf32 on the CPU refused, naming it), --precision over it, a bad value named
+     * with its file and line */
+    {
+        char keyed[8192];
+        const char *at = strstr(config, "gpu list: 0\n");
+        snprintf(keyed, sizeof keyed, "%.*sgpu list: -1\nprecision: tf32\n%s", (int)(at - config), config, at + strlen("gpu list: 0\n"));
+        write_file("ducho_tf32.yml", keyed);
+        rc = run("extract ducho_tf32.yml --weights weights --overwrite", out, sizeof out);
+        t_check(rc != 0 && strstr(out, "tf32"), "a Ducho config with precision: tf32 on the CPU: refused, naming it (exit %d: %.300s)", rc, out);
+        rc = run("extract ducho_tf32.yml --weights weights --overwrite --precision fp32", out, sizeof out);
+        t_check(rc == 0, "a Ducho config with precision: tf32, --precision fp32 over it: runs (exit %d: %.300s)", rc, out);
+        snprintf(keyed, sizeof keyed, "%.*sgpu list: -1\nprecision: half\n%s", (int)(at - config), config, at + strlen("gpu list: 0\n"));
+        write_file("ducho_half.yml", keyed);
+        rc = run("extract ducho_half.yml --weights weights --overwrite", out, sizeof out);
+        t_check(rc != 0 && strstr(out, "ducho_half.yml") && strstr(out, "line 4") && strstr(out, "half"),
+                "a Ducho config with precision: half: refused, naming the file, the line and the value (exit %d: %.300s)", rc, out);
+    }
     /* sentence-transformers' embeddings, through the config and Ducho's tree */
     float *want = NULL, got[512];
     int nd;

@@ -3,6 +3,7 @@
  *
  *   dataset_path: data/demo          # the other paths are inside it
  *   gpu list: 0                      # ("gpu_list" too) -1: the CPU; a GPU index: the GPU when there is one
+ *   precision: bf16                  # mrec's own key: the encoders' GEMMs, fp32 (the default), tf32 or bf16
  *   visual:   {items: {input_path: images, output_path: visual_embeddings,
  *                      model: [{model_name: ResNet50, output_layers: avgpool, reshape: [224, 224],
  *                               preprocessing: zscore, mean: [...], std: [...], backend: torch, batch_size: 32}]}}
@@ -437,7 +438,7 @@ mrec_ducho_options mrec_ducho_defaults(void) {
 }
 
 int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_ducho_options *opt, mrec_extracted *out) {
-    static const char *const top[] = {"dataset_path", "gpu list", "gpu_list", "visual", "textual", "visual_textual", NULL};
+    static const char *const top[] = {"dataset_path", "gpu list", "gpu_list", "precision", "visual", "textual", "visual_textual", NULL};
     const char *weights = opt->weights ? opt->weights : mrec_weights_dir();
     const char *base = "";
     job *js = calloc(MREC_MAX_EXTRACTED, sizeof *js); /* a job holds its paths: too big for the stack */
@@ -454,6 +455,12 @@ int mrec_ducho_run(const mrec_cfg *c, const mrec_cfg_node *root, const mrec_duch
      * where there is one, else the CPU with a notice) */
     mrec_ducho_options o = *opt;
     if (!o.device_given && device) o.device = !strcmp(device, "cpu") ? MREC_WANT_CPU : MREC_WANT_AUTO, o.device_given = 1;
+    /* the command line's precision, else the config's (mrec's key: Ducho extracts in fp32) */
+    const char *precision = NULL;
+    if (!st) st = mrec_cfg_string(c, root, "precision", 0, &precision);
+    if (!st && precision && !o.precision_given && mrec_precision_parse(precision, &o.precision))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: precision '%s' is not fp32, tf32 or bf16", c->path,
+                       mrec_cfg_get(root, "precision")->line, precision);
     if (!st && *base && !is_dir(base))
         st = mrec_fail(MREC_ERR_IO, "%s: line %d: dataset_path %s: no such folder", c->path, mrec_cfg_get(root, "dataset_path")->line, base);
     for (int m = 0; m < 3 && !st; m++) {
@@ -543,7 +550,7 @@ int mrec_cmd_extract(int argc, char **argv) {
     o.out_flags = out_flags;
     mrec_context_options device = mrec_context_defaults();
     o.device_given = mrec_options_device(&v[X_DEVICE], &v[X_PRECISION], &device);
-    o.device = device.device, o.precision = device.precision;
+    o.device = device.device, o.precision = device.precision, o.precision_given = v[X_PRECISION].given;
     rc = mrec_ducho_run(&c, c.root, &o, NULL);
     mrec_cfg_free(&c);
     return rc;

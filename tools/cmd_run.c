@@ -57,7 +57,7 @@ int mrec_run_config(const mrec_cfg *c, const mrec_experiment_options *o, mrec_be
     mrec_ducho_options xo = mrec_ducho_defaults();
     xo.weights = o->weights, xo.threads = o->threads, xo.skip_unsupported = o->skip_unsupported, xo.out_flags = o->out_flags;
     if (o->device_given) xo.device = o->device, xo.device_given = 1;
-    if (o->precision_given) xo.precision = o->precision;
+    if (o->precision_given) xo.precision = o->precision, xo.precision_given = 1;
     int rc = mrec_ducho_run(c, ex, &xo, &got);
     if (rc) return rc;
     /* combinations: each visual with each textual; one modality alone when the other is absent */

@@ -415,8 +415,8 @@ mrec_status elliot_read(experiment *e, const mrec_cfg_node *root) {
     const mrec_cfg_node *x = root->kind == MREC_CFG_MAP ? mrec_cfg_get(root, "experiment") : NULL;
     if (!x) x = root; /* the section itself (mrec run) */
     if (x->kind != MREC_CFG_MAP) return bad(c, x, "the experiment must be a map");
-    static const char *const keys[] = {"dataset", "data_config", "prefiltering", "splitting", "top_k", "evaluation", "gpu", "random_seed",
-                                       "models", "backend", "external_models_path", "path_output_rec_result", "path_output_rec_weight",
+    static const char *const keys[] = {"dataset", "data_config", "prefiltering", "splitting", "top_k", "evaluation", "gpu", "precision",
+                                       "random_seed", "models", "backend", "external_models_path", "path_output_rec_result", "path_output_rec_weight",
                                        "path_output_rec_performance", "path_log_folder", "print_results_as_triplets", NULL};
     if (root != x) {
         static const char *const top[] = {"experiment", NULL};
@@ -435,6 +435,12 @@ mrec_status elliot_read(experiment *e, const mrec_cfg_node *root) {
      * without it, run on the CPU with a notice, as Elliot's CPU-only models do) */
     if (!st) st = mrec_cfg_int(c, x, "gpu", 0, -1, 1023, &gpu);
     if (gpu >= 0) e->base.device = MREC_WANT_AUTO, e->base.gpu = (int)gpu;
+    /* mrec's own key (Elliot trains in fp32): the models' GEMMs in fp32, tf32 or bf16; --precision overrides it */
+    const char *precision = NULL;
+    if (!st) st = mrec_cfg_string(c, x, "precision", 0, &precision);
+    if (!st && precision && mrec_precision_parse(precision, &e->base.precision))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: line %d: precision '%s' is not fp32, tf32 or bf16", c->path, mrec_cfg_get(x, "precision")->line,
+                       precision);
     e->top_k = (int)top_k;
     if (!st) st = read_data(e, x);
     if (!st) st = read_filters(e, x);

@@ -46,6 +46,7 @@ typedef struct {
     int out_flags;        /* MREC_OUT_OVERWRITE, MREC_OUT_RESUME for the leaf folders */
     int device_given;     /* device was asked for (--device): it overrides the config's 'gpu list' */
     mrec_device_request device;
+    int precision_given;  /* precision was asked for (--precision): it overrides the config's 'precision' */
     mrec_precision precision;
 } mrec_ducho_options;
 
