@@ -528,7 +528,8 @@ static const mrec_command COMMAND = {
     "textual models), keeping the files that verify, and redoes the rest; a finished model's folder is\n"
     "verified and kept. A NaN or infinite feature stops the run, naming the item and the model.\n"
     "'gpu list' picks the device as Ducho does: -1 the CPU, a GPU number the GPU when there is one\n"
-    "(else the CPU, with a notice); --device overrides it.\n",
+    "(else the CPU, with a notice); --device overrides it. 'precision: fp32|tf32|bf16' (mrec's own key)\n"
+    "sets the encoders' precision; --precision overrides it.\n",
     OPTIONS, N_OPTIONS, 1};
 
 int mrec_cmd_extract(int argc, char **argv) {
