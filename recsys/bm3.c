@@ -524,6 +524,7 @@ mrec_status mrec_bm3_create(mrec_model *out, const mrec_graph *graph, const mrec
         return st;
     }
     out->name = "BM3", out->self = m;
+    out->state[0] = &m->rng.state, out->state[1] = &m->key, out->n_state = 2; /* for a checkpoint */
     int p = 0;
     out->param[p] = m->ego, out->grad[p] = m->ego_grad, out->size[p++] = (int64_t)total;
     out->param[p] = m->wp, out->grad[p] = m->wp_grad, out->size[p++] = (int64_t)dim * dim;

@@ -450,6 +450,7 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
         return st;
     }
     out->name = "CLIP-E2E", out->self = m, out->n_params = 3;
+    out->n_state = -1; /* its towers' AdamW moments: not checkpointed */
     out->param[0] = m->user, out->grad[0] = m->user_grad, out->size[0] = (int64_t)nu;
     out->param[1] = m->w, out->grad[1] = m->w_grad, out->size[1] = (int64_t)nw;
     out->param[2] = m->b, out->grad[2] = m->b_grad, out->size[2] = o->dim;

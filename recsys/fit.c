@@ -6,6 +6,7 @@
  * (MostPop) are evaluated once.
  */
 #include "mrec_recsys.h"
+#include "recsys_internal.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now(void) {
     struct timespec ts;
@@ -68,15 +70,33 @@ static void draw_wait(draw *d) {
     d->running = 0;
 }
 
-static void logf_(const mrec_fit_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(const mrec_fit_options *o, const char *fmt, ...) {
-    if (!o->log) return;
+/* The run's lines so far, kept for a checkpoint (a resumed run's log and history begin with them). */
+typedef struct {
+    char *text;
+    size_t len, cap;
+} kept_lines;
+
+static void keep_line(kept_lines *k, const char *line) {
+    size_t n = strlen(line);
+    if (k->len + n + 2 > k->cap) {
+        size_t cap = 2 * k->cap + n + 256;
+        char *grown = realloc(k->text, cap);
+        if (!grown) return; /* the log only: the checkpoint then lacks lines, the run goes on */
+        k->text = grown, k->cap = cap;
+    }
+    memcpy(k->text + k->len, line, n), k->len += n;
+    k->text[k->len++] = '\n', k->text[k->len] = 0;
+}
+
+static void logf_(const mrec_fit_options *o, kept_lines *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void logf_(const mrec_fit_options *o, kept_lines *k, const char *fmt, ...) {
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    o->log(o->log_ctx, line);
+    if (o->checkpoint) keep_line(k, line);
+    if (o->log) o->log(o->log_ctx, line);
 }
 
 /* Every user's top items, with test-time masking, into out->topk. */
@@ -264,12 +284,31 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     mrec_rng rng = {opt->seed};
     draw next = {.rng = &rng, .by_users = opt->sample_users, .batch_size = opt->batch_size};
     double best = -1;
-    int bad_evals = 0;
-    for (int epoch = 1; epoch <= opt->epochs && !st; epoch++) {
+    int bad_evals = 0, first = 1;
+    kept_lines lines = {0};
+    /* a checkpoint of this run: its epochs so far are done (the log says them again), the next one starts */
+    if (!st && opt->checkpoint && opt->resume && access(opt->checkpoint, F_OK) == 0) {
+        mrec_fit_progress p = {.model = m, .adam = &adam, .sampler = &samplers[0], .opt = opt, .out = out};
+        char *log = NULL;
+        st = mrec_checkpoint_read(opt->checkpoint, &p, &log, ctx);
+        for (char *at = log, *nl; !st && at && *at; at = nl + 1) {
+            if (!(nl = strchr(at, '\n'))) break;
+            *nl = 0;
+            logf_(opt, &lines, "%s", at);
+        }
+        free(log);
+        if (!st) {
+            first = p.epoch + 1, best = p.best, bad_evals = p.bad_evals, rng.state = p.rng;
+            logf_(opt, &lines, "resumed from %s after epoch %d", opt->checkpoint, p.epoch);
+        }
+    }
+    if (!st && first > 1 && bad_evals >= opt->patience) first = opt->epochs + 1; /* it had stopped early */
+    for (int epoch = first; epoch <= opt->epochs && !st; epoch++) {
         double t0 = now(), loss = 0;
-        if (epoch == 1 || !ahead) draw_start(&next, &samplers[0], NULL, 0); /* this epoch's draw, here */
+        if (epoch == first || !ahead) draw_start(&next, &samplers[0], NULL, 0); /* this epoch's draw, here */
         draw_wait(&next);
         mrec_bpr_sampler *sampler = next.sampler;
+        uint64_t drawn = rng.state; /* the generator as this epoch's draw left it, before the next one's starts */
         if (ahead && epoch < opt->epochs) draw_start(&next, &samplers[sampler == &samplers[0]], sampler, 1);
         if (m->epoch_start && (st = m->epoch_start(m->self))) break;
         float decay = opt->lr_decay > 0 ? opt->lr_decay : 1.0f;
@@ -318,15 +357,20 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         }
         double t2 = now();
         out->eval_seconds += t2 - t1;
-        logf_(opt, "epoch %4d  loss %.6f  %s %s@%d %.4f%s  train %.2fs  eval %.2fs", epoch, loss / batches,
+        logf_(opt, &lines, "epoch %4d  loss %.6f  %s %s@%d %.4f%s  train %.2fs  eval %.2fs", epoch, loss / batches,
               has_valid ? "valid" : "test", mrec_metric_name(opt->select_metric), opt->select_k, score,
               improved ? " *" : "", t1 - t0, t2 - t1);
+        if (!st && opt->checkpoint && m->n_state >= 0) {
+            mrec_fit_progress p = {m, &adam, sampler, opt, out, epoch, bad_evals, best, drawn, lines.text};
+            st = mrec_checkpoint_write(opt->checkpoint, &p, ctx);
+        }
         if (bad_evals >= opt->patience) {
-            logf_(opt, "no improvement in %d evaluations: stopping; best epoch %d", opt->patience, out->best_epoch);
+            logf_(opt, &lines, "no improvement in %d evaluations: stopping; best epoch %d", opt->patience, out->best_epoch);
             break;
         }
     }
     draw_wait(&next); /* a draw for an epoch that early stopping or an error cut off */
+    free(lines.text);
     mrec_bpr_sampler_free(&samplers[0]), mrec_bpr_sampler_free(&samplers[1]);
     mrec_adam_free(&adam);
     mrec_arena_release(&sum_mem, ctx->cuda);

@@ -520,6 +520,7 @@ mrec_status mrec_freedom_create(mrec_model *out, const mrec_graph *full, const m
         }
     }
     out->name = "FREEDOM", out->self = m;
+    out->state[0] = &m->rng.state, out->n_state = 1; /* for a checkpoint */
     int p = 0;
     out->param[p] = m->ego, out->grad[p] = m->ego_grad, out->size[p++] = (int64_t)total;
     for (int k = 0; k < n_mod; k++) {

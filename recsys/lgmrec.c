@@ -538,6 +538,7 @@ mrec_status mrec_lgmrec_create(mrec_model *out, const mrec_graph *adj, const mre
 #undef PARAM
     out->n_params = p;
     out->name = "LGMRec", out->self = m;
+    out->state[0] = &m->step, out->n_state = 1; /* for a checkpoint */
     out->status = &m->status;
     out->loss_grad = lgmrec_loss_grad, out->step = lgmrec_step, out->prepare = lgmrec_prepare, out->score = lgmrec_score;
     out->stage = lgmrec_stage, out->launch = lgmrec_launch;

@@ -539,6 +539,7 @@ mrec_status mrec_mentor_create(mrec_model *out, const mrec_graph *adj, const mre
 #undef PARAM
     out->n_params = p;
     out->name = "MENTOR", out->self = m;
+    out->state[0] = &m->step, out->n_state = 1; /* for a checkpoint */
     out->status = &m->status;
     out->loss_grad = mentor_loss_grad, out->step = mentor_step, out->prepare = mentor_prepare, out->score = mentor_score;
     out->stage = mentor_stage, out->launch = mentor_launch;

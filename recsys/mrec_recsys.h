@@ -540,12 +540,20 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
  * op's failure inside loss_grad, which returns the loss, makes that loss NaN
  * and leaves the op's status in *status, which the trainer reads after each
  * batch. */
+#define MREC_MAX_STATE 4
+
 typedef struct {
     const char *name;
     void *self;
     int n_params;
     float *param[MREC_MAX_PARAMS], *grad[MREC_MAX_PARAMS];
     int64_t size[MREC_MAX_PARAMS];
+    /* What a checkpoint keeps of the model beside its parameters (mrec_fit_options.checkpoint): the words of
+     * its own state that training changes, a step count or a generator's state, each where the model holds it;
+     * or n_state -1 for a model whose state is more than words (CLIP-E2E's towers' moments): none is written
+     * for it, and resuming it is refused. */
+    uint64_t *state[MREC_MAX_STATE];
+    int n_state;
     /* loss of a batch of triples, gradients into grad[]; NULL for models without training */
     double (*loss_grad)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
     /* NULL, or loss_grad that leaves the batch's loss in the context's
@@ -723,6 +731,10 @@ typedef struct {
     int sample_ahead;          /* draw the next epoch's triples on a helper thread while this one trains: 1 on, 0 off,
                                 * -1 (the default) on where the context runs on a GPU and the host would wait;
                                 * the same draws either way */
+    const char *checkpoint;    /* a file rewritten after each evaluation with everything the later epochs read
+                                * (checkpoint.c), or NULL */
+    int resume;                /* start from the checkpoint file when there is one: the run takes the steps, and
+                                * ends with the bits, of one never stopped */
 } mrec_fit_options;
 
 mrec_fit_options mrec_fit_defaults(void);

@@ -538,6 +538,7 @@ static mrec_status finish(mrec_model *out, ngcf *m) {
         return st;
     }
     out->name = "NGCF", out->self = m, out->status = &m->status, out->loss_grad = ngcf_loss_grad, out->step = ngcf_step, out->prepare = ngcf_prepare;
+    out->state[0] = &m->step, out->n_state = 1; /* for a checkpoint */
     out->score = ngcf_score, out->destroy = ngcf_destroy;
     out->embed_dim = m->width, out->embeddings = ngcf_embeddings;
     if (m->use_ops) out->stage = ngcf_stage, out->launch = ngcf_launch;

@@ -678,6 +678,7 @@ mrec_status mrec_ngcfm_create(mrec_model *out, const mrec_graph *mean_self_adj, 
         return st;
     }
     out->name = "NGCF-M", out->self = m;
+    out->state[0] = &m->rng.state, out->state[1] = &m->step_key, out->state[2] = &m->epoch_key, out->n_state = 3; /* for a checkpoint */
     int p = 0;
     out->param[p] = m->ego, out->grad[p] = m->ego_grad, out->size[p++] = (int64_t)nd;
     for (int l = 0; l < layers; l++) {

@@ -495,6 +495,7 @@ mrec_status mrec_pgl_create(mrec_model *out, const mrec_graph *adj, const mrec_g
 #undef PARAM
     out->n_params = p;
     out->name = "PGL", out->self = m;
+    out->state[0] = &m->step, out->state[1] = &m->rng.state, out->n_state = 2; /* for a checkpoint */
     out->status = &m->status;
     out->loss_grad = pgl_loss_grad, out->step = pgl_step, out->epoch_start = pgl_epoch_start, out->prepare = pgl_prepare, out->score = pgl_score;
     out->stage = pgl_stage, out->launch = pgl_launch;

@@ -211,4 +211,23 @@ mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *fina
 mrec_status mrec_final_to_host(mrec_context *ctx, float *users, float *items, const float *final, int n_users, int n_items,
                                int d);
 
+/* ---- checkpoints (checkpoint.c) ----
+ * mrec_fit's state after an evaluated epoch: what its later epochs read. model, adam, sampler (the draw of that
+ * epoch), opt and out are the run's own; rng the sampler's generator as that draw left it; log the run's lines so
+ * far. Reading fills them in place, the parameters and moments where they live, and *log (free it). */
+typedef struct {
+    mrec_model *model;
+    mrec_optimizer *adam;
+    mrec_bpr_sampler *sampler;
+    const mrec_fit_options *opt;
+    mrec_fit_result *out;
+    int epoch, bad_evals;
+    double best;
+    uint64_t rng;
+    const char *log;
+} mrec_fit_progress;
+
+mrec_status mrec_checkpoint_write(const char *path, const mrec_fit_progress *p, mrec_context *ctx);
+mrec_status mrec_checkpoint_read(const char *path, mrec_fit_progress *p, char **log, mrec_context *ctx);
+
 #endif

@@ -522,6 +522,7 @@ mrec_status mrec_sgl_create(mrec_model *out, const mrec_graph *graph, const mrec
         return st;
     }
     out->name = "SGL", out->self = m, out->n_params = 1;
+    out->state[0] = &m->rng.state, out->n_state = 1; /* for a checkpoint */
     out->param[0] = m->ego, out->grad[0] = m->ego_grad, out->size[0] = (int64_t)total;
     out->status = &m->status;
     out->loss_grad = sgl_loss_grad, out->step = sgl_step, out->prepare = sgl_prepare, out->score = sgl_score, out->epoch_start = sgl_epoch_start;

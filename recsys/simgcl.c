@@ -499,6 +499,7 @@ mrec_status mrec_simgcl_create(mrec_model *out, const mrec_graph *graph, int n_u
         return st;
     }
     out->name = "SimGCL", out->self = m, out->n_params = 1;
+    out->state[0] = &m->rng.state, out->state[1] = &m->key, out->n_state = 2; /* for a checkpoint */
     out->param[0] = m->ego, out->grad[0] = m->ego_grad, out->size[0] = (int64_t)total;
     out->status = &m->status;
     out->loss_grad = simgcl_loss_grad, out->step = simgcl_step, out->prepare = simgcl_prepare, out->score = simgcl_score;

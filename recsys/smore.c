@@ -701,6 +701,7 @@ mrec_status mrec_smore_create(mrec_model *out, const mrec_graph *adj, const mrec
 #undef PARAM
     out->n_params = p;
     out->name = "SMORE", out->self = m;
+    out->state[0] = &m->step, out->n_state = 1; /* for a checkpoint */
     out->status = &m->status;
     out->loss_grad = smore_loss_grad, out->step = smore_step, out->prepare = smore_prepare, out->score = smore_score;
     out->stage = smore_stage, out->launch = smore_launch;

@@ -447,6 +447,24 @@ static void train(void) {
     /* history.tsv and timing.tsv hold times; the rest is the same bytes on every run */
     static const char *const files[] = {"results.tsv", "recommendations.tsv", "test_per_user.tsv", "users.tsv", "items.tsv", NULL};
     kill_and_rerun("train", fmt, "", "train", full, 0, files);
+    /* killed at times, rerun with --resume: from the last evaluation's checkpoint where there is one, the same bytes */
+    sh("cp -r %s %s_r", ref, ref);
+    kill_and_rerun("train, resumed", fmt, " --resume", "train_r", full, 0, files);
+    /* killed once the first checkpoint is in the folder being built: --resume goes on from it, says so, and ends
+     * with the uninterrupted run's bytes; the finished folder holds no checkpoint */
+    char folder[1100];
+    snprintf(folder, sizeof folder, "%s/train_ck", dir);
+    snprintf(args, sizeof args, fmt, folder);
+    rc = run_killed_after(args, "train_ck", 1);
+    t_check(rc == -9, "train: killed once its first checkpoint was written (rc %d)", rc);
+    snprintf(args + strlen(args), sizeof args - strlen(args), " --resume");
+    rc = run(args);
+    log_text(log, sizeof log);
+    char ck[1200];
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", folder);
+    t_check(rc == 0 && strstr(log, "resumed from") && same_tree(ref, folder, files) && !exists(ck),
+            "train --resume after a kill: goes on from the checkpoint, ends with the uninterrupted run's bytes, keeps no "
+            "checkpoint (rc %d, %.300s)", rc, log);
     char fmt_over[4200];
     snprintf(fmt_over, sizeof fmt_over, "%s --overwrite", fmt);
     kill_overwrite("train", fmt, fmt_over, "train_old", full, 0, files);

@@ -14,10 +14,12 @@
 #include "mrec_pipeline.h"
 #include "mrec_tools.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
     O_DATA, O_FORMAT, O_DUPLICATES, O_SPLIT, O_SEED_SPLIT, O_FOLD, O_MIN_RATING, O_KCORE, O_KCORE_ONCE, O_PREFILTER, O_FEATURES, O_MISSING, O_KNOCKOUT,
@@ -78,7 +80,7 @@ static const mrec_option OPTIONS[N_OPTIONS] = {
     [O_OUT] = {"--out", MREC_OPT_TEXT, "DIR", "the run's folder: built beside itself, it appears whole when training is done",
                .section = "output"},
     [O_OVERWRITE] = {"--overwrite", MREC_OPT_SWITCH, NULL, "replace an existing DIR (it stays as it was until the new one is whole)"},
-    [O_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "accepted as by the other commands; a training runs again whole"},
+    [O_RESUME] = {"--resume", MREC_OPT_SWITCH, NULL, "go on from where a stopped run into DIR was (its last evaluation)"},
     [O_SAVE_TOPK] = {"--save-topk", MREC_OPT_INT, "N", "DIR/recommendations.tsv: each user's N best items at the best epoch", "0 (none)", 0,
                      100000},
     [O_PER_USER] = {"--per-user", MREC_OPT_SWITCH, NULL, "DIR/test_per_user.tsv: each test user's metrics at the best epoch"},
@@ -136,7 +138,12 @@ static const char NOTES[] =
     "\n"
     "Every run writes DIR/results.tsv, history.tsv (epoch, loss, the selection metric), timing.tsv, users.tsv and\n"
     "items.tsv. DIR is built beside itself and appears whole when training is done; an existing DIR is replaced\n"
-    "only with --overwrite, and a second run into DIR at the same time is refused.\n"
+    "only with --overwrite, and a second run into DIR at the same time is refused. While it trains, each\n"
+    "evaluation writes the run's state beside it (checkpoint.safetensors in the folder being built: parameters,\n"
+    "Adam's moments, the sampler, the best epoch so far): a run stopped on the way (killed, its machine taken back)\n"
+    "goes on from its last evaluation with --resume, and ends with the bits of a run never stopped. A checkpoint of\n"
+    "another run (model, data, seed, batch size, learning rate) is refused, naming what differs. CLIP-E2E is not\n"
+    "checkpointed (its towers' moments); --resume on a finished DIR trains again whole.\n"
     "\n"
     "--save MODEL_DIR keeps the model as it was at the best epoch: model.safetensors (the users' and items' vectors\n"
     "whose dot products are its scores, each user's training items, the trained parameters, checksums), users.tsv,\n"
@@ -311,8 +318,13 @@ int mrec_cmd_train(int argc, char **argv) {
     /* the output folders are built beside themselves and appear whole */
     int flags = v[O_OVERWRITE].given ? MREC_OUT_OVERWRITE : 0;
     mrec_out_dir od = {.lock_fd = -1}, sd = {.lock_fd = -1};
-    mrec_status st = mrec_out_begin(&od, v[O_OUT].text, flags);
+    mrec_status st = mrec_out_begin(&od, v[O_OUT].text, flags | (v[O_RESUME].given ? MREC_OUT_RESUME : 0));
     if (!st && save && (st = mrec_out_begin(&sd, save, flags))) mrec_out_abort(&od);
+    /* the training's state, in the folder being built: a killed run leaves it for --resume, a finished one takes it
+     * out before the folder appears */
+    char checkpoint[4300];
+    snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint.safetensors", od.scratch);
+    s.checkpoint = checkpoint, s.resume = od.resumed;
     if (st) {
         fprintf(stderr, "mrec train: the output folder: %s: %s\n", mrec_strerror(st), mrec_error_detail());
         return st == MREC_ERR_NOMEM ? 3 : 2;
@@ -322,6 +334,9 @@ int mrec_cmd_train(int argc, char **argv) {
     if (!rc && (st = mrec_train_write(od.scratch, &s, &r))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "writing"}, st);
     if (!rc && save && (st = mrec_train_save(sd.scratch, &r)))
         rc = mrec_train_fail("train", &(mrec_train_result){.stage = "saving the model"}, st);
+    if (!rc && unlink(checkpoint) != 0 && errno != ENOENT)
+        rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"},
+                             mrec_fail(MREC_ERR_IO, "%s: %s", checkpoint, strerror(errno)));
     if (!rc && (st = mrec_out_commit(&od))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the output folder"}, st);
     if (!rc && save && (st = mrec_out_commit(&sd))) rc = mrec_train_fail("train", &(mrec_train_result){.stage = "the model folder"}, st);
     mrec_out_abort(&od), mrec_out_abort(&sd);

@@ -51,6 +51,8 @@ typedef struct {
     int per_user;              /* each test user's metrics at the best epoch */
     int keep_model;            /* the result keeps the model at the best epoch, for mrec_train_save */
     const char *restore;       /* a saved model (mrec train --save) whose parameters the model starts from, or NULL */
+    const char *checkpoint;    /* a file the training state is written to after each evaluation, or NULL */
+    int resume;                /* start from that file when it holds this run's state (a run stopped on the way) */
     int restore_only;          /* with restore: evaluate it, no training (Elliot's restore) */
     /* where it runs, and what it says */
     int threads;               /* the context made for the run when ctx is NULL (<= 0: one per core) */

@@ -641,6 +641,7 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
         fit_log fl = {s, r, 0};
         opt.log = on_fit_line, opt.log_ctx = &fl;
         opt.keep_model = s->keep_model;
+        opt.checkpoint = s->checkpoint, opt.resume = s->resume;
         if (s->restore && s->restore_only) opt.epochs = 0;
         mrec_fit_result fr;
         STEP("training", mrec_fit(&fr, &built.model, &train, &valid, &test, s->k, s->n_k, s->threshold, &opt, ctx));
