@@ -7,7 +7,8 @@
 # the test metrics at the best epoch next to the published ones. Data comes from
 # ../shared/data (MREC_DATA to point elsewhere); the Baby draws use data/baby, which ships here.
 # On a GPU: MREC_DEVICE=cuda MREC=build/cuda/mrec bench/reproduce.sh gowalla-lightgcn (the
-# models train and rank there; the same seeds, other bits than the CPU's).
+# models train and rank there; the same seeds, other bits than the CPU's). MREC_RESUME=1 goes on
+# from a stopped run's last evaluation (mrec train --resume), so a 1,000-epoch run may span calls.
 #
 # Amazon Baby here is MMRec's Baby interactions with DiffMM's split: DiffMM re-split MMRec's
 # 160,792 pairs at random with MMRec's per-user sizes (data/PROVENANCE.md). So the published
@@ -51,7 +52,8 @@ mkdir -p runs
 run() { # name, then mrec train arguments
     name=$1; shift
     echo "== $name"
-    "$mrec" train "$@" --device "$device" --threads "$threads" --metrics recall,ndcg --k 20 --out "runs/$name" | tee "runs/$name.log"
+    "$mrec" train "$@" --device "$device" --threads "$threads" --metrics recall,ndcg --k 20 --out "runs/$name" ${MREC_RESUME:+--resume} |
+        tee "runs/$name.log"
 }
 
 # Two rows per run in results.tsv (valid, test), columns model params split best_epoch recall@20 ndcg@20:

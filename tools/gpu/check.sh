@@ -24,7 +24,8 @@
 # GPU_CHECK_PART=reproduce runs steps 1 and 2, then a published-number run of
 # bench/reproduce.sh on the GPU (GPU_CHECK_REPRODUCE, default gowalla-lightgcn:
 # 1,000 epochs), cut at GPU_CHECK_REPRODUCE_S seconds (default 540): the report
-# gives its last epochs and, when it ended, its best one beside the published.
+# gives its last epochs and, when it ended, its best one beside the published; the
+# next call on the same machine goes on from the cut run's last evaluation.
 # GPU_CHECK_PART=encoders runs steps 1 and 2, then bench_gpu_ops' encoder table alone
 # at batch 1, 32, 128 and 256 (GPU_CHECK_ENCODER_BATCHES) with torch.compile's
 # bf16 peer at batch 128 (GPU_CHECK_COMPILE, a list of sizes; 0 for none).
@@ -106,7 +107,8 @@ build/cuda/mrec info >> "$out/build.log" 2>&1
 if [ "$part" = reproduce ]; then
     run=${GPU_CHECK_REPRODUCE:-gowalla-lightgcn}
     start=$(date +%s)
-    MREC_DEVICE=cuda MREC=build/cuda/mrec timeout "${GPU_CHECK_REPRODUCE_S:-540}" sh bench/reproduce.sh "$run" > "$out/reproduce.log" 2>&1
+    # a run the time limit cut goes on from its last evaluation at the next call (mrec train --resume)
+    MREC_RESUME=1 MREC_DEVICE=cuda MREC=build/cuda/mrec timeout "${GPU_CHECK_REPRODUCE_S:-540}" sh bench/reproduce.sh "$run" > "$out/reproduce.log" 2>&1
     rc=$?
     say ""
     say "## bench/reproduce.sh $run on the GPU (exit $rc$([ "$rc" = 124 ] && echo ': cut by the time limit'), $(( $(date +%s) - start )) s)"
