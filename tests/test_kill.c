@@ -465,6 +465,11 @@ static void train(void) {
     t_check(rc == 0 && strstr(log, "resumed from") && same_tree(ref, folder, files) && !exists(ck),
             "train --resume after a kill: goes on from the checkpoint, ends with the uninterrupted run's bytes, keeps no "
             "checkpoint (rc %d, %.300s)", rc, log);
+    /* once more on the finished folder: nothing was stopped, it stays as it is */
+    rc = run(args);
+    log_text(log, sizeof log);
+    t_check(rc == 0 && strstr(log, "finished run") && same_tree(ref, folder, files), "train --resume on a finished folder leaves it "
+            "(rc %d, %.300s)", rc, log);
     char fmt_over[4200];
     snprintf(fmt_over, sizeof fmt_over, "%s --overwrite", fmt);
     kill_overwrite("train", fmt, fmt_over, "train_old", full, 0, files);

@@ -143,7 +143,7 @@ static const char NOTES[] =
     "Adam's moments, the sampler, the best epoch so far): a run stopped on the way (killed, its machine taken back)\n"
     "goes on from its last evaluation with --resume, and ends with the bits of a run never stopped. A checkpoint of\n"
     "another run (model, data, seed, batch size, learning rate) is refused, naming what differs. CLIP-E2E is not\n"
-    "checkpointed (its towers' moments); --resume on a finished DIR trains again whole.\n"
+    "checkpointed (its towers' moments); --resume leaves a finished DIR as it is.\n"
     "\n"
     "--save MODEL_DIR keeps the model as it was at the best epoch: model.safetensors (the users' and items' vectors\n"
     "whose dot products are its scores, each user's training items, the trained parameters, checksums), users.tsv,\n"
@@ -322,9 +322,15 @@ int mrec_cmd_train(int argc, char **argv) {
     if (!st && save && (st = mrec_out_begin(&sd, save, flags))) mrec_out_abort(&od);
     /* the training's state, in the folder being built: a killed run leaves it for --resume, a finished one takes it
      * out before the folder appears */
-    char checkpoint[4300];
+    char checkpoint[4300], finished[4200];
     snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint.safetensors", od.scratch);
+    snprintf(finished, sizeof finished, "%s/results.tsv", v[O_OUT].text);
     s.checkpoint = checkpoint, s.resume = od.resumed;
+    if (!st && od.resumed && !v[O_OVERWRITE].given && access(checkpoint, F_OK) != 0 && access(finished, F_OK) == 0) { /* nothing stopped */
+        fprintf(stderr, "mrec train: %s is a finished run; --resume leaves it as it is (--overwrite trains it again)\n", v[O_OUT].text);
+        mrec_out_abort(&od), mrec_out_abort(&sd);
+        return 0;
+    }
     if (st) {
         fprintf(stderr, "mrec train: the output folder: %s: %s\n", mrec_strerror(st), mrec_error_detail());
         return st == MREC_ERR_NOMEM ? 3 : 2;
