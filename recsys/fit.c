@@ -3,7 +3,9 @@
  * parameters; then evaluation on validation, early stopping after
  * `patience` evaluations without improvement of the selection metric, and
  * the test split evaluated at each new best epoch. Models without training
- * (MostPop) are evaluated once.
+ * (MostPop) are evaluated once. With a checkpoint file, each evaluation
+ * writes the run's state there, and a resumed run starts from it
+ * (checkpoint.c).
  */
 #include "mrec_recsys.h"
 #include "recsys_internal.h"
