@@ -1099,6 +1099,24 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not, int have
     mrec_train_result_free(&r[0]), mrec_train_result_free(&r[1]);
 }
 
+/* A short run of model e on write_data's split (and its features where e needs them), 16 dimensions, batches of
+ * 128, top 20, on the CPU (dev 0) or GPU 0; lr 0 keeps the model's default. */
+static mrec_train_spec tiny_spec(const mrec_model_entry *e, int dev, int epochs, uint64_t seed, double lr) {
+    static char data[4096 * 3], features[4200];
+    snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
+    snprintf(features, sizeof features, "visual=%s/visual.npy,textual=%s/textual.npy", dir, dir);
+    mrec_train_spec s = mrec_train_defaults();
+    s.data = data, s.format = "tsv", s.model = e, s.threads = 2, s.cache = "none";
+    if (e->needs != MREC_NEEDS_NONE) s.features = features;
+    s.n_k = 1, s.k[0] = 20, s.device = dev ? MREC_WANT_CUDA : MREC_WANT_CPU, s.gpu = 0;
+    s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {epochs}, .given = 1};
+    s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
+    s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
+    s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = seed, .given = 1};
+    if (lr > 0) s.params.v[MREC_HP_LR] = (mrec_param_value){.x = {lr}, .given = 1};
+    return s;
+}
+
 /* One epoch (11 Adam steps of 128 pairs) from one seed on the CPU and on the GPU: the host draws the same batches for
  * both (the sampler runs there on either device), so the GPU replays the CPU's steps, and after them the epoch's loss
  * and every trained parameter agree within 1e-4 (the loss relative, each parameter tensor against its largest value):
@@ -1109,22 +1127,12 @@ static void weights_after_steps(const mrec_model_entry *e, const char *why_not) 
         t_skip("%s: its parameters after one epoch on the GPU against the CPU's: %s", e->name, why_not);
         return;
     }
-    char data[4096 * 3], features[4200];
-    snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
-    snprintf(features, sizeof features, "visual=%s/visual.npy,textual=%s/textual.npy", dir, dir);
     mrec_train_result r[2];
     memset(r, 0, sizeof r);
     int ok = 1;
     for (int dev = 0; dev < 2; dev++) {
-        mrec_train_spec s = mrec_train_defaults();
-        s.data = data, s.format = "tsv", s.model = e, s.threads = 2, s.cache = "none", s.keep_model = 1;
-        if (e->needs != MREC_NEEDS_NONE) s.features = features;
-        s.n_k = 1, s.k[0] = 20, s.device = dev ? MREC_WANT_CUDA : MREC_WANT_CPU, s.gpu = 0;
-        s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {1}, .given = 1};
-        s.params.v[MREC_HP_LR] = (mrec_param_value){.x = {0.01}, .given = 1};
-        s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
-        s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
-        s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = 11, .given = 1};
+        mrec_train_spec s = tiny_spec(e, dev, 1, 11, 0.01);
+        s.keep_model = 1;
         ok &= t_status(mrec_train(&s, &r[dev]), MREC_OK, "%s: one epoch on the %s", e->name, dev ? "GPU" : "CPU");
     }
     if (ok && t_check(r[0].n_history == 1 && r[1].n_history == 1 && r[0].saved.n_params == r[1].saved.n_params &&
@@ -1160,9 +1168,7 @@ static void weights_after_steps(const mrec_model_entry *e, const char *why_not) 
  * bit. The resumed run's history begins with the first run's epoch, as its log does. A checkpoint of another run
  * (another seed) is refused, naming the file and what differs. */
 static void resume_case(int on_gpu, const char *why_not) {
-    char data[4096 * 3], features[4200], ck[4200];
-    snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
-    snprintf(features, sizeof features, "visual=%s/visual.npy,textual=%s/textual.npy", dir, dir);
+    char ck[4200];
     int refused_once = 0;
     for (int dev = 0; dev < 2; dev++)
         for (int i = 0; i < mrec_model_count(); i++) {
@@ -1178,15 +1184,8 @@ static void resume_case(int on_gpu, const char *why_not) {
             memset(r, 0, sizeof r);
             int ok = 1;
             for (int run = 0; run < 3; run++) { /* 0: straight; 1: one epoch, checkpointed; 2: resumed to three */
-                mrec_train_spec s = mrec_train_defaults();
-                s.data = data, s.format = "tsv", s.model = e, s.threads = 2, s.cache = "none", s.keep_model = 1, s.save_topk = 5;
-                if (e->needs != MREC_NEEDS_NONE) s.features = features;
-                s.n_k = 1, s.k[0] = 20, s.device = dev ? MREC_WANT_CUDA : MREC_WANT_CPU, s.gpu = 0;
-                s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {run == 1 ? 1 : 3}, .given = 1};
-                s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
-                s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
-                s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = 5, .given = 1};
-                s.params.v[MREC_HP_LR] = (mrec_param_value){.x = {0.01}, .given = 1};
+                mrec_train_spec s = tiny_spec(e, dev, run == 1 ? 1 : 3, 5, 0.01);
+                s.keep_model = 1, s.save_topk = 5;
                 if (run) s.checkpoint = ck, s.resume = run == 2;
                 ok &= t_status(mrec_train(&s, &r[run]), MREC_OK, "%s on the %s, run %d", e->name, where, run + 1);
             }
@@ -1207,13 +1206,7 @@ static void resume_case(int on_gpu, const char *why_not) {
             for (int run = 0; run < 3; run++) mrec_train_result_free(&r[run]);
             if (!refused_once && dev == 0) { /* another seed's run does not take it */
                 refused_once = 1;
-                mrec_train_spec s = mrec_train_defaults();
-                s.data = data, s.format = "tsv", s.model = e, s.threads = 2, s.cache = "none", s.n_k = 1, s.k[0] = 20;
-                s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {3}, .given = 1};
-                s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
-                s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
-                s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = 6, .given = 1};
-                s.params.v[MREC_HP_LR] = (mrec_param_value){.x = {0.01}, .given = 1};
+                mrec_train_spec s = tiny_spec(e, 0, 3, 6, 0.01);
                 s.checkpoint = ck, s.resume = 1;
                 mrec_train_result bad;
                 mrec_status st = mrec_train(&s, &bad);
@@ -1238,9 +1231,7 @@ static void resume_case(int on_gpu, const char *why_not) {
  * when tests/data has its photos), two epochs at 16 dimensions, on the CPU (which holds the check itself to account
  * without a GPU) and on the GPU. */
 static void same_bits_twice(int on_gpu, const char *why_not, int have_clip_items) {
-    char data[4096 * 3], features[4200], clip_dir[4200], clip_items[4200];
-    snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
-    snprintf(features, sizeof features, "visual=%s/visual.npy,textual=%s/textual.npy", dir, dir);
+    char clip_dir[4200], clip_items[4200];
     snprintf(clip_dir, sizeof clip_dir, "%s/clip", dir), snprintf(clip_items, sizeof clip_items, "%s/clip_items.tsv", dir);
     for (int dev = 0; dev < 2; dev++)
         for (int i = 0; i < mrec_model_count(); i++) {
@@ -1256,14 +1247,7 @@ static void same_bits_twice(int on_gpu, const char *why_not, int have_clip_items
             memset(r, 0, sizeof r);
             int ok = 1;
             for (int run = 0; run < 2; run++) {
-                mrec_train_spec s = mrec_train_defaults();
-                s.data = data, s.format = "tsv", s.model = e, s.threads = 2, s.cache = "none";
-                if (e->needs != MREC_NEEDS_NONE) s.features = features;
-                s.n_k = 1, s.k[0] = 20, s.device = dev ? MREC_WANT_CUDA : MREC_WANT_CPU, s.gpu = 0;
-                s.params.v[MREC_HP_EPOCHS] = (mrec_param_value){.x = {2}, .given = 1};
-                s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
-                s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
-                s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = 5, .given = 1};
+                mrec_train_spec s = tiny_spec(e, dev, 2, 5, 0);
                 s.keep_model = 1;
                 if (clip) { /* the tiny CLIP, one block of each tower trained */
                     s.clip = clip_dir, s.clip_items = clip_items, s.clip_id_col = "id", s.clip_text_col = "text", s.clip_image_col = "image";

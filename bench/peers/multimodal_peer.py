@@ -147,13 +147,16 @@ def main():
     # LightGCN (MMRec): 2 layers, mean, EmbLoss
     ego = param(N, 64)
 
-    def lightgcn(u, i, j):
+    def lightgcn_forward():
         acc, layer = [ego], ego
         for _ in range(2):
             layer = torch.sparse.mm(adj, layer)
             acc.append(layer)
         f = torch.stack(acc, 1).mean(1)
-        fu, fi = f[:U], f[U:]
+        return f[:U], f[U:]
+
+    def lightgcn(u, i, j):
+        fu, fi = lightgcn_forward()
         reg = (ego[u].norm() + ego[U + i].norm() + ego[U + j].norm()) / 2048
         return bpr(fu[u], fi[i], fi[j]) + 1e-4 * reg
     print(f"LightGCN {timed(lightgcn, [ego]):.5f}", flush=True)
@@ -170,12 +173,7 @@ def main():
 
     def evaluate():
         with torch.no_grad():
-            acc, layer = [ego], ego
-            for _ in range(2):
-                layer = torch.sparse.mm(adj, layer)
-                acc.append(layer)
-            f = torch.stack(acc, 1).mean(1)
-            fu, fi = f[:U], f[U:]
+            fu, fi = lightgcn_forward()
             tops = []
             for s in range(0, len(test_users), 4096):
                 users = test_users[s:s + 4096]
