@@ -18,6 +18,7 @@
 #include "../nn/mrec_safetensors.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,7 @@ static void identity(writer *w, const mrec_fit_progress *p) {
     meta(w, "weight_decay", "%.9g", (double)o->weight_decay);
     meta(w, "lr_decay", "%.9g:%d", (double)o->lr_decay, o->lr_decay_every);
     meta(w, "select", "%s@%d", mrec_metric_name(o->select_metric), o->select_k);
+    meta(w, "keep", "top %d, model %d", o->save_topk > 0 ? o->save_topk : 0, o->keep_model != 0);
 }
 
 mrec_status mrec_checkpoint_write(const char *path, const mrec_fit_progress *p, mrec_context *ctx) {
@@ -185,6 +187,66 @@ static mrec_status take(const mrec_safetensors *f, const char *name, mrec_dtype 
     return st;
 }
 
+static int by_key(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* item among user u's (a row sorted by item) */
+static int has_pair(const mrec_user_items *t, int u, int32_t item) {
+    int64_t lo = t->row_ptr[u], hi = t->row_ptr[u + 1];
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (t->col[mid] < item) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < t->row_ptr[u + 1] && t->col[lo] == item;
+}
+
+/* The sampler's arrays as read hold what every draw leaves there: training pairs (MMRec's sampler: all of them,
+ * in the order the next epoch shuffles; by users: drawn pairs) and the users with pairs in some order. Anything
+ * else would send the next draw outside the data, so it is refused. */
+static mrec_status check_order(const char *path, const mrec_bpr_sampler *s, int by_users) {
+    const mrec_user_items *t = s->train;
+    int64_t n = s->n;
+    uint64_t *got = malloc(sizeof *got * (size_t)(n + 1)), *want = malloc(sizeof *want * (size_t)(n + 1));
+    mrec_status st = got && want ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "%s: checking the sampler's %" PRId64 " pairs", path, n);
+    for (int64_t k = 0; k < n && !st; k++) {
+        if (s->user[k] < 0 || s->user[k] >= t->n_rows || s->pos[k] < 0 || s->pos[k] >= t->n_cols)
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: sampler pair %" PRId64 " is (user %d, item %d), outside %d users and %d items", path, k,
+                           s->user[k], s->pos[k], t->n_rows, t->n_cols);
+        else if (!has_pair(t, s->user[k], s->pos[k]))
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: sampler pair %" PRId64 " (user %d, item %d) is not a training pair", path, k, s->user[k], s->pos[k]);
+        got[k] = (uint64_t)s->user[k] << 32 | (uint32_t)s->pos[k];
+    }
+    for (int u = 0, k = 0; u < t->n_rows && !st; u++)
+        for (int64_t e = t->row_ptr[u]; e < t->row_ptr[u + 1]; e++) want[k++] = (uint64_t)u << 32 | (uint32_t)t->col[e];
+    if (!st && !by_users) {
+        qsort(got, (size_t)n, sizeof *got, by_key), qsort(want, (size_t)n, sizeof *want, by_key);
+        if (memcmp(got, want, sizeof *got * (size_t)n))
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: the sampler's pairs are not this run's training pairs", path);
+    }
+    /* the users with pairs: increasing in the training rows, each once in the file's order */
+    for (int k = 0, u = 0; k < s->n_users && !st; k++) {
+        while (u < t->n_rows && t->row_ptr[u + 1] == t->row_ptr[u]) u++;
+        got[k] = (uint64_t)(uint32_t)s->users[k], want[k] = (uint64_t)u++;
+    }
+    if (!st) {
+        qsort(got, (size_t)s->n_users, sizeof *got, by_key);
+        if (memcmp(got, want, sizeof *got * (size_t)s->n_users))
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: the sampler's users are not this run's users with training pairs", path);
+    }
+    free(got), free(want);
+    return st;
+}
+
+/* ids (n) each in [lo, hi) */
+static mrec_status check_ids(const char *path, const char *name, const int32_t *ids, int64_t n, int lo, int hi) {
+    for (int64_t k = 0; k < n; k++)
+        if (ids[k] < lo || ids[k] >= hi) return mrec_fail(MREC_ERR_FORMAT, "%s: %s[%" PRId64 "] is %d, outside [%d, %d)", path, name, k, ids[k], lo, hi);
+    return MREC_OK;
+}
+
 mrec_status mrec_checkpoint_read(const char *path, mrec_fit_progress *p, char **log, mrec_context *ctx) {
     mrec_model *m = p->model;
     mrec_optimizer *a = p->adam;
@@ -220,10 +282,20 @@ mrec_status mrec_checkpoint_read(const char *path, mrec_fit_progress *p, char **
     if (!st && !(st = need(&f, "best", &v)) && sscanf(v, "%lf", &best) != 1) st = mrec_fail(MREC_ERR_FORMAT, "%s: 'best' is not a number", path);
     if (!st && !(st = need(&f, "seconds", &v)) && sscanf(v, "%lf,%lf,%lf", &secs[0], &secs[1], &secs[2]) != 3)
         st = mrec_fail(MREC_ERR_FORMAT, "%s: 'seconds' is not three numbers", path);
-    if (!st && epoch < 1) st = mrec_fail(MREC_ERR_FORMAT, "%s: epoch %lld", path, epoch);
+    /* each number in the range a run leaves it in */
+    if (!st && (epoch < 1 || epoch > 1000000000))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: epoch %lld", path, epoch);
+    else if (!st && (best_epoch < 0 || best_epoch > epoch || bad < 0 || bad > epoch))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: best epoch %lld and %lld evaluations without gain after epoch %lld", path, best_epoch, bad, epoch);
+    else if (!st && (vu < 0 || vu > p->sampler->train->n_rows || tu < 0 || tu > p->sampler->train->n_rows))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: %lld validation and %lld test users of %d", path, vu, tu, p->sampler->train->n_rows);
+    else if (!st && (step < 0 || !isfinite(best) || !(secs[0] >= 0 && secs[1] >= 0 && secs[2] >= 0 && secs[0] + secs[1] + secs[2] < 1e15)))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: Adam's step %lld, best value %g, seconds %g, %g, %g", path, step, best, secs[0], secs[1], secs[2]);
     uint64_t state[MREC_MAX_STATE], steps[MREC_MAX_PARAMS];
     if (!st) st = read_words(&f, "state", state, m->n_state);
     if (!st) st = read_words(&f, "adam.steps", steps, a->n_params);
+    for (int q = 0; q < a->n_params && !st; q++)
+        if (steps[q] > (uint64_t)step) st = mrec_fail(MREC_ERR_FORMAT, "%s: parameter %d took %" PRIu64 " of %lld steps", path, q, steps[q], step);
     /* the arrays: parameters and moments onto the device, the sampler's order, the best epoch's metrics and keeps */
     for (int q = 0; q < m->n_params && !st; q++) {
         char name[32];
@@ -235,23 +307,36 @@ mrec_status mrec_checkpoint_read(const char *path, mrec_fit_progress *p, char **
     if (!st) st = take(&f, "sampler.user", MREC_I32, s->n, s->user, NULL);
     if (!st) st = take(&f, "sampler.pos", MREC_I32, s->n, s->pos, NULL);
     if (!st) st = take(&f, "sampler.users", MREC_I32, s->n_users, s->users, NULL);
+    if (!st) st = check_order(path, s, p->opt->sample_users);
     if (!st) st = take(&f, "best.valid", MREC_F64, MREC_METRIC_COUNT * MREC_EVAL_MAX_K, r->valid.value, NULL);
     if (!st) st = take(&f, "best.test", MREC_F64, MREC_METRIC_COUNT * MREC_EVAL_MAX_K, r->test.value, NULL);
     int U = s->train->n_rows, I = s->train->n_cols;
-    if (!st && p->opt->save_topk > 0 && mrec_safetensors_find(&f, "kept.topk")) {
+    /* what the best epoch kept, as this run keeps it: there is a best epoch once an evaluation gave a number */
+    int kept_any = best_epoch >= 1;
+    if (!st && p->opt->save_topk > 0 && kept_any) {
         if (!(r->topk = malloc(sizeof *r->topk * (size_t)U * p->opt->save_topk))) st = mrec_fail(MREC_ERR_NOMEM, "%s: kept.topk", path);
         else st = take(&f, "kept.topk", MREC_I32, (int64_t)U * p->opt->save_topk, r->topk, NULL);
+        if (!st) st = check_ids(path, "kept.topk", r->topk, (int64_t)U * p->opt->save_topk, 0, I);
     }
-    if (!st && p->opt->keep_model && mrec_safetensors_find(&f, "kept.param.0")) {
-        r->embed_dim = (int)dim, r->knn_k = (int)knn;
-        struct { const char *name; void **to; int64_t n; mrec_dtype t; } kept[] = {
-            {"kept.users", (void **)&r->users, (int64_t)U * dim, MREC_F32}, {"kept.items", (void **)&r->items, (int64_t)I * dim, MREC_F32},
-            {"kept.nbr", (void **)&r->nbr, (int64_t)I * knn, MREC_I32},     {"kept.sim", (void **)&r->sim, (int64_t)I * knn, MREC_F32}};
+    if (!st && p->opt->keep_model && kept_any) {
+        /* keep_model's choice: the embeddings where the model has them, else the neighbour lists where it has those */
+        int emb = m->embeddings && m->embed_dim > 0, nbrs = !emb && m->neighbours && m->knn_k > 0;
+        if (emb && dim != m->embed_dim)
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: embeddings of %lld dimensions kept; the model's have %d", path, dim, m->embed_dim);
+        if (!st && nbrs && knn != m->knn_k)
+            st = mrec_fail(MREC_ERR_FORMAT, "%s: %lld neighbours an item kept; the model keeps %d", path, knn, m->knn_k);
+        r->embed_dim = emb && !st ? (int)dim : 0, r->knn_k = nbrs && !st ? (int)knn : 0;
+        struct { const char *name; void **to; int64_t n; mrec_dtype t; int wanted; } kept[] = {
+            {"kept.users", (void **)&r->users, (int64_t)U * dim, MREC_F32, emb}, {"kept.items", (void **)&r->items, (int64_t)I * dim, MREC_F32, emb},
+            {"kept.nbr", (void **)&r->nbr, (int64_t)I * knn, MREC_I32, nbrs},    {"kept.sim", (void **)&r->sim, (int64_t)I * knn, MREC_F32, nbrs}};
         for (size_t k = 0; k < sizeof kept / sizeof *kept && !st; k++) {
-            if (!mrec_safetensors_find(&f, kept[k].name)) continue;
+            if (!kept[k].wanted) continue;
             if (!(*kept[k].to = malloc(mrec_dtype_size(kept[k].t) * (size_t)kept[k].n))) st = mrec_fail(MREC_ERR_NOMEM, "%s: %s", path, kept[k].name);
             else st = take(&f, kept[k].name, kept[k].t, kept[k].n, *kept[k].to, NULL);
         }
+        if (!st && r->nbr) st = check_ids(path, "kept.nbr", r->nbr, (int64_t)I * knn, -1, I);
+        for (int64_t e = 0; !st && r->sim && e < (int64_t)I * knn; e++)
+            if (!isfinite(r->sim[e])) st = mrec_fail(MREC_ERR_FORMAT, "%s: kept.sim[%" PRId64 "] is %g", path, e, (double)r->sim[e]);
         for (int q = 0; q < m->n_params && !st; q++) {
             char name[32];
             snprintf(name, sizeof name, "kept.param.%d", q);

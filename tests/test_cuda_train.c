@@ -24,6 +24,7 @@
 #include "harness.h"
 
 #include "../nn/mrec_npy.h"
+#include "../nn/mrec_safetensors.h"
 #include "../recsys/mrec_registry.h"
 #include "../recsys/recsys_internal.h"
 #include "../tools/mrec_pipeline.h"
@@ -1162,6 +1163,85 @@ static void weights_after_steps(const mrec_model_entry *e, const char *why_not) 
     mrec_train_result_free(&r[0]), mrec_train_result_free(&r[1]);
 }
 
+/* The checkpoint at path written again with element k of the int32 tensor `name` set to value (a damaged or
+ * forged file whose layout is sound): 1 when written. */
+static int forge(const char *path, const char *name, int64_t k, int32_t value) {
+    mrec_safetensors f;
+    if (mrec_safetensors_open(&f, path)) return 0;
+    mrec_st_tensor_in *t = calloc((size_t)f.n_tensors, sizeof *t);
+    void *changed = NULL;
+    int ok = t != NULL;
+    for (int i = 0; ok && i < f.n_tensors; i++) {
+        const mrec_st_entry *e = &f.tensors[i];
+        t[i] = (mrec_st_tensor_in){e->name, e->dtype, e->ndim, e->shape, e->data};
+        if (strcmp(e->name, name)) continue;
+        size_t bytes = e->end - e->begin;
+        ok = e->dtype == MREC_I32 && (size_t)k * 4 < bytes && (changed = malloc(bytes));
+        if (ok) memcpy(changed, e->data, bytes), ((int32_t *)changed)[k] = value, t[i].data = changed;
+    }
+    ok = ok && changed && !mrec_safetensors_write(path, t, f.n_tensors, (const char *const *)f.meta_keys,
+                                                  (const char *const *)f.meta_values, f.n_meta);
+    free(changed), free(t);
+    mrec_safetensors_close(&f);
+    return ok;
+}
+
+/* What resume_case's checkpoint ck of model e is refused as: another seed's, forged ones whose layout is sound,
+ * a cut one; each naming the file and what is wrong. */
+static void refusals(const mrec_model_entry *e, const char *ck) {
+    mrec_train_spec s = tiny_spec(e, 0, 3, 6, 0.01);
+    s.keep_model = 1, s.save_topk = 5, s.checkpoint = ck, s.resume = 1;
+    mrec_train_result bad;
+    mrec_status st = mrec_train(&s, &bad);
+    t_check(st != MREC_OK && strstr(mrec_error_detail(), ck) && strstr(mrec_error_detail(), "seed"),
+            "%s: a checkpoint of seed 5 refused by a run of seed 6, naming the file and the seed: %s", e->name, mrec_error_detail());
+    mrec_train_result_free(&bad);
+    char cmd[4 * 4200 + 64];
+    /* forged ones, sound as files: a training pair out of the data, a pair twice (so another missing), a
+     * kept item out of the catalogue */
+    s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = 5, .given = 1};
+    char copy[4200 + 8];
+    snprintf(copy, sizeof copy, "%s.copy", ck);
+    static const struct { const char *tensor; int64_t at; int32_t value; const char *said; } forged[] = {
+        {"sampler.user", 0, 1000000, "sampler pair 0"}, {"sampler.pos", 1, -1, "sampler pair 1"},
+        {"kept.topk", 3, 1000000, "kept.topk[3]"}};
+    for (size_t f = 0; f < sizeof forged / sizeof *forged; f++) {
+        snprintf(cmd, sizeof cmd, "cp %s %s", ck, copy);
+        s.checkpoint = copy;
+        st = system(cmd) == 0 && forge(copy, forged[f].tensor, forged[f].at, forged[f].value) ? mrec_train(&s, &bad) : MREC_OK;
+        t_check(st != MREC_OK && strstr(mrec_error_detail(), copy) && strstr(mrec_error_detail(), forged[f].said),
+                "%s: a checkpoint with %s[%lld] = %d refused, naming the file and the value: %s", e->name, forged[f].tensor,
+                (long long)forged[f].at, forged[f].value, mrec_error_detail());
+        mrec_train_result_free(&bad);
+    }
+    /* pair 0 made a copy of pair 1: training pairs, but one twice and another missing */
+    int32_t pair1[2] = {-1, -1};
+    mrec_safetensors f;
+    if (!mrec_safetensors_open(&f, ck)) {
+        static const char *const arrays[2] = {"sampler.user", "sampler.pos"};
+        for (int a = 0; a < 2; a++) {
+            const mrec_st_entry *x = mrec_safetensors_find(&f, arrays[a]);
+            if (x && x->end - x->begin >= 8) memcpy(&pair1[a], (const char *)x->data + 4, 4);
+        }
+        mrec_safetensors_close(&f);
+    }
+    snprintf(cmd, sizeof cmd, "cp %s %s", ck, copy);
+    st = pair1[0] >= 0 && system(cmd) == 0 && forge(copy, "sampler.user", 0, pair1[0]) && forge(copy, "sampler.pos", 0, pair1[1])
+             ? mrec_train(&s, &bad)
+             : MREC_OK;
+    t_check(st != MREC_OK && strstr(mrec_error_detail(), copy) && strstr(mrec_error_detail(), "not this run's training pairs"),
+            "%s: a checkpoint whose sampler holds a pair twice refused, naming the file: %s", e->name, mrec_error_detail());
+    mrec_train_result_free(&bad);
+    s.checkpoint = ck;
+    /* a damaged one: its first 100 bytes only */
+    snprintf(cmd, sizeof cmd, "head -c 100 %s > %s.cut && mv %s.cut %s", ck, ck, ck, ck);
+    s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = 5, .given = 1};
+    st = system(cmd) == 0 ? mrec_train(&s, &bad) : MREC_OK;
+    t_check(st != MREC_OK && strstr(mrec_error_detail(), ck), "%s: a cut checkpoint refused, naming the file: %s", e->name,
+            mrec_error_detail());
+    mrec_train_result_free(&bad);
+}
+
 /* A run stopped after its first evaluation and resumed from its checkpoint takes the steps of one never stopped:
  * every model that trains, three epochs straight against one epoch (its checkpoint written) then epochs two and
  * three resumed from it, on the CPU and on the GPU: the same losses, metrics, best epoch and parameters, bit for
@@ -1204,24 +1284,7 @@ static void resume_case(int on_gpu, const char *why_not) {
                     "parameters of three epochs straight, bit for bit (%d, %d and %d epochs in the histories)", e->name, where,
                     r[0].n_history, r[1].n_history, r[2].n_history);
             for (int run = 0; run < 3; run++) mrec_train_result_free(&r[run]);
-            if (!refused_once && dev == 0) { /* another seed's run does not take it */
-                refused_once = 1;
-                mrec_train_spec s = tiny_spec(e, 0, 3, 6, 0.01);
-                s.checkpoint = ck, s.resume = 1;
-                mrec_train_result bad;
-                mrec_status st = mrec_train(&s, &bad);
-                t_check(st != MREC_OK && strstr(mrec_error_detail(), ck) && strstr(mrec_error_detail(), "seed"),
-                        "%s: a checkpoint of seed 5 refused by a run of seed 6, naming the file and the seed: %s", e->name, mrec_error_detail());
-                mrec_train_result_free(&bad);
-                /* a damaged one: its first 100 bytes only */
-                char cmd[4 * 4200 + 64];
-                snprintf(cmd, sizeof cmd, "head -c 100 %s > %s.cut && mv %s.cut %s", ck, ck, ck, ck);
-                s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = 5, .given = 1};
-                st = system(cmd) == 0 ? mrec_train(&s, &bad) : MREC_OK;
-                t_check(st != MREC_OK && strstr(mrec_error_detail(), ck), "%s: a cut checkpoint refused, naming the file: %s", e->name,
-                        mrec_error_detail());
-                mrec_train_result_free(&bad);
-            }
+            if (!refused_once && dev == 0) refused_once = 1, refusals(e, ck);
         }
 }
 
