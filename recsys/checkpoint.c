@@ -2,7 +2,8 @@
  * stopped on the way (killed, its machine taken back) goes on where it was.
  * mrec_fit writes one after each evaluation and, asked to resume, starts
  * from it: the parameters, Adam's moments and step counts, the sampler's
- * order and generator, the model's own state words (mrec_model.state), the
+ * order and generator, the model's own state words and arrays
+ * (mrec_model.state, .array: CLIP-E2E's towers and their moments), the
  * best epoch so far with its metrics and what was kept there, and the log
  * so far. The later epochs read nothing else, so a resumed run takes the
  * same steps, and ends with the same bits, as one never stopped.
@@ -24,22 +25,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TENSORS (3 * MREC_MAX_PARAMS + MREC_MAX_PARAMS + 12)
 #define MAX_META 32
 
 /* ---- writing ---- */
 
 typedef struct {
-    mrec_st_tensor_in t[MAX_TENSORS];
-    int64_t shape[MAX_TENSORS];
-    char names[MAX_TENSORS][32];
-    int n;
+    mrec_st_tensor_in *t; /* (cap) */
+    int64_t *shape;
+    char (*names)[32];
+    int n, cap, over; /* over: more added than cap (a miscount, refused) */
     const char *key[MAX_META];
     char *value[MAX_META];
     int n_meta;
 } writer;
 
 static void add(writer *w, const char *name, mrec_dtype dtype, int64_t n, const void *data) {
+    if (w->n == w->cap) {
+        w->over = 1;
+        return;
+    }
     int k = w->n++;
     snprintf(w->names[k], sizeof w->names[k], "%s", name);
     w->shape[k] = n;
@@ -84,28 +88,38 @@ static void identity(writer *w, const mrec_fit_progress *p) {
     meta(w, "keep", "top %d, model %d", o->save_topk > 0 ? o->save_topk : 0, o->keep_model != 0);
 }
 
+/* n floats at src (on ctx's device) into a new host copy, added to w as `name`; the copy is left in *host */
+static mrec_status add_copy(writer *w, const char *path, const char *name, const float *src, int64_t n, float **host, mrec_context *ctx) {
+    if (!(*host = malloc(sizeof(float) * (size_t)(n ? n : 1)))) return mrec_fail(MREC_ERR_NOMEM, "%s: %s (%" PRId64 " floats)", path, name, n);
+    add(w, name, MREC_F32, n, *host);
+    return mrec_copy_to_host(ctx, *host, src, sizeof(float) * (size_t)n);
+}
+
 mrec_status mrec_checkpoint_write(const char *path, const mrec_fit_progress *p, mrec_context *ctx) {
     const mrec_model *m = p->model;
     const mrec_optimizer *a = p->adam;
     const mrec_fit_result *r = p->out;
+    /* the host copies: three per parameter (it and Adam's moments), one per array of the model's */
+    int n_host = 3 * m->n_params + m->n_arrays, cap = n_host + m->n_params + 10;
     writer *w = calloc(1, sizeof *w);
-    float *host[3 * MREC_MAX_PARAMS] = {0};
-    mrec_status st = w ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "%s: a checkpoint", path);
-    /* the parameters and their moments, from wherever they live */
+    float **host = calloc((size_t)n_host + 1, sizeof *host);
+    if (w) w->t = calloc((size_t)cap, sizeof *w->t), w->shape = calloc((size_t)cap, sizeof *w->shape), w->names = calloc((size_t)cap, sizeof *w->names);
+    mrec_status st = w && host && w->t && w->shape && w->names ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "%s: a checkpoint", path);
+    if (!st) w->cap = cap;
+    /* the parameters and their moments, and the model's arrays, from wherever they live */
     for (int q = 0; q < m->n_params && !st; q++) {
         const float *src[3] = {m->param[q], a->m[q], a->v[q]};
         static const char *const what[3] = {"param", "adam.m", "adam.v"};
         for (int k = 0; k < 3 && !st; k++) {
-            float **h = &host[3 * q + k];
-            if (!(*h = malloc(sizeof(float) * (size_t)m->size[q]))) {
-                st = mrec_fail(MREC_ERR_NOMEM, "%s: parameter %d (%" PRId64 " floats)", path, q, m->size[q]);
-                break;
-            }
-            st = mrec_copy_to_host(ctx, *h, src[k], sizeof(float) * (size_t)m->size[q]);
             char name[32];
             snprintf(name, sizeof name, "%s.%d", what[k], q);
-            add(w, name, MREC_F32, m->size[q], *h);
+            st = add_copy(w, path, name, src[k], m->size[q], &host[3 * q + k], ctx);
         }
+    }
+    for (int q = 0; q < m->n_arrays && !st; q++) {
+        char name[32];
+        snprintf(name, sizeof name, "array.%d", q);
+        st = add_copy(w, path, name, m->array[q], m->array_size[q], &host[3 * m->n_params + q], ctx);
     }
     if (!st) {
         const mrec_bpr_sampler *s = p->sampler;
@@ -147,10 +161,12 @@ mrec_status mrec_checkpoint_write(const char *path, const mrec_fit_progress *p, 
         for (int k = 0; k < w->n_meta && !st; k++)
             if (!w->value[k]) st = mrec_fail(MREC_ERR_NOMEM, "%s: a checkpoint's header", path);
     }
+    if (!st && w->over) st = mrec_fail(MREC_ERR_ARG, "%s: more tensors than the %d counted", path, w->cap);
     if (!st) st = mrec_safetensors_write(path, w->t, w->n, w->key, (const char *const *)w->value, w->n_meta);
     for (int k = 0; w && k < w->n_meta; k++) free(w->value[k]);
-    for (int k = 0; k < 3 * MREC_MAX_PARAMS; k++) free(host[k]);
-    free(w);
+    for (int k = 0; host && k < n_host; k++) free(host[k]);
+    if (w) free(w->t), free(w->shape), free(w->names);
+    free(host), free(w);
     return st;
 }
 
@@ -303,6 +319,12 @@ mrec_status mrec_checkpoint_read(const char *path, mrec_fit_progress *p, char **
         if (!st) snprintf(name, sizeof name, "adam.m.%d", q), st = take(&f, name, MREC_F32, m->size[q], a->m[q], ctx);
         if (!st) snprintf(name, sizeof name, "adam.v.%d", q), st = take(&f, name, MREC_F32, m->size[q], a->v[q], ctx);
     }
+    for (int q = 0; q < m->n_arrays && !st; q++) {
+        char name[32];
+        snprintf(name, sizeof name, "array.%d", q), st = take(&f, name, MREC_F32, m->array_size[q], m->array[q], ctx);
+    }
+    if (!st && m->n_arrays == 0 && mrec_safetensors_find(&f, "array.0"))
+        st = mrec_fail(MREC_ERR_FORMAT, "%s: holds arrays this run's model does not keep", path);
     mrec_bpr_sampler *s = p->sampler;
     if (!st) st = take(&f, "sampler.user", MREC_I32, s->n, s->user, NULL);
     if (!st) st = take(&f, "sampler.pos", MREC_I32, s->n, s->pos, NULL);

@@ -67,7 +67,9 @@ typedef struct {
     mrec_param_tensor *tensor;      /* the towers' trainable tensors (pointers on the device) */
     int n_tensors;
     mrec_adamw_options adamw;
-    int64_t step;
+    uint64_t step;                  /* AdamW's steps taken */
+    float **array;                  /* what a checkpoint keeps beside the parameters: each trainable tensor, then the */
+    int64_t *array_n;               /* moments; (n_tensors + 1) each */
     /* a batch of up to ntrip triples, so up to cap = 2 ntrip distinct items */
     int ntrip, cap;
     int32_t *slot, *items, *row;    /* host: (n_items) an item's slot or -1, (cap) the distinct items, (2 ntrip) each row's slot */
@@ -308,7 +310,7 @@ static void clip_e2e_destroy(void *self) {
     mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->slots);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->pool), free(m->mask), free(m->tensor), free(m->slot), free(m->items), free(m->row), free(m->bpool), free(m->bmask);
+    free(m->pool), free(m->mask), free(m->tensor), free(m->array), free(m->array_n), free(m->slot), free(m->items), free(m->row), free(m->bpool), free(m->bmask);
     free(m);
 }
 
@@ -399,9 +401,10 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
     size_t nu = (size_t)n_users * o->dim, nw = (size_t)o->dim * 2 * m->D, ni = (size_t)in->n_items;
     m->pool = malloc(ni * 4), m->slot = malloc(ni * 4);
     if (in->mask) m->mask = malloc(ni * (size_t)in->T * 4);
-    if (o->blocks) m->tensor = calloc((size_t)o->blocks * 32 + 6, sizeof *m->tensor);
+    size_t most = (size_t)o->blocks * 32 + 6; /* tensors: 16 a block of each tower, 3 after the blocks */
+    if (o->blocks) m->tensor = calloc(most, sizeof *m->tensor), m->array = calloc(most + 1, sizeof *m->array), m->array_n = calloc(most + 1, sizeof *m->array_n);
     float *host = malloc(sizeof(float) * (nu > nw ? nu : nw));
-    if (!m->pool || !m->slot || (in->mask && !m->mask) || (o->blocks && !m->tensor) || !host) {
+    if (!m->pool || !m->slot || (in->mask && !m->mask) || (o->blocks && (!m->tensor || !m->array || !m->array_n)) || !host) {
         free(host), clip_e2e_destroy(m);
         return mrec_fail(MREC_ERR_NOMEM, "clip-e2e: %d users, %d items", n_users, in->n_items);
     }
@@ -428,6 +431,8 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
         tower_tensors(m, &clip->text, m->tgrad, m->first_t);
         float *at = m->moments;
         for (int t = 0; t < m->n_tensors; t++) m->tensor[t].m = at, m->tensor[t].v = at + m->tensor[t].n, at += 2 * m->tensor[t].n;
+        for (int t = 0; t < m->n_tensors; t++) m->array[t] = m->tensor[t].param, m->array_n[t] = m->tensor[t].n;
+        m->array[m->n_tensors] = m->moments, m->array_n[m->n_tensors] = 2 * tower_weights;
         st = zeros(ctx, m->vgrad, (size_t)clip->vision.floats);
         if (!st) st = zeros(ctx, m->tgrad, (size_t)clip->text.floats);
         if (!st) st = zeros(ctx, m->moments, 2 * (size_t)tower_weights);
@@ -450,7 +455,8 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
         return st;
     }
     out->name = "CLIP-E2E", out->self = m, out->n_params = 3;
-    out->n_state = -1; /* its towers' AdamW moments: not checkpointed */
+    out->state[0] = &m->step, out->n_state = 1; /* for a checkpoint, with the towers' weights and moments */
+    out->array = m->array, out->array_size = m->array_n, out->n_arrays = o->blocks ? m->n_tensors + 1 : 0;
     out->param[0] = m->user, out->grad[0] = m->user_grad, out->size[0] = (int64_t)nu;
     out->param[1] = m->w, out->grad[1] = m->w_grad, out->size[1] = (int64_t)nw;
     out->param[2] = m->b, out->grad[2] = m->b_grad, out->size[2] = o->dim;

@@ -362,7 +362,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         logf_(opt, &lines, "epoch %4d  loss %.6f  %s %s@%d %.4f%s  train %.2fs  eval %.2fs", epoch, loss / batches,
               has_valid ? "valid" : "test", mrec_metric_name(opt->select_metric), opt->select_k, score,
               improved ? " *" : "", t1 - t0, t2 - t1);
-        if (!st && opt->checkpoint && m->n_state >= 0) {
+        if (!st && opt->checkpoint) {
             mrec_fit_progress p = {m, &adam, sampler, opt, out, epoch, bad_evals, best, drawn, lines.text};
             st = mrec_checkpoint_write(opt->checkpoint, &p, ctx);
         }

@@ -550,10 +550,13 @@ typedef struct {
     int64_t size[MREC_MAX_PARAMS];
     /* What a checkpoint keeps of the model beside its parameters (mrec_fit_options.checkpoint): the words of
      * its own state that training changes, a step count or a generator's state, each where the model holds it;
-     * or n_state -1 for a model whose state is more than words (CLIP-E2E's towers' moments): none is written
-     * for it, and resuming it is refused. */
+     * and the arrays that training changes outside the trainer's parameters (CLIP-E2E's towers' trainable
+     * weights and their AdamW moments): n_arrays of array_size[k] floats each, on the context's device. */
     uint64_t *state[MREC_MAX_STATE];
     int n_state;
+    float *const *array;
+    const int64_t *array_size;
+    int n_arrays;
     /* loss of a batch of triples, gradients into grad[]; NULL for models without training */
     double (*loss_grad)(void *self, const int32_t *user, const int32_t *pos, const int32_t *neg, int n);
     /* NULL, or loss_grad that leaves the batch's loss in the context's

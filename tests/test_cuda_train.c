@@ -1012,6 +1012,15 @@ static void transposed_graph(mrec_context *cpu) {
 static int drifts(const char *model) { return !strcmp(model, "mmgcn") || !strcmp(model, "grcn"); }
 
 /* One model trained through mrec_train on the CPU and on GPU 0 from one seed. */
+/* CLIP-E2E's part of a spec: the tiny CLIP, one block of each tower trained at a rate that moves it. */
+static void tiny_clip(mrec_train_spec *s) {
+    static char clip_dir[4200], clip_items[4200];
+    snprintf(clip_dir, sizeof clip_dir, "%s/clip", dir), snprintf(clip_items, sizeof clip_items, "%s/clip_items.tsv", dir);
+    s->clip = clip_dir, s->clip_items = clip_items, s->clip_id_col = "id", s->clip_text_col = "text", s->clip_image_col = "image";
+    s->params.v[MREC_HP_BLOCKS] = (mrec_param_value){.x = {1}, .given = 1};
+    s->params.v[MREC_HP_TOWER_LR] = (mrec_param_value){.x = {1e-3}, .given = 1};
+}
+
 /* The models whose op path comes in the trainer's two halves (mrec_model.stage, .launch) */
 static int in_halves(const char *name) {
     static const char *const halves[] = {"bprmf", "lightgcn", "ngcf", "vbpr", "ngcfm", "lightgcnm", "freedom", "lattice", "bm3", "sgl",
@@ -1027,8 +1036,7 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not, int have
         t_skip("clip-e2e trained on the CPU and the GPU: tests/data (its photos, texts and tokenizer) not found");
         return;
     }
-    char data[4096 * 3], clip_dir[4200], clip_items[4200];
-    snprintf(clip_dir, sizeof clip_dir, "%s/clip", dir), snprintf(clip_items, sizeof clip_items, "%s/clip_items.tsv", dir);
+    char data[4096 * 3];
     snprintf(data, sizeof data, "%s/train.tsv,%s/val.tsv,%s/test.tsv", dir, dir, dir);
     char features[4200];
     snprintf(features, sizeof features, "visual=%s/visual.npy,textual=%s/textual.npy", dir, dir);
@@ -1049,11 +1057,7 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not, int have
         s.params.v[MREC_HP_BATCH_SIZE] = (mrec_param_value){.x = {128}, .given = 1};
         s.params.v[MREC_HP_DIM] = (mrec_param_value){.x = {16}, .given = 1};
         s.params.v[MREC_HP_SEED] = (mrec_param_value){.u = 0, .given = 1}; /* the seed the drift figures above were measured with */
-        if (clip) { /* the tiny CLIP, one block of each tower trained at a rate that moves it */
-            s.clip = clip_dir, s.clip_items = clip_items, s.clip_id_col = "id", s.clip_text_col = "text", s.clip_image_col = "image";
-            s.params.v[MREC_HP_BLOCKS] = (mrec_param_value){.x = {1}, .given = 1};
-            s.params.v[MREC_HP_TOWER_LR] = (mrec_param_value){.x = {1e-3}, .given = 1};
-        }
+        if (clip) tiny_clip(&s);
         long long replays = mrec_cuda_graph_launches();
         mrec_status st = mrec_train(&s, &r[dev]);
         ok[dev] = t_status(st, MREC_OK, "%s trains on the %s (%s)", e->name, dev ? "GPU" : "CPU", r[dev].stage ? r[dev].stage : "");
@@ -1247,14 +1251,15 @@ static void refusals(const mrec_model_entry *e, const char *ck) {
  * three resumed from it, on the CPU and on the GPU: the same losses, metrics, best epoch and parameters, bit for
  * bit. The resumed run's history begins with the first run's epoch, as its log does. A checkpoint of another run
  * (another seed) is refused, naming the file and what differs. */
-static void resume_case(int on_gpu, const char *why_not) {
+static void resume_case(int on_gpu, const char *why_not, int have_clip_items) {
     char ck[4200];
     int refused_once = 0;
     for (int dev = 0; dev < 2; dev++)
         for (int i = 0; i < mrec_model_count(); i++) {
             const mrec_model_entry *e = mrec_model_at(i);
             const char *where = dev ? "GPU" : "CPU";
-            if (!(e->flags & MREC_MODEL_TRAINS) || !strcmp(e->name, "clip-e2e") || (dev && !mrec_model_runs_on_gpu(e->name))) continue;
+            int clip = !strcmp(e->name, "clip-e2e");
+            if (!(e->flags & MREC_MODEL_TRAINS) || (clip && !have_clip_items) || (dev && !mrec_model_runs_on_gpu(e->name))) continue;
             if (dev && !on_gpu) {
                 t_skip("%s stopped and resumed on the GPU: %s", e->name, why_not);
                 continue;
@@ -1266,6 +1271,7 @@ static void resume_case(int on_gpu, const char *why_not) {
             for (int run = 0; run < 3; run++) { /* 0: straight; 1: one epoch, checkpointed; 2: resumed to three */
                 mrec_train_spec s = tiny_spec(e, dev, run == 1 ? 1 : 3, 5, 0.01);
                 s.keep_model = 1, s.save_topk = 5;
+                if (clip) tiny_clip(&s);
                 if (run) s.checkpoint = ck, s.resume = run == 2;
                 ok &= t_status(mrec_train(&s, &r[run]), MREC_OK, "%s on the %s, run %d", e->name, where, run + 1);
             }
@@ -1294,8 +1300,6 @@ static void resume_case(int on_gpu, const char *why_not) {
  * when tests/data has its photos), two epochs at 16 dimensions, on the CPU (which holds the check itself to account
  * without a GPU) and on the GPU. */
 static void same_bits_twice(int on_gpu, const char *why_not, int have_clip_items) {
-    char clip_dir[4200], clip_items[4200];
-    snprintf(clip_dir, sizeof clip_dir, "%s/clip", dir), snprintf(clip_items, sizeof clip_items, "%s/clip_items.tsv", dir);
     for (int dev = 0; dev < 2; dev++)
         for (int i = 0; i < mrec_model_count(); i++) {
             const mrec_model_entry *e = mrec_model_at(i);
@@ -1312,11 +1316,7 @@ static void same_bits_twice(int on_gpu, const char *why_not, int have_clip_items
             for (int run = 0; run < 2; run++) {
                 mrec_train_spec s = tiny_spec(e, dev, 2, 5, 0);
                 s.keep_model = 1;
-                if (clip) { /* the tiny CLIP, one block of each tower trained */
-                    s.clip = clip_dir, s.clip_items = clip_items, s.clip_id_col = "id", s.clip_text_col = "text", s.clip_image_col = "image";
-                    s.params.v[MREC_HP_BLOCKS] = (mrec_param_value){.x = {1}, .given = 1};
-                    s.params.v[MREC_HP_TOWER_LR] = (mrec_param_value){.x = {1e-3}, .given = 1};
-                }
+                if (clip) tiny_clip(&s);
                 ok &= t_status(mrec_train(&s, &r[run]), MREC_OK, "%s on the %s, run %d", e->name, where, run + 1);
             }
             int same = ok && r[0].n_history == r[1].n_history && r[0].n_history == 2;
@@ -1396,7 +1396,7 @@ int main(void) {
             weights_after_steps(e, gpu ? NULL : why);
     }
     if (under) t_skip("under compute-sanitizer: the other models, and epochs 3 to 6, are left to the plain run");
-    if (!under) same_bits_twice(gpu, why, clip_items), resume_case(gpu, why);
+    if (!under) same_bits_twice(gpu, why, clip_items), resume_case(gpu, why, clip_items);
 
     mrec_context_destroy(cpu);
     char cmd[4200];
