@@ -51,6 +51,7 @@ static inline mrec_status bench_build(mrec_built_model *b, const mrec_model_entr
 
 typedef struct {
     double seconds_per_epoch, first_epoch, eval_seconds, recall;
+    double eval_host, eval_wait; /* of the last evaluation (test): the host's metrics, its wait for the device's lists */
     int ok;
 } bench_timing;
 
@@ -79,6 +80,7 @@ static inline bench_timing bench_fit(const char *bench, mrec_context *ctx, const
         fprintf(stderr, "%s: %s on %s: %s\n", bench, e->name, mrec_device_name(ctx->device), mrec_error_detail());
     else
         t.ok = 1, t.eval_seconds = r.eval_seconds, t.recall = r.test.value[MREC_METRIC_RECALL][0], t.first_epoch = r.first_epoch_seconds,
+        t.eval_host = r.test.host_seconds, t.eval_wait = r.test.wait_seconds,
         t.seconds_per_epoch = r.epochs_run > 1   ? (r.train_seconds - r.first_epoch_seconds) / (r.epochs_run - 1)
                               : r.epochs_run == 1 ? r.train_seconds
                                                   : r.eval_seconds;

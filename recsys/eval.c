@@ -264,10 +264,13 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     if (!st && n_users > 0) st = ranker_launch(&r, ctx, score, model, 0, n_users < B ? n_users : B, lists[0], done[0]);
     for (int u0 = 0, slot = 0; u0 < n_users && !st; u0 += B, slot ^= 1) {
         int n = n_users - u0 < B ? n_users - u0 : B, next = u0 + B;
+        double t0 = mrec_seconds();
         if ((st = mrec_event_sync(ctx, done[slot]))) break;
+        out->wait_seconds += mrec_seconds() - t0;
         if (next < n_users &&
             (st = ranker_launch(&r, ctx, score, model, next, n_users - next < B ? n_users - next : B, lists[slot ^ 1], done[slot ^ 1])))
             break;
+        double t1 = mrec_seconds();
         e.u0 = u0, e.topk = lists[slot];
         mrec_pool_run(ctx->pool, metrics_task, &e, (n + USERS_PER_TASK - 1) / USERS_PER_TASK);
         for (int b = 0; b < n; b++) {
@@ -277,6 +280,7 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
             for (int m = 0; m < MREC_METRIC_FIRST_BEYOND; m++)
                 for (int i = 0; i < spec.n_k; i++) out->value[m][i] += e.sums[b][m][i];
         }
+        out->host_seconds += mrec_seconds() - t1;
     }
     if (!st && out->n_users)
         for (int m = 0; m < MREC_METRIC_FIRST_BEYOND; m++)

@@ -19,12 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 mrec_fit_options mrec_fit_defaults(void) {
     mrec_fit_options o = {.epochs = 1000, .batch_size = 2048, .patience = 20, .eval_every = 1, .lr = 0.001f,
                           .seed = 999, .select_metric = MREC_METRIC_RECALL, .select_k = 20, .lr_decay = 1,
@@ -255,13 +249,13 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         return mrec_fail(MREC_ERR_ARG, "fit: %s: no training pairs; check the data's train split", name);
 
     if (!m->loss_grad || opt->epochs == 0) { /* nothing to train, or a restored model only evaluated */
-        double t0 = now();
+        double t0 = mrec_seconds();
         if (m->prepare && (st = m->prepare(m->self))) return st;
         if (has_valid && (st = evaluate(&out->valid, m, valid, train, NULL, k, n_k, rel_threshold, ctx))) return st;
         st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, ctx);
         if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, ctx);
         if (!st && opt->keep_model) st = keep_model(out, m, train, ctx);
-        out->eval_seconds = now() - t0;
+        out->eval_seconds = mrec_seconds() - t0;
         return st;
     }
 
@@ -306,7 +300,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     }
     if (!st && first > 1 && bad_evals >= opt->patience) first = opt->epochs + 1; /* it had stopped early */
     for (int epoch = first; epoch <= opt->epochs && !st; epoch++) {
-        double t0 = now(), loss = 0;
+        double t0 = mrec_seconds(), loss = 0;
         if (epoch == first || !ahead) draw_start(&next, &samplers[0], NULL, 0); /* this epoch's draw, here */
         draw_wait(&next);
         mrec_bpr_sampler *sampler = next.sampler;
@@ -334,7 +328,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         if (!st && (batches == 0 || !isfinite(loss / batches)))
             st = mrec_fail(MREC_ERR_ARG, "fit: %s: epoch %d loss is %g over %d batches; stopped", name, epoch,
                            batches ? loss / batches : NAN, batches);
-        double t1 = now();
+        double t1 = mrec_seconds();
         out->train_seconds += t1 - t0;
         if (epoch == 1) out->first_epoch_seconds = t1 - t0;
         out->epochs_run = epoch;
@@ -357,7 +351,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         } else {
             bad_evals++;
         }
-        double t2 = now();
+        double t2 = mrec_seconds();
         out->eval_seconds += t2 - t1;
         logf_(opt, &lines, "epoch %4d  loss %.6f  %s %s@%d %.4f%s  train %.2fs  eval %.2fs", epoch, loss / batches,
               has_valid ? "valid" : "test", mrec_metric_name(opt->select_metric), opt->select_k, score,

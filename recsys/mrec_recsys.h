@@ -302,6 +302,9 @@ typedef struct {
 typedef struct {
     double value[MREC_METRIC_COUNT][MREC_EVAL_MAX_K]; /* mean over evaluated users */
     int n_users;                                      /* users with >= 1 relevant item */
+    /* where an evaluation's time went on the host: computing the metrics from the lists, and waiting for the
+     * device's lists (on a GPU the metrics of one block overlap the ranking of the next) */
+    double host_seconds, wait_seconds;
 } mrec_eval_result;
 
 mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec, mrec_score_fn score, void *model,

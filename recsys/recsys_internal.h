@@ -4,6 +4,7 @@
 #define MREC_RECSYS_INTERNAL_H
 
 #include <stdio.h>
+#include <time.h>
 
 #include "mrec_recsys.h"
 
@@ -210,6 +211,13 @@ mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *fina
  * to host memory: the embeddings hook of the models that score with it. */
 mrec_status mrec_final_to_host(mrec_context *ctx, float *users, float *items, const float *final, int n_users, int n_items,
                                int d);
+
+/* A monotonic clock in seconds, for the times a run reports. */
+static inline double mrec_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* ---- checkpoints (checkpoint.c) ----
  * mrec_fit's state after an evaluated epoch: what its later epochs read. model, adam, sampler (the draw of that
