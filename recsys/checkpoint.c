@@ -86,6 +86,7 @@ static void identity(writer *w, const mrec_fit_progress *p) {
     meta(w, "lr_decay", "%.9g:%d", (double)o->lr_decay, o->lr_decay_every);
     meta(w, "select", "%s@%d", mrec_metric_name(o->select_metric), o->select_k);
     meta(w, "keep", "top %d, model %d", o->save_topk > 0 ? o->save_topk : 0, o->keep_model != 0);
+    meta(w, "layout", "%d parameters, %d state words, %d arrays", m->n_params, m->n_state, m->n_arrays);
 }
 
 /* n floats at src (on ctx's device) into a new host copy, added to w as `name`; the copy is left in *host */
