@@ -209,17 +209,6 @@ static int by_key(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* item among user u's (a row sorted by item) */
-static int has_pair(const mrec_user_items *t, int u, int32_t item) {
-    int64_t lo = t->row_ptr[u], hi = t->row_ptr[u + 1];
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (t->col[mid] < item) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < t->row_ptr[u + 1] && t->col[lo] == item;
-}
-
 /* The sampler's arrays as read hold what every draw leaves there: training pairs (MMRec's sampler: all of them,
  * in the order the next epoch shuffles; by users: drawn pairs) and the users with pairs in some order. Anything
  * else would send the next draw outside the data, so it is refused. */
@@ -232,7 +221,7 @@ static mrec_status check_order(const char *path, const mrec_bpr_sampler *s, int 
         if (s->user[k] < 0 || s->user[k] >= t->n_rows || s->pos[k] < 0 || s->pos[k] >= t->n_cols)
             st = mrec_fail(MREC_ERR_FORMAT, "%s: sampler pair %" PRId64 " is (user %d, item %d), outside %d users and %d items", path, k,
                            s->user[k], s->pos[k], t->n_rows, t->n_cols);
-        else if (!has_pair(t, s->user[k], s->pos[k]))
+        else if (!mrec_user_has_item(t, s->user[k], s->pos[k]))
             st = mrec_fail(MREC_ERR_FORMAT, "%s: sampler pair %" PRId64 " (user %d, item %d) is not a training pair", path, k, s->user[k], s->pos[k]);
         got[k] = (uint64_t)s->user[k] << 32 | (uint32_t)s->pos[k];
     }

@@ -212,6 +212,9 @@ mrec_status mrec_score_final(mrec_context *ctx, float *scores, const float *fina
 mrec_status mrec_final_to_host(mrec_context *ctx, float *users, float *items, const float *final, int n_users, int n_items,
                                int d);
 
+/* Whether item is among user u's in m (a row sorted by item): a binary search. */
+int mrec_user_has_item(const mrec_user_items *m, int u, int32_t item);
+
 /* A monotonic clock in seconds, for the times a run reports. */
 static inline double mrec_seconds(void) {
     struct timespec ts;

@@ -67,10 +67,10 @@ mrec_status mrec_bpr_sampler_init(mrec_bpr_sampler *s, const mrec_user_items *tr
     return MREC_OK;
 }
 
-static int in_row(const mrec_user_items *m, int u, int32_t item) {
+int mrec_user_has_item(const mrec_user_items *m, int u, int32_t item) {
     int64_t lo = m->row_ptr[u], hi = m->row_ptr[u + 1];
     while (lo < hi) {
-        int64_t mid = (lo + hi) / 2;
+        int64_t mid = lo + (hi - lo) / 2;
         if (m->col[mid] < item) lo = mid + 1;
         else hi = mid;
     }
@@ -88,7 +88,7 @@ void mrec_bpr_sampler_epoch(mrec_bpr_sampler *s, mrec_rng *rng) {
     for (int64_t k = 0; k < s->n; k++) {
         int32_t j;
         do j = s->train_items[mrec_rng_below(rng, (uint32_t)s->n_train_items)];
-        while (in_row(s->train, s->user[k], j));
+        while (mrec_user_has_item(s->train, s->user[k], j));
         s->neg[k] = j;
     }
 }
@@ -103,7 +103,7 @@ void mrec_bpr_sampler_epoch_users(mrec_bpr_sampler *s, mrec_rng *rng, int batch_
         s->user[k] = u, s->pos[k] = s->train->col[lo + (int64_t)mrec_rng_below(rng, (uint32_t)cnt)];
         int32_t j;
         do j = s->train_items[mrec_rng_below(rng, (uint32_t)s->n_train_items)];
-        while (in_row(s->train, u, j));
+        while (mrec_user_has_item(s->train, u, j));
         s->neg[k] = j;
     }
 }
