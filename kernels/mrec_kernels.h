@@ -795,8 +795,11 @@ mrec_status mrec_cuda_copy_d2h_async(mrec_cuda *cu, void *dst, const void *src, 
  * ago has not run yet. An async copy straight from pageable memory may wait
  * for the stream to drain (the CUDA documentation allows it), which would
  * stall a training step that otherwise never waits. Larger than a slot: a
- * plain async copy. src is host memory; the ring is the thread's that
- * queues the context's ops (the others' transfers take the calls above). */
+ * plain async copy from pageable memory (the driver stages it before
+ * returning), a slot at a time from pinned memory (a pipeline's buffer,
+ * reused once this returns). src is host memory; the ring is the thread's
+ * that queues the context's ops (the others' transfers take the calls
+ * above). */
 #define MREC_STAGE_SLOTS 8
 #define MREC_STAGE_BYTES (256u << 10)
 mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const void *src, size_t bytes);

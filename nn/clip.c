@@ -323,7 +323,7 @@ static mrec_status text_chunk(mrec_context *ctx, const mrec_clip *m, const activ
                                     t->mask_bias, t->causal, t->layer);
     /* final_layer_norm acts per row, so only the pooled rows need it */
     float *h = t->pooled + (size_t)B * H;
-    if (!st) st = mrec_embedding(ctx, h, t->x, t->rows, B, B * T, H);
+    if (!st) st = mrec_embedding_checked(ctx, h, t->x, t->rows, B, B * T, H); /* in range as made: no check to wait for */
     if (!st) st = mrec_layernorm(ctx, t->pooled, h, tw->post_w, tw->post_b, c->layer_norm_eps, B, H);
     if (!st) st = head(ctx, tw, m->projection_dim, t->pooled, B, what, out);
     return st;

@@ -212,9 +212,10 @@ static mrec_status head_forward(mrec_context *ctx, const mrec_clip_tower *tw, to
     int B = t->B, H = t->H, D = t->D;
     float eps = tw->cfg.layer_norm_eps;
     const float *x = t->layer[t->last - t->first].x;
-    /* the rows (checked by the caller) go up without a wait, and are gathered in one launch, not one a row */
+    /* the rows (checked by the caller) go up without a wait and are gathered in one launch, not one a row, with no
+     * check read back (mrec_embedding_checked) */
     mrec_status st = mrec_copy_to_device_staged(ctx, t->rows, rows_host, sizeof(int32_t) * (size_t)B);
-    if (!st) st = mrec_embedding(ctx, t->hp, x, t->rows, B, B * t->T, H);
+    if (!st) st = mrec_embedding_checked(ctx, t->hp, x, t->rows, B, B * t->T, H);
     if (!st) st = mrec_layernorm_stats(ctx, t->mp, t->rp, t->hp, eps, B, H);
     if (!st) st = mrec_layernorm(ctx, t->pooled, t->hp, tw->post_w, tw->post_b, eps, B, H);
     if (!st) st = mrec_gemm(ctx, t->e, t->pooled, tw->proj, NULL, 1, 0, 0, 1, B, D, H, H, H, D);

@@ -2314,7 +2314,8 @@ static mrec_status replay_forward(mrec_context *ctx, replay_model *r, const floa
  * passes, ViT's chunks and CLIP's image chunks, each in fp32 and bf16 (for ResNet the NCHW and the channels-last
  * route). */
 /* Staged uploads: the source changed as soon as each call returns, three times round the ring of slots, behind a
- * kernel that keeps the stream busy; then one larger than a slot (a plain copy). Every upload lands as it was. */
+ * kernel that keeps the stream busy; then one larger than a slot (a plain copy), and one larger than the ring from
+ * pinned memory. Every upload lands as it was. */
 static void test_staged_uploads(void) {
     enum { N = 1000, ROUNDS = 3 * MREC_STAGE_SLOTS };
     int32_t *dev = NULL, src[N], *back = malloc(sizeof(int32_t) * N * ROUNDS);
@@ -2339,6 +2340,25 @@ static void test_staged_uploads(void) {
         t_status(mrec_cuda_copy_h2d_staged(cu, dbig, big, 4 * big_n), MREC_OK, "a staged upload larger than a slot") &&
         t_status(mrec_cuda_sync(cu), MREC_OK, "sync") && down(bigback, dbig, 4 * big_n))
         t_check(!memcmp(big, bigback, 4 * big_n), "a staged upload larger than a slot: a plain copy, every value");
+    /* larger than the whole ring, from pinned memory (a pipeline's slot), behind work, the source overwritten as
+     * the call returns: it goes a slot at a time, so every value lands as it was */
+    size_t pin_n = 3 * MREC_STAGE_SLOTS * MREC_STAGE_BYTES / 4 + 5;
+    int32_t *pinned = NULL, *dpin = NULL, *pinback = malloc(4 * pin_n);
+    if (pinback && !mrec_cuda_host_alloc(cu, (void **)&pinned, 4 * pin_n) && !mrec_cuda_malloc(cu, (void **)&dpin, 4 * pin_n)) {
+        for (size_t e = 0; e < pin_n; e++) pinned[e] = (int32_t)(e * 3);
+        int queued = 1;
+        for (int r = 0; r < 8 && dx; r++) queued &= mrec_scale_cuda(dx, dx, 1.0f, 1 << 22, cu) == MREC_OK;
+        queued &= t_status(mrec_cuda_copy_h2d_staged(cu, dpin, pinned, 4 * pin_n), MREC_OK, "a staged upload from pinned memory");
+        memset(pinned, 0xff, 4 * pin_n);
+        if (queued && t_status(mrec_cuda_sync(cu), MREC_OK, "sync") && down(pinback, dpin, 4 * pin_n)) {
+            size_t bad = 0;
+            for (size_t e = 0; e < pin_n; e++) bad += pinback[e] != (int32_t)(e * 3);
+            t_check(bad == 0, "a staged upload of %zu bytes from pinned memory, overwritten as the call returned: every value as it "
+                    "was (%zu wrong)", 4 * pin_n, bad);
+        }
+    }
+    if (pinned) mrec_cuda_host_free(cu, pinned);
+    mrec_cuda_free(cu, dpin), free(pinback);
     mrec_cuda_free(cu, dev), mrec_cuda_free(cu, dbig), mrec_cuda_free(cu, dx);
     free(back), free(big), free(bigback), free(x);
 }

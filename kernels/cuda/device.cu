@@ -218,7 +218,19 @@ extern "C" mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(cu->stream, &capturing) == cudaSuccess && capturing != cudaStreamCaptureStatusNone)
         return mrec_fail(MREC_ERR_DEVICE, "an upload inside a CUDA graph's capture");
-    if (bytes > MREC_STAGE_BYTES) return mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cu->stream), "copy to GPU");
+    if (bytes > MREC_STAGE_BYTES) {
+        /* From pageable memory an async copy returns once the driver has staged src; from pinned memory (a
+         * pipeline's slot, handed back to its producer when this returns) it would read src later, so that goes
+         * through the ring a slot at a time */
+        cudaPointerAttributes at;
+        if (cudaPointerGetAttributes(&at, src) != cudaSuccess) cudaGetLastError(), at.type = cudaMemoryTypeUnregistered;
+        if (at.type != cudaMemoryTypeHost)
+            return mrec_cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cu->stream), "copy to GPU");
+        for (size_t done = 0; done < bytes && !st; done += MREC_STAGE_BYTES)
+            st = mrec_cuda_copy_h2d_staged(cu, (char *)dst + done, (const char *)src + done,
+                                           bytes - done < MREC_STAGE_BYTES ? bytes - done : MREC_STAGE_BYTES);
+        return st;
+    }
     int k = cu->stage_next;
     if (!cu->stage[k]) {
         st = mrec_cuda_check(cudaHostAlloc(&cu->stage[k], MREC_STAGE_BYTES, cudaHostAllocDefault), "cudaHostAlloc (upload slot)");
