@@ -388,8 +388,13 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
         if (in->ids[k] < 0 || in->ids[k] >= tc->vocab_size)
             return mrec_fail(MREC_ERR_ARG, "clip-e2e: item %lld's text: token %d outside the vocabulary of %d", (long long)(k / in->T),
                              in->ids[k], tc->vocab_size);
-    /* the towers' weights where the context runs (nothing moves on a CPU, or when they are there already) */
+    /* the towers' weights where the context runs (nothing moves on a CPU, or when they are there already); with
+     * blocks to train, without the bf16 twin a bf16 context's upload makes: AdamW's steps and a resumed checkpoint
+     * change the fp32 weights, which a twin made once would not follow, so bf16 products convert them as they are */
+    mrec_precision precision = ctx->precision;
+    if (o->blocks) ctx->precision = MREC_PREC_FP32;
     mrec_status st = mrec_clip_to_device(clip, ctx);
+    ctx->precision = precision;
     if (st) return st;
     clip_e2e *m = calloc(1, sizeof *m);
     if (!m) return mrec_fail(MREC_ERR_NOMEM, "clip-e2e");

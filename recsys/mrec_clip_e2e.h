@@ -13,7 +13,9 @@
 
 /* The catalogue as the towers read it, row i for dense item i (host memory). */
 typedef struct mrec_clip_items {
-    mrec_clip *clip;           /* both towers; the model updates its trainable blocks in place */
+    mrec_clip *clip;           /* both towers, on the host (the model moves them to its context's device; with blocks
+                                * to train, without a bf16 twin) or already there at fp32 or tf32; the model updates
+                                * its trainable blocks in place */
     int n_items, T;
     const float *images;       /* (n_items, channels, image_size, image_size), CLIP-normalized */
     const int32_t *ids, *mask; /* (n_items, T) token ids and attention mask (mask may be NULL: all real) */
