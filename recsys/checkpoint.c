@@ -104,7 +104,10 @@ mrec_status mrec_checkpoint_write(const char *path, const mrec_fit_progress *p, 
     int n_host = 3 * m->n_params + m->n_arrays, cap = n_host + m->n_params + 10;
     writer *w = calloc(1, sizeof *w);
     float **host = calloc((size_t)n_host + 1, sizeof *host);
-    if (w) w->t = calloc((size_t)cap, sizeof *w->t), w->shape = calloc((size_t)cap, sizeof *w->shape), w->names = calloc((size_t)cap, sizeof *w->names);
+    if (w) {
+        w->t = calloc((size_t)cap, sizeof *w->t), w->shape = calloc((size_t)cap, sizeof *w->shape);
+        w->names = calloc((size_t)cap, sizeof *w->names);
+    }
     mrec_status st = w && host && w->t && w->shape && w->names ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "%s: a checkpoint", path);
     if (!st) w->cap = cap;
     /* the parameters and their moments, and the model's arrays, from wherever they live */
@@ -339,8 +342,10 @@ mrec_status mrec_checkpoint_read(const char *path, mrec_fit_progress *p, char **
             st = mrec_fail(MREC_ERR_FORMAT, "%s: %lld neighbours an item kept; the model keeps %d", path, knn, m->knn_k);
         r->embed_dim = emb && !st ? (int)dim : 0, r->knn_k = nbrs && !st ? (int)knn : 0;
         struct { const char *name; void **to; int64_t n; mrec_dtype t; int wanted; } kept[] = {
-            {"kept.users", (void **)&r->users, (int64_t)U * dim, MREC_F32, emb}, {"kept.items", (void **)&r->items, (int64_t)I * dim, MREC_F32, emb},
-            {"kept.nbr", (void **)&r->nbr, (int64_t)I * knn, MREC_I32, nbrs},    {"kept.sim", (void **)&r->sim, (int64_t)I * knn, MREC_F32, nbrs}};
+            {"kept.users", (void **)&r->users, (int64_t)U * dim, MREC_F32, emb},
+            {"kept.items", (void **)&r->items, (int64_t)I * dim, MREC_F32, emb},
+            {"kept.nbr", (void **)&r->nbr, (int64_t)I * knn, MREC_I32, nbrs},
+            {"kept.sim", (void **)&r->sim, (int64_t)I * knn, MREC_F32, nbrs}};
         for (size_t k = 0; k < sizeof kept / sizeof *kept && !st; k++) {
             if (!kept[k].wanted) continue;
             if (!(*kept[k].to = malloc(mrec_dtype_size(kept[k].t) * (size_t)kept[k].n))) st = mrec_fail(MREC_ERR_NOMEM, "%s: %s", path, kept[k].name);

@@ -310,7 +310,8 @@ static void clip_e2e_destroy(void *self) {
     mrec_batch_rows_free(&m->users), mrec_batch_rows_free(&m->slots);
     if (m->batch.base) mrec_arena_release(&m->batch, m->ctx->cuda);
     if (m->mem.base) mrec_arena_release(&m->mem, m->ctx->cuda);
-    free(m->pool), free(m->mask), free(m->tensor), free(m->array), free(m->array_n), free(m->slot), free(m->items), free(m->row), free(m->bpool), free(m->bmask);
+    free(m->pool), free(m->mask), free(m->tensor), free(m->array), free(m->array_n);
+    free(m->slot), free(m->items), free(m->row), free(m->bpool), free(m->bmask);
     free(m);
 }
 
@@ -407,7 +408,10 @@ mrec_status mrec_clip_e2e_create(mrec_model *out, int n_users, const mrec_clip_i
     m->pool = malloc(ni * 4), m->slot = malloc(ni * 4);
     if (in->mask) m->mask = malloc(ni * (size_t)in->T * 4);
     size_t most = (size_t)o->blocks * 32 + 6; /* tensors: 16 a block of each tower, 3 after the blocks */
-    if (o->blocks) m->tensor = calloc(most, sizeof *m->tensor), m->array = calloc(most + 1, sizeof *m->array), m->array_n = calloc(most + 1, sizeof *m->array_n);
+    if (o->blocks) {
+        m->tensor = calloc(most, sizeof *m->tensor);
+        m->array = calloc(most + 1, sizeof *m->array), m->array_n = calloc(most + 1, sizeof *m->array_n);
+    }
     float *host = malloc(sizeof(float) * (nu > nw ? nu : nw));
     if (!m->pool || !m->slot || (in->mask && !m->mask) || (o->blocks && (!m->tensor || !m->array || !m->array_n)) || !host) {
         free(host), clip_e2e_destroy(m);
