@@ -228,7 +228,7 @@ static mrec_status check_order(const char *path, const mrec_bpr_sampler *s, int 
             st = mrec_fail(MREC_ERR_FORMAT, "%s: sampler pair %" PRId64 " (user %d, item %d) is not a training pair", path, k, s->user[k], s->pos[k]);
         got[k] = (uint64_t)s->user[k] << 32 | (uint32_t)s->pos[k];
     }
-    for (int u = 0, k = 0; u < t->n_rows && !st; u++)
+    for (int u = 0, k = 0; u < t->n_rows && !st && !by_users; u++)
         for (int64_t e = t->row_ptr[u]; e < t->row_ptr[u + 1]; e++) want[k++] = (uint64_t)u << 32 | (uint32_t)t->col[e];
     if (!st && !by_users) {
         qsort(got, (size_t)n, sizeof *got, by_key), qsort(want, (size_t)n, sizeof *want, by_key);
@@ -316,8 +316,6 @@ mrec_status mrec_checkpoint_read(const char *path, mrec_fit_progress *p, char **
         char name[32];
         snprintf(name, sizeof name, "array.%d", q), st = take(&f, name, MREC_F32, m->array_size[q], m->array[q], ctx);
     }
-    if (!st && m->n_arrays == 0 && mrec_safetensors_find(&f, "array.0"))
-        st = mrec_fail(MREC_ERR_FORMAT, "%s: holds arrays this run's model does not keep", path);
     mrec_bpr_sampler *s = p->sampler;
     if (!st) st = take(&f, "sampler.user", MREC_I32, s->n, s->user, NULL);
     if (!st) st = take(&f, "sampler.pos", MREC_I32, s->n, s->pos, NULL);
