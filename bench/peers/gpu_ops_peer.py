@@ -74,11 +74,12 @@ def main():
     emb = torch.rand(N, D, device=dev) * 2 - 1
     cases.append(lambda: torch.sparse.mm(adj, emb))
     # ResNet50's layer1 3x3 and a 1x1 at batch 128, bf16 channels-last, the bias and ReLU after (eager's way)
-    for ci, co, kk in ((64, 64, 3), (256, 64, 1)):
+    # (the kernel size is ks: the attention cases above read kk, the keys, when they are called)
+    for ci, co, ks in ((64, 64, 3), (256, 64, 1)):
         inp = (torch.rand(128, ci, 56, 56, device=dev) * 4 - 2).bfloat16().contiguous(memory_format=torch.channels_last)
-        wt = (torch.rand(co, ci, kk, kk, device=dev) - 0.5).bfloat16().contiguous(memory_format=torch.channels_last)
+        wt = (torch.rand(co, ci, ks, ks, device=dev) - 0.5).bfloat16().contiguous(memory_format=torch.channels_last)
         bias = torch.rand(co, device=dev).bfloat16()
-        cases.append(lambda inp=inp, wt=wt, bias=bias, kk=kk: F.relu(F.conv2d(inp, wt, bias, padding=kk // 2)))
+        cases.append(lambda inp=inp, wt=wt, bias=bias, ks=ks: F.relu(F.conv2d(inp, wt, bias, padding=ks // 2)))
     for fn in cases:
         print(f"{timed(fn, reps):.9f}", flush=True)
 
