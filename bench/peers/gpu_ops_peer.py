@@ -3,8 +3,9 @@
 
     python bench/peers/gpu_ops_peer.py REPS
 
-Prints one line per case, in bench_gpu_ops's order: the mean seconds per call over REPS calls
-after a warm-up, timed between two synchronizations as the C side does. fp32 throughout, TF32 off.
+Prints one line per case, in bench_gpu_ops's order (its table reads them by position): the mean
+seconds per call over REPS calls after a warm-up, timed between two synchronizations as the C side
+does. fp32 with TF32 off, but where the case names TF32 (the products allowed it) or bf16.
 """
 import sys
 import time
@@ -56,12 +57,27 @@ def main():
     kk = x[R * C: 2 * R * C].view(32, T, H, 64).transpose(1, 2)
     vv = x[2 * R * C: 3 * R * C].view(32, T, H, 64).transpose(1, 2)
     qh, kh, vh, mh = q.bfloat16(), kk.bfloat16(), vv.bfloat16(), mask.bfloat16()
+    def tf32(fn):  # fn with TF32 allowed in the products, as mrec's tf32 precision
+        def run():
+            torch.backends.cuda.matmul.allow_tf32 = True
+            y = fn()
+            torch.backends.cuda.matmul.allow_tf32 = False
+            return y
+        return run
+
+    # ViT-B/16's attention at batch 128: 197 tokens, no mask
+    VB, VT = 128, 197
+    vit = [(torch.rand(VB, H, VT, 64, device=dev) * 2 - 1) for _ in range(3)]
+    vith = [t.bfloat16() for t in vit]
     cases += [
         tf32_linear_gelu,
         lambda: F.gelu(F.linear(xa, wa, ba), approximate="tanh"),
         lambda: F.layer_norm(x[: R * C].view(R, C) + x[R * C: 2 * R * C].view(R, C), (C,), w, b, 1e-12),
         lambda: F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask, scale=0.125),
+        tf32(lambda: F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask, scale=0.125)),
         lambda: F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mh, scale=0.125),
+        tf32(lambda: F.scaled_dot_product_attention(*vit, scale=0.125)),
+        lambda: F.scaled_dot_product_attention(*vith, scale=0.125),
     ]
     U, V, k = 1024, 40981, 20
     scores = torch.rand(U, V, device=dev) * 2 - 1
