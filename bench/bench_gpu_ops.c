@@ -178,6 +178,7 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
     mrec_context_options o = mrec_context_defaults();
     o.device = MREC_WANT_CUDA, o.precision = prec;
     mrec_context *ctx;
+    if (prec == MREC_PREC_BF16) c->resident = 0; /* this batch size's, or none: not the last size's */
     if (mrec_context_create(&ctx, &o)) return fprintf(stderr, "%s: %s\n", c->name, mrec_error_detail()), 0;
     mrec_bert bert;
     mrec_vit vit;
@@ -234,7 +235,9 @@ static double enc_time(enc_case *c, mrec_precision prec, const int32_t *ids, con
         void *scratch = NULL;
         st = mrec_cuda_malloc(ctx->cuda, &scratch, bytes);
         double u0 = now();
-        if (!st) st = mrec_copy_to_device(ctx, scratch, image ? (const void *)images : (const void *)ids, bytes);
+        if (!st && image) st = mrec_copy_to_device(ctx, scratch, images, bytes);
+        if (!st && !image) st = mrec_copy_to_device(ctx, scratch, ids, bytes / 2); /* the ids, then the mask */
+        if (!st && !image) st = mrec_copy_to_device(ctx, (char *)scratch + bytes / 2, mask, bytes / 2);
         enc_upload = now() - u0, enc_upload_bytes = (double)bytes;
         mrec_cuda_free(ctx->cuda, scratch);
         t0 = now();
@@ -463,7 +466,7 @@ int main(void) {
     /* BERT-base at batch 32, sequence 128: rows of 768, attention rows of 128. */
     int R = 32 * 128, C = 768, H = 12, T = 128, I = 3072;
     float *x = dev_random((size_t)R * I, -2, 2, &seed), *y = dev_random((size_t)R * I, 0, 1, &seed);
-    float *w = dev_random(C, 0.5f, 1.5f, &seed), *b = dev_random(C, -1, 1, &seed);
+    float *w = dev_random(C, 0.5f, 1.5f, &seed), *b = dev_random(I, -1, 1, &seed); /* (I): the products' bias too */
     float *mask = dev_random((size_t)32 * T, 0, 0, &seed);
 
     /* correctness of the timed kernels on a slice, against the references */

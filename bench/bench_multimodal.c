@@ -47,8 +47,8 @@ static double now(void) {
 }
 
 /* Waits for the work queued on a GPU context (a step's time ends there); nothing on the CPU. */
-static void wait_device(mrec_context *ctx) {
-    if (ctx->device == MREC_DEVICE_CUDA) mrec_cuda_sync(ctx->cuda);
+static mrec_status wait_device(mrec_context *ctx) {
+    return ctx->device == MREC_DEVICE_CUDA ? mrec_cuda_sync(ctx->cuda) : MREC_OK;
 }
 
 /* mean seconds per step over `steps` batches after two warm-up ones (on a GPU the first runs a two-halved model's
@@ -62,8 +62,8 @@ static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *ada
     if (!bench_sum_init(&sum, ctx)) return fprintf(stderr, "bench_multimodal: %s\n", mrec_error_detail()), NAN;
     for (int k = 0; k < steps + 2; k++) {
         int64_t at = (int64_t)k * 2048 % (s->n - 2048);
-        if (m->epoch_start && k == 0) m->epoch_start(m->self);
-        if (!bench_batch(m, adam, &sum, s->user + at, s->pos + at, s->neg + at, 2048, ctx)) {
+        if ((m->epoch_start && k == 0 && m->epoch_start(m->self)) ||
+            !bench_batch(m, adam, &sum, s->user + at, s->pos + at, s->neg + at, 2048, ctx)) {
             fprintf(stderr, "bench_multimodal: %s: %s\n", m->name, mrec_error_detail());
             bench_sum_free(&sum);
             return NAN;
@@ -71,9 +71,10 @@ static double time_steps(mrec_model *m, mrec_bpr_sampler *s, mrec_optimizer *ada
         if (k == 1) wait_device(ctx), t0 = now(), w0 = mrec_cuda_stage_wait(ctx->cuda);
     }
     double issued = now() - t0 - (mrec_cuda_stage_wait(ctx->cuda) - w0);
-    wait_device(ctx);
+    mrec_status st = wait_device(ctx);
     double t = now() - t0;
     bench_sum_free(&sum);
+    if (st) return fprintf(stderr, "bench_multimodal: %s: %s\n", m->name, mrec_error_detail()), NAN;
     *busy = t > 0 ? issued / t : 0;
     return t / steps;
 }
@@ -120,15 +121,15 @@ int main(int argc, char **argv) {
     int dims[2] = {4096, 384};
     float w[2] = {0.1f, 0.9f};
     double t0 = now();
-    mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx);
-    wait_device(ctx);
+    if (mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx) || wait_device(ctx))
+        return fprintf(stderr, "bench_multimodal: the kNN item graph: %s\n", mrec_error_detail()), 1;
     double knn_s = now() - t0, knn_first = knn_s;
     if (gpu) { /* the first build paid for the GPU's start-up (cuBLAS's kernels loaded on first use); the peer's
                 * products are warm by its kNN graph: timed again */
         mrec_graph_free(&item_graph);
         t0 = now();
-        mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx);
-        wait_device(ctx);
+        if (mrec_graph_knn(&item_graph, xs, dims, w, 2, I, 10, ctx) || wait_device(ctx))
+            return fprintf(stderr, "bench_multimodal: the kNN item graph: %s\n", mrec_error_detail()), 1;
         knn_s = now() - t0;
     }
     float *cat = mrec_alloc_large(sizeof(float) * (size_t)I * (4096 + 384)); /* as the command line holds them */
@@ -158,15 +159,18 @@ int main(int argc, char **argv) {
                                       : mrec_ngcfm_create(&m, &mean_self, U, I, cat, 4480, 64, 3, 0.01f, 0.5f, 0, &rng, ctx);
         if (st) return fprintf(stderr, "%s\n", mrec_error_detail()), 1;
         mrec_optimizer adam;
-        mrec_adam_init(&adam, 1e-3f, 0);
-        for (int p = 0; p < m.n_params; p++) mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
+        mrec_adam_init_on(&adam, 1e-3f, 0, ctx); /* the moments where the context runs */
+        for (int p = 0; p < m.n_params && !st; p++) st = mrec_adam_add(&adam, m.param[p], m.grad[p], m.size[p]);
+        if (st) return fprintf(stderr, "bench_multimodal: %s: %s\n", names[which], mrec_error_detail()), 1;
         /* LATTICE rebuilds its learned graph once per epoch: time that step apart */
         if (which == 3) {
-            double t1 = now();
-            m.epoch_start(m.self);
-            m.loss_grad(m.self, s.user, s.pos, s.neg, 2048);
-            mrec_adam_step_active(&adam, m.active, ctx);
-            wait_device(ctx);
+            bench_sum sum;
+            int ok = bench_sum_init(&sum, ctx);
+            double t1 = now(); /* the graph's build, then one batch as mrec_fit takes it */
+            ok = ok && m.epoch_start(m.self) == MREC_OK && bench_batch(&m, &adam, &sum, s.user, s.pos, s.neg, 2048, ctx) &&
+                 wait_device(ctx) == MREC_OK;
+            bench_sum_free(&sum);
+            if (!ok) return fprintf(stderr, "bench_multimodal: LATTICE's first step: %s\n", mrec_error_detail()), 1;
             double build = now() - t1;
             ours[which] = time_steps(&m, &s, &adam, steps, ctx, &busy[which]) * (per_epoch - 1) + build;
             getrusage(RUSAGE_SELF, &r1);
@@ -222,5 +226,7 @@ int main(int argc, char **argv) {
     if (!gpu)
         printf("%-28s %12.0f %12.0f   (MB of peak memory added by building and training it)\n", "LATTICE memory", lattice_mb,
                peer_lattice_mb);
+    for (int k = 0; k < 6; k++) /* a model that failed (said above) fails the run */
+        if (isnan(ours[k])) return 1;
     return 0;
 }

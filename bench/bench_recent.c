@@ -156,7 +156,7 @@ int main(int argc, char **argv) {
             }
         }
         t_wait = now();
-        if (gpu) mrec_cuda_sync(ctx->cuda);
+        if (gpu && mrec_cuda_sync(ctx->cuda)) return fprintf(stderr, "bench_recent: %s: %s\n", names[k], mrec_error_detail()), 1;
         t_wait = now() - t_wait, t = now() - t;
         if (profile) {
             if (mrec_cuda_profile(ctx->cuda, 0)) return fprintf(stderr, "bench_recent: %s\n", mrec_error_detail()), 1;

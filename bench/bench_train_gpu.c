@@ -137,7 +137,8 @@ int main(int argc, char **argv) {
         int valid_gpu = d.ok && c.ok && fabs(d.recall - c.recall) <= 0.01;
         if (gpu_only) { /* no CPU run to hold the GPU's to */
             failed |= !d.ok;
-            printf("%-10s %14s %14.3f %8s %8s / %.4f\n", e->name, "-", d.seconds_per_epoch, "-", "-", d.recall);
+            if (d.ok) printf("%-10s %14s %14.3f %8s %8s / %.4f\n", e->name, "-", d.seconds_per_epoch, "-", "-", d.recall);
+            else printf("%-10s %14s %14s\n", e->name, "-", "failed"); /* why: on stderr, above */
             continue;
         }
         failed |= !c.ok || (gpu && !valid_gpu);

@@ -12,15 +12,15 @@
 # (decoding overlaps the encoding on --decode-threads threads). With MREC_PYTHON set to a Python
 # with torch, torchvision and sentence-transformers, bench/peers/catalogue_peer.py does the same
 # work with PIL, torchvision and sentence-transformers on as many threads, in the same run.
-# MREC_DEVICE=cuda (and MREC_PRECISION=tf32 or bf16) extracts on the GPU instead, the peer too
-# (MREC=build/cuda/mrec for the CUDA build). MREC_CATALOGUE_ITEMS=N lists the photos over and over
+# MREC_DEVICE=cuda (and MREC_PRECISION=tf32 or bf16) extracts on the GPU instead, the peer too and
+# at the same precision (build/cuda/mrec then, unless MREC names another). MREC_CATALOGUE_ITEMS=N lists the photos over and over
 # (each time under new ids) until the image table has N items, for a catalogue larger than the
 # sample (N = 10000: where a GPU leaves the time, decoding or encoding).
 set -eu
 [ $# -ge 2 ] || { echo "usage: bench/catalogue.sh RESNET50 TEXT_MODEL [THREADS]" >&2; exit 2; }
 resnet=$1 text=$2 threads=${3:-2} device=${MREC_DEVICE:-cpu} precision=${MREC_PRECISION:-fp32}
 data=$(cd "${MREC_DATA:-../shared/data}/hm-fashion-sample" && pwd) # absolute: the image table's paths are read from its folder
-mrec=${MREC:-build/cpu/mrec}
+mrec=${MREC:-build/$([ "$device" = cuda ] && echo cuda || echo cpu)/mrec}
 [ -d "$data/images" ] || { echo "catalogue.sh: $data/images not found" >&2; exit 2; }
 [ -e "$mrec" ] || { echo "catalogue.sh: $mrec not found (make)" >&2; exit 2; }
 work=$(mktemp -d)
@@ -38,13 +38,16 @@ echo "== mrec extract-text ($text, $threads threads, $device, $precision)"
 "$mrec" extract-text --model "$text" --input "$data/original/articles_train_sample.csv" --id-column article_id \
     --text-column detail_desc --out "$work/txt" --device "$device" --precision "$precision" --threads "$threads" 2>&1 |
     grep -E '^(mrec extract-text|time:)' | tee "$work/txt.log"
-[ -n "${MREC_PYTHON:-}" ] || { echo "(set MREC_PYTHON for the PyTorch peer)"; exit 0; }
-echo "== PyTorch peer"
-MREC_PEER_DEVICE=$device "$MREC_PYTHON" bench/peers/catalogue_peer.py "$resnet" "$work/images.tsv" "$text" \
-    "$data/original/articles_train_sample.csv" "$threads" 2>/dev/null | tee "$work/peer.log"
-# mrec's wall times against the peer's (decode + encode for images, everything for texts)
+# mrec's wall times (decode + encode for images, everything for texts)
 img=$(sed -n 's/.* in \([0-9.]*\) s,.*/\1/p' "$work/img.log")
 txt=$(sed -n 's/.* in \([0-9.]*\) s,.*/\1/p' "$work/txt.log")
+[ -n "$img" ] && [ -n "$txt" ] || { echo "catalogue.sh: an extraction failed (above)" >&2; exit 1; }
+[ -n "${MREC_PYTHON:-}" ] || { echo "(set MREC_PYTHON for the PyTorch peer)"; exit 0; }
+echo "== PyTorch peer"
+MREC_PEER_DEVICE=$device MREC_PEER_PRECISION=$precision "$MREC_PYTHON" bench/peers/catalogue_peer.py "$resnet" "$work/images.tsv" "$text" \
+    "$data/original/articles_train_sample.csv" "$threads" 2>/dev/null | tee "$work/peer.log"
+# against the peer's
+[ -s "$work/peer.log" ] || { echo "catalogue.sh: the peer printed nothing" >&2; exit 1; }
 awk -v img="$img" -v txt="$txt" '
     $1 == "image_decode" { dec = $2; n = $3 } $1 == "image_encode" { enc = $2 } $1 == "text" { t = $2; m = $3 }
     END {

@@ -9,7 +9,9 @@ torchvision's resnet50 up to the average pool. Each batch is decoded, then encod
 the two times are printed apart. Texts: ARTICLES.csv's detail_desc column (empty ones as ""),
 sentence-transformers' encode with batch_size BATCH. Prints one line per stage:
 "<stage> <seconds> <items>". MREC_PEER_DEVICE=cuda runs both models on the GPU (the batches go up
-from the host, as Ducho's do; the encode time waits for the GPU).
+from the host, as Ducho's do; the encode time waits for the GPU). MREC_PEER_PRECISION (fp32, the
+default; tf32; bf16) is mrec's --precision: TF32 allowed in the products and convolutions, or the
+forwards under torch.autocast in bf16; fp32 turns TF32 off (cuDNN allows it by default).
 """
 import csv
 import os
@@ -36,10 +38,13 @@ def main():
     r.load_state_dict(load_file(f"{resnet_dir}/model.safetensors"), strict=False)
     r.fc = torch.nn.Identity()
     dev = torch.device(os.environ.get("MREC_PEER_DEVICE", "cpu"))
+    precision = os.environ.get("MREC_PEER_PRECISION", "fp32")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     r.eval().to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     decode = encode = 0.0
-    with torch.no_grad():
+    with torch.no_grad(), autocast:
         for i in range(0, len(paths), batch):
             t0 = time.perf_counter()
             x = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[i:i + batch]])
@@ -53,7 +58,8 @@ def main():
         texts = [row["detail_desc"] or "" for row in csv.DictReader(f)]
     st = SentenceTransformer(text_dir, device=str(dev))
     t0 = time.perf_counter()
-    st.encode(texts, batch_size=batch, normalize_embeddings=False)
+    with autocast:
+        st.encode(texts, batch_size=batch, normalize_embeddings=False)
     print(f"text {time.perf_counter() - t0:.2f} {len(texts)}", flush=True)
 
 

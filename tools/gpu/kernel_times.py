@@ -16,7 +16,15 @@ UNITS = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "mse
 
 
 def short(name):
-    name = name.split("(")[0].strip()  # the argument list
+    """The name without its argument list: cut at the "(" that opens the last balanced "(...)", since
+    template arguments hold parentheses too (void k<(int)64>(float *, int))."""
+    name = name.strip()
+    depth = 0
+    for at in range(len(name) - 1, -1, -1) if name.endswith(")") else ():
+        depth += {")": 1, "(": -1}.get(name[at], 0)
+        if depth == 0:
+            name = name[:at].rstrip()
+            break
     return name if len(name) <= 80 else name[:77] + "..."
 
 
@@ -30,7 +38,10 @@ def main():
     for r in rows:
         if r.get("Metric Name") != "gpu__time_duration.sum":
             continue
-        us = float(r["Metric Value"].replace(",", "")) * UNITS.get(r.get("Metric Unit", "ns").strip(), 1e-3)
+        try:
+            us = float(r["Metric Value"].replace(",", "")) * UNITS.get(r.get("Metric Unit", "ns").strip(), 1e-3)
+        except ValueError:  # "n/a": a kernel ncu could not time
+            continue
         k = short(r["Kernel Name"])
         calls, t = by.get(k, (0, 0.0))
         by[k] = (calls + 1, t + us)
