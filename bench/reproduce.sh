@@ -43,7 +43,7 @@ set -eu
 cd "$(dirname "$0")/.."
 what=${1:-all}
 threads=${2:-0}
-data=${MREC_DATA:-../shared/data}
+data=${MREC_DATA:-$([ -d ../shared/data ] && echo ../shared/data || echo shared/data)} # shared/data: what make gpu-deps stages
 mrec=${MREC:-bin/mrec}
 device=${MREC_DEVICE:-cpu}
 [ -x "$mrec" ] || make -s

@@ -92,6 +92,12 @@ void t_skip(const char *fmt, ...) {
     va_end(ap);
 }
 
+void t_no_gpu(const char *why) {
+    if (!getenv("MREC_REQUIRE_GPU")) return;
+    n_fail++;
+    fprintf(stderr, "FAIL [%s] MREC_REQUIRE_GPU is set and no GPU opens: %s\n", suite, why);
+}
+
 int t_finish(void) {
     printf("%s: %d passed, %d failed, %d skipped\n", suite, n_pass, n_fail, n_skip);
     fflush(stdout);
@@ -99,8 +105,8 @@ int t_finish(void) {
 }
 
 const char *t_data(char *buf, size_t n, const char *rel) {
-    const char *roots[] = {"tests/data/", "../shared/data/"};
-    for (int i = 0; i < 2; i++)
+    const char *roots[] = {"tests/data/", "../shared/data/", "shared/data/"};
+    for (int i = 0; i < 3; i++)
         if ((size_t)snprintf(buf, n, "%s%s", roots[i], rel) < n && access(buf, R_OK) == 0) return buf;
     return NULL;
 }

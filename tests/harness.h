@@ -30,12 +30,17 @@ int t_within(const char *what, const float *ref, const float *out, const double 
 /* Records a status: ok if st == want; prints the detail otherwise. */
 int t_status(mrec_status st, mrec_status want, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Records that no GPU opened (why: the detail): a failure where MREC_REQUIRE_GPU is set (make gpu-check
+ * sets it, so a GPU machine whose GPU does not open fails rather than skipping every GPU case), else
+ * nothing; the caller says what it skips. */
+void t_no_gpu(const char *why);
 int t_finish(void);
 
 /* Real test data: "tests/data/REL" when the repository ships that file
  * (the small set every clone has), else "../shared/data/REL" (the full
- * set, beside the repository in CI). Writes the path to buf and returns
- * it, or NULL when neither exists. */
+ * set, beside the repository in CI), else "shared/data/REL" (the part
+ * make gpu-deps stages inside the tree for a GPU machine). Writes the
+ * path to buf and returns it, or NULL when none exists. */
 const char *t_data(char *buf, size_t n, const char *rel);
 
 /* Runs a shell command, its standard output (the first cap - 1 bytes, the

@@ -558,6 +558,7 @@ int main(void) {
             model_case(ctx, "GPU", x, B, H, W);
             mrec_context_destroy(ctx);
         } else {
+            t_no_gpu(mrec_error_detail());
             t_skip("depthwise conv, row mean, sigmoid gate and the ALIGN tower on the GPU: %s", mrec_error_detail());
         }
     }
@@ -575,6 +576,7 @@ int main(void) {
             text_model_case(ctx, "GPU");
             mrec_context_destroy(ctx);
         } else {
+            t_no_gpu(mrec_error_detail());
             t_skip("the ALIGN text tower on the GPU: %s", mrec_error_detail());
         }
     }

@@ -359,6 +359,7 @@ int main(void) {
         text_encoder_case(ctx);
         mrec_context_destroy(ctx);
     } else {
+        t_no_gpu(mrec_error_detail());
         t_skip("the AltCLIP text tower on the GPU: %s", mrec_error_detail());
     }
     if (plural) {

@@ -754,6 +754,7 @@ static int down(void *host, const void *dev, size_t bytes) { return mrec_cuda_co
 
 static void test_cuda(void) {
     if (mrec_cuda_create(&cu, 0) != MREC_OK) {
+        t_no_gpu(mrec_error_detail());
         t_skip("CUDA backward ops: %s", mrec_error_detail());
         mrec_clear_error();
         return;
@@ -879,7 +880,9 @@ static void test_cuda(void) {
         int ok = !mrec_clip_loss_cuda(g_, o_, up(L, 4 * n), Nn, w_, cu) && down(g, g_, 4 * n) && down(go, o_, 16);
         if (t_check(ok, "cuda clip_loss ran: %s", mrec_error_detail())) {
             t_allclose("cuda clip_loss dlogits", r, g, n, 1e-7, 1e-6);
-            t_check(fabs(go[0] - ro[0]) <= 1e-12 * (1 + ro[0]) && fabs(go[1] - ro[1]) <= 1e-9 * (1 + fabs(ro[1])),
+            /* the d scale to 1e-8: the reference rounds a row's term to float before adding its column's, the GPU (as
+             * the CPU op) adds them in double (2e-9 apart here, up to 3e-9 over other draws) */
+            t_check(fabs(go[0] - ro[0]) <= 1e-12 * (1 + ro[0]) && fabs(go[1] - ro[1]) <= 1e-8 * (1 + fabs(ro[1])),
                     "cuda clip_loss %.15g, d scale %.15g; ref %.15g, %.15g", go[0], go[1], ro[0], ro[1]);
         }
         free(L), free(r), free(g);

@@ -662,7 +662,7 @@ int main(void) {
     o.n_threads = 2;
     T_REQUIRE(mrec_context_create(&cpu2, &o) == MREC_OK);
     o.device = MREC_WANT_CUDA;
-    if (mrec_context_create(&gpu, &o) != MREC_OK) gpu = NULL;
+    if (mrec_context_create(&gpu, &o) != MREC_OK) gpu = NULL, t_no_gpu(mrec_error_detail());
     pipe_order(cpu2);
     transfers(cpu1);
     if (gpu) pipe_order(gpu), transfers_gpu(gpu);

@@ -32,7 +32,7 @@ static void test_context(void) {
     o.device = MREC_WANT_CUDA;
     mrec_status st = mrec_context_create(&ctx, &o);
     if (st == MREC_OK) mrec_context_destroy(ctx);
-    else t_status(st, MREC_ERR_DEVICE, "cuda context without a GPU is a device error");
+    else t_status(st, MREC_ERR_DEVICE, "cuda context without a GPU is a device error"), t_no_gpu(mrec_error_detail());
 }
 
 static void test_arena(void) {
@@ -209,6 +209,7 @@ static void test_more_ops(mrec_context *ctx) {
 static void test_cuda_gemm(void) {
     mrec_cuda *cu;
     if (mrec_cuda_create(&cu, 0) != MREC_OK) {
+        t_no_gpu(mrec_error_detail());
         t_skip("CUDA gemm: %s", mrec_error_detail());
         mrec_clear_error();
         return;
@@ -236,6 +237,24 @@ static void test_cuda_gemm(void) {
             mrec_cuda_free(cu, dA), mrec_cuda_free(cu, dB), mrec_cuda_free(cu, dbias), mrec_cuda_free(cu, dC);
             free(A), free(B), free(bias), free(C), free(ref);
         }
+    /* fp32 means no TF32: 1 + 2^-12 is exact in fp32 and every partial sum of 768 of them stays exact in any
+     * order, where TF32's 10-bit mantissa rounds each to 1 (768 short by 0.1875) */
+    {
+        enum { M = 4, N = 4, K = 768 };
+        static float A[M * K], B[N * K], C[M * N];
+        for (int i = 0; i < M * K; i++) A[i] = 1.0f + 0x1p-12f;
+        for (int i = 0; i < N * K; i++) B[i] = 1.0f;
+        void *dA = NULL, *dB = NULL, *dC = NULL;
+        int ok = !mrec_cuda_malloc(cu, &dA, sizeof A) && !mrec_cuda_malloc(cu, &dB, sizeof B) && !mrec_cuda_malloc(cu, &dC, sizeof C) &&
+                 !mrec_cuda_copy_h2d(cu, dA, A, sizeof A) && !mrec_cuda_copy_h2d(cu, dB, B, sizeof B) &&
+                 !mrec_gemm_cuda(dC, dA, dB, NULL, 1, 0, 0, 1, M, N, K, K, K, N, cu) && !mrec_cuda_copy_d2h(cu, C, dC, sizeof C);
+        if (t_check(ok, "cuda gemm of exact sums ran: %s", mrec_error_detail())) {
+            int exact = 1;
+            for (int i = 0; i < M * N; i++) exact &= C[i] == 768.0f + 768 * 0x1p-12f;
+            t_check(exact, "cuda gemm in fp32 keeps the bits TF32 drops: %.9g, want %.9g", C[0], 768.0f + 768 * 0x1p-12f);
+        }
+        mrec_cuda_free(cu, dA), mrec_cuda_free(cu, dB), mrec_cuda_free(cu, dC);
+    }
     mrec_cuda_destroy(cu);
 }
 

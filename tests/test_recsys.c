@@ -18,7 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DATA "../shared/data/"
 
 /* ---- metrics ---------------------------------------------------------------- */
 
@@ -204,8 +203,9 @@ static void test_loaders(void) {
 
 static void test_real_data(void) {
     mrec_interactions x;
-    const char *baby = DATA "amazon-baby-mmrec/baby_split.tsv";
-    if (access(baby, R_OK) == 0) {
+    char path[2][512];
+    const char *baby = t_data(path[0], sizeof path[0], "amazon-baby-mmrec/baby_split.tsv");
+    if (baby) {
         if (t_status(mrec_load_inter(&x, baby), MREC_OK, "load Baby")) {
             int64_t count[3] = {0, 0, 0};
             for (int64_t i = 0; i < x.n; i++) count[x.split[i]]++;
@@ -217,11 +217,11 @@ static void test_real_data(void) {
             mrec_interactions_free(&x);
         }
     } else {
-        t_skip("Baby split: %s not found", baby);
+        t_skip("Baby split: amazon-baby-mmrec/baby_split.tsv not found");
     }
-    const char *gowalla_test = DATA "gowalla-lightgcn/test.txt";
-    if (access(gowalla_test, R_OK) == 0) {
-        if (t_status(mrec_load_lightgcn(&x, DATA "gowalla-lightgcn/train_reconstructed.txt"), MREC_OK, "load Gowalla")) {
+    const char *gowalla = t_data(path[1], sizeof path[1], "gowalla-lightgcn/train_reconstructed.txt");
+    if (gowalla && t_data(path[0], sizeof path[0], "gowalla-lightgcn/test.txt")) {
+        if (t_status(mrec_load_lightgcn(&x, gowalla), MREC_OK, "load Gowalla")) {
             int64_t test = 0;
             for (int64_t i = 0; i < x.n; i++) test += x.split[i] == MREC_SPLIT_TEST;
             t_check(x.n_users == 29858 && x.n_items == 40981 && x.n - test == 810128 && test == 217242,
@@ -230,7 +230,7 @@ static void test_real_data(void) {
             mrec_interactions_free(&x);
         }
     } else {
-        t_skip("Gowalla: %s not found", gowalla_test);
+        t_skip("Gowalla: gowalla-lightgcn's train_reconstructed.txt and test.txt not found");
     }
 }
 
@@ -282,9 +282,10 @@ static void test_splits(void) {
     mrec_interactions_free(&x);
 
     /* Filters on MovieLens-100K: ratings >= 4, 10-core, against counts computed in Python. */
-    const char *ml100k = DATA "ml-100k/raw/u.data";
-    if (access(ml100k, R_OK) != 0) {
-        t_skip("filters on ML-100K: %s not found", ml100k);
+    char path[512];
+    const char *ml100k = t_data(path, sizeof path, "ml-100k/raw/u.data");
+    if (!ml100k) {
+        t_skip("filters on ML-100K: ml-100k/raw/u.data not found");
         return;
     }
     for (int iterative = 0; iterative < 2; iterative++) {
@@ -735,7 +736,7 @@ int main(void) {
     mrec_context *gpu = NULL;
     o.device = MREC_WANT_CUDA;
     if (mrec_context_create(&gpu, &o) == MREC_OK) test_metrics(gpu), mrec_context_destroy(gpu);
-    else t_skip("the metrics on a GPU context: %s", mrec_error_detail());
+    else t_no_gpu(mrec_error_detail()), t_skip("the metrics on a GPU context: %s", mrec_error_detail());
     o.device = MREC_WANT_CPU;
     test_gradients(ctx);
     test_itemknn(ctx);
