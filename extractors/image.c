@@ -301,6 +301,7 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
         prev_first = first, prev_count = count, prev_m = m;
     }
     if (e->times) mrec_batch_pipe_add_times(pipe, e->times), e->times->encode += encode, e->times->write += write;
+    if (st) mrec_events_settle(ctx, back, 2, st); /* a failure may leave a batch's copy into feats queued */
     mrec_batch_pipe_stop(pipe); /* after a failure, waits for the batch the producers were on */
     mrec_event_destroy(ctx, back[0]), mrec_event_destroy(ctx, back[1]);
     mrec_host_free(ctx, feats);

@@ -371,6 +371,7 @@ mrec_status mrec_text_encoder_embed(mrec_context *ctx, mrec_text_encoder *e, con
         mrec_batch_pipe_add_times(pipe, e->times);
         e->times->prepare += t_tok, e->times->prepare_caller += t_tok_caller, e->times->encode += encode;
     }
+    if (st) mrec_events_settle(ctx, back, 2, st); /* a failure may leave a batch's copy into pooled queued */
     mrec_batch_pipe_stop(pipe);
     ctx->packs = caller_packs;
     ctx->workspace.used = mark;

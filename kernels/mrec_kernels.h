@@ -830,6 +830,10 @@ void mrec_event_destroy(mrec_context *ctx, mrec_event *ev);
 mrec_status mrec_event_record(mrec_context *ctx, mrec_event *ev, mrec_stream stream);
 mrec_status mrec_stream_wait(mrec_context *ctx, mrec_stream stream, mrec_event *ev);
 mrec_status mrec_event_sync(mrec_context *ctx, mrec_event *ev);
+/* After a failure st: waits for the work behind the n events (NULL ones and ones never recorded pass at once),
+ * so that host buffers an asynchronous copy may still be writing can be freed; st and its message stay as they
+ * were. Returns st. */
+mrec_status mrec_events_settle(mrec_context *ctx, mrec_event *const *ev, int n, mrec_status st);
 
 /* ---- CUDA graphs: a run of launches replayed as one ----------------------
  * mrec_graph_run runs body(ctx, arg). On a GPU context, the second call with

@@ -70,8 +70,9 @@ static char *words(const uint64_t *v, int n) {
     return s;
 }
 
-/* What identifies the run: the same on writing and on reading. */
-static void identity(writer *w, const mrec_fit_progress *p) {
+/* What identifies the run: the same on writing and on reading. The device and precision too: the arithmetic
+ * differs between them, so a run resumed on another could not end with the bits of one never stopped. */
+static void identity(writer *w, const mrec_fit_progress *p, const mrec_context *ctx) {
     const mrec_model *m = p->model;
     const mrec_fit_options *o = p->opt;
     meta(w, "model", "%s", m->name ? m->name : "model");
@@ -87,6 +88,7 @@ static void identity(writer *w, const mrec_fit_progress *p) {
     meta(w, "select", "%s@%d", mrec_metric_name(o->select_metric), o->select_k);
     meta(w, "keep", "top %d, model %d", o->save_topk > 0 ? o->save_topk : 0, o->keep_model != 0);
     meta(w, "layout", "%d parameters, %d state words, %d arrays", m->n_params, m->n_state, m->n_arrays);
+    meta(w, "device", "%s, %s", mrec_device_name(ctx->device), mrec_precision_name(ctx->precision));
 }
 
 /* n floats at src (on ctx's device) into a new host copy, added to w as `name`; the copy is left in *host */
@@ -143,7 +145,7 @@ mrec_status mrec_checkpoint_write(const char *path, const mrec_fit_progress *p, 
             snprintf(name, sizeof name, "kept.param.%d", q);
             add(w, name, MREC_F32, m->size[q], r->param[q]);
         }
-        identity(w, p);
+        identity(w, p, ctx);
         uint64_t state[MREC_MAX_STATE], steps[MREC_MAX_PARAMS];
         for (int k = 0; k < m->n_state; k++) state[k] = *m->state[k];
         for (int q = 0; q < a->n_params; q++) steps[q] = (uint64_t)a->steps[q];
@@ -270,7 +272,7 @@ mrec_status mrec_checkpoint_read(const char *path, mrec_fit_progress *p, char **
     /* the same run: every identifying value as this one would write it */
     writer *w = st ? NULL : calloc(1, sizeof *w);
     if (!st && !w) st = mrec_fail(MREC_ERR_NOMEM, "%s: reading", path);
-    if (!st) identity(w, p);
+    if (!st) identity(w, p, ctx);
     for (int k = 0; w && k < w->n_meta && !st; k++) {
         if (!w->value[k]) st = mrec_fail(MREC_ERR_NOMEM, "%s: reading", path);
         else if (!(st = need(&f, w->key[k], &v)) && strcmp(v, w->value[k]))

@@ -93,8 +93,10 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
     return mrec_mix64(h ^ tail ^ ((uint64_t)(n - i) << 56));
 }
 
-static uint64_t cache_key(const float *const *x, const int *dim, const float *weight, int M, int n, int k) {
-    int64_t head[3] = {M, n, k};
+/* The features, k, the weights and the device that builds the graph: a GPU's may keep another neighbour where two
+ * similarities tie to rounding, so a run on one device never reads the other's graph. */
+static uint64_t cache_key(const float *const *x, const int *dim, const float *weight, int M, int n, int k, mrec_device device) {
+    int64_t head[4] = {M, n, k, device};
     uint64_t h = hash_bytes(0x6d726563ull, head, sizeof head);
     for (int m = 0; m < M; m++) {
         h = hash_bytes(h, &dim[m], sizeof dim[m]);
@@ -139,7 +141,7 @@ mrec_status mrec_graph_knn_cached(mrec_graph *g, const float *const *x, const in
                                   const char *cache_dir, int *from_cache, mrec_context *ctx) {
     *from_cache = 0;
     if (!cache_dir) return mrec_graph_knn(g, x, dim, weight, M, n, k, ctx);
-    uint64_t key = cache_key(x, dim, weight, M, n, k);
+    uint64_t key = cache_key(x, dim, weight, M, n, k, ctx->device);
     char path[4096];
     snprintf(path, sizeof path, "%s/knn-%016llx.bin", cache_dir, (unsigned long long)key);
     if (cache_read(g, path, key, n)) return *from_cache = 1, MREC_OK;

@@ -350,3 +350,13 @@ mrec_status mrec_event_sync(mrec_context *ctx, mrec_event *ev) {
     if (!on_gpu(ctx) && ctx->in_graph) return mrec_graph_wait_refused("an event's wait");
     return on_gpu(ctx) ? mrec_cuda_event_sync(ctx->cuda, ev) : MREC_OK;
 }
+
+mrec_status mrec_events_settle(mrec_context *ctx, mrec_event *const *ev, int n, mrec_status st) {
+    if (!on_gpu(ctx)) return st;
+    char why[512]; /* mrec_error_detail's size */
+    snprintf(why, sizeof why, "%s", mrec_error_detail()); /* a wait on a failed stream would say only that */
+    for (int i = 0; i < n; i++)
+        if (ev[i]) mrec_cuda_event_sync(ctx->cuda, ev[i]);
+    mrec_fail(st, "%s", why);
+    return st;
+}

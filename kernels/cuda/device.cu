@@ -28,6 +28,9 @@ mrec_status mrec_cudnn_check(cudnnStatus_t st, const char *what) {
     return mrec_fail(MREC_ERR_DEVICE, "%s: %s", what, cudnnGetErrorString(st));
 }
 
+/* Does nothing: whether the build has code for this GPU is whether its attributes can be read. */
+__global__ static void probe_kernel(void) {}
+
 extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     *out = NULL;
     int count = 0;
@@ -43,6 +46,13 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     if (!st) st = mrec_cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "compute capability");
     if (!st) st = mrec_cuda_check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "compute capability");
     cu->sm = 10 * major + minor;
+    /* a GPU the build has no kernels for (CUDA_ARCH) is no GPU to this build: --device auto then takes the CPU */
+    cudaFuncAttributes probe;
+    if (!st && cudaFuncGetAttributes(&probe, probe_kernel) != cudaSuccess) {
+        cudaGetLastError();
+        st = mrec_fail(MREC_ERR_DEVICE, "GPU %d (sm_%d): this build has no kernels for it (make CUDA=1 CUDA_ARCH=%d)", device, cu->sm,
+                       cu->sm);
+    }
     if (!st) st = mrec_cuda_check(cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking),
                                   "cudaStreamCreate");
     if (!st) st = mrec_cuda_check(cudaStreamCreateWithFlags(&cu->copy_stream, cudaStreamNonBlocking),
