@@ -99,6 +99,8 @@ say ""
 say "## Build"
 start=$(date +%s)
 gpu_tests=$(ls tests/test_cuda*.c | sed 's|tests/\(.*\)\.c|build/cuda/tests/\1|')
+# every test program with GPU cases (each says so by failing where no GPU opens under MREC_REQUIRE_GPU: t_no_gpu)
+gpu_cases=$(grep -l 't_no_gpu(' tests/test_*.c | sed 's|tests/\(.*\)\.c|build/cuda/tests/\1|')
 # the programs compute-sanitizer runs: the GPU test programs, and the two whose GPU kernels live beside their model
 # (ALIGN's depthwise conv, row mean and sigmoid gate; AltCLIP's text tower)
 sanitized="$gpu_tests build/cuda/tests/test_align build/cuda/tests/test_altclip"
@@ -281,12 +283,12 @@ if [ "$part" != benches ]; then
             done
         done
     fi
-    # GPU_CHECK_TESTS="gpu [NAME...]" runs the GPU test programs and the test_NAME
-    # programs named (a short look); the default, all, runs the whole suite,
+    # GPU_CHECK_TESTS="gpu [NAME...]" runs every test program with GPU cases and the
+    # test_NAME programs named (a short look); the default, all, runs the whole suite,
     # GPU_CHECK_TEST_JOBS programs at a time (default: half the cores).
     export MREC_TEST_JOBS=${GPU_CHECK_TEST_JOBS:-$(( jobs > 1 ? jobs / 2 : 1 ))}
     if [ "${GPU_CHECK_TESTS:-all}" != all ]; then
-        picked=$gpu_tests
+        picked=$gpu_cases
         for name in ${GPU_CHECK_TESTS#gpu}; do picked="$picked build/cuda/tests/test_$name"; done
         make $make_args $picked >> "$out/build.log" 2>&1
         MREC_BIN=build/cuda/mrec timeout "${GPU_CHECK_TESTS_S:-600}" sh tests/run.sh build/cuda $picked > "$out/test.log" 2>&1 || fail=1
