@@ -125,6 +125,7 @@ static int carve_head(mrec_arena *a, step_acts *s, int B) {
 }
 
 #define MAX_LAYERS 64
+#define MAX_BATCH 65535 /* a GPU's attention takes the batch in its grid's z, at most 65,535 */
 
 /* Everything one step uses, in one order for measuring and for carving. Returns nonzero when a real arena is short. */
 static int carve_all(mrec_arena *a, step_acts *s, layer_acts *vl, layer_acts *tl, const mrec_clip *m, int B, int T,
@@ -296,8 +297,9 @@ mrec_status mrec_clip_train_grads(mrec_context *ctx, const mrec_clip *m, const f
                                   const int32_t *mask, int B, int T, float *vision_grad, float *text_grad, double *dlogit_scale,
                                   double *loss, void *work, size_t work_bytes) {
     if (m->towers != MREC_CLIP_BOTH) return mrec_fail(MREC_ERR_ARG, "clip training: both towers must be loaded");
-    if (B < 1 || B > 1 << 16 || T < 1 || T > m->text.cfg.max_positions)
-        return mrec_fail(MREC_ERR_SHAPE, "clip training: %d pairs of %d tokens (1 to %d tokens)", B, T, m->text.cfg.max_positions);
+    if (B < 1 || B > MAX_BATCH || T < 1 || T > m->text.cfg.max_positions)
+        return mrec_fail(MREC_ERR_SHAPE, "clip training: %d pairs of %d tokens (1 to %d pairs, 1 to %d tokens)", B, T, MAX_BATCH,
+                         m->text.cfg.max_positions);
     mrec_status st = mrec_weights_check(ctx, m->vision.on, "clip");
     if (!st) st = mrec_weights_check(ctx, m->text.on, "clip");
     if (st) return st;
@@ -393,8 +395,9 @@ static mrec_status tower_args(mrec_context *ctx, const mrec_clip *m, mrec_clip_t
     const mrec_clip_tower_config *c = &(*tw)->cfg;
     if (c->layers >= MAX_LAYERS) return mrec_fail(MREC_ERR_UNSUPPORTED, "clip tower: more than %d layers", MAX_LAYERS - 1);
     if (first < 0 || first > c->layers) return mrec_fail(MREC_ERR_ARG, "clip tower: block %d of a tower of %d", first, c->layers);
-    if (B < 1 || B > 1 << 16 || (tower == MREC_CLIP_TEXT && (T < 1 || T > c->max_positions)))
-        return mrec_fail(MREC_ERR_SHAPE, "clip tower: %d inputs of %d tokens (1 to %d tokens)", B, T, c->max_positions);
+    if (B < 1 || B > MAX_BATCH || (tower == MREC_CLIP_TEXT && (T < 1 || T > c->max_positions)))
+        return mrec_fail(MREC_ERR_SHAPE, "clip tower: %d inputs of %d tokens (1 to %d inputs, 1 to %d tokens)", B, T, MAX_BATCH,
+                         c->max_positions);
     return mrec_weights_check(ctx, (*tw)->on, "clip");
 }
 

@@ -40,14 +40,31 @@ __device__ static double block_max(double v, double *shared) {
 
 /* ---- linear ---- */
 
-/* out[c] (+)= sum over rows of in (R, C), one thread per column, rows in order */
+/* Column sums over many rows (a bias's or a LayerNorm's gradient over B x T rows: 201,728 for CLIP-E2E's ViT at
+ * 1,024 items) take a block per COL_TILE columns, its threads COL_GROUPS interleaved sets of rows each (rows g,
+ * g + COL_GROUPS, ...), in double, and then the groups' sums in group order: the same sums whatever the timing,
+ * where a thread per column left 768 columns three blocks of the GPU. A warp reads 4 rows of 8 columns, whole
+ * 32-byte sectors. */
+#define COL_TILE 8
+#define COL_GROUPS (THREADS / COL_TILE)
+
+/* out[c] (+)= sum over rows of in (R, C) */
 __global__ static void colsum_kernel(float *out, const float *in, int R, int C, int accumulate) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    __shared__ double part[COL_GROUPS][COL_TILE];
+    int cl = threadIdx.x % COL_TILE, g = threadIdx.x / COL_TILE, c = blockIdx.x * COL_TILE + cl;
     double s = 0;
-    for (int r = 0; r < R; r++) s += in[(size_t)r * C + c];
-    out[c] = accumulate ? (float)(out[c] + s) : (float)s;
+    if (c < C)
+        for (int64_t r = g; r < R; r += COL_GROUPS) s += in[(size_t)r * C + c];
+    part[g][cl] = s;
+    __syncthreads();
+    if (g == 0 && c < C) {
+        double t = 0;
+        for (int k = 0; k < COL_GROUPS; k++) t += part[k][cl];
+        out[c] = accumulate ? (float)(out[c] + t) : (float)t;
+    }
 }
+
+static unsigned col_blocks(int C) { return (unsigned)((C + COL_TILE - 1) / COL_TILE); }
 
 /* dx (M, K), dw (N, K), db (N), dy (M, N), x (M, K), w (N, K) */
 extern "C" mrec_status mrec_linear_back_cuda(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
@@ -63,7 +80,7 @@ extern "C" mrec_status mrec_linear_back_cuda(float *dx, float *dw, float *db, co
     if (dx) st = mrec_gemm_cuda(dx, dy, w, NULL, 1, beta_x, 0, 0, M, K, N, N, K, K, cu);
     if (!st && dw) st = mrec_gemm_cuda(dw, dy, x, NULL, 1, beta_w, 1, 0, N, K, M, N, K, K, cu);
     if (!st && db) {
-        colsum_kernel<<<mrec_grid(N, THREADS), THREADS, 0, cu->stream>>>(db, dy, M, N, (accumulate & MREC_ACC_PARAMS) != 0);
+        colsum_kernel<<<col_blocks(N), THREADS, 0, cu->stream>>>(db, dy, M, N, (accumulate & MREC_ACC_PARAMS) != 0);
         st = MREC_CUDA_LAUNCHED("linear backward bias");
     }
     return st;
@@ -107,17 +124,25 @@ __global__ static void ln_back_rows_kernel(float *dx, const float *dy, const flo
     }
 }
 
+/* dw[c] = sum over rows of dy * x-hat, db[c] = sum of dy: the column sums' tiles (colsum_kernel) */
 __global__ static void ln_back_cols_kernel(float *dw, float *db, const float *dy, const float *x, const float *mean,
                                            const float *rstd, int accumulate, int R, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    __shared__ double part[2][COL_GROUPS][COL_TILE];
+    int cl = threadIdx.x % COL_TILE, g = threadIdx.x / COL_TILE, c = blockIdx.x * COL_TILE + cl;
     double sw = 0, sb = 0;
-    for (int r = 0; r < R; r++) {
-        size_t i = (size_t)r * C + c;
-        sw += (double)dy[i] * ((x[i] - mean[r]) * rstd[r]), sb += dy[i];
+    if (c < C)
+        for (int64_t r = g; r < R; r += COL_GROUPS) {
+            size_t i = (size_t)r * C + c;
+            sw += (double)dy[i] * ((x[i] - mean[r]) * rstd[r]), sb += dy[i];
+        }
+    part[0][g][cl] = sw, part[1][g][cl] = sb;
+    __syncthreads();
+    if (g == 0 && c < C) {
+        double tw = 0, tb = 0;
+        for (int k = 0; k < COL_GROUPS; k++) tw += part[0][k][cl], tb += part[1][k][cl];
+        if (dw) dw[c] = accumulate & MREC_ACC_PARAMS ? (float)(dw[c] + tw) : (float)tw;
+        if (db) db[c] = accumulate & MREC_ACC_PARAMS ? (float)(db[c] + tb) : (float)tb;
     }
-    if (dw) dw[c] = accumulate & MREC_ACC_PARAMS ? (float)(dw[c] + sw) : (float)sw;
-    if (db) db[c] = accumulate & MREC_ACC_PARAMS ? (float)(db[c] + sb) : (float)sb;
 }
 
 extern "C" mrec_status mrec_layernorm_back_cuda(float *dx, float *dw, float *db, const float *dy, const float *x,
@@ -130,7 +155,7 @@ extern "C" mrec_status mrec_layernorm_back_cuda(float *dx, float *dw, float *db,
         st = MREC_CUDA_LAUNCHED("layernorm backward rows");
     }
     if (!st && (dw || db)) {
-        ln_back_cols_kernel<<<mrec_grid(C, THREADS), THREADS, 0, cu->stream>>>(dw, db, dy, x, mean, rstd, accumulate, R, C);
+        ln_back_cols_kernel<<<col_blocks(C), THREADS, 0, cu->stream>>>(dw, db, dy, x, mean, rstd, accumulate, R, C);
         st = MREC_CUDA_LAUNCHED("layernorm backward columns");
     }
     return st;

@@ -153,8 +153,16 @@ static struct mrec_lt_algo *lt_algo_find(mrec_cuda *cu, const lt_key *k) {
     return NULL;
 }
 
+/* The most answers kept: a text extraction's products change their row count with every batch (its real tokens),
+ * so the oldest go first rather than the list growing, and its scan with it, over a catalogue's batches. */
+#define LT_ALGOS_MAX 512
+
 /* Keeps the answer for k; the entry takes *plan over (zeroed here) where found, else frees it. */
 static mrec_status lt_algo_keep(mrec_cuda *cu, const lt_key *k, int found, const cublasLtMatmulAlgo_t *algo, lt_plan *plan) {
+    if (cu->n_lt_algos == LT_ALGOS_MAX) {
+        lt_free(&cu->lt_algos[0].plan);
+        memmove(cu->lt_algos, cu->lt_algos + 1, sizeof *cu->lt_algos * (size_t)--cu->n_lt_algos);
+    }
     if (cu->n_lt_algos == cu->cap_lt_algos) {
         int cap = cu->cap_lt_algos ? 2 * cu->cap_lt_algos : 32;
         struct mrec_lt_algo *grown = (struct mrec_lt_algo *)realloc(cu->lt_algos, sizeof *grown * cap);
