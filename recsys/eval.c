@@ -288,8 +288,7 @@ mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec_in, 
     if (!st) mrec_beyond_result(beyond, out->value);
     mrec_beyond_close(beyond);
     free(rel_buf);
-    for (int s = 0; st && s < 2; s++) /* a launched block may still be writing into lists */
-        if (done[s]) mrec_event_sync(ctx, done[s]);
+    if (st) mrec_events_settle(ctx, done, 2, st); /* a launched block may still be writing into lists */
     ranker_close(&r, ctx);
     for (int s = 0; s < 2; s++) mrec_host_free(ctx, lists[s]), mrec_event_destroy(ctx, done[s]);
     free(e.gain), free(e.sorted), free(e.sums), free(e.counted);
