@@ -98,6 +98,8 @@ void t_no_gpu(const char *why) {
     fprintf(stderr, "FAIL [%s] MREC_REQUIRE_GPU is set and no GPU opens: %s\n", suite, why);
 }
 
+int t_graphs_off(void) { return getenv("MREC_CUDA_GRAPHS") && !strcmp(getenv("MREC_CUDA_GRAPHS"), "0"); }
+
 int t_finish(void) {
     printf("%s: %d passed, %d failed, %d skipped\n", suite, n_pass, n_fail, n_skip);
     fflush(stdout);

@@ -34,6 +34,8 @@ void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * sets it, so a GPU machine whose GPU does not open fails rather than skipping every GPU case), else
  * nothing; the caller says what it skips. */
 void t_no_gpu(const char *why);
+/* 1 when MREC_CUDA_GRAPHS=0 (the user's switch: every body runs as it is, so no graph to count) */
+int t_graphs_off(void);
 int t_finish(void);
 
 /* Real test data: "tests/data/REL" when the repository ships that file

@@ -2389,11 +2389,8 @@ static mrec_status scale_run(void *arg) {
     return mrec_scale_cuda(b->x, b->x, 2.0f, b->n, cu);
 }
 
-/* MREC_CUDA_GRAPHS=0 (the user's switch) runs every body as it is: no graph to count */
-static int graphs_off(void) { return getenv("MREC_CUDA_GRAPHS") && !strcmp(getenv("MREC_CUDA_GRAPHS"), "0"); }
-
 static void test_graph_frees(void) {
-    if (graphs_off()) {
+    if (t_graphs_off()) {
         t_skip("a freed block drops the graphs that use it: MREC_CUDA_GRAPHS=0");
         return;
     }
@@ -2488,7 +2485,7 @@ static void test_graph_replay(void) {
                 t_check(!memcmp(got[3], got[4], bytes), "%s in %s: a new batch through the replayed graph, the bits of it run as it is",
                         name, what);
                 t_check(memcmp(got[0], got[3], bytes), "%s in %s: the new batch gives other outputs (the graph read it)", name, what);
-                t_check(graphs_off() || mrec_cuda_graph_count(ctx->cuda) >= 1, "%s in %s: its forward captured as a CUDA graph (%d kept)",
+                t_check(t_graphs_off() || mrec_cuda_graph_count(ctx->cuda) >= 1, "%s in %s: its forward captured as a CUDA graph (%d kept)",
                         name, what, mrec_cuda_graph_count(ctx->cuda));
             }
             for (int i = 0; i < 5; i++) free(got[i]);

@@ -1072,8 +1072,7 @@ static void cpu_and_gpu(const mrec_model_entry *e, const char *why_not, int have
         mrec_status st = mrec_train(&s, &r[dev]);
         ok[dev] = t_status(st, MREC_OK, "%s trains on the %s (%s)", e->name, dev ? "GPU" : "CPU", r[dev].stage ? r[dev].stage : "");
         /* a model in two halves (stage, launch) has its batches replayed as CUDA graphs on the GPU */
-        int graphs = !getenv("MREC_CUDA_GRAPHS") || strcmp(getenv("MREC_CUDA_GRAPHS"), "0"); /* "0": every body as it is */
-        if (dev && ok[dev] && in_halves(e->name) && graphs) {
+        if (dev && ok[dev] && in_halves(e->name) && !t_graphs_off()) {
             long long got = mrec_cuda_graph_launches() - replays;
             t_check(got > 0, "%s: its steps on the GPU replayed as CUDA graphs (%lld replays)", e->name, got);
             /* and across the evaluations: were each epoch's graphs dropped there, its first two full batches would run
