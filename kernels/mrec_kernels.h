@@ -463,6 +463,10 @@ void mrec_avgpool2d_cpu(float *out, const float *in, const mrec_pool2d_shape *s,
  * the bias, beta times the old output (a residual) and the ReLU; groups 1.
  * Where cuDNN has no fused form a GPU rounds twice (the convolution with the
  * residual, then the bias and ReLU): within a bf16 step of the reference.
+ * A GPU's fused forms (cuDNN's, and the cuBLASLt products of its 1x1 and
+ * stem convolutions, whose epilogue takes a bias of the output's type) add
+ * the bias rounded to bf16 (PyTorch's bf16 convolutions hold it so too):
+ * within another half step.
  * The references sum in double. A CPU with AVX-512 BF16 runs the _cpu
  * variants below (sums in fp32; a 3x3 stride-1 convolution as Winograd
  * F(2x2, 3x3) where its weights lie in a pack set); another CPU the

@@ -47,6 +47,9 @@ struct mrec_conv_plan {
 
 /* A stem's columns a chunk at a time: at most this many bytes of them */
 #define IM2COL_BYTES ((size_t)32 << 20)
+/* The most workspace a cuDNN algorithm may ask for: an FFT's can reach gigabytes, and the encoders' arenas
+ * reserve it up front; the implicit GEMM the list falls back to needs none or little. */
+#define CONV_WORK_MAX ((size_t)256 << 20)
 typedef struct mrec_conv_plan conv_plan;
 
 static void plan_free(conv_plan *p) {
@@ -94,9 +97,13 @@ static mrec_status plan_make(conv_plan *p, const mrec_conv2d_shape *s, int mode,
         int found = 0;
         st = mrec_cudnn_check(cudnnGetConvolutionForwardAlgorithm_v7(cu->dnn, p->x, p->w, p->conv, p->y, 8, &found,
                                                                      perf), "conv2d algorithm");
+        /* the first that ran in the mode's math (TF32's fp32 data never down-converted to fp16) within the workspace cap */
         int pick = -1;
-        for (int i = 0; !st && i < found && pick < 0; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && (mode != FP32_NCHW || perf[i].mathType == CUDNN_FMA_MATH)) pick = i;
+        for (int i = 0; !st && i < found && pick < 0; i++) {
+            bool math_ok = mode == FP32_NCHW ? perf[i].mathType == CUDNN_FMA_MATH
+                                             : mode == BF16_NHWC || perf[i].mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+            if (perf[i].status == CUDNN_STATUS_SUCCESS && math_ok && perf[i].memory <= CONV_WORK_MAX) pick = i;
+        }
         /* None listed as FMA (a cuDNN may list its FMA algorithms under another math type): implicit GEMM runs
          * every fp32 shape, and the descriptor's FMA math type keeps tensor cores out. */
         if (!st) p->algo = pick >= 0 ? perf[pick].algo : mode == BF16_NHWC ? CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM

@@ -98,6 +98,20 @@ extern "C" mrec_status mrec_f32_to_bf16_cuda(uint16_t *out, const float *in, int
     return convert_bf16(out, in, MREC_GEMM_NO_ACT, n, cu);
 }
 
+__global__ static void f32_to_bf16_rows(__nv_bfloat16 *out, const float *in, int cols, int ld, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16_rn(in[i / cols * ld + i % cols]);
+}
+
+/* out (rows, cols) bf16, packed = in (rows, cols) fp32, row stride ld */
+static mrec_status pack_bf16(uint16_t *out, const float *in, int rows, int cols, int ld, mrec_cuda *cu) {
+    int64_t n = (int64_t)rows * cols;
+    if (ld == cols || rows <= 1) return convert_bf16(out, in, MREC_GEMM_NO_ACT, n, cu);
+    if (n <= 0) return MREC_OK;
+    f32_to_bf16_rows<<<mrec_grid(n, 256), 256, 0, cu->stream>>>((__nv_bfloat16 *)out, in, cols, ld, n);
+    return MREC_CUDA_LAUNCHED("f32_to_bf16 (rows)");
+}
+
 typedef struct {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
@@ -131,12 +145,12 @@ static uint32_t alignment_of(const void *p) {
  * waited on; a later product of the key sets only its bias pointer. */
 typedef struct {
     int compute, in_type, c_type, trans_a, trans_b, M, N, K, lda, ldb, ldc, epi;
-    uint32_t align_a, align_b, align_c;
+    uint32_t align_a, align_b, align_c, align_bias; /* the heuristic reads the bias pointer's alignment off the descriptor */
 } lt_key;
 
 struct mrec_lt_algo {
     lt_key key;
-    int found; /* 0: cuBLASLt has no algorithm for it */
+    int found; /* 0: cuBLASLt has no algorithm for it (or the one it gave refused to run) */
     cublasLtMatmulAlgo_t algo;
     lt_plan plan; /* the descriptors (where found) */
 };
@@ -204,9 +218,11 @@ static mrec_status lt_matmul(void *C, cudaDataType_t c_type, const void *A, cons
     /* A bias that is not 16-byte aligned is added by its own kernel after the product (into an fp32 C). */
     const void *epi_bias = bias && alignment_of(bias) >= 16 ? bias : NULL;
     int c_bf16 = c_type == CUDA_R_16BF;
-    if (c_bf16 && ((bias && !epi_bias) || (act >= 0 && act != MREC_ACT_RELU && act != MREC_ACT_GELU_TANH)))
+    if (c_bf16 && ((bias && !epi_bias) || (act >= 0 && act != MREC_ACT_RELU && act != MREC_ACT_GELU_TANH))) {
+        if (no_algo) *no_algo = 1; /* the caller's own kernel does it */
         return mrec_fail(MREC_ERR_UNSUPPORTED, "gemm %dx%dx%d to bf16: a bias at %p or activation %d outside the epilogue", M, N, K,
                          bias, act);
+    }
     cublasLtEpilogue_t epi = epi_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     int act_after = act >= 0;
     if (act == MREC_ACT_RELU && epi_bias == bias) epi = bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU, act_after = 0;
@@ -219,7 +235,7 @@ static mrec_status lt_matmul(void *C, cudaDataType_t c_type, const void *A, cons
     memset(&key, 0, sizeof key); /* no padding bytes left to compare */
     key.compute = (int)compute, key.in_type = (int)in_type, key.trans_a = trans_a, key.trans_b = trans_b;
     key.M = M, key.N = N, key.K = K, key.lda = lda, key.ldb = ldb, key.ldc = ldc, key.epi = (int)epi, key.c_type = (int)c_type;
-    key.align_a = align_first, key.align_b = align_second, key.align_c = align_c;
+    key.align_a = align_first, key.align_b = align_second, key.align_c = align_c, key.align_bias = epi_bias ? alignment_of(epi_bias) : 0;
     mrec_status st = MREC_OK;
     if (!lt_algo_find(cu, &key)) { /* the first product of the key: its descriptors, and the heuristic's answer */
         cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -252,7 +268,7 @@ static mrec_status lt_matmul(void *C, cudaDataType_t c_type, const void *A, cons
         if (!st) st = lt_algo_keep(cu, &key, found, &heur.algo, &p); /* the entry keeps the descriptors */
         lt_free(&p); /* nothing left after a keep; everything after a failure */
     }
-    const struct mrec_lt_algo *known = st ? NULL : lt_algo_find(cu, &key);
+    struct mrec_lt_algo *known = st ? NULL : lt_algo_find(cu, &key);
     if (!st && !known->found) {
         if (no_algo) *no_algo = 1;
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "gemm %dx%dx%d: cuBLASLt has no algorithm for it", M, N, K);
@@ -265,6 +281,8 @@ static mrec_status lt_matmul(void *C, cudaDataType_t c_type, const void *A, cons
         const lt_plan *p = &known->plan;
         cublasStatus_t ms = cublasLtMatmul(cu->lt, p->op, &alpha, B, p->a, A, p->b, &beta, C, p->c, C, p->c, &known->algo, cu->lt_work,
                                            ws, cu->stream);
+        /* a heuristic's answer is no promise that it runs: one that refused is not asked again, the key falls back */
+        if (ms == CUBLAS_STATUS_NOT_SUPPORTED) known->found = 0;
         if (ms == CUBLAS_STATUS_NOT_SUPPORTED && no_algo) *no_algo = 1;
         st = mrec_cublas_check(ms, "cublasLtMatmul");
     }
@@ -359,18 +377,18 @@ extern "C" mrec_status mrec_gemm_lt_cuda(float *C, const float *A, const float *
     int no_algo = 0;
     mrec_status st;
     if (precision == MREC_PREC_BF16) {
-        int64_t na = span(trans_a ? K : M, trans_a ? M : K, lda), nb = span(trans_b ? N : K, trans_b ? K : N, ldb);
-        const uint16_t *a = bf16_twin(cu, A, na), *b = bf16_twin(cu, B, nb);
-        int64_t at_b = (na + 127) / 128 * 128; /* B after A in the buffer, 256-byte aligned */
-        st = bf16_scratch(cu, (a ? 0 : at_b) + (b ? 0 : nb));
-        if (!st && !a) st = mrec_f32_to_bf16_cuda(cu->bf16_buf, A, na, cu), a = cu->bf16_buf;
-        if (!st && !b) {
-            uint16_t *to = cu->bf16_buf + (a == cu->bf16_buf ? at_b : 0);
-            st = mrec_f32_to_bf16_cuda(to, B, nb, cu), b = to;
-        }
+        int ra = trans_a ? K : M, ca = trans_a ? M : K, rb = trans_b ? N : K, cb = trans_b ? K : N;
+        const uint16_t *a = bf16_twin(cu, A, span(ra, ca, lda)), *b = bf16_twin(cu, B, span(rb, cb, ldb));
+        /* An operand without a twin is converted packed, its rows one after another: a strided one (a batch's
+         * [CLS] rows, T * H apart) would otherwise take the whole span between its rows. */
+        int lda_16 = a ? lda : ca, ldb_16 = b ? ldb : cb;
+        int64_t at_b = a ? 0 : ((int64_t)ra * ca + 127) / 128 * 128; /* B after A in the buffer, 256-byte aligned */
+        st = bf16_scratch(cu, at_b + (b ? 0 : (int64_t)rb * cb));
+        if (!st && !a) st = pack_bf16(cu->bf16_buf, A, ra, ca, lda, cu), a = cu->bf16_buf;
+        if (!st && !b) st = pack_bf16(cu->bf16_buf + at_b, B, rb, cb, ldb, cu), b = cu->bf16_buf + at_b;
         if (!st)
             st = lt_matmul(C, CUDA_R_32F, a, b, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, CUBLAS_COMPUTE_32F, CUDA_R_16BF, trans_a, trans_b, M,
-                           N, K, lda, ldb, ldc, cu, &no_algo);
+                           N, K, lda_16, ldb_16, ldc, cu, &no_algo);
     } else {
         cublasComputeType_t compute = precision == MREC_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
         st = lt_matmul(C, CUDA_R_32F, A, B, bias, MREC_GEMM_NO_ACT, 0, alpha, beta, compute, CUDA_R_32F, trans_a, trans_b, M, N, K, lda,
