@@ -784,7 +784,7 @@ __global__ static void spmm_kernel(float *out, const int64_t *row_ptr, const int
         int64_t lo = row_ptr[r], hi = row_ptr[r + 1];
         for (int d = lane; d < D; d += 32) {
             float sum = 0.0f;
-            for (int64_t e = lo; e < hi; e++) sum += (val ? val[e] : 1.0f) * X[(size_t)col[e] * D + d];
+            for (int64_t e = lo; e < hi; e++) sum = __fmaf_rn(val ? val[e] : 1.0f, X[(size_t)col[e] * D + d], sum); /* as spmm_run */
             size_t at = (size_t)r * D + d;
             out[at] = sum;
             if (total) total[at] = __fmul_rn(__fadd_rn(total_in[at], sum), scale);
