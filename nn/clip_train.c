@@ -125,7 +125,7 @@ static int carve_head(mrec_arena *a, step_acts *s, int B) {
 }
 
 #define MAX_LAYERS 64
-#define MAX_BATCH 65535 /* a GPU's attention takes the batch in its grid's z, at most 65,535 */
+#define MAX_BATCH 1024 /* pairs (or a tower's inputs) a step: their pooled rows' index lies on the stack */
 
 /* Everything one step uses, in one order for measuring and for carving. Returns nonzero when a real arena is short. */
 static int carve_all(mrec_arena *a, step_acts *s, layer_acts *vl, layer_acts *tl, const mrec_clip *m, int B, int T,
@@ -322,8 +322,7 @@ mrec_status mrec_clip_train_grads(mrec_context *ctx, const mrec_clip *m, const f
     int Hv = vc->hidden, Ht = tc->hidden;
 
     /* vision forward */
-    int32_t rows[1 << 10];
-    if (B > (int)(sizeof rows / sizeof rows[0])) return mrec_fail(MREC_ERR_SHAPE, "clip training: at most %zu pairs", sizeof rows / sizeof rows[0]);
+    int32_t rows[MAX_BATCH]; /* B <= MAX_BATCH, checked above */
     st = embed_forward(ctx, vt, 1, vi, images, NULL, NULL);
     if (!st) st = stack_forward(ctx, vt, vi, NULL, NULL);
     for (int b = 0; b < B; b++) rows[b] = b * Tv; /* the class tokens */
@@ -350,9 +349,10 @@ mrec_status mrec_clip_train_grads(mrec_context *ctx, const mrec_clip *m, const f
     /* text backward */
     if (!st) st = head_backward(ctx, tt, text_grad, tx);
     if (!st) st = stack_backward(ctx, tt, text_grad, tx, tx->mask_bias, tx->causal);
-    if (!st) st = mrec_index_csr(ctx, tx->tok_ptr, tx->tok_at, tx->ids, B * T, tc->vocab_size, tx->index_work, tx->index_bytes);
+    /* the ids were checked on the host above, the positions are 0 .. T - 1: indexed without reading a check back */
+    if (!st) st = mrec_index_csr_prechecked(ctx, tx->tok_ptr, tx->tok_at, tx->ids, B * T, tc->vocab_size, tx->index_work, tx->index_bytes);
     if (!st) st = mrec_embedding_back(ctx, GRAD(tt, text_grad, tt->embed), tx->dx, tx->tok_ptr, tx->tok_at, tc->vocab_size, Ht);
-    if (!st) st = mrec_index_csr(ctx, tx->pos_ptr, tx->pos_at, tx->pos, B * T, tc->max_positions, tx->index_work, tx->index_bytes);
+    if (!st) st = mrec_index_csr_prechecked(ctx, tx->pos_ptr, tx->pos_at, tx->pos, B * T, tc->max_positions, tx->index_work, tx->index_bytes);
     if (!st) st = mrec_embedding_back(ctx, GRAD(tt, text_grad, tt->pos), tx->dx, tx->pos_ptr, tx->pos_at, tc->max_positions, Ht);
 
     /* vision backward */
@@ -457,8 +457,7 @@ mrec_status mrec_clip_tower_top_forward(mrec_context *ctx, const mrec_clip *m, m
     mrec_status st = tower_args(ctx, m, tower, B, T, first, &tw);
     if (st) return st;
     int vision = tower == MREC_CLIP_VISION, Tk = tokens_of(m, vision, T), H = tw->cfg.hidden, D = m->projection_dim;
-    int32_t rows[1 << 10];
-    if (B > (int)(sizeof rows / sizeof rows[0])) return mrec_fail(MREC_ERR_SHAPE, "clip tower: at most %zu inputs a call", sizeof rows / sizeof rows[0]);
+    int32_t rows[MAX_BATCH]; /* B <= MAX_BATCH, checked by tower_args */
     for (int b = 0; b < B; b++) {
         int p = vision ? 0 : pool[b];
         if (p < 0 || p >= Tk) return mrec_fail(MREC_ERR_ARG, "clip tower: input %d pools token %d of %d", b, p, Tk);

@@ -176,18 +176,18 @@ static mrec_status concat(clip_e2e *m, float *E, int K) {
 
 /* The batch's distinct items' embeddings E (K, 2D) = [img ; txt], through the trainable tops; the
  * activations stay in the workspaces for the backward (K <= 1024 then). */
-static mrec_status embed_items(clip_e2e *m, const int32_t *items, int K, float *E) {
+static mrec_status embed_items(clip_e2e *m, const int32_t *items, int K, float *E) { /* items checked by the caller */
     mrec_context *ctx = m->ctx;
     int T = m->T;
     mrec_status st = mrec_copy_to_device_staged(ctx, m->items_dev, items, sizeof(int32_t) * (size_t)K);
     if (st) return st;
-    if (!m->blocks) return mrec_embedding(ctx, E, m->emb, m->items_dev, K, m->n_items, 2 * m->D);
+    if (!m->blocks) return mrec_embedding_checked(ctx, E, m->emb, m->items_dev, K, m->n_items, 2 * m->D);
     for (int k = 0; k < K; k++) {
         m->bpool[k] = m->pool[items[k]];
         if (m->mask) memcpy(m->bmask + (size_t)k * T, m->mask + (size_t)items[k] * T, sizeof(int32_t) * (size_t)T);
     }
-    st = mrec_embedding(ctx, m->bv, m->hid_v, m->items_dev, K, m->n_items, m->Tv * m->Hv);
-    if (!st) st = mrec_embedding(ctx, m->bt, m->hid_t, m->items_dev, K, m->n_items, T * m->Ht);
+    st = mrec_embedding_checked(ctx, m->bv, m->hid_v, m->items_dev, K, m->n_items, m->Tv * m->Hv);
+    if (!st) st = mrec_embedding_checked(ctx, m->bt, m->hid_t, m->items_dev, K, m->n_items, T * m->Ht);
     if (!st) st = mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_VISION, m->bv, NULL, NULL, K, T, m->first_v, m->dv, m->work_v,
                                               m->work_v_bytes);
     if (!st) st = mrec_clip_tower_top_forward(ctx, m->clip, MREC_CLIP_TEXT, m->bt, m->bpool, m->mask ? m->bmask : NULL, K, T, m->first_t,
@@ -253,8 +253,8 @@ static mrec_status batch_loss_grad(clip_e2e *m, const int32_t *u, const int32_t 
     st = mrec_gemm(ctx, m->dE, m->dZ, m->w, NULL, 1, 0, 0, 0, K, D2, d, d, D2, D2);
     if (!st) st = mrec_copy_rows(ctx, m->dv, D, m->dE, D2, K, D);
     if (!st) st = mrec_copy_rows(ctx, m->dt, D, m->dE + D, D2, K, D);
-    /* the backward accumulates: the trainable tensors' gradients start at 0 (x 0: they hold the last batch's, finite) */
-    for (int t = 0; t < m->n_tensors && !st; t++) st = mrec_scale(ctx, m->tensor[t].grad, m->tensor[t].grad, 0.0f, m->tensor[t].n);
+    /* the backward accumulates: the trainable tensors' gradients start at 0 */
+    for (int t = 0; t < m->n_tensors && !st; t++) st = mrec_fill(ctx, m->tensor[t].grad, 0.0f, m->tensor[t].n);
     if (!st) st = mrec_clip_tower_top_backward(ctx, m->clip, MREC_CLIP_VISION, m->dv, K, m->T, m->first_v, m->vgrad, m->work_v, m->work_v_bytes);
     if (!st) st = mrec_clip_tower_top_backward(ctx, m->clip, MREC_CLIP_TEXT, m->dt, K, m->T, m->first_t, m->tgrad, m->work_t, m->work_t_bytes);
     if (!st) st = mrec_adamw_step(ctx, m->tensor, m->n_tensors, &m->adamw, m->adamw.lr, ++m->step);

@@ -104,10 +104,11 @@ static mrec_status dev_zeros(mrec_context *ctx, void **p, size_t bytes) {
     }
     mrec_status st = mrec_cuda_malloc(ctx->cuda, p, bytes);
     if (st) return st;
-    void *z = calloc(1, bytes ? bytes : 1);
-    if (!z) return mrec_fail(MREC_ERR_NOMEM, "finetune-clip: %zu bytes", bytes);
-    st = mrec_copy_to_device(ctx, *p, z, bytes);
-    free(z);
+    /* zeroed on the device (a host buffer of zeros as large as the step's workspace would cost as much host memory) */
+    static const unsigned char zero[sizeof(float)];
+    st = mrec_fill(ctx, (float *)*p, 0.0f, (int64_t)(bytes / sizeof(float)));
+    if (!st && bytes % sizeof(float))
+        st = mrec_copy_to_device(ctx, (unsigned char *)*p + bytes / sizeof(float) * sizeof(float), zero, bytes % sizeof(float));
     return st;
 }
 
@@ -123,8 +124,8 @@ static mrec_status zero_grads(mrec_finetune *f) {
         memset(f->vgrad, 0, sizeof(float) * (size_t)f->m->vision.floats);
         memset(f->tgrad, 0, sizeof(float) * (size_t)f->m->text.floats);
     } else {
-        st = mrec_scale(f->ctx, f->vgrad, f->vgrad, 0.0f, f->m->vision.floats);
-        if (!st) st = mrec_scale(f->ctx, f->tgrad, f->tgrad, 0.0f, f->m->text.floats);
+        st = mrec_fill(f->ctx, f->vgrad, 0.0f, f->m->vision.floats);
+        if (!st) st = mrec_fill(f->ctx, f->tgrad, 0.0f, f->m->text.floats);
     }
     f->dscale = 0, f->batches = 0;
     return st;

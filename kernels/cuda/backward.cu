@@ -3,9 +3,11 @@
  * ops, CLIP's loss, AdamW and the sum of squares of the gradient norm.
  *
  * Products go to cuBLAS (fp32, through mrec_gemm_cuda and
- * mrec_gemm_batched_cuda). Nothing uses float atomics: a sum over rows is one
- * thread per column walking the rows in order, a sum along a row is one block
- * reducing in a fixed tree, so the same inputs give the same bits every run.
+ * mrec_gemm_batched_cuda: fp32 whatever the context's precision, as on the
+ * CPU). Nothing uses float atomics: a sum over rows is a block per 8 columns,
+ * 32 interleaved row sets added in a fixed order (the CPU's), a sum along a
+ * row is one block reducing in a fixed tree, so the same inputs give the same
+ * bits every run.
  */
 #include "cuda_internal.h"
 
