@@ -871,6 +871,9 @@ mrec_status mrec_graph_wait_refused(const char *what);
 mrec_status mrec_graph_check_enable(mrec_context *ctx);  /* MREC_GRAPH_CHECK=1: every CPU context made has it on */
 /* One launch of op inside a body: its n arguments, each as 64 bits (an address, a number's bits). */
 void mrec_graph_note(mrec_context *ctx, const char *op, const uint64_t *v, int n);
+/* The running body stops early on a CPU's own decision, one a GPU's body does not take (a training batch whose
+ * loss the host saw go bad skips Adam): this call is neither counted nor compared. */
+void mrec_graph_check_skip(mrec_context *ctx);
 /* The arena frees on the CPU so far, in this process (the replay check forgets its calls when it changes). */
 long long mrec_arena_cpu_frees(void);
 mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes, mrec_graph_body body, void *arg);
@@ -929,7 +932,8 @@ mrec_status mrec_embedding_checked_cuda(float *out, const float *table, const in
                                         mrec_cuda *cu);
 mrec_status mrec_mean_pool_cuda(float *out, const float *in, const int32_t *mask, int B, int T, int D,
                                 mrec_cuda *cu);
-/* k <= 128 on the GPU (MREC_ERR_UNSUPPORTED above: evaluation uses k <= 100). */
+/* k <= MREC_TOPK_GPU_MAX on the GPU (MREC_ERR_UNSUPPORTED above; mrec_topk_rows takes a longer list on the host). */
+#define MREC_TOPK_GPU_MAX 128
 mrec_status mrec_topk_rows_cuda(int32_t *idx, float *val, const float *scores, int R, int C, int k,
                                 mrec_cuda *cu);
 /* mrec_gram_topk_cpu's result with the products on the GPU: x, idx and val
@@ -1113,9 +1117,11 @@ mrec_status mrec_embedding(mrec_context *ctx, float *out, const float *table, co
  * the host does not wait; the CPU checks anyway (it costs nothing there). */
 mrec_status mrec_embedding_checked(mrec_context *ctx, float *out, const float *table, const int32_t *ids, int N, int V, int D);
 mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const int32_t *mask, int B, int T, int D);
+/* On a GPU a k above MREC_TOPK_GPU_MAX (a long saved list) is taken on the host: the rows' scores go down,
+ * their lists come back up. */
 mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k);
 /* mrec_gram_topk_cpu's result; x, idx and val are host memory on any context.
- * A GPU context makes the products on its device (k <= 128; above, the CPU). */
+ * A GPU context makes the products on its device (k <= MREC_TOPK_GPU_MAX; above, the CPU). */
 mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows);
 /* work: mrec_attention_workspace_bytes of memory on the context's device (0 on the GPU: fused) */
 size_t mrec_attention_workspace_bytes(const mrec_context *ctx, int B, int T, int heads, int dh);

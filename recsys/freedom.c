@@ -417,9 +417,9 @@ static mrec_status ops_setup(freedom *m, int all) {
     /* S^T on the host, then the three graphs */
     mrec_graph st_host = {0};
     if (!st) st = mrec_graph_transpose(&st_host, m->item_graph);
-    const mrec_graph *g[4] = {m->full, NULL, m->item_graph, &st_host};
+    /* the pruned graph's room starts as the full graph: a step before the first epoch_start reads a graph */
+    const mrec_graph *g[4] = {m->full, m->full, m->item_graph, &st_host};
     for (int k = 0; k < 4 && !st; k++) {
-        if (!g[k]) continue;
         int64_t nnz = g[k]->row_ptr[g[k]->n_nodes];
         st = mrec_copy_to_device(ctx, ptr[k], g[k]->row_ptr, sizeof(int64_t) * ((size_t)g[k]->n_nodes + 1));
         if (!st) st = mrec_copy_to_device(ctx, col[k], g[k]->col, sizeof(int32_t) * (size_t)nnz);

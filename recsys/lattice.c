@@ -811,7 +811,10 @@ static mrec_status create_on_device(mrec_model *out, lattice *m, const mrec_feat
     mrec_context *ctx = m->ctx;
     int I = m->n_items, dim = m->dim, M = m->n_mod;
     size_t N = (size_t)m->n_nodes, most = N * dim;
-    for (int mo = 0; mo < M; mo++) most = (size_t)I * m->fdim[mo] > most ? (size_t)I * m->fdim[mo] : most;
+    for (int mo = 0; mo < M; mo++) { /* h holds the largest of the node table, a modality's features and its weight */
+        size_t F = (size_t)m->fdim[mo], big = (size_t)I * F > (size_t)dim * F ? (size_t)I * F : (size_t)dim * F;
+        most = big > most ? big : most;
+    }
     mrec_status st = ops_setup(m);
     float *h = st ? NULL : calloc(most, sizeof(float));
     if (!st && !h) st = mrec_fail(MREC_ERR_NOMEM, "lattice: %zu initial values", most);

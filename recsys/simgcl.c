@@ -504,6 +504,8 @@ mrec_status mrec_simgcl_create(mrec_model *out, const mrec_graph *graph, int n_u
     out->status = &m->status;
     out->loss_grad = simgcl_loss_grad, out->step = simgcl_step, out->prepare = simgcl_prepare, out->score = simgcl_score;
     if (m->use_ops) out->stage = simgcl_stage, out->launch = simgcl_launch;
+    /* which noise a launch reads (drawn each step, or fixed by mrec_simgcl_set_noise) is in its graph's key */
+    out->launch_key = &m->noise_fixed, out->launch_key_bytes = (int)sizeof m->noise_fixed;
     out->destroy = simgcl_destroy;
     out->embed_dim = m->dim, out->embeddings = simgcl_embeddings;
     return MREC_OK;

@@ -151,13 +151,10 @@ static mrec_device moments_device(const mrec_optimizer *a) { return a->ctx ? a->
 mrec_status mrec_adam_add(mrec_optimizer *a, float *param, float *grad, int64_t n) {
     if (a->n_params == MREC_MAX_PARAMS) return mrec_fail(MREC_ERR_ARG, "adam: at most %d parameter tensors", MREC_MAX_PARAMS);
     int p = a->n_params;
-    if (a->ctx) { /* m and v side by side on the device, zeroed by an upload */
+    if (a->ctx) { /* m and v side by side on the device, zeroed there */
         size_t bytes = 2 * sizeof(float) * (size_t)n;
-        float *zeros = calloc(2 * (size_t)(n ? n : 1), sizeof(float));
-        mrec_status st = zeros ? mrec_arena_reserve(&a->moments[p], bytes, a->ctx->device, a->ctx->cuda)
-                               : mrec_fail(MREC_ERR_NOMEM, "adam: moments for %lld values", (long long)n);
-        if (!st) st = mrec_copy_to_device(a->ctx, a->moments[p].base, zeros, bytes);
-        free(zeros);
+        mrec_status st = mrec_arena_reserve(&a->moments[p], bytes, a->ctx->device, a->ctx->cuda);
+        if (!st) st = mrec_fill(a->ctx, (float *)a->moments[p].base, 0.0f, 2 * n);
         if (st) {
             mrec_arena_release(&a->moments[p], a->ctx->cuda);
             return st;

@@ -250,6 +250,25 @@ static void test_topk(void) {
         free(s), free(ri), free(gi), free(rv), free(gv);
     }
     t_status(mrec_topk_rows_cuda(NULL, NULL, NULL, 1, 1000, 129, cu), MREC_ERR_UNSUPPORTED, "k above 128 is refused");
+    /* the op on a GPU context takes a longer list (a saved top 300) on the host: the CPU's lists */
+    mrec_context_options o = mrec_context_defaults();
+    o.device = MREC_WANT_CUDA, o.n_threads = 1;
+    mrec_context *ctx;
+    if (!t_status(mrec_context_create(&ctx, &o), MREC_OK, "a CUDA context")) return;
+    int R = 3, C = 5000, k = 300;
+    float *s = malloc(4 * (size_t)R * C), *rv = malloc(4 * (size_t)R * k), *gv = malloc(4 * (size_t)R * k);
+    int32_t *ri = malloc(4 * (size_t)R * k), *gi = malloc(4 * (size_t)R * k);
+    for (int64_t i = 0; i < (int64_t)R * C; i++) s[i] = (float)(t_rand_u64(&seed) % 64) / 8.0f; /* ties everywhere */
+    mrec_topk_rows_ref(ri, rv, s, R, C, k);
+    float *ds = up(s, 4 * (size_t)R * C), *dv = up(rv, 4 * (size_t)R * k);
+    int32_t *dix = up(ri, 4 * (size_t)R * k);
+    if (t_status(mrec_topk_rows(ctx, dix, dv, ds, R, C, k), MREC_OK, "mrec_topk_rows on a GPU context, k %d", k) &&
+        down(gi, dix, 4 * (size_t)R * k) && down(gv, dv, 4 * (size_t)R * k))
+        t_check(!memcmp(ri, gi, 4 * (size_t)R * k) && !memcmp(rv, gv, 4 * (size_t)R * k),
+                "mrec_topk_rows on a GPU context, k %d above the kernel's %d: the reference's lists", k, MREC_TOPK_GPU_MAX);
+    mrec_cuda_free(cu, ds), mrec_cuda_free(cu, dv), mrec_cuda_free(cu, dix);
+    free(s), free(ri), free(gi), free(rv), free(gv);
+    mrec_context_destroy(ctx);
 }
 
 /* The kNN selection with its products on the GPU (host memory in and out).

@@ -9,6 +9,7 @@
  */
 #include "../mrec_kernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int on_gpu(const mrec_context *ctx) { return ctx->device == MREC_DEVICE_CUDA; }
@@ -227,14 +228,29 @@ mrec_status mrec_mean_pool(mrec_context *ctx, float *out, const float *in, const
     return MREC_OK;
 }
 
+/* A GPU context's top k past its kernel's list: the scores to the host, the lists there, back up (the same lists) */
+static mrec_status topk_rows_on_host(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k) {
+    size_t n = (size_t)R * C, nk = (size_t)R * k;
+    float *s = malloc(n * sizeof *s), *v = malloc(nk * sizeof *v);
+    int32_t *i = malloc(nk * sizeof *i);
+    mrec_status st = s && v && i ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "topk: %d rows of %d scores on the host", R, C);
+    if (!st) st = mrec_copy_to_host(ctx, s, scores, n * sizeof *s);
+    if (!st) mrec_topk_rows_cpu(i, v, s, R, C, k, ctx->pool);
+    if (!st) st = mrec_copy_to_device(ctx, idx, i, nk * sizeof *i);
+    if (!st && val) st = mrec_copy_to_device(ctx, val, v, nk * sizeof *v);
+    free(s), free(v), free(i);
+    return st;
+}
+
 mrec_status mrec_topk_rows(mrec_context *ctx, int32_t *idx, float *val, const float *scores, int R, int C, int k) {
+    if (on_gpu(ctx) && k > MREC_TOPK_GPU_MAX && k <= C && R > 0) return topk_rows_on_host(ctx, idx, val, scores, R, C, k);
     if (on_gpu(ctx)) return mrec_topk_rows_cuda(idx, val, scores, R, C, k, ctx->cuda);
     mrec_topk_rows_cpu(idx, val, scores, R, C, k, ctx->pool);
     return MREC_OK;
 }
 
 mrec_status mrec_gram_topk(mrec_context *ctx, int32_t *idx, float *val, const float *x, int n, int dim, int k, int unit_rows) {
-    if (on_gpu(ctx) && k <= 128) return mrec_gram_topk_cuda(idx, val, x, n, dim, k, unit_rows, ctx->cuda);
+    if (on_gpu(ctx) && k <= MREC_TOPK_GPU_MAX) return mrec_gram_topk_cuda(idx, val, x, n, dim, k, unit_rows, ctx->cuda);
     return mrec_gram_topk_cpu(idx, val, x, n, dim, k, unit_rows, ctx->pool);
 }
 

@@ -494,7 +494,7 @@ __device__ static bool ranks_before(float va, int ia, float vb, int ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
-#define TOPK_MAX 128
+#define TOPK_MAX MREC_TOPK_GPU_MAX
 
 /* The better of two (value, column) candidates, column -1 for none; the
  * order is total, so every lane of a butterfly ends on the same one. */
