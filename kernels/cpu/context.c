@@ -244,6 +244,7 @@ struct mrec_graph_check {
     const char **name;
     int n_ops, cap;
     int failed;     /* a note could not be kept (memory): nothing is compared */
+    int skip;       /* the body stopped early on the CPU's own decision (mrec_graph_check_skip) */
 };
 
 static void graph_check_free(struct mrec_graph_check *c) {
@@ -280,8 +281,13 @@ void mrec_graph_note(mrec_context *ctx, const char *op, const uint64_t *v, int n
     c->hash[c->n_ops] = x, c->name[c->n_ops++] = op;
 }
 
+void mrec_graph_check_skip(mrec_context *ctx) {
+    if (ctx->graph_check) ctx->graph_check->skip = 1;
+}
+
 /* After a body's call under key: the second call's launches kept, a later call's compared with them. */
 static mrec_status graph_check_call(struct mrec_graph_check *c, const void *key, size_t len) {
+    if (c->skip) return MREC_OK;
     check_key *e = NULL;
     for (int k = 0; k < c->n_keys && !e; k++)
         if (c->keys[k].len == len && !memcmp(c->keys[k].key, key, len)) e = &c->keys[k];
@@ -318,7 +324,7 @@ static mrec_status graph_check_call(struct mrec_graph_check *c, const void *key,
 mrec_status mrec_graph_run(mrec_context *ctx, const void *key, size_t key_bytes, mrec_graph_body body, void *arg) {
     if (!on_gpu(ctx)) {
         struct mrec_graph_check *c = ctx->graph_check;
-        if (c) c->n_ops = 0, c->failed = 0;
+        if (c) c->n_ops = 0, c->failed = 0, c->skip = 0;
         ctx->in_graph++;
         mrec_status st = body(ctx, arg);
         ctx->in_graph--;
