@@ -343,6 +343,80 @@ uninstall:
 	    $(DESTDIR)$(LIBDIR)/libmrec.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libmrec.so.$(VERSION) \
 	    $(DESTDIR)$(INCDIR)/mrec.h $(DESTDIR)$(INCDIR)/mrec_status.h $(DESTDIR)$(LIBDIR)/pkgconfig/mrec.pc
 
+# ---- the CUDA kernels on the CPU (tests/emu) ----
+# make emu-check: runs kernels/cuda/*.cu on the CPU, in an emulator (tests/emu/cuda_emu.h says what it
+# models and what not), each kernel against libmrec's CPU reference, so that the GPU code is tested on
+# machines without a GPU; then plants bugs in copies of the kernels (tests/emu/mutations) and requires the
+# tests to catch each. Needs g++ and the CUDA headers (CUDA_HOME, and CUDNN_HOME where cuDNN's are
+# elsewhere), no GPU and no nvcc; without them it prints "skipped". Against the plain CPU build only.
+EMU          := build/emu
+EMU_CXX      ?= g++
+EMU_TESTS    := attention spmm ops backward conv train
+EMU_BINS     := $(patsubst %,$(EMU)/test_%,$(EMU_TESTS))
+# -Itests/emu first: its cub/ stands in for CUDA's (tests/emu/cub/device/device_radix_sort.cuh)
+EMU_INC      := -Itests/emu -I$(CUDA_HOME)/include $(if $(CUDNN_HOME),-I$(CUDNN_HOME)/include) -Ikernels/cuda -Ikernels
+# -ffp-contract=off: no fused multiply-add but the explicit ones (cuda_emu.h, Limits)
+EMU_CXXFLAGS := -std=c++17 -O2 -g -fno-strict-aliasing -ffp-contract=off -pthread $(EMU_INC)
+# the kernels: device code compiled as host C++ (unused-parameter and the like are not its warnings)
+EMU_KFLAGS   := $(EMU_CXXFLAGS) -w -include tests/emu/cuda_emu.h
+EMU_COMMON   := $(EMU)/cuda_emu.o $(EMU)/device.o $(EMU)/cuda_stubs.o $(BUILD)/tests/harness.o
+# why emu-check cannot run here (empty when it can); worked out only when emu-check is asked for
+ifneq ($(filter emu-check,$(MAKECMDGOALS)),)
+EMU_HAVE_CXX := $(shell command -v $(EMU_CXX) >/dev/null 2>&1 && echo 1)
+EMU_HAVE_HDR := $(shell printf '\043include <cuda_bf16.h>\n\043include <cublasLt.h>\n\043include <cudnn.h>\n' | \
+                  $(EMU_CXX) -x c++ -std=c++17 $(EMU_INC) -E - >/dev/null 2>&1 && echo 1)
+ifneq ($(VARIANT),cpu)
+EMU_SKIP := emu-check runs against the plain CPU build, not with CUDA=1, SAN=1 or DEBUG=1
+else ifneq ($(EMU_HAVE_CXX),1)
+EMU_SKIP := emu-check needs a C++ compiler ($(EMU_CXX) not found)
+else ifneq ($(EMU_HAVE_HDR),1)
+EMU_SKIP := emu-check needs the CUDA headers cuda_bf16.h, cublasLt.h and cudnn.h (looked in $(CUDA_HOME)/include; set CUDA_HOME, CUDNN_HOME)
+endif
+endif
+
+.PHONY: emu-check
+emu-check: $(if $(EMU_SKIP),,$(EMU_BINS) $(EMU)/mutations)
+	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU) $(EMU_BINS) $(EMU)/mutations)
+
+$(EMU)/transform: tests/emu/transform.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -Wall -Wextra -o $@ $<
+$(EMU)/%_emu.cpp: kernels/cuda/%.cu $(EMU)/transform
+	$(EMU)/transform $< $@
+$(EMU)/%_emu.o: $(EMU)/%_emu.cpp tests/emu/cuda_emu.h kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
+	$(EMU_CXX) $(EMU_KFLAGS) -c $< -o $@
+# weak stubs for what an emulated kernel file names but nothing here defines (cuBLAS, cuDNN, ...)
+$(EMU)/%_emu_stubs.c: $(EMU)/%_emu.o tests/emu/stubs.sh
+	sh tests/emu/stubs.sh object $< $@
+$(EMU)/cuda_stubs.c: kernels/mrec_kernels.h tests/emu/stubs.sh
+	@mkdir -p $(dir $@)
+	sh tests/emu/stubs.sh header $< $@
+$(EMU)/%_stubs.o: $(EMU)/%_stubs.c
+	$(CC) -std=c11 -O1 -Wall -Wextra -c $< -o $@
+$(EMU)/%.o: tests/emu/%.cpp tests/emu/cuda_emu.h tests/emu/emu_test.h tests/harness.h kernels/mrec_kernels.h
+	@mkdir -p $(dir $@)
+	$(EMU_CXX) $(EMU_CXXFLAGS) -Wall -Wextra -include tests/emu/cuda_emu.h -c $< -o $@
+# libmrec without kernels/cpu/cuda_stub.c: the emulated kernels take the GPU entry points' place
+$(EMU)/libmrec.a: $(LIB)
+	@mkdir -p $(dir $@)
+	cp $< $@.tmp && ar d $@.tmp cuda_stub.o && mv -f $@.tmp $@
+.PRECIOUS: $(EMU)/%_emu.cpp $(EMU)/%_emu.o $(EMU)/%_emu_stubs.c $(EMU)/%_stubs.o $(EMU)/%.o
+
+# each test: its kernel files; the link line is kept in test_X.link for tests/emu/mutate.sh
+$(EMU)/test_attention: $(EMU)/attention_emu.o $(EMU)/attention_emu_stubs.o
+$(EMU)/test_spmm $(EMU)/test_ops: $(EMU)/ops_emu.o $(EMU)/ops_emu_stubs.o
+$(EMU)/test_backward: $(EMU)/backward_emu.o $(EMU)/backward_emu_stubs.o
+$(EMU)/test_conv: $(EMU)/conv_emu.o $(EMU)/conv_emu_stubs.o
+$(EMU)/test_train: $(EMU)/train_emu.o $(EMU)/train_emu_stubs.o $(EMU)/ops_emu.o $(EMU)/ops_emu_stubs.o
+$(EMU)/test_%: $(EMU)/test_%.o $(EMU_COMMON) $(EMU)/libmrec.a
+	$(EMU_CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) $(EMU)/libmrec.a $(LDLIBS)
+	@echo "$(filter %.o,$^) $(EMU)/libmrec.a $(LDLIBS)" > $@.link
+
+# the planted bugs, run as one more test program (tests/emu/mutate.sh)
+$(EMU)/mutations: tests/emu/mutate.sh tests/emu/mutations $(EMU_BINS)
+	@printf '#!/bin/sh\nEMU_CXX="%s" EMU_KFLAGS="%s" exec sh tests/emu/mutate.sh all %s tests/emu/mutations\n' \
+	    '$(EMU_CXX)' '$(subst -O2,-O1,$(EMU_KFLAGS))' '$(EMU)' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
+
 format:
 	clang-format -i $(LIB_SRC) $(TOOL_MAIN) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h */*/*.h)
 

@@ -1,0 +1,31 @@
+/* device.cpp: what kernels/cuda/device.cu gives the other .cu files, for the emulator: device memory is the
+ * host's, copies are memmove, and a CUDA error (never one here) becomes a status. Products through cuBLAS
+ * (mrec_gemm_cuda) are refused: the emulator does not run cuBLAS. */
+#include "cuda_internal.h"
+#include <string.h>
+
+mrec_status mrec_cuda_check(cudaError_t err, const char *what) {
+    return err ? mrec_fail(MREC_ERR_DEVICE, "%s: CUDA error %d (emulated)", what, (int)err) : MREC_OK;
+}
+extern "C" {
+mrec_status mrec_cuda_malloc(mrec_cuda *cu, void **ptr, size_t bytes) {
+    (void)cu;
+    *ptr = malloc(bytes ? bytes : 1);
+    return *ptr ? MREC_OK : MREC_ERR_NOMEM;
+}
+void mrec_cuda_free(mrec_cuda *cu, void *ptr) { (void)cu, free(ptr); }
+mrec_status mrec_cuda_copy_h2d(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
+    (void)cu, memmove(dst, src, bytes);
+    return MREC_OK;
+}
+mrec_status mrec_cuda_copy_d2h(mrec_cuda *cu, void *dst, const void *src, size_t bytes) {
+    (void)cu, memmove(dst, src, bytes);
+    return MREC_OK;
+}
+mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a, int trans_b,
+                           int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu) {
+    (void)C, (void)A, (void)B, (void)bias, (void)alpha, (void)beta, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)lda,
+        (void)ldb, (void)ldc, (void)cu;
+    return mrec_fail(MREC_ERR_UNSUPPORTED, "mrec_gemm_cuda: cuBLAS is not emulated");
+}
+}
