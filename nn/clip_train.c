@@ -64,20 +64,25 @@ static void *take(mrec_arena *a, size_t bytes, int *short_of) {
     return p;
 }
 
-/* One carving for measuring and for use: a measuring arena returns NULL and counts. */
-static int carve_tower(mrec_arena *a, tower_acts *t, const mrec_context *ctx, const mrec_clip_tower *tw, int vision, int B, int T,
-                       int D) {
+/* One carving for measuring and for use: a measuring arena returns NULL and counts. embeds: the tower's
+ * embedding stage runs here (its inputs, and the text's index for its backward); a top from a block does not. */
+static int carve_tower(mrec_arena *a, tower_acts *t, const mrec_context *ctx, const mrec_clip_tower *tw, int vision, int embeds,
+                       int B, int T, int D) {
     const mrec_clip_tower_config *c = &tw->cfg;
     int short_of = 0, H = c->hidden, I = c->intermediate, G = vision ? c->image_size / c->patch_size : 0;
     size_t BT = (size_t)B * T, f = sizeof(float);
     memset(t, 0, sizeof *t);
     t->B = B, t->T = T, t->H = H, t->I = I, t->heads = c->heads, t->D = D;
-    if (vision) {
+    if (vision && embeds) {
         t->x0 = take(a, BT * H * f, &short_of), t->m0 = take(a, BT * f, &short_of), t->r0 = take(a, BT * f, &short_of);
         t->images = take(a, (size_t)B * c->channels * c->image_size * c->image_size * f, &short_of);
         t->patches = take(a, (size_t)B * G * G * c->channels * c->patch_size * c->patch_size * f, &short_of);
-    } else {
-        t->ids = take(a, BT * 4, &short_of), t->mask = take(a, BT * 4, &short_of), t->pos = take(a, BT * 4, &short_of);
+    } else if (!vision) {
+        t->mask = take(a, BT * 4, &short_of);
+        t->mask_bias = take(a, BT * f, &short_of), t->causal = take(a, (size_t)c->heads * T * T * f, &short_of);
+    }
+    if (!vision && embeds) {
+        t->ids = take(a, BT * 4, &short_of), t->pos = take(a, BT * 4, &short_of);
         t->tok_ptr = take(a, ((size_t)c->vocab_size + 1) * 8, &short_of), t->tok_at = take(a, BT * 4, &short_of);
         t->pos_ptr = take(a, ((size_t)c->max_positions + 1) * 8, &short_of), t->pos_at = take(a, BT * 4, &short_of);
         size_t b1 = 0, b2 = 0;
@@ -85,7 +90,6 @@ static int carve_tower(mrec_arena *a, tower_acts *t, const mrec_context *ctx, co
         mrec_index_csr_workspace_bytes(ctx, (int)BT, c->max_positions, &b2);
         t->index_bytes = b1 > b2 ? b1 : b2;
         t->index_work = take(a, t->index_bytes, &short_of);
-        t->mask_bias = take(a, BT * f, &short_of), t->causal = take(a, (size_t)c->heads * T * T * f, &short_of);
     }
     t->rows = take(a, (size_t)B * 4, &short_of);
     float **bh[] = {&t->hp, &t->pooled, &t->dpool};
@@ -132,9 +136,9 @@ static int carve_all(mrec_arena *a, step_acts *s, layer_acts *vl, layer_acts *tl
                      const mrec_context *ctx) {
     const mrec_clip_tower_config *vc = &m->vision.cfg, *tc = &m->text.cfg;
     int Tv = 1 + (vc->image_size / vc->patch_size) * (vc->image_size / vc->patch_size), short_of = 0;
-    short_of |= carve_tower(a, &s->img, ctx, &m->vision, 1, B, Tv, m->projection_dim);
+    short_of |= carve_tower(a, &s->img, ctx, &m->vision, 1, 1, B, Tv, m->projection_dim);
     short_of |= carve_layers(a, vl, vc->layers, (size_t)B * Tv, vc->hidden, vc->intermediate);
-    short_of |= carve_tower(a, &s->txt, ctx, &m->text, 0, B, T, m->projection_dim);
+    short_of |= carve_tower(a, &s->txt, ctx, &m->text, 0, 1, B, T, m->projection_dim);
     short_of |= carve_layers(a, tl, tc->layers, (size_t)B * T, tc->hidden, tc->intermediate);
     short_of |= carve_head(a, s, B);
     s->img.layer = vl, s->txt.layer = tl;
@@ -370,11 +374,12 @@ mrec_status mrec_clip_train_grads(mrec_context *ctx, const mrec_clip *m, const f
 
 /* ---- one tower from a given block: the frozen bottom once, the trainable top per step ---- */
 
-/* One tower's carving for blocks [first, last) over B inputs (T tokens; the vision tower's own count). */
-static int carve_one(mrec_arena *a, tower_acts *t, layer_acts *L, const mrec_context *ctx, const mrec_clip *m, int vision, int B,
-                     int T, int first, int last) {
+/* One tower's carving for blocks [first, last) over B inputs (T tokens; the vision tower's own count); embeds as
+ * in carve_tower (the frozen bottom embeds, the trainable top starts from its hidden states). */
+static int carve_one(mrec_arena *a, tower_acts *t, layer_acts *L, const mrec_context *ctx, const mrec_clip *m, int vision, int embeds,
+                     int B, int T, int first, int last) {
     const mrec_clip_tower *tw = vision ? &m->vision : &m->text;
-    int short_of = carve_tower(a, t, ctx, tw, vision, B, T, m->projection_dim);
+    int short_of = carve_tower(a, t, ctx, tw, vision, embeds, B, T, m->projection_dim);
     short_of |= carve_layers(a, L, last - first, (size_t)B * T, tw->cfg.hidden, tw->cfg.intermediate);
     t->layer = L, t->first = first, t->last = last;
     return short_of;
@@ -401,7 +406,8 @@ static mrec_status tower_args(mrec_context *ctx, const mrec_clip *m, mrec_clip_t
     return mrec_weights_check(ctx, (*tw)->on, "clip");
 }
 
-/* The workspace of blocks [lo, hi) of a tower (hi -1: to the top), measured by carving it. */
+/* The workspace of blocks [lo, hi) of a tower (hi -1: the trainable top, which starts from hidden states and
+ * does not embed), measured by carving it. */
 static size_t blocks_workspace_bytes(const mrec_context *ctx, const mrec_clip *m, mrec_clip_towers tower, int B, int T, int lo,
                                      int hi) {
     int vision = tower == MREC_CLIP_VISION;
@@ -410,7 +416,7 @@ static size_t blocks_workspace_bytes(const mrec_context *ctx, const mrec_clip *m
     mrec_arena a = mrec_arena_measure();
     tower_acts t;
     layer_acts L[MAX_LAYERS];
-    carve_one(&a, &t, L, ctx, m, vision, B, tokens_of(m, vision, T), lo, hi < 0 ? tw->cfg.layers : hi);
+    carve_one(&a, &t, L, ctx, m, vision, hi >= 0, B, tokens_of(m, vision, T), lo, hi < 0 ? tw->cfg.layers : hi);
     return a.peak;
 }
 
@@ -441,7 +447,7 @@ mrec_status mrec_clip_tower_hidden(mrec_context *ctx, const mrec_clip *m, mrec_c
     mrec_arena a = {.base = work, .capacity = work_bytes, .device = ctx->device};
     tower_acts t;
     layer_acts L[MAX_LAYERS];
-    if (!work || carve_one(&a, &t, L, ctx, m, vision, B, Tk, 0, first))
+    if (!work || carve_one(&a, &t, L, ctx, m, vision, 1, B, Tk, 0, first))
         return mrec_fail(MREC_ERR_NOMEM, "clip tower: workspace of %zu bytes, %zu needed", work_bytes,
                          mrec_clip_tower_hidden_workspace_bytes(ctx, m, tower, B, T, first));
     st = embed_forward(ctx, tw, vision, &t, images, ids, mask);
@@ -466,7 +472,7 @@ mrec_status mrec_clip_tower_top_forward(mrec_context *ctx, const mrec_clip *m, m
     mrec_arena a = {.base = work, .capacity = work_bytes, .device = ctx->device};
     tower_acts t;
     layer_acts L[MAX_LAYERS];
-    if (!work || carve_one(&a, &t, L, ctx, m, vision, B, Tk, first, tw->cfg.layers))
+    if (!work || carve_one(&a, &t, L, ctx, m, vision, 0, B, Tk, first, tw->cfg.layers))
         return mrec_fail(MREC_ERR_NOMEM, "clip tower: workspace of %zu bytes, %zu needed", work_bytes,
                          mrec_clip_tower_top_workspace_bytes(ctx, m, tower, B, T, first));
     st = mrec_copy_rows(ctx, L[0].x, H, hidden, H, B * Tk, H);
@@ -487,7 +493,7 @@ mrec_status mrec_clip_tower_top_backward(mrec_context *ctx, const mrec_clip *m, 
     mrec_arena a = {.base = work, .capacity = work_bytes, .device = ctx->device};
     tower_acts t;
     layer_acts L[MAX_LAYERS];
-    if (!work || carve_one(&a, &t, L, ctx, m, vision, B, Tk, first, tw->cfg.layers))
+    if (!work || carve_one(&a, &t, L, ctx, m, vision, 0, B, Tk, first, tw->cfg.layers))
         return mrec_fail(MREC_ERR_NOMEM, "clip tower: workspace of %zu bytes, %zu needed", work_bytes,
                          mrec_clip_tower_top_workspace_bytes(ctx, m, tower, B, T, first));
     st = mrec_copy_rows(ctx, t.de, D, d_embeds, D, B, D);
