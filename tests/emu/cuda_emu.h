@@ -34,7 +34,8 @@
  *     fused here while nvcc fuses it by default: only explicit __fmaf_rn / fmaf fuse;
  *   - mma.sync sums its products exactly (in double) and rounds once to fp32; the tensor cores' internal
  *     order and truncation are not modelled, so their results are compared with tolerances;
- *   - cuBLAS, cuBLASLt and cuDNN are not emulated: what is reached only through them is not run.
+ *   - cuBLAS, cuBLASLt and cuDNN are not emulated: what is reached only through them is not run, but for the
+ *     static kernels of gemm.cu and conv.cu on those routes, which tests/emu/statics.h launches directly.
  */
 #pragma once
 #include <cuda_runtime.h>

@@ -1,6 +1,7 @@
 /* device.cpp: what kernels/cuda/device.cu gives the other .cu files, for the emulator: device memory is the
  * host's, copies are memmove, and a CUDA error (never one here) becomes a status. Products through cuBLAS
- * (mrec_gemm_cuda) are refused: the emulator does not run cuBLAS. */
+ * (mrec_gemm_cuda) are refused: the emulator does not run cuBLAS (weak: test_gemm links gemm.cu's own, for its
+ * static kernels, and never calls it). */
 #include "cuda_internal.h"
 #include <string.h>
 
@@ -22,7 +23,7 @@ mrec_status mrec_cuda_copy_d2h(mrec_cuda *cu, void *dst, const void *src, size_t
     (void)cu, memmove(dst, src, bytes);
     return MREC_OK;
 }
-mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a, int trans_b,
+__attribute__((weak)) mrec_status mrec_gemm_cuda(float *C, const float *A, const float *B, const float *bias, float alpha, float beta, int trans_a, int trans_b,
                            int M, int N, int K, int lda, int ldb, int ldc, mrec_cuda *cu) {
     (void)C, (void)A, (void)B, (void)bias, (void)alpha, (void)beta, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)lda,
         (void)ldb, (void)ldc, (void)cu;

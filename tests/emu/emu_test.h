@@ -73,3 +73,29 @@ static std::vector<Sched> schedules(int n) {
     return s;
 }
 static void use_schedule(const Sched &s) { emu_reseed(s.seed), emu_cp_mode = s.cp, emu_sched = s.policy; }
+
+/* run f under the first n schedules; the bytes [p, p + bytes) must come out the same from each, f must return
+ * `want` with no emulator error. f sets up its own inputs (an output it adds to starts afresh each time). */
+static bool under_schedules(const char *what, int n, const void *p, size_t bytes, const std::function<mrec_status()> &f,
+                            mrec_status want = MREC_OK) {
+    std::vector<unsigned char> first(bytes);
+    bool ok = true;
+    auto sch = schedules(n);
+    for (size_t s = 0; s < sch.size(); s++) {
+        use_schedule(sch[s]);
+        int e0 = emu_errors;
+        mrec_status st = f();
+        ok &= t_check(st == want && emu_errors == e0, "%s (schedule %zu): status %d, %d emulator errors", what, s, st, emu_errors - e0);
+        if (s == 0) memcpy(first.data(), p, bytes);
+        else ok &= t_check(!memcmp(first.data(), p, bytes), "%s: schedule %zu gives other bits than schedule 0", what, s);
+    }
+    return ok;
+}
+
+/* the same float bits, NaN meeting any NaN; the first difference printed */
+static bool same_floats(const char *what, const float *got, const float *ref, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(isnan(got[i]) && isnan(ref[i])) && memcmp(&got[i], &ref[i], 4))
+            return t_check(false, "%s: not the reference's bits (first at %zu: got %.9g, reference %.9g)", what, i, got[i], ref[i]);
+    return t_check(true, "%s", what);
+}

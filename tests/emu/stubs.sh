@@ -15,7 +15,7 @@ header)
         grep -v -x -E 'mrec_cuda_malloc|mrec_cuda_free|mrec_cuda_copy_h2d|mrec_cuda_copy_d2h|mrec_gemm_cuda') ;;
 object)
     syms=$(nm -u "$2" | awk '{print $2}' |
-        grep -E '^(cudnn|cublas|cuda[A-Z]|__cuda|_Z[0-9]+mrec_cu(blas|dnn)_check|_Z[0-9]+mrec_cuda_bf16_operands)' | sort -u) || true ;;
+        grep -E '^(cudnn|cublas|cuda[A-Z]|__cuda|_Z[0-9]+mrec_cu(blas|dnn)_check|_Z[0-9]+mrec_cuda_(bf16_operands|graphs_clear))' | sort -u) || true ;;
 *)
     echo "usage: stubs.sh header|object FILE OUT.c" >&2
     exit 2 ;;
