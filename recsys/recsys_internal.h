@@ -155,7 +155,7 @@ void mrec_batch_items_free(mrec_batch_items *b);
 /* ---- InfoNCE between two views' rows (contrast.c) ----------------------------
  * alpha InfoNCE(a, b) = alpha / n sum_r -log softmax_c(<â_r, b̂_c> / temp)[r]
  * over unit rows (F.normalize's), with its gradients; the logits a block of
- * rows at a time (block_rows, or 0: as many as 4M logits hold on a CPU, 64M on a GPU), so nothing
+ * rows at a time (block_rows, or 0: as many as 16M logits hold on a CPU, 64M on a GPU), so nothing
  * n x n is formed for a large n. The buffers are grown, not per call. */
 typedef struct {
     mrec_context *ctx;
