@@ -346,8 +346,8 @@ static void compute_collective(EmuFiber **L, unsigned mask) {
             }
             if (kind == EMU_SHFL_IDX) src = base + (c.arg & (w - 1));
             else if (kind == EMU_SHFL_XOR) {
-                src = l ^ c.arg;
-                if (src >= base + w || src < base) src = l;
+                src = l ^ c.arg; /* a group may read earlier groups; a later one gives the caller its own value */
+                if (src >= base + w) src = l;
             } else if (kind == EMU_SHFL_DOWN) {
                 src = l + c.arg;
                 if (src >= base + w) src = l;
@@ -394,7 +394,7 @@ void emu_warp_collective(EmuColl &c) {
             break;
         }
         EmuFiber &f = fibers[w0 + l];
-        if (f.state == DONE) {
+        if (f.state == DONE) { /* stricter than CUDA for shuffles and votes, which ignore exited lanes */
             emu_error("%s (line %d): lane %d of the mask has exited", coll_name(c.kind), c.line, l);
             all = false;
         } else if (f.state != WAIT_WARP || !(f.coll->mask >> lane & 1))
@@ -414,7 +414,8 @@ void emu_warp_collective(EmuColl &c) {
 }
 
 /* cvt.rna.tf32.f32 (PTX ISA, cvt): round to nearest, ties away from zero, to tf32's 10 mantissa bits (the low
- * 13 bits of the result zero): add half a tf32 ulp to the magnitude, then truncate. Inf stays, NaN canonical. */
+ * 13 bits of the result zero): add half a tf32 ulp to the magnitude, then truncate. Inf stays; a NaN becomes
+ * 0x7fffffff (PTX leaves it to the implementation; the emulated mma drops its low 13 bits, so it stays a NaN). */
 uint32_t emu_tf32_rna(float x) {
     uint32_t u = __float_as_uint(x);
     if ((u & 0x7f800000u) == 0x7f800000u) return (u & 0x7fffffu) ? 0x7fffffffu : u;
