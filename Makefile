@@ -9,6 +9,8 @@
 #   make bench        builds the benchmarks (needs libopenblas-dev), each run by hand
 #   make fuzz         libFuzzer targets (clang), FUZZ_SECONDS each (default 60);
 #                     FUZZ_RUNS=N stops a target after N inputs; FUZZ_TARGETS="npy json" picks some
+#   make emu-check    the CUDA kernels run on the CPU in an emulator (tests/emu), each
+#                     against its CPU reference, and planted bugs it must catch
 #   make gpu-check    on a machine with a GPU: CUDA build, every test on the GPU,
 #                     compute-sanitizer, report (tools/gpu/check.sh)
 #   make gpu-deps     fetches the Debian packages the build needs into .deps/,
@@ -351,7 +353,7 @@ uninstall:
 # elsewhere), no GPU and no nvcc; without them it prints "skipped". Against the plain CPU build only.
 EMU          := build/emu
 EMU_CXX      ?= g++
-EMU_TESTS    := attention spmm ops backward conv train losses elementwise encoder gemm
+EMU_TESTS    := attention spmm ops backward conv train losses elementwise encoder gemm pool
 EMU_BINS     := $(patsubst %,$(EMU)/test_%,$(EMU_TESTS))
 # -Itests/emu first: its cub/ stands in for CUDA's (tests/emu/cub/device/device_radix_sort.cuh)
 EMU_INC      := -Itests/emu -I$(CUDA_HOME)/include $(if $(CUDNN_HOME),-I$(CUDNN_HOME)/include) -Ikernels/cuda -Ikernels
@@ -383,8 +385,8 @@ $(EMU)/transform: tests/emu/transform.c
 	$(CC) -std=c11 -O2 -Wall -Wextra -o $@ $<
 $(EMU)/%_emu.cpp: kernels/cuda/%.cu $(EMU)/transform
 	$(EMU)/transform $< $@
-# gemm.cu and conv.cu: their static kernels reached only through cuBLAS or cuDNN get launchers (tests/emu/statics.h)
-$(EMU)/gemm_emu.cpp $(EMU)/conv_emu.cpp: $(EMU)/%_emu.cpp: kernels/cuda/%.cu tests/emu/%_statics.cu tests/emu/statics.h $(EMU)/transform
+# gemm.cu, conv.cu and ops.cu: their static kernels reached only through cuBLAS or cuDNN get launchers (tests/emu/statics.h)
+$(EMU)/gemm_emu.cpp $(EMU)/conv_emu.cpp $(EMU)/ops_emu.cpp: $(EMU)/%_emu.cpp: kernels/cuda/%.cu tests/emu/%_statics.cu tests/emu/statics.h $(EMU)/transform
 	$(EMU)/transform $< $@.tmp && $(EMU)/transform tests/emu/$*_statics.cu $@.tail && cat $@.tmp $@.tail > $@ && rm -f $@.tmp $@.tail
 $(EMU)/%_emu.o: $(EMU)/%_emu.cpp tests/emu/cuda_emu.h kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
 	$(EMU_CXX) $(EMU_KFLAGS) -c $< -o $@
@@ -407,11 +409,11 @@ $(EMU)/libmrec.a: $(LIB)
 
 # each test: its kernel files; the link line is kept in test_X.link for tests/emu/mutate.sh
 $(EMU)/test_attention: $(EMU)/attention_emu.o $(EMU)/attention_emu_stubs.o
-$(EMU)/test_spmm $(EMU)/test_ops $(EMU)/test_elementwise: $(EMU)/ops_emu.o $(EMU)/ops_emu_stubs.o
+$(EMU)/test_spmm $(EMU)/test_ops $(EMU)/test_elementwise $(EMU)/test_pool: $(EMU)/ops_emu.o $(EMU)/ops_emu_stubs.o
 $(EMU)/test_backward: $(EMU)/backward_emu.o $(EMU)/backward_emu_stubs.o
 $(EMU)/test_conv: $(EMU)/conv_emu.o $(EMU)/conv_emu_stubs.o
 $(EMU)/test_gemm: $(EMU)/gemm_emu.o $(EMU)/gemm_emu_stubs.o
-$(EMU)/test_gemm.o $(EMU)/test_conv.o: tests/emu/statics.h
+$(EMU)/test_gemm.o $(EMU)/test_conv.o $(EMU)/test_ops.o: tests/emu/statics.h
 $(EMU)/test_encoder: $(EMU)/encoder_emu.o $(EMU)/encoder_emu_stubs.o $(EMU)/depthwise_emu.o $(EMU)/depthwise_emu_stubs.o
 $(EMU)/test_train $(EMU)/test_losses: $(EMU)/train_emu.o $(EMU)/train_emu_stubs.o $(EMU)/ops_emu.o $(EMU)/ops_emu_stubs.o
 $(EMU)/test_%: $(EMU)/test_%.o $(EMU_COMMON) $(EMU)/libmrec.a

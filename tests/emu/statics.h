@@ -1,7 +1,7 @@
-/* statics.h: launchers for static kernels of kernels/cuda/gemm.cu and conv.cu that only their cuBLAS(Lt) and
- * cuDNN routes reach (not emulated), so that the emulator's tests run them directly. gemm_statics.cu and
- * conv_statics.cu define them; the Makefile appends each, transformed, to its kernel file's emulated copy, where
- * the static kernels are in scope. Each launches as the kernel file's own route does. */
+/* statics.h: launchers for static kernels of kernels/cuda/gemm.cu, conv.cu and ops.cu that only their cuBLAS(Lt)
+ * and cuDNN routes reach (not emulated), so that the emulator's tests run them directly. gemm_statics.cu,
+ * conv_statics.cu and ops_statics.cu define them; the Makefile appends each, transformed, to its kernel file's
+ * emulated copy, where the static kernels are in scope. Each launches as the kernel file's own route does. */
 #pragma once
 #include "cuda_internal.h"
 
@@ -15,3 +15,5 @@ mrec_status emu_linear_bf16_plain(void *C, int c_bf16, const uint16_t *A, const 
 mrec_status emu_bias_act_nchw(float *out, const float *bias, int act, int C, int64_t HW, int64_t n, mrec_cuda *cu); /* bias_act(4) */
 mrec_status emu_bias_act_nhwc(uint16_t *out, const float *bias, int relu, int C, int64_t n, mrec_cuda *cu);        /* bias_act_nhwc(8) */
 mrec_status emu_im2col_nhwc8(uint16_t *rows, const uint16_t *in, const mrec_conv2d_shape *s, int64_t r0, int m, mrec_cuda *cu);
+/* ops.cu */
+mrec_status emu_unit_rows(float *x, int n, int dim, mrec_cuda *cu); /* unit_rows_kernel, mrec_gram_topk_cuda's first step */

@@ -1,7 +1,10 @@
 /* test_ops.cpp: kernels/cuda/ops.cu's LayerNorms (warp-per-row and block forms, fp32 and bf16 outputs, with the
- * residual add, in place) against mrec_layernorm_bf16_ref, and top-k (topk_filter_kernel, topk32_kernel,
- * topk_kernel) against mrec_topk_rows_ref's lists (ties, NaN, -inf, a filter whose candidates overflow). */
+ * residual add, in place) against mrec_layernorm_bf16_ref, top-k (topk_filter_kernel, topk32_kernel,
+ * topk_kernel) against mrec_topk_rows_ref's lists (ties, NaN, -inf, a filter whose candidates overflow), and
+ * mrec_gram_topk_cuda's unit_rows_kernel (through tests/emu/statics.h: the rest of it is cuBLAS's) against
+ * mrec_unit_rows_ref bit for bit, as ops.cu claims (zero rows, tiny and huge values). */
 #include "emu_test.h"
+#include "statics.h"
 
 static void layernorm(int R, int C, int with_b, int inplace, int wb) {
     size_t n = (size_t)R * C;
@@ -79,11 +82,37 @@ static void topk(int R, int C, int k, int kind) {
     free(s), free(ri), free(gi), free(rv), free(gv);
 }
 
+/* kind: 0 uniform, 1 every third row zero and one row of a single tiny value, 2 huge values (squares past fp32) */
+static void unit_rows(int n, int dim, int kind) {
+    size_t len = (size_t)n * dim;
+    std::vector<float> x(len), ref(len);
+    float *got = (float *)amalloc(4 * len);
+    for (size_t i = 0; i < len; i++) x[i] = kind == 2 ? urand(-3e30f, 3e30f) : urand(-1, 1);
+    if (kind == 1) {
+        for (int r = 0; r < n; r += 3)
+            for (int d = 0; d < dim; d++) x[(size_t)r * dim + d] = 0.0f;
+        if (n > 1) {
+            for (int d = 0; d < dim; d++) x[(size_t)dim + d] = 0.0f;
+            x[(size_t)dim + dim / 2] = -3e-39f; /* a subnormal alone (its inverse norm still a float) */
+        }
+    }
+    mrec_unit_rows_ref(ref.data(), x.data(), n, dim);
+    char what[96];
+    snprintf(what, sizeof what, "unit_rows n %d dim %d kind %d", n, dim, kind);
+    if (under_schedules(what, 2, got, 4 * len, [&] {
+            memcpy(got, x.data(), 4 * len);
+            return emu_unit_rows(got, n, dim, make_cu());
+        }))
+        same_floats(what, got, ref.data(), len);
+    free(got);
+}
+
 int main(int argc, char **argv) {
     t_suite("emu_ops");
     if (quick_run(argc, argv)) {
         layernorm(13, 768, 1, 0, 1), layernorm(5, 1000, 1, 1, 1);
         topk(3, 1000, 10, 1), topk(3, 100, 20, 2), topk(2, 300, 100, 0);
+        unit_rows(7, 100, 1);
         return t_finish();
     }
     int Cs[] = {384, 512, 768, 1024, 128, 37, 1000, 1152};
@@ -98,6 +127,10 @@ int main(int argc, char **argv) {
             if (ci == 5) topk(2, Cs2[ci], ks[ki], 6);
         }
     topk(1, 256 * 1100, 10, 5), topk(1, 256 * 1100, 32, 5);
+    int ns[] = {1, 7, 9, 257}, dims[] = {1, 31, 32, 33, 64, 384, 4096};
+    for (int ni = 0; ni < 4; ni++)
+        for (int di = 0; di < 7; di++)
+            for (int kind = 0; kind < 3; kind++) unit_rows(ns[ni], dims[di], kind);
     int32_t i1;
     float v1, s1 = 0;
     t_check(mrec_topk_rows_cuda(&i1, &v1, &s1, 1, 1000, 129, make_cu()) == MREC_ERR_UNSUPPORTED, "topk: k above 128 is refused");

@@ -1,12 +1,14 @@
 /* test_train.cpp: kernels/cuda/train.cu's training helpers and ops.cu's Adam on the emulator, each against its
  * CPU twin: bit for bit where the project promises the same bits on every device (Philox dropout, hashed
- * dropout, sign noise, Adam, the index CSR behind the deterministic scatter-add, the padded InfoNCE against the
+ * dropout, sign noise, Adam with its factors as values and read from device memory, the index CSR behind the
+ * deterministic scatter-add, for ids checked on the device and by the caller, the padded InfoNCE against the
  * plain one), else with tests/test_cuda_train.c's tolerances (Gumbel noise one ulp, softmax cross-entropy
  * 1e-6 + 1e-5 |ref| and its losses 1e-9 + 1e-6 |ref|) or a double's (the loss sums in a fixed tree). Each case
  * runs under two schedules (random, warp priority) that must give the same bits. These kernels use the
  * explicit __fmaf_rn / __fmul_rn / __fadd_rn intrinsics where their bits are promised, so no contraction is
  * modelled here (cuda_emu.h, Limits). */
 #include "emu_test.h"
+#include <algorithm>
 #include <functional>
 static mrec_pool *pool;
 
@@ -77,22 +79,40 @@ static void noises(int R, int C) {
     }
 }
 
-static void adam(int64_t n, int shift) {
-    float *p0 = (float *)amalloc(4 * (n + 4)), *m0 = (float *)amalloc(4 * (n + 4)), *v0 = (float *)amalloc(4 * (n + 4)), *g = (float *)amalloc(4 * (n + 4));
+/* mrec_adam_cuda (the factors as values) and mrec_adam_at_cuda (the factors read from k in device memory, sent
+ * before each step as a replayed graph's step takes them) side by side over the same steps: each the bits of
+ * mrec_adam_cpu, as ops.cu claims, and of each other; mrec_adam_at_cpu the same bits as mrec_adam_cpu */
+static void adam(int64_t n, int shift, int64_t first_step) {
+    size_t bytes = 4 * (size_t)(n + 4);
+    float *p0 = (float *)amalloc(bytes), *m0 = (float *)amalloc(bytes), *v0 = (float *)amalloc(bytes), *g = (float *)amalloc(bytes);
+    float *q0 = (float *)amalloc(bytes), *mq0 = (float *)amalloc(bytes), *vq0 = (float *)amalloc(bytes), *k = (float *)amalloc(8);
     float *p = p0 + shift, *m = m0 + shift, *v = v0 + shift; /* shift: the scalar path */
-    std::vector<float> rp(n), rm(n), rv(n);
-    for (int64_t i = 0; i < n; i++) p[i] = rp[i] = urand(-1, 1), m[i] = rm[i] = urand(-0.1f, 0.1f), v[i] = rv[i] = urand(0, 0.01f), g[i] = urand(-1, 1);
-    char what[96];
-    for (int step = 1; step <= 3; step++) {
-        mrec_adam_cpu(rp.data(), rm.data(), rv.data(), g, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, n, pool);
-        emu_reseed(40 + step);
-        int e0 = emu_errors;
-        mrec_status st = mrec_adam_cuda(p, m, v, g, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, n, make_cu());
-        snprintf(what, sizeof what, "adam n %lld%s step %d", (long long)n, shift ? " unaligned" : "", step);
-        t_check(st == MREC_OK && emu_errors == e0, "%s: status %d, %d emulator errors", what, st, emu_errors - e0);
-        t_check(!memcmp(p, rp.data(), 4 * n) && !memcmp(m, rm.data(), 4 * n) && !memcmp(v, rv.data(), 4 * n), "%s: not mrec_adam_cpu's bits", what);
+    float *q = q0 + shift, *mq = mq0 + shift, *vq = vq0 + shift;
+    std::vector<float> rp(n), rm(n), rv(n), ap(n), am(n), av(n);
+    for (int64_t i = 0; i < n; i++) {
+        p[i] = q[i] = rp[i] = ap[i] = urand(-1, 1), m[i] = mq[i] = rm[i] = am[i] = urand(-0.1f, 0.1f);
+        v[i] = vq[i] = rv[i] = av[i] = urand(0, 0.01f), g[i] = urand(-1, 1);
     }
-    free(p0), free(m0), free(v0), free(g);
+    char what[96];
+    for (int64_t step = first_step; step < first_step + 3; step++) {
+        mrec_adam_cpu(rp.data(), rm.data(), rv.data(), g, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, n, pool);
+        mrec_adam_factors(k, 1e-3f, 0.9f, 0.999f, step);
+        mrec_adam_at_cpu(ap.data(), am.data(), av.data(), g, k, 0.9f, 0.999f, 1e-8f, 1e-4f, n, pool);
+        snprintf(what, sizeof what, "adam n %lld%s step %lld", (long long)n, shift ? " unaligned" : "", (long long)step);
+        t_check(rp == ap && rm == am && rv == av, "%s: mrec_adam_at_cpu not mrec_adam_cpu's bits", what);
+        for (int at = 0; at < 2; at++) {
+            emu_reseed(40 + step), emu_sched = at;
+            int e0 = emu_errors;
+            mrec_status st = at ? mrec_adam_at_cuda(q, mq, vq, g, k, 0.9f, 0.999f, 1e-8f, 1e-4f, n, make_cu())
+                                : mrec_adam_cuda(p, m, v, g, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, step, n, make_cu());
+            t_check(st == MREC_OK && emu_errors == e0, "%s%s: status %d, %d emulator errors", what, at ? " (factors in memory)" : "", st, emu_errors - e0);
+        }
+        t_check(!memcmp(p, rp.data(), 4 * n) && !memcmp(m, rm.data(), 4 * n) && !memcmp(v, rv.data(), 4 * n), "%s: not mrec_adam_cpu's bits", what);
+        t_check(!memcmp(q, rp.data(), 4 * n) && !memcmp(mq, rm.data(), 4 * n) && !memcmp(vq, rv.data(), 4 * n),
+                "%s, factors in memory: not mrec_adam_cpu's bits", what);
+        t_check(!memcmp(q, p, 4 * n) && !memcmp(mq, m, 4 * n) && !memcmp(vq, v, 4 * n), "%s: the two GPU forms differ", what);
+    }
+    free(p0), free(m0), free(v0), free(g), free(q0), free(mq0), free(vq0), free(k);
 }
 
 static void xent(int R, int C, int diagonal) {
@@ -200,9 +220,16 @@ static void index_csr(int N, int V) {
     mrec_index_csr_workspace_bytes_cuda(&bytes, N, V);
     std::vector<unsigned char> work(bytes);
     char what[64];
-    snprintf(what, sizeof what, "index_csr N %d V %d", N, V);
-    if (twice(what, pos.data(), 4 * N, [&] { return mrec_index_csr_cuda(rp.data(), pos.data(), ids.data(), N, V, work.data(), bytes, make_cu()); }))
-        t_check(rp == rrp && pos == rpos, "%s: not the reference's rows", what);
+    for (int checked = 0; checked < 2; checked++) {
+        snprintf(what, sizeof what, "index_csr%s N %d V %d", checked ? "_checked" : "", N, V);
+        if (twice(what, pos.data(), 4 * N, [&] {
+                std::fill(rp.begin(), rp.end(), -1), std::fill(pos.begin(), pos.end(), -1);
+                return checked ? mrec_index_csr_checked_cuda(rp.data(), pos.data(), ids.data(), N, V, work.data(), bytes, make_cu())
+                               : mrec_index_csr_cuda(rp.data(), pos.data(), ids.data(), N, V, work.data(), bytes, make_cu());
+            }))
+            t_check(rp == rrp && pos == rpos, "%s: not the reference's rows", what);
+    }
+    if (N == 0) return;
     ids[N / 2] = V; /* a bad id is refused */
     emu_reseed(9);
     t_check(mrec_index_csr_cuda(rp.data(), pos.data(), ids.data(), N, V, work.data(), bytes, make_cu()) == MREC_ERR_ARG, "%s: an id out of range refused", what);
@@ -214,10 +241,16 @@ int main(int argc, char **argv) {
     int quick = quick_run(argc, argv);
     dropouts(quick ? 1000 : 10007);
     noises(13, quick ? 7 : 64);
-    adam(quick ? 1001 : 10007, 0), adam(1003, 1);
+    adam(quick ? 1001 : 10007, 0, 1), adam(1003, 1, 1);
+    if (!quick) {
+        int64_t ns[] = {1, 3, 4, 5, 255, 256, 257, 1023, 1024};
+        for (int64_t n : ns) adam(n, 0, n % 2 ? 1 : 1000), adam(n, 1, 7);
+        adam(768 * 3072 / 8, 0, 2); /* a slice of an encoder layer's weight */
+    }
     xent(37, 37, 1), xent(20, 300, 0);
     if (!quick) xent(64, 64, 1), xent(5, 2000, 0);
     losses(quick ? 1000 : 100003);
     index_csr(quick ? 300 : 5000, 97);
+    if (!quick) index_csr(1, 1), index_csr(0, 5), index_csr(257, 1), index_csr(31, 1000), index_csr(4096, 2048 + 1);
     return t_finish();
 }
