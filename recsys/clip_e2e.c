@@ -248,6 +248,9 @@ static mrec_status batch_loss_grad(clip_e2e *m, const int32_t *u, const int32_t 
     if (!st) st = mrec_gemm(ctx, m->w_grad, m->dZ, m->E, NULL, 1, 0, 1, 0, d, D2, K, d, D2, D2);
     if (!st) st = mrec_gemm(ctx, m->b_grad, m->slots.ones, m->dZ, NULL, 1, 0, 0, 0, 1, d, K, K, d, d);
     if (st || !m->blocks) return st;
+    /* on the CPU a batch whose loss is not finite stops training before any Adam (mrec_fit's rule): the towers'
+     * too (on a GPU the loss stays there, and the steps run on to the epoch's end, as the trainer's Adam does) */
+    if (ctx->device == MREC_DEVICE_CPU && !isfinite(*m->bpr.loss)) return st;
 
     /* into the towers: their unit embeddings' gradients (dE = dZ W), back through the trainable tops, then AdamW */
     st = mrec_gemm(ctx, m->dE, m->dZ, m->w, NULL, 1, 0, 0, 0, K, D2, d, d, D2, D2);
@@ -257,7 +260,8 @@ static mrec_status batch_loss_grad(clip_e2e *m, const int32_t *u, const int32_t 
     for (int t = 0; t < m->n_tensors && !st; t++) st = mrec_fill(ctx, m->tensor[t].grad, 0.0f, m->tensor[t].n);
     if (!st) st = mrec_clip_tower_top_backward(ctx, m->clip, MREC_CLIP_VISION, m->dv, K, m->T, m->first_v, m->vgrad, m->work_v, m->work_v_bytes);
     if (!st) st = mrec_clip_tower_top_backward(ctx, m->clip, MREC_CLIP_TEXT, m->dt, K, m->T, m->first_t, m->tgrad, m->work_t, m->work_t_bytes);
-    if (!st) st = mrec_adamw_step(ctx, m->tensor, m->n_tensors, &m->adamw, m->adamw.lr, ++m->step);
+    if (!st) st = mrec_adamw_step(ctx, m->tensor, m->n_tensors, &m->adamw, m->adamw.lr, m->step + 1);
+    if (!st) m->step++;
     return st;
 }
 
