@@ -224,6 +224,23 @@ static float bf16_value(uint16_t h) {
     return f;
 }
 
+/* D = A B + C (16 x K by K x 8) into each lane's four D registers, the C/D layout of both MMAs: d_i at row g
+ * (i < 2) or g + 8, column 2t + (i & 1). Exact products, summed in double, one rounding. */
+template <int K>
+static void mma_out(EmuFiber **L, const float (&A)[16][K], const float (&B)[K][8], const float (&C)[16][8]) {
+    for (int l = 0; l < 32; l++) {
+        int g = l >> 2, t = l & 3;
+        float d[4];
+        for (int i = 0; i < 4; i++) {
+            int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
+            double s = C[row][col];
+            for (int k = 0; k < K; k++) s += (double)A[row][k] * B[k][col];
+            d[i] = (float)s;
+        }
+        memcpy(L[l]->coll->out, d, 16);
+    }
+}
+
 /* mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (PTX ISA, "Matrix fragments for mma.m16n8k16"): with
  * g = lane >> 2 and t = lane & 3, and two bf16 in a register, the low half first,
  *   A (16x16, 4 registers, elements a0..a7): a_i at row g for i in {0,1,4,5}, else g + 8; col 2t + (i & 1), + 8 for i >= 4;
@@ -244,17 +261,7 @@ static void mma_bf16_warp(EmuFiber **L) {
         for (int i = 0; i < 4; i++) B[2 * t + (i & 1) + (i >= 2 ? 8 : 0)][g] = bf16_value((uint16_t)(b[i >> 1] >> (16 * (i & 1))));
         for (int i = 0; i < 4; i++) C[i < 2 ? g : g + 8][2 * t + (i & 1)] = c[i];
     }
-    for (int l = 0; l < 32; l++) {
-        int g = l >> 2, t = l & 3;
-        float d[4];
-        for (int i = 0; i < 4; i++) {
-            int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
-            double s = C[row][col];
-            for (int k = 0; k < 16; k++) s += (double)A[row][k] * B[k][col];
-            d[i] = (float)s;
-        }
-        memcpy(L[l]->coll->out, d, 16);
-    }
+    mma_out(L, A, B, C);
 }
 
 /* mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 (PTX ISA, "Matrix fragments for mma.m16n8k8", .tf32):
@@ -277,17 +284,7 @@ static void mma_tf32_warp(EmuFiber **L) {
         B[t][g] = __uint_as_float(b[0]), B[t + 4][g] = __uint_as_float(b[1]);
         for (int i = 0; i < 4; i++) C[i < 2 ? g : g + 8][2 * t + (i & 1)] = c[i];
     }
-    for (int l = 0; l < 32; l++) {
-        int g = l >> 2, t = l & 3;
-        float d[4];
-        for (int i = 0; i < 4; i++) {
-            int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
-            double s = C[row][col];
-            for (int k = 0; k < 8; k++) s += (double)A[row][k] * B[k][col];
-            d[i] = (float)s;
-        }
-        memcpy(L[l]->coll->out, d, 16);
-    }
+    mma_out(L, A, B, C);
 }
 
 /* ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 (PTX ISA, ldmatrix): lanes 8i .. 8i + 7 give the addresses of
