@@ -12,22 +12,8 @@
 #include <functional>
 static mrec_pool *pool;
 
-/* run f under two schedules; the bytes [p, p + n) must come out the same from both; false on an emulator
- * error or a bad status */
-static bool twice(const char *what, void *p, size_t n, const std::function<mrec_status()> &f) {
-    std::vector<unsigned char> first(n);
-    bool ok = true;
-    auto sch = schedules(2);
-    for (size_t s = 0; s < sch.size(); s++) {
-        use_schedule(sch[s]);
-        int e0 = emu_errors;
-        mrec_status st = f();
-        ok &= t_check(st == MREC_OK && emu_errors == e0, "%s (schedule %zu): status %d, %d emulator errors", what, s, st, emu_errors - e0);
-        if (s == 0) memcpy(first.data(), p, n);
-        else ok &= t_check(!memcmp(first.data(), p, n), "%s: schedule %zu gives other bits than schedule 0", what, s);
-    }
-    return ok;
-}
+/* f under two schedules (emu_test.h's under_schedules): the same bytes [p, p + n) from both */
+static bool twice(const char *what, void *p, size_t n, const std::function<mrec_status()> &f) { return under_schedules(what, 2, p, n, f); }
 static void same_bits(const char *what, const void *got, const void *ref, size_t n) {
     t_check(!memcmp(got, ref, n), "%s: not the CPU's bits", what);
 }
