@@ -388,7 +388,7 @@ $(EMU)/%_emu.cpp: kernels/cuda/%.cu $(EMU)/transform
 # gemm.cu, conv.cu and ops.cu: their static kernels reached only through cuBLAS or cuDNN get launchers (tests/emu/statics.h)
 $(EMU)/gemm_emu.cpp $(EMU)/conv_emu.cpp $(EMU)/ops_emu.cpp: $(EMU)/%_emu.cpp: kernels/cuda/%.cu tests/emu/%_statics.cu tests/emu/statics.h $(EMU)/transform
 	$(EMU)/transform $< $@.tmp && $(EMU)/transform tests/emu/$*_statics.cu $@.tail && cat $@.tmp $@.tail > $@ && rm -f $@.tmp $@.tail
-$(EMU)/%_emu.o: $(EMU)/%_emu.cpp tests/emu/cuda_emu.h kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
+$(EMU)/%_emu.o: $(EMU)/%_emu.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
 	$(EMU_CXX) $(EMU_KFLAGS) -c $< -o $@
 # weak stubs for what an emulated kernel file names but nothing here defines (cuBLAS, cuDNN, ...)
 $(EMU)/%_emu_stubs.c: $(EMU)/%_emu.o tests/emu/stubs.sh
@@ -398,7 +398,7 @@ $(EMU)/cuda_stubs.c: kernels/mrec_kernels.h tests/emu/stubs.sh
 	sh tests/emu/stubs.sh header $< $@
 $(EMU)/%_stubs.o: $(EMU)/%_stubs.c
 	$(CC) -std=c11 -O1 -Wall -Wextra -c $< -o $@
-$(EMU)/%.o: tests/emu/%.cpp tests/emu/cuda_emu.h tests/emu/emu_test.h tests/harness.h kernels/mrec_kernels.h
+$(EMU)/%.o: tests/emu/%.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h tests/emu/emu_test.h tests/harness.h kernels/mrec_kernels.h
 	@mkdir -p $(dir $@)
 	$(EMU_CXX) $(EMU_CXXFLAGS) -Wall -Wextra -include tests/emu/cuda_emu.h -c $< -o $@
 # libmrec without kernels/cpu/cuda_stub.c: the emulated kernels take the GPU entry points' place

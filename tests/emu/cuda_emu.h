@@ -40,6 +40,7 @@
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
+#include "emu_runtime.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -201,8 +202,12 @@ template <int N> static inline void cp_async_wait(void) { emu_cp_async_wait(N); 
 struct EmuCfg {
     dim3 grid, block;
     size_t smem;
+    cudaStream_t stream;
 };
-static inline EmuCfg emu_cfg(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = 0) { (void)s; return EmuCfg{g, b, smem}; }
+static inline EmuCfg emu_cfg(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = 0) { return EmuCfg{g, b, smem, s}; }
 void emu_run_grid(const EmuCfg &cfg, const std::function<void()> &body, const char *name);
-template <typename F> static void emu_launch_fn(const char *name, EmuCfg cfg, F f) { emu_run_grid(cfg, std::function<void()>(f), name); }
+/* the launch goes to its stream (emu_runtime.h): run now, or recorded by a CUDA graph's capture */
+template <typename F> static void emu_launch_fn(const char *name, EmuCfg cfg, F f) {
+    emu_stream_op(cfg.stream, [cfg, f, name]() { emu_run_grid(cfg, std::function<void()>(f), name); }, name);
+}
 template <typename R, typename... P> static inline cudaError_t cudaFuncSetAttribute(R (*)(P...), enum cudaFuncAttribute, int) { return cudaSuccess; }

@@ -1,7 +1,8 @@
-/* device.cpp: what kernels/cuda/device.cu gives the other .cu files, for the emulator: device memory is the
- * host's, copies are memmove, and a CUDA error (never one here) becomes a status. Products through cuBLAS
- * (mrec_gemm_cuda) are refused: the emulator does not run cuBLAS (weak: test_gemm links gemm.cu's own, for its
- * static kernels, and never calls it). */
+/* device.cpp: what kernels/cuda/device.cu and the CUDA runtime give the other .cu files, for the emulator's
+ * kernel tests (a whole program takes tests/emu/runtime.cpp and the real device.cu instead): device memory is
+ * the host's, every call synchronous (a launch runs at once; no graphs), copies are memmove, and a CUDA error
+ * (never one here) becomes a status. Products through cuBLAS (mrec_gemm_cuda) are refused (weak: test_gemm
+ * links gemm.cu's own, for its static kernels, and never calls it). */
 #include "cuda_internal.h"
 #include <string.h>
 
@@ -30,3 +31,18 @@ __attribute__((weak)) mrec_status mrec_gemm_cuda(float *C, const float *A, const
     return mrec_fail(MREC_ERR_UNSUPPORTED, "mrec_gemm_cuda: cuBLAS is not emulated");
 }
 }
+
+extern "C" {
+cudaError_t cudaFuncSetAttribute(const void *, enum cudaFuncAttribute, int) { return cudaSuccess; }
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+cudaError_t cudaPeekAtLastError(void) { return cudaSuccess; }
+const char *cudaGetErrorString(cudaError_t) { return "emulated"; }
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, enum cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind) { memmove(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return cudaSuccess; }
+cudaError_t cudaMemset(void *d, int v, size_t n) { memset(d, v, n); return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+}
+
+void emu_stream_op(cudaStream_t, std::function<void()> op, const char *) { op(); }
+bool emu_device_range(const void *, size_t, const char *) { return true; }

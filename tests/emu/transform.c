@@ -9,8 +9,9 @@
  *     names and signatures;
  *   - `__CUDA_ARCH__` becomes `EMU_ARCH` (900: the device path of every `#if __CUDA_ARCH__ >= 800`);
  *   - `extern __shared__ [__align__(n)] T name[];` becomes `T *name = (T *)emu_dyn_smem();`;
- *   - `kernel<<<cfg>>>(args)` becomes `emu_launch_fn("kernel", emu_cfg(cfg), [&]() { kernel(args); })`
- *     (a lambda, so template kernels with deduced arguments and arrays of kernels work as in C++).
+ *   - `kernel<<<cfg>>>(args)` becomes `emu_launch_fn("kernel", emu_cfg(cfg), [=]() { kernel(args); })`
+ *     (a lambda, so template kernels with deduced arguments and arrays of kernels work as in C++; it holds
+ *     copies of the arguments, as a launch does, so a CUDA graph can record it and run it later).
  * Every line keeps its number (removed lines become empty lines) and the output starts with a #line
  * directive naming IN, so compiler messages and the emulator's reports (which print __LINE__) point
  * into the real kernel source. */
@@ -205,7 +206,7 @@ static buf rewrite_launches(const char *s) {
             if (s[k] != '"') put(&out, s + k, 1);
         puts_(&out, "\", emu_cfg(");
         put(&out, l + 3, (size_t)(g - (l + 3)));
-        puts_(&out, "), [&]() { ");
+        puts_(&out, "), [=]() { ");
         put(&out, s + cs, ce - cs);
         put(&out, q, (size_t)(r + 1 - q)); /* (args) */
         puts_(&out, "; })");
