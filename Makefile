@@ -11,6 +11,8 @@
 #                     FUZZ_RUNS=N stops a target after N inputs; FUZZ_TARGETS="npy json" picks some
 #   make emu-check    the CUDA kernels run on the CPU in an emulator (tests/emu), each
 #                     against its CPU reference, and planted bugs it must catch
+#   make emu-gpu-check  the GPU training suite as a whole program on that emulator, with
+#                     cuBLAS, cuDNN and the CUDA runtime emulated (no GPU needed)
 #   make gpu-check    on a machine with a GPU: CUDA build, every test on the GPU,
 #                     compute-sanitizer, report (tools/gpu/check.sh)
 #   make gpu-deps     fetches the Debian packages the build needs into .deps/,
@@ -363,12 +365,12 @@ EMU_CXXFLAGS := -std=c++17 -O2 -g -fno-strict-aliasing -ffp-contract=off -pthrea
 EMU_KFLAGS   := $(EMU_CXXFLAGS) -w -include tests/emu/cuda_emu.h
 EMU_COMMON   := $(EMU)/cuda_emu.o $(EMU)/device.o $(EMU)/cuda_stubs.o $(BUILD)/tests/harness.o
 # why emu-check cannot run here (empty when it can); worked out only when emu-check is asked for
-ifneq ($(filter emu-check,$(MAKECMDGOALS)),)
+ifneq ($(filter emu-check emu-gpu-check,$(MAKECMDGOALS)),)
 EMU_HAVE_CXX := $(shell command -v $(EMU_CXX) >/dev/null 2>&1 && echo 1)
 EMU_HAVE_HDR := $(shell printf '\043include <cuda_bf16.h>\n\043include <cublasLt.h>\n\043include <cudnn.h>\n' | \
                   $(EMU_CXX) -x c++ -std=c++17 $(EMU_INC) -E - >/dev/null 2>&1 && echo 1)
 ifneq ($(VARIANT),cpu)
-EMU_SKIP := emu-check runs against the plain CPU build, not with CUDA=1, SAN=1 or DEBUG=1
+EMU_SKIP := emu-check and emu-gpu-check run against the plain CPU build, not with CUDA=1, SAN=1 or DEBUG=1
 else ifneq ($(EMU_HAVE_CXX),1)
 EMU_SKIP := emu-check needs a C++ compiler ($(EMU_CXX) not found)
 else ifneq ($(EMU_HAVE_HDR),1)
@@ -388,7 +390,7 @@ $(EMU)/%_emu.cpp: kernels/cuda/%.cu $(EMU)/transform
 # gemm.cu, conv.cu and ops.cu: their static kernels reached only through cuBLAS or cuDNN get launchers (tests/emu/statics.h)
 $(EMU)/gemm_emu.cpp $(EMU)/conv_emu.cpp $(EMU)/ops_emu.cpp: $(EMU)/%_emu.cpp: kernels/cuda/%.cu tests/emu/%_statics.cu tests/emu/statics.h $(EMU)/transform
 	$(EMU)/transform $< $@.tmp && $(EMU)/transform tests/emu/$*_statics.cu $@.tail && cat $@.tmp $@.tail > $@ && rm -f $@.tmp $@.tail
-$(EMU)/%_emu.o: $(EMU)/%_emu.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
+$(EMU)/%_emu.o: $(EMU)/%_emu.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h tests/emu/cub/device/device_radix_sort.cuh kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
 	$(EMU_CXX) $(EMU_KFLAGS) -c $< -o $@
 # weak stubs for what an emulated kernel file names but nothing here defines (cuBLAS, cuDNN, ...)
 $(EMU)/%_emu_stubs.c: $(EMU)/%_emu.o tests/emu/stubs.sh
@@ -419,6 +421,32 @@ $(EMU)/test_train $(EMU)/test_losses: $(EMU)/train_emu.o $(EMU)/train_emu_stubs.
 $(EMU)/test_%: $(EMU)/test_%.o $(EMU_COMMON) $(EMU)/libmrec.a
 	$(EMU_CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) $(EMU)/libmrec.a $(LDLIBS)
 	@echo "$(filter %.o,$^) $(EMU)/libmrec.a $(LDLIBS)" > $@.link
+
+# Whole GPU programs on the emulator: the GPU test suites linked with every kernel file and the real device.cu,
+# the emulated CUDA runtime (tests/emu/runtime.cpp: deferred streams, CUDA graphs, device memory checked),
+# cuBLAS, cuBLASLt (tests/emu/cublas_emu.cpp) and cuDNN (tests/emu/cudnn_emu.cpp), in place of the GPU.
+# make emu-gpu-check runs them (MREC_EMULATED_GPU: the suites' shapes and epochs sized for the emulator's speed).
+EMU_GPU_TESTS := cuda_train
+EMU_GPU_BINS  := $(patsubst %,$(EMU)/gpu/test_%,$(EMU_GPU_TESTS))
+
+.PHONY: emu-gpu-check
+emu-gpu-check: $(if $(EMU_SKIP),,$(EMU_GPU_BINS) $(EMU)/gpu/mrec)
+	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_EMULATED_GPU=1 MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU)/gpu $(EMU_GPU_BINS))
+EMU_GPU_OBJS  := $(patsubst kernels/cuda/%.cu,$(EMU)/%_emu.o,$(wildcard kernels/cuda/*.cu)) \
+                 $(EMU)/cuda_emu.o $(EMU)/runtime.o $(EMU)/cublas_emu.o $(EMU)/cudnn_emu.o
+$(EMU)/runtime.o $(EMU)/cublas_emu.o $(EMU)/cudnn_emu.o: $(EMU)/%.o: tests/emu/%.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h
+	@mkdir -p $(dir $@)
+	$(EMU_CXX) $(EMU_CXXFLAGS) -Wall -Wextra -include tests/emu/cuda_emu.h -c $< -o $@
+$(EMU)/gpu/%.o: tests/%.c tests/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(EMU)/gpu/test_%: $(EMU)/gpu/test_%.o $(BUILD)/tests/harness.o $(EMU_GPU_OBJS) $(TOOLS_LIB) $(EMU)/libmrec.a
+	$(EMU_CXX) $(LDFLAGS) -o $@ $< $(BUILD)/tests/harness.o $(TOOLS_LIB) $(EMU_GPU_OBJS) $(EMU)/libmrec.a $(LDLIBS) $(SERVE_LDLIBS)
+# the command line too: the suites run it (MREC_BIN) for their end-to-end cases
+$(EMU)/gpu/mrec: $(BUILD)/$(TOOL_MAIN:.c=.o) $(EMU_GPU_OBJS) $(TOOLS_LIB) $(EMU)/libmrec.a
+	@mkdir -p $(dir $@)
+	$(EMU_CXX) $(LDFLAGS) -o $@ $< $(TOOLS_LIB) $(EMU_GPU_OBJS) $(EMU)/libmrec.a $(LDLIBS) $(SERVE_LDLIBS)
+.PRECIOUS: $(EMU)/gpu/%.o
 
 # the planted bugs, run as one more test program (tests/emu/mutate.sh)
 $(EMU)/mutations: tests/emu/mutate.sh tests/emu/mutations $(EMU_BINS)

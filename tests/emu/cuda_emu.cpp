@@ -99,11 +99,28 @@ static EmuFiber *cur; /* the running thread */
 static EmuContext sched_ctx;
 static std::vector<EmuFiber> fibers;
 static std::vector<int> runq;
-static std::mt19937_64 rng;
+/* the scheduler's random numbers: splitmix64, a few instructions a draw (the Mersenne Twister took a sixth of
+ * the time of a whole program's run) */
+struct EmuRng {
+    typedef uint64_t result_type;
+    uint64_t state = 0;
+    static constexpr uint64_t min() { return 0; }
+    static constexpr uint64_t max() { return ~0ull; }
+    void seed(uint64_t s) { state = s; }
+    uint64_t operator()() {
+        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+};
+static EmuRng rng;
 static const std::function<void()> *body_fn;
 static unsigned char *dyn_smem;
 static size_t dyn_smem_size;
-static int n_threads, bar_arrived;
+static int n_threads, bar_arrived, bar_first_line; /* the line of the first thread waiting at the barrier */
+static int n_alive;                                 /* threads not yet exited */
+static std::vector<int> warp_waiting, warp_done;    /* per warp: lanes waiting at a collective, lanes exited */
 static const char *kernel_name;
 static const size_t STACK = 256 << 10; /* a thread's stack */
 static char *stack_pool;
@@ -148,11 +165,7 @@ static void make_runnable(int i) {
     fibers[i].state = RUNNABLE;
     runq.push_back(i);
 }
-static int alive_threads() {
-    int alive = 0;
-    for (auto &f : fibers) alive += f.state != DONE;
-    return alive;
-}
+static int alive_threads() { return n_alive; }
 
 /* cp.async.cg.shared.global [dst], [src], 16, src-size: src-size bytes copied, the rest of the 16 zero-filled */
 static void do_copy(const CpCopy &c) {
@@ -179,6 +192,8 @@ static void fiber_entry() {
     for (auto &c : cur->cp) do_copy(c);
     cur->cp.clear();
     cur->state = DONE;
+    n_alive--;
+    warp_done[cur->lin / 32]++;
     /* a barrier the others wait at may now be complete: exited threads do not count (sm_70+) */
     int alive = alive_threads();
     if (bar_arrived > 0 && bar_arrived == alive) {
@@ -195,11 +210,9 @@ void emu_syncthreads(int line) {
     maybe_land_copies();
     int alive = alive_threads();
     if (alive != n_threads) emu_note("__syncthreads (line %d) after some threads exited", line);
-    for (auto &f : fibers)
-        if (f.state == WAIT_BAR && f.bar_line != line) {
-            emu_note("__syncthreads at different lines %d and %d meet (legal on sm_70+, but check)", f.bar_line, line);
-            break;
-        }
+    if (bar_arrived == 0) bar_first_line = line;
+    else if (bar_first_line != line)
+        emu_note("__syncthreads at different lines %d and %d meet (legal on sm_70+, but check)", bar_first_line, line);
     cur->state = WAIT_BAR;
     cur->bar_line = line;
     if (++bar_arrived == alive) { /* the last to arrive releases all, in a random order */
@@ -381,6 +394,13 @@ void emu_warp_collective(EmuColl &c) {
     if (!(c.mask >> lane & 1)) emu_error("%s (line %d): the calling lane %d is not in the mask %08x", coll_name(c.kind), c.line, lane, c.mask);
     cur->coll = &c; /* on this thread's stack, alive while it waits */
     cur->state = WAIT_WARP;
+    int warp = cur->lin / 32;
+    warp_waiting[warp]++;
+    /* the mask's lanes cannot all be here yet, and none has exited: nothing to look at */
+    if (!warp_done[warp] && warp_waiting[warp] < __builtin_popcount(c.mask)) {
+        yield_to_sched();
+        return;
+    }
     EmuFiber *L[32] = {0};
     bool all = true;
     for (int l = 0; l < 32 && all; l++) {
@@ -406,6 +426,7 @@ void emu_warp_collective(EmuColl &c) {
             if (c.mask >> l & 1) w.push_back(w0 + l);
         std::shuffle(w.begin(), w.end(), rng);
         for (int i : w) fibers[i].coll = NULL, make_runnable(i);
+        warp_waiting[warp] -= (int)w.size();
     }
     yield_to_sched();
 }
@@ -490,7 +511,8 @@ static void run_block(const EmuCfg &cfg) {
     }
     fibers.assign(n_threads, EmuFiber());
     runq.clear();
-    bar_arrived = 0;
+    bar_arrived = 0, n_alive = n_threads;
+    warp_waiting.assign((n_threads + 31) / 32, 0), warp_done.assign((n_threads + 31) / 32, 0);
     for (int i = 0; i < n_threads; i++) {
         EmuFiber &f = fibers[i];
         f.lin = i;

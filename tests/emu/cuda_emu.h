@@ -34,8 +34,11 @@
  *     fused here while nvcc fuses it by default: only explicit __fmaf_rn / fmaf fuse;
  *   - mma.sync sums its products exactly (in double) and rounds once to fp32; the tensor cores' internal
  *     order and truncation are not modelled, so their results are compared with tolerances;
- *   - cuBLAS, cuBLASLt and cuDNN are not emulated: what is reached only through them is not run, but for the
- *     static kernels of gemm.cu and conv.cu on those routes, which tests/emu/statics.h launches directly.
+ *   - in the kernel tests (make emu-check), cuBLAS, cuBLASLt and cuDNN are not run: what is reached only
+ *     through them is not tested there, but for the static kernels of gemm.cu and conv.cu on those routes,
+ *     which tests/emu/statics.h launches directly. Whole programs (make emu-gpu-check) have them, emulated
+ *     (tests/emu/cublas_emu.cpp, cudnn_emu.cpp), with the real device.cu over an emulated CUDA runtime
+ *     (tests/emu/runtime.cpp: deferred streams, events, CUDA graphs, device memory checked).
  */
 #pragma once
 #include <cuda_runtime.h>
@@ -206,8 +209,24 @@ struct EmuCfg {
 };
 static inline EmuCfg emu_cfg(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = 0) { return EmuCfg{g, b, smem, s}; }
 void emu_run_grid(const EmuCfg &cfg, const std::function<void()> &body, const char *name);
-/* the launch goes to its stream (emu_runtime.h): run now, or recorded by a CUDA graph's capture */
-template <typename F> static void emu_launch_fn(const char *name, EmuCfg cfg, F f) {
-    emu_stream_op(cfg.stream, [cfg, f, name]() { emu_run_grid(cfg, std::function<void()>(f), name); }, name);
+/* a launch's pointer arguments: device memory (a whole program's runtime.cpp checks; the kernel tests' device.cpp
+ * does not), else an error naming the kernel and the argument */
+void emu_kernel_pointer(const char *kernel, int arg, const void *p);
+template <typename T> static inline void emu_arg(const char *, int, const T &) {}
+template <typename T> static inline void emu_arg(const char *kernel, int i, T *p) {
+    if (p) emu_kernel_pointer(kernel, i, (const void *)p);
 }
-template <typename R, typename... P> static inline cudaError_t cudaFuncSetAttribute(R (*)(P...), enum cudaFuncAttribute, int) { return cudaSuccess; }
+template <typename... A> static inline void emu_args(const char *kernel, const A &...a) {
+    int i = 0;
+    (void)i;
+    (emu_arg(kernel, i++, a), ...);
+}
+/* the launch goes to its stream (emu_runtime.h): run now, or later (a deferred queue, a CUDA graph's replay),
+ * with the arguments' values at the launch */
+template <typename F, typename... A> static void emu_launch_fn(const char *name, EmuCfg cfg, F f, A... a) {
+    std::tuple<A...> args(a...);
+    emu_stream_op(cfg.stream, [cfg, f, args, name]() { emu_run_grid(cfg, std::function<void()>([&]() { std::apply(f, args); }), name); }, name);
+}
+template <typename R, typename... P> static inline cudaError_t cudaFuncSetAttribute(R (*)(P...), enum cudaFuncAttribute, int) { return cudaSuccess; }template <typename R, typename... P> static inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes *a, R (*f)(P...)) {
+    return cudaFuncGetAttributes(a, (const void *)f);
+}

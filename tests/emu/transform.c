@@ -9,9 +9,12 @@
  *     names and signatures;
  *   - `__CUDA_ARCH__` becomes `EMU_ARCH` (900: the device path of every `#if __CUDA_ARCH__ >= 800`);
  *   - `extern __shared__ [__align__(n)] T name[];` becomes `T *name = (T *)emu_dyn_smem();`;
- *   - `kernel<<<cfg>>>(args)` becomes `emu_launch_fn("kernel", emu_cfg(cfg), [=]() { kernel(args); })`
- *     (a lambda, so template kernels with deduced arguments and arrays of kernels work as in C++; it holds
- *     copies of the arguments, as a launch does, so a CUDA graph can record it and run it later).
+ *   - `kernel<<<cfg>>>(args)` becomes `emu_launch_fn("kernel", emu_cfg(cfg),
+ *     [=](auto... emu_a) { emu_args("kernel", emu_a...); kernel(emu_a...); }, args)`: the arguments are
+ *     evaluated at the launch and kept by value, as CUDA does, so that the kernel may run later (a stream's
+ *     queue, a CUDA graph's replay); a generic lambda, so template kernels with deduced arguments and arrays of
+ *     kernels work as in C++ (a NULL argument becomes nullptr, which stays a pointer); emu_args checks that its
+ *     pointers are device memory when it runs.
  * Every line keeps its number (removed lines become empty lines) and the output starts with a #line
  * directive naming IN, so compiler messages and the emulator's reports (which print __LINE__) point
  * into the real kernel source. */
@@ -206,10 +209,20 @@ static buf rewrite_launches(const char *s) {
             if (s[k] != '"') put(&out, s + k, 1);
         puts_(&out, "\", emu_cfg(");
         put(&out, l + 3, (size_t)(g - (l + 3)));
-        puts_(&out, "), [=]() { ");
+        puts_(&out, "), [=](auto... emu_a) { emu_args(\"");
+        for (size_t k = cs; k < ce; k++)
+            if (s[k] != '"') put(&out, s + k, 1);
+        puts_(&out, "\", emu_a...); ");
         put(&out, s + cs, ce - cs);
-        put(&out, q, (size_t)(r + 1 - q)); /* (args) */
-        puts_(&out, "; })");
+        puts_(&out, "(emu_a...); }");
+        const char *arg = q + 1;
+        while (arg < r && isspace((unsigned char)*arg)) arg++;
+        if (arg < r) puts_(&out, ", ");
+        for (const char *t = q + 1; t <= r; t++) /* args), NULL as nullptr: a pointer, once held by value */
+            if (!strncmp(t, "NULL", 4) && !(isalnum((unsigned char)t[-1]) || t[-1] == '_') && !(isalnum((unsigned char)t[4]) || t[4] == '_'))
+                puts_(&out, "nullptr"), t += 3;
+            else
+                put(&out, t, 1);
         newlines(&out, g + 3, (size_t)(q - (g + 3))); /* the line breaks between >>> and ( */
         p = r + 1;
     }

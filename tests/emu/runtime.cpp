@@ -1,0 +1,467 @@
+/* runtime.cpp: the CUDA runtime for a whole GPU program on the CPU emulator (tests/emu/emu_runtime.h): the
+ * real kernels/cuda/device.cu and every kernel file run on it, with cuBLAS and cuDNN from
+ * tests/emu/cublas_emu.cpp and tests/emu/cudnn_emu.cpp.
+ *
+ * It is strict where a GPU is lenient, so that what would be a race or a fault there shows here:
+ *   - work is deferred: a stream's launches, copies and library calls are queued, and run only when the host
+ *     waits for them (cudaStreamSynchronize, cudaEventSynchronize, a copy to pageable memory, which CUDA
+ *     makes synchronous, cudaFree, which waits for the device), a stream running another's queue up to an
+ *     event it waits on. A host that reads a result before waiting for it reads the old bytes; a host that
+ *     rewrites a pinned buffer an upload has not read yet changes what the upload copies. A copy from
+ *     pageable memory takes its bytes at the call, as CUDA's staging does;
+ *   - memory: every pointer a launch, a copy or a library is given as device memory must lie inside a live
+ *     cudaMalloc allocation (pinned host memory passes for a copy's host side only); cudaFree of anything
+ *     else, and a leak-free exit, are checked;
+ *   - CUDA graphs: a capture records the stream's work, which runs at each cudaGraphLaunch from the copies
+ *     of the arguments taken at capture; a synchronization, an allocation or a legacy-stream operation from
+ *     the capturing thread invalidates the capture, as in cudaStreamCaptureModeThreadLocal;
+ *   - at exit, the count of errors found (emu_errors) decides the exit status.
+ * One GPU, compute capability 9.0. Host threads are serialized by one lock. */
+#include "cuda_emu.h"
+
+#include <cuda_profiler_api.h>
+
+#include <unistd.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace {
+
+typedef std::function<void()> Op;
+
+struct Stream {
+    std::deque<std::pair<unsigned long long, Op>> queue; /* (sequence number, op) not yet run */
+    unsigned long long issued = 0, done = 0;             /* ops queued so far; ops run so far */
+    bool capturing = false, invalid = false;
+    std::vector<Op> *graph = nullptr;                    /* the capture's ops */
+    std::vector<struct Event *> graph_events;            /* and the events it recorded */
+    const char *name = "stream";
+};
+
+struct Event {
+    Stream *stream = nullptr;      /* the stream it was last recorded on (NULL: never, or in a capture) */
+    unsigned long long at = 0;     /* complete once that stream has run this many ops */
+};
+
+struct Graph {
+    std::vector<Op> ops;
+    std::vector<Event *> events; /* recorded in the capture: complete when a launch of the graph is */
+};
+
+std::recursive_mutex lock;
+Stream legacy; /* stream 0 */
+std::map<uintptr_t, size_t> device_mem, pinned_mem; /* live allocations: start -> bytes */
+thread_local cudaError_t last_error = cudaSuccess;
+Stream *thread_capture = nullptr; /* the stream the (one) capturing thread captures; see invalidate_capture */
+
+Stream *stream_of(cudaStream_t s) { return s ? (Stream *)s : &legacy; }
+
+const std::pair<const uintptr_t, size_t> *find(const std::map<uintptr_t, size_t> &m, const void *p) {
+    auto it = m.upper_bound((uintptr_t)p);
+    if (it == m.begin()) return nullptr;
+    --it;
+    return (uintptr_t)p < it->first + (it->second ? it->second : 1) ? &*it : nullptr;
+}
+
+bool in(const std::map<uintptr_t, size_t> &m, const void *p, size_t bytes) {
+    auto a = find(m, p);
+    return a && (uintptr_t)p + bytes <= a->first + a->second;
+}
+
+/* Runs stream s's queue up to (and including) the op numbered upto. */
+void run_until(Stream *s, unsigned long long upto) {
+    while (!s->queue.empty() && s->queue.front().first <= upto) {
+        Op op = std::move(s->queue.front().second);
+        unsigned long long n = s->queue.front().first;
+        s->queue.pop_front();
+        op();
+        s->done = n;
+    }
+}
+void drain(Stream *s) { run_until(s, s->issued); }
+
+std::vector<Stream *> streams; /* every live stream, for cudaFree's and cudaDeviceSynchronize's wait */
+void drain_all() {
+    drain(&legacy);
+    for (Stream *s : streams) drain(s);
+}
+
+/* A call the capturing thread may not make while it captures (cudaStreamCaptureModeThreadLocal): the capture
+ * is invalidated, as CUDA does; cudaStreamEndCapture then fails and device.cu runs the work plainly. */
+bool invalidate_capture(const char *why) {
+    if (!thread_capture) return false;
+    thread_capture->invalid = true;
+    emu_note("a CUDA graph's capture invalidated by %s", why);
+    return true;
+}
+
+cudaError_t fail(cudaError_t e) { return last_error = e; }
+
+} // namespace
+
+void emu_stream_op(cudaStream_t st, std::function<void()> op, const char *what) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Stream *s = stream_of(st);
+    if (s == &legacy && thread_capture) { /* the legacy stream syncs with the one being captured: not allowed */
+        invalidate_capture(what);
+        fail(cudaErrorStreamCaptureImplicit);
+    }
+    static int trace = getenv("EMU_TRACE") && atoi(getenv("EMU_TRACE")); /* 1: each op's name as it is queued */
+    if (trace) fprintf(stderr, "EMU TRACE %s %s%s\n", s == &legacy ? "legacy" : "stream", s->capturing ? "captured " : "", what);
+    if (s->capturing) {
+        s->graph->push_back(std::move(op));
+        return;
+    }
+    s->queue.emplace_back(++s->issued, std::move(op));
+    static int at_once = getenv("EMU_SYNC") && atoi(getenv("EMU_SYNC")); /* 1: no deferral, to tell what it changes */
+    if (at_once) drain(s);
+}
+
+bool emu_device_range(const void *p, size_t bytes, const char *what) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (!bytes || in(device_mem, p, bytes)) return true;
+    auto a = find(device_mem, p);
+    if (a)
+        emu_error("%s: %zu bytes at offset %zu of a %zu-byte allocation run past its end", what, bytes,
+                  (size_t)((uintptr_t)p - a->first), a->second);
+    else
+        emu_error("%s: %p (%zu bytes) is not device memory%s", what, p, bytes, find(pinned_mem, p) ? " (pinned host memory)" : "");
+    return false;
+}
+
+void emu_kernel_pointer(const char *kernel, int arg, const void *p) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    auto before = find(device_mem, (const char *)p - 1); /* one past an allocation's end: an empty range's start */
+    if (!find(device_mem, p) && !(before && before->first + before->second == (uintptr_t)p))
+        emu_error("%s: argument %d (%p) is not in device memory%s", kernel, arg, p,
+                  find(pinned_mem, p) ? " (pinned host memory)" : "");
+}
+
+namespace {
+/* the exit status: the errors the emulator found fail the program, whatever its own tests said */
+void report_at_exit() {
+    size_t live = device_mem.size();
+    if (live) emu_note("%zu device allocations live at exit", live);
+    if (emu_errors) {
+        fprintf(stderr, "cuda emulator: %d error(s) found\n", emu_errors);
+        fflush(stdout);
+        _exit(1);
+    }
+}
+struct Init {
+    Init() { atexit(report_at_exit); }
+} init;
+} // namespace
+
+extern "C" {
+
+/* ---- device and errors ---- */
+cudaError_t cudaGetDeviceCount(int *count) { return *count = 1, cudaSuccess; }
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+cudaError_t cudaGetDevice(int *device) { return *device = 0, cudaSuccess; }
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device) {
+    if (device) return fail(cudaErrorInvalidDevice);
+    switch (attr) {
+    case cudaDevAttrComputeCapabilityMajor: *value = 9; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = 227 * 1024; return cudaSuccess;
+    default: emu_error("cudaDeviceGetAttribute: attribute %d not emulated", (int)attr); return fail(cudaErrorInvalidValue);
+    }
+}
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return last_error; }
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorMemoryAllocation: return "out of memory (emulated)";
+    case cudaErrorInvalidValue: return "invalid argument (emulated)";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture (emulated)";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing (emulated)";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream (emulated)";
+    default: return "CUDA error (emulated)";
+    }
+}
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *) {
+    memset(attr, 0, sizeof *attr);
+    attr->maxThreadsPerBlock = 1024, attr->ptxVersion = attr->binaryVersion = 90;
+    return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void *, enum cudaFuncAttribute, int) { return cudaSuccess; }
+cudaError_t cudaProfilerStart(void) { return cudaSuccess; }
+cudaError_t cudaProfilerStop(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (invalidate_capture("cudaDeviceSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
+    drain_all();
+    return cudaSuccess;
+}
+
+/* ---- memory ---- */
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    *p = NULL;
+    if (invalidate_capture("cudaMalloc")) return fail(cudaErrorStreamCaptureUnsupported);
+    /* NaN-filled, as fresh device memory is garbage: a read before any write shows */
+    void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+    if (!m) return fail(cudaErrorMemoryAllocation);
+    static int fill = getenv("EMU_DEVICE_FILL") ? atoi(getenv("EMU_DEVICE_FILL")) : 0xff; /* 0 to tell a read before a write */
+    memset(m, fill, (bytes + 255) / 256 * 256 + 256);
+    device_mem[(uintptr_t)m] = bytes;
+    *p = m;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (!p) return cudaSuccess;
+    if (invalidate_capture("cudaFree")) return fail(cudaErrorStreamCaptureUnsupported);
+    drain_all(); /* cudaFree waits for the device */
+    auto it = device_mem.find((uintptr_t)p);
+    if (it == device_mem.end()) {
+        emu_error("cudaFree(%p): not an allocation of cudaMalloc", p);
+        return fail(cudaErrorInvalidValue);
+    }
+    device_mem.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    *p = malloc(bytes ? bytes : 1);
+    if (!*p) return fail(cudaErrorMemoryAllocation);
+    pinned_mem[(uintptr_t)*p] = bytes;
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
+cudaError_t cudaFreeHost(void *p) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (!p) return cudaSuccess;
+    drain_all(); /* a pending copy may still read it */
+    auto it = pinned_mem.find((uintptr_t)p);
+    if (it == pinned_mem.end()) {
+        emu_error("cudaFreeHost(%p): not an allocation of cudaHostAlloc", p);
+        return fail(cudaErrorInvalidValue);
+    }
+    pinned_mem.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void *p) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    memset(a, 0, sizeof *a);
+    if (find(device_mem, p)) a->type = cudaMemoryTypeDevice, a->devicePointer = (void *)p;
+    else if (find(pinned_mem, p)) a->type = cudaMemoryTypeHost, a->hostPointer = (void *)p, a->devicePointer = (void *)p;
+    else a->type = cudaMemoryTypeUnregistered;
+    return cudaSuccess;
+}
+
+/* A copy's two sides checked, and the op queued: a pageable source is read now (CUDA stages it before
+ * returning), a pageable destination makes the call wait for the copy (as CUDA's does). */
+static cudaError_t copy(void *d, const void *s, size_t n, enum cudaMemcpyKind kind, cudaStream_t st, const char *what) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (!n) return cudaSuccess;
+    bool d_dev = find(device_mem, d), s_dev = find(device_mem, s);
+    bool d_pin = find(pinned_mem, d), s_pin = find(pinned_mem, s);
+    if ((kind == cudaMemcpyHostToDevice && (!d_dev || s_dev)) || (kind == cudaMemcpyDeviceToHost && (d_dev || !s_dev)) ||
+        (kind == cudaMemcpyDeviceToDevice && (!d_dev || !s_dev)) || (kind == cudaMemcpyHostToHost && (d_dev || s_dev))) {
+        emu_error("%s: kind %d from %s to %s memory", what, (int)kind, s_dev ? "device" : "host", d_dev ? "device" : "host");
+        return fail(cudaErrorInvalidValue);
+    }
+    if ((d_dev && !emu_device_range(d, n, what)) || (s_dev && !emu_device_range(s, n, what))) return fail(cudaErrorInvalidValue);
+    if ((d_pin && !in(pinned_mem, d, n)) || (s_pin && !in(pinned_mem, s, n))) {
+        emu_error("%s: %zu bytes past the end of a pinned buffer", what, n);
+        return fail(cudaErrorInvalidValue);
+    }
+    Stream *sq = stream_of(st);
+    if (!s_dev && !s_pin) { /* pageable source: its bytes now */
+        std::shared_ptr<std::vector<unsigned char>> snap = std::make_shared<std::vector<unsigned char>>((const unsigned char *)s,
+                                                                                                        (const unsigned char *)s + n);
+        if (sq->capturing) emu_error("%s: a copy from pageable memory inside a CUDA graph's capture", what);
+        emu_stream_op(st, [d, snap, n]() { memcpy(d, snap->data(), n); }, what);
+    } else {
+        emu_stream_op(st, [d, s, n]() { memmove(d, s, n); }, what);
+    }
+    if (!d_dev && !d_pin) {
+        if (sq->capturing) emu_error("%s: a copy to pageable memory inside a CUDA graph's capture", what);
+        else drain(sq);
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, enum cudaMemcpyKind kind, cudaStream_t st) {
+    return copy(d, s, n, kind, st, "cudaMemcpyAsync");
+}
+cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind kind) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (invalidate_capture("cudaMemcpy")) return fail(cudaErrorStreamCaptureImplicit);
+    cudaError_t e = copy(d, s, n, kind, 0, "cudaMemcpy");
+    drain(&legacy); /* synchronous, on the legacy stream: not ordered after the non-blocking streams' work */
+    return e;
+}
+cudaError_t cudaMemcpy2DAsync(void *d, size_t dpitch, const void *s, size_t spitch, size_t width, size_t height,
+                              enum cudaMemcpyKind kind, cudaStream_t st) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (!height || !width) return cudaSuccess;
+    if (dpitch < width || spitch < width) return fail(cudaErrorInvalidPitchValue);
+    size_t dn = dpitch * (height - 1) + width, sn = spitch * (height - 1) + width;
+    bool d_dev = find(device_mem, d), s_dev = find(device_mem, s);
+    if ((d_dev && !emu_device_range(d, dn, "cudaMemcpy2DAsync")) || (s_dev && !emu_device_range(s, sn, "cudaMemcpy2DAsync")))
+        return fail(cudaErrorInvalidValue);
+    if (!d_dev || !s_dev) {
+        emu_error("cudaMemcpy2DAsync: only device to device is emulated (kind %d)", (int)kind);
+        return fail(cudaErrorInvalidValue);
+    }
+    emu_stream_op(st, [=]() {
+        for (size_t r = 0; r < height; r++) memmove((char *)d + r * dpitch, (const char *)s + r * spitch, width);
+    }, "cudaMemcpy2DAsync");
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st) {
+    if (!n) return cudaSuccess;
+    if (!emu_device_range(d, n, "cudaMemsetAsync")) return fail(cudaErrorInvalidValue);
+    emu_stream_op(st, [=]() { memset(d, v, n); }, "cudaMemsetAsync");
+    return cudaSuccess;
+}
+cudaError_t cudaMemset(void *d, int v, size_t n) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (invalidate_capture("cudaMemset")) return fail(cudaErrorStreamCaptureImplicit);
+    cudaError_t e = cudaMemsetAsync(d, v, n, 0);
+    drain(&legacy);
+    return e;
+}
+
+/* ---- streams and events ---- */
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Stream *n = new Stream;
+    streams.push_back(n);
+    *s = (cudaStream_t)n;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamDestroy(cudaStream_t st) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Stream *s = stream_of(st);
+    if (s == &legacy) return fail(cudaErrorInvalidResourceHandle);
+    drain(s); /* its work still completes */
+    for (size_t i = 0; i < streams.size(); i++)
+        if (streams[i] == s) streams.erase(streams.begin() + (long)i);
+    delete s;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t st) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (invalidate_capture("cudaStreamSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
+    drain(stream_of(st));
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) {
+    *e = (cudaEvent_t) new Event;
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e, 0); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete (Event *)e;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t st) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Event *e = (Event *)ev;
+    Stream *s = stream_of(st);
+    if (s->capturing) { /* a node of the graph: complete with each launch of it (cudaGraphLaunch) */
+        s->graph_events.push_back(e);
+        e->stream = nullptr;
+        return cudaSuccess;
+    }
+    e->stream = s, e->at = s->issued;
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t ev) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    if (invalidate_capture("cudaEventSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
+    Event *e = (Event *)ev;
+    if (e->stream) run_until(e->stream, e->at);
+    return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t ev) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Event *e = (Event *)ev;
+    /* not ready until the host waits: a program that polls must wait in the end */
+    return !e->stream || e->stream->done >= e->at ? cudaSuccess : cudaErrorNotReady;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t st, cudaEvent_t ev, unsigned int) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Event *e = (Event *)ev;
+    if (!e->stream) return cudaSuccess;
+    Stream *from = e->stream;
+    unsigned long long at = e->at;
+    emu_stream_op(st, [from, at]() { run_until(from, at); }, "cudaStreamWaitEvent");
+    return cudaSuccess;
+}
+
+/* ---- CUDA graphs ---- */
+cudaError_t cudaStreamBeginCapture(cudaStream_t st, enum cudaStreamCaptureMode) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Stream *s = stream_of(st);
+    if (s == &legacy || s->capturing || thread_capture) return fail(cudaErrorIllegalState);
+    s->capturing = true, s->invalid = false, s->graph = new std::vector<Op>, s->graph_events.clear();
+    thread_capture = s;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t st, cudaGraph_t *graph) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Stream *s = stream_of(st);
+    *graph = NULL;
+    if (!s->capturing) return fail(cudaErrorIllegalState);
+    s->capturing = false, thread_capture = nullptr;
+    std::vector<Op> *ops = s->graph;
+    s->graph = nullptr;
+    if (s->invalid) {
+        delete ops;
+        return fail(cudaErrorStreamCaptureInvalidated);
+    }
+    Graph *gr = new Graph;
+    gr->ops = std::move(*ops);
+    gr->events = s->graph_events;
+    delete ops;
+    *graph = (cudaGraph_t)gr;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t st, enum cudaStreamCaptureStatus *status) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Stream *s = stream_of(st);
+    *status = !s->capturing ? cudaStreamCaptureStatusNone : s->invalid ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long) {
+    Graph *copy = new Graph(*(Graph *)graph);
+    *exec = (cudaGraphExec_t)copy;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    delete (Graph *)graph;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    delete (Graph *)exec;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t st) {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    Graph *gr = (Graph *)exec;
+    std::shared_ptr<std::vector<Op>> ops = std::make_shared<std::vector<Op>>(gr->ops); /* the graph may be destroyed first */
+    emu_stream_op(st, [ops]() {
+        for (Op &op : *ops) op();
+    }, "cudaGraphLaunch");
+    for (Event *e : gr->events) e->stream = stream_of(st), e->at = stream_of(st)->issued;
+    return cudaSuccess;
+}
+
+} // extern "C"
