@@ -426,12 +426,16 @@ $(EMU)/test_%: $(EMU)/test_%.o $(EMU_COMMON) $(EMU)/libmrec.a
 # the emulated CUDA runtime (tests/emu/runtime.cpp: deferred streams, CUDA graphs, device memory checked),
 # cuBLAS, cuBLASLt (tests/emu/cublas_emu.cpp) and cuDNN (tests/emu/cudnn_emu.cpp), in place of the GPU.
 # make emu-gpu-check runs them (MREC_EMULATED_GPU: the suites' shapes and epochs sized for the emulator's speed).
-EMU_GPU_TESTS := cuda_train
+EMU_GPU_TESTS := cuda cuda_train
 EMU_GPU_BINS  := $(patsubst %,$(EMU)/gpu/test_%,$(EMU_GPU_TESTS))
 
 .PHONY: emu-gpu-check
-emu-gpu-check: $(if $(EMU_SKIP),,$(EMU_GPU_BINS) $(EMU)/gpu/mrec)
-	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_EMULATED_GPU=1 MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU)/gpu $(EMU_GPU_BINS))
+emu-gpu-check: $(if $(EMU_SKIP),,$(EMU_GPU_BINS) $(EMU)/gpu/mrec $(EMU)/gpu/test_cuda_fallbacks)
+	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_EMULATED_GPU=1 MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU)/gpu \
+	    $(EMU)/gpu/test_cuda_train $(EMU)/gpu/test_cuda $(EMU)/gpu/test_cuda_fallbacks)
+# test_cuda again with cuBLASLt finding no algorithm and cuDNN refusing its fused form: the callers' fallbacks
+$(EMU)/gpu/test_cuda_fallbacks: $(EMU)/gpu/test_cuda
+	@printf '#!/bin/sh\nEMU_LT_NO_ALGO=1 EMU_DNN_NO_FUSED=1 exec %s\n' '$(EMU)/gpu/test_cuda' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
 EMU_GPU_OBJS  := $(patsubst kernels/cuda/%.cu,$(EMU)/%_emu.o,$(wildcard kernels/cuda/*.cu)) \
                  $(EMU)/cuda_emu.o $(EMU)/runtime.o $(EMU)/cublas_emu.o $(EMU)/cudnn_emu.o
 $(EMU)/runtime.o $(EMU)/cublas_emu.o $(EMU)/cudnn_emu.o: $(EMU)/%.o: tests/emu/%.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h

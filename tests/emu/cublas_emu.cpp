@@ -32,8 +32,8 @@
  *
  * Limits (what it does not model):
  *   - no algorithm selection: the heuristic answers one algorithm (workspace 0) for every problem in the
- *     subset, so a caller's path for "cuBLASLt has no algorithm" is never taken here; a workspace is checked,
- *     never used;
+ *     subset, or none for any (EMU_LT_NO_ALGO=1, to take a caller's path for "cuBLASLt has no algorithm"); a
+ *     workspace is checked, never used;
  *   - the GPU's accumulation order (tiles, split-K, the tensor cores' internal rounding) is not followed:
  *     results agree with the GPU's within fp32 rounding of the exact product, not bit for bit;
  *   - alpha 0 still multiplies (0 * Inf is NaN here; reference BLAS would skip A and B);
@@ -47,6 +47,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
@@ -596,6 +597,10 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     int64_t m, n, k;
     cublasStatus_t st = lt_problem(what, op, a, b, c, d, &m, &n, &k);
     if (st) return st;
+    /* EMU_LT_NO_ALGO=1: no algorithm for any problem, as cuBLASLt answers where it has none, so that a caller's
+     * fallbacks run (make emu-gpu-check runs test_cuda so a second time) */
+    static int none = getenv("EMU_LT_NO_ALGO") && atoi(getenv("EMU_LT_NO_ALGO"));
+    if (none) return CUBLAS_STATUS_NOT_SUPPORTED;
     LtAlgo algo{ALGO_MAGIC, (int32_t)op.compute, (int32_t)a.type, (int32_t)d.type, {pref.align[0], pref.align[1], pref.align[2], pref.align[3]},
                 /* the heuristic reads the bias pointer's alignment off the descriptor (cublasLt.h) */
                 epilogue_bias(op.epilogue) ? alignment_of(op.bias) : 1u};
