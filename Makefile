@@ -11,7 +11,7 @@
 #                     FUZZ_RUNS=N stops a target after N inputs; FUZZ_TARGETS="npy json" picks some
 #   make emu-check    the CUDA kernels run on the CPU in an emulator (tests/emu), each
 #                     against its CPU reference, and planted bugs it must catch
-#   make emu-gpu-check  the GPU training suite as a whole program on that emulator, with
+#   make emu-gpu-check  the suites with GPU cases as whole programs on that emulator, with
 #                     cuBLAS, cuDNN and the CUDA runtime emulated (no GPU needed)
 #   make gpu-check    on a machine with a GPU: CUDA build, every test on the GPU,
 #                     compute-sanitizer, report (tools/gpu/check.sh)
@@ -422,17 +422,17 @@ $(EMU)/test_%: $(EMU)/test_%.o $(EMU_COMMON) $(EMU)/libmrec.a
 	$(EMU_CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) $(EMU)/libmrec.a $(LDLIBS)
 	@echo "$(filter %.o,$^) $(EMU)/libmrec.a $(LDLIBS)" > $@.link
 
-# Whole GPU programs on the emulator: the GPU test suites linked with every kernel file and the real device.cu,
+# Whole GPU programs on the emulator: the test suites with GPU cases linked with every kernel file and the real device.cu,
 # the emulated CUDA runtime (tests/emu/runtime.cpp: deferred streams, CUDA graphs, device memory checked),
 # cuBLAS, cuBLASLt (tests/emu/cublas_emu.cpp) and cuDNN (tests/emu/cudnn_emu.cpp), in place of the GPU.
 # make emu-gpu-check runs them (MREC_EMULATED_GPU: the suites' shapes and epochs sized for the emulator's speed).
-EMU_GPU_TESTS := cuda cuda_train
+EMU_GPU_TESTS := cuda_train cuda extract_pipeline recsys backward ops align altclip
 EMU_GPU_BINS  := $(patsubst %,$(EMU)/gpu/test_%,$(EMU_GPU_TESTS))
 
 .PHONY: emu-gpu-check
 emu-gpu-check: $(if $(EMU_SKIP),,$(EMU_GPU_BINS) $(EMU)/gpu/mrec $(EMU)/gpu/test_cuda_fallbacks)
 	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_EMULATED_GPU=1 MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU)/gpu \
-	    $(EMU)/gpu/test_cuda_train $(EMU)/gpu/test_cuda $(EMU)/gpu/test_cuda_fallbacks)
+	    $(EMU_GPU_BINS) $(EMU)/gpu/test_cuda_fallbacks)
 # test_cuda again with cuBLASLt finding no algorithm and cuDNN refusing its fused form: the callers' fallbacks
 $(EMU)/gpu/test_cuda_fallbacks: $(EMU)/gpu/test_cuda
 	@printf '#!/bin/sh\nEMU_LT_NO_ALGO=1 EMU_DNN_NO_FUSED=1 exec %s\n' '$(EMU)/gpu/test_cuda' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
