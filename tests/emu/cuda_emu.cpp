@@ -133,8 +133,11 @@ void emu_error(const char *fmt, ...) {
     if (++emu_errors > 20) return; /* the first ones tell */
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "EMU ERROR [%s block (%u,%u,%u) thread %d]: ", kernel_name ? kernel_name : "?", emu_blockIdx.x, emu_blockIdx.y,
-            emu_blockIdx.z, cur ? cur->lin : -1);
+    if (kernel_name)
+        fprintf(stderr, "EMU ERROR [%s block (%u,%u,%u) thread %d]: ", kernel_name, emu_blockIdx.x, emu_blockIdx.y, emu_blockIdx.z,
+                cur ? cur->lin : -1);
+    else
+        fputs("EMU ERROR [host]: ", stderr); /* a runtime or library call (tests/emu/runtime.cpp) */
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);

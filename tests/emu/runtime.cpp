@@ -10,8 +10,9 @@
  *     rewrites a pinned buffer an upload has not read yet changes what the upload copies. A copy from
  *     pageable memory takes its bytes at the call, as CUDA's staging does;
  *   - memory: every pointer a launch, a copy or a library is given as device memory must lie inside a live
- *     cudaMalloc allocation (pinned host memory passes for a copy's host side only); cudaFree of anything
- *     else, and a leak-free exit, are checked;
+ *     cudaMalloc allocation (pinned host memory passes for a copy's host side only), and cudaFree of anything
+ *     else is an error; fresh device memory is NaN bytes (0xff), and a guard after each allocation's end,
+ *     checked at its cudaFree and at exit, shows a write past it;
  *   - CUDA graphs: a capture records the stream's work, which runs at each cudaGraphLaunch from the copies
  *     of the arguments taken at capture; a synchronization, an allocation or a legacy-stream operation from
  *     the capturing thread invalidates the capture, as in cudaStreamCaptureModeThreadLocal;
@@ -70,6 +71,19 @@ const std::pair<const uintptr_t, size_t> *find(const std::map<uintptr_t, size_t>
 bool in(const std::map<uintptr_t, size_t> &m, const void *p, size_t bytes) {
     auto a = find(m, p);
     return a && (uintptr_t)p + bytes <= a->first + a->second;
+}
+
+/* An allocation's bytes past its end, to its 256-byte boundary and 256 more: a guard pattern, checked when it is
+ * freed and at exit, so that a kernel or a copy that wrote past the end shows (a read past it does not). */
+const unsigned char GUARD = 0xa5;
+size_t padded(size_t bytes) { return (bytes + 255) / 256 * 256 + 256; }
+void guard_check(uintptr_t base, size_t bytes) {
+    const unsigned char *g = (const unsigned char *)base + bytes;
+    for (size_t i = 0; i < padded(bytes) - bytes; i++)
+        if (g[i] != GUARD) {
+            emu_error("a device allocation of %zu bytes was written past its end (at byte %zu)", bytes, bytes + i);
+            return;
+        }
 }
 
 /* Runs stream s's queue up to (and including) the op numbered upto. */
@@ -144,6 +158,7 @@ void emu_kernel_pointer(const char *kernel, int arg, const void *p) {
 namespace {
 /* the exit status: the errors the emulator found fail the program, whatever its own tests said */
 void report_at_exit() {
+    for (auto &a : device_mem) guard_check(a.first, a.second);
     size_t live = device_mem.size();
     if (live) emu_note("%zu device allocations live at exit", live);
     if (emu_errors) {
@@ -211,10 +226,11 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     *p = NULL;
     if (invalidate_capture("cudaMalloc")) return fail(cudaErrorStreamCaptureUnsupported);
     /* NaN-filled, as fresh device memory is garbage: a read before any write shows */
-    void *m = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+    void *m = aligned_alloc(256, padded(bytes));
     if (!m) return fail(cudaErrorMemoryAllocation);
     static int fill = getenv("EMU_DEVICE_FILL") ? atoi(getenv("EMU_DEVICE_FILL")) : 0xff; /* 0 to tell a read before a write */
-    memset(m, fill, (bytes + 255) / 256 * 256 + 256);
+    memset(m, fill, bytes);
+    memset((char *)m + bytes, GUARD, padded(bytes) - bytes);
     device_mem[(uintptr_t)m] = bytes;
     *p = m;
     return cudaSuccess;
@@ -229,6 +245,7 @@ cudaError_t cudaFree(void *p) {
         emu_error("cudaFree(%p): not an allocation of cudaMalloc", p);
         return fail(cudaErrorInvalidValue);
     }
+    guard_check(it->first, it->second);
     device_mem.erase(it);
     free(p);
     return cudaSuccess;
