@@ -14,8 +14,9 @@
  *     else is an error; fresh device memory is NaN bytes (0xff), and a guard after each allocation's end,
  *     checked at its cudaFree and at exit, shows a write past it;
  *   - CUDA graphs: a capture records the stream's work, which runs at each cudaGraphLaunch from the copies
- *     of the arguments taken at capture; a synchronization, an allocation or a legacy-stream operation from
- *     the capturing thread invalidates the capture, as in cudaStreamCaptureModeThreadLocal;
+ *     of the arguments taken at capture; a synchronization or an allocation from the capturing thread, a
+ *     legacy-stream operation that would wait for a blocking stream being captured, or a wait on an event
+ *     recorded outside the capture invalidates it, as CUDA does (cudaStreamCaptureModeThreadLocal);
  *   - at exit, the count of errors found (emu_errors) decides the exit status.
  * One GPU, compute capability 9.0. Host threads are serialized by one lock. */
 #include "cuda_emu.h"
@@ -38,6 +39,7 @@ struct Stream {
     std::deque<std::pair<unsigned long long, Op>> queue; /* (sequence number, op) not yet run */
     unsigned long long issued = 0, done = 0;             /* ops queued so far; ops run so far */
     bool capturing = false, invalid = false;
+    bool blocking = true; /* created without cudaStreamNonBlocking: the legacy stream waits for it */
     std::vector<Op> *graph = nullptr;                    /* the capture's ops */
     std::vector<struct Event *> graph_events;            /* and the events it recorded */
     const char *name = "stream";
@@ -57,7 +59,7 @@ std::recursive_mutex lock;
 Stream legacy; /* stream 0 */
 std::map<uintptr_t, size_t> device_mem, pinned_mem; /* live allocations: start -> bytes */
 thread_local cudaError_t last_error = cudaSuccess;
-Stream *thread_capture = nullptr; /* the stream the (one) capturing thread captures; see invalidate_capture */
+thread_local Stream *thread_capture = nullptr; /* the stream this thread captures; see invalidate_capture */
 
 Stream *stream_of(cudaStream_t s) { return s ? (Stream *)s : &legacy; }
 
@@ -120,10 +122,13 @@ cudaError_t fail(cudaError_t e) { return last_error = e; }
 void emu_stream_op(cudaStream_t st, std::function<void()> op, const char *what) {
     std::lock_guard<std::recursive_mutex> g(lock);
     Stream *s = stream_of(st);
-    if (s == &legacy && thread_capture) { /* the legacy stream syncs with the one being captured: not allowed */
-        invalidate_capture(what);
-        fail(cudaErrorStreamCaptureImplicit);
-    }
+    if (s == &legacy) /* the legacy stream would wait for a blocking stream being captured: not allowed */
+        for (Stream *c : streams)
+            if (c->capturing && c->blocking) {
+                c->invalid = true;
+                emu_note("a CUDA graph's capture invalidated by %s on the legacy stream", what);
+                fail(cudaErrorStreamCaptureImplicit);
+            }
     static int trace = getenv("EMU_TRACE") && atoi(getenv("EMU_TRACE")); /* 1: each op's name as it is queued */
     if (trace) fprintf(stderr, "EMU TRACE %s %s%s\n", s == &legacy ? "legacy" : "stream", s->capturing ? "captured " : "", what);
     if (s->capturing) {
@@ -355,9 +360,10 @@ cudaError_t cudaMemset(void *d, int v, size_t n) {
 }
 
 /* ---- streams and events ---- */
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
     std::lock_guard<std::recursive_mutex> g(lock);
     Stream *n = new Stream;
+    n->blocking = !(flags & cudaStreamNonBlocking);
     streams.push_back(n);
     *s = (cudaStream_t)n;
     return cudaSuccess;
@@ -417,6 +423,11 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t st, cudaEvent_t ev, unsigned int) {
     std::lock_guard<std::recursive_mutex> g(lock);
     Event *e = (Event *)ev;
     if (!e->stream) return cudaSuccess;
+    if (stream_of(st)->capturing) { /* an event from outside the capture, without cudaEventWaitExternal: not allowed */
+        stream_of(st)->invalid = true;
+        emu_note("a CUDA graph's capture invalidated by a wait on an event recorded outside it");
+        return fail(cudaErrorStreamCaptureIsolation);
+    }
     Stream *from = e->stream;
     unsigned long long at = e->at;
     emu_stream_op(st, [from, at]() { run_until(from, at); }, "cudaStreamWaitEvent");
