@@ -223,7 +223,11 @@ template <typename... A> static inline void emu_args(const char *kernel, const A
 }
 /* the launch goes to its stream (emu_runtime.h): run now, or later (a deferred queue, a CUDA graph's replay),
  * with the arguments' values at the launch */
+/* a launch's configuration checked when it is made, as CUDA does: a bad one is an error the launch reports
+ * (cudaGetLastError), and nothing runs */
+bool emu_launch_ok(const EmuCfg &cfg, const char *name);
 template <typename F, typename... A> static void emu_launch_fn(const char *name, EmuCfg cfg, F f, A... a) {
+    if (!emu_launch_ok(cfg, name)) return;
     std::tuple<A...> args(a...);
     emu_stream_op(cfg.stream, [cfg, f, args, name]() { emu_run_grid(cfg, std::function<void()>([&]() { std::apply(f, args); }), name); }, name);
 }

@@ -4,9 +4,9 @@
  *
  * Device memory is host memory handed out by cudaMalloc, and remembered: every pointer a library or a copy
  * is given as device memory is checked to lie inside one live allocation (a host pointer passed as a device
- * one is the bug this finds). Work goes to a stream: run at once (streams are in order and the host waits
- * for nothing, so there is nothing to overlap), or, while the stream is being captured into a CUDA graph,
- * recorded and run when the graph is launched. A library call therefore copies what it needs by value into
+ * one is the bug this finds). Work goes to a stream: queued, and run when the host waits for it (runtime.cpp
+ * says when), or, while the stream is being captured into a CUDA graph, recorded and run at each launch of
+ * the graph. A library call therefore copies what it needs by value into
  * the recorded operation: the pointers, the sizes, the scalars (alpha and beta), the descriptors' contents. */
 #pragma once
 #include <cuda_runtime.h>

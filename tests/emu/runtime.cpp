@@ -12,12 +12,16 @@
  *   - memory: every pointer a launch, a copy or a library is given as device memory must lie inside a live
  *     cudaMalloc allocation (pinned host memory passes for a copy's host side only), and cudaFree of anything
  *     else is an error; fresh device memory is NaN bytes (0xff), and a guard after each allocation's end,
- *     checked at its cudaFree and at exit, shows a write past it;
+ *     checked at its cudaFree and at exit, shows a write past it; freed allocations are kept out of reuse (up
+ *     to 1 GiB), so that a stale pointer to one (a graph replayed after a free) is an error; copies and memsets
+ *     check their ranges again when they run;
  *   - CUDA graphs: a capture records the stream's work, which runs at each cudaGraphLaunch from the copies
  *     of the arguments taken at capture; a synchronization or an allocation from the capturing thread, a
  *     legacy-stream operation that would wait for a blocking stream being captured, or a wait on an event
  *     recorded outside the capture invalidates it, as CUDA does (cudaStreamCaptureModeThreadLocal);
- *   - at exit, the count of errors found (emu_errors) decides the exit status.
+ *   - a launch's configuration is checked when it is made (a bad one is an error, and cudaGetLastError's);
+ *   - at exit, work never waited for is run (for its checks), and the count of errors found (emu_errors)
+ *     decides the exit status.
  * One GPU, compute capability 9.0. Host threads are serialized by one lock. */
 #include "cuda_emu.h"
 
@@ -41,23 +45,29 @@ struct Stream {
     bool capturing = false, invalid = false;
     bool blocking = true; /* created without cudaStreamNonBlocking: the legacy stream waits for it */
     std::vector<Op> *graph = nullptr;                    /* the capture's ops */
-    std::vector<struct Event *> graph_events;            /* and the events it recorded */
-    const char *name = "stream";
+    bool destroyed = false; /* by cudaStreamDestroy: its queued work still runs, and events may still name it */
 };
 
 struct Event {
     Stream *stream = nullptr;      /* the stream it was last recorded on (NULL: never, or in a capture) */
     unsigned long long at = 0;     /* complete once that stream has run this many ops */
+    bool captured = false;         /* last recorded inside a capture: it stands for graph nodes, and may not be
+                                    * waited for or queried from the host (CUDA Programming Guide, stream capture) */
 };
 
 struct Graph {
     std::vector<Op> ops;
-    std::vector<Event *> events; /* recorded in the capture: complete when a launch of the graph is */
 };
 
 std::recursive_mutex lock;
 Stream legacy; /* stream 0 */
 std::map<uintptr_t, size_t> device_mem, pinned_mem; /* live allocations: start -> bytes */
+/* freed device allocations, kept (not reused) up to QUARANTINE bytes, oldest released first: a stale pointer to one
+ * (a graph replayed after a free, say) is an error rather than a write into whatever took its place */
+std::map<uintptr_t, size_t> freed_mem;
+std::deque<uintptr_t> freed_order;
+size_t freed_bytes;
+const size_t QUARANTINE = (size_t)1 << 30;
 thread_local cudaError_t last_error = cudaSuccess;
 thread_local Stream *thread_capture = nullptr; /* the stream this thread captures; see invalidate_capture */
 
@@ -86,6 +96,17 @@ void guard_check(uintptr_t base, size_t bytes) {
             emu_error("a device allocation of %zu bytes was written past its end (at byte %zu)", bytes, bytes + i);
             return;
         }
+}
+
+/* Where p lies in or near device memory that is not its own to use: the guard past a live allocation's end, or
+ * a freed allocation; NULL when neither. */
+const char *device_shadow(const void *p) {
+    auto it = device_mem.upper_bound((uintptr_t)p);
+    if (it != device_mem.begin()) {
+        --it;
+        if ((uintptr_t)p >= it->first + it->second && (uintptr_t)p < it->first + padded(it->second)) return "past the end of a device allocation";
+    }
+    return find(freed_mem, p) ? "in freed device memory" : nullptr;
 }
 
 /* Runs stream s's queue up to (and including) the op numbered upto. */
@@ -148,21 +169,40 @@ bool emu_device_range(const void *p, size_t bytes, const char *what) {
         emu_error("%s: %zu bytes at offset %zu of a %zu-byte allocation run past its end", what, bytes,
                   (size_t)((uintptr_t)p - a->first), a->second);
     else
-        emu_error("%s: %p (%zu bytes) is not device memory%s", what, p, bytes, find(pinned_mem, p) ? " (pinned host memory)" : "");
+        emu_error("%s: %p (%zu bytes) is %s", what, p, bytes,
+                  device_shadow(p) ? device_shadow(p) : find(pinned_mem, p) ? "pinned host memory, not device memory" : "not device memory");
     return false;
 }
 
 void emu_kernel_pointer(const char *kernel, int arg, const void *p) {
     std::lock_guard<std::recursive_mutex> g(lock);
     auto before = find(device_mem, (const char *)p - 1); /* one past an allocation's end: an empty range's start */
-    if (!find(device_mem, p) && !(before && before->first + before->second == (uintptr_t)p))
-        emu_error("%s: argument %d (%p) is not in device memory%s", kernel, arg, p,
-                  find(pinned_mem, p) ? " (pinned host memory)" : "");
+    if (find(device_mem, p) || (before && before->first + before->second == (uintptr_t)p)) return;
+    const char *shadow = device_shadow(p);
+    emu_error("%s: argument %d (%p) is %s", kernel, arg, p,
+              shadow ? shadow : find(pinned_mem, p) ? "pinned host memory, not device memory" : "not device memory");
+}
+
+bool emu_launch_ok(const EmuCfg &c, const char *name) {
+    size_t threads = (size_t)c.block.x * c.block.y * c.block.z;
+    bool ok = c.grid.x && c.grid.y && c.grid.z && threads && threads <= 1024 && c.grid.y <= 65535 && c.grid.z <= 65535 &&
+              c.block.z <= 64 && c.smem <= 227 * 1024;
+    if (!ok) {
+        emu_error("%s: launch of grid (%u, %u, %u), block (%u, %u, %u), %zu bytes of shared memory: an invalid configuration", name,
+                  c.grid.x, c.grid.y, c.grid.z, c.block.x, c.block.y, c.block.z, c.smem);
+        fail(cudaErrorInvalidConfiguration);
+    }
+    return ok;
 }
 
 namespace {
 /* the exit status: the errors the emulator found fail the program, whatever its own tests said */
 void report_at_exit() {
+    std::lock_guard<std::recursive_mutex> g(lock);
+    unsigned long long pending = legacy.issued - legacy.done;
+    for (Stream *s : streams) pending += s->issued - s->done;
+    if (pending) emu_note("%llu operations never waited for at exit: run now, for their checks", pending);
+    drain_all();
     for (auto &a : device_mem) guard_check(a.first, a.second);
     size_t live = device_mem.size();
     if (live) emu_note("%zu device allocations live at exit", live);
@@ -172,9 +212,12 @@ void report_at_exit() {
         _exit(1);
     }
 }
-struct Init {
-    Init() { atexit(report_at_exit); }
-} init;
+/* registered at the first allocation or stream, after every static object is made, so that it runs before any
+ * is destroyed (the emulator's own, which a drained launch uses) */
+void at_exit_once() {
+    static bool done = false;
+    if (!done) done = true, atexit(report_at_exit);
+}
 } // namespace
 
 extern "C" {
@@ -221,6 +264,12 @@ cudaError_t cudaProfilerStop(void) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize(void) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (invalidate_capture("cudaDeviceSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
+    for (Stream *s : streams) /* a device wait from any thread invalidates every capture */
+        if (s->capturing) {
+            s->invalid = true;
+            emu_note("a CUDA graph's capture invalidated by cudaDeviceSynchronize from another thread");
+            return fail(cudaErrorStreamCaptureUnsupported);
+        }
     drain_all();
     return cudaSuccess;
 }
@@ -228,6 +277,7 @@ cudaError_t cudaDeviceSynchronize(void) {
 /* ---- memory ---- */
 cudaError_t cudaMalloc(void **p, size_t bytes) {
     std::lock_guard<std::recursive_mutex> g(lock);
+    at_exit_once();
     *p = NULL;
     if (invalidate_capture("cudaMalloc")) return fail(cudaErrorStreamCaptureUnsupported);
     /* NaN-filled, as fresh device memory is garbage: a read before any write shows */
@@ -251,8 +301,16 @@ cudaError_t cudaFree(void *p) {
         return fail(cudaErrorInvalidValue);
     }
     guard_check(it->first, it->second);
+    freed_mem[it->first] = it->second, freed_order.push_back(it->first), freed_bytes += padded(it->second);
+    memset(p, 0xff, it->second); /* a read through a stale pointer that escapes the checks reads NaN */
     device_mem.erase(it);
-    free(p);
+    while (freed_bytes > QUARANTINE && !freed_order.empty()) {
+        uintptr_t old = freed_order.front();
+        freed_order.pop_front();
+        freed_bytes -= padded(freed_mem[old]);
+        freed_mem.erase(old);
+        free((void *)old);
+    }
     return cudaSuccess;
 }
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int) {
@@ -292,6 +350,13 @@ static cudaError_t copy(void *d, const void *s, size_t n, enum cudaMemcpyKind ki
     if (!n) return cudaSuccess;
     bool d_dev = find(device_mem, d), s_dev = find(device_mem, s);
     bool d_pin = find(pinned_mem, d), s_pin = find(pinned_mem, s);
+    /* an address just past a device allocation, or in a freed one, is no host memory (cudaMemcpyDefault would take it
+     * for one) */
+    for (const void *x : {(const void *)d, s})
+        if (!find(device_mem, x) && device_shadow(x)) {
+            emu_error("%s: %p is %s", what, x, device_shadow(x));
+            return fail(cudaErrorInvalidValue);
+        }
     if ((kind == cudaMemcpyHostToDevice && (!d_dev || s_dev)) || (kind == cudaMemcpyDeviceToHost && (d_dev || !s_dev)) ||
         (kind == cudaMemcpyDeviceToDevice && (!d_dev || !s_dev)) || (kind == cudaMemcpyHostToHost && (d_dev || s_dev))) {
         emu_error("%s: kind %d from %s to %s memory", what, (int)kind, s_dev ? "device" : "host", d_dev ? "device" : "host");
@@ -307,9 +372,13 @@ static cudaError_t copy(void *d, const void *s, size_t n, enum cudaMemcpyKind ki
         std::shared_ptr<std::vector<unsigned char>> snap = std::make_shared<std::vector<unsigned char>>((const unsigned char *)s,
                                                                                                         (const unsigned char *)s + n);
         if (sq->capturing) emu_error("%s: a copy from pageable memory inside a CUDA graph's capture", what);
-        emu_stream_op(st, [d, snap, n]() { memcpy(d, snap->data(), n); }, what);
+        emu_stream_op(st, [d, snap, n, d_dev, what]() {
+            if (!d_dev || emu_device_range(d, n, what)) memcpy(d, snap->data(), n); /* again when it runs: a graph's replay */
+        }, what);
     } else {
-        emu_stream_op(st, [d, s, n]() { memmove(d, s, n); }, what);
+        emu_stream_op(st, [d, s, n, d_dev, s_dev, what]() {
+            if ((!d_dev || emu_device_range(d, n, what)) && (!s_dev || emu_device_range(s, n, what))) memmove(d, s, n);
+        }, what);
     }
     if (!d_dev && !d_pin) {
         if (sq->capturing) emu_error("%s: a copy to pageable memory inside a CUDA graph's capture", what);
@@ -348,7 +417,9 @@ cudaError_t cudaMemcpy2DAsync(void *d, size_t dpitch, const void *s, size_t spit
 cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st) {
     if (!n) return cudaSuccess;
     if (!emu_device_range(d, n, "cudaMemsetAsync")) return fail(cudaErrorInvalidValue);
-    emu_stream_op(st, [=]() { memset(d, v, n); }, "cudaMemsetAsync");
+    emu_stream_op(st, [=]() {
+        if (emu_device_range(d, n, "cudaMemsetAsync")) memset(d, v, n); /* again when it runs: a graph's replay */
+    }, "cudaMemsetAsync");
     return cudaSuccess;
 }
 cudaError_t cudaMemset(void *d, int v, size_t n) {
@@ -362,6 +433,7 @@ cudaError_t cudaMemset(void *d, int v, size_t n) {
 /* ---- streams and events ---- */
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
     std::lock_guard<std::recursive_mutex> g(lock);
+    at_exit_once();
     Stream *n = new Stream;
     n->blocking = !(flags & cudaStreamNonBlocking);
     streams.push_back(n);
@@ -372,25 +444,35 @@ cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags
 cudaError_t cudaStreamDestroy(cudaStream_t st) {
     std::lock_guard<std::recursive_mutex> g(lock);
     Stream *s = stream_of(st);
-    if (s == &legacy) return fail(cudaErrorInvalidResourceHandle);
-    drain(s); /* its work still completes */
-    for (size_t i = 0; i < streams.size(); i++)
-        if (streams[i] == s) streams.erase(streams.begin() + (long)i);
-    delete s;
+    if (s == &legacy || s->destroyed) return fail(cudaErrorInvalidResourceHandle);
+    if (s->capturing) {
+        emu_error("cudaStreamDestroy of a stream being captured");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
+    /* it returns at once and its queued work completes later (cudaStreamDestroy): the object is kept, so that the
+     * work still runs when the host waits for the device, and events recorded on it still name it */
+    s->destroyed = true;
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t st) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (invalidate_capture("cudaStreamSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
+    if (stream_of(st)->capturing) { /* from another thread: the stream being captured may not be waited for */
+        stream_of(st)->invalid = true;
+        emu_note("a CUDA graph's capture invalidated by cudaStreamSynchronize on its stream from another thread");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
     drain(stream_of(st));
     return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) {
+    std::lock_guard<std::recursive_mutex> g(lock);
     *e = (cudaEvent_t) new Event;
     return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e, 0); }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    std::lock_guard<std::recursive_mutex> g(lock);
     delete (Event *)e;
     return cudaSuccess;
 }
@@ -398,30 +480,41 @@ cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t st) {
     std::lock_guard<std::recursive_mutex> g(lock);
     Event *e = (Event *)ev;
     Stream *s = stream_of(st);
-    if (s->capturing) { /* a node of the graph: complete with each launch of it (cudaGraphLaunch) */
-        s->graph_events.push_back(e);
-        e->stream = nullptr;
+    if (s->capturing) { /* it now stands for the capture's nodes so far (no event node without cudaEventRecordExternal) */
+        e->stream = nullptr, e->captured = true;
         return cudaSuccess;
     }
-    e->stream = s, e->at = s->issued;
+    e->stream = s, e->at = s->issued, e->captured = false;
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t ev) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (invalidate_capture("cudaEventSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
     Event *e = (Event *)ev;
+    if (e->captured) {
+        emu_error("cudaEventSynchronize on an event recorded inside a CUDA graph's capture");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
     if (e->stream) run_until(e->stream, e->at);
     return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t ev) {
     std::lock_guard<std::recursive_mutex> g(lock);
     Event *e = (Event *)ev;
+    if (e->captured) {
+        emu_error("cudaEventQuery on an event recorded inside a CUDA graph's capture");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
     /* not ready until the host waits: a program that polls must wait in the end */
     return !e->stream || e->stream->done >= e->at ? cudaSuccess : cudaErrorNotReady;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t st, cudaEvent_t ev, unsigned int) {
     std::lock_guard<std::recursive_mutex> g(lock);
     Event *e = (Event *)ev;
+    if (e->captured && !stream_of(st)->capturing) { /* it would join the capture: not emulated, and not done here */
+        emu_error("cudaStreamWaitEvent on an event recorded inside a CUDA graph's capture, from a stream outside it");
+        return fail(cudaErrorStreamCaptureUnsupported);
+    }
     if (!e->stream) return cudaSuccess;
     if (stream_of(st)->capturing) { /* an event from outside the capture, without cudaEventWaitExternal: not allowed */
         stream_of(st)->invalid = true;
@@ -439,7 +532,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t st, enum cudaStreamCaptureMode) 
     std::lock_guard<std::recursive_mutex> g(lock);
     Stream *s = stream_of(st);
     if (s == &legacy || s->capturing || thread_capture) return fail(cudaErrorIllegalState);
-    s->capturing = true, s->invalid = false, s->graph = new std::vector<Op>, s->graph_events.clear();
+    s->capturing = true, s->invalid = false, s->graph = new std::vector<Op>;
     thread_capture = s;
     return cudaSuccess;
 }
@@ -448,6 +541,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t st, cudaGraph_t *graph) {
     Stream *s = stream_of(st);
     *graph = NULL;
     if (!s->capturing) return fail(cudaErrorIllegalState);
+    if (thread_capture != s) return fail(cudaErrorStreamCaptureWrongThread);
     s->capturing = false, thread_capture = nullptr;
     std::vector<Op> *ops = s->graph;
     s->graph = nullptr;
@@ -457,7 +551,6 @@ cudaError_t cudaStreamEndCapture(cudaStream_t st, cudaGraph_t *graph) {
     }
     Graph *gr = new Graph;
     gr->ops = std::move(*ops);
-    gr->events = s->graph_events;
     delete ops;
     *graph = (cudaGraph_t)gr;
     return cudaSuccess;
@@ -469,15 +562,18 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t st, enum cudaStreamCaptureStatus 
     return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long) {
+    std::lock_guard<std::recursive_mutex> g(lock);
     Graph *copy = new Graph(*(Graph *)graph);
     *exec = (cudaGraphExec_t)copy;
     return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    std::lock_guard<std::recursive_mutex> g(lock);
     delete (Graph *)graph;
     return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    std::lock_guard<std::recursive_mutex> g(lock);
     delete (Graph *)exec;
     return cudaSuccess;
 }
@@ -488,7 +584,6 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t st) {
     emu_stream_op(st, [ops]() {
         for (Op &op : *ops) op();
     }, "cudaGraphLaunch");
-    for (Event *e : gr->events) e->stream = stream_of(st), e->at = stream_of(st)->issued;
     return cudaSuccess;
 }
 
