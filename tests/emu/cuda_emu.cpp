@@ -149,7 +149,7 @@ void emu_note(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    std::string s = std::string(kernel_name ? kernel_name : "?") + ": " + msg;
+    std::string s = std::string(kernel_name ? kernel_name : "host") + ": " + msg;
     if (std::find(seen_notes.begin(), seen_notes.end(), s) != seen_notes.end()) return;
     seen_notes.push_back(s);
     emu_notes++;

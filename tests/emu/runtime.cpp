@@ -127,12 +127,16 @@ void drain_all() {
     for (Stream *s : streams) drain(s);
 }
 
-/* A call the capturing thread may not make while it captures (cudaStreamCaptureModeThreadLocal): the capture
- * is invalidated, as CUDA does; cudaStreamEndCapture then fails and device.cu runs the work plainly. */
+/* s's capture invalidated, as CUDA does: cudaStreamEndCapture then fails and device.cu runs the work plainly */
+void invalidate(Stream *s, const char *why) {
+    s->invalid = true;
+    emu_note("a CUDA graph's capture invalidated by %s", why);
+}
+
+/* A call the capturing thread may not make while it captures (cudaStreamCaptureModeThreadLocal) */
 bool invalidate_capture(const char *why) {
     if (!thread_capture) return false;
-    thread_capture->invalid = true;
-    emu_note("a CUDA graph's capture invalidated by %s", why);
+    invalidate(thread_capture, why);
     return true;
 }
 
@@ -145,11 +149,7 @@ void emu_stream_op(cudaStream_t st, std::function<void()> op, const char *what) 
     Stream *s = stream_of(st);
     if (s == &legacy) /* the legacy stream would wait for a blocking stream being captured: not allowed */
         for (Stream *c : streams)
-            if (c->capturing && c->blocking) {
-                c->invalid = true;
-                emu_note("a CUDA graph's capture invalidated by %s on the legacy stream", what);
-                fail(cudaErrorStreamCaptureImplicit);
-            }
+            if (c->capturing && c->blocking) invalidate(c, "an operation on the legacy stream"), fail(cudaErrorStreamCaptureImplicit);
     static int trace = getenv("EMU_TRACE") && atoi(getenv("EMU_TRACE")); /* 1: each op's name as it is queued */
     if (trace) fprintf(stderr, "EMU TRACE %s %s%s\n", s == &legacy ? "legacy" : "stream", s->capturing ? "captured " : "", what);
     if (s->capturing) {
@@ -265,11 +265,7 @@ cudaError_t cudaDeviceSynchronize(void) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (invalidate_capture("cudaDeviceSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
     for (Stream *s : streams) /* a device wait from any thread invalidates every capture */
-        if (s->capturing) {
-            s->invalid = true;
-            emu_note("a CUDA graph's capture invalidated by cudaDeviceSynchronize from another thread");
-            return fail(cudaErrorStreamCaptureUnsupported);
-        }
+        if (s->capturing) return invalidate(s, "cudaDeviceSynchronize from another thread"), fail(cudaErrorStreamCaptureUnsupported);
     drain_all();
     return cudaSuccess;
 }
@@ -457,11 +453,8 @@ cudaError_t cudaStreamDestroy(cudaStream_t st) {
 cudaError_t cudaStreamSynchronize(cudaStream_t st) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (invalidate_capture("cudaStreamSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
-    if (stream_of(st)->capturing) { /* from another thread: the stream being captured may not be waited for */
-        stream_of(st)->invalid = true;
-        emu_note("a CUDA graph's capture invalidated by cudaStreamSynchronize on its stream from another thread");
-        return fail(cudaErrorStreamCaptureUnsupported);
-    }
+    if (stream_of(st)->capturing) /* from another thread: the stream being captured may not be waited for */
+        return invalidate(stream_of(st), "cudaStreamSynchronize on its stream from another thread"), fail(cudaErrorStreamCaptureUnsupported);
     drain(stream_of(st));
     return cudaSuccess;
 }
@@ -516,11 +509,8 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t st, cudaEvent_t ev, unsigned int) {
         return fail(cudaErrorStreamCaptureUnsupported);
     }
     if (!e->stream) return cudaSuccess;
-    if (stream_of(st)->capturing) { /* an event from outside the capture, without cudaEventWaitExternal: not allowed */
-        stream_of(st)->invalid = true;
-        emu_note("a CUDA graph's capture invalidated by a wait on an event recorded outside it");
-        return fail(cudaErrorStreamCaptureIsolation);
-    }
+    if (stream_of(st)->capturing) /* an event from outside the capture, without cudaEventWaitExternal: not allowed */
+        return invalidate(stream_of(st), "a wait on an event recorded outside it"), fail(cudaErrorStreamCaptureIsolation);
     Stream *from = e->stream;
     unsigned long long at = e->at;
     emu_stream_op(st, [from, at]() { run_until(from, at); }, "cudaStreamWaitEvent");
