@@ -430,12 +430,27 @@ EMU_GPU_TESTS := cuda_train cuda extract_pipeline recsys backward ops align altc
 EMU_GPU_BINS  := $(patsubst %,$(EMU)/gpu/test_%,$(EMU_GPU_TESTS))
 
 .PHONY: emu-gpu-check
-emu-gpu-check: $(if $(EMU_SKIP),,$(EMU_GPU_BINS) $(EMU)/gpu/mrec $(EMU)/gpu/test_cuda_fallbacks)
+EMU_GPU_AGAIN := $(EMU)/gpu/test_cuda_fallbacks $(patsubst %,$(EMU)/gpu/test_extract_pipeline_%,le el cc) $(EMU)/gpu/pipe_mutations \
+                 $(EMU)/gpu/oom
+emu-gpu-check: $(if $(EMU_SKIP),,$(EMU_GPU_BINS) $(EMU)/gpu/mrec $(EMU_GPU_AGAIN))
 	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_EMULATED_GPU=1 MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU)/gpu \
-	    $(EMU_GPU_BINS) $(EMU)/gpu/test_cuda_fallbacks)
+	    $(EMU_GPU_BINS) $(EMU_GPU_AGAIN))
 # test_cuda again with cuBLASLt finding no algorithm and cuDNN refusing its fused form: the callers' fallbacks
 $(EMU)/gpu/test_cuda_fallbacks: $(EMU)/gpu/test_cuda
 	@printf '#!/bin/sh\nEMU_LT_NO_ALGO=1 EMU_DNN_NO_FUSED=1 exec %s\n' '$(EMU)/gpu/test_cuda' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
+# the pipelines, whose uploads go on a copy stream, again with the two streams' work run in other orders
+# (EMU_SCHEDULE: compute lazy and copies eager, the reverse, both at a coin's toss): a missing wait between them shows
+$(EMU)/gpu/test_extract_pipeline_%: $(EMU)/gpu/test_extract_pipeline
+	@printf '#!/bin/sh\nEMU_SCHEDULE=%s exec %s\n' '$*' '$(EMU)/gpu/test_extract_pipeline' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
+# and the proof that they catch it: a wait removed from extractors/pipe.c at a time (tests/emu/mutate_pipe.sh)
+$(EMU)/gpu/pipe_mutations: tests/emu/mutate_pipe.sh tests/emu/pipe_mutations $(EMU)/gpu/test_extract_pipeline
+	@printf '#!/bin/sh\nCC="%s" CFLAGS="%s" LINK="%s" OBJS="%s" exec sh tests/emu/mutate_pipe.sh %s tests/emu/pipe_mutations\n' \
+	    '$(CC)' '$(filter-out -MMD -MP,$(CFLAGS))' '$(EMU_CXX) $(LDFLAGS)' \
+	    '$(EMU)/gpu/test_extract_pipeline.o $(BUILD)/tests/harness.o $(TOOLS_LIB) $(EMU_GPU_OBJS) $(EMU)/libmrec.a $(LDLIBS) $(SERVE_LDLIBS)' \
+	    '$(EMU)/gpu' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
+# the command line with each allocation failing in turn, as a full GPU's would (tests/emu/oom.sh)
+$(EMU)/gpu/oom: tests/emu/oom.sh $(EMU)/gpu/mrec
+	@printf '#!/bin/sh\nexec sh tests/emu/oom.sh %s\n' '$(EMU)/gpu/mrec' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
 EMU_GPU_OBJS  := $(patsubst kernels/cuda/%.cu,$(EMU)/%_emu.o,$(wildcard kernels/cuda/*.cu)) \
                  $(EMU)/cuda_emu.o $(EMU)/runtime.o $(EMU)/cublas_emu.o $(EMU)/cudnn_emu.o
 $(EMU)/runtime.o $(EMU)/cublas_emu.o $(EMU)/cudnn_emu.o: $(EMU)/%.o: tests/emu/%.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h

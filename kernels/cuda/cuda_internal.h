@@ -65,6 +65,8 @@ void mrec_lt_algos_free(mrec_cuda *cu);
 mrec_status mrec_cuda_bf16_operands(const uint16_t **out, const float *const *in, const int64_t *n, int count, mrec_cuda *cu);
 
 mrec_status mrec_cuda_check(cudaError_t err, const char *what);
+/* cudaMalloc of bytes into *ptr (NULL on failure); a full GPU is MREC_ERR_NOMEM saying what was asked and what is free */
+mrec_status mrec_cuda_alloc(int device, void **ptr, size_t bytes, const char *what);
 mrec_status mrec_cublas_check(cublasStatus_t st, const char *what);
 mrec_status mrec_cudnn_check(cudnnStatus_t st, const char *what);
 

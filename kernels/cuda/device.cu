@@ -63,13 +63,13 @@ extern "C" mrec_status mrec_cuda_create(mrec_cuda **out, int device) {
     if (!st) st = mrec_cublas_check(cublasSetMathMode(cu->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     if (!st) st = mrec_cudnn_check(cudnnCreate(&cu->dnn), "cudnnCreate");
     if (!st) st = mrec_cudnn_check(cudnnSetStream(cu->dnn, cu->stream), "cudnnSetStream");
-    if (!st) st = mrec_cuda_check(cudaMalloc((void **)&cu->flag, sizeof *cu->flag), "cudaMalloc");
-    if (!st) st = mrec_cuda_check(cudaMalloc((void **)&cu->dot_part, sizeof(double) * MREC_DOT_PARTS), "cudaMalloc");
+    if (!st) st = mrec_cuda_alloc(device, (void **)&cu->flag, sizeof *cu->flag, "a flag");
+    if (!st) st = mrec_cuda_alloc(device, (void **)&cu->dot_part, sizeof(double) * MREC_DOT_PARTS, "dot products' parts");
     if (!st) st = mrec_cublas_check(cublasLtCreate(&cu->lt), "cublasLtCreate");
-    if (!st) st = mrec_cuda_check(cudaMalloc(&cu->lt_work, MREC_LT_WORKSPACE), "cudaMalloc (cuBLASLt workspace)");
+    if (!st) st = mrec_cuda_alloc(device, &cu->lt_work, MREC_LT_WORKSPACE, "cuBLASLt workspace");
     /* cuBLAS's own workspace, given rather than left to it: a product captured into a CUDA graph then never asks
      * for memory during the capture, and the graph's replays use this one */
-    if (!st) st = mrec_cuda_check(cudaMalloc(&cu->blas_work, MREC_BLAS_WORKSPACE), "cudaMalloc (cuBLAS workspace)");
+    if (!st) st = mrec_cuda_alloc(device, &cu->blas_work, MREC_BLAS_WORKSPACE, "cuBLAS workspace");
     if (!st) st = mrec_cublas_check(cublasSetWorkspace(cu->blas, cu->blas_work, MREC_BLAS_WORKSPACE), "cublasSetWorkspace");
     if (st) {
         mrec_cuda_destroy(cu);
@@ -116,9 +116,21 @@ struct mrec_cuda_block {
 
 static void graphs_drop_since(mrec_cuda *cu, unsigned long long n);
 
-extern "C" mrec_status mrec_cuda_malloc(mrec_cuda *cu, void **ptr, size_t bytes) {
+/* cudaMalloc; a full GPU is the user's error to act on, so it says what was asked and what there is */
+mrec_status mrec_cuda_alloc(int device, void **ptr, size_t bytes, const char *what) {
     *ptr = NULL;
-    mrec_status st = mrec_cuda_check(cudaMalloc(ptr, bytes), "cudaMalloc");
+    cudaError_t err = cudaMalloc(ptr, bytes);
+    if (err != cudaErrorMemoryAllocation) return mrec_cuda_check(err, what);
+    cudaGetLastError(); /* not sticky: cleared, so that the next launch's check does not report it again */
+    size_t free_bytes = 0, total = 0;
+    if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) cudaGetLastError(), free_bytes = total = 0;
+    *ptr = NULL;
+    return mrec_fail(MREC_ERR_NOMEM, "GPU %d: %.1f MiB asked (%s), %.1f MiB free of %.1f MiB", device, bytes / 1048576.0, what,
+                     free_bytes / 1048576.0, total / 1048576.0);
+}
+
+extern "C" mrec_status mrec_cuda_malloc(mrec_cuda *cu, void **ptr, size_t bytes) {
+    mrec_status st = mrec_cuda_alloc(cu ? cu->device : 0, ptr, bytes, "device memory");
     if (st || !cu) return st;
     if (cu->n_blocks == cu->cap_blocks) { /* untracked if this fails: its free then drops every graph */
         int cap = cu->cap_blocks ? 2 * cu->cap_blocks : 64;
@@ -203,8 +215,8 @@ extern "C" mrec_status mrec_cuda_host_alloc(mrec_cuda *cu, void **ptr, size_t by
     cudaError_t err = cudaHostAlloc(ptr, bytes ? bytes : 1, cudaHostAllocDefault);
     if (err != cudaSuccess) {
         *ptr = NULL;
-        return mrec_fail(err == cudaErrorMemoryAllocation ? MREC_ERR_NOMEM : MREC_ERR_DEVICE, "cudaHostAlloc of %zu bytes: %s", bytes,
-                         cudaGetErrorString(err));
+        if (err == cudaErrorMemoryAllocation) return cudaGetLastError(), mrec_fail(MREC_ERR_NOMEM, "pinned host memory: %zu bytes asked", bytes);
+        return mrec_fail(MREC_ERR_DEVICE, "cudaHostAlloc of %zu bytes: %s", bytes, cudaGetErrorString(err));
     }
     return MREC_OK;
 }

@@ -335,7 +335,7 @@ static mrec_status bf16_scratch(mrec_cuda *cu, int64_t n) {
     if (cu->bf16_buf) cudaFree(cu->bf16_buf);
     cu->bf16_buf = NULL, cu->bf16_cap = 0;
     size_t want = (size_t)n + (size_t)n / 4;
-    st = mrec_cuda_check(cudaMalloc((void **)&cu->bf16_buf, want * sizeof(uint16_t)), "cudaMalloc (bf16 operands)");
+    st = mrec_cuda_alloc(cu->device, (void **)&cu->bf16_buf, want * sizeof(uint16_t), "bf16 operands");
     if (!st) cu->bf16_cap = want;
     return st;
 }
@@ -517,9 +517,9 @@ extern "C" mrec_status mrec_cuda_weights_upload(mrec_cuda *cu, float **out, cons
         cu->weights = w, cu->cap_weights = cap;
     }
     mrec_cuda_weights w = {NULL, n, NULL};
-    mrec_status st = mrec_cuda_check(cudaMalloc((void **)&w.f32, sizeof(float) * (size_t)n), "cudaMalloc (weights)");
+    mrec_status st = mrec_cuda_alloc(cu->device, (void **)&w.f32, sizeof(float) * (size_t)n, "weights");
     if (!st) st = mrec_cuda_copy_h2d(cu, w.f32, host, sizeof(float) * (size_t)n);
-    if (!st && with_bf16) st = mrec_cuda_check(cudaMalloc((void **)&w.bf16, sizeof(uint16_t) * (size_t)n), "cudaMalloc (bf16 weights)");
+    if (!st && with_bf16) st = mrec_cuda_alloc(cu->device, (void **)&w.bf16, sizeof(uint16_t) * (size_t)n, "bf16 weights");
     if (!st && with_bf16) st = mrec_f32_to_bf16_cuda(w.bf16, w.f32, n, cu);
     if (!st) st = mrec_cuda_sync(cu);
     if (st) {

@@ -9,6 +9,11 @@
 mrec_status mrec_cuda_check(cudaError_t err, const char *what) {
     return err ? mrec_fail(MREC_ERR_DEVICE, "%s: CUDA error %d (emulated)", what, (int)err) : MREC_OK;
 }
+mrec_status mrec_cuda_alloc(int device, void **ptr, size_t bytes, const char *what) {
+    (void)device;
+    *ptr = malloc(bytes ? bytes : 1);
+    return *ptr ? MREC_OK : mrec_fail(MREC_ERR_NOMEM, "%s", what);
+}
 extern "C" {
 mrec_status mrec_cuda_malloc(mrec_cuda *cu, void **ptr, size_t bytes) {
     (void)cu;

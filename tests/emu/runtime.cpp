@@ -8,7 +8,9 @@
  *     makes synchronous, cudaFree, which waits for the device), a stream running another's queue up to an
  *     event it waits on. A host that reads a result before waiting for it reads the old bytes; a host that
  *     rewrites a pinned buffer an upload has not read yet changes what the upload copies. A copy from
- *     pageable memory takes its bytes at the call, as CUDA's staging does;
+ *     pageable memory takes its bytes at the call, as CUDA's staging does. EMU_SCHEDULE runs some streams' work
+ *     as it is queued, or at a coin's toss, instead (see policy_of): two streams then run in orders only the
+ *     program's waits constrain, which a missing wait between them does not survive;
  *   - memory: every pointer a launch, a copy or a library is given as device memory must lie inside a live
  *     cudaMalloc allocation (pinned host memory passes for a copy's host side only), and cudaFree of anything
  *     else is an error; fresh device memory is NaN bytes (0xff), and a guard after each allocation's end,
@@ -39,7 +41,13 @@ namespace {
 
 typedef std::function<void()> Op;
 
+/* When a stream's queued work runs (EMU_SCHEDULE): LAZY waits for the host (the default), EAGER runs each op as it is
+ * queued, COIN runs the queue so far at a fair coin's toss after each op. Two streams whose policies differ run
+ * their work in the order of the program's waits only: a wait missing between them shows under some pairing. */
+enum Policy { LAZY, EAGER, COIN };
+
 struct Stream {
+    Policy policy = LAZY;
     std::deque<std::pair<unsigned long long, Op>> queue; /* (sequence number, op) not yet run */
     unsigned long long issued = 0, done = 0;             /* ops queued so far; ops run so far */
     bool capturing = false, invalid = false;
@@ -142,6 +150,34 @@ bool invalidate_capture(const char *why) {
 
 cudaError_t fail(cudaError_t e) { return last_error = e; }
 
+/* EMU_FAIL_ALLOC=N: the N-th allocation (cudaMalloc or cudaHostAlloc, counted from 1) fails as a full GPU's would,
+ * so that every path out of a failed allocation can be run (tests/emu/oom.sh) */
+bool out_of_memory() {
+    static long long fail_at = getenv("EMU_FAIL_ALLOC") ? atoll(getenv("EMU_FAIL_ALLOC")) : 0;
+    static long long count;
+    return fail_at > 0 && ++count == fail_at;
+}
+
+/* EMU_SCHEDULE=letters, one per stream made (l: LAZY, e: EAGER, c: COIN), the n-th stream made taking letter
+ * (n - 1) mod their count: "le" makes each context's compute stream lazy and its copy stream eager. The legacy
+ * stream stays lazy (every call that uses it waits for it). The coins are splitmix64's from EMU_SCHEDULE_SEED (1). */
+Policy policy_of(size_t number) {
+    static const char *letters = getenv("EMU_SCHEDULE") && *getenv("EMU_SCHEDULE") ? getenv("EMU_SCHEDULE") : "l";
+    char c = letters[(number - 1) % strlen(letters)];
+    if (c != 'l' && c != 'e' && c != 'c') emu_error("EMU_SCHEDULE=%s: a letter %c, not l, e or c", letters, c);
+    return c == 'e' ? EAGER : c == 'c' ? COIN : LAZY;
+}
+unsigned long long mix(unsigned long long x) { /* splitmix64's finalizer */
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+bool coin() {
+    static unsigned long long state = getenv("EMU_SCHEDULE_SEED") ? strtoull(getenv("EMU_SCHEDULE_SEED"), NULL, 10) : 1;
+    return mix(state++) & 1;
+}
+
 } // namespace
 
 void emu_stream_op(cudaStream_t st, std::function<void()> op, const char *what) {
@@ -158,7 +194,7 @@ void emu_stream_op(cudaStream_t st, std::function<void()> op, const char *what) 
     }
     s->queue.emplace_back(++s->issued, std::move(op));
     static int at_once = getenv("EMU_SYNC") && atoi(getenv("EMU_SYNC")); /* 1: no deferral, to tell what it changes */
-    if (at_once) drain(s);
+    if (at_once || s->policy == EAGER || (s->policy == COIN && coin())) drain(s);
 }
 
 bool emu_device_range(const void *p, size_t bytes, const char *what) {
@@ -276,6 +312,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     at_exit_once();
     *p = NULL;
     if (invalidate_capture("cudaMalloc")) return fail(cudaErrorStreamCaptureUnsupported);
+    if (out_of_memory()) return fail(cudaErrorMemoryAllocation);
     /* NaN-filled, as fresh device memory is garbage: a read before any write shows */
     void *m = aligned_alloc(256, padded(bytes));
     if (!m) return fail(cudaErrorMemoryAllocation);
@@ -284,6 +321,13 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     memset((char *)m + bytes, GUARD, padded(bytes) - bytes);
     device_mem[(uintptr_t)m] = bytes;
     *p = m;
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total) { /* an H200's memory, less what is allocated here */
+    std::lock_guard<std::recursive_mutex> g(lock);
+    size_t used = 0;
+    for (auto &a : device_mem) used += padded(a.second);
+    *total = (size_t)143771 << 20, *free_bytes = used < *total ? *total - used : 0;
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
@@ -311,6 +355,9 @@ cudaError_t cudaFree(void *p) {
 }
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int) {
     std::lock_guard<std::recursive_mutex> g(lock);
+    at_exit_once();
+    *p = NULL;
+    if (out_of_memory()) return fail(cudaErrorMemoryAllocation);
     *p = malloc(bytes ? bytes : 1);
     if (!*p) return fail(cudaErrorMemoryAllocation);
     pinned_mem[(uintptr_t)*p] = bytes;
@@ -433,6 +480,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
     Stream *n = new Stream;
     n->blocking = !(flags & cudaStreamNonBlocking);
     streams.push_back(n);
+    n->policy = policy_of(streams.size());
     *s = (cudaStream_t)n;
     return cudaSuccess;
 }

@@ -1,0 +1,68 @@
+#!/bin/sh
+# oom.sh MREC: the command line on the emulated GPU, each command run again with its N-th allocation failing
+# (EMU_FAIL_ALLOC=N, tests/emu/runtime.cpp) for N = 1, 2, ... until it runs through: a GPU that runs out of
+# memory at any point must end the command with a message that says so, exit 2 or 3, leave no output behind,
+# and commit no fault the emulator finds on the way out (a launch on freed memory, a write past an allocation).
+# Prints "emu_oom: N passed, N failed, N skipped", one check a failure point. MREC_TEST_VERBOSE=1 shows each.
+mrec=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+pillow=$(pwd)/tests/data/images/odd/pillow
+vision=$(pwd)/tests/fixtures/vision
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work" || exit 1
+export MREC_EMULATED_GPU=1
+# a small graph, Elliot's TSV split: 40 users, 30 items
+awk 'BEGIN { for (u = 0; u < 40; u++) for (k = 0; k < 6; k++) { i = (u * 7 + k * 5) % 30; s = (k < 4) ? "train" : (k == 4 ? "val" : "test");
+     print u "\t" i > (s ".tsv") } }'
+mkdir images vit
+cp "$vision/vit_tiny/config.json" "$vision/vit_tiny/model.safetensors" "$vision/hf_vit_32/preprocessor_config.json" vit/ # 32-pixel images
+for f in hopper.jpg flower.jpg hopper_gray.jpg app13-multiple.jpg; do cp "$pillow/$f" images/; done
+printf 'id\ttext\n' > texts.tsv
+for i in 1 2 3 4 5; do printf 'item%d\ta short description of item %d, in a few words\n' "$i" "$i" >> texts.tsv; done
+pass=0 fail=0 skip=0
+check() { # NAME OUT COMMAND...: runs COMMAND with each allocation failing in turn
+    name=$1 out=$2
+    shift 2
+    n=1
+    while [ $n -le 500 ]; do
+        rm -rf "$out"
+        EMU_FAIL_ALLOC=$n "$@" > log.txt 2>&1
+        rc=$?
+        [ $rc -eq 0 ] && ! grep -q 'cuda emulator:' log.txt && break # past the last allocation: it ran through
+        why=
+        if grep -q 'EMU ERROR\|cuda emulator:' log.txt; then why="the emulator found a fault"
+        elif [ $rc -ne 2 ] && [ $rc -ne 3 ]; then why="exit $rc"
+        elif ! grep -qi 'out of memory' log.txt; then why="no message saying the GPU ran out of memory"
+        elif [ -e "$out" ]; then why="$out left behind"
+        fi
+        if [ -n "$why" ]; then
+            fail=$((fail + 1))
+            echo "FAIL [emu_oom] $name, allocation $n failing: $why" >&2
+            grep -m 3 -E 'EMU ERROR|error|mrec' log.txt | cut -c 1-200 | sed 's/^/    /' >&2
+            return # the rest of this command's failure points would repeat it
+        else
+            pass=$((pass + 1))
+            [ -n "$MREC_TEST_VERBOSE" ] && echo "  $name, allocation $n failing: $(grep -m 1 -i 'out of memory' log.txt | cut -c 1-160)"
+        fi
+        n=$((n + 1))
+    done
+    if [ $n -gt 500 ] || [ $n -eq 1 ]; then
+        fail=$((fail + 1))
+        echo "FAIL [emu_oom] $name: $((n - 1)) allocations, then $([ $n -gt 500 ] && echo 'still failing' || echo 'none on the GPU')" >&2
+    fi
+}
+data="--data train.tsv,val.tsv,test.tsv --format tsv --k 10,20 --epochs 2 --threads 1 --device cuda"
+check "train lightgcn" t1 "$mrec" train $data --model lightgcn --out t1
+check "train ngcf" t2 "$mrec" train $data --model ngcf --out t2
+check "train sgl" t3 "$mrec" train $data --model sgl --out t3
+check "extract-image resnet" i1 "$mrec" extract-image --model "$vision/resnet_tiny" --images images --out i1 --batch-size 2 --device cuda
+check "extract-image vit" i2 "$mrec" extract-image --model vit --images images --out i2 --batch-size 2 --device cuda
+if [ -n "$MREC_MINILM_DIR" ] && [ -f "$MREC_MINILM_DIR/model.safetensors" ]; then
+    check "extract-text minilm" x1 "$mrec" extract-text --model "$MREC_MINILM_DIR" --input texts.tsv --id-column id --text-column text \
+        --out x1 --batch-size 2 --device cuda
+else
+    skip=1
+    echo "skipped: extract-text (the real all-MiniLM-L6-v2 weights, MREC_MINILM_DIR, not present)"
+fi
+echo "emu_oom: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
