@@ -255,7 +255,7 @@ extern "C" mrec_status mrec_cuda_copy_h2d_staged(mrec_cuda *cu, void *dst, const
     }
     int k = cu->stage_next;
     if (!cu->stage[k]) {
-        st = mrec_cuda_check(cudaHostAlloc(&cu->stage[k], MREC_STAGE_BYTES, cudaHostAllocDefault), "cudaHostAlloc (upload slot)");
+        st = mrec_cuda_host_alloc(cu, &cu->stage[k], MREC_STAGE_BYTES);
         if (!st) st = mrec_cuda_check(cudaEventCreateWithFlags(&cu->stage_done[k], cudaEventDisableTiming), "cudaEventCreate (upload slot)");
         if (st) {
             if (cu->stage[k]) cudaFreeHost(cu->stage[k]);

@@ -20,6 +20,11 @@ for f in hopper.jpg flower.jpg hopper_gray.jpg app13-multiple.jpg; do cp "$pillo
 printf 'id\ttext\n' > texts.tsv
 for i in 1 2 3 4 5; do printf 'item%d\ta short description of item %d, in a few words\n' "$i" "$i" >> texts.tsv; done
 pass=0 fail=0 skip=0
+# the items' visual features, for the multimodal models: the four photos as items 0 to 29, encoded on the CPU
+mkdir items
+for i in $(seq 0 29); do set -- hopper.jpg flower.jpg hopper_gray.jpg app13-multiple.jpg; shift $((i % 4)); cp "images/$1" "items/$i.jpg"; done
+"$mrec" extract-image --model "$vision/resnet_tiny" --images items --out feat --format per-item --device cpu > /dev/null 2>&1 ||
+    { echo "FAIL [emu_oom] the items' features could not be extracted" >&2; fail=1; }
 check() { # NAME OUT COMMAND...: runs COMMAND with each allocation failing in turn
     name=$1 out=$2
     shift 2
@@ -55,6 +60,8 @@ data="--data train.tsv,val.tsv,test.tsv --format tsv --k 10,20 --epochs 2 --thre
 check "train lightgcn" t1 "$mrec" train $data --model lightgcn --out t1
 check "train ngcf" t2 "$mrec" train $data --model ngcf --out t2
 check "train sgl" t3 "$mrec" train $data --model sgl --out t3
+check "train freedom" t4 "$mrec" train $data --model freedom --features visual=feat --cache none --out t4
+check "train lattice" t5 "$mrec" train $data --model lattice --features visual=feat --cache none --out t5
 check "extract-image resnet" i1 "$mrec" extract-image --model "$vision/resnet_tiny" --images images --out i1 --batch-size 2 --device cuda
 check "extract-image vit" i2 "$mrec" extract-image --model vit --images images --out i2 --batch-size 2 --device cuda
 if [ -n "$MREC_MINILM_DIR" ] && [ -f "$MREC_MINILM_DIR/model.safetensors" ]; then
