@@ -70,11 +70,6 @@ mrec_status mrec_image_encoder_load(mrec_image_encoder *e, const char *model, co
     if (!st) st = mrec_preprocess_preset(&e->pre, preset ? preset : presets[e->kind], S_ISDIR(sb.st_mode) ? model : NULL);
     if (!st && !e->pre.resize_h && !e->pre.crop_h)
         st = mrec_fail(MREC_ERR_UNSUPPORTED, "preset %s gives images of varying sizes; a batch needs one size", e->pre.name);
-    int size = e->pre.crop_h ? e->pre.crop_h : e->pre.resize_h, size_w = e->pre.crop_h ? e->pre.crop_w : e->pre.resize_w;
-    int want = e->kind == MREC_IMAGE_VIT ? e->vit.cfg.image_size : e->kind == MREC_IMAGE_CLIP ? e->clip.vision.cfg.image_size : 0;
-    if (!st && want && (size != want || size_w != want))
-        st = mrec_fail(MREC_ERR_SHAPE, "%s: the model takes %dx%d images, preset %s makes %dx%d", model, want, want, e->pre.name, size_w,
-                       size);
     e->layer = LAYERS[e->kind][0];
     if (!st && layer) {
         int found = 0;
@@ -218,6 +213,10 @@ static mrec_status embed(mrec_context *ctx, const mrec_image_encoder *e, const c
                          const size_t *sizes, int n, float *out, int *ok, char **errors) {
     int B = e->batch_size < 1 ? 1 : e->batch_size, h = e->pre.crop_h ? e->pre.crop_h : e->pre.resize_h,
         w = e->pre.crop_h ? e->pre.crop_w : e->pre.resize_w, D = mrec_image_encoder_dim(e);
+    /* checked here, not at the load: the caller may set the size after it (mrec extract-image --size) */
+    int want = e->kind == MREC_IMAGE_VIT ? e->vit.cfg.image_size : e->kind == MREC_IMAGE_CLIP ? e->clip.vision.cfg.image_size : 0;
+    if (want && (h != want || w != want))
+        return mrec_fail(MREC_ERR_SHAPE, "the model takes %dx%d images, the preprocessing (preset %s) makes %dx%d", want, want, e->pre.name, w, h);
     size_t plane = (size_t)3 * h * w, slot_bytes = sizeof(float) * plane * (size_t)B;
     int on_gpu = ctx->device != MREC_DEVICE_CPU;
     /* the workspace: the batch's features on the device, on a GPU the two upload slots, then the model's activations */

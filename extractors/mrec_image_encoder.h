@@ -63,7 +63,9 @@ typedef struct {
 mrec_status mrec_image_model_kind(const char *model, mrec_image_model *kind);
 
 /* layer NULL: the model's default. preset NULL: ducho-resnet for a ResNet,
- * hf-vit for a ViT, hf-clip for CLIP, hf-align for ALIGN. */
+ * hf-vit for a ViT, hf-clip for CLIP, hf-align for ALIGN (a folder's
+ * preprocessor_config.json refines it). The preprocessing (enc->pre) may be
+ * changed before embedding; a ViT's or CLIP's image size is checked then. */
 mrec_status mrec_image_encoder_load(mrec_image_encoder *enc, const char *model, const char *preset, const char *layer);
 /* Moves the model's weights to where ctx runs, once, before embedding on a
  * GPU context (nothing to do on the CPU). */

@@ -423,6 +423,23 @@ int main(void) {
                  dir);
         rc = run(cmd, out, sizeof out, 1);
         t_check(rc == 2 && strstr(out, "nope"), "an unknown preset is named: %s", out);
+        /* a ViT of 32-pixel images without its preprocessor_config.json: hf-vit's 224 pixels are refused, --size
+         * 32,32 sets them right, another size is refused naming the model's */
+        snprintf(cmd, sizeof cmd, "extract-image --model tests/fixtures/vision/vit_tiny --images %s/photos --out %s/v1", dir, dir);
+        rc = run(cmd, out, sizeof out, 1);
+        snprintf(path, sizeof path, "%s/v1", dir);
+        t_check(rc == 2 && strstr(out, "32x32") && strstr(out, "224x224") && access(path, F_OK) != 0,
+                "a ViT of 32-pixel images at hf-vit's 224 pixels: refused naming both sizes, nothing written: rc %d, %s", rc, out);
+        snprintf(cmd, sizeof cmd, "extract-image --model tests/fixtures/vision/vit_tiny --images %s/photos --size 32,32 --out %s/v2", dir, dir);
+        rc = run(cmd, out, sizeof out, 1);
+        snprintf(path, sizeof path, "%s/v2/image_feat.npy", dir);
+        feat = NULL;
+        t_check(rc == 0 && !mrec_npy_read_f32(path, &feat, &nd, sh) && nd == 2 && sh[0] == 5,
+                "the same ViT with --size 32,32 embeds the 5 photos: rc %d, %s", rc, out);
+        free(feat);
+        snprintf(cmd, sizeof cmd, "extract-image --model tests/fixtures/vision/vit_tiny --images %s/photos --size 64,64 --out %s/v3", dir, dir);
+        rc = run(cmd, out, sizeof out, 1);
+        t_check(rc == 2 && strstr(out, "--size 64,64") && strstr(out, "32x32"), "--size 64,64 for a 32-pixel ViT: refused: rc %d, %s", rc, out);
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         T_REQUIRE(system(cmd) == 0);
     }
