@@ -431,7 +431,7 @@ EMU_GPU_BINS  := $(patsubst %,$(EMU)/gpu/test_%,$(EMU_GPU_TESTS))
 
 .PHONY: emu-gpu-check
 EMU_GPU_AGAIN := $(EMU)/gpu/test_cuda_fallbacks $(patsubst %,$(EMU)/gpu/test_extract_pipeline_%,le el cc) $(EMU)/gpu/pipe_mutations \
-                 $(EMU)/gpu/oom
+                 $(EMU)/gpu/faults
 emu-gpu-check: $(if $(EMU_SKIP),,$(EMU_GPU_BINS) $(EMU)/gpu/mrec $(EMU_GPU_AGAIN))
 	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_EMULATED_GPU=1 MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU)/gpu \
 	    $(EMU_GPU_BINS) $(EMU_GPU_AGAIN))
@@ -448,9 +448,9 @@ $(EMU)/gpu/pipe_mutations: tests/emu/mutate_pipe.sh tests/emu/pipe_mutations $(E
 	    '$(CC)' '$(filter-out -MMD -MP,$(CFLAGS))' '$(EMU_CXX) $(LDFLAGS)' \
 	    '$(EMU)/gpu/test_extract_pipeline.o $(BUILD)/tests/harness.o $(TOOLS_LIB) $(EMU_GPU_OBJS) $(EMU)/libmrec.a $(LDLIBS) $(SERVE_LDLIBS)' \
 	    '$(EMU)/gpu' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
-# the command line with each allocation failing in turn, as a full GPU's would (tests/emu/oom.sh)
-$(EMU)/gpu/oom: tests/emu/oom.sh $(EMU)/gpu/mrec
-	@printf '#!/bin/sh\nexec sh tests/emu/oom.sh %s\n' '$(EMU)/gpu/mrec' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
+# the command line with each allocation failing in turn, as a full GPU's would, and launches refused (tests/emu/faults.sh)
+$(EMU)/gpu/faults: tests/emu/faults.sh $(EMU)/gpu/mrec
+	@printf '#!/bin/sh\nexec sh tests/emu/faults.sh %s\n' '$(EMU)/gpu/mrec' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
 EMU_GPU_OBJS  := $(patsubst kernels/cuda/%.cu,$(EMU)/%_emu.o,$(wildcard kernels/cuda/*.cu)) \
                  $(EMU)/cuda_emu.o $(EMU)/runtime.o $(EMU)/cublas_emu.o $(EMU)/cudnn_emu.o
 $(EMU)/runtime.o $(EMU)/cublas_emu.o $(EMU)/cudnn_emu.o: $(EMU)/%.o: tests/emu/%.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h

@@ -149,9 +149,11 @@ bool invalidate_capture(const char *why) {
 }
 
 cudaError_t fail(cudaError_t e) { return last_error = e; }
+long long launches; /* kernel launches made (EMU_FAIL_LAUNCH) */
+void at_exit_once();
 
 /* EMU_FAIL_ALLOC=N: the N-th allocation (cudaMalloc or cudaHostAlloc, counted from 1) fails as a full GPU's would,
- * so that every path out of a failed allocation can be run (tests/emu/oom.sh) */
+ * so that every path out of a failed allocation can be run (tests/emu/faults.sh) */
 bool out_of_memory() {
     static long long fail_at = getenv("EMU_FAIL_ALLOC") ? atoll(getenv("EMU_FAIL_ALLOC")) : 0;
     static long long count;
@@ -220,6 +222,17 @@ void emu_kernel_pointer(const char *kernel, int arg, const void *p) {
 }
 
 bool emu_launch_ok(const EmuCfg &c, const char *name) {
+    /* EMU_FAIL_LAUNCH=N: the N-th launch (counted from 1) fails as one asking too much of the GPU would, so that
+     * every launch's check is run (tests/emu/faults.sh); EMU_COUNT_LAUNCHES=1 prints the count at exit */
+    static long long fail_at = getenv("EMU_FAIL_LAUNCH") ? atoll(getenv("EMU_FAIL_LAUNCH")) : 0;
+    std::lock_guard<std::recursive_mutex> g(lock);
+    at_exit_once();
+    if (++launches == fail_at) {
+        bool captured = stream_of(c.stream)->capturing;
+        emu_note("launch %lld (%s) refused (EMU_FAIL_LAUNCH)%s", launches, name, captured ? ", inside a CUDA graph's capture" : "");
+        if (captured) invalidate(stream_of(c.stream), "a refused launch");
+        return fail(cudaErrorLaunchOutOfResources), false;
+    }
     size_t threads = (size_t)c.block.x * c.block.y * c.block.z;
     bool ok = c.grid.x && c.grid.y && c.grid.z && threads && threads <= 1024 && c.grid.y <= 65535 && c.grid.z <= 65535 &&
               c.block.z <= 64 && c.smem <= 227 * 1024;
@@ -235,6 +248,7 @@ namespace {
 /* the exit status: the errors the emulator found fail the program, whatever its own tests said */
 void report_at_exit() {
     std::lock_guard<std::recursive_mutex> g(lock);
+    if (getenv("EMU_COUNT_LAUNCHES") && atoi(getenv("EMU_COUNT_LAUNCHES"))) fprintf(stderr, "EMU launches: %lld\n", launches);
     unsigned long long pending = legacy.issued - legacy.done;
     for (Stream *s : streams) pending += s->issued - s->done;
     if (pending) emu_note("%llu operations never waited for at exit: run now, for their checks", pending);
@@ -282,6 +296,7 @@ const char *cudaGetErrorString(cudaError_t e) {
     switch (e) {
     case cudaSuccess: return "no error";
     case cudaErrorMemoryAllocation: return "out of memory (emulated)";
+    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch (emulated)";
     case cudaErrorInvalidValue: return "invalid argument (emulated)";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture (emulated)";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing (emulated)";
