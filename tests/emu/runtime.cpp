@@ -22,6 +22,8 @@
  *     legacy-stream operation that would wait for a blocking stream being captured, or a wait on an event
  *     recorded outside the capture invalidates it, as CUDA does (cudaStreamCaptureModeThreadLocal);
  *   - a launch's configuration is checked when it is made (a bad one is an error, and cudaGetLastError's);
+ *   - faults on demand, so that the program's ways out of them run: the N-th allocation failing
+ *     (EMU_FAIL_ALLOC=N), the N-th launch refused (EMU_FAIL_LAUNCH=N; tests/emu/faults.sh);
  *   - at exit, work never waited for is run (for its checks), and the count of errors found (emu_errors)
  *     decides the exit status.
  * One GPU, compute capability 9.0. Host threads are serialized by one lock. */
