@@ -1690,21 +1690,18 @@ int main(void) {
     /* Under compute-sanitizer (tools/gpu/check.sh), two epochs of two models that between them reach the
      * training kernels the ops above do not (a graph, features, a kNN item graph): the plain run trains every
      * one for six. */
-    const char *sanitized[] = {"lightgcn", "freedom"};
+    static const char *const sanitized[] = {"lightgcn", "freedom", NULL};
     for (int i = 0; i < mrec_model_count(); i++) {
         const char *name = mrec_model_at(i)->name;
-        int picked = !under;
-        for (size_t j = 0; j < sizeof sanitized / sizeof *sanitized && !picked; j++) picked = !strcmp(name, sanitized[j]);
-        if (mrec_model_runs_on_gpu(name) && picked) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why, clip_items);
+        if (mrec_model_runs_on_gpu(name) && listed(name, under ? sanitized : NULL)) cpu_and_gpu(mrec_model_at(i), gpu ? NULL : why, clip_items);
     }
     /* On the CPU emulator (make emu-gpu-check) an epoch against the CPU's for three models whose GPU paths differ
      * most (a graph, a learned kNN graph, dropped-edge views); the rest is left to a GPU */
-    const char *emulated_epochs[] = {"lightgcn", "lattice", "sgl"};
+    static const char *const emulated_epochs[] = {"lightgcn", "lattice", "sgl", NULL};
     for (int i = 0; !under && i < mrec_model_count(); i++) {
         const mrec_model_entry *e = mrec_model_at(i);
-        int picked = !emulated;
-        for (size_t j = 0; j < sizeof emulated_epochs / sizeof *emulated_epochs && !picked; j++) picked = !strcmp(e->name, emulated_epochs[j]);
-        if (mrec_model_runs_on_gpu(e->name) && (e->flags & MREC_MODEL_TRAINS) && strcmp(e->name, "clip-e2e") && picked)
+        if (mrec_model_runs_on_gpu(e->name) && (e->flags & MREC_MODEL_TRAINS) && strcmp(e->name, "clip-e2e") &&
+            listed(e->name, emulated ? emulated_epochs : NULL))
             weights_after_steps(e, gpu ? NULL : why);
     }
     if (!under && !emulated) larger_shapes(gpu ? NULL : why);

@@ -118,13 +118,12 @@ static void graphs_drop_since(mrec_cuda *cu, unsigned long long n);
 
 /* cudaMalloc; a full GPU is the user's error to act on, so it says what was asked and what there is */
 mrec_status mrec_cuda_alloc(int device, void **ptr, size_t bytes, const char *what) {
-    *ptr = NULL;
     cudaError_t err = cudaMalloc(ptr, bytes);
+    if (err != cudaSuccess) *ptr = NULL;
     if (err != cudaErrorMemoryAllocation) return mrec_cuda_check(err, what);
     cudaGetLastError(); /* not sticky: cleared, so that the next launch's check does not report it again */
     size_t free_bytes = 0, total = 0;
     if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) cudaGetLastError(), free_bytes = total = 0;
-    *ptr = NULL;
     return mrec_fail(MREC_ERR_NOMEM, "GPU %d: %.1f MiB asked (%s), %.1f MiB free of %.1f MiB", device, bytes / 1048576.0, what,
                      free_bytes / 1048576.0, total / 1048576.0);
 }

@@ -99,21 +99,7 @@ static EmuFiber *cur; /* the running thread */
 static EmuContext sched_ctx;
 static std::vector<EmuFiber> fibers;
 static std::vector<int> runq;
-/* the scheduler's random numbers: splitmix64, a few instructions a draw (the Mersenne Twister took a sixth of
- * the time of a whole program's run) */
-struct EmuRng {
-    typedef uint64_t result_type;
-    uint64_t state = 0;
-    static constexpr uint64_t min() { return 0; }
-    static constexpr uint64_t max() { return ~0ull; }
-    void seed(uint64_t s) { state = s; }
-    uint64_t operator()() {
-        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-};
+/* the scheduler's random numbers (EmuRng, cuda_emu.h) */
 static EmuRng rng;
 static const std::function<void()> *body_fn;
 static unsigned char *dyn_smem;

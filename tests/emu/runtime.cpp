@@ -164,22 +164,18 @@ bool out_of_memory() {
 
 /* EMU_SCHEDULE=letters, one per stream made (l: LAZY, e: EAGER, c: COIN), the n-th stream made taking letter
  * (n - 1) mod their count: "le" makes each context's compute stream lazy and its copy stream eager. The legacy
- * stream stays lazy (every call that uses it waits for it). The coins are splitmix64's from EMU_SCHEDULE_SEED (1). */
+ * stream stays lazy (every call that uses it waits for it). The coins are EmuRng's from EMU_SCHEDULE_SEED (1). */
 Policy policy_of(size_t number) {
     static const char *letters = getenv("EMU_SCHEDULE") && *getenv("EMU_SCHEDULE") ? getenv("EMU_SCHEDULE") : "l";
     char c = letters[(number - 1) % strlen(letters)];
     if (c != 'l' && c != 'e' && c != 'c') emu_error("EMU_SCHEDULE=%s: a letter %c, not l, e or c", letters, c);
     return c == 'e' ? EAGER : c == 'c' ? COIN : LAZY;
 }
-unsigned long long mix(unsigned long long x) { /* splitmix64's finalizer */
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 bool coin() {
-    static unsigned long long state = getenv("EMU_SCHEDULE_SEED") ? strtoull(getenv("EMU_SCHEDULE_SEED"), NULL, 10) : 1;
-    return mix(state++) & 1;
+    static EmuRng rng;
+    static bool seeded = (rng.seed(getenv("EMU_SCHEDULE_SEED") ? strtoull(getenv("EMU_SCHEDULE_SEED"), NULL, 10) : 1), true);
+    (void)seeded;
+    return rng() & 1;
 }
 
 } // namespace
