@@ -196,7 +196,7 @@ $(BUILD)/kernels/cpu/encoder_bf16.o: kernels/cpu/encoder_bf16.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(KFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma -c $< -o $@
 
-$(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
+$(BUILD)/kernels/cuda/%.o: kernels/cuda/%.cu kernels/cuda/cuda_internal.h kernels/mrec_kernels.h kernels/rank_metrics.h kernels/philox.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -390,7 +390,7 @@ $(EMU)/%_emu.cpp: kernels/cuda/%.cu $(EMU)/transform
 # gemm.cu, conv.cu and ops.cu: their static kernels reached only through cuBLAS or cuDNN get launchers (tests/emu/statics.h)
 $(EMU)/gemm_emu.cpp $(EMU)/conv_emu.cpp $(EMU)/ops_emu.cpp: $(EMU)/%_emu.cpp: kernels/cuda/%.cu tests/emu/%_statics.cu tests/emu/statics.h $(EMU)/transform
 	$(EMU)/transform $< $@.tmp && $(EMU)/transform tests/emu/$*_statics.cu $@.tail && cat $@.tmp $@.tail > $@ && rm -f $@.tmp $@.tail
-$(EMU)/%_emu.o: $(EMU)/%_emu.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h tests/emu/cub/device/device_radix_sort.cuh kernels/cuda/cuda_internal.h kernels/mrec_kernels.h
+$(EMU)/%_emu.o: $(EMU)/%_emu.cpp tests/emu/cuda_emu.h tests/emu/emu_runtime.h tests/emu/cub/device/device_radix_sort.cuh kernels/cuda/cuda_internal.h kernels/mrec_kernels.h kernels/rank_metrics.h kernels/philox.h
 	$(EMU_CXX) $(EMU_KFLAGS) -c $< -o $@
 # weak stubs for what an emulated kernel file names but nothing here defines (cuBLAS, cuDNN, ...)
 $(EMU)/%_emu_stubs.c: $(EMU)/%_emu.o tests/emu/stubs.sh

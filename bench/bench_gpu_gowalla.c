@@ -15,9 +15,9 @@
  * epoch is its sampling plus the batches' count times its mean step. First,
  * one propagation alone: the normalized adjacency times 64-wide rows (the
  * SpMM a LightGCN step runs six times). The evaluation's seconds come with
- * the host's share: the metrics computed there from the top lists, and the
- * wait for the GPU's lists (the metrics of a block overlap the ranking of
- * the next; a host that never waits is the bottleneck). Without a GPU it
+ * the host's share: its work on the top lists (none here: the accuracy
+ * metrics are reduced on the GPU, mrec_rank_metrics) and its wait for the
+ * GPU (the whole ranking, as the host reads the sums). Without a GPU it
  * says so and measures nothing.
  *
  *   MREC_BENCH_PROFILE="MODEL STEPS"  instead: STEPS training steps of MODEL

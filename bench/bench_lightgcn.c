@@ -63,7 +63,7 @@ static mrec_status time_model(timing *t, const mrec_model_entry *e, const mrec_m
     }
     t->phase[1] = t_steps / steps;
     t0 = now();
-    mrec_eval_spec spec = {.relevant = test, .masked = {in->train, NULL}, .n_k = 1, .k = {20}};
+    mrec_eval_spec spec = {.relevant = test, .masked = {in->train, NULL}, .n_k = 1, .k = {20}, .accuracy_only = 1};
     mrec_eval_result r;
     if (!st && m->prepare) st = m->prepare(m->self);
     if (!st) st = mrec_evaluate(&r, &spec, m->score, m->self, ctx);

@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
         }
         if (which == 0) { /* an evaluation after the epoch: the forward, then the full ranking (the second of two: the
                            * first pays for the ranking's buffers) */
-            mrec_eval_spec spec = {.relevant = &test, .masked = {&train, NULL}, .n_k = 1, .k = {20}};
+            mrec_eval_spec spec = {.relevant = &test, .masked = {&train, NULL}, .n_k = 1, .k = {20}, .accuracy_only = 1};
             for (int rep = 0; rep < 2; rep++) {
                 double t1 = now();
                 mrec_status est = m.prepare ? m.prepare(m.self) : MREC_OK;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "mrec_status.h"
+#include "rank_metrics.h"
 
 /* ---- CPU execution: SIMD level and thread pool ------------------------- */
 
@@ -1050,6 +1051,9 @@ mrec_status mrec_scale_at_cuda(float *out, const float *a, const float *s, int64
  * masks the training items. */
 mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
                                 mrec_cuda *cu);
+/* mrec_rank_metrics_cpu: a thread a user, then one thread a (metric, cut-off) adding the block's users in order */
+mrec_status mrec_rank_metrics_cuda(mrec_rank_sums *sums, double *work, const int32_t *top, int u0, int R,
+                                   const mrec_rank_relevance *rel, mrec_cuda *cu);
 mrec_status mrec_adam_cuda(float *param, float *m, float *v, const float *grad, float lr, float beta1,
                            float beta2, float eps, float weight_decay, int64_t step, int64_t n,
                            mrec_cuda *cu);
@@ -1285,6 +1289,13 @@ mrec_status mrec_index_csr_cpu(int64_t *row_ptr, int32_t *pos, const int32_t *id
 void mrec_mask_rows_ref(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C);
 void mrec_mask_rows_cpu(float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R, int C,
                         mrec_pool *pool);
+/* Full-ranking accuracy metrics where the lists are (kernels/rank_metrics.h): the metrics of users u0 ..
+ * u0 + R - 1 (u0 + R <= rel->n_rows), top (R, k[n_k - 1]) their lists best first, added into the running sums
+ * user by user in user order, so that the sums depend neither on the block size nor on the threads. work:
+ * mrec_rank_metrics_work_bytes(R, n_k) bytes, each user's metrics before they are added. */
+size_t mrec_rank_metrics_work_bytes(int R, int n_k);
+void mrec_rank_metrics_cpu(mrec_rank_sums *sums, double *work, const int32_t *top, int u0, int R,
+                           const mrec_rank_relevance *rel, mrec_pool *pool);
 
 /* Entries (see "the op entries" above; the host/device copies are with the
  * encoders' entries). */
@@ -1333,6 +1344,9 @@ mrec_status mrec_index_csr_prechecked(mrec_context *ctx, int64_t *row_ptr, int32
                                       void *work, size_t work_bytes);
 mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_ptr, const int32_t *col, int u0, int R,
                            int C);
+/* sums, work, top and rel's arrays in the context's memory; rel itself on the host */
+mrec_status mrec_rank_metrics(mrec_context *ctx, mrec_rank_sums *sums, double *work, const int32_t *top, int u0, int R,
+                              const mrec_rank_relevance *rel);
 
 /* What NGCF's layers need beside the dense ops (references and CPU variants
  * in kernels/cpu/train.c, GPU ones in kernels/cuda/train.cu).

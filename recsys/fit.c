@@ -223,11 +223,18 @@ mrec_status mrec_fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *s
     return st;
 }
 
-static mrec_status evaluate(mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel, const mrec_user_items *train,
-                            const mrec_user_items *also_masked, const int *k, int n_k, float threshold, mrec_context *ctx) {
-    mrec_eval_spec spec = {.relevant = rel, .masked = {train, also_masked}, .n_k = n_k, .rel_threshold = threshold};
-    memcpy(spec.k, k, (size_t)n_k * sizeof *k);
-    return mrec_evaluate(r, &spec, m->score, m->self, ctx);
+/* The evaluator of split rel (masking train and also_masked), opened at its first use and kept for the run. */
+static mrec_status evaluate(mrec_evaluator **ev, mrec_eval_result *r, mrec_model *m, const mrec_user_items *rel,
+                            const mrec_user_items *train, const mrec_user_items *also_masked, const int *k, int n_k,
+                            float threshold, int accuracy_only, mrec_context *ctx) {
+    if (!*ev) {
+        mrec_eval_spec spec = {.relevant = rel, .masked = {train, also_masked}, .n_k = n_k, .rel_threshold = threshold,
+                               .accuracy_only = accuracy_only};
+        memcpy(spec.k, k, (size_t)n_k * sizeof *k);
+        mrec_status st = mrec_evaluator_open(ev, &spec, ctx);
+        if (st) return st;
+    }
+    return mrec_evaluator_run(*ev, r, m->score, m->self);
 }
 
 mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items *train, const mrec_user_items *valid,
@@ -242,6 +249,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     const mrec_user_items *select = has_valid ? valid : test;
     out->selected_on_test = !has_valid;
     const mrec_user_items *test_mask = opt->mask_valid_in_test && has_valid ? valid : NULL;
+    int acc_only = opt->accuracy_only && opt->select_metric < MREC_METRIC_FIRST_BEYOND;
     mrec_status st;
 
     const char *name = m->name ? m->name : "model";
@@ -253,8 +261,10 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     if (!m->loss_grad || opt->epochs == 0) { /* nothing to train, or a restored model only evaluated */
         double t0 = mrec_seconds();
         if (m->prepare && (st = m->prepare(m->self))) return st;
-        if (has_valid && (st = evaluate(&out->valid, m, valid, train, NULL, k, n_k, rel_threshold, ctx))) return st;
-        st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, ctx);
+        mrec_evaluator *ev[2] = {NULL, NULL};
+        if (has_valid) st = evaluate(&ev[0], &out->valid, m, valid, train, NULL, k, n_k, rel_threshold, acc_only, ctx);
+        if (!st) st = evaluate(&ev[1], &out->test, m, test, train, test_mask, k, n_k, rel_threshold, acc_only, ctx);
+        mrec_evaluator_close(ev[0]), mrec_evaluator_close(ev[1]);
         if (!st && opt->save_topk > 0) st = keep_topk(out, m, train, test_mask, opt->save_topk, ctx);
         if (!st && opt->keep_model) st = keep_model(out, m, train, ctx);
         out->eval_seconds = mrec_seconds() - t0;
@@ -283,6 +293,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
     draw next = {.rng = &rng, .by_users = opt->sample_users, .batch_size = opt->batch_size};
     double best = -1;
     int bad_evals = 0, first = 1;
+    mrec_evaluator *ev_select = NULL, *ev_test = NULL; /* opened at their first evaluation */
     kept_lines lines = {0};
     /* a checkpoint of this run: its epochs so far are done (the log says them again), the next one starts */
     if (!st && opt->checkpoint && opt->resume && access(opt->checkpoint, F_OK) == 0) {
@@ -337,14 +348,16 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         if (st || (epoch % opt->eval_every != 0 && epoch != opt->epochs)) continue; /* the last epoch is always evaluated */
         mrec_eval_result r;
         if (m->prepare && (st = m->prepare(m->self))) break;
-        if ((st = evaluate(&r, m, select, train, select == test ? test_mask : NULL, k, n_k, rel_threshold, ctx))) break;
+        if ((st = evaluate(&ev_select, &r, m, select, train, select == test ? test_mask : NULL, k, n_k, rel_threshold,
+                           acc_only, ctx)))
+            break;
         double score = r.value[opt->select_metric][sel_k];
         int improved = score > best;
         if (improved) {
             best = score, bad_evals = 0, out->best_epoch = epoch;
             if (has_valid) {
                 out->valid = r;
-                st = evaluate(&out->test, m, test, train, test_mask, k, n_k, rel_threshold, ctx);
+                st = evaluate(&ev_test, &out->test, m, test, train, test_mask, k, n_k, rel_threshold, acc_only, ctx);
             } else {
                 out->test = r;
             }
@@ -368,6 +381,7 @@ mrec_status mrec_fit(mrec_fit_result *out, mrec_model *m, const mrec_user_items 
         }
     }
     draw_wait(&next); /* a draw for an epoch that early stopping or an error cut off */
+    mrec_evaluator_close(ev_select), mrec_evaluator_close(ev_test);
     free(lines.text);
     mrec_bpr_sampler_free(&samplers[0]), mrec_bpr_sampler_free(&samplers[1]);
     mrec_adam_free(&adam);

@@ -297,6 +297,8 @@ typedef struct {
     int n_k, k[MREC_EVAL_MAX_K];      /* cut-offs, ascending */
     float rel_threshold;              /* relevant: rating >= threshold (graded gains use it too) */
     int block_users;                  /* users scored at a time (0: MREC_RANK_BLOCK) */
+    int accuracy_only;                /* 1: the accuracy metrics only (Elliot's beyond-accuracy ones NaN), whose
+                                       * lists then never leave the context's device */
 } mrec_eval_spec;
 
 typedef struct {
@@ -309,6 +311,13 @@ typedef struct {
 
 mrec_status mrec_evaluate(mrec_eval_result *out, const mrec_eval_spec *spec, mrec_score_fn score, void *model,
                           mrec_context *ctx);
+/* The same in three steps, for a split evaluated again and again (each epoch of a fit): what depends only on
+ * the spec (the masks, each user's gains and ideal DCGs) is made once by open and kept on the context's device;
+ * spec's lists must outlive the evaluator. */
+typedef struct mrec_evaluator mrec_evaluator;
+mrec_status mrec_evaluator_open(mrec_evaluator **out, const mrec_eval_spec *spec, mrec_context *ctx);
+mrec_status mrec_evaluator_run(mrec_evaluator *ev, mrec_eval_result *out, mrec_score_fn score, void *model);
+void mrec_evaluator_close(mrec_evaluator *ev);
 
 /* The top k items of every user (n_users, k), best first, masked items
  * excluded, users in blocks of MREC_RANK_BLOCK. */
@@ -741,6 +750,8 @@ typedef struct {
                                 * (checkpoint.c), or NULL */
     int resume;                /* start from the checkpoint file when there is one: the run takes the steps, and
                                 * ends with the bits, of one never stopped */
+    int accuracy_only;         /* evaluate the accuracy metrics only (mrec_eval_spec.accuracy_only): nothing asks
+                                * for Elliot's beyond-accuracy ones, so the lists need not reach the host */
 } mrec_fit_options;
 
 mrec_fit_options mrec_fit_defaults(void);

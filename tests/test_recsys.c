@@ -95,6 +95,30 @@ static void test_metrics(mrec_context *ctx) {
         t_check(bad == 0 && checked >= 20, "%s on %s: %d of %d metrics differ from the reference", settings[s], mrec_device_name(ctx->device), bad,
                 checked);
     }
+    /* The accuracy metrics alone (the lists never leave the device) and other block sizes: the same bits; Elliot's
+     * beyond-accuracy metrics NaN then. The evaluator kept open gives the same bits twice. */
+    mrec_eval_spec spec = {.relevant = &test, .masked = {&train, &valid}, .rel_threshold = 1, .block_users = 7};
+    for (const cJSON *k = cJSON_GetObjectItem(c, "k")->child; k; k = k->next) spec.k[spec.n_k++] = k->valueint;
+    mrec_eval_result full, part;
+    if (t_status(mrec_evaluate(&full, &spec, score_rows, &model, ctx), MREC_OK, "evaluate on %s", mrec_device_name(ctx->device))) {
+        int blocks[] = {1, 5, 7, 1000};
+        for (int q = 0; q < 8; q++) {
+            spec.block_users = blocks[q % 4], spec.accuracy_only = q >= 4;
+            mrec_evaluator *ev = NULL;
+            mrec_status st = mrec_evaluator_open(&ev, &spec, ctx);
+            int same = 1, nan = 1;
+            for (int run = 0; run < 2 && !st; run++) {
+                st = mrec_evaluator_run(ev, &part, score_rows, &model);
+                same &= !st && part.n_users == full.n_users &&
+                        !memcmp(part.value, full.value, sizeof(double) * MREC_METRIC_FIRST_BEYOND * MREC_EVAL_MAX_K);
+                for (int m = MREC_METRIC_FIRST_BEYOND; m < MREC_METRIC_COUNT; m++) nan &= isnan(part.value[m][0]) == spec.accuracy_only;
+            }
+            mrec_evaluator_close(ev);
+            t_check(!st && same && nan, "%s, blocks of %d users%s: the accuracy metrics' bits, twice (%s)",
+                    mrec_device_name(ctx->device), spec.block_users, spec.accuracy_only ? ", accuracy only" : "",
+                    st ? mrec_error_detail() : !same ? "differ" : "beyond-accuracy metrics wrong");
+        }
+    }
     /* Bad cut-offs are refused. */
     mrec_eval_spec bad = {.relevant = &test, .n_k = 2, .k = {10, 5}};
     mrec_eval_result r;
@@ -104,6 +128,78 @@ static void test_metrics(mrec_context *ctx) {
     mrec_user_items_free(&train), mrec_user_items_free(&valid), mrec_user_items_free(&test);
     free(scores);
     cJSON_Delete(c);
+}
+
+/* mrec_rank_metrics where the context runs against mrec_user_metrics on the host, summed in user order: the same
+ * bits. 300 users of graded ratings (two in five under the threshold, a user with none, one whose every pair
+ * is relevant), lists of 50 distinct items drawn from 97, the users in blocks of 1, 64 and 300. */
+static void test_rank_metrics(mrec_context *ctx) {
+    enum { U = 300, I = 97, KMAX = 50 };
+    const int k[] = {1, 5, 20, 50}, n_k = 4;
+    const float threshold = 3;
+    uint64_t rng = 12345;
+#define DRAW(n) (int)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33) % (n)
+    mrec_user_items rel = {U, I, calloc(U + 1, sizeof(int64_t)), malloc(sizeof(int32_t) * U * I), malloc(sizeof(float) * U * I)};
+    int32_t *top = malloc(sizeof *top * U * KMAX);
+    for (int u = 0; u < U; u++) {
+        int64_t at = rel.row_ptr[u];
+        for (int i = 0; i < I; i++)
+            if (u != 7 && (u == 8 || DRAW(5) == 0)) rel.col[at] = i, rel.val[at++] = u == 8 ? 4.5f : (float)(1 + DRAW(5)) * 0.75f + 1;
+        rel.row_ptr[u + 1] = at;
+        int32_t *t = top + (size_t)u * KMAX, seen[I] = {0};
+        for (int r = 0; r < KMAX; r++) {
+            int i;
+            do i = DRAW(I); while (seen[i]);
+            seen[i] = 1, t[r] = i;
+        }
+    }
+    /* the host's: each user's gains as the evaluation defines them, then the sums in user order */
+    mrec_rank_sums want;
+    memset(&want, 0, sizeof want);
+    double gain[I], sorted[I];
+    for (int u = 0; u < U; u++) {
+        int n_rel = 0;
+        memset(gain, 0, sizeof gain);
+        for (int64_t p = rel.row_ptr[u]; p < rel.row_ptr[u + 1]; p++)
+            if (rel.val[p] >= threshold) gain[rel.col[p]] = sorted[n_rel++] = pow(2.0, rel.val[p] - threshold + 1.0) - 1.0;
+        for (int a = 1; a < n_rel; a++) /* largest first */
+            for (int b = a; b > 0 && sorted[b] > sorted[b - 1]; b--) {
+                double x = sorted[b];
+                sorted[b] = sorted[b - 1], sorted[b - 1] = x;
+            }
+        if (!n_rel) continue;
+        double m[MREC_METRIC_COUNT][MREC_EVAL_MAX_K];
+        mrec_user_metrics(m, top + (size_t)u * KMAX, gain, sorted, n_rel, k, n_k);
+        want.users++;
+        for (int q = 0; q < MREC_RANK_METRICS; q++)
+            for (int i = 0; i < n_k; i++) want.sum[q][i] += m[q][i];
+    }
+    /* the op's, through an evaluator's relevance: the evaluation of lists that score each user's list first */
+    int blocks[] = {1, 64, U};
+    for (int b = 0; b < 3; b++) {
+        float *scores = malloc(sizeof *scores * U * I);
+        for (int u = 0; u < U; u++) {
+            for (int i = 0; i < I; i++) scores[(size_t)u * I + i] = -1;
+            for (int r = 0; r < KMAX; r++) scores[(size_t)u * I + top[(size_t)u * KMAX + r]] = (float)(KMAX - r);
+        }
+        matrix_model model = {scores, I, ctx};
+        mrec_eval_spec spec = {.relevant = &rel, .n_k = n_k, .rel_threshold = threshold, .block_users = blocks[b], .accuracy_only = 1};
+        memcpy(spec.k, k, sizeof k);
+        mrec_eval_result r;
+        mrec_status st = mrec_evaluate(&r, &spec, score_rows, &model, ctx);
+        int same = !st && r.n_users == (int)want.users;
+        for (int q = 0; same && q < MREC_RANK_METRICS; q++)
+            for (int i = 0; i < n_k; i++) {
+                double w = want.sum[q][i] / (double)want.users;
+                same &= !memcmp(&r.value[q][i], &w, sizeof w);
+            }
+        t_check(same, "rank metrics on %s, blocks of %d: the host's bits (%s)",
+                mrec_device_name(ctx->device), blocks[b], st ? mrec_error_detail() : "differ");
+        free(scores);
+    }
+#undef DRAW
+    mrec_user_items_free(&rel);
+    free(top);
 }
 
 /* ---- loaders ------------------------------------------------------------------ */
@@ -735,7 +831,8 @@ int main(void) {
     /* the same on a GPU, where the host computes a block's metrics while the device ranks the next (blocks of 7) */
     mrec_context *gpu = NULL;
     o.device = MREC_WANT_CUDA;
-    if (mrec_context_create(&gpu, &o) == MREC_OK) test_metrics(gpu), mrec_context_destroy(gpu);
+    test_rank_metrics(ctx);
+    if (mrec_context_create(&gpu, &o) == MREC_OK) test_metrics(gpu), test_rank_metrics(gpu), mrec_context_destroy(gpu);
     else t_no_gpu(mrec_error_detail()), t_skip("the metrics on a GPU context: %s", mrec_error_detail());
     o.device = MREC_WANT_CPU;
     test_gradients(ctx);

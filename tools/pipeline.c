@@ -642,6 +642,9 @@ mrec_status mrec_train(const mrec_train_spec *s, mrec_train_result *r) {
         opt.log = on_fit_line, opt.log_ctx = &fl;
         opt.keep_model = s->keep_model;
         opt.checkpoint = s->checkpoint, opt.resume = s->resume;
+        /* Elliot's beyond-accuracy metrics need every list on the host; without them the lists stay where they are made */
+        opt.accuracy_only = 1;
+        for (int i = 0; i < s->n_metrics; i++) opt.accuracy_only &= s->metrics[i] < MREC_METRIC_FIRST_BEYOND;
         if (s->restore && s->restore_only) opt.epochs = 0;
         mrec_fit_result fr;
         STEP("training", mrec_fit(&fr, &built.model, &train, &valid, &test, s->k, s->n_k, s->threshold, &opt, ctx));

@@ -242,6 +242,10 @@ mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr, const int
                                 mrec_cuda *cu) {
     return no_cuda();
 }
+mrec_status mrec_rank_metrics_cuda(mrec_rank_sums *sums, double *work, const int32_t *top, int u0, int R,
+                                   const mrec_rank_relevance *rel, mrec_cuda *cu) {
+    return no_cuda();
+}
 mrec_status mrec_add_layernorm_cuda(float *out, const float *a, const float *b, const float *weight, const float *bias,
                                     float eps, int R, int C, mrec_cuda *cu) {
     return no_cuda();

@@ -733,6 +733,16 @@ mrec_status mrec_mask_rows(mrec_context *ctx, float *scores, const int64_t *row_
     return MREC_OK;
 }
 
+mrec_status mrec_rank_metrics(mrec_context *ctx, mrec_rank_sums *sums, double *work, const int32_t *top, int u0, int R,
+                              const mrec_rank_relevance *rel) {
+    NOTE(ctx, sums, work, top, u0, R, rel);
+    if (rel->n_k < 1 || rel->n_k > MREC_RANK_MAX_K || u0 < 0 || R < 0 || u0 > rel->n_rows - R)
+        return mrec_fail(MREC_ERR_ARG, "rank metrics: users %d .. %d of %d, %d cut-offs", u0, u0 + R, rel->n_rows, rel->n_k);
+    if (on_gpu(ctx)) return mrec_rank_metrics_cuda(sums, work, top, u0, R, rel, ctx->cuda);
+    mrec_rank_metrics_cpu(sums, work, top, u0, R, rel, ctx->pool);
+    return MREC_OK;
+}
+
 mrec_status mrec_hash_dropout(mrec_context *ctx, float *out, const float *x, const int32_t *idx, int64_t n, float p,
                               uint64_t key) {
     NOTE(ctx, out, x, idx, n, p, key);

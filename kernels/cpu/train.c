@@ -326,6 +326,40 @@ void mrec_mask_rows_cpu(float *scores, const int64_t *row_ptr, const int32_t *co
     mrec_parallel_range(pool, R, 64, mask_range, &a);
 }
 
+/* ---- full-ranking accuracy metrics ---- */
+
+size_t mrec_rank_metrics_work_bytes(int R, int n_k) {
+    return sizeof(double) * (size_t)(R > 0 ? R : 0) * MREC_RANK_METRICS * (size_t)n_k;
+}
+
+typedef struct {
+    double *work;
+    const int32_t *top;
+    const mrec_rank_relevance *rel;
+    int u0;
+} rank_args;
+
+static void rank_range(void *arg, int64_t lo, int64_t hi) {
+    const rank_args *a = arg;
+    const mrec_rank_relevance *rel = a->rel;
+    int kmax = rel->k[rel->n_k - 1], per = MREC_RANK_METRICS * rel->n_k;
+    for (int64_t b = lo; b < hi; b++)
+        if (rel->n_rel[a->u0 + b] > 0) mrec_rank_user(a->work + b * per, a->top + b * kmax, rel, a->u0 + (int)b);
+}
+
+void mrec_rank_metrics_cpu(mrec_rank_sums *sums, double *work, const int32_t *top, int u0, int R,
+                           const mrec_rank_relevance *rel, mrec_pool *pool) {
+    rank_args a = {work, top, rel, u0};
+    mrec_parallel_range(pool, R, 16, rank_range, &a);
+    int per = MREC_RANK_METRICS * rel->n_k;
+    for (int b = 0; b < R; b++) {
+        if (rel->n_rel[u0 + b] <= 0) continue;
+        sums->users++;
+        for (int m = 0; m < MREC_RANK_METRICS; m++)
+            for (int i = 0; i < rel->n_k; i++) sums->sum[m][i] += work[(size_t)b * per + m * rel->n_k + i];
+    }
+}
+
 /* ---- NGCF's layers: hashed dropout, LeakyReLU's backward, row copies, L2 backward ---- */
 
 /* recsys' mrec_mix64 (SplitMix64's finalizer), repeated here because kernels know nothing of recsys; the GPU's copy

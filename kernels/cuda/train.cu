@@ -434,6 +434,38 @@ extern "C" mrec_status mrec_mask_rows_cuda(float *scores, const int64_t *row_ptr
     return MREC_CUDA_LAUNCHED("mask_rows");
 }
 
+/* One thread a user of the block: its metrics into work (R, MREC_RANK_METRICS, n_k), as the CPU's. rel by value:
+ * its pointers are the device's. */
+__global__ static void rank_users_kernel(double *work, const int32_t *top, int u0, int R, mrec_rank_relevance rel) {
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= R || rel.n_rel[u0 + b] <= 0) return;
+    mrec_rank_user(work + (size_t)b * MREC_RANK_METRICS * rel.n_k, top + (size_t)b * rel.k[rel.n_k - 1], &rel, u0 + b);
+}
+
+/* One thread a (metric, cut-off): the block's users added in user order, as the CPU adds them. The loads are
+ * independent of the sums, so the unrolled loop keeps several in flight behind the chain of adds. */
+__global__ static void rank_sum_kernel(mrec_rank_sums *sums, const double *work, const int32_t *n_rel, int u0, int R, int n_k) {
+    int t = threadIdx.x, per = MREC_RANK_METRICS * n_k;
+    if (t >= per) return;
+    double s = sums->sum[t / n_k][t % n_k];
+    int64_t users = 0;
+#pragma unroll 8
+    for (int b = 0; b < R; b++)
+        if (n_rel[u0 + b] > 0) s = __dadd_rn(s, work[(size_t)b * per + t]), users++;
+    sums->sum[t / n_k][t % n_k] = s;
+    if (t == 0) sums->users += users;
+}
+
+extern "C" mrec_status mrec_rank_metrics_cuda(mrec_rank_sums *sums, double *work, const int32_t *top, int u0, int R,
+                                              const mrec_rank_relevance *rel, mrec_cuda *cu) {
+    if (R <= 0) return MREC_OK;
+    rank_users_kernel<<<(R + 127) / 128, 128, 0, cu->stream>>>(work, top, u0, R, *rel);
+    mrec_status st = MREC_CUDA_LAUNCHED("rank_metrics users");
+    if (st) return st;
+    rank_sum_kernel<<<1, MREC_RANK_METRICS * MREC_RANK_MAX_K, 0, cu->stream>>>(sums, work, rel->n_rel, u0, R, rel->n_k);
+    return MREC_CUDA_LAUNCHED("rank_metrics sums");
+}
+
 /* ---- NGCF's layers: hashed dropout, LeakyReLU's backward, row copies, L2 backward ---- */
 
 /* SplitMix64's finalizer: recsys' mrec_mix64 and train.c's copy, on the device */

@@ -171,6 +171,7 @@ static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c);
 static inline float __frcp_rn(float x) { return 1.0f / x; }
 static inline double __dadd_rn(double a, double b) { return a + b; }
 static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline double __ddiv_rn(double a, double b) { return a / b; }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); } /* the GPU's is approximate (2 ulp) */
 /* CUDA's integer min and max (the float ones are fminf, fmaxf) */
 static inline int min(int a, int b) { return a < b ? a : b; }

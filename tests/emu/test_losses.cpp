@@ -177,6 +177,53 @@ static void eval_ops(int R, int C, int k) {
         same_floats(what, kg.data(), kr.data(), kr.size());
 }
 
+/* mrec_rank_metrics: R users' lists of kmax items from C (holes of items past C and -1), graded gains (some 0),
+ * against the CPU variant, the sums' bits; the block added onto sums already there. */
+static void rank_metrics(int R, int C) {
+    int u0 = 3, users = u0 + R + 2;
+    std::vector<int64_t> rp;
+    std::vector<int32_t> col;
+    user_rows(rp, col, users, C, 0);
+    mrec_rank_relevance rel = {};
+    rel.n_rows = users, rel.n_k = C >= 10 ? 3 : 1;
+    int ks[] = {1, 4, 10};
+    for (int i = 0; i < rel.n_k; i++) rel.k[i] = rel.n_k == 1 ? (C < 3 ? C : 3) : ks[i];
+    int kmax = rel.k[rel.n_k - 1];
+    std::vector<double> gain(col.size() + 1), ideal((size_t)users * rel.n_k * 2), disc(kmax);
+    std::vector<int32_t> n_rel(users);
+    for (int q = 0; q < kmax; q++) disc[q] = 1.0 / log2(q + 2.0);
+    for (int u = 0; u < users; u++) {
+        std::vector<double> sorted;
+        for (int64_t p = rp[u]; p < rp[u + 1]; p++) {
+            gain[p] = rand_u64() % 4 == 0 ? 0.0 : (double)(1 + rand_u64() % 7);
+            if (gain[p] > 0) sorted.push_back(gain[p]);
+        }
+        std::sort(sorted.begin(), sorted.end(), [](double a, double b) { return a > b; });
+        n_rel[u] = (int32_t)sorted.size();
+        mrec_rank_ideal(&ideal[(size_t)u * rel.n_k * 2], sorted.data(), n_rel[u], disc.data(), rel.k, rel.n_k);
+    }
+    rel.row_ptr = rp.data(), rel.col = col.data(), rel.gain = gain.data(), rel.n_rel = n_rel.data(), rel.ideal = ideal.data(),
+    rel.disc = disc.data();
+    std::vector<int32_t> top((size_t)R * kmax);
+    for (size_t e = 0; e < top.size(); e++) top[e] = e % 13 == 7 ? -1 : (int32_t)(rand_u64() % (C + 2));
+    mrec_rank_sums start = {}, want, got;
+    start.sum[2][0] = 0.25, start.users = 4;
+    std::vector<double> work(mrec_rank_metrics_work_bytes(R, rel.n_k) / sizeof(double) + 1);
+    want = start;
+    mrec_pool *pool;
+    mrec_pool_create(&pool, 2, MREC_SIMD_SCALAR);
+    mrec_rank_metrics_cpu(&want, work.data(), top.data(), u0, R, &rel, pool);
+    mrec_pool_destroy(pool);
+    char what[96];
+    snprintf(what, sizeof what, "rank_metrics R %d C %d kmax %d", R, C, kmax);
+    if (under_schedules(what, 2, &got, sizeof got, [&] {
+            got = start;
+            return mrec_rank_metrics_cuda(&got, work.data(), top.data(), u0, R, &rel, make_cu());
+        }))
+        t_check(!memcmp(&got, &want, sizeof got) && want.users > start.users, "%s: the CPU's sums, bit for bit (%lld users)", what,
+                (long long)want.users);
+}
+
 static void ngcf(int64_t n) {
     auto z1 = rnd(n, -2, 2), z2 = rnd(n, -2, 2), de = rnd(n, -1, 1);
     z1[0] = 0.0f, z2[n > 1 ? 1 : 0] = -0.0f; /* the branches at 0 */
@@ -282,7 +329,7 @@ static void segment_softmax(int R) {
 int main(int argc, char **argv) {
     t_suite("emu_losses");
     if (quick_run(argc, argv)) {
-        bpr_batch_loss(257), gather_and_rows(97, 33), loss_terms(1000), ngcf(1000), eval_ops(9, 100, 5), segment_softmax(20), l2_back(9, 37);
+        bpr_batch_loss(257), gather_and_rows(97, 33), loss_terms(1000), ngcf(1000), eval_ops(9, 100, 5), rank_metrics(9, 100), segment_softmax(20), l2_back(9, 37);
         return t_finish();
     }
     int ns[] = {1, 7, 255, 256, 257, 2048};
@@ -295,6 +342,7 @@ int main(int argc, char **argv) {
     int64_t nn[] = {1, 255, 1021, 4099};
     for (int64_t n : nn) ngcf(n);
     eval_ops(1, 1, 1), eval_ops(37, 333, 7), eval_ops(9, 1000, 3);
+    rank_metrics(1, 1), rank_metrics(37, 333), rank_metrics(300, 1000);
     l2_back(1, 1), l2_back(33, 37), l2_back(9, 300);
     segment_softmax(3), segment_softmax(57);
     return t_finish();
