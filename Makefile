@@ -431,7 +431,7 @@ EMU_GPU_BINS  := $(patsubst %,$(EMU)/gpu/test_%,$(EMU_GPU_TESTS))
 
 .PHONY: emu-gpu-check
 EMU_GPU_AGAIN := $(EMU)/gpu/test_cuda_fallbacks $(patsubst %,$(EMU)/gpu/test_extract_pipeline_%,le el cc) $(EMU)/gpu/pipe_mutations \
-                 $(EMU)/gpu/faults
+                 $(EMU)/gpu/faults $(EMU)/gpu/races
 emu-gpu-check: $(if $(EMU_SKIP),,$(EMU_GPU_BINS) $(EMU)/gpu/mrec $(EMU_GPU_AGAIN))
 	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_EMULATED_GPU=1 MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU)/gpu \
 	    $(EMU_GPU_BINS) $(EMU_GPU_AGAIN))
@@ -448,6 +448,10 @@ $(EMU)/gpu/pipe_mutations: tests/emu/mutate_pipe.sh tests/emu/pipe_mutations $(E
 	    '$(CC)' '$(filter-out -MMD -MP,$(CFLAGS))' '$(EMU_CXX) $(LDFLAGS)' \
 	    '$(EMU)/gpu/test_extract_pipeline.o $(BUILD)/tests/harness.o $(TOOLS_LIB) $(EMU_GPU_OBJS) $(EMU)/libmrec.a $(LDLIBS) $(SERVE_LDLIBS)' \
 	    '$(EMU)/gpu' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
+# the runtime's race check on small programs that say what it must find (tests/emu/test_races.cpp)
+$(EMU)/gpu/races: tests/emu/test_races.cpp tests/emu/emu_test.h $(EMU)/cuda_emu.o $(EMU)/runtime.o $(BUILD)/tests/harness.o $(EMU)/libmrec.a
+	@mkdir -p $(dir $@)
+	$(EMU_CXX) $(EMU_CXXFLAGS) -Wall -Wextra -o $@ $< $(EMU)/cuda_emu.o $(EMU)/runtime.o $(BUILD)/tests/harness.o $(EMU)/libmrec.a -lm -pthread
 # the command line with each allocation failing in turn, as a full GPU's would, and launches refused (tests/emu/faults.sh)
 $(EMU)/gpu/faults: tests/emu/faults.sh $(EMU)/gpu/mrec
 	@printf '#!/bin/sh\nexec sh tests/emu/faults.sh %s\n' '$(EMU)/gpu/mrec' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@

@@ -52,7 +52,7 @@ template <typename Op>
 static mrec_status map(float *out, const float *a, const float *b, Op op, int64_t n, const char *what, mrec_cuda *cu) {
     if (n <= 0) return MREC_OK;
     int vec = aligned16(out, a, b);
-    map_kernel<<<mrec_grid(vec ? (n + 3) / 4 : n, THREADS), THREADS, 0, cu->stream>>>(out, a, b, op, n, vec);
+    map_kernel<Op><<<mrec_grid(vec ? (n + 3) / 4 : n, THREADS), THREADS, 0, cu->stream>>>(out, a, b, op, n, vec);
     return MREC_CUDA_LAUNCHED(what);
 }
 

@@ -232,6 +232,12 @@ std::pair<uintptr_t, size_t> extent(const Matrix &x, int64_t batch) {
     return {(uintptr_t)x.p + (uintptr_t)(lo * es), (size_t)((hi - lo + one) * es)};
 }
 
+/* x's bytes (its extent) as the next op's, for the runtime's race check */
+void touch(const Matrix &x, int64_t batch, bool write) {
+    std::pair<uintptr_t, size_t> e = extent(x, batch);
+    emu_access((const void *)e.first, e.second, write);
+}
+
 bool in_device(const Matrix &x, int64_t batch, const char *what) {
     std::pair<uintptr_t, size_t> e = extent(x, batch);
     return e.second == 0 || emu_device_range((const void *)e.first, e.second, what);
@@ -329,6 +335,8 @@ cublasStatus_t sgemm(const char *what, cublasHandle_t h, cublasOperation_t trans
     if (reads_ab && (overlap(g.c, batch, g.a, batches(g.a, batch)) || overlap(g.c, batch, g.b, batches(g.b, batch))))
         return fail(CUBLAS_STATUS_INVALID_VALUE, "%s: C at %p overlaps A at %p or B at %p (undefined on the GPU)", what, (void *)C,
                     (const void *)A, (const void *)B);
+    if (reads_ab) touch(g.a, batches(g.a, batch), false), touch(g.b, batches(g.b, batch), false);
+    touch(g.c, batch, true);
     emu_stream_op(h->stream, [g]() { run(g); }, what);
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -690,6 +698,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t opd,
     if ((reads_ab && (overlap(g.d, 1, g.a, 1) || overlap(g.d, 1, g.b, 1))) || (g.bias && overlap(g.d, 1, bias_m, 1)) ||
         (reads_c && C != D && overlap(g.d, 1, g.c, 1)))
         return fail(CUBLAS_STATUS_INVALID_VALUE, "%s: D at %p overlaps an input (A %p, B %p, C %p, bias %p)", what, D, A, B, C, g.bias);
+    if (reads_ab) touch(g.a, 1, false), touch(g.b, 1, false);
+    if (reads_c) touch(g.c, 1, false);
+    if (g.bias) touch(bias_m, 1, false);
+    if (workspace_bytes) emu_access(workspace, workspace_bytes, true);
+    touch(g.d, 1, true);
     emu_stream_op(stream, [g]() { run(g); }, what);
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -93,7 +93,7 @@ struct EmuFiber {
 int emu_cp_mode = 1;
 int emu_sched = 0;
 static std::vector<unsigned> prio; /* emu_sched 1: each thread's priority in this block */
-int emu_errors, emu_notes;
+int emu_errors, emu_notes, emu_quiet;
 dim3 emu_blockIdx, emu_blockDim, emu_gridDim;
 static EmuFiber *cur; /* the running thread */
 static EmuContext sched_ctx;
@@ -116,7 +116,7 @@ static std::vector<std::string> seen_notes;
 void emu_reseed(unsigned long long s) { rng.seed(s); }
 
 void emu_error(const char *fmt, ...) {
-    if (++emu_errors > 20) return; /* the first ones tell */
+    if (++emu_errors > 20 || emu_quiet) return; /* the first ones tell */
     va_list ap;
     va_start(ap, fmt);
     if (kernel_name)

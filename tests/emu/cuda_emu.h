@@ -52,6 +52,7 @@
 #include <functional>
 #include <tuple>
 #include <type_traits>
+#include <type_traits>
 #include <utility>
 
 #undef __global__
@@ -75,6 +76,7 @@ extern int emu_cp_mode;           /* cp.async: 0 at issue, 1 at the wait that re
 extern int emu_sched;             /* the next thread: 0 any runnable one, at random (default); 1 the runnable one of
                                    * the highest priority, each warp a random rank per block: one warp runs ahead */
 extern int emu_errors, emu_notes; /* errors found so far; notes (legal but suspicious) */
+extern int emu_quiet;             /* nonzero: errors counted, not printed (a test that expects them) */
 /* splitmix64, a few instructions a draw (the Mersenne Twister took a sixth of the time of a whole program's run) */
 struct EmuRng {
     typedef uint64_t result_type;
@@ -241,8 +243,19 @@ template <typename... A> static inline void emu_args(const char *kernel, const A
 /* a launch's configuration checked when it is made, as CUDA does: a bad one is an error the launch reports
  * (cudaGetLastError), and nothing runs */
 bool emu_launch_ok(const EmuCfg &cfg, const char *name);
-template <typename F, typename... A> static void emu_launch_fn(const char *name, EmuCfg cfg, F f, A... a) {
+/* a launch's pointer arguments as the bytes it touches, for the race check: the first element of each (a kernel's
+ * extent is not known), written unless the kernel's parameter points to const */
+template <typename P, typename A> static inline void emu_access_arg(const A &a) {
+    if constexpr (std::is_pointer<P>::value && std::is_pointer<A>::value)
+        if (a) emu_access((const void *)a, 1, !std::is_const<typename std::remove_pointer<P>::type>::value);
+}
+template <typename F, typename... A> static inline void emu_accesses(F, const A &...) {}
+template <typename... P, typename... A> static inline void emu_accesses(void (*)(P...), const A &...a) {
+    if constexpr (sizeof...(P) == sizeof...(A)) (emu_access_arg<P>(a), ...);
+}
+template <typename F, typename K, typename... A> static void emu_launch_fn(const char *name, EmuCfg cfg, F f, K kernel, A... a) {
     if (!emu_launch_ok(cfg, name)) return;
+    emu_accesses(kernel, a...);
     std::tuple<A...> args(a...);
     emu_stream_op(cfg.stream, [cfg, f, args, name]() { emu_run_grid(cfg, std::function<void()>([&]() { std::apply(f, args); }), name); }, name);
 }

@@ -255,6 +255,17 @@ cudnnStatus_t prepare(const char *fn, ConvJob &j, const cudnnTensorStruct *xd, c
     return CUDNN_STATUS_SUCCESS;
 }
 
+/* the bytes a convolution touches, as the next op's, for the runtime's race check */
+void touch(const ConvJob &j, const void *work, size_t work_bytes) {
+    emu_access(j.xp, j.x.bytes(), false), emu_access(j.wp, j.w.bytes(), false);
+    if (work_bytes) emu_access(work, work_bytes, true);
+    if (j.fused) {
+        emu_access(j.bp, j.bias.bytes(), false);
+        if (j.beta != 0.0f) emu_access(j.zp, j.z.bytes(), false);
+    }
+    emu_access(j.yp, j.y.bytes(), true);
+}
+
 cudnnStatus_t bad_param(const char *fn, const char *why) {
     emu_error("%s: %s", fn, why);
     return CUDNN_STATUS_BAD_PARAM;
@@ -474,6 +485,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, c
     if (st) return st;
     j.fused = false;
     j.alpha = *(const float *)alpha, j.beta = *(const float *)beta; /* float for fp32 and bf16 data alike */
+    touch(j, workSpace, workSpaceSizeInBytes);
     emu_stream_op(handle->stream, [j]() { run(j); }, fn);
     return CUDNN_STATUS_SUCCESS;
 }
@@ -530,6 +542,7 @@ cudnnStatus_t cudnnConvolutionBiasActivationForward(cudnnHandle_t handle, const 
         emu_error("%s: y overlaps the bias", fn);
         return CUDNN_STATUS_BAD_PARAM;
     }
+    touch(j, workSpace, workSpaceSizeInBytes);
     emu_stream_op(handle->stream, [j]() { run(j); }, fn);
     return CUDNN_STATUS_SUCCESS;
 }

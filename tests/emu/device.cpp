@@ -50,6 +50,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 }
 
 void emu_stream_op(cudaStream_t, std::function<void()> op, const char *) { op(); }
+void emu_access(const void *, size_t, bool) {} /* one stream: nothing to race */
 bool emu_device_range(const void *, size_t, const char *) { return true; }
 void emu_kernel_pointer(const char *, int, const void *) {}
 bool emu_launch_ok(const EmuCfg &, const char *) { return true; } /* emu_run_grid checks the configuration */

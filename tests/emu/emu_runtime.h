@@ -15,6 +15,9 @@
 
 /* op on stream s: now, or recorded into the graph being captured there (what names it in reports) */
 void emu_stream_op(cudaStream_t s, std::function<void()> op, const char *what);
+/* The device bytes the next emu_stream_op of this thread touches: [p, p + bytes), written or only read. The
+ * runtime checks them against the other streams' work it is not ordered after (runtime.cpp, the race check). */
+void emu_access(const void *p, size_t bytes, bool write);
 /* 1 when [p, p + bytes) lies inside one live cudaMalloc allocation; else an emu_error naming what, and 0 */
 bool emu_device_range(const void *p, size_t bytes, const char *what);
 /* errors are printed and counted (cuda_emu.cpp); a test fails on any */

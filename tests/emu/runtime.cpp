@@ -22,6 +22,14 @@
  *     legacy-stream operation that would wait for a blocking stream being captured, or a wait on an event
  *     recorded outside the capture invalidates it, as CUDA does (cudaStreamCaptureModeThreadLocal);
  *   - a launch's configuration is checked when it is made (a bad one is an error, and cudaGetLastError's);
+ *   - races between streams, found when work is queued, whatever order the streams then run in: each op carries
+ *     a vector clock (for each stream, how many of its ops are ordered before it: by the stream's own order,
+ *     the events it waited for, the legacy stream's implicit waits, and what the host had waited for when it
+ *     queued the op); the device bytes an op touches (a copy's or a memset's range, a launch's pointer
+ *     arguments: the first element of each, written unless the parameter points to const) are checked
+ *     against those other streams' ops touched and are not ordered before it, and an overlap where one of
+ *     the two writes is an error naming both (check_touches; cuBLAS's and cuDNN's calls give their operands'
+ *     extents, tests/emu/cublas_emu.cpp and cudnn_emu.cpp);
  *   - faults on demand, so that the program's ways out of them run: the N-th allocation failing
  *     (EMU_FAIL_ALLOC=N), the N-th launch refused (EMU_FAIL_LAUNCH=N; tests/emu/faults.sh);
  *   - at exit, work never waited for is run (for its checks), and the count of errors found (emu_errors)
@@ -48,7 +56,25 @@ typedef std::function<void()> Op;
  * their work in the order of the program's waits only: a wait missing between them shows under some pairing. */
 enum Policy { LAZY, EAGER, COIN };
 
+/* For each stream (its number: 0 the legacy stream, then in order of creation), how many of its ops are ordered
+ * before a point of the program; missing entries are 0. */
+typedef std::vector<unsigned long long> Clock;
+unsigned long long entry(const Clock &c, size_t i) { return i < c.size() ? c[i] : 0; }
+void join(Clock &a, const Clock &b) {
+    if (a.size() < b.size()) a.resize(b.size());
+    for (size_t i = 0; i < b.size(); i++) a[i] = std::max(a[i], b[i]);
+}
+
+/* device bytes [lo, hi) an op touches */
+struct Span {
+    uintptr_t lo, hi;
+    bool write;
+};
+
 struct Stream {
+    int number = 0;                                      /* its entry in a Clock */
+    Clock clock;                                         /* what its last queued op is ordered after, itself included */
+    std::vector<Span> captured;                          /* the bytes the capture's ops touch */
     Policy policy = LAZY;
     std::deque<std::pair<unsigned long long, Op>> queue; /* (sequence number, op) not yet run */
     unsigned long long issued = 0, done = 0;             /* ops queued so far; ops run so far */
@@ -59,6 +85,7 @@ struct Stream {
 };
 
 struct Event {
+    Clock clock;                   /* what a wait for it is ordered after */
     Stream *stream = nullptr;      /* the stream it was last recorded on (NULL: never, or in a capture) */
     unsigned long long at = 0;     /* complete once that stream has run this many ops */
     bool captured = false;         /* last recorded inside a capture: it stands for graph nodes, and may not be
@@ -67,10 +94,12 @@ struct Event {
 
 struct Graph {
     std::vector<Op> ops;
+    std::vector<Span> spans; /* the bytes its ops touch */
 };
 
 std::recursive_mutex lock;
 Stream legacy; /* stream 0 */
+std::vector<Stream *> streams; /* every stream made, for cudaFree's and cudaDeviceSynchronize's wait */
 std::map<uintptr_t, size_t> device_mem, pinned_mem; /* live allocations: start -> bytes */
 /* freed device allocations, kept (not reused) up to QUARANTINE bytes, oldest released first: a stale pointer to one
  * (a graph replayed after a free, say) is an error rather than a write into whatever took its place */
@@ -119,6 +148,68 @@ const char *device_shadow(const void *p) {
     return find(freed_mem, p) ? "in freed device memory" : nullptr;
 }
 
+/* ---- the race check ---- */
+
+Clock host_clock;          /* the ops the host has waited for (one clock for all host threads: it orders them in the
+                            * order this run happened to take, which may hide a race between threads, never invent one) */
+bool host_moved;           /* since the last pruning */
+thread_local std::vector<Span> pending; /* emu_access's bytes, for this thread's next op */
+
+/* The bytes ops touched that a later op might still race with: by start, then the op's stream, its number there,
+ * and its name; one entry per (range, stream, write), the latest. */
+struct Touch {
+    uintptr_t hi;
+    int stream;
+    unsigned long long at;
+    bool write;
+    const char *what;
+};
+std::multimap<uintptr_t, Touch> touches;
+uintptr_t widest; /* the longest range recorded, to bound the search */
+
+/* what the host has waited for: every later op is ordered after it */
+void waited(const Clock &c) { join(host_clock, c), host_moved = true; }
+
+/* s's next op (number s->issued) ordered: after the host's waits, and for the legacy stream after the blocking
+ * streams' queued work (and they after its), as CUDA's legacy stream synchronizes */
+void order(Stream *s) {
+    join(s->clock, host_clock);
+    if (s == &legacy) {
+        for (Stream *b : streams)
+            if (b->blocking) join(s->clock, b->clock);
+    } else if (s->blocking) {
+        join(s->clock, legacy.clock);
+    }
+    if (s->clock.size() <= (size_t)s->number) s->clock.resize(s->number + 1);
+    s->clock[s->number] = s->issued;
+}
+
+/* op `what` of stream s (its clock set) touching spans: an error for each earlier touch of the same bytes by
+ * another stream that is not ordered before it, one of the two writing; then the spans recorded */
+void check_touches(Stream *s, const std::vector<Span> &spans, const char *what) {
+    if (host_moved) { /* touches the host has waited past are ordered before anything queued from now on */
+        for (auto it = touches.begin(); it != touches.end();)
+            it = entry(host_clock, it->second.stream) >= it->second.at ? touches.erase(it) : std::next(it);
+        host_moved = false;
+    }
+    for (const Span &p : spans) {
+        for (auto it = touches.lower_bound(p.lo > widest ? p.lo - widest : 0); it != touches.end() && it->first < p.hi; ++it) {
+            const Touch &t = it->second;
+            if (t.stream == s->number || t.hi <= p.lo || !(t.write || p.write) || entry(s->clock, t.stream) >= t.at) continue;
+            emu_error("race: %s (stream %d) %s device bytes at %#lx that %s (stream %d) %s, and no wait orders the two",
+                      what, s->number, p.write ? "writes" : "reads", (unsigned long)std::max(p.lo, it->first), t.what, t.stream,
+                      t.write ? "wrote" : "read");
+        }
+        bool updated = false;
+        for (auto r = touches.equal_range(p.lo); r.first != r.second && !updated; ++r.first) {
+            Touch &t = r.first->second;
+            if (t.hi == p.hi && t.stream == s->number && t.write == p.write) t.at = s->issued, t.what = what, updated = true;
+        }
+        if (!updated) touches.insert({p.lo, Touch{p.hi, s->number, s->issued, p.write, what}});
+        widest = std::max(widest, p.hi - p.lo);
+    }
+}
+
 /* Runs stream s's queue up to (and including) the op numbered upto. */
 void run_until(Stream *s, unsigned long long upto) {
     while (!s->queue.empty() && s->queue.front().first <= upto) {
@@ -131,10 +222,14 @@ void run_until(Stream *s, unsigned long long upto) {
 }
 void drain(Stream *s) { run_until(s, s->issued); }
 
-std::vector<Stream *> streams; /* every live stream, for cudaFree's and cudaDeviceSynchronize's wait */
 void drain_all() {
     drain(&legacy);
     for (Stream *s : streams) drain(s);
+}
+/* the host has waited for everything queued */
+void waited_all() {
+    waited(legacy.clock);
+    for (Stream *s : streams) waited(s->clock);
 }
 
 /* s's capture invalidated, as CUDA does: cudaStreamEndCapture then fails and device.cu runs the work plainly */
@@ -188,13 +283,22 @@ void emu_stream_op(cudaStream_t st, std::function<void()> op, const char *what) 
             if (c->capturing && c->blocking) invalidate(c, "an operation on the legacy stream"), fail(cudaErrorStreamCaptureImplicit);
     static int trace = getenv("EMU_TRACE") && atoi(getenv("EMU_TRACE")); /* 1: each op's name as it is queued */
     if (trace) fprintf(stderr, "EMU TRACE %s %s%s\n", s == &legacy ? "legacy" : "stream", s->capturing ? "captured " : "", what);
+    std::vector<Span> spans;
+    spans.swap(pending);
     if (s->capturing) {
         s->graph->push_back(std::move(op));
+        s->captured.insert(s->captured.end(), spans.begin(), spans.end());
         return;
     }
     s->queue.emplace_back(++s->issued, std::move(op));
+    order(s);
+    check_touches(s, spans, what);
     static int at_once = getenv("EMU_SYNC") && atoi(getenv("EMU_SYNC")); /* 1: no deferral, to tell what it changes */
     if (at_once || s->policy == EAGER || (s->policy == COIN && coin())) drain(s);
+}
+
+void emu_access(const void *p, size_t bytes, bool write) {
+    if (bytes) pending.push_back(Span{(uintptr_t)p, (uintptr_t)p + bytes, write});
 }
 
 bool emu_device_range(const void *p, size_t bytes, const char *what) {
@@ -315,7 +419,7 @@ cudaError_t cudaDeviceSynchronize(void) {
     if (invalidate_capture("cudaDeviceSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
     for (Stream *s : streams) /* a device wait from any thread invalidates every capture */
         if (s->capturing) return invalidate(s, "cudaDeviceSynchronize from another thread"), fail(cudaErrorStreamCaptureUnsupported);
-    drain_all();
+    drain_all(), waited_all();
     return cudaSuccess;
 }
 
@@ -347,7 +451,7 @@ cudaError_t cudaFree(void *p) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (!p) return cudaSuccess;
     if (invalidate_capture("cudaFree")) return fail(cudaErrorStreamCaptureUnsupported);
-    drain_all(); /* cudaFree waits for the device */
+    drain_all(), waited_all(); /* cudaFree waits for the device */
     auto it = device_mem.find((uintptr_t)p);
     if (it == device_mem.end()) {
         emu_error("cudaFree(%p): not an allocation of cudaMalloc", p);
@@ -380,7 +484,7 @@ cudaError_t cudaMallocHost(void **p, size_t bytes) { return cudaHostAlloc(p, byt
 cudaError_t cudaFreeHost(void *p) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (!p) return cudaSuccess;
-    drain_all(); /* a pending copy may still read it */
+    drain_all(), waited_all(); /* a pending copy may still read it */
     auto it = pinned_mem.find((uintptr_t)p);
     if (it == pinned_mem.end()) {
         emu_error("cudaFreeHost(%p): not an allocation of cudaHostAlloc", p);
@@ -424,6 +528,8 @@ static cudaError_t copy(void *d, const void *s, size_t n, enum cudaMemcpyKind ki
         return fail(cudaErrorInvalidValue);
     }
     Stream *sq = stream_of(st);
+    if (d_dev) emu_access(d, n, true);
+    if (s_dev) emu_access(s, n, false);
     if (!s_dev && !s_pin) { /* pageable source: its bytes now */
         std::shared_ptr<std::vector<unsigned char>> snap = std::make_shared<std::vector<unsigned char>>((const unsigned char *)s,
                                                                                                         (const unsigned char *)s + n);
@@ -438,7 +544,7 @@ static cudaError_t copy(void *d, const void *s, size_t n, enum cudaMemcpyKind ki
     }
     if (!d_dev && !d_pin) {
         if (sq->capturing) emu_error("%s: a copy to pageable memory inside a CUDA graph's capture", what);
-        else drain(sq);
+        else drain(sq), waited(sq->clock);
     }
     return cudaSuccess;
 }
@@ -449,7 +555,7 @@ cudaError_t cudaMemcpy(void *d, const void *s, size_t n, enum cudaMemcpyKind kin
     std::lock_guard<std::recursive_mutex> g(lock);
     if (invalidate_capture("cudaMemcpy")) return fail(cudaErrorStreamCaptureImplicit);
     cudaError_t e = copy(d, s, n, kind, 0, "cudaMemcpy");
-    drain(&legacy); /* synchronous, on the legacy stream: not ordered after the non-blocking streams' work */
+    drain(&legacy), waited(legacy.clock); /* synchronous, on the legacy stream: not ordered after the non-blocking streams' work */
     return e;
 }
 cudaError_t cudaMemcpy2DAsync(void *d, size_t dpitch, const void *s, size_t spitch, size_t width, size_t height,
@@ -465,6 +571,7 @@ cudaError_t cudaMemcpy2DAsync(void *d, size_t dpitch, const void *s, size_t spit
         emu_error("cudaMemcpy2DAsync: only device to device is emulated (kind %d)", (int)kind);
         return fail(cudaErrorInvalidValue);
     }
+    emu_access(d, dn, true), emu_access(s, sn, false);
     emu_stream_op(st, [=]() {
         for (size_t r = 0; r < height; r++) memmove((char *)d + r * dpitch, (const char *)s + r * spitch, width);
     }, "cudaMemcpy2DAsync");
@@ -473,6 +580,7 @@ cudaError_t cudaMemcpy2DAsync(void *d, size_t dpitch, const void *s, size_t spit
 cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st) {
     if (!n) return cudaSuccess;
     if (!emu_device_range(d, n, "cudaMemsetAsync")) return fail(cudaErrorInvalidValue);
+    emu_access(d, n, true);
     emu_stream_op(st, [=]() {
         if (emu_device_range(d, n, "cudaMemsetAsync")) memset(d, v, n); /* again when it runs: a graph's replay */
     }, "cudaMemsetAsync");
@@ -482,7 +590,7 @@ cudaError_t cudaMemset(void *d, int v, size_t n) {
     std::lock_guard<std::recursive_mutex> g(lock);
     if (invalidate_capture("cudaMemset")) return fail(cudaErrorStreamCaptureImplicit);
     cudaError_t e = cudaMemsetAsync(d, v, n, 0);
-    drain(&legacy);
+    drain(&legacy), waited(legacy.clock);
     return e;
 }
 
@@ -493,6 +601,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
     Stream *n = new Stream;
     n->blocking = !(flags & cudaStreamNonBlocking);
     streams.push_back(n);
+    n->number = (int)streams.size();
     n->policy = policy_of(streams.size());
     *s = (cudaStream_t)n;
     return cudaSuccess;
@@ -516,7 +625,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t st) {
     if (invalidate_capture("cudaStreamSynchronize")) return fail(cudaErrorStreamCaptureUnsupported);
     if (stream_of(st)->capturing) /* from another thread: the stream being captured may not be waited for */
         return invalidate(stream_of(st), "cudaStreamSynchronize on its stream from another thread"), fail(cudaErrorStreamCaptureUnsupported);
-    drain(stream_of(st));
+    drain(stream_of(st)), waited(stream_of(st)->clock);
     return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) {
@@ -538,7 +647,7 @@ cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t st) {
         e->stream = nullptr, e->captured = true;
         return cudaSuccess;
     }
-    e->stream = s, e->at = s->issued, e->captured = false;
+    e->stream = s, e->at = s->issued, e->captured = false, e->clock = s->clock;
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t ev) {
@@ -549,7 +658,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t ev) {
         emu_error("cudaEventSynchronize on an event recorded inside a CUDA graph's capture");
         return fail(cudaErrorStreamCaptureUnsupported);
     }
-    if (e->stream) run_until(e->stream, e->at);
+    if (e->stream) run_until(e->stream, e->at), waited(e->clock);
     return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t ev) {
@@ -560,7 +669,9 @@ cudaError_t cudaEventQuery(cudaEvent_t ev) {
         return fail(cudaErrorStreamCaptureUnsupported);
     }
     /* not ready until the host waits: a program that polls must wait in the end */
-    return !e->stream || e->stream->done >= e->at ? cudaSuccess : cudaErrorNotReady;
+    if (e->stream && e->stream->done < e->at) return cudaErrorNotReady;
+    if (e->stream) waited(e->clock);
+    return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t st, cudaEvent_t ev, unsigned int) {
     std::lock_guard<std::recursive_mutex> g(lock);
@@ -575,6 +686,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t st, cudaEvent_t ev, unsigned int) {
     Stream *from = e->stream;
     unsigned long long at = e->at;
     emu_stream_op(st, [from, at]() { run_until(from, at); }, "cudaStreamWaitEvent");
+    join(stream_of(st)->clock, e->clock); /* what the stream queues next is ordered after the event */
     return cudaSuccess;
 }
 
@@ -583,7 +695,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t st, enum cudaStreamCaptureMode) 
     std::lock_guard<std::recursive_mutex> g(lock);
     Stream *s = stream_of(st);
     if (s == &legacy || s->capturing || thread_capture) return fail(cudaErrorIllegalState);
-    s->capturing = true, s->invalid = false, s->graph = new std::vector<Op>;
+    s->capturing = true, s->invalid = false, s->graph = new std::vector<Op>, s->captured.clear();
     thread_capture = s;
     return cudaSuccess;
 }
@@ -601,7 +713,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t st, cudaGraph_t *graph) {
         return fail(cudaErrorStreamCaptureInvalidated);
     }
     Graph *gr = new Graph;
-    gr->ops = std::move(*ops);
+    gr->ops = std::move(*ops), gr->spans.swap(s->captured);
     delete ops;
     *graph = (cudaGraph_t)gr;
     return cudaSuccess;
@@ -632,6 +744,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t st) {
     std::lock_guard<std::recursive_mutex> g(lock);
     Graph *gr = (Graph *)exec;
     std::shared_ptr<std::vector<Op>> ops = std::make_shared<std::vector<Op>>(gr->ops); /* the graph may be destroyed first */
+    for (const Span &p : gr->spans) emu_access((const void *)p.lo, p.hi - p.lo, p.write);
     emu_stream_op(st, [ops]() {
         for (Op &op : *ops) op();
     }, "cudaGraphLaunch");

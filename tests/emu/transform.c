@@ -10,11 +10,12 @@
  *   - `__CUDA_ARCH__` becomes `EMU_ARCH` (900: the device path of every `#if __CUDA_ARCH__ >= 800`);
  *   - `extern __shared__ [__align__(n)] T name[];` becomes `T *name = (T *)emu_dyn_smem();`;
  *   - `kernel<<<cfg>>>(args)` becomes `emu_launch_fn("kernel", emu_cfg(cfg),
- *     [=](auto... emu_a) { emu_args("kernel", emu_a...); kernel(emu_a...); }, args)`: the arguments are
+ *     [=](auto... emu_a) { emu_args("kernel", emu_a...); kernel(emu_a...); }, kernel, args)`: the arguments are
  *     evaluated at the launch and kept by value, as CUDA does, so that the kernel may run later (a stream's
- *     queue, a CUDA graph's replay); a generic lambda, so template kernels with deduced arguments and arrays of
- *     kernels work as in C++ (a NULL argument becomes nullptr, which stays a pointer); emu_args checks that its
- *     pointers are device memory when it runs.
+ *     queue, a CUDA graph's replay); a generic lambda, so arrays of kernels work as in C++ (a NULL argument
+ *     becomes nullptr, which stays a pointer); emu_args checks that its pointers are device memory when it
+ *     runs. The kernel is passed as well, for its parameters' types (the race check, cuda_emu.h's
+ *     emu_accesses), so a template kernel names its arguments (kernel<Op><<<...>>>), not left to deduction.
  * Every line keeps its number (removed lines become empty lines) and the output starts with a #line
  * directive naming IN, so compiler messages and the emulator's reports (which print __LINE__) point
  * into the real kernel source. */
@@ -214,7 +215,8 @@ static buf rewrite_launches(const char *s) {
             if (s[k] != '"') put(&out, s + k, 1);
         puts_(&out, "\", emu_a...); ");
         put(&out, s + cs, ce - cs);
-        puts_(&out, "(emu_a...); }");
+        puts_(&out, "(emu_a...); }, ");
+        put(&out, s + cs, ce - cs); /* the kernel itself: its parameters' types, for the race check */
         const char *arg = q + 1;
         while (arg < r && isspace((unsigned char)*arg)) arg++;
         if (arg < r) puts_(&out, ", ");
