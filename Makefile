@@ -10,7 +10,8 @@
 #   make fuzz         libFuzzer targets (clang), FUZZ_SECONDS each (default 60);
 #                     FUZZ_RUNS=N stops a target after N inputs; FUZZ_TARGETS="npy json" picks some
 #   make emu-check    the CUDA kernels run on the CPU in an emulator (tests/emu), each
-#                     against its CPU reference, and planted bugs it must catch
+#                     against its CPU reference, again under AddressSanitizer, and planted
+#                     bugs it must catch
 #   make emu-gpu-check  the suites with GPU cases as whole programs on that emulator, with
 #                     cuBLAS, cuDNN and the CUDA runtime emulated (no GPU needed)
 #   make gpu-check    on a machine with a GPU: CUDA build, every test on the GPU,
@@ -350,8 +351,8 @@ uninstall:
 # ---- the CUDA kernels on the CPU (tests/emu) ----
 # make emu-check: runs kernels/cuda/*.cu on the CPU, in an emulator (tests/emu/cuda_emu.h says what it
 # models and what not), each kernel against libmrec's CPU reference, so that the GPU code is tested on
-# machines without a GPU; then plants bugs in copies of the kernels (tests/emu/mutations) and requires the
-# tests to catch each. Needs g++ and the CUDA headers (CUDA_HOME, and CUDNN_HOME where cuDNN's are
+# machines without a GPU; runs them again built with AddressSanitizer; then plants bugs in copies of the
+# kernels (tests/emu/mutations) and requires the tests to catch each. Needs g++ and the CUDA headers (CUDA_HOME, and CUDNN_HOME where cuDNN's are
 # elsewhere), no GPU and no nvcc; without them it prints "skipped". Against the plain CPU build only.
 EMU          := build/emu
 EMU_CXX      ?= g++
@@ -379,8 +380,19 @@ endif
 endif
 
 .PHONY: emu-check
-emu-check: $(if $(EMU_SKIP),,$(EMU_BINS) $(EMU)/mutations)
-	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU) $(EMU_BINS) $(EMU)/mutations)
+emu-check: $(if $(EMU_SKIP),,$(EMU_BINS) emu-asan-bins $(EMU)/mutations)
+	@$(if $(EMU_SKIP),echo "skipped: $(EMU_SKIP)",ASAN_OPTIONS=detect_leaks=0 MREC_TEST_JOBS=$${MREC_TEST_JOBS:-2} sh tests/run.sh $(EMU) \
+	    $(EMU_BINS) $(EMU_ASAN_BINS) $(EMU)/mutations)
+
+# The same tests again with AddressSanitizer over the kernels and the emulator (tests/emu/cuda_emu.cpp tells it
+# of each fiber's stack): a kernel's read or write past its dynamic or static shared memory, a local array or a
+# buffer's allocation stops the test, naming the kernel's line. Built by a make of its own, in $(EMU)/asan.
+EMU_ASAN_FLAGS := -fsanitize=address -fno-omit-frame-pointer
+EMU_ASAN_BINS  := $(patsubst %,$(EMU)/asan/test_%,$(EMU_TESTS))
+.PHONY: emu-asan-bins
+emu-asan-bins: $(LIB) $(BUILD)/tests/harness.o
+	@$(MAKE) --no-print-directory EMU=$(EMU)/asan EMU_CXXFLAGS='$(EMU_CXXFLAGS) $(EMU_ASAN_FLAGS)' \
+	    LDFLAGS='$(LDFLAGS) -fsanitize=address' $(EMU_ASAN_BINS)
 
 $(EMU)/transform: tests/emu/transform.c
 	@mkdir -p $(dir $@)
@@ -472,9 +484,9 @@ $(EMU)/gpu/mrec: $(BUILD)/$(TOOL_MAIN:.c=.o) $(EMU_GPU_OBJS) $(TOOLS_LIB) $(EMU)
 .PRECIOUS: $(EMU)/gpu/%.o
 
 # the planted bugs, run as one more test program (tests/emu/mutate.sh)
-$(EMU)/mutations: tests/emu/mutate.sh tests/emu/mutations $(EMU_BINS)
-	@printf '#!/bin/sh\nEMU_CXX="%s" EMU_KFLAGS="%s" exec sh tests/emu/mutate.sh all %s tests/emu/mutations\n' \
-	    '$(EMU_CXX)' '$(subst -O2,-O1,$(EMU_KFLAGS))' '$(EMU)' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
+$(EMU)/mutations: tests/emu/mutate.sh tests/emu/mutations $(EMU_BINS) emu-asan-bins
+	@printf '#!/bin/sh\nEMU_CXX="%s" EMU_KFLAGS="%s" EMU_ASAN_FLAGS="%s" exec sh tests/emu/mutate.sh all %s tests/emu/mutations\n' \
+	    '$(EMU_CXX)' '$(subst -O2,-O1,$(EMU_KFLAGS))' '$(EMU_ASAN_FLAGS)' '$(EMU)' > $@.tmp && chmod +x $@.tmp && mv -f $@.tmp $@
 
 format:
 	clang-format -i $(LIB_SRC) $(TOOL_MAIN) $(TOOL_SRC) $(TEST_SRC) $(wildcard */*.h */*/*.h)

@@ -11,7 +11,9 @@
 /* ---- fibers ----
  * On x86-64 a hand-written context switch (System V ABI: the callee-saved registers, MXCSR and the x87
  * control word are saved on the old stack, the stack pointer swapped); elsewhere, or with -DEMU_UCONTEXT,
- * POSIX ucontext (swapcontext), which is portable and slower (it saves the signal mask with a system call). */
+ * POSIX ucontext (swapcontext), which is portable and slower (it saves the signal mask with a system call).
+ * Built with AddressSanitizer (make emu-check's second pass), each switch tells it which stack comes next, so
+ * that it checks the kernels' accesses and not the switches. */
 #if defined(__x86_64__) && !defined(EMU_UCONTEXT)
 extern "C" void emu_ctx_switch(void **save_sp, void *load_sp);
 asm(R"(
@@ -46,8 +48,11 @@ emu_ctx_switch:
 )");
 struct EmuContext {
     void *sp;
+    const void *bottom; /* its stack (AddressSanitizer's bookkeeping) */
+    size_t size;
 };
 static void context_make(EmuContext &c, char *stack, size_t size, void (*entry)()) {
+    c.bottom = stack, c.size = size;
     uint64_t *sp = (uint64_t *)(((uintptr_t)(stack + size)) & ~(uintptr_t)15);
     *--sp = 0;                          /* entry's return address: entry never returns */
     *--sp = (uint64_t)(uintptr_t)entry; /* where emu_ctx_switch's ret goes */
@@ -57,20 +62,50 @@ static void context_make(EmuContext &c, char *stack, size_t size, void (*entry)(
     memcpy(sp, csr, 8);
     c.sp = sp;
 }
-static void context_switch(EmuContext &from, EmuContext &to) { emu_ctx_switch(&from.sp, to.sp); }
+static void context_jump(EmuContext &from, EmuContext &to) { emu_ctx_switch(&from.sp, to.sp); }
 #else
 #include <ucontext.h>
 struct EmuContext {
     ucontext_t uc;
+    const void *bottom;
+    size_t size;
 };
 static void context_make(EmuContext &c, char *stack, size_t size, void (*entry)()) {
+    c.bottom = stack, c.size = size;
     getcontext(&c.uc);
     c.uc.uc_stack.ss_sp = stack;
     c.uc.uc_stack.ss_size = size;
     c.uc.uc_link = NULL; /* entry never returns */
     makecontext(&c.uc, entry, 0);
 }
-static void context_switch(EmuContext &from, EmuContext &to) { swapcontext(&from.uc, &to.uc); }
+static void context_jump(EmuContext &from, EmuContext &to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
+static EmuContext sched_ctx; /* the scheduler's: the host thread's own stack */
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+/* a fiber has just started or resumed: the stack it came from was the scheduler's */
+static void asan_arrived(void *fake_stack) {
+    const void *bottom;
+    size_t size;
+    __sanitizer_finish_switch_fiber(fake_stack, &bottom, &size);
+    if (bottom) sched_ctx.bottom = bottom, sched_ctx.size = size;
+}
+/* from -> to; a thread that exits passes last, so its fake stack frames are dropped */
+static void context_switch(EmuContext &from, EmuContext &to, bool last = false) {
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(last ? NULL : &fake, to.bottom, to.size);
+    context_jump(from, to);
+    asan_arrived(fake);
+}
+/* a fresh stack: the frames of the threads that used it last left their red zones behind */
+static void stack_clean(char *stack, size_t size) { ASAN_UNPOISON_MEMORY_REGION(stack, size); }
+#else
+static void asan_arrived(void *) {}
+static void context_switch(EmuContext &from, EmuContext &to, bool = false) { context_jump(from, to); }
+static void stack_clean(char *, size_t) {}
 #endif
 
 enum { RUNNABLE, WAIT_BAR, WAIT_WARP, DONE };
@@ -96,7 +131,6 @@ static std::vector<unsigned> prio; /* emu_sched 1: each thread's priority in thi
 int emu_errors, emu_notes, emu_quiet;
 dim3 emu_blockIdx, emu_blockDim, emu_gridDim;
 static EmuFiber *cur; /* the running thread */
-static EmuContext sched_ctx;
 static std::vector<EmuFiber> fibers;
 static std::vector<int> runq;
 /* the scheduler's random numbers (EmuRng, cuda_emu.h) */
@@ -176,6 +210,7 @@ static void maybe_land_copies() {
 }
 
 static void fiber_entry() {
+    asan_arrived(NULL);
     (*body_fn)();
     if (!cur->cp.empty()) emu_note("a thread exits with %zu cp.async copies not waited for", cur->cp.size());
     for (auto &c : cur->cp) do_copy(c);
@@ -191,7 +226,7 @@ static void fiber_entry() {
         for (size_t i = 0; i < fibers.size(); i++)
             if (fibers[i].state == WAIT_BAR) make_runnable((int)i);
     }
-    yield_to_sched();
+    context_switch(cur->ctx, sched_ctx, true);
     abort(); /* never resumed */
 }
 
@@ -509,6 +544,7 @@ static void run_block(const EmuCfg &cfg) {
         f.next_group = 0;
         f.coll = NULL;
         f.state = RUNNABLE;
+        stack_clean(stack_pool + (size_t)i * STACK, STACK);
         context_make(f.ctx, stack_pool + (size_t)i * STACK, STACK, fiber_entry);
         runq.push_back(i);
     }

@@ -8,26 +8,34 @@
 # EMU is the build folder (build/emu) after make emu-check has built the tests; EMU_CXX and EMU_KFLAGS the
 # compiler and the kernels' flags (the Makefile passes them). The bug is the sed expression applied to the
 # kernel's copy (it must change something); the test program then runs its quick cases against the copy
-# and must fail. LIST holds one planted bug a line, "NAME KERNEL TEST SED-EXPRESSION" ('#' starts a comment);
+# and must fail. A TEST written asan/TEST is the AddressSanitizer build's (EMU/asan, EMU_ASAN_FLAGS added to the
+# compiler), and must fail with AddressSanitizer's report. LIST holds one planted bug a line,
+# "NAME KERNEL TEST SED-EXPRESSION" ('#' starts a comment);
 # `all` plants each and prints "emu_mutations: N passed, N failed, 0 skipped", a caught bug a pass.
 # MREC_TEST_VERBOSE=1 shows how each was caught.
-one() { # EMU NAME KERNEL TEST EXPR: 0 when caught
-    emu=$1 name=$2 kernel=$3 test=$4 expr=$5
-    dir=$emu/mut/$name
+one() { # EMU NAME KERNEL TEST EXPR: 0 when caught (sh has no local variables: the caller's emu is left alone)
+    build=$1 name=$2 kernel=$3 test=$4 expr=$5 cxx=$EMU_CXX want=
+    case $test in
+    asan/*) build=$build/asan test=${test#asan/} cxx="$EMU_CXX $EMU_ASAN_FLAGS" want=AddressSanitizer ;;
+    esac
+    dir=$build/mut/$name
     mkdir -p "$dir" || return 2
-    sed "$expr" "$emu/${kernel}_emu.cpp" > "$dir/${kernel}_emu.cpp" || return 2
-    if cmp -s "$emu/${kernel}_emu.cpp" "$dir/${kernel}_emu.cpp"; then
+    sed "$expr" "$build/${kernel}_emu.cpp" > "$dir/${kernel}_emu.cpp" || return 2
+    if cmp -s "$build/${kernel}_emu.cpp" "$dir/${kernel}_emu.cpp"; then
         echo "mutation $name: the expression changes nothing in ${kernel}.cu: $expr" >&2
         return 2
     fi
     # shellcheck disable=SC2086 # the flags and the link line are word lists
-    $EMU_CXX $EMU_KFLAGS -c "$dir/${kernel}_emu.cpp" -o "$dir/${kernel}_emu.o" || return 2
+    $cxx $EMU_KFLAGS -c "$dir/${kernel}_emu.cpp" -o "$dir/${kernel}_emu.o" || return 2
     # shellcheck disable=SC2046
-    $EMU_CXX -o "$dir/$test" $(sed "s|$emu/${kernel}_emu\.o|$dir/${kernel}_emu.o|" "$emu/$test.link") || return 2
-    if "$dir/$test" quick > "$dir/out.txt" 2>&1; then
+    $cxx -o "$dir/$test" $(sed "s|$build/${kernel}_emu\.o|$dir/${kernel}_emu.o|" "$build/$test.link") || return 2
+    if ASAN_OPTIONS=detect_leaks=0 "$dir/$test" quick > "$dir/out.txt" 2>&1; then
         return 1
     fi
-    [ -n "$MREC_TEST_VERBOSE" ] && grep -m 3 -E 'FAIL|EMU ERROR' "$dir/out.txt" | cut -c 1-200 | sed 's/^/    /'
+    if [ -n "$want" ] && ! grep -q "$want" "$dir/out.txt"; then
+        return 1
+    fi
+    [ -n "$MREC_TEST_VERBOSE" ] && grep -m 3 -E 'FAIL|EMU ERROR|ERROR: AddressSanitizer|#0 ' "$dir/out.txt" | cut -c 1-200 | sed 's/^/    /'
     return 0
 }
 
