@@ -20,7 +20,10 @@
  *   - cp.async: copies are queued per thread, committed into groups, and performed (emu_cp_mode) at issue (0),
  *     only when cp.async.wait_group retires their group (1, the latest the hardware may), or at a random
  *     scheduling point in between (2); both addresses must be 16-byte aligned and the destination inside the
- *     block's dynamic shared memory; ldmatrix's row addresses likewise.
+ *     block's dynamic shared memory; ldmatrix's row addresses likewise;
+ *   - out-of-bounds accesses: make emu-check runs the kernel tests a second time built with AddressSanitizer
+ *     (the fibers' stacks announced at each switch, cuda_emu.cpp), so that a read or write past a block's
+ *     shared memory, a thread's local array or a buffer's allocation stops the test at the kernel's line.
  * An error is printed and counted in emu_errors, which the tests check after every launch.
  *
  * Limits (what it does not model):
