@@ -469,6 +469,7 @@ static void test_channels_last(void) {
         {2, 256, 7, 9, 512, 1, 1, 2, 2, 0, 0, 1}, /* a downsample: its columns and a product */
         {1, 16, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1},
         {3, 64, 9, 11, 256, 1, 1, 1, 1, 0, 0, 1}, /* a bottleneck's 1x1: one product of the pixels */
+        {2, 16, 6, 7, 12, 3, 3, 1, 1, 1, 1, 1},   /* 12 output channels: the bias pass a value a thread */
     };
     for (int si = 0; si < (int)(sizeof shapes / sizeof *shapes); si++) {
         mrec_conv2d_shape *s = &shapes[si];
