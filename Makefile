@@ -352,8 +352,9 @@ uninstall:
 # make emu-check: runs kernels/cuda/*.cu on the CPU, in an emulator (tests/emu/cuda_emu.h says what it
 # models and what not), each kernel against libmrec's CPU reference, so that the GPU code is tested on
 # machines without a GPU; runs them again built with AddressSanitizer; then plants bugs in copies of the
-# kernels (tests/emu/mutations) and requires the tests to catch each. Needs g++ and the CUDA headers (CUDA_HOME, and CUDNN_HOME where cuDNN's are
-# elsewhere), no GPU and no nvcc; without them it prints "skipped". Against the plain CPU build only.
+# kernels (tests/emu/mutations) and requires the tests to catch each. Needs g++ and the CUDA headers
+# (CUDA_HOME, and CUDNN_HOME where cuDNN's are elsewhere), no GPU and no nvcc; without them it prints
+# "skipped". Against the plain CPU build only.
 EMU          := build/emu
 EMU_CXX      ?= g++
 EMU_TESTS    := attention spmm ops backward conv train losses elementwise encoder gemm pool

@@ -8,13 +8,6 @@
  * real ones; every case under two schedules that must agree. */
 #include "emu_test.h"
 
-/* n values, allocated to the byte: the AddressSanitizer pass then sees a kernel step past a buffer's end */
-static float *frnd(size_t n, float lo, float hi) {
-    float *p = (float *)amalloc(4 * n);
-    for (size_t i = 0; i < n; i++) p[i] = urand(lo, hi);
-    return p;
-}
-
 static void maps(int64_t n, int shift) {
     float *a0 = frnd(n + shift, -3, 3), *b0 = frnd(n + shift, -3, 3), *o0 = frnd(n + shift, 0, 1);
     float *a = a0 + shift, *b = b0 + shift, *o = o0 + shift; /* shift 1: the scalar path */

@@ -9,12 +9,6 @@
 #include "statics.h"
 #include <algorithm>
 
-/* n values, allocated to the byte: the AddressSanitizer pass then sees a kernel step past a buffer's end */
-static float *frnd(size_t n, float lo, float hi) {
-    float *p = (float *)amalloc(4 * n);
-    for (size_t i = 0; i < n; i++) p[i] = urand(lo, hi);
-    return p;
-}
 /* the same bf16 bits, NaN meeting any NaN (the GPU's rounding gives its canonical one) */
 static bool same16(const char *what, const uint16_t *got, const uint16_t *ref, size_t n) {
     for (size_t i = 0; i < n; i++)

@@ -11,12 +11,6 @@
 
 static mrec_pool *pool;
 
-static float *frnd(size_t n, float lo, float hi) {
-    float *p = (float *)amalloc(4 * n);
-    for (size_t i = 0; i < n; i++) p[i] = urand(lo, hi);
-    return p;
-}
-
 static void batchnorm(int N, int C, int HW) {
     size_t n = (size_t)N * C * HW;
     float *x = frnd(n, -2, 2), *out = frnd(n, 0, 1), *g = frnd(C, 0.5f, 2), *b = frnd(C, -1, 1), *mu = frnd(C, -1, 1), *var = frnd(C, 0.01f, 2);
