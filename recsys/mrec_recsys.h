@@ -544,11 +544,11 @@ mrec_status mrec_drop_items(mrec_interactions *x, const uint8_t *keep_item);
  *
  * A model keeps the context it was created with: its ops run through the op
  * entries (mrec_gemm(ctx, ...), ...) on the context's device, its own loops
- * on ctx->pool. Every model flagged MREC_MODEL_GPU in the registry trains
- * and scores on a GPU context, its parameters and gradients then in device
- * memory (param and grad are device pointers); MostPop holds its counts in
- * host memory and is created on a CPU context only (another is
- * MREC_ERR_UNSUPPORTED naming the model). An
+ * on ctx->pool. Every model flagged MREC_MODEL_GPU in the registry (all of
+ * them today) trains and scores on a GPU context, its parameters and
+ * gradients then in device memory (param and grad are device pointers); a
+ * model without the flag refuses a GPU context with MREC_ERR_UNSUPPORTED
+ * naming itself. An
  * op's failure inside loss_grad, which returns the loss, makes that loss NaN
  * and leaves the op's status in *status, which the trainer reads after each
  * batch. */
@@ -630,8 +630,8 @@ typedef struct {
 mrec_status mrec_fit_batch(mrec_model *m, mrec_optimizer *adam, mrec_loss_sum *sum, const int32_t *u, const int32_t *i,
                            const int32_t *j, int n, mrec_context *ctx);
 
-/* MostPop: every user gets the items by training popularity. */
-mrec_status mrec_mostpop_create(mrec_model *m, const mrec_user_items *train);
+/* MostPop: every user gets the items by training popularity; scores on ctx's device. */
+mrec_status mrec_mostpop_create(mrec_model *m, const mrec_user_items *train, mrec_context *ctx);
 /* BPRMF as MMRec's BPR: xavier-normal embeddings, loss = BPR + reg * (|U_b| + |I_b+| + |I_b-|) / n
  * with |.| the Frobenius norm of the batch's rows (MMRec's EmbLoss). */
 mrec_status mrec_bprmf_create(mrec_model *m, int n_users, int n_items, int dim, float reg, mrec_rng *rng,

@@ -184,8 +184,9 @@ const mrec_model_entry *mrec_model_at(int i);
 /* By mrec's name or Elliot's (with or without "external."); NULL if there is none. */
 const mrec_model_entry *mrec_model_find(const char *name);
 /* 1 when the model of that name ("bprmf") trains and ranks on a GPU context
- * (MREC_MODEL_GPU in its entry); the others refuse one, naming themselves. A
- * trainer asks before it reads any data. */
+ * (MREC_MODEL_GPU in its entry: every model today); one without it would
+ * refuse a GPU context, naming itself. A trainer asks before it reads any
+ * data. */
 int mrec_model_runs_on_gpu(const char *name);
 /* The entry's use of h, or NULL when the model does not list it. */
 const mrec_model_param *mrec_model_param_of(const mrec_model_entry *e, mrec_hp h);

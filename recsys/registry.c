@@ -212,8 +212,8 @@ void mrec_param_format(char *out, size_t cap, mrec_hp h, const mrec_param_value 
 static mrec_rng seeded(const mrec_param_values *p) { return (mrec_rng){mrec_hp_u64(p, MREC_HP_SEED)}; }
 
 static mrec_status create_mostpop(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
-    (void)p, (void)ctx;
-    return mrec_mostpop_create(m, in->train);
+    (void)p;
+    return mrec_mostpop_create(m, in->train, ctx);
 }
 
 static mrec_status create_itemknn(mrec_model *m, const mrec_model_inputs *in, const mrec_param_values *p, mrec_context *ctx) {
@@ -548,7 +548,8 @@ static mrec_status create_mentor(mrec_model *m, const mrec_model_inputs *in, con
 #define HELD(k, n, reason) {.key = k, .kind = MREC_FIXED_NUMBER, .num = {n}, .why = reason}
 
 static const mrec_model_entry MODELS[] = {
-    {.name = "mostpop", .elliot = "MostPop", .summary = "every user gets the items by training popularity (Elliot)", .create = create_mostpop,
+    {.name = "mostpop", .elliot = "MostPop", .summary = "every user gets the items by training popularity (Elliot)", .flags = MREC_MODEL_GPU,
+     .create = create_mostpop,
      .params = {P(MREC_HP_SEED, "seed", NULL)}},
     {.name = "itemknn", .elliot = "ItemKNN", .summary = "cosine item neighbours over the training users (Elliot)", .flags = MREC_MODEL_GPU, .create = create_itemknn,
      .params = {P(MREC_HP_NEIGHBOURS, "neighbors", "k"), P(MREC_HP_SEED, "seed", NULL)},

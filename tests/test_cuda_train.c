@@ -224,25 +224,18 @@ static int have_gpu(char *why, size_t cap) {
 
 static void device_flag(int gpu) {
     char out[65536]; /* mrec train --help runs past 16 KB */
-    /* a model without a GPU path: refused by name before the data is read (here the data could not be read) */
+    /* --device cuda: the GPU is opened before the data is read, so without one the run stops there, saying why, and
+     * writes nothing (here the data could not be read) */
     T_REQUIRE_VOID_OK(write_file("broken.tsv", "u1\ti1\tnot-a-rating\n"));
     int rc = run("train --data broken.tsv --format tsv --model mostpop --device cuda --out o1", out, sizeof out);
-    t_check(rc == 2 && strstr(out, "mostpop has no GPU path") && !strstr(out, "broken.tsv"),
-            "--device cuda --model mostpop: exit 2 naming the model before the data is read (exit %d: %.300s)", rc, out);
     char path[4200];
     snprintf(path, sizeof path, "%s/o1", dir);
-    t_check(access(path, F_OK) != 0, "--device cuda --model mostpop leaves no output folder");
-    for (int i = 0; i < mrec_model_count(); i++) {
-        const mrec_model_entry *e = mrec_model_at(i);
-        if (mrec_model_runs_on_gpu(e->name)) continue;
-        char args[512];
-        snprintf(args, sizeof args, "train --data broken.tsv --format tsv --model %s --device cuda --out o1%s", e->name,
-                 e->needs != MREC_NEEDS_NONE ? " --features visual=broken.tsv,textual=broken.tsv" : "");
-        rc = run(args, out, sizeof out);
-        char want[64];
-        snprintf(want, sizeof want, "%s has no GPU path", e->name);
-        t_check(rc == 2 && strstr(out, want), "--device cuda --model %s: exit 2 naming it (exit %d: %.200s)", e->name, rc, out);
-    }
+    if (gpu)
+        t_check(rc != 0 && strstr(out, "broken.tsv") && !strstr(out, "no GPU path"),
+                "--device cuda --model mostpop on a GPU: the bad data named (exit %d: %.300s)", rc, out);
+    else
+        t_check(rc == 2 && strstr(out, "device") && !strstr(out, "broken.tsv") && access(path, F_OK) != 0,
+                "--device cuda without a GPU: exit 2 saying why before the data is read, no output folder (exit %d: %.300s)", rc, out);
 
     /* a model with a GPU path: without a GPU, cuda is an error saying why, auto the CPU with a notice */
     rc = run("train " DATA " --model bprmf --device cuda --out o2", out, sizeof out);
@@ -258,9 +251,15 @@ static void device_flag(int gpu) {
     else
         t_check(rc == 0 && strstr(out, "mrec train: no usable GPU (") && strstr(out, "); running on the CPU\n"),
                 "--device auto --model bprmf without a GPU: the CPU, with a notice saying why (exit %d: %.300s)", rc, out);
+    /* MostPop on the GPU: the CPU's rankings, so the same metrics to the last digit */
     rc = run("train " DATA " --model mostpop --device auto --out o4", out, sizeof out);
-    t_check(rc == 0 && strstr(out, "mrec train: mostpop has no GPU path; running on the CPU\n") && !strstr(out, "device: cuda"),
-            "--device auto --model mostpop: the CPU, with a notice naming the model (exit %d: %.300s)", rc, out);
+    t_check(rc == 0 && !strstr(out, "no GPU path") && (gpu ? strstr(out, "device: cuda") != NULL : strstr(out, "no usable GPU") != NULL),
+            "--device auto --model mostpop: %s (exit %d: %.300s)", gpu ? "the GPU" : "the CPU, with a notice", rc, out);
+    char cpu_out[65536];
+    int cpu_rc = run("train " DATA " --model mostpop --device cpu --out o4c", cpu_out, sizeof cpu_out);
+    const char *a = strstr(out, "test (best epoch"), *b = strstr(cpu_out, "test (best epoch");
+    t_check(rc == 0 && cpu_rc == 0 && a && b && strcspn(a, "\n") == strcspn(b, "\n") && !strncmp(a, b, strcspn(a, "\n")),
+            "--model mostpop: --device auto's test metrics are --device cpu's (%.120s | %.120s)", a ? a : "-", b ? b : "-");
     /* the default is the CPU, with nothing said about devices */
     rc = run("train " DATA " --model bprmf --out o5", out, sizeof out);
     t_check(rc == 0 && !strstr(out, "GPU") && !strstr(out, "device"), "no --device: the CPU, silently (exit %d: %.300s)", rc, out);
@@ -343,22 +342,27 @@ static void elliot_gpu(int gpu) {
         if (v == 0)
             t_check(rc == 0 && !strstr(out, "GPU"), "Elliot gpu: -1 runs on the CPU, silently (exit %d: %.300s)", rc, out);
         else if (v == 1)
-            t_check(rc == 0 && strstr(out, "mostpop has no GPU path; running on the CPU") &&
+            t_check(rc == 0 && !strstr(out, "no GPU path") &&
                         (gpu ? strstr(out, "device: cuda (GPU 0)") != NULL : strstr(out, "no usable GPU") != NULL),
-                    "Elliot gpu: 0: BPRMF on GPU 0 where there is one, MostPop on the CPU with a notice (exit %d: %.400s)", rc, out);
+                    "Elliot gpu: 0: MostPop and BPRMF on GPU 0 where there is one, the CPU with a notice otherwise (exit %d: %.400s)",
+                    rc, out);
         else
             t_check(rc != 0 && strstr(out, "elliot.yml") && strstr(out, "gpu"), "Elliot gpu: %s refused, naming the key (exit %d: %.300s)",
                     values[v], rc, out);
     }
-    /* the command line over the key: --device cpu silences gpu: 0, --device cuda with MostPop refuses it by name,
+    /* the command line over the key: --device cpu silences gpu: 0, --device cuda wants a GPU for both models,
      * --precision reaches each model's run (tf32 on a CPU is refused, naming it) */
     snprintf(cfg, sizeof cfg, fmt, "0");
     T_REQUIRE_VOID_OK(write_file("elliot.yml", cfg));
     int rc = run("train elliot.yml --out res4 --threads 1 --device cpu", out, sizeof out);
     t_check(rc == 0 && !strstr(out, "GPU"), "Elliot gpu: 0 with --device cpu: the CPU, silently (exit %d: %.300s)", rc, out);
     rc = run("train elliot.yml --out res5 --threads 1 --device cuda", out, sizeof out);
-    t_check(rc != 0 && strstr(out, "mostpop has no GPU path"), "Elliot config with --device cuda: MostPop refused by name (exit %d: %.300s)",
-            rc, out);
+    if (gpu)
+        t_check(rc == 0 && strstr(out, "device: cuda (GPU 0)"), "Elliot config with --device cuda: both models on the GPU (exit %d: %.300s)",
+                rc, out);
+    else
+        t_check(rc != 0 && strstr(out, "device"), "Elliot config with --device cuda without a GPU: refused, saying why (exit %d: %.300s)",
+                rc, out);
     rc = run("train elliot.yml --out res6 --threads 1 --device cpu --precision tf32", out, sizeof out);
     t_check(rc != 0 && strstr(out, "tf32"), "Elliot config with --device cpu --precision tf32: refused, naming it (exit %d: %.300s)", rc, out);
     rc = run("train elliot.yml --out res7 --threads 1 --precision fp16", out, sizeof out);
@@ -383,53 +387,61 @@ static void elliot_gpu(int gpu) {
     }
 }
 
-/* Every model off the GPU list refuses a GPU context, naming itself: the list and the models agree. (The
- * context is a CPU one relabelled: a model must refuse it before it touches the device.) */
-static void list_matches_models(mrec_context *cpu) {
-    enum { U = 30, I = 20, D = 6 };
-    mrec_interactions x = {0};
-    int32_t user[U * 4], item[U * 4];
-    int8_t split[U * 4];
-    float rating[U * 4];
-    x.n_users = U, x.n_items = I, x.user = user, x.item = item, x.split = split, x.rating = rating;
-    for (int u = 0; u < U; u++)
-        for (int q = 0; q < 4; q++) user[x.n] = u, item[x.n] = (u + 3 * q) % I, rating[x.n] = 1, split[x.n++] = MREC_SPLIT_TRAIN;
-    mrec_user_items train;
-    T_REQUIRE_VOID_OK(mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN) == MREC_OK);
-    float feat_x[2][I * D];
-    uint8_t present[I];
-    uint64_t st = 9;
-    t_fill_uniform(&feat_x[0][0], 2 * I * D, &st, -1, 1);
-    memset(present, 1, sizeof present);
-    mrec_features feat[2] = {{"visual", I, D, feat_x[0], present, 0}, {"textual", I, D, feat_x[1], present, 0}};
-    float item_feat[I * 2 * D];
-    for (int i = 0; i < I; i++)
-        memcpy(item_feat + i * 2 * D, feat_x[0] + i * D, sizeof(float) * D), memcpy(item_feat + i * 2 * D + D, feat_x[1] + i * D, sizeof(float) * D);
-    mrec_context gpu = *cpu;
-    gpu.device = MREC_DEVICE_CUDA, gpu.cuda = NULL;
+/* Every model is on the GPU list, by mrec's name and by Elliot's. */
+static void list_matches_models(void) {
     for (int i = 0; i < mrec_model_count(); i++) {
         const mrec_model_entry *e = mrec_model_at(i);
-        if (mrec_model_runs_on_gpu(e->name) || !(e->flags & MREC_MODEL_TRAINS)) continue;
-        mrec_param_values given, p;
-        memset(&given, 0, sizeof given);
-        if (!t_status(mrec_params_resolve(&p, e, &given), MREC_OK, "%s: its defaults", e->name)) continue;
-        mrec_model_inputs in = {.n_users = U, .n_items = I, .train = &train, .feat = feat, .n_feat = 2, .item_feat = item_feat,
-                                .feat_dim = 2 * D};
-        mrec_built_model b;
-        memset(&b, 0, sizeof b);
-        mrec_status s = mrec_model_build(&b, e, &in, &p, &gpu);
-        const char *detail = mrec_error_detail();
-        t_check(s == MREC_ERR_UNSUPPORTED && !strncmp(detail, e->name, strlen(e->name)),
-                "%s, off the GPU list, refuses a GPU context naming itself (status %d: %s)", e->name, s, detail);
-        if (s == MREC_OK) mrec_built_model_free(&b);
+        t_check(mrec_model_runs_on_gpu(e->name) && mrec_model_runs_on_gpu(e->elliot), "%s (%s) has a GPU path", e->name, e->elliot);
+    }
+    t_check(!mrec_model_runs_on_gpu(NULL) && !mrec_model_runs_on_gpu("no-such-model"), "no GPU path for a model that is not there");
+}
+
+/* MostPop's scores where ctx runs: every row of a block the training counts, bit for bit, for blocks of 1, a prime
+ * and a power of two (the rows are copied after themselves, doubling), starting past the first user. */
+static void mostpop_scores(mrec_context *ctx, const char *label) {
+    enum { U = 80, I = 23 };
+    mrec_interactions x = {0};
+    int32_t user[U * 3], item[U * 3];
+    int8_t split[U * 3];
+    float rating[U * 3];
+    x.n_users = U, x.n_items = I, x.user = user, x.item = item, x.split = split, x.rating = rating;
+    float count[I] = {0};
+    for (int u = 0; u < U; u++)
+        for (int q = 0; q < 3; q++) {
+            int i = (u * u + 5 * q) % I;
+            if (q && i == item[x.n - 1]) continue;
+            user[x.n] = u, item[x.n] = i, rating[x.n] = 1, split[x.n++] = MREC_SPLIT_TRAIN, count[i] += 1;
+        }
+    mrec_user_items train;
+    T_REQUIRE_VOID_OK(mrec_user_items_build(&train, &x, MREC_SPLIT_TRAIN) == MREC_OK);
+    const mrec_model_entry *e = mrec_model_find("mostpop");
+    mrec_param_values given, p;
+    memset(&given, 0, sizeof given);
+    mrec_model_inputs in = {.n_users = U, .n_items = I, .train = &train};
+    mrec_built_model b;
+    memset(&b, 0, sizeof b);
+    mrec_arena ar = {0};
+    float *dev = NULL, host[U * I];
+    if (t_status(mrec_params_resolve(&p, e, &given), MREC_OK, "mostpop's defaults") &&
+        t_status(mrec_model_build(&b, e, &in, &p, ctx), MREC_OK, "mostpop on %s", label) &&
+        t_status(mrec_arena_reserve(&ar, sizeof host, ctx->device, ctx->cuda), MREC_OK, "%s: a block of scores", label) &&
+        (dev = mrec_arena_alloc(&ar, sizeof host)) != NULL) {
+        static const int blocks[][2] = {{0, 1}, {3, 37}, {16, 64}};
+        for (int k = 0; k < 3; k++) {
+            int u0 = blocks[k][0], n = blocks[k][1], bad = -1;
+            memset(host, 0xff, sizeof host);
+            mrec_status st = b.model.score(b.model.self, u0, n, dev);
+            if (!st) st = mrec_copy_to_host(ctx, host, dev, sizeof(float) * (size_t)n * I);
+            for (int r = 0; !st && r < n && bad < 0; r++)
+                if (memcmp(host + r * I, count, sizeof count)) bad = r;
+            t_check(st == MREC_OK && bad < 0, "%s: MostPop's %d rows from user %d are the counts (status %d, row %d differs)", label, n,
+                    u0, st, bad);
+        }
+        t_status(b.model.score(b.model.self, U - 2, 3, dev), MREC_ERR_ARG, "%s: MostPop's users past the last refused", label);
         mrec_clear_error();
     }
-    t_check(mrec_model_runs_on_gpu("bprmf") && mrec_model_runs_on_gpu("lightgcn") && mrec_model_runs_on_gpu("ngcf") && !mrec_model_runs_on_gpu("mostpop") &&
-                !mrec_model_runs_on_gpu(NULL),
-            "BPRMF, LightGCN and NGCF have a GPU path");
-    static const char *const added[] = {"lightgcnm", "simgcl", "sgl", "ngcfm", "bm3", "lattice", "itemknn", "lgmrec", "mgcn", "pgl", "smore", "grcn", "mentor", "clip-e2e"};
-    for (size_t a = 0; a < sizeof added / sizeof added[0]; a++)
-        t_check(mrec_model_runs_on_gpu(added[a]), "%s has a GPU path", added[a]);
+    if (ar.base) mrec_arena_release(&ar, ctx->cuda);
+    if (b.model.destroy) mrec_built_model_free(&b);
     mrec_user_items_free(&train);
 }
 
@@ -1655,7 +1667,8 @@ int main(void) {
      * compute-sanitizer takes longer than the check allows: the plain run has them */
     if (!getenv("MREC_UNDER_SANITIZER")) device_flag(gpu), precision_flag(gpu), elliot_gpu(gpu);
     else t_skip("under compute-sanitizer: --device and Elliot's gpu key, spawning the binary, are left to the plain run");
-    list_matches_models(cpu);
+    list_matches_models();
+    mostpop_scores(cpu, "cpu");
     op_path_on_cpu(cpu);
     ngcf_ops(cpu, "cpu");
     /* the same on a pool held to scalar code (the hashed dropout has an AVX2 path) */
@@ -1676,7 +1689,8 @@ int main(void) {
         t_skip("ItemKNN's scores on the GPU against their reference: %s", why);
         t_skip("GRCN's segment softmax on the GPU against its reference: %s", why);
     }
-    if (gctx) segment_softmax_op(gctx, "cuda");
+    if (gctx) segment_softmax_op(gctx, "cuda"), mostpop_scores(gctx, "cuda");
+    else if (!gpu) t_skip("MostPop's scores on the GPU: %s", why);
     /* InfoNCE over 8,200 rows (67 M logits a side) is left to the plain run under compute-sanitizer */
     int under = getenv("MREC_UNDER_SANITIZER") != NULL, emulated = getenv("MREC_EMULATED_GPU") != NULL;
     if (gctx && !under && emulated) t_skip("on the CPU emulator: InfoNCE over 8,200 rows is left to a GPU"), staged_upload(gctx);
